@@ -1,0 +1,54 @@
+"""Errors that point at their cause.
+
+Every user mistake ends in one of these; the CLI prints `str(err)` and exits with `err.exit_code`, never a
+traceback. A `Location` is carried by every spec value, so errors raised long after parsing still say where.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class TccError(Exception):
+    """Base of every error tcc reports to a user."""
+
+    exit_code = 1
+
+
+class SpecError(TccError):
+    """A spec is wrong: syntax, schema, semantics or shapes. Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: Location | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class ShapeError(Exception):
+    """Raised by an op's shape rule; the builder turns it into a SpecError at the node."""
+
+
+class WeightsError(TccError):
+    """A checkpoint does not fit the spec."""
+
+    exit_code = 2
+
+
+class DataError(TccError):
+    """An input image or array is unusable."""
+
+    exit_code = 2

@@ -1,0 +1,521 @@
+"""THE op table: every op is defined once here, and everything else is derived from it.
+
+An `OpDef` holds an op's arguments (types, defaults, limits), its shape rule, its parameters (shapes, which are
+trainable), its MAC count and its PyTorch lowering. The spec checker, the JSON Schema generator, the IR, weight
+import and every lowering read this table; none of them re-describes an op. Later lowerings (ONNX, the integer
+reference) add their rule as one more field.
+
+Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in arguments are NCHW axes (1 = C).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import ShapeError
+
+REQUIRED = object()
+MAX_CHANNELS = 65_536
+MAX_SPATIAL = 16_384
+MAX_KERNEL = 64
+
+Shape = tuple
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+@dataclass(frozen=True)
+class Arg:
+    """One op argument. kind: int | float | bool | pair | padding | ints | str."""
+
+    name: str
+    kind: str
+    default: object = REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple = ()
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def coerce(self, value):
+        """Validate and normalise one value; raises ValueError with a user-facing message."""
+        k = self.kind
+        if k == "int":
+            return self._bounded(_as_int(value))
+        if k == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"expected a number, got {value!r}")
+            return self._bounded(float(value))
+        if k == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return value
+        if k == "str":
+            if value not in self.choices:
+                raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+            return value
+        if k == "pair":
+            pair = _as_pair(value)
+            return tuple(self._bounded(v) for v in pair)
+        if k == "padding":
+            if value in ("same", "valid"):
+                return value
+            if isinstance(value, list) and len(value) == 4:
+                return tuple(self._bounded(_as_int(v)) for v in value)
+            return tuple(self._bounded(v) for v in _as_pair(value))
+        if k == "ints":
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"expected a non-empty list of integers, got {value!r}")
+            return tuple(self._bounded(_as_int(v)) for v in value)
+        raise AssertionError(k)
+
+    def _bounded(self, v):
+        if self.lo is not None and v < self.lo:
+            raise ValueError(f"must be >= {self.lo}, got {v}")
+        if self.hi is not None and v > self.hi:
+            raise ValueError(f"must be <= {self.hi}, got {v}")
+        return v
+
+
+def _as_int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)
+
+
+def _as_pair(value) -> tuple:
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ValueError(f"expected an integer or a list of 2 integers, got {value!r}")
+        return _as_int(value[0]), _as_int(value[1])
+    v = _as_int(value)
+    return v, v
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    shape: tuple
+    trainable: bool = True
+    dtype: str = "float32"
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+# ---------------------------------------------------------------------------------------------------- the OpDef
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    args: tuple[Arg, ...]
+    infer: Callable[[dict, list[Shape]], list[Shape]]
+    to_torch: Callable  # (emit, attrs, *inputs) -> output(s); see lower_torch.TorchEmitter
+    arity: tuple[int, int] = (1, 1)  # min, max inputs (max -1: any)
+    prepare: Callable[[dict, list[Shape]], dict] | None = None  # derive attrs that depend on input shapes
+    params: Callable[[dict, list[Shape]], dict[str, ParamSpec]] = lambda a, s: {}
+    macs: Callable[[dict, list[Shape], list[Shape]], int] = lambda a, s, o: 0
+    doc: str = ""
+    fields: dict = field(default_factory=dict)  # room for later lowerings (onnx, reference)
+
+    def arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _torch():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    return torch, nn, F
+
+
+def _rank(shape, want: int, what: str):
+    if len(shape) != want:
+        kind = {3: "[C, H, W]", 1: "[F]"}[want]
+        raise ShapeError(f"{what} expects a {kind} input, got {list(shape)}")
+
+
+def _window_out(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int, ceil: bool) -> int:
+    """PyTorch's output size of a sliding window (conv/pool), with its ceil_mode rule."""
+    span = size + p_lo + p_hi - d * (k - 1) - 1
+    if span < 0:
+        raise ShapeError(f"window {k} (dilation {d}) is larger than the padded input {size + p_lo + p_hi}")
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + p_lo:  # the last window must start inside the input or left padding
+        out -= 1
+    return out
+
+
+def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TF/ONNX SAME_UPPER: output ceil(size / s), extra padding at the end."""
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+# ---------------------------------------------------------------------------------------------------- conv2d
+def _conv_prepare(a, shapes):
+    c, h, w = shapes[0]
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
+    pad = a["padding"]
+    if pad == "valid":
+        pads = (0, 0, 0, 0)
+    elif pad == "same":
+        t, b = _same_pads(h, kh, sh, dh)
+        l, r = _same_pads(w, kw, sw, dw)
+        pads = (t, l, b, r)
+    elif len(pad) == 4:
+        pads = pad
+    else:
+        pads = (pad[0], pad[1], pad[0], pad[1])
+    return {**a, "pads": pads, "in_channels": c}
+
+
+def _conv_infer(a, shapes):
+    _rank(shapes[0], 3, "conv2d")
+    c, h, w = shapes[0]
+    g = a["groups"]
+    if c % g or a["out"] % g:
+        raise ShapeError(f"groups={g} must divide both input channels {c} and output channels {a['out']}")
+    t, l, b, r = a["pads"]
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
+    return [(a["out"], _window_out(h, kh, sh, t, b, dh, False), _window_out(w, kw, sw, l, r, dw, False))]
+
+
+def _conv_params(a, shapes):
+    kh, kw = a["kernel"]
+    p = {"weight": ParamSpec((a["out"], a["in_channels"] // a["groups"], kh, kw))}
+    if a["bias"]:
+        p["bias"] = ParamSpec((a["out"],))
+    return p
+
+
+def _conv_macs(a, shapes, outs):
+    kh, kw = a["kernel"]
+    return math.prod(outs[0]) * (a["in_channels"] // a["groups"]) * kh * kw
+
+
+def _conv_torch(emit, a, x):
+    torch, nn, F = _torch()
+    t, l, b, r = a["pads"]
+    symmetric = t == b and l == r
+    if not symmetric:
+        x = emit.call(F.pad, x, (l, r, t, b))
+    conv = nn.Conv2d(
+        a["in_channels"], a["out"], a["kernel"], a["stride"], (t, l) if symmetric else 0,
+        a["dilation"], a["groups"], a["bias"],
+    )
+    return emit.module(conv, x)
+
+
+# ---------------------------------------------------------------------------------------------------- batchnorm
+def _bn_infer(a, shapes):
+    if len(shapes[0]) not in (1, 3):
+        raise ShapeError(f"batchnorm expects [C, H, W] or [F], got {list(shapes[0])}")
+    return [shapes[0]]
+
+
+def _bn_params(a, shapes):
+    c = shapes[0][0]
+    return {
+        "weight": ParamSpec((c,)),
+        "bias": ParamSpec((c,)),
+        "running_mean": ParamSpec((c,), trainable=False),
+        "running_var": ParamSpec((c,), trainable=False),
+        "num_batches_tracked": ParamSpec((), trainable=False, dtype="int64"),
+    }
+
+
+def _bn_torch(emit, a, x):
+    torch, nn, F = _torch()
+    cls = nn.BatchNorm2d if len(emit.in_shapes[0]) == 3 else nn.BatchNorm1d
+    return emit.module(cls(emit.in_shapes[0][0], eps=a["eps"], momentum=a["momentum"]), x)
+
+
+# ---------------------------------------------------------------------------------------------------- elementwise
+def _same_shape(a, shapes):
+    return [shapes[0]]
+
+
+def _unary(fn_name: str):
+    def lower(emit, a, x):
+        torch, nn, F = _torch()
+        return emit.call(getattr(F, fn_name), x)
+
+    return lower
+
+
+def _broadcast_infer(a, shapes):
+    out = list(shapes[0])
+    for s in shapes[1:]:
+        if len(s) > len(out):
+            out = [1] * (len(s) - len(out)) + out
+        s = [1] * (len(out) - len(s)) + list(s)
+        for i, (p, q) in enumerate(zip(out, s)):
+            if p != q and 1 not in (p, q):
+                raise ShapeError(f"shapes {[list(x) for x in shapes]} do not broadcast (axis {i + 1}: {p} vs {q})")
+            out[i] = max(p, q)
+    return [tuple(out)]
+
+
+def _nary(fn_name: str):
+    def lower(emit, a, *xs):
+        torch, nn, F = _torch()
+        fn = getattr(torch, fn_name)
+        out = xs[0]
+        for x in xs[1:]:
+            out = emit.call(fn, out, x)
+        return out
+
+    return lower
+
+
+def _axis(a, shapes) -> int:
+    """The per-sample axis of an NCHW `axis` argument."""
+    rank = len(shapes[0])
+    ax = a["axis"]
+    if ax < 0:
+        ax += rank + 1
+    if not 1 <= ax <= rank:
+        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)")
+    return ax - 1
+
+
+def _concat_infer(a, shapes):
+    ax = _axis(a, shapes)
+    first = shapes[0]
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(p != q for i, (p, q) in enumerate(zip(first, s)) if i != ax):
+            raise ShapeError(
+                f"concat along axis {ax + 1} needs equal other dimensions, got {[list(x) for x in shapes]}"
+            )
+    return [tuple(sum(s[ax] for s in shapes) if i == ax else d for i, d in enumerate(first))]
+
+
+def _concat_torch(emit, a, *xs):
+    torch, nn, F = _torch()
+    return emit.call(torch.cat, list(xs), a["axis"])
+
+
+def channel_shuffle(x, groups: int):
+    """ShuffleNet's shuffle written with view/transpose so torch.compile and exporters see plain ops."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _shuffle_infer(a, shapes):
+    _rank(shapes[0], 3, "channel_shuffle")
+    if shapes[0][0] % a["groups"]:
+        raise ShapeError(f"groups={a['groups']} does not divide {shapes[0][0]} channels")
+    return [shapes[0]]
+
+
+def _split_prepare(a, shapes):
+    ax = _axis(a, shapes)
+    size = shapes[0][ax]
+    if (a["parts"] is None) == (a["sizes"] is None):
+        raise ShapeError("split needs exactly one of `parts` or `sizes`")
+    if a["parts"] is not None:
+        if size % a["parts"]:
+            raise ShapeError(f"cannot split {size} into {a['parts']} equal parts")
+        sizes = (size // a["parts"],) * a["parts"]
+    else:
+        sizes = a["sizes"]
+        if sum(sizes) != size:
+            raise ShapeError(f"split sizes {list(sizes)} add up to {sum(sizes)}, not {size}")
+    return {**a, "split_sizes": sizes}
+
+
+def _split_infer(a, shapes):
+    ax = _axis(a, shapes)
+    return [tuple(n if i == ax else d for i, d in enumerate(shapes[0])) for n in a["split_sizes"]]
+
+
+def _split_torch(emit, a, x):
+    torch, nn, F = _torch()
+    parts = emit.call(torch.split, x, list(a["split_sizes"]), a["axis"])
+    return [emit.getitem(parts, i) for i in range(len(a["split_sizes"]))]
+
+
+# ---------------------------------------------------------------------------------------------------- pooling
+def _pool_prepare(a, shapes):
+    return {**a, "stride": a["stride"] if a["stride"] is not None else a["kernel"]}
+
+
+def _pool_infer(a, shapes):
+    _rank(shapes[0], 3, "pooling")
+    c, h, w = shapes[0]
+    (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
+    if ph * 2 > kh or pw * 2 > kw:
+        raise ShapeError(f"padding {[ph, pw]} must be at most half the kernel {[kh, kw]}")
+    dh, dw = a.get("dilation", (1, 1))
+    ceil = a["ceil_mode"]
+    return [(c, _window_out(h, kh, sh, ph, ph, dh, ceil), _window_out(w, kw, sw, pw, pw, dw, ceil))]
+
+
+def _maxpool_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(
+        F.max_pool2d, x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"]
+    )
+
+
+def _avgpool_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(
+        F.avg_pool2d, x, a["kernel"], a["stride"], a["padding"],
+        ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
+    )
+
+
+def _gap_infer(a, shapes):
+    _rank(shapes[0], 3, "global_avgpool")
+    return [(shapes[0][0], 1, 1)]
+
+
+def _gap_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(torch.mean, x, (2, 3), keepdim=True)
+
+
+def _adaptive_infer(a, shapes):
+    _rank(shapes[0], 3, "adaptive_avgpool")
+    return [(shapes[0][0], *a["size"])]
+
+
+def _adaptive_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(F.adaptive_avg_pool2d, x, a["size"])
+
+
+# ---------------------------------------------------------------------------------------------------- shape ops
+def _flatten_infer(a, shapes):
+    return [(math.prod(shapes[0]),)]
+
+
+def _flatten_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(torch.flatten, x, 1)
+
+
+def _linear_infer(a, shapes):
+    _rank(shapes[0], 1, "linear")
+    return [(a["out"],)]
+
+
+def _linear_params(a, shapes):
+    p = {"weight": ParamSpec((a["out"], shapes[0][0]))}
+    if a["bias"]:
+        p["bias"] = ParamSpec((a["out"],))
+    return p
+
+
+def _linear_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.module(nn.Linear(emit.in_shapes[0][0], a["out"], a["bias"]), x)
+
+
+def _dropout_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.module(nn.Dropout(a["p"]), x)  # a module, so .train()/.eval() switch it
+
+
+def _softmax_infer(a, shapes):
+    _axis(a, shapes)
+    return [shapes[0]]
+
+
+def _softmax_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(torch.softmax, x, a["axis"])
+
+
+def _identity_torch(emit, a, x):
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+_AXIS = Arg("axis", "int", 1, lo=-4, hi=3, doc="NCHW axis")
+_CEIL = Arg("ceil_mode", "bool", False)
+_K = Arg("kernel", "pair", REQUIRED, lo=1, hi=MAX_KERNEL)
+_S_POOL = Arg("stride", "pair", None, lo=1, hi=MAX_KERNEL)
+_PAD_POOL = Arg("padding", "pair", 0, lo=0, hi=MAX_KERNEL)
+_OUT = Arg("out", "int", REQUIRED, lo=1, hi=MAX_CHANNELS)
+_ANY = (2, -1)
+
+
+def _activation(name: str, fn: str, doc: str) -> OpDef:
+    return OpDef(name, (), _same_shape, _unary(fn), doc=doc)
+
+
+OPS: dict[str, OpDef] = {
+    op.name: op
+    for op in [
+        OpDef(
+            "conv2d",
+            (
+                _OUT,
+                _K,
+                Arg("stride", "pair", 1, lo=1, hi=MAX_KERNEL),
+                Arg("padding", "padding", 0, lo=0, hi=MAX_KERNEL),
+                Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL),
+                Arg("groups", "int", 1, lo=1, hi=MAX_CHANNELS),
+                Arg("bias", "bool", True),
+            ),
+            _conv_infer, _conv_torch, prepare=_conv_prepare, params=_conv_params, macs=_conv_macs,
+            doc="2-D convolution (grouped/depthwise, dilated; padding int, [h, w], [t, l, b, r], same, valid)",
+        ),
+        OpDef(
+            "batchnorm",
+            (Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("momentum", "float", 0.1, lo=0, hi=1)),
+            _bn_infer, _bn_torch, params=_bn_params, doc="batch normalisation over channels",
+        ),
+        _activation("relu", "relu", "max(x, 0)"),
+        _activation("relu6", "relu6", "min(max(x, 0), 6)"),
+        _activation("sigmoid", "sigmoid", "1 / (1 + exp(-x))"),
+        _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6"),
+        _activation("silu", "silu", "x * sigmoid(x)"),
+        OpDef("identity", (), _same_shape, _identity_torch, doc="passes its input through"),
+        OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting"),
+        OpDef("mul", (), _broadcast_infer, _nary("mul"), arity=_ANY, doc="elementwise product, broadcasting"),
+        OpDef("concat", (_AXIS,), _concat_infer, _concat_torch, arity=_ANY, doc="concatenation along an axis"),
+        OpDef(
+            "channel_shuffle", (Arg("groups", "int", REQUIRED, lo=1, hi=MAX_CHANNELS),),
+            _shuffle_infer, lambda emit, a, x: emit.call(channel_shuffle, x, a["groups"]),
+            doc="ShuffleNet channel shuffle",
+        ),
+        OpDef(
+            "split",
+            (Arg("parts", "int", None, lo=1, hi=MAX_CHANNELS), Arg("sizes", "ints", None, lo=1, hi=MAX_CHANNELS),
+             _AXIS),
+            _split_infer, _split_torch, prepare=_split_prepare, doc="split into parts; outputs id.0, id.1, ...",
+        ),
+        OpDef(
+            "maxpool", (_K, _S_POOL, _PAD_POOL, Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL), _CEIL),
+            _pool_infer, _maxpool_torch, prepare=_pool_prepare, doc="max pooling",
+        ),
+        OpDef(
+            "avgpool", (_K, _S_POOL, _PAD_POOL, _CEIL, Arg("count_include_pad", "bool", True)),
+            _pool_infer, _avgpool_torch, prepare=_pool_prepare, doc="average pooling",
+        ),
+        OpDef("global_avgpool", (), _gap_infer, _gap_torch, doc="mean over H and W, keeps [C, 1, 1]"),
+        OpDef(
+            "adaptive_avgpool", (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL),),
+            _adaptive_infer, _adaptive_torch, doc="PyTorch's adaptive average pooling to a fixed size",
+        ),
+        OpDef("flatten", (), _flatten_infer, _flatten_torch, doc="flatten to [F] (from NCHW axis 1)"),
+        OpDef(
+            "linear", (_OUT, Arg("bias", "bool", True)), _linear_infer, _linear_torch,
+            params=_linear_params, macs=lambda a, s, o: s[0][0] * a["out"], doc="fully connected layer",
+        ),
+        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), _same_shape, _dropout_torch, doc="dropout"),
+        OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis"),
+    ]
+}
+
+# Ops that bind more than their first input to shape rules; single-input ops take exactly one.
+MULTI_OUTPUT = {"split"}

@@ -1,0 +1,1 @@
+"""The spec language: positioned YAML/JSON loading, schema check, expressions, block expansion."""

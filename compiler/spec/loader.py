@@ -1,0 +1,231 @@
+"""Loading a model spec: documents, the block registry (local, imports, zoo), parameters and `--set` overrides."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import Location, SpecError
+from ..ir import Graph
+from .build import REQUIRED, BlockDef, build_graph, parse_params, suggest
+from .schema import validate
+from .yamlpos import PosDict, PosList, load_file
+
+ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo" / "blocks"
+
+
+def zoo_dirs() -> list[Path]:
+    """The zoo plus any folders in TCC_BLOCK_PATH (os.pathsep-separated)."""
+    extra = [Path(p) for p in os.environ.get("TCC_BLOCK_PATH", "").split(os.pathsep) if p]
+    return extra + [ZOO_DIR]
+
+
+def load_document(path: str | Path) -> PosDict:
+    doc = load_file(path)
+    if not isinstance(doc, PosDict):
+        raise SpecError("a spec must be a mapping with `kind: model` or `kind: block`", Location(str(path), 1, 1))
+    validate(doc)
+    return doc
+
+
+def block_from_doc(doc: PosDict, name: str) -> BlockDef:
+    inputs = list(doc.get("inputs", ["x"]))
+    if len(set(inputs)) != len(inputs):
+        raise SpecError("block inputs must have distinct names", doc.where("inputs"))
+    return BlockDef(
+        name=name,
+        params=parse_params(doc.get("params")),
+        inputs=inputs,
+        body=doc["body"],
+        outputs=doc.get("outputs"),
+        where=doc.pos,
+    )
+
+
+class BlockRegistry:
+    """Blocks by name: the model's own `blocks:`, then its `imports:`, then the zoo (loaded on first use)."""
+
+    def __init__(self, local: dict[str, BlockDef], dirs: list[Path]):
+        self.local = local
+        self.dirs = dirs
+        self.files: dict[str, Path] = {}  # name -> file, for every block that was used (for hashing)
+
+    def get(self, name, where: Location) -> BlockDef:
+        if not isinstance(name, str):
+            raise SpecError(f"block name must be a string, got {name!r}", where)
+        if name in self.local:
+            return self.local[name]
+        for d in self.dirs:
+            path = d / f"{name}.yaml"
+            if path.is_file():
+                doc = load_document(path)
+                if doc.get("kind") != "block":
+                    raise SpecError(f"{path} is a {doc.get('kind')}, not a block", doc.pos)
+                if doc["name"] != name:
+                    raise SpecError(f"block file {path.name} must define block '{name}', not '{doc['name']}'",
+                                    doc.where("name"))
+                block = self.local[name] = block_from_doc(doc, name)
+                self.files[name] = path
+                return block
+        known = sorted(set(self.local) | {p.stem for d in self.dirs if d.is_dir() for p in d.glob("*.yaml")})
+        raise SpecError(f"unknown block '{name}'{suggest(name, known)}", where)
+
+
+@dataclass
+class Preprocess:
+    resize: tuple[int, int]
+    interpolation: str = "bilinear"
+    color: str = "RGB"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def to_json(self) -> dict:
+        return {
+            "resize": list(self.resize),
+            "interpolation": self.interpolation,
+            "color": self.color,
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
+@dataclass
+class Model:
+    name: str
+    path: Path
+    params: dict
+    input_shape: tuple[int, int, int]
+    preprocess: Preprocess
+    labels: list[str] | None
+    graph: Graph
+    sources: dict[str, str] = field(default_factory=dict)  # file -> text of every document used
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the resolved parameters and every document the model was built from."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self.params, sort_keys=True, default=str).encode())
+        for name in sorted(self.sources):
+            h.update(Path(name).name.encode() + b"\0" + self.sources[name].encode() + b"\0")
+        return h.hexdigest()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set key=value` strings; values are read as YAML scalars/lists (`2`, `true`, `[1, 2]`, `relu6`)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set expects key=value, got {pair!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise SpecError(f"--set {key}: cannot read value {text!r}") from None
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+            raise SpecError(f"--set {key}: only scalars and flat lists are allowed")
+        out[key] = value
+    return out
+
+
+def _resolve_params(doc: PosDict, overrides: dict) -> dict:
+    decls = parse_params(doc.get("params"))
+    unknown = [k for k in overrides if k not in decls]
+    if unknown:
+        known = ", ".join(decls) or "none"
+        raise SpecError(f"--set {unknown[0]}: the model has no such parameter{suggest(unknown[0], decls)} "
+                        f"(parameters: {known})")
+    env = {}
+    for name, decl in decls.items():
+        if name in overrides:
+            where = Location("--set", 1, 1)
+            env[name] = decl.check(overrides[name], where, "the model")
+        elif decl.default is REQUIRED:
+            raise SpecError(f"model parameter '{name}' has no default; pass --set {name}=...", decl.where)
+        else:
+            from .expr import evaluate
+
+            env[name] = decl.check(evaluate(decl.default, env, decl.where), decl.where, "the model")
+    return env
+
+
+def _preprocess(doc: PosDict, shape) -> Preprocess:
+    inp = doc["input"]
+    pre = inp.get("preprocess", PosDict())
+    channels = shape[0]
+    resize = pre.get("resize", [shape[1], shape[2]])
+    resize = (resize, resize) if isinstance(resize, int) else tuple(resize)
+    color = pre.get("color", "L" if channels == 1 else "RGB")
+    want = 1 if color == "L" else 3
+    if want != channels:
+        raise SpecError(f"color {color} gives {want} channel(s) but the input shape has {channels}",
+                        pre.where("color") if "color" in pre else inp.pos)
+    stats = {}
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        values = tuple(float(v) for v in pre.get(key, [default] * channels))
+        if len(values) != channels:
+            raise SpecError(f"preprocess {key} has {len(values)} values for {channels} channels", pre.where(key))
+        stats[key] = values
+    return Preprocess(
+        resize=resize,
+        interpolation=pre.get("interpolation", "bilinear"),
+        color=color,
+        scale=float(pre.get("scale", 1 / 255)),
+        **stats,
+    )
+
+
+def load_model(path: str | Path, overrides: dict | None = None) -> Model:
+    """Load, validate and expand a model spec into its IR graph."""
+    path = Path(path)
+    doc = load_document(path)
+    if doc["kind"] != "model":
+        raise SpecError("this is a block, not a model: use it from a model's layers", doc.where("kind"))
+    sources = {str(path): path.read_text(encoding="utf-8")}
+    local: dict[str, BlockDef] = {}
+    imports = doc.get("imports", [])
+    for rel, where in zip(imports, getattr(imports, "item_pos", [])):
+        ipath = (path.parent / rel).resolve()
+        if not ipath.is_file():
+            raise SpecError(f"imported file not found: {rel}", where)
+        idoc = load_document(ipath)
+        if idoc["kind"] != "block":
+            raise SpecError(f"imported file {rel} is a {idoc['kind']}, not a block", where)
+        if idoc["name"] in local:
+            raise SpecError(f"block '{idoc['name']}' is imported twice", where)
+        local[idoc["name"]] = block_from_doc(idoc, idoc["name"])
+        sources[str(ipath)] = ipath.read_text(encoding="utf-8")
+    for name, bdoc in doc.get("blocks", {}).items():
+        if not str(name).isidentifier():
+            raise SpecError(f"block name must be an identifier, got {name!r}", doc["blocks"].key_pos[name])
+        local[name] = block_from_doc(bdoc, name)
+    registry = BlockRegistry(local, zoo_dirs())
+    params = _resolve_params(doc, overrides or {})
+    shape = tuple(doc["input"]["shape"])
+    graph = build_graph(doc["name"], shape, doc["input"].pos, doc["layers"], dict(params), registry)
+    for name, file in registry.files.items():
+        sources[str(file)] = file.read_text(encoding="utf-8")
+    labels = list(doc["labels"]) if "labels" in doc else None
+    out_shape = graph.shape(graph.output)
+    if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
+        if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
+            labels = None
+        else:
+            raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}",
+                            doc.where("labels"))
+    return Model(
+        name=doc["name"],
+        path=path,
+        params=params,
+        input_shape=shape,
+        preprocess=_preprocess(doc, shape),
+        labels=labels,
+        graph=graph,
+        sources=sources,
+    )

@@ -1,0 +1,265 @@
+"""The JSON Schema of spec documents, derived from the op table, and its check with positioned errors.
+
+`spec/schema/tcc.schema.json` is this schema written out (`tools/gen_schema.py`); a test keeps the two equal.
+"""
+from __future__ import annotations
+
+import functools
+
+import jsonschema
+
+from ..errors import SpecError
+from ..ops import OPS
+from .build import COMMON_KEYS, suggest
+from .yamlpos import PosDict, PosList
+
+_EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
+_IDENT = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+
+
+def _or_expr(schema: dict) -> dict:
+    return {"anyOf": [schema, {"$ref": "#/$defs/expr"}]}
+
+
+_INT = _or_expr({"type": "integer"})
+_NUM = _or_expr({"type": "number"})
+_BOOL = _or_expr({"type": "boolean"})
+_PAIR = _or_expr({"anyOf": [{"type": "integer"}, {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2}]})
+
+
+def _arg_schema(arg) -> dict:
+    k = arg.kind
+    if k == "int":
+        return _INT
+    if k == "float":
+        return _NUM
+    if k == "bool":
+        return _BOOL
+    if k == "pair":
+        return _PAIR
+    if k == "padding":
+        four = {"type": "array", "items": _INT, "minItems": 4, "maxItems": 4}
+        return {"anyOf": [_PAIR, four, {"enum": ["same", "valid"]}]}
+    if k == "ints":
+        return _or_expr({"type": "array", "items": _INT, "minItems": 1})
+    if k == "str":
+        return _or_expr({"enum": list(arg.choices)})
+    raise AssertionError(k)
+
+
+_COMMON = {
+    "id": {**_IDENT, "description": "node name (hierarchical names join ids with dots)"},
+    "in": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+           "description": "explicit input(s): earlier node ids or block inputs; name.k picks output k"},
+    "when": {**_BOOL, "description": "skip the node (pass its input through) when false"},
+    "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "array"}, {"$ref": "#/$defs/expr"}],
+               "description": "repeat the node: a count or a list of items"},
+    "var": {**_IDENT, "description": "the repeat variable (default i)"},
+    "name": {"type": "string", "description": "name template of repeated copies; without it copies nest under the id: id.0, id.1, ..."},
+    "connect": {"enum": ["chain", "dense", "parallel"], "description": "how repeated copies connect"},
+    "merge": {"enum": ["concat", "add"], "description": "how branches / parallel copies are merged"},
+    "residual": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}, {"$ref": "#/$defs/body"}],
+                 "description": "add the input to the output; a list of nodes is the shortcut path"},
+    "side": {"type": "boolean", "description": "hang off the chain (auxiliary head)"},
+    "output": {"type": "string", "description": "name of an auxiliary (training-only) output"},
+}
+assert set(_COMMON) == set(COMMON_KEYS)
+
+
+def _node_schema() -> dict:
+    kinds = {
+        "op": {"anyOf": [{"enum": sorted(OPS)}, {"$ref": "#/$defs/expr"}], "description": "an op of the op table"},
+        "block": {"type": "string", "description": "a block from zoo/, imports or blocks:"},
+        "body": {"$ref": "#/$defs/body"},
+        "branches": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
+    }
+    rules = []
+    for name, opdef in sorted(OPS.items()):
+        props = {**_COMMON, "op": {"const": name}, **{a.name: _arg_schema(a) for a in opdef.args}}
+        rules.append({
+            "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+            "then": {"properties": props, "additionalProperties": False},
+        })
+    for kind in ("body", "branches"):
+        rules.append({
+            "if": {"required": [kind]},
+            "then": {"properties": {**_COMMON, kind: kinds[kind]}, "additionalProperties": False},
+        })
+    return {
+        "type": "object",
+        "properties": {**_COMMON, **kinds},
+        "oneOf": [{"required": [k]} for k in kinds],
+        "allOf": rules,
+    }
+
+
+_PARAM = {
+    "anyOf": [
+        {"type": ["integer", "number", "boolean", "string", "array"]},
+        {
+            "type": "object",
+            "properties": {
+                "type": {"enum": ["int", "float", "bool", "str", "list", "any"]},
+                "default": {},
+                "min": {"type": "number"},
+                "max": {"type": "number"},
+                "choices": {"type": "array"},
+                "doc": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+    ]
+}
+
+_BLOCK_PROPS = {
+    "name": _IDENT,
+    "doc": {"type": "string"},
+    "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"}},
+    "inputs": {"type": "array", "items": _IDENT, "minItems": 1},
+    "body": {"$ref": "#/$defs/body"},
+    "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+}
+
+_PREPROCESS = {
+    "type": "object",
+    "properties": {
+        "resize": {"anyOf": [{"type": "integer", "minimum": 1},
+                             {"type": "array", "items": {"type": "integer", "minimum": 1},
+                              "minItems": 2, "maxItems": 2}]},
+        "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
+        "color": {"enum": ["RGB", "BGR", "L"]},
+        "scale": {"type": "number"},
+        "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+        "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+    },
+    "additionalProperties": False,
+}
+
+
+@functools.cache
+def build_schema() -> dict:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://tcc.invalid/spec/schema/tcc.schema.json",
+        "title": "tcc spec: a model or a block",
+        "description": "Generated from tcc's op table (tools/gen_schema.py). See spec/LANGUAGE.md.",
+        "type": "object",
+        "required": ["kind"],
+        "properties": {"kind": {"enum": ["model", "block"]}},
+        "allOf": [
+            {"if": {"properties": {"kind": {"const": "model"}}}, "then": {"$ref": "#/$defs/model"}},
+            {"if": {"properties": {"kind": {"const": "block"}}}, "then": {"$ref": "#/$defs/block"}},
+        ],
+        "$defs": {
+            "expr": _EXPR,
+            "param": _PARAM,
+            "node": _node_schema(),
+            "body": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
+            "block": {
+                "type": "object",
+                "properties": {"kind": {"const": "block"}, **_BLOCK_PROPS},
+                "required": ["kind", "name", "body"],
+                "additionalProperties": False,
+            },
+            "local_block": {
+                "type": "object",
+                "properties": {k: v for k, v in _BLOCK_PROPS.items() if k != "name"},
+                "required": ["body"],
+                "additionalProperties": False,
+            },
+            "model": {
+                "type": "object",
+                "properties": {
+                    "kind": {"const": "model"},
+                    "name": _IDENT,
+                    "doc": {"type": "string"},
+                    "params": {"type": "object", "additionalProperties": {"$ref": "#/$defs/param"}},
+                    "input": {
+                        "type": "object",
+                        "properties": {
+                            "shape": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                      "minItems": 3, "maxItems": 3},
+                            "layout": {"const": "NCHW"},
+                            "preprocess": _PREPROCESS,
+                        },
+                        "required": ["shape"],
+                        "additionalProperties": False,
+                    },
+                    "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "imports": {"type": "array", "items": {"type": "string"}},
+                    "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/local_block"}},
+                    "layers": {"$ref": "#/$defs/body"},
+                },
+                "required": ["kind", "name", "input", "layers"],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+@functools.cache
+def _validator():
+    return jsonschema.Draft202012Validator(build_schema())
+
+
+def validate(doc) -> None:
+    """Check a document against the schema; the first error becomes a SpecError at its position."""
+    errors = list(_validator().iter_errors(doc))
+    if not errors:
+        return
+    err = min(errors, key=_rank)
+    raise _to_spec_error(err, doc)
+
+
+def _rank(err):
+    # Prefer the most specific error: deepest path, then concrete validators over combinators.
+    combinator = err.validator in ("anyOf", "oneOf", "allOf", "if", "then")
+    return (-len(err.absolute_path), combinator, str(err.message))
+
+
+def _locate(doc, path):
+    """The container holding the value at `path`, and the last key."""
+    parent, key = None, None
+    node = doc
+    for key in path:
+        parent, node = node, node[key]
+    return parent, key, node
+
+
+def _where(doc, path):
+    parent, key, node = _locate(doc, path)
+    if isinstance(node, (PosDict, PosList)):
+        return node.pos
+    if isinstance(parent, (PosDict, PosList)):
+        return parent.where(key)
+    return getattr(doc, "pos", None)
+
+
+def _to_spec_error(err, doc) -> SpecError:
+    path = list(err.absolute_path)
+    _, _, node = _locate(doc, path)
+    where = _where(doc, path)
+    at = ".".join(str(p) for p in path) or "document"
+    v = err.validator
+    if v == "additionalProperties" and isinstance(node, PosDict):
+        allowed = list(err.schema.get("properties", {}))
+        extra = [k for k in node if k not in allowed]
+        key = extra[0] if extra else None
+        hint = suggest(key, allowed) if key is not None else ""
+        return SpecError(f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})", node.key_pos.get(key, where))
+    if v == "required":
+        return SpecError(f"{at}: {err.message}", where)
+    if v == "oneOf" and isinstance(node, PosDict) and "branches" in err.schema.get("properties", {}):
+        return SpecError("a node needs exactly one of op, block, body, branches", where)
+    if v in ("anyOf", "oneOf"):
+        return SpecError(f"{at}: value {_short(node)} is not of an allowed form", where)
+    if v == "enum":
+        return SpecError(f"{at}: {_short(node)} is not one of {err.validator_value}", where)
+    if v == "const":
+        return SpecError(f"{at}: expected {err.validator_value!r}, got {_short(node)}", where)
+    return SpecError(f"{at}: {err.message}", where)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."

@@ -1,0 +1,161 @@
+"""YAML/JSON documents whose containers remember where each child came from.
+
+Only YAML's core types are accepted (mappings, sequences, str, int, float, bool, null): no tags that construct
+objects. Aliases are bounded twice, by the number of alias uses and by the number of nodes after expansion, so a
+billion-laughs document is refused before it costs memory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import Location, SpecError
+
+MAX_ALIASES = 100
+MAX_NODES = 1_000_000
+MAX_BYTES = 16 * 1024 * 1024
+
+_CORE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+class PosDict(dict):
+    """A mapping with `pos` (its own location) and `key_pos`/`value_pos` (each entry's)."""
+
+    pos: Location
+    key_pos: dict
+    value_pos: dict
+
+    def where(self, key=None) -> Location:
+        if key is None:
+            return self.pos
+        return self.value_pos.get(key, self.pos)
+
+
+class PosList(list):
+    """A sequence with `pos` and `item_pos` (each item's location)."""
+
+    pos: Location
+    item_pos: list
+
+    def where(self, index=None) -> Location:
+        if index is None or index >= len(self.item_pos):
+            return self.pos
+        return self.item_pos[index]
+
+
+def make_dict(items: dict, where: Location) -> PosDict:
+    """A PosDict for values that were not read from a file (e.g. `--set` overrides)."""
+    d = PosDict(items)
+    d.pos, d.key_pos, d.value_pos = where, {k: where for k in items}, {k: where for k in items}
+    return d
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer counts alias uses."""
+
+    def __init__(self, stream, file: str):
+        super().__init__(stream)
+        self._file = file
+        self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise SpecError(
+                    f"too many YAML aliases (more than {MAX_ALIASES}); refusing a possibly exponential document",
+                    _loc(self._file, mark),
+                )
+        return super().compose_node(parent, index)
+
+
+def _loc(file: str, mark) -> Location:
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def load_text(text: str, file: str) -> object:
+    """Parse one YAML or JSON document into PosDict/PosList/scalars."""
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"spec is {len(text)} bytes, more than the {MAX_BYTES} allowed", Location(file, 1, 1))
+    if file.endswith(".json"):
+        # JSON strings cannot hold raw tabs, so tabs are only whitespace; PyYAML rejects some of them.
+        text = text.replace("\t", " ")
+    loader = _BoundedLoader(text, file)
+    try:
+        node = loader.get_single_node()
+    except SpecError:
+        raise
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = _loc(file, mark) if mark else Location(file, 1, 1)
+        raise SpecError(f"invalid YAML: {e.problem or e.context}", where) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"invalid YAML: {e}", Location(file, 1, 1)) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise SpecError("empty document", Location(file, 1, 1))
+    budget = [MAX_NODES]
+    return _convert(node, file, loader, budget)
+
+
+def load_file(path: str | Path) -> object:
+    path = Path(path)
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"no such spec file: {file}") from None
+    except OSError as e:
+        raise SpecError(f"cannot read spec file {file}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"spec is not UTF-8 text (byte {e.start})", Location(file, 1, 1)) from None
+    return load_text(text, file)
+
+
+def _convert(node, file: str, loader, budget: list) -> object:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(
+            f"document expands to more than {MAX_NODES} nodes (aliases?); refusing it", _loc(file, node.start_mark)
+        )
+    where = _loc(file, node.start_mark)
+    if node.tag not in _CORE_TAGS:
+        raise SpecError(f"YAML tag {node.tag!r} is not allowed in a spec (only plain data)", where)
+    if isinstance(node, yaml.MappingNode):
+        out = PosDict()
+        out.pos, out.key_pos, out.value_pos = where, {}, {}
+        loader.flatten_mapping(node)  # resolves `<<` merge keys
+        for key_node, value_node in node.value:
+            key = _convert(key_node, file, loader, budget)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise SpecError("mapping keys must be plain scalars", _loc(file, key_node.start_mark))
+            if key in out:
+                raise SpecError(f"duplicate key {key!r}", _loc(file, key_node.start_mark))
+            out[key] = _convert(value_node, file, loader, budget)
+            out.key_pos[key] = _loc(file, key_node.start_mark)
+            out.value_pos[key] = _loc(file, value_node.start_mark)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        out = PosList()
+        out.pos, out.item_pos = where, []
+        for item in node.value:
+            out.append(_convert(item, file, loader, budget))
+            out.item_pos.append(_loc(file, item.start_mark))
+        return out
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        raise SpecError(f"bad scalar: {e}", where) from None
