@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/tcc check spec/ddsnet.yaml
-	$(BIN)/tcc predict spec/ddsnet.yaml --weights ../shared/fixtures/ddsnet/GC_DDS_0.0064.pth --image ../shared/fixtures/ddsnet/GC.png --json
+	$(BIN)/tcc predict spec/ddsnet.yaml --weights ../shared/fixtures/ddsnet/GC_DDS_0.0064.pth --by-order --image ../shared/fixtures/ddsnet/GC.png --json
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -83,8 +83,9 @@ class WeightMatch:
     def report(self) -> str:
         lines = [f"{len(self.assignment)} tensors matched"]
         if self.aliases:
-            lines.append(f"{len(self.aliases)} aliased checkpoint keys used once: "
-                         + ", ".join(f"{k} = {v}" for k, v in self.aliases.items()))
+            shown = ", ".join(f"{k} = {v}" for k, v in list(self.aliases.items())[:3])
+            more = ", ..." if len(self.aliases) > 3 else ""
+            lines.append(f"{len(self.aliases)} aliased checkpoint keys used once ({shown}{more})")
         if self.defaulted:
             lines.append(f"{len(self.defaulted)} buffers not in the checkpoint kept at their defaults")
         return "; ".join(lines)

@@ -182,8 +182,9 @@ class Builder:
     def _local_id(self, spec, kind, env) -> str:
         if "id" in spec:
             ident = spec["id"]
-            if not isinstance(ident, str) or not ident.isidentifier():
-                raise SpecError(f"id must be an identifier (letters, digits, _), got {ident!r}", spec.where("id"))
+            if not _is_name(ident):
+                raise SpecError(f"id must be an identifier or a number (letters, digits, _), got {ident!r}",
+                                spec.where("id"))
             return ident
         if kind in ("op", "block"):
             name = evaluate(spec[kind], env, spec.where(kind))
@@ -237,7 +238,7 @@ class Builder:
                 continue
             name = evaluate(template, cenv, spec.where("name") if "name" in spec else spec.pos)
             name = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
-            if not isinstance(name, str) or not (name.isidentifier() or (nested and name.isdigit())):
+            if not _is_name(name):
                 raise SpecError(f"repeat copy name must be an identifier, got {name!r}", spec.where("name"))
             home.claim(name, spec.where("name") if "name" in spec else spec.pos)
             copy_in = x0 if connect == "parallel" else v
@@ -501,6 +502,11 @@ class Builder:
         finally:
             self.block_stack.pop()
         return out
+
+
+def _is_name(name) -> bool:
+    """Node names are identifiers or numbers (torchvision's `features.0`), never dotted."""
+    return isinstance(name, str) and (name.isidentifier() or (name.isdigit() and name.isascii()))
 
 
 def _check_limits(name, shape, where):

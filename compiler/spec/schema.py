@@ -15,6 +15,7 @@ from .yamlpos import PosDict, PosList
 
 _EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
 _IDENT = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+_NODE_ID = {"type": "string", "pattern": r"^([A-Za-z_][A-Za-z0-9_]*|[0-9]+)$"}  # digits: nn.Sequential-style
 
 
 def _or_expr(schema: dict) -> dict:
@@ -48,7 +49,7 @@ def _arg_schema(arg) -> dict:
 
 
 _COMMON = {
-    "id": {**_IDENT, "description": "node name (hierarchical names join ids with dots)"},
+    "id": {**_NODE_ID, "description": "node name (hierarchical names join ids with dots)"},
     "in": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
            "description": "explicit input(s): earlier node ids or block inputs; name.k picks output k"},
     "when": {**_BOOL, "description": "skip the node (pass its input through) when false"},
