@@ -244,7 +244,9 @@ class Builder:
             copy_in = x0 if connect == "parallel" else v
             out = self.single(spec, kind, copy_in, home, cenv, name, explicit_inputs=False)
             if connect == "dense":
-                v = self._emit(home.full(f"{name}_concat"), "concat", [v, out], {}, spec.pos)
+                prev = self._one(v, spec) if isinstance(v, list) else self._single_value(v, spec)
+                v = self._emit(home.full(f"{name}_concat"), "concat", [prev, self._single_value(out, spec)], {},
+                               spec.pos)
             else:
                 v = out
             outs.append(out)
@@ -255,7 +257,7 @@ class Builder:
                 v = outs[0]
             else:
                 merged = f"{scope.full(base)}.{spec.get('merge', 'concat')}" if nested else scope.full(base)
-                v = self._merge(spec, merged, outs)
+                v = self._merge(spec, merged, [self._single_value(o, spec) for o in outs])
         scope.names[base] = v
         return v
 
