@@ -17,7 +17,10 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 def _load(args):
     from .spec.loader import load_model, parse_overrides
 
-    return load_model(args.spec, parse_overrides(args.overrides))
+    model = load_model(args.spec, parse_overrides(args.overrides))
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return model
 
 
 def cmd_check(args) -> int:
@@ -121,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         # A positioned error already reads "file:line:col: message", like a compiler's.
         print(str(e) if getattr(e, "where", None) else f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # e.g. `tcc check --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

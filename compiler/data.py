@@ -16,6 +16,8 @@ def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    if pre.color is None:
+        raise DataError(f"{path}: this model's input is not an image (no color order); pass an array (--input)")
     try:
         with Image.open(path) as im:
             im = im.convert(pre.color if pre.color != "BGR" else "RGB")

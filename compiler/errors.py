@@ -52,3 +52,26 @@ class DataError(TccError):
     """An input image or array is unusable."""
 
     exit_code = 2
+
+
+class BuildError(TccError):
+    """A build cannot start or cannot finish: unknown target or precision, an op or opset the target cannot
+    express, an existing output directory, an unreadable bundle. Exit code 2."""
+
+    exit_code = 2
+
+
+class SelfCheckError(TccError):
+    """The built artifact does not reproduce the PyTorch lowering within the stated tolerance. Exit code 1: the
+    input was fine, the compiler (or a backend) is wrong."""
+
+    exit_code = 1
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or SIGHUP) during a build, raised so that cleanup runs; like KeyboardInterrupt for SIGINT."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+        self.exit_code = 128 + signum

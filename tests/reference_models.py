@@ -153,7 +153,7 @@ def ddsnet_checkpoint_state(sd: "OrderedDict[str, torch.Tensor]", model: nn.Modu
 # ---------------------------------------------------------------------------------------------------------------
 #
 # The reading of Table IV / Fig. 8 that reproduces BOTH 218,534 trainable params and 104,934,932 MACs (2 classes,
-# 256x256) -- the only match among the readings enumerated (BN between depthwise and pointwise or not, BN after the
+# 256x256) -- the only match among the 1,536 readings enumerated by tools/fastnet_readings.py (BN between depthwise and pointwise or not, BN after the
 # pointwise or not, conv biases, a depthwise part in the 1x1 branch or not, channel flow of the 5x5 branch, BN after
 # the expand conv, bias/BN on the final reduce conv, stem conv biases):
 #

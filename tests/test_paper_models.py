@@ -269,3 +269,21 @@ def test_fastnet_blocks_residual_keep_shape(tmp_path):
                  "{id: b, block: fastnet_multibranch, channels: 8, expansion: 2, num_branches: 3, residual: true}"):
         g = _tiny_model(tmp_path, node).graph
         assert g.shape(g.output) == (8, 16, 16) and g.nodes["b.residual"].op == "add"
+
+
+@pytest.mark.parametrize("path", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "zoo/blocks/dw_separable.yaml",
+                                  "zoo/blocks/dds_layer.yaml", "zoo/blocks/dds_transition.yaml",
+                                  "zoo/blocks/fastnet_multiscale.yaml", "zoo/blocks/fastnet_multibranch.yaml"])
+def test_files_validate_against_schema(path):
+    import jsonschema
+    import yaml
+
+    from tcc.spec.schema import build_schema
+
+    f = REPO / path
+    first = f.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=")
+    assert (f.parent / first.split("$schema=", 1)[1]).resolve() == (REPO / "spec/schema/tcc.schema.json").resolve()
+    jsonschema.validate(yaml.safe_load(f.read_text(encoding="utf-8")), build_schema())
+    if path.startswith("zoo/"):
+        assert yaml.safe_load(f.read_text(encoding="utf-8"))["name"] == f.stem

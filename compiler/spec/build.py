@@ -73,11 +73,16 @@ class ParamDecl:
         return value
 
 
-def parse_params(decls: PosDict | None) -> dict[str, ParamDecl]:
+def parse_params(decls: PosDict | None, reserved: tuple = ()) -> dict[str, ParamDecl]:
     """`params:` of a block or model: `name: default` shorthand or `name: {type, default, min, max, choices}`."""
     out: dict[str, ParamDecl] = {}
     for name, d in (decls or {}).items():
         where = decls.where(name)
+        if name in reserved:
+            raise SpecError(f"parameter name '{name}' is reserved: it is a node key ({', '.join(reserved)})",
+                            decls.key_pos[name])
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"parameter name must be an identifier, got {name!r}", decls.key_pos[name])
         if isinstance(d, PosDict):
             default = d.get("default", REQUIRED)
             t = d.get("type") or _type_of(default, where)

@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import Location, SpecError
 from ..ir import Graph
-from .build import REQUIRED, BlockDef, build_graph, parse_params, suggest
+from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .schema import validate
 from .yamlpos import PosDict, PosList, load_file
 
@@ -38,7 +38,7 @@ def block_from_doc(doc: PosDict, name: str) -> BlockDef:
         raise SpecError("block inputs must have distinct names", doc.where("inputs"))
     return BlockDef(
         name=name,
-        params=parse_params(doc.get("params")),
+        params=parse_params(doc.get("params"), reserved=COMMON_KEYS + NODE_KINDS),
         inputs=inputs,
         body=doc["body"],
         outputs=doc.get("outputs"),
@@ -79,7 +79,7 @@ class BlockRegistry:
 class Preprocess:
     resize: tuple[int, int]
     interpolation: str = "bilinear"
-    color: str = "RGB"
+    color: str | None = "RGB"  # None: the input is not an image (feed arrays)
     scale: float = 1 / 255
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
@@ -105,6 +105,7 @@ class Model:
     labels: list[str] | None
     graph: Graph
     sources: dict[str, str] = field(default_factory=dict)  # file -> text of every document used
+    notes: list[str] = field(default_factory=list)  # things the user should hear about (printed by the CLI)
 
     @property
     def spec_hash(self) -> str:
@@ -161,9 +162,9 @@ def _preprocess(doc: PosDict, shape) -> Preprocess:
     channels = shape[0]
     resize = pre.get("resize", [shape[1], shape[2]])
     resize = (resize, resize) if isinstance(resize, int) else tuple(resize)
-    color = pre.get("color", "L" if channels == 1 else "RGB")
+    color = pre.get("color", {1: "L", 3: "RGB"}.get(channels))
     want = 1 if color == "L" else 3
-    if want != channels:
+    if color is not None and want != channels:
         raise SpecError(f"color {color} gives {want} channel(s) but the input shape has {channels}",
                         pre.where("color") if "color" in pre else inp.pos)
     stats = {}
@@ -212,9 +213,12 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
     for name, file in registry.files.items():
         sources[str(file)] = file.read_text(encoding="utf-8")
     labels = list(doc["labels"]) if "labels" in doc else None
+    notes = []
     out_shape = graph.shape(graph.output)
     if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
         if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
+            notes.append(f"the spec's {len(labels)} labels do not fit the output width {out_shape[0]} after "
+                         "--set; predictions carry no label")
             labels = None
         else:
             raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}",
@@ -228,4 +232,5 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         labels=labels,
         graph=graph,
         sources=sources,
+        notes=notes,
     )

@@ -1,8 +1,9 @@
 """YAML/JSON documents whose containers remember where each child came from.
 
 Only YAML's core types are accepted (mappings, sequences, str, int, float, bool, null): no tags that construct
-objects. Aliases are bounded twice, by the number of alias uses and by the number of nodes after expansion, so a
-billion-laughs document is refused before it costs memory.
+objects. Aliases are bounded twice, by the number of alias uses and by the number of nodes after expansion (counted
+on the composed node graph, where an alias is shared, before anything is copied), so a billion-laughs document is
+refused before it costs time or memory. Nesting is bounded too, so no document can exhaust the Python stack.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..errors import Location, SpecError
 MAX_ALIASES = 100
 MAX_NODES = 1_000_000
 MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64  # nested mappings/sequences; real specs use about 15
 
 _CORE_TAGS = {
     "tag:yaml.org,2002:str",
@@ -60,12 +62,13 @@ def make_dict(items: dict, where: Location) -> PosDict:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer counts alias uses."""
+    """SafeLoader whose composer counts alias uses and nesting depth."""
 
     def __init__(self, stream, file: str):
         super().__init__(stream)
         self._file = file
         self._aliases = 0
+        self._depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -76,7 +79,14 @@ class _BoundedLoader(yaml.SafeLoader):
                     f"too many YAML aliases (more than {MAX_ALIASES}); refusing a possibly exponential document",
                     _loc(self._file, mark),
                 )
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise SpecError(f"the document is nested more than {MAX_DEPTH} levels deep",
+                                _loc(self._file, self.peek_event().start_mark))
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _loc(file: str, mark) -> Location:
@@ -90,23 +100,73 @@ def load_text(text: str, file: str) -> object:
     if file.endswith(".json"):
         # JSON strings cannot hold raw tabs, so tabs are only whitespace; PyYAML rejects some of them.
         text = text.replace("\t", " ")
-    loader = _BoundedLoader(text, file)
+    loader = None
     try:
+        loader = _BoundedLoader(text, file)  # the reader already refuses control characters here
         node = loader.get_single_node()
     except SpecError:
         raise
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = _loc(file, mark) if mark else Location(file, 1, 1)
-        raise SpecError(f"invalid YAML: {e.problem or e.context}", where) from None
+        raise _yaml_error(e, file) from None
+    except yaml.reader.ReaderError as e:
+        ch = f"U+{e.character:04X}" if isinstance(e.character, int) else repr(e.character)
+        raise SpecError(f"invalid YAML: character {ch} is not allowed ({e.reason})",
+                        _offset_loc(text, e.position, file)) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", Location(file, 1, 1)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise SpecError("empty document", Location(file, 1, 1))
+    _check_expansion(node, file)
     budget = [MAX_NODES]
     return _convert(node, file, loader, budget)
+
+
+def _yaml_error(e: yaml.MarkedYAMLError, file: str) -> SpecError:
+    mark = e.problem_mark or e.context_mark
+    where = _loc(file, mark) if mark else Location(file, 1, 1)
+    message = f"invalid YAML: {e.problem or e.context}"
+    if e.problem and e.context and e.context_mark and e.context_mark is not mark:
+        message += f" ({e.context} at {_loc(file, e.context_mark)})"  # e.g. where an unclosed `{` opened
+    return SpecError(message, where)
+
+
+def _offset_loc(text: str, offset: int, file: str) -> Location:
+    before = text[:offset]
+    return Location(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
+
+
+def _check_expansion(root, file: str) -> None:
+    """Refuse a document whose aliases expand to more than MAX_NODES nodes, counting without expanding."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 1  # a placeholder while counting; a recursive alias cannot be composed anyway
+            if isinstance(node, yaml.MappingNode):
+                total = 1 + sum(size(k) + size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(size(v) for v in node.value)
+            else:
+                total = 1
+            sizes[key] = min(total, MAX_NODES + 1)
+        return sizes[key]
+
+    if size(root) <= MAX_NODES:
+        return
+    node = root  # point at the innermost node that alone is too big: where the expansion happens
+    while True:
+        children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])
+        big = next((c for c in children if size(c) > MAX_NODES), None)
+        if big is None:
+            break
+        node = big
+    raise SpecError(f"document expands to more than {MAX_NODES:,} nodes (aliases?); refusing it",
+                    _loc(file, node.start_mark))
 
 
 def load_file(path: str | Path) -> object:
@@ -137,7 +197,10 @@ def _convert(node, file: str, loader, budget: list) -> object:
     if isinstance(node, yaml.MappingNode):
         out = PosDict()
         out.pos, out.key_pos, out.value_pos = where, {}, {}
-        loader.flatten_mapping(node)  # resolves `<<` merge keys
+        try:
+            loader.flatten_mapping(node)  # resolves `<<` merge keys
+        except yaml.MarkedYAMLError as e:
+            raise _yaml_error(e, file) from None
         for key_node, value_node in node.value:
             key = _convert(key_node, file, loader, budget)
             if not isinstance(key, (str, int, float, bool)) or key is None:

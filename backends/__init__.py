@@ -1,0 +1,58 @@
+"""Backends and targets, as plain data: a target name -> its description; a backend name -> "module:Class".
+
+Nothing registers itself on import; `get_backend` imports the one module a build needs. Adding a backend is one
+line in BACKENDS and its targets in TARGETS.
+"""
+from __future__ import annotations
+
+import importlib
+
+from tcc.errors import BuildError
+
+from .base import Backend, Capabilities, EmitOptions, Target
+
+_INT8_LATER = "INT8 needs a calibration table; it comes with the calibration/quantization work"
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in [
+        Target("onnx", "ort", ("fp32",), "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
+               planned={"fp16": "use --target ort --precision fp16", "int8": _INT8_LATER}),
+        Target("ort", "ort", ("fp32", "fp16"), "ONNX Runtime: FP32, or FP16 weights and activations with FP32 I/O",
+               planned={"int8": _INT8_LATER}),
+    ]
+}
+
+BACKENDS: dict[str, str] = {
+    "ort": "tcc.backends.ort:OrtBackend",
+}
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        known = "\n".join(f"  {t.name:<8} {', '.join(t.precisions):<12} {t.description}" for t in TARGETS.values())
+        raise BuildError(f"unknown target '{name}'; known targets:\n{known}")
+    return TARGETS[name]
+
+
+def check_precision(target: Target, precision: str | None) -> str:
+    precision = precision or target.default_precision
+    if precision in target.precisions:
+        return precision
+    if precision in target.planned:
+        raise BuildError(f"target {target.name} does not offer precision {precision} yet: {target.planned[precision]}"
+                         f" (available: {', '.join(target.precisions)})")
+    raise BuildError(f"target {target.name}: unknown precision '{precision}' "
+                     f"(available: {', '.join(target.precisions)})")
+
+
+def get_backend(name: str) -> Backend:
+    """The backend named by a target (`TARGETS[t].backend`) or a manifest, imported on first use."""
+    if name not in BACKENDS:
+        raise BuildError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["BACKENDS", "TARGETS", "Backend", "Capabilities", "EmitOptions", "Target", "check_precision",
+           "get_backend", "get_target"]

@@ -1,0 +1,119 @@
+"""The interface every backend implements (ONNX Runtime now; TVM, TFLite and Axera later).
+
+A backend is a plain class with four members:
+
+    capabilities            what it declares: targets, precisions, the ops it can express, whether it runs here
+    emit(model, options, out_dir) -> [file names]   write the artifact(s) into out_dir (a bundle being built)
+    load(bundle_dir) -> loaded                       open a built bundle's artifact for inference
+    run(loaded, x) -> y                              float32 NCHW batch in, float32 output batch out
+
+`check(model, options)` (shared, driven by `capabilities`) rejects an op or opset the target cannot express before
+anything is written, naming the node; every node of the lowered ONNX carries its IR hierarchical name, so the
+message points at the spec node. Backends raise `tcc.errors.BuildError` for user-facing problems. The bundle
+(directory, manifest, hashes, atomic writes) and the self-check are the builder's job, not the backend's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tcc.errors import BuildError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One `--target` value: which backend builds it and at which precisions."""
+
+    name: str
+    backend: str  # a key of tcc.backends.BACKENDS
+    precisions: tuple[str, ...]
+    description: str
+    planned: dict[str, str] = field(default_factory=dict)  # precision -> why it is not available yet
+
+    @property
+    def default_precision(self) -> str:
+        return self.precisions[0]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    name: str
+    targets: tuple[str, ...]
+    precisions: tuple[str, ...]
+    consumes: str = "onnx"  # "onnx": emit() takes the ONNX after the pass pipeline; "ir": the IR graph
+    onnx_ops: frozenset[str] | None = None  # default-domain ops it can express; None: every op of the opset
+    opsets: tuple[int, int] = (11, 21)  # lowest, highest opset accepted
+    runs_here: bool = True  # can load and run its artifact on this machine (self-check, predict --artifact)
+
+
+@dataclass(frozen=True)
+class EmitOptions:
+    target: str
+    precision: str = "fp32"
+    opset: int = 13
+
+
+class Backend:
+    capabilities: Capabilities
+
+    # ------------------------------------------------------------------ shared
+    def check(self, model, options: EmitOptions) -> None:
+        """Raise BuildError if the target cannot express `model` (an onnx.ModelProto) at `options`."""
+        caps = self.capabilities
+        lo, hi = caps.opsets
+        if not lo <= options.opset <= hi:
+            raise BuildError(f"target {options.target}: opset {options.opset} is outside the supported {lo}..{hi}")
+        bad = self.unsupported(model)
+        if bad:
+            listed = ", ".join(f"'{name}' ({why})" for name, why in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise BuildError(f"target {options.target} cannot express {len(bad)} node(s): {listed}{more}")
+
+    def unsupported(self, model) -> list[tuple[str, str]]:
+        """(node name, reason) for every node the target cannot express."""
+        import onnx
+
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        allowed = self.capabilities.onnx_ops
+        bad = []
+        for node in model.graph.node:
+            name = node.name or node.output[0]
+            if node.domain not in ("", "ai.onnx"):
+                bad.append((name, f"op {node.domain}.{node.op_type} is outside the standard ONNX domain"))
+            elif allowed is not None and node.op_type not in allowed:
+                bad.append((name, f"op {node.op_type} is not supported by {self.capabilities.name}"))
+            else:
+                try:
+                    onnx.defs.get_schema(node.op_type, opset, "")
+                except onnx.defs.SchemaError:
+                    since = _since_version(node.op_type)
+                    bad.append((name, f"op {node.op_type} does not exist in ONNX opset {opset}"
+                                + (f"; it needs opset >= {since}" if since else "")))
+        return bad
+
+    # ------------------------------------------------------------------ per backend
+    def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def load(self, bundle_dir: Path) -> Any:
+        raise NotImplementedError
+
+    def run(self, loaded: Any, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def runtime_info(self, options: EmitOptions) -> dict:
+        """What the manifest and the README say about running the artifact (runtime, providers, a snippet)."""
+        return {}
+
+
+def _since_version(op_type: str) -> int | None:
+    import onnx
+
+    versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history()
+                if s.name == op_type and s.domain == ""]
+    return min(versions) if versions else None

@@ -1,0 +1,93 @@
+"""The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX) and `ort` (FP32 or FP16 with FP32 I/O).
+
+The artifact is one file, `model.onnx`, serialized deterministically (protobuf field order; no timestamps). Its IR
+version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: backends/fp16.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tcc.errors import BuildError
+
+from .base import Backend, Capabilities, EmitOptions
+
+ARTIFACT = "model.onnx"
+PROVIDERS = ["CPUExecutionProvider"]
+
+
+@dataclass
+class OrtLoaded:
+    session: object
+    input: str
+    output: str
+    batch: int | None  # the artifact's fixed batch size, or None when the batch is dynamic
+
+
+class OrtBackend(Backend):
+    capabilities = Capabilities(
+        name="ort",
+        targets=("onnx", "ort"),
+        precisions=("fp32", "fp16"),
+        consumes="onnx",
+        onnx_ops=None,  # ONNX Runtime implements every standard op; check() still tests each against the opset
+        opsets=(11, 21),
+        runs_here=True,
+    )
+
+    def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        import onnx
+
+        if options.precision == "fp16":
+            from .fp16 import to_fp16
+
+            model = to_fp16(model)
+        elif options.precision != "fp32":
+            raise BuildError(f"the ort backend cannot emit precision {options.precision}")
+        else:
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            model = copy
+        minimum = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+        model.ir_version = min(model.ir_version, minimum) if model.ir_version else minimum
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise BuildError(f"the ONNX model fails the checker: {str(e).strip().splitlines()[0]}") from None
+        (Path(out_dir) / ARTIFACT).write_bytes(model.SerializeToString())
+        return [ARTIFACT]
+
+    def load(self, bundle_dir: Path) -> OrtLoaded:
+        import onnxruntime as ort
+
+        path = Path(bundle_dir) / ARTIFACT
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only: no optimizer chatter on stderr
+        try:
+            sess = ort.InferenceSession(str(path), so, providers=PROVIDERS)
+        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, NoSuchFile, ...)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BuildError(f"{path}: ONNX Runtime cannot load the artifact ({first})") from None
+        (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+        batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        return OrtLoaded(sess, inp.name, out.name, batch)
+
+    def run(self, loaded: OrtLoaded, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if loaded.batch is None or loaded.batch == len(x):
+            return loaded.session.run([loaded.output], {loaded.input: x})[0]
+        if len(x) % loaded.batch:
+            raise BuildError(f"the artifact has a fixed batch of {loaded.batch}; got {len(x)} samples")
+        parts = [loaded.session.run([loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
+                 for i in range(0, len(x), loaded.batch)]
+        return np.concatenate(parts)
+
+    def runtime_info(self, options: EmitOptions) -> dict:
+        info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}
+        if options.precision == "fp16":
+            info["note"] = ("float16 weights and activations, float32 input/output. ONNX Runtime's CPU provider has "
+                            "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
+                            "DirectML and ARM builds run the float16 kernels.")
+        return info

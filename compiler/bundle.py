@@ -1,0 +1,269 @@
+"""Artifact bundles: atomic directory writes, hashing, the manifest and the deployer's README.
+
+A bundle is a directory: the backend's artifact(s), `manifest.json` and `README.md`. It is written into a hidden
+temp directory beside OUT (`.OUT.tcc-build-PID-XXXX`) and renamed to OUT only when everything, self-check
+included, succeeded. An exception, Ctrl-C (SIGINT) or SIGTERM/SIGHUP removes the temp directory and leaves no OUT.
+SIGKILL cannot be caught: its temp directory stays until the next build into the same parent directory, which
+removes temp directories whose process is gone. `force` replaces an existing OUT (a bundle) atomically: on Linux
+with renameat2(RENAME_EXCHANGE), elsewhere by two renames.
+
+Determinism: the manifest is JSON with sorted keys and fixed indentation, floats are rounded to 4 significant
+digits, and nothing in the bundle holds a time, a host name or an absolute path.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import BuildError, Interrupted
+
+FORMAT = "tcc-bundle/1"
+MANIFEST = "manifest.json"
+README = "README.md"
+_TMP = ".tcc-build-"
+_OLD = ".tcc-old-"
+
+
+# ---------------------------------------------------------------------------------------------------- atomic dir
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, force: bool = False):
+    """Yield a fresh temp directory beside `out`; on normal exit it becomes `out`, on any exit else it vanishes."""
+    out = Path(out)
+    check_out(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_TMP}{os.getpid()}-", dir=parent))
+    try:
+        with _signals_raise():
+            yield tmp
+            check_out(out, force)  # someone may have created OUT meanwhile
+            _commit(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_out(out: Path, force: bool) -> None:
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
+        raise BuildError(f"{out} already exists; pass --force to replace it")
+    if out.is_symlink() or not out.is_dir():
+        raise BuildError(f"{out} exists and is not a directory; not replacing it")
+    if any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise BuildError(f"{out} is a non-empty directory without {MANIFEST} (not a tcc bundle); not replacing it")
+
+
+def clean_stale(out: Path) -> list[Path]:
+    """Remove temp directories of earlier builds of `out` whose process no longer exists (after SIGKILL)."""
+    removed = []
+    for p in out.parent.glob(f".{glob_escape(out.name)}.tcc-*"):
+        pid = _pid_of(p.name[len(out.name) + 1:])
+        if pid is not None and not _alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def glob_escape(s: str) -> str:
+    import glob
+
+    return glob.escape(s)
+
+
+def _pid_of(suffix: str) -> int | None:
+    for tag in (_TMP, _OLD):
+        if suffix.startswith(tag):
+            head = suffix[len(tag):].split("-", 1)[0]
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(tmp, out)  # atomic; fails if OUT appeared in between (then the caller cleans tmp)
+        return
+    if _exchange(tmp, out):  # now tmp holds the old bundle
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}{_OLD}{os.getpid()}-", dir=out.parent))
+    os.rename(out, old / "bundle")
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM and SIGHUP raise Interrupted (SIGINT already raises KeyboardInterrupt), so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    sigs = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# ---------------------------------------------------------------------------------------------------- hashing, JSON
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stable_float(v: float, digits: int = 4):
+    """A measured float, rounded so repeated builds print the same bytes; non-finite values become strings."""
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    return float(f"{v:.{digits}g}")
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+def finish_bundle(tmp: Path, manifest: dict) -> dict:
+    """Write README.md and manifest.json (with the sha256 of every other file) into the bundle being built."""
+    (tmp / README).write_text(render_readme(manifest), encoding="utf-8")
+    files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {**manifest, "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
+                                      for f in files}}
+    (tmp / MANIFEST).write_text(dumps(manifest), encoding="utf-8")
+    return manifest
+
+
+def render_readme(m: dict) -> str:
+    inp, out = m["inputs"][0], m["outputs"][0]
+    pre = m["preprocess"]
+    sc = m["self_check"]
+    res = sc["result"]
+    lines = [
+        f"# {m['model']['name']}: {m['target']} bundle ({m['precision']})",
+        "",
+        f"Built by tcc {m['tool']['version']} from `{m['model']['spec']}` (spec sha256 `{m['model']['spec_hash'][:16]}...`).",
+        "",
+    ]
+    w = m["weights"]
+    if "random_seed" in w:
+        lines += [f"**WARNING: {w['warning']}**", ""]
+    else:
+        lines += [f"Weights: `{w['file']}` (sha256 `{w['sha256'][:16]}...`).", ""]
+    lines += [
+        "## Files",
+        "",
+        f"- `{m['artifact']}`: the model ({m['runtime'].get('runtime', m['backend'])}, opset {m['opset']})",
+        "- `manifest.json`: versions, hashes of every file, preprocessing, labels, self-check result",
+        "",
+        "## Input and output",
+        "",
+        f"- input `{inp['name']}`: {inp['dtype']} {_shape(inp['shape'])} (NCHW)",
+        f"- output `{out['name']}`: {out['dtype']} {_shape(out['shape'])}"
+        + (" (logits; argmax is the class)" if m.get("labels") else ""),
+        "",
+        "Preprocessing (apply before feeding the input):",
+        "",
+        f"1. decode the image, convert to {pre['color']}",
+        f"2. resize to {pre['resize'][0]}x{pre['resize'][1]} (H x W), {pre['interpolation']}",
+        f"3. multiply by {pre['scale']!r}, then subtract mean {pre['mean']} and divide by std {pre['std']} per channel",
+        "4. HWC -> CHW, add the batch axis",
+        "",
+    ]
+    if m.get("labels"):
+        lines += ["Labels (class index order): " + ", ".join(f"{i} {l}" for i, l in enumerate(m["labels"])), ""]
+    if "note" in m["runtime"]:
+        lines += [f"Note: {m['runtime']['note']}", ""]
+    lines += [
+        "## Run",
+        "",
+        "```sh",
+        "tcc predict --artifact THIS_DIR --image picture.png --json",
+        "```",
+        "",
+        "```python",
+        "import numpy as np, onnxruntime as ort",
+        f"sess = ort.InferenceSession('{m['artifact']}', providers=['CPUExecutionProvider'])",
+        f"logits = sess.run(['{out['name']}'], {{'{inp['name']}': x.astype(np.float32)}})[0]",
+        "```",
+        "",
+        "## Self-check",
+        "",
+        f"Compared with {sc['reference']} on {sc['inputs']['description']}: max abs {res['max_abs']}, "
+        f"max rel {res['max_rel']}, cosine {res['cosine']} -> {'passed' if res['passed'] else 'FAILED'} "
+        f"(tolerance: {sc['tolerance']['rule']}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+def read_manifest(bundle: str | Path, verify: bool = True) -> dict:
+    """A bundle's manifest; with `verify`, every listed file must exist and match its sha256."""
+    bundle = Path(bundle)
+    path = bundle / MANIFEST
+    if not bundle.is_dir():
+        raise BuildError(f"{bundle}: no such bundle directory")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildError(f"{bundle}: not a tcc bundle (no {MANIFEST})") from None
+    except (OSError, ValueError) as e:
+        raise BuildError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BuildError(f"{path}: not a {FORMAT} manifest")
+    if verify:
+        for name, entry in manifest.get("files", {}).items():
+            f = bundle / name
+            if not f.is_file():
+                raise BuildError(f"{bundle}: file {name} listed in the manifest is missing")
+            if sha256_file(f) != entry["sha256"]:
+                raise BuildError(f"{f}: sha256 differs from the manifest (modified or corrupted bundle)")
+    return manifest
