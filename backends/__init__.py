@@ -40,7 +40,7 @@ def check_precision(target: Target, precision: str | None) -> str:
     if precision in target.precisions:
         return precision
     if precision in target.planned:
-        raise BuildError(f"target {target.name} does not offer precision {precision} yet: {target.planned[precision]}"
+        raise BuildError(f"target {target.name} does not offer precision {precision}: {target.planned[precision]}"
                          f" (available: {', '.join(target.precisions)})")
     raise BuildError(f"target {target.name}: unknown precision '{precision}' "
                      f"(available: {', '.join(target.precisions)})")

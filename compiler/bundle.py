@@ -19,8 +19,8 @@ import json
 import math
 import os
 import shutil
+import secrets
 import signal
-import tempfile
 import threading
 from pathlib import Path
 
@@ -42,7 +42,7 @@ def atomic_dir(out: str | Path, force: bool = False):
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_TMP}{os.getpid()}-", dir=parent))
+    tmp = _fresh_dir(parent, f".{out.name}{_TMP}{os.getpid()}-")
     try:
         with _signals_raise():
             yield tmp
@@ -51,6 +51,18 @@ def atomic_dir(out: str | Path, force: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new directory with the umask's permissions (mkdtemp would make it 0700, and so the bundle)."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise BuildError(f"cannot create a temp directory in {parent}")
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -108,7 +120,7 @@ def _commit(tmp: Path, out: Path) -> None:
     if _exchange(tmp, out):  # now tmp holds the old bundle
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}{_OLD}{os.getpid()}-", dir=out.parent))
+    old = _fresh_dir(out.parent, f".{out.name}{_OLD}{os.getpid()}-")
     os.rename(out, old / "bundle")
     os.rename(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
@@ -237,7 +249,7 @@ def render_readme(m: dict) -> str:
         f"(tolerance: {sc['tolerance']['rule']}).",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _shape(shape) -> str:

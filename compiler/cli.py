@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from .errors import TccError
+from .errors import BuildError, Interrupted, TccError
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,10 @@ def cmd_check(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
+    if args.artifact:
+        return _predict_artifact(args)
+    if not args.spec:
+        raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
     import torch
 
     from .data import load_array, load_image
@@ -66,20 +70,94 @@ def cmd_predict(args) -> int:
     module.eval()
     with torch.no_grad():
         logits = module(torch.from_numpy(x)).numpy()
+    _print_predictions(logits, model.labels, args.json)
+    return 0
+
+
+def _predict_artifact(args) -> int:
+    """Run a built bundle with its own preprocessing, input shape and labels (all from its manifest)."""
+    from .bundle import read_manifest
+    from .data import load_array, load_image
+    from .spec.loader import Preprocess
+    from tcc.backends import get_backend
+
+    baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
+                                    ("--key-map", args.key_map), ("--set", args.overrides)] if on]
+    if baked:
+        raise BuildError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; "
+                         f"drop {', '.join(baked)}")
+    manifest = read_manifest(args.artifact)
+    backend = get_backend(manifest["backend"])
+    if not backend.capabilities.runs_here:
+        raise BuildError(f"{args.artifact}: a {manifest['target']} bundle cannot run on this machine")
+    shape = tuple(manifest["inputs"][0]["shape"][1:])
+    if args.image:
+        pre = manifest["preprocess"]
+        pre = Preprocess(**{**pre, "resize": tuple(pre["resize"]), "mean": tuple(pre["mean"]),
+                            "std": tuple(pre["std"])})
+        x = load_image(args.image, pre)[None]
+    else:
+        x = load_array(args.input, shape)
+    if "random_seed" in manifest["weights"]:
+        print(f"WARNING: {manifest['weights']['warning']}", file=sys.stderr)
+    logits = backend.run(backend.load(args.artifact), x)
+    _print_predictions(logits, manifest.get("labels"), args.json)
+    return 0
+
+
+def _print_predictions(logits, labels, as_json: bool) -> None:
+    import numpy as np
+
     results = []
     for row in logits.reshape(len(logits), -1):
         cls = int(np.argmax(row))
         r = {"logits": [float(v) for v in row], "class": cls}
-        if model.labels:
-            r["label"] = model.labels[cls]
+        if labels:
+            r["label"] = labels[cls]
         results.append(r)
     out = results[0] if len(results) == 1 else results
-    if args.json:
+    if as_json:
         print(json.dumps(out))
     else:
         for r in results:
             print(f"class {r['class']}" + (f" ({r['label']})" if "label" in r else "")
                   + "  logits " + " ".join(f"{v:.4f}" for v in r["logits"]))
+
+
+def cmd_build(args) -> int:
+    from .build import build
+    from .bundle import check_out
+    from .spec.loader import parse_overrides
+
+    from tcc.backends import check_precision, get_target
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    check_precision(get_target(args.target), args.precision)  # an unknown target lists the known ones, exit 2
+    out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
+    check_out(Path(out), args.force)
+    if not args.weights:
+        log(f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
+            "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model.")
+    result = build(args.spec, args.target, out, precision=args.precision, opset=args.opset,
+                   simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
+                   key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
+                   force=args.force, log=log)
+    m = result.manifest
+    print(result.report)
+    r = m["self_check"]["result"]
+    print(f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
+          f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+    if "float16_activations" in m["self_check"]:
+        e = m["self_check"]["float16_activations"]
+        print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
+              f"scale), cosine {e['cosine']}")
+    files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
+    print(f"wrote {result.out}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
+          f"{result.seconds['total']:.1f} s]")
+    if "random_seed" in m["weights"]:
+        log(f"WARNING: {m['weights']['warning']}")
     return 0
 
 
@@ -88,6 +166,13 @@ def cmd_schema(args) -> int:
 
     print(json.dumps(build_schema(), indent=2))
     return 0
+
+
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth), loaded with weights_only=True")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,17 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("predict", help="run the PyTorch lowering on an image or array")
-    _spec_args(p)
-    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth), loaded with weights_only=True")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
-    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
+    p = sub.add_parser("predict", help="run the PyTorch lowering of a spec, or a built bundle, on an image or array")
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); omit with --artifact")
+    p.add_argument("--artifact", metavar="BUNDLE_DIR", help="run a bundle made by `tcc build` (its own preprocessing)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model parameter (repeatable), e.g. --set num_classes=2")
+    _weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="an image file; the spec's preprocessing is applied")
+    src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
     src.add_argument("--input", help="a .npy float32 array, NCHW, used as is")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
+    _spec_args(p)
+    p.add_argument("--target", required=True, help="onnx | ort (an unknown name lists the known targets)")
+    p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
+    p.add_argument("--precision", help="fp32 (default) | fp16 (target ort)")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13; 11 for the AX toolchains)")
+    p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
+    _weights_args(p)
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")
     p.set_defaults(func=cmd_schema)
@@ -130,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
 
 
 if __name__ == "__main__":

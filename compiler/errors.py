@@ -54,6 +54,29 @@ class DataError(TccError):
     exit_code = 2
 
 
+class ExportError(TccError):
+    """A model cannot be expressed in a target format (an op the format lacks, an unsupported size). Exit code 2.
+
+    Names the IR node (and its spec location when known), so the user knows which line to change.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, node: str | None = None, where: Location | None = None):
+        super().__init__(message)
+        self.message = message
+        self.node = node
+        self.where = where
+
+    def __str__(self) -> str:
+        text = f"node '{self.node}': {self.message}" if self.node else self.message
+        return f"{self.where}: {text}" if self.where else text
+
+
+class OpsetError(ExportError):
+    """The chosen ONNX opset is too low (or unsupported) for an op."""
+
+
 class BuildError(TccError):
     """A build cannot start or cannot finish: unknown target or precision, an op or opset the target cannot
     express, an existing output directory, an unreadable bundle. Exit code 2."""

@@ -1,9 +1,9 @@
 """THE op table: every op is defined once here, and everything else is derived from it.
 
 An `OpDef` holds an op's arguments (types, defaults, limits), its shape rule, its parameters (shapes, which are
-trainable), its MAC count and its PyTorch lowering. The spec checker, the JSON Schema generator, the IR, weight
-import and every lowering read this table; none of them re-describes an op. Later lowerings (ONNX, the integer
-reference) add their rule as one more field.
+trainable), its MAC count, its PyTorch lowering and its ONNX lowering. The spec checker, the JSON Schema generator,
+the IR, weight import and every lowering read this table; none of them re-describes an op. Later lowerings (the
+integer reference) add their rule as one more field.
 
 Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in arguments are NCHW axes (1 = C).
 """
@@ -118,7 +118,9 @@ class OpDef:
     params: Callable[[dict, list[Shape]], dict[str, ParamSpec]] = lambda a, s: {}
     macs: Callable[[dict, list[Shape], list[Shape]], int] = lambda a, s, o: 0
     doc: str = ""
-    fields: dict = field(default_factory=dict)  # room for later lowerings (onnx, reference)
+    # (emit, attrs, *input tensor names) -> output tensor name(s); see lower_onnx.OnnxEmitter. None: no ONNX form.
+    to_onnx: Callable | None = None
+    fields: dict = field(default_factory=dict)  # room for later lowerings (reference)
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
@@ -212,6 +214,14 @@ def _conv_torch(emit, a, x):
     return emit.module(conv, x)
 
 
+def _conv_onnx(emit, a, x):
+    inputs = [x, emit.param("weight")] + ([emit.param("bias")] if a["bias"] else [])
+    return emit.op(
+        "Conv", inputs, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["pads"]),
+        dilations=list(a["dilation"]), group=a["groups"],
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- batchnorm
 def _bn_infer(a, shapes):
     if len(shapes[0]) not in (1, 3):
@@ -236,6 +246,11 @@ def _bn_torch(emit, a, x):
     return emit.module(cls(emit.in_shapes[0][0], eps=a["eps"], momentum=a["momentum"]), x)
 
 
+def _bn_onnx(emit, a, x):
+    stats = [emit.param(k) for k in ("weight", "bias", "running_mean", "running_var")]
+    return emit.op("BatchNormalization", [x, *stats], epsilon=a["eps"])
+
+
 # ---------------------------------------------------------------------------------------------------- elementwise
 def _same_shape(a, shapes):
     return [shapes[0]]
@@ -247,6 +262,29 @@ def _unary(fn_name: str):
         return emit.call(getattr(F, fn_name), x)
 
     return lower
+
+
+def _onnx_op(op_type: str):
+    def lower(emit, a, x):
+        return emit.op(op_type, [x])
+
+    return lower
+
+
+def _relu6_onnx(emit, a, x):
+    return emit.clip(x, 0.0, 6.0)
+
+
+def _hardswish_onnx(emit, a, x):
+    if emit.opset >= 14:
+        return emit.op("HardSwish", [x])
+    # x * relu6(x + 3) / 6 == x * HardSigmoid(x; alpha=1/6, beta=1/2) (HardSwish is opset 14)
+    gate = emit.op("HardSigmoid", [x], suffix="hardsigmoid", alpha=1 / 6, beta=0.5)
+    return emit.op("Mul", [x, gate])
+
+
+def _silu_onnx(emit, a, x):
+    return emit.op("Mul", [x, emit.op("Sigmoid", [x], suffix="sigmoid")])
 
 
 def _broadcast_infer(a, shapes):
@@ -269,6 +307,17 @@ def _nary(fn_name: str):
         out = xs[0]
         for x in xs[1:]:
             out = emit.call(fn, out, x)
+        return out
+
+    return lower
+
+
+def _nary_onnx(op_type: str):
+    def lower(emit, a, *xs):
+        out = xs[0]
+        for k, x in enumerate(xs[1:], 1):  # a left fold of binary ops, as the PyTorch lowering; the last is the node
+            last = k == len(xs) - 1
+            out = emit.op(op_type, [out, x], suffix=None if last else f"{op_type.lower()}{k}")
         return out
 
     return lower
@@ -301,10 +350,22 @@ def _concat_torch(emit, a, *xs):
     return emit.call(torch.cat, list(xs), a["axis"])
 
 
+def _concat_onnx(emit, a, *xs):
+    return emit.op("Concat", list(xs), axis=_axis(a, emit.in_shapes) + 1)
+
+
 def channel_shuffle(x, groups: int):
     """ShuffleNet's shuffle written with view/transpose so torch.compile and exporters see plain ops."""
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _shuffle_onnx(emit, a, x):
+    c, h, w = emit.in_shapes[0]
+    g = a["groups"]
+    x = emit.op("Reshape", [x, emit.const("shape5", [-1, g, c // g, h, w])], suffix="reshape")
+    x = emit.op("Transpose", [x], suffix="transpose", perm=[0, 2, 1, 3, 4])
+    return emit.op("Reshape", [x, emit.const("shape4", [-1, c, h, w])])
 
 
 def _shuffle_infer(a, shapes):
@@ -341,6 +402,13 @@ def _split_torch(emit, a, x):
     return [emit.getitem(parts, i) for i in range(len(a["split_sizes"]))]
 
 
+def _split_onnx(emit, a, x):
+    axis, sizes, n = _axis(a, emit.in_shapes) + 1, list(a["split_sizes"]), len(a["split_sizes"])
+    if emit.opset >= 13:  # split sizes became an input in opset 13
+        return emit.op("Split", [x, emit.const("split", sizes)], outputs=n, axis=axis)
+    return emit.op("Split", [x], outputs=n, axis=axis, split=sizes)
+
+
 # ---------------------------------------------------------------------------------------------------- pooling
 def _pool_prepare(a, shapes):
     return {**a, "stride": a["stride"] if a["stride"] is not None else a["kernel"]}
@@ -372,6 +440,61 @@ def _avgpool_torch(emit, a, x):
     )
 
 
+def _pool_onnx_geometry(emit, a) -> tuple[list[int], int, bool]:
+    """ONNX pads, ceil_mode, and whether the pads were extended at the end to emulate PyTorch's ceil_mode.
+
+    ONNX's shape inference uses the plain ceil formula, PyTorch (and ONNX Runtime) drop a last window that would
+    start in the right padding. Where these differ, ceil_mode=1 would leave the model's inferred shapes wrong, so
+    the same windows are written with ceil_mode=0 and extra end padding (that window set is exactly PyTorch's).
+    Before opset 10 (no ceil_mode attribute) the extra end padding is always used.
+    """
+    _, h, w = emit.in_shapes[0]
+    _, oh, ow = emit.out_shapes[0]
+    (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
+    dh, dw = a.get("dilation", (1, 1))
+    pads = [ph, pw, ph, pw]
+    if not a["ceil_mode"]:
+        return pads, 0, False
+    floor = (_window_out(h, kh, sh, ph, ph, dh, False), _window_out(w, kw, sw, pw, pw, dw, False))
+    if (oh, ow) == floor:
+        return pads, 0, False  # ceil_mode changes nothing here
+    naive = tuple(-(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
+                  for n, p, d, k, s in ((h, ph, dh, kh, sh), (w, pw, dw, kw, sw)))
+    if (oh, ow) == naive and emit.opset >= 10:
+        return pads, 1, False
+    ends = [(o - 1) * s + d * (k - 1) + 1 - n - p
+            for o, s, d, k, n, p in ((oh, sh, dh, kh, h, ph), (ow, sw, dw, kw, w, pw))]
+    return [ph, pw, max(ends[0], ph), max(ends[1], pw)], 0, True
+
+
+def _maxpool_onnx(emit, a, x):
+    pads, ceil, _ = _pool_onnx_geometry(emit, a)
+    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "pads": pads}
+    if ceil:
+        attrs["ceil_mode"] = 1
+    if tuple(a["dilation"]) != (1, 1):
+        emit.require(10, "dilation")
+        attrs["dilations"] = list(a["dilation"])
+    return emit.op("MaxPool", [x], **attrs)
+
+
+def _avgpool_onnx(emit, a, x):
+    pads, ceil, extended = _pool_onnx_geometry(emit, a)
+    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
+    include = a["count_include_pad"] and any(a["padding"])
+    if extended and include:
+        # PyTorch divides by the window's overlap with the padded input: pad explicitly, count what is inside.
+        ph, pw = a["padding"]
+        x = emit.pad(x, [0, 0, ph, pw, 0, 0, ph, pw])
+        pads = [0, 0, pads[2] - ph, pads[3] - pw]
+        include = False
+    elif extended:
+        include = False  # no padding counted: the extra end padding must not count either
+    if ceil:
+        attrs["ceil_mode"] = 1
+    return emit.op("AveragePool", [x], pads=pads, count_include_pad=int(include), **attrs)
+
+
 def _gap_infer(a, shapes):
     _rank(shapes[0], 3, "global_avgpool")
     return [(shapes[0][0], 1, 1)]
@@ -390,6 +513,21 @@ def _adaptive_infer(a, shapes):
 def _adaptive_torch(emit, a, x):
     torch, nn, F = _torch()
     return emit.call(F.adaptive_avg_pool2d, x, a["size"])
+
+
+def _adaptive_onnx(emit, a, x):
+    _, h, w = emit.in_shapes[0]
+    oh, ow = a["size"]
+    if (oh, ow) == (h, w):
+        return emit.op("Identity", [x])
+    if (oh, ow) == (1, 1):
+        return emit.op("GlobalAveragePool", [x])
+    if h % oh or w % ow:
+        emit.unsupported(
+            f"adaptive_avgpool from {h}x{w} to {oh}x{ow}: ONNX has no adaptive pooling and {h}x{w} is not a "
+            f"multiple of {oh}x{ow}, so it is not one AveragePool; use a divisible size or avgpool"
+        )
+    return emit.op("AveragePool", [x], kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow])
 
 
 # ---------------------------------------------------------------------------------------------------- shape ops
@@ -414,6 +552,15 @@ def _linear_params(a, shapes):
     return p
 
 
+def _linear_onnx(emit, a, x):
+    inputs = [x, emit.param("weight")]
+    if a["bias"]:
+        inputs.append(emit.param("bias"))
+    elif emit.opset < 11:  # Gemm's C is optional from opset 11
+        inputs.append(emit.const("zero_bias", [0.0] * a["out"], "float32"))
+    return emit.op("Gemm", inputs, transB=1)
+
+
 def _linear_torch(emit, a, x):
     torch, nn, F = _torch()
     return emit.module(nn.Linear(emit.in_shapes[0][0], a["out"], a["bias"]), x)
@@ -434,6 +581,19 @@ def _softmax_torch(emit, a, x):
     return emit.call(torch.softmax, x, a["axis"])
 
 
+def _softmax_onnx(emit, a, x):
+    rank = len(emit.in_shapes[0]) + 1
+    axis = _axis(a, emit.in_shapes) + 1
+    if emit.opset >= 13 or axis == rank - 1:
+        return emit.op("Softmax", [x], axis=axis)
+    # Before opset 13 Softmax flattens everything from `axis` on: move the axis last, softmax it, move it back.
+    perm = [i for i in range(rank) if i != axis] + [axis]
+    inverse = [perm.index(i) for i in range(rank)]
+    x = emit.op("Transpose", [x], suffix="to_last", perm=perm)
+    x = emit.op("Softmax", [x], suffix="softmax", axis=rank - 1)
+    return emit.op("Transpose", [x], perm=inverse)
+
+
 def _identity_torch(emit, a, x):
     return x
 
@@ -448,8 +608,8 @@ _OUT = Arg("out", "int", REQUIRED, lo=1, hi=MAX_CHANNELS)
 _ANY = (2, -1)
 
 
-def _activation(name: str, fn: str, doc: str) -> OpDef:
-    return OpDef(name, (), _same_shape, _unary(fn), doc=doc)
+def _activation(name: str, fn: str, doc: str, onnx: Callable) -> OpDef:
+    return OpDef(name, (), _same_shape, _unary(fn), doc=doc, to_onnx=onnx)
 
 
 OPS: dict[str, OpDef] = {
@@ -466,54 +626,65 @@ OPS: dict[str, OpDef] = {
                 Arg("groups", "int", 1, lo=1, hi=MAX_CHANNELS),
                 Arg("bias", "bool", True),
             ),
-            _conv_infer, _conv_torch, prepare=_conv_prepare, params=_conv_params, macs=_conv_macs,
+            _conv_infer, _conv_torch, prepare=_conv_prepare, params=_conv_params, macs=_conv_macs, to_onnx=_conv_onnx,
             doc="2-D convolution (grouped/depthwise, dilated; padding int, [h, w], [t, l, b, r], same, valid)",
         ),
         OpDef(
             "batchnorm",
             (Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("momentum", "float", 0.1, lo=0, hi=1)),
-            _bn_infer, _bn_torch, params=_bn_params, doc="batch normalisation over channels",
+            _bn_infer, _bn_torch, params=_bn_params, doc="batch normalisation over channels", to_onnx=_bn_onnx,
         ),
-        _activation("relu", "relu", "max(x, 0)"),
-        _activation("relu6", "relu6", "min(max(x, 0), 6)"),
-        _activation("sigmoid", "sigmoid", "1 / (1 + exp(-x))"),
-        _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6"),
-        _activation("silu", "silu", "x * sigmoid(x)"),
-        OpDef("identity", (), _same_shape, _identity_torch, doc="passes its input through"),
-        OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting"),
-        OpDef("mul", (), _broadcast_infer, _nary("mul"), arity=_ANY, doc="elementwise product, broadcasting"),
-        OpDef("concat", (_AXIS,), _concat_infer, _concat_torch, arity=_ANY, doc="concatenation along an axis"),
+        _activation("relu", "relu", "max(x, 0)", _onnx_op("Relu")),
+        _activation("relu6", "relu6", "min(max(x, 0), 6)", _relu6_onnx),
+        _activation("sigmoid", "sigmoid", "1 / (1 + exp(-x))", _onnx_op("Sigmoid")),
+        _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6", _hardswish_onnx),
+        _activation("silu", "silu", "x * sigmoid(x)", _silu_onnx),
+        OpDef("identity", (), _same_shape, _identity_torch, doc="passes its input through",
+              to_onnx=_onnx_op("Identity")),
+        OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting",
+              to_onnx=_nary_onnx("Add")),
+        OpDef("mul", (), _broadcast_infer, _nary("mul"), arity=_ANY, doc="elementwise product, broadcasting",
+              to_onnx=_nary_onnx("Mul")),
+        OpDef("concat", (_AXIS,), _concat_infer, _concat_torch, arity=_ANY, doc="concatenation along an axis",
+              to_onnx=_concat_onnx),
         OpDef(
             "channel_shuffle", (Arg("groups", "int", REQUIRED, lo=1, hi=MAX_CHANNELS),),
             _shuffle_infer, lambda emit, a, x: emit.call(channel_shuffle, x, a["groups"]),
-            doc="ShuffleNet channel shuffle",
+            doc="ShuffleNet channel shuffle", to_onnx=_shuffle_onnx,
         ),
         OpDef(
             "split",
             (Arg("parts", "int", None, lo=1, hi=MAX_CHANNELS), Arg("sizes", "ints", None, lo=1, hi=MAX_CHANNELS),
              _AXIS),
             _split_infer, _split_torch, prepare=_split_prepare, doc="split into parts; outputs id.0, id.1, ...",
+            to_onnx=_split_onnx,
         ),
         OpDef(
             "maxpool", (_K, _S_POOL, _PAD_POOL, Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL), _CEIL),
-            _pool_infer, _maxpool_torch, prepare=_pool_prepare, doc="max pooling",
+            _pool_infer, _maxpool_torch, prepare=_pool_prepare, doc="max pooling", to_onnx=_maxpool_onnx,
         ),
         OpDef(
             "avgpool", (_K, _S_POOL, _PAD_POOL, _CEIL, Arg("count_include_pad", "bool", True)),
-            _pool_infer, _avgpool_torch, prepare=_pool_prepare, doc="average pooling",
+            _pool_infer, _avgpool_torch, prepare=_pool_prepare, doc="average pooling", to_onnx=_avgpool_onnx,
         ),
-        OpDef("global_avgpool", (), _gap_infer, _gap_torch, doc="mean over H and W, keeps [C, 1, 1]"),
+        OpDef("global_avgpool", (), _gap_infer, _gap_torch, doc="mean over H and W, keeps [C, 1, 1]",
+              to_onnx=_onnx_op("GlobalAveragePool")),
         OpDef(
             "adaptive_avgpool", (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL),),
             _adaptive_infer, _adaptive_torch, doc="PyTorch's adaptive average pooling to a fixed size",
+            to_onnx=_adaptive_onnx,
         ),
-        OpDef("flatten", (), _flatten_infer, _flatten_torch, doc="flatten to [F] (from NCHW axis 1)"),
+        OpDef("flatten", (), _flatten_infer, _flatten_torch, doc="flatten to [F] (from NCHW axis 1)",
+              to_onnx=lambda emit, a, x: emit.op("Flatten", [x], axis=1)),
         OpDef(
             "linear", (_OUT, Arg("bias", "bool", True)), _linear_infer, _linear_torch,
             params=_linear_params, macs=lambda a, s, o: s[0][0] * a["out"], doc="fully connected layer",
+            to_onnx=_linear_onnx,
         ),
-        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), _same_shape, _dropout_torch, doc="dropout"),
-        OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis"),
+        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), _same_shape, _dropout_torch, doc="dropout",
+              to_onnx=lambda emit, a, x: x),  # inference graph: dropout is the identity, no node
+        OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis",
+              to_onnx=_softmax_onnx),
     ]
 }
 

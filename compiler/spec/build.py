@@ -7,6 +7,7 @@ Every error names the spec position of the node that caused it.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from ..errors import Location, ShapeError, SpecError
@@ -21,6 +22,7 @@ MAX_NODES = 100_000
 MAX_PARAMS = 2_000_000_000
 MAX_REPEAT = 4096
 MAX_BLOCK_DEPTH = 32
+MAX_NESTING = 64  # nested bodies (groups, branches' bodies, shortcuts, block bodies) in the expanded model
 
 Value = Ref | tuple  # a tuple of Refs for multi-output nodes
 
@@ -47,13 +49,14 @@ class ParamDecl:
             raise SpecError(f"parameter '{self.name}' of {owner}: {msg}", where)
 
         t = self.type
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if t == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            if not number or value != int(value):
                 bad(f"expected an integer, got {value!r}")
             value = int(value)
         elif t == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                bad(f"expected a number, got {value!r}")
+            if not number:
+                bad(f"expected a finite number, got {value!r}")
             value = float(value)
         elif t == "bool":
             if not isinstance(value, bool):
@@ -64,6 +67,8 @@ class ParamDecl:
         elif t == "list":
             if not isinstance(value, list):
                 bad(f"expected a list, got {value!r}")
+        if (self.lo is not None or self.hi is not None) and not number:
+            bad(f"has a min/max, so it must be a number, got {value!r}")
         if self.lo is not None and value < self.lo:
             bad(f"must be >= {self.lo}, got {value}")
         if self.hi is not None and value > self.hi:
@@ -157,15 +162,22 @@ class Builder:
         self.blocks = blocks  # BlockRegistry
         self.block_stack: list[str] = []
         self.total_params = 0
+        self.nesting = 0
 
     # ------------------------------------------------------------------ bodies
     def body(self, nodes: PosList, x: Value, scope: Scope, env: dict) -> Value:
-        v = x
-        for item, where in zip(nodes, nodes.item_pos):
-            if not isinstance(item, PosDict):
-                raise SpecError("a body item must be a mapping (a node)", where)
-            v = self.node(item, v, scope, env)
-        return v
+        if self.nesting >= MAX_NESTING:
+            raise SpecError(f"bodies and blocks are nested more than {MAX_NESTING} levels deep", nodes.pos)
+        self.nesting += 1
+        try:
+            v = x
+            for item, where in zip(nodes, nodes.item_pos):
+                if not isinstance(item, PosDict):
+                    raise SpecError("a body item must be a mapping (a node)", where)
+                v = self.node(item, v, scope, env)
+            return v
+        finally:
+            self.nesting -= 1
 
     def node(self, spec: PosDict, x: Value, scope: Scope, env: dict) -> Value:
         kinds = [k for k in NODE_KINDS if k in spec]
@@ -175,14 +187,19 @@ class Builder:
         kind = kinds[0]
         base = self._local_id(spec, kind, env)
         if "repeat" not in spec:
-            if not self._when(spec, env):
-                return self._skip(spec, base, x, scope)
+            inputs = self._inputs(spec, x, scope)
+            if not self._when(spec, env, inputs):
+                # A skipped node passes its input through: its `in:` when it has one, else the chain value.
+                return self._skip(spec, base, inputs[0] if len(inputs) == 1 else x, scope)
             if "id" in spec:
                 scope.claim(base, spec.where("id"))
             else:
                 base = scope.fresh(base)
-            return self.single(spec, kind, x, scope, env, base)
-        return self.repeated(spec, kind, x, scope, env, base)
+            out = self.single(spec, kind, inputs, scope, env, base, explicit_inputs=False)
+        else:
+            out = self.repeated(spec, kind, x, scope, env, base)
+        # A side node (an auxiliary head) hangs off the chain: the chain continues from where it was.
+        return x if spec.get("side", False) is True else out
 
     def _local_id(self, spec, kind, env) -> str:
         if "id" in spec:
@@ -196,10 +213,10 @@ class Builder:
             return str(name) if isinstance(name, str) and name.isidentifier() else kind
         return kind
 
-    def _when(self, spec, env) -> bool:
+    def _when(self, spec, env, inputs) -> bool:
         if "when" not in spec:
             return True
-        v = evaluate(spec["when"], env, spec.where("when"))
+        v = evaluate(spec["when"], {**env, **self._shape_env_of(inputs)}, spec.where("when"))
         if not isinstance(v, bool):
             raise SpecError(f"`when` must be true or false, got {v!r}", spec.where("when"))
         return v
@@ -212,7 +229,8 @@ class Builder:
     # ------------------------------------------------------------------ repeat
     def repeated(self, spec, kind, x, scope, env, base) -> Value:
         where = spec.where("repeat")
-        times = evaluate(spec["repeat"], env, where)
+        inputs = self._inputs(spec, x, scope)
+        times = evaluate(spec["repeat"], {**env, **self._shape_env_of(inputs)}, where)
         if isinstance(times, list):
             items = times
         elif isinstance(times, int) and not isinstance(times, bool) and times >= 0:
@@ -234,19 +252,18 @@ class Builder:
         nested = "name" not in spec
         home = Scope(prefix=scope.full(base), parent=scope) if nested else scope
         template = spec.get("name", "${index}")
-        inputs = self._inputs(spec, x, scope)
         x0 = inputs if len(inputs) > 1 else inputs[0]
         v, outs = x0, []
         for index, item in enumerate(items):
             cenv = {**env, var: item, "index": index}
-            if not self._when(spec, cenv):
+            copy_in = x0 if connect == "parallel" else v
+            if not self._when(spec, cenv, copy_in if isinstance(copy_in, list) else [copy_in]):
                 continue
             name = evaluate(template, cenv, spec.where("name") if "name" in spec else spec.pos)
             name = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
             if not _is_name(name):
                 raise SpecError(f"repeat copy name must be an identifier, got {name!r}", spec.where("name"))
             home.claim(name, spec.where("name") if "name" in spec else spec.pos)
-            copy_in = x0 if connect == "parallel" else v
             out = self.single(spec, kind, copy_in, home, cenv, name, explicit_inputs=False)
             if connect == "dense":
                 prev = self._one(v, spec) if isinstance(v, list) else self._single_value(v, spec)
@@ -297,8 +314,6 @@ class Builder:
                 raise SpecError(f"`output` must be a new output name, got {label!r}", spec.where("output"))
             self.graph.aux_outputs[label] = self._single_value(out, spec)
         scope.names[local] = out
-        if spec.get("side", False) is True:
-            return x
         return out
 
     def _residual(self, spec, kind, inputs, out, scope, env, name) -> Value:
@@ -382,6 +397,11 @@ class Builder:
         if isinstance(v, tuple):
             raise SpecError(f"this value has {len(v)} outputs; use one of them", spec.pos)
         return v
+
+    def _shape_env_of(self, inputs) -> dict:
+        """in_ch/in_h/in_w of a node's first input, when it has a single-valued one."""
+        first = inputs[0] if inputs else None
+        return self._shape_env(first) if isinstance(first, Ref) else {}
 
     def _shape_env(self, ref: Ref) -> dict:
         s = self.graph.shape(ref)

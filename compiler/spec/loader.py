@@ -129,10 +129,14 @@ def parse_overrides(pairs: list[str]) -> dict:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:
             raise SpecError(f"--set {key}: cannot read value {text!r}") from None
-        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
-            raise SpecError(f"--set {key}: only scalars and flat lists are allowed")
+        if _has_mapping(value):
+            raise SpecError(f"--set {key}: only scalars and (nested) lists are allowed, not mappings")
         out[key] = value
     return out
+
+
+def _has_mapping(value) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(_has_mapping(v) for v in value))
 
 
 def _resolve_params(doc: PosDict, overrides: dict) -> dict:

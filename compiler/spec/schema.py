@@ -74,9 +74,13 @@ def _node_schema() -> dict:
         "body": {"$ref": "#/$defs/body"},
         "branches": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
     }
+    # The rules only list the keys allowed beside each kind (`true`: the value is checked once, by the node's
+    # own `properties`). Repeating the value schemas here would check every nested body twice per level, which
+    # is exponential in the nesting depth.
+    common = {k: True for k in _COMMON}
     rules = []
     for name, opdef in sorted(OPS.items()):
-        props = {**_COMMON, "op": {"const": name}, **{a.name: _arg_schema(a) for a in opdef.args}}
+        props = {**common, "op": {"const": name}, **{a.name: _arg_schema(a) for a in opdef.args}}
         rules.append({
             "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
             "then": {"properties": props, "additionalProperties": False},
@@ -84,7 +88,7 @@ def _node_schema() -> dict:
     for kind in ("body", "branches"):
         rules.append({
             "if": {"required": [kind]},
-            "then": {"properties": {**_COMMON, kind: kinds[kind]}, "additionalProperties": False},
+            "then": {"properties": {**common, kind: True}, "additionalProperties": False},
         })
     return {
         "type": "object",

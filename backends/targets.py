@@ -1,0 +1,129 @@
+"""Deployment targets of the TVM backend: one registry, plain data.
+
+Each entry says how to compile for a target (the TVM target dict), how to link the module
+(cross compiler), where the TVM runtime for the board comes from (``runtime``), and how to run
+the result on this x86_64 machine (``qemu``).  ``backends/tvm_runtime.py`` is the code that uses
+it; ``tools/setup_arm.sh`` installs what the ``apt_packages`` columns name.
+
+Runtime sources (``runtime``):
+  ``host-wheel``     the x86_64 libraries of the installed apache-tvm / apache-tvm-ffi wheels
+  ``wheel:<plat>``   the same-version wheels for pip platform <plat> (downloaded, libraries only)
+  ``source``         built from the C++ sources inside the x86_64 wheels with the cross compiler
+                     (tools/arm_runtime/CMakeLists.txt), for architectures PyPI has no wheel for
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    description: str
+    arch: str  # runtime architecture: "x86_64", "armv7" or "aarch64" (also the cache key's part)
+    tvm_target: Mapping[str, Any]  # passed to tvm.target.Target(...)
+    triple: str | None  # GNU triple of the cross toolchain; None: the host compiler
+    apt_packages: tuple[str, ...]  # Debian packages that provide the toolchain / emulator
+    runtime: str  # "host-wheel" | "wheel:<pip platform>" | "source"
+    qemu: tuple[str, ...] | None = None  # prefix that runs a target binary here; None: native
+    cmake_toolchain: str | None = None  # file in tools/arm_runtime/toolchains/
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def cxx(self) -> str:
+        """C++ compiler/linker command used for export_library and the runner."""
+        return f"{self.triple}-g++" if self.triple else "g++"
+
+    @property
+    def objdump(self) -> str:
+        return f"{self.triple}-objdump" if self.triple else "objdump"
+
+    @property
+    def sysroot(self) -> str | None:
+        """Debian's multiarch sysroot of the cross toolchain (also qemu's -L)."""
+        return f"/usr/{self.triple}" if self.triple else None
+
+    @property
+    def is_cross(self) -> bool:
+        return self.triple is not None
+
+    def runtime_cache_key(self, tvm_version: str) -> str:
+        """Folder name of this target's runtime + runner in the cache (~/.cache/tcc/...)."""
+        return f"tvm-runtime-{tvm_version}-{self.arch}"
+
+    def tvm_target_dict(self) -> dict[str, Any]:
+        """A fresh, mutable copy of the TVM target dict."""
+        return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in self.tvm_target.items()}
+
+
+_SPECS: tuple[TargetSpec, ...] = (
+    TargetSpec(
+        name="host",
+        description="this machine (x86_64, LLVM, tuned for the local CPU)",
+        arch="x86_64",
+        # mcpu=native: the host build is for verification and benchmarks on the build machine;
+        # it is not portable to older x86_64 CPUs.
+        tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "native"}),
+        triple=None,
+        apt_packages=("g++",),
+        runtime="host-wheel",
+    ),
+    TargetSpec(
+        name="arm-a7",
+        description="Cortex-A7, ARMv7-A hard-float with NEON/VFPv4 (32-bit)",
+        arch="armv7",
+        # mfloat-abi=hard: the Debian armhf toolchain links only hard-float objects.
+        # fast-math: without it LLVM emits no NEON float vector code (ARMv7 NEON is not IEEE).
+        tvm_target=MappingProxyType({
+            "kind": "llvm",
+            "mtriple": "armv7a-linux-gnueabihf",
+            "mcpu": "cortex-a7",
+            "mattr": ("+neon", "+vfp4"),
+            "mfloat-abi": "hard",
+            "fast-math": True,
+        }),
+        triple="arm-linux-gnueabihf",
+        apt_packages=("g++-arm-linux-gnueabihf", "qemu-user"),
+        runtime="source",
+        qemu=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf", "-cpu", "cortex-a7"),
+        cmake_toolchain="armv7.cmake",
+    ),
+    TargetSpec(
+        name="aarch64",
+        description="generic ARMv8-A (64-bit) with NEON, e.g. Cortex-A53",
+        arch="aarch64",
+        tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ("+neon",)}),
+        triple="aarch64-linux-gnu",
+        apt_packages=("g++-aarch64-linux-gnu", "qemu-user"),
+        runtime="wheel:manylinux_2_28_aarch64",
+        qemu=("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"),
+        cmake_toolchain="aarch64.cmake",
+        aliases=("arm-a53",),
+    ),
+)
+
+TARGETS: Mapping[str, TargetSpec] = MappingProxyType(
+    {n: s for s in _SPECS for n in (s.name, *s.aliases)}
+)
+
+
+class UnknownTargetError(ValueError):
+    """Raised for a target name that is not in the registry."""
+
+
+def known_targets() -> list[str]:
+    """All accepted names (canonical names and aliases), sorted."""
+    return sorted(TARGETS)
+
+
+def get_target(name: str) -> TargetSpec:
+    """The spec for ``name`` (a canonical name or an alias)."""
+    try:
+        return TARGETS[name]
+    except (KeyError, TypeError):
+        raise UnknownTargetError(
+            f"unknown target {name!r}; known targets: {', '.join(known_targets())}"
+        ) from None

@@ -1,0 +1,649 @@
+"""TVM runtimes for deployment targets: build-and-cache, compile ONNX, run (under qemu).
+
+Everything target-specific comes from :mod:`tcc.backends.targets`.  Per target architecture the
+cache holds, outside the repository,
+
+    ~/.cache/tcc/tvm-runtime-<tvm version>-<arch>/      ($TCC_CACHE_DIR overrides ~/.cache/tcc)
+        lib/libtvm_ffi.so  lib/libtvm_runtime.so       the TVM runtime for that architecture
+        lib/libstdc++.so.6 lib/libgcc_s.so.1            (cross targets) the C++ runtime they need
+        bin/tcc-run                                     the runner, RUNPATH $ORIGIN/../lib
+        stamp.json                                      versions + recipe hashes; build time
+        build.log                                       the last build's output
+
+so ``bin/`` + ``lib/`` is the deployment kit's runtime part: copy the folder to the board.
+A cached runtime is reused while the TVM versions and the recipe (tools/arm_runtime) are
+unchanged; if only the runner changed, only the runner is rebuilt.
+
+Command line (used by tools/setup_arm.sh):
+    python -m tcc.backends.tvm_runtime ensure [--rebuild] TARGET...
+    python -m tcc.backends.tvm_runtime check TARGET...      # what is missing, exit 1 if any
+    python -m tcc.backends.tvm_runtime info TARGET...       # cache folders and stamps
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+try:  # installed as tcc.backends; also importable from the source tree
+    from .targets import TargetSpec, get_target, known_targets
+except ImportError:  # pragma: no cover - `python backends/tvm_runtime.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from targets import TargetSpec, get_target, known_targets  # type: ignore[no-redef]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_SRC = REPO_ROOT / "tools" / "arm_runtime"
+MIN_CMAKE = (3, 18)
+SETUP_HINT = "run tools/setup_arm.sh (as root) to install the toolchains and build the runtimes"
+
+Log = Callable[[str], None]
+
+
+def _default_log(msg: str) -> None:
+    print(f"[tcc-runtime] {msg}", file=sys.stderr, flush=True)
+
+
+class ToolchainMissing(RuntimeError):
+    """A command needed for a target is not installed; the message names the package."""
+
+
+class RuntimeBuildError(RuntimeError):
+    """Building / fetching a TVM runtime failed; the message points at the log."""
+
+
+class RunError(RuntimeError):
+    """tcc-run failed on a module."""
+
+
+# --------------------------------------------------------------------------- versions / paths
+
+
+def tvm_versions() -> tuple[str, str]:
+    """(apache-tvm, apache-tvm-ffi) versions installed in this environment."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi")
+    except metadata.PackageNotFoundError:
+        raise ToolchainMissing(
+            "the TVM backend needs the Python package apache-tvm (pip install apache-tvm==0.27.0.post1); "
+            + SETUP_HINT
+        ) from None
+
+
+def cache_root() -> Path:
+    env = os.environ.get("TCC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tcc"
+
+
+def runtime_dir(target_name: str) -> Path:
+    """Cache folder of the target's runtime (whether or not it is built yet)."""
+    spec = get_target(target_name)
+    return cache_root() / spec.runtime_cache_key(tvm_versions()[0])
+
+
+def _site_dirs() -> tuple[Path, Path]:
+    """site-packages/tvm and site-packages/tvm_ffi (located without importing tvm)."""
+    import importlib.util
+
+    out = []
+    for mod in ("tvm", "tvm_ffi"):
+        spec = importlib.util.find_spec(mod)
+        if spec is None or not spec.submodule_search_locations:
+            raise ToolchainMissing(f"Python package {mod} not found; " + SETUP_HINT)
+        out.append(Path(list(spec.submodule_search_locations)[0]))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- toolchain checks
+
+
+def _which(cmd: str) -> str | None:
+    # Look next to the interpreter first: `pip install cmake ninja` puts them in the venv.
+    local = Path(sys.executable).parent / cmd
+    if local.exists() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(cmd)
+
+
+def _cmake() -> str | None:
+    for cand in (Path(sys.executable).parent / "cmake", shutil.which("cmake")):
+        if cand and Path(cand).exists():
+            try:
+                out = subprocess.run([str(cand), "--version"], capture_output=True, text=True, timeout=60).stdout
+            except (OSError, subprocess.SubprocessError):
+                continue
+            m = re.search(r"version (\d+)\.(\d+)", out)
+            if m and (int(m.group(1)), int(m.group(2))) >= MIN_CMAKE:
+                return str(cand)
+    return None
+
+
+def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> list[tuple[str, str]]:
+    """[(command, how to get it)] that the target still needs on this machine."""
+    spec = get_target(target_name)
+    missing: list[tuple[str, str]] = []
+    pkg = spec.apt_packages[0]
+    if not _which(spec.cxx):
+        missing.append((spec.cxx, f"Debian package {pkg} (apt-get install -y {pkg})"))
+    if run and spec.qemu and not _which(spec.qemu[0]):
+        missing.append((spec.qemu[0], "Debian package qemu-user (apt-get install -y qemu-user)"))
+    if build and _cmake() is None:
+        missing.append((f"cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]}", "pip install cmake ninja"))
+    return missing
+
+
+def require_tools(target_name: str, *, build: bool = True, run: bool = True) -> None:
+    missing = missing_tools(target_name, build=build, run=run)
+    if missing:
+        what = "; ".join(f"`{cmd}` ({how})" for cmd, how in missing)
+        raise ToolchainMissing(f"target {target_name!r} needs {what}; {SETUP_HINT}")
+
+
+# --------------------------------------------------------------------------- recipe hashing
+
+
+def _hash_files(paths: Iterable[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(set(paths)):
+        h.update(str(p.relative_to(RUNTIME_SRC)).encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _recipe_hashes(spec: TargetSpec) -> dict[str, str]:
+    common = [RUNTIME_SRC / "CMakeLists.txt"]
+    if spec.cmake_toolchain:
+        common.append(RUNTIME_SRC / "toolchains" / spec.cmake_toolchain)
+    lib_files = list(common)
+    if spec.runtime == "source":
+        lib_files += [p for p in (RUNTIME_SRC / "support").rglob("*") if p.is_file()]
+    runner_files = common + [RUNTIME_SRC / "runner" / "tcc_run.cc"]
+    return {"libs": _hash_files(lib_files), "runner": _hash_files(runner_files)}
+
+
+def _expected_stamp(spec: TargetSpec) -> dict[str, Any]:
+    tvm_v, ffi_v = tvm_versions()
+    return {
+        "tvm_version": tvm_v,
+        "tvm_ffi_version": ffi_v,
+        "arch": spec.arch,
+        "runtime_source": spec.runtime,
+        "recipe": _recipe_hashes(spec),
+    }
+
+
+def read_stamp(target_name: str) -> dict[str, Any] | None:
+    path = runtime_dir(target_name) / "stamp.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_state(spec: TargetSpec, d: Path) -> str:
+    """'ok', 'runner' (only the runner is stale), or 'stale'."""
+    try:
+        stamp = json.loads((d / "stamp.json").read_text())
+    except (OSError, ValueError):
+        return "stale"
+    want = _expected_stamp(spec)
+    libs_ok = all((d / "lib" / f).is_file() for f in ("libtvm_ffi.so", "libtvm_runtime.so"))
+    same = all(stamp.get(k) == want[k] for k in ("tvm_version", "tvm_ffi_version", "arch", "runtime_source"))
+    if not (libs_ok and same and stamp.get("recipe", {}).get("libs") == want["recipe"]["libs"]):
+        return "stale"
+    if not (d / "bin" / "tcc-run").is_file() or stamp.get("recipe", {}).get("runner") != want["recipe"]["runner"]:
+        return "runner"
+    return "ok"
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _run_logged(cmd: Sequence[str], log_file: Path, log: Log, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> None:
+    log(" ".join(str(c) for c in cmd))
+    with open(log_file, "a") as f:
+        f.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
+        f.flush()
+        proc = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    if proc.returncode != 0:
+        tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
+        raise RuntimeBuildError(f"command failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n"
+                                f"--- last lines of {log_file} ---\n{tail}")
+
+
+def _cmake_configure_args(spec: TargetSpec, build_dir: Path, mode: str, lib_dir: Path | None) -> list[str]:
+    tvm_dir, ffi_dir = _site_dirs()
+    cmake = _cmake()
+    if cmake is None:
+        raise ToolchainMissing(f"building the TVM runtime needs cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]} "
+                               "(pip install cmake ninja); " + SETUP_HINT)
+    args = [cmake, "-S", str(RUNTIME_SRC), "-B", str(build_dir),
+            f"-DTVM_PKG_DIR={tvm_dir}", f"-DTVM_FFI_PKG_DIR={ffi_dir}", f"-DTCC_RUNTIME_MODE={mode}",
+            "-DCMAKE_BUILD_TYPE=Release"]
+    ninja = _which("ninja")
+    if ninja:
+        args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+    if spec.cmake_toolchain:
+        args.append(f"-DCMAKE_TOOLCHAIN_FILE={RUNTIME_SRC / 'toolchains' / spec.cmake_toolchain}")
+    if lib_dir is not None:
+        args.append(f"-DTCC_PREBUILT_LIB_DIR={lib_dir}")
+    return args
+
+
+def _build_libs_from_source(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+    build_dir = work / "build-libs"
+    _run_logged(_cmake_configure_args(spec, build_dir, "source", None), log_file, log)
+    jobs = str(os.cpu_count() or 2)
+    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs],
+                log_file, log)
+    for name in ("libtvm_ffi.so", "libtvm_runtime.so"):
+        shutil.copy2(build_dir / name, stage / "lib" / name)
+
+
+def _fetch_wheel_libs(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+    platform = spec.runtime.split(":", 1)[1]
+    tvm_v, ffi_v = tvm_versions()
+    dl = work / "wheels"
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    _run_logged([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                 "--platform", platform, "--python-version", pyver, "-d", str(dl),
+                 f"apache-tvm=={tvm_v}", f"apache-tvm-ffi=={ffi_v}"], log_file, log)
+    wanted = {"tvm/lib/libtvm_runtime.so": "libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so": "libtvm_ffi.so"}
+    found = set()
+    for whl in dl.glob("*.whl"):
+        with zipfile.ZipFile(whl) as z:
+            for member, name in wanted.items():
+                if member in z.namelist():
+                    with z.open(member) as src, open(stage / "lib" / name, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.chmod(stage / "lib" / name, 0o755)
+                    found.add(member)
+    if found != set(wanted):
+        raise RuntimeBuildError(f"the {platform} wheels lack {sorted(set(wanted) - found)}")
+
+
+def _copy_host_wheel_libs(stage: Path) -> None:
+    tvm_dir, ffi_dir = _site_dirs()
+    shutil.copy2(tvm_dir / "lib" / "libtvm_runtime.so", stage / "lib" / "libtvm_runtime.so")
+    shutil.copy2(ffi_dir / "lib" / "libtvm_ffi.so", stage / "lib" / "libtvm_ffi.so")
+
+
+def _copy_cxx_runtime(spec: TargetSpec, stage: Path) -> None:
+    """Ship the cross toolchain's libstdc++/libgcc_s with the kit (found via RUNPATH)."""
+    for name in ("libstdc++.so.6", "libgcc_s.so.1"):
+        out = subprocess.run([spec.cxx, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+        src = Path(out)
+        if src.is_absolute() and src.exists():
+            shutil.copy2(src.resolve(), stage / "lib" / name)
+
+
+def _build_runner(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+    build_dir = work / "build-runner"
+    _run_logged(_cmake_configure_args(spec, build_dir, "prebuilt", stage / "lib"), log_file, log)
+    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tcc-run"], log_file, log)
+    (stage / "bin").mkdir(exist_ok=True)
+    shutil.copy2(build_dir / "tcc-run", stage / "bin" / "tcc-run")
+
+
+def _smoke_test(spec: TargetSpec, stage: Path, log_file: Path, log: Log) -> None:
+    """Start the runner with every symbol bound now: catches unresolved runtime symbols."""
+    env = dict(os.environ, LD_BIND_NOW="1")
+    _run_logged([*(spec.qemu or ()), str(stage / "bin" / "tcc-run"), "--help"], log_file, log, env=env)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None = None) -> Path:
+    """The cache folder with ``lib/`` (TVM runtime) and ``bin/tcc-run`` for the target.
+
+    Reused when the stamp matches; otherwise built (``source``), downloaded (``wheel:``) or copied
+    (``host-wheel``) into a staging folder and moved into place.  Raises ToolchainMissing naming
+    the package to install, RuntimeBuildError with the log's tail.
+    """
+    log = log or _default_log
+    spec = get_target(target_name)
+    final = runtime_dir(target_name)
+    with _locked(final.parent / f".{final.name}.lock"):
+        state = "stale" if rebuild else _cache_state(spec, final)
+        if state == "ok":
+            return final
+        require_tools(target_name, build=True, run=True)
+        t0 = time.monotonic()
+        stage = final.parent / f".{final.name}.staging-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        (stage / "lib").mkdir(parents=True)
+        log_file = stage / "build.log"
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"tcc-build-{spec.arch}-") as tmp:
+                work = Path(tmp)
+                if state == "runner":
+                    log(f"{target_name}: runtime cached in {final}; rebuilding tcc-run only")
+                    for p in (final / "lib").iterdir():
+                        shutil.copy2(p, stage / "lib" / p.name)
+                    old = json.loads((final / "stamp.json").read_text())
+                else:
+                    log(f"{target_name}: preparing the TVM runtime for {spec.arch} ({spec.runtime}) in {final}")
+                    old = {}
+                    if spec.runtime == "source":
+                        log("building libtvm_ffi + libtvm_runtime from the wheel's sources "
+                            "(several minutes; cached afterwards)")
+                        _build_libs_from_source(spec, stage, work, log_file, log)
+                    elif spec.runtime.startswith("wheel:"):
+                        _fetch_wheel_libs(spec, stage, work, log_file, log)
+                    elif spec.runtime == "host-wheel":
+                        _copy_host_wheel_libs(stage)
+                    else:
+                        raise RuntimeBuildError(f"unknown runtime source {spec.runtime!r}")
+                    if spec.is_cross:
+                        _copy_cxx_runtime(spec, stage)
+                _build_runner(spec, stage, work, log_file, log)
+                _smoke_test(spec, stage, log_file, log)
+            stamp = _expected_stamp(spec)
+            secs = round(time.monotonic() - t0, 1)
+            stamp["libs_build_seconds"] = old.get("libs_build_seconds", secs)
+            stamp["last_build_seconds"] = secs
+            stamp["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            (stage / "stamp.json").write_text(json.dumps(stamp, indent=2) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(stage, final)
+        except BaseException:
+            # keep the log of a failed build next to the cache for inspection
+            if log_file.exists():
+                shutil.copy2(log_file, final.parent / f"{final.name}.failed-build.log")
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        log(f"{target_name}: ready in {final} ({secs} s)")
+        return final
+
+
+def runner_command(target_name: str) -> list[str]:
+    """argv prefix that runs tcc-run for the target on this machine (qemu for ARM)."""
+    spec = get_target(target_name)
+    d = ensure_runtime(target_name)
+    return [*(spec.qemu or ()), str(d / "bin" / "tcc-run")]
+
+
+# --------------------------------------------------------------------------- tensor files (TCCT)
+
+_MAGIC = b"TCCT"
+_DTYPES = {  # numpy dtype -> (DLPack code, bits)
+    np.dtype(np.float32): (2, 32), np.dtype(np.float16): (2, 16), np.dtype(np.float64): (2, 64),
+    np.dtype(np.int8): (0, 8), np.dtype(np.int16): (0, 16), np.dtype(np.int32): (0, 32),
+    np.dtype(np.int64): (0, 64), np.dtype(np.uint8): (1, 8),
+}
+_FROM_CODE = {v: k for k, v in _DTYPES.items()}
+
+
+def tensor_file_bytes(arr: np.ndarray) -> bytes:
+    """One TCCT record (the runner's tensor file format) for ``arr``."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype not in _DTYPES:
+        raise TypeError(f"unsupported dtype {arr.dtype} for a tensor file")
+    code, bits = _DTYPES[arr.dtype]
+    head = _MAGIC + np.array([1, code, bits, arr.ndim, 0], "<u4").tobytes()
+    return head + np.array(arr.shape, "<i8").tobytes() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+def write_tensor_file(path: str | os.PathLike, arr: np.ndarray) -> None:
+    Path(path).write_bytes(tensor_file_bytes(arr))
+
+
+def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
+    """All TCCT records in a file (an output file holds one per model output)."""
+    buf = Path(path).read_bytes()
+    out, off = [], 0
+    while off < len(buf):
+        if buf[off:off + 4] != _MAGIC or len(buf) - off < 24:
+            raise ValueError(f"{path}: not a TCCT tensor record at byte {off}")
+        version, code, bits, ndim, _ = np.frombuffer(buf, "<u4", 5, off + 4)
+        if version != 1 or (int(code), int(bits)) not in _FROM_CODE:
+            raise ValueError(f"{path}: unsupported record (version {version}, dtype {code}/{bits})")
+        dtype = _FROM_CODE[(int(code), int(bits))]
+        shape = tuple(int(d) for d in np.frombuffer(buf, "<i8", int(ndim), off + 24))
+        off += 24 + 8 * int(ndim)
+        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if off + n > len(buf):
+            raise ValueError(f"{path}: truncated tensor data")
+        out.append(np.frombuffer(buf, dtype.newbyteorder("<"), n // dtype.itemsize, off).astype(dtype).reshape(shape))
+        off += n
+    return out
+
+
+# --------------------------------------------------------------------------- compile / run
+
+
+def _relax_pipeline(target: Any, fuse: bool, dlight: bool):
+    """Relax lowering for CPU: tvm.compile's default, or cpu_generic (fusion + constant folding),
+    optionally with dlight's CPU rules on the legalized TIR."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+
+    if not fuse and not dlight:
+        return "default"
+    passes: list[Any] = list(cpu_generic.library_dispatch_passes(target))
+    passes += list(cpu_generic.legalize_passes(target)) if fuse else [relax.transform.LegalizeOps()]
+    if dlight:
+        from tvm.s_tir import dlight as dl
+
+        passes.append(dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction()))
+    passes += list(cpu_generic.dataflow_lower_passes(target)) + list(cpu_generic.finalize_passes(target))
+    return tvm.transform.Sequential(passes, name="tcc_cpu_pipeline")
+
+
+def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
+                 fuse: bool = True, dlight: bool = True, shape_dict: dict[str, list[int]] | None = None) -> Path:
+    """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
+
+    Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
+    the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
+    FoldConstant) instead of tvm.compile's unfused default; ``dlight``: dlight CPU rules.
+    """
+    import onnx
+    import tvm
+    from tvm.relax.frontend.onnx import from_onnx
+    from tvm.support import cc
+
+    spec = get_target(target_name)
+    require_tools(target_name, build=False, run=False)
+    model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
+    mod = from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
+    target = tvm.target.Target(spec.tvm_target_dict())
+    ex = tvm.compile(mod, target=target, relax_pipeline=_relax_pipeline(target, fuse, dlight))
+    if out_path is None:
+        out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
+        out_path = out_dir / f"model-{spec.name}.so"
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fcompile = cc.cross_compiler(spec.cxx) if spec.is_cross else None
+    if fcompile is None:
+        ex.export_library(str(out_path))
+    else:
+        ex.export_library(str(out_path), fcompile=fcompile)
+    return out_path
+
+
+def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray | Sequence[np.ndarray], *,
+               threads: int | None = 1, repeat: int = 0, timeout: float = 600,
+               extra_args: Sequence[str] = ()) -> tuple[list[np.ndarray], float | None]:
+    """Run a compiled module with the target's tcc-run (under qemu for ARM targets).
+
+    Returns (outputs, median latency in ms if repeat > 0).  threads=None: runtime default.
+    """
+    cmd_prefix = runner_command(target_name)
+    arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    with tempfile.TemporaryDirectory(prefix="tcc-run-") as tmp:
+        in_paths = []
+        for i, a in enumerate(arrays):
+            p = Path(tmp) / f"input{i}.bin"
+            write_tensor_file(p, np.asarray(a))
+            in_paths.append(str(p))
+        out_path = Path(tmp) / "output.bin"
+        cmd = [*cmd_prefix, "--quiet"]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
+        if repeat:
+            cmd += ["--repeat", str(repeat)]
+        cmd += [*extra_args, str(so_path), *in_paths, str(out_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RunError(f"tcc-run failed for {target_name} (exit {proc.returncode}): "
+                           f"{' '.join(cmd)}\n{proc.stderr.strip()}")
+        outs = read_tensor_file(out_path)
+    latency = None
+    m = re.search(r"latency_ms median ([0-9.eE+-]+)", proc.stderr)
+    if m:
+        latency = float(m.group(1))
+    return outs, latency
+
+
+def run_under_qemu(so_path: str | os.PathLike, target_name: str,
+                   inputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """Run a compiled module on its target via the runner (qemu for ARM, natively for host).
+
+    Returns the output array (a list of arrays when the model has several outputs)."""
+    outs, _ = run_module(so_path, target_name, inputs)
+    return outs[0] if len(outs) == 1 else outs
+
+
+# --------------------------------------------------------------------------- instruction mix
+
+_ARMV7_NEON_ONLY = re.compile(
+    r"^v(ld[1-4]|st[1-4]|dup|ext|zip|uzp|trn|tbl|tbx|bsl|bit|bif|rev(16|32|64)|movl|movn|qmovn|qmovun|"
+    r"pad[dl]?|pmax|pmin|padal|recpe|recps|rsqrte|rsqrts|cnt|clz|cls|swp|shl|shr|sra|sli|sri|qshl|rshr|"
+    r"rsra|qrshl|qrshr|addl|addw|subl|subw|mull|mlal|mlsl|qdmull|qdmulh|qrdmulh|tst|and|orr|eor|bic|orn)")
+
+
+def _is_armv7_neon(mnemonic: str, operands: str) -> bool:
+    if not mnemonic.startswith("v"):
+        return False
+    if re.search(r"\bq\d+\b", operands):
+        return True
+    base = mnemonic.split(".")[0]
+    if _ARMV7_NEON_ONLY.match(base):
+        return True
+    # VFP's only d-register arithmetic is .f64; any other typed op on d registers is NEON.
+    if re.search(r"\bd\d+\b", operands) and re.search(r"\.(f32|f16|[isu]\d+)\b", mnemonic) and \
+            base not in ("vmov", "vldr", "vstr", "vpush", "vpop", "vldmia", "vstmia", "vcvt"):
+        return True
+    return False
+
+
+def _is_aarch64_simd(mnemonic: str, operands: str) -> bool:
+    return bool(re.search(r"\bv\d+\.\d*[bhsd]\b", operands) or
+                (mnemonic.startswith(("ld", "st")) and re.search(r"\bq\d+\b", operands)))
+
+
+def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, Any]:
+    """Vector-instruction evidence from ``objdump -d`` of a compiled module.
+
+    Returns {"arch", "total" (instructions), "simd" (NEON/AdvSIMD instructions), "simd_by_mnemonic"
+    (Counter, base mnemonic without type suffix), "simd_by_full_mnemonic"}.  host: AVX/SSE
+    (ymm/zmm/xmm operands) is counted as simd.
+    """
+    spec = get_target(target_name)
+    objdump = spec.objdump
+    if not _which(objdump):
+        raise ToolchainMissing(f"`{objdump}` not found (Debian package {spec.apt_packages[0]})")
+    text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(so_path)], capture_output=True, text=True,
+                          check=True).stdout
+    total, simd = 0, 0
+    by_base: Counter[str] = Counter()
+    by_full: Counter[str] = Counter()
+    for line in text.splitlines():
+        m = re.match(r"^\s*[0-9a-f]+:\s+(\S+)\s*(.*)$", line)
+        if not m:
+            continue
+        mnem, ops = m.group(1), m.group(2).split(";")[0].split("//")[0].split("@")[0]
+        if mnem.startswith(".") or mnem == "(bad)":
+            continue
+        total += 1
+        if spec.arch == "armv7":
+            is_simd = _is_armv7_neon(mnem, ops)
+        elif spec.arch == "aarch64":
+            is_simd = _is_aarch64_simd(mnem, ops)
+        else:
+            is_simd = bool(re.search(r"%[xyz]mm\d+", ops)) and mnem.startswith("v")
+        if is_simd:
+            simd += 1
+            by_base[mnem.split(".")[0]] += 1
+            by_full[mnem] += 1
+    return {"arch": spec.arch, "total": total, "simd": simd,
+            "simd_by_mnemonic": dict(by_base.most_common()), "simd_by_full_mnemonic": dict(by_full.most_common())}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _dir_size(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tcc.backends.tvm_runtime", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("ensure", "check", "info"):
+        p = sub.add_parser(name)
+        p.add_argument("targets", nargs="+", metavar="TARGET", help=f"one of {', '.join(known_targets())}")
+        if name == "ensure":
+            p.add_argument("--rebuild", action="store_true", help="ignore the cache")
+    args = ap.parse_args(argv)
+    status = 0
+    try:
+        for t in args.targets:
+            get_target(t)  # unknown names fail before any work
+        for t in args.targets:
+            if args.cmd == "ensure":
+                d = ensure_runtime(t, rebuild=args.rebuild)
+                print(f"{t}: {d} ({_dir_size(d) / 2**20:.1f} MiB)")
+            elif args.cmd == "check":
+                miss = missing_tools(t)
+                print(f"{t}: " + ("ok" if not miss else "missing " + "; ".join(f"{c} ({h})" for c, h in miss)))
+                status |= bool(miss)
+            else:
+                d = runtime_dir(t)
+                print(json.dumps({"target": t, "dir": str(d), "exists": d.exists(),
+                                  "size_mib": round(_dir_size(d) / 2**20, 1) if d.exists() else None,
+                                  "stamp": read_stamp(t)}, indent=2))
+    except (ToolchainMissing, RuntimeBuildError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

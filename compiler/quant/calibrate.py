@@ -1,0 +1,263 @@
+"""Calibration: FP32 ONNX graph + calibration batch -> calibration table. The one call a CLI makes.
+
+    table = calibrate("spec/ddsnet.yaml", weights="GC.pth", data="calib/", target="ort", method="kl+cos")
+    table.save("calib.json")
+
+`calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower_onnx and
+tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work:
+
+1. one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x| histogram per
+   tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
+2. a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8): tensors
+   never negative on the data are unsigned (0..255, zero point 0) where the target allows, others signed
+   (-128..127); weights get max |w| per output channel;
+3. kl+cos: the cosine fine search (cos_search.py) of every layer's weight scales and input scale;
+4. target constraints: concat inputs and output share one scale, max/avg pooling and reshapes pass it through
+   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import DataError
+from ._blas import blas_threads
+from .cos_search import cos_search, layer_rows
+from .methods import METHODS, threshold
+from .quantizer import scale_for_threshold
+from .stats import BINS, Histogram, find_layers, float_tensors, initializers, run_batches, weight_stats
+from .table import CalibrationTable, file_sha256, model_sha256
+
+
+@dataclass(frozen=True)
+class TargetRules:
+    """How a target wants its tensors: unsigned activations allowed (u8, zp 0), asymmetric activations (int8 with
+    a zero point), concat sharing one scale."""
+
+    unsigned_ok: bool = True
+    asymmetric: bool = False
+    share_concat: bool = True
+
+
+TARGETS = {
+    "ort": TargetRules(unsigned_ok=True),  # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
+    "tvm": TargetRules(unsigned_ok=True),
+    "tflite": TargetRules(unsigned_ok=False, asymmetric=True),  # int8 asymmetric activations, symmetric weights
+    "ax620": TargetRules(unsigned_ok=False),  # Pulsar: symmetric int8 everywhere (conservative assumption)
+}
+
+PASS_THROUGH = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose"}
+
+
+def _rules(target: str) -> TargetRules:
+    try:
+        return TARGETS[target]
+    except KeyError:
+        raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(TARGETS)}") from None
+
+
+def share_groups(model: onnx.ModelProto, names: set[str], rules: TargetRules) -> list[list[str]]:
+    """Tensor groups that must share one scale: concat inputs + output, pooling / reshape input + output."""
+    parent = {n: n for n in names}
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a, b):
+        if a in parent and b in parent:
+            parent[find(a)] = find(b)
+
+    for n in model.graph.node:
+        if (n.op_type == "Concat" and rules.share_concat) or n.op_type in PASS_THROUGH:
+            for i in n.input[: (None if n.op_type == "Concat" else 1)]:
+                union(i, n.output[0])
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(find(n), []).append(n)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos", target: str = "ort",
+                   percentile: float = 99.99, cos_steps: int = 100, cos_rounds: int = 2, cos_rows: int = 4096,
+                   cos_samples: int | None = None, batch_size: int = 8, seed: int = 0, bins: int = BINS,
+                   threads: int | None = None, progress: bool | None = None, data_fingerprint: str | None = None,
+                   spec_hash: str | None = None, weights_hash: str | None = None) -> CalibrationTable:
+    """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32; returns the table."""
+    if method not in METHODS:
+        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    rules = _rules(target)
+    if len(data) == 0:
+        raise DataError("no calibration samples")
+    if not np.isfinite(data).all():
+        raise DataError("calibration data holds NaN or infinite values")
+    timing = {}
+    t0 = time.perf_counter()
+    names = float_tensors(model)
+    layers = find_layers(model)
+    inits = initializers(model)
+    hists = {n: Histogram(bins) for n in names}
+    rng = np.random.default_rng(seed)
+    searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0
+    n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
+    rows: dict[str, list[np.ndarray]] = {l.name: [] for l in layers} if searching else {}
+    if progress is None:
+        progress = sys.stderr.isatty() and len(data) > 64
+    seen = 0
+    for outs in run_batches(model, data, names, batch_size, threads, progress):
+        nb = len(next(iter(outs.values())))
+        for n in names:
+            x = outs[n]
+            if not np.isfinite(x).all():
+                raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
+                                f"(check the weights and the input preprocessing)")
+            hists[n].update(x)
+        if searching and seen < n_cos:
+            take = min(nb, n_cos - seen)
+            for l in layers:
+                per_batch = math.ceil(cos_rows * take / n_cos)
+                rows[l.name].append(layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng))
+        seen += nb
+    timing["statistics"] = time.perf_counter() - t0
+
+    # ---- coarse thresholds
+    t1 = time.perf_counter()
+    base = "kl" if method == "kl+cos" else method
+    signed = {n: not (rules.unsigned_ok and hists[n].min >= 0) for n in names}
+
+    def one(n):
+        h = hists[n]
+        levels = 128 if signed[n] else 256
+        return n, threshold(base, h.counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
+
+    with ThreadPoolExecutor(max_workers=threads or 2) as pool:
+        thr = dict(pool.map(one, names))
+    act_scale = {n: float(scale_for_threshold(thr[n].value, 8, signed[n])) for n in names}
+    coarse_scale = dict(act_scale)
+    timing["thresholds"] = time.perf_counter() - t1
+
+    # ---- weights: max |w| per output channel, then the fine search
+    t2 = time.perf_counter()
+    wstats = weight_stats(model, layers)
+    w_scale = {w: scale_for_threshold(s.ch_absmax) for w, s in wstats.items()}
+    w_method = {w: "minmax" for w in wstats}
+    result = None
+    if searching:
+        samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
+        with blas_threads(1):
+            result = cos_search(layers, inits, samples, act_scale, signed, steps=cos_steps, rounds=cos_rounds)
+        act_scale.update(result.act_scales)
+        for lr in result.layers.values():
+            w_scale[lr.weight] = lr.w_scale.astype(np.float32)
+            w_method[lr.weight] = "minmax+cos"
+    timing["cos_search"] = time.perf_counter() - t2
+
+    # ---- target constraints: shared scales (a group takes its widest range)
+    groups = share_groups(model, set(names), rules)
+    group_of = {}
+    for gi, g in enumerate(groups):
+        any_signed = any(signed[n] for n in g)
+        widest = max(act_scale[n] * (127 if signed[n] else 255) for n in g)
+        for n in g:
+            signed[n] = any_signed
+            act_scale[n] = float(scale_for_threshold(widest, 8, any_signed))
+            group_of[n] = gi
+
+    # ---- the table
+    tensors: dict[str, dict] = {}
+    for n in names:
+        h = hists[n]
+        t = thr[n]
+        s = act_scale[n]
+        zp = 0
+        is_signed = signed[n]
+        sym = True
+        if rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
+            zp, is_signed, sym = -128, True, False
+        diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": coarse_scale[n]}
+        if result and n in result.act_cos:
+            diag["cos_before"], diag["cos_after"] = result.act_cos[n]
+        entry = {"kind": "activation", "scale": s, "zero_point": zp, "bits": 8, "symmetric": sym,
+                 "signed": is_signed, "method": method if (result and n in result.act_scales) or method != "kl+cos"
+                 else "kl", "threshold": t.value, "min": h.min, "max": h.max, "diagnostics": diag}
+        if n in group_of:
+            entry["group"] = group_of[n]
+        tensors[n] = entry
+    layer_doc = {}
+    for l in layers:
+        sc = np.asarray(w_scale[l.weight], dtype=np.float64)
+        tensors[l.weight] = {"kind": "weight", "scale": [float(v) for v in sc], "zero_point": 0, "bits": 8,
+                             "symmetric": True, "signed": True, "axis": l.w_axis, "method": w_method[l.weight],
+                             "layer": l.name}
+        entry = {"op": l.op, "input": l.input, "weight": l.weight, "bias": l.bias, "output": l.output}
+        if result and l.name in result.layers:
+            lr = result.layers[l.name]
+            entry["cos_before"], entry["cos_after"] = lr.cos_before, lr.cos_after
+        layer_doc[l.name] = entry
+    timing["total"] = time.perf_counter() - t0
+    summary = {}
+    if result and result.layers:
+        b = [r.cos_before for r in result.layers.values()]
+        a = [r.cos_after for r in result.layers.values()]
+        summary = {"layers_searched": len(a), "mean_cos_before": float(np.mean(b)), "mean_cos_after": float(np.mean(a)),
+                   "min_cos_before": float(np.min(b)), "min_cos_after": float(np.min(a))}
+    if data_fingerprint is None:
+        data_fingerprint = __import__("hashlib").sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    doc = {
+        "format": "tcc-calibration", "version": 1, "target": target, "method": method,
+        "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": model_sha256(model),
+        "data_fingerprint": data_fingerprint, "samples": int(len(data)),
+        "settings": {"percentile": percentile, "bins": bins, "levels_signed": 128, "levels_unsigned": 256,
+                     "cos_steps": cos_steps, "cos_rounds": cos_rounds, "cos_rows": cos_rows,
+                     "cos_samples": n_cos if searching else 0, "cos_range": [0.5, 2.0], "seed": seed},
+        "created_by": "tcc.quant.calibrate",
+        "timing_s": timing, "summary": summary, "tensors": tensors, "layers": layer_doc, "groups": groups,
+    }
+    return CalibrationTable(doc)
+
+
+def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
+              calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
+              by_order: bool = True, key_map=None, progress: bool | None = None, **kwargs) -> CalibrationTable:
+    """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
+
+    Needs tcc.lower_onnx.to_onnx and tcc.passes.run_pipeline. kwargs go to `calibrate_onnx` (percentile,
+    cos_steps, cos_rounds, cos_rows, batch_size, threads).
+    """
+    from ..spec.loader import load_model
+    from .data import load_calibration_data
+
+    _rules(target)
+    if method not in METHODS:
+        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    model = load_model(spec, overrides or {})
+    fp32 = fp32_onnx(model, weights, by_order=by_order, key_map=key_map)
+    cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
+    return calibrate_onnx(fp32, cd.array, method=method, target=target, seed=seed, progress=progress,
+                          data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
+                          weights_hash=file_sha256(weights) if weights else None, **kwargs)
+
+
+def fp32_onnx(model, weights, by_order: bool = True, key_map=None) -> onnx.ModelProto:
+    """The clean FP32 ONNX graph calibration works on: spec -> torch (+ weights) -> ONNX -> passes."""
+    from .. import to_torch
+    from ..lower_onnx import to_onnx  # another engineer's module
+    from ..passes import run_pipeline
+    from ..weights import load_weights
+
+    module = to_torch(model.graph, inference_only=True)
+    if weights:
+        load_weights(module, model.graph, weights, by_order, key_map)
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    proto = to_onnx(model.graph, state)
+    proto, _report = run_pipeline(proto)
+    return proto

@@ -1,0 +1,211 @@
+"""EasyQuant-style fine search of the scales (the DDSNet paper's second step, equation 10).
+
+For each conv/linear layer in topological order: starting from the coarse scales (KL for the input activation,
+max |w| per output channel for the weights), search the per-output-channel weight scales, then the input
+activation scale, each over [0.5 s0, 2 s0] (`steps` candidates, plus the current value), maximising the cosine
+similarity between the layer's FP32 output and its quantized output (equation 8 on both operands); alternate the
+two searches for `rounds` rounds. Every step keeps the current value unless a candidate is strictly better, so the
+search never lowers the cosine.
+
+The layer is evaluated on sampled output positions: `LayerSamples` holds, per layer, the im2col rows of its FP32
+input at up to `rows` output positions drawn from the calibration batch, so one evaluation is a small matmul and the
+conv itself never runs again. With the activation fixed, the weight search is exact and cheap through the Gram
+matrix A^T A of the quantized input: for output channel o with quantized weights w and bias b,
+    y_fp . y_q = w . (A^T y_fp) + b sum(y_fp),      |y_q|^2 = w^T (A^T A) w + 2 b (1^T A) w + R b^2,
+so all candidates of all channels cost O(C_out K^2) each, and channels are then chosen by coordinate ascent on the
+global cosine. Cosines here are pre-activation (the conv/linear output before any fused ReLU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .quantizer import fake_quant
+from .stats import Layer
+
+
+# ---------------------------------------------------------------------------------------------------- sampling
+def _conv_geometry(layer: Layer, x_shape: tuple, w_shape: tuple):
+    a = layer.attrs
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise NotImplementedError(f"{layer.name}: auto_pad is not supported by the cosine search (pads expected)")
+    kh, kw = w_shape[2:]
+    sh, sw = a.get("strides", [1, 1])
+    dh, dw = a.get("dilations", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    h, w = x_shape[2:]
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    return (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr), (oh, ow)
+
+
+def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.random.Generator) -> np.ndarray:
+    """im2col rows of input batch `x` at `count` random output positions: [R, groups, K_per_group]."""
+    if layer.op == "Conv":
+        (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr), (oh, ow) = _conv_geometry(layer, x.shape, w_shape)
+        n, c = x.shape[:2]
+        groups = int(layer.attrs.get("group", 1))
+        total = n * oh * ow
+        pick = rng.choice(total, size=min(count, total), replace=False)
+        bi, rest = np.divmod(pick, oh * ow)
+        yi, xi = np.divmod(rest, ow)
+        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+        rows_y = (yi * sh)[:, None] + ky.ravel()[None, :]  # [R, kk]
+        rows_x = (xi * sw)[:, None] + kx.ravel()[None, :]
+        patches = xp[bi[:, None, None], np.arange(c)[None, :, None], rows_y[:, None, :], rows_x[:, None, :]]
+        return patches.reshape(len(pick), groups, (c // groups) * kh * kw).astype(np.float32)  # [R, C, kk] -> groups
+    x2 = x.reshape(-1, x.shape[-1]) if layer.op == "MatMul" else x.reshape(x.shape[0], -1)
+    pick = rng.choice(len(x2), size=min(count, len(x2)), replace=False)
+    return x2[pick][:, None, :].astype(np.float32)
+
+
+def grouped_weight(layer: Layer, w: np.ndarray) -> np.ndarray:
+    """The weight as [groups, C_out per group, K per group], output channels in their original order."""
+    if layer.op == "Conv":
+        groups = int(layer.attrs.get("group", 1))
+        return w.reshape(groups, w.shape[0] // groups, -1).astype(np.float32)
+    wt = w if layer.w_axis == 0 else w.T  # [C_out, K]
+    return wt[None].astype(np.float32)
+
+
+def layer_output(a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """[R, groups, C_out per group] = rows x weights (+ bias)."""
+    y = np.matmul(a.transpose(1, 0, 2), wg.transpose(0, 2, 1)).transpose(1, 0, 2)  # [G,R,K]@[G,K,O]
+    if bias is not None:
+        y += bias.reshape(wg.shape[0], wg.shape[1])[None]
+    return y
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
+    na, nb = np.sqrt((a * a).sum()), np.sqrt((b * b).sum())
+    return float((a * b).sum() / (na * nb)) if na > 0 and nb > 0 else float(na == nb)
+
+
+# ---------------------------------------------------------------------------------------------------- search
+@dataclass
+class LayerResult:
+    name: str
+    input: str
+    weight: str
+    cos_before: float
+    cos_after: float
+    w_scale: np.ndarray  # per output channel
+    history: list[float] = field(default_factory=list)  # cosine after each search step
+
+
+@dataclass
+class SearchResult:
+    act_scales: dict[str, float]  # tensor -> scale (only the searched inputs)
+    act_cos: dict[str, tuple[float, float]]  # tensor -> (mean cosine of its consumers before, after)
+    layers: dict[str, LayerResult]
+
+
+def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
+    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
+    g, o, k = wg.shape
+    a64 = a_q.astype(np.float64)
+    gram = np.einsum("rgk,rgl->gkl", a64, a64, optimize=True)  # [G, K, K]
+    colsum = a64.sum(axis=0)  # [G, K]
+    bfp = np.einsum("rgk,rgo->gok", a64, y_fp.astype(np.float64), optimize=True)  # [G, O, K]
+    b = np.zeros((g, o)) if bias is None else bias.reshape(g, o).astype(np.float64)
+    ysum = y_fp.astype(np.float64).sum(axis=0)  # [G, O]
+    r = a_q.shape[0]
+    cands = np.concatenate([s_w.reshape(g, o)[None], s0_w.reshape(g, o)[None] * factors[:, None, None]])  # [F+1,G,O]
+    dots = np.empty(cands.shape)
+    nrms = np.empty(cands.shape)
+    for f in range(len(cands)):
+        wq = fake_quant(wg, cands[f].reshape(g, o, 1), signed=signed_w).astype(np.float64)
+        dots[f] = np.einsum("gok,gok->go", wq, bfp) + b * ysum
+        gw = np.einsum("gkl,gol->gok", gram, wq)
+        nrms[f] = np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", colsum, wq) + r * b * b
+    dots = dots.reshape(len(cands), -1)
+    nrms = np.maximum(nrms.reshape(len(cands), -1), 0.0)
+    choice = np.zeros(g * o, np.int64)  # index 0 = the current scale
+    d, n = dots[0].sum(), nrms[0].sum()
+    for _sweep in range(2):
+        changed = False
+        for ch in range(g * o):
+            d_rest = d - dots[choice[ch], ch]
+            n_rest = n - nrms[choice[ch], ch]
+            dd = d_rest + dots[:, ch]
+            nn = np.maximum(n_rest + nrms[:, ch], 1e-300)
+            score = dd / np.sqrt(nn)
+            best = int(np.argmax(score))
+            if score[best] > score[choice[ch]] * (1 + 1e-12) + 1e-300:
+                choice[ch] = best
+                changed = True
+            d, n = d_rest + dots[choice[ch], ch], n_rest + nrms[choice[ch], ch]
+        if not changed:
+            break
+    return cands.reshape(len(cands), -1)[choice, np.arange(g * o)].reshape(s_w.shape).astype(np.float32)
+
+
+def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
+               act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
+               lo: float = 0.5, hi: float = 2.0) -> SearchResult:
+    """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
+
+    `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
+    the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
+    cosine. Returns the new input scales, per-channel weight scales and before/after cosines.
+    """
+    factors = np.linspace(lo, hi, steps)
+    by_input: dict[str, list[Layer]] = {}
+    for l in layers:
+        if l.name in samples:
+            by_input.setdefault(l.input, []).append(l)
+    out_scales: dict[str, float] = {}
+    out_cos: dict[str, tuple[float, float]] = {}
+    results: dict[str, LayerResult] = {}
+    for tensor, group in by_input.items():
+        s0_a = float(act_scales[tensor])
+        s_a = s0_a
+        signed_a = act_signed.get(tensor, True)
+        st = []
+        for l in group:
+            a = samples[l.name]
+            wg = grouped_weight(l, weights[l.weight])
+            bias = weights[l.bias].astype(np.float32) if l.bias else None
+            y_fp = layer_output(a, wg, bias)
+            s0_w = (np.maximum(np.abs(wg).max(axis=2), 1e-12) / 127.0).astype(np.float32)  # [G, O], minmax
+            st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy()})
+
+        def cos_of(item, s_act, s_w):
+            a_q = fake_quant(item["a"], s_act, signed=signed_a)
+            wq = fake_quant(item["wg"], s_w[..., None])
+            return _cos(item["y_fp"], layer_output(a_q, wq, item["bias"]))
+
+        before = [cos_of(it, s_a, it["s_w"]) for it in st]
+        hist = [list([c]) for c in before]
+        for _ in range(rounds):
+            a_q = None
+            for i, it in enumerate(st):  # weights, activation fixed
+                a_q = fake_quant(it["a"], s_a, signed=signed_a)
+                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors)
+                c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
+                if c_new >= c_old:  # exact by construction; guard against float summation order
+                    it["s_w"] = new
+                hist[i].append(max(c_new, c_old))
+            # activation, weights fixed: mean cosine over the consumers
+            wqs = [fake_quant(it["wg"], it["s_w"][..., None]) for it in st]
+            cands = np.concatenate([[s_a], s0_a * factors])
+            scores = np.zeros(len(cands))
+            for it, wq in zip(st, wqs):
+                for f, s in enumerate(cands):
+                    scores[f] += _cos(it["y_fp"], layer_output(fake_quant(it["a"], s, signed=signed_a), wq, it["bias"]))
+            best = int(np.argmax(scores))
+            if scores[best] > scores[0]:
+                s_a = float(cands[best])
+            for i, it in enumerate(st):
+                hist[i].append(cos_of(it, s_a, it["s_w"]))
+        after = [h[-1] for h in hist]
+        out_scales[tensor] = s_a
+        out_cos[tensor] = (float(np.mean(before)), float(np.mean(after)))
+        for it, b, a, h in zip(st, before, after, hist):
+            l = it["layer"]
+            results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, it["s_w"].reshape(-1), h)
+    return SearchResult(out_scales, out_cos, results)

@@ -1,0 +1,70 @@
+"""The quantizer of the DDSNet paper's equation (8): the single definition used everywhere in tcc.
+
+    F(theta, delta, N_I) = clamp(-N_I/2, N_I/2 - 1, round(theta / delta))   signed
+                           clamp(0,      N_I - 1,   round(theta / delta))   unsigned
+
+with N_I = 2**bits (256 for 8 bits) and zero point 0 (symmetric). `round` is round-half-to-even, the rounding of
+ONNX QuantizeLinear, so `fake_quant` here equals a QuantizeLinear -> DequantizeLinear pair in ONNX Runtime bit
+for bit. A threshold T (the largest magnitude kept) becomes the scale T / (N_I/2 - 1) (signed: T -> 127) or
+T / (N_I - 1) (unsigned: T -> 255).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TINY = np.float32(1e-12)  # the smallest scale handed out: an all-zero tensor still gets a valid (positive) scale
+
+
+def qrange(bits: int = 8, signed: bool = True) -> tuple[int, int]:
+    """Integer bounds of equation (8) for N_I = 2**bits."""
+    n = 1 << bits
+    return (-(n // 2), n // 2 - 1) if signed else (0, n - 1)
+
+
+def scale_for_threshold(threshold, bits: int = 8, signed: bool = True):
+    """The scale that maps `threshold` (scalar or per-channel array) onto the largest positive code."""
+    top = qrange(bits, signed)[1]
+    t = np.asarray(threshold, dtype=np.float64)
+    return np.maximum(t / top, TINY).astype(np.float32)
+
+
+def _bshape(scale, x: np.ndarray, axis: int | None):
+    scale = np.asarray(scale, dtype=np.float32)
+    if scale.ndim == 0 or axis is None:
+        return scale
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return scale.reshape(shape)
+
+
+def quantize(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None) -> np.ndarray:
+    """Equation (8): integer codes (int32 array) of x at `scale` (per-tensor, or per-channel along `axis`)."""
+    x = np.asarray(x, dtype=np.float32)
+    lo, hi = qrange(bits, signed)
+    q = np.rint(x / _bshape(scale, x, axis))
+    return np.clip(q, lo, hi).astype(np.int32)
+
+
+def dequantize(q, scale, axis: int | None = None) -> np.ndarray:
+    q = np.asarray(q)
+    return (q.astype(np.float32) * _bshape(scale, q, axis)).astype(np.float32)
+
+
+def fake_quant(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None) -> np.ndarray:
+    """dequantize(quantize(x)): the float value an integer backend sees (float32, like ORT's Q/DQ pair)."""
+    x = np.asarray(x, dtype=np.float32)
+    s = _bshape(scale, x, axis)
+    lo, hi = qrange(bits, signed)
+    return (np.clip(np.rint(x / s), lo, hi) * s).astype(np.float32)
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two tensors taken as flat vectors (1.0 for two zero tensors)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(a @ b / (na * nb))

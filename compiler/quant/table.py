@@ -1,0 +1,132 @@
+"""The calibration table: JSON documented by spec/schema/calibration.schema.json.
+
+    table = CalibrationTable(doc)       # doc: the JSON object
+    table.save("calib.json")            # atomic write
+    table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(w))  # validated
+    table.act_scale("dense1.layer0.relu")  -> (scale, zero_point, signed)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TccError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schema" / "calibration.schema.json"
+
+
+class CalibrationError(TccError):
+    """A calibration table is unreadable, invalid, or does not belong to this spec / weights / model. Exit 2."""
+
+    exit_code = 2
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_sha256(model) -> str:
+    """sha256 of an ONNX model's graph (deterministic serialisation)."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(doc: dict, where: str = "calibration table") -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CalibrationError(f"{where}: invalid at {path}: {e.message}{more}")
+
+
+@dataclass
+class CalibrationTable:
+    doc: dict
+
+    @property
+    def tensors(self) -> dict:
+        return self.doc["tensors"]
+
+    def act_scale(self, name: str) -> tuple[float, int, bool]:
+        t = self.tensors[name]
+        return float(t["scale"]), int(t["zero_point"]), bool(t["signed"])
+
+    def weight_scale(self, name: str) -> np.ndarray:
+        return np.asarray(self.tensors[name]["scale"], dtype=np.float32)
+
+    def to_json(self) -> str:
+        return json.dumps(self.doc, indent=1, allow_nan=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Validate, then write atomically (a temporary file renamed over the target)."""
+        validate(self.doc)
+        path = Path(path)
+        text = self.to_json()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def check(self, spec_hash: str | None = None, weights_hash: str | None = None, model_hash: str | None = None,
+              where: str = "calibration table") -> None:
+        """Raise CalibrationError when the table was made for another spec, weights file or FP32 graph."""
+        for key, want, what in (("spec_hash", spec_hash, "spec"), ("weights_hash", weights_hash, "weights"),
+                                ("model_hash", model_hash, "FP32 model")):
+            have = self.doc.get(key)
+            if want is not None and have is not None and have != want:
+                raise CalibrationError(f"{where}: made for a different {what} ({key} {have[:12]}..., this "
+                                       f"{what} is {want[:12]}...); recalibrate with `tcc calibrate`")
+
+    def check_model(self, model, where: str = "calibration table") -> None:
+        """Every activation the table names exists in `model` and every weight has its channel count."""
+        from onnx import numpy_helper
+
+        names = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+        inits = {t.name: t for t in model.graph.initializer}
+        for name, t in self.tensors.items():
+            if t["kind"] == "activation" and name not in names:
+                raise CalibrationError(f"{where}: tensor {name!r} is not in the model; recalibrate")
+            if t["kind"] == "weight":
+                if name not in inits:
+                    raise CalibrationError(f"{where}: weight {name!r} is not in the model; recalibrate")
+                shape = numpy_helper.to_array(inits[name]).shape
+                n = shape[t.get("axis", 0)]
+                if isinstance(t["scale"], list) and len(t["scale"]) != n:
+                    raise CalibrationError(f"{where}: weight {name!r} has {n} output channels, the table "
+                                           f"{len(t['scale'])} scales; recalibrate")
+
+
+def load_table(path: str | Path, spec_hash: str | None = None, weights_hash: str | None = None,
+               model_hash: str | None = None) -> CalibrationTable:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: no such calibration table") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CalibrationError(f"{path}: not a JSON calibration table ({e})") from None
+    validate(doc, str(path))
+    table = CalibrationTable(doc)
+    table.check(spec_hash, weights_hash, model_hash, str(path))
+    return table

@@ -1,0 +1,241 @@
+"""TVM backend infrastructure: target registry, runtimes + tcc-run, host and ARM (qemu) execution.
+
+Skips (with the reason) when apache-tvm, onnxruntime, a cross toolchain or qemu is missing;
+tools/setup_arm.sh installs them.  The ARM runtimes are cached outside the repository
+(~/.cache/tcc); if the toolchains are installed but a runtime is not cached yet, the first test
+that needs it builds it (arm-a7: several minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tcc.backends import targets as tg
+from tcc.backends import tvm_runtime as rt
+
+ARM_TARGETS = ["arm-a7", "aarch64"]
+
+
+# ----------------------------------------------------------------------------- no TVM needed
+
+
+def test_registry_names_and_aliases():
+    assert {"host", "arm-a7", "aarch64", "arm-a53"} <= set(tg.known_targets())
+    assert tg.get_target("arm-a53") is tg.get_target("aarch64")
+    a7 = tg.get_target("arm-a7")
+    d = a7.tvm_target_dict()
+    assert d["mtriple"] == "armv7a-linux-gnueabihf" and d["mfloat-abi"] == "hard" and d["fast-math"] is True
+    assert "+neon" in d["mattr"]
+    assert a7.cxx == "arm-linux-gnueabihf-g++" and a7.qemu[0] == "qemu-arm"
+    assert a7.runtime_cache_key("0.27.0.post1") == "tvm-runtime-0.27.0.post1-armv7"
+    d["mattr"].append("+x")  # a copy: the registry stays untouched
+    assert "+x" not in a7.tvm_target["mattr"]
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(tg.UnknownTargetError) as e:
+        tg.get_target("arm-a9")
+    msg = str(e.value)
+    assert "arm-a9" in msg and "arm-a7" in msg and "aarch64" in msg and "host" in msg
+
+
+def test_tensor_file_roundtrip(tmp_path):
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7
+    b = np.array([[-128, 5, 127]], dtype=np.int8)
+    p = tmp_path / "t.bin"
+    p.write_bytes(rt.tensor_file_bytes(a) + rt.tensor_file_bytes(b))
+    ra, rb = rt.read_tensor_file(p)
+    assert ra.dtype == np.float32 and ra.shape == (2, 3, 4) and np.array_equal(ra, a)
+    assert rb.dtype == np.int8 and np.array_equal(rb, b)
+    assert p.read_bytes()[:4] == b"TCCT" and len(rt.tensor_file_bytes(a)) == 24 + 3 * 8 + a.nbytes
+    p.write_bytes(b"junk")
+    with pytest.raises(ValueError):
+        rt.read_tensor_file(p)
+
+
+# ----------------------------------------------------------------------------- TVM needed
+
+try:
+    import onnx
+    import onnxruntime as ort
+    import tvm
+    from tvm import relax
+
+    _MISSING = None
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    _MISSING = f"{exc.name} not installed (tools/setup_arm.sh installs apache-tvm)"
+
+needs_tvm = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+
+
+def _tiny_model():
+    """conv3x3(3->8)+bias -> relu -> global average pool -> flatten -> gemm(8->4)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(8) * 0.1).astype(np.float32)
+    fw = (rng.standard_normal((4, 8)) * 0.3).astype(np.float32)
+    fb = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(v, n) for n, v in (("w", w), ("b", b), ("fw", fw), ("fb", fb))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _skip_unless_tools(target: str, *, build: bool = True, run: bool = True) -> None:
+    missing = rt.missing_tools(target, build=build, run=run)
+    if missing:
+        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing)
+                    + " - run tools/setup_arm.sh")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = _tiny_model()
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    return {"model": model, "x": x, "ref": ref, "sess": sess}
+
+
+@pytest.fixture(scope="module")
+def built(tiny, tmp_path_factory):
+    """Compiled .so per target (lazily, once per module)."""
+    out = tmp_path_factory.mktemp("tvm_infra")
+    cache: dict[str, object] = {}
+
+    def get(target: str):
+        if target not in cache:
+            _skip_unless_tools(target, build=False, run=False)
+            t0 = time.perf_counter()
+            path = rt.compile_onnx(tiny["model"], target, out / f"tiny-{target}.so")
+            print(f"\n[tvm_infra] compile {target}: {time.perf_counter() - t0:.1f} s")
+            cache[target] = path
+        return cache[target]
+
+    return get
+
+
+@needs_tvm
+def test_host_python_vm_matches_ort(tiny, built):
+    so = built("host")
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(so)), tvm.cpu())
+    y = vm["main"](tvm.runtime.tensor(tiny["x"])).numpy()
+    np.testing.assert_allclose(y, tiny["ref"], rtol=1e-5, atol=1e-5)
+
+
+@needs_tvm
+def test_host_runner_matches_ort(tiny, built):
+    _skip_unless_tools("host")
+    so = built("host")
+    outs, tvm_ms = rt.run_module(so, "host", tiny["x"], threads=1, repeat=50)
+    assert len(outs) == 1 and outs[0].shape == (1, 4) and outs[0].dtype == np.float32
+    np.testing.assert_allclose(outs[0], tiny["ref"], rtol=1e-5, atol=1e-5)
+    # latency report (not asserted: the machine is shared)
+    ts = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        tiny["sess"].run(None, {"x": tiny["x"]})
+        ts.append((time.perf_counter() - t0) * 1e3)
+    print(f"\n[tvm_infra] host latency tiny model, 1 thread: tcc-run {tvm_ms:.3f} ms, "
+          f"onnxruntime {float(np.median(ts)):.3f} ms (median of 50)")
+
+
+@needs_tvm
+def test_runner_rejects_bad_input(tiny, built, tmp_path):
+    _skip_unless_tools("host")
+    so = built("host")
+    cmd = rt.runner_command("host")
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\0" * 10)
+    proc = subprocess.run([*cmd, str(so), str(bad), str(tmp_path / "o.bin")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--shape" in proc.stderr
+    # the same data raw, with --shape, is accepted; --raw-output writes data only
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(tiny["x"].tobytes())
+    out = tmp_path / "o.bin"
+    proc = subprocess.run([*cmd, "--shape", "1,3,32,32", "--raw-output", str(so), str(raw), str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.frombuffer(out.read_bytes(), "<f4").reshape(1, 4), tiny["ref"],
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_tvm
+@pytest.mark.parametrize("target", ARM_TARGETS)
+def test_arm_under_qemu_matches_host(tiny, built, target):
+    _skip_unless_tools(target)
+    rt.ensure_runtime(target)  # cached by tools/setup_arm.sh; built here otherwise
+    host_so = built("host")
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(host_so)), tvm.cpu())
+    host_y = vm["main"](tvm.runtime.tensor(tiny["x"])).numpy()
+    t0 = time.perf_counter()
+    y = rt.run_under_qemu(built(target), target, tiny["x"])
+    print(f"\n[tvm_infra] {target} under qemu: {time.perf_counter() - t0:.2f} s")
+    assert isinstance(y, np.ndarray) and y.shape == host_y.shape
+    np.testing.assert_allclose(y, host_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, tiny["ref"], rtol=1e-5, atol=1e-5)
+
+
+@needs_tvm
+@pytest.mark.parametrize("target", ARM_TARGETS)
+def test_arm_code_is_vectorised(built, target):
+    _skip_unless_tools(target, build=False, run=False)
+    mix = rt.instruction_mix(built(target), target)
+    top = ", ".join(f"{k} {v}" for k, v in list(mix["simd_by_full_mnemonic"].items())[:16])
+    print(f"\n[tvm_infra] {target}: {mix['simd']} SIMD of {mix['total']} instructions; {top}")
+    assert mix["simd"] > 0
+    ops = set(mix["simd_by_mnemonic"])
+    if target == "arm-a7":
+        assert ops & {"vld1", "vldmia"}, ops  # vector loads
+        assert ops & {"vmla", "vfma", "vmul", "vadd"}, ops  # vector float arithmetic
+        assert any(m.endswith(".f32") for m in mix["simd_by_full_mnemonic"]), mix["simd_by_full_mnemonic"]
+    else:
+        assert ops & {"fmla", "fmul", "fadd"}, ops
+
+
+def test_missing_cross_compiler_is_named(monkeypatch):
+    monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd.startswith("arm-linux") else "/bin/true")
+    with pytest.raises(rt.ToolchainMissing) as e:
+        rt.require_tools("arm-a7", build=False, run=False)
+    assert "g++-arm-linux-gnueabihf" in str(e.value) and "setup_arm.sh" in str(e.value)
+
+
+@needs_tvm
+def test_runtime_cache_layout():
+    """After setup the cache holds lib/ + bin/tcc-run + stamp per architecture (skips if not built)."""
+    built_any = False
+    for t in ("host", *ARM_TARGETS):
+        d = rt.runtime_dir(t)
+        stamp = rt.read_stamp(t)
+        if stamp is None:
+            continue
+        built_any = True
+        assert (d / "bin" / "tcc-run").is_file()
+        assert (d / "lib" / "libtvm_runtime.so").is_file() and (d / "lib" / "libtvm_ffi.so").is_file()
+        assert stamp["tvm_version"] == rt.tvm_versions()[0]
+        assert str(d).startswith(str(rt.cache_root())) and not str(d).startswith(str(rt.REPO_ROOT))
+    if not built_any:
+        pytest.skip("no runtime cached yet (tools/setup_arm.sh)")

@@ -1,0 +1,13 @@
+# tcc: cross toolchain for armv7 (arm-linux-gnueabihf), Debian package g++-arm-linux-gnueabihf.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR arm)
+set(TCC_TRIPLE arm-linux-gnueabihf)
+set(CMAKE_C_COMPILER ${TCC_TRIPLE}-gcc)
+set(CMAKE_CXX_COMPILER ${TCC_TRIPLE}-g++)
+set(CMAKE_FIND_ROOT_PATH /usr/${TCC_TRIPLE})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+set(CMAKE_C_FLAGS_INIT "-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard")
+set(CMAKE_CXX_FLAGS_INIT "-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard")

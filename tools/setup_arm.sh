@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Set up the TVM backend's toolchains and runtimes.  Idempotent: each step is skipped when done.
+#
+#   tools/setup_arm.sh [TARGET...]        default targets: host arm-a7 aarch64
+#
+#   1. Debian packages: the cross compilers + qemu-user (apt-get; needs root, or sudo)
+#   2. Python packages into the venv: apache-tvm (pinned), cmake, ninja
+#   3. TVM runtime + tcc-run per target into ~/.cache/tcc/tvm-runtime-<tvm version>-<arch>/
+#      ($TCC_CACHE_DIR overrides ~/.cache/tcc).  arm-a7 builds the runtime from source
+#      (several minutes, once); aarch64 takes it from PyPI's aarch64 wheel; host from the venv.
+#
+# Environment: PYTHON (default: .venv/bin/python of the repository), TCC_TVM_VERSION,
+# TCC_SKIP_APT=1 (do not touch Debian packages; fail if they are missing).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
+TVM_VERSION="${TCC_TVM_VERSION:-0.27.0.post1}"
+TARGETS=("$@")
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(host arm-a7 aarch64)
+
+say() { printf '[setup_arm] %s\n' "$*" >&2; }
+die() { printf '[setup_arm] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$PYTHON" ] || die "no Python at $PYTHON: create the venv first (make venv), or set PYTHON=..."
+
+# ---------------------------------------------------------------- 1. Debian packages
+need_pkgs=()
+need_cmd() {  # command package
+  if ! command -v "$1" >/dev/null 2>&1; then need_pkgs+=("$2"); fi
+}
+need_cmd g++ g++
+for t in "${TARGETS[@]}"; do
+  case "$t" in
+    host) ;;
+    arm-a7) need_cmd arm-linux-gnueabihf-g++ g++-arm-linux-gnueabihf; need_cmd qemu-arm qemu-user ;;
+    aarch64|arm-a53) need_cmd aarch64-linux-gnu-g++ g++-aarch64-linux-gnu; need_cmd qemu-aarch64 qemu-user ;;
+    *) die "unknown target '$t' (known: host arm-a7 aarch64 arm-a53)" ;;
+  esac
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  # shellcheck disable=SC2207
+  need_pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))
+  [ "${TCC_SKIP_APT:-0}" = 1 ] && die "missing Debian packages: ${need_pkgs[*]} (TCC_SKIP_APT=1 set)"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "missing Debian packages ${need_pkgs[*]}; run as root: apt-get install -y ${need_pkgs[*]}"
+    SUDO="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${need_pkgs[*]} (or equivalents) by hand"
+  say "installing Debian packages: ${need_pkgs[*]}"
+  t0=$SECONDS
+  $SUDO apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null \
+    || die "apt-get install ${need_pkgs[*]} failed"
+  say "Debian packages installed in $((SECONDS - t0)) s"
+else
+  say "Debian packages: already installed"
+fi
+
+# ---------------------------------------------------------------- 2. Python packages
+have_tvm="$("$PYTHON" - <<'EOF' 2>/dev/null || true
+from importlib import metadata
+try:
+    print(metadata.version("apache-tvm"))
+except metadata.PackageNotFoundError:
+    pass
+EOF
+)"
+pip_pkgs=()
+[ "$have_tvm" = "$TVM_VERSION" ] || pip_pkgs+=("apache-tvm==$TVM_VERSION")
+"$PYTHON" - <<'EOF' 2>/dev/null || pip_pkgs+=("cmake>=3.26" "ninja")
+import os, re, subprocess, sys
+bindir = os.path.dirname(sys.executable)
+out = subprocess.run([os.path.join(bindir, "cmake"), "--version"], capture_output=True, text=True).stdout
+m = re.search(r"version (\d+)\.(\d+)", out)
+assert m and (int(m.group(1)), int(m.group(2))) >= (3, 18)
+assert os.access(os.path.join(bindir, "ninja"), os.X_OK)
+EOF
+if [ ${#pip_pkgs[@]} -gt 0 ]; then
+  say "installing into $("$PYTHON" -c 'import sys; print(sys.prefix)'): ${pip_pkgs[*]}"
+  t0=$SECONDS
+  "$PYTHON" -m pip install --quiet "${pip_pkgs[@]}" || die "pip install ${pip_pkgs[*]} failed"
+  say "Python packages installed in $((SECONDS - t0)) s"
+else
+  say "Python packages: apache-tvm $TVM_VERSION, cmake, ninja already installed"
+fi
+
+# ---------------------------------------------------------------- 3. runtimes + tcc-run
+say "TVM runtimes + tcc-run for: ${TARGETS[*]}"
+cd "$REPO"
+"$PYTHON" "$REPO/backends/tvm_runtime.py" ensure "${TARGETS[@]}" \
+  || die "building the TVM runtimes failed (see the log named above)"
+say "done"
