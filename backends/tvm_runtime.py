@@ -463,13 +463,26 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool):
     return tvm.transform.Sequential(passes, name="tcc_cpu_pipeline")
 
 
+def resolve_tvm_target(target_name: str) -> dict[str, Any]:
+    """The registry's TVM target dict, with ``"mcpu": "native"`` replaced by this machine's CPU
+    name (LLVM refuses "native" next to an explicit mtriple)."""
+    import tvm
+
+    d = get_target(target_name).tvm_target_dict()
+    if d.get("mcpu") == "native":
+        d["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
+    return d
+
+
 def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
-                 fuse: bool = True, dlight: bool = True, shape_dict: dict[str, list[int]] | None = None) -> Path:
+                 fuse: bool = True, dlight: bool = False, shape_dict: dict[str, list[int]] | None = None) -> Path:
     """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
 
     Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
     the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
-    FoldConstant) instead of tvm.compile's unfused default; ``dlight``: dlight CPU rules.
+    FoldConstant) instead of tvm.compile's unfused default (measured a little faster);
+    ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
+    net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
     """
     import onnx
     import tvm
@@ -480,7 +493,7 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
     require_tools(target_name, build=False, run=False)
     model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
     mod = from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
-    target = tvm.target.Target(spec.tvm_target_dict())
+    target = tvm.target.Target(resolve_tvm_target(target_name))
     ex = tvm.compile(mod, target=target, relax_pipeline=_relax_pipeline(target, fuse, dlight))
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))

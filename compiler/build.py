@@ -21,17 +21,19 @@ from .errors import BuildError, SelfCheckError
 
 # ---------------------------------------------------------------------------------------------------- tolerances
 # FP32: the numeric contract of DESIGN.md (FP32 backend vs PyTorch), elementwise like numpy.allclose.
-# FP16: float16 has a unit roundoff of 2**-11 = 4.9e-4 (machine epsilon 9.8e-4). Every op rounds its output once,
-# so a chain of L ops drifts by about sqrt(L) to L roundoffs relative to the activations' scale: for DDSNet's
-# ~60 ops on the main path that is ~4e-3 (random walk) up to ~3e-2 (worst case). Elementwise relative error is
+# FP16: float16 has a unit roundoff of 2**-11 = 4.9e-4 (machine epsilon 9.8e-4). Rounding the weights and each op's
+# output perturbs every layer by about that much relative to its activations, and the network amplifies it by its
+# condition: over depth L the drift is ~sqrt(L) to L roundoffs times that gain. Elementwise relative error is
 # meaningless for logits near 0, so the FP16 rule compares against the output's scale:
-#   max |a - r| <= 1e-2 * max |r|   and   cosine(a, r) >= 0.9999
-# Measured (seeded random weights, 2 inputs, float16 activations emulated in PyTorch): DDSNet 1.2e-3 / 0.999999,
-# FastNet 4.3e-3 / 0.999995, ResNet-18 6.4e-4 / 0.9999998 (see the report of the issue for the full table).
+#   max |a - r| <= 5e-2 * max |r|   and   cosine(a, r) >= 0.999 (the INT8 contract's cosine: FP16 must do as well)
+# Measured, max |a - r| / max |r| and cosine (seeded random weights, 2 inputs; artifact on ORT CPU / float16
+# activations emulated): DDSNet 1.1e-3 / 0.9999998, FastNet 2.2e-3 / 0.9999994, DenseNet-121 7.1e-4, ResNet-18
+# 1.1e-3, ShuffleNetV2 4.8e-3 / 0.999998, and the worst, MobileNetV2 1.6e-2 / 0.99982 (float16 weights alone give
+# 1.5e-2: random weights make its linear bottlenecks amplify). 5e-2 leaves 3x over the worst, 20x over the papers'.
 TOLERANCES = {
     "fp32": {"atol": 1e-5, "rtol": 1e-4,
              "rule": "|a - r| <= atol + rtol * |r| for every element (numpy.allclose)"},
-    "fp16": {"scaled_atol": 1e-2, "min_cosine": 0.9999,
+    "fp16": {"scaled_atol": 5e-2, "min_cosine": 0.999,
              "rule": "max |a - r| <= scaled_atol * max |r| and cosine(a, r) >= min_cosine"},
 }
 CHECK_SEED = 0

@@ -36,21 +36,43 @@ _OLD = ".tcc-old-"
 # ---------------------------------------------------------------------------------------------------- atomic dir
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, force: bool = False):
-    """Yield a fresh temp directory beside `out`; on normal exit it becomes `out`, on any exit else it vanishes."""
+    """Yield a fresh temp directory beside `out`; on normal exit it becomes `out`, on any exit else it vanishes
+    (with any parent directories this call created)."""
     out = Path(out)
     check_out(out, force)
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(out)
-    tmp = _fresh_dir(parent, f".{out.name}{_TMP}{os.getpid()}-")
-    try:
-        with _signals_raise():
+    with _signals_raise():
+        made = _make_parents(out.parent)
+        tmp = None
+        try:
+            clean_stale(out)
+            tmp = _fresh_dir(out.parent, f".{out.name}{_TMP}{os.getpid()}-")
             yield tmp
-            check_out(out, force)  # someone may have created OUT meanwhile
-            _commit(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            with _signals_blocked():
+                check_out(out, force)  # someone may have created OUT meanwhile
+                _commit(tmp, out)
+        except BaseException:
+            with _signals_blocked():
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                for d in reversed(made):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+            raise
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """mkdir -p, returning the directories it created (outermost first)."""
+    missing = []
+    p = parent.absolute()
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(exist_ok=True)
+        except OSError as e:
+            raise BuildError(f"cannot create directory {d}: {e.strerror or e}") from None
+    return list(reversed(missing))
 
 
 def _fresh_dir(parent: Path, prefix: str) -> Path:
@@ -62,6 +84,8 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as e:
+            raise BuildError(f"cannot write into {parent}: {e.strerror or e}") from None
     raise BuildError(f"cannot create a temp directory in {parent}")
 
 
@@ -136,6 +160,22 @@ def _exchange(a: Path, b: Path) -> bool:
     AT_FDCWD, RENAME_EXCHANGE = -100, 2
     fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
     return fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """Hold SIGINT/SIGTERM/SIGHUP while renaming or cleaning up, so neither is left half done."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,10 @@ class Graph:
         self.nodes[node.name] = node
         return node
 
+    def ref_name(self, ref: Ref) -> str:
+        """`node` for single-output nodes, `node.k` for outputs of multi-output nodes (split)."""
+        return f"{ref.node}.{ref.index}" if len(self.nodes[ref.node].shapes) > 1 else ref.node
+
     def shape(self, ref: Ref) -> tuple:
         return self.nodes[ref.node].shapes[ref.index]
 
@@ -123,7 +127,7 @@ class Graph:
             {
                 "name": n.name,
                 "op": n.op,
-                "inputs": [str(r) for r in n.inputs],
+                "inputs": [self.ref_name(r) for r in n.inputs],
                 "shape": list(n.shape) if len(n.shapes) == 1 else [list(s) for s in n.shapes],
                 "params": n.param_count(),
                 "macs": n.macs if n.name in live else 0,

@@ -46,8 +46,8 @@ class Arg:
         if k == "int":
             return self._bounded(_as_int(value))
         if k == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"expected a number, got {value!r}")
+            if not _finite(value):
+                raise ValueError(f"expected a finite number, got {value!r}")
             return self._bounded(float(value))
         if k == "bool":
             if not isinstance(value, bool):
@@ -81,9 +81,16 @@ class Arg:
 
 
 def _as_int(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if not _finite(value) or value != int(value):
         raise ValueError(f"expected an integer, got {value!r}")
     return int(value)
+
+
+def _finite(value) -> bool:
+    """A real, finite number (not a bool, NaN or infinity)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _as_pair(value) -> tuple:
@@ -161,6 +168,7 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------------- conv2d
 def _conv_prepare(a, shapes):
+    _rank(shapes[0], 3, "conv2d")
     c, h, w = shapes[0]
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
     pad = a["padding"]

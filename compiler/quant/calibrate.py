@@ -137,7 +137,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     def one(n):
         h = hists[n]
         levels = 128 if signed[n] else 256
-        return n, threshold(base, h.counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
+        counts = h.counts if base == "kl" else h.with_zeros  # KL ignores exact zeros (ncnn): a ReLU's spike at
+        # 0 merged with its neighbours into one level dominates the divergence and drives thresholds far too low
+        return n, threshold(base, counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
 
     with ThreadPoolExecutor(max_workers=threads or 2) as pool:
         thr = dict(pool.map(one, names))

@@ -22,7 +22,8 @@ BINS = 2048
 
 # ---------------------------------------------------------------------------------------------------- histogram
 class Histogram:
-    """Counts of |x| in `bins` equal bins over [0, bins * width); grows by merging 2**k bins."""
+    """Counts of nonzero |x| in `bins` equal bins over [0, bins * width); grows by merging 2**k bins. Exact zeros
+    are counted in `zeros` (`with_zeros` puts them back into bin 0)."""
 
     def __init__(self, bins: int = BINS):
         if bins & (bins - 1):
@@ -33,6 +34,13 @@ class Histogram:
         self.min = math.inf
         self.max = -math.inf
         self.count = 0
+        self.zeros = 0  # exact zeros are counted apart (ReLU outputs): KL ignores them, percentile does not
+
+    @property
+    def with_zeros(self) -> np.ndarray:
+        c = self.counts.copy()
+        c[0] += self.zeros
+        return c
 
     @property
     def amax(self) -> float:
@@ -54,11 +62,14 @@ class Histogram:
         if bmax > self.range:
             self._grow(bmax)
         if self.width == 0.0:  # still all zeros
-            self.counts[0] += x.size
+            self.zeros += x.size
             return
         idx = (a * np.float32(1.0 / self.width)).astype(np.int64)
         np.minimum(idx, self.bins - 1, out=idx)
         self.counts += np.bincount(idx, minlength=self.bins)
+        z = x.size - int(np.count_nonzero(a))
+        self.counts[0] -= z
+        self.zeros += z
 
     def _grow(self, bmax: float) -> None:
         if self.width == 0.0:
@@ -69,7 +80,7 @@ class Histogram:
             k += 1
         f = 1 << k
         if f >= self.bins:
-            total = self.counts.sum()
+            total = self.counts.sum()  # everything falls into the new bin 0
             self.counts[:] = 0
             self.counts[0] = total
         else:
@@ -79,7 +90,8 @@ class Histogram:
         self.width *= f
 
     def to_json(self) -> dict:
-        return {"bins": self.bins, "width": self.width, "min": self.min, "max": self.max, "count": self.count}
+        return {"bins": self.bins, "width": self.width, "min": self.min, "max": self.max, "count": self.count,
+                "zeros": self.zeros}
 
 
 # ---------------------------------------------------------------------------------------------------- graph facts

@@ -49,7 +49,8 @@ class ParamDecl:
             raise SpecError(f"parameter '{self.name}' of {owner}: {msg}", where)
 
         t = self.type
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        number = not isinstance(value, bool) and (
+            isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)))
         if t == "int":
             if not number or value != int(value):
                 bad(f"expected an integer, got {value!r}")
@@ -126,6 +127,18 @@ class Scope:
     parent: "Scope | None" = None
     names: dict[str, Value] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, tuple[int, Location]] = field(default_factory=dict)  # id -> (index, where) in this body
+    cursor: int = 0  # the index of the body item being built
+
+    def ahead(self, name: str):
+        """(where, is_current) when `name` is the id of the current or a later node of this or an enclosing
+        body: an `in:` naming it would be a forward reference or a cycle."""
+        s = self
+        while s is not None:
+            if name in s.ids and s.ids[name][0] >= s.cursor:
+                return s.ids[name][1], s.ids[name][0] == s.cursor
+            s = s.parent
+        return None
 
     def full(self, local: str) -> str:
         return f"{self.prefix}.{local}" if self.prefix else local
@@ -171,9 +184,12 @@ class Builder:
         self.nesting += 1
         try:
             v = x
-            for item, where in zip(nodes, nodes.item_pos):
+            scope.ids = {item["id"]: (k, item.where("id")) for k, item in reversed(list(enumerate(nodes)))
+                         if isinstance(item, PosDict) and isinstance(item.get("id"), str)}
+            for k, (item, where) in enumerate(zip(nodes, nodes.item_pos)):
                 if not isinstance(item, PosDict):
                     raise SpecError("a body item must be a mapping (a node)", where)
+                scope.cursor = k
                 v = self.node(item, v, scope, env)
             return v
         finally:
@@ -362,6 +378,13 @@ class Builder:
     def _resolve(self, ref: str, scope: Scope, where) -> Ref:
         head, _, tail = ref.partition(".")
         value = scope.lookup(head)
+        if value is None and scope.ahead(head):
+            later, current = scope.ahead(head)
+            if current:
+                raise SpecError(f"'{head}' is this node (or a group it is in): a node cannot take its own output "
+                                "as input (a cycle)", where)
+            raise SpecError(f"input '{ref}' is defined later, at {later}: inputs must name earlier nodes, so a "
+                            "graph cannot have a cycle", where)
         if value is None:
             known = scope.visible()
             raise SpecError(

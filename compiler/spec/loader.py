@@ -7,13 +7,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ..errors import Location, SpecError
 from ..ir import Graph
 from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .schema import validate
-from .yamlpos import PosDict, PosList, load_file
+from .yamlpos import PosDict, PosList, load_file, parse_scalar
 
 ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo" / "blocks"
 
@@ -62,13 +60,18 @@ class BlockRegistry:
         for d in self.dirs:
             path = d / f"{name}.yaml"
             if path.is_file():
-                doc = load_document(path)
-                if doc.get("kind") != "block":
-                    raise SpecError(f"{path} is a {doc.get('kind')}, not a block", doc.pos)
-                if doc["name"] != name:
-                    raise SpecError(f"block file {path.name} must define block '{name}', not '{doc['name']}'",
-                                    doc.where("name"))
-                block = self.local[name] = block_from_doc(doc, name)
+                try:
+                    doc = load_document(path)
+                    if doc.get("kind") != "block":
+                        raise SpecError(f"{path} is a {doc.get('kind')}, not a block", doc.pos)
+                    if doc["name"] != name:
+                        raise SpecError(f"block file {path.name} must define block '{name}', not '{doc['name']}'",
+                                        doc.where("name"))
+                    block = block_from_doc(doc, name)
+                except SpecError as e:
+                    e.message += f"\n  in block '{name}' used at {where}"
+                    raise
+                self.local[name] = block
                 self.files[name] = path
                 return block
         known = sorted(set(self.local) | {p.stem for d in self.dirs if d.is_dir() for p in d.glob("*.yaml")})
@@ -126,8 +129,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         if not sep or not key:
             raise SpecError(f"--set expects key=value, got {pair!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
+            value = parse_scalar(text, f"--set {key}") if text.strip() else ""
+        except SpecError:
             raise SpecError(f"--set {key}: cannot read value {text!r}") from None
         if _has_mapping(value):
             raise SpecError(f"--set {key}: only scalars and (nested) lists are allowed, not mappings")
@@ -149,8 +152,10 @@ def _resolve_params(doc: PosDict, overrides: dict) -> dict:
     env = {}
     for name, decl in decls.items():
         if name in overrides:
-            where = Location("--set", 1, 1)
-            env[name] = decl.check(overrides[name], where, "the model")
+            try:
+                env[name] = decl.check(overrides[name], decl.where, "the model")
+            except SpecError as e:  # the value is wrong, not the spec: say so, and where the parameter is declared
+                raise SpecError(f"--set {name}={overrides[name]!r}: {e.message} (declared at {decl.where})") from None
         elif decl.default is REQUIRED:
             raise SpecError(f"model parameter '{name}' has no default; pass --set {name}=...", decl.where)
         else:
@@ -199,7 +204,11 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         ipath = (path.parent / rel).resolve()
         if not ipath.is_file():
             raise SpecError(f"imported file not found: {rel}", where)
-        idoc = load_document(ipath)
+        try:
+            idoc = load_document(ipath)
+        except SpecError as e:
+            e.message += f"\n  imported at {where}"
+            raise
         if idoc["kind"] != "block":
             raise SpecError(f"imported file {rel} is a {idoc['kind']}, not a block", where)
         if idoc["name"] in local:

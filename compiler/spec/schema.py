@@ -217,9 +217,25 @@ def validate(doc) -> None:
 
 
 def _rank(err):
-    # Prefer the most specific error: deepest path, then concrete validators over combinators.
+    # Prefer the most specific error: deepest path, then concrete validators over combinators, then an unknown key
+    # over a missing one (`layer:` for `layers:` is reported as the misspelling, with a suggestion).
     combinator = err.validator in ("anyOf", "oneOf", "allOf", "if", "then")
-    return (-len(err.absolute_path), combinator, str(err.message))
+    return (-len(err.absolute_path), combinator, err.validator == "required", str(err.message))
+
+
+def _fitting_branch(err):
+    """The most specific error of the one anyOf/oneOf branch whose type fits the value, if exactly one fits.
+
+    `choices: 3` in a parameter declaration fails both forms of a parameter; only the mapping form fits a mapping,
+    so its error (`choices` is not a list) is the useful one.
+    """
+    branches: dict = {}
+    for e in err.context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    mismatch = ("type", "enum", "const", "pattern")
+    fitting = [errs for errs in branches.values()
+               if not any(e.validator in mismatch and not e.relative_path for e in errs)]
+    return min(fitting[0], key=_rank) if len(fitting) == 1 else None
 
 
 def _locate(doc, path):
@@ -251,15 +267,26 @@ def _to_spec_error(err, doc) -> SpecError:
         extra = [k for k in node if k not in allowed]
         key = extra[0] if extra else None
         hint = suggest(key, allowed) if key is not None else ""
+        op = node.get("op")
+        if isinstance(op, str) and op in OPS and not any(f"'{k}'" in hint for k in _COMMON):
+            args = [a.name for a in OPS[op].args]
+            return SpecError(f"unknown argument '{key}' for op {op}{hint} (arguments: {', '.join(args) or 'none'})",
+                             node.key_pos.get(key, where))
         return SpecError(f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})", node.key_pos.get(key, where))
+    if path and path[-1] == "op" and isinstance(node, str) and v in ("anyOf", "enum"):
+        return SpecError(f"unknown op {node!r}{suggest(node, OPS)} (ops: {', '.join(sorted(OPS))})", where)
     if v == "required":
         return SpecError(f"{at}: {err.message}", where)
     if v == "oneOf" and isinstance(node, PosDict) and "branches" in err.schema.get("properties", {}):
         return SpecError("a node needs exactly one of op, block, body, branches", where)
     if v in ("anyOf", "oneOf"):
+        inner = _fitting_branch(err)
+        if inner is not None:
+            return _to_spec_error(inner, doc)
         return SpecError(f"{at}: value {_short(node)} is not of an allowed form", where)
     if v == "enum":
-        return SpecError(f"{at}: {_short(node)} is not one of {err.validator_value}", where)
+        hint = suggest(node, err.validator_value) if isinstance(node, str) else ""
+        return SpecError(f"{at}: {_short(node)} is not one of {err.validator_value}{hint}", where)
     if v == "const":
         return SpecError(f"{at}: expected {err.validator_value!r}, got {_short(node)}", where)
     return SpecError(f"{at}: {err.message}", where)

@@ -1,0 +1,146 @@
+"""BatchNormalization out of the graph: folded into the Conv/Gemm that produces its input, and where there is none
+(pre-activation BN: BN -> ReLU -> Conv after a concat, as in DDSNet's transitions and head and DenseNet) turned
+into a per-channel affine the NPUs accept: a depthwise 1x1 Conv with bias (Mul + Add for [N, C] tensors).
+
+Both keep names: a folded Conv keeps its name and output tensor, the BN's readers read the Conv's output (unless
+the BN's output is the graph output, which the Conv then writes); the affine takes the BN's node and tensor names.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from .base import Rule, const, disconnect, fresh_name, only_feeds, producer, replace_uses, rewrite_pass
+
+
+def _bn_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scale, shift) in float64 with y = scale * x + shift per channel, or None if the statistics are not constant."""
+    params = [const(t) for t in bn.inputs[1:5]]
+    if len(params) != 4 or any(p is None for p in params) or len(bn.outputs) != 1:
+        return None  # training-mode outputs (running statistics) are in use
+    gamma, beta, mean, var = (p.astype(np.float64) for p in params)
+    scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    return scale, beta - mean * scale
+
+
+def _match_producer(bn: gs.Node, graph: gs.Graph, op: str) -> dict | None:
+    x = bn.inputs[0]
+    prod = producer(x)
+    if prod is None or prod.op != op or not only_feeds(x, bn, graph):
+        return None
+    weight = prod.inputs[1]
+    if const(weight) is None or len(weight.outputs) != 1:
+        return None
+    bias = prod.inputs[2] if len(prod.inputs) > 2 else None
+    if bias is not None and (const(bias) is None or len(bias.outputs) != 1):
+        return None
+    affine = _bn_affine(bn)
+    if affine is None:
+        return None
+    return {"bn": bn, "node": prod, "weight": weight, "bias": bias, "scale": affine[0], "shift": affine[1]}
+
+
+def _match_conv_bn(bn, graph):
+    return _match_producer(bn, graph, "Conv")
+
+
+def _match_gemm_bn(bn, graph):
+    m = _match_producer(bn, graph, "Gemm")
+    if m is None or m["node"].attrs.get("transA", 0):
+        return None
+    if m["bias"] is not None:  # C must broadcast along the batch, not vary per row
+        c = const(m["bias"])
+        if c.ndim == 2 and c.shape[0] != 1:
+            return None
+    return m
+
+
+def _take_output(graph: gs.Graph, node: gs.Node, bn: gs.Node) -> None:
+    """After folding, `node` computes what `bn` did."""
+    out, bn_out = node.outputs[0], bn.outputs[0]
+    disconnect(bn)
+    if bn_out in graph.outputs:
+        node.outputs[0] = bn_out
+    else:
+        replace_uses(graph, bn_out, out)
+
+
+def _fold_into_conv(graph: gs.Graph, m: dict) -> None:
+    conv, w, b, scale, shift = m["node"], const(m["weight"]), m["bias"], m["scale"], m["shift"]
+    w_new = (w.astype(np.float64) * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype)
+    b_old = const(b).astype(np.float64) if b is not None else 0.0
+    b_new = (b_old * scale + shift).astype(w.dtype)
+    conv.inputs[1] = gs.Constant(m["weight"].name, w_new)
+    b_name = b.name if b is not None else fresh_name(graph, f"{conv.name}.bias")
+    bias = gs.Constant(b_name, b_new)
+    if b is not None:
+        conv.inputs[2] = bias
+    else:
+        conv.inputs.append(bias)
+    _take_output(graph, conv, m["bn"])
+
+
+def _fold_into_gemm(graph: gs.Graph, m: dict) -> None:
+    gemm, w, c, scale, shift = m["node"], const(m["weight"]), m["bias"], m["scale"], m["shift"]
+    alpha = float(gemm.attrs.get("alpha", 1.0))
+    beta = float(gemm.attrs.get("beta", 1.0))
+    cols = scale[:, None] if gemm.attrs.get("transB", 0) else scale[None, :]  # output channels of B
+    w_new = (w.astype(np.float64) * alpha * cols).astype(w.dtype)
+    n_out = scale.shape[0]
+    c_old = np.broadcast_to(const(c).astype(np.float64).reshape(-1), (n_out,)) * beta if c is not None else 0.0
+    c_new = (c_old * scale + shift).astype(w.dtype)
+    gemm.inputs[1] = gs.Constant(m["weight"].name, w_new)
+    bias = gs.Constant(c.name if c is not None else fresh_name(graph, f"{gemm.name}.bias"), c_new)
+    if c is not None:
+        gemm.inputs[2] = bias
+    else:
+        gemm.inputs.append(bias)
+    gemm.attrs["alpha"] = 1.0
+    gemm.attrs["beta"] = 1.0
+    _take_output(graph, gemm, m["bn"])
+
+
+fold_batchnorm = rewrite_pass(
+    "fold_batchnorm",
+    "BatchNormalization folded into the Conv/Gemm that produces its input (when that output feeds only the BN)",
+    [
+        Rule("conv_bn", "BatchNormalization", _match_conv_bn, _fold_into_conv),
+        Rule("gemm_bn", "BatchNormalization", _match_gemm_bn, _fold_into_gemm),
+    ],
+)
+
+
+# ---------------------------------------------------------------------------------------------------- affine
+def _match_standalone_bn(bn: gs.Node, graph: gs.Graph) -> dict | None:
+    affine = _bn_affine(bn)
+    shape = bn.inputs[0].shape
+    if affine is None or shape is None or len(shape) < 2:
+        return None
+    return {"bn": bn, "rank": len(shape), "scale": affine[0], "shift": affine[1]}
+
+
+def _to_affine(graph: gs.Graph, m: dict) -> None:
+    bn, scale, shift = m["bn"], m["scale"].astype(np.float32), m["shift"].astype(np.float32)
+    x, y, c = bn.inputs[0], bn.outputs[0], scale.shape[0]
+    disconnect(bn)
+    if m["rank"] >= 3:  # depthwise 1x1 conv: y[n, c] = w[c] * x[n, c] + b[c]
+        spatial = m["rank"] - 2
+        weight = gs.Constant(fresh_name(graph, f"{bn.name}.weight"), scale.reshape(c, 1, *[1] * spatial))
+        bias = gs.Constant(fresh_name(graph, f"{bn.name}.bias"), shift)
+        graph.nodes.append(gs.Node(
+            "Conv", bn.name, {"kernel_shape": [1] * spatial, "group": c}, inputs=[x, weight, bias], outputs=[y]
+        ))
+    else:  # [N, C]: Mul then Add
+        scaled = gs.Variable(fresh_name(graph, f"{bn.name}/scale"), dtype=np.float32)
+        weight = gs.Constant(fresh_name(graph, f"{bn.name}.weight"), scale)
+        bias = gs.Constant(fresh_name(graph, f"{bn.name}.bias"), shift)
+        graph.nodes.append(gs.Node("Mul", f"{bn.name}/scale", inputs=[x, weight], outputs=[scaled]))
+        graph.nodes.append(gs.Node("Add", bn.name, inputs=[scaled, bias], outputs=[y]))
+
+
+batchnorm_to_affine = rewrite_pass(
+    "batchnorm_to_affine",
+    "a BatchNormalization with no Conv/Gemm to fold into becomes a depthwise 1x1 Conv (Mul + Add on [N, C])",
+    [Rule("bn_affine", "BatchNormalization", _match_standalone_bn, _to_affine)],
+    infer_shapes=True,
+)

@@ -1,0 +1,22 @@
+"""onnxsim (onnx-simplifier) as one step: its constant folding, shape simplification and graph optimizations."""
+from __future__ import annotations
+
+import onnx
+
+from .base import Pass, PassError, Stats, restore_metadata
+
+
+def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Stats]:
+    import onnxsim
+
+    try:
+        out, ok = onnxsim.simplify(model, check_n=0)
+    except Exception as e:  # onnxsim raises bare RuntimeErrors from C++
+        raise PassError(f"onnxsim failed: {e}") from e
+    if not ok:
+        raise PassError("onnxsim could not validate the simplified model")
+    del out.graph.value_info[:]
+    return restore_metadata(out, model), {}
+
+
+simplify = Pass("simplify", "onnx-simplifier (onnxsim): folding, shape simplification, optimizer passes", _simplify)
