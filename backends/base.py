@@ -3,7 +3,9 @@
 A backend is a plain class with four members:
 
     capabilities            what it declares: targets, precisions, the ops it can express, whether it runs here
-    emit(model, options, out_dir) -> [file names]   write the artifact(s) into out_dir (a bundle being built)
+    emit(model, options, out_dir) -> [file names]   write the artifact(s) into out_dir (a bundle being built);
+                                                     `model` is the ONNX after the pass pipeline (later: QDQ ONNX
+                                                     plus the calibration table in `options`)
     load(bundle_dir) -> loaded                       open a built bundle's artifact for inference
     run(loaded, x) -> y                              float32 NCHW batch in, float32 output batch out
 
@@ -45,7 +47,6 @@ class Capabilities:
     name: str
     targets: tuple[str, ...]
     precisions: tuple[str, ...]
-    consumes: str = "onnx"  # "onnx": emit() takes the ONNX after the pass pipeline; "ir": the IR graph
     onnx_ops: frozenset[str] | None = None  # default-domain ops it can express; None: every op of the opset
     opsets: tuple[int, int] = (11, 21)  # lowest, highest opset accepted
     runs_here: bool = True  # can load and run its artifact on this machine (self-check, predict --artifact)

@@ -31,7 +31,6 @@ class OrtBackend(Backend):
         name="ort",
         targets=("onnx", "ort"),
         precisions=("fp32", "fp16"),
-        consumes="onnx",
         onnx_ops=None,  # ONNX Runtime implements every standard op; check() still tests each against the opset
         opsets=(11, 21),
         runs_here=True,

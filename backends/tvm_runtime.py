@@ -175,9 +175,9 @@ def _recipe_hashes(spec: TargetSpec) -> dict[str, str]:
     common = [RUNTIME_SRC / "CMakeLists.txt"]
     if spec.cmake_toolchain:
         common.append(RUNTIME_SRC / "toolchains" / spec.cmake_toolchain)
-    lib_files = list(common)
+    lib_files: list[Path] = []  # wheel libraries depend on the versions only
     if spec.runtime == "source":
-        lib_files += [p for p in (RUNTIME_SRC / "support").rglob("*") if p.is_file()]
+        lib_files = common + [p for p in (RUNTIME_SRC / "support").rglob("*") if p.is_file()]
     runner_files = common + [RUNTIME_SRC / "runner" / "tcc_run.cc"]
     return {"libs": _hash_files(lib_files), "runner": _hash_files(runner_files)}
 
@@ -313,6 +313,25 @@ def _smoke_test(spec: TargetSpec, stage: Path, log_file: Path, log: Log) -> None
     _run_logged([*(spec.qemu or ()), str(stage / "bin" / "tcc-run"), "--help"], log_file, log, env=env)
 
 
+def _remove_dead_staging(final: Path) -> None:
+    """Remove staging folders left by builds whose process is gone (killed, timed out)."""
+    for d in final.parent.glob(f".{final.name}.staging-*"):
+        try:
+            pid = int(d.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def runtime_state(target_name: str) -> str:
+    """Without building anything: 'ok' (cached and current), 'runner' (only tcc-run is out of
+    date: quick to rebuild) or 'stale' (missing or outdated; a source build takes minutes)."""
+    spec = get_target(target_name)
+    return _cache_state(spec, runtime_dir(target_name))
+
+
 @contextlib.contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,6 +359,8 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
             return final
         require_tools(target_name, build=True, run=True)
         t0 = time.monotonic()
+        stamp = _expected_stamp(spec)  # the recipe as it is when the build starts
+        _remove_dead_staging(final)
         stage = final.parent / f".{final.name}.staging-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         (stage / "lib").mkdir(parents=True)
@@ -369,7 +390,6 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
                         _copy_cxx_runtime(spec, stage)
                 _build_runner(spec, stage, work, log_file, log)
                 _smoke_test(spec, stage, log_file, log)
-            stamp = _expected_stamp(spec)
             secs = round(time.monotonic() - t0, 1)
             stamp["libs_build_seconds"] = old.get("libs_build_seconds", secs)
             stamp["last_build_seconds"] = secs

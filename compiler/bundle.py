@@ -3,9 +3,10 @@
 A bundle is a directory: the backend's artifact(s), `manifest.json` and `README.md`. It is written into a hidden
 temp directory beside OUT (`.OUT.tcc-build-PID-XXXX`) and renamed to OUT only when everything, self-check
 included, succeeded. An exception, Ctrl-C (SIGINT) or SIGTERM/SIGHUP removes the temp directory and leaves no OUT.
-SIGKILL cannot be caught: its temp directory stays until the next build into the same parent directory, which
-removes temp directories whose process is gone. `force` replaces an existing OUT (a bundle) atomically: on Linux
-with renameat2(RENAME_EXCHANGE), elsewhere by two renames.
+SIGKILL cannot be caught: its temp directory stays until the next build of the same OUT, which removes temp
+directories whose process is gone (or that are over a day old: pids get reused). `force` replaces an existing OUT
+(only a bundle: a directory with manifest.json, or an empty one) atomically: on Linux with
+renameat2(RENAME_EXCHANGE), elsewhere by two renames.
 
 Determinism: the manifest is JSON with sorted keys and fixed indentation, floats are rounded to 4 significant
 digits, and nothing in the bundle holds a time, a host name or an absolute path.
@@ -18,10 +19,11 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 from .errors import BuildError, Interrupted
@@ -31,6 +33,7 @@ MANIFEST = "manifest.json"
 README = "README.md"
 _TMP = ".tcc-build-"
 _OLD = ".tcc-old-"
+STALE_AFTER_S = 24 * 3600  # a temp dir this old is stale even if its pid is alive again (pids are reused)
 
 
 # ---------------------------------------------------------------------------------------------------- atomic dir
@@ -105,10 +108,17 @@ def clean_stale(out: Path) -> list[Path]:
     removed = []
     for p in out.parent.glob(f".{glob_escape(out.name)}.tcc-*"):
         pid = _pid_of(p.name[len(out.name) + 1:])
-        if pid is not None and not _alive(pid):
+        if pid is not None and (not _alive(pid) or _age(p) > STALE_AFTER_S):  # old: the pid was reused
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def _age(p: Path) -> float:
+    try:
+        return time.time() - p.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def glob_escape(s: str) -> str:
@@ -237,7 +247,8 @@ def render_readme(m: dict) -> str:
     lines = [
         f"# {m['model']['name']}: {m['target']} bundle ({m['precision']})",
         "",
-        f"Built by tcc {m['tool']['version']} from `{m['model']['spec']}` (spec sha256 `{m['model']['spec_hash'][:16]}...`).",
+        f"Built by tcc {m['tool']['version']} from `{m['model']['spec']}` "
+        f"(spec sha256 `{m['model']['spec_hash'][:16]}...`).",
         "",
     ]
     w = m["weights"]

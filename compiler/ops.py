@@ -46,7 +46,7 @@ class Arg:
         if k == "int":
             return self._bounded(_as_int(value))
         if k == "float":
-            if not _finite(value):
+            if not _finite(value) or abs(value) > 1e308:  # an int beyond float range is no float either
                 raise ValueError(f"expected a finite number, got {value!r}")
             return self._bounded(float(value))
         if k == "bool":

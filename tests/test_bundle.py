@@ -3,7 +3,6 @@ self-check failures and bad input through the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -52,9 +52,39 @@ class Rule:
 
 # ---------------------------------------------------------------------------------------------------- round trip
 def import_graph(model: onnx.ModelProto, infer_shapes: bool = False) -> gs.Graph:
+    graph = gs.import_onnx(model)
     if infer_shapes:
-        model = onnx.shape_inference.infer_shapes(model)
-    return gs.import_onnx(model)
+        shapes = infer_value_shapes(model)
+        for t in graph.tensors().values():
+            if isinstance(t, gs.Variable) and t.name in shapes:
+                t.dtype, t.shape = shapes[t.name]
+    return graph
+
+
+def infer_value_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """{tensor name: (numpy dtype, shape)} from ONNX shape inference, run on a copy of the model without its big
+    weights (they become typed graph inputs), so a 500 MB VGG is not serialized for it."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    g = skeleton.graph
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    for t in model.graph.initializer:
+        if onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize * int(np.prod(t.dims)) <= 4096:
+            g.initializer.append(t)  # small: shapes, split sizes, pads may be read by shape inference
+        else:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    inferred = onnx.shape_inference.infer_shapes(skeleton).graph
+    shapes = {}
+    for vi in [*inferred.value_info, *inferred.input, *inferred.output]:
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+        shapes[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), dims)
+    return shapes
 
 
 def export_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:

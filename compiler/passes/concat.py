@@ -27,11 +27,13 @@ def _match_nested(outer: gs.Node, graph: gs.Graph) -> dict | None:
 
 def _splice(graph: gs.Graph, m: dict) -> None:
     outer, inner, t = m["outer"], m["inner"], m["tensor"]
-    k = list(outer.inputs).index(t)
-    parts = list(inner.inputs)
+    inputs = list(outer.inputs)
+    k = inputs.index(t)
+    inputs[k:k + 1] = list(inner.inputs)
     inner.inputs.clear()
     inner.outputs.clear()
-    outer.inputs[k:k + 1] = parts
+    outer.inputs.clear()
+    outer.inputs.extend(inputs)
 
 
 flatten_concat = rewrite_pass(

@@ -32,7 +32,7 @@ from ._blas import blas_threads
 from .cos_search import cos_search, layer_rows
 from .methods import METHODS, threshold
 from .quantizer import scale_for_threshold
-from .stats import BINS, Histogram, find_layers, float_tensors, initializers, run_batches, weight_stats
+from .stats import BINS, Histogram, find_layers, initializers, quant_tensors, run_batches, weight_stats
 from .table import CalibrationTable, file_sha256, model_sha256
 
 
@@ -102,7 +102,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError("calibration data holds NaN or infinite values")
     timing = {}
     t0 = time.perf_counter()
-    names = float_tensors(model)
+    names = quant_tensors(model)
     layers = find_layers(model)
     inits = initializers(model)
     hists = {n: Histogram(bins) for n in names}
@@ -113,7 +113,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     if progress is None:
         progress = sys.stderr.isatty() and len(data) > 64
     seen = 0
-    for outs in run_batches(model, data, names, batch_size, threads, progress):
+    exposed = names + sorted({l.input for l in layers} - set(names))
+    for outs in run_batches(model, data, exposed, batch_size, threads, progress):
         nb = len(next(iter(outs.values())))
         for n in names:
             x = outs[n]
@@ -132,7 +133,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     # ---- coarse thresholds
     t1 = time.perf_counter()
     base = "kl" if method == "kl+cos" else method
-    signed = {n: not (rules.unsigned_ok and hists[n].min >= 0) for n in names}
+    # never negative on the data: 256 levels over [0, T] (u8 with zero point 0, or int8 with zero point -128
+    # on asymmetric targets); otherwise 255 levels over [-T, T]
+    signed = {n: not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in names}
 
     def one(n):
         h = hists[n]
@@ -168,7 +171,10 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     group_of = {}
     for gi, g in enumerate(groups):
         any_signed = any(signed[n] for n in g)
-        widest = max(act_scale[n] * (127 if signed[n] else 255) for n in g)
+        # the widest range in the group; when the fine search set some members (conv inputs), only theirs count:
+        # in a dense block the concat outputs feed the next convs, and the search tuned exactly those scales
+        searched = [n for n in g if result is not None and n in result.act_scales]
+        widest = max(act_scale[n] * (127 if signed[n] else 255) for n in (searched or g))
         for n in g:
             signed[n] = any_signed
             act_scale[n] = float(scale_for_threshold(widest, 8, any_signed))

@@ -71,18 +71,34 @@ def grouped_weight(layer: Layer, w: np.ndarray) -> np.ndarray:
 
 
 def layer_output(a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """[R, groups, C_out per group] = rows x weights (+ bias)."""
-    y = np.matmul(a.transpose(1, 0, 2), wg.transpose(0, 2, 1)).transpose(1, 0, 2)  # [G,R,K]@[G,K,O]
+    """[groups, R, C_out per group] = rows [groups, R, K] x weights [groups, C_out, K] (+ bias)."""
+    y = np.matmul(a, wg.transpose(0, 2, 1))
     if bias is not None:
-        y += bias.reshape(wg.shape[0], wg.shape[1])[None]
+        y += bias.reshape(wg.shape[0], 1, wg.shape[1])
     return y
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64).ravel()
-    b = b.astype(np.float64).ravel()
-    na, nb = np.sqrt((a * a).sum()), np.sqrt((b * b).sum())
-    return float((a * b).sum() / (na * nb)) if na > 0 and nb > 0 else float(na == nb)
+    """Cosine of two float32 arrays (numpy's pairwise summation keeps float32 sums accurate to ~1e-7)."""
+    ab, aa, bb = float((a * b).sum()), float((a * a).sum()), float((b * b).sum())
+    return ab / np.sqrt(aa * bb) if aa > 0 and bb > 0 else float(aa == bb)
+
+
+class _Quant:
+    """fake_quant of one fixed array at many scales, into a reused buffer (equation 8, as quantizer.fake_quant)."""
+
+    def __init__(self, x: np.ndarray, signed: bool):
+        self.x = x
+        self.buf = np.empty_like(x)
+        self.lo, self.hi = (-128.0, 127.0) if signed else (0.0, 255.0)
+
+    def __call__(self, scale: float) -> np.ndarray:
+        b = self.buf
+        np.divide(self.x, np.float32(scale), out=b)
+        np.rint(b, out=b)
+        np.clip(b, self.lo, self.hi, out=b)
+        b *= np.float32(scale)
+        return b
 
 
 # ---------------------------------------------------------------------------------------------------- search
@@ -107,20 +123,21 @@ class SearchResult:
 def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
     """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
     g, o, k = wg.shape
-    a64 = a_q.astype(np.float64)
-    gram = np.einsum("rgk,rgl->gkl", a64, a64, optimize=True)  # [G, K, K]
-    colsum = a64.sum(axis=0)  # [G, K]
-    bfp = np.einsum("rgk,rgo->gok", a64, y_fp.astype(np.float64), optimize=True)  # [G, O, K]
+    a64 = a_q.astype(np.float64)  # [G, R, K]
+    gram = np.matmul(a64.transpose(0, 2, 1), a64)  # [G, K, K]
+    colsum = a64.sum(axis=1)  # [G, K]
+    y64 = y_fp.astype(np.float64)  # [G, R, O]
+    bfp = np.matmul(y64.transpose(0, 2, 1), a64)  # [G, O, K]
     b = np.zeros((g, o)) if bias is None else bias.reshape(g, o).astype(np.float64)
-    ysum = y_fp.astype(np.float64).sum(axis=0)  # [G, O]
-    r = a_q.shape[0]
+    ysum = y64.sum(axis=1)  # [G, O]
+    r = a_q.shape[1]
     cands = np.concatenate([s_w.reshape(g, o)[None], s0_w.reshape(g, o)[None] * factors[:, None, None]])  # [F+1,G,O]
     dots = np.empty(cands.shape)
     nrms = np.empty(cands.shape)
     for f in range(len(cands)):
         wq = fake_quant(wg, cands[f].reshape(g, o, 1), signed=signed_w).astype(np.float64)
         dots[f] = np.einsum("gok,gok->go", wq, bfp) + b * ysum
-        gw = np.einsum("gkl,gol->gok", gram, wq)
+        gw = np.matmul(wq, gram)  # gram is symmetric
         nrms[f] = np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", colsum, wq) + r * b * b
     dots = dots.reshape(len(cands), -1)
     nrms = np.maximum(nrms.reshape(len(cands), -1), 0.0)
@@ -146,12 +163,14 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
 
 def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
                act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
-               lo: float = 0.5, hi: float = 2.0) -> SearchResult:
+               lo: float = 0.5, hi: float = 2.0, stride: int = 4) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
     the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
-    cosine. Returns the new input scales, per-channel weight scales and before/after cosines.
+    cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
+    factors within `stride` of the best (stride=1: the full grid). Returns the new input scales, per-channel
+    weight scales and before/after cosines.
     """
     factors = np.linspace(lo, hi, steps)
     by_input: dict[str, list[Layer]] = {}
@@ -167,39 +186,46 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
         signed_a = act_signed.get(tensor, True)
         st = []
         for l in group:
-            a = samples[l.name]
+            a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
             wg = grouped_weight(l, weights[l.weight])
             bias = weights[l.bias].astype(np.float32) if l.bias else None
             y_fp = layer_output(a, wg, bias)
             s0_w = (np.maximum(np.abs(wg).max(axis=2), 1e-12) / 127.0).astype(np.float32)  # [G, O], minmax
-            st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy()})
+            st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
+                       "q": _Quant(a, signed_a)})
 
         def cos_of(item, s_act, s_w):
-            a_q = fake_quant(item["a"], s_act, signed=signed_a)
             wq = fake_quant(item["wg"], s_w[..., None])
-            return _cos(item["y_fp"], layer_output(a_q, wq, item["bias"]))
+            return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
 
         before = [cos_of(it, s_a, it["s_w"]) for it in st]
         hist = [list([c]) for c in before]
         for _ in range(rounds):
-            a_q = None
             for i, it in enumerate(st):  # weights, activation fixed
-                a_q = fake_quant(it["a"], s_a, signed=signed_a)
+                a_q = it["q"](s_a)
                 new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors)
                 c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
                 if c_new >= c_old:  # exact by construction; guard against float summation order
                     it["s_w"] = new
                 hist[i].append(max(c_new, c_old))
-            # activation, weights fixed: mean cosine over the consumers
+            # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
+            # then every factor around the best coarse one
             wqs = [fake_quant(it["wg"], it["s_w"][..., None]) for it in st]
-            cands = np.concatenate([[s_a], s0_a * factors])
-            scores = np.zeros(len(cands))
-            for it, wq in zip(st, wqs):
-                for f, s in enumerate(cands):
-                    scores[f] += _cos(it["y_fp"], layer_output(fake_quant(it["a"], s, signed=signed_a), wq, it["bias"]))
-            best = int(np.argmax(scores))
-            if scores[best] > scores[0]:
-                s_a = float(cands[best])
+            grid = s0_a * factors
+
+            def score(s):
+                return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
+
+            scored = {-1: score(s_a)}  # -1: the current scale
+            for k in range(0, len(grid), stride):
+                scored[k] = score(grid[k])
+            kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+            for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
+                if k not in scored:
+                    scored[k] = score(grid[k])
+            best = max(scored, key=lambda k: (scored[k], k == -1))
+            if best != -1 and scored[best] > scored[-1]:
+                s_a = float(grid[best])
             for i, it in enumerate(st):
                 hist[i].append(cos_of(it, s_a, it["s_w"]))
         after = [h[-1] for h in hist]

@@ -18,30 +18,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .stats import find_layers
+from .stats import find_layers, fused_away
 from .table import CalibrationTable
 
-FUSED_ACT = {"Relu", "Clip"}
-PRODUCERS_WITH_FUSED_ACT = {"Conv", "Gemm", "MatMul", "Add"}
-
-
 def quant_points(model: onnx.ModelProto, table: CalibrationTable) -> list[str]:
-    """Activation tensors that get a Q/DQ pair, in graph order."""
+    """Activation tensors that get a Q/DQ pair, in table order: every activation of the table that the model
+    consumes, except graph outputs and tensors fused away (a conv output read only by its ReLU)."""
     outputs = {o.name for o in model.graph.output}
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    points = []
-    for name, t in table.tensors.items():
-        if t["kind"] != "activation" or name in outputs or name not in consumers:
-            continue
-        p = producer.get(name)
-        if p is not None and p.op_type in PRODUCERS_WITH_FUSED_ACT and all(c.op_type in FUSED_ACT for c in consumers[name]):
-            continue  # fused into the producer: quantized after the activation
-        points.append(name)
-    return points
+    consumed = {i for n in model.graph.node for i in n.input}
+    gone = fused_away(model)
+    return [name for name, t in table.tensors.items()
+            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in gone]
 
 
 def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13) -> onnx.ModelProto:

@@ -150,6 +150,30 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+FUSED_ACT = {"Relu", "Clip"}
+PRODUCERS_WITH_FUSED_ACT = {"Conv", "Gemm", "MatMul", "Add"}
+
+
+def fused_away(model: onnx.ModelProto) -> set[str]:
+    """Conv/gemm/add outputs read only by a Relu/Clip: the activation is fused into the producer, so the tensor
+    never exists in integer form and gets no scale (the activation's output does)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    return {t for t, p in producer.items()
+            if p.op_type in PRODUCERS_WITH_FUSED_ACT and t in consumers and t not in outputs
+            and all(c.op_type in FUSED_ACT for c in consumers[t])}
+
+
+def quant_tensors(model: onnx.ModelProto) -> list[str]:
+    """The activation tensors that get a scale: float tensors minus those fused away."""
+    gone = fused_away(model)
+    return [t for t in float_tensors(model) if t not in gone]
+
+
 def expose(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of `model` whose graph outputs are exactly `names` (float tensors)."""
     m = onnx.ModelProto()

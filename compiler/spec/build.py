@@ -56,7 +56,7 @@ class ParamDecl:
                 bad(f"expected an integer, got {value!r}")
             value = int(value)
         elif t == "float":
-            if not number:
+            if not number or abs(value) > 1e308:  # an int beyond float range is no float either
                 bad(f"expected a finite number, got {value!r}")
             value = float(value)
         elif t == "bool":

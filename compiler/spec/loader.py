@@ -201,7 +201,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
     local: dict[str, BlockDef] = {}
     imports = doc.get("imports", [])
     for rel, where in zip(imports, getattr(imports, "item_pos", [])):
-        ipath = (path.parent / rel).resolve()
+        ipath = Path(os.path.normpath(path.parent / rel))  # as the user wrote it, so errors name it so
         if not ipath.is_file():
             raise SpecError(f"imported file not found: {rel}", where)
         try:

@@ -10,7 +10,7 @@ import jsonschema
 
 from ..errors import SpecError
 from ..ops import OPS
-from .build import COMMON_KEYS, suggest
+from .build import COMMON_KEYS, NODE_KINDS, suggest
 from .yamlpos import PosDict, PosList
 
 _EXPR = {"type": "string", "pattern": r"\$\{.*\}"}
@@ -262,6 +262,9 @@ def _to_spec_error(err, doc) -> SpecError:
     where = _where(doc, path)
     at = ".".join(str(p) for p in path) or "document"
     v = err.validator
+    kinds = [k for k in NODE_KINDS if isinstance(node, PosDict) and k in node]
+    if v == "additionalProperties" and len(kinds) > 1:  # e.g. `body` beside `op`: not an unknown argument
+        return SpecError(f"a node needs exactly one of {', '.join(NODE_KINDS)} (has {', '.join(kinds)})", where)
     if v == "additionalProperties" and isinstance(node, PosDict):
         allowed = list(err.schema.get("properties", {}))
         extra = [k for k in node if k not in allowed]

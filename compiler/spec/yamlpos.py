@@ -162,29 +162,38 @@ def _offset_loc(text: str, offset: int, file: str) -> Location:
 
 
 def _check_expansion(root, file: str) -> None:
-    """Refuse a document whose aliases expand to more than MAX_NODES nodes, counting without expanding."""
-    sizes: dict[int, int] = {}
+    """Refuse a document whose aliases expand to more than MAX_NODES nodes or MAX_DEPTH levels, or to an infinite
+    document, counting on the composed node graph (where an alias is shared) without expanding anything."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth) once expanded
+    counting: set[int] = set()
 
-    def size(node) -> int:
+    def children(node) -> list:
+        if isinstance(node, yaml.MappingNode):
+            return [c for kv in node.value for c in kv]
+        return node.value if isinstance(node, yaml.SequenceNode) else []
+
+    def measure(node) -> tuple[int, int]:
         key = id(node)
+        if key in counting:  # `&a [*a]`: PyYAML composes it, but it has no finite expansion
+            raise SpecError("a YAML alias is used inside its own anchor (a recursive document)",
+                            _loc(file, node.start_mark))
         if key not in sizes:
-            sizes[key] = 1  # a placeholder while counting; a recursive alias cannot be composed anyway
-            if isinstance(node, yaml.MappingNode):
-                total = 1 + sum(size(k) + size(v) for k, v in node.value)
-            elif isinstance(node, yaml.SequenceNode):
-                total = 1 + sum(size(v) for v in node.value)
-            else:
-                total = 1
-            sizes[key] = min(total, MAX_NODES + 1)
+            counting.add(key)
+            inner = [measure(c) for c in children(node)]
+            total = 1 + sum(n for n, _ in inner)
+            depth = 1 + max((d for _, d in inner), default=0)
+            if depth > MAX_DEPTH:  # nested aliases can nest deeper than the text does
+                raise SpecError(f"the document is nested more than {MAX_DEPTH} levels deep (through aliases)",
+                                _loc(file, node.start_mark))
+            sizes[key] = (min(total, MAX_NODES + 1), depth)
+            counting.discard(key)
         return sizes[key]
 
-    if size(root) <= MAX_NODES:
+    if measure(root)[0] <= MAX_NODES:
         return
     node = root  # point at the innermost node that alone is too big: where the expansion happens
     while True:
-        children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else (
-            node.value if isinstance(node, yaml.SequenceNode) else [])
-        big = next((c for c in children if size(c) > MAX_NODES), None)
+        big = next((c for c in children(node) if measure(c)[0] > MAX_NODES), None)
         if big is None:
             break
         node = big

@@ -177,12 +177,12 @@ ffi::Tensor LoadInput(const std::string& path, const std::vector<int64_t>* raw_s
                      ", found " + std::to_string(buf.size() - off));
   }
   ffi::Tensor t = MakeTensor(shape, dtype);
-  if (nbytes) std::memcpy(t->data, buf.data() + off, nbytes);
+  if (nbytes) std::memcpy(t.data_ptr(), buf.data() + off, nbytes);
   return t;
 }
 
 void WriteRecord(std::ofstream& out, const ffi::Tensor& t, bool raw) {
-  const DLTensor* dl = t.operator->();
+  const DLTensor* dl = t.GetDLTensorPtr();
   if (dl->device.device_type != kDLCPU) throw std::runtime_error("output is not on the CPU");
   if (!ffi::IsContiguous(*dl)) throw std::runtime_error("output tensor is not contiguous");
   if (dl->dtype.lanes != 1) throw std::runtime_error("vector dtypes are not supported in outputs");
@@ -289,7 +289,7 @@ int Run(int argc, char** argv) {
 
   if (!quiet) {
     for (size_t i = 0; i < outs.size(); ++i) {
-      const DLTensor* dl = outs[i].operator->();
+      const DLTensor* dl = outs[i].GetDLTensorPtr();
       std::cout << "output " << i << ": " << DTypeName(dl->dtype) << ShapeStr(dl->shape, dl->ndim)
                 << "\n";
     }

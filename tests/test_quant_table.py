@@ -1,0 +1,109 @@
+"""calibrate_onnx end to end on a small model: every method, target constraints, the JSON table and its checks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quant_models import tiny_cnn, tiny_data
+from tcc.errors import DataError
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.table import CalibrationError, load_table, model_sha256, validate
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_data(24)
+
+
+@pytest.fixture(scope="module")
+def tables(model, data):
+    return {m: calibrate_onnx(model, data, method=m, cos_steps=40, cos_rows=1500, spec_hash="a" * 64,
+                              weights_hash="b" * 64) for m in ("minmax", "percentile", "kl", "kl+cos")}
+
+
+def test_every_method_gives_a_valid_table(tables, model):
+    for method, t in tables.items():
+        validate(t.doc)
+        assert t.doc["method"] == method and t.doc["samples"] == 24 and t.doc["model_hash"] == model_sha256(model)
+        acts = {k: v for k, v in t.tensors.items() if v["kind"] == "activation"}
+        assert "stem.conv" not in acts and "stem.relu" in acts  # fused conv output: no scale
+        for k, v in acts.items():
+            top = 127 if v["signed"] else 255
+            assert v["scale"] * top == pytest.approx(max(v["threshold"], 1e-30), rel=1e-6) or "group" in v or \
+                v["method"] == "kl+cos"
+        assert t.tensors["dw.relu"]["signed"] is False  # never negative: unsigned (eq. 8), zero point 0
+        assert t.tensors["stem.relu"]["signed"] is True  # shares the concat's scale with the signed pw output
+        assert len(t.tensors["pw.weight"]["scale"]) == 6 and t.tensors["fc.weight"]["axis"] == 0
+    mm, pc, kl = (tables[m].tensors["dw.relu"]["threshold"] for m in ("minmax", "percentile", "kl"))
+    assert kl <= mm and pc <= mm
+    s = tables["kl+cos"].doc["summary"]
+    assert s["layers_searched"] == 4 and s["mean_cos_after"] >= s["mean_cos_before"]
+    layer = tables["kl+cos"].doc["layers"]["pw"]
+    assert layer["cos_after"] >= layer["cos_before"] and layer["input"] == "dw.relu"
+    assert tables["kl+cos"].tensors["pw.weight"]["method"] == "minmax+cos"
+
+
+def test_concat_and_pool_share_one_scale(tables):
+    t = tables["kl"]
+    group = next(g for g in t.doc["groups"] if "cat" in g)
+    assert set(group) == {"cat", "pool", "pw", "stem.relu"}
+    assert len({t.tensors[n]["scale"] for n in group}) == 1
+    assert len({t.tensors[n]["signed"] for n in group}) == 1  # pw is signed, so the group is
+
+
+def test_tflite_gets_asymmetric_activations(model, data):
+    t = calibrate_onnx(model, data, method="minmax", target="tflite")
+    v = t.tensors["dw.relu"]
+    assert v["zero_point"] == -128 and v["signed"] and not v["symmetric"]
+    assert t.tensors["input"]["zero_point"] == 0 and t.tensors["pw.weight"]["symmetric"]
+
+
+def test_save_load_and_hash_checks(tables, tmp_path):
+    t = tables["kl+cos"]
+    p = t.save(tmp_path / "calib.json")
+    back = load_table(p, spec_hash="a" * 64, weights_hash="b" * 64)
+    assert back.doc == json.loads(t.to_json())
+    with pytest.raises(CalibrationError, match="different weights"):
+        load_table(p, weights_hash="c" * 64)
+    with pytest.raises(CalibrationError, match="different spec"):
+        load_table(p, spec_hash="c" * 64)
+    with pytest.raises(CalibrationError, match="different FP32 model"):
+        back.check(model_hash="d" * 64)
+    doc = json.loads(p.read_text())
+    doc["tensors"]["dw.relu"]["scale"] = -1.0
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError, match="bad.json: invalid at tensors/dw.relu/scale"):
+        load_table(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_text("{")
+    with pytest.raises(CalibrationError, match="not a JSON calibration table"):
+        load_table(tmp_path / "junk.json")
+    with pytest.raises(CalibrationError, match="no such"):
+        load_table(tmp_path / "none.json")
+
+
+def test_table_must_fit_the_model(tables):
+    other = tiny_cnn(seed=1)
+    tables["kl"].check_model(other)  # same structure: fine
+    from quant_models import tiny_cnn as make
+
+    small = make(classes=3)
+    with pytest.raises(CalibrationError, match="fc.weight' has 3 output channels"):
+        tables["kl"].check_model(small)
+
+
+def test_bad_arguments(model, data):
+    with pytest.raises(DataError, match="unknown calibration method 'mse'"):
+        calibrate_onnx(model, data, method="mse")
+    with pytest.raises(DataError, match="unknown calibration target"):
+        calibrate_onnx(model, data, target="nope")
+    bad = data.copy()
+    bad[0, 0, 0, 0] = np.inf
+    with pytest.raises(DataError, match="NaN or infinite"):
+        calibrate_onnx(model, bad)
