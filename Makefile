@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv demo test clean
+.PHONY: venv setup-arm demo test clean
 
 venv: $(STAMP)
 
@@ -14,11 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: venv
-	$(BIN)/tcc check spec/ddsnet.yaml
-	$(BIN)/tcc predict spec/ddsnet.yaml --weights ../shared/fixtures/ddsnet/GC_DDS_0.0064.pth --by-order --image ../shared/fixtures/ddsnet/GC.png --json
+# TVM backend: cross compilers + qemu-user (apt-get, as root), apache-tvm/cmake/ninja (venv), and the TVM
+# runtime + tcc-run per architecture cached in ~/.cache/tcc (arm-a7 built from source once, ~4 min). Idempotent.
+setup-arm: venv
+	PYTHON=$(BIN)/python tools/setup_arm.sh
 
-test: venv
+demo: venv
+	tools/demo.sh
+
+test: venv setup-arm
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tcc.errors import BuildError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -18,6 +18,7 @@ Command line (used by tools/setup_arm.sh):
     python -m tcc.backends.tvm_runtime ensure [--rebuild] TARGET...
     python -m tcc.backends.tvm_runtime check TARGET...      # what is missing, exit 1 if any
     python -m tcc.backends.tvm_runtime info TARGET...       # cache folders and stamps
+    python -m tcc.backends.tvm_runtime apt-missing TARGET... # Debian packages still to install
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where used: the CLI (setup_arm.sh) runs without it
+    import numpy as np
 
 try:  # installed as tcc.backends; also importable from the source tree
     from .targets import TargetSpec, get_target, known_targets
@@ -109,7 +112,7 @@ def _site_dirs() -> tuple[Path, Path]:
         spec = importlib.util.find_spec(mod)
         if spec is None or not spec.submodule_search_locations:
             raise ToolchainMissing(f"Python package {mod} not found; " + SETUP_HINT)
-        out.append(Path(list(spec.submodule_search_locations)[0]))
+        out.append(Path(next(iter(spec.submodule_search_locations))))
     return out[0], out[1]
 
 
@@ -128,7 +131,7 @@ def _cmake() -> str | None:
     for cand in (Path(sys.executable).parent / "cmake", shutil.which("cmake")):
         if cand and Path(cand).exists():
             try:
-                out = subprocess.run([str(cand), "--version"], capture_output=True, text=True, timeout=60).stdout
+                out = subprocess.run([str(cand), "--version"], check=False, capture_output=True, text=True, timeout=60).stdout
             except (OSError, subprocess.SubprocessError):
                 continue
             m = re.search(r"version (\d+)\.(\d+)", out)
@@ -149,6 +152,18 @@ def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> 
     if build and _cmake() is None:
         missing.append((f"cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]}", "pip install cmake ninja"))
     return missing
+
+
+def missing_apt_packages(target_names: Iterable[str]) -> list[str]:
+    """Debian packages to install so the targets' compiler and emulator commands exist."""
+    pkgs: list[str] = []
+    for name in target_names:
+        spec = get_target(name)
+        cmds = [spec.cxx] + ([spec.qemu[0]] if spec.qemu else [])
+        for cmd, pkg in zip(cmds, (spec.apt_packages[0], "qemu-user")):
+            if not _which(cmd) and pkg not in pkgs:
+                pkgs.append(pkg)
+    return pkgs
 
 
 def require_tools(target_name: str, *, build: bool = True, run: bool = True) -> None:
@@ -226,7 +241,7 @@ def _run_logged(cmd: Sequence[str], log_file: Path, log: Log, cwd: Path | None =
     with open(log_file, "a") as f:
         f.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
         f.flush()
-        proc = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        proc = subprocess.run([str(c) for c in cmd], check=False, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env)
     if proc.returncode != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
         raise RuntimeBuildError(f"command failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n"
@@ -293,7 +308,8 @@ def _copy_host_wheel_libs(stage: Path) -> None:
 def _copy_cxx_runtime(spec: TargetSpec, stage: Path) -> None:
     """Ship the cross toolchain's libstdc++/libgcc_s with the kit (found via RUNPATH)."""
     for name in ("libstdc++.so.6", "libgcc_s.so.1"):
-        out = subprocess.run([spec.cxx, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+        out = subprocess.run([spec.cxx, f"-print-file-name={name}"], check=False, capture_output=True,
+                             text=True).stdout.strip()
         src = Path(out)
         if src.is_absolute() and src.exists():
             shutil.copy2(src.resolve(), stage / "lib" / name)
@@ -372,6 +388,8 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
                     log(f"{target_name}: runtime cached in {final}; rebuilding tcc-run only")
                     for p in (final / "lib").iterdir():
                         shutil.copy2(p, stage / "lib" / p.name)
+                    if (final / "build.log").exists():  # keep the library build's log
+                        shutil.copy2(final / "build.log", log_file)
                     old = json.loads((final / "stamp.json").read_text())
                 else:
                     log(f"{target_name}: preparing the TVM runtime for {spec.arch} ({spec.runtime}) in {final}")
@@ -418,20 +436,28 @@ def runner_command(target_name: str) -> list[str]:
 # --------------------------------------------------------------------------- tensor files (TCCT)
 
 _MAGIC = b"TCCT"
-_DTYPES = {  # numpy dtype -> (DLPack code, bits)
-    np.dtype(np.float32): (2, 32), np.dtype(np.float16): (2, 16), np.dtype(np.float64): (2, 64),
-    np.dtype(np.int8): (0, 8), np.dtype(np.int16): (0, 16), np.dtype(np.int32): (0, 32),
-    np.dtype(np.int64): (0, 64), np.dtype(np.uint8): (1, 8),
-}
-_FROM_CODE = {v: k for k, v in _DTYPES.items()}
+
+
+def _dtype_table() -> dict[Any, tuple[int, int]]:
+    """numpy dtype -> (DLPack type code, bits)."""
+    import numpy as np
+
+    return {
+        np.dtype(np.float32): (2, 32), np.dtype(np.float16): (2, 16), np.dtype(np.float64): (2, 64),
+        np.dtype(np.int8): (0, 8), np.dtype(np.int16): (0, 16), np.dtype(np.int32): (0, 32),
+        np.dtype(np.int64): (0, 64), np.dtype(np.uint8): (1, 8),
+    }
 
 
 def tensor_file_bytes(arr: np.ndarray) -> bytes:
     """One TCCT record (the runner's tensor file format) for ``arr``."""
+    import numpy as np
+
+    table = _dtype_table()
     arr = np.ascontiguousarray(arr)
-    if arr.dtype not in _DTYPES:
+    if arr.dtype not in table:
         raise TypeError(f"unsupported dtype {arr.dtype} for a tensor file")
-    code, bits = _DTYPES[arr.dtype]
+    code, bits = table[arr.dtype]
     head = _MAGIC + np.array([1, code, bits, arr.ndim, 0], "<u4").tobytes()
     return head + np.array(arr.shape, "<i8").tobytes() + arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
@@ -442,15 +468,18 @@ def write_tensor_file(path: str | os.PathLike, arr: np.ndarray) -> None:
 
 def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
     """All TCCT records in a file (an output file holds one per model output)."""
+    import numpy as np
+
+    from_code = {v: k for k, v in _dtype_table().items()}
     buf = Path(path).read_bytes()
     out, off = [], 0
     while off < len(buf):
         if buf[off:off + 4] != _MAGIC or len(buf) - off < 24:
             raise ValueError(f"{path}: not a TCCT tensor record at byte {off}")
         version, code, bits, ndim, _ = np.frombuffer(buf, "<u4", 5, off + 4)
-        if version != 1 or (int(code), int(bits)) not in _FROM_CODE:
+        if version != 1 or (int(code), int(bits)) not in from_code:
             raise ValueError(f"{path}: unsupported record (version {version}, dtype {code}/{bits})")
-        dtype = _FROM_CODE[(int(code), int(bits))]
+        dtype = from_code[(int(code), int(bits))]
         shape = tuple(int(d) for d in np.frombuffer(buf, "<i8", int(ndim), off + 24))
         off += 24 + 8 * int(ndim)
         n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -535,6 +564,8 @@ def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray 
 
     Returns (outputs, median latency in ms if repeat > 0).  threads=None: runtime default.
     """
+    import numpy as np
+
     cmd_prefix = runner_command(target_name)
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     with tempfile.TemporaryDirectory(prefix="tcc-run-") as tmp:
@@ -550,7 +581,7 @@ def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray 
         if repeat:
             cmd += ["--repeat", str(repeat)]
         cmd += [*extra_args, str(so_path), *in_paths, str(out_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RunError(f"tcc-run failed for {target_name} (exit {proc.returncode}): "
                            f"{' '.join(cmd)}\n{proc.stderr.strip()}")
@@ -588,10 +619,8 @@ def _is_armv7_neon(mnemonic: str, operands: str) -> bool:
     if _ARMV7_NEON_ONLY.match(base):
         return True
     # VFP's only d-register arithmetic is .f64; any other typed op on d registers is NEON.
-    if re.search(r"\bd\d+\b", operands) and re.search(r"\.(f32|f16|[isu]\d+)\b", mnemonic) and \
-            base not in ("vmov", "vldr", "vstr", "vpush", "vpop", "vldmia", "vstmia", "vcvt"):
-        return True
-    return False
+    return bool(re.search(r"\bd\d+\b", operands) and re.search(r"\.(f32|f16|[isu]\d+)\b", mnemonic)
+                and base not in ("vmov", "vldr", "vstr", "vpush", "vpop", "vldmia", "vstmia", "vcvt"))
 
 
 def _is_aarch64_simd(mnemonic: str, operands: str) -> bool:
@@ -649,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m tcc.backends.tvm_runtime", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("ensure", "check", "info"):
+    for name in ("ensure", "check", "info", "apt-missing"):
         p = sub.add_parser(name)
         p.add_argument("targets", nargs="+", metavar="TARGET", help=f"one of {', '.join(known_targets())}")
         if name == "ensure":
@@ -659,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for t in args.targets:
             get_target(t)  # unknown names fail before any work
+        if args.cmd == "apt-missing":
+            print(" ".join(missing_apt_packages(args.targets)))
+            return 0
         for t in args.targets:
             if args.cmd == "ensure":
                 d = ensure_runtime(t, rebuild=args.rebuild)

@@ -2,8 +2,9 @@
 
     model = tcc.load_model("spec/ddsnet.yaml", {"num_classes": 2})   # spec -> IR (model.graph)
     module = tcc.to_torch(model.graph)                              # IR -> torch.fx GraphModule
+    proto = tcc.to_onnx(model.graph, module.state_dict())           # IR -> onnx.ModelProto (opset 13)
 """
-from .errors import DataError, Location, SpecError, TccError, WeightsError
+from .errors import DataError, ExportError, Location, OpsetError, SpecError, TccError, WeightsError
 from .ir import Graph, Node, Ref
 from .ops import OPS
 from .spec.loader import Model, load_model, parse_overrides
@@ -15,7 +16,13 @@ def to_torch(graph, inference_only: bool = False):
     return lower(graph, inference_only)
 
 
+def to_onnx(graph, state, opset: int = 13):
+    from .lower_onnx import to_onnx as lower
+
+    return lower(graph, state, opset)
+
+
 __all__ = [
-    "OPS", "DataError", "Graph", "Location", "Model", "Node", "Ref", "SpecError", "TccError", "WeightsError",
-    "load_model", "parse_overrides", "to_torch",
+    "OPS", "DataError", "ExportError", "Graph", "Location", "Model", "Node", "OpsetError", "Ref", "SpecError",
+    "TccError", "WeightsError", "load_model", "parse_overrides", "to_onnx", "to_torch",
 ]

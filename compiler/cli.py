@@ -161,6 +161,21 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .quant.calibrate import calibrate, report_lines
+    from .spec.loader import parse_overrides
+
+    table = calibrate(
+        args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
+        seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
+        key_map=args.key_map, percentile=args.percentile, cos_steps=args.cos_steps, cos_rounds=args.cos_rounds,
+    )
+    print("\n".join(report_lines(table, top=10)))
+    table.save(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .spec.schema import build_schema
 
@@ -206,6 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("calibrate", help="calibrate INT8 scales (KL coarse, cosine fine) and write a table")
+    _spec_args(p)
+    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth)")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
+    p.add_argument("--data", required=True, help="image folder (recursive) or .npy/.npz of NCHW float32")
+    p.add_argument("--target", default="ort", help="target whose quantization rules apply (default ort)")
+    p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
+    p.add_argument("--calib-size", type=int, default=128, help="samples picked (seeded) from the data")
+    p.add_argument("--percentile", type=float, default=99.99)
+    p.add_argument("--cos-steps", type=int, default=100, help="scale candidates in [0.5 s, 2 s]")
+    p.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
+    p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")
     p.set_defaults(func=cmd_schema)

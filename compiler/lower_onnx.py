@@ -210,7 +210,7 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
                 for i, t in enumerate(seq):
                     if t == final:
                         seq[i] = OUTPUT_NAME
-    else:  # the output is the input or a pass-through value: an Identity named after the output node
+    else:  # the output is the graph input itself (every node passed it through): an Identity writes `output`
         b.nodes.append(helper.make_node("Identity", [final], [OUTPUT_NAME], name=graph.output.node))
 
     in_shape = [BATCH_DIM, *graph.input.shape]
@@ -229,6 +229,7 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
     return model
 
 
-def node_of(onnx_name: str) -> str:
-    """The IR node an ONNX node or tensor name belongs to (`a.b/transpose` -> `a.b`)."""
-    return onnx_name.split("/", 1)[0]
+def node_of(onnx_node_name: str) -> str:
+    """The IR node an ONNX node belongs to (`a.b/transpose` -> `a.b`); passes keep this true (a folded BN's
+    affine keeps the BN's name, onnxsim keeps names)."""
+    return onnx_node_name.split("/", 1)[0]

@@ -22,7 +22,8 @@ BIG_MACS = 1_000_000_000  # run these at batch 1
 
 
 def zoo_specs() -> list[Path]:
-    found = sorted(glob.glob(str(ROOT / "spec" / "*.yaml"))) + sorted(glob.glob(str(ROOT / "spec" / "baselines" / "*.yaml")))
+    found = [*sorted(glob.glob(str(ROOT / "spec" / "*.yaml"))),
+             *sorted(glob.glob(str(ROOT / "spec" / "baselines" / "*.yaml")))]
     return [Path(p) for p in found]
 
 

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -171,7 +170,8 @@ def test_failed_force_rebuild_keeps_the_old_bundle(tiny, tmp_path, monkeypatch):
 
 
 _SLOW_BUILD = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the test runner ignores it
 from tcc.backends.ort import OrtBackend
 emit = OrtBackend.emit
 def slow_emit(self, model, options, out_dir):

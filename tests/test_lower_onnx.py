@@ -97,8 +97,10 @@ def _pool_spec(write, h, w, k, s, p):
         layers:
           - id: pools
             branches:
-              - body: [{{id: max, op: maxpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}}, {{op: global_avgpool}}]
-              - body: [{{id: avg, op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}}, {{op: global_avgpool}}]
+              - body: [{{id: max, op: maxpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}},
+                       {{op: global_avgpool}}]
+              - body: [{{id: avg, op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}},
+                       {{op: global_avgpool}}]
               - body: [{{id: avgx, op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true,
                          count_include_pad: false}}, {{op: global_avgpool}}]
           - {{op: flatten}}

@@ -35,11 +35,15 @@ def test_every_method_gives_a_valid_table(tables, model):
         acts = {k: v for k, v in t.tensors.items() if v["kind"] == "activation"}
         assert "stem.conv" not in acts and "stem.relu" in acts  # fused conv output: no scale
         for k, v in acts.items():
-            top = 127 if v["signed"] else 255
+            top = 127 if v["signed"] or v["zero_point"] == 128 else 255
             assert v["scale"] * top == pytest.approx(max(v["threshold"], 1e-30), rel=1e-6) or "group" in v or \
                 v["method"] == "kl+cos"
         assert t.tensors["dw.relu"]["signed"] is False  # never negative: unsigned (eq. 8), zero point 0
-        assert t.tensors["stem.relu"]["signed"] is True  # shares the concat's scale with the signed pw output
+        # shares the concat's step size with the signed pw output (written for ORT as u8 with zero point 128, the
+        # grid of s8 with zero point 0 in the type ORT's x86 kernels take) but keeps zero point 0: ReLU fusable
+        relu, pw = t.tensors["stem.relu"], t.tensors["pw"]
+        assert (relu["signed"], relu["zero_point"], pw["signed"], pw["zero_point"]) == (False, 0, False, 128)
+        assert relu["scale"] == pw["scale"]
         assert len(t.tensors["pw.weight"]["scale"]) == 6 and t.tensors["fc.weight"]["axis"] == 0
     mm, pc, kl = (tables[m].tensors["dw.relu"]["threshold"] for m in ("minmax", "percentile", "kl"))
     assert kl <= mm and pc <= mm
@@ -51,11 +55,27 @@ def test_every_method_gives_a_valid_table(tables, model):
 
 
 def test_concat_and_pool_share_one_scale(tables):
-    t = tables["kl"]
+    t = tables["kl"]  # target ort
     group = next(g for g in t.doc["groups"] if "cat" in g)
     assert set(group) == {"cat", "pool", "pw", "stem.relu"}
     assert len({t.tensors[n]["scale"] for n in group}) == 1
-    assert len({t.tensors[n]["signed"] for n in group}) == 1  # pw is signed, so the group is
+    tvm = calibrate_onnx(tiny_cnn(), tiny_data(24), method="kl", target="tvm")
+    assert len({tvm.tensors[n]["signed"] for n in group}) == 1  # pw is signed, so the whole group is (s8, zp 0)
+
+
+def test_tvm_keeps_int8_and_split_groups_keep_signedness(model, data):
+    t = calibrate_onnx(model, data, method="minmax", target="tvm")
+    assert (t.tensors["stem.relu"]["signed"], t.tensors["stem.relu"]["zero_point"]) == (True, 0)
+    from tcc.quant import calibrate as cal
+
+    rules = cal.TargetRules(unsigned_ok=True, split_mixed_groups=True)
+    cal.TARGETS["_split"] = rules
+    try:
+        s = calibrate_onnx(model, data, method="minmax", target="_split")
+    finally:
+        del cal.TARGETS["_split"]
+    a, b = s.tensors["stem.relu"], s.tensors["pw"]
+    assert not a["signed"] and b["signed"] and a["scale"] == b["scale"]  # one step size, zero points 0 and 0
 
 
 def test_tflite_gets_asymmetric_activations(model, data):

@@ -105,6 +105,18 @@ def test_too_many_aliases(write, capsys):
     assert_error(spec, "*a\nx101", "too many YAML aliases", capsys=capsys)
 
 
+def test_recursive_alias(write, capsys):
+    spec = write("m.yaml", HEAD + "x: &a [1, *a]\nlayers: [{op: relu}]\n")
+    assert_error(spec, "&a", "alias is used inside its own anchor", capsys=capsys)
+
+
+def test_aliases_that_nest_too_deeply(write, capsys):
+    lines = [HEAD.rstrip("\n"), "b0: &b0 [{op: relu}]"]
+    lines += [f"b{i}: &b{i} [{{body: *b{i - 1}}}]" for i in range(1, 40)]
+    spec = write("m.yaml", "\n".join(lines + ["layers: *b39"]) + "\n")
+    assert_error(spec, None, "nested more than 64 levels deep (through aliases)", capsys=capsys)
+
+
 def test_deeply_nested_document(write, capsys):
     spec = write("m.yaml", HEAD + "layers: " + "[" * 200 + "]" * 200 + "\n")
     assert_error(spec, None, "nested more than 64 levels", capsys=capsys)
@@ -237,9 +249,10 @@ body:
 
 def test_error_inside_an_imported_block_names_both_positions(write, capsys):
     block = write("lib/grouped.yaml", IMPORTED_BAD)
-    spec = write("m.yaml", HEAD + "imports: [lib/grouped.yaml]\nlayers:\n  - {op: relu}\n  - {id: g1, block: grouped, out: 16}\n")
-    err = assert_error(spec, None, "g1.conv (conv2d): groups=3 must divide both input channels 3 and output channels 16",
-                       capsys=capsys)
+    spec = write("m.yaml", HEAD + "imports: [lib/grouped.yaml]\n"
+                 "layers:\n  - {op: relu}\n  - {id: g1, block: grouped, out: 16}\n")
+    err = assert_error(spec, None, "g1.conv (conv2d): groups=3 must divide both input channels 3 and output "
+                       "channels 16", capsys=capsys)
     assert err.startswith(position(block, "{id: conv") + ": ")
     assert f"in block 'grouped' used at {position(spec, '{id: g1')}" in err
 
@@ -363,6 +376,16 @@ def test_multi_output_needs_a_pick(write, capsys):
     assert_error(spec, "sp.3", "'sp' has 3 output(s); 'sp.3' does not exist", capsys=capsys)
 
 
+def test_repeat_zero_with_two_inputs(write, capsys):
+    spec = write("m.yaml", HEAD + "layers:\n  - {id: a, op: relu}\n  - {id: p, repeat: 0, op: add, in: [a, input]}\n")
+    assert_error(spec, "{id: p", "no copy was made", "it has 2 inputs", capsys=capsys)
+
+
+def test_expression_in_in(write, capsys):
+    spec = write("m.yaml", HEAD + "layers:\n  - {id: a, op: relu}\n  - {repeat: [a], var: r, op: relu, in: '${r}'}\n")
+    assert_error(spec, "'${r}'", "`in` takes node names as written", capsys=capsys)
+
+
 def test_duplicate_id(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {id: a, op: relu}\n  - {id: a, op: sigmoid}\n")
     assert_error(spec, "a, op: sigmoid", "duplicate id 'a'", capsys=capsys)
@@ -378,6 +401,9 @@ def test_duplicate_id(write, capsys):
     ("${open('x')}", "unknown function 'open'"),
     ("${2 ** 1000}", "exponent larger than 64"),
     ("${'a' * 100000}", "repeating strings or lists"),
+    ("${round(width, -10**18)}", "round() digits must be an integer from -64 to 64"),  # would compute 10**(10**18)
+    ("${'%099999999d' % 1}", "string formatting with '%' is not allowed"),  # would build a 100 MB string
+    ("${(-8) ** 0.5}", "result is not a real number"),
 ])
 def test_bad_expression(write, capsys, expr, message):
     spec = write("m.yaml", HEAD + f'layers:\n  - {{op: conv2d, kernel: 1, out: "{expr}"}}\n')

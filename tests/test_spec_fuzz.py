@@ -2,8 +2,9 @@
 
 Valid small specs are mutated structurally (delete keys, change values to other types, random strings, huge or
 negative numbers, random expressions, unknown keys, broken `in:` references, moved nodes), as text (random
-characters inserted, deleted or replaced, including YAML's special ones), and through `--set`. Bounded so the file
-runs in well under a minute.
+characters inserted, deleted or replaced, including YAML's special ones), and through `--set`; random node lists
+are also generated from the language's grammar, and those that load are run in PyTorch, whose output shapes must
+be the IR's. Derandomized and bounded, so the file runs in well under a minute and the same examples every time.
 """
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ layers:
     body: [{id: conv, op: conv2d, out: 16, kernel: 3, stride: 2, padding: 1}, {op: "${act}"}]
     residual: [{id: proj, op: conv2d, out: 16, kernel: 1, stride: 2}]
   - {id: res, body: [{op: conv2d, out: 16, kernel: 3, padding: 1}], residual: "${in_ch == 16}"}
-  - {id: head_aux, side: true, output: aux1, when: "${aux}", body: [{op: global_avgpool}, {op: flatten}, {op: linear, out: 3}]}
+  - id: head_aux
+    side: true
+    output: aux1
+    when: "${aux}"
+    body: [{op: global_avgpool}, {op: flatten}, {op: linear, out: 3}]
   - {repeat: [1, 2], var: s, name: "pool${s}", op: maxpool, kernel: 2, stride: 1, ceil_mode: true}
   - {op: channel_shuffle, groups: 2}
   - {op: avgpool, kernel: 3, stride: 1, padding: 1, count_include_pad: false}
@@ -121,7 +126,8 @@ OPS = ["+", "-", "*", "/", "//", "%", "**", "<", ">=", "==", "!=", " and ", " or
 
 def expressions():
     atom = st.one_of(
-        st.integers(-3, 10**20).map(str), st.sampled_from(["0", "0.5", "1e308", "-1", "True", "None", "'relu'"]),
+        st.integers(-3, 10**20).map(str),
+        st.sampled_from(["0", "0.5", "1e308", "-1", "True", "None", "'relu'", "'%0999d'", "-10**18", "2**63"]),
         st.sampled_from(NAMES), st.text("()[]{}+-*/%<>=!&|^~,.:;'\"$ abcxyz0123456789_", max_size=8),
     )
 
@@ -306,3 +312,82 @@ def test_extreme_numbers(tmp_path, key, value):
     doc = yaml.safe_load(MODEL)
     doc["params"]["width"]["default"] = value
     _clean(tmp_path, "model", _dump(doc))
+
+
+# ---------------------------------------------------------------------------------------------------- generated
+OP_ARGS = {
+    "conv2d": {"out": [1, 2, 4, "${in_ch}", "${in_ch * 2}"], "kernel": [1, 3, [1, 3]], "stride": [1, 2],
+               "padding": [0, 1, "same", "valid", [0, 1, 1, 0]], "groups": [1, 2, "${in_ch}"], "bias": [True, False],
+               "dilation": [1, 2]},
+    "batchnorm": {}, "relu": {}, "sigmoid": {}, "identity": {}, "add": {}, "mul": {},
+    "concat": {"axis": [1, 2, -1]}, "channel_shuffle": {"groups": [1, 2]},
+    "split": {"parts": [1, 2], "sizes": [[1, 1], [2, 2]]},
+    "maxpool": {"kernel": [1, 2, 3], "stride": [1, 2], "padding": [0, 1], "ceil_mode": [True, False]},
+    "avgpool": {"kernel": [1, 2, 3], "ceil_mode": [True, False], "count_include_pad": [True, False]},
+    "global_avgpool": {}, "adaptive_avgpool": {"size": [1, 2, [2, 1]]}, "flatten": {}, "linear": {"out": [1, 3]},
+    "dropout": {"p": [0.0, 0.5]}, "softmax": {"axis": [1, -1]},
+}
+GEN_BLOCKS = {
+    "unit": {"params": {"c": {"type": "int", "default": 2}}, "body": [{"op": "conv2d", "out": "${c}", "kernel": 1}]},
+    "two": {"inputs": ["p", "q"], "body": [{"id": "s", "op": "add", "in": ["p", "q"]}]},
+    "multi": {"body": [{"id": "s", "op": "split", "parts": 2}], "outputs": ["s.0", "s.1"]},
+}
+IDS = ["a", "b", "sp", "x", "0"]
+REFS = IDS + ["sp.0", "sp.1", "sp.2", "input", "x.1"]
+
+
+@st.composite
+def gen_node(draw, depth=0):
+    kind = draw(st.sampled_from(["op"] * 4 + (["body", "branches", "block"] if depth < 3 else ["block"])))
+    pick = lambda options: draw(st.sampled_from(options))  # noqa: E731
+    if kind == "op":
+        n = {"op": pick(sorted(OP_ARGS))}
+        n.update({k: pick(v) for k, v in OP_ARGS[n["op"]].items() if draw(st.booleans())})
+    elif kind in ("body", "branches"):
+        n = {kind: draw(st.lists(gen_node(depth + 1), min_size=1, max_size=3))}
+    else:
+        n = {"block": pick(["unit", "two", "multi", "dw_separable"])}
+        n.update({"unit": {"c": 4}, "dw_separable": {"out": 4}}.get(n["block"], {}))
+    chance = lambda k: draw(st.integers(0, k)) == 0  # noqa: E731
+    if chance(1):
+        n["id"] = pick(IDS)
+    if chance(3):
+        n["in"] = draw(st.one_of(st.sampled_from(REFS), st.lists(st.sampled_from(REFS), min_size=1, max_size=3)))
+    if chance(4):
+        n["when"] = pick([True, False, "${in_ch > 2}"])
+    if chance(3):
+        n["repeat"] = pick([0, 1, 2, [1, 2], "${depth}"])
+        n.update({k: pick(v) for k, v in [("connect", ["chain", "dense", "parallel"]), ("name", ["r${i}", "q"]),
+                                          ("merge", ["add", "concat"])] if chance(1)})
+    if chance(4):
+        n["residual"] = draw(st.one_of(st.sampled_from([True, False, "${in_ch == 4}"]),
+                                       st.lists(gen_node(3), min_size=1, max_size=2)))
+    if chance(6):
+        n["side"] = True
+    if chance(6):
+        n["output"] = pick(["o1", "o2"])
+    return n
+
+
+@settings(**{**SETTINGS, "max_examples": 100})
+@given(layers=st.lists(gen_node(), min_size=1, max_size=6), shape=st.sampled_from([[4, 8, 8], [1, 5, 7], [2, 1, 1]]))
+def test_generated_specs_load_cleanly_and_run_with_the_shapes_of_the_ir(tmp_path_factory, layers, shape):
+    import torch
+
+    doc = {"kind": "model", "name": "gen", "params": {"depth": 2}, "input": {"shape": shape}, "blocks": GEN_BLOCKS,
+           "layers": layers}
+    path = tmp_path_factory.mktemp("g") / "m.yaml"
+    path.write_text(_dump(doc), encoding="utf-8")
+    try:
+        model = tcc.load_model(path)
+    except tcc.SpecError as e:
+        assert e.where is not None, str(e)
+        return
+    g = model.graph
+    module = tcc.to_torch(g)
+    with torch.no_grad():
+        assert tuple(module(torch.randn(2, *shape)).shape) == (2, *g.shape(g.output))
+        if g.aux_outputs:
+            module.train()
+            _, aux = module(torch.randn(2, *shape))
+            assert {k: tuple(v.shape[1:]) for k, v in aux.items()} == {k: g.shape(r) for k, r in g.aux_outputs.items()}

@@ -442,6 +442,12 @@ def test_shapes_params_macs_by_hand(write):
 
 
 def test_hierarchical_names_in_graph_and_state_dict(write):
+    dense = load(write, REPEATS.replace(
+        '  - {id: dense2, repeat: "${depth}", connect: dense, block: unit, out: 4}',
+        '  - {id: dense2, body: [{repeat: "${depth}", name: "layer${i + 1}", connect: dense, block: unit, out: 4}]}'))
+    names = set(dense.graph.nodes)
+    assert {"dense2.layer1.dw", "dense2.layer3.dw", "dense2.layer3.pw", "dense2.layer3_concat"} <= names
+    assert "dense2.layer3.dw.weight" in tcc.to_torch(dense.graph).state_dict()
     m = load(write, REPEATS)
     sd = tcc.to_torch(m.graph).state_dict()
     assert "dense2.2.dw" in m.graph.nodes and "dense2.2.dw.weight" in sd

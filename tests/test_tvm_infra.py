@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from tcc.backends import targets as tg
 from tcc.backends import tvm_runtime as rt
 
@@ -182,14 +181,15 @@ def test_runner_rejects_bad_input(tiny, built, tmp_path):
     cmd = rt.runner_command("host")
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\0" * 10)
-    proc = subprocess.run([*cmd, str(so), str(bad), str(tmp_path / "o.bin")], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, str(so), str(bad), str(tmp_path / "o.bin")], check=False,
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and "--shape" in proc.stderr
     # the same data raw, with --shape, is accepted; --raw-output writes data only
     raw = tmp_path / "raw.bin"
     raw.write_bytes(tiny["x"].tobytes())
     out = tmp_path / "o.bin"
     proc = subprocess.run([*cmd, "--shape", "1,3,32,32", "--raw-output", str(so), str(raw), str(out)],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.frombuffer(out.read_bytes(), "<f4").reshape(1, 4), tiny["ref"],
                                rtol=1e-5, atol=1e-5)
@@ -250,3 +250,19 @@ def test_runtime_cache_layout():
         assert str(d).startswith(str(rt.cache_root())) and not str(d).startswith(str(rt.REPO_ROOT))
     if not built_any:
         pytest.skip("no runtime cached yet (tools/setup_arm.sh)")
+
+
+@needs_tvm
+def test_support_headers_selftest(tmp_path):
+    """tcc's own TVM support headers (serializer byte layout, base64, fp16) on the host."""
+    _skip_unless_tools("host", build=False, run=False)
+    import tvm_ffi
+
+    ffi = os.path.dirname(tvm_ffi.__file__)
+    src = rt.RUNTIME_SRC
+    exe = tmp_path / "selftest"
+    subprocess.run(["g++", "-std=c++17", "-O1", f"-I{src / 'support' / 'include'}", f"-I{src / 'support' / 'src'}",
+                    f"-I{ffi}/include", f"-I{ffi}/3rdparty/dlpack/include", str(src / "tests" / "support_selftest.cc"),
+                    f"-L{ffi}/lib", "-ltvm_ffi", f"-Wl,-rpath,{ffi}/lib", "-o", str(exe)], check=True)
+    proc = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -25,19 +25,12 @@ die() { printf '[setup_arm] ERROR: %s\n' "$*" >&2; exit 1; }
 [ -x "$PYTHON" ] || die "no Python at $PYTHON: create the venv first (make venv), or set PYTHON=..."
 
 # ---------------------------------------------------------------- 1. Debian packages
+# The target registry (backends/targets.py) names the packages; unknown targets fail here.
+pkg_list="$("$PYTHON" "$REPO/backends/tvm_runtime.py" apt-missing "${TARGETS[@]}")" \
+  || die "cannot resolve targets: ${TARGETS[*]}"
 need_pkgs=()
-need_cmd() {  # command package
-  if ! command -v "$1" >/dev/null 2>&1; then need_pkgs+=("$2"); fi
-}
-need_cmd g++ g++
-for t in "${TARGETS[@]}"; do
-  case "$t" in
-    host) ;;
-    arm-a7) need_cmd arm-linux-gnueabihf-g++ g++-arm-linux-gnueabihf; need_cmd qemu-arm qemu-user ;;
-    aarch64|arm-a53) need_cmd aarch64-linux-gnu-g++ g++-aarch64-linux-gnu; need_cmd qemu-aarch64 qemu-user ;;
-    *) die "unknown target '$t' (known: host arm-a7 aarch64 arm-a53)" ;;
-  esac
-done
+[ -n "$pkg_list" ] && read -r -a need_pkgs <<< "$pkg_list"
+command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   # shellcheck disable=SC2207
   need_pkgs=($(printf '%s\n' "${need_pkgs[@]}" | sort -u))

@@ -16,8 +16,8 @@ from .base import Rule, const, disconnect, fresh_name, only_feeds, producer, rep
 def _bn_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, shift) in float64 with y = scale * x + shift per channel, or None if the statistics are not constant."""
     params = [const(t) for t in bn.inputs[1:5]]
-    if len(params) != 4 or any(p is None for p in params) or len(bn.outputs) != 1:
-        return None  # training-mode outputs (running statistics) are in use
+    if len(params) != 4 or any(p is None for p in params) or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
+        return None  # batch statistics (training mode), or its running-statistics outputs are in use
     gamma, beta, mean, var = (p.astype(np.float64) for p in params)
     scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
     return scale, beta - mean * scale

@@ -18,9 +18,11 @@ def _axis(node: gs.Node) -> int | None:
 
 def _match_nested(outer: gs.Node, graph: gs.Graph) -> dict | None:
     axis = _axis(outer)
+    if axis is None:
+        return None
     for t in outer.inputs:
         inner = producer(t)
-        if inner is not None and inner.op == "Concat" and _axis(inner) == axis is not None and only_feeds(t, outer, graph):
+        if inner is not None and inner.op == "Concat" and _axis(inner) == axis and only_feeds(t, outer, graph):
             return {"outer": outer, "inner": inner, "tensor": t}
     return None
 

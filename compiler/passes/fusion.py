@@ -1,13 +1,14 @@
 """Conv + activation fusion *marking*: the graph is not changed; the pairs the quantizer and the backends may fuse
-are recorded in the model's metadata.
+are recorded in the model's metadata. Producers: Conv, Gemm, MatMul, and Add (a residual add + ReLU is one
+NPU op too); activations: Relu, and Clip with constant bounds (ReLU6 is Clip(0, 6)).
 
 Format: `model.metadata_props["tcc.fused_activations"]` is a JSON object keyed by the producing node's name:
 
-    {"stem.conv": {"op": "Conv", "activation": "Relu", "node": "stem.relu", "min": 0.0, "max": null},
-     "features.1.conv.0.0": {"op": "Conv", "activation": "Clip", "node": "features.1.conv.0.2", "min": 0.0, "max": 6.0}}
+    {"stem.conv": {"activation": "Relu", "max": null, "min": 0.0, "node": "stem.relu", "op": "Conv"},
+     "features.head.conv": {"activation": "Clip", "max": 6.0, "min": 0.0, "node": "features.head.act", "op": "Conv"}}
 
 `min`/`max` is the activation's output range (Relu: [0, inf) written as max null). A pair is marked when the
-Conv (or Gemm) output is read only by the activation and is not a graph output, so the quantizer may quantize the
+producer's output is read only by the activation and is not a graph output, so the quantizer may quantize the
 activation's output only and a backend may emit one fused op. The pipeline runs this pass last, because a later
 rewrite could rename or remove marked nodes; `fused_activations(model)` reads the marks back and drops any whose
 nodes no longer form the pair.
@@ -23,7 +24,7 @@ import onnx_graphsurgeon as gs
 from .base import Pass, Stats, const, import_graph, only_feeds, producer
 
 KEY = "tcc.fused_activations"
-FUSABLE = ("Conv", "Gemm")
+FUSABLE = ("Conv", "Gemm", "MatMul", "Add")
 
 
 def _clip_range(node: gs.Node) -> tuple[float | None, float | None] | None:
@@ -83,13 +84,13 @@ def _mark(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Stats]:
 
 mark_fused_activations = Pass(
     "mark_fused_activations",
-    f"Conv/Gemm -> Relu/Clip pairs recorded in metadata_props[{KEY!r}] (graph unchanged)",
+    f"Conv/Gemm/MatMul/Add -> Relu/Clip pairs recorded in metadata_props[{KEY!r}] (graph unchanged)",
     _mark,
 )
 
 
 def fused_activations(model: onnx.ModelProto) -> dict[str, dict]:
-    """The marks of `model` that still describe a Conv/Gemm -> activation pair in its graph."""
+    """The marks of `model` that still describe a producer -> activation pair in its graph."""
     raw = next((p.value for p in model.metadata_props if p.key == KEY), None)
     if raw is None:
         return {}

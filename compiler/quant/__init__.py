@@ -1,9 +1,19 @@
-"""Post-training INT8 quantization: calibration data, statistics, calibration methods (minmax, percentile, KL,
-KL + cosine fine search), the calibration table, QDQ lowering and the integer reference.
+"""Post-training INT8 quantization (issue 4): calibration data, statistics, methods (minmax, percentile, KL,
+KL + cosine fine search), the calibration table, QDQ lowering and the integer reference executor.
 
-The entry points a CLI needs are `tcc.quant.calibrate.calibrate` (spec + weights + data -> table) and
-`tcc.quant.calibrate.calibrate_onnx` (FP32 ONNX + array -> table); everything else is reusable pieces.
+    from tcc.quant.calibrate import calibrate, report_lines       # spec + weights + data -> CalibrationTable
+    table = calibrate("spec/ddsnet.yaml", "GC.pth", "calib/", target="ort", method="kl+cos", calib_size=128)
+    print("\n".join(report_lines(table, top=10))); table.save("calib.json")
+
+    from tcc.quant.table import load_table, file_sha256            # tcc build --calib calib.json
+    table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
+    from tcc.quant.qdq import to_qdq                               # FP32 ONNX (after passes) + table -> QDQ ONNX
+    from tcc.quant.reference import run_reference                 # integer golden model
+
+Modules: data (calibration samples), stats (ORT pass, histograms), methods (thresholds), quantizer (equation 8,
+the one quantizer), cos_search (EasyQuant fine search), calibrate (orchestration, target rules), table (JSON +
+schema + hash checks), qdq, reference, bench (`python -m tcc.quant.bench`).
 """
-from .quantizer import fake_quant, quantize, dequantize, scale_for_threshold, qrange
+from .quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 
-__all__ = ["fake_quant", "quantize", "dequantize", "scale_for_threshold", "qrange"]
+__all__ = ["dequantize", "fake_quant", "qrange", "quantize", "scale_for_threshold"]

@@ -3,7 +3,8 @@
 Calibration and held-out sets are crops of real histology (the DDSNet fixture images and skimage's
 immunohistochemistry image), written as PNG files and read back through the spec's preprocessing. Reports, per
 method: calibration time, end-to-end INT8 (QDQ fake-quant, ORT optimisations off) vs FP32 cosine on the held-out
-crops, top-1 agreement, and the same for the ORT-optimised (integer kernel) run.
+crops, top-1 agreement, and the same for the ORT-optimised (integer kernel) run; then ONNX Runtime's own
+`quantize_static` (MinMax, Percentile, Entropy) on the same data, and with --latency 1-thread latencies.
 """
 from __future__ import annotations
 
@@ -91,6 +92,50 @@ def evaluate(fp32, qdq, x: np.ndarray) -> dict:
     return out
 
 
+def ort_static(fp32, cal: np.ndarray, method: str):
+    """ONNX Runtime's own quantize_static (QDQ, per-channel int8 weights, u8 activations) for comparison."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": cal[i:i + 1]} for i in range(len(cal))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        onnx.save(fp32, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method))
+        return onnx.load(dst)
+
+
+def latency_ms(model, x: np.ndarray, runs: int = 30) -> float:
+    """Median single-image latency, ONNX Runtime, 1 thread, all optimisations."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    one = x[:1]
+    for _ in range(3):
+        sess.run(None, {"input": one})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"input": one})
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=128)
@@ -99,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/tcc_quant_bench")
     ap.add_argument("--weights", default=str(FIXTURES / "GC_DDS_0.0064.pth"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--ort", default="MinMax,Percentile,Entropy", help="ORT quantize_static methods to compare")
+    ap.add_argument("--latency", action="store_true", help="also time 1-thread ORT latency")
     args = ap.parse_args(argv)
     from .calibrate import calibrate_onnx
     from .data import load_calibration_data
@@ -117,8 +164,22 @@ def main(argv=None) -> int:
         qdq = to_qdq(fp32, table)
         r = {"calib_s": dt, "timing": table.doc["timing_s"], "summary": table.doc["summary"],
              **evaluate(fp32, qdq, held.array)}
+        r["size_ratio"] = len(qdq.SerializeToString()) / len(fp32.SerializeToString())
+        if args.latency:
+            r["latency_ms"] = latency_ms(qdq, held.array)
         results[method] = r
         print(method, json.dumps(r), flush=True)
+    for method in [m for m in args.ort.split(",") if m]:
+        t = time.perf_counter()
+        q = ort_static(fp32, cal.array, method)
+        r = {"calib_s": time.perf_counter() - t, **evaluate(fp32, q, held.array)}
+        if args.latency:
+            r["latency_ms"] = latency_ms(q, held.array)
+        results[f"ort_{method}"] = r
+        print(f"ort_{method}", json.dumps(r), flush=True)
+    if args.latency:
+        results["fp32_latency_ms"] = latency_ms(fp32, held.array)
+        print("fp32 latency_ms", results["fp32_latency_ms"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

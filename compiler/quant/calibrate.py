@@ -44,10 +44,14 @@ class TargetRules:
     unsigned_ok: bool = True
     asymmetric: bool = False
     share_concat: bool = True
+    split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
+    signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
+    # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
 
 
 TARGETS = {
-    "ort": TargetRules(unsigned_ok=True),  # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
+    # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
+    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True),
     "tvm": TargetRules(unsigned_ok=True),
     "tflite": TargetRules(unsigned_ok=False, asymmetric=True),  # int8 asymmetric activations, symmetric weights
     "ax620": TargetRules(unsigned_ok=False),  # Pulsar: symmetric int8 everywhere (conservative assumption)
@@ -159,7 +163,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     if searching:
         samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
         with blas_threads(1):
-            result = cos_search(layers, inits, samples, act_scale, signed, steps=cos_steps, rounds=cos_rounds)
+            result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
+                                steps=cos_steps, rounds=cos_rounds)
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)
@@ -170,13 +175,20 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     groups = share_groups(model, set(names), rules)
     group_of = {}
     for gi, g in enumerate(groups):
+        # split_mixed_groups: a ReLU output forced signed by a signed neighbour keeps its ReLU as a float op in
+        # ORT (only a zero point at the code minimum lets ORT drop it), so members share the step size but keep
+        # their signedness (zero point 0 vs 128 for ORT)
+        keep_sign = rules.split_mixed_groups and len({signed[n] for n in g}) > 1
         any_signed = any(signed[n] for n in g)
         # the widest range in the group; when the fine search set some members (conv inputs), only theirs count:
         # in a dense block the concat outputs feed the next convs, and the search tuned exactly those scales
         searched = [n for n in g if result is not None and n in result.act_scales]
         widest = max(act_scale[n] * (127 if signed[n] else 255) for n in (searched or g))
         for n in g:
-            signed[n] = any_signed
+            if not keep_sign:
+                signed[n] = any_signed
+            # one step size for the whole group (T/127 when any member is signed): unsigned members keep zero
+            # point 0 (their ReLU stays fusable) on the same grid, so the concat only shifts zero points, exactly
             act_scale[n] = float(scale_for_threshold(widest, 8, any_signed))
             group_of[n] = gi
 
@@ -191,6 +203,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         sym = True
         if rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
             zp, is_signed, sym = -128, True, False
+        elif rules.signed_as_u8 and is_signed:  # u8 with zero point 128 covers [-128 s, 127 s]
+            zp, is_signed = 128, False
         diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": coarse_scale[n]}
         if result and n in result.act_cos:
             diag["cos_before"], diag["cos_after"] = result.act_cos[n]
@@ -269,3 +283,27 @@ def fp32_onnx(model, weights, by_order: bool = True, key_map=None) -> onnx.Model
     proto = to_onnx(model.graph, state)
     proto, _report = run_pipeline(proto)
     return proto
+
+
+def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
+    """The per-layer precision table `tcc calibrate` prints: cosine of each layer's output before/after the fine
+    search (worst first when `top` is given), then the summary."""
+    doc = table.doc
+    rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]
+    if top is not None:
+        rows = sorted(rows, key=lambda r: (r[2] if r[2] is not None else 1.0))[:top]
+    width = max([len(r[0]) for r in rows] + [5])
+    out = [f"{'layer'.ljust(width)}  cos before  cos after"]
+    for name, b, a in rows:
+        fb = f"{b:.6f}" if b is not None else "-"
+        fa = f"{a:.6f}" if a is not None else "-"
+        out.append(f"{name.ljust(width)}  {fb:>10}  {fa:>9}")
+    s = doc.get("summary") or {}
+    if s:
+        out.append(f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "
+                   f"{s['min_cos_before']:.6f} -> {s['min_cos_after']:.6f} ({s['layers_searched']} layers)")
+    t = doc.get("timing_s", {})
+    out.append(f"{doc['method']} calibration of {doc['samples']} samples for target {doc['target']}: "
+               f"{t.get('total', 0):.1f} s (statistics {t.get('statistics', 0):.1f}, thresholds "
+               f"{t.get('thresholds', 0):.1f}, cosine search {t.get('cos_search', 0):.1f})")
+    return out

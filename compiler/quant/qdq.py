@@ -64,8 +64,13 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13) -> 
     # ---- weights and biases
     head = []
     drop = set()
+    nodes_by_name = {n.name or n.output[0]: n for n in g.node}
     for l in find_layers(model):
         if l.weight not in table.tensors:
+            continue
+        if l.weight in drop:  # a weight shared by several layers: one int8 copy
+            if l.bias and l.input in rename:
+                _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique=True)
             continue
         w = numpy_helper.to_array(inits[l.weight]).astype(np.float32)
         sw = table.weight_scale(l.weight)
@@ -79,15 +84,7 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13) -> 
                       numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point")]
         drop.add(l.weight)
         if l.bias and l.input in rename:
-            b = numpy_helper.to_array(inits[l.bias]).astype(np.float64)
-            s_in = table.act_scale(l.input)[0]
-            sb = (np.float64(np.float32(s_in)) * sw.astype(np.float64)).astype(np.float32)
-            bq = np.clip(np.rint(b / sb), -(2**31), 2**31 - 1).astype(np.int32)
-            head.append(helper.make_node("DequantizeLinear", [f"{l.bias}/q", f"{l.bias}/scale", f"{l.bias}/zero_point"],
-                                         [l.bias], name=f"{l.bias}/dequantize", axis=0))
-            new_inits += [numpy_helper.from_array(bq, f"{l.bias}/q"), numpy_helper.from_array(sb, f"{l.bias}/scale"),
-                          numpy_helper.from_array(np.zeros(len(sb), np.int32), f"{l.bias}/zero_point")]
-            drop.add(l.bias)
+            _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique=l.bias in drop)
 
     kept = [t for t in g.initializer if t.name not in drop]
     del g.initializer[:]
@@ -110,6 +107,25 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13) -> 
     g.node.extend(nodes)
     onnx.checker.check_model(m)
     return m
+
+
+def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool) -> None:
+    """int32 bias at s_in * s_w behind a DequantizeLinear; a bias shared by layers with different inputs gets one
+    copy per layer (its scale depends on the layer's input scale)."""
+    b = numpy_helper.to_array(inits[l.bias]).astype(np.float64)
+    sw = table.weight_scale(l.weight)
+    s_in = table.act_scale(l.input)[0]
+    sb = (np.float64(np.float32(s_in)) * sw.astype(np.float64)).astype(np.float32)
+    bq = np.clip(np.rint(b / sb), -(2**31), 2**31 - 1).astype(np.int32)
+    name = f"{l.bias}@{l.name}" if unique else l.bias
+    if unique:
+        node = nodes_by_name[l.name]
+        node.input[2] = name
+    head.append(helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
+                                 [name], name=f"{name}/dequantize", axis=0))
+    new_inits += [numpy_helper.from_array(bq, f"{name}/q"), numpy_helper.from_array(sb, f"{name}/scale"),
+                  numpy_helper.from_array(np.zeros(len(sb), np.int32), f"{name}/zero_point")]
+    drop.add(l.bias)
 
 
 def run(model: onnx.ModelProto, x: np.ndarray, optimize: bool = True, threads: int | None = None) -> np.ndarray:

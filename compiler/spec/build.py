@@ -296,6 +296,9 @@ class Builder:
             else:
                 merged = f"{scope.full(base)}.{spec.get('merge', 'concat')}" if nested else scope.full(base)
                 v = self._merge(spec, merged, [self._single_value(o, spec) for o in outs])
+        if isinstance(v, list):  # no copy was made, and several inputs cannot pass through as one value
+            raise SpecError(f"no copy was made (repeat count 0 or `when` false), so the node would pass its "
+                            f"input through, but it has {len(v)} inputs", spec.pos)
         scope.names[base] = v
         return v
 
@@ -370,6 +373,9 @@ class Builder:
         for ref, pos in zip(names, poses):
             if not isinstance(ref, str):
                 raise SpecError(f"an input must be a node name, got {ref!r}", pos)
+            if "${" in ref:
+                raise SpecError(f"`in` takes node names as written; expressions are not evaluated here, got {ref!r}",
+                                pos)
             out.append(self._resolve(ref, scope, pos))
         if not out:
             raise SpecError("`in` is empty", where)

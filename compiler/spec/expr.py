@@ -15,6 +15,7 @@ _WHOLE = re.compile(r"^\$\{(.*)\}$", re.S)
 _PART = re.compile(r"\$\{(.*?)\}", re.S)
 MAX_EXPR_LEN = 500
 MAX_INT = 2**63  # results beyond this are refused (no bignum blow-ups from `**`)
+MAX_LEN = 100_000  # strings and lists longer than this are refused
 
 
 def make_divisible(v, divisor, min_value=None):
@@ -27,13 +28,22 @@ def make_divisible(v, divisor, min_value=None):
     return new_v
 
 
+def _round(v, ndigits=None):
+    """`round`, with the digits bounded: `round(1, -10**18)` would compute 10**(10**18)."""
+    if ndigits is None:
+        return round(v)
+    if isinstance(ndigits, bool) or not isinstance(ndigits, int) or abs(ndigits) > 64:
+        raise ValueError(f"round() digits must be an integer from -64 to 64, got {ndigits!r}")
+    return round(v, ndigits)
+
+
 FUNCTIONS = {
     "min": min,
     "max": max,
     "abs": abs,
     "int": int,
     "float": float,
-    "round": round,
+    "round": _round,
     "ceil": math.ceil,
     "floor": math.floor,
     "len": len,
@@ -116,6 +126,10 @@ class _Interpreter(ast.NodeVisitor):
             self.fail("integer result too large")
         if isinstance(v, float) and not math.isfinite(v):
             self.fail("result is not a finite number")
+        if isinstance(v, complex):  # (-8) ** 0.5
+            self.fail("result is not a real number")
+        if isinstance(v, (str, list)) and len(v) > MAX_LEN:
+            self.fail(f"result longer than {MAX_LEN:,}")
         return v
 
     def visit_Constant(self, node):
@@ -142,6 +156,8 @@ class _Interpreter(ast.NodeVisitor):
             self.fail("exponent larger than 64")
         if op is operator.mul and (isinstance(a, (str, list)) or isinstance(b, (str, list))):
             self.fail("repeating strings or lists with '*' is not allowed")
+        if op is operator.mod and isinstance(a, str):  # '%0999999999d' % 1 would build a huge string
+            self.fail("string formatting with '%' is not allowed")
         return self.checked(op(a, b))
 
     def visit_UnaryOp(self, node):

@@ -231,7 +231,7 @@ def _fitting_branch(err):
     """
     branches: dict = {}
     for e in err.context:
-        branches.setdefault(e.relative_schema_path[0], []).append(e)
+        branches.setdefault(next(iter(e.relative_schema_path), None), []).append(e)
     mismatch = ("type", "enum", "const", "pattern")
     fitting = [errs for errs in branches.values()
                if not any(e.validator in mismatch and not e.relative_path for e in errs)]
@@ -275,7 +275,8 @@ def _to_spec_error(err, doc) -> SpecError:
             args = [a.name for a in OPS[op].args]
             return SpecError(f"unknown argument '{key}' for op {op}{hint} (arguments: {', '.join(args) or 'none'})",
                              node.key_pos.get(key, where))
-        return SpecError(f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})", node.key_pos.get(key, where))
+        return SpecError(f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})",
+                         node.key_pos.get(key, where))
     if path and path[-1] == "op" and isinstance(node, str) and v in ("anyOf", "enum"):
         return SpecError(f"unknown op {node!r}{suggest(node, OPS)} (ops: {', '.join(sorted(OPS))})", where)
     if v == "required":

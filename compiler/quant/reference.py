@@ -1,0 +1,258 @@
+"""The integer reference executor: runs an FP32 ONNX graph + calibration table with integer arithmetic only,
+exactly as an integer backend would (the golden INT8 model for the TVM and TFLite backends).
+
+Conventions (TFLite / gemmlowp):
+- a quantized tensor is (int32 codes, scale, zero point); the graph input is quantized once with equation (8)
+  (round half to even, like ONNX QuantizeLinear), everything after it is integer;
+- conv / gemm: int8 x int8 (zero-point-corrected) products accumulated in int32 (int64 here, checked to fit
+  int32), plus the int32 bias at scale s_in * s_w;
+- requantization: real multiplier M = s_in * s_w / s_out per channel as a Q31 fixed-point multiplier and a shift
+  (`quantize_multiplier`), applied with SaturatingRoundingDoublingHighMul and RoundingDivideByPOT (both round
+  half away from zero), then + zero point and clamp; a fused ReLU / ReLU6 is a clamp at the zero point (and at
+  the code of 6.0);
+- max pool and concat (shared scale) move codes; average pooling sums codes and requantizes by s_in / (s_out k);
+- a graph output that the table does not quantize is dequantized from the accumulator (float = acc * s_in * s_w).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .quantizer import qrange
+from .stats import fused_away
+from .table import CalibrationTable
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+# ---------------------------------------------------------------------------------------------------- fixed point
+def quantize_multiplier(m) -> tuple[np.ndarray, np.ndarray]:
+    """Real multiplier(s) M > 0 -> (Q31 multiplier q in [2^30, 2^31), shift) with M ~ q * 2^(shift - 31)."""
+    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
+    frac, exp = np.frexp(m)  # m = frac * 2^exp, frac in [0.5, 1)
+    q = np.round(frac * (1 << 31)).astype(np.int64)
+    full = q == (1 << 31)
+    q[full] //= 2
+    exp = exp + full
+    return q, exp.astype(np.int64)
+
+
+def _srdhm(a: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul for int32 a and Q31 q (int64 arithmetic, C truncation)."""
+    ab = a.astype(np.int64) * q
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    t = ab + nudge
+    return np.where(t >= 0, t >> 31, -((-t) >> 31))
+
+
+def _rdbpot(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero."""
+    e = np.broadcast_to(e, x.shape)
+    mask = (np.int64(1) << e) - 1
+    rem = x & mask
+    thr = (mask >> 1) + (x < 0)
+    return (x >> e) + (rem > thr)
+
+
+def multiply_by_quantized_multiplier(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """acc * M in integers: TFLite MultiplyByQuantizedMultiplier (shift > 0: left shift first)."""
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    x = acc.astype(np.int64) << left
+    x = np.clip(x, INT32_MIN, INT32_MAX)
+    return _rdbpot(_srdhm(x, q), right)
+
+
+def requantize(acc: np.ndarray, m, zp: int, lo: int, hi: int, axis: int = 1) -> np.ndarray:
+    q, shift = quantize_multiplier(m)
+    if len(q) > 1:
+        shape = [1] * acc.ndim
+        shape[axis] = -1
+        q, shift = q.reshape(shape), shift.reshape(shape)
+    else:
+        q, shift = q[0], shift[0]
+    return np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+
+
+# ---------------------------------------------------------------------------------------------------- executor
+class QTensor:
+    __slots__ = ("q", "scale", "zp", "lo", "hi")
+
+    def __init__(self, q, scale, zp, lo, hi):
+        self.q, self.scale, self.zp, self.lo, self.hi = q, float(scale), int(zp), lo, hi
+
+    def dequant(self) -> np.ndarray:
+        return ((self.q - self.zp) * np.float32(self.scale)).astype(np.float32)
+
+
+def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
+    """Integer NCHW conv (int64 accumulate): im2col + integer matmul per group."""
+    n, c, h, wd = x.shape
+    co, cg, kh, kw = w.shape
+    g = int(attrs.get("group", 1))
+    sh, sw = attrs.get("strides", [1, 1])
+    dh, dw = attrs.get("dilations", [1, 1])
+    pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    cols = np.empty((n, c, kh, kw, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+    cols = cols.reshape(n, g, cg * kh * kw, oh * ow)
+    wg = w.reshape(g, co // g, cg * kh * kw).astype(np.int64)
+    out = np.einsum("gok,ngkp->ngop", wg, cols)
+    return out.reshape(n, co, oh, ow)
+
+
+def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
+    """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W].
+
+    Returns the float graph output(s) (dequantized), or with return_all also {tensor: QTensor} of every
+    quantized tensor."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    gone = fused_away(model)
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    t = table.tensors
+    env: dict[str, object] = {}
+
+    def qparams(name):
+        e = t[name]
+        lo, hi = qrange(e["bits"], e["signed"])
+        return float(e["scale"]), int(e["zero_point"]), lo, hi
+
+    inp = [i.name for i in model.graph.input if i.name not in inits][0]
+    s, zp, lo, hi = qparams(inp)
+    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(s)) + zp, lo, hi)  # equation (8) + zero point
+    env[inp] = QTensor(q.astype(np.int64), s, zp, lo, hi)
+    outputs = [o.name for o in model.graph.output]
+    skip = set()
+    for node in model.graph.node:
+        if node.name in skip:
+            continue
+        op = node.op_type
+        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+        if op in ("Conv", "Gemm", "MatMul"):
+            xq: QTensor = env[node.input[0]]
+            w = inits[node.input[1]]
+            ws = np.asarray(t[node.input[1]]["scale"], dtype=np.float32)
+            axis = t[node.input[1]].get("axis", 0)
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            wq = np.clip(np.rint(w / ws.reshape(shape)), -128, 127).astype(np.int64)
+            xi = xq.q - xq.zp
+            if op == "Conv":
+                acc = _conv_int(xi, wq, a)
+            else:
+                wm = wq.T if (op == "Gemm" and a.get("transB", 0)) else wq  # [K, C_out]
+                acc = xi.reshape(xi.shape[0], -1) @ wm
+            s_acc = (np.float64(np.float32(xq.scale)) * ws.astype(np.float64)).astype(np.float32)
+            bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if bias_name:
+                b = inits[bias_name].astype(np.float64)
+                bq = np.clip(np.rint(b / s_acc), INT32_MIN, INT32_MAX).astype(np.int64)
+                acc = acc + (bq.reshape(1, -1, 1, 1) if op == "Conv" else bq.reshape(1, -1))
+            if np.abs(acc).max(initial=0) > INT32_MAX:
+                raise OverflowError(f"{node.name}: int32 accumulator overflow")
+            out_name = node.output[0]
+            act = None
+            if out_name in gone:  # fused activation: requantize straight to its output
+                act = consumers[out_name][0]
+                out_name = act.output[0]
+                skip.add(act.name)
+            if out_name not in t or out_name in outputs:  # graph output (QDQ keeps it float): dequantize acc
+                y = acc.astype(np.float64) * (s_acc.reshape(1, -1, 1, 1) if op == "Conv" else s_acc.reshape(1, -1))
+                env[out_name] = y.astype(np.float32)
+                continue
+            s_o, zp_o, lo, hi = qparams(out_name)
+            yq = requantize(acc, s_acc.astype(np.float64) / s_o, zp_o, lo, hi, axis=1)
+            if act is not None:
+                lo_act, hi_act = _act_range(act, s_o, zp_o, lo, hi, inits)
+                yq = np.clip(yq, lo_act, hi_act)
+            env[out_name] = QTensor(yq, s_o, zp_o, lo, hi)
+        elif op in ("Relu", "Clip"):
+            xq = env[node.input[0]]
+            s_o, zp_o, lo, hi = qparams(node.output[0])
+            y = _rescale(xq, s_o, zp_o, lo, hi)
+            lo_act, hi_act = _act_range(node, s_o, zp_o, lo, hi, inits)
+            env[node.output[0]] = QTensor(np.clip(y, lo_act, hi_act), s_o, zp_o, lo, hi)
+        elif op == "MaxPool":
+            xq = env[node.input[0]]
+            y = _pool(xq.q, a, "max", pad_value=xq.lo)
+            s_o, zp_o, lo, hi = qparams(node.output[0])
+            env[node.output[0]] = QTensor(_rescale(QTensor(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi),
+                                          s_o, zp_o, lo, hi)
+        elif op in ("AveragePool", "GlobalAveragePool"):
+            xq = env[node.input[0]]
+            if op == "GlobalAveragePool":
+                total = (xq.q - xq.zp).sum(axis=(2, 3), keepdims=True)
+                count = xq.q.shape[2] * xq.q.shape[3]
+            else:
+                if a.get("count_include_pad", 0) == 0 and any(a.get("pads", [0])):
+                    raise NotImplementedError(f"{node.name}: padded AveragePool without count_include_pad")
+                total = _pool(xq.q - xq.zp, a, "sum", pad_value=0)
+                count = int(np.prod(a["kernel_shape"]))
+            s_o, zp_o, lo, hi = qparams(node.output[0])
+            env[node.output[0]] = QTensor(requantize(total, xq.scale / (s_o * count), zp_o, lo, hi), s_o, zp_o, lo, hi)
+        elif op == "Concat":
+            s_o, zp_o, lo, hi = qparams(node.output[0])
+            parts = [_rescale(env[i], s_o, zp_o, lo, hi) for i in node.input]
+            env[node.output[0]] = QTensor(np.concatenate(parts, axis=a.get("axis", 1)), s_o, zp_o, lo, hi)
+        elif op in ("Flatten", "Reshape", "Identity"):
+            xq = env[node.input[0]]
+            if op == "Flatten":
+                y = xq.q.reshape(xq.q.shape[0], -1)
+            elif op == "Reshape":
+                y = xq.q.reshape([d if d else xq.q.shape[k] for k, d in enumerate(inits[node.input[1]].tolist())])
+            else:
+                y = xq.q
+            s_o, zp_o, lo, hi = qparams(node.output[0])
+            env[node.output[0]] = QTensor(_rescale(QTensor(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi),
+                                          s_o, zp_o, lo, hi)
+        else:
+            raise NotImplementedError(f"integer reference: op {op} ({node.name}) is not supported")
+    outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in outputs]
+    result = outs[0] if len(outs) == 1 else outs
+    if return_all:
+        return result, {k: v for k, v in env.items() if isinstance(v, QTensor)}
+    return result
+
+
+def _rescale(xq: QTensor, s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray:
+    """Codes of xq at (s_o, zp_o): a copy when the parameters agree, else an integer requantization."""
+    if np.float32(xq.scale) == np.float32(s_o) and xq.zp == zp_o:
+        return np.clip(xq.q, lo, hi)
+    return requantize(xq.q - xq.zp, xq.scale / s_o, zp_o, lo, hi)
+
+
+def _act_range(node, s, zp, lo, hi, inits) -> tuple[int, int]:
+    if node.op_type == "Relu":
+        return max(lo, zp), hi
+    a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+    cmin = a.get("min", inits[node.input[1]].item() if len(node.input) > 1 and node.input[1] else -np.inf)
+    cmax = a.get("max", inits[node.input[2]].item() if len(node.input) > 2 and node.input[2] else np.inf)
+    qlo = lo if not np.isfinite(cmin) else max(lo, zp + int(np.rint(cmin / s)))
+    qhi = hi if not np.isfinite(cmax) else min(hi, zp + int(np.rint(cmax / s)))
+    return qlo, qhi
+
+
+def _pool(x: np.ndarray, a: dict, kind: str, pad_value) -> np.ndarray:
+    kh, kw = a["kernel_shape"]
+    sh, sw = a.get("strides", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    if a.get("ceil_mode", 0):
+        raise NotImplementedError("ceil_mode pooling")
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
+    h, w = xp.shape[2:]
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+            out = v.copy() if out is None else (np.maximum(out, v) if kind == "max" else out + v)
+    return out
