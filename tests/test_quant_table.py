@@ -127,3 +127,30 @@ def test_bad_arguments(model, data):
     bad[0, 0, 0, 0] = np.inf
     with pytest.raises(DataError, match="NaN or infinite"):
         calibrate_onnx(model, bad)
+
+
+def test_calibrate_cli_writes_a_table_and_reports_bad_data(tmp_path, capsys):
+    """`tcc calibrate` end to end on a tiny spec and a .npy of calibration data; bad data is a clean exit 2."""
+    import json
+
+    import numpy as np
+
+    from tcc.cli import main as cli
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+    )
+    data = tmp_path / "calib.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "calib.json"
+    assert cli(["calibrate", str(spec), "--data", str(data), "--method", "minmax", "-o", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table and "wrote" in capsys.readouterr().out
+    np.save(data, np.zeros((8, 1, 16, 16), np.float32))
+    bad = tmp_path / "bad.json"
+    assert cli(["calibrate", str(spec), "--data", str(data), "-o", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "calib.npy" in err and "Traceback" not in err and not bad.exists()
