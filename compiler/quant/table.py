@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TccError
+from ..bundle import sha256_file as file_sha256  # noqa: F401  (re-exported: tables name weights by it)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schema" / "calibration.schema.json"
 
@@ -25,14 +26,6 @@ class CalibrationError(TccError):
     """A calibration table is unreadable, invalid, or does not belong to this spec / weights / model. Exit 2."""
 
     exit_code = 2
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_sha256(model) -> str:
