@@ -32,7 +32,8 @@ from ._blas import blas_threads
 from .cos_search import cos_search, layer_rows
 from .methods import METHODS, threshold
 from .quantizer import scale_for_threshold
-from .stats import BINS, Histogram, find_layers, initializers, quant_tensors, run_batches, weight_stats
+from .stats import (BINS, Histogram, find_layers, initializers, quant_tensors, run_batches, update_histograms,
+                    weight_stats)
 from .table import CalibrationTable, file_sha256, model_sha256
 
 
@@ -120,12 +121,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     exposed = names + sorted({l.input for l in layers} - set(names))
     for outs in run_batches(model, data, exposed, batch_size, threads, progress):
         nb = len(next(iter(outs.values())))
-        for n in names:
-            x = outs[n]
-            if not np.isfinite(x).all():
-                raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
-                                f"(check the weights and the input preprocessing)")
-            hists[n].update(x)
+        update_histograms(hists, outs)
         if searching and seen < n_cos:
             take = min(nb, n_cos - seen)
             for l in layers:

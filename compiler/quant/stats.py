@@ -256,6 +256,16 @@ def weight_stats(model: onnx.ModelProto, layers: list[Layer] | None = None) -> d
     return out
 
 
+def update_histograms(hists: dict, outs: dict) -> None:
+    """Add one batch of exposed tensors to their histograms; NaN or inf is a data error naming the tensor."""
+    for n, hist in hists.items():
+        x = outs[n]
+        if not np.isfinite(x).all():
+            raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
+                            f"(check the weights and the input preprocessing)")
+        hist.update(x)
+
+
 def collect_stats(model: onnx.ModelProto, data: np.ndarray, batch_size: int = 8, bins: int = BINS,
                   tensors: list[str] | None = None, threads: int | None = None,
                   progress: bool | None = None) -> Stats:
@@ -265,11 +275,6 @@ def collect_stats(model: onnx.ModelProto, data: np.ndarray, batch_size: int = 8,
     if progress is None:
         progress = sys.stderr.isatty() and len(data) > 64
     for outs in run_batches(model, data, names, batch_size, threads, progress):
-        for n in names:
-            x = outs[n]
-            if not np.isfinite(x).all():
-                raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
-                                f"(check the weights and the input preprocessing)")
-            hists[n].update(x)
+        update_histograms(hists, outs)
     layers = find_layers(model)
     return Stats(hists, weight_stats(model, layers), layers, len(data))
