@@ -51,6 +51,8 @@ class Capabilities:
     onnx_ops: frozenset[str] | None = None  # default-domain ops it can express; None: every op of the opset
     opsets: tuple[int, int] = (11, 21)  # lowest, highest opset accepted
     runs_here: bool = True  # can load and run its artifact on this machine (self-check, predict --artifact)
+    calibration_target: str | None = None  # INT8: the quantization rules (tcc.quant.calibrate.TARGETS) it needs
+    int8_exact: bool = False  # INT8 artifact must equal the integer reference bit for bit (else within LSBs)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class EmitOptions:
     target: str
     precision: str = "fp32"
     opset: int = 13
+    table: Any = field(default=None, compare=False)  # INT8: the tcc.quant CalibrationTable of `model`
+    tune: int = 0  # backends that tune (TVM MetaSchedule): trial budget; 0 = untuned default schedules
+    tune_log: str | None = None  # where tuning records are kept and reused (None: the backend's cache)
 
 
 class Backend:
@@ -107,6 +112,12 @@ class Backend:
 
     def run(self, loaded: Any, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """Checks beyond the builder's self-check (e.g. an ARM build run under qemu against the host build), run
+        after `emit` on the bundle being built; the result goes into the manifest under "target_checks". Raise
+        tcc.errors.SelfCheckError when one fails (the bundle is then not written)."""
+        return {}
 
     def runtime_info(self, options: EmitOptions) -> dict:
         """What the manifest and the README say about running the artifact (runtime, providers, a snippet)."""

@@ -95,6 +95,9 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         seconds["self-check"] = time.perf_counter() - t
         if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
             raise SelfCheckError(_failure_message(target, precision, check))
+        t = time.perf_counter()
+        target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
+        seconds["target-checks"] = time.perf_counter() - t
         manifest = {
             "format": FORMAT,
             "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
@@ -113,6 +116,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             "weights": weights_info,
             "passes": _report_json(report),
             "self_check": check,
+            **({"target_checks": target_checks} if target_checks else {}),
             "runtime": backend.runtime_info(options),
             "tool": {"name": "tcc", "version": _version("tcc")},
             "libraries": {"python": platform.python_version(), "numpy": np.__version__,
