@@ -11,15 +11,16 @@ from tcc.errors import BuildError
 
 from .base import Backend, Capabilities, EmitOptions, Target
 
-_INT8_LATER = "INT8 needs a calibration table; it comes with the calibration/quantization work"
+_QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in [
         Target("onnx", "ort", ("fp32",), "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
-               planned={"fp16": "use --target ort --precision fp16", "int8": _INT8_LATER}),
-        Target("ort", "ort", ("fp32", "fp16"), "ONNX Runtime: FP32, or FP16 weights and activations with FP32 I/O",
-               planned={"int8": _INT8_LATER}),
+               planned={"fp16": "use --target ort --precision fp16", "int8": _QUANTIZED_ORT,
+                        "dynamic": _QUANTIZED_ORT}),
+        Target("ort", "ort", ("fp32", "fp16", "int8", "dynamic"),
+               "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8"),
     ]
 }
 

@@ -25,7 +25,7 @@ from tcc.errors import BuildError
 if TYPE_CHECKING:
     import numpy as np
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic")  # dynamic: int8 weights, activations quantized at run time
 
 
 @dataclass(frozen=True)

@@ -295,12 +295,23 @@ def render_readme(m: dict) -> str:
         "",
         "## Self-check",
         "",
-        f"Compared with {sc['reference']} on {sc['inputs']['description']}: max abs {res['max_abs']}, "
-        f"max rel {res['max_rel']}, cosine {res['cosine']} -> {'passed' if res['passed'] else 'FAILED'} "
-        f"(tolerance: {sc['tolerance']['rule']}).",
+        _self_check_text(sc),
         "",
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _self_check_text(sc: dict) -> str:
+    res = sc["result"]
+    verdict = "passed" if res["passed"] else "FAILED"
+    if "bit_exact" in res:  # INT8: against the integer reference, plus the recorded FP32 comparison
+        f = sc["vs_fp32"]
+        exact = "bit-exact" if res["bit_exact"] else f"max {res['max_abs_lsb']} LSB of the output"
+        return (f"Compared with {sc['reference']} on {sc['inputs']['description']}: {exact} (required: "
+                f"{res['required']}) -> {verdict}. Against the FP32 model: cosine {f['cosine']}, max abs "
+                f"{f['max_abs']} ({f['max_abs_over_scale']} of the output scale).")
+    return (f"Compared with {sc['reference']} on {sc['inputs']['description']}: max abs {res['max_abs']}, "
+            f"max rel {res['max_rel']}, cosine {res['cosine']} -> {verdict} (tolerance: {sc['tolerance']['rule']}).")
 
 
 def _shape(shape) -> str:

@@ -143,12 +143,18 @@ def cmd_build(args) -> int:
     result = build(args.spec, args.target, out, precision=args.precision, opset=args.opset,
                    simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
                    key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
-                   force=args.force, log=log)
+                   force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args), log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
-    print(f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
-          f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+    if m["precision"] == "int8":
+        f = m["self_check"]["vs_fp32"]
+        exact = "bit-exact" if r["bit_exact"] else f"max {r['max_abs_lsb']} LSB of the output"
+        print(f"self-check vs the integer reference: {exact} (required: {r['required']}) -> passed; vs FP32: "
+              f"cosine {f['cosine']}, max abs {f['max_abs']} ({f['max_abs_over_scale']} of the output scale)")
+    else:
+        print(f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
+              f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
     if "float16_activations" in m["self_check"]:
         e = m["self_check"]["float16_activations"]
         print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
@@ -159,6 +165,11 @@ def cmd_build(args) -> int:
     if "random_seed" in m["weights"]:
         log(f"WARNING: {m['weights']['warning']}")
     return 0
+
+
+def _calib_options(args) -> dict:
+    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them."""
+    return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method}
 
 
 def cmd_calibrate(args) -> int:
@@ -215,7 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_args(p)
     p.add_argument("--target", required=True, help="onnx | ort (an unknown name lists the known targets)")
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
-    p.add_argument("--precision", help="fp32 (default) | fp16 (target ort)")
+    p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
+    p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
+    p.add_argument("--data", help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib)")
+    p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"],
+                   help="with --data: calibration method (default kl+cos)")
+    p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
+    p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13; 11 for the AX toolchains)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
     _weights_args(p)

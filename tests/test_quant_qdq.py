@@ -31,8 +31,18 @@ def test_fixed_point_requantization():
     np.testing.assert_allclose(q * 2.0 ** (shift - 31), [0.75, 1e-3, 1.5, 0.5], rtol=1e-9)
     acc = np.array([-301, -300, -299, -1, 0, 1, 299, 300, 301, 2**20], np.int64)
     got = multiply_by_quantized_multiplier(acc, q[0], shift[0])
-    # round half away from zero: 0.75 * 300 = 225, 0.75 * -302 = -226.5 -> -227 (checked through 2x values)
-    np.testing.assert_array_equal(got, np.sign(acc) * np.floor(np.abs(acc) * 0.75 + 0.5))
+    np.testing.assert_array_equal(got, np.rint(acc * 0.75))  # 0.75 is exact in Q31: numpy's rint, half to even
+    ties = np.array([-7, -5, -3, -1, 1, 3, 5, 7, 2**31 - 1, -(2**31)], np.int64)  # x / 2: all ties
+    q2, s2 = quantize_multiplier(0.5)
+    np.testing.assert_array_equal(multiply_by_quantized_multiplier(ties, q2, s2), np.rint(ties / 2))
+    # against exact rational arithmetic on random accumulators and multipliers (round half to even)
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    accs = rng.integers(-(2**31), 2**31, 3000)
+    qs, shifts = quantize_multiplier(rng.uniform(1e-7, 4.0, 3000))
+    exact = [round(Fraction(int(a) * int(m), 2 ** int(31 - e))) for a, m, e in zip(accs, qs, shifts)]
+    np.testing.assert_array_equal(multiply_by_quantized_multiplier(accs, qs, shifts), exact)
     assert requantize(np.array([1000, -1000]), 1.0, 3, -128, 127).tolist() == [127, -128]
 
 

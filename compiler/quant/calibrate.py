@@ -48,17 +48,46 @@ class TargetRules:
     split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
     signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
     # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
+    kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
+    # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
+    fp16_weight_scales: bool = False  # weight scales on the float16 grid (relative change <= 2**-11): the compact
+    # QDQ form stores them as float16 + Cast (ORT folds the Cast), half the bytes of the per-channel scales, exactly
 
 
 TARGETS = {
     # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
-    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True),
+    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True, kernel_rewrites=True,
+                       fp16_weight_scales=True),
     "tvm": TargetRules(unsigned_ok=True),
     "tflite": TargetRules(unsigned_ok=False, asymmetric=True),  # int8 asymmetric activations, symmetric weights
     "ax620": TargetRules(unsigned_ok=False),  # Pulsar: symmetric int8 everywhere (conservative assumption)
 }
 
 PASS_THROUGH = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose"}
+
+
+def rules_name(target: str) -> str:
+    """The quantization rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620) or a
+    build target (`arm-a7` -> the rules its backend needs), so a table is made with the target one builds for."""
+    if target in TARGETS:
+        return target
+    from tcc.backends import TARGETS as BUILD_TARGETS, get_backend
+
+    if target in BUILD_TARGETS:
+        rules = get_backend(BUILD_TARGETS[target].backend).capabilities.calibration_target
+        if rules:
+            return rules
+    known = sorted(set(TARGETS) | {t for t in BUILD_TARGETS if t != "onnx"})
+    raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(known)}")
+
+
+def fp16_grid(scale) -> np.ndarray:
+    """Scales rounded to the nearest float16 value where float16 is normal (relative change <= 2**-11); scales
+    outside its normal range stay as they are (float32)."""
+    s = np.asarray(scale, dtype=np.float32)
+    h = s.astype(np.float16).astype(np.float32)
+    normal = (np.abs(s) >= np.finfo(np.float16).tiny) & np.isfinite(h)
+    return np.where(normal, h, s).astype(np.float32)
 
 
 def _rules(target: str) -> TargetRules:
@@ -160,11 +189,14 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
         with blas_threads(1):
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
-                                steps=cos_steps, rounds=cos_rounds)
+                                steps=cos_steps, rounds=cos_rounds,
+                                w_grid=fp16_grid if rules.fp16_weight_scales else None)
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)
             w_method[lr.weight] = "minmax+cos"
+    if rules.fp16_weight_scales:
+        w_scale = {w: fp16_grid(s) for w, s in w_scale.items()}
     timing["cos_search"] = time.perf_counter() - t2
 
     # ---- target constraints: shared scales (a group takes its widest range)
@@ -254,7 +286,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     from ..spec.loader import load_model
     from .data import load_calibration_data
 
-    _rules(target)
+    target = rules_name(target)
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     model = load_model(spec, overrides or {})

@@ -1,0 +1,123 @@
+"""`tcc build --precision int8 | dynamic` on the ORT backend: calibration table or on-the-fly calibration, the
+self-check against the integer reference, determinism, and the user mistakes (exit 2, nothing written)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from tcc.build import TOLERANCES, build
+from tcc.bundle import read_manifest
+from tcc.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DDSNET = ROOT / "spec" / "ddsnet.yaml"
+# DDSNet's structure (dense blocks of depthwise-separable layers, pre-activation transitions, concat sharing)
+# at a size a test can afford
+SMALL = {"block_config": [1, 2, 1, 1], "growth": 8, "stem_ch": 16, "num_classes": 4}
+SMALL_ARGS = ["--set", "block_config=[1, 2, 1, 1]", "--set", "growth=8", "--set", "stem_ch=16",
+              "--set", "num_classes=4"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Smooth random images (blurred noise, per-sample brightness) in the spec's normalised input range."""
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((24, 3, 224, 224)).astype(np.float32)
+    x = uniform_filter(x, size=(1, 1, 9, 9)) * 3 + rng.uniform(-1, 1, (24, 1, 1, 1)).astype(np.float32)
+    path = tmp_path_factory.mktemp("calib") / "calib.npy"
+    np.save(path, x.astype(np.float32))
+    return path
+
+
+def _build(out, **kw):
+    kw.setdefault("overrides", SMALL)
+    return build(DDSNET, "ort", out, **kw)
+
+
+def test_int8_build_from_data(tmp_path, data):
+    r = _build(tmp_path / "b", precision="int8", data=data, calib_options={"method": "kl", "calib_size": 16})
+    m = r.manifest
+    assert m["precision"] == "int8" and m["quantization"]["from"] == "data"
+    assert m["quantization"]["calibration_samples"] == 16 and m["quantization"]["rules"] == "ort"
+    check = m["self_check"]
+    assert check["result"]["passed"] and check["inputs"]["source"] == "calibration data"
+    assert check["result"]["max_abs_lsb"] <= TOLERANCES["int8"]["lsb_tolerance"]
+    assert check["vs_fp32"]["cosine"] > 0.99  # calibration samples: INT8 close to FP32
+    model = onnx.load(str(tmp_path / "b" / "model.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert weights, "int8 conv weights"
+    table = json.loads((tmp_path / "b" / "calibration.json").read_text())
+    assert "timing_s" not in table and table["target"] == "ort"
+    assert "calibration.json" in m["files"]
+
+
+def test_int8_build_is_deterministic_and_equals_table_build(tmp_path, data):
+    """Two --data builds are byte-identical; a build from the table `tcc calibrate` wrote gives the same model."""
+    opts = {"method": "kl", "calib_size": 16}
+    _build(tmp_path / "a", precision="int8", data=data, calib_options=opts)
+    _build(tmp_path / "b", precision="int8", data=data, calib_options=opts)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    table = tmp_path / "calib.json"
+    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "16",
+                 "--method", "kl", "--target", "ort", "-o", str(table), "--no-compare"]) == 0
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8", "--calib", str(table),
+                 "-o", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "model.onnx").read_bytes() == (tmp_path / "a" / "model.onnx").read_bytes()
+    m = read_manifest(tmp_path / "c")
+    assert m["quantization"]["from"] == "table" and m["self_check"]["inputs"]["distribution"] == "standard normal"
+    assert main(["predict", "--artifact", str(tmp_path / "c"), "--input", str(_one(data, tmp_path)), "--json"]) == 0
+
+
+def _one(data: Path, tmp_path: Path) -> Path:
+    p = tmp_path / "one.npy"
+    np.save(p, np.load(data)[:1])
+    return p
+
+
+def test_dynamic_build(tmp_path):
+    r = _build(tmp_path / "d", precision="dynamic")
+    assert r.manifest["self_check"]["result"]["passed"]
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "d" / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "ConvInteger"} <= ops
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "int8"], "needs a calibration table"),
+    (["--precision", "fp32", "--calib", "x.json"], "apply to --precision int8 only"),
+    (["--precision", "int8", "--calib", "missing.json"], "no such calibration table"),
+])
+def test_int8_user_mistakes(tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".*tcc*"))
+
+
+def test_table_for_other_weights_or_target_is_refused(tmp_path, capsys, data):
+    table = tmp_path / "calib.json"
+    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "8", "--method", "kl",
+                 "--target", "tvm", "-o", str(table), "--no-compare"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "o"
+    # rules of another target
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8", "--calib", str(table),
+                 "-o", str(out)]) == 2
+    assert "calibrated for target rules 'tvm'" in capsys.readouterr().err
+    # another model (a different spec parameter gives another spec graph)
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--set", "growth=4", "--target", "ort", "--precision", "int8",
+                 "--calib", str(table), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "recalibrate" in err and "Traceback" not in err
+    assert not out.exists()
