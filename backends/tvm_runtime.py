@@ -493,23 +493,52 @@ def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- compile / run
 
 
-def _relax_pipeline(target: Any, fuse: bool, dlight: bool):
+def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
+                    tune_trials: int = 0):
     """Relax lowering for CPU: tvm.compile's default, or cpu_generic (fusion + constant folding),
-    optionally with dlight's CPU rules on the legalized TIR."""
+    optionally with dlight's CPU rules on the legalized TIR, and MetaSchedule: with ``tune_dir``
+    the fused TIR functions are tuned (``tune_trials`` > 0, records appended to the JSON database
+    in ``tune_dir``) and/or the best records of that database are applied."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
-    if not fuse and not dlight:
+    if not fuse and not dlight and not tune_dir:
         return "default"
     passes: list[Any] = list(cpu_generic.library_dispatch_passes(target))
     passes += list(cpu_generic.legalize_passes(target)) if fuse else [relax.transform.LegalizeOps()]
+    if tune_dir:
+        if tune_trials > 0:
+            passes.append(_meta_schedule_tune(target, tune_dir, tune_trials))
+        with target:  # the pass reads the target when it is constructed
+            passes.append(relax.transform.MetaScheduleApplyDatabase(tune_dir))
     if dlight:
         from tvm.s_tir import dlight as dl
 
         passes.append(dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction()))
     passes += list(cpu_generic.dataflow_lower_passes(target)) + list(cpu_generic.finalize_passes(target))
     return tvm.transform.Sequential(passes, name="tcc_cpu_pipeline")
+
+
+def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
+    """A module pass that tunes the fused TIR functions with MetaSchedule and appends the records to the JSON
+    database in ``work_dir`` (applied by MetaScheduleApplyDatabase after it).  Like
+    relax.transform.MetaScheduleTuneIRMod, but the cost model falls back to random search when xgboost is not
+    installed (MetaScheduleTuneIRMod insists on xgboost), and the search is seeded."""
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name="TccMetaScheduleTune")
+    def tune(mod, _ctx):
+        import importlib.util
+
+        from tvm.s_tir import meta_schedule as ms
+
+        cost_model = "xgb" if importlib.util.find_spec("xgboost") else "random"
+        ms.relax_integration.tune_relax(mod, {}, target, work_dir, max_trials_global=trials,
+                                        num_trials_per_iter=min(64, trials), cost_model=cost_model, seed=0)
+        return mod
+
+    return tune
 
 
 def resolve_tvm_target(target_name: str) -> dict[str, Any]:
@@ -523,27 +552,40 @@ def resolve_tvm_target(target_name: str) -> dict[str, Any]:
     return d
 
 
-def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
-                 fuse: bool = True, dlight: bool = False, shape_dict: dict[str, list[int]] | None = None) -> Path:
-    """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
-
-    Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
-    the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
-    FoldConstant) instead of tvm.compile's unfused default (measured a little faster);
-    ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
-    net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
-    """
+def import_onnx(onnx_model: Any, shape_dict: dict[str, list[int]] | None = None) -> Any:
+    """ONNX (ModelProto or path) -> Relax IRModule with the weights as constants."""
     import onnx
-    import tvm
     from tvm.relax.frontend.onnx import from_onnx
+
+    model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
+    return from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
+                   fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
+                   tune_trials: int = 0) -> Path:
+    """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
+    by the target's (cross) C++ compiler; returns the .so path.  See compile_onnx for the options."""
+    import tvm
     from tvm.support import cc
 
     spec = get_target(target_name)
     require_tools(target_name, build=False, run=False)
-    model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
-    mod = from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
-    target = tvm.target.Target(resolve_tvm_target(target_name))
-    ex = tvm.compile(mod, target=target, relax_pipeline=_relax_pipeline(target, fuse, dlight))
+    target_dict = resolve_tvm_target(target_name)
+    if tune_dir:  # MetaSchedule sizes its parallel schedules by the target's core count
+        target_dict["num-cores"] = _physical_cores()
+    target = tvm.target.Target(target_dict)
+    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials)
+    ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"
@@ -557,16 +599,40 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
     return out_path
 
 
+def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
+                 fuse: bool = True, dlight: bool = False, shape_dict: dict[str, list[int]] | None = None,
+                 tune_dir: str | os.PathLike | None = None, tune_trials: int = 0) -> Path:
+    """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
+
+    Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
+    the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
+    FoldConstant) instead of tvm.compile's unfused default (measured a little faster);
+    ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
+    net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
+    ``tune_dir``/``tune_trials``: MetaSchedule (see _relax_pipeline); tuning measures candidates
+    on this machine, so it is meant for the host target.
+    """
+    require_tools(target_name, build=False, run=False)
+    mod = import_onnx(onnx_model, shape_dict)
+    return compile_module(mod, target_name, out_path, fuse=fuse, dlight=dlight, tune_dir=tune_dir,
+                          tune_trials=tune_trials)
+
+
 def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray | Sequence[np.ndarray], *,
                threads: int | None = 1, repeat: int = 0, timeout: float = 600,
-               extra_args: Sequence[str] = ()) -> tuple[list[np.ndarray], float | None]:
+               extra_args: Sequence[str] = (), runner: str | os.PathLike | None = None,
+               ) -> tuple[list[np.ndarray], float | None]:
     """Run a compiled module with the target's tcc-run (under qemu for ARM targets).
 
+    ``runner``: a tcc-run to use instead of the cache's (a bundle's kit/bin/tcc-run).
     Returns (outputs, median latency in ms if repeat > 0).  threads=None: runtime default.
     """
     import numpy as np
 
-    cmd_prefix = runner_command(target_name)
+    if runner is None:
+        cmd_prefix = runner_command(target_name)
+    else:
+        cmd_prefix = [*(get_target(target_name).qemu or ()), str(runner)]
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     with tempfile.TemporaryDirectory(prefix="tcc-run-") as tmp:
         in_paths = []

@@ -4,7 +4,10 @@
 
 Every build self-checks its artifact (run by its backend) against the PyTorch lowering of the same weights on
 fixed seeded inputs and records the result in the manifest; a failed check raises SelfCheckError with the numbers
-and leaves no bundle (tcc.bundle.atomic_dir).
+and leaves no bundle (tcc.bundle.atomic_dir). INT8 builds take a calibration table (`calib=`, checked against the
+spec, weights and FP32 graph hashes) or calibrate on the fly (`data=`); they are checked against the integer
+reference executor on the first calibration samples (or the seeded inputs) and keep the table in the bundle.
+Backends may add their own checks (`Backend.extra_checks`, e.g. ARM under qemu against the host build).
 """
 from __future__ import annotations
 
@@ -89,7 +92,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     _check_int8_inputs(precision, calib, data, backend.capabilities)
 
     model = _load(spec, overrides)
-    ref, weights_info = _reference_module(model, weights, by_order, key_map, seed, log)
+    ref, weights_info = reference_module(model, weights, by_order, key_map, seed, log)
     seconds["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -262,8 +265,10 @@ def _load(spec, overrides):
     return load_model(spec, overrides or {})
 
 
-def _reference_module(model, weights, by_order, key_map, seed, log):
-    """The inference-only PyTorch lowering with the build's weights (the same weights `tcc predict` would use)."""
+def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0, log=lambda s: None):
+    """The inference-only PyTorch lowering with the build's weights (the same weights `tcc predict` would use;
+    without a weights file, seeded random weights) and the manifest's description of them. `tcc calibrate` makes
+    its FP32 graph with this too, so its tables fit `tcc build --calib` with or without weights."""
     from .lower_torch import init_weights, to_torch
     from .weights import load_weights
 

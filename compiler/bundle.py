@@ -261,6 +261,7 @@ def render_readme(m: dict) -> str:
         "",
         f"- `{m['artifact']}`: the model ({m['runtime'].get('runtime', m['backend'])}, opset {m['opset']})",
         "- `manifest.json`: versions, hashes of every file, preprocessing, labels, self-check result",
+        *([f"- `{m['runtime']['kit']}`: the deployment kit (runner + runtime libraries)"] if "kit" in m["runtime"] else []),
         "",
         "## Input and output",
         "",
@@ -280,9 +281,7 @@ def render_readme(m: dict) -> str:
         lines += ["Labels (class index order): " + ", ".join(f"{i} {l}" for i, l in enumerate(m["labels"])), ""]
     if "note" in m["runtime"]:
         lines += [f"Note: {m['runtime']['note']}", ""]
-    lines += [
-        "## Run",
-        "",
+    run = m["runtime"].get("readme_run") or [  # a backend's own instructions (TVM: the deployment kit)
         "```sh",
         "tcc predict --artifact THIS_DIR --image picture.png --json",
         "```",
@@ -292,6 +291,11 @@ def render_readme(m: dict) -> str:
         f"sess = ort.InferenceSession('{m['artifact']}', providers=['CPUExecutionProvider'])",
         f"logits = sess.run(['{out['name']}'], {{'{inp['name']}': x.astype(np.float32)}})[0]",
         "```",
+    ]
+    lines += [
+        "## Run",
+        "",
+        *run,
         "",
         "## Self-check",
         "",

@@ -143,7 +143,8 @@ def cmd_build(args) -> int:
     result = build(args.spec, args.target, out, precision=args.precision, opset=args.opset,
                    simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
                    key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
-                   force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args), log=log)
+                   force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args),
+                   tune=args.tune, tune_log=args.tune_log, log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
@@ -173,17 +174,30 @@ def _calib_options(args) -> dict:
 
 
 def cmd_calibrate(args) -> int:
-    from .quant.calibrate import calibrate, report_lines
+    from .errors import DataError
+    from .quant.calibrate import calibrate
+    from .quant.report import check_report_path, format_report, quality_report, save_report
     from .spec.loader import parse_overrides
 
-    table = calibrate(
+    # user mistakes in the report options fail now, not after the (long) calibration
+    if args.report:
+        check_report_path(args.report)
+    if args.report_samples < 1:
+        raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
+    table, fp32, samples = calibrate(
         args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
         key_map=args.key_map, percentile=args.percentile, cos_steps=args.cos_steps, cos_rounds=args.cos_rounds,
+        return_inputs=True,
     )
-    print("\n".join(report_lines(table, top=10)))
-    table.save(args.output)
+    table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
+    report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
+                            compare=not args.no_compare)
+    print("\n".join(format_report(report)))
+    if args.report:
+        save_report(report, args.report)
+        print(f"wrote {args.report}")
     return 0
 
 
@@ -224,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
     _spec_args(p)
-    p.add_argument("--target", required=True, help="onnx | ort (an unknown name lists the known targets)")
+    p.add_argument("--target", required=True,
+                   help="onnx | ort | host | arm-a7 | aarch64 (an unknown name lists the known targets)")
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
     p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
     p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
@@ -235,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13; 11 for the AX toolchains)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
+    p.add_argument("--tune", type=int, default=0, metavar="N",
+                   help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")
+    p.add_argument("--tune-log", metavar="DIR", help="TVM: keep/reuse the MetaSchedule database in DIR")
     _weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
     p.set_defaults(func=cmd_build)
@@ -254,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
+    p.add_argument("--report", metavar="OUT.json|OUT.png", help="also save the quality report (JSON or a chart)")
+    p.add_argument("--report-samples", type=int, default=32,
+                   help="calibration samples (seeded subset) the quality report runs on (default 32)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")

@@ -50,14 +50,11 @@ class TargetRules:
     # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
     kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
     # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
-    fp16_weight_scales: bool = False  # weight scales on the float16 grid (relative change <= 2**-11): the compact
-    # QDQ form stores them as float16 + Cast (ORT folds the Cast), half the bytes of the per-channel scales, exactly
 
 
 TARGETS = {
     # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
-    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True, kernel_rewrites=True,
-                       fp16_weight_scales=True),
+    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True, kernel_rewrites=True),
     "tvm": TargetRules(unsigned_ok=True),
     "tflite": TargetRules(unsigned_ok=False, asymmetric=True),  # int8 asymmetric activations, symmetric weights
     "ax620": TargetRules(unsigned_ok=False),  # Pulsar: symmetric int8 everywhere (conservative assumption)
@@ -79,15 +76,6 @@ def rules_name(target: str) -> str:
             return rules
     known = sorted(set(TARGETS) | {t for t in BUILD_TARGETS if t != "onnx"})
     raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(known)}")
-
-
-def fp16_grid(scale) -> np.ndarray:
-    """Scales rounded to the nearest float16 value where float16 is normal (relative change <= 2**-11); scales
-    outside its normal range stay as they are (float32)."""
-    s = np.asarray(scale, dtype=np.float32)
-    h = s.astype(np.float16).astype(np.float32)
-    normal = (np.abs(s) >= np.finfo(np.float16).tiny) & np.isfinite(h)
-    return np.where(normal, h, s).astype(np.float32)
 
 
 def _rules(target: str) -> TargetRules:
@@ -189,14 +177,11 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
         with blas_threads(1):
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
-                                steps=cos_steps, rounds=cos_rounds,
-                                w_grid=fp16_grid if rules.fp16_weight_scales else None)
+                                steps=cos_steps, rounds=cos_rounds)
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)
             w_method[lr.weight] = "minmax+cos"
-    if rules.fp16_weight_scales:
-        w_scale = {w: fp16_grid(s) for w, s in w_scale.items()}
     timing["cos_search"] = time.perf_counter() - t2
 
     # ---- target constraints: shared scales (a group takes its widest range)
@@ -277,7 +262,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
 def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
               calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
-              by_order: bool = True, key_map=None, progress: bool | None = None, **kwargs) -> CalibrationTable:
+              by_order: bool = True, key_map=None, progress: bool | None = None, return_inputs: bool = False,
+              **kwargs):
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
     Needs tcc.lower_onnx.to_onnx and tcc.passes.run_pipeline. kwargs go to `calibrate_onnx` (percentile,
@@ -290,42 +276,42 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     model = load_model(spec, overrides or {})
-    fp32 = fp32_onnx(model, weights, by_order=by_order, key_map=key_map)
+    fp32 = fp32_onnx(model, weights, by_order=by_order, key_map=key_map, seed=seed)
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
-    return calibrate_onnx(fp32, cd.array, method=method, target=target, seed=seed, progress=progress,
-                          data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
-                          weights_hash=file_sha256(weights) if weights else None, **kwargs)
+    table = calibrate_onnx(fp32, cd.array, method=method, target=target, seed=seed, progress=progress,
+                           data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
+                           weights_hash=file_sha256(weights) if weights else None, **kwargs)
+    return (table, fp32, cd.array) if return_inputs else table
 
 
-def fp32_onnx(model, weights, by_order: bool = True, key_map=None) -> onnx.ModelProto:
-    """The clean FP32 ONNX graph calibration works on: spec -> torch (+ weights) -> ONNX -> passes."""
-    from .. import to_torch
-    from ..lower_onnx import to_onnx  # another engineer's module
+def fp32_onnx(model, weights, by_order: bool = True, key_map=None, seed: int = 0) -> onnx.ModelProto:
+    """The clean FP32 ONNX graph calibration works on: spec -> torch (+ weights, else seeded random weights as
+    `tcc build --seed` makes them) -> ONNX -> passes; the same graph `tcc build` makes, so the model hash fits."""
+    from ..build import reference_module
+    from ..lower_onnx import to_onnx
     from ..passes import run_pipeline
-    from ..weights import load_weights
 
-    module = to_torch(model.graph, inference_only=True)
-    if weights:
-        load_weights(module, model.graph, weights, by_order, key_map)
+    module, _info = reference_module(model, weights, by_order, key_map, seed)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    proto = to_onnx(model.graph, state)
-    proto, _report = run_pipeline(proto)
+    proto, _report = run_pipeline(to_onnx(model.graph, state))
     return proto
 
 
 def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
-    """The per-layer precision table `tcc calibrate` prints: cosine of each layer's output before/after the fine
-    search (worst first when `top` is given), then the summary."""
+    """The fine search's own numbers from the table alone: cosine of each layer's output, that layer quantized in
+    isolation, before/after the search (worst first when `top` is given), then the summary. `tcc calibrate`
+    prints the full quality report instead (tcc.quant.report.format_report: INT8 vs FP32 per tensor and end to
+    end, these cosines in its `search` column)."""
     doc = table.doc
     rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]
     if top is not None:
         rows = sorted(rows, key=lambda r: (r[2] if r[2] is not None else 1.0))[:top]
     width = max([len(r[0]) for r in rows] + [5])
-    out = [f"{'layer'.ljust(width)}  cos before  cos after"]
+    out = [f"{'layer'.ljust(width)}  search cos before  search cos after"]
     for name, b, a in rows:
         fb = f"{b:.6f}" if b is not None else "-"
         fa = f"{a:.6f}" if a is not None else "-"
-        out.append(f"{name.ljust(width)}  {fb:>10}  {fa:>9}")
+        out.append(f"{name.ljust(width)}  {fb:>17}  {fa:>16}")
     s = doc.get("summary") or {}
     if s:
         out.append(f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "

@@ -120,9 +120,8 @@ class SearchResult:
     layers: dict[str, LayerResult]
 
 
-def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True, w_grid=None):
-    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent.
-    w_grid: a function rounding candidate scales onto the grid the target stores them on (None: float32)."""
+def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
+    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
     g, o, k = wg.shape
     a64 = a_q.astype(np.float64)  # [G, R, K]
     gram = np.matmul(a64.transpose(0, 2, 1), a64)  # [G, K, K]
@@ -133,8 +132,6 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True, w_grid=
     ysum = y64.sum(axis=1)  # [G, O]
     r = a_q.shape[1]
     cands = np.concatenate([s_w.reshape(g, o)[None], s0_w.reshape(g, o)[None] * factors[:, None, None]])  # [F+1,G,O]
-    if w_grid is not None:
-        cands = w_grid(cands)
     dots = np.empty(cands.shape)
     nrms = np.empty(cands.shape)
     for f in range(len(cands)):
@@ -166,7 +163,7 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True, w_grid=
 
 def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
                act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
-               lo: float = 0.5, hi: float = 2.0, stride: int = 4, w_grid=None) -> SearchResult:
+               lo: float = 0.5, hi: float = 2.0, stride: int = 4) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
@@ -206,8 +203,7 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
         for _ in range(rounds):
             for i, it in enumerate(st):  # weights, activation fixed
                 a_q = it["q"](s_a)
-                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors,
-                                   w_grid=w_grid)
+                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors)
                 c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
                 if c_new >= c_old:  # exact by construction; guard against float summation order
                     it["s_w"] = new

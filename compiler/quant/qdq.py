@@ -35,7 +35,7 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13, com
            rewrites: bool | None = None) -> onnx.ModelProto:
     """The QDQ model. rewrites (default: the table target's `kernel_rewrites`, on for ORT): exact graph rewrites
     that let ORT pick its fast integer kernels (AveragePool -> depthwise conv, space-to-depth stem). compact: the
-    deployment form (see `compact`): short names, no redundant nodes or tensors; same fake-quant semantics."""
+    deployment form (`compact_qdq`): short names, no redundant nodes or tensors; the same values."""
     if rewrites is None:
         from .calibrate import TARGETS
 
@@ -119,23 +119,27 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13, com
     del g.node[:]
     g.node.extend(nodes)
     if compact:
-        m = globals()["compact"](m)
+        m = compact_qdq(m)
     onnx.checker.check_model(m)
     return m
 
 
-def compact(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The deployment form of a QDQ model; ONNX Runtime fuses it into the same integer kernels, and run as float
-    fake-quant it gives the same values. Measured on DDSNet: 0.43x -> 0.28x of the FP32 file. The int8 weights
-    are 0.24x; the rest was names (each tensor name is stored at every use) and per-channel tensors:
+def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The deployment form of a QDQ model: ONNX Runtime fuses it into the same integer kernels, and run as float
+    fake-quant it gives the same values (bit for bit on DDSNet). DDSNet: 0.43x -> 0.2995x of the FP32 file, of
+    which the int8 weights are 0.24x and float32 biases + per-channel weight scales 0.045x; the rest was names
+    (a tensor name is stored at every use) and redundant tensors:
     - a Relu in front of a QuantizeLinear whose zero point is the code minimum is dropped (Q clamps there anyway);
-    - conv biases are float initializers holding exactly DQ(int32 bias) (ORT quantizes them back to the same int32
-      at s_in * s_w when it fuses QLinearConv): no int32 copy, per-channel bias scale and zero point;
-    - DequantizeLinear / QuantizeLinear leave out all-zero zero points where the type stays the default (u8
-      activations at 0; conv weights: an int8 tensor defines the type) -- kept for Gemm, whose QGemm fusion needs
-      them;
-    - every tensor but the graph inputs / outputs gets a short name, nodes lose their names, and Conv attributes
-      at their default values are dropped."""
+    - conv biases are float initializers holding exactly DQ(int32 bias) (ORT quantizes a float bias back to the
+      same int32 at s_in * s_w when it fuses QLinearConv): no int32 copy, per-channel bias scale or zero point;
+    - conv weight DequantizeLinears leave out their all-zero int8 zero points (the int8 input sets the type);
+      activations and the Gemm keep theirs (without them ORT leaves MaxPool / Gemm unfused);
+    - identical constants (the shared scale of a concat group) are stored once; a weight of one repeated value
+      (AveragePool as conv) is a ConstantOfShape, which ORT folds at load;
+    - every tensor but the graph inputs / outputs gets a short name (most used: shortest), nodes lose names and
+      doc strings, Conv attributes at their defaults (and kernel_shape, implied by the weight) are dropped, and the
+      tcc.passes fused-activation marks, which name nodes this form renames, are dropped.
+    """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
@@ -172,31 +176,24 @@ def compact(model: onnx.ModelProto) -> onnx.ModelProto:
         b = ((q.astype(np.int64) - zp).astype(np.float32) * sc).astype(np.float32)  # what DQ computes
         new_inits.append(numpy_helper.from_array(b, dq.output[0]))
         drop_nodes.add(id(dq))
-    for n in g.node:
-        if id(n) in drop_nodes or n.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(n.input) < 3:
-            continue
-        zp = const(n.input[2])
-        if zp is None or zp.any():
-            continue
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits:  # a weight: keep for Gemm (QGemm fusion)
-            if zp.dtype != np.int8 or any(c.op_type != "Conv" for c in consumers.get(n.output[0], [])):
-                continue
-        else:  # activations keep theirs: without them ORT leaves MaxPool, Gemm and a few convs unfused
-            continue
-        del n.input[2]
-    casts = []
-    for n in g.node:  # per-channel weight scales on the float16 grid: float16 + Cast (ORT folds it at load)
+    for n in g.node:  # conv weights: no all-zero int8 zero point (activations and Gemm weights keep theirs)
+        if (id(n) not in drop_nodes and n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2
+                and all(c.op_type == "Conv" for c in consumers.get(n.output[0], []))):
+            zp = const(n.input[2])
+            if zp is not None and zp.dtype == np.int8 and not zp.any():
+                del n.input[2]
+    fills = []
+    for n in g.node:  # a weight of one repeated value (AveragePool as conv): ConstantOfShape, which ORT folds
         if id(n) in drop_nodes or n.op_type != "DequantizeLinear" or n.input[0] not in inits:
             continue
-        sc = const(n.input[1])
-        if sc is None or sc.ndim != 1 or sc.dtype != np.float32 or n.input[1] in {c.output[0] for c in casts}:
+        w = const(n.input[0])
+        if (w.size < 16 or not (w == w.reshape(-1)[0]).all() or n.input[0] in {f.output[0] for f in fills}
+                or len(consumers[n.input[0]]) != 1):
             continue
-        h = sc.astype(np.float16)
-        if not np.array_equal(h.astype(np.float32), sc):
-            continue
-        new_inits.append(numpy_helper.from_array(h, f"{n.input[1]}/f16"))
-        casts.append(helper.make_node("Cast", [f"{n.input[1]}/f16"], [n.input[1]], to=TensorProto.FLOAT))
-    nodes = casts + [n for n in g.node if id(n) not in drop_nodes]
+        new_inits.append(numpy_helper.from_array(np.array(w.shape, np.int64), f"{n.input[0]}/shape"))
+        fills.append(helper.make_node("ConstantOfShape", [f"{n.input[0]}/shape"], [n.input[0]],
+                                      value=numpy_helper.from_array(w.reshape(-1)[:1])))
+    nodes = fills + [n for n in g.node if id(n) not in drop_nodes]
     for n in nodes:
         n.ClearField("doc_string")
         if n.op_type == "Conv":  # kernel_shape is optional (the weight's shape), the rest at default values
@@ -224,20 +221,23 @@ def compact(model: onnx.ModelProto) -> onnx.ModelProto:
         else:
             same[key] = t.name
             all_inits.append(t)
+    uses: dict[str, int] = {}  # the most used names get the shortest codes
+    for t in [i for n in nodes for i in [*n.input, *n.output]] + [t.name for t in all_inits]:
+        if t and t not in keep_names:
+            uses[t] = uses.get(t, 0) + 1
+    digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     short = {}
+    for k, t in enumerate(sorted(uses, key=lambda t: -uses[t])):
+        code = ""
+        while True:
+            code = digits[k % len(digits)] + code
+            k //= len(digits)
+            if not k:
+                break
+        short[t] = "_" + code if code in keep_names else code
 
     def name(t):
-        if not t or t in keep_names:
-            return t
-        if t not in short:
-            k, s = len(short), ""
-            while True:
-                s = "0123456789abcdefghijklmnopqrstuvwxyz"[k % 36] + s
-                k //= 36
-                if not k:
-                    break
-            short[t] = s
-        return short[t]
+        return short.get(t, t)
 
     for n in nodes:
         n.ClearField("name")

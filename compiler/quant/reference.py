@@ -11,7 +11,9 @@ Conventions (TFLite / gemmlowp):
   round half to even (`multiply_by_quantized_multiplier` says why not gemmlowp's double rounding), then + zero
   point and clamp; a fused ReLU / ReLU6 is a clamp at the zero point (and at the code of 6.0);
 - max pool and concat (shared scale) move codes; average pooling sums codes and requantizes by s_in / (s_out k);
-- a graph output that the table does not quantize is dequantized from the accumulator (float = acc * s_in * s_w).
+- a graph output that the table does not quantize is dequantized from the accumulator (float = acc * s_in * s_w);
+- residual Add (`add_int`) follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the
+  common scale 2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output.
 """
 from __future__ import annotations
 
@@ -70,6 +72,36 @@ def requantize(acc: np.ndarray, m, zp: int, lo: int, hi: int, axis: int = 1) -> 
     else:
         q, shift = q[0], shift[0]
     return np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+
+
+ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
+
+
+def add_params(s_a: float, s_b: float, s_o: float) -> dict:
+    """Fixed-point parameters of `add_int` (TFLite's ADD): the inputs go to the common scale twice_max =
+    2 * max(s_a, s_b) at 2^20 finer resolution (multipliers s_a / twice_max, s_b / twice_max <= 1/2), the sum
+    back to s_o (multiplier twice_max / (2^20 s_o)). Returns python ints {left_shift, a: (q, shift), b: ..., out: ...}."""
+    twice_max = 2.0 * max(float(s_a), float(s_b))
+
+    def qm(m):
+        q, shift = quantize_multiplier(m)
+        return int(q[0]), int(shift[0])
+
+    return {"left_shift": ADD_LEFT_SHIFT, "a": qm(float(s_a) / twice_max), "b": qm(float(s_b) / twice_max),
+            "out": qm(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_o)))}
+
+
+def add_int(a_q: np.ndarray, a_zp: int, s_a: float, b_q: np.ndarray, b_zp: int, s_b: float,
+            s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray:
+    """Integer a + b (codes at their own scales) -> codes at (s_o, zp_o), clamped to [lo, hi].
+
+    TFLite's ADD with this module's rounding (`multiply_by_quantized_multiplier`: one rounding, half to even,
+    instead of gemmlowp's double half-away rounding): (q - zp) << 20 fits int32 for 8-bit codes (|.| <= 255 * 2^20
+    < 2^28), each rescaled input is at most half of that, so the sum fits int32 too."""
+    p = add_params(s_a, s_b, s_o)
+    sa = multiply_by_quantized_multiplier((np.asarray(a_q, np.int64) - a_zp) << p["left_shift"], *p["a"])
+    sb = multiply_by_quantized_multiplier((np.asarray(b_q, np.int64) - b_zp) << p["left_shift"], *p["b"])
+    return np.clip(multiply_by_quantized_multiplier(sa + sb, *p["out"]) + zp_o, lo, hi)
 
 
 # ---------------------------------------------------------------------------------------------------- executor
@@ -172,6 +204,24 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
                 lo_act, hi_act = _act_range(act, s_o, zp_o, lo, hi, inits)
                 yq = np.clip(yq, lo_act, hi_act)
             env[out_name] = QTensor(yq, s_o, zp_o, lo, hi)
+        elif op == "Add":
+            if any(i not in env or not isinstance(env[i], QTensor) for i in node.input[:2]):
+                raise NotImplementedError(f"{node.name}: Add of a constant or a float tensor")
+            aq, bq = env[node.input[0]], env[node.input[1]]
+            if aq.q.shape != bq.q.shape:
+                raise NotImplementedError(f"{node.name}: broadcasting Add")
+            out_name, act = node.output[0], None
+            if out_name in gone:  # fused ReLU / ReLU6, as for conv
+                act = consumers[out_name][0]
+                out_name = act.output[0]
+                skip.add(act.name)
+            if out_name not in t:
+                raise NotImplementedError(f"{node.name}: Add output {out_name!r} has no scale in the table")
+            s_o, zp_o, lo, hi = qparams(out_name)
+            if act is not None:
+                lo, hi = _act_range(act, s_o, zp_o, lo, hi, inits)
+            y = add_int(aq.q, aq.zp, aq.scale, bq.q, bq.zp, bq.scale, s_o, zp_o, lo, hi)
+            env[out_name] = QTensor(y, s_o, zp_o, *qparams(out_name)[2:])
         elif op in ("Relu", "Clip"):
             xq = env[node.input[0]]
             s_o, zp_o, lo, hi = qparams(node.output[0])

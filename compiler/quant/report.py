@@ -1,0 +1,493 @@
+"""The calibration quality report: how far the INT8 model is from FP32, layer by layer and end to end, next to
+ONNX Runtime's own `quantize_static` on the same model and data. `tcc calibrate` prints it; `--report out.json`
+or `out.png` saves it.
+
+    report = quality_report(fp32, table, data)        # fp32: the ONNX graph the table was made for (after passes)
+    print("\\n".join(format_report(report)))
+    save_report(report, "quality.png")               # or .json (spec/schema/quality_report.schema.json)
+
+Per tensor (every activation of the table, topological order; like Pulsar2's precision table): the cosine and
+MSE of the integer reference's tensor (`reference.run_reference`, dequantized) vs the FP32 tensor from ONNX
+Runtime, on a seeded subset of the calibration samples. The errors accumulate: a tensor's INT8 value comes from
+INT8 inputs all the way from the graph input. The fine search's own per-layer cosine (one layer, its input
+quantized in isolation) sits beside it.
+
+End to end, on the graph's first output: the integer reference, tcc's QDQ model on ORT's integer kernels, and
+ORT's `quantize_static` (QDQ, per-channel s8 weights, u8 activations) with MinMax and Entropy calibration on
+the full calibration data tcc used.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+import textwrap
+import time
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import DataError
+from .stats import expose, fused_away, input_name, session
+from .table import CalibrationTable, model_sha256
+
+SUFFIXES = (".json", ".png")
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schema" / "quality_report.schema.json"
+ORT_METHODS = ("MinMax", "Entropy")
+WORST = 5  # at most this many tensors flagged in the printed table and labelled in the chart (a fifth of them)
+DEFINITIONS = {
+    "cosine": "mean over samples of the cosine of the flattened INT8 and FP32 tensors of one sample",
+    "cosine_min": "the lowest per-sample cosine",
+    "cosine_overall": "cosine of the INT8 and FP32 outputs of all samples taken as one vector",
+    "mse": "mean over all elements and samples of (INT8 - FP32)^2",
+    "top1_agreement": "fraction of samples (and positions, for dense outputs) whose argmax over axis 1 agrees",
+    "search_cos": "the fine search's cosine of a layer's output with only that layer quantized (before/after)",
+}
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def per_sample_cosine(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Cosine of each sample's flattened tensors (1 for two zero tensors, 0 when only one is zero)."""
+    a = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    b = np.asarray(got, np.float64).reshape(len(got), -1)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = np.einsum("ij,ij->i", a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = dot / (na * nb)
+    return np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
+
+
+def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
+    """Fraction of samples (and spatial positions, for dense outputs) whose argmax over axis 1 agrees."""
+    ref, got = np.asarray(ref), np.asarray(got)
+    if ref.ndim < 2:
+        raise ValueError("top-1 agreement needs an output with a class axis (axis 1)")
+    return float(np.mean(ref.argmax(axis=1) == got.argmax(axis=1)))
+
+
+def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
+    """End-to-end numbers of one INT8 model's output vs the FP32 output."""
+    cos = per_sample_cosine(ref, got)
+    overall = per_sample_cosine(np.asarray(ref).reshape(1, -1), np.asarray(got).reshape(1, -1))[0]
+    d = np.asarray(got, np.float64) - np.asarray(ref, np.float64)
+    return {"cosine_mean": _cos(cos.mean()), "cosine_min": _cos(cos.min()), "cosine_overall": _cos(overall),
+            "mse": _sig(np.mean(d * d)), "top1_agreement": round(top1_agreement(ref, got), 6)}
+
+
+def _cos(v) -> float:
+    return round(float(v), 7)  # 1e-7 resolves 1 - cosine down to the float32 noise of the outputs
+
+
+def _sig(v, digits: int = 4) -> float:
+    return float(f"{float(v):.{digits}g}")
+
+
+# ---------------------------------------------------------------------------------------------------- ORT
+@contextmanager
+def _quiet_ort_quantization():
+    """quantize_static logs advice (pre-processing, reduce_range) to the root logger on every call, and its
+    Entropy calibrator prints progress to stdout, in the middle of the report."""
+    logging.disable(logging.WARNING)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) -> onnx.ModelProto:
+    """ONNX Runtime's own quantize_static on `fp32` calibrated with `data` [N, ...] (one sample a batch): QDQ
+    format, per-channel s8 weights, u8 activations, calibration method MinMax | Entropy | Percentile."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    name = input_name(fp32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: data[i:i + 1]} for i in range(len(data))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d, _quiet_ort_quantization():
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        onnx.save(fp32, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method))
+        return onnx.load(dst)
+
+
+def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """The first output of `model` on x, ONNX Runtime with all graph optimisations (integer kernels for QDQ)."""
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[b:b + batch_size]})[0] for b in range(0, len(x), batch_size)])
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+def check_report_path(path: str | Path) -> Path:
+    """A report path is .json or .png in an existing, writable directory; checked before any long work."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise DataError(f"{path}: a quality report is written as .json or .png, not {path.suffix or 'no suffix'!r}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise DataError(f"{path}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"{path}: directory {str(parent)!r} is not writable")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory")
+    return path
+
+
+def _subset(n: int, samples: int | None, seed: int) -> np.ndarray:
+    if samples is None or samples >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
+
+
+def _op_labels(model: onnx.ModelProto) -> dict[str, str]:
+    """Tensor -> the op that produces it; a ReLU whose input is fused away reads e.g. Conv+Relu."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    gone = fused_away(model)
+    labels = {i.name: "input" for i in model.graph.input}
+    for n in model.graph.node:
+        op = n.op_type
+        if n.input and n.input[0] in gone and n.input[0] in producer:
+            op = f"{producer[n.input[0]].op_type}+{op}"
+        for o in n.output:
+            labels[o] = op
+    return labels
+
+
+def _search_cosines(model: onnx.ModelProto, table: CalibrationTable) -> dict[str, tuple[str, float, float]]:
+    """Tensor -> (layer, cos_before, cos_after) of the fine search; a fused conv output maps to its ReLU's."""
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    gone = fused_away(model)
+    out = {}
+    for name, layer in table.doc.get("layers", {}).items():
+        if "cos_after" not in layer:
+            continue
+        t = layer["output"]
+        if t in gone:
+            t = consumers[t][0].output[0]
+        out[t] = (name, layer["cos_before"], layer["cos_after"])
+    return out
+
+
+def _fakequant_tensors(fp32: onnx.ModelProto, table: CalibrationTable, names: list[str]):
+    """A session computing tcc's QDQ model as float fake-quant (ORT optimisations off) with each quantized
+    tensor's DequantizeLinear output exposed, and {tensor: exposed name}: the per-tensor INT8 values where the
+    integer reference lacks an op. Without the kernel rewrites, so every tensor keeps its FP32 layout."""
+    import onnxruntime as ort
+
+    from .qdq import to_qdq
+
+    qdq = to_qdq(fp32, table, rewrites=False)
+    made = {o for n in qdq.graph.node for o in n.output}
+    outputs = [o.name for o in fp32.graph.output]
+    source = {n: f"{n}/dq" for n in names if f"{n}/dq" in made}
+    source.update({o: o for o in outputs})
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    m = expose(qdq, list(dict.fromkeys(source.values())))
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]), source
+
+
+def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, samples: int | None = 32,
+                   seed: int = 0, compare: bool = True, batch_size: int = 4) -> dict:
+    """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
+    for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
+    `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part)."""
+    from .reference import run_reference
+    from .qdq import to_qdq
+
+    if len(data) == 0:
+        raise DataError("no samples for the quality report")
+    t0 = time.perf_counter()
+    timing = {}
+    idx = _subset(len(data), samples, seed)
+    x = np.ascontiguousarray(data[idx])
+    inp = input_name(fp32)
+    outputs = [o.name for o in fp32.graph.output]
+    acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
+    exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
+    sess = session(expose(fp32, exposed))
+
+    cos_parts: dict[str, list] = {n: [] for n in acts}
+    sq_err = dict.fromkeys(acts, 0.0)
+    count = dict.fromkeys(acts, 0)
+    fp_out, ref_out = [], []
+    per_layer_source, reference_error, fake = "integer reference", None, None
+    for b in range(0, len(x), batch_size):
+        xb = x[b:b + batch_size]
+        fp = dict(zip(exposed, sess.run(exposed, {inp: xb})))
+        fp[inp] = xb
+        if fake is None:
+            try:
+                result, q = run_reference(fp32, table, xb, return_all=True)
+            except NotImplementedError as e:  # an op the reference lacks: ORT's float fake-quant instead
+                reference_error = str(e)
+                per_layer_source = "tcc QDQ fake-quant (ORT, optimisations off)"
+                fake = _fakequant_tensors(fp32, table, acts)
+        if fake is None:  # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the
+            # DDSNet report at a 1.45 GB peak (2.7 GB with batches of 8, every tensor dequantized at once)
+            result = result if isinstance(result, list) else [result]
+            got = dict(q)
+            got.update(zip(outputs, result))  # graph outputs stay float (dequantized accumulators)
+        else:
+            fsess, source = fake
+            names = list(dict.fromkeys(source.values()))
+            values = dict(zip(names, fsess.run(names, {fsess.get_inputs()[0].name: xb})))
+            got = {n: values[src] for n, src in source.items()}
+        for n in acts:
+            if n not in got:
+                continue
+            value = got[n].dequant() if hasattr(got[n], "dequant") else got[n]
+            if value.shape != fp[n].shape:
+                continue
+            cos_parts[n].append(per_sample_cosine(fp[n], value))
+            d = value.astype(np.float64) - fp[n].astype(np.float64)
+            sq_err[n] += float(np.sum(d * d))
+            count[n] += d.size
+        fp_out.append(fp[outputs[0]])
+        ref_out.append(got[outputs[0]])
+        del fp, got
+    timing["per_layer"] = time.perf_counter() - t0
+    fp_out, ref_out = np.concatenate(fp_out), np.concatenate(ref_out)
+
+    ops = _op_labels(fp32)
+    search = _search_cosines(fp32, table)
+    layers = []
+    for n in acts:
+        if not cos_parts[n]:
+            continue
+        cos = np.concatenate(cos_parts[n])
+        row = {"tensor": n, "op": ops.get(n, "?"), "cosine": _cos(cos.mean()), "cosine_min": _cos(cos.min()),
+               "mse": _sig(sq_err[n] / max(count[n], 1))}
+        if n in search:
+            row["search_layer"], before, after = search[n]
+            row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)
+        layers.append(row)
+    not_compared = [n for n in acts if not cos_parts[n]]
+    n_worst = max(1, min(WORST, len(layers) // 5))
+    worst = [r["tensor"] for r in sorted(layers, key=lambda r: (r["cosine"], r["tensor"]))[:n_worst]]
+
+    t1 = time.perf_counter()
+    label = "tcc, integer reference"
+    models = {"tcc_reference": {"label": label, "error": f"NotImplementedError: {reference_error}"}
+              if reference_error else {"label": label, **output_metrics(fp_out, ref_out)}}
+    tcc_ort = run_ort(to_qdq(fp32, table), x, batch_size)
+    models["tcc_ort"] = {"label": "tcc QDQ, ORT integer kernels", **output_metrics(fp_out, tcc_ort)}
+    timing["tcc_end_to_end"] = time.perf_counter() - t1
+    if compare:
+        for method in ORT_METHODS:
+            key, label = f"ort_{method.lower()}", f"ORT quantize_static {method}"
+            t2 = time.perf_counter()
+            try:
+                q = ort_quantize_static(fp32, np.ascontiguousarray(data), method)
+                calib_s = time.perf_counter() - t2
+                models[key] = {"label": label, **output_metrics(fp_out, run_ort(q, x, batch_size)),
+                               "calib_s": round(calib_s, 2)}
+            except Exception as e:  # noqa: BLE001  (the comparison is optional: report why it is missing)
+                models[key] = {"label": label, "error": f"{type(e).__name__}: {e}"}
+            timing[key] = time.perf_counter() - t2
+    timing["total"] = time.perf_counter() - t0
+
+    doc = table.doc
+    return {
+        "format": "tcc-quality-report", "version": 1,
+        "model_hash": model_sha256(fp32),
+        "calibration": {"target": doc.get("target"), "method": doc.get("method"), "samples": doc.get("samples"),
+                        "data_fingerprint": doc.get("data_fingerprint"), "summary": doc.get("summary") or {},
+                        "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()}},
+        "samples": {"used": int(len(idx)), "of": int(len(data)), "seed": seed,
+                    "subset": bool(len(idx) < len(data)), "indices": [int(i) for i in idx]},
+        "definitions": DEFINITIONS,
+        "per_layer_source": per_layer_source,
+        "layers": layers,
+        "worst_layers": worst,
+        "not_compared": not_compared,
+        "end_to_end": {"output": outputs[0], "compared_with_ort": compare,
+                       "ort_calibration_samples": int(len(data)) if compare else 0, "models": models},
+        "timing_s": {k: round(v, 2) for k, v in timing.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- output
+def format_report(report: dict, top: int | None = None) -> list[str]:
+    """The printed report: the per-tensor table (Pulsar2-like; the worst layers flagged; only the `top` worst
+    when given) and the end-to-end comparison side by side."""
+    rows = report["layers"]
+    if top is not None:
+        rows = sorted(rows, key=lambda r: r["cosine"])[:top]
+    worst = set(report["worst_layers"])
+    s = report["samples"]
+    which = f"{s['used']} of {s['of']} calibration samples (seeded subset, seed {s['seed']})" if s["subset"] \
+        else f"all {s['of']} calibration samples"
+    out = [f"INT8 ({report['per_layer_source']}) vs FP32 per tensor, on {which}; search = the fine search's "
+           f"cosine of the layer alone (before -> after)"]
+    wt = max([len(r["tensor"]) for r in rows] + [6])
+    wo = max([len(r["op"]) for r in rows] + [2])
+    out.append(f"{'tensor'.ljust(wt)}  {'op'.ljust(wo)}  {'cosine':>9}  {'cos min':>9}  {'MSE':>10}  search")
+    for r in rows:
+        search = (f"{r['search_cos_before']:.6f} -> {r['search_cos_after']:.6f}" if "search_cos_after" in r
+                  else "")
+        flag = "  << worst" if r["tensor"] in worst else ""
+        out.append(f"{r['tensor'].ljust(wt)}  {r['op'].ljust(wo)}  {r['cosine']:9.6f}  {r['cosine_min']:9.6f}  "
+                   f"{r['mse']:10.3e}  {search}".rstrip() + flag)
+    if report["not_compared"]:
+        out.append(f"not compared (no quantized value of its own): {', '.join(report['not_compared'])}")
+    out += [""] + summary_lines(report)
+    return out
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The end-to-end block: one row per INT8 model, side by side."""
+    e = report["end_to_end"]
+    s = report["samples"]
+    out = [f"end to end, output {e['output']!r} vs FP32 on {s['used']} samples"
+           + (f" (ORT quantize_static calibrated on the same {e['ort_calibration_samples']} samples as tcc)"
+              if e["compared_with_ort"] else " (ORT quantize_static comparison skipped: --no-compare)")]
+    rows = [(m["label"], m) for m in e["models"].values()]
+    wl = max(len(label) for label, _ in rows)
+    out.append(f"{'model'.ljust(wl)}  {'cos mean':>9}  {'cos min':>9}  {'cos all':>9}  {'MSE':>10}  {'top-1':>7}")
+    for label, m in rows:
+        if "error" in m:
+            out.append(f"{label.ljust(wl)}  failed: {m['error']}")
+            continue
+        out.append(f"{label.ljust(wl)}  {m['cosine_mean']:9.6f}  {m['cosine_min']:9.6f}  {m['cosine_overall']:9.6f}"
+                   f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%")
+    ort = [e["models"].get(k) for k in ("ort_minmax", "ort_entropy")]
+    metrics = ("cosine_mean", "cosine_min", "cosine_overall", "mse", "top1_agreement")
+    if all(m and "error" not in m for m in ort) and all(ort[0][k] == ort[1][k] for k in metrics):
+        out.append("(ORT's Entropy equals its MinMax: quantize_static leaves the entropy calibrator at 128 histogram "
+                   "bins and 128 quantized bins, so the only candidate threshold is the full range)")
+    c = report["calibration"]
+    t = c["timing_s"]
+    if t:
+        out.append(f"{c['method']} calibration of {c['samples']} samples for target {c['target']}: "
+                   f"{t.get('total', 0):.1f} s; report {report['timing_s']['total']:.1f} s")
+    return out
+
+
+def validate_report(report: dict) -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(report),
+                    key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"quality report invalid at {where}: {e.message}")
+
+
+def save_report(report: dict, path: str | Path) -> Path:
+    """Write the report as .json (validated) or .png (a chart + the summary), atomically."""
+    path = check_report_path(path)
+    if path.suffix.lower() == ".json":
+        validate_report(report)
+        payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
+        return _atomic_write(path, lambda f: f.write(payload))
+    image = render_png(report)
+    return _atomic_write(path, lambda f: image.save(f, format="PNG"))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- the chart
+FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", "DejaVuSansMono.ttf")
+COLOURS = {"ref": (31, 119, 180), "search": (255, 127, 14), "grid": (225, 225, 225), "text": (20, 20, 20),
+           "worst": (200, 30, 30)}
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    for f in FONT_FILES:
+        try:
+            return ImageFont.truetype(f, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def render_png(report: dict):
+    """A Pillow image: per-tensor cosine of the integer reference (line) and the fine search's per-layer cosine
+    (dots), the worst tensors labelled; under it the end-to-end table."""
+    from PIL import Image, ImageDraw
+
+    layers = report["layers"]
+    font, small = _font(15), _font(12)
+    width = 1400
+    left, right, top, plot_h = 90, 30, 50, 420
+    columns = int((width - left - right) // max(font.getlength("M"), 1))
+    summary = [part for line in summary_lines(report) for part in textwrap.wrap(line, columns) or [""]]
+    text_top = top + plot_h + 90
+    height = text_top + 22 * (len(summary) + 1) + 20
+    im = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(im)
+    s = report["samples"]
+    d.text((left, 12), f"INT8 vs FP32 cosine per tensor ({report['per_layer_source']}, {s['used']} samples)",
+           fill=COLOURS["text"], font=font)
+    cos = [r["cosine"] for r in layers]
+    search = [(k, r["search_cos_after"]) for k, r in enumerate(layers) if "search_cos_after" in r]
+    lo = min(cos + [v for _, v in search] + [0.999])
+    lo = max(0.0, 1 - (1 - lo) * 1.1)
+    plot_w = width - left - right
+
+    def xy(k, v):
+        xk = left + (plot_w * (k + 0.5) / max(len(layers), 1))
+        return xk, top + plot_h * (1 - (v - lo) / (1 - lo))
+
+    for j in range(6):  # horizontal grid with cosine ticks
+        v = lo + (1 - lo) * j / 5
+        y = xy(0, v)[1]
+        d.line([(left, y), (width - right, y)], fill=COLOURS["grid"])
+        d.text((8, y - 8), f"{v:.5f}", fill=COLOURS["text"], font=small)
+    d.rectangle([left, top, width - right, top + plot_h], outline=COLOURS["text"])
+    points = [xy(k, v) for k, v in enumerate(cos)]
+    if len(points) > 1:
+        d.line(points, fill=COLOURS["ref"], width=2)
+    for p in points:
+        d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=COLOURS["ref"])
+    for k, v in search:
+        x, y = xy(k, v)
+        d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=COLOURS["search"], width=2)
+    rank = {name: i + 1 for i, name in enumerate(report["worst_layers"])}
+    for k, r in enumerate(layers):  # the worst tensors: a red ring and their rank, named under the plot
+        if r["tensor"] in rank:
+            x, y = xy(k, r["cosine"])
+            d.ellipse([x - 6, y - 6, x + 6, y + 6], outline=COLOURS["worst"], width=2)
+            d.text((x + 8, min(y - 6, top + plot_h - 16)), str(rank[r["tensor"]]), fill=COLOURS["worst"], font=small)
+    d.text((left, top + plot_h + 8), f"tensors in topological order (1 .. {len(layers)}): input first, graph output "
+                                     f"last. blue: INT8 vs FP32 with the errors of all layers before; orange: the fine "
+                                     f"search, the layer alone", fill=COLOURS["text"], font=small)
+    worst_text = "worst: " + ", ".join(f"{rank[r['tensor']]} {r['tensor']} {r['cosine']:.5f}"
+                                       for r in sorted(layers, key=lambda r: rank.get(r["tensor"], 99))
+                                       if r["tensor"] in rank)
+    for j, part in enumerate(textwrap.wrap(worst_text, int((width - left - right) // small.getlength("M")))[:3]):
+        d.text((left, top + plot_h + 26 + 16 * j), part, fill=COLOURS["worst"], font=small)
+    for k, line in enumerate(summary):
+        d.text((left, text_top + 22 * k), line, fill=COLOURS["text"], font=font)
+    return im

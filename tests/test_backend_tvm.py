@@ -1,0 +1,311 @@
+"""The TVM backend (`tcc build --target host|arm-a7|aarch64`): FP32 bundles of the paper and baseline models against
+PyTorch (the builder's gated self-check) and ONNX Runtime, ARM bundles run by their own kit under qemu against the
+host build, bundle contents and determinism, and the user mistakes (unknown target, missing cross compiler, an op
+TVM cannot lower, --tune for ARM, a failing compile leaves nothing behind).
+
+Skips cleanly without apache-tvm, without the cross toolchains / qemu, or without a cached runtime (like
+tests/test_tvm_infra.py; tools/setup_arm.sh installs and builds them). Slow parts are shared through module-scoped
+fixtures: one host DDSNet bundle, one arm-a7 and one aarch64 DDSNet bundle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
+from tcc.backends import targets as tg
+from tcc.backends import tvm_runtime as rt
+from tcc.build import build
+from tcc.cli import main
+from tcc.errors import BuildError
+
+ROOT = Path(__file__).resolve().parents[1]
+ARM_TARGETS = ["arm-a7", "aarch64"]
+
+try:
+    import tvm  # noqa: F401
+
+    _NO_TVM = None
+except ImportError:
+    _NO_TVM = "apache-tvm not installed (tools/setup_arm.sh installs it)"
+
+needs_tvm = pytest.mark.skipif(_NO_TVM is not None, reason=_NO_TVM or "")
+
+
+def _require_runtime(target: str) -> None:
+    """Skip unless the target's toolchain, qemu and TVM runtime are there (an armv7 runtime build takes minutes:
+    left to tools/setup_arm.sh unless TCC_BUILD_RUNTIMES=1)."""
+    missing = rt.missing_tools(target, build=False, run=True)
+    if missing:
+        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
+    state = rt.runtime_state(target)
+    if state == "stale" and tg.get_target(target).runtime == "source" and os.environ.get("TCC_BUILD_RUNTIMES") != "1":
+        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
+    if state != "ok" and rt.missing_tools(target, build=True, run=True):
+        pytest.skip(f"{target}: runtime out of date and cmake missing - run tools/setup_arm.sh")
+
+
+def _build(spec, target, out, **kw):
+    t0 = time.perf_counter()
+    result = build(ROOT / spec, target, out, **kw)
+    print(f"\n[tvm] build {spec} --target {target}: {time.perf_counter() - t0:.1f} s "
+          f"({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())})")
+    return result
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """build(spec, target) once per module."""
+    root = tmp_path_factory.mktemp("tvm_bundles")
+    cache: dict = {}
+
+    def get(spec: str, target: str):
+        key = (spec, target)
+        if key not in cache:
+            _require_runtime(target)
+            cache[key] = _build(spec, target, root / f"{Path(spec).stem}-{target}")
+        return cache[key]
+
+    return get
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+def test_tvm_targets_come_from_the_target_registry():
+    assert BACKENDS["tvm"] == "tcc.backends.tvm:TvmBackend"
+    for name, spec in tg.TARGETS.items():
+        t = get_target(name)
+        assert t.backend == "tvm" and t.precisions == ("fp32", "int8")
+        assert spec.description in t.description  # described once, in backends/targets.py
+    assert {"host", "arm-a7", "aarch64", "arm-a53"} <= set(TARGETS)
+    assert "alias of aarch64" in get_target("arm-a53").description
+
+
+def test_unknown_target_lists_every_known_target(capsys):
+    with pytest.raises(BuildError) as e:
+        get_target("riscv")
+    for name in ("onnx", "ort", "host", "arm-a7", "aarch64", "arm-a53"):
+        assert f"\n  {name} " in str(e.value)
+    assert main(["build", str(ROOT / "spec/ddsnet.yaml"), "--target", "riscv", "-o", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'riscv'" in err and "arm-a7" in err and "Traceback" not in err
+
+
+@needs_tvm
+def test_capabilities():
+    caps = get_backend("tvm").capabilities
+    assert caps.name == "tvm" and set(caps.targets) == set(tg.TARGETS)
+    assert caps.precisions == ("fp32", "int8") and caps.calibration_target == "tvm" and caps.int8_exact
+    assert caps.runs_here
+
+
+# ---------------------------------------------------------------------------------------------------- user mistakes
+def _celu_model():
+    """Conv -> Celu: Celu is a standard op (opset 12) that TVM's Relax ONNX frontend has no converter for."""
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "c.weight")
+    nodes = [helper.make_node("Conv", ["input", "c.weight"], ["c"], name="stem.conv"),
+             helper.make_node("Celu", ["c"], ["output"], name="head.act")]
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+@needs_tvm
+def test_an_op_tvm_cannot_lower_is_named():
+    with pytest.raises(BuildError) as e:
+        get_backend("tvm").check(_celu_model(), EmitOptions("host"))
+    msg = str(e.value)
+    assert "'head.act'" in msg and "Celu" in msg and "TVM" in msg and "stem.conv" not in msg
+
+
+@needs_tvm
+def test_missing_cross_compiler_names_the_package(monkeypatch, tmp_path):
+    real = rt._which
+    monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd.startswith("arm-linux-gnueabihf") else real(cmd))
+    out = tmp_path / "b"
+    with pytest.raises(BuildError) as e:
+        build(ROOT / "spec/ddsnet.yaml", "arm-a7", out)
+    assert "g++-arm-linux-gnueabihf" in str(e.value) and "apt-get install" in str(e.value)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@needs_tvm
+def test_missing_qemu_names_the_package(monkeypatch, tmp_path):
+    real = rt._which
+    monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd == "qemu-aarch64" else real(cmd))
+    with pytest.raises(BuildError, match="qemu-user"):
+        build(ROOT / "spec/ddsnet.yaml", "aarch64", tmp_path / "b")
+    assert not list(tmp_path.iterdir())
+
+
+@needs_tvm
+def test_tune_is_rejected_for_arm(tmp_path, capsys):
+    code = main(["build", str(ROOT / "spec/ddsnet.yaml"), "--target", "arm-a7", "--tune", "4",
+                 "-o", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--tune is host-only" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+@needs_tvm
+def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
+    _require_runtime("host")
+
+    def broken(*a, **k):
+        raise RuntimeError("InternalError: Check failed: simulated codegen failure")
+
+    monkeypatch.setattr(rt, "compile_module", broken)
+    out = tmp_path / "b"
+    with pytest.raises(BuildError, match="TVM failed to compile the model for host: .*simulated codegen failure"):
+        build(ROOT / "spec/ddsnet.yaml", "host", out)
+    assert not list(tmp_path.iterdir())  # neither OUT nor a temp dir beside it
+
+
+@needs_tvm
+def test_int8_without_the_lowering_says_not_available(monkeypatch):
+    import sys
+
+    from tcc.backends.tvm import TvmBackend
+
+    monkeypatch.setitem(sys.modules, "tcc.backends.tvm_int8", None)  # as if backends/tvm_int8.py did not exist
+    with pytest.raises(BuildError, match="int8 is not available yet"):
+        TvmBackend()._relax_module(_celu_model(), EmitOptions("host", "int8", table=object()))
+
+
+# ---------------------------------------------------------------------------------------------------- host FP32
+# The builder gates every bundle on PyTorch (FP32: |a - r| <= 1e-5 + 1e-4 |r|); ONNX Runtime is recorded in the
+# manifest and held to the same rule here (both are float32 with different summation orders).
+@needs_tvm
+@pytest.mark.parametrize("spec", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "spec/baselines/resnet18.yaml",
+                                  "spec/baselines/mobilenet_v2.yaml"])
+def test_host_fp32_matches_pytorch_and_ort(bundles, spec):
+    m = bundles(spec, "host").manifest
+    assert m["backend"] == "tvm" and m["target"] == "host" and m["artifact"] == "model.so"
+    r = m["self_check"]["result"]
+    assert r["passed"] and r["max_abs"] <= 1e-5 + 1e-4 * r["output_scale"]
+    ort_diff = m["target_checks"]["vs_onnxruntime"]["max_abs"]
+    print(f"\n[tvm] {spec} host: vs PyTorch max abs {r['max_abs']}, vs ORT max abs {ort_diff}")
+    assert ort_diff <= 1e-5 + 1e-4 * r["output_scale"]
+
+
+@needs_tvm
+def test_host_bundle_contents(bundles):
+    result = bundles("spec/ddsnet.yaml", "host")
+    out, m = result.out, result.manifest
+    for f in ("model.so", "kit/bin/tcc-run", "kit/lib/libtvm_runtime.so", "kit/lib/libtvm_ffi.so", "kit/README.md",
+              "kit/run.sh", "kit/kit.json", "README.md"):
+        assert f in m["files"] or f == "manifest.json", f
+        assert (out / f).is_file()
+    assert os.access(out / "kit/bin/tcc-run", os.X_OK) and os.access(out / "kit/run.sh", os.X_OK)
+    assert json.loads((out / "kit/kit.json").read_text())["input_shape"] == [1, 3, 224, 224]
+    mix = m["target_checks"]["instruction_mix"]
+    assert mix["arch"] == "x86_64" and 0 < mix["simd"] < mix["instructions"]
+    readme = (out / "README.md").read_text()
+    assert "./bin/tcc-run ../model.so input.bin output.bin" in readme and "onnxruntime" not in readme
+    assert "TCCT" in (out / "kit/README.md").read_text()
+
+
+@needs_tvm
+def test_kit_runs_on_its_own(bundles, tmp_path):
+    """The kit as shipped: run.sh with a TCCT file gives the self-check's numbers (no Python, no TVM cache)."""
+    import subprocess
+
+    result = bundles("spec/ddsnet.yaml", "host")
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    rt.write_tensor_file(tmp_path / "in.bin", x)
+    proc = subprocess.run([str(result.out / "kit/run.sh"), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    (y,) = rt.read_tensor_file(tmp_path / "out.bin")
+    backend = get_backend("tvm")
+    np.testing.assert_array_equal(y, backend.run(backend.load(result.out), x))
+
+
+@needs_tvm
+def test_predict_artifact_host(bundles, tmp_path, capsys):
+    result = bundles("spec/ddsnet.yaml", "host")
+    x = np.random.default_rng(3).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", "--artifact", str(result.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+    got = np.array([r["logits"] for r in json.loads(capsys.readouterr().out)], np.float32)
+    ort = get_backend("ort")
+    ref = _ort_run(result.out, x)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-4)
+    assert ort.capabilities.name == "ort"
+
+
+def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime on the bundle's own FP32 graph, rebuilt from the spec with the bundle's seed."""
+    from tcc.lower_onnx import to_onnx
+    from tcc.lower_torch import init_weights, to_torch
+    from tcc.passes.pipeline import run_pipeline
+    from tcc.spec.loader import load_model
+
+    import onnxruntime as ort
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    model = load_model(ROOT / "spec" / m["model"]["spec"], {})
+    full = to_torch(model.graph)
+    init_weights(full, m["weights"]["random_seed"])
+    ref = to_torch(model.graph, inference_only=True)
+    state = full.state_dict()
+    ref.load_state_dict({k: state[k] for k in ref.state_dict()})
+    om, _ = run_pipeline(to_onnx(model.graph, ref.state_dict(), m["opset"]), simplify=m["simplify"])
+    sess = ort.InferenceSession(om.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+@needs_tvm
+def test_two_builds_are_byte_identical(bundles, tmp_path):
+    first = bundles("spec/ddsnet.yaml", "host")
+    second = _build("spec/ddsnet.yaml", "host", tmp_path / "again")
+    assert (first.out / "model.so").read_bytes() == (second.out / "model.so").read_bytes()
+    assert (first.out / "manifest.json").read_bytes() == (second.out / "manifest.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------- ARM
+@needs_tvm
+@pytest.mark.parametrize("target", ARM_TARGETS)
+def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
+    result = bundles("spec/ddsnet.yaml", target)
+    m, out = result.manifest, result.out
+    checks = m["target_checks"]
+    arm = checks["arm_vs_host"]
+    assert arm["passed"] and arm["max_abs"] <= 1e-5 and "kit/bin/tcc-run" in arm["description"]
+    assert m["self_check"]["result"]["passed"]
+    mix = checks["instruction_mix"]
+    print(f"\n[tvm] ddsnet {target}: arm vs host max abs {arm['max_abs']}, {mix['simd_kind']} {mix['simd']} of "
+          f"{mix['instructions']} instructions; top {mix['top_simd']}")
+    assert mix["arch"] == tg.get_target(target).arch and mix["simd"] > 0
+    # the kit is for the board: an ARM runner and ARM libraries
+    machine = {"arm-a7": 40, "aarch64": 183}[target]  # ELF e_machine: EM_ARM, EM_AARCH64
+    for f in ("kit/bin/tcc-run", "kit/lib/libtvm_runtime.so", "model.so"):
+        head = (out / f).read_bytes()[:20]
+        assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == machine, f
+    assert "qemu" in (out / "kit/README.md").read_text()
+    # tcc predict --artifact runs it here (under qemu), same numbers as the build's self-check run
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", "--artifact", str(out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+    got = np.array(json.loads(capsys.readouterr().out)["logits"], np.float32)
+    np.testing.assert_allclose(got, _ort_run(out, x)[0], atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- tuning
+def _tiny_spec(write):
+    return write("tiny.yaml", """
+        kind: model
+        name: tiny
+        input: {shape: [3, 16, 16]}
+        graph:
+          - {id: conv, op: conv, out: 8, k: 3, pad: 1}
+          - {id: act, op: relu}
+          - {id: pool, op: global_avg_pool}
+          - {id: fc, op: linear, out: 4}
+    """)

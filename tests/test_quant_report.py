@@ -1,0 +1,190 @@
+"""The calibration quality report (tcc.quant.report): per-tensor cosine / MSE against an independent computation,
+top-1 agreement, ORT's quantize_static beside tcc, JSON and PNG output, bad report paths, `tcc calibrate`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from quant_models import tiny_cnn, tiny_data
+from tcc.errors import DataError
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.reference import run_reference
+from tcc.quant.report import (check_report_path, format_report, quality_report, save_report, top1_agreement,
+                              validate_report)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_data(24)
+
+
+@pytest.fixture(scope="module")
+def table(model, data):
+    return calibrate_onnx(model, data, method="kl+cos", cos_steps=20, cos_rows=1000)
+
+
+@pytest.fixture(scope="module")
+def report(model, table, data):
+    return quality_report(model, table, data, samples=10, seed=3)
+
+
+def _fp32_tensor(model, x, name):
+    """FP32 value of one tensor, by a session of its own (independent of the report's batched run)."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})[0]
+
+
+def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data, report):
+    s = report["samples"]
+    assert (s["used"], s["of"], s["subset"]) == (10, 24, True) and len(set(s["indices"])) == 10
+    x = data[s["indices"]]
+    _, q = run_reference(model, table, x, return_all=True)
+    rows = {r["tensor"]: r for r in report["layers"]}
+    for name in ("dw.relu", "pw", "cat"):
+        ref = _fp32_tensor(model, x, name).astype(np.float64)
+        got = q[name].dequant().astype(np.float64)
+        cos = [float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(ref, got)]
+        assert rows[name]["cosine"] == pytest.approx(np.mean(cos), abs=2e-7)
+        assert rows[name]["cosine_min"] == pytest.approx(min(cos), abs=2e-7)
+        assert rows[name]["mse"] == pytest.approx(np.mean((got - ref) ** 2), rel=1e-3)
+    # topological order, every quantized activation, the graph output last; fused conv outputs read Conv+Relu
+    assert [r["tensor"] for r in report["layers"]] == \
+        ["input", "stem.relu", "dw.relu", "pw", "pool", "cat", "gap", "flat", "output"]
+    assert rows["stem.relu"]["op"] == "Conv+Relu" and rows["output"]["op"] == "Gemm"
+    # the fine search's own per-layer cosines, from the table
+    assert rows["pw"]["search_cos_after"] == pytest.approx(table.doc["layers"]["pw"]["cos_after"], abs=1e-7)
+    assert rows["stem.relu"]["search_layer"] == "stem.conv"
+    assert report["worst_layers"][0] == min(report["layers"], key=lambda r: r["cosine"])["tensor"]
+
+
+def test_end_to_end_entries_side_by_side(model, table, data, report):
+    models = report["end_to_end"]["models"]
+    assert list(models) == ["tcc_reference", "tcc_ort", "ort_minmax", "ort_entropy"]
+    for key, m in models.items():
+        assert "error" not in m, (key, m)
+        assert 0.99 < m["cosine_min"] <= m["cosine_mean"] <= 1 and m["mse"] >= 0 and 0 <= m["top1_agreement"] <= 1
+    assert models["ort_minmax"]["calib_s"] >= 0
+    x = data[report["samples"]["indices"]]
+    ref = _fp32_tensor(model, x, "output")
+    got = run_reference(model, table, x)
+    assert models["tcc_reference"]["top1_agreement"] == np.mean(ref.argmax(1) == got.argmax(1))
+    assert report["end_to_end"]["ort_calibration_samples"] == 24
+    fast = quality_report(model, table, data, samples=4, compare=False)
+    assert list(fast["end_to_end"]["models"]) == ["tcc_reference", "tcc_ort"]
+    assert "comparison skipped" in "\n".join(format_report(fast))
+
+
+def test_top1_agreement_on_a_crafted_case():
+    ref = np.array([[0.0, 1, 2], [5, 0, 0], [0, 3, 1], [1, 1, 4]])
+    got = np.array([[0.0, 1, 3], [0, 5, 0], [0, 3, 1], [4, 1, 1]])  # samples 1 and 3 flip
+    assert top1_agreement(ref, got) == 0.5
+    dense_ref = np.zeros((1, 2, 2, 2))
+    dense_ref[0, 1, 0, :] = 1  # class 1 in the top row, class 0 below
+    dense_got = np.zeros((1, 2, 2, 2))
+    dense_got[0, 1, :, 0] = 1  # class 1 in the left column
+    assert top1_agreement(dense_ref, dense_got) == 0.5  # per pixel: 2 of 4 agree
+
+
+def test_printed_table_flags_the_worst_layer(report):
+    lines = format_report(report)
+    worst = report["worst_layers"][0]
+    assert any(line.startswith(worst) and line.endswith("<< worst") for line in lines)
+    assert sum("<< worst" in line for line in lines) == len(report["worst_layers"])
+    assert any(line.startswith("ORT quantize_static Entropy") and "%" in line for line in lines)
+    assert "10 of 24 calibration samples" in lines[0]
+
+
+def test_json_round_trip_and_schema(report, tmp_path):
+    p = save_report(report, tmp_path / "q.json")
+    back = json.loads(p.read_text())
+    assert back == report and list(back) == list(report)  # same values, same key order
+    validate_report(back)
+    back["layers"][0]["cosine"] = 2.0
+    with pytest.raises(ValueError, match="layers/0/cosine"):
+        validate_report(back)
+    assert [f.name for f in tmp_path.iterdir()] == ["q.json"]  # no temporary file left
+
+
+def test_png_is_a_picture(report, tmp_path):
+    from PIL import Image
+
+    p = save_report(report, tmp_path / "q.png")
+    with Image.open(p) as im:
+        assert im.format == "PNG" and im.width >= 800 and im.height >= 400
+        # not blank: the chart line and text draw in several colours
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10
+
+
+@pytest.mark.parametrize("name, message", [("q.txt", "written as .json or .png"), ("q", "no suffix"),
+                                           ("missing/q.json", "does not exist")])
+def test_bad_report_paths(tmp_path, report, name, message):
+    with pytest.raises(DataError, match=message):
+        check_report_path(tmp_path / name)
+    with pytest.raises(DataError, match=message):
+        save_report(report, tmp_path / name)
+    assert not list(tmp_path.rglob("*q*"))
+
+
+def test_ops_the_reference_lacks_fall_back_to_fake_quant(model, table, data, report, monkeypatch):
+    """Where the integer reference lacks an op, the per-tensor numbers come from tcc's QDQ model run as float
+    fake-quant (the same scales; they differ from the reference only in requantization rounding), and the
+    reference's end-to-end entry says why it is missing."""
+    from tcc.quant import reference
+
+    def lacking(*args, **kwargs):
+        raise NotImplementedError("integer reference: op Softsign (s) is not supported")
+
+    monkeypatch.setattr(reference, "run_reference", lacking)
+    r = quality_report(model, table, data, samples=10, seed=3, compare=False)
+    assert r["per_layer_source"].startswith("tcc QDQ fake-quant")
+    assert "Softsign" in r["end_to_end"]["models"]["tcc_reference"]["error"]
+    assert r["end_to_end"]["models"]["tcc_ort"] == report["end_to_end"]["models"]["tcc_ort"]
+    fake = {row["tensor"]: row for row in r["layers"]}
+    for row in report["layers"]:
+        assert fake[row["tensor"]]["cosine"] == pytest.approx(row["cosine"], abs=1e-3), row["tensor"]
+    assert fake["input"] == report["layers"][0]  # the same quantizer on the input: identical
+    validate_report(r)
+    assert any(line.startswith("tcc, integer reference") and "Softsign" in line for line in format_report(r))
+
+
+def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
+    from tcc.cli import main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+    )
+    data = tmp_path / "calib.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32))
+    args = ["calibrate", str(spec), "--data", str(data), "--method", "kl+cos", "--cos-steps", "10",
+            "-o", str(tmp_path / "calib.json"), "--report-samples", "6"]
+    assert main([*args, "--report", str(tmp_path / "q.json")]) == 0
+    out = capsys.readouterr().out
+    assert "cos mean" in out and "ORT quantize_static MinMax" in out and "6 of 12 calibration samples" in out
+    report = json.loads((tmp_path / "q.json").read_text())
+    validate_report(report)
+    assert report["samples"]["used"] == 6 and report["calibration"]["method"] == "kl+cos"
+    # a wrong suffix or a missing directory: exit 2 before calibrating, nothing written
+    for bad, message in (("q.csv", "written as .json or .png"), ("nodir/q.png", "does not exist")):
+        target = tmp_path / "second.json"
+        assert main([*args[:-4], "-o", str(target), "--report", str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(tmp_path / bad) in err and "Traceback" not in err
+        assert not target.exists()
