@@ -50,7 +50,7 @@ class OrtBackend(Backend):
 
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
-            model = to_qdq(model, options.table)
+            model = to_qdq(model, options.table, compact=True)  # the deployment form: short names, no redundancy
         elif options.precision == "dynamic":
             model = _quantize_dynamic(model)
         elif options.precision != "fp32":

@@ -116,6 +116,12 @@ class TvmBackend(Backend):
                              "host target.")
         if options.tune < 0:
             raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
+        if options.tune or options.tune_log:
+            from . import tvm_runtime as rt
+
+            problem = rt.meta_schedule_problem()
+            if problem:
+                raise BuildError(f"--tune/--tune-log: {problem}. Build without them (untuned default schedules).")
         self._require_tools(options.target, run=True)  # the self-check runs ARM modules under qemu
         super().check(model, options)
 

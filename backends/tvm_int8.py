@@ -54,13 +54,13 @@ def storage_dtype(lo: int, hi: int) -> str:
 
 
 class _Lowering:
-    def __init__(self, model: onnx.ModelProto, table: CalibrationTable):
+    def __init__(self, model: onnx.ModelProto | None = None, table: CalibrationTable | None = None):
         from tvm import relax
 
         self.relax = relax
         self.model = model
-        self.table = table.tensors
-        self.inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.table = table.tensors if table is not None else {}
+        self.inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer} if model else {}
         self.bb = relax.BlockBuilder()
 
     # ------------------------------------------------------------------------------------------ small helpers
@@ -335,6 +335,20 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     expose: quantized tensors whose codes (as int32) main also returns, after the graph output(s) -- for
     comparing every layer with the reference's `return_all` codes."""
     return _Lowering(onnx_model, table).lower(tuple(expose))
+
+
+def multiplier_module(q, shift):
+    """main(acc: int32[n]) -> int64[n] = reference.multiply_by_quantized_multiplier(acc, q, shift) with per-element
+    q, shift (arrays of length n): the requantization core on its own, for testing it on edge cases."""
+    low = _Lowering()
+    relax = low.relax
+    q = np.asarray(q, np.int64)
+    acc = relax.Var("acc", relax.TensorType([len(q)], "int32"))
+    with low.bb.function("main", [acc]):
+        with low.bb.dataflow():
+            gv = low.bb.emit_output(low.multiply(acc, q, shift, ndim=1, axis=0))
+        low.bb.emit_func_output(gv)
+    return low.bb.get()
 
 
 def compile_int8(mod, target_name: str, out_path, *, fuse: bool = True):

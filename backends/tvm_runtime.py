@@ -520,6 +520,33 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
     return tvm.transform.Sequential(passes, name="tcc_cpu_pipeline")
 
 
+_SAVE_JSON_PROBE = """
+import tvm
+from tvm import te
+a = te.placeholder((4,), name="a")
+tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, te.compute((4,), lambda i: a[i] + 1)])}))
+"""
+
+
+def meta_schedule_problem() -> str | None:
+    """Why MetaSchedule tuning cannot run with the installed TVM, or None.
+
+    MetaSchedule serializes every IRModule it tunes (its JSON database, the builder's worker processes) with
+    tvm.ir.save_json.  In apache-tvm 0.27.0.post1 save_json crashes the process (SIGSEGV in ffi::ToJSONGraph), even
+    for a 4-element PrimFunc; measured here for the JSON and the in-memory database alike.  The probe runs in a
+    child process so the crash cannot take the build down."""
+    import importlib.util
+
+    proc = subprocess.run([sys.executable, "-c", _SAVE_JSON_PROBE], capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        why = "crashes (segmentation fault)" if proc.returncode in (-11, 139) else f"fails (exit {proc.returncode})"
+        return (f"MetaSchedule tuning is not usable with apache-tvm {tvm_versions()[0]}: serializing an IRModule "
+                f"(tvm.ir.save_json, used by MetaSchedule's database and builder) {why}")
+    if importlib.util.find_spec("psutil") is None:
+        return "MetaSchedule tuning needs the Python package psutil (pip install psutil)"
+    return None
+
+
 def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
     """A module pass that tunes the fused TIR functions with MetaSchedule and appends the records to the JSON
     database in ``work_dir`` (applied by MetaScheduleApplyDatabase after it).  Like

@@ -234,10 +234,7 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     assert main(["predict", "--artifact", str(result.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
     got = np.array([r["logits"] for r in json.loads(capsys.readouterr().out)], np.float32)
-    ort = get_backend("ort")
-    ref = _ort_run(result.out, x)
-    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-4)
-    assert ort.capabilities.name == "ort"
+    np.testing.assert_allclose(got, _ort_run(result.out, x), atol=1e-5, rtol=1e-4)
 
 
 def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
@@ -298,14 +295,14 @@ def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------- tuning
-def _tiny_spec(write):
-    return write("tiny.yaml", """
-        kind: model
-        name: tiny
-        input: {shape: [3, 16, 16]}
-        graph:
-          - {id: conv, op: conv, out: 8, k: 3, pad: 1}
-          - {id: act, op: relu}
-          - {id: pool, op: global_avg_pool}
-          - {id: fc, op: linear, out: 4}
-    """)
+@needs_tvm
+def test_tune_fails_cleanly_when_meta_schedule_cannot_run(tmp_path, capsys):
+    """--tune on the host: with a TVM whose MetaSchedule works it tunes; with apache-tvm 0.27.0.post1 (save_json
+    segfaults, see tvm_runtime.meta_schedule_problem) the build stops with the reason, before any work."""
+    problem = rt.meta_schedule_problem()
+    if problem is None:
+        pytest.skip("MetaSchedule works with this TVM: tuning is exercised by tools/bench_tvm.py --tune")
+    code = main(["build", str(ROOT / "spec/ddsnet.yaml"), "--target", "host", "--tune", "4", "-o", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 2 and "MetaSchedule tuning is not usable" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,109 @@
+"""The integer reference's residual Add (TFLite-style ADD): parameters, unit behaviour vs float, and in a graph."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
+
+
+def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):
+    """What a float backend does: dequantize both, add in float64, quantize (round half to even)."""
+    y = (a_q - a_zp) * np.float64(s_a) + (b_q - b_zp) * np.float64(s_b)
+    return np.clip(np.rint(y / np.float64(s_o)) + zp_o, lo, hi)
+
+
+def test_add_params_are_tflite_style():
+    p = add_params(0.02, 0.05, 0.04)
+    assert p["left_shift"] == ADD_LEFT_SHIFT == 20
+    for key, real in (("a", 0.02 / 0.1), ("b", 0.05 / 0.1), ("out", 0.1 / (2**20 * 0.04))):
+        q, shift = p[key]
+        assert 2**30 <= q < 2**31
+        assert abs(q * 2.0 ** (shift - 31) / real - 1) < 1e-9
+    assert p["b"] == (2**30, 0)  # the larger input is exactly 1/2 of twice_max
+
+
+def test_add_int_within_one_lsb_of_float():
+    rng = np.random.default_rng(0)
+    worst = 0
+    for _ in range(200):
+        s_a, s_b = rng.uniform(1e-3, 0.2, 2)
+        s_o = rng.uniform(0.5, 2.0) * max(s_a, s_b)
+        a_signed, b_signed, o_signed = rng.integers(0, 2, 3).astype(bool)
+        rng_a = (-128, 127) if a_signed else (0, 255)
+        rng_b = (-128, 127) if b_signed else (0, 255)
+        lo, hi = (-128, 127) if o_signed else (0, 255)
+        a = rng.integers(rng_a[0], rng_a[1] + 1, 4096)
+        b = rng.integers(rng_b[0], rng_b[1] + 1, 4096)
+        got = add_int(a, 0, s_a, b, 0, s_b, s_o, 0, lo, hi)
+        want = _float_add_codes(a, 0, s_a, b, 0, s_b, s_o, 0, lo, hi)
+        worst = max(worst, int(np.abs(got - want).max()))
+    assert worst <= 1, worst
+
+
+def test_add_int_zero_points_and_exact_cases():
+    # equal scales: the sum is exact (no rounding): codes add
+    a = np.arange(-60, 60)
+    b = np.arange(60, -60, -1) // 2
+    np.testing.assert_array_equal(add_int(a, 0, 0.1, b, 0, 0.1, 0.1, 0, -128, 127), a + b)
+    # zero points are subtracted from the inputs and added to the output
+    got = add_int(np.array([10, 70]), 10, 0.1, np.array([-5, 5]), -5, 0.1, 0.1, 3, -128, 127)
+    np.testing.assert_array_equal(got, [3, 3 + 60 + 10])
+    # saturation at the output range
+    assert add_int(np.array([127]), 0, 1.0, np.array([127]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [127]
+    assert add_int(np.array([-128]), 0, 1.0, np.array([-128]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [-128]
+
+
+def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
+    """conv+relu -> conv -> add(skip) [-> relu] -> gap -> flatten -> gemm."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, arr):
+        return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+
+    add_out = "add" if fused_relu else "res"
+    nodes = [
+        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="c2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], [add_out], name="add"),
+    ]
+    if fused_relu:
+        nodes.append(helper.make_node("Relu", ["add"], ["res"], name="add.relu"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", ["res"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "residual",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 12, 12])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4])],
+        [init("c1.w", rng.standard_normal((8, 3, 3, 3)) * 0.3), init("c1.b", rng.standard_normal(8) * 0.1),
+         init("c2.w", rng.standard_normal((8, 8, 3, 3)) * 0.2), init("c2.b", rng.standard_normal(8) * 0.1),
+         init("fc.w", rng.standard_normal((4, 8)) * 0.5), init("fc.b", rng.standard_normal(4) * 0.1)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_reference_runs_residual_add_within_one_lsb():
+    """In a graph: the Add's codes vs float addition of the reference's own (dequantized) input codes."""
+    rng = np.random.default_rng(3)
+    for fused in (True, False):
+        m = residual_model(fused_relu=fused)
+        t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax",
+                           target="tvm")
+        _, q = run_reference(m, t, rng.standard_normal((4, 3, 12, 12)).astype(np.float32), return_all=True)
+        out = q["res"]
+        assert "c2" in q and "r1" in q
+        a, b = q["c2"], q["r1"]
+        want = _float_add_codes(a.q, a.zp, a.scale, b.q, b.zp, b.scale, out.scale, out.zp, out.lo, out.hi)
+        if fused:  # the fused ReLU clamps at the zero point
+            want = np.maximum(want, out.zp)
+        diff = np.abs(out.q - want)
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.95, (diff.max(), (diff == 0).mean())
