@@ -24,7 +24,7 @@ FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
 
 # ---------------------------------------------------------------------------------------------------- registry
 def test_registry_is_plain_data_and_imports_nothing():
-    assert set(TARGETS) >= {"onnx", "ort"} and TARGETS["ort"].precisions == ("fp32", "fp16")
+    assert set(TARGETS) >= {"onnx", "ort"} and TARGETS["ort"].precisions == ("fp32", "fp16", "int8", "dynamic")
     assert all(t.backend in BACKENDS for t in TARGETS.values())
     code = "import sys, tcc.backends; print(any(m in sys.modules for m in ('onnxruntime', 'tcc.backends.ort')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -1,0 +1,163 @@
+"""INT8 Relax lowering (backends/tvm_int8.py) vs the integer reference executor: bit for bit.
+
+Every test compares np.array_equal against compiler/quant/reference.py: the graph output and, through
+`lower_int8(..., expose=...)`, the codes of every quantized tensor the reference computes. Host code runs in the
+Relax VM in-process; the exported .so runs once through tcc-run (host) and once under qemu (arm-a7), skipped with
+the reason when the toolchain, qemu or the ARM runtime is missing (like tests/test_tvm_infra.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+from tvm import relax  # noqa: E402
+
+from quant_models import tiny_cnn, tiny_data  # noqa: E402
+from test_quant_reference_ops import residual_model  # noqa: E402
+from tcc.backends import tvm_runtime as rt  # noqa: E402
+from tcc.backends.tvm_int8 import compile_int8, lower_int8, multiplier_module  # noqa: E402
+from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
+from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _host_vm(mod):
+    target = tvm.target.Target(rt.resolve_tvm_target("host"))
+    ex = tvm.compile(mod, target=target, relax_pipeline=rt._relax_pipeline(target, True, False))
+    return relax.VirtualMachine(ex, tvm.cpu())
+
+
+def _check_all(outs, ref_out, ref_codes, names):
+    """Output and every exposed tensor's codes equal to the reference; returns the number of elements compared."""
+    outs = [o.numpy() if hasattr(o, "numpy") else o for o in outs]
+    np.testing.assert_array_equal(outs[0], ref_out)
+    assert outs[0].dtype == np.float32
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+    return sum(o.size for o in outs)
+
+
+def _lowered(model, table, x):
+    ref_out, ref_codes = run_reference(model, table, x, return_all=True)
+    names = list(ref_codes)
+    return lower_int8(model, table, expose=names), ref_out, ref_codes, names
+
+
+# ---------------------------------------------------------------------------------------------------- requantization
+def test_requantize_core_bit_exact_on_edge_cases():
+    rng = np.random.default_rng(0)
+    ms = np.concatenate([
+        [0.5, 0.25, 0.75, 1.0, 1.5, 2.0**29, 3.0e8, 1e-3, 1e-9, 2.0**-40],  # ties, large M (k = 1..2), tiny M
+        rng.uniform(1e-6, 1.0, 3000),  # shift <= 0: the usual conv requantization
+        rng.uniform(1.0, 2.0**20, 1000),  # shift > 0
+    ])
+    q, shift = quantize_multiplier(ms)
+    accs = rng.integers(-(2**31), 2**31, len(q))
+    accs[:10] = [-7, -5, -3, -1, 1, 3, 5, -(2**31), 2**31 - 1, -1]  # negative and positive ties under M = 1/2, 1/4
+    accs[10:40] = rng.integers(-(2**10), 2**10, 30) * 2 + 1  # more odd values: ties for M = 2^-k
+    q[10:40], shift[10:40] = 2**30, rng.integers(-20, 1, 30)  # M = 2^(shift - 1): every odd acc ties
+    want = multiply_by_quantized_multiplier(accs, q, shift)
+    vm = _host_vm(multiplier_module(q, shift))
+    got = vm["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert (shift > 0).any() and (shift < 0).any() and (31 - shift == 1).any()
+
+
+def test_requantize_rejects_unrepresentable_multiplier():
+    q, shift = quantize_multiplier(2.0**31)
+    with pytest.raises(OverflowError):
+        multiplier_module(q, shift)
+
+
+# ---------------------------------------------------------------------------------------------------- small models
+@pytest.fixture(scope="module")
+def tiny():
+    m = tiny_cnn()
+    t = calibrate_onnx(m, tiny_data(24), method="kl", target="tvm")
+    return m, t
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_tiny_cnn_bit_exact(tiny, seed):
+    m, t = tiny
+    x = tiny_data(3, seed=seed) * (1 + seed)  # the second input saturates more codes
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    n = _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    assert n > 3000
+
+
+@pytest.mark.parametrize("fused_relu", [True, False])
+def test_residual_add_bit_exact(fused_relu):
+    rng = np.random.default_rng(1)
+    m = residual_model(fused_relu=fused_relu)
+    t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax", target="tvm")
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32) * 1.5
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    assert "res" in names
+
+
+def test_unsupported_op_is_named():
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Sigmoid", ["input"], ["output"], name="sig")], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 2, 2])])
+    from tcc.quant.table import CalibrationTable
+
+    entry = {"kind": "activation", "scale": 0.1, "zero_point": 0, "bits": 8, "signed": True}
+    table = CalibrationTable({"tensors": {"input": entry, "output": entry}})
+    with pytest.raises(NotImplementedError, match="Sigmoid"):
+        lower_int8(helper.make_model(g), table)
+
+
+# ---------------------------------------------------------------------------------------------------- real networks
+def _seeded_fp32(spec: str, seed: int = 0):
+    pytest.importorskip("torch")
+    import tcc
+    from tcc.lower_onnx import to_onnx
+    from tcc.lower_torch import init_weights
+    from tcc.passes import run_pipeline
+
+    model = tcc.load_model(ROOT / "spec" / spec)
+    module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed)
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    return run_pipeline(to_onnx(model.graph, state))[0], tuple(model.input_shape)
+
+
+@pytest.mark.parametrize("spec", ["ddsnet.yaml", "fastnet.yaml"])
+def test_network_bit_exact_on_host(spec):
+    m, shape = _seeded_fp32(spec)
+    rng = np.random.default_rng(0)
+    t = calibrate_onnx(m, rng.standard_normal((8, *shape)).astype(np.float32), method="kl", target="tvm")
+    xs = [rng.standard_normal((2, *shape)).astype(np.float32) * s for s in (1.0, 2.5)]
+    ref = [run_reference(m, t, x, return_all=True) for x in xs]
+    names = list(ref[0][1])
+    vm = _host_vm(lower_int8(m, t, expose=names))
+    compared = sum(_check_all(vm["main"](tvm.runtime.tensor(x)), r[0], r[1], names) for x, r in zip(xs, ref))
+    print(f"\n[tvm_int8] {spec}: {len(names)} quantized tensors, {compared} elements bit-exact")
+    assert len(names) > 40
+
+
+# ---------------------------------------------------------------------------------------------------- exported .so
+def _skip_unless_runtime(target: str) -> None:
+    missing = rt.missing_tools(target)
+    if missing:
+        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
+    if rt.runtime_state(target) != "ok":
+        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
+
+
+@pytest.mark.parametrize("target", ["host", "arm-a7"])
+def test_exported_module_bit_exact_with_tcc_run(tiny, target, tmp_path):
+    """The .so exported for the target (cross-compiled for arm-a7, run under qemu) gives the reference's bits."""
+    _skip_unless_runtime(target)
+    m, t = tiny
+    x = tiny_data(2, seed=9) * 2
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    so = compile_int8(mod, target, tmp_path / f"tiny-int8-{target}.so")
+    outs, _ = rt.run_module(so, target, x)
+    assert len(outs) == 1 + len(names)
+    _check_all(outs, ref_out, ref_codes, names)
