@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -306,7 +305,7 @@ class TvmBackend(Backend):
             "target": spec.name,
             "tvm_target": {k: v for k, v in rt.resolve_tvm_target(spec.name).items()},
             "batch": DEPLOY_BATCH if options.precision == "fp32" else None,
-            "kit": f"{KIT}/ (see {KIT}/README.md)",
+            "kit": f"{KIT}/",
             "readme_run": ["On the board (copy the whole bundle folder; kit/README.md has the details):", "",
                            "```sh", f"cd kit && {run}", "```", "",
                            "Here: `tcc predict --artifact THIS_DIR --image picture.png --json`"

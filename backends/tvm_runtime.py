@@ -43,11 +43,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is imported where used: the CLI (setup_arm.sh) runs without it
     import numpy as np
 
-try:  # installed as tcc.backends; also importable from the source tree
-    from .targets import TargetSpec, get_target, known_targets
-except ImportError:  # pragma: no cover - `python backends/tvm_runtime.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from targets import TargetSpec, get_target, known_targets  # type: ignore[no-redef]
+# Run as `python -m tcc.backends.tvm_runtime`, never as a script: a script's folder (backends/, which holds tvm.py)
+# would come first on sys.path and shadow the real `tvm` package.
+from .targets import TargetSpec, get_target, known_targets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_SRC = REPO_ROOT / "tools" / "arm_runtime"
@@ -531,19 +529,23 @@ tvm.ir.save_json(tvm.IRModule({"main": te.create_prim_func([a, te.compute((4,), 
 def meta_schedule_problem() -> str | None:
     """Why MetaSchedule tuning cannot run with the installed TVM, or None.
 
-    MetaSchedule serializes every IRModule it tunes (its JSON database, the builder's worker processes) with
-    tvm.ir.save_json.  In apache-tvm 0.27.0.post1 save_json crashes the process (SIGSEGV in ffi::ToJSONGraph), even
-    for a 4-element PrimFunc; measured here for the JSON and the in-memory database alike.  The probe runs in a
+    MetaSchedule serializes every IRModule it tunes (its database, TuneContext, the builder's worker processes)
+    with tvm.ir.save_json.  apache-tvm 0.27.0.post1 next to apache-tvm-ffi 0.1.15.post2 (pip's choice for
+    `apache-tvm-ffi>=0.1.14.post0`) crashes there (SIGSEGV in ffi::ToJSONGraph: the two binaries disagree), even for
+    a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0 the same call works (measured).  The probe runs in a
     child process so the crash cannot take the build down."""
     import importlib.util
 
     proc = subprocess.run([sys.executable, "-c", _SAVE_JSON_PROBE], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         why = "crashes (segmentation fault)" if proc.returncode in (-11, 139) else f"fails (exit {proc.returncode})"
-        return (f"MetaSchedule tuning is not usable with apache-tvm {tvm_versions()[0]}: serializing an IRModule "
-                f"(tvm.ir.save_json, used by MetaSchedule's database and builder) {why}")
-    if importlib.util.find_spec("psutil") is None:
-        return "MetaSchedule tuning needs the Python package psutil (pip install psutil)"
+        tvm_v, ffi_v = tvm_versions()
+        return (f"MetaSchedule tuning is not usable with apache-tvm {tvm_v} + apache-tvm-ffi {ffi_v}: serializing "
+                f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi 0.1.14.post0 "
+                "does not have this problem")
+    missing = [m for m in ("psutil", "cloudpickle") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install {' '.join(missing)})"
     return None
 
 

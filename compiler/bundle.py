@@ -261,7 +261,8 @@ def render_readme(m: dict) -> str:
         "",
         f"- `{m['artifact']}`: the model ({m['runtime'].get('runtime', m['backend'])}, opset {m['opset']})",
         "- `manifest.json`: versions, hashes of every file, preprocessing, labels, self-check result",
-        *([f"- `{m['runtime']['kit']}`: the deployment kit (runner + runtime libraries)"] if "kit" in m["runtime"] else []),
+        *([f"- `{m['runtime']['kit']}`: the deployment kit (runner + runtime libraries; its README.md says how to "
+            "run it on the board)"] if "kit" in m["runtime"] else []),
         "",
         "## Input and output",
         "",

@@ -160,6 +160,12 @@ def cmd_build(args) -> int:
         e = m["self_check"]["float16_activations"]
         print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
               f"scale), cosine {e['cosine']}")
+    for name, c in m.get("target_checks", {}).items():  # backend checks (TVM: ARM under qemu vs host, SIMD share)
+        if name == "instruction_mix":
+            print(f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions")
+        else:
+            print(f"{name}: max abs {c['max_abs']}" + (f" (required: {c['required']}) -> passed" if "required" in c
+                                                         else " (recorded)"))
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
     print(f"wrote {result.out}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
           f"{result.seconds['total']:.1f} s]")

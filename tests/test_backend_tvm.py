@@ -9,13 +9,13 @@ fixtures: one host DDSNet bundle, one arm-a7 and one aarch64 DDSNet bundle.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -29,12 +29,8 @@ from tcc.errors import BuildError
 ROOT = Path(__file__).resolve().parents[1]
 ARM_TARGETS = ["arm-a7", "aarch64"]
 
-try:
-    import tvm  # noqa: F401
-
-    _NO_TVM = None
-except ImportError:
-    _NO_TVM = "apache-tvm not installed (tools/setup_arm.sh installs it)"
+_NO_TVM = (None if importlib.util.find_spec("tvm") is not None
+           else "apache-tvm not installed (tools/setup_arm.sh installs it)")
 
 needs_tvm = pytest.mark.skipif(_NO_TVM is not None, reason=_NO_TVM or "")
 
@@ -233,7 +229,7 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
     x = np.random.default_rng(3).standard_normal((2, 3, 224, 224)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     assert main(["predict", "--artifact", str(result.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
-    got = np.array([r["logits"] for r in json.loads(capsys.readouterr().out)], np.float32)
+    got = np.array([r["logits"] for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])], np.float32)
     np.testing.assert_allclose(got, _ort_run(result.out, x), atol=1e-5, rtol=1e-4)
 
 
@@ -290,8 +286,55 @@ def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     assert main(["predict", "--artifact", str(out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
-    got = np.array(json.loads(capsys.readouterr().out)["logits"], np.float32)
+    got = np.array(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["logits"], np.float32)
     np.testing.assert_allclose(got, _ort_run(out, x)[0], atol=1e-5, rtol=1e-4)
+
+
+@needs_tvm
+def test_arm_bundle_without_qemu_names_the_package(bundles, monkeypatch, tmp_path, capsys):
+    out = bundles("spec/ddsnet.yaml", "arm-a7").out
+    import tcc.backends.tvm as tvm_backend
+
+    monkeypatch.setattr(tvm_backend.shutil, "which", lambda cmd: None)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 224, 224), np.float32))
+    assert main(["predict", "--artifact", str(out), "--input", str(tmp_path / "x.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "qemu-arm" in err and "qemu-user" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------------- INT8
+TINY = """
+kind: model
+name: tiny
+input:
+  shape: [3, 32, 32]
+  preprocess: {resize: [32, 32], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
+layers:
+  - {id: conv1, op: conv2d, out: 8, kernel: 3, padding: 1}
+  - {id: bn1, op: batchnorm}
+  - {id: relu1, op: relu}
+  - {id: gap, op: global_avgpool}
+  - {id: flat, op: flatten}
+  - {id: fc, op: linear, out: 3}
+"""
+
+
+@needs_tvm
+def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
+    """INT8 goes through backends/tvm_int8.py and is compiled like FP32; the ARM module under qemu must equal the
+    host build bit for bit, and both the integer reference (the builder's gated self-check for exact backends)."""
+    if importlib.util.find_spec("tcc.backends.tvm_int8") is None:
+        pytest.skip("backends/tvm_int8.py not there yet")
+    _require_runtime("arm-a7")
+    spec = write("tiny.yaml", TINY)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    result = build(spec, "arm-a7", tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
+                   calib_options={"method": "minmax", "calib_size": 8})
+    m = result.manifest
+    assert m["precision"] == "int8" and m["self_check"]["result"]["bit_exact"]
+    arm = m["target_checks"]["arm_vs_host"]
+    assert arm["passed"] and arm["bit_exact"] and arm["required"] == "bit-exact"
+    assert "vs_onnxruntime" not in m["target_checks"] and m["target_checks"]["instruction_mix"]["simd"] > 0
 
 
 # ---------------------------------------------------------------------------------------------------- tuning

@@ -295,7 +295,8 @@ def test_cli_build_and_predict_artifact(tiny, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [
     (["--target", "tflite"], "unknown target 'tflite'; known targets:"),
-    (["--target", "ort", "--precision", "int8"], "does not offer precision int8"),
+    (["--target", "onnx", "--precision", "int8"], "does not offer precision int8"),
+    (["--target", "ort", "--precision", "int8"], "needs a calibration table (--calib"),
     (["--target", "onnx", "--precision", "fp16"], "does not offer precision fp16"),
     (["--target", "ort", "--opset", "5"], "opset 5"),
     (["--target", "ort", "--weights", "missing.pth"], "no such weights file"),

@@ -152,6 +152,45 @@ def test_ort_qdq_equals_reference(setup):
     assert cosine(run(m, x), got) > 0.9995
 
 
+def test_ort_rules_give_dense_weights_int16_headroom(setup):
+    """ORT rules: 7-bit codes for the weights of non-depthwise convs and linear layers, 8-bit for depthwise; the
+    codes of every weight lie in its entry's range; other targets keep 8 bits everywhere."""
+    m, t, q, _ = setup
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    bits = {name: e["bits"] for name, e in t.tensors.items() if e["kind"] == "weight"}
+    assert bits == {"stem.conv.weight": 7, "pw.weight": 7, "fc.weight": 7, "dw.weight": 8}
+    for name, b in bits.items():
+        codes = t.weight_codes(name, inits[name])
+        assert codes.min() >= -(2 ** (b - 1)) and codes.max() <= 2 ** (b - 1) - 1
+        assert np.abs(codes).max() >= 2 ** (b - 2)  # the range is used, not just respected
+    tvm = calibrate_onnx(m, tiny_data(24), method="minmax", target="tvm")
+    assert {e["bits"] for e in tvm.tensors.values() if e["kind"] == "weight"} == {8}
+
+
+def test_ort_int8_exact_where_u8s8_kernels_saturate():
+    """A 1x1 conv whose u8 inputs sit at the top code and whose weights are all at the top code: with 8-bit
+    weights, ORT's AVX2 u8s8 kernel (VPMADDUBSW) sums pairs 255 * 127 + 255 * 127 in a saturating int16 and comes
+    out ~half the true value (measured on an AVX2 EPYC: 8.09 instead of 16.0). With the ORT rules' 7-bit dense
+    weights it must equal the reference on every CPU (on VNNI CPUs it passes either way)."""
+    c = 16
+    w = np.ones((4, c, 1, 1), np.float32)
+    w[1] *= -1
+    nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], name="conv"),
+             helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["relu"], ["output"], name="gap")]
+    g = helper.make_graph(nodes, "sat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, 4, 4])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 1, 1])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.full((4, c, 4, 4), 1.0, np.float32)  # never negative: u8 codes, all at 255 after minmax calibration
+    t = calibrate_onnx(m, x, method="minmax", target="ort")
+    assert t.tensors["input"]["zero_point"] == 0 and t.tensors["w"]["bits"] == 7
+    ref = run_reference(m, t, x)
+    got = run(to_qdq(m, t), x, optimize=True)
+    np.testing.assert_allclose(ref.ravel()[::4], c, rtol=0.02)  # the true value, within quantization
+    assert np.abs(got - ref).max() <= 1.0 * t.tensors["output"]["scale"]  # 8-bit weights here: 8.09 for 16.0
+
+
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
 def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     """The CLI path on the DDSNet GC checkpoint: `calibrate(spec, weights, image dir)` (spec -> ONNX -> passes,

@@ -16,7 +16,7 @@ from tvm import relax  # noqa: E402
 from quant_models import tiny_cnn, tiny_data  # noqa: E402
 from test_quant_reference_ops import residual_model  # noqa: E402
 from tcc.backends import tvm_runtime as rt  # noqa: E402
-from tcc.backends.tvm_int8 import compile_int8, lower_int8, multiplier_module  # noqa: E402
+from tcc.backends.tvm_int8 import lower_int8, multiplier_module, requantize_module  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
 
@@ -46,7 +46,8 @@ def _lowered(model, table, x):
 
 
 # ---------------------------------------------------------------------------------------------------- requantization
-def test_requantize_core_bit_exact_on_edge_cases():
+def _edge_cases():
+    """Multipliers and accumulators that hit every branch of the fixed-point requantization."""
     rng = np.random.default_rng(0)
     ms = np.concatenate([
         [0.5, 0.25, 0.75, 1.0, 1.5, 2.0**29, 3.0e8, 1e-3, 1e-9, 2.0**-40],  # ties, large M (k = 1..2), tiny M
@@ -58,11 +59,27 @@ def test_requantize_core_bit_exact_on_edge_cases():
     accs[:10] = [-7, -5, -3, -1, 1, 3, 5, -(2**31), 2**31 - 1, -1]  # negative and positive ties under M = 1/2, 1/4
     accs[10:40] = rng.integers(-(2**10), 2**10, 30) * 2 + 1  # more odd values: ties for M = 2^-k
     q[10:40], shift[10:40] = 2**30, rng.integers(-20, 1, 30)  # M = 2^(shift - 1): every odd acc ties
-    want = multiply_by_quantized_multiplier(accs, q, shift)
-    vm = _host_vm(multiplier_module(q, shift))
-    got = vm["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
-    np.testing.assert_array_equal(got, want)
     assert (shift > 0).any() and (shift < 0).any() and (31 - shift == 1).any()
+    return accs, q, shift
+
+
+def test_requantize_kernel_bit_exact_on_edge_cases():
+    """The shared requantization PrimFunc every layer calls: int32 output, and int8 with a zero point."""
+    accs, q, shift = _edge_cases()
+    want = multiply_by_quantized_multiplier(accs, q, shift)
+    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1, 1))
+    got = _host_vm(requantize_module(q, shift))["main"](x).numpy().ravel()
+    np.testing.assert_array_equal(got, np.clip(want, -(2**31), 2**31 - 1))
+    got8 = _host_vm(requantize_module(q, shift, zp=-3, lo=-128, hi=127, dtype="int8"))["main"](x).numpy().ravel()
+    assert got8.dtype == np.int8
+    np.testing.assert_array_equal(got8, np.clip(want - 3, -128, 127))
+
+
+def test_elementwise_multiply_bit_exact_on_edge_cases():
+    """The int64 Relax-op form used by the residual Add (its intermediate terms are not clamped)."""
+    accs, q, shift = _edge_cases()
+    got = _host_vm(multiplier_module(q, shift))["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
+    np.testing.assert_array_equal(got, multiply_by_quantized_multiplier(accs, q, shift))
 
 
 def test_requantize_rejects_unrepresentable_multiplier():
@@ -127,18 +144,20 @@ def _seeded_fp32(spec: str, seed: int = 0):
     return run_pipeline(to_onnx(model.graph, state))[0], tuple(model.input_shape)
 
 
-@pytest.mark.parametrize("spec", ["ddsnet.yaml", "fastnet.yaml"])
+@pytest.mark.parametrize("spec", ["ddsnet.yaml", "fastnet.yaml", "baselines/resnet18.yaml",
+                                  "baselines/mobilenet_v2.yaml"])
 def test_network_bit_exact_on_host(spec):
+    """DDSNet, FastNet (concat, pools, ReLU6) and the residual baselines (Add, fused Add+ReLU, padded max pool)."""
     m, shape = _seeded_fp32(spec)
     rng = np.random.default_rng(0)
-    t = calibrate_onnx(m, rng.standard_normal((8, *shape)).astype(np.float32), method="kl", target="tvm")
+    t = calibrate_onnx(m, rng.standard_normal((4, *shape)).astype(np.float32), method="kl", target="tvm")
     xs = [rng.standard_normal((2, *shape)).astype(np.float32) * s for s in (1.0, 2.5)]
     ref = [run_reference(m, t, x, return_all=True) for x in xs]
     names = list(ref[0][1])
     vm = _host_vm(lower_int8(m, t, expose=names))
     compared = sum(_check_all(vm["main"](tvm.runtime.tensor(x)), r[0], r[1], names) for x, r in zip(xs, ref))
     print(f"\n[tvm_int8] {spec}: {len(names)} quantized tensors, {compared} elements bit-exact")
-    assert len(names) > 40
+    assert len(names) > 30
 
 
 # ---------------------------------------------------------------------------------------------------- exported .so
@@ -152,12 +171,13 @@ def _skip_unless_runtime(target: str) -> None:
 
 @pytest.mark.parametrize("target", ["host", "arm-a7"])
 def test_exported_module_bit_exact_with_tcc_run(tiny, target, tmp_path):
-    """The .so exported for the target (cross-compiled for arm-a7, run under qemu) gives the reference's bits."""
+    """The .so exported by tvm_runtime.compile_module, as the TVM backend does (cross-compiled for arm-a7, run
+    under qemu), gives the reference's bits."""
     _skip_unless_runtime(target)
     m, t = tiny
     x = tiny_data(2, seed=9) * 2
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
-    so = compile_int8(mod, target, tmp_path / f"tiny-int8-{target}.so")
+    so = rt.compile_module(mod, target, tmp_path / f"tiny-int8-{target}.so")
     outs, _ = rt.run_module(so, target, x)
     assert len(outs) == 1 + len(names)
     _check_all(outs, ref_out, ref_codes, names)

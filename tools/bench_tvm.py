@@ -127,7 +127,8 @@ def main(argv=None) -> int:
                 try:
                     secs, so = tvm_variant(onnx_model, shape, name, out, args.tune if tune_dir else 0, tune_dir)
                 except Exception as e:  # a variant TVM cannot compile is a result too
-                    rows.append({"model": key, "variant": name, "error": str(e).strip().splitlines()[-1]})
+                    rows.append({"model": key, "variant": name,
+                                 "error": f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[-1]})
                     print(f"{key} {name}: compile failed: {rows[-1]['error']}", file=sys.stderr)
                     continue
                 outs, tvm_ms = rt.run_module(so, "host", x, threads=1, repeat=args.repeat)

@@ -26,7 +26,7 @@ die() { printf '[setup_arm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- 1. Debian packages
 # The target registry (backends/targets.py) names the packages; unknown targets fail here.
-pkg_list="$("$PYTHON" "$REPO/backends/tvm_runtime.py" apt-missing "${TARGETS[@]}")" \
+pkg_list="$("$PYTHON" -m tcc.backends.tvm_runtime apt-missing "${TARGETS[@]}")" \
   || die "cannot resolve targets: ${TARGETS[*]}"
 need_pkgs=()
 [ -n "$pkg_list" ] && read -r -a need_pkgs <<< "$pkg_list"
@@ -82,6 +82,6 @@ fi
 # ---------------------------------------------------------------- 3. runtimes + tcc-run
 say "TVM runtimes + tcc-run for: ${TARGETS[*]}"
 cd "$REPO"
-"$PYTHON" "$REPO/backends/tvm_runtime.py" ensure "${TARGETS[@]}" \
+"$PYTHON" -m tcc.backends.tvm_runtime ensure "${TARGETS[@]}" \
   || die "building the TVM runtimes failed (see the log named above)"
 say "done"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .quantizer import fake_quant
+from .quantizer import fake_quant, scale_for_threshold
 from .stats import Layer
 
 
@@ -120,7 +120,7 @@ class SearchResult:
     layers: dict[str, LayerResult]
 
 
-def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
+def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
     """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
     g, o, k = wg.shape
     a64 = a_q.astype(np.float64)  # [G, R, K]
@@ -135,7 +135,7 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
     dots = np.empty(cands.shape)
     nrms = np.empty(cands.shape)
     for f in range(len(cands)):
-        wq = fake_quant(wg, cands[f].reshape(g, o, 1), signed=signed_w).astype(np.float64)
+        wq = fake_quant(wg, cands[f].reshape(g, o, 1), bits=bits).astype(np.float64)
         dots[f] = np.einsum("gok,gok->go", wq, bfp) + b * ysum
         gw = np.matmul(wq, gram)  # gram is symmetric
         nrms[f] = np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", colsum, wq) + r * b * b
@@ -163,14 +163,15 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, signed_w=True):
 
 def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
                act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
-               lo: float = 0.5, hi: float = 2.0, stride: int = 4) -> SearchResult:
+               lo: float = 0.5, hi: float = 2.0, stride: int = 4,
+               weight_bits: dict[str, int] | None = None) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
     the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
     cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
-    factors within `stride` of the best (stride=1: the full grid). Returns the new input scales, per-channel
-    weight scales and before/after cosines.
+    factors within `stride` of the best (stride=1: the full grid). `weight_bits`: weight name -> bit width of its
+    codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
     """
     factors = np.linspace(lo, hi, steps)
     by_input: dict[str, list[Layer]] = {}
@@ -190,12 +191,13 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
             wg = grouped_weight(l, weights[l.weight])
             bias = weights[l.bias].astype(np.float32) if l.bias else None
             y_fp = layer_output(a, wg, bias)
-            s0_w = (np.maximum(np.abs(wg).max(axis=2), 1e-12) / 127.0).astype(np.float32)  # [G, O], minmax
+            bits = (weight_bits or {}).get(l.weight, 8)
+            s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
             st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
-                       "q": _Quant(a, signed_a)})
+                       "q": _Quant(a, signed_a), "bits": bits})
 
         def cos_of(item, s_act, s_w):
-            wq = fake_quant(item["wg"], s_w[..., None])
+            wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
             return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
 
         before = [cos_of(it, s_a, it["s_w"]) for it in st]
@@ -203,14 +205,14 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
         for _ in range(rounds):
             for i, it in enumerate(st):  # weights, activation fixed
                 a_q = it["q"](s_a)
-                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors)
+                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
                 c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
                 if c_new >= c_old:  # exact by construction; guard against float summation order
                     it["s_w"] = new
                 hist[i].append(max(c_new, c_old))
             # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
             # then every factor around the best coarse one
-            wqs = [fake_quant(it["wg"], it["s_w"][..., None]) for it in st]
+            wqs = [fake_quant(it["wg"], it["s_w"][..., None], bits=it["bits"]) for it in st]
             grid = s0_a * factors
 
             def score(s):

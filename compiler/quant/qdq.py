@@ -85,9 +85,7 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13, com
             continue
         w = numpy_helper.to_array(inits[l.weight]).astype(np.float32)
         sw = table.weight_scale(l.weight)
-        shape = [1] * w.ndim
-        shape[l.w_axis] = -1
-        wq = np.clip(np.rint(w / sw.reshape(shape)), -128, 127).astype(np.int8)
+        wq = table.weight_codes(l.weight, w).astype(np.int8)
         if l.name in s2d:
             wq = s2d[l.name](wq)
         head.append(helper.make_node("DequantizeLinear", [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],

@@ -169,11 +169,8 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
         if op in ("Conv", "Gemm", "MatMul"):
             xq: QTensor = env[node.input[0]]
             w = inits[node.input[1]]
-            ws = np.asarray(t[node.input[1]]["scale"], dtype=np.float32)
-            axis = t[node.input[1]].get("axis", 0)
-            shape = [1] * w.ndim
-            shape[axis] = -1
-            wq = np.clip(np.rint(w / ws.reshape(shape)), -128, 127).astype(np.int64)
+            ws = table.weight_scale(node.input[1])
+            wq = table.weight_codes(node.input[1], w).astype(np.int64)
             xi = xq.q - xq.zp
             if op == "Conv":
                 acc = _conv_int(xi, wq, a)

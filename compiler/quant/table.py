@@ -63,6 +63,15 @@ class CalibrationTable:
     def weight_scale(self, name: str) -> np.ndarray:
         return np.asarray(self.tensors[name]["scale"], dtype=np.float32)
 
+    def weight_codes(self, name: str, w: np.ndarray) -> np.ndarray:
+        """The integer codes (int32) of weight `w` under its entry: equation (8) per output channel with the
+        entry's bit width (8, or 7 where the target's kernels need headroom). The one definition the QDQ lowering,
+        the integer reference and the TVM lowering share."""
+        from .quantizer import quantize
+
+        t = self.tensors[name]
+        return quantize(w, self.weight_scale(name), t.get("bits", 8), True, t.get("axis", 0))
+
     def to_json(self) -> str:
         return json.dumps(self.doc, indent=1, allow_nan=False)
 
