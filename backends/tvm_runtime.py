@@ -492,24 +492,30 @@ def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
 
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
-                    tune_trials: int = 0):
-    """Relax lowering for CPU: tvm.compile's default, or cpu_generic (fusion + constant folding),
-    optionally with dlight's CPU rules on the legalized TIR, and MetaSchedule: with ``tune_dir``
-    the fused TIR functions are tuned (``tune_trials`` > 0, records appended to the JSON database
-    in ``tune_dir``) and/or the best records of that database are applied."""
+                    tune_trials: int = 0, schedule: bool = True):
+    """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
+    tcc's default CPU schedules (backends/tvm_schedule.py) on the fused TIR; optionally dlight's own CPU rules,
+    and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
+    to the JSON database in ``tune_dir``) and/or the best records of that database are applied.
+    Nothing set: tvm.compile's default (unfused, unscheduled)."""
     import tvm
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
-    if not fuse and not dlight and not tune_dir:
+    from . import tvm_schedule
+
+    if not fuse and not dlight and not tune_dir and not schedule:
         return "default"
-    passes: list[Any] = list(cpu_generic.library_dispatch_passes(target))
+    passes: list[Any] = tvm_schedule.layout_passes() if schedule else []
+    passes += list(cpu_generic.library_dispatch_passes(target))
     passes += list(cpu_generic.legalize_passes(target)) if fuse else [relax.transform.LegalizeOps()]
     if tune_dir:
         if tune_trials > 0:
             passes.append(_meta_schedule_tune(target, tune_dir, tune_trials))
         with target:  # the pass reads the target when it is constructed
             passes.append(relax.transform.MetaScheduleApplyDatabase(tune_dir))
+    if schedule:  # after MetaSchedule: what it tuned is marked scheduled and left alone
+        passes.append(tvm_schedule.default_schedule_pass())
     if dlight:
         from tvm.s_tir import dlight as dl
 
@@ -587,7 +593,39 @@ def import_onnx(onnx_model: Any, shape_dict: dict[str, list[int]] | None = None)
     from tvm.relax.frontend.onnx import from_onnx
 
     model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
-    return from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
+    return relax_clips(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False))
+
+
+def relax_clips(mod: Any) -> Any:
+    """The frontend's Clip with constant bounds -- prebuilt TE kernels, call_tir(maximum / minimum, x, bound) --
+    as the Relax ops R.maximum / R.minimum: the same values. Why: Relax's ConvertLayout cannot move a call_tir to
+    NHWC, so every ReLU6 of FastNet / MobileNetV2 was wrapped in two transposes. (Rewriting the ONNX Clip as
+    Max / Min instead does not work: the frontend turns those into broadcast + stack + reduce.)"""
+    import tvm
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    ops = {"maximum": (relax.op.maximum, "T.max("), "minimum": (relax.op.minimum, "T.min(")}
+
+    @mutator
+    class Clips(PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if call.op != call_tir or not isinstance(call.args[1], relax.Tuple) or len(call.args[1].fields) != 2:
+                return call
+            kind = next((k for k in ops if call.args[0].name_hint.startswith(k)), None)
+            x, bound = call.args[1].fields
+            if isinstance(bound, relax.Var):
+                bound = self.lookup_binding(bound)
+            if (kind is None or not isinstance(bound, tvm.ir.GenericConst) or len(bound.ty.shape) != 0
+                    or ops[kind][1] not in mod[call.args[0]].script()):
+                return call
+            return ops[kind][0](x, bound)
+
+    mod = relax.transform.FoldConstant()(mod)  # the frontend's NaN guards on the bounds become constants
+    mod["main"] = Clips(mod).visit_expr(mod["main"])
+    return relax.transform.DeadCodeElimination()(mod)
 
 
 def _physical_cores() -> int:
@@ -601,7 +639,7 @@ def _physical_cores() -> int:
 
 def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
-                   tune_trials: int = 0) -> Path:
+                   tune_trials: int = 0, schedule: bool = True) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path.  See compile_onnx for the options."""
     import tvm
@@ -613,7 +651,7 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
     if tune_dir:  # MetaSchedule sizes its parallel schedules by the target's core count
         target_dict["num-cores"] = _physical_cores()
     target = tvm.target.Target(target_dict)
-    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials)
+    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule)
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
@@ -630,12 +668,13 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
 
 def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
                  fuse: bool = True, dlight: bool = False, shape_dict: dict[str, list[int]] | None = None,
-                 tune_dir: str | os.PathLike | None = None, tune_trials: int = 0) -> Path:
+                 tune_dir: str | os.PathLike | None = None, tune_trials: int = 0, schedule: bool = True) -> Path:
     """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
 
     Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
     the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
-    FoldConstant) instead of tvm.compile's unfused default (measured a little faster);
+    FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout and tcc's CPU
+    schedules (backends/tvm_schedule.py; DDSNet 172 ms -> ~9 ms on one core);
     ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
     net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
     ``tune_dir``/``tune_trials``: MetaSchedule (see _relax_pipeline); tuning measures candidates
@@ -644,7 +683,7 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
     require_tools(target_name, build=False, run=False)
     mod = import_onnx(onnx_model, shape_dict)
     return compile_module(mod, target_name, out_path, fuse=fuse, dlight=dlight, tune_dir=tune_dir,
-                          tune_trials=tune_trials)
+                          tune_trials=tune_trials, schedule=schedule)
 
 
 def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray | Sequence[np.ndarray], *,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """TVM (host target) vs ONNX Runtime, FP32, one thread, batch 1: latency of the paper models.
 
-    .venv/bin/python tools/bench_tvm.py                      # DDSNet + FastNet, default pipeline
-    .venv/bin/python tools/bench_tvm.py --variants           # also: unfused, dlight, NHWC layout
+    .venv/bin/python tools/bench_tvm.py                      # DDSNet + FastNet, tcc's default pipeline
+    .venv/bin/python tools/bench_tvm.py --variants           # also: no tcc schedules, unfused, dlight
     .venv/bin/python tools/bench_tvm.py --tune 200           # MetaSchedule (needs a TVM whose save_json works)
 
 Both run the same ONNX graph (the spec lowered with seeded random weights, after tcc's pass pipeline; random
@@ -66,32 +66,19 @@ def ort_latency(onnx_model, x: np.ndarray, repeat: int) -> tuple[float, np.ndarr
     return float(np.median(times)), y
 
 
-def layout_nhwc(mod, target):
-    """Relax ConvertLayout: conv2d in NHWC data / OHWI weights (the rest follows)."""
-    import tvm
-    from tvm import relax
-
-    with target:
-        return tvm.transform.Sequential([relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
-                                         relax.transform.Normalize()])(mod)
-
-
 def tvm_variant(onnx_model, shape, name: str, out_dir: Path, tune: int, tune_dir: str | None):
-    """(compile seconds, .so path) of one pipeline variant."""
-    import tvm
-
+    """(compile seconds, .so path) of one pipeline variant: default (tcc's NHWC schedules, what `tcc build` uses),
+    unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's own default), dlight (its CPU rules)."""
     from tcc.backends import tvm_runtime as rt
 
     inp = onnx_model.graph.input[0].name
     t0 = time.perf_counter()
     mod = rt.import_onnx(onnx_model, {inp: list(shape)})
-    kw = {"fuse": True, "dlight": False}
+    kw = {"fuse": True, "dlight": False, "schedule": name == "default"}
     if name == "unfused":
         kw["fuse"] = False
     elif name == "dlight":
         kw["dlight"] = True
-    elif name == "nhwc":
-        mod = layout_nhwc(mod, tvm.target.Target(rt.resolve_tvm_target("host")))
     if tune:
         kw.update(tune_dir=tune_dir, tune_trials=tune)
     so = rt.compile_module(mod, "host", out_dir / f"{name}.so", **kw)
@@ -102,7 +89,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--repeat", type=int, default=20, help="timed runs per measurement (median)")
-    ap.add_argument("--variants", action="store_true", help="also measure unfused / dlight / NHWC pipelines")
+    ap.add_argument("--variants", action="store_true", help="also measure unscheduled / unfused / dlight pipelines")
     ap.add_argument("--tune", type=int, default=0, help="MetaSchedule trials for the default variant")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_tvm.json"), help="where to write the results")
     args = ap.parse_args(argv)
@@ -114,7 +101,7 @@ def main(argv=None) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
-    variants = ["default"] + (["unfused", "dlight", "nhwc"] if args.variants else [])
+    variants = ["default"] + (["unscheduled", "unfused", "dlight"] if args.variants else [])
     rows = []
     with tempfile.TemporaryDirectory(prefix="tcc-bench-tvm-") as tmp:
         for key in args.models:
@@ -139,14 +126,14 @@ def main(argv=None) -> int:
                              "tune_trials": args.tune if tune_dir else 0})
                 print(f"{key} {name}: TVM {tvm_ms:.2f} ms, ORT {ort_ms:.2f} ms ({tvm_ms / ort_ms:.1f}x)",
                       file=sys.stderr)
-    head = f"{'model':<9} {'variant':<8} {'TVM ms':>9} {'ORT ms':>8} {'TVM/ORT':>8} {'compile s':>9} {'max|d|':>9}"
+    head = f"{'model':<9} {'variant':<11} {'TVM ms':>9} {'ORT ms':>8} {'TVM/ORT':>8} {'compile s':>9} {'max|d|':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:<9} {r['variant']:<8} compile failed: {r['error'][:60]}")
+            print(f"{r['model']:<9} {r['variant']:<11} compile failed: {r['error'][:60]}")
             continue
-        print(f"{r['model']:<9} {r['variant']:<8} {r['tvm_ms']:>9.2f} {r['ort_ms']:>8.2f} {r['ratio']:>7.1f}x "
+        print(f"{r['model']:<9} {r['variant']:<11} {r['tvm_ms']:>9.2f} {r['ort_ms']:>8.2f} {r['ratio']:>7.1f}x "
               f"{r['compile_s']:>9.1f} {r['max_abs_vs_ort']:>9.1e}")
     doc = {"goal": f"TVM <= {GOAL}x ORT latency", "threads": 1, "batch": 1, "repeat": args.repeat,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -1,0 +1,277 @@
+"""Default CPU schedules for the TVM backend: tcc's own dlight rules for channels-last conv nets.
+
+TVM 0.27's Relax legalizes conv2d, pooling and concat to TOPI compute definitions and ships no CPU schedule for
+them: compiled untuned they are plain scalar loop nests (DDSNet 52x slower than ONNX Runtime, measured), and
+MetaSchedule needs minutes of tuning per model on the machine itself (impossible for an ARM board built here).
+These rules give every such function a good schedule without search, for any CPU the target registry knows:
+
+- the graph is converted to NHWC (`LAYOUT`), so every conv, depthwise conv and pool reads and writes channels
+  innermost: one vector register holds `lanes` consecutive channels of one pixel;
+- `WindowReduction` schedules each reduction (conv2d, group/depthwise conv2d, max/avg pool, global mean, dense)
+  as a register-blocked micro-kernel: an output tile of X pixels x F channels (X * F / lanes accumulators, chosen
+  to fit the target's vector registers) is accumulated in registers over the whole reduction (ky, kx, c_in),
+  broadcasting one input value (or loading one vector of inputs, depthwise) against one vector of weights per
+  step; the bias / ReLU / average epilogue is fused into the write-back of the tile; rows run in parallel;
+- `Injective` vectorizes what is left (concat, transposes, padding, elementwise) along its contiguous axis.
+
+Vectorization runs across output channels, never along a reduction, so every output element is summed in the
+same order whatever the vector width: host and ARM builds of one model differ only by FMA contraction.
+A function no rule matches keeps TVM's default lowering; one MetaSchedule has tuned (`--tune`) is left alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
+LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+ACCUMULATOR_RESERVE = 4  # vector registers kept for the weight vectors and the broadcast input of a step
+INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
+
+
+@dataclass(frozen=True)
+class Simd:
+    """The target's float32 SIMD: lanes per vector register and the number of vector registers."""
+
+    lanes: int
+    registers: int
+
+    @property
+    def accumulators(self) -> int:
+        return self.registers - ACCUMULATOR_RESERVE
+
+
+def simd_of(target) -> Simd:
+    """Lanes and registers from the LLVM target: AVX-512 (16 lanes, 32 zmm), AVX/AVX2 (8 lanes, 16 ymm), NEON
+    (4 lanes; 32 registers on AArch64, 16 q registers on ARMv7), else SSE-like (4 lanes, 16 registers)."""
+    from tvm.target import codegen
+
+    def has(feature: str) -> bool:
+        try:
+            return bool(codegen.target_has_features(feature, target))
+        except Exception:  # noqa: BLE001  (a feature LLVM does not know for this triple)
+            return False
+
+    triple = str(target.attrs.get("mtriple", ""))
+    if triple.startswith("aarch64"):
+        return Simd(4, 32)
+    if triple.startswith("arm"):
+        return Simd(4, 16)
+    if has("avx512f"):
+        return Simd(16, 32)
+    if has("avx"):
+        return Simd(8, 16)
+    return Simd(4, 16)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _static(sch, blocks) -> bool:
+    """Every loop around the blocks has a constant extent (a function with symbolic shapes keeps TVM's default)."""
+    from tvm import tirx
+
+    return all(isinstance(sch.get(loop).extent, tirx.IntImm) for b in blocks for loop in sch.get_loops(b))
+
+
+def _is_reduction(sch, block) -> bool:
+    from tvm import tirx
+
+    return any(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
+
+
+def _parallel(sch, loops) -> None:
+    """Run the fused outer loops in parallel (rows of the output); a single iteration is left serial."""
+    if loops:
+        fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+        if _extent(sch, fused) > 1:
+            sch.parallel(fused)
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _vectorize_spatial(sch, block, simd: Simd) -> None:
+    """An injective block: split its innermost loop by the vector width (when it divides), vectorize that, run the
+    fused outer loops in parallel. A concat along the innermost axis is first partitioned at its input
+    boundaries, so that each part copies one input without a per-element select."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    inner = loops[-1]
+    parts = _concat_parts(sch, block, inner)
+    if parts:
+        for p in parts:
+            if _extent(sch, p) % simd.lanes == 0 and int(sch.get(p).min) == 0:
+                _, vec = sch.split(p, [None, simd.lanes])
+                sch.vectorize(vec)
+    elif _extent(sch, inner) % simd.lanes == 0:
+        _, vec = sch.split(inner, [None, simd.lanes])
+        sch.vectorize(vec)
+    elif _extent(sch, inner) <= 4 * simd.lanes:
+        sch.vectorize(inner)
+    _parallel(sch, loops[:-1])
+
+
+def _concat_parts(sch, block, inner):
+    """Loops of a partitioned concat (innermost axis), or None if the block is not one."""
+    from tvm import ir, tirx
+
+    b = sch.get(block)
+    if not b.name_hint.startswith("T_concat"):
+        return None
+    var = b.iter_vars[-1].var
+    cuts = []
+
+    def visit(e):  # TOPI's concat: nested if_then_else(boundary <= axis, this input, the earlier ones)
+        if isinstance(e, ir.Call) and getattr(e.op, "name", "") == "tirx.if_then_else":
+            cond = e.args[0]
+            if isinstance(cond, tirx.LE) and cond.b.same_as(var) and isinstance(cond.a, tirx.IntImm):
+                cuts.append(int(cond.a.value))
+            for arg in e.args[1:]:
+                visit(arg)
+
+    if isinstance(b.body, tirx.BufferStore):
+        visit(b.body.value)
+    cuts = sorted(set(c for c in cuts if 0 < c < _extent(sch, inner)))
+    if not cuts:
+        return None
+    sizes = [b - a for a, b in zip([0, *cuts], cuts)]
+    return sch.loop_partition(inner, [*sizes, None])
+
+
+# ---------------------------------------------------------------------------------------------------- rules
+def _rules():
+    from tvm import s_tir, tirx
+    from tvm.s_tir import dlight as dl
+
+    class WindowReduction(dl.ScheduleRule):
+        """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
+        contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
+        and consumers (bias, activation, the average's division)."""
+
+        def apply(self, func, target, _tunable):
+            if not isinstance(func, tirx.PrimFunc):
+                return None
+            simd = simd_of(target)
+            sch = s_tir.Schedule(func)
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+            reductions = [b for b in blocks if _is_reduction(sch, b)]
+            if len(reductions) != 1 or not _static(sch, blocks):
+                return None
+            red = reductions[0]
+            loops = sch.get_loops(red)
+            ivs = sch.get(red).iter_vars
+            kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
+            n_spatial = kinds.index(True)
+            if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
+                return None
+            write = sch.get(red).writes[0].region
+            if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
+                return None
+            names = [sch.get(b).name_hint for b in blocks]
+            red_at = names.index(sch.get(red).name_hint)
+            before = blocks[:red_at]
+            work = 1  # multiply-adds (or max / add) per output element
+            for loop in loops[n_spatial:]:
+                work *= _extent(sch, loop)
+            for b in before:
+                if _is_reduction(sch, b):
+                    return None
+                # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
+                # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
+                # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
+                # one (DDSNet's 7x7x3 stem: +35% inlined) it stays one vectorized pass
+                if "if_then_else" in str(sch.get(b).body) and work > INLINE_PADDING_MAX_WORK:
+                    _vectorize_spatial(sch, b, simd)
+                else:
+                    sch.compute_inline(b)
+            spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+            channels = spatial[-1]
+            nc = _extent(sch, channels)
+            f = next((t for t in (2 * simd.lanes, simd.lanes) if nc % t == 0), _largest_divisor(nc, 2 * simd.lanes))
+            vectors = -(-f // simd.lanes)
+            c_out, c_in = sch.split(channels, [None, f])
+            if n_spatial >= 2 and _extent(sch, spatial[-2]) > 1:
+                width = spatial[-2]
+                x = _largest_divisor(_extent(sch, width), max(1, min(8, simd.accumulators // vectors)))
+                x_out, x_in = sch.split(width, [None, x])
+                outer = spatial[:-2]
+                sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
+                sch.unroll(x_in)
+            else:
+                outer = spatial[:-1]
+                sch.reorder(*outer, c_out, *reduce, c_in)
+            sch.vectorize(c_in)
+            # accumulate the tile in registers; the epilogue is fused into its write-back
+            acc = sch.cache_write(red, 0, "local")
+            _inline_consumers(sch, acc)
+            sch.reverse_compute_at(acc, c_out)
+            write_back = sch.get_loops(acc)
+            sch.vectorize(write_back[-1])
+            _parallel(sch, outer)
+            done = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+            init = sch.decompose_reduction(red, reduce[0])
+            sch.vectorize(sch.get_loops(init)[-1])
+            after = names[red_at + 1:]
+            for name in after:  # consumers that could not be fused into the write-back
+                if name in done:
+                    _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
+            return sch
+
+    class Injective(dl.ScheduleRule):
+        """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
+        block where possible, then vectorized along the innermost axis."""
+
+        def apply(self, func, target, _tunable):
+            if not isinstance(func, tirx.PrimFunc):
+                return None
+            simd = simd_of(target)
+            sch = s_tir.Schedule(func)
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+            if not blocks or any(_is_reduction(sch, b) for b in blocks) or not _static(sch, blocks):
+                return None
+            for b in blocks[:-1]:
+                _try(lambda b=b: sch.compute_inline(b))
+            for b in sch.get_child_blocks(sch.get_sblock("root")):
+                _vectorize_spatial(sch, b, simd)
+            return sch
+
+    return WindowReduction(), Injective()
+
+
+def _inline_consumers(sch, block) -> None:
+    """reverse_compute_inline every chain of elementwise consumers into `block` (bias add, ReLU, division)."""
+    progress = True
+    while progress:
+        progress = False
+        for c in sch.get_consumers(block):
+            if _try(lambda c=c: sch.reverse_compute_inline(c)):
+                progress = True
+                break
+
+
+def _try(fn) -> bool:
+    from tvm.s_tir.schedule import ScheduleError
+
+    try:
+        fn()
+        return True
+    except ScheduleError:
+        return False
+
+
+def default_schedule_pass():
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule) to every PrimFunc not yet scheduled."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(*_rules())
+
+
+def layout_passes():
+    """Relax passes that put the graph in tcc's CPU layout (before legalization)."""
+    from tvm import relax
+
+    return [relax.transform.ConvertLayout(LAYOUT), relax.transform.Normalize()]

@@ -1,0 +1,153 @@
+"""tcc's default CPU schedules for TVM (backends/tvm_schedule.py): which functions they take, what they do to
+them, that they change no numbers, and the frontend clean-up (Clip) that keeps the graph channels-last.
+Speed is measured by tools/bench_tvm.py, not here."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
+                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _legalized(onnx_model, target_name="host"):
+    """The Relax module as the TVM backend lowers it, up to (not including) scheduling."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cg
+
+    from tcc.backends import tvm_runtime as rt
+    from tcc.backends import tvm_schedule as ts
+
+    inp = onnx_model.graph.input[0]
+    dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+    mod = rt.import_onnx(onnx_model, {inp.name: dims})
+    target = tvm.target.Target(rt.resolve_tvm_target(target_name))
+    with target:
+        mod = tvm.transform.Sequential(ts.layout_passes() + list(cg.legalize_passes(target)))(mod)
+    return mod, target
+
+
+def _spec_onnx(spec: str):
+    from tcc.lower_onnx import to_onnx
+    from tcc.lower_torch import init_weights, to_torch
+    from tcc.passes.pipeline import run_pipeline
+    from tcc.spec.loader import load_model
+
+    model = load_model(ROOT / spec, {})
+    full = to_torch(model.graph)
+    init_weights(full, 0)
+    ref = to_torch(model.graph, inference_only=True)
+    ref.load_state_dict({k: v for k, v in full.state_dict().items() if k in ref.state_dict()})
+    return run_pipeline(to_onnx(model.graph, ref.state_dict(), 13))[0]
+
+
+def _small_net():
+    """pad+conv3x3+relu6 (Clip) -> depthwise 3x3 s2 -> 1x1 conv -> concat with a max pool -> avg pool -> gap ->
+    gemm: every kind of function the rules handle, at a size where channels and widths do not divide evenly."""
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=12, strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["p1", "c3"], ["cat"], axis=1),
+        helper.make_node("AveragePool", ["cat"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    inits = [init("w1", 12, 3, 3, 3), init("b1", 12), init("w2", 12, 1, 3, 3), init("w3", 10, 12, 1, 1),
+             init("b3", 10), init("wf", 5, 22), init("bf", 5),
+             numpy_helper.from_array(np.float32(0.0), "lo"), numpy_helper.from_array(np.float32(6.0), "hi")]
+    g = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 30, 30])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_simd_of_registry_targets():
+    import tvm
+
+    from tcc.backends import tvm_runtime as rt
+    from tcc.backends.tvm_schedule import Simd, simd_of
+
+    assert simd_of(tvm.target.Target(rt.resolve_tvm_target("arm-a7"))) == Simd(4, 16)  # NEON q registers
+    assert simd_of(tvm.target.Target(rt.resolve_tvm_target("aarch64"))) == Simd(4, 32)
+    host = simd_of(tvm.target.Target(rt.resolve_tvm_target("host")))
+    assert host.lanes in (4, 8, 16) and host.accumulators >= 8
+
+
+@pytest.mark.parametrize("spec", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "spec/baselines/mobilenet_v2.yaml"])
+def test_every_function_of_the_paper_models_gets_a_schedule(spec):
+    """No function of the zoo's CPU-relevant models is left to TVM's unscheduled default, and the graph stays
+    channels-last: the only layout transposes are at the input (NCHW -> NHWC) and before flatten."""
+    import tvm
+
+    from tcc.backends.tvm_schedule import _rules
+
+    mod, target = _legalized(_spec_onnx(spec))
+    rules = _rules()
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    unscheduled = [name for name, f in funcs.items() if all(r.apply(f, target, False) is None for r in rules)]
+    assert unscheduled == []
+    transposes = [name for name in funcs if "transpose" in name]
+    assert len(transposes) <= 2, transposes
+
+
+def test_conv_schedule_is_a_register_tile():
+    """The fused conv + bias + ReLU: accumulator tile in local scope, vectorized over channels, unrolled over
+    pixels, epilogue fused into the write-back (no separate bias / ReLU pass), rows in parallel."""
+    import tvm
+
+    from tcc.backends.tvm_schedule import _rules
+
+    mod, target = _legalized(_small_net())
+    conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
+                and "conv2d" in gv.name_hint and "maximum" in gv.name_hint)
+    text = _rules()[0].apply(conv, target, False).mod["main"].script()
+    assert 'scope="local"' in text and "T.vectorized" in text and "T.unroll" in text and "T.parallel" in text
+    assert 'T.sblock("T_add")' not in text and "T.max(" in text and "T.min(" in text  # fused into the write-back
+
+
+def test_relax_clips_become_layout_aware_ops():
+    import tvm
+
+    from tcc.backends import tvm_runtime as rt
+
+    mod = rt.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
+    text = mod["main"].script()
+    assert "R.maximum(" in text and "R.minimum(" in text
+    assert not any(gv.name_hint.startswith(("maximum", "minimum")) for gv, f in mod.functions_items()
+                   if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def test_schedules_change_no_numbers(tmp_path):
+    """The same module with and without tcc's schedules, and ONNX Runtime: vectorization runs across output
+    channels, never along a reduction, so each output is summed in the same order; only FMA contraction may
+    differ (float32 ulps)."""
+    import onnxruntime as ort
+
+    from tcc.backends import tvm_runtime as rt
+
+    model = _small_net()
+    x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
+    outs = {}
+    for sched in (True, False):
+        so = rt.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
+                             shape_dict={"x": [1, 3, 30, 30]})
+        outs[sched] = rt.run_module(so, "host", x)[0][0]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(outs[True], ref, atol=1e-5, rtol=1e-4)
