@@ -11,8 +11,9 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
 
 Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling,
 the runtimes and running are backends/tvm_runtime.py. FP32: the Relax ONNX frontend with a fixed batch of 1 (the
-deployment case; fixed shapes let LLVM vectorize and MetaSchedule tune; larger batches run sample by sample).
-INT8: backends/tvm_int8.py lowers the graph + calibration table to integer Relax ops, compiled the same way.
+deployment case; fixed shapes let tcc's schedules (backends/tvm_schedule.py) vectorize and MetaSchedule tune;
+larger batches run sample by sample). INT8: backends/tvm_int8.py lowers the graph + calibration table to integer
+Relax ops (channels-last, batch 1 too), compiled the same way.
 Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .base import Backend, Capabilities, EmitOptions
 ARTIFACT = "model.so"
 KIT = "kit"
 KIT_INFO = "kit/kit.json"
-DEPLOY_BATCH = 1  # FP32 modules are compiled for one image per call (see the module docstring)
+DEPLOY_BATCH = 1  # modules are compiled for one image per call (see the module docstring)
 # ARM vs host: the same TVM schedules, compiled by LLVM for another ISA. ARM code is built with fast-math (ARMv7
 # NEON has no IEEE mode; the target registry explains why) and fuses multiply-adds, so float results differ from
 # the host's by reassociation/FMA rounding only: a few float32 ulps of each accumulation. 1e-5 absolute (plus
@@ -177,7 +178,7 @@ class TvmBackend(Backend):
                 raise
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
-            return lower_int8(model, options.table)
+            return lower_int8(model, options.table, batch=DEPLOY_BATCH)
         if options.precision != "fp32":
             raise BuildError(f"the tvm backend cannot emit precision {options.precision}")
         inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
@@ -304,7 +305,7 @@ class TvmBackend(Backend):
             "artifact": ARTIFACT,
             "target": spec.name,
             "tvm_target": {k: v for k, v in rt.resolve_tvm_target(spec.name).items()},
-            "batch": DEPLOY_BATCH if options.precision == "fp32" else None,
+            "batch": DEPLOY_BATCH,
             "kit": f"{KIT}/",
             "readme_run": ["On the board (copy the whole bundle folder; kit/README.md has the details):", "",
                            "```sh", f"cd kit && {run}", "```", "",
@@ -314,9 +315,8 @@ class TvmBackend(Backend):
         if options.tune or options.tune_log:
             info["tuning"] = {"meta_schedule_trials": options.tune,
                               "database": "--tune-log" if options.tune_log else "tcc cache (target + model hash)"}
-        if options.precision == "fp32":
-            info["note"] = ("compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "
-                            "tcc predict runs larger batches sample by sample.")
+        info["note"] = ("compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "
+                        "tcc predict runs larger batches sample by sample.")
         return info
 
 

@@ -9,15 +9,17 @@ Every constant (quantized weights, int32 biases, fixed-point multipliers and shi
 computed here in numpy with the reference's own helpers, so the two cannot drift apart:
 
 - the graph input is quantized with equation (8) in float32 (x / s, round half to even, + zero point, clamp);
-- tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says;
+- tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says, 4-D ones channels-last
+  (NHWC, the layout of tcc's CPU schedules, backends/tvm_schedule.py): the input codes are transposed once, and a
+  tensor goes back to NCHW only where the graph's semantics need it (flatten / reshape, graph outputs);
 - conv (grouped / depthwise too) and gemm / matmul subtract the zero point, widen to int16 (exact for 8-bit codes)
   and accumulate int16 x int16 products in int32 (`out_dtype="int32"`: TOPI casts both operands to int32 before
   multiplying), then add the int32 bias quantized at s_in * s_w;
-- requantization is `reference.requantize` as one shared TIR PrimFunc with symbolic shapes (`requantize_primfunc`,
-  called with per-layer int64 parameters [C, 6]): the exact int64 product acc * q, one arithmetic right shift by
-  31 - shift, round half to even (remainder vs half), + zero point, clamp; a fused ReLU / ReLU6 narrows the clamp.
-  One kernel for every layer: a per-layer specialised int64 chain made LLVM codegen 3-4x slower (FastNet ~50 s vs
-  ~8 s compile + JIT) and the DDSNet host module 76 ms instead of 51 ms;
+- requantization is `reference.requantize` as a TIR PrimFunc with symbolic shapes (`requantize_primfunc`, one per
+  output dtype and rank, called with per-layer int64 parameters [C, 6], channels last): the exact int64 product
+  acc * q, one arithmetic right shift by 31 - shift, round half to even (remainder vs half), + zero point, clamp;
+  a fused ReLU / ReLU6 narrows the clamp. Relax fuses it into the producing conv, whose schedule applies it to the
+  register tile on its way out: the int32 accumulators never go to memory;
 - max pool moves codes (padding with the lowest code, like the reference); average pooling sums zero-point-free
   codes (a depthwise all-ones conv / a spatial sum) and requantizes by s_in / (s_out * count);
 - concat rescales every input whose (scale, zero point) differs from the output's; flatten / reshape move codes;
@@ -65,7 +67,6 @@ class _Lowering:
         self.table = table.tensors if table is not None else {}
         self.inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer} if model else {}
         self.bb = relax.BlockBuilder()
-        self.requant_funcs: dict = {}  # output dtype -> GlobalVar of the shared requantization PrimFunc
 
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
@@ -80,6 +81,8 @@ class _Lowering:
         return float(e["scale"]), int(e["zero_point"]), lo, hi
 
     def cast(self, expr, dtype: str):
+        if getattr(expr.ty, "dtype", None) == dtype:
+            return expr
         return self.emit(self.relax.op.astype(expr, dtype))
 
     def clamp(self, expr, lo: int, hi: int, dtype: str):
@@ -130,11 +133,11 @@ class _Lowering:
         return self.call_requantize(acc, q, shift, zp, c_lo, c_hi, storage_dtype(lo, hi))
 
     def call_requantize(self, acc, q, shift, zp: int, lo: int, hi: int, dtype: str):
-        """One call of the shared requantization PrimFunc (see `requantize_primfunc`) on acc viewed as
-        [N, C, rest]; q, shift: one value or one per channel."""
-        relax, op = self.relax, self.relax.op
+        """One call of the requantization PrimFunc (see `requantize_primfunc`) on acc, channels on its last axis;
+        q, shift: one value or one per channel."""
+        relax = self.relax
         shape = list(acc.ty.shape)
-        channels = int(shape[1]) if len(shape) > 1 else 1
+        channels = int(shape[-1])
         q, shift = np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))
         k = 31 - shift
         if np.any(k < 1):
@@ -145,12 +148,9 @@ class _Lowering:
         params[:, 3], params[:, 4], params[:, 5] = zp, lo, hi
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")
-        flat = self.emit(op.reshape(acc, [shape[0], channels, -1])) if len(shape) != 3 else acc
-        if dtype not in self.requant_funcs:
-            self.requant_funcs[dtype] = self.bb.add_func(requantize_primfunc(dtype), f"tcc_requantize_{dtype}")
-        y = self.emit(relax.call_tir(self.requant_funcs[dtype], [flat, self.const(params, "int64")],
-                                     relax.TensorType(list(flat.ty.shape), dtype)))
-        return self.emit(op.reshape(y, shape)) if len(shape) != 3 else y
+        # one function per call: FuseTIR cannot map one function called twice inside a fused group
+        func = self.bb.add_func(requantize_primfunc(dtype, shape), f"tcc_requantize_{dtype}")
+        return self.emit(relax.call_tir(func, [acc, self.const(params, "int64")], relax.TensorType(shape, dtype)))
 
     def rescale(self, c: _Codes, s_o: float, zp_o: int, lo: int, hi: int):
         """reference._rescale: a clamp when (scale, zero point) agree, else an integer requantization."""
@@ -166,10 +166,19 @@ class _Lowering:
         x = self.centered(c, "int32")
         y = self.emit(self.relax.op.multiply(self.relax.op.astype(x, "float64"),
                                              self.const(np.float64(np.float32(c.scale)), "float64")))
-        return self.cast(y, "float32")
+        return self.nchw(self.cast(y, "float32"))
+
+    # ------------------------------------------------------------------------------------------ layout
+    def nhwc(self, expr):
+        """A 4-D NCHW tensor channels-last (other ranks unchanged)."""
+        return self.emit(self.relax.op.permute_dims(expr, [0, 2, 3, 1])) if len(expr.ty.shape) == 4 else expr
+
+    def nchw(self, expr):
+        """A 4-D channels-last tensor back in the graph's NCHW (other ranks unchanged)."""
+        return self.emit(self.relax.op.permute_dims(expr, [0, 3, 1, 2])) if len(expr.ty.shape) == 4 else expr
 
     # ------------------------------------------------------------------------------------------ the graph
-    def lower(self, expose=()):
+    def lower(self, expose=(), batch: int | None = None):
         relax, op = self.relax, self.relax.op
         from tvm import tirx as tir
 
@@ -182,7 +191,10 @@ class _Lowering:
         inp = [i for i in model.graph.input if i.name not in inits][0]
         dims = []
         for k, d in enumerate(inp.type.tensor_type.shape.dim):
-            dims.append(d.dim_value if d.HasField("dim_value") else tir.Var(d.dim_param or f"d{k}", "int64"))
+            if k == 0 and batch is not None:
+                dims.append(batch)
+            else:
+                dims.append(d.dim_value if d.HasField("dim_value") else tir.Var(d.dim_param or f"d{k}", "int64"))
         x = relax.Var("x", relax.TensorType(dims, "float32"))
         outputs = [o.name for o in model.graph.output]
         env: dict[str, object] = {}
@@ -193,7 +205,7 @@ class _Lowering:
                 qf = self.emit(op.add(op.round(op.divide(x, self.const(np.float32(s), "float32"))),
                                       self.const(np.float32(zp), "float32")))
                 qf = self.emit(op.minimum(op.maximum(qf, self.const(lo, "float32")), self.const(hi, "float32")))
-                env[inp.name] = _Codes(self.cast(qf, storage_dtype(lo, hi)), s, zp, lo, hi)
+                env[inp.name] = _Codes(self.nhwc(self.cast(qf, storage_dtype(lo, hi))), s, zp, lo, hi)
                 skip = set()
                 for node in model.graph.node:
                     if node.name in skip:
@@ -203,7 +215,7 @@ class _Lowering:
                 for o in outputs:
                     v = env[o]
                     outs.append(self.dequantize(v) if isinstance(v, _Codes) else v)
-                outs += [env[name].expr for name in expose]
+                outs += [self.nchw(env[name].expr) for name in expose]
                 result = outs[0] if len(outs) == 1 else self.emit(relax.Tuple(outs))
                 gv = self.bb.emit_output(result)
             self.bb.emit_func_output(gv)
@@ -223,13 +235,15 @@ class _Lowering:
             xi = self.centered(xq, "int16")
             if kind == "Conv":
                 pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
-                acc = self.emit(op.nn.conv2d(xi, self.const(wq, "int16"), strides=a.get("strides", [1, 1]),
+                hwio = np.ascontiguousarray(wq.transpose(2, 3, 1, 0))
+                acc = self.emit(op.nn.conv2d(xi, self.const(hwio, "int16"), strides=a.get("strides", [1, 1]),
                                              padding=[pt, pl, pb, pr], dilation=a.get("dilations", [1, 1]),
-                                             groups=int(a.get("group", 1)), out_dtype="int32"))
+                                             groups=int(a.get("group", 1)), data_layout="NHWC",
+                                             kernel_layout="HWIO", out_dtype="int32"))
             else:
                 wm = wq.T if (kind == "Gemm" and a.get("transB", 0)) else wq  # [K, C_out]
                 if ndim_of(xi) != 2:
-                    xi = self.emit(op.reshape(xi, [xi.ty.shape[0], -1]))
+                    xi = self.emit(op.reshape(self.nchw(xi), [xi.ty.shape[0], -1]))
                 acc = self.emit(op.matmul(xi, self.const(np.ascontiguousarray(wm), "int16"), out_dtype="int32"))
             ndim = 4 if kind == "Conv" else 2
             s_acc = (np.float64(np.float32(xq.scale)) * ws.astype(np.float64)).astype(np.float32)
@@ -237,7 +251,7 @@ class _Lowering:
             if bias_name:
                 b = inits[bias_name].astype(np.float64)
                 bq = np.clip(np.rint(b / s_acc), INT32_MIN, INT32_MAX).astype(np.int32)
-                acc = self.emit(op.add(acc, self.const(bq.reshape(self.channel_shape(-1, ndim)), "int32")))
+                acc = self.emit(op.add(acc, self.const(bq.reshape(self.channel_shape(-1, ndim, -1)), "int32")))
             out_name = node.output[0]
             act = None
             if out_name in gone:  # fused activation: requantize straight to its output
@@ -246,8 +260,9 @@ class _Lowering:
                 skip.add(act.name)
             if out_name not in t or out_name in outputs:  # graph output left float: dequantize the accumulator
                 y = op.multiply(op.astype(acc, "float64"),
-                                self.const(s_acc.astype(np.float64).reshape(self.channel_shape(-1, ndim)), "float64"))
-                env[out_name] = self.cast(self.emit(y), "float32")
+                                self.const(s_acc.astype(np.float64).reshape(self.channel_shape(-1, ndim, -1)),
+                                           "float64"))
+                env[out_name] = self.nchw(self.cast(self.emit(y), "float32"))
                 return
             s_o, zp_o, lo, hi = self.qparams(out_name)
             bounds = _act_range(act, s_o, zp_o, lo, hi, inits) if act is not None else None
@@ -270,8 +285,9 @@ class _Lowering:
                 # pad with the lowest code explicitly (the reference's pad value), then pool unpadded
                 x = self.cast(x, "int32")
                 if any((pt, pl, pb, pr)):
-                    x = self.emit(op.nn.pad(x, [0, 0, 0, 0, pt, pb, pl, pr], pad_value=float(xq.lo)))
-            y = self.emit(op.nn.max_pool2d(x, pool_size=a["kernel_shape"], strides=a.get("strides", [1, 1])))
+                    x = self.emit(op.nn.pad(x, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(xq.lo)))
+            y = self.emit(op.nn.max_pool2d(x, pool_size=a["kernel_shape"], strides=a.get("strides", [1, 1]),
+                                           layout="NHWC"))
             y = self.cast(y, storage_dtype(xq.lo, xq.hi))
             s_o, zp_o, lo, hi = self.qparams(node.output[0])
             env[node.output[0]] = _Codes(self.rescale(_Codes(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi),
@@ -280,21 +296,22 @@ class _Lowering:
             xq = env[node.input[0]]
             xi = self.centered(xq, "int32")
             if kind == "GlobalAveragePool":
-                total = self.emit(op.sum(xi, axis=[2, 3], keepdims=True))
+                total = self.emit(op.sum(xi, axis=[1, 2], keepdims=True))
                 shp = xq.expr.ty.shape
-                count = int(shp[2]) * int(shp[3])
+                count = int(shp[1]) * int(shp[2])
             else:
                 if a.get("count_include_pad", 0) == 0 and any(a.get("pads", [0])):
                     raise NotImplementedError(f"{node.name}: padded AveragePool without count_include_pad")
                 if a.get("ceil_mode", 0):
                     raise NotImplementedError("ceil_mode pooling")
                 kh, kw = a["kernel_shape"]
-                c = int(xq.expr.ty.shape[1])
+                c = int(xq.expr.ty.shape[-1])
                 pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
                 # window sums (zero padding = the reference's pad value 0): a depthwise all-ones conv
-                total = self.emit(op.nn.conv2d(xi, self.const(np.ones((c, 1, kh, kw)), "int32"),
+                total = self.emit(op.nn.conv2d(xi, self.const(np.ones((kh, kw, 1, c)), "int32"),
                                                strides=a.get("strides", [1, 1]), padding=[pt, pl, pb, pr],
-                                               groups=c, out_dtype="int32"))
+                                               groups=c, data_layout="NHWC", kernel_layout="HWIO",
+                                               out_dtype="int32"))
                 count = int(np.prod(a["kernel_shape"]))
             s_o, zp_o, lo, hi = self.qparams(node.output[0])
             y = self.requantize(total, xq.scale / (s_o * count), zp_o, lo, hi)
@@ -305,7 +322,10 @@ class _Lowering:
             for i in node.input:
                 c = env[i]
                 parts.append(self.cast(self.rescale(c, s_o, zp_o, lo, hi), storage_dtype(lo, hi)))
-            y = self.emit(op.concat(parts, axis=a.get("axis", 1)))
+            axis = a.get("axis", 1)
+            if len(parts[0].ty.shape) == 4:  # NCHW axis -> NHWC axis
+                axis = {0: 0, 1: 3, 2: 1, 3: 2}[axis % 4]
+            y = self.emit(op.concat(parts, axis=axis))
             env[node.output[0]] = _Codes(y, s_o, zp_o, lo, hi)
         elif kind == "Add":
             out_name = node.output[0]
@@ -321,13 +341,14 @@ class _Lowering:
             env[out_name] = _Codes(y, s_o, zp_o, lo, hi)
         elif kind in ("Flatten", "Reshape", "Identity"):
             xq = env[node.input[0]]
-            shp = list(xq.expr.ty.shape)
-            if kind == "Flatten":
-                y = self.emit(op.reshape(xq.expr, [shp[0], -1]))
-            elif kind == "Reshape":
-                y = self.emit(op.reshape(xq.expr, [d if d else shp[k] for k, d in enumerate(inits[node.input[1]].tolist())]))
-            else:
+            if kind == "Identity":
                 y = xq.expr
+            else:  # element order is the graph's: NCHW
+                x = self.nchw(xq.expr)
+                shp = list(x.ty.shape)
+                new = [shp[0], -1] if kind == "Flatten" else [d if d else shp[k]
+                                                               for k, d in enumerate(inits[node.input[1]].tolist())]
+                y = self.nhwc(self.emit(op.reshape(x, new)))
             s_o, zp_o, lo, hi = self.qparams(node.output[0])
             y = self.rescale(_Codes(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi)
             env[node.output[0]] = _Codes(y, s_o, zp_o, lo, hi)
@@ -349,32 +370,37 @@ class _Lowering:
         return self.cast(self.clamp(y, c_lo, c_hi, "int64"), storage_dtype(lo, hi))
 
 
-def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: tuple[str, ...] = ()):
+def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: tuple[str, ...] = (),
+               batch: int | None = None):
     """The FP32 ONNX graph `onnx_model` (the graph `table` was calibrated on) as an integer Relax IRModule whose
     main(x: float32 NCHW) returns the float32 output equal to reference.run_reference(onnx_model, table, x).
 
     expose: quantized tensors whose codes (in their int8 / uint8 storage type) main also returns, after the graph output(s) -- for
-    comparing every layer with the reference's `return_all` codes."""
-    return _Lowering(onnx_model, table).lower(tuple(expose))
+    comparing every layer with the reference's `return_all` codes. batch: fix the input's batch dimension (the
+    deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own."""
+    return _Lowering(onnx_model, table).lower(tuple(expose), batch)
 
 
-def requantize_primfunc(dtype: str):
-    """The requantization kernel every layer shares (symbolic shapes: one function, compiled once):
+def requantize_primfunc(dtype: str, shape):
+    """The requantization kernel for one output dtype and shape (ints; anything else, e.g. a symbolic batch,
+    becomes a symbolic dimension), fused by Relax into the producing conv. Channels last:
 
-        out[n, c, i] = clamp(multiply_by_quantized_multiplier(acc[n, c, i], q[c], shift[c]) + zp[c], lo[c], hi[c])
+        out[..., c] = clamp(multiply_by_quantized_multiplier(acc[..., c], q[c], shift[c]) + zp[c], lo[c], hi[c])
 
-    acc int32 [N, C, S]; params int64 [C, 6] = (q, k = 31 - shift, 2^(k-1), zp, lo, hi); out `dtype`. The product
+    acc int32 [D0, .., C]; params int64 [C, 6] = (q, k = 31 - shift, 2^(k-1), zp, lo, hi); out `dtype`. The product
     acc * q is exact in int64, the arithmetic shift right by k is the floor, and one is added where the remainder
     is above half or exactly half with an odd floor: one rounding, half to even, as in the reference."""
     from tvm import te, tirx
 
-    n, c, s = (tirx.Var(v, "int64") for v in ("n", "c", "s"))
-    acc = te.placeholder((n, c, s), "int32", name="acc")
-    params = te.placeholder((c, 6), "int64", name="params")
+    # int64 extents, like Relax's shapes (int32 ones make FuseTIR see two different buffers)
+    dims = [tirx.IntImm("int64", int(d)) if isinstance(d, (int, tirx.IntImm)) else tirx.Var(f"d{i}", "int64")
+            for i, d in enumerate(shape)]
+    acc = te.placeholder(dims, "int32", name="acc")
+    params = te.placeholder((dims[-1], tirx.IntImm("int64", 6)), "int64", name="params")
 
-    def one(i, j, l):
-        q, k, half, zp, lo, hi = (params[j, p] for p in range(6))
-        prod = acc[i, j, l].astype("int64") * q
+    def one(*idx):
+        q, k, half, zp, lo, hi = (params[idx[-1], p] for p in range(6))
+        prod = acc[idx].astype("int64") * q
         floor = prod >> k
         rem = prod - (floor << k)
         up = tirx.Or(rem > half, tirx.And(tirx.EQ(rem, half), tirx.EQ(floor & tirx.const(1, "int64"),
@@ -382,17 +408,22 @@ def requantize_primfunc(dtype: str):
         y = floor + up.astype("int64") + zp
         return tirx.min(tirx.max(y, lo), hi).astype(dtype)
 
-    out = te.compute((n, c, s), one, name="requantize")
-    return te.create_prim_func([acc, params, out]).with_attr("global_symbol", f"tcc_requantize_{dtype}")
+    out = te.compute(dims, one, name="requantize")
+    # op pattern kElemWise, as TVM's analysis rates a bias add (out[..., c] from acc[..., c] and constants of
+    # channel c): Relax then fuses it into the conv that makes acc, like an activation. Its own analysis would say
+    # "injective" (params[c, k]), which a conv does not take into its group; tvm_runtime's pipeline applies this
+    # declared pattern after that analysis
+    func = te.create_prim_func([acc, params, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)
 
 
 def requantize_module(q, shift, zp: int = 0, lo: int = INT32_MIN, hi: int = INT32_MAX, dtype: str = "int32"):
-    """main(acc: int32[1, n, 1]) -> clamp(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi) in `dtype`,
-    with per-channel q, shift (arrays of length n): the shared requantization PrimFunc on its own, for tests."""
+    """main(acc: int32[1, n]) -> clamp(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi) in `dtype`,
+    with per-channel q, shift (arrays of length n): the requantization PrimFunc on its own, for tests."""
     low = _Lowering()
     relax = low.relax
     n = len(np.atleast_1d(q))
-    acc = relax.Var("acc", relax.TensorType([1, n, 1], "int32"))
+    acc = relax.Var("acc", relax.TensorType([1, n], "int32"))
     with low.bb.function("main", [acc]):
         with low.bb.dataflow():
             gv = low.bb.emit_output(low.call_requantize(acc, q, shift, zp, lo, hi, dtype))

@@ -508,7 +508,12 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         return "default"
     passes: list[Any] = tvm_schedule.layout_passes() if schedule else []
     passes += list(cpu_generic.library_dispatch_passes(target))
-    passes += list(cpu_generic.legalize_passes(target)) if fuse else [relax.transform.LegalizeOps()]
+    if fuse:  # cpu_generic's legalization, with PrimFuncs that declare their fusion pattern keeping it
+        legalize = list(cpu_generic.legalize_passes(target))
+        at = next(i for i, p in enumerate(legalize) if p.info.name == "AnnotateTIROpPattern") + 1
+        passes += legalize[:at] + [_declared_op_patterns()] + legalize[at:]
+    else:
+        passes.append(relax.transform.LegalizeOps())
     if tune_dir:
         if tune_trials > 0:
             passes.append(_meta_schedule_tune(target, tune_dir, tune_trials))
@@ -522,6 +527,22 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         passes.append(dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction()))
     passes += list(cpu_generic.dataflow_lower_passes(target)) + list(cpu_generic.finalize_passes(target))
     return tvm.transform.Sequential(passes, name="tcc_cpu_pipeline")
+
+
+def _declared_op_patterns():
+    """A module pass: PrimFuncs carrying "tcc.op_pattern" get that as their "op_pattern" (which FuseOps reads),
+    overriding AnnotateTIROpPattern's guess (see tvm_int8.requantize_primfunc)."""
+    import tvm
+
+    @tvm.transform.module_pass(opt_level=0, name="TccDeclaredOpPatterns")
+    def apply(mod, _ctx):
+        for gv, func in list(mod.functions_items()):
+            pattern = func.attrs.get("tcc.op_pattern") if isinstance(func, tvm.tirx.PrimFunc) and func.attrs else None
+            if pattern is not None:
+                mod[gv] = func.with_attr("op_pattern", int(pattern))
+        return mod
+
+    return apply
 
 
 _SAVE_JSON_PROBE = """

@@ -67,7 +67,7 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
     """The shared requantization PrimFunc every layer calls: int32 output, and int8 with a zero point."""
     accs, q, shift = _edge_cases()
     want = multiply_by_quantized_multiplier(accs, q, shift)
-    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1, 1))
+    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
     got = _host_vm(requantize_module(q, shift))["main"](x).numpy().ravel()
     np.testing.assert_array_equal(got, np.clip(want, -(2**31), 2**31 - 1))
     got8 = _host_vm(requantize_module(q, shift, zp=-3, lo=-128, hi=127, dtype="int8"))["main"](x).numpy().ravel()
