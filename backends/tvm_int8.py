@@ -33,7 +33,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from tcc.quant.reference import (INT32_MAX, INT32_MIN, _act_range, add_params, quantize_multiplier)
+from tcc.quant.reference import (INT32_MAX, INT32_MIN, _act_range, add_params, bias_codes, fused_output,
+                                  quantize_multiplier)
 from tcc.quant.quantizer import qrange
 from tcc.quant.stats import fused_away
 from tcc.quant.table import CalibrationTable
@@ -249,15 +250,9 @@ class _Lowering:
             s_acc = (np.float64(np.float32(xq.scale)) * ws.astype(np.float64)).astype(np.float32)
             bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
             if bias_name:
-                b = inits[bias_name].astype(np.float64)
-                bq = np.clip(np.rint(b / s_acc), INT32_MIN, INT32_MAX).astype(np.int32)
+                bq = bias_codes(inits[bias_name], s_acc)
                 acc = self.emit(op.add(acc, self.const(bq.reshape(self.channel_shape(-1, ndim, -1)), "int32")))
-            out_name = node.output[0]
-            act = None
-            if out_name in gone:  # fused activation: requantize straight to its output
-                act = consumers[out_name][0]
-                out_name = act.output[0]
-                skip.add(act.name)
+            out_name, act = fused_output(node, gone, consumers, skip)
             if out_name not in t or out_name in outputs:  # graph output left float: dequantize the accumulator
                 y = op.multiply(op.astype(acc, "float64"),
                                 self.const(s_acc.astype(np.float64).reshape(self.channel_shape(-1, ndim, -1)),
@@ -328,12 +323,7 @@ class _Lowering:
             y = self.emit(op.concat(parts, axis=axis))
             env[node.output[0]] = _Codes(y, s_o, zp_o, lo, hi)
         elif kind == "Add":
-            out_name = node.output[0]
-            act = None
-            if out_name in gone:
-                act = consumers[out_name][0]
-                out_name = act.output[0]
-                skip.add(act.name)
+            out_name, act = fused_output(node, gone, consumers, skip)
             a_q, b_q = env[node.input[0]], env[node.input[1]]
             s_o, zp_o, lo, hi = self.qparams(out_name)
             bounds = _act_range(act, s_o, zp_o, lo, hi, inits) if act is not None else None

@@ -147,30 +147,37 @@ def _rules():
     from tvm import s_tir, tirx
     from tvm.s_tir import dlight as dl
 
-    class WindowReduction(dl.ScheduleRule):
-        """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
-        contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
-        and consumers (bias, activation, the average's division)."""
+    class Rule(dl.ScheduleRule):
+        """A rule on static-shaped PrimFuncs: `schedule(sch, blocks, simd)` returns whether it applied."""
 
         def apply(self, func, target, _tunable):
             if not isinstance(func, tirx.PrimFunc):
                 return None
-            simd = simd_of(target)
             sch = s_tir.Schedule(func)
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
-            reductions = [b for b in blocks if _is_reduction(sch, b)]
-            if len(reductions) != 1 or not _static(sch, blocks):
+            if not blocks or not _static(sch, blocks):
                 return None
+            return sch if self.schedule(sch, blocks, simd_of(target)) else None
+
+    class WindowReduction(Rule):
+        """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
+        contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
+        and consumers (bias, activation, the average's division)."""
+
+        def schedule(self, sch, blocks, simd) -> bool:
+            reductions = [b for b in blocks if _is_reduction(sch, b)]
+            if len(reductions) != 1:
+                return False
             red = reductions[0]
             loops = sch.get_loops(red)
             ivs = sch.get(red).iter_vars
             kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
             n_spatial = kinds.index(True)
             if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
-                return None
+                return False
             write = sch.get(red).writes[0].region
             if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
-                return None
+                return False
             names = [sch.get(b).name_hint for b in blocks]
             red_at = names.index(sch.get(red).name_hint)
             before = blocks[:red_at]
@@ -179,7 +186,7 @@ def _rules():
                 work *= _extent(sch, loop)
             for b in before:
                 if _is_reduction(sch, b):
-                    return None
+                    return False
                 # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
                 # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
                 # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
@@ -219,25 +226,20 @@ def _rules():
             for name in after:  # consumers that could not be fused into the write-back
                 if name in done:
                     _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
-            return sch
+            return True
 
-    class Injective(dl.ScheduleRule):
+    class Injective(Rule):
         """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
         block where possible, then vectorized along the innermost axis."""
 
-        def apply(self, func, target, _tunable):
-            if not isinstance(func, tirx.PrimFunc):
-                return None
-            simd = simd_of(target)
-            sch = s_tir.Schedule(func)
-            blocks = sch.get_child_blocks(sch.get_sblock("root"))
-            if not blocks or any(_is_reduction(sch, b) for b in blocks) or not _static(sch, blocks):
-                return None
+        def schedule(self, sch, blocks, simd) -> bool:
+            if any(_is_reduction(sch, b) for b in blocks):
+                return False
             for b in blocks[:-1]:
                 _try(lambda b=b: sch.compute_inline(b))
             for b in sch.get_child_blocks(sch.get_sblock("root")):
                 _vectorize_spatial(sch, b, simd)
-            return sch
+            return True
 
     return WindowReduction(), Injective()
 

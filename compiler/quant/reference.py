@@ -180,17 +180,11 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
             s_acc = (np.float64(np.float32(xq.scale)) * ws.astype(np.float64)).astype(np.float32)
             bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
             if bias_name:
-                b = inits[bias_name].astype(np.float64)
-                bq = np.clip(np.rint(b / s_acc), INT32_MIN, INT32_MAX).astype(np.int64)
+                bq = bias_codes(inits[bias_name], s_acc)
                 acc = acc + (bq.reshape(1, -1, 1, 1) if op == "Conv" else bq.reshape(1, -1))
             if np.abs(acc).max(initial=0) > INT32_MAX:
                 raise OverflowError(f"{node.name}: int32 accumulator overflow")
-            out_name = node.output[0]
-            act = None
-            if out_name in gone:  # fused activation: requantize straight to its output
-                act = consumers[out_name][0]
-                out_name = act.output[0]
-                skip.add(act.name)
+            out_name, act = fused_output(node, gone, consumers, skip)
             if out_name not in t or out_name in outputs:  # graph output (QDQ keeps it float): dequantize acc
                 y = acc.astype(np.float64) * (s_acc.reshape(1, -1, 1, 1) if op == "Conv" else s_acc.reshape(1, -1))
                 env[out_name] = y.astype(np.float32)
@@ -207,11 +201,7 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
             aq, bq = env[node.input[0]], env[node.input[1]]
             if aq.q.shape != bq.q.shape:
                 raise NotImplementedError(f"{node.name}: broadcasting Add")
-            out_name, act = node.output[0], None
-            if out_name in gone:  # fused ReLU / ReLU6, as for conv
-                act = consumers[out_name][0]
-                out_name = act.output[0]
-                skip.add(act.name)
+            out_name, act = fused_output(node, gone, consumers, skip)  # a fused ReLU / ReLU6, as for conv
             if out_name not in t:
                 raise NotImplementedError(f"{node.name}: Add output {out_name!r} has no scale in the table")
             s_o, zp_o, lo, hi = qparams(out_name)
@@ -272,6 +262,22 @@ def _rescale(xq: QTensor, s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray
     if np.float32(xq.scale) == np.float32(s_o) and xq.zp == zp_o:
         return np.clip(xq.q, lo, hi)
     return requantize(xq.q - xq.zp, xq.scale / s_o, zp_o, lo, hi)
+
+
+def bias_codes(b, s_acc) -> np.ndarray:
+    """An int32 bias at the accumulator's scale s_in * s_w (per output channel), as int64."""
+    return np.clip(np.rint(np.asarray(b, np.float64) / s_acc), INT32_MIN, INT32_MAX).astype(np.int64)
+
+
+def fused_output(node, gone, consumers, skip) -> tuple[str, object]:
+    """(the tensor a conv / add really writes, its fused ReLU / Clip node or None): an output the passes marked as
+    fused away is requantized straight into its activation's output, and the activation node is skipped."""
+    out_name = node.output[0]
+    if out_name not in gone:
+        return out_name, None
+    act = consumers[out_name][0]
+    skip.add(act.name)
+    return act.output[0], act
 
 
 def _act_range(node, s, zp, lo, hi, inits) -> tuple[int, int]:
