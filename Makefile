@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup-arm: venv
 	PYTHON=$(BIN)/python tools/setup_arm.sh
 
-demo: venv
+demo: venv setup-arm
 	tools/demo.sh
 
 test: venv setup-arm

@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on built-in defaults. Checks the DDSNet spec, classifies the real GC image with the
-# authors' checkpoint (seeded random weights, loudly flagged, when ../shared is absent), builds an ONNX Runtime
-# bundle and runs it.
+# `make demo`: the main job on built-in defaults, on the DDSNet spec and the authors' GC checkpoint (seeded random
+# weights, loudly flagged, when ../shared is absent):
+#   1. check the spec; classify the real GC image with the PyTorch lowering
+#   2. an ONNX Runtime bundle, run
+#   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
+#   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
+#      for bit equal to the integer reference), run it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
 FIX=../shared/fixtures/ddsnet
-$TCC check spec/ddsnet.yaml | tail -n 3
+OUT=out/demo
+mkdir -p "$OUT"
+$TCC check spec/ddsnet.yaml | tail -n 1
 if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
   WEIGHTS=(--weights "$FIX/GC_DDS_0.0064.pth" --by-order)
   INPUT=(--image "$FIX/GC.png")
 else
   WEIGHTS=()
-  .venv/bin/python -c "import numpy as np; np.save('/tmp/tcc-demo-input.npy', np.random.default_rng(0).standard_normal((1,3,224,224)).astype('float32'))"
-  INPUT=(--input /tmp/tcc-demo-input.npy)
+  .venv/bin/python -c "import numpy as np; np.save('$OUT/input.npy', np.random.default_rng(0).standard_normal((1,3,224,224)).astype('float32'))"
+  INPUT=(--input "$OUT/input.npy")
 fi
-echo "== PyTorch lowering"
+echo "== 1. PyTorch lowering"
 $TCC predict spec/ddsnet.yaml "${WEIGHTS[@]}" "${INPUT[@]}" --json
-echo "== ONNX Runtime bundle"
-$TCC build spec/ddsnet.yaml --target ort "${WEIGHTS[@]}" -o out/ddsnet-ort --force
-$TCC predict --artifact out/ddsnet-ort "${INPUT[@]}" --json
+echo "== 2. ONNX Runtime bundle"
+$TCC build spec/ddsnet.yaml --target ort "${WEIGHTS[@]}" -o "$OUT/ddsnet-ort" --force | tail -n 2
+$TCC predict --artifact "$OUT/ddsnet-ort" "${INPUT[@]}" --json
+echo "== 3. Cortex-A7 bundle (TVM, NEON), run under qemu-arm with the kit's own runner"
+$TCC build spec/ddsnet.yaml --target arm-a7 "${WEIGHTS[@]}" -o "$OUT/ddsnet-a7" --force | tail -n 5
+$TCC predict --artifact "$OUT/ddsnet-a7" "${INPUT[@]}" --json
+echo "== 4. INT8 for the Cortex-A7: calibrate on 64 crops of real histology, build, run"
+.venv/bin/python -c "from tcc.quant.bench import make_crops; make_crops('$OUT/crops', 64, seed=0)"
+$TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm-a7 -o "$OUT/calib.json" \
+  --no-compare | tail -n 12
+$TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-a7-int8" --force | tail -n 6
+$TCC predict --artifact "$OUT/ddsnet-a7-int8" "${INPUT[@]}" --json
+echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin"

@@ -183,12 +183,15 @@ def expose(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def session(model: onnx.ModelProto, threads: int | None = None):
+def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True):
+    """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
