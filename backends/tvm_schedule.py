@@ -157,7 +157,10 @@ def _rules():
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
             if not blocks or not _static(sch, blocks):
                 return None
-            return sch if self.schedule(sch, blocks, simd_of(target)) else None
+            try:
+                return sch if self.schedule(sch, blocks, simd_of(target)) else None
+            except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
+                return None
 
     class WindowReduction(Rule):
         """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
@@ -212,9 +215,16 @@ def _rules():
                 outer = spatial[:-1]
                 sch.reorder(*outer, c_out, *reduce, c_in)
             sch.vectorize(c_in)
+            # the epilogue -- blocks over the same output domain -- as one block where it is a chain (swish:
+            # x * sigmoid(x) reads x twice), so that it can follow the tile into the write-back; a consumer over a
+            # larger domain (squeeze-excite's broadcast multiply) stays a block of its own
+            domain = _domain(sch, red)[:n_spatial]
+            epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+            for name in epilogue[:-1]:
+                _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
             # accumulate the tile in registers; the epilogue is fused into its write-back
             acc = sch.cache_write(red, 0, "local")
-            _inline_consumers(sch, acc)
+            _inline_consumers(sch, acc, domain)
             sch.reverse_compute_at(acc, c_out)
             write_back = sch.get_loops(acc)
             sch.vectorize(write_back[-1])
@@ -244,15 +254,19 @@ def _rules():
     return WindowReduction(), Injective()
 
 
-def _inline_consumers(sch, block) -> None:
-    """reverse_compute_inline every chain of elementwise consumers into `block` (bias add, ReLU, division)."""
-    progress = True
-    while progress:
-        progress = False
-        for c in sch.get_consumers(block):
-            if _try(lambda c=c: sch.reverse_compute_inline(c)):
-                progress = True
-                break
+def _domain(sch, block) -> list[int]:
+    """The extents of a block's iterators."""
+    return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
+
+
+def _inline_consumers(sch, block, domain) -> None:
+    """reverse_compute_inline the chain of elementwise consumers into `block` (bias add, ReLU, division), as long
+    as each is the only reader of what `block` writes and iterates over the same `domain`."""
+    while True:
+        consumers = sch.get_consumers(block)
+        if (len(consumers) != 1 or _domain(sch, consumers[0]) != domain
+                or not _try(lambda: sch.reverse_compute_inline(consumers[0]))):
+            return
 
 
 def _try(fn) -> bool:

@@ -88,10 +88,15 @@ def test_simd_of_registry_targets():
     assert host.lanes in (4, 8, 16) and host.accumulators >= 8
 
 
-@pytest.mark.parametrize("spec", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "spec/baselines/mobilenet_v2.yaml"])
-def test_every_function_of_the_paper_models_gets_a_schedule(spec):
-    """No function of the zoo's CPU-relevant models is left to TVM's unscheduled default, and the graph stays
-    channels-last: the only layout transposes are at the input (NCHW -> NHWC) and before flatten."""
+@pytest.mark.parametrize("spec, channels_last", [
+    ("spec/ddsnet.yaml", True), ("spec/fastnet.yaml", True), ("spec/baselines/mobilenet_v2.yaml", True),
+    ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
+    ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
+])
+def test_every_function_of_the_zoo_cpu_models_gets_a_schedule(spec, channels_last):
+    """No function of the zoo's CPU-relevant models is left to TVM's unscheduled default; where the model has no
+    reshapes of feature maps the graph stays channels-last: the only layout transposes are at the input (NCHW ->
+    NHWC) and before flatten."""
     import tvm
 
     from tcc.backends.tvm_schedule import _rules
@@ -102,7 +107,7 @@ def test_every_function_of_the_paper_models_gets_a_schedule(spec):
     unscheduled = [name for name, f in funcs.items() if all(r.apply(f, target, False) is None for r in rules)]
     assert unscheduled == []
     transposes = [name for name in funcs if "transpose" in name]
-    assert len(transposes) <= 2, transposes
+    assert len(transposes) <= 2 or not channels_last, transposes
 
 
 def test_conv_schedule_is_a_register_tile():
