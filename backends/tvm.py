@@ -58,7 +58,8 @@ def _tvm_missing() -> str | None:
     try:
         metadata.version("apache-tvm")
     except metadata.PackageNotFoundError:
-        return "the TVM backend needs the Python package apache-tvm (pip install apache-tvm==0.27.0.post1)"
+        return ("the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
+                "pip install apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post0)")
     return None
 
 
@@ -145,13 +146,14 @@ class TvmBackend(Backend):
         mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
-            rt.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir, tune_trials=tune_trials)
+            rt.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir, tune_trials=tune_trials,
+                              ieee=options.precision == "int8")
         except rt.ToolchainMissing as e:
             raise _as_build_error(e) from None
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
             raise BuildError(f"TVM failed to compile the model for {options.target}: {_first_line(e)}") from None
         if tune_dir and tune_trials:
-            _write_tune_stamp(tune_dir, tune_trials)
+            _write_tune_stamp(tune_dir, options.tune)
         kit_files = self._write_kit(out_dir, spec, runtime, _input_shape(mod), options)
         return [ARTIFACT, *kit_files]
 
@@ -190,7 +192,8 @@ class TvmBackend(Backend):
 
     def _tuning(self, model, options: EmitOptions) -> tuple[str | None, int]:
         """(MetaSchedule work dir, trials still to run). The database is kept per target + CPU + model + precision
-        (or in --tune-log) and reused: a later build with the same or a smaller budget applies it without tuning."""
+        (or in --tune-log) and reused: a later build with the same or a smaller budget applies it without tuning,
+        one with a larger budget runs only the difference (tcc-tune.json there holds the budget tuned so far)."""
         if not options.tune and not options.tune_log:
             return None, 0
         from . import tvm_runtime as rt
@@ -205,8 +208,8 @@ class TvmBackend(Backend):
             cpu = rt.resolve_tvm_target(options.target).get("mcpu", "generic")
             work = rt.cache_root() / "tune" / f"{options.target}-{cpu}-{key}"
         work.mkdir(parents=True, exist_ok=True)
-        done = _read_tune_stamp(work)
-        return str(work), (0 if done >= options.tune else options.tune)
+        done = _read_tune_stamp(work)  # trials the database holds already: only the rest of the budget is run
+        return str(work), max(0, options.tune - done)
 
     def _write_kit(self, out_dir: Path, spec, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
         from . import tvm_runtime as rt
@@ -267,7 +270,8 @@ class TvmBackend(Backend):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
                 try:
-                    rt.compile_module(self._relax_module(model, host_opts), "host", host_so)
+                    rt.compile_module(self._relax_module(model, host_opts), "host", host_so,
+                                      ieee=options.precision == "int8")
                 except rt.ToolchainMissing as e:
                     raise _as_build_error(e) from None
                 host = _run_batched(host_so, "host", x, self.load(bundle).batch)

@@ -48,6 +48,8 @@ if TYPE_CHECKING:  # numpy is imported where used: the CLI (setup_arm.sh) runs w
 from .targets import TargetSpec, get_target, known_targets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)
+TVM_FFI_PIN = "0.1.14.post0"  # 0.1.15.post2, pip's pick for apache-tvm 0.27.0.post1, crashes MetaSchedule
 RUNTIME_SRC = REPO_ROOT / "tools" / "arm_runtime"
 MIN_CMAKE = (3, 18)
 SETUP_HINT = "run tools/setup_arm.sh (as root) to install the toolchains and build the runtimes"
@@ -82,7 +84,8 @@ def tvm_versions() -> tuple[str, str]:
         return metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi")
     except metadata.PackageNotFoundError:
         raise ToolchainMissing(
-            "the TVM backend needs the Python package apache-tvm (pip install apache-tvm==0.27.0.post1); "
+            f"the TVM backend needs the Python package apache-tvm (pip install apache-tvm=={TVM_PIN} "
+            f"apache-tvm-ffi=={TVM_FFI_PIN}); "
             + SETUP_HINT
         ) from None
 
@@ -559,8 +562,8 @@ def meta_schedule_problem() -> str | None:
     MetaSchedule serializes every IRModule it tunes (its database, TuneContext, the builder's worker processes)
     with tvm.ir.save_json.  apache-tvm 0.27.0.post1 next to apache-tvm-ffi 0.1.15.post2 (pip's choice for
     `apache-tvm-ffi>=0.1.14.post0`) crashes there (SIGSEGV in ffi::ToJSONGraph: the two binaries disagree), even for
-    a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0 the same call works (measured).  The probe runs in a
-    child process so the crash cannot take the build down."""
+    a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0, which tools/setup_arm.sh pins (TVM_FFI_PIN), the same
+    call works and tuning runs.  The probe runs in a child process so the crash cannot take the build down."""
     import importlib.util
 
     proc = subprocess.run([sys.executable, "-c", _SAVE_JSON_PROBE], capture_output=True, text=True, timeout=300)
@@ -568,19 +571,141 @@ def meta_schedule_problem() -> str | None:
         why = "crashes (segmentation fault)" if proc.returncode in (-11, 139) else f"fails (exit {proc.returncode})"
         tvm_v, ffi_v = tvm_versions()
         return (f"MetaSchedule tuning is not usable with apache-tvm {tvm_v} + apache-tvm-ffi {ffi_v}: serializing "
-                f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi 0.1.14.post0 "
-                "does not have this problem")
+                f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi {TVM_FFI_PIN} "
+                f"does not have this problem (tools/setup_arm.sh installs it; by hand: pip install "
+                f"apache-tvm-ffi=={TVM_FFI_PIN}, then tools/setup_arm.sh to rebuild the cached runtimes)")
     missing = [m for m in ("psutil", "cloudpickle") if importlib.util.find_spec(m) is None]
     if missing:
-        return f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install {' '.join(missing)})"
+        return (f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install "
+                f"{' '.join(missing)}; tools/setup_arm.sh installs them)")
     return None
 
 
+def _meta_schedule_build(mod: Any, target: Any, _params: Any) -> Any:
+    """MetaSchedule's builder function (run in its builder worker processes): its default_build without the
+    ``import tvm.s_tir.tensor_intrin`` in front.  That import registers every tensor intrinsic (CUDA, ROCm, ARM,
+    Hexagon, ...) by parsing TVMScript, ~30 s per process on this 2-core machine (inspect.getsource walks
+    sys.modules for each of them); LocalBuilder starts fresh workers for every batch, so with the default each
+    build hit the 30 s timeout and no candidate was ever measured.  Building lowers already scheduled (and, for
+    tensorized candidates, already tensorized) TIR: the registry is not needed here."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+@contextlib.contextmanager
+def _quick_inspect_stack():
+    """inspect.stack() without resolving each frame's module, while MetaSchedule starts.
+
+    TuneContext imports tvm.s_tir.tensor_intrin, whose ~250 TVMScript PrimFuncs each call inspect.stack() (the
+    parser looks for enclosing frames' locals and the decorator's line).  For every frame whose file does not exist
+    (``<frozen importlib._bootstrap>``: the import machinery) inspect.getmodule scans all of sys.modules, so the
+    import took 30-60 s here, scaling with the number of loaded modules.  This stand-in returns the same
+    FrameInfo records (frame, file, line number, function, the current line as code_context) straight from the
+    frames, without the module scan: the import takes ~3 s."""
+    import inspect
+    import linecache
+
+    original = inspect.stack
+
+    def stack(context: int = 1):
+        out, frame = [], sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            line = linecache.getline(code.co_filename, frame.f_lineno, frame.f_globals) if context > 0 else ""
+            out.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name,
+                                         [line] if line else None, 0 if line else None))
+            frame = frame.f_back
+        return out
+
+    inspect.stack = stack
+    try:
+        yield
+    finally:
+        inspect.stack = original
+
+
+TUNE_POPULATION = 128  # EvolutionarySearch's population (default 512: ~25 s per search iteration here, 128: ~6 s)
+TUNE_TRIALS_PER_TASK = 32  # a budget of N trials tunes the N // 32 heaviest functions (at least one)
+
+
+def _tune_plan(tasks: list[Any], trials: int) -> tuple[list[Any], int, int]:
+    """(tasks to tune, trials per task, trials per search iteration) for a budget of ``trials``.
+
+    MetaSchedule would spread the budget over every fused function (DDSNet: 64, 18 of them concats and transposes
+    that tcc's Injective rule already vectorizes) in rounds of 64 trials each, so a budget of a few hundred trials
+    would tune the first few functions in whatever order the extraction gives.  Instead the budget goes to the
+    functions with the most floating-point work (weight x estimated FLOPs; DDSNet's 7x7 stem conv alone is 41% of
+    the model), at least TUNE_TRIALS_PER_TASK trials each; everything else keeps tcc's default schedules."""
+    import tvm
+
+    def work(task) -> float:
+        return float(task.weight) * float(tvm.s_tir.analysis.estimate_tir_flops(task.dispatched[0]))
+
+    heavy = sorted((t for t in tasks if work(t) > 0), key=work, reverse=True)
+    if not heavy:
+        return [], 0, 0
+    n = max(1, min(len(heavy), trials // TUNE_TRIALS_PER_TASK))
+    per_task = max(1, trials // n)
+    # a search iteration costs seconds whatever its size (the population is evolved, then the batch is built in
+    # fresh worker processes): small budgets run in one iteration, larger ones in iterations of 16..64 trials so
+    # that the cost model learns in between
+    return heavy[:n], per_task, min(per_task, 64, max(16, per_task // 2))
+
+
+def _record_default_schedules(tasks: list[Any], target: Any, database: Any, builder: Any, runner: Any) -> int:
+    """Measure tcc's own schedule (backends/tvm_schedule.py) of each task with MetaSchedule's builder and runner and
+    commit it to the database as a tuning record (its trace replays to the same TIR).  So the search competes with
+    it: MetaScheduleApplyDatabase applies whichever measured faster, a small budget never leaves a function slower
+    than the untuned build (up to timing noise), and the evolutionary search's initial population includes it.
+    Returns the number of records added."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from . import tvm_schedule
+
+    rules = tvm_schedule.default_schedule_pass().rules
+    todo = []
+    for task in tasks:
+        workload_mod = task.dispatched[0]
+        func = workload_mod["main"]
+        sch = next((s for s in (r.apply(func, target, False) for r in rules) if s is not None), None)
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is None:
+            continue
+        workload = database.commit_workload(workload_mod)
+        trace = str(sch.trace)
+        if any(str(rec.trace) == trace for rec in database.get_top_k(workload, 1 << 20)):
+            continue  # measured by an earlier build
+        todo.append((sch, workload, func))
+    if not todo:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(sch.mod, target) for sch, _, _ in todo])
+    inputs, kept = [], []
+    for (sch, workload, func), b in zip(todo, built):
+        if b.error_msg is None:
+            inputs.append(ms.runner.RunnerInput(b.artifact_path, "cpu", ms.arg_info.ArgInfo.from_prim_func(func)))
+            kept.append((sch, workload, func))
+    added = 0
+    for (sch, workload, func), future in zip(kept, runner.run(inputs)):
+        res = future.result()
+        if res.error_msg is None and res.run_secs:
+            database.commit_tuning_record(ms.database.TuningRecord(
+                sch.trace, workload, res.run_secs, target, ms.arg_info.ArgInfo.from_prim_func(func)))
+            added += 1
+    return added
+
+
 def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
-    """A module pass that tunes the fused TIR functions with MetaSchedule and appends the records to the JSON
-    database in ``work_dir`` (applied by MetaScheduleApplyDatabase after it).  Like
-    relax.transform.MetaScheduleTuneIRMod, but the cost model falls back to random search when xgboost is not
-    installed (MetaScheduleTuneIRMod insists on xgboost), and the search is seeded."""
+    """A module pass that tunes the heaviest fused TIR functions with MetaSchedule (_tune_plan) and appends the
+    records to the JSON database in ``work_dir`` (applied by MetaScheduleApplyDatabase after it), tcc's own
+    schedule of each of them recorded first as the one to beat (_record_default_schedules).  Like
+    relax.transform.MetaScheduleTuneIRMod otherwise, but the cost model falls back to random search when xgboost
+    is not installed (MetaScheduleTuneIRMod insists on xgboost), the search is seeded, and the builder skips the
+    tensor-intrinsic registry (_meta_schedule_build).  Candidates are timed with the TVM runtime's default thread
+    count (TVM_NUM_THREADS when set)."""
     import tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccMetaScheduleTune")
@@ -589,9 +714,22 @@ def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
 
         from tvm.s_tir import meta_schedule as ms
 
-        cost_model = "xgb" if importlib.util.find_spec("xgboost") else "random"
-        ms.relax_integration.tune_relax(mod, {}, target, work_dir, max_trials_global=trials,
-                                        num_trials_per_iter=min(64, trials), cost_model=cost_model, seed=0)
+        with _quick_inspect_stack():
+            import tvm.s_tir.tensor_intrin  # noqa: F401  (what TuneContext imports first)
+        rel = ms.relax_integration
+        tasks, per_task, per_iter = _tune_plan(rel.extract_tasks(mod, target), trials)
+        if not tasks:
+            return mod
+        database = ms.database.JSONDatabase(work_dir=work_dir)
+        builder = ms.builder.LocalBuilder(f_build=_meta_schedule_build)
+        runner = ms.runner.LocalRunner()
+        _record_default_schedules(tasks, target, database, builder, runner)
+        strategy = ms.search_strategy.EvolutionarySearch(population_size=TUNE_POPULATION)
+        contexts, weights = rel.extracted_tasks_to_tune_contexts(tasks, work_dir, strategy=strategy, seed=0)
+        ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
+                      max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
+                      num_trials_per_iter=per_iter, builder=builder, runner=runner, database=database,
+                      cost_model="xgb" if importlib.util.find_spec("xgboost") else "random")
         return mod
 
     return tune
@@ -660,17 +798,24 @@ def _physical_cores() -> int:
 
 def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
-                   tune_trials: int = 0, schedule: bool = True) -> Path:
+                   tune_trials: int = 0, schedule: bool = True, ieee: bool = False) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
-    by the target's (cross) C++ compiler; returns the .so path.  See compile_onnx for the options."""
+    by the target's (cross) C++ compiler; returns the .so path.  See compile_onnx for the options;
+    ``ieee``: drop the target's fast-math (INT8 modules: their float steps -- quantizing the input,
+    dequantizing the output -- must round exactly like the reference; fast-math turns x / s into
+    x * (1 / s), which moves codes at ties)."""
     import tvm
     from tvm.support import cc
 
     spec = get_target(target_name)
     require_tools(target_name, build=False, run=False)
     target_dict = resolve_tvm_target(target_name)
-    if tune_dir:  # MetaSchedule sizes its parallel schedules by the target's core count
-        target_dict["num-cores"] = _physical_cores()
+    if ieee:
+        target_dict.pop("fast-math", None)
+    if tune_dir:  # MetaSchedule sizes its parallel schedules by the threads the candidates are timed with
+        Path(tune_dir).mkdir(parents=True, exist_ok=True)
+        threads = os.environ.get("TVM_NUM_THREADS", "")
+        target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
     pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule)
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)

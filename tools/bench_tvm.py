@@ -3,7 +3,7 @@
 
     .venv/bin/python tools/bench_tvm.py                      # DDSNet + FastNet, tcc's default pipeline
     .venv/bin/python tools/bench_tvm.py --variants           # also: no tcc schedules, unfused, dlight
-    .venv/bin/python tools/bench_tvm.py --tune 200           # MetaSchedule (needs a TVM whose save_json works)
+    .venv/bin/python tools/bench_tvm.py --tune 200           # MetaSchedule, 200 more trials (~/.cache/tcc/tune)
 
 Both run the same ONNX graph (the spec lowered with seeded random weights, after tcc's pass pipeline; random
 weights do not change the latency). TVM: the module compiled by tcc.backends.tvm_runtime for `host` (LLVM,
@@ -68,11 +68,21 @@ def ort_latency(onnx_model, x: np.ndarray, repeat: int) -> tuple[float, np.ndarr
 
 def tvm_variant(onnx_model, shape, name: str, out_dir: Path, tune: int, tune_dir: str | None):
     """(compile seconds, .so path) of one pipeline variant: default (tcc's NHWC schedules, what `tcc build` uses),
-    unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's own default), dlight (its CPU rules)."""
+    unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's own default), dlight (its CPU rules),
+    int8 (the integer module of `--precision int8`; its ratio is against ORT FP32)."""
     from tcc.backends import tvm_runtime as rt
 
     inp = onnx_model.graph.input[0].name
     t0 = time.perf_counter()
+    if name == "int8":  # the integer module (tvm_int8), calibrated with minmax on seeded N(0, 1) samples: the
+        # calibration changes the scales, not the kernels, so it does not matter for the latency
+        from tcc.backends.tvm_int8 import lower_int8
+        from tcc.quant.calibrate import calibrate_onnx
+
+        data = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
+        table = calibrate_onnx(onnx_model, data, method="minmax", target="tvm")
+        so = rt.compile_module(lower_int8(onnx_model, table, batch=1), "host", out_dir / f"{name}.so", ieee=True)
+        return time.perf_counter() - t0, so
     mod = rt.import_onnx(onnx_model, {inp: list(shape)})
     kw = {"fuse": True, "dlight": False, "schedule": name == "default"}
     if name == "unfused":
@@ -90,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--repeat", type=int, default=20, help="timed runs per measurement (median)")
     ap.add_argument("--variants", action="store_true", help="also measure unscheduled / unfused / dlight pipelines")
+    ap.add_argument("--int8", action="store_true", help="also measure the INT8 integer module (tvm_int8)")
     ap.add_argument("--tune", type=int, default=0, help="MetaSchedule trials for the default variant")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_tvm.json"), help="where to write the results")
     args = ap.parse_args(argv)
@@ -101,7 +112,8 @@ def main(argv=None) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
-    variants = ["default"] + (["unscheduled", "unfused", "dlight"] if args.variants else [])
+    variants = (["default"] + (["unscheduled", "unfused", "dlight"] if args.variants else [])
+                + (["int8"] if args.int8 else []))
     rows = []
     with tempfile.TemporaryDirectory(prefix="tcc-bench-tvm-") as tmp:
         for key in args.models:
@@ -122,7 +134,8 @@ def main(argv=None) -> int:
                 rows.append({"model": key, "variant": name, "input": list(shape), "tvm_ms": round(tvm_ms, 3),
                              "ort_ms": round(ort_ms, 3), "ratio": round(tvm_ms / ort_ms, 2),
                              "meets_goal": tvm_ms <= GOAL * ort_ms, "compile_s": round(secs, 1),
-                             "max_abs_vs_ort": float(np.abs(outs[0] - ref).max()),
+                             # INT8 against FP32 is not a numeric check (its self-check is the integer reference)
+                             "max_abs_vs_ort": None if name == "int8" else float(np.abs(outs[0] - ref).max()),
                              "tune_trials": args.tune if tune_dir else 0})
                 print(f"{key} {name}: TVM {tvm_ms:.2f} ms, ORT {ort_ms:.2f} ms ({tvm_ms / ort_ms:.1f}x)",
                       file=sys.stderr)
@@ -134,7 +147,7 @@ def main(argv=None) -> int:
             print(f"{r['model']:<9} {r['variant']:<11} compile failed: {r['error'][:60]}")
             continue
         print(f"{r['model']:<9} {r['variant']:<11} {r['tvm_ms']:>9.2f} {r['ort_ms']:>8.2f} {r['ratio']:>7.1f}x "
-              f"{r['compile_s']:>9.1f} {r['max_abs_vs_ort']:>9.1e}")
+              f"{r['compile_s']:>9.1f} " + ("        -" if r["max_abs_vs_ort"] is None else f"{r['max_abs_vs_ort']:>9.1e}"))
     doc = {"goal": f"TVM <= {GOAL}x ORT latency", "threads": 1, "batch": 1, "repeat": args.repeat,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "load_average": [round(v, 2) for v in os.getloadavg()]},

@@ -4,18 +4,25 @@
 #   tools/setup_arm.sh [TARGET...]        default targets: host arm-a7 aarch64
 #
 #   1. Debian packages: the cross compilers + qemu-user (apt-get; needs root, or sudo)
-#   2. Python packages into the venv: apache-tvm (pinned), cmake, ninja
+#   2. Python packages into the venv: apache-tvm + apache-tvm-ffi (pinned), MetaSchedule's psutil, cloudpickle and
+#      xgboost-cpu (for `tcc build --target host --tune N`), cmake, ninja
 #   3. TVM runtime + tcc-run per target into ~/.cache/tcc/tvm-runtime-<tvm version>-<arch>/
 #      ($TCC_CACHE_DIR overrides ~/.cache/tcc).  arm-a7 builds the runtime from source
 #      (several minutes, once); aarch64 takes it from PyPI's aarch64 wheel; host from the venv.
 #
-# Environment: PYTHON (default: .venv/bin/python of the repository), TCC_TVM_VERSION,
+# Environment: PYTHON (default: .venv/bin/python of the repository), TCC_TVM_VERSION, TCC_TVM_FFI_VERSION,
 # TCC_SKIP_APT=1 (do not touch Debian packages; fail if they are missing).
+#
+# Why apache-tvm-ffi is pinned: apache-tvm 0.27.0.post1 asks for apache-tvm-ffi>=0.1.14.post0 and pip picks
+# 0.1.15.post2, with which tvm.ir.save_json segfaults (ffi::ToJSONGraph), and MetaSchedule serializes every module
+# it tunes with it.  0.1.14.post0 works (host, and PyPI has its aarch64 wheel for the aarch64 runtime).  A venv
+# with another apache-tvm-ffi is switched to the pin; the cached runtimes, keyed by both versions, are rebuilt.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 TVM_VERSION="${TCC_TVM_VERSION:-0.27.0.post1}"
+TVM_FFI_VERSION="${TCC_TVM_FFI_VERSION:-0.1.14.post0}"
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(host arm-a7 aarch64)
 
@@ -54,14 +61,21 @@ fi
 # ---------------------------------------------------------------- 2. Python packages
 have_tvm="$("$PYTHON" - <<'EOF' 2>/dev/null || true
 from importlib import metadata
-try:
-    print(metadata.version("apache-tvm"))
-except metadata.PackageNotFoundError:
-    pass
+for name in ("apache-tvm", "apache-tvm-ffi"):
+    try:
+        print(metadata.version(name), end=" ")
+    except metadata.PackageNotFoundError:
+        print("-", end=" ")
 EOF
 )"
 pip_pkgs=()
-[ "$have_tvm" = "$TVM_VERSION" ] || pip_pkgs+=("apache-tvm==$TVM_VERSION")
+# both together, so that pip cannot move apache-tvm-ffi off the pin when it installs apache-tvm
+[ "$have_tvm" = "$TVM_VERSION $TVM_FFI_VERSION " ] || pip_pkgs+=("apache-tvm==$TVM_VERSION" "apache-tvm-ffi==$TVM_FFI_VERSION")
+# MetaSchedule (--tune): psutil + cloudpickle are required; xgboost-cpu (its cost model; the CPU-only build, ~20 MB,
+# not xgboost's 350 MB CUDA/NCCL one) is optional: without it the tuner falls back to random search
+for mod_pkg in psutil:psutil cloudpickle:cloudpickle xgboost:xgboost-cpu; do
+  "$PYTHON" -c "import ${mod_pkg%%:*}" 2>/dev/null || pip_pkgs+=("${mod_pkg#*:}")
+done
 "$PYTHON" - <<'EOF' 2>/dev/null || pip_pkgs+=("cmake>=3.26" "ninja")
 import os, re, subprocess, sys
 bindir = os.path.dirname(sys.executable)
@@ -76,7 +90,7 @@ if [ ${#pip_pkgs[@]} -gt 0 ]; then
   "$PYTHON" -m pip install --quiet "${pip_pkgs[@]}" || die "pip install ${pip_pkgs[*]} failed"
   say "Python packages installed in $((SECONDS - t0)) s"
 else
-  say "Python packages: apache-tvm $TVM_VERSION, cmake, ninja already installed"
+  say "Python packages: apache-tvm $TVM_VERSION, apache-tvm-ffi $TVM_FFI_VERSION, psutil, cloudpickle, xgboost, cmake, ninja already installed"
 fi
 
 # ---------------------------------------------------------------- 3. runtimes + tcc-run

@@ -272,9 +272,10 @@ int Run(int argc, char** argv) {
   if (!entry) throw std::runtime_error("module has no function '" + func + "'");
 
   std::vector<ffi::AnyView> packed(args.begin(), args.end());
+  const ffi::Function& entry_fn = *entry;  // Function::CallPacked: the same in apache-tvm-ffi 0.1.14 and 0.1.15
   auto call = [&]() {
     ffi::Any rv;
-    entry->CallPacked(packed.data(), static_cast<int32_t>(packed.size()), &rv);
+    entry_fn.CallPacked(packed.data(), static_cast<int32_t>(packed.size()), &rv);
     return rv;
   };
   ffi::Any result = call();
