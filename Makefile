@@ -22,8 +22,9 @@ setup-arm: venv
 demo: venv setup-arm
 	tools/demo.sh
 
+# One worker per CPU, each test file on one worker (module fixtures build their bundles once).
 test: venv setup-arm
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) build *.egg-info
