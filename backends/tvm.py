@@ -58,8 +58,10 @@ def _tvm_missing() -> str | None:
     try:
         metadata.version("apache-tvm")
     except metadata.PackageNotFoundError:
+        from .tvm_runtime import TVM_FFI_PIN, TVM_PIN
+
         return ("the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
-                "pip install apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post0)")
+                f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})")
     return None
 
 

@@ -58,6 +58,17 @@ def storage_dtype(lo: int, hi: int) -> str:
     return "int32"
 
 
+def fixed_point(q, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(q, k, half) as int64 arrays for reference.multiply_by_quantized_multiplier(acc, q, shift): the product
+    acc * q shifted right by k = 31 - shift, half = 2^(k - 1) the rounding threshold."""
+    q, shift = np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))
+    k = 31 - shift
+    if np.any(k < 1):
+        raise OverflowError("requantization multiplier >= 2^30 is not supported")
+    k = np.minimum(k, 62)  # |acc * q| < 2^62: shifting 62 gives 0, as in the reference
+    return q, k, np.int64(1) << (k - 1)
+
+
 class _Lowering:
     def __init__(self, model: onnx.ModelProto | None = None, table: CalibrationTable | None = None):
         from tvm import relax
@@ -109,12 +120,7 @@ class _Lowering:
         per-channel arrays along `axis`): the exact product acc * q, an arithmetic shift right by k = 31 - shift
         (floor), plus one where the remainder is above half or exactly half with an odd floor (half to even)."""
         op = self.relax.op
-        q, shift = np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))
-        k = 31 - shift
-        if np.any(k < 1):
-            raise OverflowError("requantization multiplier >= 2^30 is not supported")
-        k = np.minimum(k, 62)  # |acc * q| < 2^62: shifting 62 gives 0, as in the reference
-        half = np.int64(1) << (k - 1)
+        q, k, half = fixed_point(q, shift)
         shape = self.channel_shape(-1, ndim, axis) if len(q) > 1 else None
         q, k, half = (self.const(v.reshape(shape) if shape else v[0], "int64") for v in (q, k, half))
         a = self.clamp(self.cast(acc, "int64"), INT32_MIN, INT32_MAX, "int64")  # the reference clips to int32
@@ -127,8 +133,8 @@ class _Lowering:
         return self.emit(op.add(floor, op.astype(up, "int64")))
 
     def requantize(self, acc, m, zp: int, lo: int, hi: int, act=None):
-        """reference.requantize(acc, m, zp, lo, hi, axis=1), then a fused activation's clamp [act[0], act[1]] ->
-        codes in the storage dtype of [lo, hi]. acc: an integer expression, channels on axis 1."""
+        """reference.requantize(acc, m, zp, lo, hi) per channel, then a fused activation's clamp [act[0], act[1]]
+        -> codes in the storage dtype of [lo, hi]. acc: an integer expression, channels on its last axis."""
         q, shift = quantize_multiplier(m)
         c_lo, c_hi = (max(lo, act[0]), min(hi, act[1])) if act is not None else (lo, hi)
         return self.call_requantize(acc, q, shift, zp, c_lo, c_hi, storage_dtype(lo, hi))
@@ -138,14 +144,8 @@ class _Lowering:
         q, shift: one value or one per channel."""
         relax = self.relax
         shape = list(acc.ty.shape)
-        channels = int(shape[-1])
-        q, shift = np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))
-        k = 31 - shift
-        if np.any(k < 1):
-            raise OverflowError("requantization multiplier >= 2^30 is not supported")
-        k = np.minimum(k, 62)  # |acc * q| < 2^62: shifting 62 gives 0, as in the reference
-        params = np.empty((6, channels), np.int64)  # one row per parameter: vector loads along channels
-        params[0], params[1], params[2] = q, k, np.int64(1) << (k - 1)
+        params = np.empty((6, int(shape[-1])), np.int64)  # one row per parameter: vector loads along channels
+        params[0], params[1], params[2] = fixed_point(q, shift)
         params[3], params[4], params[5] = zp, lo, hi
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")

@@ -1,7 +1,7 @@
 """Default CPU schedules for the TVM backend: tcc's own dlight rules for channels-last conv nets.
 
 TVM 0.27's Relax legalizes conv2d, pooling and concat to TOPI compute definitions and ships no CPU schedule for
-them: compiled untuned they are plain scalar loop nests (DDSNet 52x slower than ONNX Runtime, measured), and
+them: compiled untuned they are plain scalar loop nests (DDSNet 29x slower than ONNX Runtime, measured), and
 MetaSchedule needs minutes of tuning per model on the machine itself (impossible for an ARM board built here).
 These rules give every such function a good schedule without search, for any CPU the target registry knows:
 

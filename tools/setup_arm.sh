@@ -21,8 +21,6 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
-TVM_VERSION="${TCC_TVM_VERSION:-0.27.0.post1}"
-TVM_FFI_VERSION="${TCC_TVM_FFI_VERSION:-0.1.14.post0}"
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(host arm-a7 aarch64)
 
@@ -30,6 +28,12 @@ say() { printf '[setup_arm] %s\n' "$*" >&2; }
 die() { printf '[setup_arm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$PYTHON" ] || die "no Python at $PYTHON: create the venv first (make venv), or set PYTHON=..."
+# the pins are defined once, in backends/tvm_runtime.py (TVM_PIN, TVM_FFI_PIN)
+pins="$("$PYTHON" -c 'from tcc.backends.tvm_runtime import TVM_PIN, TVM_FFI_PIN; print(TVM_PIN, TVM_FFI_PIN)')" \
+  || die "cannot import tcc with $PYTHON: install the project first (make venv)"
+read -r PIN_TVM PIN_FFI <<< "$pins"
+TVM_VERSION="${TCC_TVM_VERSION:-$PIN_TVM}"
+TVM_FFI_VERSION="${TCC_TVM_FFI_VERSION:-$PIN_FFI}"
 
 # ---------------------------------------------------------------- 1. Debian packages
 # The target registry (backends/targets.py) names the packages; unknown targets fail here.
