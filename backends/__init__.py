@@ -1,8 +1,8 @@
-"""Backends and targets, as plain data: a target name -> its description; a backend name -> "module:Class".
+"""Backends and targets, as plain data: a target name -> its description (the one registry, backends/targets.py);
+a backend name -> "module:Class".
 
 Nothing registers itself on import; `get_backend` imports the one module a build needs. Adding a backend is one
-line in BACKENDS and its targets in TARGETS. The TVM targets (host, arm-a7, aarch64 and its alias arm-a53) are
-described once, in backends/targets.py (TVM target, cross compiler, qemu); their entries here are derived from it.
+line in BACKENDS and its targets in backends/targets.py.
 """
 from __future__ import annotations
 
@@ -10,29 +10,8 @@ import importlib
 
 from tcc.errors import BuildError
 
-from . import targets as _tvm_targets
-from .base import Backend, Capabilities, EmitOptions, Target
-
-_QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
-TVM_PRECISIONS = ("fp32", "int8")  # int8: real integer kernels (backends/tvm_int8.py), bit-exact with the reference
-
-
-def _tvm_target(name: str, spec: _tvm_targets.TargetSpec) -> Target:
-    alias = f" (alias of {spec.name})" if name != spec.name else ""
-    return Target(name, "tvm", TVM_PRECISIONS, f"TVM: {spec.description}{alias}")
-
-
-TARGETS: dict[str, Target] = {
-    t.name: t
-    for t in [
-        Target("onnx", "ort", ("fp32",), "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
-               planned={"fp16": "use --target ort --precision fp16", "int8": _QUANTIZED_ORT,
-                        "dynamic": _QUANTIZED_ORT}),
-        Target("ort", "ort", ("fp32", "fp16", "int8", "dynamic"),
-               "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8"),
-        *(_tvm_target(name, spec) for name, spec in _tvm_targets.TARGETS.items()),
-    ]
-}
+from .base import Backend, Capabilities, EmitOptions
+from .targets import TARGETS, Target
 
 BACKENDS: dict[str, str] = {
     "ort": "tcc.backends.ort:OrtBackend",

@@ -29,21 +29,6 @@ PRECISIONS = ("fp32", "fp16", "int8", "dynamic")  # dynamic: int8 weights, activ
 
 
 @dataclass(frozen=True)
-class Target:
-    """One `--target` value: which backend builds it and at which precisions."""
-
-    name: str
-    backend: str  # a key of tcc.backends.BACKENDS
-    precisions: tuple[str, ...]
-    description: str
-    planned: dict[str, str] = field(default_factory=dict)  # precision -> why it is not available yet
-
-    @property
-    def default_precision(self) -> str:
-        return self.precisions[0]
-
-
-@dataclass(frozen=True)
 class Capabilities:
     name: str
     targets: tuple[str, ...]
@@ -51,7 +36,7 @@ class Capabilities:
     onnx_ops: frozenset[str] | None = None  # default-domain ops it can express; None: every op of the opset
     opsets: tuple[int, int] = (11, 21)  # lowest, highest opset accepted
     runs_here: bool = True  # can load and run its artifact on this machine (self-check, predict --artifact)
-    calibration_target: str | None = None  # INT8: the quantization rules (tcc.quant.calibrate.TARGETS) it needs
+    int8_lowering: str | None = None  # INT8: the lowering of the integer op table it runs (tcc.intops)
     int8_exact: bool = False  # INT8 artifact must equal the integer reference bit for bit (else within LSBs)
 
 
@@ -112,6 +97,13 @@ class Backend:
 
     def run(self, loaded: Any, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """A backend that is not bit-exact with the integer reference (`int8_exact` False) returns here the codes
+        its built artifact computes for every quantized tensor on input x ({tensor: codes}), so the build checks
+        it op by op (tcc.quant.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains them
+        changes what the artifact computes (the final output must stay `got`)."""
+        raise NotImplementedError(f"backend {self.capabilities.name} cannot expose its INT8 codes")
 
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """Checks beyond the builder's self-check (e.g. an ARM build run under qemu against the host build), run

@@ -34,7 +34,7 @@ class OrtBackend(Backend):
         onnx_ops=None,  # ONNX Runtime implements every standard op; check() still tests each against the opset
         opsets=(11, 21),
         runs_here=True,
-        calibration_target="ort",  # u8 activations (signed ones as u8 with zero point 128), s8 per-channel weights
+        int8_lowering="qdq",  # QuantizeLinear / DequantizeLinear around the tensors of the table (tcc.quant.qdq)
         int8_exact=False,  # ORT requantizes with a float multiplier: within LSBs of the fixed-point reference
     )
 
@@ -92,6 +92,35 @@ class OrtBackend(Backend):
         parts = [loaded.session.run([loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
                  for i in range(0, len(x), loaded.batch)]
         return np.concatenate(parts)
+
+    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """The codes ORT's integer kernels compute for every quantized tensor: the same QDQ model with readable
+        names (the artifact is its compact form: the same kernels and values) and every QuantizeLinear output as
+        an extra graph output. Exposing a QuantizeLinear's output leaves ORT's fusions (QLinearConv, QLinearAdd,
+        ...) as they are; that the final output equals the artifact's bit for bit is checked here."""
+        import onnx
+        import onnxruntime as ort
+
+        from tcc.errors import SelfCheckError
+        from tcc.quant.qdq import quant_points, to_qdq
+
+        table = options.table
+        q = to_qdq(model, table)
+        points = quant_points(model, table)
+        m = onnx.ModelProto()
+        m.CopyFrom(q)
+        m.graph.output.extend(onnx.helper.make_tensor_value_info(
+            f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
+            for p in points)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
+        outs = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        if not np.array_equal(outs[0], got):
+            raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
+                                 "artifact computes (ONNX Runtime fused it differently); no bundle was written")
+        n_out = len(q.graph.output)
+        return dict(zip(points, outs[n_out:]))
 
     def runtime_info(self, options: EmitOptions) -> dict:
         info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}

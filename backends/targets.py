@@ -1,11 +1,12 @@
-"""Deployment targets of the TVM backend: one registry, plain data.
+"""THE target registry: every `--target` value, as plain data, in one place.
 
-Each entry says how to compile for a target (the TVM target dict), how to link the module
-(cross compiler), where the TVM runtime for the board comes from (``runtime``), and how to run
-the result on this x86_64 machine (``qemu``).  ``backends/tvm_runtime.py`` is the code that uses
-it; ``tools/setup_arm.sh`` installs what the ``apt_packages`` columns name.
+A `Target` names the backend that builds it, its precisions, the quantization rules its INT8 build needs (a key of
+tcc.quant.rules.RULES) and, for the TVM targets, its `Platform`: how to compile for it (the TVM target dict), how to
+link (cross compiler), where the TVM runtime for the board comes from (``runtime``) and how to run the result on this
+x86_64 machine (``qemu``).  ``backends/tvm_runtime.py`` uses the platforms; ``tools/setup_arm.sh`` installs what
+their ``apt_packages`` name.  Nothing here imports a backend.
 
-Runtime sources (``runtime``):
+Runtime sources (``Platform.runtime``):
   ``host-wheel``     the x86_64 libraries of the installed apache-tvm / apache-tvm-ffi wheels
   ``wheel:<plat>``   the same-version wheels for pip platform <plat> (downloaded, libraries only)
   ``source``         built from the C++ sources inside the x86_64 wheels with the cross compiler
@@ -21,7 +22,9 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class TargetSpec:
+class Platform:
+    """Where a TVM target runs: the TVM target, the cross toolchain, the runtime's source, the emulator."""
+
     name: str
     description: str
     arch: str  # runtime architecture: "x86_64", "armv7" or "aarch64" (also the cache key's part)
@@ -60,8 +63,25 @@ class TargetSpec:
         return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in self.tvm_target.items()}
 
 
-_SPECS: tuple[TargetSpec, ...] = (
-    TargetSpec(
+@dataclass(frozen=True)
+class Target:
+    """One `--target` value."""
+
+    name: str
+    backend: str  # a key of tcc.backends.BACKENDS
+    precisions: tuple[str, ...]
+    description: str
+    planned: Mapping[str, str] = field(default_factory=dict)  # precision -> why it is not available yet
+    rules: str | None = None  # INT8: the quantization rules (tcc.quant.rules.RULES) this target's build needs
+    platform: Platform | None = None  # TVM targets: compile / link / run
+
+    @property
+    def default_precision(self) -> str:
+        return self.precisions[0]
+
+
+_PLATFORMS: tuple[Platform, ...] = (
+    Platform(
         name="host",
         description="this machine (x86_64, LLVM, tuned for the local CPU)",
         arch="x86_64",
@@ -73,7 +93,7 @@ _SPECS: tuple[TargetSpec, ...] = (
         apt_packages=("g++",),
         runtime="host-wheel",
     ),
-    TargetSpec(
+    Platform(
         name="arm-a7",
         description="Cortex-A7, ARMv7-A hard-float with NEON/VFPv4 (32-bit)",
         arch="armv7",
@@ -93,7 +113,7 @@ _SPECS: tuple[TargetSpec, ...] = (
         qemu=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf", "-cpu", "cortex-a7"),
         cmake_toolchain="armv7.cmake",
     ),
-    TargetSpec(
+    Platform(
         name="aarch64",
         description="generic ARMv8-A (64-bit) with NEON, e.g. Cortex-A53",
         arch="aarch64",
@@ -107,25 +127,42 @@ _SPECS: tuple[TargetSpec, ...] = (
     ),
 )
 
-TARGETS: Mapping[str, TargetSpec] = MappingProxyType(
-    {n: s for s in _SPECS for n in (s.name, *s.aliases)}
-)
+
+_QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
+TVM_PRECISIONS = ("fp32", "int8")  # int8: real integer kernels (backends/tvm_int8.py), bit-exact with the reference
+
+
+def _tvm(name: str, p: Platform) -> Target:
+    alias = f" (alias of {p.name})" if name != p.name else ""
+    return Target(name, "tvm", TVM_PRECISIONS, f"TVM: {p.description}{alias}", rules="tvm", platform=p)
+
+
+TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
+    Target("onnx", "ort", ("fp32",), "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
+           planned=MappingProxyType({"fp16": "use --target ort --precision fp16", "int8": _QUANTIZED_ORT,
+                                     "dynamic": _QUANTIZED_ORT})),
+    Target("ort", "ort", ("fp32", "fp16", "int8", "dynamic"),
+           "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8", rules="ort"),
+    *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
+]})
+
+PLATFORMS: Mapping[str, Platform] = MappingProxyType({n: t.platform for n, t in TARGETS.items() if t.platform})
 
 
 class UnknownTargetError(ValueError):
-    """Raised for a target name that is not in the registry."""
+    """Raised for a name that is not a TVM platform in the registry."""
 
 
-def known_targets() -> list[str]:
-    """All accepted names (canonical names and aliases), sorted."""
-    return sorted(TARGETS)
+def known_platforms() -> list[str]:
+    """All TVM platform names (canonical names and aliases), sorted."""
+    return sorted(PLATFORMS)
 
 
-def get_target(name: str) -> TargetSpec:
-    """The spec for ``name`` (a canonical name or an alias)."""
+def get_platform(name: str) -> Platform:
+    """The TVM platform of target ``name`` (a canonical name or an alias)."""
     try:
-        return TARGETS[name]
+        return PLATFORMS[name]
     except (KeyError, TypeError):
         raise UnknownTargetError(
-            f"unknown target {name!r}; known targets: {', '.join(known_targets())}"
+            f"unknown TVM target {name!r}; known TVM targets: {', '.join(known_platforms())}"
         ) from None

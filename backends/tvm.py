@@ -65,9 +65,9 @@ def _tvm_missing() -> str | None:
     return None
 
 
-def _spec(target: str) -> tvm_targets.TargetSpec:
+def _spec(target: str) -> tvm_targets.Platform:
     try:
-        return tvm_targets.get_target(target)
+        return tvm_targets.get_platform(target)
     except tvm_targets.UnknownTargetError as e:
         raise BuildError(str(e)) from None
 
@@ -81,14 +81,14 @@ class TvmBackend(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             name="tvm",
-            targets=tuple(tvm_targets.TARGETS),
+            targets=tuple(tvm_targets.PLATFORMS),
             precisions=("fp32", "int8"),
             onnx_ops=None,  # unsupported() asks the Relax ONNX frontend which ops it converts
             opsets=(11, 21),
             # host bundles run wherever apache-tvm is installed; ARM bundles also need qemu-user, which load()
             # checks per target (naming the package) -- capabilities cannot say "this target only"
             runs_here=_tvm_missing() is None,
-            calibration_target="tvm",
+            int8_lowering="tvm",  # backends/tvm_int8.py: RelaxLowering over the integer op table
             int8_exact=True,  # integer kernels with the reference's fixed-point requantization: bit for bit
         )
 

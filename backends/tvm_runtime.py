@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # numpy is imported where used: the CLI (setup_arm.sh) runs w
 
 # Run as `python -m tcc.backends.tvm_runtime`, never as a script: a script's folder (backends/, which holds tvm.py)
 # would come first on sys.path and shadow the real `tvm` package.
-from .targets import TargetSpec, get_target, known_targets
+from .targets import Platform as TargetSpec, get_platform as get_target, known_platforms as known_targets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)

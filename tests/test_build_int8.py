@@ -47,7 +47,8 @@ def test_int8_build_from_data(tmp_path, data):
     assert m["quantization"]["calibration_samples"] == 16 and m["quantization"]["rules"] == "ort"
     check = m["self_check"]
     assert check["result"]["passed"] and check["inputs"]["source"] == "calibration data"
-    assert check["result"]["max_abs_lsb"] <= TOLERANCES["int8"]["lsb_tolerance"]
+    per_op = check["result"]["per_op"]
+    assert per_op["max_lsb"] <= TOLERANCES["int8"]["lsb_tolerance"] and per_op["ops_checked"] >= 30
     assert check["vs_fp32"]["cosine"] > 0.99  # calibration samples: INT8 close to FP32
     model = onnx.load(str(tmp_path / "b" / "model.onnx"))
     ops = {n.op_type for n in model.graph.node}

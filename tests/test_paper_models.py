@@ -116,7 +116,7 @@ def test_fastnet_spec_shapes():
     model = _load("fastnet.yaml")
     g = model.graph
     assert model.input_shape == (3, 256, 256)
-    assert model.params == {"num_classes": 2, "residual": False}
+    assert model.params == {"image_size": 256, "num_classes": 2, "residual": False}
     # Table IV: 127x127x64, 63x63x8, 31x31x16, 15x15x32 ('valid' stride-2 convs), blocks keep the shape
     assert g.nodes["stem.conv"].shape == (64, 127, 127)
     for stage, shape in (("stage1", (8, 63, 63)), ("stage2", (16, 31, 31)), ("stage3", (32, 15, 15))):

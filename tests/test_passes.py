@@ -258,7 +258,7 @@ def test_pipeline_deterministic_and_optional_simplify(capsys):
     assert "simplify" not in [p.name for p in report.passes]
     assert a.producer_name == "tcc" and a.ir_version == m.ir_version
     docs = {n.name: n.doc_string for n in a.graph.node}
-    assert docs["stem.conv"] == "ddsnet.yaml:36:9"  # spec locations survive the passes
+    assert docs["stem.conv"] == "ddsnet.yaml:37:9"  # spec locations survive the passes
 
 
 def test_pipeline_refuses_to_keep_a_batchnorm():

@@ -140,28 +140,6 @@ def test_bad_report_paths(tmp_path, report, name, message):
     assert not list(tmp_path.rglob("*q*"))
 
 
-def test_ops_the_reference_lacks_fall_back_to_fake_quant(model, table, data, report, monkeypatch):
-    """Where the integer reference lacks an op, the per-tensor numbers come from tcc's QDQ model run as float
-    fake-quant (the same scales; they differ from the reference only in requantization rounding), and the
-    reference's end-to-end entry says why it is missing."""
-    from tcc.quant import reference
-
-    def lacking(*args, **kwargs):
-        raise NotImplementedError("integer reference: op Softsign (s) is not supported")
-
-    monkeypatch.setattr(reference, "run_reference", lacking)
-    r = quality_report(model, table, data, samples=10, seed=3, compare=False)
-    assert r["per_layer_source"].startswith("tcc QDQ fake-quant")
-    assert "Softsign" in r["end_to_end"]["models"]["tcc_reference"]["error"]
-    assert r["end_to_end"]["models"]["tcc_ort"] == report["end_to_end"]["models"]["tcc_ort"]
-    fake = {row["tensor"]: row for row in r["layers"]}
-    for row in report["layers"]:
-        assert fake[row["tensor"]]["cosine"] == pytest.approx(row["cosine"], abs=1e-3), row["tensor"]
-    assert fake["input"] == report["layers"][0]  # the same quantizer on the input: identical
-    validate_report(r)
-    assert any(line.startswith("tcc, integer reference") and "Softsign" in line for line in format_report(r))
-
-
 def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
     from tcc.cli import main
 

@@ -7,7 +7,8 @@ from onnx import numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
 from tcc.errors import DataError
-from tcc.quant.stats import Histogram, collect_stats, find_layers, fused_away, quant_tensors, run_fp32
+from tcc.quant.plan import plan
+from tcc.quant.stats import Histogram, collect_stats, find_layers, run_fp32
 
 
 def test_histogram_growth_is_exact_merge():
@@ -38,9 +39,10 @@ def test_histogram_zeros_are_apart():
 
 def test_collect_stats_matches_a_direct_run():
     model, x = tiny_cnn(), tiny_data(20)
-    names = quant_tensors(model)
+    graph = plan(model)
+    names = graph.quantized
     assert "stem.conv" not in names and "stem.relu" in names and "input" in names  # conv+relu fused
-    assert fused_away(model) == {"stem.conv", "dw"}
+    assert graph.internal == {"stem.conv", "dw"}
     st = collect_stats(model, x, batch_size=6, tensors=names)
     ref = run_fp32(model, x, names, batch_size=20)
     for n in names:

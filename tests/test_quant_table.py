@@ -66,14 +66,10 @@ def test_concat_and_pool_share_one_scale(tables):
 def test_tvm_keeps_int8_and_split_groups_keep_signedness(model, data):
     t = calibrate_onnx(model, data, method="minmax", target="tvm")
     assert (t.tensors["stem.relu"]["signed"], t.tensors["stem.relu"]["zero_point"]) == (True, 0)
-    from tcc.quant import calibrate as cal
+    from tcc.quant.rules import TargetRules
 
-    rules = cal.TargetRules(unsigned_ok=True, split_mixed_groups=True)
-    cal.TARGETS["_split"] = rules
-    try:
-        s = calibrate_onnx(model, data, method="minmax", target="_split")
-    finally:
-        del cal.TARGETS["_split"]
+    s = calibrate_onnx(model, data, method="minmax",
+                       target=TargetRules("_split", unsigned_ok=True, split_mixed_groups=True))
     a, b = s.tensors["stem.relu"], s.tensors["pw"]
     assert not a["signed"] and b["signed"] and a["scale"] == b["scale"]  # one step size, zero points 0 and 0
 

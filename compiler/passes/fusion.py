@@ -21,10 +21,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from ..intops import ACTIVATION_OPS, FUSES_ACTIVATION
 from .base import Pass, Stats, const, import_graph, only_feeds, producer
 
 KEY = "tcc.fused_activations"
-FUSABLE = ("Conv", "Gemm", "MatMul", "Add")
+# the integer op table (tcc.intops) says which producers fold a following activation into their clamp: the
+# quantizer and every INT8 backend read these marks (tcc.quant.plan), nothing recomputes them
+FUSABLE = FUSES_ACTIVATION
 
 
 def _clip_range(node: gs.Node) -> tuple[float | None, float | None] | None:
@@ -46,6 +49,8 @@ def _clip_range(node: gs.Node) -> tuple[float | None, float | None] | None:
 def find_fusions(graph: gs.Graph) -> dict[str, dict]:
     marks = {}
     for act in graph.nodes:
+        if act.op not in ACTIVATION_OPS:
+            continue
         if act.op == "Relu":
             lo, hi = 0.0, None
         elif act.op == "Clip":
@@ -89,11 +94,12 @@ mark_fused_activations = Pass(
 )
 
 
-def fused_activations(model: onnx.ModelProto) -> dict[str, dict]:
-    """The marks of `model` that still describe a producer -> activation pair in its graph."""
+def fused_activations(model: onnx.ModelProto, mark_if_unmarked: bool = False) -> dict[str, dict]:
+    """The marks of `model` that still describe a producer -> activation pair in its graph. A model that never went
+    through the pass (no marks at all) has none, or with `mark_if_unmarked` the marks the pass would make."""
     raw = next((p.value for p in model.metadata_props if p.key == KEY), None)
     if raw is None:
-        return {}
+        return find_fusions(import_graph(model)) if mark_if_unmarked else {}
     marks = json.loads(raw)
     nodes = {n.name: n for n in model.graph.node}
     readers: dict[str, int] = {}

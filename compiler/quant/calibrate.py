@@ -17,127 +17,49 @@ tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_o
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from ._blas import blas_threads
 from .cos_search import cos_search, layer_rows
 from .methods import METHODS, threshold
+from .plan import IntGraph, plan
 from .quantizer import scale_for_threshold
-from .stats import (BINS, Histogram, find_layers, initializers, quant_tensors, run_batches, update_histograms,
-                    weight_stats)
+from .rules import TargetRules, get_rules, rules_for
+from .stats import BINS, Histogram, initializers, layer_of, run_batches, update_histograms, weight_stats
 from .table import CalibrationTable, file_sha256, model_sha256
 
 
-@dataclass(frozen=True)
-class TargetRules:
-    """How a target wants its tensors: unsigned activations allowed (u8, zp 0), asymmetric activations (int8 with
-    a zero point), concat sharing one scale."""
-
-    unsigned_ok: bool = True
-    asymmetric: bool = False
-    share_concat: bool = True
-    split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
-    signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
-    # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
-    kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
-    # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
-    dense_weight_bits: int = 8  # weights of non-depthwise convs and of linear layers (depthwise: always 8).
-    # ORT: 7. Its x86 u8s8 kernels without VNNI (AVX2, AVX-512 before Cascade Lake) multiply with VPMADDUBSW, which
-    # adds two u8 x s8 products in a saturating int16: 255 * (127 + 127) overflows it and the result is silently
-    # wrong (measured on an AVX2 EPYC: DDSNet INT8 vs FP32 cosine 0.9916, worst image 0.895, top-1 98.4%). Codes
-    # in [-64, 63] keep 255 * (64 + 64) = 32640 inside int16, so the integer result is exact on every CPU (ORT's
-    # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
-    # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
-
-    def weight_bits(self, layer, weight: np.ndarray) -> int:
-        depthwise = layer.op == "Conv" and int(layer.attrs.get("group", 1)) > 1 and weight.shape[1] == 1
-        return 8 if depthwise else self.dense_weight_bits
-
-
-TARGETS = {
-    # QLinearConv U8S8: u8 activations (zp 0 here), s8 per-channel weights
-    "ort": TargetRules(unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True, kernel_rewrites=True,
-                       dense_weight_bits=7),
-    "tvm": TargetRules(unsigned_ok=True),
-    "tflite": TargetRules(unsigned_ok=False, asymmetric=True),  # int8 asymmetric activations, symmetric weights
-    "ax620": TargetRules(unsigned_ok=False),  # Pulsar: symmetric int8 everywhere (conservative assumption)
-}
-
-PASS_THROUGH = {"MaxPool", "AveragePool", "Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose"}
-
-
-def rules_name(target: str) -> str:
-    """The quantization rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620) or a
-    build target (`arm-a7` -> the rules its backend needs), so a table is made with the target one builds for."""
-    if target in TARGETS:
-        return target
-    from tcc.backends import TARGETS as BUILD_TARGETS, get_backend
-
-    if target in BUILD_TARGETS:
-        rules = get_backend(BUILD_TARGETS[target].backend).capabilities.calibration_target
-        if rules:
-            return rules
-    known = sorted(set(TARGETS) | {t for t in BUILD_TARGETS if t != "onnx"})
-    raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(known)}")
-
-
-def _rules(target: str) -> TargetRules:
-    try:
-        return TARGETS[target]
-    except KeyError:
-        raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(TARGETS)}") from None
-
-
-def share_groups(model: onnx.ModelProto, names: set[str], rules: TargetRules) -> list[list[str]]:
-    """Tensor groups that must share one scale: concat inputs + output, pooling / reshape input + output."""
-    parent = {n: n for n in names}
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    def union(a, b):
-        if a in parent and b in parent:
-            parent[find(a)] = find(b)
-
-    for n in model.graph.node:
-        if (n.op_type == "Concat" and rules.share_concat) or n.op_type in PASS_THROUGH:
-            for i in n.input[: (None if n.op_type == "Concat" else 1)]:
-                union(i, n.output[0])
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        groups.setdefault(find(n), []).append(n)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
-
-
-def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos", target: str = "ort",
+def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos",
+                   target: str | TargetRules = "ort",
                    percentile: float = 99.99, cos_steps: int = 100, cos_rounds: int = 2, cos_rows: int = 4096,
                    cos_samples: int | None = None, batch_size: int = 8, seed: int = 0, bins: int = BINS,
                    threads: int | None = None, progress: bool | None = None, data_fingerprint: str | None = None,
-                   spec_hash: str | None = None, weights_hash: str | None = None) -> CalibrationTable:
-    """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32; returns the table."""
+                   spec_hash: str | None = None, weights_hash: str | None = None,
+                   graph: IntGraph | None = None) -> CalibrationTable:
+    """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
+    `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
+    planned it already (tcc.quant.plan; otherwise planned here, refusing a model without an integer form)."""
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
-    rules = _rules(target)
+    rules = get_rules(target)
+    graph = graph if graph is not None else plan(model)
     if len(data) == 0:
         raise DataError("no calibration samples")
     if not np.isfinite(data).all():
         raise DataError("calibration data holds NaN or infinite values")
     timing = {}
     t0 = time.perf_counter()
-    names = quant_tensors(model)
-    layers = find_layers(model)
+    names = graph.quantized
+    layers = [layer_of(n) for n in graph.weighted]
     inits = initializers(model)
     hists = {n: Histogram(bins) for n in names}
     rng = np.random.default_rng(seed)
@@ -182,13 +104,13 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     # ---- weights: max |w| per output channel, then the fine search
     t2 = time.perf_counter()
     wstats = weight_stats(model, layers)
-    w_bits = {l.weight: rules.weight_bits(l, inits[l.weight]) for l in layers}
+    w_bits = {l.weight: rules.weight_bits(l.op, l.attrs, inits[l.weight]) for l in layers}
     w_scale = {w: scale_for_threshold(s.ch_absmax, w_bits[w]) for w, s in wstats.items()}
     w_method = {w: "minmax" for w in wstats}
     result = None
     if searching:
         samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
-        with blas_threads(1):
+        with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
                                 steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits)
         act_scale.update(result.act_scales)
@@ -198,7 +120,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     timing["cos_search"] = time.perf_counter() - t2
 
     # ---- target constraints: shared scales (a group takes its widest range)
-    groups = share_groups(model, set(names), rules)
+    groups = graph.share_groups(rules.share_concat)
     group_of = {}
     for gi, g in enumerate(groups):
         # split_mixed_groups: a ReLU output forced signed by a signed neighbour keeps its ReLU as a float op in
@@ -259,9 +181,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         summary = {"layers_searched": len(a), "mean_cos_before": float(np.mean(b)), "mean_cos_after": float(np.mean(a)),
                    "min_cos_before": float(np.min(b)), "min_cos_after": float(np.min(a))}
     if data_fingerprint is None:
-        data_fingerprint = __import__("hashlib").sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+        data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     doc = {
-        "format": "tcc-calibration", "version": 1, "target": target, "method": method,
+        "format": "tcc-calibration", "version": 1, "target": rules.name, "method": method,
         "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": model_sha256(model),
         "data_fingerprint": data_fingerprint, "samples": int(len(data)),
         "settings": {"percentile": percentile, "bins": bins, "levels_signed": 128, "levels_unsigned": 256,
@@ -275,39 +197,29 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
 def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
               calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
-              by_order: bool = True, key_map=None, progress: bool | None = None, return_inputs: bool = False,
-              **kwargs):
+              by_order: bool = False, key_map=None, opset: int = 13, progress: bool | None = None,
+              return_inputs: bool = False, **kwargs):
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
-    Needs tcc.lower_onnx.to_onnx and tcc.passes.run_pipeline. kwargs go to `calibrate_onnx` (percentile,
-    cos_steps, cos_rounds, cos_rows, batch_size, threads).
+    The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
+    fits `tcc build --calib`. The model is planned onto the integer op table before any data is read: a node
+    without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
+    cos_rounds, cos_rows, batch_size, threads).
     """
-    from ..spec.loader import load_model
+    from ..frontend import lower_spec
     from .data import load_calibration_data
 
-    target = rules_name(target)
+    rules = rules_for(target)
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
-    model = load_model(spec, overrides or {})
-    fp32 = fp32_onnx(model, weights, by_order=by_order, key_map=key_map, seed=seed)
+    fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
+    graph = plan(fe.onnx)
+    model = fe.model
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
-    table = calibrate_onnx(fp32, cd.array, method=method, target=target, seed=seed, progress=progress,
+    table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
                            data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
-                           weights_hash=file_sha256(weights) if weights else None, **kwargs)
-    return (table, fp32, cd.array) if return_inputs else table
-
-
-def fp32_onnx(model, weights, by_order: bool = True, key_map=None, seed: int = 0) -> onnx.ModelProto:
-    """The clean FP32 ONNX graph calibration works on: spec -> torch (+ weights, else seeded random weights as
-    `tcc build --seed` makes them) -> ONNX -> passes; the same graph `tcc build` makes, so the model hash fits."""
-    from ..build import reference_module
-    from ..lower_onnx import to_onnx
-    from ..passes import run_pipeline
-
-    module, _info = reference_module(model, weights, by_order, key_map, seed)
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    proto, _report = run_pipeline(to_onnx(model.graph, state))
-    return proto
+                           weights_hash=file_sha256(weights) if weights else None, graph=graph, **kwargs)
+    return (table, fe.onnx, cd.array) if return_inputs else table
 
 
 def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:

@@ -18,35 +18,46 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .stats import find_layers, fused_away
+from .plan import plan
+from .rules import RULES
+from .stats import find_layers
 from .table import CalibrationTable
+
+PER_AXIS_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel) from opset 13
+MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib DequantizeLinear: per-axis at any opset
+
 
 def quant_points(model: onnx.ModelProto, table: CalibrationTable) -> list[str]:
     """Activation tensors that get a Q/DQ pair, in table order: every activation of the table that the model
-    consumes, except graph outputs and tensors fused away (a conv output read only by its ReLU)."""
+    consumes, except graph outputs and tensors computed inside one integer op (a conv output read only by its
+    ReLU, the gate of x * sigmoid(x)): tcc.quant.plan says which."""
     outputs = {o.name for o in model.graph.output}
     consumed = {i for n in model.graph.node for i in n.input}
-    gone = fused_away(model)
+    inside = plan(model).internal
     return [name for name, t in table.tensors.items()
-            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in gone]
+            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in inside]
 
 
-def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13, compact: bool = False,
+def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = False,
            rewrites: bool | None = None) -> onnx.ModelProto:
-    """The QDQ model. rewrites (default: the table target's `kernel_rewrites`, on for ORT): exact graph rewrites
-    that let ORT pick its fast integer kernels (AveragePool -> depthwise conv, space-to-depth stem). compact: the
-    deployment form (`compact_qdq`): short names, no redundant nodes or tensors; the same values."""
-    if rewrites is None:
-        from .calibrate import TARGETS
+    """The QDQ model, at the model's own opset. rewrites (default: the table rules' `kernel_rewrites`, on for ORT):
+    exact graph rewrites that let ORT pick its fast integer kernels (AveragePool -> depthwise conv, space-to-depth
+    stem). compact: the deployment form (`compact_qdq`): short names, no redundant nodes or tensors; the same values.
 
-        rules = TARGETS.get(table.doc.get("target", "ort"))
+    Per-channel weights need a per-axis DequantizeLinear, which the standard domain has from opset 13 only; below
+    it (opset 11 for the AX toolchains) the weights' DequantizeLinear is ONNX Runtime's contrib op of the same
+    name and meaning (domain com.microsoft), which ORT fuses into QLinearConv all the same, and the model keeps
+    the opset it was asked for."""
+    if rewrites is None:
+        rules = RULES.get(table.doc.get("target", "ort"))
         rewrites = bool(rules and rules.kernel_rewrites)
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    for imp in m.opset_import:
-        if imp.domain in ("", "ai.onnx") and imp.version < 13:
-            imp.version = 13  # per-axis QuantizeLinear/DequantizeLinear
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), PER_AXIS_OPSET)
+    per_axis_domain = "" if opset >= PER_AXIS_OPSET else MS_DOMAIN
+    if per_axis_domain and not any(o.domain == MS_DOMAIN for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     inits = {t.name: t for t in g.initializer}
     new_inits, new_nodes = [], []
 
@@ -96,6 +107,9 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, opset: int = 13, com
         drop.add(l.weight)
         if l.bias and l.input in rename:
             _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique=l.bias in drop)
+    for n in head:  # per-axis DequantizeLinears below opset 13: the contrib op
+        if per_axis_domain and any(a.name == "axis" for a in n.attribute):
+            n.domain = per_axis_domain
 
     kept = [t for t in g.initializer if t.name not in drop]
     del g.initializer[:]

@@ -1,45 +1,45 @@
-"""The integer reference executor: runs an FP32 ONNX graph + calibration table with integer arithmetic only,
-exactly as an integer backend would (the golden INT8 model for the TVM and TFLite backends).
+"""The integer reference executor: runs a quantized graph (tcc.quant.qgraph) with integer arithmetic only, exactly
+as an integer backend does: the golden INT8 model of the TVM (and later TFLite and AX) backends.
+
+    y = run_reference(fp32_onnx, table, x)                       # plan + quantize_graph + Reference().run
+    y, codes = Reference().run(qgraph, x, return_all=True)       # with {tensor: QTensor} of every quantized tensor
+
+`Reference` is an interpreter with one method per kind of the integer op table (tcc.intops); each method's
+docstring is that kind's integer meaning. The constants it uses (weight and bias codes, fixed-point multipliers,
+clamp bounds, lookup tables) come from the QGraph: computed once, shared with every backend lowering.
 
 Conventions (TFLite / gemmlowp):
-- a quantized tensor is (int32 codes, scale, zero point); the graph input is quantized once with equation (8)
+- a quantized tensor is (int codes, scale, zero point); the graph input is quantized once with equation (8)
   (round half to even, like ONNX QuantizeLinear), everything after it is integer;
-- conv / gemm: int8 x int8 (zero-point-corrected) products accumulated in int32 (int64 here, checked to fit
-  int32), plus the int32 bias at scale s_in * s_w;
+- conv / gemm: int8 x int8 (zero-point-corrected) products accumulated in int32 (int64 here; the quantizer proved
+  the worst case fits int32), plus the int32 bias at scale s_in * s_w;
 - requantization: real multiplier M = s_in * s_w / s_out per channel as a Q31 fixed-point multiplier and a shift
-  (`quantize_multiplier`, TFLite's representation), applied as one exact int64 product and one rounding shift,
-  round half to even (`multiply_by_quantized_multiplier` says why not gemmlowp's double rounding), then + zero
-  point and clamp; a fused ReLU / ReLU6 is a clamp at the zero point (and at the code of 6.0);
-- max pool and concat (shared scale) move codes; average pooling sums codes and requantizes by s_in / (s_out k);
-- a graph output that the table does not quantize is dequantized from the accumulator (float = acc * s_in * s_w);
-- residual Add (`add_int`) follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the
-  common scale 2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output.
+  (TFLite's representation), applied as one exact int64 product and one rounding shift, round half to even
+  (`multiply_by_quantized_multiplier` says why not gemmlowp's double rounding), then + zero point and clamp; a
+  folded ReLU / ReLU6 narrows the clamp (at the zero point, at the code of 6.0);
+- max pool, reshape, transpose, split and concat move codes (rescaled where input and output parameters differ);
+  average pooling sums zero-point-free codes and requantizes by s_in / (s_out k);
+- a graph output that a conv / gemm writes stays float: dequantized from the accumulator (acc * s_in * s_w);
+- residual Add follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the common scale
+  2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output;
+- Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code].
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from .quantizer import qrange
-from .stats import fused_away
+from ..intops import REFERENCE, Interpreter
+from .qgraph import (ADD_LEFT_SHIFT, INT32_MAX, INT32_MIN, AddParams, Multiplier, QGraph, QNode, QParams, Requant,
+                     quantize_graph, quantize_multiplier)
 from .table import CalibrationTable
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+__all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
+           "multiply_by_quantized_multiplier", "per_op_deviation", "quantize_multiplier", "requantize",
+           "run_reference"]
 
 
 # ---------------------------------------------------------------------------------------------------- fixed point
-def quantize_multiplier(m) -> tuple[np.ndarray, np.ndarray]:
-    """Real multiplier(s) M > 0 -> (Q31 multiplier q in [2^30, 2^31), shift) with M ~ q * 2^(shift - 31)."""
-    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
-    frac, exp = np.frexp(m)  # m = frac * 2^exp, frac in [0.5, 1)
-    q = np.round(frac * (1 << 31)).astype(np.int64)
-    full = q == (1 << 31)
-    q[full] //= 2
-    exp = exp + full
-    return q, exp.astype(np.int64)
-
-
 def multiply_by_quantized_multiplier(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """acc * M in integers, M = q * 2^(shift - 31): the exact product acc * q (|acc| < 2^31, q < 2^31: fits int64)
     shifted right by 31 - shift with ONE rounding, half to even.
@@ -63,24 +63,35 @@ def multiply_by_quantized_multiplier(acc: np.ndarray, q: np.ndarray, shift: np.n
     return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1)))
 
 
-def requantize(acc: np.ndarray, m, zp: int, lo: int, hi: int, axis: int = 1) -> np.ndarray:
-    q, shift = quantize_multiplier(m)
-    if len(q) > 1:
-        shape = [1] * acc.ndim
+def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:
+    """acc * M under the multiplier's rounding rule; a per-channel M runs along `axis` of acc."""
+    q, shift = m.q, m.shift
+    if m.per_channel:
+        shape = [1] * np.ndim(acc)
         shape[axis] = -1
         q, shift = q.reshape(shape), shift.reshape(shape)
     else:
         q, shift = q[0], shift[0]
-    return np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+    if m.rounding != "half_even":
+        raise NotImplementedError(f"rounding {m.rounding!r}")
+    return multiply_by_quantized_multiplier(acc, q, shift)
 
 
-ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
+def apply_requant(acc: np.ndarray, rq: Requant, axis: int = 1) -> np.ndarray:
+    return np.clip(multiply(acc, rq.mult, axis) + rq.zp, rq.lo, rq.hi)
+
+
+def requantize(acc: np.ndarray, m, zp: int, lo: int, hi: int, axis: int = 1) -> np.ndarray:
+    """clamp(acc * m + zp, lo, hi) with the real multiplier(s) m as fixed point (one per channel along `axis`)."""
+    q, shift = quantize_multiplier(m)
+    return np.clip(multiply(acc, Multiplier(q, shift), axis) + zp, lo, hi)
 
 
 def add_params(s_a: float, s_b: float, s_o: float) -> dict:
     """Fixed-point parameters of `add_int` (TFLite's ADD): the inputs go to the common scale twice_max =
     2 * max(s_a, s_b) at 2^20 finer resolution (multipliers s_a / twice_max, s_b / twice_max <= 1/2), the sum
-    back to s_o (multiplier twice_max / (2^20 s_o)). Returns python ints {left_shift, a: (q, shift), b: ..., out: ...}."""
+    back to s_o (multiplier twice_max / (2^20 s_o)). Returns python ints {left_shift, a: (q, shift), b: ..., out: ...}
+    (what tcc.quant.qgraph.Quantizer.add computes for an add node)."""
     twice_max = 2.0 * max(float(s_a), float(s_b))
 
     def qm(m):
@@ -91,28 +102,57 @@ def add_params(s_a: float, s_b: float, s_o: float) -> dict:
             "out": qm(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_o)))}
 
 
+def add_codes(a_q: np.ndarray, a_zp: int, b_q: np.ndarray, b_zp: int, p: AddParams) -> np.ndarray:
+    """TFLite's integer ADD with this module's rounding: (q - zp) << 20 fits int32 for 8-bit codes
+    (|.| <= 255 * 2^20 < 2^28), each rescaled input is at most half of that, so the sum fits int32 too."""
+    sa = multiply((np.asarray(a_q, np.int64) - a_zp) << p.left_shift, p.a)
+    sb = multiply((np.asarray(b_q, np.int64) - b_zp) << p.left_shift, p.b)
+    return apply_requant(sa + sb, p.out)
+
+
 def add_int(a_q: np.ndarray, a_zp: int, s_a: float, b_q: np.ndarray, b_zp: int, s_b: float,
             s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray:
-    """Integer a + b (codes at their own scales) -> codes at (s_o, zp_o), clamped to [lo, hi].
-
-    TFLite's ADD with this module's rounding (`multiply_by_quantized_multiplier`: one rounding, half to even,
-    instead of gemmlowp's double half-away rounding): (q - zp) << 20 fits int32 for 8-bit codes (|.| <= 255 * 2^20
-    < 2^28), each rescaled input is at most half of that, so the sum fits int32 too."""
+    """Integer a + b (codes at their own scales) -> codes at (s_o, zp_o), clamped to [lo, hi]."""
     p = add_params(s_a, s_b, s_o)
-    sa = multiply_by_quantized_multiplier((np.asarray(a_q, np.int64) - a_zp) << p["left_shift"], *p["a"])
-    sb = multiply_by_quantized_multiplier((np.asarray(b_q, np.int64) - b_zp) << p["left_shift"], *p["b"])
-    return np.clip(multiply_by_quantized_multiplier(sa + sb, *p["out"]) + zp_o, lo, hi)
+
+    def mult(key):
+        q, shift = p[key]
+        return Multiplier(np.array([q], np.int64), np.array([shift], np.int64))
+
+    out = QParams(float(s_o), int(zp_o), int(lo), int(hi))
+    return add_codes(a_q, a_zp, b_q, b_zp, AddParams(p["left_shift"], mult("a"), mult("b"),
+                                                      Requant(mult("out"), int(zp_o), int(lo), int(hi), out)))
 
 
-# ---------------------------------------------------------------------------------------------------- executor
+# ---------------------------------------------------------------------------------------------------- the executor
 class QTensor:
-    __slots__ = ("q", "scale", "zp", "lo", "hi")
+    """Codes (int64) with their quantization parameters."""
 
-    def __init__(self, q, scale, zp, lo, hi):
-        self.q, self.scale, self.zp, self.lo, self.hi = q, float(scale), int(zp), lo, hi
+    __slots__ = ("q", "params")
+
+    def __init__(self, q: np.ndarray, params: QParams):
+        self.q, self.params = q, params
+
+    scale = property(lambda self: self.params.scale)
+    zp = property(lambda self: self.params.zp)
+    lo = property(lambda self: self.params.lo)
+    hi = property(lambda self: self.params.hi)
 
     def dequant(self) -> np.ndarray:
         return ((self.q - self.zp) * np.float32(self.scale)).astype(np.float32)
+
+
+def quantize_input(x: np.ndarray, p: QParams) -> np.ndarray:
+    """Equation (8) in float32 + zero point, clamped: the graph input's codes (as ONNX QuantizeLinear)."""
+    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(p.scale)) + p.zp, p.lo, p.hi)
+    return q.astype(np.int64)
+
+
+def _moved(x: QTensor, codes: np.ndarray, rs: Requant | None, out: QParams) -> QTensor:
+    """Codes moved out of x, at the output's parameters: a copy (clamped to its range) or a requantization."""
+    if rs is None:
+        return QTensor(np.clip(codes, out.lo, out.hi), out)
+    return QTensor(apply_requant(codes - x.zp, rs), out)
 
 
 def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
@@ -136,173 +176,149 @@ def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     return out.reshape(n, co, oh, ow)
 
 
-def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
-    """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W].
-
-    Returns the float graph output(s) (dequantized), or with return_all also {tensor: QTensor} of every
-    quantized tensor."""
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    gone = fused_away(model)
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    t = table.tensors
-    env: dict[str, object] = {}
-
-    def qparams(name):
-        e = t[name]
-        lo, hi = qrange(e["bits"], e["signed"])
-        return float(e["scale"]), int(e["zero_point"]), lo, hi
-
-    inp = [i.name for i in model.graph.input if i.name not in inits][0]
-    s, zp, lo, hi = qparams(inp)
-    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(s)) + zp, lo, hi)  # equation (8) + zero point
-    env[inp] = QTensor(q.astype(np.int64), s, zp, lo, hi)
-    outputs = [o.name for o in model.graph.output]
-    skip = set()
-    for node in model.graph.node:
-        if node.name in skip:
-            continue
-        op = node.op_type
-        a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-        if op in ("Conv", "Gemm", "MatMul"):
-            xq: QTensor = env[node.input[0]]
-            w = inits[node.input[1]]
-            ws = table.weight_scale(node.input[1])
-            wq = table.weight_codes(node.input[1], w).astype(np.int64)
-            xi = xq.q - xq.zp
-            if op == "Conv":
-                acc = _conv_int(xi, wq, a)
-            else:
-                wm = wq.T if (op == "Gemm" and a.get("transB", 0)) else wq  # [K, C_out]
-                acc = xi.reshape(xi.shape[0], -1) @ wm
-            s_acc = (np.float64(np.float32(xq.scale)) * ws.astype(np.float64)).astype(np.float32)
-            bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            if bias_name:
-                bq = bias_codes(inits[bias_name], s_acc)
-                acc = acc + (bq.reshape(1, -1, 1, 1) if op == "Conv" else bq.reshape(1, -1))
-            if np.abs(acc).max(initial=0) > INT32_MAX:
-                raise OverflowError(f"{node.name}: int32 accumulator overflow")
-            out_name, act = fused_output(node, gone, consumers, skip)
-            if out_name not in t or out_name in outputs:  # graph output (QDQ keeps it float): dequantize acc
-                y = acc.astype(np.float64) * (s_acc.reshape(1, -1, 1, 1) if op == "Conv" else s_acc.reshape(1, -1))
-                env[out_name] = y.astype(np.float32)
-                continue
-            s_o, zp_o, lo, hi = qparams(out_name)
-            yq = requantize(acc, s_acc.astype(np.float64) / s_o, zp_o, lo, hi, axis=1)
-            if act is not None:
-                lo_act, hi_act = _act_range(act, s_o, zp_o, lo, hi, inits)
-                yq = np.clip(yq, lo_act, hi_act)
-            env[out_name] = QTensor(yq, s_o, zp_o, lo, hi)
-        elif op == "Add":
-            if any(i not in env or not isinstance(env[i], QTensor) for i in node.input[:2]):
-                raise NotImplementedError(f"{node.name}: Add of a constant or a float tensor")
-            aq, bq = env[node.input[0]], env[node.input[1]]
-            if aq.q.shape != bq.q.shape:
-                raise NotImplementedError(f"{node.name}: broadcasting Add")
-            out_name, act = fused_output(node, gone, consumers, skip)  # a fused ReLU / ReLU6, as for conv
-            if out_name not in t:
-                raise NotImplementedError(f"{node.name}: Add output {out_name!r} has no scale in the table")
-            s_o, zp_o, lo, hi = qparams(out_name)
-            if act is not None:
-                lo, hi = _act_range(act, s_o, zp_o, lo, hi, inits)
-            y = add_int(aq.q, aq.zp, aq.scale, bq.q, bq.zp, bq.scale, s_o, zp_o, lo, hi)
-            env[out_name] = QTensor(y, s_o, zp_o, *qparams(out_name)[2:])
-        elif op in ("Relu", "Clip"):
-            xq = env[node.input[0]]
-            s_o, zp_o, lo, hi = qparams(node.output[0])
-            y = _rescale(xq, s_o, zp_o, lo, hi)
-            lo_act, hi_act = _act_range(node, s_o, zp_o, lo, hi, inits)
-            env[node.output[0]] = QTensor(np.clip(y, lo_act, hi_act), s_o, zp_o, lo, hi)
-        elif op == "MaxPool":
-            xq = env[node.input[0]]
-            y = _pool(xq.q, a, "max", pad_value=xq.lo)
-            s_o, zp_o, lo, hi = qparams(node.output[0])
-            env[node.output[0]] = QTensor(_rescale(QTensor(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi),
-                                          s_o, zp_o, lo, hi)
-        elif op in ("AveragePool", "GlobalAveragePool"):
-            xq = env[node.input[0]]
-            if op == "GlobalAveragePool":
-                total = (xq.q - xq.zp).sum(axis=(2, 3), keepdims=True)
-                count = xq.q.shape[2] * xq.q.shape[3]
-            else:
-                if a.get("count_include_pad", 0) == 0 and any(a.get("pads", [0])):
-                    raise NotImplementedError(f"{node.name}: padded AveragePool without count_include_pad")
-                total = _pool(xq.q - xq.zp, a, "sum", pad_value=0)
-                count = int(np.prod(a["kernel_shape"]))
-            s_o, zp_o, lo, hi = qparams(node.output[0])
-            env[node.output[0]] = QTensor(requantize(total, xq.scale / (s_o * count), zp_o, lo, hi), s_o, zp_o, lo, hi)
-        elif op == "Concat":
-            s_o, zp_o, lo, hi = qparams(node.output[0])
-            parts = [_rescale(env[i], s_o, zp_o, lo, hi) for i in node.input]
-            env[node.output[0]] = QTensor(np.concatenate(parts, axis=a.get("axis", 1)), s_o, zp_o, lo, hi)
-        elif op in ("Flatten", "Reshape", "Identity"):
-            xq = env[node.input[0]]
-            if op == "Flatten":
-                y = xq.q.reshape(xq.q.shape[0], -1)
-            elif op == "Reshape":
-                y = xq.q.reshape([d if d else xq.q.shape[k] for k, d in enumerate(inits[node.input[1]].tolist())])
-            else:
-                y = xq.q
-            s_o, zp_o, lo, hi = qparams(node.output[0])
-            env[node.output[0]] = QTensor(_rescale(QTensor(y, xq.scale, xq.zp, xq.lo, xq.hi), s_o, zp_o, lo, hi),
-                                          s_o, zp_o, lo, hi)
-        else:
-            raise NotImplementedError(f"integer reference: op {op} ({node.name}) is not supported")
-    outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in outputs]
-    result = outs[0] if len(outs) == 1 else outs
-    if return_all:
-        return result, {k: v for k, v in env.items() if isinstance(v, QTensor)}
-    return result
-
-
-def _rescale(xq: QTensor, s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray:
-    """Codes of xq at (s_o, zp_o): a copy when the parameters agree, else an integer requantization."""
-    if np.float32(xq.scale) == np.float32(s_o) and xq.zp == zp_o:
-        return np.clip(xq.q, lo, hi)
-    return requantize(xq.q - xq.zp, xq.scale / s_o, zp_o, lo, hi)
-
-
-def bias_codes(b, s_acc) -> np.ndarray:
-    """An int32 bias at the accumulator's scale s_in * s_w (per output channel), as int64."""
-    return np.clip(np.rint(np.asarray(b, np.float64) / s_acc), INT32_MIN, INT32_MAX).astype(np.int64)
-
-
-def fused_output(node, gone, consumers, skip) -> tuple[str, object]:
-    """(the tensor a conv / add really writes, its fused ReLU / Clip node or None): an output the passes marked as
-    fused away is requantized straight into its activation's output, and the activation node is skipped."""
-    out_name = node.output[0]
-    if out_name not in gone:
-        return out_name, None
-    act = consumers[out_name][0]
-    skip.add(act.name)
-    return act.output[0], act
-
-
-def _act_range(node, s, zp, lo, hi, inits) -> tuple[int, int]:
-    if node.op_type == "Relu":
-        return max(lo, zp), hi
-    a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
-    cmin = a.get("min", inits[node.input[1]].item() if len(node.input) > 1 and node.input[1] else -np.inf)
-    cmax = a.get("max", inits[node.input[2]].item() if len(node.input) > 2 and node.input[2] else np.inf)
-    qlo = lo if not np.isfinite(cmin) else max(lo, zp + int(np.rint(cmin / s)))
-    qhi = hi if not np.isfinite(cmax) else min(hi, zp + int(np.rint(cmax / s)))
-    return qlo, qhi
-
-
-def _pool(x: np.ndarray, a: dict, kind: str, pad_value) -> np.ndarray:
-    kh, kw = a["kernel_shape"]
-    sh, sw = a.get("strides", [1, 1])
-    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
-    if a.get("ceil_mode", 0):
-        raise NotImplementedError("ceil_mode pooling")
+def _windows(x: np.ndarray, geo: dict, kind: str, pad_value) -> np.ndarray:
+    """Max or sum over the pooling windows of geo (kernel, strides, pads t l b r) of NCHW codes."""
+    kh, kw = geo["kernel"]
+    sh, sw = geo["strides"]
+    pt, pl, pb, pr = geo["pads"]
+    oh, ow = geo["out_hw"]
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
-    h, w = xp.shape[2:]
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
     out = None
     for i in range(kh):
         for j in range(kw):
             v = xp[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
             out = v.copy() if out is None else (np.maximum(out, v) if kind == "max" else out + v)
     return out
+
+
+class Reference(Interpreter):
+    """The integer meaning of every kind of the integer op table, in numpy (NCHW codes as int64)."""
+
+    lowering = REFERENCE
+
+    def run(self, qg: QGraph, x: np.ndarray, return_all: bool = False):
+        """The float graph output(s) for float input x [N, C, H, W]; with return_all also {tensor: QTensor}."""
+        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q), qg.input_q)}
+        for node in qg.nodes:
+            env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
+        outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in qg.outputs]
+        result = outs[0] if len(outs) == 1 else outs
+        if return_all:
+            return result, {k: v for k, v in env.items() if isinstance(v, QTensor)}
+        return result
+
+    # ------------------------------------------------------------------------------------------ weighted
+    def _accumulated(self, n: QNode, acc: np.ndarray) -> list:
+        """+ bias; then requantized, or (a float graph output) dequantized: acc * s_in * s_w, float clamp."""
+        ch = [1, -1] + [1] * (acc.ndim - 2)
+        if n.bias is not None:
+            acc = acc + n.bias.reshape(ch)
+        if n.qout[0] is None:
+            y = acc.astype(np.float64) * n.acc_scale.astype(np.float64).reshape(ch)
+            if n.float_clamp is not None:
+                lo, hi = n.float_clamp
+                y = np.clip(y, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            return [y.astype(np.float32)]
+        return [QTensor(apply_requant(acc, n.requant, axis=1), n.qout[0])]
+
+    def conv(self, n: QNode, x: QTensor) -> list:
+        """Integer conv of zero-point-free codes with the int8 weight codes (attrs: strides, pads, dilations,
+        group), int32 bias at s_in * s_w, per-channel requantization (a folded activation in its clamp)."""
+        return self._accumulated(n, _conv_int(x.q - x.zp, n.weight, n.attrs))
+
+    def gemm(self, n: QNode, x: QTensor) -> list:
+        """[N, K] zero-point-free codes @ int8 weight codes [K, F], + int32 bias, per-feature requantization."""
+        xi = x.q - x.zp
+        return self._accumulated(n, xi.reshape(xi.shape[0], -1) @ n.weight.astype(np.int64))
+
+    # ------------------------------------------------------------------------------------------ elementwise
+    def add(self, n: QNode, a: QTensor, b: QTensor) -> list:
+        """TFLite's integer ADD (`add_codes`) with broadcasting; a folded activation narrows the clamp."""
+        return [QTensor(add_codes(a.q, a.zp, b.q, b.zp, n.add), n.qout[0])]
+
+    def mul(self, n: QNode, a: QTensor, b: QTensor) -> list:
+        """(a - za) * (b - zb) (|.| <= 255^2: int32), requantized by s_a s_b / s_out, with broadcasting."""
+        return [QTensor(apply_requant((a.q - a.zp) * (b.q - b.zp), n.requant), n.qout[0])]
+
+    def lookup(self, n: QNode, x: QTensor) -> list:
+        """out = table[code - lowest input code]: f sampled at every input code, quantized to the output."""
+        return [QTensor(n.table[x.q - n.qin[0].lo], n.qout[0])]
+
+    def clamp(self, n: QNode, x: QTensor) -> list:
+        """Relu / Clip on its own: the codes at the output's parameters, clamped to attrs["clamp"]."""
+        y = _moved(x, x.q, n.rescale[0], n.qout[0])
+        lo, hi = n.attrs["clamp"]
+        return [QTensor(np.clip(y.q, lo, hi), n.qout[0])]
+
+    # ------------------------------------------------------------------------------------------ pools
+    def max_pool(self, n: QNode, x: QTensor) -> list:
+        """Max of codes over each window, padding with the lowest code (never chosen), then rescaled."""
+        return [_moved(x, _windows(x.q, n.attrs, "max", x.lo), n.rescale[0], n.qout[0])]
+
+    def avg_pool(self, n: QNode, x: QTensor) -> list:
+        """Window sums of zero-point-free codes (zero padding counted), requantized by s_in / (s_out * area)."""
+        return [QTensor(apply_requant(_windows(x.q - x.zp, n.attrs, "sum", 0), n.requant), n.qout[0])]
+
+    def global_avg_pool(self, n: QNode, x: QTensor) -> list:
+        """Sum over H x W of zero-point-free codes, requantized by s_in / (s_out * H * W)."""
+        total = (x.q - x.zp).sum(axis=(2, 3), keepdims=True)
+        return [QTensor(apply_requant(total, n.requant), n.qout[0])]
+
+    # ------------------------------------------------------------------------------------------ moves
+    def concat(self, n: QNode, *xs: QTensor) -> list:
+        """Each input at the output's parameters (a copy where they are equal), concatenated along attrs axis."""
+        parts = [_moved(x, x.q, rs, n.qout[0]).q for x, rs in zip(xs, n.rescale)]
+        return [QTensor(np.concatenate(parts, axis=n.attrs["axis"]), n.qout[0])]
+
+    def reshape(self, n: QNode, x: QTensor) -> list:
+        """The codes in the shape [N, *attrs shape] (element order unchanged)."""
+        return [_moved(x, x.q.reshape(x.q.shape[0], *n.attrs["shape"]), n.rescale[0], n.qout[0])]
+
+    def transpose(self, n: QNode, x: QTensor) -> list:
+        """The codes with their axes permuted by attrs perm."""
+        return [_moved(x, x.q.transpose(n.attrs["perm"]), n.rescale[0], n.qout[0])]
+
+    def split(self, n: QNode, x: QTensor) -> list:
+        """The codes split along attrs axis into parts of attrs sizes."""
+        cuts = np.cumsum(n.attrs["sizes"])[:-1]
+        parts = np.split(x.q, cuts, axis=n.attrs["axis"])
+        return [_moved(x, p, rs, q) for p, rs, q in zip(parts, n.rescale, n.qout)]
+
+
+def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
+    """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W]: the graph
+    output(s), dequantized; with return_all also {tensor: QTensor} of every quantized tensor."""
+    from .plan import plan
+
+    return Reference().run(quantize_graph(plan(model), table), x, return_all)
+
+
+def per_op_deviation(qg: QGraph, codes: dict, outputs: dict) -> dict:
+    """How far a backend's integer ops are from the reference's, op by op: each op of `qg` run by the reference
+    on the backend's own codes of its inputs (`codes`: tensor -> codes the backend computed), against the
+    backend's codes of its outputs; a float graph output (`outputs`: name -> float array) in units of its
+    calibrated step. Unlike an end-to-end comparison this is not blurred by the network amplifying a one-LSB tie
+    break; it is what a backend that requantizes in float (ONNX Runtime) can promise: at most 1 LSB per op."""
+    ref = Reference()
+    by_kind: dict[str, float] = {}
+    worst, worst_op, differ, total, checked = 0.0, None, 0, 0, 0
+    for n in qg.nodes:
+        if not all(i in codes for i in n.inputs):
+            continue
+        ins = [QTensor(np.asarray(codes[i], np.int64), p) for i, p in zip(n.inputs, n.qin)]
+        for o, r in zip(n.outputs, ref.run_node(n, *ins)):
+            if isinstance(r, QTensor) and o in codes:
+                d = np.abs(np.asarray(codes[o], np.int64) - r.q).astype(np.float64)
+            elif not isinstance(r, QTensor) and o in outputs:
+                d = np.abs(np.asarray(outputs[o], np.float64) - r) / qg.output_scales[o]
+            else:
+                continue
+            checked += 1
+            m = float(d.max()) if d.size else 0.0
+            differ += int(np.count_nonzero(d > 1e-6))
+            total += d.size
+            by_kind[n.kind] = max(by_kind.get(n.kind, 0.0), m)
+            if worst_op is None or m > worst:
+                worst, worst_op = m, n.name
+    return {"ops_checked": checked, "max_lsb": worst, "worst_op": worst_op, "differing_elements": differ,
+            "elements": total, "max_lsb_by_kind": dict(sorted(by_kind.items()))}

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 
 from ..errors import DataError
-from .stats import expose, fused_away, input_name, session
+from .stats import expose, input_name, session
 from .table import CalibrationTable, model_sha256
 
 SUFFIXES = (".json", ".png")
@@ -153,56 +153,29 @@ def _subset(n: int, samples: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
 
 
-def _op_labels(model: onnx.ModelProto) -> dict[str, str]:
-    """Tensor -> the op that produces it; a ReLU whose input is fused away reads e.g. Conv+Relu."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    gone = fused_away(model)
-    labels = {i.name: "input" for i in model.graph.input}
-    for n in model.graph.node:
-        op = n.op_type
-        if n.input and n.input[0] in gone and n.input[0] in producer:
-            op = f"{producer[n.input[0]].op_type}+{op}"
-        for o in n.output:
-            labels[o] = op
+def _op_labels(graph) -> dict[str, str]:
+    """Tensor -> the integer op that writes it, e.g. Conv+Relu for a conv with its ReLU folded in, or
+    Sigmoid+Mul (silu) for a lookup pattern."""
+    labels = {graph.input: "input"}
+    producer = {n.name: n for n in graph.model.graph.node}
+    for n in graph.nodes:
+        ops = "+".join(producer[c].op_type for c in n.covers if c in producer) or n.op_type
+        label = f"{ops} ({n.lookup})" if n.gate else ops
+        for o in n.outputs:
+            labels[o] = label
     return labels
 
 
-def _search_cosines(model: onnx.ModelProto, table: CalibrationTable) -> dict[str, tuple[str, float, float]]:
-    """Tensor -> (layer, cos_before, cos_after) of the fine search; a fused conv output maps to its ReLU's."""
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    gone = fused_away(model)
+def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, float, float]]:
+    """Tensor -> (layer, cos_before, cos_after) of the fine search; a layer maps to the tensor its integer op
+    writes (after a folded activation)."""
+    written = {n.name: n.outputs[0] for n in graph.weighted}
     out = {}
     for name, layer in table.doc.get("layers", {}).items():
-        if "cos_after" not in layer:
+        if "cos_after" not in layer or name not in written:
             continue
-        t = layer["output"]
-        if t in gone:
-            t = consumers[t][0].output[0]
-        out[t] = (name, layer["cos_before"], layer["cos_after"])
+        out[written[name]] = (name, layer["cos_before"], layer["cos_after"])
     return out
-
-
-def _fakequant_tensors(fp32: onnx.ModelProto, table: CalibrationTable, names: list[str]):
-    """A session computing tcc's QDQ model as float fake-quant (ORT optimisations off) with each quantized
-    tensor's DequantizeLinear output exposed, and {tensor: exposed name}: the per-tensor INT8 values where the
-    integer reference lacks an op. Without the kernel rewrites, so every tensor keeps its FP32 layout."""
-    import onnxruntime as ort
-
-    from .qdq import to_qdq
-
-    qdq = to_qdq(fp32, table, rewrites=False)
-    made = {o for n in qdq.graph.node for o in n.output}
-    outputs = [o.name for o in fp32.graph.output]
-    source = {n: f"{n}/dq" for n in names if f"{n}/dq" in made}
-    source.update({o: o for o in outputs})
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    m = expose(qdq, list(dict.fromkeys(source.values())))
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]), source
 
 
 def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, samples: int | None = 32,
@@ -210,8 +183,10 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
     for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
     `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part)."""
-    from .reference import run_reference
+    from .plan import plan
     from .qdq import to_qdq
+    from .qgraph import quantize_graph
+    from .reference import Reference
 
     if len(data) == 0:
         raise DataError("no samples for the quality report")
@@ -229,28 +204,19 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     sq_err = dict.fromkeys(acts, 0.0)
     count = dict.fromkeys(acts, 0)
     fp_out, ref_out = [], []
-    per_layer_source, reference_error, fake = "integer reference", None, None
+    graph = plan(fp32)
+    qgraph = quantize_graph(graph, table)
+    reference = Reference()
     for b in range(0, len(x), batch_size):
         xb = x[b:b + batch_size]
         fp = dict(zip(exposed, sess.run(exposed, {inp: xb})))
         fp[inp] = xb
-        if fake is None:
-            try:
-                result, q = run_reference(fp32, table, xb, return_all=True)
-            except NotImplementedError as e:  # an op the reference lacks: ORT's float fake-quant instead
-                reference_error = str(e)
-                per_layer_source = "tcc QDQ fake-quant (ORT, optimisations off)"
-                fake = _fakequant_tensors(fp32, table, acts)
-        if fake is None:  # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the
-            # DDSNet report at a 1.45 GB peak (2.7 GB with batches of 8, every tensor dequantized at once)
-            result = result if isinstance(result, list) else [result]
-            got = dict(q)
-            got.update(zip(outputs, result))  # graph outputs stay float (dequantized accumulators)
-        else:
-            fsess, source = fake
-            names = list(dict.fromkeys(source.values()))
-            values = dict(zip(names, fsess.run(names, {fsess.get_inputs()[0].name: xb})))
-            got = {n: values[src] for n, src in source.items()}
+        # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the DDSNet report at
+        # a 1.45 GB peak (2.7 GB with batches of 8, every tensor dequantized at once)
+        result, q = reference.run(qgraph, xb, return_all=True)
+        result = result if isinstance(result, list) else [result]
+        got = dict(q)
+        got.update(zip(outputs, result))  # graph outputs of a conv / gemm stay float (dequantized accumulators)
         for n in acts:
             if n not in got:
                 continue
@@ -267,8 +233,8 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     timing["per_layer"] = time.perf_counter() - t0
     fp_out, ref_out = np.concatenate(fp_out), np.concatenate(ref_out)
 
-    ops = _op_labels(fp32)
-    search = _search_cosines(fp32, table)
+    ops = _op_labels(graph)
+    search = _search_cosines(graph, table)
     layers = []
     for n in acts:
         if not cos_parts[n]:
@@ -286,8 +252,7 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
 
     t1 = time.perf_counter()
     label = "tcc, integer reference"
-    models = {"tcc_reference": {"label": label, "error": f"NotImplementedError: {reference_error}"}
-              if reference_error else {"label": label, **output_metrics(fp_out, ref_out)}}
+    models = {"tcc_reference": {"label": label, **output_metrics(fp_out, ref_out)}}
     # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
     # a table for another target runs as float fake-quant there, the values its exact integer kernels give
     ort_rules = table.doc.get("target") == "ort"
@@ -319,7 +284,7 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
         "samples": {"used": int(len(idx)), "of": int(len(data)), "seed": seed,
                     "subset": bool(len(idx) < len(data)), "indices": [int(i) for i in idx]},
         "definitions": DEFINITIONS,
-        "per_layer_source": per_layer_source,
+        "per_layer_source": "integer reference",
         "layers": layers,
         "worst_layers": worst,
         "not_compared": not_compared,

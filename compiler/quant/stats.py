@@ -109,30 +109,22 @@ class Layer:
     attrs: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-def _attrs(node) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
+def layer_of(node) -> Layer:
+    """The Layer of a weighted node of the integer graph (tcc.quant.plan.INode): its raw output is the tensor
+    before a folded activation."""
+    return Layer(node.name, node.op_type, node.inputs[0], node.weight, node.bias, node.raw_output or node.outputs[0],
+                 node.w_axis, node.attrs)
+
+
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """Conv / Gemm / MatMul nodes with constant weights, in the graph's (topological) node order."""
-    inits = {t.name for t in model.graph.initializer}
-    layers = []
-    for i, n in enumerate(model.graph.node):
-        name = n.name or n.output[0] or f"node{i}"
-        a = _attrs(n)
-        if n.op_type == "Conv" and len(n.input) >= 2 and n.input[1] in inits:
-            bias = n.input[2] if len(n.input) > 2 and n.input[2] else None
-            layers.append(Layer(name, "Conv", n.input[0], n.input[1], bias, n.output[0], 0, a))
-        elif n.op_type == "Gemm" and len(n.input) >= 2 and n.input[1] in inits and not a.get("transA", 0):
-            bias = n.input[2] if len(n.input) > 2 and n.input[2] else None
-            layers.append(Layer(name, "Gemm", n.input[0], n.input[1], bias, n.output[0], 0 if a.get("transB", 0) else 1, a))
-        elif n.op_type == "MatMul" and n.input[1] in inits:
-            layers.append(Layer(name, "MatMul", n.input[0], n.input[1], None, n.output[0], 1, a))
-    return layers
+    """The conv / gemm nodes of the model's integer graph (tcc.quant.plan), in topological order."""
+    from .plan import plan
+
+    return [layer_of(n) for n in plan(model).weighted]
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
@@ -148,30 +140,6 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
             if o and types.get(o) == onnx.TensorProto.FLOAT and o not in names:
                 names.append(o)
     return names
-
-
-FUSED_ACT = {"Relu", "Clip"}
-PRODUCERS_WITH_FUSED_ACT = {"Conv", "Gemm", "MatMul", "Add"}
-
-
-def fused_away(model: onnx.ModelProto) -> set[str]:
-    """Conv/gemm/add outputs read only by a Relu/Clip: the activation is fused into the producer, so the tensor
-    never exists in integer form and gets no scale (the activation's output does)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in model.graph.output}
-    return {t for t, p in producer.items()
-            if p.op_type in PRODUCERS_WITH_FUSED_ACT and t in consumers and t not in outputs
-            and all(c.op_type in FUSED_ACT for c in consumers[t])}
-
-
-def quant_tensors(model: onnx.ModelProto) -> list[str]:
-    """The activation tensors that get a scale: float tensors minus those fused away."""
-    gone = fused_away(model)
-    return [t for t in float_tensors(model) if t not in gone]
 
 
 def expose(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:

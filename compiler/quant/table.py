@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -37,7 +38,14 @@ def _schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+INTEGER_FIELDS = ("bits", "zero_point", "axis", "group")  # JSON Schema's "integer" also admits 8.0: these may not
+
+
 def validate(doc: dict, where: str = "calibration table") -> None:
+    """The document against spec/schema/calibration.schema.json, plus what a schema cannot say: every number
+    finite (JSON from Python may hold NaN / Infinity), and integer fields written as integers. Whether the table
+    fits a model, and whether its scales fit the integer kernels, is checked where it is used
+    (tcc.quant.qgraph.quantize_graph), naming the tensor."""
     import jsonschema
 
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(doc), key=lambda e: list(e.path))
@@ -46,6 +54,32 @@ def validate(doc: dict, where: str = "calibration table") -> None:
         path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise CalibrationError(f"{where}: invalid at {path}: {e.message}{more}")
+    bad = _non_finite(doc, "")
+    if bad:
+        raise CalibrationError(f"{where}: invalid at {bad[0]}: {bad[1]!r} is not a finite number")
+    for name, t in doc["tensors"].items():
+        for key in INTEGER_FIELDS:
+            values = t.get(key)
+            for v in values if isinstance(values, list) else [values]:
+                if v is not None and not isinstance(v, int):
+                    raise CalibrationError(f"{where}: invalid at tensors/{name}/{key}: {v!r} is not an integer")
+
+
+def _non_finite(value, path: str):
+    """(path, value) of the first NaN or infinite number in a JSON document, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(top level)", value
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{path}/{k}" if path else str(k))
+        if found:
+            return found
+    return None
 
 
 @dataclass

@@ -165,12 +165,38 @@ def _resolve_params(doc: PosDict, overrides: dict) -> dict:
     return env
 
 
-def _preprocess(doc: PosDict, shape) -> Preprocess:
+def _dims(values, positions, env: dict, what: str, fallback) -> tuple[int, ...]:
+    """Sizes that may be expressions over the model's params (`shape: [3, "${size}", "${size}"]`), each a
+    positive integer."""
+    from .expr import evaluate
+
+    out = []
+    for k, v in enumerate(values):
+        where = positions[k] if k < len(positions) else fallback
+        v = evaluate(v, env, where)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError(f"{what} must be positive integers, got {v!r}", where)
+        out.append(v)
+    return tuple(out)
+
+
+def _input_shape(doc: PosDict, env: dict) -> tuple[int, int, int]:
+    shape = doc["input"]["shape"]
+    return _dims(shape, getattr(shape, "item_pos", []), env, "input shape entries", doc["input"].pos)
+
+
+def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
     inp = doc["input"]
     pre = inp.get("preprocess", PosDict())
     channels = shape[0]
     resize = pre.get("resize", [shape[1], shape[2]])
-    resize = (resize, resize) if isinstance(resize, int) else tuple(resize)
+    where = pre.where("resize") if "resize" in pre else inp.pos
+    if not isinstance(resize, list):
+        resize = [resize, resize]
+        positions = [where, where]
+    else:
+        positions = getattr(resize, "item_pos", [])
+    resize = _dims(resize, positions, env, "preprocess resize entries", where)
     color = pre.get("color", {1: "L", 3: "RGB"}.get(channels))
     want = 1 if color == "L" else 3
     if color is not None and want != channels:
@@ -221,7 +247,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         local[name] = block_from_doc(bdoc, name)
     registry = BlockRegistry(local, zoo_dirs())
     params = _resolve_params(doc, overrides or {})
-    shape = tuple(doc["input"]["shape"])
+    shape = _input_shape(doc, dict(params))
     graph = build_graph(doc["name"], shape, doc["input"].pos, doc["layers"], dict(params), registry)
     for name, file in registry.files.items():
         sources[str(file)] = file.read_text(encoding="utf-8")
@@ -241,7 +267,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         path=path,
         params=params,
         input_shape=shape,
-        preprocess=_preprocess(doc, shape),
+        preprocess=_preprocess(doc, shape, dict(params)),
         labels=labels,
         graph=graph,
         sources=sources,

@@ -128,8 +128,8 @@ _BLOCK_PROPS = {
 _PREPROCESS = {
     "type": "object",
     "properties": {
-        "resize": {"anyOf": [{"type": "integer", "minimum": 1},
-                             {"type": "array", "items": {"type": "integer", "minimum": 1},
+        "resize": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/expr"},
+                             {"type": "array", "items": _or_expr({"type": "integer", "minimum": 1}),
                               "minItems": 2, "maxItems": 2}]},
         "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
         "color": {"enum": ["RGB", "BGR", "L"]},
@@ -182,8 +182,9 @@ def build_schema() -> dict:
                     "input": {
                         "type": "object",
                         "properties": {
-                            "shape": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                      "minItems": 3, "maxItems": 3},
+                            "shape": {"type": "array", "items": _or_expr({"type": "integer", "minimum": 1}),
+                                      "minItems": 3, "maxItems": 3,
+                                      "description": "C, H, W; expressions over the model's params allowed"},
                             "layout": {"const": "NCHW"},
                             "preprocess": _PREPROCESS,
                         },

@@ -1,0 +1,76 @@
+"""The front of every pipeline: spec (+ weights) -> the PyTorch reference module and the FP32 ONNX after the passes.
+
+    fe = lower_spec("spec/ddsnet.yaml", weights="GC.pth", by_order=True)
+    fe.model        # the loaded spec (tcc.spec.loader.Model)
+    fe.module       # its inference-only PyTorch lowering with those weights (the FP32 reference)
+    fe.onnx         # ONNX at `opset`, after the pass pipeline (tcc.passes): what calibration and backends take
+    fe.report       # what each pass did;  fe.weights: the manifest's description of the weights
+
+`tcc build`, `tcc calibrate`, the benchmarks and the tests all start here, so the graph a calibration table is made
+for is exactly the graph a build quantizes (its hash is checked).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+RANDOM_WEIGHTS_WARNING = ("NO WEIGHTS GIVEN: this bundle uses seeded random weights (seed {seed}); its outputs are "
+                          "meaningless. Pass --weights to build a usable model.")
+
+
+@dataclass
+class Frontend:
+    model: object  # tcc.spec.loader.Model
+    module: object  # torch.fx.GraphModule, eval mode
+    weights: dict
+    onnx: object  # onnx.ModelProto after the passes
+    report: object  # tcc.passes.pipeline.PipelineReport
+    opset: int
+    simplify: bool
+    seconds: dict = field(default_factory=dict)
+
+
+def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0, log=lambda s: None):
+    """The inference-only PyTorch lowering with the build's weights (the same weights `tcc predict` would use;
+    without a weights file, seeded random weights) and the manifest's description of them."""
+    from .bundle import sha256_file
+    from .lower_torch import init_weights, to_torch
+    from .weights import load_weights
+
+    full = to_torch(model.graph)  # weights go through the full module so seeds and imports match `tcc predict`
+    if weights:
+        match = load_weights(full, model.graph, weights, by_order, key_map)
+        info = {"file": Path(weights).name, "sha256": sha256_file(weights),
+                "import": "by_order" if by_order else ("key_map" if key_map else "by_name"),
+                "matched": len(match.assignment), "report": match.report()}
+        if key_map:
+            info["key_map_sha256"] = sha256_file(key_map)
+        log(f"weights: {match.report()}")
+    else:
+        init_weights(full, seed)
+        info = {"random_seed": seed, "warning": RANDOM_WEIGHTS_WARNING.format(seed=seed)}
+    ref = to_torch(model.graph, inference_only=True)
+    state = full.state_dict()
+    ref.load_state_dict({k: state[k] for k in ref.state_dict()}, strict=True)
+    ref.eval()
+    return ref, info
+
+
+def lower_spec(spec, overrides: dict | None = None, *, weights=None, by_order: bool = False, key_map=None,
+               seed: int = 0, opset: int = 13, simplify: bool = True,
+               log: Callable[[str], None] = lambda s: None) -> Frontend:
+    """Load `spec` (a path, or an already loaded Model), import the weights (or seed random ones), lower to ONNX
+    at `opset` and run the pass pipeline."""
+    from .lower_onnx import to_onnx
+    from .passes.pipeline import run_pipeline
+    from .spec.loader import load_model
+
+    t0 = time.perf_counter()
+    model = spec if hasattr(spec, "graph") else load_model(spec, overrides or {})
+    module, info = reference_module(model, weights, by_order, key_map, seed, log)
+    t1 = time.perf_counter()
+    proto, report = run_pipeline(to_onnx(model.graph, module.state_dict(), opset), simplify=simplify)
+    return Frontend(model, module, info, proto, report, opset, simplify,
+                    {"load": t1 - t0, "lower+passes": time.perf_counter() - t1})

@@ -1,0 +1,236 @@
+"""Matching an FP32 ONNX graph onto the integer op table (tcc.intops): the structure of its INT8 form.
+
+    graph = plan(onnx_model, lowering="tvm")   # IntGraph; raises UnsupportedOps naming every node it cannot take
+    graph.quantized                            # the tensors that get a scale (graph input + every node output)
+    graph.share_groups(share_concat=True)      # tensors that must share one scale
+    graph.weighted                             # conv / gemm nodes: the layers the cosine search tunes
+
+Each `INode` stands for one ONNX node, or for a few that one integer op computes: a producer and the Relu / Clip
+it folds in (the marks of the pass `mark_fused_activations`, the one place that decides it), or a lookup-table
+pattern such as x * sigmoid(x). Tensors computed inside an INode (`internal`) are never quantized.
+
+Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
+model with an op that has no integer form is refused in seconds, naming the node, the op and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import helper
+
+from ..errors import BuildError
+from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KIND, PATTERNS, NodeView, Role, supported)
+
+MAX_LISTED = 8
+
+
+class UnsupportedOps(BuildError):
+    """Nodes of the model that the INT8 path (or one backend's lowering) cannot take. Exit code 2."""
+
+    def __init__(self, problems: list[tuple[str, str, str]], what: str = "the INT8 path"):
+        self.problems = problems
+        lines = [f"  node '{name}' (op {op}): {why}" for name, op, why in problems[:MAX_LISTED]]
+        if len(problems) > MAX_LISTED:
+            lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
+        super().__init__(f"{what} cannot take {len(problems)} node(s) of this model:\n" + "\n".join(lines)
+                         + "\nnothing was calibrated or written")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A Relu / Clip folded into its producer: the clamp range in float (None: unbounded)."""
+
+    node: str
+    op: str
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class INode:
+    kind: str  # a key of tcc.intops.INT_OPS
+    name: str  # the ONNX node it is anchored on (its hierarchical spec name)
+    op_type: str  # that node's ONNX op
+    inputs: tuple[str, ...]  # the quantized tensors it reads
+    outputs: tuple[str, ...]  # the quantized tensors it writes
+    attrs: dict = field(hash=False, compare=False)  # the anchor's ONNX attributes
+    weight: str | None = None  # weighted: the weight initializer
+    bias: str | None = None
+    w_axis: int = 0  # weighted: the output-channel axis of the weight
+    raw_output: str | None = None  # weighted / add: the tensor before a folded activation (internal then)
+    activation: Activation | None = None
+    lookup: str | None = None  # lookup: the function (an ONNX op of LOOKUP_FUNCTIONS, or a pattern's name)
+    gate: str | None = None  # lookup pattern x * gate(x): the gate's ONNX op
+    covers: tuple[str, ...] = ()  # every ONNX node it computes
+    internal: tuple[str, ...] = ()  # tensors computed inside it, never quantized
+
+    @property
+    def op(self):
+        return INT_OPS[self.kind]
+
+
+@dataclass
+class IntGraph:
+    model: onnx.ModelProto
+    nodes: list[INode]
+    input: str
+    outputs: list[str]
+    shapes: dict  # tensor -> shape tuple (batch included; None / names where unknown)
+
+    @property
+    def quantized(self) -> list[str]:
+        """Tensors with a scale of their own, in topological order: the graph input and every node's outputs."""
+        return [self.input] + [o for n in self.nodes for o in n.outputs]
+
+    @property
+    def internal(self) -> set[str]:
+        return {t for n in self.nodes for t in n.internal}
+
+    @property
+    def weighted(self) -> list[INode]:
+        return [n for n in self.nodes if n.op.role is Role.WEIGHTED]
+
+    def producer(self) -> dict[str, INode]:
+        return {o: n for n in self.nodes for o in n.outputs}
+
+    def share_groups(self, share_concat: bool) -> list[list[str]]:
+        """Tensors that must share one scale: the outputs of scale-sharing kinds with their input, a concat's inputs
+        with its output (when `share_concat`). Groups in topological order of their first tensor, members sorted:
+        the same graph always gives the same groups."""
+        order = {t: i for i, t in enumerate(self.quantized)}
+        parent = {t: t for t in order}
+
+        def find(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        def union(a, b):
+            ra, rb = find(a), find(b)
+            if ra != rb:  # the earlier tensor is the root: deterministic
+                if order[ra] > order[rb]:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+
+        for n in self.nodes:
+            if n.op.shares_scale:
+                for o in n.outputs:
+                    union(n.inputs[0], o)
+            elif n.op.role is Role.CONCAT and share_concat:
+                for i in n.inputs:
+                    union(i, n.outputs[0])
+        groups: dict[str, list[str]] = {}
+        for t in self.quantized:
+            groups.setdefault(find(t), []).append(t)
+        return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def _attrs(node) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _activation_inputs(kind: str, node) -> tuple[str, ...]:
+    if kind in ("conv", "gemm", "clamp", "reshape", "transpose", "split", "lookup", "max_pool", "avg_pool",
+                "global_avg_pool"):
+        return (node.input[0],)
+    return tuple(node.input)
+
+
+def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None) -> IntGraph:
+    """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
+    integer op table cannot take (or, given `lowering`, that this lowering lacks)."""
+    from ..passes.base import infer_value_shapes
+    from ..passes.fusion import fused_activations
+
+    g = model.graph
+    constants = frozenset(t.name for t in g.initializer)
+    inputs = [i.name for i in g.input if i.name not in constants]
+    problems: list[tuple[str, str, str]] = []
+    if len(inputs) != 1:
+        raise UnsupportedOps([("(graph)", "-", f"the INT8 path takes one graph input, this graph has {len(inputs)}")],
+                             what or "the INT8 path")
+    typed = infer_value_shapes(model)
+    shapes = {name: dims for name, (_dtype, dims) in typed.items()}
+    float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
+    marks = fused_activations(model, mark_if_unmarked=True)
+    by_name = {n.name: n for n in g.node}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    covered: set[str] = set()
+    nodes: list[INode] = []
+    for k, node in enumerate(g.node):
+        name = node.name or node.output[0] or f"node{k}"
+        if name in covered:
+            continue
+        if node.domain not in ("", "ai.onnx"):
+            problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
+            continue
+        attrs = _attrs(node)
+        pattern = _gated_lookup(node, consumers, graph_outputs)
+        kind = "lookup" if pattern else ONNX_TO_KIND.get(node.op_type)
+        if kind is None:
+            problems.append((name, node.op_type, "no integer form: not in the integer op table (tcc.intops)"))
+            continue
+        view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
+        why = INT_OPS[kind].check(view)
+        acts = _activation_inputs(kind, node)
+        if why is None:
+            const = [i for i in acts if i in constants or not i]
+            if const:
+                why = f"input {const[0]!r} is a constant: every integer input must be a quantized activation"
+        if why is None:
+            unknown = [t for t in (*acts, *node.output) if t not in float_type]
+            if unknown:
+                why = f"tensor {unknown[0]!r} is not a float tensor of known type"
+        if why is None and lowering is not None and not supported(kind, lowering):
+            why = f"the {lowering} lowering has no integer {kind} (see tcc.intops)"
+        if why:
+            problems.append((name, node.op_type, why))
+            continue
+        fields: dict = {}
+        outputs = tuple(node.output)
+        covers = (name,)
+        internal: tuple[str, ...] = ()
+        if pattern is not None:
+            mul, pname = pattern
+            fields.update(lookup=pname, gate=node.op_type)
+            outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
+            covered.add(mul.name)
+        elif kind == "lookup":
+            fields["lookup"] = node.op_type
+        if INT_OPS[kind].role is Role.WEIGHTED:
+            fields["weight"] = node.input[1]
+            fields["bias"] = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            fields["w_axis"] = 0 if (node.op_type == "Gemm" and attrs.get("transB", 0)) or node.op_type == "Conv" \
+                else 1
+        mark = marks.get(name)
+        if mark is not None and INT_OPS[kind].fuses_activation:
+            act = by_name[mark["node"]]
+            fields["activation"] = Activation(act.name, act.op_type, mark["min"], mark["max"])
+            fields["raw_output"] = node.output[0]
+            outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
+            covered.add(act.name)
+        nodes.append(INode(kind, name, node.op_type, acts, outputs, attrs, covers=covers, internal=internal,
+                           **fields))
+    if problems:
+        raise UnsupportedOps(problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path"))
+    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes)
+
+
+def _gated_lookup(node, consumers, graph_outputs):
+    """(the Mul, pattern name) when `node` is the gate of x * gate(x) (tcc.intops.PATTERNS), else None."""
+    pattern = next((p for p in PATTERNS if p.gate == node.op_type), None)
+    if pattern is None or node.op_type not in LOOKUP_FUNCTIONS or node.output[0] in graph_outputs:
+        return None
+    readers = consumers.get(node.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "Mul" or readers[0].domain not in ("", "ai.onnx"):
+        return None
+    mul = readers[0]
+    if sorted(mul.input) != sorted([node.input[0], node.output[0]]):
+        return None
+    return mul, pattern.name

@@ -1,0 +1,90 @@
+"""Target quantization rules, as data: how a target wants its tensors quantized and how its kernels round.
+
+    rules = RULES["ort"]                 # by rules name (a calibration table records it as "target")
+    rules = rules_for("arm-a7")          # a build target -> the rules its backend needs (tcc.backends.targets)
+
+A calibration table is made under one set of rules (`tcc calibrate --target`), and the integer reference
+(tcc.quant.reference) computes with that table's rules, so it reproduces the target bit for bit where the target's
+kernels are exact. Build targets name their rules in the one target registry (tcc.backends.targets); this module is
+the registry of rules, not of targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+ROUNDINGS = {
+    # one exact product acc * q (int64) and one arithmetic shift right, rounding half to even (ONNX
+    # QuantizeLinear's rounding; tcc.quant.reference.multiply_by_quantized_multiplier says why not gemmlowp's)
+    "half_even": "requantize with one rounding, half to even, of the exact fixed-point product",
+}
+
+
+@dataclass(frozen=True)
+class TargetRules:
+    """How a target wants its tensors: unsigned activations allowed (u8, zp 0), asymmetric activations (int8 with
+    a zero point), concat sharing one scale, the rounding of its requantization."""
+
+    name: str
+    description: str = ""
+    unsigned_ok: bool = True
+    asymmetric: bool = False
+    share_concat: bool = True
+    split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
+    signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
+    # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
+    kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
+    # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
+    dense_weight_bits: int = 8  # weights of non-depthwise convs and of linear layers (depthwise: always 8).
+    # ORT: 7. Its x86 u8s8 kernels without VNNI (AVX2, AVX-512 before Cascade Lake) multiply with VPMADDUBSW, which
+    # adds two u8 x s8 products in a saturating int16: 255 * (127 + 127) overflows it and the result is silently
+    # wrong (measured on an AVX2 EPYC: DDSNet INT8 vs FP32 cosine 0.9916, worst image 0.895, top-1 98.4%). Codes
+    # in [-64, 63] keep 255 * (64 + 64) = 32640 inside int16, so the integer result is exact on every CPU (ORT's
+    # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
+    # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
+    rounding: str = "half_even"  # a key of ROUNDINGS
+
+    def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
+        depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
+        return 8 if depthwise else self.dense_weight_bits
+
+
+RULES: dict[str, TargetRules] = {r.name: r for r in [
+    TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
+                "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
+                kernel_rewrites=True, dense_weight_bits=7),
+    TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), s8 per-channel weights",
+                unsigned_ok=True),
+    TargetRules("tflite", "TFLite int8: asymmetric int8 activations, symmetric per-channel int8 weights",
+                unsigned_ok=False, asymmetric=True),
+    TargetRules("ax620", "Axera AX620 (Pulsar): symmetric int8 everywhere (a conservative assumption)",
+                unsigned_ok=False),
+]}
+
+
+def get_rules(rules: str | TargetRules) -> TargetRules:
+    """A rules object from its name (what a table records) or itself."""
+    if isinstance(rules, TargetRules):
+        return rules
+    try:
+        return RULES[rules]
+    except (KeyError, TypeError):
+        raise DataError(f"unknown calibration target {rules!r} (quantization rules); expected one of "
+                        f"{', '.join(RULES)}") from None
+
+
+def rules_for(target: str) -> TargetRules:
+    """The rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620) or a build target
+    (`arm-a7` -> the rules its entry in the target registry names), so a table is made for the target one builds."""
+    if target in RULES:
+        return RULES[target]
+    from tcc.backends.targets import TARGETS  # plain data: no backend is imported
+
+    entry = TARGETS.get(target)
+    if entry is not None and entry.rules:
+        return RULES[entry.rules]
+    known = sorted(set(RULES) | {t for t, e in TARGETS.items() if e.rules})
+    raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(known)}")
