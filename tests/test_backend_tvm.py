@@ -236,21 +236,13 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
 
 def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
     """ONNX Runtime on the bundle's own FP32 graph, rebuilt from the spec with the bundle's seed."""
-    from tcc.lower_onnx import to_onnx
-    from tcc.lower_torch import init_weights, to_torch
-    from tcc.passes.pipeline import run_pipeline
-    from tcc.spec.loader import load_model
+    from tcc.frontend import lower_spec
 
     import onnxruntime as ort
 
     m = json.loads((bundle / "manifest.json").read_text())
-    model = load_model(ROOT / "spec" / m["model"]["spec"], {})
-    full = to_torch(model.graph)
-    init_weights(full, m["weights"]["random_seed"])
-    ref = to_torch(model.graph, inference_only=True)
-    state = full.state_dict()
-    ref.load_state_dict({k: state[k] for k in ref.state_dict()})
-    om, _ = run_pipeline(to_onnx(model.graph, ref.state_dict(), m["opset"]), simplify=m["simplify"])
+    om = lower_spec(ROOT / "spec" / m["model"]["spec"], seed=m["weights"]["random_seed"], opset=m["opset"],
+                    simplify=m["simplify"]).onnx
     sess = ort.InferenceSession(om.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 

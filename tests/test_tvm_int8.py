@@ -133,25 +133,13 @@ def test_unsupported_op_is_named():
 
 # ---------------------------------------------------------------------------------------------------- real networks
 def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
-    """The spec's FP32 graph after the passes, seeded weights; `side`: the input resized to side x side (the zoo's
-    nets end in global pooling, so any size runs; the numpy reference is the slow part of these tests)."""
+    """The spec's FP32 graph after the passes, seeded weights; `side`: --set image_size=side (the numpy reference is
+    the slow part of these tests)."""
     pytest.importorskip("torch")
-    import tcc
-    from tcc.lower_onnx import to_onnx
-    from tcc.lower_torch import init_weights
-    from tcc.passes import run_pipeline
+    from tcc.frontend import lower_spec
 
-    model = tcc.load_model(ROOT / "spec" / spec)
-    module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed)
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    m = run_pipeline(to_onnx(model.graph, state))[0]
-    shape = tuple(model.input_shape)
-    if side:
-        dims = m.graph.input[0].type.tensor_type.shape.dim
-        dims[2].dim_value = dims[3].dim_value = side
-        del m.graph.value_info[:]
-        shape = (shape[0], side, side)
-    return m, shape
+    fe = lower_spec(ROOT / "spec" / spec, {"image_size": side} if side else None, seed=seed)
+    return fe.onnx, tuple(fe.model.input_shape)
 
 
 @pytest.mark.parametrize("spec, side", [("ddsnet.yaml", None), ("fastnet.yaml", None),

@@ -34,17 +34,9 @@ def _legalized(onnx_model, target_name="host"):
 
 
 def _spec_onnx(spec: str):
-    from tcc.lower_onnx import to_onnx
-    from tcc.lower_torch import init_weights, to_torch
-    from tcc.passes.pipeline import run_pipeline
-    from tcc.spec.loader import load_model
+    from tcc.frontend import lower_spec
 
-    model = load_model(ROOT / spec, {})
-    full = to_torch(model.graph)
-    init_weights(full, 0)
-    ref = to_torch(model.graph, inference_only=True)
-    ref.load_state_dict({k: v for k, v in full.state_dict().items() if k in ref.state_dict()})
-    return run_pipeline(to_onnx(model.graph, ref.state_dict(), 13))[0]
+    return lower_spec(ROOT / spec).onnx
 
 
 def _small_net():

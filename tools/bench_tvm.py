@@ -31,20 +31,11 @@ GOAL = 1.2  # TVM latency / ORT latency
 
 
 def lower(spec: str):
-    """The spec's FP32 ONNX graph after the pass pipeline, with seeded random weights, batch dimension named N."""
-    from tcc.lower_onnx import to_onnx
-    from tcc.lower_torch import init_weights, to_torch
-    from tcc.passes.pipeline import run_pipeline
-    from tcc.spec.loader import load_model
+    """The spec's FP32 ONNX graph after the pass pipeline, with seeded random weights (as `tcc build` makes it)."""
+    from tcc.frontend import lower_spec
 
-    model = load_model(ROOT / spec, {})
-    full = to_torch(model.graph)
-    init_weights(full, 0)
-    ref = to_torch(model.graph, inference_only=True)
-    state = full.state_dict()
-    ref.load_state_dict({k: state[k] for k in ref.state_dict()})
-    onnx_model, _ = run_pipeline(to_onnx(model.graph, ref.state_dict(), 13), simplify=True)
-    return onnx_model, (1, *model.input_shape)
+    fe = lower_spec(ROOT / spec)
+    return fe.onnx, (1, *fe.model.input_shape)
 
 
 def ort_latency(onnx_model, x: np.ndarray, repeat: int) -> tuple[float, np.ndarray]:

@@ -61,24 +61,12 @@ def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96) -> Path:
     return out
 
 
-def ddsnet_fp32(weights: str | Path, fold=None):
-    """spec -> torch (+weights) -> ONNX (-> passes when available). Returns (model, onnx proto)."""
-    import tcc
-    from tcc.lower_onnx import to_onnx
-    from tcc.weights import load_weights
+def ddsnet_fp32(weights: str | Path):
+    """DDSNet with the authors' checkpoint, as `tcc build` lowers it (tcc.frontend). Returns (model, onnx proto)."""
+    from tcc.frontend import lower_spec
 
-    model = tcc.load_model(ROOT / "spec" / "ddsnet.yaml")
-    module = tcc.to_torch(model.graph, inference_only=True)
-    load_weights(module, model.graph, weights, by_order=True)
-    proto = to_onnx(model.graph, module.state_dict())
-    try:
-        from tcc.passes import run_pipeline
-
-        proto, _ = run_pipeline(proto)
-    except ImportError:
-        if fold is not None:
-            proto = fold(proto)
-    return model, proto
+    fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", weights=weights, by_order=True)
+    return fe.model, fe.onnx
 
 
 GOALS = {  # the issue's targets

@@ -143,7 +143,8 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     (a tensor name is stored at every use) and redundant tensors:
     - a Relu in front of a QuantizeLinear whose zero point is the code minimum is dropped (Q clamps there anyway);
     - conv biases are float initializers holding exactly DQ(int32 bias) (ORT quantizes a float bias back to the
-      same int32 at s_in * s_w when it fuses QLinearConv): no int32 copy, per-channel bias scale or zero point;
+      same int32 at s_in * s_w when it fuses QLinearConv): no int32 copy, per-channel bias scale or zero point
+      (from opset 13: ORT's re-quantization writes a per-axis DequantizeLinear);
     - conv weight DequantizeLinears leave out their all-zero int8 zero points (the int8 input sets the type);
       activations and the Gemm keep theirs (without them ORT leaves MaxPool / Gemm unfused);
     - identical constants (the shared scale of a concat group) are stored once; a weight of one repeated value
@@ -177,8 +178,12 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             consumers[n.output[0]][0].input[0] = n.input[0]
             drop_nodes.add(id(n))
     new_inits = []
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), PER_AXIS_OPSET)
+    # below opset 13 the int32 bias keeps its (contrib, per-axis) DequantizeLinear: from a float bias ONNX Runtime
+    # derives one itself, as a standard-domain per-axis DequantizeLinear that such an opset does not have
+    fold_bias = opset >= PER_AXIS_OPSET
     for n in g.node:
-        if n.op_type != "Conv" or len(n.input) < 3 or n.input[2] not in producer:
+        if not fold_bias or n.op_type != "Conv" or len(n.input) < 3 or n.input[2] not in producer:
             continue
         dq = producer[n.input[2]]
         if dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1 or dq.input[0] not in inits:
