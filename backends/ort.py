@@ -86,10 +86,10 @@ class OrtBackend(Backend):
     def run(self, loaded: OrtLoaded, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if loaded.batch is None or loaded.batch == len(x):
-            return loaded.session.run([loaded.output], {loaded.input: x})[0]
+            return _session_run(loaded.session, [loaded.output], {loaded.input: x})[0]
         if len(x) % loaded.batch:
             raise BuildError(f"the artifact has a fixed batch of {loaded.batch}; got {len(x)} samples")
-        parts = [loaded.session.run([loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
+        parts = [_session_run(loaded.session, [loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
                  for i in range(0, len(x), loaded.batch)]
         return np.concatenate(parts)
 
@@ -115,7 +115,7 @@ class OrtBackend(Backend):
         so = ort.SessionOptions()
         so.log_severity_level = 3
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
-        outs = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         if not np.array_equal(outs[0], got):
             raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
                                  "artifact computes (ONNX Runtime fused it differently); no bundle was written")
@@ -139,6 +139,19 @@ class OrtBackend(Backend):
                             "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
                             "DirectML and ARM builds run the float16 kernels.")
         return info
+
+
+def _session_run(sess, names, feed):
+    """sess.run, with ONNX Runtime's own failures (e.g. an integer kernel refusing scales outside its range:
+    "QLinearGlobalAveragePool parameter out of computation range") as a BuildError naming the node."""
+    try:
+        return sess.run(names, feed)
+    except Exception as e:  # ORT raises its own exception types (Fail, RuntimeException, ...)
+        text = str(e).strip()
+        first = next((line for line in text.splitlines() if line.strip()), type(e).__name__)
+        raise BuildError(f"ONNX Runtime failed running the artifact: {first}"
+                         + (" (an INT8 kernel refused its quantization parameters: check the calibration table's "
+                            "scales)" if "out of computation range" in text else "")) from None
 
 
 def _quantize_dynamic(model):

@@ -122,3 +122,76 @@ def test_table_for_other_weights_or_target_is_refused(tmp_path, capsys, data):
     err = capsys.readouterr().err
     assert "recalibrate" in err and "Traceback" not in err
     assert not out.exists()
+
+
+SOFTMAX_SPEC = """kind: model
+name: with_softmax
+input: {shape: [3, 32, 32]}
+layers:
+  - {op: conv2d, out: 8, kernel: 3, padding: 1}
+  - {op: relu}
+  - {op: global_avgpool}
+  - {op: flatten}
+  - {op: linear, out: 4}
+  - {id: probs, op: softmax}
+"""
+
+
+@pytest.mark.parametrize("command", ["build", "calibrate"])
+def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys, command):
+    """An op the integer op table lacks: exit 2 in seconds, the node and op named, no calibration, nothing written."""
+    import time
+
+    spec = tmp_path / "m.yaml"
+    spec.write_text(SOFTMAX_SPEC)
+    data = tmp_path / "d.npy"
+    np.save(data, np.zeros((4, 3, 32, 32), np.float32))
+    out = tmp_path / "out"
+    argv = (["build", str(spec), "--target", "host", "--precision", "int8", "--data", str(data), "-o", str(out)]
+            if command == "build" else ["calibrate", str(spec), "--data", str(data), "-o", str(out)])
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "node 'probs' (op Softmax): no integer form" in err and "Traceback" not in err, err
+    assert "calibrating" not in err and time.perf_counter() - t0 < 30
+    assert not out.exists() and not list(tmp_path.glob(".*tcc*"))
+
+
+def test_opset_11_int8_is_opset_11_in_the_file(tmp_path, data):
+    """Per-channel weights below opset 13: ONNX Runtime's contrib DequantizeLinear (com.microsoft, per-axis), which
+    it fuses into QLinearConv all the same; the standard domain stays at the requested opset."""
+    r = _build(tmp_path / "b", precision="int8", opset=11, data=data, calib_options={"method": "kl", "calib_size": 8})
+    assert r.manifest["opset"] == 11 and r.manifest["self_check"]["result"]["passed"]
+    model = onnx.load(str(tmp_path / "b" / "model.onnx"))
+    opsets = {o.domain: o.version for o in model.opset_import}
+    assert opsets[""] == 11 and opsets["com.microsoft"] == 1
+    assert {n.domain for n in model.graph.node if n.op_type == "DequantizeLinear" and
+            any(a.name == "axis" for a in n.attribute)} == {"com.microsoft"}
+    onnx.checker.check_model(model, full_check=True)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "b" / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    fused = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    assert "QLinearConv" in fused and "Conv" not in fused
+
+
+def test_int8_bundle_is_byte_identical_across_processes(tmp_path, data):
+    """The same `tcc build --precision int8 --data` in two processes (different hash seeds: set iteration order
+    differs) gives byte-identical bundles, calibration.json and manifest.json included."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("3", "4"):
+        out = tmp_path / f"b{seed}"
+        subprocess.run([sys.executable, "-m", "tcc", "build", str(DDSNET), *SMALL_ARGS, "--target", "ort",
+                        "--precision", "int8", "--data", str(data), "--calib-size", "8", "--method", "kl", "-o",
+                        str(out)], check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        outs.append(out)
+    files = sorted(p.name for p in outs[0].iterdir())
+    assert "calibration.json" in files and files == sorted(p.name for p in outs[1].iterdir())
+    for f in files:
+        assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f

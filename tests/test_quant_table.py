@@ -109,9 +109,13 @@ def test_table_must_fit_the_model(tables):
     tables["kl"].check_model(other)  # same structure: fine
     from quant_models import tiny_cnn as make
 
+    from tcc.quant.plan import plan
+    from tcc.quant.qgraph import quantize_graph
+
     small = make(classes=3)
-    with pytest.raises(CalibrationError, match="fc.weight' has 3 output channels"):
-        tables["kl"].check_model(small)
+    tables["kl"].check_model(small)  # the same names ...
+    with pytest.raises(CalibrationError, match="fc.weight' has 3 output channels, the table 5"):
+        quantize_graph(plan(small), tables["kl"])  # ... but not the same channels
 
 
 def test_bad_arguments(model, data):

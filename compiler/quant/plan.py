@@ -153,6 +153,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
                              what or "the INT8 path")
     typed = infer_value_shapes(model)
     shapes = {name: dims for name, (_dtype, dims) in typed.items()}
+    shapes.update({t.name: tuple(t.dims) for t in g.initializer})
     float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
     marks = fused_activations(model, mark_if_unmarked=True)
     by_name = {n.name: n for n in g.node}

@@ -1,0 +1,60 @@
+"""The zoo's INT8 builds at test sizes (shared by test_int8_zoo_ort.py and test_int8_zoo_host.py): every spec, its
+small settings, and the recorded quality of its INT8 bundle (tests/int8_zoo.json)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = Path(__file__).with_name("int8_zoo.json")
+# small enough for CI, the structure of each net kept: every kind of integer op the zoo uses
+SMALL = {
+    "ddsnet": {"image_size": 64}, "fastnet": {"image_size": 64},
+    "densenet121": {"image_size": 64, "block_config": [2, 2, 2, 2]},
+    "efficientnet_b0": {"image_size": 64}, "googlenet": {"image_size": 64}, "inception_v3": {"image_size": 80},
+    "mobilenet_v2": {"image_size": 64}, "resnet18": {"image_size": 64}, "resnet34": {"image_size": 64},
+    "shufflenet_v2_x1_0": {"image_size": 64}, "squeezenet1_0": {"image_size": 64},
+    "squeezenet1_1": {"image_size": 64},
+    "vgg11": {"cfg": [[8], [16], [16, 16], [32, 32], [32, 32]], "hidden": 64},
+    "vgg16": {"cfg": [[8, 8], [16, 16], [16, 16, 16], [32, 32, 32], [32, 32, 32]], "hidden": 64},
+}
+CALIBRATION = {"method": "kl", "calib_size": 8}
+HELD_OUT = 4
+
+
+def spec_path(name: str) -> Path:
+    return ROOT / "spec" / (f"{name}.yaml" if name in ("ddsnet", "fastnet") else f"baselines/{name}.yaml")
+
+
+def inputs(shape, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
+
+
+def build_and_measure(name: str, target: str, tmp: Path) -> tuple[dict, float]:
+    """Build `name` INT8 for `target` (calibrated on 8 seeded N(0, 1) inputs, kl) and measure the bundle's mean
+    output cosine vs the PyTorch FP32 lowering on HELD_OUT other seeded inputs. Returns (manifest, cosine)."""
+    import torch
+
+    from tcc.backends import get_backend
+    from tcc.build import build
+    from tcc.frontend import lower_spec
+
+    fe = lower_spec(spec_path(name), SMALL[name])
+    shape = fe.model.input_shape
+    data = tmp / "calib.npy"
+    np.save(data, inputs(shape, CALIBRATION["calib_size"], 0))
+    result = build(spec_path(name), target, tmp / "bundle", precision="int8", overrides=SMALL[name], data=data,
+                   calib_options=dict(CALIBRATION))
+    x = inputs(shape, HELD_OUT, 1)
+    backend = get_backend(result.manifest["backend"])
+    got = backend.run(backend.load(result.out), x).reshape(len(x), -1).astype(np.float64)
+    with torch.no_grad():
+        want = fe.module(torch.from_numpy(x)).numpy().reshape(len(x), -1).astype(np.float64)
+    cos = np.einsum("ij,ij->i", got, want) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    return result.manifest, float(cos.mean())
+
+
+def recorded(name: str, target: str) -> dict:
+    return json.loads(RECORD.read_text())[name][target]

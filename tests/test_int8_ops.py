@@ -1,0 +1,187 @@
+"""Every kind of the integer op table on its own: one small graph per kind, calibrated under the TVM and the ORT
+rules; the TVM lowering equals the integer reference bit for bit on every quantized tensor, ONNX Runtime's kernels
+are within 1 LSB of the reference op by op (on their own input codes), and the integer result is the float
+function's within its rounding."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tcc.backends.base import EmitOptions
+from tcc.backends.ort import OrtBackend
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.plan import plan
+from tcc.quant.qdq import run, to_qdq
+from tcc.quant.qgraph import quantize_graph
+from tcc.quant.reference import Reference, per_op_deviation, quantize_input
+
+RNG = np.random.default_rng(7)
+C, H = 4, 7
+
+
+def _w(*shape, scale=0.4):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _graph(nodes, inits=(), in_shape=(None, C, H, H), opset=13, int_inits=()):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits]
+                          + [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in int_inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    inferred = onnx.shape_inference.infer_shapes(m).graph
+    y = next(v for v in [*inferred.value_info, *inferred.output] if v.name == "y" and v.type.tensor_type.HasField("shape"))
+    m.graph.output[0].CopyFrom(y)
+    onnx.checker.check_model(m)
+    return m
+
+
+def _conv(x, y, name, w, **attrs):
+    return helper.make_node("Conv", [x, f"{name}.w"], [y], name=name, **attrs), (f"{name}.w", w)
+
+
+def _cases():
+    """name -> (model, the kinds it must contain)."""
+    cases = {}
+    conv, w = _conv("x", "c", "conv", _w(C, 1, 3, 3), group=C, dilations=[2, 2], pads=[2, 2, 2, 2], strides=[2, 2])
+    cases["conv_relu6"] = (_graph([conv, helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6")],
+                                  [w, ("lo", 0.0), ("hi", 6.0)]), {"conv"})
+    cases["gemm_relu_output"] = (_graph([
+        helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["g"], name="fc", transB=1),
+        helper.make_node("Relu", ["g"], ["y"], name="fc.relu")],  # a folded ReLU on a float graph output
+        [("fc.w", _w(5, C * H * H, scale=0.1)), ("fc.b", _w(5))]), {"reshape", "gemm"})
+    cases["matmul"] = (_graph([
+        helper.make_node("GlobalAveragePool", ["x"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "mm.w"], ["y"], name="mm")], [("mm.w", _w(C, 3))]),
+        {"global_avg_pool", "reshape", "gemm"})
+    conv, w = _conv("x", "c", "conv", _w(C, C, 1, 1))
+    cases["add_broadcast_relu"] = (_graph([
+        conv, helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
+        helper.make_node("Add", ["c", "p"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["y"], name="add.relu")], [w]), {"conv", "global_avg_pool", "add"})
+    cases["mul_squeeze_excite"] = (_graph([
+        helper.make_node("GlobalAveragePool", ["x"], ["p"], name="se.pool"),
+        helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),
+        helper.make_node("Mul", ["x", "g"], ["y"], name="se.scale")]), {"global_avg_pool", "lookup", "mul"})
+    for op, attrs in (("Sigmoid", {}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("HardSwish", {}),
+                      ("Tanh", {})):
+        cases[f"lookup_{op}"] = (_graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)],
+                                        opset=14), {"lookup"})
+    cases["lookup_silu"] = (_graph([helper.make_node("Sigmoid", ["x"], ["s"], name="silu.sigmoid"),
+                                    helper.make_node("Mul", ["s", "x"], ["y"], name="silu")]), {"lookup"})
+    cases["lookup_hardswish_opset13"] = (_graph([
+        helper.make_node("HardSigmoid", ["x"], ["s"], name="hs.gate", alpha=1 / 6, beta=0.5),
+        helper.make_node("Mul", ["x", "s"], ["y"], name="hs")]), {"lookup"})
+    cases["clamp_standalone"] = (_graph([
+        helper.make_node("Concat", ["x", "x"], ["cat"], name="cat", axis=1),
+        helper.make_node("Relu", ["cat"], ["r"], name="relu"),
+        helper.make_node("Clip", ["r", "lo", "hi"], ["y"], name="clip")], [("lo", -1.0), ("hi", 0.8)]),
+        {"concat", "clamp"})
+    cases["max_pool_pad_and_ceil"] = (_graph([
+        helper.make_node("MaxPool", ["x"], ["m"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["m"], ["y"], name="pool.ceil", kernel_shape=[2, 2], strides=[2, 2],
+                         ceil_mode=1)]), {"max_pool"})
+    cases["avg_pool"] = (_graph([
+        helper.make_node("AveragePool", ["x"], ["a"], name="avg.pad", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         count_include_pad=1),
+        helper.make_node("AveragePool", ["a"], ["y"], name="avg", kernel_shape=[2, 2], strides=[2, 2])]),
+        {"avg_pool"})
+    c1, w1 = _conv("x", "a", "c1", _w(2, C, 1, 1, scale=0.2))
+    c2, w2 = _conv("x", "b", "c2", _w(3, C, 3, 3, scale=0.8), pads=[1, 1, 1, 1])
+    cases["concat_two_scales"] = (_graph([c1, c2, helper.make_node("Concat", ["a", "b", "x"], ["y"], name="cat",
+                                                                   axis=1)], [w1, w2]), {"conv", "concat"})
+    cases["shuffle_split"] = (_graph([
+        helper.make_node("Reshape", ["x", "s5"], ["r5"], name="shuffle.reshape"),
+        helper.make_node("Transpose", ["r5"], ["t5"], name="shuffle.transpose", perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["t5", "s4"], ["r4"], name="shuffle"),
+        helper.make_node("Split", ["r4", "sizes"], ["p", "q"], name="split", axis=1),
+        helper.make_node("Concat", ["q", "p"], ["y"], name="cat", axis=1)],
+        in_shape=(None, C, H, H), int_inits=[("s5", [-1, 2, C // 2, H, H]), ("s4", [-1, C, H, H]),
+                                            ("sizes", [1, 3])]), {"reshape", "transpose", "split", "concat"})
+    return cases
+
+
+CASES = _cases()
+
+
+def _data(n=16):
+    x = RNG.standard_normal((n, C, H, H)).astype(np.float32) * 2
+    x[:, 0] = np.abs(x[:, 0])  # one channel never negative
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
+    tvm = pytest.importorskip("tvm")
+    from tvm import relax
+
+    from tcc.backends.tvm_compile import _relax_pipeline, resolve_tvm_target
+    from tcc.backends.tvm_int8 import lower_int8
+
+    model, kinds = CASES[name]
+    g = plan(model)
+    assert kinds == {n.kind for n in g.nodes}, [n.kind for n in g.nodes]
+    data, x = _data(), _data(2)
+
+    # TVM: every quantized tensor's codes and the output, bit for bit
+    table = calibrate_onnx(model, data, method="minmax", target="tvm")
+    out, codes = Reference().run(quantize_graph(g, table), x, return_all=True)
+    names = list(codes)
+    target = tvm.target.Target(resolve_tvm_target("host"))
+    ex = tvm.compile(lower_int8(model, table, expose=names, batch=len(x)), target=target,
+                     relax_pipeline=_relax_pipeline(target, True, False))
+    got = list(relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)))  # output, then the codes
+    np.testing.assert_array_equal(got[0].numpy(), out)
+    for n, v in zip(names, got[1:]):
+        np.testing.assert_array_equal(v.numpy(), codes[n].q, err_msg=n)
+
+    # ORT: the deployed QDQ model's own codes, op by op
+    table = calibrate_onnx(model, data, method="minmax", target="ort")
+    qg = quantize_graph(g, table)
+    y = run(to_qdq(model, table, compact=True), x)
+    ort_codes = OrtBackend().int8_codes(model, EmitOptions("ort", "int8", table=table), None, x, y)
+    dev = per_op_deviation(qg, {**ort_codes, qg.input: quantize_input(x, qg.input_q)}, {"y": y})
+    assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev
+
+
+def test_lookup_tables_are_the_function_rounded_once():
+    """A lookup op's output code is the float function of the input's real value, quantized once: within half an
+    LSB of f(dequantized input); the x * g(x) patterns too."""
+    from tcc.intops import LOOKUP_FUNCTIONS, gated
+
+    for name in ("lookup_Sigmoid", "lookup_HardSigmoid", "lookup_HardSwish", "lookup_Tanh", "lookup_silu",
+                 "lookup_hardswish_opset13"):
+        model = CASES[name][0]
+        g = plan(model)
+        table = calibrate_onnx(model, _data(), method="minmax", target="tvm")
+        qg = quantize_graph(g, table)
+        n, node = qg.nodes[0], g.nodes[0]
+        f = gated(node.gate) if node.gate else LOOKUP_FUNCTIONS[node.lookup]
+        codes = np.arange(n.qin[0].lo, n.qin[0].hi + 1)
+        real = f((codes - n.qin[0].zp) * np.float64(np.float32(n.qin[0].scale)), node.attrs)
+        q = n.qout[0]
+        inside = (real / q.scale + q.zp >= q.lo) & (real / q.scale + q.zp <= q.hi)
+        err = np.abs((n.table - q.zp) * q.scale - real)[inside]
+        assert err.max() <= 0.5 * q.scale * (1 + 1e-6), name
+        assert n.table.size == 256
+
+
+def test_mul_and_add_within_one_lsb_of_float():
+    """Mul (squeeze-excite) and Add: the integer result within 1 LSB of (dequantized a op dequantized b), quantized."""
+    for name, kind, fn in (("mul_squeeze_excite", "mul", np.multiply), ("add_broadcast_relu", "add", np.add)):
+        model = CASES[name][0]
+        table = calibrate_onnx(model, _data(), method="minmax", target="tvm")
+        qg = quantize_graph(plan(model), table)
+        _, codes = Reference().run(qg, _data(4), return_all=True)
+        n = next(n for n in qg.nodes if n.kind == kind)
+        a, b = (codes[i].dequant().astype(np.float64) for i in n.inputs)
+        q = n.qout[0]
+        want = np.clip(np.rint(fn(a, b) / q.scale) + q.zp, q.lo, q.hi)
+        if kind == "add":
+            want = np.maximum(want, q.zp)  # the folded ReLU
+        assert np.abs(codes[n.outputs[0]].q - want).max() <= 1, name

@@ -1,0 +1,21 @@
+"""INT8 for every zoo spec on the TVM host target (`tcc build --target host --precision int8` at test sizes): the
+module equals the integer reference bit for bit, and the bundle's quality vs FP32 on held-out inputs stays at or
+above its recorded floor (tests/int8_zoo.json)."""
+from __future__ import annotations
+
+import pytest
+
+from int8_zoo import SMALL, build_and_measure, recorded
+
+pytest.importorskip("tvm")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_int8_host(name, tmp_path):
+    manifest, cosine = build_and_measure(name, "host", tmp_path)
+    result = manifest["self_check"]["result"]
+    assert result["passed"] and result["bit_exact"]
+    want = recorded(name, "host")
+    print(f"\n[int8 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
+          f"integer ops {manifest['quantization']['integer_ops']}")
+    assert cosine >= want["floor"]
