@@ -85,7 +85,7 @@ _PLATFORMS: tuple[Platform, ...] = (
         name="host",
         description="this machine (x86_64, LLVM, tuned for the local CPU)",
         arch="x86_64",
-        # mcpu=native (resolved to this machine's CPU name by tvm_runtime.resolve_tvm_target):
+        # mcpu=native (resolved to this machine's CPU name by tvm_compile.resolve_tvm_target):
         # the host build is for verification and benchmarks on the build machine and is not
         # portable to older x86_64 CPUs.  Measured 2x faster than generic x86-64.
         tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "native"}),

@@ -9,11 +9,13 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
     kit/README.md         how to copy the bundle to the board and run it; the tensor file format
     kit/run.sh            `./run.sh input.bin output.bin` from anywhere
 
-Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling,
-the runtimes and running are backends/tvm_runtime.py. FP32: the Relax ONNX frontend with a fixed batch of 1 (the
-deployment case; fixed shapes let tcc's schedules (backends/tvm_schedule.py) vectorize and MetaSchedule tune;
-larger batches run sample by sample). INT8: backends/tvm_int8.py lowers the graph + calibration table to integer
-Relax ops (channels-last, batch 1 too), compiled the same way.
+Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling is
+backends/tvm_compile.py (MetaSchedule tuning: tvm_tune.py), the runtimes and their cache backends/tvm_runtime.py,
+running backends/tvm_run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
+FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules
+(backends/tvm_schedule.py) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
+backends/tvm_int8.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
+compiled the same way.
 Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.
 """
 from __future__ import annotations
@@ -72,10 +74,6 @@ def _spec(target: str) -> tvm_targets.Platform:
         raise BuildError(str(e)) from None
 
 
-def _as_build_error(e: Exception) -> BuildError:
-    return BuildError(str(e).strip())
-
-
 class TvmBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
@@ -120,9 +118,9 @@ class TvmBackend(Backend):
         if options.tune < 0:
             raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
         if options.tune or options.tune_log:
-            from . import tvm_runtime as rt
+            from . import tvm_tune
 
-            problem = rt.meta_schedule_problem()
+            problem = tvm_tune.meta_schedule_problem()
             if problem:
                 raise BuildError(f"--tune/--tune-log: {problem}. Build without them (untuned default schedules).")
         self._require_tools(options.target, run=True)  # the self-check runs ARM modules under qemu
@@ -140,7 +138,7 @@ class TvmBackend(Backend):
 
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
-        from . import tvm_runtime as rt
+        from . import tvm_compile
 
         out_dir = Path(out_dir)
         spec = _spec(options.target)
@@ -148,10 +146,10 @@ class TvmBackend(Backend):
         mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
-            rt.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir, tune_trials=tune_trials,
-                              ieee=options.precision == "int8")
-        except rt.ToolchainMissing as e:
-            raise _as_build_error(e) from None
+            tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
+                                       tune_trials=tune_trials, ieee=options.precision == "int8")
+        except BuildError:  # ToolchainMissing: names the package to install
+            raise
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
             raise BuildError(f"TVM failed to compile the model for {options.target}: {_first_line(e)}") from None
         if tune_dir and tune_trials:
@@ -164,22 +162,15 @@ class TvmBackend(Backend):
 
         try:
             return rt.ensure_runtime(target)
-        except rt.ToolchainMissing as e:
-            raise _as_build_error(e) from None
         except rt.RuntimeBuildError as e:
             raise BuildError(f"cannot prepare the TVM runtime for {target}: {e}") from None
 
     def _relax_module(self, model, options: EmitOptions):
-        from . import tvm_runtime as rt
+        from . import tvm_compile
 
         if options.precision == "int8":
-            try:
-                from .tvm_int8 import lower_int8
-            except ImportError as e:
-                if getattr(e, "name", None) == "tcc.backends.tvm_int8":
-                    raise BuildError(f"target {options.target}: precision int8 is not available yet "
-                                     "(backends/tvm_int8.py is missing)") from None
-                raise
+            from .tvm_int8 import lower_int8
+
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
             return lower_int8(model, options.table, batch=DEPLOY_BATCH)
@@ -188,7 +179,7 @@ class TvmBackend(Backend):
         inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
         dims = [d.dim_value if d.HasField("dim_value") else DEPLOY_BATCH for d in inp.type.tensor_type.shape.dim]
         try:
-            return rt.import_onnx(model, shape_dict={inp.name: dims})
+            return tvm_compile.import_onnx(model, shape_dict={inp.name: dims})
         except Exception as e:  # check() caught unknown ops; this is a converter failing on an attribute/shape
             raise BuildError(f"TVM's ONNX frontend cannot import the model: {_first_line(e)}") from None
 
@@ -198,6 +189,7 @@ class TvmBackend(Backend):
         one with a larger budget runs only the difference (tcc-tune.json there holds the budget tuned so far)."""
         if not options.tune and not options.tune_log:
             return None, 0
+        from . import tvm_compile
         from . import tvm_runtime as rt
 
         if options.tune_log:
@@ -207,7 +199,7 @@ class TvmBackend(Backend):
                                  "(database_tuning_record.json); pass --tune N to make one")
         else:
             key = hashlib.sha256(model.SerializeToString() + options.precision.encode()).hexdigest()[:16]
-            cpu = rt.resolve_tvm_target(options.target).get("mcpu", "generic")
+            cpu = tvm_compile.resolve_tvm_target(options.target).get("mcpu", "generic")
             work = rt.cache_root() / "tune" / f"{options.target}-{cpu}-{key}"
         work.mkdir(parents=True, exist_ok=True)
         done = _read_tune_stamp(work)  # trials the database holds already: only the rest of the budget is run
@@ -259,11 +251,12 @@ class TvmBackend(Backend):
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         from tcc.bundle import stable_float
 
-        from . import tvm_runtime as rt
+        from . import tvm_compile
+        from .instruction_mix import instruction_mix
 
         spec = _spec(options.target)
         bundle = Path(bundle_dir)
-        checks: dict = {"instruction_mix": _mix_summary(rt.instruction_mix(bundle / ARTIFACT, spec.name))}
+        checks: dict = {"instruction_mix": _mix_summary(instruction_mix(bundle / ARTIFACT, spec.name))}
         if spec.is_cross:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
             # runner under qemu: catches ARM codegen / runtime problems the PyTorch self-check would blame on
@@ -271,11 +264,8 @@ class TvmBackend(Backend):
             with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp:
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
-                try:
-                    rt.compile_module(self._relax_module(model, host_opts), "host", host_so,
-                                      ieee=options.precision == "int8")
-                except rt.ToolchainMissing as e:
-                    raise _as_build_error(e) from None
+                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
+                                           ieee=options.precision == "int8")
                 host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)
             d = np.abs(a - h)
@@ -302,6 +292,7 @@ class TvmBackend(Backend):
         return checks
 
     def runtime_info(self, options: EmitOptions) -> dict:
+        from . import tvm_compile
         from . import tvm_runtime as rt
 
         spec = _spec(options.target)
@@ -310,7 +301,7 @@ class TvmBackend(Backend):
             "runtime": f"TVM {rt.tvm_versions()[0]} Relax VM (kit/bin/tcc-run, kit/lib)",
             "artifact": ARTIFACT,
             "target": spec.name,
-            "tvm_target": {k: v for k, v in rt.resolve_tvm_target(spec.name).items()},
+            "tvm_target": {k: v for k, v in tvm_compile.resolve_tvm_target(spec.name).items()},
             "batch": DEPLOY_BATCH,
             "kit": f"{KIT}/",
             "readme_run": ["On the board (copy the whole bundle folder; kit/README.md has the details):", "",
@@ -346,19 +337,14 @@ def _input_shape(mod) -> list:
 
 
 def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner: Path | None = None) -> np.ndarray:
-    from . import tvm_runtime as rt
+    from . import tvm_run
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if batch is not None and len(x) % batch:
         raise BuildError(f"the module has a fixed batch of {batch}; got {len(x)} samples")
     parts = [x] if batch is None or batch == len(x) else [x[i:i + batch] for i in range(0, len(x), batch)]
-    try:
-        # one runner process per chunk: each qemu start costs ~0.1 s, small against the model
-        outs = [rt.run_module(so, target, p, runner=runner)[0][0] for p in parts]
-    except rt.RunError as e:
-        raise BuildError(str(e)) from None
-    except rt.ToolchainMissing as e:
-        raise _as_build_error(e) from None
+    # one runner process per chunk: each qemu start costs ~0.1 s, small against the model
+    outs = [tvm_run.run_module(so, target, p, runner=runner)[0][0] for p in parts]
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
@@ -460,7 +446,7 @@ def _kit_readme(spec, input_shape, precision: str) -> str:
         "y = np.frombuffer(open('output.bin', 'rb').read()[24 + 8 * 2:], '<f4')   # a 2-D output",
         "```",
         "",
-        "(`tcc.backends.tvm_runtime.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
+        "(`tcc.backends.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
         "tools/arm_runtime/README.md of the tcc repository.)",
         "",
     ]

@@ -363,7 +363,7 @@ def requantize_primfunc(dtype: str, shape):
     out = te.compute(dims, one, name="requantize")
     # op pattern kElemWise, as TVM's analysis rates a bias add (out[..., c] from acc[..., c] and constants of
     # channel c): Relax then fuses it into the conv that makes acc, like an activation. Its own analysis would say
-    # "injective" (params[k, c]), which a conv does not take into its group; tvm_runtime's pipeline applies this
+    # "injective" (params[k, c]), which a conv does not take into its group; tvm_compile's pipeline applies this
     # declared pattern after that analysis
     func = te.create_prim_func([acc, params, out]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 0)

@@ -17,10 +17,20 @@ These rules give every such function a good schedule without search, for any CPU
 Vectorization runs across output channels, never along a reduction, so every output element is summed in the
 same order whatever the vector width: host and ARM builds of one model differ only by FMA contraction.
 A function no rule matches keeps TVM's default lowering; one MetaSchedule has tuned (`--tune`) is left alone.
+
+Like TVM's own dlight, each rule is one `dlight.ScheduleRule` class at module level (`Rule` is their common
+base), so a rule can be imported, applied and tested alone; `default_schedule_pass()` applies them in order,
+`layout_passes()` converts the layout. This module imports TVM: only TVM code paths import it
+(backends/tvm_compile.py, backends/tvm_tune.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from tvm import ir, relax, s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.schedule import ScheduleError
+from tvm.target import codegen
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -43,8 +53,6 @@ class Simd:
 def simd_of(target) -> Simd:
     """Lanes and registers from the LLVM target: AVX-512 (16 lanes, 32 zmm), AVX/AVX2 (8 lanes, 16 ymm), NEON
     (4 lanes; 32 registers on AArch64, 16 q registers on ARMv7), else SSE-like (4 lanes, 16 registers)."""
-    from tvm.target import codegen
-
     def has(feature: str) -> bool:
         try:
             return bool(codegen.target_has_features(feature, target))
@@ -70,14 +78,10 @@ def _extent(sch, loop) -> int:
 
 def _static(sch, blocks) -> bool:
     """Every loop around the blocks has a constant extent (a function with symbolic shapes keeps TVM's default)."""
-    from tvm import tirx
-
     return all(isinstance(sch.get(loop).extent, tirx.IntImm) for b in blocks for loop in sch.get_loops(b))
 
 
 def _is_reduction(sch, block) -> bool:
-    from tvm import tirx
-
     return any(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
 
 
@@ -117,8 +121,6 @@ def _vectorize_spatial(sch, block, simd: Simd) -> None:
 
 def _concat_parts(sch, block, inner):
     """Loops of a partitioned concat (innermost axis), or None if the block is not one."""
-    from tvm import ir, tirx
-
     b = sch.get(block)
     if not b.name_hint.startswith("T_concat"):
         return None
@@ -142,118 +144,6 @@ def _concat_parts(sch, block, inner):
     return sch.loop_partition(inner, [*sizes, None])
 
 
-# ---------------------------------------------------------------------------------------------------- rules
-def _rules():
-    from tvm import s_tir, tirx
-    from tvm.s_tir import dlight as dl
-
-    class Rule(dl.ScheduleRule):
-        """A rule on static-shaped PrimFuncs: `schedule(sch, blocks, simd)` returns whether it applied."""
-
-        def apply(self, func, target, _tunable):
-            if not isinstance(func, tirx.PrimFunc):
-                return None
-            sch = s_tir.Schedule(func)
-            blocks = sch.get_child_blocks(sch.get_sblock("root"))
-            if not blocks or not _static(sch, blocks):
-                return None
-            try:
-                return sch if self.schedule(sch, blocks, simd_of(target)) else None
-            except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
-                return None
-
-    class WindowReduction(Rule):
-        """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
-        contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
-        and consumers (bias, activation, the average's division)."""
-
-        def schedule(self, sch, blocks, simd) -> bool:
-            reductions = [b for b in blocks if _is_reduction(sch, b)]
-            if len(reductions) != 1:
-                return False
-            red = reductions[0]
-            loops = sch.get_loops(red)
-            ivs = sch.get(red).iter_vars
-            kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
-            n_spatial = kinds.index(True)
-            if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
-                return False
-            write = sch.get(red).writes[0].region
-            if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
-                return False
-            names = [sch.get(b).name_hint for b in blocks]
-            red_at = names.index(sch.get(red).name_hint)
-            before = blocks[:red_at]
-            work = 1  # multiply-adds (or max / add) per output element
-            for loop in loops[n_spatial:]:
-                work *= _extent(sch, loop)
-            for b in before:
-                if _is_reduction(sch, b):
-                    return False
-                # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
-                # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
-                # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
-                # one (DDSNet's 7x7x3 stem: +35% inlined) it stays one vectorized pass
-                if "if_then_else" in str(sch.get(b).body) and work > INLINE_PADDING_MAX_WORK:
-                    _vectorize_spatial(sch, b, simd)
-                else:
-                    sch.compute_inline(b)
-            spatial, reduce = loops[:n_spatial], loops[n_spatial:]
-            channels = spatial[-1]
-            nc = _extent(sch, channels)
-            f = next((t for t in (2 * simd.lanes, simd.lanes) if nc % t == 0), _largest_divisor(nc, 2 * simd.lanes))
-            vectors = -(-f // simd.lanes)
-            c_out, c_in = sch.split(channels, [None, f])
-            if n_spatial >= 2 and _extent(sch, spatial[-2]) > 1:
-                width = spatial[-2]
-                x = _largest_divisor(_extent(sch, width), max(1, min(8, simd.accumulators // vectors)))
-                x_out, x_in = sch.split(width, [None, x])
-                outer = spatial[:-2]
-                sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
-                sch.unroll(x_in)
-            else:
-                outer = spatial[:-1]
-                sch.reorder(*outer, c_out, *reduce, c_in)
-            sch.vectorize(c_in)
-            # the epilogue -- blocks over the same output domain -- as one block where it is a chain (swish:
-            # x * sigmoid(x) reads x twice), so that it can follow the tile into the write-back; a consumer over a
-            # larger domain (squeeze-excite's broadcast multiply) stays a block of its own
-            domain = _domain(sch, red)[:n_spatial]
-            epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
-            for name in epilogue[:-1]:
-                _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
-            # accumulate the tile in registers; the epilogue is fused into its write-back
-            acc = sch.cache_write(red, 0, "local")
-            _inline_consumers(sch, acc, domain)
-            sch.reverse_compute_at(acc, c_out)
-            write_back = sch.get_loops(acc)
-            sch.vectorize(write_back[-1])
-            _parallel(sch, outer)
-            done = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
-            init = sch.decompose_reduction(red, reduce[0])
-            sch.vectorize(sch.get_loops(init)[-1])
-            after = names[red_at + 1:]
-            for name in after:  # consumers that could not be fused into the write-back
-                if name in done:
-                    _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
-            return True
-
-    class Injective(Rule):
-        """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
-        block where possible, then vectorized along the innermost axis."""
-
-        def schedule(self, sch, blocks, simd) -> bool:
-            if any(_is_reduction(sch, b) for b in blocks):
-                return False
-            for b in blocks[:-1]:
-                _try(lambda b=b: sch.compute_inline(b))
-            for b in sch.get_child_blocks(sch.get_sblock("root")):
-                _vectorize_spatial(sch, b, simd)
-            return True
-
-    return WindowReduction(), Injective()
-
-
 def _domain(sch, block) -> list[int]:
     """The extents of a block's iterators."""
     return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
@@ -270,8 +160,6 @@ def _inline_consumers(sch, block, domain) -> None:
 
 
 def _try(fn) -> bool:
-    from tvm.s_tir.schedule import ScheduleError
-
     try:
         fn()
         return True
@@ -279,15 +167,120 @@ def _try(fn) -> bool:
         return False
 
 
-def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule) to every PrimFunc not yet scheduled."""
-    from tvm.s_tir import dlight as dl
+# ---------------------------------------------------------------------------------------------------- rules
+class Rule(dl.ScheduleRule):
+    """A rule on static-shaped PrimFuncs: `schedule(sch, blocks, simd)` returns whether it applied."""
 
-    return dl.ApplyDefaultSchedule(*_rules())
+    def apply(self, func, target, _tunable):
+        if not isinstance(func, tirx.PrimFunc):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        if not blocks or not _static(sch, blocks):
+            return None
+        try:
+            return sch if self.schedule(sch, blocks, simd_of(target)) else None
+        except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
+            return None
+
+
+class WindowReduction(Rule):
+    """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
+    contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
+    and consumers (bias, activation, the average's division)."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        reductions = [b for b in blocks if _is_reduction(sch, b)]
+        if len(reductions) != 1:
+            return False
+        red = reductions[0]
+        loops = sch.get_loops(red)
+        ivs = sch.get(red).iter_vars
+        kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
+        n_spatial = kinds.index(True)
+        if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
+            return False
+        write = sch.get(red).writes[0].region
+        if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
+            return False
+        names = [sch.get(b).name_hint for b in blocks]
+        red_at = names.index(sch.get(red).name_hint)
+        before = blocks[:red_at]
+        work = 1  # multiply-adds (or max / add) per output element
+        for loop in loops[n_spatial:]:
+            work *= _extent(sch, loop)
+        for b in before:
+            if _is_reduction(sch, b):
+                return False
+            # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
+            # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
+            # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
+            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays one vectorized pass
+            if "if_then_else" in str(sch.get(b).body) and work > INLINE_PADDING_MAX_WORK:
+                _vectorize_spatial(sch, b, simd)
+            else:
+                sch.compute_inline(b)
+        spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+        channels = spatial[-1]
+        nc = _extent(sch, channels)
+        f = next((t for t in (2 * simd.lanes, simd.lanes) if nc % t == 0), _largest_divisor(nc, 2 * simd.lanes))
+        vectors = -(-f // simd.lanes)
+        c_out, c_in = sch.split(channels, [None, f])
+        if n_spatial >= 2 and _extent(sch, spatial[-2]) > 1:
+            width = spatial[-2]
+            x = _largest_divisor(_extent(sch, width), max(1, min(8, simd.accumulators // vectors)))
+            x_out, x_in = sch.split(width, [None, x])
+            outer = spatial[:-2]
+            sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
+            sch.unroll(x_in)
+        else:
+            outer = spatial[:-1]
+            sch.reorder(*outer, c_out, *reduce, c_in)
+        sch.vectorize(c_in)
+        # the epilogue -- blocks over the same output domain -- as one block where it is a chain (swish:
+        # x * sigmoid(x) reads x twice), so that it can follow the tile into the write-back; a consumer over a
+        # larger domain (squeeze-excite's broadcast multiply) stays a block of its own
+        domain = _domain(sch, red)[:n_spatial]
+        epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+        for name in epilogue[:-1]:
+            _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
+        # accumulate the tile in registers; the epilogue is fused into its write-back
+        acc = sch.cache_write(red, 0, "local")
+        _inline_consumers(sch, acc, domain)
+        sch.reverse_compute_at(acc, c_out)
+        write_back = sch.get_loops(acc)
+        sch.vectorize(write_back[-1])
+        _parallel(sch, outer)
+        done = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+        init = sch.decompose_reduction(red, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        after = names[red_at + 1:]
+        for name in after:  # consumers that could not be fused into the write-back
+            if name in done:
+                _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+
+class Injective(Rule):
+    """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
+    block where possible, then vectorized along the innermost axis."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        if any(_is_reduction(sch, b) for b in blocks):
+            return False
+        for b in blocks[:-1]:
+            _try(lambda b=b: sch.compute_inline(b))
+        for b in sch.get_child_blocks(sch.get_sblock("root")):
+            _vectorize_spatial(sch, b, simd)
+        return True
+
+
+def default_schedule_pass():
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: WindowReduction, then Injective) to every
+    PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(WindowReduction(), Injective())
 
 
 def layout_passes():
     """Relax passes that put the graph in tcc's CPU layout (before legalization)."""
-    from tvm import relax
-
     return [relax.transform.ConvertLayout(LAYOUT), relax.transform.Normalize()]

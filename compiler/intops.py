@@ -40,8 +40,7 @@ class Role(Enum):
 
 # Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind.
 QUANTIZE, REFERENCE, TVM, QDQ = "quantize", "reference", "tvm", "qdq"
-ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ})
-BACKEND_LOWERING = {"tvm": TVM, "ort": QDQ}  # backend name -> the lowering its INT8 build runs
+ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ})  # a backend names its own: Capabilities.int8_lowering
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
 from tcc.backends import targets as tg
+from tcc.backends import tensor_file, tvm_compile, tvm_tune
 from tcc.backends import tvm_runtime as rt
 from tcc.build import build
 from tcc.cli import main
@@ -43,7 +44,7 @@ def _require_runtime(target: str) -> None:
     if missing:
         pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
     state = rt.runtime_state(target)
-    if state == "stale" and tg.get_target(target).runtime == "source" and os.environ.get("TCC_BUILD_RUNTIMES") != "1":
+    if state == "stale" and tg.get_platform(target).runtime == "source" and os.environ.get("TCC_BUILD_RUNTIMES") != "1":
         pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
     if state != "ok" and rt.missing_tools(target, build=True, run=True):
         pytest.skip(f"{target}: runtime out of date and cmake missing - run tools/setup_arm.sh")
@@ -76,7 +77,7 @@ def bundles(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------------- registry
 def test_tvm_targets_come_from_the_target_registry():
     assert BACKENDS["tvm"] == "tcc.backends.tvm:TvmBackend"
-    for name, spec in tg.TARGETS.items():
+    for name, spec in tg.PLATFORMS.items():
         t = get_target(name)
         assert t.backend == "tvm" and t.precisions == ("fp32", "int8")
         assert spec.description in t.description  # described once, in backends/targets.py
@@ -97,8 +98,8 @@ def test_unknown_target_lists_every_known_target(capsys):
 @needs_tvm
 def test_capabilities():
     caps = get_backend("tvm").capabilities
-    assert caps.name == "tvm" and set(caps.targets) == set(tg.TARGETS)
-    assert caps.precisions == ("fp32", "int8") and caps.calibration_target == "tvm" and caps.int8_exact
+    assert caps.name == "tvm" and set(caps.targets) == set(tg.PLATFORMS)
+    assert caps.precisions == ("fp32", "int8") and caps.int8_lowering == "tvm" and caps.int8_exact
     assert caps.runs_here
 
 
@@ -157,7 +158,7 @@ def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
     def broken(*a, **k):
         raise RuntimeError("InternalError: Check failed: simulated codegen failure")
 
-    monkeypatch.setattr(rt, "compile_module", broken)
+    monkeypatch.setattr(tvm_compile, "compile_module", broken)
     out = tmp_path / "b"
     with pytest.raises(BuildError, match="TVM failed to compile the model for host: .*simulated codegen failure"):
         build(ROOT / "spec/ddsnet.yaml", "host", out)
@@ -215,11 +216,11 @@ def test_kit_runs_on_its_own(bundles, tmp_path):
 
     result = bundles("spec/ddsnet.yaml", "host")
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    rt.write_tensor_file(tmp_path / "in.bin", x)
+    tensor_file.write_tensor_file(tmp_path / "in.bin", x)
     proc = subprocess.run([str(result.out / "kit/run.sh"), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
     assert proc.returncode == 0, proc.stderr
-    (y,) = rt.read_tensor_file(tmp_path / "out.bin")
+    (y,) = tensor_file.read_tensor_file(tmp_path / "out.bin")
     backend = get_backend("tvm")
     np.testing.assert_array_equal(y, backend.run(backend.load(result.out), x))
 
@@ -268,7 +269,7 @@ def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
     mix = checks["instruction_mix"]
     print(f"\n[tvm] ddsnet {target}: arm vs host max abs {arm['max_abs']}, {mix['simd_kind']} {mix['simd']} of "
           f"{mix['instructions']} instructions; top {mix['top_simd']}")
-    assert mix["arch"] == tg.get_target(target).arch and mix["simd"] > 0
+    assert mix["arch"] == tg.get_platform(target).arch and mix["simd"] > 0
     # the kit is for the board: an ARM runner and ARM libraries
     machine = {"arm-a7": 40, "aarch64": 183}[target]  # ELF e_machine: EM_ARM, EM_AARCH64
     for f in ("kit/bin/tcc-run", "kit/lib/libtvm_runtime.so", "model.so"):
@@ -352,7 +353,7 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
 # ---------------------------------------------------------------------------------------------------- tuning
 def _require_meta_schedule() -> None:
     _require_runtime("host")
-    problem = rt.meta_schedule_problem()
+    problem = tvm_tune.meta_schedule_problem()
     if problem:  # e.g. apache-tvm-ffi 0.1.15.post2: save_json segfaults; tools/setup_arm.sh pins 0.1.14.post0
         pytest.skip(problem)
 
@@ -367,7 +368,7 @@ def _no_tuning(monkeypatch) -> list[int]:
         budgets.append(trials)
         return tvm.transform.module_pass(lambda mod, _ctx: mod, opt_level=0, name="NoTuning")
 
-    monkeypatch.setattr(rt, "_meta_schedule_tune", spy)
+    monkeypatch.setattr(tvm_tune, "_meta_schedule_tune", spy)
     return budgets
 
 
@@ -425,7 +426,7 @@ def test_tune_database_defaults_to_the_cache(monkeypatch, tmp_path):
 def test_tune_fails_cleanly_when_meta_schedule_cannot_run(monkeypatch, tmp_path, capsys, flags):
     """When MetaSchedule cannot run here (apache-tvm-ffi 0.1.15.post2: tvm.ir.save_json segfaults; psutil or
     cloudpickle missing), --tune / --tune-log stop the build with the reason before any work (exit 2)."""
-    monkeypatch.setattr(rt, "meta_schedule_problem", lambda: "MetaSchedule tuning is not usable (simulated)")
+    monkeypatch.setattr(tvm_tune, "meta_schedule_problem", lambda: "MetaSchedule tuning is not usable (simulated)")
     out = tmp_path / "out"
     out.mkdir()
     flags = [str(out / "db") if f == "DB" else f for f in flags]

@@ -135,3 +135,15 @@ def test_interpreter_dispatch_is_by_kind():
             return "conv"
 
     assert Count().run_node(type("N", (), {"kind": "conv"})()) == "conv"
+
+
+def test_ops_command_lists_the_tables(capsys):
+    from tcc.cli import main
+
+    assert main(["ops", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["integer_ops"]) == set(INT_OPS) and "conv2d" in doc["ops"]
+    assert doc["int8_lowering_by_backend"] == {"ort": QDQ, "tvm": TVM}
+    assert doc["integer_ops"]["lookup"]["onnx"] == ["Sigmoid", "HardSigmoid", "HardSwish", "Tanh"]
+    assert main(["ops"]) == 0
+    assert "lookup table" in capsys.readouterr().out

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 from tcc.backends import targets as tg
+from tcc.backends import tensor_file, tvm_compile, tvm_run
 from tcc.backends import tvm_runtime as rt
+from tcc.backends.instruction_mix import instruction_mix
+from tcc.errors import BuildError, TccError
 
 ARM_TARGETS = ["arm-a7", "aarch64"]
 
@@ -24,9 +28,9 @@ ARM_TARGETS = ["arm-a7", "aarch64"]
 
 
 def test_registry_names_and_aliases():
-    assert {"host", "arm-a7", "aarch64", "arm-a53"} <= set(tg.known_targets())
-    assert tg.get_target("arm-a53") is tg.get_target("aarch64")
-    a7 = tg.get_target("arm-a7")
+    assert {"host", "arm-a7", "aarch64", "arm-a53"} <= set(tg.known_platforms())
+    assert tg.get_platform("arm-a53") is tg.get_platform("aarch64")
+    a7 = tg.get_platform("arm-a7")
     d = a7.tvm_target_dict()
     assert d["mtriple"] == "armv7a-linux-gnueabihf" and d["mfloat-abi"] == "hard" and d["fast-math"] is True
     assert "+neon" in d["mattr"]
@@ -38,7 +42,7 @@ def test_registry_names_and_aliases():
 
 def test_unknown_target_lists_known_ones():
     with pytest.raises(tg.UnknownTargetError) as e:
-        tg.get_target("arm-a9")
+        tg.get_platform("arm-a9")
     msg = str(e.value)
     assert "arm-a9" in msg and "arm-a7" in msg and "aarch64" in msg and "host" in msg
 
@@ -47,14 +51,34 @@ def test_tensor_file_roundtrip(tmp_path):
     a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7
     b = np.array([[-128, 5, 127]], dtype=np.int8)
     p = tmp_path / "t.bin"
-    p.write_bytes(rt.tensor_file_bytes(a) + rt.tensor_file_bytes(b))
-    ra, rb = rt.read_tensor_file(p)
+    p.write_bytes(tensor_file.tensor_file_bytes(a) + tensor_file.tensor_file_bytes(b))
+    ra, rb = tensor_file.read_tensor_file(p)
     assert ra.dtype == np.float32 and ra.shape == (2, 3, 4) and np.array_equal(ra, a)
     assert rb.dtype == np.int8 and np.array_equal(rb, b)
-    assert p.read_bytes()[:4] == b"TCCT" and len(rt.tensor_file_bytes(a)) == 24 + 3 * 8 + a.nbytes
+    assert p.read_bytes()[:4] == b"TCCT" and len(tensor_file.tensor_file_bytes(a)) == 24 + 3 * 8 + a.nbytes
     p.write_bytes(b"junk")
     with pytest.raises(ValueError):
-        rt.read_tensor_file(p)
+        tensor_file.read_tensor_file(p)
+
+
+def test_runtime_and_tensor_files_import_neither_tvm_nor_numpy():
+    """tools/setup_arm.sh runs `python -m tcc.backends.tvm_runtime` before TVM (and maybe numpy) is installed;
+    the compile / tune / run modules import TVM only where they use it."""
+    code = ("import sys\n"
+            "import tcc.backends.tvm_runtime, tcc.backends.tensor_file\n"
+            "assert 'tvm' not in sys.modules and 'numpy' not in sys.modules, 'numpy/tvm imported'\n"
+            "import tcc.backends.tvm_compile, tcc.backends.tvm_tune, tcc.backends.tvm_run\n"
+            "import tcc.backends.instruction_mix\n"
+            "assert 'tvm' not in sys.modules, 'tvm imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_errors_are_tcc_errors():
+    assert issubclass(rt.ToolchainMissing, BuildError) and rt.ToolchainMissing("x").exit_code == 2
+    assert issubclass(rt.RuntimeBuildError, BuildError) and rt.RuntimeBuildError("x").exit_code == 2
+    assert issubclass(rt.RunError, TccError) and not issubclass(rt.RunError, BuildError)
+    assert rt.RunError("x").exit_code == 1  # the module failed at run time
 
 
 # ----------------------------------------------------------------------------- TVM needed
@@ -112,7 +136,7 @@ def _require_runtime(target: str) -> None:
     rebuilding only tcc-run are quick and done here; a from-source runtime build (arm-a7, minutes)
     is left to tools/setup_arm.sh unless TCC_BUILD_RUNTIMES=1."""
     _skip_unless_tools(target)
-    spec = tg.get_target(target)
+    spec = tg.get_platform(target)
     if (spec.runtime == "source" and rt.runtime_state(target) == "stale"
             and os.environ.get("TCC_BUILD_RUNTIMES") != "1"):
         pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh "
@@ -141,7 +165,7 @@ def built(tiny, tmp_path_factory):
         if target not in cache:
             _skip_unless_tools(target, build=False, run=False)
             t0 = time.perf_counter()
-            path = rt.compile_onnx(tiny["model"], target, out / f"tiny-{target}.so")
+            path = tvm_compile.compile_onnx(tiny["model"], target, out / f"tiny-{target}.so")
             print(f"\n[tvm_infra] compile {target}: {time.perf_counter() - t0:.1f} s")
             cache[target] = path
         return cache[target]
@@ -161,7 +185,7 @@ def test_host_python_vm_matches_ort(tiny, built):
 def test_host_runner_matches_ort(tiny, built):
     _require_runtime("host")
     so = built("host")
-    outs, tvm_ms = rt.run_module(so, "host", tiny["x"], threads=1, repeat=50)
+    outs, tvm_ms = tvm_run.run_module(so, "host", tiny["x"], threads=1, repeat=50)
     assert len(outs) == 1 and outs[0].shape == (1, 4) and outs[0].dtype == np.float32
     np.testing.assert_allclose(outs[0], tiny["ref"], rtol=1e-5, atol=1e-5)
     # latency report (not asserted: the machine is shared)
@@ -203,7 +227,7 @@ def test_arm_under_qemu_matches_host(tiny, built, target):
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(host_so)), tvm.cpu())
     host_y = vm["main"](tvm.runtime.tensor(tiny["x"])).numpy()
     t0 = time.perf_counter()
-    y = rt.run_under_qemu(built(target), target, tiny["x"])
+    y = tvm_run.run_under_qemu(built(target), target, tiny["x"])
     print(f"\n[tvm_infra] {target} under qemu: {time.perf_counter() - t0:.2f} s")
     assert isinstance(y, np.ndarray) and y.shape == host_y.shape
     np.testing.assert_allclose(y, host_y, rtol=1e-5, atol=1e-5)
@@ -214,7 +238,7 @@ def test_arm_under_qemu_matches_host(tiny, built, target):
 @pytest.mark.parametrize("target", ARM_TARGETS)
 def test_arm_code_is_vectorised(built, target):
     _skip_unless_tools(target, build=False, run=False)
-    mix = rt.instruction_mix(built(target), target)
+    mix = instruction_mix(built(target), target)
     top = ", ".join(f"{k} {v}" for k, v in list(mix["simd_by_full_mnemonic"].items())[:16])
     print(f"\n[tvm_infra] {target}: {mix['simd']} SIMD of {mix['total']} instructions; {top}")
     assert mix["simd"] > 0

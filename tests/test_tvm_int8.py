@@ -15,6 +15,7 @@ from tvm import relax  # noqa: E402
 
 from quant_models import tiny_cnn, tiny_data  # noqa: E402
 from test_quant_reference_ops import residual_model  # noqa: E402
+from tcc.backends import tvm_compile, tvm_run  # noqa: E402
 from tcc.backends import tvm_runtime as rt  # noqa: E402
 from tcc.backends.tvm_int8 import lower_int8, multiplier_module, requantize_module  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
@@ -24,8 +25,8 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _host_vm(mod):
-    target = tvm.target.Target(rt.resolve_tvm_target("host"))
-    ex = tvm.compile(mod, target=target, relax_pipeline=rt._relax_pipeline(target, True, False))
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
     return relax.VirtualMachine(ex, tvm.cpu())
 
 
@@ -170,13 +171,13 @@ def _skip_unless_runtime(target: str) -> None:
 
 @pytest.mark.parametrize("target", ["host", "arm-a7"])
 def test_exported_module_bit_exact_with_tcc_run(tiny, target, tmp_path):
-    """The .so exported by tvm_runtime.compile_module, as the TVM backend does (cross-compiled for arm-a7, run
+    """The .so exported by tvm_compile.compile_module, as the TVM backend does (cross-compiled for arm-a7, run
     under qemu), gives the reference's bits."""
     _skip_unless_runtime(target)
     m, t = tiny
     x = tiny_data(2, seed=9) * 2
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
-    so = rt.compile_module(mod, target, tmp_path / f"tiny-int8-{target}.so")
-    outs, _ = rt.run_module(so, target, x)
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"tiny-int8-{target}.so")
+    outs, _ = tvm_run.run_module(so, target, x)
     assert len(outs) == 1 + len(names)
     _check_all(outs, ref_out, ref_codes, names)

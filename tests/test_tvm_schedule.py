@@ -21,13 +21,13 @@ def _legalized(onnx_model, target_name="host"):
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends import tvm_compile
     from tcc.backends import tvm_schedule as ts
 
     inp = onnx_model.graph.input[0]
     dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
-    mod = rt.import_onnx(onnx_model, {inp.name: dims})
-    target = tvm.target.Target(rt.resolve_tvm_target(target_name))
+    mod = tvm_compile.import_onnx(onnx_model, {inp.name: dims})
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
     with target:
         mod = tvm.transform.Sequential(ts.layout_passes() + list(cg.legalize_passes(target)))(mod)
     return mod, target
@@ -71,12 +71,12 @@ def _small_net():
 def test_simd_of_registry_targets():
     import tvm
 
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends.tvm_compile import resolve_tvm_target
     from tcc.backends.tvm_schedule import Simd, simd_of
 
-    assert simd_of(tvm.target.Target(rt.resolve_tvm_target("arm-a7"))) == Simd(4, 16)  # NEON q registers
-    assert simd_of(tvm.target.Target(rt.resolve_tvm_target("aarch64"))) == Simd(4, 32)
-    host = simd_of(tvm.target.Target(rt.resolve_tvm_target("host")))
+    assert simd_of(tvm.target.Target(resolve_tvm_target("arm-a7"))) == Simd(4, 16)  # NEON q registers
+    assert simd_of(tvm.target.Target(resolve_tvm_target("aarch64"))) == Simd(4, 32)
+    host = simd_of(tvm.target.Target(resolve_tvm_target("host")))
     assert host.lanes in (4, 8, 16) and host.accumulators >= 8
 
 
@@ -91,10 +91,10 @@ def test_every_function_of_the_zoo_cpu_models_gets_a_schedule(spec, channels_las
     NHWC) and before flatten."""
     import tvm
 
-    from tcc.backends.tvm_schedule import _rules
+    from tcc.backends.tvm_schedule import default_schedule_pass
 
     mod, target = _legalized(_spec_onnx(spec))
-    rules = _rules()
+    rules = default_schedule_pass().rules
     funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
     unscheduled = [name for name, f in funcs.items() if all(r.apply(f, target, False) is None for r in rules)]
     assert unscheduled == []
@@ -107,12 +107,13 @@ def test_conv_schedule_is_a_register_tile():
     pixels, epilogue fused into the write-back (no separate bias / ReLU pass), rows in parallel."""
     import tvm
 
-    from tcc.backends.tvm_schedule import _rules
+    from tcc.backends.tvm_schedule import Injective, WindowReduction
 
     mod, target = _legalized(_small_net())
     conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
                 and "conv2d" in gv.name_hint and "maximum" in gv.name_hint)
-    text = _rules()[0].apply(conv, target, False).mod["main"].script()
+    assert Injective().apply(conv, target, False) is None  # a reduction: WindowReduction's, not Injective's
+    text = WindowReduction().apply(conv, target, False).mod["main"].script()
     assert 'scope="local"' in text and "T.vectorized" in text and "T.unroll" in text and "T.parallel" in text
     assert 'T.sblock("T_add")' not in text and "T.max(" in text and "T.min(" in text  # fused into the write-back
 
@@ -120,9 +121,9 @@ def test_conv_schedule_is_a_register_tile():
 def test_relax_clips_become_layout_aware_ops():
     import tvm
 
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends import tvm_compile
 
-    mod = rt.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
+    mod = tvm_compile.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
     text = mod["main"].script()
     assert "R.maximum(" in text and "R.minimum(" in text
     assert not any(gv.name_hint.startswith(("maximum", "minimum")) for gv, f in mod.functions_items()
@@ -135,15 +136,15 @@ def test_schedules_change_no_numbers(tmp_path):
     differ (float32 ulps)."""
     import onnxruntime as ort
 
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends import tvm_compile, tvm_run
 
     model = _small_net()
     x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
     outs = {}
     for sched in (True, False):
-        so = rt.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
-                             shape_dict={"x": [1, 3, 30, 30]})
-        outs[sched] = rt.run_module(so, "host", x)[0][0]
+        so = tvm_compile.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
+                                      shape_dict={"x": [1, 3, 30, 30]})
+        outs[sched] = tvm_run.run_module(so, "host", x)[0][0]
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)

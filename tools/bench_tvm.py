@@ -6,7 +6,7 @@
     .venv/bin/python tools/bench_tvm.py --tune 200           # MetaSchedule, 200 more trials (~/.cache/tcc/tune)
 
 Both run the same ONNX graph (the spec lowered with seeded random weights, after tcc's pass pipeline; random
-weights do not change the latency). TVM: the module compiled by tcc.backends.tvm_runtime for `host` (LLVM,
+weights do not change the latency). TVM: the module compiled by tcc.backends.tvm_compile for `host` (LLVM,
 mcpu=native), run by tcc-run --threads 1 --repeat R (median of R runs after one warm-up). ORT: CPUExecutionProvider,
 intra_op_num_threads=1, inter_op_num_threads=1, full graph optimisation, median of R runs after 3 warm-ups.
 Outputs are compared too (max abs difference). Prints a table and writes JSON (--json).
@@ -61,7 +61,7 @@ def tvm_variant(onnx_model, shape, name: str, out_dir: Path, tune: int, tune_dir
     """(compile seconds, .so path) of one pipeline variant: default (tcc's NHWC schedules, what `tcc build` uses),
     unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's own default), dlight (its CPU rules),
     int8 (the integer module of `--precision int8`; its ratio is against ORT FP32)."""
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends import tvm_compile
 
     inp = onnx_model.graph.input[0].name
     t0 = time.perf_counter()
@@ -72,9 +72,10 @@ def tvm_variant(onnx_model, shape, name: str, out_dir: Path, tune: int, tune_dir
 
         data = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
         table = calibrate_onnx(onnx_model, data, method="minmax", target="tvm")
-        so = rt.compile_module(lower_int8(onnx_model, table, batch=1), "host", out_dir / f"{name}.so", ieee=True)
+        so = tvm_compile.compile_module(lower_int8(onnx_model, table, batch=1), "host", out_dir / f"{name}.so",
+                                        ieee=True)
         return time.perf_counter() - t0, so
-    mod = rt.import_onnx(onnx_model, {inp: list(shape)})
+    mod = tvm_compile.import_onnx(onnx_model, {inp: list(shape)})
     kw = {"fuse": True, "dlight": False, "schedule": name == "default"}
     if name == "unfused":
         kw["fuse"] = False
@@ -82,7 +83,7 @@ def tvm_variant(onnx_model, shape, name: str, out_dir: Path, tune: int, tune_dir
         kw["dlight"] = True
     if tune:
         kw.update(tune_dir=tune_dir, tune_trials=tune)
-    so = rt.compile_module(mod, "host", out_dir / f"{name}.so", **kw)
+    so = tvm_compile.compile_module(mod, "host", out_dir / f"{name}.so", **kw)
     return time.perf_counter() - t0, so
 
 
@@ -96,10 +97,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_tvm.json"), help="where to write the results")
     args = ap.parse_args(argv)
 
+    from tcc.backends import tvm_compile, tvm_run, tvm_tune
     from tcc.backends import tvm_runtime as rt
 
     if args.tune:
-        problem = rt.meta_schedule_problem()
+        problem = tvm_tune.meta_schedule_problem()
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
                                  "error": f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[-1]})
                     print(f"{key} {name}: compile failed: {rows[-1]['error']}", file=sys.stderr)
                     continue
-                outs, tvm_ms = rt.run_module(so, "host", x, threads=1, repeat=args.repeat)
+                outs, tvm_ms = tvm_run.run_module(so, "host", x, threads=1, repeat=args.repeat)
                 rows.append({"model": key, "variant": name, "input": list(shape), "tvm_ms": round(tvm_ms, 3),
                              "ort_ms": round(ort_ms, 3), "ratio": round(tvm_ms / ort_ms, 2),
                              "meets_goal": tvm_ms <= GOAL * ort_ms, "compile_s": round(secs, 1),
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
     doc = {"goal": f"TVM <= {GOAL}x ORT latency", "threads": 1, "batch": 1, "repeat": args.repeat,
            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "load_average": [round(v, 2) for v in os.getloadavg()]},
-           "tvm": rt.tvm_versions()[0], "tvm_target": rt.resolve_tvm_target("host"), "results": rows}
+           "tvm": rt.tvm_versions()[0], "tvm_target": tvm_compile.resolve_tvm_target("host"), "results": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.json}")

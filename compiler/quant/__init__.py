@@ -8,11 +8,15 @@ KL + cosine fine search), the calibration table, QDQ lowering and the integer re
     from tcc.quant.table import load_table, file_sha256            # tcc build --calib calib.json
     table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
     from tcc.quant.qdq import to_qdq                               # FP32 ONNX (after passes) + table -> QDQ ONNX
-    from tcc.quant.reference import run_reference                 # integer golden model
+    from tcc.quant.plan import plan                                # FP32 ONNX -> integer graph (tcc.intops)
+    from tcc.quant.qgraph import quantize_graph                    # + table -> every integer constant
+    from tcc.quant.reference import Reference, run_reference       # integer golden model
 
 Modules: data (calibration samples), stats (ORT pass, histograms), methods (thresholds), quantizer (equation 8,
-the one quantizer), cos_search (EasyQuant fine search), calibrate (orchestration, target rules), table (JSON +
-schema + hash checks), qdq, reference, bench (`python -m tcc.quant.bench`).
+the one quantizer), cos_search (EasyQuant fine search), rules (target quantization rules), calibrate
+(orchestration), table (JSON + schema + hash checks), plan (matching onto the integer op table), qgraph (the
+quantized graph and the table's validation against it), qdq, reference, report, bench
+(`python -m tcc.quant.bench`).
 """
 from .quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 
