@@ -165,17 +165,6 @@ def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
     assert not list(tmp_path.iterdir())  # neither OUT nor a temp dir beside it
 
 
-@needs_tvm
-def test_int8_without_the_lowering_says_not_available(monkeypatch):
-    import sys
-
-    from tcc.backends.tvm import TvmBackend
-
-    monkeypatch.setitem(sys.modules, "tcc.backends.tvm_int8", None)  # as if backends/tvm_int8.py did not exist
-    with pytest.raises(BuildError, match="int8 is not available yet"):
-        TvmBackend()._relax_module(_celu_model(), EmitOptions("host", "int8", table=object()))
-
-
 # ---------------------------------------------------------------------------------------------------- host FP32
 # The builder gates every bundle on PyTorch (FP32: |a - r| <= 1e-5 + 1e-4 |r|); ONNX Runtime is recorded in the
 # manifest and held to the same rule here (both are float32 with different summation orders).
