@@ -16,6 +16,7 @@ from .targets import TARGETS, Target
 BACKENDS: dict[str, str] = {
     "ort": "tcc.backends.ort:OrtBackend",
     "tvm": "tcc.backends.tvm:TvmBackend",
+    "tflite": "tcc.backends.tflite:TfliteBackend",
 }
 
 

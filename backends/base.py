@@ -48,6 +48,7 @@ class EmitOptions:
     table: Any = field(default=None, compare=False)  # INT8: the tcc.quant CalibrationTable of `model`
     tune: int = 0  # backends that tune (TVM MetaSchedule): trial budget; 0 = untuned default schedules
     tune_log: str | None = None  # where tuning records are kept and reused (None: the backend's cache)
+    io: str = "float"  # INT8 models that can take and give int8 codes (TFLite): "float" or "int8"
 
 
 class Backend:
@@ -97,6 +98,11 @@ class Backend:
 
     def run(self, loaded: Any, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def check_run(self, bundle_dir: Path, x: np.ndarray, precision: str) -> np.ndarray:
+        """The run the build's self-check gates: by default the artifact as `load` + `run` give it to a user; a
+        backend whose bit-exact kernels are not its default ones (TFLite: the reference kernels) says so here."""
+        return self.run(self.load(bundle_dir), x)
 
     def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """A backend that is not bit-exact with the integer reference (`int8_exact` False) returns here the codes

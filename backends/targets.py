@@ -143,6 +143,9 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
                                      "dynamic": _QUANTIZED_ORT})),
     Target("ort", "ort", ("fp32", "fp16", "int8", "dynamic"),
            "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8", rules="ort"),
+    Target("tflite", "tflite", ("fp32", "fp16", "dynamic", "int8"),
+           "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
+           rules="tflite"),
     *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
 ]})
 

@@ -307,7 +307,8 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
 
-    return RelaxLowering().lower(quantize_graph(plan(onnx_model, lowering=TVM), table), tuple(expose), batch)
+    graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
+    return RelaxLowering().lower(quantize_graph(graph, table), tuple(expose), batch)
 
 
 def _half_even_mul(x, q, k, half):

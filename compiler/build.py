@@ -23,7 +23,16 @@ from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, s
 from .errors import BuildError, SelfCheckError
 
 # ---------------------------------------------------------------------------------------------------- tolerances
-# FP32: the numeric contract of DESIGN.md (FP32 backend vs PyTorch), elementwise like numpy.allclose.
+# FP32: float32 error grows with the magnitude of the values and with the network's condition, so a fixed absolute
+# tolerance refuses correct artifacts (a ResNet-34 feature extractor with outputs near 6,600; MobileNetV2 with
+# seeded random weights, whose float32 PyTorch itself is 6.5e-6 of its output scale from the exact function). The
+# artifact is compared with the same PyTorch module evaluated in float64 (the exact function, to float32's eyes):
+#   max |a - r64| <= max(atol * max(1, max |r64|), k * max |r32 - r64|)
+# DESIGN.md's scale-aware atol (1e-5 of the output's scale), or k = 4 times PyTorch's own float32 error on the same
+# input, whichever is larger: no correct float32 implementation is much closer to the exact function than PyTorch
+# is. Measured (output scale, error / scale): PyTorch float32 vs float64 6.5e-6 on MobileNetV2 at 64 x 64, ONNX Runtime
+# 7.0e-6, TFLite (XNNPACK) 8.3e-6; DDSNet 2.9e-7 / 2.7e-7 / 2.2e-7. A wrong lowering (a transposed weight, a lost
+# bias, an off-by-one pad) is 1e-2 to 1 of the scale.
 # FP16: float16 has a unit roundoff of 2**-11 = 4.9e-4 (machine epsilon 9.8e-4). Rounding the weights and each op's
 # output perturbs every layer by about that much relative to its activations, and the network amplifies it by its
 # condition: over depth L the drift is ~sqrt(L) to L roundoffs times that gain. Elementwise relative error is
@@ -34,8 +43,9 @@ from .errors import BuildError, SelfCheckError
 # 1.1e-3, ShuffleNetV2 4.8e-3 / 0.999998, and the worst, MobileNetV2 1.6e-2 / 0.99982 (float16 weights alone give
 # 1.5e-2: random weights make its linear bottlenecks amplify). 5e-2 leaves 3x over the worst, 20x over the papers'.
 TOLERANCES = {
-    "fp32": {"atol": 1e-5, "rtol": 1e-4,
-             "rule": "|a - r| <= atol + rtol * |r| for every element (numpy.allclose)"},
+    "fp32": {"atol": 1e-5, "float32_error_factor": 4.0,
+             "rule": "max |a - r64| <= max(atol * max(1, max |r64|), float32_error_factor * max |r32 - r64|), r64: "
+                     "the PyTorch lowering in float64, r32: in float32"},
     "fp16": {"scaled_atol": 5e-2, "min_cosine": 0.999,
              "rule": "max |a - r| <= scaled_atol * max |r| and cosine(a, r) >= min_cosine"},
     # dynamic INT8 (int8 weights, activations quantized per tensor at run time): each layer adds ~1/255 of its
@@ -77,7 +87,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           key_map: str | Path | None = None, seed: int = 0, overrides: dict | None = None, force: bool = False,
           calib: str | Path | None = None, data: str | Path | np.ndarray | None = None,
           calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
-          log: Callable[[str], None] = lambda s: None) -> BuildResult:
+          io: str = "float", log: Callable[[str], None] = lambda s: None) -> BuildResult:
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 
     from .frontend import lower_spec
@@ -98,7 +108,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     model, ref, onnx_model = fe.model, fe.module, fe.onnx
     seconds = dict(fe.seconds)
     options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
-                          tune_log=str(tune_log) if tune_log else None)
+                          tune_log=str(tune_log) if tune_log else None, io=io)
     backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
 
     qgraph, quant_info, x = None, None, None
@@ -107,12 +117,12 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
 
         t = time.perf_counter()
         # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
-        graph = plan(onnx_model, lowering=backend.capabilities.int8_lowering,
+        graph = plan(onnx_model, lowering=backend.capabilities.int8_lowering, rules=tgt.rules,
                      what=f"the {target} INT8 build ({backend.capabilities.int8_lowering} lowering)")
         table, qgraph, quant_info, x = _calibration_table(model, onnx_model, graph, weights, calib, data,
                                                           calib_options or {}, tgt.rules, seed, log)
         options = EmitOptions(target=target, precision=precision, opset=opset, table=table, tune=tune,
-                              tune_log=options.tune_log)
+                              tune_log=options.tune_log, io=io)
         seconds["calibration"] = time.perf_counter() - t
 
     if x is None:
@@ -123,13 +133,14 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         files = backend.emit(onnx_model, options, tmp)
         seconds["emit"] = time.perf_counter() - t
         t = time.perf_counter()
-        got = backend.run(backend.load(tmp), x)
+        got = backend.check_run(tmp, x, precision)
         if precision == "int8":
             exact = backend.capabilities.int8_exact
             codes = None if exact else backend.int8_codes(onnx_model, options, tmp, x, got)
             check = _int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
         else:
-            check = self_check(got, expected, precision)
+            exact = _torch_run(ref, x, float64=True) if precision == "fp32" else None
+            check = self_check(got, expected, precision, exact)
         if precision == "fp16":
             check["float16_activations"] = _fp16_emulation(ref, x, expected)
         seconds["self-check"] = time.perf_counter() - t
@@ -260,7 +271,8 @@ def _int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, c
         if exact:
             result.update(required="bit-exact", passed=equal)
         else:
-            codes = {**codes, qgraph.input: quantize_input(x, qgraph.input_q)}  # equation (8): exact everywhere
+            # the input codes from equation (8), exact everywhere (ORT may expose them space-to-depth rearranged)
+            codes = {**codes, qgraph.input: quantize_input(x, qgraph.input_q, qgraph.input_rounding)}
             per_op = per_op_deviation(qgraph, codes, {qgraph.outputs[0]: np.asarray(got)})
             per_op["max_lsb"] = stable_float(per_op["max_lsb"])
             per_op["max_lsb_by_kind"] = {k: stable_float(v) for k, v in per_op["max_lsb_by_kind"].items()}
@@ -281,10 +293,14 @@ def _int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, c
     }
 
 
-def _torch_run(module, x: np.ndarray) -> np.ndarray:
+def _torch_run(module, x: np.ndarray, float64: bool = False) -> np.ndarray:
+    import copy
+
     import torch
 
     with torch.no_grad():
+        if float64:  # the same function with float32's rounding error gone (a copy: the module stays float32)
+            return copy.deepcopy(module).double()(torch.from_numpy(x).double()).numpy()
         return module(torch.from_numpy(x)).numpy()
 
 
@@ -325,7 +341,9 @@ def round_fp16(module):
     return gm
 
 
-def compare(got: np.ndarray, expected: np.ndarray, precision: str) -> dict:
+def compare(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.ndarray | None = None) -> dict:
+    """The numbers of `got` against the PyTorch float32 output `expected` and the verdict of `precision`'s rule
+    (FP32: against `exact`, the float64 evaluation of the same module)."""
     tol = TOLERANCES[precision]
     a, r = np.asarray(got, np.float64).ravel(), np.asarray(expected, np.float64).ravel()
     if a.shape != r.shape:
@@ -338,11 +356,20 @@ def compare(got: np.ndarray, expected: np.ndarray, precision: str) -> dict:
     na, nr = np.linalg.norm(a), np.linalg.norm(r)
     cosine = float(a @ r / (na * nr)) if na > 0 and nr > 0 else float(na == nr)
     max_abs = float(np.max(d)) if d.size else 0.0
+    extra = {}
     if precision == "fp32":
-        passed = finite and bool(np.all(d <= tol["atol"] + tol["rtol"] * np.abs(r)))
+        e = np.asarray(exact, np.float64).ravel()
+        vs_exact = float(np.max(np.abs(a - e))) if a.size else 0.0
+        torch_error = float(np.max(np.abs(r - e))) if r.size else 0.0
+        bound = max(tol["atol"] * max(1.0, float(np.max(np.abs(e))) if e.size else 0.0),
+                    tol["float32_error_factor"] * torch_error)
+        passed = finite and vs_exact <= bound
+        extra = {"max_abs_vs_float64": stable_float(vs_exact if finite else float("nan")),
+                 "pytorch_float32_error": stable_float(torch_error), "bound": stable_float(bound)}
     else:
         passed = finite and max_abs <= tol["scaled_atol"] * scale and cosine >= tol["min_cosine"]
     return {
+        **extra,
         "max_abs": stable_float(max_abs if finite else float("nan")),
         "max_rel": stable_float(max_rel if finite else float("nan")),
         "max_abs_over_scale": stable_float(max_abs / scale if scale and finite else 0.0 if finite else float("nan")),
@@ -352,13 +379,14 @@ def compare(got: np.ndarray, expected: np.ndarray, precision: str) -> dict:
     }
 
 
-def self_check(got: np.ndarray, expected: np.ndarray, precision: str) -> dict:
+def self_check(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.ndarray | None = None) -> dict:
     return {
-        "reference": "the PyTorch FP32 lowering (tcc.to_torch(graph, inference_only=True)) with the same weights",
+        "reference": "the PyTorch FP32 lowering (tcc.to_torch(graph, inference_only=True)) with the same weights"
+                     + ("; the rule compares with the same module in float64" if precision == "fp32" else ""),
         "inputs": {"seed": CHECK_SEED, "batch": CHECK_BATCH, "distribution": "standard normal",
                    "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))"},
         "tolerance": TOLERANCES[precision],
-        "result": compare(got, expected, precision),
+        "result": compare(got, expected, precision, exact),
         "max_rel_note": "max_rel is over elements with |r| >= 1e-5",
     }
 

@@ -144,7 +144,7 @@ def cmd_build(args) -> int:
                    simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
                    key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
                    force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args),
-                   tune=args.tune, tune_log=args.tune_log, log=log)
+                   tune=args.tune, tune_log=args.tune_log, io=args.io, log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
@@ -167,17 +167,27 @@ def cmd_build(args) -> int:
         print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
               f"scale), cosine {e['cosine']}")
     for name, c in m.get("target_checks", {}).items():  # backend checks (TVM: ARM under qemu vs host, SIMD share)
-        if name == "instruction_mix":
-            print(f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions")
-        else:
-            print(f"{name}: max abs {c['max_abs']}" + (f" (required: {c['required']}) -> passed" if "required" in c
-                                                         else " (recorded)"))
+        print(_target_check_line(name, c))
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
     print(f"wrote {result.out}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
           f"{result.seconds['total']:.1f} s]")
     if "random_seed" in m["weights"]:
         log(f"WARNING: {m['weights']['warning']}")
     return 0
+
+
+def _target_check_line(name: str, c: dict) -> str:
+    """One line for a backend's target check in the build summary."""
+    verdict = f" (required: {c['required']}) -> passed" if "required" in c else " (recorded)"
+    if name == "instruction_mix":
+        return f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions"
+    if "max_abs" in c:
+        return f"{name}: max abs {c['max_abs']}{verdict}"
+    if "end_to_end_max_lsb" in c:
+        per_op = c.get("per_op")
+        ops = f"each of {per_op['ops_checked']} ops within {per_op['max_lsb']} LSB, " if per_op else ""
+        return f"{c['kernels']}: {ops}end to end {c['end_to_end_max_lsb']} LSB from the reference{verdict}"
+    return f"{name}: " + ", ".join(f"{k} {v}" for k, v in c.items())
 
 
 def _calib_options(args) -> dict:
@@ -280,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
     _spec_args(p)
     p.add_argument("--target", required=True,
-                   help="onnx | ort | host | arm-a7 | aarch64 (an unknown name lists the known targets)")
+                   help="onnx | ort | tflite | host | arm-a7 | aarch64 (an unknown name lists the known targets)")
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
     p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
     p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
@@ -290,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
     p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13; 11 for the AX toolchains)")
+    p.add_argument("--io", default="float", choices=["float", "int8"],
+                   help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
     p.add_argument("--tune", type=int, default=0, metavar="N",
                    help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")

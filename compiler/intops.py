@@ -39,8 +39,8 @@ class Role(Enum):
 
 
 # Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind.
-QUANTIZE, REFERENCE, TVM, QDQ = "quantize", "reference", "tvm", "qdq"
-ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ})  # a backend names its own: Capabilities.int8_lowering
+QUANTIZE, REFERENCE, TVM, QDQ, TFLITE = "quantize", "reference", "tvm", "qdq", "tflite"
+ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ, TFLITE})  # a backend names its own: Capabilities.int8_lowering
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class IntOp:
     shares_scale: bool = False  # every output takes the first input's scale (calibration unites them)
     fuses_activation: bool = False  # a Relu / Clip reading only this node's output is folded into its clamp
     lowerings: frozenset = field(default=ALL_LOWERINGS)
+    limits: dict = field(default_factory=dict)  # lowering -> a further check of what that lowering takes
 
 
 # ---------------------------------------------------------------------------------------------------- limits
@@ -166,6 +167,32 @@ def _check_lookup(v: NodeView) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------------- TFLite limits
+TFLITE_LOOKUPS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH"}  # int8 TFLite ops that are lookup tables in every kernel
+
+
+# the same functions as TFLite's int8 kernels evaluate them to fill their tables: in float32, as LUTPopulate does
+FLOAT32_LOOKUPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Sigmoid": lambda x: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32),
+    "Tanh": lambda x: np.tanh(x).astype(np.float32),
+}
+
+
+def _tflite_conv(v: NodeView) -> str | None:
+    group = int(v.attrs.get("group", 1))
+    c_in = (v.shape(v.inputs[0]) or (None, None))[1]
+    if group not in (1, c_in):
+        return f"grouped convolution (group={group}) has no TFLite int8 kernel: only group 1 or depthwise"
+    return None
+
+
+def _tflite_lookup(v: NodeView) -> str | None:
+    if v.op_type not in TFLITE_LOOKUPS:
+        return (f"{v.op_type} has no TFLite int8 kernel that computes it as one rounding (TFLite has "
+                f"{', '.join(TFLITE_LOOKUPS.values())})")
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------- lookup tables
 def _sigmoid(x, a):
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)) without overflow for large |x|
@@ -215,7 +242,7 @@ INT_OPS: dict[str, IntOp] = {
     for op in [
         IntOp("conv", Role.WEIGHTED, ("Conv",), "2-D convolution (grouped, depthwise, dilated): int8 weights per "
               "output channel, int32 accumulator and bias, requantized per channel", _check_conv,
-              fuses_activation=True),
+              fuses_activation=True, limits={TFLITE: _tflite_conv}),
         IntOp("gemm", Role.WEIGHTED, ("Gemm", "MatMul"), "fully connected layer: int8 weights per output feature, "
               "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True),
         IntOp("add", Role.ELEMENTWISE, ("Add",), "sum of two tensors at their own scales (TFLite's integer ADD: "
@@ -225,7 +252,7 @@ INT_OPS: dict[str, IntOp] = {
               "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary),
         IntOp("lookup", Role.LOOKUP, tuple(LOOKUP_FUNCTIONS), "a unary function as a 256-entry table from input "
               "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, and x * g(x) patterns: SiLU)",
-              _check_lookup),
+              _check_lookup, limits={TFLITE: _tflite_lookup}),
         IntOp("clamp", Role.ACTIVATION, ACTIVATION_OPS, "Relu / Clip not folded into a producer: rescale to the "
               "output's scale, then clamp at the codes of the bounds", _check_clamp),
         IntOp("max_pool", Role.PASS_THROUGH, ("MaxPool",), "max over windows of codes (padding: the lowest code; "

@@ -166,7 +166,8 @@ def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- host FP32
-# The builder gates every bundle on PyTorch (FP32: |a - r| <= 1e-5 + 1e-4 |r|); ONNX Runtime is recorded in the
+# The builder gates every bundle on PyTorch (FP32: within 1e-5 of the output's scale of the float64 module, or 4x
+# PyTorch's own float32 error); ONNX Runtime is recorded in the
 # manifest and held to the same rule here (both are float32 with different summation orders).
 @needs_tvm
 @pytest.mark.parametrize("spec", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "spec/baselines/resnet18.yaml",

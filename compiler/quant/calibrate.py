@@ -51,7 +51,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     rules = get_rules(target)
-    graph = graph if graph is not None else plan(model)
+    graph = graph if graph is not None else plan(model, rules=rules)
     if len(data) == 0:
         raise DataError("no calibration samples")
     if not np.isfinite(data).all():
@@ -120,7 +120,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     timing["cos_search"] = time.perf_counter() - t2
 
     # ---- target constraints: shared scales (a group takes its widest range)
-    groups = graph.share_groups(rules.share_concat)
+    groups = graph.share_groups(rules.share_concat, rules.shared_kinds)
     group_of = {}
     for gi, g in enumerate(groups):
         # split_mixed_groups: a ReLU output forced signed by a signed neighbour keeps its ReLU as a float op in
@@ -140,6 +140,15 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
             act_scale[n] = float(scale_for_threshold(widest, 8, any_signed))
             group_of[n] = gi
 
+    # ---- scales the target fixes (TFLite: LOGISTIC's output 1/256 with zero point -128), with their groups
+    fixed: dict[str, tuple[float, int]] = {}
+    for node in graph.nodes:
+        for op, scale, zp in rules.fixed_outputs:
+            if node.kind == "lookup" and node.lookup == op and not node.gate:
+                out = node.outputs[0]
+                members = next((g for g in groups if out in g), [out])
+                fixed.update({m: (float(np.float32(scale)), zp) for m in members})
+
     # ---- the table
     tensors: dict[str, dict] = {}
     for n in names:
@@ -149,16 +158,20 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         zp = 0
         is_signed = signed[n]
         sym = True
-        if rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
+        if n in fixed:
+            s, zp = fixed[n]  # int8 codes (the only type a target fixes here)
+            is_signed, sym = True, zp == 0
+        elif rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
             zp, is_signed, sym = -128, True, False
         elif rules.signed_as_u8 and is_signed:  # u8 with zero point 128 covers [-128 s, 127 s]
             zp, is_signed = 128, False
         diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": coarse_scale[n]}
         if result and n in result.act_cos:
             diag["cos_before"], diag["cos_after"] = result.act_cos[n]
+        how = method if (result and n in result.act_scales) or method != "kl+cos" else "kl"
         entry = {"kind": "activation", "scale": s, "zero_point": zp, "bits": 8, "symmetric": sym,
-                 "signed": is_signed, "method": method if (result and n in result.act_scales) or method != "kl+cos"
-                 else "kl", "threshold": t.value, "min": h.min, "max": h.max, "diagnostics": diag}
+                 "signed": is_signed, "method": "fixed by the target" if n in fixed else how, "threshold": t.value,
+                 "min": h.min, "max": h.max, "diagnostics": diag}
         if n in group_of:
             entry["group"] = group_of[n]
         tensors[n] = entry
@@ -167,7 +180,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         sc = np.asarray(w_scale[l.weight], dtype=np.float64)
         tensors[l.weight] = {"kind": "weight", "scale": [float(v) for v in sc], "zero_point": 0, "bits": w_bits[l.weight],
                              "symmetric": True, "signed": True, "axis": l.w_axis, "method": w_method[l.weight],
-                             "layer": l.name}
+                             "layer": l.name, **({"narrow_range": True} if rules.narrow_weights else {})}
         entry = {"op": l.op, "input": l.input, "weight": l.weight, "bias": l.bias, "output": l.output}
         if result and l.name in result.layers:
             lr = result.layers[l.name]
@@ -213,7 +226,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
-    graph = plan(fe.onnx)
+    graph = plan(fe.onnx, rules=rules)
     model = fe.model
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,

@@ -94,10 +94,10 @@ class IntGraph:
     def producer(self) -> dict[str, INode]:
         return {o: n for n in self.nodes for o in n.outputs}
 
-    def share_groups(self, share_concat: bool) -> list[list[str]]:
-        """Tensors that must share one scale: the outputs of scale-sharing kinds with their input, a concat's inputs
-        with its output (when `share_concat`). Groups in topological order of their first tensor, members sorted:
-        the same graph always gives the same groups."""
+    def share_groups(self, share_concat: bool, shared_kinds: tuple[str, ...] = ()) -> list[list[str]]:
+        """Tensors that must share one scale: the outputs of scale-sharing kinds (and of `shared_kinds`, where a
+        target wants more) with their input, a concat's inputs with its output (when `share_concat`). Groups in
+        topological order of their first tensor, members sorted: the same graph always gives the same groups."""
         order = {t: i for i, t in enumerate(self.quantized)}
         parent = {t: t for t in order}
 
@@ -115,7 +115,7 @@ class IntGraph:
                 parent[rb] = ra
 
         for n in self.nodes:
-            if n.op.shares_scale:
+            if n.op.shares_scale or n.kind in shared_kinds:
                 for o in n.outputs:
                     union(n.inputs[0], o)
             elif n.op.role is Role.CONCAT and share_concat:
@@ -138,9 +138,13 @@ def _activation_inputs(kind: str, node) -> tuple[str, ...]:
     return tuple(node.input)
 
 
-def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None) -> IntGraph:
+def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None) -> IntGraph:
     """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
-    integer op table cannot take (or, given `lowering`, that this lowering lacks)."""
+    integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.rules: a name or
+    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL)."""
+    from .rules import get_rules
+
+    fuse_patterns = get_rules(rules).fuse_patterns if rules is not None else True
     from ..passes.base import infer_value_shapes
     from ..passes.fusion import fused_activations
 
@@ -172,7 +176,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
             continue
         attrs = _attrs(node)
-        pattern = _gated_lookup(node, consumers, graph_outputs)
+        pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns else None
         kind = "lookup" if pattern else ONNX_TO_KIND.get(node.op_type)
         if kind is None:
             problems.append((name, node.op_type, "no integer form: not in the integer op table (tcc.intops)"))
@@ -190,6 +194,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
                 why = f"tensor {unknown[0]!r} is not a float tensor of known type"
         if why is None and lowering is not None and not supported(kind, lowering):
             why = f"the {lowering} lowering has no integer {kind} (see tcc.intops)"
+        if why is None and lowering in INT_OPS[kind].limits:
+            why = INT_OPS[kind].limits[lowering](view)
         if why:
             problems.append((name, node.op_type, why))
             continue

@@ -33,7 +33,7 @@ def quant_points(model: onnx.ModelProto, table: CalibrationTable) -> list[str]:
     ReLU, the gate of x * sigmoid(x)): tcc.quant.plan says which."""
     outputs = {o.name for o in model.graph.output}
     consumed = {i for n in model.graph.node for i in n.input}
-    inside = plan(model).internal
+    inside = plan(model, rules=table.doc.get("target", "ort")).internal
     return [name for name, t in table.tensors.items()
             if t["kind"] == "activation" and name in consumed and name not in outputs and name not in inside]
 

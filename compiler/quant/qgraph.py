@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import numpy_helper
 
-from ..intops import (LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated)
+from ..intops import (FLOAT32_LOOKUPS, LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated)
 from .plan import INode, IntGraph
 from .quantizer import qrange, quantize
 from .rules import ROUNDINGS, TargetRules, get_rules
@@ -35,10 +35,11 @@ ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescali
 
 # ---------------------------------------------------------------------------------------------------- fixed point
 def quantize_multiplier(m) -> tuple[np.ndarray, np.ndarray]:
-    """Real multiplier(s) M > 0 -> (Q31 multiplier q in [2^30, 2^31), shift) with M ~ q * 2^(shift - 31)."""
+    """Real multiplier(s) M > 0 -> (Q31 multiplier q in [2^30, 2^31), shift) with M ~ q * 2^(shift - 31): TFLite's
+    QuantizeMultiplier (frac * 2^31 rounded half away from zero, as TfLiteRound does)."""
     m = np.atleast_1d(np.asarray(m, dtype=np.float64))
     frac, exp = np.frexp(m)  # m = frac * 2^exp, frac in [0.5, 1)
-    q = np.round(frac * (1 << 31)).astype(np.int64)
+    q = np.floor(frac * (1 << 31) + 0.5).astype(np.int64)
     full = q == (1 << 31)
     q[full] //= 2
     exp = exp + full
@@ -118,6 +119,7 @@ class QNode:
     qout: tuple[QParams | None, ...]  # None: the output stays float (a weighted node's graph output)
     attrs: dict = field(default_factory=dict)  # geometry: strides, pads, dilations, group, axis, perm, shapes
     weight: np.ndarray | None = None  # weighted: int codes (int32): conv OIHW, gemm [K, N]
+    weight_scale: np.ndarray | None = None  # weighted: the weight's scale per output channel (float32)
     bias: np.ndarray | None = None  # weighted: int32 codes at s_in * s_w (as int64)
     acc_scale: np.ndarray | None = None  # weighted: s_in * s_w per output channel (float32)
     float_clamp: tuple[float | None, float | None] | None = None  # float output with a folded activation
@@ -126,6 +128,7 @@ class QNode:
     add: AddParams | None = None
     table: np.ndarray | None = None  # lookup: output codes (int64) indexed by input code - qin[0].lo
     count: int = 0  # pools: the window area
+    divide: bool = False  # pools (rules.pool_division): the sum of codes divided by the area, half away from zero
 
 
 @dataclass
@@ -136,6 +139,7 @@ class QGraph:
     outputs: list[str]
     rules: TargetRules
     input_shape: tuple = ()  # the graph input's shape (batch: None or a name where symbolic)
+    input_rounding: str = "half_even"  # equation (8) at the graph input: x / s rounded half to even or half away
     output_scales: dict = field(default_factory=dict)  # graph output -> its calibrated step (LSB), also when float
     producer: dict = field(default_factory=dict)  # tensor -> QNode
 
@@ -179,8 +183,9 @@ class Quantizer(Interpreter):
             return self._q[name]
         t = self.entry(name, "activation")
         scale, zp, bits, signed = t.get("scale"), t.get("zero_point"), t.get("bits"), t.get("signed")
-        if not _finite_positive(scale):
-            self.fail(f"tensor {name!r}: scale {scale!r} is not a finite positive number")
+        if not _finite_positive(scale) or not _finite_positive(float(np.float32(scale))):
+            self.fail(f"tensor {name!r}: scale {scale!r} is not a finite positive float32 number")
+        scale = float(np.float32(scale))  # every format stores scales as float32, and every kernel reads those
         if bits != 8 or not isinstance(bits, int) or isinstance(bits, bool):
             self.fail(f"tensor {name!r}: {bits!r}-bit activations are not supported (8)")
         if not isinstance(signed, bool):
@@ -188,7 +193,7 @@ class Quantizer(Interpreter):
         lo, hi = qrange(8, signed)
         if not isinstance(zp, int) or isinstance(zp, bool) or not lo <= zp <= hi:
             self.fail(f"tensor {name!r}: zero point {zp!r} is outside its code range [{lo}, {hi}]")
-        self._q[name] = QParams(float(scale), int(zp), lo, hi)
+        self._q[name] = QParams(scale, int(zp), lo, hi)
         return self._q[name]
 
     def weight_codes(self, n: INode) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +232,7 @@ class Quantizer(Interpreter):
     def requant(self, m, out: QParams, what: str, activation=None) -> Requant:
         lo, hi = out.lo, out.hi
         if activation is not None:
-            lo, hi = clamp_codes(out, *activation)
+            lo, hi = clamp_codes(out, *activation, self.rules.input_rounding)
         return Requant(self.multiplier(m, what), out.zp, lo, hi, out)
 
     def rescale(self, qin: QParams, qout: QParams, what: str) -> Requant | None:
@@ -264,14 +269,15 @@ class Quantizer(Interpreter):
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
                       f"{int(per_channel.max()):,}): the bias or weight scales are implausible")
         out = n.outputs[0]
-        if out in self.outputs:  # a graph output stays float: dequantized from the accumulator
-            act = (n.activation.min, n.activation.max) if n.activation else None
-            return self.node(n, qout=(None,), attrs=attrs, weight=weight, bias=bias, acc_scale=s_acc,
-                             float_clamp=act)
-        qo = self.q(out)
         act = (n.activation.min, n.activation.max) if n.activation else None
-        rq = self.requant(s_acc.astype(np.float64) / qo.scale, qo, f"layer {n.name!r}", act)
-        return self.node(n, attrs=attrs, weight=weight, bias=bias, acc_scale=s_acc, requant=rq)
+        if out in self.outputs and self.rules.float_outputs:  # a float graph output: from the accumulator
+            return self.node(n, qout=(None,), attrs=attrs, weight=weight, weight_scale=sw, bias=bias,
+                             acc_scale=s_acc, float_clamp=act)
+        qo = self.q(out)
+        # M = s_in s_w / s_out in float64 from the float32 scales (TFLite's PopulateConvolutionQuantizationParams)
+        m = np.float64(x.scale) * sw.astype(np.float64) / np.float64(qo.scale)
+        rq = self.requant(m, qo, f"layer {n.name!r}", act)
+        return self.node(n, attrs=attrs, weight=weight, weight_scale=sw, bias=bias, acc_scale=s_acc, requant=rq)
 
     def conv(self, n: INode) -> QNode:
         codes, sw = self.weight_codes(n)
@@ -303,66 +309,52 @@ class Quantizer(Interpreter):
 
     def lookup(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
-        fn = gated(n.gate) if n.gate else LOOKUP_FUNCTIONS[n.lookup]
         codes = np.arange(qi.lo, qi.hi + 1, dtype=np.int64)
-        # the input codes' real values (float32 scale, as QuantizeLinear / DequantizeLinear have it), f in float64
-        x = (codes - qi.zp).astype(np.float64) * np.float64(np.float32(qi.scale))
-        y = fn(x, n.attrs)
-        table = np.clip(np.rint(y / np.float64(np.float32(qo.scale))) + qo.zp, qo.lo, qo.hi).astype(np.int64)
+        if self.rules.lookup_arithmetic == "float32":
+            # TFLite's LUTPopulate: dequantize, f and rescale in float32, round half away from zero
+            fn32 = FLOAT32_LOOKUPS[n.lookup]
+            x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
+            scaled = (fn32(x32) * (np.float32(1) / np.float32(qo.scale))).astype(np.float32).astype(np.float64)
+            rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+        else:
+            # the input codes' real values (float32 scale, as QuantizeLinear / DequantizeLinear have it), f in
+            # float64, one rounding half to even
+            fn = gated(n.gate) if n.gate else LOOKUP_FUNCTIONS[n.lookup]
+            x = (codes - qi.zp).astype(np.float64) * np.float64(qi.scale)
+            rounded = np.rint(fn(x, n.attrs) / np.float64(qo.scale))
+        table = np.clip(rounded + qo.zp, qo.lo, qo.hi).astype(np.int64)
         return self.node(n, table=table, attrs={"function": n.lookup})
 
     def clamp(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
-        cmin, cmax = self._clip_bounds(n)
-        lo, hi = clamp_codes(qo, cmin, cmax)
+        cmin, cmax = clip_bounds(n, self.onnx_nodes, self.inits)
+        lo, hi = clamp_codes(qo, cmin, cmax, self.rules.input_rounding)
         rs = self.rescale(qi, qo, f"{n.op_type} {n.name!r}")
         return self.node(n, rescale=(rs,), attrs={"clamp": [lo, hi]})
 
-    def _clip_bounds(self, n: INode) -> tuple[float | None, float | None]:
-        if n.op_type == "Relu":
-            return 0.0, None
-        a = n.attrs
-        node = self.onnx_nodes[n.name]
-        bounds = []
-        for key, idx in (("min", 1), ("max", 2)):
-            if key in a:
-                v = float(a[key])
-            elif len(node.input) > idx and node.input[idx]:
-                v = float(numpy_helper.to_array(self.inits[node.input[idx]]))
-            else:
-                v = None
-            bounds.append(None if v is None or not math.isfinite(v) else v)
-        return bounds[0], bounds[1]
-
-    def _pool_geometry(self, n: INode) -> dict:
-        a = n.attrs
-        kh, kw = a["kernel_shape"]
-        sh, sw = a.get("strides", [1, 1])
-        pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
-        _, _, h, w = self.graph.shapes[n.inputs[0]]
-        _, _, oh, ow = self.graph.shapes[n.outputs[0]]
-        # ceil_mode: the windows the output shape implies, as extra padding at the end (never read: the lowest
-        # code for max pooling)
-        pb = max(pb, (oh - 1) * sh + kh - h - pt)
-        pr = max(pr, (ow - 1) * sw + kw - w - pl)
-        return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
-
     def max_pool(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
-        return self.node(n, attrs=self._pool_geometry(n), rescale=(self.rescale(qi, qo, f"max pool {n.name!r}"),))
+        return self.node(n, attrs=pool_geometry(n, self.graph.shapes),
+                         rescale=(self.rescale(qi, qo, f"max pool {n.name!r}"),))
+
+    def _pool(self, n: INode, count: int, attrs: dict) -> QNode:
+        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        if self.rules.pool_division:  # the mean of codes: input and output must be one grid
+            if qi != qo:
+                self.fail(f"pool {n.name!r}: rules {self.rules.name!r} need its input and output at one scale and "
+                          f"zero point ({n.inputs[0]!r}: {qi.scale:.6g}/{qi.zp}, {n.outputs[0]!r}: "
+                          f"{qo.scale:.6g}/{qo.zp}); a table for other rules?")
+            return self.node(n, attrs=attrs, count=count, divide=True)
+        return self.node(n, attrs=attrs, count=count,
+                         requant=self.requant(qi.scale / (qo.scale * count), qo, f"pool {n.name!r}"))
 
     def avg_pool(self, n: INode) -> QNode:
-        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
-        geo = self._pool_geometry(n)
-        count = geo["kernel"][0] * geo["kernel"][1]
-        return self.node(n, attrs=geo, count=count,
-                         requant=self.requant(qi.scale / (qo.scale * count), qo, f"average pool {n.name!r}"))
+        geo = pool_geometry(n, self.graph.shapes)
+        return self._pool(n, geo["kernel"][0] * geo["kernel"][1], geo)
 
     def global_avg_pool(self, n: INode) -> QNode:
-        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         _, _, h, w = self.graph.shapes[n.inputs[0]]
-        return self.node(n, count=h * w,
-                         requant=self.requant(qi.scale / (qo.scale * h * w), qo, f"global average pool {n.name!r}"))
+        return self._pool(n, h * w, {})
 
     def concat(self, n: INode) -> QNode:
         qo = self.q(n.outputs[0])
@@ -392,15 +384,56 @@ class Quantizer(Interpreter):
         return self._moves(n, {"axis": axis, "sizes": sizes})
 
 
-def clamp_codes(q: QParams, cmin: float | None, cmax: float | None) -> tuple[int, int]:
+def clamp_codes(q: QParams, cmin: float | None, cmax: float | None, rounding: str = "half_even") -> tuple[int, int]:
     """The code range [lo, hi] of q narrowed to the real range [cmin, cmax] (None: unbounded): the clamp of a
-    Relu (cmin 0: the zero point) or a Clip (ReLU6: the code of 6.0)."""
+    Relu (cmin 0: the zero point) or a Clip (ReLU6: the code of 6.0). rounding "half_away": TFLite's
+    CalculateActivationRangeQuantized (f / scale in float32, TfLiteRound)."""
+
+    def code(v: float) -> int:
+        if rounding == "half_away":
+            r = float(np.float32(v) / np.float32(q.scale))
+            return q.zp + int(np.sign(r) * np.floor(abs(r) + 0.5))
+        return q.zp + int(np.rint(v / q.scale))
+
     lo, hi = q.lo, q.hi
     if cmin is not None:
-        lo = max(lo, min(hi, q.zp + int(np.rint(cmin / q.scale))))
+        lo = max(lo, min(hi, code(cmin)))
     if cmax is not None:
-        hi = min(hi, max(lo, q.zp + int(np.rint(cmax / q.scale))))
+        hi = min(hi, max(lo, code(cmax)))
     return lo, hi
+
+
+def clip_bounds(n: INode, onnx_nodes: dict, inits: dict) -> tuple[float | None, float | None]:
+    """A standalone Relu's or Clip's real bounds (None: unbounded): Clip's attributes (opset < 11) or its constant
+    inputs (initializer protos or arrays)."""
+    if n.op_type == "Relu":
+        return 0.0, None
+    node = onnx_nodes[n.name]
+    bounds = []
+    for key, idx in (("min", 1), ("max", 2)):
+        if key in n.attrs:
+            v = float(n.attrs[key])
+        elif len(node.input) > idx and node.input[idx]:
+            t = inits[node.input[idx]]
+            v = float(t if isinstance(t, np.ndarray) else numpy_helper.to_array(t))
+        else:
+            v = None
+        bounds.append(None if v is None or not math.isfinite(v) else v)
+    return bounds[0], bounds[1]
+
+
+def pool_geometry(n: INode, shapes: dict) -> dict:
+    """A pool's kernel, strides, pads (t, l, b, r) and output size; ceil_mode as the extra end padding that the
+    output shape implies (never read: the lowest code for max pooling)."""
+    a = n.attrs
+    kh, kw = a["kernel_shape"]
+    sh, sw = a.get("strides", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    _, _, h, w = shapes[n.inputs[0]]
+    _, _, oh, ow = shapes[n.outputs[0]]
+    pb = max(pb, (oh - 1) * sh + kh - h - pt)
+    pr = max(pr, (ow - 1) * sw + kw - w - pl)
+    return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
 
 
 def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,
@@ -410,4 +443,5 @@ def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules 
     qz = Quantizer(graph, table, rules, where)
     nodes = [qz.run_node(n) for n in graph.nodes]
     return QGraph(nodes, graph.input, qz.q(graph.input), list(graph.outputs), rules,
-                  tuple(graph.shapes.get(graph.input) or ()), {o: qz.q(o).scale for o in graph.outputs})
+                  tuple(graph.shapes.get(graph.input) or ()), rules.input_rounding,
+                  {o: qz.q(o).scale for o in graph.outputs})

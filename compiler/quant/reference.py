@@ -63,8 +63,27 @@ def multiply_by_quantized_multiplier(acc: np.ndarray, q: np.ndarray, shift: np.n
     return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1)))
 
 
+def gemmlowp_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """acc * M as TFLite's MultiplyByQuantizedMultiplier (tensorflow/lite/kernels/internal/common.h), in int64:
+    acc * 2^max(shift, 0), SaturatingRoundingDoublingHighMul by q (the product + 2^30, or + 1 - 2^30 when
+    negative, divided by 2^31 truncating toward zero), then RoundingDivideByPOT by 2^max(-shift, 0) (round half
+    away from zero). Two roundings; LiteRT's reference kernels compute exactly this."""
+    acc = np.asarray(acc, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    ab = (np.clip(acc, INT32_MIN, INT32_MAX) << left) * np.asarray(q, dtype=np.int64)
+    nudged = ab + np.where(ab >= 0, np.int64(1) << 30, np.int64(1) - (np.int64(1) << 30))
+    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
+    mask = (np.int64(1) << right) - 1
+    return (high >> right) + ((high & mask) > (mask >> 1) + (high < 0))
+
+
+ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply}
+
+
 def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:
-    """acc * M under the multiplier's rounding rule; a per-channel M runs along `axis` of acc."""
+    """acc * M under the multiplier's rounding rule (tcc.quant.rules.ROUNDINGS); a per-channel M runs along `axis`
+    of acc."""
     q, shift = m.q, m.shift
     if m.per_channel:
         shape = [1] * np.ndim(acc)
@@ -72,9 +91,7 @@ def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:
         q, shift = q.reshape(shape), shift.reshape(shape)
     else:
         q, shift = q[0], shift[0]
-    if m.rounding != "half_even":
-        raise NotImplementedError(f"rounding {m.rounding!r}")
-    return multiply_by_quantized_multiplier(acc, q, shift)
+    return ROUNDING_FUNCTIONS[m.rounding](acc, q, shift)
 
 
 def apply_requant(acc: np.ndarray, rq: Requant, axis: int = 1) -> np.ndarray:
@@ -142,10 +159,17 @@ class QTensor:
         return ((self.q - self.zp) * np.float32(self.scale)).astype(np.float32)
 
 
-def quantize_input(x: np.ndarray, p: QParams) -> np.ndarray:
-    """Equation (8) in float32 + zero point, clamped: the graph input's codes (as ONNX QuantizeLinear)."""
-    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(p.scale)) + p.zp, p.lo, p.hi)
-    return q.astype(np.int64)
+def quantize_input(x: np.ndarray, p: QParams, rounding: str = "half_even") -> np.ndarray:
+    """Equation (8) in float32 + zero point, clamped: the graph input's codes; x / s rounded half to even (ONNX
+    QuantizeLinear) or half away from zero (TFLite's QUANTIZE)."""
+    v = (np.asarray(x, np.float32) / np.float32(p.scale)).astype(np.float32).astype(np.float64)
+    r = np.rint(v) if rounding == "half_even" else np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.clip(r + p.zp, p.lo, p.hi).astype(np.int64)
+
+
+def divide_half_away(total: np.ndarray, count: int) -> np.ndarray:
+    """total / count rounded half away from zero in integers (TFLite's average pooling)."""
+    return np.where(total > 0, (total + count // 2) // count, -((-total + count // 2) // count))
 
 
 def _moved(x: QTensor, codes: np.ndarray, rs: Requant | None, out: QParams) -> QTensor:
@@ -198,7 +222,7 @@ class Reference(Interpreter):
 
     def run(self, qg: QGraph, x: np.ndarray, return_all: bool = False):
         """The float graph output(s) for float input x [N, C, H, W]; with return_all also {tensor: QTensor}."""
-        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q), qg.input_q)}
+        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)}
         for node in qg.nodes:
             env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
         outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in qg.outputs]
@@ -256,11 +280,18 @@ class Reference(Interpreter):
         return [_moved(x, _windows(x.q, n.attrs, "max", x.lo), n.rescale[0], n.qout[0])]
 
     def avg_pool(self, n: QNode, x: QTensor) -> list:
-        """Window sums of zero-point-free codes (zero padding counted), requantized by s_in / (s_out * area)."""
+        """Window sums of zero-point-free codes (zero padding counted), requantized by s_in / (s_out * area); or
+        (n.divide: input and output on one grid, TFLite) the window sums of codes (padding: the zero point) divided
+        by the area, half away from zero."""
+        if n.divide:
+            return [QTensor(divide_half_away(_windows(x.q, n.attrs, "sum", x.zp), n.count), n.qout[0])]
         return [QTensor(apply_requant(_windows(x.q - x.zp, n.attrs, "sum", 0), n.requant), n.qout[0])]
 
     def global_avg_pool(self, n: QNode, x: QTensor) -> list:
-        """Sum over H x W of zero-point-free codes, requantized by s_in / (s_out * H * W)."""
+        """Sum over H x W of zero-point-free codes, requantized by s_in / (s_out * H * W); or (n.divide) the sum of
+        codes divided by H * W, half away from zero."""
+        if n.divide:
+            return [QTensor(divide_half_away(x.q.sum(axis=(2, 3), keepdims=True), n.count), n.qout[0])]
         total = (x.q - x.zp).sum(axis=(2, 3), keepdims=True)
         return [QTensor(apply_requant(total, n.requant), n.qout[0])]
 
@@ -290,7 +321,8 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
     output(s), dequantized; with return_all also {tensor: QTensor} of every quantized tensor."""
     from .plan import plan
 
-    return Reference().run(quantize_graph(plan(model), table), x, return_all)
+    rules = table.doc.get("target", "tvm")
+    return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)
 
 
 def per_op_deviation(qg: QGraph, codes: dict, outputs: dict) -> dict:

@@ -204,7 +204,7 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     sq_err = dict.fromkeys(acts, 0.0)
     count = dict.fromkeys(acts, 0)
     fp_out, ref_out = [], []
-    graph = plan(fp32)
+    graph = plan(fp32, rules=table.doc.get("target", "tvm"))
     qgraph = quantize_graph(graph, table)
     reference = Reference()
     for b in range(0, len(x), batch_size):

@@ -20,6 +20,10 @@ ROUNDINGS = {
     # one exact product acc * q (int64) and one arithmetic shift right, rounding half to even (ONNX
     # QuantizeLinear's rounding; tcc.quant.reference.multiply_by_quantized_multiplier says why not gemmlowp's)
     "half_even": "requantize with one rounding, half to even, of the exact fixed-point product",
+    # TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT (two
+    # roundings, half away from zero); what LiteRT's reference kernels compute, bit for bit (measured on CONV_2D,
+    # DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL)
+    "gemmlowp": "requantize as gemmlowp / TFLite: a rounding doubling high multiply, then a rounding right shift",
 }
 
 
@@ -46,6 +50,21 @@ class TargetRules:
     # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
     # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
     rounding: str = "half_even"  # a key of ROUNDINGS
+    # the graph input's quantization: x / s rounded half to even (ONNX QuantizeLinear) or half away from zero
+    # (TFLite's QUANTIZE, TfLiteRound)
+    input_rounding: str = "half_even"
+    # lookup tables: f of each input code's value in float64, quantized half to even (tcc's own), or TFLite's
+    # LUTPopulate: dequantize, f and rescale in float32, round half away (LOGISTIC / TANH in every LiteRT kernel)
+    lookup_arithmetic: str = "float64"
+    # average pools: requantize the window sum by s_in / (s_out n), or, input and output at one scale, TFLite's
+    # rounded division of the sum of codes by n (half away from zero)
+    pool_division: bool = False
+    narrow_weights: bool = False  # weight codes in [-127, 127] (TFLite's int8 spec), not [-128, 127]
+    float_outputs: bool = True  # a conv / gemm graph output is dequantized from its int32 accumulator
+    fuse_patterns: bool = True  # x * g(x) as one lookup table (TFLite has no such op: LOGISTIC, then MUL)
+    shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling)
+    # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
+    fixed_outputs: tuple[tuple[str, float, int], ...] = ()
 
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
@@ -58,8 +77,12 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 kernel_rewrites=True, dense_weight_bits=7),
     TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), s8 per-channel weights",
                 unsigned_ok=True),
-    TargetRules("tflite", "TFLite int8: asymmetric int8 activations, symmetric per-channel int8 weights",
-                unsigned_ok=False, asymmetric=True),
+    TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
+                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding",
+                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", input_rounding="half_away",
+                lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
+                fuse_patterns=False, shared_kinds=("global_avg_pool",),
+                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
     TargetRules("ax620", "Axera AX620 (Pulsar): symmetric int8 everywhere (a conservative assumption)",
                 unsigned_ok=False),
 ]}

@@ -104,7 +104,10 @@ class CalibrationTable:
         from .quantizer import quantize
 
         t = self.tensors[name]
-        return quantize(w, self.weight_scale(name), t.get("bits", 8), True, t.get("axis", 0))
+        codes = quantize(w, self.weight_scale(name), t.get("bits", 8), True, t.get("axis", 0))
+        if t.get("narrow_range"):  # symmetric codes [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's int8 weights)
+            codes = np.maximum(codes, -(1 << (t.get("bits", 8) - 1)) + 1)
+        return codes
 
     def to_json(self) -> str:
         return json.dumps(self.doc, indent=1, allow_nan=False)

@@ -1,0 +1,442 @@
+"""The integer graph (tcc.quant.plan) as a .tflite model: one method per kind of the integer op table.
+
+    data, info = TfliteLowering(graph, "int8", qgraph, io="float").lower()
+
+Precisions, the four TFLite deploys (the quantization case study's, ../shared/papers):
+- fp32: float32 weights and activations;
+- fp16: float16 weights, each behind a DEQUANTIZE to float32 (TFLite's float16 quantization);
+- dynamic: int8 per-channel symmetric weights for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, float
+  activations (LiteRT's hybrid kernels quantize them per sample at run time);
+- int8: full integer, every constant from the QGraph (tcc.quant.qgraph: weight codes in [-127, 127], int32 bias at
+  s_in s_w, each tensor's scale and zero point from the calibration table): a translation, never new math. The
+  graph input is QUANTIZEd and the output DEQUANTIZEd (`io="float"`), or the model takes and gives int8 codes.
+
+Layout: NHWC inside, the layout of TFLite's kernels: the model's input is NHWC (a phone's image), once at the
+boundary; a 4-D tensor goes to the graph's NCHW only where its semantics need it (a reshape or transpose across
+the layouts, a 4-D graph output). TFLite's convolutions and pools pad SAME or VALID only: where the graph's pads are
+not TFLite's SAME, an explicit PAD (zeros, the zero point) or PADV2 (max pooling: the lowest value) comes first.
+Tensors are named after the graph's, so every quantized tensor can be read back by name (the per-op check).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import numpy_helper
+
+from tcc.errors import BuildError
+from tcc.intops import TFLITE, TFLITE_LOOKUPS, Interpreter
+from tcc.quant.plan import INode, IntGraph
+from tcc.quant.qgraph import QGraph, QParams, clamp_codes, clip_bounds, pool_geometry
+
+from .tflite_model import Quant, TfliteModel, options
+
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+NHWC, NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+FUSED = {(0.0, None): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}  # TFLite's fused activations
+FLOAT_LOWEST = float(np.finfo(np.float32).min)
+
+
+@dataclass(frozen=True)
+class Value:
+    index: int  # the TFLite tensor
+    nhwc: bool  # a 4-D tensor channels-last (else in the graph's own axis order)
+    q: QParams | None = None  # int8 codes: their parameters
+
+
+def to_nhwc(shape) -> list[int]:
+    return [shape[0], shape[2], shape[3], shape[1]] if len(shape) == 4 else list(shape)
+
+
+def same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int, int]:
+    """TFLite's SAME: output ceil(size / s), padding (total // 2 before, the rest after)."""
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return out, total // 2, total - total // 2
+
+
+class TfliteLowering(Interpreter):
+    lowering = TFLITE
+
+    def __init__(self, graph: IntGraph, precision: str, qgraph: QGraph | None = None, io: str = "float",
+                 description: str = "tcc"):
+        if precision not in PRECISIONS:
+            raise BuildError(f"TFLite: unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+        if (precision == "int8") != (qgraph is not None):
+            raise BuildError("TFLite: an int8 model needs the quantized graph (and only it)")
+        self.graph, self.precision, self.io = graph, precision, io
+        self.qnodes = {n.name: n for n in qgraph.nodes} if qgraph else {}
+        self.qgraph = qgraph
+        self.m = TfliteModel(description)
+        self.inits = {t.name: numpy_helper.to_array(t) for t in graph.model.graph.initializer}
+        self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
+        self.rounding = qgraph.input_rounding if qgraph else "half_away"
+
+    # ------------------------------------------------------------------------------------------ tensors
+    def shape(self, name: str) -> list[int]:
+        """A graph tensor's shape, batch 1 (the model runs one image; the signature allows any batch)."""
+        dims = list(self.graph.shapes[name])
+        return [1] + [int(d) for d in dims[1:]]
+
+    def act(self, name: str, shape: list[int], q: QParams | None, nhwc: bool) -> Value:
+        """A new activation tensor, `shape` in its own layout: int8 codes with q, else float32."""
+        quant = Quant((q.scale,), (q.zp,)) if q is not None else None
+        return Value(self.m.tensor(name, shape, "int8" if q is not None else "float32", quant=quant), nhwc, q)
+
+    def out(self, n: INode, k: int = 0, shape: list[int] | None = None) -> Value:
+        """The Value for output k of node n: its graph shape (NHWC when 4-D), int8 with its QNode's parameters."""
+        name = n.outputs[k]
+        s = shape if shape is not None else self.shape(name)
+        q = self.qnodes[n.name].qout[k] if self.qnodes else None
+        return self.act(name, to_nhwc(s), q, len(s) == 4)
+
+    def const(self, name: str, value, dtype: str, quant: Quant | None = None) -> int:
+        arr = np.asarray(value)
+        return self.m.tensor(name, list(arr.shape), dtype, data=arr.astype(dtype), quant=quant)
+
+    def float_weight(self, name: str, w: np.ndarray) -> int:
+        """A float constant as this precision stores it: float32, or float16 behind a DEQUANTIZE (fp16)."""
+        if self.precision != "fp16":
+            return self.const(name, w, "float32")
+        half = self.const(f"{name}/fp16", w.astype(np.float16), "float16")
+        full = self.m.tensor(name, list(w.shape), "float32")
+        self.m.operator("DEQUANTIZE", [half], [full])
+        return full
+
+    def hybrid_weight(self, name: str, w: np.ndarray, axis: int) -> int:
+        """dynamic: int8 symmetric per-channel codes in [-127, 127] (the scale: max |w| / 127 per channel)."""
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        scale = np.maximum(np.abs(moved).max(axis=1), 1e-12).astype(np.float32) / np.float32(127)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        codes = np.clip(np.rint(w / scale.reshape(shape)), -127, 127)
+        return self.const(name, codes, "int8", Quant(tuple(scale), (0,) * len(scale), axis))
+
+    # ------------------------------------------------------------------------------------------ layout
+    def as_nchw(self, v: Value, name: str) -> Value:
+        if not v.nhwc:
+            return v
+        return self.transpose_to(v, NCHW, name, False)
+
+    def as_nhwc(self, v: Value, name: str) -> Value:
+        if v.nhwc or len(self.m.shape(v.index)) != 4:
+            return v
+        return self.transpose_to(v, NHWC, name, True)
+
+    def transpose_to(self, v: Value, perm: list[int], name: str, nhwc: bool) -> Value:
+        s = self.m.shape(v.index)
+        y = self.act(name, [s[p] for p in perm], v.q, nhwc)
+        self.m.operator("TRANSPOSE", [v.index, self.const(f"{name}/perm", np.array(perm, np.int32), "int32")],
+                        [y.index])
+        return y
+
+    def padded(self, x: Value, pads, value, name: str) -> Value:
+        """x (NHWC) with explicit spatial pads (t, l, b, r): PAD with zeros (the zero point), or PADV2 with
+        `value` (max pooling's lowest value)."""
+        t, l, b, r = pads
+        s = self.m.shape(x.index)
+        y = self.act(f"{name}/pad", [s[0], s[1] + t + b, s[2] + l + r, s[3]], x.q, True)
+        paddings = self.const(f"{name}/paddings", np.array([[0, 0], [t, b], [l, r], [0, 0]], np.int32), "int32")
+        if value is None:
+            self.m.operator("PAD", [x.index, paddings], [y.index])
+        else:
+            code = np.array(value, np.int8 if x.q is not None else np.float32)
+            lowest = self.const(f"{name}/pad_value", code, "int8" if x.q is not None else "float32",
+                                Quant((x.q.scale,), (x.q.zp,)) if x.q is not None else None)
+            self.m.operator("PADV2", [x.index, paddings, lowest], [y.index])
+        return y
+
+    def window(self, x: Value, kernel, strides, dilations, pads, out_hw, name: str, pad_value=None):
+        """(input, "SAME" | "VALID") for a sliding window with the graph's explicit pads: TFLite's SAME where the
+        pads are its SAME pads, else an explicit pad first."""
+        _, h, w, _ = self.m.shape(x.index)
+        if not any(pads):
+            return x, "VALID"
+        same = [same_pads(n, k, s, d) for n, k, s, d in zip((h, w), kernel, strides, dilations)]
+        if (list(out_hw) == [same[0][0], same[1][0]]
+                and list(pads) == [same[0][1], same[1][1], same[0][2], same[1][2]]):
+            return x, "SAME"
+        return self.padded(x, pads, pad_value, name), "VALID"
+
+    def fused(self, n: INode) -> tuple[str, tuple | None]:
+        """(TFLite's fused activation, the clamp still to apply) for a node's folded Relu / Clip."""
+        if n.activation is None:
+            return "NONE", None
+        key = (n.activation.min, n.activation.max)
+        if key in FUSED:
+            return FUSED[key], None
+        return "NONE", key
+
+    def clamp_after(self, y: Value, bounds, name: str, final: Value | None = None) -> Value:
+        """A clamp TFLite has no fused form for: MAXIMUM / MINIMUM with constants on y's own grid (the last one
+        writes `final` when given)."""
+        lo, hi = bounds
+        if y.q is not None:
+            lo, hi = clamp_codes(y.q, lo, hi, self.rounding)
+        steps = [(op, bound, tag) for op, bound, tag in (("MAXIMUM", lo, "min"), ("MINIMUM", hi, "max"))
+                 if bound is not None]
+        dtype = "int8" if y.q is not None else "float32"
+        for k, (op, bound, tag) in enumerate(steps):
+            c = self.const(f"{name}/{tag}", np.array(bound, dtype), dtype,
+                           Quant((y.q.scale,), (y.q.zp,)) if y.q is not None else None)
+            last = k == len(steps) - 1 and final is not None
+            z = final if last else self.act(f"{name}/{op.lower()}", self.m.shape(y.index), y.q, y.nhwc)
+            self.m.operator(op, [y.index, c], [z.index])
+            y = z
+        return y
+
+    # ------------------------------------------------------------------------------------------ the graph
+    def lower(self) -> tuple[bytes, dict]:
+        g = self.graph
+        in_shape = to_nhwc(self.shape(g.input))
+        signature = [-1, *in_shape[1:]]
+        env: dict[str, Value] = {}
+        if self.qgraph is None:
+            x = Value(self.m.tensor(g.input, in_shape, "float32", signature=signature), True)
+            inputs = [x.index]
+        else:
+            qi = self.qgraph.input_q
+            if self.io == "int8":
+                x = Value(self.m.tensor(g.input, in_shape, "int8", quant=Quant((qi.scale,), (qi.zp,)),
+                                        signature=signature), True, qi)
+                inputs = [x.index]
+            else:
+                f = self.m.tensor(f"{g.input}/float", in_shape, "float32", signature=signature)
+                x = self.act(g.input, in_shape, qi, True)
+                self.m.operator("QUANTIZE", [f], [x.index])
+                inputs = [f]
+        env[g.input] = x
+        for node in g.nodes:
+            env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
+        outputs = []
+        for name in g.outputs:
+            v = self.as_nchw(env[name], f"{name}/nchw")  # the graph's own layout at the boundary
+            if v.q is not None and self.io == "float":
+                f = self.m.tensor(f"{name}/float", self.m.shape(v.index), "float32")
+                self.m.operator("DEQUANTIZE", [v.index], [f])
+                v = Value(f, False)
+            outputs.append(v.index)
+        data = self.m.to_bytes(inputs, outputs)
+        io = {"input_layout": "NHWC", "input_shape": in_shape, "input_dtype": self.m.dtype(inputs[0]),
+              "output_dtype": self.m.dtype(outputs[0]),
+              "tensors": {name: {"index": v.index, "nhwc": v.nhwc} for name, v in env.items()}}
+        if self.qgraph is not None and self.io == "int8":
+            qi, qo = self.qgraph.input_q, self.qnodes and env[g.outputs[0]].q
+            io["input_quantization"] = {"scale": qi.scale, "zero_point": qi.zp}
+            io["output_quantization"] = {"scale": qo.scale, "zero_point": qo.zp}
+        return data, io
+
+    # ------------------------------------------------------------------------------------------ weighted
+    def conv(self, n: INode, x: Value) -> list:
+        q = self.qnodes.get(n.name)
+        a = n.attrs
+        w = self.inits[n.weight]
+        c_out, cg, kh, kw = w.shape
+        group = int(a.get("group", 1))
+        depthwise = group > 1
+        strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+        y = self.out(n)
+        out_hw = self.m.shape(y.index)[1:3]
+        x, padding = self.window(x, (kh, kw), strides, dil, list(a.get("pads", [0, 0, 0, 0])), out_hw, n.name)
+        if q is not None:
+            codes = q.weight.astype(np.int8)
+            sw = tuple(float(v) for v in q.weight_scale)
+            arranged = codes.transpose(1, 2, 3, 0) if depthwise else codes.transpose(0, 2, 3, 1)  # [1,H,W,O] / OHWI
+            wt = self.const(f"{n.weight}", arranged, "int8", Quant(sw, (0,) * c_out, 3 if depthwise else 0))
+            bias = q.bias if q.bias is not None else np.zeros(c_out, np.int64)
+            bt = self.const(f"{n.name}/bias", bias, "int32",
+                            Quant(tuple(float(v) for v in q.acc_scale), (0,) * c_out, 0))
+        else:
+            arranged = w.transpose(1, 2, 3, 0) if depthwise else w.transpose(0, 2, 3, 1)
+            if self.precision == "dynamic":
+                wt = self.hybrid_weight(n.weight, arranged, 3 if depthwise else 0)
+            else:
+                wt = self.float_weight(n.weight, arranged)
+            b = self.inits[n.bias] if n.bias else np.zeros(c_out, np.float32)
+            bt = self.float_weight(n.bias or f"{n.name}/bias", b.astype(np.float32))
+        act, clamp = self.fused(n)
+        fields = dict(padding=padding, strideH=strides[0], strideW=strides[1], dilationHFactor=dil[0],
+                      dilationWFactor=dil[1], fusedActivationFunction=act)
+        if depthwise:
+            opts = options("DepthwiseConv2DOptions", depthMultiplier=c_out // group, **fields)
+            self.m.operator("DEPTHWISE_CONV_2D", [x.index, wt, bt], [y.index], opts)
+        else:
+            self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields))
+        return [self.clamp_after(y, clamp, n.name) if clamp else y]
+
+    def gemm(self, n: INode, x: Value) -> list:
+        q = self.qnodes.get(n.name)
+        if len(self.m.shape(x.index)) != 2:  # FULLY_CONNECTED flattens its input: in the graph's order
+            x = self.reshape_value(self.as_nchw(x, f"{n.name}/nchw"), [1, -1], f"{n.name}/flat", q and x.q)
+        w = self.inits[n.weight]
+        nk = w if n.w_axis == 0 else w.T  # [N, K]
+        if q is not None:
+            codes = q.weight.T.astype(np.int8)  # QNode: [K, N]
+            sw = tuple(float(v) for v in q.weight_scale)
+            wt = self.const(n.weight, codes, "int8", Quant(sw, (0,) * len(sw), 0))
+            bias = q.bias if q.bias is not None else np.zeros(len(sw), np.int64)
+            bt = self.const(f"{n.name}/bias", bias, "int32",
+                            Quant(tuple(float(v) for v in q.acc_scale), (0,) * len(sw), 0))
+        else:
+            wt = (self.hybrid_weight(n.weight, nk, 0) if self.precision == "dynamic"
+                  else self.float_weight(n.weight, np.ascontiguousarray(nk)))
+            b = self.inits[n.bias] if n.bias else np.zeros(nk.shape[0], np.float32)
+            bt = self.float_weight(n.bias or f"{n.name}/bias", b.astype(np.float32))
+        y = self.out(n)
+        act, clamp = self.fused(n)
+        opts = options("FullyConnectedOptions", fusedActivationFunction=act,
+                       asymmetricQuantizeInputs=self.precision == "dynamic")
+        self.m.operator("FULLY_CONNECTED", [x.index, wt, bt], [y.index], opts)
+        return [self.clamp_after(y, clamp, n.name) if clamp else y]
+
+    # ------------------------------------------------------------------------------------------ elementwise
+    def add(self, n: INode, a: Value, b: Value) -> list:
+        y = self.out(n)
+        act, clamp = self.fused(n)
+        self.m.operator("ADD", [a.index, b.index], [y.index], options("AddOptions", fusedActivationFunction=act))
+        return [self.clamp_after(y, clamp, n.name) if clamp else y]
+
+    def mul(self, n: INode, a: Value, b: Value) -> list:
+        y = self.out(n)
+        self.m.operator("MUL", [a.index, b.index], [y.index], options("MulOptions"))
+        return [y]
+
+    def lookup(self, n: INode, x: Value) -> list:
+        if n.gate:  # x * gate(x) (float plans only: TFLite has no such op)
+            g = self.unary(n.gate, n.attrs, x, f"{n.name}/gate")
+            y = self.out(n)
+            self.m.operator("MUL", [x.index, g.index], [y.index], options("MulOptions"))
+            return [y]
+        return [self.unary(n.lookup, n.attrs, x, n.outputs[0], self.out(n))]
+
+    def unary(self, op: str, attrs: dict, x: Value, name: str, y: Value | None = None) -> Value:
+        shape = self.m.shape(x.index)
+        y = y if y is not None else self.act(name, shape, None, x.nhwc)
+        if op in TFLITE_LOOKUPS or op == "HardSwish":
+            self.m.operator(TFLITE_LOOKUPS.get(op, "HARD_SWISH"), [x.index], [y.index])
+            return y
+        if op == "HardSigmoid":  # float: clip(alpha x + beta, 0, 1)
+            alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+            t = self.act(f"{name}/scaled", shape, None, x.nhwc)
+            self.m.operator("MUL", [x.index, self.const(f"{name}/alpha", np.float32(alpha), "float32")], [t.index],
+                            options("MulOptions"))
+            u = self.act(f"{name}/shifted", shape, None, x.nhwc)
+            self.m.operator("ADD", [t.index, self.const(f"{name}/beta", np.float32(beta), "float32")], [u.index],
+                            options("AddOptions"))
+            self.m.operator("RELU_0_TO_1", [u.index], [y.index])
+            return y
+        raise BuildError(f"TFLite: no lowering for {op}")
+
+    def clamp(self, n: INode, x: Value) -> list:
+        q = self.qnodes.get(n.name)
+        bounds = clip_bounds(n, self.onnx_nodes, self.inits)
+        y = self.out(n)
+        if bounds in FUSED:  # RELU / RELU6 / RELU_N1_TO_1 (int8: requantize where the scales differ)
+            self.m.operator(FUSED[bounds], [x.index], [y.index])
+            return [y]
+        if q is not None and q.rescale[0] is not None:
+            raise BuildError(f"TFLite: Clip {n.name!r} with bounds {bounds} and different input and output "
+                             "scales has no int8 form; recalibrate with --target tflite")
+        return [self.clamp_after(x, bounds, n.name, final=y)]
+
+    # ------------------------------------------------------------------------------------------ pools
+    def _geometry(self, n: INode) -> dict:
+        q = self.qnodes.get(n.name)
+        return q.attrs if q is not None else pool_geometry(n, self.graph.shapes)
+
+    def max_pool(self, n: INode, x: Value) -> list:
+        geo = self._geometry(n)
+        lowest = -128 if x.q is not None else FLOAT_LOWEST
+        x, padding = self.window(x, geo["kernel"], geo["strides"], (1, 1), geo["pads"], geo["out_hw"], n.name, lowest)
+        y = self.out(n)
+        self.pool("MAX_POOL_2D", x, y, geo["kernel"], geo["strides"], padding)
+        return [y]
+
+    def avg_pool(self, n: INode, x: Value) -> list:
+        geo = self._geometry(n)
+        if any(geo["pads"]):  # the padding counts (count_include_pad): zeros (the zero point) in the sum
+            x = self.padded(x, geo["pads"], None, n.name)
+        y = self.out(n)
+        self.pool("AVERAGE_POOL_2D", x, y, geo["kernel"], geo["strides"], "VALID")
+        return [y]
+
+    def global_avg_pool(self, n: INode, x: Value) -> list:
+        _, h, w, _ = self.m.shape(x.index)
+        y = self.out(n)
+        if x.q is not None:  # the rounded mean of codes on one grid, as the reference's divide
+            self.pool("AVERAGE_POOL_2D", x, y, (h, w), (1, 1), "VALID")
+        else:
+            axes = self.const(f"{n.name}/axes", np.array([1, 2], np.int32), "int32")
+            self.m.operator("MEAN", [x.index, axes], [y.index], options("ReducerOptions", keepDims=True))
+        return [y]
+
+    def pool(self, op: str, x: Value, y: Value, kernel, strides, padding: str) -> None:
+        self.m.operator(op, [x.index], [y.index], options(
+            "Pool2DOptions", padding=padding, strideH=strides[0], strideW=strides[1], filterHeight=kernel[0],
+            filterWidth=kernel[1], fusedActivationFunction="NONE"))
+
+    # ------------------------------------------------------------------------------------------ moves
+    def concat(self, n: INode, *xs: Value) -> list:
+        q = self.qnodes.get(n.name)
+        if q is not None and any(rs is not None for rs in q.rescale):
+            raise BuildError(f"TFLite: concat {n.name!r} has inputs at other scales than its output: TFLite's int8 "
+                             "CONCATENATION wants one; recalibrate with --target tflite")
+        rank = len(self.shape(n.outputs[0]))
+        axis = int(n.attrs.get("axis", 1)) % rank
+        ins = xs if all(v.nhwc == xs[0].nhwc for v in xs) else [self.as_nchw(v, f"{n.name}/{k}") for k, v in
+                                                                 enumerate(xs)]
+        nhwc = ins[0].nhwc
+        y = self.out(n) if nhwc or rank != 4 else self.act(n.outputs[0], self.shape(n.outputs[0]),
+                                                             q.qout[0] if q else None, False)
+        if nhwc and rank == 4:
+            axis = NHWC.index(axis)
+        self.m.operator("CONCATENATION", [v.index for v in ins], [y.index],
+                        options("ConcatenationOptions", axis=axis, fusedActivationFunction="NONE"))
+        return [y]
+
+    def reshape_value(self, x: Value, shape: list[int], name: str, q) -> Value:
+        y = self.act(name, [1 if d == -1 else d for d in shape] if -1 not in shape else
+                     self._resolve(x, shape), x.q, False)
+        s = self.const(f"{name}/shape", np.array([-1, *shape[1:]], np.int32), "int32")
+        self.m.operator("RESHAPE", [x.index, s], [y.index], options("ReshapeOptions", newShape=[-1, *shape[1:]]))
+        return y
+
+    def _resolve(self, x: Value, shape: list[int]) -> list[int]:
+        total = int(np.prod(self.m.shape(x.index)))
+        known = int(np.prod([d for d in shape if d != -1]))
+        return [total // known if d == -1 else d for d in shape]
+
+    def reshape(self, n: INode, x: Value) -> list:
+        target = self.shape(n.outputs[0])
+        src = self.m.shape(x.index)
+        # a flatten of [N, H, W, C] with H = W = 1 (after global pooling) is the same element order in both layouts
+        if x.nhwc and len(target) == 2 and src[1] == src[2] == 1:
+            y = self.reshape_value(x, target, n.outputs[0], x.q)
+            return [y]
+        y = self.reshape_value(self.as_nchw(x, f"{n.name}/nchw"), target, f"{n.outputs[0]}/nchw"
+                               if len(target) == 4 else n.outputs[0], x.q)
+        return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
+
+    def as_nhwc_named(self, v: Value, name: str) -> Value:
+        return self.transpose_to(v, NHWC, name, True)
+
+    def transpose(self, n: INode, x: Value) -> list:
+        perm = [int(p) for p in n.attrs.get("perm", [])]
+        x = self.as_nchw(x, f"{n.name}/nchw")
+        target = self.shape(n.outputs[0])
+        name = f"{n.outputs[0]}/nchw" if len(target) == 4 else n.outputs[0]
+        y = self.transpose_to(x, perm, name, False)
+        return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
+
+    def split(self, n: INode, x: Value) -> list:
+        rank = len(self.m.shape(x.index))
+        axis = int(n.attrs.get("axis", 0)) % rank
+        if x.nhwc:
+            axis = NHWC.index(axis)
+        sizes = [int(self.shape(o)[int(n.attrs.get("axis", 0)) % rank]) for o in n.outputs]
+        ys = [self.out(n, k) if x.nhwc or rank != 4 else self.act(o, self.shape(o), x.q, False)
+              for k, o in enumerate(n.outputs)]
+        self.m.operator("SPLIT_V", [x.index, self.const(f"{n.name}/sizes", np.array(sizes, np.int32), "int32"),
+                                    self.const(f"{n.name}/axis", np.array(axis, np.int32), "int32")],
+                        [y.index for y in ys], options("SplitVOptions", numSplits=len(sizes)))
+        return ys
