@@ -74,7 +74,7 @@ class TfliteBackend(Backend):
         from tcc.quant.plan import plan
 
         int8 = options.precision == "int8"
-        return plan(model, lowering="tflite" if int8 else None, rules="tflite",
+        return plan(model, lowering="tflite", rules="tflite", integer=int8,
                     what=f"the TFLite {options.precision} lowering")
 
     # ------------------------------------------------------------------ emit

@@ -339,6 +339,11 @@ class TfliteLowering(Interpreter):
                              "scales has no int8 form; recalibrate with --target tflite")
         return [self.clamp_after(x, bounds, n.name, final=y)]
 
+    def softmax(self, n: INode, x: Value) -> list:
+        y = self.out(n)
+        self.m.operator("SOFTMAX", [x.index], [y.index], options("SoftmaxOptions", beta=1.0))
+        return [y]
+
     # ------------------------------------------------------------------------------------------ pools
     def _geometry(self, n: INode) -> dict:
         q = self.qnodes.get(n.name)

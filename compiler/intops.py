@@ -36,6 +36,7 @@ class Role(Enum):
     POOL = "requantizing pool"  # window sums of codes, requantized by s_in / (s_out * count)
     PASS_THROUGH = "scale-sharing pass-through"  # moves codes: max pool, reshape, transpose, split
     CONCAT = "concatenation"  # moves codes; inputs share the output's scale where the target rules say so
+    FLOAT = "float only"  # no integer form yet: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic)
 
 
 # Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind.
@@ -161,6 +162,14 @@ def _check_shape_op(v: NodeView) -> str | None:
     return None
 
 
+def _check_softmax(v: NodeView) -> str | None:
+    rank = v.rank(v.inputs[0])
+    axis = int(v.attrs.get("axis", -1))
+    if rank is None or axis % rank != rank - 1:
+        return "softmax over an axis other than the last"
+    return None
+
+
 def _check_lookup(v: NodeView) -> str | None:
     if v.op_type not in LOOKUP_FUNCTIONS:
         return f"no lookup-table form for {v.op_type}"
@@ -269,6 +278,8 @@ INT_OPS: dict[str, IntOp] = {
               _check_shape_op, shares_scale=True),
         IntOp("split", Role.PASS_THROUGH, ("Split",), "splits along an axis: moves codes", _check_shape_op,
               shares_scale=True),
+        IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form yet (an INT8 build "
+              "refuses it), float TFLite only", _check_softmax, lowerings=frozenset({TFLITE})),
     ]
 }
 

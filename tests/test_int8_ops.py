@@ -185,3 +185,35 @@ def test_mul_and_add_within_one_lsb_of_float():
         if kind == "add":
             want = np.maximum(want, q.zp)  # the folded ReLU
         assert np.abs(codes[n.outputs[0]].q - want).max() <= 1, name
+
+
+TFLITE_CASES = sorted(k for k in CASES if k not in ("lookup_HardSigmoid", "lookup_HardSwish",
+                                                     "lookup_hardswish_opset13"))  # no one-rounding TFLite kernel
+
+
+@pytest.mark.parametrize("name", TFLITE_CASES)
+def test_each_kind_tflite_reference_kernels_bit_exact(name, tmp_path):
+    """Under the tflite rules every kind's .tflite model, run by LiteRT's reference kernels, gives the reference's
+    codes on every quantized tensor (read back by name), and LiteRT's optimized kernels are within 1 LSB per op."""
+    pytest.importorskip("ai_edge_litert")
+    from tcc.backends.tflite import TfliteBackend
+
+    model = CASES[name][0]
+    table = calibrate_onnx(model, _data(), method="minmax", target="tflite")
+    g = plan(model, lowering="tflite", rules="tflite")
+    qg = quantize_graph(g, table)
+    x = _data(2)
+    out, codes = Reference().run(qg, x, return_all=True)
+    backend = TfliteBackend()
+    backend.emit(model, EmitOptions("tflite", "int8", table=table), tmp_path)
+    tensors = backend.load(tmp_path).info["tensors"]
+    for kernels in ("reference", "optimized"):
+        y, got = backend.run(backend.load(tmp_path, kernels), x, preserve=tensors)
+        got[qg.input] = quantize_input(x, qg.input_q, qg.input_rounding)
+        if kernels == "reference":
+            np.testing.assert_array_equal(y, out)
+            for t, c in codes.items():
+                np.testing.assert_array_equal(got[t], c.q, err_msg=t)
+        else:
+            dev = per_op_deviation(qg, got, {})
+            assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TVM, Interpreter, Role, supported
+from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TFLITE, TVM, Interpreter, Role, supported
 from tcc.passes.fusion import FUSABLE
 from tcc.quant.plan import UnsupportedOps, plan
 
@@ -36,10 +36,14 @@ def test_every_interpreter_implements_exactly_its_kinds():
     from tcc.quant.qgraph import Quantizer
     from tcc.quant.reference import Reference
 
+    from tcc.backends.tflite_lower import TfliteLowering
+
+    integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
     for cls in (Quantizer, Reference, RelaxLowering):
-        assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == set(INT_OPS)
-    assert all(supported(k, lw) for k in INT_OPS for lw in (REFERENCE, TVM, QDQ))
-    assert not supported("softmax", TVM)
+        assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == integer
+    assert {k for k in INT_OPS if callable(getattr(TfliteLowering, k, None))} == set(INT_OPS)
+    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ))
+    assert not supported("softmax", TVM) and supported("softmax", TFLITE)
     with pytest.raises(TypeError, match=r"lists \['split'\] without a method"):
         type("Partial", (Reference,), {"split": None})
 
@@ -82,12 +86,12 @@ def test_patterns_become_one_lookup():
 
 
 def test_unsupported_nodes_are_all_named_before_any_work():
-    m = _model([helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=1),
+    m = _model([helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=-1),
                 helper.make_node("Add", ["s", "c"], ["y"], name="bias.add")], [("c", np.ones((1, 4, 6, 6)))])
     with pytest.raises(UnsupportedOps) as e:
         plan(m)
     text = str(e.value)
-    assert "node 'head.softmax' (op Softmax): no integer form" in text
+    assert "node 'head.softmax' (op Softmax): no integer form (softmax over the last axis" in text
     assert "node 'bias.add' (op Add): a constant input ('c')" in text
     assert e.value.exit_code == 2 and "nothing was calibrated or written" in text
 
@@ -125,8 +129,9 @@ def test_plan_of_every_zoo_spec_has_no_unsupported_node():
     for name in SMALL:
         g = plan(lower_spec(spec_path(name), SMALL[name]).onnx, lowering=TVM)
         kinds |= {n.kind for n in g.nodes}
-    # every kind but `clamp` (a Relu / Clip no producer folds: the passes leave none in the zoo) is in use
-    assert kinds == set(INT_OPS) - {"clamp"}
+    # every kind but `clamp` (a Relu / Clip no producer folds: the passes leave none in the zoo) and the float-only
+    # softmax is in use
+    assert kinds == set(INT_OPS) - {"clamp", "softmax"}
 
 
 def test_interpreter_dispatch_is_by_kind():

@@ -20,7 +20,7 @@ import onnx
 from onnx import helper
 
 from ..errors import BuildError
-from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KIND, PATTERNS, NodeView, Role, supported)
+from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KIND, PATTERNS, QUANTIZE, NodeView, Role, supported)
 
 MAX_LISTED = 8
 
@@ -133,15 +133,17 @@ def _attrs(node) -> dict:
 
 def _activation_inputs(kind: str, node) -> tuple[str, ...]:
     if kind in ("conv", "gemm", "clamp", "reshape", "transpose", "split", "lookup", "max_pool", "avg_pool",
-                "global_avg_pool"):
+                "global_avg_pool", "softmax"):
         return (node.input[0],)
     return tuple(node.input)
 
 
-def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None) -> IntGraph:
+def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
+         integer: bool = True) -> IntGraph:
     """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
     integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.rules: a name or
-    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL)."""
+    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL).
+    integer=False: the structure for a float lowering of the same graph (kinds without an integer form allowed)."""
     from .rules import get_rules
 
     fuse_patterns = get_rules(rules).fuse_patterns if rules is not None else True
@@ -192,9 +194,11 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             unknown = [t for t in (*acts, *node.output) if t not in float_type]
             if unknown:
                 why = f"tensor {unknown[0]!r} is not a float tensor of known type"
+        if why is None and integer and not supported(kind, QUANTIZE):
+            why = f"no integer form ({INT_OPS[kind].doc})"
         if why is None and lowering is not None and not supported(kind, lowering):
-            why = f"the {lowering} lowering has no integer {kind} (see tcc.intops)"
-        if why is None and lowering in INT_OPS[kind].limits:
+            why = f"the {lowering} lowering has no {kind} (see tcc.intops)"
+        if why is None and integer and lowering in INT_OPS[kind].limits:  # what its integer form takes there
             why = INT_OPS[kind].limits[lowering](view)
         if why:
             problems.append((name, node.op_type, why))

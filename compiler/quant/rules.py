@@ -62,7 +62,8 @@ class TargetRules:
     narrow_weights: bool = False  # weight codes in [-127, 127] (TFLite's int8 spec), not [-128, 127]
     float_outputs: bool = True  # a conv / gemm graph output is dequantized from its int32 accumulator
     fuse_patterns: bool = True  # x * g(x) as one lookup table (TFLite has no such op: LOGISTIC, then MUL)
-    shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling)
+    shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling,
+    # a standalone clamp: MAXIMUM / MINIMUM on one grid)
     # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
     fixed_outputs: tuple[tuple[str, float, int], ...] = ()
 
@@ -81,7 +82,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding",
                 unsigned_ok=False, asymmetric=True, rounding="gemmlowp", input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
-                fuse_patterns=False, shared_kinds=("global_avg_pool",),
+                fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"),
                 fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
     TargetRules("ax620", "Axera AX620 (Pulsar): symmetric int8 everywhere (a conservative assumption)",
                 unsigned_ok=False),

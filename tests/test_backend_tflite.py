@@ -1,0 +1,173 @@
+"""The TFLite backend: the four precisions on the paper models and MobileNetV2, every zoo spec in FP32 against
+PyTorch, the written file parsed back (types, shapes, each tensor's scale and zero point as the table has them,
+builtin versions), byte-identical rebuilds, int8 I/O, and the user mistakes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+
+from int8_zoo import SMALL, spec_path  # noqa: E402
+from tcc.backends import TARGETS, get_backend  # noqa: E402
+from tcc.build import TOLERANCES, build  # noqa: E402
+from tcc.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CALIB = {"method": "kl", "calib_size": 8}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """8 seeded N(0, 1) inputs per input shape the tests use."""
+    d = tmp_path_factory.mktemp("data")
+
+    def make(shape):
+        path = d / f"{'x'.join(map(str, shape))}.npy"
+        if not path.exists():
+            np.save(path, np.random.default_rng(0).standard_normal((8, *shape)).astype(np.float32))
+        return path
+
+    return make
+
+
+def _build(name, tmp_path, precision, data=None, **kw):
+    from tcc.frontend import lower_spec
+
+    shape = lower_spec(spec_path(name), SMALL[name]).model.input_shape
+    extra = {"data": data(shape), "calib_options": dict(CALIB)} if precision == "int8" else {}
+    return build(spec_path(name), "tflite", tmp_path / f"{name}-{precision}", precision=precision,
+                 overrides=SMALL[name], **extra, **kw)
+
+
+def test_target_and_capabilities():
+    t = TARGETS["tflite"]
+    assert t.backend == "tflite" and t.precisions == ("fp32", "fp16", "dynamic", "int8") and t.rules == "tflite"
+    caps = get_backend("tflite").capabilities
+    assert caps.int8_lowering == "tflite" and caps.int8_exact and caps.runs_here
+
+
+@pytest.mark.parametrize("name", ["ddsnet", "fastnet", "mobilenet_v2"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "dynamic", "int8"])
+def test_four_precisions(name, precision, tmp_path, data):
+    r = _build(name, tmp_path, precision, data)
+    m = r.manifest
+    check = m["self_check"]
+    assert check["result"]["passed"]
+    if precision == "int8":  # LiteRT's reference kernels bit for bit; its optimized kernels within 1 LSB per op
+        assert check["result"]["bit_exact"]
+        opt = m["target_checks"]["optimized"]
+        assert opt["passed"] and opt["per_op"]["max_lsb"] <= 1.0
+        assert "end_to_end_max_lsb" in m["target_checks"]["default"]
+    elif precision == "fp32":
+        assert check["result"]["max_abs_vs_float64"] <= check["result"]["bound"]
+    sizes = {f: v["bytes"] for f, v in m["files"].items()}
+    print(f"\n[tflite] {name} {precision}: model.tflite {sizes['model.tflite']:,} B, "
+          f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_zoo_spec_converts_fp32(name, tmp_path):
+    r = _build(name, tmp_path, "fp32")
+    assert r.manifest["self_check"]["result"]["passed"] and r.manifest["self_check"]["tolerance"] == TOLERANCES["fp32"]
+
+
+def test_int8_file_parses_back_with_the_tables_quantization(tmp_path, data):
+    """Every quantized tensor of the table is a TFLite tensor of the same name with exactly its scale (float32) and
+    zero point; weights per channel, int8 in [-127, 127]; int32 biases at s_in * s_w; builtin versions as TFLite's
+    rules give them for int8."""
+    from ai_edge_litert import schema_py_generated as S
+
+    r = _build("efficientnet_b0", tmp_path, "int8", data)
+    table = json.loads((r.out / "calibration.json").read_text())["tensors"]
+    model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
+    g = model.subgraphs[0]
+    by_name = {t.name.decode(): t for t in g.tensors}
+    types = {getattr(S.TensorType, k): k for k in dir(S.TensorType) if not k.startswith("_")}
+    checked = 0
+    for name, t in table.items():
+        tt = by_name[name]
+        q = tt.quantization
+        assert types[tt.type] == "INT8", name
+        if t["kind"] == "activation":
+            assert list(q.scale) == [float(np.float32(t["scale"]))] and list(q.zeroPoint) == [t["zero_point"]]
+        else:
+            assert list(q.scale) == [float(np.float32(v)) for v in t["scale"]] and not any(q.zeroPoint)
+            codes = np.frombuffer(bytes(model.buffers[tt.buffer].data), np.int8)
+            assert codes.min() >= -127 and t["narrow_range"]
+        checked += 1
+    assert checked == len(table)
+    ops = {S.BuiltinOperator.__dict__[k]: k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
+    versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
+    assert versions["CONV_2D"] == 3 and versions["DEPTHWISE_CONV_2D"] == 3 and versions["FULLY_CONNECTED"] == 4
+    assert versions["LOGISTIC"] == 2 and versions["MUL"] in (2, 3) and versions["ADD"] == 2
+    assert versions["QUANTIZE"] == 1 and versions["DEQUANTIZE"] == 2
+    sig = model.signatureDefs[0]
+    assert sig.signatureKey.decode() == "serving_default"
+    sigmoid = [n for n, t in table.items() if t.get("method") == "fixed by the target"]
+    assert sigmoid and all(table[n]["scale"] == float(np.float32(1 / 256)) and table[n]["zero_point"] == -128
+                           for n in sigmoid)
+
+
+def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
+    a = _build("ddsnet", tmp_path / "a", "int8", data)
+    b = _build("ddsnet", tmp_path / "b", "int8", data)
+    for f in a.manifest["files"]:
+        assert (a.out / f).read_bytes() == (b.out / f).read_bytes(), f
+    c = _build("ddsnet", tmp_path / "c", "int8", data, io="int8")
+    info = json.loads((c.out / "tflite.json").read_text())
+    assert info["input_dtype"] == "int8" and set(info["input_quantization"]) == {"scale", "zero_point"}
+    backend = get_backend("tflite")
+    x = np.random.default_rng(5).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    for kernels in ("reference", "default"):  # quantizing outside the model = QUANTIZE inside it
+        np.testing.assert_array_equal(backend.run(backend.load(a.out, kernels), x),
+                                      backend.run(backend.load(c.out, kernels), x))
+    np.save(tmp_path / "x.npy", x[:1])
+    assert main(["predict", "--artifact", str(c.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+
+
+def test_calibrate_for_tflite_then_build_from_the_table(tmp_path, data, capsys):
+    spec, args = str(spec_path("ddsnet")), ["--set", "image_size=64"]
+    table = tmp_path / "t.json"
+    assert main(["calibrate", spec, *args, "--data", str(data((3, 64, 64))), "--target", "tflite", "--method", "kl",
+                 "--calib-size", "8", "-o", str(table), "--no-compare", "--report-samples", "2"]) == 0
+    assert json.loads(table.read_text())["target"] == "tflite"
+    assert main(["build", spec, *args, "--target", "tflite", "--precision", "int8", "--calib", str(table),
+                 "-o", str(tmp_path / "b")]) == 0
+    other = tmp_path / "ort.json"
+    assert main(["calibrate", spec, *args, "--data", str(data((3, 64, 64))), "--target", "ort", "--method", "kl",
+                 "--calib-size", "8", "-o", str(other), "--no-compare", "--report-samples", "2"]) == 0
+    capsys.readouterr()
+    assert main(["build", spec, *args, "--target", "tflite", "--precision", "int8", "--calib", str(other),
+                 "-o", str(tmp_path / "c")]) == 2
+    assert "--target tflite" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+HARDSIGMOID_SPEC = """kind: model
+name: gated
+input: {shape: [3, 16, 16]}
+layers:
+  - {id: conv, op: conv2d, out: 8, kernel: 3, padding: 1}
+  - {id: act, op: hardswish}
+  - {op: global_avgpool}
+  - {op: flatten}
+  - {id: fc, op: linear, out: 3}
+"""
+
+
+def test_op_without_a_tflite_int8_form_is_named(tmp_path, capsys):
+    """hard-swish (below opset 14: x * HardSigmoid(x)) has a TFLite FP32 form but no int8 kernel that rounds once:
+    the int8 build is refused before calibration, naming the node; the FP32 build is fine."""
+    spec = tmp_path / "m.yaml"
+    spec.write_text(HARDSIGMOID_SPEC)
+    np.save(tmp_path / "d.npy", np.zeros((4, 3, 16, 16), np.float32))
+    assert main(["build", str(spec), "--target", "tflite", "-o", str(tmp_path / "f")]) == 0
+    capsys.readouterr()
+    assert main(["build", str(spec), "--target", "tflite", "--precision", "int8", "--data", str(tmp_path / "d.npy"),
+                 "-o", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err
+    assert "node 'act/hardsigmoid' (op HardSigmoid)" in err and "calibrating" not in err and "Traceback" not in err
+    assert not (tmp_path / "i").exists()
