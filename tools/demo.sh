@@ -6,6 +6,8 @@
 #   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
 #   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
 #      for bit equal to the integer reference), run it
+#   5. TFLite for a phone: FP32, and full INT8 calibrated under TFLite's rules (bit for bit equal to the integer
+#      reference on LiteRT's reference kernels), run in LiteRT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -36,4 +38,12 @@ $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm
 $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-a7-int8" --force | tail -n 6
 $TCC predict --artifact "$OUT/ddsnet-a7-int8" "${INPUT[@]}" --json
-echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin"
+echo "== 5. TFLite (LiteRT): FP32, and INT8 calibrated under TFLite's rules on the same crops"
+$TCC build spec/ddsnet.yaml --target tflite "${WEIGHTS[@]}" -o "$OUT/ddsnet-tflite" --force 2>/dev/null | tail -n 2
+$TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target tflite -o "$OUT/calib-tflite.json" \
+  --no-compare | tail -n 3
+$TCC build spec/ddsnet.yaml --target tflite --precision int8 --calib "$OUT/calib-tflite.json" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-tflite-int8" --force 2>/dev/null | tail -n 5
+$TCC predict --artifact "$OUT/ddsnet-tflite-int8" "${INPUT[@]}" --json 2>/dev/null
+echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
+echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how)"
