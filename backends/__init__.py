@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "ort": "tcc.backends.ort:OrtBackend",
     "tvm": "tcc.backends.tvm:TvmBackend",
     "tflite": "tcc.backends.tflite:TfliteBackend",
+    "ax": "tcc.backends.ax:AxBackend",
 }
 
 

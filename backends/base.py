@@ -38,6 +38,8 @@ class Capabilities:
     runs_here: bool = True  # can load and run its artifact on this machine (self-check, predict --artifact)
     int8_lowering: str | None = None  # INT8: the lowering of the integer op table it runs (tcc.intops)
     int8_exact: bool = False  # INT8 artifact must equal the integer reference bit for bit (else within LSBs)
+    kit: bool = False  # writes a kit for a toolchain that runs elsewhere (Axera's): the float model it is given
+    # is self-checked here as FP32, the INT8 result is predicted by the integer reference; needs --data
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class EmitOptions:
     tune: int = 0  # backends that tune (TVM MetaSchedule): trial budget; 0 = untuned default schedules
     tune_log: str | None = None  # where tuning records are kept and reused (None: the backend's cache)
     io: str = "float"  # INT8 models that can take and give int8 codes (TFLite): "float" or "int8"
+    allow_cpu_fallback: bool = False  # NPU kits: build although some nodes must run on the CPU (recorded)
+    npu_mode: str | None = None  # NPU kits: the toolchain's NPU / virtual-NPU mode (None: the chip's default)
+    data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.data.CalibrationData)
+    preprocess: Any = field(default=None, compare=False)  # kits: the spec's preprocessing (for the archive)
 
 
 class Backend:

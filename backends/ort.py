@@ -98,29 +98,14 @@ class OrtBackend(Backend):
         names (the artifact is its compact form: the same kernels and values) and every QuantizeLinear output as
         an extra graph output. Exposing a QuantizeLinear's output leaves ORT's fusions (QLinearConv, QLinearAdd,
         ...) as they are; that the final output equals the artifact's bit for bit is checked here."""
-        import onnx
-        import onnxruntime as ort
-
         from tcc.errors import SelfCheckError
-        from tcc.quant.qdq import quant_points, to_qdq
+        from tcc.quant.qdq import to_qdq
 
-        table = options.table
-        q = to_qdq(model, table)
-        points = quant_points(model, table)
-        m = onnx.ModelProto()
-        m.CopyFrom(q)
-        m.graph.output.extend(onnx.helper.make_tensor_value_info(
-            f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
-            for p in points)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
-        outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
-        if not np.array_equal(outs[0], got):
+        y, codes = qdq_codes(model, to_qdq(model, options.table), options.table, x)
+        if not np.array_equal(y, got):
             raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
                                  "artifact computes (ONNX Runtime fused it differently); no bundle was written")
-        n_out = len(q.graph.output)
-        return dict(zip(points, outs[n_out:]))
+        return codes
 
     def runtime_info(self, options: EmitOptions) -> dict:
         info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}
@@ -139,6 +124,30 @@ class OrtBackend(Backend):
                             "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
                             "DirectML and ARM builds run the float16 kernels.")
         return info
+
+
+def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[np.ndarray, dict]:
+    """Run the QDQ model `qdq` (made from `model` and `table` by tcc.quant.qdq.to_qdq, readable names) with every
+    QuantizeLinear output as an extra graph output: (its output, {quantized tensor: codes}). optimize=False runs it
+    as float fake-quant (each QuantizeLinear exactly ONNX's equation)."""
+    import onnx
+    import onnxruntime as ort
+
+    from tcc.quant.qdq import quant_points
+
+    points = quant_points(model, table)
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq)
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(
+        f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
+        for p in points)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
+    outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+    return outs[0], dict(zip(points, outs[len(qdq.graph.output):]))
 
 
 def _session_run(sess, names, feed):

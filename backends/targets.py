@@ -129,6 +129,9 @@ _PLATFORMS: tuple[Platform, ...] = (
 
 
 _QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
+_NPU_INT8 = MappingProxyType(dict.fromkeys(
+    ("fp32", "fp16", "dynamic"), "the NPU runs 8-bit integer models: the kit holds the FP32 ONNX and the toolchain "
+    "quantizes it (--precision int8, the default, with --data)"))
 TVM_PRECISIONS = ("fp32", "int8")  # int8: real integer kernels (backends/tvm_int8.py), bit-exact with the reference
 
 
@@ -147,6 +150,13 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
            "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
            rules="tflite"),
     *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
+    # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
+    Target("ax620", "ax", ("int8",), "Axera AX620A/U NPU: a kit for Pulsar v1 (.joint), predicted here", rules="ax620",
+           planned=_NPU_INT8),
+    Target("ax620e", "ax", ("int8",), "Axera AX620E NPU (AX630C, AX620Q): a kit for Pulsar2 (.axmodel), predicted "
+           "here", rules="pulsar2", planned=_NPU_INT8),
+    Target("ax650", "ax", ("int8",), "Axera AX650 NPU: a kit for Pulsar2 with tcc's scales in QDQ ONNX, predicted "
+           "here", rules="pulsar2", planned=_NPU_INT8),
 ]})
 
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({n: t.platform for n, t in TARGETS.items() if t.platform})

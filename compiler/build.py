@@ -90,7 +90,8 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           key_map: str | Path | None = None, seed: int = 0, overrides: dict | None = None, force: bool = False,
           calib: str | Path | None = None, data: str | Path | np.ndarray | None = None,
           calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
-          io: str = "float", log: Callable[[str], None] = lambda s: None) -> BuildResult:
+          io: str = "float", allow_cpu_fallback: bool = False, npu_mode: str | None = None,
+          log: Callable[[str], None] = lambda s: None) -> BuildResult:
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 
     from .frontend import lower_spec
@@ -104,28 +105,31 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         raise BuildError(f"target {target}: opset {opset} is outside the supported {lo}..{hi}")
     out = Path(out)
     check_out(out, force)  # fail before the expensive part; atomic_dir checks again at the end
-    _check_int8_inputs(precision, calib, data, tgt, backend.capabilities)
+    caps = backend.capabilities
+    _check_int8_inputs(precision, calib, data, tgt, caps)
 
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
                     simplify=simplify, log=log)
     model, ref, onnx_model = fe.model, fe.module, fe.onnx
     seconds = dict(fe.seconds)
     options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
-                          tune_log=str(tune_log) if tune_log else None, io=io)
+                          tune_log=str(tune_log) if tune_log else None, io=io, allow_cpu_fallback=allow_cpu_fallback,
+                          npu_mode=npu_mode, preprocess=model.preprocess)
     backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
 
     qgraph, quant_info, x = None, None, None
     if precision == "int8":
+        from dataclasses import replace
+
         from .quant.plan import plan
 
         t = time.perf_counter()
         # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
-        graph = plan(onnx_model, lowering=backend.capabilities.int8_lowering, rules=tgt.rules,
-                     what=f"the {target} INT8 build ({backend.capabilities.int8_lowering} lowering)")
-        table, qgraph, quant_info, x = _calibration_table(model, onnx_model, graph, weights, calib, data,
-                                                          calib_options or {}, tgt.rules, seed, log)
-        options = EmitOptions(target=target, precision=precision, opset=opset, table=table, tune=tune,
-                              tune_log=options.tune_log, io=io)
+        graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
+                     what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
+        table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
+                                                              calib_options or {}, tgt.rules, seed, log)
+        options = replace(options, table=table, data=cd)
         seconds["calibration"] = time.perf_counter() - t
 
     if x is None:
@@ -137,7 +141,11 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         seconds["emit"] = time.perf_counter() - t
         t = time.perf_counter()
         got = backend.check_run(tmp, x, precision)
-        if precision == "int8":
+        if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
+            check = self_check(got, expected, "fp32", _torch_run(ref, x, float64=True))
+            check["inputs"] = quant_info["check_inputs"] or check["inputs"]
+            check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
+        elif precision == "int8":
             exact = backend.capabilities.int8_exact
             codes = None if exact else backend.int8_codes(onnx_model, options, tmp, x, got)
             check = _int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
@@ -150,7 +158,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         if options.table is not None:
             options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
         if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
-            raise SelfCheckError(_failure_message(target, precision, check))
+            raise SelfCheckError(_failure_message(target, "fp32" if caps.kit else precision, check))
         t = time.perf_counter()
         target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
         seconds["target-checks"] = time.perf_counter() - t
@@ -192,6 +200,12 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
         return
     if target.rules is None or caps.int8_lowering is None:
         raise BuildError(f"target {target.name} has no INT8 quantization rules or integer lowering")
+    if caps.kit:
+        if data is None:
+            raise BuildError(f"target {target.name} writes a kit whose calibration archive holds the calibration "
+                             "samples: give them with --data DIR|FILE.npy (and, optionally, the table made from "
+                             "them with --calib)")
+        return
     if calib is None and data is None:
         raise BuildError("--precision int8 needs a calibration table (--calib calib.json, made by `tcc calibrate`) "
                          "or calibration data to calibrate on the fly (--data DIR|FILE.npy)")
@@ -201,12 +215,20 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
 
 def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log):
     """The INT8 build's calibration table, loaded and checked against this spec, weights and FP32 graph (and
-    validated entry by entry against its integer graph), or made now from `data`. Returns (table, the QGraph,
-    info for the manifest, self-check inputs or None)."""
+    validated entry by entry against its integer graph; against `data` too when both are given, as kits take
+    them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
+    the calibration data or None)."""
     from .quant.qgraph import quantize_graph
     from .quant.table import CalibrationError, CalibrationTable, load_table, model_sha256
 
+    from .quant.data import load_calibration_data
+
     weights_hash = sha256_file(weights) if weights else None
+    opts = dict(opts)
+    cd = None
+    if data is not None:
+        cd = load_calibration_data(data, model.preprocess, model.input_shape, opts.pop("calib_size", 128), seed,
+                                   opts.pop("skip_bad", False))
     if calib is not None:
         table = load_table(calib, spec_hash=model.spec_hash, weights_hash=weights_hash,
                            model_hash=model_sha256(onnx_model))
@@ -214,20 +236,18 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         if table.doc["target"] != rules:
             raise CalibrationError(f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
                                    f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`")
+        if cd is not None and table.doc["data_fingerprint"] != cd.fingerprint:
+            raise CalibrationError(f"{calib}: made from other calibration data than --data {data} (data "
+                                   "fingerprints differ; the same files, --calib-size and --seed give the same)")
         source = {"from": "table", "file": Path(calib).name, "sha256": sha256_file(calib)}
-        x = None
     else:
         from .quant.calibrate import calibrate_onnx
-        from .quant.data import load_calibration_data
 
-        opts = dict(opts)
-        cd = load_calibration_data(data, model.preprocess, model.input_shape, opts.pop("calib_size", 128), seed,
-                                   opts.pop("skip_bad", False))
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)
         source = {"from": "data", "samples": int(len(cd.array))}
-        x = np.ascontiguousarray(cd.array[:CHECK_BATCH])
+    x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
     # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles
     table = CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
     qgraph = quantize_graph(graph, table, where=str(calib) if calib is not None else "calibration table")
@@ -240,7 +260,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     }
     check_inputs = ({"source": "calibration data", "samples": CHECK_BATCH,
                      "description": f"the first {CHECK_BATCH} calibration samples"} if x is not None else None)
-    return table, qgraph, {"manifest": info, "check_inputs": check_inputs}, x
+    return table, qgraph, {"manifest": info, "check_inputs": check_inputs}, x, cd
 
 
 def _kind_counts(qgraph) -> dict[str, int]:

@@ -144,11 +144,15 @@ def cmd_build(args) -> int:
                    simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
                    key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
                    force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args),
-                   tune=args.tune, tune_log=args.tune_log, io=args.io, log=log)
+                   tune=args.tune, tune_log=args.tune_log, io=args.io, allow_cpu_fallback=args.allow_cpu_fallback,
+                   npu_mode=args.npu_mode, log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
-    if m["precision"] == "int8":
+    if "checked" in m["self_check"]:  # a kit: its float model here, the INT8 result predicted
+        print(f"self-check of {m['self_check']['checked']} vs PyTorch: max abs {r['max_abs']}, cosine {r['cosine']} "
+              f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+    elif m["precision"] == "int8":
         f = m["self_check"]["vs_fp32"]
         if r["bit_exact"]:
             exact = "bit-exact"
@@ -217,6 +221,15 @@ def cmd_calibrate(args) -> int:
     report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
                             compare=not args.no_compare)
     print("\n".join(format_report(report)))
+    from tcc.backends.ax_chips import CHIPS
+
+    if args.target in CHIPS:  # the predicted NPU result, in the shape of the toolchain's own table
+        from .quant.npu_tables import npu_table
+
+        chip = CHIPS[args.target]
+        print(f"\npredicted {chip.hardware} NPU result ({chip.toolchain.name}'s table; the integer reference under "
+              f"the chip's rules, on {report['samples']['used']} samples):")
+        print("\n".join(npu_table(report, chip.toolchain.name)))
     if args.report:
         save_report(report, args.report)
         print(f"wrote {args.report}")
@@ -290,18 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
     _spec_args(p)
     p.add_argument("--target", required=True,
-                   help="onnx | ort | tflite | host | arm-a7 | aarch64 (an unknown name lists the known targets)")
+                   help="onnx | ort | tflite | host | arm-a7 | aarch64 | ax620 | ax620e | ax650 (an unknown name "
+                        "lists the known targets)")
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
     p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
     p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
-    p.add_argument("--data", help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib)")
+    p.add_argument("--data", help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib); "
+                   "AX kits: always (the archive holds these samples; --calib, if given, must be made from them)")
     p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"],
                    help="with --data: calibration method (default kl+cos)")
     p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
     p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13; 11 for the AX toolchains)")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
     p.add_argument("--io", default="float", choices=["float", "int8"],
                    help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes")
+    p.add_argument("--allow-cpu-fallback", action="store_true",
+                   help="AX kits: build although some nodes are outside the NPU's op list (they run on the CPU; "
+                        "the split is recorded)")
+    p.add_argument("--npu-mode", help="AX kits: Pulsar v1 AX620_VIRTUAL_NPU_MODE_111 (default) | _112 | _0; Pulsar2 "
+                                      "NPU1 (default) | NPU2 | NPU3 (ax650)")
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
     p.add_argument("--tune", type=int, default=0, metavar="N",
                    help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")
@@ -316,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
     p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
     p.add_argument("--data", required=True, help="image folder (recursive) or .npy/.npz of NCHW float32")
-    p.add_argument("--target", default="ort", help="target whose quantization rules apply (default ort)")
+    p.add_argument("--target", default="ort",
+                   help="target whose quantization rules apply (default ort): a rules name or a build target; for "
+                        "ax620 / ax620e / ax650 the report is also printed as the toolchain's precision table")
     p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
     p.add_argument("--calib-size", type=int, default=128, help="samples picked (seeded) from the data")
     p.add_argument("--percentile", type=float, default=99.99)

@@ -20,8 +20,18 @@ SMALL = {
     "vgg11": {"cfg": [[8], [16], [16, 16], [32, 32], [32, 32]], "hidden": 64},
     "vgg16": {"cfg": [[8, 8], [16, 16], [16, 16, 16], [32, 32, 32], [32, 32, 32]], "hidden": 64},
 }
+# CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
+# shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
+# cost. `TCC_ZOO=all` (tools/int8_zoo_sweep.sh) runs every spec, as before a release.
+CI_SUBSET = ("ddsnet", "fastnet", "densenet121", "efficientnet_b0", "googlenet", "mobilenet_v2", "shufflenet_v2_x1_0")
 CALIBRATION = {"method": "kl", "calib_size": 8}
 HELD_OUT = 4
+
+
+def zoo_names() -> list[str]:
+    import os
+
+    return sorted(SMALL) if os.environ.get("TCC_ZOO") == "all" else sorted(CI_SUBSET)
 
 
 def spec_path(name: str) -> Path:

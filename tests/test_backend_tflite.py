@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from int8_zoo import SMALL, spec_path  # noqa: E402
+from int8_zoo import SMALL, spec_path, zoo_names  # noqa: E402
 from tcc.backends import TARGETS, get_backend  # noqa: E402
 from tcc.build import TOLERANCES, build  # noqa: E402
 from tcc.cli import main  # noqa: E402
@@ -69,7 +69,7 @@ def test_four_precisions(name, precision, tmp_path, data):
           f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}")
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", zoo_names())
 def test_every_zoo_spec_converts_fp32(name, tmp_path):
     r = _build(name, tmp_path, "fp32")
     assert r.manifest["self_check"]["result"]["passed"] and r.manifest["self_check"]["tolerance"] == TOLERANCES["fp32"]

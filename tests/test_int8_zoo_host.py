@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from int8_zoo import SMALL, build_and_measure, recorded
+from int8_zoo import build_and_measure, recorded, zoo_names
 
 pytest.importorskip("tvm")
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", zoo_names())
 def test_int8_host(name, tmp_path):
     manifest, cosine = build_and_measure(name, "host", tmp_path)
     result = manifest["self_check"]["result"]

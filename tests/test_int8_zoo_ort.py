@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from int8_zoo import SMALL, build_and_measure, recorded
+from int8_zoo import build_and_measure, recorded, zoo_names
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", zoo_names())
 def test_int8_ort(name, tmp_path):
     manifest, cosine = build_and_measure(name, "ort", tmp_path)
     result = manifest["self_check"]["result"]

@@ -44,6 +44,7 @@ DEFINITIONS = {
     "cosine_min": "the lowest per-sample cosine",
     "cosine_overall": "cosine of the INT8 and FP32 outputs of all samples taken as one vector",
     "mse": "mean over all elements and samples of (INT8 - FP32)^2",
+    "rel_l2": "||INT8 - FP32||_2 / ||FP32||_2 over all elements and samples (Pulsar's 2-norm relative error)",
     "top1_agreement": "fraction of samples (and positions, for dense outputs) whose argmax over axis 1 agrees",
     "search_cos": "the fine search's cosine of a layer's output with only that layer quantized (before/after)",
 }
@@ -73,9 +74,12 @@ def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
     """End-to-end numbers of one INT8 model's output vs the FP32 output."""
     cos = per_sample_cosine(ref, got)
     overall = per_sample_cosine(np.asarray(ref).reshape(1, -1), np.asarray(got).reshape(1, -1))[0]
-    d = np.asarray(got, np.float64) - np.asarray(ref, np.float64)
+    r = np.asarray(ref, np.float64)
+    d = np.asarray(got, np.float64) - r
+    norm = float(np.linalg.norm(r))
     return {"cosine_mean": _cos(cos.mean()), "cosine_min": _cos(cos.min()), "cosine_overall": _cos(overall),
-            "mse": _sig(np.mean(d * d)), "top1_agreement": round(top1_agreement(ref, got), 6)}
+            "mse": _sig(np.mean(d * d)), "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
+            "top1_agreement": round(top1_agreement(ref, got), 6)}
 
 
 def _cos(v) -> float:
@@ -202,7 +206,9 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
 
     cos_parts: dict[str, list] = {n: [] for n in acts}
     sq_err = dict.fromkeys(acts, 0.0)
+    sq_ref = dict.fromkeys(acts, 0.0)
     count = dict.fromkeys(acts, 0)
+    shapes: dict[str, list[int]] = {}
     fp_out, ref_out = [], []
     graph = plan(fp32, rules=table.doc.get("target", "tvm"))
     qgraph = quantize_graph(graph, table)
@@ -226,7 +232,9 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
             cos_parts[n].append(per_sample_cosine(fp[n], value))
             d = value.astype(np.float64) - fp[n].astype(np.float64)
             sq_err[n] += float(np.sum(d * d))
+            sq_ref[n] += float(np.sum(np.square(fp[n], dtype=np.float64)))
             count[n] += d.size
+            shapes[n] = [1, *fp[n].shape[1:]]
         fp_out.append(fp[outputs[0]])
         ref_out.append(got[outputs[0]])
         del fp, got
@@ -234,14 +242,17 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     fp_out, ref_out = np.concatenate(fp_out), np.concatenate(ref_out)
 
     ops = _op_labels(graph)
+    writer = {o: n.name or n.output[0] for n in fp32.graph.node for o in n.output}
     search = _search_cosines(graph, table)
     layers = []
     for n in acts:
         if not cos_parts[n]:
             continue
         cos = np.concatenate(cos_parts[n])
-        row = {"tensor": n, "op": ops.get(n, "?"), "cosine": _cos(cos.mean()), "cosine_min": _cos(cos.min()),
-               "mse": _sig(sq_err[n] / max(count[n], 1))}
+        row = {"tensor": n, "op": ops.get(n, "?"), "node": writer.get(n, n), "shape": shapes[n],
+               "cosine": _cos(cos.mean()), "cosine_min": _cos(cos.min()),
+               "mse": _sig(sq_err[n] / max(count[n], 1)),
+               "rel_l2": _sig(float(np.sqrt(sq_err[n] / sq_ref[n])) if sq_ref[n] > 0 else 0.0)}
         if n in search:
             row["search_layer"], before, after = search[n]
             row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)

@@ -84,8 +84,20 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"),
                 fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
-    TargetRules("ax620", "Axera AX620 (Pulsar): symmetric int8 everywhere (a conservative assumption)",
-                unsigned_ok=False),
+    # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
+    # tcc.backends.ax_chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
+    # `input_feature_type: UINT8`; Pulsar2 `data_type` default U8, per tensor, asymmetric: its quant_axmodel.json
+    # says PER_TENSOR, ASYMMETRICAL, quant_min 0), weights signed 8-bit (`weight_type: INT8`, `weight_data_type`
+    # S8), Pulsar2's conv bias S32 at s_in * s_w (`conv_bias_data_type` S32). From Axera's own QDQ exporter for
+    # Pulsar2: weights per output channel, symmetric, in [-127, 127]. Not documented: the rounding (half to even
+    # assumed, ONNX QuantizeLinear's; Pulsar2's docs say its board and its reference differ by at most one code).
+    # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
+    TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
+                "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
+    TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
+                "per-channel symmetric weights in [-127, 127], s32 conv bias",
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
 ]}
 
 
@@ -101,7 +113,7 @@ def get_rules(rules: str | TargetRules) -> TargetRules:
 
 
 def rules_for(target: str) -> TargetRules:
-    """The rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620) or a build target
+    """The rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620, pulsar2) or a build target
     (`arm-a7` -> the rules its entry in the target registry names), so a table is made for the target one builds."""
     if target in RULES:
         return RULES[target]
