@@ -88,6 +88,10 @@ def _predict_artifact(args) -> int:
                          f"drop {', '.join(baked)}")
     manifest = read_manifest(args.artifact)
     backend = get_backend(manifest["backend"])
+    if backend.capabilities.kit:
+        raise BuildError(f"{args.artifact}: a kit for {manifest['runtime'].get('runtime', manifest['target'])}: its "
+                         "toolchain builds the NPU model (build.sh, in Axera's Docker image); prediction.json holds "
+                         "tcc's prediction of the NPU's result")
     if not backend.capabilities.runs_here:
         raise BuildError(f"{args.artifact}: a {manifest['target']} bundle cannot run on this machine")
     shape = tuple(manifest["inputs"][0]["shape"][1:])

@@ -148,7 +148,7 @@ def test_ops_command_lists_the_tables(capsys):
     assert main(["ops", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc["integer_ops"]) == set(INT_OPS) and "conv2d" in doc["ops"]
-    assert doc["int8_lowering_by_backend"] == {"ort": QDQ, "tvm": TVM, "tflite": TFLITE}
+    assert doc["int8_lowering_by_backend"] == {"ort": QDQ, "tvm": TVM, "tflite": TFLITE, "ax": QDQ}
     assert doc["integer_ops"]["lookup"]["onnx"] == ["Sigmoid", "HardSigmoid", "HardSwish", "Tanh"]
     assert main(["ops"]) == 0
     assert "lookup table" in capsys.readouterr().out

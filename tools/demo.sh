@@ -8,6 +8,8 @@
 #      for bit equal to the integer reference), run it
 #   5. TFLite for a phone: FP32, and full INT8 calibrated under TFLite's rules (bit for bit equal to the integer
 #      reference on LiteRT's reference kernels), run in LiteRT
+#   6. the paper's NPU: a kit for the AX620 (Pulsar v1) with the predicted per-layer table in Pulsar's shape, and an
+#      AX650 kit (Pulsar2) carrying tcc's scales as QDQ ONNX; Axera's toolchains run in their Docker images
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -45,5 +47,13 @@ $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target tfl
 $TCC build spec/ddsnet.yaml --target tflite --precision int8 --calib "$OUT/calib-tflite.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-tflite-int8" --force 2>/dev/null | tail -n 5
 $TCC predict --artifact "$OUT/ddsnet-tflite-int8" "${INPUT[@]}" --json 2>/dev/null
+echo "== 6. Axera NPUs: an AX620 kit (Pulsar v1) with its predicted precision table, an AX650 kit (Pulsar2, QDQ)"
+$TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target ax620 -o "$OUT/calib-ax620.json" \
+  --no-compare --report-samples 8 | tail -n 8
+$TCC build spec/ddsnet.yaml --target ax620 --calib "$OUT/calib-ax620.json" --data "$OUT/crops" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-ax620" --force | tail -n 5
+$TCC build spec/ddsnet.yaml --target ax650 --data "$OUT/crops" "${WEIGHTS[@]}" -o "$OUT/ddsnet-ax650" --force \
+  2>/dev/null | tail -n 3
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
-echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how)"
+echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how);"
+echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images"
