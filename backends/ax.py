@@ -91,7 +91,7 @@ class AxBackend(Backend):
         write_archive(out_dir / ARCHIVE, members)
         files.append(ARCHIVE)
         input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
-        channels = int(model.graph.input[0].type.tensor_type.shape.dim[1].dim_value)
+        channels = int(cd.array.shape[1])
         npu_mode = options.npu_mode or chip.npu_modes[0]
         if chip.toolchain.name == "pulsar":
             configs = self._pulsar_config(chip, fmt, len(members), pre, channels, npu_mode, out_dir)

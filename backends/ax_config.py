@@ -49,9 +49,7 @@ def dump_prototxt(msg: Message, indent: int = 0) -> str:
     pad = "  " * indent
     out = []
     for key, value in msg:
-        if isinstance(value, tuple) and value and value[0] == "#":  # a comment line
-            out.append(f"{pad}# {value[1]}")
-        elif isinstance(value, list) and value and isinstance(value[0], tuple):
+        if isinstance(value, list) and value and isinstance(value[0], tuple):
             out.append(f"{pad}{key} {{")
             out.append(dump_prototxt(value, indent + 1))
             out.append(f"{pad}}}")
@@ -67,16 +65,16 @@ _TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"#]+'
 
 def parse_prototxt(text: str, where: str = "config.prototxt") -> Message:
     """Text format -> Message (comments dropped; numbers as int or float, true/false as bool, bare words Enum)."""
-    tokens, pos = [], 0
-    line_of = []
+    tokens, line_of, pos, line = [], [], 0, 1
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise BuildError(f"{where}:{text.count(chr(10), 0, pos) + 1}: cannot read {text[pos:pos + 20]!r}")
+            raise BuildError(f"{where}:{line}: cannot read {text[pos:pos + 20]!r}")
         t = m.group(0)
         if not t.isspace() and not t.startswith("#"):
             tokens.append(t)
-            line_of.append(text.count("\n", 0, pos) + 1)
+            line_of.append(line)
+        line += t.count("\n")
         pos = m.end()
 
     def value(t):
@@ -211,8 +209,7 @@ def write_prototxt(msg: Message, path: Path, header: list[str]) -> None:
     """Write, parse back, compare and check: a config Pulsar could not read is never left in a kit."""
     text = "".join(f"# {h}\n" for h in header) + dump_prototxt(msg) + "\n"
     back = parse_prototxt(text, path.name)
-    plain = [(k, v) for k, v in msg if not (isinstance(v, tuple) and v and v[0] == "#")]
-    if _strip(back) != _strip(plain):
+    if _numbers_as_floats(back) != _numbers_as_floats(msg):
         raise BuildError(f"{path.name}: the written prototxt does not read back as written")
     problems = check_prototxt(back)
     if problems:
@@ -220,14 +217,12 @@ def write_prototxt(msg: Message, path: Path, header: list[str]) -> None:
     path.write_text(text)
 
 
-def _strip(msg):
-    """Comments out, numbers compared as floats (1 and 1.0 are one value in text format)."""
+def _numbers_as_floats(msg):
+    """1 and 1.0 are one value in text format."""
     out = []
     for k, v in msg:
-        if isinstance(v, tuple) and v and v[0] == "#":
-            continue
         if isinstance(v, list) and v and isinstance(v[0], tuple):
-            out.append((k, _strip(v)))
+            out.append((k, _numbers_as_floats(v)))
         elif isinstance(v, list):
             out.append((k, [float(i) if isinstance(i, (int, float)) and not isinstance(i, bool) else i for i in v]))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -23,7 +23,6 @@ import numpy as np
 from tcc.errors import BuildError
 
 ARCHIVE = "calibration.tar"
-_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
 
 
 def _safe(name: str) -> str:
@@ -31,14 +30,15 @@ def _safe(name: str) -> str:
 
 
 def _png(path: Path, pre) -> bytes:
+    """The pixels tcc's preprocessing starts from (BGR models too are stored RGB: the toolchain reorders them,
+    tensor_format), as a PNG."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("L" if pre.color == "L" else "RGB")  # BGR models: the toolchain reorders (tensor_format)
-        h, w = pre.resize
-        im = im.resize((w, h), resample=_RESAMPLE[pre.interpolation])
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=False, compress_level=6)
+    from tcc.data import load_pixels
+
+    pixels = load_pixels(path, pre)
+    buf = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -77,16 +77,15 @@ def read_back(path: Path, fmt: str, pre, shape: tuple) -> np.ndarray:
     units (images) or as stored (arrays). Used to check that the archive reproduces tcc's calibration tensors."""
     from PIL import Image
 
+    from tcc.data import normalize_pixels
+
     out = []
     with tarfile.open(path) as tar:
         for m in sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name):
             data = tar.extractfile(m).read()
             if fmt == "Image":
                 with Image.open(io.BytesIO(data)) as im:
-                    a = np.asarray(im, np.float32)
-                a = a[:, :, None] if a.ndim == 2 else a[:, :, ::-1] if pre.color == "BGR" else a
-                a = (a * np.float32(pre.scale) - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-                out.append(a.transpose(2, 0, 1))
+                    out.append(normalize_pixels(np.asarray(im), pre))
             elif fmt == "Numpy":
                 out.append(np.load(io.BytesIO(data), allow_pickle=False)[0])
             else:

@@ -172,8 +172,12 @@ def conv_groups_divide(node, ctx):
     return None if x[1] % g == 0 and w[0] % g == 0 else f"channels {x[1]} -> {w[0]} with group {g}"
 
 
+def _kernel(node, ctx) -> list[int]:
+    return [int(v) for v in _attr(node, "kernel_shape", None) or (ctx.shape(node.input[1]) or [0, 0, 0, 0])[2:]]
+
+
 def conv_kernel_size(node, ctx, lo, hi):
-    k = list(_attr(node, "kernel_shape", ctx.shape(node.input[1])[2:]))
+    k = _kernel(node, ctx)
     d = list(_attr(node, "dilations", [1] * len(k)))
     eff = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
     bad = [v for v in [*k, *eff] if not lo <= v <= hi]
@@ -182,7 +186,7 @@ def conv_kernel_size(node, ctx, lo, hi):
 
 def conv_strides_ax620(node, ctx):
     s = tuple(int(v) for v in _attr(node, "strides", [1, 1]))
-    k = tuple(int(v) for v in _attr(node, "kernel_shape", ctx.shape(node.input[1])[2:]))
+    k = tuple(_kernel(node, ctx))
     if s in {(1, 1), (1, 2), (2, 1), (2, 2), (3, 3)}:
         return None
     if s == k and (s[0] == s[1] or (1 in s and max(s) not in (2, 3))):
@@ -193,6 +197,8 @@ def conv_strides_ax620(node, ctx):
 def conv_input_width(node, ctx, max_width, max_pad):
     x = ctx.shape(node.input[0])
     p = _pads(node)
+    if x is None:
+        return "unknown input shape"
     return None if x[-1] <= max_width and max(p) <= max_pad else f"input width {x[-1]}, pads {p}"
 
 
@@ -204,6 +210,8 @@ def conv_output_width_stride(node, ctx):
 
 def conv_kernel_volume(node, ctx, limit):
     w = ctx.shape(node.input[1])  # [out, in / group, kh, kw]
+    if w is None:
+        return "unknown weight shape"
     v = int(np.prod(w[1:]))
     return None if v <= limit else f"kernel_h * kernel_w * input_channel = {v}"
 

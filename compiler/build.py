@@ -106,6 +106,9 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     out = Path(out)
     check_out(out, force)  # fail before the expensive part; atomic_dir checks again at the end
     caps = backend.capabilities
+    if not caps.kit and (allow_cpu_fallback or npu_mode is not None):
+        raise BuildError(f"--allow-cpu-fallback and --npu-mode apply to the Axera NPU targets only (ax620, ax620e, "
+                         f"ax650), not {target}")
     _check_int8_inputs(precision, calib, data, tgt, caps)
 
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,

@@ -13,6 +13,12 @@ _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Ima
 
 def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
     """One image -> float32 [C, H, W]: color conversion, resize, scale, (x - mean) / std."""
+    return normalize_pixels(load_pixels(path, pre), pre)
+
+
+def load_pixels(path: str | Path, pre: Preprocess) -> np.ndarray:
+    """One image decoded, converted (RGB for an RGB or BGR model, L for grey) and resized to the model's input:
+    uint8 [H, W, C], the pixels before any arithmetic (what an AX kit's calibration archive stores)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -23,11 +29,18 @@ def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
             im = im.convert(pre.color if pre.color != "BGR" else "RGB")
             h, w = pre.resize
             im = im.resize((w, h), resample=_RESAMPLE[pre.interpolation])
-            arr = np.asarray(im, dtype=np.float32)
+            arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def normalize_pixels(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """uint8 [H, W, C] pixels (RGB or L, as load_pixels gives them) -> float32 [C, H, W]: channel order, scale,
+    (x - mean) / std."""
+    arr = np.asarray(pixels, np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if pre.color == "BGR":

@@ -200,6 +200,7 @@ def test_unsupported_nodes_are_refused_before_any_work_naming_each(images, tmp_p
     (["--target", "ax620", "--data", "{images}", "--opset", "17"], "takes ONNX opset 11..13"),
     (["--target", "ax650", "--data", "{images}", "--npu-mode", "NPU4"], "is not one of NPU1, NPU2, NPU3"),
     (["--target", "ax620e", "--data", "{images}", "--precision", "fp32"], "does not offer precision fp32"),
+    (["--target", "ort", "--npu-mode", "NPU1"], "apply to the Axera NPU targets only"),
 ])
 def test_user_mistakes(images, tmp_path, capsys, argv, message):
     argv = [a.format(images=images) for a in argv]
