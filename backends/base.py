@@ -43,6 +43,13 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Exposed:
+    """One tensor a backend exposes for `tcc diff`: float32 values; for an integer tensor, its scale (one LSB)."""
+    values: Any
+    scale: float | None = None
+
+
+@dataclass(frozen=True)
 class EmitOptions:
     target: str
     precision: str = "fp32"
@@ -126,6 +133,19 @@ class Backend:
     def runtime_info(self, options: EmitOptions) -> dict:
         """What the manifest and the README say about running the artifact (runtime, providers, a snippet)."""
         return {}
+
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict[str, Exposed]:
+        """Every tensor the built artifact can expose on input x (`tcc diff`), in graph order, keyed by the FP32
+        graph's tensor names, as float32 NCHW values (integer tensors dequantized, with their scale). `model`: the
+        FP32 ONNX the bundle was built from, when the caller has it (a backend that renames tensors needs it to
+        name them). Default: the final output alone, under the graph output's name."""
+        import numpy as np
+
+        from tcc.bundle import read_manifest
+
+        name = read_manifest(bundle_dir)["outputs"][0]["name"]
+        return {name: Exposed(np.asarray(self.check_run(Path(bundle_dir), x, read_manifest(bundle_dir)["precision"]),
+                                         np.float32))}
 
 
 def _since_version(op_type: str) -> int | None:

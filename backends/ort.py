@@ -12,7 +12,7 @@ import numpy as np
 
 from tcc.errors import BuildError
 
-from .base import Backend, Capabilities, EmitOptions
+from .base import Backend, Capabilities, EmitOptions, Exposed
 
 ARTIFACT = "model.onnx"
 PROVIDERS = ["CPUExecutionProvider"]
@@ -106,6 +106,56 @@ class OrtBackend(Backend):
             raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
                                  "artifact computes (ONNX Runtime fused it differently); no bundle was written")
         return codes
+
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
+        """FP32 / FP16 / dynamic: every node output of the artifact as an extra graph output (ORT then keeps each
+        one; its fusions may differ, values only by float rounding). INT8: the artifact is the compact QDQ form,
+        whose tensors have short names; with `model` (the FP32 graph) the readable QDQ model of the bundle's
+        table is rebuilt, its final output checked equal to the artifact's, and every quantized tensor exposed
+        through its QuantizeLinear (tcc.backends.ort.qdq_codes); without it, the final output alone."""
+        import json
+
+        import onnx
+
+        bundle = Path(bundle_dir)
+        precision = json.loads((bundle / "manifest.json").read_text())["precision"]
+        art = onnx.load(str(bundle / ARTIFACT))
+        out_name = art.graph.output[0].name
+        y = self.run(self.load(bundle), x)
+        if precision == "int8":
+            if model is None:
+                return {out_name: Exposed(y)}
+            from tcc.quant.qdq import to_qdq
+            from tcc.quant.table import load_table
+
+            table = load_table(bundle / "calibration.json")
+            got, codes = qdq_codes(model, to_qdq(model, table), table, x)
+            if not np.array_equal(got, y):
+                raise BuildError(f"{bundle}: the readable QDQ model of the bundle's table does not compute what the "
+                                 "artifact computes: the bundle was not built from this spec and weights")
+            exposed = {}
+            inputs = {i.name for i in model.graph.input}
+            for name, q in codes.items():  # (the graph input's codes, which ORT may hold space-to-depth, are x's)
+                if name in inputs:
+                    continue
+                s, zp, _ = table.act_scale(name)
+                exposed[name] = Exposed(((q.astype(np.int64) - zp) * np.float32(s)).astype(np.float32), s)
+            exposed[out_name] = Exposed(y)
+            return exposed
+        names = [o for n in art.graph.node for o in n.output if o and o != out_name]
+        have = {o.name for o in art.graph.output}
+        art.graph.output.extend(onnx.ValueInfoProto(name=o) for o in names if o not in have)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(art.SerializeToString(), so, providers=PROVIDERS)
+        outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        values = dict(zip([o.name for o in sess.get_outputs()], outs))
+        exposed = {n: Exposed(np.asarray(values[n], np.float32)) for n in names
+                   if n in values and np.issubdtype(np.asarray(values[n]).dtype, np.floating)}
+        exposed[out_name] = Exposed(np.asarray(y, np.float32))
+        return exposed
 
     def runtime_info(self, options: EmitOptions) -> dict:
         info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}

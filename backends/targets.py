@@ -74,6 +74,7 @@ class Target:
     planned: Mapping[str, str] = field(default_factory=dict)  # precision -> why it is not available yet
     rules: str | None = None  # INT8: the quantization rules (tcc.quant.rules.RULES) this target's build needs
     platform: Platform | None = None  # TVM targets: compile / link / run
+    runs_here: bool = True  # False: a kit for a toolchain that runs elsewhere (its INT8 result is predicted here)
 
     @property
     def default_precision(self) -> str:
@@ -152,11 +153,11 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
     *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
     # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
     Target("ax620", "ax", ("int8",), "Axera AX620A/U NPU: a kit for Pulsar v1 (.joint), predicted here", rules="ax620",
-           planned=_NPU_INT8),
+           planned=_NPU_INT8, runs_here=False),
     Target("ax620e", "ax", ("int8",), "Axera AX620E NPU (AX630C, AX620Q): a kit for Pulsar2 (.axmodel), predicted "
-           "here", rules="pulsar2", planned=_NPU_INT8),
+           "here", rules="pulsar2", planned=_NPU_INT8, runs_here=False),
     Target("ax650", "ax", ("int8",), "Axera AX650 NPU: a kit for Pulsar2 with tcc's scales in QDQ ONNX, predicted "
-           "here", rules="pulsar2", planned=_NPU_INT8),
+           "here", rules="pulsar2", planned=_NPU_INT8, runs_here=False),
 ]})
 
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({n: t.platform for n, t in TARGETS.items() if t.platform})

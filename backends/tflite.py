@@ -22,7 +22,7 @@ import numpy as np
 
 from tcc.errors import BuildError, SelfCheckError
 
-from .base import Backend, Capabilities, EmitOptions
+from .base import Backend, Capabilities, EmitOptions, Exposed
 
 ARTIFACT = "model.tflite"
 INFO = "tflite.json"
@@ -32,6 +32,10 @@ KERNELS = {  # what LiteRT runs a model with: OpResolverType names
     "reference": "BUILTIN_REF",  # the reference kernels: TFLite's documented integer arithmetic
 }
 PER_OP_LSB = 1.0  # a kernel that requantizes with another rounding can move a code by one, never more
+
+
+def _is_int8(bundle_dir) -> bool:
+    return json.loads((Path(bundle_dir) / INFO).read_text()).get("precision") == "int8"
 
 
 def _litert_missing() -> str | None:
@@ -161,6 +165,27 @@ class TfliteBackend(Backend):
         """INT8: LiteRT's reference kernels, which must equal the integer reference bit for bit; else the default
         path."""
         return self.run(self.load(bundle_dir, "reference" if precision == "int8" else "default"), x)
+
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
+        """Every tensor the lowering named after a graph tensor (info.json `tensors`), kept by LiteRT's
+        preserve-all-tensors mode, NCHW, integer ones dequantized with their scale. The kernels are the ones the
+        self-check runs (reference for INT8; the XNNPACK delegate keeps its intermediates to itself, so float
+        models run on the builtin kernels here)."""
+        loaded = self.load(bundle_dir, "reference" if _is_int8(bundle_dir) else "optimized")
+        where = loaded.info["tensors"]
+        y, kept = self.run(loaded, x, preserve=where)
+        it = self.interpreter(loaded)
+        quant = {d["index"]: d["quantization"] for d in it.get_tensor_details()}
+        exposed = {}
+        for name, v in kept.items():
+            scale, zp = quant.get(where[name]["index"], (0.0, 0))
+            if scale:
+                exposed[name] = Exposed(((v.astype(np.int64) - zp) * np.float32(scale)).astype(np.float32), scale)
+            else:
+                exposed[name] = Exposed(np.asarray(v, np.float32))
+        out = json.loads((Path(bundle_dir) / "manifest.json").read_text())["outputs"][0]["name"]
+        exposed[out] = Exposed(np.asarray(y, np.float32))
+        return exposed
 
     # ------------------------------------------------------------------ target checks
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:

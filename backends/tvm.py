@@ -32,7 +32,7 @@ import numpy as np
 from tcc.errors import BuildError, SelfCheckError
 
 from . import targets as tvm_targets
-from .base import Backend, Capabilities, EmitOptions
+from .base import Backend, Capabilities, EmitOptions, Exposed
 
 ARTIFACT = "model.so"
 KIT = "kit"
@@ -247,6 +247,53 @@ class TvmBackend(Backend):
     def run(self, loaded: TvmLoaded, x: np.ndarray) -> np.ndarray:
         return _run_batched(loaded.module, loaded.target, x, loaded.batch, runner=loaded.runner)
 
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
+        """The bundle's final output as shipped (ARM: its kit's runner under qemu). A host bundle, given `model`,
+        also gives every tensor through a debug twin compiled for this machine: INT8, every quantized tensor's
+        codes (tcc.backends.tvm_int8.lower_int8's `expose`); FP32, every node output of the ONNX made a graph
+        output. The twin's final output is checked against the bundle's first (INT8: bit for bit)."""
+        from tcc.bundle import read_manifest
+
+        from . import tvm_compile, tvm_run
+
+        m = read_manifest(bundle_dir)
+        loaded = self.load(bundle_dir)
+        y = np.asarray(self.run(loaded, x), np.float32)
+        out_name = m["outputs"][0]["name"]
+        if model is None or loaded.target != "host" or len(x) != 1:
+            return {out_name: Exposed(y)}
+        int8 = m["precision"] == "int8"
+        with tempfile.TemporaryDirectory(prefix="tcc-debug-twin-") as tmp:
+            if int8:
+                from tcc.quant.table import load_table
+
+                from .tvm_int8 import lower_int8
+
+                from tcc.quant.reference import run_reference
+
+                table = load_table(Path(bundle_dir) / "calibration.json")
+                _, codes = run_reference(model, table, x, return_all=True)  # the quantized tensors, in graph order
+                names = list(codes)
+                mod = lower_int8(model, table, expose=tuple(names), batch=1)
+            else:
+                names, mod = _all_outputs_module(model)
+            so = tvm_compile.compile_module(mod, "host", Path(tmp) / ARTIFACT, ieee=int8)
+            outs = tvm_run.run_module(so, "host", np.ascontiguousarray(x, np.float32))[0]
+        twin = np.asarray(outs[0], np.float32)
+        same = np.array_equal(twin, y) if int8 else np.allclose(twin, y, rtol=1e-4, atol=1e-5 * max(1, np.abs(y).max()))
+        if not same:
+            raise BuildError(f"{bundle_dir}: the debug twin compiled from --spec does not compute the bundle's output "
+                             "(built from another spec or weights?)")
+        exposed = {}
+        for name, v in zip(names, outs[1:]):
+            if int8:
+                s, zp, _ = table.act_scale(name)
+                exposed[name] = Exposed(((np.asarray(v, np.int64) - zp) * np.float32(s)).astype(np.float32), s)
+            else:
+                exposed[name] = Exposed(np.asarray(v, np.float32))
+        exposed[out_name] = Exposed(y)
+        return exposed
+
     # ------------------------------------------------------------------ target checks
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         from tcc.bundle import stable_float
@@ -334,6 +381,22 @@ def _input_shape(mod) -> list:
         except TypeError:
             out.append(str(d))
     return out
+
+
+def _all_outputs_module(model):
+    """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
+    import onnx
+
+    from . import tvm_compile
+
+    m = onnx.shape_inference.infer_shapes(model)
+    out = m.graph.output[0].name
+    typed = {v.name: v for v in m.graph.value_info}
+    names = [o for n in m.graph.node for o in n.output if o in typed and o != out]
+    m.graph.output.extend(typed[n] for n in names)
+    inp = next(i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer})
+    dims = [d.dim_value if d.HasField("dim_value") else DEPLOY_BATCH for d in inp.type.tensor_type.shape.dim]
+    return names, tvm_compile.import_onnx(m, shape_dict={inp.name: dims})
 
 
 def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner: Path | None = None) -> np.ndarray:

@@ -269,6 +269,51 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def cmd_golden(args) -> int:
+    """`tcc golden check|update DIR`: every entry of a golden set now against its stored outputs, or stored again
+    on purpose (printing what changed and by how much). Exit 1 when an entry fails."""
+    from .golden import check, format_rows, update
+
+    def log(msg):
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    if args.action == "check":
+        rows = check(args.dir, args.model, args.entry, everything=args.all, log=log)
+    else:
+        rows = update(args.dir, args.model, args.entry, recalibrate=args.recalibrate, log=log)
+    failed = [r for r in rows if r.failed]
+    if args.json:
+        print(json.dumps({"action": args.action, "passed": not failed, "rows": [r.to_json() for r in rows]}))
+    else:
+        print(format_rows(rows))
+        total = len(rows)
+        if args.action == "check":
+            print(f"\n{total - len(failed)} of {total} passed" + (f"; {len(failed)} FAILED" if failed else ""))
+        else:
+            changed = sum(r.status in ("changed", "new") for r in rows)
+            bad = sorted({r.model for r in failed})
+            print(f"\n{changed} of {total} changed or new" + (
+                f"; {len(failed)} failed their rule: nothing of {', '.join(bad)} was written" if failed else
+                "; written"))
+    return 1 if failed else 0
+
+
+def cmd_diff(args) -> int:
+    """`tcc diff A B --input X`: both on one input, every tensor both expose compared in graph order."""
+    from .diff import Context, diff, format_diff
+    from .spec.loader import parse_overrides
+
+    ctx = Context(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
+                  by_order=args.by_order, key_map=args.key_map, calib=args.calib)
+    result = diff(args.a, args.b, args.input, ctx, args.min_cosine, args.max_lsb, args.max_rel)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_diff(result, every=args.all))
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .spec.schema import build_schema
 
@@ -363,6 +408,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ops", help="list the op tables: spec ops, and integer ops with the backends that take them")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ops)
+
+    p = sub.add_parser("golden", help="golden outputs: check every backend's output against the stored one, or "
+                                      "store them again on purpose (update)")
+    p.add_argument("action", choices=["check", "update"])
+    p.add_argument("dir", nargs="?", default="tests/golden", help="the golden set (a folder with golden.yaml; "
+                                                                  "default tests/golden)")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--entry", action="append", help="only this entry, e.g. host-int8 (repeatable)")
+    p.add_argument("--all", action="store_true", help="check: also the entries the plan marks slow")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="update: calibrate again and store the tables (otherwise a stored table that still fits is "
+                        "kept)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("diff", help="run two implementations of a model on one input and compare every tensor both "
+                                    "expose, first divergence first")
+    p.add_argument("a", help="a bundle directory, a spec file (its PyTorch lowering), 'pytorch' (with --spec) or "
+                             "'reference[:RULES]' (the integer reference on --calib's table)")
+    p.add_argument("b", help="the same kinds as A")
+    p.add_argument("--input", required=True, help="an image (through the spec's or bundle's preprocessing) or a .npy")
+    p.add_argument("--spec", help="the model's spec (needed by pytorch, reference and an ORT INT8 bundle's tensors)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model parameter (as the bundle was built)")
+    p.add_argument("--weights", help="PyTorch state_dict the model was built with")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
+    p.add_argument("--calib", help="calibration table for reference[:RULES] (default: the INT8 bundle's own)")
+    p.add_argument("--min-cosine", type=float, default=0.9999, help="a float tensor below this diverges")
+    p.add_argument("--max-rel", type=float, default=1e-3,
+                   help="or where max |a - b| / max |b| is above this (e.g. 0.05 for INT8 against FP32)")
+    p.add_argument("--max-lsb", type=float, default=1.0, help="an integer tensor (both sides) above this diverges")
+    p.add_argument("--all", action="store_true", help="print every tensor (default: the rows around the first "
+                                                      "divergence when there are many)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")
     p.set_defaults(func=cmd_schema)

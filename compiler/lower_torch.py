@@ -76,6 +76,10 @@ def to_torch(graph: Graph, inference_only: bool = False) -> fx.GraphModule:
         g.output(main)
     g.lint()
     gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
+    # which fx node computes which IR value, under the ONNX lowering's tensor name (`name`, or `name.i` for a
+    # multi-output node): `tcc diff` compares PyTorch's values with a backend's by these names
+    gm.meta["value_names"] = {n.name: graph.ref_name(r) for r, n in values.items()
+                              if r.node != INPUT and isinstance(n, fx.Node)}
     gm.eval()
     return gm
 

@@ -23,7 +23,9 @@ SMALL = {
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
 # shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
 # cost. `TCC_ZOO=all` (tools/int8_zoo_sweep.sh) runs every spec, as before a release.
-CI_SUBSET = ("ddsnet", "fastnet", "densenet121", "efficientnet_b0", "googlenet", "mobilenet_v2", "shufflenet_v2_x1_0")
+# DDSNet, FastNet, MobileNetV2 and EfficientNet-B0 are in the golden set (tests/golden), whose CI run builds each
+# INT8 for ort (every op within 1 LSB), TVM host and TFLite (bit-exact) and holds it to an INT8-vs-FP32 floor.
+CI_SUBSET = ("densenet121", "googlenet", "shufflenet_v2_x1_0")
 CALIBRATION = {"method": "kl", "calib_size": 8}
 HELD_OUT = 4
 

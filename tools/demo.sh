@@ -10,6 +10,8 @@
 #      reference on LiteRT's reference kernels), run in LiteRT
 #   6. the paper's NPU: a kit for the AX620 (Pulsar v1) with the predicted per-layer table in Pulsar's shape, and an
 #      AX650 kit (Pulsar2) carrying tcc's scales as QDQ ONNX; Axera's toolchains run in their Docker images
+#   7. where two backends part: `tcc diff` layer by layer (TFLite INT8 vs the integer reference, and vs FP32), and
+#      the golden-output suite (tests/golden) checking a few of its entries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -20,10 +22,12 @@ $TCC check spec/ddsnet.yaml | tail -n 1
 if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
   WEIGHTS=(--weights "$FIX/GC_DDS_0.0064.pth" --by-order)
   INPUT=(--image "$FIX/GC.png")
+  DIFF_INPUT="$FIX/GC.png"
 else
   WEIGHTS=()
   .venv/bin/python -c "import numpy as np; np.save('$OUT/input.npy', np.random.default_rng(0).standard_normal((1,3,224,224)).astype('float32'))"
   INPUT=(--input "$OUT/input.npy")
+  DIFF_INPUT="$OUT/input.npy"
 fi
 echo "== 1. PyTorch lowering"
 $TCC predict spec/ddsnet.yaml "${WEIGHTS[@]}" "${INPUT[@]}" --json
@@ -54,6 +58,14 @@ $TCC build spec/ddsnet.yaml --target ax620 --calib "$OUT/calib-ax620.json" --dat
   -o "$OUT/ddsnet-ax620" --force | tail -n 5
 $TCC build spec/ddsnet.yaml --target ax650 --data "$OUT/crops" "${WEIGHTS[@]}" -o "$OUT/ddsnet-ax650" --force \
   2>/dev/null | tail -n 3
+echo "== 7. Where do two backends part? tcc diff, tensor by tensor; and the golden outputs"
+$TCC diff reference "$OUT/ddsnet-tflite-int8" --spec spec/ddsnet.yaml "${WEIGHTS[@]}" --input "$DIFF_INPUT" | head -n 4
+$TCC diff spec/ddsnet.yaml "$OUT/ddsnet-tflite-int8" "${WEIGHTS[@]}" --input "$DIFF_INPUT" --min-cosine 0.999 \
+  --max-rel 0.05 | head -n 4
+if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
+  $TCC golden check tests/golden --model ddsnet --entry ort-int8 --entry tflite-int8 --entry reference-ax620 -q \
+    2>/dev/null | tail -n 6
+fi
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
 echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how);"
 echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images"

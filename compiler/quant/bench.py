@@ -40,13 +40,14 @@ def source_images() -> list[np.ndarray]:
     return ims
 
 
-def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96) -> Path:
-    """n random crops (random size, position, flip, 90-degree rotation) of the source images as PNG files."""
+def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96, images: list | None = None) -> Path:
+    """n random crops (random size, position, flip, 90-degree rotation) of the source images (or of the image
+    files `images`, in that order) as PNG files."""
     from PIL import Image
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ims = source_images()
+    ims = source_images() if images is None else [_rgb(p) for p in images]
     rng = np.random.default_rng(seed)
     for k in range(n):
         im = ims[k % len(ims)]
@@ -59,6 +60,13 @@ def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96) -> Path:
             crop = crop[:, ::-1]
         Image.fromarray(np.ascontiguousarray(crop)).save(out / f"crop_{k:04d}.png")
     return out
+
+
+def _rgb(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def ddsnet_fp32(weights: str | Path):

@@ -151,12 +151,16 @@ class CalibrationTable:
 
 def load_table(path: str | Path, spec_hash: str | None = None, weights_hash: str | None = None,
                model_hash: str | None = None) -> CalibrationTable:
+    """A table from JSON (`.json`, or gzip-compressed `.json.gz`), validated and checked against the hashes given."""
+    import gzip
+
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        raw = path.read_bytes()
+        doc = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
     except FileNotFoundError:
         raise CalibrationError(f"{path}: no such calibration table") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CalibrationError(f"{path}: not a JSON calibration table ({e})") from None
     validate(doc, str(path))
     table = CalibrationTable(doc)

@@ -1,0 +1,170 @@
+"""What a golden entry computes now: one model's front end, inputs and calibration, and each entry's output.
+
+Target entries run the artifact `tcc build` writes: the same front end (tcc.frontend.lower_spec), the same
+`Backend.emit` with the same options and stored calibration table, and the run the build's self-check gates
+(`Backend.check_run`: LiteRT's reference kernels for TFLite INT8, the kit's own runner under qemu for ARM). The
+build's own self-checks are not repeated: the golden comparison is the check.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BuildError
+from .entries import Entry
+from .plan import ModelPlan
+
+
+@dataclass
+class Produced:
+    output: np.ndarray  # [N, ...] float32 (float64 for the PyTorch float64 twin)
+    rerun: Callable[[np.ndarray], np.ndarray]  # the same artifact on other inputs (tolerance measurement)
+    codes: dict | None = None  # per_op entries: the backend's codes of every quantized tensor
+    qgraph: object = None  # INT8: the quantized graph (output scale, per-op check)
+
+
+class ModelRun:
+    """One model of a golden set, lowered once and shared by all its entries."""
+
+    def __init__(self, plan: ModelPlan, log: Callable[[str], None] = lambda s: None):
+        from ..frontend import lower_spec
+
+        self.plan = plan
+        self.log = log
+        self.fe = lower_spec(plan.spec, plan.overrides, weights=plan.weights, by_order=plan.by_order,
+                             key_map=plan.key_map, opset=plan.opset)
+        self.model = self.fe.model
+        self._work = tempfile.TemporaryDirectory(prefix="tcc-golden-")
+        self._data = None
+
+    def close(self) -> None:
+        self._work.cleanup()
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict:
+        from ..bundle import sha256_file
+        from ..quant.table import model_sha256
+
+        return {"spec": self.plan.spec.name, "spec_hash": self.model.spec_hash, "set": self.plan.overrides,
+                "weights": ({"file": self.plan.weights.name, "sha256": sha256_file(self.plan.weights)}
+                            if self.plan.weights else {"random_seed": 0}),
+                "fp32_onnx_sha256": model_sha256(self.fe.onnx), "opset": self.plan.opset,
+                "input_shape": list(self.model.input_shape)}
+
+    # ------------------------------------------------------------------ inputs
+    def inputs(self) -> tuple[np.ndarray, list[dict]]:
+        """[N, C, H, W] float32: the seeded inputs, then the images through the spec's preprocessing."""
+        from ..bundle import sha256_file
+        from ..data import load_image
+
+        xs, names = [], []
+        for i in range(self.plan.seeded):
+            xs.append(np.random.default_rng(i).standard_normal(self.model.input_shape).astype(np.float32))
+            names.append({"name": f"seed{i}", "source": f"N(0, 1), numpy default_rng({i})"})
+        for p in self.plan.images:
+            xs.append(load_image(p, self.model.preprocess))
+            names.append({"name": p.name, "source": "image through the spec's preprocessing",
+                          "sha256": sha256_file(p)})
+        return np.stack(xs).astype(np.float32), names
+
+    # ------------------------------------------------------------------ calibration
+    def calibration_data(self):
+        from ..quant.bench import make_crops
+        from ..quant.data import load_calibration_data
+
+        if self._data is None:
+            c = self.plan.calibration
+            crops = make_crops(Path(self._work.name) / "crops", c.crops, c.seed, images=list(c.images))
+            self._data = load_calibration_data(crops, self.model.preprocess, self.model.input_shape, c.crops, c.seed)
+        return self._data
+
+    def calibrate(self, rules: str):
+        from ..bundle import sha256_file
+        from ..quant.calibrate import calibrate_onnx
+        from ..quant.table import CalibrationTable
+
+        data = self.calibration_data()
+        self.log(f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, "
+                 f"{len(data)} crops)")
+        table = calibrate_onnx(self.fe.onnx, data.array, method=self.plan.calibration.method, target=rules,
+                               seed=self.plan.calibration.seed, data_fingerprint=data.fingerprint,
+                               spec_hash=self.model.spec_hash,
+                               weights_hash=sha256_file(self.plan.weights) if self.plan.weights else None,
+                               progress=False)
+        return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
+
+    def load_table(self, path: Path, rules: str):
+        """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
+        from ..bundle import sha256_file
+        from ..quant.table import CalibrationError, load_table, model_sha256
+
+        if not path.is_file():
+            raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden update)")
+        table = load_table(path, spec_hash=self.model.spec_hash,
+                           weights_hash=sha256_file(self.plan.weights) if self.plan.weights else None,
+                           model_hash=model_sha256(self.fe.onnx))
+        table.check_model(self.fe.onnx, str(path))
+        if table.doc["target"] != rules:
+            raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
+        return table
+
+    # ------------------------------------------------------------------ entries
+    def produce(self, entry: Entry, x: np.ndarray, table=None) -> Produced:
+        if entry.id == "pytorch-fp32":
+            from ..build import _torch_run
+
+            return Produced(_torch_run(self.fe.module, x), lambda v: _torch_run(self.fe.module, v))
+        if entry.target is None:
+            return self._reference(entry, x, table)
+        return self._artifact(entry, x, table)
+
+    def pytorch_float64(self, x: np.ndarray) -> np.ndarray:
+        from ..build import _torch_run
+
+        return _torch_run(self.fe.module, x, float64=True)
+
+    def qgraph(self, rules: str, table, lowering: str | None = None):
+        from ..quant.plan import plan
+        from ..quant.qgraph import quantize_graph
+
+        return quantize_graph(plan(self.fe.onnx, lowering=lowering, rules=rules), table)
+
+    def _reference(self, entry: Entry, x: np.ndarray, table) -> Produced:
+        from ..quant.reference import Reference
+
+        qg = self.qgraph(entry.rules, table)
+
+        def run(v):
+            y = Reference().run(qg, v)
+            return np.asarray(y[0] if isinstance(y, list) else y)
+
+        return Produced(run(x), run, qgraph=qg)
+
+    def _artifact(self, entry: Entry, x: np.ndarray, table) -> Produced:
+        from tcc.backends import EmitOptions, get_backend, get_target
+
+        tgt = get_target(entry.target)
+        backend = get_backend(tgt.backend)
+        if not backend.capabilities.runs_here:
+            raise BuildError(f"{entry.target} artifacts do not run on this machine")
+        options = EmitOptions(target=entry.target, precision=entry.precision, opset=self.plan.opset, table=table,
+                              preprocess=self.model.preprocess)
+        backend.check(self.fe.onnx, options)
+        out = Path(self._work.name) / entry.id
+        out.mkdir()
+        backend.emit(self.fe.onnx, options, out)
+
+        def run(v):
+            return np.asarray(backend.check_run(out, v, entry.precision))
+
+        got = run(x)
+        produced = Produced(got, run)
+        if entry.int8:
+            produced.qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering)
+            if entry.rule == "per_op":
+                produced.codes = backend.int8_codes(self.fe.onnx, options, out, x, got)
+        return produced

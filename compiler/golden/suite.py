@@ -1,0 +1,310 @@
+"""`tcc golden check` and `tcc golden update`: run a golden set's entries and compare, or store them on purpose."""
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..bundle import stable_float
+from ..errors import TccError
+from . import judge
+from .entries import ENTRIES, Entry
+from .plan import FORMAT, GoldenPlan, ModelPlan, load_plan
+from .store import GOLDEN_JSON, json_bytes, npz_bytes, read_json, read_npz, write_if_changed
+
+INPUTS, OUTPUTS, FLOAT64 = "inputs.npz", "outputs.npz", "pytorch-fp64"
+
+
+@dataclass
+class Row:
+    model: str
+    entry: str  # an entry id, or "graph" / "inputs"
+    status: str  # ok | FAIL | skipped | unchanged | changed | new
+    summary: str = ""
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAIL"
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "entry": self.entry, "status": self.status, "summary": self.summary,
+                "details": self.details}
+
+
+def table_path(root: Path, model: str, rules: str) -> Path:
+    return root / model / "calibration" / f"{rules}.json.gz"
+
+
+def selected(mp: ModelPlan, entries: list[str] | None, everything: bool) -> list[Entry]:
+    ids = [e for e in mp.entries if (everything or e not in mp.slow) and (not entries or e in entries)]
+    return [ENTRIES[e] for e in ids]
+
+
+# ---------------------------------------------------------------------------------------------------- check
+def check(root: str | Path, models: list[str] | None = None, entries: list[str] | None = None,
+          everything: bool = False, log: Callable[[str], None] = lambda s: None) -> list[Row]:
+    gp = load_plan(root)
+    stored_doc = read_json(gp.root)
+    rows: list[Row] = []
+    for name in _models(gp, models, entries):
+        mp = gp.models[name]
+        record = stored_doc.get("models", {}).get(name)
+        if record is None:
+            rows.append(Row(name, "all", "FAIL", f"no golden data for {name} (tcc golden update {gp.root} "
+                                                 f"--model {name})"))
+            continue
+        rows += _check_model(gp, mp, record, selected(mp, entries, everything), log)
+    return rows
+
+
+def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry], log) -> list[Row]:
+    from .produce import ModelRun
+
+    run = ModelRun(mp, log)
+    rows = []
+    try:
+        ident = run.identity()
+        if ident["fp32_onnx_sha256"] != record["identity"]["fp32_onnx_sha256"]:
+            what = [k for k in ("spec_hash", "weights", "opset") if ident[k] != record["identity"][k]]
+            rows.append(Row(mp.name, "graph", "FAIL", "the FP32 ONNX graph changed" + (
+                f" ({', '.join(what)} changed)" if what else " (same spec and weights: the lowering or a pass changed)"),
+                ["the stored calibration tables were made for the stored graph: INT8 entries cannot be built from "
+                 f"them; if the change is intended: tcc golden update {gp.root} --model {mp.name} --recalibrate"]))
+        else:
+            rows.append(Row(mp.name, "graph", "ok", "FP32 ONNX graph unchanged"))
+        x_stored = read_npz(gp.root / mp.name / INPUTS).get("x")
+        names = [i["name"] for i in record["inputs"]]
+        x_now, _ = run.inputs()
+        rows.append(_check_inputs(mp.name, x_now, x_stored, names))
+        if x_stored is None:
+            return rows
+        outs = read_npz(gp.root / mp.name / OUTPUTS)
+        for e in chosen:
+            log(f"{mp.name}: {e.id}")
+            rows.append(_check_entry(gp, run, e, x_stored, names, outs, record))
+    finally:
+        run.close()
+    return rows
+
+
+def _check_inputs(model, x_now, x_stored, names) -> Row:
+    if x_stored is None:
+        return Row(model, "inputs", "FAIL", f"no stored inputs ({INPUTS})")
+    if x_now.shape != x_stored.shape:
+        return Row(model, "inputs", "FAIL", f"inputs now {list(x_now.shape)}, stored {list(x_stored.shape)}")
+    bad = [f"input {n}: the preprocessing now gives max |diff| {float(np.abs(a - b).max()):.3g} from the stored tensor"
+           for n, a, b in zip(names, x_now, x_stored) if not np.array_equal(a, b)]
+    return Row(model, "inputs", "FAIL" if bad else "ok",
+               "preprocessing changed" if bad else f"{len(names)} inputs equal to the stored ones", bad)
+
+
+def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
+    rec = record["entries"].get(e.id)
+    if rec is None:
+        return Row(run.plan.name, e.id, "FAIL", f"no stored output for {e.id} (tcc golden update {gp.root} --model "
+                                               f"{run.plan.name} --entry {e.id})")
+    try:
+        if e.rule == "scales":
+            v = _scales_verdict(gp, run, e)
+        else:
+            table = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules) if e.int8 else None
+            produced = run.produce(e, x, table)
+            v = _verdict(e, produced, x, names, outs, rec, run.plan.int8_floor)
+    except TccError as err:
+        return Row(run.plan.name, e.id, "FAIL", f"{type(err).__name__}: {err}")
+    where = f"{run.plan.name} / {e.describe()}"
+    return Row(run.plan.name, e.id, "ok" if v.passed else "FAIL", v.summary(),
+               [f"{where}: {f}" for f in v.failures] + list(v.numbers.get("notes", [])))
+
+
+def _verdict(e: Entry, produced, x, names, outs, rec, floor) -> judge.Verdict:
+    got = produced.output
+    r32, r64 = outs["pytorch-fp32"], outs[FLOAT64]
+    if e.rule == "fp32":
+        v = judge.fp32(got, r32, r64, names)
+    elif e.rule == "bit_exact":
+        v = judge.bit_exact(got, outs[e.against], names, _lsb(produced))
+    elif e.rule == "per_op":
+        v = judge.per_op(got, x, produced, outs[e.against], names)
+    elif e.rule == "measured":
+        v = judge.measured(got, outs[e.id], r32, names, e.precision, rec["tolerance"]["max_abs_over_scale"])
+    else:
+        raise AssertionError(e.rule)
+    if e.int8:
+        q = judge.vs_fp32(got, r32, names, floor)
+        v = judge.Verdict(v.passed and q.passed, {**v.numbers, **q.numbers}, v.failures + q.failures)
+    return v
+
+
+def _lsb(produced) -> float | None:
+    qg = produced.qgraph
+    return float(qg.output_scales[qg.outputs[0]]) if qg is not None else None
+
+
+def _scales_verdict(gp, run, e: Entry) -> judge.Verdict:
+    stored = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules)
+    now = run.calibrate(e.rules)
+    return judge.scales(now.tensors, stored.tensors)
+
+
+# ---------------------------------------------------------------------------------------------------- update
+def update(root: str | Path, models: list[str] | None = None, entries: list[str] | None = None,
+           everything: bool = True, recalibrate: bool = False,
+           log: Callable[[str], None] = lambda s: None) -> list[Row]:
+    """Store the selected entries' outputs now (and the inputs, PyTorch outputs and calibration tables they rest
+    on), after checking that they agree with each other by the same rules `check` applies. Returns a row per entry
+    saying whether and by how much it changed; writes nothing of a model one of whose entries fails its rule (a
+    Row "FAIL")."""
+    gp = load_plan(root)
+    doc = read_json(gp.root) or {"format": FORMAT, "models": {}}
+    rows: list[Row] = []
+    writes: list[tuple[Path, bytes]] = []
+    for name in _models(gp, models, entries):
+        mrows, mwrites, record = _update_model(gp, gp.models[name], doc["models"].get(name),
+                                               selected(gp.models[name], entries, everything), recalibrate, log)
+        rows += mrows
+        if any(r.failed for r in mrows):  # a model is stored whole or not at all
+            continue
+        writes += mwrites
+        doc["models"][name] = record
+    doc["models"] = {k: doc["models"][k] for k in sorted(doc["models"]) if k in gp.models}
+    for path, data in [*writes, (gp.root / GOLDEN_JSON, json_bytes(doc))]:
+        write_if_changed(path, data)
+    return rows
+
+
+def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):
+    from .produce import ModelRun
+
+    run = ModelRun(mp, log)
+    rows, writes = [], []
+    try:
+        x, inputs = run.inputs()
+        ident = run.identity()
+        record = {"identity": ident, "inputs": inputs, "entries": dict((old or {}).get("entries", {})),
+                  "int8_floor": mp.int8_floor}
+        old_x = read_npz(gp.root / mp.name / INPUTS).get("x")
+        if old_x is not None and (old_x.shape != x.shape or not np.array_equal(old_x, x)):
+            record["entries"] = {}  # other inputs: every stored output is void
+            rows.append(Row(mp.name, "inputs", "changed", "the inputs changed: every entry is stored again"))
+            chosen = [ENTRIES[e] for e in mp.entries]
+        writes.append((gp.root / mp.name / INPUTS, npz_bytes({"x": x})))
+        outs = read_npz(gp.root / mp.name / OUTPUTS) if old_x is not None and np.array_equal(old_x, x) else {}
+        names = [i["name"] for i in inputs]
+
+        # the references every other entry is judged by: PyTorch (float32 and float64) and the tables
+        pt = ENTRIES["pytorch-fp32"]
+        new_outs = {FLOAT64: run.pytorch_float64(x)}
+        chosen_ids = {e.id for e in chosen}
+        if pt.id in chosen_ids or "pytorch-fp32" not in outs:
+            new_outs["pytorch-fp32"] = run.produce(pt, x).output
+        refs = {**outs, **new_outs}
+        tables = {}
+        for rules in sorted({e.rules for e in chosen if e.int8}):
+            path = table_path(gp.root, mp.name, rules)
+            table, how = _table(run, path, rules, recalibrate)
+            tables[rules] = table
+            if how:
+                writes.append((path, gzip.compress((table.to_json() + "\n").encode(), 9, mtime=0)))
+                rows.append(Row(mp.name, f"calibration-{rules}", "new" if how == "new" else "changed", how))
+        order = sorted(chosen, key=lambda e: (e.target is not None, e.rule == "scales"))  # references first
+        for e in order:
+            if e.id == "pytorch-fp32" or e.rule == "scales":
+                if e.rule == "scales":
+                    record["entries"][e.id] = {"rule": e.rule, "table": f"calibration/{e.rules}.json.gz"}
+                continue
+            log(f"{mp.name}: {e.id}")
+            try:
+                produced = run.produce(e, x, tables.get(e.rules))
+            except TccError as err:
+                rows.append(Row(mp.name, e.id, "FAIL", f"{type(err).__name__}: {err}"))
+                continue
+            refs[e.id] = new_outs[e.id] = produced.output
+            rec = {"rule": e.rule, "description": e.describe()}
+            if e.rule == "measured":
+                noise = judge.measure_noise(produced, x)
+                rec["tolerance"] = {"max_abs_over_scale": judge.measured_tolerance(noise),
+                                    "perturbation_noise": stable_float(noise),
+                                    "how": f"{judge.NOISE_FACTOR:g} x the largest output change under relative "
+                                           f"{judge.PERTURB_RELATIVE:g} input perturbations ({judge.PERTURB_SEEDS} "
+                                           "seeds), at least the FP32 atol"}
+            v = _verdict(e, produced, x, names, refs, rec, mp.int8_floor)
+            rec["recorded"] = {k: val for k, val in v.numbers.items() if k != "notes"}
+            record["entries"][e.id] = rec
+            rows.append(_change_row(mp.name, e, produced.output, outs.get(e.id), _lsb(produced), v))
+        if "pytorch-fp32" in new_outs:
+            record["entries"]["pytorch-fp32"] = {"rule": "fp32", "description": pt.describe()}
+            rows.insert(0, _change_row(mp.name, pt, new_outs["pytorch-fp32"], outs.get("pytorch-fp32"), None,
+                                       judge.fp32(new_outs["pytorch-fp32"], new_outs["pytorch-fp32"],
+                                                  new_outs[FLOAT64], names)))
+        writes.append((gp.root / mp.name / OUTPUTS, npz_bytes({**outs, **new_outs})))
+        record["entries"] = dict(sorted(record["entries"].items()))
+    finally:
+        run.close()
+    return rows, writes, record
+
+
+def _table(run, path: Path, rules: str, recalibrate: bool):
+    """(table, why it is written or "" when the stored one is kept)."""
+    from ..quant.table import CalibrationError
+
+    if not recalibrate:
+        try:
+            return run.load_table(path, rules), ""
+        except CalibrationError as e:
+            why = f"stored table unusable ({e}); calibrated again"
+            if not path.is_file():
+                why = "calibrated"
+    else:
+        why = "calibrated again (--recalibrate)"
+    table = run.calibrate(rules)
+    if path.is_file():
+        old = json.loads(gzip.decompress(path.read_bytes()))
+        v = judge.scales(table.tensors, old["tensors"])
+        why += f"; {v.numbers['changed']} of {v.numbers['tensors']} tensors changed (max {v.numbers['max_range_change']} of range)"
+        return table, why
+    return table, "new" if why == "calibrated" else why
+
+
+def _change_row(model, e: Entry, new, old, lsb, v: judge.Verdict) -> Row:
+    if not v.passed:
+        return Row(model, e.id, "FAIL", "the new output breaks its rule: nothing was written",
+                   [f"{model} / {e.describe()}: {f}" for f in v.failures])
+    if old is None:
+        return Row(model, e.id, "new", v.summary())
+    if np.array_equal(new, old):
+        return Row(model, e.id, "unchanged", v.summary())
+    if new.shape != old.shape:
+        return Row(model, e.id, "changed", f"output shape {list(old.shape)} -> {list(new.shape)}")
+    d = np.abs(np.asarray(new, np.float64) - old)
+    scale = float(np.abs(old).max()) or 1.0
+    how = f"max |new - old| {float(d.max()):.4g} ({float(d.max()) / scale:.3g} of scale"
+    how += f", {float(d.max()) / lsb:.3g} LSB)" if lsb else ")"
+    return Row(model, e.id, "changed", f"{how}; {int(np.count_nonzero(d))} of {d.size} elements")
+
+
+def _models(gp: GoldenPlan, models: list[str] | None, entries: list[str] | None = None) -> list[str]:
+    from ..errors import SpecError
+
+    for e in entries or []:
+        if e not in ENTRIES:
+            raise SpecError(f"unknown golden entry {e!r}; known: {', '.join(ENTRIES)}")
+    for m in models or []:
+        if m not in gp.models:
+            raise SpecError(f"{gp.file}: no model {m!r} in the golden set (models: {', '.join(gp.models)})")
+    return [m for m in gp.models if not models or m in models]
+
+
+def format_rows(rows: list[Row]) -> str:
+    w_model = max([len(r.model) for r in rows] + [5])
+    w_entry = max([len(r.entry) for r in rows] + [5])
+    lines = [f"{'model'.ljust(w_model)}  {'entry'.ljust(w_entry)}  status     summary"]
+    for r in rows:
+        lines.append(f"{r.model.ljust(w_model)}  {r.entry.ljust(w_entry)}  {r.status.ljust(9)}  {r.summary}")
+        lines += [f"    {d}" for d in r.details]
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+"""The golden set's other models (FastNet, ResNet-18, MobileNetV2, EfficientNet-B0; seeded weights, 64 x 64):
+each entry not marked slow against its stored output. tools/golden.sh checks the slow ones too."""
+from __future__ import annotations
+
+import pytest
+
+from golden_util import GOLDEN, SHARED
+
+from tcc.golden import check, format_rows, load_plan
+
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/fixtures (CI has it)")
+MODELS = [m for m in load_plan(GOLDEN).models if m != "ddsnet"] if SHARED.is_dir() else []
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_zoo_golden_outputs(model):
+    rows = check(GOLDEN, models=[model])
+    assert not [r for r in rows if r.failed], format_rows(rows)
+    assert len(rows) >= 10
