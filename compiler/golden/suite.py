@@ -9,7 +9,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..bundle import stable_float
 from ..errors import TccError
 from . import judge
 from .entries import ENTRIES, Entry
@@ -227,12 +226,13 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
             refs[e.id] = new_outs[e.id] = produced.output
             rec = {"rule": e.rule, "description": e.describe()}
             if e.rule == "measured":
-                noise = judge.measure_noise(produced, x)
-                rec["tolerance"] = {"max_abs_over_scale": judge.measured_tolerance(noise),
-                                    "perturbation_noise": stable_float(noise),
-                                    "how": f"{judge.NOISE_FACTOR:g} x the largest output change under relative "
-                                           f"{judge.PERTURB_RELATIVE:g} input perturbations ({judge.PERTURB_SEEDS} "
-                                           "seeds), at least the FP32 atol"}
+                tol, parts = judge.measured_tolerance(judge.measure_noise(produced, x), produced.output,
+                                                      refs["pytorch-fp32"], refs[FLOAT64])
+                rec["tolerance"] = {"max_abs_over_scale": tol, **parts,
+                                    "how": f"the largest of {judge.NOISE_FACTOR:g} x perturbation_noise (relative "
+                                           f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
+                                           f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
+                                           f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)"}
             v = _verdict(e, produced, x, names, refs, rec, mp.int8_floor)
             rec["recorded"] = {k: val for k, val in v.numbers.items() if k != "notes"}
             record["entries"][e.id] = rec
