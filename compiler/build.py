@@ -88,7 +88,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
 
     if x is None:
         x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *model.input_shape)).astype(np.float32)
-    expected = _torch_run(ref, x)
+    expected = torch_run(ref, x)
     with atomic_dir(out, force) as tmp:
         t = time.perf_counter()
         files = backend.emit(onnx_model, options, tmp)
@@ -96,15 +96,15 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         t = time.perf_counter()
         got = backend.check_run(tmp, x, precision)
         if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
-            check = self_check(got, expected, "fp32", _torch_run(ref, x, float64=True))
+            check = self_check(got, expected, "fp32", torch_run(ref, x, float64=True))
             check["inputs"] = quant_info["check_inputs"] or check["inputs"]
             check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
         elif precision == "int8":
             exact = backend.capabilities.int8_exact
             codes = None if exact else backend.int8_codes(onnx_model, options, tmp, x, got)
-            check = _int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
+            check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
         else:
-            exact = _torch_run(ref, x, float64=True) if precision == "fp32" else None
+            exact = torch_run(ref, x, float64=True) if precision == "fp32" else None
             check = self_check(got, expected, precision, exact)
         if precision == "fp16":
             check["float16_activations"] = _fp16_emulation(ref, x, expected)
@@ -224,7 +224,7 @@ def _kind_counts(qgraph) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, codes=None) -> dict:
+def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, codes=None) -> dict:
     """INT8 artifact vs the integer reference executor (gated: end to end bit for bit for an exact backend, op by
     op on the backend's own codes otherwise) and vs the PyTorch FP32 lowering (recorded)."""
     from .quant.reference import Reference, per_op_deviation, quantize_input
@@ -270,7 +270,7 @@ def _int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, c
     }
 
 
-def _torch_run(module, x: np.ndarray, float64: bool = False) -> np.ndarray:
+def torch_run(module, x: np.ndarray, float64: bool = False) -> np.ndarray:
     import copy
 
     import torch
@@ -286,7 +286,7 @@ def _fp16_emulation(ref, x, expected) -> dict:
     every activation. This estimates that: the PyTorch lowering with float16-rounded weights and buffers and every
     op's output rounded to float16 (float32 arithmetic in between, as float16 kernels accumulate in float32).
     BatchNorm is still unfolded here, so it rounds more often than the artifact does: a conservative estimate."""
-    got = _torch_run(round_fp16(ref), x)
+    got = torch_run(round_fp16(ref), x)
     return {"description": "PyTorch lowering with float16 weights and every op output rounded to float16, vs float32",
             **compare(got, expected, "fp16")}
 

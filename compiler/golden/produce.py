@@ -7,6 +7,7 @@ build's own self-checks are not repeated: the golden comparison is the check.
 """
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +41,30 @@ class ModelRun:
         self.model = self.fe.model
         self._work = tempfile.TemporaryDirectory(prefix="tcc-golden-")
         self._data = None
+        self._tables: dict = {}  # path -> the stored table, loaded and checked once
+        self._qgraphs: dict = {}  # (rules, lowering) -> QGraph: the INT8 entries of one rules share it
+
+    @functools.cached_property
+    def weights_hash(self) -> str | None:
+        from ..bundle import sha256_file
+
+        return sha256_file(self.plan.weights) if self.plan.weights else None
+
+    @functools.cached_property
+    def onnx_hash(self) -> str:
+        from ..quant.table import model_sha256
+
+        return model_sha256(self.fe.onnx)
 
     def close(self) -> None:
         self._work.cleanup()
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict:
-        from ..bundle import sha256_file
-        from ..quant.table import model_sha256
-
         return {"spec": self.plan.spec.name, "spec_hash": self.model.spec_hash, "set": self.plan.overrides,
-                "weights": ({"file": self.plan.weights.name, "sha256": sha256_file(self.plan.weights)}
+                "weights": ({"file": self.plan.weights.name, "sha256": self.weights_hash}
                             if self.plan.weights else {"random_seed": 0}),
-                "fp32_onnx_sha256": model_sha256(self.fe.onnx), "opset": self.plan.opset,
+                "fp32_onnx_sha256": self.onnx_hash, "opset": self.plan.opset,
                 "input_shape": list(self.model.input_shape)}
 
     # ------------------------------------------------------------------ inputs
@@ -83,7 +95,6 @@ class ModelRun:
         return self._data
 
     def calibrate(self, rules: str):
-        from ..bundle import sha256_file
         from ..quant.calibrate import calibrate_onnx
         from ..quant.table import CalibrationTable
 
@@ -93,45 +104,48 @@ class ModelRun:
         table = calibrate_onnx(self.fe.onnx, data.array, method=self.plan.calibration.method, target=rules,
                                seed=self.plan.calibration.seed, data_fingerprint=data.fingerprint,
                                spec_hash=self.model.spec_hash,
-                               weights_hash=sha256_file(self.plan.weights) if self.plan.weights else None,
-                               progress=False)
+                               weights_hash=self.weights_hash, progress=False)
         return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
-        from ..bundle import sha256_file
-        from ..quant.table import CalibrationError, load_table, model_sha256
+        from ..quant.table import CalibrationError, load_table
 
-        if not path.is_file():
-            raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden update)")
-        table = load_table(path, spec_hash=self.model.spec_hash,
-                           weights_hash=sha256_file(self.plan.weights) if self.plan.weights else None,
-                           model_hash=model_sha256(self.fe.onnx))
-        table.check_model(self.fe.onnx, str(path))
-        if table.doc["target"] != rules:
-            raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
-        return table
+        if path not in self._tables:
+            if not path.is_file():
+                raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden "
+                                       "update)")
+            table = load_table(path, spec_hash=self.model.spec_hash, weights_hash=self.weights_hash,
+                               model_hash=self.onnx_hash)
+            table.check_model(self.fe.onnx, str(path))
+            if table.doc["target"] != rules:
+                raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
+            self._tables[path] = table
+        return self._tables[path]
 
     # ------------------------------------------------------------------ entries
     def produce(self, entry: Entry, x: np.ndarray, table=None) -> Produced:
         if entry.id == "pytorch-fp32":
-            from ..build import _torch_run
+            from ..build import torch_run
 
-            return Produced(_torch_run(self.fe.module, x), lambda v: _torch_run(self.fe.module, v))
+            return Produced(torch_run(self.fe.module, x), lambda v: torch_run(self.fe.module, v))
         if entry.target is None:
             return self._reference(entry, x, table)
         return self._artifact(entry, x, table)
 
     def pytorch_float64(self, x: np.ndarray) -> np.ndarray:
-        from ..build import _torch_run
+        from ..build import torch_run
 
-        return _torch_run(self.fe.module, x, float64=True)
+        return torch_run(self.fe.module, x, float64=True)
 
     def qgraph(self, rules: str, table, lowering: str | None = None):
         from ..quant.plan import plan
         from ..quant.qgraph import quantize_graph
 
-        return quantize_graph(plan(self.fe.onnx, lowering=lowering, rules=rules), table)
+        key = (rules, lowering, id(table))
+        if key not in self._qgraphs:
+            self._qgraphs[key] = quantize_graph(plan(self.fe.onnx, lowering=lowering, rules=rules), table)
+        return self._qgraphs[key]
 
     def _reference(self, entry: Entry, x: np.ndarray, table) -> Produced:
         from ..quant.reference import Reference

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import dumps
+from ..errors import DataError
 
 GOLDEN_JSON = "golden.json"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -38,8 +39,12 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a readable golden .npz ({e}); restore it from git or `tcc golden update`") \
+            from None
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -61,7 +66,15 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 
 def read_json(root: Path) -> dict:
     path = root / GOLDEN_JSON
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not readable JSON ({e}); restore it from git or `tcc golden update`") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("models", {}), dict):
+        raise DataError(f"{path}: not a golden record (expected an object with \"models\")")
+    return doc
 
 
 def json_bytes(doc: dict) -> bytes:

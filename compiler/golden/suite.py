@@ -22,7 +22,7 @@ INPUTS, OUTPUTS, FLOAT64 = "inputs.npz", "outputs.npz", "pytorch-fp64"
 class Row:
     model: str
     entry: str  # an entry id, or "graph" / "inputs"
-    status: str  # ok | FAIL | skipped | unchanged | changed | new
+    status: str  # check: ok | FAIL; update: unchanged | changed | new | FAIL
     summary: str = ""
     details: list[str] = field(default_factory=list)
 
