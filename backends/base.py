@@ -62,6 +62,8 @@ class EmitOptions:
     npu_mode: str | None = None  # NPU kits: the toolchain's NPU / virtual-NPU mode (None: the chip's default)
     data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.data.CalibrationData)
     preprocess: Any = field(default=None, compare=False)  # kits: the spec's preprocessing (for the archive)
+    count_instructions: bool = False  # ARM targets: executed instructions per inference under qemu (insn_count)
+    host_twin: bool = False  # ARM targets: also compile for the host and compare (ARM-specific codegen problems)
 
 
 class Backend:

@@ -39,6 +39,16 @@ def _is_aarch64_simd(mnemonic: str, operands: str) -> bool:
                 (mnemonic.startswith(("ld", "st")) and re.search(r"\bq\d+\b", operands)))
 
 
+def is_simd(arch: str, mnemonic: str, operands: str) -> bool:
+    """Whether one disassembled instruction is a vector one: NEON (armv7), AdvSIMD (aarch64), SSE/AVX (x86_64).
+    The static mix here and the executed counts (insn_count) classify with this one rule."""
+    if arch == "armv7":
+        return _is_armv7_neon(mnemonic, operands)
+    if arch == "aarch64":
+        return _is_aarch64_simd(mnemonic, operands)
+    return bool(re.search(r"%[xyz]mm\d+", operands)) and mnemonic.startswith("v")
+
+
 def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, Any]:
     """Vector-instruction evidence from ``objdump -d`` of a compiled module.
 
@@ -63,13 +73,7 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
         if mnem.startswith(".") or mnem == "(bad)":
             continue
         total += 1
-        if spec.arch == "armv7":
-            is_simd = _is_armv7_neon(mnem, ops)
-        elif spec.arch == "aarch64":
-            is_simd = _is_aarch64_simd(mnem, ops)
-        else:
-            is_simd = bool(re.search(r"%[xyz]mm\d+", ops)) and mnem.startswith("v")
-        if is_simd:
+        if is_simd(spec.arch, mnem, ops):
             simd += 1
             by_base[mnem.split(".")[0]] += 1
             by_full[mnem] += 1

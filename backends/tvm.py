@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tcc.errors import BuildError, SelfCheckError
+from tcc.phases import phase
 
 from . import targets as tvm_targets
 from .base import Backend, Capabilities, EmitOptions, Exposed
@@ -143,7 +145,8 @@ class TvmBackend(Backend):
         out_dir = Path(out_dir)
         spec = _spec(options.target)
         runtime = self._runtime(options.target)  # before the compile: a missing runtime fails fast
-        mod = self._relax_module(model, options)
+        with phase("import"):
+            mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
             tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
@@ -154,7 +157,8 @@ class TvmBackend(Backend):
             raise BuildError(f"TVM failed to compile the model for {options.target}: {_first_line(e)}") from None
         if tune_dir and tune_trials:
             _write_tune_stamp(tune_dir, options.tune)
-        kit_files = self._write_kit(out_dir, spec, runtime, _input_shape(mod), options)
+        with phase("kit"):
+            kit_files = self._write_kit(out_dir, spec, runtime, _input_shape(mod), options)
         return [ARTIFACT, *kit_files]
 
     def _runtime(self, target: str) -> Path:
@@ -303,17 +307,21 @@ class TvmBackend(Backend):
 
         spec = _spec(options.target)
         bundle = Path(bundle_dir)
-        checks: dict = {"instruction_mix": _mix_summary(instruction_mix(bundle / ARTIFACT, spec.name))}
-        if spec.is_cross:
+        with phase("instruction-mix"):
+            checks: dict = {"instruction_mix": _mix_summary(instruction_mix(bundle / ARTIFACT, spec.name))}
+        if spec.is_cross and options.host_twin:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
-            # runner under qemu: catches ARM codegen / runtime problems the PyTorch self-check would blame on
-            # nothing in particular (and tests the kit as shipped).
-            with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp:
+            # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request
+            # (--host-twin): the self-check already runs the ARM module under qemu against PyTorch (INT8: against
+            # the integer reference, bit-exact, which implies the host twin's bit-exactness), and the twin doubles
+            # the compile time.
+            with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp, phase("host-twin"):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
                 tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
                                            ieee=options.precision == "int8")
-                host = _run_batched(host_so, "host", x, self.load(bundle).batch)
+                with phase("run"):
+                    host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)
             d = np.abs(a - h)
             if options.precision == "int8":
@@ -334,6 +342,12 @@ class TvmBackend(Backend):
                 raise SelfCheckError(f"target check failed: the {spec.name} module under qemu differs from the host "
                                      f"build by max abs {float(d.max()):.3g} (required: {required}); "
                                      "no bundle was written")
+        if spec.is_cross and options.count_instructions:
+            from .insn_count import per_inference
+
+            with phase("instruction-count"):
+                checks["instructions_per_inference"] = per_inference(
+                    bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run")
         if options.precision == "fp32":
             checks["vs_onnxruntime"] = _vs_ort(model, x, got, spec.name)
         return checks
@@ -406,8 +420,12 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
     if batch is not None and len(x) % batch:
         raise BuildError(f"the module has a fixed batch of {batch}; got {len(x)} samples")
     parts = [x] if batch is None or batch == len(x) else [x[i:i + batch] for i in range(0, len(x), batch)]
-    # one runner process per chunk: each qemu start costs ~0.1 s, small against the model
-    outs = [tvm_run.run_module(so, target, p, runner=runner)[0][0] for p in parts]
+    # one runner process per chunk (each qemu start costs ~0.1 s, small against the model), as many at once as
+    # there are cores: under qemu one DDSNet inference takes seconds
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(parts), os.cpu_count() or 1))) as pool:
+        outs = list(pool.map(lambda p: tvm_run.run_module(so, target, p, runner=runner)[0][0], parts))
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from . import tvm_tune
 from .targets import get_platform as get_target
 from .tvm_runtime import require_tools
+from tcc.phases import phase
 
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
@@ -156,17 +157,19 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
     pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule)
-    ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
+    with phase("compile"):
+        ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fcompile = cc.cross_compiler(spec.cxx) if spec.is_cross else None
-    if fcompile is None:
-        ex.export_library(str(out_path))
-    else:
-        ex.export_library(str(out_path), fcompile=fcompile)
+    with phase("link"):
+        if fcompile is None:
+            ex.export_library(str(out_path))
+        else:
+            ex.export_library(str(out_path), fcompile=fcompile)
     return out_path
 
 

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
+from .phases import phase, recording
 from .errors import BuildError, SelfCheckError
 from .tolerance import TOLERANCES, compare
 
@@ -42,7 +43,23 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           calib: str | Path | None = None, data: str | Path | np.ndarray | None = None,
           calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
           io: str = "float", allow_cpu_fallback: bool = False, npu_mode: str | None = None,
+          count_instructions: bool = False, host_twin: bool = False,
           log: Callable[[str], None] = lambda s: None) -> BuildResult:
+    """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
+    the wall time of every phase (tcc.phases: "emit/compile", "target-checks/host-twin/link", ...)."""
+    with recording() as phases:
+        result = _build(spec, target, out, precision=precision, opset=opset, simplify=simplify, weights=weights,
+                        by_order=by_order, key_map=key_map, seed=seed, overrides=overrides, force=force, calib=calib,
+                        data=data, calib_options=calib_options, tune=tune, tune_log=tune_log, io=io,
+                        allow_cpu_fallback=allow_cpu_fallback, npu_mode=npu_mode,
+                        count_instructions=count_instructions, host_twin=host_twin, log=log)
+    result.seconds.update(phases)
+    return result
+
+
+def _build(spec, target, out, *, precision, opset, simplify, weights, by_order, key_map, seed, overrides, force,
+           calib, data, calib_options, tune, tune_log, io, allow_cpu_fallback, npu_mode, count_instructions,
+           host_twin, log) -> BuildResult:
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 
     from .frontend import lower_spec
@@ -61,6 +78,9 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         raise BuildError(f"--allow-cpu-fallback and --npu-mode apply to the Axera NPU targets only (ax620, ax620e, "
                          f"ax650), not {target}")
     _check_int8_inputs(precision, calib, data, tgt, caps)
+    for flag, on in (("--count-instructions", count_instructions), ("--host-twin", host_twin)):
+        if on and not (tgt.platform and tgt.platform.qemu):
+            raise BuildError(f"{flag} applies to the ARM targets (arm-a7, aarch64), not {target}")
 
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
                     simplify=simplify, log=log)
@@ -68,7 +88,8 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     seconds = dict(fe.seconds)
     options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
                           tune_log=str(tune_log) if tune_log else None, io=io, allow_cpu_fallback=allow_cpu_fallback,
-                          npu_mode=npu_mode, preprocess=model.preprocess)
+                          npu_mode=npu_mode, preprocess=model.preprocess, count_instructions=count_instructions,
+                          host_twin=host_twin)
     backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
 
     qgraph, quant_info, x = None, None, None
@@ -77,45 +98,29 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
 
         from .quant.plan import plan
 
-        t = time.perf_counter()
         # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
         graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
                      what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
-        table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
-                                                              calib_options or {}, tgt.rules, seed, log)
+        with phase("calibration"):
+            table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
+                                                                  calib_options or {}, tgt.rules, seed, log)
         options = replace(options, table=table, data=cd)
-        seconds["calibration"] = time.perf_counter() - t
 
     if x is None:
         x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *model.input_shape)).astype(np.float32)
-    expected = torch_run(ref, x)
+    with phase("reference"):
+        expected = torch_run(ref, x)
     with atomic_dir(out, force) as tmp:
-        t = time.perf_counter()
-        files = backend.emit(onnx_model, options, tmp)
-        seconds["emit"] = time.perf_counter() - t
-        t = time.perf_counter()
-        got = backend.check_run(tmp, x, precision)
-        if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
-            check = self_check(got, expected, "fp32", torch_run(ref, x, float64=True))
-            check["inputs"] = quant_info["check_inputs"] or check["inputs"]
-            check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
-        elif precision == "int8":
-            exact = backend.capabilities.int8_exact
-            codes = None if exact else backend.int8_codes(onnx_model, options, tmp, x, got)
-            check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
-        else:
-            exact = torch_run(ref, x, float64=True) if precision == "fp32" else None
-            check = self_check(got, expected, precision, exact)
-        if precision == "fp16":
-            check["float16_activations"] = _fp16_emulation(ref, x, expected)
-        seconds["self-check"] = time.perf_counter() - t
+        with phase("emit"):
+            files = backend.emit(onnx_model, options, tmp)
+        with phase("self-check"):
+            got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, qgraph, quant_info)
         if options.table is not None:
             options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
         if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
             raise SelfCheckError(_failure_message(target, "fp32" if caps.kit else precision, check))
-        t = time.perf_counter()
-        target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
-        seconds["target-checks"] = time.perf_counter() - t
+        with phase("target-checks"):
+            target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
         manifest = {
             "format": FORMAT,
             "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
@@ -141,12 +146,34 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             "libraries": {"python": platform.python_version(), "numpy": np.__version__,
                           **{lib: _version(lib) for lib in ("onnx", "onnxruntime", "torch", "onnxsim")}},
         }
-        manifest = finish_bundle(tmp, manifest)
+        with phase("manifest"):
+            manifest = finish_bundle(tmp, manifest)
     seconds["total"] = time.perf_counter() - t0
     return BuildResult(out, manifest, fe.report, seconds)
 
 
 # ---------------------------------------------------------------------------------------------------- steps
+def _self_check(backend, onnx_model, options, bundle, x, ref, expected, qgraph, quant_info) -> tuple:
+    """Run the written artifact on the check inputs and judge it against PyTorch (INT8: against the integer
+    reference, exactly or per op). Returns (the artifact's output, the self_check record)."""
+    caps, precision = backend.capabilities, options.precision
+    got = backend.check_run(bundle, x, precision)
+    if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
+        check = self_check(got, expected, "fp32", torch_run(ref, x, float64=True))
+        check["inputs"] = quant_info["check_inputs"] or check["inputs"]
+        check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
+    elif precision == "int8":
+        exact = caps.int8_exact
+        codes = None if exact else backend.int8_codes(onnx_model, options, bundle, x, got)
+        check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"], codes)
+    else:
+        exact = torch_run(ref, x, float64=True) if precision == "fp32" else None
+        check = self_check(got, expected, precision, exact)
+    if precision == "fp16":
+        check["float16_activations"] = _fp16_emulation(ref, x, expected)
+    return got, check
+
+
 def _check_int8_inputs(precision, calib, data, target, caps) -> None:
     if precision != "int8":
         if calib is not None or data is not None:

@@ -149,7 +149,8 @@ def cmd_build(args) -> int:
                    key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
                    force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args),
                    tune=args.tune, tune_log=args.tune_log, io=args.io, allow_cpu_fallback=args.allow_cpu_fallback,
-                   npu_mode=args.npu_mode, log=log)
+                   npu_mode=args.npu_mode, count_instructions=args.count_instructions,
+                   host_twin=args.host_twin, log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
@@ -179,14 +180,30 @@ def cmd_build(args) -> int:
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
     print(f"wrote {result.out}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
           f"{result.seconds['total']:.1f} s]")
+    print("time by phase: " + format_phases(result.seconds))
     if "random_seed" in m["weights"]:
         log(f"WARNING: {m['weights']['warning']}")
     return 0
 
 
+def format_phases(seconds: dict) -> str:
+    """"load 0.4 s, lower 0.9 s, ... (emit: compile 5.1 s, link 1.2 s)": the top-level phases in order, each
+    followed by its inner ones."""
+    top = [k for k in seconds if "/" not in k and k != "total"]
+    parts = []
+    for k in top:
+        inner = [(c[len(k) + 1:], v) for c, v in seconds.items() if c.startswith(k + "/") and c.count("/") == 1]
+        parts.append(f"{k} {seconds[k]:.1f} s" + (" (" + ", ".join(f"{n} {v:.1f} s" for n, v in inner) + ")"
+                                                  if inner else ""))
+    return ", ".join(parts)
+
+
 def _target_check_line(name: str, c: dict) -> str:
     """One line for a backend's target check in the build summary."""
     verdict = f" (required: {c['required']}) -> passed" if "required" in c else " (recorded)"
+    if name == "instructions_per_inference":
+        return (f"executed instructions per inference ({c['arch']}, under qemu): {c['total']:,}, of them "
+                f"{c['simd']:,} SIMD, int8 multiply-accumulates {c['int8_mac']:,}, float {c['float_mac']:,}")
     if name == "instruction_mix":
         return f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions"
     if "max_abs" in c:
@@ -237,7 +254,25 @@ def cmd_calibrate(args) -> int:
     if args.report:
         save_report(report, args.report)
         print(f"wrote {args.report}")
+        if Path(args.report).suffix.lower() != ".json":
+            print(f"wrote {_save_histograms(fp32, table, samples, report, Path(args.report))}")
     return 0
+
+
+def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
+    """Beside an image report, STEM.histograms.SUFFIX: the FP32 values of the worst activation tensors (at most
+    six) on the report's samples, with the clipping threshold calibration chose."""
+    from .plots import activation_histograms, save
+    from .quant.stats import run_fp32
+
+    tensors = table.doc["tensors"]
+    names = [n for n in report["worst_layers"] if tensors.get(n, {}).get("kind") == "activation"][:6]
+    if not names:  # no activation among the worst: the first six quantized activations
+        names = [n for n, t in tensors.items() if t.get("kind") == "activation"][:6]
+    used = samples[: report["samples"]["used"]]
+    values = run_fp32(fp32, used, names)
+    return save(activation_histograms(values, {n: tensors[n] for n in names}),
+                chart.with_name(f"{chart.stem}.histograms{chart.suffix}"))
 
 
 def cmd_ops(args) -> int:
@@ -314,11 +349,83 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
+    from .bench import BenchConfig, BenchModel, default_models, quick_config, run_bench, to_markdown
+    from .bench.run import FULL_MATRIX
+    from .errors import DataError
+    from .spec.loader import parse_overrides
+
+    out = Path(args.output)
+    work = out / "work"
+    if args.quick:
+        config = quick_config(work)
+    elif args.specs:
+        if len(args.specs) > 1 and (args.weights or args.overrides):
+            raise DataError("--weights / --set apply to one spec; benchmark several specs one at a time")
+        models = [BenchModel(Path(s).stem, Path(s), Path(args.weights) if args.weights else None, args.by_order,
+                             parse_overrides(args.overrides)) for s in args.specs]
+        for m in models:
+            if not m.spec.exists():
+                raise DataError(f"{m.spec}: no such spec")
+        config = BenchConfig(models, work)
+    else:
+        config = BenchConfig(default_models(), work)
+    if args.only:
+        wanted = [tuple(e.rsplit("-", 1)) for e in args.only.split(",") if e]
+        unknown = [f"{t}-{p}" for t, p in wanted if (t, p) not in FULL_MATRIX]
+        if unknown:
+            raise DataError(f"--only: unknown bundle {', '.join(unknown)}; known: "
+                            + ", ".join(f"{t}-{p}" for t, p in FULL_MATRIX))
+        config.matrix = tuple(wanted)
+    for name in ("rounds", "runs", "calib_images", "held_out", "method"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if args.no_memory:
+        config.memory = False
+    config.tvm_variants = args.tvm_variants
+    doc = run_bench(config, progress=args.progress, log=lambda s: None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "bench.md").write_text(to_markdown(doc) + "\n")
+    for t in doc["targets"]:
+        print(f"{t['status']:<12} {t['model']:<10} {t['what']}: {t['measured']} (bound {t['bound']})")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'} ({doc['seconds']:.0f} s)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """`tcc report SPEC... [--bundles DIR...]`: Table 1, the bundles' latency and fidelity, plots."""
+    from .errors import DataError
+    from .model_report import report, to_markdown
+    from .spec.loader import parse_overrides
+
+    if not args.specs and not args.bundles:
+        raise DataError("give at least one spec or --bundles DIR")
+    for b in args.bundles or []:
+        if not (Path(b) / "manifest.json").is_file():
+            raise DataError(f"{b}: not a tcc bundle (no manifest.json)")
+    doc = report(args.specs, args.bundles or [], Path(args.output), parse_overrides(args.overrides),
+                 rounds=args.rounds, runs=args.runs)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print(to_markdown(doc))
+        print(f"wrote {Path(args.output) / 'report.md'}, report.json and {len(doc['plots'])} plots")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .spec.schema import build_schema
 
     print(json.dumps(build_schema(), indent=2))
     return 0
+
+
+def _specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:
+    p.add_argument("specs", nargs="*", help=specs_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a model parameter ({set_applies_to})")
 
 
 def _weights_args(p: argparse.ArgumentParser) -> None:
@@ -375,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, default=0, metavar="N",
                    help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")
     p.add_argument("--tune-log", metavar="DIR", help="TVM: keep/reuse the MetaSchedule database in DIR")
+    p.add_argument("--count-instructions", action="store_true",
+                   help="arm-a7 / aarch64: count the instructions one inference executes (qemu plugin; NEON vs "
+                        "scalar) into the manifest; adds two runs under qemu")
+    p.add_argument("--host-twin", action="store_true",
+                   help="arm-a7 / aarch64: also compile the model for this machine and compare the ARM module under "
+                        "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time")
     _weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
     p.set_defaults(func=cmd_build)
@@ -398,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
-    p.add_argument("--report", metavar="OUT.json|OUT.png", help="also save the quality report (JSON or a chart)")
+    p.add_argument("--report", metavar="OUT.json|OUT.png",
+                   help="also save the quality report: JSON, or a chart (.png, .svg, .pdf) with the worst tensors' "
+                        "activation histograms beside it (OUT.histograms.png)")
     p.add_argument("--report-samples", type=int, default=32,
                    help="calibration samples (seeded subset) the quality report runs on (default 32)")
     p.add_argument("--no-compare", action="store_true",
@@ -445,6 +560,38 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "divergence when there are many)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("bench", help="benchmark every engine on the same model: latency, calibration, INT8 quality, "
+                                     "build phases, sizes, ARM instruction counts; writes bench.json and bench.md")
+    _specs_args(p, "model specs (default: ddsnet with the GC checkpoint, and fastnet)", "one spec")
+    p.add_argument("--weights", help="PyTorch state_dict (one spec; default: seeded random weights)")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--quick", action="store_true", help="one small model (FastNet at 64x64) through every section, "
+                                                       "in about a minute")
+    p.add_argument("--only", metavar="BUNDLES", help="comma-separated bundles to build and time, e.g. "
+                                                     "ort-fp32,ort-int8,host-fp32")
+    p.add_argument("--rounds", type=int, help="interleaved latency rounds (default 10)")
+    p.add_argument("--runs", type=int, help="inferences per engine per round (default 20)")
+    p.add_argument("--calib-images", type=int, help="calibration crops (default 128)")
+    p.add_argument("--held-out", type=int, help="judging crops, never calibrated on (default 64)")
+    p.add_argument("--method", choices=["minmax", "percentile", "kl", "kl+cos"], help="tcc's calibration method")
+    p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
+    p.add_argument("--tvm-variants", action="store_true",
+                   help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="the paper's Table 1 for specs (params, MACs, FP32 / INT8 size) and, for built "
+                                      "bundles, latency, fidelity and ARM instruction counts; markdown, JSON, plots")
+    _specs_args(p, "model specs", "every spec")
+    p.add_argument("--bundles", nargs="+", metavar="DIR", help="bundles made by `tcc build`")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
+    p.add_argument("--runs", type=int, default=10, help="inferences per bundle per round (default 10)")
+    p.add_argument("-o", "--output", default="out/report", help="where report.md, report.json and the plots go")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")
     p.set_defaults(func=cmd_schema)

@@ -68,7 +68,8 @@ def bundles(tmp_path_factory):
         key = (spec, target)
         if key not in cache:
             _require_runtime(target)
-            cache[key] = _build(spec, target, root / f"{Path(spec).stem}-{target}")
+            twin = {"host_twin": True} if tg.get_platform(target).is_cross else {}
+            cache[key] = _build(spec, target, root / f"{Path(spec).stem}-{target}", **twin)
         return cache[key]
 
     return get
@@ -329,7 +330,7 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     x[0, 0, 0, 0] = 5.36
     np.save(tmp_path / "calib.npy", x)
     result = build(spec, "arm-a7", tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
-                   calib_options={"method": "minmax", "calib_size": 8})
+                   calib_options={"method": "minmax", "calib_size": 8}, host_twin=True)
     m = result.manifest
     table = json.loads((result.out / "calibration.json").read_text())
     assert table["tensors"]["input"]["scale"] == s

@@ -200,14 +200,14 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     logits, on 1-LSB float tie-breaks); the benchmark (`python tools/bench_int8.py`: 128 + 64 crops) 0.9998."""
     pytest.importorskip("tcc.passes")
     import tcc
-    from tcc.quant import bench
+    from tcc.quant import crops
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate, report_lines
     from tcc.quant.data import load_calibration_data
     from tcc.quant.table import CalibrationError, file_sha256, load_table
 
     spec, weights = ROOT / "spec" / "ddsnet.yaml", FIXTURES / "GC_DDS_0.0064.pth"
-    table = calibrate(spec, weights, bench.make_crops(tmp_path / "c", 32, 0), target="ort", method="kl+cos",
+    table = calibrate(spec, weights, crops.make_crops(tmp_path / "c", 32, 0), target="ort", method="kl+cos",
                       calib_size=32, cos_rows=2048, by_order=True)
     assert any("mean layer cosine" in line for line in report_lines(table, top=5))
     model = tcc.load_model(spec)
@@ -217,7 +217,7 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
         load_table(tmp_path / "calib.json", weights_hash=file_sha256(FIXTURES / "PCam_DDS_0.0064.pth"))
     fp32 = lower_spec(model, weights=weights, by_order=True).onnx
     table.check_model(fp32)
-    held = load_calibration_data(bench.make_crops(tmp_path / "h", 8, 1), model.preprocess, model.input_shape)
+    held = load_calibration_data(crops.make_crops(tmp_path / "h", 8, 1), model.preprocess, model.input_shape)
     qdq = to_qdq(fp32, table)
     ref = run(fp32, held.array)
     fq = run(qdq, held.array, optimize=False)

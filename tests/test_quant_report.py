@@ -130,7 +130,7 @@ def test_png_is_a_picture(report, tmp_path):
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10
 
 
-@pytest.mark.parametrize("name, message", [("q.txt", "written as .json or .png"), ("q", "no suffix"),
+@pytest.mark.parametrize("name, message", [("q.txt", "written as .json or an image"), ("q", "no suffix"),
                                            ("missing/q.json", "does not exist")])
 def test_bad_report_paths(tmp_path, report, name, message):
     with pytest.raises(DataError, match=message):
@@ -160,9 +160,32 @@ def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
     validate_report(report)
     assert report["samples"]["used"] == 6 and report["calibration"]["method"] == "kl+cos"
     # a wrong suffix or a missing directory: exit 2 before calibrating, nothing written
-    for bad, message in (("q.csv", "written as .json or .png"), ("nodir/q.png", "does not exist")):
+    for bad, message in (("q.csv", "written as .json or an image"), ("nodir/q.png", "does not exist")):
         target = tmp_path / "second.json"
         assert main([*args[:-4], "-o", str(target), "--report", str(tmp_path / bad)]) == 2
         err = capsys.readouterr().err
         assert message in err and str(tmp_path / bad) in err and "Traceback" not in err
         assert not target.exists()
+
+
+def test_image_reports_are_matplotlib_figures_with_histograms(tmp_path, report):
+    """The chart as vector output too (.svg, .pdf), and beside an image report from `tcc calibrate` the worst
+    tensors' activation histograms with the chosen threshold."""
+    from tcc.cli import main
+
+    svg = save_report(report, tmp_path / "q.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg and "cosine" in svg
+    assert save_report(report, tmp_path / "q.pdf").read_bytes().startswith(b"%PDF")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    assert main(["calibrate", str(spec), "--data", str(tmp_path / "calib.npy"), "--method", "kl", "--no-compare",
+                 "-o", str(tmp_path / "calib.json"), "--report", str(tmp_path / "r.png")]) == 0
+    from PIL import Image
+
+    for name in ("r.png", "r.histograms.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "PNG" and im.width > 400

@@ -85,7 +85,7 @@ class ModelRun:
 
     # ------------------------------------------------------------------ calibration
     def calibration_data(self):
-        from ..quant.bench import make_crops
+        from ..quant.crops import make_crops
         from ..quant.data import load_calibration_data
 
         if self._data is None:

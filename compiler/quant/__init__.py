@@ -15,8 +15,8 @@ KL + cosine fine search), the calibration table, QDQ lowering and the integer re
 Modules: data (calibration samples), stats (ORT pass, histograms), methods (thresholds), quantizer (equation 8,
 the one quantizer), cos_search (EasyQuant fine search), rules (target quantization rules), calibrate
 (orchestration), table (JSON + schema + hash checks), plan (matching onto the integer op table), qgraph (the
-quantized graph and the table's validation against it), qdq, reference, report, bench
-(`python -m tcc.quant.bench`).
+quantized graph and the table's validation against it), qdq, reference, report, crops (histology crops for
+calibration and judging). Benchmarks: `tcc bench` (tcc.bench).
 """
 from .quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import tempfile
-import textwrap
 import time
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
@@ -35,7 +34,7 @@ from ..errors import DataError
 from .stats import expose, input_name, session
 from .table import CalibrationTable, model_sha256
 
-SUFFIXES = (".json", ".png")
+SUFFIXES = (".json", ".png", ".svg", ".pdf")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schema" / "quality_report.schema.json"
 ORT_METHODS = ("MinMax", "Entropy")
 WORST = 5  # at most this many tensors flagged in the printed table and labelled in the chart (a fifth of them)
@@ -137,10 +136,12 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8, optimize
 
 # ---------------------------------------------------------------------------------------------------- the report
 def check_report_path(path: str | Path) -> Path:
-    """A report path is .json or .png in an existing, writable directory; checked before any long work."""
+    """A report path is .json or an image (.png, .svg, .pdf) in an existing, writable directory; checked before
+    any long work."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
-        raise DataError(f"{path}: a quality report is written as .json or .png, not {path.suffix or 'no suffix'!r}")
+        raise DataError(f"{path}: a quality report is written as .json or an image (.png, .svg, .pdf), not "
+                        f"{path.suffix or 'no suffix'!r}")
     parent = path.parent
     if not parent.is_dir():
         raise DataError(f"{path}: directory {str(parent)!r} does not exist")
@@ -374,14 +375,16 @@ def validate_report(report: dict) -> None:
 
 
 def save_report(report: dict, path: str | Path) -> Path:
-    """Write the report as .json (validated) or .png (a chart + the summary), atomically."""
+    """Write the report as .json (validated) or an image (.png / .svg / .pdf: the chart and the summary),
+    atomically."""
     path = check_report_path(path)
     if path.suffix.lower() == ".json":
         validate_report(report)
         payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
         return _atomic_write(path, lambda f: f.write(payload))
-    image = render_png(report)
-    return _atomic_write(path, lambda f: image.save(f, format="PNG"))
+    from ..plots import quality_chart, save
+
+    return save(quality_chart(report, summary_lines(report)), path)
 
 
 def _atomic_write(path: Path, write) -> Path:
@@ -394,81 +397,3 @@ def _atomic_write(path: Path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-# ---------------------------------------------------------------------------------------------------- the chart
-FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", "DejaVuSansMono.ttf")
-COLOURS = {"ref": (31, 119, 180), "search": (255, 127, 14), "grid": (225, 225, 225), "text": (20, 20, 20),
-           "worst": (200, 30, 30)}
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    for f in FONT_FILES:
-        try:
-            return ImageFont.truetype(f, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
-
-def render_png(report: dict):
-    """A Pillow image: per-tensor cosine of the integer reference (line) and the fine search's per-layer cosine
-    (dots), the worst tensors labelled; under it the end-to-end table."""
-    from PIL import Image, ImageDraw
-
-    layers = report["layers"]
-    font, small = _font(15), _font(12)
-    width = 1400
-    left, right, top, plot_h = 90, 30, 50, 420
-    columns = int((width - left - right) // max(font.getlength("M"), 1))
-    summary = [part for line in summary_lines(report) for part in textwrap.wrap(line, columns) or [""]]
-    text_top = top + plot_h + 90
-    height = text_top + 22 * (len(summary) + 1) + 20
-    im = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(im)
-    s = report["samples"]
-    d.text((left, 12), f"INT8 vs FP32 cosine per tensor ({report['per_layer_source']}, {s['used']} samples)",
-           fill=COLOURS["text"], font=font)
-    cos = [r["cosine"] for r in layers]
-    search = [(k, r["search_cos_after"]) for k, r in enumerate(layers) if "search_cos_after" in r]
-    lo = min(cos + [v for _, v in search] + [0.999])
-    lo = max(0.0, 1 - (1 - lo) * 1.1)
-    plot_w = width - left - right
-
-    def xy(k, v):
-        xk = left + (plot_w * (k + 0.5) / max(len(layers), 1))
-        return xk, top + plot_h * (1 - (v - lo) / (1 - lo))
-
-    for j in range(6):  # horizontal grid with cosine ticks
-        v = lo + (1 - lo) * j / 5
-        y = xy(0, v)[1]
-        d.line([(left, y), (width - right, y)], fill=COLOURS["grid"])
-        d.text((8, y - 8), f"{v:.5f}", fill=COLOURS["text"], font=small)
-    d.rectangle([left, top, width - right, top + plot_h], outline=COLOURS["text"])
-    points = [xy(k, v) for k, v in enumerate(cos)]
-    if len(points) > 1:
-        d.line(points, fill=COLOURS["ref"], width=2)
-    for p in points:
-        d.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=COLOURS["ref"])
-    for k, v in search:
-        x, y = xy(k, v)
-        d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=COLOURS["search"], width=2)
-    rank = {name: i + 1 for i, name in enumerate(report["worst_layers"])}
-    for k, r in enumerate(layers):  # the worst tensors: a red ring and their rank, named under the plot
-        if r["tensor"] in rank:
-            x, y = xy(k, r["cosine"])
-            d.ellipse([x - 6, y - 6, x + 6, y + 6], outline=COLOURS["worst"], width=2)
-            d.text((x + 8, min(y - 6, top + plot_h - 16)), str(rank[r["tensor"]]), fill=COLOURS["worst"], font=small)
-    d.text((left, top + plot_h + 8), f"tensors in topological order (1 .. {len(layers)}): input first, graph output "
-                                     f"last. blue: INT8 vs FP32 with the errors of all layers before; orange: the fine "
-                                     f"search, the layer alone", fill=COLOURS["text"], font=small)
-    worst_text = "worst: " + ", ".join(f"{rank[r['tensor']]} {r['tensor']} {r['cosine']:.5f}"
-                                       for r in sorted(layers, key=lambda r: rank.get(r["tensor"], 99))
-                                       if r["tensor"] in rank)
-    for j, part in enumerate(textwrap.wrap(worst_text, int((width - left - right) // small.getlength("M")))[:3]):
-        d.text((left, top + plot_h + 26 + 16 * j), part, fill=COLOURS["worst"], font=small)
-    for k, line in enumerate(summary):
-        d.text((left, text_top + 22 * k), line, fill=COLOURS["text"], font=font)
-    return im

@@ -63,6 +63,8 @@ const char* kUsage =
     "  --raw-output       write the output tensor data only, no header\n"
     "  --func NAME        entry function (default: main)\n"
     "  --repeat N         after the first run, run N more times and print latency (ms)\n"
+    "  --runs N           after the first run, run N more times untimed (instruction counting: the\n"
+    "                     difference of two counts is whole inferences, nothing else)\n"
     "  --threads N        number of worker threads (sets TVM_NUM_THREADS)\n"
     "  --quiet            print nothing on success\n";
 
@@ -218,7 +220,7 @@ int Run(int argc, char** argv) {
   DLDataType raw_dtype{kDLFloat, 32, 1};
   bool raw_output = false, quiet = false;
   std::string func = "main";
-  int repeat = 0;
+  int repeat = 0, runs = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -238,6 +240,8 @@ int Run(int argc, char** argv) {
       func = value();
     } else if (a == "--repeat") {
       repeat = std::atoi(value().c_str());
+    } else if (a == "--runs") {
+      runs = std::atoi(value().c_str());
     } else if (a == "--threads") {
       std::string n = value();
       setenv("TVM_NUM_THREADS", n.c_str(), 1);
@@ -295,6 +299,7 @@ int Run(int argc, char** argv) {
                 << "\n";
     }
   }
+  for (int r = 0; r < runs; ++r) call();
   if (repeat > 0) {
     std::vector<double> ms;
     for (int r = 0; r < repeat; ++r) {

@@ -1,0 +1,123 @@
+/* Exact executed-instruction counts of a program run under qemu-user, by instruction text.
+ *
+ * A TCG plugin (qemu's plugin API, version 1 as in qemu 7.2): when qemu translates a block, every instruction's
+ * disassembly is looked up in a table of counters and the block gets one inline "add" per distinct text in it,
+ * so counting costs a few host instructions per block execution and no callbacks. At exit the table is written
+ * as "count<TAB>text" lines to the file named by the argument out=PATH. Which texts are SIMD is decided by the
+ * caller (tcc.backends.insn_count), with the same rules as the static instruction mix.
+ *
+ * qemu ships no header for the plugin API in Debian's qemu-user, so the few declarations used are written out
+ * below (qemu's include/qemu/qemu-plugin.h, API version 1: opaque handles, QEMU_PLUGIN_INLINE_ADD_U64 = 0).
+ * Counters are plain 64-bit adds: run the program with one thread.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint64_t qemu_plugin_id_t;
+typedef struct qemu_info_t qemu_info_t;
+struct qemu_plugin_tb;
+struct qemu_plugin_insn;
+enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
+typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+
+extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
+extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
+extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+extern char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
+extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
+                                                     void *ptr, uint64_t imm);
+
+__attribute__((visibility("default"))) int qemu_plugin_version = 1;
+
+/* Open-addressing table, text -> counter. Counters live in fixed chunks so their addresses (baked into the
+ * translated code) never move when the table grows. */
+typedef struct { char *text; uint64_t *count; } Slot;
+static Slot *slots;
+static size_t n_slots, n_used;
+enum { CHUNK = 4096 };
+static uint64_t *chunk;
+static size_t chunk_used = CHUNK;
+static char out_path[4096];
+
+static uint64_t hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+    for (; *s; ++s) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static Slot *find(Slot *table, size_t n, const char *text) {
+    size_t i = hash(text) & (n - 1);
+    while (table[i].text && strcmp(table[i].text, text) != 0) i = (i + 1) & (n - 1);
+    return &table[i];
+}
+
+static void grow(void) {
+    size_t n = n_slots ? 2 * n_slots : 1 << 14;
+    Slot *table = calloc(n, sizeof(Slot));
+    if (!table) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
+    for (size_t i = 0; i < n_slots; ++i)
+        if (slots[i].text) *find(table, n, slots[i].text) = slots[i];
+    free(slots);
+    slots = table;
+    n_slots = n;
+}
+
+static uint64_t *counter(const char *text) {
+    if (2 * (n_used + 1) > n_slots) grow();
+    Slot *s = find(slots, n_slots, text);
+    if (!s->text) {
+        if (chunk_used == CHUNK) {
+            chunk = calloc(CHUNK, sizeof(uint64_t));
+            if (!chunk) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
+            chunk_used = 0;
+        }
+        s->text = strdup(text);
+        s->count = &chunk[chunk_used++];
+        ++n_used;
+    }
+    return s->count;
+}
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
+    (void)id;
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    uint64_t *ptrs[n ? n : 1];
+    uint64_t times[n ? n : 1];
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; ++i) {  /* one add per distinct text in the block, by how often it occurs there */
+        char *text = qemu_plugin_insn_disas(qemu_plugin_tb_get_insn(tb, i));
+        uint64_t *c = counter(text ? text : "?");
+        free(text);
+        size_t k = 0;
+        while (k < distinct && ptrs[k] != c) ++k;
+        if (k == distinct) { ptrs[distinct] = c; times[distinct++] = 0; }
+        ++times[k];
+    }
+    for (size_t k = 0; k < distinct; ++k)
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, ptrs[k], times[k]);
+}
+
+static void write_counts(qemu_plugin_id_t id, void *userdata) {
+    (void)id; (void)userdata;
+    FILE *f = fopen(out_path, "w");
+    if (!f) { fprintf(stderr, "insn_count: cannot write %s\n", out_path); return; }
+    for (size_t i = 0; i < n_slots; ++i)
+        if (slots[i].text && *slots[i].count) fprintf(f, "%llu\t%s\n", (unsigned long long)*slots[i].count,
+                                                      slots[i].text);
+    fclose(f);
+}
+
+__attribute__((visibility("default")))
+int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
+    (void)info;
+    for (int i = 0; i < argc; ++i)
+        if (strncmp(argv[i], "out=", 4) == 0) snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
+    if (!out_path[0]) { fprintf(stderr, "insn_count: give the plugin out=PATH\n"); return -1; }
+    qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+    qemu_plugin_register_atexit_cb(id, write_counts, NULL);
+    return 0;
+}

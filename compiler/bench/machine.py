@@ -1,0 +1,64 @@
+"""The machine a benchmark ran on: CPU model, the ISA flags that decide which kernels are fast, load, versions.
+
+Speed ratios change with the instruction set (8-bit dot products make integer kernels pay off), so every bench
+result carries them and the speed targets pick their bound by `int8_dot`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+# x86 flags (as /proc/cpuinfo spells them) that change which kernels ORT, oneDNN and LLVM pick
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "amx_int8")
+LIBRARIES = ("onnxruntime", "torch", "apache-tvm", "ai-edge-litert", "numpy", "onnx")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def isa_class(flags: set[str]) -> str:
+    """The CPU class the speed targets distinguish: "avx512-vnni", "avx-vnni", "avx512", "avx2" or "baseline"."""
+    if "avx512_vnni" in flags:
+        return "avx512-vnni"
+    if "avx_vnni" in flags:
+        return "avx-vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2" if "avx2" in flags else "baseline"
+
+
+def machine_info() -> dict:
+    flags = cpu_flags()
+
+    def version(lib):
+        try:
+            return metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(),
+            "isa": sorted(f for f in ISA_FLAGS if f in flags), "isa_class": isa_class(flags),
+            "int8_dot": bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
+            "libraries": {lib: version(lib) for lib in LIBRARIES}}

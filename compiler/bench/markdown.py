@@ -1,0 +1,60 @@
+"""bench.json as markdown: the tables the README quotes."""
+from __future__ import annotations
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def _ms(s: dict) -> str:
+    return f"{s['median']:.3f} ({s['p10']:.3f}-{s['p90']:.3f})"
+
+
+def to_markdown(doc: dict) -> str:
+    mach = doc["machine"]
+    lines = [f"# tcc bench{' (quick)' if doc.get('quick') else ''}", "",
+             f"{mach['cpu']}, {mach['cores']} cores, ISA class **{mach['isa_class']}** ({' '.join(mach['isa'])}); "
+             f"8-bit dot products: {'yes' if mach['int8_dot'] else 'no'}. 1 thread, batch 1, "
+             f"{doc['settings']['rounds']} interleaved rounds of {doc['settings']['runs_per_round']} runs: median of "
+             f"the per-round medians (p10-p90 of them). Load average at start {mach['load_average'][0]}.", ""]
+    for key, m in doc["models"].items():
+        lines += [f"## {key}", "", f"`{m['spec']}`, weights {m['weights']}, input {'x'.join(map(str, m['input']))}, "
+                  f"{m['params']:,} parameters, {m['macs']:,} MACs.", ""]
+        fp32 = m["latency_ms"].get("ort-fp32", {}).get("median")
+        rows = [[k, _ms(v), f"{v['median'] / fp32:.2f}" if fp32 else ""] for k, v in m["latency_ms"].items()]
+        lines += ["Latency (ms):", ""] + _table(["engine", "median (p10-p90)", "/ ORT FP32"], rows)
+        rows = [[k, f"{v['median']:.3f}", f"{v['p10']:.3f}-{v['p90']:.3f}"] for k, v in m["latency_ratios"].items()]
+        lines += ["Ratios, round by round:", ""] + _table(["ratio", "median", "p10-p90"], rows)
+        cal = m["calibration"]
+        rows = [[f"tcc {v['method']} ({r} rules)", v["samples"], f"{v['seconds']:.2f}",
+                 " / ".join(f"{n}: {b / 2**20:.0f} MiB" for n, b in v.get("peak_bytes", {}).items())]
+                for r, v in cal["tcc"].items()]
+        rows += [[f"onnxruntime quantize_static {k}", v["samples"], f"{v['seconds']:.2f}", ""]
+                 for k, v in cal["onnxruntime"].items()]
+        lines += ["Calibration:", ""] + _table(["method", "samples", "seconds", "peak memory by samples"], rows)
+        q = m["quality"]
+        rows = [[k, f"{v['cos_mean']:.6f}", f"{v['cos_min']:.6f}", f"{100 * v['top1']:.1f}%"]
+                for k, v in q["results"].items()]
+        lines += [f"INT8 vs FP32 on {q['held_out']} held-out crops (ONNX Runtime's integer kernels):", ""]
+        lines += _table(["quantizer", "cosine mean", "cosine min", "top-1 agreement"], rows)
+        rows = []
+        for k, b in m["builds"].items():
+            if "error" in b:
+                rows.append([k, "skipped: " + b["error"][:80], "", ""])
+                continue
+            s = b["seconds"]
+            phases = ", ".join(f"{n} {v:.1f}" for n, v in s.items() if n != "total" and n.count("/") <= 1)
+            rows.append([k, f"{s['total']:.1f}", phases, f"{b['bytes']:,}"])
+        lines += ["`tcc build` (seconds by phase; bytes of the artifacts):", ""]
+        lines += _table(["bundle", "total s", "phases (s)", "bytes"], rows)
+        rows = [[k, f"{b['instructions']['total']:,}", f"{b['instructions']['simd']:,}",
+                 f"{b['instructions']['simd_fraction']:.2f}", f"{b['instructions']['int8_mac']:,}",
+                 f"{b['instructions']['float_mac']:,}"] for k, b in m["builds"].items() if "instructions" in b]
+        if rows:
+            lines += ["Executed instructions per inference (qemu plugin, exact):", ""]
+            lines += _table(["bundle", "total", "SIMD", "SIMD share", "int8 MACs", "float MACs"], rows)
+    rows = [[t["target"], t["model"], t["what"], t["bound"], t["measured"], t["status"]] for t in doc["targets"]]
+    lines += ["## Targets", ""] + _table(["target", "model", "what", "bound", "measured", "status"], rows)
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""`tcc bench`: every engine on the same model, the same input and the same calibration data, in one run.
+
+Per model: the FP32 graph as `tcc build` lowers it; calibration and held-out crops of real histology through the
+spec's preprocessing; tcc's calibration (time, peak memory) against ONNX Runtime's quantize_static and INT8
+quality of both on the held-out crops; a bundle per (target, precision) built by `tcc build` itself (wall time by
+phase, artifact bytes, and on the ARM targets the instructions one inference executes, counted under qemu); then
+1-thread batch-1 latency of PyTorch eager and every bundle that runs here, interleaved in rounds. The speed
+targets are judged on the result (tcc.bench.targets) and the whole is written as bench.json and bench.md.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import quality, timing
+from .machine import machine_info
+
+ROOT = Path(__file__).resolve().parents[2]
+FORMAT = "tcc-bench/1"
+
+# (target, precision) bundles built and timed: every engine the issue compares
+FULL_MATRIX = (("ort", "fp32"), ("ort", "fp16"), ("ort", "int8"), ("ort", "dynamic"), ("host", "fp32"),
+               ("host", "int8"), ("tflite", "fp32"), ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"),
+               ("aarch64", "fp32"), ("aarch64", "int8"))
+QUICK_MATRIX = (("ort", "fp32"), ("ort", "int8"), ("host", "fp32"), ("host", "int8"), ("tflite", "fp32"),
+                ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"))
+
+
+@dataclass
+class BenchModel:
+    key: str
+    spec: Path
+    weights: Path | None = None
+    by_order: bool = False
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchConfig:
+    models: list[BenchModel]
+    work: Path
+    matrix: tuple = FULL_MATRIX
+    rounds: int = 10
+    runs: int = 20
+    calib_images: int = 128
+    held_out: int = 64
+    method: str = "kl+cos"
+    ort_methods: tuple = ("MinMax", "Entropy")
+    memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
+    quick: bool = False
+    tvm_variants: bool = False  # also TVM host FP32 without tcc's schedules, unfused, and with dlight
+
+
+def default_models() -> list[BenchModel]:
+    """The paper models: DDSNet with the authors' GC checkpoint when the fixtures are there, FastNet seeded."""
+    from tcc.quant.crops import FIXTURES
+
+    gc = FIXTURES / "GC_DDS_0.0064.pth"
+    return [BenchModel("ddsnet", ROOT / "spec" / "ddsnet.yaml", gc if gc.exists() else None, gc.exists()),
+            BenchModel("fastnet", ROOT / "spec" / "fastnet.yaml")]
+
+
+def quick_config(work: Path) -> BenchConfig:
+    """One small model through every section, in about a minute: FastNet at 64 x 64 (seeded weights)."""
+    return BenchConfig([BenchModel("fastnet-64", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 64})],
+                       work, QUICK_MATRIX, rounds=3, runs=5, calib_images=16, held_out=8, method="kl",
+                       ort_methods=("MinMax",), memory=False, quick=True)
+
+
+class Progress:
+    """A tqdm bar on stderr over the run's steps (off when stderr is not a terminal unless forced)."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, file=sys.stderr, disable=not (sys.stderr.isatty() if enabled is None
+                                                                   else enabled), dynamic_ncols=True)
+
+    def step(self, what: str) -> None:
+        self.bar.set_description(what)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None
+              ) -> dict:
+    steps = sum(4 + len(config.matrix) + config.rounds for _ in config.models)
+    bar = Progress(steps, progress)
+    doc = {"format": FORMAT, "quick": config.quick, "machine": machine_info(),
+           "settings": {"threads": 1, "batch": 1, "rounds": config.rounds, "runs_per_round": config.runs,
+                        "calib_images": config.calib_images, "held_out": config.held_out, "method": config.method,
+                        "ort_methods": list(config.ort_methods)},
+           "models": {}}
+    started = time.perf_counter()
+    try:
+        for m in config.models:
+            doc["models"][m.key] = bench_model(m, config, bar, log)
+    finally:
+        bar.close()
+    doc["seconds"] = round(time.perf_counter() - started, 1)
+    from .targets import judge
+
+    doc["targets"] = judge(doc)
+    return doc
+
+
+def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
+    from tcc.frontend import lower_spec
+    from tcc.quant.crops import make_crops
+    from tcc.quant.data import load_calibration_data
+    from tcc.quant.table import file_sha256
+
+    work = config.work / m.key
+    fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
+    model, fp32 = fe.model, fe.onnx
+    calib = load_calibration_data(make_crops(work / "calib", config.calib_images, 0), model.preprocess,
+                                  model.input_shape, progress=False)
+    held = load_calibration_data(make_crops(work / "held", config.held_out, 1), model.preprocess,
+                                 model.input_shape, progress=False)
+    bar.step(f"{m.key}: crops")
+    hashes = {"spec_hash": model.spec_hash, "weights_hash": file_sha256(m.weights) if m.weights else None}
+    summary = model.graph.summary()
+    out: dict = {"spec": _rel(m.spec), "weights": _rel(m.weights) if m.weights else "seeded random (seed 0)",
+                 "overrides": m.overrides, "input": [1, *model.input_shape], "params": summary["params"],
+                 "macs": summary["macs"]}
+
+    # calibration: one table per rules the INT8 bundles need; the ort one is the timed comparison
+    from tcc.backends import get_target
+
+    rules_needed = sorted({get_target(t).rules for t, p in config.matrix if p == "int8" and get_target(t).rules})
+    tables, cal = {}, {"tcc": {}, "onnxruntime": {}}
+    for rules in rules_needed:
+        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, **hashes)
+        path = work / f"calib-{rules}.json"
+        table.save(path)
+        tables[rules] = path
+        cal["tcc"][rules] = {"method": config.method, "seconds": round(secs, 2), "samples": len(calib)}
+    bar.step(f"{m.key}: calibration")
+    if config.memory and "ort" in rules_needed:
+        quarter = max(1, len(calib) // 4)
+        cal["tcc"]["ort"]["peak_bytes"] = {str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method)
+                                          for n in (quarter, len(calib))}
+    from tcc.quant.qdq import to_qdq
+    from tcc.quant.table import load_table
+
+    qual = {}
+    if "ort" in tables:
+        qual[f"tcc {config.method}"] = quality.evaluate(fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True),
+                                                        held.array)["ort"]
+    for method in config.ort_methods:
+        q, secs = quality.ort_static(fp32, calib.array, method)
+        cal["onnxruntime"][method] = {"seconds": round(secs, 2), "samples": len(calib)}
+        qual[f"onnxruntime {method}"] = quality.evaluate(fp32, q, held.array)["ort"]
+    out["calibration"] = cal
+    out["quality"] = {"held_out": len(held), "vs": "FP32 (ONNX Runtime)", "results": qual}
+    bar.step(f"{m.key}: quality")
+
+    builds, runners = {}, {"pytorch-fp32": timing.torch_runner(fe.module, held.array)}
+    for target, precision in config.matrix:
+        key = f"{target}-{precision}"
+        builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log)
+        bar.step(f"{m.key}: build {key}")
+        runner = _runner(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] \
+            else None
+        if runner is not None:
+            runners[key] = runner
+    out["builds"] = builds
+    bar.step(f"{m.key}: runners")
+
+    if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
+        import onnx
+
+        from .ort_profile import float_nodes, profile_nodes
+
+        prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
+        out["ort_int8_profile"] = {"kernels": len(prof), "sum_us": round(sum(p["us"] for p in prof), 1),
+                                   "float_nodes": float_nodes(prof)}
+    if config.tvm_variants:
+        from .tvm_variants import time_variants
+
+        out["tvm_variants"] = time_variants(fp32, held.array, work / "variants", config.runs)
+    per_round = timing.interleave(runners, config.rounds, config.runs, lambda: bar.step(f"{m.key}: latency"))
+    out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
+    out["latency_ratios"] = {name: r for name, (a, b) in RATIOS.items()
+                             if (r := timing.ratio(per_round, a, b)) is not None}
+    return out
+
+
+# ratios taken round by round: (numerator, denominator)
+RATIOS = {"ort int8 / ort fp32": ("ort-int8", "ort-fp32"), "ort fp16 / ort fp32": ("ort-fp16", "ort-fp32"),
+          "ort dynamic / ort fp32": ("ort-dynamic", "ort-fp32"), "host fp32 / ort fp32": ("host-fp32", "ort-fp32"),
+          "host int8 / host fp32": ("host-int8", "host-fp32"), "tflite int8 / tflite fp32": ("tflite-int8",
+                                                                                             "tflite-fp32"),
+          "pytorch fp32 / ort fp32": ("pytorch-fp32", "ort-fp32")}
+
+
+def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Path, log) -> dict:
+    """`tcc build` of one bundle: wall time by phase, artifact bytes, ARM instruction counts; or why it was
+    skipped (a backend whose tools are missing here is a result, not a crash)."""
+    from tcc.backends import get_target
+    from tcc.build import build
+    from tcc.errors import TccError
+
+    tgt = get_target(target)
+    count = bool(tgt.platform and tgt.platform.qemu)
+    try:
+        r = build(m.spec, target, out, precision=precision, weights=m.weights, by_order=m.by_order,
+                  overrides=m.overrides, force=True, calib=tables.get(tgt.rules) if precision == "int8" else None,
+                  count_instructions=count, log=log)
+    except TccError as e:
+        return {"error": str(e).splitlines()[0]}
+    man = r.manifest
+    res = {"seconds": {k: round(v, 2) for k, v in r.seconds.items()},
+           "bytes": sum(f["bytes"] for name, f in man["files"].items() if name in man["artifacts"]),
+           "artifact_bytes": man["files"][man["artifact"]]["bytes"]}
+    checks = man.get("target_checks", {})
+    if "instructions_per_inference" in checks:
+        res["instructions"] = checks["instructions_per_inference"]
+    return res
+
+
+def _runner(target: str, precision: str, bundle: Path, x: np.ndarray):
+    from tcc.backends import get_target
+
+    tgt = get_target(target)
+    if tgt.backend == "ort":
+        return timing.ort_runner(bundle / "model.onnx", x)
+    if tgt.backend == "tflite":
+        return timing.litert_runner(bundle)
+    if tgt.backend == "tvm" and not (tgt.platform and tgt.platform.qemu):
+        return timing.TvmRunner(bundle / "model.so", target, x, bundle / "kit" / "bin" / "tcc-run")
+    return None  # ARM modules: qemu cannot time them; their cost is the instruction count
+
+
+def _rel(p) -> str:
+    """A path as the README writes it: relative to the checkout (../shared/... for the fixtures beside it)."""
+    p = Path(p).resolve()
+    if p.is_relative_to(ROOT):
+        return str(p.relative_to(ROOT))
+    if p.is_relative_to(ROOT.parent):
+        return "../" + str(p.relative_to(ROOT.parent))
+    return str(p)

@@ -1,0 +1,91 @@
+"""The speed targets, judged on a bench result. Each names its bound (which may depend on the CPU class: 8-bit
+dot products or not), the measured value and PASS / FAIL; a target whose measurement is missing from the run
+(a section skipped, a backend not available here) is reported as not measured, never as passed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    what: str
+    bound: Callable[[dict], float]  # from the machine record
+    measure: Callable[[dict], float | None]  # from one model's record
+    models: tuple[str, ...] | None = None  # None: every model benchmarked
+    min_samples: int = 0  # calibration targets are stated for a sample count
+
+
+def _ratio(name: str) -> Callable[[dict], float | None]:
+    return lambda m: (m.get("latency_ratios", {}).get(name) or {}).get("median")
+
+
+def _build_seconds(key: str) -> Callable[[dict], float | None]:
+    return lambda m: (m.get("builds", {}).get(key, {}).get("seconds") or {}).get("total")
+
+
+def _instruction_ratio(m: dict) -> float | None:
+    b = m.get("builds", {})
+    i8, f32 = (b.get(f"arm-a7-{p}", {}).get("instructions") for p in ("int8", "fp32"))
+    return i8["total"] / f32["total"] if i8 and f32 else None
+
+
+def _calibration_seconds(m: dict) -> float | None:
+    return (m.get("calibration", {}).get("tcc", {}).get("ort") or {}).get("seconds")
+
+
+def _memory_growth(m: dict) -> float | None:
+    peaks = (m.get("calibration", {}).get("tcc", {}).get("ort") or {}).get("peak_bytes")
+    if not peaks or len(peaks) < 2:
+        return None
+    counts = sorted(peaks, key=int)
+    return peaks[counts[-1]] / peaks[counts[0]]
+
+
+def _int8_cosine(m: dict) -> float | None:
+    res = m.get("quality", {}).get("results", {})
+    tcc = next((v for k, v in res.items() if k.startswith("tcc ")), None)
+    return tcc["cos_mean"] if tcc else None
+
+
+TARGETS = (
+    Target("host-fp32", "TVM host FP32 latency / ORT FP32", lambda mach: 1.0, _ratio("host fp32 / ort fp32")),
+    Target("host-int8", "TVM host INT8 latency / TVM host FP32",
+           lambda mach: 0.7 if mach["int8_dot"] else 1.0, _ratio("host int8 / host fp32")),
+    Target("ort-int8", "ORT INT8 latency / ORT FP32", lambda mach: 0.45 if mach["int8_dot"] else 0.6,
+           _ratio("ort int8 / ort fp32")),
+    Target("ort-int8-cosine", "ORT INT8 output cosine vs FP32 (held-out mean), at least", lambda mach: 0.9995,
+           _int8_cosine),
+    Target("build-arm-a7", "`tcc build --target arm-a7` wall seconds", lambda mach: 10.0,
+           _build_seconds("arm-a7-fp32"), models=("ddsnet",)),
+    Target("calibration", "kl+cos calibration seconds (128 samples)", lambda mach: 15.0, _calibration_seconds,
+           models=("ddsnet",), min_samples=128),
+    Target("calibration-memory", "calibration peak memory, all samples / a quarter of them", lambda mach: 1.25,
+           _memory_growth),
+    Target("arm-a7-int8-instructions", "arm-a7 INT8 executed instructions / FP32", lambda mach: 0.5,
+           _instruction_ratio),
+)
+AT_LEAST = {"ort-int8-cosine"}
+
+
+def judge(doc: dict) -> list[dict]:
+    rows = []
+    machine = doc["machine"]
+    samples = doc["settings"]["calib_images"]
+    for t in TARGETS:
+        for key, m in doc["models"].items():
+            if t.models is not None and key not in t.models:
+                continue
+            bound = t.bound(machine)
+            value = t.measure(m) if samples >= t.min_samples else None
+            if value is None:
+                status = "not measured"
+            elif t.key in AT_LEAST:
+                status = "PASS" if value >= bound else "FAIL"
+            else:
+                status = "PASS" if value <= bound else "FAIL"
+            rows.append({"target": t.key, "model": key, "what": t.what, "bound": bound,
+                         "measured": None if value is None else round(float(value), 4), "status": status,
+                         "isa_class": machine["isa_class"]})
+    return rows

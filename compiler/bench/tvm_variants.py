@@ -1,0 +1,35 @@
+"""TVM host FP32 pipelines against each other (`tcc bench --tvm-variants`): tcc's default (NHWC layout and its
+CPU schedules, what `tcc build` uses), unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's
+own default) and dlight (TVM's CPU rules). A variant TVM cannot compile is a result too."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True},
+            "unscheduled": {"fuse": True, "dlight": False, "schedule": False},
+            "unfused": {"fuse": False, "dlight": False, "schedule": False},
+            "dlight": {"fuse": True, "dlight": True, "schedule": False}}
+
+
+def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
+    from tcc.backends import tvm_compile
+    from tcc.backends.tvm_run import run_module
+
+    inp = onnx_model.graph.input[0].name
+    one = np.ascontiguousarray(x[:1])
+    out = {}
+    for name, kw in VARIANTS.items():
+        t = time.perf_counter()
+        try:
+            mod = tvm_compile.import_onnx(onnx_model, {inp: list(one.shape)})
+            so = tvm_compile.compile_module(mod, "host", work / f"{name}.so", **kw)
+        except Exception as e:  # noqa: BLE001  TVM raises its own error types with C++ backtraces
+            out[name] = {"error": f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[-1]}
+            continue
+        compile_s = time.perf_counter() - t
+        _, ms = run_module(so, "host", one, threads=1, repeat=runs)
+        out[name] = {"ms": round(float(ms), 4), "compile_s": round(compile_s, 1)}
+    return out
