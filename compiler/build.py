@@ -11,6 +11,7 @@ Backends may add their own checks (`Backend.extra_checks`, e.g. ARM under qemu a
 """
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,19 @@ class BuildResult:
     seconds: dict = field(default_factory=dict)  # wall time per step (never written into the bundle)
 
 
+def _with_phases(fn):
+    """Run `fn` (a build) inside tcc.phases.recording() and add the phases to its result's `seconds`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> BuildResult:
+        with recording() as phases:
+            result = fn(*args, **kwargs)
+        result.seconds.update(phases)
+        return result
+
+    return wrapper
+
+
+@_with_phases
 def build(spec: str | Path, target: str, out: str | Path, *, precision: str | None = None, opset: int = 13,
           simplify: bool = True, weights: str | Path | None = None, by_order: bool = False,
           key_map: str | Path | None = None, seed: int = 0, overrides: dict | None = None, force: bool = False,
@@ -47,19 +61,6 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           log: Callable[[str], None] = lambda s: None) -> BuildResult:
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
     the wall time of every phase (tcc.phases: "emit/compile", "target-checks/host-twin/link", ...)."""
-    with recording() as phases:
-        result = _build(spec, target, out, precision=precision, opset=opset, simplify=simplify, weights=weights,
-                        by_order=by_order, key_map=key_map, seed=seed, overrides=overrides, force=force, calib=calib,
-                        data=data, calib_options=calib_options, tune=tune, tune_log=tune_log, io=io,
-                        allow_cpu_fallback=allow_cpu_fallback, npu_mode=npu_mode,
-                        count_instructions=count_instructions, host_twin=host_twin, log=log)
-    result.seconds.update(phases)
-    return result
-
-
-def _build(spec, target, out, *, precision, opset, simplify, weights, by_order, key_map, seed, overrides, force,
-           calib, data, calib_options, tune, tune_log, io, allow_cpu_fallback, npu_mode, count_instructions,
-           host_twin, log) -> BuildResult:
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 
     from .frontend import lower_spec

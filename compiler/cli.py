@@ -261,7 +261,7 @@ def cmd_calibrate(args) -> int:
 
 def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     """Beside an image report, STEM.histograms.SUFFIX: the FP32 values of the worst activation tensors (at most
-    six) on the report's samples, with the clipping threshold calibration chose."""
+    six) on the samples the report used, with the clipping threshold calibration chose."""
     from .plots import activation_histograms, save
     from .quant.stats import run_fp32
 
@@ -269,8 +269,7 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     names = [n for n in report["worst_layers"] if tensors.get(n, {}).get("kind") == "activation"][:6]
     if not names:  # no activation among the worst: the first six quantized activations
         names = [n for n, t in tensors.items() if t.get("kind") == "activation"][:6]
-    used = samples[: report["samples"]["used"]]
-    values = run_fp32(fp32, used, names)
+    values = run_fp32(fp32, samples[report["samples"]["indices"]], names)
     return save(activation_histograms(values, {n: tensors[n] for n in names}),
                 chart.with_name(f"{chart.stem}.histograms{chart.suffix}"))
 
@@ -372,12 +371,17 @@ def cmd_bench(args) -> int:
     else:
         config = BenchConfig(default_models(), work)
     if args.only:
-        wanted = [tuple(e.rsplit("-", 1)) for e in args.only.split(",") if e]
-        unknown = [f"{t}-{p}" for t, p in wanted if (t, p) not in FULL_MATRIX]
-        if unknown:
-            raise DataError(f"--only: unknown bundle {', '.join(unknown)}; known: "
-                            + ", ".join(f"{t}-{p}" for t, p in FULL_MATRIX))
-        config.matrix = tuple(wanted)
+        known = {f"{t}-{p}": (t, p) for t, p in FULL_MATRIX}
+        wanted = [e for e in args.only.split(",") if e]
+        unknown = [e for e in wanted if e not in known]
+        if unknown or not wanted:
+            raise DataError(f"--only: unknown bundle {', '.join(unknown) or '(none given)'}; known: "
+                            + ", ".join(known))
+        config.matrix = tuple(known[e] for e in wanted)
+    for name in ("rounds", "runs", "calib_images", "held_out"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     for name in ("rounds", "runs", "calib_images", "held_out", "method"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
@@ -402,6 +406,8 @@ def cmd_report(args) -> int:
 
     if not args.specs and not args.bundles:
         raise DataError("give at least one spec or --bundles DIR")
+    if args.rounds < 1 or args.runs < 1:
+        raise DataError(f"--rounds and --runs must be at least 1, not {args.rounds} and {args.runs}")
     for b in args.bundles or []:
         if not (Path(b) / "manifest.json").is_file():
             raise DataError(f"{b}: not a tcc bundle (no manifest.json)")

@@ -40,7 +40,7 @@ def model_row(spec: str | Path, overrides: dict | None = None) -> dict:
 def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, object]:
     """A bundle's manifest facts and a timing runner when it runs here (ARM modules do not: their cost is the
     instruction count, when the build counted it)."""
-    from .bench.run import _runner
+    from .bench.run import runner_for
     from .errors import DataError, TccError
 
     path = Path(bundle) / "manifest.json"
@@ -48,19 +48,22 @@ def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, obj
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{bundle}: not a tcc bundle (cannot read manifest.json: {e})") from None
-    sc = m["self_check"]
-    fidelity = sc.get("vs_fp32") or sc["result"]
-    row = {"bundle": str(bundle), "model": m["model"]["name"], "target": m["target"], "precision": m["precision"],
-           "artifact_bytes": m["files"][m["artifact"]]["bytes"],
-           "cosine_vs_fp32": fidelity.get("cosine"), "max_abs_vs_fp32": fidelity.get("max_abs")}
+    try:
+        sc = m["self_check"]
+        fidelity = sc.get("vs_fp32") or sc["result"]
+        row = {"bundle": str(bundle), "model": m["model"]["name"], "target": m["target"],
+               "precision": m["precision"], "artifact_bytes": m["files"][m["artifact"]]["bytes"],
+               "cosine_vs_fp32": fidelity.get("cosine"), "max_abs_vs_fp32": fidelity.get("max_abs")}
+        shape = m["inputs"][0]["shape"]
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise DataError(f"{path}: not a tcc bundle manifest (missing {e})") from None
     ins = m.get("target_checks", {}).get("instructions_per_inference")
     if ins:
         row["arm_instructions"] = ins["total"]
         row["arm_simd_fraction"] = ins["simd_fraction"]
-    shape = m["inputs"][0]["shape"]
     x = np.random.default_rng(0).standard_normal([1, *[int(d) for d in shape[1:]]]).astype(np.float32)
     try:
-        runner = _runner(m["target"], m["precision"], Path(bundle), x)
+        runner = runner_for(m["target"], m["precision"], Path(bundle), x)
     except TccError as e:  # e.g. LiteRT missing: reported without latency, and why
         row["latency_error"] = str(e).splitlines()[0]
         runner = None

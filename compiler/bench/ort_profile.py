@@ -10,20 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def session(model, profile: str | None = None):
-    """ONNX Runtime CPU session, 1 thread, all graph optimisations; profiling into `profile` when given."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    if profile:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+from tcc.quant.stats import session
 
 
 def profile_nodes(model, x: np.ndarray, runs: int = 30) -> list[dict]:
@@ -31,7 +18,7 @@ def profile_nodes(model, x: np.ndarray, runs: int = 30) -> list[dict]:
     with the op the kernel ran as and the element types of its data input and output."""
     one = np.ascontiguousarray(x[:1])
     with tempfile.TemporaryDirectory() as d:
-        s = session(model, profile=str(Path(d) / "prof"))
+        s = session(model, threads=1, profile=str(Path(d) / "prof"))
         feed = {s.get_inputs()[0].name: one}
         for _ in range(5 + runs):
             s.run(None, feed)

@@ -167,7 +167,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         key = f"{target}-{precision}"
         builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log)
         bar.step(f"{m.key}: build {key}")
-        runner = _runner(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] \
+        runner = runner_for(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] \
             else None
         if runner is not None:
             runners[key] = runner
@@ -226,14 +226,15 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     return res
 
 
-def _runner(target: str, precision: str, bundle: Path, x: np.ndarray):
+def runner_for(target: str, precision: str, bundle: Path, x: np.ndarray):
+    """The timing runner of a bundle that runs here; None for ARM modules and kits."""
     from tcc.backends import get_target
 
     tgt = get_target(target)
     if tgt.backend == "ort":
         return timing.ort_runner(bundle / "model.onnx", x)
     if tgt.backend == "tflite":
-        return timing.litert_runner(bundle)
+        return timing.litert_runner(bundle, x)
     if tgt.backend == "tvm" and not (tgt.platform and tgt.platform.qemu):
         return timing.TvmRunner(bundle / "model.so", target, x, bundle / "kit" / "bin" / "tcc-run")
     return None  # ARM modules: qemu cannot time them; their cost is the instruction count

@@ -151,8 +151,9 @@ def expose(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True):
-    """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant)."""
+def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True, profile: str | None = None):
+    """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant);
+    `profile`: ORT's profiler writes per-kernel times to files with this prefix."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -160,6 +161,9 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
         so.intra_op_num_threads = threads
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if profile:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile
     so.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
