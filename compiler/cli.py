@@ -76,36 +76,20 @@ def cmd_predict(args) -> int:
 
 def _predict_artifact(args) -> int:
     """Run a built bundle with its own preprocessing, input shape and labels (all from its manifest)."""
-    from .bundle import read_manifest
+    from .artifact import open_artifact
     from .data import load_array, load_image
-    from .spec.loader import Preprocess
-    from tcc.backends import get_backend
 
     baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
                                     ("--key-map", args.key_map), ("--set", args.overrides)] if on]
     if baked:
         raise BuildError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; "
                          f"drop {', '.join(baked)}")
-    manifest = read_manifest(args.artifact)
-    backend = get_backend(manifest["backend"])
-    if backend.capabilities.kit:
-        raise BuildError(f"{args.artifact}: a kit for {manifest['runtime'].get('runtime', manifest['target'])}: its "
-                         "toolchain builds the NPU model (build.sh, in Axera's Docker image); prediction.json holds "
-                         "tcc's prediction of the NPU's result")
-    if not backend.capabilities.runs_here:
-        raise BuildError(f"{args.artifact}: a {manifest['target']} bundle cannot run on this machine")
-    shape = tuple(manifest["inputs"][0]["shape"][1:])
-    if args.image:
-        pre = manifest["preprocess"]
-        pre = Preprocess(**{**pre, "resize": tuple(pre["resize"]), "mean": tuple(pre["mean"]),
-                            "std": tuple(pre["std"])})
-        x = load_image(args.image, pre)[None]
-    else:
-        x = load_array(args.input, shape)
-    if "random_seed" in manifest["weights"]:
-        print(f"WARNING: {manifest['weights']['warning']}", file=sys.stderr)
-    logits = backend.run(backend.load(args.artifact), x)
-    _print_predictions(logits, manifest.get("labels"), args.json)
+    artifact = open_artifact(args.artifact)
+    x = load_image(args.image, artifact.preprocess)[None] if args.image else load_array(args.input,
+                                                                                         artifact.input_shape)
+    if artifact.warning:
+        print(f"WARNING: {artifact.warning}", file=sys.stderr)
+    _print_predictions(artifact.run(x), artifact.labels, args.json)
     return 0
 
 
@@ -598,6 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/report", help="where report.md, report.json and the plots go")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
+
+    from .explain.cli import register as register_explain
+    from .slide.cli import register as register_slide
+    from .train.cli import register as register_train
+
+    for register in (register_train, register_slide, register_explain):  # each command's parser beside its code
+        register(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of spec documents")
     p.set_defaults(func=cmd_schema)

@@ -81,12 +81,11 @@ def load_input(path: str, ctx: Context, bundles: list[str]) -> np.ndarray:
         model = ctx.frontend("the input").model
         pre, shape = model.preprocess, tuple(model.input_shape)
     elif bundles:
+        from .artifact import manifest_preprocess
         from .bundle import read_manifest
-        from .spec.loader import Preprocess
 
         m = read_manifest(bundles[0])
-        p = m["preprocess"]
-        pre = Preprocess(**{**p, "resize": tuple(p["resize"]), "mean": tuple(p["mean"]), "std": tuple(p["std"])})
+        pre = manifest_preprocess(m)
         shape = tuple(m["inputs"][0]["shape"][1:])
     else:
         raise DiffError("give --spec SPEC: nothing else says what the input is")

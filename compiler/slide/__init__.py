@@ -1,0 +1,1 @@
+"""`tcc slide`: FastNet's tumour-fast-identification pipeline over whole images and slides."""

@@ -1,0 +1,1 @@
+"""`tcc train`: spec -> trained weights (one process, or many under torchrun with DistributedDataParallel)."""
