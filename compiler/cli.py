@@ -215,6 +215,7 @@ def cmd_calibrate(args) -> int:
         check_report_path(args.report)
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
+    held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
     table, fp32, samples = calibrate(
         args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
@@ -224,8 +225,12 @@ def cmd_calibrate(args) -> int:
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
     report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
-                            compare=not args.no_compare)
+                            compare=not args.no_compare, held_out=held_out)
     print("\n".join(format_report(report)))
+    overlap = report["samples"].get("also_calibration_samples")
+    if overlap:
+        print(f"WARNING: {overlap} of the {report['samples']['of']} held-out samples in {args.eval} are also "
+              "calibration samples: the held-out numbers are flattered", file=sys.stderr)
     from tcc.backends.ax_chips import CHIPS
 
     if args.target in CHIPS:  # the predicted NPU result, in the shape of the toolchain's own table
@@ -239,8 +244,22 @@ def cmd_calibrate(args) -> int:
         save_report(report, args.report)
         print(f"wrote {args.report}")
         if Path(args.report).suffix.lower() != ".json":
-            print(f"wrote {_save_histograms(fp32, table, samples, report, Path(args.report))}")
+            judged = samples if held_out is None else held_out.array
+            print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
     return 0
+
+
+def _held_out(args):
+    """`--eval DIR`: every image of DIR (or the rows of a .npy/.npz) through the spec's preprocessing, the same
+    loader as calibration's, so a folder that calibrates also evaluates."""
+    from .quant.data import load_calibration_data
+    from .quant.report import HeldOut
+    from .spec.loader import load_model, parse_overrides
+
+    model = load_model(args.spec, parse_overrides(args.overrides))
+    data = load_calibration_data(args.eval, model.preprocess, model.input_shape, None, args.seed, args.skip_bad,
+                                 what="held-out")
+    return HeldOut(data.array, str(args.eval), data.fingerprint)
 
 
 def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
@@ -505,7 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the quality report: JSON, or a chart (.png, .svg, .pdf) with the worst tensors' "
                         "activation histograms beside it (OUT.histograms.png)")
     p.add_argument("--report-samples", type=int, default=32,
-                   help="calibration samples (seeded subset) the quality report runs on (default 32)")
+                   help="samples (seeded subset) the quality report runs on (default 32): calibration samples, or "
+                        "--eval's")
+    p.add_argument("--eval", metavar="DIR",
+                   help="judge the INT8 model on these held-out images (folder, recursive) or .npy/.npz instead of "
+                        "on calibration samples; ORT's quantize_static is still calibrated on --data")
     p.add_argument("--no-compare", action="store_true",
                    help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)")
     p.set_defaults(func=cmd_calibrate)

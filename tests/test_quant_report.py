@@ -189,3 +189,50 @@ def test_image_reports_are_matplotlib_figures_with_histograms(tmp_path, report):
     for name in ("r.png", "r.histograms.png"):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.width > 400
+
+
+def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
+    """`--eval`: the end-to-end and per-tensor numbers are taken on the held-out samples (equal to a direct run of
+    the integer reference on them), while the record says where they came from and how many overlap calibration."""
+    from tcc.quant.report import HeldOut, output_metrics
+
+    held = tiny_data(30)[24:]  # rows beyond the calibration set's 24 (same generator, so not equal to any of them)
+    rep = quality_report(model, table, data, samples=None, compare=False,
+                         held_out=HeldOut(held, "eval/", "f" * 64))
+    validate_report(rep)
+    s = rep["samples"]
+    assert (s["source"], s["path"], s["used"], s["of"], s["also_calibration_samples"]) == ("held-out", "eval/", 6, 6, 0)
+    fp = _fp32_tensor(model, held, "output")
+    got = run_reference(model, table, held)
+    direct = output_metrics(fp, got)
+    assert rep["end_to_end"]["models"]["tcc_reference"]["cosine_mean"] == pytest.approx(direct["cosine_mean"], abs=1e-6)
+    assert "all 6 held-out samples from eval/" in "\n".join(format_report(rep))
+    # two calibration rows among the held-out ones are counted
+    mixed = np.concatenate([held, data[:2]])
+    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(mixed, "x", "f" * 64))
+    assert rep["samples"]["also_calibration_samples"] == 2
+
+
+def test_calibrate_cli_eval(tmp_path, capsys):
+    """`tcc calibrate --eval`: a missing path fails before calibrating (exit 2, nothing written); an overlapping
+    held-out set is judged but warned about."""
+    from tcc.cli import main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+    rows = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", rows)
+    np.save(tmp_path / "eval.npy", rows[8:])
+    args = ["calibrate", str(spec), "--data", str(tmp_path / "calib.npy"), "--method", "kl", "--no-compare",
+            "-o", str(tmp_path / "calib.json")]
+    assert main([*args, "--eval", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing: no such held-out file or directory" in err and not (tmp_path / "calib.json").exists()
+    assert main([*args, "--eval", str(tmp_path / "eval.npy"), "--report", str(tmp_path / "q.json")]) == 0
+    captured = capsys.readouterr()
+    assert f"all 4 held-out samples from {tmp_path / 'eval.npy'}" in captured.out
+    assert "4 of the 4 held-out samples" in captured.err and "flattered" in captured.err
+    assert json.loads((tmp_path / "q.json").read_text())["samples"]["also_calibration_samples"] == 4

@@ -92,11 +92,12 @@ def _load_array_file(path: Path, input_shape: tuple) -> np.ndarray:
 
 def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_shape: tuple,
                           calib_size: int | None = None, seed: int = 0, skip_bad: bool = False,
-                          progress: bool | None = None) -> CalibrationData:
+                          progress: bool | None = None, what: str = "calibration") -> CalibrationData:
     """Load calibration samples from an image directory, a .npy/.npz file or an in-memory array.
 
     `preprocess` is the spec's `Preprocess` (only used for images), `input_shape` the model's per-sample (C, H, W).
     `calib_size=None` takes every sample. `progress=None` shows a bar on a terminal for more than 64 images.
+    `what` names the data in errors ("held-out" for `tcc calibrate --eval`).
     """
     input_shape = tuple(int(v) for v in input_shape)
     if calib_size is not None and calib_size < 1:
@@ -106,10 +107,10 @@ def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_sha
         return _pick_rows(arr, calib_size, seed, "<array>")
     path = Path(source)
     if not path.exists():
-        raise DataError(f"{path}: no such calibration file or directory")
+        raise DataError(f"{path}: no such {what} file or directory")
     if path.is_file():
         if path.suffix.lower() not in (".npy", ".npz"):
-            raise DataError(f"{path}: calibration data must be a directory of images or a .npy/.npz array")
+            raise DataError(f"{path}: {what} data must be a directory of images or a .npy/.npz array")
         return _pick_rows(_load_array_file(path, input_shape), calib_size, seed, str(path))
     files = find_images(path)
     if not files:
@@ -123,7 +124,7 @@ def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_sha
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=want, desc="calibration images", unit="img", file=sys.stderr)
+        bar = tqdm(total=want, desc=f"{what} images", unit="img", file=sys.stderr)
     chosen: list[int] = []
     samples: dict[int, np.ndarray] = {}
     skipped: list[str] = []
@@ -137,7 +138,7 @@ def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_sha
             except DataError as e:
                 if not skip_bad:
                     raise
-                warnings.warn(f"skipping unreadable calibration image {e}", BadImageWarning, stacklevel=2)
+                warnings.warn(f"skipping unreadable {what} image {e}", BadImageWarning, stacklevel=2)
                 skipped.append(str(f))
                 continue
             if x.shape != input_shape:

@@ -18,6 +18,7 @@ the full calibration data tcc used.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,10 +186,13 @@ def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, floa
 
 
 def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, samples: int | None = 32,
-                   seed: int = 0, compare: bool = True, batch_size: int = 4) -> dict:
+                   seed: int = 0, compare: bool = True, batch_size: int = 4, held_out: HeldOut | None = None) -> dict:
     """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
     for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
-    `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part)."""
+    `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part).
+
+    With `held_out`, the numbers are taken on those samples instead (data calibration never saw; at most
+    `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
     from .plan import plan
     from .qdq import to_qdq
     from .qgraph import quantize_graph
@@ -197,8 +202,9 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
         raise DataError("no samples for the quality report")
     t0 = time.perf_counter()
     timing = {}
-    idx = _subset(len(data), samples, seed)
-    x = np.ascontiguousarray(data[idx])
+    judged = data if held_out is None else held_out.array
+    idx = _subset(len(judged), samples, seed)
+    x = np.ascontiguousarray(judged[idx])
     inp = input_name(fp32)
     outputs = [o.name for o in fp32.graph.output]
     acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
@@ -293,8 +299,9 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
         "calibration": {"target": doc.get("target"), "method": doc.get("method"), "samples": doc.get("samples"),
                         "data_fingerprint": doc.get("data_fingerprint"), "summary": doc.get("summary") or {},
                         "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()}},
-        "samples": {"used": int(len(idx)), "of": int(len(data)), "seed": seed,
-                    "subset": bool(len(idx) < len(data)), "indices": [int(i) for i in idx]},
+        "samples": {"used": int(len(idx)), "of": int(len(judged)), "seed": seed,
+                    "subset": bool(len(idx) < len(judged)), "indices": [int(i) for i in idx],
+                    **({"source": "calibration"} if held_out is None else held_out.describe(data))},
         "definitions": DEFINITIONS,
         "per_layer_source": "integer reference",
         "layers": layers,
@@ -314,9 +321,7 @@ def format_report(report: dict, top: int | None = None) -> list[str]:
     if top is not None:
         rows = sorted(rows, key=lambda r: r["cosine"])[:top]
     worst = set(report["worst_layers"])
-    s = report["samples"]
-    which = f"{s['used']} of {s['of']} calibration samples (seeded subset, seed {s['seed']})" if s["subset"] \
-        else f"all {s['of']} calibration samples"
+    which = samples_phrase(report["samples"])
     out = [f"INT8 ({report['per_layer_source']}) vs FP32 per tensor, on {which}; search = the fine search's "
            f"cosine of the layer alone (before -> after)"]
     wt = max([len(r["tensor"]) for r in rows] + [6])
@@ -334,11 +339,36 @@ def format_report(report: dict, top: int | None = None) -> list[str]:
     return out
 
 
+@dataclass
+class HeldOut:
+    """Samples the report judges on that calibration never saw (`tcc calibrate --eval DIR`)."""
+
+    array: np.ndarray  # [N, C, H, W] float32, after the spec's preprocessing
+    source: str  # the folder or file they came from
+    fingerprint: str
+
+    def describe(self, calibration: np.ndarray) -> dict:
+        """The report's record of them, with how many are, value for value, also calibration samples (a held-out
+        set that overlaps the calibration set flatters the numbers; the CLI warns)."""
+        seen = {hashlib.sha256(row.tobytes()).digest() for row in np.ascontiguousarray(calibration)}
+        overlap = sum(hashlib.sha256(row.tobytes()).digest() in seen for row in np.ascontiguousarray(self.array))
+        return {"source": "held-out", "path": self.source, "fingerprint": self.fingerprint,
+                "also_calibration_samples": int(overlap)}
+
+
+def samples_phrase(s: dict) -> str:
+    """"all 64 calibration samples", "32 of 200 held-out samples from eval/ (seeded subset, seed 0)"."""
+    kind = "held-out samples from " + s["path"] if s.get("source") == "held-out" else "calibration samples"
+    if s["subset"]:
+        return f"{s['used']} of {s['of']} {kind} (seeded subset, seed {s['seed']})"
+    return f"all {s['of']} {kind}"
+
+
 def summary_lines(report: dict) -> list[str]:
     """The end-to-end block: one row per INT8 model, side by side."""
     e = report["end_to_end"]
     s = report["samples"]
-    out = [f"end to end, output {e['output']!r} vs FP32 on {s['used']} samples"
+    out = [f"end to end, output {e['output']!r} vs FP32 on {samples_phrase(s)}"
            + (f" (ORT quantize_static calibrated on the same {e['ort_calibration_samples']} samples as tcc)"
               if e["compared_with_ort"] else " (ORT quantize_static comparison skipped: --no-compare)")]
     rows = [(m["label"], m) for m in e["models"].values()]
