@@ -7,7 +7,7 @@ which TFLite tensor holds each tensor of the graph (for `tcc diff` and the per-o
 
 INT8 is built from tcc's own calibration table, made under the `tflite` rules (`tcc calibrate --target tflite`):
 LiteRT's reference kernels (OpResolverType.BUILTIN_REF) compute exactly what the integer reference computes under
-those rules (gemmlowp rounding, TFLite's lookup tables and pooling), so the build's self-check runs the artifact
+those rules (gemmlowp rounding, one rounding in FULLY_CONNECTED, TFLite's lookup tables and pooling), so the build's self-check runs the artifact
 on them and requires equality bit for bit. LiteRT's default CPU path (the XNNPACK delegate, which requantizes with
 one rounding, and the optimized builtin kernels) is then measured against the reference op by op (each within one
 LSB on the same input codes, gated) and end to end (recorded).

@@ -217,7 +217,7 @@ class Quantizer(Interpreter):
             self.fail(f"weight {n.weight!r}: a scale is not representable in float32")
         return quantize(w, sw, bits, True, n.w_axis), sw
 
-    def multiplier(self, m, what: str) -> Multiplier:
+    def multiplier(self, m, what: str, rounding: str | None = None) -> Multiplier:
         m = np.asarray(m, np.float64)
         if not (np.isfinite(m).all() and (m > 0).all()):
             self.fail(f"{what}: the requantization multiplier is not a finite positive number")
@@ -225,15 +225,16 @@ class Quantizer(Interpreter):
         if (shift > MAX_MULTIPLIER_SHIFT).any():
             self.fail(f"{what}: requantization multiplier {float(m.max()):.3g} is >= 2^{MAX_MULTIPLIER_SHIFT}, "
                       "beyond the integer kernels (the scales are implausible)")
-        if self.rules.rounding not in ROUNDINGS:
-            self.fail(f"rules {self.rules.name!r}: unknown rounding {self.rules.rounding!r}")
-        return Multiplier(q, shift, self.rules.rounding)
+        rounding = rounding or self.rules.rounding
+        if rounding not in ROUNDINGS:
+            self.fail(f"rules {self.rules.name!r}: unknown rounding {rounding!r}")
+        return Multiplier(q, shift, rounding)
 
-    def requant(self, m, out: QParams, what: str, activation=None) -> Requant:
+    def requant(self, m, out: QParams, what: str, activation=None, rounding: str | None = None) -> Requant:
         lo, hi = out.lo, out.hi
         if activation is not None:
             lo, hi = clamp_codes(out, *activation, self.rules.input_rounding)
-        return Requant(self.multiplier(m, what), out.zp, lo, hi, out)
+        return Requant(self.multiplier(m, what, rounding), out.zp, lo, hi, out)
 
     def rescale(self, qin: QParams, qout: QParams, what: str) -> Requant | None:
         """None when the codes can be copied (same scale in float32 and zero point), else a requantization."""
@@ -276,7 +277,8 @@ class Quantizer(Interpreter):
         qo = self.q(out)
         # M = s_in s_w / s_out in float64 from the float32 scales (TFLite's PopulateConvolutionQuantizationParams)
         m = np.float64(x.scale) * sw.astype(np.float64) / np.float64(qo.scale)
-        rq = self.requant(m, qo, f"layer {n.name!r}", act)
+        rounding = self.rules.gemm_rounding if n.kind == "gemm" else None
+        rq = self.requant(m, qo, f"layer {n.name!r}", act, rounding)
         return self.node(n, attrs=attrs, weight=weight, weight_scale=sw, bias=bias, acc_scale=s_acc, requant=rq)
 
     def conv(self, n: INode) -> QNode:

@@ -78,7 +78,16 @@ def gemmlowp_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.n
     return (high >> right) + ((high & mask) > (mask >> 1) + (high < 0))
 
 
-ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply}
+def single_half_away_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """acc * M with one rounding of the exact product acc * q by 2^(31 - shift), half away from zero: LiteRT's
+    reference FULLY_CONNECTED (tcc.quant.rules.ROUNDINGS says how it was measured)."""
+    prod = np.clip(np.asarray(acc, dtype=np.int64), INT32_MIN, INT32_MAX) * np.asarray(q, dtype=np.int64)
+    k = np.minimum(31 - np.asarray(shift, dtype=np.int64), 62)
+    return np.sign(prod) * ((np.abs(prod) + (np.int64(1) << (k - 1))) >> k)
+
+
+ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply,
+                      "single_half_away": single_half_away_multiply}
 
 
 def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import tempfile
 import time
 from contextlib import contextmanager, redirect_stdout
@@ -33,6 +32,7 @@ import numpy as np
 import onnx
 
 from ..errors import DataError
+from ..files import atomic_write, check_output
 from .stats import expose, input_name, session
 from .table import CalibrationTable, model_sha256
 
@@ -140,18 +140,7 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8, optimize
 def check_report_path(path: str | Path) -> Path:
     """A report path is .json or an image (.png, .svg, .pdf) in an existing, writable directory; checked before
     any long work."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        raise DataError(f"{path}: a quality report is written as .json or an image (.png, .svg, .pdf), not "
-                        f"{path.suffix or 'no suffix'!r}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise DataError(f"{path}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise DataError(f"{path}: directory {str(parent)!r} is not writable")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory")
-    return path
+    return check_output(path, SUFFIXES, "a quality report is written as .json or an image (.png, .svg, .pdf)")
 
 
 def _subset(n: int, samples: int | None, seed: int) -> np.ndarray:
@@ -411,19 +400,7 @@ def save_report(report: dict, path: str | Path) -> Path:
     if path.suffix.lower() == ".json":
         validate_report(report)
         payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
-        return _atomic_write(path, lambda f: f.write(payload))
+        return atomic_write(path, lambda f: f.write(payload))
     from ..plots import quality_chart, save
 
     return save(quality_chart(report, summary_lines(report)), path)
-
-
-def _atomic_write(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

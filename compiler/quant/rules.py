@@ -22,8 +22,12 @@ ROUNDINGS = {
     "half_even": "requantize with one rounding, half to even, of the exact fixed-point product",
     # TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT (two
     # roundings, half away from zero); what LiteRT's reference kernels compute, bit for bit (measured on CONV_2D,
-    # DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL)
+    # DEPTHWISE_CONV_2D, ADD, MUL)
     "gemmlowp": "requantize as gemmlowp / TFLite: a rounding doubling high multiply, then a rounding right shift",
+    # LiteRT's reference FULLY_CONNECTED (per-channel int8) does not round twice. Measured with
+    # tests/test_backend_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
+    # only with one rounding of the exact product, and exact ties (M = 1/64) go away from zero
+    "single_half_away": "requantize with one rounding, half away from zero, of the exact fixed-point product",
 }
 
 
@@ -50,6 +54,7 @@ class TargetRules:
     # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
     # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
     rounding: str = "half_even"  # a key of ROUNDINGS
+    gemm_rounding: str | None = None  # a linear layer's, where the target's kernel differs (None: `rounding`)
     # the graph input's quantization: x / s rounded half to even (ONNX QuantizeLinear) or half away from zero
     # (TFLite's QUANTIZE, TfLiteRound)
     input_rounding: str = "half_even"
@@ -79,8 +84,9 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), s8 per-channel weights",
                 unsigned_ok=True),
     TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
-                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding",
-                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", input_rounding="half_away",
+                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding)",
+                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",
+                input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"),
                 fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
