@@ -32,6 +32,7 @@ def save(fig, path: str | Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120, metadata=_METADATA[suffix], bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the plot private to this user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,44 @@
+"""Files a command writes for the user: the path checked before any long work, the bytes written atomically (a
+temporary file beside the target, renamed over it), so an interrupted run never leaves half a file."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from .errors import DataError
+
+
+def check_output(path: str | Path, suffixes: tuple[str, ...], rule: str) -> Path:
+    """`path` ends in one of `suffixes` and lies in an existing, writable directory. `rule` is what the error says
+    of a wrong suffix, e.g. "a quality report is written as .json or an image (.png, .svg, .pdf)"."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise DataError(f"{path}: {rule}, not {path.suffix or 'no suffix'!r}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise DataError(f"{path}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise DataError(f"{path}: directory {str(parent)!r} is not writable")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory")
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call `write(f)` on a temporary file beside `path`, then rename it to `path`; on any failure the temporary
+    file is removed and `path` is left as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would create it: mkstemp's 0600 makes it private to this user
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
