@@ -26,14 +26,19 @@ def load_pixels(path: str | Path, pre: Preprocess) -> np.ndarray:
         raise DataError(f"{path}: this model's input is not an image (no color order); pass an array (--input)")
     try:
         with Image.open(path) as im:
-            im = im.convert(pre.color if pre.color != "BGR" else "RGB")
-            h, w = pre.resize
-            im = im.resize((w, h), resample=_RESAMPLE[pre.interpolation])
-            arr = np.asarray(im, dtype=np.uint8)
+            return model_pixels(im, pre)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
+
+
+def model_pixels(im, pre: Preprocess) -> np.ndarray:
+    """A PIL image converted (RGB for an RGB or BGR model, L for grey) and resized to the model's input with the
+    spec's resampling: uint8 [H, W, C]. One place for both whole images and patches cut from a slide."""
+    im = im.convert(pre.color if pre.color != "BGR" else "RGB")
+    h, w = pre.resize
+    arr = np.asarray(im.resize((w, h), resample=_RESAMPLE[pre.interpolation]), dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 

@@ -2,13 +2,95 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
+mask (Otsu on R, G, B and on HSV saturation, and the 50..240 RGB band, ANDed) computed on a low-resolution level,
+the patch grid over the mask's bounding box (eq. 1-2), the patches at least half covered by the mask (eq. 3-4)
+scored in batches by the model, and OUT/heatmap.png, OUT/mask.png and OUT/patches.json (with several images:
+OUT/NAME/...). Whole-slide formats (.svs, .ndpi, .mrxs, pyramidal .tiff, ...) are read region by region through
+OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded whole, up to --max-pixels."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `slide` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
-    p = sub.add_parser("slide", help="(not built yet)")
+    from ..cli import _weights_args
+    from .reader import DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
+                                     "tissue mask, patch grid and weight accumulation), here or on Dask",
+                       description=DESCRIPTION)
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); omit with --artifact")
+    p.add_argument("--artifact", metavar="BUNDLE_DIR", help="score patches with a bundle made by `tcc build` that "
+                                                            "runs here (its own preprocessing)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model parameter (repeatable), e.g. --set image_size=128")
+    _weights_args(p)  # --weights, --by-order, --key-map, --seed as `tcc predict` and `tcc build` take them
+    p.add_argument("--image", nargs="+", required=True, metavar="IMAGE_OR_DIR",
+                   help="slides or images, or folders of them")
+    p.add_argument("-o", "--output", default="out/slide", metavar="OUT", help="output folder (default out/slide)")
+    p.add_argument("--patch-size", type=int, default=256, help="patch side in level-0 pixels, the paper's WIDTH "
+                                                               "(default 256); resized to the model's input")
+    p.add_argument("--batch-size", type=int, default=32, help="patches per model call (default 32)")
+    p.add_argument("--positive-class", metavar="INDEX_OR_LABEL",
+                   help="the tumour class whose softmax probability is mapped (default: the last class)")
+    p.add_argument("--mask-level", type=int, help="pyramid level for the tissue mask (default: the coarsest "
+                                                   "level with at most PATCH_SIZE/8 downsample; plain images: 0)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest plain image (or mask level) decoded whole (default {DEFAULT_MAX_PIXELS:,}, "
+                        "20k x 20k); convert larger ones to a tiled pyramidal TIFF")
+    dask = p.add_argument_group("Dask (many slides on a cluster; the same JSON as a one-process run with the same "
+                                "--threads)")
+    dask.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786 "
+                                                             "(workers must see the same file paths)")
+    dask.add_argument("--dask", action="store_true", help="start a local Dask cluster (LocalCluster) for the run")
+    dask.add_argument("--workers", type=int, help="worker processes of the local cluster (implies --dask)")
+    p.add_argument("--threads", type=int, help="PyTorch intra-op threads per model (default: PyTorch's own, all "
+                                               "cores; on a local Dask cluster the cores shared among the workers). "
+                                               "Runs with the same --threads give bit-identical probabilities")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise NotImplementedError
+    from ..errors import DataError
+    from ..spec.loader import parse_overrides
+    from .infer import ModelSource
+    from .pipeline import Options, run_slides
+    from .reader import list_images
+
+    if args.artifact:
+        baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
+                                        ("--key-map", args.key_map), ("--set", args.overrides)] if on]
+        if baked:
+            raise DataError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; drop "
+                            f"{', '.join(baked)}")
+        source = ModelSource.create(artifact=args.artifact)
+    elif args.spec:
+        source = ModelSource.create(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
+                                    by_order=args.by_order, key_map=args.key_map, seed=args.seed)
+    else:
+        raise DataError("slide needs a SPEC (with --weights) or --artifact BUNDLE_DIR")
+    options = Options(patch_size=args.patch_size, batch_size=args.batch_size, mask_level=args.mask_level,
+                      max_pixels=args.max_pixels, positive=args.positive_class, dask=args.dask,
+                      scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                      progress=args.progress)
+    results = run_slides(list_images(args.image), source, Path(args.output), options,
+                         log=lambda s: print(s, file=sys.stderr))
+    for doc, out in results:
+        print(_summary(doc, out))
+    return 0
+
+
+def _summary(doc: dict, out: Path) -> str:
+    """One line per image: mask, grid, kept patches, the highest probability, where the files went."""
+    mask, grid = doc["mask"], doc["grid"]
+    probs = [p["probability"] for p in doc["patches"]]
+    label = doc["positive_class"]["label"] or f"class {doc['positive_class']['index']}"
+    highest = f", max P({label}) {max(probs):.3f}" if probs else ""
+    return (f"{doc['image']}: mask on level {mask['level']} ({mask['size'][0]} x {mask['size'][1]}), tissue "
+            f"{100 * mask['tissue_fraction']:.1f}%, grid {grid['rows']} x {grid['cols']}, kept {doc['kept']} "
+            f"patches{highest} -> {out}/ (heatmap.png, mask.png, patches.json)")

@@ -1,0 +1,69 @@
+"""Patch batches on a Dask distributed cluster: an existing one (--scheduler ADDRESS) or a LocalCluster of worker
+processes started for the run (--dask / --workers N).
+
+Each batch is one task calling `predict_batch`, the function the single-process run calls, so the numbers are the
+same. The model is loaded once per worker process (`load_runner` is cached by the model's identity, and a task
+pinned to each worker loads it before the first batch, which also reports a model that fails to load once, not
+per batch). Workers read the patches themselves: the images, spec, weights or bundle must be at the same paths on them
+(a shared file system). Results are gathered in submission order.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import numpy as np
+
+from ..errors import DataError
+from .infer import ModelSource, load_runner, predict_batch
+
+
+def predict_on_dask(source: ModelSource, tasks: list[tuple], scheduler: str | None, workers: int | None,
+                    threads: int | None, on_done=lambda n: None) -> list[np.ndarray]:
+    """predict_batch(source, *task, threads) for every task, on the cluster; `on_done(patches)` as each batch
+    finishes. On the local cluster `threads` defaults to the cores shared among the workers; on an existing one,
+    to whatever the workers have."""
+    from distributed import as_completed
+
+    with _client(scheduler, workers) as client:
+        _warm_up(client, source)
+        if threads is None and not scheduler:
+            threads = max(1, (os.cpu_count() or 1) // len(client.scheduler_info()["workers"]))
+        futures = [client.submit(predict_batch, source, *task, threads, pure=False) for task in tasks]
+        patches = {f.key: len(task[2]) for f, task in zip(futures, tasks)}
+        for done in as_completed(futures):
+            if done.status == "error":
+                done.result()  # raises the worker's exception here (a DataError keeps its message and exit code)
+            on_done(patches[done.key])
+        return client.gather(futures)
+
+
+def _warm_up(client, source: ModelSource) -> None:
+    """Load the model on every worker now, as a task pinned to each (not client.run, which would block the
+    worker's event loop while it loads), so a model that fails to load fails once, before any batch."""
+    pinned = [client.submit(_load_model, source, workers=[w], allow_other_workers=False, pure=False)
+              for w in client.scheduler_info()["workers"]]
+    client.gather(pinned)
+
+
+def _load_model(source: ModelSource) -> None:
+    load_runner(source)  # kept in the worker's cache; nothing comes back to the client
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int | None):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise DataError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there ({e})") from None
+        with client:
+            yield client
+        return
+    # one thread per worker process: the model runs one batch at a time on each, with the process's own BLAS
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
