@@ -74,3 +74,19 @@ def test_search_never_lowers_cosine(start):
     if start != 1.0:  # a bad start (clipping 75% of the range, or a 3x too coarse scale) is improved
         assert res.layers["pw"].cos_after > res.layers["pw"].cos_before
         assert np.mean([r.cos_after - r.cos_before for r in res.layers.values()]) > 1e-4
+
+
+def test_searches_on_threads_give_the_same_result():
+    """Each input tensor's search reads only FP32 samples, so running them on threads changes nothing."""
+    model, layers, w, acts = _setup()
+    rng = np.random.default_rng(0)
+    samples = {l.name: layer_rows(l, acts[l.input], w[l.weight].shape, 1500, rng) for l in layers}
+    signed = {l.input: bool(acts[l.input].min() < 0) for l in layers}
+    scales = {l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * 0.5, signed=signed[l.input]))
+              for l in layers}
+    one = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=1)
+    two = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=3)
+    assert list(one.act_scales.items()) == list(two.act_scales.items()) and one.act_cos == two.act_cos
+    assert list(one.layers) == list(two.layers)
+    for name, r in one.layers.items():
+        assert np.array_equal(r.w_scale, two.layers[name].w_scale) and r.history == two.layers[name].history

@@ -112,7 +112,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
-                                steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits)
+                                steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2)
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)

@@ -164,7 +164,7 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
 def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
                act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
                lo: float = 0.5, hi: float = 2.0, stride: int = 4,
-               weight_bits: dict[str, int] | None = None) -> SearchResult:
+               weight_bits: dict[str, int] | None = None, threads: int = 1) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
@@ -172,68 +172,90 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
     factors within `stride` of the best (stride=1: the full grid). `weight_bits`: weight name -> bit width of its
     codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
+
+    Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
+    `threads` threads (numpy releases the GIL in its loops) and the result does not depend on their number.
     """
     factors = np.linspace(lo, hi, steps)
     by_input: dict[str, list[Layer]] = {}
     for l in layers:
         if l.name in samples:
             by_input.setdefault(l.input, []).append(l)
+
+    def search(item):
+        tensor, group = item
+        return _search_input(tensor, group, weights, samples, act_scales[tensor], act_signed.get(tensor, True),
+                             factors, rounds, stride, weight_bits or {})
+
+    if threads > 1 and len(by_input) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            found = list(pool.map(search, by_input.items()))  # in by_input's order, whatever finishes first
+    else:
+        found = [search(item) for item in by_input.items()]
     out_scales: dict[str, float] = {}
     out_cos: dict[str, tuple[float, float]] = {}
     results: dict[str, LayerResult] = {}
-    for tensor, group in by_input.items():
-        s0_a = float(act_scales[tensor])
-        s_a = s0_a
-        signed_a = act_signed.get(tensor, True)
-        st = []
-        for l in group:
-            a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
-            wg = grouped_weight(l, weights[l.weight])
-            bias = weights[l.bias].astype(np.float32) if l.bias else None
-            y_fp = layer_output(a, wg, bias)
-            bits = (weight_bits or {}).get(l.weight, 8)
-            s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
-            st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
-                       "q": _Quant(a, signed_a), "bits": bits})
-
-        def cos_of(item, s_act, s_w):
-            wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
-            return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
-
-        before = [cos_of(it, s_a, it["s_w"]) for it in st]
-        hist = [list([c]) for c in before]
-        for _ in range(rounds):
-            for i, it in enumerate(st):  # weights, activation fixed
-                a_q = it["q"](s_a)
-                new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
-                c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
-                if c_new >= c_old:  # exact by construction; guard against float summation order
-                    it["s_w"] = new
-                hist[i].append(max(c_new, c_old))
-            # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
-            # then every factor around the best coarse one
-            wqs = [fake_quant(it["wg"], it["s_w"][..., None], bits=it["bits"]) for it in st]
-            grid = s0_a * factors
-
-            def score(s):
-                return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
-
-            scored = {-1: score(s_a)}  # -1: the current scale
-            for k in range(0, len(grid), stride):
-                scored[k] = score(grid[k])
-            kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
-            for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
-                if k not in scored:
-                    scored[k] = score(grid[k])
-            best = max(scored, key=lambda k: (scored[k], k == -1))
-            if best != -1 and scored[best] > scored[-1]:
-                s_a = float(grid[best])
-            for i, it in enumerate(st):
-                hist[i].append(cos_of(it, s_a, it["s_w"]))
-        after = [h[-1] for h in hist]
+    for tensor, (s_a, cos_pair, layer_results) in zip(by_input, found):
         out_scales[tensor] = s_a
-        out_cos[tensor] = (float(np.mean(before)), float(np.mean(after)))
-        for it, b, a, h in zip(st, before, after, hist):
-            l = it["layer"]
-            results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, it["s_w"].reshape(-1), h)
+        out_cos[tensor] = cos_pair
+        results.update(layer_results)
     return SearchResult(out_scales, out_cos, results)
+
+
+def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits):
+    """The search of one input tensor's scale and its consumers' weight scales: (scale, (mean cosine before,
+    after), {layer name: LayerResult})."""
+    s_a = s0_a
+    st = []
+    for l in group:
+        a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
+        wg = grouped_weight(l, weights[l.weight])
+        bias = weights[l.bias].astype(np.float32) if l.bias else None
+        y_fp = layer_output(a, wg, bias)
+        bits = weight_bits.get(l.weight, 8)
+        s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
+        st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
+                   "q": _Quant(a, signed_a), "bits": bits})
+
+    def cos_of(item, s_act, s_w):
+        wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
+        return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
+
+    before = [cos_of(it, s_a, it["s_w"]) for it in st]
+    hist = [list([c]) for c in before]
+    for _ in range(rounds):
+        for i, it in enumerate(st):  # weights, activation fixed
+            a_q = it["q"](s_a)
+            new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
+            c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
+            if c_new >= c_old:  # exact by construction; guard against float summation order
+                it["s_w"] = new
+            hist[i].append(max(c_new, c_old))
+        # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
+        # then every factor around the best coarse one
+        wqs = [fake_quant(it["wg"], it["s_w"][..., None], bits=it["bits"]) for it in st]
+        grid = s0_a * factors
+
+        def score(s):
+            return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
+
+        scored = {-1: score(s_a)}  # -1: the current scale
+        for k in range(0, len(grid), stride):
+            scored[k] = score(grid[k])
+        kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+        for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
+            if k not in scored:
+                scored[k] = score(grid[k])
+        best = max(scored, key=lambda k: (scored[k], k == -1))
+        if best != -1 and scored[best] > scored[-1]:
+            s_a = float(grid[best])
+        for i, it in enumerate(st):
+            hist[i].append(cos_of(it, s_a, it["s_w"]))
+    after = [h[-1] for h in hist]
+    results = {}
+    for it, b, a, h in zip(st, before, after, hist):
+        l = it["layer"]
+        results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, it["s_w"].reshape(-1), h)
+    return s_a, (float(np.mean(before)), float(np.mean(after))), results
