@@ -54,11 +54,12 @@ class Histogram:
         x = np.asarray(x, dtype=np.float32).ravel()
         if x.size == 0:
             return
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        lo, hi = float(x.min()), float(x.max())
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
         self.count += x.size
         a = np.abs(x)
-        bmax = float(a.max())
+        bmax = max(abs(lo), abs(hi))  # this batch's max |x|, without another pass over it
         if bmax > self.range:
             self._grow(bmax)
         if self.width == 0.0:  # still all zeros
@@ -231,14 +232,18 @@ def weight_stats(model: onnx.ModelProto, layers: list[Layer] | None = None) -> d
     return out
 
 
-def update_histograms(hists: dict, outs: dict) -> None:
-    """Add one batch of exposed tensors to their histograms; NaN or inf is a data error naming the tensor."""
-    for n, hist in hists.items():
+def update_histograms(hists: dict, outs: dict, pool=None) -> None:
+    """Add one batch of exposed tensors to their histograms; NaN or inf is a data error naming the tensor. With a
+    thread `pool`, the tensors are counted in parallel (each histogram is its own: the counts do not change)."""
+    def one(n):
         x = outs[n]
         if not np.isfinite(x).all():
             raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
                             f"(check the weights and the input preprocessing)")
-        hist.update(x)
+        hists[n].update(x)
+
+    for _ in (pool.map(one, hists) if pool is not None else map(one, hists)):
+        pass
 
 
 def collect_stats(model: onnx.ModelProto, data: np.ndarray, batch_size: int = 8, bins: int = BINS,
