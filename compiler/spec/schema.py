@@ -10,6 +10,7 @@ import jsonschema
 
 from ..errors import SpecError
 from ..ops import OPS
+from ..train.options import train_schema
 from .build import COMMON_KEYS, NODE_KINDS, suggest
 from .yamlpos import PosDict, PosList
 
@@ -159,6 +160,7 @@ def build_schema() -> dict:
             "expr": _EXPR,
             "param": _PARAM,
             "node": _node_schema(),
+            "train": train_schema(),
             "body": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
             "block": {
                 "type": "object",
@@ -195,6 +197,7 @@ def build_schema() -> dict:
                     "imports": {"type": "array", "items": {"type": "string"}},
                     "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/local_block"}},
                     "layers": {"$ref": "#/$defs/body"},
+                    "train": {"$ref": "#/$defs/train"},
                 },
                 "required": ["kind", "name", "input", "layers"],
                 "additionalProperties": False,
@@ -208,13 +211,25 @@ def _validator():
     return jsonschema.Draft202012Validator(build_schema())
 
 
+@functools.cache
+def _train_validator():
+    return jsonschema.Draft202012Validator(train_schema())
+
+
 def validate(doc) -> None:
     """Check a document against the schema; the first error becomes a SpecError at its position."""
-    errors = list(_validator().iter_errors(doc))
-    if not errors:
-        return
-    err = min(errors, key=_rank)
-    raise _to_spec_error(err, doc)
+    _raise_first(_validator().iter_errors(doc), doc)
+
+
+def validate_train(doc) -> None:
+    """Check the options of `tcc train` (a `--config` file: a spec's `train:` section on its own)."""
+    _raise_first(_train_validator().iter_errors(doc), doc)
+
+
+def _raise_first(errors, doc) -> None:
+    errors = list(errors)
+    if errors:
+        raise _to_spec_error(min(errors, key=_rank), doc)
 
 
 def _rank(err):

@@ -101,14 +101,15 @@ _BoundedLoader.add_implicit_resolver(
 def parse_scalar(text: str, where: str = "<value>") -> object:
     """A command-line value read with the spec's YAML rules (`2`, `1e-5`, `true`, `[1, 2]`)."""
     value = load_text(text, where)
-    return _plain(value)
+    return plain(value)
 
 
-def _plain(value):
+def plain(value):
+    """PosDict / PosList -> dict / list, recursively (the positions dropped)."""
     if isinstance(value, PosDict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, PosList):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 

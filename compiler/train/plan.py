@@ -1,0 +1,150 @@
+"""A run, planned: the options resolved, the spec loaded, the data found and everything a user can get wrong checked
+(exit 2, a message naming the file, folder or option) before anything is trained or written."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError, SpecError
+from ..spec.loader import Model, load_model
+from .config import Config, resolve
+from .data import Split, check_images, find_split
+from .distributed import world_size
+from .options import AUGMENTATIONS
+from .rundir import check_new_run, read_last
+
+
+@dataclass
+class Plan:
+    spec: Path
+    config: Config
+    model: Model
+    split: Split
+    run: Path
+    world: int  # training processes
+    module: torch.nn.Module  # the initial weights (seeded, a checkpoint's, or the resumed run's)
+    resumed: dict | None  # last.pt of the run being resumed
+    stop_after: int | None = None
+
+
+def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
+    run, resuming = _run_folder(args)
+    resumed = read_last(run) if resuming else None
+    config = resolve(args.spec, args, run if resuming else None)
+    model = load_model(args.spec, config.set)
+    if config.data is None:
+        raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
+    split = find_split(config.data, config.val_fraction, config.seed)
+    check_images(split.train + split.val)
+    world = world_size(config.nproc)
+    config.values["nproc"] = world  # recorded as run (torchrun's count when it started us)
+    _check_model(model, split, log)
+    _check_options(config, model, split, world)
+    stop_after = _stop_after(args.stop_after, config.epochs)
+    if resumed is not None:
+        _check_resumable(resumed, model, split.classes, run)
+    return Plan(Path(args.spec), config, model, split, run, world, _initial_module(model, config, resumed, log),
+                resumed, stop_after)
+
+
+def _run_folder(args) -> tuple[Path, bool]:
+    if args.resume:
+        if args.output and Path(args.output) != Path(args.resume):
+            raise SpecError("--resume RUN continues RUN in place; drop -o")
+        return Path(args.resume), True
+    if not args.output:
+        raise SpecError("tcc train needs -o RUN (the folder to write) or --resume RUN")
+    check_new_run(Path(args.output), args.force)
+    return Path(args.output), False
+
+
+def _check_model(model: Model, split: Split, log) -> None:
+    """The model takes images and gives one score per class folder (its auxiliary heads too)."""
+    g, k = model.graph, len(split.classes)
+    if model.preprocess.color is None:
+        raise DataError(f"{model.path}: the model's input is not an image (no color order); tcc train reads images")
+    heads = {"output": g.output, **{f"auxiliary output '{n}'": r for n, r in g.aux_outputs.items()}}
+    for what, ref in heads.items():
+        shape = list(g.shape(ref))
+        if shape != [k]:
+            hint = f"; pass --set num_classes={k}" if "num_classes" in model.params else ""
+            raise DataError(f"{model.path}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
+                            f"({', '.join(split.classes)}){hint}")
+    if g.nodes[g.output.node].op == "softmax":
+        raise DataError(f"{model.path}: the model ends in a softmax; the losses take the scores before it (remove "
+                        "the final softmax layer: the predicted class stays the same)")
+    if model.labels and model.labels != split.classes:
+        log(f"note: the spec's labels ({', '.join(model.labels)}) are not the class folders "
+            f"({', '.join(split.classes)}); output i is trained on the i-th class folder")
+
+
+def _check_options(c: Config, model: Model, split: Split, world: int) -> None:
+    """What the option schema cannot know: the number of classes, the input shape, the process count."""
+    k, names = len(split.classes), ", ".join(split.classes)
+    if c.loss == "ce" and c.alpha is not None:
+        raise c.error("alpha", "alpha weighs the classes of focal and attloss; ce takes class_weights")
+    if c.loss != "ce" and c.class_weights is not None:
+        raise c.error("class_weights", f"class_weights are for ce; {c.loss} weighs the classes by alpha")
+    for name in ("alpha", "class_weights"):
+        if isinstance(c.values[name], list) and len(c.values[name]) != k:
+            raise c.error(name, f"{len(c.values[name])} weights for {k} classes ({names})")
+    if c.loss == "focal" and not isinstance(c.alpha, list) and not 0 < c.alpha < 1:
+        raise c.error("alpha", f"focal alpha weighs the positive classes and 1 - alpha class 0, so it lies in "
+                               f"(0, 1); got {c.alpha} (a list gives each class its own weight)")
+    if c.loss == "attloss" and c.gamma == 0:
+        raise c.error("gamma", "attloss needs gamma > 0 (its factor 1 - p^gamma is 0 at gamma = 0)")
+    _, h, w = model.input_shape
+    if "rot90" in c.augment and h != w:
+        raise c.error("augment", f"rot90 needs a square input, the model's is {h}x{w} (choose from "
+                                 f"{', '.join(AUGMENTATIONS)})")
+    if c.batch_size % world:
+        raise c.error("batch_size", f"{c.batch_size} does not split evenly over {world} processes (the batch size "
+                                    "is the global batch)")
+    if c.batch_size > len(split.train):
+        raise c.error("batch_size", f"{c.batch_size} is more than the {len(split.train)} training images")
+
+
+def _stop_after(stop_after: int | None, epochs: int) -> int | None:
+    if stop_after is not None and not 1 <= stop_after <= epochs:
+        raise SpecError(f"--stop-after {stop_after}: an epoch from 1 to {epochs}")
+    return stop_after
+
+
+def model_fingerprint(model: Model) -> str:
+    """sha256 of what training depends on in a spec: the graph (nodes, ops, arguments, shapes, heads) and the
+    preprocessing; not the text (a spec's train: section may change: --resume takes the run's own options)."""
+    g = model.graph
+    nodes = [(n.name, n.op, [str(r) for r in n.inputs], n.attrs, n.shapes) for n in g.nodes.values()]
+    heads = [str(g.output), {k: str(r) for k, r in g.aux_outputs.items()}]
+    text = json.dumps([nodes, heads, model.preprocess.to_json()], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -> None:
+    if state["model_sha256"] != model_fingerprint(model):
+        raise DataError(f"{run}: trained from another model than {model.path} (its layers, parameters or "
+                        "preprocessing differ); resume with the spec and --set values the run started with")
+    if list(state["classes"]) != classes:
+        raise DataError(f"{run}: trained on the classes {list(state['classes'])}, the data now has {classes}")
+
+
+def _initial_module(model: Model, c: Config, resumed: dict | None, log) -> torch.nn.Module:
+    """The lowered model (train-mode outputs: main and auxiliary heads) with PyTorch's default initialization
+    drawn under the seed, then the resumed run's or the checkpoint's weights."""
+    from ..lower_torch import to_torch
+    from ..weights import load_weights
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(c.seed)
+        module = to_torch(model.graph)
+    if resumed is not None:
+        module.load_state_dict(resumed["model"])
+    elif c.weights:
+        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map)
+        log(f"weights: {match.report()}")
+    return module
