@@ -6,26 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_args import load_spec, refuse_with_artifact, spec_args, weights_args
 from .errors import BuildError, Interrupted, TccError
 
 
-def _spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="model spec (YAML or JSON)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (repeatable), e.g. --set num_classes=2")
-
-
-def _load(args):
-    from .spec.loader import load_model, parse_overrides
-
-    model = load_model(args.spec, parse_overrides(args.overrides))
-    for note in model.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return model
-
-
 def cmd_check(args) -> int:
-    model = _load(args)
+    model = load_spec(args)
     summary = model.graph.summary()
     if args.json:
         print(json.dumps(summary))
@@ -57,7 +43,7 @@ def cmd_predict(args) -> int:
     from .lower_torch import init_weights, to_torch
     from .weights import load_weights
 
-    model = _load(args)
+    model = load_spec(args)
     module = to_torch(model.graph)
     if args.weights:
         match = load_weights(module, model.graph, args.weights, args.by_order, args.key_map)
@@ -79,11 +65,7 @@ def _predict_artifact(args) -> int:
     from .artifact import open_artifact
     from .data import load_array, load_image
 
-    baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
-                                    ("--key-map", args.key_map), ("--set", args.overrides)] if on]
-    if baked:
-        raise BuildError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; "
-                         f"drop {', '.join(baked)}")
+    refuse_with_artifact(args)
     artifact = open_artifact(args.artifact)
     x = load_image(args.image, artifact.preprocess)[None] if args.image else load_array(args.input,
                                                                                          artifact.input_shape)
@@ -113,11 +95,11 @@ def _print_predictions(logits, labels, as_json: bool) -> None:
 
 
 def cmd_build(args) -> int:
+    from tcc.backends import check_precision, get_target
+
     from .build import build
     from .bundle import check_out
     from .spec.loader import parse_overrides
-
-    from tcc.backends import check_precision, get_target
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -207,7 +189,12 @@ def _calib_options(args) -> dict:
 def cmd_calibrate(args) -> int:
     from .errors import DataError
     from .quant.calibrate import calibrate
-    from .quant.report import check_report_path, format_report, quality_report, save_report
+    from .quant.report import (
+        check_report_path,
+        format_report,
+        quality_report,
+        save_report,
+    )
     from .spec.loader import parse_overrides
 
     # user mistakes in the report options fail now, not after the (long) calibration
@@ -280,10 +267,10 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
 def cmd_ops(args) -> int:
     """The op tables: the spec language's ops (tcc.ops) and the integer ops with the lowerings that take them
     (tcc.intops), so a user sees what an INT8 build for each backend accepts before writing a spec."""
+    from tcc.backends import BACKENDS, get_backend
+
     from .intops import INT_OPS
     from .ops import OPS
-
-    from tcc.backends import BACKENDS, get_backend
 
     by_backend = {b: get_backend(b).capabilities.int8_lowering for b in BACKENDS}
 
@@ -353,7 +340,14 @@ def cmd_diff(args) -> int:
 
 def cmd_bench(args) -> int:
     """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
-    from .bench import BenchConfig, BenchModel, default_models, quick_config, run_bench, to_markdown
+    from .bench import (
+        BenchConfig,
+        BenchModel,
+        default_models,
+        quick_config,
+        run_bench,
+        to_markdown,
+    )
     from .bench.run import FULL_MATRIX
     from .errors import DataError
     from .spec.loader import parse_overrides
@@ -437,19 +431,12 @@ def _specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str
                    help=f"override a model parameter ({set_applies_to})")
 
 
-def _weights_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth), loaded with weights_only=True")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
-    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tcc", description="declarative model-graph compiler for medical CNNs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="validate a spec and print its layers, parameters and MACs")
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_check)
 
@@ -458,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", metavar="BUNDLE_DIR", help="run a bundle made by `tcc build` (its own preprocessing)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set num_classes=2")
-    _weights_args(p)
+    weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
     src.add_argument("--input", help="a .npy float32 array, NCHW, used as is")
@@ -466,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--target", required=True,
                    help="onnx | ort | tflite | host | arm-a7 | aarch64 | ax620 | ax620e | ax650 (an unknown name "
                         "lists the known targets)")
@@ -497,12 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-twin", action="store_true",
                    help="arm-a7 / aarch64: also compile the model for this machine and compare the ARM module under "
                         "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time")
-    _weights_args(p)
+    weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("calibrate", help="calibrate INT8 scales (KL coarse, cosine fine) and write a table")
-    _spec_args(p)
+    spec_args(p)
     p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth)")
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
     p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")

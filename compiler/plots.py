@@ -13,7 +13,7 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 _METADATA = {".png": {"Software": None}, ".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +25,7 @@ def _pyplot():
 
 def save(fig, path: str | Path) -> Path:
     """Write `fig` to `path` (.png at 120 dpi, .svg, .pdf) atomically and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     suffix = path.suffix.lower()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -46,7 +46,7 @@ def quality_chart(report: dict, summary: list[str]):
     """Per-tensor INT8 vs FP32 cosine of the integer reference (line, errors of every layer before included) and
     the fine search's per-layer cosine (the layer alone), the worst tensors ringed and named; under it the
     end-to-end summary."""
-    plt = _pyplot()
+    plt = pyplot()
     layers = report["layers"]
     fig = plt.figure(figsize=(12, 7.5))
     ax = fig.add_axes([0.08, 0.42, 0.9, 0.5])
@@ -77,7 +77,7 @@ def quality_chart(report: dict, summary: list[str]):
 def activation_histograms(values: dict[str, np.ndarray], table: dict, columns: int = 3):
     """Histogram of each tensor's FP32 values (log counts) with the calibration's clipping threshold (the KL
     choice, refined by the cosine search) and the observed range marked."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(values)
     rows = max(1, -(-len(names) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
@@ -103,7 +103,7 @@ def activation_histograms(values: dict[str, np.ndarray], table: dict, columns: i
 
 def layer_cosine_bars(tensors: dict, title: str):
     """Per-tensor cosine of the calibration's fine search: before it (the KL scale) and after it."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [(k, t["diagnostics"]) for k, t in tensors.items()
             if t.get("kind") == "activation" and "cos_after" in t.get("diagnostics", {})]
     fig, ax = plt.subplots(figsize=(max(8, 0.16 * len(rows) + 2), 4.5))
@@ -123,7 +123,7 @@ def layer_cosine_bars(tensors: dict, title: str):
 
 def model_size_chart(rows: list[dict]):
     """Parameters, MACs and sizes of a set of specs (the DDSNet paper's Table 1), log scale."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     names = [r["name"] for r in rows]
     for ax, (key, label) in zip(axes, (("params", "parameters"), ("macs", "MACs"),

@@ -13,15 +13,15 @@ TSNE_ONLY = {"perplexity": "--perplexity", "progress": "--progress"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `explain` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
-    from ..cli import _spec_args, _weights_args
+    from ..cli_args import spec_args, weights_args
 
     p = sub.add_parser("explain", help="Grad-CAM heat map of an image for a chosen layer, or a t-SNE plot of the "
                                        "penultimate features of a folder of images",
                        description="Grad-CAM (--image): the chosen class's evidence at one layer, over the image; "
                                    "t-SNE (--tsne): every image's features at one layer, embedded in 2-D and "
                                    "coloured by class folder.")
-    _spec_args(p)
-    _weights_args(p)
+    spec_args(p)
+    weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="Grad-CAM of this image (the spec's preprocessing is applied)")
     src.add_argument("--tsne", metavar="DIR", help="t-SNE of every image in DIR (class subfolders give the "
@@ -44,11 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..cli import _load
+    from ..cli_args import load_spec
     from ..frontend import reference_module
 
     _check_options(args)  # mistakes in the options fail before the model is built
-    model = _load(args)
+    model = load_spec(args)
     gm, _ = reference_module(model, args.weights, args.by_order, args.key_map, args.seed, log=_log)
     if not args.weights:
         _log(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "

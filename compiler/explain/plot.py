@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plots import _pyplot
+from ..plots import pyplot
 
 UNLABELLED = "(unlabelled)"
 
@@ -23,7 +23,7 @@ def gradcam_figure(pixels: np.ndarray, cam: np.ndarray, peak: tuple[int, int] | 
                    alpha: float = 0.45):
     """Left: the input as the model sees it (uint8 [H, W, C], resized); right: the same with the normalised map
     over it in jet (red: strong evidence for the class, blue: none) and its peak (row, column) marked."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
@@ -43,7 +43,7 @@ def gradcam_figure(pixels: np.ndarray, cam: np.ndarray, peak: tuple[int, int] | 
 
 def tsne_figure(points: np.ndarray, classes: list[str | None], title: str):
     """The 2-D points coloured by class (unlabelled ones in grey), with a legend of classes and counts."""
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted({c for c in classes if c is not None}) + ([UNLABELLED] if None in classes else [])
     colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     labels = np.array([UNLABELLED if c is None else c for c in classes])

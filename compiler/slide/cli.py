@@ -16,7 +16,7 @@ OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded w
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `slide` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
-    from ..cli import _weights_args
+    from ..cli_args import weights_args
     from .reader import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                             "runs here (its own preprocessing)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set image_size=128")
-    _weights_args(p)  # --weights, --by-order, --key-map, --seed as `tcc predict` and `tcc build` take them
+    weights_args(p)  # --weights, --by-order, --key-map, --seed as `tcc predict` and `tcc build` take them
     p.add_argument("--image", nargs="+", required=True, metavar="IMAGE_OR_DIR",
                    help="slides or images, or folders of them")
     p.add_argument("-o", "--output", default="out/slide", metavar="OUT", help="output folder (default out/slide)")
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
+    from ..cli_args import refuse_with_artifact
     from ..errors import DataError
     from ..spec.loader import parse_overrides
     from .infer import ModelSource
@@ -63,11 +64,7 @@ def run(args) -> int:
     from .reader import list_images
 
     if args.artifact:
-        baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
-                                        ("--key-map", args.key_map), ("--set", args.overrides)] if on]
-        if baked:
-            raise DataError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; drop "
-                            f"{', '.join(baked)}")
+        refuse_with_artifact(args)
         source = ModelSource.create(artifact=args.artifact)
     elif args.spec:
         source = ModelSource.create(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,

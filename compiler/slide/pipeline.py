@@ -12,9 +12,22 @@ import numpy as np
 from ..errors import DataError
 from . import grid as gridlib
 from .heatmap import heatmap_figure, thumbnail
-from .infer import ModelSource, Runner, load_runner, positive_class, predict_batch, torch_threads
+from .infer import (
+    ModelSource,
+    Runner,
+    load_runner,
+    positive_class,
+    predict_batch,
+    torch_threads,
+)
 from .mask import Thresholds, choose_level, tissue_mask
-from .output import mask_png, patches_document, prepare_dir, probability_grid, write_image_outputs
+from .output import (
+    mask_png,
+    patches_document,
+    prepare_dir,
+    probability_grid,
+    write_image_outputs,
+)
 from .reader import DEFAULT_MAX_PIXELS, cached_image
 
 

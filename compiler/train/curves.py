@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plots import _pyplot, save
+from ..plots import pyplot, save
 
 _METRICS = (("accuracy", "accuracy"), ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
             ("macro_f1", "macro F1"))
 
 
 def training_curves(history: list[dict], metric: str, best_epoch: int | None):
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (loss_ax, metric_ax, lr_ax) = plt.subplots(1, 3, figsize=(14, 4))
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")

@@ -18,8 +18,8 @@ means, and DistributedDataParallel's gradient averaging gives exactly the one-pr
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,7 @@
 `tcc build --weights` are unchanged): dropout keyed by sample, and BatchNorm over the global batch on CPU."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

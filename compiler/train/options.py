@@ -5,8 +5,8 @@ Plain data (no torch), so the spec schema (`tcc.spec.schema`) can include the `t
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 AUGMENTATIONS = ("hflip", "vflip", "rot90")  # the order they are applied in, whatever order they are listed in
 METRICS = ("macro_f1", "accuracy", "macro_precision", "macro_recall", "val_loss")
