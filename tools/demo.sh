@@ -12,6 +12,9 @@
 #      AX650 kit (Pulsar2) carrying tcc's scales as QDQ ONNX; Axera's toolchains run in their Docker images
 #   7. where two backends part: `tcc diff` layer by layer (TFLite INT8 vs the integer reference, and vs FP32), and
 #      the golden-output suite (tests/golden) checking a few of its entries
+#   8. tcc train in 2 processes (DistributedDataParallel) on crops of two real histology images, the trained
+#      checkpoint built for ONNX Runtime and run; t-SNE of its features; a slide's tumour map with the GC checkpoint
+#      (tcc slide: FastNet's tissue mask and patch grid); Grad-CAM on the GC image (tcc explain)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -66,6 +69,22 @@ if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
   $TCC golden check tests/golden --model ddsnet --entry ort-int8 --entry tflite-int8 --entry reference-ax620 -q \
     2>/dev/null | tail -n 6
 fi
+echo "== 8. Train (2 processes, DDP), build and run what was trained; a slide's tumour map; Grad-CAM and t-SNE"
+.venv/bin/python tools/demo_patches.py "$OUT/tfi"
+MB=(spec/baselines/mobilenet_v2.yaml --set image_size=64 --set num_classes=2)
+$TCC train "${MB[@]}" --data "$OUT/tfi/patches" --epochs 5 --batch-size 8 --optimizer sgd --lr 0.01 --nproc 2 \
+  -o "$OUT/train" --force --no-progress 2>/dev/null | tail -n 2
+$TCC build "${MB[@]}" --weights "$OUT/train/best.pt" --target ort -o "$OUT/trained-ort" --force | tail -n 1
+for src in "$OUT"/tfi/sources/*.png; do
+  echo "$(basename "$src"): $($TCC predict --artifact "$OUT/trained-ort" --image "$src" --json)"
+done
+$TCC explain "${MB[@]}" --weights "$OUT/train/best.pt" --tsne "$OUT/tfi/patches" -o "$OUT/tsne.png" | tail -n 2
+$TCC slide spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$OUT/tfi/slide.png" --patch-size 128 --positive-class TUM \
+  -o "$OUT/slide" --no-progress 2>/dev/null
+GRADCAM_IMAGE="$FIX/GC.png"
+[ -f "$GRADCAM_IMAGE" ] || GRADCAM_IMAGE="$OUT/tfi/slide.png"
+$TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" 2>/dev/null
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
 echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how);"
-echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images"
+echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images;"
+echo "train/ (best.pt, log.json, curves.png), slide/ (heatmap.png, mask.png, patches.json), tsne.png, gradcam.png"
