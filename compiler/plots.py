@@ -2,8 +2,6 @@
 (.svg / .pdf) by the file's suffix, written atomically and byte-stable (no timestamps in the metadata)."""
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -25,18 +23,14 @@ def pyplot():
 
 def save(fig, path: str | Path) -> Path:
     """Write `fig` to `path` (.png at 120 dpi, .svg, .pdf) atomically and close it."""
+    from .files import atomic_write
+
     plt = pyplot()
     path = Path(path)
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, metadata=_METADATA[suffix], bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the plot private to this user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format=suffix[1:], dpi=120, metadata=_METADATA[suffix],
+                                                 bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path

@@ -73,14 +73,14 @@ def run_slides(images: list[Path], source: ModelSource, out: Path, options: Opti
     """Every image through the pipeline; returns each image's patches.json document and output directory."""
     _check_options(options)
     outs = output_dirs(images, out)
-    for d in set(outs):
-        prepare_dir(d)
     runner = load_runner(source)
     for message in runner.messages:
         log(message)
     if runner.preprocess.color is None:
         raise DataError("this model's input is not an image (its spec has no color order); tcc slide needs one")
     positive = positive_class(runner, options.positive)
+    for d in set(outs):  # after the model and options are known good: a mistake leaves no empty folder behind
+        prepare_dir(d)
     if options.dask or options.scheduler or options.workers:
         return _run_on_dask(images, outs, source, runner, positive, options, log)
     results = []

@@ -17,12 +17,12 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError
+from ..files import atomic_write
 from .config import CONFIG_FILE as CONFIG
 
 BEST, LAST, LOG, CURVES = "best.pt", "last.pt", "log.json", "curves.png"
@@ -30,17 +30,7 @@ FORMAT = "tcc-train-checkpoint/1"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the run unreadable to the group
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def checkpoint_bytes(obj) -> bytes:
