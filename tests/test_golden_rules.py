@@ -129,3 +129,24 @@ def test_bad_plan_names_file_line_and_column(tmp_path, capsys):
     plan.write_text("format: tcc-golden/1\nmodels:\n  m:\n    spec: x.yaml\n    weigths: w.pt\n")
     assert main(["golden", "check", str(tmp_path)]) == 2
     assert "golden.yaml:5:5: Additional properties are not allowed ('weigths'" in capsys.readouterr().err
+
+
+def _table(scale, cos):
+    tensors = {"conv.weight": {"kind": "weight", "scale": scale}}
+    layers = {"conv": {"weight": "conv.weight", "cos_after": cos}}
+    return tensors, layers
+
+
+def test_moved_weight_scale_is_judged_by_its_layers_cosine():
+    """A weight scale moved beyond the step tolerance passes only when its layer's searched cosine did not drop
+    (a flat optimum moved by float rounding on another CPU), and fails when the cosine fell."""
+    from tcc.golden.judge import LAYER_COS_TIE, scales
+
+    stored_t, stored_l = _table([0.01, 0.02], 0.99967)
+    moved_t, same_l = _table([0.01, 0.0089], 0.99967 - LAYER_COS_TIE / 10)
+    _, worse_l = _table(None, 0.99967 - 10 * LAYER_COS_TIE)
+    tie = scales(moved_t, stored_t, same_l, stored_l)
+    assert tie.passed and "equal optimum" in tie.numbers["notes"][0]
+    worse = scales(moved_t, stored_t, worse_l, stored_l)
+    assert not worse.passed and "weight scales moved by up to 0.555" in worse.failures[0]
+    assert not scales(moved_t, stored_t).passed  # without the layer records: the step tolerance alone

@@ -148,7 +148,7 @@ def _lsb(produced) -> float | None:
 def _scales_verdict(gp, run, e: Entry) -> judge.Verdict:
     stored = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules)
     now = run.calibrate(e.rules)
-    return judge.scales(now.tensors, stored.tensors)
+    return judge.scales(now.tensors, stored.tensors, now.doc.get("layers"), stored.doc.get("layers"))
 
 
 # ---------------------------------------------------------------------------------------------------- update
@@ -307,7 +307,7 @@ def _table(run, path: Path, rules: str, recalibrate: bool):
     table = run.calibrate(rules)
     if path.is_file():
         old = json.loads(gzip.decompress(path.read_bytes()))
-        v = judge.scales(table.tensors, old["tensors"])
+        v = judge.scales(table.tensors, old["tensors"], table.doc.get("layers"), old.get("layers"))
         why += f"; {v.numbers['changed']} of {v.numbers['tensors']} tensors changed (max {v.numbers['max_range_change']} of range)"
         return table, why
     return table, "new" if why == "calibrated" else why
