@@ -213,12 +213,13 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     opts = dict(opts)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:
-        from .quant.place import check_options
+        from .quant.place import check_nodes, check_options
 
         if calib is not None:
             raise BuildError("--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
                              "table from --calib carries its own placement (tcc calibrate ... --min-cos C)")
         check_options(placement, rules)
+        check_nodes(placement, graph)
     cd = None
     if data is not None:
         cd = load_calibration_data(data, model.preprocess, model.input_shape, opts.pop("calib_size", 128), seed,

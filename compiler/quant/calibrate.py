@@ -224,7 +224,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     """
     from ..frontend import lower_spec
     from .data import load_calibration_data
-    from .place import check_options, place
+    from .place import check_nodes, check_options, place
 
     rules = rules_for(target)
     if method not in METHODS:
@@ -233,6 +233,8 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
         check_options(placement, rules.name)  # before minutes of work
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
     graph = plan(fe.onnx, rules=rules)
+    if placement is not None:
+        check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,

@@ -76,6 +76,17 @@ def check_options(options: PlaceOptions, rules: str) -> None:
                         "(ort, tvm, tflite, pulsar2)")
 
 
+def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
+    """--keep-float names nodes of the integer graph (their anchors, as the calibration report names them)."""
+    anchors = [n.name for n in graph.nodes]
+    unknown = [k for k in options.keep_float if k not in anchors]
+    if unknown:
+        covered = {c: n.name for n in graph.nodes for c in n.covers}
+        hint = f" (computed by node {covered[unknown[0]]!r})" if unknown[0] in covered else \
+            f"; its nodes are, e.g., {', '.join(anchors[:4])}"
+        raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
+
+
 class FakeQuant:
     """Output cosine vs FP32 of the table's QDQ model with a given set of float nodes, run by ONNX Runtime as float
     fake-quant on fixed samples."""
@@ -134,13 +145,8 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     check_options(options, rules)
     t0 = time.perf_counter()
     graph = plan(fp32, rules=rules)  # without placement: the nodes a placement may name
+    check_nodes(options, graph)
     anchors = {n.name: n for n in graph.nodes}
-    unknown = [k for k in options.keep_float if k not in anchors]
-    if unknown:
-        covered = {c: n.name for n in graph.nodes for c in n.covers}
-        hint = f" (computed by node {covered[unknown[0]]!r})" if unknown[0] in covered else \
-            f"; nodes are named as `tcc check` prints them, e.g. {', '.join(list(anchors)[:3])}"
-        raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
     rng = np.random.default_rng(options.seed)
     idx = np.sort(rng.choice(len(data), size=min(options.samples, len(data)), replace=False))
     x = np.ascontiguousarray(data[idx])
@@ -159,23 +165,53 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
             chosen[name] = {"precision": "float", "reason": "speed", "kind": anchors[name].kind, **numbers}
         record["profile"] = profile
     floor = options.floor
-    cos = fq.cosine(set(chosen)) if chosen else cos_before
-    if floor is not None and cos < floor:
-        cos = _greedy(graph, fq.cosine, chosen, floor, cos, log, "fake-quant")
-    record["cos_after"] = round(cos, 7)
+
+    def fake(names):
+        return fq.cosine(absorbed(graph, names))
 
     def judged(names):  # the integer reference itself (slower: the last word)
-        return reference_cosine(fp32, with_placement(table, _doc(set(names), {})), x, fq.ref)
+        return reference_cosine(fp32, with_placement(table, _doc(absorbed(graph, names), {})), x, fq.ref)
 
+    cos = fake(set(chosen)) if chosen else cos_before
+    if floor is not None and cos < floor:
+        cos = _greedy(graph, fake, chosen, floor, cos, log, "fake-quant")
+    record["cos_after"] = round(cos, 7)
     ref_cos = judged(set(chosen))
     if floor is not None and ref_cos < floor:  # fake-quant reached it, the integer reference not yet
-        ref_cos = _greedy(graph, judged, chosen, floor, ref_cos, log, "integer reference", rank=fq.cosine)
+        ref_cos = _greedy(graph, judged, chosen, floor, ref_cos, log, "integer reference", rank=fake)
     record["reference_cos_after"] = round(ref_cos, 7)
+    producer = {o: n.name for n in graph.nodes for o in n.outputs}
+    for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
+        source = chosen[producer[anchors[name].inputs[0]]]
+        chosen[name] = {"precision": "float", "reason": source["reason"], "kind": anchors[name].kind}
     # (no wall time in the table: the same table and data must give byte-identical bundles)
     log(f"placement: {len(chosen)} node(s) in float; output cosine {cos_before:.6f} -> {cos:.6f} (fake-quant), "
         f"{ref_cos:.6f} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
         f"{time.perf_counter() - t0:.1f} s")
     return with_placement(table, _doc(chosen, record))
+
+
+def absorbed(graph: IntGraph, names: set) -> set:
+    """`names` and the nodes that compute nothing (moves, concat, max pool, clamps) between float nodes: every input
+    written by a float node, every reader a float node (or the graph's output). Quantizing there would cost an extra
+    rounding and gain no integer kernel."""
+    out = set(names) | {n.name for n in graph.islands}
+    writer = {o: n.name for n in graph.nodes for o in n.outputs}
+    readers: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n.name)
+    grown = True
+    while grown:
+        grown = False
+        for n in graph.nodes:
+            if n.name in out or n.kind in CANDIDATE_KINDS:
+                continue
+            if all(writer.get(i) in out for i in n.inputs) and \
+                    all(r in out for o in n.outputs for r in readers.get(o, [])):
+                out.add(n.name)
+                grown = True
+    return out - {n.name for n in graph.islands}
 
 
 def _ranked(graph: IntGraph, judge, base: set, cos: float, log) -> list[tuple[str, float, int]]:
@@ -221,6 +257,7 @@ def _greedy(graph: IntGraph, judge, chosen: dict, floor: float, cos: float, log,
             break
     if cos < floor:  # the ranked nodes cannot reach it: every node that computes, in float
         rest = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS and n.name not in chosen]
+        rest += [n for n in absorbed(graph, set(chosen) | set(rest)) if n not in chosen and n not in rest]
         add(rest, {})
         cos = judge(set(chosen))
         log(f"placement: the floor needs every computing node in float ({len(rest)} more): {what} output cosine "
