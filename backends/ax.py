@@ -310,15 +310,15 @@ class AxBackend(Backend):
         from tcc.bundle import stable_float
         from tcc.quant.plan import plan
         from tcc.quant.qgraph import quantize_graph
-        from tcc.quant.reference import per_op_deviation, quantize_input
+        from tcc.quant.reference import backend_tensors, per_op_deviation
 
         from .ort import qdq_codes
 
         qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.doc["target"]), options.table)
         qdq = onnx.load(str(Path(bundle_dir) / QDQ_MODEL))  # what the kit ships, read back
-        y, codes = qdq_codes(model, qdq, options.table, x, optimize=False)
-        codes[qgraph.input] = quantize_input(x, qgraph.input_q, qgraph.input_rounding)
-        per_op = per_op_deviation(qgraph, codes, {qgraph.outputs[0]: y})
+        y, exposed = qdq_codes(model, qdq, options.table, x, optimize=False)
+        codes, floats = backend_tensors(qgraph, x, exposed)
+        per_op = per_op_deviation(qgraph, codes, {qgraph.outputs[0]: y}, floats)
         passed = per_op["ops_checked"] == len(qgraph.nodes) and per_op["max_lsb"] <= QDQ_LSB
         entry = {"runtime": "ONNX Runtime, graph optimizations off (float fake-quant of the QDQ model)",
                  "ops_checked": per_op["ops_checked"], "max_lsb": stable_float(per_op["max_lsb"]),

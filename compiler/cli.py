@@ -400,6 +400,8 @@ def cmd_bench(args) -> int:
             setattr(config, name, getattr(args, name))
     if args.no_memory:
         config.memory = False
+    if args.no_placement:
+        config.placement = False
     config.tvm_variants = args.tvm_variants
     doc = run_bench(config, progress=args.progress, log=lambda s: None)
     out.mkdir(parents=True, exist_ok=True)
@@ -616,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", type=int, help="judging crops, never calibrated on (default 64)")
     p.add_argument("--method", choices=["minmax", "percentile", "kl", "kl+cos"], help="tcc's calibration method")
     p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
+    p.add_argument("--no-placement", action="store_true",
+                   help="skip the ort table's speed placement and its ort-int8-placed bundle")
     p.add_argument("--tvm-variants", action="store_true",
                    help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
