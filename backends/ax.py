@@ -363,7 +363,7 @@ class AxBackend(Backend):
                     "`split`)."]
         floats = kit.get("float_layers") or []
         if floats:
-            run += ["", f"**Float islands**: {len(floats)} node(s) stay in float (tcc's precision placement, "
+            run += ["", f"**Float islands**: {len(floats)} ONNX node(s) stay in float (tcc's precision placement, "
                     "`calibration.json` `placement`): `config.json` pins them with a `quant.layer_configs` entry "
                     "(`layer_names`, `data_type` / `output_data_type` / `weight_data_type` FP32, Pulsar2's documented "
                     "per-layer precision); whether the NPU or its CPU runs them is the toolchain's choice."]

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 
 from ..errors import DataError
-from .placement import KEY, float_nodes, with_placement
+from .placement import KEY, float_nodes, placement_doc, with_placement
 from .plan import IntGraph, plan
 from .rules import get_rules
 from .table import CalibrationTable
@@ -103,7 +103,7 @@ class FakeQuant:
         from .report import per_sample_cosine, run_ort
 
         self.evaluations += 1
-        qdq = to_qdq(self.fp32, with_placement(self.table, _doc(floats, {})), rewrites=False)
+        qdq = to_qdq(self.fp32, with_placement(self.table, placement_doc(floats, {})), rewrites=False)
         return float(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)).mean())
 
 
@@ -128,12 +128,6 @@ def node_cost(graph: IntGraph, n) -> int:
         per_output = int(np.prod(w[1:])) if n.kind == "conv" else int(w[1 - n.w_axis] if len(w) == 2 else 1)
         return elements * max(per_output, 1)
     return elements
-
-
-def _doc(floats: dict | set | frozenset, extra: dict) -> dict:
-    nodes = floats if isinstance(floats, dict) else {name: {"precision": "float", "reason": "pinned"}
-                                                     for name in sorted(floats)}
-    return {**extra, "nodes": dict(sorted(nodes.items()))}
 
 
 def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, options: PlaceOptions,
@@ -170,7 +164,7 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         return fq.cosine(absorbed(graph, names))
 
     def judged(names):  # the integer reference itself (slower: the last word)
-        return reference_cosine(fp32, with_placement(table, _doc(absorbed(graph, names), {})), x, fq.ref)
+        return reference_cosine(fp32, with_placement(table, placement_doc(absorbed(graph, names), {})), x, fq.ref)
 
     cos = fake(set(chosen)) if chosen else cos_before
     if floor is not None and cos < floor:
@@ -188,7 +182,7 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     log(f"placement: {len(chosen)} node(s) in float; output cosine {cos_before:.6f} -> {cos:.6f} (fake-quant), "
         f"{ref_cos:.6f} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
         f"{time.perf_counter() - t0:.1f} s")
-    return with_placement(table, _doc(chosen, record))
+    return with_placement(table, placement_doc(chosen, record))
 
 
 def absorbed(graph: IntGraph, names: set) -> set:

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from .placement import with_placement
+from .placement import placement_doc, with_placement
 from .plan import plan
 from .table import CalibrationTable
 
@@ -97,11 +97,10 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
     `base`, measured with ONNX Runtime on sample x [1, ...]."""
     from tcc.bench.machine import machine_info
 
-    from .place import _doc
     from .qdq import to_qdq
 
     def placed(floats, compact=False):
-        return to_qdq(fp32, with_placement(table, _doc(set(floats), {})), compact=compact)
+        return to_qdq(fp32, with_placement(table, placement_doc(set(floats))), compact=compact)
 
     graph = plan(fp32, rules=table.doc["target"], floats=base)
     names = _names(graph)

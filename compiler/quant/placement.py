@@ -31,6 +31,13 @@ def float_nodes(table: CalibrationTable) -> frozenset:
     return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
 
 
+def placement_doc(nodes, record: dict | None = None) -> dict:
+    """A placement for the table: `nodes` ({name: entry}, or names, pinned) and what the step measured."""
+    if not isinstance(nodes, dict):
+        nodes = {name: {"precision": "float", "reason": "pinned"} for name in nodes}
+    return {**(record or {}), "nodes": dict(sorted(nodes.items()))}
+
+
 def with_placement(table: CalibrationTable, placement: dict) -> CalibrationTable:
     """A copy of `table` carrying `placement` (no placement when it keeps no node in float)."""
     doc = {k: v for k, v in table.doc.items() if k != KEY}
