@@ -39,6 +39,16 @@ def to_markdown(doc: dict) -> str:
                 for k, v in q["results"].items()]
         lines += [f"INT8 vs FP32 on {q['held_out']} held-out crops (ONNX Runtime's integer kernels):", ""]
         lines += _table(["quantizer", "cosine mean", "cosine min", "top-1 agreement"], rows)
+        p = m.get("placement")
+        if p:
+            prof = p.get("profile", {})
+            lines += [f"Speed placement ({p['objective']}, {p['seconds']:.1f} s): {len(p['float_nodes'])} node(s) kept "
+                      f"in float of {prof.get('candidates', 0)} whose integer kernel profiled slower than float here"
+                      + (f"; placed / plain INT8 {prof['latency_ratio_vs_int8']:.3f} at placement time"
+                         if "latency_ratio_vs_int8" in prof else "")
+                      + f"; search-sample cosine {p.get('cos_before')} -> {p.get('reference_cos_after')}: "
+                      + (", ".join(p["float_nodes"][:8]) + (" ..." if len(p["float_nodes"]) > 8 else "") or "none"),
+                      ""]
         rows = []
         for k, b in m["builds"].items():
             if "error" in b:

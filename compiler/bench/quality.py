@@ -34,6 +34,16 @@ def timed_calibration(fp32, data, rules: str, method: str, **hashes):
     return table, time.perf_counter() - t
 
 
+def timed_placement(fp32, table, data: np.ndarray, log=lambda s: None):
+    """(table, seconds) of the placement step's speed objective (tcc.quant.place: ORT's profile on this CPU, the
+    cosine floor 0.9995) on `table`."""
+    from tcc.quant.place import PlaceOptions, place
+
+    t = time.perf_counter()
+    placed = place(fp32, table, data, PlaceOptions(speed="ort"), log)
+    return placed, time.perf_counter() - t
+
+
 def peak_memory(fp32, array: np.ndarray, rules: str, method: str) -> int:
     """Peak bytes Python and numpy allocate during one calibration (tracemalloc sees numpy's buffers; ONNX
     Runtime's own arena is not counted: the statistics pass runs it with a fixed batch)."""

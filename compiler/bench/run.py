@@ -54,6 +54,7 @@ class BenchConfig:
     memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
     quick: bool = False
     tvm_variants: bool = False  # also TVM host FP32 without tcc's schedules, unfused, and with dlight
+    placement: bool = True  # the ort table's speed placement (tcc.quant.place, --speed): an ort-int8-placed bundle
 
 
 def default_models() -> list[BenchModel]:
@@ -69,7 +70,7 @@ def quick_config(work: Path) -> BenchConfig:
     """One small model through every section, in about a minute: FastNet at 64 x 64 (seeded weights)."""
     return BenchConfig([BenchModel("fastnet-64", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 64})],
                        work, QUICK_MATRIX, rounds=3, runs=5, calib_images=16, held_out=8, method="kl",
-                       ort_methods=("MinMax",), memory=False, quick=True)
+                       ort_methods=("MinMax",), memory=False, quick=True, placement=False)
 
 
 class Progress:
@@ -91,7 +92,7 @@ class Progress:
 
 def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None
               ) -> dict:
-    steps = sum(4 + len(config.matrix) + config.rounds for _ in config.models)
+    steps = sum(4 + len(config.matrix) + config.placement + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
     doc = {"format": FORMAT, "quick": config.quick, "machine": machine_info(),
            "settings": {"threads": 1, "batch": 1, "rounds": config.rounds, "runs_per_round": config.runs,
@@ -154,6 +155,17 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     if "ort" in tables:
         qual[f"tcc {config.method}"] = quality.evaluate(fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True),
                                                         held.array)["ort"]
+    if config.placement and "ort" in tables and any(t == "ort" and p == "int8" for t, p in config.matrix):
+        placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), calib.array, log)
+        tables["ort-placed"] = work / "calib-ort-placed.json"
+        placed.save(tables["ort-placed"])
+        p = placed.doc.get("placement", {})
+        out["placement"] = {"objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
+                            "seconds": round(secs, 2), "float_nodes": sorted(p.get("nodes", {})),
+                            **{k: p[k] for k in ("cos_before", "cos_after", "reference_cos_after", "profile")
+                               if k in p}}
+        qual[f"tcc {config.method} + speed placement"] = quality.evaluate(
+            fp32, to_qdq(fp32, placed, compact=True), held.array)["ort"]
     for method in config.ort_methods:
         q, secs = quality.ort_static(fp32, calib.array, method)
         cal["onnxruntime"][method] = {"seconds": round(secs, 2), "samples": len(calib)}
@@ -163,9 +175,11 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     bar.step(f"{m.key}: quality")
 
     builds, runners = {}, {"pytorch-fp32": timing.torch_runner(fe.module, held.array)}
-    for target, precision in config.matrix:
-        key = f"{target}-{precision}"
-        builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log)
+    bundles = [(t, p, f"{t}-{p}", None) for t, p in config.matrix]
+    if "ort-placed" in tables:  # the same INT8 bundle with the speed placement, timed beside it
+        bundles.append(("ort", "int8", "ort-int8-placed", tables["ort-placed"]))
+    for target, precision, key, calib in bundles:
+        builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log, calib)
         bar.step(f"{m.key}: build {key}")
         runner = runner_for(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] \
             else None
@@ -195,13 +209,15 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
 
 # ratios taken round by round: (numerator, denominator)
 RATIOS = {"ort int8 / ort fp32": ("ort-int8", "ort-fp32"), "ort fp16 / ort fp32": ("ort-fp16", "ort-fp32"),
+          "ort int8 placed / ort fp32": ("ort-int8-placed", "ort-fp32"),
+          "ort int8 placed / ort int8": ("ort-int8-placed", "ort-int8"),
           "ort dynamic / ort fp32": ("ort-dynamic", "ort-fp32"), "host fp32 / ort fp32": ("host-fp32", "ort-fp32"),
           "host int8 / host fp32": ("host-int8", "host-fp32"), "tflite int8 / tflite fp32": ("tflite-int8",
                                                                                              "tflite-fp32"),
           "pytorch fp32 / ort fp32": ("pytorch-fp32", "ort-fp32")}
 
 
-def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Path, log) -> dict:
+def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Path, log, calib=None) -> dict:
     """`tcc build` of one bundle: wall time by phase, artifact bytes, ARM instruction counts; or why it was
     skipped (a backend whose tools are missing here is a result, not a crash)."""
     from tcc.backends import get_target
@@ -212,7 +228,8 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     count = bool(tgt.platform and tgt.platform.qemu)
     try:
         r = build(m.spec, target, out, precision=precision, weights=m.weights, by_order=m.by_order,
-                  overrides=m.overrides, force=True, calib=tables.get(tgt.rules) if precision == "int8" else None,
+                  overrides=m.overrides, force=True,
+                  calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None,
                   count_instructions=count, log=log)
     except TccError as e:
         return {"error": str(e).splitlines()[0]}
