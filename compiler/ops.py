@@ -340,7 +340,8 @@ def _axis(a, shapes) -> int:
     if ax < 0:
         ax += rank + 1
     if not 1 <= ax <= rank:
-        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)")
+        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)",
+                         "axis")
     return ax - 1
 
 
@@ -556,7 +557,7 @@ def _linear_prepare(a, shapes):
             raise ShapeError(f"linear expects a [F] input, got {list(shapes[0])} (`axis: 1` applies it over the "
                              "channels of a [C, H, W] input, at every position)")
     elif _axis(a, shapes) != 0:
-        raise ShapeError(f"linear applies over the channel axis (axis: 1), not axis {a['axis']}")
+        raise ShapeError(f"linear applies over the channel axis (axis: 1), not axis {a['axis']}", "axis")
     return a
 
 
@@ -678,7 +679,7 @@ def _channel_shape(shape) -> tuple:
 def _prelu_prepare(a, shapes):
     c, n = shapes[0][0], a["num_parameters"]
     if n not in (1, c):
-        raise ShapeError(f"num_parameters={n} must be 1 (one slope) or the input's {c} channels")
+        raise ShapeError(f"num_parameters={n} must be 1 (one slope) or the input's {c} channels", "num_parameters")
     return a
 
 
