@@ -24,11 +24,11 @@ that lacks a kind says so from the table before any work is done, not by crashin
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
-
-import math
 
 import numpy as np
 
@@ -235,6 +235,7 @@ def _check_layernorm(v: NodeView) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- TFLite limits
+@functools.cache
 def _libm(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """The C library's float32 function `name` (erfcf, expm1f, tanhf), elementwise: the very function LiteRT's
     kernels call through libm to fill their tables, so a table made here equals LiteRT's bit for bit on this
@@ -272,7 +273,8 @@ class TfliteUnary:
 
 
 TFLITE_UNARY: dict[str, TfliteUnary] = {
-    "Sigmoid": TfliteUnary("LOGISTIC", lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
+    "Sigmoid": TfliteUnary("LOGISTIC",
+                           lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
     "Tanh": TfliteUnary("TANH", lambda x, a: np.tanh(x).astype(np.float32)),
     "Gelu": TfliteUnary("GELU", _gelu32),
     # LiteRT's optimized int8 ELU is this table; its reference op resolver, which the int8 self-check runs bit for
@@ -418,10 +420,9 @@ INT_OPS: dict[str, IntOp] = {
     ]
 }
 
-ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {}
-for _op in INT_OPS.values():
-    for _onnx in _op.onnx:
-        ONNX_TO_KINDS[_onnx] = ONNX_TO_KINDS.get(_onnx, ()) + (_op.kind,)  # table order: the first whose check passes
+# ONNX op -> the kinds that take it, in table order (the first whose check passes takes a node)
+ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {
+    o: tuple(k for k, op in INT_OPS.items() if o in op.onnx) for op in INT_OPS.values() for o in op.onnx}
 FUSES_ACTIVATION: tuple[str, ...] = tuple(o for op in INT_OPS.values() if op.fuses_activation for o in op.onnx)
 
 

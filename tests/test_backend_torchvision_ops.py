@@ -1,10 +1,10 @@
 """Every backend takes the ops of the torchvision families: tests/specs/torchvision_ops.yaml (every one of them, at
 3x9x11) built and self-checked (the build's own gate) FP32 on ONNX Runtime (fp32 at opsets 11 to 21, fp16), TVM
-host (the Relax ONNX frontend on each ONNX form: decomposed, LayerNormalization, Gelu), TFLite (fp32, fp16), and
-arm-a7 / aarch64 under qemu; INT8 (layer norms dropped: no integer form) on ort (every op within 1 LSB of the
-integer reference), host (bit-exact) and tflite (bit-exact on LiteRT's reference kernels; the ops TFLite's int8
-kernels cannot take dropped too, and refused by name when present); an INT8 build with a layer norm is refused before
-calibration, naming the node; the AX op checker's per-chip verdicts."""
+host (the Relax ONNX frontend on each ONNX form: decomposed, LayerNormalization, Gelu), TFLite (fp32, fp16,
+dynamic), and arm-a7 / aarch64 under qemu; INT8 (layer norms dropped: no integer form) on ort (every op within
+1 LSB of the integer reference), host (bit-exact) and tflite (bit-exact on LiteRT's reference kernels; the ops
+TFLite's int8 kernels cannot take dropped too, and refused by name when present); an INT8 build with a layer norm
+is refused before calibration, naming the node; the AX op checker's per-chip verdicts."""
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +39,7 @@ def _passed(result) -> dict:
 @pytest.mark.parametrize("target, precision, opset", [
     ("ort", "fp32", 11), ("ort", "fp32", 13), ("ort", "fp32", 17), ("ort", "fp32", 21), ("ort", "fp16", 13),
     ("ort", "fp16", 21), ("tflite", "fp32", 13), ("tflite", "fp32", 21), ("tflite", "fp16", 17),
+    ("tflite", "dynamic", 13),
     ("host", "fp32", 13), ("host", "fp32", 17), ("host", "fp32", 21)])
 def test_float_builds(tmp_path, target, precision, opset):
     _passed(build(SPEC, target, tmp_path / "b", precision=precision, opset=opset))

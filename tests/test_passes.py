@@ -146,8 +146,9 @@ def test_fold_scale_into_conv_and_gemm():
         helper.make_node("Conv", ["v", "w2"], ["c2"], name="conv2"),
         helper.make_node("Mul", ["c2", "full"], ["output"], name="not_per_channel"),
     ], {"w": r.standard_normal((4, 4, 1, 1)), "b": r.standard_normal(4), "s1": r.standard_normal((4, 1, 1)),
-        "s2": r.standard_normal((1, 4, 1, 1)), "s3": r.standard_normal((4, 1, 1)), "w2": r.standard_normal((4, 4, 3, 3)),
-        "full": r.standard_normal((1, 4, 3, 3)), **stats}, out_shape=(2, 4, 3, 3))
+        "s2": r.standard_normal((1, 4, 1, 1)), "s3": r.standard_normal((4, 1, 1)),
+        "w2": r.standard_normal((4, 4, 3, 3)), "full": r.standard_normal((1, 4, 3, 3)), **stats},
+        out_shape=(2, 4, 3, 3))
     new = fires(fold_batchnorm, hand, x_for(hand), conv_scale=2, conv_bn=1)
     assert [(n.name, n.op_type) for n in new.graph.node] == [
         ("conv", "Conv"), ("relu", "Relu"), ("scale3", "Mul"), ("conv2", "Conv"), ("not_per_channel", "Mul")]

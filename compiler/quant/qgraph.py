@@ -344,10 +344,10 @@ class Quantizer(Interpreter):
         if n.op_type == "PRelu":
             s_alpha = f32(max(np.abs(factor).max(), 1e-12) / 127)
             codes = np.clip(np.rint(factor / np.float64(s_alpha)), -127, 127).astype(np.int64)
-            ones = np.ones_like(codes)
             m_above, m_below = f32(s_in / s_out), f32(f32(s_in * s_alpha) / s_out)
-            return ([(ones, np.full(len(codes), np.float64(m_above))), (codes, np.full(len(codes), np.float64(m_below)))],
-                    {"weight_scale": np.array([s_alpha], np.float32)})
+            sides = [(np.ones_like(codes), np.full(len(codes), np.float64(m_above))),
+                     (codes, np.full(len(codes), np.float64(m_below)))]
+            return sides, {"weight_scale": np.array([s_alpha], np.float32)}
         s_w = (np.where(factor == 0, max(np.abs(factor).max(), 1e-12), np.abs(factor)) / 127).astype(np.float32)
         codes = np.clip(np.rint(factor / s_w.astype(np.float64)), -127, 127).astype(np.int64)
         m = np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
