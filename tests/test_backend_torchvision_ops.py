@@ -1,10 +1,10 @@
 """Every backend takes the ops of the torchvision families: tests/specs/torchvision_ops.yaml (every one of them, at
 3x9x11) built and self-checked (the build's own gate) FP32 on ONNX Runtime (fp32 at opsets 11 to 21, fp16), TVM
 host (the Relax ONNX frontend on each ONNX form: decomposed, LayerNormalization, Gelu), TFLite (fp32, fp16,
-dynamic), and arm-a7 / aarch64 under qemu; INT8 (layer norms dropped: no integer form) on ort (every op within
-1 LSB of the integer reference), host (bit-exact) and tflite (bit-exact on LiteRT's reference kernels; the ops
-TFLite's int8 kernels cannot take dropped too, and refused by name when present); an INT8 build with a layer norm
-is refused before calibration, naming the node; the AX op checker's per-chip verdicts."""
+dynamic), and arm-a7 / aarch64 under qemu; INT8 on ort (every op within 1 LSB of the integer reference), host
+(bit-exact) and tflite (bit-exact on LiteRT's reference kernels; the ops its int8 kernels cannot take are refused by
+name, and dropped for the build), the layer norms (no integer form) as float islands; refused before calibration,
+naming the node, where the rules keep no float ops; the AX op checker's per-chip verdicts."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,11 +15,9 @@ from tcc.backends.ax_ops import check_model
 from tcc.build import build
 from tcc.cli import main
 from tcc.frontend import lower_spec
-from tcc.quant.plan import UnsupportedOps
+from tcc.quant.plan import UnsupportedOps, plan
 
 SPEC = ROOT / "tests" / "specs" / "torchvision_ops.yaml"
-INT8 = {"layernorm": False}
-TFLITE_INT8 = {"layernorm": False, "tflite_int8": True}
 CALIB = {"method": "minmax", "calib_size": 8}
 
 
@@ -56,13 +54,18 @@ def test_arm_builds_under_qemu(tmp_path, target, opset):
 
 @pytest.mark.parametrize("target", ["ort", "host", "tflite"])
 def test_int8_builds(tmp_path, data, target):
-    overrides = TFLITE_INT8 if target == "tflite" else INT8
+    """Every new op in its integer form; the two layer norms (no integer form) as float islands, recorded in the
+    manifest with their reason."""
+    overrides = {"tflite_int8": True} if target == "tflite" else {}
     result = build(SPEC, target, tmp_path / "b", precision="int8", data=data, calib_options=CALIB,
                    overrides=overrides)
     check = _passed(result)
-    kinds = result.manifest["quantization"]["integer_ops"]
+    q = result.manifest["quantization"]
+    kinds = q["integer_ops"]
     assert kinds["channel_scale"] == 3 and kinds["global_max_pool"] == 1  # pr, ls, pr1 (layer_scale: folded)
     assert kinds["lookup"] == (3 if target == "tflite" else 5)  # 2 GELUs, leaky ReLU (+ hard-sigmoid, ELU)
+    assert [(i["node"], i["kind"], i["reason"]) for i in q["float_islands"]] == [
+        ("block.norm", "layernorm", "required"), ("ln_f", "layernorm", "required")]
     if target == "ort":
         assert check["result"]["per_op"]["max_lsb"] <= 1.0
     else:
@@ -70,23 +73,23 @@ def test_int8_builds(tmp_path, data, target):
     assert check["vs_fp32"]["cosine"] > 0.99
 
 
-def test_int8_refuses_layernorm_before_calibration(tmp_path, data, capsys):
-    """No integer form for a layer norm (and no float fallback yet): the build stops right after lowering, naming
-    each node, with nothing calibrated or written."""
+def test_int8_refuses_layernorm_where_the_rules_keep_no_float_ops(tmp_path, data, capsys):
+    """No integer form for a layer norm and no float fallback under Pulsar v1's rules (its documented config has
+    no per-layer precision): refused right after lowering, naming each layer norm, nothing calibrated or written."""
     with pytest.raises(UnsupportedOps) as e:
-        build(SPEC, "ort", tmp_path / "b", precision="int8", data=data, calib_options=CALIB)
+        plan(lower_spec(SPEC).onnx, rules="ax620")
     text = str(e.value)
     assert "node 'block.norm' (op LayerNormalization): no integer form" in text and "node 'ln_f'" in text
-    assert not (tmp_path / "b").exists()
-    rc = main(["build", str(SPEC), "--target", "host", "--precision", "int8", "--data", str(data),
-               "-o", str(tmp_path / "c")])
+    assert "the ax620 rules keep no float ops" in text
+    out = tmp_path / "calib.json"
+    rc = main(["calibrate", str(SPEC), "--target", "ax620", "--data", str(data), "-o", str(out)])
     err = capsys.readouterr().err
-    assert rc == 2 and "node 'block.norm'" in err and "Traceback" not in err and not (tmp_path / "c").exists()
+    assert rc == 2 and "node 'block.norm'" in err and "Traceback" not in err and not out.exists()
 
 
 def test_tflite_int8_names_the_ops_it_cannot_compute_exactly(tmp_path, data):
     with pytest.raises(UnsupportedOps) as e:
-        build(SPEC, "tflite", tmp_path / "b", precision="int8", data=data, calib_options=CALIB, overrides=INT8)
+        build(SPEC, "tflite", tmp_path / "b", precision="int8", data=data, calib_options=CALIB)
     text = str(e.value)
     assert "node 'hs' (op HardSigmoid)" in text and "node 'el' (op Elu): ELU with alpha 0.7" in text
 
