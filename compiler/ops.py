@@ -13,8 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from .errors import ShapeError
 
 REQUIRED = object()
@@ -630,7 +628,7 @@ def _identity_torch(emit, a, x):
 # ---------------------------------------------------------------------------------------------------- more activations
 def _f32(emit, suffix: str, value: float) -> str:
     """A float32 scalar constant `name/suffix`."""
-    return emit.const(suffix, np.float32(value), "float32")
+    return emit.const(suffix, value, "float32")
 
 
 def _hardsigmoid_onnx(emit, a, x):
@@ -738,7 +736,7 @@ def _layernorm_onnx(emit, a, x):
     emit.composite("LayerNormalization", axes=[axis], epsilon=eps,
                    weight=f"{emit.name}.weight" if affine else None, bias=f"{emit.name}.bias" if affine else None)
     if emit.opset >= 17:  # LayerNormalization normalizes the trailing axes: the one axis is moved last
-        scale = emit.param("weight") if affine else emit.const("ones", np.ones(size, np.float32), "float32")
+        scale = emit.param("weight") if affine else emit.const("ones", [1.0] * size, "float32")
         inputs = [x, scale] + ([emit.param("bias")] if affine else [])
         if axis == rank - 1:
             return emit.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
