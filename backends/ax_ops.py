@@ -317,8 +317,24 @@ def fold_gemm_alpha_beta(node, ctx, new_nodes, new_inits):
     return f"alpha {a} and beta {be} folded into the weight and bias initializers"
 
 
+def prelu_slope_per_channel(node, ctx, new_nodes, new_inits):
+    """A PRelu slope that broadcasts along the channels ([C, 1, 1], or one slope) written as [1, C, 1, 1]: the same
+    values at every position of an NCHW input."""
+    x, slope = ctx.shape(node.input[0]), ctx.const(node.input[1])
+    if x is None or len(x) != 4 or slope is None or slope.size not in (1, x[1]):
+        return None
+    padded = slope.reshape((1,) * (4 - slope.ndim) + slope.shape)
+    if padded.shape[0] != 1 or any(d != 1 for d in padded.shape[2:]):
+        return None
+    name = node.input[1]
+    wide = np.broadcast_to(padded, (1, x[1], 1, 1)).astype(slope.dtype)
+    ctx.inits[name].CopyFrom(numpy_helper.from_array(wide, name))
+    return f"slope of shape {list(slope.shape)} written as [1, {x[1]}, 1, 1] (the same value at every position)"
+
+
 REWRITES: Mapping[str, Callable] = MappingProxyType({f.__name__: f for f in [
-    drop_zero_pad_count_include_pad, zero_pad_count_include_pad_one, explicit_zero_pad, fold_gemm_alpha_beta]})
+    drop_zero_pad_count_include_pad, zero_pad_count_include_pad_one, explicit_zero_pad, fold_gemm_alpha_beta,
+    prelu_slope_per_channel]})
 
 
 # ---------------------------------------------------------------------------------------------------- op tables
@@ -398,7 +414,8 @@ _PULSAR2_COMMON: dict[str, OpRule] = {
                                    C("attr_is", "storage_order: only 0", "storage_order", (0,), 0))),
     "Pad": OpRule(constraints=(C("pad_constant", "mode: only constant", None),)),
     "Pow": OpRule(constraints=(C("pow_scalar_exponent", "exponent: a scalar initializer only"),)),
-    "PRelu": OpRule(constraints=(C("prelu_slope", "slope shape (channel,) or (1, channel, 1, 1) only"),)),
+    "PRelu": OpRule(constraints=(C("prelu_slope", "slope shape (channel,) or (1, channel, 1, 1) only",
+                                   rewrites=("prelu_slope_per_channel",)),)),
     "ReduceL2": _REDUCE, "ReduceMax": _REDUCE, "ReduceMean": _REDUCE, "ReduceSum": _REDUCE,
     "Resize": OpRule(constraints=(C("resize_modes", "mode: nearest or linear; nearest_mode: round_prefer_ceil only"),)),
     **{op: OpRule() for op in (

@@ -25,7 +25,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from tcc.errors import BuildError
-from tcc.intops import TFLITE, TFLITE_LOOKUPS, Interpreter
+from tcc.intops import TFLITE, TFLITE_UNARY, Interpreter
 from tcc.quant.plan import INode, IntGraph
 from tcc.quant.qgraph import QGraph, QParams, clamp_codes, clip_bounds, pool_geometry
 
@@ -310,22 +310,101 @@ class TfliteLowering(Interpreter):
         return [self.unary(n.lookup, n.attrs, x, n.outputs[0], self.out(n))]
 
     def unary(self, op: str, attrs: dict, x: Value, name: str, y: Value | None = None) -> Value:
+        """TFLite's own op for an ONNX unary op (its int8 kernel where the plan allowed one: tcc.intops.TFLITE_UNARY),
+        or, float only, a few float ops: hard-sigmoid, an ELU with another alpha than 1."""
         shape = self.m.shape(x.index)
         y = y if y is not None else self.act(name, shape, None, x.nhwc)
-        if op in TFLITE_LOOKUPS or op == "HardSwish":
-            self.m.operator(TFLITE_LOOKUPS.get(op, "HARD_SWISH"), [x.index], [y.index])
-            return y
-        if op == "HardSigmoid":  # float: clip(alpha x + beta, 0, 1)
-            alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
-            t = self.act(f"{name}/scaled", shape, None, x.nhwc)
-            self.m.operator("MUL", [x.index, self.const(f"{name}/alpha", np.float32(alpha), "float32")], [t.index],
-                            options("MulOptions"))
-            u = self.act(f"{name}/shifted", shape, None, x.nhwc)
-            self.m.operator("ADD", [t.index, self.const(f"{name}/beta", np.float32(beta), "float32")], [u.index],
-                            options("AddOptions"))
+        kernel = TFLITE_UNARY.get(op)
+        if op == "HardSwish":
+            self.m.operator("HARD_SWISH", [x.index], [y.index])
+        elif op == "HardSigmoid":  # float: clip(alpha x + beta, 0, 1)
+            t = self.binary_const("MUL", x, float(attrs.get("alpha", 0.2)), f"{name}/scaled", f"{name}/alpha")
+            u = self.binary_const("ADD", t, float(attrs.get("beta", 0.5)), f"{name}/shifted", f"{name}/beta")
             self.m.operator("RELU_0_TO_1", [u.index], [y.index])
-            return y
-        raise BuildError(f"TFLite: no lowering for {op}")
+        elif op == "Elu" and float(attrs.get("alpha", 1.0)) != 1.0:  # float: relu(x) + alpha min(elu(x), 0)
+            e = self.act(f"{name}/elu", shape, None, x.nhwc)
+            self.m.operator("ELU", [x.index], [e.index])
+            negative = self.binary_const("MINIMUM", e, 0.0, f"{name}/negative")
+            scaled = self.binary_const("MUL", negative, float(attrs["alpha"]), f"{name}/scaled")
+            r = self.act(f"{name}/relu", shape, None, x.nhwc)
+            self.m.operator("RELU", [x.index], [r.index])
+            self.m.operator("ADD", [r.index, scaled.index], [y.index], options("AddOptions"))
+        elif kernel is not None:
+            opts = {"Gelu": lambda: options("GeluOptions", approximate=attrs.get("approximate", "none") == "tanh"),
+                    "LeakyRelu": lambda: options("LeakyReluOptions", alpha=float(attrs.get("alpha", 0.01)))}
+            self.m.operator(kernel.builtin, [x.index], [y.index], opts[op]() if op in opts else None)
+        else:
+            raise BuildError(f"TFLite: no lowering for {op}")
+        return y
+
+    def binary_const(self, op: str, x: Value, value: float, name: str, const_name: str | None = None) -> Value:
+        """op(x, a float32 scalar constant), float only: a new tensor `name`."""
+        y = self.act(name, self.m.shape(x.index), None, x.nhwc)
+        opts = {"MUL": "MulOptions", "ADD": "AddOptions", "SUB": "SubOptions"}.get(op)
+        c = self.const(const_name or f"{name}/value", np.float32(value), "float32")
+        self.m.operator(op, [x.index, c], [y.index], options(opts) if opts else None)
+        return y
+
+    def channel_scale(self, n: INode, x: Value) -> list:
+        """PRELU (alpha along the channels); a layer scale: MUL by the factors in float, a 1x1 DEPTHWISE_CONV_2D
+        with the factors as per-channel int8 weights in int8 (the QNode's codes and scales)."""
+        q = self.qnodes.get(n.name)
+        x = self.as_nhwc(x, f"{n.name}/nhwc")  # channels last: [1, H, W, C] or [1, F]
+        y = self.out(n)
+        factor = self.inits[n.factor].reshape(-1).astype(np.float32)
+        channels = self.m.shape(x.index)[-1]
+        if n.op_type == "PRelu":
+            if q is not None:
+                alpha = self.const(n.factor, q.factors[1], "int8", Quant((float(q.weight_scale[0]),), (0,)))
+            else:
+                alpha = self.float_weight(n.factor, np.broadcast_to(factor, (channels,)).copy())
+            self.m.operator("PRELU", [x.index, alpha], [y.index])
+        elif q is None:
+            factors = self.float_weight(n.factor, np.broadcast_to(factor, (channels,)).copy())
+            self.m.operator("MUL", [x.index, factors], [y.index], options("MulOptions"))
+        else:
+            scales = tuple(float(v) for v in q.weight_scale)
+            w = self.const(n.factor, q.factors[0].reshape(1, 1, 1, channels), "int8", Quant(scales, (0,) * channels, 3))
+            b = self.const(f"{n.name}/bias", np.zeros(channels, np.int64), "int32",
+                           Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0))
+            opts = options("DepthwiseConv2DOptions", padding="VALID", strideH=1, strideW=1, depthMultiplier=1,
+                           dilationHFactor=1, dilationWFactor=1, fusedActivationFunction="NONE")
+            self.m.operator("DEPTHWISE_CONV_2D", [x.index, w, b], [y.index], opts)
+        return [y]
+
+    def layernorm(self, n: INode, x: Value) -> list:
+        """(x - mean) * rsqrt(variance + eps) over the one axis, then the affine: MEAN, SUB, MUL, MEAN, ADD, RSQRT,
+        MUL (and MUL, ADD), float only, in the tensor's own layout."""
+        shape = self.m.shape(x.index)
+        axis = int(n.attrs["axes"][0])
+        ax = NHWC.index(axis) if x.nhwc else axis
+        keep = options("ReducerOptions", keepDims=True)
+        axes = self.const(f"{n.name}/axes", np.array([ax], np.int32), "int32")
+        reduced = [d if i != ax else 1 for i, d in enumerate(shape)]
+        mean = self.act(f"{n.name}/mean", reduced, None, x.nhwc)
+        self.m.operator("MEAN", [x.index, axes], [mean.index], keep)
+        centered = self.act(f"{n.name}/centered", shape, None, x.nhwc)
+        self.m.operator("SUB", [x.index, mean.index], [centered.index], options("SubOptions"))
+        square = self.act(f"{n.name}/square", shape, None, x.nhwc)
+        self.m.operator("MUL", [centered.index, centered.index], [square.index], options("MulOptions"))
+        var = self.act(f"{n.name}/variance", reduced, None, x.nhwc)
+        self.m.operator("MEAN", [square.index, axes], [var.index], keep)
+        shifted = self.binary_const("ADD", var, float(n.attrs["epsilon"]), f"{n.name}/plus_epsilon")
+        inv = self.act(f"{n.name}/rsqrt", reduced, None, x.nhwc)
+        self.m.operator("RSQRT", [shifted.index], [inv.index])
+        y = self.out(n) if n.weight is None else self.act(f"{n.name}/normalized", shape, None, x.nhwc)
+        self.m.operator("MUL", [centered.index, inv.index], [y.index], options("MulOptions"))
+        if n.weight is None:
+            return [y]
+        along = [shape[ax]] + [1] * (len(shape) - 1 - ax)  # broadcasts along the axis (right-aligned)
+        scaled = self.act(f"{n.name}/scaled", shape, None, x.nhwc)
+        gamma = self.float_weight(n.weight, self.inits[n.weight].reshape(along).astype(np.float32))
+        self.m.operator("MUL", [y.index, gamma], [scaled.index], options("MulOptions"))
+        out = self.out(n)
+        beta = (self.float_weight(n.bias, self.inits[n.bias].reshape(along).astype(np.float32)) if n.bias
+                else self.const(f"{n.name}/bias", np.zeros(along, np.float32), "float32"))
+        self.m.operator("ADD", [scaled.index, beta], [out.index], options("AddOptions"))
+        return [out]
 
     def clamp(self, n: INode, x: Value) -> list:
         q = self.qnodes.get(n.name)
@@ -355,6 +434,17 @@ class TfliteLowering(Interpreter):
         x, padding = self.window(x, geo["kernel"], geo["strides"], (1, 1), geo["pads"], geo["out_hw"], n.name, lowest)
         y = self.out(n)
         self.pool("MAX_POOL_2D", x, y, geo["kernel"], geo["strides"], padding)
+        return [y]
+
+    def global_max_pool(self, n: INode, x: Value) -> list:
+        q = self.qnodes.get(n.name)
+        if q is not None and q.rescale[0] is not None:
+            raise BuildError(f"TFLite: global max pool {n.name!r} has another scale than its input: TFLite's int8 "
+                             "MAX_POOL_2D keeps one; recalibrate with --target tflite")
+        x = self.as_nhwc(x, f"{n.name}/nhwc")
+        _, h, w, _ = self.m.shape(x.index)
+        y = self.out(n)
+        self.pool("MAX_POOL_2D", x, y, (h, w), (1, 1), "VALID")
         return [y]
 
     def avg_pool(self, n: INode, x: Value) -> list:

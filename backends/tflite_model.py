@@ -162,9 +162,9 @@ class TfliteModel:
         if op in ("MAXIMUM", "MINIMUM") and len(self.shape(inputs[0])) > 4:
             return 3
         if op in ("ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "SOFTMAX", "MEAN", "RELU6", "RELU",
-                  "LOGISTIC", "TANH", "SPLIT_V", "MAXIMUM", "MINIMUM"):
+                  "LOGISTIC", "TANH", "SPLIT_V", "MAXIMUM", "MINIMUM", "GELU", "SUB", "RSQRT"):
             return 2 if i0 == "int8" else 1
-        return 1  # RESHAPE, QUANTIZE (int8), HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1
+        return 1  # RESHAPE, QUANTIZE (int8), HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1, ELU, LEAKY_RELU, PRELU
 
     # ------------------------------------------------------------------------------------------ serialization
     def to_bytes(self, inputs: list[int], outputs: list[int]) -> bytes:

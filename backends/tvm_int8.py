@@ -20,7 +20,8 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   (remainder vs half), + zero point, clamp. Relax fuses it into the producing conv, whose schedule applies it to
   the register tile on its way out: the int32 accumulators never go to memory;
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
-  lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32;
+  lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
+  multiply (PReLU, layer scale) requantizes both sides and selects by the code's sign;
 - a graph output is dequantized in float64 like numpy does: from the accumulator (acc * s_in * s_w) when a
   conv / gemm writes it, else from its codes ((q - zp) * scale).
 """
@@ -231,6 +232,15 @@ class RelaxLowering(Interpreter):
         out = n.qout[0]
         return [_Codes(self.emit(op.take(self.const(n.table, out.dtype), index, axis=0)), out)]
 
+    def channel_scale(self, n: QNode, x: _Codes) -> list:
+        """reference.channel_scale: both sides requantized (channels last), the one by the code's sign chosen."""
+        op = self.relax.op
+        d = self.centered(x, "int32")
+        above, below = (self.requantize(self.emit(op.multiply(d, self.const(k, "int32"))), rq)
+                        for k, rq in ((n.factors[0], n.requant), (n.factors[1], n.below)))
+        y = self.emit(op.where(self.emit(op.greater_equal(d, self.const(0, "int32"))), above, below))
+        return [_Codes(y, n.qout[0])]
+
     def clamp(self, n: QNode, x: _Codes) -> list:
         y = self.moved(x, x.expr, n.rescale[0], n.qout[0])
         lo, hi = n.attrs["clamp"]
@@ -250,6 +260,10 @@ class RelaxLowering(Interpreter):
                 expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
         y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], layout="NHWC"))
         y = self.cast(y, storage_dtype(x.lo, x.hi))
+        return [self.moved(x, y, n.rescale[0], n.qout[0])]
+
+    def global_max_pool(self, n: QNode, x: _Codes) -> list:
+        y = self.emit(self.relax.op.max(x.expr, axis=[1, 2], keepdims=True))  # H, W of the channels-last codes
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
     def avg_pool(self, n: QNode, x: _Codes) -> list:

@@ -39,7 +39,12 @@ class SpecError(TccError):
 
 
 class ShapeError(Exception):
-    """Raised by an op's shape rule; the builder turns it into a SpecError at the node."""
+    """Raised by an op's shape rule; the builder turns it into a SpecError at the node, or at the argument `arg`
+    when the node writes it (a layernorm `axis` that does not exist, a prelu `num_parameters` that does not fit)."""
+
+    def __init__(self, message: str, arg: str | None = None):
+        super().__init__(message)
+        self.arg = arg
 
 
 class WeightsError(TccError):

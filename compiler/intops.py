@@ -2,8 +2,11 @@
 
 An `IntOp` states, for one kind of integer node:
 - its calibration `Role` (which tensors get a scale of their own, which share one: `shares_scale`);
-- the ONNX ops it stands for (`onnx`; two-node patterns such as x * sigmoid(x) are in `PATTERNS`) and the limits
-  of its integer form (`check`: the reason a node cannot be taken, or None);
+- the ONNX ops it stands for (`onnx`; two-node patterns such as x * sigmoid(x) are in `PATTERNS`; an op the ONNX
+  lowering wrote as several nodes, GELU below opset 20, counts as its ONNX op: tcc.passes.composites) and the
+  limits of its integer form (`check`: the reason a node cannot be taken, or None; where two kinds take one ONNX
+  op, Mul, the first whose check passes takes the node);
+- which of the node's inputs are the activations it computes on (`reads`), the rest being constants;
 - whether a following Relu / Clip folds into it (`fuses_activation`; the pass `mark_fused_activations` reads this);
 - the interpreters that implement it (`lowerings`).
 
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
+import math
+
 import numpy as np
 
 
@@ -32,6 +37,7 @@ class Role(Enum):
     WEIGHTED = "weighted producer"  # int8 weights x codes -> int32 accumulator + int32 bias -> requantized
     ELEMENTWISE = "requantizing elementwise"  # two inputs at their own scales -> the output's scale
     LOOKUP = "lookup table"  # 256 input codes -> output codes (any unary float function)
+    CHANNEL_SCALE = "per-channel requantizing multiply"  # codes times a constant factor per channel (by sign)
     ACTIVATION = "activation"  # relu / clip on its own: rescale, then clamp
     POOL = "requantizing pool"  # window sums of codes, requantized by s_in / (s_out * count)
     PASS_THROUGH = "scale-sharing pass-through"  # moves codes: max pool, reshape, transpose, split
@@ -77,6 +83,8 @@ class IntOp:
     check: Callable[[NodeView], str | None] = _ok
     shares_scale: bool = False  # every output takes the first input's scale (calibration unites them)
     fuses_activation: bool = False  # a Relu / Clip reading only this node's output is folded into its clamp
+    reads: str = "first"  # its activation inputs: "first" (the rest are constants), "all", "variable" (the
+    # inputs that are not constants, in any position: Mul(c, x))
     lowerings: frozenset = field(default=ALL_LOWERINGS)
     limits: dict = field(default_factory=dict)  # lowering -> a further check of what that lowering takes
 
@@ -176,14 +184,107 @@ def _check_lookup(v: NodeView) -> str | None:
     return None
 
 
+def channel_factor_input(v: NodeView) -> str | None:
+    """The constant of a per-channel multiply (PRelu's slope, the constant operand of a Mul), or None."""
+    if v.op_type == "PRelu":
+        return v.inputs[1] if len(v.inputs) == 2 and v.inputs[1] in v.constants else None
+    const = [i for i in v.inputs if i in v.constants]
+    return const[0] if len(v.inputs) == 2 and len(const) == 1 else None
+
+
+def _check_channel_scale(v: NodeView) -> str | None:
+    factor = channel_factor_input(v)
+    if factor is None:
+        what = "the slope" if v.op_type == "PRelu" else "exactly one input"
+        return f"{what} must be a constant (an initializer)"
+    x = next(i for i in v.inputs if i != factor)
+    rank, shape = v.rank(x), v.shape(factor)
+    if rank is None or rank < 2 or shape is None or len(shape) > rank:
+        return "the input's rank must be known and at least 2"
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+    channels = (v.shape(x) or (None, None))[1]
+    if padded[0] != 1 or any(d != 1 for d in padded[2:]) or padded[1] not in (1, channels):
+        return f"the constant {factor!r} (shape {list(shape)}) must vary along the channel axis only"
+    return None
+
+
+def _check_global_pool(v: NodeView) -> str | None:
+    if v.rank(v.inputs[0]) != 4 or not _static(v, v.inputs[0]):
+        return "only 2-D pooling of an NCHW input whose C, H, W are known has an integer form"
+    return None
+
+
+def layernorm_axis(v: NodeView) -> int | None:
+    """The one axis a layer norm normalizes over (batch axis 0), or None where it is several: `axes` where tcc's
+    ONNX lowering says so (its composite marks), else a LayerNormalization's axis when it is the last (it
+    normalizes from `axis` to the last)."""
+    rank = v.rank(v.inputs[0])
+    if rank is None:
+        return None
+    if "axes" in v.attrs:
+        axes = [int(a) % rank for a in v.attrs["axes"]]
+        return axes[0] if len(axes) == 1 else None
+    axis = int(v.attrs.get("axis", -1)) % rank
+    return axis if axis == rank - 1 else None
+
+
+def _check_layernorm(v: NodeView) -> str | None:
+    if layernorm_axis(v) is None:
+        return "normalization over more than one axis (tcc writes one axis, the last or moved last)"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------- TFLite limits
-TFLITE_LOOKUPS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH"}  # int8 TFLite ops that are lookup tables in every kernel
+def _libm(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The C library's float32 function `name` (erfcf, expm1f, tanhf), elementwise: the very function LiteRT's
+    kernels call through libm to fill their tables, so a table made here equals LiteRT's bit for bit on this
+    machine (numpy's own float32 functions may differ from libm's in the last place)."""
+    import ctypes
+    import ctypes.util
+
+    fn = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return lambda x: np.array([fn(float(v)) for v in np.asarray(x, np.float32).reshape(-1)],
+                              np.float32).reshape(np.shape(x))
 
 
-# the same functions as TFLite's int8 kernels evaluate them to fill their tables: in float32, as LUTPopulate does
-FLOAT32_LOOKUPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Sigmoid": lambda x: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32),
-    "Tanh": lambda x: np.tanh(x).astype(np.float32),
+def _gelu32(x: np.ndarray, a: dict) -> np.ndarray:
+    """LiteRT's GeluTransform / GeluTransformApproximate (reference/gelu.h), in float32 as its LUTPopulate calls
+    them: 0.5f * x * erfcf(x * -M_SQRT1_2), or 0.5f * x * (1 + tanhf(sqrt(2 / pi) * (x + 0.044715f x x x)))."""
+    x = np.asarray(x, np.float32)
+    f = np.float32
+    if a.get("approximate", "none") == "tanh":
+        inner = x + f(0.044715) * x * x * x
+        return (f(0.5) * x * (f(1) + _libm("tanhf")(f(math.sqrt(2 / math.pi)) * inner))).astype(np.float32)
+    return (f(0.5) * x * _libm("erfcf")(x * f(-math.sqrt(0.5)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TfliteUnary:
+    """One of TFLite's int8 kernels of a unary op, as tcc's `tflite` rules reproduce it: `lut` the float32
+    function its LUTPopulate samples (dequantize, f, rescale in float32, round half away from zero), None where the
+    kernel is integer arithmetic instead (LEAKY_RELU: the zero-point-free code times one of two fixed-point
+    multipliers, by its sign); `takes` the reason an attribute value has no such kernel."""
+
+    builtin: str
+    lut: Callable[[np.ndarray, dict], np.ndarray] | None = None
+    takes: Callable[[dict], str | None] = lambda attrs: None
+
+
+TFLITE_UNARY: dict[str, TfliteUnary] = {
+    "Sigmoid": TfliteUnary("LOGISTIC", lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
+    "Tanh": TfliteUnary("TANH", lambda x, a: np.tanh(x).astype(np.float32)),
+    "Gelu": TfliteUnary("GELU", _gelu32),
+    # LiteRT's optimized int8 ELU is this table; its reference op resolver, which the int8 self-check runs bit for
+    # bit, has no ELU kernel at all: refused for an int8 build (float ELU builds), the table serves predictions
+    "Elu": TfliteUnary("ELU", lambda x, a: np.where(x < 0, _libm("expm1f")(x), x).astype(np.float32),
+                       lambda a: (f"ELU with alpha {float(a['alpha']):g}: TFLite's ELU has alpha 1 only"
+                                  if float(a.get("alpha", 1.0)) != 1.0 else
+                                  "LiteRT's reference kernels, which an int8 build is checked on bit for bit, have "
+                                  "no ELU")),
+    "LeakyRelu": TfliteUnary("LEAKY_RELU", None,
+                             lambda a: None if float(a.get("alpha", 0.01)) >= 0 else
+                             "a negative slope: LiteRT's int8 LEAKY_RELU takes a slope >= 0"),
 }
 
 
@@ -196,9 +297,16 @@ def _tflite_conv(v: NodeView) -> str | None:
 
 
 def _tflite_lookup(v: NodeView) -> str | None:
-    if v.op_type not in TFLITE_LOOKUPS:
-        return (f"{v.op_type} has no TFLite int8 kernel that computes it as one rounding (TFLite has "
-                f"{', '.join(TFLITE_LOOKUPS.values())})")
+    kernel = TFLITE_UNARY.get(v.op_type)
+    if kernel is None:
+        return (f"{v.op_type} has no TFLite int8 kernel that computes it as one table or rounding (TFLite's: "
+                f"{', '.join(k.builtin for k in TFLITE_UNARY.values())})")
+    return kernel.takes(v.attrs)
+
+
+def _tflite_channel_scale(v: NodeView) -> str | None:
+    if v.op_type == "Mul" and v.rank(next(i for i in v.inputs if i not in v.constants)) != 4:
+        return "a per-channel factor on a [N, F] tensor: TFLite's int8 form (a 1x1 DEPTHWISE_CONV_2D) needs NHWC"
     return None
 
 
@@ -215,12 +323,31 @@ def _hardswish(x, a):
     return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
+def _gelu(x, a):
+    from scipy.special import erfc
+
+    if a.get("approximate", "none") == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * erfc(-x / math.sqrt(2.0))  # = x Phi(x), without erf's cancellation for large negative x
+
+
+def _leaky_relu(x, a):
+    return np.where(x >= 0, x, float(a.get("alpha", 0.01)) * x)
+
+
+def _elu(x, a):
+    return np.where(x > 0, x, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(x, 0.0)))
+
+
 # ONNX unary op -> f(x, attributes) in float64: the function its 256-entry table samples at the input codes
 LOOKUP_FUNCTIONS: dict[str, Callable[[np.ndarray, dict], np.ndarray]] = {
     "Sigmoid": _sigmoid,
     "HardSigmoid": _hardsigmoid,
     "HardSwish": _hardswish,
     "Tanh": lambda x, a: np.tanh(x),
+    "Gelu": _gelu,
+    "LeakyRelu": _leaky_relu,
+    "Elu": _elu,
 }
 
 
@@ -256,12 +383,16 @@ INT_OPS: dict[str, IntOp] = {
               "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True),
         IntOp("add", Role.ELEMENTWISE, ("Add",), "sum of two tensors at their own scales (TFLite's integer ADD: "
               "both inputs << 20 to a common scale, summed, requantized); broadcasting", _check_binary,
-              fuses_activation=True),
+              fuses_activation=True, reads="all"),
         IntOp("mul", Role.ELEMENTWISE, ("Mul",), "product of two tensors ((a - za) (b - zb) in int32, requantized "
-              "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary),
+              "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary, reads="all"),
+        IntOp("channel_scale", Role.CHANNEL_SCALE, ("PRelu", "Mul"), "x times a constant factor per channel, one "
+              "for codes >= the zero point and one below (PReLU's slope; a Mul by a constant: layer scale): the "
+              "zero-point-free code requantized by s_in * factor / s_out per channel", _check_channel_scale,
+              reads="variable", limits={TFLITE: _tflite_channel_scale}),
         IntOp("lookup", Role.LOOKUP, tuple(LOOKUP_FUNCTIONS), "a unary function as a 256-entry table from input "
-              "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, and x * g(x) patterns: SiLU)",
-              _check_lookup, limits={TFLITE: _tflite_lookup}),
+              "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, GELU, leaky ReLU, ELU, and x * g(x) "
+              "patterns: SiLU)", _check_lookup, limits={TFLITE: _tflite_lookup}),
         IntOp("clamp", Role.ACTIVATION, ACTIVATION_OPS, "Relu / Clip not folded into a producer: rescale to the "
               "output's scale, then clamp at the codes of the bounds", _check_clamp),
         IntOp("max_pool", Role.PASS_THROUGH, ("MaxPool",), "max over windows of codes (padding: the lowest code; "
@@ -270,8 +401,10 @@ INT_OPS: dict[str, IntOp] = {
               "s_in / (s_out * window area)", _check_pool, shares_scale=True),
         IntOp("global_avg_pool", Role.POOL, ("GlobalAveragePool",), "sum over H x W, requantized by "
               "s_in / (s_out * H * W)", _check_pool),
+        IntOp("global_max_pool", Role.PASS_THROUGH, ("GlobalMaxPool",), "max of codes over H x W: moves codes",
+              _check_global_pool, shares_scale=True),
         IntOp("concat", Role.CONCAT, ("Concat",), "concatenation; each input rescaled to the output's scale "
-              "(a copy where they are equal)"),
+              "(a copy where they are equal)", reads="all"),
         IntOp("reshape", Role.PASS_THROUGH, ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"),
               "new shape, same element order (NCHW): moves codes", _check_shape_op, shares_scale=True),
         IntOp("transpose", Role.PASS_THROUGH, ("Transpose",), "permutes axes (channel shuffle): moves codes",
@@ -280,10 +413,15 @@ INT_OPS: dict[str, IntOp] = {
               shares_scale=True),
         IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form yet (an INT8 build "
               "refuses it), float TFLite only", _check_softmax, lowerings=frozenset({TFLITE})),
+        IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
+              "form (an INT8 build refuses it), float TFLite only", _check_layernorm, lowerings=frozenset({TFLITE})),
     ]
 }
 
-ONNX_TO_KIND: dict[str, str] = {onnx_op: op.kind for op in INT_OPS.values() for onnx_op in op.onnx}
+ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {}
+for _op in INT_OPS.values():
+    for _onnx in _op.onnx:
+        ONNX_TO_KINDS[_onnx] = ONNX_TO_KINDS.get(_onnx, ()) + (_op.kind,)  # table order: the first whose check passes
 FUSES_ACTIVATION: tuple[str, ...] = tuple(o for op in INT_OPS.values() if op.fuses_activation for o in op.onnx)
 
 

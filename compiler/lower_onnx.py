@@ -8,7 +8,9 @@ Names follow the IR so every report can point at a spec node:
 
 - the ONNX node that computes an IR node's value is named after it (`dense1.layer0.dw.conv`), and so is its
   output tensor (`name.0`, `name.1`, ... for a multi-output node such as `split`);
-- helper nodes of a rule that needs several ONNX nodes are `name/suffix` (`stage2.0.shuffle/transpose`);
+- helper nodes of a rule that needs several ONNX nodes are `name/suffix` (`stage2.0.shuffle/transpose`); where
+  they compute one function (GELU as Erf and arithmetic below opset 20, a layer norm), the model's metadata says
+  so (COMPOSITES_KEY), so that later stages can take them as that function;
 - parameters are initializers `name.weight`, `name.bias`, `name.running_mean`, ... (the state_dict keys);
   small constants are `name/suffix`;
 - the graph input is `input` with shape [N, C, H, W] (N dynamic), the graph output `output`.
@@ -19,6 +21,7 @@ version the lowest the opset allows.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,9 @@ PRODUCER = "tcc"
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 BATCH_DIM = "N"
+# metadata_props key: {IR node: {"function", "attrs", "nodes"}} for each op written as several ONNX nodes that
+# compute one function (GELU below opset 20, layer norm); read back by tcc.passes.composites
+COMPOSITES_KEY = "tcc.composites"
 
 
 def _producer_version() -> str:
@@ -57,6 +63,8 @@ class OnnxEmitter:
         self.out_shapes = list(node.shapes)
         self.opset = opset
         self._main = False
+        self._composite: dict | None = None
+        self.emitted: list[str] = []  # the ONNX nodes this rule added, in order
 
     # ------------------------------------------------------------------ nodes
     def op(self, op_type: str, inputs: list[str], suffix: str | None = None, outputs: int = 1, **attrs):
@@ -75,6 +83,7 @@ class OnnxEmitter:
             node_name = f"{self.name}/{suffix}"
             outs = [node_name] if outputs == 1 else [f"{node_name}.{i}" for i in range(outputs)]
         nd = helper.make_node(op_type, list(inputs), outs, name=node_name, **attrs)
+        self.emitted.append(node_name)
         if self.node.where is not None:
             w = self.node.where
             nd.doc_string = f"{Path(w.file).name}:{w.line}:{w.col}"
@@ -97,9 +106,10 @@ class OnnxEmitter:
         return self.op("Pad", [x], suffix=suffix, mode="constant", pads=list(pads), value=0.0)
 
     # ------------------------------------------------------------------ tensors
-    def param(self, key: str) -> str:
-        """The node's parameter `key` (a state_dict entry `name.key`) as an initializer; returns its name."""
-        return self._b.parameter(self.node, key)
+    def param(self, key: str, shape: tuple | None = None) -> str:
+        """The node's parameter `key` (a state_dict entry `name.key`) as an initializer; returns its name. `shape`:
+        the same values reshaped at lowering (a linear layer's [out, in] as a 1x1 conv's [out, in, 1, 1])."""
+        return self._b.parameter(self.node, key, shape)
 
     def const(self, suffix: str, values, dtype: str = "int64") -> str:
         """A small constant initializer `name/suffix`."""
@@ -108,6 +118,12 @@ class OnnxEmitter:
         return name
 
     # ------------------------------------------------------------------ limits
+    def composite(self, function: str, **attrs) -> None:
+        """The nodes this rule emits compute one function: `function` an ONNX op (or a tcc op name where ONNX has
+        none) with `attrs`. Recorded in the model's metadata (COMPOSITES_KEY), so the INT8 planner and the float
+        lowerings see GELU written as Erf and arithmetic below opset 20 as the one function it is."""
+        self._composite = {"function": function, "attrs": attrs}
+
     def require(self, opset: int, what: str) -> None:
         if self.opset < opset:
             raise OpsetError(
@@ -124,6 +140,7 @@ class _Builder:
         self.state = state
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, np.ndarray] = {}
+        self.composites: dict[str, dict] = {}
 
     def add_initializer(self, name: str, array: np.ndarray) -> None:
         assert name not in self.initializers, f"duplicate initializer {name}"
@@ -138,7 +155,7 @@ class _Builder:
             t.dims.extend(array.shape)
             t.raw_data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
-    def parameter(self, node: Node, key: str) -> str:
+    def parameter(self, node: Node, key: str, shape: tuple | None = None) -> str:
         name = f"{node.name}.{key}"
         if name in self.initializers:
             return name
@@ -152,6 +169,8 @@ class _Builder:
             )
         if array.dtype.kind == "f":
             array = array.astype(np.float32, copy=False)
+        if shape is not None:
+            array = array.reshape(shape)
         self.add_initializer(name, array)
         return name
 
@@ -198,6 +217,8 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
             raise ExportError(f"op '{node.op}' has no ONNX lowering", node.name, node.where)
         emit = OnnxEmitter(b, node, [graph.shape(r) for r in node.inputs], opset)
         out = rule(emit, node.attrs, *[values[r] for r in node.inputs])
+        if emit._composite is not None and len(emit.emitted) > 1:
+            b.composites[node.name] = {**emit._composite, "nodes": list(emit.emitted)}
         outs = out if isinstance(out, list) else [out]
         assert len(outs) == len(node.shapes), f"{node.name}: {len(outs)} outputs for {len(node.shapes)} shapes"
         values.update({Ref(node.name, i): o for i, o in enumerate(outs)})
@@ -224,6 +245,10 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(g, opset_imports=opsets, producer_name=PRODUCER,
                               producer_version=_producer_version())
+    if b.composites:
+        entry = model.metadata_props.add()
+        entry.key = COMPOSITES_KEY
+        entry.value = json.dumps(b.composites, sort_keys=True, separators=(",", ":"))
     b.write_initializers(model.graph)
     model.ir_version = helper.find_min_ir_version_for(opsets, ignore_unknown=True)
     return model

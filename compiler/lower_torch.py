@@ -111,6 +111,9 @@ def _class_name(name: str) -> str:
 def init_weights(module: nn.Module, seed: int) -> nn.Module:
     """Seeded, reproducible weights: PyTorch's default init under a fixed seed, BN stats made non-trivial."""
     gen = torch.Generator().manual_seed(seed)
+    # factors per channel of any shape (a layer scale is [C, 1, 1]) are drawn like a BN weight, not like a kernel
+    factors = {f"{m}.{p}" for m, mod in module.named_modules() if getattr(mod, "per_channel_factor", False)
+               for p, _ in mod.named_parameters(recurse=False)}
     with torch.no_grad():
         for name, t in module.state_dict().items():
             if not t.is_floating_point():
@@ -119,7 +122,7 @@ def init_weights(module: nn.Module, seed: int) -> nn.Module:
                 t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
             elif name.endswith("running_mean") or name.endswith(".bias"):
                 t.copy_((torch.rand(t.shape, generator=gen) - 0.5) * 0.2)
-            elif t.dim() == 1:  # BN weight
+            elif t.dim() == 1 or name in factors:  # BN weight, per-channel factors
                 t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
             else:
                 fan_in = t[0].numel()

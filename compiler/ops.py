@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from .errors import ShapeError
 
 REQUIRED = object()
@@ -338,7 +340,8 @@ def _axis(a, shapes) -> int:
     if ax < 0:
         ax += rank + 1
     if not 1 <= ax <= rank:
-        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)")
+        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)",
+                         "axis")
     return ax - 1
 
 
@@ -548,9 +551,18 @@ def _flatten_torch(emit, a, x):
     return emit.call(torch.flatten, x, 1)
 
 
+def _linear_prepare(a, shapes):
+    if a["axis"] is None:
+        if len(shapes[0]) != 1:
+            raise ShapeError(f"linear expects a [F] input, got {list(shapes[0])} (`axis: 1` applies it over the "
+                             "channels of a [C, H, W] input, at every position)")
+    elif _axis(a, shapes) != 0:
+        raise ShapeError(f"linear applies over the channel axis (axis: 1), not axis {a['axis']}", "axis")
+    return a
+
+
 def _linear_infer(a, shapes):
-    _rank(shapes[0], 1, "linear")
-    return [(a["out"],)]
+    return [(a["out"], *shapes[0][1:])]
 
 
 def _linear_params(a, shapes):
@@ -561,6 +573,10 @@ def _linear_params(a, shapes):
 
 
 def _linear_onnx(emit, a, x):
+    c_in = emit.in_shapes[0][0]
+    if len(emit.in_shapes[0]) == 3:  # over the channels at every position: a 1x1 conv with the same parameters
+        inputs = [x, emit.param("weight", (a["out"], c_in, 1, 1))] + ([emit.param("bias")] if a["bias"] else [])
+        return emit.op("Conv", inputs, kernel_shape=[1, 1])
     inputs = [x, emit.param("weight")]
     if a["bias"]:
         inputs.append(emit.param("bias"))
@@ -571,7 +587,12 @@ def _linear_onnx(emit, a, x):
 
 def _linear_torch(emit, a, x):
     torch, nn, F = _torch()
-    return emit.module(nn.Linear(emit.in_shapes[0][0], a["out"], a["bias"]), x)
+    c_in = emit.in_shapes[0][0]
+    if len(emit.in_shapes[0]) == 3:
+        from .torch_ops import ChannelLinear
+
+        return emit.module(ChannelLinear(c_in, a["out"], a["bias"]), x)
+    return emit.module(nn.Linear(c_in, a["out"], a["bias"]), x)
 
 
 def _dropout_torch(emit, a, x):
@@ -604,6 +625,139 @@ def _softmax_onnx(emit, a, x):
 
 def _identity_torch(emit, a, x):
     return x
+
+
+# ---------------------------------------------------------------------------------------------------- more activations
+def _f32(emit, suffix: str, value: float) -> str:
+    """A float32 scalar constant `name/suffix`."""
+    return emit.const(suffix, np.float32(value), "float32")
+
+
+def _hardsigmoid_onnx(emit, a, x):
+    return emit.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)  # relu6(x + 3) / 6 == clip(x / 6 + 1 / 2, 0, 1)
+
+
+def _gelu_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(F.gelu, x, approximate=a["approximate"])
+
+
+def _gelu_onnx(emit, a, x):
+    approximate = a["approximate"]
+    emit.composite("Gelu", approximate=approximate)
+    if emit.opset >= 20:
+        return emit.op("Gelu", [x], approximate=approximate)
+    if approximate == "none":  # x / 2 (1 + erf(x / sqrt 2)), as PyTorch writes it
+        t = emit.op("Div", [x, _f32(emit, "sqrt2", math.sqrt(2.0))], suffix="scaled")
+        t = emit.op("Erf", [t], suffix="erf")
+    else:  # x / 2 (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))); x^3 as products (not every NPU has Pow)
+        cube = emit.op("Mul", [emit.op("Mul", [x, x], suffix="square"), x], suffix="cube")
+        t = emit.op("Add", [x, emit.op("Mul", [cube, _f32(emit, "coefficient", 0.044715)], suffix="cubic")],
+                    suffix="inner")
+        t = emit.op("Mul", [t, _f32(emit, "sqrt_2_over_pi", math.sqrt(2.0 / math.pi))], suffix="scaled")
+        t = emit.op("Tanh", [t], suffix="tanh")
+    t = emit.op("Add", [t, _f32(emit, "one", 1.0)], suffix="plus_one")
+    # x * (the gate): a last Mul by a constant would be folded into a following conv by onnxsim
+    return emit.op("Mul", [x, emit.op("Mul", [t, _f32(emit, "half", 0.5)], suffix="gate")])
+
+
+def _leaky_relu_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(F.leaky_relu, x, a["negative_slope"])
+
+
+def _elu_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.call(F.elu, x, a["alpha"])
+
+
+def _channel_shape(shape) -> tuple:
+    """A per-channel parameter's shape that broadcasts along the other per-sample axes: [C, 1, 1] or [F]."""
+    return (shape[0], *[1] * (len(shape) - 1))
+
+
+def _prelu_prepare(a, shapes):
+    c, n = shapes[0][0], a["num_parameters"]
+    if n not in (1, c):
+        raise ShapeError(f"num_parameters={n} must be 1 (one slope) or the input's {c} channels", "num_parameters")
+    return a
+
+
+def _prelu_torch(emit, a, x):
+    torch, nn, F = _torch()
+    return emit.module(nn.PReLU(a["num_parameters"]), x)
+
+
+def _prelu_onnx(emit, a, x):
+    slope = emit.param("weight", (a["num_parameters"], *[1] * (len(emit.in_shapes[0]) - 1)))  # along the channels
+    return emit.op("PRelu", [x, slope])
+
+
+def _scale_torch(emit, a, x):
+    from .torch_ops import Scale
+
+    return emit.module(Scale(_channel_shape(emit.in_shapes[0]), a["init"]), x)
+
+
+def _global_maxpool_torch(emit, a, x):
+    from .torch_ops import global_max_pool
+
+    return emit.call(global_max_pool, x)
+
+
+def _stochastic_depth_torch(emit, a, x):
+    from .torch_ops import StochasticDepth
+
+    return emit.module(StochasticDepth(a["p"], a["mode"]), x)  # a module, so .train()/.eval() switch it
+
+
+# ---------------------------------------------------------------------------------------------------- layernorm
+def _layernorm_infer(a, shapes):
+    _axis(a, shapes)
+    return [shapes[0]]
+
+
+def _layernorm_params(a, shapes):
+    if not a["affine"]:
+        return {}
+    size = shapes[0][_axis(a, shapes)]
+    return {"weight": ParamSpec((size,)), "bias": ParamSpec((size,))}
+
+
+def _layernorm_torch(emit, a, x):
+    from .torch_ops import AxisLayerNorm
+
+    ax = _axis(a, emit.in_shapes)
+    return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)
+
+
+def _layernorm_onnx(emit, a, x):
+    shape = emit.in_shapes[0]
+    ax = _axis(a, emit.in_shapes)
+    axis, rank, size, eps, affine = ax + 1, len(shape) + 1, shape[ax], a["eps"], a["affine"]
+    emit.composite("LayerNormalization", axes=[axis], epsilon=eps,
+                   weight=f"{emit.name}.weight" if affine else None, bias=f"{emit.name}.bias" if affine else None)
+    if emit.opset >= 17:  # LayerNormalization normalizes the trailing axes: the one axis is moved last
+        scale = emit.param("weight") if affine else emit.const("ones", np.ones(size, np.float32), "float32")
+        inputs = [x, scale] + ([emit.param("bias")] if affine else [])
+        if axis == rank - 1:
+            return emit.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
+        perm = [i for i in range(rank) if i != axis] + [axis]
+        inputs[0] = emit.op("Transpose", [x], suffix="to_last", perm=perm)
+        y = emit.op("LayerNormalization", inputs, suffix="normalize", axis=-1, epsilon=eps)
+        return emit.op("Transpose", [y], perm=[perm.index(i) for i in range(rank)])
+    # below opset 17: (x - mean) / sqrt(mean((x - mean)^2) + eps) over the axis, then the affine
+    mean = emit.op("ReduceMean", [x], suffix="mean", axes=[axis], keepdims=1)
+    centered = emit.op("Sub", [x, mean], suffix="centered")
+    var = emit.op("ReduceMean", [emit.op("Mul", [centered, centered], suffix="square")], suffix="variance",
+                  axes=[axis], keepdims=1)
+    std = emit.op("Sqrt", [emit.op("Add", [var, _f32(emit, "epsilon", eps)], suffix="plus_epsilon")], suffix="std")
+    if not affine:
+        return emit.op("Div", [centered, std])
+    along = tuple(size if i == ax else 1 for i in range(len(shape)))  # broadcasts along the axis
+    y = emit.op("Mul", [emit.op("Div", [centered, std], suffix="normalized"), emit.param("weight", along)],
+                suffix="scaled")
+    return emit.op("Add", [y, emit.param("bias", along)])
 
 
 # ---------------------------------------------------------------------------------------------------- the table
@@ -647,6 +801,30 @@ OPS: dict[str, OpDef] = {
         _activation("sigmoid", "sigmoid", "1 / (1 + exp(-x))", _onnx_op("Sigmoid")),
         _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6", _hardswish_onnx),
         _activation("silu", "silu", "x * sigmoid(x)", _silu_onnx),
+        _activation("hardsigmoid", "hardsigmoid", "relu6(x + 3) / 6", _hardsigmoid_onnx),
+        OpDef("gelu", (Arg("approximate", "str", "none", choices=("none", "tanh")),), _same_shape, _gelu_torch,
+              doc="x * Phi(x), exact (erf) or its tanh approximation (PyTorch's two forms)", to_onnx=_gelu_onnx),
+        OpDef("leaky_relu", (Arg("negative_slope", "float", 0.01),), _same_shape, _leaky_relu_torch,
+              doc="x if x >= 0 else negative_slope * x",
+              to_onnx=lambda emit, a, x: emit.op("LeakyRelu", [x], alpha=a["negative_slope"])),
+        OpDef("elu", (Arg("alpha", "float", 1.0),), _same_shape, _elu_torch, doc="x if x > 0 else alpha (e^x - 1)",
+              to_onnx=lambda emit, a, x: emit.op("Elu", [x], alpha=a["alpha"])),
+        OpDef("prelu", (Arg("num_parameters", "int", 1, lo=1, hi=MAX_CHANNELS),), _same_shape, _prelu_torch,
+              prepare=_prelu_prepare, params=lambda a, s: {"weight": ParamSpec((a["num_parameters"],))},
+              doc="x if x >= 0 else weight * x, a learnable slope (one, or one per channel: nn.PReLU)",
+              to_onnx=_prelu_onnx),
+        OpDef("scale", (Arg("init", "float", 1.0, doc="the factors' initial value"),), _same_shape, _scale_torch,
+              params=lambda a, s: {"weight": ParamSpec(_channel_shape(s[0]))},
+              doc="x * weight, a learnable factor per channel ([C, 1, 1] or [F]; ConvNeXt's layer scale)",
+              to_onnx=lambda emit, a, x: emit.op("Mul", [x, emit.param("weight")])),
+        OpDef(
+            "layernorm",
+            (Arg("axis", "int", 1, lo=-4, hi=3, doc="NCHW axis normalized over"),
+             Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", True)),
+            _layernorm_infer, _layernorm_torch, params=_layernorm_params, to_onnx=_layernorm_onnx,
+            doc="layer normalization over one axis (1: the channels, ConvNeXt's LayerNorm2d; -1: the last axis), "
+                "learnable weight and bias of that axis' size",
+        ),
         OpDef("identity", (), _same_shape, _identity_torch, doc="passes its input through",
               to_onnx=_onnx_op("Identity")),
         OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting",
@@ -677,6 +855,8 @@ OPS: dict[str, OpDef] = {
         ),
         OpDef("global_avgpool", (), _gap_infer, _gap_torch, doc="mean over H and W, keeps [C, 1, 1]",
               to_onnx=_onnx_op("GlobalAveragePool")),
+        OpDef("global_maxpool", (), _gap_infer, _global_maxpool_torch, doc="max over H and W, keeps [C, 1, 1]",
+              to_onnx=_onnx_op("GlobalMaxPool")),
         OpDef(
             "adaptive_avgpool", (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL),),
             _adaptive_infer, _adaptive_torch, doc="PyTorch's adaptive average pooling to a fixed size",
@@ -685,12 +865,22 @@ OPS: dict[str, OpDef] = {
         OpDef("flatten", (), _flatten_infer, _flatten_torch, doc="flatten to [F] (from NCHW axis 1)",
               to_onnx=lambda emit, a, x: emit.op("Flatten", [x], axis=1)),
         OpDef(
-            "linear", (_OUT, Arg("bias", "bool", True)), _linear_infer, _linear_torch,
-            params=_linear_params, macs=lambda a, s, o: s[0][0] * a["out"], doc="fully connected layer",
-            to_onnx=_linear_onnx,
+            "linear",
+            (_OUT, Arg("bias", "bool", True),
+             Arg("axis", "int", None, lo=-4, hi=3, doc="1: over the channels of a [C, H, W] input, per position")),
+            _linear_infer, _linear_torch, prepare=_linear_prepare, params=_linear_params,
+            macs=lambda a, s, o: math.prod(o[0]) * s[0][0],
+            doc="fully connected layer ([F] -> [out]; with axis 1: [C, H, W] -> [out, H, W], nn.Linear at every "
+                "position, a 1x1 conv in ONNX)", to_onnx=_linear_onnx,
         ),
         OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), _same_shape, _dropout_torch, doc="dropout",
               to_onnx=lambda emit, a, x: x),  # inference graph: dropout is the identity, no node
+        OpDef("stochastic_depth",
+              (Arg("p", "float", REQUIRED, lo=0, hi=1), Arg("mode", "str", "row", choices=("row", "batch"))),
+              _same_shape, _stochastic_depth_torch,
+              doc="torchvision's stochastic depth: drops the whole input of a sample (row) or batch in training "
+                  "with probability p; the identity at inference (no ONNX node)",
+              to_onnx=lambda emit, a, x: x),
         OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis",
               to_onnx=_softmax_onnx),
     ]

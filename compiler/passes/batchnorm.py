@@ -2,6 +2,10 @@
 (pre-activation BN: BN -> ReLU -> Conv after a concat, as in DDSNet's transitions and head and DenseNet) turned
 into a per-channel affine the NPUs accept: a depthwise 1x1 Conv with bias (Mul + Add for [N, C] tensors).
 
+The same fold takes a Mul by a constant per-channel factor (the `scale` op: ConvNeXt's layer scale after its
+pointwise conv), as a BatchNormalization without shift; both in one pass, so Conv -> BN -> scale and
+Conv -> scale -> BN fold alike.
+
 Both keep names: a folded Conv keeps its name and output tensor, the BN's readers read the Conv's output (unless
 the BN's output is the graph output, which the Conv then writes); the affine takes the BN's node and tensor names.
 """
@@ -23,21 +27,62 @@ def _bn_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
     return scale, beta - mean * scale
 
 
+def _channel_factor(mul: gs.Node, x: gs.Tensor, n: int) -> np.ndarray | None:
+    """The factor per channel (n of them, float64) of Mul(x, c) when c is a constant that varies at most along
+    axis 1 (a scalar, [C, 1, 1], [1, C, 1, 1]; [F] or [1, F] after a Gemm), else None."""
+    other = [t for t in mul.inputs if t is not x]
+    c = const(other[0]) if len(mul.inputs) == 2 and len(other) == 1 else None
+    if c is None or x.shape is None or len(x.shape) < max(2, c.ndim):
+        return None
+    padded = c.reshape((1,) * (len(x.shape) - c.ndim) + c.shape)
+    if padded.shape[0] != 1 or any(d != 1 for d in padded.shape[2:]) or padded.shape[1] not in (1, n):
+        return None
+    return np.broadcast_to(padded.reshape(-1).astype(np.float64), (n,)).copy()
+
+
 def _match_producer(bn: gs.Node, graph: gs.Graph, op: str) -> dict | None:
+    """A BatchNormalization (or a constant per-channel Mul: `_match_scale`) whose input only `op` produces."""
+    if bn.op == "Mul":
+        return _match_scale(bn, graph, op)
     x = bn.inputs[0]
     prod = producer(x)
     if prod is None or prod.op != op or not only_feeds(x, bn, graph):
         return None
+    weights = _producer_weights(prod)
+    affine = _bn_affine(bn) if weights is not None else None
+    if affine is None:
+        return None
+    return {"bn": bn, "node": prod, **weights, "scale": affine[0], "shift": affine[1]}
+
+
+def _producer_weights(prod: gs.Node) -> dict | None:
     weight = prod.inputs[1]
     if const(weight) is None or len(weight.outputs) != 1:
         return None
     bias = prod.inputs[2] if len(prod.inputs) > 2 else None
     if bias is not None and (const(bias) is None or len(bias.outputs) != 1):
         return None
-    affine = _bn_affine(bn)
-    if affine is None:
+    return {"weight": weight, "bias": bias}
+
+
+def _output_channels(prod: gs.Node):
+    """How many output channels (Conv: the weight's axis 0; Gemm: B's output axis) `prod` has."""
+    w = const(prod.inputs[1])
+    if prod.op == "Conv":
+        return w.shape[0]
+    return w.shape[0] if prod.attrs.get("transB", 0) else w.shape[1]
+
+
+def _match_scale(mul: gs.Node, graph: gs.Graph, op: str) -> dict | None:
+    x = next((t for t in mul.inputs if producer(t) is not None and producer(t).op == op), None)
+    if x is None or not only_feeds(x, mul, graph):
         return None
-    return {"bn": bn, "node": prod, "weight": weight, "bias": bias, "scale": affine[0], "shift": affine[1]}
+    prod = producer(x)
+    weights = _producer_weights(prod)
+    factor = _channel_factor(mul, x, _output_channels(prod)) if weights is not None else None
+    if factor is None:
+        return None
+    return {"bn": mul, "node": prod, **weights, "scale": factor, "shift": np.zeros_like(factor)}
 
 
 def _match_conv_bn(bn, graph):
@@ -102,11 +147,15 @@ def _fold_into_gemm(graph: gs.Graph, m: dict) -> None:
 
 fold_batchnorm = rewrite_pass(
     "fold_batchnorm",
-    "BatchNormalization folded into the Conv/Gemm that produces its input (when that output feeds only the BN)",
+    "BatchNormalization, and a Mul by a constant per-channel factor (layer scale), folded into the Conv/Gemm that "
+    "produces its input (when that output feeds only it)",
     [
         Rule("conv_bn", "BatchNormalization", _match_conv_bn, _fold_into_conv),
         Rule("gemm_bn", "BatchNormalization", _match_gemm_bn, _fold_into_gemm),
+        Rule("conv_scale", "Mul", _match_conv_bn, _fold_into_conv),
+        Rule("gemm_scale", "Mul", _match_gemm_bn, _fold_into_gemm),
     ],
+    infer_shapes=True,
 )
 
 

@@ -6,8 +6,10 @@
     graph.weighted                             # conv / gemm nodes: the layers the cosine search tunes
 
 Each `INode` stands for one ONNX node, or for a few that one integer op computes: a producer and the Relu / Clip
-it folds in (the marks of the pass `mark_fused_activations`, the one place that decides it), or a lookup-table
-pattern such as x * sigmoid(x). Tensors computed inside an INode (`internal`) are never quantized.
+it folds in (the marks of the pass `mark_fused_activations`, the one place that decides it), a lookup-table
+pattern such as x * sigmoid(x), or an op the ONNX lowering wrote as several nodes (GELU below opset 20, a layer
+norm: tcc.passes.composites), taken as the ONNX op it computes. Tensors computed inside an INode (`internal`) are
+never quantized.
 
 Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
 model with an op that has no integer form is refused in seconds, naming the node, the op and why.
@@ -20,7 +22,8 @@ import onnx
 from onnx import helper
 
 from ..errors import BuildError
-from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KIND, PATTERNS, QUANTIZE, NodeView, Role, supported)
+from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, NodeView, Role,
+                      channel_factor_input, layernorm_axis, supported)
 
 MAX_LISTED = 8
 
@@ -55,8 +58,9 @@ class INode:
     inputs: tuple[str, ...]  # the quantized tensors it reads
     outputs: tuple[str, ...]  # the quantized tensors it writes
     attrs: dict = field(hash=False, compare=False)  # the anchor's ONNX attributes
-    weight: str | None = None  # weighted: the weight initializer
+    weight: str | None = None  # weighted: the weight initializer; layernorm: its scale (None: no affine)
     bias: str | None = None
+    factor: str | None = None  # channel_scale: the constant factor (PRelu's slope, the Mul's constant operand)
     w_axis: int = 0  # weighted: the output-channel axis of the weight
     raw_output: str | None = None  # weighted / add: the tensor before a folded activation (internal then)
     activation: Activation | None = None
@@ -128,14 +132,47 @@ class IntGraph:
 
 
 def _attrs(node) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    """A node's attributes; strings as str (ONNX stores bytes), as a composite's attributes are."""
+    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
-def _activation_inputs(kind: str, node) -> tuple[str, ...]:
-    if kind in ("conv", "gemm", "clamp", "reshape", "transpose", "split", "lookup", "max_pool", "avg_pool",
-                "global_avg_pool", "softmax"):
-        return (node.input[0],)
-    return tuple(node.input)
+def _activation_inputs(kind: str, view: NodeView) -> tuple[str, ...]:
+    """The inputs of a node that its kind computes on (tcc.intops.IntOp.reads); the others are constants."""
+    reads = INT_OPS[kind].reads
+    if reads == "first":
+        return view.inputs[:1]
+    if reads == "variable":
+        return tuple(i for i in view.inputs if i not in view.constants)
+    return view.inputs
+
+
+def _choose_kind(view: NodeView) -> tuple[str | None, str | None]:
+    """(kind, None) for the first kind of the table that takes the node, else (None, why): the kinds' reasons."""
+    kinds = ONNX_TO_KINDS.get(view.op_type, ())
+    if not kinds:
+        return None, "no integer form: not in the integer op table (tcc.intops)"
+    reasons = []
+    for kind in kinds:
+        why = INT_OPS[kind].check(view)
+        if why is None:
+            return kind, None
+        reasons.append(why if len(kinds) == 1 else f"as {kind}: {why}")
+    return kinds[0], "; ".join(reasons)
+
+
+@dataclass(frozen=True)
+class _Region:
+    """A composite region (tcc.passes.composites) in the shape plan() reads an ONNX node in: the one node it
+    stands for (its ONNX op, attributes, input and output), with the nodes and tensors it covers."""
+
+    name: str
+    op_type: str
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    covers: tuple[str, ...]
+    internal: tuple[str, ...]
+    domain: str = ""
 
 
 def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
@@ -148,6 +185,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
 
     fuse_patterns = get_rules(rules).fuse_patterns if rules is not None else True
     from ..passes.base import infer_value_shapes
+    from ..passes.composites import composites
     from ..passes.fusion import fused_activations
 
     g = model.graph
@@ -162,6 +200,9 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     shapes.update({t.name: tuple(t.dims) for t in g.initializer})
     float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
     marks = fused_activations(model, mark_if_unmarked=True)
+    regions = composites(model)
+    last_of = {r.nodes[-1]: r for r in regions.values()}
+    inside = {n for r in regions.values() for n in r.nodes[:-1]}
     by_name = {n.name: n for n in g.node}
     consumers: dict[str, list] = {}
     for n in g.node:
@@ -172,20 +213,24 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     nodes: list[INode] = []
     for k, node in enumerate(g.node):
         name = node.name or node.output[0] or f"node{k}"
-        if name in covered:
+        if name in covered or name in inside:
             continue
-        if node.domain not in ("", "ai.onnx"):
+        if name in last_of:  # the region's last node: the whole region, as the ONNX op it computes
+            r = last_of[name]
+            node = _Region(r.name, r.function, (r.input,), (r.output,), r.nodes, r.internal)
+            attrs = dict(r.attrs)
+        elif node.domain not in ("", "ai.onnx"):
             problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
             continue
-        attrs = _attrs(node)
-        pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns else None
-        kind = "lookup" if pattern else ONNX_TO_KIND.get(node.op_type)
-        if kind is None:
-            problems.append((name, node.op_type, "no integer form: not in the integer op table (tcc.intops)"))
-            continue
+        else:
+            attrs = _attrs(node)
+        pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns and name not in last_of else None
         view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
-        why = INT_OPS[kind].check(view)
-        acts = _activation_inputs(kind, node)
+        kind, why = ("lookup", None) if pattern else _choose_kind(view)
+        if kind is None:
+            problems.append((name, node.op_type, why))
+            continue
+        acts = _activation_inputs(kind, view)
         if why is None:
             const = [i for i in acts if i in constants or not i]
             if const:
@@ -205,8 +250,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             continue
         fields: dict = {}
         outputs = tuple(node.output)
-        covers = (name,)
-        internal: tuple[str, ...] = ()
+        covers = tuple(node.covers) if isinstance(node, _Region) else (name,)
+        internal: tuple[str, ...] = tuple(node.internal) if isinstance(node, _Region) else ()
         if pattern is not None:
             mul, pname = pattern
             fields.update(lookup=pname, gate=node.op_type)
@@ -219,6 +264,13 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             fields["bias"] = node.input[2] if len(node.input) > 2 and node.input[2] else None
             fields["w_axis"] = 0 if (node.op_type == "Gemm" and attrs.get("transB", 0)) or node.op_type == "Conv" \
                 else 1
+        elif kind == "channel_scale":
+            fields["factor"] = channel_factor_input(view)
+        elif kind == "layernorm":  # one axis, the scale and bias (a composite names them in its attributes)
+            attrs["axes"] = [layernorm_axis(view)]
+            fields["weight"] = attrs.pop("weight", None) if isinstance(node, _Region) else node.input[1]
+            fields["bias"] = (attrs.pop("bias", None) if isinstance(node, _Region)
+                              else node.input[2] if len(node.input) > 2 and node.input[2] else None)
         mark = marks.get(name)
         if mark is not None and INT_OPS[kind].fuses_activation:
             act = by_name[mark["node"]]

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..lower_onnx import COMPOSITES_KEY
 from .plan import plan
 from .rules import RULES
 from .stats import find_layers
@@ -269,9 +270,9 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.initializer[:]
     g.initializer.extend(all_inits)
     del g.value_info[:]
-    # tcc.passes' fused-activation marks name nodes this form renames or removes (the Relus live on in the
-    # zero points): stale here
-    kept = [p for p in m.metadata_props if p.key != "tcc.fused_activations"]
+    # tcc.passes' fused-activation marks and the lowering's composite marks name nodes this form renames or
+    # removes (the Relus live on in the zero points): stale here
+    kept = [p for p in m.metadata_props if p.key not in ("tcc.fused_activations", COMPOSITES_KEY)]
     del m.metadata_props[:]
     m.metadata_props.extend(kept)
     return m

@@ -22,28 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import numpy_helper
 
-from ..intops import (FLOAT32_LOOKUPS, LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated)
+from ..intops import LOOKUP_FUNCTIONS, QUANTIZE, TFLITE_UNARY, Interpreter, gated
+from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multiplier
 from .plan import INode, IntGraph
 from .quantizer import qrange, quantize
 from .rules import ROUNDINGS, TargetRules, get_rules
 from .table import CalibrationError, CalibrationTable
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
-
-
-# ---------------------------------------------------------------------------------------------------- fixed point
-def quantize_multiplier(m) -> tuple[np.ndarray, np.ndarray]:
-    """Real multiplier(s) M > 0 -> (Q31 multiplier q in [2^30, 2^31), shift) with M ~ q * 2^(shift - 31): TFLite's
-    QuantizeMultiplier (frac * 2^31 rounded half away from zero, as TfLiteRound does)."""
-    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
-    frac, exp = np.frexp(m)  # m = frac * 2^exp, frac in [0.5, 1)
-    q = np.floor(frac * (1 << 31) + 0.5).astype(np.int64)
-    full = q == (1 << 31)
-    q[full] //= 2
-    exp = exp + full
-    return q, exp.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -119,11 +106,16 @@ class QNode:
     qout: tuple[QParams | None, ...]  # None: the output stays float (a weighted node's graph output)
     attrs: dict = field(default_factory=dict)  # geometry: strides, pads, dilations, group, axis, perm, shapes
     weight: np.ndarray | None = None  # weighted: int codes (int32): conv OIHW, gemm [K, N]
-    weight_scale: np.ndarray | None = None  # weighted: the weight's scale per output channel (float32)
+    weight_scale: np.ndarray | None = None  # weighted: the weight's scale per output channel (float32);
+    # channel_scale with int8 factors: the factors' scale (one for PReLU's alpha, one per channel for a layer scale)
     bias: np.ndarray | None = None  # weighted: int32 codes at s_in * s_w (as int64)
     acc_scale: np.ndarray | None = None  # weighted: s_in * s_w per output channel (float32)
     float_clamp: tuple[float | None, float | None] | None = None  # float output with a folded activation
-    requant: Requant | None = None  # the output's requantization (weighted, mul, pools, clamp)
+    requant: Requant | None = None  # the output's requantization (weighted, mul, pools, clamp; channel_scale:
+    # of codes at or above the input's zero point)
+    below: Requant | None = None  # channel_scale: the requantization of codes below the input's zero point
+    factors: np.ndarray | None = None  # channel_scale: [2, C] integers the zero-point-free codes are multiplied by
+    # before `requant` (row 0) or `below` (row 1)
     rescale: tuple[Requant | None, ...] = ()  # per input (concat) or output (moves): None = a copy (clamped)
     add: AddParams | None = None
     table: np.ndarray | None = None  # lookup: output codes (int64) indexed by input code - qin[0].lo
@@ -313,11 +305,7 @@ class Quantizer(Interpreter):
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         codes = np.arange(qi.lo, qi.hi + 1, dtype=np.int64)
         if self.rules.lookup_arithmetic == "float32":
-            # TFLite's LUTPopulate: dequantize, f and rescale in float32, round half away from zero
-            fn32 = FLOAT32_LOOKUPS[n.lookup]
-            x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
-            scaled = (fn32(x32) * (np.float32(1) / np.float32(qo.scale))).astype(np.float32).astype(np.float64)
-            rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+            rounded = tflite_table(n, codes, qi, qo)
         else:
             # the input codes' real values (float32 scale, as QuantizeLinear / DequantizeLinear have it), f in
             # float64, one rounding half to even
@@ -326,6 +314,45 @@ class Quantizer(Interpreter):
             rounded = np.rint(fn(x, n.attrs) / np.float64(qo.scale))
         table = np.clip(rounded + qo.zp, qo.lo, qo.hi).astype(np.int64)
         return self.node(n, table=table, attrs={"function": n.lookup})
+
+    def channel_scale(self, n: INode) -> QNode:
+        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        channels = int(self.graph.shapes[n.inputs[0]][1])
+        factor = numpy_helper.to_array(self.inits[n.factor]).astype(np.float64).reshape(-1)
+        below = np.broadcast_to(factor, (channels,))  # the planner checked: one factor, or one per channel
+        above = below if n.op_type == "Mul" else np.ones(channels)  # PReLU: the identity at or above zero
+        what = f"{n.op_type} {n.name!r}"
+        fields = {}
+        if self.rules.channel_factors == "int8":
+            sides, fields = self._int8_factors(n, below, qi, qo)
+        else:  # each factor its own fixed-point multiplier; its sign (or a zero) multiplies the code first
+            sides = [(np.sign(f).astype(np.int64),
+                      np.float64(qi.scale) * np.where(f == 0, 1.0, np.abs(f)) / np.float64(qo.scale))
+                     for f in (above, below)]
+        (k_above, m_above), (k_below, m_below) = sides
+        return self.node(n, factors=np.stack([k_above, k_below]), requant=self.requant(m_above, qo, what),
+                         below=self.requant(m_below, qo, what), **fields)
+
+    def _int8_factors(self, n: INode, factor: np.ndarray, qi: QParams, qo: QParams):
+        """The factors as TFLite's kernels store them, with the multipliers as those kernels compute them: PReLU's
+        slope as PRELU's int8 alpha at one scale (LiteRT's PreluPrepare: s_in / s_out at or above zero,
+        s_in s_alpha / s_out below, in float32 arithmetic); a layer scale as the weights of a 1x1
+        DEPTHWISE_CONV_2D, per channel and symmetric in [-127, 127] (s_in s_w / s_out in double, as every conv).
+        Returns ([(codes, multipliers) at or above zero, below], the QNode's weight_scale and acc_scale)."""
+        f32 = np.float32
+        s_in, s_out = f32(qi.scale), f32(qo.scale)
+        if n.op_type == "PRelu":
+            s_alpha = f32(max(np.abs(factor).max(), 1e-12) / 127)
+            codes = np.clip(np.rint(factor / np.float64(s_alpha)), -127, 127).astype(np.int64)
+            ones = np.ones_like(codes)
+            m_above, m_below = f32(s_in / s_out), f32(f32(s_in * s_alpha) / s_out)
+            return ([(ones, np.full(len(codes), np.float64(m_above))), (codes, np.full(len(codes), np.float64(m_below)))],
+                    {"weight_scale": np.array([s_alpha], np.float32)})
+        s_w = (np.where(factor == 0, max(np.abs(factor).max(), 1e-12), np.abs(factor)) / 127).astype(np.float32)
+        codes = np.clip(np.rint(factor / s_w.astype(np.float64)), -127, 127).astype(np.int64)
+        m = np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
+        s_acc = (np.float64(s_in) * s_w.astype(np.float64)).astype(np.float32)
+        return [(codes, m), (codes, m)], {"weight_scale": s_w, "acc_scale": s_acc}
 
     def clamp(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
@@ -338,6 +365,10 @@ class Quantizer(Interpreter):
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         return self.node(n, attrs=pool_geometry(n, self.graph.shapes),
                          rescale=(self.rescale(qi, qo, f"max pool {n.name!r}"),))
+
+    def global_max_pool(self, n: INode) -> QNode:
+        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        return self.node(n, rescale=(self.rescale(qi, qo, f"global max pool {n.name!r}"),))
 
     def _pool(self, n: INode, count: int, attrs: dict) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
@@ -384,6 +415,25 @@ class Quantizer(Interpreter):
         axis = int(n.attrs.get("axis", 0)) % rank
         sizes = [int(self.graph.shapes[o][axis]) for o in n.outputs]
         return self._moves(n, {"axis": axis, "sizes": sizes})
+
+
+def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:
+    """The zero-point-free output codes (before + zp and the clamp) that LiteRT's int8 kernel of the lookup op n
+    gives for each input code (tcc.intops.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
+    round half away from zero), or LEAKY_RELU's integer path (LeakyReluPrepare's two multipliers, applied by sign
+    with TFLite's MultiplyByQuantizedMultiplier)."""
+    kernel = TFLITE_UNARY[n.lookup]
+    if kernel.lut is not None:
+        x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
+        scaled = (kernel.lut(x32, n.attrs) * (np.float32(1) / np.float32(qo.scale))).astype(np.float32)
+        scaled = scaled.astype(np.float64)
+        return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    f32 = np.float32  # LeakyReluPrepare multiplies and divides float scales and a float slope: float32 arithmetic
+    s_in, s_out, alpha = f32(qi.scale), f32(qo.scale), f32(n.attrs.get("alpha", 0.01))
+    centered = codes - qi.zp
+    identity = quantize_multiplier(np.float64(f32(s_in / s_out)))
+    slope = quantize_multiplier(np.float64(f32(f32(s_in * alpha) / s_out)))
+    return np.where(centered >= 0, gemmlowp_multiply(centered, *identity), gemmlowp_multiply(centered, *slope))
 
 
 def clamp_codes(q: QParams, cmin: float | None, cmax: float | None, rounding: str = "half_even") -> tuple[int, int]:

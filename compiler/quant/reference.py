@@ -22,7 +22,10 @@ Conventions (TFLite / gemmlowp):
 - a graph output that a conv / gemm writes stays float: dequantized from the accumulator (acc * s_in * s_w);
 - residual Add follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the common scale
   2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output;
-- Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code].
+- Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code];
+- a per-channel multiply (PReLU, a layer scale): the zero-point-free code times a small integer per channel
+  (the factor's sign, or its int8 code under TFLite's rules), requantized per channel, one multiplier for codes at
+  or above the zero point and one below.
 """
 from __future__ import annotations
 
@@ -30,64 +33,14 @@ import numpy as np
 import onnx
 
 from ..intops import REFERENCE, Interpreter
-from .qgraph import (ADD_LEFT_SHIFT, INT32_MAX, INT32_MIN, AddParams, Multiplier, QGraph, QNode, QParams, Requant,
-                     quantize_graph, quantize_multiplier)
+from .fixed_point import (INT32_MAX, INT32_MIN, ROUNDING_FUNCTIONS, gemmlowp_multiply,  # noqa: F401 (re-exported)
+                          multiply_by_quantized_multiplier, quantize_multiplier, single_half_away_multiply)
+from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant, quantize_graph
 from .table import CalibrationTable
 
 __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
            "multiply_by_quantized_multiplier", "per_op_deviation", "quantize_multiplier", "requantize",
            "run_reference"]
-
-
-# ---------------------------------------------------------------------------------------------------- fixed point
-def multiply_by_quantized_multiplier(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """acc * M in integers, M = q * 2^(shift - 31): the exact product acc * q (|acc| < 2^31, q < 2^31: fits int64)
-    shifted right by 31 - shift with ONE rounding, half to even.
-
-    Why not gemmlowp's SaturatingRoundingDoublingHighMul + RoundingDivideByPOT (TFLite): they round twice, both
-    half away from zero. Exact ties are frequent in CNNs (average pooling by 4 with an unchanged scale is M = 1/4:
-    every odd sum is a tie), and half-away rounding turns them into a systematic bias that the following layers
-    amplify: on DDSNet (GC checkpoint, histology crops) the gemmlowp convention gave INT8-vs-FP32 cosine 0.9939,
-    this rounding 0.99932, the same as ONNX Runtime's float requantization (0.99930), max 0.5 output LSB apart.
-    """
-    acc = np.asarray(acc, dtype=np.int64)
-    q = np.asarray(q, dtype=np.int64)
-    k = 31 - np.asarray(shift, dtype=np.int64)
-    if np.any(k < 1):
-        raise OverflowError("requantization multiplier >= 2^30 is not supported")
-    k = np.broadcast_to(np.minimum(k, 62), np.broadcast(acc, q, k).shape)  # |acc * q| < 2^62: shifting 62 gives 0
-    prod = np.clip(acc, INT32_MIN, INT32_MAX) * q
-    floor = prod >> k  # arithmetic shift: floor division by 2^k
-    rem = prod - (floor << k)
-    half = np.int64(1) << (k - 1)
-    return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1)))
-
-
-def gemmlowp_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """acc * M as TFLite's MultiplyByQuantizedMultiplier (tensorflow/lite/kernels/internal/common.h), in int64:
-    acc * 2^max(shift, 0), SaturatingRoundingDoublingHighMul by q (the product + 2^30, or + 1 - 2^30 when
-    negative, divided by 2^31 truncating toward zero), then RoundingDivideByPOT by 2^max(-shift, 0) (round half
-    away from zero). Two roundings; LiteRT's reference kernels compute exactly this."""
-    acc = np.asarray(acc, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    ab = (np.clip(acc, INT32_MIN, INT32_MAX) << left) * np.asarray(q, dtype=np.int64)
-    nudged = ab + np.where(ab >= 0, np.int64(1) << 30, np.int64(1) - (np.int64(1) << 30))
-    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))
-    mask = (np.int64(1) << right) - 1
-    return (high >> right) + ((high & mask) > (mask >> 1) + (high < 0))
-
-
-def single_half_away_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """acc * M with one rounding of the exact product acc * q by 2^(31 - shift), half away from zero: LiteRT's
-    reference FULLY_CONNECTED (tcc.quant.rules.ROUNDINGS says how it was measured)."""
-    prod = np.clip(np.asarray(acc, dtype=np.int64), INT32_MIN, INT32_MAX) * np.asarray(q, dtype=np.int64)
-    k = np.minimum(31 - np.asarray(shift, dtype=np.int64), 62)
-    return np.sign(prod) * ((np.abs(prod) + (np.int64(1) << (k - 1))) >> k)
-
-
-ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply,
-                      "single_half_away": single_half_away_multiply}
 
 
 def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:
@@ -277,6 +230,15 @@ class Reference(Interpreter):
         """out = table[code - lowest input code]: f sampled at every input code, quantized to the output."""
         return [QTensor(n.table[x.q - n.qin[0].lo], n.qout[0])]
 
+    def channel_scale(self, n: QNode, x: QTensor) -> list:
+        """Per channel c (axis 1): the zero-point-free code d times factors[0, c] requantized by `requant` where
+        d >= 0, times factors[1, c] requantized by `below` where d < 0 (PReLU's two slopes; a layer scale's one)."""
+        d = x.q - x.zp
+        shape = [1, -1] + [1] * (d.ndim - 2)
+        above = apply_requant(d * n.factors[0].reshape(shape), n.requant)
+        below = apply_requant(d * n.factors[1].reshape(shape), n.below)
+        return [QTensor(np.where(d >= 0, above, below), n.qout[0])]
+
     def clamp(self, n: QNode, x: QTensor) -> list:
         """Relu / Clip on its own: the codes at the output's parameters, clamped to attrs["clamp"]."""
         y = _moved(x, x.q, n.rescale[0], n.qout[0])
@@ -287,6 +249,10 @@ class Reference(Interpreter):
     def max_pool(self, n: QNode, x: QTensor) -> list:
         """Max of codes over each window, padding with the lowest code (never chosen), then rescaled."""
         return [_moved(x, _windows(x.q, n.attrs, "max", x.lo), n.rescale[0], n.qout[0])]
+
+    def global_max_pool(self, n: QNode, x: QTensor) -> list:
+        """Max of codes over H x W (keeping [N, C, 1, 1]), then rescaled."""
+        return [_moved(x, x.q.max(axis=(2, 3), keepdims=True), n.rescale[0], n.qout[0])]
 
     def avg_pool(self, n: QNode, x: QTensor) -> list:
         """Window sums of zero-point-free codes (zero padding counted), requantized by s_in / (s_out * area); or

@@ -150,12 +150,13 @@ def _subset(n: int, samples: int | None, seed: int) -> np.ndarray:
 
 
 def _op_labels(graph) -> dict[str, str]:
-    """Tensor -> the integer op that writes it, e.g. Conv+Relu for a conv with its ReLU folded in, or
-    Sigmoid+Mul (silu) for a lookup pattern."""
+    """Tensor -> the integer op that writes it, e.g. Conv+Relu for a conv with its ReLU folded in, Sigmoid+Mul
+    (silu) for a lookup pattern, or Gelu for a GELU written as several nodes (tcc.passes.composites)."""
     labels = {graph.input: "input"}
     producer = {n.name: n for n in graph.model.graph.node}
     for n in graph.nodes:
-        ops = "+".join(producer[c].op_type for c in n.covers if c in producer) or n.op_type
+        composite = n.name not in producer or producer[n.name].op_type != n.op_type
+        ops = n.op_type if composite else "+".join(producer[c].op_type for c in n.covers if c in producer)
         label = f"{ops} ({n.lookup})" if n.gate else ops
         for o in n.outputs:
             labels[o] = label

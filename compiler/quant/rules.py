@@ -67,6 +67,9 @@ class TargetRules:
     narrow_weights: bool = False  # weight codes in [-127, 127] (TFLite's int8 spec), not [-128, 127]
     float_outputs: bool = True  # a conv / gemm graph output is dequantized from its int32 accumulator
     fuse_patterns: bool = True  # x * g(x) as one lookup table (TFLite has no such op: LOGISTIC, then MUL)
+    # channel_scale (PReLU, layer scale): "exact", each factor its own fixed-point multiplier, or "int8", the factor
+    # as int8 codes as TFLite's kernels store it (PRELU's alpha at one scale, a 1x1 depthwise conv's weights)
+    channel_factors: str = "exact"
     shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling,
     # a standalone clamp: MAXIMUM / MINIMUM on one grid)
     # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
@@ -88,7 +91,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",
                 input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
-                fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"),
+                fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
                 fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
     # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
     # tcc.backends.ax_chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1

@@ -476,7 +476,7 @@ class Builder:
         for arg in opdef.args:
             if arg.name not in attrs and arg.required:
                 raise SpecError(f"op {opname} needs argument '{arg.name}'", spec.pos)
-        return self._emit(name, opname, inputs, attrs, spec.pos)
+        return self._emit(name, opname, inputs, attrs, spec.pos, {k: spec.where(k) for k in attrs})
 
     def _eval_deep(self, value, env, where):
         if isinstance(value, PosList):
@@ -485,8 +485,9 @@ class Builder:
             raise SpecError("a mapping is not a valid argument value", where)
         return evaluate(value, env, where)
 
-    def _emit(self, name, opname, inputs, attrs, where) -> Value:
-        """Shape-check one op and add it to the graph."""
+    def _emit(self, name, opname, inputs, attrs, where, arg_where: dict | None = None) -> Value:
+        """Shape-check one op and add it to the graph. A shape error that names an argument points at it
+        (`arg_where`: where the node writes each argument), else at the node."""
         opdef = OPS[opname]
         lo, hi = opdef.arity
         if len(inputs) < lo or (hi != -1 and len(inputs) > hi):
@@ -500,7 +501,8 @@ class Builder:
             outs = [tuple(s) for s in opdef.infer(attrs, shapes)]
         except ShapeError as e:
             ins = ", ".join(f"{r}{list(s)}" for r, s in zip(inputs, shapes))
-            raise SpecError(f"{name} ({opname}): {e} [inputs: {ins}]", where) from None
+            at = (arg_where or {}).get(e.arg, where)
+            raise SpecError(f"{name} ({opname}): {e} [inputs: {ins}]", at) from None
         for s in outs:
             _check_limits(name, s, where)
         params = opdef.params(attrs, shapes)

@@ -1,8 +1,9 @@
 """The training loop: epochs of (train, validate, keep the best), in one process or as one of N under torchrun.
 
-Deterministic: the initial weights come from the seed (or a checkpoint), the sample order, augmentation and
-dropout from (seed, epoch, sample), and on GPUs PyTorch runs its deterministic algorithms, so the same data and
-seed give byte-identical checkpoints, and a resumed run continues exactly as an uninterrupted one would have.
+Deterministic: the initial weights come from the seed (or a checkpoint), the sample order, augmentation, dropout
+and stochastic depth from (seed, epoch, sample or step), and on GPUs PyTorch runs its deterministic algorithms, so
+the same data and seed give byte-identical checkpoints, and a resumed run continues exactly as an uninterrupted
+one would have.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .data import ImageFolderSet
 from .distributed import Processes, gather, wrap
 from .losses import Loss, class_weights
 from .metrics import classification_metrics, improves
-from .modules import global_batchnorm, key_dropout
+from .modules import global_batchnorm, key_dropout, key_stochastic_depth
 from .plan import model_fingerprint
 from .sample_rng import BatchKeys
 from .sampling import batches, train_loader, train_sampler, val_loader
@@ -91,7 +92,8 @@ class Trainer:
         self.progress = progress and procs.main
         self.keys = BatchKeys(c.seed)
         module = plan.module
-        key_dropout(module, self.keys)
+        dropouts = key_dropout(module, self.keys)
+        key_stochastic_depth(module, self.keys, first_stream=1 + dropouts)
         if procs.world > 1:
             global_batchnorm(module, procs.device)
         self.module = module.to(procs.device)  # unwrapped: validation and checkpoints
@@ -142,8 +144,8 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         self.train_set.epoch = epoch
         total, count = 0.0, 0
-        for x, y, index in self._bar(self.train_loader, epoch):
-            self.keys.set(epoch, index)
+        for step, (x, y, index) in enumerate(self._bar(self.train_loader, epoch)):
+            self.keys.set(epoch, index, step)
             loss = self._objective(self.model(x.to(self.procs.device)), y.to(self.procs.device))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

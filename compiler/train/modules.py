@@ -1,5 +1,6 @@
 """Training-time replacements of lowered modules (same parameter and buffer names, so the state_dict and
-`tcc build --weights` are unchanged): dropout keyed by sample, and BatchNorm over the global batch on CPU."""
+`tcc build --weights` are unchanged): dropout and stochastic depth keyed by sample (or step), and BatchNorm over
+the global batch on CPU."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..torch_ops import StochasticDepth, stochastic_depth
 from .sample_rng import BatchKeys, sample_generator
 
 
@@ -45,6 +47,39 @@ class SampleDropout(nn.Module):
 def key_dropout(root: nn.Module, keys: BatchKeys) -> int:
     """Every nn.Dropout becomes a SampleDropout reading the batch's keys (stream 1 + k for the k-th)."""
     return replace_modules(root, nn.Dropout, lambda old, k: SampleDropout(old.p, keys, 1 + k))
+
+
+class SampleStochasticDepth(nn.Module):
+    """torchvision's stochastic depth (tcc.torch_ops.stochastic_depth) whose draws come from the batch's keys:
+    `row` one per sample from that sample's generator, `batch` one per global batch from the step's, so one
+    process and many drop the same samples."""
+
+    def __init__(self, p: float, mode: str, keys: BatchKeys, stream: int):
+        super().__init__()
+        self.p, self.mode, self.keys, self.stream = p, mode, keys, stream
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        k = self.keys
+        if self.mode == "batch":
+            keep = torch.empty([1] * x.dim()).bernoulli_(survival, generator=self._generator(k.step))
+        else:
+            if len(k.indices) != len(x):
+                raise RuntimeError("SampleStochasticDepth: BatchKeys.set() was not called for this batch")
+            keep = torch.stack([torch.empty([1] * (x.dim() - 1)).bernoulli_(survival, generator=self._generator(i))
+                                for i in k.indices])
+        return stochastic_depth(x, self.p, self.mode, keep.to(x.device, x.dtype))
+
+    def _generator(self, index: int) -> torch.Generator:
+        return sample_generator(self.keys.seed, self.keys.epoch, index, self.stream)
+
+
+def key_stochastic_depth(root: nn.Module, keys: BatchKeys, first_stream: int) -> int:
+    """Every StochasticDepth becomes a SampleStochasticDepth reading the batch's keys (stream first_stream + k)."""
+    return replace_modules(root, StochasticDepth,
+                           lambda old, k: SampleStochasticDepth(old.p, old.mode, keys, first_stream + k))
 
 
 class _SumOverProcesses(torch.autograd.Function):

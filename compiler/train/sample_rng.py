@@ -3,7 +3,8 @@
 A sample is augmented, and its dropout masks drawn, the same way whichever process and whichever batch position
 it lands in: one process and N processes under torchrun (each holding 1/N of the global batch) compute the same
 thing, and a resumed run the same as an uninterrupted one. Stream 0 is augmentation, stream 1 + k the k-th
-dropout layer.
+dropout layer, the stochastic-depth layers the streams after those (a `batch`-mode layer keys its one draw per
+global batch by the batch's step instead of a sample index).
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ def sample_generator(seed: int, epoch: int, index: int, stream: int) -> torch.Ge
 
 
 class BatchKeys:
-    """The epoch and sample indices of the batch being trained on, shared by the model's dropout layers."""
+    """The epoch, step (the global batch's number in the epoch, the same in every process) and sample indices of
+    the batch being trained on, shared by the model's dropout and stochastic-depth layers."""
 
     def __init__(self, seed: int):
-        self.seed, self.epoch, self.indices = seed, 0, []
+        self.seed, self.epoch, self.step, self.indices = seed, 0, 0, []
 
-    def set(self, epoch: int, indices: torch.Tensor) -> None:
-        self.epoch, self.indices = epoch, [int(i) for i in indices]
+    def set(self, epoch: int, indices: torch.Tensor, step: int = 0) -> None:
+        self.epoch, self.step, self.indices = epoch, int(step), [int(i) for i in indices]

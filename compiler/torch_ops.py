@@ -1,0 +1,84 @@
+"""PyTorch modules for the ops of tcc.ops whose lowering needs more than one torch.nn module or function.
+
+Each keeps the parameter names and shapes of the torchvision module it stands for, so that a torchvision
+state_dict imports: `ChannelLinear` is nn.Linear (`weight` [out, in], `bias` [out]) applied over the channel axis
+of an NCHW tensor (ConvNeXt runs its pointwise MLP as nn.Linear on NHWC); `AxisLayerNorm` is nn.LayerNorm over one
+axis (torchvision's LayerNorm2d is nn.LayerNorm over the channel axis); `Scale` is a learnable per-channel factor
+(ConvNeXt's `layer_scale`, registered as [C, 1, 1] for a [C, H, W] input); `StochasticDepth` is
+torchvision.ops.StochasticDepth (the identity at inference).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ChannelLinear(nn.Linear):
+    """nn.Linear applied at every position of an [N, C, ...] tensor: the channel axis moved last and back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class AxisLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over one axis of the input (1: the channels of [N, C, H, W], i.e. torchvision's LayerNorm2d;
+    the last axis: nn.LayerNorm itself)."""
+
+    def __init__(self, size: int, axis: int, eps: float, affine: bool):
+        super().__init__(size, eps=eps, elementwise_affine=affine)
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.axis in (-1, x.dim() - 1):
+            return super().forward(x)
+        return super().forward(x.movedim(self.axis, -1)).movedim(-1, self.axis)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, axis={self.axis}"
+
+
+class Scale(nn.Module):
+    """x * weight, with a learnable per-channel weight broadcast along the other axes (ConvNeXt's layer scale)."""
+
+    per_channel_factor = True  # seeded random weights treat it like a BatchNorm weight (tcc.lower_torch)
+
+    def __init__(self, shape: tuple, init: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+def stochastic_depth(x: torch.Tensor, p: float, mode: str, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth in training: each sample (`row`) or the whole batch (`batch`) is zeroed with
+    probability p and the rest scaled by 1 / (1 - p). `keep`: the Bernoulli(1 - p) draws, one per sample or one
+    (drawn here from torch's generator when None)."""
+    survival = 1.0 - p
+    if keep is None:
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if mode == "row" else [1] * x.dim()
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(survival)
+    if survival > 0.0:
+        keep = keep / survival
+    return x * keep
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: random residual-branch dropping in training, the identity in eval mode."""
+
+    def __init__(self, p: float, mode: str):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return stochastic_depth(x, self.p, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
+def global_max_pool(x: torch.Tensor) -> torch.Tensor:
+    """Max over H and W, keeping [N, C, 1, 1]."""
+    return torch.amax(x, dim=(2, 3), keepdim=True)
