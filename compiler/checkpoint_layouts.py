@@ -8,7 +8,7 @@ also say where a model parameter can be read from the checkpoint (`params: {num_
 
 Key maps (a layout's `key_map:` or `--key-map FILE`) map checkpoint keys to spec names: an exact key; a key ending
 in `.`, which renames a prefix; or a pattern with `*`, each `*` matching a non-empty run of characters that the
-value's `*` (as many, in order) repeats. Exact keys win over patterns, patterns (in file order) over prefixes (the
+value's `*` (as many, in order) repeats (a pattern ending in `.` renames a prefix too). Exact keys win over patterns, patterns (in file order) over prefixes (the
 longest). This module reads no tensors and imports no torch: the spec loader parses layouts with it.
 """
 from __future__ import annotations
@@ -33,8 +33,9 @@ class KeyMap:
     def __post_init__(self):
         exact, patterns, prefixes = {}, [], []
         for key, value in self.entries:
-            if "*" in key:
-                regex = re.compile("(.+?)".join(re.escape(p) for p in key.split("*")) + r"\Z")
+            if "*" in key:  # a pattern ending in '.' renames a prefix, like a plain prefix
+                regex = re.compile("(.+?)".join(re.escape(p) for p in key.split("*")) + ("" if key.endswith(".")
+                                                                                         else r"\Z"))
                 patterns.append((regex, value))
             elif key.endswith("."):
                 prefixes.append((key, value))
@@ -54,7 +55,7 @@ class KeyMap:
             m = regex.match(key)
             if m:
                 parts = value.split("*")
-                return parts[0] + "".join(g + p for g, p in zip(m.groups(), parts[1:]))
+                return parts[0] + "".join(g + p for g, p in zip(m.groups(), parts[1:])) + key[m.end():]
         for prefix, value in self._prefixes:
             if key.startswith(prefix):
                 return value + key[len(prefix):]
