@@ -93,10 +93,13 @@ class AxBackend(Backend):
         input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
         channels = int(cd.array.shape[1])
         npu_mode = options.npu_mode or chip.npu_modes[0]
+        floats = _float_layers(model, options.table)  # float islands: Pulsar2 pins them to FP32 (the rules refuse
+        # islands for Pulsar v1, whose documented config has no per-layer precision)
         if chip.toolchain.name == "pulsar":
             configs = self._pulsar_config(chip, fmt, len(members), pre, channels, npu_mode, out_dir)
         else:
-            configs = self._pulsar2_configs(chip, fmt, len(members), pre, channels, npu_mode, input_name, out_dir)
+            configs = self._pulsar2_configs(chip, fmt, len(members), pre, channels, npu_mode, input_name, out_dir,
+                                            floats)
         files += configs
 
         split = None
@@ -121,6 +124,7 @@ class AxBackend(Backend):
         (out_dir / "build.sh").chmod(0o755)
         files.append("build.sh")
         self._kit.update(chip=chip, fmt=fmt, samples=len(members), npu_mode=npu_mode, op_check=op_check,
+                         float_layers=floats,
                          prediction=prediction, configs=configs)
         return files
 
@@ -179,7 +183,7 @@ class AxBackend(Backend):
         return [chip.toolchain.config_file]
 
     @staticmethod
-    def _pulsar2_configs(chip, fmt, n, pre, channels, npu_mode, input_name, out_dir) -> list[str]:
+    def _pulsar2_configs(chip, fmt, n, pre, channels, npu_mode, input_name, out_dir, floats=()) -> list[str]:
         calib = {"tensor_name": input_name, "calibration_dataset": ARCHIVE, "calibration_format": fmt,
                  "calibration_size": n}
         proc = {"tensor_name": input_name, "tensor_layout": "NCHW"}
@@ -193,8 +197,12 @@ class AxBackend(Backend):
                         csc_mode="NoCSC")
         else:
             proc.update(src_dtype="FP32", src_layout="NCHW", mean=[0.0] * channels, std=[1.0] * channels)
-        quant = {"input_configs": [calib], "layer_configs": [{"start_tensor_names": ["DEFAULT"],
-                                                             "end_tensor_names": ["DEFAULT"], "data_type": "U8"}],
+        layers = [{"start_tensor_names": ["DEFAULT"], "end_tensor_names": ["DEFAULT"], "data_type": "U8"}]
+        if floats:  # [pulsar2-docs-en] config.md: layer_configs by `layer_names`, data_type / output_data_type /
+            # weight_data_type FP32 ("option: U8, S8, U16, S16, FP32"): the float islands of tcc's placement
+            layers.append({"layer_names": list(floats), "data_type": "FP32", "output_data_type": "FP32",
+                           "weight_data_type": "FP32"})
+        quant = {"input_configs": [calib], "layer_configs": layers,
                  "conv_bias_data_type": "S32", "precision_analysis": True, "precision_analysis_method": "PerLayer",
                  "precision_analysis_mode": "Reference"}
         compiler = {"check": 3, "check_cosine_simularity": 0.999}  # [sic]: the docs' spelling
@@ -353,9 +361,24 @@ class AxBackend(Backend):
         if op.get("cpu_fallback"):
             run += ["", f"**CPU fallback**: {len(op['unsupported'])} node(s) run on the CPU (`op_check.json`, "
                     "`split`)."]
+        floats = kit.get("float_layers") or []
+        if floats:
+            run += ["", f"**Float islands**: {len(floats)} node(s) stay in float (tcc's precision placement, "
+                    "`calibration.json` `placement`): `config.json` pins them with a `quant.layer_configs` entry "
+                    "(`layer_names`, `data_type` / `output_data_type` / `weight_data_type` FP32, Pulsar2's documented "
+                    "per-layer precision); whether the NPU or its CPU runs them is the toolchain's choice."]
         return {"runtime": f"Axera {tc.name} ({chip.hardware})", "artifact": MODEL, "toolchain_script": "build.sh",
                 "toolchain": tc.name, "target_hardware": chip.hardware, "npu_mode": kit.get("npu_mode"),
                 "toolchain_output": tc.artifact, "readme_run": run}
+
+
+def _float_layers(model, table) -> list[str]:
+    """The ONNX nodes of the table's float islands (every node an island covers), in graph order."""
+    from tcc.quant.plan import plan
+    from tcc.quant.placement import float_nodes
+
+    graph = plan(model, rules=table.doc["target"], floats=float_nodes(table))
+    return [c for n in graph.islands for c in n.covers]
 
 
 def _per_channel(values: list[float], channels: int) -> list[float]:

@@ -75,11 +75,13 @@ class TfliteBackend(Backend):
 
     @staticmethod
     def _graph(model, options: EmitOptions):
+        from tcc.quant.placement import float_nodes
         from tcc.quant.plan import plan
 
         int8 = options.precision == "int8"
+        floats = float_nodes(options.table) if int8 and options.table is not None else ()
         return plan(model, lowering="tflite", rules="tflite", integer=int8,
-                    what=f"the TFLite {options.precision} lowering")
+                    what=f"the TFLite {options.precision} lowering", floats=floats)
 
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
@@ -166,6 +168,17 @@ class TfliteBackend(Backend):
         path."""
         return self.run(self.load(bundle_dir, "reference" if precision == "int8" else "default"), x)
 
+    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """Asked only where float islands kept the reference kernels from equalling the integer reference end to
+        end: the codes of every tensor the lowering named, kept by LiteRT's preserve-all-tensors mode on the
+        reference kernels (the same run as the self-check's: its output is checked to be `got`)."""
+        loaded = self.load(bundle_dir, "reference")
+        y, kept = self.run(loaded, x, preserve=loaded.info["tensors"])
+        if not np.array_equal(y, got):
+            raise SelfCheckError("self-check: LiteRT's reference kernels gave another output with every tensor kept; "
+                                 "no bundle was written")
+        return kept
+
     def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
         """Every tensor the lowering named after a graph tensor (info.json `tensors`), kept by LiteRT's
         preserve-all-tensors mode, NCHW, integer ones dequantized with their scale. The kernels are the ones the
@@ -196,7 +209,7 @@ class TfliteBackend(Backend):
         if options.precision != "int8":
             return checks
         from tcc.quant.qgraph import quantize_graph
-        from tcc.quant.reference import Reference, per_op_deviation, quantize_input
+        from tcc.quant.reference import Reference, backend_tensors, per_op_deviation
 
         qgraph = quantize_graph(self._graph(model, options), options.table, "tflite")
         ref = Reference().run(qgraph, x)
@@ -204,13 +217,13 @@ class TfliteBackend(Backend):
         tensors = self.load(bundle_dir).info["tensors"]
         for kernels in ("optimized", "default"):
             loaded = self.load(bundle_dir, kernels)
-            y, codes = self.run(loaded, x, preserve=tensors)
-            codes[qgraph.input] = quantize_input(x, qgraph.input_q, qgraph.input_rounding)
+            y, kept = self.run(loaded, x, preserve=tensors)
+            codes, floats = backend_tensors(qgraph, x, kept)
             d = np.abs(np.asarray(y, np.float64) - np.asarray(ref, np.float64))
             entry = {"kernels": f"LiteRT {KERNELS[kernels]}", "end_to_end_max_lsb": stable_float(float(d.max()) / lsb),
                      "bit_exact": bool(np.array_equal(y, ref))}
             if kernels == "optimized":  # the delegate's intermediate tensors are its own: per op without it
-                per_op = per_op_deviation(qgraph, codes, {})
+                per_op = per_op_deviation(qgraph, codes, {}, floats)
                 entry["per_op"] = {"ops_checked": per_op["ops_checked"], "max_lsb": stable_float(per_op["max_lsb"]),
                                    "worst_op": per_op["worst_op"],
                                    "differing_elements": per_op["differing_elements"], "elements": per_op["elements"]}

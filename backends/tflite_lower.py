@@ -9,7 +9,8 @@ Precisions, the four TFLite deploys (the quantization case study's, ../shared/pa
   activations (LiteRT's hybrid kernels quantize them per sample at run time);
 - int8: full integer, every constant from the QGraph (tcc.quant.qgraph: weight codes in [-127, 127], int32 bias at
   s_in s_w, each tensor's scale and zero point from the calibration table): a translation, never new math. The
-  graph input is QUANTIZEd and the output DEQUANTIZEd (`io="float"`), or the model takes and gives int8 codes.
+  graph input is QUANTIZEd and the output DEQUANTIZEd (`io="float"`), or the model takes and gives int8 codes. A
+  float island (tcc.quant.placement) is DEQUANTIZE, the kind's own float builtin, QUANTIZE (`float_island`).
 
 Layout: NHWC inside, the layout of TFLite's kernels: the model's input is NHWC (a phone's image), once at the
 boundary; a 4-D tensor goes to the graph's NCHW only where its semantics need it (a reshape or transpose across
@@ -65,7 +66,8 @@ class TfliteLowering(Interpreter):
         if (precision == "int8") != (qgraph is not None):
             raise BuildError("TFLite: an int8 model needs the quantized graph (and only it)")
         self.graph, self.precision, self.io = graph, precision, io
-        self.qnodes = {n.name: n for n in qgraph.nodes} if qgraph else {}
+        self.qnodes = {n.name: n for n in qgraph.nodes if n.integer} if qgraph else {}  # float: not listed
+        self.islands = {n.name: n for n in qgraph.islands} if qgraph else {}
         self.qgraph = qgraph
         self.m = TfliteModel(description)
         self.inits = {t.name: numpy_helper.to_array(t) for t in graph.model.graph.initializer}
@@ -87,7 +89,7 @@ class TfliteLowering(Interpreter):
         """The Value for output k of node n: its graph shape (NHWC when 4-D), int8 with its QNode's parameters."""
         name = n.outputs[k]
         s = shape if shape is not None else self.shape(name)
-        q = self.qnodes[n.name].qout[k] if self.qnodes else None
+        q = self.qnodes[n.name].qout[k] if n.name in self.qnodes else None
         return self.act(name, to_nhwc(s), q, len(s) == 4)
 
     def const(self, name: str, value, dtype: str, quant: Quant | None = None) -> int:
@@ -191,7 +193,9 @@ class TfliteLowering(Interpreter):
         in_shape = to_nhwc(self.shape(g.input))
         signature = [-1, *in_shape[1:]]
         env: dict[str, Value] = {}
-        if self.qgraph is None:
+        if self.qgraph is None or self.qgraph.input_q is None:  # float, or only float islands read it
+            if self.qgraph is not None and self.io == "int8":
+                raise BuildError("--io int8: only float islands read the graph input, which stays float")
             x = Value(self.m.tensor(g.input, in_shape, "float32", signature=signature), True)
             inputs = [x.index]
         else:
@@ -221,10 +225,33 @@ class TfliteLowering(Interpreter):
               "output_dtype": self.m.dtype(outputs[0]),
               "tensors": {name: {"index": v.index, "nhwc": v.nhwc} for name, v in env.items()}}
         if self.qgraph is not None and self.io == "int8":
-            qi, qo = self.qgraph.input_q, self.qnodes and env[g.outputs[0]].q
+            qi, qo = self.qgraph.input_q, env[g.outputs[0]].q
+            if qo is None:
+                raise BuildError("--io int8: a float island computes the graph output, which stays float")
             io["input_quantization"] = {"scale": qi.scale, "zero_point": qi.zp}
             io["output_quantization"] = {"scale": qo.scale, "zero_point": qo.zp}
         return data, io
+
+    # ------------------------------------------------------------------------------------------ float islands
+    def float_island(self, n: INode, *xs: Value) -> list:
+        """DEQUANTIZE the quantized inputs, the kind's own float lowering (the node is not among the integer ones),
+        QUANTIZE each output an integer node reads (TFLite's QUANTIZE: x / s rounded half away, the reference's
+        rounding under the tflite rules)."""
+        ins = []
+        for k, x in enumerate(xs):
+            if x.q is not None:
+                f = self.act(f"{n.name}/input{k}/float", self.m.shape(x.index), None, x.nhwc)
+                self.m.operator("DEQUANTIZE", [x.index], [f.index])
+                x = f
+            ins.append(x)
+        out = []
+        for y, q, name in zip(getattr(self, n.kind)(n, *ins), self.islands[n.name].qout, n.outputs):
+            if q is not None:
+                z = self.act(f"{name}/quantized", self.m.shape(y.index), q, y.nhwc)
+                self.m.operator("QUANTIZE", [y.index], [z.index])
+                y = z
+            out.append(y)
+        return out
 
     # ------------------------------------------------------------------------------------------ weighted
     def conv(self, n: INode, x: Value) -> list:

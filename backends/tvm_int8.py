@@ -23,7 +23,10 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
   multiply (PReLU, layer scale) requantizes both sides and selects by the code's sign;
 - a graph output is dequantized in float64 like numpy does: from the accumulator (acc * s_in * s_w) when a
-  conv / gemm writes it, else from its codes ((q - zp) * scale).
+  conv / gemm writes it, else from its codes ((q - zp) * scale);
+- a float island (tcc.quant.placement) is its FP32 sub-model imported by TVM's ONNX frontend and inlined
+  (`float_island`, `island_function`): its inputs dequantized to float32 NCHW, its outputs quantized as the graph
+  input is where an integer node reads them.
 """
 from __future__ import annotations
 
@@ -160,11 +163,15 @@ class RelaxLowering(Interpreter):
         with self.bb.function("main", [x]):
             with self.bb.dataflow():
                 p = qg.input_q
-                # equation (8) in float32 like the reference: rint(x / s) + zp, clamp
-                qf = self.emit(op.add(op.round(op.divide(x, self.const(np.float32(p.scale), "float32"))),
-                                      self.const(np.float32(p.zp), "float32")))
-                qf = self.emit(op.minimum(op.maximum(qf, self.const(p.lo, "float32")), self.const(p.hi, "float32")))
-                env[qg.input] = _Codes(self.nhwc(self.cast(qf, p.dtype)), p)
+                if p is None:  # only float islands read the input
+                    env[qg.input] = x
+                else:
+                    # equation (8) in float32 like the reference: rint(x / s) + zp, clamp
+                    qf = self.emit(op.add(op.round(op.divide(x, self.const(np.float32(p.scale), "float32"))),
+                                          self.const(np.float32(p.zp), "float32")))
+                    qf = self.emit(op.minimum(op.maximum(qf, self.const(p.lo, "float32")),
+                                              self.const(p.hi, "float32")))
+                    env[qg.input] = _Codes(self.nhwc(self.cast(qf, p.dtype)), p)
                 for node in qg.nodes:
                     env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
                 outs = [self.dequantize(env[o]) if isinstance(env[o], _Codes) else env[o] for o in qg.outputs]
@@ -172,7 +179,10 @@ class RelaxLowering(Interpreter):
                 result = outs[0] if len(outs) == 1 else self.emit(relax.Tuple(outs))
                 gv = self.bb.emit_output(result)
             self.bb.emit_func_output(gv)
-        return self.bb.get()
+        mod = self.bb.get()
+        if qg.islands:  # the islands' imported functions, inlined into main (and then dropped)
+            mod = self.relax.transform.DeadCodeElimination(["main"])(self.relax.transform.InlinePrivateFunctions()(mod))
+        return mod
 
     # ------------------------------------------------------------------------------------------ weighted
     def _accumulated(self, n: QNode, acc) -> list:
@@ -308,6 +318,62 @@ class RelaxLowering(Interpreter):
         parts = self.emit(relax.op.split(x.expr, cuts, axis=axis))
         return [self.moved(x, self.emit(relax.TupleGetItem(parts, k)), rs, q)
                 for k, (rs, q) in enumerate(zip(n.rescale, n.qout))]
+
+
+    # ------------------------------------------------------------------------------------------ float islands
+    def float_island(self, n: QNode, *xs) -> list:
+        """reference.Reference.float_island: the island's FP32 sub-model (imported by TVM's ONNX frontend, a private
+        function inlined after lowering) on float32 NCHW inputs ((q - zp) * s where quantized: one float32
+        rounding, as numpy's); each output an integer node reads quantized by equation (8), rint(y / s) + zp."""
+        relax, op = self.relax, self.relax.op
+        ins = []
+        for x in xs:
+            if isinstance(x, _Codes):
+                centered = self.cast(self.centered(x, "int32"), "float32")
+                x = self.nchw(self.emit(op.multiply(centered, self.const(np.float32(x.scale), "float32"))))
+            ins.append(x)
+        func = island_function(self.bb, n, [[int(d) for d in v.ty.shape] for v in ins])
+        result = self.emit(relax.Call(self.bb.add_func(func, "tcc_island"), ins))
+        ys = [self.emit(relax.TupleGetItem(result, k)) for k in range(len(n.outputs))] \
+            if len(n.outputs) > 1 else [result]
+        out = []
+        for y, q in zip(ys, n.qout):
+            if q is None:
+                out.append(y)
+                continue
+            codes = self.emit(op.add(op.round(op.divide(y, self.const(np.float32(q.scale), "float32"))),
+                                     self.const(np.float32(q.zp), "float32")))
+            codes = self.emit(op.minimum(op.maximum(codes, self.const(q.lo, "float32")), self.const(q.hi, "float32")))
+            out.append(_Codes(self.nhwc(self.cast(codes, q.dtype)), q))
+        return out
+
+
+def island_function(bb, n: QNode, shapes: list[list[int]]):
+    """The island's sub-model (QNode.float_model) as a private Relax function: TVM's ONNX frontend with the given
+    input shapes; the PrimFuncs it calls (call_tir) are added to `bb`'s module and the calls pointed at them."""
+    import warnings
+
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    from .tvm_compile import import_onnx
+
+    names = [i.name for i in n.float_model.graph.input]
+    with warnings.catch_warnings():  # the frontend renames tensors with dots, loudly: names are not kept here
+        warnings.simplefilter("ignore", UserWarning)
+        imported = import_onnx(n.float_model, shape_dict=dict(zip(names, shapes)))
+    moved = {gv: bb.add_func(f, f"tcc_island_{gv.name_hint}") for gv, f in imported.functions_items()
+             if gv.name_hint != "main"}
+
+    @mutator
+    class Retarget(PyExprMutator):
+        def visit_global_var_(self, gv):
+            return moved.get(gv, gv)
+
+    func = Retarget().visit_expr(imported["main"]) if moved else imported["main"]
+    for key in ("global_symbol", "num_input", "params"):
+        if func.attrs and key in func.attrs:
+            func = func.without_attr(key)
+    return func
 
 
 def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: tuple[str, ...] = (),

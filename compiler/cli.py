@@ -100,6 +100,7 @@ def cmd_build(args) -> int:
 
     from .build import build
     from .bundle import check_out
+    from .quant.placement import summary_line
     from .spec.loader import parse_overrides
 
     def log(msg: str) -> None:
@@ -128,6 +129,11 @@ def cmd_build(args) -> int:
         f = m["self_check"]["vs_fp32"]
         if r["bit_exact"]:
             exact = "bit-exact"
+        elif "per_op" in r and r["per_op"].get("islands"):
+            p = r["per_op"]
+            exact = (f"each of {p['ops_checked']} ops on its own inputs: integer ops within {p['max_lsb_integer']} "
+                     f"LSB, the {p['islands']} float islands within {p['max_lsb_islands']} LSB (end to end: max "
+                     f"{r['max_abs_lsb']} LSB of the output)")
         elif "per_op" in r:
             exact = (f"each of {r['per_op']['ops_checked']} integer ops within {r['per_op']['max_lsb']} LSB on its own "
                      f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)")
@@ -138,6 +144,9 @@ def cmd_build(args) -> int:
     else:
         print(f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
               f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+    islands = summary_line(m.get("quantization", {}).get("float_islands", []))
+    if islands:  # the float / integer split of an INT8 graph is printed, never silent
+        print(islands)
     if "float16_activations" in m["self_check"]:
         e = m["self_check"]["float16_activations"]
         print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
@@ -183,8 +192,10 @@ def _target_check_line(name: str, c: dict) -> str:
 
 
 def _calib_options(args) -> dict:
-    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them."""
-    return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method}
+    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, and the
+    placement step's (tcc.quant.place)."""
+    return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method,
+            "placement": _place_options(args)}
 
 
 def cmd_calibrate(args) -> int:
@@ -208,10 +219,15 @@ def cmd_calibrate(args) -> int:
         args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
         key_map=args.key_map, opset=args.opset, percentile=args.percentile, cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds, return_inputs=True,
+        cos_rounds=args.cos_rounds, return_inputs=True, placement=_place_options(args),
+        log=lambda msg: print(msg, file=sys.stderr),
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
+    from .quant.place import placement_lines
+
+    for line in placement_lines(table):
+        print(line)
     report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
                             compare=not args.no_compare, held_out=held_out)
     print("\n".join(format_report(report)))
@@ -432,6 +448,28 @@ def _specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str
                    help=f"override a model parameter ({set_applies_to})")
 
 
+def _placement_args(p: argparse.ArgumentParser, when: str) -> None:
+    """The placement step's options (tcc.quant.place), shared by calibrate and build --data."""
+    p.add_argument("--min-cos", type=float, metavar="C",
+                   help=f"{when}keep the fewest nodes in float (float islands) that bring the mean output cosine vs "
+                        "FP32 on the calibration samples to C (measured per node, greedy by gain per cost)")
+    p.add_argument("--speed", action="store_const", const="ort",
+                   help=f"{when}ort rules: keep in float the nodes whose ONNX Runtime integer kernel measures slower "
+                        "than float on this CPU (profiled here), where the cosine floor (--min-cos, default 0.9995) "
+                        "allows it")
+    p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
+                   help=f"{when}keep this node of the integer graph in float (repeatable)")
+    p.add_argument("--place-samples", type=int, default=16, metavar="N",
+                   help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)")
+
+
+def _place_options(args):
+    from .quant.place import PlaceOptions
+
+    return PlaceOptions(min_cos=args.min_cos, speed=args.speed, keep_float=tuple(args.keep_float),
+                        samples=args.place_samples, seed=getattr(args, "seed", 0))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tcc", description="declarative model-graph compiler for medical CNNs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -485,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-twin", action="store_true",
                    help="arm-a7 / aarch64: also compile the model for this machine and compare the ARM module under "
                         "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time")
+    _placement_args(p, "with --data: ")
     weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
     p.set_defaults(func=cmd_build)
@@ -519,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on calibration samples; ORT's quantize_static is still calibrated on --data")
     p.add_argument("--no-compare", action="store_true",
                    help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)")
+    _placement_args(p, "")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("ops", help="list the op tables: spec ops, and integer ops with the backends that take them")

@@ -21,14 +21,21 @@ What a kind computes is written once per stage, as the method named after the ki
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend
 that lacks a kind says so from the table before any work is done, not by crashing.
+
+Precision placement: any node of a quantized graph may be a *float island* (`precision == "float"`): its inputs
+dequantized, the FP32 op computed in float32, its outputs quantized again where an integer node reads them. Kinds
+of the `Role.FLOAT` role (no integer form: softmax) are islands wherever the target rules allow float ops; any
+other node is one where the calibration table places it (tcc.quant.placement). Every interpreter handles islands
+in one method, `float_island`, which runs the node's own FP32 lowering on that backend (ONNX Runtime's float
+kernels, TVM's ONNX frontend, TFLite's float builtins): no second copy of an op's math.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
-
-import math
 
 import numpy as np
 
@@ -42,7 +49,8 @@ class Role(Enum):
     POOL = "requantizing pool"  # window sums of codes, requantized by s_in / (s_out * count)
     PASS_THROUGH = "scale-sharing pass-through"  # moves codes: max pool, reshape, transpose, split
     CONCAT = "concatenation"  # moves codes; inputs share the output's scale where the target rules say so
-    FLOAT = "float only"  # no integer form yet: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic)
+    FLOAT = "float only"  # no integer form: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic), and
+    # in an INT8 graph a float island where the target rules allow float ops (TargetRules.float_ops)
 
 
 # Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind.
@@ -235,6 +243,7 @@ def _check_layernorm(v: NodeView) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- TFLite limits
+@functools.cache
 def _libm(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """The C library's float32 function `name` (erfcf, expm1f, tanhf), elementwise: the very function LiteRT's
     kernels call through libm to fill their tables, so a table made here equals LiteRT's bit for bit on this
@@ -272,7 +281,8 @@ class TfliteUnary:
 
 
 TFLITE_UNARY: dict[str, TfliteUnary] = {
-    "Sigmoid": TfliteUnary("LOGISTIC", lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
+    "Sigmoid": TfliteUnary("LOGISTIC",
+                           lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
     "Tanh": TfliteUnary("TANH", lambda x, a: np.tanh(x).astype(np.float32)),
     "Gelu": TfliteUnary("GELU", _gelu32),
     # LiteRT's optimized int8 ELU is this table; its reference op resolver, which the int8 self-check runs bit for
@@ -411,17 +421,17 @@ INT_OPS: dict[str, IntOp] = {
               _check_shape_op, shares_scale=True),
         IntOp("split", Role.PASS_THROUGH, ("Split",), "splits along an axis: moves codes", _check_shape_op,
               shares_scale=True),
-        IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form yet (an INT8 build "
-              "refuses it), float TFLite only", _check_softmax, lowerings=frozenset({TFLITE})),
+        IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form; in an INT8 graph a "
+              "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE})),
         IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
-              "form (an INT8 build refuses it), float TFLite only", _check_layernorm, lowerings=frozenset({TFLITE})),
+              "form; in an INT8 graph a float island where the target allows float ops", _check_layernorm,
+              lowerings=frozenset({TFLITE})),
     ]
 }
 
-ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {}
-for _op in INT_OPS.values():
-    for _onnx in _op.onnx:
-        ONNX_TO_KINDS[_onnx] = ONNX_TO_KINDS.get(_onnx, ()) + (_op.kind,)  # table order: the first whose check passes
+# ONNX op -> the kinds that take it, in table order (the first whose check passes takes a node)
+ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {
+    o: tuple(k for k, op in INT_OPS.items() if o in op.onnx) for op in INT_OPS.values() for o in op.onnx}
 FUSES_ACTIVATION: tuple[str, ...] = tuple(o for op in INT_OPS.values() if op.fuses_activation for o in op.onnx)
 
 
@@ -431,10 +441,14 @@ def supported(kind: str, lowering: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- interpreters
+FLOAT_ISLAND = "float_island"  # the one method of every interpreter that runs a node kept in float
+
+
 class Interpreter:
     """Walks a quantized graph (tcc.quant.qgraph.QGraph) in order; `run_node` dispatches a node to the method named
-    after its kind, like torch.fx's Interpreter. A subclass sets `lowering` and implements exactly the kinds whose
-    entry lists that lowering (checked when the class is created)."""
+    after its kind, like torch.fx's Interpreter, and a float island to `float_island`. A subclass sets `lowering`
+    and implements exactly the kinds whose entry lists that lowering, and `float_island` (checked when the class is
+    created)."""
 
     lowering: str = ""
 
@@ -447,6 +461,11 @@ class Interpreter:
         if want != have:
             raise TypeError(f"{cls.__name__} (lowering {cls.lowering!r}): the integer op table lists "
                             f"{sorted(want - have)} without a method here, methods {sorted(have - want)} not listed")
+        if not callable(getattr(cls, FLOAT_ISLAND, None)):
+            raise TypeError(f"{cls.__name__} (lowering {cls.lowering!r}) has no {FLOAT_ISLAND} method: every "
+                            "lowering of a quantized graph takes float islands")
 
     def run_node(self, node, *args):
+        if getattr(node, "precision", "int8") == "float":
+            return getattr(self, FLOAT_ISLAND)(node, *args)
         return getattr(self, node.kind)(node, *args)

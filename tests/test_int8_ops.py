@@ -31,12 +31,26 @@ def _graph(nodes, inits=(), in_shape=(None, C, H, H), opset=13, int_inits=()):
                           [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits]
                           + [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in int_inits])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
+    m.ir_version = max(8, helper.find_min_ir_version_for(m.opset_import))
     inferred = onnx.shape_inference.infer_shapes(m).graph
     y = next(v for v in [*inferred.value_info, *inferred.output] if v.name == "y" and v.type.tensor_type.HasField("shape"))
     m.graph.output[0].CopyFrom(y)
     onnx.checker.check_model(m)
     return m
+
+
+def _lowered(node: str, opset: int = 13):
+    """One op of the spec language on a [C, H, H] input, lowered by tcc (its ONNX form at `opset`, after the
+    passes): for the ops tcc writes as several ONNX nodes."""
+    import tempfile
+    from pathlib import Path
+
+    from tcc.frontend import lower_spec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "one.yaml"
+        spec.write_text(f"kind: model\nname: one\ninput: {{shape: [{C}, {H}, {H}]}}\nlayers: [{node}]\n")
+        return lower_spec(spec, opset=opset).onnx
 
 
 def _conv(x, y, name, w, **attrs):
@@ -77,6 +91,23 @@ def _cases():
     cases["lookup_hardswish_opset13"] = (_graph([
         helper.make_node("HardSigmoid", ["x"], ["s"], name="hs.gate", alpha=1 / 6, beta=0.5),
         helper.make_node("Mul", ["x", "s"], ["y"], name="hs")]), {"lookup"})
+    for op, attrs, opset in (("Gelu", {}, 20), ("Gelu", {"approximate": "tanh"}, 20), ("LeakyRelu", {"alpha": 0.1}, 13),
+                             ("Elu", {"alpha": 0.7}, 13)):
+        suffix = "_tanh" if attrs.get("approximate") else ""
+        cases[f"lookup_{op}{suffix}"] = (_graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)],
+                                                opset=opset), {"lookup"})
+    cases["lookup_gelu_composite"] = (_lowered("{op: gelu}"), {"lookup"})  # Div, Erf, Add, Mul, Mul below opset 20
+    slope = _w(C, 1, 1)
+    slope[0] = -0.5
+    cases["channel_scale_prelu"] = (_graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
+                                           [("slope", slope)]), {"channel_scale"})
+    cases["channel_scale_prelu_one"] = (_graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
+                                               [("slope", [0.25])]), {"channel_scale"})
+    factor = np.array([0.3, -1.7, 0.0, 2.5], np.float32).reshape(1, C, 1, 1)
+    cases["channel_scale_mul"] = (_graph([helper.make_node("Mul", ["factor", "x"], ["y"], name="layer_scale")],
+                                         [("factor", factor)]), {"channel_scale"})
+    cases["global_max_pool"] = (_graph([helper.make_node("GlobalMaxPool", ["x"], ["y"], name="gmp")]),
+                                {"global_max_pool"})
     cases["clamp_standalone"] = (_graph([
         helper.make_node("Concat", ["x", "x"], ["cat"], name="cat", axis=1),
         helper.make_node("Relu", ["cat"], ["r"], name="relu"),
@@ -145,7 +176,7 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     qg = quantize_graph(g, table)
     y = run(to_qdq(model, table, compact=True), x)
     ort_codes = OrtBackend().int8_codes(model, EmitOptions("ort", "int8", table=table), None, x, y)
-    dev = per_op_deviation(qg, {**ort_codes, qg.input: quantize_input(x, qg.input_q)}, {"y": y})
+    dev = per_op_deviation(qg, {**ort_codes, qg.input: quantize_input(x, qg.input_q)}, {model.graph.output[0].name: y})
     assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev
 
 
@@ -155,7 +186,8 @@ def test_lookup_tables_are_the_function_rounded_once():
     from tcc.intops import LOOKUP_FUNCTIONS, gated
 
     for name in ("lookup_Sigmoid", "lookup_HardSigmoid", "lookup_HardSwish", "lookup_Tanh", "lookup_silu",
-                 "lookup_hardswish_opset13"):
+                 "lookup_hardswish_opset13", "lookup_Gelu", "lookup_Gelu_tanh", "lookup_LeakyRelu", "lookup_Elu",
+                 "lookup_gelu_composite"):
         model = CASES[name][0]
         g = plan(model)
         table = calibrate_onnx(model, _data(), method="minmax", target="tvm")
@@ -187,8 +219,9 @@ def test_mul_and_add_within_one_lsb_of_float():
         assert np.abs(codes[n.outputs[0]].q - want).max() <= 1, name
 
 
+# no TFLite int8 kernel computes these exactly (hard-sigmoid, hard-swish), or LiteRT's reference kernels lack it (ELU)
 TFLITE_CASES = sorted(k for k in CASES if k not in ("lookup_HardSigmoid", "lookup_HardSwish",
-                                                     "lookup_hardswish_opset13"))  # no one-rounding TFLite kernel
+                                                     "lookup_hardswish_opset13", "lookup_Elu"))
 
 
 @pytest.mark.parametrize("name", TFLITE_CASES)
@@ -217,3 +250,45 @@ def test_each_kind_tflite_reference_kernels_bit_exact(name, tmp_path):
         else:
             dev = per_op_deviation(qg, got, {})
             assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev
+
+
+@pytest.mark.parametrize("op, attrs", [("Gelu", {}), ("Gelu", {"approximate": "tanh"}), ("LeakyRelu", {"alpha": 0.1}),
+                                       ("LeakyRelu", {"alpha": 0.0}), ("LeakyRelu", {"alpha": 1.7}), ("Elu", {}),
+                                       ("Sigmoid", {}), ("Tanh", {})])
+def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
+    """Under the tflite rules a lookup's table is what LiteRT's int8 kernel computes for each of the 256 input
+    codes, bit for bit, at random scales and zero points: LUTPopulate's float32 tables (GELU both forms, ELU,
+    LOGISTIC, TANH) and LEAKY_RELU's two fixed-point multipliers. ELU on LiteRT's optimized kernels (its reference
+    op resolver has none), the others on the reference kernels."""
+    pytest.importorskip("ai_edge_litert")
+    from types import SimpleNamespace
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tcc.backends.tflite_lower import options
+    from tcc.backends.tflite_model import Quant, TfliteModel
+    from tcc.intops import TFLITE_UNARY
+    from tcc.quant.qgraph import QParams, tflite_table
+
+    kernel = TFLITE_UNARY[op]
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if op == "Elu" else OpResolverType.BUILTIN_REF
+    fixed = {"Sigmoid": (1 / 256, -128), "Tanh": (1 / 128, 0)}.get(op)
+    rng = np.random.default_rng(11)
+    codes = np.arange(-128, 128, dtype=np.int64)
+    for _ in range(8):
+        qi = QParams(float(np.float32(rng.uniform(0.005, 0.08))), int(rng.integers(-40, 40)), -128, 127)
+        s_out, zp_out = fixed or (float(np.float32(rng.uniform(0.003, 0.05))), int(rng.integers(-100, 20)))
+        qo = QParams(float(np.float32(s_out)), zp_out, -128, 127)
+        m = TfliteModel("table")
+        x = m.tensor("x", [1, 256], "int8", quant=Quant((qi.scale,), (qi.zp,)))
+        y = m.tensor("y", [1, 256], "int8", quant=Quant((qo.scale,), (qo.zp,)))
+        opts = {"Gelu": options("GeluOptions", approximate=attrs.get("approximate") == "tanh"),
+                "LeakyRelu": options("LeakyReluOptions", alpha=attrs.get("alpha", 0.01))}.get(op)
+        m.operator(kernel.builtin, [x], [y], opts)
+        it = Interpreter(model_content=m.to_bytes([x], [y]), experimental_op_resolver_type=resolver)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], codes.astype(np.int8).reshape(1, 256))
+        it.invoke()
+        got = it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1).astype(np.int64)
+        want = np.clip(tflite_table(SimpleNamespace(lookup=op, attrs=attrs), codes, qi, qo) + qo.zp, -128, 127)
+        np.testing.assert_array_equal(got, want, err_msg=f"{op} {attrs} {qi} {qo}")

@@ -130,6 +130,38 @@ def test_batchnorm_after_gemm_with_alpha_beta_and_graph_output():
     assert [(n.name, n.op_type, n.output[0]) for n in new.graph.node] == [("fc", "Gemm", "output")]
 
 
+def test_fold_scale_into_conv_and_gemm():
+    """A Mul by a constant per-channel factor (the `scale` op: ConvNeXt's layer scale after its pointwise conv)
+    folds into the Conv / Gemm before it, on either side of a BatchNormalization and with the constant first or
+    second; a factor after anything else, or one that varies along H or W, stays."""
+    r = np.random.default_rng(5)
+    stats = {f"bn.{k}": r.random(4) + 0.5 for k in ("s", "b", "m", "v")}
+    hand = tiny([
+        helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv"),
+        helper.make_node("Mul", ["c", "s1"], ["s"], name="scale1"),
+        helper.make_node("BatchNormalization", ["s", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+        helper.make_node("Mul", ["s2", "n"], ["t"], name="scale2"),
+        helper.make_node("Relu", ["t"], ["u"], name="relu"),
+        helper.make_node("Mul", ["u", "s3"], ["v"], name="scale3"),
+        helper.make_node("Conv", ["v", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Mul", ["c2", "full"], ["output"], name="not_per_channel"),
+    ], {"w": r.standard_normal((4, 4, 1, 1)), "b": r.standard_normal(4), "s1": r.standard_normal((4, 1, 1)),
+        "s2": r.standard_normal((1, 4, 1, 1)), "s3": r.standard_normal((4, 1, 1)),
+        "w2": r.standard_normal((4, 4, 3, 3)), "full": r.standard_normal((1, 4, 3, 3)), **stats},
+        out_shape=(2, 4, 3, 3))
+    new = fires(fold_batchnorm, hand, x_for(hand), conv_scale=2, conv_bn=1)
+    assert [(n.name, n.op_type) for n in new.graph.node] == [
+        ("conv", "Conv"), ("relu", "Relu"), ("scale3", "Mul"), ("conv2", "Conv"), ("not_per_channel", "Mul")]
+    gemm = tiny([
+        helper.make_node("Gemm", ["input", "w", "c"], ["g"], name="fc", transB=1),
+        helper.make_node("Mul", ["g", "f"], ["h"], name="scale"),
+        helper.make_node("Mul", ["h", "two"], ["output"], name="twice"),
+    ], {"w": r.standard_normal((3, 4)), "c": r.standard_normal(3), "f": r.standard_normal(3), "two": np.float32(2)},
+        shape=(2, 4), out_shape=(2, 3))
+    new = fires(fold_batchnorm, gemm, x_for(gemm), gemm_scale=2)
+    assert [(n.name, n.op_type, n.output[0]) for n in new.graph.node] == [("fc", "Gemm", "output")]
+
+
 def test_preactivation_batchnorm_becomes_affine():
     """DDSNet's transitions and head: BN -> ReLU -> Conv after a concat: a depthwise 1x1 Conv with bias."""
     _, _, m = lowered(DDSNET, 13)

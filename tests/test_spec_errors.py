@@ -329,6 +329,33 @@ def test_conv_after_flatten(write, capsys):
     assert_error(spec, "{op: conv2d", "conv2d expects a [C, H, W] input, got [192]", capsys=capsys)
 
 
+@pytest.mark.parametrize("layers, at, fragments", [
+    # an argument an op does not take
+    ("{op: gelu, approximation: tanh}", "approximation", ["unknown argument 'approximation' for op gelu",
+                                                         "did you mean 'approximate'?"]),
+    ("{op: gelu, approximate: exact}", "exact", ["layers.0.approximate: 'exact' is not one of ['none', 'tanh']"]),
+    ("{op: layernorm, epsilon: 1.0e-6}", "epsilon", ["unknown argument 'epsilon' for op layernorm",
+                                                    "did you mean 'eps'?"]),
+    ("{op: prelu, channels: 3}", "channels", ["unknown argument 'channels' for op prelu", "num_parameters"]),
+    ("{op: hardsigmoid, inplace: true}", "inplace", ["unknown argument 'inplace' for op hardsigmoid"]),
+    ("{op: stochastic_depth, mode: row}", "{op: stochastic_depth", ["op stochastic_depth needs argument 'p'"]),
+    ("{op: stochastic_depth, p: 0.1, mode: rows}", "rows", ["'rows' is not one of ['row', 'batch']",
+                                                          "did you mean 'row'?"]),
+    # a layernorm axis that does not exist, at the argument
+    ("{op: flatten}\n  - {op: layernorm, axis: 2}", "2}", ["layernorm): axis 2 is out of range for a rank-2"]),
+    ("{op: layernorm, axis: 0}", "0}", ["axis 0 is out of range", "batch axis 0 excluded"]),
+    ("{op: layernorm, axis: 5}", "5}", ["layernorm argument 'axis'", "must be <= 3"]),
+    # a prelu whose channel count does not match, at the argument
+    ("{op: prelu, num_parameters: 4}", "4}", ["num_parameters=4 must be 1 (one slope) or the input's 3 channels"]),
+    # linear over a [C, H, W] input needs the channel axis
+    ("{op: linear, out: 4}", "{op: linear", ["linear expects a [F] input, got [3, 8, 8]", "`axis: 1`"]),
+    ("{op: linear, out: 4, axis: 2}", "2}", ["linear applies over the channel axis (axis: 1), not axis 2"]),
+])
+def test_torchvision_ops_mistakes(write, capsys, layers, at, fragments):
+    spec = write("m.yaml", HEAD + f"layers:\n  - {layers}\n")
+    assert_error(spec, at, *fragments, capsys=capsys)
+
+
 def test_a_billion_channels_is_refused_before_anything_is_allocated(write, capsys):
     spec = write("m.yaml", HEAD.replace("width: 16", "width: 1000000000")
                  + "layers:\n  - {op: conv2d, out: '${width}', kernel: 3}\n")

@@ -181,4 +181,6 @@ class ModelRun:
             produced.qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering)
             if entry.rule == "per_op":
                 produced.codes = backend.int8_codes(self.fe.onnx, options, out, x, got)
+            elif produced.qgraph.islands:  # asked only if float islands keep it from the reference's bits
+                produced.codes = lambda: backend.int8_codes(self.fe.onnx, options, out, x, got)
         return produced

@@ -58,7 +58,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError("calibration data holds NaN or infinite values")
     timing = {}
     t0 = time.perf_counter()
-    names = graph.quantized
+    names = graph.calibrated  # every node output: a placement may quantize an island's output later
     layers = [layer_of(n) for n in graph.weighted]
     inits = initializers(model)
     hists = {n: Histogram(bins) for n in names}
@@ -213,27 +213,35 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
               calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
               by_order: bool = False, key_map=None, opset: int = 13, progress: bool | None = None,
-              return_inputs: bool = False, **kwargs):
+              return_inputs: bool = False, placement=None, log=lambda s: None, **kwargs):
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
     The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
     fits `tcc build --calib`. The model is planned onto the integer op table before any data is read: a node
     without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
-    cos_rounds, cos_rows, batch_size, threads).
+    cos_rounds, cos_rows, batch_size, threads). placement (tcc.quant.place.PlaceOptions): the placement step, run on
+    the table calibration made.
     """
     from ..frontend import lower_spec
     from .data import load_calibration_data
+    from .place import check_nodes, check_options, place
 
     rules = rules_for(target)
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    if placement is not None:
+        check_options(placement, rules.name)  # before minutes of work
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
     graph = plan(fe.onnx, rules=rules)
+    if placement is not None:
+        check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
                            data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
                            weights_hash=file_sha256(weights) if weights else None, graph=graph, **kwargs)
+    if placement is not None:
+        table = place(fe.onnx, table, cd.array, placement, log)
     return (table, fe.onnx, cd.array) if return_inputs else table
 
 

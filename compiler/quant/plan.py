@@ -11,6 +11,10 @@ pattern such as x * sigmoid(x), or an op the ONNX lowering wrote as several node
 norm: tcc.passes.composites), taken as the ONNX op it computes. Tensors computed inside an INode (`internal`) are
 never quantized.
 
+A node is a float island (`precision == "float"`) when its kind has no integer form (Role.FLOAT) and the rules
+allow float ops, or when it is named in `floats` (the calibration table's placement, tcc.quant.placement). A tensor
+is quantized when an integer node writes it or reads it; a tensor between islands stays float.
+
 Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
 model with an op that has no integer form is refused in seconds, naming the node, the op and why.
 """
@@ -22,8 +26,9 @@ import onnx
 from onnx import helper
 
 from ..errors import BuildError
-from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, NodeView, Role,
+from ..intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, TFLITE, NodeView, Role,
                       channel_factor_input, layernorm_axis, supported)
+from .table import CalibrationError
 
 MAX_LISTED = 8
 
@@ -68,10 +73,15 @@ class INode:
     gate: str | None = None  # lookup pattern x * gate(x): the gate's ONNX op
     covers: tuple[str, ...] = ()  # every ONNX node it computes
     internal: tuple[str, ...] = ()  # tensors computed inside it, never quantized
+    precision: str = "int8"  # "float": a float island (its FP32 op between a dequantize and a quantize)
 
     @property
     def op(self):
         return INT_OPS[self.kind]
+
+    @property
+    def integer(self) -> bool:
+        return self.precision == "int8"
 
 
 @dataclass
@@ -81,10 +91,26 @@ class IntGraph:
     input: str
     outputs: list[str]
     shapes: dict  # tensor -> shape tuple (batch included; None / names where unknown)
+    placed: frozenset = frozenset()  # nodes kept in float by the placement (`floats` of plan)
+    how: dict = field(default_factory=dict, repr=False)  # plan's arguments: `replan` plans again with them
+
+    @property
+    def islands(self) -> list[INode]:
+        """The float islands: nodes without an integer form, and nodes the placement keeps in float."""
+        return [n for n in self.nodes if not n.integer]
 
     @property
     def quantized(self) -> list[str]:
-        """Tensors with a scale of their own, in topological order: the graph input and every node's outputs."""
+        """Tensors with a scale, in topological order: the graph input and every node output that an integer node
+        writes or reads (without float islands: every one)."""
+        read = {i for n in self.nodes if n.integer for i in n.inputs}
+        names = [self.input] if self.input in read else []
+        return names + [o for n in self.nodes for o in n.outputs if n.integer or o in read]
+
+    @property
+    def calibrated(self) -> list[str]:
+        """Tensors the calibration table describes: the graph input and every node output (a float island's output
+        too: a placement may quantize it later, and a float graph output is judged in its step)."""
         return [self.input] + [o for n in self.nodes for o in n.outputs]
 
     @property
@@ -93,7 +119,12 @@ class IntGraph:
 
     @property
     def weighted(self) -> list[INode]:
-        return [n for n in self.nodes if n.op.role is Role.WEIGHTED]
+        """The integer conv / gemm nodes: the layers calibration searches."""
+        return [n for n in self.nodes if n.op.role is Role.WEIGHTED and n.integer]
+
+    def replan(self, floats) -> "IntGraph":
+        """The same model planned with another placement (`floats`: anchor names kept in float)."""
+        return plan(self.model, floats=floats, **self.how)
 
     def producer(self) -> dict[str, INode]:
         return {o: n for n in self.nodes for o in n.outputs}
@@ -119,6 +150,8 @@ class IntGraph:
                 parent[rb] = ra
 
         for n in self.nodes:
+            if not n.integer:  # an island quantizes its outputs on their own grid
+                continue
             if n.op.shares_scale or n.kind in shared_kinds:
                 for o in n.outputs:
                     union(n.inputs[0], o)
@@ -176,14 +209,22 @@ class _Region:
 
 
 def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
-         integer: bool = True) -> IntGraph:
+         integer: bool = True, floats=()) -> IntGraph:
     """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
     integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.rules: a name or
-    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL).
-    integer=False: the structure for a float lowering of the same graph (kinds without an integer form allowed)."""
+    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL), whether
+    nodes without an integer form become float islands. floats: the nodes the placement keeps in float (their
+    anchor names; tcc.quant.placement.float_nodes of a table). integer=False: the structure for a float lowering
+    of the same graph (kinds without an integer form allowed, no islands)."""
     from .rules import get_rules
 
-    fuse_patterns = get_rules(rules).fuse_patterns if rules is not None else True
+    target_rules = get_rules(rules) if rules is not None else None
+    fuse_patterns = target_rules.fuse_patterns if target_rules is not None else True
+    float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
+    floats = frozenset(floats)
+    if floats and integer and target_rules is not None and not float_ok:
+        raise CalibrationError(f"the placement keeps {len(floats)} node(s) in float ({sorted(floats)[0]!r}, ...), "
+                               f"but the {target_rules.name} rules keep no float ops; recalibrate without placement")
     from ..passes.base import infer_value_shapes
     from ..passes.composites import composites
     from ..passes.fusion import fused_activations
@@ -231,6 +272,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             problems.append((name, node.op_type, why))
             continue
         acts = _activation_inputs(kind, view)
+        no_integer_form = integer and not supported(kind, QUANTIZE)
+        island = integer and (name in floats or (no_integer_form and float_ok))
         if why is None:
             const = [i for i in acts if i in constants or not i]
             if const:
@@ -239,11 +282,14 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             unknown = [t for t in (*acts, *node.output) if t not in float_type]
             if unknown:
                 why = f"tensor {unknown[0]!r} is not a float tensor of known type"
-        if why is None and integer and not supported(kind, QUANTIZE):
-            why = f"no integer form ({INT_OPS[kind].doc})"
-        if why is None and lowering is not None and not supported(kind, lowering):
+        if why is None and no_integer_form and not island:
+            why = (f"no integer form ({INT_OPS[kind].doc})"
+                   + (f", and the {target_rules.name} rules keep no float ops" if target_rules else ""))
+        # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
+        if why is None and lowering is not None and not supported(kind, lowering) and not (island and
+                                                                                         lowering != TFLITE):
             why = f"the {lowering} lowering has no {kind} (see tcc.intops)"
-        if why is None and integer and lowering in INT_OPS[kind].limits:  # what its integer form takes there
+        if why is None and integer and not island and lowering in INT_OPS[kind].limits:  # its integer form there
             why = INT_OPS[kind].limits[lowering](view)
         if why:
             problems.append((name, node.op_type, why))
@@ -279,10 +325,17 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
             covered.add(act.name)
         nodes.append(INode(kind, name, node.op_type, acts, outputs, attrs, covers=covers, internal=internal,
-                           **fields))
+                           precision="float" if island else "int8", **fields))
     if problems:
         raise UnsupportedOps(problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path"))
-    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes)
+    unknown = sorted(floats - {n.name for n in nodes})
+    if unknown:
+        anchors = {c: n.name for n in nodes for c in n.covers}
+        hint = f" (it is computed by {anchors[unknown[0]]!r}: name that node)" if unknown[0] in anchors else ""
+        raise CalibrationError(f"the placement keeps {unknown[0]!r} in float, which is no node of the model's "
+                               f"integer graph{hint}; recalibrate")
+    how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
+    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
 
 
 def _gated_lookup(node, consumers, graph_outputs):

@@ -11,6 +11,12 @@
 
 With graph optimisations disabled, ONNX Runtime runs this model as exact float fake-quant (equation 8 at every
 quantization point); with them enabled it runs the integer kernels.
+
+Float islands (the table's placement, tcc.quant.placement) keep their float weights and biases and no Q/DQ of
+their own; a quantized tensor they read reaches them as Cast -> (Sub zero point) -> Mul scale, DequantizeLinear's
+arithmetic in three plain ops: a DequantizeLinear in front of a float Conv / Gemm makes ONNX Runtime quantize its
+weights itself (its WeightBiasQuantization pass: per-tensor int8, not what the island means), and in front of any
+other op lets its QDQ fusions take the node back into an integer kernel.
 """
 from __future__ import annotations
 
@@ -19,24 +25,33 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..lower_onnx import COMPOSITES_KEY
+from .placement import float_nodes
 from .plan import plan
 from .rules import RULES
-from .stats import find_layers
+from .stats import find_layers, layer_of
 from .table import CalibrationTable
 
 PER_AXIS_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel) from opset 13
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib DequantizeLinear: per-axis at any opset
 
 
-def quant_points(model: onnx.ModelProto, table: CalibrationTable) -> list[str]:
+def planned(model: onnx.ModelProto, table: CalibrationTable):
+    """The model's integer graph under the table's rules and placement (tcc.quant.plan)."""
+    return plan(model, rules=table.doc.get("target", "ort"), floats=float_nodes(table))
+
+
+def quant_points(model: onnx.ModelProto, table: CalibrationTable, graph=None) -> list[str]:
     """Activation tensors that get a Q/DQ pair, in table order: every activation of the table that the model
-    consumes, except graph outputs and tensors computed inside one integer op (a conv output read only by its
-    ReLU, the gate of x * sigmoid(x)): tcc.quant.plan says which."""
+    consumes and its integer graph quantizes, except graph outputs and tensors computed inside one integer op (a
+    conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.plan says
+    which."""
+    graph = graph or planned(model, table)
     outputs = {o.name for o in model.graph.output}
     consumed = {i for n in model.graph.node for i in n.input}
-    inside = plan(model, rules=table.doc.get("target", "ort")).internal
+    inside, quantized = graph.internal, set(graph.quantized)
     return [name for name, t in table.tensors.items()
-            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in inside]
+            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in inside
+            and name in quantized]
 
 
 def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = False,
@@ -61,9 +76,11 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
         m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     inits = {t.name: t for t in g.initializer}
     new_inits, new_nodes = [], []
+    graph = planned(model, table)
+    island_nodes = {c for n in graph.islands for c in n.covers}
 
     # ---- activations
-    points = quant_points(model, table)
+    points = quant_points(model, table, graph)
     rename = {}
     for name in points:
         s, zp, signed = table.act_scale(name)
@@ -77,18 +94,25 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
                              [f"{name}/dq"], name=f"{name}/dequantize"),
         ]))
         rename[name] = f"{name}/dq"
+    dequantized = {}  # quantized tensor -> its Cast/Sub/Mul dequantization, made once, for float islands
     for n in g.node:
+        island = (n.name or n.output[0]) in island_nodes
         for k, i in enumerate(n.input):
-            if i in rename:
+            if i in rename and island:
+                if i not in dequantized:
+                    dequantized[i] = _float_dequantize(i, table, new_inits)
+                    next(pair for name, pair in new_nodes if name == i).extend(dequantized[i])
+                n.input[k] = dequantized[i][-1].output[0]
+            elif i in rename:
                 n.input[k] = rename[i]
-    head = _pools_as_convs(model, g, rename, set(points), new_inits) if rewrites else []
+    head = _pools_as_convs(model, g, rename, set(points), new_inits, island_nodes) if rewrites else []
 
     nodes_by_name = {n.name or n.output[0]: n for n in g.node}
-    s2d = _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes) if rewrites else {}
+    s2d = _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, island_nodes) if rewrites else {}
 
-    # ---- weights and biases
+    # ---- weights and biases (float islands keep theirs)
     drop = set()
-    for l in find_layers(model):
+    for l in [layer_of(n) for n in graph.weighted]:  # integer layers only: float islands keep their weights
         if l.weight not in table.tensors:
             continue
         if l.weight in drop:  # a weight shared by several layers: one int8 copy
@@ -129,6 +153,8 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
         nodes.append(n)
         for o in n.output:
             nodes += after.get(o, [])
+    read = {i for n in nodes for i in n.input} | {o.name for o in g.output}
+    nodes = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in read]  # only islands read it
     del g.node[:]
     g.node.extend(nodes)
     if compact:
@@ -278,7 +304,23 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def _pools_as_convs(model, g, rename, points, new_inits) -> list:
+def _float_dequantize(name: str, table: CalibrationTable, new_inits: list) -> list:
+    """(q - zp) * s for a float island's input: Cast to float, Sub the zero point (when not 0), Mul the scale: the
+    same float32 arithmetic as DequantizeLinear, in ops ONNX Runtime's QDQ passes leave alone."""
+    s, zp, _ = table.act_scale(name)
+    nodes = [helper.make_node("Cast", [f"{name}/q"], [f"{name}/codes"], name=f"{name}/cast",
+                              to=TensorProto.FLOAT)]
+    value = f"{name}/codes"
+    if zp:
+        new_inits.append(helper.make_tensor(f"{name}/zero_point_float", TensorProto.FLOAT, [], [float(zp)]))
+        nodes.append(helper.make_node("Sub", [value, f"{name}/zero_point_float"], [f"{name}/centered"],
+                                      name=f"{name}/center"))
+        value = f"{name}/centered"
+    nodes.append(helper.make_node("Mul", [value, f"{name}/scale"], [f"{name}/float"], name=f"{name}/to_float"))
+    return nodes
+
+
+def _pools_as_convs(model, g, rename, points, new_inits, islands=frozenset()) -> list:
     """A quantized AveragePool with a power-of-two window and no padding becomes a depthwise Conv with weights
     1/area (int8 64 at scale 64/area: exact, so fake-quant is unchanged). Why: ORT 1.31 runs QLinearAveragePool
     (NHWC) about 10x slower than its float pool (DDSNet transitions: 440 us of 2.7 ms), while a depthwise
@@ -287,7 +329,7 @@ def _pools_as_convs(model, g, rename, points, new_inits) -> list:
 
     head = []
     pools = [n for n in g.node if n.op_type == "AveragePool" and n.input[0] in rename.values()
-             and n.output[0] in points]
+             and n.output[0] in points and (n.name or n.output[0]) not in islands]
     if not pools:
         return head
     vi = {v.name: v for v in shape_inference.infer_shapes(model).graph.value_info}
@@ -316,7 +358,7 @@ def _pools_as_convs(model, g, rename, points, new_inits) -> list:
     return head
 
 
-def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes) -> dict:
+def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, islands=frozenset()) -> dict:
     """A stride-2 conv reading the graph input with C % 4 != 0 channels (DDSNet's 7x7 stem on RGB) reads
     SpaceToDepth(input) instead: a stride-1 conv with 4C channels and a ceil((k + p % 2) / 2) kernel, the
     weights rearranged (zeros where the kernel was padded). The same products and sums, so the fake-quant
@@ -336,7 +378,7 @@ def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes) -> dict:
         src = inputs.get(l.input)
         node = nodes_by_name.get(l.name)
         if (l.op != "Conv" or src is None or len(consumers.get(l.input, [])) != 1 or l.input not in rename
-                or node is None or l.weight not in inits):
+                or node is None or l.weight not in inits or l.name in islands):
             continue
         wshape = list(inits[l.weight].dims)
         dims = src.type.tensor_type.shape.dim

@@ -8,6 +8,11 @@ Here, and only here, scales become integers: weight codes, int32 bias codes at s
 (q, shift) of every requantization, clamp bounds of folded activations, the 256-entry tables of lookup ops. Every
 interpreter of a QGraph translates these constants; none recomputes them, so backends cannot drift apart.
 
+Float islands (tcc.quant.placement) carry no integer constants: their QNode holds the parameters of their quantized
+inputs and outputs (None for a float tensor) and the island's FP32 ONNX sub-model (tcc.quant.islands), which every
+interpreter runs with its own float lowering. `quantize_graph` plans the model again when the table's placement
+differs from the graph's, so every caller gets the graph the table describes.
+
 The table is checked against the model as it is read, before any of it is used: every tensor the integer graph
 quantizes and every weight has an entry of the right kind; scales are finite and positive, zero points lie in the
 code range, weight scales are one per output channel; and what the integer kernels must represent fits them
@@ -121,13 +126,20 @@ class QNode:
     table: np.ndarray | None = None  # lookup: output codes (int64) indexed by input code - qin[0].lo
     count: int = 0  # pools: the window area
     divide: bool = False  # pools (rules.pool_division): the sum of codes divided by the area, half away from zero
+    precision: str = "int8"  # "float": a float island (qin / qout None where a tensor stays float)
+    float_model: object = None  # island: its FP32 ONNX sub-model (tcc.quant.islands.island_model)
+    rounding: str = "half_even"  # island: how its outputs are quantized (the target's QuantizeLinear / QUANTIZE)
+
+    @property
+    def integer(self) -> bool:
+        return self.precision == "int8"
 
 
 @dataclass
 class QGraph:
     nodes: list[QNode]
     input: str
-    input_q: QParams
+    input_q: QParams | None  # None: only float islands read the graph input
     outputs: list[str]
     rules: TargetRules
     input_shape: tuple = ()  # the graph input's shape (batch: None or a name where symbolic)
@@ -137,6 +149,10 @@ class QGraph:
 
     def __post_init__(self):
         self.producer = {o: n for n in self.nodes for o in n.outputs}
+
+    @property
+    def islands(self) -> list[QNode]:
+        return [n for n in self.nodes if not n.integer]
 
 
 # ---------------------------------------------------------------------------------------------------- the quantizer
@@ -154,6 +170,7 @@ class Quantizer(Interpreter):
         self.inits = {t.name: t for t in graph.model.graph.initializer}
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
         self.outputs = set(graph.outputs)
+        self.quantized = set(graph.quantized)
         self._q: dict[str, QParams] = {}
 
     # ------------------------------------------------------------------------------------------ table entries
@@ -344,10 +361,10 @@ class Quantizer(Interpreter):
         if n.op_type == "PRelu":
             s_alpha = f32(max(np.abs(factor).max(), 1e-12) / 127)
             codes = np.clip(np.rint(factor / np.float64(s_alpha)), -127, 127).astype(np.int64)
-            ones = np.ones_like(codes)
             m_above, m_below = f32(s_in / s_out), f32(f32(s_in * s_alpha) / s_out)
-            return ([(ones, np.full(len(codes), np.float64(m_above))), (codes, np.full(len(codes), np.float64(m_below)))],
-                    {"weight_scale": np.array([s_alpha], np.float32)})
+            sides = [(np.ones_like(codes), np.full(len(codes), np.float64(m_above))),
+                     (codes, np.full(len(codes), np.float64(m_below)))]
+            return sides, {"weight_scale": np.array([s_alpha], np.float32)}
         s_w = (np.where(factor == 0, max(np.abs(factor).max(), 1e-12), np.abs(factor)) / 127).astype(np.float32)
         codes = np.clip(np.rint(factor / s_w.astype(np.float64)), -127, 127).astype(np.int64)
         m = np.float64(s_in) * s_w.astype(np.float64) / np.float64(s_out)
@@ -415,6 +432,14 @@ class Quantizer(Interpreter):
         axis = int(n.attrs.get("axis", 0)) % rank
         sizes = [int(self.graph.shapes[o][axis]) for o in n.outputs]
         return self._moves(n, {"axis": axis, "sizes": sizes})
+
+    def float_island(self, n: INode) -> QNode:
+        """No integer constants: the parameters of its quantized inputs and outputs, and its FP32 sub-model."""
+        from .islands import island_model
+
+        q = [tuple(self.q(t) if t in self.quantized else None for t in ts) for ts in (n.inputs, n.outputs)]
+        return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
+                     float_model=island_model(self.graph, n), rounding=self.rules.input_rounding)
 
 
 def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:
@@ -490,10 +515,17 @@ def pool_geometry(n: INode, shapes: dict) -> dict:
 
 def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,
                    where: str = "calibration table") -> QGraph:
-    """The QGraph of `graph` under `table` (made under `rules`; default: the rules the table records)."""
+    """The QGraph of `graph` under `table` (made under `rules`; default: the rules the table records), planned
+    again first when the table keeps other nodes in float than `graph` does."""
+    from .placement import float_nodes
+
     rules = get_rules(rules if rules is not None else table.doc.get("target", "tvm"))
+    floats = float_nodes(table)
+    if floats != graph.placed:
+        graph = graph.replan(floats)
     qz = Quantizer(graph, table, rules, where)
     nodes = [qz.run_node(n) for n in graph.nodes]
-    return QGraph(nodes, graph.input, qz.q(graph.input), list(graph.outputs), rules,
+    input_q = qz.q(graph.input) if graph.input in qz.quantized else None
+    return QGraph(nodes, graph.input, input_q, list(graph.outputs), rules,
                   tuple(graph.shapes.get(graph.input) or ()), rules.input_rounding,
-                  {o: qz.q(o).scale for o in graph.outputs})
+                  {o: qz.q(o).scale for o in graph.outputs if o in table.tensors})

@@ -25,7 +25,10 @@ Conventions (TFLite / gemmlowp):
 - Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code];
 - a per-channel multiply (PReLU, a layer scale): the zero-point-free code times a small integer per channel
   (the factor's sign, or its int8 code under TFLite's rules), requantized per channel, one multiplier for codes at
-  or above the zero point and one below.
+  or above the zero point and one below;
+- a float island (tcc.quant.placement) dequantizes its quantized inputs ((q - zp) * s in float32), runs its FP32
+  sub-model on ONNX Runtime's float kernels (tcc.quant.islands) and quantizes the outputs an integer node reads
+  with the graph input's equation (8); a tensor between islands stays float.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParam
 from .table import CalibrationTable
 
 __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
+           "backend_tensors",
            "multiply_by_quantized_multiplier", "per_op_deviation", "quantize_multiplier", "requantize",
            "run_reference"]
 
@@ -182,9 +186,13 @@ class Reference(Interpreter):
 
     lowering = REFERENCE
 
+    def __init__(self):
+        self.floats = None  # tcc.quant.islands.FloatOps, made when the first island runs
+
     def run(self, qg: QGraph, x: np.ndarray, return_all: bool = False):
         """The float graph output(s) for float input x [N, C, H, W]; with return_all also {tensor: QTensor}."""
-        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)}
+        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)
+                                  if qg.input_q is not None else np.asarray(x, np.float32)}
         for node in qg.nodes:
             env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
         outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in qg.outputs]
@@ -290,6 +298,17 @@ class Reference(Interpreter):
         parts = np.split(x.q, cuts, axis=n.attrs["axis"])
         return [_moved(x, p, rs, q) for p, rs, q in zip(parts, n.rescale, n.qout)]
 
+    # ------------------------------------------------------------------------------------------ float islands
+    def float_island(self, n: QNode, *xs) -> list:
+        """The node's FP32 sub-model on its inputs (dequantized where quantized), in float32; each output that an
+        integer node reads quantized with equation (8) under the target's rounding, the others float."""
+        from .islands import FloatOps
+
+        if self.floats is None:
+            self.floats = FloatOps()
+        ys = self.floats.run(n, [x.dequant() if isinstance(x, QTensor) else x for x in xs])
+        return [QTensor(quantize_input(y, q, n.rounding), q) if q is not None else y for y, q in zip(ys, n.qout)]
+
 
 def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
     """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W]: the graph
@@ -297,24 +316,53 @@ def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray
     from .plan import plan
 
     rules = table.doc.get("target", "tvm")
-    return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)
+    return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)  # the table's placement
 
 
-def per_op_deviation(qg: QGraph, codes: dict, outputs: dict) -> dict:
+def backend_tensors(qg: QGraph, x: np.ndarray, values: dict) -> tuple[dict, dict]:
+    """A backend's exposed tensors ({name: array}) as per_op_deviation takes them: (codes, floats), integer arrays
+    apart from float ones (tensors between float islands), with the graph input added: its codes from equation
+    (8), exact everywhere (ORT may expose them space-to-depth rearranged), or the input itself when only float
+    islands read it."""
+    codes = {k: v for k, v in values.items() if not np.issubdtype(np.asarray(v).dtype, np.floating)}
+    floats = {k: v for k, v in values.items() if k not in codes}
+    if qg.input_q is not None:
+        codes[qg.input] = quantize_input(x, qg.input_q, qg.input_rounding)
+    else:
+        floats[qg.input] = np.asarray(x, np.float32)
+    return codes, floats
+
+
+def per_op_deviation(qg: QGraph, codes: dict, outputs: dict, floats: dict | None = None) -> dict:
     """How far a backend's integer ops are from the reference's, op by op: each op of `qg` run by the reference
     on the backend's own codes of its inputs (`codes`: tensor -> codes the backend computed), against the
     backend's codes of its outputs; a float graph output (`outputs`: name -> float array) in units of its
     calibrated step. Unlike an end-to-end comparison this is not blurred by the network amplifying a one-LSB tie
-    break; it is what a backend that requantizes in float (ONNX Runtime) can promise: at most 1 LSB per op."""
+    break; it is what a backend that requantizes in float (ONNX Runtime) can promise: at most 1 LSB per op.
+
+    Float islands are run the same way; a float tensor between islands comes from `floats` (the backend's) or, where
+    the backend keeps it to itself, from the reference's own island run on the backend's codes. Integer ops and
+    islands are reported apart (`max_lsb_integer`, `max_lsb_islands`): the contract differs (tcc.tolerance)."""
     ref = Reference()
+    floats = dict(floats or {})
     by_kind: dict[str, float] = {}
     worst, worst_op, differ, total, checked = 0.0, None, 0, 0, 0
+    part = {True: 0.0, False: 0.0}
     for n in qg.nodes:
-        if not all(i in codes for i in n.inputs):
+        ins = []
+        for i, p in zip(n.inputs, n.qin):
+            if p is not None and i in codes:
+                ins.append(QTensor(np.asarray(codes[i], np.int64), p))
+            elif p is None and i in floats:
+                ins.append(np.asarray(floats[i], np.float32))
+        if len(ins) != len(n.inputs):
             continue
-        ins = [QTensor(np.asarray(codes[i], np.int64), p) for i, p in zip(n.inputs, n.qin)]
-        compared = 0
+        compared, to_compare = 0, 0
         for o, r in zip(n.outputs, ref.run_node(n, *ins)):
+            if not isinstance(r, QTensor) and o not in outputs:
+                floats.setdefault(o, r)  # between islands: checked where it is quantized again
+                continue
+            to_compare += 1
             if isinstance(r, QTensor) and o in codes:
                 d = np.abs(np.asarray(codes[o], np.int64) - r.q).astype(np.float64)
             elif o in outputs:  # a float graph output: dequantized codes, or a conv / gemm's float result
@@ -326,9 +374,12 @@ def per_op_deviation(qg: QGraph, codes: dict, outputs: dict) -> dict:
             m = float(d.max()) if d.size else 0.0
             differ += int(np.count_nonzero(d > 1e-6))
             total += d.size
-            by_kind[n.kind] = max(by_kind.get(n.kind, 0.0), m)
+            key = n.kind if n.integer else f"{n.kind} (float island)"
+            by_kind[key] = max(by_kind.get(key, 0.0), m)
+            part[n.integer] = max(part[n.integer], m)
             if worst_op is None or m > worst:
                 worst, worst_op = m, n.name
-        checked += compared == len(n.outputs)
+        checked += compared == to_compare
     return {"ops_checked": checked, "max_lsb": worst, "worst_op": worst_op, "differing_elements": differ,
-            "elements": total, "max_lsb_by_kind": dict(sorted(by_kind.items()))}
+            "elements": total, "max_lsb_by_kind": dict(sorted(by_kind.items())), "max_lsb_integer": part[True],
+            "max_lsb_islands": part[False], "islands": len(qg.islands)}

@@ -74,6 +74,10 @@ class TargetRules:
     # a standalone clamp: MAXIMUM / MINIMUM on one grid)
     # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
     fixed_outputs: tuple[tuple[str, float, int], ...] = ()
+    # float islands (tcc.quant.placement): the target can run a node of an INT8 model in float (inputs
+    # dequantized, outputs quantized again). ORT, TVM and TFLite run float ops beside integer ones; Pulsar2's
+    # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
+    float_ops: bool = True
 
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
@@ -103,7 +107,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
     TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
                 "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False),
     TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
                 "per-channel symmetric weights in [-127, 127], s32 conv bias",
                 unsigned_ok=True, signed_as_u8=True, narrow_weights=True),

@@ -122,10 +122,11 @@ def layer_of(node) -> Layer:
 
 
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """The conv / gemm nodes of the model's integer graph (tcc.quant.plan), in topological order."""
+    """The conv / gemm nodes of the model's integer graph (tcc.quant.plan), in topological order (nodes without an
+    integer form are let through: they are no layers)."""
     from .plan import plan
 
-    return [layer_of(n) for n in plan(model).weighted]
+    return [layer_of(n) for n in plan(model, integer=False).weighted]
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:

@@ -337,6 +337,8 @@ def _to_spec_error(err, doc) -> SpecError:
         return SpecError("a node needs exactly one of op, block, body, branches", where)
     if v in ("anyOf", "oneOf"):
         inner = _fitting_branch(err)
+        if inner is None and isinstance(node, str):  # a word that is no expression: the choices it missed
+            inner = next((e for e in err.context if e.validator == "enum" and not e.relative_path), None)
         if inner is not None:
             return _to_spec_error(inner, doc)
         return SpecError(f"{at}: value {_short(node)} is not of an allowed form", where)

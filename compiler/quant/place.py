@@ -1,0 +1,284 @@
+"""The placement step: after calibration (and the steps that refine its table), choose the few nodes of the INT8
+graph to keep in float (float islands), recorded in the table (tcc.quant.placement).
+
+    table = place(fp32, table, data, PlaceOptions(min_cos=0.9999))          # an accuracy floor
+    table = place(fp32, table, data, PlaceOptions(speed="ort"))             # + ORT speed (floor 0.9995)
+
+One step, two objectives, applied in this order on top of the nodes pinned by hand (`keep_float`):
+- speed (`--speed`, ONNX Runtime): the integer kernels that ORT's profiler measures slower than their float twins on
+  this CPU are kept in float where the island, its dequantize / quantize and layout changes included, measured
+  cheaper than the integer kernel, and the whole model measured faster (tcc.quant.place_speed). The choice follows
+  the profile of the CPU it runs on, never a list;
+- accuracy (`--min-cos C`): while the mean output cosine against FP32 on the search samples is below C, the node with
+  the best measured gain per cost is added. A node's gain is the output cosine gained with that node alone in float
+  (every candidate measured once, end to end); its cost is what keeping it in float costs an integer target, its
+  multiply-accumulates (conv / gemm) or output elements (the rest). Greedy by measured sensitivity per cost, as
+  mixed-precision searches do (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per
+  candidate, then one per node added; the nodes' interactions are measured as they are added, never assumed.
+
+The search evaluates with ONNX Runtime running the QDQ model as float fake-quant (tcc.quant.qdq: equation (8) at every
+quantization point, within one LSB per op of the integer reference and two orders of magnitude faster); the result
+is then judged by the integer reference itself on the same samples, and nodes are added (judged by the reference)
+until it reaches the floor too. Deterministic: the same table and data give the same placement, except for the
+speed objective, which measures time (the table records what it measured).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from ..errors import DataError
+from .placement import KEY, float_nodes, with_placement
+from .plan import IntGraph, plan
+from .rules import get_rules
+from .table import CalibrationTable
+
+SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
+CANDIDATE_KINDS = ("conv", "gemm", "add", "mul", "lookup", "avg_pool", "global_avg_pool")  # the ones that compute
+ROUNDS = 3  # ranking passes of the accuracy greedy
+
+
+@dataclass(frozen=True)
+class PlaceOptions:
+    min_cos: float | None = None  # the output cosine floor (mean over the search samples)
+    speed: str | None = None  # "ort": keep in float what ORT's integer kernels run slower than float on this CPU
+    keep_float: tuple[str, ...] = ()  # nodes pinned in float by hand
+    samples: int = 16  # calibration samples the search judges on (a seeded subset)
+    seed: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.min_cos is not None or self.speed is not None or bool(self.keep_float)
+
+    @property
+    def floor(self) -> float | None:
+        return self.min_cos if self.min_cos is not None else (SPEED_FLOOR if self.speed else None)
+
+
+def check_options(options: PlaceOptions, rules: str) -> None:
+    """User mistakes in the placement options, before any calibration work."""
+    if options.min_cos is not None and not 0.0 < options.min_cos <= 1.0:
+        raise DataError(f"--min-cos {options.min_cos}: a cosine floor lies in (0, 1]")
+    if options.speed not in (None, "ort"):
+        raise DataError(f"--speed {options.speed!r}: the speed objective measures ONNX Runtime's kernels ('ort')")
+    if options.speed and rules != "ort":
+        raise DataError(f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
+                        f"not {rules!r}")
+    if options.samples < 1:
+        raise DataError(f"--place-samples must be at least 1, not {options.samples}")
+    if options.active and not get_rules(rules).float_ops:
+        raise DataError(f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "
+                        "precision): --min-cos, --speed and --keep-float need a target that runs float islands "
+                        "(ort, tvm, tflite, pulsar2)")
+
+
+def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
+    """--keep-float names nodes of the integer graph (their anchors, as the calibration report names them)."""
+    anchors = [n.name for n in graph.nodes]
+    unknown = [k for k in options.keep_float if k not in anchors]
+    if unknown:
+        covered = {c: n.name for n in graph.nodes for c in n.covers}
+        hint = f" (computed by node {covered[unknown[0]]!r})" if unknown[0] in covered else \
+            f"; its nodes are, e.g., {', '.join(anchors[:4])}"
+        raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
+
+
+class FakeQuant:
+    """Output cosine vs FP32 of the table's QDQ model with a given set of float nodes, run by ONNX Runtime as float
+    fake-quant on fixed samples."""
+
+    def __init__(self, fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarray):
+        from .report import run_ort
+
+        self.fp32, self.table, self.x = fp32, table, x
+        self.ref = run_ort(fp32, x)
+        self.evaluations = 0
+
+    def cosine(self, floats) -> float:
+        from .qdq import to_qdq
+        from .report import per_sample_cosine, run_ort
+
+        self.evaluations += 1
+        qdq = to_qdq(self.fp32, with_placement(self.table, _doc(floats, {})), rewrites=False)
+        return float(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)).mean())
+
+
+def reference_cosine(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> float:
+    """Mean output cosine of the integer reference (with the table's placement) vs FP32 `ref`."""
+    from .qgraph import quantize_graph
+    from .reference import Reference
+    from .report import per_sample_cosine
+
+    qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
+    y = Reference().run(qg, x)
+    return float(per_sample_cosine(ref, y[0] if isinstance(y, list) else y).mean())
+
+
+def node_cost(graph: IntGraph, n) -> int:
+    """What keeping `n` in float costs an integer target: its multiply-accumulates (conv / gemm), else its output
+    elements (batch 1)."""
+    out = graph.shapes.get(n.outputs[0]) or ()
+    elements = int(np.prod([d for d in out[1:] if isinstance(d, int)] or [1]))
+    if n.kind in ("conv", "gemm"):
+        w = graph.shapes.get(n.weight) or ()
+        per_output = int(np.prod(w[1:])) if n.kind == "conv" else int(w[1 - n.w_axis] if len(w) == 2 else 1)
+        return elements * max(per_output, 1)
+    return elements
+
+
+def _doc(floats: dict | set | frozenset, extra: dict) -> dict:
+    nodes = floats if isinstance(floats, dict) else {name: {"precision": "float", "reason": "pinned"}
+                                                     for name in sorted(floats)}
+    return {**extra, "nodes": dict(sorted(nodes.items()))}
+
+
+def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, options: PlaceOptions,
+          log: Callable[[str], None] = lambda s: None) -> CalibrationTable:
+    """`table` with the placement the options ask for (the table itself when they ask for none)."""
+    if not options.active:
+        return table
+    rules = table.doc["target"]
+    check_options(options, rules)
+    t0 = time.perf_counter()
+    graph = plan(fp32, rules=rules)  # without placement: the nodes a placement may name
+    check_nodes(options, graph)
+    anchors = {n.name: n for n in graph.nodes}
+    rng = np.random.default_rng(options.seed)
+    idx = np.sort(rng.choice(len(data), size=min(options.samples, len(data)), replace=False))
+    x = np.ascontiguousarray(data[idx])
+    fq = FakeQuant(fp32, table, x)
+    chosen: dict[str, dict] = {k: {"precision": "float", "reason": "pinned", "kind": anchors[k].kind}
+                               for k in options.keep_float}
+    cos_before = fq.cosine(set())
+    record: dict = {"objectives": {"min_cos": options.floor, "speed": options.speed,
+                                   "pinned": sorted(options.keep_float)},
+                    "samples": int(len(x)), "cos_before": round(cos_before, 7)}
+    if options.speed:
+        from .place_speed import speed_nodes
+
+        found, profile = speed_nodes(fp32, table, set(chosen), data[:1], log)
+        for name, numbers in found.items():
+            chosen[name] = {"precision": "float", "reason": "speed", "kind": anchors[name].kind, **numbers}
+        record["profile"] = profile
+    floor = options.floor
+
+    def fake(names):
+        return fq.cosine(absorbed(graph, names))
+
+    def judged(names):  # the integer reference itself (slower: the last word)
+        return reference_cosine(fp32, with_placement(table, _doc(absorbed(graph, names), {})), x, fq.ref)
+
+    cos = fake(set(chosen)) if chosen else cos_before
+    if floor is not None and cos < floor:
+        cos = _greedy(graph, fake, chosen, floor, cos, log, "fake-quant")
+    record["cos_after"] = round(cos, 7)
+    ref_cos = judged(set(chosen))
+    if floor is not None and ref_cos < floor:  # fake-quant reached it, the integer reference not yet
+        ref_cos = _greedy(graph, judged, chosen, floor, ref_cos, log, "integer reference", rank=fake)
+    record["reference_cos_after"] = round(ref_cos, 7)
+    producer = {o: n.name for n in graph.nodes for o in n.outputs}
+    for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
+        source = chosen[producer[anchors[name].inputs[0]]]
+        chosen[name] = {"precision": "float", "reason": source["reason"], "kind": anchors[name].kind}
+    # (no wall time in the table: the same table and data must give byte-identical bundles)
+    log(f"placement: {len(chosen)} node(s) in float; output cosine {cos_before:.6f} -> {cos:.6f} (fake-quant), "
+        f"{ref_cos:.6f} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
+        f"{time.perf_counter() - t0:.1f} s")
+    return with_placement(table, _doc(chosen, record))
+
+
+def absorbed(graph: IntGraph, names: set) -> set:
+    """`names` and the nodes that compute nothing (moves, concat, max pool, clamps) between float nodes: every input
+    written by a float node, every reader a float node (or the graph's output). Quantizing there would cost an extra
+    rounding and gain no integer kernel."""
+    out = set(names) | {n.name for n in graph.islands}
+    writer = {o: n.name for n in graph.nodes for o in n.outputs}
+    readers: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n.name)
+    grown = True
+    while grown:
+        grown = False
+        for n in graph.nodes:
+            if n.name in out or n.kind in CANDIDATE_KINDS:
+                continue
+            if all(writer.get(i) in out for i in n.inputs) and \
+                    all(r in out for o in n.outputs for r in readers.get(o, [])):
+                out.add(n.name)
+                grown = True
+    return out - {n.name for n in graph.islands}
+
+
+def _ranked(graph: IntGraph, judge, base: set, cos: float, log) -> list[tuple[str, float, int]]:
+    """Candidates (name, measured output cosine gain alone on top of `base`, cost), best gain per cost first; only
+    nodes that gain."""
+    out = []
+    for n in graph.nodes:
+        if n.name in base or not n.integer or n.kind not in CANDIDATE_KINDS:
+            continue
+        gain = judge(base | {n.name}) - cos
+        if gain > 0:
+            out.append((n.name, gain, node_cost(graph, n)))
+    log(f"placement: {len(out)} candidate node(s) gain output cosine alone")
+    return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
+
+
+def _greedy(graph: IntGraph, judge, chosen: dict, floor: float, cos: float, log, what: str, rank=None) -> float:
+    """Add nodes (reason "accuracy") to `chosen` until judge(names) >= floor: candidates ranked by their gain alone,
+    each kept only when the cosine it measures with the others is higher (quantization errors partly cancel:
+    gains do not add); ranked again on top of what was kept while that helps (ROUNDS passes); the last resort is
+    every candidate node in float. `rank` (default: `judge`) measures the gains that order the candidates.
+    Returns the last cosine."""
+    rank = rank or judge
+    anchors = {n.name: n for n in graph.nodes}
+
+    def add(names, gains):
+        for name in names:
+            chosen[name] = {"precision": "float", "reason": "accuracy", "kind": anchors[name].kind,
+                            **({"cos_gain": round(gains[name], 7)} if name in gains else {})}
+
+    for _ in range(ROUNDS):
+        ranked = _ranked(graph, rank, set(chosen), rank(set(chosen)) if rank is not judge else cos, log)
+        before = cos
+        for name, gain, _cost in ranked:
+            if cos >= floor:
+                return cos
+            trial = judge(set(chosen) | {name})
+            if trial > cos:
+                add([name], {name: gain})
+                cos = trial
+                log(f"placement: + {name} ({anchors[name].kind}): {what} output cosine {cos:.6f}")
+        if cos >= floor or cos <= before:
+            break
+    if cos < floor:  # the ranked nodes cannot reach it: every node that computes, in float
+        rest = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS and n.name not in chosen]
+        rest += [n for n in absorbed(graph, set(chosen) | set(rest)) if n not in chosen and n not in rest]
+        add(rest, {})
+        cos = judge(set(chosen))
+        log(f"placement: the floor needs every computing node in float ({len(rest)} more): {what} output cosine "
+            f"{cos:.6f}")
+    return cos
+
+
+def placement_lines(table: CalibrationTable) -> list[str]:
+    """What `tcc calibrate` prints about the table's placement."""
+    p = table.doc.get(KEY)
+    if not p:
+        return []
+    o = p.get("objectives", {})
+    lines = [f"precision placement: {len(float_nodes(table))} node(s) kept in float (objectives: min cosine "
+             f"{o.get('min_cos')}, speed {o.get('speed') or '-'}, pinned {len(o.get('pinned', []))}); output cosine "
+             f"vs FP32 on {p.get('samples')} samples {p.get('cos_before')} -> {p.get('cos_after')} (fake-quant), "
+             f"{p.get('reference_cos_after')} (integer reference)"]
+    for name, e in p["nodes"].items():
+        extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
+            (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
+        lines.append(f"  {name} ({e.get('kind', '?')}): {e['reason']}{extra}")
+    return lines
+
+

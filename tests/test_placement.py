@@ -1,0 +1,230 @@
+"""Precision placement (tcc.quant.placement / place / place_speed): float islands in INT8 graphs on every lowering,
+the numeric contract where they are (tcc.tolerance), and the placement step's two objectives."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from tcc.build import TOLERANCES, build, int8_self_check
+from tcc.cli import main
+from tcc.frontend import lower_spec
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.place import PlaceOptions, place, reference_cosine
+from tcc.quant.placement import float_nodes, with_placement
+from tcc.quant.plan import plan
+from tcc.quant.qdq import to_qdq
+from tcc.quant.qgraph import quantize_graph
+from tcc.quant.reference import Reference
+from tcc.quant.report import per_sample_cosine, run_ort
+
+SPEC = """kind: model
+name: islands
+input: {shape: [3, 32, 32]}
+layers:
+  - {id: stem, op: conv2d, out: 8, kernel: 3, stride: 2, padding: 1}
+  - {op: relu}
+  - {id: dw, op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8}
+  - {op: relu}
+  - {id: pw, op: conv2d, out: 8, kernel: 1}
+  - {op: relu}
+  - {id: gap, op: global_avgpool}
+  - {op: flatten}
+  - {id: fc, op: linear, out: 4}
+"""
+
+
+def _pinned(table, *names):
+    return with_placement(table, {"nodes": {n: {"precision": "float", "reason": "pinned"} for n in names}})
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """The spec, its FP32 graph, smooth random data and a kl table per rules (ort, tvm, tflite)."""
+    from scipy.ndimage import uniform_filter
+
+    d = tmp_path_factory.mktemp("placement")
+    spec = d / "islands.yaml"
+    spec.write_text(SPEC)
+    fe = lower_spec(spec, {})
+    rng = np.random.default_rng(5)
+    x = uniform_filter(rng.standard_normal((16, 3, 32, 32)), size=(1, 1, 5, 5)).astype(np.float32) * 3
+    np.save(d / "data.npy", x)
+    tables = {r: calibrate_onnx(fe.onnx, x, method="kl", target=r, progress=False) for r in ("ort", "tvm", "tflite")}
+    return {"dir": d, "spec": spec, "fp32": fe.onnx, "x": x, "tables": tables}
+
+
+def test_islands_are_planned_and_their_tensors_stay_float_between_them(case):
+    table = _pinned(case["tables"]["tvm"], "dw", "pw")
+    qg = quantize_graph(plan(case["fp32"], rules="tvm"), table)  # planned again with the table's placement
+    assert [n.name for n in qg.islands] == ["dw", "pw"] and float_nodes(table) == {"dw", "pw"}
+    dw, pw = qg.islands
+    assert dw.qin[0] is not None and dw.qout == (None,)  # dequantized in; float to the next island
+    assert pw.qin == (None,) and pw.qout[0] is not None  # quantized again: the integer gap reads it
+    assert "relu_1" not in plan(case["fp32"], rules="tvm", floats={"dw", "pw"}).quantized
+    with pytest.raises(Exception, match="no node of the model's integer graph.*computed by 'dw'"):
+        plan(case["fp32"], rules="tvm", floats={"relu_1"})
+
+
+def test_an_all_float_graph_is_the_fp32_model(case):
+    """Every node an island: the graph input is never quantized and the reference computes the FP32 model (its
+    slices on ONNX Runtime's float kernels)."""
+    fp32, x = case["fp32"], case["x"][:4]
+    names = [n.name for n in plan(fp32, rules="ort").nodes]
+    qg = quantize_graph(plan(fp32, rules="ort"), _pinned(case["tables"]["ort"], *names))
+    assert qg.input_q is None and not [n for n in qg.nodes if n.integer]
+    np.testing.assert_allclose(Reference().run(qg, x), run_ort(fp32, x), rtol=1e-5, atol=1e-6)
+
+
+def test_qdq_island_stays_float_in_onnx_runtime(case, tmp_path):
+    """ORT quantizes the float weights of a Conv fed by a DequantizeLinear itself (WeightBiasQuantization): the
+    island is fed by Cast / Mul instead, and ORT's optimized graph keeps a float Conv with tcc's float weights."""
+    import onnxruntime as ort
+
+    table = _pinned(case["tables"]["ort"], "dw")
+    q = to_qdq(case["fp32"], table, compact=True)
+    assert "Cast" in [n.op_type for n in q.graph.node]
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    opt = onnx.load(tmp_path / "opt.onnx")
+    kinds = [n.op_type for n in opt.graph.node]
+    assert kinds.count("QLinearConv") == 2 and any(k in ("Conv", "FusedConv") for k in kinds), kinds
+
+
+@pytest.mark.parametrize("target,rules", [("ort", "ort"), ("host", "tvm"), ("tflite", "tflite")])
+def test_islands_agree_with_the_reference_on_each_backend(case, tmp_path, capsys, target, rules):
+    """A pinned placement built for ORT, TVM host and TFLite: each within the contract (tcc.tolerance: integer ops as
+    without islands, island outputs within 1 LSB per op on the backend's own codes), the islands in the manifest and
+    printed by `tcc build`."""
+    path = tmp_path / "calib.json"
+    _pinned(case["tables"][rules], "stem", "pw", "fc").save(path)
+    out = tmp_path / "b"
+    assert main(["build", str(case["spec"]), "--target", target, "--precision", "int8", "--calib", str(path),
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "float islands: 3 node(s) of the INT8 graph run in float32: 3 pinned (stem, pw, fc)" in printed
+    m = json.loads((out / "manifest.json").read_text())
+    assert [i["node"] for i in m["quantization"]["float_islands"]] == ["stem", "pw", "fc"]
+    r = m["self_check"]["result"]
+    assert r["passed"]
+    if not r["bit_exact"]:
+        per_op = r["per_op"]
+        assert per_op["max_lsb_islands"] <= TOLERANCES["int8"]["island_lsb_tolerance"]
+        assert per_op["max_lsb_integer"] <= (TOLERANCES["int8"]["lsb_tolerance"] if target == "ort" else 0)
+
+
+def test_the_island_contract_judges_integer_ops_exactly(case):
+    """An exact backend with islands: a code one off at an island output passes, one off at an integer op fails."""
+    table = _pinned(case["tables"]["tvm"], "dw")
+    qg = quantize_graph(plan(case["fp32"], rules="tvm"), table)
+    x = case["x"][:2]
+
+    class TieBreaker(Reference):  # a backend whose float dw rounds every code the other way
+        def float_island(self, n, *xs):
+            out = super().float_island(n, *xs)
+            out[0].q += out[0].q < out[0].hi  # every code up by one: still 1 LSB per element
+            return out
+
+    y, codes = TieBreaker().run(qg, x, return_all=True)
+    codes = {k: v.q for k, v in codes.items()}
+    assert not np.array_equal(y, Reference().run(qg, x))
+    check = int8_self_check(y, y, qg, x, True, None, lambda: codes)["result"]
+    assert check["per_op"]["max_lsb_islands"] == 1 and check["per_op"]["max_lsb_integer"] == 0 and check["passed"]
+    moved = dict(codes, relu_2=codes["relu_2"].copy())  # pw's output (an integer op) one off
+    moved["relu_2"].flat[0] += 1 if moved["relu_2"].flat[0] < 255 else -1
+    check = int8_self_check(y, y, qg, x, True, None, moved)["result"]
+    assert check["per_op"]["max_lsb_integer"] == 1 and not check["passed"]
+
+
+def test_a_graph_without_islands_stays_bit_exact(case, tmp_path):
+    path = tmp_path / "calib.json"
+    case["tables"]["tvm"].save(path)
+    r = build(case["spec"], "host", tmp_path / "b", precision="int8", calib=path)
+    result = r.manifest["self_check"]["result"]
+    assert result["bit_exact"] and result["required"] == "bit-exact" and "per_op" not in result
+    assert "float_islands" not in r.manifest["quantization"]
+
+
+def test_placement_meets_a_floor_pure_int8_cannot(case):
+    """The stated floor, 0.999999 mean output cosine on the search samples, is out of reach of pure INT8 here; the
+    placement reaches it, judged by the integer reference, with fewer float nodes than the model has."""
+    floor = 0.999999
+    fp32, table, x = case["fp32"], case["tables"]["tvm"], case["x"]
+    pure = reference_cosine(fp32, table, x[:8], run_ort(fp32, x[:8]))
+    assert pure < floor
+    placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
+    p = placed.doc["placement"]
+    assert p["reference_cos_after"] >= floor and p["objectives"]["min_cos"] == floor
+    assert 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
+    assert all(e["reason"] == "accuracy" for e in p["nodes"].values())
+    qg = quantize_graph(plan(fp32, rules="tvm"), placed)
+    judged = per_sample_cosine(run_ort(fp32, x[:8]), Reference().run(qg, x[:8])).mean()
+    assert judged >= floor - 1e-6
+    assert placed.doc["placement"] == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc["placement"]
+
+
+def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
+    """Which nodes stay float for speed comes from the measured profile: a node whose integer kernel is slower than
+    its float twin is a candidate, kept where its island (conversions included) measured cheaper."""
+    from tcc.quant import place_speed
+
+    int8 = {"stem": 50.0, "dw": 90.0, "pw": 20.0, "gap": 5.0, "fc": 5.0}
+    fp32 = {"stem": 80.0, "dw": 30.0, "pw": 25.0, "gap": 6.0, "fc": 6.0}
+
+    def fake_profile(model, x, runs):
+        if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):  # the FP32 model
+            return [{"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v}
+                    for k, v in fp32.items()]
+        inits = {t.name for t in model.graph.initializer}
+        floats = {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in inits}
+        prof = []
+        for k, v in int8.items():
+            if k in floats:  # an island: a layout change, the float kernel, the quantize
+                prof += [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 5.0},
+                         {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": fp32[k]},
+                         {"node": f"{k}/quantize", "op": "QuantizeLinear", "in": ["float"], "out": ["uint8"],
+                          "us": 5.0}]
+            else:
+                prof.append({"node": f"{k}_token_1", "op": "QLinearConv", "in": ["uint8"], "out": ["uint8"],
+                             "us": v})
+        return prof
+
+    monkeypatch.setattr(place_speed, "_profile", fake_profile)
+    monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 0.8)
+    found, record = place_speed.speed_nodes(case["fp32"], case["tables"]["ort"], set(), case["x"][:1])
+    assert set(found) == {"dw"} and found["dw"] == {"int8_us": 90.0, "float_us": 40.0}
+    assert record["candidates"] == 1 and record["kept"] == 1 and record["latency_ratio_vs_int8"] == 0.8
+    monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 1.02)  # the whole model not faster
+    assert place_speed.speed_nodes(case["fp32"], case["tables"]["ort"], set(), case["x"][:1])[0] == {}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--keep-float", "relu_1"], "--keep-float 'relu_1': no node of the model's integer graph (computed by node 'dw')"),
+    (["--speed", "--target", "tvm"], "--speed measures ONNX Runtime's integer kernels"),
+    (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
+    (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),
+])
+def test_placement_mistakes_exit_2(case, tmp_path, capsys, argv, message):
+    out = tmp_path / "t.json"
+    assert main(["calibrate", str(case["spec"]), "--data", str(case["dir"] / "data.npy"), "--method", "kl",
+                 "--no-compare", "-o", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_path, capsys):
+    """No integer form (Role.FLOAT): on ORT the split is recorded in the manifest and printed, never silent."""
+    spec = tmp_path / "softmax.yaml"
+    spec.write_text(SPEC + "  - {id: probs, op: softmax}\n")
+    out = tmp_path / "b"
+    assert main(["build", str(spec), "--target", "ort", "--precision", "int8", "--data",
+                 str(case["dir"] / "data.npy"), "--method", "kl", "-o", str(out)]) == 0
+    assert "float islands: 1 node(s) of the INT8 graph run in float32: 1 required (probs)" in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["quantization"]["float_islands"] == [{"node": "probs", "kind": "softmax", "reason": "required",
+                                                   "why": "no integer form: kept in float where the target allows "
+                                                          "float ops"}]
+    assert m["self_check"]["result"]["passed"]
