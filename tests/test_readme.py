@@ -106,6 +106,25 @@ def test_using_it_runs_as_written(monkeypatch, capsys):
     assert results["schema "] == (REPO / "spec" / "schema" / "tcc.schema.json").read_text()
 
 
+@needs_fixtures
+def test_weights_example_prints_what_the_readme_shows(monkeypatch, capsys):
+    """The weights paragraph's session: a DDSNet checkpoint for 2 classes with the plain command, from the root."""
+    m = re.search(r"^```\n\$ \.venv/bin/tcc (predict spec/ddsnet\.yaml [^\n]*)\n(.*?)\n```", README, re.M | re.S)
+    monkeypatch.chdir(REPO)
+    assert cli(shlex.split(m.group(1))) == 0
+    out, err = capsys.readouterr()
+    assert (err + out).strip().splitlines() == m.group(2).splitlines()  # stderr comes first, as in a terminal
+
+
+def test_zoo_table_is_what_tools_zoo_table_prints(capsys):
+    """README's zoo table is tools/zoo_table.py's output (every number asserted against torchvision elsewhere)."""
+    import runpy
+
+    runpy.run_path(str(REPO / "tools" / "zoo_table.py"), run_name="zoo_table").get("main")()
+    table = capsys.readouterr().out
+    assert table in README
+
+
 def yaml_block(first_line: str) -> str:
     m = re.search(r"^```yaml\n(" + re.escape(first_line) + r"\n.*?)^```", README, re.M | re.S)
     return m.group(1)
