@@ -21,6 +21,7 @@ import torch
 import tcc
 import torchvision_reference as tv
 from tcc.cli import main as cli
+from tcc.lower_torch import init_weights
 from tcc.tolerance import compare
 from tcc.weights import fit_to_checkpoint, load_weights, match_weights
 
@@ -115,10 +116,11 @@ SMALL = [("mobilenet_v3_small", 6, 32), ("mnasnet1_0", 6, 32), ("regnet_y_400mf"
 
 @pytest.mark.parametrize("name,classes,size", SMALL)
 def test_logits_equal_torchvision_with_its_state_dict(name, classes, size, tmp_path, capsys):
-    """A randomly initialised torchvision model (BN statistics made non-trivial), its state_dict saved and given to
+    """A torchvision model with seeded random weights (tcc's init_weights: BN statistics, norm and layer-scale
+    factors non-trivial; torchvision sets them to constants), its state_dict saved and given to
     `tcc predict SPEC --weights FILE` with nothing else: the logits equal torchvision's within the FP32 contract
     (tcc.tolerance), and a checkpoint for another number of classes sets num_classes itself."""
-    reference = tv.randomize_statistics(tv.build(name, num_classes=classes, seed=1), seed=2)
+    reference = init_weights(tv.build(name, num_classes=classes), seed=2)
     weights = tmp_path / f"{name}.pth"
     torch.save(reference.state_dict(), weights)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(3))
@@ -148,7 +150,7 @@ def test_convnext_imports_by_order_too(tmp_path):
     """torchvision registers each block's layer_scale before the block's layers; `order: first` on the spec's
     layer_scale node puts it there in the spec's parameter order (and in the PyTorch module's state_dict), so plain
     --by-order import takes torchvision's state_dict as well, tensor for tensor."""
-    reference = tv.randomize_statistics(tv.build("convnext_tiny", seed=4), seed=5)
+    reference = init_weights(tv.build("convnext_tiny"), seed=5)
     weights = tmp_path / "convnext_tiny.pth"
     torch.save(reference.state_dict(), weights)
     model = load("convnext_tiny", image_size=32)

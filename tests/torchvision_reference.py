@@ -88,20 +88,3 @@ def state_layout(model: torch.nn.Module) -> list[tuple[str, tuple]]:
     """The state_dict's (key, shape) list, in order: what name-based and by-order import rely on."""
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
-
-def randomize_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Seeded, non-trivial values for what torchvision initialises to constants (BatchNorm / LayerNorm weights,
-    biases and running statistics, ConvNeXt's layer scale of 1e-6), so a logits comparison sees every one of
-    them (with running_var 1 and mean 0 a wrong eps or a swapped statistic would hardly show)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-            elif name.endswith("running_mean") or (t.dim() == 1 and name.endswith("bias")):
-                t.copy_((torch.rand(t.shape, generator=gen) - 0.5) * 0.2)
-            elif t.dim() == 1 or name.endswith("layer_scale"):
-                t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-    return model

@@ -1,5 +1,6 @@
-"""Every zoo spec against torchvision 0.28 at its full input size: a randomly initialised torchvision model (seeded,
-BatchNorm statistics / LayerNorm / layer scale made non-trivial), its state_dict imported the way the plain
+"""Every zoo spec against torchvision 0.28 at its full input size: a torchvision model with seeded random weights
+(tcc.lower_torch.init_weights: BatchNorm statistics, norms' and layer scales' factors non-trivial too), its
+state_dict imported the way the plain
 `tcc predict SPEC --weights FILE` does (the spec's declared checkpoint layout, num_classes read from the checkpoint),
 and the logits compared with torchvision's under the FP32 contract (tcc.tolerance: against the tcc lowering in
 float64). CI runs the small ones at 32x32 (tests/test_zoo_numbers_c.py); this is the slow sweep.
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torchvision_reference as tv  # noqa: E402
 
 import tcc  # noqa: E402
+from tcc.lower_torch import init_weights  # noqa: E402
 from tcc.tolerance import compare  # noqa: E402
 from tcc.weights import fit_to_checkpoint, load_weights  # noqa: E402
 
@@ -34,9 +36,9 @@ TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False},
 
 
 def check(name: str, classes: int, seed: int = 0) -> dict:
+    """torchvision's and the spec's logits on one seeded input, judged by the FP32 contract."""
     t0 = time.perf_counter()
-    reference = tv.randomize_statistics(tv.build(name, num_classes=classes, seed=seed, **TV_ARGS.get(name, {})),
-                                        seed + 1)
+    reference = init_weights(tv.build(name, num_classes=classes, **TV_ARGS.get(name, {})), seed + 1)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / f"{name}.pth"
         torch.save(reference.state_dict(), weights)
