@@ -1,4 +1,7 @@
-"""Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, or by order.
+"""Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, by order, or, with
+none of them asked for, by name and then by each checkpoint layout the spec declares (tcc.checkpoint_layouts), whose
+parameter sources may also fit the spec to the checkpoint first (`fit_to_checkpoint`: num_classes from the
+classifier's shape).
 
 Checkpoints are read with `torch.load(weights_only=True)`: never unpickled as code. Tensors registered twice by
 the original code (the same module under two names) are detected as aliases, reported and used once.
