@@ -164,3 +164,12 @@ def test_convnext_imports_by_order_too(tmp_path):
     with torch.no_grad():
         assert compare(reference(x).numpy(), module(x).numpy(), "fp32",
                        exact=module.double()(x.double()).numpy())["passed"]
+
+
+def test_tcc_check_prints_the_numbers(capsys):
+    assert cli(["check", str(BASELINES / "convnext_tiny.yaml"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["params"], data["macs"]) == NUMBERS["convnext_tiny"][:2]
+    assert cli(["check", str(BASELINES / "regnet_y_400mf.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "regnet_y_400mf: 270 nodes, params 3,905,790, MACs 401,405,488")
