@@ -8,10 +8,16 @@ STAMP   := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# torchvision's model definitions are the tests' reference for the zoo (tests/torchvision_reference.py). The
+# 0.28.0 wheel (the release paired with torch 2.13) depends on the CUDA torch; --no-deps keeps the CPU torch, and
+# the tests import only its plain-Python models (its compiled operators do not load beside the CPU torch).
+TORCHVISION := torchvision==0.28.0
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps $(TORCHVISION)
 	touch $(STAMP)
 
 # TVM backend: cross compilers + qemu-user (apt-get, as root), apache-tvm/cmake/ninja (venv), and the TVM

@@ -260,7 +260,7 @@ class TfliteLowering(Interpreter):
         w = self.inits[n.weight]
         c_out, cg, kh, kw = w.shape
         group = int(a.get("group", 1))
-        depthwise = group > 1
+        depthwise = group > 1 and cg == 1  # a grouped conv (cg > 1) is a CONV_2D whose filter has cg input channels
         strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
         y = self.out(n)
         out_hw = self.m.shape(y.index)[1:3]

@@ -118,6 +118,8 @@ class TfliteModel:
         w = self.dtype(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else None
         o0 = self.dtype(outputs[0])
         if op == "CONV_2D":
+            if self.shape(inputs[0])[-1] != self.shape(inputs[1])[-1]:  # grouped: filter depth < input depth
+                return 6
             if i0 == "int8" and w == "int8" and o0 == "int8":
                 return 3
             if i0 == "float32" and w == "int8":  # hybrid

@@ -46,7 +46,8 @@ def cmd_predict(args) -> int:
     model = load_spec(args)
     module = to_torch(model.graph)
     if args.weights:
-        match = load_weights(module, model.graph, args.weights, args.by_order, args.key_map)
+        match = load_weights(module, model.graph, args.weights, args.by_order, args.key_map,
+                             layouts=model.checkpoints)
         print(f"weights: {match.report()}", file=sys.stderr)
     else:
         init_weights(module, args.seed)

@@ -22,10 +22,15 @@ def weights_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_spec(args):
-    """The spec of `args.spec` with `args.overrides`; its notes go to stderr."""
+    """The spec of `args.spec` with `args.overrides`, fitted to `args.weights` where the spec's checkpoint layouts
+    read parameters from it (tcc.weights.fit_to_checkpoint); its notes go to stderr."""
     from .spec.loader import load_model, parse_overrides
 
     model = load_model(args.spec, parse_overrides(args.overrides))
+    if getattr(args, "weights", None):
+        from .weights import fit_to_checkpoint
+
+        model = fit_to_checkpoint(model, args.weights, args.by_order, args.key_map)
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
     return model

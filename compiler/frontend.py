@@ -41,9 +41,8 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
 
     full = to_torch(model.graph)  # weights go through the full module so seeds and imports match `tcc predict`
     if weights:
-        match = load_weights(full, model.graph, weights, by_order, key_map)
-        info = {"file": Path(weights).name, "sha256": sha256_file(weights),
-                "import": "by_order" if by_order else ("key_map" if key_map else "by_name"),
+        match = load_weights(full, model.graph, weights, by_order, key_map, layouts=model.checkpoints)
+        info = {"file": Path(weights).name, "sha256": sha256_file(weights), "import": match.how,
                 "matched": len(match.assignment), "report": match.report()}
         if key_map:
             info["key_map_sha256"] = sha256_file(key_map)
@@ -68,7 +67,13 @@ def lower_spec(spec, overrides: dict | None = None, *, weights=None, by_order: b
     from .spec.loader import load_model
 
     t0 = time.perf_counter()
+    from .weights import fit_to_checkpoint
+
     model = spec if hasattr(spec, "graph") else load_model(spec, overrides or {})
+    fitted = fit_to_checkpoint(model, weights, by_order, key_map)
+    for note in fitted.notes if fitted is not model else []:
+        log(f"note: {note}")
+    model = fitted
     module, info = reference_module(model, weights, by_order, key_map, seed, log)
     t1 = time.perf_counter()
     lowered = to_onnx(model.graph, module.state_dict(), opset)

@@ -56,6 +56,8 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     output: Ref | None = None
     aux_outputs: dict[str, Ref] = field(default_factory=dict)  # training-only heads
+    # node names in parameter order where it is not the node order (a spec's `order: first`); None: node order
+    param_order: list[str] | None = None
 
     # ------------------------------------------------------------------ construction
     def add(self, node: Node) -> Node:
@@ -103,8 +105,10 @@ class Graph:
         return users
 
     def parameters(self) -> list[tuple[str, ParamSpec]]:
-        """Every parameter and buffer as (dotted name, spec), in spec order."""
-        return [(f"{n.name}.{k}", p) for n in self.nodes.values() for k, p in n.params.items()]
+        """Every parameter and buffer as (dotted name, spec), in parameter order: the spec's node order, except
+        where a node says `order: first` (the order of `--by-order` import and of the PyTorch state_dict)."""
+        nodes = [self.nodes[n] for n in self.param_order] if self.param_order else self.nodes.values()
+        return [(f"{n.name}.{k}", p) for n in nodes for k, p in n.params.items()]
 
     # ------------------------------------------------------------------ totals
     @property

@@ -76,12 +76,32 @@ def to_torch(graph: Graph, inference_only: bool = False) -> fx.GraphModule:
         g.output(main)
     g.lint()
     gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
+    if graph.param_order:
+        _order_modules(gm, [n for n in graph.param_order if n in keep])
     # which fx node computes which IR value, under the ONNX lowering's tensor name (`name`, or `name.i` for a
     # multi-output node): `tcc diff` compares PyTorch's values with a backend's by these names
     gm.meta["value_names"] = {n.name: graph.ref_name(r) for r, n in values.items()
                               if r.node != INPUT and isinstance(n, fx.Node)}
     gm.eval()
     return gm
+
+
+def _order_modules(gm: nn.Module, names: list[str]) -> None:
+    """Each module's children in the order of `names` (the graph's parameter order), so the state_dict lists tensors
+    as Graph.parameters() does where a spec moved a node's tensors first (`order: first`): a module's own
+    nn.Parameter precedes its submodules' in PyTorch (ConvNeXt's layer_scale), and tcc's own checkpoints keep that
+    order too. GraphModule builds the hierarchy in the order the code first uses each module."""
+    rank: dict[str, int] = {}
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            rank.setdefault(".".join(parts[:i]), len(rank))
+    for path, module in list(gm.named_modules()):
+        prefix = f"{path}." if path else ""
+        children = list(module._modules.items())
+        children.sort(key=lambda kv: rank.get(prefix + kv[0], len(rank)))  # stable: the rest keep their order
+        module._modules.clear()
+        module._modules.update(children)
 
 
 def _class_name(name: str) -> str:

@@ -1,4 +1,7 @@
-"""Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, or by order.
+"""Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, by order, or, with
+none of them asked for, by name and then by each checkpoint layout the spec declares (tcc.checkpoint_layouts), whose
+parameter sources may also fit the spec to the checkpoint first (`fit_to_checkpoint`: num_classes from the
+classifier's shape).
 
 Checkpoints are read with `torch.load(weights_only=True)`: never unpickled as code. Tensors registered twice by
 the original code (the same module under two names) are detected as aliases, reported and used once.
@@ -9,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
-from .errors import WeightsError
+from .checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
+from .errors import SpecError, WeightsError
 from .ir import Graph
+
+__all__ = ["read_state_dict", "find_aliases", "read_key_map", "match_weights", "fit_to_checkpoint", "load_weights",
+           "WeightMatch"]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -43,11 +49,14 @@ def find_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
             aliases[key] = seen_view[view]
             continue
         seen_view[view] = key
-        # Equal-valued copies count only for tensors that cannot be equal by chance (large, not constant).
-        if t.numel() >= 16 and t.is_floating_point() and not torch.all(t == t.flatten()[0]):
-            sig = (tuple(t.shape), t.dtype, float(t.double().sum()))
+        # Equal-valued copies count only for tensors that cannot be equal by chance (large, not constant). Candidates
+        # share shape, dtype and 64 evenly spaced elements; torch.equal decides.
+        if t.numel() >= 16 and t.is_floating_point():
+            flat = t.reshape(-1)
+            sample = flat[torch.linspace(0, flat.numel() - 1, 64).long()].tolist()
+            sig = (tuple(t.shape), t.dtype, tuple(sample))
             for other in seen_value.get(sig, []):
-                if torch.equal(state[other], t):
+                if torch.equal(state[other], t) and not torch.all(flat == flat[0]):
                     aliases[key] = other
                     break
             else:
@@ -55,33 +64,15 @@ def find_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
     return aliases
 
 
-def read_key_map(path: str | Path) -> dict[str, str]:
-    """YAML/JSON mapping checkpoint key -> spec name; a key ending in '.' renames a prefix."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise WeightsError(f"{path}: cannot read key map ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise WeightsError(f"{path}: a key map is a mapping of checkpoint keys to spec names")
-    return data
-
-
-def _rename(key: str, key_map: dict[str, str]) -> str:
-    if key in key_map:
-        return key_map[key]
-    best = max((p for p in key_map if p.endswith(".") and key.startswith(p)), key=len, default=None)
-    return key_map[best] + key[len(best):] if best else key
-
-
 @dataclass
 class WeightMatch:
     assignment: dict[str, str]  # spec parameter name -> checkpoint key
     aliases: dict[str, str] = field(default_factory=dict)
     defaulted: list[str] = field(default_factory=list)  # spec buffers the checkpoint lacks (num_batches_tracked)
+    how: str = "by name"  # by name | by order | by the key map | checkpoint layout 'NAME' (...)
 
     def report(self) -> str:
-        lines = [f"{len(self.assignment)} tensors matched"]
+        lines = [f"{len(self.assignment)} tensors matched {self.how}"]
         if self.aliases:
             shown = ", ".join(f"{k} = {v}" for k, v in list(self.aliases.items())[:3])
             more = ", ..." if len(self.aliases) > 3 else ""
@@ -91,45 +82,129 @@ class WeightMatch:
         return "; ".join(lines)
 
 
-def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: dict | None = None,
-                  source: str = "checkpoint", inference_only: bool = False) -> WeightMatch:
-    aliases = find_aliases(state)
-    keys = [k for k in state if k not in aliases]
+def _targets(graph: Graph, keys: list[str], inference_only: bool):
+    """The spec tensors a checkpoint with `keys` fills, in parameter order, and the buffers left at defaults."""
     keep = graph.inference_nodes() if inference_only else graph.live_nodes()
     targets = [(n, p) for n, p in graph.parameters() if n.rsplit(".", 1)[0] in keep]
     defaulted = []
     if not any(k.endswith("num_batches_tracked") for k in keys):
         defaulted = [n for n, _ in targets if n.endswith("num_batches_tracked")]
         targets = [(n, p) for n, p in targets if not n.endswith("num_batches_tracked")]
-    assignment = {}
+    return targets, defaulted
+
+
+def _by_order(targets, keys, aliases, state, source) -> dict[str, str]:
+    if len(keys) != len(targets):
+        raise WeightsError(
+            f"{source}: {len(keys)} tensors (after {len(aliases)} aliases) but the spec has {len(targets)}; "
+            f"by-order import needs equal counts" + _first_mismatch(targets, keys, state)
+        )
+    for (name, spec), key in zip(targets, keys):
+        _check_shape(name, spec.shape, key, state[key], source)
+    return {name: key for (name, _), key in zip(targets, keys)}
+
+
+def _by_name(targets, keys, state, key_map: KeyMap, source) -> dict[str, str]:
+    renamed = {key_map.rename(k): k for k in keys}
+    names = {n for n, _ in targets}
+    missing = [n for n, _ in targets if n not in renamed]
+    unused = [renamed[r] for r in renamed if r not in names]
+    if missing or unused:
+        raise WeightsError(
+            f"{source}: names do not match the spec: {len(missing)} spec tensors missing"
+            + (f" (first: {missing[0]})" if missing else "")
+            + f", {len(unused)} checkpoint keys unused"
+            + (f" (first: {unused[0]})" if unused else "")
+        )
+    for name, spec in targets:
+        _check_shape(name, spec.shape, renamed[name], state[renamed[name]], source)
+    return {name: renamed[name] for name, _ in targets}
+
+
+def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, source) -> dict[str, str]:
+    if layout.match == "by_order":
+        return _by_order(targets, keys, aliases, state, source)
+    return _by_name(targets, keys, state, layout.key_map, source)
+
+
+def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: KeyMap | dict | None = None,
+                  source: str = "checkpoint", inference_only: bool = False,
+                  layouts: list[CheckpointLayout] = ()) -> WeightMatch:
+    """Map checkpoint keys onto the spec's tensors, shapes checked. `--by-order` / `--key-map` say how; without
+    them the spec's own names are tried, then each checkpoint layout the spec declares, in order."""
+    aliases = find_aliases(state)
+    keys = [k for k in state if k not in aliases]
+    targets, defaulted = _targets(graph, keys, inference_only)
+    if isinstance(key_map, dict):
+        key_map = KeyMap(tuple(key_map.items()))
     if by_order:
-        if len(keys) != len(targets):
-            raise WeightsError(
-                f"{source}: {len(keys)} tensors (after {len(aliases)} aliases) but the spec has {len(targets)}; "
-                f"by-order import needs equal counts"
-                + _first_mismatch(targets, keys, state)
-            )
-        for (name, spec), key in zip(targets, keys):
-            _check_shape(name, spec.shape, key, state[key], source)
-            assignment[name] = key
+        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by order")
+    if key_map:
+        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "by the key map")
+    try:
+        return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by name")
+    except WeightsError as by_name:
+        failures = []
+        for layout in layouts:
+            try:
+                assignment = _by_layout(layout, targets, keys, aliases, state, source)
+            except WeightsError as e:
+                failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
+                continue
+            return WeightMatch(assignment, aliases, defaulted, f"by the spec's {layout.describe()}"
+                               + (f": {layout.doc}" if layout.doc else ""))
+        tried = "".join(f"; {f}" for f in failures)
+        raise WeightsError(f"{by_name}{tried}; use --by-order or --key-map") from None
+
+
+def _param_values(layout: CheckpointLayout, graph: Graph, state: dict, inference_only: bool) -> dict[str, tuple]:
+    """{param: (value, checkpoint key, its shape)} for the layout's parameter sources that the checkpoint has."""
+    aliases = find_aliases(state)
+    keys = [k for k in state if k not in aliases]
+    targets, _ = _targets(graph, keys, inference_only)
+    names = [n for n, _ in targets]
+    if layout.match == "by_order":
+        where = dict(zip(names, keys)) if len(names) == len(keys) else {}
     else:
-        renamed = {_rename(k, key_map or {}): k for k in keys}
-        names = {n for n, _ in targets}
-        missing = [n for n, _ in targets if n not in renamed]
-        unused = [renamed[r] for r in renamed if r not in names]
-        if missing or unused:
-            raise WeightsError(
-                f"{source}: names do not match the spec: {len(missing)} spec tensors missing"
-                + (f" (first: {missing[0]})" if missing else "")
-                + f", {len(unused)} checkpoint keys unused"
-                + (f" (first: {unused[0]})" if unused else "")
-                + "; use --by-order or --key-map"
-            )
-        for name, spec in targets:
-            key = renamed[name]
-            _check_shape(name, spec.shape, key, state[key], source)
-            assignment[name] = key
-    return WeightMatch(assignment, aliases, defaulted)
+        where = {layout.key_map.rename(k): k for k in keys}
+    out = {}
+    for src in layout.params:
+        key = where.get(src.tensor)
+        if key is not None and src.dim < state[key].dim():
+            out[src.param] = (int(state[key].shape[src.dim]), key, list(state[key].shape))
+    return out
+
+
+def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, inference_only: bool = False):
+    """The model to import `weights` into: `model` itself, or, when the checkpoint matches a layout the spec
+    declares only with other values of the layout's `params` (a classifier for 2 classes where the spec's default
+    is 6), the spec loaded again with those values, noted. Explicit --by-order / --key-map, and parameters the user
+    --set, are left as they are."""
+    if not weights or by_order or key_map or not any(layout.params for layout in model.checkpoints):
+        return model
+    from .spec.loader import load_model
+
+    state = read_state_dict(weights)
+    try:
+        match_weights(model.graph, state, source=str(weights), inference_only=inference_only,
+                      layouts=model.checkpoints)
+        return model
+    except WeightsError:
+        pass
+    for layout in model.checkpoints:
+        found = _param_values(layout, model.graph, state, inference_only)
+        changed = {p: v for p, (v, _, _) in found.items() if p not in model.overrides and v != model.params.get(p)}
+        if not changed:
+            continue
+        try:
+            fitted = load_model(model.path, {**model.overrides, **changed})
+            match_weights(fitted.graph, state, source=str(weights), inference_only=inference_only, layouts=[layout])
+        except (WeightsError, SpecError):
+            continue
+        fitted.notes[:0] = [f"{p}={v} read from the checkpoint ({found[p][1]} {found[p][2]}; the spec's "
+                            f"{layout.describe()})" for p, v in changed.items()]
+        return fitted
+    return model
 
 
 def _first_mismatch(targets, keys, state) -> str:
@@ -149,10 +224,12 @@ def _check_shape(name, shape, key, tensor, source):
 
 
 def load_weights(module: torch.nn.Module, graph: Graph, path: str | Path, by_order: bool = False,
-                 key_map_path: str | Path | None = None, inference_only: bool = False) -> WeightMatch:
+                 key_map_path: str | Path | None = None, inference_only: bool = False,
+                 layouts: list[CheckpointLayout] = ()) -> WeightMatch:
     state = read_state_dict(path)
     key_map = read_key_map(key_map_path) if key_map_path else None
-    match = match_weights(graph, state, by_order, key_map, source=str(path), inference_only=inference_only)
+    match = match_weights(graph, state, by_order, key_map, source=str(path), inference_only=inference_only,
+                          layouts=layouts)
     own = module.state_dict()
     new = {name: state[key].to(own[name].dtype) for name, key in match.assignment.items()}
     missing = set(own) - set(new) - set(match.defaulted)

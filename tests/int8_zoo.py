@@ -19,6 +19,12 @@ SMALL = {
     "squeezenet1_1": {"image_size": 64},
     "vgg11": {"cfg": [[8], [16], [16, 16], [32, 32], [32, 32]], "hidden": 64},
     "vgg16": {"cfg": [[8, 8], [16, 16], [16, 16, 16], [32, 32, 32], [32, 32, 32]], "hidden": 64},
+    # issue 17's specs; AlexNet's 6x6 adaptive pool is one ONNX AveragePool only at 224 (the features end at 6x6)
+    "alexnet": {"hidden": 64}, "convnext_tiny": {"image_size": 32},
+    "efficientnet_v2_s": {"image_size": 64}, "mnasnet1_0": {"image_size": 64},
+    "mobilenet_v3_large": {"image_size": 64}, "mobilenet_v3_small": {"image_size": 64},
+    "regnet_x_400mf": {"image_size": 64}, "regnet_y_400mf": {"image_size": 64, "depths": [1, 1, 2, 1]},
+    "resnext50_32x4d": {"image_size": 64}, "wide_resnet50_2": {"image_size": 64, "depths": [1, 1, 1, 1]},
 }
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
 # shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
@@ -26,14 +32,20 @@ SMALL = {
 # DDSNet, FastNet, MobileNetV2 and EfficientNet-B0 are in the golden set (tests/golden), whose CI run builds each
 # INT8 for ort (every op within 1 LSB), TVM host and TFLite (bit-exact) and holds it to an INT8-vs-FP32 floor.
 CI_SUBSET = ("densenet121", "googlenet", "shufflenet_v2_x1_0")
+# INT8 in CI also builds MobileNetV3 (hardswish and hardsigmoid lookups, squeeze-excitation) and RegNetY (grouped
+# convs, projection shortcuts first, squeeze-excitation with a sigmoid gate; two fewer blocks than its 400MF depth)
+CI_INT8 = ("mobilenet_v3_small", "regnet_y_400mf")
 CALIBRATION = {"method": "kl", "calib_size": 8}
 HELD_OUT = 4
 
 
-def zoo_names() -> list[str]:
+def zoo_names(int8: bool = False) -> list[str]:
+    """The specs a zoo test runs: all of them with TCC_ZOO=all, else CI's subset (INT8 tests: and CI_INT8)."""
     import os
 
-    return sorted(SMALL) if os.environ.get("TCC_ZOO") == "all" else sorted(CI_SUBSET)
+    if os.environ.get("TCC_ZOO") == "all":
+        return sorted(SMALL)
+    return sorted(CI_SUBSET + (CI_INT8 if int8 else ()))
 
 
 def spec_path(name: str) -> Path:

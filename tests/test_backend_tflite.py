@@ -253,3 +253,33 @@ def test_fully_connected_requantizes_with_one_rounding(tmp_path):
         assert np.array_equal(y[tie], np.sign(acc[tie]) * ((np.abs(acc[tie]) + 32) // 64))
         assert np.array_equal(single_half_away_multiply(acc, q, shift)[tie], y[tie])
     assert seen > 20
+
+
+GROUPED_SPEC = """\
+kind: model
+name: grouped
+input: {shape: [8, 12, 12]}
+layers:
+  - {op: conv2d, out: 16, kernel: 3, padding: 1, groups: 4}
+  - {op: relu}
+  - {op: conv2d, out: 16, kernel: 3, padding: 1, groups: 16}
+  - {op: global_avgpool}
+  - {op: flatten}
+  - {id: fc, op: linear, out: 3}
+"""
+
+
+def test_grouped_conv_is_a_grouped_conv_2d(tmp_path):
+    """A grouped conv (ResNeXt, RegNet: groups of several channels) is a CONV_2D whose filter holds a group's input
+    channels (TFLite infers the groups from the depths; builtin version 6), not a depthwise conv: FP32 within the
+    FP32 contract of the PyTorch module. int8 has no TFLite grouped kernel and is refused by name (tcc.quant.rules)."""
+    from ai_edge_litert import schema_py_generated as S
+
+    spec = tmp_path / "grouped.yaml"
+    spec.write_text(GROUPED_SPEC)
+    r = build(spec, "tflite", tmp_path / "b")
+    assert r.manifest["self_check"]["result"]["passed"]
+    model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
+    names = {getattr(S.BuiltinOperator, k): k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
+    codes = {names[c.builtinCode]: c.version for c in model.operatorCodes}
+    assert codes["CONV_2D"] == 6 and "DEPTHWISE_CONV_2D" in codes

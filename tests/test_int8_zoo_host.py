@@ -10,7 +10,7 @@ from int8_zoo import build_and_measure, recorded, zoo_names
 pytest.importorskip("tvm")
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", zoo_names(int8=True))
 def test_int8_host(name, tmp_path):
     manifest, cosine = build_and_measure(name, "host", tmp_path)
     result = manifest["self_check"]["result"]

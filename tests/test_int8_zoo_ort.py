@@ -8,7 +8,7 @@ import pytest
 from int8_zoo import build_and_measure, recorded, zoo_names
 
 
-@pytest.mark.parametrize("name", zoo_names())
+@pytest.mark.parametrize("name", zoo_names(int8=True))
 def test_int8_ort(name, tmp_path):
     manifest, cosine = build_and_measure(name, "ort", tmp_path)
     result = manifest["self_check"]["result"]

@@ -120,7 +120,7 @@ def test_seeds_are_valid(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- strategies
 NAMES = ["width", "depth", "act", "in_ch", "in_h", "in_w", "i", "index", "out", "k", "c", "s", "nope", "x"]
-FUNCS = ["min", "max", "abs", "int", "float", "round", "ceil", "floor", "len", "make_divisible", "eval", "open"]
+FUNCS = ["min", "max", "abs", "int", "float", "round", "ceil", "floor", "len", "make_divisible", "sum", "eval", "open"]
 OPS = ["+", "-", "*", "/", "//", "%", "**", "<", ">=", "==", "!=", " and ", " or ", " in ", "<<", "@", "."]
 
 
@@ -139,6 +139,8 @@ def expressions():
             st.lists(inner, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
             st.tuples(inner, inner, inner).map(lambda t: f"{t[0]} if {t[1]} else {t[2]}"),
             st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}]"),
+            st.tuples(inner, inner, inner).map(lambda t: f"{t[0]}[{t[1]}:{t[2]}]"),
+            st.tuples(inner, inner).map(lambda t: f"{t[0]}[::{t[1]}]"),
         )
 
     return st.recursive(atom, extend, max_leaves=8).map(lambda e: "${" + e + "}")
@@ -166,7 +168,7 @@ def values():
 
 
 KEYS = ["op", "block", "body", "branches", "id", "in", "when", "repeat", "var", "name", "connect", "merge",
-        "residual", "side", "output", "out", "kernel", "stride", "padding", "groups", "parts", "sizes", "axis",
+        "residual", "side", "output", "order", "checkpoints", "match", "key_map", "tensor", "dim", "out", "kernel", "stride", "padding", "groups", "parts", "sizes", "axis",
         "kind", "params", "input", "layers", "imports", "labels", "default", "type", "min", "max", "choices",
         "shape", "preprocess", "inputs", "outputs", "bogus", "Op", "ouT", ""]
 

@@ -56,9 +56,21 @@ def shapes(model) -> dict[str, list]:
     ("layer${w + 1}_${xs[0]}", "layer11_1"),
     ("plain text", "plain text"),
     ("${w == 10}", True),
+    ("${sum(xs)} ${sum(xs[:2])} ${sum(xs[1:])} ${xs[::-1]} ${sum([])}", "7 3 6 [4, 2, 1] 0"),  # a stage's first block
 ])
 def test_expressions(source, value):
     assert evaluate(source, {"w": 10, "xs": [1, 2, 4]}, HERE) == value
+
+
+@pytest.mark.parametrize("source, message", [
+    ("${sum(w)}", "sum() takes a list of numbers"),
+    ("${sum(['a'])}", "sum() takes a list of numbers"),
+    ("${xs[0.5:]}", "slice bounds must be integers"),
+    ("${xs[::0]}", "slice step cannot be zero"),
+])
+def test_expression_errors_sum_and_slices(source, message):
+    with pytest.raises(tcc.SpecError, match=re.escape(message)):
+        evaluate(source, {"w": 10, "xs": [1, 2, 4]}, HERE)
 
 
 def test_make_divisible_matches_torchvision():

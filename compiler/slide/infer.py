@@ -130,9 +130,11 @@ def _torch_runner(source: ModelSource) -> Runner:
 
     from ..frontend import reference_module
     from ..spec.loader import load_model
+    from ..weights import fit_to_checkpoint
 
     messages = []
-    model = load_model(source.spec, json.loads(source.overrides))
+    model = fit_to_checkpoint(load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order,
+                              source.key_map)
     messages += [f"note: {n}" for n in model.notes]
     module, info = reference_module(model, source.weights, source.by_order, source.key_map, source.seed,
                                     log=messages.append)

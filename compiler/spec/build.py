@@ -17,7 +17,8 @@ from .expr import evaluate
 from .yamlpos import PosDict, PosList
 
 NODE_KINDS = ("op", "block", "body", "branches")
-COMMON_KEYS = ("id", "in", "when", "repeat", "var", "name", "connect", "merge", "residual", "side", "output")
+COMMON_KEYS = ("id", "in", "when", "repeat", "var", "name", "connect", "merge", "residual", "side", "output",
+               "order")
 MAX_NODES = 100_000
 MAX_PARAMS = 2_000_000_000
 MAX_REPEAT = 4096
@@ -176,6 +177,7 @@ class Builder:
         self.block_stack: list[str] = []
         self.total_params = 0
         self.nesting = 0
+        self.param_order: list[str] = []  # node names in parameter order: emission order, then `order: first` moves
 
     # ------------------------------------------------------------------ bodies
     def body(self, nodes: PosList, x: Value, scope: Scope, env: dict) -> Value:
@@ -186,11 +188,19 @@ class Builder:
             v = x
             scope.ids = {item["id"]: (k, item.where("id")) for k, item in reversed(list(enumerate(nodes)))
                          if isinstance(item, PosDict) and isinstance(item.get("id"), str)}
+            start, firsts = len(self.param_order), []
             for k, (item, where) in enumerate(zip(nodes, nodes.item_pos)):
                 if not isinstance(item, PosDict):
                     raise SpecError("a body item must be a mapping (a node)", where)
                 scope.cursor = k
+                begin = len(self.param_order)
                 v = self.node(item, v, scope, env)
+                if item.get("order") == "first":
+                    firsts.append((begin, len(self.param_order)))
+            if firsts:  # their nodes move before the body's others; inner bodies were reordered within their span
+                moved = [n for b, e in firsts for n in self.param_order[b:e]]
+                taken = set(moved)
+                self.param_order[start:] = moved + [n for n in self.param_order[start:] if n not in taken]
             return v
         finally:
             self.nesting -= 1
@@ -506,6 +516,7 @@ class Builder:
             raise SpecError(f"node name '{name}' is used twice (first at {other})", where)
         node = Node(name, opname, tuple(inputs), attrs, tuple(outs), params, opdef.macs(attrs, shapes, outs), where)
         self.graph.add(node)
+        self.param_order.append(name)
         if len(outs) == 1:
             return Ref(name)
         return tuple(Ref(name, i) for i in range(len(outs)))
@@ -591,4 +602,6 @@ def build_graph(name: str, input_shape, input_where, layers: PosList, env: dict,
     if out.node == INPUT:
         raise SpecError("the model has no layers", layers.pos)
     graph.output = out
+    if builder.param_order != list(graph.nodes)[1:]:
+        graph.param_order = [INPUT, *builder.param_order]
     return graph

@@ -37,7 +37,15 @@ def _round(v, ndigits=None):
     return round(v, ndigits)
 
 
+def _sum(values):
+    """`sum` of a list of numbers (a stage's first block index: `sum(depths[:s])`)."""
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"sum() takes a list of numbers, got {values!r}")
+    return sum(values)
+
+
 FUNCTIONS = {
+    "sum": _sum,
     "min": min,
     "max": max,
     "abs": abs,
@@ -199,8 +207,11 @@ class _Interpreter(ast.NodeVisitor):
 
     def visit_Subscript(self, node):
         seq = self.visit(node.value)
-        if isinstance(node.slice, ast.Slice):
-            self.fail("slices are not allowed")
+        if isinstance(node.slice, ast.Slice):  # a slice is never longer than what it slices
+            bounds = [None if b is None else self.visit(b) for b in (node.slice.lower, node.slice.upper, node.slice.step)]
+            if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in bounds):
+                self.fail("slice bounds must be integers")
+            return seq[slice(*bounds)]
         return seq[self.visit(node.slice)]
 
     def visit_Call(self, node):

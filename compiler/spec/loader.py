@@ -109,6 +109,8 @@ class Model:
     graph: Graph
     sources: dict[str, str] = field(default_factory=dict)  # file -> text of every document used
     notes: list[str] = field(default_factory=list)  # things the user should hear about (printed by the CLI)
+    checkpoints: list = field(default_factory=list)  # the checkpoint layouts it declares (tcc.checkpoint_layouts)
+    overrides: dict = field(default_factory=dict)  # the --set values it was loaded with
 
     @property
     def spec_hash(self) -> str:
@@ -251,13 +253,21 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
     graph = build_graph(doc["name"], shape, doc["input"].pos, doc["layers"], dict(params), registry)
     for name, file in registry.files.items():
         sources[str(file)] = file.read_text(encoding="utf-8")
+    checkpoints = []
+    if "checkpoints" in doc:
+        from ..checkpoint_layouts import parse_layouts
+
+        tensors = {name: p.shape for name, p in graph.parameters()}
+        checkpoints, files = parse_layouts(doc["checkpoints"], path, params, tensors)
+        sources.update({str(f): f.read_text(encoding="utf-8") for f in files})
     labels = list(doc["labels"]) if "labels" in doc else None
     notes = []
     out_shape = graph.shape(graph.output)
     if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
         if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
-            notes.append(f"the spec's {len(labels)} labels do not fit the output width {out_shape[0]} after "
-                         "--set; predictions carry no label")
+            changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            notes.append(f"the spec's {len(labels)} labels do not fit the output width {out_shape[0]} with "
+                         f"{changed}; predictions carry no label")
             labels = None
         else:
             raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}",
@@ -272,4 +282,6 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         graph=graph,
         sources=sources,
         notes=notes,
+        checkpoints=checkpoints,
+        overrides=dict(overrides or {}),
     )

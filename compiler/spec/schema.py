@@ -64,6 +64,9 @@ _COMMON = {
                  "description": "add the input to the output; a list of nodes is the shortcut path"},
     "side": {"type": "boolean", "description": "hang off the chain (auxiliary head)"},
     "output": {"type": "string", "description": "name of an auxiliary (training-only) output"},
+    "order": {"enum": ["first"], "description": "first: the node's tensors come before the rest of its body's in "
+                                                "the parameter order (a module's own nn.Parameter, e.g. ConvNeXt's "
+                                                "layer_scale, precedes its submodules' in PyTorch's state_dict)"},
 }
 assert set(_COMMON) == set(COMMON_KEYS)
 
@@ -142,6 +145,37 @@ _PREPROCESS = {
 }
 
 
+_CHECKPOINT = {
+    "type": "object",
+    "description": "a checkpoint layout this spec is known to match: a plain --weights tries the spec's names, "
+                   "then each layout in order",
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+        "doc": {"type": "string", "description": "where such checkpoints come from"},
+        "match": {"enum": ["by_name", "by_order"],
+                  "description": "by_name: keys (through key_map) equal the spec's names; by_order: the tensors in "
+                                 "the spec's parameter order, shapes checked"},
+        "key_map": {"anyOf": [
+            {"type": "string", "description": "a YAML/JSON key map file, relative to the spec"},
+            {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1,
+             "description": "checkpoint key (exact, 'prefix.' or a pattern with *) -> spec name"}]},
+        "params": {
+            "type": "object",
+            "description": "model parameters read from the checkpoint: the size of `dim` of the checkpoint tensor "
+                           "that imports into the spec tensor `tensor` (e.g. num_classes from the classifier)",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"tensor": {"type": "string"}, "dim": {"type": "integer", "minimum": 0}},
+                "required": ["tensor", "dim"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["name", "match"],
+    "additionalProperties": False,
+}
+
+
 @functools.cache
 def build_schema() -> dict:
     return {
@@ -161,6 +195,7 @@ def build_schema() -> dict:
             "param": _PARAM,
             "node": _node_schema(),
             "train": train_schema(),
+            "checkpoint": _CHECKPOINT,
             "body": {"type": "array", "items": {"$ref": "#/$defs/node"}, "minItems": 1},
             "block": {
                 "type": "object",
@@ -198,6 +233,7 @@ def build_schema() -> dict:
                     "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/local_block"}},
                     "layers": {"$ref": "#/$defs/body"},
                     "train": {"$ref": "#/$defs/train"},
+                    "checkpoints": {"type": "array", "items": {"$ref": "#/$defs/checkpoint"}, "minItems": 1},
                 },
                 "required": ["kind", "name", "input", "layers"],
                 "additionalProperties": False,

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import DataError, SpecError
 from ..spec.loader import Model, load_model
+from ..weights import fit_to_checkpoint
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
@@ -36,7 +37,9 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     run, resuming = _run_folder(args)
     resumed = read_last(run) if resuming else None
     config = resolve(args.spec, args, run if resuming else None)
-    model = load_model(args.spec, config.set)
+    model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
+    for note in model.notes:
+        log(f"note: {note}")
     if config.data is None:
         raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
     split = find_split(config.data, config.val_fraction, config.seed)
@@ -145,6 +148,6 @@ def _initial_module(model: Model, c: Config, resumed: dict | None, log) -> torch
     if resumed is not None:
         module.load_state_dict(resumed["model"])
     elif c.weights:
-        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map)
+        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map, layouts=model.checkpoints)
         log(f"weights: {match.report()}")
     return module
