@@ -99,28 +99,33 @@ def _largest_divisor(n: int, limit: int) -> int:
 
 def _vectorize_spatial(sch, block, simd: Simd) -> None:
     """An injective block: split its innermost loop by the vector width (when it divides), vectorize that, run the
-    fused outer loops in parallel. A concat along the innermost axis is first partitioned at its input
-    boundaries, so that each part copies one input without a per-element select."""
+    fused outer loops in parallel. A concat along the innermost axis is also partitioned at its input
+    boundaries, so that each part copies one input without a per-element select. The width is a vector
+    register's worth of the block's element type (16 int8 lanes where float32 has 4), or the float width where
+    that does not divide the axis and the boundaries."""
     loops = sch.get_loops(block)
     if not loops:
         return
     inner = loops[-1]
-    parts = _concat_parts(sch, block, inner)
-    if parts:
-        for p in parts:
-            if _extent(sch, p) % simd.lanes == 0 and int(sch.get(p).min) == 0:
-                _, vec = sch.split(p, [None, simd.lanes])
-                sch.vectorize(vec)
-    elif _extent(sch, inner) % simd.lanes == 0:
-        _, vec = sch.split(inner, [None, simd.lanes])
+    extent = _extent(sch, inner)
+    cuts = _concat_cuts(sch, block, extent)
+    lanes = simd.lanes * 4 // max(1, sch.get(block).writes[0].source.dtype.bits // 8)
+    width = next((w for w in (lanes, simd.lanes) if extent % w == 0 and all(c % w == 0 for c in cuts or ())), None)
+    if width is not None:
+        outer, vec = sch.split(inner, [None, width])
         sch.vectorize(vec)
-    elif _extent(sch, inner) <= 4 * simd.lanes:
+        if cuts:  # the parts, in vectors (split needs loops from 0: partition the outer loop, not the lanes)
+            sizes = [(b - a) // width for a, b in zip([0, *cuts], cuts)]
+            sch.loop_partition(outer, [*sizes, None])
+    elif extent <= 4 * simd.lanes and not cuts:
         sch.vectorize(inner)
+    elif cuts:
+        sch.loop_partition(inner, [b - a for a, b in zip([0, *cuts], cuts)] + [None])
     _parallel(sch, loops[:-1])
 
 
-def _concat_parts(sch, block, inner):
-    """Loops of a partitioned concat (innermost axis), or None if the block is not one."""
+def _concat_cuts(sch, block, extent: int) -> list[int] | None:
+    """The input boundaries of a concat along its innermost axis, or None if the block is not one."""
     b = sch.get(block)
     if not b.name_hint.startswith("T_concat"):
         return None
@@ -128,7 +133,7 @@ def _concat_parts(sch, block, inner):
     cuts = []
 
     def visit(e):  # TOPI's concat: nested if_then_else(boundary <= axis, this input, the earlier ones)
-        if isinstance(e, ir.Call) and getattr(e.op, "name", "") == "tirx.if_then_else":
+        if isinstance(e, ir.Call) and getattr(e.op, "name", "").endswith(".if_then_else"):  # prim. in TVM 0.27
             cond = e.args[0]
             if isinstance(cond, tirx.LE) and cond.b.same_as(var) and isinstance(cond.a, tirx.IntImm):
                 cuts.append(int(cond.a.value))
@@ -137,11 +142,7 @@ def _concat_parts(sch, block, inner):
 
     if isinstance(b.body, tirx.BufferStore):
         visit(b.body.value)
-    cuts = sorted(set(c for c in cuts if 0 < c < _extent(sch, inner)))
-    if not cuts:
-        return None
-    sizes = [b - a for a, b in zip([0, *cuts], cuts)]
-    return sch.loop_partition(inner, [*sizes, None])
+    return sorted(set(c for c in cuts if 0 < c < extent)) or None
 
 
 def _domain(sch, block) -> list[int]:
@@ -157,6 +158,23 @@ def _inline_consumers(sch, block, domain) -> None:
         if (len(consumers) != 1 or _domain(sch, consumers[0]) != domain
                 or not _try(lambda: sch.reverse_compute_inline(consumers[0]))):
             return
+
+
+def _fuse_epilogue(sch, red, names, red_at, at_loop) -> set[str]:
+    """Accumulate the reduction `red` in a register tile (cache_write to "local") written back under `at_loop`,
+    with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
+    where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
+    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root."""
+    n_spatial = len(sch.get(red).writes[0].region)
+    domain = _domain(sch, red)[:n_spatial]
+    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+    for name in epilogue[:-1]:
+        _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
+    acc = sch.cache_write(red, 0, "local")
+    _inline_consumers(sch, acc, domain)
+    sch.reverse_compute_at(acc, at_loop)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
 
 
 def _try(fn) -> bool:
@@ -237,27 +255,64 @@ class WindowReduction(Rule):
             outer = spatial[:-1]
             sch.reorder(*outer, c_out, *reduce, c_in)
         sch.vectorize(c_in)
-        # the epilogue -- blocks over the same output domain -- as one block where it is a chain (swish:
-        # x * sigmoid(x) reads x twice), so that it can follow the tile into the write-back; a consumer over a
-        # larger domain (squeeze-excite's broadcast multiply) stays a block of its own
-        domain = _domain(sch, red)[:n_spatial]
-        epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
-        for name in epilogue[:-1]:
-            _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
-        # accumulate the tile in registers; the epilogue is fused into its write-back
-        acc = sch.cache_write(red, 0, "local")
-        _inline_consumers(sch, acc, domain)
-        sch.reverse_compute_at(acc, c_out)
-        write_back = sch.get_loops(acc)
-        sch.vectorize(write_back[-1])
+        done = _fuse_epilogue(sch, red, names, red_at, c_out)
         _parallel(sch, outer)
-        done = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
         init = sch.decompose_reduction(red, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
         after = names[red_at + 1:]
         for name in after:  # consumers that could not be fused into the write-back
             if name in done:
                 _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+
+class Int8DotConv(Rule):
+    """The dense INT8 conv of backends/tvm_int8_kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
+    with its epilogue (bias, requantization): a register tile of pixels x vectors of output channels (the
+    kernel's `tile`, shrunk to divisors of the layer) accumulated over the whole reduction, each step one call of
+    the kernel's TensorIntrin per (pixel, vector); the epilogue applied to the tile on its way out; tiles of
+    pixels in parallel. The padded input (block `tcc_dot_pad`) is written once beforehand; in the flat form its
+    buffer is laid out as rows of (x, channel), so that a step reads consecutive codes."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        from .tvm_int8_kernels import (
+            CONV_BLOCK,
+            FLAT_ATTR,
+            KERNEL_ATTR,
+            KERNELS,
+            PAD_BLOCK,
+            VECTORS_ATTR,
+            ensure_registered,
+        )
+
+        names = [sch.get(b).name_hint for b in blocks]
+        if CONV_BLOCK not in names:
+            return False
+        conv = sch.get_sblock(CONV_BLOCK)
+        annotations = sch.get(conv).annotations
+        kernel = KERNELS[str(annotations[KERNEL_ATTR])]
+        channels = int(annotations[FLAT_ATTR])
+        intrin = ensure_registered(kernel)
+        for name in names[:names.index(CONV_BLOCK)]:
+            if name != PAD_BLOCK:
+                return False
+            pad = sch.get_sblock(PAD_BLOCK)
+            if channels:
+                sch.transform_layout(pad, ("write", 0), lambda n, y, x, c: (n, y, x * channels + c))
+                sch.fuse(*sch.get_loops(pad)[-2:])
+            _vectorize_spatial(sch, pad, simd)
+        n, y, x, co, *reduce = sch.get_loops(conv)
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
+        step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
+        sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
+        sch.unroll(x_in)
+        sch.unroll(c_mid)
         return True
 
 
@@ -276,9 +331,9 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: WindowReduction, then Injective) to every
-    PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(WindowReduction(), Injective())
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, WindowReduction, then
+    Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), WindowReduction(), Injective())
 
 
 def layout_passes():
