@@ -116,19 +116,29 @@ class RelaxLowering(Interpreter):
         return self.emit(self.relax.op.permute_dims(expr, [0, 3, 1, 2])) if self.rank(expr) == 4 else expr
 
     # ------------------------------------------------------------------------------------------ requantization
-    def requantize(self, acc, rq: Requant):
+    def requantize(self, acc, rq: Requant, in_kernel: bool = False):
         """reference.apply_requant(acc, rq) -> codes in the output's storage type; acc: an integer expression,
-        channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`)."""
+        channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
+        it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
+        channels: on ARMv7 it may then take the NEON form (`neon_requantize_params`)."""
         relax = self.relax
         shape = list(acc.ty.shape)
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")
         dtype = rq.out.dtype
-        narrow, p32, p64 = requantize_params(rq, int(shape[-1]))
+        channels = int(shape[-1])
+        neon = in_kernel and self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon") \
+            and neon_requantize_params(rq, channels) is not None
+        if neon:
+            params = [self.const(neon_requantize_params(rq, channels), "int32")]
+            func = requantize_neon_primfunc(dtype, shape)
+        else:
+            narrow, p32, p64 = requantize_params(rq, channels)
+            params = [self.const(p32, "int32"), self.const(p64, "int64")]
+            func = requantize_primfunc(dtype, shape, narrow)
         # one function per call: FuseTIR cannot map one function called twice inside a fused group
-        func = self.bb.add_func(requantize_primfunc(dtype, shape, narrow), f"tcc_requantize_{dtype}")
-        return self.emit(relax.call_tir(func, [acc, self.const(p32, "int32"), self.const(p64, "int64")],
-                                        relax.TensorType(shape, dtype)))
+        func = self.bb.add_func(func, f"tcc_requantize_{dtype}")
+        return self.emit(relax.call_tir(func, [acc, *params], relax.TensorType(shape, dtype)))
 
     def moved(self, c: _Codes, expr, rs: Requant | None, out: QParams):
         """reference._moved: codes `expr` (taken from c) at the output's parameters: a copy (clamped where the
@@ -179,7 +189,7 @@ class RelaxLowering(Interpreter):
         return self.bb.get()
 
     # ------------------------------------------------------------------------------------------ weighted
-    def _accumulated(self, n: QNode, acc, correction: np.ndarray | None = None) -> list:
+    def _accumulated(self, n: QNode, acc, correction: np.ndarray | None = None, in_kernel: bool = False) -> list:
         """acc (+ the bias, + `correction`: what a dot-product kernel's shifted codes took away) requantized, or
         dequantized where it is a float graph output."""
         op = self.relax.op
@@ -200,33 +210,54 @@ class RelaxLowering(Interpreter):
                 if hi is not None:
                     y = self.emit(op.minimum(y, self.const(hi, "float64")))
             return [self.nchw(self.cast(y, "float32"))]
-        return [_Codes(self.requantize(acc, n.requant), n.qout[0])]
+        return [_Codes(self.requantize(acc, n.requant, in_kernel), n.qout[0])]
 
     def conv(self, n: QNode, x: _Codes) -> list:
         a = n.attrs
         shape = self._dot_shape(n, x)
         if shape is not None:
             return self._dot_conv(n, x, shape)
+        shape = self._depthwise_shape(n, x)
+        if shape is not None:
+            from .tvm_int8_kernels import depthwise_primfunc
+
+            func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype), "tcc_dw_conv")
+            weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
+            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
+                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
+            return self._accumulated(n, acc, in_kernel=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         acc = self.emit(self.relax.op.nn.conv2d(
             self.centered(x, "int16"), self.const(hwio, "int16"), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc)
 
-    def _dot_shape(self, n: QNode, x: _Codes):
-        """The conv's shape when the target's dot-product kernel takes it (a dense conv on 8-bit codes with zero
-        point 0 and static shapes), else None."""
-        from .tvm_int8_kernels import ConvShape, supports
+    def _conv_shape(self, n: QNode, x: _Codes):
+        """The conv's shape on 8-bit codes with zero point 0 and static shapes (what tcc's integer kernels take),
+        else None."""
+        from .tvm_int8_kernels import ConvShape
 
         a = n.attrs
         dims = [_static(d) for d in x.expr.ty.shape]
-        if (self.kernel is None or a["group"] != 1 or x.zp or x.expr.ty.dtype not in ("int8", "uint8")
-                or len(dims) != 4 or None in dims):
+        if x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 4 or None in dims:
             return None
         kh, kw = n.weight.shape[2:]
-        shape = ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
-                          tuple(a["dilations"]))
-        return shape if supports(shape, self.kernel) is None else None
+        return ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
+                         tuple(a["dilations"]))
+
+    def _depthwise_shape(self, n: QNode, x: _Codes):
+        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use."""
+        shape = self._conv_shape(n, x) if self.kernel is not None else None
+        if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
+            return None  # 8k channels: the schedule's vectors (tvm_schedule.Int8Depthwise)
+        return shape
+
+    def _dot_shape(self, n: QNode, x: _Codes):
+        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None."""
+        from .tvm_int8_kernels import supports
+
+        shape = self._conv_shape(n, x) if self.kernel is not None and n.attrs["group"] == 1 else None
+        return shape if shape is not None and supports(shape, self.kernel) is None else None
 
     def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
@@ -249,7 +280,7 @@ class RelaxLowering(Interpreter):
         func = self.bb.add_func(kn.conv_primfunc(shape, layer, pad_code=offset), "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
-        return self._accumulated(n, acc, kn.bias_correction(n.weight, offset))
+        return self._accumulated(n, acc, kn.bias_correction(n.weight, offset), in_kernel=True)
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
@@ -452,6 +483,60 @@ def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.
     p64 = np.empty((2, channels), np.int64)
     p64[0], p64[1] = k, below_half
     return narrow, np.clip(p32, INT32_MIN, INT32_MAX).astype(np.int32), p64
+
+
+def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
+    """int32 [8, C] for `requantize_neon_primfunc`, or None where that form does not apply: it needs every shift
+    s = -shift in [1, 22] (multipliers below 1/2; every conv of the zoo's models) and an output within 16 bits.
+    Rows: q, 2^(s-1) - 1, 2^s, 2^(31 - v) - 1 with v the number of trailing zero bits of q, -s, lo - zp,
+    hi - zp, zp. Why these, see `requantize_neon_primfunc`."""
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 22) or rq.lo < -(1 << 15) or rq.hi > (1 << 15) or np.any(q <= 0):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    rows = np.stack([q, (1 << (s - 1)) - 1, 1 << s, (1 << (31 - trailing)) - 1, -s,
+                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return rows.astype(np.int32)
+
+
+def requantize_neon_primfunc(dtype: str, shape):
+    """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
+    vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there). With the
+    exact product P = acc q and k = 31 + s:
+
+        hi = floor(P / 2^31)                         vqdmulh.s32 (the doubling high half: exact floor)
+        y = (hi + 2^(s-1) - 1 + m) >> s              rounds P / 2^k half to even, where
+        m = [P mod 2^31 != 0] or [bit s of hi]       P mod 2^31 != 0  <=>  acc has a set bit below 31 - v
+                                                     (v = trailing zero bits of q): no low product needed
+
+    (hi = f 2^s + t: y = f + [t + m > 2^(s-1)], which is f + 1 exactly when the remainder t 2^31 + (P mod
+    2^31) is above half, or is half (t = 2^(s-1), P mod 2^31 = 0) and f is odd.) The sums saturate
+    (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22 (`neon_requantize_params`), and TIR's
+    int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. Only for the
+    epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form)."""
+    from tvm import te, tirx
+
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", 8), dims[-1]), "int32", name="params")
+
+    def intrin(name, *args):
+        return tirx.call_llvm_pure_intrin("int32", name, *args)
+
+    def one(*idx):
+        c = idx[-1]
+        q, below, bit, low_mask, neg_s, lo, hi, zp = (par[p, c] for p in range(8))
+        x = acc[idx]
+        high = intrin("llvm.arm.neon.vqdmulh", x, q)
+        m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
+        y = intrin("llvm.arm.neon.vshifts", intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
 
 
 def requantize_primfunc(dtype: str, shape, narrow: bool = True):

@@ -41,6 +41,8 @@ import numpy as np
 
 CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule rule looks for
 PAD_BLOCK = "tcc_dot_pad"
+DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
+DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
 VECTORS_ATTR = "tcc.dot_tile_vectors"  # and the vectors of output channels per register tile
@@ -252,6 +254,36 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
+def depthwise_primfunc(shape: ConvShape, source_dtype: str):
+    """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
+    weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
+    so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
+    widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`)."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, shape.c)], "int16", name="weights")
+
+    def padded(n, y, xx, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
+
+    src = te.compute([i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded,
+                     name=DEPTHWISE_PAD_BLOCK)
+    ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
+    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
+                     lambda n, y, xx, c: te.sum(src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32")
+                                                * weights[ky, kx, c].astype("int32"), axis=[ky, kx]),
+                     name=DEPTHWISE_BLOCK)
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
+
+
 # ---------------------------------------------------------------------------------------------------- intrinsics
 def _desc(k: DotKernel):
     """C[lanes] += sum over (pairs, group) of A[...] * B[..., lane, ...], as the conv's step computes it."""
@@ -359,13 +391,62 @@ def _impl(k: DotKernel):
                                 dtype="int8x8")
             a23 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4),
                                 dtype="int8x8")
+            b = B.vload([0, 0, 0], "int8x16")  # one load; its halves are the two d registers of a q register
             prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a01,
-                                           B.vload([0, 0, 0], "int8x8"), dtype="int16x8") + \
+                                           T.vectorlow(b, dtype="int8x8"), dtype="int16x8") + \
                 T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a23,
-                                        B.vload([1, 0, 0], "int8x8"), dtype="int16x8")
+                                        T.vectorhigh(b, dtype="int8x8"), dtype="int16x8")
             C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
                                                          C.vload([0], "int32x4"), prod, dtype="int32x4")
     return impl_neon
+
+
+DEPTHWISE_NEON = "tcc_dw_neon_s16"  # C[8] += A[8] * B[8] on int16 codes: two vmlal.s16 (ARMv7)
+
+
+def depthwise_intrin(target) -> str | None:
+    """The TensorIntrin of a depthwise tap (8 channels) for a target, registered; None: LLVM's vectorizer. On
+    ARMv7 LLVM hoisted the widened weights out of the pixel loop (int32, spilled) and multiplied 32-bit lanes;
+    the intrinsic keeps the widening multiply-accumulate."""
+    if not str(target.attrs.get("mtriple", "")).startswith("arm"):
+        return None
+    if DEPTHWISE_NEON not in _registered:
+        from tvm.s_tir import TensorIntrin
+        from tvm.script import tirx as T
+
+        @T.prim_func(s_tir=True)
+        def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:8], A[0:8], B[0:8])
+                T.writes(C[0:8])
+                for i in T.serial(8):
+                    with T.sblock("update"):
+                        vi = T.axis.remap("S", [i])
+                        C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:8], A[0:8], B[0:8])
+                T.writes(C[0:8])
+                a = A.vload([0], "int16x8")  # one q load each; the halves are its d registers
+                b = B.vload([0], "int16x8")
+                C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), T.vectorlow(a, dtype="int16x4"),
+                    T.vectorlow(b, dtype="int16x4"), dtype="int32x4")
+                C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), T.vectorhigh(a, dtype="int16x4"),
+                    T.vectorhigh(b, dtype="int16x4"), dtype="int32x4")
+
+        TensorIntrin.register(DEPTHWISE_NEON, desc, impl, override=True)
+        _registered.add(DEPTHWISE_NEON)
+    return DEPTHWISE_NEON
 
 
 _registered: set[str] = set()

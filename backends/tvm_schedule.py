@@ -35,6 +35,7 @@ from tvm.target import codegen
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 ACCUMULATOR_RESERVE = 4  # vector registers kept for the weight vectors and the broadcast input of a step
+DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
 
 
@@ -160,11 +161,15 @@ def _inline_consumers(sch, block, domain) -> None:
             return
 
 
-def _fuse_epilogue(sch, red, names, red_at, at_loop) -> set[str]:
+def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0) -> set[str]:
     """Accumulate the reduction `red` in a register tile (cache_write to "local") written back under `at_loop`,
     with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
     where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
-    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root."""
+    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root.
+    unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
+    LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
+    accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
+    `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = _domain(sch, red)[:n_spatial]
     epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
@@ -173,7 +178,14 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop) -> set[str]:
     acc = sch.cache_write(red, 0, "local")
     _inline_consumers(sch, acc, domain)
     sch.reverse_compute_at(acc, at_loop)
-    sch.vectorize(sch.get_loops(acc)[-1])
+    loops = sch.get_loops(acc)
+    if unroll and lanes and _extent(sch, loops[-1]) > lanes and _extent(sch, loops[-1]) % lanes == 0:
+        loops = [*loops[:-1], *sch.split(loops[-1], [None, lanes])]  # one register per vector
+    sch.vectorize(loops[-1])
+    if unroll:
+        at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
+        for loop in loops[at + 1:-1]:
+            sch.unroll(loop)
     return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
 
 
@@ -196,6 +208,7 @@ class Rule(dl.ScheduleRule):
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
         if not blocks or not _static(sch, blocks):
             return None
+        self.target = target
         try:
             return sch if self.schedule(sch, blocks, simd_of(target)) else None
         except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
@@ -306,13 +319,46 @@ class Int8DotConv(Rule):
         c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
         step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
         sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
-        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out)
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes)
         _parallel(sch, [n, y])
         init = sch.decompose_reduction(conv, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
         sch.unroll(x_in)
         sch.unroll(c_mid)
+        return True
+
+
+class Int8Depthwise(Rule):
+    """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
+    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue: a register tile of pixels x two vectors
+    of int32 channels, accumulated over the taps, the epilogue fused into its write-back."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        from .tvm_int8_kernels import DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, depthwise_intrin
+
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
+            return False
+        _vectorize_spatial(sch, sch.get_sblock(DEPTHWISE_PAD_BLOCK), simd)
+        conv = sch.get_sblock(DEPTHWISE_BLOCK)
+        n, y, x, c, *taps = sch.get_loops(conv)
+        intrin = depthwise_intrin(self.target)
+        width = 8 if intrin else next((w for w in (2 * simd.lanes, simd.lanes) if _extent(sch, c) % w == 0), None)
+        if width is None or _extent(sch, c) % width:
+            return False
+        c_out, c_in = sch.split(c, [None, width])
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)])
+        sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
+        _fuse_epilogue(sch, conv, names, 1, c_out, unroll=True, lanes=simd.lanes)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, taps[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        if intrin:
+            sch.tensorize(c_in, intrin)
+        else:
+            sch.vectorize(c_in)
+        sch.unroll(x_in)
         return True
 
 
@@ -331,9 +377,9 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, WindowReduction, then
-    Injective) to every PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), WindowReduction(), Injective())
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
+    WindowReduction, then Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), Injective())
 
 
 def layout_passes():

@@ -24,8 +24,9 @@ from tcc.quant.reference import run_reference  # noqa: E402
 
 
 def odd_convs_model(seed: int = 0):
-    """stem 7x7 s2 on 3 channels (flat form) + ReLU (u8 codes) -> 3x3 16->24 (signed out) -> 1x1 s2 24->16 on signed
-    codes -> 3x3 s2 asymmetric pads 16->8 + ReLU -> 3x3 8->5 (5 outputs: the generic conv) -> 3x3 5->16 + ReLU (5
+    """stem 7x7 s2 on 3 channels (flat form) + ReLU (u8 codes) -> 3x3 16->24 (signed out) -> depthwise 3x3 s2,
+    asymmetric pads + ReLU -> 1x1 24->16 -> 3x3 s2 asymmetric pads 16->8 + ReLU -> depthwise 3x3 on 8 channels (signed
+    out) -> 3x3 8->5 (5 outputs: the generic conv) -> 3x3 5->16 + ReLU (5
     input channels: flat) -> grouped 1x1 (generic) -> 1x1 16->12 (a multiple of ARM's 4 lanes, not of x86's 8 or
     16) -> GAP -> gemm."""
     rng = np.random.default_rng(seed)
@@ -42,7 +43,9 @@ def odd_convs_model(seed: int = 0):
 
     nodes, inits, x = [], [], "input"
     for args in (("stem", 16, 3, 7, 2, (3, 3, 3, 3), 1, True), ("c2", 24, 16, 3, 1, (1, 1, 1, 1)),
-                 ("c3", 16, 24, 1, 2), ("c4", 8, 16, 3, 2, (0, 1, 1, 0), 1, True), ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
+                 ("dw", 24, 24, 3, 2, (1, 0, 0, 1), 24, True), ("c3", 16, 24, 1, 1),
+                 ("c4", 8, 16, 3, 2, (0, 1, 1, 0), 1, True), ("dw2", 8, 8, 3, 1, (1, 1, 1, 1), 8),
+                 ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
                  ("c6", 16, 5, 3, 1, (1, 1, 1, 1), 1, True), ("g", 16, 16, 1, 1, (0, 0, 0, 0), 2),
                  ("c7", 12, 16, 1, 1)):
         name, co, ci, k, *rest = args
@@ -109,6 +112,7 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     names = list(ref_codes)
     mod = _lowered(model, table, k, names)
     calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
+    assert sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2  # both depthwise convs: 8k channels
     takes = [n for n in model.graph.node if n.op_type == "Conv" and helper.get_attribute_value(
         next(a for a in n.attribute if a.name == "group")) == 1 and _out_channels(model, n) % k.lanes == 0]
     assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's vectors
@@ -187,3 +191,44 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(target))
     asm = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
     assert re.search(instruction, asm)
+
+
+def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
+    """ARMv7's 32-bit requantization (tvm_int8.requantize_neon_primfunc), run under qemu on the accumulators and
+    multipliers that hit its branches: ties (q = 2^30: M = 2^-s, every odd multiple a tie), the int32 extremes,
+    shifts 1..22, odd and even q (the low-bits test), saturating sums, zero points."""
+    _skip_unless_runs("arm-a7")
+    from tvm import relax, s_tir
+
+    from tcc.backends.tvm_int8 import _requant, neon_requantize_params, requantize_neon_primfunc
+    from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier
+
+    rng = np.random.default_rng(0)
+    n = 4096
+    q, shift = quantize_multiplier(rng.uniform(2.0**-22, 0.49, n))
+    q[:512], shift[:512] = 2**30, -rng.integers(1, 23, 512)  # M = 2^(shift - 1): ties at every odd multiple
+    q[512:1024] &= ~np.int64(0xFF)  # q with trailing zero bits
+    acc = rng.integers(-(2**31), 2**31, n)
+    acc[:1024] = rng.integers(-(2**12), 2**12, 1024) * rng.choice([1, 2**10, 2**19], 1024) + 1  # ties and near
+    acc[1024:1032] = [-(2**31), 2**31 - 1, 0, -1, 1, 2**30, -(2**30), 12345]
+    for zp, lo, hi, dtype in ((-3, -128, 127, "int8"), (0, 0, 255, "uint8"), (100, -(2**15), 2**15 - 1, "int16")):
+        rq = _requant(q, shift, zp, lo, hi, dtype)
+        params = neon_requantize_params(rq, n)
+        assert params is not None
+        func = requantize_neon_primfunc(dtype, [1, n]).with_attr("global_symbol", "main")
+        sch = s_tir.Schedule(func)
+        _, i = sch.get_loops(sch.get_sblock("requantize"))
+        sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
+        bb = relax.BlockBuilder()
+        x = relax.Var("acc", relax.TensorType([1, n], "int32"))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
+                                 "requantize")
+                out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
+                                                    relax.TensorType([1, n], dtype)))
+            bb.emit_func_output(out)
+        so = tvm_compile.compile_module(bb.get(), "arm-a7", tmp_path / f"rq-{dtype}.so", ieee=True)
+        got = tvm_run.run_module(so, "arm-a7", acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
+        want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+        np.testing.assert_array_equal(got, want, err_msg=dtype)
