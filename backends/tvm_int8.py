@@ -272,12 +272,20 @@ class RelaxLowering(Interpreter):
             codes = self.cast(codes, "int16")
             if offset:
                 codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), self.kernel.act_dtype)
-        kernel = self.kernel
-        packed = kn.pack_weights(n.weight, shape, kernel)
+        kernel, im2col = kn.dot_form(shape, self.kernel)
+        weights = n.weight
+        if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
+            flat = kn.im2col_shape(shape, kernel)
+            func = self.bb.add_func(kn.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset), "tcc_im2col")
+            codes = self.emit(self.relax.call_tir(func, [codes], self.relax.TensorType(
+                [flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)))
+            shape, weights = flat, kn.im2col_weights(n.weight, flat.c)
+        packed = kn.pack_weights(weights, shape, kernel)
         layer = kn.layer_kernel(kernel, packed)
         if layer is not kernel:
-            packed = kn.pack_weights(n.weight, shape, layer)
-        func = self.bb.add_func(kn.conv_primfunc(shape, layer, pad_code=offset), "tcc_dot_conv")
+            packed = kn.pack_weights(weights, shape, layer)
+        make = kn.dot_conv_primfunc if layer.form == "dot" else kn.conv_primfunc
+        func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
         return self._accumulated(n, acc, kn.bias_correction(n.weight, offset), in_kernel=True)

@@ -56,8 +56,9 @@ class DotKernel:
     pairs: int  # groups summed per 16-bit lane before they widen into the accumulator (ARM), else 1
     act_dtype: str  # the activation codes as the kernel reads them
     weight_dtype: str
-    tile: tuple[int, int]  # (pixels, vectors of output channels) per register tile
+    tile: tuple[int, int]  # (pixels, vectors of output channels) per register tile; dot form: output channels
     features: str  # what the target must have, for the docs and the manifest
+    form: str = "broadcast"  # or "dot": lanes along the reduction (`dot_conv_primfunc`)
 
     @property
     def step(self) -> int:
@@ -80,8 +81,12 @@ KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
     DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 2), "ARMv7 NEON"),
     DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 2), "ARMv7 NEON"),
+    DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
+    DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
 )}
-NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs"}  # the kernel for weights that pair two -128 codes
+# the kernel for weights that put two -128 codes on one int16 lane
+NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs"}
+IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
 
 
 def kernel_for(target) -> DotKernel | None:
@@ -136,11 +141,16 @@ class ConvShape:
 
     def flat(self, k: DotKernel) -> bool:
         """Steps along the flattened (x, channel) row of the window: input channels not a multiple of the step."""
-        return self.c % k.step != 0
+        return self.c % k.step != 0 and k.form != "dot"
 
     def steps(self, k: DotKernel) -> int:
         """Steps per kernel row (flat) or per kernel tap (direct)."""
         return -(-self.kw * self.c // k.step) if self.flat(k) else self.c // k.step
+
+    def tile_channels(self, k: DotKernel) -> int:
+        """Output channels per register tile of the dot form: the kernel's, or the largest multiple of 4 dividing
+        the layer's."""
+        return max(d for d in range(4, k.tile[1] + 1, 4) if self.co % d == 0)
 
     def tile_vectors(self, k: DotKernel) -> int:
         """Vectors of output channels per register tile: the kernel's, or the largest divisor of the layer's."""
@@ -167,12 +177,50 @@ def supports(shape: ConvShape, k: DotKernel) -> str | None:
 def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
     """`k`, or its one-product-per-lane twin where the packed weights put two -128 codes on one 16-bit lane
     (both products (-128) x (-128) = 2^15 overflow int16)."""
-    if k.pairs == 1:
+    if k.name not in NEON_SAFE:
         return k
-    pairs = packed.reshape(-1, k.pairs, k.lanes, k.group)  # (pairs, lanes, group) innermost
+    if k.form == "dot":  # a step's 16 codes: vmull on 0..7, vmlal on 8..15: lanes m and m + 8 share
+        pairs = packed.reshape(-1, 2, 8)
+    else:
+        pairs = packed.reshape(-1, k.pairs, k.lanes, k.group)  # (pairs, lanes, group) innermost
     if np.any((pairs == -128).all(axis=1)):
         return KERNELS[NEON_SAFE[k.name]]
     return k
+
+
+DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs"}
+
+
+def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
+    """The kernel a layer takes and whether it reads an im2col copy of its input. ARMv7: the dot form (16 codes of
+    one pixel against 16 of one output channel per step, no broadcast) where the reduction runs in 16s: input
+    channels a multiple of 16, or few input channels (a stem on RGB) through im2col; else the broadcast form."""
+    twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
+    if k.name not in twins:
+        return k, False
+    dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)
+    if shape.c % dot.group == 0:
+        return dot, False
+    if shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1:
+        return dot, True
+    return broadcast, False
+
+
+def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
+    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step."""
+    oh, ow = shape.out_hw
+    reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
+    return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+
+
+def im2col_weights(w_oihw: np.ndarray, reduction: int) -> np.ndarray:
+    """[C_out, C_in, kh, kw] weights as the 1 x 1 conv on the im2col copy: [C_out, reduction, 1, 1], (ky, kx, c)
+    order, zeros past the window."""
+    co = len(w_oihw)
+    w = np.zeros((co, reduction), np.int64)
+    flat = np.asarray(w_oihw, np.int64).transpose(0, 2, 3, 1).reshape(co, -1)
+    w[:, :flat.shape[1]] = flat
+    return w.reshape(co, reduction, 1, 1)
 
 
 def pack_weights(w_oihw: np.ndarray, shape: ConvShape, k: DotKernel) -> np.ndarray:
@@ -182,6 +230,10 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape, k: DotKernel) -> np.ndarr
     co, ci, kh, kw = w_oihw.shape
     m, step = shape.tile_vectors(k), k.step
     w = np.asarray(w_oihw, np.int64).transpose(0, 2, 3, 1)  # [co, kh, kw, ci]
+    if k.form == "dot":  # [C_out / t, kh, kw, steps, t, 16], t output channels per tile
+        t = shape.tile_channels(k)
+        packed = w.reshape(co // t, t, kh, kw, ci // step, step).transpose(0, 2, 3, 4, 1, 5)
+        return np.ascontiguousarray(packed).astype(k.weight_dtype)
     if shape.flat(k):
         row = np.zeros((co, kh, shape.steps(k) * step), np.int64)
         row[:, :, :kw * ci] = w.reshape(co, kh, kw * ci)
@@ -254,6 +306,94 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
+SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
+
+
+def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
+    """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
+    products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
+    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    t = shape.tile_channels(k)
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.co // t, shape.kh, shape.kw, shape.c // 16, t, 16)],
+                             k.weight_dtype, name="weights")
+    src = _padded(x, shape, pad_code, k.act_dtype) if any((pt, pl, pb, pr)) else x
+    ky, kx = te.reduce_axis((i64(0), i64(shape.kh)), name="ky"), te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    g = te.reduce_axis((i64(0), i64(shape.c // 16)), name="g")
+    h, j = te.reduce_axis((i64(0), i64(2)), name="h"), te.reduce_axis((i64(0), i64(2)), name="j")
+
+    def partial(n, y, xx, co, lane):
+        e = h * 8 + lane * 2 + j
+        a = src[n, y * sh + ky * dh, xx * sw + kx * dw, g * 16 + e]
+        return te.sum(a.astype("int32") * weights[co // i64(t), ky, kx, g, co % i64(t), e].astype("int32"),
+                      axis=[ky, kx, g, h, j])
+
+    part = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co, 4)], partial, name=CONV_BLOCK,
+                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t})
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)],
+                     lambda n, y, xx, co: part[n, y, xx, co, i64(0)] + part[n, y, xx, co, i64(1)]
+                     + part[n, y, xx, co, i64(2)] + part[n, y, xx, co, i64(3)], name=SUM_BLOCK)
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
+
+
+def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):
+    from tvm import te, tirx
+
+    pt, pl, pb, pr = shape.pads
+
+    def padded(n, y, xx, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c], tirx.const(pad_code, dtype))
+
+    dims = (shape.n, shape.h + pt + pb, shape.w + pl + pr + extra, shape.c)
+    return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=PAD_BLOCK)
+
+
+def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int):
+    """x [1, h, w, c] -> [1, oh, ow, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
+    zeros; the padding holds `pad_code`. Written out as loops (and marked scheduled): the input padded once into
+    rows of (x, c), then each window row copied as one run of kw * c codes, no division per element."""
+    from tvm.script import tirx as T
+
+    n, h, w, c = shape.n, shape.h, shape.w, shape.c
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    kh, kw = shape.kh, shape.kw
+    hp, row = h + pt + pb, (w + pl + pr) * c
+    run, window = kw * c, kh * kw * c
+    assert n == 1 and dh == 1 and dw == 1
+
+    @T.prim_func(s_tir=True)
+    def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, ow, reduction), dtype)):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        with T.sblock("root"):
+            rows = T.sblock_alloc_buffer((hp, row), dtype)
+            flat = T.decl_buffer((h * w * c,), dtype, data=x.data)
+            for y in T.parallel(hp):
+                for e in range(row):
+                    rows[y, e] = T.if_then_else(
+                        pt <= y and y < pt + h and pl * c <= e and e < (pl + w) * c,
+                        flat[T.max(T.min(y - pt, h - 1), 0) * (w * c) + T.max(T.min(e - pl * c, w * c - 1), 0)],
+                        T.Cast(dtype, pad_code))
+            for yy in T.parallel(oh):
+                for xx, ky in T.grid(ow, kh):
+                    for e in T.vectorized(run):
+                        col[0, yy, xx, ky * run + e] = rows[yy * sh + ky, xx * sw * c + e]
+                for xx in range(ow):
+                    for e in T.vectorized(reduction - window):
+                        col[0, yy, xx, window + e] = T.Cast(dtype, 0)
+
+    return im2col.without_attr("global_symbol")
+
+
 def depthwise_primfunc(shape: ConvShape, source_dtype: str):
     """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
     weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
@@ -288,6 +428,22 @@ def depthwise_primfunc(shape: ConvShape, source_dtype: str):
 def _desc(k: DotKernel):
     """C[lanes] += sum over (pairs, group) of A[...] * B[..., lane, ...], as the conv's step computes it."""
     from tvm.script import tirx as T
+
+    if k.form == "dot":
+        @T.prim_func(s_tir=True)
+        def desc_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
+            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:4], A[0:16], B[0:16])
+                T.writes(C[0:4])
+                for lane, hh, jj in T.grid(4, 2, 2):
+                    with T.sblock("update"):
+                        vl, vh, vj = T.axis.remap("SRR", [lane, hh, jj])
+                        C[vl] = C[vl] + T.Cast("int32", A[vh * 8 + vl * 2 + vj]) * T.Cast(
+                            "int32", B[vh * 8 + vl * 2 + vj])
+        return desc_dot
 
     L, J, H = k.lanes, k.group, k.pairs
     a_t, w_t = k.act_dtype, k.weight_dtype
@@ -360,6 +516,49 @@ def _impl(k: DotKernel):
                     T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"), B.vload([0, 0], f"int8x{4 * L}"),
                     dtype=f"int32x{L}")
         return impl_vnni
+    if k.form == "dot":  # 16 codes x 16 weights: vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes
+        @T.prim_func(s_tir=True)
+        def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
+            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:4], A[0:16], B[0:16])
+                T.writes(C[0:4])
+                va = A.vload([0], "int8x16")
+                vb = B.vload([0], "int8x16")
+                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
+                                            T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"),
+                                            dtype="int16x8")
+                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
+                                              T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8"),
+                                              dtype="int16x8"),
+                    dtype="int32x4")
+
+        @T.prim_func(s_tir=True)
+        def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
+            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
+            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[0:4], A[0:16], B[0:16])
+                T.writes(C[0:4])
+                va = A.vload([0], "int8x16")
+                vb = B.vload([0], "int8x16")
+                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
+                    T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
+                        T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
+                                                T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"),
+                                                dtype="int16x8"), dtype="int32x4"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
+                                            T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8"),
+                                            dtype="int16x8"),
+                    dtype="int32x4")
+        return impl_dot_pairs if k.name.endswith("_pairs") else impl_dot
     # ARMv7 NEON: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16 lane
     # (vmull.s8, then vmlal.s8 for the second pair), pairwise-added into the int32 accumulators (vpadal.s16)
     if H == 1:

@@ -211,7 +211,7 @@ class Rule(dl.ScheduleRule):
         self.target = target
         try:
             return sch if self.schedule(sch, blocks, simd_of(target)) else None
-        except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
+        except (RuntimeError, ValueError):  # TVM's errors: a primitive it cannot apply here; the default stays
             return None
 
 
@@ -306,6 +306,8 @@ class Int8DotConv(Rule):
         kernel = KERNELS[str(annotations[KERNEL_ATTR])]
         channels = int(annotations[FLAT_ATTR])
         intrin = ensure_registered(kernel)
+        if kernel.form == "dot":
+            return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
         for name in names[:names.index(CONV_BLOCK)]:
             if name != PAD_BLOCK:
                 return False
@@ -326,6 +328,46 @@ class Int8DotConv(Rule):
         sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
         sch.unroll(x_in)
         sch.unroll(c_mid)
+        return True
+
+
+    @staticmethod
+    def _dot(sch, names, conv, kernel, intrin, tile_channels, simd) -> bool:
+        """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
+        registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
+        epilogue applied, 4 channels per vector."""
+        from .tvm_int8_kernels import CONV_BLOCK, PAD_BLOCK, SUM_BLOCK
+
+        at = names.index(CONV_BLOCK)
+        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK]:
+            return False
+        if names[:at]:
+            _vectorize_spatial(sch, sch.get_sblock(PAD_BLOCK), simd)
+        total = sch.get_sblock(SUM_BLOCK)
+        _inline_consumers(sch, total, _domain(sch, total))
+        n, y, x, co = sch.get_loops(total)
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        c_out, c_in = sch.split(co, [None, tile_channels])
+        sch.reorder(n, y, x_out, c_out, x_in, c_in)
+        _parallel(sch, [n, y])
+        sch.compute_at(conv, c_out, preserve_unit_loops=True)  # the tile's partial sums, right before their sum
+        sch.set_scope(conv, 0, "local")
+        p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
+        sch.reorder(*reduce[:-2], p_x, p_c, lane, *reduce[-2:])
+        init = sch.decompose_reduction(conv, reduce[0])
+        for loop in sch.get_loops(init)[-3:-1]:
+            sch.unroll(loop)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(lane, intrin)
+        sch.unroll(p_x)
+        sch.unroll(p_c)
+        sch.unroll(x_in)
+        if _extent(sch, c_in) > 4:
+            c_in, vec = sch.split(c_in, [None, 4])
+            sch.unroll(c_in)
+        else:
+            vec = c_in
+        sch.vectorize(vec)
         return True
 
 

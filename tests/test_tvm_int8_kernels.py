@@ -101,7 +101,8 @@ def _scripts(mod):
 @pytest.mark.parametrize("target, kernel", [
     ("host", None),  # this machine's kernel (kernel_for: AVX2 vpmaddwd here, vpdpbusd on a VNNI CPU)
     ("arm-a7", "tcc_dot_neon_s8"),
-    ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallback for weights pairing two -128 codes, on every layer
+    ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallbacks for weights pairing two -128 codes, on every layer
+    ("arm-a7", "tcc_dot_neon_dot16_pairs"),
 ])
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     _skip_unless_runs(target)
@@ -167,6 +168,14 @@ def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
     w[3, 2] = -127
     w[3, 1] = -128  # codes 0 and 1: two lanes of a pair, summed only in the int32 accumulator
     assert kn.layer_kernel(k, kn.pack_weights(w, shape, k)) is k
+    dot = kn.KERNELS["tcc_dot_neon_dot16"]  # the dot form: codes m and m + 8 of a step share an int16 lane
+    shape16 = kn.ConvShape(1, 4, 4, 32, 8, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+    assert kn.dot_form(shape16, k) == (dot, False)
+    w = np.full((8, 32, 1, 1), 5)
+    w[6, 17], w[6, 26] = -128, -128  # step 1, codes 1 and 10: not one lane
+    assert kn.layer_kernel(dot, kn.pack_weights(w, shape16, dot)) is dot
+    w[6, 25] = -128  # codes 9 and 1 of step 1: one lane
+    assert kn.layer_kernel(dot, kn.pack_weights(w, shape16, dot)).name == "tcc_dot_neon_dot16_pairs"
 
 
 @pytest.mark.parametrize("mcpu, kernel, instruction", [
