@@ -130,8 +130,11 @@ class RelaxLowering(Interpreter):
         neon = in_kernel and self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon") \
             and neon_requantize_params(rq, channels) is not None
         if neon:
-            params = [self.const(neon_requantize_params(rq, channels), "int32")]
-            func = requantize_neon_primfunc(dtype, shape)
+            rows = neon_requantize_params(rq, channels)
+            varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
+            params = [self.const(rows[varying] if varying else rows[:1], "int32")]
+            func = requantize_neon_primfunc(dtype, shape, {k: int(rows[k, 0]) for k in range(len(rows))
+                                                             if k not in varying})
         else:
             narrow, p32, p64 = requantize_params(rq, channels)
             params = [self.const(p32, "int32"), self.const(p64, "int64")]
@@ -333,11 +336,10 @@ class RelaxLowering(Interpreter):
         g = n.attrs
         pt, pl, pb, pr = g["pads"]
         expr = x.expr
-        if storage_dtype(x.lo, x.hi) == "int32" or any((pt, pl, pb, pr)):
-            # pad with the lowest code explicitly (the reference's pad value), then pool unpadded
-            expr = self.cast(expr, "int32")
-            if any((pt, pl, pb, pr)):
-                expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
+        if any((pt, pl, pb, pr)):
+            # pad with the lowest code explicitly (the reference's pad value; it is a code of the tensor's own
+            # type), then pool unpadded
+            expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
         y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], layout="NHWC"))
         y = self.cast(y, storage_dtype(x.lo, x.hi))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
@@ -509,7 +511,7 @@ def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     return rows.astype(np.int32)
 
 
-def requantize_neon_primfunc(dtype: str, shape):
+def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
     """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
     vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there). With the
     exact product P = acc q and k = 31 + s:
@@ -523,19 +525,25 @@ def requantize_neon_primfunc(dtype: str, shape):
     2^31) is above half, or is half (t = 2^(s-1), P mod 2^31 = 0) and f is odd.) The sums saturate
     (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22 (`neon_requantize_params`), and TIR's
     int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. Only for the
-    epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form)."""
+    epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form).
+    uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
+    (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
+    in order (at least one row)."""
     from tvm import te, tirx
 
+    uniform = uniform or {}
+    varying = [k for k in range(8) if k not in uniform]
     dims = _dims(shape)
     acc = te.placeholder(dims, "int32", name="acc")
-    par = te.placeholder((tirx.IntImm("int64", 8), dims[-1]), "int32", name="params")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
 
     def intrin(name, *args):
         return tirx.call_llvm_pure_intrin("int32", name, *args)
 
     def one(*idx):
         c = idx[-1]
-        q, below, bit, low_mask, neg_s, lo, hi, zp = (par[p, c] for p in range(8))
+        q, below, bit, low_mask, neg_s, lo, hi, zp = (
+            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(8))
         x = acc[idx]
         high = intrin("llvm.arm.neon.vqdmulh", x, q)
         m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")

@@ -648,6 +648,61 @@ def depthwise_intrin(target) -> str | None:
     return DEPTHWISE_NEON
 
 
+PARTIAL_SUM_NEON = "tcc_dot_neon_sum4"  # 4 channels' 4 partial lanes summed: 6 vpadd.i32
+
+
+def partial_sum_intrin() -> str:
+    """The TensorIntrin summing the dot form's partial lanes of 4 output channels into one vector (registered);
+    LLVM's own reduction of a [4, 4] tile transposed it element by element (vtrn / vext / vorr)."""
+    if PARTIAL_SUM_NEON not in _registered:
+        from tvm.s_tir import TensorIntrin
+        from tvm.script import tirx as T
+
+        @T.prim_func(s_tir=True)
+        def desc(p: T.handle, o: T.handle) -> None:
+            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope="local")
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(P[0:4, 0:4])
+                T.writes(O[0:4])
+                for i in T.serial(4):
+                    with T.sblock("sum"):
+                        vi = T.axis.remap("S", [i])
+                        O[vi] = P[vi, 0] + P[vi, 1] + P[vi, 2] + P[vi, 3]
+
+        @T.prim_func(s_tir=True)
+        def impl(p: T.handle, o: T.handle) -> None:
+            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope="local")
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(P[0:4, 0:4])
+                T.writes(O[0:4])
+                p0 = P.vload([0, 0], "int32x4")
+                p1 = P.vload([1, 0], "int32x4")
+                p2 = P.vload([2, 0], "int32x4")
+                p3 = P.vload([3, 0], "int32x4")
+                O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                            T.vectorlow(p0, dtype="int32x2"), T.vectorhigh(p0, dtype="int32x2"),
+                                            dtype="int32x2"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                            T.vectorlow(p1, dtype="int32x2"), T.vectorhigh(p1, dtype="int32x2"),
+                                            dtype="int32x2"), dtype="int32x2")
+                O[T.ramp(2, 1, 2)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                            T.vectorlow(p2, dtype="int32x2"), T.vectorhigh(p2, dtype="int32x2"),
+                                            dtype="int32x2"),
+                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                            T.vectorlow(p3, dtype="int32x2"), T.vectorhigh(p3, dtype="int32x2"),
+                                            dtype="int32x2"), dtype="int32x2")
+
+        TensorIntrin.register(PARTIAL_SUM_NEON, desc, impl, override=True)
+        _registered.add(PARTIAL_SUM_NEON)
+    return PARTIAL_SUM_NEON
+
+
 _registered: set[str] = set()
 
 

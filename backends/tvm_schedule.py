@@ -336,21 +336,30 @@ class Int8DotConv(Rule):
         """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
         registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
         epilogue applied, 4 channels per vector."""
-        from .tvm_int8_kernels import CONV_BLOCK, PAD_BLOCK, SUM_BLOCK
+        from .tvm_int8_kernels import CONV_BLOCK, PAD_BLOCK, SUM_BLOCK, partial_sum_intrin
 
         at = names.index(CONV_BLOCK)
-        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK]:
+        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
             return False
         if names[:at]:
             _vectorize_spatial(sch, sch.get_sblock(PAD_BLOCK), simd)
         total = sch.get_sblock(SUM_BLOCK)
-        _inline_consumers(sch, total, _domain(sch, total))
-        n, y, x, co = sch.get_loops(total)
+        domain = _domain(sch, total)
+        epilogue = [m for m in names[at + 2:] if _domain(sch, sch.get_sblock(m)) == domain]
+        if not epilogue or len(epilogue) != len(names) - at - 2:
+            return False
+        for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
+            sch.compute_inline(sch.get_sblock(name))
+        last = sch.get_sblock(epilogue[-1])
+        n, y, x, co = sch.get_loops(last)
         x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
         c_out, c_in = sch.split(co, [None, tile_channels])
         sch.reorder(n, y, x_out, c_out, x_in, c_in)
         _parallel(sch, [n, y])
-        sch.compute_at(conv, c_out, preserve_unit_loops=True)  # the tile's partial sums, right before their sum
+        # per tile: the partial sums (registers), their sum by 4 channels (registers), the epilogue by vectors
+        sch.compute_at(total, c_out, preserve_unit_loops=True)
+        sch.set_scope(total, 0, "local")
+        sch.compute_at(conv, c_out, preserve_unit_loops=True)
         sch.set_scope(conv, 0, "local")
         p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
         sch.reorder(*reduce[:-2], p_x, p_c, lane, *reduce[-2:])
@@ -361,12 +370,15 @@ class Int8DotConv(Rule):
         sch.tensorize(lane, intrin)
         sch.unroll(p_x)
         sch.unroll(p_c)
+        s_x, s_c = sch.get_loops(total)[-2:]
+        s_c, s_vec = sch.split(s_c, [None, 4])
+        sch.tensorize(s_vec, partial_sum_intrin())
+        sch.unroll(s_x)
+        sch.unroll(s_c)
+        c_in, vec = sch.split(c_in, [None, 4])
+        sch.reorder(c_in, x_in, vec)  # vector by vector: one vector's requantization parameters at a time
+        sch.unroll(c_in)
         sch.unroll(x_in)
-        if _extent(sch, c_in) > 4:
-            c_in, vec = sch.split(c_in, [None, 4])
-            sch.unroll(c_in)
-        else:
-            vec = c_in
         sch.vectorize(vec)
         return True
 

@@ -224,7 +224,7 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
-        func = requantize_neon_primfunc(dtype, [1, n]).with_attr("global_symbol", "main")
+        func = requantize_neon_primfunc(dtype, [1, n]).with_attr("global_symbol", "main")  # every row a tensor
         sch = s_tir.Schedule(func)
         _, i = sch.get_loops(sch.get_sblock("requantize"))
         sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
