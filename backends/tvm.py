@@ -177,7 +177,7 @@ class TvmBackend(Backend):
 
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
-            return lower_int8(model, options.table, batch=DEPLOY_BATCH)
+            return lower_int8(model, options.table, batch=DEPLOY_BATCH, target=options.target)
         if options.precision != "fp32":
             raise BuildError(f"the tvm backend cannot emit precision {options.precision}")
         inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
@@ -278,7 +278,7 @@ class TvmBackend(Backend):
                 table = load_table(Path(bundle_dir) / "calibration.json")
                 _, codes = run_reference(model, table, x, return_all=True)  # the quantized tensors, in graph order
                 names = list(codes)
-                mod = lower_int8(model, table, expose=tuple(names), batch=1)
+                mod = lower_int8(model, table, expose=tuple(names), batch=1, target="host")
             else:
                 names, mod = _all_outputs_module(model)
             so = tvm_compile.compile_module(mod, "host", Path(tmp) / ARTIFACT, ieee=int8)

@@ -8,17 +8,22 @@ each a translation of the reference's method of the same name (tcc.quant.referen
 the constants the QGraph holds (weight and bias codes, fixed-point multipliers, clamp bounds, lookup tables): the
 module computes what the reference computes, bit for bit, and cannot drift from it.
 
-- the graph input is quantized with equation (8) in float32 (x / s, round half to even, + zero point, clamp);
+- the graph input is quantized with equation (8) in float32 (x / s, round half to even, + zero point, clamp:
+  `quantize_input_primfunc`);
 - tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says, 4-D ones channels-last
   (NHWC, the layout of tcc's CPU schedules, backends/tvm_schedule.py): the input codes are transposed once, and a
   tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose / split across layouts,
   graph outputs);
-- conv (grouped / depthwise too) and gemm subtract the zero point, widen to int16 (exact for 8-bit codes) and
-  accumulate int16 x int16 products in int32 (`out_dtype="int32"`), then add the int32 bias;
-- requantization is one TIR PrimFunc (`requantize_primfunc`, one per call, the layer's int64 parameters [6, C],
-  channels last): the exact int64 product acc * q, one arithmetic right shift by 31 - shift, round half to even
-  (remainder vs half), + zero point, clamp. Relax fuses it into the producing conv, whose schedule applies it to
-  the register tile on its way out: the int32 accumulators never go to memory;
+- a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
+  AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`) is one call of that kernel's conv,
+  its codes converted to the kernel's type on the way; other convs (grouped / depthwise, or without a kernel)
+  and gemm subtract the zero point, widen to int16 (exact for 8-bit codes) and accumulate int16 x int16
+  products in int32 (`out_dtype="int32"`); then the int32 bias;
+- requantization is one TIR PrimFunc (`requantize_primfunc`, one per call, the layer's parameters one row per
+  parameter, channels last): the exact int64 product acc * q, one arithmetic right shift by 31 - shift rounding
+  half to even (without comparisons, so that it vectorizes everywhere), + zero point, clamp. Relax fuses it into
+  the producing conv, whose schedule applies it to the register tile on its way out: the int32 accumulators
+  never go to memory;
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
   lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
   multiply (PReLU, layer scale) requantizes both sides and selects by the code's sign;
@@ -53,14 +58,14 @@ class _Codes:
 
 
 def fixed_point(q, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q, k, half) as int64 arrays for reference.multiply_by_quantized_multiplier(acc, q, shift): the product
-    acc * q shifted right by k = 31 - shift, half = 2^(k - 1) the rounding threshold."""
+    """(q, k, below_half) as int64 arrays for reference.multiply_by_quantized_multiplier(acc, q, shift): the
+    product acc * q shifted right by k = 31 - shift, below_half = 2^(k - 1) - 1 (see `_half_even_mul`)."""
     q, shift = np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))
     k = 31 - shift
     if np.any(k < 1):
         raise OverflowError("requantization multiplier >= 2^30 is not supported")
     k = np.minimum(k, 62)  # |acc * q| < 2^62: shifting 62 gives 0, as in the reference
-    return q, k, np.int64(1) << (k - 1)
+    return q, k, (np.int64(1) << (k - 1)) - 1
 
 
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis channels-last
@@ -69,11 +74,14 @@ NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis
 class RelaxLowering(Interpreter):
     lowering = TVM
 
-    def __init__(self):
+    def __init__(self, kernel=None):
+        """kernel: the target's integer dot-product kernel (tvm_int8_kernels.DotKernel) for dense convs; None:
+        the generic int16 form everywhere (compiles for any target)."""
         from tvm import relax
 
         self.relax = relax
         self.bb = relax.BlockBuilder()
+        self.kernel = kernel
 
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
@@ -112,20 +120,32 @@ class RelaxLowering(Interpreter):
         return self.emit(self.relax.op.permute_dims(expr, [0, 3, 1, 2])) if self.rank(expr) == 4 else expr
 
     # ------------------------------------------------------------------------------------------ requantization
-    def requantize(self, acc, rq: Requant):
+    def requantize(self, acc, rq: Requant, in_kernel: bool = False):
         """reference.apply_requant(acc, rq) -> codes in the output's storage type; acc: an integer expression,
-        channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`)."""
+        channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
+        it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
+        channels: on ARMv7 it may then take the NEON form (`neon_requantize_params`)."""
         relax = self.relax
         shape = list(acc.ty.shape)
-        params = np.empty((6, int(shape[-1])), np.int64)  # one row per parameter: vector loads along channels
-        params[0], params[1], params[2] = fixed_point(rq.mult.q, rq.mult.shift)
-        params[3], params[4], params[5] = rq.zp, rq.lo, rq.hi
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")
         dtype = rq.out.dtype
+        channels = int(shape[-1])
+        neon = in_kernel and self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon") \
+            and neon_requantize_params(rq, channels) is not None
+        if neon:
+            rows = neon_requantize_params(rq, channels)
+            varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
+            params = [self.const(rows[varying] if varying else rows[:1], "int32")]
+            func = requantize_neon_primfunc(dtype, shape, {k: int(rows[k, 0]) for k in range(len(rows))
+                                                             if k not in varying})
+        else:
+            narrow, p32, p64 = requantize_params(rq, channels)
+            params = [self.const(p32, "int32"), self.const(p64, "int64")]
+            func = requantize_primfunc(dtype, shape, narrow)
         # one function per call: FuseTIR cannot map one function called twice inside a fused group
-        func = self.bb.add_func(requantize_primfunc(dtype, shape), f"tcc_requantize_{dtype}")
-        return self.emit(relax.call_tir(func, [acc, self.const(params, "int64")], relax.TensorType(shape, dtype)))
+        func = self.bb.add_func(func, f"tcc_requantize_{dtype}")
+        return self.emit(relax.call_tir(func, [acc, *params], relax.TensorType(shape, dtype)))
 
     def moved(self, c: _Codes, expr, rs: Requant | None, out: QParams):
         """reference._moved: codes `expr` (taken from c) at the output's parameters: a copy (clamped where the
@@ -166,12 +186,9 @@ class RelaxLowering(Interpreter):
                 if p is None:  # only float islands read the input
                     env[qg.input] = x
                 else:
-                    # equation (8) in float32 like the reference: rint(x / s) + zp, clamp
-                    qf = self.emit(op.add(op.round(op.divide(x, self.const(np.float32(p.scale), "float32"))),
-                                          self.const(np.float32(p.zp), "float32")))
-                    qf = self.emit(op.minimum(op.maximum(qf, self.const(p.lo, "float32")),
-                                              self.const(p.hi, "float32")))
-                    env[qg.input] = _Codes(self.nhwc(self.cast(qf, p.dtype)), p)
+                    func = self.bb.add_func(quantize_input_primfunc(dims, p), "tcc_quantize_input")
+                    codes = self.emit(relax.call_tir(func, [x], relax.TensorType(dims, p.dtype)))
+                    env[qg.input] = _Codes(self.nhwc(codes), p)
                 for node in qg.nodes:
                     env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
                 outs = [self.dequantize(env[o]) if isinstance(env[o], _Codes) else env[o] for o in qg.outputs]
@@ -185,12 +202,17 @@ class RelaxLowering(Interpreter):
         return mod
 
     # ------------------------------------------------------------------------------------------ weighted
-    def _accumulated(self, n: QNode, acc) -> list:
+    def _accumulated(self, n: QNode, acc, correction: np.ndarray | None = None, in_kernel: bool = False) -> list:
+        """acc (+ the bias, + `correction`: what a dot-product kernel's shifted codes took away) requantized, or
+        dequantized where it is a float graph output."""
         op = self.relax.op
         ndim = self.rank(acc)
         ch = [1] * (ndim - 1) + [-1]
-        if n.bias is not None:
-            acc = self.emit(op.add(acc, self.const(n.bias.reshape(ch), "int32")))
+        bias = n.bias
+        if correction is not None and np.any(correction):
+            bias = correction if bias is None else np.asarray(bias, np.int64) + correction
+        if bias is not None:
+            acc = self.emit(op.add(acc, self.const(np.asarray(bias).reshape(ch), "int32")))
         if n.qout[0] is None:  # a float graph output: dequantize the accumulator
             y = self.emit(op.multiply(op.astype(acc, "float64"),
                                       self.const(n.acc_scale.astype(np.float64).reshape(ch), "float64")))
@@ -201,15 +223,85 @@ class RelaxLowering(Interpreter):
                 if hi is not None:
                     y = self.emit(op.minimum(y, self.const(hi, "float64")))
             return [self.nchw(self.cast(y, "float32"))]
-        return [_Codes(self.requantize(acc, n.requant), n.qout[0])]
+        return [_Codes(self.requantize(acc, n.requant, in_kernel), n.qout[0])]
 
     def conv(self, n: QNode, x: _Codes) -> list:
         a = n.attrs
+        shape = self._dot_shape(n, x)
+        if shape is not None:
+            return self._dot_conv(n, x, shape)
+        shape = self._depthwise_shape(n, x)
+        if shape is not None:
+            from .tvm_int8_kernels import depthwise_primfunc
+
+            func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype), "tcc_dw_conv")
+            weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
+            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
+                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
+            return self._accumulated(n, acc, in_kernel=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         acc = self.emit(self.relax.op.nn.conv2d(
             self.centered(x, "int16"), self.const(hwio, "int16"), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc)
+
+    def _conv_shape(self, n: QNode, x: _Codes):
+        """The conv's shape on 8-bit codes with zero point 0 and static shapes (what tcc's integer kernels take),
+        else None."""
+        from .tvm_int8_kernels import ConvShape
+
+        a = n.attrs
+        dims = [_static(d) for d in x.expr.ty.shape]
+        if x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 4 or None in dims:
+            return None
+        kh, kw = n.weight.shape[2:]
+        return ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
+                         tuple(a["dilations"]))
+
+    def _depthwise_shape(self, n: QNode, x: _Codes):
+        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use."""
+        shape = self._conv_shape(n, x) if self.kernel is not None else None
+        if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
+            return None  # 8k channels: the schedule's vectors (tvm_schedule.Int8Depthwise)
+        return shape
+
+    def _dot_shape(self, n: QNode, x: _Codes):
+        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None."""
+        from .tvm_int8_kernels import supports
+
+        shape = self._conv_shape(n, x) if self.kernel is not None and n.attrs["group"] == 1 else None
+        return shape if shape is not None and supports(shape, self.kernel) is None else None
+
+    def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:
+        """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
+        the kernel's type (shifted where its signedness differs; Relax fuses the conversion into the producer),
+        the weights packed, the shift's effect taken back in the bias."""
+        from . import tvm_int8_kernels as kn
+
+        op = self.relax.op
+        offset = self.kernel.act_offset(x.expr.ty.dtype)
+        codes = x.expr
+        if self.kernel.act_dtype == "int16" or offset:
+            codes = self.cast(codes, "int16")
+            if offset:
+                codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), self.kernel.act_dtype)
+        kernel, im2col = kn.dot_form(shape, self.kernel)
+        weights = n.weight
+        if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
+            flat = kn.im2col_shape(shape, kernel)
+            func = self.bb.add_func(kn.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset), "tcc_im2col")
+            codes = self.emit(self.relax.call_tir(func, [codes], self.relax.TensorType(
+                [flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)))
+            shape, weights = flat, kn.im2col_weights(n.weight, flat.c)
+        packed = kn.pack_weights(weights, shape, kernel)
+        layer = kn.layer_kernel(kernel, packed)
+        if layer is not kernel:
+            packed = kn.pack_weights(weights, shape, layer)
+        make = kn.dot_conv_primfunc if layer.form == "dot" else kn.conv_primfunc
+        func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
+        acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
+                                            self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
+        return self._accumulated(n, acc, kn.bias_correction(n.weight, offset), in_kernel=True)
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
@@ -263,11 +355,10 @@ class RelaxLowering(Interpreter):
         g = n.attrs
         pt, pl, pb, pr = g["pads"]
         expr = x.expr
-        if storage_dtype(x.lo, x.hi) == "int32" or any((pt, pl, pb, pr)):
-            # pad with the lowest code explicitly (the reference's pad value), then pool unpadded
-            expr = self.cast(expr, "int32")
-            if any((pt, pl, pb, pr)):
-                expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
+        if any((pt, pl, pb, pr)):
+            # pad with the lowest code explicitly (the reference's pad value; it is a code of the tensor's own
+            # type), then pool unpadded
+            expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
         y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], layout="NHWC"))
         y = self.cast(y, storage_dtype(x.lo, x.hi))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
@@ -377,32 +468,46 @@ def island_function(bb, n: QNode, shapes: list[list[int]]):
 
 
 def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: tuple[str, ...] = (),
-               batch: int | None = None):
+               batch: int | None = None, target: str | None = None):
     """The FP32 ONNX graph `onnx_model` (the graph `table` was calibrated on) as an integer Relax IRModule whose
     main(x: float32 NCHW) returns the float32 output equal to reference.run_reference(onnx_model, table, x).
 
     expose: quantized tensors whose codes (in their int8 / uint8 storage type) main also returns, after the graph
     output(s) -- for comparing every layer with the reference's `return_all` codes. batch: fix the input's batch
-    dimension (the deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own."""
+    dimension (the deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own.
+    target: the registry target it is compiled for: its integer dot-product kernel (tvm_int8_kernels) takes the
+    dense convs; None: the generic form, which compiles for any target."""
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
 
     graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
-    return RelaxLowering().lower(quantize_graph(graph, table), tuple(expose), batch)
+    return RelaxLowering(dot_kernel(target)).lower(quantize_graph(graph, table), tuple(expose), batch)
 
 
-def _half_even_mul(x, q, k, half):
+def dot_kernel(target: str | None):
+    """The integer dot-product kernel for a target of the registry (None: none, the generic form)."""
+    if target is None:
+        return None
+    import tvm
+
+    from .tvm_compile import resolve_tvm_target
+    from .tvm_int8_kernels import kernel_for
+
+    return kernel_for(tvm.target.Target(resolve_tvm_target(target)))
+
+
+def _half_even_mul(x, q, k, below_half):
     """TIR: multiply_by_quantized_multiplier(x, q, shift) for int64 x (|x| < 2^31) with k = 31 - shift and
-    half = 2^(k - 1): the exact product x * q, an arithmetic shift right by k (the floor), plus one where the
-    remainder is above half or exactly half with an odd floor: one rounding, half to even, as in the reference."""
+    below_half = 2^(k - 1) - 1: the exact product p = x * q divided by 2^k with one rounding, half to even, as in
+    the reference: (p + 2^(k-1) - 1 + b) >> k with b = bit k of p (the floor's parity). With f = p >> k and the
+    remainder r, that is f + 1 exactly where r + 2^(k-1) - 1 + b >= 2^k: r > 2^(k-1), or r = 2^(k-1) with f odd.
+    No comparison: only multiplies, shifts, ands and adds, which vectorize on every target (ARMv7 NEON has no
+    64-bit compare; the compare form ran as scalar code there)."""
     from tvm import tirx
 
     prod = x * q
-    floor = prod >> k
-    rem = prod - (floor << k)
-    one = tirx.const(1, "int64")
-    up = tirx.Or(rem > half, tirx.And(tirx.EQ(rem, half), tirx.EQ(floor & one, one)))
-    return floor + up.astype("int64")
+    odd = (prod >> k) & tirx.const(1, "int64")
+    return (prod + below_half + odd) >> k
 
 
 def _static(d) -> int | None:
@@ -421,32 +526,144 @@ def _dims(shape):
             for i, d in enumerate(shape)]
 
 
-def requantize_primfunc(dtype: str, shape):
+def quantize_input_primfunc(shape, p: QParams):
+    """Equation (8) in float32 like the reference (reference.quantize_input): clamp(rint(x / s) + zp, lo, hi),
+    computed as rint(clamp(x / s, lo - zp, hi - zp)) + zp (the same: rint is monotone and keeps integers), the
+    rounding by the float32 adder itself: v + 1.5 * 2^23 lies in [2^23, 2^24), where float32 holds integers
+    exactly and IEEE addition rounds half to even, so its bits minus those of 1.5 * 2^23 are rint(v), for
+    |v| < 2^22. No call of libm's rint per element (ARMv7 has no rounding instruction); the reinterpretation
+    keeps the simplifier from folding (v + c) - c to v."""
+    from tvm import te, tirx
+
+    dims = _dims(shape)
+    x = te.placeholder(dims, "float32", name="x")
+    magic = np.float32(1.5 * 2.0**23)
+    bits = int(magic.view(np.int32))
+
+    def one(*idx):
+        v = x[idx] / tirx.const(np.float32(p.scale), "float32")
+        v = tirx.min(tirx.max(v, tirx.const(float(p.lo - p.zp), "float32")), tirx.const(float(p.hi - p.zp), "float32"))
+        r = tirx.reinterpret("int32", v + tirx.const(magic, "float32")) - tirx.const(bits - p.zp, "int32")
+        return r.astype(p.dtype)
+
+    out = te.compute(dims, one, name="quantize")
+    return te.create_prim_func([x, out]).without_attr("global_symbol").with_attr("tcc.op_pattern", 0)
+
+
+def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(narrow, int32 [4, C], int64 [2, C]) for `requantize_primfunc`: one row per parameter, so that a vector of
+    channels loads each with one instruction (a [C, 6] table measured 1.45x slower on x86).
+
+    int32 rows: q (< 2^31: the product acc * q is a widening 32 x 32 -> 64 multiply, vmull.s32 / vpmuldq), and
+    for the narrow form lo - zp, hi - zp (clipped to int32) and zp; int64 rows: k = 31 - shift, 2^(k-1) - 1.
+    narrow: every k >= 31 (multipliers below 1, as a conv's s_in s_w / s_out), so that the rounded product
+    |acc q / 2^k| <= 2^31 - 1 fits int32 and the clamp runs on int32 lanes: clamp(y + zp, lo, hi) = clamp(y,
+    lo - zp, hi - zp) + zp, and clipping those bounds to int32 changes nothing for an int32 y. ARMv7 NEON has no
+    64-bit min / max (the int64 clamp ran as scalar code there); the wide form keeps it, in int64."""
+    q, k, below_half = fixed_point(rq.mult.q, rq.mult.shift)
+    narrow = bool(np.all(k >= 31))
+    p32 = np.empty((4, channels), np.int64)
+    p32[0] = q
+    if narrow:
+        p32[1], p32[2] = rq.lo - np.int64(rq.zp), rq.hi - np.int64(rq.zp)
+    else:
+        p32[1], p32[2] = rq.lo, rq.hi
+    p32[3] = rq.zp
+    p64 = np.empty((2, channels), np.int64)
+    p64[0], p64[1] = k, below_half
+    return narrow, np.clip(p32, INT32_MIN, INT32_MAX).astype(np.int32), p64
+
+
+def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
+    """int32 [8, C] for `requantize_neon_primfunc`, or None where that form does not apply: it needs every shift
+    s = -shift in [1, 22] (multipliers below 1/2; every conv of the zoo's models) and an output within 16 bits.
+    Rows: q, 2^(s-1) - 1, 2^s, 2^(31 - v) - 1 with v the number of trailing zero bits of q, -s, lo - zp,
+    hi - zp, zp. Why these, see `requantize_neon_primfunc`."""
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 22) or rq.lo < -(1 << 15) or rq.hi > (1 << 15) or np.any(q <= 0):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    rows = np.stack([q, (1 << (s - 1)) - 1, 1 << s, (1 << (31 - trailing)) - 1, -s,
+                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return rows.astype(np.int32)
+
+
+def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
+    vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there). With the
+    exact product P = acc q and k = 31 + s:
+
+        hi = floor(P / 2^31)                         vqdmulh.s32 (the doubling high half: exact floor)
+        y = (hi + 2^(s-1) - 1 + m) >> s              rounds P / 2^k half to even, where
+        m = [P mod 2^31 != 0] or [bit s of hi]       P mod 2^31 != 0  <=>  acc has a set bit below 31 - v
+                                                     (v = trailing zero bits of q): no low product needed
+
+    (hi = f 2^s + t: y = f + [t + m > 2^(s-1)], which is f + 1 exactly when the remainder t 2^31 + (P mod
+    2^31) is above half, or is half (t = 2^(s-1), P mod 2^31 = 0) and f is odd.) The sums saturate
+    (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22 (`neon_requantize_params`), and TIR's
+    int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. Only for the
+    epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form).
+    uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
+    (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
+    in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(8) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def intrin(name, *args):
+        return tirx.call_llvm_pure_intrin("int32", name, *args)
+
+    def one(*idx):
+        c = idx[-1]
+        q, below, bit, low_mask, neg_s, lo, hi, zp = (
+            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(8))
+        x = acc[idx]
+        high = intrin("llvm.arm.neon.vqdmulh", x, q)
+        m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
+        y = intrin("llvm.arm.neon.vshifts", intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+def requantize_primfunc(dtype: str, shape, narrow: bool = True):
     """The requantization kernel for one output dtype and shape, fused by Relax into the producing conv. Channels
     last:
 
         out[..., c] = clamp(multiply_by_quantized_multiplier(acc[..., c], q[c], shift[c]) + zp[c], lo[c], hi[c])
 
-    acc int32 [D0, .., C]; params int64 [6, C] = (q, k = 31 - shift, 2^(k-1), zp, lo, hi), one row per parameter
-    so that a vector of channels loads each with one instruction (a [C, 6] table measured 1.45x slower on x86);
+    acc int32 [D0, .., C]; p32 int32 [4, C], p64 int64 [2, C] and `narrow` as `requantize_params` makes them;
     out `dtype`. (Sign and magnitude, for AVX2's missing arithmetic 64-bit shift, measured no faster.)"""
     from tvm import te, tirx
 
     dims = _dims(shape)
     acc = te.placeholder(dims, "int32", name="acc")
-    params = te.placeholder((tirx.IntImm("int64", 6), dims[-1]), "int64", name="params")
+    p32 = te.placeholder((tirx.IntImm("int64", 4), dims[-1]), "int32", name="p32")
+    p64 = te.placeholder((tirx.IntImm("int64", 2), dims[-1]), "int64", name="p64")
 
     def one(*idx):
-        q, k, half, zp, lo, hi = (params[p, idx[-1]] for p in range(6))
-        y = _half_even_mul(acc[idx].astype("int64"), q, k, half) + zp
-        return tirx.min(tirx.max(y, lo), hi).astype(dtype)
+        c = idx[-1]
+        q, lo, hi, zp = (p32[p, c] for p in range(4))
+        y = _half_even_mul(acc[idx].astype("int64"), q.astype("int64"), p64[0, c], p64[1, c])
+        if narrow:
+            return (tirx.min(tirx.max(y.astype("int32"), lo), hi) + zp).astype(dtype)
+        y = y + zp.astype("int64")
+        return tirx.min(tirx.max(y, lo.astype("int64")), hi.astype("int64")).astype(dtype)
 
     out = te.compute(dims, one, name="requantize")
     # op pattern kElemWise, as TVM's analysis rates a bias add (out[..., c] from acc[..., c] and constants of
     # channel c): Relax then fuses it into the conv that makes acc, like an activation. Its own analysis would say
     # "injective" (params[k, c]), which a conv does not take into its group; tvm_compile's pipeline applies this
     # declared pattern after that analysis
-    func = te.create_prim_func([acc, params, out]).without_attr("global_symbol")
+    func = te.create_prim_func([acc, p32, p64, out]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 0)
 
 
@@ -474,15 +691,15 @@ def add_primfunc(a: _Codes, b: _Codes, p, shape):
 
     def scaled(t, bcast, zp, m, idx):
         index = tuple(tirx.IntImm("int64", 0) if bc else i for i, bc in zip(idx, bcast))
-        q, k, half = fixed_point(m.q, m.shift)
+        q, k, below_half = fixed_point(m.q, m.shift)
         x = (t[index].astype("int64") - c(zp)) << c(p.left_shift)
-        return _half_even_mul(x, c(q[0]), c(k[0]), c(half[0]))
+        return _half_even_mul(x, c(q[0]), c(k[0]), c(below_half[0]))
 
-    q, k, half = fixed_point(p.out.mult.q, p.out.mult.shift)
+    q, k, below_half = fixed_point(p.out.mult.q, p.out.mult.shift)
 
     def one(*idx):
         total = scaled(ta, bcast_a, a.zp, p.a, idx) + scaled(tb, bcast_b, b.zp, p.b, idx)
-        y = _half_even_mul(total, c(q[0]), c(k[0]), c(half[0])) + c(p.out.zp)
+        y = _half_even_mul(total, c(q[0]), c(k[0]), c(below_half[0])) + c(p.out.zp)
         return tirx.min(tirx.max(y, c(p.out.lo)), c(p.out.hi)).astype(p.out.out.dtype)
 
     out = te.compute(dims, one, name="add")

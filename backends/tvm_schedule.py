@@ -35,6 +35,7 @@ from tvm.target import codegen
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 ACCUMULATOR_RESERVE = 4  # vector registers kept for the weight vectors and the broadcast input of a step
+DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
 
 
@@ -99,28 +100,33 @@ def _largest_divisor(n: int, limit: int) -> int:
 
 def _vectorize_spatial(sch, block, simd: Simd) -> None:
     """An injective block: split its innermost loop by the vector width (when it divides), vectorize that, run the
-    fused outer loops in parallel. A concat along the innermost axis is first partitioned at its input
-    boundaries, so that each part copies one input without a per-element select."""
+    fused outer loops in parallel. A concat along the innermost axis is also partitioned at its input
+    boundaries, so that each part copies one input without a per-element select. The width is a vector
+    register's worth of the block's element type (16 int8 lanes where float32 has 4), or the float width where
+    that does not divide the axis and the boundaries."""
     loops = sch.get_loops(block)
     if not loops:
         return
     inner = loops[-1]
-    parts = _concat_parts(sch, block, inner)
-    if parts:
-        for p in parts:
-            if _extent(sch, p) % simd.lanes == 0 and int(sch.get(p).min) == 0:
-                _, vec = sch.split(p, [None, simd.lanes])
-                sch.vectorize(vec)
-    elif _extent(sch, inner) % simd.lanes == 0:
-        _, vec = sch.split(inner, [None, simd.lanes])
+    extent = _extent(sch, inner)
+    cuts = _concat_cuts(sch, block, extent)
+    lanes = simd.lanes * 4 // max(1, sch.get(block).writes[0].source.dtype.bits // 8)
+    width = next((w for w in (lanes, simd.lanes) if extent % w == 0 and all(c % w == 0 for c in cuts or ())), None)
+    if width is not None:
+        outer, vec = sch.split(inner, [None, width])
         sch.vectorize(vec)
-    elif _extent(sch, inner) <= 4 * simd.lanes:
+        if cuts:  # the parts, in vectors (split needs loops from 0: partition the outer loop, not the lanes)
+            sizes = [(b - a) // width for a, b in zip([0, *cuts], cuts)]
+            sch.loop_partition(outer, [*sizes, None])
+    elif extent <= 4 * simd.lanes and not cuts:
         sch.vectorize(inner)
+    elif cuts:
+        sch.loop_partition(inner, [b - a for a, b in zip([0, *cuts], cuts)] + [None])
     _parallel(sch, loops[:-1])
 
 
-def _concat_parts(sch, block, inner):
-    """Loops of a partitioned concat (innermost axis), or None if the block is not one."""
+def _concat_cuts(sch, block, extent: int) -> list[int] | None:
+    """The input boundaries of a concat along its innermost axis, or None if the block is not one."""
     b = sch.get(block)
     if not b.name_hint.startswith("T_concat"):
         return None
@@ -128,7 +134,7 @@ def _concat_parts(sch, block, inner):
     cuts = []
 
     def visit(e):  # TOPI's concat: nested if_then_else(boundary <= axis, this input, the earlier ones)
-        if isinstance(e, ir.Call) and getattr(e.op, "name", "") == "tirx.if_then_else":
+        if isinstance(e, ir.Call) and getattr(e.op, "name", "").endswith(".if_then_else"):  # prim. in TVM 0.27
             cond = e.args[0]
             if isinstance(cond, tirx.LE) and cond.b.same_as(var) and isinstance(cond.a, tirx.IntImm):
                 cuts.append(int(cond.a.value))
@@ -137,11 +143,7 @@ def _concat_parts(sch, block, inner):
 
     if isinstance(b.body, tirx.BufferStore):
         visit(b.body.value)
-    cuts = sorted(set(c for c in cuts if 0 < c < _extent(sch, inner)))
-    if not cuts:
-        return None
-    sizes = [b - a for a, b in zip([0, *cuts], cuts)]
-    return sch.loop_partition(inner, [*sizes, None])
+    return sorted(set(c for c in cuts if 0 < c < extent)) or None
 
 
 def _domain(sch, block) -> list[int]:
@@ -157,6 +159,34 @@ def _inline_consumers(sch, block, domain) -> None:
         if (len(consumers) != 1 or _domain(sch, consumers[0]) != domain
                 or not _try(lambda: sch.reverse_compute_inline(consumers[0]))):
             return
+
+
+def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0) -> set[str]:
+    """Accumulate the reduction `red` in a register tile (cache_write to "local") written back under `at_loop`,
+    with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
+    where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
+    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root.
+    unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
+    LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
+    accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
+    `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
+    n_spatial = len(sch.get(red).writes[0].region)
+    domain = _domain(sch, red)[:n_spatial]
+    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+    for name in epilogue[:-1]:
+        _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
+    acc = sch.cache_write(red, 0, "local")
+    _inline_consumers(sch, acc, domain)
+    sch.reverse_compute_at(acc, at_loop)
+    loops = sch.get_loops(acc)
+    if unroll and lanes and _extent(sch, loops[-1]) > lanes and _extent(sch, loops[-1]) % lanes == 0:
+        loops = [*loops[:-1], *sch.split(loops[-1], [None, lanes])]  # one register per vector
+    sch.vectorize(loops[-1])
+    if unroll:
+        at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
+        for loop in loops[at + 1:-1]:
+            sch.unroll(loop)
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
 
 
 def _try(fn) -> bool:
@@ -178,9 +208,10 @@ class Rule(dl.ScheduleRule):
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
         if not blocks or not _static(sch, blocks):
             return None
+        self.target = target
         try:
             return sch if self.schedule(sch, blocks, simd_of(target)) else None
-        except RuntimeError:  # TVM's errors: a primitive it cannot apply here; the function keeps its default
+        except (RuntimeError, ValueError):  # TVM's errors: a primitive it cannot apply here; the default stays
             return None
 
 
@@ -237,27 +268,151 @@ class WindowReduction(Rule):
             outer = spatial[:-1]
             sch.reorder(*outer, c_out, *reduce, c_in)
         sch.vectorize(c_in)
-        # the epilogue -- blocks over the same output domain -- as one block where it is a chain (swish:
-        # x * sigmoid(x) reads x twice), so that it can follow the tile into the write-back; a consumer over a
-        # larger domain (squeeze-excite's broadcast multiply) stays a block of its own
-        domain = _domain(sch, red)[:n_spatial]
-        epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
-        for name in epilogue[:-1]:
-            _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
-        # accumulate the tile in registers; the epilogue is fused into its write-back
-        acc = sch.cache_write(red, 0, "local")
-        _inline_consumers(sch, acc, domain)
-        sch.reverse_compute_at(acc, c_out)
-        write_back = sch.get_loops(acc)
-        sch.vectorize(write_back[-1])
+        done = _fuse_epilogue(sch, red, names, red_at, c_out)
         _parallel(sch, outer)
-        done = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
         init = sch.decompose_reduction(red, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
         after = names[red_at + 1:]
         for name in after:  # consumers that could not be fused into the write-back
             if name in done:
                 _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+
+class Int8DotConv(Rule):
+    """The dense INT8 conv of backends/tvm_int8_kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
+    with its epilogue (bias, requantization): a register tile of pixels x vectors of output channels (the
+    kernel's `tile`, shrunk to divisors of the layer) accumulated over the whole reduction, each step one call of
+    the kernel's TensorIntrin per (pixel, vector); the epilogue applied to the tile on its way out; tiles of
+    pixels in parallel. The padded input (block `tcc_dot_pad`) is written once beforehand; in the flat form its
+    buffer is laid out as rows of (x, channel), so that a step reads consecutive codes."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        from .tvm_int8_kernels import (
+            CONV_BLOCK,
+            FLAT_ATTR,
+            KERNEL_ATTR,
+            KERNELS,
+            PAD_BLOCK,
+            VECTORS_ATTR,
+            ensure_registered,
+        )
+
+        names = [sch.get(b).name_hint for b in blocks]
+        if CONV_BLOCK not in names:
+            return False
+        conv = sch.get_sblock(CONV_BLOCK)
+        annotations = sch.get(conv).annotations
+        kernel = KERNELS[str(annotations[KERNEL_ATTR])]
+        channels = int(annotations[FLAT_ATTR])
+        intrin = ensure_registered(kernel)
+        if kernel.form == "dot":
+            return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
+        for name in names[:names.index(CONV_BLOCK)]:
+            if name != PAD_BLOCK:
+                return False
+            pad = sch.get_sblock(PAD_BLOCK)
+            if channels:
+                sch.transform_layout(pad, ("write", 0), lambda n, y, x, c: (n, y, x * channels + c))
+                sch.fuse(*sch.get_loops(pad)[-2:])
+            _vectorize_spatial(sch, pad, simd)
+        n, y, x, co, *reduce = sch.get_loops(conv)
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
+        step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
+        sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
+        sch.unroll(x_in)
+        sch.unroll(c_mid)
+        return True
+
+
+    @staticmethod
+    def _dot(sch, names, conv, kernel, intrin, tile_channels, simd) -> bool:
+        """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
+        registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
+        epilogue applied, 4 channels per vector."""
+        from .tvm_int8_kernels import CONV_BLOCK, PAD_BLOCK, SUM_BLOCK, partial_sum_intrin
+
+        at = names.index(CONV_BLOCK)
+        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
+            return False
+        if names[:at]:
+            _vectorize_spatial(sch, sch.get_sblock(PAD_BLOCK), simd)
+        total = sch.get_sblock(SUM_BLOCK)
+        domain = _domain(sch, total)
+        epilogue = [m for m in names[at + 2:] if _domain(sch, sch.get_sblock(m)) == domain]
+        if not epilogue or len(epilogue) != len(names) - at - 2:
+            return False
+        for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
+            sch.compute_inline(sch.get_sblock(name))
+        last = sch.get_sblock(epilogue[-1])
+        n, y, x, co = sch.get_loops(last)
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        c_out, c_in = sch.split(co, [None, tile_channels])
+        sch.reorder(n, y, x_out, c_out, x_in, c_in)
+        _parallel(sch, [n, y])
+        # per tile: the partial sums (registers), their sum by 4 channels (registers), the epilogue by vectors
+        sch.compute_at(total, c_out, preserve_unit_loops=True)
+        sch.set_scope(total, 0, "local")
+        sch.compute_at(conv, c_out, preserve_unit_loops=True)
+        sch.set_scope(conv, 0, "local")
+        p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
+        sch.reorder(*reduce[:-2], p_x, p_c, lane, *reduce[-2:])
+        init = sch.decompose_reduction(conv, reduce[0])
+        for loop in sch.get_loops(init)[-3:-1]:
+            sch.unroll(loop)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(lane, intrin)
+        sch.unroll(p_x)
+        sch.unroll(p_c)
+        s_x, s_c = sch.get_loops(total)[-2:]
+        s_c, s_vec = sch.split(s_c, [None, 4])
+        sch.tensorize(s_vec, partial_sum_intrin())
+        sch.unroll(s_x)
+        sch.unroll(s_c)
+        c_in, vec = sch.split(c_in, [None, 4])
+        sch.reorder(c_in, x_in, vec)  # vector by vector: one vector's requantization parameters at a time
+        sch.unroll(c_in)
+        sch.unroll(x_in)
+        sch.vectorize(vec)
+        return True
+
+
+class Int8Depthwise(Rule):
+    """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
+    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue: a register tile of pixels x two vectors
+    of int32 channels, accumulated over the taps, the epilogue fused into its write-back."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        from .tvm_int8_kernels import DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, depthwise_intrin
+
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
+            return False
+        _vectorize_spatial(sch, sch.get_sblock(DEPTHWISE_PAD_BLOCK), simd)
+        conv = sch.get_sblock(DEPTHWISE_BLOCK)
+        n, y, x, c, *taps = sch.get_loops(conv)
+        intrin = depthwise_intrin(self.target)
+        width = 8 if intrin else next((w for w in (2 * simd.lanes, simd.lanes) if _extent(sch, c) % w == 0), None)
+        if width is None or _extent(sch, c) % width:
+            return False
+        c_out, c_in = sch.split(c, [None, width])
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)])
+        sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
+        _fuse_epilogue(sch, conv, names, 1, c_out, unroll=True, lanes=simd.lanes)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, taps[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        if intrin:
+            sch.tensorize(c_in, intrin)
+        else:
+            sch.vectorize(c_in)
+        sch.unroll(x_in)
         return True
 
 
@@ -276,9 +431,9 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: WindowReduction, then Injective) to every
-    PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(WindowReduction(), Injective())
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
+    WindowReduction, then Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), Injective())
 
 
 def layout_passes():

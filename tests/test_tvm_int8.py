@@ -76,6 +76,23 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
     np.testing.assert_array_equal(got8, np.clip(want - 3, -128, 127))
 
 
+def test_requantize_narrow_form_bit_exact():
+    """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
+    that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
+    from tcc.backends.tvm_int8 import requantize_params, _requant
+
+    accs, q, shift = _edge_cases()
+    keep = shift <= 0
+    accs, q, shift = accs[keep], q[keep], shift[keep]
+    assert requantize_params(_requant(q, shift, 0, -128, 127, "int8"), len(q))[0]  # the narrow form
+    want = multiply_by_quantized_multiplier(accs, q, shift)
+    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
+    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (7, -(2**31), 2**31 - 1, "int32"),
+                              (-7, -(2**31), 2**31 - 1, "int32"), (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+        got = _host_vm(requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype))["main"](x).numpy().ravel()
+        np.testing.assert_array_equal(got, np.clip(want + zp, lo, hi), err_msg=f"zp {zp}, {dtype}")
+
+
 def test_elementwise_multiply_bit_exact_on_edge_cases():
     """The int64 Relax-op form used by the residual Add (its intermediate terms are not clamped)."""
     accs, q, shift = _edge_cases()
