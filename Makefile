@@ -30,7 +30,7 @@ demo: venv setup-arm
 
 # One worker per CPU, each test file on one worker (module fixtures build their bundles once).
 test: venv setup-arm
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m 'not slow'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

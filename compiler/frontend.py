@@ -42,7 +42,8 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
     full = to_torch(model.graph)  # weights go through the full module so seeds and imports match `tcc predict`
     if weights:
         match = load_weights(full, model.graph, weights, by_order, key_map, layouts=model.checkpoints)
-        info = {"file": Path(weights).name, "sha256": sha256_file(weights), "import": match.how,
+        info = {"file": Path(weights).name, "sha256": sha256_file(weights), "import": match.method,
+                **({"layout": match.layout} if match.layout else {}),
                 "matched": len(match.assignment), "report": match.report()}
         if key_map:
             info["key_map_sha256"] = sha256_file(key_map)

@@ -53,7 +53,8 @@ def find_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
         # share shape, dtype and 64 evenly spaced elements; torch.equal decides.
         if t.numel() >= 16 and t.is_floating_point():
             flat = t.reshape(-1)
-            sample = flat[torch.linspace(0, flat.numel() - 1, 64).long()].tolist()
+            # integer positions: a float32 linspace rounds the last index of a 37.7M-element tensor past its end
+            sample = flat[torch.arange(64) * (flat.numel() - 1) // 63].tolist()
             sig = (tuple(t.shape), t.dtype, tuple(sample))
             for other in seen_value.get(sig, []):
                 if torch.equal(state[other], t) and not torch.all(flat == flat[0]):
@@ -69,7 +70,9 @@ class WeightMatch:
     assignment: dict[str, str]  # spec parameter name -> checkpoint key
     aliases: dict[str, str] = field(default_factory=dict)
     defaulted: list[str] = field(default_factory=list)  # spec buffers the checkpoint lacks (num_batches_tracked)
-    how: str = "by name"  # by name | by order | by the key map | checkpoint layout 'NAME' (...)
+    how: str = "by name"  # by name | by order | by the key map | checkpoint layout 'NAME' (...): for people
+    method: str = "by_name"  # by_name | by_order | key_map | layout: the manifest's token
+    layout: str | None = None  # the spec's checkpoint layout that matched (method "layout")
 
     def report(self) -> str:
         lines = [f"{len(self.assignment)} tensors matched {self.how}"]
@@ -138,9 +141,10 @@ def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: Ke
     if isinstance(key_map, dict):
         key_map = KeyMap(tuple(key_map.items()))
     if by_order:
-        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by order")
+        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by order", "by_order")
     if key_map:
-        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "by the key map")
+        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "by the key map",
+                           "key_map")
     try:
         return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by name")
     except WeightsError as by_name:
@@ -152,7 +156,7 @@ def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: Ke
                 failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
                 continue
             return WeightMatch(assignment, aliases, defaulted, f"by the spec's {layout.describe()}"
-                               + (f": {layout.doc}" if layout.doc else ""))
+                               + (f": {layout.doc}" if layout.doc else ""), "layout", layout.name)
         tried = "".join(f"; {f}" for f in failures)
         raise WeightsError(f"{by_name}{tried}; use --by-order or --key-map") from None
 

@@ -29,7 +29,8 @@ from tcc.cli import main
 from tcc.errors import BuildError
 
 ROOT = Path(__file__).resolve().parents[1]
-ARM_TARGETS = ["arm-a7", "aarch64"]
+# aarch64 repeats arm-a7's check on the other ISA (~2.5 min under qemu): slow, tools/slow_tests.sh
+ARM_TARGETS = ["arm-a7", pytest.param("aarch64", marks=pytest.mark.slow)]
 
 _NO_TVM = (None if importlib.util.find_spec("tvm") is not None
            else "apache-tvm not installed (tools/setup_arm.sh installs it)")
@@ -363,6 +364,7 @@ def _no_tuning(monkeypatch) -> list[int]:
 
 
 @needs_tvm
+@pytest.mark.slow  # ~2.5 min of tuning trials (tools/slow_tests.sh)
 def test_tune_writes_and_reuses_the_database(write, tmp_path, monkeypatch):
     """--tune N --tune-log DIR on the host: MetaSchedule runs (a few trials on the tiny net's conv, its heaviest
     function), the JSON database + tcc-tune.json land in DIR, tcc's own schedule is recorded next to the tuned

@@ -124,6 +124,7 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
     assert status(_doc(True, 0.5, samples=32))["calibration"][0] == "not measured"  # stated for 128 samples
 
 
+@pytest.mark.slow  # ~2-4 min: every engine built and timed (tools/slow_tests.sh)
 def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
     """The CI run: one small model through every section; bench.json valid against its schema, every engine
     timed, the ARM bundles' instructions counted, the targets judged, bench.md written."""
