@@ -24,8 +24,9 @@ from onnx import numpy_helper
 
 from ..intops import (FLOAT32_LOOKUPS, LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated)
 from .plan import INode, IntGraph
-from .quantizer import qrange, quantize
+from .quantizer import qrange
 from .rules import ROUNDINGS, TargetRules, get_rules
+from .steps import calibrated_parameters
 from .table import CalibrationError, CalibrationTable
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -160,6 +161,7 @@ class Quantizer(Interpreter):
     def __init__(self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str):
         self.graph, self.table, self.rules, self.where = graph, table, rules, where
         self.inits = {t.name: t for t in graph.model.graph.initializer}
+        self._params: dict[str, np.ndarray] | None = None  # what the table's steps changed (tcc.quant.steps)
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
         self.outputs = set(graph.outputs)
         self._q: dict[str, QParams] = {}
@@ -199,8 +201,7 @@ class Quantizer(Interpreter):
     def weight_codes(self, n: INode) -> tuple[np.ndarray, np.ndarray]:
         """(int codes, float32 per-channel scales) of a weighted node's weight."""
         t = self.entry(n.weight, "weight")
-        w = numpy_helper.to_array(self.inits[n.weight])
-        channels = w.shape[n.w_axis]
+        channels = self.inits[n.weight].dims[n.w_axis]
         scale, bits = t.get("scale"), t.get("bits", 8)
         if not isinstance(scale, list) or len(scale) != channels:
             got = len(scale) if isinstance(scale, list) else scale
@@ -215,7 +216,20 @@ class Quantizer(Interpreter):
         sw = np.asarray(scale, np.float32)
         if not (np.isfinite(sw).all() and (sw > 0).all()):
             self.fail(f"weight {n.weight!r}: a scale is not representable in float32")
-        return quantize(w, sw, bits, True, n.w_axis), sw
+        w = self.array(n.weight)
+        try:
+            return self.table.weight_codes(n.weight, w), sw
+        except ValueError as e:  # a stored rounding that does not fit the weight (or is not base64)
+            self.fail(f"weight {n.weight!r}: its stored rounding does not fit the weight ({e})")
+
+    def array(self, name: str) -> np.ndarray:
+        """An initializer as the integer graph quantizes it: the table's calibrated value, else the model's."""
+        if self._params is None:
+            try:
+                self._params = calibrated_parameters(self.graph.model, self.table.doc)
+            except CalibrationError as e:
+                self.fail(str(e))
+        return self._params[name] if name in self._params else numpy_helper.to_array(self.inits[name])
 
     def multiplier(self, m, what: str, rounding: str | None = None) -> Multiplier:
         m = np.asarray(m, np.float64)
@@ -253,7 +267,7 @@ class Quantizer(Interpreter):
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None
         if n.bias:
-            b = numpy_helper.to_array(self.inits[n.bias]).astype(np.float64)
+            b = self.array(n.bias).astype(np.float64)
             codes = np.rint(b / s_acc.astype(np.float64))
             if not (np.isfinite(codes).all() and (np.abs(codes) <= INT32_MAX).all()):
                 self.fail(f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
