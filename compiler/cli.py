@@ -236,6 +236,9 @@ def cmd_calibrate(args) -> int:
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
+    from .quant.steps import summary_lines
+
+    print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
     report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
                             compare=not args.no_compare, held_out=held_out)
     print("\n".join(format_report(report)))

@@ -192,3 +192,36 @@ def test_steps_improve_the_tiny_model():
         return float(np.abs(run_reference(model, calibrate_onnx(model, x, steps=steps, **FAST), xe) - y).mean())
 
     assert err(Steps()) <= err(NONE)
+
+
+def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
+    """`tcc calibrate --no-equalization --no-bias-correction --rounding`: the table records the switches and the
+    command prints one line per step; a budget without --rounding is a clean exit 2."""
+    from tcc.cli import main as cli
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8}\n  - {op: relu}\n"
+        "  - {op: conv2d, out: 4, kernel: 1}\n"
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+    )
+    data = tmp_path / "calib.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "calib.json"
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+    assert cli(args + ["--no-equalization", "--no-bias-correction", "--rounding"]) == 0
+    printed = capsys.readouterr().out
+    assert "step equalization: off" in printed and "step bias correction: off" in printed
+    assert "step rounding: 4 weights rounded per layer" in printed
+    doc = json.loads(out.read_text())
+    assert [(s["name"], s["enabled"]) for s in doc["steps"]] == [("equalization", False), ("rounding", True),
+                                                                  ("bias_correction", False)]
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    pairs = step(json.loads(out.read_text()), "equalization")["pairs"]
+    assert f"step equalization: {len(pairs)} producer -> consumer pairs rescaled" in printed
+    assert "step bias correction: 4 layers' biases corrected" in printed and "step rounding: off" in printed
+    assert cli(args + ["--rounding-budget", "5"]) == 2
+    assert "--rounding-budget needs --rounding" in capsys.readouterr().err

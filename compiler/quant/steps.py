@@ -152,3 +152,29 @@ def equalized_model(model: onnx.ModelProto, doc: dict) -> onnx.ModelProto:
         return model
     records = eq["pairs"]
     return with_initializers(model, equalize_arrays(records, _initializers(model, _equalization_names(records))))
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """One line per step of a table, as `tcc calibrate` prints them."""
+    lines = []
+    for s in doc.get("steps", ()):
+        name = s["name"].replace("_", " ")
+        if not s.get("enabled"):
+            lines.append(f"{name}: off")
+        elif s["name"] == "equalization":
+            pairs = s.get("pairs", [])
+            strengths = sorted({p["strength"] for p in pairs})
+            lines.append(f"{name}: {len(pairs)} producer -> consumer pairs rescaled"
+                         + (f" (strengths {', '.join(f'{v:g}' for v in strengths)})" if pairs else ""))
+        elif s["name"] == "rounding":
+            layers = s.get("layers", {})
+            worst = max(layers.items(), key=lambda kv: kv[1]["error_before"], default=None)
+            lines.append(f"{name}: {len(s.get('weights', {}))} weights rounded per layer"
+                         + ("" if s.get("complete", True) else " (time budget reached before the last layers)")
+                         + (f"; worst layer {worst[0]}: relative output error {worst[1]['error_before']:.4g} -> "
+                            f"{worst[1]['error_after']:.4g}" if worst else ""))
+        else:
+            skipped = s.get("skipped_without_bias", [])
+            lines.append(f"{name}: {len(s.get('layers', {}))} layers' biases corrected"
+                         + (f" ({len(skipped)} without a bias left as they are)" if skipped else ""))
+    return lines
