@@ -189,13 +189,15 @@ def _calib_options(args) -> dict:
 
 def _steps_args(p) -> None:
     """The post-training steps' switches (tcc.quant.steps), shared by `tcc calibrate` and `tcc build --data`."""
-    p.add_argument("--no-equalization", action="store_true",
-                   help="skip cross-layer equalization of depthwise -> pointwise pairs (on by default)")
-    p.add_argument("--no-bias-correction", action="store_true",
-                   help="skip the empirical per-channel bias correction (on by default)")
-    p.add_argument("--rounding", action="store_true",
-                   help="also choose each weight's rounding per layer on the calibration data (AdaRound-style; off "
-                        "by default)")
+    on_off = argparse.BooleanOptionalAction
+    p.add_argument("--equalization", action=on_off, default=False,
+                   help="cross-layer equalization of producer -> consumer pairs through a ReLU (default off: "
+                        "measured, it helps GC and Sipak and hurts PCam; README, INT8)")
+    p.add_argument("--bias-correction", action=on_off, default=False,
+                   help="empirical per-channel bias correction on the calibration data (default off)")
+    p.add_argument("--rounding", action=on_off, default=False,
+                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; default "
+                        "off)")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")
@@ -207,8 +209,8 @@ def _steps(args):
 
     if args.rounding_budget is not None and not (args.rounding and args.rounding_budget > 0):
         raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
-    return Steps(equalization=not args.no_equalization, bias_correction=not args.no_bias_correction,
-                 rounding=args.rounding, rounding_budget=args.rounding_budget)
+    return Steps(equalization=args.equalization, bias_correction=args.bias_correction, rounding=args.rounding,
+                 rounding_budget=args.rounding_budget)
 
 
 def cmd_calibrate(args) -> int:

@@ -22,17 +22,17 @@ def _tool():
 @pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
 def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
     out = tmp_path / "q.json"
-    assert _tool().main(["--checkpoints", "PCam", "--tcc", "default", "--rivals", "MinMax", "--calib", "8",
+    assert _tool().main(["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8",
                          "--held-out", "4", "--cos-steps", "10", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
     pcam = doc["checkpoints"]["PCam"]
     assert (pcam["calibration_crops"], pcam["held_out_crops"]) == (8, 4)
     rows = pcam["results"]
-    assert list(rows) == ["tcc default", "onnxruntime MinMax"]
+    assert list(rows) == ["tcc none", "tcc rounding", "onnxruntime MinMax"]
     for r in rows.values():
         assert 0.9 < r["cos_mean"] <= 1.0 and r["cos_min"] <= r["cos_mean"] and r["top1"] in (0, 0.25, 0.5, 0.75, 1)
     printed = capsys.readouterr().out
-    assert "| tcc default |" in printed and "| onnxruntime MinMax |" in printed
+    assert "| tcc rounding |" in printed and "| onnxruntime MinMax |" in printed
 
 
 def test_bad_names_are_refused(capsys):

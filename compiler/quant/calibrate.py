@@ -6,6 +6,8 @@
 `calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower_onnx and
 tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work:
 
+0. cross-layer equalization (equalize.py; `steps`, tcc.quant.steps): producer -> consumer pairs through a ReLU
+   rescaled per channel, the same function with evened-out channel ranges; the later phases see that model;
 1. one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x| histogram per
    tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
 2. a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8): tensors
@@ -13,7 +15,10 @@ tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_o
    (-128..127); weights get max |w| per output channel;
 3. kl+cos: the cosine fine search (cos_search.py) of every layer's weight scales and input scale;
 4. target constraints: concat inputs and output share one scale, max/avg pooling and reshapes pass it through
-   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points.
+   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points;
+5. on the final scales: optional per-layer weight rounding (rounding.py), then empirical per-channel bias
+   correction (bias_correction.py), each layer on its sampled input rows.
+The table records every step (its `steps` list) and stays tied to the FP32 graph it was given (model_hash).
 """
 from __future__ import annotations
 
