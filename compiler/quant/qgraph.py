@@ -24,7 +24,7 @@ from onnx import numpy_helper
 
 from ..intops import (FLOAT32_LOOKUPS, LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated)
 from .plan import INode, IntGraph
-from .quantizer import qrange
+from .quantizer import qrange, quantize
 from .rules import ROUNDINGS, TargetRules, get_rules
 from .steps import calibrated_parameters
 from .table import CalibrationError, CalibrationTable
@@ -217,6 +217,8 @@ class Quantizer(Interpreter):
         if not (np.isfinite(sw).all() and (sw > 0).all()):
             self.fail(f"weight {n.weight!r}: a scale is not representable in float32")
         w = self.array(n.weight)
+        if not self.table.rounded(n.weight):
+            return quantize(w, sw, bits, True, n.w_axis), sw
         try:
             return self.table.weight_codes(n.weight, w), sw
         except ValueError as e:  # a stored rounding that does not fit the weight (or is not base64)
