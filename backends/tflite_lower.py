@@ -71,6 +71,8 @@ class TfliteLowering(Interpreter):
         self.qgraph = qgraph
         self.m = TfliteModel(description)
         self.inits = {t.name: numpy_helper.to_array(t) for t in graph.model.graph.initializer}
+        for island in self.islands.values():  # an island's parameters as the table's steps left them (qgraph)
+            self.inits.update({t.name: numpy_helper.to_array(t) for t in island.float_model.graph.initializer})
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
         self.rounding = qgraph.input_rounding if qgraph else "half_away"
 

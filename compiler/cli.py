@@ -192,10 +192,36 @@ def _target_check_line(name: str, c: dict) -> str:
 
 
 def _calib_options(args) -> dict:
-    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, and the
-    placement step's (tcc.quant.place)."""
+    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, the
+    post-training steps (tcc.quant.steps) and the placement step's (tcc.quant.place)."""
     return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method,
-            "placement": _place_options(args)}
+            "steps": _steps(args), "placement": _place_options(args)}
+
+
+def _steps_args(p) -> None:
+    """The post-training steps' switches (tcc.quant.steps), shared by `tcc calibrate` and `tcc build --data`."""
+    on_off = argparse.BooleanOptionalAction
+    p.add_argument("--equalization", action=on_off, default=False,
+                   help="cross-layer equalization of producer -> consumer pairs through a ReLU (default off: "
+                        "measured, it helps GC and Sipak and hurts PCam; README, INT8)")
+    p.add_argument("--bias-correction", action=on_off, default=False,
+                   help="empirical per-channel bias correction on the calibration data (default off)")
+    p.add_argument("--rounding", action=on_off, default=False,
+                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; default "
+                        "off)")
+    p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
+                   help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
+                        "then depends on the machine's speed and says which layers were reached)")
+
+
+def _steps(args):
+    from .errors import DataError
+    from .quant.steps import Steps
+
+    if args.rounding_budget is not None and not (args.rounding and args.rounding_budget > 0):
+        raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
+    return Steps(equalization=args.equalization, bias_correction=args.bias_correction, rounding=args.rounding,
+                 rounding_budget=args.rounding_budget)
 
 
 def cmd_calibrate(args) -> int:
@@ -219,13 +245,15 @@ def cmd_calibrate(args) -> int:
         args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
         key_map=args.key_map, opset=args.opset, percentile=args.percentile, cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds, return_inputs=True, placement=_place_options(args),
+        cos_rounds=args.cos_rounds, steps=_steps(args), return_inputs=True, placement=_place_options(args),
         log=lambda msg: print(msg, file=sys.stderr),
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
     from .quant.place import placement_lines
+    from .quant.steps import summary_lines
 
+    print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
     for line in placement_lines(table):
         print(line)
     report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
@@ -271,12 +299,13 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     six) on the samples the report used, with the clipping threshold calibration chose."""
     from .plots import activation_histograms, save
     from .quant.stats import run_fp32
+    from .quant.steps import equalized_model
 
     tensors = table.doc["tensors"]
     names = [n for n in report["worst_layers"] if tensors.get(n, {}).get("kind") == "activation"][:6]
     if not names:  # no activation among the worst: the first six quantized activations
         names = [n for n, t in tensors.items() if t.get("kind") == "activation"][:6]
-    values = run_fp32(fp32, samples[report["samples"]["indices"]], names)
+    values = run_fp32(equalized_model(fp32, table.doc), samples[report["samples"]["indices"]], names)
     return save(activation_histograms(values, {n: tensors[n] for n in names}),
                 chart.with_name(f"{chart.stem}.histograms{chart.suffix}"))
 
@@ -507,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --data: calibration method (default kl+cos)")
     p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
     p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
+    _steps_args(p)
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
     p.add_argument("--io", default="float", choices=["float", "int8"],
                    help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes")
@@ -544,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--cos-steps", type=int, default=100, help="scale candidates in [0.5 s, 2 s]")
     p.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
+    _steps_args(p)
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
     p.add_argument("--opset", type=int, default=13,
                    help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)")

@@ -40,7 +40,7 @@ def _build(name, tmp_path, precision, data=None, **kw):
     shape = lower_spec(spec_path(name), SMALL[name]).model.input_shape
     extra = {"data": data(shape), "calib_options": dict(CALIB)} if precision == "int8" else {}
     return build(spec_path(name), "tflite", tmp_path / f"{name}-{precision}", precision=precision,
-                 overrides=SMALL[name], **extra, **kw)
+                 overrides=SMALL[name], **{**extra, **kw})
 
 
 def test_target_and_capabilities():
@@ -67,6 +67,18 @@ def test_four_precisions(name, precision, tmp_path, data):
     sizes = {f: v["bytes"] for f, v in m["files"].items()}
     print(f"\n[tflite] {name} {precision}: model.tflite {sizes['model.tflite']:,} B, "
           f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}")
+
+
+def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
+    """Equalization, rounding and bias correction change what the table holds; the TFLite lowering reads them through
+    the quantized graph and stays bit-exact with the integer reference (LiteRT's reference kernels)."""
+    from tcc.quant.steps import Steps
+
+    steps = Steps(equalization=True, bias_correction=True, rounding=True)
+    r = _build("fastnet", tmp_path, "int8", data, calib_options={**CALIB, "steps": steps})
+    assert all(s["enabled"] for s in json.loads((r.out / "calibration.json").read_text())["steps"])
+    check = r.manifest["self_check"]
+    assert check["result"]["passed"] and check["result"]["bit_exact"]
 
 
 @pytest.mark.parametrize("name", zoo_names())

@@ -123,6 +123,20 @@ def test_tiny_cnn_bit_exact(tiny, seed):
     assert n > 3000
 
 
+def test_tiny_cnn_with_every_calibration_step_bit_exact():
+    """Equalized weights, stored roundings and corrected biases reach the TVM lowering through the quantized graph:
+    still bit-exact with the integer reference, every tensor."""
+    from tcc.quant.steps import Steps
+
+    m = tiny_cnn()
+    t = calibrate_onnx(m, tiny_data(24), target="tvm", cos_steps=10, cos_rounds=1,
+                       steps=Steps(equalization=True, bias_correction=True, rounding=True))
+    assert all(s["enabled"] for s in t.doc["steps"])
+    x = tiny_data(3, seed=7)
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
+
+
 @pytest.mark.parametrize("fused_relu", [True, False])
 def test_residual_add_bit_exact(fused_relu):
     rng = np.random.default_rng(1)

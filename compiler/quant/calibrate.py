@@ -6,6 +6,8 @@
 `calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower_onnx and
 tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work:
 
+0. cross-layer equalization (equalize.py; `steps`, tcc.quant.steps): producer -> consumer pairs through a ReLU
+   rescaled per channel, the same function with evened-out channel ranges; the later phases see that model;
 1. one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x| histogram per
    tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
 2. a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8): tensors
@@ -13,7 +15,10 @@ tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_o
    (-128..127); weights get max |w| per output channel;
 3. kl+cos: the cosine fine search (cos_search.py) of every layer's weight scales and input scale;
 4. target constraints: concat inputs and output share one scale, max/avg pooling and reshapes pass it through
-   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points.
+   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points;
+5. on the final scales: optional per-layer weight rounding (rounding.py), then empirical per-channel bias
+   correction (bias_correction.py), each layer on its sampled input rows.
+The table records every step (its `steps` list) and stays tied to the FP32 graph it was given (model_hash).
 """
 from __future__ import annotations
 
@@ -29,12 +34,16 @@ import onnx
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
+from .bias_correction import layer_shift
 from .cos_search import cos_search, layer_rows
+from .equalize import STRENGTHS, choose, find_pairs, measure
 from .methods import METHODS, threshold
 from .plan import IntGraph, plan
-from .quantizer import scale_for_threshold
+from .quantizer import fake_quant, scale_for_threshold
+from .rounding import encode, layer_codes
 from .rules import TargetRules, get_rules, rules_for
 from .stats import BINS, Histogram, initializers, layer_of, run_batches, update_histograms, weight_stats
+from .steps import Steps, equalize_arrays, with_initializers
 from .table import CalibrationTable, file_sha256, model_sha256
 
 
@@ -44,10 +53,11 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
                    cos_samples: int | None = None, batch_size: int = 8, seed: int = 0, bins: int = BINS,
                    threads: int | None = None, progress: bool | None = None, data_fingerprint: str | None = None,
                    spec_hash: str | None = None, weights_hash: str | None = None,
-                   graph: IntGraph | None = None) -> CalibrationTable:
+                   graph: IntGraph | None = None, steps: Steps = Steps()) -> CalibrationTable:
     """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
     `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
-    planned it already (tcc.quant.plan; otherwise planned here, refusing a model without an integer form)."""
+    planned it already (tcc.quant.plan; otherwise planned here, refusing a model without an integer form).
+    `steps`: the post-training steps around the method (tcc.quant.steps)."""
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     rules = get_rules(target)
@@ -58,14 +68,30 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError("calibration data holds NaN or infinite values")
     timing = {}
     t0 = time.perf_counter()
+    fp32_hash = model_sha256(model)
     names = graph.calibrated  # every node output: a placement may quantize an island's output later
     layers = [layer_of(n) for n in graph.weighted]
+
+    # ---- cross-layer equalization: the same function, channels of the rescalable tensors evened out
+    pairs_doc: list[dict] = []
+    if steps.equalization:
+        pairs = find_pairs(graph)
+        if pairs:
+            inits = initializers(model)
+            bits = {c.weight: rules.weight_bits(c.op_type, c.attrs, inits[c.weight]) for p in pairs for c in p.consumers}
+            pairs_doc = choose(pairs, measure(model, data, pairs, batch_size=batch_size, threads=threads, seed=seed),
+                               inits, bits)
+            model = with_initializers(model, equalize_arrays(pairs_doc, inits))
+    timing["equalization"] = time.perf_counter() - t0
+
+    t0s = time.perf_counter()
     inits = initializers(model)
     hists = {n: Histogram(bins) for n in names}
     rng = np.random.default_rng(seed)
     searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0
+    per_layer_steps = steps.rounding or steps.bias_correction  # both work on the layers' sampled input rows
     n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
-    rows: dict[str, list[np.ndarray]] = {l.name: [] for l in layers} if searching else {}
+    rows: dict[str, list[np.ndarray]] = {l.name: [] for l in layers} if searching or per_layer_steps else {}
     if progress is None:
         progress = sys.stderr.isatty() and len(data) > 64
     seen = 0
@@ -74,14 +100,14 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         for outs in run_batches(model, data, exposed, batch_size, threads, progress):
             nb = len(next(iter(outs.values())))
             update_histograms(hists, outs, counting)
-            if searching and seen < n_cos:
+            if rows and seen < n_cos:
                 take = min(nb, n_cos - seen)
                 for l in layers:
                     per_batch = math.ceil(cos_rows * take / n_cos)
                     rows[l.name].append(layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch,
                                                    rng))
             seen += nb
-    timing["statistics"] = time.perf_counter() - t0
+    timing["statistics"] = time.perf_counter() - t0s
 
     # ---- coarse thresholds
     t1 = time.perf_counter()
@@ -110,8 +136,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     w_scale = {w: scale_for_threshold(s.ch_absmax, w_bits[w]) for w, s in wstats.items()}
     w_method = {w: "minmax" for w in wstats}
     result = None
+    samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
+    del rows
     if searching:
-        samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
                                 steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2)
@@ -188,7 +215,6 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
             lr = result.layers[l.name]
             entry["cos_before"], entry["cos_after"] = lr.cos_before, lr.cos_after
         layer_doc[l.name] = entry
-    timing["total"] = time.perf_counter() - t0
     summary = {}
     if result and result.layers:
         b = [r.cos_before for r in result.layers.values()]
@@ -199,15 +225,69 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     doc = {
         "format": "tcc-calibration", "version": 1, "target": rules.name, "method": method,
-        "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": model_sha256(model),
+        "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": fp32_hash,
         "data_fingerprint": data_fingerprint, "samples": int(len(data)),
         "settings": {"percentile": percentile, "bins": bins, "levels_signed": 128, "levels_unsigned": 256,
                      "cos_steps": cos_steps, "cos_rounds": cos_rounds, "cos_rows": cos_rows,
                      "cos_samples": n_cos if searching else 0, "cos_range": [0.5, 2.0], "seed": seed},
         "created_by": "tcc.quant.calibrate",
         "timing_s": timing, "summary": summary, "tensors": tensors, "layers": layer_doc, "groups": groups,
+        "steps": [{"name": "equalization", "enabled": steps.equalization,
+                   **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if steps.equalization
+                      else {})}],
     }
-    return CalibrationTable(doc)
+    table = CalibrationTable(doc)
+    _layer_steps(table, layers, inits, samples, steps, threads)
+    timing["total"] = time.perf_counter() - t0
+    return table
+
+
+def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: dict, steps: Steps,
+                 threads: int | None) -> None:
+    """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
+    its input; appended to the table's steps. inits: the (equalized) model's initializers."""
+    doc, timing = table.doc, table.doc["timing_s"]
+    tensors = doc["tensors"]
+
+    def quantized_rows(l):
+        e = tensors[l.input]
+        return fake_quant(samples[l.name], e["scale"], 8, e["signed"], zero_point=e["zero_point"])
+
+    t = time.perf_counter()
+    record: dict = {"name": "rounding", "enabled": steps.rounding}
+    if steps.rounding:
+        weights, errors, reached = {}, {}, 0
+        budget = steps.rounding_budget
+        for l in layers:
+            if budget is not None and time.perf_counter() - t > budget:
+                break
+            reached += 1
+            e = tensors[l.weight]
+            codes, before, after = layer_codes(l, inits[l.weight], samples[l.name], quantized_rows(l),
+                                               np.asarray(e["scale"], np.float32), e["bits"],
+                                               bool(e.get("narrow_range")), steps.rounding_sweeps)
+            weights[l.weight] = encode(codes, inits[l.weight], np.asarray(e["scale"], np.float32), l.w_axis)
+            errors[l.name] = {"error_before": before, "error_after": after}
+        record.update(settings={"sweeps": steps.rounding_sweeps, "budget_s": budget},
+                      complete=reached == len(layers), weights=weights, layers=errors)
+    doc["steps"].append(record)
+    timing["rounding"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    record = {"name": "bias_correction", "enabled": steps.bias_correction}
+    if steps.bias_correction:
+        shifts, skipped = {}, []
+        for l in layers:
+            if not l.bias:
+                skipped.append(l.name)
+                continue
+            w = inits[l.weight]
+            shift = layer_shift(l, w, table.weight_codes(l.weight, w), table.weight_scale(l.weight),
+                                samples[l.name], quantized_rows(l))
+            shifts[l.name] = {"bias": l.bias, "shift": [float(v) for v in shift.astype(np.float32)]}
+        record.update(layers=shifts, **({"skipped_without_bias": skipped} if skipped else {}))
+    doc["steps"].append(record)
+    timing["bias_correction"] = time.perf_counter() - t
 
 
 def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",

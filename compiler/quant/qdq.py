@@ -29,6 +29,7 @@ from .placement import float_nodes
 from .plan import plan
 from .rules import RULES
 from .stats import find_layers, layer_of
+from .steps import calibrated_parameters, with_initializers
 from .table import CalibrationTable
 
 PER_AXIS_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel) from opset 13
@@ -67,6 +68,8 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     if rewrites is None:
         rules = RULES.get(table.doc.get("target", "ort"))
         rewrites = bool(rules and rules.kernel_rewrites)
+    model = with_initializers(model, calibrated_parameters(model, table.doc))  # the table's steps: equalized
+    # weights, corrected biases (its rounding is in table.weight_codes)
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph

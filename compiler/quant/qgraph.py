@@ -32,6 +32,7 @@ from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multi
 from .plan import INode, IntGraph
 from .quantizer import qrange, quantize
 from .rules import ROUNDINGS, TargetRules, get_rules
+from .steps import calibrated_parameters, with_initializers
 from .table import CalibrationError, CalibrationTable
 
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
@@ -168,6 +169,7 @@ class Quantizer(Interpreter):
     def __init__(self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str):
         self.graph, self.table, self.rules, self.where = graph, table, rules, where
         self.inits = {t.name: t for t in graph.model.graph.initializer}
+        self._params: dict[str, np.ndarray] | None = None  # what the table's steps changed (tcc.quant.steps)
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
         self.outputs = set(graph.outputs)
         self.quantized = set(graph.quantized)
@@ -208,8 +210,7 @@ class Quantizer(Interpreter):
     def weight_codes(self, n: INode) -> tuple[np.ndarray, np.ndarray]:
         """(int codes, float32 per-channel scales) of a weighted node's weight."""
         t = self.entry(n.weight, "weight")
-        w = numpy_helper.to_array(self.inits[n.weight])
-        channels = w.shape[n.w_axis]
+        channels = self.inits[n.weight].dims[n.w_axis]
         scale, bits = t.get("scale"), t.get("bits", 8)
         if not isinstance(scale, list) or len(scale) != channels:
             got = len(scale) if isinstance(scale, list) else scale
@@ -224,7 +225,22 @@ class Quantizer(Interpreter):
         sw = np.asarray(scale, np.float32)
         if not (np.isfinite(sw).all() and (sw > 0).all()):
             self.fail(f"weight {n.weight!r}: a scale is not representable in float32")
-        return quantize(w, sw, bits, True, n.w_axis), sw
+        w = self.array(n.weight)
+        if not self.table.rounded(n.weight):
+            return quantize(w, sw, bits, True, n.w_axis), sw
+        try:
+            return self.table.weight_codes(n.weight, w), sw
+        except ValueError as e:  # a stored rounding that does not fit the weight (or is not base64)
+            self.fail(f"weight {n.weight!r}: its stored rounding does not fit the weight ({e})")
+
+    def array(self, name: str) -> np.ndarray:
+        """An initializer as the integer graph quantizes it: the table's calibrated value, else the model's."""
+        if self._params is None:
+            try:
+                self._params = calibrated_parameters(self.graph.model, self.table.doc)
+            except CalibrationError as e:
+                self.fail(str(e))
+        return self._params[name] if name in self._params else numpy_helper.to_array(self.inits[name])
 
     def multiplier(self, m, what: str, rounding: str | None = None) -> Multiplier:
         m = np.asarray(m, np.float64)
@@ -262,7 +278,7 @@ class Quantizer(Interpreter):
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None
         if n.bias:
-            b = numpy_helper.to_array(self.inits[n.bias]).astype(np.float64)
+            b = self.array(n.bias).astype(np.float64)
             codes = np.rint(b / s_acc.astype(np.float64))
             if not (np.isfinite(codes).all() and (np.abs(codes) <= INT32_MAX).all()):
                 self.fail(f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
@@ -438,8 +454,11 @@ class Quantizer(Interpreter):
         from .islands import island_model
 
         q = [tuple(self.q(t) if t in self.quantized else None for t in ts) for ts in (n.inputs, n.outputs)]
+        model = island_model(self.graph, n)
+        # its parameters as the table's steps left them (equalized weights: its neighbours' channels were rescaled)
+        model = with_initializers(model, {t.name: self.array(t.name) for t in model.graph.initializer})
         return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
-                     float_model=island_model(self.graph, n), rounding=self.rules.input_rounding)
+                     float_model=model, rounding=self.rules.input_rounding)
 
 
 def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:

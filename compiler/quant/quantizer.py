@@ -50,11 +50,15 @@ def dequantize(q, scale, axis: int | None = None) -> np.ndarray:
     return (q.astype(np.float32) * _bshape(scale, q, axis)).astype(np.float32)
 
 
-def fake_quant(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None) -> np.ndarray:
-    """dequantize(quantize(x)): the float value an integer backend sees (float32, like ORT's Q/DQ pair)."""
+def fake_quant(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None,
+               zero_point: int = 0) -> np.ndarray:
+    """dequantize(quantize(x)): the float value an integer backend sees (float32, like ORT's Q/DQ pair); with a
+    zero point, codes round(x / s) + zero_point clamped to the code range (u8 with zero point 128, int8 with -128)."""
     x = np.asarray(x, dtype=np.float32)
     s = _bshape(scale, x, axis)
     lo, hi = qrange(bits, signed)
+    if zero_point:
+        return ((np.clip(np.rint(x / s) + zero_point, lo, hi) - zero_point) * s).astype(np.float32)
     return (np.clip(np.rint(x / s), lo, hi) * s).astype(np.float32)
 
 

@@ -34,6 +34,7 @@ import onnx
 from ..errors import DataError
 from ..files import atomic_write, check_output
 from .stats import expose, input_name, session
+from .steps import equalized_model
 from .table import CalibrationTable, model_sha256
 
 SUFFIXES = (".json", ".png", ".svg", ".pdf")
@@ -199,7 +200,8 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     outputs = [o.name for o in fp32.graph.output]
     acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
     exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
-    sess = session(expose(fp32, exposed))
+    # FP32 tensors of the equalized graph (the same function): the integer graph's channels are rescaled as they are
+    sess = session(expose(equalized_model(fp32, table.doc), exposed))
 
     cos_parts: dict[str, list] = {n: [] for n in acts}
     sq_err = dict.fromkeys(acts, 0.0)

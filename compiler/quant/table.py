@@ -97,16 +97,30 @@ class CalibrationTable:
     def weight_scale(self, name: str) -> np.ndarray:
         return np.asarray(self.tensors[name]["scale"], dtype=np.float32)
 
+    def rounded(self, name: str) -> bool:
+        """Whether the table's rounding step chose the codes of weight `name` (tcc.quant.rounding)."""
+        from .steps import step
+
+        rounding = step(self.doc, "rounding")
+        return bool(rounding and name in rounding.get("weights", {}))
+
     def weight_codes(self, name: str, w: np.ndarray) -> np.ndarray:
-        """The integer codes (int32) of weight `w` under its entry: equation (8) per output channel with the
-        entry's bit width (8, or 7 where the target's kernels need headroom). The one definition the QDQ lowering,
-        the integer reference and the TVM lowering share."""
+        """The integer codes (int32) of weight `w` (as tcc.quant.steps.calibrated_parameters gives it) under its
+        entry: equation (8) per output channel with the entry's bit width (8, or 7 where the target's kernels need
+        headroom), or the rounding the table's rounding step chose. The one definition the QDQ lowering, the
+        quantized graph (so the integer reference and every backend lowering) and the calibration steps share."""
         from .quantizer import quantize
+        from .rounding import decode
+        from .steps import step
 
         t = self.tensors[name]
-        codes = quantize(w, self.weight_scale(name), t.get("bits", 8), True, t.get("axis", 0))
-        if t.get("narrow_range"):  # symmetric codes [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's int8 weights)
-            codes = np.maximum(codes, -(1 << (t.get("bits", 8) - 1)) + 1)
+        bits, narrow, axis = t.get("bits", 8), bool(t.get("narrow_range")), t.get("axis", 0)
+        if self.rounded(name):
+            stored = step(self.doc, "rounding")["weights"][name]
+            return decode(stored, np.asarray(w, np.float32), self.weight_scale(name), axis, bits, narrow)
+        codes = quantize(w, self.weight_scale(name), bits, True, axis)
+        if narrow:  # symmetric codes [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's int8 weights)
+            codes = np.maximum(codes, -(1 << (bits - 1)) + 1)
         return codes
 
     def to_json(self) -> str:

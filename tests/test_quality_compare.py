@@ -1,0 +1,40 @@
+"""tools/quality_compare.py, the INT8 comparison against ONNX Runtime's quantize_static (and NNCF when installed), on
+one DDSNet checkpoint with ORT's quantizer only, on few crops (the full table: README's INT8 section)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("quality_compare", ROOT / "tools" / "quality_compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
+def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
+    out = tmp_path / "q.json"
+    assert _tool().main(["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8",
+                         "--held-out", "4", "--cos-steps", "10", "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    pcam = doc["checkpoints"]["PCam"]
+    assert (pcam["calibration_crops"], pcam["held_out_crops"]) == (8, 4)
+    rows = pcam["results"]
+    assert list(rows) == ["tcc none", "tcc rounding", "onnxruntime MinMax"]
+    for r in rows.values():
+        assert 0.9 < r["cos_mean"] <= 1.0 and r["cos_min"] <= r["cos_mean"] and r["top1"] in (0, 0.25, 0.5, 0.75, 1)
+    printed = capsys.readouterr().out
+    assert "| tcc rounding |" in printed and "| onnxruntime MinMax |" in printed
+
+
+def test_bad_names_are_refused(capsys):
+    assert _tool().main(["--checkpoints", "GC", "--rivals", "Histogram"]) == 2
+    assert "unknown rival Histogram" in capsys.readouterr().err

@@ -1,0 +1,156 @@
+"""INT8 quality on the DDSNet authors' checkpoints: tcc's calibration (each post-training step on / off) against
+ONNX Runtime's quantize_static (MinMax, Entropy, Percentile) and NNCF (when installed), all calibrated on the same
+crops and judged on other crops that no calibration saw, output cosine vs FP32 (mean / min) and top-1 agreement,
+every INT8 model run on ONNX Runtime's integer kernels (tcc's QDQ lowering is bit-exact with its integer
+reference, so the tcc rows hold for every backend exact with it).
+
+    .venv/bin/python tools/quality_compare.py                      # four checkpoints, every config and rival
+    .venv/bin/python tools/quality_compare.py --checkpoints GC --tcc default --rivals MinMax -o out/q.json
+
+The crops are random squares of the four fixture images (../shared/fixtures/ddsnet: GC, PCam, SC, Sipak; there is
+no Skin image, so that checkpoint is calibrated and judged on crops of the others), calibration seed 0, judging
+seed 1. Writes JSON (-o) and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
+IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
+CONFIGS = {  # name -> tcc.quant.steps.Steps arguments
+    "none": {"equalization": False, "bias_correction": False},  # the default
+    "equalization": {"equalization": True, "bias_correction": False},
+    "bias_correction": {"equalization": False, "bias_correction": True},
+    "rounding": {"equalization": False, "bias_correction": False, "rounding": True},
+    "equalization+bias_correction": {"equalization": True, "bias_correction": True},
+    "all": {"equalization": True, "bias_correction": True, "rounding": True},
+}
+RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
+
+
+def crops(work: Path, fixtures: Path, calib: int, held: int):
+    from tcc.quant.crops import make_crops
+
+    images = [fixtures / n for n in IMAGES]
+    missing = [str(p) for p in images if not p.exists()]
+    if missing:
+        raise SystemExit(f"error: fixture images missing: {', '.join(missing)}")
+    return make_crops(work / "calib", calib, 0, images=images), make_crops(work / "held", held, 1, images=images)
+
+
+def nncf_quantize(fp32, array):
+    """NNCF's post-training quantization (preset mixed, its default fast bias correction) of the ONNX model;
+    None when NNCF is not installed (an optional benchmark dependency)."""
+    try:
+        import nncf
+    except ImportError:
+        return None
+    name = fp32.graph.input[0].name
+    dataset = nncf.Dataset([array[i:i + 1] for i in range(len(array))], lambda x: {name: x})
+    return nncf.quantize(fp32, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(array))
+
+
+def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
+            held: int, cos_steps: int = 100, fakequant: bool = False) -> dict:
+    from tcc.bench.quality import evaluate, ort_static
+    from tcc.frontend import lower_spec
+    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.data import load_calibration_data
+    from tcc.quant.qdq import to_qdq
+    from tcc.quant.steps import Steps
+
+    fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", {"num_classes": CHECKPOINTS[name]},
+                    weights=fixtures / f"{name}_DDS_0.0064.pth", by_order=True)
+    model, fp32 = fe.model, fe.onnx
+    calib_dir, held_dir = crops(work, fixtures, calib, held)
+    cd = load_calibration_data(calib_dir, model.preprocess, model.input_shape, progress=False)
+    hd = load_calibration_data(held_dir, model.preprocess, model.input_shape, progress=False, what="held-out")
+    rows = {}
+    for config in configs:
+        t = time.perf_counter()
+        table = calibrate_onnx(fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**CONFIGS[config]))
+        secs = time.perf_counter() - t
+        rows[f"tcc {config}"] = {**evaluate(fp32, to_qdq(fp32, table, compact=True), hd.array)["ort"],
+                                 "calib_s": round(secs, 1),
+                                 "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}}
+    for rival in rivals:
+        t = time.perf_counter()
+        q = nncf_quantize(fp32, cd.array) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
+        if q is None:
+            print(f"{name}: NNCF not installed, skipped", file=sys.stderr)
+            continue
+        secs = round(time.perf_counter() - t, 1)
+        label = "nncf mixed" if rival == "nncf" else f"onnxruntime {rival}"
+        got = evaluate(fp32, q, hd.array, (("ort", True), ("fakequant", False)) if fakequant else (("ort", True),))
+        rows[label] = {**got["ort"], "calib_s": secs}
+        if fakequant:  # float Q/DQ arithmetic: free of the u8 x s8 saturation of ORT's kernels on CPUs without VNNI
+            rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
+    return {"classes": CHECKPOINTS[name], "calibration_crops": len(cd.array), "held_out_crops": len(hd.array),
+            "results": rows}
+
+
+def markdown(results: dict) -> list[str]:
+    names = list(results)
+    labels = list(dict.fromkeys(k for r in results.values() for k in r["results"]))
+    lines = ["| quantizer | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for n in names:
+            r = results[n]["results"].get(label)
+            cells.append("-" if r is None else f"{r['cos_mean']:.5f} / {r['cos_min']:.5f} / {100 * r['top1']:.1f}%")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="comma-separated: " + ", ".join(CHECKPOINTS))
+    p.add_argument("--tcc", default=",".join(CONFIGS), help="tcc step configs: " + ", ".join(CONFIGS))
+    p.add_argument("--rivals", default=",".join(RIVALS), help="comma-separated: " + ", ".join(RIVALS) +
+                   " (nncf skipped when not installed); empty for none")
+    p.add_argument("--calib", type=int, default=64, help="calibration crops (default 64)")
+    p.add_argument("--held-out", type=int, default=32, help="judging crops (default 32)")
+    p.add_argument("--cos-steps", type=int, default=100, help="tcc's cosine-search candidates (default 100, as "
+                                                               "tcc calibrate)")
+    p.add_argument("--fakequant", action="store_true",
+                   help="also judge the rivals' models as float fake-quant (their 8-bit weights saturate ORT's u8 x s8 "
+                        "kernels on CPUs without VNNI; tcc's `ort` rules use 7-bit dense weights and are exact)")
+    p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
+    p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
+    args = p.parse_args(argv)
+    names, configs = args.checkpoints.split(","), [c for c in args.tcc.split(",") if c]
+    rivals = [r for r in args.rivals.split(",") if r]
+    for what, got, known in (("checkpoint", names, CHECKPOINTS), ("tcc config", configs, CONFIGS),
+                             ("rival", rivals, RIVALS)):
+        bad = [g for g in got if g not in known]
+        if bad:
+            print(f"error: unknown {what} {', '.join(bad)}; expected {', '.join(known)}", file=sys.stderr)
+            return 2
+    missing = [n for n in names if not (args.fixtures / f"{n}_DDS_0.0064.pth").exists()]
+    if missing:
+        print(f"error: no checkpoint {', '.join(missing)} in {args.fixtures}", file=sys.stderr)
+        return 2
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in names:
+            results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
+                                 args.cos_steps, args.fakequant)
+            print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
+                                         for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
+    doc = {"calibration_crops": args.calib, "cos_steps": args.cos_steps, "held_out_crops": args.held_out, "vs": "FP32 (ONNX Runtime)",
+           "format": "cosine mean / min / top-1 agreement", "checkpoints": results}
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(doc, indent=1) + "\n")
+    print("\n".join(markdown(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
