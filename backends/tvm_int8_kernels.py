@@ -92,13 +92,10 @@ IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2
 def kernel_for(target) -> DotKernel | None:
     """The dot-product kernel of a TVM target (None: the generic integer conv). x86 from LLVM's features of the
     target's CPU (the host build is -mcpu=native: this machine's ISA), ARMv7 from the triple."""
-    from tvm.target import codegen
+    from .tvm_schedule import target_has
 
     def has(feature: str) -> bool:
-        try:
-            return bool(codegen.target_has_features(feature, target))
-        except Exception:  # noqa: BLE001  (a feature LLVM does not know for this triple)
-            return False
+        return target_has(target, feature)
 
     triple = str(target.attrs.get("mtriple", ""))
     if triple.startswith("arm"):

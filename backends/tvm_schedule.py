@@ -51,14 +51,19 @@ class Simd:
         return self.registers - ACCUMULATOR_RESERVE
 
 
+def target_has(target, feature: str) -> bool:
+    """Whether the LLVM target has an ISA feature ("avx512f", "neon", ...); False for one LLVM does not know."""
+    try:
+        return bool(codegen.target_has_features(feature, target))
+    except Exception:  # noqa: BLE001  (a feature LLVM does not know for this triple)
+        return False
+
+
 def simd_of(target) -> Simd:
     """Lanes and registers from the LLVM target: AVX-512 (16 lanes, 32 zmm), AVX/AVX2 (8 lanes, 16 ymm), NEON
     (4 lanes; 32 registers on AArch64, 16 q registers on ARMv7), else SSE-like (4 lanes, 16 registers)."""
     def has(feature: str) -> bool:
-        try:
-            return bool(codegen.target_has_features(feature, target))
-        except Exception:  # noqa: BLE001  (a feature LLVM does not know for this triple)
-            return False
+        return target_has(target, feature)
 
     triple = str(target.attrs.get("mtriple", ""))
     if triple.startswith("aarch64"):

@@ -279,6 +279,7 @@ PULSAR_V1_REFUSES = {
 }
 
 
+@pytest.mark.slow  # lowers all 24 zoo specs (~1 min): tools/slow_tests.sh
 def test_every_zoo_spec_passes_pulsar2_and_pulsar_v1_refuses_what_its_docs_exclude():
     """The op lists against the zoo's graphs: Pulsar2 takes every spec (rewrites applied); Pulsar v1 refuses
     exactly the ops of PULSAR_V1_REFUSES, and its literal 'output width % stride_w' rule is advisory."""

@@ -44,7 +44,13 @@ def check_valid(model, m: onnx.ModelProto, tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", ZOO, ids=spec_id)
+# the largest specs at full size (10-35 s each): tools/slow_tests.sh; their ops and blocks are in smaller specs here,
+# and test_zoo_numbers_c.py matches ConvNeXt-T, MNASNet and RegNetY logits with torchvision's at reduced sizes
+BIG = ("alexnet", "convnext_tiny", "efficientnet_v2_s", "resnext50_32x4d", "vgg11", "vgg16", "wide_resnet50_2")
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in BIG else p for p in ZOO],
+                         ids=spec_id)
 def test_zoo_equals_torch(path, tmp_path):
     model, module, m = lowered(path, 13)
     file = check_valid(model, m, tmp_path)

@@ -228,3 +228,27 @@ def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_pat
                                                    "why": "no integer form: kept in float where the target allows "
                                                           "float ops"}]
     assert m["self_check"]["result"]["passed"]
+
+
+def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys):
+    """Equalization rescales a pair's channels (dw's outputs, pw's inputs): a consumer kept in float must compute with
+    its equalized weights, on the reference and on every backend, or the island reads rescaled channels with the
+    original weights. The island's FP32 sub-model holds the table's parameters, and TFLite's build (its float ops
+    written from the parameters) passes its self-check against the reference."""
+    from onnx import numpy_helper
+
+    from tcc.quant.steps import Steps, calibrated_parameters
+
+    fp32, x = case["fp32"], case["x"]
+    table = calibrate_onnx(fp32, x, method="kl", target="tflite", progress=False, steps=Steps(equalization=True))
+    equalized = calibrated_parameters(fp32, table.doc)
+    assert "pw.weight" in equalized  # the dw -> relu -> pw pair was equalized: the test means something
+    table = _pinned(table, "pw")
+    island = next(n for n in quantize_graph(plan(fp32, rules="tflite"), table).islands if n.name == "pw")
+    inits = {t.name: numpy_helper.to_array(t) for t in island.float_model.graph.initializer}
+    np.testing.assert_array_equal(inits["pw.weight"], equalized["pw.weight"])
+    path = tmp_path / "calib.json"
+    table.save(path)
+    assert main(["build", str(case["spec"]), "--target", "tflite", "--precision", "int8", "--calib", str(path),
+                 "-o", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["self_check"]["result"]["passed"]

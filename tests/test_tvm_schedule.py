@@ -81,7 +81,8 @@ def test_simd_of_registry_targets():
 
 
 @pytest.mark.parametrize("spec, channels_last", [
-    ("spec/ddsnet.yaml", True), ("spec/fastnet.yaml", True), ("spec/baselines/mobilenet_v2.yaml", True),
+    ("spec/ddsnet.yaml", True), ("spec/fastnet.yaml", True),
+    pytest.param("spec/baselines/mobilenet_v2.yaml", True, marks=pytest.mark.slow),  # DDSNet's structures
     ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
     ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
 ])
