@@ -43,7 +43,7 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
     if weights:
         match = load_weights(full, model.graph, weights, by_order, key_map, layouts=model.checkpoints)
         info = {"file": Path(weights).name, "sha256": sha256_file(weights), "import": match.method,
-                **({"layout": match.layout} if match.layout else {}),
+                **({"layout": match.layout.name} if match.layout else {}),
                 "matched": len(match.assignment), "report": match.report()}
         if key_map:
             info["key_map_sha256"] = sha256_file(key_map)

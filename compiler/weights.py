@@ -70,9 +70,15 @@ class WeightMatch:
     assignment: dict[str, str]  # spec parameter name -> checkpoint key
     aliases: dict[str, str] = field(default_factory=dict)
     defaulted: list[str] = field(default_factory=list)  # spec buffers the checkpoint lacks (num_batches_tracked)
-    how: str = "by name"  # by name | by order | by the key map | checkpoint layout 'NAME' (...): for people
     method: str = "by_name"  # by_name | by_order | key_map | layout: the manifest's token
-    layout: str | None = None  # the spec's checkpoint layout that matched (method "layout")
+    layout: CheckpointLayout | None = None  # the spec's checkpoint layout that matched (method "layout")
+
+    @property
+    def how(self) -> str:
+        """The method for people: by name | by order | by the key map | by the spec's checkpoint layout 'NAME' (...)."""
+        if self.layout is not None:
+            return f"by the spec's {self.layout.describe()}" + (f": {self.layout.doc}" if self.layout.doc else "")
+        return {"by_name": "by name", "by_order": "by order", "key_map": "by the key map"}[self.method]
 
     def report(self) -> str:
         lines = [f"{len(self.assignment)} tensors matched {self.how}"]
@@ -141,12 +147,11 @@ def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: Ke
     if isinstance(key_map, dict):
         key_map = KeyMap(tuple(key_map.items()))
     if by_order:
-        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by order", "by_order")
+        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by_order")
     if key_map:
-        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "by the key map",
-                           "key_map")
+        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "key_map")
     try:
-        return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by name")
+        return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by_name")
     except WeightsError as by_name:
         failures = []
         for layout in layouts:
@@ -155,8 +160,7 @@ def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: Ke
             except WeightsError as e:
                 failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
                 continue
-            return WeightMatch(assignment, aliases, defaulted, f"by the spec's {layout.describe()}"
-                               + (f": {layout.doc}" if layout.doc else ""), "layout", layout.name)
+            return WeightMatch(assignment, aliases, defaulted, "layout", layout)
         tried = "".join(f"; {f}" for f in failures)
         raise WeightsError(f"{by_name}{tried}; use --by-order or --key-map") from None
 

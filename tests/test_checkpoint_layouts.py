@@ -112,7 +112,7 @@ def test_plain_weights_try_the_names_then_each_layout_in_order(write, tmp_path):
     state = torch.load(_checkpoint(tmp_path), weights_only=True)
     match = match_weights(model.graph, state, layouts=model.checkpoints)
     assert match.how == "by the spec's checkpoint layout 'reference' (by name through its key map): Reference().state_dict()"
-    assert (match.method, match.layout) == ("layout", "reference")
+    assert (match.method, match.layout.name) == ("layout", "reference")
     assert match.assignment["fc.bias"] == "classifier.bias"
     assert match_weights(model.graph, state, by_order=True).how == "by order"  # explicit flags bypass layouts
     match = match_weights(model.graph, state, layouts=model.checkpoints[2:])

@@ -233,14 +233,19 @@ class Quantizer(Interpreter):
         except ValueError as e:  # a stored rounding that does not fit the weight (or is not base64)
             self.fail(f"weight {n.weight!r}: its stored rounding does not fit the weight ({e})")
 
-    def array(self, name: str) -> np.ndarray:
-        """An initializer as the integer graph quantizes it: the table's calibrated value, else the model's."""
+    def calibrated(self) -> dict[str, np.ndarray]:
+        """The initializers the table's steps change (tcc.quant.steps.calibrated_parameters), computed once."""
         if self._params is None:
             try:
                 self._params = calibrated_parameters(self.graph.model, self.table.doc)
             except CalibrationError as e:
                 self.fail(str(e))
-        return self._params[name] if name in self._params else numpy_helper.to_array(self.inits[name])
+        return self._params
+
+    def array(self, name: str) -> np.ndarray:
+        """An initializer as the integer graph quantizes it: the table's calibrated value, else the model's."""
+        params = self.calibrated()
+        return params[name] if name in params else numpy_helper.to_array(self.inits[name])
 
     def multiplier(self, m, what: str, rounding: str | None = None) -> Multiplier:
         m = np.asarray(m, np.float64)
@@ -456,7 +461,8 @@ class Quantizer(Interpreter):
         q = [tuple(self.q(t) if t in self.quantized else None for t in ts) for ts in (n.inputs, n.outputs)]
         model = island_model(self.graph, n)
         # its parameters as the table's steps left them (equalized weights: its neighbours' channels were rescaled)
-        model = with_initializers(model, {t.name: self.array(t.name) for t in model.graph.initializer})
+        changed = {t.name: self.array(t.name) for t in model.graph.initializer if t.name in self.calibrated()}
+        model = with_initializers(model, changed)
         return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
                      float_model=model, rounding=self.rules.input_rounding)
 
