@@ -141,7 +141,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     if searching:
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
             result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
-                                steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2)
+                                steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2,
+                                act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n]))
+                                            for n in act_scale})
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)

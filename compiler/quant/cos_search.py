@@ -4,7 +4,11 @@ For each conv/linear layer in topological order: starting from the coarse scales
 max |w| per output channel for the weights), search the per-output-channel weight scales, then the input
 activation scale, each over [0.5 s0, 2 s0] (`steps` candidates, plus the current value), maximising the cosine
 similarity between the layer's FP32 output and its quantized output (equation 8 on both operands); alternate the
-two searches for `rounds` rounds. Every step keeps the current value unless a candidate is strictly better, so the
+two searches for `rounds` rounds. When the best input scale is the window's top, the window goes on, in steps of
+the same size, up to the scale of the tensor's largest value on the data (`act_limits`): KL's threshold can lie
+far below the clip the layer wants (measured on DDSNet's PCam checkpoint after equalization: KL clipped two
+depthwise outputs at a quarter of their range, the search stopped at twice that, and the held-out output cosine
+fell to 0.83 from 0.998). Every step keeps the current value unless a candidate is strictly better, so the
 search never lowers the cosine.
 
 The layer is evaluated on sampled output positions: `LayerSamples` holds, per layer, the im2col rows of its FP32
@@ -164,7 +168,8 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
 def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
                act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
                lo: float = 0.5, hi: float = 2.0, stride: int = 4,
-               weight_bits: dict[str, int] | None = None, threads: int = 1) -> SearchResult:
+               weight_bits: dict[str, int] | None = None, threads: int = 1,
+               act_limits: dict[str, float] | None = None) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
@@ -185,7 +190,7 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     def search(item):
         tensor, group = item
         return _search_input(tensor, group, weights, samples, act_scales[tensor], act_signed.get(tensor, True),
-                             factors, rounds, stride, weight_bits or {})
+                             factors, rounds, stride, weight_bits or {}, (act_limits or {}).get(tensor))
 
     if threads > 1 and len(by_input) > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -204,7 +209,21 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     return SearchResult(out_scales, out_cos, results)
 
 
-def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits):
+def _scan(score, grid: np.ndarray, stride: int, scored: dict) -> int:
+    """Coarse to fine over `grid` (every `stride`-th, then all within `stride` of the best): the best index; fills
+    `scored` (index -> score)."""
+    for k in range(0, len(grid), stride):
+        if k not in scored:
+            scored[k] = score(grid[k])
+    kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+    for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
+        if k not in scored:
+            scored[k] = score(grid[k])
+    return max((k for k in scored if k >= 0), key=lambda k: scored[k])
+
+
+def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits,
+                  limit=None):
     """The search of one input tensor's scale and its consumers' weight scales: (scale, (mean cosine before,
     after), {layer name: LayerResult})."""
     s_a = s0_a
@@ -242,12 +261,12 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
             return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
 
         scored = {-1: score(s_a)}  # -1: the current scale
-        for k in range(0, len(grid), stride):
-            scored[k] = score(grid[k])
-        kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
-        for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
-            if k not in scored:
-                scored[k] = score(grid[k])
+        kb = _scan(score, grid, stride, scored)
+        if kb == len(grid) - 1 and limit is not None and limit > grid[-1]:  # the optimum lies beyond the window
+            step = grid[1] - grid[0]
+            more = grid[-1] + step * np.arange(1, int(np.ceil((limit - grid[-1]) / step)) + 1)
+            grid = np.concatenate([grid, more])
+            _scan(score, grid, stride, scored)
         best = max(scored, key=lambda k: (scored[k], k == -1))
         if best != -1 and scored[best] > scored[-1]:
             s_a = float(grid[best])
