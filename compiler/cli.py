@@ -484,6 +484,9 @@ def _placement_args(p: argparse.ArgumentParser, when: str) -> None:
     p.add_argument("--min-cos", type=float, metavar="C",
                    help=f"{when}keep the fewest nodes in float (float islands) that bring the mean output cosine vs "
                         "FP32 on the calibration samples to C (measured per node, greedy by gain per cost)")
+    p.add_argument("--min-worst-cos", type=float, metavar="W",
+                   help=f"{when}the same placement, also until the lowest per-sample output cosine vs FP32 on those "
+                        "samples is at least W (a floor for the worst input, not only the mean)")
     p.add_argument("--speed", action="store_const", const="ort",
                    help=f"{when}ort rules: keep in float the nodes whose ONNX Runtime integer kernel measures slower "
                         "than float on this CPU (profiled here), where the cosine floor (--min-cos, default 0.9995) "
@@ -497,7 +500,7 @@ def _placement_args(p: argparse.ArgumentParser, when: str) -> None:
 def _place_options(args):
     from .quant.place import PlaceOptions
 
-    return PlaceOptions(min_cos=args.min_cos, speed=args.speed, keep_float=tuple(args.keep_float),
+    return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed, keep_float=tuple(args.keep_float),
                         samples=args.place_samples, seed=getattr(args, "seed", 0))
 
 

@@ -12,7 +12,7 @@ from tcc.build import TOLERANCES, build, int8_self_check
 from tcc.cli import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.place import PlaceOptions, place, reference_cosine
+from tcc.quant.place import PlaceOptions, place, reference_cosine, reference_score
 from tcc.quant.placement import float_nodes, with_placement
 from tcc.quant.plan import plan
 from tcc.quant.qdq import to_qdq
@@ -166,6 +166,24 @@ def test_placement_meets_a_floor_pure_int8_cannot(case):
     assert placed.doc["placement"] == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc["placement"]
 
 
+def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
+    """A floor on the lowest per-sample cosine: pure INT8 misses it, the mean floor alone (set at pure INT8's own mean)
+    places nothing, and --min-worst-cos keeps nodes in float until the integer reference's worst search sample is at
+    least the floor, recorded in the table."""
+    fp32, table, x = case["fp32"], case["tables"]["tvm"], case["x"]
+    pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8]))
+    floor = 1 - (1 - pure.worst) / 10  # ten times closer to 1 than pure INT8's worst sample
+    assert pure.worst < floor
+    mean_only = place(fp32, table, x, PlaceOptions(min_cos=pure.mean - 1e-9, samples=8))
+    assert not float_nodes(mean_only)
+    placed = place(fp32, table, x, PlaceOptions(min_cos=pure.mean - 1e-9, min_worst_cos=floor, samples=8))
+    p = placed.doc["placement"]
+    assert p["objectives"]["min_worst_cos"] == floor and p["reference_worst_cos_after"] >= floor
+    assert p["worst_cos_before"] < floor and 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
+    judged = reference_score(fp32, placed, x[:8], run_ort(fp32, x[:8]))
+    assert judged.worst >= floor - 1e-6 and judged.mean >= pure.mean - 1e-9
+
+
 def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     """Which nodes stay float for speed comes from the measured profile: a node whose integer kernel is slower than
     its float twin is a candidate, kept where its island (conversions included) measured cheaper."""
@@ -205,6 +223,7 @@ def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     (["--keep-float", "relu_1"], "--keep-float 'relu_1': no node of the model's integer graph (computed by node 'dw')"),
     (["--speed", "--target", "tvm"], "--speed measures ONNX Runtime's integer kernels"),
     (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
+    (["--min-worst-cos", "0"], "--min-worst-cos 0.0: a cosine floor lies in (0, 1]"),
     (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),
 ])
 def test_placement_mistakes_exit_2(case, tmp_path, capsys, argv, message):

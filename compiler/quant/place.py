@@ -9,8 +9,9 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
   this CPU are kept in float where the island, its dequantize / quantize and layout changes included, measured
   cheaper than the integer kernel, and the whole model measured faster (tcc.quant.place_speed). The choice follows
   the profile of the CPU it runs on, never a list;
-- accuracy (`--min-cos C`): while the mean output cosine against FP32 on the search samples is below C, the node with
-  the best measured gain per cost is added. A node's gain is the output cosine gained with that node alone in float
+- accuracy (`--min-cos C`, `--min-worst-cos W`): while the mean output cosine against FP32 on the search samples is
+  below C, or the lowest per-sample cosine below W, the node with the best measured gain per cost is added; the gain
+  is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more. A node's gain is the output cosine gained with that node alone in float
   (every candidate measured once, end to end); its cost is what keeping it in float costs an integer target, its
   multiply-accumulates (conv / gemm) or output elements (the rest). Greedy by measured sensitivity per cost, as
   mixed-precision searches do (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per
@@ -45,6 +46,7 @@ ROUNDS = 3  # ranking passes of the accuracy greedy
 @dataclass(frozen=True)
 class PlaceOptions:
     min_cos: float | None = None  # the output cosine floor (mean over the search samples)
+    min_worst_cos: float | None = None  # the floor of the lowest per-sample output cosine on the search samples
     speed: str | None = None  # "ort": keep in float what ORT's integer kernels run slower than float on this CPU
     keep_float: tuple[str, ...] = ()  # nodes pinned in float by hand
     samples: int = 16  # calibration samples the search judges on (a seeded subset)
@@ -52,17 +54,52 @@ class PlaceOptions:
 
     @property
     def active(self) -> bool:
-        return self.min_cos is not None or self.speed is not None or bool(self.keep_float)
+        return (self.min_cos is not None or self.min_worst_cos is not None or self.speed is not None
+                or bool(self.keep_float))
 
     @property
     def floor(self) -> float | None:
         return self.min_cos if self.min_cos is not None else (SPEED_FLOOR if self.speed else None)
 
+    def shortfall(self, score: "Score") -> float:
+        """How far `score` is below the floors (0: every floor met)."""
+        short = 0.0
+        if self.floor is not None:
+            short += max(self.floor - score.mean, 0.0)
+        if self.min_worst_cos is not None:
+            short += max(self.min_worst_cos - score.worst, 0.0)
+        return short
+
+    def gain(self, old: "Score", new: "Score") -> float:
+        """What `new` gains on `old` in the objectives `old` misses (the mean's gain alone with --min-cos only)."""
+        g = 0.0
+        if self.floor is not None and old.mean < self.floor:
+            g += new.mean - old.mean
+        if self.min_worst_cos is not None and old.worst < self.min_worst_cos:
+            g += new.worst - old.worst
+        return g
+
+
+@dataclass(frozen=True)
+class Score:
+    """Output cosine vs FP32 on the search samples: the mean and the lowest per-sample value."""
+
+    mean: float
+    worst: float
+
+    @classmethod
+    def of(cls, cosines: np.ndarray) -> "Score":
+        return cls(float(np.mean(cosines)), float(np.min(cosines)))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.6f} (worst sample {self.worst:.6f})"
+
 
 def check_options(options: PlaceOptions, rules: str) -> None:
     """User mistakes in the placement options, before any calibration work."""
-    if options.min_cos is not None and not 0.0 < options.min_cos <= 1.0:
-        raise DataError(f"--min-cos {options.min_cos}: a cosine floor lies in (0, 1]")
+    for flag, value in (("--min-cos", options.min_cos), ("--min-worst-cos", options.min_worst_cos)):
+        if value is not None and not 0.0 < value <= 1.0:
+            raise DataError(f"{flag} {value}: a cosine floor lies in (0, 1]")
     if options.speed not in (None, "ort"):
         raise DataError(f"--speed {options.speed!r}: the speed objective measures ONNX Runtime's kernels ('ort')")
     if options.speed and rules != "ort":
@@ -72,7 +109,7 @@ def check_options(options: PlaceOptions, rules: str) -> None:
         raise DataError(f"--place-samples must be at least 1, not {options.samples}")
     if options.active and not get_rules(rules).float_ops:
         raise DataError(f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "
-                        "precision): --min-cos, --speed and --keep-float need a target that runs float islands "
+                        "precision): --min-cos, --min-worst-cos, --speed and --keep-float need a target that runs float islands "
                         "(ort, tvm, tflite, pulsar2)")
 
 
@@ -98,24 +135,29 @@ class FakeQuant:
         self.ref = run_ort(fp32, x)
         self.evaluations = 0
 
-    def cosine(self, floats) -> float:
+    def cosine(self, floats) -> Score:
         from .qdq import to_qdq
         from .report import per_sample_cosine, run_ort
 
         self.evaluations += 1
         qdq = to_qdq(self.fp32, with_placement(self.table, placement_doc(floats, {})), rewrites=False)
-        return float(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)).mean())
+        return Score.of(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)))
 
 
-def reference_cosine(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> float:
-    """Mean output cosine of the integer reference (with the table's placement) vs FP32 `ref`."""
+def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> Score:
+    """Output cosine of the integer reference (with the table's placement) vs FP32 `ref`, mean and worst sample."""
     from .qgraph import quantize_graph
     from .reference import Reference
     from .report import per_sample_cosine
 
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
     y = Reference().run(qg, x)
-    return float(per_sample_cosine(ref, y[0] if isinstance(y, list) else y).mean())
+    return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
+
+
+def reference_cosine(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> float:
+    """Mean output cosine of the integer reference (with the table's placement) vs FP32 `ref`."""
+    return reference_score(fp32, table, x, ref).mean
 
 
 def node_cost(graph: IntGraph, n) -> int:
@@ -147,10 +189,12 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     fq = FakeQuant(fp32, table, x)
     chosen: dict[str, dict] = {k: {"precision": "float", "reason": "pinned", "kind": anchors[k].kind}
                                for k in options.keep_float}
-    cos_before = fq.cosine(set())
-    record: dict = {"objectives": {"min_cos": options.floor, "speed": options.speed,
-                                   "pinned": sorted(options.keep_float)},
-                    "samples": int(len(x)), "cos_before": round(cos_before, 7)}
+    before = fq.cosine(set())
+    record: dict = {"objectives": {"min_cos": options.floor, **({"min_worst_cos": options.min_worst_cos}
+                                                                 if options.min_worst_cos is not None else {}),
+                                   "speed": options.speed, "pinned": sorted(options.keep_float)},
+                    "samples": int(len(x)), "cos_before": round(before.mean, 7),
+                    **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {})}
     if options.speed:
         from .place_speed import speed_nodes
 
@@ -158,29 +202,31 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         for name, numbers in found.items():
             chosen[name] = {"precision": "float", "reason": "speed", "kind": anchors[name].kind, **numbers}
         record["profile"] = profile
-    floor = options.floor
+    short = options.shortfall
 
     def fake(names):
         return fq.cosine(absorbed(graph, names))
 
     def judged(names):  # the integer reference itself (slower: the last word)
-        return reference_cosine(fp32, with_placement(table, placement_doc(absorbed(graph, names), {})), x, fq.ref)
+        return reference_score(fp32, with_placement(table, placement_doc(absorbed(graph, names), {})), x, fq.ref)
 
-    cos = fake(set(chosen)) if chosen else cos_before
-    if floor is not None and cos < floor:
-        cos = _greedy(graph, fake, chosen, floor, cos, log, "fake-quant")
-    record["cos_after"] = round(cos, 7)
+    cos = fake(set(chosen)) if chosen else before
+    if short(cos) > 0:
+        cos = _greedy(graph, fake, chosen, options, cos, log, "fake-quant")
+    record["cos_after"] = round(cos.mean, 7)
     ref_cos = judged(set(chosen))
-    if floor is not None and ref_cos < floor:  # fake-quant reached it, the integer reference not yet
-        ref_cos = _greedy(graph, judged, chosen, floor, ref_cos, log, "integer reference", rank=fake)
-    record["reference_cos_after"] = round(ref_cos, 7)
+    if short(ref_cos) > 0:  # fake-quant reached the floors, the integer reference not yet
+        ref_cos = _greedy(graph, judged, chosen, options, ref_cos, log, "integer reference", rank=fake)
+    record["reference_cos_after"] = round(ref_cos.mean, 7)
+    if options.min_worst_cos is not None:
+        record["worst_cos_after"], record["reference_worst_cos_after"] = round(cos.worst, 7), round(ref_cos.worst, 7)
     producer = {o: n.name for n in graph.nodes for o in n.outputs}
     for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
         source = chosen[producer[anchors[name].inputs[0]]]
         chosen[name] = {"precision": "float", "reason": source["reason"], "kind": anchors[name].kind}
     # (no wall time in the table: the same table and data must give byte-identical bundles)
-    log(f"placement: {len(chosen)} node(s) in float; output cosine {cos_before:.6f} -> {cos:.6f} (fake-quant), "
-        f"{ref_cos:.6f} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
+    log(f"placement: {len(chosen)} node(s) in float; output cosine {before} -> {cos} (fake-quant), "
+        f"{ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
         f"{time.perf_counter() - t0:.1f} s")
     return with_placement(table, placement_doc(chosen, record))
 
@@ -208,27 +254,28 @@ def absorbed(graph: IntGraph, names: set) -> set:
     return out - {n.name for n in graph.islands}
 
 
-def _ranked(graph: IntGraph, judge, base: set, cos: float, log) -> list[tuple[str, float, int]]:
-    """Candidates (name, measured output cosine gain alone on top of `base`, cost), best gain per cost first; only
-    nodes that gain."""
+def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score, log) -> list[tuple[str, float, int]]:
+    """Candidates (name, measured gain alone on top of `base` in the objectives missed, cost), best gain per cost
+    first; only nodes that gain."""
     out = []
     for n in graph.nodes:
         if n.name in base or not n.integer or n.kind not in CANDIDATE_KINDS:
             continue
-        gain = judge(base | {n.name}) - cos
+        gain = options.gain(cos, judge(base | {n.name}))
         if gain > 0:
             out.append((n.name, gain, node_cost(graph, n)))
     log(f"placement: {len(out)} candidate node(s) gain output cosine alone")
     return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
 
 
-def _greedy(graph: IntGraph, judge, chosen: dict, floor: float, cos: float, log, what: str, rank=None) -> float:
-    """Add nodes (reason "accuracy") to `chosen` until judge(names) >= floor: candidates ranked by their gain alone,
-    each kept only when the cosine it measures with the others is higher (quantization errors partly cancel:
-    gains do not add); ranked again on top of what was kept while that helps (ROUNDS passes); the last resort is
-    every candidate node in float. `rank` (default: `judge`) measures the gains that order the candidates.
-    Returns the last cosine."""
+def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Score, log, what: str, rank=None) -> Score:
+    """Add nodes (reason "accuracy") to `chosen` until judge(names) meets every floor of `options`: candidates ranked
+    by their gain alone, each kept only when the shortfall it measures with the others is lower (quantization
+    errors partly cancel: gains do not add); ranked again on top of what was kept while that helps (ROUNDS passes);
+    the last resort is every candidate node in float. `rank` (default: `judge`) measures the gains that order the
+    candidates. Returns the last score."""
     rank = rank or judge
+    short = options.shortfall
     anchors = {n.name: n for n in graph.nodes}
 
     def add(names, gains):
@@ -237,25 +284,25 @@ def _greedy(graph: IntGraph, judge, chosen: dict, floor: float, cos: float, log,
                             **({"cos_gain": round(gains[name], 7)} if name in gains else {})}
 
     for _ in range(ROUNDS):
-        ranked = _ranked(graph, rank, set(chosen), rank(set(chosen)) if rank is not judge else cos, log)
-        before = cos
+        ranked = _ranked(graph, rank, options, set(chosen), rank(set(chosen)) if rank is not judge else cos, log)
+        before = short(cos)
         for name, gain, _cost in ranked:
-            if cos >= floor:
+            if short(cos) == 0:
                 return cos
             trial = judge(set(chosen) | {name})
-            if trial > cos:
+            if short(trial) < short(cos):
                 add([name], {name: gain})
                 cos = trial
-                log(f"placement: + {name} ({anchors[name].kind}): {what} output cosine {cos:.6f}")
-        if cos >= floor or cos <= before:
+                log(f"placement: + {name} ({anchors[name].kind}): {what} output cosine {cos}")
+        if short(cos) == 0 or short(cos) >= before:
             break
-    if cos < floor:  # the ranked nodes cannot reach it: every node that computes, in float
+    if short(cos) > 0:  # the ranked nodes cannot reach it: every node that computes, in float
         rest = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS and n.name not in chosen]
         rest += [n for n in absorbed(graph, set(chosen) | set(rest)) if n not in chosen and n not in rest]
         add(rest, {})
         cos = judge(set(chosen))
-        log(f"placement: the floor needs every computing node in float ({len(rest)} more): {what} output cosine "
-            f"{cos:.6f}")
+        log(f"placement: the floors need every computing node in float ({len(rest)} more): {what} output cosine "
+            f"{cos}")
     return cos
 
 
@@ -265,10 +312,13 @@ def placement_lines(table: CalibrationTable) -> list[str]:
     if not p:
         return []
     o = p.get("objectives", {})
+    worst = f", worst sample {o['min_worst_cos']}" if "min_worst_cos" in o else ""
     lines = [f"precision placement: {len(float_nodes(table))} node(s) kept in float (objectives: min cosine "
-             f"{o.get('min_cos')}, speed {o.get('speed') or '-'}, pinned {len(o.get('pinned', []))}); output cosine "
-             f"vs FP32 on {p.get('samples')} samples {p.get('cos_before')} -> {p.get('cos_after')} (fake-quant), "
-             f"{p.get('reference_cos_after')} (integer reference)"]
+             f"{o.get('min_cos')}{worst}, speed {o.get('speed') or '-'}, pinned {len(o.get('pinned', []))}); output "
+             f"cosine vs FP32 on {p.get('samples')} samples {p.get('cos_before')} -> {p.get('cos_after')} (fake-quant), "
+             f"{p.get('reference_cos_after')} (integer reference)"
+             + (f"; worst sample {p.get('worst_cos_before')} -> {p.get('reference_worst_cos_after')} (integer "
+                "reference)" if worst else "")]
     for name, e in p["nodes"].items():
         extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
             (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
