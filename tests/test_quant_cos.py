@@ -90,3 +90,23 @@ def test_searches_on_threads_give_the_same_result():
     assert list(one.layers) == list(two.layers)
     for name, r in one.layers.items():
         assert np.array_equal(r.w_scale, two.layers[name].w_scale) and r.history == two.layers[name].history
+
+
+def test_input_scale_search_goes_past_the_window_up_to_the_tensors_largest_value():
+    """A start that clips the input at an eighth of its range: the [0.5, 2] window alone stops at a quarter; with
+    the scale of the tensor's largest value as the limit the search goes on and finds a better, interior scale,
+    never above that limit."""
+    model, layers, w, acts = _setup()
+    rng = np.random.default_rng(0)
+    samples = {l.name: layer_rows(l, acts[l.input], w[l.weight].shape, 1500, rng) for l in layers}
+    signed = {l.input: bool(acts[l.input].min() < 0) for l in layers}
+    top = {l.input: float(scale_for_threshold(np.abs(acts[l.input]).max(), signed=signed[l.input])) for l in layers}
+    start = {t: s / 8 for t, s in top.items()}
+    window = cos_search(layers, w, samples, start, signed, steps=40, rounds=2)
+    wider = cos_search(layers, w, samples, start, signed, steps=40, rounds=2, act_limits=top)
+    pw = next(l for l in layers if l.name == "pw").input
+    assert window.act_scales[pw] <= 2 * start[pw] * (1 + 1e-6)
+    assert 2 * start[pw] < wider.act_scales[pw] <= top[pw] * (1 + 1e-6)
+    assert wider.layers["pw"].cos_after > window.layers["pw"].cos_after
+    for name, r in wider.layers.items():  # never worse than the window alone
+        assert r.cos_after >= window.layers[name].cos_after - 1e-9
