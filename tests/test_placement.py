@@ -271,3 +271,27 @@ def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys
     assert main(["build", str(case["spec"]), "--target", "tflite", "--precision", "int8", "--calib", str(path),
                  "-o", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["self_check"]["result"]["passed"]
+
+
+def test_an_island_keeps_its_bias_uncorrected(case):
+    """Bias correction makes up for a layer's own quantization: a layer kept in float computes with its FP32 bias
+    (equalized where equalization rescaled it), so with every weighted node in float and the input kept at its
+    calibrated step the output is FP32's up to the input's rounding, with or without the correction."""
+    from tcc.quant.steps import Steps, calibrated_parameters
+
+    fp32, x = case["fp32"], case["x"]
+    corrected = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False,
+                               steps=Steps(equalization=True, bias_correction=True))
+    plain = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False, steps=Steps(equalization=True))
+    shifted = calibrated_parameters(fp32, corrected.doc)
+    assert not np.array_equal(shifted["pw.bias"], calibrated_parameters(fp32, plain.doc)["pw.bias"])
+    weighted = [n.name for n in plan(fp32, rules="ort").weighted]
+    ref = run_ort(fp32, x[:8])
+    outs = []
+    for t in (corrected, plain):
+        placed = _pinned(t, *weighted)
+        assert calibrated_parameters(fp32, placed.doc)["pw.bias"].tobytes() == \
+            calibrated_parameters(fp32, plain.doc)["pw.bias"].tobytes()
+        outs.append(run_ort(to_qdq(fp32, placed), x[:8], optimize=False))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert per_sample_cosine(ref, outs[0]).min() > 0.9999

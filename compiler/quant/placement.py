@@ -27,7 +27,12 @@ REASONS = {
 
 def float_nodes(table: CalibrationTable) -> frozenset:
     """The anchor names the table keeps in float (empty without a placement)."""
-    nodes = (table.doc.get(KEY) or {}).get("nodes") or {}
+    return doc_float_nodes(table.doc)
+
+
+def doc_float_nodes(doc: dict) -> frozenset:
+    """float_nodes of a table's document."""
+    nodes = (doc.get(KEY) or {}).get("nodes") or {}
     return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
 
 
