@@ -91,9 +91,10 @@ def test_bias_correction_removes_a_planted_per_channel_shift():
         y = run_fp32(model, x, ["output"])["output"]
         return (y_q - y).mean(axis=(0, 2, 3)), table.tensors["output"]["scale"]
 
-    before, step_out = mean_error(calibrate_onnx(model, x, steps=NONE, **FAST))
+    # kl: weight scales at max |w| (exactly s); the cosine search may move them and undo part of the plant
+    before, step_out = mean_error(calibrate_onnx(model, x, method="kl", steps=NONE))
     assert np.abs(before).max() > 5 * step_out  # planted: several output steps
-    table = calibrate_onnx(model, x, steps=Steps(bias_correction=True), **FAST)
+    table = calibrate_onnx(model, x, method="kl", steps=Steps(bias_correction=True))
     assert set(step(table.doc, "bias_correction")["layers"]) == {"pw"}
     after, _ = mean_error(table)
     np.testing.assert_allclose(after, 0.0, atol=1e-5 * np.abs(before).max())  # float32 bias storage
