@@ -295,3 +295,20 @@ def test_an_island_keeps_its_bias_uncorrected(case):
         outs.append(run_ort(to_qdq(fp32, placed), x[:8], optimize=False))
     np.testing.assert_array_equal(outs[0], outs[1])
     assert per_sample_cosine(ref, outs[0]).min() > 0.9999
+
+
+def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
+    """DDSNet's dense blocks chain concats (each reads the previous one): with every computing node in float, none of
+    them is left quantized (a fixpoint grown from below stopped at the first, whose reader is the next concat)."""
+    from pathlib import Path
+
+    from tcc.quant.place import CANDIDATE_KINDS, absorbed
+
+    fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
+    graph = plan(fe.onnx, rules="ort")
+    computing = {n.name for n in graph.nodes if n.kind in CANDIDATE_KINDS}
+    concats = {n.name for n in graph.nodes if n.kind == "concat"}
+    assert len(concats) == 16
+    assert absorbed(graph, computing) == {n.name for n in graph.nodes}
+    dense1 = {n for n in computing if n.startswith("dense1.")}
+    assert not absorbed(graph, dense1) & concats  # the block's input comes from an integer node: its concats stay

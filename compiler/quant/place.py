@@ -235,22 +235,24 @@ def absorbed(graph: IntGraph, names: set) -> set:
     """`names` and the nodes that compute nothing (moves, concat, max pool, clamps) between float nodes: every input
     written by a float node, every reader a float node (or the graph's output). Quantizing there would cost an extra
     rounding and gain no integer kernel."""
-    out = set(names) | {n.name for n in graph.islands}
+    fixed = set(names) | {n.name for n in graph.islands}
     writer = {o: n.name for n in graph.nodes for o in n.outputs}
     readers: dict[str, list[str]] = {}
     for n in graph.nodes:
         for i in n.inputs:
             readers.setdefault(i, []).append(n.name)
-    grown = True
-    while grown:
-        grown = False
+    # the largest such set: start from every node that computes nothing and drop those with an integer neighbour
+    # until none is left (a chain of them, e.g. a dense block's concats, is absorbed whole or not at all)
+    out = fixed | {n.name for n in graph.nodes if n.kind not in CANDIDATE_KINDS}
+    shrunk = True
+    while shrunk:
+        shrunk = False
         for n in graph.nodes:
-            if n.name in out or n.kind in CANDIDATE_KINDS:
-                continue
-            if all(writer.get(i) in out for i in n.inputs) and \
-                    all(r in out for o in n.outputs for r in readers.get(o, [])):
-                out.add(n.name)
-                grown = True
+            if n.name in out and n.name not in fixed and not (
+                    all(writer.get(i) in out for i in n.inputs)
+                    and all(r in out for o in n.outputs for r in readers.get(o, []))):
+                out.discard(n.name)
+                shrunk = True
     return out - {n.name for n in graph.islands}
 
 
