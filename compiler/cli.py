@@ -200,15 +200,22 @@ def _calib_options(args) -> dict:
 
 def _steps_args(p) -> None:
     """The post-training steps' switches (tcc.quant.steps), shared by `tcc calibrate` and `tcc build --data`."""
-    on_off = argparse.BooleanOptionalAction
-    p.add_argument("--equalization", action=on_off, default=False,
-                   help="cross-layer equalization of producer -> consumer pairs through a ReLU (default off: "
-                        "measured, it helps GC and Sipak and hurts PCam; README, INT8)")
-    p.add_argument("--bias-correction", action=on_off, default=False,
-                   help="empirical per-channel bias correction on the calibration data (default off)")
-    p.add_argument("--rounding", action=on_off, default=False,
+    from .quant.steps import Steps
+
+    on_off, default = argparse.BooleanOptionalAction, Steps()
+
+    def state(name):
+        return "on" if default.enabled(name) else "off"
+
+    p.add_argument("--equalization", action=on_off, default=default.equalization,
+                   help="cross-layer equalization of producer -> consumer pairs through a ReLU (default "
+                        f"{state('equalization')}: measured on the DDSNet checkpoints; README, INT8)")
+    p.add_argument("--bias-correction", action=on_off, default=default.bias_correction,
+                   help=f"empirical per-channel bias correction on the calibration data (default "
+                        f"{state('bias_correction')})")
+    p.add_argument("--rounding", action=on_off, default=default.rounding,
                    help="choose each weight's rounding per layer on the calibration data (AdaRound-style; default "
-                        "off)")
+                        f"{state('rounding')})")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")

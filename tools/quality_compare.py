@@ -5,7 +5,12 @@ every INT8 model run on ONNX Runtime's integer kernels (tcc's QDQ lowering is bi
 reference, so the tcc rows hold for every backend exact with it).
 
     .venv/bin/python tools/quality_compare.py                      # four checkpoints, every config and rival
-    .venv/bin/python tools/quality_compare.py --checkpoints GC --tcc default --rivals MinMax -o out/q.json
+    .venv/bin/python tools/quality_compare.py --checkpoints GC --tcc equalization --rivals MinMax -o out/q.json
+    .venv/bin/python tools/quality_compare.py --tcc equalization,equalization+place --rivals "" --latency
+
+Configs: each set of post-training steps by name (`equalization` is tcc calibrate's default), and each with `+place`:
+the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
+judged on 16 calibration crops); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
 
 The crops are random squares of the four fixture images (../shared/fixtures/ddsnet: GC, PCam, SC, Sipak; there is
 no Skin image, so that checkpoint is calibrated and judged on crops of the others), calibration seed 0, judging
@@ -23,14 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
-CONFIGS = {  # name -> tcc.quant.steps.Steps arguments
-    "none": {"equalization": False, "bias_correction": False},  # the default
-    "equalization": {"equalization": True, "bias_correction": False},
-    "bias_correction": {"equalization": False, "bias_correction": True},
-    "rounding": {"equalization": False, "bias_correction": False, "rounding": True},
-    "equalization+bias_correction": {"equalization": True, "bias_correction": True},
-    "all": {"equalization": True, "bias_correction": True, "rounding": True},
+STEP_SETS = {  # config name -> the steps it runs (every other step off, whatever the defaults)
+    "none": (),
+    "equalization": ("equalization",),  # the default (tcc.quant.steps.Steps())
+    "bias_correction": ("bias_correction",),
+    "rounding": ("rounding",),
+    "bias_correction+rounding": ("bias_correction", "rounding"),
+    "equalization+bias_correction": ("equalization", "bias_correction"),
+    "all": ("equalization", "bias_correction", "rounding"),
 }
+# name -> tcc.quant.steps.Steps arguments, and the placement's (tcc.quant.place.PlaceOptions) if any
+CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
+           for name, on in STEP_SETS.items()}
+PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the issue's targets as the placement's floors (search samples)
+CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
@@ -57,11 +68,13 @@ def nncf_quantize(fp32, array):
 
 
 def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
-            held: int, cos_steps: int = 100, fakequant: bool = False) -> dict:
+            held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False) -> dict:
     from tcc.bench.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.data import load_calibration_data
+    from tcc.quant.place import PlaceOptions, place
+    from tcc.quant.placement import float_nodes
     from tcc.quant.qdq import to_qdq
     from tcc.quant.steps import Steps
 
@@ -71,14 +84,26 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     calib_dir, held_dir = crops(work, fixtures, calib, held)
     cd = load_calibration_data(calib_dir, model.preprocess, model.input_shape, progress=False)
     hd = load_calibration_data(held_dir, model.preprocess, model.input_shape, progress=False, what="held-out")
-    rows = {}
+    rows, models, tables = {}, {"fp32": fp32}, {}
     for config in configs:
-        t = time.perf_counter()
-        table = calibrate_onnx(fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**CONFIGS[config]))
-        secs = time.perf_counter() - t
-        rows[f"tcc {config}"] = {**evaluate(fp32, to_qdq(fp32, table, compact=True), hd.array)["ort"],
-                                 "calib_s": round(secs, 1),
-                                 "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}}
+        key = json.dumps(CONFIGS[config]["steps"], sort_keys=True)
+        if key not in tables:  # "X+place" places the table of "X" (calibration is deterministic)
+            t = time.perf_counter()
+            table = calibrate_onnx(fp32, cd.array, progress=False, cos_steps=cos_steps,
+                                   steps=Steps(**CONFIGS[config]["steps"]))
+            tables[key] = table, time.perf_counter() - t
+        table, secs = tables[key]
+        extra = {}
+        if CONFIGS[config].get("place"):
+            t = time.perf_counter()
+            table = place(fp32, table, cd.array, PlaceOptions(**CONFIGS[config]["place"]))
+            extra = {"place_s": round(time.perf_counter() - t, 1), "float_nodes": sorted(float_nodes(table))}
+        models[config] = to_qdq(fp32, table, compact=True)
+        rows[f"tcc {config}"] = {**evaluate(fp32, models[config], hd.array)["ort"], "calib_s": round(secs, 1),
+                                 "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}, **extra}
+    if latency and configs:
+        for config, r in ort_latency(models, hd.array[:1]).items():
+            rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
     for rival in rivals:
         t = time.perf_counter()
         q = nncf_quantize(fp32, cd.array) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
@@ -93,6 +118,30 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
     return {"classes": CHECKPOINTS[name], "calibration_crops": len(cd.array), "held_out_crops": len(hd.array),
             "results": rows}
+
+
+def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
+    """Each INT8 model's ONNX Runtime latency over FP32's (`models["fp32"]`), and a placed model's ("X+place") over
+    the same table's without placement ("X"): the median over interleaved rounds of the per-round ratio (1 thread,
+    batch 1; tcc.bench.timing), with its p10-p90 spread."""
+    import onnx
+
+    from tcc.bench.timing import interleave, ort_runner, ratio
+
+    with tempfile.TemporaryDirectory() as d:
+        paths = {k: Path(d) / f"{k}.onnx" for k in models}
+        for k, m in models.items():
+            onnx.save(m, paths[k])
+        per_round = interleave({k: ort_runner(p, x) for k, p in paths.items()}, rounds, runs)
+    out = {}
+    for k in models:
+        if k != "fp32":
+            out[k] = {"vs_fp32": {q: v for q, v in ratio(per_round, k, "fp32").items() if q in ("median", "p10", "p90")}}
+            base = k.removesuffix("+place")
+            if base != k and base in models:  # the placed model against the same table without its placement
+                out[k]["vs_unplaced"] = {q: v for q, v in ratio(per_round, k, base).items()
+                                         if q in ("median", "p10", "p90")}
+    return out
 
 
 def markdown(results: dict) -> list[str]:
@@ -121,6 +170,9 @@ def main(argv=None) -> int:
     p.add_argument("--fakequant", action="store_true",
                    help="also judge the rivals' models as float fake-quant (their 8-bit weights saturate ORT's u8 x s8 "
                         "kernels on CPUs without VNNI; tcc's `ort` rules use 7-bit dense weights and are exact)")
+    p.add_argument("--latency", action="store_true",
+                   help="also time each tcc config's INT8 model against FP32 on ONNX Runtime (interleaved rounds, "
+                        "1 thread, batch 1)")
     p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
     p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
@@ -140,7 +192,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for n in names:
             results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
-                                 args.cos_steps, args.fakequant)
+                                 args.cos_steps, args.fakequant, args.latency)
             print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
                                          for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
     doc = {"calibration_crops": args.calib, "cos_steps": args.cos_steps, "held_out_crops": args.held_out, "vs": "FP32 (ONNX Runtime)",
