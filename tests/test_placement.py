@@ -312,3 +312,15 @@ def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
     assert absorbed(graph, computing) == {n.name for n in graph.nodes}
     dense1 = {n for n in computing if n.startswith("dense1.")}
     assert not absorbed(graph, dense1) & concats  # the block's input comes from an integer node: its concats stay
+
+
+def test_gain_counts_the_missed_objectives_or_all_when_none_is_missed():
+    """The ranking's gain: only the objectives the current score misses, or every objective where it misses none
+    (fake-quant can meet the floors while the integer reference does not: a ranking by it must still order nodes)."""
+    from tcc.quant.place import Score
+
+    both = PlaceOptions(min_cos=0.9999, min_worst_cos=0.999)
+    assert both.gain(Score(0.9998, 0.9995), Score(0.99985, 0.9996)) == pytest.approx(0.00005)  # the mean's only
+    assert both.gain(Score(0.99995, 0.9995), Score(0.99996, 0.9996)) == pytest.approx(0.00011)  # both met: both
+    assert both.shortfall(Score(0.9998, 0.998)) == pytest.approx(0.0011) and both.shortfall(Score(1.0, 1.0)) == 0
+    assert PlaceOptions(min_cos=0.9999).gain(Score(0.99995, 0.9), Score(0.99996, 0.5)) == pytest.approx(0.00001)

@@ -71,13 +71,14 @@ class PlaceOptions:
         return short
 
     def gain(self, old: "Score", new: "Score") -> float:
-        """What `new` gains on `old` in the objectives `old` misses (the mean's gain alone with --min-cos only)."""
-        g = 0.0
-        if self.floor is not None and old.mean < self.floor:
-            g += new.mean - old.mean
-        if self.min_worst_cos is not None and old.worst < self.min_worst_cos:
-            g += new.worst - old.worst
-        return g
+        """What `new` gains on `old` in the objectives `old` misses, or in all of them where it misses none (a ranking
+        by fake-quant, which may meet the floors while the integer reference does not); the mean's gain alone with
+        --min-cos only."""
+        means = self.floor is not None
+        worsts = self.min_worst_cos is not None
+        if (means and old.mean < self.floor) or (worsts and old.worst < self.min_worst_cos):
+            means, worsts = means and old.mean < self.floor, worsts and old.worst < self.min_worst_cos
+        return (new.mean - old.mean if means else 0.0) + (new.worst - old.worst if worsts else 0.0)
 
 
 @dataclass(frozen=True)
