@@ -10,7 +10,7 @@ reference, so the tcc rows hold for every backend exact with it).
 
 Configs: each set of post-training steps by name (`equalization` is tcc calibrate's default), and each with `+place`:
 the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
-judged on 16 calibration crops); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
+judged on 16 calibration crops, `--place-samples`); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
 
 The crops are random squares of the four fixture images (../shared/fixtures/ddsnet: GC, PCam, SC, Sipak; there is
 no Skin image, so that checkpoint is calibrated and judged on crops of the others), calibration seed 0, judging
@@ -68,7 +68,8 @@ def nncf_quantize(fp32, array):
 
 
 def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
-            held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False) -> dict:
+            held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False,
+            place_samples: int = 16) -> dict:
     from tcc.bench.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
@@ -96,7 +97,7 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
         extra = {}
         if CONFIGS[config].get("place"):
             t = time.perf_counter()
-            table = place(fp32, table, cd.array, PlaceOptions(**CONFIGS[config]["place"]))
+            table = place(fp32, table, cd.array, PlaceOptions(**CONFIGS[config]["place"], samples=place_samples))
             extra = {"place_s": round(time.perf_counter() - t, 1), "float_nodes": sorted(float_nodes(table))}
         models[config] = to_qdq(fp32, table, compact=True)
         rows[f"tcc {config}"] = {**evaluate(fp32, models[config], hd.array)["ort"], "calib_s": round(secs, 1),
@@ -173,6 +174,8 @@ def main(argv=None) -> int:
     p.add_argument("--latency", action="store_true",
                    help="also time each tcc config's INT8 model against FP32 on ONNX Runtime (interleaved rounds, "
                         "1 thread, batch 1)")
+    p.add_argument("--place-samples", type=int, default=16,
+                   help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)")
     p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
     p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
@@ -192,10 +195,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for n in names:
             results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
-                                 args.cos_steps, args.fakequant, args.latency)
+                                 args.cos_steps, args.fakequant, args.latency, args.place_samples)
             print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
                                          for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
-    doc = {"calibration_crops": args.calib, "cos_steps": args.cos_steps, "held_out_crops": args.held_out, "vs": "FP32 (ONNX Runtime)",
+    doc = {"calibration_crops": args.calib, "cos_steps": args.cos_steps, "held_out_crops": args.held_out,
+           "place_samples": args.place_samples, "place_floors": PLACE, "vs": "FP32 (ONNX Runtime)",
            "format": "cosine mean / min / top-1 agreement", "checkpoints": results}
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
