@@ -170,7 +170,8 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
     the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
     cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
-    factors within `stride` of the best (stride=1: the full grid). `weight_bits`: weight name -> bit width of its
+    factors within `stride` of the best (stride=1: the full grid); later rounds, after the weights moved, scan only
+    that window around the scale chosen. `weight_bits`: weight name -> bit width of its
     codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
 
     Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
@@ -219,17 +220,19 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
         st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
                    "q": _Quant(a, signed_a), "bits": bits})
 
-    def cos_of(item, s_act, s_w):
+    def cos_of(item, s_act, s_w, a_q=None):
+        """The layer's cosine at these scales (`a_q`: its input already quantized at s_act)."""
         wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
-        return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
+        return _cos(item["y_fp"], layer_output(item["q"](s_act) if a_q is None else a_q, wq, item["bias"]))
 
     before = [cos_of(it, s_a, it["s_w"]) for it in st]
     hist = [list([c]) for c in before]
+    at = None  # the grid index of the activation scale once a round has searched it
     for _ in range(rounds):
         for i, it in enumerate(st):  # weights, activation fixed
             a_q = it["q"](s_a)
             new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
-            c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
+            c_new, c_old = cos_of(it, s_a, new, a_q), cos_of(it, s_a, it["s_w"], a_q)
             if c_new >= c_old:  # exact by construction; guard against float summation order
                 it["s_w"] = new
             hist[i].append(max(c_new, c_old))
@@ -242,15 +245,22 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
             return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
 
         scored = {-1: score(s_a)}  # -1: the current scale
-        for k in range(0, len(grid), stride):
-            scored[k] = score(grid[k])
-        kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+        if at is None:  # the first round scans the whole grid coarsely; later rounds, whose weights moved only a
+            # little, refine around the scale the first one chose (the same window as its fine scan)
+            for k in range(0, len(grid), stride):
+                scored[k] = score(grid[k])
+            kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+        else:
+            kb = at
         for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
             if k not in scored:
                 scored[k] = score(grid[k])
         best = max(scored, key=lambda k: (scored[k], k == -1))
         if best != -1 and scored[best] > scored[-1]:
             s_a = float(grid[best])
+            at = best
+        elif at is None:
+            at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
         for i, it in enumerate(st):
             hist[i].append(cos_of(it, s_a, it["s_w"]))
     after = [h[-1] for h in hist]
