@@ -171,7 +171,7 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
     cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
     factors within `stride` of the best (stride=1: the full grid); later rounds, after the weights moved, scan only
-    that window around the scale chosen. `weight_bits`: weight name -> bit width of its
+    the factors within 2 `stride` of the scale chosen. `weight_bits`: weight name -> bit width of its
     codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
 
     Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
@@ -246,13 +246,14 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
 
         scored = {-1: score(s_a)}  # -1: the current scale
         if at is None:  # the first round scans the whole grid coarsely; later rounds, whose weights moved only a
-            # little, refine around the scale the first one chose (the same window as its fine scan)
+            # little, scan every factor within two coarse steps of the scale the first one chose
             for k in range(0, len(grid), stride):
                 scored[k] = score(grid[k])
             kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
         else:
             kb = at
-        for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
+        reach = stride if at is None else 2 * stride
+        for k in range(max(kb - reach + 1, 0), min(kb + reach, len(grid))):
             if k not in scored:
                 scored[k] = score(grid[k])
         best = max(scored, key=lambda k: (scored[k], k == -1))
