@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 UNATTRIBUTED = "<unattributed>"  # an address in no image the log named (the dynamic loader's first steps)
 
 _OPEN = re.compile(r'^\d+ open(?:at)?\((?:[^,]*,)?"([^"]+)",.*\) = (\d+)$')
-_MMAP = re.compile(r'^\d+ mmap2?\((?:NULL|0|0x0),(\d+),[^,]*,[^,]*,(\d+),0\) = (0x[0-9a-f]+)$')
+_MMAP = re.compile(r'^\d+ mmap2?\([^,]*,(\d+),[^,]*,[^,]*,(\d+),(\w+)\) = (0x[0-9a-f]+)$')
 _START_CODE = re.compile(r"^start_code\s+(0x[0-9a-f]+)$")
 _ENTRY = re.compile(r"^entry\s+(0x[0-9a-f]+)$")
 
@@ -53,10 +53,12 @@ class Image:
 def mapped_images(log: str, program: str, sysroot: str | None = None) -> list[Image]:
     """The images a run's qemu log (``-strace -d page``) shows mapped: the program (``start_code``, its span open
     ended up to the next image), its dynamic loader (where qemu's ``entry`` lies: the loader's entry point, found
-    under `sysroot`) and each file mapped at offset 0 after its ``openat`` (whole span reserved)."""
+    under `sysroot`) and each file opened and mapped: from its mapping at offset 0 (the load bias) to the end of
+    its last mapping."""
     images, fds = [], {}
     lines = _joined(log)
     interp = _interpreter(program, sysroot)
+    spans: dict[str, list] = {}  # fd -> [path, start, end] of the file it has open, once mapped
     for line in lines:
         if m := _START_CODE.match(line):
             images.append(Image(program, int(m.group(1), 16), -1))
@@ -65,10 +67,16 @@ def mapped_images(log: str, program: str, sysroot: str | None = None) -> list[Im
             start = int(m.group(1), 16) - entry
             images.append(Image(path, start, start + size))
         elif m := _OPEN.match(line):
+            if m.group(2) in spans:  # the descriptor is reused: the file it had is mapped in full
+                images.append(Image(*spans.pop(m.group(2))))
             fds[m.group(2)] = m.group(1)
         elif (m := _MMAP.match(line)) and m.group(2) in fds:
-            start = int(m.group(3), 16)
-            images.append(Image(fds[m.group(2)], start, start + int(m.group(1))))
+            size, fd, offset, at = int(m.group(1)), m.group(2), int(m.group(3), 0), int(m.group(4), 16)
+            if fd not in spans and offset == 0:  # the load bias: ARMv7's loader maps the whole span here,
+                spans[fd] = [fds[fd], at, at + size]  # AArch64's reserves it anonymously, then maps segments
+            elif fd in spans:
+                spans[fd][2] = max(spans[fd][2], at + size)
+    images += [Image(*span) for span in spans.values()]
     images.sort(key=lambda im: im.start)
     return [im if im.end >= 0 else Image(im.path, im.start, nxt.start if nxt else 1 << 64)
             for im, nxt in zip(images, [*images[1:], None])]
@@ -85,8 +93,10 @@ def _interpreter(program: str, sysroot: str | None) -> tuple[str, int, int] | No
     if data[:4] != b"\x7fELF":
         return None
     wide = data[4] == 2
-    phoff, phentsize, phnum = (struct.unpack_from("<QHH", data, 0x20)[0:1] + struct.unpack_from("<HH", data, 0x36)
-                               if wide else struct.unpack_from("<I", data, 0x1C) + struct.unpack_from("<HH", data, 0x2A))
+    if wide:  # ELF64: e_phoff at 0x20, e_phentsize / e_phnum at 0x36; ELF32: 0x1C, 0x2A
+        phoff, (phentsize, phnum) = struct.unpack_from("<Q", data, 0x20)[0], struct.unpack_from("<HH", data, 0x36)
+    else:
+        phoff, (phentsize, phnum) = struct.unpack_from("<I", data, 0x1C)[0], struct.unpack_from("<HH", data, 0x2A)
     for i in range(phnum):
         at = phoff + i * phentsize
         if struct.unpack_from("<I", data, at)[0] != 3:  # PT_INTERP
