@@ -205,7 +205,7 @@ def _module(argv: list[str]) -> str | None:
 def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner: str | os.PathLike) -> dict:
     """Executed instructions of one inference of a compiled module per function (count(--runs 2) - count(--runs
     1), as `insn_count.per_inference`): {"arch", "total", "functions": [{"name", "instructions", "simd",
-    "top_mnemonics"}, ...] most first, "method"}."""
+    "mnemonics": {mnemonic: count} most first}, ...] most first, "method"}."""
     from .tensor_file import write_tensor_file
 
     platform = get_platform(target)
@@ -239,7 +239,7 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
             mnemonics[mnemonic.lower()] += k
             simd += k if is_simd(platform.arch, mnemonic, operands) else 0
         rows.append({"name": name, "instructions": n, "simd": simd,
-                     "top_mnemonics": {m: k for m, k in mnemonics.most_common(6) if k > 0}})
+                     "mnemonics": {m: k for m, k in mnemonics.most_common() if k > 0}})
     rows.sort(key=lambda r: (-r["instructions"], r["name"]))
     return {"arch": platform.arch, "total": sum(r["instructions"] for r in rows), "functions": rows,
             "method": "qemu TCG plugin by address, attributed with the images' symbol tables; tcc-run --threads 1 "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 
@@ -35,13 +35,15 @@ def profile(bundle: Path) -> dict:
 def by_kind(result: dict) -> list[dict]:
     from tcc.backends.insn_profile import kind
 
-    groups: dict[str, dict] = defaultdict(lambda: {"instructions": 0, "simd": 0, "functions": 0})
+    groups: dict[str, dict] = defaultdict(lambda: {"instructions": 0, "simd": 0, "functions": 0,
+                                                   "mnemonics": Counter()})
     for row in result["functions"]:
         g = groups[kind(row["name"])]
         g["instructions"] += row["instructions"]
         g["simd"] += row["simd"]
         g["functions"] += 1
-    rows = [{"name": k, **v} for k, v in groups.items()]
+        g["mnemonics"].update(row["mnemonics"])
+    rows = [{"name": k, **v, "mnemonics": dict(v["mnemonics"].most_common())} for k, v in groups.items()]
     return sorted(rows, key=lambda r: (-r["instructions"], r["name"]))
 
 
@@ -50,7 +52,7 @@ def table(result: dict, rows: list[dict], top: int) -> str:
     lines = [f"### {result['bundle']} ({result.get('precision')}): {total:,} instructions per inference", "",
              "| instructions | share | NEON | function | top mnemonics |", "|---:|---:|---:|---|---|"]
     for r in rows[:top]:
-        top_m = " ".join(f"{m}:{100 * k / r['instructions']:.0f}%" for m, k in r.get("top_mnemonics", {}).items())
+        top_m = " ".join(f"{m}:{100 * k / r['instructions']:.0f}%" for m, k in list(r["mnemonics"].items())[:6])
         name = r["name"] + (f" ({r['functions']})" if "functions" in r else "")
         lines.append(f"| {r['instructions']:,} | {100 * r['instructions'] / total:.1f}% | "
                      f"{100 * r['simd'] / r['instructions']:.0f}% | {name} | {top_m} |")
