@@ -43,6 +43,17 @@ CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule r
 PAD_BLOCK = "tcc_dot_pad"
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
+# The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"
+# scope, not "local". Both are stack arrays to LLVM, which keeps them in registers; but TVM 0.27's LowerTVMBuiltin
+# leaves only small "global" allocations on the stack and serves every "local" one with a TVMBackendAllocWorkspace
+# / FreeWorkspace pair, per tile and row inside the parallel loop (DDSNet INT8 on arm-a7: ~13,000 runtime calls,
+# ~3 M instructions per inference), behind a pointer LLVM cannot promote to registers.
+TILE_SCOPE = "global"
+# Except the ARMv7 dot form's tile (2 pixels x 4 channels x 4 partial lanes, `Int8DotConv._dot`) and its partial
+# sums: in registers that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot
+# convs 98 M -> 121 M instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a
+# load and a store per step, fewer instructions. (Its intrinsic's operand vectors are values either way.)
+DOT_TILE_SCOPE = "local"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
 VECTORS_ATTR = "tcc.dot_tile_vectors"  # and the vectors of output channels per register tile
@@ -431,7 +442,7 @@ def _desc(k: DotKernel):
         def desc_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (16,), "int8", offset_factor=1)
             B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
@@ -449,7 +460,7 @@ def _desc(k: DotKernel):
         def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), a_t, offset_factor=1)
             B = T.match_buffer(b, (L, J), w_t, offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:L], A[0:J], B[0:L, 0:J])
                 T.writes(C[0:L])
@@ -463,7 +474,7 @@ def _desc(k: DotKernel):
     def desc_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (H * J,), a_t, offset_factor=1)
         B = T.match_buffer(b, (H, L, J), w_t, offset_factor=1)
-        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope="local")
+        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
             T.reads(C[0:L], A[0:H * J], B[0:H, 0:L, 0:J])
             T.writes(C[0:L])
@@ -485,12 +496,12 @@ def _impl(k: DotKernel):
         def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), "int16", offset_factor=1)
             B = T.match_buffer(b, (L, J), "int16", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:L], A[0:J], B[0:L, 0:J])
                 T.writes(C[0:L])
-                pair = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
-                pairs = T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}")
+                pair = T.meta_var(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"))
+                pairs = T.meta_var(T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}"))
                 C[T.ramp(0, 1, L)] = C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"),
                     dtype=f"int32x{L}")
@@ -502,11 +513,11 @@ def _impl(k: DotKernel):
         def impl_vnni(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), "uint8", offset_factor=1)
             B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:L], A[0:J], B[0:L, 0:J])
                 T.writes(C[0:L])
-                quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+                quad = T.meta_var(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"))
                 # LLVM 22's vpdpbusd takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)
                 C[T.ramp(0, 1, L)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id(dpbusd), C.vload([0], f"int32x{L}"),
@@ -518,7 +529,7 @@ def _impl(k: DotKernel):
         def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (16,), "int8", offset_factor=1)
             B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
@@ -538,7 +549,7 @@ def _impl(k: DotKernel):
         def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
             A = T.match_buffer(a, (16,), "int8", offset_factor=1)
             B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
@@ -563,12 +574,12 @@ def _impl(k: DotKernel):
         def impl_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), "int8", offset_factor=1)
             B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:L], A[0:J], B[0:L, 0:J])
                 T.writes(C[0:L])
-                a01 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
-                                    dtype="int8x8")
+                a01 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
+                                    dtype="int8x8"))
                 prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a01,
                                                B.vload([0, 0], "int8x8"), dtype="int16x8")
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
@@ -579,15 +590,15 @@ def _impl(k: DotKernel):
     def impl_neon(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (4,), "int8", offset_factor=1)
         B = T.match_buffer(b, (2, 4, 2), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope="local")
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4], B[0:2, 0:4, 0:2])
             T.writes(C[0:4])
-            a01 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
-                                dtype="int8x8")
-            a23 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4),
-                                dtype="int8x8")
-            b = B.vload([0, 0, 0], "int8x16")  # one load; its halves are the two d registers of a q register
+            a01 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
+                                dtype="int8x8"))
+            a23 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4),
+                                dtype="int8x8"))
+            b = T.meta_var(B.vload([0, 0, 0], "int8x16"))  # one load; its halves: the two d registers of a q
             prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a01,
                                            T.vectorlow(b, dtype="int8x8"), dtype="int16x8") + \
                 T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a23,
@@ -614,7 +625,7 @@ def depthwise_intrin(target) -> str | None:
         def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (8,), "int16", offset_factor=1)
             B = T.match_buffer(b, (8,), "int16", offset_factor=1)
-            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:8], A[0:8], B[0:8])
                 T.writes(C[0:8])
@@ -627,12 +638,12 @@ def depthwise_intrin(target) -> str | None:
         def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (8,), "int16", offset_factor=1)
             B = T.match_buffer(b, (8,), "int16", offset_factor=1)
-            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(C[0:8], A[0:8], B[0:8])
                 T.writes(C[0:8])
-                a = A.vload([0], "int16x8")  # one q load each; the halves are its d registers
-                b = B.vload([0], "int16x8")
+                a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
+                b = T.meta_var(B.vload([0], "int16x8"))
                 C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), T.vectorlow(a, dtype="int16x4"),
                     T.vectorlow(b, dtype="int16x4"), dtype="int32x4")
@@ -657,8 +668,8 @@ def partial_sum_intrin() -> str:
 
         @T.prim_func(s_tir=True)
         def desc(p: T.handle, o: T.handle) -> None:
-            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope="local")
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope="local")
+            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(P[0:4, 0:4])
                 T.writes(O[0:4])
@@ -669,15 +680,15 @@ def partial_sum_intrin() -> str:
 
         @T.prim_func(s_tir=True)
         def impl(p: T.handle, o: T.handle) -> None:
-            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope="local")
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope="local")
+            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(P[0:4, 0:4])
                 T.writes(O[0:4])
-                p0 = P.vload([0, 0], "int32x4")
-                p1 = P.vload([1, 0], "int32x4")
-                p2 = P.vload([2, 0], "int32x4")
-                p3 = P.vload([3, 0], "int32x4")
+                p0 = T.meta_var(P.vload([0, 0], "int32x4"))
+                p1 = T.meta_var(P.vload([1, 0], "int32x4"))
+                p2 = T.meta_var(P.vload([2, 0], "int32x4"))
+                p3 = T.meta_var(P.vload([3, 0], "int32x4"))
                 O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
                     T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),

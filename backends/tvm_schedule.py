@@ -166,8 +166,9 @@ def _inline_consumers(sch, block, domain) -> None:
             return
 
 
-def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0) -> set[str]:
-    """Accumulate the reduction `red` in a register tile (cache_write to "local") written back under `at_loop`,
+def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0,
+                   scope: str = "local") -> set[str]:
+    """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
     with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
     where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
     broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root.
@@ -180,7 +181,7 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
     for name in epilogue[:-1]:
         _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
-    acc = sch.cache_write(red, 0, "local")
+    acc = sch.cache_write(red, 0, scope)
     _inline_consumers(sch, acc, domain)
     sch.reverse_compute_at(acc, at_loop)
     loops = sch.get_loops(acc)
@@ -299,6 +300,7 @@ class Int8DotConv(Rule):
             KERNEL_ATTR,
             KERNELS,
             PAD_BLOCK,
+            TILE_SCOPE,
             VECTORS_ATTR,
             ensure_registered,
         )
@@ -326,7 +328,8 @@ class Int8DotConv(Rule):
         c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
         step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
         sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
-        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes)
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes,
+                       scope=TILE_SCOPE)
         _parallel(sch, [n, y])
         init = sch.decompose_reduction(conv, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
@@ -341,7 +344,7 @@ class Int8DotConv(Rule):
         """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
         registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
         epilogue applied, 4 channels per vector."""
-        from .tvm_int8_kernels import CONV_BLOCK, PAD_BLOCK, SUM_BLOCK, partial_sum_intrin
+        from .tvm_int8_kernels import CONV_BLOCK, DOT_TILE_SCOPE, PAD_BLOCK, SUM_BLOCK, partial_sum_intrin
 
         at = names.index(CONV_BLOCK)
         if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
@@ -363,9 +366,9 @@ class Int8DotConv(Rule):
         _parallel(sch, [n, y])
         # per tile: the partial sums (registers), their sum by 4 channels (registers), the epilogue by vectors
         sch.compute_at(total, c_out, preserve_unit_loops=True)
-        sch.set_scope(total, 0, "local")
+        sch.set_scope(total, 0, DOT_TILE_SCOPE)
         sch.compute_at(conv, c_out, preserve_unit_loops=True)
-        sch.set_scope(conv, 0, "local")
+        sch.set_scope(conv, 0, DOT_TILE_SCOPE)
         p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
         sch.reorder(*reduce[:-2], p_x, p_c, lane, *reduce[-2:])
         init = sch.decompose_reduction(conv, reduce[0])
@@ -394,7 +397,7 @@ class Int8Depthwise(Rule):
     of int32 channels, accumulated over the taps, the epilogue fused into its write-back."""
 
     def schedule(self, sch, blocks, simd) -> bool:
-        from .tvm_int8_kernels import DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, depthwise_intrin
+        from .tvm_int8_kernels import DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, TILE_SCOPE, depthwise_intrin
 
         names = [sch.get(b).name_hint for b in blocks]
         if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
@@ -409,7 +412,7 @@ class Int8Depthwise(Rule):
         c_out, c_in = sch.split(c, [None, width])
         x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)])
         sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
-        _fuse_epilogue(sch, conv, names, 1, c_out, unroll=True, lanes=simd.lanes)
+        _fuse_epilogue(sch, conv, names, 1, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
         _parallel(sch, [n, y])
         init = sch.decompose_reduction(conv, taps[0])
         sch.vectorize(sch.get_loops(init)[-1])

@@ -180,3 +180,84 @@ def test_report_table1_carries_the_paper_numbers_and_plots(tmp_path, capsys):
         assert im.format == "PNG" and im.width > 600
     assert main(["report", "--bundles", str(tmp_path)]) == 2  # not a bundle: a clear error
     assert "not a tcc bundle" in capsys.readouterr().err
+
+
+# A shared library with two functions the program calls through dlopen, as tcc-run calls a model's kernels: by
+# hand, func_a runs 1 + 10 * 3 + 1 = 32 instructions (10 SIMD), func_b 1 + 5 * 2 + 1 = 12, called twice.
+LIBRARY = {
+    "armv7": """
+.syntax unified
+.arm
+.text
+.global func_a
+.type func_a, %function
+func_a:
+    mov r0, #10
+1:  vadd.i32 q0, q0, q1
+    subs r0, r0, #1
+    bne 1b
+    bx lr
+.size func_a, .-func_a
+.global func_b
+.type func_b, %function
+func_b:
+    mov r0, #5
+1:  subs r0, r0, #1
+    bne 1b
+    bx lr
+.size func_b, .-func_b
+""",
+    "aarch64": """
+.text
+.global func_a
+.type func_a, %function
+func_a:
+    mov x0, #10
+1:  add v0.4s, v0.4s, v1.4s
+    subs x0, x0, #1
+    b.ne 1b
+    ret
+.size func_a, .-func_a
+.global func_b
+.type func_b, %function
+func_b:
+    mov x0, #5
+1:  subs x0, x0, #1
+    b.ne 1b
+    ret
+.size func_b, .-func_b
+"""}
+CALLER = """
+#include <dlfcn.h>
+int main(int argc, char **argv) {
+    void *lib = dlopen(argv[1], RTLD_NOW);
+    if (!lib) return 1;
+    void (*a)(void) = (void (*)(void))dlsym(lib, "func_a");
+    void (*b)(void) = (void (*)(void))dlsym(lib, "func_b");
+    a(); b(); b();
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["arm-a7", "aarch64"])
+def test_instructions_per_function_equal_hand_counts(target, tmp_path):
+    from tcc.backends.insn_profile import count_by_function, kind
+
+    platform, cc = _tools(target)
+    (tmp_path / "lib.S").write_text(LIBRARY[platform.arch])
+    (tmp_path / "main.c").write_text(CALLER)
+    flags = ["-mfpu=neon"] if platform.arch == "armv7" else []
+    subprocess.run([cc, "-shared", "-fPIC", *flags, "-o", str(tmp_path / "libt.so"), str(tmp_path / "lib.S")],
+                   check=True)
+    subprocess.run([cc, "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), "-ldl"], check=True)
+    counts = count_by_function([str(tmp_path / "main"), str(tmp_path / "libt.so")], platform.qemu,
+                               f"{platform.triple}-nm")
+    # the library the program's argument names is the module: its functions by their own names
+    assert sum(counts["func_a"].values()) == 32, counts["func_a"]
+    assert sum(counts["func_b"].values()) == 24, counts["func_b"]
+    simd = "vadd.i32 q0, q0, q1" if platform.arch == "armv7" else "add v0.4s, v0.4s, v1.4s"
+    assert counts["func_a"][simd] == 10
+    # the rest of the run is attributed to the program, its loader and libc, by image
+    assert any(name.startswith("main:") for name in counts) and any(name.startswith("libc.so") for name in counts)
+    assert kind("fused_conv2d3_add8_tcc_requantize_uint85_cast8_compute_") == "conv2d_add_tcc_requantize_uint8_cast"

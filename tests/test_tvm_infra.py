@@ -290,3 +290,48 @@ def test_support_headers_selftest(tmp_path):
                     f"-L{ffi}/lib", "-ltvm_ffi", f"-Wl,-rpath,{ffi}/lib", "-o", str(exe)], check=True)
     proc = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+@needs_tvm
+def test_numpy_constant_folding_equals_relax_fold_constant():
+    """fold_numpy_constants turns transposes, reshapes and NaN guards of constants into the constants Relax's
+    FoldConstant computes (by compiling a kernel each), and leaves the rest of the graph alone."""
+    w = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    w[0, 1, 2, 3] = np.nan
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([2, 4, 5, 3], "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            c = relax.const(w)
+            t = bb.emit(relax.op.permute_dims(c, [0, 2, 3, 1]))
+            r = bb.emit(relax.op.reshape(c, (6, 20)))
+            nan = bb.emit(relax.op.isnan(c))
+            g = bb.emit(relax.op.where(nan, relax.const(np.float32(-1)), c))
+            bound = bb.emit(relax.op.where(relax.op.isnan(relax.const(np.float32(6))), relax.const(np.float32(0)),
+                                           relax.const(np.float32(6))))  # a Clip bound's guard: a scalar stays 0-d
+            s = bb.emit(relax.op.add(x, t))  # not constant: stays a call
+            out = bb.emit_output(relax.Tuple([t, r, g, s]))
+        bb.emit_func_output(out)
+    mod = bb.get()
+
+    def constants(m):
+        values, calls = {}, []
+        for block in m["main"].body.blocks:
+            for binding in block.bindings:
+                v = binding.value
+                if isinstance(v, tvm.ir.GenericConst):
+                    values[binding.var.name] = v.value.numpy()
+                elif isinstance(v, relax.Call):
+                    calls.append(v.op.name)
+        return values, calls
+
+    ours, calls = constants(tvm_compile.fold_numpy_constants()(mod))
+    theirs, _ = constants(relax.transform.FoldConstant()(mod))
+    assert calls == ["relax.add"]
+    assert set(ours) >= {t.name, r.name, g.name, bound.name} and set(ours) >= set(theirs)
+    np.testing.assert_array_equal(ours[t.name], np.transpose(w, (0, 2, 3, 1)))
+    for name, value in theirs.items():
+        assert ours[name].dtype == value.dtype and ours[name].shape == value.shape, name
+        np.testing.assert_array_equal(ours[name], value)  # NaN-aware
+    assert ours[r.name].shape == (6, 20) and np.isnan(ours[r.name]).sum() == 1 and (ours[g.name] == -1).sum() == 1
+    assert ours[bound.name].shape == () and ours[bound.name] == 6

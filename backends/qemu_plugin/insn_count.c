@@ -5,6 +5,8 @@
  * so counting costs a few host instructions per block execution and no callbacks. At exit the table is written
  * as "count<TAB>text" lines to the file named by the argument out=PATH. Which texts are SIMD is decided by the
  * caller (tcc.backends.insn_count), with the same rules as the static instruction mix.
+ * With the argument addresses=on every instruction is counted by "address<TAB>text" instead (the guest virtual
+ * address in hex), so that the caller can attribute the counts to the functions of the program's symbol tables.
  *
  * qemu ships no header for the plugin API in Debian's qemu-user, so the few declarations used are written out
  * below (qemu's include/qemu/qemu-plugin.h, API version 1: opaque handles, QEMU_PLUGIN_INLINE_ADD_U64 = 0).
@@ -28,6 +30,7 @@ extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udat
 extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 extern char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
+extern uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
                                                      void *ptr, uint64_t imm);
 
@@ -42,6 +45,7 @@ enum { CHUNK = 4096 };
 static uint64_t *chunk;
 static size_t chunk_used = CHUNK;
 static char out_path[4096];
+static int by_address;
 
 static uint64_t hash(const char *s) {
     uint64_t h = 1469598103934665603ull;  /* FNV-1a */
@@ -89,8 +93,17 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     uint64_t times[n ? n : 1];
     size_t distinct = 0;
     for (size_t i = 0; i < n; ++i) {  /* one add per distinct text in the block, by how often it occurs there */
-        char *text = qemu_plugin_insn_disas(qemu_plugin_tb_get_insn(tb, i));
-        uint64_t *c = counter(text ? text : "?");
+        struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        char *text = qemu_plugin_insn_disas(insn);
+        uint64_t *c;
+        if (by_address) {
+            char key[512];
+            snprintf(key, sizeof key, "%llx\t%s", (unsigned long long)qemu_plugin_insn_vaddr(insn),
+                     text ? text : "?");
+            c = counter(key);
+        } else {
+            c = counter(text ? text : "?");
+        }
         free(text);
         size_t k = 0;
         while (k < distinct && ptrs[k] != c) ++k;
@@ -116,6 +129,7 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
     (void)info;
     for (int i = 0; i < argc; ++i)
         if (strncmp(argv[i], "out=", 4) == 0) snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
+        else if (strcmp(argv[i], "addresses=on") == 0) by_address = 1;
     if (!out_path[0]) { fprintf(stderr, "insn_count: give the plugin out=PATH\n"); return -1; }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);

@@ -175,7 +175,8 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
     the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
     cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
-    factors within `stride` of the best (stride=1: the full grid). `weight_bits`: weight name -> bit width of its
+    factors within `stride` of the best (stride=1: the full grid); later rounds, after the weights moved, scan only
+    the factors within 2 `stride` of the scale chosen. `weight_bits`: weight name -> bit width of its
     codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
 
     Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
@@ -238,38 +239,50 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
         st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
                    "q": _Quant(a, signed_a), "bits": bits})
 
-    def cos_of(item, s_act, s_w):
+    def cos_of(item, s_act, s_w, a_q=None):
+        """The layer's cosine at these scales (`a_q`: its input already quantized at s_act)."""
         wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
-        return _cos(item["y_fp"], layer_output(item["q"](s_act), wq, item["bias"]))
+        return _cos(item["y_fp"], layer_output(item["q"](s_act) if a_q is None else a_q, wq, item["bias"]))
 
     before = [cos_of(it, s_a, it["s_w"]) for it in st]
     hist = [list([c]) for c in before]
+    at = None  # the grid index of the activation scale once a round has searched it
+    grid = s0_a * factors  # the activation candidates (the first round may extend it past the window)
     for _ in range(rounds):
         for i, it in enumerate(st):  # weights, activation fixed
             a_q = it["q"](s_a)
             new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
-            c_new, c_old = cos_of(it, s_a, new), cos_of(it, s_a, it["s_w"])
+            c_new, c_old = cos_of(it, s_a, new, a_q), cos_of(it, s_a, it["s_w"], a_q)
             if c_new >= c_old:  # exact by construction; guard against float summation order
                 it["s_w"] = new
             hist[i].append(max(c_new, c_old))
         # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
         # then every factor around the best coarse one
         wqs = [fake_quant(it["wg"], it["s_w"][..., None], bits=it["bits"]) for it in st]
-        grid = s0_a * factors
 
         def score(s):
             return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
 
         scored = {-1: score(s_a)}  # -1: the current scale
-        kb = _scan(score, grid, stride, scored)
-        if kb == len(grid) - 1 and limit is not None and limit > grid[-1]:  # the optimum lies beyond the window
-            step = grid[1] - grid[0]
-            more = grid[-1] + step * np.arange(1, int(np.ceil((limit - grid[-1]) / step)) + 1)
-            grid = np.concatenate([grid, more])
-            _scan(score, grid, stride, scored)
+        if at is None:  # the first round scans the whole grid coarsely, then finely around its best; when that
+            # is the window's top, the grid goes on up to the limit (and stays so for the later rounds)
+            kb = _scan(score, grid, stride, scored)
+            if kb == len(grid) - 1 and limit is not None and limit > grid[-1]:
+                step = grid[1] - grid[0]
+                more = grid[-1] + step * np.arange(1, int(np.ceil((limit - grid[-1]) / step)) + 1)
+                grid = np.concatenate([grid, more])
+                _scan(score, grid, stride, scored)
+        else:  # later rounds, whose weights moved only a little, scan every factor within two coarse steps of the
+            # scale the first one chose
+            for k in range(max(at - 2 * stride + 1, 0), min(at + 2 * stride, len(grid))):
+                if k not in scored:
+                    scored[k] = score(grid[k])
         best = max(scored, key=lambda k: (scored[k], k == -1))
         if best != -1 and scored[best] > scored[-1]:
             s_a = float(grid[best])
+            at = best
+        elif at is None:
+            at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
         for i, it in enumerate(st):
             hist[i].append(cos_of(it, s_a, it["s_w"]))
     after = [h[-1] for h in hist]

@@ -21,6 +21,10 @@ BINS = 2048
 
 
 # ---------------------------------------------------------------------------------------------------- histogram
+class NonFinite(ValueError):
+    """A batch holds NaN or inf (Histogram.update counts nothing of it)."""
+
+
 class Histogram:
     """Counts of nonzero |x| in `bins` equal bins over [0, bins * width); grows by merging 2**k bins. Exact zeros
     are counted in `zeros` (`with_zeros` puts them back into bin 0)."""
@@ -51,26 +55,30 @@ class Histogram:
         return self.bins * self.width
 
     def update(self, x: np.ndarray) -> None:
+        """Add the values of `x`; NonFinite (nothing counted) when it holds NaN or inf."""
         x = np.asarray(x, dtype=np.float32).ravel()
         if x.size == 0:
             return
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates through min/max: no separate isfinite pass
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise NonFinite
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
         self.count += x.size
-        a = np.abs(x)
         bmax = max(abs(lo), abs(hi))  # this batch's max |x|, without another pass over it
         if bmax > self.range:
             self._grow(bmax)
-        if self.width == 0.0:  # still all zeros
-            self.zeros += x.size
-            return
-        idx = (a * np.float32(1.0 / self.width)).astype(np.int64)
-        np.minimum(idx, self.bins - 1, out=idx)
-        self.counts += np.bincount(idx, minlength=self.bins)
-        z = x.size - int(np.count_nonzero(a))
-        self.counts[0] -= z
+        z = x.size - int(np.count_nonzero(x))
         self.zeros += z
+        if self.width == 0.0:  # still all zeros
+            return
+        # bin of |x|, in place: one temporary (a ReLU's output is its own |x|)
+        a = np.multiply(x, np.float32(1.0 / self.width)) if lo >= 0 else np.abs(x)
+        if lo < 0:
+            a *= np.float32(1.0 / self.width)
+        np.minimum(a, np.float32(self.bins - 1), out=a)  # truncation is monotone: the same bins as clamping after
+        self.counts += np.bincount(a.astype(np.intp), minlength=self.bins)
+        self.counts[0] -= z
 
     def _grow(self, bmax: float) -> None:
         if self.width == 0.0:
@@ -237,11 +245,11 @@ def update_histograms(hists: dict, outs: dict, pool=None) -> None:
     """Add one batch of exposed tensors to their histograms; NaN or inf is a data error naming the tensor. With a
     thread `pool`, the tensors are counted in parallel (each histogram is its own: the counts do not change)."""
     def one(n):
-        x = outs[n]
-        if not np.isfinite(x).all():
+        try:
+            hists[n].update(outs[n])
+        except NonFinite:
             raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
-                            f"(check the weights and the input preprocessing)")
-        hists[n].update(x)
+                            f"(check the weights and the input preprocessing)") from None
 
     for _ in (pool.map(one, hists) if pool is not None else map(one, hists)):
         pass
