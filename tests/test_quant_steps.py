@@ -196,13 +196,13 @@ def test_steps_improve_the_tiny_model():
     def err(steps):
         return float(np.abs(run_reference(model, calibrate_onnx(model, x, steps=steps, **FAST), xe) - y).mean())
 
-    assert Steps() == Steps(equalization=True, bias_correction=False, rounding=False)  # measured on DDSNet
+    assert Steps() == NONE  # measured: no step helps every model and calibration set (steps.Steps)
     assert err(Steps(equalization=True, bias_correction=True)) <= err(NONE)
 
 
 def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
-    """`tcc calibrate --no-equalization --rounding` (bias correction off by default), then `--bias-correction` with
-    the default equalization: the table records the switches and the command prints one line per step; a budget
+    """`tcc calibrate --no-equalization --rounding` (the others off by default), then `--equalization
+    --bias-correction`: the table records the switches and the command prints one line per step; a budget
     without --rounding is a clean exit 2."""
     from tcc.cli import main as cli
 
@@ -225,7 +225,7 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert [(s["name"], s["enabled"]) for s in doc["steps"]] == [("equalization", False), ("rounding", True),
                                                                   ("bias_correction", False)]
-    assert cli(args + ["--bias-correction", "--no-rounding"]) == 0
+    assert cli(args + ["--equalization", "--bias-correction", "--no-rounding"]) == 0
     printed = capsys.readouterr().out
     pairs = step(json.loads(out.read_text()), "equalization")["pairs"]
     assert f"step equalization: {len(pairs)} producer -> consumer pairs rescaled" in printed

@@ -8,7 +8,7 @@ reference, so the tcc rows hold for every backend exact with it).
     .venv/bin/python tools/quality_compare.py --checkpoints GC --tcc equalization --rivals MinMax -o out/q.json
     .venv/bin/python tools/quality_compare.py --tcc equalization,equalization+place --rivals "" --latency
 
-Configs: each set of post-training steps by name (`equalization` is tcc calibrate's default), and each with `+place`:
+Configs: each set of post-training steps by name (`none` is tcc calibrate's default), and each with `+place`:
 the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
 judged on 16 calibration crops, `--place-samples`); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
 
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
 STEP_SETS = {  # config name -> the steps it runs (every other step off, whatever the defaults)
-    "none": (),
-    "equalization": ("equalization",),  # the default (tcc.quant.steps.Steps())
+    "none": (),  # the default (tcc.quant.steps.Steps())
+    "equalization": ("equalization",),
     "bias_correction": ("bias_correction",),
     "rounding": ("rounding",),
     "bias_correction+rounding": ("bias_correction", "rounding"),
