@@ -90,8 +90,11 @@ KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
     DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
     DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
-    DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 2), "ARMv7 NEON"),
-    DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 2), "ARMv7 NEON"),
+    # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
+    # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
+    # 2 x 8: FastNet 5.6% more (spills; measured)
+    DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON"),
+    DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON"),
     DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
     DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
 )}
@@ -212,7 +215,7 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
         return dot, False
     if shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1:
         # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
-        # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 8 channels, no lane
+        # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
         # sums) on the same im2col copy executed 15% fewer instructions (FastNet's stem, ARMv7: 25.2 M -> 21.5 M;
         # DDSNet's even-width stem: its total 3% more), and on FastNet's dense layers of odd widths (16 input
         # channels and more) its total 4.5% more (measured)
