@@ -90,8 +90,11 @@ KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
     DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
     DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
-    DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 2), "ARMv7 NEON"),
-    DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 2), "ARMv7 NEON"),
+    # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
+    # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
+    # 2 x 8: FastNet 5.6% more (spills; measured)
+    DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON"),
+    DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON"),
     DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
     DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
 )}
@@ -202,7 +205,8 @@ DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "
 def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     """The kernel a layer takes and whether it reads an im2col copy of its input. ARMv7: the dot form (16 codes of
     one pixel against 16 of one output channel per step, no broadcast) where the reduction runs in 16s: input
-    channels a multiple of 16, or few input channels (a stem on RGB) through im2col; else the broadcast form."""
+    channels a multiple of 16, or few input channels (a stem on RGB) through im2col, where the broadcast form
+    takes the copy instead if the output width is odd; else the broadcast form."""
     twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
     if k.name not in twins:
         return k, False
@@ -210,7 +214,13 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     if shape.c % dot.group == 0:
         return dot, False
     if shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1:
-        return dot, True
+        # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
+        # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
+        # sums) on the same im2col copy executed 15% fewer instructions (FastNet's stem, ARMv7: 25.2 M -> 21.5 M;
+        # DDSNet's even-width stem: its total 3% more), and on FastNet's dense layers of odd widths (16 input
+        # channels and more) its total 4.5% more (measured)
+        one_pixel = all(shape.out_hw[1] % p for p in range(2, dot.tile[0] + 1))
+        return (broadcast if one_pixel else dot), True
     return broadcast, False
 
 
@@ -395,9 +405,10 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
                 for xx, ky in T.grid(ow, kh):
                     for e in T.vectorized(run):
                         col[0, yy, xx, ky * run + e] = rows[yy * sh + ky, xx * sw * c + e]
-                for xx in range(ow):
-                    for e in T.vectorized(reduction - window):
-                        col[0, yy, xx, window + e] = T.Cast(dtype, 0)
+                if reduction > window:
+                    for xx in range(ow):
+                        for e in T.vectorized(reduction - window):
+                            col[0, yy, xx, window + e] = T.Cast(dtype, 0)
 
     return im2col.without_attr("global_symbol")
 

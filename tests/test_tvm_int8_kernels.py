@@ -241,3 +241,31 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
         got = tvm_run.run_module(so, "arm-a7", acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
+
+
+@pytest.mark.parametrize("width, unrolled", [(15, True), (16, False)])
+def test_arm_depthwise_unrolls_its_taps_on_one_pixel_tiles(width, unrolled):
+    """ARMv7 depthwise: a width with no two-pixel tile (FastNet's 127, 63, 31, 15) has its 3 x 3 taps unrolled
+    (the per-tap loop was a third of its instructions); a two-pixel tile keeps the loop (unrolled it spills)."""
+    from tvm import s_tir
+
+    from tcc.backends.tvm_schedule import Int8Depthwise
+
+    shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = kn.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
+    sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target("arm-a7")), False)
+    assert isinstance(sch, s_tir.Schedule)
+    loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
+    taps = [line for line in loops if re.match(r"for (ky|kx)\b", line)]
+    assert taps and all(("T.unroll" in line) == unrolled for line in taps), loops
+
+
+@pytest.mark.parametrize("size, form", [(224, "dot"), (256, "broadcast")])  # outputs 112 and 127 pixels wide
+def test_arm_stem_takes_the_broadcast_form_on_an_odd_width(size, form):
+    """A 3 x 3 s2 stem on RGB reads an im2col copy; on an odd output width (FastNet's 127: one-pixel tiles) the
+    broadcast kernel takes it (no partial-lane sums), on an even one the dot form's two-pixel tiles."""
+    shape = kn.ConvShape(1, size, size, 3, 64, 3, 3, (2, 2), (0,) * 4 if size == 256 else (1,) * 4, (1, 1))
+    kernel, im2col = kn.dot_form(shape, kn.KERNELS["tcc_dot_neon_s8"])
+    assert im2col and kernel.form == form and shape.out_hw[1] == {224: 112, 256: 127}[size]
+    flat = kn.im2col_shape(shape, kernel)
+    assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and kn.supports(flat, kernel) is None

@@ -150,3 +150,24 @@ def test_schedules_change_no_numbers(tmp_path):
     ref = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(outs[True], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_concat_inlined_into_its_elementwise_consumer_is_cut_at_its_inputs():
+    """An INT8 concat fused with the cast / add / cast that shifts its u8 codes to s8: the one block left after
+    inlining is cut at the inputs' boundaries like a plain concat, so each part is a vectorized copy (a select
+    per element kept ARMv7 on scalar code: FastNet 2.2 M instructions)."""
+    import tvm
+    from tvm import te, topi
+
+    from tcc.backends.tvm_compile import resolve_tvm_target
+    from tcc.backends.tvm_schedule import Injective
+
+    a = te.placeholder((1, 5, 5, 16), "uint8", name="a")
+    b = te.placeholder((1, 5, 5, 32), "uint8", name="b")
+    cat = topi.concatenate([a, b], axis=3)
+    wide = te.compute(cat.shape, lambda *i: cat(*i).astype("int16"), name="compute")
+    shifted = te.compute(cat.shape, lambda *i: wide(*i) + tvm.tirx.const(-128, "int16"), name="T_add")
+    out = te.compute(cat.shape, lambda *i: shifted(*i).astype("int8"), name="compute1")
+    func = te.create_prim_func([a, b, out])
+    text = Injective().apply(func, tvm.target.Target(resolve_tvm_target("arm-a7")), False).mod["main"].script()
+    assert text.count("_partition") >= 2 and "T.vectorized" in text, text
