@@ -109,16 +109,13 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
 
     if x is None:
         x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *model.input_shape)).astype(np.float32)
-    # PyTorch's outputs on the check inputs, computed on a worker thread while the backend emits (a compile keeps
-    # one core busy; the references take seconds on the other)
-    references = TorchReferences(ref, x, float64=caps.kit or precision == "fp32")
-    with references, atomic_dir(out, force) as tmp:
+    with phase("reference"):
+        expected = torch_run(ref, x)
+    with atomic_dir(out, force) as tmp:
         with phase("emit"):
             files = backend.emit(onnx_model, options, tmp)
-        with phase("reference"):  # what is left of it once the artifact is written
-            references.float32()
         with phase("self-check"):
-            got, check = _self_check(backend, onnx_model, options, tmp, x, ref, references, qgraph, quant_info)
+            got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, qgraph, quant_info)
         if options.table is not None:
             options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
         if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
@@ -157,42 +154,13 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
 
 
 # ---------------------------------------------------------------------------------------------------- steps
-class TorchReferences:
-    """The PyTorch lowering's outputs on the check inputs, in float32 and (when `float64`) float64, computed on a
-    worker thread from construction on; `float32()` / `float64()` wait for them. A context manager: leaving it
-    waits for the thread."""
-
-    def __init__(self, module, x: np.ndarray, float64: bool):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcc-reference")
-        self._f32 = self._pool.submit(torch_run, module, x)
-        self._f64 = self._pool.submit(torch_run, module, x, True) if float64 else None
-
-    def float32(self) -> np.ndarray:
-        return self._f32.result()
-
-    def float64(self) -> np.ndarray:
-        if self._f64 is None:
-            raise RuntimeError("the float64 reference was not asked for")
-        return self._f64.result()
-
-    def __enter__(self) -> "TorchReferences":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _self_check(backend, onnx_model, options, bundle, x, ref, references: TorchReferences, qgraph,
-                quant_info) -> tuple:
+def _self_check(backend, onnx_model, options, bundle, x, ref, expected, qgraph, quant_info) -> tuple:
     """Run the written artifact on the check inputs and judge it against PyTorch (INT8: against the integer
     reference, exactly or per op). Returns (the artifact's output, the self_check record)."""
     caps, precision = backend.capabilities, options.precision
     got = backend.check_run(bundle, x, precision)
-    expected = references.float32()
     if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
-        check = self_check(got, expected, "fp32", references.float64())
+        check = self_check(got, expected, "fp32", torch_run(ref, x, float64=True))
         check["inputs"] = quant_info["check_inputs"] or check["inputs"]
         check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
     elif precision == "int8":
@@ -204,7 +172,8 @@ def _self_check(backend, onnx_model, options, bundle, x, ref, references: TorchR
         check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"],
                                 codes if exact else codes())
     else:
-        check = self_check(got, expected, precision, references.float64() if precision == "fp32" else None)
+        exact = torch_run(ref, x, float64=True) if precision == "fp32" else None
+        check = self_check(got, expected, precision, exact)
     if precision == "fp16":
         check["float16_activations"] = _fp16_emulation(ref, x, expected)
     return got, check

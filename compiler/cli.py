@@ -507,8 +507,8 @@ def _placement_args(p: argparse.ArgumentParser, when: str) -> None:
 def _place_options(args):
     from .quant.place import PlaceOptions
 
-    return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed, keep_float=tuple(args.keep_float),
-                        samples=args.place_samples, seed=getattr(args, "seed", 0))
+    return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed,
+                        keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0))
 
 
 def build_parser() -> argparse.ArgumentParser:

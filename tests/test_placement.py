@@ -12,7 +12,7 @@ from tcc.build import TOLERANCES, build, int8_self_check
 from tcc.cli import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.place import PlaceOptions, place, reference_cosine, reference_score
+from tcc.quant.place import PlaceOptions, place, reference_score
 from tcc.quant.placement import float_nodes, with_placement
 from tcc.quant.plan import plan
 from tcc.quant.qdq import to_qdq
@@ -153,7 +153,7 @@ def test_placement_meets_a_floor_pure_int8_cannot(case):
     placement reaches it, judged by the integer reference, with fewer float nodes than the model has."""
     floor = 0.999999
     fp32, table, x = case["fp32"], case["tables"]["tvm"], case["x"]
-    pure = reference_cosine(fp32, table, x[:8], run_ort(fp32, x[:8]))
+    pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8])).mean
     assert pure < floor
     placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
     p = placed.doc["placement"]

@@ -11,7 +11,8 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
   the profile of the CPU it runs on, never a list;
 - accuracy (`--min-cos C`, `--min-worst-cos W`): while the mean output cosine against FP32 on the search samples is
   below C, or the lowest per-sample cosine below W, the node with the best measured gain per cost is added; the gain
-  is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more. A node's gain is the output cosine gained with that node alone in float
+  is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more. A
+  node's gain is the output cosine gained with that node alone in float
   (every candidate measured once, end to end); its cost is what keeping it in float costs an integer target, its
   multiply-accumulates (conv / gemm) or output elements (the rest). Greedy by measured sensitivity per cost, as
   mixed-precision searches do (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per
@@ -74,10 +75,10 @@ class PlaceOptions:
         """What `new` gains on `old` in the objectives `old` misses, or in all of them where it misses none (a ranking
         by fake-quant, which may meet the floors while the integer reference does not); the mean's gain alone with
         --min-cos only."""
-        means = self.floor is not None
-        worsts = self.min_worst_cos is not None
-        if (means and old.mean < self.floor) or (worsts and old.worst < self.min_worst_cos):
-            means, worsts = means and old.mean < self.floor, worsts and old.worst < self.min_worst_cos
+        means, worsts = self.floor is not None, self.min_worst_cos is not None
+        missed = (means and old.mean < self.floor, worsts and old.worst < self.min_worst_cos)
+        if any(missed):
+            means, worsts = missed
         return (new.mean - old.mean if means else 0.0) + (new.worst - old.worst if worsts else 0.0)
 
 
@@ -110,8 +111,8 @@ def check_options(options: PlaceOptions, rules: str) -> None:
         raise DataError(f"--place-samples must be at least 1, not {options.samples}")
     if options.active and not get_rules(rules).float_ops:
         raise DataError(f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "
-                        "precision): --min-cos, --min-worst-cos, --speed and --keep-float need a target that runs float islands "
-                        "(ort, tvm, tflite, pulsar2)")
+                        "precision): --min-cos, --min-worst-cos, --speed and --keep-float need a target that runs "
+                        "float islands (ort, tvm, tflite, pulsar2)")
 
 
 def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
@@ -154,11 +155,6 @@ def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarra
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
     y = Reference().run(qg, x)
     return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
-
-
-def reference_cosine(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> float:
-    """Mean output cosine of the integer reference (with the table's placement) vs FP32 `ref`."""
-    return reference_score(fp32, table, x, ref).mean
 
 
 def node_cost(graph: IntGraph, n) -> int:
@@ -257,7 +253,8 @@ def absorbed(graph: IntGraph, names: set) -> set:
     return out - {n.name for n in graph.islands}
 
 
-def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score, log) -> list[tuple[str, float, int]]:
+def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score,
+            log) -> list[tuple[str, float, int]]:
     """Candidates (name, measured gain alone on top of `base` in the objectives missed, cost), best gain per cost
     first; only nodes that gain."""
     out = []
@@ -271,7 +268,8 @@ def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score
     return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
 
 
-def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Score, log, what: str, rank=None) -> Score:
+def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Score, log, what: str,
+            rank=None) -> Score:
     """Add nodes (reason "accuracy") to `chosen` until judge(names) meets every floor of `options`: candidates ranked
     by their gain alone, each kept only when the shortfall it measures with the others is lower (quantization
     errors partly cancel: gains do not add); ranked again on top of what was kept while that helps (ROUNDS passes);

@@ -72,10 +72,12 @@ class Histogram:
         self.zeros += z
         if self.width == 0.0:  # still all zeros
             return
-        # bin of |x|, in place: one temporary (a ReLU's output is its own |x|)
-        a = np.multiply(x, np.float32(1.0 / self.width)) if lo >= 0 else np.abs(x)
-        if lo < 0:
-            a *= np.float32(1.0 / self.width)
+        inv = np.float32(1.0 / self.width)
+        if lo < 0:  # bin of |x|, in one temporary
+            a = np.abs(x)
+            a *= inv
+        else:  # a ReLU's output is its own |x|: no abs pass
+            a = x * inv
         np.minimum(a, np.float32(self.bins - 1), out=a)  # truncation is monotone: the same bins as clamping after
         self.counts += np.bincount(a.astype(np.intp), minlength=self.bins)
         self.counts[0] -= z
