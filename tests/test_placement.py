@@ -325,3 +325,52 @@ def test_gain_counts_the_missed_objectives_or_all_when_none_is_missed():
     assert both.gain(Score(0.99995, 0.9995), Score(0.99996, 0.9996)) == pytest.approx(0.00011)  # both met: both
     assert both.shortfall(Score(0.9998, 0.998)) == pytest.approx(0.0011) and both.shortfall(Score(1.0, 1.0)) == 0
     assert PlaceOptions(min_cos=0.9999).gain(Score(0.99995, 0.9), Score(0.99996, 0.5)) == pytest.approx(0.00001)
+
+
+def test_spread_error_gets_the_cheapest_float_tail():
+    """When no node gains alone (the error is spread over many layers), the greedy's last resort is the shortest
+    tail of the graph in float that meets the floors (bisection), on top of the greedy's picks or without them,
+    whichever costs less; not every node. A judge whose cosine rises with how much of the last dense block and the
+    head is in float, and with nothing else, stands for such a model."""
+    from pathlib import Path
+
+    from tcc.quant.place import CANDIDATE_KINDS, Score, _float_tail, node_cost
+
+    fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
+    graph = plan(fe.onnx, rules="ort")
+    computing = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS]
+    late = computing[-6:]  # needed: the last 6 computing nodes (dense4's last layers, the head)
+    calls = []
+
+    def judge(names):
+        calls.append(set(names))
+        return Score(0.999 + 0.00099 * sum(n in names for n in late) / len(late) + 0.00002, 0.9995)
+
+    options = PlaceOptions(min_cos=0.9999)
+    early = {computing[0]: {"precision": "float", "reason": "accuracy", "kind": "conv"}}  # a scattered, costly pick
+    chosen = dict(early)
+    got = _float_tail(graph, judge, chosen, set(), options, judge(set(chosen)), lambda s: None, "test")
+    assert options.shortfall(got) == 0
+    assert set(late) <= set(chosen) and computing[0] not in chosen  # the tail without the greedy's costly pick
+    assert not set(computing[:-6]) & set(chosen)  # and no computing node before the tail
+    assert all(chosen[n]["reason"] == "accuracy" for n in chosen)
+    assert len(calls) <= 2 * (len(computing).bit_length() + 1) + 1  # two bisections
+    anchors = {n.name: n for n in graph.nodes}
+    assert sum(node_cost(graph, anchors[n]) for n in chosen) < 0.2 * sum(node_cost(graph, n) for n in graph.nodes)
+
+
+def test_calibrate_says_how_much_of_the_model_a_placement_keeps_in_float(case):
+    """The table records the float share of the model's cost; over half of it, `tcc calibrate` warns (the result
+    is hardly an INT8 model). Every computing node pinned in float: the share is the non-computing rest's."""
+    from tcc.quant.place import placement_lines
+
+    graph = plan(case["fp32"], rules="tvm")
+    computing = tuple(n.name for n in graph.nodes if n.integer and n.kind in ("conv", "gemm"))
+    placed = place(case["fp32"], case["tables"]["tvm"], case["x"], PlaceOptions(keep_float=computing))
+    share = placed.doc["placement"]["float_cost_share"]
+    assert 0.9 < share <= 1.0
+    lines = placement_lines(placed)
+    assert f"{100 * share:.1f}% of the model's cost" in lines[0] and lines[1].startswith("warning: the placement keeps")
+    one = place(case["fp32"], case["tables"]["tvm"], case["x"], PlaceOptions(keep_float=("fc",)))
+    assert one.doc["placement"]["float_cost_share"] < 0.05
+    assert not any(line.startswith("warning") for line in placement_lines(one))

@@ -38,3 +38,35 @@ def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
 def test_bad_names_are_refused(capsys):
     assert _tool().main(["--checkpoints", "GC", "--rivals", "Histogram"]) == 2
     assert "unknown rival Histogram" in capsys.readouterr().err
+
+
+def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
+    """--nncf-python: NNCF lives in its own virtual environment; the tool runs itself there as a worker on files.
+    A stand-in `nncf` package (importable only by the child, through PYTHONPATH) marks the model it returns."""
+    import sys
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    pkg = tmp_path / "fake" / "nncf"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "class Dataset:\n    def __init__(self, items, fn):\n        self.items = [fn(i) for i in items]\n"
+        "class QuantizationPreset:\n    MIXED = 'mixed'\n"
+        "def quantize(model, dataset, preset, subset_size):\n"
+        "    model.doc_string = f'quantized {preset} on {subset_size} ({len(dataset.items)} items)'\n"
+        "    return model\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    tool = _tool()
+    try:
+        import nncf  # noqa: F401
+        pytest.skip("NNCF is installed here: the in-process path is taken")
+    except ImportError:
+        pass
+    got = tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32), python=sys.executable)
+    assert isinstance(got, onnx.ModelProto) and got.doc_string == "quantized mixed on 3 (3 items)"
+    assert tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32)) is None  # neither here nor elsewhere

@@ -12,9 +12,14 @@ Configs: each set of post-training steps by name (`none` is tcc calibrate's defa
 the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
 judged on 16 calibration crops, `--place-samples`); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
 
-The crops are random squares of the four fixture images (../shared/fixtures/ddsnet: GC, PCam, SC, Sipak; there is
-no Skin image, so that checkpoint is calibrated and judged on crops of the others), calibration seed 0, judging
-seed 1. Writes JSON (-o) and prints a Markdown table.
+The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
+SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
+the issue's protocol; `--crops mixed` draws every checkpoint's crops from all four. Calibration seed 0, judging seed
+1: no crop is in both sets. Writes JSON (-o) and prints a Markdown table.
+
+NNCF is an optional benchmark dependency, never tcc's: it is used when importable, or run in another interpreter
+that has it (`--nncf-python /path/to/venv/bin/python`: NNCF pins its own numpy / onnx versions, so it lives in its
+own virtual environment; this file runs there as a worker on the FP32 model and the calibration array).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
+OWN_IMAGE = {"GC": "GC.png", "PCam": "PCam.png", "Sipak": "Sipak.bmp", "Skin": "SC.jpg"}  # SOURCE.md: SC = HAM10000
 STEP_SETS = {  # config name -> the steps it runs (every other step off, whatever the defaults)
     "none": (),  # the default (tcc.quant.steps.Steps())
     "equalization": ("equalization",),
@@ -45,31 +51,59 @@ CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFI
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
-def crops(work: Path, fixtures: Path, calib: int, held: int):
+def crops(work: Path, fixtures: Path, calib: int, held: int, images=IMAGES):
     from tcc.quant.crops import make_crops
 
-    images = [fixtures / n for n in IMAGES]
+    images = [fixtures / n for n in images]
     missing = [str(p) for p in images if not p.exists()]
     if missing:
         raise SystemExit(f"error: fixture images missing: {', '.join(missing)}")
     return make_crops(work / "calib", calib, 0, images=images), make_crops(work / "held", held, 1, images=images)
 
 
-def nncf_quantize(fp32, array):
-    """NNCF's post-training quantization (preset mixed, its default fast bias correction) of the ONNX model;
-    None when NNCF is not installed (an optional benchmark dependency)."""
+def nncf_quantize(fp32, array, python: str | None = None):
+    """NNCF's post-training quantization (preset mixed, its default fast bias correction) of the ONNX model: in
+    this process when NNCF is importable, else in the interpreter `python` (a worker run of this file); None when
+    neither has it."""
     try:
         import nncf
     except ImportError:
-        return None
+        return nncf_elsewhere(fp32, array, python) if python else None
     name = fp32.graph.input[0].name
     dataset = nncf.Dataset([array[i:i + 1] for i in range(len(array))], lambda x: {name: x})
     return nncf.quantize(fp32, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(array))
 
 
+def nncf_elsewhere(fp32, array, python: str):
+    """nncf_quantize run by another interpreter (its own virtual environment), through files."""
+    import subprocess
+
+    import numpy as np
+    import onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        src, data, out = Path(d) / "fp32.onnx", Path(d) / "calib.npy", Path(d) / "nncf.onnx"
+        onnx.save(fp32, src)
+        np.save(data, array)
+        done = subprocess.run([python, __file__, "--nncf-worker", str(src), str(data), str(out)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"error: NNCF under {python} failed:\n{done.stderr[-2000:]}")
+        return onnx.load(out)
+
+
+def nncf_worker(src: str, data: str, out: str) -> int:
+    """The worker side of nncf_elsewhere (run under the interpreter that has NNCF)."""
+    import numpy as np
+    import onnx
+
+    onnx.save(nncf_quantize(onnx.load(src), np.load(data)), out)
+    return 0
+
+
 def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
             held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False,
-            place_samples: int = 16) -> dict:
+            place_samples: int = 16, crop_images: str = "own", nncf_python: str | None = None) -> dict:
     from tcc.bench.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
@@ -82,7 +116,8 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", {"num_classes": CHECKPOINTS[name]},
                     weights=fixtures / f"{name}_DDS_0.0064.pth", by_order=True)
     model, fp32 = fe.model, fe.onnx
-    calib_dir, held_dir = crops(work, fixtures, calib, held)
+    images = (OWN_IMAGE[name],) if crop_images == "own" else IMAGES
+    calib_dir, held_dir = crops(work, fixtures, calib, held, images)
     cd = load_calibration_data(calib_dir, model.preprocess, model.input_shape, progress=False)
     hd = load_calibration_data(held_dir, model.preprocess, model.input_shape, progress=False, what="held-out")
     rows, models, tables = {}, {"fp32": fp32}, {}
@@ -107,7 +142,7 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
     for rival in rivals:
         t = time.perf_counter()
-        q = nncf_quantize(fp32, cd.array) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
+        q = nncf_quantize(fp32, cd.array, nncf_python) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
         if q is None:
             print(f"{name}: NNCF not installed, skipped", file=sys.stderr)
             continue
@@ -117,8 +152,8 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
         rows[label] = {**got["ort"], "calib_s": secs}
         if fakequant:  # float Q/DQ arithmetic: free of the u8 x s8 saturation of ORT's kernels on CPUs without VNNI
             rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
-    return {"classes": CHECKPOINTS[name], "calibration_crops": len(cd.array), "held_out_crops": len(hd.array),
-            "results": rows}
+    return {"classes": CHECKPOINTS[name], "images": list(images), "calibration_crops": len(cd.array),
+            "held_out_crops": len(hd.array), "results": rows}
 
 
 def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
@@ -159,6 +194,9 @@ def markdown(results: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--nncf-worker"]:
+        return nncf_worker(*argv[1:4])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="comma-separated: " + ", ".join(CHECKPOINTS))
     p.add_argument("--tcc", default=",".join(CONFIGS), help="tcc step configs: " + ", ".join(CONFIGS))
@@ -176,6 +214,10 @@ def main(argv=None) -> int:
                         "1 thread, batch 1)")
     p.add_argument("--place-samples", type=int, default=16,
                    help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)")
+    p.add_argument("--crops", choices=("own", "mixed"), default="own",
+                   help="crops of each checkpoint's own image (default, the issue's protocol) or of all four")
+    p.add_argument("--nncf-python", help="an interpreter with NNCF installed (its own virtual environment), for "
+                                         "the nncf rival when this one has no NNCF")
     p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
     p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
@@ -195,10 +237,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for n in names:
             results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
-                                 args.cos_steps, args.fakequant, args.latency, args.place_samples)
+                                 args.cos_steps, args.fakequant, args.latency, args.place_samples, args.crops,
+                                 args.nncf_python)
             print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
                                          for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
-    doc = {"calibration_crops": args.calib, "cos_steps": args.cos_steps, "held_out_crops": args.held_out,
+    doc = {"crops": args.crops, "calibration_crops": args.calib, "cos_steps": args.cos_steps,
+           "held_out_crops": args.held_out,
            "place_samples": args.place_samples, "place_floors": PLACE, "vs": "FP32 (ONNX Runtime)",
            "format": "cosine mean / min / top-1 agreement", "checkpoints": results}
     if args.output:

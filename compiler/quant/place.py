@@ -42,6 +42,7 @@ from .table import CalibrationTable
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
 CANDIDATE_KINDS = ("conv", "gemm", "add", "mul", "lookup", "avg_pool", "global_avg_pool")  # the ones that compute
 ROUNDS = 3  # ranking passes of the accuracy greedy
+HEAVY_SHARE = 0.5  # a placement keeping more of the model's cost than this in float is warned about
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,12 @@ def node_cost(graph: IntGraph, n) -> int:
     return elements
 
 
+def cost_share(graph: IntGraph, names: set) -> float:
+    """The share of the graph's integer cost (node_cost summed) that the nodes `names` keep in float."""
+    total = sum(node_cost(graph, n) for n in graph.nodes)
+    return sum(node_cost(graph, n) for n in graph.nodes if n.name in names) / max(total, 1)
+
+
 def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, options: PlaceOptions,
           log: Callable[[str], None] = lambda s: None) -> CalibrationTable:
     """`table` with the placement the options ask for (the table itself when they ask for none)."""
@@ -221,6 +228,7 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
         source = chosen[producer[anchors[name].inputs[0]]]
         chosen[name] = {"precision": "float", "reason": source["reason"], "kind": anchors[name].kind}
+    record["float_cost_share"] = round(cost_share(graph, set(chosen)), 4)
     # (no wall time in the table: the same table and data must give byte-identical bundles)
     log(f"placement: {len(chosen)} node(s) in float; output cosine {before} -> {cos} (fake-quant), "
         f"{ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
@@ -278,6 +286,7 @@ def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Sc
     rank = rank or judge
     short = options.shortfall
     anchors = {n.name: n for n in graph.nodes}
+    start = set(chosen)
 
     def add(names, gains):
         for name in names:
@@ -297,13 +306,51 @@ def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Sc
                 log(f"placement: + {name} ({anchors[name].kind}): {what} output cosine {cos}")
         if short(cos) == 0 or short(cos) >= before:
             break
-    if short(cos) > 0:  # the ranked nodes cannot reach it: every node that computes, in float
-        rest = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS and n.name not in chosen]
-        rest += [n for n in absorbed(graph, set(chosen) | set(rest)) if n not in chosen and n not in rest]
-        add(rest, {})
-        cos = judge(set(chosen))
-        log(f"placement: the floors need every computing node in float ({len(rest)} more): {what} output cosine "
-            f"{cos}")
+    if short(cos) > 0:  # no node gains alone: the error is spread over many layers
+        cos = _float_tail(graph, judge, chosen, start, options, cos, log, what)
+    return cos
+
+
+def _float_tail(graph: IntGraph, judge, chosen: dict, start: set, options: PlaceOptions, cos: Score, log,
+                what: str) -> Score:
+    """The last resort of the greedy: the shortest tail of the graph (its last computing nodes, in graph order) kept
+    in float that meets the floors, found by bisection (the output cosine rises with the tail, up to every node in
+    float, which meets any floor). A tail, because errors made late reach the output undamped and a CNN's late
+    layers are its cheapest (small feature maps: DDSNet's last dense block is 3% of its MACs). Two tails are
+    tried, on top of what the greedy kept and on top of `start` (what was in float before it: the greedy's picks
+    may be scattered over the expensive early layers), and the cheaper one is kept."""
+    anchors = {n.name: n for n in graph.nodes}
+    computing = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS]
+
+    def tail(base: set, rest: list, k: int) -> set:
+        names = base | set(rest[len(rest) - k:])
+        return names | absorbed(graph, names)
+
+    def shortest(base: set) -> tuple[set, Score | None]:
+        rest = [n for n in computing if n not in base]
+        lo, hi, best = 0, len(rest), None  # tail(hi): every computing node in float, which meets any floor
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            trial = judge(tail(base, rest, mid))
+            if options.shortfall(trial) > 0:
+                lo = mid
+            else:
+                hi, best = mid, trial
+        return tail(base, rest, hi), best
+
+    def cost(names: set) -> int:
+        return sum(node_cost(graph, anchors[n]) for n in names)
+
+    options_found = [shortest(set(chosen))] + ([shortest(set(start))] if set(start) != set(chosen) else [])
+    names, best = min(options_found, key=lambda t: (cost(t[0]), len(t[0])))
+    for name in (n.name for n in graph.nodes if n.name in names and n.name not in chosen):
+        chosen[name] = {"precision": "float", "reason": "accuracy", "kind": anchors[name].kind}
+    for name in [n for n in chosen if n not in names]:  # the greedy's picks the cheaper tail does without
+        del chosen[name]
+    cos = best if best is not None else judge(set(chosen))
+    log(f"placement: no node gains alone; the floors need a float tail of the graph: {len(chosen)} node(s) in "
+        f"float, {100 * cost_share(graph, set(chosen)):.1f}% of the graph's cost: {what} "
+        f"output cosine {cos}")
     return cos
 
 
@@ -320,6 +367,12 @@ def placement_lines(table: CalibrationTable) -> list[str]:
              f"{p.get('reference_cos_after')} (integer reference)"
              + (f"; worst sample {p.get('worst_cos_before')} -> {p.get('reference_worst_cos_after')} (integer "
                 "reference)" if worst else "")]
+    share = p.get("float_cost_share")
+    if share is not None:
+        lines[0] += f"; {100 * share:.1f}% of the model's cost (MACs, output elements) in float"
+        if share > HEAVY_SHARE:
+            lines.append(f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
+                         "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)")
     for name, e in p["nodes"].items():
         extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
             (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
