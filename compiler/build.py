@@ -238,6 +238,9 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     else:
         from .quant.calibrate import calibrate_onnx
 
+        from .quant.steps import Steps
+
+        opts.setdefault("steps", Steps.chosen(model.calibrate))  # the spec's, unless the caller chose
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)

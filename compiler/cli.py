@@ -199,23 +199,24 @@ def _calib_options(args) -> dict:
 
 
 def _steps_args(p) -> None:
-    """The post-training steps' switches (tcc.quant.steps), shared by `tcc calibrate` and `tcc build --data`."""
+    """The post-training steps' switches (tcc.quant.steps), shared by `tcc calibrate` and `tcc build --data`. Not
+    given, each takes the spec's `calibrate:` section, else tcc's default."""
     from .quant.steps import Steps
 
     on_off, default = argparse.BooleanOptionalAction, Steps()
 
     def state(name):
-        return "on" if default.enabled(name) else "off"
+        return f"default: the spec's `calibrate:` section, else {'on' if default.enabled(name) else 'off'}"
 
-    p.add_argument("--equalization", action=on_off, default=default.equalization,
-                   help="cross-layer equalization of producer -> consumer pairs through a ReLU (default "
-                        f"{state('equalization')}: measured on the DDSNet checkpoints; README, INT8)")
-    p.add_argument("--bias-correction", action=on_off, default=default.bias_correction,
-                   help=f"empirical per-channel bias correction on the calibration data (default "
-                        f"{state('bias_correction')})")
-    p.add_argument("--rounding", action=on_off, default=default.rounding,
-                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; default "
-                        f"{state('rounding')})")
+    p.add_argument("--equalization", action=on_off, default=None,
+                   help="cross-layer equalization of producer -> consumer pairs through a ReLU ("
+                        + state("equalization") + "; measured on the DDSNet checkpoints: README, INT8)")
+    p.add_argument("--bias-correction", action=on_off, default=None,
+                   help="empirical per-channel bias correction on the calibration data ("
+                        + state("bias_correction") + ")")
+    p.add_argument("--rounding", action=on_off, default=None,
+                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; " +
+                        state("rounding") + ")")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")
@@ -224,11 +225,14 @@ def _steps_args(p) -> None:
 def _steps(args):
     from .errors import DataError
     from .quant.steps import Steps
+    from .spec.loader import load_document
 
-    if args.rounding_budget is not None and not (args.rounding and args.rounding_budget > 0):
+    section = load_document(args.spec).get("calibrate")  # validated with the spec (file:line:col errors)
+    steps = Steps.chosen(section, equalization=args.equalization, bias_correction=args.bias_correction,
+                         rounding=args.rounding, rounding_budget=args.rounding_budget)
+    if args.rounding_budget is not None and not (steps.rounding and args.rounding_budget > 0):
         raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
-    return Steps(equalization=args.equalization, bias_correction=args.bias_correction, rounding=args.rounding,
-                 rounding_budget=args.rounding_budget)
+    return steps
 
 
 def cmd_calibrate(args) -> int:

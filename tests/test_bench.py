@@ -261,3 +261,30 @@ def test_instructions_per_function_equal_hand_counts(target, tmp_path):
     # the rest of the run is attributed to the program, its loader and libc, by image
     assert any(name.startswith("main:") for name in counts) and any(name.startswith("libc.so") for name in counts)
     assert kind("fused_conv2d3_add8_tcc_requantize_uint85_cast8_compute_") == "conv2d_add_tcc_requantize_uint8_cast"
+
+
+def test_the_build_target_judges_the_users_command():
+    """`tcc build --target arm-a7` is judged on the command timed as its own process; without that record, on the
+    bench's in-process build less the instruction count the bench adds (a count the plain command never runs)."""
+    from tcc.bench.targets import TARGETS
+
+    judge = next(t for t in TARGETS if t.key == "build-arm-a7")
+    phases = {"total": 28.3, "emit": 4.9, "self-check": 3.7, "target-checks/instruction-count": 18.9}
+    model = {"builds": {"arm-a7-fp32": {"seconds": phases, "bytes": 1, "artifact_bytes": 1}}}
+    assert judge.measure(model) == pytest.approx(9.4)
+    model["builds"]["arm-a7-fp32"]["command"] = {"argv": ["tcc", "build"], "seconds": 12.4}
+    assert judge.measure(model) == 12.4
+
+
+def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
+    """command_build_seconds runs `tcc build` in a new interpreter (what the build target judges): its argv as the
+    user would type it, its wall seconds; a failing command is an error record, not a crash."""
+    from tcc.bench.run import ROOT, BenchModel, command_build_seconds
+
+    model = BenchModel("fastnet-32", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 32})
+    got = command_build_seconds(model, "ort", tmp_path / "b")
+    assert got["argv"] == ["tcc", "build", "spec/fastnet.yaml", "--target", "ort", "--set", "image_size=32"]
+    assert got["seconds"] > 0 and (tmp_path / "b" / "manifest.json").is_file()
+    bad = command_build_seconds(BenchModel("x", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort",
+                                tmp_path / "c")
+    assert "must be >= 1" in bad["error"] and not (tmp_path / "c").exists()

@@ -4,6 +4,7 @@ integer reference and the QDQ lowering."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -232,3 +233,41 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     assert "step bias correction: 4 layers' biases corrected" in printed and "step rounding: off" in printed
     assert cli(args + ["--rounding-budget", "5"]) == 2
     assert "--rounding-budget needs --rounding" in capsys.readouterr().err
+
+
+def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
+    """A spec's `calibrate:` section sets the steps calibration runs unless a switch is given; an unknown key in it
+    is a spec error at its file:line:column (exit 2). DDSNet's spec turns bias correction on (measured, README)."""
+    from tcc.cli import main as cli
+    from tcc.spec.loader import load_model
+
+    body = ("kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+            "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
+            "  - {op: conv2d, out: 4, kernel: 1}\n  - {op: global_avgpool}\n  - {op: flatten}\n"
+            "  - {op: linear, out: 3}\n")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(body + "calibrate:\n  doc: measured\n  bias_correction: true\n")
+    data = tmp_path / "calib.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "calib.json"
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+
+    def enabled():
+        return {s["name"]: s["enabled"] for s in json.loads(out.read_text())["steps"]}
+
+    assert cli(args) == 0
+    assert enabled() == {"equalization": False, "rounding": False, "bias_correction": True}
+    assert cli(args + ["--no-bias-correction", "--rounding"]) == 0
+    assert enabled() == {"equalization": False, "rounding": True, "bias_correction": False}
+    capsys.readouterr()
+    assert Steps.chosen(None) == Steps() and Steps.chosen({"rounding": True}, rounding=None).rounding
+    assert not Steps.chosen({"rounding": True}, rounding=False, rounding_budget=3.0).rounding
+    root = Path(__file__).resolve().parents[1]
+    assert load_model(root / "spec" / "ddsnet.yaml").calibrate == {"bias_correction": True}
+
+    before = out.read_bytes()
+    spec.write_text(body + "calibrate:\n  bias_corection: true\n")
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}:12:3:" in err and "did you mean 'bias_correction'" in err and "Traceback" not in err
+    assert out.read_bytes() == before  # nothing written by the failed run

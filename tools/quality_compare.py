@@ -35,7 +35,7 @@ CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
 OWN_IMAGE = {"GC": "GC.png", "PCam": "PCam.png", "Sipak": "Sipak.bmp", "Skin": "SC.jpg"}  # SOURCE.md: SC = HAM10000
 STEP_SETS = {  # config name -> the steps it runs (every other step off, whatever the defaults)
-    "none": (),  # the default (tcc.quant.steps.Steps())
+    "none": (),  # tcc's own default (tcc.quant.steps.Steps(); DDSNet's spec adds bias correction)
     "equalization": ("equalization",),
     "bias_correction": ("bias_correction",),
     "rounding": ("rounding",),

@@ -59,6 +59,11 @@ def to_markdown(doc: dict) -> str:
             rows.append([k, f"{s['total']:.1f}", phases, f"{b['bytes']:,}"])
         lines += ["`tcc build` (seconds by phase; bytes of the artifacts):", ""]
         lines += _table(["bundle", "total s", "phases (s)", "bytes"], rows)
+        for k, b in m["builds"].items():
+            c = b.get("command")
+            if c and "seconds" in c:
+                lines += [f"`{' '.join(c['argv'])}` as its own process (interpreter start and imports included, no "
+                          f"instruction count): {c['seconds']:.1f} s wall.", ""]
         rows = [[k, f"{b['instructions']['total']:,}", f"{b['instructions']['simd']:,}",
                  f"{b['instructions']['simd_fraction']:.2f}", f"{b['instructions']['int8_mac']:,}",
                  f"{b['instructions']['float_mac']:,}"] for k, b in m["builds"].items() if "instructions" in b]

@@ -96,6 +96,7 @@ class ModelRun:
 
     def calibrate(self, rules: str):
         from ..quant.calibrate import calibrate_onnx
+        from ..quant.steps import Steps
         from ..quant.table import CalibrationTable
 
         data = self.calibration_data()
@@ -104,7 +105,8 @@ class ModelRun:
         table = calibrate_onnx(self.fe.onnx, data.array, method=self.plan.calibration.method, target=rules,
                                seed=self.plan.calibration.seed, data_fingerprint=data.fingerprint,
                                spec_hash=self.model.spec_hash,
-                               weights_hash=self.weights_hash, progress=False)
+                               weights_hash=self.weights_hash, progress=False,
+                               steps=Steps.chosen(self.model.calibrate))  # as `tcc calibrate` runs it
         return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
 
     def load_table(self, path: Path, rules: str):

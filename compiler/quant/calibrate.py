@@ -301,8 +301,8 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
     fits `tcc build --calib`. The model is planned onto the integer op table before any data is read: a node
     without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
-    cos_rounds, cos_rows, batch_size, threads). placement (tcc.quant.place.PlaceOptions): the placement step, run on
-    the table calibration made.
+    cos_rounds, cos_rows, batch_size, threads, steps: the post-training steps, by default the spec's `calibrate:`
+    section's). placement (tcc.quant.place.PlaceOptions): the placement step, run on the table calibration made.
     """
     from ..frontend import lower_spec
     from .data import load_calibration_data
@@ -319,6 +319,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
         check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
+    kwargs.setdefault("steps", Steps.chosen(model.calibrate))
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
                            data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
                            weights_hash=file_sha256(weights) if weights else None, graph=graph, **kwargs)

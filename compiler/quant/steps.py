@@ -53,6 +53,16 @@ class Steps:
     def enabled(self, name: str) -> bool:
         return bool(getattr(self, name))
 
+    @classmethod
+    def chosen(cls, spec_section: dict | None, **switches) -> "Steps":
+        """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
+        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it), which wins over tcc's default.
+        Other keyword arguments (rounding_budget) pass through."""
+        section, default = spec_section or {}, cls()
+        picked = {name: bool(switches[name]) if switches.get(name) is not None else
+                  bool(section.get(name, getattr(default, name))) for name in STEP_NAMES}
+        return cls(**picked, **{k: v for k, v in switches.items() if k not in STEP_NAMES})
+
 
 NONE = Steps(equalization=False, bias_correction=False, rounding=False)
 

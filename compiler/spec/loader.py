@@ -111,6 +111,7 @@ class Model:
     notes: list[str] = field(default_factory=list)  # things the user should hear about (printed by the CLI)
     checkpoints: list = field(default_factory=list)  # the checkpoint layouts it declares (tcc.checkpoint_layouts)
     overrides: dict = field(default_factory=dict)  # the --set values it was loaded with
+    calibrate: dict = field(default_factory=dict)  # its `calibrate:` section: default post-training steps
 
     @property
     def spec_hash(self) -> str:
@@ -284,4 +285,5 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         notes=notes,
         checkpoints=checkpoints,
         overrides=dict(overrides or {}),
+        calibrate={k: bool(v) for k, v in doc.get("calibrate", {}).items() if k != "doc"},
     )

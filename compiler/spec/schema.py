@@ -176,6 +176,22 @@ _CHECKPOINT = {
 }
 
 
+# the post-training steps a model's INT8 calibration runs by default (tcc.quant.steps.Steps); a command-line switch
+# (--bias-correction / --no-bias-correction, ...) overrides it
+_CALIBRATE = {
+    "type": "object",
+    "description": "INT8 calibration defaults for this model: which post-training steps `tcc calibrate` and `tcc "
+                   "build --data` run unless their switches say otherwise (tcc's own default: none)",
+    "properties": {
+        "doc": {"type": "string", "description": "why (what was measured)"},
+        "equalization": {"type": "boolean"},
+        "bias_correction": {"type": "boolean"},
+        "rounding": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+
+
 @functools.cache
 def build_schema() -> dict:
     return {
@@ -233,6 +249,7 @@ def build_schema() -> dict:
                     "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/local_block"}},
                     "layers": {"$ref": "#/$defs/body"},
                     "train": {"$ref": "#/$defs/train"},
+                    "calibrate": _CALIBRATE,
                     "checkpoints": {"type": "array", "items": {"$ref": "#/$defs/checkpoint"}, "minItems": 1},
                 },
                 "required": ["kind", "name", "input", "layers"],
