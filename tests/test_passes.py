@@ -321,3 +321,34 @@ def test_real_ddsnet_checkpoint():
     assert_close(after, ref, what="after passes vs PyTorch")
     assert_pass_close(after, got, what="pipeline")
     assert got.argmax() == ref.argmax() == after.argmax()
+
+
+def test_batchnorm_folds_into_the_unpadded_convs_that_read_it():
+    """FastNet's ReLU -> BN -> valid conv: the BN folds into its readers (weights scaled per input channel, the
+    shift summed into the bias; grouped convs by their block of channels), exactly, since no reader pads. A BN read
+    by a padded conv, or by anything but a conv, becomes the affine instead (padded zeros are not shifted)."""
+    r = np.random.default_rng(7)
+    stats = {f"bn.{k}": r.random(4) + 0.5 for k in ("s", "b", "m", "v")}
+    hand = tiny([
+        helper.make_node("Relu", ["input"], ["a"], name="relu"),
+        helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+        helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid", strides=[2, 2]),
+        helper.make_node("Conv", ["n", "w2", "b2"], ["c2"], name="grouped", group=2, pads=[0, 0, 0, 0], strides=[2, 2]),
+        helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
+    ], {"w1": r.standard_normal((4, 4, 3, 3)), "w2": r.standard_normal((4, 2, 3, 3)), "b2": r.standard_normal(4),
+        **stats}, shape=(2, 4, 7, 7), out_shape=(2, 4, 3, 3))
+    new = fires(fold_batchnorm, hand, x_for(hand), bn_conv=1)
+    assert [n.op_type for n in new.graph.node] == ["Relu", "Conv", "Conv", "Add"]
+    assert all(list(n.input)[0] == "a" for n in new.graph.node if n.op_type == "Conv")
+    padded = tiny([
+        helper.make_node("Relu", ["input"], ["a"], name="relu"),
+        helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+        helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid"),
+        helper.make_node("Conv", ["n", "w2"], ["c2"], name="same", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
+    ], {"w1": r.standard_normal((4, 4, 3, 3)), "w2": r.standard_normal((4, 4, 5, 5)), **stats},
+        shape=(2, 4, 7, 7), out_shape=(2, 4, 5, 5))
+    assert fold_batchnorm.run(padded)[1]["bn_conv"] == 0
+    fires(batchnorm_to_affine, padded, x_for(padded), bn_affine=1)
+    _, _, fastnet = lowered(ROOT / "spec" / "fastnet.yaml", 13)
+    assert fold_batchnorm.run(fastnet)[1]["bn_conv"] == 4  # the stem's and the three stages' downsampling BNs
