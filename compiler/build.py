@@ -209,8 +209,13 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
 
     from .quant.data import load_calibration_data
 
+    from .quant.steps import Steps
+
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
+    if "steps" not in opts:  # the spec's `calibrate:` section with the caller's switches on top, checked now
+        opts["steps"] = Steps.chosen(model.calibrate, **(opts.get("step_switches") or {})).checked()
+    opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:
         from .quant.place import check_nodes, check_options
@@ -238,9 +243,6 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     else:
         from .quant.calibrate import calibrate_onnx
 
-        from .quant.steps import Steps
-
-        opts.setdefault("steps", Steps.chosen(model.calibrate))  # the spec's, unless the caller chose
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)

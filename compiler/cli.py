@@ -195,7 +195,7 @@ def _calib_options(args) -> dict:
     """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, the
     post-training steps (tcc.quant.steps) and the placement step's (tcc.quant.place)."""
     return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method,
-            "steps": _steps(args), "placement": _place_options(args)}
+            "step_switches": _step_switches(args), "placement": _place_options(args)}
 
 
 def _steps_args(p) -> None:
@@ -222,17 +222,11 @@ def _steps_args(p) -> None:
                         "then depends on the machine's speed and says which layers were reached)")
 
 
-def _steps(args):
-    from .errors import DataError
-    from .quant.steps import Steps
-    from .spec.loader import load_document
-
-    section = load_document(args.spec).get("calibrate")  # validated with the spec (file:line:col errors)
-    steps = Steps.chosen(section, equalization=args.equalization, bias_correction=args.bias_correction,
-                         rounding=args.rounding, rounding_budget=args.rounding_budget)
-    if args.rounding_budget is not None and not (steps.rounding and args.rounding_budget > 0):
-        raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
-    return steps
+def _step_switches(args) -> dict:
+    """The steps' switches as given (None: not given); tcc.quant.steps.Steps.chosen resolves them against the
+    spec's `calibrate:` section where the model is loaded."""
+    return {"equalization": args.equalization, "bias_correction": args.bias_correction, "rounding": args.rounding,
+            "rounding_budget": args.rounding_budget}
 
 
 def cmd_calibrate(args) -> int:
@@ -256,7 +250,8 @@ def cmd_calibrate(args) -> int:
         args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
         key_map=args.key_map, opset=args.opset, percentile=args.percentile, cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds, steps=_steps(args), return_inputs=True, placement=_place_options(args),
+        cos_rounds=args.cos_rounds, step_switches=_step_switches(args), return_inputs=True,
+        placement=_place_options(args),
         log=lambda msg: print(msg, file=sys.stderr),
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -51,13 +52,19 @@ CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFI
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
+def fail(message: str):
+    """A user mistake (or a rival that failed): the message on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def crops(work: Path, fixtures: Path, calib: int, held: int, images=IMAGES):
     from tcc.quant.crops import make_crops
 
     images = [fixtures / n for n in images]
     missing = [str(p) for p in images if not p.exists()]
     if missing:
-        raise SystemExit(f"error: fixture images missing: {', '.join(missing)}")
+        fail(f"fixture images missing: {', '.join(missing)}")
     return make_crops(work / "calib", calib, 0, images=images), make_crops(work / "held", held, 1, images=images)
 
 
@@ -85,10 +92,13 @@ def nncf_elsewhere(fp32, array, python: str):
         src, data, out = Path(d) / "fp32.onnx", Path(d) / "calib.npy", Path(d) / "nncf.onnx"
         onnx.save(fp32, src)
         np.save(data, array)
-        done = subprocess.run([python, __file__, "--nncf-worker", str(src), str(data), str(out)],
-                              capture_output=True, text=True)
+        try:
+            done = subprocess.run([python, __file__, "--nncf-worker", str(src), str(data), str(out)],
+                                  capture_output=True, text=True)
+        except OSError as e:  # no such interpreter, not executable
+            fail(f"--nncf-python {python}: {e.strerror}")
         if done.returncode != 0:
-            raise SystemExit(f"error: NNCF under {python} failed:\n{done.stderr[-2000:]}")
+            fail(f"NNCF under {python} failed:\n{done.stderr[-2000:]}")
         return onnx.load(out)
 
 
@@ -232,6 +242,9 @@ def main(argv=None) -> int:
     missing = [n for n in names if not (args.fixtures / f"{n}_DDS_0.0064.pth").exists()]
     if missing:
         print(f"error: no checkpoint {', '.join(missing)} in {args.fixtures}", file=sys.stderr)
+        return 2
+    if args.nncf_python and "nncf" in rivals and not shutil.which(args.nncf_python):  # before minutes of work
+        print(f"error: --nncf-python {args.nncf_python}: no such executable", file=sys.stderr)
         return 2
     results = {}
     with tempfile.TemporaryDirectory() as d:

@@ -112,18 +112,23 @@ def _take_output(graph: gs.Graph, node: gs.Node, bn: gs.Node) -> None:
         replace_uses(graph, bn_out, out)
 
 
+def _put_bias(graph: gs.Graph, node: gs.Node, values: np.ndarray) -> None:
+    """`node`'s bias input (a Conv's B, a Gemm's C) becomes the constant `values`, under its old name or a new one."""
+    old = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = gs.Constant(old.name if old is not None else fresh_name(graph, f"{node.name}.bias"), values)
+    if old is not None:
+        node.inputs[2] = bias
+    else:
+        node.inputs.append(bias)
+
+
 def _fold_into_conv(graph: gs.Graph, m: dict) -> None:
     conv, w, b, scale, shift = m["node"], const(m["weight"]), m["bias"], m["scale"], m["shift"]
     w_new = (w.astype(np.float64) * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype)
     b_old = const(b).astype(np.float64) if b is not None else 0.0
     b_new = (b_old * scale + shift).astype(w.dtype)
     conv.inputs[1] = gs.Constant(m["weight"].name, w_new)
-    b_name = b.name if b is not None else fresh_name(graph, f"{conv.name}.bias")
-    bias = gs.Constant(b_name, b_new)
-    if b is not None:
-        conv.inputs[2] = bias
-    else:
-        conv.inputs.append(bias)
+    _put_bias(graph, conv, b_new)
     _take_output(graph, conv, m["bn"])
 
 
@@ -137,11 +142,7 @@ def _fold_into_gemm(graph: gs.Graph, m: dict) -> None:
     c_old = np.broadcast_to(const(c).astype(np.float64).reshape(-1), (n_out,)) * beta if c is not None else 0.0
     c_new = (c_old * scale + shift).astype(w.dtype)
     gemm.inputs[1] = gs.Constant(m["weight"].name, w_new)
-    bias = gs.Constant(c.name if c is not None else fresh_name(graph, f"{gemm.name}.bias"), c_new)
-    if c is not None:
-        gemm.inputs[2] = bias
-    else:
-        gemm.inputs.append(bias)
+    _put_bias(graph, gemm, c_new)
     gemm.attrs["alpha"] = 1.0
     gemm.attrs["beta"] = 1.0
     _take_output(graph, gemm, m["bn"])
@@ -163,7 +164,7 @@ def _match_bn_readers(bn: gs.Node, graph: gs.Graph) -> dict | None:
     y = bn.outputs[0] if bn.outputs else None
     if affine is None or y is None or y in graph.outputs or not y.outputs:
         return None
-    readers = [n for i, n in enumerate(y.outputs) if all(n is not m for m in y.outputs[:i])]
+    readers = list(y.outputs)  # a conv that reads y twice appears twice: refused below
     for conv in readers:
         if conv.op != "Conv" or conv.inputs[0] is not y or list(conv.inputs).count(y) != 1 or not _unpadded(conv):
             return None
@@ -188,14 +189,9 @@ def _fold_into_readers(graph: gs.Graph, m: dict) -> None:
         w64 = w.astype(np.float64)
         w_new = (w64 * scale[channel].reshape(*channel.shape, *spatial)).astype(w.dtype)
         b_add = (w64 * shift[channel].reshape(*channel.shape, *spatial)).sum(axis=tuple(range(1, w.ndim)))
-        b = conv.inputs[2] if len(conv.inputs) > 2 else None
-        b_new = ((const(b).astype(np.float64) if b is not None else 0.0) + b_add).astype(w.dtype)
+        b = const(conv.inputs[2]).astype(np.float64) if len(conv.inputs) > 2 else 0.0
         conv.inputs[1] = gs.Constant(conv.inputs[1].name, w_new)
-        bias = gs.Constant(b.name if b is not None else fresh_name(graph, f"{conv.name}.bias"), b_new)
-        if b is not None:
-            conv.inputs[2] = bias
-        else:
-            conv.inputs.append(bias)
+        _put_bias(graph, conv, (b + b_add).astype(w.dtype))
         conv.inputs[0] = x
     disconnect(bn)
 

@@ -295,14 +295,16 @@ def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: di
 def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
               calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
               by_order: bool = False, key_map=None, opset: int = 13, progress: bool | None = None,
-              return_inputs: bool = False, placement=None, log=lambda s: None, **kwargs):
+              return_inputs: bool = False, placement=None, step_switches: dict | None = None,
+              log=lambda s: None, **kwargs):
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
     The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
     fits `tcc build --calib`. The model is planned onto the integer op table before any data is read: a node
     without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
-    cos_rounds, cos_rows, batch_size, threads, steps: the post-training steps, by default the spec's `calibrate:`
-    section's). placement (tcc.quant.place.PlaceOptions): the placement step, run on the table calibration made.
+    cos_rounds, cos_rows, batch_size, threads, steps: the post-training steps). Without `steps`, the steps are the
+    spec's `calibrate:` section's with `step_switches` (Steps.chosen: the command line's) on top. placement
+    (tcc.quant.place.PlaceOptions): the placement step, run on the table calibration made.
     """
     from ..frontend import lower_spec
     from .data import load_calibration_data
@@ -318,8 +320,9 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if placement is not None:
         check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
+    if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
+        kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
-    kwargs.setdefault("steps", Steps.chosen(model.calibrate))
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
                            data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
                            weights_hash=file_sha256(weights) if weights else None, graph=graph, **kwargs)

@@ -338,11 +338,8 @@ def _float_tail(graph: IntGraph, judge, chosen: dict, start: set, options: Place
                 hi, best = mid, trial
         return tail(base, rest, hi), best
 
-    def cost(names: set) -> int:
-        return sum(node_cost(graph, anchors[n]) for n in names)
-
     options_found = [shortest(set(chosen))] + ([shortest(set(start))] if set(start) != set(chosen) else [])
-    names, best = min(options_found, key=lambda t: (cost(t[0]), len(t[0])))
+    names, best = min(options_found, key=lambda t: (cost_share(graph, t[0]), len(t[0])))
     for name in (n.name for n in graph.nodes if n.name in names and n.name not in chosen):
         chosen[name] = {"precision": "float", "reason": "accuracy", "kind": anchors[name].kind}
     for name in [n for n in chosen if n not in names]:  # the greedy's picks the cheaper tail does without

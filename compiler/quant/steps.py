@@ -63,6 +63,14 @@ class Steps:
                   bool(section.get(name, getattr(default, name))) for name in STEP_NAMES}
         return cls(**picked, **{k: v for k, v in switches.items() if k not in STEP_NAMES})
 
+    def checked(self) -> "Steps":
+        """Itself, if its settings fit together (a rounding budget needs the rounding step and seconds > 0)."""
+        from ..errors import DataError
+
+        if self.rounding_budget is not None and not (self.rounding and self.rounding_budget > 0):
+            raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
+        return self
+
 
 NONE = Steps(equalization=False, bias_correction=False, rounding=False)
 
