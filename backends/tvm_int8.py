@@ -74,14 +74,16 @@ NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis
 class RelaxLowering(Interpreter):
     lowering = TVM
 
-    def __init__(self, kernel=None):
+    def __init__(self, kernel=None, reciprocal: bool = False):
         """kernel: the target's integer dot-product kernel (tvm_int8_kernels.DotKernel) for dense convs; None:
-        the generic int16 form everywhere (compiles for any target)."""
+        the generic int16 form everywhere (compiles for any target). reciprocal: the input's x / s by
+        multiply-adds (`quantize_input_primfunc`; tvm_int8_kernels.reciprocal_division)."""
         from tvm import relax
 
         self.relax = relax
         self.bb = relax.BlockBuilder()
         self.kernel = kernel
+        self.reciprocal = reciprocal
 
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
@@ -186,7 +188,7 @@ class RelaxLowering(Interpreter):
                 if p is None:  # only float islands read the input
                     env[qg.input] = x
                 else:
-                    func = self.bb.add_func(quantize_input_primfunc(dims, p), "tcc_quantize_input")
+                    func = self.bb.add_func(quantize_input_primfunc(dims, p, self.reciprocal), "tcc_quantize_input")
                     codes = self.emit(relax.call_tir(func, [x], relax.TensorType(dims, p.dtype)))
                     env[qg.input] = _Codes(self.nhwc(codes), p)
                 for node in qg.nodes:
@@ -481,19 +483,25 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     from tcc.quant.qgraph import quantize_graph
 
     graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
-    return RelaxLowering(dot_kernel(target)).lower(quantize_graph(graph, table), tuple(expose), batch)
+    from .tvm_int8_kernels import reciprocal_division
+
+    lowering = RelaxLowering(dot_kernel(target), target is not None and reciprocal_division(_tvm_target(target)))
+    return lowering.lower(quantize_graph(graph, table), tuple(expose), batch)
+
+
+def _tvm_target(target: str):
+    import tvm
+
+    from .tvm_compile import resolve_tvm_target
+
+    return tvm.target.Target(resolve_tvm_target(target))
 
 
 def dot_kernel(target: str | None):
     """The integer dot-product kernel for a target of the registry (None: none, the generic form)."""
-    if target is None:
-        return None
-    import tvm
-
-    from .tvm_compile import resolve_tvm_target
     from .tvm_int8_kernels import kernel_for
 
-    return kernel_for(tvm.target.Target(resolve_tvm_target(target)))
+    return None if target is None else kernel_for(_tvm_target(target))
 
 
 def _half_even_mul(x, q, k, below_half):
@@ -526,28 +534,69 @@ def _dims(shape):
             for i, d in enumerate(shape)]
 
 
-def quantize_input_primfunc(shape, p: QParams):
+def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
     """Equation (8) in float32 like the reference (reference.quantize_input): clamp(rint(x / s) + zp, lo, hi),
     computed as rint(clamp(x / s, lo - zp, hi - zp)) + zp (the same: rint is monotone and keeps integers), the
     rounding by the float32 adder itself: v + 1.5 * 2^23 lies in [2^23, 2^24), where float32 holds integers
     exactly and IEEE addition rounds half to even, so its bits minus those of 1.5 * 2^23 are rint(v), for
     |v| < 2^22. No call of libm's rint per element (ARMv7 has no rounding instruction); the reinterpretation
-    keeps the simplifier from folding (v + c) - c to v."""
+    keeps the simplifier from folding (v + c) - c to v.
+    reciprocal: x / s as `exact_quotient` computes it, by multiply-adds (targets without a vector division,
+    `reciprocal_division`); where its bounds do not hold for these parameters, the division."""
     from tvm import te, tirx
+
+    from .tvm_int8_kernels import QUANTIZE_BLOCK
 
     dims = _dims(shape)
     x = te.placeholder(dims, "float32", name="x")
     magic = np.float32(1.5 * 2.0**23)
     bits = int(magic.view(np.int32))
+    by_reciprocal = reciprocal and exact_quotient_applies(p)
 
     def one(*idx):
-        v = x[idx] / tirx.const(np.float32(p.scale), "float32")
+        if by_reciprocal:
+            v = exact_quotient(x[idx], p.scale, lambda a, b, c: tirx.call_llvm_pure_intrin("float32", "llvm.fma", a, b, c),
+                               lambda v, lo, hi: tirx.min(tirx.max(v, tirx.const(lo, "float32")),
+                                                          tirx.const(hi, "float32")))
+        else:
+            v = x[idx] / tirx.const(np.float32(p.scale), "float32")
         v = tirx.min(tirx.max(v, tirx.const(float(p.lo - p.zp), "float32")), tirx.const(float(p.hi - p.zp), "float32"))
         r = tirx.reinterpret("int32", v + tirx.const(magic, "float32")) - tirx.const(bits - p.zp, "int32")
         return r.astype(p.dtype)
 
-    out = te.compute(dims, one, name="quantize")
+    out = te.compute(dims, one, name=QUANTIZE_BLOCK)
     return te.create_prim_func([x, out]).without_attr("global_symbol").with_attr("tcc.op_pattern", 0)
+
+
+# x / s by `exact_quotient`: s within these powers of two (no reciprocal, product or residual leaves float32's
+# normal range for the inputs that decide a code), codes within QUOTIENT_CLAMP of the zero point
+QUOTIENT_SCALES = (2.0**-100, 2.0**100)
+QUOTIENT_CLAMP = 1024
+
+
+def exact_quotient_applies(p: QParams) -> bool:
+    return (QUOTIENT_SCALES[0] <= p.scale <= QUOTIENT_SCALES[1]
+            and max(abs(p.lo - p.zp), abs(p.hi - p.zp)) < QUOTIENT_CLAMP)
+
+
+def exact_quotient(x, scale: float, fma, clamp):
+    """fl(x / s) for float32 x (clamped to +-QUOTIENT_CLAMP * s first: the quotient past every code bound, as
+    the division's, infinities included) without a division: r = fl(1 / s), y = fl(x r), then two Newton
+    corrections q' = fma(fma(-q, s, x), r, q). The first makes q faithful (within one ulp of x / s; y alone
+    can be 1.1 ulp off); from a faithful q the residual fma(-q, s, x) is exact and the second correction is
+    the correctly rounded quotient (Markstein's theorem, round to nearest even; the Handbook of Floating-Point
+    Arithmetic, section 4.7). Generic in the arithmetic: fma(a, b, c) and clamp(v, lo, hi) are TIR calls in
+    the kernel and float32 emulations in the tests (tests/test_tvm_int8_quantize.py). Where it differs from
+    a division: NEON flushes subnormals to zero, so a subnormal x gives 0, which is the code zp as x / s
+    (|x / s| < 1/2 for every s that `exact_quotient_applies` takes)."""
+    s = np.float32(scale)
+    r = np.float32(1) / s
+    bound = s * np.float32(QUOTIENT_CLAMP)  # exact: a power of two
+    x = clamp(x, -bound, bound)
+    q = x * r
+    for _ in range(2):
+        q = fma(fma(-q, s, x), r, q)
+    return q
 
 
 def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule r
 PAD_BLOCK = "tcc_dot_pad"
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
+QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize_input_primfunc)
 # The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"
 # scope, not "local". Both are stack arrays to LLVM, which keeps them in registers; but TVM 0.27's LowerTVMBuiltin
 # leaves only small "global" allocations on the stack and serves every "local" one with a TVMBackendAllocWorkspace
@@ -125,6 +126,16 @@ def kernel_for(target) -> DotKernel | None:
     if has("avx2"):
         return KERNELS["tcc_dot_avx2_madd"]
     return None
+
+
+def reciprocal_division(target) -> bool:
+    """Whether float32 division is better done by multiply-adds (tvm_int8.exact_quotient): ARMv7 NEON has no
+    vector division (one scalar vdiv.f32 per element) but VFPv4's fused multiply-add; x86 and AArch64 divide
+    vectors exactly."""
+    from .tvm_schedule import target_has
+
+    return str(target.attrs.get("mtriple", "")).startswith("arm") and target_has(target, "neon") \
+        and target_has(target, "vfp4")
 
 
 # ---------------------------------------------------------------------------------------------------- layers

@@ -447,6 +447,38 @@ class Int8Depthwise(Rule):
         return True
 
 
+class QuantizeInput(Rule):
+    """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
+    transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
+    the few channels (3 for RGB) unrolled; the codes stored with a stride of the channels. (Injective's vectors
+    along the channels are 3 lanes wide and, on ARMv7, divide lane by lane.)"""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        from .tvm_int8_kernels import QUANTIZE_BLOCK
+
+        names = [sch.get(b).name_hint for b in blocks]
+        if QUANTIZE_BLOCK not in names:
+            return False
+        for b in blocks[:-1]:
+            sch.compute_inline(b)
+        last = blocks[-1]
+        loops = sch.get_loops(last)
+        if len(loops) != 4 or _extent(sch, loops[-1]) >= simd.lanes:
+            _vectorize_spatial(sch, last, simd)
+            return True
+        n, y, x, c = loops
+        width = next((w for w in (4 * simd.lanes, simd.lanes) if _extent(sch, x) % w == 0), None)
+        if width is None:
+            _vectorize_spatial(sch, last, simd)
+            return True
+        x_out, x_in = sch.split(x, [None, width])
+        sch.reorder(n, y, x_out, c, x_in)
+        sch.vectorize(x_in)
+        sch.unroll(c)
+        _parallel(sch, [n, y])
+        return True
+
+
 class Injective(Rule):
     """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
     block where possible, then vectorized along the innermost axis."""
@@ -463,8 +495,8 @@ class Injective(Rule):
 
 def default_schedule_pass():
     """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
-    WindowReduction, then Injective) to every PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), Injective())
+    WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), QuantizeInput(), Injective())
 
 
 def layout_passes():
