@@ -555,8 +555,8 @@ def _impl(k: DotKernel):
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
-                va = A.vload([0], "int8x16")
-                vb = B.vload([0], "int8x16")
+                va = T.meta_var(A.vload([0], "int8x16"))  # values, not buffers: see impl_neon
+                vb = T.meta_var(B.vload([0], "int8x16"))
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
                     T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
@@ -575,8 +575,8 @@ def _impl(k: DotKernel):
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
-                va = A.vload([0], "int8x16")
-                vb = B.vload([0], "int8x16")
+                va = T.meta_var(A.vload([0], "int8x16"))  # values, not buffers: see impl_neon
+                vb = T.meta_var(B.vload([0], "int8x16"))
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
                     T.call_llvm_pure_intrin(
