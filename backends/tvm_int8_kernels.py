@@ -50,10 +50,11 @@ QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize
 # / FreeWorkspace pair, per tile and row inside the parallel loop (DDSNet INT8 on arm-a7: ~13,000 runtime calls,
 # ~3 M instructions per inference), behind a pointer LLVM cannot promote to registers.
 TILE_SCOPE = "global"
-# Except the ARMv7 dot form's tile (2 pixels x 4 channels x 4 partial lanes, `Int8DotConv._dot`) and its partial
-# sums: in registers that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot
-# convs 98 M -> 121 M instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a
-# load and a store per step, fewer instructions. (Its intrinsic's operand vectors are values either way.)
+# Except the ARMv7 dot form's tile (2 pixels x 4 channels x 4 partial lanes, `Int8DotConv._dot`): in registers
+# that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot convs 98 M -> 121 M
+# instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a load and a store per
+# step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel summed,
+# `partial_sum_intrin`) and its intrinsic's operands are values (FastNet: -2.3 M instructions, two pairs fewer).
 DOT_TILE_SCOPE = "local"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
@@ -691,7 +692,7 @@ def partial_sum_intrin() -> str:
         @T.prim_func(s_tir=True)
         def desc(p: T.handle, o: T.handle) -> None:
             P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(P[0:4, 0:4])
                 T.writes(O[0:4])
@@ -703,7 +704,7 @@ def partial_sum_intrin() -> str:
         @T.prim_func(s_tir=True)
         def impl(p: T.handle, o: T.handle) -> None:
             P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
                 T.reads(P[0:4, 0:4])
                 T.writes(O[0:4])

@@ -354,7 +354,7 @@ class Int8DotConv(Rule):
         """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
         registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
         epilogue applied, 4 channels per vector."""
-        from .tvm_int8_kernels import CONV_BLOCK, DOT_TILE_SCOPE, PAD_BLOCK, SUM_BLOCK, partial_sum_intrin
+        from .tvm_int8_kernels import CONV_BLOCK, DOT_TILE_SCOPE, PAD_BLOCK, SUM_BLOCK, TILE_SCOPE, partial_sum_intrin
 
         at = names.index(CONV_BLOCK)
         if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
@@ -376,7 +376,7 @@ class Int8DotConv(Rule):
         _parallel(sch, [n, y])
         # per tile: the partial sums (registers), their sum by 4 channels (registers), the epilogue by vectors
         sch.compute_at(total, c_out, preserve_unit_loops=True)
-        sch.set_scope(total, 0, DOT_TILE_SCOPE)
+        sch.set_scope(total, 0, TILE_SCOPE)
         sch.compute_at(conv, c_out, preserve_unit_loops=True)
         sch.set_scope(conv, 0, DOT_TILE_SCOPE)
         p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
