@@ -553,14 +553,18 @@ def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
     bits = int(magic.view(np.int32))
     by_reciprocal = reciprocal and exact_quotient_applies(p)
 
+    def fma(a, b, c):
+        return tirx.call_llvm_pure_intrin("float32", "llvm.fma", a, b, c)
+
+    def clamp(v, lo, hi):
+        return tirx.min(tirx.max(v, tirx.const(lo, "float32")), tirx.const(hi, "float32"))
+
     def one(*idx):
         if by_reciprocal:
-            v = exact_quotient(x[idx], p.scale, lambda a, b, c: tirx.call_llvm_pure_intrin("float32", "llvm.fma", a, b, c),
-                               lambda v, lo, hi: tirx.min(tirx.max(v, tirx.const(lo, "float32")),
-                                                          tirx.const(hi, "float32")))
+            v = exact_quotient(x[idx], p.scale, fma, clamp)
         else:
             v = x[idx] / tirx.const(np.float32(p.scale), "float32")
-        v = tirx.min(tirx.max(v, tirx.const(float(p.lo - p.zp), "float32")), tirx.const(float(p.hi - p.zp), "float32"))
+        v = clamp(v, float(p.lo - p.zp), float(p.hi - p.zp))
         r = tirx.reinterpret("int32", v + tirx.const(magic, "float32")) - tirx.const(bits - p.zp, "int32")
         return r.astype(p.dtype)
 
@@ -582,10 +586,10 @@ def exact_quotient_applies(p: QParams) -> bool:
 def exact_quotient(x, scale: float, fma, clamp):
     """fl(x / s) for float32 x (clamped to +-QUOTIENT_CLAMP * s first: the quotient past every code bound, as
     the division's, infinities included) without a division: r = fl(1 / s), y = fl(x r), then two Newton
-    corrections q' = fma(fma(-q, s, x), r, q). The first makes q faithful (within one ulp of x / s; y alone
-    can be 1.1 ulp off); from a faithful q the residual fma(-q, s, x) is exact and the second correction is
-    the correctly rounded quotient (Markstein's theorem, round to nearest even; the Handbook of Floating-Point
-    Arithmetic, section 4.7). Generic in the arithmetic: fma(a, b, c) and clamp(v, lo, hi) are TIR calls in
+    corrections q' = fma(fma(-q, s, x), r, q). The first makes q faithful (within one ulp of x / s; y alone is
+    only within 1.5 ulps); from a faithful q the residual fma(-q, s, x) is exact and the second correction is
+    the correctly rounded quotient (Markstein's theorem, round to nearest even; Muller et al., Handbook of
+    Floating-Point Arithmetic, on division by fused multiply-adds). Generic in the arithmetic: fma(a, b, c) and clamp(v, lo, hi) are TIR calls in
     the kernel and float32 emulations in the tests (tests/test_tvm_int8_quantize.py). Where it differs from
     a division: NEON flushes subnormals to zero, so a subnormal x gives 0, which is the code zp as x / s
     (|x / s| < 1/2 for every s that `exact_quotient_applies` takes)."""

@@ -354,7 +354,14 @@ class Int8DotConv(Rule):
         """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
         registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
         epilogue applied, 4 channels per vector."""
-        from .tvm_int8_kernels import CONV_BLOCK, DOT_TILE_SCOPE, PAD_BLOCK, SUM_BLOCK, TILE_SCOPE, partial_sum_intrin
+        from .tvm_int8_kernels import (
+            CONV_BLOCK,
+            DOT_TILE_SCOPE,
+            PAD_BLOCK,
+            SUM_BLOCK,
+            TILE_SCOPE,
+            partial_sum_intrin,
+        )
 
         at = names.index(CONV_BLOCK)
         if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
