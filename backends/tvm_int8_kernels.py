@@ -54,7 +54,8 @@ TILE_SCOPE = "global"
 # that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot convs 98 M -> 121 M
 # instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a load and a store per
 # step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel summed,
-# `partial_sum_intrin`) and its intrinsic's operands are values (FastNet: -2.3 M instructions, two pairs fewer).
+# `partial_sum_intrin`) are a stack array in registers (FastNet -1.0 M instructions, DDSNet -3.6 M), and on
+# one-pixel tiles its intrinsic's operands are values (`ensure_registered`).
 DOT_TILE_SCOPE = "local"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
@@ -508,10 +509,12 @@ def _desc(k: DotKernel):
     return desc_pairs
 
 
-def _impl(k: DotKernel):
+def _impl(k: DotKernel, values: bool = False):
+    """values: the dot form's 16-code operands as values (`dot_intrin`), else local buffers."""
     from tvm.script import tirx as T
 
     L, J, H = k.lanes, k.group, k.pairs
+    operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
     if k.name in ("tcc_dot_avx2_madd", "tcc_dot_avx512_madd"):
         madd = "llvm.x86.avx2.pmadd.wd" if L == 8 else "llvm.x86.avx512.pmaddw.d.512"
 
@@ -556,8 +559,8 @@ def _impl(k: DotKernel):
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
-                va = T.meta_var(A.vload([0], "int8x16"))  # values, not buffers: see impl_neon
-                vb = T.meta_var(B.vload([0], "int8x16"))
+                va = operand(A.vload([0], "int8x16"))
+                vb = operand(B.vload([0], "int8x16"))
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
                     T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
@@ -576,8 +579,8 @@ def _impl(k: DotKernel):
             with T.sblock("root"):
                 T.reads(C[0:4], A[0:16], B[0:16])
                 T.writes(C[0:4])
-                va = T.meta_var(A.vload([0], "int8x16"))  # values, not buffers: see impl_neon
-                vb = T.meta_var(B.vload([0], "int8x16"))
+                va = operand(A.vload([0], "int8x16"))
+                vb = operand(B.vload([0], "int8x16"))
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                     T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
                     T.call_llvm_pure_intrin(
@@ -737,11 +740,15 @@ def partial_sum_intrin() -> str:
 _registered: set[str] = set()
 
 
-def ensure_registered(k: DotKernel) -> str:
-    """Register the kernel's TensorIntrin (once per process); returns its name."""
-    if k.name not in _registered:
+def ensure_registered(k: DotKernel, values: bool = False) -> str:
+    """Register the kernel's TensorIntrin (once per process); returns its name. values: the dot form's variant
+    whose operands are values, for one-pixel tiles (odd widths): there LLVM keeps them in registers (FastNet:
+    -1.3 M instructions and a workspace pair per row fewer), where on two-pixel tiles, with an operand shared by
+    a pixel's channel vectors, it copies registers instead (DDSNet +45 M)."""
+    name = f"{k.name}_values" if values else k.name
+    if name not in _registered:
         from tvm.s_tir import TensorIntrin
 
-        TensorIntrin.register(k.name, _desc(k), _impl(k), override=True)
-        _registered.add(k.name)
-    return k.name
+        TensorIntrin.register(name, _desc(k), _impl(k, values), override=True)
+        _registered.add(name)
+    return name

@@ -360,6 +360,7 @@ class Int8DotConv(Rule):
             PAD_BLOCK,
             SUM_BLOCK,
             TILE_SCOPE,
+            ensure_registered,
             partial_sum_intrin,
         )
 
@@ -377,7 +378,10 @@ class Int8DotConv(Rule):
             sch.compute_inline(sch.get_sblock(name))
         last = sch.get_sblock(epilogue[-1])
         n, y, x, co = sch.get_loops(last)
-        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        pixels = _largest_divisor(_extent(sch, x), kernel.tile[0])
+        if pixels == 1:  # odd widths: operands as values (ensure_registered)
+            intrin = ensure_registered(kernel, values=True)
+        x_out, x_in = sch.split(x, [None, pixels])
         c_out, c_in = sch.split(co, [None, tile_channels])
         sch.reorder(n, y, x_out, c_out, x_in, c_in)
         _parallel(sch, [n, y])
