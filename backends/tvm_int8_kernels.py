@@ -390,7 +390,8 @@ def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):
 def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int):
     """x [1, h, w, c] -> [1, oh, ow, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
     zeros; the padding holds `pad_code`. Written out as loops (and marked scheduled): the input padded once into
-    rows of (x, c), then each window row copied as one run of kw * c codes, no division per element."""
+    rows of (x, c), each input row copied by 64-code vectors, then each window row copied as one run of kw * c
+    codes, no division per element."""
     from tvm.script import tirx as T
 
     n, h, w, c = shape.n, shape.h, shape.w, shape.c
@@ -399,7 +400,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
     pt, pl, pb, pr = shape.pads
     kh, kw = shape.kh, shape.kw
     hp, row = h + pt + pb, (w + pl + pr) * c
-    run, window = kw * c, kh * kw * c
+    run, window, body = kw * c, kh * kw * c, w * c
     assert n == 1 and dh == 1 and dw == 1
 
     @T.prim_func(s_tir=True)
@@ -409,11 +410,19 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
             rows = T.sblock_alloc_buffer((hp, row), dtype)
             flat = T.decl_buffer((h * w * c,), dtype, data=x.data)
             for y in T.parallel(hp):
-                for e in range(row):
-                    rows[y, e] = T.if_then_else(
-                        pt <= y and y < pt + h and pl * c <= e and e < (pl + w) * c,
-                        flat[T.max(T.min(y - pt, h - 1), 0) * (w * c) + T.max(T.min(e - pl * c, w * c - 1), 0)],
-                        T.Cast(dtype, pad_code))
+                if pt <= y and y < pt + h:  # a padded input row: its codes copied by vectors, no select
+                    for e in range(pl * c):
+                        rows[y, e] = T.Cast(dtype, pad_code)
+                    for v in range(body // 64):
+                        for e in T.vectorized(64):
+                            rows[y, pl * c + v * 64 + e] = flat[(y - pt) * (w * c) + v * 64 + e]
+                    for e in range(body % 64):
+                        rows[y, pl * c + body // 64 * 64 + e] = flat[(y - pt) * (w * c) + body // 64 * 64 + e]
+                    for e in range(pr * c):
+                        rows[y, (pl + w) * c + e] = T.Cast(dtype, pad_code)
+                else:
+                    for e in range(row):
+                        rows[y, e] = T.Cast(dtype, pad_code)
             for yy in T.parallel(oh):
                 for xx, ky in T.grid(ow, kh):
                     for e in T.vectorized(run):
