@@ -461,8 +461,9 @@ class Int8Depthwise(Rule):
 class QuantizeInput(Rule):
     """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
     transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
-    the few channels (3 for RGB) unrolled; the codes stored with a stride of the channels. (Injective's vectors
-    along the channels are 3 lanes wide and, on ARMv7, divide lane by lane.)"""
+    by 8 float vectors (ARMv7 FastNet: 0.3% fewer instructions than 4, 16 or 2), the few channels (3 for RGB)
+    unrolled; the codes stored with a stride of the channels. (Injective's vectors along the channels are 3
+    lanes wide and, on ARMv7, divide lane by lane.)"""
 
     def schedule(self, sch, blocks, simd) -> bool:
         from .tvm_int8_kernels import QUANTIZE_BLOCK
@@ -478,7 +479,7 @@ class QuantizeInput(Rule):
             _vectorize_spatial(sch, last, simd)
             return True
         n, y, x, c = loops
-        width = next((w for w in (4 * simd.lanes, simd.lanes) if _extent(sch, x) % w == 0), None)
+        width = next((w for w in (8 * simd.lanes, 4 * simd.lanes, simd.lanes) if _extent(sch, x) % w == 0), None)
         if width is None:
             _vectorize_spatial(sch, last, simd)
             return True
