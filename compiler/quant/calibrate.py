@@ -96,16 +96,19 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         progress = sys.stderr.isatty() and len(data) > 64
     seen = 0
     exposed = names + sorted({l.input for l in layers} - set(names))
+    def sample_rows(outs, take):  # every layer in order: one generator draws all positions
+        for l in layers:
+            per_batch = math.ceil(cos_rows * take / n_cos)
+            rows[l.name].append(layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng))
+
     with ThreadPoolExecutor(max_workers=threads or 2) as counting:
         for outs in run_batches(model, data, exposed, batch_size, threads, progress):
             nb = len(next(iter(outs.values())))
+            # the rows are sampled on one thread while the others count the histograms
+            sampling = counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if rows and seen < n_cos else None
             update_histograms(hists, outs, counting)
-            if rows and seen < n_cos:
-                take = min(nb, n_cos - seen)
-                for l in layers:
-                    per_batch = math.ceil(cos_rows * take / n_cos)
-                    rows[l.name].append(layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch,
-                                                   rng))
+            if sampling is not None:
+                sampling.result()
             seen += nb
     timing["statistics"] = time.perf_counter() - t0s
 

@@ -54,12 +54,15 @@ def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.
         pick = rng.choice(total, size=min(count, total), replace=False)
         bi, rest = np.divmod(pick, oh * ow)
         yi, xi = np.divmod(rest, ow)
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
         ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
-        rows_y = (yi * sh)[:, None] + ky.ravel()[None, :]  # [R, kk]
-        rows_x = (xi * sw)[:, None] + kx.ravel()[None, :]
-        patches = xp[bi[:, None, None], np.arange(c)[None, :, None], rows_y[:, None, :], rows_x[:, None, :]]
-        return patches.reshape(len(pick), groups, (c // groups) * kh * kw).astype(np.float32)  # [R, C, kk] -> groups
+        rows_y = (yi * sh)[:, None] + ky.ravel()[None, :] - pt  # [R, kk], in the unpadded input
+        rows_x = (xi * sw)[:, None] + kx.ravel()[None, :] - pl
+        h, w = x.shape[2:]
+        pad = (rows_y < 0) | (rows_y >= h) | (rows_x < 0) | (rows_x >= w)  # taps on the zero padding
+        patches = x[bi[:, None, None], np.arange(c)[None, :, None], np.clip(rows_y, 0, h - 1)[:, None, :],
+                    np.clip(rows_x, 0, w - 1)[:, None, :]].astype(np.float32, copy=False)  # [R, C, kk]
+        np.copyto(patches, np.float32(0), where=pad[:, None, :])  # no padded copy of x
+        return patches.reshape(len(pick), groups, (c // groups) * kh * kw)  # -> groups
     x2 = x.reshape(-1, x.shape[-1]) if layer.op == "MatMul" else x.reshape(x.shape[0], -1)
     pick = rng.choice(len(x2), size=min(count, len(x2)), replace=False)
     return x2[pick][:, None, :].astype(np.float32)
