@@ -101,6 +101,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         progress = sys.stderr.isatty() and len(data) > 64
     seen = 0
     exposed = names + sorted({l.input for l in layers} - set(names))
+
     def sample_rows(outs, take):  # every layer in order: one generator draws all positions
         for l in layers:
             per_batch = math.ceil(cos_rows * take / n_cos)

@@ -3,7 +3,8 @@
 The graph is run by ONNX Runtime with every float intermediate tensor exposed as an extra graph output, batch by
 batch; each batch updates, per tensor, min/max and a 2048-bin histogram of |x|. The histogram covers
 [0, bins * width); when a later batch exceeds it, the width grows by a power of two and adjacent bins are merged
-(exact: no count changes bin boundaries). Everything is vectorised numpy (one `bincount` per tensor per batch).
+(exact: no count changes bin boundaries). Everything is vectorised numpy (one `bincount` per slice of 64 Ki values
+of a tensor's batch: the passes over a slice stay in cache).
 """
 from __future__ import annotations
 
