@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import tvm_tune
+from . import tvm_codegen, tvm_tune
 from .targets import get_platform as get_target
 from .tvm_runtime import require_tools
-from tcc.phases import phase
 
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
@@ -186,7 +185,9 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
                    tune_trials: int = 0, schedule: bool = True, ieee: bool = False) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
-    by the target's (cross) C++ compiler; returns the .so path.  See compile_onnx for the options;
+    by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
+    cores (tcc.backends.tvm_codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
+    See compile_onnx for the options;
     ``ieee``: drop the target's fast-math (INT8 modules: their float steps -- quantizing the input,
     dequantizing the output -- must round exactly like the reference; fast-math turns x / s into
     x * (1 / s), which moves codes at ties)."""
@@ -204,19 +205,13 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
     pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule)
-    with phase("compile"):
-        ex = tvm.compile(mod, target=target, relax_pipeline=pipeline)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fcompile = cc.cross_compiler(spec.cxx) if spec.is_cross else None
-    with phase("link"):
-        if fcompile is None:
-            ex.export_library(str(out_path))
-        else:
-            ex.export_library(str(out_path), fcompile=fcompile)
+    tvm_codegen.compile_and_export(mod, target, pipeline, out_path, fcompile)
     return out_path
 
 
@@ -225,8 +220,8 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
                  tune_dir: str | os.PathLike | None = None, tune_trials: int = 0, schedule: bool = True) -> Path:
     """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
 
-    Relax ONNX frontend -> tvm.compile(target dict from the registry) -> export_library linked by
-    the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
+    Relax ONNX frontend -> compiled as tvm.compile would (target dict from the registry; kernels on all
+    cores) -> one shared library linked by the target's (cross) C++ compiler.  ``fuse``: cpu_generic pipeline (FuseOps/FuseTIR/
     FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout and tcc's CPU
     schedules (backends/tvm_schedule.py; DDSNet 217 ms -> 7.9 ms on one core);
     ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm

@@ -110,3 +110,24 @@ def test_input_scale_search_goes_past_the_window_up_to_the_tensors_largest_value
     assert wider.layers["pw"].cos_after > window.layers["pw"].cos_after
     for name, r in wider.layers.items():  # never worse than the window alone
         assert r.cos_after >= window.layers[name].cos_after - 1e-9
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_grouped_layer_evaluated_in_slices_gives_the_same_floats(signed):
+    """The search's cosine of a many-group (depthwise) layer, quantized and multiplied a few groups at a time, is
+    bit for bit the cosine of the whole array quantized at once (layer_output, _cos): the tables do not move."""
+    from tcc.quant.cos_search import _LayerEval, _Quant
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((40, 3000, 9), dtype=np.float32)  # [G, R, K]: 3000 * 9 * 40 elements, > one slice
+    a = a if signed else np.abs(a)
+    wg = rng.standard_normal((40, 2, 9), dtype=np.float32)
+    bias = rng.standard_normal(80).astype(np.float32)
+    ev = _LayerEval(a, wg, bias, signed)
+    assert ev.step < len(a)
+    y_fp = layer_output(a, wg, bias)
+    for s in (0.004, 0.01, 0.03):
+        wq = fake_quant(wg, np.float32(0.02), bits=8)
+        whole = _cos(y_fp, layer_output(_Quant(a, signed)(s), wq, bias))
+        assert ev.cos(s, wq) == whole
+        assert ev.cos(s, wq, ev.q(s)) == whole

@@ -37,6 +37,30 @@ def test_histogram_zeros_are_apart():
     assert h.amax == 4.0 and h.min == -4.0
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_histogram_counted_in_slices_equals_one_pass(relu):
+    """An update larger than a slice (stats.CHUNK) gives the counts and zeros of binning the whole batch at once, as
+    the update did before it went slice by slice (float32 |x| times 1 / width, clamped, truncated)."""
+    from tcc.quant.stats import CHUNK
+
+    rng = np.random.default_rng(1)
+    first = rng.standard_normal(1000).astype(np.float32)
+    x = rng.standard_normal(3 * CHUNK + 123).astype(np.float32) * 3
+    x[rng.random(x.size) < 0.3] = 0
+    first, x = (np.maximum(first, 0), np.maximum(x, 0)) if relu else (first, x)
+    h = Histogram(2048)
+    h.update(first)
+    counts, zeros = h.counts.copy(), h.zeros
+    h.update(x)  # grows: the range of the first batch is a third of this one's
+    counts = counts.reshape(-1, round(h.width / (np.abs(first).max() / 2048))).sum(axis=1)
+    counts = np.concatenate([counts, np.zeros(2048 - len(counts), np.int64)])
+    whole = np.minimum(np.abs(x) * np.float32(1.0 / h.width), np.float32(2047)).astype(np.intp)
+    z = int(np.sum(x == 0))
+    expected = counts + np.bincount(whole, minlength=2048)
+    expected[0] -= z
+    assert np.array_equal(h.counts, expected) and h.zeros == zeros + z
+
+
 def test_collect_stats_matches_a_direct_run():
     model, x = tiny_cnn(), tiny_data(20)
     graph = plan(model)

@@ -91,21 +91,35 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0
     per_layer_steps = steps.rounding or steps.bias_correction  # both work on the layers' sampled input rows
     n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
-    rows: dict[str, list[np.ndarray]] = {l.name: [] for l in layers} if searching or per_layer_steps else {}
+    sampling_rows = searching or per_layer_steps
+    # each layer's rows go straight into one buffer (no concatenation of per-batch parts at the end): room for
+    # every batch's draw, ceil(cos_rows * take / n_cos) rows, of which a batch smaller than that fills less
+    capacity = sum(math.ceil(cos_rows * min(batch_size, n_cos - s) / n_cos) for s in range(0, n_cos, batch_size))
+    rows: dict[str, np.ndarray] = {}
+    filled = {l.name: 0 for l in layers}
     if progress is None:
         progress = sys.stderr.isatty() and len(data) > 64
     seen = 0
     exposed = names + sorted({l.input for l in layers} - set(names))
+
+    def sample_rows(outs, take):  # every layer in order: one generator draws all positions
+        for l in layers:
+            per_batch = math.ceil(cos_rows * take / n_cos)
+            part = layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng)
+            if l.name not in rows:
+                rows[l.name] = np.empty((capacity, *part.shape[1:]), np.float32)
+            rows[l.name][filled[l.name]:filled[l.name] + len(part)] = part
+            filled[l.name] += len(part)
+
     with ThreadPoolExecutor(max_workers=threads or 2) as counting:
         for outs in run_batches(model, data, exposed, batch_size, threads, progress):
             nb = len(next(iter(outs.values())))
+            # the rows are sampled on one thread while the others count the histograms
+            sampling = (counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if sampling_rows and seen < n_cos
+                        else None)
             update_histograms(hists, outs, counting)
-            if rows and seen < n_cos:
-                take = min(nb, n_cos - seen)
-                for l in layers:
-                    per_batch = math.ceil(cos_rows * take / n_cos)
-                    rows[l.name].append(layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch,
-                                                   rng))
+            if sampling is not None:
+                sampling.result()
             seen += nb
     timing["statistics"] = time.perf_counter() - t0s
 
@@ -136,7 +150,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     w_scale = {w: scale_for_threshold(s.ch_absmax, w_bits[w]) for w, s in wstats.items()}
     w_method = {w: "minmax" for w in wstats}
     result = None
-    samples = {name: np.concatenate(parts) for name, parts in rows.items() if parts}
+    samples = {name: buf[:filled[name]] for name, buf in rows.items()}
     del rows
     if searching:
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups

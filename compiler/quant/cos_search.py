@@ -54,12 +54,15 @@ def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.
         pick = rng.choice(total, size=min(count, total), replace=False)
         bi, rest = np.divmod(pick, oh * ow)
         yi, xi = np.divmod(rest, ow)
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
         ky, kx = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
-        rows_y = (yi * sh)[:, None] + ky.ravel()[None, :]  # [R, kk]
-        rows_x = (xi * sw)[:, None] + kx.ravel()[None, :]
-        patches = xp[bi[:, None, None], np.arange(c)[None, :, None], rows_y[:, None, :], rows_x[:, None, :]]
-        return patches.reshape(len(pick), groups, (c // groups) * kh * kw).astype(np.float32)  # [R, C, kk] -> groups
+        rows_y = (yi * sh)[:, None] + ky.ravel()[None, :] - pt  # [R, kk], in the unpadded input
+        rows_x = (xi * sw)[:, None] + kx.ravel()[None, :] - pl
+        h, w = x.shape[2:]
+        pad = (rows_y < 0) | (rows_y >= h) | (rows_x < 0) | (rows_x >= w)  # taps on the zero padding
+        patches = x[bi[:, None, None], np.arange(c)[None, :, None], np.clip(rows_y, 0, h - 1)[:, None, :],
+                    np.clip(rows_x, 0, w - 1)[:, None, :]].astype(np.float32, copy=False)  # [R, C, kk]
+        np.copyto(patches, np.float32(0), where=pad[:, None, :])  # no padded copy of x
+        return patches.reshape(len(pick), groups, (c // groups) * kh * kw)  # -> groups
     x2 = x.reshape(-1, x.shape[-1]) if layer.op == "MatMul" else x.reshape(x.shape[0], -1)
     pick = rng.choice(len(x2), size=min(count, len(x2)), replace=False)
     return x2[pick][:, None, :].astype(np.float32)
@@ -82,9 +85,11 @@ def layer_output(a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None) -> np.n
     return y
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two float32 arrays (numpy's pairwise summation keeps float32 sums accurate to ~1e-7)."""
-    ab, aa, bb = float((a * b).sum()), float((a * a).sum()), float((b * b).sum())
+def _cos(a: np.ndarray, b: np.ndarray, aa: float | None = None) -> float:
+    """Cosine of two float32 arrays (numpy's pairwise summation keeps float32 sums accurate to ~1e-7); `aa`:
+    (a * a).sum() when the caller has it."""
+    ab, bb = float((a * b).sum()), float((b * b).sum())
+    aa = float((a * a).sum()) if aa is None else aa
     return ab / np.sqrt(aa * bb) if aa > 0 and bb > 0 else float(aa == bb)
 
 
@@ -96,13 +101,47 @@ class _Quant:
         self.buf = np.empty_like(x)
         self.lo, self.hi = (-128.0, 127.0) if signed else (0.0, 255.0)
 
-    def __call__(self, scale: float) -> np.ndarray:
-        b = self.buf
-        np.divide(self.x, np.float32(scale), out=b)
+    def __call__(self, scale: float, x: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """`x` quantized at `scale` into `out` (default: the whole array, into the reused buffer)."""
+        x, b = (self.x, self.buf) if x is None else (x, out)
+        np.divide(x, np.float32(scale), out=b)
         np.rint(b, out=b)
         np.clip(b, self.lo, self.hi, out=b)
         b *= np.float32(scale)
         return b
+
+
+class _LayerEval:
+    """One layer's cosine (FP32 output vs the output of quantized input and weights) at many scales: the FP32
+    output and its squared norm computed once; a grouped conv's quantized input made a few groups at a time and
+    multiplied at once, while the slice is in cache (the same floats as whole-array quantization: every group is
+    its own product). CHUNK: input elements per slice."""
+
+    CHUNK = 1 << 18
+
+    def __init__(self, a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None, signed: bool):
+        self.a, self.wg, self.bias = a, wg, bias
+        self.y_fp = layer_output(a, wg, bias)
+        self.yy = float((self.y_fp * self.y_fp).sum())
+        self.q = _Quant(a, signed)
+        g, r, k = a.shape
+        self.step = max(1, self.CHUNK // (r * k)) if g > 1 else g
+        if self.step < g:
+            self.slice_buf = np.empty((self.step, r, k), np.float32)
+            self.out = np.empty((g, r, wg.shape[1]), np.float32)
+
+    def cos(self, s_act: float, wq: np.ndarray, a_q: np.ndarray | None = None) -> float:
+        """The cosine with the input at scale `s_act` (`a_q`: the input already quantized at it) and weights `wq`."""
+        if a_q is not None or self.step >= len(self.a):
+            return _cos(self.y_fp, layer_output(self.q(s_act) if a_q is None else a_q, wq, self.bias), self.yy)
+        wt = wq.transpose(0, 2, 1)
+        for g0 in range(0, len(self.a), self.step):
+            g1 = min(g0 + self.step, len(self.a))
+            part = self.q(s_act, self.a[g0:g1], self.slice_buf[:g1 - g0])
+            np.matmul(part, wt[g0:g1], out=self.out[g0:g1])
+        if self.bias is not None:
+            self.out += self.bias.reshape(self.wg.shape[0], 1, self.wg.shape[1])
+        return _cos(self.y_fp, self.out, self.yy)
 
 
 # ---------------------------------------------------------------------------------------------------- search
@@ -196,8 +235,11 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
     if threads > 1 and len(by_input) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        # the costliest searches first (their rows' size), so that no thread is left with a long one at the end
+        order = sorted(by_input, key=lambda t: -sum(samples[l.name].size for l in by_input[t]))
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            found = list(pool.map(search, by_input.items()))  # in by_input's order, whatever finishes first
+            done = dict(zip(order, pool.map(search, ((t, by_input[t]) for t in order))))
+        found = [done[t] for t in by_input]
     else:
         found = [search(item) for item in by_input.items()]
     out_scales: dict[str, float] = {}
@@ -233,35 +275,39 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
         a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
         wg = grouped_weight(l, weights[l.weight])
         bias = weights[l.bias].astype(np.float32) if l.bias else None
-        y_fp = layer_output(a, wg, bias)
         bits = weight_bits.get(l.weight, 8)
         s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
-        st.append({"layer": l, "a": a, "wg": wg, "bias": bias, "y_fp": y_fp, "s0_w": s0_w, "s_w": s0_w.copy(),
-                   "q": _Quant(a, signed_a), "bits": bits})
+        st.append({"layer": l, "ev": _LayerEval(a, wg, bias, signed_a), "s0_w": s0_w, "s_w": s0_w.copy(),
+                   "bits": bits})
 
-    def cos_of(item, s_act, s_w, a_q=None):
-        """The layer's cosine at these scales (`a_q`: its input already quantized at s_act)."""
-        wq = fake_quant(item["wg"], s_w[..., None], bits=item["bits"])
-        return _cos(item["y_fp"], layer_output(item["q"](s_act) if a_q is None else a_q, wq, item["bias"]))
+    def wq_of(item, s_w):
+        return fake_quant(item["ev"].wg, s_w[..., None], bits=item["bits"])
 
-    before = [cos_of(it, s_a, it["s_w"]) for it in st]
+    # each layer's cosine at the current scales (s_a, its s_w) is kept: every step starts from it
+    current = [it["ev"].cos(s_a, wq_of(it, it["s_w"])) for it in st]
+    before = list(current)
     hist = [list([c]) for c in before]
     at = None  # the grid index of the activation scale once a round has searched it
     grid = s0_a * factors  # the activation candidates (the first round may extend it past the window)
     for _ in range(rounds):
         for i, it in enumerate(st):  # weights, activation fixed
-            a_q = it["q"](s_a)
-            new = _weight_step(a_q, it["wg"], it["bias"], it["y_fp"], it["s_w"], it["s0_w"], factors, it["bits"])
-            c_new, c_old = cos_of(it, s_a, new, a_q), cos_of(it, s_a, it["s_w"], a_q)
+            ev = it["ev"]
+            a_q = ev.q(s_a)
+            new = _weight_step(a_q, ev.wg, ev.bias, ev.y_fp, it["s_w"], it["s0_w"], factors, it["bits"])
+            c_new, c_old = ev.cos(s_a, wq_of(it, new), a_q), current[i]
             if c_new >= c_old:  # exact by construction; guard against float summation order
                 it["s_w"] = new
-            hist[i].append(max(c_new, c_old))
+            current[i] = max(c_new, c_old)
+            hist[i].append(current[i])
         # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
         # then every factor around the best coarse one
-        wqs = [fake_quant(it["wg"], it["s_w"][..., None], bits=it["bits"]) for it in st]
+        wqs = [wq_of(it, it["s_w"]) for it in st]
+        per_layer: dict[float, list[float]] = {}  # scale -> each consumer's cosine
 
         def score(s):
-            return sum(_cos(it["y_fp"], layer_output(it["q"](s), wq, it["bias"])) for it, wq in zip(st, wqs))
+            if float(s) not in per_layer:
+                per_layer[float(s)] = [it["ev"].cos(s, wq) for it, wq in zip(st, wqs)]
+            return sum(per_layer[float(s)])
 
         scored = {-1: score(s_a)}  # -1: the current scale
         if at is None:  # the first round scans the whole grid coarsely, then finely around its best; when that
@@ -283,8 +329,9 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
             at = best
         elif at is None:
             at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
-        for i, it in enumerate(st):
-            hist[i].append(cos_of(it, s_a, it["s_w"]))
+        current = list(per_layer[s_a])
+        for i in range(len(st)):
+            hist[i].append(current[i])
     after = [h[-1] for h in hist]
     results = {}
     for it, b, a, h in zip(st, before, after, hist):

@@ -14,6 +14,7 @@ loop implementation.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,22 +78,16 @@ def kl_divergences(counts: np.ndarray, num_levels: int = 128, start: int | None 
     total = csum[-1]
     all_i = np.arange(start, nb + 1)
     out = np.empty(len(all_i))
-    lev = np.arange(num_levels + 1)
-    for c0 in range(0, len(all_i), chunk):
-        ii = all_i[c0:c0 + chunk]
+    for c0, (ii, inside, level_at) in zip(range(0, len(all_i), chunk), _chunks(nb, num_levels, start, chunk)):
         rows = np.arange(len(ii))
         ncol = int(ii[-1])  # columns >= i are outside row i; trim to the widest row of the chunk
-        j = np.arange(ncol)
         hh = h[:ncol]
-        inside = j[None, :] < ii[:, None]
         # bin j of the first i goes to level floor(j * L / i): group k is [ceil(k i / L), ceil((k+1) i / L))
-        bounds = (lev[None, :] * ii[:, None] + num_levels - 1) // num_levels
+        bounds = (np.arange(num_levels + 1)[None, :] * ii[:, None] + num_levels - 1) // num_levels
         gsum = csum[bounds[:, 1:]] - csum[bounds[:, :-1]]
         gnz = nzc[bounds[:, 1:]] - nzc[bounds[:, :-1]]
         gavg = gsum / np.maximum(gnz, 1)
-        group = np.minimum(j[None, :] * num_levels // ii[:, None], num_levels - 1)
         hnz = inside & (hh[None, :] != 0)
-        q = np.take_along_axis(gavg, group, axis=1) * hnz
         p = hh[None, :] * inside
         p[rows, ii - 1] += total - csum[ii]
         # smoothing (on counts, MXNet/TensorRT): empty bins of the first i get eps, the others give it up evenly;
@@ -101,16 +96,39 @@ def kl_divergences(counts: np.ndarray, num_levels: int = 128, start: int | None 
         n_pz = pz.sum(axis=1, keepdims=True)
         p += np.where(pz, eps, -eps * n_pz / np.maximum(ii[:, None] - n_pz, 1) * inside)
         n_qz = ii[:, None] - hnz.sum(axis=1, keepdims=True)
-        q += np.where(inside & ~hnz, eps, -eps * n_qz / np.maximum(ii[:, None] - n_qz, 1) * hnz)
+        # Q: a level's nonzero bins share one value (the level's mean, smoothed), an empty bin holds eps; its
+        # logarithm is taken once per level and spread over the bins (the same floats as a log per bin)
+        q_level = gavg + -eps * n_qz / np.maximum(ii[:, None] - n_qz, 1)
         psum = np.full(len(ii), total)
         qsum = csum[ii] + np.where(nzc[ii] == 0, eps * ii, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
+            lq = np.where(hnz, np.log(q_level).take(level_at), np.where(inside, np.log(eps), 0.0))
             lp = np.log(np.where(inside, p, 1.0))
-            lq = np.log(np.where(inside, q, 1.0))
             kl = ((p * (lp - lq)).sum(axis=1)) / psum - np.log(psum) + np.log(qsum)
         kl[~np.isfinite(kl) | (psum <= 0)] = np.inf
         out[c0:c0 + chunk] = kl
     return all_i, out
+
+
+@functools.lru_cache(maxsize=4)
+def _chunks(nb: int, num_levels: int, start: int, chunk: int) -> tuple:
+    """Per chunk of kl_divergences' rows, what depends on the shape alone (every tensor's histogram has the same):
+    the thresholds i, the bins inside each row (j < i), and each bin's level as a flat index into the chunk's
+    [rows, levels] array (row * L + floor(j * L / i))."""
+    out = []
+    all_i = np.arange(start, nb + 1)
+    for c0 in range(0, len(all_i), chunk):
+        ii = all_i[c0:c0 + chunk]
+        j = np.arange(int(ii[-1]))
+        group = np.minimum(j[None, :] * num_levels // ii[:, None], num_levels - 1)
+        level_at = np.arange(len(ii))[:, None] * num_levels + group
+        level_at = level_at.astype(np.min_scalar_type(len(ii) * num_levels))  # small: cached for every tensor
+        for a in (ii, level_at):
+            a.flags.writeable = False
+        inside = j[None, :] < ii[:, None]
+        inside.flags.writeable = False
+        out.append((ii, inside, level_at))
+    return tuple(out)
 
 
 def kl_threshold(counts: np.ndarray, bin_width: float, num_levels: int = 128, amax: float | None = None) -> Threshold:

@@ -3,7 +3,8 @@
 The graph is run by ONNX Runtime with every float intermediate tensor exposed as an extra graph output, batch by
 batch; each batch updates, per tensor, min/max and a 2048-bin histogram of |x|. The histogram covers
 [0, bins * width); when a later batch exceeds it, the width grows by a power of two and adjacent bins are merged
-(exact: no count changes bin boundaries). Everything is vectorised numpy (one `bincount` per tensor per batch).
+(exact: no count changes bin boundaries). Everything is vectorised numpy (one `bincount` per slice of 64 Ki values
+of a tensor's batch: the passes over a slice stay in cache).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from onnx import helper, numpy_helper, shape_inference
 from ..errors import DataError
 
 BINS = 2048
+CHUNK = 1 << 16  # values per slice of a histogram update
 
 
 # ---------------------------------------------------------------------------------------------------- histogram
@@ -68,19 +70,24 @@ class Histogram:
         bmax = max(abs(lo), abs(hi))  # this batch's max |x|, without another pass over it
         if bmax > self.range:
             self._grow(bmax)
-        z = x.size - int(np.count_nonzero(x))
-        self.zeros += z
         if self.width == 0.0:  # still all zeros
+            self.zeros += x.size - int(np.count_nonzero(x))
             return
-        inv = np.float32(1.0 / self.width)
-        if lo < 0:  # bin of |x|, in one temporary
-            a = np.abs(x)
-            a *= inv
-        else:  # a ReLU's output is its own |x|: no abs pass
-            a = x * inv
-        np.minimum(a, np.float32(self.bins - 1), out=a)  # truncation is monotone: the same bins as clamping after
-        self.counts += np.bincount(a.astype(np.intp), minlength=self.bins)
-        self.counts[0] -= z
+        inv, top = np.float32(1.0 / self.width), np.float32(self.bins - 1)
+        a = np.empty(min(x.size, CHUNK), np.float32)
+        for i in range(0, x.size, CHUNK):  # a slice at a time: the passes over it run in cache
+            part = x[i:i + CHUNK]
+            b = a[:len(part)]
+            if lo < 0:  # bin of |x|
+                np.abs(part, out=b)
+                b *= inv
+            else:  # a ReLU's output is its own |x|: no abs pass
+                np.multiply(part, inv, out=b)
+            np.minimum(b, top, out=b)  # truncation is monotone: the same bins as clamping after
+            self.counts += np.bincount(b.astype(np.intp), minlength=self.bins)
+            z = len(part) - int(np.count_nonzero(part))
+            self.zeros += z
+            self.counts[0] -= z
 
     def _grow(self, bmax: float) -> None:
         if self.width == 0.0:
@@ -163,9 +170,11 @@ def expose(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True, profile: str | None = None):
+def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True, profile: str | None = None,
+            spin: bool = True):
     """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant);
-    `profile`: ORT's profiler writes per-kernel times to files with this prefix."""
+    `profile`: ORT's profiler writes per-kernel times to files with this prefix; spin=False: idle worker threads
+    sleep at once instead of spinning (for runs whose results other threads work on in between)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -177,6 +186,8 @@ def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool =
         so.enable_profiling = True
         so.profile_file_prefix = profile
     so.log_severity_level = 3
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -190,8 +201,9 @@ def input_name(model: onnx.ModelProto) -> str:
 
 def run_batches(model: onnx.ModelProto, data: np.ndarray, names: list[str], batch_size: int = 8,
                 threads: int | None = None, progress: bool = False):
-    """Yield {name: array} for each batch of `data`, with the `names` tensors exposed."""
-    sess = session(expose(model, names), threads)
+    """Yield {name: array} for each batch of `data`, with the `names` tensors exposed. ORT's threads do not spin
+    between batches: the caller's threads count the batch meanwhile (calibration: 1 CPU s less of 21, DDSNet)."""
+    sess = session(expose(model, names), threads, spin=False)
     inp = input_name(model)
     batches = range(0, len(data), batch_size)
     if progress:
