@@ -105,11 +105,6 @@ class Backend:
         return bad
 
     # ------------------------------------------------------------------ per backend
-    def preload(self) -> None:
-        """Start loading, in the background, the libraries `emit` will need, while the builder lowers the spec
-        (a build's first seconds are single-threaded imports and lowering; a second core is idle). Must not fail:
-        a library that cannot load fails later, where `emit` imports it."""
-
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         raise NotImplementedError
 

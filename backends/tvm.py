@@ -21,12 +21,10 @@ Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qe
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,13 +168,6 @@ class TvmBackend(Backend):
             return rt.ensure_runtime(target)
         except rt.RuntimeBuildError as e:
             raise BuildError(f"cannot prepare the TVM runtime for {target}: {e}") from None
-
-    def preload(self) -> None:
-        # TVM's import is ~1.5 s, 0.9 s of it loading libtvm's native code, which runs without the GIL: in a
-        # thread it overlaps with PyTorch's import and the spec's lowering (Python's import locks keep the
-        # modules both threads import whole)
-        threading.Thread(target=_import_quietly, args=("tvm.relax.frontend.onnx",), name="tcc-preload-tvm",
-                         daemon=True).start()
 
     def _relax_module(self, model, options: EmitOptions):
         from . import tvm_compile
@@ -416,13 +407,6 @@ class TvmBackend(Backend):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _import_quietly(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except Exception:  # noqa: BLE001 -- reported where the module is really imported
-        pass
-
-
 def _first_line(e: Exception) -> str:
     text = str(e).strip()
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith(("  File", "Traceback"))]

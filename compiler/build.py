@@ -83,7 +83,6 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         if on and not (tgt.platform and tgt.platform.qemu):
             raise BuildError(f"{flag} applies to the ARM targets (arm-a7, aarch64), not {target}")
 
-    backend.preload()  # the backend's libraries load on another core while the spec is lowered
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
                     simplify=simplify, log=log)
     model, ref, onnx_model = fe.model, fe.module, fe.onnx
