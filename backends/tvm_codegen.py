@@ -42,19 +42,20 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
     from tvm.relax import vm_build
     from tvm.support import cc
 
+    from tcc.errors import BuildError
     from tcc.phases import phase
 
     with phase("compile"):
         with target:
             mod = pipeline(mod) if not isinstance(pipeline, str) else relax.get_pipeline(pipeline)(mod)
         attrs = dict(mod.attrs) if mod.attrs else {}
-        if attrs.get("external_mods"):  # offloaded (BYOC) modules: not used by tcc; keep TVM's own path
-            raise NotImplementedError("external modules are not split")
+        if attrs.get("external_mods"):  # offloaded (BYOC) modules: tcc offloads nothing; linking here would drop them
+            raise BuildError("TVM: the module has external (offloaded) modules, which tcc's linking does not take")
         builder = relax.ExecBuilder()
         mod = vm_build._vmcodegen(builder, mod, "bytecode")
         tir = vm_build._filter_tir(mod)
     if tir is None:
-        raise ValueError("the module has no kernels to compile")
+        raise BuildError("TVM: the model has no kernels to compile")
     funcs = {g.name_hint: tir[g] for g in tir.get_global_vars()}
     # a kernel's printed size is a fair guess of its LLVM time (correlation 0.65 on DDSNet; 40 ms to print them)
     groups = partition({name: len(f.script()) for name, f in funcs.items()})

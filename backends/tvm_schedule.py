@@ -475,14 +475,14 @@ class QuantizeInput(Rule):
             sch.compute_inline(b)
         last = blocks[-1]
         loops = sch.get_loops(last)
-        if len(loops) != 4 or _extent(sch, loops[-1]) >= simd.lanes:
-            _vectorize_spatial(sch, last, simd)
-            return True
-        n, y, x, c = loops
-        width = next((w for w in (8 * simd.lanes, 4 * simd.lanes, simd.lanes) if _extent(sch, x) % w == 0), None)
+        width = None  # NHWC with fewer channels than a vector: vectors along the width, when one divides it
+        if len(loops) == 4 and _extent(sch, loops[-1]) < simd.lanes:
+            width = next((w for w in (8 * simd.lanes, 4 * simd.lanes, simd.lanes)
+                          if _extent(sch, loops[2]) % w == 0), None)
         if width is None:
             _vectorize_spatial(sch, last, simd)
             return True
+        n, y, x, c = loops
         x_out, x_in = sch.split(x, [None, width])
         sch.reorder(n, y, x_out, c, x_in)
         sch.vectorize(x_in)

@@ -329,7 +329,7 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
             at = best
         elif at is None:
             at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
-        current = list(per_layer[s_a])
+        current = list(per_layer[float(s_a)])
         for i in range(len(st)):
             hist[i].append(current[i])
     after = [h[-1] for h in hist]
