@@ -39,7 +39,17 @@ import numpy as np
 import onnx
 
 from tcc.intops import TVM, Interpreter
-from tcc.quant.qgraph import INT32_MAX, INT32_MIN, Multiplier, QGraph, QNode, QParams, Requant, storage_dtype
+from tcc.quant.qgraph import (
+    INT32_MAX,
+    INT32_MIN,
+    Multiplier,
+    QGraph,
+    QNode,
+    QParams,
+    Requant,
+    accumulator_bound,
+    storage_dtype,
+)
 from tcc.quant.table import CalibrationTable
 
 
@@ -122,25 +132,36 @@ class RelaxLowering(Interpreter):
         return self.emit(self.relax.op.permute_dims(expr, [0, 3, 1, 2])) if self.rank(expr) == 4 else expr
 
     # ------------------------------------------------------------------------------------------ requantization
-    def requantize(self, acc, rq: Requant, in_kernel: bool = False):
+    def requantize(self, acc, rq: Requant, in_kernel: bool = False, bound: np.ndarray | None = None):
         """reference.apply_requant(acc, rq) -> codes in the output's storage type; acc: an integer expression,
         channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
         it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
-        channels: on ARMv7 it may then take the NEON form (`neon_requantize_params`)."""
+        channels: on ARMv7 it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
+        channel (a conv's, from its weights and input range), which on x86 may allow the float64 form
+        (`float64_requantize_params`); else x86 takes the int32 form (`int32_requantize_params`)."""
         relax = self.relax
         shape = list(acc.ty.shape)
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")
         dtype = rq.out.dtype
         channels = int(shape[-1])
-        neon = in_kernel and self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon") \
-            and neon_requantize_params(rq, channels) is not None
-        if neon:
-            rows = neon_requantize_params(rq, channels)
+        neon = self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon")
+        x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
+        rows = None
+        multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
+        if multiplier is not None:
+            rows, make = multiplier[1], requantize_float64_primfunc
+        elif neon and in_kernel:
+            rows, make = neon_requantize_params(rq, channels), requantize_neon_primfunc
+        elif x86:
+            rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
+        if rows is not None:
             varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
             params = [self.const(rows[varying] if varying else rows[:1], "int32")]
-            func = requantize_neon_primfunc(dtype, shape, {k: int(rows[k, 0]) for k in range(len(rows))
-                                                             if k not in varying})
+            uniform = {k: int(rows[k, 0]) for k in range(len(rows)) if k not in varying}
+            if multiplier is not None:
+                params.insert(0, self.const(multiplier[0][None], "float64"))
+            func = make(dtype, shape, uniform)
         else:
             narrow, p32, p64 = requantize_params(rq, channels)
             params = [self.const(p32, "int32"), self.const(p64, "int64")]
@@ -204,9 +225,10 @@ class RelaxLowering(Interpreter):
         return mod
 
     # ------------------------------------------------------------------------------------------ weighted
-    def _accumulated(self, n: QNode, acc, correction: np.ndarray | None = None, in_kernel: bool = False) -> list:
+    def _accumulated(self, n: QNode, acc, x: _Codes, correction: np.ndarray | None = None,
+                     in_kernel: bool = False) -> list:
         """acc (+ the bias, + `correction`: what a dot-product kernel's shifted codes took away) requantized, or
-        dequantized where it is a float graph output."""
+        dequantized where it is a float graph output. x: the input, whose code range bounds acc."""
         op = self.relax.op
         ndim = self.rank(acc)
         ch = [1] * (ndim - 1) + [-1]
@@ -225,7 +247,7 @@ class RelaxLowering(Interpreter):
                 if hi is not None:
                     y = self.emit(op.minimum(y, self.const(hi, "float64")))
             return [self.nchw(self.cast(y, "float32"))]
-        return [_Codes(self.requantize(acc, n.requant, in_kernel), n.qout[0])]
+        return [_Codes(self.requantize(acc, n.requant, in_kernel, accumulator_bound(n.kind, n.weight, n.bias, x.params)), n.qout[0])]
 
     def conv(self, n: QNode, x: _Codes) -> list:
         a = n.attrs
@@ -240,12 +262,12 @@ class RelaxLowering(Interpreter):
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, in_kernel=True)
+            return self._accumulated(n, acc, x, in_kernel=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         acc = self.emit(self.relax.op.nn.conv2d(
             self.centered(x, "int16"), self.const(hwio, "int16"), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
-        return self._accumulated(n, acc)
+        return self._accumulated(n, acc, x)
 
     def _conv_shape(self, n: QNode, x: _Codes):
         """The conv's shape on 8-bit codes with zero point 0 and static shapes (what tcc's integer kernels take),
@@ -303,7 +325,7 @@ class RelaxLowering(Interpreter):
         func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
-        return self._accumulated(n, acc, kn.bias_correction(n.weight, offset), in_kernel=True)
+        return self._accumulated(n, acc, x, kn.bias_correction(n.weight, offset), in_kernel=True)
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
@@ -311,7 +333,7 @@ class RelaxLowering(Interpreter):
         if self.rank(xi) != 2:
             xi = self.emit(op.reshape(self.nchw(xi), [xi.ty.shape[0], -1]))
         acc = self.emit(op.matmul(xi, self.const(n.weight, "int16"), out_dtype="int32"))
-        return self._accumulated(n, acc)
+        return self._accumulated(n, acc, x)
 
     # ------------------------------------------------------------------------------------------ elementwise
     def add(self, n: QNode, a: _Codes, b: _Codes) -> list:
@@ -688,6 +710,107 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
 
 
+FLOAT64_EXACT = 2**53  # |integer| below this: exact in float64
+
+
+def float64_requantize_params(rq: Requant, channels: int, bound: np.ndarray | None) -> tuple | None:
+    """(float64 [C], int32 [3, C]) for `requantize_float64_primfunc`, or None where that form does not apply:
+    it needs multipliers below 1 (k = 31 - shift >= 31) and every product |acc q| <= bound q below 2^53, so that
+    float64 holds it exactly (bound None: |acc| unknown). The float64 row: M = q / 2^k (exact: a 31-bit q times a power of two); the int32
+    rows: lo - zp, hi - zp, zp."""
+    if bound is None:
+        return None
+    q, k, _ = fixed_point(rq.mult.q, rq.mult.shift)
+    q, k = np.broadcast_to(q, (channels,)), np.broadcast_to(k, (channels,))
+    if np.any(k < 31) or np.any(np.abs(q) * np.broadcast_to(bound, (channels,)) >= FLOAT64_EXACT):
+        return None
+    m = np.ldexp(q.astype(np.float64), -k.astype(np.int32))
+    rows = np.stack([np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return m, np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def requantize_float64_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, in float64 where that is exact
+    (`float64_requantize_params`): acc M is the exact product acc q / 2^k (below 2^53, times a power of two),
+    and rounding it to the nearest integer, ties to even (nearbyint: the default rounding mode, vroundpd), is
+    the reference's rounding of acc q / 2^k. Then clamp(y, lo - zp, hi - zp) + zp in int32 as in the narrow
+    form. Four conversions and a multiply per 8 values on AVX2, where the 64-bit integer product takes
+    widening, shifts and shuffles (a light layer -- depthwise, a stem on 3 channels -- spends more on its
+    requantization than on its products). Params: float64 [1, C] (M), int32 [rows, C]: the rows of
+    `float64_requantize_params` not in `uniform` (row -> value, compiled in as constants; at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(3) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    mul = te.placeholder((tirx.IntImm("int64", 1), dims[-1]), "float64", name="multiplier")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(3))
+        y = tirx.nearbyint(acc[idx].astype("float64") * mul[0, c]).astype("int32")
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, mul, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+def int32_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
+    """int32 [9, C] for `requantize_int32_primfunc`, or None where that form does not apply: it needs every
+    multiplier below 1/2 (s = -shift in [1, 30]) and q > 0. Rows: q, 2^(31 - v) - 1 with v the number of
+    trailing zero bits of q, s, 2^s - 1, 2^(s-1), 2^s, lo - zp, hi - zp, zp."""
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 30) or np.any(q <= 0) or np.any(q > INT32_MAX):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    rows = np.stack([q, (1 << (31 - trailing)) - 1, s, (1 << s) - 1, 1 << (s - 1), 1 << s,
+                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def requantize_int32_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, with one 64-bit step: the high half of the
+    product, the rest in int32 lanes (x86: AVX2 has no 64-bit arithmetic shift, min or max, and an int64 lane
+    holds half as many values; the int64 form was most of a light layer's time, FastNet's stem 78%). With the
+    exact product P = acc q (|P| < 2^62) and k = 31 + s:
+
+        hi = floor(P / 2^31)                          (vpmuldq, the high half shifted: fits int32)
+        y = (hi >> s) + (((hi & (2^s - 1)) + 2^(s-1) - z) >> s)
+        z = [acc & (2^(31 - v) - 1) == 0] and [bit s of hi == 0]
+
+    which is `requantize_neon_primfunc`'s (hi + 2^(s-1) - 1 + m) >> s with m = 1 - z (P mod 2^31 = 0 exactly
+    where acc has no set bit below 31 - v, v the trailing zero bits of q; bit s of hi is the floor's parity),
+    split so that no int32 sum can overflow: the second term is 0 or 1. Then clamp(y, lo - zp, hi - zp) + zp as
+    in the narrow form. uniform: rows of `int32_requantize_params` equal for every channel, compiled in as
+    constants; the params tensor holds the others, in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(9) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        q, low_mask, s, mask, half, bit, lo, hi, zp = (
+            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(9))
+        x = acc[idx]
+        high = ((x.astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
+        exact = tirx.And(tirx.EQ(x & low_mask, 0), tirx.EQ(high & bit, 0)).astype("int32")
+        y = (high >> s) + (((high & mask) + half - exact) >> s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
 def requantize_primfunc(dtype: str, shape, narrow: bool = True):
     """The requantization kernel for one output dtype and shape, fused by Relax into the producing conv. Channels
     last:
@@ -767,16 +890,18 @@ def _requant(q, shift, zp: int, lo: int, hi: int, dtype: str) -> Requant:
                    int(zp), int(lo), int(hi), QParams(1.0, int(zp), lo_t, hi_t))
 
 
-def requantize_module(q, shift, zp: int = 0, lo: int = INT32_MIN, hi: int = INT32_MAX, dtype: str = "int32"):
+def requantize_module(q, shift, zp: int = 0, lo: int = INT32_MIN, hi: int = INT32_MAX, dtype: str = "int32",
+                      kernel=None, bound: np.ndarray | None = None):
     """main(acc: int32[1, n]) -> clamp(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi) in `dtype`,
-    with per-channel q, shift (arrays of length n): the requantization PrimFunc on its own, for tests."""
-    low = RelaxLowering()
+    with per-channel q, shift (arrays of length n): the requantization PrimFunc on its own, for tests; in the
+    form `RelaxLowering(kernel).requantize(..., bound=bound)` chooses."""
+    low = RelaxLowering(kernel)
     relax = low.relax
     n = len(np.atleast_1d(q))
     acc = relax.Var("acc", relax.TensorType([1, n], "int32"))
     with low.bb.function("main", [acc]):
         with low.bb.dataflow():
-            gv = low.bb.emit_output(low.requantize(acc, _requant(q, shift, zp, lo, hi, dtype)))
+            gv = low.bb.emit_output(low.requantize(acc, _requant(q, shift, zp, lo, hi, dtype), bound=bound))
         low.bb.emit_func_output(gv)
     return low.bb.get()
 

@@ -93,6 +93,55 @@ def test_requantize_narrow_form_bit_exact():
         np.testing.assert_array_equal(got, np.clip(want + zp, lo, hi), err_msg=f"zp {zp}, {dtype}")
 
 
+@pytest.mark.parametrize("form", ["int32", "float64"])
+def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
+    """The requantizations of an x86 kernel's layers (tvm_int8.requantize_int32_primfunc, where the 64-bit
+    product is only the high half; requantize_float64_primfunc, where |acc q| < 2^53 makes float64 exact) on the
+    edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
+    accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host."""
+    from tcc.backends import tvm_int8_kernels as kn
+    from tcc.backends.tvm_int8 import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+
+    accs, q, shift = _edge_cases()
+    keep = (shift <= -1) & (shift >= -30)  # multipliers below 1/2: where both forms apply
+    accs, q, shift = accs[keep], q[keep], shift[keep]
+    q[:200] &= ~np.int64(0xFFF)  # trailing zero bits
+    bound = None
+    if form == "float64":
+        bound = np.minimum((FLOAT64_EXACT - 1) // q, 2**31 - 1)
+        rng = np.random.default_rng(1)
+        accs = rng.integers(-bound, bound + 1)
+        accs[:64] = bound[:64] * np.array([1, -1] * 32)  # at the bound
+        ties = (q == 2**30)  # M = 2^(shift - 1): every odd multiple of 2^(-shift) is a tie
+        accs[ties] = (rng.integers(-(2**8), 2**8, ties.sum()) * 2 + 1) << (-shift[ties] - 1).clip(0, 20)
+        assert ties.sum() >= 10
+    kernel = kn.KERNELS["tcc_dot_avx2_madd"]
+    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (-7, -(2**31), 2**31 - 1, "int32"),
+                              (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+        rq = _requant(q, shift, zp, lo, hi, dtype)
+        assert int32_requantize_params(rq, len(q)) is not None
+        assert (float64_requantize_params(rq, len(q), bound) is not None) == (form == "float64")
+        mod = requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype, kernel=kernel, bound=bound)
+        assert ("nearbyint" in mod.script()) == (form == "float64")
+        got = _host_vm(mod)["main"](tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))).numpy().ravel()
+        want = np.clip(multiply_by_quantized_multiplier(accs, q, shift) + zp, lo, hi)
+        np.testing.assert_array_equal(got, want, err_msg=f"{form}: zp {zp}, {dtype}")
+
+
+def test_x86_requantization_falls_back_outside_its_bounds():
+    """Where a form's arithmetic would not be exact, the lowering takes the next: float64 needs |acc q| < 2^53
+    (one more than the bound refuses it), the int32 form multipliers below 1/2 (M in [1/2, 1): the int64 form)."""
+    from tcc.backends.tvm_int8 import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+
+    q, shift = np.array([2**30 + 1, 2**31 - 1]), np.array([-3, -1])
+    rq = _requant(q, shift, 0, -128, 127, "int8")
+    bound = (FLOAT64_EXACT - 1) // q
+    assert float64_requantize_params(rq, 2, bound) is not None
+    assert float64_requantize_params(rq, 2, bound + np.array([0, 1])) is None
+    assert int32_requantize_params(rq, 2) is not None
+    assert int32_requantize_params(_requant(q, np.array([-3, 0]), 0, -128, 127, "int8"), 2) is None
+
+
 def test_elementwise_multiply_bit_exact_on_edge_cases():
     """The int64 Relax-op form used by the residual Add (its intermediate terms are not clamped)."""
     accs, q, shift = _edge_cases()

@@ -123,6 +123,26 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=f"{k.name}: {name}")
 
 
+def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
+    """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
+    small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
+    from tcc.backends import tvm_int8
+
+    _skip_unless_runs("host")
+    model, table, x, ref_out, ref_codes = odd
+    k = kn.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
+    if k is None or k.name.startswith("tcc_dot_neon"):
+        pytest.skip("no x86 integer dot-product kernel on this machine")
+    monkeypatch.setattr(tvm_int8, "FLOAT64_EXACT", 0)
+    names = list(ref_codes)
+    mod = _lowered(model, table, k, names)
+    assert not any("nearbyint" in s for s in _scripts(mod))
+    outs = _run(mod, "host", x, tmp_path)
+    np.testing.assert_array_equal(outs[0], ref_out)
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+
+
 def test_pack_weights_layout_and_bias_correction():
     """The packed weights hold w[co, c, ky, kx] where the conv's step reads it; the correction restores the sum of
     shifted codes."""

@@ -54,6 +54,15 @@ class QParams:
         return storage_dtype(self.lo, self.hi)
 
 
+def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams) -> np.ndarray:
+    """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input
+    codes of x, zero point subtracted, bias included: sum |w| max |q - zp| + |bias|."""
+    reach = max(abs(x.lo - x.zp), abs(x.hi - x.zp))
+    w_abs = np.abs(np.asarray(weight, np.int64))
+    per_channel = (w_abs.reshape(w_abs.shape[0], -1).sum(axis=1) if kind == "conv" else w_abs.sum(axis=0)) * reach
+    return per_channel + np.abs(np.asarray(bias, np.int64)) if bias is not None else per_channel
+
+
 def storage_dtype(lo: int, hi: int) -> str:
     if -128 <= lo and hi <= 127:
         return "int8"
@@ -290,12 +299,7 @@ class Quantizer(Interpreter):
                           f"weight scales) does not fit int32: those scales are implausibly small")
             bias = codes.astype(np.int64)
         # the accumulator must fit int32 for every input (the kernels accumulate in int32)
-        reach = max(abs(x.lo - x.zp), abs(x.hi - x.zp))
-        w_abs = np.abs(weight.astype(np.int64))
-        per_channel = (w_abs.reshape(w_abs.shape[0], -1).sum(axis=1) if n.kind == "conv"
-                       else w_abs.sum(axis=0)) * reach
-        if bias is not None:
-            per_channel = per_channel + np.abs(bias)
+        per_channel = accumulator_bound(n.kind, weight, bias, x)
         if per_channel.max(initial=0) > INT32_MAX:
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
                       f"{int(per_channel.max()):,}): the bias or weight scales are implausible")
