@@ -291,10 +291,10 @@ class RelaxLowering(Interpreter):
 
     def _dot_shape(self, n: QNode, x: _Codes):
         """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None."""
-        from .tvm_int8_kernels import supports
+        from .tvm_int8_kernels import narrow_kernel, supports
 
         shape = self._conv_shape(n, x) if self.kernel is not None and n.attrs["group"] == 1 else None
-        return shape if shape is not None and supports(shape, self.kernel) is None else None
+        return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
 
     def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
@@ -309,7 +309,7 @@ class RelaxLowering(Interpreter):
             codes = self.cast(codes, "int16")
             if offset:
                 codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), self.kernel.act_dtype)
-        kernel, im2col = kn.dot_form(shape, self.kernel)
+        kernel, im2col = kn.dot_form(shape, kn.narrow_kernel(shape, self.kernel))
         weights = n.weight
         if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
             flat = kn.im2col_shape(shape, kernel)

@@ -10,6 +10,7 @@ have better instructions, each summing several 8- or 16-bit products into one 32
 | `avx_vnni`        | `vpdpbusd` ymm                                 | 8     | 4                      | u8 x s8    |
 | `avx512_madd`     | `vpmaddwd` zmm + `vpaddd`                      | 16    | 2                      | s16 x s16  |
 | `avx2_madd`       | `vpmaddwd` ymm + `vpaddd`                      | 8     | 2                      | s16 x s16  |
+| `sse2_madd`       | `vpmaddwd` xmm + `vpaddd` (4 output channels)  | 4     | 2                      | s16 x s16  |
 | `neon_s8`         | `vmull.s8` + `vmlal.s8` + `vpadal.s16` (ARMv7) | 4     | 4 (2 x 2)              | s8 x s8    |
 | `neon_s8_pairs`   | `vmull.s8` + `vpadal.s16` (ARMv7)              | 4     | 2                      | s8 x s8    |
 
@@ -93,6 +94,7 @@ KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
     DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
     DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
+    DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2"),  # the AVX2 kernel's narrow twin
     # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
     # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
     # 2 x 8: FastNet 5.6% more (spills; measured)
@@ -101,6 +103,9 @@ KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
     DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot"),
 )}
+# x86: the kernel for a layer whose output channels fill only part of the target kernel's vector, half as wide
+# (FastNet's 4-channel branches: 8 -> 4 1 x 1 convs took the generic int16 conv, 4x slower than their FP32 twins)
+NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_dot_sse2_madd"}
 # the kernel for weights that put two -128 codes on one int16 lane
 NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs"}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
@@ -196,6 +201,13 @@ def supports(shape: ConvShape, k: DotKernel) -> str | None:
     if shape.flat(k) and shape.dilations != (1, 1):
         return "a dilated conv whose input channels are not a multiple of the step"
     return None
+
+
+def narrow_kernel(shape: ConvShape, k: DotKernel) -> DotKernel:
+    """`k`, or its narrower twins (`NARROW`) until one's lanes divide the layer's output channels."""
+    while shape.co % k.lanes and k.name in NARROW:
+        k = KERNELS[NARROW[k.name]]
+    return k
 
 
 def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
@@ -524,8 +536,8 @@ def _impl(k: DotKernel, values: bool = False):
 
     L, J, H = k.lanes, k.group, k.pairs
     operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
-    if k.name in ("tcc_dot_avx2_madd", "tcc_dot_avx512_madd"):
-        madd = "llvm.x86.avx2.pmadd.wd" if L == 8 else "llvm.x86.avx512.pmaddw.d.512"
+    if k.name in ("tcc_dot_sse2_madd", "tcc_dot_avx2_madd", "tcc_dot_avx512_madd"):
+        madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
 
         @T.prim_func(s_tir=True)
         def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
