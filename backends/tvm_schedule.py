@@ -414,8 +414,9 @@ class Int8DotConv(Rule):
 
 class Int8Depthwise(Rule):
     """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
-    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue: a register tile of pixels x two vectors
-    of int32 channels, accumulated over the taps, the epilogue fused into its write-back."""
+    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue, on ARMv7: a register tile of pixels x
+    two vectors of int32 channels, accumulated over the taps (the NEON widening intrinsic), the epilogue fused
+    into its write-back. x86 leaves it to `WindowReduction`."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         from .tvm_int8_kernels import DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, TILE_SCOPE, depthwise_intrin
@@ -423,16 +424,20 @@ class Int8Depthwise(Rule):
         names = [sch.get(b).name_hint for b in blocks]
         if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
             return False
+        intrin = depthwise_intrin(self.target)
+        if intrin is None:
+            # x86: WindowReduction's schedule (the padding inlined, up to 6 pixels a tile) -- this one's separate
+            # int16 pass, 2 or 6 pixels a tile, measured 2-4% slower in all on FastNet, even on DDSNet
+            return False
         _vectorize_spatial(sch, sch.get_sblock(DEPTHWISE_PAD_BLOCK), simd)
         conv = sch.get_sblock(DEPTHWISE_BLOCK)
         n, y, x, c, *taps = sch.get_loops(conv)
-        intrin = depthwise_intrin(self.target)
-        width = 8 if intrin else next((w for w in (2 * simd.lanes, simd.lanes) if _extent(sch, c) % w == 0), None)
-        if width is None or _extent(sch, c) % width:
+        width = 8
+        if _extent(sch, c) % width:
             return False
         c_out, c_in = sch.split(c, [None, width])
         pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)
-        one_pixel = intrin and pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
+        one_pixel = pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
         x_out, x_in = sch.split(x, [None, pixels])
         if one_pixel and all(_extent(sch, tap) == 1 for tap in taps):
             # 1 x 1 (a BN after a ReLU): channels outside pixels, so that a vector's requantization parameters
@@ -447,10 +452,7 @@ class Int8Depthwise(Rule):
         _parallel(sch, [n, y])
         init = sch.decompose_reduction(conv, taps[0])
         sch.vectorize(sch.get_loops(init)[-1])
-        if intrin:
-            sch.tensorize(c_in, intrin)
-        else:
-            sch.vectorize(c_in)
+        sch.tensorize(c_in, intrin)
         sch.unroll(x_in)
         if one_pixel:
             for tap in taps:
