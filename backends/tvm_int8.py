@@ -23,7 +23,9 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   parameter, channels last): the exact int64 product acc * q, one arithmetic right shift by 31 - shift rounding
   half to even (without comparisons, so that it vectorizes everywhere), + zero point, clamp. Relax fuses it into
   the producing conv, whose schedule applies it to the register tile on its way out: the int32 accumulators
-  never go to memory;
+  never go to memory. The same result in cheaper arithmetic where the target's kernel allows it: ARMv7 NEON in
+  32-bit lanes (`requantize_neon_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
+  (`requantize_float64_primfunc`), else in int32 lanes (`requantize_int32_primfunc`);
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
   lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
   multiply (PReLU, layer scale) requantizes both sides and selects by the code's sign;
