@@ -106,7 +106,7 @@ class TvmBackend(Backend):
         bad = super().unsupported(model)
         if _tvm_missing() is not None:
             return bad
-        known = (tvm_worker.converted_ops(self._worker) if self._worker is not None else converted_ops())
+        known = self._worker.converted_ops() if self._worker is not None else converted_ops()
         named = {n for n, _ in bad}
         for node in model.graph.node:
             name = node.name or node.output[0]
@@ -151,7 +151,7 @@ class TvmBackend(Backend):
 
     def preload(self, worker: bool = False) -> None:
         if worker and tvm_worker.pays():
-            self._worker = tvm_worker.start()
+            self._worker = tvm_worker.Worker()
         else:
             from .tvm_import import import_tvm_first
 
@@ -159,7 +159,7 @@ class TvmBackend(Backend):
 
     def close(self) -> None:
         if self._worker is not None:
-            tvm_worker.stop(self._worker)
+            self._worker.stop()
             self._worker = None
 
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
@@ -167,7 +167,7 @@ class TvmBackend(Backend):
             files = self.emit_here(model, options, out_dir)
         else:
             worker, self._worker = self._worker, None
-            files = tvm_worker.emit(worker, model, options, out_dir)
+            files = worker.emit(model, options, out_dir)
         # the instruction mix (objdump, 0.4 s for DDSNet) is counted on a thread while the self-check runs the module
         from .instruction_mix import instruction_mix
 

@@ -28,39 +28,46 @@ def _init() -> None:
     import_tvm_first()
 
 
-class Worker:
-    """A one-process pool, forked when made (before PyTorch is imported) and importing TVM in the background; it
-    also answers which ONNX ops TVM converts (the build's early check), so that this process never imports TVM."""
-
-    def __init__(self) -> None:
-        self.pool = multiprocessing.get_context("fork").Pool(1, initializer=_init)
-        self.ops = self.pool.apply_async(_converted_ops)
-
-
 def pays() -> bool:
     """Whether a worker saves time: neither library is loaded yet (a caller that has imported them, as tests
     and notebooks have, compiles in its own process). Also keeps the fork to a process without PyTorch's threads."""
     return "torch" not in sys.modules and "tvm" not in sys.modules
 
 
-def start() -> Worker:
-    return Worker()
+class Worker:
+    """A one-process pool, forked when made (before PyTorch is imported) and importing TVM in the background; it
+    also answers which ONNX ops TVM converts (the build's early check), so that this process never imports TVM."""
+
+    def __init__(self) -> None:
+        self.pool = multiprocessing.get_context("fork").Pool(1, initializer=_init)
+        self._ops = self.pool.apply_async(_converted_ops)
+
+    def converted_ops(self) -> frozenset[str]:
+        return self._ops.get()
+
+    def emit(self, model, options, out_dir: Path) -> list[str]:
+        """TvmBackend.emit_here run by the worker, which ends after it (the build needs it no more)."""
+        from tcc.phases import add
+
+        # the calibration samples are for the NPU kits' archives; a TVM emit does not read them (no 100 MB to send)
+        options = dataclasses.replace(options, data=None)
+        try:
+            files, seconds = self.pool.apply(_emit, (model, options, Path(out_dir)))
+        finally:
+            self.stop()
+        add(seconds)
+        return files
+
+    def stop(self) -> None:
+        """End the worker now, even in the middle of its import (a build that failed before it emitted)."""
+        self.pool.terminate()
+        self.pool.join()
 
 
 def _converted_ops() -> frozenset[str]:
     from .tvm import converted_ops
 
     return converted_ops()
-
-
-def converted_ops(worker: Worker) -> frozenset[str]:
-    return worker.ops.get()
-
-
-def stop(worker: Worker) -> None:
-    """End the worker now, even in the middle of its import (a build that failed before it emitted)."""
-    worker.pool.terminate()
-    worker.pool.join()
 
 
 def _emit(model, options, out_dir: Path) -> tuple[list[str], dict[str, float]]:
@@ -71,17 +78,3 @@ def _emit(model, options, out_dir: Path) -> tuple[list[str], dict[str, float]]:
     with recording() as seconds:
         files = TvmBackend().emit_here(model, options, out_dir)
     return files, seconds
-
-
-def emit(worker: Worker, model, options, out_dir: Path) -> list[str]:
-    """TvmBackend.emit_here run by the worker, which ends after it (the build needs it no more)."""
-    from tcc.phases import add
-
-    # the calibration samples are for the NPU kits' archives; a TVM emit does not read them (no 100 MB to send)
-    options = dataclasses.replace(options, data=None)
-    try:
-        files, seconds = worker.pool.apply(_emit, (model, options, Path(out_dir)))
-    finally:
-        stop(worker)
-    add(seconds)
-    return files
