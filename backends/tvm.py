@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tcc.background import Background
 from tcc.errors import BuildError, SelfCheckError
 from tcc.phases import phase
 
 from . import targets as tvm_targets
+from . import tvm_worker
 from .base import Backend, Capabilities, EmitOptions, Exposed
 
 ARTIFACT = "model.so"
@@ -69,6 +71,13 @@ def _tvm_missing() -> str | None:
     return None
 
 
+def converted_ops() -> frozenset[str]:
+    """The ONNX ops TVM's Relax ONNX frontend converts."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    return frozenset(_get_convert_map()) | {"Constant", "If"}  # the two the frontend handles itself
+
+
 def _spec(target: str) -> tvm_targets.Platform:
     try:
         return tvm_targets.get_platform(target)
@@ -97,9 +106,7 @@ class TvmBackend(Backend):
         bad = super().unsupported(model)
         if _tvm_missing() is not None:
             return bad
-        from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
-
-        known = set(_get_convert_map()) | {"Constant", "If"}  # the two the frontend handles itself
+        known = self._worker.converted_ops() if self._worker is not None else converted_ops()
         named = {n for n, _ in bad}
         for node in model.graph.node:
             name = node.name or node.output[0]
@@ -139,7 +146,37 @@ class TvmBackend(Backend):
             raise BuildError(f"target {target} needs {what}; or run tools/setup_arm.sh as root")
 
     # ------------------------------------------------------------------ emit
+    _worker = None  # set by preload(worker=True): backends/tvm_worker.py
+    _mix = None  # the module's instruction mix, counted on a thread started by emit
+
+    def preload(self, worker: bool = False) -> None:
+        if worker and tvm_worker.pays():
+            self._worker = tvm_worker.Worker()
+        else:
+            from .tvm_import import import_tvm_first
+
+            import_tvm_first()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        if self._worker is None:
+            files = self.emit_here(model, options, out_dir)
+        else:
+            worker, self._worker = self._worker, None
+            files = worker.emit(model, options, out_dir)
+        # the instruction mix (objdump, 0.4 s for DDSNet) is counted on a thread while the self-check runs the module
+        from .instruction_mix import instruction_mix
+
+        self._mix = Background("tcc-instruction-mix", instruction_mix, Path(out_dir) / ARTIFACT,
+                               _spec(options.target).name)
+        return files
+
+    def emit_here(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        """The emit step in this process."""
         from . import tvm_compile
 
         out_dir = Path(out_dir)
@@ -332,7 +369,11 @@ class TvmBackend(Backend):
         spec = _spec(options.target)
         bundle = Path(bundle_dir)
         with phase("instruction-mix"):
-            checks: dict = {"instruction_mix": _mix_summary(instruction_mix(bundle / ARTIFACT, spec.name))}
+            if self._mix is not None:  # started by emit
+                mix, self._mix = self._mix.result(), None
+            else:
+                mix = instruction_mix(bundle / ARTIFACT, spec.name)
+            checks: dict = {"instruction_mix": _mix_summary(mix)}
         if spec.is_cross and options.host_twin:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
             # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request

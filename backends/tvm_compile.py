@@ -122,10 +122,10 @@ def _declared_op_patterns():
 def resolve_tvm_target(target_name: str) -> dict[str, Any]:
     """The registry's TVM target dict, with ``"mcpu": "native"`` replaced by this machine's CPU
     name (LLVM refuses "native" next to an explicit mtriple)."""
-    import tvm
-
     d = get_target(target_name).tvm_target_dict()
     if d.get("mcpu") == "native":
+        import tvm  # only here: an ARM build's own process need not import TVM (tvm_worker)
+
         d["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
     return d
 

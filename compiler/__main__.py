@@ -1,6 +1,4 @@
 """`python -m tcc ...`: the command line (what the `tcc` script runs)."""
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

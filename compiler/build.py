@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .background import Background
 from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
 from .phases import phase, recording
 from .errors import BuildError, SelfCheckError
@@ -57,10 +58,12 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           calib: str | Path | None = None, data: str | Path | np.ndarray | None = None,
           calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
           io: str = "float", allow_cpu_fallback: bool = False, npu_mode: str | None = None,
-          count_instructions: bool = False, host_twin: bool = False,
+          count_instructions: bool = False, host_twin: bool = False, compile_worker: bool = False,
           log: Callable[[str], None] = lambda s: None) -> BuildResult:
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
-    the wall time of every phase (tcc.phases: "emit/compile", "target-checks/host-twin/link", ...)."""
+    the wall time of every phase (tcc.phases: "emit/compile", "target-checks/host-twin/link", ...).
+    `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
+    (`tcc build` asks for it; backends/tvm_worker.py)."""
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 
     from .frontend import lower_spec
@@ -83,84 +86,99 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         if on and not (tgt.platform and tgt.platform.qemu):
             raise BuildError(f"{flag} applies to the ARM targets (arm-a7, aarch64), not {target}")
 
-    fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
-                    simplify=simplify, log=log)
-    model, ref, onnx_model = fe.model, fe.module, fe.onnx
-    seconds = dict(fe.seconds)
-    options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
-                          tune_log=str(tune_log) if tune_log else None, io=io, allow_cpu_fallback=allow_cpu_fallback,
-                          npu_mode=npu_mode, preprocess=model.preprocess, count_instructions=count_instructions,
-                          host_twin=host_twin)
-    backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
+    with phase("preload"):
+        backend.preload(worker=compile_worker)
+    try:
+        fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
+                        simplify=simplify, log=log)
+        model, ref, onnx_model = fe.model, fe.module, fe.onnx
+        seconds = dict(fe.seconds)
+        options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
+                              tune_log=str(tune_log) if tune_log else None, io=io,
+                              allow_cpu_fallback=allow_cpu_fallback, npu_mode=npu_mode, preprocess=model.preprocess,
+                              count_instructions=count_instructions, host_twin=host_twin)
+        backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
 
-    qgraph, quant_info, x = None, None, None
-    if precision == "int8":
-        from dataclasses import replace
+        qgraph, quant_info, x = None, None, None
+        if precision == "int8":
+            from dataclasses import replace
 
-        from .quant.plan import plan
+            from .quant.plan import plan
 
-        # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
-        graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
-                     what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
-        with phase("calibration"):
-            table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
-                                                                  calib_options or {}, tgt.rules, seed, log)
-        options = replace(options, table=table, data=cd)
+            # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
+            graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
+                         what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
+            with phase("calibration"):
+                table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
+                                                                      calib_options or {}, tgt.rules, seed, log)
+            options = replace(options, table=table, data=cd)
 
-    if x is None:
-        x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *model.input_shape)).astype(np.float32)
-    with phase("reference"):
-        expected = torch_run(ref, x)
-    with atomic_dir(out, force) as tmp:
-        with phase("emit"):
-            files = backend.emit(onnx_model, options, tmp)
-        with phase("self-check"):
-            got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, qgraph, quant_info)
-        if options.table is not None:
-            options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
-        if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
-            raise SelfCheckError(_failure_message(target, "fp32" if caps.kit else precision, check))
-        with phase("target-checks"):
-            target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
-        manifest = {
-            "format": FORMAT,
-            "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
-                      "params": model.params},
-            "target": target,
-            "backend": tgt.backend,
-            "precision": precision,
-            "opset": opset,
-            "simplify": simplify,
-            "artifact": files[0],
-            "artifacts": files,
-            "inputs": _io(onnx_model.graph.input, onnx_model.graph.initializer),
-            "outputs": _io(onnx_model.graph.output, []),
-            "preprocess": model.preprocess.to_json(),
-            "labels": model.labels,
-            "weights": fe.weights,
-            "passes": _report_json(fe.report),
-            **({"quantization": quant_info["manifest"]} if quant_info else {}),
-            "self_check": check,
-            **({"target_checks": target_checks} if target_checks else {}),
-            "runtime": backend.runtime_info(options),
-            "tool": {"name": "tcc", "version": _version("tcc")},
-            "libraries": {"python": platform.python_version(), "numpy": np.__version__,
-                          **{lib: _version(lib) for lib in ("onnx", "onnxruntime", "torch", "onnxsim")}},
-        }
-        with phase("manifest"):
-            manifest = finish_bundle(tmp, manifest)
-    seconds["total"] = time.perf_counter() - t0
-    return BuildResult(out, manifest, fe.report, seconds)
+        if x is None:
+            x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *model.input_shape)).astype(np.float32)
+        # PyTorch's references run on a thread while the backend emits (an emit in a worker process leaves this one
+        # waiting): float32, and float64 where the check judges against it
+        references = Background("tcc-reference", _references, ref, x, float64=caps.kit or precision == "fp32")
+        with atomic_dir(out, force) as tmp:
+            with phase("emit"):
+                files = backend.emit(onnx_model, options, tmp)
+            with phase("reference"):  # what is left of it
+                expected, expected64 = references.result()
+            with phase("self-check"):
+                got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, expected64, qgraph,
+                                         quant_info)
+            if options.table is not None:
+                options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
+            if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
+                raise SelfCheckError(_failure_message(target, "fp32" if caps.kit else precision, check))
+            with phase("target-checks"):
+                target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
+            manifest = {
+                "format": FORMAT,
+                "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
+                          "params": model.params},
+                "target": target,
+                "backend": tgt.backend,
+                "precision": precision,
+                "opset": opset,
+                "simplify": simplify,
+                "artifact": files[0],
+                "artifacts": files,
+                "inputs": _io(onnx_model.graph.input, onnx_model.graph.initializer),
+                "outputs": _io(onnx_model.graph.output, []),
+                "preprocess": model.preprocess.to_json(),
+                "labels": model.labels,
+                "weights": fe.weights,
+                "passes": _report_json(fe.report),
+                **({"quantization": quant_info["manifest"]} if quant_info else {}),
+                "self_check": check,
+                **({"target_checks": target_checks} if target_checks else {}),
+                "runtime": backend.runtime_info(options),
+                "tool": {"name": "tcc", "version": _version("tcc")},
+                "libraries": {"python": platform.python_version(), "numpy": np.__version__,
+                              **{lib: _version(lib) for lib in ("onnx", "onnxruntime", "torch", "onnxsim")}},
+            }
+            with phase("manifest"):
+                manifest = finish_bundle(tmp, manifest)
+        seconds["total"] = time.perf_counter() - t0
+        return BuildResult(out, manifest, fe.report, seconds)
+    finally:
+        backend.close()  # a worker that preload started and the build did not reach
 
 
 # ---------------------------------------------------------------------------------------------------- steps
-def _self_check(backend, onnx_model, options, bundle, x, ref, expected, qgraph, quant_info) -> tuple:
+def _references(ref, x: np.ndarray, float64: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The PyTorch lowering's output on the check inputs in float32, and in float64 if asked."""
+    return torch_run(ref, x), (torch_run(ref, x, float64=True) if float64 else None)
+
+
+def _self_check(backend, onnx_model, options, bundle, x, ref, expected, expected64, qgraph, quant_info) -> tuple:
     """Run the written artifact on the check inputs and judge it against PyTorch (INT8: against the integer
-    reference, exactly or per op). Returns (the artifact's output, the self_check record)."""
+    reference, exactly or per op; FP32 and kits against `expected64`, the float64 run). Returns (the artifact's
+    output, the self_check record)."""
     caps, precision = backend.capabilities, options.precision
     got = backend.check_run(bundle, x, precision)
     if caps.kit:  # the toolchain's input model, FP32: its INT8 result is the prediction (target checks)
-        check = self_check(got, expected, "fp32", torch_run(ref, x, float64=True))
+        check = self_check(got, expected, "fp32", expected64)
         check["inputs"] = quant_info["check_inputs"] or check["inputs"]
         check["checked"] = "the kit's float model (what the toolchain is given), in ONNX Runtime"
     elif precision == "int8":
@@ -172,8 +190,7 @@ def _self_check(backend, onnx_model, options, bundle, x, ref, expected, qgraph, 
         check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"],
                                 codes if exact else codes())
     else:
-        exact = torch_run(ref, x, float64=True) if precision == "fp32" else None
-        check = self_check(got, expected, precision, exact)
+        check = self_check(got, expected, precision, expected64 if precision == "fp32" else None)
     if precision == "fp16":
         check["float16_activations"] = _fp16_emulation(ref, x, expected)
     return got, check
@@ -341,14 +358,22 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
 
 
 def torch_run(module, x: np.ndarray, float64: bool = False) -> np.ndarray:
+    """The PyTorch lowering on `x`, on one thread: the checks' batches are small, and PyTorch's OpenMP threads wait
+    for one another at every op when another process holds a core (DDSNet, batch 2, float64: 0.16 s on one thread,
+    5 s on two while the machine was busy, measured). One thread also makes them independent of the core count."""
     import copy
 
     import torch
 
-    with torch.no_grad():
-        if float64:  # the same function with float32's rounding error gone (a copy: the module stays float32)
-            return copy.deepcopy(module).double()(torch.from_numpy(x).double()).numpy()
-        return module(torch.from_numpy(x)).numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            if float64:  # the same function with float32's rounding error gone (a copy: the module stays float32)
+                return copy.deepcopy(module).double()(torch.from_numpy(x).double()).numpy()
+            return module(torch.from_numpy(x)).numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _fp16_emulation(ref, x, expected) -> dict:

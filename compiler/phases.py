@@ -19,10 +19,11 @@ _prefix: ContextVar[str] = ContextVar("tcc_phase_prefix", default="")
 def recording() -> Iterator[dict[str, float]]:
     """Collect {phase: seconds} of every ``phase`` run inside (a phase run twice adds up)."""
     seconds: dict[str, float] = {}
-    token = _current.set(seconds)
+    token, root = _current.set(seconds), _prefix.set("")  # a recording's phases are named from its own root
     try:
         yield seconds
     finally:
+        _prefix.reset(root)
         _current.reset(token)
 
 
@@ -38,3 +39,14 @@ def phase(name: str) -> Iterator[None]:
         _prefix.reset(token)
         if seconds is not None:
             seconds[full] = seconds.get(full, 0.0) + time.perf_counter() - t
+
+
+def add(timed: dict[str, float]) -> None:
+    """Record phases timed elsewhere (a worker process's own ``recording()``) as if run here, under the current
+    phase: {"compile": 0.8} inside ``phase("emit")`` adds "emit/compile"."""
+    seconds = _current.get()
+    if seconds is None:
+        return
+    for name, t in timed.items():
+        full = _prefix.get() + name
+        seconds[full] = seconds.get(full, 0.0) + t

@@ -6,8 +6,18 @@ import onnx
 from .base import Pass, PassError, Stats, restore_metadata
 
 
+def _import_onnxsim():
+    """onnxsim, imported without sympy where sympy is not loaded yet: onnxsim takes it (0.4 s to import) only to
+    print symbolic MAC formulas in its model_info, which tcc does not use; sympy imports normally afterwards."""
+    from tcc.import_order import hidden
+
+    with hidden("sympy"):
+        import onnxsim
+    return onnxsim
+
+
 def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Stats]:
-    import onnxsim
+    onnxsim = _import_onnxsim()
 
     try:
         out, ok = onnxsim.simplify(model, check_n=0)
