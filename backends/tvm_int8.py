@@ -249,7 +249,8 @@ class RelaxLowering(Interpreter):
                 if hi is not None:
                     y = self.emit(op.minimum(y, self.const(hi, "float64")))
             return [self.nchw(self.cast(y, "float32"))]
-        return [_Codes(self.requantize(acc, n.requant, in_kernel, accumulator_bound(n.kind, n.weight, n.bias, x.params)), n.qout[0])]
+        bound = accumulator_bound(n.kind, n.weight, n.bias, x.params)
+        return [_Codes(self.requantize(acc, n.requant, in_kernel, bound), n.qout[0])]
 
     def conv(self, n: QNode, x: _Codes) -> list:
         a = n.attrs
@@ -718,8 +719,8 @@ FLOAT64_EXACT = 2**53  # |integer| below this: exact in float64
 def float64_requantize_params(rq: Requant, channels: int, bound: np.ndarray | None) -> tuple | None:
     """(float64 [C], int32 [3, C]) for `requantize_float64_primfunc`, or None where that form does not apply:
     it needs multipliers below 1 (k = 31 - shift >= 31) and every product |acc q| <= bound q below 2^53, so that
-    float64 holds it exactly (bound None: |acc| unknown). The float64 row: M = q / 2^k (exact: a 31-bit q times a power of two); the int32
-    rows: lo - zp, hi - zp, zp."""
+    float64 holds it exactly (bound None: |acc| unknown). The float64 row: M = q / 2^k (exact: a 31-bit q times a
+    power of two); the int32 rows: lo - zp, hi - zp, zp."""
     if bound is None:
         return None
     q, k, _ = fixed_point(rq.mult.q, rq.mult.shift)
