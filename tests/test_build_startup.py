@@ -87,3 +87,19 @@ def test_command_exit_keeps_output_and_exit_code(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tcc", "check", str(tmp_path / "nope.yaml")],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "nope.yaml" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_phases_timed_elsewhere_are_added_under_the_current_phase():
+    """A worker's own recording (forked inside the build's "preload" phase) names its phases from its own root, and
+    the build adds them under the phase it waits in."""
+    from tcc.phases import add, phase, recording
+
+    with recording() as outer:
+        with phase("preload"):
+            with recording() as worker:  # as in the forked worker, which inherits the "preload/" prefix
+                with phase("compile"):
+                    pass
+        with phase("emit"):
+            add({"compile": 0.5, **worker})
+    assert set(worker) == {"compile"}
+    assert outer["emit/compile"] >= 0.5 and "preload/compile" not in outer
