@@ -119,6 +119,32 @@ def test_conv_schedule_is_a_register_tile():
     assert 'T.sblock("T_add")' not in text and "T.max(" in text and "T.min(" in text  # fused into the write-back
 
 
+def test_short_reductions_are_unrolled_on_x86_only():
+    """Innermost reduction loops of at most X86_UNROLLED_TAPS steps in all are unrolled on x86 (host): the
+    depthwise conv's 3 x 3 taps, the 3 x 3 x 3 conv's kx x c_in (not ky: 27 steps); ARM keeps the loop nest (its
+    FP32 instruction counts are the INT8 ratios' reference). Numbers: test_schedules_change_no_numbers."""
+    import tvm
+
+    from tcc.backends.tvm_schedule import WindowReduction
+
+    def reduction_loops(target_name):
+        mod, target = _legalized(_small_net(), target_name)
+        loops = {}
+        for gv, func in mod.functions_items():
+            if isinstance(func, tvm.tirx.PrimFunc) and gv.name_hint.startswith("fused_conv2d"):
+                text = WindowReduction().apply(func, target, False).mod["main"].script()
+                loops[gv.name_hint] = [line.strip() for line in text.splitlines()
+                                       if line.strip().startswith(("for ry", "for rx", "for rc"))]
+        return loops
+
+    host, arm = reduction_loops("host"), reduction_loops("arm-a7")
+    assert host["fused_conv2d1_relu"] == ["for ry in T.unroll(T.int64(3)):", "for rx in T.unroll(T.int64(3)):",
+                                          "for rc in T.unroll(T.int64(1)):"]
+    assert host["fused_conv2d_add_maximum_minimum"][0] == "for ry in range(T.int64(3)):"
+    assert "T.unroll" not in host["fused_conv2d2_add1"][0]  # the 1x1 conv's 12 input channels
+    assert all("T.unroll" not in line for lines in arm.values() for line in lines), arm
+
+
 def test_relax_clips_become_layout_aware_ops():
     import tvm
 
