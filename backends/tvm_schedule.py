@@ -42,7 +42,7 @@ DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 
 # nine-pixel tiles of odd widths with the taps unrolled: 0.6-2.6% more in all (measured).
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
 # x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
-# or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.7% faster (interleaved, idle AVX2 EPYC);
+# or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
 # 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
 X86_UNROLLED_TAPS = 9
 
