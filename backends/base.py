@@ -134,6 +134,11 @@ class Backend:
         changes what the artifact computes (the final output must stay `got`)."""
         raise NotImplementedError(f"backend {self.capabilities.name} cannot expose its INT8 codes")
 
+    def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
+        """Checks that read only the written artifact (e.g. its instruction mix), into the manifest's
+        "target_checks" with extra_checks'. The build runs them on a thread while the self-check runs the artifact."""
+        return {}
+
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """Checks beyond the builder's self-check (e.g. an ARM build run under qemu against the host build), run
         after `emit` on the bundle being built; the result goes into the manifest under "target_checks". Raise

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tcc.background import Background
 from tcc.errors import BuildError, SelfCheckError
 from tcc.phases import phase
 
@@ -147,9 +146,10 @@ class TvmBackend(Backend):
 
     # ------------------------------------------------------------------ emit
     _worker = None  # set by preload(worker=True): backends/tvm_worker.py
-    _mix = None  # the module's instruction mix, counted on a thread started by emit
 
     def preload(self, worker: bool = False) -> None:
+        if _tvm_missing() is not None:  # check() says so, with what to install
+            return
         if worker and tvm_worker.pays():
             self._worker = tvm_worker.Worker()
         else:
@@ -164,16 +164,9 @@ class TvmBackend(Backend):
 
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         if self._worker is None:
-            files = self.emit_here(model, options, out_dir)
-        else:
-            worker, self._worker = self._worker, None
-            files = worker.emit(model, options, out_dir)
-        # the instruction mix (objdump, 0.4 s for DDSNet) is counted on a thread while the self-check runs the module
-        from .instruction_mix import instruction_mix
-
-        self._mix = Background("tcc-instruction-mix", instruction_mix, Path(out_dir) / ARTIFACT,
-                               _spec(options.target).name)
-        return files
+            return self.emit_here(model, options, out_dir)
+        worker, self._worker = self._worker, None
+        return worker.emit(model, options, out_dir)
 
     def emit_here(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         """The emit step in this process."""
@@ -360,20 +353,20 @@ class TvmBackend(Backend):
         return {name: np.concatenate([r[k + 1] for r in runs]) for k, name in enumerate(names)}
 
     # ------------------------------------------------------------------ target checks
+    def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
+        from .instruction_mix import instruction_mix
+
+        return {"instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT,
+                                                                _spec(options.target).name))}
+
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         from tcc.bundle import stable_float
 
         from . import tvm_compile
-        from .instruction_mix import instruction_mix
 
         spec = _spec(options.target)
         bundle = Path(bundle_dir)
-        with phase("instruction-mix"):
-            if self._mix is not None:  # started by emit
-                mix, self._mix = self._mix.result(), None
-            else:
-                mix = instruction_mix(bundle / ARTIFACT, spec.name)
-            checks: dict = {"instruction_mix": _mix_summary(mix)}
+        checks: dict = {}
         if spec.is_cross and options.host_twin:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
             # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request

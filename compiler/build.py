@@ -123,6 +123,8 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
                 files = backend.emit(onnx_model, options, tmp)
             with phase("reference"):  # what is left of it
                 expected, expected64 = references.result()
+            # checks of the artifact alone run while the self-check runs it (TVM: objdump's instruction mix)
+            artifact_checks = Background("tcc-artifact-checks", backend.artifact_checks, options, tmp)
             with phase("self-check"):
                 got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, expected64, qgraph,
                                          quant_info)
@@ -131,7 +133,9 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
                 raise SelfCheckError(_failure_message(target, "fp32" if caps.kit else precision, check))
             with phase("target-checks"):
-                target_checks = backend.extra_checks(onnx_model, options, tmp, x, got)
+                with phase("artifact"):  # what is left of it
+                    target_checks = artifact_checks.result()
+                target_checks.update(backend.extra_checks(onnx_model, options, tmp, x, got))
             manifest = {
                 "format": FORMAT,
                 "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
