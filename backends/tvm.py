@@ -179,8 +179,9 @@ class TvmBackend(Backend):
             mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
+            int8 = options.precision == "int8"
             tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
-                                       tune_trials=tune_trials, ieee=options.precision == "int8")
+                                       tune_trials=tune_trials, ieee=int8, concat_in_place=not int8)
         except BuildError:  # ToolchainMissing: names the package to install
             raise
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
@@ -376,8 +377,9 @@ class TvmBackend(Backend):
             with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp, phase("host-twin"):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
-                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
-                                           ieee=options.precision == "int8")
+                int8 = options.precision == "int8"
+                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so, ieee=int8,
+                                           concat_in_place=not int8)
                 with phase("run"):
                     host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)

@@ -22,7 +22,7 @@ from .tvm_runtime import require_tools
 
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
-                    tune_trials: int = 0, schedule: bool = True):
+                    tune_trials: int = 0, schedule: bool = True, concat_in_place: bool = False):
     """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
     tcc's default CPU schedules (backends/tvm_schedule.py) on the fused TIR; optionally dlight's own CPU rules,
     and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
@@ -42,6 +42,10 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         legalize = list(cpu_generic.legalize_passes(target))
         at = next(i for i, p in enumerate(legalize) if p.info.name == "AnnotateTIROpPattern") + 1
         passes += legalize[:at] + [_declared_op_patterns()] + legalize[at:]
+        if concat_in_place and schedule and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
+            from .tvm_concat import concat_in_place as in_place
+
+            passes.append(in_place())
     else:
         passes.append(relax.transform.LegalizeOps())
     if tune_dir:
@@ -183,14 +187,16 @@ def _physical_cores() -> int:
 
 def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
-                   tune_trials: int = 0, schedule: bool = True, ieee: bool = False) -> Path:
+                   tune_trials: int = 0, schedule: bool = True, ieee: bool = False,
+                   concat_in_place: bool = False) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm_codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
     See compile_onnx for the options;
     ``ieee``: drop the target's fast-math (INT8 modules: their float steps -- quantizing the input,
     dequantizing the output -- must round exactly like the reference; fast-math turns x / s into
-    x * (1 / s), which moves codes at ties)."""
+    x * (1 / s), which moves codes at ties); ``concat_in_place``: see _relax_pipeline (FP32 modules: INT8 ones
+    keep their concat kernels)."""
     import tvm
     from tvm.support import cc
 
@@ -204,7 +210,8 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         threads = os.environ.get("TVM_NUM_THREADS", "")
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
-    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule)
+    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule,
+                               concat_in_place)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"

@@ -1,0 +1,114 @@
+"""Dense-block concats without copies (backends/tvm_concat.py): which concats the pass removes, which it leaves,
+that the module computes exactly what it computes without the pass, and that ARM modules keep their kernels.
+Speed is measured by `tcc bench`, not here."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
+                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+
+SHAPE = [1, 3, 9, 7]
+
+
+def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False):
+    """stem conv (6 channels) -> `layers` dense layers (depthwise 3x3 + ReLU, pointwise conv + ReLU, concat with
+    the layer's input) -> 1x1 conv. `y_also_read`: the last layer's new channels also feed the output directly
+    (an Add after a 1x1 conv), so that concat's second input has another reader."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def conv(x, out, c_in, c_out, k=1, group=1):
+        w = numpy_helper.from_array((rng.standard_normal((c_out, c_in // group, k, k)) * 0.4).astype(np.float32),
+                                    f"w_{out}")
+        b = numpy_helper.from_array((rng.standard_normal(c_out) * 0.1).astype(np.float32), f"b_{out}")
+        inits.extend([w, b])
+        nodes.append(helper.make_node("Conv", [x, w.name, b.name], [f"{out}_c"], kernel_shape=[k, k], group=group,
+                                      pads=[k // 2] * 4))
+        nodes.append(helper.make_node("Relu", [f"{out}_c"], [out]))
+        return out
+
+    x, c = conv("input", "x0", 3, 6, k=3), 6
+    for i in range(layers):
+        d = conv(x, f"d{i}", c, c, k=3, group=c)
+        y = conv(d, f"y{i}", c, growth)
+        nodes.append(helper.make_node("Concat", [x, y], [f"x{i + 1}"], axis=1))
+        x, c = f"x{i + 1}", c + growth
+    out = conv(x, "head", c, growth)
+    if y_also_read:
+        nodes.append(helper.make_node("Add", [out, y], ["sum"]))
+        out = "sum"
+    nodes.append(helper.make_node("Identity", [out], ["output"]))
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("input", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, growth, *SHAPE[2:]])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _lowered(model, target_name: str, concat_in_place: bool):
+    """The module after tcc's whole Relax pipeline (kernels scheduled, before code generation)."""
+    import tvm
+
+    from tcc.backends import tvm_compile
+
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
+    pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=concat_in_place)
+    with target:
+        return pipeline(tvm_compile.import_onnx(model, {"input": SHAPE}))
+
+
+def _concat_kernels(mod) -> int:
+    return sum(g.name_hint.startswith("concatenate") for g in mod.get_global_vars())
+
+
+def _outputs(model, tmp_path, concat_in_place: bool) -> np.ndarray:
+    from tcc.backends import tvm_compile, tvm_run
+
+    x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
+    so = tvm_compile.compile_module(tvm_compile.import_onnx(model, {"input": SHAPE}), "host",
+                                    tmp_path / f"m{int(concat_in_place)}.so", concat_in_place=concat_in_place)
+    return tvm_run.run_module(so, "host", x)[0][0]
+
+
+def test_dense_block_concats_are_removed_and_the_output_is_exactly_the_same(tmp_path):
+    model = _dense_block()
+    assert _concat_kernels(_lowered(model, "host", False)) == 3
+    passed = _lowered(model, "host", True)
+    assert _concat_kernels(passed) == 0
+    want, got = _outputs(model, tmp_path, False), _outputs(model, tmp_path, True)
+    assert got.shape == (1, 4, *SHAPE[2:]) and np.abs(got).max() > 0
+    assert np.array_equal(got, want)
+
+
+def test_a_concat_whose_new_channels_have_another_reader_stays(tmp_path):
+    model = _dense_block(y_also_read=True)
+    assert _concat_kernels(_lowered(model, "host", True)) == 1  # the last; the two before it are removed
+    assert np.array_equal(_outputs(model, tmp_path, True), _outputs(model, tmp_path, False))
+
+
+def test_arm_modules_keep_their_concats():
+    assert _concat_kernels(_lowered(_dense_block(), "arm-a7", True)) == 3
+
+
+def test_a_buffer_used_other_than_by_loads_stores_and_regions_is_refused():
+    """The PrimFunc edit refuses what it cannot shift (here: the buffer's address taken)."""
+    from tvm.script import tirx as T
+
+    from tcc.backends import tvm_concat
+
+    @T.prim_func(private=True, s_tir=True)
+    def address(a: T.Buffer((4,), "float32"), out: T.Buffer((4,), "float32")):
+        for i in range(4):
+            with T.sblock("b"):
+                v = T.axis.remap("S", [i])
+                out[v] = a[v]
+        T.evaluate(T.address_of(out[0]))
+
+    with pytest.raises(tvm_concat._Unsupported):
+        tvm_concat.written_at(address, 1, [8], 0, 4)
+    moved = tvm_concat.written_at(address, 0, [8], 0, 4)
+    assert "a[v + 4]" in moved.script()
