@@ -27,6 +27,8 @@ from tvm import relax, te, tirx, topi
 CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 # The only nodes that may refer to a rewritten buffer parameter (anything else: the function is left alone)
 _ADDRESSING = {"ir.TensorLoad": "source", "tirx.BufferStore": "buffer", "ir.TensorRegion": "source"}
+# Node fields that hold a number, not a node reference (one equal to the buffer's node index is no use of it)
+_SCALARS = {"data_alignment", "offset_factor", "kind", "iter_type", "ndim", "line", "column", "end_line", "end_column"}
 
 
 # ---------------------------------------------------------------------------------------------- PrimFunc edits
@@ -38,7 +40,8 @@ class _Serialized:
         self.doc = json.loads(tvm.ir.save_json(func))
         self.nodes = self.doc["nodes"]
         root = self.nodes[self.doc["root_index"]]["data"]
-        self.params = self.nodes[root["params"]]["data"]
+        self.params_node = root["params"]
+        self.params = self.nodes[self.params_node]["data"]
 
     def add(self, type_key: str, data) -> int:
         self.nodes.append({"type": type_key, "data": data})
@@ -53,9 +56,27 @@ class _Serialized:
         return self.add("prim.Add", {"span": 0, "ty": self.nodes[expr]["data"]["ty"], "a": expr,
                                      "b": self.int_imm(expr, offset)})
 
+    def uses(self, var: int) -> list[dict]:
+        """The nodes that address buffer `var` (loads, stores, block regions); any other use is refused."""
+        found = []
+        for i, node in enumerate(self.nodes):
+            data = node.get("data")
+            if i == var or data is None or i == self.params_node:
+                continue
+            if isinstance(data, dict):
+                refs = [k for k, v in data.items() if v == var and k not in _SCALARS]
+            else:  # an array or map holding the buffer (call arguments, allocations): no access we can shift
+                refs = ["element"] * (isinstance(data, list) and data.count(var))
+            if refs and refs != [_ADDRESSING.get(node["type"])]:
+                raise _Unsupported(f"buffer used by {node['type']}")
+            if refs:
+                found.append(node)
+        return found
+
     def retype(self, param: int, shape: list[int]) -> int:
         """Give parameter `param` a buffer type of `shape`; returns its Var node."""
         var = self.params[param]
+        self.uses(var)
         old = self.nodes[self.nodes[var]["data"]["ty"]]
         dims = self.nodes[old["data"]["shape"]]["data"]
         if len(dims) != len(shape) or old["data"]["strides"] and self.nodes[old["data"]["strides"]]["data"]:
@@ -66,15 +87,8 @@ class _Serialized:
 
     def shift(self, var: int, axis: int, offset: int) -> None:
         """Add `offset` to the `axis` index of every access to buffer `var` and to the regions naming it."""
-        for i, node in enumerate(list(self.nodes)):
-            data = node.get("data")
-            if not isinstance(data, dict):
-                continue
-            refers = [k for k, v in data.items() if v == var and k != "ty"]
-            if not refers or i == var:
-                continue
-            if refers != [_ADDRESSING.get(node["type"])]:
-                raise _Unsupported(f"buffer used by {node['type']}")
+        for node in self.uses(var):
+            data = node["data"]
             if node["type"] == "ir.TensorRegion":
                 ranges = list(self.nodes[data["region"]]["data"])
                 r = self.nodes[ranges[axis]]["data"]
@@ -94,8 +108,10 @@ class _Unsupported(Exception):
     pass
 
 
-def widened(func: tirx.PrimFunc, param: int, shape: list[int]) -> tirx.PrimFunc:
+def widened(func: tirx.PrimFunc | None, param: int, shape: list[int]) -> tirx.PrimFunc:
     """`func` with buffer parameter `param` of `shape` (larger; the accesses unchanged)."""
+    if func is None:
+        raise _Unsupported("not a kernel with one output")
     s = _Serialized(func)
     s.retype(param, shape)
     return s.func()
@@ -132,9 +148,12 @@ def concat_axis(func, shapes: list[list[int]], dtype: str) -> int | None:
 # ---------------------------------------------------------------------------------------------- the chains
 @dataclass
 class _Link:
-    concat: int  # binding index of x_{i+1} = concat(x_i, y_i)
-    producer: int  # binding index of y_i's kernel
-    offset: int  # C_i
+    """x_{i+1} = concat(x_i, y_i): the bindings of the concat and of y_i's kernel, the axis, and C_i."""
+
+    concat: int
+    producer: int
+    axis: int
+    offset: int
 
 
 def _call_args(value) -> list | None:
@@ -143,135 +162,124 @@ def _call_args(value) -> list | None:
     return None
 
 
-def _rewrite_block(bb, block: relax.DataflowBlock, escaping: set) -> relax.DataflowBlock:
-    bindings = list(block.bindings)
-    index = {b.var: i for i, b in enumerate(bindings)}
-    readers: dict = {}  # var -> binding indices of the call_tir kernels reading it
-    for i, b in enumerate(bindings):
-        if not isinstance(b.var, relax.DataflowVar):
-            escaping.add(b.var)  # read after the block
-        args = _call_args(b.value)
-        for v in relax.analysis.free_vars(b.value) if args is None else []:
-            escaping.add(v)
-        for a in args or []:
-            if isinstance(a, relax.Var):
-                readers.setdefault(a, []).append(i)
-            else:
-                for v in relax.analysis.free_vars(a):
-                    escaping.add(v)
+class _Block:
+    """A dataflow block's bindings with what the chains need: which kernels read each variable, and which
+    variables are read by anything else (another op, a later block, the function's result)."""
 
-    def kernel(i):
-        value = bindings[i].value
-        return bb.get()[value.args[0]] if _call_args(value) is not None else None
+    def __init__(self, bb, bindings, escaping: set):
+        self.bb, self.bindings = bb, bindings
+        self.index = {b.var: i for i, b in enumerate(bindings)}
+        self.readers: dict = {}
+        self.escaping = set(escaping)
+        for i, b in enumerate(bindings):
+            if not isinstance(b.var, relax.DataflowVar):
+                self.escaping.add(b.var)  # read after the block
+            args = _call_args(b.value)
+            for a in args if args is not None else [b.value]:
+                if isinstance(a, relax.Var) and args is not None:
+                    self.readers.setdefault(a, []).append(i)
+                else:
+                    self.escaping.update(relax.analysis.free_vars(a))
 
-    links: dict = {}  # x_i var -> _Link
-    for i, b in enumerate(bindings):
-        args = _call_args(b.value)
+    def kernel(self, i: int):
+        """The PrimFunc of binding i if it is a call_tir with one output, else None."""
+        args = _call_args(self.bindings[i].value)
+        func = self.bb.get()[self.bindings[i].value.args[0]] if args is not None else None
+        return func if isinstance(func, tirx.PrimFunc) and len(func.params) == len(args) + 1 else None
+
+    def link(self, i: int) -> _Link | None:
+        """Binding i as a link: a concat whose y is the one output of a kernel read by nothing else."""
+        args = _call_args(self.bindings[i].value)
         if args is None or len(args) != 2 or not all(isinstance(a, relax.Var) for a in args):
-            continue
+            return None
         x, y = args
         shapes = [_shape(a.ty) for a in args]
-        if None in shapes or x.same_as(y) or concat_axis(kernel(i), shapes, b.var.ty.dtype) is None:
-            continue
-        p = index.get(y)
-        if p is None or y in escaping or readers.get(y) != [i] or kernel(p) is None or p > i:
-            continue
-        if len(_call_args(bindings[p].value)) != len(kernel(p).params) - 1 or not isinstance(y.ty, relax.TensorType):
-            continue
-        axis = concat_axis(kernel(i), shapes, b.var.ty.dtype)
-        links[x] = (_Link(i, p, shapes[0][axis]), axis)
+        p = self.index.get(y)
+        if None in shapes or x.same_as(y) or p is None or y in self.escaping or self.readers.get(y) != [i]:
+            return None
+        axis = concat_axis(self.kernel(i), shapes, self.bindings[i].var.ty.dtype)
+        return None if axis is None or self.kernel(p) is None else _Link(i, p, axis, shapes[0][axis])
 
-    # chains x_0 -> x_1 -> ... -> x_n: each x_i (i < n) read by kernels only, x_0 the single output of a kernel
-    # of this block, no y_i's kernel reading a tensor of the chain (W would be its input and its output)
-    def made_here(v) -> bool:
-        i = index.get(v)
-        return i is not None and kernel(i) is not None and len(_call_args(bindings[i].value)) == len(kernel(i).params) - 1
+    def first_chain(self) -> list[tuple] | None:
+        """The first chain [(x_0, link_0), ..., (x_(n-1), link_(n-1))]: each x_i (i < n) read by kernels only
+        and by its concat once, x_0 the output of a kernel of this block, no y_i's kernel reading a tensor of
+        the chain (W would be its input and its output)."""
+        links = {}
+        for i, b in enumerate(self.bindings):
+            link = self.link(i)
+            if link is not None:
+                links[_call_args(b.value)[0]] = link
+        outputs = {self.bindings[link.concat].var for link in links.values()}
+        for x in links:
+            if x in outputs:
+                continue  # inside a chain
+            chain, v = [], x
+            while v in links and v not in self.escaping and self.readers[v].count(links[v].concat) == 1:
+                chain.append((v, links[v]))
+                v = self.bindings[links[v].concat].var
+            members = {v for v, _ in chain}
+            cut = next((k for k, (_, link) in enumerate(chain)
+                        if members & set(_call_args(self.bindings[link.producer].value))), len(chain))
+            chain = chain[:cut]
+            while chain and (chain[0][0] not in self.index or self.kernel(self.index[chain[0][0]]) is None):
+                chain.pop(0)  # x_0 a parameter, say: the next concat becomes the head and copies it once
+            if chain:
+                return chain
+        return None
 
-    heads = [x for x in links if not any(bindings[links[v][0].concat].var.same_as(x) for v in links)]
-    chains = []
-    for x in heads:
-        chain, v = [], x
-        while v in links and v not in escaping and readers.get(v, []).count(links[v][0].concat) == 1:
-            chain.append((v, *links[v]))
-            v = bindings[links[v][0].concat].var
-        members = {c[0] for c in chain}
-        cut = next((k for k, (_, link, _) in enumerate(chain)
-                    if members & set(_call_args(bindings[link.producer].value))), len(chain))
-        chain = chain[:cut]
-        while chain and not made_here(chain[0][0]):
-            chain.pop(0)  # x_0 a parameter, say: the next concat is the head and copies it once
-        if chain:
-            chains.append((chain, bindings[chain[-1][1].concat].var))
-    if not chains:
-        return block
-    return _apply(bb, bindings, chains, readers)
-
-
-def _with_args(call, gv, args, ty=None) -> relax.Call:
-    return relax.Call(CALL_TIR, [gv, relax.Tuple(args), *call.args[2:]], call.attrs,
-                      [ty] if ty is not None else call.ty_args)
-
-
-def _apply(bb, bindings, chains, readers) -> relax.DataflowBlock:
-    """The bindings with each chain (x_0, ..., x_n) on one tensor W of x_n's type: x_0's kernel writes W, each
-    y_i's kernel (moved to where the concat was: everything it reads exists there) writes its part of W in place,
-    the other readers of the x_i read W, x_n stays the same variable."""
-    values: dict[int, relax.Expr | None] = {}
-    new_vars: dict[int, relax.Var] = {}
-    remap: dict = {}  # x_0 ... x_(n-1) -> W's variable at that point
-    widen: dict[int, dict[int, list[int]]] = {}  # reader binding -> {argument: W's shape}
-    for chain, last in chains:
-        shape, ty = _shape(last.ty), last.ty
-        edits = {}
+    def without(self, chain) -> list | None:
+        """The bindings with `chain` on one tensor W of x_n's type (see the module docstring), or None where a
+        PrimFunc cannot be edited. y_i's kernel moves to where the concat was (all it reads exists there)."""
+        last = self.bindings[chain[-1][1].concat].var
+        shape = _shape(last.ty)
+        head = self.index[chain[0][0]]
         try:
-            head = bindings.index(next(b for b in bindings if b.var.same_as(chain[0][0])))
-            call = bindings[head].value
-            func = bb.get()[call.args[0]]
-            edits[head] = (call, widened(func, len(func.params) - 1, shape))
-            for x, link, axis in chain:
-                call = bindings[link.producer].value
-                func = bb.get()[call.args[0]]
-                edits[link.concat] = (call, written_at(func, len(func.params) - 1, shape, axis, link.offset))
+            funcs = {head: widened(self.kernel(head), -1, shape)}
+            for x, link in chain:
+                funcs[link.concat] = written_at(self.kernel(link.producer), -1, shape, link.axis, link.offset)
+                for r in set(self.readers[x]) - {link.concat}:
+                    for k, a in enumerate(_call_args(self.bindings[r].value)):
+                        if a.same_as(x):
+                            funcs[r] = widened(funcs.get(r, self.kernel(r)), k, shape)
         except _Unsupported:
-            continue
-        x0 = chain[0][0]
-        new_vars[head] = remap[x0] = type(x0)(x0.name, ty)
-        values[head] = _with_args(edits[head][0], _add(bb, edits[head]), list(_call_args(edits[head][0])), ty)
-        for x, link, _ in chain:
-            out = bindings[link.concat].var
-            if not out.same_as(last):
-                new_vars[link.concat] = remap[out] = type(out)(out.name, ty)
-            call = edits[link.concat][0]
-            args = [*_call_args(call), x]
-            values[link.producer] = None
-            values[link.concat] = relax.op.call_tir_inplace(_add(bb, edits[link.concat]), relax.Tuple(args),
-                                                            [len(args) - 1], ty)
-            for r in readers.get(x, []):
-                if r != link.concat:
-                    widen.setdefault(r, {}).update({k: shape for k, a in enumerate(_call_args(bindings[r].value))
-                                                    if a.same_as(x)})
-    out = []
-    for i, b in enumerate(bindings):
-        value = values.get(i, b.value)
-        if value is None:
-            continue
-        args = _call_args(value) if value.op == CALL_TIR else None
-        if i in widen:
-            func = bb.get()[value.args[0]]
-            for k, shape in sorted(widen[i].items()):
-                func = widened(func, k, shape)
-            value = _with_args(value, _add(bb, (value, func)), args)
-        if args is not None or isinstance(value, relax.Call) and isinstance(value.args[1], relax.Tuple):
-            value = relax.Call(value.op, [value.args[0], relax.Tuple([remap.get(a, a) for a in value.args[1].fields]),
-                                          *value.args[2:]], value.attrs, value.ty_args)
-        out.append(relax.VarBinding(new_vars.get(i, b.var), value))
-    return relax.DataflowBlock(out)
+            return None
+        w = {x: type(x)(x.name, last.ty) for x, _ in chain}  # x_i -> the variable of W once x_i is complete
+        concats = {link.concat: (x, link) for x, link in chain}
+        producers = {link.producer for _, link in chain}
+        out = []
+        for i, b in enumerate(self.bindings):
+            if i in producers:
+                continue
+            call = b.value
+            name = f"{call.args[0].name_hint}_w" if i in funcs else None
+            if i in concats:
+                x, link = concats[i]
+                made = self.bindings[link.producer].value
+                args = [*_call_args(made), w[x]]
+                gv = self.bb.add_func(funcs[i], f"{made.args[0].name_hint}_w")
+                var = w.get(b.var, b.var)  # x_n keeps its variable
+                out.append(relax.VarBinding(var, relax.op.call_tir_inplace(gv, relax.Tuple(args), [len(args) - 1],
+                                                                           last.ty)))
+            elif i in funcs:
+                args = [w.get(a, a) for a in _call_args(call)]
+                ty_args = [last.ty] if i == head else call.ty_args
+                value = relax.Call(CALL_TIR, [self.bb.add_func(funcs[i], name), relax.Tuple(args), *call.args[2:]],
+                                   call.attrs, ty_args)
+                out.append(relax.VarBinding(w[b.var] if i == head else b.var, value))
+            else:
+                out.append(b)
+        return out
 
 
-def _add(bb, edit) -> tvm.ir.GlobalVar:
-    """Add an edited PrimFunc under a name derived from the call's (the block builder makes it unique)."""
-    call, func = edit
-    return bb.add_func(func, f"{call.args[0].name_hint}_w")
+def _rewrite_block(bb, block: relax.DataflowBlock, escaping: set) -> relax.DataflowBlock:
+    """The block with its chains, one after another (each found again in the block the last one left)."""
+    bindings = list(block.bindings)
+    while True:  # (a chain whose kernels cannot be edited ends the search: the block keeps what is done)
+        chain = _Block(bb, bindings, escaping).first_chain()
+        rewritten = _Block(bb, bindings, escaping).without(chain) if chain else None
+        if rewritten is None:
+            return relax.DataflowBlock(bindings) if bindings != list(block.bindings) else block
+        bindings = rewritten
 
 
 def concat_in_place():
