@@ -444,7 +444,8 @@ def cmd_bench(args) -> int:
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "bench.md").write_text(to_markdown(doc) + "\n")
     for t in doc["targets"]:
-        print(f"{t['status']:<12} {t['model']:<10} {t['what']}: {t['measured']} (bound {t['bound']})")
+        print(f"{t['status']:<12} {t['model']:<10} {t['what']}: {t['measured']} (bound {t['bound']})"
+              + (f"\n{'':<23} {t['context']}" if t.get("context") else ""))
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'} ({doc['seconds']:.0f} s)")
     return 0
 

@@ -156,8 +156,12 @@ def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
         assert first == second and abs(first["total"] - ins["total"]) < 0.01 * ins["total"]
     assert {"tcc kl", "onnxruntime MinMax"} <= set(m["quality"]["results"])
     assert {r["target"] for r in doc["targets"]} >= {"host-fp32", "host-int8", "ort-int8"}
+    bound = m["ort_int8_profile"]["placement_bound"]
+    assert 0 < bound["bound_us"] <= bound["int8_us"] and bound["bound_ratio"] <= bound["int8_ratio"]
+    assert "faster of its integer and float kernels" in next(r for r in doc["targets"] if r["target"] == "ort-int8")[
+        "context"]
     md = (tmp_path / "bench.md").read_text()
-    assert "| ort-fp32 |" in md and "## Targets" in md
+    assert "| ort-fp32 |" in md and "## Targets" in md and "- ort-int8 (fastnet-64): kernel time" in md
     assert "wrote" in capsys.readouterr().out
 
 

@@ -185,31 +185,34 @@ def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
     assert judged.worst >= floor - 1e-6 and judged.mean >= mean_floor
 
 
+INT8_US = {"stem": 50.0, "dw": 90.0, "pw": 20.0, "gap": 5.0, "fc": 5.0}  # a profile where only dw's integer
+FP32_US = {"stem": 80.0, "dw": 30.0, "pw": 25.0, "gap": 6.0, "fc": 6.0}  # kernel is slower than its float twin
+
+
+def fake_profile(model, x, runs):
+    """ONNX Runtime's per-kernel profile as tcc.bench.ort_profile reads it, from the two tables above: the FP32
+    model, or the INT8 model with its float islands (a layout change, the float kernel, the quantize)."""
+    if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):  # the FP32 model
+        return [{"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v}
+                for k, v in FP32_US.items()]
+    inits = {t.name for t in model.graph.initializer}
+    floats = {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in inits}
+    prof = []
+    for k, v in INT8_US.items():
+        if k in floats:
+            prof += [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 5.0},
+                     {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": FP32_US[k]},
+                     {"node": f"{k}/quantize", "op": "QuantizeLinear", "in": ["float"], "out": ["uint8"],
+                      "us": 5.0}]
+        else:
+            prof.append({"node": f"{k}_token_1", "op": "QLinearConv", "in": ["uint8"], "out": ["uint8"], "us": v})
+    return prof
+
+
 def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     """Which nodes stay float for speed comes from the measured profile: a node whose integer kernel is slower than
     its float twin is a candidate, kept where its island (conversions included) measured cheaper."""
     from tcc.quant import place_speed
-
-    int8 = {"stem": 50.0, "dw": 90.0, "pw": 20.0, "gap": 5.0, "fc": 5.0}
-    fp32 = {"stem": 80.0, "dw": 30.0, "pw": 25.0, "gap": 6.0, "fc": 6.0}
-
-    def fake_profile(model, x, runs):
-        if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):  # the FP32 model
-            return [{"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v}
-                    for k, v in fp32.items()]
-        inits = {t.name for t in model.graph.initializer}
-        floats = {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in inits}
-        prof = []
-        for k, v in int8.items():
-            if k in floats:  # an island: a layout change, the float kernel, the quantize
-                prof += [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 5.0},
-                         {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": fp32[k]},
-                         {"node": f"{k}/quantize", "op": "QuantizeLinear", "in": ["float"], "out": ["uint8"],
-                          "us": 5.0}]
-            else:
-                prof.append({"node": f"{k}_token_1", "op": "QLinearConv", "in": ["uint8"], "out": ["uint8"],
-                             "us": v})
-        return prof
 
     monkeypatch.setattr(place_speed, "_profile", fake_profile)
     monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 0.8)
@@ -218,6 +221,24 @@ def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     assert record["candidates"] == 1 and record["kept"] == 1 and record["latency_ratio_vs_int8"] == 0.8
     monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 1.02)  # the whole model not faster
     assert place_speed.speed_nodes(case["fp32"], case["tables"]["ort"], set(), case["x"][:1])[0] == {}
+
+
+def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch):
+    """The bound any placement could reach: per node the faster of its integer and float kernels (dw: 90 -> 30), the
+    INT8 model's kernels that belong to no node (a layout change) as measured; sums of kernel time."""
+    from tcc.quant import place_speed
+
+    def with_layout_change(model, x, runs):
+        prof = fake_profile(model, x, runs)
+        quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+        return prof + [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 7.0}] \
+            if quantized else prof
+
+    monkeypatch.setattr(place_speed, "_profile", with_layout_change)
+    b = place_speed.placement_bound(case["fp32"], case["tables"]["ort"], case["x"][:1])
+    assert (b["fp32_us"], b["int8_us"], b["bound_us"]) == (147.0, 177.0, 117.0)
+    assert b["bound_ratio"] == round(117 / 147, 4) and b["int8_ratio"] == round(177 / 147, 4)
+    assert b["integer_slower"] == ["dw"]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -70,3 +70,41 @@ def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
     got = tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32), python=sys.executable)
     assert isinstance(got, onnx.ModelProto) and got.doc_string == "quantized mixed on 3 (3 items)"
     assert tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32)) is None  # neither here nor elsewhere
+
+
+def test_widen_activations_moves_activations_to_a_finer_int16_grid():
+    """The '+a16' what-if: every activation Q/DQ pair becomes int16 over the same range (scale / 256), weights stay
+    8-bit, and the model's output gets closer to float (here the error falls ~256x: one conv, activations only)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tcc.quant.qdq import run
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+             numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "wz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    int8 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    wide = _tool().widen_activations(int8)
+    assert max(o.version for o in wide.opset_import if o.domain in ("", "ai.onnx")) == 21
+    init = {i.name: numpy_helper.to_array(i) for i in wide.graph.initializer}
+    q, dq_x, dq_w = wide.graph.node[:3]
+    assert q.input[1:] == dq_x.input[1:] and dq_w.input[1:] == ["ws", "wz"]  # the weights' DQ untouched
+    assert init[q.input[2]].dtype == np.int16 and int(init[q.input[2]]) == 0  # u8 zero point 128 -> 0
+    assert float(init[q.input[1]]) == np.float32(0.02 / 256)
+    x = rng.uniform(-2.5, 2.5, (1, 3, 8, 8)).astype(np.float32)
+    exact = helper.make_model(helper.make_graph(
+        nodes[2:], "g", graph.input, graph.output, inits[2:]), opset_imports=[helper.make_opsetid("", 13)])
+    exact.graph.node[1].input[0] = "x"
+    ref = run(exact, x, optimize=False)
+    err8, err16 = (float(np.abs(run(m, x, optimize=False) - ref).max()) for m in (int8, wide))
+    assert err16 < err8 / 100

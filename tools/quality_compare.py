@@ -10,7 +10,9 @@ reference, so the tcc rows hold for every backend exact with it).
 
 Configs: each set of post-training steps by name (`none` is tcc calibrate's default), and each with `+place`:
 the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
-judged on 16 calibration crops, `--place-samples`); `--latency` times each tcc model against FP32 on ONNX Runtime, interleaved.
+judged on 16 calibration crops, `--place-samples`), and with `+a16`: a what-if, the same table with every activation
+on a 16-bit grid (`widen_activations`; no tcc target runs it yet, ONNX Runtime runs it as fake-quant); `--latency`
+times each tcc model against FP32 on ONNX Runtime, interleaved.
 
 The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
 SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
@@ -49,7 +51,42 @@ CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correctio
            for name, on in STEP_SETS.items()}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the issue's targets as the placement's floors (search samples)
 CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})
+# what-if: the same table with every activation on a 16-bit grid (no tcc target runs these yet; ONNX Runtime runs
+# int16 Q/DQ around float kernels: fake-quant). How much of the error the 8-bit activations carry
+CONFIGS.update({f"{name}+a16": {"steps": CONFIGS[name]["steps"], "a16": True} for name in STEP_SETS})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
+
+
+def widen_activations(qdq):
+    """The QDQ model with every activation quantization (a QuantizeLinear of a non-constant) moved to int16 on a grid
+    256x finer over the same range: scale / 256, zero point 256 zp - 32768 for u8 (256 zp for s8); weights untouched.
+    Opset 21, the first with int16 Q/DQ."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq)
+    g = m.graph
+    init = {i.name: i for i in g.initializer}
+    readers = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    for n in list(g.node):
+        if n.op_type != "QuantizeLinear" or n.input[0] in init:
+            continue
+        scale, zp = (numpy_helper.to_array(init[n.input[k]]) for k in (1, 2))
+        zp16 = zp.astype(np.int32) * 256 - (32768 if zp.dtype == np.uint8 else 0)
+        names = (f"{n.output[0]}/scale16", f"{n.output[0]}/zero_point16")
+        g.initializer.extend([numpy_helper.from_array((scale / 256).astype(np.float32), names[0]),
+                              numpy_helper.from_array(zp16.astype(np.int16), names[1])])
+        for node in [n] + [r for r in readers.get(n.output[0], []) if r.op_type == "DequantizeLinear"]:
+            node.input[1], node.input[2] = names
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, 21)
+    return m
 
 
 def fail(message: str):
@@ -145,6 +182,8 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             table = place(fp32, table, cd.array, PlaceOptions(**CONFIGS[config]["place"], samples=place_samples))
             extra = {"place_s": round(time.perf_counter() - t, 1), "float_nodes": sorted(float_nodes(table))}
         models[config] = to_qdq(fp32, table, compact=True)
+        if CONFIGS[config].get("a16"):
+            models[config] = widen_activations(models[config])
         rows[f"tcc {config}"] = {**evaluate(fp32, models[config], hd.array)["ort"], "calib_s": round(secs, 1),
                                  "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}, **extra}
     if latency and configs:

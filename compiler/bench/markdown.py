@@ -72,4 +72,6 @@ def to_markdown(doc: dict) -> str:
             lines += _table(["bundle", "total", "SIMD", "SIMD share", "int8 MACs", "float MACs"], rows)
     rows = [[t["target"], t["model"], t["what"], t["bound"], t["measured"], t["status"]] for t in doc["targets"]]
     lines += ["## Targets", ""] + _table(["target", "model", "what", "bound", "measured", "status"], rows)
+    notes = [f"- {t['target']} ({t['model']}): {t['context']}" for t in doc["targets"] if t.get("context")]
+    lines += ["", *notes] if notes else []
     return "\n".join(lines)

@@ -195,9 +195,12 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
 
         from .ort_profile import float_nodes, profile_nodes
 
+        from tcc.quant.place_speed import placement_bound
+
         prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
         out["ort_int8_profile"] = {"kernels": len(prof), "sum_us": round(sum(p["us"] for p in prof), 1),
-                                   "float_nodes": float_nodes(prof)}
+                                   "float_nodes": float_nodes(prof),
+                                   "placement_bound": placement_bound(fp32, load_table(tables["ort"]), held.array)}
     if config.tvm_variants:
         from .tvm_variants import time_variants
 

@@ -15,6 +15,7 @@ class Target:
     measure: Callable[[dict], float | None]  # from one model's record
     models: tuple[str, ...] | None = None  # None: every model benchmarked
     min_samples: int = 0  # calibration targets are stated for a sample count
+    context: Callable[[dict], str | None] = lambda m: None  # what else the run measured that bears on it
 
 
 def _ratio(*names: str) -> Callable[[dict], float | None]:
@@ -68,12 +69,21 @@ def _int8_cosine(m: dict) -> float | None:
     return tcc["cos_mean"] if tcc else None
 
 
+def _placement_bound(m: dict) -> str | None:
+    b = m.get("ort_int8_profile", {}).get("placement_bound")
+    if not b:
+        return None
+    return (f"kernel time INT8 / FP32 {b['int8_ratio']}; with every node at the faster of its integer and float "
+            f"kernels, conversions free: {b['bound_ratio']} ({len(b['integer_slower'])} integer kernels slower)")
+
+
 TARGETS = (
     Target("host-fp32", "TVM host FP32 latency / ORT FP32", lambda mach: 1.0, _ratio("host fp32 / ort fp32")),
     Target("host-int8", "TVM host INT8 latency / TVM host FP32",
            lambda mach: 0.7 if mach["int8_dot"] else 1.0, _ratio("host int8 / host fp32")),
     Target("ort-int8", "ORT INT8 latency / ORT FP32 (with the speed placement where built)",
-           lambda mach: 0.45 if mach["int8_dot"] else 0.6, _ratio("ort int8 placed / ort fp32", "ort int8 / ort fp32")),
+           lambda mach: 0.45 if mach["int8_dot"] else 0.6, _ratio("ort int8 placed / ort fp32", "ort int8 / ort fp32"),
+           context=_placement_bound),
     Target("ort-int8-cosine", "ORT INT8 output cosine vs FP32 (held-out mean), at least", lambda mach: 0.9995,
            _int8_cosine),
     Target("build-arm-a7", "`tcc build --target arm-a7` wall seconds", lambda mach: 10.0,
@@ -107,4 +117,6 @@ def judge(doc: dict) -> list[dict]:
             rows.append({"target": t.key, "model": key, "what": t.what, "bound": bound,
                          "measured": None if value is None else round(float(value), 4), "status": status,
                          "isa_class": machine["isa_class"]})
+            if (note := t.context(m)) is not None:
+                rows[-1]["context"] = note
     return rows

@@ -140,6 +140,26 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
     return {m: numbers[m] for m in sorted(kept)}, record
 
 
+def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, runs: int = 30) -> dict:
+    """What any per-op precision placement could reach on ONNX Runtime on this CPU: every node of the INT8 model
+    at the faster of its integer kernels (the INT8 model's profile) and its float kernel (the FP32 model's), the
+    conversions between them free, the INT8 model's other kernels (the input's quantize, layout changes) as
+    measured. Kernel times summed (1 thread, medians), so the ratio is of kernel time, not of wall time: a
+    latency bound below it cannot be met by placement with these kernels."""
+    from .qdq import to_qdq
+
+    graph = plan(fp32, rules=table.doc["target"])
+    names = _names(graph)
+    int8_prof, fp32_prof = _profile(to_qdq(fp32, table), x, runs), _profile(fp32, x, runs)
+    t8, tf = _times(int8_prof, names, floating=False), _times(fp32_prof, names, floating=None)
+    attributed = sum(t8.values())
+    int8_us, fp32_us = sum(p["us"] for p in int8_prof), sum(p["us"] for p in fp32_prof)
+    bound_us = int8_us - attributed + sum(min(t, tf.get(a, t)) for a, t in t8.items())
+    return {"fp32_us": round(fp32_us, 1), "int8_us": round(int8_us, 1), "bound_us": round(bound_us, 1),
+            "int8_ratio": round(int8_us / fp32_us, 4), "bound_ratio": round(bound_us / fp32_us, 4),
+            "integer_slower": sorted(a for a, t in t8.items() if t > tf.get(a, t))}
+
+
 def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, rounds: int = 7, runs: int = 15) -> float:
     """Median over interleaved rounds of latency(a) / latency(b), 1 thread, batch 1 (tcc.bench.timing)."""
     import tempfile
