@@ -125,19 +125,21 @@ def written_at(func: tirx.PrimFunc, param: int, shape: list[int], axis: int, off
 
 
 def _shape(ty) -> list[int] | None:
+    """A tensor type's static shape, or None (symbolic, or not a tensor)."""
     if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr):
         return None
     dims = [d.value if isinstance(d, tirx.IntImm) else None for d in ty.shape.values]
     return None if None in dims else [int(d) for d in dims]
 
 
-def concat_axis(func, shapes: list[list[int]], dtype: str) -> int | None:
-    """The axis along which `func` is exactly TOPI's concat of two tensors of `shapes`, or None."""
-    if not isinstance(func, tirx.PrimFunc) or len(shapes) != 2 or len(func.params) != 3:
-        return None
+def concat_axis(func, shapes: list[list[int]], out: list[int], dtype: str) -> int | None:
+    """The axis along which `func` is exactly TOPI's concat of two tensors of `shapes` into `out`, or None."""
     a, b = shapes
-    axes = [k for k in range(len(a)) if a[k] != b[k]] or [len(a) - 1]
-    if len(a) != len(b) or len(axes) != 1:
+    if not isinstance(func, tirx.PrimFunc) or len(func.params) != 3 or not len(a) == len(b) == len(out):
+        return None
+    axes = [k for k in range(len(out)) if out[k] != a[k]]
+    if len(axes) != 1 or out[axes[0]] != a[axes[0]] + b[axes[0]] or any(
+            a[k] != b[k] for k in range(len(a)) if k != axes[0]):
         return None
     x, y = (te.placeholder(s, dtype) for s in shapes)
     reference = te.create_prim_func([x, y, topi.concatenate((x, y), axes[0])], index_dtype_override="int64")
@@ -193,11 +195,11 @@ class _Block:
         if args is None or len(args) != 2 or not all(isinstance(a, relax.Var) for a in args):
             return None
         x, y = args
-        shapes = [_shape(a.ty) for a in args]
+        shapes, out = [_shape(a.ty) for a in args], _shape(self.bindings[i].var.ty)
         p = self.index.get(y)
-        if None in shapes or x.same_as(y) or p is None or y in self.escaping or self.readers.get(y) != [i]:
+        if None in (*shapes, out) or x.same_as(y) or p is None or y in self.escaping or self.readers.get(y) != [i]:
             return None
-        axis = concat_axis(self.kernel(i), shapes, self.bindings[i].var.ty.dtype)
+        axis = concat_axis(self.kernel(i), shapes, out, self.bindings[i].var.ty.dtype)
         return None if axis is None or self.kernel(p) is None else _Link(i, p, axis, shapes[0][axis])
 
     def first_chain(self) -> list[tuple] | None:
@@ -275,8 +277,9 @@ def _rewrite_block(bb, block: relax.DataflowBlock, escaping: set) -> relax.Dataf
     """The block with its chains, one after another (each found again in the block the last one left)."""
     bindings = list(block.bindings)
     while True:  # (a chain whose kernels cannot be edited ends the search: the block keeps what is done)
-        chain = _Block(bb, bindings, escaping).first_chain()
-        rewritten = _Block(bb, bindings, escaping).without(chain) if chain else None
+        block_now = _Block(bb, bindings, escaping)
+        chain = block_now.first_chain()
+        rewritten = block_now.without(chain) if chain else None
         if rewritten is None:
             return relax.DataflowBlock(bindings) if bindings != list(block.bindings) else block
         bindings = rewritten
