@@ -247,8 +247,9 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
 
     from .quant.data import load_calibration_data
 
-    from .quant.calibrate import activation_bits, check_activation_bits, chosen_steps
+    from .quant.calibrate import activation_bits, check_activation_bits
     from .quant.rules import get_rules
+    from .quant.steps import Steps
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
@@ -256,7 +257,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         bits = activation_bits(model.calibrate, opts.get("activation_bits"))
         opts["activation_bits"] = bits
         check_activation_bits(bits, get_rules(rules), target)
-        opts["steps"] = chosen_steps(model.calibrate, bits, opts.get("step_switches"))
+        opts["steps"] = Steps.chosen(model.calibrate, **(opts.get("step_switches") or {})).checked()
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:

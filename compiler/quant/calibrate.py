@@ -285,13 +285,6 @@ def activation_bits(spec_section: dict | None, given: int | None) -> int:
     return int(given if given is not None else (spec_section or {}).get("activation_bits", 8))
 
 
-def chosen_steps(spec_section: dict | None, bits: int, switches: dict | None) -> Steps:
-    """The post-training steps (Steps.chosen): at 16 bits the spec's defaults, measured with 8-bit activations,
-    do not apply (bias correction and equalization fitted to 8-bit activations lowered PCam's held-out min cosine
-    0.99958 -> 0.99774 with 16-bit ones: README), only the switches given."""
-    return Steps.chosen(spec_section if bits == 8 else None, **(switches or {})).checked()
-
-
 def wide_method(method: str) -> str:
     """The activation method at 16 bits. KL picks a threshold for 128 / 256 levels, trading clipping for 8-bit
     rounding; with 32768 levels the rounding error is negligible and clipping is what remains, so kl and kl+cos
@@ -380,7 +373,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"))
     check_activation_bits(bits, rules, target)
     if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
-        kwargs["steps"] = chosen_steps(model.calibrate, bits, step_switches)
+        kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
     table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
                            data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
