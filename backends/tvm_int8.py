@@ -280,31 +280,36 @@ class RelaxLowering(Interpreter):
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc, x)
 
-    def _conv_shape(self, n: QNode, x: _Codes):
-        """The conv's shape on 8-bit codes with zero point 0 and static shapes (what tcc's integer kernels take),
-        else None."""
+    def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
+        """The conv's shape on 8-bit codes (`int16`: or int16 ones) with zero point 0 and static shapes (what tcc's
+        integer kernels take), else None."""
         from .tvm_int8_kernels import ConvShape
 
         a = n.attrs
         dims = [_static(d) for d in x.expr.ty.shape]
-        if x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 4 or None in dims:
+        codes = ("int8", "uint8", "int16") if int16 else ("int8", "uint8")
+        if x.zp or x.expr.ty.dtype not in codes or len(dims) != 4 or None in dims:
             return None
         kh, kw = n.weight.shape[2:]
         return ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
                          tuple(a["dilations"]))
 
     def _depthwise_shape(self, n: QNode, x: _Codes):
-        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use."""
-        shape = self._conv_shape(n, x) if self.kernel is not None else None
+        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use (its
+        int16 x int16 taps take int16 codes as they are)."""
+        shape = self._conv_shape(n, x, int16=True) if self.kernel is not None else None
         if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
             return None  # 8k channels: the schedule's vectors (tvm_schedule.Int8Depthwise)
         return shape
 
     def _dot_shape(self, n: QNode, x: _Codes):
-        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None."""
+        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes:
+        the kernels that multiply int16 pairs (x86 `vpmaddwd`: each int16 x int16 pair summed into int32, exact for
+        int8 weights); the u8 / s8 kernels (VNNI, ARM) leave them to the generic conv."""
         from .tvm_int8_kernels import narrow_kernel, supports
 
-        shape = self._conv_shape(n, x) if self.kernel is not None and n.attrs["group"] == 1 else None
+        dense = self.kernel is not None and n.attrs["group"] == 1
+        shape = self._conv_shape(n, x, int16=dense and self.kernel.act_dtype == "int16") if dense else None
         return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
 
     def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:

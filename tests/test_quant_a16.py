@@ -2,6 +2,8 @@
 the QDQ lowering (int16 Q/DQ, opset 21), the TVM lowering, and the targets that refuse them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -13,6 +15,8 @@ from tcc.quant.qdq import quant_points, run, to_qdq
 from tcc.quant.reference import run_reference
 from tcc.quant.table import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -141,24 +145,51 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
 def test_cli_refuses_16_bit_activations_for_ort_before_any_work(tmp_path, capsys):
     from tcc.cli import main
 
-    code = main(["calibrate", "spec/ddsnet.yaml", "--data", str(tmp_path / "missing"), "--target", "ort",
+    code = main(["calibrate", str(ROOT / "spec" / "ddsnet.yaml"), "--data", str(tmp_path / "missing"), "--target", "ort",
                  "--activation-bits", "16", "-o", str(tmp_path / "t.json")])
     err = capsys.readouterr().err
     assert code == 2 and "--activation-bits 16: target rules 'ort' take 8-bit activations only" in err, err
     assert "--target tvm" in err and not (tmp_path / "t.json").exists()
 
 
-def test_tvm_host_build_of_16_bit_table_is_bit_exact(a16):
-    """The host target's lowering (its dot-product kernels take 8-bit codes: int16 ones go the generic way) equals
-    the integer reference on every tensor, with inputs that saturate the input's codes."""
+@pytest.mark.parametrize("target", ["host", None])
+def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
+    """The host target's lowering (int16 codes straight into its depthwise kernel, and into its dense kernel where
+    that multiplies int16 pairs: x86 without VNNI) and the generic lowering (target None) equal the integer
+    reference on every tensor, with inputs that saturate the input's codes."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
-    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.backends.tvm_int8 import dot_kernel, lower_int8
 
     m, t = a16
     x = tiny_data(3, seed=6) * 3
     ref_out, ref_codes = run_reference(m, t, x, return_all=True)
     assert ref_codes["input"].q.min() == -32768  # saturated
     names = list(ref_codes)
-    mod = lower_int8(m, t, expose=names, batch=3, target="host")
+    mod = lower_int8(m, t, expose=names, batch=3, target=target)
+    funcs = {gv.name_hint for gv, _ in mod.functions_items()}
+    kernel = dot_kernel(target)
+    if kernel is not None:
+        assert any(f.startswith("tcc_dw_conv") for f in funcs), funcs
+        if kernel.act_dtype == "int16":
+            assert any(f.startswith("tcc_dot_conv") for f in funcs), funcs
     assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
+
+
+def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
+    """`calibrate: {activation_bits: 16}` in a spec is the default width; the command line's wins; another value is
+    a spec error naming the place."""
+    import tcc
+    from tcc.quant.calibrate import activation_bits
+    from tcc.spec.loader import load_model
+
+    text = (ROOT / "spec" / "ddsnet.yaml").read_text()
+    assert "  bias_correction: true\n" in text
+    spec = tmp_path / "ddsnet.yaml"
+    spec.write_text(text.replace("  bias_correction: true\n", "  bias_correction: true\n  activation_bits: 16\n"))
+    section = load_model(spec).calibrate
+    assert section == {"bias_correction": True, "activation_bits": 16}
+    assert activation_bits(section, None) == 16 and activation_bits(section, 8) == 8 and activation_bits({}, None) == 8
+    spec.write_text(text.replace("  bias_correction: true\n", "  activation_bits: 12\n"))
+    with pytest.raises(tcc.SpecError, match=r"ddsnet\.yaml:\d+:\d+.*activation_bits"):
+        load_model(spec)
