@@ -193,3 +193,24 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
     spec.write_text(text.replace("  bias_correction: true\n", "  activation_bits: 12\n"))
     with pytest.raises(tcc.SpecError, match=r"ddsnet\.yaml:\d+:\d+.*activation_bits"):
         load_model(spec)
+
+
+@pytest.mark.parametrize("target", ["host", "arm-a7"])
+def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
+    """The .so as the TVM backend exports it, with the target's kernels (arm-a7: NEON, cross-compiled, run under
+    qemu; its dense kernels read s8 codes, so int16 ones take the generic conv), gives the reference's bits."""
+    pytest.importorskip("tvm")
+    from test_tvm_int8 import _check_all, _skip_unless_runtime
+    from tcc.backends import tvm_compile, tvm_run
+    from tcc.backends.tvm_int8 import lower_int8
+
+    _skip_unless_runtime(target)
+    m, t = a16
+    x = tiny_data(2, seed=9) * 2
+    ref_out, ref_codes = run_reference(m, t, x, return_all=True)
+    names = list(ref_codes)
+    mod = lower_int8(m, t, expose=names, batch=2, target=target)
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"tiny-w8a16-{target}.so")
+    outs, _ = tvm_run.run_module(so, target, x)
+    assert len(outs) == 1 + len(names)
+    _check_all(outs, ref_out, ref_codes, names)
