@@ -10,7 +10,8 @@ module computes what the reference computes, bit for bit, and cannot drift from 
 
 - the graph input is quantized with equation (8) in float32 (x / s, round half to even, + zero point, clamp:
   `quantize_input_primfunc`);
-- tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says, 4-D ones channels-last
+- tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says (int16 for a 16-bit
+  table, W8A16: every kind below takes them in its generic form, the dot-product kernels 8-bit codes only), 4-D ones channels-last
   (NHWC, the layout of tcc's CPU schedules, backends/tvm_schedule.py): the input codes are transposed once, and a
   tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose / split across layouts,
   graph outputs);
@@ -114,8 +115,14 @@ class RelaxLowering(Interpreter):
         op = self.relax.op
         return self.emit(op.minimum(op.maximum(expr, self.const(lo, dtype)), self.const(hi, dtype)))
 
+    @staticmethod
+    def operand_dtype(c: _Codes) -> str:
+        """The type the generic conv / gemm multiply q - zp in: int16 (8-bit codes minus an 8-bit zero point, or
+        int16 codes with zero point 0), int32 for int16 codes with another zero point."""
+        return "int32" if c.zp and c.params.dtype == "int16" else "int16"
+
     def centered(self, c: _Codes, dtype: str = "int16"):
-        """q - zp, widened (exact: 8-bit codes minus an 8-bit zero point fit int16)."""
+        """q - zp, widened (exact in `operand_dtype`)."""
         x = self.cast(c.expr, dtype)
         if c.zp:
             x = self.emit(self.relax.op.subtract(x, self.const(c.zp, dtype)))
@@ -267,36 +274,42 @@ class RelaxLowering(Interpreter):
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
             return self._accumulated(n, acc, x, in_kernel=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
+        wide = self.operand_dtype(x)
         acc = self.emit(self.relax.op.nn.conv2d(
-            self.centered(x, "int16"), self.const(hwio, "int16"), strides=a["strides"], padding=a["pads"],
+            self.centered(x, wide), self.const(hwio, wide), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc, x)
 
-    def _conv_shape(self, n: QNode, x: _Codes):
-        """The conv's shape on 8-bit codes with zero point 0 and static shapes (what tcc's integer kernels take),
-        else None."""
+    def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
+        """The conv's shape on 8-bit codes (`int16`: or int16 ones) with zero point 0 and static shapes (what tcc's
+        integer kernels take), else None."""
         from .tvm_int8_kernels import ConvShape
 
         a = n.attrs
         dims = [_static(d) for d in x.expr.ty.shape]
-        if x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 4 or None in dims:
+        codes = ("int8", "uint8", "int16") if int16 else ("int8", "uint8")
+        if x.zp or x.expr.ty.dtype not in codes or len(dims) != 4 or None in dims:
             return None
         kh, kw = n.weight.shape[2:]
         return ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
                          tuple(a["dilations"]))
 
     def _depthwise_shape(self, n: QNode, x: _Codes):
-        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use."""
-        shape = self._conv_shape(n, x) if self.kernel is not None else None
+        """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use (its
+        int16 x int16 taps take int16 codes as they are)."""
+        shape = self._conv_shape(n, x, int16=True) if self.kernel is not None else None
         if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
             return None  # 8k channels: the schedule's vectors (tvm_schedule.Int8Depthwise)
         return shape
 
     def _dot_shape(self, n: QNode, x: _Codes):
-        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None."""
+        """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes:
+        the kernels that multiply int16 pairs (x86 `vpmaddwd`: each int16 x int16 pair summed into int32, exact for
+        int8 weights); the u8 / s8 kernels (VNNI, ARM) leave them to the generic conv."""
         from .tvm_int8_kernels import narrow_kernel, supports
 
-        shape = self._conv_shape(n, x) if self.kernel is not None and n.attrs["group"] == 1 else None
+        dense = self.kernel is not None and n.attrs["group"] == 1
+        shape = self._conv_shape(n, x, int16=dense and self.kernel.act_dtype == "int16") if dense else None
         return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
 
     def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:
@@ -332,10 +345,11 @@ class RelaxLowering(Interpreter):
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
-        xi = self.centered(x, "int16")
+        wide = self.operand_dtype(x)
+        xi = self.centered(x, wide)
         if self.rank(xi) != 2:
             xi = self.emit(op.reshape(self.nchw(xi), [xi.ty.shape[0], -1]))
-        acc = self.emit(op.matmul(xi, self.const(n.weight, "int16"), out_dtype="int32"))
+        acc = self.emit(op.matmul(xi, self.const(n.weight, wide), out_dtype="int32"))
         return self._accumulated(n, acc, x)
 
     # ------------------------------------------------------------------------------------------ elementwise

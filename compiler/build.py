@@ -110,7 +110,8 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
                          what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
             with phase("calibration"):
                 table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
-                                                                      calib_options or {}, tgt.rules, seed, log)
+                                                                      calib_options or {}, tgt.rules, seed, log,
+                                                                      target)
             options = replace(options, table=table, data=cd)
 
         if x is None:
@@ -220,7 +221,23 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
         raise BuildError("give either --calib (a table) or --data (calibrate now), not both")
 
 
-def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log):
+def check_table_bits(table, rules, where: str) -> None:
+    """A table's activation widths against the rules a build needs: the first tensor wider than they take, named."""
+    from .quant.rules import RULES
+    from .quant.table import CalibrationError
+
+    wide = next(((n, t["bits"]) for n, t in table.tensors.items()
+                 if t.get("kind") == "activation" and t.get("bits", 8) not in rules.activation_bits), None)
+    if wide is not None:
+        raise CalibrationError(
+            f"{where} runs {' or '.join(map(str, rules.activation_bits))}-bit activations only (rules "
+            f"{rules.name!r}: its integer kernels read 8-bit codes); the table's tensor {wide[0]!r} is {wide[1]}-bit. "
+            f"{wide[1]}-bit activations build for the targets of rules "
+            f"{', '.join(r.name for r in RULES.values() if wide[1] in r.activation_bits)} (TVM: host, arm-a7, ...); "
+            "or recalibrate with --activation-bits 8")
+
+
+def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log, target=None):
     """The INT8 build's calibration table, loaded and checked against this spec, weights and FP32 graph (and
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
     them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
@@ -230,11 +247,16 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
 
     from .quant.data import load_calibration_data
 
+    from .quant.calibrate import activation_bits, check_activation_bits
+    from .quant.rules import get_rules
     from .quant.steps import Steps
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
     if "steps" not in opts:  # the spec's `calibrate:` section with the caller's switches on top, checked now
+        bits = activation_bits(model.calibrate, opts.get("activation_bits"))
+        opts["activation_bits"] = bits
+        check_activation_bits(bits, get_rules(rules), target)
         opts["steps"] = Steps.chosen(model.calibrate, **(opts.get("step_switches") or {})).checked()
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
@@ -254,6 +276,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         table = load_table(calib, spec_hash=model.spec_hash, weights_hash=weights_hash,
                            model_hash=model_sha256(onnx_model))
         table.check_model(onnx_model, str(calib))
+        check_table_bits(table, get_rules(rules), f"{calib}: target {target or rules}")
         if table.doc["target"] != rules:
             raise CalibrationError(f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
                                    f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`")

@@ -195,7 +195,8 @@ def _calib_options(args) -> dict:
     """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, the
     post-training steps (tcc.quant.steps) and the placement step's (tcc.quant.place)."""
     return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method,
-            "step_switches": _step_switches(args), "placement": _place_options(args)}
+            "step_switches": _step_switches(args), "placement": _place_options(args),
+            "activation_bits": args.activation_bits}
 
 
 def _steps_args(p) -> None:
@@ -217,6 +218,10 @@ def _steps_args(p) -> None:
     p.add_argument("--rounding", action=on_off, default=None,
                    help="choose each weight's rounding per layer on the calibration data (AdaRound-style; " +
                         state("rounding") + ")")
+    p.add_argument("--activation-bits", type=int, choices=[8, 16], default=None,
+                   help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
+                        "activations with 8-bit weights (W8A16; TVM targets only; ranges by minmax, no cosine search: "
+                        "README, INT8)")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")
@@ -251,6 +256,7 @@ def cmd_calibrate(args) -> int:
         seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
         key_map=args.key_map, opset=args.opset, percentile=args.percentile, cos_steps=args.cos_steps,
         cos_rounds=args.cos_rounds, step_switches=_step_switches(args), return_inputs=True,
+        activation_bits=args.activation_bits,
         placement=_place_options(args),
         log=lambda msg: print(msg, file=sys.stderr),
     )

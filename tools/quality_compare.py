@@ -11,8 +11,10 @@ reference, so the tcc rows hold for every backend exact with it).
 Configs: each set of post-training steps by name (`none` is tcc calibrate's default), and each with `+place`:
 the same table with the placement step on the issue's targets as floors (`--min-cos 0.9999 --min-worst-cos 0.999`,
 judged on 16 calibration crops, `--place-samples`), and with `+a16`: a what-if, the same table with every activation
-on a 16-bit grid (`widen_activations`; no tcc target runs it yet, ONNX Runtime runs it as fake-quant); `--latency`
-times each tcc model against FP32 on ONNX Runtime, interleaved.
+on a 16-bit grid (`widen_activations`, run by ONNX Runtime as fake-quant); `--latency` times each tcc model against
+FP32 on ONNX Runtime, interleaved. `X@w8a16`: W8A16 for real, calibrated under the `tvm` rules with
+`--activation-bits 16` and judged on tcc's integer reference (the TVM builds' result, bit for bit);
+`--tvm-latency` builds each such checkpoint for TVM host in FP32, W8A8 and W8A16 and times them interleaved.
 
 The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
 SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +57,10 @@ CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFI
 # what-if: the same table with every activation on a 16-bit grid (no tcc target runs these yet; ONNX Runtime runs
 # int16 Q/DQ around float kernels: fake-quant). How much of the error the 8-bit activations carry
 CONFIGS.update({f"{name}+a16": {"steps": CONFIGS[name]["steps"], "a16": True} for name in STEP_SETS})
+# W8A16 for real: calibrated with 16-bit activations (`tcc calibrate --target tvm --activation-bits 16`), judged on
+# tcc's integer reference (what the TVM builds compute bit for bit; ONNX Runtime has no int16 integer kernels)
+CONFIGS.update({f"{name}@w8a16": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 16}
+                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
@@ -150,7 +157,8 @@ def nncf_worker(src: str, data: str, out: str) -> int:
 
 def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
             held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False,
-            place_samples: int = 16, crop_images: str = "own", nncf_python: str | None = None) -> dict:
+            place_samples: int = 16, crop_images: str = "own", nncf_python: str | None = None,
+            tvm_latency: bool = False) -> dict:
     from tcc.bench.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
@@ -167,13 +175,15 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     calib_dir, held_dir = crops(work, fixtures, calib, held, images)
     cd = load_calibration_data(calib_dir, model.preprocess, model.input_shape, progress=False)
     hd = load_calibration_data(held_dir, model.preprocess, model.input_shape, progress=False, what="held-out")
-    rows, models, tables = {}, {"fp32": fp32}, {}
+    rows, models, tables, wide_tables = {}, {"fp32": fp32}, {}, {}
     for config in configs:
-        key = json.dumps(CONFIGS[config]["steps"], sort_keys=True)
+        c = CONFIGS[config]
+        wide = {"target": c["rules"], "activation_bits": c["activation_bits"]} if "activation_bits" in c else {}
+        key = json.dumps([c["steps"], wide], sort_keys=True)
         if key not in tables:  # "X+place" places the table of "X" (calibration is deterministic)
             t = time.perf_counter()
             table = calibrate_onnx(fp32, cd.array, progress=False, cos_steps=cos_steps,
-                                   steps=Steps(**CONFIGS[config]["steps"]))
+                                   steps=Steps(**c["steps"]), **wide)
             tables[key] = table, time.perf_counter() - t
         table, secs = tables[key]
         extra = {}
@@ -181,14 +191,23 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             t = time.perf_counter()
             table = place(fp32, table, cd.array, PlaceOptions(**CONFIGS[config]["place"], samples=place_samples))
             extra = {"place_s": round(time.perf_counter() - t, 1), "float_nodes": sorted(float_nodes(table))}
-        models[config] = to_qdq(fp32, table, compact=True)
-        if CONFIGS[config].get("a16"):
-            models[config] = widen_activations(models[config])
-        rows[f"tcc {config}"] = {**evaluate(fp32, models[config], hd.array)["ort"], "calib_s": round(secs, 1),
+        if wide:  # the integer reference (no ONNX Runtime integer kernel takes int16 activations)
+            got = evaluate_reference(fp32, table, hd.array)
+            if tvm_latency:
+                wide_tables[config] = table
+        else:
+            models[config] = to_qdq(fp32, table, compact=True)
+            if c.get("a16"):
+                models[config] = widen_activations(models[config])
+            got = evaluate(fp32, models[config], hd.array)["ort"]
+        rows[f"tcc {config}"] = {**got, "calib_s": round(secs, 1),
                                  "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}, **extra}
-    if latency and configs:
+    if latency and len(models) > 1:
         for config, r in ort_latency(models, hd.array[:1]).items():
             rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
+    for config, table in wide_tables.items():
+        rows[f"tcc {config}"]["tvm_host_latency"] = tvm_host_latency(
+            name, fixtures, work, fp32, table, cd.array, hd.array[:1], Steps(**CONFIGS[config]["steps"]))
     for rival in rivals:
         t = time.perf_counter()
         q = nncf_quantize(fp32, cd.array, nncf_python) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
@@ -203,6 +222,54 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
     return {"classes": CHECKPOINTS[name], "images": list(images), "calibration_crops": len(cd.array),
             "held_out_crops": len(hd.array), "results": rows}
+
+
+def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
+    """As tcc.bench.quality.evaluate, for tcc's integer reference under `table` (what every backend exact with it
+    computes: the TVM builds, bit for bit)."""
+    import numpy as np
+
+    from tcc.quant.plan import plan
+    from tcc.quant.qdq import run
+    from tcc.quant.qgraph import quantize_graph
+    from tcc.quant.quantizer import cosine
+    from tcc.quant.reference import Reference
+
+    qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
+    y = np.concatenate([Reference().run(qg, x[i:i + batch]) for i in range(0, len(x), batch)])
+    ref = run(fp32, x)
+    cos = [cosine(a, b) for a, b in zip(ref, y)]
+    return {"cos_mean": round(float(np.mean(cos)), 7), "cos_min": round(float(np.min(cos)), 7),
+            "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4)}
+
+
+def tvm_host_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib, x, steps, rounds: int = 9,
+                     runs: int = 20) -> dict:
+    """The TVM host builds (`tcc build --target host`) of the checkpoint in FP32, INT8 with 8-bit activations (a
+    `tvm` table of the same steps, kl+cos) and INT8 with `wide_table`'s 16-bit ones, each self-checked, timed by
+    their own runner interleaved (tcc bench's TvmRunner: 1 thread, batch 1): ms per round's median, and the
+    ratios round by round."""
+    from tcc.bench.timing import TvmRunner, interleave, ratio
+    from tcc.build import build
+    from tcc.quant.calibrate import calibrate_onnx
+
+    weights = fixtures / f"{name}_DDS_0.0064.pth"
+    w8a8 = calibrate_onnx(fp32, calib, target="tvm", progress=False, steps=steps)
+    bundles = {}
+    for label, table in (("fp32", None), ("w8a8", w8a8), ("w8a16", wide_table)):
+        out = work / f"host-{label}"
+        calib_file = None
+        if table is not None:
+            calib_file = table.save(work / f"{label}.json")
+        build(ROOT / "spec" / "ddsnet.yaml", "host", out, precision="int8" if table else "fp32", weights=weights,
+              by_order=True, overrides={"num_classes": CHECKPOINTS[name]}, force=True, calib=calib_file)
+        bundles[label] = TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run")
+    per_round = interleave(bundles, rounds, runs)
+    keep = ("median", "p10", "p90")
+    return {"ms_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
+            "w8a16_vs_fp32": {q: v for q, v in ratio(per_round, "w8a16", "fp32").items() if q in keep},
+            "w8a16_vs_w8a8": {q: v for q, v in ratio(per_round, "w8a16", "w8a8").items() if q in keep},
+            "w8a8_vs_fp32": {q: v for q, v in ratio(per_round, "w8a8", "fp32").items() if q in keep}}
 
 
 def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
@@ -261,6 +328,9 @@ def main(argv=None) -> int:
     p.add_argument("--latency", action="store_true",
                    help="also time each tcc config's INT8 model against FP32 on ONNX Runtime (interleaved rounds, "
                         "1 thread, batch 1)")
+    p.add_argument("--tvm-latency", action="store_true",
+                   help="for the @w8a16 configs: build the checkpoint for TVM host in FP32, W8A8 and W8A16 "
+                        "(`tcc build --target host`, self-checked) and time the three interleaved")
     p.add_argument("--place-samples", type=int, default=16,
                    help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)")
     p.add_argument("--crops", choices=("own", "mixed"), default="own",
@@ -290,7 +360,7 @@ def main(argv=None) -> int:
         for n in names:
             results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
                                  args.cos_steps, args.fakequant, args.latency, args.place_samples, args.crops,
-                                 args.nncf_python)
+                                 args.nncf_python, args.tvm_latency)
             print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
                                          for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
     doc = {"crops": args.crops, "calibration_crops": args.calib, "cos_steps": args.cos_steps,

@@ -39,9 +39,9 @@ from .cos_search import cos_search, layer_rows
 from .equalize import STRENGTHS, choose, find_pairs, measure
 from .methods import METHODS, threshold
 from .plan import IntGraph, plan
-from .quantizer import fake_quant, scale_for_threshold
+from .quantizer import fake_quant, qrange, scale_for_threshold
 from .rounding import encode, layer_codes
-from .rules import TargetRules, get_rules, rules_for
+from .rules import RULES, TargetRules, get_rules, rules_for
 from .stats import BINS, Histogram, initializers, layer_of, run_batches, update_histograms, weight_stats
 from .steps import Steps, equalize_arrays, with_initializers
 from .table import CalibrationTable, file_sha256, model_sha256
@@ -53,14 +53,17 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
                    cos_samples: int | None = None, batch_size: int = 8, seed: int = 0, bins: int = BINS,
                    threads: int | None = None, progress: bool | None = None, data_fingerprint: str | None = None,
                    spec_hash: str | None = None, weights_hash: str | None = None,
-                   graph: IntGraph | None = None, steps: Steps = Steps()) -> CalibrationTable:
+                   graph: IntGraph | None = None, steps: Steps = Steps(),
+                   activation_bits: int = 8) -> CalibrationTable:
     """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
     `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
     planned it already (tcc.quant.plan; otherwise planned here, refusing a model without an integer form).
-    `steps`: the post-training steps around the method (tcc.quant.steps)."""
+    `steps`: the post-training steps around the method (tcc.quant.steps). activation_bits: 8, or 16 (signed int16
+    activations, where the rules' kernels take them: `wide_method` says how their ranges are chosen)."""
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     rules = get_rules(target)
+    check_activation_bits(activation_bits, rules)
     graph = graph if graph is not None else plan(model, rules=rules)
     if len(data) == 0:
         raise DataError("no calibration samples")
@@ -88,7 +91,9 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     inits = initializers(model)
     hists = {n: Histogram(bins) for n in names}
     rng = np.random.default_rng(seed)
-    searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0
+    base = wide_method(method) if activation_bits > 8 else "kl" if method == "kl+cos" else method
+    # the fine search models 8-bit activations; at 16 bits their rounding error is ~1/128 of that and it is left out
+    searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0 and activation_bits == 8
     per_layer_steps = steps.rounding or steps.bias_correction  # both work on the layers' sampled input rows
     n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
     sampling_rows = searching or per_layer_steps
@@ -125,10 +130,10 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
     # ---- coarse thresholds
     t1 = time.perf_counter()
-    base = "kl" if method == "kl+cos" else method
     # never negative on the data: 256 levels over [0, T] (u8 with zero point 0, or int8 with zero point -128
     # on asymmetric targets); otherwise 255 levels over [-T, T]
-    signed = {n: not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in names}
+    signed = {n: activation_bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0)
+              for n in names}  # 16 bits: int16 always (one wide type)
 
     def one(n):
         h = hists[n]
@@ -139,7 +144,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
     with ThreadPoolExecutor(max_workers=threads or 2) as pool:
         thr = dict(pool.map(one, names))
-    act_scale = {n: float(scale_for_threshold(thr[n].value, 8, signed[n])) for n in names}
+    act_scale = {n: float(scale_for_threshold(thr[n].value, activation_bits, signed[n])) for n in names}
     coarse_scale = dict(act_scale)
     timing["thresholds"] = time.perf_counter() - t1
 
@@ -176,13 +181,13 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         # the widest range in the group; when the fine search set some members (conv inputs), only theirs count:
         # in a dense block the concat outputs feed the next convs, and the search tuned exactly those scales
         searched = [n for n in g if result is not None and n in result.act_scales]
-        widest = max(act_scale[n] * (127 if signed[n] else 255) for n in (searched or g))
+        widest = max(act_scale[n] * qrange(activation_bits, signed[n])[1] for n in (searched or g))
         for n in g:
             if not keep_sign:
                 signed[n] = any_signed
             # one step size for the whole group (T/127 when any member is signed): unsigned members keep zero
             # point 0 (their ReLU stays fusable) on the same grid, so the concat only shifts zero points, exactly
-            act_scale[n] = float(scale_for_threshold(widest, 8, any_signed))
+            act_scale[n] = float(scale_for_threshold(widest, activation_bits, any_signed))
             group_of[n] = gi
 
     # ---- scales the target fixes (TFLite: LOGISTIC's output 1/256 with zero point -128), with their groups
@@ -213,8 +218,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": coarse_scale[n]}
         if result and n in result.act_cos:
             diag["cos_before"], diag["cos_after"] = result.act_cos[n]
-        how = method if (result and n in result.act_scales) or method != "kl+cos" else "kl"
-        entry = {"kind": "activation", "scale": s, "zero_point": zp, "bits": 8, "symmetric": sym,
+        how = method if result and n in result.act_scales else base
+        entry = {"kind": "activation", "scale": s, "zero_point": zp, "bits": activation_bits, "symmetric": sym,
                  "signed": is_signed, "method": "fixed by the target" if n in fixed else how, "threshold": t.value,
                  "min": h.min, "max": h.max, "diagnostics": diag}
         if n in group_of:
@@ -244,6 +249,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": fp32_hash,
         "data_fingerprint": data_fingerprint, "samples": int(len(data)),
         "settings": {"percentile": percentile, "bins": bins, "levels_signed": 128, "levels_unsigned": 256,
+                     "activation_bits": activation_bits, "activation_method": base,
                      "cos_steps": cos_steps, "cos_rounds": cos_rounds, "cos_rows": cos_rows,
                      "cos_samples": n_cos if searching else 0, "cos_range": [0.5, 2.0], "seed": seed},
         "created_by": "tcc.quant.calibrate",
@@ -258,6 +264,34 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     return table
 
 
+ACTIVATION_BITS = (8, 16)
+
+
+def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -> None:
+    """`tcc calibrate --activation-bits`: a width the rules' integer kernels take, else a DataError (exit 2)."""
+    if bits not in ACTIVATION_BITS:
+        raise DataError(f"--activation-bits {bits}: expected one of {', '.join(map(str, ACTIVATION_BITS))}")
+    if bits not in rules.activation_bits:
+        takes = [r.name for r in RULES.values() if bits in r.activation_bits]
+        where = f"--target {target} (rules {rules.name!r})" if target and target != rules.name else \
+            f"target rules {rules.name!r}"
+        raise DataError(f"--activation-bits {bits}: {where} take "
+                        f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
+                        f"read 8-bit codes); {bits}-bit activations: --target {' or '.join(takes)}")
+
+
+def activation_bits(spec_section: dict | None, given: int | None) -> int:
+    """The activation width a calibration uses: the command line's, else the spec's `calibrate:` section's, else 8."""
+    return int(given if given is not None else (spec_section or {}).get("activation_bits", 8))
+
+
+def wide_method(method: str) -> str:
+    """The activation method at 16 bits. KL picks a threshold for 128 / 256 levels, trading clipping for 8-bit
+    rounding; with 32768 levels the rounding error is negligible and clipping is what remains, so kl and kl+cos
+    take the whole range seen (minmax); percentile and minmax stay as asked."""
+    return "minmax" if method in ("kl", "kl+cos") else method
+
+
 def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: dict, steps: Steps,
                  threads: int | None) -> None:
     """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
@@ -267,7 +301,7 @@ def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: di
 
     def quantized_rows(l):
         e = tensors[l.input]
-        return fake_quant(samples[l.name], e["scale"], 8, e["signed"], zero_point=e["zero_point"])
+        return fake_quant(samples[l.name], e["scale"], e["bits"], e["signed"], zero_point=e["zero_point"])
 
     t = time.perf_counter()
     record: dict = {"name": "rounding", "enabled": steps.rounding}
@@ -327,6 +361,8 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     rules = rules_for(target)
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    if kwargs.get("activation_bits") is not None:  # given: checked before any work (the spec's, once it is read)
+        check_activation_bits(kwargs["activation_bits"], rules, target)
     if placement is not None:
         check_options(placement, rules.name)  # before minutes of work
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
@@ -334,6 +370,8 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if placement is not None:
         check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
+    bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"))
+    check_activation_bits(bits, rules, target)
     if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
         kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)

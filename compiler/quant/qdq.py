@@ -34,6 +34,17 @@ from .table import CalibrationTable
 
 PER_AXIS_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel) from opset 13
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib DequantizeLinear: per-axis at any opset
+INT16_OPSET = 21  # QuantizeLinear / DequantizeLinear take int16 codes from opset 21
+Q_TYPES = {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True): TensorProto.INT16}  # (bits,
+# signed) -> the zero point's type, which sets the codes' type
+
+
+def _at_least(model: onnx.ModelProto, opset: int) -> None:
+    """Raise the model's default-domain opset to `opset` (the ops tcc's lowering writes keep their meaning up to
+    21: tests/test_quant_a16.py compares the FP32 outputs)."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = max(o.version, opset)
 
 
 def planned(model: onnx.ModelProto, table: CalibrationTable):
@@ -77,6 +88,8 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     per_axis_domain = "" if opset >= PER_AXIS_OPSET else MS_DOMAIN
     if per_axis_domain and not any(o.domain == MS_DOMAIN for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    if any(table.tensors[p].get("bits", 8) > 8 for p in quant_points(model, table)):
+        _at_least(m, INT16_OPSET)
     inits = {t.name: t for t in g.initializer}
     new_inits, new_nodes = [], []
     graph = planned(model, table)
@@ -87,7 +100,7 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     rename = {}
     for name in points:
         s, zp, signed = table.act_scale(name)
-        ztype = TensorProto.INT8 if signed else TensorProto.UINT8
+        ztype = Q_TYPES[table.tensors[name].get("bits", 8), signed]
         new_inits.append(helper.make_tensor(f"{name}/scale", TensorProto.FLOAT, [], [s]))
         new_inits.append(helper.make_tensor(f"{name}/zero_point", ztype, [], [zp]))
         new_nodes.append((name, [

@@ -37,6 +37,7 @@ from .table import CalibrationError, CalibrationTable
 
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
+ADD_LEFT_SHIFT_16 = 15  # TFLite's int16 ADD (16x8 mode): 16-bit codes << 15 still fit int32
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,16 @@ class QParams:
         """The narrowest integer type holding codes in [lo, hi]."""
         return storage_dtype(self.lo, self.hi)
 
+    @property
+    def reach(self) -> int:
+        """The largest |code - zero point|: what the integer kernels multiply and sum."""
+        return max(abs(self.lo - self.zp), abs(self.hi - self.zp))
+
 
 def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams) -> np.ndarray:
     """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input
     codes of x, zero point subtracted, bias included: sum |w| max |q - zp| + |bias|."""
-    reach = max(abs(x.lo - x.zp), abs(x.hi - x.zp))
+    reach = x.reach
     w_abs = np.abs(np.asarray(weight, np.int64))
     per_channel = (w_abs.reshape(w_abs.shape[0], -1).sum(axis=1) if kind == "conv" else w_abs.sum(axis=0)) * reach
     return per_channel + np.abs(np.asarray(bias, np.int64)) if bias is not None else per_channel
@@ -68,6 +74,8 @@ def storage_dtype(lo: int, hi: int) -> str:
         return "int8"
     if 0 <= lo and hi <= 255:
         return "uint8"
+    if -32768 <= lo and hi <= 32767:
+        return "int16"
     return "int32"
 
 
@@ -206,11 +214,14 @@ class Quantizer(Interpreter):
         if not _finite_positive(scale) or not _finite_positive(float(np.float32(scale))):
             self.fail(f"tensor {name!r}: scale {scale!r} is not a finite positive float32 number")
         scale = float(np.float32(scale))  # every format stores scales as float32, and every kernel reads those
-        if bits != 8 or not isinstance(bits, int) or isinstance(bits, bool):
-            self.fail(f"tensor {name!r}: {bits!r}-bit activations are not supported (8)")
+        if not isinstance(bits, int) or isinstance(bits, bool) or bits not in self.rules.activation_bits:
+            self.fail(f"tensor {name!r}: {bits!r}-bit activations are not supported under rules "
+                      f"{self.rules.name!r} ({' or '.join(map(str, self.rules.activation_bits))})")
         if not isinstance(signed, bool):
             self.fail(f"tensor {name!r}: `signed` must be true or false, not {signed!r}")
-        lo, hi = qrange(8, signed)
+        if bits > 8 and not signed:  # one wide type: int16 (its zero point anywhere in range)
+            self.fail(f"tensor {name!r}: {bits}-bit activations are signed (int16); the table says unsigned")
+        lo, hi = qrange(bits, signed)
         if not isinstance(zp, int) or isinstance(zp, bool) or not lo <= zp <= hi:
             self.fail(f"tensor {name!r}: zero point {zp!r} is outside its code range [{lo}, {hi}]")
         self._q[name] = QParams(scale, int(zp), lo, hi)
@@ -301,8 +312,12 @@ class Quantizer(Interpreter):
         # the accumulator must fit int32 for every input (the kernels accumulate in int32)
         per_channel = accumulator_bound(n.kind, weight, bias, x)
         if per_channel.max(initial=0) > INT32_MAX:
+            worst = int(np.argmax(per_channel))
+            why = (f"its {x.hi - x.lo + 1:,}-level input {n.inputs[0]!r} times output channel {worst}'s weight codes "
+                   "(sum of |w|) exceed int32: calibrate this model with 8-bit activations" if x.reach > 255 else
+                   "the bias or weight scales are implausible")
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
-                      f"{int(per_channel.max()):,}): the bias or weight scales are implausible")
+                      f"{int(per_channel.max()):,} > {INT32_MAX:,}): {why}")
         out = n.outputs[0]
         act = (n.activation.min, n.activation.max) if n.activation else None
         if out in self.outputs and self.rules.float_outputs:  # a float graph output: from the accumulator
@@ -333,14 +348,22 @@ class Quantizer(Interpreter):
         twice_max = 2.0 * max(qa.scale, qb.scale)
         what = f"add {n.name!r}"
         act = (n.activation.min, n.activation.max) if n.activation else None
-        p = AddParams(ADD_LEFT_SHIFT, self.multiplier(qa.scale / twice_max, what),
+        reach = max(qa.reach, qb.reach)
+        shift = ADD_LEFT_SHIFT if reach <= 255 else ADD_LEFT_SHIFT_16
+        if reach << shift > INT32_MAX:  # the kernels shift the zero-point-free codes in int32
+            self.fail(f"{what}: codes {reach:,} from the zero point, << {shift}, do not fit int32 (a 16-bit input "
+                      "needs its zero point near 0)")
+        p = AddParams(shift, self.multiplier(qa.scale / twice_max, what),
                       self.multiplier(qb.scale / twice_max, what),
-                      self.requant(twice_max / ((1 << ADD_LEFT_SHIFT) * qo.scale), qo, what, act))
+                      self.requant(twice_max / ((1 << shift) * qo.scale), qo, what, act))
         return self.node(n, add=p)
 
     def mul(self, n: INode) -> QNode:
         qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])
         qo = self.q(n.outputs[0])
+        if qa.reach * qb.reach > INT32_MAX:  # the product of zero-point-free codes is int32 in every kernel
+            self.fail(f"mul {n.name!r}: the product of its inputs' codes ({qa.reach:,} x {qb.reach:,} from their "
+                      "zero points) can overflow int32")
         return self.node(n, requant=self.requant(qa.scale * qb.scale / qo.scale, qo, f"mul {n.name!r}"))
 
     def lookup(self, n: INode) -> QNode:
@@ -414,6 +437,8 @@ class Quantizer(Interpreter):
 
     def _pool(self, n: INode, count: int, attrs: dict) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        if qi.reach * count > INT32_MAX:  # window sums of zero-point-free codes, in int32
+            self.fail(f"pool {n.name!r}: the sum of {count:,} codes of {n.inputs[0]!r} can overflow int32")
         if self.rules.pool_division:  # the mean of codes: input and output must be one grid
             if qi != qo:
                 self.fail(f"pool {n.name!r}: rules {self.rules.name!r} need its input and output at one scale and "

@@ -87,7 +87,8 @@ def add_params(s_a: float, s_b: float, s_o: float) -> dict:
 
 def add_codes(a_q: np.ndarray, a_zp: int, b_q: np.ndarray, b_zp: int, p: AddParams) -> np.ndarray:
     """TFLite's integer ADD with this module's rounding: (q - zp) << 20 fits int32 for 8-bit codes
-    (|.| <= 255 * 2^20 < 2^28), each rescaled input is at most half of that, so the sum fits int32 too."""
+    (|.| <= 255 * 2^20 < 2^28), << 15 for 16-bit ones (the quantizer checked |q - zp| << 15 < 2^31); each rescaled
+    input is at most half of that, so the sum fits int32 too."""
     sa = multiply((np.asarray(a_q, np.int64) - a_zp) << p.left_shift, p.a)
     sb = multiply((np.asarray(b_q, np.int64) - b_zp) << p.left_shift, p.b)
     return apply_requant(sa + sb, p.out)

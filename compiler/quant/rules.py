@@ -78,6 +78,10 @@ class TargetRules:
     # dequantized, outputs quantized again). ORT, TVM and TFLite run float ops beside integer ones; Pulsar2's
     # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
     float_ops: bool = True
+    # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
+    # int16 codes (tcc's TVM lowering: every kind widens its codes anyway). ORT's integer kernels (QLinearConv,
+    # ConvInteger) take 8-bit activations only; TFLite's 16x8 mode and the NPUs' int16 are not modelled here
+    activation_bits: tuple[int, ...] = (8,)
 
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
@@ -88,8 +92,9 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
                 "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
                 kernel_rewrites=True, dense_weight_bits=7),
-    TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), s8 per-channel weights",
-                unsigned_ok=True),
+    TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
+                "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
+                activation_bits=(8, 16)),
     TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
                 "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding)",
                 unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",

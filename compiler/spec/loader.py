@@ -285,5 +285,6 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         notes=notes,
         checkpoints=checkpoints,
         overrides=dict(overrides or {}),
-        calibrate={k: bool(v) for k, v in doc.get("calibrate", {}).items() if k != "doc"},
+        calibrate={k: v if k == "activation_bits" else bool(v) for k, v in doc.get("calibrate", {}).items()
+                   if k != "doc"},
     )

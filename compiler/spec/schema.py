@@ -187,6 +187,8 @@ _CALIBRATE = {
         "equalization": {"type": "boolean"},
         "bias_correction": {"type": "boolean"},
         "rounding": {"type": "boolean"},
+        "activation_bits": {"enum": [8, 16], "description": "activation width (`--activation-bits`): 16 for int16 "
+                            "activations with 8-bit weights, TVM targets only"},
     },
     "additionalProperties": False,
 }
