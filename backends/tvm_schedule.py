@@ -213,12 +213,16 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     _inline_consumers(sch, acc, domain)
     sch.reverse_compute_at(acc, at_loop)
     loops = sch.get_loops(acc)
-    if unroll and lanes and _extent(sch, loops[-1]) > lanes and _extent(sch, loops[-1]) % lanes == 0:
-        loops = [*loops[:-1], *sch.split(loops[-1], [None, lanes])]  # one register per vector
-    sch.vectorize(loops[-1])
+    at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
+    # the write-back's own loops: none when the tile is one element (19 channels, a vector of 1), and then
+    # loops[-1] is `at_loop` itself, around the reduction: vectorizing it computed every channel's sum wrongly
+    own = loops[at + 1:]
+    if unroll and lanes and own and _extent(sch, own[-1]) > lanes and _extent(sch, own[-1]) % lanes == 0:
+        own = [*own[:-1], *sch.split(own[-1], [None, lanes])]  # one register per vector
+    if own:
+        sch.vectorize(own[-1])
     if unroll:
-        at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
-        for loop in loops[at + 1:-1]:
+        for loop in own[:-1]:
             sch.unroll(loop)
     return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
 

@@ -237,6 +237,12 @@ def check_table_bits(table, rules, where: str) -> None:
             "or recalibrate with --activation-bits 8")
 
 
+def _width_counts(table) -> dict:
+    """How many activation tensors the table gives each width ({"8": 64}, or {"16": 64} for W8A16)."""
+    widths = [t.get("bits", 8) for t in table.tensors.values() if t["kind"] == "activation"]
+    return {str(b): widths.count(b) for b in sorted(set(widths))}
+
+
 def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log, target=None):
     """The INT8 build's calibration table, loaded and checked against this spec, weights and FP32 graph (and
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
@@ -304,10 +310,14 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         "data_fingerprint": table.doc["data_fingerprint"], "calibration_samples": table.doc["samples"],
         "quantized_tensors": sum(1 for t in table.tensors.values() if t["kind"] == "activation"),
         "quantized_weights": sum(1 for t in table.tensors.values() if t["kind"] == "weight"),
+        "activation_bits": _width_counts(table),
         "integer_ops": _kind_counts(qgraph),
     }
     from .quant.placement import KEY, islands
 
+    settings = table.doc.get("settings") or {}
+    if settings.get("activation_bits", 8) > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
+        info["activation_method"] = settings.get("activation_method")
     found = islands(qgraph, table)
     if found:  # never silent: the manifest lists every node the INT8 graph runs in float, and why
         info["float_islands"] = found

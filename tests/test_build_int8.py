@@ -45,6 +45,8 @@ def test_int8_build_from_data(tmp_path, data):
     m = r.manifest
     assert m["precision"] == "int8" and m["quantization"]["from"] == "data"
     assert m["quantization"]["calibration_samples"] == 16 and m["quantization"]["rules"] == "ort"
+    assert m["quantization"]["activation_bits"] == {"8": m["quantization"]["quantized_tensors"]}
+    assert "activation_method" not in m["quantization"]
     check = m["self_check"]
     assert check["result"]["passed"] and check["inputs"]["source"] == "calibration data"
     per_op = check["result"]["per_op"]
@@ -199,3 +201,19 @@ def test_int8_bundle_is_byte_identical_across_processes(tmp_path, data):
     assert "calibration.json" in files and files == sorted(p.name for p in outs[1].iterdir())
     for f in files:
         assert (outs[0] / f).read_bytes() == (outs[1] / f).read_bytes(), f
+
+
+def test_w8a16_host_build_from_data(tmp_path, data):
+    """`tcc build --target host --data ... --activation-bits 16`: int16 activations calibrated, lowered and
+    self-checked bit-exact against the integer reference; the manifest says the width and the range method."""
+    pytest.importorskip("tvm")
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "host", "--precision", "int8", "--data", str(data),
+                 "--calib-size", "8", "--activation-bits", "16", "-o", str(tmp_path / "h")]) == 0
+    q = read_manifest(tmp_path / "h")["quantization"]
+    assert q["rules"] == "tvm" and q["activation_bits"] == {"16": q["quantized_tensors"]}
+    assert q["activation_method"] == "minmax"
+    table = json.loads((tmp_path / "h" / "calibration.json").read_text())
+    assert {e["bits"] for e in table["tensors"].values() if e["kind"] == "activation"} == {16}
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8",
+                 "--calib", str(tmp_path / "h" / "calibration.json"), "-o", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()

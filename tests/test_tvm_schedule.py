@@ -197,3 +197,27 @@ def test_concat_inlined_into_its_elementwise_consumer_is_cut_at_its_inputs():
     func = te.create_prim_func([a, b, out])
     text = Injective().apply(func, tvm.target.Target(resolve_tvm_target("arm-a7")), False).mod["main"].script()
     assert text.count("_partition") >= 2 and "T.vectorized" in text, text
+
+
+@pytest.mark.parametrize("channels", [19, 7, 32])
+def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
+    """A global sum over H x W (W8A16's average pool: int16 codes widened to int32) with a channel count no vector
+    width divides (19, 7: a tile of one channel) gave every channel one wrong value once: the write-back had no
+    loop of its own and the channel loop around the reduction was vectorized. Integer sums are exact: equal."""
+    import tvm
+    from tvm import relax
+
+    from tcc.backends import tvm_compile
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 7, 7, channels), "int16"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            total = bb.emit(relax.op.sum(relax.op.astype(x, "int32"), axis=[1, 2], keepdims=True))
+            out = bb.emit_output(total)
+        bb.emit_func_output(out)
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    ex = tvm.compile(bb.get(), target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
+    codes = np.random.default_rng(channels).integers(-32768, 32768, (1, 7, 7, channels)).astype(np.int16)
+    got = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(codes)).numpy()
+    np.testing.assert_array_equal(got, codes.astype(np.int64).sum(axis=(1, 2), keepdims=True))
