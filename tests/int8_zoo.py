@@ -56,9 +56,10 @@ def inputs(shape, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
 
 
-def build_and_measure(name: str, target: str, tmp: Path) -> tuple[dict, float]:
-    """Build `name` INT8 for `target` (calibrated on 8 seeded N(0, 1) inputs, kl) and measure the bundle's mean
-    output cosine vs the PyTorch FP32 lowering on HELD_OUT other seeded inputs. Returns (manifest, cosine)."""
+def build_and_measure(name: str, target: str, tmp: Path, activation_bits: int = 8) -> tuple[dict, float]:
+    """Build `name` INT8 for `target` (calibrated on 8 seeded N(0, 1) inputs, kl; `activation_bits` 16: W8A16, the
+    TVM targets only) and measure the bundle's mean output cosine vs the PyTorch FP32 lowering on HELD_OUT other
+    seeded inputs. Returns (manifest, cosine)."""
     import torch
 
     from tcc.backends import get_backend
@@ -70,7 +71,7 @@ def build_and_measure(name: str, target: str, tmp: Path) -> tuple[dict, float]:
     data = tmp / "calib.npy"
     np.save(data, inputs(shape, CALIBRATION["calib_size"], 0))
     result = build(spec_path(name), target, tmp / "bundle", precision="int8", overrides=SMALL[name], data=data,
-                   calib_options=dict(CALIBRATION))
+                   calib_options=dict(CALIBRATION, activation_bits=activation_bits))
     x = inputs(shape, HELD_OUT, 1)
     backend = get_backend(result.manifest["backend"])
     got = backend.run(backend.load(result.out), x).reshape(len(x), -1).astype(np.float64)

@@ -94,33 +94,76 @@ def test_16_bit_activations_are_closer_to_fp32(a16):
     assert err[1] < 0.7 * err[0], err  # measured 0.031 vs 0.053: what is left is the 8-bit weights' error
 
 
-def _wide_conv(channels: int):
-    """Conv(channels -> 4, 3x3) with weights of one magnitude: every weight code is +-127 per channel."""
+def _wide_conv(channels: int, relu_first: bool = False):
+    """Conv(channels -> 4, 3x3) with weights of one magnitude: every weight code is +-127 per channel
+    (`relu_first`: on a ReLU of the input, then a sigmoid, a global pool, a flatten and a gemm)."""
     rng = np.random.default_rng(0)
     w = np.sign(rng.standard_normal((4, channels, 3, 3))).astype(np.float32)
-    g = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["c"], name="wide.conv", kernel_shape=[3, 3]),
-                           helper.make_node("Relu", ["c"], ["output"], name="wide.relu")], "wide",
+    first = [helper.make_node("Relu", ["input"], ["r"], name="front.relu")] if relu_first else []
+    tail = [helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
+            helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
+            helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+            helper.make_node("Gemm", ["f", "fc"], ["output"], name="fc", transB=1)] if relu_first else [
+        helper.make_node("Relu", ["c"], ["output"], name="wide.relu")]
+    out = ["N", 3] if relu_first else ["N", 4, 3, 3]
+    g = helper.make_graph([*first, helper.make_node("Conv", ["r" if relu_first else "input", "w"], ["c"],
+                                                    name="wide.conv", kernel_shape=[3, 3]), *tail], "wide",
                           [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 5, 5])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 3, 3])],
-                          [numpy_helper.from_array(w, "w")])
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, out)],
+                          [numpy_helper.from_array(w, "w"),
+                           numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "fc")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     return m, rng.standard_normal((4, channels, 5, 5)).astype(np.float32)
 
 
 def test_accumulator_guard_names_the_overflowing_16_bit_conv():
-    """576 weight codes of 127 times int16 inputs (576 * 127 * 32768 = 2,397,044,736) exceed int32: refused naming
-    the layer; the same conv at 8 bits, or on 7 input channels at 16 bits (2.6e8), is fine."""
+    """576 weight codes of +-127 times int16 inputs that take both signs (each product up to 127 * 32768, about
+    2.397e9 in all) exceed int32: refused naming the layer and the input's codes; the same conv at 8 bits, or on 7
+    input channels at 16 bits (2.6e8), is fine."""
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
 
     m, x = _wide_conv(64)
-    with pytest.raises(CalibrationError, match=r"layer 'wide\.conv'.*int32 accumulator can overflow.*2,397,044,736"
-                                               r".*8-bit activations"):
+    with pytest.raises(CalibrationError, match=r"layer 'wide\.conv'.*int32 accumulator can overflow \(worst case "
+                                               r"2,39\d,\d{3},\d{3} > 2,147,483,647\): its input 'input' \(codes "
+                                               r"-32,768\.\.32,767, zero point 0\).*8-bit activations"):
         quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", activation_bits=16))
     quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", method="minmax"))
     m, x = _wide_conv(7)
     quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", activation_bits=16))
+
+
+@pytest.mark.parametrize("target", ["host", None])
+def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
+    """The same conv on a ReLU'd input: its codes are >= 0, so the accumulator sums the positive weights' products
+    or the negative ones', never both (about 1.2e9): accepted (it was refused as if the input took both signs;
+    the zoo's 16-bit builds were refused so, e.g. ResNet-18's layer2.0.conv2). The intervals hold every code the
+    reference computes from inputs that saturate the range (the sigmoid's table, the pool and the flatten keep its
+    output >= 0), and both TVM lowerings equal the reference bit for bit."""
+    tvm = pytest.importorskip("tvm")
+    from test_tvm_int8 import _check_all, _host_vm
+    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.quant.plan import plan
+    from tcc.quant.qgraph import accumulator_bound, quantize_graph
+
+    m, x = _wide_conv(64, relu_first=True)
+    t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
+    qg = quantize_graph(plan(m, rules="tvm"), t)
+    assert qg.reached["r"] == (0, 32767) and qg.reached["input"] == (-32768, 32767)
+    assert all(qg.reached[n][0] >= 0 for n in ("s", "p", "f"))
+    conv = qg.producer["c"]
+    assert 2**30 < accumulator_bound("conv", conv.weight, conv.bias, conv.qin[0], qg.reached["r"]).max() < 2**31 - 1
+    assert accumulator_bound("conv", conv.weight, conv.bias, conv.qin[0]).max() > 2**31 - 1  # the full range
+    xs = np.concatenate([x * 50, -x * 50, np.abs(x) * 1e3])  # every code, and the ends of the range
+    ref_out, ref_codes = run_reference(m, t, xs, return_all=True)
+    assert ref_codes["r"].q.max() == 32767 and ref_codes["input"].q.min() == -32768
+    for name, c in ref_codes.items():
+        lo, hi = qg.reached[name]
+        assert lo <= c.q.min() and c.q.max() <= hi, name
+    names = list(ref_codes)
+    mod = lower_int8(m, t, expose=names, batch=len(xs), target=target)
+    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
 
 
 def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):

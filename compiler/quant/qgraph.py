@@ -31,6 +31,7 @@ from ..intops import LOOKUP_FUNCTIONS, QUANTIZE, TFLITE_UNARY, Interpreter, gate
 from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multiplier
 from .plan import INode, IntGraph
 from .quantizer import qrange, quantize
+from .reach import Reach
 from .rules import ROUNDINGS, TargetRules, get_rules
 from .steps import calibrated_parameters, with_initializers
 from .table import CalibrationError, CalibrationTable
@@ -60,13 +61,22 @@ class QParams:
         return max(abs(self.lo - self.zp), abs(self.hi - self.zp))
 
 
-def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams) -> np.ndarray:
-    """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input
-    codes of x, zero point subtracted, bias included: sum |w| max |q - zp| + |bias|."""
-    reach = x.reach
-    w_abs = np.abs(np.asarray(weight, np.int64))
-    per_channel = (w_abs.reshape(w_abs.shape[0], -1).sum(axis=1) if kind == "conv" else w_abs.sum(axis=0)) * reach
-    return per_channel + np.abs(np.asarray(bias, np.int64)) if bias is not None else per_channel
+def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams,
+                      codes: tuple[int, int] | None = None) -> np.ndarray:
+    """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input codes
+    in `codes` (default: x's whole code range), zero point subtracted, bias included; it bounds every partial sum
+    too, in any order (each side sums the products of that sign only), so no kernel's int32 running sum wraps."""
+    lo, hi = (x.lo, x.hi) if codes is None else codes
+    a, b = np.int64(lo - x.zp), np.int64(hi - x.zp)
+    w = np.asarray(weight, np.int64)
+    w = w.reshape(w.shape[0], -1) if kind == "conv" else w.T  # [channels, products]
+    wa, wb = w * a, w * b
+    top = np.maximum(np.maximum(wa, wb), 0).sum(axis=1)
+    bottom = np.minimum(np.minimum(wa, wb), 0).sum(axis=1)
+    if bias is not None:
+        bias = np.asarray(bias, np.int64)
+        top, bottom = top + np.maximum(bias, 0), bottom + np.minimum(bias, 0)
+    return np.maximum(top, -bottom)
 
 
 def storage_dtype(lo: int, hi: int) -> str:
@@ -164,6 +174,7 @@ class QGraph:
     input_rounding: str = "half_even"  # equation (8) at the graph input: x / s rounded half to even or half away
     output_scales: dict = field(default_factory=dict)  # graph output -> its calibrated step (LSB), also when float
     producer: dict = field(default_factory=dict)  # tensor -> QNode
+    reached: dict = field(default_factory=dict)  # tensor -> [lo, hi]: the codes it can hold (tcc.quant.reach)
 
     def __post_init__(self):
         self.producer = {o: n for n in self.nodes for o in n.outputs}
@@ -191,6 +202,7 @@ class Quantizer(Interpreter):
         self.outputs = set(graph.outputs)
         self.quantized = set(graph.quantized)
         self._q: dict[str, QParams] = {}
+        self.reached: dict[str, tuple[int, int] | None] = {}  # tensor -> the codes it can hold (tcc.quant.reach)
 
     # ------------------------------------------------------------------------------------------ table entries
     def fail(self, message: str):
@@ -309,13 +321,14 @@ class Quantizer(Interpreter):
                 self.fail(f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
                           f"weight scales) does not fit int32: those scales are implausibly small")
             bias = codes.astype(np.int64)
-        # the accumulator must fit int32 for every input (the kernels accumulate in int32)
-        per_channel = accumulator_bound(n.kind, weight, bias, x)
+        # the accumulator must fit int32 for every code the input can hold (tcc.quant.reach)
+        codes = self.reached.get(n.inputs[0], (x.lo, x.hi))
+        per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
         if per_channel.max(initial=0) > INT32_MAX:
             worst = int(np.argmax(per_channel))
-            why = (f"its {x.hi - x.lo + 1:,}-level input {n.inputs[0]!r} times output channel {worst}'s weight codes "
-                   "(sum of |w|) exceed int32: calibrate this model with 8-bit activations" if x.reach > 255 else
-                   "the bias or weight scales are implausible")
+            why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
+                   f"channel {worst}'s weight codes exceed int32: calibrate this model with 8-bit activations"
+                   if x.reach > 255 else "the bias or weight scales are implausible")
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
                       f"{int(per_channel.max()):,} > {INT32_MAX:,}): {why}")
         out = n.outputs[0]
@@ -578,8 +591,13 @@ def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules 
     if floats != graph.placed:
         graph = graph.replan(floats)
     qz = Quantizer(graph, table, rules, where)
-    nodes = [qz.run_node(n) for n in graph.nodes]
     input_q = qz.q(graph.input) if graph.input in qz.quantized else None
+    if input_q is not None:
+        qz.reached[graph.input] = (input_q.lo, input_q.hi)
+    reach, nodes = Reach(), []
+    for n in graph.nodes:  # in order: a node's guards read the intervals of its inputs
+        nodes.append(qz.run_node(n))
+        qz.reached.update(zip(n.outputs, reach.run_node(nodes[-1], *(qz.reached.get(i) for i in n.inputs))))
     return QGraph(nodes, graph.input, input_q, list(graph.outputs), rules,
                   tuple(graph.shapes.get(graph.input) or ()), rules.input_rounding,
-                  {o: qz.q(o).scale for o in graph.outputs if o in table.tensors})
+                  {o: qz.q(o).scale for o in graph.outputs if o in table.tensors}, reached=qz.reached)
