@@ -227,13 +227,13 @@ def check_table_bits(table, rules, where: str) -> None:
     from .quant.table import CalibrationError
 
     wide = next(((n, t["bits"]) for n, t in table.tensors.items()
-                 if t.get("kind") == "activation" and t.get("bits", 8) not in rules.activation_bits), None)
+                 if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
     if wide is not None:
         raise CalibrationError(
             f"{where} runs {' or '.join(map(str, rules.activation_bits))}-bit activations only (rules "
             f"{rules.name!r}: its integer kernels read 8-bit codes); the table's tensor {wide[0]!r} is {wide[1]}-bit. "
             f"{wide[1]}-bit activations build for the targets of rules "
-            f"{', '.join(r.name for r in RULES.values() if wide[1] in r.activation_bits)} (TVM: host, arm-a7, ...); "
+            f"{', '.join(r.name for r in RULES.values() if r.takes_activation_bits(wide[1]))} (TVM: host, arm-a7, ...); "
             "or recalibrate with --activation-bits 8")
 
 

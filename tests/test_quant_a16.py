@@ -119,19 +119,59 @@ def _wide_conv(channels: int, relu_first: bool = False):
 
 def test_accumulator_guard_names_the_overflowing_16_bit_conv():
     """576 weight codes of +-127 times int16 inputs that take both signs (each product up to 127 * 32768, about
-    2.397e9 in all) exceed int32: refused naming the layer and the input's codes; the same conv at 8 bits, or on 7
-    input channels at 16 bits (2.6e8), is fine."""
+    2.397e9 in all) exceed int32: a table that keeps the input at 16 bits is refused naming the layer and the
+    input's codes; the calibration gives that input one bit less (below); 8 bits, or 7 input channels at 16 bits
+    (2.6e8), need nothing."""
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
 
     m, x = _wide_conv(64)
+    t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
+    e = t.tensors["input"]
+    e.update(bits=16, scale=e["scale"] * 16383 / 32767)  # as the 16-bit range had it
     with pytest.raises(CalibrationError, match=r"layer 'wide\.conv'.*int32 accumulator can overflow \(worst case "
                                                r"2,39\d,\d{3},\d{3} > 2,147,483,647\): its input 'input' \(codes "
                                                r"-32,768\.\.32,767, zero point 0\).*8-bit activations"):
-        quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", activation_bits=16))
+        quantize_graph(plan(m, rules="tvm"), t)
     quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", method="minmax"))
     m, x = _wide_conv(7)
-    quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", activation_bits=16))
+    t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
+    assert {e["bits"] for e in t.tensors.values() if e["kind"] == "activation"} == {16}
+    quantize_graph(plan(m, rules="tvm"), t)
+
+
+@pytest.mark.parametrize("target", ["host", None])
+def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_path):
+    """The overflowing conv's input gets 15 bits (int16 codes in [-16384, 16383], the same range: twice the step),
+    recorded with the layer that needed it; nothing else narrows; the table passes the guard, validates and round-
+    trips, ort's rules refuse it as a wide table, and both TVM lowerings equal the reference bit for bit with
+    inputs that saturate the narrowed codes."""
+    tvm = pytest.importorskip("tvm")
+    from test_tvm_int8 import _check_all, _host_vm
+    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.build import check_table_bits
+    from tcc.quant.plan import plan
+    from tcc.quant.qgraph import quantize_graph
+    from tcc.quant.rules import get_rules
+
+    m, x = _wide_conv(64)
+    t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
+    e = t.tensors["input"]
+    assert e["bits"] == 15 and e["headroom_for"] == "wide.conv"
+    assert e["scale"] == pytest.approx(max(abs(e["min"]), abs(e["max"])) / 16383, rel=1e-6)
+    assert {n for n, e in t.tensors.items() if e["kind"] == "activation" and e["bits"] != 16} == {"input"}
+    qg = quantize_graph(plan(m, rules="tvm"), t)
+    assert (qg.input_q.lo, qg.input_q.hi, qg.input_q.dtype) == (-16384, 16383, "int16")
+    assert load_table(t.save(tmp_path / "t.json")).doc == json_roundtrip(t.doc)
+    check_table_bits(t, get_rules("tvm"), "t.json: target host")
+    with pytest.raises(CalibrationError, match="tensor 'input' is 15-bit.*rules tvm"):
+        check_table_bits(t, get_rules("ort"), "t.json: target ort")
+    xs = np.concatenate([x * 3, -x * 3])
+    ref_out, ref_codes = run_reference(m, t, xs, return_all=True)
+    assert ref_codes["input"].q.min() == -16384 and ref_codes["input"].q.max() == 16383
+    names = list(ref_codes)
+    mod = lower_int8(m, t, expose=names, batch=len(xs), target=target)
+    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
 
 
 @pytest.mark.parametrize("target", ["host", None])

@@ -259,12 +259,49 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
                       else {})}],
     }
     table = CalibrationTable(doc)
+    wide = activation_bits > 8  # the steps fit to the grids the integer graph will have, and move the bound a bit
+    t3 = time.perf_counter()
+    if wide:
+        fit_accumulators(table, graph)
+    timing["headroom"] = time.perf_counter() - t3
     _layer_steps(table, layers, inits, samples, steps, threads)
+    t3 = time.perf_counter()
+    if wide:
+        fit_accumulators(table, graph)
+    timing["headroom"] += time.perf_counter() - t3
     timing["total"] = time.perf_counter() - t0
     return table
 
 
 ACTIVATION_BITS = (8, 16)
+NARROWEST_WIDE_GRID = 9  # headroom never takes a 16-bit tensor to 8 bits or fewer: past it the quantizer refuses
+
+
+def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
+    """16-bit activations: each tensor whose readers' int32 accumulators can overflow on the codes it can hold
+    (tcc.quant.qgraph's guard) is put on a grid of as many fewer bits as the worst case needs, with its scale
+    group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
+    no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
+    the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
+    from .qgraph import quantize_graph
+
+    tensors = table.tensors
+    while True:
+        need: dict[str, tuple[int, str]] = {}
+        quantize_graph(graph, table, headroom=need)
+        changed = False
+        for name, (bits, layer) in need.items():
+            group = tensors[name].get("group")
+            members = [n for n, t in tensors.items() if group is not None and t.get("group") == group] or [name]
+            for m in members:
+                e = tensors[m]
+                narrower = max(NARROWEST_WIDE_GRID, e["bits"] - bits)
+                if narrower < e["bits"]:
+                    top = qrange(e["bits"], e["signed"])[1]
+                    e["scale"] = float(scale_for_threshold(e["scale"] * top, narrower, e["signed"]))
+                    e["bits"], e["headroom_for"], changed = narrower, layer, True
+        if not changed:
+            return
 
 
 def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -> None:

@@ -100,7 +100,9 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     rename = {}
     for name in points:
         s, zp, signed = table.act_scale(name)
-        ztype = Q_TYPES[table.tensors[name].get("bits", 8), signed]
+        # a grid narrowed below 16 bits (tcc.quant.calibrate's accumulator headroom) is int16 here: beyond its
+        # range, far outside the calibrated one, QuantizeLinear saturates at int16's ends, the integer graph at its own
+        ztype = Q_TYPES[16 if table.tensors[name].get("bits", 8) > 8 else 8, signed]
         new_inits.append(helper.make_tensor(f"{name}/scale", TensorProto.FLOAT, [], [s]))
         new_inits.append(helper.make_tensor(f"{name}/zero_point", ztype, [], [zp]))
         new_nodes.append((name, [

@@ -194,8 +194,10 @@ class Quantizer(Interpreter):
 
     lowering = QUANTIZE
 
-    def __init__(self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str):
+    def __init__(self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str,
+                 headroom: dict | None = None):
         self.graph, self.table, self.rules, self.where = graph, table, rules, where
+        self.headroom = headroom  # a dict: accumulators that can overflow are collected here, not refused
         self.inits = {t.name: t for t in graph.model.graph.initializer}
         self._params: dict[str, np.ndarray] | None = None  # what the table's steps changed (tcc.quant.steps)
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
@@ -226,7 +228,7 @@ class Quantizer(Interpreter):
         if not _finite_positive(scale) or not _finite_positive(float(np.float32(scale))):
             self.fail(f"tensor {name!r}: scale {scale!r} is not a finite positive float32 number")
         scale = float(np.float32(scale))  # every format stores scales as float32, and every kernel reads those
-        if not isinstance(bits, int) or isinstance(bits, bool) or bits not in self.rules.activation_bits:
+        if not isinstance(bits, int) or isinstance(bits, bool) or not self.rules.takes_activation_bits(bits):
             self.fail(f"tensor {name!r}: {bits!r}-bit activations are not supported under rules "
                       f"{self.rules.name!r} ({' or '.join(map(str, self.rules.activation_bits))})")
         if not isinstance(signed, bool):
@@ -324,7 +326,11 @@ class Quantizer(Interpreter):
         # the accumulator must fit int32 for every code the input can hold (tcc.quant.reach)
         codes = self.reached.get(n.inputs[0], (x.lo, x.hi))
         per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
-        if per_channel.max(initial=0) > INT32_MAX:
+        if per_channel.max(initial=0) > INT32_MAX and self.headroom is not None and x.reach > 255:
+            # the bits the input's grid must lose: halving its codes halves the products and the bias codes
+            bits = math.ceil(math.log2(per_channel.max() / INT32_MAX))
+            self.headroom[n.inputs[0]] = max(bits, self.headroom.get(n.inputs[0], (0, ""))[0]), n.name
+        elif per_channel.max(initial=0) > INT32_MAX:
             worst = int(np.argmax(per_channel))
             why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
                    f"channel {worst}'s weight codes exceed int32: calibrate this model with 8-bit activations"
@@ -581,16 +587,18 @@ def pool_geometry(n: INode, shapes: dict) -> dict:
 
 
 def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,
-                   where: str = "calibration table") -> QGraph:
+                   where: str = "calibration table", headroom: dict | None = None) -> QGraph:
     """The QGraph of `graph` under `table` (made under `rules`; default: the rules the table records), planned
-    again first when the table keeps other nodes in float than `graph` does."""
+    again first when the table keeps other nodes in float than `graph` does. `headroom`: a dict that collects,
+    instead of refusing, each wide input whose readers' int32 accumulators can overflow: tensor -> (the bits its
+    grid must lose, the layer); the QGraph is then not one to run (tcc.quant.calibrate narrows those grids)."""
     from .placement import float_nodes
 
     rules = get_rules(rules if rules is not None else table.doc.get("target", "tvm"))
     floats = float_nodes(table)
     if floats != graph.placed:
         graph = graph.replan(floats)
-    qz = Quantizer(graph, table, rules, where)
+    qz = Quantizer(graph, table, rules, where, headroom)
     input_q = qz.q(graph.input) if graph.input in qz.quantized else None
     if input_q is not None:
         qz.reached[graph.input] = (input_q.lo, input_q.hi)

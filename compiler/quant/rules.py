@@ -83,6 +83,12 @@ class TargetRules:
     # ConvInteger) take 8-bit activations only; TFLite's 16x8 mode and the NPUs' int16 are not modelled here
     activation_bits: tuple[int, ...] = (8,)
 
+    def takes_activation_bits(self, bits) -> bool:
+        """Whether a table entry of `bits` bits runs here: one of `activation_bits`, or 9..15 where 16 is one (a
+        16-bit calibration narrows the grid of a tensor whose readers' int32 accumulators need the headroom,
+        tcc.quant.calibrate: its codes stay int16)."""
+        return bits in self.activation_bits or (16 in self.activation_bits and 8 < bits < 16)
+
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
         return 8 if depthwise else self.dense_weight_bits
