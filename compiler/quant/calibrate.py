@@ -274,7 +274,6 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
 
 ACTIVATION_BITS = (8, 16)
-NARROWEST_WIDE_GRID = 9  # headroom never takes a 16-bit tensor to 8 bits or fewer: past it the quantizer refuses
 
 
 def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
@@ -283,7 +282,7 @@ def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
     group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
     no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
     the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
-    from .qgraph import quantize_graph
+    from .qgraph import NARROWEST_WIDE_GRID, quantize_graph
 
     tensors = table.tensors
     while True:

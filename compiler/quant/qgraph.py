@@ -39,6 +39,7 @@ from .table import CalibrationError, CalibrationTable
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
 ADD_LEFT_SHIFT_16 = 15  # TFLite's int16 ADD (16x8 mode): 16-bit codes << 15 still fit int32
+NARROWEST_WIDE_GRID = 9  # the calibration's accumulator headroom never takes a 16-bit tensor to 8 bits or fewer
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,8 @@ class Quantizer(Interpreter):
         elif per_channel.max(initial=0) > INT32_MAX:
             worst = int(np.argmax(per_channel))
             why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
-                   f"channel {worst}'s weight codes exceed int32: calibrate this model with 8-bit activations"
+                   f"channel {worst}'s weight codes exceed int32 (a 16-bit calibration narrows such an input's grid, "
+                   f"down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit activations)"
                    if x.reach > 255 else "the bias or weight scales are implausible")
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
                       f"{int(per_channel.max()):,} > {INT32_MAX:,}): {why}")
