@@ -174,6 +174,21 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
 
 
+def test_16_bit_calibration_refuses_what_no_grid_fits():
+    """A gemm over 70,000 inputs of weight codes +-127: even on the narrowest wide grid (9 bits, codes to 256 from
+    zero) the worst case is 2.3e9: the calibration itself refuses, naming the layer (exit 2, no table)."""
+    rng = np.random.default_rng(0)
+    k = 70_000
+    g = helper.make_graph([helper.make_node("Gemm", ["input", "w"], ["output"], name="huge.fc")], "huge",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", k])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
+                          [numpy_helper.from_array(np.sign(rng.standard_normal((k, 1))).astype(np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    with pytest.raises(CalibrationError, match=r"layer 'huge\.fc'.*can overflow.*codes -256\.\.255.*down to 9 bits"):
+        calibrate_onnx(m, rng.standard_normal((4, k)).astype(np.float32), target="tvm", activation_bits=16)
+
+
 @pytest.mark.parametrize("target", ["host", None])
 def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     """The same conv on a ReLU'd input: its codes are >= 0, so the accumulator sums the positive weights' products

@@ -300,6 +300,8 @@ def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
                     e["scale"] = float(scale_for_threshold(e["scale"] * top, narrower, e["signed"]))
                     e["bits"], e["headroom_for"], changed = narrower, layer, True
         if not changed:
+            if need:  # a grid at the narrowest still overflows: refused here, naming the layer
+                quantize_graph(graph, table)
             return
 
 

@@ -327,7 +327,8 @@ class Quantizer(Interpreter):
         # the accumulator must fit int32 for every code the input can hold (tcc.quant.reach)
         codes = self.reached.get(n.inputs[0], (x.lo, x.hi))
         per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
-        if per_channel.max(initial=0) > INT32_MAX and self.headroom is not None and x.reach > 255:
+        wide = x.reach > 255
+        if per_channel.max(initial=0) > INT32_MAX and wide and self.headroom is not None:
             # the bits the input's grid must lose: halving its codes halves the products and the bias codes
             bits = math.ceil(math.log2(per_channel.max() / INT32_MAX))
             self.headroom[n.inputs[0]] = max(bits, self.headroom.get(n.inputs[0], (0, ""))[0]), n.name
@@ -336,7 +337,7 @@ class Quantizer(Interpreter):
             why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
                    f"channel {worst}'s weight codes exceed int32 (a 16-bit calibration narrows such an input's grid, "
                    f"down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit activations)"
-                   if x.reach > 255 else "the bias or weight scales are implausible")
+                   if wide else "the bias or weight scales are implausible")
             self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
                       f"{int(per_channel.max()):,} > {INT32_MAX:,}): {why}")
         out = n.outputs[0]
