@@ -290,8 +290,7 @@ def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = 
         return
     bad = next((n for n in graph.nodes if n.kind not in kinds), None)
     if bad is not None:
-        where = f"target {target} (rules {rules.name!r})" if target and target != rules.name else \
-            f"target rules {rules.name!r}"
+        where = f"target {target or rules.name} (rules {rules.name!r})"
         raise DataError(f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
                         f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
                         f"{', '.join(kinds)}; calibrate with --activation-bits 8, or build W8A16 for TVM")
