@@ -141,17 +141,18 @@ class TfliteBackend(Backend):
         outs, kept = [], {name: [] for name in (preserve or {})}
         for sample in np.ascontiguousarray(x, np.float32):
             v = sample.transpose(1, 2, 0)[None]  # NCHW -> NHWC, once at the boundary
-            if info.get("input_dtype") == "int8":
-                q = info["input_quantization"]
+            if info.get("input_dtype") in ("int8", "int16"):
+                q, kind = info["input_quantization"], np.iinfo(info["input_dtype"])
                 r = (v / np.float32(q["scale"])).astype(np.float32)
-                v = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5) + q["zero_point"], -128, 127).astype(np.int8)
+                v = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5) + q["zero_point"], kind.min,
+                            kind.max).astype(info["input_dtype"])
             it.set_tensor(inp["index"], v)
             try:
                 it.invoke()
             except RuntimeError as e:
                 raise BuildError(f"LiteRT failed running the model: {str(e).strip().splitlines()[0]}") from None
             y = it.get_tensor(out["index"])
-            if info.get("output_dtype") == "int8":
+            if info.get("output_dtype") in ("int8", "int16"):
                 q = info["output_quantization"]
                 y = ((y.astype(np.int64) - q["zero_point"]) * np.float32(q["scale"])).astype(np.float32)
             outs.append(y[0])

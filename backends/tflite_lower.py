@@ -45,6 +45,11 @@ class Value:
     q: QParams | None = None  # int8 codes: their parameters
 
 
+def code_type(q: QParams | None) -> str:
+    """The TFLite type of a tensor: float32, or its codes' (int8; int16 in the 16x8 mode)."""
+    return "float32" if q is None else "int16" if q.bits > 8 else "int8"
+
+
 def to_nhwc(shape) -> list[int]:
     return [shape[0], shape[2], shape[3], shape[1]] if len(shape) == 4 else list(shape)
 
@@ -85,7 +90,7 @@ class TfliteLowering(Interpreter):
     def act(self, name: str, shape: list[int], q: QParams | None, nhwc: bool) -> Value:
         """A new activation tensor, `shape` in its own layout: int8 codes with q, else float32."""
         quant = Quant((q.scale,), (q.zp,)) if q is not None else None
-        return Value(self.m.tensor(name, shape, "int8" if q is not None else "float32", quant=quant), nhwc, q)
+        return Value(self.m.tensor(name, shape, code_type(q), quant=quant), nhwc, q)
 
     def out(self, n: INode, k: int = 0, shape: list[int] | None = None) -> Value:
         """The Value for output k of node n: its graph shape (NHWC when 4-D), int8 with its QNode's parameters."""
@@ -144,8 +149,8 @@ class TfliteLowering(Interpreter):
         if value is None:
             self.m.operator("PAD", [x.index, paddings], [y.index])
         else:
-            code = np.array(value, np.int8 if x.q is not None else np.float32)
-            lowest = self.const(f"{name}/pad_value", code, "int8" if x.q is not None else "float32",
+            code = np.array(value, code_type(x.q))
+            lowest = self.const(f"{name}/pad_value", code, code_type(x.q),
                                 Quant((x.q.scale,), (x.q.zp,)) if x.q is not None else None)
             self.m.operator("PADV2", [x.index, paddings, lowest], [y.index])
         return y
@@ -179,7 +184,7 @@ class TfliteLowering(Interpreter):
             lo, hi = clamp_codes(y.q, lo, hi, self.rounding)
         steps = [(op, bound, tag) for op, bound, tag in (("MAXIMUM", lo, "min"), ("MINIMUM", hi, "max"))
                  if bound is not None]
-        dtype = "int8" if y.q is not None else "float32"
+        dtype = code_type(y.q)
         for k, (op, bound, tag) in enumerate(steps):
             c = self.const(f"{name}/{tag}", np.array(bound, dtype), dtype,
                            Quant((y.q.scale,), (y.q.zp,)) if y.q is not None else None)
@@ -203,7 +208,7 @@ class TfliteLowering(Interpreter):
         else:
             qi = self.qgraph.input_q
             if self.io == "int8":
-                x = Value(self.m.tensor(g.input, in_shape, "int8", quant=Quant((qi.scale,), (qi.zp,)),
+                x = Value(self.m.tensor(g.input, in_shape, code_type(qi), quant=Quant((qi.scale,), (qi.zp,)),
                                         signature=signature), True, qi)
                 inputs = [x.index]
             else:
@@ -272,9 +277,7 @@ class TfliteLowering(Interpreter):
             sw = tuple(float(v) for v in q.weight_scale)
             arranged = codes.transpose(1, 2, 3, 0) if depthwise else codes.transpose(0, 2, 3, 1)  # [1,H,W,O] / OHWI
             wt = self.const(f"{n.weight}", arranged, "int8", Quant(sw, (0,) * c_out, 3 if depthwise else 0))
-            bias = q.bias if q.bias is not None else np.zeros(c_out, np.int64)
-            bt = self.const(f"{n.name}/bias", bias, "int32",
-                            Quant(tuple(float(v) for v in q.acc_scale), (0,) * c_out, 0))
+            bt = self.bias_codes(n, q, c_out)
         else:
             arranged = w.transpose(1, 2, 3, 0) if depthwise else w.transpose(0, 2, 3, 1)
             if self.precision == "dynamic":
@@ -290,8 +293,23 @@ class TfliteLowering(Interpreter):
             opts = options("DepthwiseConv2DOptions", depthMultiplier=c_out // group, **fields)
             self.m.operator("DEPTHWISE_CONV_2D", [x.index, wt, bt], [y.index], opts)
         else:
-            self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields))
+            self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields,
+                                                                                **self.bias_type(bt)))
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
+
+    def bias_codes(self, n: INode, q, channels: int) -> int:
+        """The QNode's bias codes at s_in s_w per channel: int32, or int64 where the input is 16-bit (TFLite's 16x8
+        kernels: int64 bias and accumulators; the quantizer checked the codes fit)."""
+        bias = q.bias if q.bias is not None else np.zeros(channels, np.int64)
+        return self.const(f"{n.name}/bias", bias, "int64" if q.qin[0].bits > 8 else "int32",
+                          Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0))
+
+    def bias_type(self, bias: int) -> dict:
+        """CONV_2D's and FULLY_CONNECTED's `quantized_bias_type` for an int64 bias (16x8: the kernels check the bias
+        against it; TFLite's versioning gives such an operator version 8 / 11), else nothing."""
+        if self.m.dtype(bias) != "int64":
+            return {}
+        return {"quantizedBiasType": self.m.s.TensorType.INT64}
 
     def gemm(self, n: INode, x: Value) -> list:
         q = self.qnodes.get(n.name)
@@ -303,9 +321,7 @@ class TfliteLowering(Interpreter):
             codes = q.weight.T.astype(np.int8)  # QNode: [K, N]
             sw = tuple(float(v) for v in q.weight_scale)
             wt = self.const(n.weight, codes, "int8", Quant(sw, (0,) * len(sw), 0))
-            bias = q.bias if q.bias is not None else np.zeros(len(sw), np.int64)
-            bt = self.const(f"{n.name}/bias", bias, "int32",
-                            Quant(tuple(float(v) for v in q.acc_scale), (0,) * len(sw), 0))
+            bt = self.bias_codes(n, q, len(sw))
         else:
             wt = (self.hybrid_weight(n.weight, nk, 0) if self.precision == "dynamic"
                   else self.float_weight(n.weight, np.ascontiguousarray(nk)))
@@ -314,7 +330,7 @@ class TfliteLowering(Interpreter):
         y = self.out(n)
         act, clamp = self.fused(n)
         opts = options("FullyConnectedOptions", fusedActivationFunction=act,
-                       asymmetricQuantizeInputs=self.precision == "dynamic")
+                       asymmetricQuantizeInputs=self.precision == "dynamic", **self.bias_type(bt))
         self.m.operator("FULLY_CONNECTED", [x.index, wt, bt], [y.index], opts)
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
@@ -459,7 +475,7 @@ class TfliteLowering(Interpreter):
 
     def max_pool(self, n: INode, x: Value) -> list:
         geo = self._geometry(n)
-        lowest = -128 if x.q is not None else FLOAT_LOWEST
+        lowest = x.q.lo if x.q is not None else FLOAT_LOWEST
         x, padding = self.window(x, geo["kernel"], geo["strides"], (1, 1), geo["pads"], geo["out_hw"], n.name, lowest)
         y = self.out(n)
         self.pool("MAX_POOL_2D", x, y, geo["kernel"], geo["strides"], padding)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "int32": "INT32", "int64": "INT64",
-          "uint8": "UINT8"}
+DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "int16": "INT16", "int32": "INT32",
+          "int64": "INT64", "uint8": "UINT8"}
 SIGNATURE = "serving_default"
 
 
@@ -117,6 +117,24 @@ class TfliteModel:
         i0 = self.dtype(inputs[0]) if inputs and inputs[0] >= 0 else None
         w = self.dtype(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else None
         o0 = self.dtype(outputs[0])
+        o = opts[1] if opts else None
+        # 16x8: int16 activations, int8 weights. op_version.cc's int16 rules as written there: CONV_2D and
+        # FULLY_CONNECTED are versions 8 and 11 through `quantized_bias_type` (their int16 x int16 rules never match
+        # an int8 filter, DEPTHWISE_CONV_2D's neither: it keeps 1 / 2), the pools, CONCATENATION, PAD, DEQUANTIZE 3,
+        # QUANTIZE to int16 2, TRANSPOSE 5, MAXIMUM / MINIMUM 4
+        if op == "CONV_2D" and i0 == "int16" and w == "int8" and o0 == "int16" and o is not None and \
+                o.quantizedBiasType:
+            return 8
+        if op == "FULLY_CONNECTED" and i0 == "int16" and w == "int8" and o0 == "int16" and o is not None and \
+                o.quantizedBiasType:
+            return 11
+        if i0 == "int16":
+            wide = {"MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "PAD": 3, "PADV2": 3,
+                    "DEQUANTIZE": 3, "TRANSPOSE": 5, "MAXIMUM": 4, "MINIMUM": 4, "MEAN": 3, "RELU": 3, "RELU6": 3}
+            if op in wide and (len(self.shape(inputs[0])) <= 4 or op not in ("PAD", "PADV2")):
+                return wide[op]
+        if op == "QUANTIZE" and o0 == "int16":
+            return 2
         if op == "CONV_2D":
             if self.shape(inputs[0])[-1] != self.shape(inputs[1])[-1]:  # grouped: filter depth < input depth
                 return 6

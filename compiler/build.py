@@ -253,7 +253,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
 
     from .quant.data import load_calibration_data
 
-    from .quant.calibrate import activation_bits, check_activation_bits
+    from .quant.calibrate import activation_bits, check_activation_bits, check_wide_kinds
     from .quant.rules import get_rules
     from .quant.steps import Steps
 
@@ -263,6 +263,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         bits = activation_bits(model.calibrate, opts.get("activation_bits"))
         opts["activation_bits"] = bits
         check_activation_bits(bits, get_rules(rules), target)
+        check_wide_kinds(graph, bits, get_rules(rules), target)
         opts["steps"] = Steps.chosen(model.calibrate, **(opts.get("step_switches") or {})).checked()
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
@@ -283,6 +284,8 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
                            model_hash=model_sha256(onnx_model))
         table.check_model(onnx_model, str(calib))
         check_table_bits(table, get_rules(rules), f"{calib}: target {target or rules}")
+        widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
+        check_wide_kinds(graph, widest, get_rules(rules), target or rules)
         if table.doc["target"] != rules:
             raise CalibrationError(f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
                                    f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`")

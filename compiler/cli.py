@@ -220,7 +220,7 @@ def _steps_args(p) -> None:
                         state("rounding") + ")")
     p.add_argument("--activation-bits", type=int, choices=[8, 16], default=None,
                    help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
-                        "activations with 8-bit weights (W8A16; TVM targets only; ranges by minmax, no cosine search: "
+                        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, no cosine search: "
                         "README, INT8)")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "

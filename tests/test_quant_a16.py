@@ -236,8 +236,8 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     ort_table = CalibrationTable({**t.doc, "target": "ort"})
     with pytest.raises(CalibrationError, match="tensor 'input': 16-bit activations are not supported under rules"):
         quantize_graph(plan(m, rules="ort"), ort_table)
-    with pytest.raises(DataError, match="--activation-bits 16: target rules 'tflite' take 8-bit"):
-        calibrate_onnx(m, tiny_data(4), target="tflite", activation_bits=16)
+    with pytest.raises(DataError, match="--activation-bits 16: target rules 'pulsar2' take 8-bit"):
+        calibrate_onnx(m, tiny_data(4), target="pulsar2", activation_bits=16)
 
 
 def test_cli_refuses_16_bit_activations_for_ort_before_any_work(tmp_path, capsys):

@@ -15,6 +15,8 @@ on a 16-bit grid (`widen_activations`, run by ONNX Runtime as fake-quant); `--la
 FP32 on ONNX Runtime, interleaved. `X@w8a16`: W8A16 for real, calibrated under the `tvm` rules with
 `--activation-bits 16` and judged on tcc's integer reference (the TVM builds' result, bit for bit);
 `--tvm-latency` builds each such checkpoint for TVM host in FP32, W8A8 and W8A16 and times them interleaved.
+`X@tflite16`: the same under the `tflite` rules (LiteRT's 16x8 mode; its reference kernels equal tcc's integer
+reference bit for bit); `--tvm-latency` then builds and times `--target tflite` on LiteRT's default kernels.
 
 The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
 SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
@@ -60,6 +62,9 @@ CONFIGS.update({f"{name}+a16": {"steps": CONFIGS[name]["steps"], "a16": True} fo
 # W8A16 for real: calibrated with 16-bit activations (`tcc calibrate --target tvm --activation-bits 16`), judged on
 # tcc's integer reference (what the TVM builds compute bit for bit; ONNX Runtime has no int16 integer kernels)
 CONFIGS.update({f"{name}@w8a16": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 16}
+                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
+# the same under the `tflite` rules (LiteRT's 16x8 mode: the integer reference equals LiteRT's reference kernels)
+CONFIGS.update({f"{name}@tflite16": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite"}
                 for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
@@ -206,7 +211,8 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
         for config, r in ort_latency(models, hd.array[:1]).items():
             rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
     for config, table in wide_tables.items():
-        rows[f"tcc {config}"]["tvm_host_latency"] = tvm_host_latency(
+        key = "tvm_host_latency" if table.doc["target"] == "tvm" else "tflite_latency"
+        rows[f"tcc {config}"][key] = build_latency(
             name, fixtures, work, fp32, table, cd.array, hd.array[:1], Steps(**CONFIGS[config]["steps"]))
     for rival in rivals:
         t = time.perf_counter()
@@ -243,27 +249,31 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
             "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4)}
 
 
-def tvm_host_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib, x, steps, rounds: int = 9,
-                     runs: int = 20) -> dict:
-    """The TVM host builds (`tcc build --target host`) of the checkpoint in FP32, INT8 with 8-bit activations (a
-    `tvm` table of the same steps, kl+cos) and INT8 with `wide_table`'s 16-bit ones, each self-checked, timed by
-    their own runner interleaved (tcc bench's TvmRunner: 1 thread, batch 1): ms per round's median, and the
-    ratios round by round."""
-    from tcc.bench.timing import TvmRunner, interleave, ratio
+def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib, x, steps, rounds: int = 9,
+                  runs: int = 20) -> dict:
+    """The builds of the checkpoint for the target of `wide_table`'s rules (`tvm`: `tcc build --target host`, timed
+    by tcc bench's TvmRunner; `tflite`: `--target tflite`, timed on LiteRT's default kernels, XNNPACK where it takes
+    the model) in FP32, INT8 with 8-bit activations (a table of the same rules and steps, kl+cos) and INT8 with
+    `wide_table`'s 16-bit ones, each self-checked, timed interleaved (1 thread, batch 1): ms per round's median,
+    and the ratios round by round."""
+    from tcc.bench.timing import TvmRunner, interleave, litert_runner, ratio
     from tcc.build import build
     from tcc.quant.calibrate import calibrate_onnx
 
+    rules = wide_table.doc["target"]
+    target = {"tvm": "host", "tflite": "tflite"}[rules]
     weights = fixtures / f"{name}_DDS_0.0064.pth"
-    w8a8 = calibrate_onnx(fp32, calib, target="tvm", progress=False, steps=steps)
+    w8a8 = calibrate_onnx(fp32, calib, target=rules, progress=False, steps=steps)
     bundles = {}
     for label, table in (("fp32", None), ("w8a8", w8a8), ("w8a16", wide_table)):
-        out = work / f"host-{label}"
+        out = work / f"{target}-{label}"
         calib_file = None
         if table is not None:
-            calib_file = table.save(work / f"{label}.json")
-        build(ROOT / "spec" / "ddsnet.yaml", "host", out, precision="int8" if table else "fp32", weights=weights,
+            calib_file = table.save(work / f"{rules}-{label}.json")
+        build(ROOT / "spec" / "ddsnet.yaml", target, out, precision="int8" if table else "fp32", weights=weights,
               by_order=True, overrides={"num_classes": CHECKPOINTS[name]}, force=True, calib=calib_file)
-        bundles[label] = TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run")
+        bundles[label] = (TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run") if target == "host"
+                          else litert_runner(out, x))
     per_round = interleave(bundles, rounds, runs)
     keep = ("median", "p10", "p90")
     return {"ms_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
@@ -330,7 +340,8 @@ def main(argv=None) -> int:
                         "1 thread, batch 1)")
     p.add_argument("--tvm-latency", action="store_true",
                    help="for the @w8a16 configs: build the checkpoint for TVM host in FP32, W8A8 and W8A16 "
-                        "(`tcc build --target host`, self-checked) and time the three interleaved")
+                        "(`tcc build --target host`, self-checked) and time the three interleaved; for the "
+                        "@tflite16 configs the same with `--target tflite` on LiteRT's default kernels")
     p.add_argument("--place-samples", type=int, default=16,
                    help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)")
     p.add_argument("--crops", choices=("own", "mixed"), default="own",

@@ -65,6 +65,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     rules = get_rules(target)
     check_activation_bits(activation_bits, rules)
     graph = graph if graph is not None else plan(model, rules=rules)
+    check_wide_kinds(graph, activation_bits, rules)
     if len(data) == 0:
         raise DataError("no calibration samples")
     if not np.isfinite(data).all():
@@ -318,6 +319,21 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
                         f"read 8-bit codes); {bits}-bit activations: --target {' or '.join(takes)}")
 
 
+def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
+    """At 16 bits, every node of the integer graph (tcc.quant.plan.IntGraph) must be of a kind the rules' 16-bit
+    kernels take (TargetRules.wide.kinds): else a DataError (exit 2) naming the node, its kind and the target,
+    before any data is read."""
+    kinds = rules.wide.kinds
+    if bits <= 8 or kinds is None:
+        return
+    bad = next((n for n in graph.nodes if n.kind not in kinds), None)
+    if bad is not None:
+        where = f"target {target or rules.name} (rules {rules.name!r})"
+        raise DataError(f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
+                        f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
+                        f"{', '.join(kinds)}; calibrate with --activation-bits 8, or build W8A16 for TVM")
+
+
 def activation_bits(spec_section: dict | None, given: int | None) -> int:
     """The activation width a calibration uses: the command line's, else the spec's `calibrate:` section's, else 8."""
     return int(given if given is not None else (spec_section or {}).get("activation_bits", 8))
@@ -410,6 +426,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     model = fe.model
     bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"))
     check_activation_bits(bits, rules, target)
+    check_wide_kinds(graph, bits, rules, target)
     if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
         kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)

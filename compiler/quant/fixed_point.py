@@ -66,5 +66,19 @@ def single_half_away_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray)
     return np.sign(prod) * ((np.abs(prod) + (np.int64(1) << (k - 1))) >> k)
 
 
+def tflite_int64_multiply(acc: np.ndarray, q: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """acc * M as TFLite's MultiplyByQuantizedMultiplier(int64_t x, int32_t q, int shift) (common.cc), which its
+    16x8 kernels (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED with int64 bias) apply to their int64 accumulators:
+    q reduced to 16 bits, (q + 2^15) >> 16 (0x7FFF from q >= 0x7FFF0000), then (acc * q16 + 2^(14 - shift)) >>
+    (15 - shift), one rounding half up, the result taken as int32 (the kernel's cast: wraps beyond int32).
+    LiteRT checks |acc| < 2^47 and -31 <= shift < 8 (the quantizer does too)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    q = np.asarray(q, dtype=np.int64)
+    reduced = np.where(q < 0x7FFF0000, (q + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shift, dtype=np.int64)
+    r = (acc * reduced + (np.int64(1) << (total - 1))) >> total
+    return ((r + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
 ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply,
-                      "single_half_away": single_half_away_multiply}
+                      "single_half_away": single_half_away_multiply, "tflite_int64": tflite_int64_multiply}

@@ -57,6 +57,11 @@ class QParams:
         return storage_dtype(self.lo, self.hi)
 
     @property
+    def bits(self) -> int:
+        """8 for int8 / uint8 codes, 16 for int16 ones."""
+        return 8 if self.dtype in ("int8", "uint8") else 16
+
+    @property
     def reach(self) -> int:
         """The largest |code - zero point|: what the integer kernels multiply and sum."""
         return max(abs(self.lo - self.zp), abs(self.hi - self.zp))
@@ -142,7 +147,7 @@ class QNode:
     weight: np.ndarray | None = None  # weighted: int codes (int32): conv OIHW, gemm [K, N]
     weight_scale: np.ndarray | None = None  # weighted: the weight's scale per output channel (float32);
     # channel_scale with int8 factors: the factors' scale (one for PReLU's alpha, one per channel for a layer scale)
-    bias: np.ndarray | None = None  # weighted: int32 codes at s_in * s_w (as int64)
+    bias: np.ndarray | None = None  # weighted: int32 codes at s_in * s_w (as int64; TFLite 16x8: int64 codes)
     acc_scale: np.ndarray | None = None  # weighted: s_in * s_w per output channel (float32)
     float_clamp: tuple[float | None, float | None] | None = None  # float output with a folded activation
     requant: Requant | None = None  # the output's requantization (weighted, mul, pools, clamp; channel_scale:
@@ -239,6 +244,9 @@ class Quantizer(Interpreter):
         lo, hi = qrange(bits, signed)
         if not isinstance(zp, int) or isinstance(zp, bool) or not lo <= zp <= hi:
             self.fail(f"tensor {name!r}: zero point {zp!r} is outside its code range [{lo}, {hi}]")
+        if bits > 8 and self.rules.wide.symmetric and zp != 0:
+            self.fail(f"tensor {name!r}: zero point {zp}; rules {self.rules.name!r} take {bits}-bit activations at "
+                      "zero point 0 only (symmetric int16)")
         self._q[name] = QParams(scale, int(zp), lo, hi)
         return self._q[name]
 
@@ -293,6 +301,9 @@ class Quantizer(Interpreter):
         rounding = rounding or self.rules.rounding
         if rounding not in ROUNDINGS:
             self.fail(f"rules {self.rules.name!r}: unknown rounding {rounding!r}")
+        if rounding == "tflite_int64" and ((shift >= 8) | (shift < -31)).any():  # TFLite's int64 overload's range
+            self.fail(f"{what}: requantization multiplier {float(m.max()):.3g} / {float(m.min()):.3g} is outside "
+                      "[2^-32, 2^7), the range of TFLite's 16x8 requantization (the scales are implausible)")
         return Multiplier(q, shift, rounding)
 
     def requant(self, m, out: QParams, what: str, activation=None, rounding: str | None = None) -> Requant:
@@ -315,31 +326,37 @@ class Quantizer(Interpreter):
     # ------------------------------------------------------------------------------------------ one method per kind
     def _weighted(self, n: INode, attrs: dict, weight: np.ndarray, sw: np.ndarray) -> QNode:
         x = self.q(n.inputs[0])
+        # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding)
+        wide = self.rules.wide if x.bits > 8 else None
+        bias_bits, acc_bits = (wide.bias_bits, wide.accumulator_bits) if wide else (32, 32)
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None
         if n.bias:
             b = self.array(n.bias).astype(np.float64)
             codes = np.rint(b / s_acc.astype(np.float64))
-            if not (np.isfinite(codes).all() and (np.abs(codes) <= INT32_MAX).all()):
+            if not (np.isfinite(codes).all() and (np.abs(codes) < 2.0 ** (bias_bits - 1)).all()):
                 self.fail(f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
-                          f"weight scales) does not fit int32: those scales are implausibly small")
+                          f"weight scales) does not fit int{bias_bits}: those scales are implausibly small")
             bias = codes.astype(np.int64)
-        # the accumulator must fit int32 for every code the input can hold (tcc.quant.reach)
+        # the accumulator must fit the kernels' (int32; TFLite's 16x8: int64, |acc| < 2^47) for every code the
+        # input can hold (tcc.quant.reach)
         codes = self.reached.get(n.inputs[0], (x.lo, x.hi))
         per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
-        wide = x.reach > 255
-        if per_channel.max(initial=0) > INT32_MAX and wide and self.headroom is not None:
+        limit = INT32_MAX if acc_bits == 32 else (1 << (acc_bits - 1)) - 1
+        acc_type = "int32" if acc_bits == 32 else f"int64 (|acc| < 2^{acc_bits - 1}: the target's kernels check it)"
+        wide_input = x.reach > 255
+        if per_channel.max(initial=0) > limit and wide_input and acc_bits == 32 and self.headroom is not None:
             # the bits the input's grid must lose: halving its codes halves the products and the bias codes
             bits = math.ceil(math.log2(per_channel.max() / INT32_MAX))
             self.headroom[n.inputs[0]] = max(bits, self.headroom.get(n.inputs[0], (0, ""))[0]), n.name
-        elif per_channel.max(initial=0) > INT32_MAX:
+        elif per_channel.max(initial=0) > limit:
             worst = int(np.argmax(per_channel))
             why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
-                   f"channel {worst}'s weight codes exceed int32 (a 16-bit calibration narrows such an input's grid, "
-                   f"down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit activations)"
-                   if wide else "the bias or weight scales are implausible")
-            self.fail(f"layer {n.name!r}: its int32 accumulator can overflow (worst case "
-                      f"{int(per_channel.max()):,} > {INT32_MAX:,}): {why}")
+                   f"channel {worst}'s weight codes exceed {acc_type.split(' ')[0]} (a 16-bit calibration narrows such "
+                   f"an input's grid, down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit "
+                   "activations)" if wide_input else "the bias or weight scales are implausible")
+            self.fail(f"layer {n.name!r}: its {acc_type} accumulator can overflow (worst case "
+                      f"{int(per_channel.max()):,} > {limit:,}): {why}")
         out = n.outputs[0]
         act = (n.activation.min, n.activation.max) if n.activation else None
         if out in self.outputs and self.rules.float_outputs:  # a float graph output: from the accumulator
@@ -349,6 +366,8 @@ class Quantizer(Interpreter):
         # M = s_in s_w / s_out in float64 from the float32 scales (TFLite's PopulateConvolutionQuantizationParams)
         m = np.float64(x.scale) * sw.astype(np.float64) / np.float64(qo.scale)
         rounding = self.rules.gemm_rounding if n.kind == "gemm" else None
+        if wide is not None and wide.rounding is not None:
+            rounding = wide.gemm_rounding if n.kind == "gemm" and wide.gemm_rounding else wide.rounding
         rq = self.requant(m, qo, f"layer {n.name!r}", act, rounding)
         return self.node(n, attrs=attrs, weight=weight, weight_scale=sw, bias=bias, acc_scale=s_acc, requant=rq)
 

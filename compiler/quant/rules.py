@@ -28,7 +28,25 @@ ROUNDINGS = {
     # tests/test_backend_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
     # only with one rounding of the exact product, and exact ties (M = 1/64) go away from zero
     "single_half_away": "requantize with one rounding, half away from zero, of the exact fixed-point product",
+    # TFLite's MultiplyByQuantizedMultiplier(int64_t x, ...) (kernels/internal/common.cc), what its 16x8 kernels
+    # requantize their int64 accumulators with: the Q31 multiplier reduced to 16 bits ((q + 2^15) >> 16, at most
+    # 2^15 - 1), the product acc * q16 + 2^(14 - shift) shifted right by 15 - shift: one rounding, half up
+    "tflite_int64": "requantize as TFLite's int64 overload: a 16-bit multiplier, one rounding half up",
 }
+
+
+@dataclass(frozen=True)
+class WideRules:
+    """How a target's integer kernels work on 16-bit activations (`activation_bits` 16) where that differs from
+    its 8-bit ones: which kinds of the integer op table it has 16-bit kernels for, the rounding of their
+    requantization, the width of bias codes and accumulators, whether zero points must be 0."""
+
+    kinds: tuple[str, ...] | None = None  # None: every kind the target takes at 8 bits
+    rounding: str | None = None  # conv / depthwise conv (None: the rules' own)
+    gemm_rounding: str | None = None  # a linear layer's (None: `rounding`, else the rules' gemm rounding)
+    bias_bits: int = 32  # the stored bias codes of a conv / linear layer
+    accumulator_bits: int = 32  # what the worst-case accumulator (bias included) must fit, sign included
+    symmetric: bool = False  # zero point 0 (TFLite's 16x8 kernels check it)
 
 
 @dataclass(frozen=True)
@@ -79,9 +97,11 @@ class TargetRules:
     # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
     float_ops: bool = True
     # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
-    # int16 codes (tcc's TVM lowering: every kind widens its codes anyway). ORT's integer kernels (QLinearConv,
-    # ConvInteger) take 8-bit activations only; TFLite's 16x8 mode and the NPUs' int16 are not modelled here
+    # int16 codes (tcc's TVM lowering: every kind widens its codes anyway; TFLite's 16x8 mode: `wide` says which
+    # kinds and how). ORT's integer kernels (QLinearConv, ConvInteger) take 8-bit activations only; the NPUs' int16
+    # is not modelled here
     activation_bits: tuple[int, ...] = (8,)
+    wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
 
     def takes_activation_bits(self, bits) -> bool:
         """Whether a table entry of `bits` bits runs here: one of `activation_bits`, or 9..15 where 16 is one (a
@@ -102,12 +122,25 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
                 activation_bits=(8, 16)),
     TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
-                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding)",
+                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding); "
+                "or its 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int64 bias",
                 unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",
                 input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
-                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0))),
+                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0)),
+                # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
+                # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
+                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
+                # int16 codes by their int8 rules. Kinds measured bit for bit against LiteRT's reference kernels
+                # (tests/test_backend_tflite16.py); the others are refused at 16 bits before any work
+                activation_bits=(8, 16),
+                wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
+                                      "reshape"),
+                               # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
+                               # as at 8 bits (tcc's single rounding of acc x q: the same but within 2^-31 of a tie)
+                               rounding="tflite_int64", gemm_rounding="single_half_away", bias_bits=64,
+                               accumulator_bits=48, symmetric=True)),
     # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
     # tcc.backends.ax_chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
     # `input_feature_type: UINT8`; Pulsar2 `data_type` default U8, per tensor, asymmetric: its quant_axmodel.json

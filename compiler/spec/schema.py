@@ -188,7 +188,7 @@ _CALIBRATE = {
         "bias_correction": {"type": "boolean"},
         "rounding": {"type": "boolean"},
         "activation_bits": {"enum": [8, 16], "description": "activation width (`--activation-bits`): 16 for int16 "
-                            "activations with 8-bit weights, TVM targets only"},
+                            "activations with 8-bit weights, TVM targets and TFLite (its 16x8 mode)"},
     },
     "additionalProperties": False,
 }
