@@ -150,6 +150,9 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
     Target("tflite", "tflite", ("fp32", "fp16", "dynamic", "int8"),
            "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
            rules="tflite"),
+    Target("tflite16-i32", "tflite", ("int8",),
+           "TFLite (LiteRT) 16x8 with int32 bias (--activation-bits 16): CONV_2D / FULLY_CONNECTED on LiteRT's "
+           "optimized kernels, int32 accumulators (grids narrowed where one could overflow)", rules="tflite16-i32"),
     *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
     # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
     Target("ax620", "ax", ("int8",), "Axera AX620A/U NPU: a kit for Pulsar v1 (.joint), predicted here", rules="ax620",

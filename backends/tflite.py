@@ -38,6 +38,15 @@ def _is_int8(bundle_dir) -> bool:
     return json.loads((Path(bundle_dir) / INFO).read_text()).get("precision") == "int8"
 
 
+def _rules(options: EmitOptions) -> str:
+    """The quantization rules of the target being built (`tflite`, or `tflite16-i32`: the 16x8 mode with int32
+    bias), from the target registry."""
+    from .targets import TARGETS
+
+    entry = TARGETS.get(options.target)
+    return entry.rules if entry is not None and entry.rules else "tflite"
+
+
 def _litert_missing() -> str | None:
     try:
         import ai_edge_litert.interpreter  # noqa: F401
@@ -57,7 +66,8 @@ class TfliteLoaded:
 class TfliteBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(name="tflite", targets=("tflite",), precisions=("fp32", "fp16", "dynamic", "int8"),
+        return Capabilities(name="tflite", targets=("tflite", "tflite16-i32"),
+                            precisions=("fp32", "fp16", "dynamic", "int8"),
                             onnx_ops=None, opsets=(11, 21), runs_here=_litert_missing() is None,
                             int8_lowering="tflite", int8_exact=True)
 
@@ -80,7 +90,7 @@ class TfliteBackend(Backend):
 
         int8 = options.precision == "int8"
         floats = float_nodes(options.table) if int8 and options.table is not None else ()
-        return plan(model, lowering="tflite", rules="tflite", integer=int8,
+        return plan(model, lowering="tflite", rules=_rules(options), integer=int8,
                     what=f"the TFLite {options.precision} lowering", floats=floats)
 
     # ------------------------------------------------------------------ emit
@@ -94,7 +104,7 @@ class TfliteBackend(Backend):
         if options.precision == "int8":
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
-            qgraph = quantize_graph(graph, options.table, "tflite")
+            qgraph = quantize_graph(graph, options.table, _rules(options))
         data, io = TfliteLowering(graph, options.precision, qgraph, options.io,
                                   f"tcc {options.precision} ({options.io} I/O)").lower()
         out_dir = Path(out_dir)
@@ -212,7 +222,7 @@ class TfliteBackend(Backend):
         from tcc.quant.qgraph import quantize_graph
         from tcc.quant.reference import Reference, backend_tensors, per_op_deviation
 
-        qgraph = quantize_graph(self._graph(model, options), options.table, "tflite")
+        qgraph = quantize_graph(self._graph(model, options), options.table, _rules(options))
         ref = Reference().run(qgraph, x)
         lsb = qgraph.output_scales[qgraph.outputs[0]]
         tensors = self.load(bundle_dir).info["tensors"]

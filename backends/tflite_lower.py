@@ -294,22 +294,25 @@ class TfliteLowering(Interpreter):
             self.m.operator("DEPTHWISE_CONV_2D", [x.index, wt, bt], [y.index], opts)
         else:
             self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields,
-                                                                                **self.bias_type(bt)))
+                                                                                **self.bias_type(x, bt)))
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
     def bias_codes(self, n: INode, q, channels: int) -> int:
-        """The QNode's bias codes at s_in s_w per channel: int32, or int64 where the input is 16-bit (TFLite's 16x8
-        kernels: int64 bias and accumulators; the quantizer checked the codes fit)."""
+        """The QNode's bias codes at s_in s_w per channel: int32, or where the input is 16-bit as the rules' 16-bit
+        conventions for this layer say (TFLite's 16x8 kernels: int64; `tflite16-i32`: int32 for CONV_2D and
+        FULLY_CONNECTED; the quantizer checked the codes fit)."""
         bias = q.bias if q.bias is not None else np.zeros(channels, np.int64)
-        return self.const(f"{n.name}/bias", bias, "int64" if q.qin[0].bits > 8 else "int32",
+        wide = q.qin[0].bits > 8 and self.qgraph.rules.wide_for(n.kind, q.attrs, q.weight).bias_bits > 32
+        return self.const(f"{n.name}/bias", bias, "int64" if wide else "int32",
                           Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0))
 
-    def bias_type(self, bias: int) -> dict:
-        """CONV_2D's and FULLY_CONNECTED's `quantized_bias_type` for an int64 bias (16x8: the kernels check the bias
-        against it; TFLite's versioning gives such an operator version 8 / 11), else nothing."""
-        if self.m.dtype(bias) != "int64":
+    def bias_type(self, x: Value, bias: int) -> dict:
+        """CONV_2D's and FULLY_CONNECTED's `quantized_bias_type` at 16x8 (int16 input `x`): INT64, or INT32 for an
+        int32 bias (`tflite16-i32`). LiteRT's 16x8 kernels dispatch on it, not on the bias tensor's type: without it
+        an int32 bias is read as int64. TFLite's versioning gives such an operator version 8 / 11. Else nothing."""
+        if self.m.dtype(x.index) != "int16" or self.m.dtype(bias) not in ("int32", "int64"):
             return {}
-        return {"quantizedBiasType": self.m.s.TensorType.INT64}
+        return {"quantizedBiasType": getattr(self.m.s.TensorType, self.m.dtype(bias).upper())}
 
     def gemm(self, n: INode, x: Value) -> list:
         q = self.qnodes.get(n.name)
@@ -330,7 +333,7 @@ class TfliteLowering(Interpreter):
         y = self.out(n)
         act, clamp = self.fused(n)
         opts = options("FullyConnectedOptions", fusedActivationFunction=act,
-                       asymmetricQuantizeInputs=self.precision == "dynamic", **self.bias_type(bt))
+                       asymmetricQuantizeInputs=self.precision == "dynamic", **self.bias_type(x, bt))
         self.m.operator("FULLY_CONNECTED", [x.index, wt, bt], [y.index], opts)
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 

@@ -326,8 +326,9 @@ class Quantizer(Interpreter):
     # ------------------------------------------------------------------------------------------ one method per kind
     def _weighted(self, n: INode, attrs: dict, weight: np.ndarray, sw: np.ndarray) -> QNode:
         x = self.q(n.inputs[0])
-        # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding)
-        wide = self.rules.wide if x.bits > 8 else None
+        # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding; or int32
+        # ones for CONV_2D / FULLY_CONNECTED, `tflite16-i32`)
+        wide = self.rules.wide_for(n.kind, attrs, weight) if x.bits > 8 else None
         bias_bits, acc_bits = (wide.bias_bits, wide.accumulator_bits) if wide else (32, 32)
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None

@@ -10,7 +10,7 @@ the registry of rules, not of targets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class WideRules:
     bias_bits: int = 32  # the stored bias codes of a conv / linear layer
     accumulator_bits: int = 32  # what the worst-case accumulator (bias included) must fit, sign included
     symmetric: bool = False  # zero point 0 (TFLite's 16x8 kernels check it)
+    # a depthwise conv's, where its kernels differ from the other convs' (None: these). LiteRT's 16x8
+    # DEPTHWISE_CONV_2D takes an int64 bias only, whatever CONV_2D and FULLY_CONNECTED are given
+    depthwise: WideRules | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,12 @@ class TargetRules:
         tcc.quant.calibrate: its codes stay int16)."""
         return bits in self.activation_bits or (16 in self.activation_bits and 8 < bits < 16)
 
+    def wide_for(self, kind: str, attrs: dict, weight: np.ndarray) -> WideRules:
+        """The 16-bit conventions of one conv / gemm layer (`kind`, its attrs and weight codes in the integer op
+        table's layout): the depthwise ones where the rules give depthwise convs their own."""
+        depthwise = kind == "conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
+        return self.wide.depthwise if depthwise and self.wide.depthwise is not None else self.wide
+
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
         return 8 if depthwise else self.dense_weight_bits
@@ -156,6 +165,20 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 "per-channel symmetric weights in [-127, 127], s32 conv bias",
                 unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
 ]}
+# LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (no `quantized_bias_type`). conv.cc's
+# EvalQuantizedPerChannel16x8 runs it on optimized_integer_ops::ConvPerChannel (im2col + gemm) when every zero point
+# is 0, and fully_connected.cc on ruy for an int16 input at zero point 0 with a non-int64 bias; the reference kernels
+# accumulate in int32 and requantize with the int32 MultiplyByQuantizedMultiplier (gemmlowp's two roundings; FC: one,
+# as at 8 bits). int32 accumulators: the 16-bit calibration narrows a grid where one could overflow
+# (tcc.quant.calibrate.fit_accumulators). DEPTHWISE_CONV_2D at 16x8 takes an int64 bias only: the `tflite` rules'.
+RULES["tflite16-i32"] = replace(
+    RULES["tflite"], name="tflite16-i32",
+    description="TFLite's 16x8 mode with int32 bias (`--target tflite16-i32 --activation-bits 16`): int16 "
+                "activations at zero point 0, int8 per-channel weights, int32 bias and accumulators for CONV_2D and "
+                "FULLY_CONNECTED (LiteRT's optimized 16x8 kernels), int64 for DEPTHWISE_CONV_2D",
+    activation_bits=(16,),
+    wide=replace(RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32,
+                 depthwise=RULES["tflite"].wide))
 
 
 def get_rules(rules: str | TargetRules) -> TargetRules:
