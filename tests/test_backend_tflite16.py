@@ -24,25 +24,28 @@ def data(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("name", ["ddsnet", "fastnet"])
-def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, data, tmp_path):
+@pytest.mark.parametrize("name,target", [("ddsnet", "tflite"), ("fastnet", "tflite"), ("ddsnet", "tflite16-i32")])
+def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, data, tmp_path):
     """Every tensor the integer graph quantizes, as LiteRT's reference kernels compute it (preserve-all-tensors),
-    equals the integer reference's codes, on inputs that saturate the input's int16 codes too."""
+    equals the integer reference's codes, on inputs that saturate the input's int16 codes too. `tflite16-i32`:
+    int32 bias and accumulators on CONV_2D / FULLY_CONNECTED (gemmlowp rounding), int64 on DEPTHWISE_CONV_2D."""
     from tcc.frontend import lower_spec
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
     from tcc.quant.reference import Reference
     from tcc.quant.table import CalibrationTable
 
-    r = build(spec_path(name), "tflite", tmp_path / "b", precision="int8", overrides=SMALL[name], data=data,
+    r = build(spec_path(name), target, tmp_path / "b", precision="int8", overrides=SMALL[name], data=data,
               calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
     m = r.manifest
     assert m["self_check"]["result"]["bit_exact"]
     assert m["quantization"]["activation_bits"] == {"16": m["quantization"]["quantized_tensors"]}
     assert m["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
     table = CalibrationTable(json.loads((r.out / "calibration.json").read_text()))
-    qg = quantize_graph(plan(lower_spec(spec_path(name), SMALL[name]).onnx, rules="tflite"), table)
-    assert {n.requant.mult.rounding for n in qg.nodes if n.kind == "conv"} == {"tflite_int64"}
+    qg = quantize_graph(plan(lower_spec(spec_path(name), SMALL[name]).onnx, rules=target), table)
+    roundings = {(n.attrs["group"] > 1, n.requant.mult.rounding) for n in qg.nodes if n.kind == "conv"}
+    assert roundings == ({(False, "tflite_int64"), (True, "tflite_int64")} if target == "tflite" else
+                         {(False, "gemmlowp"), (True, "tflite_int64")})
     x = np.concatenate([np.load(data)[:2], 40 * np.load(data)[2:3]])  # the last one saturates
     _, ref = Reference().run(qg, x, return_all=True)
     assert ref[qg.input].q.min() == -32768 and ref[qg.input].q.max() == 32767
@@ -89,6 +92,38 @@ def test_16x8_file_types_and_versions(data, tmp_path):
                         "DEQUANTIZE": 3}
     info = json.loads((r.out / "tflite.json").read_text())
     assert info["input_dtype"] == "float32"
+
+
+def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
+    """`tflite16-i32`: CONV_2D and FULLY_CONNECTED with int32 bias and `quantized_bias_type` INT32 (LiteRT's 16x8
+    kernels choose int32 by it; without it they read the int32 bias as int64), versions 8 / 11 (op_version.cc);
+    DEPTHWISE_CONV_2D keeps its int64 bias (LiteRT refuses int32 there). The target takes 16-bit activations only:
+    an 8-bit calibration is refused before any work (exit 2)."""
+    from ai_edge_litert import schema_py_generated as S
+
+    r = build(spec_path("ddsnet"), "tflite16-i32", tmp_path / "b", precision="int8", overrides=SMALL["ddsnet"],
+              data=data, calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    assert r.manifest["quantization"]["rules"] == "tflite16-i32"
+    assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
+    model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
+    g = model.subgraphs[0]
+    ops = {S.BuiltinOperator.__dict__[k]: k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
+    types = {getattr(S.TensorType, k): k for k in dir(S.TensorType) if not k.startswith("_")}
+    seen = {}
+    for op in g.operators:
+        name = ops[model.operatorCodes[op.opcodeIndex].builtinCode]
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            opts = op.builtinOptions
+            declared = getattr(opts, "quantizedBiasType", None)
+            seen.setdefault(name, set()).add((types[g.tensors[op.inputs[2]].type], declared and types[declared]))
+    assert seen == {"CONV_2D": {("INT32", "INT32")}, "FULLY_CONNECTED": {("INT32", "INT32")},
+                    "DEPTHWISE_CONV_2D": {("INT64", None)}}
+    versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
+    assert (versions["CONV_2D"], versions["FULLY_CONNECTED"], versions["DEPTHWISE_CONV_2D"]) == (8, 11, 1)
+    code = main(["build", str(spec_path("ddsnet")), "--set", "image_size=64", "--target", "tflite16-i32",
+                 "--precision", "int8", "--data", str(data), "-o", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "16-bit" in err and not (tmp_path / "c").exists(), err
 
 
 def test_int16_io(data, tmp_path):

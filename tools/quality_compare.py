@@ -17,6 +17,8 @@ FP32 on ONNX Runtime, interleaved. `X@w8a16`: W8A16 for real, calibrated under t
 `--tvm-latency` builds each such checkpoint for TVM host in FP32, W8A8 and W8A16 and times them interleaved.
 `X@tflite16`: the same under the `tflite` rules (LiteRT's 16x8 mode; its reference kernels equal tcc's integer
 reference bit for bit); `--tvm-latency` then builds and times `--target tflite` on LiteRT's default kernels.
+`X@tflite16i32`: the same with int32 bias (`--target tflite16-i32`: LiteRT's optimized 16x8 CONV_2D and
+FULLY_CONNECTED); `--tvm-latency` times it beside the int64-bias build of the same 16-bit calibration.
 
 The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
 SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
@@ -65,6 +67,10 @@ CONFIGS.update({f"{name}@w8a16": {"steps": CONFIGS[name]["steps"], "rules": "tvm
                 for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
 # the same under the `tflite` rules (LiteRT's 16x8 mode: the integer reference equals LiteRT's reference kernels)
 CONFIGS.update({f"{name}@tflite16": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite"}
+                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
+# LiteRT's 16x8 mode with int32 bias (`--target tflite16-i32`): CONV_2D / FULLY_CONNECTED on LiteRT's optimized
+# kernels, int32 accumulators (grids narrowed where one could overflow)
+CONFIGS.update({f"{name}@tflite16i32": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite16-i32"}
                 for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
@@ -261,25 +267,32 @@ def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib
     from tcc.quant.calibrate import calibrate_onnx
 
     rules = wide_table.doc["target"]
-    target = {"tvm": "host", "tflite": "tflite"}[rules]
+    target = {"tvm": "host", "tflite": "tflite", "tflite16-i32": "tflite16-i32"}[rules]
     weights = fixtures / f"{name}_DDS_0.0064.pth"
-    w8a8 = calibrate_onnx(fp32, calib, target=rules, progress=False, steps=steps)
+    narrow = "tflite" if rules == "tflite16-i32" else rules  # 8-bit activations: the rules' 8-bit sibling
+    w8a8 = calibrate_onnx(fp32, calib, target=narrow, progress=False, steps=steps)
+    base = "host" if rules == "tvm" else "tflite"  # FP32 and W8A8: the target's own (tflite16-i32: tflite's)
+    builds = [("fp32", None, base), ("w8a8", w8a8, base), ("w8a16", wide_table, target)]
+    if rules == "tflite16-i32":  # beside it, the same 16-bit calibration with int64 bias (`--target tflite`)
+        builds.append(("w8a16_int64", calibrate_onnx(fp32, calib, target="tflite", progress=False, steps=steps,
+                                                     activation_bits=16), "tflite"))
     bundles = {}
-    for label, table in (("fp32", None), ("w8a8", w8a8), ("w8a16", wide_table)):
-        out = work / f"{target}-{label}"
+    for label, table, tgt in builds:
+        out = work / f"{tgt}-{label}"
         calib_file = None
         if table is not None:
-            calib_file = table.save(work / f"{rules}-{label}.json")
-        build(ROOT / "spec" / "ddsnet.yaml", target, out, precision="int8" if table else "fp32", weights=weights,
+            calib_file = table.save(work / f"{table.doc['target']}-{label}.json")
+        build(ROOT / "spec" / "ddsnet.yaml", tgt, out, precision="int8" if table else "fp32", weights=weights,
               by_order=True, overrides={"num_classes": CHECKPOINTS[name]}, force=True, calib=calib_file)
         bundles[label] = (TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run") if target == "host"
                           else litert_runner(out, x))
     per_round = interleave(bundles, rounds, runs)
     keep = ("median", "p10", "p90")
+    pairs = [("w8a16", "fp32"), ("w8a16", "w8a8"), ("w8a8", "fp32")]
+    if "w8a16_int64" in bundles:
+        pairs += [("w8a16_int64", "fp32"), ("w8a16", "w8a16_int64")]
     return {"ms_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
-            "w8a16_vs_fp32": {q: v for q, v in ratio(per_round, "w8a16", "fp32").items() if q in keep},
-            "w8a16_vs_w8a8": {q: v for q, v in ratio(per_round, "w8a16", "w8a8").items() if q in keep},
-            "w8a8_vs_fp32": {q: v for q, v in ratio(per_round, "w8a8", "fp32").items() if q in keep}}
+            **{f"{a}_vs_{b}": {q: v for q, v in ratio(per_round, a, b).items() if q in keep} for a, b in pairs}}
 
 
 def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:

@@ -316,7 +316,8 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
             f"target rules {rules.name!r}"
         raise DataError(f"--activation-bits {bits}: {where} take "
                         f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
-                        f"read 8-bit codes); {bits}-bit activations: --target {' or '.join(takes)}")
+                        f"read {' or '.join(map(str, rules.activation_bits))}-bit codes: add --activation-bits "
+                        f"{rules.activation_bits[0]}); {bits}-bit activations: --target {' or '.join(takes)}")
 
 
 def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
