@@ -176,11 +176,11 @@ class TfliteLowering(Interpreter):
             return FUSED[key], None
         return "NONE", key
 
-    def clamp_after(self, y: Value, bounds, name: str, final: Value | None = None) -> Value:
+    def clamp_after(self, y: Value, bounds, name: str, final: Value | None = None, codes: bool = False) -> Value:
         """A clamp TFLite has no fused form for: MAXIMUM / MINIMUM with constants on y's own grid (the last one
-        writes `final` when given)."""
+        writes `final` when given); `bounds` real values, or codes (`codes`)."""
         lo, hi = bounds
-        if y.q is not None:
+        if y.q is not None and not codes:
             lo, hi = clamp_codes(y.q, lo, hi, self.rounding)
         steps = [(op, bound, tag) for op, bound, tag in (("MAXIMUM", lo, "min"), ("MINIMUM", hi, "max"))
                  if bound is not None]
@@ -193,6 +193,19 @@ class TfliteLowering(Interpreter):
             self.m.operator(op, [y.index, c], [z.index])
             y = z
         return y
+
+    def grid_clamp(self, y: Value, lo: int, hi: int, fused: str, name: str) -> Value:
+        """A 16-bit tensor on a narrowed grid (codes within +-2^(bits-1), tcc.quant.calibrate.fit_accumulators: its
+        readers' int32 accumulators are bounded by it): LiteRT clamps a requantized int16 output to the type and its
+        fused activation only, the reference to the grid. MAXIMUM / MINIMUM with the grid's bounds where they are
+        tighter than LiteRT's own, so the codes (and the accumulators after) are what the reference has."""
+        if y.q is None or (y.q.lo, y.q.hi) == (-32768, 32767) or self.m.dtype(y.index) != "int16":
+            return y
+        low = lo if lo > -32768 and fused not in ("RELU", "RELU6") else None  # a fused ReLU's floor is zp = 0
+        high = hi if hi < 32767 else None
+        if low is None and high is None:
+            return y
+        return self.clamp_after(y, (low, high), f"{name}/grid", codes=True)
 
     # ------------------------------------------------------------------------------------------ the graph
     def lower(self) -> tuple[bytes, dict]:
@@ -215,6 +228,7 @@ class TfliteLowering(Interpreter):
                 f = self.m.tensor(f"{g.input}/float", in_shape, "float32", signature=signature)
                 x = self.act(g.input, in_shape, qi, True)
                 self.m.operator("QUANTIZE", [f], [x.index])
+                x = self.grid_clamp(x, qi.lo, qi.hi, "NONE", g.input)
                 inputs = [f]
         env[g.input] = x
         for node in g.nodes:
@@ -295,7 +309,8 @@ class TfliteLowering(Interpreter):
         else:
             self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields,
                                                                                 **self.bias_type(x, bt)))
-        return [self.clamp_after(y, clamp, n.name) if clamp else y]
+        y = self.clamp_after(y, clamp, n.name) if clamp else y
+        return [self.grid_clamp(y, q.requant.lo, q.requant.hi, act, n.name) if q is not None and q.requant else y]
 
     def bias_codes(self, n: INode, q, channels: int) -> int:
         """The QNode's bias codes at s_in s_w per channel: int32, or where the input is 16-bit as the rules' 16-bit
@@ -335,7 +350,8 @@ class TfliteLowering(Interpreter):
         opts = options("FullyConnectedOptions", fusedActivationFunction=act,
                        asymmetricQuantizeInputs=self.precision == "dynamic", **self.bias_type(x, bt))
         self.m.operator("FULLY_CONNECTED", [x.index, wt, bt], [y.index], opts)
-        return [self.clamp_after(y, clamp, n.name) if clamp else y]
+        y = self.clamp_after(y, clamp, n.name) if clamp else y
+        return [self.grid_clamp(y, q.requant.lo, q.requant.hi, act, n.name) if q is not None and q.requant else y]
 
     # ------------------------------------------------------------------------------------------ elementwise
     def add(self, n: INode, a: Value, b: Value) -> list:

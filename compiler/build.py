@@ -260,7 +260,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
     if "steps" not in opts:  # the spec's `calibrate:` section with the caller's switches on top, checked now
-        bits = activation_bits(model.calibrate, opts.get("activation_bits"))
+        bits = activation_bits(model.calibrate, opts.get("activation_bits"), get_rules(rules))
         opts["activation_bits"] = bits
         check_activation_bits(bits, get_rules(rules), target)
         check_wide_kinds(graph, bits, get_rules(rules), target)

@@ -32,7 +32,6 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     from tcc.frontend import lower_spec
     from tcc.quant.plan import plan
     from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.reference import Reference
     from tcc.quant.table import CalibrationTable
 
     r = build(spec_path(name), target, tmp_path / "b", precision="int8", overrides=SMALL[name], data=data,
@@ -46,11 +45,38 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     roundings = {(n.attrs["group"] > 1, n.requant.mult.rounding) for n in qg.nodes if n.kind == "conv"}
     assert roundings == ({(False, "tflite_int64"), (True, "tflite_int64")} if target == "tflite" else
                          {(False, "gemmlowp"), (True, "tflite_int64")})
-    x = np.concatenate([np.load(data)[:2], 40 * np.load(data)[2:3]])  # the last one saturates
-    _, ref = Reference().run(qg, x, return_all=True)
-    assert ref[qg.input].q.min() == -32768 and ref[qg.input].q.max() == 32767
+    _equals_reference_kernels(r.out, qg, np.concatenate([np.load(data)[:2], 40 * np.load(data)[2:3]]))
+
+
+def test_16x8_int32_narrowed_grids_equal_litert_reference_kernels(tmp_path):
+    """`tflite16-i32` on AlexNet (3x3 convs over 256 ReLU'd channels, a 9216-wide FC): the calibration narrows 5
+    grids to 13-15 bits so no int32 accumulator can overflow, and the model clamps those tensors to their grids
+    (LiteRT clamps a requantized int16 output to the type only): every tensor equals the reference's codes on
+    LiteRT's reference kernels, inputs that saturate included."""
+    from tcc.frontend import lower_spec
+    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.plan import plan
+    from tcc.quant.qgraph import quantize_graph
+
+    fe = lower_spec(spec_path("alexnet"), SMALL["alexnet"])
+    x = np.random.default_rng(0).standard_normal((4, *fe.model.input_shape)).astype(np.float32)
+    g = plan(fe.onnx, rules="tflite16-i32", lowering="tflite")
+    t = calibrate_onnx(fe.onnx, x, target="tflite16-i32", method="kl", activation_bits=16, graph=g)
+    narrowed = sorted(v["bits"] for v in t.tensors.values() if v["kind"] == "activation" and v["bits"] < 16)
+    assert len(narrowed) >= 3 and narrowed[0] >= 13, narrowed
+    from tcc.backends import EmitOptions
+
+    get_backend("tflite").emit(fe.onnx, EmitOptions("tflite16-i32", "int8", table=t), tmp_path)
+    _equals_reference_kernels(tmp_path, quantize_graph(g, t), np.concatenate([x[:2], 40 * x[2:3]]))
+
+
+def _equals_reference_kernels(bundle, qg, x):
+    from tcc.quant.reference import Reference
+
+    _, ref = Reference().run(qg, x, return_all=True)  # the last input saturates
+    assert ref[qg.input].q.min() == qg.input_q.lo and ref[qg.input].q.max() == qg.input_q.hi
     backend = get_backend("tflite")
-    loaded = backend.load(r.out, "reference")
+    loaded = backend.load(bundle, "reference")
     where = loaded.info["tensors"]
     _, kept = backend.run(loaded, x, preserve=where)
     compared = 0
@@ -97,8 +123,8 @@ def test_16x8_file_types_and_versions(data, tmp_path):
 def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     """`tflite16-i32`: CONV_2D and FULLY_CONNECTED with int32 bias and `quantized_bias_type` INT32 (LiteRT's 16x8
     kernels choose int32 by it; without it they read the int32 bias as int64), versions 8 / 11 (op_version.cc);
-    DEPTHWISE_CONV_2D keeps its int64 bias (LiteRT refuses int32 there). The target takes 16-bit activations only:
-    an 8-bit calibration is refused before any work (exit 2)."""
+    DEPTHWISE_CONV_2D keeps its int64 bias (LiteRT refuses int32 there). The target takes 16-bit activations only
+    (its default): an 8-bit calibration is refused before any work (exit 2)."""
     from ai_edge_litert import schema_py_generated as S
 
     r = build(spec_path("ddsnet"), "tflite16-i32", tmp_path / "b", precision="int8", overrides=SMALL["ddsnet"],
@@ -121,7 +147,7 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
     assert (versions["CONV_2D"], versions["FULLY_CONNECTED"], versions["DEPTHWISE_CONV_2D"]) == (8, 11, 1)
     code = main(["build", str(spec_path("ddsnet")), "--set", "image_size=64", "--target", "tflite16-i32",
-                 "--precision", "int8", "--data", str(data), "-o", str(tmp_path / "c")])
+                 "--precision", "int8", "--data", str(data), "--activation-bits", "8", "-o", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert code == 2 and "16-bit" in err and not (tmp_path / "c").exists(), err
 

@@ -335,9 +335,11 @@ def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = 
                         f"{', '.join(kinds)}; calibrate with --activation-bits 8, or build W8A16 for TVM")
 
 
-def activation_bits(spec_section: dict | None, given: int | None) -> int:
-    """The activation width a calibration uses: the command line's, else the spec's `calibrate:` section's, else 8."""
-    return int(given if given is not None else (spec_section or {}).get("activation_bits", 8))
+def activation_bits(spec_section: dict | None, given: int | None, rules: TargetRules | None = None) -> int:
+    """The activation width a calibration uses: the command line's, else the spec's `calibrate:` section's, else 8
+    (or the one width `rules` take, where that is not 8: `tflite16-i32`, 16)."""
+    default = 8 if rules is None or 8 in rules.activation_bits else rules.activation_bits[0]
+    return int(given if given is not None else (spec_section or {}).get("activation_bits", default))
 
 
 def wide_method(method: str) -> str:
@@ -425,7 +427,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if placement is not None:
         check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
     model = fe.model
-    bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"))
+    bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"), rules)
     check_activation_bits(bits, rules, target)
     check_wide_kinds(graph, bits, rules, target)
     if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
