@@ -165,7 +165,8 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 "per-channel symmetric weights in [-127, 127], s32 conv bias",
                 unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
 ]}
-# LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (no `quantized_bias_type`). conv.cc's
+# LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (`quantized_bias_type` INT32: without it
+# LiteRT reads a 16x8 bias as int64). conv.cc's
 # EvalQuantizedPerChannel16x8 runs it on optimized_integer_ops::ConvPerChannel (im2col + gemm) when every zero point
 # is 0, and fully_connected.cc on ruy for an int16 input at zero point 0 with a non-int64 bias; the reference kernels
 # accumulate in int32 and requantize with the int32 MultiplyByQuantizedMultiplier (gemmlowp's two roundings; FC: one,
