@@ -7,7 +7,7 @@
 #   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
 #      for bit equal to the integer reference), run it
 #   5. TFLite for a phone: FP32, and full INT8 calibrated under TFLite's rules (bit for bit equal to the integer
-#      reference on LiteRT's reference kernels), run in LiteRT
+#      reference on LiteRT's reference kernels), and W8A16 (LiteRT's 16x8 mode), run in LiteRT
 #   6. the paper's NPU: a kit for the AX620 (Pulsar v1) with the predicted per-layer table in Pulsar's shape, and an
 #      AX650 kit (Pulsar2) carrying tcc's scales as QDQ ONNX; Axera's toolchains run in their Docker images
 #   7. where two backends part: `tcc diff` layer by layer (TFLite INT8 vs the integer reference, and vs FP32), and
@@ -54,6 +54,10 @@ $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target tfl
 $TCC build spec/ddsnet.yaml --target tflite --precision int8 --calib "$OUT/calib-tflite.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-tflite-int8" --force 2>/dev/null | tail -n 5
 $TCC predict --artifact "$OUT/ddsnet-tflite-int8" "${INPUT[@]}" --json 2>/dev/null
+echo "   W8A16 (int16 activations, LiteRT's 16x8 mode with int32 bias), calibrated on the same crops"
+$TCC build spec/ddsnet.yaml --target tflite16-i32 --precision int8 --data "$OUT/crops" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-tflite-w8a16" --force 2>/dev/null | grep -E "^self-check|^wrote"
+$TCC predict --artifact "$OUT/ddsnet-tflite-w8a16" "${INPUT[@]}" --json 2>/dev/null
 echo "== 6. Axera NPUs: an AX620 kit (Pulsar v1) with its predicted precision table, an AX650 kit (Pulsar2, QDQ)"
 $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target ax620 -o "$OUT/calib-ax620.json" \
   --no-compare --report-samples 8 | tail -n 8
@@ -85,6 +89,6 @@ GRADCAM_IMAGE="$FIX/GC.png"
 [ -f "$GRADCAM_IMAGE" ] || GRADCAM_IMAGE="$OUT/tfi/slide.png"
 $TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" 2>/dev/null
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
-echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how);"
+echo "ddsnet-tflite/, ddsnet-tflite-int8/ and ddsnet-tflite-w8a16/ run in LiteRT on a phone (their README.md says how);"
 echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images;"
 echo "train/ (best.pt, log.json, curves.png), slide/ (heatmap.png, mask.png, patches.json), tsne.png, gradcam.png"
