@@ -222,19 +222,21 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
 
 
 def check_table_bits(table, rules, where: str) -> None:
-    """A table's activation widths against the rules a build needs: the first tensor wider than they take, named."""
+    """A table's activation widths against the rules a build needs: the first tensor of a width they do not take,
+    named, with the rules whose targets take it."""
     from .quant.rules import RULES
     from .quant.table import CalibrationError
 
-    wide = next(((n, t["bits"]) for n, t in table.tensors.items()
-                 if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
-    if wide is not None:
+    odd = next(((n, t["bits"]) for n, t in table.tensors.items()
+                if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
+    if odd is not None:
+        name, bits = odd
+        widths = " or ".join(map(str, rules.activation_bits))
+        takes = ", ".join(r.name for r in RULES.values() if r.takes_activation_bits(bits))
         raise CalibrationError(
-            f"{where} runs {' or '.join(map(str, rules.activation_bits))}-bit activations only (rules "
-            f"{rules.name!r}: its integer kernels read 8-bit codes); the table's tensor {wide[0]!r} is {wide[1]}-bit. "
-            f"{wide[1]}-bit activations build for the targets of rules "
-            f"{', '.join(r.name for r in RULES.values() if r.takes_activation_bits(wide[1]))} (TVM: host, arm-a7, ...); "
-            "or recalibrate with --activation-bits 8")
+            f"{where} runs {widths}-bit activations only (rules {rules.name!r}); the table's tensor {name!r} is "
+            f"{bits}-bit, which builds for the targets of rules {takes}; or recalibrate with --activation-bits "
+            f"{rules.activation_bits[0]}")
 
 
 def _width_counts(table) -> dict:
@@ -259,11 +261,13 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
+    rule_set = get_rules(rules)
+    asked_bits = opts.get("activation_bits")  # --activation-bits as given (None: the spec's, else the rules')
     if "steps" not in opts:  # the spec's `calibrate:` section with the caller's switches on top, checked now
-        bits = activation_bits(model.calibrate, opts.get("activation_bits"), get_rules(rules))
+        bits = activation_bits(model.calibrate, asked_bits, rule_set)
         opts["activation_bits"] = bits
-        check_activation_bits(bits, get_rules(rules), target)
-        check_wide_kinds(graph, bits, get_rules(rules), target)
+        check_activation_bits(bits, rule_set, target)
+        check_wide_kinds(graph, bits, rule_set, target)
         opts["steps"] = Steps.chosen(model.calibrate, **(opts.get("step_switches") or {})).checked()
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
@@ -283,9 +287,13 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         table = load_table(calib, spec_hash=model.spec_hash, weights_hash=weights_hash,
                            model_hash=model_sha256(onnx_model))
         table.check_model(onnx_model, str(calib))
-        check_table_bits(table, get_rules(rules), f"{calib}: target {target or rules}")
+        check_table_bits(table, rule_set, f"{calib}: target {target or rules}")
         widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
-        check_wide_kinds(graph, widest, get_rules(rules), target or rules)
+        if asked_bits is not None and (asked_bits > 8) != (widest > 8):  # the width is the calibration's choice
+            raise CalibrationError(f"{calib}: its activations are {widest}-bit, --activation-bits {asked_bits} asks "
+                                   f"for {asked_bits}; the width is chosen when calibrating: calibrate with "
+                                   f"--activation-bits {asked_bits} (or build from --data), or leave the flag out")
+        check_wide_kinds(graph, widest, rule_set, target or rules)
         if table.doc["target"] != rules:
             raise CalibrationError(f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
                                    f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`")

@@ -217,3 +217,21 @@ def test_w8a16_host_build_from_data(tmp_path, data):
     assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8",
                  "--calib", str(tmp_path / "h" / "calibration.json"), "-o", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_activation_bits_against_a_table_of_another_width_is_refused(tmp_path, data, capsys):
+    """The width is the calibration's: --activation-bits 16 with an 8-bit table is an error (exit 2, nothing
+    written), not a silent W8A8 build; a target that runs 16-bit tables only says to recalibrate at 16 bits."""
+    table = tmp_path / "t8.json"
+    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "8", "--method", "kl",
+                 "--target", "tflite", "-o", str(table), "--no-compare"]) == 0
+    capsys.readouterr()
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "tflite", "--precision", "int8", "--calib",
+                 str(table), "--activation-bits", "16", "-o", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "activations are 8-bit, --activation-bits 16" in err and not (tmp_path / "a").exists(), err
+    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "tflite16-i32", "--precision", "int8", "--calib",
+                 str(table), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "runs 16-bit activations only" in err and "recalibrate with --activation-bits 16" in err, err
+    assert "8-bit codes" not in err and not (tmp_path / "b").exists()

@@ -345,7 +345,7 @@ class Quantizer(Interpreter):
         per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
         limit = INT32_MAX if acc_bits == 32 else (1 << (acc_bits - 1)) - 1
         acc_type = "int32" if acc_bits == 32 else f"int64 (|acc| < 2^{acc_bits - 1}: the target's kernels check it)"
-        wide_input = x.reach > 255
+        wide_input = x.bits > 8
         if per_channel.max(initial=0) > limit and wide_input and acc_bits == 32 and self.headroom is not None:
             # the bits the input's grid must lose: halving its codes halves the products and the bias codes
             bits = math.ceil(math.log2(per_channel.max() / INT32_MAX))

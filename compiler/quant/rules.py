@@ -115,12 +115,17 @@ class TargetRules:
     def wide_for(self, kind: str, attrs: dict, weight: np.ndarray) -> WideRules:
         """The 16-bit conventions of one conv / gemm layer (`kind`, its attrs and weight codes in the integer op
         table's layout): the depthwise ones where the rules give depthwise convs their own."""
-        depthwise = kind == "conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
-        return self.wide.depthwise if depthwise and self.wide.depthwise is not None else self.wide
+        if self.wide.depthwise is not None and kind == "conv" and _depthwise(attrs, weight):
+            return self.wide.depthwise
+        return self.wide
 
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
-        depthwise = op_type == "Conv" and int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
-        return 8 if depthwise else self.dense_weight_bits
+        return 8 if op_type == "Conv" and _depthwise(attrs, weight) else self.dense_weight_bits
+
+
+def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
+    """A conv with one input channel per group (OIHW weights: I == 1) and more than one group."""
+    return int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
 
 
 RULES: dict[str, TargetRules] = {r.name: r for r in [
