@@ -181,7 +181,8 @@ class TvmBackend(Backend):
         try:
             int8 = options.precision == "int8"
             tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
-                                       tune_trials=tune_trials, ieee=int8, concat_in_place=not int8)
+                                       tune_trials=tune_trials, ieee=int8, concat_in_place=not int8,
+                                       nchw_input=not int8)
         except BuildError:  # ToolchainMissing: names the package to install
             raise
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
@@ -379,7 +380,7 @@ class TvmBackend(Backend):
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
                 int8 = options.precision == "int8"
                 tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so, ieee=int8,
-                                           concat_in_place=not int8)
+                                           concat_in_place=not int8, nchw_input=not int8)
                 with phase("run"):
                     host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True},
+VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True,
+                        "nchw_input": True},
             "unscheduled": {"fuse": True, "dlight": False, "schedule": False},
             "unfused": {"fuse": False, "dlight": False, "schedule": False},
             "dlight": {"fuse": True, "dlight": True, "schedule": False}}
