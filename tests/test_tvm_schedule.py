@@ -221,3 +221,34 @@ def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
     codes = np.random.default_rng(channels).integers(-32768, 32768, (1, 7, 7, channels)).astype(np.int16)
     got = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(codes)).numpy()
     np.testing.assert_array_equal(got, codes.astype(np.int64).sum(axis=(1, 2), keepdims=True))
+
+
+def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
+    """x86 float max pools: a tile of one pixel x up to X86_POOL_VECTORS vectors of channels (ARM keeps X pixels
+    x 2 vectors); on an odd width the host module equals ONNX Runtime exactly (a max is exact in any order)."""
+    import onnxruntime as ort
+    import tvm
+
+    from tcc.backends import tvm_compile, tvm_run
+    from tcc.backends.tvm_schedule import WindowReduction
+
+    shape = [1, 24, 13, 17]
+    nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
+             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    eye = numpy_helper.from_array(np.eye(24, dtype=np.float32).reshape(24, 24, 1, 1), "eye")
+    g = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 7, 9])], [eye])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    def pool_script(target_name):
+        mod, target = _legalized(model, target_name)
+        func = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "pool" in gv.name_hint)
+        return WindowReduction().apply(func, target, False).mod["main"].script()
+
+    host, arm = pool_script("host"), pool_script("arm-a7")
+    assert "T.vectorized(T.int64(24))" in host and "T.unroll(T.int64(1))" in host.split("pool_max_update")[0]
+    assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(24))" not in arm
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(tvm_run.run_module(so, "host", x)[0][0], ref)
