@@ -23,25 +23,33 @@ OUT_ELEMWISE_FUSABLE = 4  # FuseOps' kOutEWiseFusable: elementwise consumers (bi
 NCHW_TO_NHWC = [0, 2, 3, 1]
 
 
+def output_shape(x_shape, w_shape, strides, padding, dilation) -> list[int]:
+    """NHWC output shape of the conv of an NCHW x with HWIO weights (padding: top, left, bottom, right)."""
+    n, _, h, w = x_shape
+    kh, kw, _, co = w_shape
+    (sh, sw), (dh, dw) = strides, dilation
+    top, left, bottom, right = padding
+    return [n, (h + top + bottom - (kh - 1) * dh - 1) // sh + 1, (w + left + right - (kw - 1) * dw - 1) // sw + 1, co]
+
+
 def nchw_input_conv_primfunc(x_shape, w_shape, strides, padding, dilation):
     """conv2d of an NCHW input x with HWIO weights into NHWC: x zero-padded as NCHW (block PAD_BLOCK), then
     TOPI's NHWC sum (block CONV_BLOCK) over (ky, kx, c_in) reading the padded planes. padding: top, left,
     bottom, right."""
-    n, c, h, w = x_shape
-    kh, kw, _, co = w_shape
+    c = x_shape[1]
+    kh, kw = w_shape[:2]
     (sh, sw), (dh, dw) = strides, dilation
     top, left, bottom, right = padding
+
     def i64(*values):  # Relax's extents are int64 (int32 ones make FuseTIR see two different buffers)
         return [tirx.IntImm("int64", int(v)) for v in values]
 
     x = te.placeholder(i64(*x_shape), "float32", name="x")
     weight = te.placeholder(i64(*w_shape), "float32", name="w")
     padded = topi.nn.pad(x, i64(0, 0, top, left), i64(0, 0, bottom, right), name=PAD_BLOCK)
-    oh = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    ow = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     ry, rx, rc = (te.reduce_axis(i64(0, k), name=name) for k, name in ((kh, "ry"), (kw, "rx"), (c, "rc")))
     out = te.compute(
-        i64(n, oh, ow, co),
+        i64(*output_shape(x_shape, w_shape, strides, padding, dilation)),
         lambda b, y, xx, f: te.sum(padded[b, rc, y * sh + ry * dh, xx * sw + rx * dw] * weight[ry, rx, rc, f],
                                    axis=[ry, rx, rc]),
         name=CONV_BLOCK)
@@ -76,8 +84,10 @@ def conv_reads_nchw_input():
             x_shape, w_shape, out_shape = _float_shape(x), _float_shape(weight), _float_shape(call)
             if x_shape is None or w_shape is None or out_shape is None or len(x_shape) != 4:
                 return call
-            func = nchw_input_conv_primfunc(x_shape, w_shape, [int(s) for s in a.strides],
-                                            [int(p) for p in a.padding], [int(d) for d in a.dilation])
+            geometry = ([int(s) for s in a.strides], [int(p) for p in a.padding], [int(d) for d in a.dilation])
+            if output_shape(x_shape, w_shape, *geometry) != out_shape:  # not the conv this PrimFunc computes
+                return call
+            func = nchw_input_conv_primfunc(x_shape, w_shape, *geometry)
             gv = self.builder_.add_func(func, "tcc_nchw_input_conv")
             return relax.call_tir(gv, [x, weight], relax.TensorType(out_shape, "float32"))
 
