@@ -124,7 +124,7 @@ def written_at(func: tirx.PrimFunc, param: int, shape: list[int], axis: int, off
     return s.func()
 
 
-def _shape(ty) -> list[int] | None:
+def static_shape(ty) -> list[int] | None:
     """A tensor type's static shape, or None (symbolic, or not a tensor)."""
     if not isinstance(ty, relax.TensorType) or not isinstance(ty.shape, relax.ShapeExpr):
         return None
@@ -195,7 +195,7 @@ class _Block:
         if args is None or len(args) != 2 or not all(isinstance(a, relax.Var) for a in args):
             return None
         x, y = args
-        shapes, out = [_shape(a.ty) for a in args], _shape(self.bindings[i].var.ty)
+        shapes, out = [static_shape(a.ty) for a in args], static_shape(self.bindings[i].var.ty)
         p = self.index.get(y)
         if None in (*shapes, out) or x.same_as(y) or p is None or y in self.escaping or self.readers.get(y) != [i]:
             return None
@@ -233,7 +233,7 @@ class _Block:
         """The bindings with `chain` on one tensor W of x_n's type (see the module docstring), or None where a
         PrimFunc cannot be edited. y_i's kernel moves to where the concat was (all it reads exists there)."""
         last = self.bindings[chain[-1][1].concat].var
-        shape = _shape(last.ty)
+        shape = static_shape(last.ty)
         head = self.index[chain[0][0]]
         try:
             funcs = {head: widened(self.kernel(head), -1, shape)}

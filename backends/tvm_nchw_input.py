@@ -15,7 +15,7 @@ import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .tvm_concat import _shape
+from .tvm_concat import static_shape
 
 PAD_BLOCK = "tcc_nchw_pad"
 CONV_BLOCK = "conv2d_nhwc"
@@ -59,7 +59,7 @@ def nchw_input_conv_primfunc(x_shape, w_shape, strides, padding, dilation):
 
 def _float_shape(expr) -> list[int] | None:
     """The static shape of a float32 tensor expression, else None."""
-    return _shape(expr.ty) if getattr(expr.ty, "dtype", None) == "float32" else None
+    return static_shape(expr.ty) if getattr(expr.ty, "dtype", None) == "float32" else None
 
 
 def conv_reads_nchw_input():
