@@ -84,6 +84,14 @@ def _spec(target: str) -> tvm_targets.Platform:
         raise BuildError(str(e)) from None
 
 
+def _precision_options(precision: str) -> dict:
+    """compile_module's options that follow the precision, the same for a build and its host twin: INT8 modules
+    round their float steps exactly (no fast-math) and keep their concat kernels and input transpose; FP32 ones
+    get the x86 layout rewrites (dense-block concats in place, the first conv reading the NCHW input)."""
+    int8 = precision == "int8"
+    return {"ieee": int8, "concat_in_place": not int8, "nchw_input": not int8}
+
+
 class TvmBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
@@ -179,10 +187,8 @@ class TvmBackend(Backend):
             mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
-            int8 = options.precision == "int8"
             tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
-                                       tune_trials=tune_trials, ieee=int8, concat_in_place=not int8,
-                                       nchw_input=not int8)
+                                       tune_trials=tune_trials, **_precision_options(options.precision))
         except BuildError:  # ToolchainMissing: names the package to install
             raise
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
@@ -378,9 +384,8 @@ class TvmBackend(Backend):
             with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp, phase("host-twin"):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
-                int8 = options.precision == "int8"
-                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so, ieee=int8,
-                                           concat_in_place=not int8, nchw_input=not int8)
+                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
+                                           **_precision_options(options.precision))
                 with phase("run"):
                     host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)
