@@ -11,13 +11,13 @@ import importlib
 from tcc.errors import BuildError
 
 from .base import Backend, Capabilities, EmitOptions
-from .targets import TARGETS, Target
+from ..targets import TARGETS, Target
 
 BACKENDS: dict[str, str] = {
-    "ort": "tcc.backends.ort:OrtBackend",
-    "tvm": "tcc.backends.tvm:TvmBackend",
-    "tflite": "tcc.backends.tflite:TfliteBackend",
-    "ax": "tcc.backends.ax:AxBackend",
+    "ort": "tcc.backends.ort.backend:OrtBackend",
+    "tvm": "tcc.backends.tvm.backend:TvmBackend",
+    "tflite": "tcc.backends.tflite.backend:TfliteBackend",
+    "ax": "tcc.backends.ax.backend:AxBackend",
 }
 
 

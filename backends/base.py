@@ -60,7 +60,7 @@ class EmitOptions:
     io: str = "float"  # INT8 models that can take and give int8 codes (TFLite): "float" or "int8"
     allow_cpu_fallback: bool = False  # NPU kits: build although some nodes must run on the CPU (recorded)
     npu_mode: str | None = None  # NPU kits: the toolchain's NPU / virtual-NPU mode (None: the chip's default)
-    data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.data.CalibrationData)
+    data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.collect.data.CalibrationData)
     preprocess: Any = field(default=None, compare=False)  # kits: the spec's preprocessing (for the archive)
     count_instructions: bool = False  # ARM targets: executed instructions per inference under qemu (insn_count)
     host_twin: bool = False  # ARM targets: also compile for the host and compare (ARM-specific codegen problems)
@@ -130,7 +130,7 @@ class Backend:
     def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """A backend that is not bit-exact with the integer reference (`int8_exact` False) returns here the codes
         its built artifact computes for every quantized tensor on input x ({tensor: codes}), so the build checks
-        it op by op (tcc.quant.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains them
+        it op by op (tcc.quant.intgraph.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains them
         changes what the artifact computes (the final output must stay `got`)."""
         raise NotImplementedError(f"backend {self.capabilities.name} cannot expose its INT8 codes")
 

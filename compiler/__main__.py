@@ -1,4 +1,4 @@
 """`python -m tcc ...`: the command line (what the `tcc` script runs)."""
-from .cli import run
+from .cli.main import run
 
 run()

@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from .background import Background
+from .process.background import Background
 from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
-from .phases import phase, recording
+from .process.phases import phase, recording
 from .errors import BuildError, SelfCheckError
 from .tolerance import TOLERANCES, compare
 
@@ -40,7 +40,7 @@ class BuildResult:
 
 
 def _with_phases(fn):
-    """Run `fn` (a build) inside tcc.phases.recording() and add the phases to its result's `seconds`."""
+    """Run `fn` (a build) inside tcc.process.phases.recording() and add the phases to its result's `seconds`."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> BuildResult:
         with recording() as phases:
@@ -61,7 +61,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           count_instructions: bool = False, host_twin: bool = False, compile_worker: bool = False,
           log: Callable[[str], None] = lambda s: None) -> BuildResult:
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
-    the wall time of every phase (tcc.phases: "emit/compile", "target-checks/host-twin/link", ...).
+    the wall time of every phase (tcc.process.phases: "emit/compile", "target-checks/host-twin/link", ...).
     `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
     (`tcc build` asks for it; backends/tvm_worker.py)."""
     from tcc.backends import EmitOptions, check_precision, get_backend, get_target
@@ -103,7 +103,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         if precision == "int8":
             from dataclasses import replace
 
-            from .quant.plan import plan
+            from .quant.intgraph.plan import plan
 
             # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
             graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
@@ -224,8 +224,8 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
 def check_table_bits(table, rules, where: str) -> None:
     """A table's activation widths against the rules a build needs: the first tensor of a width they do not take,
     named, with the rules whose targets take it."""
-    from .quant.rules import RULES
-    from .quant.table import CalibrationError
+    from .quant.table.rules import RULES
+    from .quant.table.file import CalibrationError
 
     odd = next(((n, t["bits"]) for n, t in table.tensors.items()
                 if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
@@ -250,14 +250,14 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
     them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
     the calibration data or None)."""
-    from .quant.qgraph import quantize_graph
-    from .quant.table import CalibrationError, CalibrationTable, load_table, model_sha256
+    from .quant.intgraph.qgraph import quantize_graph
+    from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
 
-    from .quant.data import load_calibration_data
+    from .quant.collect.data import load_calibration_data
 
     from .quant.calibrate import activation_bits, check_activation_bits, check_wide_kinds
-    from .quant.rules import get_rules
-    from .quant.steps import Steps
+    from .quant.table.rules import get_rules
+    from .quant.table.steps import Steps
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
@@ -272,7 +272,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:
-        from .quant.place import check_nodes, check_options
+        from .quant.place.placer import check_nodes, check_options
 
         if calib is not None:
             raise BuildError("--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
@@ -308,7 +308,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)
         if placement is not None and placement.active:
-            from .quant.place import place
+            from .quant.place.placer import place
 
             table = place(onnx_model, table, cd.array, placement, log)
         source = {"from": "data", "samples": int(len(cd.array))}
@@ -324,7 +324,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         "activation_bits": _width_counts(table),
         "integer_ops": _kind_counts(qgraph),
     }
-    from .quant.placement import KEY, islands
+    from .quant.table.placement import KEY, islands
 
     settings = table.doc.get("settings") or {}
     if settings.get("activation_bits", 8) > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
@@ -352,7 +352,7 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
     op on the backend's own codes otherwise; tcc.tolerance gives the rule with float islands) and vs the PyTorch
     FP32 lowering (recorded). codes: the backend's codes of every quantized tensor, or a function returning them
     (an exact backend is asked only when float islands kept it from equality end to end)."""
-    from .quant.reference import Reference, backend_tensors, per_op_deviation
+    from .quant.intgraph.reference import Reference, backend_tensors, per_op_deviation
 
     ref = Reference().run(qgraph, x)
     if isinstance(ref, list):
@@ -397,7 +397,7 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
     inputs = check_inputs or {"seed": CHECK_SEED, "batch": CHECK_BATCH, "distribution": "standard normal",
                               "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))"}
     return {
-        "reference": "the integer reference executor (tcc.quant.reference.Reference) on the same table",
+        "reference": "the integer reference executor (tcc.quant.intgraph.reference.Reference) on the same table",
         "inputs": inputs,
         "tolerance": tol,
         "result": result,

@@ -149,10 +149,10 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
 def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
     from tcc.backends.base import Exposed
 
-    from .quant.plan import plan
-    from .quant.qgraph import quantize_graph
-    from .quant.reference import QTensor, Reference
-    from .quant.table import load_table, model_sha256
+    from .quant.intgraph.plan import plan
+    from .quant.intgraph.qgraph import quantize_graph
+    from .quant.intgraph.reference import QTensor, Reference
+    from .quant.table.file import load_table, model_sha256
 
     calib = ctx.calib
     if calib is None and other and kind_of(other) == "bundle" and (Path(other) / "calibration.json").is_file():

@@ -89,6 +89,12 @@ class BuildError(TccError):
     exit_code = 2
 
 
+class CalibrationError(TccError):
+    """A calibration table is unreadable, invalid, or does not belong to this spec / weights / model. Exit 2."""
+
+    exit_code = 2
+
+
 class SelfCheckError(TccError):
     """The built artifact does not reproduce the PyTorch lowering within the stated tolerance. Exit code 1: the
     input was fine, the compiler (or a backend) is wrong."""

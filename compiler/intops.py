@@ -12,11 +12,11 @@ An `IntOp` states, for one kind of integer node:
 
 What a kind computes is written once per stage, as the method named after the kind of one interpreter class:
 
-    tcc.quant.plan.plan(onnx)             FP32 ONNX after the passes -> IntGraph (matching; refuses what no entry takes)
-    tcc.quant.qgraph.Quantizer            IntGraph + calibration table -> QGraph: every integer constant (weight and
+    tcc.quant.intgraph.plan.plan(onnx)             FP32 ONNX after the passes -> IntGraph (matching; refuses what no entry takes)
+    tcc.quant.intgraph.qgraph.Quantizer            IntGraph + calibration table -> QGraph: every integer constant (weight and
                                           bias codes, fixed-point multipliers, clamp bounds, lookup tables)
-    tcc.quant.reference.Reference         QGraph -> numpy integer results (the golden INT8 model)
-    tcc.backends.tvm_int8.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
+    tcc.quant.intgraph.reference.Reference         QGraph -> numpy integer results (the golden INT8 model)
+    tcc.backends.tvm.int8.lower.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend
@@ -25,7 +25,7 @@ that lacks a kind says so from the table before any work is done, not by crashin
 Precision placement: any node of a quantized graph may be a *float island* (`precision == "float"`): its inputs
 dequantized, the FP32 op computed in float32, its outputs quantized again where an integer node reads them. Kinds
 of the `Role.FLOAT` role (no integer form: softmax) are islands wherever the target rules allow float ops; any
-other node is one where the calibration table places it (tcc.quant.placement). Every interpreter handles islands
+other node is one where the calibration table places it (tcc.quant.table.placement). Every interpreter handles islands
 in one method, `float_island`, which runs the node's own FP32 lowering on that backend (ONNX Runtime's float
 kernels, TVM's ONNX frontend, TFLite's float builtins): no second copy of an op's math.
 """
@@ -445,7 +445,7 @@ FLOAT_ISLAND = "float_island"  # the one method of every interpreter that runs a
 
 
 class Interpreter:
-    """Walks a quantized graph (tcc.quant.qgraph.QGraph) in order; `run_node` dispatches a node to the method named
+    """Walks a quantized graph (tcc.quant.intgraph.qgraph.QGraph) in order; `run_node` dispatches a node to the method named
     after its kind, like torch.fx's Interpreter, and a float island to `float_island`. A subclass sets `lowering`
     and implements exactly the kinds whose entry lists that lowering, and `float_island` (checked when the class is
     created)."""

@@ -48,7 +48,7 @@ TOLERANCES = {
     # kernels 14% / 0.9938 and 13% / 0.9866.
     "dynamic": {"min_cosine": 0.9, "rule": "cosine(a, r) >= min_cosine (max |a - r| / max |r| recorded)"},
 }
-# INT8: the artifact is checked against the integer reference executor (tcc.quant.reference), the golden INT8
+# INT8: the artifact is checked against the integer reference executor (tcc.quant.intgraph.reference), the golden INT8
 # model, on the same inputs. Exact backends (TVM) must equal it bit for bit, end to end. ONNX Runtime requantizes
 # with a float32 multiplier (round half to even, like the reference), so a code can flip where the exact value lies
 # within float rounding (~1e-7 relative) of a tie. Such one-LSB flips are rare, but a network can amplify them:
@@ -60,7 +60,7 @@ TOLERANCES = {
 # a real lowering error (a wrong scale, a lost bias, an unfused activation) is tens to thousands of LSB. The
 # end-to-end deviation is recorded. The FP32 comparison (cosine etc.) is recorded, not gated: how close INT8 gets to
 # FP32 depends on the calibration data, which is the quality report's subject (tcc calibrate), not the lowering's.
-# Float islands (tcc.quant.placement: a node of the INT8 graph computed in float32 between a dequantize and a
+# Float islands (tcc.quant.table.placement: a node of the INT8 graph computed in float32 between a dequantize and a
 # quantize) change the contract where they are, and only there. The reference computes an island's FP32 op with ONNX
 # Runtime's float kernels; a backend computes it with its own (TVM's schedules, LiteRT's, another ORT fusion), so the
 # float result differs by float32 rounding (a few ulps: reassociated sums), and requantizing it can move a code by

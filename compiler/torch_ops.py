@@ -40,7 +40,7 @@ class AxisLayerNorm(nn.LayerNorm):
 class Scale(nn.Module):
     """x * weight, with a learnable per-channel weight broadcast along the other axes (ConvNeXt's layer scale)."""
 
-    per_channel_factor = True  # seeded random weights treat it like a BatchNorm weight (tcc.lower_torch)
+    per_channel_factor = True  # seeded random weights treat it like a BatchNorm weight (tcc.lower.to_torch)
 
     def __init__(self, shape: tuple, init: float):
         super().__init__()

@@ -12,8 +12,8 @@ import torch
 from onnx import TensorProto, helper
 
 import tcc
-from tcc.lower_onnx import to_onnx
-from tcc.lower_torch import init_weights
+from tcc.lower.to_onnx import to_onnx
+from tcc.lower.to_torch import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_SPECS = ROOT / "tests" / "specs"

@@ -15,13 +15,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from tcc.backends.ax_chips import CHIPS
-from tcc.backends.ax_config import Enum, check_prototxt, dump_prototxt, parse_prototxt, validate_pulsar2
-from tcc.backends.ax_ops import check_model
+from tcc.backends.ax.chips import CHIPS
+from tcc.backends.ax.config import Enum, check_prototxt, dump_prototxt, parse_prototxt, validate_pulsar2
+from tcc.backends.ax.ops import check_model
 from tcc.build import build
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import BuildError
-from tcc.quant.table import load_table
+from tcc.quant.table.file import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"ddsnet": ROOT / "spec" / "ddsnet.yaml", "fastnet": ROOT / "spec" / "fastnet.yaml",
@@ -62,7 +62,7 @@ def kits(images, tmp_path_factory):
 @pytest.mark.parametrize("chip", sorted(CHIPS))
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_kit(kits, images, spec, chip):
-    from tcc.quant.data import load_calibration_data
+    from tcc.quant.collect.data import load_calibration_data
     from tcc.spec.loader import load_model
 
     result = kits(spec, chip)

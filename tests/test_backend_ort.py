@@ -13,9 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
-from tcc.backends.fp16 import to_fp16
+from tcc.backends.ort.fp16 import to_fp16
 from tcc.build import TOLERANCES, build
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import BuildError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
 def test_registry_is_plain_data_and_imports_nothing():
     assert set(TARGETS) >= {"onnx", "ort"} and TARGETS["ort"].precisions == ("fp32", "fp16", "int8", "dynamic")
     assert all(t.backend in BACKENDS for t in TARGETS.values())
-    code = "import sys, tcc.backends; print(any(m in sys.modules for m in ('onnxruntime', 'tcc.backends.ort')))"
+    code = "import sys, tcc.backends; print(any(m in sys.modules for m in ('onnxruntime', 'tcc.backends.ort.backend')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_litert")
 from int8_zoo import SMALL, spec_path, zoo_names  # noqa: E402
 from tcc.backends import TARGETS, get_backend  # noqa: E402
 from tcc.build import TOLERANCES, build  # noqa: E402
-from tcc.cli import main  # noqa: E402
+from tcc.cli.main import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIB = {"method": "kl", "calib_size": 8}
@@ -72,7 +72,7 @@ def test_four_precisions(name, precision, tmp_path, data):
 def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
     """Equalization, rounding and bias correction change what the table holds; the TFLite lowering reads them through
     the quantized graph and stays bit-exact with the integer reference (LiteRT's reference kernels)."""
-    from tcc.quant.steps import Steps
+    from tcc.quant.table.steps import Steps
 
     steps = Steps(equalization=True, bias_correction=True, rounding=True)
     r = _build("fastnet", tmp_path, "int8", data, calib_options={**CALIB, "steps": steps})
@@ -196,7 +196,7 @@ def _fully_connected_runs(model_path, n_inputs, seed=1):
     (s_in * s_w / s_out in double from the file's float32 scales, then QuantizeMultiplier)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tcc.quant.qgraph import quantize_multiplier
+    from tcc.quant.intgraph.qgraph import quantize_multiplier
 
     it = Interpreter(model_path=str(model_path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                      experimental_preserve_all_tensors=True)
@@ -242,8 +242,8 @@ def test_fully_connected_requantizes_with_one_rounding(tmp_path):
     """LiteRT's reference FULLY_CONNECTED rounds the exact product once; gemmlowp's two roundings (its CONV_2D's)
     differ on near ties. The tflite rules' gemm rounding predicts every code, gemmlowp does not. Exact ties (the
     multiplier made exactly 1/64 by editing the file's scales) go away from zero, not to even."""
-    from tcc.quant.reference import gemmlowp_multiply, single_half_away_multiply
-    from tcc.quant.rules import RULES
+    from tcc.quant.intgraph.reference import gemmlowp_multiply, single_half_away_multiply
+    from tcc.quant.table.rules import RULES
 
     assert RULES["tflite"].gemm_rounding == "single_half_away"
     spec = tmp_path / "fc.yaml"
@@ -284,7 +284,7 @@ layers:
 def test_grouped_conv_is_a_grouped_conv_2d(tmp_path):
     """A grouped conv (ResNeXt, RegNet: groups of several channels) is a CONV_2D whose filter holds a group's input
     channels (TFLite infers the groups from the depths; builtin version 6), not a depthwise conv: FP32 within the
-    FP32 contract of the PyTorch module. int8 has no TFLite grouped kernel and is refused by name (tcc.quant.rules)."""
+    FP32 contract of the PyTorch module. int8 has no TFLite grouped kernel and is refused by name (tcc.quant.table.rules)."""
     from ai_edge_litert import schema_py_generated as S
 
     spec = tmp_path / "grouped.yaml"

@@ -14,7 +14,7 @@ pytest.importorskip("ai_edge_litert")
 from int8_zoo import SMALL, spec_path  # noqa: E402
 from tcc.backends import get_backend  # noqa: E402
 from tcc.build import build  # noqa: E402
-from tcc.cli import main  # noqa: E402
+from tcc.cli.main import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     equals the integer reference's codes, on inputs that saturate the input's int16 codes too. `tflite16-i32`:
     int32 bias and accumulators on CONV_2D / FULLY_CONNECTED (gemmlowp rounding), int64 on DEPTHWISE_CONV_2D."""
     from tcc.frontend import lower_spec
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.table import CalibrationTable
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.table.file import CalibrationTable
 
     r = build(spec_path(name), target, tmp_path / "b", precision="int8", overrides=SMALL[name], data=data,
               calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
@@ -55,8 +55,8 @@ def test_16x8_int32_narrowed_grids_equal_litert_reference_kernels(tmp_path):
     LiteRT's reference kernels, inputs that saturate included."""
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
 
     fe = lower_spec(spec_path("alexnet"), SMALL["alexnet"])
     x = np.random.default_rng(0).standard_normal((4, *fe.model.input_shape)).astype(np.float32)
@@ -71,7 +71,7 @@ def test_16x8_int32_narrowed_grids_equal_litert_reference_kernels(tmp_path):
 
 
 def _equals_reference_kernels(bundle, qg, x):
-    from tcc.quant.reference import Reference
+    from tcc.quant.intgraph.reference import Reference
 
     _, ref = Reference().run(qg, x, return_all=True)  # the last input saturates
     assert ref[qg.input].q.min() == qg.input_q.lo and ref[qg.input].q.max() == qg.input_q.hi
@@ -191,9 +191,9 @@ def test_16_bit_zero_point_must_be_zero(data):
     """LiteRT's 16x8 kernels take zero point 0 only: a table with another is refused naming the tensor."""
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.table import CalibrationError, CalibrationTable
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.table.file import CalibrationError, CalibrationTable
 
     fe = lower_spec(spec_path("ddsnet"), SMALL["ddsnet"])
     g = plan(fe.onnx, rules="tflite")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from tcc.backends.ax_ops import check_model
+from tcc.backends.ax.ops import check_model
 from tcc.build import build
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.frontend import lower_spec
-from tcc.quant.plan import UnsupportedOps, plan
+from tcc.quant.intgraph.plan import UnsupportedOps, plan
 
 SPEC = ROOT / "tests" / "specs" / "torchvision_ops.yaml"
 CALIB = {"method": "minmax", "calib_size": 8}

@@ -21,11 +21,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
-from tcc.backends import targets as tg
-from tcc.backends import tensor_file, tvm_compile, tvm_tune
-from tcc.backends import tvm_runtime as rt
+from tcc import targets as tg
+from tcc.backends.tvm import tensor_file, compile as tvm_compile, tune as tvm_tune
+from tcc.backends.tvm import runtime as rt
 from tcc.build import build
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import BuildError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def bundles(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------------- registry
 def test_tvm_targets_come_from_the_target_registry():
-    assert BACKENDS["tvm"] == "tcc.backends.tvm:TvmBackend"
+    assert BACKENDS["tvm"] == "tcc.backends.tvm.backend:TvmBackend"
     for name, spec in tg.PLATFORMS.items():
         t = get_target(name)
         assert t.backend == "tvm" and t.precisions == ("fp32", "int8")
@@ -278,7 +278,7 @@ def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
 @needs_tvm
 def test_arm_bundle_without_qemu_names_the_package(bundles, monkeypatch, tmp_path, capsys):
     out = bundles("spec/ddsnet.yaml", "arm-a7").out
-    import tcc.backends.tvm as tvm_backend
+    import tcc.backends.tvm.backend as tvm_backend
 
     monkeypatch.setattr(tvm_backend.shutil, "which", lambda cmd: None)
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 224, 224), np.float32))
@@ -308,10 +308,10 @@ layers:
 def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     """INT8 goes through backends/tvm_int8.py and is compiled like FP32; the ARM module under qemu must equal the
     host build bit for bit, and both the integer reference (the builder's gated self-check for exact backends)."""
-    if importlib.util.find_spec("tcc.backends.tvm_int8") is None:
+    if importlib.util.find_spec("tcc.backends.tvm.int8.lower") is None:
         pytest.skip("backends/tvm_int8.py not there yet")
     _require_runtime("arm-a7")
-    from tcc.quant.quantizer import scale_for_threshold
+    from tcc.quant.table.quantizer import scale_for_threshold
 
     spec = write("tiny.yaml", TINY)
     # inputs within a few float32 ulps of the quantizer's ties x = (k + 1/2) * s, for the input scale s that
@@ -400,7 +400,7 @@ def test_tune_writes_and_reuses_the_database(write, tmp_path, monkeypatch):
 @needs_tvm
 def test_tune_database_defaults_to_the_cache(monkeypatch, tmp_path):
     """Without --tune-log the database is kept per target + CPU + model in tcc's cache (tune/...)."""
-    from tcc.backends.tvm import TvmBackend
+    from tcc.backends.tvm.backend import TvmBackend
 
     monkeypatch.setattr(rt, "cache_root", lambda: tmp_path)
     model = _celu_model()

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tcc.backends import targets as tg
+from tcc import targets as tg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def _tools(target: str):
 
 @pytest.mark.parametrize("target,source", [("arm-a7", ARMV7_PROGRAM), ("aarch64", AARCH64_PROGRAM)])
 def test_instruction_count_equals_hand_count(target, source, tmp_path):
-    from tcc.backends.insn_count import count_command, summarize
+    from tcc.backends.tvm.measure.insn_count import count_command, summarize
 
     platform, cc = _tools(target)
     (tmp_path / "p.S").write_text(source)
@@ -68,7 +68,7 @@ def test_instruction_count_equals_hand_count(target, source, tmp_path):
 
 
 def test_phases_nest_and_add_up():
-    from tcc.phases import phase, recording
+    from tcc.process.phases import phase, recording
 
     with recording() as seconds:
         with phase("emit"):
@@ -128,7 +128,7 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
 def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
     """The CI run: one small model through every section; bench.json valid against its schema, every engine
     timed, the ARM bundles' instructions counted, the targets judged, bench.md written."""
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     assert main(["bench", "--quick", "-o", str(tmp_path), "--no-progress"]) == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
@@ -143,7 +143,7 @@ def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
     if "arm-a7-int8" in built:
         import numpy as np
 
-        from tcc.backends.insn_count import per_inference
+        from tcc.backends.tvm.measure.insn_count import per_inference
 
         ins = m["builds"]["arm-a7-int8"]["instructions"]
         assert ins["arch"] == "armv7" and ins["total"] > 1_000_000 and ins["int8_mac"] > 0
@@ -170,7 +170,7 @@ def test_report_table1_carries_the_paper_numbers_and_plots(tmp_path, capsys):
     FastNet 218,534 (0.22 M) and 104,934,932 (its 210.31 M FLOPs are two per MAC); plots are real PNGs."""
     from PIL import Image
 
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     assert main(["report", str(ROOT / "spec" / "ddsnet.yaml"), str(ROOT / "spec" / "fastnet.yaml"),
                  "-o", str(tmp_path)]) == 0
@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
 
 @pytest.mark.parametrize("target", ["arm-a7", "aarch64"])
 def test_instructions_per_function_equal_hand_counts(target, tmp_path):
-    from tcc.backends.insn_profile import count_by_function, kind
+    from tcc.backends.tvm.measure.insn_profile import count_by_function, kind
 
     platform, cc = _tools(target)
     (tmp_path / "lib.S").write_text(LIBRARY[platform.arch])

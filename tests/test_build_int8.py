@@ -11,7 +11,7 @@ import pytest
 
 from tcc.build import TOLERANCES, build
 from tcc.bundle import read_manifest
-from tcc.cli import main
+from tcc.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DDSNET = ROOT / "spec" / "ddsnet.yaml"

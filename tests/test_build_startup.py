@@ -1,6 +1,6 @@
 """`tcc build`'s start-up and exit: libraries imported without optional dependencies tcc does not use
-(tcc.import_order), TVM's compile in a worker process forked before PyTorch loads (backends/tvm_worker.py), and the
-command's exit without module teardown (tcc.cli.run). What each saves is measured by `tcc bench` (README, issue 15);
+(tcc.process.import_order), TVM's compile in a worker process forked before PyTorch loads (backends/tvm_worker.py), and the
+command's exit without module teardown (tcc.cli.main.run). What each saves is measured by `tcc bench` (README, issue 15);
 these tests check that none of it changes what is built or what the user sees."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tcc.import_order import hidden
+from tcc.process.import_order import hidden
 
 from test_backend_tvm import TINY, _require_runtime, needs_tvm
 
@@ -36,7 +36,7 @@ def test_hidden_module_fails_to_import_inside_and_imports_after(tmp_path, monkey
 
 _CLI_BUILD = """
 import json, sys
-from tcc.cli import main
+from tcc.cli.main import main
 code = main(["build", {spec!r}, "--target", "arm-a7", "-o", {out!r}])
 print(json.dumps({{"code": code, "tvm": "tvm" in sys.modules, "torch": "torch" in sys.modules,
                   "sympy": "sympy" in sys.modules}}))
@@ -79,7 +79,7 @@ def test_cli_build_error_before_emit_ends_the_worker(write, tmp_path):
 
 
 def test_command_exit_keeps_output_and_exit_code(tmp_path):
-    """tcc.cli.run ends the process without teardown: the output is complete when piped, the exit code is main's."""
+    """tcc.cli.main.run ends the process without teardown: the output is complete when piped, the exit code is main's."""
     ok = subprocess.run([sys.executable, "-m", "tcc", "check", str(ROOT / "spec/ddsnet.yaml"), "--json"],
                         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert ok.returncode == 0, ok.stderr
@@ -92,7 +92,7 @@ def test_command_exit_keeps_output_and_exit_code(tmp_path):
 def test_phases_timed_elsewhere_are_added_under_the_current_phase():
     """A worker's own recording (forked inside the build's "preload" phase) names its phases from its own root, and
     the build adds them under the phase it waits in."""
-    from tcc.phases import add, phase, recording
+    from tcc.process.phases import add, phase, recording
 
     with recording() as outer:
         with phase("preload"):

@@ -14,7 +14,7 @@ import pytest
 
 from tcc.build import TOLERANCES, build
 from tcc.bundle import MANIFEST, read_manifest, sha256_file
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import BuildError, SelfCheckError
 
 TINY = """\
@@ -111,7 +111,7 @@ def test_manifest_records_real_weights(tiny, tmp_path):
     import torch
 
     from tcc import load_model, to_torch
-    from tcc.lower_torch import init_weights
+    from tcc.lower.to_torch import init_weights
 
     module = init_weights(to_torch(load_model(tiny).graph), 7)
     ckpt = tmp_path / "w.pt"
@@ -145,7 +145,7 @@ def test_force_never_deletes_a_non_bundle(tiny, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- atomicity
 def test_failure_midway_leaves_no_bundle(tiny, tmp_path, monkeypatch):
-    from tcc.backends.ort import OrtBackend
+    from tcc.backends.ort.backend import OrtBackend
 
     def broken_emit(self, model, options, out_dir):
         (Path(out_dir) / "model.onnx").write_bytes(b"half a model")
@@ -159,7 +159,7 @@ def test_failure_midway_leaves_no_bundle(tiny, tmp_path, monkeypatch):
 
 
 def test_failed_force_rebuild_keeps_the_old_bundle(tiny, tmp_path, monkeypatch):
-    from tcc.backends.ort import OrtBackend
+    from tcc.backends.ort.backend import OrtBackend
 
     out = build(tiny, "ort", tmp_path / "b").out
     before = files_of(out)
@@ -172,7 +172,7 @@ def test_failed_force_rebuild_keeps_the_old_bundle(tiny, tmp_path, monkeypatch):
 _SLOW_BUILD = """
 import pathlib, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the test runner ignores it
-from tcc.backends.ort import OrtBackend
+from tcc.backends.ort.backend import OrtBackend
 emit = OrtBackend.emit
 def slow_emit(self, model, options, out_dir):
     files = emit(self, model, options, out_dir)
@@ -180,7 +180,7 @@ def slow_emit(self, model, options, out_dir):
     time.sleep(120)
     return files
 OrtBackend.emit = slow_emit
-from tcc.cli import main
+from tcc.cli.main import main
 sys.exit(main(["build", {spec!r}, "--target", "ort", "-o", {out!r}]))
 """
 
@@ -250,7 +250,7 @@ def test_sigkill_leaves_a_temp_dir_that_the_next_build_removes(slow_builds):
 def test_corrupted_weight_fails_the_self_check(tiny, tmp_path, monkeypatch):
     from onnx import numpy_helper
 
-    from tcc.backends.ort import OrtBackend
+    from tcc.backends.ort.backend import OrtBackend
 
     emit = OrtBackend.emit
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 import tcc
-from tcc.checkpoint_layouts import KeyMap, read_key_map
-from tcc.cli import main as cli
+from tcc.spec.checkpoint_layouts import KeyMap, read_key_map
+from tcc.cli.main import main as cli
 from tcc.errors import WeightsError
-from tcc.weights import fit_to_checkpoint, load_weights, match_weights
+from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
 
 from test_spec_errors import assert_error
 

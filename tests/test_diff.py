@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tcc.build import build
-from tcc.cli import main
+from tcc.cli.main import main
 
 SPEC = "spec/ddsnet.yaml"
 SMALL = ["--set", "image_size=64"]
@@ -20,7 +20,7 @@ INJECTED = "dense2.layer1.pw.conv"  # the ONNX tensor of that conv (its BatchNor
 def setup(tmp_path_factory):
     import torch
 
-    from tcc.lower_torch import init_weights, to_torch
+    from tcc.lower.to_torch import init_weights, to_torch
     from tcc.spec.loader import load_model
 
     tmp = tmp_path_factory.mktemp("diff")

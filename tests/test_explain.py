@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from conftest import ROOT
 
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.explain.gradcam import explain_image, grad_cam, normalise
 from tcc.explain.layers import LayerIndex
 from tcc.frontend import reference_module
-from tcc.lower_torch import init_weights, to_torch
+from tcc.lower.to_torch import init_weights, to_torch
 from tcc.spec.loader import load_model
 
 SHARED = ROOT.parent / "shared" / "fixtures" / "ddsnet"

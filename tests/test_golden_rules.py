@@ -70,7 +70,7 @@ def test_a_perturbed_scale_fails_the_reference_and_names_the_tensor(golden):
 
 
 def test_a_changed_rounding_rule_fails_the_integer_reference(golden, monkeypatch):
-    from tcc.quant import reference
+    from tcc.quant.intgraph import reference
 
     # the tvm rules' requantization (one rounding, half to even) replaced by gemmlowp's (two, half away from zero)
     monkeypatch.setitem(reference.ROUNDING_FUNCTIONS, "half_even", reference.gemmlowp_multiply)
@@ -116,7 +116,7 @@ def test_update_refuses_an_inconsistent_golden_set(golden, monkeypatch):
 
 
 def test_bad_plan_names_file_line_and_column(tmp_path, capsys):
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     plan = tmp_path / "golden.yaml"
     plan.write_text("format: tcc-golden/1\nmodels:\n  m:\n    spec: x.yaml\n    entries: [bogus]\n")

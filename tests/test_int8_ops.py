@@ -10,12 +10,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tcc.backends.base import EmitOptions
-from tcc.backends.ort import OrtBackend
+from tcc.backends.ort.backend import OrtBackend
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.plan import plan
-from tcc.quant.qdq import run, to_qdq
-from tcc.quant.qgraph import quantize_graph
-from tcc.quant.reference import Reference, per_op_deviation, quantize_input
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.lower.qdq import run, to_qdq
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import Reference, per_op_deviation, quantize_input
 
 RNG = np.random.default_rng(7)
 C, H = 4, 7
@@ -151,8 +151,8 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     tvm = pytest.importorskip("tvm")
     from tvm import relax
 
-    from tcc.backends.tvm_compile import _relax_pipeline, resolve_tvm_target
-    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.backends.tvm.compile import _relax_pipeline, resolve_tvm_target
+    from tcc.backends.tvm.int8.lower import lower_int8
 
     model, kinds = CASES[name]
     g = plan(model)
@@ -232,7 +232,7 @@ def test_each_kind_tflite_reference_kernels_bit_exact(name, tmp_path):
     """Under the tflite rules every kind's .tflite model, run by LiteRT's reference kernels, gives the reference's
     codes on every quantized tensor (read back by name), and LiteRT's optimized kernels are within 1 LSB per op."""
     pytest.importorskip("ai_edge_litert")
-    from tcc.backends.tflite import TfliteBackend
+    from tcc.backends.tflite.backend import TfliteBackend
 
     model = CASES[name][0]
     table = calibrate_onnx(model, _data(), method="minmax", target="tflite")
@@ -268,10 +268,10 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tcc.backends.tflite_lower import options
-    from tcc.backends.tflite_model import Quant, TfliteModel
+    from tcc.backends.tflite.lower import options
+    from tcc.backends.tflite.model import Quant, TfliteModel
     from tcc.intops import TFLITE_UNARY
-    from tcc.quant.qgraph import QParams, tflite_table
+    from tcc.quant.intgraph.qgraph import QParams, tflite_table
 
     kernel = TFLITE_UNARY[op]
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if op == "Elu" else OpResolverType.BUILTIN_REF

@@ -1,4 +1,4 @@
-"""The integer op table (tcc.intops) and the planner (tcc.quant.plan): one entry per kind, every interpreter
+"""The integer op table (tcc.intops) and the planner (tcc.quant.intgraph.plan): one entry per kind, every interpreter
 implementing exactly its kinds, patterns, fusion marks read from the pass, up-front refusal, deterministic groups."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TFLITE, TVM, Interpreter, Role, supported
 from tcc.passes.fusion import FUSABLE
-from tcc.quant.plan import UnsupportedOps, plan
+from tcc.quant.intgraph.plan import UnsupportedOps, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,11 +32,11 @@ def _model(nodes, inits=(), shape=(1, 4, 6, 6), out_shape=None, opset=13):
 def test_every_interpreter_implements_exactly_its_kinds():
     """The table lists which lowerings take each kind; each interpreter is checked against it when its class is
     created (importing them is the test), and a subclass that misses a kind is refused."""
-    from tcc.backends.tvm_int8 import RelaxLowering
-    from tcc.quant.qgraph import Quantizer
-    from tcc.quant.reference import Reference
+    from tcc.backends.tvm.int8.lower import RelaxLowering
+    from tcc.quant.intgraph.qgraph import Quantizer
+    from tcc.quant.intgraph.reference import Reference
 
-    from tcc.backends.tflite_lower import TfliteLowering
+    from tcc.backends.tflite.lower import TfliteLowering
 
     integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
     for cls in (Quantizer, Reference, RelaxLowering):
@@ -145,7 +145,7 @@ def test_interpreter_dispatch_is_by_kind():
 
 
 def test_ops_command_lists_the_tables(capsys):
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     assert main(["ops", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

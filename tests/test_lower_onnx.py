@@ -15,7 +15,7 @@ from onnx_util import (LOCAL_SPECS, ROOT, assert_close, compare_every_value, low
 import tcc
 from tcc.tolerance import compare
 from tcc.errors import ExportError, OpsetError, TccError, WeightsError
-from tcc.lower_onnx import MAX_OPSET, MIN_OPSET, to_onnx
+from tcc.lower.to_onnx import MAX_OPSET, MIN_OPSET, to_onnx
 from tcc.passes.base import infer_value_shapes
 
 torch.set_num_threads(2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tcc
-from tcc.lower_torch import init_weights
+from tcc.lower.to_torch import init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from onnx_util import LOCAL_SPECS, run, session
 
 import tcc
-from tcc.lower_onnx import COMPOSITES_KEY, to_onnx
-from tcc.lower_torch import init_weights
+from tcc.lower.to_onnx import COMPOSITES_KEY, to_onnx
+from tcc.lower.to_torch import init_weights
 from tcc.passes import run_pipeline
 from tcc.passes.composites import composites
-from tcc.quant.plan import plan
+from tcc.quant.intgraph.plan import plan
 from tcc.tolerance import compare
 
 torch.set_num_threads(2)

@@ -15,8 +15,8 @@ import torch
 
 import tcc
 from tcc.data import load_image
-from tcc.lower_torch import init_weights
-from tcc.weights import load_weights, match_weights, read_state_dict
+from tcc.lower.to_torch import init_weights
+from tcc.lower.weights import load_weights, match_weights, read_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_models import DDSNet, FastNet, count_macs, count_params, ddsnet_checkpoint_state  # noqa: E402
@@ -86,7 +86,7 @@ def test_reference_fastnet_counts(residual):
 @pytest.mark.parametrize("spec,params,macs", [("ddsnet.yaml", DDSNET_PARAMS, DDSNET_MACS),
                                               ("fastnet.yaml", FASTNET_PARAMS, FASTNET_MACS)])
 def test_cli_check_numbers(spec, params, macs):
-    out = subprocess.run([sys.executable, "-m", "tcc.cli", "check", str(SPEC / spec), "--json"],
+    out = subprocess.run([sys.executable, "-m", "tcc.cli.main", "check", str(SPEC / spec), "--json"],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -221,7 +221,7 @@ def test_ddsnet_checkpoint_predictions(name, classes, image, top1):
 @needs_fixtures
 def test_cli_predict_gc_checkpoint():
     out = subprocess.run(
-        [sys.executable, "-m", "tcc.cli", "predict", str(SPEC / "ddsnet.yaml"), "--weights",
+        [sys.executable, "-m", "tcc.cli.main", "predict", str(SPEC / "ddsnet.yaml"), "--weights",
          str(FIXTURES / "GC_DDS_0.0064.pth"), "--by-order", "--image", str(FIXTURES / "GC.png"), "--json"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )

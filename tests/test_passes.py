@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_util import LOCAL_SPECS, ROOT, assert_close, assert_pass_close, lowered, run, sample, torch_out
 
 import tcc
-from tcc.lower_onnx import node_of, to_onnx
+from tcc.lower.to_onnx import node_of, to_onnx
 from tcc.passes import (FUSED_ACTIVATIONS_KEY, PIPELINE, PassError, batchnorm_to_affine, eliminate_dead,
                         flatten_concat, fold_batchnorm, fold_constants, fused_activations, mark_fused_activations,
                         op_counts, remove_identity, run_pipeline, simplify)
@@ -307,7 +307,7 @@ def test_pipeline_refuses_to_keep_a_batchnorm():
 def test_real_ddsnet_checkpoint():
     """The published GC checkpoint on the real GC image: PyTorch = ONNX = ONNX after the pipeline."""
     from tcc.data import load_image
-    from tcc.weights import load_weights
+    from tcc.lower.weights import load_weights
 
     model = tcc.load_model(DDSNET)
     module = tcc.to_torch(model.graph, inference_only=True)

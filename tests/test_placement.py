@@ -1,4 +1,4 @@
-"""Precision placement (tcc.quant.placement / place / place_speed): float islands in INT8 graphs on every lowering,
+"""Precision placement (tcc.quant.table.placement / place / place_speed): float islands in INT8 graphs on every lowering,
 the numeric contract where they are (tcc.tolerance), and the placement step's two objectives."""
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import onnx
 import pytest
 
 from tcc.build import TOLERANCES, build, int8_self_check
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.place import PlaceOptions, place, reference_score
-from tcc.quant.placement import float_nodes, with_placement
-from tcc.quant.plan import plan
-from tcc.quant.qdq import to_qdq
-from tcc.quant.qgraph import quantize_graph
-from tcc.quant.reference import Reference
-from tcc.quant.report import per_sample_cosine, run_ort
+from tcc.quant.place.placer import PlaceOptions, place, reference_score
+from tcc.quant.table.placement import float_nodes, with_placement
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import Reference
+from tcc.quant.report.quality import per_sample_cosine, run_ort
 
 SPEC = """kind: model
 name: islands
@@ -190,7 +190,7 @@ FP32_US = {"stem": 80.0, "dw": 30.0, "pw": 25.0, "gap": 6.0, "fc": 6.0}  # kerne
 
 
 def fake_profile(model, x, runs):
-    """ONNX Runtime's per-kernel profile as tcc.bench.ort_profile reads it, from the two tables above: the FP32
+    """ONNX Runtime's per-kernel profile as tcc.measure.ort reads it, from the two tables above: the FP32
     model, or the INT8 model with its float islands (a layout change, the float kernel, the quantize)."""
     if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):  # the FP32 model
         return [{"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v}
@@ -212,7 +212,7 @@ def fake_profile(model, x, runs):
 def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     """Which nodes stay float for speed comes from the measured profile: a node whose integer kernel is slower than
     its float twin is a candidate, kept where its island (conversions included) measured cheaper."""
-    from tcc.quant import place_speed
+    from tcc.quant.place import speed as place_speed
 
     monkeypatch.setattr(place_speed, "_profile", fake_profile)
     monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 0.8)
@@ -226,7 +226,7 @@ def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
 def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch):
     """The bound any placement could reach: per node the faster of its integer and float kernels (dw: 90 -> 30), the
     INT8 model's kernels that belong to no node (a layout change) as measured; sums of kernel time."""
-    from tcc.quant import place_speed
+    from tcc.quant.place import speed as place_speed
 
     def with_layout_change(model, x, runs):
         prof = fake_profile(model, x, runs)
@@ -278,7 +278,7 @@ def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys
     written from the parameters) passes its self-check against the reference."""
     from onnx import numpy_helper
 
-    from tcc.quant.steps import Steps, calibrated_parameters
+    from tcc.quant.table.steps import Steps, calibrated_parameters
 
     fp32, x = case["fp32"], case["x"]
     table = calibrate_onnx(fp32, x, method="kl", target="tflite", progress=False, steps=Steps(equalization=True))
@@ -299,7 +299,7 @@ def test_an_island_keeps_its_bias_uncorrected(case):
     """Bias correction makes up for a layer's own quantization: a layer kept in float computes with its FP32 bias
     (equalized where equalization rescaled it), so with every weighted node in float and the input kept at its
     calibrated step the output is FP32's up to the input's rounding, with or without the correction."""
-    from tcc.quant.steps import Steps, calibrated_parameters
+    from tcc.quant.table.steps import Steps, calibrated_parameters
 
     fp32, x = case["fp32"], case["x"]
     corrected = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False,
@@ -324,7 +324,7 @@ def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
     them is left quantized (a fixpoint grown from below stopped at the first, whose reader is the next concat)."""
     from pathlib import Path
 
-    from tcc.quant.place import CANDIDATE_KINDS, absorbed
+    from tcc.quant.place.placer import CANDIDATE_KINDS, absorbed
 
     fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -339,7 +339,7 @@ def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
 def test_gain_counts_the_missed_objectives_or_all_when_none_is_missed():
     """The ranking's gain: only the objectives the current score misses, or every objective where it misses none
     (fake-quant can meet the floors while the integer reference does not: a ranking by it must still order nodes)."""
-    from tcc.quant.place import Score
+    from tcc.quant.place.placer import Score
 
     both = PlaceOptions(min_cos=0.9999, min_worst_cos=0.999)
     assert both.gain(Score(0.9998, 0.9995), Score(0.99985, 0.9996)) == pytest.approx(0.00005)  # the mean's only
@@ -355,7 +355,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
     head is in float, and with nothing else, stands for such a model."""
     from pathlib import Path
 
-    from tcc.quant.place import CANDIDATE_KINDS, Score, _float_tail, node_cost
+    from tcc.quant.place.placer import CANDIDATE_KINDS, Score, _float_tail, node_cost
 
     fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -383,7 +383,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
 def test_calibrate_says_how_much_of_the_model_a_placement_keeps_in_float(case):
     """The table records the float share of the model's cost; over half of it, `tcc calibrate` warns (the result
     is hardly an INT8 model). Every computing node pinned in float: the share is the non-computing rest's."""
-    from tcc.quant.place import placement_lines
+    from tcc.quant.place.placer import placement_lines
 
     graph = plan(case["fp32"], rules="tvm")
     computing = tuple(n.name for n in graph.nodes if n.integer and n.kind in ("conv", "gemm"))

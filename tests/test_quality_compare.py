@@ -79,7 +79,7 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from tcc.quant.qdq import run
+    from tcc.quant.lower.qdq import run
 
     rng = np.random.default_rng(0)
     w = rng.integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)

@@ -11,9 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.qdq import quant_points, run, to_qdq
-from tcc.quant.reference import run_reference
-from tcc.quant.table import CalibrationError, CalibrationTable, load_table
+from tcc.quant.lower.qdq import quant_points, run, to_qdq
+from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,8 +122,8 @@ def test_accumulator_guard_names_the_overflowing_16_bit_conv():
     2.397e9 in all) exceed int32: a table that keeps the input at 16 bits is refused naming the layer and the
     input's codes; the calibration gives that input one bit less (below); 8 bits, or 7 input channels at 16 bits
     (2.6e8), need nothing."""
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
 
     m, x = _wide_conv(64)
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
@@ -148,11 +148,11 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     inputs that saturate the narrowed codes."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
-    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.build import check_table_bits
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.rules import get_rules
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.table.rules import get_rules
 
     m, x = _wide_conv(64)
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
@@ -198,9 +198,9 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     output >= 0), and both TVM lowerings equal the reference bit for bit."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
-    from tcc.backends.tvm_int8 import lower_int8
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import accumulator_bound, quantize_graph
+    from tcc.backends.tvm.int8.lower import lower_int8
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import accumulator_bound, quantize_graph
 
     m, x = _wide_conv(64, relu_first=True)
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
@@ -224,9 +224,9 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
 def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     from tcc.build import check_table_bits
     from tcc.errors import DataError
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.rules import get_rules
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.table.rules import get_rules
 
     m, t = a16
     with pytest.raises(CalibrationError, match=r"calib\.json: target ort .*8-bit activations only.*tensor 'input' "
@@ -241,7 +241,7 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
 
 
 def test_cli_refuses_16_bit_activations_for_ort_before_any_work(tmp_path, capsys):
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     code = main(["calibrate", str(ROOT / "spec" / "ddsnet.yaml"), "--data", str(tmp_path / "missing"), "--target", "ort",
                  "--activation-bits", "16", "-o", str(tmp_path / "t.json")])
@@ -257,7 +257,7 @@ def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
     reference on every tensor, with inputs that saturate the input's codes."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
-    from tcc.backends.tvm_int8 import dot_kernel, lower_int8
+    from tcc.backends.tvm.int8.lower import dot_kernel, lower_int8
 
     m, t = a16
     x = tiny_data(3, seed=6) * 3
@@ -299,8 +299,8 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     qemu; its dense kernels read s8 codes, so int16 ones take the generic conv), gives the reference's bits."""
     pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _skip_unless_runtime
-    from tcc.backends import tvm_compile, tvm_run
-    from tcc.backends.tvm_int8 import lower_int8
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.int8.lower import lower_int8
 
     _skip_unless_runtime(target)
     m, t = a16

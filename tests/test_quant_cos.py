@@ -6,9 +6,10 @@ import pytest
 from onnx import numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
-from tcc.quant.cos_search import _cos, _weight_step, cos_search, grouped_weight, layer_output, layer_rows
-from tcc.quant.quantizer import fake_quant, scale_for_threshold
-from tcc.quant.stats import find_layers, run_fp32
+from tcc.quant.intgraph.layers import find_layers, grouped_weight, layer_output, layer_rows
+from tcc.quant.scales.cos_search import _cos, _weight_step, cos_search
+from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
+from tcc.quant.collect.stats import run_fp32
 
 
 def _setup(n=16):
@@ -116,7 +117,7 @@ def test_input_scale_search_goes_past_the_window_up_to_the_tensors_largest_value
 def test_grouped_layer_evaluated_in_slices_gives_the_same_floats(signed):
     """The search's cosine of a many-group (depthwise) layer, quantized and multiplied a few groups at a time, is
     bit for bit the cosine of the whole array quantized at once (layer_output, _cos): the tables do not move."""
-    from tcc.quant.cos_search import _LayerEval, _Quant
+    from tcc.quant.scales.cos_search import _LayerEval, _Quant
 
     rng = np.random.default_rng(3)
     a = rng.standard_normal((40, 3000, 9), dtype=np.float32)  # [G, R, K]: 3000 * 9 * 40 elements, > one slice

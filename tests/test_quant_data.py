@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tcc.errors import DataError
-from tcc.quant.data import BadImageWarning, find_images, load_calibration_data
+from tcc.quant.collect.data import BadImageWarning, find_images, load_calibration_data
 from tcc.spec.loader import Preprocess
 
 PRE = Preprocess(resize=(16, 16), color="RGB", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from tcc.quant.methods import kl_divergences, kl_threshold, minmax_threshold, percentile_threshold, threshold
-from tcc.quant.quantizer import cosine, dequantize, fake_quant, qrange, quantize, scale_for_threshold
+from tcc.quant.scales.methods import kl_divergences, kl_threshold, minmax_threshold, percentile_threshold, threshold
+from tcc.quant.table.quantizer import cosine, dequantize, fake_quant, qrange, quantize, scale_for_threshold
 
 
 # ------------------------------------------------------------------ brute-force KL (a literal loop, TensorRT style)

@@ -10,9 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.qdq import quant_points, run, to_qdq
-from tcc.quant.quantizer import cosine
-from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier, requantize, run_reference
+from tcc.quant.lower.qdq import quant_points, run, to_qdq
+from tcc.quant.table.quantizer import cosine
+from tcc.quant.table.weight_codes import weight_codes
+from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, requantize, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
@@ -160,7 +161,7 @@ def test_ort_rules_give_dense_weights_int16_headroom(setup):
     bits = {name: e["bits"] for name, e in t.tensors.items() if e["kind"] == "weight"}
     assert bits == {"stem.conv.weight": 7, "pw.weight": 7, "fc.weight": 7, "dw.weight": 8}
     for name, b in bits.items():
-        codes = t.weight_codes(name, inits[name])
+        codes = weight_codes(t, name, inits[name])
         assert codes.min() >= -(2 ** (b - 1)) and codes.max() <= 2 ** (b - 1) - 1
         assert np.abs(codes).max() >= 2 ** (b - 2)  # the range is used, not just respected
     tvm = calibrate_onnx(m, tiny_data(24), method="minmax", target="tvm")
@@ -200,11 +201,11 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     FP32 top-2 margin is clear of the INT8 error (crop 7's is 0.18 logits: it flips)."""
     pytest.importorskip("tcc.passes")
     import tcc
-    from tcc.quant import crops
+    from tcc.quant.collect import crops
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate, report_lines
-    from tcc.quant.data import load_calibration_data
-    from tcc.quant.table import CalibrationError, file_sha256, load_table
+    from tcc.quant.collect.data import load_calibration_data
+    from tcc.quant.table.file import CalibrationError, file_sha256, load_table
 
     spec, weights = ROOT / "spec" / "ddsnet.yaml", FIXTURES / "GC_DDS_0.0064.pth"
     table = calibrate(spec, weights, crops.make_crops(tmp_path / "c", 32, 0), target="ort", method="kl+cos",

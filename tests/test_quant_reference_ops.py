@@ -6,7 +6,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
+from tcc.quant.intgraph.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
 
 
 def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):

@@ -1,4 +1,4 @@
-"""The calibration quality report (tcc.quant.report): per-tensor cosine / MSE against an independent computation,
+"""The calibration quality report (tcc.quant.report.quality): per-tensor cosine / MSE against an independent computation,
 top-1 agreement, ORT's quantize_static beside tcc, JSON and PNG output, bad report paths, `tcc calibrate`."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from onnx import TensorProto, helper
 from quant_models import tiny_cnn, tiny_data
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.reference import run_reference
-from tcc.quant.report import (check_report_path, format_report, quality_report, save_report, top1_agreement,
+from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.report.quality import (check_report_path, format_report, quality_report, save_report, top1_agreement,
                               validate_report)
 
 
@@ -55,7 +55,7 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
     x = data[s["indices"]]
     _, q = run_reference(model, table, x, return_all=True)
     rows = {r["tensor"]: r for r in report["layers"]}
-    from tcc.quant.steps import equalized_model
+    from tcc.quant.table.steps import equalized_model
 
     for name in ("dw.relu", "pw", "cat"):  # the equalized FP32 graph: its tensors are channel-scaled as the INT8 ones
         ref = _fp32_tensor(equalized_model(model, table.doc), x, name).astype(np.float64)
@@ -143,7 +143,7 @@ def test_bad_report_paths(tmp_path, report, name, message):
 
 
 def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
@@ -173,7 +173,7 @@ def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
 def test_image_reports_are_matplotlib_figures_with_histograms(tmp_path, report):
     """The chart as vector output too (.svg, .pdf), and beside an image report from `tcc calibrate` the worst
     tensors' activation histograms with the chosen threshold."""
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     svg = save_report(report, tmp_path / "q.svg").read_text()
     assert svg.startswith("<?xml") and "<svg" in svg and "cosine" in svg
@@ -196,7 +196,7 @@ def test_image_reports_are_matplotlib_figures_with_histograms(tmp_path, report):
 def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     """`--eval`: the end-to-end and per-tensor numbers are taken on the held-out samples (equal to a direct run of
     the integer reference on them), while the record says where they came from and how many overlap calibration."""
-    from tcc.quant.report import HeldOut, output_metrics
+    from tcc.quant.report.quality import HeldOut, output_metrics
 
     held = tiny_data(30)[24:]  # rows beyond the calibration set's 24 (same generator, so not equal to any of them)
     rep = quality_report(model, table, data, samples=None, compare=False,
@@ -218,7 +218,7 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
 def test_calibrate_cli_eval(tmp_path, capsys):
     """`tcc calibrate --eval`: a missing path fails before calibrating (exit 2, nothing written); an overlapping
     held-out set is judged but warned about."""
-    from tcc.cli import main
+    from tcc.cli.main import main
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(

@@ -7,8 +7,9 @@ from onnx import numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
 from tcc.errors import DataError
-from tcc.quant.plan import plan
-from tcc.quant.stats import Histogram, collect_stats, find_layers, run_fp32
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.collect.stats import Histogram, collect_stats, run_fp32
+from tcc.quant.intgraph.layers import find_layers
 
 
 def test_histogram_growth_is_exact_merge():
@@ -41,7 +42,7 @@ def test_histogram_zeros_are_apart():
 def test_histogram_counted_in_slices_equals_one_pass(relu):
     """An update larger than a slice (stats.CHUNK) gives the counts and zeros of binning the whole batch at once, as
     the update did before it went slice by slice (float32 |x| times 1 / width, clamped, truncated)."""
-    from tcc.quant.stats import CHUNK
+    from tcc.quant.collect.stats import CHUNK
 
     rng = np.random.default_rng(1)
     first = rng.standard_normal(1000).astype(np.float32)

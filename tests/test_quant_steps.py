@@ -1,4 +1,4 @@
-"""The post-training steps around the activation method (tcc.quant.steps): bias correction, cross-layer
+"""The post-training steps around the activation method (tcc.quant.table.steps): bias correction, cross-layer
 equalization, weight rounding; recorded in the table, switchable, deterministic, and quantized the same way by the
 integer reference and the QDQ lowering."""
 from __future__ import annotations
@@ -12,15 +12,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from quant_models import tiny_cnn, tiny_data
-from tcc.quant.bias_correction import layer_shift
+from tcc.quant.steps.bias_correction import layer_shift
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.plan import plan
-from tcc.quant.qdq import run, to_qdq
-from tcc.quant.quantizer import fake_quant
-from tcc.quant.reference import run_reference
-from tcc.quant.rounding import decode, encode, optimise
-from tcc.quant.stats import find_layers, run_fp32
-from tcc.quant.steps import NONE, Steps, calibrated_parameters, equalized_model, step
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.lower.qdq import run, to_qdq
+from tcc.quant.table.quantizer import fake_quant
+from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.steps.rounding import decode, encode, optimise
+from tcc.quant.collect.stats import run_fp32
+from tcc.quant.intgraph.layers import find_layers
+from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}
 
@@ -176,7 +177,7 @@ ALL = Steps(equalization=True, bias_correction=True, rounding=True)
                          ids=["none", "equalization+bias", "all"])
 def test_steps_are_recorded_deterministic_and_shared_by_every_consumer(steps):
     """Each step is in the table (enabled or not); the same inputs give the same table; the integer reference and
-    the QDQ model on ONNX Runtime (which reads the table's steps through tcc.quant.steps) give the same codes."""
+    the QDQ model on ONNX Runtime (which reads the table's steps through tcc.quant.table.steps) give the same codes."""
     model, x, xe = tiny_cnn(), tiny_data(16), tiny_data(8, seed=9)
     table = calibrate_onnx(model, x, steps=steps, **FAST)
     assert [s["name"] for s in table.doc["steps"]] == ["equalization", "rounding", "bias_correction"]
@@ -205,7 +206,7 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     """`tcc calibrate --no-equalization --rounding` (the others off by default), then `--equalization
     --bias-correction`: the table records the switches and the command prints one line per step; a budget
     without --rounding is a clean exit 2."""
-    from tcc.cli import main as cli
+    from tcc.cli.main import main as cli
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
@@ -238,7 +239,7 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
 def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     """A spec's `calibrate:` section sets the steps calibration runs unless a switch is given; an unknown key in it
     is a spec error at its file:line:column (exit 2). DDSNet's spec turns bias correction on (measured, README)."""
-    from tcc.cli import main as cli
+    from tcc.cli.main import main as cli
     from tcc.spec.loader import load_model
 
     body = ("kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"

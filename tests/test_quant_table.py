@@ -9,7 +9,7 @@ import pytest
 from quant_models import tiny_cnn, tiny_data
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.table import CalibrationError, load_table, model_sha256, validate
+from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_concat_and_pool_share_one_scale(tables):
 def test_tvm_keeps_int8_and_split_groups_keep_signedness(model, data):
     t = calibrate_onnx(model, data, method="minmax", target="tvm")
     assert (t.tensors["stem.relu"]["signed"], t.tensors["stem.relu"]["zero_point"]) == (True, 0)
-    from tcc.quant.rules import TargetRules
+    from tcc.quant.table.rules import TargetRules
 
     s = calibrate_onnx(model, data, method="minmax",
                        target=TargetRules("_split", unsigned_ok=True, split_mixed_groups=True))
@@ -109,8 +109,8 @@ def test_table_must_fit_the_model(tables):
     tables["kl"].check_model(other)  # same structure: fine
     from quant_models import tiny_cnn as make
 
-    from tcc.quant.plan import plan
-    from tcc.quant.qgraph import quantize_graph
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.qgraph import quantize_graph
 
     small = make(classes=3)
     tables["kl"].check_model(small)  # the same names ...
@@ -136,7 +136,7 @@ def test_calibrate_cli_writes_a_table_and_reports_bad_data(tmp_path, capsys):
 
     import numpy as np
 
-    from tcc.cli import main as cli
+    from tcc.cli.main import main as cli
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(

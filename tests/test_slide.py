@@ -13,7 +13,7 @@ import skimage.data
 import tifffile
 from PIL import Image
 
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import DataError
 from tcc.slide import grid as gridlib
 from tcc.slide.mask import saturation, tissue_mask

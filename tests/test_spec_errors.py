@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import tcc
-from tcc.cli import main
+from tcc.cli.main import main
 
 from conftest import ROOT
 
@@ -485,7 +485,7 @@ def test_the_tcc_executable_exits_2_without_traceback(write, case):
     else:
         spec, args, at = write("m.yaml", HEAD + "layers: [{op: relu}]\n"), ["--set", "width=[1, 2]"], None
     exe = Path(sys.executable).with_name("tcc")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tcc.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tcc.cli.main"]
 
     def limit_memory():  # a bounded address space: a spec that allocates tensors would fail loudly
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))

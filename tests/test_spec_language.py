@@ -15,7 +15,7 @@ import yaml
 from torch import nn
 
 import tcc
-from tcc.lower_torch import init_weights
+from tcc.lower.to_torch import init_weights
 from tcc.spec.expr import evaluate, make_divisible
 from tcc.spec.schema import build_schema
 

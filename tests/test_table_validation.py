@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from quant_models import tiny_cnn, tiny_data
-from tcc.cli import main
+from tcc.cli.main import main
 from tcc.errors import TccError
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.plan import plan
+from tcc.quant.intgraph.plan import plan
 from tcc.backends.base import EmitOptions
-from tcc.backends.ort import OrtBackend
-from tcc.quant.qgraph import quantize_graph
-from tcc.quant.reference import Reference
-from tcc.quant.table import CalibrationError, CalibrationTable, validate
+from tcc.backends.ort.backend import OrtBackend
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import Reference
+from tcc.quant.table.file import CalibrationError, CalibrationTable, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DDSNET = ROOT / "spec" / "ddsnet.yaml"

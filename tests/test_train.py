@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from tcc.cli import build_parser, main
+from tcc.cli.main import build_parser, main
 from tcc.train.config import resolve
 from tcc.train.data import find_split
 from tcc.train.distributed import Processes
@@ -102,7 +102,7 @@ def test_a_short_run_lowers_the_loss_and_beats_chance(one_process):
 
 def test_best_checkpoint_is_a_state_dict_by_the_specs_names(one_process):
     best = weights(one_process / "best.pt")
-    from tcc.lower_torch import to_torch
+    from tcc.lower.to_torch import to_torch
     from tcc.spec.loader import load_model
 
     assert list(best) == list(to_torch(load_model(SPEC).graph).state_dict())

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tcc.backends.tvm_codegen import PARTS, partition
+from tcc.backends.tvm.codegen import PARTS, partition
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends import tvm_codegen, tvm_compile, tvm_run  # noqa: E402
+from tcc.backends.tvm import codegen as tvm_codegen, compile as tvm_compile, run as tvm_run
 
 
 def test_partition_heaviest_first_to_the_lightest_group():

@@ -53,7 +53,7 @@ def _lowered(model, target_name: str, concat_in_place: bool):
     """The module after tcc's whole Relax pipeline (kernels scheduled, before code generation)."""
     import tvm
 
-    from tcc.backends import tvm_compile
+    from tcc.backends.tvm import compile as tvm_compile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
     pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=concat_in_place)
@@ -66,7 +66,7 @@ def _concat_kernels(mod) -> int:
 
 
 def _outputs(model, tmp_path, concat_in_place: bool) -> np.ndarray:
-    from tcc.backends import tvm_compile, tvm_run
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     so = tvm_compile.compile_module(tvm_compile.import_onnx(model, {"input": SHAPE}), "host",
@@ -99,7 +99,7 @@ def test_a_buffer_used_other_than_by_loads_stores_and_regions_is_refused():
     which would assume its compact shape); loads, stores and block regions are shifted."""
     from tvm.script import tirx as T
 
-    from tcc.backends import tvm_concat
+    from tcc.backends.tvm import concat as tvm_concat
 
     @T.prim_func(private=True, s_tir=True)
     def handed_out(a: T.Buffer((4,), "float32"), out: T.Buffer((4,), "float32")):

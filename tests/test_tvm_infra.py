@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 import pytest
-from tcc.backends import targets as tg
-from tcc.backends import tensor_file, tvm_compile, tvm_run
-from tcc.backends import tvm_runtime as rt
-from tcc.backends.instruction_mix import instruction_mix
+from tcc import targets as tg
+from tcc.backends.tvm import tensor_file, compile as tvm_compile, run as tvm_run
+from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm.measure.instruction_mix import instruction_mix
 from tcc.errors import BuildError, TccError
 
 ARM_TARGETS = ["arm-a7", "aarch64"]
@@ -62,13 +62,13 @@ def test_tensor_file_roundtrip(tmp_path):
 
 
 def test_runtime_and_tensor_files_import_neither_tvm_nor_numpy():
-    """tools/setup_arm.sh runs `python -m tcc.backends.tvm_runtime` before TVM (and maybe numpy) is installed;
+    """tools/setup_arm.sh runs `python -m tcc.backends.tvm.runtime` before TVM (and maybe numpy) is installed;
     the compile / tune / run modules import TVM only where they use it."""
     code = ("import sys\n"
-            "import tcc.backends.tvm_runtime, tcc.backends.tensor_file\n"
+            "import tcc.backends.tvm.runtime, tcc.backends.tvm.tensor_file\n"
             "assert 'tvm' not in sys.modules and 'numpy' not in sys.modules, 'numpy/tvm imported'\n"
-            "import tcc.backends.tvm_compile, tcc.backends.tvm_tune, tcc.backends.tvm_run\n"
-            "import tcc.backends.instruction_mix\n"
+            "import tcc.backends.tvm.compile, tcc.backends.tvm.tune, tcc.backends.tvm.run\n"
+            "import tcc.backends.tvm.measure.instruction_mix\n"
             "assert 'tvm' not in sys.modules, 'tvm imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -15,11 +15,11 @@ from tvm import relax  # noqa: E402
 
 from quant_models import tiny_cnn, tiny_data  # noqa: E402
 from test_quant_reference_ops import residual_model  # noqa: E402
-from tcc.backends import tvm_compile, tvm_run  # noqa: E402
-from tcc.backends import tvm_runtime as rt  # noqa: E402
-from tcc.backends.tvm_int8 import lower_int8, multiplier_module, requantize_module  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm.int8.lower import lower_int8, multiplier_module, requantize_module  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
-from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
+from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
 def test_requantize_narrow_form_bit_exact():
     """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
     that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
-    from tcc.backends.tvm_int8 import requantize_params, _requant
+    from tcc.backends.tvm.int8.lower import requantize_params, _requant
 
     accs, q, shift = _edge_cases()
     keep = shift <= 0
@@ -99,8 +99,8 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
     product is only the high half; requantize_float64_primfunc, where |acc q| < 2^53 makes float64 exact) on the
     edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
     accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host."""
-    from tcc.backends import tvm_int8_kernels as kn
-    from tcc.backends.tvm_int8 import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+    from tcc.backends.tvm.int8 import kernels as kn
+    from tcc.backends.tvm.int8.lower import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
 
     accs, q, shift = _edge_cases()
     keep = (shift <= -1) & (shift >= -30)  # multipliers below 1/2: where both forms apply
@@ -131,7 +131,7 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
 def test_x86_requantization_falls_back_outside_its_bounds():
     """Where a form's arithmetic would not be exact, the lowering takes the next: float64 needs |acc q| < 2^53
     (one more than the bound refuses it), the int32 form multipliers below 1/2 (M in [1/2, 1): the int64 form)."""
-    from tcc.backends.tvm_int8 import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+    from tcc.backends.tvm.int8.lower import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
 
     q, shift = np.array([2**30 + 1, 2**31 - 1]), np.array([-3, -1])
     rq = _requant(q, shift, 0, -128, 127, "int8")
@@ -175,7 +175,7 @@ def test_tiny_cnn_bit_exact(tiny, seed):
 def test_tiny_cnn_with_every_calibration_step_bit_exact():
     """Equalized weights, stored roundings and corrected biases reach the TVM lowering through the quantized graph:
     still bit-exact with the integer reference, every tensor."""
-    from tcc.quant.steps import Steps
+    from tcc.quant.table.steps import Steps
 
     m = tiny_cnn()
     t = calibrate_onnx(m, tiny_data(24), target="tvm", cos_steps=10, cos_rounds=1,
@@ -203,8 +203,8 @@ def test_unsupported_op_is_named():
     g = helper.make_graph([helper.make_node("Softsign", ["input"], ["output"], name="soft")], "g",
                           [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
                           [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 2, 2])])
-    from tcc.quant.plan import UnsupportedOps
-    from tcc.quant.table import CalibrationTable
+    from tcc.quant.intgraph.plan import UnsupportedOps
+    from tcc.quant.table.file import CalibrationTable
 
     entry = {"kind": "activation", "scale": 0.1, "zero_point": 0, "bits": 8, "signed": True}
     table = CalibrationTable({"tensors": {"input": entry, "output": entry}})

@@ -13,14 +13,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends import tvm_compile, tvm_run  # noqa: E402
-from tcc.backends import tvm_int8_kernels as kn  # noqa: E402
-from tcc.backends import tvm_runtime as rt  # noqa: E402
-from tcc.backends.tvm_int8 import RelaxLowering  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
-from tcc.quant.plan import plan  # noqa: E402
-from tcc.quant.qgraph import quantize_graph  # noqa: E402
-from tcc.quant.reference import run_reference  # noqa: E402
+from tcc.quant.intgraph.plan import plan  # noqa: E402
+from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
+from tcc.quant.intgraph.reference import run_reference  # noqa: E402
 
 
 def odd_convs_model(seed: int = 0):
@@ -131,7 +131,7 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
 def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
     """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
     small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
-    from tcc.backends import tvm_int8
+    from tcc.backends.tvm.int8 import lower as tvm_int8
 
     _skip_unless_runs("host")
     model, table, x, ref_out, ref_codes = odd
@@ -214,7 +214,7 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     instruction it is for."""
     from tvm import s_tir
 
-    from tcc.backends import tvm_schedule as ts
+    from tcc.backends.tvm import schedule as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     k = kn.kernel_for(target)
@@ -234,8 +234,8 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
     _skip_unless_runs("arm-a7")
     from tvm import relax, s_tir
 
-    from tcc.backends.tvm_int8 import _requant, neon_requantize_params, requantize_neon_primfunc
-    from tcc.quant.reference import multiply_by_quantized_multiplier, quantize_multiplier
+    from tcc.backends.tvm.int8.lower import _requant, neon_requantize_params, requantize_neon_primfunc
+    from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
 
     rng = np.random.default_rng(0)
     n = 4096
@@ -274,7 +274,7 @@ def test_arm_depthwise_unrolls_its_taps_on_one_pixel_tiles(width, unrolled):
     (the per-tap loop was a third of its instructions); a two-pixel tile keeps the loop (unrolled it spills)."""
     from tvm import s_tir
 
-    from tcc.backends.tvm_schedule import Int8Depthwise
+    from tcc.backends.tvm.schedule import Int8Depthwise
 
     shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     func = kn.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tcc.backends.tvm_int8 import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
-from tcc.quant.qgraph import QParams
-from tcc.quant.reference import quantize_input
+from tcc.backends.tvm.int8.lower import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
+from tcc.quant.intgraph.qgraph import QParams
+from tcc.quant.intgraph.reference import quantize_input
 
 
 def fma32(a, b, c):
@@ -85,7 +85,7 @@ def _module(shape, p: QParams, reciprocal: bool):
     """main(x) = the quantized input, channels last (the transpose fused behind it, as in a model)."""
     from tvm import relax
 
-    from tcc.backends.tvm_int8 import quantize_input_primfunc
+    from tcc.backends.tvm.int8.lower import quantize_input_primfunc
 
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType(shape, "float32"))
@@ -104,8 +104,8 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     """Compiled with the multiply-adds and with the division: both give the reference's codes, and a NaN's code
     (which the reference leaves undefined) is the same in both forms."""
     pytest.importorskip("tvm")
-    from tcc.backends import tvm_compile, tvm_run
-    from tcc.backends import tvm_runtime as rt
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import runtime as rt
 
     missing = rt.missing_tools(target)
     if missing or rt.runtime_state(target) != "ok":

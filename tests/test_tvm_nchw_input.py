@@ -41,8 +41,8 @@ def _rewritten(target_name="host"):
     """The Relax module after the layout passes, the constant folds and the rewrite, and its target."""
     import tvm
 
-    from tcc.backends import tvm_compile, tvm_schedule
-    from tcc.backends.tvm_nchw_input import conv_reads_nchw_input
+    from tcc.backends.tvm import compile as tvm_compile, schedule as tvm_schedule
+    from tcc.backends.tvm.nchw_input import conv_reads_nchw_input
 
     mod = tvm_compile.import_onnx(_stem_net(), {"x": SHAPE})
     passes = [*tvm_schedule.layout_passes(), tvm_compile.fold_numpy_constants(), conv_reads_nchw_input()]
@@ -61,7 +61,7 @@ def test_only_the_conv_of_the_transposed_input_is_rewritten():
 def test_the_rewrite_is_in_the_x86_pipeline_only(target_name, applied):
     import tvm
 
-    from tcc.backends import tvm_compile
+    from tcc.backends.tvm import compile as tvm_compile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
     names = {p.info.name for p in tvm_compile._relax_pipeline(target, True, False, nchw_input=True).passes}
@@ -73,8 +73,8 @@ def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends.tvm_nchw_input import PAD_BLOCK
-    from tcc.backends.tvm_schedule import WindowReduction
+    from tcc.backends.tvm.nchw_input import PAD_BLOCK
+    from tcc.backends.tvm.schedule import WindowReduction
 
     def scheduled(target_name):
         mod, target = _rewritten(target_name)
@@ -98,7 +98,7 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     kernel of its own, the padding vectorized with its bounds tests), and ONNX Runtime (float32 ulps)."""
     import onnxruntime as ort
 
-    from tcc.backends import tvm_compile, tvm_run, tvm_schedule
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, schedule as tvm_schedule
 
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
     new = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",

@@ -21,8 +21,8 @@ def _legalized(onnx_model, target_name="host"):
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends import tvm_compile
-    from tcc.backends import tvm_schedule as ts
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import schedule as ts
 
     inp = onnx_model.graph.input[0]
     dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
@@ -71,8 +71,8 @@ def _small_net():
 def test_simd_of_registry_targets():
     import tvm
 
-    from tcc.backends.tvm_compile import resolve_tvm_target
-    from tcc.backends.tvm_schedule import Simd, simd_of
+    from tcc.backends.tvm.compile import resolve_tvm_target
+    from tcc.backends.tvm.isa import Simd, simd_of
 
     assert simd_of(tvm.target.Target(resolve_tvm_target("arm-a7"))) == Simd(4, 16)  # NEON q registers
     assert simd_of(tvm.target.Target(resolve_tvm_target("aarch64"))) == Simd(4, 32)
@@ -92,7 +92,7 @@ def test_every_function_of_the_zoo_cpu_models_gets_a_schedule(spec, channels_las
     NHWC) and before flatten."""
     import tvm
 
-    from tcc.backends.tvm_schedule import default_schedule_pass
+    from tcc.backends.tvm.schedule import default_schedule_pass
 
     mod, target = _legalized(_spec_onnx(spec))
     rules = default_schedule_pass().rules
@@ -108,7 +108,7 @@ def test_conv_schedule_is_a_register_tile():
     pixels, epilogue fused into the write-back (no separate bias / ReLU pass), rows in parallel."""
     import tvm
 
-    from tcc.backends.tvm_schedule import Injective, WindowReduction
+    from tcc.backends.tvm.schedule import Injective, WindowReduction
 
     mod, target = _legalized(_small_net())
     conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
@@ -125,7 +125,7 @@ def test_short_reductions_are_unrolled_on_x86_only():
     FP32 instruction counts are the INT8 ratios' reference). Numbers: test_schedules_change_no_numbers."""
     import tvm
 
-    from tcc.backends.tvm_schedule import WindowReduction
+    from tcc.backends.tvm.schedule import WindowReduction
 
     def reduction_loops(target_name):
         mod, target = _legalized(_small_net(), target_name)
@@ -148,7 +148,7 @@ def test_short_reductions_are_unrolled_on_x86_only():
 def test_relax_clips_become_layout_aware_ops():
     import tvm
 
-    from tcc.backends import tvm_compile
+    from tcc.backends.tvm import compile as tvm_compile
 
     mod = tvm_compile.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
     text = mod["main"].script()
@@ -163,7 +163,7 @@ def test_schedules_change_no_numbers(tmp_path):
     differ (float32 ulps)."""
     import onnxruntime as ort
 
-    from tcc.backends import tvm_compile, tvm_run
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 
     model = _small_net()
     x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
@@ -185,8 +185,8 @@ def test_concat_inlined_into_its_elementwise_consumer_is_cut_at_its_inputs():
     import tvm
     from tvm import te, topi
 
-    from tcc.backends.tvm_compile import resolve_tvm_target
-    from tcc.backends.tvm_schedule import Injective
+    from tcc.backends.tvm.compile import resolve_tvm_target
+    from tcc.backends.tvm.schedule import Injective
 
     a = te.placeholder((1, 5, 5, 16), "uint8", name="a")
     b = te.placeholder((1, 5, 5, 32), "uint8", name="b")
@@ -207,7 +207,7 @@ def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
     import tvm
     from tvm import relax
 
-    from tcc.backends import tvm_compile
+    from tcc.backends.tvm import compile as tvm_compile
 
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, 7, 7, channels), "int16"))
@@ -229,8 +229,8 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     import onnxruntime as ort
     import tvm
 
-    from tcc.backends import tvm_compile, tvm_run
-    from tcc.backends.tvm_schedule import WindowReduction
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.schedule import WindowReduction
 
     shape = [1, 24, 13, 17]
     nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import tcc
-from tcc.cli import main as cli
+from tcc.cli.main import main as cli
 from tcc.errors import WeightsError
-from tcc.weights import find_aliases, load_weights, match_weights, read_state_dict
+from tcc.lower.weights import find_aliases, load_weights, match_weights, read_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"

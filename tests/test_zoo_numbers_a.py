@@ -177,7 +177,7 @@ def test_resnet_shortcuts():
 
 def test_cli_check_json():
     out = subprocess.run(
-        [sys.executable, "-m", "tcc.cli", "check", str(BASELINES / "squeezenet1_1.yaml"), "--json",
+        [sys.executable, "-m", "tcc.cli.main", "check", str(BASELINES / "squeezenet1_1.yaml"), "--json",
          "--set", "num_classes=2"],
         capture_output=True, text=True, check=True, cwd=REPO,
     ).stdout

@@ -276,7 +276,7 @@ def test_googlenet_forward_and_aux_outputs():
 
 def test_cli_check_json():
     out = subprocess.run(
-        [sys.executable, "-m", "tcc.cli", "check", str(BASELINES / "inception_v3.yaml"), "--json",
+        [sys.executable, "-m", "tcc.cli.main", "check", str(BASELINES / "inception_v3.yaml"), "--json",
          "--set", "aux_logits=true"],
         capture_output=True, text=True, check=True, cwd=REPO,
     ).stdout

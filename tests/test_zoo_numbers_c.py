@@ -20,10 +20,10 @@ import torch
 
 import tcc
 import torchvision_reference as tv
-from tcc.cli import main as cli
-from tcc.lower_torch import init_weights
+from tcc.cli.main import main as cli
+from tcc.lower.to_torch import init_weights
 from tcc.tolerance import compare
-from tcc.weights import fit_to_checkpoint, load_weights, match_weights
+from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "spec" / "baselines"

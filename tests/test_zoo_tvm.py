@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tcc.build import build
-from tcc.cli import main
+from tcc.cli.main import main
 
 from test_backend_tvm import _require_runtime, needs_tvm
 

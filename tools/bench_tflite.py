@@ -5,7 +5,7 @@ weights, int8 activations) on the same FP32 .tflite and the same calibration cro
     .venv/bin/python tools/bench_tflite.py [--weights ../shared/fixtures/ddsnet/GC_DDS_0.0064.pth] [--json out.json]
 
 DDSNet with the authors' GC checkpoint; calibration on 64 crops of real histology, judged on 32 other crops
-(tcc.quant.crops.make_crops: calibration and judging crops never overlap). Both int8 models run in LiteRT's default
+(tcc.quant.collect.crops.make_crops: calibration and judging crops never overlap). Both int8 models run in LiteRT's default
 CPU path (and tcc's also on the reference kernels, where it equals tcc's integer reference bit for bit); the
 quality is the output cosine against the FP32 .tflite (mean, min) and top-1 agreement.
 """
@@ -45,9 +45,9 @@ def io_of(path: Path) -> dict:
 def main(argv=None) -> int:
     from tcc.backends import get_backend
     from tcc.backends.base import EmitOptions
-    from tcc.quant.crops import FIXTURES, make_crops
+    from tcc.quant.collect.crops import FIXTURES, make_crops
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.data import load_calibration_data
+    from tcc.quant.collect.data import load_calibration_data
     from tcc.frontend import lower_spec
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

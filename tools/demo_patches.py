@@ -26,7 +26,7 @@ def sources() -> dict[str, Image.Image]:
 def main(out: Path, per_class: int = 48) -> None:
     import skimage.data
 
-    from tcc.quant.crops import make_crops
+    from tcc.quant.collect.crops import make_crops
 
     images = sources()
     for seed, (name, im) in enumerate(images.items(), start=1):

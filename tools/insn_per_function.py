@@ -1,5 +1,5 @@
 """Executed ARM instructions per function of one inference of arm-a7 / aarch64 bundles, counted exactly under qemu:
-which kernels of a module cost what (tcc.backends.insn_profile). Give one or more bundles that `tcc build` made;
+which kernels of a module cost what (tcc.backends.tvm.measure.insn_profile). Give one or more bundles that `tcc build` made;
 with two, the totals' ratio (second / first) is printed too.
 
     .venv/bin/python tools/insn_per_function.py out/ddsnet-arm-a7 out/ddsnet-arm-a7-int8
@@ -21,7 +21,7 @@ from pathlib import Path
 def profile(bundle: Path) -> dict:
     import numpy as np
 
-    from tcc.backends.insn_profile import per_function
+    from tcc.backends.tvm.measure.insn_profile import per_function
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     shape = json.loads((bundle / "kit" / "kit.json").read_text())["input_shape"]
@@ -33,7 +33,7 @@ def profile(bundle: Path) -> dict:
 
 
 def by_kind(result: dict) -> list[dict]:
-    from tcc.backends.insn_profile import kind
+    from tcc.backends.tvm.measure.insn_profile import kind
 
     groups: dict[str, dict] = defaultdict(lambda: {"instructions": 0, "simd": 0, "functions": 0,
                                                    "mnemonics": Counter()})

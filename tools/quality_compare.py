@@ -45,7 +45,7 @@ CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
 OWN_IMAGE = {"GC": "GC.png", "PCam": "PCam.png", "Sipak": "Sipak.bmp", "Skin": "SC.jpg"}  # SOURCE.md: SC = HAM10000
 STEP_SETS = {  # config name -> the steps it runs (every other step off, whatever the defaults)
-    "none": (),  # tcc's own default (tcc.quant.steps.Steps(); DDSNet's spec adds bias correction)
+    "none": (),  # tcc's own default (tcc.quant.table.steps.Steps(); DDSNet's spec adds bias correction)
     "equalization": ("equalization",),
     "bias_correction": ("bias_correction",),
     "rounding": ("rounding",),
@@ -53,7 +53,7 @@ STEP_SETS = {  # config name -> the steps it runs (every other step off, whateve
     "equalization+bias_correction": ("equalization", "bias_correction"),
     "all": ("equalization", "bias_correction", "rounding"),
 }
-# name -> tcc.quant.steps.Steps arguments, and the placement's (tcc.quant.place.PlaceOptions) if any
+# name -> tcc.quant.table.steps.Steps arguments, and the placement's (tcc.quant.place.placer.PlaceOptions) if any
 CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
            for name, on in STEP_SETS.items()}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the issue's targets as the placement's floors (search samples)
@@ -114,7 +114,7 @@ def fail(message: str):
 
 
 def crops(work: Path, fixtures: Path, calib: int, held: int, images=IMAGES):
-    from tcc.quant.crops import make_crops
+    from tcc.quant.collect.crops import make_crops
 
     images = [fixtures / n for n in images]
     missing = [str(p) for p in images if not p.exists()]
@@ -173,11 +173,11 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     from tcc.bench.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.data import load_calibration_data
-    from tcc.quant.place import PlaceOptions, place
-    from tcc.quant.placement import float_nodes
-    from tcc.quant.qdq import to_qdq
-    from tcc.quant.steps import Steps
+    from tcc.quant.collect.data import load_calibration_data
+    from tcc.quant.place.placer import PlaceOptions, place
+    from tcc.quant.table.placement import float_nodes
+    from tcc.quant.lower.qdq import to_qdq
+    from tcc.quant.table.steps import Steps
 
     fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", {"num_classes": CHECKPOINTS[name]},
                     weights=fixtures / f"{name}_DDS_0.0064.pth", by_order=True)
@@ -241,11 +241,11 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     computes: the TVM builds, bit for bit)."""
     import numpy as np
 
-    from tcc.quant.plan import plan
-    from tcc.quant.qdq import run
-    from tcc.quant.qgraph import quantize_graph
-    from tcc.quant.quantizer import cosine
-    from tcc.quant.reference import Reference
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.lower.qdq import run
+    from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.table.quantizer import cosine
+    from tcc.quant.intgraph.reference import Reference
 
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
     y = np.concatenate([Reference().run(qg, x[i:i + batch]) for i in range(0, len(x), batch)])
@@ -301,7 +301,7 @@ def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
     batch 1; tcc.bench.timing), with its p10-p90 spread."""
     import onnx
 
-    from tcc.bench.timing import interleave, ort_runner, ratio
+    from tcc.measure.timing import interleave, ort_runner, ratio
 
     with tempfile.TemporaryDirectory() as d:
         paths = {k: Path(d) / f"{k}.onnx" for k in models}

@@ -1,5 +1,5 @@
 """Every zoo spec against torchvision 0.28 at its full input size: a torchvision model with seeded random weights
-(tcc.lower_torch.init_weights: BatchNorm statistics, norms' and layer scales' factors non-trivial too), its
+(tcc.lower.to_torch.init_weights: BatchNorm statistics, norms' and layer scales' factors non-trivial too), its
 state_dict imported the way the plain
 `tcc predict SPEC --weights FILE` does (the spec's declared checkpoint layout, num_classes read from the checkpoint),
 and the logits compared with torchvision's under the FP32 contract (tcc.tolerance: against the tcc lowering in
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torchvision_reference as tv  # noqa: E402
 
 import tcc  # noqa: E402
-from tcc.lower_torch import init_weights  # noqa: E402
+from tcc.lower.to_torch import init_weights  # noqa: E402
 from tcc.tolerance import compare  # noqa: E402
-from tcc.weights import fit_to_checkpoint, load_weights  # noqa: E402
+from tcc.lower.weights import fit_to_checkpoint, load_weights  # noqa: E402
 
 # torchvision's constructor arguments that the spec's defaults correspond to
 TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False},

@@ -11,8 +11,8 @@ import numpy as np
 def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
     """Output cosine (mean, min) and top-1 agreement of an INT8 ONNX model against its FP32 model on `x`:
     "ort" runs ORT's integer kernels, "fakequant" the same graph unoptimized (float Q/DQ arithmetic)."""
-    from tcc.quant.qdq import run
-    from tcc.quant.quantizer import cosine
+    from tcc.quant.lower.qdq import run
+    from tcc.quant.table.quantizer import cosine
 
     ref = run(fp32, x)
     out = {}
@@ -35,9 +35,9 @@ def timed_calibration(fp32, data, rules: str, method: str, **hashes):
 
 
 def timed_placement(fp32, table, data: np.ndarray, log=lambda s: None):
-    """(table, seconds) of the placement step's speed objective (tcc.quant.place: ORT's profile on this CPU, the
+    """(table, seconds) of the placement step's speed objective (tcc.quant.place.placer: ORT's profile on this CPU, the
     cosine floor 0.9995) on `table`."""
-    from tcc.quant.place import PlaceOptions, place
+    from tcc.quant.place.placer import PlaceOptions, place
 
     t = time.perf_counter()
     placed = place(fp32, table, data, PlaceOptions(speed="ort"), log)
@@ -59,7 +59,7 @@ def peak_memory(fp32, array: np.ndarray, rules: str, method: str) -> int:
 
 def ort_static(fp32, array: np.ndarray, method: str):
     """(model, seconds) of ONNX Runtime's quantize_static (QDQ, per-channel s8 weights, u8 activations)."""
-    from tcc.quant.report import ort_quantize_static
+    from tcc.quant.report.quality import ort_quantize_static
 
     t = time.perf_counter()
     model = ort_quantize_static(fp32, array, method)

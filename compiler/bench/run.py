@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from . import quality, timing
-from .machine import machine_info
+from ..measure.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT = "tcc-bench/1"
@@ -54,12 +54,12 @@ class BenchConfig:
     memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
     quick: bool = False
     tvm_variants: bool = False  # also TVM host FP32 without tcc's schedules, unfused, and with dlight
-    placement: bool = True  # the ort table's speed placement (tcc.quant.place, --speed): an ort-int8-placed bundle
+    placement: bool = True  # the ort table's speed placement (tcc.quant.place.placer, --speed): an ort-int8-placed bundle
 
 
 def default_models() -> list[BenchModel]:
     """The paper models: DDSNet with the authors' GC checkpoint when the fixtures are there, FastNet seeded."""
-    from tcc.quant.crops import FIXTURES
+    from tcc.quant.collect.crops import FIXTURES
 
     gc = FIXTURES / "GC_DDS_0.0064.pth"
     return [BenchModel("ddsnet", ROOT / "spec" / "ddsnet.yaml", gc if gc.exists() else None, gc.exists()),
@@ -114,9 +114,9 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
 
 def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     from tcc.frontend import lower_spec
-    from tcc.quant.crops import make_crops
-    from tcc.quant.data import load_calibration_data
-    from tcc.quant.table import file_sha256
+    from tcc.quant.collect.crops import make_crops
+    from tcc.quant.collect.data import load_calibration_data
+    from tcc.quant.table.file import file_sha256
 
     work = config.work / m.key
     fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
@@ -148,8 +148,8 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         quarter = max(1, len(calib) // 4)
         cal["tcc"]["ort"]["peak_bytes"] = {str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method)
                                           for n in (quarter, len(calib))}
-    from tcc.quant.qdq import to_qdq
-    from tcc.quant.table import load_table
+    from tcc.quant.lower.qdq import to_qdq
+    from tcc.quant.table.file import load_table
 
     qual = {}
     if "ort" in tables:
@@ -193,9 +193,9 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
         import onnx
 
-        from .ort_profile import float_nodes, profile_nodes
+        from ..measure.ort import float_nodes, profile_nodes
 
-        from tcc.quant.place_speed import placement_bound
+        from tcc.quant.place.speed import placement_bound
 
         prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
         out["ort_int8_profile"] = {"kernels": len(prof), "sum_us": round(sum(p["us"] for p in prof), 1),

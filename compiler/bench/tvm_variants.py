@@ -16,8 +16,8 @@ VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat
 
 
 def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
-    from tcc.backends import tvm_compile
-    from tcc.backends.tvm_run import run_module
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm.run import run_module
 
     inp = onnx_model.graph.input[0].name
     one = np.ascontiguousarray(x[:1])

@@ -12,8 +12,8 @@ TSNE_ONLY = {"perplexity": "--perplexity", "progress": "--progress"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `explain` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
-    from ..cli_args import spec_args, weights_args
+    """Add the `explain` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
+    from ..cli.args import spec_args, weights_args
 
     p = sub.add_parser("explain", help="Grad-CAM heat map of an image for a chosen layer, or a t-SNE plot of the "
                                        "penultimate features of a folder of images",
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..cli_args import load_spec
+    from ..cli.args import load_spec
     from ..frontend import reference_module
 
     _check_options(args)  # mistakes in the options fail before the model is built

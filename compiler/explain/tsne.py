@@ -16,7 +16,7 @@ import torch
 
 from ..data import load_image
 from ..errors import DataError
-from ..quant.data import IMAGE_SUFFIXES, find_images
+from ..quant.collect.data import IMAGE_SUFFIXES, find_images
 from .capture import record
 from .layers import Layer, LayerIndex
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcc.backends.targets import TARGETS
+from tcc.targets import TARGETS
 
-from ..quant.rules import RULES
+from ..quant.table.rules import RULES
 
 
 @dataclass(frozen=True)

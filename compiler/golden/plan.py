@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Location, SpecError
+from ..resources import schema_path
 from .entries import ENTRIES
 
 PLAN_FILE = "golden.yaml"
 FORMAT = "tcc-golden/1"
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "spec" / "schema" / "golden.schema.json"
+SCHEMA_PATH = schema_path("golden")
 DEFAULT_FLOOR = {"cosine": 0.99, "top1": 1.0}
 DEFAULT_CALIBRATION = {"method": "kl+cos", "crops": 8, "seed": 0}
 

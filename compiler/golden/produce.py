@@ -52,7 +52,7 @@ class ModelRun:
 
     @functools.cached_property
     def onnx_hash(self) -> str:
-        from ..quant.table import model_sha256
+        from ..quant.table.file import model_sha256
 
         return model_sha256(self.fe.onnx)
 
@@ -85,8 +85,8 @@ class ModelRun:
 
     # ------------------------------------------------------------------ calibration
     def calibration_data(self):
-        from ..quant.crops import make_crops
-        from ..quant.data import load_calibration_data
+        from ..quant.collect.crops import make_crops
+        from ..quant.collect.data import load_calibration_data
 
         if self._data is None:
             c = self.plan.calibration
@@ -96,8 +96,8 @@ class ModelRun:
 
     def calibrate(self, rules: str):
         from ..quant.calibrate import calibrate_onnx
-        from ..quant.steps import Steps
-        from ..quant.table import CalibrationTable
+        from ..quant.table.steps import Steps
+        from ..quant.table.file import CalibrationTable
 
         data = self.calibration_data()
         self.log(f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, "
@@ -111,7 +111,7 @@ class ModelRun:
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
-        from ..quant.table import CalibrationError, load_table
+        from ..quant.table.file import CalibrationError, load_table
 
         if path not in self._tables:
             if not path.is_file():
@@ -141,8 +141,8 @@ class ModelRun:
         return torch_run(self.fe.module, x, float64=True)
 
     def qgraph(self, rules: str, table, lowering: str | None = None):
-        from ..quant.plan import plan
-        from ..quant.qgraph import quantize_graph
+        from ..quant.intgraph.plan import plan
+        from ..quant.intgraph.qgraph import quantize_graph
 
         key = (rules, lowering, id(table))
         if key not in self._qgraphs:
@@ -150,7 +150,7 @@ class ModelRun:
         return self._qgraphs[key]
 
     def _reference(self, entry: Entry, x: np.ndarray, table) -> Produced:
-        from ..quant.reference import Reference
+        from ..quant.intgraph.reference import Reference
 
         qg = self.qgraph(entry.rules, table)
 

@@ -296,7 +296,7 @@ def _stored_still_holds(e: Entry, new, old, old_rec: dict | None, refs: dict, na
 
 def _table(run, path: Path, rules: str, recalibrate: bool):
     """(table, why it is written or "" when the stored one is kept)."""
-    from ..quant.table import CalibrationError
+    from ..quant.table.file import CalibrationError
 
     if not recalibrate:
         try:

@@ -1,5 +1,5 @@
 """Ops written as several ONNX nodes that compute one function, read back from the marks the ONNX lowering records
-(tcc.lower_onnx.COMPOSITES_KEY): GELU as Erf (or Tanh) and arithmetic below opset 20, a layer norm as reductions and
+(tcc.lower.to_onnx.COMPOSITES_KEY): GELU as Erf (or Tanh) and arithmetic below opset 20, a layer norm as reductions and
 arithmetic below opset 17 (or, above, LayerNormalization between two Transposes for the channel axis).
 
     regions = composites(model)      # {IR node: Composite}, only the marks whose nodes still form the region
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from ..lower_onnx import COMPOSITES_KEY
+from ..lower.to_onnx import COMPOSITES_KEY
 
 
 @dataclass(frozen=True)

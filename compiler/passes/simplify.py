@@ -9,7 +9,7 @@ from .base import Pass, PassError, Stats, restore_metadata
 def _import_onnxsim():
     """onnxsim, imported without sympy where sympy is not loaded yet: onnxsim takes it (0.4 s to import) only to
     print symbolic MAC formulas in its model_info, which tcc does not use; sympy imports normally afterwards."""
-    from tcc.import_order import hidden
+    from tcc.process.import_order import hidden
 
     with hidden("sympy"):
         import onnxsim

@@ -5,12 +5,12 @@ KL + cosine fine search), the calibration table, QDQ lowering and the integer re
     table = calibrate("spec/ddsnet.yaml", "GC.pth", "calib/", target="ort", method="kl+cos", calib_size=128)
     print("\n".join(report_lines(table, top=10))); table.save("calib.json")
 
-    from tcc.quant.table import load_table, file_sha256            # tcc build --calib calib.json
+    from tcc.quant.table.file import load_table, file_sha256            # tcc build --calib calib.json
     table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
-    from tcc.quant.qdq import to_qdq                               # FP32 ONNX (after passes) + table -> QDQ ONNX
-    from tcc.quant.plan import plan                                # FP32 ONNX -> integer graph (tcc.intops)
-    from tcc.quant.qgraph import quantize_graph                    # + table -> every integer constant
-    from tcc.quant.reference import Reference, run_reference       # integer golden model
+    from tcc.quant.lower.qdq import to_qdq                               # FP32 ONNX (after passes) + table -> QDQ ONNX
+    from tcc.quant.intgraph.plan import plan                                # FP32 ONNX -> integer graph (tcc.intops)
+    from tcc.quant.intgraph.qgraph import quantize_graph                    # + table -> every integer constant
+    from tcc.quant.intgraph.reference import Reference, run_reference       # integer golden model
 
 Modules: data (calibration samples), stats (ORT pass, histograms), methods (thresholds), quantizer (equation 8,
 the one quantizer), cos_search (EasyQuant fine search), rules (target quantization rules), calibrate
@@ -18,6 +18,6 @@ the one quantizer), cos_search (EasyQuant fine search), rules (target quantizati
 quantized graph and the table's validation against it), qdq, reference, report, crops (histology crops for
 calibration and judging). Benchmarks: `tcc bench` (tcc.bench).
 """
-from .quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
+from .table.quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 
 __all__ = ["dequantize", "fake_quant", "qrange", "quantize", "scale_for_threshold"]

@@ -3,10 +3,10 @@
     table = calibrate("spec/ddsnet.yaml", weights="GC.pth", data="calib/", target="ort", method="kl+cos")
     table.save("calib.json")
 
-`calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower_onnx and
+`calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower.to_onnx and
 tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work:
 
-0. cross-layer equalization (equalize.py; `steps`, tcc.quant.steps): producer -> consumer pairs through a ReLU
+0. cross-layer equalization (equalize.py; `steps`, tcc.quant.table.steps): producer -> consumer pairs through a ReLU
    rescaled per channel, the same function with evened-out channel ranges; the later phases see that model;
 1. one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x| histogram per
    tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
@@ -34,17 +34,19 @@ import onnx
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .bias_correction import layer_shift
-from .cos_search import cos_search, layer_rows
-from .equalize import STRENGTHS, choose, find_pairs, measure
-from .methods import METHODS, threshold
-from .plan import IntGraph, plan
-from .quantizer import fake_quant, qrange, scale_for_threshold
-from .rounding import encode, layer_codes
-from .rules import RULES, TargetRules, get_rules, rules_for
-from .stats import BINS, Histogram, initializers, layer_of, run_batches, update_histograms, weight_stats
-from .steps import Steps, equalize_arrays, with_initializers
-from .table import CalibrationTable, file_sha256, model_sha256
+from .steps.bias_correction import layer_shift
+from .intgraph.layers import initializers, layer_of, layer_rows
+from .scales.cos_search import cos_search
+from .steps.equalize import STRENGTHS, choose, find_pairs, measure
+from .scales.methods import METHODS, threshold
+from .intgraph.plan import IntGraph, plan
+from .table.quantizer import fake_quant, qrange, scale_for_threshold
+from .steps.rounding import layer_codes
+from .table.weight_codes import encode, weight_codes
+from .table.rules import RULES, TargetRules, get_rules, rules_for
+from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
+from .table.steps import Steps, equalize_arrays, with_initializers
+from .table.file import CalibrationTable, file_sha256, model_sha256
 
 
 def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos",
@@ -57,8 +59,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
                    activation_bits: int = 8) -> CalibrationTable:
     """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
     `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
-    planned it already (tcc.quant.plan; otherwise planned here, refusing a model without an integer form).
-    `steps`: the post-training steps around the method (tcc.quant.steps). activation_bits: 8, or 16 (signed int16
+    planned it already (tcc.quant.intgraph.plan; otherwise planned here, refusing a model without an integer form).
+    `steps`: the post-training steps around the method (tcc.quant.table.steps). activation_bits: 8, or 16 (signed int16
     activations, where the rules' kernels take them: `wide_method` says how their ranges are chosen)."""
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
@@ -279,11 +281,11 @@ ACTIVATION_BITS = (8, 16)
 
 def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
     """16-bit activations: each tensor whose readers' int32 accumulators can overflow on the codes it can hold
-    (tcc.quant.qgraph's guard) is put on a grid of as many fewer bits as the worst case needs, with its scale
+    (tcc.quant.intgraph.qgraph's guard) is put on a grid of as many fewer bits as the worst case needs, with its scale
     group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
     no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
     the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
-    from .qgraph import NARROWEST_WIDE_GRID, quantize_graph
+    from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
 
     tensors = table.tensors
     while True:
@@ -321,7 +323,7 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
 
 
 def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
-    """At 16 bits, every node of the integer graph (tcc.quant.plan.IntGraph) must be of a kind the rules' 16-bit
+    """At 16 bits, every node of the integer graph (tcc.quant.intgraph.plan.IntGraph) must be of a kind the rules' 16-bit
     kernels take (TargetRules.wide.kinds): else a DataError (exit 2) naming the node, its kind and the target,
     before any data is read."""
     kinds = rules.wide.kinds
@@ -389,7 +391,7 @@ def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: di
                 skipped.append(l.name)
                 continue
             w = inits[l.weight]
-            shift = layer_shift(l, w, table.weight_codes(l.weight, w), table.weight_scale(l.weight),
+            shift = layer_shift(l, w, weight_codes(table, l.weight, w), table.weight_scale(l.weight),
                                 samples[l.name], quantized_rows(l))
             shifts[l.name] = {"bias": l.bias, "shift": [float(v) for v in shift.astype(np.float32)]}
         record.update(layers=shifts, **({"skipped_without_bias": skipped} if skipped else {}))
@@ -409,11 +411,11 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
     cos_rounds, cos_rows, batch_size, threads, steps: the post-training steps). Without `steps`, the steps are the
     spec's `calibrate:` section's with `step_switches` (Steps.chosen: the command line's) on top. placement
-    (tcc.quant.place.PlaceOptions): the placement step, run on the table calibration made.
+    (tcc.quant.place.placer.PlaceOptions): the placement step, run on the table calibration made.
     """
     from ..frontend import lower_spec
-    from .data import load_calibration_data
-    from .place import check_nodes, check_options, place
+    from .collect.data import load_calibration_data
+    from .place.placer import check_nodes, check_options, place
 
     rules = rules_for(target)
     if method not in METHODS:
@@ -444,7 +446,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
 def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
     """The fine search's own numbers from the table alone: cosine of each layer's output, that layer quantized in
     isolation, before/after the search (worst first when `top` is given), then the summary. `tcc calibrate`
-    prints the full quality report instead (tcc.quant.report.format_report: INT8 vs FP32 per tensor and end to
+    prints the full quality report instead (tcc.quant.report.quality.format_report: INT8 vs FP32 per tensor and end to
     end, these cosines in its `search` column)."""
     doc = table.doc
     rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]

@@ -15,8 +15,8 @@ OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded w
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `slide` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
-    from ..cli_args import weights_args
+    """Add the `slide` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
+    from ..cli.args import weights_args
     from .reader import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..cli_args import refuse_with_artifact
+    from ..cli.args import refuse_with_artifact
     from ..errors import DataError
     from ..spec.loader import parse_overrides
     from .infer import ModelSource

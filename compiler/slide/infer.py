@@ -130,7 +130,7 @@ def _torch_runner(source: ModelSource) -> Runner:
 
     from ..frontend import reference_module
     from ..spec.loader import load_model
-    from ..weights import fit_to_checkpoint
+    from ..lower.weights import fit_to_checkpoint
 
     messages = []
     model = fit_to_checkpoint(load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order,

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ..errors import Location, SpecError
 from ..ir import Graph
+from ..resources import blocks_dir
 from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .schema import validate
 from .yamlpos import PosDict, PosList, load_file, parse_scalar
 
-ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo" / "blocks"
+ZOO_DIR = blocks_dir()
 
 
 def zoo_dirs() -> list[Path]:
@@ -109,7 +110,7 @@ class Model:
     graph: Graph
     sources: dict[str, str] = field(default_factory=dict)  # file -> text of every document used
     notes: list[str] = field(default_factory=list)  # things the user should hear about (printed by the CLI)
-    checkpoints: list = field(default_factory=list)  # the checkpoint layouts it declares (tcc.checkpoint_layouts)
+    checkpoints: list = field(default_factory=list)  # the checkpoint layouts it declares (tcc.spec.checkpoint_layouts)
     overrides: dict = field(default_factory=dict)  # the --set values it was loaded with
     calibrate: dict = field(default_factory=dict)  # its `calibrate:` section: default post-training steps
 
@@ -256,7 +257,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         sources[str(file)] = file.read_text(encoding="utf-8")
     checkpoints = []
     if "checkpoints" in doc:
-        from ..checkpoint_layouts import parse_layouts
+        from .checkpoint_layouts import parse_layouts
 
         tensors = {name: p.shape for name, p in graph.parameters()}
         checkpoints, files = parse_layouts(doc["checkpoints"], path, params, tensors)

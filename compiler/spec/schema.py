@@ -176,7 +176,7 @@ _CHECKPOINT = {
 }
 
 
-# the post-training steps a model's INT8 calibration runs by default (tcc.quant.steps.Steps); a command-line switch
+# the post-training steps a model's INT8 calibration runs by default (tcc.quant.table.steps.Steps); a command-line switch
 # (--bias-correction / --no-bias-correction, ...) overrides it
 _CALIBRATE = {
     "type": "object",

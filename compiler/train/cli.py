@@ -22,7 +22,7 @@ DistributedDataParallel and give the same result as one process: --batch-size is
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `train` subcommand to tcc's parser (called by tcc.cli.build_parser)."""
+    """Add the `train` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
     p = sub.add_parser("train", help="train a spec on a folder of labelled images (one process or many, torchrun)",
                        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="model spec (YAML or JSON)")

@@ -18,7 +18,7 @@ import torch
 
 from ..data import load_pixels, normalize_pixels
 from ..errors import DataError
-from ..quant.data import IMAGE_SUFFIXES, find_images
+from ..quant.collect.data import IMAGE_SUFFIXES, find_images
 from .sample_rng import AUGMENT_STREAM, sample_rng
 
 Sample = tuple[Path, int]  # image file, label

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import DataError, SpecError
 from ..spec.loader import Model, load_model
-from ..weights import fit_to_checkpoint
+from ..lower.weights import fit_to_checkpoint
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
@@ -139,8 +139,8 @@ def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -
 def _initial_module(model: Model, c: Config, resumed: dict | None, log) -> torch.nn.Module:
     """The lowered model (train-mode outputs: main and auxiliary heads) with PyTorch's default initialization
     drawn under the seed, then the resumed run's or the checkpoint's weights."""
-    from ..lower_torch import to_torch
-    from ..weights import load_weights
+    from ..lower.to_torch import to_torch
+    from ..lower.weights import load_weights
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)

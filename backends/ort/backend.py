@@ -1,0 +1,237 @@
+"""The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX) and `ort` (FP32 or FP16 with FP32 I/O).
+
+The artifact is one file, `model.onnx`, serialized deterministically (protobuf field order; no timestamps). Its IR
+version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: backends/fp16.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tcc.errors import BuildError
+
+from ..base import Backend, Capabilities, EmitOptions, Exposed
+
+ARTIFACT = "model.onnx"
+PROVIDERS = ["CPUExecutionProvider"]
+
+
+@dataclass
+class OrtLoaded:
+    session: object
+    input: str
+    output: str
+    batch: int | None  # the artifact's fixed batch size, or None when the batch is dynamic
+
+
+class OrtBackend(Backend):
+    capabilities = Capabilities(
+        name="ort",
+        targets=("onnx", "ort"),
+        precisions=("fp32", "fp16", "int8", "dynamic"),
+        onnx_ops=None,  # ONNX Runtime implements every standard op; check() still tests each against the opset
+        opsets=(11, 21),
+        runs_here=True,
+        int8_lowering="qdq",  # QuantizeLinear / DequantizeLinear around the tensors of the table (tcc.quant.lower.qdq)
+        int8_exact=False,  # ORT requantizes with a float multiplier: within LSBs of the fixed-point reference
+    )
+
+    def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        import onnx
+
+        if options.precision == "fp16":
+            from .fp16 import to_fp16
+
+            model = to_fp16(model)
+        elif options.precision == "int8":
+            from tcc.quant.lower.qdq import to_qdq
+
+            if options.table is None:
+                raise BuildError("precision int8 needs a calibration table")
+            model = to_qdq(model, options.table, compact=True)  # the deployment form: short names, no redundancy
+        elif options.precision == "dynamic":
+            model = _quantize_dynamic(model)
+        elif options.precision != "fp32":
+            raise BuildError(f"the ort backend cannot emit precision {options.precision}")
+        else:
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            model = copy
+        minimum = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+        model.ir_version = min(model.ir_version, minimum) if model.ir_version else minimum
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise BuildError(f"the ONNX model fails the checker: {str(e).strip().splitlines()[0]}") from None
+        (Path(out_dir) / ARTIFACT).write_bytes(model.SerializeToString())
+        return [ARTIFACT]
+
+    def load(self, bundle_dir: Path) -> OrtLoaded:
+        import onnxruntime as ort
+
+        path = Path(bundle_dir) / ARTIFACT
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only: no optimizer chatter on stderr
+        try:
+            sess = ort.InferenceSession(str(path), so, providers=PROVIDERS)
+        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, NoSuchFile, ...)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BuildError(f"{path}: ONNX Runtime cannot load the artifact ({first})") from None
+        (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+        batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        return OrtLoaded(sess, inp.name, out.name, batch)
+
+    def run(self, loaded: OrtLoaded, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if loaded.batch is None or loaded.batch == len(x):
+            return _session_run(loaded.session, [loaded.output], {loaded.input: x})[0]
+        if len(x) % loaded.batch:
+            raise BuildError(f"the artifact has a fixed batch of {loaded.batch}; got {len(x)} samples")
+        parts = [_session_run(loaded.session, [loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
+                 for i in range(0, len(x), loaded.batch)]
+        return np.concatenate(parts)
+
+    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """The codes ORT's integer kernels compute for every quantized tensor: the same QDQ model with readable
+        names (the artifact is its compact form: the same kernels and values) and every QuantizeLinear output as
+        an extra graph output. Exposing a QuantizeLinear's output leaves ORT's fusions (QLinearConv, QLinearAdd,
+        ...) as they are; that the final output equals the artifact's bit for bit is checked here."""
+        from tcc.errors import SelfCheckError
+        from tcc.quant.lower.qdq import to_qdq
+
+        y, codes = qdq_codes(model, to_qdq(model, options.table), options.table, x)
+        if not np.array_equal(y, got):
+            raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
+                                 "artifact computes (ONNX Runtime fused it differently); no bundle was written")
+        return codes
+
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
+        """FP32 / FP16 / dynamic: every node output of the artifact as an extra graph output (ORT then keeps each
+        one; its fusions may differ, values only by float rounding). INT8: the artifact is the compact QDQ form,
+        whose tensors have short names; with `model` (the FP32 graph) the readable QDQ model of the bundle's
+        table is rebuilt, its final output checked equal to the artifact's, and every quantized tensor exposed
+        through its QuantizeLinear (tcc.backends.ort.backend.qdq_codes); without it, the final output alone."""
+        import json
+
+        import onnx
+
+        bundle = Path(bundle_dir)
+        precision = json.loads((bundle / "manifest.json").read_text())["precision"]
+        art = onnx.load(str(bundle / ARTIFACT))
+        out_name = art.graph.output[0].name
+        y = self.run(self.load(bundle), x)
+        if precision == "int8":
+            if model is None:
+                return {out_name: Exposed(y)}
+            from tcc.quant.lower.qdq import to_qdq
+            from tcc.quant.table.file import load_table
+
+            table = load_table(bundle / "calibration.json")
+            got, codes = qdq_codes(model, to_qdq(model, table), table, x)
+            if not np.array_equal(got, y):
+                raise BuildError(f"{bundle}: the readable QDQ model of the bundle's table does not compute what the "
+                                 "artifact computes: the bundle was not built from this spec and weights")
+            exposed = {}
+            inputs = {i.name for i in model.graph.input}
+            for name, q in codes.items():  # (the graph input's codes, which ORT may hold space-to-depth, are x's)
+                if name in inputs:
+                    continue
+                s, zp, _ = table.act_scale(name)
+                exposed[name] = Exposed(((q.astype(np.int64) - zp) * np.float32(s)).astype(np.float32), s)
+            exposed[out_name] = Exposed(y)
+            return exposed
+        names = [o for n in art.graph.node for o in n.output if o and o != out_name]
+        have = {o.name for o in art.graph.output}
+        art.graph.output.extend(onnx.ValueInfoProto(name=o) for o in names if o not in have)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(art.SerializeToString(), so, providers=PROVIDERS)
+        outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        values = dict(zip([o.name for o in sess.get_outputs()], outs))
+        exposed = {n: Exposed(np.asarray(values[n], np.float32)) for n in names
+                   if n in values and np.issubdtype(np.asarray(values[n]).dtype, np.floating)}
+        exposed[out_name] = Exposed(np.asarray(y, np.float32))
+        return exposed
+
+    def runtime_info(self, options: EmitOptions) -> dict:
+        info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}
+        if options.precision == "int8":
+            info["note"] = ("QDQ model: int8 per-channel symmetric weights, int32 biases, 8-bit activations with the "
+                            "scales of calibration.json. ONNX Runtime fuses the QuantizeLinear/DequantizeLinear "
+                            "pairs into its integer kernels (QLinearConv, QLinearConcat, QGemm, ...) with its "
+                            "default graph optimisations; with optimisations disabled it runs the same model as "
+                            "float fake-quant.")
+        if options.precision == "dynamic":
+            info["note"] = ("dynamic quantization (onnxruntime.quantization.quantize_dynamic): int8 per-channel "
+                            "weights, activations quantized per tensor at run time (ConvInteger/MatMulInteger); "
+                            "no calibration data needed, slower than static INT8.")
+        if options.precision == "fp16":
+            info["note"] = ("float16 weights and activations, float32 input/output. ONNX Runtime's CPU provider has "
+                            "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
+                            "DirectML and ARM builds run the float16 kernels.")
+        return info
+
+
+def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[np.ndarray, dict]:
+    """Run the QDQ model `qdq` (made from `model` and `table` by tcc.quant.lower.qdq.to_qdq, readable names) with every
+    QuantizeLinear output as an extra graph output: (its output, {quantized tensor: codes}). optimize=False runs it
+    as float fake-quant (each QuantizeLinear exactly ONNX's equation)."""
+    import onnx
+    import onnxruntime as ort
+
+    from tcc.quant.lower.qdq import quant_points
+
+    points = quant_points(model, table)
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq)
+    m.graph.output.extend(onnx.helper.make_tensor_value_info(
+        f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
+        for p in points)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
+    outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+    return outs[0], dict(zip(points, outs[len(qdq.graph.output):]))
+
+
+def _session_run(sess, names, feed):
+    """sess.run, with ONNX Runtime's own failures (e.g. an integer kernel refusing scales outside its range:
+    "QLinearGlobalAveragePool parameter out of computation range") as a BuildError naming the node."""
+    try:
+        return sess.run(names, feed)
+    except Exception as e:  # ORT raises its own exception types (Fail, RuntimeException, ...)
+        text = str(e).strip()
+        first = next((line for line in text.splitlines() if line.strip()), type(e).__name__)
+        raise BuildError(f"ONNX Runtime failed running the artifact: {first}"
+                         + (" (an INT8 kernel refused its quantization parameters: check the calibration table's "
+                            "scales)" if "out of computation range" in text else "")) from None
+
+
+def _quantize_dynamic(model):
+    """ONNX Runtime's dynamic quantization of an FP32 model (its API works on files)."""
+    import logging
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="tcc-dynamic-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "dynamic.onnx"
+        src.write_bytes(model.SerializeToString())
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing advice on every call
+        try:
+            # reduce_range: 7-bit weights. Without VNNI, ORT's u8 x s8 kernels add pairs of products in int16
+            # (VPMADDUBSW) and saturate on 8-bit weights (measured on AVX2, FastNet: cosine to FP32 0.68, 0.75;
+            # 0.999+ with VNNI). The artifact must not depend on the build machine's ISA, so always 7 bits.
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+        finally:
+            root.setLevel(level)
+        return onnx.load(str(dst))

@@ -1,0 +1,616 @@
+"""The TVM backend: targets `host`, `arm-a7`, `aarch64` (alias `arm-a53`), FP32 and INT8.
+
+A bundle holds the compiled module and a deployment kit that runs it without Python:
+
+    model.so              Relax VM executable + kernels, compiled (LLVM) and linked for the target
+    kit/bin/tcc-run       the runner (ARM binaries for ARM targets), RUNPATH $ORIGIN/../lib
+    kit/lib/*.so          the TVM runtime for the target's architecture (+ the C++ runtime for ARM)
+    kit/kit.json          which target the kit is for, the module's input shape
+    kit/README.md         how to copy the bundle to the board and run it; the tensor file format
+    kit/run.sh            `./run.sh input.bin output.bin` from anywhere
+
+Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling is
+backends/tvm_compile.py (MetaSchedule tuning: tvm_tune.py), the runtimes and their cache backends/tvm_runtime.py,
+running backends/tvm_run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
+FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules
+(backends/tvm_schedule.py) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
+backends/tvm_int8.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
+compiled the same way.
+Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tcc.errors import BuildError, SelfCheckError
+from tcc.process.phases import phase
+
+from ... import targets as tvm_targets
+from . import worker as tvm_worker
+from ..base import Backend, Capabilities, EmitOptions, Exposed
+
+ARTIFACT = "model.so"
+KIT = "kit"
+KIT_INFO = "kit/kit.json"
+DEPLOY_BATCH = 1  # modules are compiled for one image per call (see the module docstring)
+# ARM vs host: the same TVM schedules, compiled by LLVM for another ISA. ARM code is built with fast-math (ARMv7
+# NEON has no IEEE mode; the target registry explains why) and fuses multiply-adds, so float results differ from
+# the host's by reassociation/FMA rounding only: a few float32 ulps of each accumulation. 1e-5 absolute (plus
+# 1e-5 relative for large logits) is the FP32 contract's atol; measured differences are ~1e-6 (manifest).
+ARM_VS_HOST_FP32 = {"atol": 1e-5, "rtol": 1e-5}
+
+
+@dataclass
+class TvmLoaded:
+    bundle: Path
+    target: str
+    module: Path  # model.so
+    runner: Path  # the kit's tcc-run
+    batch: int | None  # the module's fixed batch, None if dynamic
+
+
+def _tvm_missing() -> str | None:
+    from importlib import metadata
+
+    try:
+        metadata.version("apache-tvm")
+    except metadata.PackageNotFoundError:
+        from .runtime import TVM_FFI_PIN, TVM_PIN
+
+        return ("the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
+                f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})")
+    return None
+
+
+def converted_ops() -> frozenset[str]:
+    """The ONNX ops TVM's Relax ONNX frontend converts."""
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    return frozenset(_get_convert_map()) | {"Constant", "If"}  # the two the frontend handles itself
+
+
+def _spec(target: str) -> tvm_targets.Platform:
+    try:
+        return tvm_targets.get_platform(target)
+    except tvm_targets.UnknownTargetError as e:
+        raise BuildError(str(e)) from None
+
+
+def _precision_options(precision: str) -> dict:
+    """compile_module's options that follow the precision, the same for a build and its host twin: INT8 modules
+    round their float steps exactly (no fast-math) and keep their concat kernels and input transpose; FP32 ones
+    get the x86 layout rewrites (dense-block concats in place, the first conv reading the NCHW input)."""
+    int8 = precision == "int8"
+    return {"ieee": int8, "concat_in_place": not int8, "nchw_input": not int8}
+
+
+class TvmBackend(Backend):
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            name="tvm",
+            targets=tuple(tvm_targets.PLATFORMS),
+            precisions=("fp32", "int8"),
+            onnx_ops=None,  # unsupported() asks the Relax ONNX frontend which ops it converts
+            opsets=(11, 21),
+            # host bundles run wherever apache-tvm is installed; ARM bundles also need qemu-user, which load()
+            # checks per target (naming the package) -- capabilities cannot say "this target only"
+            runs_here=_tvm_missing() is None,
+            int8_lowering="tvm",  # backends/tvm_int8.py: RelaxLowering over the integer op table
+            int8_exact=True,  # integer kernels with the reference's fixed-point requantization: bit for bit
+        )
+
+    # ------------------------------------------------------------------ checks
+    def unsupported(self, model) -> list[tuple[str, str]]:
+        bad = super().unsupported(model)
+        if _tvm_missing() is not None:
+            return bad
+        known = self._worker.converted_ops() if self._worker is not None else converted_ops()
+        named = {n for n, _ in bad}
+        for node in model.graph.node:
+            name = node.name or node.output[0]
+            if name not in named and node.domain in ("", "ai.onnx") and node.op_type not in known:
+                bad.append((name, f"op {node.op_type} has no converter in TVM's Relax ONNX frontend"))
+        return bad
+
+    def check(self, model, options: EmitOptions) -> None:
+        missing = _tvm_missing()
+        if missing:
+            raise BuildError(f"target {options.target}: {missing}")
+        spec = _spec(options.target)
+        if options.tune and spec.is_cross:
+            raise BuildError(f"--tune is host-only: MetaSchedule measures every candidate schedule, and {spec.name} "
+                             "code cannot be timed on this machine (qemu timings say nothing about a Cortex core; "
+                             "tuning for a board needs an RPC runner on it). Build without --tune, or tune the "
+                             "host target.")
+        if options.tune < 0:
+            raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
+        if options.tune or options.tune_log:
+            from . import tune as tvm_tune
+
+            problem = tvm_tune.meta_schedule_problem()
+            if problem:
+                raise BuildError(f"--tune/--tune-log: {problem}. Build without them (untuned default schedules).")
+        self._require_tools(options.target, run=True)  # the self-check runs ARM modules under qemu
+        super().check(model, options)
+
+    @staticmethod
+    def _require_tools(target: str, *, run: bool) -> None:
+        """BuildError naming the Debian package when the cross compiler (or, with `run`, qemu) is missing."""
+        from . import runtime as rt
+
+        missing = rt.missing_tools(target, build=False, run=run)
+        if missing:
+            what = "; ".join(f"`{cmd}` ({how})" for cmd, how in missing)
+            raise BuildError(f"target {target} needs {what}; or run tools/setup_arm.sh as root")
+
+    # ------------------------------------------------------------------ emit
+    _worker = None  # set by preload(worker=True): tcc.backends.tvm.worker
+
+    def preload(self, worker: bool = False) -> None:
+        if _tvm_missing() is not None:  # check() says so, with what to install
+            return
+        if worker and tvm_worker.pays():
+            self._worker = tvm_worker.Worker(converted_ops, _emit_here)
+        else:
+            from .import_tvm import import_tvm_first
+
+            import_tvm_first()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        if self._worker is None:
+            return self.emit_here(model, options, out_dir)
+        worker, self._worker = self._worker, None
+        return worker.emit(model, options, out_dir)
+
+    def emit_here(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+        """The emit step in this process."""
+        from . import compile as tvm_compile
+
+        out_dir = Path(out_dir)
+        spec = _spec(options.target)
+        runtime = self._runtime(options.target)  # before the compile: a missing runtime fails fast
+        with phase("import"):
+            mod = self._relax_module(model, options)
+        tune_dir, tune_trials = self._tuning(model, options)
+        try:
+            tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
+                                       tune_trials=tune_trials, **_precision_options(options.precision))
+        except BuildError:  # ToolchainMissing: names the package to install
+            raise
+        except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
+            raise BuildError(f"TVM failed to compile the model for {options.target}: {_first_line(e)}") from None
+        if tune_dir and tune_trials:
+            _write_tune_stamp(tune_dir, options.tune)
+        with phase("kit"):
+            kit_files = self._write_kit(out_dir, spec, runtime, _input_shape(mod), options)
+        return [ARTIFACT, *kit_files]
+
+    def _runtime(self, target: str) -> Path:
+        from . import runtime as rt
+
+        try:
+            return rt.ensure_runtime(target)
+        except rt.RuntimeBuildError as e:
+            raise BuildError(f"cannot prepare the TVM runtime for {target}: {e}") from None
+
+    def _relax_module(self, model, options: EmitOptions):
+        from . import compile as tvm_compile
+
+        if options.precision == "int8":
+            from .int8.lower import lower_int8
+
+            if options.table is None:
+                raise BuildError("precision int8 needs a calibration table")
+            return lower_int8(model, options.table, batch=DEPLOY_BATCH, target=options.target)
+        if options.precision != "fp32":
+            raise BuildError(f"the tvm backend cannot emit precision {options.precision}")
+        inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+        dims = [d.dim_value if d.HasField("dim_value") else DEPLOY_BATCH for d in inp.type.tensor_type.shape.dim]
+        try:
+            return tvm_compile.import_onnx(model, shape_dict={inp.name: dims})
+        except Exception as e:  # check() caught unknown ops; this is a converter failing on an attribute/shape
+            raise BuildError(f"TVM's ONNX frontend cannot import the model: {_first_line(e)}") from None
+
+    def _tuning(self, model, options: EmitOptions) -> tuple[str | None, int]:
+        """(MetaSchedule work dir, trials still to run). The database is kept per target + CPU + model + precision
+        (or in --tune-log) and reused: a later build with the same or a smaller budget applies it without tuning,
+        one with a larger budget runs only the difference (tcc-tune.json there holds the budget tuned so far)."""
+        if not options.tune and not options.tune_log:
+            return None, 0
+        from . import compile as tvm_compile
+        from . import runtime as rt
+
+        if options.tune_log:
+            work = Path(options.tune_log)
+            if not options.tune and not (work / "database_tuning_record.json").is_file():
+                raise BuildError(f"--tune-log {work}: no MetaSchedule database there "
+                                 "(database_tuning_record.json); pass --tune N to make one")
+        else:
+            key = hashlib.sha256(model.SerializeToString() + options.precision.encode()).hexdigest()[:16]
+            cpu = tvm_compile.resolve_tvm_target(options.target).get("mcpu", "generic")
+            work = rt.cache_root() / "tune" / f"{options.target}-{cpu}-{key}"
+        work.mkdir(parents=True, exist_ok=True)
+        done = _read_tune_stamp(work)  # trials the database holds already: only the rest of the budget is run
+        return str(work), max(0, options.tune - done)
+
+    def _write_kit(self, out_dir: Path, spec, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
+        from . import runtime as rt
+
+        kit = out_dir / KIT
+        (kit / "bin").mkdir(parents=True)
+        (kit / "lib").mkdir()
+        files = []
+        shutil.copy2(runtime / "bin" / "tcc-run", kit / "bin" / "tcc-run")
+        files.append(f"{KIT}/bin/tcc-run")
+        for lib in sorted((runtime / "lib").iterdir()):
+            if lib.is_file():
+                shutil.copy2(lib, kit / "lib" / lib.name)
+                files.append(f"{KIT}/lib/{lib.name}")
+        info = {"target": spec.name, "arch": spec.arch, "precision": options.precision,
+                "tvm_version": rt.tvm_versions()[0], "module": f"../{ARTIFACT}", "input_shape": input_shape,
+                "qemu": list(spec.qemu) if spec.qemu else None}
+        (out_dir / KIT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        (kit / "README.md").write_text(_kit_readme(spec, input_shape, options.precision))
+        run_sh = kit / "run.sh"
+        run_sh.write_text(_RUN_SH)
+        run_sh.chmod(0o755)
+        return [*files, KIT_INFO, f"{KIT}/README.md", f"{KIT}/run.sh"]
+
+    # ------------------------------------------------------------------ run
+    def load(self, bundle_dir: Path) -> TvmLoaded:
+        bundle = Path(bundle_dir)
+        try:
+            info = json.loads((bundle / KIT_INFO).read_text())
+        except (OSError, ValueError) as e:
+            raise BuildError(f"{bundle}: not a TVM bundle ({KIT_INFO}: {e})") from None
+        target = info["target"]
+        spec = _spec(target)
+        if spec.qemu and not shutil.which(spec.qemu[0]):
+            raise BuildError(f"{bundle}: a {target} bundle runs here only under `{spec.qemu[0]}` "
+                             "(Debian package qemu-user: apt-get install -y qemu-user)")
+        shape = info.get("input_shape") or []
+        batch = shape[0] if shape and isinstance(shape[0], int) else None
+        return TvmLoaded(bundle, target, bundle / ARTIFACT, bundle / KIT / "bin" / "tcc-run", batch)
+
+    def run(self, loaded: TvmLoaded, x: np.ndarray) -> np.ndarray:
+        return _run_batched(loaded.module, loaded.target, x, loaded.batch, runner=loaded.runner)
+
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
+        """The bundle's final output as shipped (ARM: its kit's runner under qemu). A host bundle, given `model`,
+        also gives every tensor through a debug twin compiled for this machine: INT8, every quantized tensor's
+        codes (tcc.backends.tvm.int8.lower.lower_int8's `expose`); FP32, every node output of the ONNX made a graph
+        output. The twin's final output is checked against the bundle's first (INT8: bit for bit)."""
+        from tcc.bundle import read_manifest
+
+        from . import compile as tvm_compile, run as tvm_run
+
+        m = read_manifest(bundle_dir)
+        loaded = self.load(bundle_dir)
+        y = np.asarray(self.run(loaded, x), np.float32)
+        out_name = m["outputs"][0]["name"]
+        if model is None or loaded.target != "host" or len(x) != 1:
+            return {out_name: Exposed(y)}
+        int8 = m["precision"] == "int8"
+        with tempfile.TemporaryDirectory(prefix="tcc-debug-twin-") as tmp:
+            if int8:
+                from tcc.quant.table.file import load_table
+
+                from .int8.lower import lower_int8
+
+                from tcc.quant.intgraph.reference import run_reference
+
+                table = load_table(Path(bundle_dir) / "calibration.json")
+                _, codes = run_reference(model, table, x, return_all=True)  # the quantized tensors, in graph order
+                names = list(codes)
+                mod = lower_int8(model, table, expose=tuple(names), batch=1, target="host")
+            else:
+                names, mod = _all_outputs_module(model)
+            so = tvm_compile.compile_module(mod, "host", Path(tmp) / ARTIFACT, ieee=int8)
+            outs = tvm_run.run_module(so, "host", np.ascontiguousarray(x, np.float32))[0]
+        twin = np.asarray(outs[0], np.float32)
+        same = np.array_equal(twin, y) if int8 else np.allclose(twin, y, rtol=1e-4, atol=1e-5 * max(1, np.abs(y).max()))
+        if not same:
+            raise BuildError(f"{bundle_dir}: the debug twin compiled from --spec does not compute the bundle's output "
+                             "(built from another spec or weights?)")
+        exposed = {}
+        for name, v in zip(names, outs[1:]):
+            if int8:
+                s, zp, _ = table.act_scale(name)
+                exposed[name] = Exposed(((np.asarray(v, np.int64) - zp) * np.float32(s)).astype(np.float32), s)
+            else:
+                exposed[name] = Exposed(np.asarray(v, np.float32))
+        exposed[out_name] = Exposed(y)
+        return exposed
+
+    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        """Asked only where float islands kept the module from equalling the reference end to end (an island's
+        float result may round a code the other way at a tie): the codes of every quantized tensor, from a twin of
+        the module that also returns them (lower_int8's `expose`), compiled for the same target and run by the
+        kit's runner (under qemu for ARM). Its final output must be the bundle's, bit for bit."""
+        from tcc.quant.intgraph.plan import plan
+        from tcc.quant.intgraph.qgraph import quantize_graph
+
+        from . import compile as tvm_compile, run as tvm_run
+        from .int8.lower import lower_int8
+
+        qg = quantize_graph(plan(model, lowering="tvm", rules=options.table.doc["target"]), options.table)
+        names = [t for n in qg.nodes for t, q in zip(n.outputs, n.qout) if q is not None]
+        runner = Path(bundle_dir) / KIT / "bin" / "tcc-run"
+        with tempfile.TemporaryDirectory(prefix="tcc-codes-twin-") as tmp:
+            so = tvm_compile.compile_module(lower_int8(model, options.table, expose=tuple(names), batch=DEPLOY_BATCH),
+                                            options.target, Path(tmp) / ARTIFACT, ieee=True)
+            runs = [tvm_run.run_module(so, options.target, np.ascontiguousarray(x[i:i + 1], np.float32),
+                                       runner=runner)[0] for i in range(len(x))]
+        if not np.array_equal(np.concatenate([r[0] for r in runs]), got):
+            raise SelfCheckError("self-check: the INT8 module with its codes exposed does not compute what the "
+                                 "artifact computes; no bundle was written")
+        return {name: np.concatenate([r[k + 1] for r in runs]) for k, name in enumerate(names)}
+
+    # ------------------------------------------------------------------ target checks
+    def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
+        from .measure.instruction_mix import instruction_mix
+
+        return {"instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT,
+                                                                _spec(options.target).name))}
+
+    def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+        from tcc.bundle import stable_float
+
+        from . import compile as tvm_compile
+
+        spec = _spec(options.target)
+        bundle = Path(bundle_dir)
+        checks: dict = {}
+        if spec.is_cross and options.host_twin:
+            # The same model compiled for the host, run natively, against the ARM module run by the kit's own
+            # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request
+            # (--host-twin): the self-check already runs the ARM module under qemu against PyTorch (INT8: against
+            # the integer reference, bit-exact, which implies the host twin's bit-exactness), and the twin doubles
+            # the compile time.
+            with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp, phase("host-twin"):
+                host_so = Path(tmp) / ARTIFACT
+                host_opts = EmitOptions("host", options.precision, options.opset, options.table)
+                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
+                                           **_precision_options(options.precision))
+                with phase("run"):
+                    host = _run_batched(host_so, "host", x, self.load(bundle).batch)
+            a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)
+            d = np.abs(a - h)
+            if options.precision == "int8" and _has_islands(model, options.table):
+                # float islands: each module's float ops round on their own; each was judged op by op against
+                # the reference (the self-check), so the two may differ by island ties: recorded
+                passed, required = True, "recorded (float islands: the self-check judged each module's ops)"
+            elif options.precision == "int8":
+                passed = bool(np.array_equal(got, host))
+                required = "bit-exact"
+            else:
+                tol = ARM_VS_HOST_FP32
+                passed = a.shape == h.shape and bool(np.all(d <= tol["atol"] + tol["rtol"] * np.abs(h)))
+                required = f"|arm - host| <= {tol['atol']} + {tol['rtol']} * |host|"
+            checks["arm_vs_host"] = {
+                "description": f"{spec.name} module run by kit/bin/tcc-run under `{' '.join(spec.qemu or ())}` vs "
+                               "the same model compiled for the host, on the self-check inputs",
+                "max_abs": stable_float(float(d.max()) if d.size else 0.0),
+                "bit_exact": bool(np.array_equal(got, host)),
+                "required": required, "passed": passed,
+            }
+            if not passed:
+                raise SelfCheckError(f"target check failed: the {spec.name} module under qemu differs from the host "
+                                     f"build by max abs {float(d.max()):.3g} (required: {required}); "
+                                     "no bundle was written")
+        if spec.is_cross and options.count_instructions:
+            from .measure.insn_count import per_inference
+
+            with phase("instruction-count"):
+                checks["instructions_per_inference"] = per_inference(
+                    bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run")
+        if options.precision == "fp32":
+            checks["vs_onnxruntime"] = _vs_ort(model, x, got, spec.name)
+        return checks
+
+    def runtime_info(self, options: EmitOptions) -> dict:
+        from . import compile as tvm_compile
+        from . import runtime as rt
+
+        spec = _spec(options.target)
+        run = "./bin/tcc-run ../model.so input.bin output.bin"
+        info = {
+            "runtime": f"TVM {rt.tvm_versions()[0]} Relax VM (kit/bin/tcc-run, kit/lib)",
+            "artifact": ARTIFACT,
+            "target": spec.name,
+            "tvm_target": {k: v for k, v in tvm_compile.resolve_tvm_target(spec.name).items()},
+            "batch": DEPLOY_BATCH,
+            "kit": f"{KIT}/",
+            "readme_run": ["On the board (copy the whole bundle folder; kit/README.md has the details):", "",
+                           "```sh", f"cd kit && {run}", "```", "",
+                           "Here: `tcc predict --artifact THIS_DIR --image picture.png --json`"
+                           + (f" (runs under `{spec.qemu[0]}`)" if spec.qemu else "") + "."],
+        }
+        if options.tune or options.tune_log:
+            info["tuning"] = {"meta_schedule_trials": options.tune,
+                              "database": "--tune-log" if options.tune_log else "tcc cache (target + model hash)"}
+        info["note"] = ("compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "
+                        "tcc predict runs larger batches sample by sample.")
+        return info
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(("  File", "Traceback"))]
+    return lines[-1].strip() if lines else type(e).__name__
+
+
+def _has_islands(model, table) -> bool:
+    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.table.placement import float_nodes
+
+    return bool(plan(model, lowering="tvm", rules=table.doc["target"], floats=float_nodes(table)).islands)
+
+
+def _input_shape(mod) -> list:
+    """The shape of main's first parameter: ints, or the symbolic dimension's name."""
+    ty = mod["main"].params[0].ty  # relax TensorType (TVM 0.27 names it `ty`, earlier versions `struct_info`)
+    out = []
+    for d in ty.shape.values:
+        try:
+            out.append(int(d))
+        except TypeError:
+            out.append(str(d))
+    return out
+
+
+def _all_outputs_module(model):
+    """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
+    import onnx
+
+    from . import compile as tvm_compile
+
+    m = onnx.shape_inference.infer_shapes(model)
+    out = m.graph.output[0].name
+    typed = {v.name: v for v in m.graph.value_info}
+    names = [o for n in m.graph.node for o in n.output if o in typed and o != out]
+    m.graph.output.extend(typed[n] for n in names)
+    inp = next(i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer})
+    dims = [d.dim_value if d.HasField("dim_value") else DEPLOY_BATCH for d in inp.type.tensor_type.shape.dim]
+    return names, tvm_compile.import_onnx(m, shape_dict={inp.name: dims})
+
+
+def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner: Path | None = None) -> np.ndarray:
+    from . import run as tvm_run
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if batch is not None and len(x) % batch:
+        raise BuildError(f"the module has a fixed batch of {batch}; got {len(x)} samples")
+    parts = [x] if batch is None or batch == len(x) else [x[i:i + batch] for i in range(0, len(x), batch)]
+    # one runner process per chunk (each qemu start costs ~0.1 s, small against the model), as many at once as
+    # there are cores: under qemu one DDSNet inference takes seconds
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(parts), os.cpu_count() or 1))) as pool:
+        outs = list(pool.map(lambda p: tvm_run.run_module(so, target, p, runner=runner)[0][0], parts))
+    return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _mix_summary(mix: dict) -> dict:
+    total, simd = mix["total"], mix["simd"]
+    return {"arch": mix["arch"], "instructions": total, "simd": simd,
+            "simd_fraction": round(simd / total, 4) if total else 0.0,
+            "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
+            "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8])}
+
+
+def _vs_ort(model, x, got, target) -> dict:
+    from tcc.bundle import stable_float
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    ref = sess.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
+    d = np.abs(np.asarray(got, np.float64) - ref)
+    return {"description": f"{target} module vs ONNX Runtime (CPU, FP32) on the self-check inputs (recorded)",
+            "max_abs": stable_float(float(d.max()) if d.size else 0.0)}
+
+
+_TUNE_STAMP = "tcc-tune.json"
+
+
+def _read_tune_stamp(work: Path) -> int:
+    try:
+        return int(json.loads((work / _TUNE_STAMP).read_text())["trials"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _write_tune_stamp(work: str, trials: int) -> None:
+    path = Path(work) / _TUNE_STAMP
+    path.write_text(json.dumps({"trials": max(trials, _read_tune_stamp(Path(work)))}) + "\n")
+
+
+_RUN_SH = """#!/bin/sh
+# Run the bundle's model on one input: ./run.sh input.bin output.bin [tcc-run options]
+# (tensor files: see README.md in this folder). Works from any directory.
+set -e
+KIT="$(cd "$(dirname "$0")" && pwd)"
+[ $# -ge 2 ] || { echo "usage: $0 input.bin output.bin [--repeat N] [--threads N]" >&2; exit 2; }
+IN="$1"; OUT="$2"; shift 2
+exec "$KIT/bin/tcc-run" "$@" "$KIT/../model.so" "$IN" "$OUT"
+"""
+
+
+def _kit_readme(spec, input_shape, precision: str) -> str:
+    shape = "x".join(str(d) for d in input_shape)
+    qemu = " ".join(spec.qemu) if spec.qemu else None
+    lines = [
+        f"# Deployment kit: {spec.name} ({spec.description}), {precision}",
+        "",
+        "This folder runs `../model.so` without Python: `bin/tcc-run` (the runner) and `lib/` (the TVM runtime"
+        + (", libstdc++ and libgcc_s" if spec.is_cross else "") + "; found through the runner's RUNPATH "
+        "`$ORIGIN/../lib`, no LD_LIBRARY_PATH needed).",
+        "",
+        "## On the board",
+        "",
+        "```sh",
+        "scp -r BUNDLE_DIR board:/opt/model        # the whole bundle: model.so + kit/",
+        "ssh board 'cd /opt/model/kit && ./bin/tcc-run ../model.so input.bin output.bin'",
+        "# or, from anywhere:  /opt/model/kit/run.sh input.bin output.bin",
+        "```",
+        "",
+        "Options: `--repeat N` (prints the median latency), `--threads N`, `--shape D0,D1,..` for a raw float32",
+        "input without header, `--raw-output`. Exit status 0 ok, 1 runtime error, 2 bad command line or input.",
+        "",
+    ]
+    if spec.is_cross:
+        lines += [
+            "Board requirements: Linux with glibc >= 2.34"
+            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if spec.arch == "armv7" else ", ARMv8-A (64-bit)") + ".",
+            "",
+            "On this x86_64 machine the same kit runs under qemu-user:",
+            "",
+            "```sh",
+            f"cd kit && {qemu} bin/tcc-run ../model.so input.bin output.bin",
+            "```",
+            "",
+        ]
+    lines += [
+        "## Tensor files (TCCT, little-endian)",
+        "",
+        f"The input is float32 NCHW `{shape}` (preprocessed as `../README.md` says). A file is a 24-byte header",
+        "`TCCT`, u32 version 1, u32 dtype code (0 int, 1 uint, 2 float), u32 bits, u32 ndim, u32 0; then ndim int64",
+        "dimensions; then the data in C order. The output file holds one such record per model output.",
+        "",
+        "```python",
+        "import numpy as np",
+        "hdr = b'TCCT' + np.array([1, 2, 32, x.ndim, 0], '<u4').tobytes() + np.array(x.shape, '<i8').tobytes()",
+        "open('input.bin', 'wb').write(hdr + x.astype('<f4').tobytes())",
+        "y = np.frombuffer(open('output.bin', 'rb').read()[24 + 8 * 2:], '<f4')   # a 2-D output",
+        "```",
+        "",
+        "(`tcc.backends.tvm.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
+        "tools/arm_runtime/README.md of the tcc repository.)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _emit_here(model, options, out_dir: Path) -> list[str]:
+    """TvmBackend.emit_here as a module-level function: what the build's worker process runs (tvm.worker)."""
+    return TvmBackend().emit_here(model, options, out_dir)

@@ -1,0 +1,1 @@
+"""tcc.backends.tvm.measure"""

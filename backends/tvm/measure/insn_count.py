@@ -1,0 +1,135 @@
+"""Executed ARM instructions per inference, counted exactly under qemu-user: the ARM cost measure that runs here.
+
+qemu cannot time ARM code, but a TCG plugin (``qemu_plugin/insn_count.c``) counts every instruction it executes,
+by disassembled text. A module's cost per inference is the count of the target's own runner (``tcc-run``, one
+thread) running the model three times (``--runs 2``, untimed) minus the count running it twice: loading, input,
+output and the first inference's allocations cancel, and what remains is one warm inference and one turn of the
+runner's loop. Nothing in it depends on a clock, so the count is the same on every run (the manifest stays
+byte-identical); the allocator may take a different path from one inference to the next, and the instructions
+that moved that way are recorded (`path_differences`: hundreds against hundreds of millions). Each text is classified as SIMD or scalar by the rule of the static instruction mix
+(:func:`tcc.backends.tvm.measure.instruction_mix.is_simd`).
+
+The plugin is compiled once per source hash with the host C compiler into the runtime cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .instruction_mix import is_simd
+from ....targets import get_platform
+from ..runtime import RunError, ToolchainMissing, _which, cache_root
+
+if TYPE_CHECKING:
+    import numpy as np
+
+PLUGIN_SOURCE = Path(__file__).with_name("qemu_plugin") / "insn_count.c"
+
+# Integer multiply-accumulates on 8-bit data widened on the way (what ARM's own int8 kernels are made of), and
+# float multiply(-accumulate)s: the two kinds of arithmetic a conv's inner loop is built from.
+_INT8_MAC = {
+    "armv7": ("vmull.s8", "vmull.u8", "vmlal.s8", "vmlal.u8", "vpadal.s16", "vpadal.u16", "vmla.i8", "vmla.i16",
+              "vmlal.s16", "vmull.s16", "vmlal.u16", "vdot.s8", "vsdot.s8"),
+    "aarch64": ("smull", "smull2", "smlal", "smlal2", "umull", "umull2", "umlal", "umlal2", "sadalp", "uadalp",
+                "sdot", "udot", "mla"),
+}
+_FLOAT_MAC = {
+    "armv7": ("vmla.f32", "vfma.f32", "vmul.f32", "vmls.f32", "vfms.f32"),
+    "aarch64": ("fmla", "fmul", "fmls", "fmadd", "fmsub"),
+}
+
+
+def plugin_path() -> Path:
+    """The compiled plugin (built on first use; the cache key is the source's hash)."""
+    source = PLUGIN_SOURCE.read_bytes()
+    out = cache_root() / "qemu-plugin" / f"insn_count-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    if out.exists():
+        return out
+    cc = next((c for c in ("cc", "gcc", "clang") if _which(c)), None)
+    if cc is None:
+        raise ToolchainMissing("counting ARM instructions needs a host C compiler (Debian package gcc) to build "
+                               "the qemu plugin")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(tmp), str(PLUGIN_SOURCE)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunError(f"building the qemu instruction-count plugin failed:\n{proc.stderr.strip()}")
+    os.replace(tmp, out)  # atomic: a concurrent build writes the same bytes
+    return out
+
+
+def count_command(argv: list[str], qemu: list[str] | tuple[str, ...], timeout: float = 900) -> Counter:
+    """Executed instructions of `argv` (a target program) under the qemu prefix `qemu`: {disassembly: count}."""
+    with tempfile.TemporaryDirectory(prefix="tcc-insn-") as tmp:
+        out = Path(tmp) / "counts.tsv"
+        cmd = [qemu[0], "-plugin", f"{plugin_path()},out={out}", *qemu[1:], *argv]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if "unknown option --runs" in proc.stderr:
+            raise RunError(f"{argv[0]} predates `--runs` (instruction counting); rebuild the bundle with this tcc")
+        if proc.returncode != 0 or not out.exists():
+            raise RunError(f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                           f"{proc.stderr.strip()}")
+        counts: Counter = Counter()
+        for line in out.read_text().splitlines():
+            n, _, text = line.partition("\t")
+            counts[text.strip()] += int(n)
+    return counts
+
+
+def summarize(counts: Counter, arch: str) -> dict[str, Any]:
+    """Totals of a {disassembly: count} table: total, SIMD, scalar, int8 and float multiply-accumulates, and the
+    most executed base mnemonics."""
+    total = simd = int8_mac = float_mac = 0
+    by_mnemonic: Counter = Counter()
+    for text, n in counts.items():
+        mnemonic, _, operands = text.partition(" ")
+        total += n
+        if is_simd(arch, mnemonic, operands):
+            simd += n
+        base = mnemonic.lower()
+        if base.startswith(_INT8_MAC.get(arch, ())) and (arch != "aarch64" or ".8b" in operands or ".16b" in operands
+                                                          or ".8h" in operands or ".4h" in operands):
+            int8_mac += n
+        elif base.startswith(_FLOAT_MAC.get(arch, ())):
+            float_mac += n
+        by_mnemonic[base] += n
+    return {"arch": arch, "total": total, "simd": simd, "scalar": total - simd,
+            "simd_fraction": round(simd / total, 4) if total else 0.0, "int8_mac": int8_mac, "float_mac": float_mac,
+            "top_mnemonics": dict(by_mnemonic.most_common(12))}
+
+
+def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner: str | os.PathLike) -> dict:
+    """Executed instructions of one inference of a compiled module on `x` (batch as given) by the target's runner
+    under qemu, one thread: count(--runs 2) - count(--runs 1). Returns summarize()'s dict with "method"."""
+    from ..tensor_file import write_tensor_file
+
+    platform = get_platform(target)
+    if not platform.qemu:
+        raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")
+    if not _which(platform.qemu[0]):
+        raise ToolchainMissing(f"`{platform.qemu[0]}` not found (Debian package qemu-user)")
+    with tempfile.TemporaryDirectory(prefix="tcc-insn-run-") as tmp:
+        inp, out = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
+        write_tensor_file(inp, x)
+
+        def run(runs: int) -> Counter:
+            return count_command([str(runner), "--quiet", "--threads", "1", "--runs", str(runs), str(so_path),
+                                  str(inp), str(out)], platform.qemu)
+
+        one, two = run(1), run(2)
+    diff = Counter(two)
+    diff.subtract(one)
+    # An instruction text may run fewer times in the run with one more inference: the runtime's allocator takes
+    # a different path when the VM frees and allocates the output again. The totals stay exact; how many
+    # instructions moved between such paths is recorded beside them.
+    result = summarize(diff, platform.arch)
+    result["path_differences"] = -sum(v for v in diff.values() if v < 0)
+    result["method"] = ("qemu TCG plugin, executed instructions of tcc-run --threads 1 --runs 2 minus --runs 1 "
+                        f"(one warm inference, batch {x.shape[0]}, plus the two instructions of the runner's loop)")
+    return result

@@ -1,0 +1,102 @@
+"""The first conv reads the NCHW graph input itself: a Relax pass for x86 host FP32 modules (before legalization).
+
+After ConvertLayout (tvm_schedule.LAYOUT) the graph input, NCHW, reaches the first conv through a transpose to
+NHWC: one kernel that writes the image channels-last (3 floats a pixel, DDSNet: ~44 us a call), then the conv's
+own padding pass over that copy. Here such a conv (`permute_dims(x, [0, 2, 3, 1])` -> NHWC / HWIO conv2d, one
+group) becomes one PrimFunc that pads x in its own NCHW layout (rows contiguous in and out: tvm_schedule pads it
+by rows, vectorized) and convolves the padded planes into NHWC: the transpose kernel is gone. The sum runs over
+(ky, kx, c_in) in the order of TOPI's NHWC conv, the one WindowReduction schedules either way: outputs are
+bit-identical to the module without the pass; only where the input values are read from changes.
+The PrimFunc declares FuseOps' out-elementwise-fusable pattern, so the bias and activation still fuse into it.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax, te, tirx, topi
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .concat import static_shape
+
+PAD_BLOCK = "tcc_nchw_pad"
+CONV_BLOCK = "conv2d_nhwc"
+OUT_ELEMWISE_FUSABLE = 4  # FuseOps' kOutEWiseFusable: elementwise consumers (bias add, ReLU) fuse into the conv
+NCHW_TO_NHWC = [0, 2, 3, 1]
+
+
+def output_shape(x_shape, w_shape, strides, padding, dilation) -> list[int]:
+    """NHWC output shape of the conv of an NCHW x with HWIO weights (padding: top, left, bottom, right)."""
+    n, _, h, w = x_shape
+    kh, kw, _, co = w_shape
+    (sh, sw), (dh, dw) = strides, dilation
+    top, left, bottom, right = padding
+    return [n, (h + top + bottom - (kh - 1) * dh - 1) // sh + 1, (w + left + right - (kw - 1) * dw - 1) // sw + 1, co]
+
+
+def nchw_input_conv_primfunc(x_shape, w_shape, strides, padding, dilation):
+    """conv2d of an NCHW input x with HWIO weights into NHWC: x zero-padded as NCHW (block PAD_BLOCK), then
+    TOPI's NHWC sum (block CONV_BLOCK) over (ky, kx, c_in) reading the padded planes. padding: top, left,
+    bottom, right."""
+    c = x_shape[1]
+    kh, kw = w_shape[:2]
+    (sh, sw), (dh, dw) = strides, dilation
+    top, left, bottom, right = padding
+
+    def i64(*values):  # Relax's extents are int64 (int32 ones make FuseTIR see two different buffers)
+        return [tirx.IntImm("int64", int(v)) for v in values]
+
+    x = te.placeholder(i64(*x_shape), "float32", name="x")
+    weight = te.placeholder(i64(*w_shape), "float32", name="w")
+    padded = topi.nn.pad(x, i64(0, 0, top, left), i64(0, 0, bottom, right), name=PAD_BLOCK)
+    ry, rx, rc = (te.reduce_axis(i64(0, k), name=name) for k, name in ((kh, "ry"), (kw, "rx"), (c, "rc")))
+    out = te.compute(
+        i64(*output_shape(x_shape, w_shape, strides, padding, dilation)),
+        lambda b, y, xx, f: te.sum(padded[b, rc, y * sh + ry * dh, xx * sw + rx * dw] * weight[ry, rx, rc, f],
+                                   axis=[ry, rx, rc]),
+        name=CONV_BLOCK)
+    func = te.create_prim_func([x, weight, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)
+
+
+def _float_shape(expr) -> list[int] | None:
+    """The static shape of a float32 tensor expression, else None."""
+    return static_shape(expr.ty) if getattr(expr.ty, "dtype", None) == "float32" else None
+
+
+def conv_reads_nchw_input():
+    """The module pass (see the module's docstring); convs of any other form are left as they are."""
+
+    @mutator
+    class Rewrite(PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", None) != "relax.nn.conv2d":
+                return call
+            a = call.attrs
+            if ((a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC") or int(a.groups) != 1
+                    or a.out_dtype not in (None, "float32")):
+                return call
+            data, weight = call.args
+            producer = self.lookup_binding(data) if isinstance(data, relax.Var) else None
+            if (not isinstance(producer, relax.Call) or getattr(producer.op, "name", None) != "relax.permute_dims"
+                    or producer.attrs.axes is None or [int(i) for i in producer.attrs.axes] != NCHW_TO_NHWC):
+                return call
+            x = producer.args[0]
+            x_shape, w_shape, out_shape = _float_shape(x), _float_shape(weight), _float_shape(call)
+            if x_shape is None or w_shape is None or out_shape is None or len(x_shape) != 4:
+                return call
+            geometry = ([int(s) for s in a.strides], [int(p) for p in a.padding], [int(d) for d in a.dilation])
+            if output_shape(x_shape, w_shape, *geometry) != out_shape:  # not the conv this PrimFunc computes
+                return call
+            func = nchw_input_conv_primfunc(x_shape, w_shape, *geometry)
+            gv = self.builder_.add_func(func, "tcc_nchw_input_conv")
+            return relax.call_tir(gv, [x, weight], relax.TensorType(out_shape, "float32"))
+
+    @tvm.transform.module_pass(opt_level=0, name="TccConvReadsNchwInput")
+    def apply(mod, _ctx):
+        rewrite = Rewrite(mod)
+        for gv, func in list(mod.functions_items()):
+            if isinstance(func, relax.Function):
+                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
+        return relax.transform.DeadCodeElimination()(rewrite.builder_.get())
+
+    return apply

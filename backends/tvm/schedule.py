@@ -1,0 +1,516 @@
+"""Default CPU schedules for the TVM backend: tcc's own dlight rules for channels-last conv nets.
+
+TVM 0.27's Relax legalizes conv2d, pooling and concat to TOPI compute definitions and ships no CPU schedule for
+them: compiled untuned they are plain scalar loop nests (DDSNet 29x slower than ONNX Runtime, measured), and
+MetaSchedule needs minutes of tuning per model on the machine itself (impossible for an ARM board built here).
+These rules give every such function a good schedule without search, for any CPU the target registry knows:
+
+- the graph is converted to NHWC (`LAYOUT`), so every conv, depthwise conv and pool reads and writes channels
+  innermost: one vector register holds `lanes` consecutive channels of one pixel;
+- `WindowReduction` schedules each reduction (conv2d, group/depthwise conv2d, max/avg pool, global mean, dense)
+  as a register-blocked micro-kernel: an output tile of X pixels x F channels (X * F / lanes accumulators, chosen
+  to fit the target's vector registers) is accumulated in registers over the whole reduction (ky, kx, c_in),
+  broadcasting one input value (or loading one vector of inputs, depthwise) against one vector of weights per
+  step; the bias / ReLU / average epilogue is fused into the write-back of the tile; rows run in parallel;
+- `Injective` vectorizes what is left (concat, transposes, padding, elementwise) along its contiguous axis.
+
+Vectorization runs across output channels, never along a reduction, so every output element is summed in the
+same order whatever the vector width: host and ARM builds of one model differ only by FMA contraction.
+A function no rule matches keeps TVM's default lowering; one MetaSchedule has tuned (`--tune`) is left alone.
+
+Like TVM's own dlight, each rule is one `dlight.ScheduleRule` class at module level (`Rule` is their common
+base), so a rule can be imported, applied and tested alone; `default_schedule_pass()` applies them in order,
+`layout_passes()` converts the layout. This module imports TVM: only TVM code paths import it
+(backends/tvm_compile.py, backends/tvm_tune.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import ir, relax, s_tir, tirx
+from tvm.s_tir import dlight as dl
+from tvm.s_tir.schedule import ScheduleError
+
+from .int8.kernels import (
+    CONV_BLOCK, DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, DOT_TILE_SCOPE, FLAT_ATTR, KERNELS, KERNEL_ATTR, PAD_BLOCK,
+    QUANTIZE_BLOCK, SUM_BLOCK, TILE_SCOPE, VECTORS_ATTR, depthwise_intrin, ensure_registered, partial_sum_intrin
+)
+from .isa import Simd, simd_of, target_has
+
+# Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
+LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
+# A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
+# depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
+# two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
+# nine-pixel tiles of odd widths with the taps unrolled: 0.6-2.6% more in all (measured).
+INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
+# x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
+# or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
+# 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
+X86_UNROLLED_TAPS = 9
+# x86 float max pools: a tile of one pixel x up to this many vectors of channels, not X pixels x 2 vectors (DDSNet's
+# 3 x 3 / s2 max pool on 112 x 112 x 64: 0.19 ms against 0.26 ms, interleaved; see the README)
+X86_POOL_VECTORS = 8
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _static(sch, blocks) -> bool:
+    """Every loop around the blocks has a constant extent (a function with symbolic shapes keeps TVM's default)."""
+    return all(isinstance(sch.get(loop).extent, tirx.IntImm) for b in blocks for loop in sch.get_loops(b))
+
+
+def _is_reduction(sch, block) -> bool:
+    return any(iv.iter_type == tirx.IterVar.CommReduce for iv in sch.get(block).iter_vars)
+
+
+def _parallel(sch, loops) -> None:
+    """Run the fused outer loops in parallel (rows of the output); a single iteration is left serial."""
+    if loops:
+        fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+        if _extent(sch, fused) > 1:
+            sch.parallel(fused)
+
+
+def _is_x86(target) -> bool:
+    return str(target.attrs.get("mtriple", "")).startswith(("x86_64", "i686"))
+
+
+def _unroll_short_reduction(sch, reduce, limit: int) -> None:
+    """Unroll the innermost reduction loops while their steps in all stay within `limit`."""
+    steps = 1
+    for loop in reversed(reduce):
+        steps *= _extent(sch, loop)
+        if steps > limit:
+            return
+        sch.unroll(loop)
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _vectorize_spatial(sch, block, simd: Simd) -> None:
+    """An injective block: split its innermost loop by the vector width (when it divides), vectorize that, run the
+    fused outer loops in parallel. A concat along the innermost axis is also partitioned at its input
+    boundaries, so that each part copies one input without a per-element select. The width is a vector
+    register's worth of the block's element type (16 int8 lanes where float32 has 4), or the float width where
+    that does not divide the axis and the boundaries."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    inner = loops[-1]
+    extent = _extent(sch, inner)
+    cuts = _concat_cuts(sch, block, extent)
+    lanes = simd.lanes * 4 // max(1, sch.get(block).writes[0].source.dtype.bits // 8)
+    width = next((w for w in (lanes, simd.lanes) if extent % w == 0 and all(c % w == 0 for c in cuts or ())), None)
+    if width is not None:
+        outer, vec = sch.split(inner, [None, width])
+        sch.vectorize(vec)
+        if cuts:  # the parts, in vectors (split needs loops from 0: partition the outer loop, not the lanes)
+            sizes = [(b - a) // width for a, b in zip([0, *cuts], cuts)]
+            sch.loop_partition(outer, [*sizes, None])
+    elif extent <= 4 * simd.lanes and not cuts:
+        sch.vectorize(inner)
+    elif cuts:
+        sch.loop_partition(inner, [b - a for a, b in zip([0, *cuts], cuts)] + [None])
+    _parallel(sch, loops[:-1])
+
+
+def _pad_by_rows(sch, block, simd: Simd) -> None:
+    """A padding block as two condition-free passes per row of its innermost padded axis: the row filled with
+    the pad value, then its in-bounds part copied from the input (with the unpadded axes inside it fused: one
+    contiguous run), each vectorized where the vector width divides it; rows in parallel. Vectorized as it is,
+    an NHWC padding's innermost loop is the few channels of one pixel, each element behind the bounds test
+    (DDSNet's 3-channel 230 x 230 stem input: ~120 us of the stem's 2.7 ms, measured)."""
+    b = sch.get(block)
+    written, read = b.writes[0].source.shape, b.reads[0].source.shape
+    loops = sch.get_loops(block)
+    padded = [i for i, (w, r) in enumerate(zip(written, read)) if int(w) != int(r)]
+    if len(loops) != len(written) or len(read) != len(written) or not padded:
+        raise ScheduleError("not a padding")
+    row = padded[-1]
+    fill = sch.decompose_padding(block, loops[row])
+    for part in (fill, block):
+        inner = sch.get_loops(part)[row:]
+        run = sch.fuse(*inner) if len(inner) > 1 else inner[0]
+        if _extent(sch, run) % simd.lanes == 0:
+            sch.vectorize(sch.split(run, [None, simd.lanes])[1])
+    _parallel(sch, loops[:row])
+
+
+def _concat_cuts(sch, block, extent: int) -> list[int] | None:
+    """The input boundaries of a concat along its innermost axis, or None if the block is not one. The concat
+    may be inlined into an elementwise consumer (INT8: the cast / add / cast that shifts u8 codes to s8, which
+    kept the select per element: scalar code), so its selects are looked for anywhere in the block's value."""
+    b = sch.get(block)
+    if not isinstance(b.body, tirx.BufferStore):
+        return None
+    var = b.iter_vars[-1].var
+    cuts = []
+
+    def visit(e):  # TOPI's concat: nested if_then_else(boundary <= axis, this input, the earlier ones)
+        if isinstance(e, ir.Call) and getattr(e.op, "name", "").endswith(".if_then_else"):  # prim. in TVM 0.27
+            cond = e.args[0]
+            if isinstance(cond, tirx.LE) and cond.b.same_as(var) and isinstance(cond.a, tirx.IntImm):
+                cuts.append(int(cond.a.value))
+            for arg in e.args[1:]:
+                visit(arg)
+        elif isinstance(e, tirx.Cast):
+            visit(e.value)
+        elif isinstance(e, (tirx.Add, tirx.Sub, tirx.Mul, tirx.Min, tirx.Max)):
+            visit(e.a)
+            visit(e.b)
+
+    visit(b.body.value)
+    return sorted(set(c for c in cuts if 0 < c < extent)) or None
+
+
+def _domain(sch, block) -> list[int]:
+    """The extents of a block's iterators."""
+    return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
+
+
+def _inline_consumers(sch, block, domain) -> None:
+    """reverse_compute_inline the chain of elementwise consumers into `block` (bias add, ReLU, division), as long
+    as each is the only reader of what `block` writes and iterates over the same `domain`."""
+    while True:
+        consumers = sch.get_consumers(block)
+        if (len(consumers) != 1 or _domain(sch, consumers[0]) != domain
+                or not _try(lambda: sch.reverse_compute_inline(consumers[0]))):
+            return
+
+
+def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0,
+                   scope: str = "local") -> set[str]:
+    """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
+    with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
+    where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
+    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root.
+    unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
+    LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
+    accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
+    `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
+    n_spatial = len(sch.get(red).writes[0].region)
+    domain = _domain(sch, red)[:n_spatial]
+    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+    for name in epilogue[:-1]:
+        _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
+    acc = sch.cache_write(red, 0, scope)
+    _inline_consumers(sch, acc, domain)
+    sch.reverse_compute_at(acc, at_loop)
+    loops = sch.get_loops(acc)
+    at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
+    # the write-back's own loops: none when the tile is one element (19 channels, a vector of 1), and then
+    # loops[-1] is `at_loop` itself, around the reduction: vectorizing it computed every channel's sum wrongly
+    own = loops[at + 1:]
+    if unroll and lanes and own and _extent(sch, own[-1]) > lanes and _extent(sch, own[-1]) % lanes == 0:
+        own = [*own[:-1], *sch.split(own[-1], [None, lanes])]  # one register per vector
+    if own:
+        sch.vectorize(own[-1])
+    if unroll:
+        for loop in own[:-1]:
+            sch.unroll(loop)
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+
+
+def _try(fn) -> bool:
+    try:
+        fn()
+        return True
+    except ScheduleError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------- rules
+class Rule(dl.ScheduleRule):
+    """A rule on static-shaped PrimFuncs: `schedule(sch, blocks, simd)` returns whether it applied."""
+
+    def apply(self, func, target, _tunable):
+        if not isinstance(func, tirx.PrimFunc):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+        if not blocks or not _static(sch, blocks):
+            return None
+        self.target = target
+        try:
+            return sch if self.schedule(sch, blocks, simd_of(target)) else None
+        except (RuntimeError, ValueError):  # TVM's errors: a primitive it cannot apply here; the default stays
+            return None
+
+
+class WindowReduction(Rule):
+    """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
+    contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
+    and consumers (bias, activation, the average's division)."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        reductions = [b for b in blocks if _is_reduction(sch, b)]
+        if len(reductions) != 1:
+            return False
+        red = reductions[0]
+        loops = sch.get_loops(red)
+        ivs = sch.get(red).iter_vars
+        kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
+        n_spatial = kinds.index(True)
+        if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
+            return False
+        write = sch.get(red).writes[0].region
+        if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
+            return False
+        names = [sch.get(b).name_hint for b in blocks]
+        red_at = names.index(sch.get(red).name_hint)
+        before = blocks[:red_at]
+        work = 1  # multiply-adds (or max / add) per output element
+        for loop in loops[n_spatial:]:
+            work *= _extent(sch, loop)
+        for b in before:
+            if _is_reduction(sch, b):
+                return False
+            # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
+            # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
+            # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
+            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays a pass of its own (x86: by rows, _pad_by_rows)
+            if "if_then_else" in str(sch.get(b).body) and work > INLINE_PADDING_MAX_WORK:
+                if not (_is_x86(self.target) and _try(lambda b=b: _pad_by_rows(sch, b, simd))):
+                    _vectorize_spatial(sch, b, simd)
+            else:
+                sch.compute_inline(b)
+        spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+        channels = spatial[-1]
+        nc = _extent(sch, channels)
+        f = next((t for t in (2 * simd.lanes, simd.lanes) if nc % t == 0), _largest_divisor(nc, 2 * simd.lanes))
+        update = sch.get(red)
+        pool_tile = (_is_x86(self.target) and work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max)
+                     and update.writes[0].source.dtype == "float32")  # INT8 modules keep theirs
+        if pool_tile:  # a float max pool's window: one pixel x as many whole vectors of channels as fit
+            pool_f = next((v * simd.lanes for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
+                           if nc % (v * simd.lanes) == 0), None)
+            pool_tile, f = pool_f is not None, pool_f or f
+        vectors = -(-f // simd.lanes)
+        c_out, c_in = sch.split(channels, [None, f])
+        if n_spatial >= 2 and _extent(sch, spatial[-2]) > 1:
+            width = spatial[-2]
+            x = 1 if pool_tile else _largest_divisor(_extent(sch, width), max(1, min(8, simd.accumulators // vectors)))
+            x_out, x_in = sch.split(width, [None, x])
+            outer = spatial[:-2]
+            sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
+            sch.unroll(x_in)
+        else:
+            outer = spatial[:-1]
+            sch.reorder(*outer, c_out, *reduce, c_in)
+        sch.vectorize(c_in)
+        if _is_x86(self.target):
+            _unroll_short_reduction(sch, reduce, X86_UNROLLED_TAPS)
+        done = _fuse_epilogue(sch, red, names, red_at, c_out)
+        _parallel(sch, outer)
+        init = sch.decompose_reduction(red, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        after = names[red_at + 1:]
+        for name in after:  # consumers that could not be fused into the write-back
+            if name in done:
+                _try(lambda name=name: _vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+
+class Int8DotConv(Rule):
+    """The dense INT8 conv of backends/tvm_int8_kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
+    with its epilogue (bias, requantization): a register tile of pixels x vectors of output channels (the
+    kernel's `tile`, shrunk to divisors of the layer) accumulated over the whole reduction, each step one call of
+    the kernel's TensorIntrin per (pixel, vector); the epilogue applied to the tile on its way out; tiles of
+    pixels in parallel. The padded input (block `tcc_dot_pad`) is written once beforehand; in the flat form its
+    buffer is laid out as rows of (x, channel), so that a step reads consecutive codes."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if CONV_BLOCK not in names:
+            return False
+        conv = sch.get_sblock(CONV_BLOCK)
+        annotations = sch.get(conv).annotations
+        kernel = KERNELS[str(annotations[KERNEL_ATTR])]
+        channels = int(annotations[FLAT_ATTR])
+        intrin = ensure_registered(kernel)
+        if kernel.form == "dot":
+            return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
+        for name in names[:names.index(CONV_BLOCK)]:
+            if name != PAD_BLOCK:
+                return False
+            pad = sch.get_sblock(PAD_BLOCK)
+            if channels:
+                sch.transform_layout(pad, ("write", 0), lambda n, y, x, c: (n, y, x * channels + c))
+                sch.fuse(*sch.get_loops(pad)[-2:])
+            _vectorize_spatial(sch, pad, simd)
+        n, y, x, co, *reduce = sch.get_loops(conv)
+        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
+        c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
+        step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
+        sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes,
+                       scope=TILE_SCOPE)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
+        sch.unroll(x_in)
+        sch.unroll(c_mid)
+        return True
+
+
+    @staticmethod
+    def _dot(sch, names, conv, kernel, intrin, tile_channels, simd) -> bool:
+        """The dot form: a tile of pixels x output channels, each (pixel, channel) 4 partial int32 lanes in
+        registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
+        epilogue applied, 4 channels per vector."""
+        at = names.index(CONV_BLOCK)
+        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
+            return False
+        if names[:at]:
+            _vectorize_spatial(sch, sch.get_sblock(PAD_BLOCK), simd)
+        total = sch.get_sblock(SUM_BLOCK)
+        domain = _domain(sch, total)
+        epilogue = [m for m in names[at + 2:] if _domain(sch, sch.get_sblock(m)) == domain]
+        if not epilogue or len(epilogue) != len(names) - at - 2:
+            return False
+        for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
+            sch.compute_inline(sch.get_sblock(name))
+        last = sch.get_sblock(epilogue[-1])
+        n, y, x, co = sch.get_loops(last)
+        pixels = _largest_divisor(_extent(sch, x), kernel.tile[0])
+        if pixels == 1:  # odd widths: operands as values (ensure_registered)
+            intrin = ensure_registered(kernel, values=True)
+        x_out, x_in = sch.split(x, [None, pixels])
+        c_out, c_in = sch.split(co, [None, tile_channels])
+        sch.reorder(n, y, x_out, c_out, x_in, c_in)
+        _parallel(sch, [n, y])
+        # per tile: the partial sums (registers), their sum by 4 channels (registers), the epilogue by vectors
+        sch.compute_at(total, c_out, preserve_unit_loops=True)
+        sch.set_scope(total, 0, TILE_SCOPE)
+        sch.compute_at(conv, c_out, preserve_unit_loops=True)
+        sch.set_scope(conv, 0, DOT_TILE_SCOPE)
+        p_x, p_c, lane, *reduce = sch.get_loops(conv)[-8:]
+        sch.reorder(*reduce[:-2], p_x, p_c, lane, *reduce[-2:])
+        init = sch.decompose_reduction(conv, reduce[0])
+        for loop in sch.get_loops(init)[-3:-1]:
+            sch.unroll(loop)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(lane, intrin)
+        sch.unroll(p_x)
+        sch.unroll(p_c)
+        s_x, s_c = sch.get_loops(total)[-2:]
+        s_c, s_vec = sch.split(s_c, [None, 4])
+        sch.tensorize(s_vec, partial_sum_intrin())
+        sch.unroll(s_x)
+        sch.unroll(s_c)
+        c_in, vec = sch.split(c_in, [None, 4])
+        sch.reorder(c_in, x_in, vec)  # vector by vector: one vector's requantization parameters at a time
+        sch.unroll(c_in)
+        sch.unroll(x_in)
+        sch.vectorize(vec)
+        return True
+
+
+class Int8Depthwise(Rule):
+    """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
+    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue, on ARMv7: a register tile of pixels x
+    two vectors of int32 channels, accumulated over the taps (the NEON widening intrinsic), the epilogue fused
+    into its write-back. x86 leaves it to `WindowReduction`."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
+            return False
+        intrin = depthwise_intrin(self.target)
+        if intrin is None:
+            # x86: WindowReduction's schedule (the padding inlined, up to 6 pixels a tile) -- this one's separate
+            # int16 pass, 2 or 6 pixels a tile, measured 2-4% slower in all on FastNet, even on DDSNet
+            return False
+        _vectorize_spatial(sch, sch.get_sblock(DEPTHWISE_PAD_BLOCK), simd)
+        conv = sch.get_sblock(DEPTHWISE_BLOCK)
+        n, y, x, c, *taps = sch.get_loops(conv)
+        width = 8
+        if _extent(sch, c) % width:
+            return False
+        c_out, c_in = sch.split(c, [None, width])
+        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)
+        one_pixel = pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
+        x_out, x_in = sch.split(x, [None, pixels])
+        if one_pixel and all(_extent(sch, tap) == 1 for tap in taps):
+            # 1 x 1 (a BN after a ReLU): channels outside pixels, so that a vector's requantization parameters
+            # are loaded once per row, not once per pixel (FastNet's stem BN: 8.0 M -> 7.0 M instructions;
+            # DDSNet's two-pixel tiles: 0.5% more)
+            sch.reorder(n, y, c_out, x_out, *taps, x_in, c_in)
+            at = x_out
+        else:
+            sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
+            at = c_out
+        _fuse_epilogue(sch, conv, names, 1, at, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
+        _parallel(sch, [n, y])
+        init = sch.decompose_reduction(conv, taps[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(c_in, intrin)
+        sch.unroll(x_in)
+        if one_pixel:
+            for tap in taps:
+                sch.unroll(tap)
+        return True
+
+
+class QuantizeInput(Rule):
+    """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
+    transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
+    by 8 float vectors (ARMv7 FastNet: 0.3% fewer instructions than 4, 16 or 2), the few channels (3 for RGB)
+    unrolled; the codes stored with a stride of the channels. (Injective's vectors along the channels are 3
+    lanes wide and, on ARMv7, divide lane by lane.)"""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if QUANTIZE_BLOCK not in names:
+            return False
+        for b in blocks[:-1]:
+            sch.compute_inline(b)
+        last = blocks[-1]
+        loops = sch.get_loops(last)
+        width = None  # NHWC with fewer channels than a vector: vectors along the width, when one divides it
+        if len(loops) == 4 and _extent(sch, loops[-1]) < simd.lanes:
+            width = next((w for w in (8 * simd.lanes, 4 * simd.lanes, simd.lanes)
+                          if _extent(sch, loops[2]) % w == 0), None)
+        if width is None:
+            _vectorize_spatial(sch, last, simd)
+            return True
+        n, y, x, c = loops
+        x_out, x_in = sch.split(x, [None, width])
+        sch.reorder(n, y, x_out, c, x_in)
+        sch.vectorize(x_in)
+        sch.unroll(c)
+        _parallel(sch, [n, y])
+        return True
+
+
+class Injective(Rule):
+    """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
+    block where possible, then vectorized along the innermost axis."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        if any(_is_reduction(sch, b) for b in blocks):
+            return False
+        for b in blocks[:-1]:
+            _try(lambda b=b: sch.compute_inline(b))
+        for b in sch.get_child_blocks(sch.get_sblock("root")):
+            _vectorize_spatial(sch, b, simd)
+        return True
+
+
+def default_schedule_pass():
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
+    WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), QuantizeInput(), Injective())
+
+
+def layout_passes():
+    """Relax passes that put the graph in tcc's CPU layout (before legalization)."""
+    return [relax.transform.ConvertLayout(LAYOUT), relax.transform.Normalize()]

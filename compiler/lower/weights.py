@@ -1,0 +1,246 @@
+"""Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, by order, or, with
+none of them asked for, by name and then by each checkpoint layout the spec declares (tcc.spec.checkpoint_layouts), whose
+parameter sources may also fit the spec to the checkpoint first (`fit_to_checkpoint`: num_classes from the
+classifier's shape).
+
+Checkpoints are read with `torch.load(weights_only=True)`: never unpickled as code. Tensors registered twice by
+the original code (the same module under two names) are detected as aliases, reported and used once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
+from ..errors import SpecError, WeightsError
+from ..ir import Graph
+
+__all__ = ["read_state_dict", "find_aliases", "read_key_map", "match_weights", "fit_to_checkpoint", "load_weights",
+           "WeightMatch"]
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such weights file") from None
+    except Exception as e:  # torch raises many types for bad/unsafe files; all mean "not a usable checkpoint"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{path}: not a loadable PyTorch state_dict ({first})") from None
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    return dict(obj)
+
+
+def find_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """{later key: first key} for tensors that are the same tensor (shared storage view) or equal copies."""
+    seen_view: dict[tuple, str] = {}
+    seen_value: dict[tuple, list[str]] = {}
+    aliases = {}
+    for key, t in state.items():
+        view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if t.numel() and view in seen_view:
+            aliases[key] = seen_view[view]
+            continue
+        seen_view[view] = key
+        # Equal-valued copies count only for tensors that cannot be equal by chance (large, not constant). Candidates
+        # share shape, dtype and 64 evenly spaced elements; torch.equal decides.
+        if t.numel() >= 16 and t.is_floating_point():
+            flat = t.reshape(-1)
+            # integer positions: a float32 linspace rounds the last index of a 37.7M-element tensor past its end
+            sample = flat[torch.arange(64) * (flat.numel() - 1) // 63].tolist()
+            sig = (tuple(t.shape), t.dtype, tuple(sample))
+            for other in seen_value.get(sig, []):
+                if torch.equal(state[other], t) and not torch.all(flat == flat[0]):
+                    aliases[key] = other
+                    break
+            else:
+                seen_value.setdefault(sig, []).append(key)
+    return aliases
+
+
+@dataclass
+class WeightMatch:
+    assignment: dict[str, str]  # spec parameter name -> checkpoint key
+    aliases: dict[str, str] = field(default_factory=dict)
+    defaulted: list[str] = field(default_factory=list)  # spec buffers the checkpoint lacks (num_batches_tracked)
+    method: str = "by_name"  # by_name | by_order | key_map | layout: the manifest's token
+    layout: CheckpointLayout | None = None  # the spec's checkpoint layout that matched (method "layout")
+
+    @property
+    def how(self) -> str:
+        """The method for people: by name | by order | by the key map | by the spec's checkpoint layout 'NAME' (...)."""
+        if self.layout is not None:
+            return f"by the spec's {self.layout.describe()}" + (f": {self.layout.doc}" if self.layout.doc else "")
+        return {"by_name": "by name", "by_order": "by order", "key_map": "by the key map"}[self.method]
+
+    def report(self) -> str:
+        lines = [f"{len(self.assignment)} tensors matched {self.how}"]
+        if self.aliases:
+            shown = ", ".join(f"{k} = {v}" for k, v in list(self.aliases.items())[:3])
+            more = ", ..." if len(self.aliases) > 3 else ""
+            lines.append(f"{len(self.aliases)} aliased checkpoint keys used once ({shown}{more})")
+        if self.defaulted:
+            lines.append(f"{len(self.defaulted)} buffers not in the checkpoint kept at their defaults")
+        return "; ".join(lines)
+
+
+def _targets(graph: Graph, keys: list[str], inference_only: bool):
+    """The spec tensors a checkpoint with `keys` fills, in parameter order, and the buffers left at defaults."""
+    keep = graph.inference_nodes() if inference_only else graph.live_nodes()
+    targets = [(n, p) for n, p in graph.parameters() if n.rsplit(".", 1)[0] in keep]
+    defaulted = []
+    if not any(k.endswith("num_batches_tracked") for k in keys):
+        defaulted = [n for n, _ in targets if n.endswith("num_batches_tracked")]
+        targets = [(n, p) for n, p in targets if not n.endswith("num_batches_tracked")]
+    return targets, defaulted
+
+
+def _by_order(targets, keys, aliases, state, source) -> dict[str, str]:
+    if len(keys) != len(targets):
+        raise WeightsError(
+            f"{source}: {len(keys)} tensors (after {len(aliases)} aliases) but the spec has {len(targets)}; "
+            f"by-order import needs equal counts" + _first_mismatch(targets, keys, state)
+        )
+    for (name, spec), key in zip(targets, keys):
+        _check_shape(name, spec.shape, key, state[key], source)
+    return {name: key for (name, _), key in zip(targets, keys)}
+
+
+def _by_name(targets, keys, state, key_map: KeyMap, source) -> dict[str, str]:
+    renamed = {key_map.rename(k): k for k in keys}
+    names = {n for n, _ in targets}
+    missing = [n for n, _ in targets if n not in renamed]
+    unused = [renamed[r] for r in renamed if r not in names]
+    if missing or unused:
+        raise WeightsError(
+            f"{source}: names do not match the spec: {len(missing)} spec tensors missing"
+            + (f" (first: {missing[0]})" if missing else "")
+            + f", {len(unused)} checkpoint keys unused"
+            + (f" (first: {unused[0]})" if unused else "")
+        )
+    for name, spec in targets:
+        _check_shape(name, spec.shape, renamed[name], state[renamed[name]], source)
+    return {name: renamed[name] for name, _ in targets}
+
+
+def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, source) -> dict[str, str]:
+    if layout.match == "by_order":
+        return _by_order(targets, keys, aliases, state, source)
+    return _by_name(targets, keys, state, layout.key_map, source)
+
+
+def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: KeyMap | dict | None = None,
+                  source: str = "checkpoint", inference_only: bool = False,
+                  layouts: list[CheckpointLayout] = ()) -> WeightMatch:
+    """Map checkpoint keys onto the spec's tensors, shapes checked. `--by-order` / `--key-map` say how; without
+    them the spec's own names are tried, then each checkpoint layout the spec declares, in order."""
+    aliases = find_aliases(state)
+    keys = [k for k in state if k not in aliases]
+    targets, defaulted = _targets(graph, keys, inference_only)
+    if isinstance(key_map, dict):
+        key_map = KeyMap(tuple(key_map.items()))
+    if by_order:
+        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by_order")
+    if key_map:
+        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "key_map")
+    try:
+        return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by_name")
+    except WeightsError as by_name:
+        failures = []
+        for layout in layouts:
+            try:
+                assignment = _by_layout(layout, targets, keys, aliases, state, source)
+            except WeightsError as e:
+                failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
+                continue
+            return WeightMatch(assignment, aliases, defaulted, "layout", layout)
+        tried = "".join(f"; {f}" for f in failures)
+        raise WeightsError(f"{by_name}{tried}; use --by-order or --key-map") from None
+
+
+def _param_values(layout: CheckpointLayout, graph: Graph, state: dict, inference_only: bool) -> dict[str, tuple]:
+    """{param: (value, checkpoint key, its shape)} for the layout's parameter sources that the checkpoint has."""
+    aliases = find_aliases(state)
+    keys = [k for k in state if k not in aliases]
+    targets, _ = _targets(graph, keys, inference_only)
+    names = [n for n, _ in targets]
+    if layout.match == "by_order":
+        where = dict(zip(names, keys)) if len(names) == len(keys) else {}
+    else:
+        where = {layout.key_map.rename(k): k for k in keys}
+    out = {}
+    for src in layout.params:
+        key = where.get(src.tensor)
+        if key is not None and src.dim < state[key].dim():
+            out[src.param] = (int(state[key].shape[src.dim]), key, list(state[key].shape))
+    return out
+
+
+def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, inference_only: bool = False):
+    """The model to import `weights` into: `model` itself, or, when the checkpoint matches a layout the spec
+    declares only with other values of the layout's `params` (a classifier for 2 classes where the spec's default
+    is 6), the spec loaded again with those values, noted. Explicit --by-order / --key-map, and parameters the user
+    --set, are left as they are."""
+    if not weights or by_order or key_map or not any(layout.params for layout in model.checkpoints):
+        return model
+    from ..spec.loader import load_model
+
+    state = read_state_dict(weights)
+    try:
+        match_weights(model.graph, state, source=str(weights), inference_only=inference_only,
+                      layouts=model.checkpoints)
+        return model
+    except WeightsError:
+        pass
+    for layout in model.checkpoints:
+        found = _param_values(layout, model.graph, state, inference_only)
+        changed = {p: v for p, (v, _, _) in found.items() if p not in model.overrides and v != model.params.get(p)}
+        if not changed:
+            continue
+        try:
+            fitted = load_model(model.path, {**model.overrides, **changed})
+            match_weights(fitted.graph, state, source=str(weights), inference_only=inference_only, layouts=[layout])
+        except (WeightsError, SpecError):
+            continue
+        fitted.notes[:0] = [f"{p}={v} read from the checkpoint ({found[p][1]} {found[p][2]}; the spec's "
+                            f"{layout.describe()})" for p, v in changed.items()]
+        return fitted
+    return model
+
+
+def _first_mismatch(targets, keys, state) -> str:
+    for (name, spec), key in zip(targets, keys):
+        if tuple(spec.shape) != tuple(state[key].shape):
+            return f"; first shape mismatch: spec {name} {list(spec.shape)} vs checkpoint {key} {list(state[key].shape)}"
+    return ""
+
+
+def _check_shape(name, shape, key, tensor, source):
+    if tuple(shape) != tuple(tensor.shape):
+        node = name.rsplit(".", 1)[0]
+        raise WeightsError(
+            f"{source}: spec node '{node}' tensor {name} has shape {list(shape)} but checkpoint key "
+            f"'{key}' has shape {list(tensor.shape)}"
+        )
+
+
+def load_weights(module: torch.nn.Module, graph: Graph, path: str | Path, by_order: bool = False,
+                 key_map_path: str | Path | None = None, inference_only: bool = False,
+                 layouts: list[CheckpointLayout] = ()) -> WeightMatch:
+    state = read_state_dict(path)
+    key_map = read_key_map(key_map_path) if key_map_path else None
+    match = match_weights(graph, state, by_order, key_map, source=str(path), inference_only=inference_only,
+                          layouts=layouts)
+    own = module.state_dict()
+    new = {name: state[key].to(own[name].dtype) for name, key in match.assignment.items()}
+    missing = set(own) - set(new) - set(match.defaulted)
+    assert not missing, f"internal: unassigned {sorted(missing)[:3]}"
+    module.load_state_dict(new, strict=False)
+    return match

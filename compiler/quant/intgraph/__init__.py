@@ -1,0 +1,1 @@
+"""tcc.quant.intgraph"""

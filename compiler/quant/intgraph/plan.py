@@ -1,0 +1,351 @@
+"""Matching an FP32 ONNX graph onto the integer op table (tcc.intops): the structure of its INT8 form.
+
+    graph = plan(onnx_model, lowering="tvm")   # IntGraph; raises UnsupportedOps naming every node it cannot take
+    graph.quantized                            # the tensors that get a scale (graph input + every node output)
+    graph.share_groups(share_concat=True)      # tensors that must share one scale
+    graph.weighted                             # conv / gemm nodes: the layers the cosine search tunes
+
+Each `INode` stands for one ONNX node, or for a few that one integer op computes: a producer and the Relu / Clip
+it folds in (the marks of the pass `mark_fused_activations`, the one place that decides it), a lookup-table
+pattern such as x * sigmoid(x), or an op the ONNX lowering wrote as several nodes (GELU below opset 20, a layer
+norm: tcc.passes.composites), taken as the ONNX op it computes. Tensors computed inside an INode (`internal`) are
+never quantized.
+
+A node is a float island (`precision == "float"`) when its kind has no integer form (Role.FLOAT) and the rules
+allow float ops, or when it is named in `floats` (the calibration table's placement, tcc.quant.table.placement). A tensor
+is quantized when an integer node writes it or reads it; a tensor between islands stays float.
+
+Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
+model with an op that has no integer form is refused in seconds, naming the node, the op and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import helper
+
+from ...errors import BuildError, CalibrationError
+from ...intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, TFLITE, NodeView, Role,
+                      channel_factor_input, layernorm_axis, supported)
+
+MAX_LISTED = 8
+
+
+class UnsupportedOps(BuildError):
+    """Nodes of the model that the INT8 path (or one backend's lowering) cannot take. Exit code 2."""
+
+    def __init__(self, problems: list[tuple[str, str, str]], what: str = "the INT8 path"):
+        self.problems = problems
+        lines = [f"  node '{name}' (op {op}): {why}" for name, op, why in problems[:MAX_LISTED]]
+        if len(problems) > MAX_LISTED:
+            lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
+        super().__init__(f"{what} cannot take {len(problems)} node(s) of this model:\n" + "\n".join(lines)
+                         + "\nnothing was calibrated or written")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A Relu / Clip folded into its producer: the clamp range in float (None: unbounded)."""
+
+    node: str
+    op: str
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class INode:
+    kind: str  # a key of tcc.intops.INT_OPS
+    name: str  # the ONNX node it is anchored on (its hierarchical spec name)
+    op_type: str  # that node's ONNX op
+    inputs: tuple[str, ...]  # the quantized tensors it reads
+    outputs: tuple[str, ...]  # the quantized tensors it writes
+    attrs: dict = field(hash=False, compare=False)  # the anchor's ONNX attributes
+    weight: str | None = None  # weighted: the weight initializer; layernorm: its scale (None: no affine)
+    bias: str | None = None
+    factor: str | None = None  # channel_scale: the constant factor (PRelu's slope, the Mul's constant operand)
+    w_axis: int = 0  # weighted: the output-channel axis of the weight
+    raw_output: str | None = None  # weighted / add: the tensor before a folded activation (internal then)
+    activation: Activation | None = None
+    lookup: str | None = None  # lookup: the function (an ONNX op of LOOKUP_FUNCTIONS, or a pattern's name)
+    gate: str | None = None  # lookup pattern x * gate(x): the gate's ONNX op
+    covers: tuple[str, ...] = ()  # every ONNX node it computes
+    internal: tuple[str, ...] = ()  # tensors computed inside it, never quantized
+    precision: str = "int8"  # "float": a float island (its FP32 op between a dequantize and a quantize)
+
+    @property
+    def op(self):
+        return INT_OPS[self.kind]
+
+    @property
+    def integer(self) -> bool:
+        return self.precision == "int8"
+
+
+@dataclass
+class IntGraph:
+    model: onnx.ModelProto
+    nodes: list[INode]
+    input: str
+    outputs: list[str]
+    shapes: dict  # tensor -> shape tuple (batch included; None / names where unknown)
+    placed: frozenset = frozenset()  # nodes kept in float by the placement (`floats` of plan)
+    how: dict = field(default_factory=dict, repr=False)  # plan's arguments: `replan` plans again with them
+
+    @property
+    def islands(self) -> list[INode]:
+        """The float islands: nodes without an integer form, and nodes the placement keeps in float."""
+        return [n for n in self.nodes if not n.integer]
+
+    @property
+    def quantized(self) -> list[str]:
+        """Tensors with a scale, in topological order: the graph input and every node output that an integer node
+        writes or reads (without float islands: every one)."""
+        read = {i for n in self.nodes if n.integer for i in n.inputs}
+        names = [self.input] if self.input in read else []
+        return names + [o for n in self.nodes for o in n.outputs if n.integer or o in read]
+
+    @property
+    def calibrated(self) -> list[str]:
+        """Tensors the calibration table describes: the graph input and every node output (a float island's output
+        too: a placement may quantize it later, and a float graph output is judged in its step)."""
+        return [self.input] + [o for n in self.nodes for o in n.outputs]
+
+    @property
+    def internal(self) -> set[str]:
+        return {t for n in self.nodes for t in n.internal}
+
+    @property
+    def weighted(self) -> list[INode]:
+        """The integer conv / gemm nodes: the layers calibration searches."""
+        return [n for n in self.nodes if n.op.role is Role.WEIGHTED and n.integer]
+
+    def replan(self, floats) -> "IntGraph":
+        """The same model planned with another placement (`floats`: anchor names kept in float)."""
+        return plan(self.model, floats=floats, **self.how)
+
+    def producer(self) -> dict[str, INode]:
+        return {o: n for n in self.nodes for o in n.outputs}
+
+    def share_groups(self, share_concat: bool, shared_kinds: tuple[str, ...] = ()) -> list[list[str]]:
+        """Tensors that must share one scale: the outputs of scale-sharing kinds (and of `shared_kinds`, where a
+        target wants more) with their input, a concat's inputs with its output (when `share_concat`). Groups in
+        topological order of their first tensor, members sorted: the same graph always gives the same groups."""
+        order = {t: i for i, t in enumerate(self.quantized)}
+        parent = {t: t for t in order}
+
+        def find(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
+        def union(a, b):
+            ra, rb = find(a), find(b)
+            if ra != rb:  # the earlier tensor is the root: deterministic
+                if order[ra] > order[rb]:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+
+        for n in self.nodes:
+            if not n.integer:  # an island quantizes its outputs on their own grid
+                continue
+            if n.op.shares_scale or n.kind in shared_kinds:
+                for o in n.outputs:
+                    union(n.inputs[0], o)
+            elif n.op.role is Role.CONCAT and share_concat:
+                for i in n.inputs:
+                    union(i, n.outputs[0])
+        groups: dict[str, list[str]] = {}
+        for t in self.quantized:
+            groups.setdefault(find(t), []).append(t)
+        return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def _attrs(node) -> dict:
+    """A node's attributes; strings as str (ONNX stores bytes), as a composite's attributes are."""
+    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+
+
+def _activation_inputs(kind: str, view: NodeView) -> tuple[str, ...]:
+    """The inputs of a node that its kind computes on (tcc.intops.IntOp.reads); the others are constants."""
+    reads = INT_OPS[kind].reads
+    if reads == "first":
+        return view.inputs[:1]
+    if reads == "variable":
+        return tuple(i for i in view.inputs if i not in view.constants)
+    return view.inputs
+
+
+def _choose_kind(view: NodeView) -> tuple[str | None, str | None]:
+    """(kind, None) for the first kind of the table that takes the node, else (None, why): the kinds' reasons."""
+    kinds = ONNX_TO_KINDS.get(view.op_type, ())
+    if not kinds:
+        return None, "no integer form: not in the integer op table (tcc.intops)"
+    reasons = []
+    for kind in kinds:
+        why = INT_OPS[kind].check(view)
+        if why is None:
+            return kind, None
+        reasons.append(why if len(kinds) == 1 else f"as {kind}: {why}")
+    return kinds[0], "; ".join(reasons)
+
+
+@dataclass(frozen=True)
+class _Region:
+    """A composite region (tcc.passes.composites) in the shape plan() reads an ONNX node in: the one node it
+    stands for (its ONNX op, attributes, input and output), with the nodes and tensors it covers."""
+
+    name: str
+    op_type: str
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    covers: tuple[str, ...]
+    internal: tuple[str, ...]
+    domain: str = ""
+
+
+def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
+         integer: bool = True, floats=()) -> IntGraph:
+    """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
+    integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.table.rules: a name or
+    TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL), whether
+    nodes without an integer form become float islands. floats: the nodes the placement keeps in float (their
+    anchor names; tcc.quant.table.placement.float_nodes of a table). integer=False: the structure for a float lowering
+    of the same graph (kinds without an integer form allowed, no islands)."""
+    from ..table.rules import get_rules
+
+    target_rules = get_rules(rules) if rules is not None else None
+    fuse_patterns = target_rules.fuse_patterns if target_rules is not None else True
+    float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
+    floats = frozenset(floats)
+    if floats and integer and target_rules is not None and not float_ok:
+        raise CalibrationError(f"the placement keeps {len(floats)} node(s) in float ({sorted(floats)[0]!r}, ...), "
+                               f"but the {target_rules.name} rules keep no float ops; recalibrate without placement")
+    from ...passes.base import infer_value_shapes
+    from ...passes.composites import composites
+    from ...passes.fusion import fused_activations
+
+    g = model.graph
+    constants = frozenset(t.name for t in g.initializer)
+    inputs = [i.name for i in g.input if i.name not in constants]
+    problems: list[tuple[str, str, str]] = []
+    if len(inputs) != 1:
+        raise UnsupportedOps([("(graph)", "-", f"the INT8 path takes one graph input, this graph has {len(inputs)}")],
+                             what or "the INT8 path")
+    typed = infer_value_shapes(model)
+    shapes = {name: dims for name, (_dtype, dims) in typed.items()}
+    shapes.update({t.name: tuple(t.dims) for t in g.initializer})
+    float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
+    marks = fused_activations(model, mark_if_unmarked=True)
+    regions = composites(model)
+    last_of = {r.nodes[-1]: r for r in regions.values()}
+    inside = {n for r in regions.values() for n in r.nodes[:-1]}
+    by_name = {n.name: n for n in g.node}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    covered: set[str] = set()
+    nodes: list[INode] = []
+    for k, node in enumerate(g.node):
+        name = node.name or node.output[0] or f"node{k}"
+        if name in covered or name in inside:
+            continue
+        if name in last_of:  # the region's last node: the whole region, as the ONNX op it computes
+            r = last_of[name]
+            node = _Region(r.name, r.function, (r.input,), (r.output,), r.nodes, r.internal)
+            attrs = dict(r.attrs)
+        elif node.domain not in ("", "ai.onnx"):
+            problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
+            continue
+        else:
+            attrs = _attrs(node)
+        pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns and name not in last_of else None
+        view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
+        kind, why = ("lookup", None) if pattern else _choose_kind(view)
+        if kind is None:
+            problems.append((name, node.op_type, why))
+            continue
+        acts = _activation_inputs(kind, view)
+        no_integer_form = integer and not supported(kind, QUANTIZE)
+        island = integer and (name in floats or (no_integer_form and float_ok))
+        if why is None:
+            const = [i for i in acts if i in constants or not i]
+            if const:
+                why = f"input {const[0]!r} is a constant: every integer input must be a quantized activation"
+        if why is None:
+            unknown = [t for t in (*acts, *node.output) if t not in float_type]
+            if unknown:
+                why = f"tensor {unknown[0]!r} is not a float tensor of known type"
+        if why is None and no_integer_form and not island:
+            why = (f"no integer form ({INT_OPS[kind].doc})"
+                   + (f", and the {target_rules.name} rules keep no float ops" if target_rules else ""))
+        # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
+        if why is None and lowering is not None and not supported(kind, lowering) and not (island and
+                                                                                         lowering != TFLITE):
+            why = f"the {lowering} lowering has no {kind} (see tcc.intops)"
+        if why is None and integer and not island and lowering in INT_OPS[kind].limits:  # its integer form there
+            why = INT_OPS[kind].limits[lowering](view)
+        if why:
+            problems.append((name, node.op_type, why))
+            continue
+        fields: dict = {}
+        outputs = tuple(node.output)
+        covers = tuple(node.covers) if isinstance(node, _Region) else (name,)
+        internal: tuple[str, ...] = tuple(node.internal) if isinstance(node, _Region) else ()
+        if pattern is not None:
+            mul, pname = pattern
+            fields.update(lookup=pname, gate=node.op_type)
+            outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
+            covered.add(mul.name)
+        elif kind == "lookup":
+            fields["lookup"] = node.op_type
+        if INT_OPS[kind].role is Role.WEIGHTED:
+            fields["weight"] = node.input[1]
+            fields["bias"] = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            fields["w_axis"] = 0 if (node.op_type == "Gemm" and attrs.get("transB", 0)) or node.op_type == "Conv" \
+                else 1
+        elif kind == "channel_scale":
+            fields["factor"] = channel_factor_input(view)
+        elif kind == "layernorm":  # one axis, the scale and bias (a composite names them in its attributes)
+            attrs["axes"] = [layernorm_axis(view)]
+            fields["weight"] = attrs.pop("weight", None) if isinstance(node, _Region) else node.input[1]
+            fields["bias"] = (attrs.pop("bias", None) if isinstance(node, _Region)
+                              else node.input[2] if len(node.input) > 2 and node.input[2] else None)
+        mark = marks.get(name)
+        if mark is not None and INT_OPS[kind].fuses_activation:
+            act = by_name[mark["node"]]
+            fields["activation"] = Activation(act.name, act.op_type, mark["min"], mark["max"])
+            fields["raw_output"] = node.output[0]
+            outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
+            covered.add(act.name)
+        nodes.append(INode(kind, name, node.op_type, acts, outputs, attrs, covers=covers, internal=internal,
+                           precision="float" if island else "int8", **fields))
+    if problems:
+        raise UnsupportedOps(problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path"))
+    unknown = sorted(floats - {n.name for n in nodes})
+    if unknown:
+        anchors = {c: n.name for n in nodes for c in n.covers}
+        hint = f" (it is computed by {anchors[unknown[0]]!r}: name that node)" if unknown[0] in anchors else ""
+        raise CalibrationError(f"the placement keeps {unknown[0]!r} in float, which is no node of the model's "
+                               f"integer graph{hint}; recalibrate")
+    how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
+    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
+
+
+def _gated_lookup(node, consumers, graph_outputs):
+    """(the Mul, pattern name) when `node` is the gate of x * gate(x) (tcc.intops.PATTERNS), else None."""
+    pattern = next((p for p in PATTERNS if p.gate == node.op_type), None)
+    if pattern is None or node.op_type not in LOOKUP_FUNCTIONS or node.output[0] in graph_outputs:
+        return None
+    readers = consumers.get(node.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "Mul" or readers[0].domain not in ("", "ai.onnx"):
+        return None
+    mul = readers[0]
+    if sorted(mul.input) != sorted([node.input[0], node.output[0]]):
+        return None
+    return mul, pattern.name

@@ -1,0 +1,410 @@
+"""The calibration quality report: how far the INT8 model is from FP32, layer by layer and end to end, next to
+ONNX Runtime's own `quantize_static` on the same model and data. `tcc calibrate` prints it; `--report out.json`
+or `out.png` saves it.
+
+    report = quality_report(fp32, table, data)        # fp32: the ONNX graph the table was made for (after passes)
+    print("\\n".join(format_report(report)))
+    save_report(report, "quality.png")               # or .json (spec/schema/quality_report.schema.json)
+
+Per tensor (every activation of the table, topological order; like Pulsar2's precision table): the cosine and
+MSE of the integer reference's tensor (`reference.run_reference`, dequantized) vs the FP32 tensor from ONNX
+Runtime, on a seeded subset of the calibration samples. The errors accumulate: a tensor's INT8 value comes from
+INT8 inputs all the way from the graph input. The fine search's own per-layer cosine (one layer, its input
+quantized in isolation) sits beside it.
+
+End to end, on the graph's first output: the integer reference, tcc's QDQ model on ORT's integer kernels, and
+ORT's `quantize_static` (QDQ, per-channel s8 weights, u8 activations) with MinMax and Entropy calibration on
+the full calibration data tcc used.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import time
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ...errors import DataError
+from ...files import atomic_write, check_output
+from ...resources import schema_path
+from ..collect.stats import expose, input_name, session
+from ..table.steps import equalized_model
+from ..table.file import CalibrationTable, model_sha256
+
+SUFFIXES = (".json", ".png", ".svg", ".pdf")
+SCHEMA_PATH = schema_path("quality_report")
+ORT_METHODS = ("MinMax", "Entropy")
+WORST = 5  # at most this many tensors flagged in the printed table and labelled in the chart (a fifth of them)
+DEFINITIONS = {
+    "cosine": "mean over samples of the cosine of the flattened INT8 and FP32 tensors of one sample",
+    "cosine_min": "the lowest per-sample cosine",
+    "cosine_overall": "cosine of the INT8 and FP32 outputs of all samples taken as one vector",
+    "mse": "mean over all elements and samples of (INT8 - FP32)^2",
+    "rel_l2": "||INT8 - FP32||_2 / ||FP32||_2 over all elements and samples (Pulsar's 2-norm relative error)",
+    "top1_agreement": "fraction of samples (and positions, for dense outputs) whose argmax over axis 1 agrees",
+    "search_cos": "the fine search's cosine of a layer's output with only that layer quantized (before/after)",
+}
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def per_sample_cosine(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Cosine of each sample's flattened tensors (1 for two zero tensors, 0 when only one is zero)."""
+    a = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    b = np.asarray(got, np.float64).reshape(len(got), -1)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = np.einsum("ij,ij->i", a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = dot / (na * nb)
+    return np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
+
+
+def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
+    """Fraction of samples (and spatial positions, for dense outputs) whose argmax over axis 1 agrees."""
+    ref, got = np.asarray(ref), np.asarray(got)
+    if ref.ndim < 2:
+        raise ValueError("top-1 agreement needs an output with a class axis (axis 1)")
+    return float(np.mean(ref.argmax(axis=1) == got.argmax(axis=1)))
+
+
+def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
+    """End-to-end numbers of one INT8 model's output vs the FP32 output."""
+    cos = per_sample_cosine(ref, got)
+    overall = per_sample_cosine(np.asarray(ref).reshape(1, -1), np.asarray(got).reshape(1, -1))[0]
+    r = np.asarray(ref, np.float64)
+    d = np.asarray(got, np.float64) - r
+    norm = float(np.linalg.norm(r))
+    return {"cosine_mean": _cos(cos.mean()), "cosine_min": _cos(cos.min()), "cosine_overall": _cos(overall),
+            "mse": _sig(np.mean(d * d)), "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
+            "top1_agreement": round(top1_agreement(ref, got), 6)}
+
+
+def _cos(v) -> float:
+    return round(float(v), 7)  # 1e-7 resolves 1 - cosine down to the float32 noise of the outputs
+
+
+def _sig(v, digits: int = 4) -> float:
+    return float(f"{float(v):.{digits}g}")
+
+
+# ---------------------------------------------------------------------------------------------------- ORT
+@contextmanager
+def _quiet_ort_quantization():
+    """quantize_static logs advice (pre-processing, reduce_range) to the root logger on every call, and its
+    Entropy calibrator prints progress to stdout, in the middle of the report."""
+    logging.disable(logging.WARNING)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) -> onnx.ModelProto:
+    """ONNX Runtime's own quantize_static on `fp32` calibrated with `data` [N, ...] (one sample a batch): QDQ
+    format, per-channel s8 weights, u8 activations, calibration method MinMax | Entropy | Percentile."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    name = input_name(fp32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: data[i:i + 1]} for i in range(len(data))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d, _quiet_ort_quantization():
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
+        onnx.save(fp32, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method))
+        return onnx.load(dst)
+
+
+def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8, optimize: bool = True) -> np.ndarray:
+    """The first output of `model` on x, ONNX Runtime with all graph optimisations (integer kernels for QDQ), or
+    none (optimize=False: float fake-quant)."""
+    sess = session(model, optimize=optimize)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[b:b + batch_size]})[0] for b in range(0, len(x), batch_size)])
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+def check_report_path(path: str | Path) -> Path:
+    """A report path is .json or an image (.png, .svg, .pdf) in an existing, writable directory; checked before
+    any long work."""
+    return check_output(path, SUFFIXES, "a quality report is written as .json or an image (.png, .svg, .pdf)")
+
+
+def _subset(n: int, samples: int | None, seed: int) -> np.ndarray:
+    if samples is None or samples >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, samples, replace=False))
+
+
+def _op_labels(graph) -> dict[str, str]:
+    """Tensor -> the integer op that writes it, e.g. Conv+Relu for a conv with its ReLU folded in, Sigmoid+Mul
+    (silu) for a lookup pattern, or Gelu for a GELU written as several nodes (tcc.passes.composites)."""
+    labels = {graph.input: "input"}
+    producer = {n.name: n for n in graph.model.graph.node}
+    for n in graph.nodes:
+        composite = n.name not in producer or producer[n.name].op_type != n.op_type
+        ops = n.op_type if composite else "+".join(producer[c].op_type for c in n.covers if c in producer)
+        label = f"{ops} ({n.lookup})" if n.gate else ops
+        for o in n.outputs:
+            labels[o] = label
+    return labels
+
+
+def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, float, float]]:
+    """Tensor -> (layer, cos_before, cos_after) of the fine search; a layer maps to the tensor its integer op
+    writes (after a folded activation)."""
+    written = {n.name: n.outputs[0] for n in graph.weighted}
+    out = {}
+    for name, layer in table.doc.get("layers", {}).items():
+        if "cos_after" not in layer or name not in written:
+            continue
+        out[written[name]] = (name, layer["cos_before"], layer["cos_after"])
+    return out
+
+
+def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, samples: int | None = 32,
+                   seed: int = 0, compare: bool = True, batch_size: int = 4, held_out: HeldOut | None = None) -> dict:
+    """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
+    for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
+    `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part).
+
+    With `held_out`, the numbers are taken on those samples instead (data calibration never saw; at most
+    `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
+    from ..intgraph.plan import plan
+    from ..lower.qdq import to_qdq
+    from ..intgraph.qgraph import quantize_graph
+    from ..intgraph.reference import Reference
+
+    if len(data) == 0:
+        raise DataError("no samples for the quality report")
+    t0 = time.perf_counter()
+    timing = {}
+    judged = data if held_out is None else held_out.array
+    idx = _subset(len(judged), samples, seed)
+    x = np.ascontiguousarray(judged[idx])
+    inp = input_name(fp32)
+    outputs = [o.name for o in fp32.graph.output]
+    acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
+    exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
+    # FP32 tensors of the equalized graph (the same function): the integer graph's channels are rescaled as they are
+    sess = session(expose(equalized_model(fp32, table.doc), exposed))
+
+    cos_parts: dict[str, list] = {n: [] for n in acts}
+    sq_err = dict.fromkeys(acts, 0.0)
+    sq_ref = dict.fromkeys(acts, 0.0)
+    count = dict.fromkeys(acts, 0)
+    shapes: dict[str, list[int]] = {}
+    fp_out, ref_out = [], []
+    graph = plan(fp32, rules=table.doc.get("target", "tvm"))
+    qgraph = quantize_graph(graph, table)
+    reference = Reference()
+    for b in range(0, len(x), batch_size):
+        xb = x[b:b + batch_size]
+        fp = dict(zip(exposed, sess.run(exposed, {inp: xb})))
+        fp[inp] = xb
+        # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the DDSNet report at
+        # a 1.45 GB peak (2.7 GB with batches of 8, every tensor dequantized at once)
+        result, q = reference.run(qgraph, xb, return_all=True)
+        result = result if isinstance(result, list) else [result]
+        got = dict(q)
+        got.update(zip(outputs, result))  # graph outputs of a conv / gemm stay float (dequantized accumulators)
+        for n in acts:
+            if n not in got:
+                continue
+            value = got[n].dequant() if hasattr(got[n], "dequant") else got[n]
+            if value.shape != fp[n].shape:
+                continue
+            cos_parts[n].append(per_sample_cosine(fp[n], value))
+            d = value.astype(np.float64) - fp[n].astype(np.float64)
+            sq_err[n] += float(np.sum(d * d))
+            sq_ref[n] += float(np.sum(np.square(fp[n], dtype=np.float64)))
+            count[n] += d.size
+            shapes[n] = [1, *fp[n].shape[1:]]
+        fp_out.append(fp[outputs[0]])
+        ref_out.append(got[outputs[0]])
+        del fp, got
+    timing["per_layer"] = time.perf_counter() - t0
+    fp_out, ref_out = np.concatenate(fp_out), np.concatenate(ref_out)
+
+    ops = _op_labels(graph)
+    writer = {o: n.name or n.output[0] for n in fp32.graph.node for o in n.output}
+    search = _search_cosines(graph, table)
+    layers = []
+    for n in acts:
+        if not cos_parts[n]:
+            continue
+        cos = np.concatenate(cos_parts[n])
+        row = {"tensor": n, "op": ops.get(n, "?"), "node": writer.get(n, n), "shape": shapes[n],
+               "cosine": _cos(cos.mean()), "cosine_min": _cos(cos.min()),
+               "mse": _sig(sq_err[n] / max(count[n], 1)),
+               "rel_l2": _sig(float(np.sqrt(sq_err[n] / sq_ref[n])) if sq_ref[n] > 0 else 0.0)}
+        if n in search:
+            row["search_layer"], before, after = search[n]
+            row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)
+        layers.append(row)
+    not_compared = [n for n in acts if not cos_parts[n]]
+    n_worst = max(1, min(WORST, len(layers) // 5))
+    worst = [r["tensor"] for r in sorted(layers, key=lambda r: (r["cosine"], r["tensor"]))[:n_worst]]
+
+    t1 = time.perf_counter()
+    label = "tcc, integer reference"
+    models = {"tcc_reference": {"label": label, **output_metrics(fp_out, ref_out)}}
+    # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
+    # a table for another target runs as float fake-quant there, the values its exact integer kernels give
+    ort_rules = table.doc.get("target") == "ort"
+    tcc_ort = run_ort(to_qdq(fp32, table), x, batch_size, optimize=ort_rules)
+    models["tcc_ort"] = {"label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
+                         **output_metrics(fp_out, tcc_ort)}
+    timing["tcc_end_to_end"] = time.perf_counter() - t1
+    if compare:
+        for method in ORT_METHODS:
+            key, label = f"ort_{method.lower()}", f"ORT quantize_static {method}"
+            t2 = time.perf_counter()
+            try:
+                q = ort_quantize_static(fp32, np.ascontiguousarray(data), method)
+                calib_s = time.perf_counter() - t2
+                models[key] = {"label": label, **output_metrics(fp_out, run_ort(q, x, batch_size)),
+                               "calib_s": round(calib_s, 2)}
+            except Exception as e:  # noqa: BLE001  (the comparison is optional: report why it is missing)
+                models[key] = {"label": label, "error": f"{type(e).__name__}: {e}"}
+            timing[key] = time.perf_counter() - t2
+    timing["total"] = time.perf_counter() - t0
+
+    doc = table.doc
+    return {
+        "format": "tcc-quality-report", "version": 1,
+        "model_hash": model_sha256(fp32),
+        "calibration": {"target": doc.get("target"), "method": doc.get("method"), "samples": doc.get("samples"),
+                        "data_fingerprint": doc.get("data_fingerprint"), "summary": doc.get("summary") or {},
+                        "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()}},
+        "samples": {"used": int(len(idx)), "of": int(len(judged)), "seed": seed,
+                    "subset": bool(len(idx) < len(judged)), "indices": [int(i) for i in idx],
+                    **({"source": "calibration"} if held_out is None else held_out.describe(data))},
+        "definitions": DEFINITIONS,
+        "per_layer_source": "integer reference",
+        "layers": layers,
+        "worst_layers": worst,
+        "not_compared": not_compared,
+        "end_to_end": {"output": outputs[0], "compared_with_ort": compare,
+                       "ort_calibration_samples": int(len(data)) if compare else 0, "models": models},
+        "timing_s": {k: round(v, 2) for k, v in timing.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- output
+def format_report(report: dict, top: int | None = None) -> list[str]:
+    """The printed report: the per-tensor table (Pulsar2-like; the worst layers flagged; only the `top` worst
+    when given) and the end-to-end comparison side by side."""
+    rows = report["layers"]
+    if top is not None:
+        rows = sorted(rows, key=lambda r: r["cosine"])[:top]
+    worst = set(report["worst_layers"])
+    which = samples_phrase(report["samples"])
+    out = [f"INT8 ({report['per_layer_source']}) vs FP32 per tensor, on {which}; search = the fine search's "
+           f"cosine of the layer alone (before -> after)"]
+    wt = max([len(r["tensor"]) for r in rows] + [6])
+    wo = max([len(r["op"]) for r in rows] + [2])
+    out.append(f"{'tensor'.ljust(wt)}  {'op'.ljust(wo)}  {'cosine':>9}  {'cos min':>9}  {'MSE':>10}  search")
+    for r in rows:
+        search = (f"{r['search_cos_before']:.6f} -> {r['search_cos_after']:.6f}" if "search_cos_after" in r
+                  else "")
+        flag = "  << worst" if r["tensor"] in worst else ""
+        out.append(f"{r['tensor'].ljust(wt)}  {r['op'].ljust(wo)}  {r['cosine']:9.6f}  {r['cosine_min']:9.6f}  "
+                   f"{r['mse']:10.3e}  {search}".rstrip() + flag)
+    if report["not_compared"]:
+        out.append(f"not compared (no quantized value of its own): {', '.join(report['not_compared'])}")
+    out += [""] + summary_lines(report)
+    return out
+
+
+@dataclass
+class HeldOut:
+    """Samples the report judges on that calibration never saw (`tcc calibrate --eval DIR`)."""
+
+    array: np.ndarray  # [N, C, H, W] float32, after the spec's preprocessing
+    source: str  # the folder or file they came from
+    fingerprint: str
+
+    def describe(self, calibration: np.ndarray) -> dict:
+        """The report's record of them, with how many are, value for value, also calibration samples (a held-out
+        set that overlaps the calibration set flatters the numbers; the CLI warns)."""
+        seen = {hashlib.sha256(row.tobytes()).digest() for row in np.ascontiguousarray(calibration)}
+        overlap = sum(hashlib.sha256(row.tobytes()).digest() in seen for row in np.ascontiguousarray(self.array))
+        return {"source": "held-out", "path": self.source, "fingerprint": self.fingerprint,
+                "also_calibration_samples": int(overlap)}
+
+
+def samples_phrase(s: dict) -> str:
+    """"all 64 calibration samples", "32 of 200 held-out samples from eval/ (seeded subset, seed 0)"."""
+    kind = "held-out samples from " + s["path"] if s.get("source") == "held-out" else "calibration samples"
+    if s["subset"]:
+        return f"{s['used']} of {s['of']} {kind} (seeded subset, seed {s['seed']})"
+    return f"all {s['of']} {kind}"
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The end-to-end block: one row per INT8 model, side by side."""
+    e = report["end_to_end"]
+    s = report["samples"]
+    out = [f"end to end, output {e['output']!r} vs FP32 on {samples_phrase(s)}"
+           + (f" (ORT quantize_static calibrated on the same {e['ort_calibration_samples']} samples as tcc)"
+              if e["compared_with_ort"] else " (ORT quantize_static comparison skipped: --no-compare)")]
+    rows = [(m["label"], m) for m in e["models"].values()]
+    wl = max(len(label) for label, _ in rows)
+    out.append(f"{'model'.ljust(wl)}  {'cos mean':>9}  {'cos min':>9}  {'cos all':>9}  {'MSE':>10}  {'top-1':>7}")
+    for label, m in rows:
+        if "error" in m:
+            out.append(f"{label.ljust(wl)}  failed: {m['error']}")
+            continue
+        out.append(f"{label.ljust(wl)}  {m['cosine_mean']:9.6f}  {m['cosine_min']:9.6f}  {m['cosine_overall']:9.6f}"
+                   f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%")
+    ort = [e["models"].get(k) for k in ("ort_minmax", "ort_entropy")]
+    metrics = ("cosine_mean", "cosine_min", "cosine_overall", "mse", "top1_agreement")
+    if all(m and "error" not in m for m in ort) and all(ort[0][k] == ort[1][k] for k in metrics):
+        out.append("(ORT's Entropy equals its MinMax: quantize_static leaves the entropy calibrator at 128 histogram "
+                   "bins and 128 quantized bins, so the only candidate threshold is the full range)")
+    c = report["calibration"]
+    t = c["timing_s"]
+    if t:
+        out.append(f"{c['method']} calibration of {c['samples']} samples for target {c['target']}: "
+                   f"{t.get('total', 0):.1f} s; report {report['timing_s']['total']:.1f} s")
+    return out
+
+
+def validate_report(report: dict) -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(report),
+                    key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"quality report invalid at {where}: {e.message}")
+
+
+def save_report(report: dict, path: str | Path) -> Path:
+    """Write the report as .json (validated) or an image (.png / .svg / .pdf: the chart and the summary),
+    atomically."""
+    path = check_report_path(path)
+    if path.suffix.lower() == ".json":
+        validate_report(report)
+        payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
+        return atomic_write(path, lambda f: f.write(payload))
+    from ...plots import quality_chart, save
+
+    return save(quality_chart(report, summary_lines(report)), path)

@@ -1,0 +1,284 @@
+"""EasyQuant-style fine search of the scales (the DDSNet paper's second step, equation 10).
+
+For each conv/linear layer in topological order: starting from the coarse scales (KL for the input activation,
+max |w| per output channel for the weights), search the per-output-channel weight scales, then the input
+activation scale, each over [0.5 s0, 2 s0] (`steps` candidates, plus the current value), maximising the cosine
+similarity between the layer's FP32 output and its quantized output (equation 8 on both operands); alternate the
+two searches for `rounds` rounds. When the best input scale is the window's top, the window goes on, in steps of
+the same size, up to the scale of the tensor's largest value on the data (`act_limits`): KL's threshold can lie
+far below the clip the layer wants (measured on DDSNet's PCam checkpoint after equalization: KL clipped two
+depthwise outputs at a quarter of their range, the search stopped at twice that, and the held-out output cosine
+fell to 0.83 from 0.998). Every step keeps the current value unless a candidate is strictly better, so the
+search never lowers the cosine.
+
+The layer is evaluated on sampled output positions: `LayerSamples` holds, per layer, the im2col rows of its FP32
+input at up to `rows` output positions drawn from the calibration batch, so one evaluation is a small matmul and the
+conv itself never runs again. With the activation fixed, the weight search is exact and cheap through the Gram
+matrix A^T A of the quantized input: for output channel o with quantized weights w and bias b,
+    y_fp . y_q = w . (A^T y_fp) + b sum(y_fp),      |y_q|^2 = w^T (A^T A) w + 2 b (1^T A) w + R b^2,
+so all candidates of all channels cost O(C_out K^2) each, and channels are then chosen by coordinate ascent on the
+global cosine. Cosines here are pre-activation (the conv/linear output before any fused ReLU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..table.quantizer import fake_quant, scale_for_threshold
+from ..intgraph.layers import Layer, grouped_weight, layer_output
+
+
+def _cos(a: np.ndarray, b: np.ndarray, aa: float | None = None) -> float:
+    """Cosine of two float32 arrays (numpy's pairwise summation keeps float32 sums accurate to ~1e-7); `aa`:
+    (a * a).sum() when the caller has it."""
+    ab, bb = float((a * b).sum()), float((b * b).sum())
+    aa = float((a * a).sum()) if aa is None else aa
+    return ab / np.sqrt(aa * bb) if aa > 0 and bb > 0 else float(aa == bb)
+
+
+class _Quant:
+    """fake_quant of one fixed array at many scales, into a reused buffer (equation 8, as quantizer.fake_quant)."""
+
+    def __init__(self, x: np.ndarray, signed: bool):
+        self.x = x
+        self.buf = np.empty_like(x)
+        self.lo, self.hi = (-128.0, 127.0) if signed else (0.0, 255.0)
+
+    def __call__(self, scale: float, x: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """`x` quantized at `scale` into `out` (default: the whole array, into the reused buffer)."""
+        x, b = (self.x, self.buf) if x is None else (x, out)
+        np.divide(x, np.float32(scale), out=b)
+        np.rint(b, out=b)
+        np.clip(b, self.lo, self.hi, out=b)
+        b *= np.float32(scale)
+        return b
+
+
+class _LayerEval:
+    """One layer's cosine (FP32 output vs the output of quantized input and weights) at many scales: the FP32
+    output and its squared norm computed once; a grouped conv's quantized input made a few groups at a time and
+    multiplied at once, while the slice is in cache (the same floats as whole-array quantization: every group is
+    its own product). CHUNK: input elements per slice."""
+
+    CHUNK = 1 << 18
+
+    def __init__(self, a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None, signed: bool):
+        self.a, self.wg, self.bias = a, wg, bias
+        self.y_fp = layer_output(a, wg, bias)
+        self.yy = float((self.y_fp * self.y_fp).sum())
+        self.q = _Quant(a, signed)
+        g, r, k = a.shape
+        self.step = max(1, self.CHUNK // (r * k)) if g > 1 else g
+        if self.step < g:
+            self.slice_buf = np.empty((self.step, r, k), np.float32)
+            self.out = np.empty((g, r, wg.shape[1]), np.float32)
+
+    def cos(self, s_act: float, wq: np.ndarray, a_q: np.ndarray | None = None) -> float:
+        """The cosine with the input at scale `s_act` (`a_q`: the input already quantized at it) and weights `wq`."""
+        if a_q is not None or self.step >= len(self.a):
+            return _cos(self.y_fp, layer_output(self.q(s_act) if a_q is None else a_q, wq, self.bias), self.yy)
+        wt = wq.transpose(0, 2, 1)
+        for g0 in range(0, len(self.a), self.step):
+            g1 = min(g0 + self.step, len(self.a))
+            part = self.q(s_act, self.a[g0:g1], self.slice_buf[:g1 - g0])
+            np.matmul(part, wt[g0:g1], out=self.out[g0:g1])
+        if self.bias is not None:
+            self.out += self.bias.reshape(self.wg.shape[0], 1, self.wg.shape[1])
+        return _cos(self.y_fp, self.out, self.yy)
+
+
+# ---------------------------------------------------------------------------------------------------- search
+@dataclass
+class LayerResult:
+    name: str
+    input: str
+    weight: str
+    cos_before: float
+    cos_after: float
+    w_scale: np.ndarray  # per output channel
+    history: list[float] = field(default_factory=list)  # cosine after each search step
+
+
+@dataclass
+class SearchResult:
+    act_scales: dict[str, float]  # tensor -> scale (only the searched inputs)
+    act_cos: dict[str, tuple[float, float]]  # tensor -> (mean cosine of its consumers before, after)
+    layers: dict[str, LayerResult]
+
+
+def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
+    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
+    g, o, k = wg.shape
+    a64 = a_q.astype(np.float64)  # [G, R, K]
+    gram = np.matmul(a64.transpose(0, 2, 1), a64)  # [G, K, K]
+    colsum = a64.sum(axis=1)  # [G, K]
+    y64 = y_fp.astype(np.float64)  # [G, R, O]
+    bfp = np.matmul(y64.transpose(0, 2, 1), a64)  # [G, O, K]
+    b = np.zeros((g, o)) if bias is None else bias.reshape(g, o).astype(np.float64)
+    ysum = y64.sum(axis=1)  # [G, O]
+    r = a_q.shape[1]
+    cands = np.concatenate([s_w.reshape(g, o)[None], s0_w.reshape(g, o)[None] * factors[:, None, None]])  # [F+1,G,O]
+    dots = np.empty(cands.shape)
+    nrms = np.empty(cands.shape)
+    for f in range(len(cands)):
+        wq = fake_quant(wg, cands[f].reshape(g, o, 1), bits=bits).astype(np.float64)
+        dots[f] = np.einsum("gok,gok->go", wq, bfp) + b * ysum
+        gw = np.matmul(wq, gram)  # gram is symmetric
+        nrms[f] = np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", colsum, wq) + r * b * b
+    dots = dots.reshape(len(cands), -1)
+    nrms = np.maximum(nrms.reshape(len(cands), -1), 0.0)
+    choice = np.zeros(g * o, np.int64)  # index 0 = the current scale
+    d, n = dots[0].sum(), nrms[0].sum()
+    for _sweep in range(2):
+        changed = False
+        for ch in range(g * o):
+            d_rest = d - dots[choice[ch], ch]
+            n_rest = n - nrms[choice[ch], ch]
+            dd = d_rest + dots[:, ch]
+            nn = np.maximum(n_rest + nrms[:, ch], 1e-300)
+            score = dd / np.sqrt(nn)
+            best = int(np.argmax(score))
+            if score[best] > score[choice[ch]] * (1 + 1e-12) + 1e-300:
+                choice[ch] = best
+                changed = True
+            d, n = d_rest + dots[choice[ch], ch], n_rest + nrms[choice[ch], ch]
+        if not changed:
+            break
+    return cands.reshape(len(cands), -1)[choice, np.arange(g * o)].reshape(s_w.shape).astype(np.float32)
+
+
+def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
+               act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
+               lo: float = 0.5, hi: float = 2.0, stride: int = 4,
+               weight_bits: dict[str, int] | None = None, threads: int = 1,
+               act_limits: dict[str, float] | None = None) -> SearchResult:
+    """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
+
+    `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
+    the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
+    cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
+    factors within `stride` of the best (stride=1: the full grid); later rounds, after the weights moved, scan only
+    the factors within 2 `stride` of the scale chosen. `weight_bits`: weight name -> bit width of its
+    codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
+
+    Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
+    `threads` threads (numpy releases the GIL in its loops) and the result does not depend on their number.
+    """
+    factors = np.linspace(lo, hi, steps)
+    by_input: dict[str, list[Layer]] = {}
+    for l in layers:
+        if l.name in samples:
+            by_input.setdefault(l.input, []).append(l)
+
+    def search(item):
+        tensor, group = item
+        return _search_input(tensor, group, weights, samples, act_scales[tensor], act_signed.get(tensor, True),
+                             factors, rounds, stride, weight_bits or {}, (act_limits or {}).get(tensor))
+
+    if threads > 1 and len(by_input) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # the costliest searches first (their rows' size), so that no thread is left with a long one at the end
+        order = sorted(by_input, key=lambda t: -sum(samples[l.name].size for l in by_input[t]))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            done = dict(zip(order, pool.map(search, ((t, by_input[t]) for t in order))))
+        found = [done[t] for t in by_input]
+    else:
+        found = [search(item) for item in by_input.items()]
+    out_scales: dict[str, float] = {}
+    out_cos: dict[str, tuple[float, float]] = {}
+    results: dict[str, LayerResult] = {}
+    for tensor, (s_a, cos_pair, layer_results) in zip(by_input, found):
+        out_scales[tensor] = s_a
+        out_cos[tensor] = cos_pair
+        results.update(layer_results)
+    return SearchResult(out_scales, out_cos, results)
+
+
+def _scan(score, grid: np.ndarray, stride: int, scored: dict) -> int:
+    """Coarse to fine over `grid` (every `stride`-th, then all within `stride` of the best): the best index; fills
+    `scored` (index -> score)."""
+    for k in range(0, len(grid), stride):
+        if k not in scored:
+            scored[k] = score(grid[k])
+    kb = max((k for k in scored if k >= 0), key=lambda k: scored[k])
+    for k in range(max(kb - stride + 1, 0), min(kb + stride, len(grid))):
+        if k not in scored:
+            scored[k] = score(grid[k])
+    return max((k for k in scored if k >= 0), key=lambda k: scored[k])
+
+
+def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits,
+                  limit=None):
+    """The search of one input tensor's scale and its consumers' weight scales: (scale, (mean cosine before,
+    after), {layer name: LayerResult})."""
+    s_a = s0_a
+    st = []
+    for l in group:
+        a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
+        wg = grouped_weight(l, weights[l.weight])
+        bias = weights[l.bias].astype(np.float32) if l.bias else None
+        bits = weight_bits.get(l.weight, 8)
+        s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
+        st.append({"layer": l, "ev": _LayerEval(a, wg, bias, signed_a), "s0_w": s0_w, "s_w": s0_w.copy(),
+                   "bits": bits})
+
+    def wq_of(item, s_w):
+        return fake_quant(item["ev"].wg, s_w[..., None], bits=item["bits"])
+
+    # each layer's cosine at the current scales (s_a, its s_w) is kept: every step starts from it
+    current = [it["ev"].cos(s_a, wq_of(it, it["s_w"])) for it in st]
+    before = list(current)
+    hist = [list([c]) for c in before]
+    at = None  # the grid index of the activation scale once a round has searched it
+    grid = s0_a * factors  # the activation candidates (the first round may extend it past the window)
+    for _ in range(rounds):
+        for i, it in enumerate(st):  # weights, activation fixed
+            ev = it["ev"]
+            a_q = ev.q(s_a)
+            new = _weight_step(a_q, ev.wg, ev.bias, ev.y_fp, it["s_w"], it["s0_w"], factors, it["bits"])
+            c_new, c_old = ev.cos(s_a, wq_of(it, new), a_q), current[i]
+            if c_new >= c_old:  # exact by construction; guard against float summation order
+                it["s_w"] = new
+            current[i] = max(c_new, c_old)
+            hist[i].append(current[i])
+        # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
+        # then every factor around the best coarse one
+        wqs = [wq_of(it, it["s_w"]) for it in st]
+        per_layer: dict[float, list[float]] = {}  # scale -> each consumer's cosine
+
+        def score(s):
+            if float(s) not in per_layer:
+                per_layer[float(s)] = [it["ev"].cos(s, wq) for it, wq in zip(st, wqs)]
+            return sum(per_layer[float(s)])
+
+        scored = {-1: score(s_a)}  # -1: the current scale
+        if at is None:  # the first round scans the whole grid coarsely, then finely around its best; when that
+            # is the window's top, the grid goes on up to the limit (and stays so for the later rounds)
+            kb = _scan(score, grid, stride, scored)
+            if kb == len(grid) - 1 and limit is not None and limit > grid[-1]:
+                step = grid[1] - grid[0]
+                more = grid[-1] + step * np.arange(1, int(np.ceil((limit - grid[-1]) / step)) + 1)
+                grid = np.concatenate([grid, more])
+                _scan(score, grid, stride, scored)
+        else:  # later rounds, whose weights moved only a little, scan every factor within two coarse steps of the
+            # scale the first one chose
+            for k in range(max(at - 2 * stride + 1, 0), min(at + 2 * stride, len(grid))):
+                if k not in scored:
+                    scored[k] = score(grid[k])
+        best = max(scored, key=lambda k: (scored[k], k == -1))
+        if best != -1 and scored[best] > scored[-1]:
+            s_a = float(grid[best])
+            at = best
+        elif at is None:
+            at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
+        current = list(per_layer[float(s_a)])
+        for i in range(len(st)):
+            hist[i].append(current[i])
+    after = [h[-1] for h in hist]
+    results = {}
+    for it, b, a, h in zip(st, before, after, hist):
+        l = it["layer"]
+        results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, it["s_w"].reshape(-1), h)
+    return s_a, (float(np.mean(before)), float(np.mean(after))), results

@@ -1,0 +1,75 @@
+"""Precision placement as data: which nodes of an INT8 graph are float islands, and why.
+
+The calibration table carries it (spec/schema/calibration.schema.json, `placement`):
+
+    "placement": {"objectives": {...}, "nodes": {"dense1.layer0.dw.conv": {"precision": "float",
+                  "reason": "speed", ...}}, ...}
+
+`tcc.quant.intgraph.qgraph.quantize_graph` plans the model with the table's float nodes, so every interpreter (the integer
+reference, QDQ for ONNX Runtime, TVM, TFLite, the AX kits) builds the same mixed graph. Nodes without an integer
+form (Role.FLOAT: softmax) are islands wherever the target rules allow float ops, whether or not the table names
+them. `islands(graph)` lists every island with its reason: what the manifest records and `tcc build` prints.
+
+The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.placer.
+"""
+from __future__ import annotations
+
+from .file import CalibrationTable
+
+KEY = "placement"
+REASONS = {
+    "required": "no integer form: kept in float where the target allows float ops",
+    "accuracy": "kept in float to reach the output cosine floor (--min-cos)",
+    "speed": "kept in float: its integer kernel measured slower than its float twin on this CPU (--speed)",
+    "pinned": "kept in float on request (--keep-float)",
+}
+
+
+def float_nodes(table: CalibrationTable) -> frozenset:
+    """The anchor names the table keeps in float (empty without a placement)."""
+    return doc_float_nodes(table.doc)
+
+
+def doc_float_nodes(doc: dict) -> frozenset:
+    """float_nodes of a table's document."""
+    nodes = (doc.get(KEY) or {}).get("nodes") or {}
+    return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
+
+
+def placement_doc(nodes, record: dict | None = None) -> dict:
+    """A placement for the table: `nodes` ({name: entry}, or names, pinned) and what the step measured."""
+    if not isinstance(nodes, dict):
+        nodes = {name: {"precision": "float", "reason": "pinned"} for name in nodes}
+    return {**(record or {}), "nodes": dict(sorted(nodes.items()))}
+
+
+def with_placement(table: CalibrationTable, placement: dict) -> CalibrationTable:
+    """A copy of `table` carrying `placement` (no placement when it keeps no node in float)."""
+    doc = {k: v for k, v in table.doc.items() if k != KEY}
+    if placement.get("nodes"):
+        doc[KEY] = placement
+    return CalibrationTable(doc)
+
+
+def islands(graph, table: CalibrationTable | None = None) -> list[dict]:
+    """Every float island of `graph` (an IntGraph or QGraph): node, kind, ONNX op and why, in graph order."""
+    placed = ((table.doc.get(KEY) or {}).get("nodes") or {}) if table is not None else {}
+    out = []
+    for n in graph.nodes:
+        if n.integer:
+            continue
+        entry = placed.get(n.name, {})
+        reason = entry.get("reason", "required")
+        out.append({"node": n.name, "kind": n.kind, "reason": reason, "why": REASONS.get(reason, reason)})
+    return out
+
+
+def summary_line(found: list[dict]) -> str | None:
+    """One line for `tcc build` / `tcc calibrate`: how many islands, which, and why (None without islands)."""
+    if not found:
+        return None
+    by_reason: dict[str, list[str]] = {}
+    for f in found:
+        by_reason.setdefault(f["reason"], []).append(f["node"])
+    parts = [f"{len(v)} {k} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})" for k, v in by_reason.items()]
+    return f"float islands: {len(found)} node(s) of the INT8 graph run in float32: " + "; ".join(parts)

@@ -1,0 +1,211 @@
+"""Target quantization rules, as data: how a target wants its tensors quantized and how its kernels round.
+
+    rules = RULES["ort"]                 # by rules name (a calibration table records it as "target")
+    rules = rules_for("arm-a7")          # a build target -> the rules its backend needs (tcc.targets)
+
+A calibration table is made under one set of rules (`tcc calibrate --target`), and the integer reference
+(tcc.quant.intgraph.reference) computes with that table's rules, so it reproduces the target bit for bit where the target's
+kernels are exact. Build targets name their rules in the one target registry (tcc.targets); this module is
+the registry of rules, not of targets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ...errors import DataError
+from ...targets import TARGETS
+
+ROUNDINGS = {
+    # one exact product acc * q (int64) and one arithmetic shift right, rounding half to even (ONNX
+    # QuantizeLinear's rounding; tcc.quant.intgraph.reference.multiply_by_quantized_multiplier says why not gemmlowp's)
+    "half_even": "requantize with one rounding, half to even, of the exact fixed-point product",
+    # TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT (two
+    # roundings, half away from zero); what LiteRT's reference kernels compute, bit for bit (measured on CONV_2D,
+    # DEPTHWISE_CONV_2D, ADD, MUL)
+    "gemmlowp": "requantize as gemmlowp / TFLite: a rounding doubling high multiply, then a rounding right shift",
+    # LiteRT's reference FULLY_CONNECTED (per-channel int8) does not round twice. Measured with
+    # tests/test_backend_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
+    # only with one rounding of the exact product, and exact ties (M = 1/64) go away from zero
+    "single_half_away": "requantize with one rounding, half away from zero, of the exact fixed-point product",
+    # TFLite's MultiplyByQuantizedMultiplier(int64_t x, ...) (kernels/internal/common.cc), what its 16x8 kernels
+    # requantize their int64 accumulators with: the Q31 multiplier reduced to 16 bits ((q + 2^15) >> 16, at most
+    # 2^15 - 1), the product acc * q16 + 2^(14 - shift) shifted right by 15 - shift: one rounding, half up
+    "tflite_int64": "requantize as TFLite's int64 overload: a 16-bit multiplier, one rounding half up",
+}
+
+
+@dataclass(frozen=True)
+class WideRules:
+    """How a target's integer kernels work on 16-bit activations (`activation_bits` 16) where that differs from
+    its 8-bit ones: which kinds of the integer op table it has 16-bit kernels for, the rounding of their
+    requantization, the width of bias codes and accumulators, whether zero points must be 0."""
+
+    kinds: tuple[str, ...] | None = None  # None: every kind the target takes at 8 bits
+    rounding: str | None = None  # conv / depthwise conv (None: the rules' own)
+    gemm_rounding: str | None = None  # a linear layer's (None: `rounding`, else the rules' gemm rounding)
+    bias_bits: int = 32  # the stored bias codes of a conv / linear layer
+    accumulator_bits: int = 32  # what the worst-case accumulator (bias included) must fit, sign included
+    symmetric: bool = False  # zero point 0 (TFLite's 16x8 kernels check it)
+    # a depthwise conv's, where its kernels differ from the other convs' (None: these). LiteRT's 16x8
+    # DEPTHWISE_CONV_2D takes an int64 bias only, whatever CONV_2D and FULLY_CONNECTED are given
+    depthwise: WideRules | None = None
+
+
+@dataclass(frozen=True)
+class TargetRules:
+    """How a target wants its tensors: unsigned activations allowed (u8, zp 0), asymmetric activations (int8 with
+    a zero point), concat sharing one scale, the rounding of its requantization."""
+
+    name: str
+    description: str = ""
+    unsigned_ok: bool = True
+    asymmetric: bool = False
+    share_concat: bool = True
+    split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
+    signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
+    # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
+    kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
+    # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
+    dense_weight_bits: int = 8  # weights of non-depthwise convs and of linear layers (depthwise: always 8).
+    # ORT: 7. Its x86 u8s8 kernels without VNNI (AVX2, AVX-512 before Cascade Lake) multiply with VPMADDUBSW, which
+    # adds two u8 x s8 products in a saturating int16: 255 * (127 + 127) overflows it and the result is silently
+    # wrong (measured on an AVX2 EPYC: DDSNet INT8 vs FP32 cosine 0.9916, worst image 0.895, top-1 98.4%). Codes
+    # in [-64, 63] keep 255 * (64 + 64) = 32640 inside int16, so the integer result is exact on every CPU (ORT's
+    # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
+    # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
+    rounding: str = "half_even"  # a key of ROUNDINGS
+    gemm_rounding: str | None = None  # a linear layer's, where the target's kernel differs (None: `rounding`)
+    # the graph input's quantization: x / s rounded half to even (ONNX QuantizeLinear) or half away from zero
+    # (TFLite's QUANTIZE, TfLiteRound)
+    input_rounding: str = "half_even"
+    # lookup tables: f of each input code's value in float64, quantized half to even (tcc's own), or TFLite's
+    # LUTPopulate: dequantize, f and rescale in float32, round half away (LOGISTIC / TANH in every LiteRT kernel)
+    lookup_arithmetic: str = "float64"
+    # average pools: requantize the window sum by s_in / (s_out n), or, input and output at one scale, TFLite's
+    # rounded division of the sum of codes by n (half away from zero)
+    pool_division: bool = False
+    narrow_weights: bool = False  # weight codes in [-127, 127] (TFLite's int8 spec), not [-128, 127]
+    float_outputs: bool = True  # a conv / gemm graph output is dequantized from its int32 accumulator
+    fuse_patterns: bool = True  # x * g(x) as one lookup table (TFLite has no such op: LOGISTIC, then MUL)
+    # channel_scale (PReLU, layer scale): "exact", each factor its own fixed-point multiplier, or "int8", the factor
+    # as int8 codes as TFLite's kernels store it (PRELU's alpha at one scale, a 1x1 depthwise conv's weights)
+    channel_factors: str = "exact"
+    shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling,
+    # a standalone clamp: MAXIMUM / MINIMUM on one grid)
+    # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
+    fixed_outputs: tuple[tuple[str, float, int], ...] = ()
+    # float islands (tcc.quant.table.placement): the target can run a node of an INT8 model in float (inputs
+    # dequantized, outputs quantized again). ORT, TVM and TFLite run float ops beside integer ones; Pulsar2's
+    # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
+    float_ops: bool = True
+    # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
+    # int16 codes (tcc's TVM lowering: every kind widens its codes anyway; TFLite's 16x8 mode: `wide` says which
+    # kinds and how). ORT's integer kernels (QLinearConv, ConvInteger) take 8-bit activations only; the NPUs' int16
+    # is not modelled here
+    activation_bits: tuple[int, ...] = (8,)
+    wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
+
+    def takes_activation_bits(self, bits) -> bool:
+        """Whether a table entry of `bits` bits runs here: one of `activation_bits`, or 9..15 where 16 is one (a
+        16-bit calibration narrows the grid of a tensor whose readers' int32 accumulators need the headroom,
+        tcc.quant.calibrate: its codes stay int16)."""
+        return bits in self.activation_bits or (16 in self.activation_bits and 8 < bits < 16)
+
+    def wide_for(self, kind: str, attrs: dict, weight: np.ndarray) -> WideRules:
+        """The 16-bit conventions of one conv / gemm layer (`kind`, its attrs and weight codes in the integer op
+        table's layout): the depthwise ones where the rules give depthwise convs their own."""
+        if self.wide.depthwise is not None and kind == "conv" and _depthwise(attrs, weight):
+            return self.wide.depthwise
+        return self.wide
+
+    def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
+        return 8 if op_type == "Conv" and _depthwise(attrs, weight) else self.dense_weight_bits
+
+
+def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
+    """A conv with one input channel per group (OIHW weights: I == 1) and more than one group."""
+    return int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
+
+
+RULES: dict[str, TargetRules] = {r.name: r for r in [
+    TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
+                "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
+                kernel_rewrites=True, dense_weight_bits=7),
+    TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
+                "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
+                activation_bits=(8, 16)),
+    TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
+                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding); "
+                "or its 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int64 bias",
+                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",
+                input_rounding="half_away",
+                lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
+                fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
+                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0)),
+                # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
+                # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
+                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
+                # int16 codes by their int8 rules. Kinds measured bit for bit against LiteRT's reference kernels
+                # (tests/test_backend_tflite16.py); the others are refused at 16 bits before any work
+                activation_bits=(8, 16),
+                wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
+                                      "reshape"),
+                               # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
+                               # as at 8 bits (tcc's single rounding of acc x q: the same but within 2^-31 of a tie)
+                               rounding="tflite_int64", gemm_rounding="single_half_away", bias_bits=64,
+                               accumulator_bits=48, symmetric=True)),
+    # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
+    # tcc.backends.ax.chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
+    # `input_feature_type: UINT8`; Pulsar2 `data_type` default U8, per tensor, asymmetric: its quant_axmodel.json
+    # says PER_TENSOR, ASYMMETRICAL, quant_min 0), weights signed 8-bit (`weight_type: INT8`, `weight_data_type`
+    # S8), Pulsar2's conv bias S32 at s_in * s_w (`conv_bias_data_type` S32). From Axera's own QDQ exporter for
+    # Pulsar2: weights per output channel, symmetric, in [-127, 127]. Not documented: the rounding (half to even
+    # assumed, ONNX QuantizeLinear's; Pulsar2's docs say its board and its reference differ by at most one code).
+    # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
+    TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
+                "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False),
+    TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
+                "per-channel symmetric weights in [-127, 127], s32 conv bias",
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
+]}
+# LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (`quantized_bias_type` INT32: without it
+# LiteRT reads a 16x8 bias as int64). conv.cc's
+# EvalQuantizedPerChannel16x8 runs it on optimized_integer_ops::ConvPerChannel (im2col + gemm) when every zero point
+# is 0, and fully_connected.cc on ruy for an int16 input at zero point 0 with a non-int64 bias; the reference kernels
+# accumulate in int32 and requantize with the int32 MultiplyByQuantizedMultiplier (gemmlowp's two roundings; FC: one,
+# as at 8 bits). int32 accumulators: the 16-bit calibration narrows a grid where one could overflow
+# (tcc.quant.calibrate.fit_accumulators). DEPTHWISE_CONV_2D at 16x8 takes an int64 bias only: the `tflite` rules'.
+RULES["tflite16-i32"] = replace(
+    RULES["tflite"], name="tflite16-i32",
+    description="TFLite's 16x8 mode with int32 bias (`--target tflite16-i32 --activation-bits 16`): int16 "
+                "activations at zero point 0, int8 per-channel weights, int32 bias and accumulators for CONV_2D and "
+                "FULLY_CONNECTED (LiteRT's optimized 16x8 kernels), int64 for DEPTHWISE_CONV_2D",
+    activation_bits=(16,),
+    wide=replace(RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32,
+                 depthwise=RULES["tflite"].wide))
+
+
+def get_rules(rules: str | TargetRules) -> TargetRules:
+    """A rules object from its name (what a table records) or itself."""
+    if isinstance(rules, TargetRules):
+        return rules
+    try:
+        return RULES[rules]
+    except (KeyError, TypeError):
+        raise DataError(f"unknown calibration target {rules!r} (quantization rules); expected one of "
+                        f"{', '.join(RULES)}") from None
+
+
+def rules_for(target: str) -> TargetRules:
+    """The rules for a `tcc calibrate --target` value: a rules name (ort, tvm, tflite, ax620, pulsar2) or a build target
+    (`arm-a7` -> the rules its entry in the target registry names), so a table is made for the target one builds."""
+    if target in RULES:
+        return RULES[target]
+    entry = TARGETS.get(target)
+    if entry is not None and entry.rules:
+        return RULES[entry.rules]
+    known = sorted(set(RULES) | {t for t, e in TARGETS.items() if e.rules})
+    raise DataError(f"unknown calibration target {target!r}; expected one of {', '.join(known)}")

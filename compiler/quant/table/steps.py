@@ -1,0 +1,209 @@
+"""The post-training steps around the activation method, and what a calibration table's steps change.
+
+    Steps(equalization=True, bias_correction=True, rounding=True)   # tcc calibrate --equalization --rounding ...
+
+Calibration runs them in this order (tcc.quant.calibrate): cross-layer equalization (tcc.quant.steps.equalize) before
+the statistics, the activation method (KL + the cosine search by default), then per-layer weight rounding
+(tcc.quant.steps.rounding) and bias correction (tcc.quant.steps.bias_correction) on the final scales. The table's `steps` list
+records each step, whether it ran, its settings, its time and everything it chose:
+
+    equalization      per pair: the producer, its consumers (weights, input-channel axis, groups), the factors
+    rounding          per weight: one bit per element (the code above floor(w / s)), base64
+    bias_correction   per layer: the shift added to its float bias
+
+The table stays tied to the FP32 graph it was made for (its model_hash); every consumer of a table reads the
+parameters through this module, so the integer reference, the QDQ lowering and every backend that translates the
+quantized graph quantize the same weights and biases:
+
+    calibrated_parameters(model, table)  # {initializer: float32 array}: equalized, bias-corrected (only changed ones)
+    equalized_model(model, table)        # the FP32 function with equalized parameters (per-tensor FP32 references)
+    weight_codes(table, name, w)         # codes, with the stored rounding (tcc.quant.table.weight_codes)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .placement import doc_float_nodes
+from ...errors import CalibrationError
+
+STEP_NAMES = ("equalization", "rounding", "bias_correction")
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Which steps calibration runs. None by default, because none helps every model and data set (measured,
+    README, INT8): bias correction wins on all four DDSNet checkpoints calibrated and judged on crops of their own
+    dataset (the recommended setting there), but lost on two of them with crops of all four datasets and moved the
+    golden sets' INT8 outputs both ways (DDSNet's TVM min cosine 0.99976 -> 0.99948, EfficientNet-B0's 0.987 ->
+    0.998); equalization, with plain `kl` or few crops, clips the evened-out channels (KL's threshold falls and no
+    cosine search moves it back: on the golden sets' 8 crops FastNet's INT8 cosine fell below 0.95, ResNet-18
+    changed a class). rounding_budget: seconds for the rounding step (None: every layer); it stops between layers,
+    so a budget that bites makes the table depend on the machine's speed (the table says so)."""
+
+    equalization: bool = False
+    bias_correction: bool = False
+    rounding: bool = False
+    rounding_sweeps: int = 8
+    rounding_budget: float | None = None
+
+    def enabled(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    @classmethod
+    def chosen(cls, spec_section: dict | None, **switches) -> "Steps":
+        """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
+        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it), which wins over tcc's default.
+        Other keyword arguments (rounding_budget) pass through."""
+        section, default = spec_section or {}, cls()
+        picked = {name: bool(switches[name]) if switches.get(name) is not None else
+                  bool(section.get(name, getattr(default, name))) for name in STEP_NAMES}
+        return cls(**picked, **{k: v for k, v in switches.items() if k not in STEP_NAMES})
+
+    def checked(self) -> "Steps":
+        """Itself, if its settings fit together (a rounding budget needs the rounding step and seconds > 0)."""
+        from ...errors import DataError
+
+        if self.rounding_budget is not None and not (self.rounding and self.rounding_budget > 0):
+            raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
+        return self
+
+
+NONE = Steps(equalization=False, bias_correction=False, rounding=False)
+
+
+def step(doc: dict, name: str) -> dict | None:
+    """A table's record of step `name` when it ran, else None (tables from before the steps have none)."""
+    for s in doc.get("steps", ()):
+        if s.get("name") == name and s.get("enabled"):
+            return s
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- parameters
+def equalize_arrays(records: list[dict], inits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The initializers equalization changes (new float32 arrays; `inits` is left alone): each producer's output
+    channel i (weight row, bias) times c_i, each consumer's input channel i divided by c_i."""
+    new: dict[str, np.ndarray] = {}
+
+    def get(name):
+        return new[name] if name in new else np.asarray(inits[name], np.float32)
+
+    for rec in records:
+        c = np.asarray(rec["scales"], np.float32)
+        w = get(rec["weight"])
+        _fits(rec["weight"], w.shape[0], len(c), "equalization factors")
+        new[rec["weight"]] = (w * c.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        if rec.get("bias"):
+            new[rec["bias"]] = (get(rec["bias"]) * c).astype(np.float32)
+        for cons in rec["consumers"]:
+            w = get(cons["weight"])
+            _fits(cons["weight"], w.shape[cons["axis"]] * cons.get("groups", 1), len(c), "equalization factors")
+            new[cons["weight"]] = (w / per_input_channel(w, c, cons["axis"], cons.get("groups", 1))).astype(
+                np.float32)
+    return new
+
+
+def _fits(name: str, channels: int, stored: int, what: str) -> None:
+    if channels != stored:
+        raise CalibrationError(f"initializer {name!r} has {channels} channels, the table {stored} {what}")
+
+
+def per_input_channel(w: np.ndarray, c: np.ndarray, axis: int, groups: int) -> np.ndarray:
+    """c (one factor per input channel) shaped to divide a consumer weight whose input channels lie along `axis`;
+    a grouped conv's weight [O, C/g, ...] holds group k's channels in rows k*O/g .. (k+1)*O/g."""
+    if groups > 1:
+        o, cg = w.shape[:2]
+        per = np.repeat(c.reshape(groups, 1, cg), o // groups, axis=1)
+        return per.reshape(o, cg, *([1] * (w.ndim - 2)))
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return c.reshape(shape)
+
+
+def _initializers(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in names}
+
+
+def _equalization_names(records: list[dict]) -> set[str]:
+    names = set()
+    for rec in records:
+        names.add(rec["weight"])
+        if rec.get("bias"):
+            names.add(rec["bias"])
+        names.update(c["weight"] for c in rec["consumers"])
+    return names
+
+
+def calibrated_parameters(model: onnx.ModelProto, doc: dict) -> dict[str, np.ndarray]:
+    """The weights and biases that the table's steps change, as the integer graph must quantize them: equalized,
+    then each corrected bias plus its shift (float32). Initializers not listed are the model's own. A layer the
+    table's placement keeps in float (a float island) keeps its bias uncorrected: the shift makes up for its own
+    quantization, which an island does not have (with it, every node in float measured further from FP32 than
+    Sipak's INT8 model)."""
+    eq = step(doc, "equalization")
+    bc = step(doc, "bias_correction")
+    records = eq["pairs"] if eq else []
+    floats = doc_float_nodes(doc)
+    shifts = {k: v for k, v in (bc["layers"] if bc else {}).items() if k not in floats}
+    names = _equalization_names(records) | {v["bias"] for v in shifts.values()}
+    if not names:
+        return {}
+    inits = _initializers(model, names)
+    out = equalize_arrays(records, inits)
+    for entry in shifts.values():
+        b = out.get(entry["bias"], np.asarray(inits[entry["bias"]], np.float32))
+        _fits(entry["bias"], b.size, len(entry["shift"]), "bias-correction shifts")
+        out[entry["bias"]] = (b.astype(np.float64) + np.asarray(entry["shift"], np.float64)).astype(np.float32)
+    return out
+
+
+def with_initializers(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` whose initializers named in `arrays` hold those values (the model itself when empty)."""
+    if not arrays:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for t in m.graph.initializer:
+        if t.name in arrays:
+            t.CopyFrom(numpy_helper.from_array(np.asarray(arrays[t.name], np.float32), t.name))
+    return m
+
+
+def equalized_model(model: onnx.ModelProto, doc: dict) -> onnx.ModelProto:
+    """The FP32 graph with the table's equalization applied: the same function (within float rounding), with the
+    intermediate tensors' channels rescaled as the integer graph has them; per-tensor comparisons use it."""
+    eq = step(doc, "equalization")
+    if not eq:
+        return model
+    records = eq["pairs"]
+    return with_initializers(model, equalize_arrays(records, _initializers(model, _equalization_names(records))))
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """One line per step of a table, as `tcc calibrate` prints them."""
+    lines = []
+    for s in doc.get("steps", ()):
+        name = s["name"].replace("_", " ")
+        if not s.get("enabled"):
+            lines.append(f"{name}: off")
+        elif s["name"] == "equalization":
+            pairs = s.get("pairs", [])
+            strengths = sorted({p["strength"] for p in pairs})
+            lines.append(f"{name}: {len(pairs)} producer -> consumer pairs rescaled"
+                         + (f" (strengths {', '.join(f'{v:g}' for v in strengths)})" if pairs else ""))
+        elif s["name"] == "rounding":
+            layers = s.get("layers", {})
+            worst = max(layers.items(), key=lambda kv: kv[1]["error_before"], default=None)
+            lines.append(f"{name}: {len(s.get('weights', {}))} weights rounded per layer"
+                         + ("" if s.get("complete", True) else " (time budget reached before the last layers)")
+                         + (f"; worst layer {worst[0]}: relative output error {worst[1]['error_before']:.4g} -> "
+                            f"{worst[1]['error_after']:.4g}" if worst else ""))
+        else:
+            skipped = s.get("skipped_without_bias", [])
+            lines.append(f"{name}: {len(s.get('layers', {}))} layers' biases corrected"
+                         + (f" ({len(skipped)} without a bias left as they are)" if skipped else ""))
+    return lines
