@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tcc.errors import BuildError
+from tcc.bundle import read_manifest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -156,7 +157,6 @@ class Backend:
         name them). Default: the final output alone, under the graph output's name."""
         import numpy as np
 
-        from tcc.bundle import read_manifest
 
         name = read_manifest(bundle_dir)["outputs"][0]["name"]
         return {name: Exposed(np.asarray(self.check_run(Path(bundle_dir), x, read_manifest(bundle_dir)["precision"]),

@@ -11,13 +11,13 @@ from .spec.loader import Model, load_model, parse_overrides
 
 
 def to_torch(graph, inference_only: bool = False):
-    from .lower.to_torch import to_torch as lower
+    from .lower.to_torch import to_torch as lower  # deferred for start-up: loads torch
 
     return lower(graph, inference_only)
 
 
 def to_onnx(graph, state, opset: int = 13):
-    from .lower.to_onnx import to_onnx as lower
+    from .lower.to_onnx import to_onnx as lower  # deferred for start-up: loads numpy, onnx
 
     return lower(graph, state, opset)
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BuildError
+from .spec.loader import Preprocess
+from .bundle import read_manifest
 
 
 @dataclass
@@ -40,8 +42,6 @@ class Artifact:
 
 
 def manifest_preprocess(manifest: dict):
-    from .spec.loader import Preprocess
-
     p = manifest["preprocess"]
     return Preprocess(**{**p, "resize": tuple(p["resize"]), "mean": tuple(p["mean"]), "std": tuple(p["std"])})
 
@@ -49,9 +49,7 @@ def manifest_preprocess(manifest: dict):
 def open_artifact(path: str | Path) -> Artifact:
     """Load a bundle made by `tcc build` for running here; a kit or a bundle for another machine is refused with
     a clear error (exit 2)."""
-    from .bundle import read_manifest
-
-    from tcc.backends import get_backend
+    from tcc.backends import get_backend  # deferred for start-up: loads numpy
 
     manifest = read_manifest(path)
     backend = get_backend(manifest["backend"])

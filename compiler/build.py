@@ -25,6 +25,14 @@ from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, s
 from .process.phases import phase, recording
 from .errors import BuildError, SelfCheckError
 from .tolerance import TOLERANCES, compare
+from tcc.backends import EmitOptions, check_precision, get_backend, get_target
+from .frontend import lower_spec
+from .quant.table.rules import RULES
+from .quant.table.file import CalibrationError
+from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
+from .quant.collect.data import load_calibration_data
+from .quant.table.rules import get_rules
+from .quant.table.placement import KEY, islands
 
 CHECK_SEED = 0
 CHECK_BATCH = 2
@@ -64,10 +72,6 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     the wall time of every phase (tcc.process.phases: "emit/compile", "target-checks/host-twin/link", ...).
     `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
     (`tcc build` asks for it; backends/tvm_worker.py)."""
-    from tcc.backends import EmitOptions, check_precision, get_backend, get_target
-
-    from .frontend import lower_spec
-
     t0 = time.perf_counter()
     tgt = get_target(target)
     precision = check_precision(tgt, precision)
@@ -103,7 +107,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
         if precision == "int8":
             from dataclasses import replace
 
-            from .quant.intgraph.plan import plan
+            from .quant.intgraph.plan import plan  # deferred for start-up: loads onnx
 
             # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
             graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
@@ -224,9 +228,6 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
 def check_table_bits(table, rules, where: str) -> None:
     """A table's activation widths against the rules a build needs: the first tensor of a width they do not take,
     named, with the rules whose targets take it."""
-    from .quant.table.rules import RULES
-    from .quant.table.file import CalibrationError
-
     odd = next(((n, t["bits"]) for n, t in table.tensors.items()
                 if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
     if odd is not None:
@@ -250,14 +251,11 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
     them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
     the calibration data or None)."""
-    from .quant.intgraph.qgraph import quantize_graph
-    from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
+    from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
-    from .quant.collect.data import load_calibration_data
 
-    from .quant.calibrate import activation_bits, check_activation_bits, check_wide_kinds
-    from .quant.table.rules import get_rules
-    from .quant.table.steps import Steps
+    from .quant.calibrate import activation_bits, check_activation_bits, check_wide_kinds  # deferred for start-up: loads onnx
+    from .quant.table.steps import Steps  # deferred for start-up: loads onnx
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
@@ -272,7 +270,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:
-        from .quant.place.placer import check_nodes, check_options
+        from .quant.place.placer import check_nodes, check_options  # deferred for start-up: loads onnx
 
         if calib is not None:
             raise BuildError("--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
@@ -302,13 +300,13 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
                                    "fingerprints differ; the same files, --calib-size and --seed give the same)")
         source = {"from": "table", "file": Path(calib).name, "sha256": sha256_file(calib)}
     else:
-        from .quant.calibrate import calibrate_onnx
+        from .quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)
         if placement is not None and placement.active:
-            from .quant.place.placer import place
+            from .quant.place.placer import place  # deferred for start-up: loads onnx
 
             table = place(onnx_model, table, cd.array, placement, log)
         source = {"from": "data", "samples": int(len(cd.array))}
@@ -324,7 +322,6 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         "activation_bits": _width_counts(table),
         "integer_ops": _kind_counts(qgraph),
     }
-    from .quant.table.placement import KEY, islands
 
     settings = table.doc.get("settings") or {}
     if settings.get("activation_bits", 8) > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
@@ -352,7 +349,7 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
     op on the backend's own codes otherwise; tcc.tolerance gives the rule with float islands) and vs the PyTorch
     FP32 lowering (recorded). codes: the backend's codes of every quantized tensor, or a function returning them
     (an exact backend is asked only when float islands kept it from equality end to end)."""
-    from .quant.intgraph.reference import Reference, backend_tensors, per_op_deviation
+    from .quant.intgraph.reference import Reference, backend_tensors, per_op_deviation  # deferred for start-up: loads onnx
 
     ref = Reference().run(qgraph, x)
     if isinstance(ref, list):

@@ -19,6 +19,13 @@ import numpy as np
 
 from .bundle import stable_float
 from .errors import BuildError, TccError
+from .data import load_array, load_image
+from tcc.backends.base import Exposed
+from .quant.table.file import load_table, model_sha256
+from tcc.backends import get_backend
+from .bundle import read_manifest
+from .frontend import lower_spec
+from .artifact import manifest_preprocess
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MIN_COSINE = 0.9999  # below this a float tensor "diverges"
@@ -51,7 +58,6 @@ class Context:
         if self._fe is None:
             if not self.spec:
                 raise DiffError(f"{why} needs the model: give --spec SPEC (and --weights W)")
-            from .frontend import lower_spec
 
             self._fe = lower_spec(self.spec, self.overrides, weights=self.weights, by_order=self.by_order,
                                   key_map=self.key_map)
@@ -75,15 +81,10 @@ def kind_of(endpoint: str) -> str:
 
 def load_input(path: str, ctx: Context, bundles: list[str]) -> np.ndarray:
     """The input, [1, C, H, W] (or the .npy's batch): an image through the spec's (or a bundle's) preprocessing."""
-    from .data import load_array, load_image
-
     if ctx.spec:
         model = ctx.frontend("the input").model
         pre, shape = model.preprocess, tuple(model.input_shape)
     elif bundles:
-        from .artifact import manifest_preprocess
-        from .bundle import read_manifest
-
         m = read_manifest(bundles[0])
         pre = manifest_preprocess(m)
         shape = tuple(m["inputs"][0]["shape"][1:])
@@ -139,7 +140,6 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
 
     with torch.no_grad():
         y = Recorder(gm).run(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
-    from tcc.backends.base import Exposed
 
     tensors = {k: Exposed(v) for k, v in kept.items()}
     tensors[fe.onnx.graph.output[0].name] = Exposed(y.numpy().astype(np.float32))
@@ -147,12 +147,9 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
 
 
 def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
-    from tcc.backends.base import Exposed
-
-    from .quant.intgraph.plan import plan
-    from .quant.intgraph.qgraph import quantize_graph
-    from .quant.intgraph.reference import QTensor, Reference
-    from .quant.table.file import load_table, model_sha256
+    from .quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+    from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
+    from .quant.intgraph.reference import QTensor, Reference  # deferred for start-up: loads onnx
 
     calib = ctx.calib
     if calib is None and other and kind_of(other) == "bundle" and (Path(other) / "calibration.json").is_file():
@@ -180,10 +177,6 @@ def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) ->
 
 
 def _bundle(endpoint: str, x: np.ndarray, ctx: Context) -> Side:
-    from tcc.backends import get_backend
-
-    from .bundle import read_manifest
-
     m = read_manifest(endpoint)
     backend = get_backend(m["backend"])
     if not backend.capabilities.runs_here:

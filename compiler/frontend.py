@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from .bundle import sha256_file
+from .spec.loader import load_model
 
 RANDOM_WEIGHTS_WARNING = ("NO WEIGHTS GIVEN: this bundle uses seeded random weights (seed {seed}); its outputs are "
                           "meaningless. Pass --weights to build a usable model.")
@@ -35,9 +37,8 @@ class Frontend:
 def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0, log=lambda s: None):
     """The inference-only PyTorch lowering with the build's weights (the same weights `tcc predict` would use;
     without a weights file, seeded random weights) and the manifest's description of them."""
-    from .bundle import sha256_file
-    from .lower.to_torch import init_weights, to_torch
-    from .lower.weights import load_weights
+    from .lower.to_torch import init_weights, to_torch  # deferred for start-up: loads torch
+    from .lower.weights import load_weights  # deferred for start-up: loads torch
 
     full = to_torch(model.graph)  # weights go through the full module so seeds and imports match `tcc predict`
     if weights:
@@ -63,12 +64,11 @@ def lower_spec(spec, overrides: dict | None = None, *, weights=None, by_order: b
                log: Callable[[str], None] = lambda s: None) -> Frontend:
     """Load `spec` (a path, or an already loaded Model), import the weights (or seed random ones), lower to ONNX
     at `opset` and run the pass pipeline."""
-    from .lower.to_onnx import to_onnx
-    from .passes.pipeline import run_pipeline
-    from .spec.loader import load_model
+    from .lower.to_onnx import to_onnx  # deferred for start-up: loads numpy, onnx
+    from .passes.pipeline import run_pipeline  # deferred for start-up: loads numpy, onnx, onnx_graphsurgeon
 
     t0 = time.perf_counter()
-    from .lower.weights import fit_to_checkpoint
+    from .lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
     model = spec if hasattr(spec, "graph") else load_model(spec, overrides or {})
     fitted = fit_to_checkpoint(model, weights, by_order, key_map)

@@ -587,7 +587,7 @@ def _linear_torch(emit, a, x):
     torch, nn, F = _torch()
     c_in = emit.in_shapes[0][0]
     if len(emit.in_shapes[0]) == 3:
-        from .torch_ops import ChannelLinear
+        from .torch_ops import ChannelLinear  # deferred for start-up: loads jsonschema, networkx, torch
 
         return emit.module(ChannelLinear(c_in, a["out"], a["bias"]), x)
     return emit.module(nn.Linear(c_in, a["out"], a["bias"]), x)
@@ -692,19 +692,19 @@ def _prelu_onnx(emit, a, x):
 
 
 def _scale_torch(emit, a, x):
-    from .torch_ops import Scale
+    from .torch_ops import Scale  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(Scale(_channel_shape(emit.in_shapes[0]), a["init"]), x)
 
 
 def _global_maxpool_torch(emit, a, x):
-    from .torch_ops import global_max_pool
+    from .torch_ops import global_max_pool  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.call(global_max_pool, x)
 
 
 def _stochastic_depth_torch(emit, a, x):
-    from .torch_ops import StochasticDepth
+    from .torch_ops import StochasticDepth  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(StochasticDepth(a["p"], a["mode"]), x)  # a module, so .train()/.eval() switch it
 
@@ -723,7 +723,7 @@ def _layernorm_params(a, shapes):
 
 
 def _layernorm_torch(emit, a, x):
-    from .torch_ops import AxisLayerNorm
+    from .torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
 
     ax = _axis(a, emit.in_shapes)
     return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from .files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 _METADATA = {".png": {"Software": None}, ".svg": {"Date": None}, ".pdf": {"CreationDate": None}}
@@ -23,8 +24,6 @@ def pyplot():
 
 def save(fig, path: str | Path) -> Path:
     """Write `fig` to `path` (.png at 120 dpi, .svg, .pdf) atomically and close it."""
-    from .files import atomic_write
-
     plt = pyplot()
     path = Path(path)
     suffix = path.suffix.lower()

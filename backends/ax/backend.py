@@ -32,6 +32,16 @@ from .config import Enum, write_prototxt, write_pulsar2
 from .dataset import ARCHIVE, pixel_normalization, read_back, samples, write_archive
 from .ops import check_model, cpu_split
 from ..base import Backend, Capabilities, EmitOptions
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.table.placement import float_nodes
+from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.report.npu_tables import npu_table
+from tcc.quant.report.quality import quality_report
+from ..ort.backend import OrtBackend
+from tcc.bundle import stable_float
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
+from ..ort.backend import qdq_codes
 
 MODEL = "model.onnx"
 QDQ_MODEL = "model_qdq.onnx"
@@ -72,8 +82,6 @@ class AxBackend(Backend):
 
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
-        from tcc.quant.lower.qdq import to_qdq
-
         chip = get_chip(options.target)
         out_dir = Path(out_dir)
         if options.table is None or options.data is None:
@@ -132,9 +140,6 @@ class AxBackend(Backend):
     def predict(model, table, data: np.ndarray, toolchain: str, samples: int = PREDICTION_SAMPLES) -> dict:
         """The integer reference under the table's (the chip's) rules vs FP32: tcc.quant.report.quality's numbers, without
         its wall times (a kit is byte-identical when rebuilt), and the toolchain-shaped table."""
-        from tcc.quant.report.npu_tables import npu_table
-        from tcc.quant.report.quality import quality_report
-
         report = quality_report(model, table, data, samples=samples, compare=False)
         report.pop("timing_s", None)
         report["end_to_end"]["models"].pop("tcc_ort", None)  # fake-quant on ORT: the QDQ check's business
@@ -251,13 +256,9 @@ class AxBackend(Backend):
 
     # ------------------------------------------------------------------ run (the kit's FP32 model, here)
     def load(self, bundle_dir: Path):
-        from ..ort.backend import OrtBackend
-
         return OrtBackend().load(Path(bundle_dir))  # model.onnx: the file name of an ORT bundle's artifact too
 
     def run(self, loaded, x: np.ndarray) -> np.ndarray:
-        from ..ort.backend import OrtBackend
-
         return OrtBackend().run(loaded, x)
 
     def check_run(self, bundle_dir: Path, x: np.ndarray, precision: str) -> np.ndarray:
@@ -267,8 +268,6 @@ class AxBackend(Backend):
 
     # ------------------------------------------------------------------ target checks
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        from tcc.bundle import stable_float
-
         kit = self._kit
         chip = kit["chip"]
         cd, pre = options.data, options.preprocess
@@ -306,13 +305,6 @@ class AxBackend(Backend):
         """model_qdq.onnx in ONNX Runtime as float fake-quant (graph optimizations off: each QuantizeLinear is
         exactly ONNX's equation), its codes of every quantized tensor against the integer reference op by op."""
         import onnx
-
-        from tcc.bundle import stable_float
-        from tcc.quant.intgraph.plan import plan
-        from tcc.quant.intgraph.qgraph import quantize_graph
-        from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
-
-        from ..ort.backend import qdq_codes
 
         qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.doc["target"]), options.table)
         qdq = onnx.load(str(Path(bundle_dir) / QDQ_MODEL))  # what the kit ships, read back
@@ -374,9 +366,6 @@ class AxBackend(Backend):
 
 def _float_layers(model, table) -> list[str]:
     """The ONNX nodes of the table's float islands (every node an island covers), in graph order."""
-    from tcc.quant.intgraph.plan import plan
-    from tcc.quant.table.placement import float_nodes
-
     graph = plan(model, rules=table.doc["target"], floats=float_nodes(table))
     return [c for n in graph.islands for c in n.covers]
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from tcc.errors import BuildError
+from tcc.data import load_pixels
+from tcc.data import normalize_pixels
 
 ARCHIVE = "calibration.tar"
 
@@ -34,7 +36,6 @@ def _png(path: Path, pre) -> bytes:
     tensor_format), as a PNG."""
     from PIL import Image
 
-    from tcc.data import load_pixels
 
     pixels = load_pixels(path, pre)
     buf = io.BytesIO()
@@ -77,7 +78,6 @@ def read_back(path: Path, fmt: str, pre, shape: tuple) -> np.ndarray:
     units (images) or as stored (arrays). Used to check that the archive reproduces tcc's calibration tensors."""
     from PIL import Image
 
-    from tcc.data import normalize_pixels
 
     out = []
     with tarfile.open(path) as tar:

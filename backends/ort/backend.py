@@ -13,6 +13,8 @@ import numpy as np
 from tcc.errors import BuildError
 
 from ..base import Backend, Capabilities, EmitOptions, Exposed
+from tcc.errors import SelfCheckError
+from tcc.quant.table.file import load_table
 
 ARTIFACT = "model.onnx"
 PROVIDERS = ["CPUExecutionProvider"]
@@ -42,11 +44,11 @@ class OrtBackend(Backend):
         import onnx
 
         if options.precision == "fp16":
-            from .fp16 import to_fp16
+            from .fp16 import to_fp16  # deferred for start-up: loads onnx
 
             model = to_fp16(model)
         elif options.precision == "int8":
-            from tcc.quant.lower.qdq import to_qdq
+            from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
@@ -98,8 +100,7 @@ class OrtBackend(Backend):
         names (the artifact is its compact form: the same kernels and values) and every QuantizeLinear output as
         an extra graph output. Exposing a QuantizeLinear's output leaves ORT's fusions (QLinearConv, QLinearAdd,
         ...) as they are; that the final output equals the artifact's bit for bit is checked here."""
-        from tcc.errors import SelfCheckError
-        from tcc.quant.lower.qdq import to_qdq
+        from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
         y, codes = qdq_codes(model, to_qdq(model, options.table), options.table, x)
         if not np.array_equal(y, got):
@@ -125,8 +126,7 @@ class OrtBackend(Backend):
         if precision == "int8":
             if model is None:
                 return {out_name: Exposed(y)}
-            from tcc.quant.lower.qdq import to_qdq
-            from tcc.quant.table.file import load_table
+            from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
             table = load_table(bundle / "calibration.json")
             got, codes = qdq_codes(model, to_qdq(model, table), table, x)
@@ -183,7 +183,7 @@ def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[
     import onnx
     import onnxruntime as ort
 
-    from tcc.quant.lower.qdq import quant_points
+    from tcc.quant.lower.qdq import quant_points  # deferred for start-up: loads onnx
 
     points = quant_points(model, table)
     m = onnx.ModelProto()

@@ -23,6 +23,9 @@ import numpy as np
 from tcc.errors import BuildError, SelfCheckError
 
 from ..base import Backend, Capabilities, EmitOptions, Exposed
+from ...targets import TARGETS
+from tcc.quant.table.placement import float_nodes
+from tcc.bundle import stable_float
 
 ARTIFACT = "model.tflite"
 INFO = "tflite.json"
@@ -41,8 +44,6 @@ def _is_int8(bundle_dir) -> bool:
 def _rules(options: EmitOptions) -> str:
     """The quantization rules of the target being built (`tflite`, or `tflite16-i32`: the 16x8 mode with int32
     bias), from the target registry."""
-    from ...targets import TARGETS
-
     entry = TARGETS.get(options.target)
     return entry.rules if entry is not None and entry.rules else "tflite"
 
@@ -85,8 +86,7 @@ class TfliteBackend(Backend):
 
     @staticmethod
     def _graph(model, options: EmitOptions):
-        from tcc.quant.table.placement import float_nodes
-        from tcc.quant.intgraph.plan import plan
+        from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
 
         int8 = options.precision == "int8"
         floats = float_nodes(options.table) if int8 and options.table is not None else ()
@@ -95,9 +95,9 @@ class TfliteBackend(Backend):
 
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
-        from tcc.quant.intgraph.qgraph import quantize_graph
+        from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
-        from .lower import TfliteLowering
+        from .lower import TfliteLowering  # deferred for start-up: loads onnx
 
         graph = self._graph(model, options)
         qgraph = None
@@ -213,14 +213,12 @@ class TfliteBackend(Backend):
 
     # ------------------------------------------------------------------ target checks
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        from tcc.bundle import stable_float
-
         checks = {"kernels": {"self_check": f"LiteRT {KERNELS['reference' if options.precision == 'int8' else 'default']}"
                                             " (OpResolverType)", "default": f"LiteRT {KERNELS['default']}"}}
         if options.precision != "int8":
             return checks
-        from tcc.quant.intgraph.qgraph import quantize_graph
-        from tcc.quant.intgraph.reference import Reference, backend_tensors, per_op_deviation
+        from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
+        from tcc.quant.intgraph.reference import Reference, backend_tensors, per_op_deviation  # deferred for start-up: loads onnx
 
         qgraph = quantize_graph(self._graph(model, options), options.table, _rules(options))
         ref = Reference().run(qgraph, x)

@@ -36,6 +36,19 @@ from tcc.process.phases import phase
 from ... import targets as tvm_targets
 from . import worker as tvm_worker
 from ..base import Backend, Capabilities, EmitOptions, Exposed
+from tcc.quant.table.placement import float_nodes
+from . import compile as tvm_compile
+from . import run as tvm_run
+from tcc.bundle import stable_float
+from . import runtime as rt
+from tcc.bundle import read_manifest
+from . import compile as tvm_compile, run as tvm_run
+from .measure.instruction_mix import instruction_mix
+from .runtime import TVM_FFI_PIN, TVM_PIN
+from . import tune as tvm_tune
+from .import_tvm import import_tvm_first
+from .measure.insn_count import per_inference
+from tcc.quant.table.file import load_table
 
 ARTIFACT = "model.so"
 KIT = "kit"
@@ -63,8 +76,6 @@ def _tvm_missing() -> str | None:
     try:
         metadata.version("apache-tvm")
     except metadata.PackageNotFoundError:
-        from .runtime import TVM_FFI_PIN, TVM_PIN
-
         return ("the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
                 f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})")
     return None
@@ -134,8 +145,6 @@ class TvmBackend(Backend):
         if options.tune < 0:
             raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
         if options.tune or options.tune_log:
-            from . import tune as tvm_tune
-
             problem = tvm_tune.meta_schedule_problem()
             if problem:
                 raise BuildError(f"--tune/--tune-log: {problem}. Build without them (untuned default schedules).")
@@ -145,8 +154,6 @@ class TvmBackend(Backend):
     @staticmethod
     def _require_tools(target: str, *, run: bool) -> None:
         """BuildError naming the Debian package when the cross compiler (or, with `run`, qemu) is missing."""
-        from . import runtime as rt
-
         missing = rt.missing_tools(target, build=False, run=run)
         if missing:
             what = "; ".join(f"`{cmd}` ({how})" for cmd, how in missing)
@@ -161,8 +168,6 @@ class TvmBackend(Backend):
         if worker and tvm_worker.pays():
             self._worker = tvm_worker.Worker(converted_ops, _emit_here)
         else:
-            from .import_tvm import import_tvm_first
-
             import_tvm_first()
 
     def close(self) -> None:
@@ -178,8 +183,6 @@ class TvmBackend(Backend):
 
     def emit_here(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         """The emit step in this process."""
-        from . import compile as tvm_compile
-
         out_dir = Path(out_dir)
         spec = _spec(options.target)
         runtime = self._runtime(options.target)  # before the compile: a missing runtime fails fast
@@ -200,18 +203,14 @@ class TvmBackend(Backend):
         return [ARTIFACT, *kit_files]
 
     def _runtime(self, target: str) -> Path:
-        from . import runtime as rt
-
         try:
             return rt.ensure_runtime(target)
         except rt.RuntimeBuildError as e:
             raise BuildError(f"cannot prepare the TVM runtime for {target}: {e}") from None
 
     def _relax_module(self, model, options: EmitOptions):
-        from . import compile as tvm_compile
-
         if options.precision == "int8":
-            from .int8.lower import lower_int8
+            from .int8.lower import lower_int8  # deferred for start-up: loads onnx
 
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
@@ -231,9 +230,6 @@ class TvmBackend(Backend):
         one with a larger budget runs only the difference (tcc-tune.json there holds the budget tuned so far)."""
         if not options.tune and not options.tune_log:
             return None, 0
-        from . import compile as tvm_compile
-        from . import runtime as rt
-
         if options.tune_log:
             work = Path(options.tune_log)
             if not options.tune and not (work / "database_tuning_record.json").is_file():
@@ -248,8 +244,6 @@ class TvmBackend(Backend):
         return str(work), max(0, options.tune - done)
 
     def _write_kit(self, out_dir: Path, spec, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
-        from . import runtime as rt
-
         kit = out_dir / KIT
         (kit / "bin").mkdir(parents=True)
         (kit / "lib").mkdir()
@@ -294,10 +288,6 @@ class TvmBackend(Backend):
         also gives every tensor through a debug twin compiled for this machine: INT8, every quantized tensor's
         codes (tcc.backends.tvm.int8.lower.lower_int8's `expose`); FP32, every node output of the ONNX made a graph
         output. The twin's final output is checked against the bundle's first (INT8: bit for bit)."""
-        from tcc.bundle import read_manifest
-
-        from . import compile as tvm_compile, run as tvm_run
-
         m = read_manifest(bundle_dir)
         loaded = self.load(bundle_dir)
         y = np.asarray(self.run(loaded, x), np.float32)
@@ -307,11 +297,9 @@ class TvmBackend(Backend):
         int8 = m["precision"] == "int8"
         with tempfile.TemporaryDirectory(prefix="tcc-debug-twin-") as tmp:
             if int8:
-                from tcc.quant.table.file import load_table
+                from .int8.lower import lower_int8  # deferred for start-up: loads onnx
 
-                from .int8.lower import lower_int8
-
-                from tcc.quant.intgraph.reference import run_reference
+                from tcc.quant.intgraph.reference import run_reference  # deferred for start-up: loads onnx
 
                 table = load_table(Path(bundle_dir) / "calibration.json")
                 _, codes = run_reference(model, table, x, return_all=True)  # the quantized tensors, in graph order
@@ -341,11 +329,10 @@ class TvmBackend(Backend):
         float result may round a code the other way at a tie): the codes of every quantized tensor, from a twin of
         the module that also returns them (lower_int8's `expose`), compiled for the same target and run by the
         kit's runner (under qemu for ARM). Its final output must be the bundle's, bit for bit."""
-        from tcc.quant.intgraph.plan import plan
-        from tcc.quant.intgraph.qgraph import quantize_graph
+        from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+        from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
-        from . import compile as tvm_compile, run as tvm_run
-        from .int8.lower import lower_int8
+        from .int8.lower import lower_int8  # deferred for start-up: loads onnx
 
         qg = quantize_graph(plan(model, lowering="tvm", rules=options.table.doc["target"]), options.table)
         names = [t for n in qg.nodes for t, q in zip(n.outputs, n.qout) if q is not None]
@@ -362,16 +349,10 @@ class TvmBackend(Backend):
 
     # ------------------------------------------------------------------ target checks
     def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
-        from .measure.instruction_mix import instruction_mix
-
         return {"instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT,
                                                                 _spec(options.target).name))}
 
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        from tcc.bundle import stable_float
-
-        from . import compile as tvm_compile
-
         spec = _spec(options.target)
         bundle = Path(bundle_dir)
         checks: dict = {}
@@ -413,8 +394,6 @@ class TvmBackend(Backend):
                                      f"build by max abs {float(d.max()):.3g} (required: {required}); "
                                      "no bundle was written")
         if spec.is_cross and options.count_instructions:
-            from .measure.insn_count import per_inference
-
             with phase("instruction-count"):
                 checks["instructions_per_inference"] = per_inference(
                     bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run")
@@ -423,9 +402,6 @@ class TvmBackend(Backend):
         return checks
 
     def runtime_info(self, options: EmitOptions) -> dict:
-        from . import compile as tvm_compile
-        from . import runtime as rt
-
         spec = _spec(options.target)
         run = "./bin/tcc-run ../model.so input.bin output.bin"
         info = {
@@ -456,8 +432,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _has_islands(model, table) -> bool:
-    from tcc.quant.intgraph.plan import plan
-    from tcc.quant.table.placement import float_nodes
+    from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
 
     return bool(plan(model, lowering="tvm", rules=table.doc["target"], floats=float_nodes(table)).islands)
 
@@ -478,7 +453,6 @@ def _all_outputs_module(model):
     """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
     import onnx
 
-    from . import compile as tvm_compile
 
     m = onnx.shape_inference.infer_shapes(model)
     out = m.graph.output[0].name
@@ -491,8 +465,6 @@ def _all_outputs_module(model):
 
 
 def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner: Path | None = None) -> np.ndarray:
-    from . import run as tvm_run
-
     x = np.ascontiguousarray(x, dtype=np.float32)
     if batch is not None and len(x) % batch:
         raise BuildError(f"the module has a fixed batch of {batch}; got {len(x)} samples")
@@ -515,8 +487,6 @@ def _mix_summary(mix: dict) -> dict:
 
 
 def _vs_ort(model, x, got, target) -> dict:
-    from tcc.bundle import stable_float
-
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -17,6 +17,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
+from tcc.errors import BuildError
+from tcc.process.phases import phase
 
 PARTS = 4  # per model; on 2 cores two parts run at a time (a part costs ~10 ms of fixed LLVM work)
 
@@ -41,9 +43,6 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
     from tvm import relax
     from tvm.relax import vm_build
     from tvm.support import cc
-
-    from tcc.errors import BuildError
-    from tcc.process.phases import phase
 
     with phase("compile"):
         with target:

@@ -33,13 +33,13 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
     from tvm import relax
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
-    from . import schedule as tvm_schedule
+    from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
 
     if not fuse and not dlight and not tune_dir and not schedule:
         return "default"
     passes: list[Any] = [*tvm_schedule.layout_passes(), fold_numpy_constants()] if schedule else []
     if schedule and nchw_input and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-        from .nchw_input import conv_reads_nchw_input
+        from .nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
         passes.append(conv_reads_nchw_input())
     passes += list(cpu_generic.library_dispatch_passes(target))
@@ -48,7 +48,7 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         at = next(i for i, p in enumerate(legalize) if p.info.name == "AnnotateTIROpPattern") + 1
         passes += legalize[:at] + [_declared_op_patterns()] + legalize[at:]
         if concat_in_place and schedule and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-            from .concat import concat_in_place as in_place
+            from .concat import concat_in_place as in_place  # deferred for start-up: loads tvm, tvm_ffi
 
             passes.append(in_place())
     else:

@@ -132,7 +132,7 @@ def _record_default_schedules(tasks: list[Any], target: Any, database: Any, buil
     Returns the number of records added."""
     from tvm.s_tir import meta_schedule as ms
 
-    from . import schedule as tvm_schedule
+    from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
 
     rules = tvm_schedule.default_schedule_pass().rules
     todo = []

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tcc.process.phases import add, recording
+from .import_tvm import import_tvm_first
 
 
 def _init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle; stop() ends the worker,
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # by SIGTERM, which must not run a handler the build installed
-    from .import_tvm import import_tvm_first
 
     import_tvm_first()
 

@@ -6,13 +6,13 @@ import time
 import tracemalloc
 
 import numpy as np
+from tcc.quant.table.quantizer import cosine
 
 
 def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
     """Output cosine (mean, min) and top-1 agreement of an INT8 ONNX model against its FP32 model on `x`:
     "ort" runs ORT's integer kernels, "fakequant" the same graph unoptimized (float Q/DQ arithmetic)."""
-    from tcc.quant.lower.qdq import run
-    from tcc.quant.table.quantizer import cosine
+    from tcc.quant.lower.qdq import run  # deferred for start-up: loads onnx
 
     ref = run(fp32, x)
     out = {}
@@ -26,7 +26,7 @@ def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
 
 def timed_calibration(fp32, data, rules: str, method: str, **hashes):
     """(table, seconds) of tcc's calibration of `fp32` on `data` (a CalibrationData) under `rules`."""
-    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
     t = time.perf_counter()
     table = calibrate_onnx(fp32, data.array, method=method, target=rules, progress=False,
@@ -37,7 +37,7 @@ def timed_calibration(fp32, data, rules: str, method: str, **hashes):
 def timed_placement(fp32, table, data: np.ndarray, log=lambda s: None):
     """(table, seconds) of the placement step's speed objective (tcc.quant.place.placer: ORT's profile on this CPU, the
     cosine floor 0.9995) on `table`."""
-    from tcc.quant.place.placer import PlaceOptions, place
+    from tcc.quant.place.placer import PlaceOptions, place  # deferred for start-up: loads onnx
 
     t = time.perf_counter()
     placed = place(fp32, table, data, PlaceOptions(speed="ort"), log)
@@ -47,7 +47,7 @@ def timed_placement(fp32, table, data: np.ndarray, log=lambda s: None):
 def peak_memory(fp32, array: np.ndarray, rules: str, method: str) -> int:
     """Peak bytes Python and numpy allocate during one calibration (tracemalloc sees numpy's buffers; ONNX
     Runtime's own arena is not counted: the statistics pass runs it with a fixed batch)."""
-    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
     tracemalloc.start()
     try:
@@ -59,7 +59,7 @@ def peak_memory(fp32, array: np.ndarray, rules: str, method: str) -> int:
 
 def ort_static(fp32, array: np.ndarray, method: str):
     """(model, seconds) of ONNX Runtime's quantize_static (QDQ, per-channel s8 weights, u8 activations)."""
-    from tcc.quant.report.quality import ort_quantize_static
+    from tcc.quant.report.quality import ort_quantize_static  # deferred for start-up: loads onnx
 
     t = time.perf_counter()
     model = ort_quantize_static(fp32, array, method)

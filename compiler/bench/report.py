@@ -7,6 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ..frontend import lower_spec
+from .run import runner_for
+from ..errors import DataError, TccError
+from . import timing
+from ..plots import layer_cosine_bars, model_size_chart, save
 
 # INT8 storage: conv / linear weights one byte each, their biases int32 (the integer kernels' accumulators);
 # everything else (scales, shapes) stays 4-byte float. Counted on the graph after fold/fuse, as it is deployed.
@@ -15,8 +20,6 @@ _WEIGHT_OPS = {"Conv": (1, 4), "Gemm": (1, 4), "MatMul": (1, None), "ConvTranspo
 
 def model_row(spec: str | Path, overrides: dict | None = None) -> dict:
     """One Table 1 row: exact parameters and MACs from the spec; sizes from the lowered graph after the passes."""
-    from ..frontend import lower_spec
-
     fe = lower_spec(spec, overrides or {})
     g = fe.model.graph
     inits = {t.name: int(np.prod(t.dims)) if t.dims else 1 for t in fe.onnx.graph.initializer}
@@ -40,9 +43,6 @@ def model_row(spec: str | Path, overrides: dict | None = None) -> dict:
 def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, object]:
     """A bundle's manifest facts and a timing runner when it runs here (ARM modules do not: their cost is the
     instruction count, when the build counted it)."""
-    from .run import runner_for
-    from ..errors import DataError, TccError
-
     path = Path(bundle) / "manifest.json"
     try:
         m = json.loads(path.read_text())
@@ -72,9 +72,6 @@ def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, obj
 
 def report(specs: list[str], bundles: list[str], out: Path, overrides: dict | None = None, rounds: int = 5,
            runs: int = 10) -> dict:
-    from . import timing
-    from ..plots import layer_cosine_bars, model_size_chart, save
-
     out.mkdir(parents=True, exist_ok=True)
     doc: dict = {"models": [model_row(s, overrides) for s in specs], "bundles": [], "plots": []}
     if doc["models"]:

@@ -19,6 +19,18 @@ import numpy as np
 
 from . import quality, timing
 from ..measure.machine import machine_info
+from tcc.quant.collect.crops import FIXTURES
+from .targets import judge
+from tcc.frontend import lower_spec
+from tcc.quant.collect.crops import make_crops
+from tcc.quant.collect.data import load_calibration_data
+from tcc.quant.table.file import file_sha256
+from tcc.backends import get_target
+from tcc.quant.table.file import load_table
+from tcc.build import build
+from tcc.errors import TccError
+from ..measure.ort import float_nodes, profile_nodes
+from .tvm_variants import time_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT = "tcc-bench/1"
@@ -59,8 +71,6 @@ class BenchConfig:
 
 def default_models() -> list[BenchModel]:
     """The paper models: DDSNet with the authors' GC checkpoint when the fixtures are there, FastNet seeded."""
-    from tcc.quant.collect.crops import FIXTURES
-
     gc = FIXTURES / "GC_DDS_0.0064.pth"
     return [BenchModel("ddsnet", ROOT / "spec" / "ddsnet.yaml", gc if gc.exists() else None, gc.exists()),
             BenchModel("fastnet", ROOT / "spec" / "fastnet.yaml")]
@@ -106,18 +116,12 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
     finally:
         bar.close()
     doc["seconds"] = round(time.perf_counter() - started, 1)
-    from .targets import judge
 
     doc["targets"] = judge(doc)
     return doc
 
 
 def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
-    from tcc.frontend import lower_spec
-    from tcc.quant.collect.crops import make_crops
-    from tcc.quant.collect.data import load_calibration_data
-    from tcc.quant.table.file import file_sha256
-
     work = config.work / m.key
     fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
     model, fp32 = fe.model, fe.onnx
@@ -133,7 +137,6 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
                  "macs": summary["macs"]}
 
     # calibration: one table per rules the INT8 bundles need; the ort one is the timed comparison
-    from tcc.backends import get_target
 
     rules_needed = sorted({get_target(t).rules for t, p in config.matrix if p == "int8" and get_target(t).rules})
     tables, cal = {}, {"tcc": {}, "onnxruntime": {}}
@@ -148,8 +151,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         quarter = max(1, len(calib) // 4)
         cal["tcc"]["ort"]["peak_bytes"] = {str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method)
                                           for n in (quarter, len(calib))}
-    from tcc.quant.lower.qdq import to_qdq
-    from tcc.quant.table.file import load_table
+    from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
     qual = {}
     if "ort" in tables:
@@ -193,17 +195,14 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
         import onnx
 
-        from ..measure.ort import float_nodes, profile_nodes
 
-        from tcc.quant.place.speed import placement_bound
+        from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
 
         prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
         out["ort_int8_profile"] = {"kernels": len(prof), "sum_us": round(sum(p["us"] for p in prof), 1),
                                    "float_nodes": float_nodes(prof),
                                    "placement_bound": placement_bound(fp32, load_table(tables["ort"]), held.array)}
     if config.tvm_variants:
-        from .tvm_variants import time_variants
-
         out["tvm_variants"] = time_variants(fp32, held.array, work / "variants", config.runs)
     per_round = timing.interleave(runners, config.rounds, config.runs, lambda: bar.step(f"{m.key}: latency"))
     out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
@@ -225,10 +224,6 @@ RATIOS = {"ort int8 / ort fp32": ("ort-int8", "ort-fp32"), "ort fp16 / ort fp32"
 def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Path, log, calib=None) -> dict:
     """`tcc build` of one bundle: wall time by phase, artifact bytes, ARM instruction counts; or why it was
     skipped (a backend whose tools are missing here is a result, not a crash)."""
-    from tcc.backends import get_target
-    from tcc.build import build
-    from tcc.errors import TccError
-
     tgt = get_target(target)
     count = bool(tgt.platform and tgt.platform.qemu)
     try:
@@ -270,8 +265,6 @@ def command_build_seconds(m: BenchModel, target: str, out: Path) -> dict:
 
 def runner_for(target: str, precision: str, bundle: Path, x: np.ndarray):
     """The timing runner of a bundle that runs here; None for ARM modules and kits."""
-    from tcc.backends import get_target
-
     tgt = get_target(target)
     if tgt.backend == "ort":
         return timing.ort_runner(bundle / "model.onnx", x)

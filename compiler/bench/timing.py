@@ -14,13 +14,13 @@ import numpy as np
 # the engine-independent runners and rounds live in tcc.measure.timing (calibration's speed placement times with
 # them too); bench reads every runner through this module
 from ..measure.timing import Runner, interleave, ort_runner, ratio, spread, torch_runner  # noqa: F401
+from tcc.backends import get_backend
+from tcc.backends.tvm.run import run_module
 
 
 def litert_runner(bundle: str | Path, x: np.ndarray) -> Runner:
     """LiteRT's interpreter, one thread, on the first sample of `x` (NCHW) in the model's own layout (NHWC);
     a model that takes int8 codes gets seeded codes of its shape (the kernels' time does not depend on them)."""
-    from tcc.backends import get_backend
-
     backend = get_backend("tflite")
     it = backend.interpreter(backend.load(Path(bundle)))
     d = it.get_input_details()[0]
@@ -50,7 +50,5 @@ class TvmRunner:
         self.x = np.ascontiguousarray(x[:1])
 
     def time(self, runs: int) -> list[float]:
-        from tcc.backends.tvm.run import run_module
-
         _, ms = run_module(self.so, self.target, self.x, threads=1, repeat=runs, runner=self.runner)
         return [float(ms)]

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm.run import run_module
 
 VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True,
                         "nchw_input": True},
@@ -16,9 +18,6 @@ VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat
 
 
 def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
-    from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.run import run_module
-
     inp = onnx_model.graph.input[0].name
     one = np.ascontiguousarray(x[:1])
     out = {}

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import BuildError
+from ..spec.loader import load_model, parse_overrides
 
 
 def spec_args(p: argparse.ArgumentParser) -> None:
@@ -24,11 +25,9 @@ def weights_args(p: argparse.ArgumentParser) -> None:
 def load_spec(args):
     """The spec of `args.spec` with `args.overrides`, fitted to `args.weights` where the spec's checkpoint layouts
     read parameters from it (tcc.lower.weights.fit_to_checkpoint); its notes go to stderr."""
-    from ..spec.loader import load_model, parse_overrides
-
     model = load_model(args.spec, parse_overrides(args.overrides))
     if getattr(args, "weights", None):
-        from ..lower.weights import fit_to_checkpoint
+        from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
         model = fit_to_checkpoint(model, args.weights, args.by_order, args.key_map)
     for note in model.notes:

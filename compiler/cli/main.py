@@ -8,6 +8,16 @@ from pathlib import Path
 
 from .args import load_spec, refuse_with_artifact, spec_args, weights_args
 from ..errors import BuildError, Interrupted, TccError
+from ..artifact import open_artifact
+from ..bundle import check_out
+from ..spec.loader import parse_overrides
+from ..errors import DataError
+from ..spec.loader import load_model, parse_overrides
+from ..ops import OPS
+from ..spec.schema import build_schema
+from ..explain.cli import register as register_explain
+from ..slide.cli import register as register_slide
+from ..train.cli import register as register_train
 
 
 def cmd_check(args) -> int:
@@ -39,9 +49,9 @@ def cmd_predict(args) -> int:
         raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
     import torch
 
-    from ..data import load_array, load_image
-    from ..lower.to_torch import init_weights, to_torch
-    from ..lower.weights import load_weights
+    from ..data import load_array, load_image  # deferred for start-up: loads numpy
+    from ..lower.to_torch import init_weights, to_torch  # deferred for start-up: loads torch
+    from ..lower.weights import load_weights  # deferred for start-up: loads torch
 
     model = load_spec(args)
     module = to_torch(model.graph)
@@ -63,8 +73,7 @@ def cmd_predict(args) -> int:
 
 def _predict_artifact(args) -> int:
     """Run a built bundle with its own preprocessing, input shape and labels (all from its manifest)."""
-    from ..artifact import open_artifact
-    from ..data import load_array, load_image
+    from ..data import load_array, load_image  # deferred for start-up: loads numpy
 
     refuse_with_artifact(args)
     artifact = open_artifact(args.artifact)
@@ -96,12 +105,10 @@ def _print_predictions(logits, labels, as_json: bool) -> None:
 
 
 def cmd_build(args) -> int:
-    from tcc.backends import check_precision, get_target
+    from tcc.backends import check_precision, get_target  # deferred for start-up: loads numpy
 
-    from ..build import build
-    from ..bundle import check_out
-    from ..quant.table.placement import summary_line
-    from ..spec.loader import parse_overrides
+    from ..build import build  # deferred for start-up: loads numpy
+    from ..quant.table.placement import summary_line  # deferred for start-up: loads numpy
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -202,7 +209,7 @@ def _calib_options(args) -> dict:
 def _steps_args(p) -> None:
     """The post-training steps' switches (tcc.quant.table.steps), shared by `tcc calibrate` and `tcc build --data`. Not
     given, each takes the spec's `calibrate:` section, else tcc's default."""
-    from ..quant.table.steps import Steps
+    from ..quant.table.steps import Steps  # deferred for start-up: loads numpy, onnx
 
     on_off, default = argparse.BooleanOptionalAction, Steps()
 
@@ -235,15 +242,13 @@ def _step_switches(args) -> dict:
 
 
 def cmd_calibrate(args) -> int:
-    from ..errors import DataError
-    from ..quant.calibrate import calibrate
+    from ..quant.calibrate import calibrate  # deferred for start-up: loads numpy, onnx
     from ..quant.report.quality import (
         check_report_path,
         format_report,
         quality_report,
         save_report,
-    )
-    from ..spec.loader import parse_overrides
+    )  # deferred for start-up: loads numpy, onnx
 
     # user mistakes in the report options fail now, not after the (long) calibration
     if args.report:
@@ -262,8 +267,8 @@ def cmd_calibrate(args) -> int:
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
-    from ..quant.place.placer import placement_lines
-    from ..quant.table.steps import summary_lines
+    from ..quant.place.placer import placement_lines  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import summary_lines  # deferred for start-up: loads numpy, onnx
 
     print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
     for line in placement_lines(table):
@@ -275,10 +280,10 @@ def cmd_calibrate(args) -> int:
     if overlap:
         print(f"WARNING: {overlap} of the {report['samples']['of']} held-out samples in {args.eval} are also "
               "calibration samples: the held-out numbers are flattered", file=sys.stderr)
-    from tcc.backends.ax.chips import CHIPS
+    from tcc.backends.ax.chips import CHIPS  # deferred for start-up: loads numpy
 
     if args.target in CHIPS:  # the predicted NPU result, in the shape of the toolchain's own table
-        from ..quant.report.npu_tables import npu_table
+        from ..quant.report.npu_tables import npu_table  # deferred for start-up: loads numpy
 
         chip = CHIPS[args.target]
         print(f"\npredicted {chip.hardware} NPU result ({chip.toolchain.name}'s table; the integer reference under "
@@ -296,9 +301,8 @@ def cmd_calibrate(args) -> int:
 def _held_out(args):
     """`--eval DIR`: every image of DIR (or the rows of a .npy/.npz) through the spec's preprocessing, the same
     loader as calibration's, so a folder that calibrates also evaluates."""
-    from ..quant.collect.data import load_calibration_data
-    from ..quant.report.quality import HeldOut
-    from ..spec.loader import load_model, parse_overrides
+    from ..quant.collect.data import load_calibration_data  # deferred for start-up: loads numpy
+    from ..quant.report.quality import HeldOut  # deferred for start-up: loads numpy, onnx
 
     model = load_model(args.spec, parse_overrides(args.overrides))
     data = load_calibration_data(args.eval, model.preprocess, model.input_shape, None, args.seed, args.skip_bad,
@@ -309,9 +313,9 @@ def _held_out(args):
 def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     """Beside an image report, STEM.histograms.SUFFIX: the FP32 values of the worst activation tensors (at most
     six) on the samples the report used, with the clipping threshold calibration chose."""
-    from ..plots import activation_histograms, save
-    from ..quant.collect.stats import run_fp32
-    from ..quant.table.steps import equalized_model
+    from ..plots import activation_histograms, save  # deferred for start-up: loads numpy
+    from ..quant.collect.stats import run_fp32  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import equalized_model  # deferred for start-up: loads numpy, onnx
 
     tensors = table.doc["tensors"]
     names = [n for n in report["worst_layers"] if tensors.get(n, {}).get("kind") == "activation"][:6]
@@ -325,10 +329,9 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
 def cmd_ops(args) -> int:
     """The op tables: the spec language's ops (tcc.ops) and the integer ops with the lowerings that take them
     (tcc.intops), so a user sees what an INT8 build for each backend accepts before writing a spec."""
-    from tcc.backends import BACKENDS, get_backend
+    from tcc.backends import BACKENDS, get_backend  # deferred for start-up: loads numpy
 
-    from ..intops import INT_OPS
-    from ..ops import OPS
+    from ..intops import INT_OPS  # deferred for start-up: loads numpy
 
     by_backend = {b: get_backend(b).capabilities.int8_lowering for b in BACKENDS}
 
@@ -354,7 +357,7 @@ def cmd_ops(args) -> int:
 def cmd_golden(args) -> int:
     """`tcc golden check|update DIR`: every entry of a golden set now against its stored outputs, or stored again
     on purpose (printing what changed and by how much). Exit 1 when an entry fails."""
-    from ..golden import check, format_rows, update
+    from ..golden import check, format_rows, update  # deferred for start-up: loads numpy
 
     def log(msg):
         if not args.quiet:
@@ -383,8 +386,7 @@ def cmd_golden(args) -> int:
 
 def cmd_diff(args) -> int:
     """`tcc diff A B --input X`: both on one input, every tensor both expose compared in graph order."""
-    from ..diff import Context, diff, format_diff
-    from ..spec.loader import parse_overrides
+    from ..diff import Context, diff, format_diff  # deferred for start-up: loads numpy
 
     ctx = Context(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
                   by_order=args.by_order, key_map=args.key_map, calib=args.calib)
@@ -405,11 +407,8 @@ def cmd_bench(args) -> int:
         quick_config,
         run_bench,
         to_markdown,
-    )
-    from ..bench.run import FULL_MATRIX
-    from ..errors import DataError
-    from ..spec.loader import parse_overrides
-
+    )  # deferred for start-up: loads numpy
+    from ..bench.run import FULL_MATRIX  # deferred for start-up: loads numpy
     out = Path(args.output)
     work = out / "work"
     if args.quick:
@@ -458,9 +457,7 @@ def cmd_bench(args) -> int:
 
 def cmd_report(args) -> int:
     """`tcc report SPEC... [--bundles DIR...]`: Table 1, the bundles' latency and fidelity, plots."""
-    from ..errors import DataError
-    from ..bench.report import report, to_markdown
-    from ..spec.loader import parse_overrides
+    from ..bench.report import report, to_markdown  # deferred for start-up: loads numpy
 
     if not args.specs and not args.bundles:
         raise DataError("give at least one spec or --bundles DIR")
@@ -480,8 +477,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from ..spec.schema import build_schema
-
     print(json.dumps(build_schema(), indent=2))
     return 0
 
@@ -511,7 +506,7 @@ def _placement_args(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def _place_options(args):
-    from ..quant.place.placer import PlaceOptions
+    from ..quant.place.placer import PlaceOptions  # deferred for start-up: loads numpy, onnx
 
     return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed,
                         keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0))
@@ -684,10 +679,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/report", help="where report.md, report.json and the plots go")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
-
-    from ..explain.cli import register as register_explain
-    from ..slide.cli import register as register_slide
-    from ..train.cli import register as register_train
 
     for register in (register_train, register_slide, register_explain):  # each command's parser beside its code
         register(sub)

@@ -5,6 +5,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from ..cli.args import spec_args, weights_args
+from ..cli.args import load_spec
+from ..frontend import reference_module
+from ..errors import DataError
+from ..files import check_output
+from ..files import atomic_write
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -13,8 +19,6 @@ TSNE_ONLY = {"perplexity": "--perplexity", "progress": "--progress"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `explain` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
-    from ..cli.args import spec_args, weights_args
-
     p = sub.add_parser("explain", help="Grad-CAM heat map of an image for a chosen layer, or a t-SNE plot of the "
                                        "penultimate features of a folder of images",
                        description="Grad-CAM (--image): the chosen class's evidence at one layer, over the image; "
@@ -44,9 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..cli.args import load_spec
-    from ..frontend import reference_module
-
     _check_options(args)  # mistakes in the options fail before the model is built
     model = load_spec(args)
     gm, _ = reference_module(model, args.weights, args.by_order, args.key_map, args.seed, log=_log)
@@ -61,9 +62,7 @@ def _log(message: str) -> None:
 
 
 def _check_options(args) -> None:
-    from ..errors import DataError
-    from ..files import check_output
-    from ..plots import IMAGE_SUFFIXES
+    from ..plots import IMAGE_SUFFIXES  # deferred for start-up: loads numpy
 
     mode, other = ("--tsne", IMAGE_ONLY) if args.tsne else ("--image", TSNE_ONLY)
     stray = [flag for dest, flag in other.items() if getattr(args, dest) is not None]
@@ -83,10 +82,9 @@ def _class_name(k: int, labels: list[str] | None) -> str:
 def _gradcam(args, model, gm) -> int:
     import numpy as np
 
-    from ..files import atomic_write
-    from ..plots import save
-    from .gradcam import explain_image
-    from .plot import gradcam_figure
+    from ..plots import save  # deferred for start-up: loads numpy
+    from .gradcam import explain_image  # deferred for start-up: loads numpy, torch
+    from .plot import gradcam_figure  # deferred for start-up: loads numpy
 
     result = explain_image(model, gm, args.image, args.layer, args.target)
     g, layer = result.gradcam, result.layer
@@ -127,10 +125,9 @@ def _print_gradcam(args, model, result) -> None:
 
 
 def _tsne(args, model, gm) -> int:
-    from ..files import atomic_write
-    from ..plots import save
-    from .plot import UNLABELLED, tsne_figure
-    from .tsne import embed_folder
+    from ..plots import save  # deferred for start-up: loads numpy
+    from .plot import UNLABELLED, tsne_figure  # deferred for start-up: loads numpy
+    from .tsne import embed_folder  # deferred for start-up: loads numpy, torch
 
     emb = embed_folder(model, gm, args.tsne, args.layer, args.perplexity, args.seed, args.progress)
     points = Path(args.output).with_suffix(".json")

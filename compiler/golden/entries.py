@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from tcc.targets import TARGETS
 
 from ..quant.table.rules import RULES
+from tcc.backends import get_backend
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,6 @@ def _runnable_targets():
 
 
 def _entries() -> dict[str, Entry]:
-    from tcc.backends import get_backend
-
     out = {"pytorch-fp32": Entry("pytorch-fp32", None, "fp32", None, "fp32", None)}
     for t in _runnable_targets():
         exact = get_backend(t.backend).capabilities.int8_exact

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..bundle import stable_float
 from ..tolerance import TOLERANCES, compare
+from ..build import int8_self_check
 
 # measured entries (fp16, dynamic): a correct run on another CPU differs from the stored one because its kernels sum
 # in another order, and float16 casts and run-time quantization can turn that float32 rounding into a flipped code
@@ -89,8 +90,6 @@ def per_op(got, x, produced, stored_reference, names, exact: bool = False) -> Ve
     (gated: what ONNX Runtime documents and the build checks); end to end vs the stored reference (recorded).
     exact: an exact backend whose float islands kept it from the reference's bits: integer ops bit-exact, islands
     within TOLERANCES['int8']['island_lsb_tolerance'] (the build's rule, tcc.tolerance)."""
-    from ..build import int8_self_check
-
     check = int8_self_check(got, got, produced.qgraph, x, exact, None, produced.codes)["result"]
     lsb = produced.qgraph.output_scales[produced.qgraph.outputs[0]]
     e2e = float(np.abs(np.asarray(got, np.float64) - np.asarray(stored_reference, np.float64)).max()) / lsb

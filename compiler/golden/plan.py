@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import Location, SpecError
 from ..resources import schema_path
 from .entries import ENTRIES
+from ..spec.yamlpos import load_file
 
 PLAN_FILE = "golden.yaml"
 FORMAT = "tcc-golden/1"
@@ -59,7 +60,6 @@ class GoldenPlan:
 def load_plan(root: str | Path) -> GoldenPlan:
     import jsonschema
 
-    from ..spec.yamlpos import load_file
 
     root = Path(root)
     path = root / PLAN_FILE

@@ -18,6 +18,16 @@ import numpy as np
 from ..errors import BuildError
 from .entries import Entry
 from .plan import ModelPlan
+from ..frontend import lower_spec
+from ..bundle import sha256_file
+from ..quant.table.file import model_sha256
+from ..data import load_image
+from ..quant.collect.crops import make_crops
+from ..quant.collect.data import load_calibration_data
+from ..quant.table.file import CalibrationTable
+from ..quant.table.file import CalibrationError, load_table
+from ..build import torch_run
+from tcc.backends import EmitOptions, get_backend, get_target
 
 
 @dataclass
@@ -32,8 +42,6 @@ class ModelRun:
     """One model of a golden set, lowered once and shared by all its entries."""
 
     def __init__(self, plan: ModelPlan, log: Callable[[str], None] = lambda s: None):
-        from ..frontend import lower_spec
-
         self.plan = plan
         self.log = log
         self.fe = lower_spec(plan.spec, plan.overrides, weights=plan.weights, by_order=plan.by_order,
@@ -46,14 +54,10 @@ class ModelRun:
 
     @functools.cached_property
     def weights_hash(self) -> str | None:
-        from ..bundle import sha256_file
-
         return sha256_file(self.plan.weights) if self.plan.weights else None
 
     @functools.cached_property
     def onnx_hash(self) -> str:
-        from ..quant.table.file import model_sha256
-
         return model_sha256(self.fe.onnx)
 
     def close(self) -> None:
@@ -70,9 +74,6 @@ class ModelRun:
     # ------------------------------------------------------------------ inputs
     def inputs(self) -> tuple[np.ndarray, list[dict]]:
         """[N, C, H, W] float32: the seeded inputs, then the images through the spec's preprocessing."""
-        from ..bundle import sha256_file
-        from ..data import load_image
-
         xs, names = [], []
         for i in range(self.plan.seeded):
             xs.append(np.random.default_rng(i).standard_normal(self.model.input_shape).astype(np.float32))
@@ -85,9 +86,6 @@ class ModelRun:
 
     # ------------------------------------------------------------------ calibration
     def calibration_data(self):
-        from ..quant.collect.crops import make_crops
-        from ..quant.collect.data import load_calibration_data
-
         if self._data is None:
             c = self.plan.calibration
             crops = make_crops(Path(self._work.name) / "crops", c.crops, c.seed, images=list(c.images))
@@ -95,9 +93,8 @@ class ModelRun:
         return self._data
 
     def calibrate(self, rules: str):
-        from ..quant.calibrate import calibrate_onnx
-        from ..quant.table.steps import Steps
-        from ..quant.table.file import CalibrationTable
+        from ..quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
+        from ..quant.table.steps import Steps  # deferred for start-up: loads onnx
 
         data = self.calibration_data()
         self.log(f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, "
@@ -111,8 +108,6 @@ class ModelRun:
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
-        from ..quant.table.file import CalibrationError, load_table
-
         if path not in self._tables:
             if not path.is_file():
                 raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden "
@@ -128,21 +123,17 @@ class ModelRun:
     # ------------------------------------------------------------------ entries
     def produce(self, entry: Entry, x: np.ndarray, table=None) -> Produced:
         if entry.id == "pytorch-fp32":
-            from ..build import torch_run
-
             return Produced(torch_run(self.fe.module, x), lambda v: torch_run(self.fe.module, v))
         if entry.target is None:
             return self._reference(entry, x, table)
         return self._artifact(entry, x, table)
 
     def pytorch_float64(self, x: np.ndarray) -> np.ndarray:
-        from ..build import torch_run
-
         return torch_run(self.fe.module, x, float64=True)
 
     def qgraph(self, rules: str, table, lowering: str | None = None):
-        from ..quant.intgraph.plan import plan
-        from ..quant.intgraph.qgraph import quantize_graph
+        from ..quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+        from ..quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
         key = (rules, lowering, id(table))
         if key not in self._qgraphs:
@@ -150,7 +141,7 @@ class ModelRun:
         return self._qgraphs[key]
 
     def _reference(self, entry: Entry, x: np.ndarray, table) -> Produced:
-        from ..quant.intgraph.reference import Reference
+        from ..quant.intgraph.reference import Reference  # deferred for start-up: loads onnx
 
         qg = self.qgraph(entry.rules, table)
 
@@ -161,8 +152,6 @@ class ModelRun:
         return Produced(run(x), run, qgraph=qg)
 
     def _artifact(self, entry: Entry, x: np.ndarray, table) -> Produced:
-        from tcc.backends import EmitOptions, get_backend, get_target
-
         tgt = get_target(entry.target)
         backend = get_backend(tgt.backend)
         if not backend.capabilities.runs_here:

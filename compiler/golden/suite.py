@@ -14,6 +14,9 @@ from . import judge
 from .entries import ENTRIES, Entry
 from .plan import FORMAT, GoldenPlan, ModelPlan, load_plan
 from .store import GOLDEN_JSON, json_bytes, npz_bytes, read_json, read_npz, write_if_changed
+from .produce import ModelRun
+from ..quant.table.file import CalibrationError
+from ..errors import SpecError
 
 INPUTS, OUTPUTS, FLOAT64 = "inputs.npz", "outputs.npz", "pytorch-fp64"
 
@@ -62,8 +65,6 @@ def check(root: str | Path, models: list[str] | None = None, entries: list[str] 
 
 
 def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry], log) -> list[Row]:
-    from .produce import ModelRun
-
     run = ModelRun(mp, log)
     rows = []
     try:
@@ -181,8 +182,6 @@ def update(root: str | Path, models: list[str] | None = None, entries: list[str]
 
 
 def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):
-    from .produce import ModelRun
-
     run = ModelRun(mp, log)
     rows, writes = [], []
     try:
@@ -296,8 +295,6 @@ def _stored_still_holds(e: Entry, new, old, old_rec: dict | None, refs: dict, na
 
 def _table(run, path: Path, rules: str, recalibrate: bool):
     """(table, why it is written or "" when the stored one is kept)."""
-    from ..quant.table.file import CalibrationError
-
     if not recalibrate:
         try:
             return run.load_table(path, rules), ""
@@ -334,8 +331,6 @@ def _change_row(model, e: Entry, new, old, lsb, v: judge.Verdict) -> Row:
 
 
 def _models(gp: GoldenPlan, models: list[str] | None, entries: list[str] | None = None) -> list[str]:
-    from ..errors import SpecError
-
     for e in entries or []:
         if e not in ENTRIES:
             raise SpecError(f"unknown golden entry {e!r}; known: {', '.join(ENTRIES)}")

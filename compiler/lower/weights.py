@@ -16,6 +16,7 @@ import torch
 from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
 from ..errors import SpecError, WeightsError
 from ..ir import Graph
+from ..spec.loader import load_model
 
 __all__ = ["read_state_dict", "find_aliases", "read_key_map", "match_weights", "fit_to_checkpoint", "load_weights",
            "WeightMatch"]
@@ -190,7 +191,6 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
     --set, are left as they are."""
     if not weights or by_order or key_map or not any(layout.params for layout in model.checkpoints):
         return model
-    from ..spec.loader import load_model
 
     state = read_state_dict(weights)
     try:

@@ -4,13 +4,12 @@ from __future__ import annotations
 import onnx
 
 from .base import Pass, PassError, Stats, restore_metadata
+from tcc.process.import_order import hidden
 
 
 def _import_onnxsim():
     """onnxsim, imported without sympy where sympy is not loaded yet: onnxsim takes it (0.4 s to import) only to
     print symbolic MAC formulas in its model_info, which tcc does not use; sympy imports normally afterwards."""
-    from tcc.process.import_order import hidden
-
     with hidden("sympy"):
         import onnxsim
     return onnxsim

@@ -47,6 +47,10 @@ from .table.rules import RULES, TargetRules, get_rules, rules_for
 from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
 from .table.steps import Steps, equalize_arrays, with_initializers
 from .table.file import CalibrationTable, file_sha256, model_sha256
+from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
+from ..frontend import lower_spec
+from .collect.data import load_calibration_data
+from .place.placer import check_nodes, check_options, place
 
 
 def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos",
@@ -285,8 +289,6 @@ def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
     group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
     no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
     the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
-    from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
-
     tensors = table.tensors
     while True:
         need: dict[str, tuple[int, str]] = {}
@@ -413,10 +415,6 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     spec's `calibrate:` section's with `step_switches` (Steps.chosen: the command line's) on top. placement
     (tcc.quant.place.placer.PlaceOptions): the placement step, run on the table calibration made.
     """
-    from ..frontend import lower_spec
-    from .collect.data import load_calibration_data
-    from .place.placer import check_nodes, check_options, place
-
     rules = rules_for(target)
     if method not in METHODS:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from ..cli.args import weights_args
+from ..cli.args import refuse_with_artifact
+from ..errors import DataError
+from ..spec.loader import parse_overrides
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -16,8 +20,7 @@ OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded w
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `slide` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
-    from ..cli.args import weights_args
-    from .reader import DEFAULT_MAX_PIXELS
+    from .reader import DEFAULT_MAX_PIXELS  # deferred for start-up: loads numpy
 
     p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
                                      "tissue mask, patch grid and weight accumulation), here or on Dask",
@@ -56,12 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..cli.args import refuse_with_artifact
-    from ..errors import DataError
-    from ..spec.loader import parse_overrides
-    from .infer import ModelSource
-    from .pipeline import Options, run_slides
-    from .reader import list_images
+    from .infer import ModelSource  # deferred for start-up: loads numpy
+    from .pipeline import Options, run_slides  # deferred for start-up: loads numpy
+    from .reader import list_images  # deferred for start-up: loads numpy
 
     if args.artifact:
         refuse_with_artifact(args)

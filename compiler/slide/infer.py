@@ -14,6 +14,10 @@ import numpy as np
 
 from ..errors import DataError
 from .reader import cached_image
+from ..data import model_pixels, normalize_pixels
+from ..frontend import reference_module
+from ..spec.loader import load_model
+from ..artifact import open_artifact
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,6 @@ def predict_batch(source: ModelSource, image: str, max_pixels: int, origins: tup
     from now on (a Dask worker is dedicated to the run; the single-process run uses torch_threads instead)."""
     from PIL import Image
 
-    from ..data import model_pixels, normalize_pixels
 
     runner = load_runner(source)
     if threads and not source.artifact:
@@ -128,9 +131,7 @@ def positive_class(runner: Runner, choice: str | None) -> int:
 def _torch_runner(source: ModelSource) -> Runner:
     import torch
 
-    from ..frontend import reference_module
-    from ..spec.loader import load_model
-    from ..lower.weights import fit_to_checkpoint
+    from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
     messages = []
     model = fit_to_checkpoint(load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order,
@@ -154,8 +155,6 @@ def _torch_runner(source: ModelSource) -> Runner:
 
 
 def _artifact_runner(source: ModelSource) -> Runner:
-    from ..artifact import open_artifact
-
     artifact = open_artifact(source.artifact)
     m = artifact.manifest
     messages = [f"WARNING: {artifact.warning}"] if artifact.warning else []

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import DataError
 from ..files import atomic_write
 from .mask import BAND
+from ..plots import save
 
 MASK, HEATMAP, PATCHES = "mask.png", "heatmap.png", "patches.json"
 
@@ -71,8 +72,6 @@ def prepare_dir(out: Path) -> Path:
 
 
 def write_image_outputs(out: Path, mask_bytes: bytes, figure, document: dict) -> None:
-    from ..plots import save
-
     prepare_dir(out)
     atomic_write(out / MASK, lambda f: f.write(mask_bytes))
     save(figure, out / HEATMAP)

@@ -29,6 +29,7 @@ from .output import (
     write_image_outputs,
 )
 from .reader import DEFAULT_MAX_PIXELS, cached_image
+from .cluster import predict_on_dask
 
 
 @dataclass
@@ -129,8 +130,6 @@ def output_dirs(images: list[Path], out: Path) -> list[Path]:
 
 
 def _run_on_dask(images, outs, source, runner, positive, options, log) -> list:
-    from .cluster import predict_on_dask
-
     plans = [plan_image(path, image_out, options, log) for path, image_out in zip(images, outs)]
     tasks, owner = [], []
     for k, plan in enumerate(plans):

@@ -20,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import Location, SpecError, WeightsError
+from .build import suggest
+from .yamlpos import PosDict, load_file
 
 MATCHES = ("by_name", "by_order")
 
@@ -119,9 +121,6 @@ def parse_layouts(section, spec_path: Path, params: dict, tensors: dict) -> tupl
     """The `checkpoints:` section of a model (schema-checked already): each layout's key map (inline, or a file
     beside the spec) and parameter sources are checked against the model (`params`: its parameters, `tensors`:
     spec tensor name -> shape), with errors at file:line:col. Returns the layouts and the key map files read."""
-    from .build import suggest
-    from .yamlpos import PosDict, load_file
-
     layouts, seen, files = [], set(), []
     for item, where in zip(section, section.item_pos):
         name = item["name"]

@@ -13,6 +13,8 @@ from ..resources import blocks_dir
 from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .schema import validate
 from .yamlpos import PosDict, PosList, load_file, parse_scalar
+from .expr import evaluate
+from .checkpoint_layouts import parse_layouts
 
 ZOO_DIR = blocks_dir()
 
@@ -163,8 +165,6 @@ def _resolve_params(doc: PosDict, overrides: dict) -> dict:
         elif decl.default is REQUIRED:
             raise SpecError(f"model parameter '{name}' has no default; pass --set {name}=...", decl.where)
         else:
-            from .expr import evaluate
-
             env[name] = decl.check(evaluate(decl.default, env, decl.where), decl.where, "the model")
     return env
 
@@ -172,8 +172,6 @@ def _resolve_params(doc: PosDict, overrides: dict) -> dict:
 def _dims(values, positions, env: dict, what: str, fallback) -> tuple[int, ...]:
     """Sizes that may be expressions over the model's params (`shape: [3, "${size}", "${size}"]`), each a
     positive integer."""
-    from .expr import evaluate
-
     out = []
     for k, v in enumerate(values):
         where = positions[k] if k < len(positions) else fallback
@@ -257,8 +255,6 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         sources[str(file)] = file.read_text(encoding="utf-8")
     checkpoints = []
     if "checkpoints" in doc:
-        from .checkpoint_layouts import parse_layouts
-
         tensors = {name: p.shape for name, p in graph.parameters()}
         checkpoints, files = parse_layouts(doc["checkpoints"], path, params, tensors)
         sources.update({str(f): f.read_text(encoding="utf-8") for f in files})

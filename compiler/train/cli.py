@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from .options import OPTIONS
+from .config import render
 
 _DESCRIPTION = """\
 Train a spec's PyTorch lowering on a folder of labelled images: DIR/<class>/*.png (a seeded stratified split) or
@@ -55,8 +56,8 @@ def _default(value) -> str:
 
 
 def run(args) -> int:
-    from .distributed import main_process, under_torchrun
-    from .plan import prepare
+    from .distributed import main_process, under_torchrun  # deferred for start-up: loads torch
+    from .plan import prepare  # deferred for start-up: loads numpy, torch
 
     notes: list[str] = []
     plan = prepare(args, log=notes.append)  # every check, also before starting torchrun
@@ -70,8 +71,7 @@ def run(args) -> int:
 
 def _launch(plan, args) -> int:
     """Start torchrun with this run's resolved options (a temp config file), so every process trains the same."""
-    from .config import render
-    from .distributed import launch
+    from .distributed import launch  # deferred for start-up: loads torch
 
     with tempfile.TemporaryDirectory(prefix="tcc-train-") as tmp:
         config = Path(tmp) / "config.yaml"
@@ -84,9 +84,9 @@ def _launch(plan, args) -> int:
 
 
 def _train(plan, args) -> int:
-    from .distributed import processes
-    from .loop import Trainer, deterministic
-    from .rundir import clear_run
+    from .distributed import processes  # deferred for start-up: loads torch
+    from .loop import Trainer, deterministic  # deferred for start-up: loads numpy, torch
+    from .rundir import clear_run  # deferred for start-up: loads torch
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     with processes(plan.config.device) as procs, deterministic(procs.device):

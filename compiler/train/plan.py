@@ -18,6 +18,8 @@ from .data import Split, check_images, find_split
 from .distributed import world_size
 from .options import AUGMENTATIONS
 from .rundir import check_new_run, read_last
+from ..lower.to_torch import to_torch
+from ..lower.weights import load_weights
 
 
 @dataclass
@@ -139,9 +141,6 @@ def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -
 def _initial_module(model: Model, c: Config, resumed: dict | None, log) -> torch.nn.Module:
     """The lowered model (train-mode outputs: main and auxiliary heads) with PyTorch's default initialization
     drawn under the seed, then the resumed run's or the checkpoint's weights."""
-    from ..lower.to_torch import to_torch
-    from ..lower.weights import load_weights
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)
         module = to_torch(model.graph)

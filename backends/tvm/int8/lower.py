@@ -54,6 +54,17 @@ from tcc.quant.intgraph.qgraph import (
     storage_dtype,
 )
 from tcc.quant.table.file import CalibrationTable
+from ..compile import import_onnx
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from .kernels import reciprocal_division
+from ..compile import resolve_tvm_target
+from .kernels import kernel_for
+from .kernels import QUANTIZE_BLOCK
+from .kernels import ConvShape
+from .kernels import narrow_kernel, supports
+from . import kernels as kn
+from .kernels import depthwise_primfunc
 
 
 class _Codes:
@@ -266,8 +277,6 @@ class RelaxLowering(Interpreter):
             return self._dot_conv(n, x, shape)
         shape = self._depthwise_shape(n, x)
         if shape is not None:
-            from .kernels import depthwise_primfunc
-
             func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype), "tcc_dw_conv")
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
@@ -283,8 +292,6 @@ class RelaxLowering(Interpreter):
     def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
         """The conv's shape on 8-bit codes (`int16`: or int16 ones) with zero point 0 and static shapes (what tcc's
         integer kernels take), else None."""
-        from .kernels import ConvShape
-
         a = n.attrs
         dims = [_static(d) for d in x.expr.ty.shape]
         codes = ("int8", "uint8", "int16") if int16 else ("int8", "uint8")
@@ -306,8 +313,6 @@ class RelaxLowering(Interpreter):
         """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes:
         the kernels that multiply int16 pairs (x86 `vpmaddwd`: each int16 x int16 pair summed into int32, exact for
         int8 weights); the u8 / s8 kernels (VNNI, ARM) leave them to the generic conv."""
-        from .kernels import narrow_kernel, supports
-
         dense = self.kernel is not None and n.attrs["group"] == 1
         shape = self._conv_shape(n, x, int16=dense and self.kernel.act_dtype == "int16") if dense else None
         return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
@@ -316,8 +321,6 @@ class RelaxLowering(Interpreter):
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
         the kernel's type (shifted where its signedness differs; Relax fuses the conversion into the producer),
         the weights packed, the shift's effect taken back in the bias."""
-        from . import kernels as kn
-
         op = self.relax.op
         offset = self.kernel.act_offset(x.expr.ty.dtype)
         codes = x.expr
@@ -487,7 +490,6 @@ def island_function(bb, n: QNode, shapes: list[list[int]]):
 
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
-    from ..compile import import_onnx
 
     names = [i.name for i in n.float_model.graph.input]
     with warnings.catch_warnings():  # the frontend renames tensors with dots, loudly: names are not kept here
@@ -518,11 +520,7 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     dimension (the deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own.
     target: the registry target it is compiled for: its integer dot-product kernel (tvm_int8_kernels) takes the
     dense convs; None: the generic form, which compiles for any target."""
-    from tcc.quant.intgraph.plan import plan
-    from tcc.quant.intgraph.qgraph import quantize_graph
-
     graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
-    from .kernels import reciprocal_division
 
     lowering = RelaxLowering(dot_kernel(target), target is not None and reciprocal_division(_tvm_target(target)))
     return lowering.lower(quantize_graph(graph, table), tuple(expose), batch)
@@ -531,15 +529,12 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
 def _tvm_target(target: str):
     import tvm
 
-    from ..compile import resolve_tvm_target
 
     return tvm.target.Target(resolve_tvm_target(target))
 
 
 def dot_kernel(target: str | None):
     """The integer dot-product kernel for a target of the registry (None: none, the generic form)."""
-    from .kernels import kernel_for
-
     return None if target is None else kernel_for(_tvm_target(target))
 
 
@@ -584,7 +579,6 @@ def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
     `reciprocal_division`); where its bounds do not hold for these parameters, the division."""
     from tvm import te, tirx
 
-    from .kernels import QUANTIZE_BLOCK
 
     dims = _dims(shape)
     x = te.placeholder(dims, "float32", name="x")

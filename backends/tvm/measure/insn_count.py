@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .instruction_mix import is_simd
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which, cache_root
+from ..tensor_file import write_tensor_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,8 +108,6 @@ def summarize(counts: Counter, arch: str) -> dict[str, Any]:
 def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner: str | os.PathLike) -> dict:
     """Executed instructions of one inference of a compiled module on `x` (batch as given) by the target's runner
     under qemu, one thread: count(--runs 2) - count(--runs 1). Returns summarize()'s dict with "method"."""
-    from ..tensor_file import write_tensor_file
-
     platform = get_platform(target)
     if not platform.qemu:
         raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")

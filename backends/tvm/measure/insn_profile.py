@@ -29,6 +29,7 @@ from .insn_count import plugin_path
 from .instruction_mix import is_simd
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which
+from ..tensor_file import write_tensor_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -206,8 +207,6 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
     """Executed instructions of one inference of a compiled module per function (count(--runs 2) - count(--runs
     1), as `insn_count.per_inference`): {"arch", "total", "functions": [{"name", "instructions", "simd",
     "mnemonics": {mnemonic: count} most first}, ...] most first, "method"}."""
-    from ..tensor_file import write_tensor_file
-
     platform = get_platform(target)
     if not platform.qemu:
         raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")

@@ -17,6 +17,7 @@ import onnx
 from onnx import helper
 
 from .plan import INode, IntGraph
+from ..collect.stats import session
 
 
 def island_model(graph: IntGraph, node: INode) -> onnx.ModelProto:
@@ -47,8 +48,6 @@ class FloatOps:
         self._sessions: dict[int, tuple] = {}  # id(sub-model) -> (session, the sub-model: keeps the id taken)
 
     def run(self, node, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        from ..collect.stats import session
-
         key = id(node.float_model)
         if key not in self._sessions:
             self._sessions[key] = (session(node.float_model, threads=1), node.float_model)

@@ -28,6 +28,7 @@ from onnx import helper
 from ...errors import BuildError, CalibrationError
 from ...intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, TFLITE, NodeView, Role,
                       channel_factor_input, layernorm_axis, supported)
+from ..table.rules import get_rules
 
 MAX_LISTED = 8
 
@@ -215,8 +216,6 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     nodes without an integer form become float islands. floats: the nodes the placement keeps in float (their
     anchor names; tcc.quant.table.placement.float_nodes of a table). integer=False: the structure for a float lowering
     of the same graph (kinds without an integer form allowed, no islands)."""
-    from ..table.rules import get_rules
-
     target_rules = get_rules(rules) if rules is not None else None
     fuse_patterns = target_rules.fuse_patterns if target_rules is not None else True
     float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
@@ -224,9 +223,9 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     if floats and integer and target_rules is not None and not float_ok:
         raise CalibrationError(f"the placement keeps {len(floats)} node(s) in float ({sorted(floats)[0]!r}, ...), "
                                f"but the {target_rules.name} rules keep no float ops; recalibrate without placement")
-    from ...passes.base import infer_value_shapes
-    from ...passes.composites import composites
-    from ...passes.fusion import fused_activations
+    from ...passes.base import infer_value_shapes  # deferred for start-up: loads onnx_graphsurgeon
+    from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
+    from ...passes.fusion import fused_activations  # deferred for start-up: loads onnx_graphsurgeon
 
     g = model.graph
     constants = frozenset(t.name for t in g.initializer)

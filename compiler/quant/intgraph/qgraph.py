@@ -37,6 +37,8 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ...errors import CalibrationError
 from ..table.file import CalibrationTable
 from ..table.weight_codes import rounded, weight_codes
+from ..table.placement import float_nodes
+from .islands import island_model
 
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
@@ -529,8 +531,6 @@ class Quantizer(Interpreter):
 
     def float_island(self, n: INode) -> QNode:
         """No integer constants: the parameters of its quantized inputs and outputs, and its FP32 sub-model."""
-        from .islands import island_model
-
         q = [tuple(self.q(t) if t in self.quantized else None for t in ts) for ts in (n.inputs, n.outputs)]
         model = island_model(self.graph, n)
         # its parameters as the table's steps left them (equalized weights: its neighbours' channels were rescaled)
@@ -617,8 +617,6 @@ def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules 
     again first when the table keeps other nodes in float than `graph` does. `headroom`: a dict that collects,
     instead of refusing, each wide input whose readers' int32 accumulators can overflow: tensor -> (the bits its
     grid must lose, the layer); the QGraph is then not one to run (tcc.quant.calibrate narrows those grids)."""
-    from ..table.placement import float_nodes
-
     rules = get_rules(rules if rules is not None else table.doc.get("target", "tvm"))
     floats = float_nodes(table)
     if floats != graph.placed:

@@ -40,6 +40,8 @@ from .fixed_point import (INT32_MAX, INT32_MIN, ROUNDING_FUNCTIONS, gemmlowp_mul
                           multiply_by_quantized_multiplier, quantize_multiplier, single_half_away_multiply)
 from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant, quantize_graph
 from ..table.file import CalibrationTable
+from .plan import plan
+from .islands import FloatOps
 
 __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
            "backend_tensors",
@@ -303,8 +305,6 @@ class Reference(Interpreter):
     def float_island(self, n: QNode, *xs) -> list:
         """The node's FP32 sub-model on its inputs (dequantized where quantized), in float32; each output that an
         integer node reads quantized with equation (8) under the target's rounding, the others float."""
-        from .islands import FloatOps
-
         if self.floats is None:
             self.floats = FloatOps()
         ys = self.floats.run(n, [x.dequant() if isinstance(x, QTensor) else x for x in xs])
@@ -314,8 +314,6 @@ class Reference(Interpreter):
 def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
     """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W]: the graph
     output(s), dequantized; with return_all also {tensor: QTensor} of every quantized tensor."""
-    from .plan import plan
-
     rules = table.doc.get("target", "tvm")
     return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)  # the table's placement
 

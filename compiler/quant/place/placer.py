@@ -38,6 +38,13 @@ from ..table.placement import KEY, float_nodes, placement_doc, with_placement
 from ..intgraph.plan import IntGraph, plan
 from ..table.rules import get_rules
 from ..table.file import CalibrationTable
+from ..intgraph.qgraph import quantize_graph
+from ..intgraph.reference import Reference
+from ..report.quality import per_sample_cosine
+from ..report.quality import run_ort
+from ..lower.qdq import to_qdq
+from ..report.quality import per_sample_cosine, run_ort
+from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
 CANDIDATE_KINDS = ("conv", "gemm", "add", "mul", "lookup", "avg_pool", "global_avg_pool")  # the ones that compute
@@ -132,16 +139,11 @@ class FakeQuant:
     fake-quant on fixed samples."""
 
     def __init__(self, fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarray):
-        from ..report.quality import run_ort
-
         self.fp32, self.table, self.x = fp32, table, x
         self.ref = run_ort(fp32, x)
         self.evaluations = 0
 
     def cosine(self, floats) -> Score:
-        from ..lower.qdq import to_qdq
-        from ..report.quality import per_sample_cosine, run_ort
-
         self.evaluations += 1
         qdq = to_qdq(self.fp32, with_placement(self.table, placement_doc(floats, {})), rewrites=False)
         return Score.of(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)))
@@ -149,10 +151,6 @@ class FakeQuant:
 
 def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> Score:
     """Output cosine of the integer reference (with the table's placement) vs FP32 `ref`, mean and worst sample."""
-    from ..intgraph.qgraph import quantize_graph
-    from ..intgraph.reference import Reference
-    from ..report.quality import per_sample_cosine
-
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
     y = Reference().run(qg, x)
     return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
@@ -200,8 +198,6 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
                     "samples": int(len(x)), "cos_before": round(before.mean, 7),
                     **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {})}
     if options.speed:
-        from .speed import speed_nodes
-
         found, profile = speed_nodes(fp32, table, set(chosen), data[:1], log)
         for name, numbers in found.items():
             chosen[name] = {"precision": "float", "reason": "speed", "kind": anchors[name].kind, **numbers}

@@ -27,6 +27,10 @@ import onnx
 from ..table.placement import placement_doc, with_placement
 from ..intgraph.plan import plan
 from ..table.file import CalibrationTable
+from tcc.measure.ort import profile_nodes
+from tcc.measure.machine import machine_info
+from ..lower.qdq import to_qdq
+from ...measure.timing import interleave, ort_runner, ratio
 
 ROUNDS = 3  # profiles of the placed model at most (the kept set is usually stable after the first)
 MARGIN = 0.9  # a run of island kernels is kept when it costs less than this share of the integer kernels it replaces
@@ -57,8 +61,6 @@ def anchor_of(kernel: str, names: dict[str, str]) -> str | None:
 
 
 def _profile(model, x, runs: int) -> list[dict]:
-    from tcc.measure.ort import profile_nodes
-
     return profile_nodes(model, x, runs)
 
 
@@ -95,10 +97,6 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
                 log: Callable[[str], None] = lambda s: None, runs: int = 30) -> tuple[dict, dict]:
     """({node: {"int8_us", "float_us"}} kept in float for speed, the profile record) on top of the float nodes
     `base`, measured with ONNX Runtime on sample x [1, ...]."""
-    from tcc.measure.machine import machine_info
-
-    from ..lower.qdq import to_qdq
-
     def placed(floats, compact=False):
         return to_qdq(fp32, with_placement(table, placement_doc(set(floats))), compact=compact)
 
@@ -146,8 +144,6 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
     conversions between them free, the INT8 model's other kernels (the input's quantize, layout changes) as
     measured. Kernel times summed (1 thread, medians), so the ratio is of kernel time, not of wall time: a
     latency bound below it cannot be met by placement with these kernels."""
-    from ..lower.qdq import to_qdq
-
     graph = plan(fp32, rules=table.doc["target"])
     names = _names(graph)
     int8_prof, fp32_prof = _profile(to_qdq(fp32, table), x, runs), _profile(fp32, x, runs)
@@ -165,7 +161,6 @@ def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, round
     import tempfile
     from pathlib import Path
 
-    from ...measure.timing import interleave, ort_runner, ratio
 
     with tempfile.TemporaryDirectory() as d:
         paths = {k: Path(d) / f"{k}.onnx" for k in "ab"}

@@ -37,6 +37,11 @@ from ...resources import schema_path
 from ..collect.stats import expose, input_name, session
 from ..table.steps import equalized_model
 from ..table.file import CalibrationTable, model_sha256
+from ..intgraph.plan import plan
+from ..lower.qdq import to_qdq
+from ..intgraph.qgraph import quantize_graph
+from ..intgraph.reference import Reference
+from ...plots import quality_chart, save
 
 SUFFIXES = (".json", ".png", ".svg", ".pdf")
 SCHEMA_PATH = schema_path("quality_report")
@@ -185,11 +190,6 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
 
     With `held_out`, the numbers are taken on those samples instead (data calibration never saw; at most
     `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
-    from ..intgraph.plan import plan
-    from ..lower.qdq import to_qdq
-    from ..intgraph.qgraph import quantize_graph
-    from ..intgraph.reference import Reference
-
     if len(data) == 0:
         raise DataError("no samples for the quality report")
     t0 = time.perf_counter()
@@ -405,6 +405,5 @@ def save_report(report: dict, path: str | Path) -> Path:
         validate_report(report)
         payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
         return atomic_write(path, lambda f: f.write(payload))
-    from ...plots import quality_chart, save
 
     return save(quality_chart(report, summary_lines(report)), path)

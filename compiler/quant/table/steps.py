@@ -29,6 +29,7 @@ from onnx import numpy_helper
 
 from .placement import doc_float_nodes
 from ...errors import CalibrationError
+from ...errors import DataError
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
 
@@ -65,8 +66,6 @@ class Steps:
 
     def checked(self) -> "Steps":
         """Itself, if its settings fit together (a rounding budget needs the rounding step and seconds > 0)."""
-        from ...errors import DataError
-
         if self.rounding_budget is not None and not (self.rounding and self.rounding_budget > 0):
             raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
         return self
