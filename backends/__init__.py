@@ -10,8 +10,8 @@ import importlib
 
 from tcc.errors import BuildError
 
-from .base import Backend, Capabilities, EmitOptions
 from ..targets import TARGETS, Target
+from .base import Backend, Capabilities, EmitOptions
 
 BACKENDS: dict[str, str] = {
     "ort": "tcc.backends.ort.backend:OrtBackend",

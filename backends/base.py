@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tcc.errors import BuildError
 from tcc.bundle import read_manifest
+from tcc.errors import BuildError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bundle import read_manifest
 from .errors import BuildError
 from .spec.loader import Preprocess
-from .bundle import read_manifest
 
 
 @dataclass

@@ -20,19 +20,18 @@ from typing import Callable
 
 import numpy as np
 
-from .process.background import Background
-from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
-from .process.phases import phase, recording
-from .errors import BuildError, SelfCheckError
-from .tolerance import TOLERANCES, compare
 from tcc.backends import EmitOptions, check_precision, get_backend, get_target
+
+from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
+from .errors import BuildError, SelfCheckError
 from .frontend import lower_spec
-from .quant.table.rules import RULES
-from .quant.table.file import CalibrationError
-from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
+from .process.background import Background
+from .process.phases import phase, recording
 from .quant.collect.data import load_calibration_data
-from .quant.table.rules import get_rules
+from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
 from .quant.table.placement import KEY, islands
+from .quant.table.rules import RULES, get_rules
+from .tolerance import TOLERANCES, compare
 
 CHECK_SEED = 0
 CHECK_BATCH = 2
@@ -251,10 +250,12 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
     them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
     the calibration data or None)."""
+    from .quant.calibrate import (  # deferred for start-up: loads onnx
+        activation_bits,
+        check_activation_bits,
+        check_wide_kinds,
+    )
     from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
-
-
-    from .quant.calibrate import activation_bits, check_activation_bits, check_wide_kinds  # deferred for start-up: loads onnx
     from .quant.table.steps import Steps  # deferred for start-up: loads onnx
 
     weights_hash = sha256_file(weights) if weights else None
@@ -349,7 +350,11 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
     op on the backend's own codes otherwise; tcc.tolerance gives the rule with float islands) and vs the PyTorch
     FP32 lowering (recorded). codes: the backend's codes of every quantized tensor, or a function returning them
     (an exact backend is asked only when float islands kept it from equality end to end)."""
-    from .quant.intgraph.reference import Reference, backend_tensors, per_op_deviation  # deferred for start-up: loads onnx
+    from .quant.intgraph.reference import (  # deferred for start-up: loads onnx
+        Reference,
+        backend_tensors,
+        per_op_deviation,
+    )
 
     ref = Reference().run(qgraph, x)
     if isinstance(ref, list):

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import stable_float
-from .errors import BuildError, TccError
-from .data import load_array, load_image
-from tcc.backends.base import Exposed
-from .quant.table.file import load_table, model_sha256
 from tcc.backends import get_backend
-from .bundle import read_manifest
-from .frontend import lower_spec
+from tcc.backends.base import Exposed
+
 from .artifact import manifest_preprocess
+from .bundle import read_manifest, stable_float
+from .data import load_array, load_image
+from .errors import BuildError, TccError
+from .frontend import lower_spec
+from .quant.table.file import load_table, model_sha256
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MIN_COSINE = 0.9999  # below this a float tensor "diverges"

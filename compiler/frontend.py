@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
 from .bundle import sha256_file
 from .spec.loader import load_model
 

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
 from .files import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")

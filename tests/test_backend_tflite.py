@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 from int8_zoo import SMALL, spec_path, zoo_names  # noqa: E402
+
 from tcc.backends import TARGETS, get_backend  # noqa: E402
 from tcc.build import TOLERANCES, build  # noqa: E402
 from tcc.cli.main import main  # noqa: E402

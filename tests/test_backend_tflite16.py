@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 from int8_zoo import SMALL, spec_path  # noqa: E402
+
 from tcc.backends import get_backend  # noqa: E402
 from tcc.build import build  # noqa: E402
 from tcc.cli.main import main  # noqa: E402

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from tcc.backends.ax.ops import check_model
 from tcc.build import build
 from tcc.cli.main import main

@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
 from tcc import targets as tg
-from tcc.backends.tvm import tensor_file, compile as tvm_compile, tune as tvm_tune
-from tcc.backends.tvm import runtime as rt
+from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
+from tcc.backends.tvm import compile as tvm_compile, runtime as rt, tensor_file, tune as tvm_tune
 from tcc.build import build
 from tcc.cli.main import main
 from tcc.errors import BuildError
@@ -228,9 +227,9 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
 
 def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
     """ONNX Runtime on the bundle's own FP32 graph, rebuilt from the spec with the bundle's seed."""
-    from tcc.frontend import lower_spec
-
     import onnxruntime as ort
+
+    from tcc.frontend import lower_spec
 
     m = json.loads((bundle / "manifest.json").read_text())
     om = lower_spec(ROOT / "spec" / m["model"]["spec"], seed=m["weights"]["random_seed"], opset=m["opset"],

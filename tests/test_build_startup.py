@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_backend_tvm import TINY, _require_runtime, needs_tvm
 
 from tcc.process.import_order import hidden
-
-from test_backend_tvm import TINY, _require_runtime, needs_tvm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_spec_errors import assert_error
 from torch import nn
 
 import tcc
-from tcc.spec.checkpoint_layouts import KeyMap, read_key_map
 from tcc.cli.main import main as cli
 from tcc.errors import WeightsError
 from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
-
-from test_spec_errors import assert_error
+from tcc.spec.checkpoint_layouts import KeyMap, read_key_map
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from golden_util import SHARED, copy_model
 
 from tcc.golden import check, format_rows, update

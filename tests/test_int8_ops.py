@@ -13,9 +13,9 @@ from tcc.backends.base import EmitOptions
 from tcc.backends.ort.backend import OrtBackend
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
-from tcc.quant.lower.qdq import run, to_qdq
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference, per_op_deviation, quantize_input
+from tcc.quant.lower.qdq import run, to_qdq
 
 RNG = np.random.default_rng(7)
 C, H = 4, 7

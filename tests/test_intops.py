@@ -32,11 +32,10 @@ def _model(nodes, inits=(), shape=(1, 4, 6, 6), out_shape=None, opset=13):
 def test_every_interpreter_implements_exactly_its_kinds():
     """The table lists which lowerings take each kind; each interpreter is checked against it when its class is
     created (importing them is the test), and a subclass that misses a kind is refused."""
+    from tcc.backends.tflite.lower import TfliteLowering
     from tcc.backends.tvm.int8.lower import RelaxLowering
     from tcc.quant.intgraph.qgraph import Quantizer
     from tcc.quant.intgraph.reference import Reference
-
-    from tcc.backends.tflite.lower import TfliteLowering
 
     integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
     for cls in (Quantizer, Reference, RelaxLowering):
@@ -122,6 +121,7 @@ def test_plan_of_every_zoo_spec_has_no_unsupported_node():
     """Every zoo spec plans onto the table without a refused node, its float-only nodes (ConvNeXt's LayerNorms) as
     islands under the tvm rules (their builds: test_int8_zoo_*.py)."""
     from int8_zoo import SMALL, spec_path
+
     from tcc.frontend import lower_spec
 
     specs = sorted((ROOT / "spec").glob("*.yaml")) + sorted((ROOT / "spec" / "baselines").glob("*.yaml"))

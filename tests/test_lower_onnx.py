@@ -9,14 +9,25 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx_util import (LOCAL_SPECS, ROOT, assert_close, compare_every_value, lowered, run, sample, seeded,
-                       spec_id, torch_out, zoo_specs)
+from onnx_util import (
+    LOCAL_SPECS,
+    ROOT,
+    assert_close,
+    compare_every_value,
+    lowered,
+    run,
+    sample,
+    seeded,
+    spec_id,
+    torch_out,
+    zoo_specs,
+)
 
 import tcc
-from tcc.tolerance import compare
 from tcc.errors import ExportError, OpsetError, TccError, WeightsError
 from tcc.lower.to_onnx import MAX_OPSET, MIN_OPSET, to_onnx
 from tcc.passes.base import infer_value_shapes
+from tcc.tolerance import compare
 
 torch.set_num_threads(2)
 

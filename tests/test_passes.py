@@ -15,9 +15,22 @@ from onnx_util import LOCAL_SPECS, ROOT, assert_close, assert_pass_close, lowere
 
 import tcc
 from tcc.lower.to_onnx import node_of, to_onnx
-from tcc.passes import (FUSED_ACTIVATIONS_KEY, PIPELINE, PassError, batchnorm_to_affine, eliminate_dead,
-                        flatten_concat, fold_batchnorm, fold_constants, fused_activations, mark_fused_activations,
-                        op_counts, remove_identity, run_pipeline, simplify)
+from tcc.passes import (
+    FUSED_ACTIVATIONS_KEY,
+    PIPELINE,
+    PassError,
+    batchnorm_to_affine,
+    eliminate_dead,
+    flatten_concat,
+    fold_batchnorm,
+    fold_constants,
+    fused_activations,
+    mark_fused_activations,
+    op_counts,
+    remove_identity,
+    run_pipeline,
+    simplify,
+)
 
 torch.set_num_threads(2)
 

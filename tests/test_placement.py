@@ -12,13 +12,13 @@ from tcc.build import TOLERANCES, build, int8_self_check
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.place.placer import PlaceOptions, place, reference_score
-from tcc.quant.table.placement import float_nodes, with_placement
 from tcc.quant.intgraph.plan import plan
-from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
+from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.place.placer import PlaceOptions, place, reference_score
 from tcc.quant.report.quality import per_sample_cosine, run_ort
+from tcc.quant.table.placement import float_nodes, with_placement
 
 SPEC = """kind: model
 name: islands

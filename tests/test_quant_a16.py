@@ -8,11 +8,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from quant_models import tiny_cnn, tiny_data
+
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.lower.qdq import quant_points, run, to_qdq
 from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.lower.qdq import quant_points, run, to_qdq
 from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
 
@@ -148,6 +148,7 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     inputs that saturate the narrowed codes."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
+
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.build import check_table_bits
     from tcc.quant.intgraph.plan import plan
@@ -198,6 +199,7 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     output >= 0), and both TVM lowerings equal the reference bit for bit."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
+
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.quant.intgraph.plan import plan
     from tcc.quant.intgraph.qgraph import accumulator_bound, quantize_graph
@@ -257,6 +259,7 @@ def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
     reference on every tensor, with inputs that saturate the input's codes."""
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
+
     from tcc.backends.tvm.int8.lower import dot_kernel, lower_int8
 
     m, t = a16
@@ -299,6 +302,7 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     qemu; its dense kernels read s8 codes, so int16 ones take the generic conv), gives the reference's bits."""
     pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _skip_unless_runtime
+
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 

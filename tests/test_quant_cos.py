@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import numpy_helper
-
 from quant_models import tiny_cnn, tiny_data
+
+from tcc.quant.collect.stats import run_fp32
 from tcc.quant.intgraph.layers import find_layers, grouped_weight, layer_output, layer_rows
 from tcc.quant.scales.cos_search import _cos, _weight_step, cos_search
 from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
-from tcc.quant.collect.stats import run_fp32
 
 
 def _setup(n=16):

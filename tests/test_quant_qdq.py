@@ -7,13 +7,18 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from quant_models import tiny_cnn, tiny_data
+
 from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.reference import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    requantize,
+    run_reference,
+)
 from tcc.quant.lower.qdq import quant_points, run, to_qdq
 from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.weight_codes import weight_codes
-from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, requantize, run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
@@ -201,9 +206,9 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     FP32 top-2 margin is clear of the INT8 error (crop 7's is 0.18 logits: it flips)."""
     pytest.importorskip("tcc.passes")
     import tcc
-    from tcc.quant.collect import crops
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate, report_lines
+    from tcc.quant.collect import crops
     from tcc.quant.collect.data import load_calibration_data
     from tcc.quant.table.file import CalibrationError, file_sha256, load_table
 

@@ -8,13 +8,19 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-
 from quant_models import tiny_cnn, tiny_data
+
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import run_reference
-from tcc.quant.report.quality import (check_report_path, format_report, quality_report, save_report, top1_agreement,
-                              validate_report)
+from tcc.quant.report.quality import (
+    check_report_path,
+    format_report,
+    quality_report,
+    save_report,
+    top1_agreement,
+    validate_report,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import numpy_helper
-
 from quant_models import tiny_cnn, tiny_data
+
 from tcc.errors import DataError
-from tcc.quant.intgraph.plan import plan
 from tcc.quant.collect.stats import Histogram, collect_stats, run_fp32
 from tcc.quant.intgraph.layers import find_layers
+from tcc.quant.intgraph.plan import plan
 
 
 def test_histogram_growth_is_exact_merge():

@@ -10,17 +10,17 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from quant_models import tiny_cnn, tiny_data
-from tcc.quant.steps.bias_correction import layer_shift
+
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
-from tcc.quant.lower.qdq import run, to_qdq
-from tcc.quant.table.quantizer import fake_quant
-from tcc.quant.intgraph.reference import run_reference
-from tcc.quant.steps.rounding import decode, encode, optimise
 from tcc.quant.collect.stats import run_fp32
 from tcc.quant.intgraph.layers import find_layers
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.lower.qdq import run, to_qdq
+from tcc.quant.steps.bias_correction import layer_shift
+from tcc.quant.steps.rounding import decode, encode, optimise
+from tcc.quant.table.quantizer import fake_quant
 from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from quant_models import tiny_cnn, tiny_data
+
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate

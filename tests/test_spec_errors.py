@@ -15,11 +15,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 import tcc
 from tcc.cli.main import main
-
-from conftest import ROOT
 
 HEAD = """\
 kind: model

@@ -12,14 +12,13 @@ import jsonschema
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from torch import nn
 
 import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.spec.expr import evaluate, make_divisible
 from tcc.spec.schema import build_schema
-
-from conftest import ROOT
 
 HERE = tcc.Location("test", 1, 1)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from quant_models import tiny_cnn, tiny_data
+
+from tcc.backends.base import EmitOptions
+from tcc.backends.ort.backend import OrtBackend
 from tcc.cli.main import main
 from tcc.errors import TccError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
-from tcc.backends.base import EmitOptions
-from tcc.backends.ort.backend import OrtBackend
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.file import CalibrationError, CalibrationTable, validate

@@ -18,6 +18,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from conftest import ROOT
+from train_data import texture_patches
 
 from tcc.cli.main import build_parser, main
 from tcc.train.config import resolve
@@ -27,9 +29,6 @@ from tcc.train.losses import Loss, class_weights
 from tcc.train.modules import GlobalBatchNorm, SampleDropout
 from tcc.train.sample_rng import BatchKeys
 from tcc.train.sampling import train_loader, train_sampler
-
-from conftest import ROOT
-from train_data import texture_patches
 
 SPEC = ROOT / "tests" / "specs" / "train_tiny.yaml"
 # 40 patches per class: 32 train + 8 val each; 8 steps of 8 per epoch

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import pytest
+
 from tcc import targets as tg
-from tcc.backends.tvm import tensor_file, compile as tvm_compile, run as tvm_run
-from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt, tensor_file
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix
 from tcc.errors import BuildError, TccError
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 tvm = pytest.importorskip("tvm")
-from tvm import relax  # noqa: E402
-
 from quant_models import tiny_cnn, tiny_data  # noqa: E402
 from test_quant_reference_ops import residual_model  # noqa: E402
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-from tcc.backends.tvm import runtime as rt
+from tvm import relax  # noqa: E402
+
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
 from tcc.backends.tvm.int8.lower import lower_int8, multiplier_module, requantize_module  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
@@ -79,7 +78,7 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
 def test_requantize_narrow_form_bit_exact():
     """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
     that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
-    from tcc.backends.tvm.int8.lower import requantize_params, _requant
+    from tcc.backends.tvm.int8.lower import _requant, requantize_params
 
     accs, q, shift = _edge_cases()
     keep = shift <= 0

@@ -13,9 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
 from tcc.backends.tvm.int8 import kernels as kn
-from tcc.backends.tvm import runtime as rt
 from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.plan import plan  # noqa: E402

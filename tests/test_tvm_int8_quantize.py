@@ -104,8 +104,7 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     """Compiled with the multiply-adds and with the division: both give the reference's codes, and a NaN's code
     (which the reference leaves undefined) is the same in both forms."""
     pytest.importorskip("tvm")
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-    from tcc.backends.tvm import runtime as rt
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
 
     missing = rt.missing_tools(target)
     if missing or rt.runtime_state(target) != "ok":

@@ -21,8 +21,7 @@ def _legalized(onnx_model, target_name="host"):
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm import compile as tvm_compile, schedule as ts
 
     inp = onnx_model.graph.input[0]
     dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]

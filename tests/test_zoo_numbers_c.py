@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision_reference as tv
 
 import tcc
-import torchvision_reference as tv
 from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
-from tcc.tolerance import compare
 from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
+from tcc.tolerance import compare
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = REPO / "spec" / "baselines"

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_backend_tvm import _require_runtime, needs_tvm
 
 from tcc.build import build
 from tcc.cli.main import main
-
-from test_backend_tvm import _require_runtime, needs_tvm
 
 ROOT = Path(__file__).resolve().parents[1]
 

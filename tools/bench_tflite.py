@@ -45,10 +45,10 @@ def io_of(path: Path) -> dict:
 def main(argv=None) -> int:
     from tcc.backends import get_backend
     from tcc.backends.base import EmitOptions
-    from tcc.quant.collect.crops import FIXTURES, make_crops
-    from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.collect.data import load_calibration_data
     from tcc.frontend import lower_spec
+    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.collect.crops import FIXTURES, make_crops
+    from tcc.quant.collect.data import load_calibration_data
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=str(FIXTURES / "GC_DDS_0.0064.pth"))

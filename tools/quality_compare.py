@@ -174,9 +174,9 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.collect.data import load_calibration_data
+    from tcc.quant.lower.qdq import to_qdq
     from tcc.quant.place.placer import PlaceOptions, place
     from tcc.quant.table.placement import float_nodes
-    from tcc.quant.lower.qdq import to_qdq
     from tcc.quant.table.steps import Steps
 
     fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", {"num_classes": CHECKPOINTS[name]},
@@ -242,10 +242,10 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     import numpy as np
 
     from tcc.quant.intgraph.plan import plan
-    from tcc.quant.lower.qdq import run
     from tcc.quant.intgraph.qgraph import quantize_graph
-    from tcc.quant.table.quantizer import cosine
     from tcc.quant.intgraph.reference import Reference
+    from tcc.quant.lower.qdq import run
+    from tcc.quant.table.quantizer import cosine
 
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
     y = np.concatenate([Reference().run(qg, x[i:i + batch]) for i in range(0, len(x), batch)])

@@ -27,8 +27,8 @@ import torchvision_reference as tv  # noqa: E402
 
 import tcc  # noqa: E402
 from tcc.lower.to_torch import init_weights  # noqa: E402
-from tcc.tolerance import compare  # noqa: E402
 from tcc.lower.weights import fit_to_checkpoint, load_weights  # noqa: E402
+from tcc.tolerance import compare  # noqa: E402
 
 # torchvision's constructor arguments that the spec's defaults correspond to
 TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False},

@@ -25,23 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+from tcc.bundle import stable_float
 from tcc.errors import BuildError, SelfCheckError
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
+from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.report.npu_tables import npu_table
+from tcc.quant.report.quality import quality_report
+from tcc.quant.table.placement import float_nodes
 
+from ..base import Backend, Capabilities, EmitOptions
+from ..onnx_runtime import load_bundle, qdq_codes, run_loaded
 from .chips import CHIPS, get_chip
 from .config import Enum, write_prototxt, write_pulsar2
 from .dataset import ARCHIVE, pixel_normalization, read_back, samples, write_archive
 from .ops import check_model, cpu_split
-from ..base import Backend, Capabilities, EmitOptions
-from tcc.quant.intgraph.plan import plan
-from tcc.quant.table.placement import float_nodes
-from tcc.quant.lower.qdq import to_qdq
-from tcc.quant.report.npu_tables import npu_table
-from tcc.quant.report.quality import quality_report
-from ..ort.backend import OrtBackend
-from tcc.bundle import stable_float
-from tcc.quant.intgraph.qgraph import quantize_graph
-from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
-from ..ort.backend import qdq_codes
 
 MODEL = "model.onnx"
 QDQ_MODEL = "model_qdq.onnx"
@@ -256,10 +255,10 @@ class AxBackend(Backend):
 
     # ------------------------------------------------------------------ run (the kit's FP32 model, here)
     def load(self, bundle_dir: Path):
-        return OrtBackend().load(Path(bundle_dir))  # model.onnx: the file name of an ORT bundle's artifact too
+        return load_bundle(Path(bundle_dir))  # model.onnx: the file name of an ORT bundle's artifact too
 
     def run(self, loaded, x: np.ndarray) -> np.ndarray:
-        return OrtBackend().run(loaded, x)
+        return run_loaded(loaded, x)
 
     def check_run(self, bundle_dir: Path, x: np.ndarray, precision: str) -> np.ndarray:
         """The kit's model.onnx (what the toolchain is given, rewrites applied) in ONNX Runtime: the build checks

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tcc.data import load_pixels, normalize_pixels
 from tcc.errors import BuildError
-from tcc.data import load_pixels
-from tcc.data import normalize_pixels
 
 ARCHIVE = "calibration.tar"
 

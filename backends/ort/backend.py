@@ -1,31 +1,19 @@
 """The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX) and `ort` (FP32 or FP16 with FP32 I/O).
 
 The artifact is one file, `model.onnx`, serialized deterministically (protobuf field order; no timestamps). Its IR
-version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: backends/fp16.py.
+version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: ort/fp16.py; the sessions: backends/onnx_runtime.py (shared with the AX kits' checks).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tcc.errors import BuildError
-
-from ..base import Backend, Capabilities, EmitOptions, Exposed
-from tcc.errors import SelfCheckError
+from tcc.errors import BuildError, SelfCheckError
 from tcc.quant.table.file import load_table
 
-ARTIFACT = "model.onnx"
-PROVIDERS = ["CPUExecutionProvider"]
-
-
-@dataclass
-class OrtLoaded:
-    session: object
-    input: str
-    output: str
-    batch: int | None  # the artifact's fixed batch size, or None when the batch is dynamic
+from ..base import Backend, Capabilities, EmitOptions, Exposed
+from ..onnx_runtime import ARTIFACT, PROVIDERS, OrtLoaded, load_bundle, qdq_codes, run_loaded, session_run
 
 
 class OrtBackend(Backend):
@@ -71,29 +59,10 @@ class OrtBackend(Backend):
         return [ARTIFACT]
 
     def load(self, bundle_dir: Path) -> OrtLoaded:
-        import onnxruntime as ort
-
-        path = Path(bundle_dir) / ARTIFACT
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # errors only: no optimizer chatter on stderr
-        try:
-            sess = ort.InferenceSession(str(path), so, providers=PROVIDERS)
-        except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, NoSuchFile, ...)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BuildError(f"{path}: ONNX Runtime cannot load the artifact ({first})") from None
-        (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
-        batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        return OrtLoaded(sess, inp.name, out.name, batch)
+        return load_bundle(bundle_dir)
 
     def run(self, loaded: OrtLoaded, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if loaded.batch is None or loaded.batch == len(x):
-            return _session_run(loaded.session, [loaded.output], {loaded.input: x})[0]
-        if len(x) % loaded.batch:
-            raise BuildError(f"the artifact has a fixed batch of {loaded.batch}; got {len(x)} samples")
-        parts = [_session_run(loaded.session, [loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
-                 for i in range(0, len(x), loaded.batch)]
-        return np.concatenate(parts)
+        return run_loaded(loaded, x)
 
     def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """The codes ORT's integer kernels compute for every quantized tensor: the same QDQ model with readable
@@ -113,7 +82,7 @@ class OrtBackend(Backend):
         one; its fusions may differ, values only by float rounding). INT8: the artifact is the compact QDQ form,
         whose tensors have short names; with `model` (the FP32 graph) the readable QDQ model of the bundle's
         table is rebuilt, its final output checked equal to the artifact's, and every quantized tensor exposed
-        through its QuantizeLinear (tcc.backends.ort.backend.qdq_codes); without it, the final output alone."""
+        through its QuantizeLinear (tcc.backends.onnx_runtime.qdq_codes); without it, the final output alone."""
         import json
 
         import onnx
@@ -150,7 +119,7 @@ class OrtBackend(Backend):
         so = ort.SessionOptions()
         so.log_severity_level = 3
         sess = ort.InferenceSession(art.SerializeToString(), so, providers=PROVIDERS)
-        outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+        outs = session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         values = dict(zip([o.name for o in sess.get_outputs()], outs))
         exposed = {n: Exposed(np.asarray(values[n], np.float32)) for n in names
                    if n in values and np.issubdtype(np.asarray(values[n]).dtype, np.floating)}
@@ -174,43 +143,6 @@ class OrtBackend(Backend):
                             "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
                             "DirectML and ARM builds run the float16 kernels.")
         return info
-
-
-def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[np.ndarray, dict]:
-    """Run the QDQ model `qdq` (made from `model` and `table` by tcc.quant.lower.qdq.to_qdq, readable names) with every
-    QuantizeLinear output as an extra graph output: (its output, {quantized tensor: codes}). optimize=False runs it
-    as float fake-quant (each QuantizeLinear exactly ONNX's equation)."""
-    import onnx
-    import onnxruntime as ort
-
-    from tcc.quant.lower.qdq import quant_points  # deferred for start-up: loads onnx
-
-    points = quant_points(model, table)
-    m = onnx.ModelProto()
-    m.CopyFrom(qdq)
-    m.graph.output.extend(onnx.helper.make_tensor_value_info(
-        f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
-        for p in points)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
-    outs = _session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
-    return outs[0], dict(zip(points, outs[len(qdq.graph.output):]))
-
-
-def _session_run(sess, names, feed):
-    """sess.run, with ONNX Runtime's own failures (e.g. an integer kernel refusing scales outside its range:
-    "QLinearGlobalAveragePool parameter out of computation range") as a BuildError naming the node."""
-    try:
-        return sess.run(names, feed)
-    except Exception as e:  # ORT raises its own exception types (Fail, RuntimeException, ...)
-        text = str(e).strip()
-        first = next((line for line in text.splitlines() if line.strip()), type(e).__name__)
-        raise BuildError(f"ONNX Runtime failed running the artifact: {first}"
-                         + (" (an INT8 kernel refused its quantization parameters: check the calibration table's "
-                            "scales)" if "out of computation range" in text else "")) from None
 
 
 def _quantize_dynamic(model):

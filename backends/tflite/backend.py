@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tcc.errors import BuildError, SelfCheckError
-
-from ..base import Backend, Capabilities, EmitOptions, Exposed
-from ...targets import TARGETS
-from tcc.quant.table.placement import float_nodes
 from tcc.bundle import stable_float
+from tcc.errors import BuildError, SelfCheckError
+from tcc.quant.table.placement import float_nodes
+
+from ...targets import TARGETS
+from ..base import Backend, Capabilities, EmitOptions, Exposed
 
 ARTIFACT = "model.tflite"
 INFO = "tflite.json"
@@ -218,7 +218,11 @@ class TfliteBackend(Backend):
         if options.precision != "int8":
             return checks
         from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
-        from tcc.quant.intgraph.reference import Reference, backend_tensors, per_op_deviation  # deferred for start-up: loads onnx
+        from tcc.quant.intgraph.reference import (  # deferred for start-up: loads onnx
+            Reference,
+            backend_tensors,
+            per_op_deviation,
+        )
 
         qgraph = quantize_graph(self._graph(model, options), options.table, _rules(options))
         ref = Reference().run(qgraph, x)

@@ -30,25 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tcc.bundle import read_manifest, stable_float
 from tcc.errors import BuildError, SelfCheckError
 from tcc.process.phases import phase
+from tcc.quant.table.file import load_table
+from tcc.quant.table.placement import float_nodes
 
 from ... import targets as tvm_targets
-from . import worker as tvm_worker
 from ..base import Backend, Capabilities, EmitOptions, Exposed
-from tcc.quant.table.placement import float_nodes
-from . import compile as tvm_compile
-from . import run as tvm_run
-from tcc.bundle import stable_float
-from . import runtime as rt
-from tcc.bundle import read_manifest
-from . import compile as tvm_compile, run as tvm_run
-from .measure.instruction_mix import instruction_mix
-from .runtime import TVM_FFI_PIN, TVM_PIN
-from . import tune as tvm_tune
+from . import compile as tvm_compile, run as tvm_run, runtime as rt, tune as tvm_tune, worker as tvm_worker
 from .import_tvm import import_tvm_first
 from .measure.insn_count import per_inference
-from tcc.quant.table.file import load_table
+from .measure.instruction_mix import instruction_mix
+from .runtime import TVM_FFI_PIN, TVM_PIN
 
 ARTIFACT = "model.so"
 KIT = "kit"
@@ -297,9 +291,9 @@ class TvmBackend(Backend):
         int8 = m["precision"] == "int8"
         with tempfile.TemporaryDirectory(prefix="tcc-debug-twin-") as tmp:
             if int8:
-                from .int8.lower import lower_int8  # deferred for start-up: loads onnx
-
                 from tcc.quant.intgraph.reference import run_reference  # deferred for start-up: loads onnx
+
+                from .int8.lower import lower_int8  # deferred for start-up: loads onnx
 
                 table = load_table(Path(bundle_dir) / "calibration.json")
                 _, codes = run_reference(model, table, x, return_all=True)  # the quantized tensors, in graph order

@@ -17,6 +17,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
+
 from tcc.errors import BuildError
 from tcc.process.phases import phase
 

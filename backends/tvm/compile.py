@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from . import codegen as tvm_codegen, tune as tvm_tune
 from ...targets import get_platform as get_target
+from . import codegen as tvm_codegen, tune as tvm_tune
 from .runtime import require_tools
 
 

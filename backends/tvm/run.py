@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...targets import get_platform as get_target
-from .tensor_file import read_tensor_file, write_tensor_file
 from .runtime import RunError, runner_command
+from .tensor_file import read_tensor_file, write_tensor_file
 
 if TYPE_CHECKING:  # numpy is imported where used
     import numpy as np

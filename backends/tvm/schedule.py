@@ -32,8 +32,21 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
 
 from .int8.kernels import (
-    CONV_BLOCK, DEPTHWISE_BLOCK, DEPTHWISE_PAD_BLOCK, DOT_TILE_SCOPE, FLAT_ATTR, KERNELS, KERNEL_ATTR, PAD_BLOCK,
-    QUANTIZE_BLOCK, SUM_BLOCK, TILE_SCOPE, VECTORS_ATTR, depthwise_intrin, ensure_registered, partial_sum_intrin
+    CONV_BLOCK,
+    DEPTHWISE_BLOCK,
+    DEPTHWISE_PAD_BLOCK,
+    DOT_TILE_SCOPE,
+    FLAT_ATTR,
+    KERNEL_ATTR,
+    KERNELS,
+    PAD_BLOCK,
+    QUANTIZE_BLOCK,
+    SUM_BLOCK,
+    TILE_SCOPE,
+    VECTORS_ATTR,
+    depthwise_intrin,
+    ensure_registered,
+    partial_sum_intrin,
 )
 from .isa import Simd, simd_of, target_has
 

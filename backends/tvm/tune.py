@@ -16,7 +16,6 @@ from typing import Any
 
 from .runtime import TVM_FFI_PIN, tvm_versions
 
-
 _SAVE_JSON_PROBE = """
 import tvm
 from tvm import te

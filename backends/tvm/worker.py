@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tcc.process.phases import add, recording
+
 from .import_tvm import import_tvm_first
 
 

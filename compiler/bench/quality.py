@@ -6,6 +6,7 @@ import time
 import tracemalloc
 
 import numpy as np
+
 from tcc.quant.table.quantizer import cosine
 
 

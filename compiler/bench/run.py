@@ -17,19 +17,18 @@ from typing import Callable
 
 import numpy as np
 
-from . import quality, timing
-from ..measure.machine import machine_info
-from tcc.quant.collect.crops import FIXTURES
-from .targets import judge
-from tcc.frontend import lower_spec
-from tcc.quant.collect.crops import make_crops
-from tcc.quant.collect.data import load_calibration_data
-from tcc.quant.table.file import file_sha256
 from tcc.backends import get_target
-from tcc.quant.table.file import load_table
 from tcc.build import build
 from tcc.errors import TccError
+from tcc.frontend import lower_spec
+from tcc.quant.collect.crops import FIXTURES, make_crops
+from tcc.quant.collect.data import load_calibration_data
+from tcc.quant.table.file import file_sha256, load_table
+
+from ..measure.machine import machine_info
 from ..measure.ort import float_nodes, profile_nodes
+from . import quality, timing
+from .targets import judge
 from .tvm_variants import time_variants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +193,6 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
 
     if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
         import onnx
-
 
         from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tcc.backends import get_backend
+from tcc.backends.tvm.run import run_module
+
 # the engine-independent runners and rounds live in tcc.measure.timing (calibration's speed placement times with
 # them too); bench reads every runner through this module
 from ..measure.timing import Runner, interleave, ort_runner, ratio, spread, torch_runner  # noqa: F401
-from tcc.backends import get_backend
-from tcc.backends.tvm.run import run_module
 
 
 def litert_runner(bundle: str | Path, x: np.ndarray) -> Runner:

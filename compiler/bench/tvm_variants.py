@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tcc.backends.tvm import compile as tvm_compile
 from tcc.backends.tvm.run import run_module
 

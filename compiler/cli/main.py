@@ -6,18 +6,16 @@ import json
 import sys
 from pathlib import Path
 
-from .args import load_spec, refuse_with_artifact, spec_args, weights_args
-from ..errors import BuildError, Interrupted, TccError
 from ..artifact import open_artifact
 from ..bundle import check_out
-from ..spec.loader import parse_overrides
-from ..errors import DataError
-from ..spec.loader import load_model, parse_overrides
+from ..errors import BuildError, DataError, Interrupted, TccError
 from ..ops import OPS
+from ..spec.loader import load_model, parse_overrides
 from ..spec.schema import build_schema
-from ..explain.cli import register as register_explain
-from ..slide.cli import register as register_slide
-from ..train.cli import register as register_train
+from .args import load_spec, refuse_with_artifact, spec_args, weights_args
+from .explain import register as register_explain
+from .slide import register as register_slide
+from .train import register as register_train
 
 
 def cmd_check(args) -> int:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tcc.backends import get_backend
 from tcc.targets import TARGETS
 
 from ..quant.table.rules import RULES
-from tcc.backends import get_backend
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..build import int8_self_check
 from ..bundle import stable_float
 from ..tolerance import TOLERANCES, compare
-from ..build import int8_self_check
 
 # measured entries (fp16, dynamic): a correct run on another CPU differs from the stored one because its kernels sum
 # in another order, and float16 casts and run-time quantization can turn that float32 rounding into a flipped code

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import Location, SpecError
 from ..resources import schema_path
-from .entries import ENTRIES
 from ..spec.yamlpos import load_file
+from .entries import ENTRIES
 
 PLAN_FILE = "golden.yaml"
 FORMAT = "tcc-golden/1"

@@ -15,19 +15,18 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import BuildError
-from .entries import Entry
-from .plan import ModelPlan
-from ..frontend import lower_spec
+from tcc.backends import EmitOptions, get_backend, get_target
+
+from ..build import torch_run
 from ..bundle import sha256_file
-from ..quant.table.file import model_sha256
 from ..data import load_image
+from ..errors import BuildError
+from ..frontend import lower_spec
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data
-from ..quant.table.file import CalibrationTable
-from ..quant.table.file import CalibrationError, load_table
-from ..build import torch_run
-from tcc.backends import EmitOptions, get_backend, get_target
+from ..quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
+from .entries import Entry
+from .plan import ModelPlan
 
 
 @dataclass

@@ -9,14 +9,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TccError
+from ..errors import SpecError, TccError
+from ..quant.table.file import CalibrationError
 from . import judge
 from .entries import ENTRIES, Entry
 from .plan import FORMAT, GoldenPlan, ModelPlan, load_plan
-from .store import GOLDEN_JSON, json_bytes, npz_bytes, read_json, read_npz, write_if_changed
 from .produce import ModelRun
-from ..quant.table.file import CalibrationError
-from ..errors import SpecError
+from .store import GOLDEN_JSON, json_bytes, npz_bytes, read_json, read_npz, write_if_changed
 
 INPUTS, OUTPUTS, FLOAT64 = "inputs.npz", "outputs.npz", "pytorch-fp64"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
 from ..errors import SpecError, WeightsError
 from ..ir import Graph
+from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
 from ..spec.loader import load_model
 
 __all__ = ["read_state_dict", "find_aliases", "read_key_map", "match_weights", "fit_to_checkpoint", "load_weights",

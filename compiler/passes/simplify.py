@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import onnx
 
-from .base import Pass, PassError, Stats, restore_metadata
 from tcc.process.import_order import hidden
+
+from .base import Pass, PassError, Stats, restore_metadata
 
 
 def _import_onnxsim():

@@ -34,23 +34,23 @@ import onnx
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .steps.bias_correction import layer_shift
-from .intgraph.layers import initializers, layer_of, layer_rows
-from .scales.cos_search import cos_search
-from .steps.equalize import STRENGTHS, choose, find_pairs, measure
-from .scales.methods import METHODS, threshold
-from .intgraph.plan import IntGraph, plan
-from .table.quantizer import fake_quant, qrange, scale_for_threshold
-from .steps.rounding import layer_codes
-from .table.weight_codes import encode, weight_codes
-from .table.rules import RULES, TargetRules, get_rules, rules_for
-from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
-from .table.steps import Steps, equalize_arrays, with_initializers
-from .table.file import CalibrationTable, file_sha256, model_sha256
-from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
 from ..frontend import lower_spec
 from .collect.data import load_calibration_data
+from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
+from .intgraph.layers import initializers, layer_of, layer_rows
+from .intgraph.plan import IntGraph, plan
+from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
 from .place.placer import check_nodes, check_options, place
+from .scales.cos_search import cos_search
+from .scales.methods import METHODS, threshold
+from .steps.bias_correction import layer_shift
+from .steps.equalize import STRENGTHS, choose, find_pairs, measure
+from .steps.rounding import layer_codes
+from .table.file import CalibrationTable, file_sha256, model_sha256
+from .table.quantizer import fake_quant, qrange, scale_for_threshold
+from .table.rules import RULES, TargetRules, get_rules, rules_for
+from .table.steps import Steps, equalize_arrays, with_initializers
+from .table.weight_codes import encode, weight_codes
 
 
 def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos",

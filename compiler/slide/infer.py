@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .reader import cached_image
+from ..artifact import open_artifact
 from ..data import model_pixels, normalize_pixels
+from ..errors import DataError
 from ..frontend import reference_module
 from ..spec.loader import load_model
-from ..artifact import open_artifact
+from .reader import cached_image
 
 
 @dataclass(frozen=True)

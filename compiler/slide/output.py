@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..files import atomic_write
-from .mask import BAND
 from ..plots import save
+from .mask import BAND
 
 MASK, HEATMAP, PATCHES = "mask.png", "heatmap.png", "patches.json"
 

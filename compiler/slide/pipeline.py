@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from . import grid as gridlib
+from .cluster import predict_on_dask
 from .heatmap import heatmap_figure, thumbnail
 from .infer import (
     ModelSource,
@@ -29,7 +30,6 @@ from .output import (
     write_image_outputs,
 )
 from .reader import DEFAULT_MAX_PIXELS, cached_image
-from .cluster import predict_on_dask
 
 
 @dataclass

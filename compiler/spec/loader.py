@@ -11,10 +11,10 @@ from ..errors import Location, SpecError
 from ..ir import Graph
 from ..resources import blocks_dir
 from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
+from .checkpoint_layouts import parse_layouts
+from .expr import evaluate
 from .schema import validate
 from .yamlpos import PosDict, PosList, load_file, parse_scalar
-from .expr import evaluate
-from .checkpoint_layouts import parse_layouts
 
 ZOO_DIR = blocks_dir()
 

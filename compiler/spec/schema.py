@@ -10,8 +10,8 @@ import jsonschema
 
 from ..errors import SpecError
 from ..ops import OPS
-from ..train.options import train_schema
 from .build import COMMON_KEYS, NODE_KINDS, suggest
+from .train_options import train_schema
 from .yamlpos import PosDict, PosList
 
 _EXPR = {"type": "string", "pattern": r"\$\{.*\}"}

@@ -20,8 +20,8 @@ from ..errors import Location, SpecError
 from ..spec.build import suggest
 from ..spec.loader import load_document, parse_overrides
 from ..spec.schema import validate_train
+from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option
 from ..spec.yamlpos import PosDict, load_file, parse_scalar, plain
-from .options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option
 
 CONFIG_FILE = "config.yaml"
 _HEADER = ("# tcc train: every option of this run, resolved (paths relative to this file). The same run again:\n"

@@ -11,15 +11,14 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, SpecError
+from ..lower.to_torch import to_torch
+from ..lower.weights import fit_to_checkpoint, load_weights
 from ..spec.loader import Model, load_model
-from ..lower.weights import fit_to_checkpoint
+from ..spec.train_options import AUGMENTATIONS
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
-from .options import AUGMENTATIONS
 from .rundir import check_new_run, read_last
-from ..lower.to_torch import to_torch
-from ..lower.weights import load_weights
 
 
 @dataclass

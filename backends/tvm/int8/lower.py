@@ -42,6 +42,7 @@ import numpy as np
 import onnx
 
 from tcc.intops import TVM, Interpreter
+from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import (
     INT32_MAX,
     INT32_MIN,
@@ -51,20 +52,22 @@ from tcc.quant.intgraph.qgraph import (
     QParams,
     Requant,
     accumulator_bound,
+    quantize_graph,
     storage_dtype,
 )
 from tcc.quant.table.file import CalibrationTable
-from ..compile import import_onnx
-from tcc.quant.intgraph.plan import plan
-from tcc.quant.intgraph.qgraph import quantize_graph
-from .kernels import reciprocal_division
-from ..compile import resolve_tvm_target
-from .kernels import kernel_for
-from .kernels import QUANTIZE_BLOCK
-from .kernels import ConvShape
-from .kernels import narrow_kernel, supports
+
+from ..compile import import_onnx, resolve_tvm_target
 from . import kernels as kn
-from .kernels import depthwise_primfunc
+from .kernels import (
+    QUANTIZE_BLOCK,
+    ConvShape,
+    depthwise_primfunc,
+    kernel_for,
+    narrow_kernel,
+    reciprocal_division,
+    supports,
+)
 
 
 class _Codes:

@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .instruction_mix import is_simd
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which, cache_root
 from ..tensor_file import write_tensor_file
+from .instruction_mix import is_simd
 
 if TYPE_CHECKING:
     import numpy as np

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .insn_count import plugin_path
-from .instruction_mix import is_simd
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which
 from ..tensor_file import write_tensor_file
+from .insn_count import plugin_path
+from .instruction_mix import is_simd
 
 if TYPE_CHECKING:
     import numpy as np

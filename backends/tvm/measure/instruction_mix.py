@@ -14,7 +14,6 @@ from typing import Any
 from ....targets import get_platform as get_target
 from ..runtime import ToolchainMissing, _which
 
-
 _ARMV7_NEON_ONLY = re.compile(
     r"^v(ld[1-4]|st[1-4]|dup|ext|zip|uzp|trn|tbl|tbx|bsl|bit|bif|rev(16|32|64)|movl|movn|qmovn|qmovun|"
     r"pad[dl]?|pmax|pmin|padal|recpe|recps|rsqrte|rsqrts|cnt|clz|cls|swp|shl|shr|sra|sli|sri|qshl|rshr|"

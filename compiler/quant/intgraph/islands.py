@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ...measure.ort import session
 from .plan import INode, IntGraph
-from ..collect.stats import session
 
 
 def island_model(graph: IntGraph, node: INode) -> onnx.ModelProto:

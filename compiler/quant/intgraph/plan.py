@@ -26,8 +26,19 @@ import onnx
 from onnx import helper
 
 from ...errors import BuildError, CalibrationError
-from ...intops import (INT_OPS, LOOKUP_FUNCTIONS, ONNX_TO_KINDS, PATTERNS, QUANTIZE, TFLITE, NodeView, Role,
-                      channel_factor_input, layernorm_axis, supported)
+from ...intops import (
+    INT_OPS,
+    LOOKUP_FUNCTIONS,
+    ONNX_TO_KINDS,
+    PATTERNS,
+    QUANTIZE,
+    TFLITE,
+    NodeView,
+    Role,
+    channel_factor_input,
+    layernorm_axis,
+    supported,
+)
 from ..table.rules import get_rules
 
 MAX_LISTED = 8

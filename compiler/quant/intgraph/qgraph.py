@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import numpy_helper
 
+from ...errors import CalibrationError
 from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, TFLITE_UNARY, Interpreter, gated
-from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multiplier
-from .plan import INode, IntGraph
+from ..table.file import CalibrationTable
+from ..table.placement import float_nodes
 from ..table.quantizer import qrange, quantize
-from .reach import Reach
 from ..table.rules import ROUNDINGS, TargetRules, get_rules
 from ..table.steps import calibrated_parameters, with_initializers
-from ...errors import CalibrationError
-from ..table.file import CalibrationTable
 from ..table.weight_codes import rounded, weight_codes
-from ..table.placement import float_nodes
+from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multiplier
 from .islands import island_model
+from .plan import INode, IntGraph
+from .reach import Reach
 
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision

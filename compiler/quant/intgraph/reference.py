@@ -36,12 +36,19 @@ import numpy as np
 import onnx
 
 from ...intops import REFERENCE, Interpreter
-from .fixed_point import (INT32_MAX, INT32_MIN, ROUNDING_FUNCTIONS, gemmlowp_multiply,  # noqa: F401 (re-exported)
-                          multiply_by_quantized_multiplier, quantize_multiplier, single_half_away_multiply)
-from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant, quantize_graph
 from ..table.file import CalibrationTable
-from .plan import plan
+from .fixed_point import (  # noqa: F401 (re-exported)
+    INT32_MAX,
+    INT32_MIN,
+    ROUNDING_FUNCTIONS,
+    gemmlowp_multiply,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    single_half_away_multiply,
+)
 from .islands import FloatOps
+from .plan import plan
+from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant, quantize_graph
 
 __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
            "backend_tensors",

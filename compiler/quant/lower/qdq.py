@@ -25,13 +25,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...lower.to_onnx import COMPOSITES_KEY
-from ..table.placement import float_nodes
-from ..intgraph.plan import plan
-from ..table.rules import RULES
 from ..intgraph.layers import find_layers, layer_of
+from ..intgraph.plan import plan
+from ..table.file import CalibrationTable
+from ..table.placement import float_nodes
+from ..table.rules import RULES
 from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import weight_codes
-from ..table.file import CalibrationTable
 
 PER_AXIS_OPSET = 13  # QuantizeLinear / DequantizeLinear take `axis` (per-channel) from opset 13
 MS_DOMAIN = "com.microsoft"  # ONNX Runtime's contrib DequantizeLinear: per-axis at any opset

@@ -34,16 +34,14 @@ import numpy as np
 import onnx
 
 from ...errors import DataError
-from ..table.placement import KEY, float_nodes, placement_doc, with_placement
 from ..intgraph.plan import IntGraph, plan
-from ..table.rules import get_rules
-from ..table.file import CalibrationTable
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
-from ..report.quality import per_sample_cosine
-from ..report.quality import run_ort
 from ..lower.qdq import to_qdq
 from ..report.quality import per_sample_cosine, run_ort
+from ..table.file import CalibrationTable
+from ..table.placement import KEY, float_nodes, placement_doc, with_placement
+from ..table.rules import get_rules
 from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the floor for the speed objective: ORT INT8 output cosine vs FP32 at least this

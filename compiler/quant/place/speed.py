@@ -24,13 +24,14 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from ..table.placement import placement_doc, with_placement
-from ..intgraph.plan import plan
-from ..table.file import CalibrationTable
-from tcc.measure.ort import profile_nodes
 from tcc.measure.machine import machine_info
-from ..lower.qdq import to_qdq
+from tcc.measure.ort import profile_nodes
+
 from ...measure.timing import interleave, ort_runner, ratio
+from ..intgraph.plan import plan
+from ..lower.qdq import to_qdq
+from ..table.file import CalibrationTable
+from ..table.placement import placement_doc, with_placement
 
 ROUNDS = 3  # profiles of the placed model at most (the kept set is usually stable after the first)
 MARGIN = 0.9  # a run of island kernels is kept when it costs less than this share of the integer kernels it replaces

@@ -33,15 +33,15 @@ import onnx
 
 from ...errors import DataError
 from ...files import atomic_write, check_output
+from ...plots import quality_chart, save
 from ...resources import schema_path
 from ..collect.stats import expose, input_name, session
-from ..table.steps import equalized_model
-from ..table.file import CalibrationTable, model_sha256
 from ..intgraph.plan import plan
-from ..lower.qdq import to_qdq
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
-from ...plots import quality_chart, save
+from ..lower.qdq import to_qdq
+from ..table.file import CalibrationTable, model_sha256
+from ..table.steps import equalized_model
 
 SUFFIXES = (".json", ".png", ".svg", ".pdf")
 SCHEMA_PATH = schema_path("quality_report")
@@ -114,8 +114,13 @@ def _quiet_ort_quantization():
 def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) -> onnx.ModelProto:
     """ONNX Runtime's own quantize_static on `fp32` calibrated with `data` [N, ...] (one sample a batch): QDQ
     format, per-channel s8 weights, u8 activations, calibration method MinMax | Entropy | Percentile."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     name = input_name(fp32)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..table.quantizer import fake_quant, scale_for_threshold
 from ..intgraph.layers import Layer, grouped_weight, layer_output
+from ..table.quantizer import fake_quant, scale_for_threshold
 
 
 def _cos(a: np.ndarray, b: np.ndarray, aa: float | None = None) -> float:

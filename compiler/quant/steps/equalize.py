@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 
 from ...intops import Role
+from ..collect.stats import run_batches
 from ..intgraph.layers import grouped_weight, initializers, layer_of, layer_output, layer_rows
 from ..intgraph.plan import INode, IntGraph
 from ..table.quantizer import fake_quant, scale_for_threshold
-from ..collect.stats import run_batches
 from ..table.steps import per_input_channel
 
 CHANNELWISE = ("max_pool", "avg_pool", "global_avg_pool")  # commute with a positive factor per channel

@@ -21,7 +21,6 @@ every backend reads them through tcc.quant.table.weight_codes.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..intgraph.layers import grouped_weight

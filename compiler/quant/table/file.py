@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...bundle import sha256_file as file_sha256  # noqa: F401  (re-exported: tables name weights by it)
 from ...errors import CalibrationError, TccError  # noqa: F401  (CalibrationError: the table's own error)
 from ...resources import schema_path
-from ...bundle import sha256_file as file_sha256  # noqa: F401  (re-exported: tables name weights by it)
 
 SCHEMA_PATH = schema_path("calibration")
 

@@ -27,9 +27,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ...errors import CalibrationError, DataError
 from .placement import doc_float_nodes
-from ...errors import CalibrationError
-from ...errors import DataError
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
 

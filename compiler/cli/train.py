@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .options import OPTIONS
-from .config import render
+from ..spec.train_options import OPTIONS
+from ..train.config import render
 
 _DESCRIPTION = """\
 Train a spec's PyTorch lowering on a folder of labelled images: DIR/<class>/*.png (a seeded stratified split) or
@@ -56,8 +56,8 @@ def _default(value) -> str:
 
 
 def run(args) -> int:
-    from .distributed import main_process, under_torchrun  # deferred for start-up: loads torch
-    from .plan import prepare  # deferred for start-up: loads numpy, torch
+    from ..train.distributed import main_process, under_torchrun  # deferred for start-up: loads torch
+    from ..train.plan import prepare  # deferred for start-up: loads numpy, torch
 
     notes: list[str] = []
     plan = prepare(args, log=notes.append)  # every check, also before starting torchrun
@@ -71,7 +71,7 @@ def run(args) -> int:
 
 def _launch(plan, args) -> int:
     """Start torchrun with this run's resolved options (a temp config file), so every process trains the same."""
-    from .distributed import launch  # deferred for start-up: loads torch
+    from ..train.distributed import launch  # deferred for start-up: loads torch
 
     with tempfile.TemporaryDirectory(prefix="tcc-train-") as tmp:
         config = Path(tmp) / "config.yaml"
@@ -84,9 +84,9 @@ def _launch(plan, args) -> int:
 
 
 def _train(plan, args) -> int:
-    from .distributed import processes  # deferred for start-up: loads torch
-    from .loop import Trainer, deterministic  # deferred for start-up: loads numpy, torch
-    from .rundir import clear_run  # deferred for start-up: loads torch
+    from ..train.distributed import processes  # deferred for start-up: loads torch
+    from ..train.loop import Trainer, deterministic  # deferred for start-up: loads numpy, torch
+    from ..train.rundir import clear_run  # deferred for start-up: loads torch
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     with processes(plan.config.device) as procs, deterministic(procs.device):

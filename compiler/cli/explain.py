@@ -5,12 +5,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from ..cli.args import spec_args, weights_args
-from ..cli.args import load_spec
-from ..frontend import reference_module
+
 from ..errors import DataError
-from ..files import check_output
-from ..files import atomic_write
+from ..files import atomic_write, check_output
+from ..frontend import reference_module
+from .args import load_spec, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -82,9 +81,9 @@ def _class_name(k: int, labels: list[str] | None) -> str:
 def _gradcam(args, model, gm) -> int:
     import numpy as np
 
+    from ..explain.gradcam import explain_image  # deferred for start-up: loads numpy, torch
+    from ..explain.plot import gradcam_figure  # deferred for start-up: loads numpy
     from ..plots import save  # deferred for start-up: loads numpy
-    from .gradcam import explain_image  # deferred for start-up: loads numpy, torch
-    from .plot import gradcam_figure  # deferred for start-up: loads numpy
 
     result = explain_image(model, gm, args.image, args.layer, args.target)
     g, layer = result.gradcam, result.layer
@@ -125,9 +124,9 @@ def _print_gradcam(args, model, result) -> None:
 
 
 def _tsne(args, model, gm) -> int:
+    from ..explain.plot import UNLABELLED, tsne_figure  # deferred for start-up: loads numpy
+    from ..explain.tsne import embed_folder  # deferred for start-up: loads numpy, torch
     from ..plots import save  # deferred for start-up: loads numpy
-    from .plot import UNLABELLED, tsne_figure  # deferred for start-up: loads numpy
-    from .tsne import embed_folder  # deferred for start-up: loads numpy, torch
 
     emb = embed_folder(model, gm, args.tsne, args.layer, args.perplexity, args.seed, args.progress)
     points = Path(args.output).with_suffix(".json")

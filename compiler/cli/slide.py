@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from ..cli.args import weights_args
-from ..cli.args import refuse_with_artifact
+
 from ..errors import DataError
 from ..spec.loader import parse_overrides
+from .args import refuse_with_artifact, weights_args
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -20,7 +20,7 @@ OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded w
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `slide` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
-    from .reader import DEFAULT_MAX_PIXELS  # deferred for start-up: loads numpy
+    from ..slide.reader import DEFAULT_MAX_PIXELS  # deferred for start-up: loads numpy
 
     p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
                                      "tissue mask, patch grid and weight accumulation), here or on Dask",
@@ -59,9 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from .infer import ModelSource  # deferred for start-up: loads numpy
-    from .pipeline import Options, run_slides  # deferred for start-up: loads numpy
-    from .reader import list_images  # deferred for start-up: loads numpy
+    from ..slide.infer import ModelSource  # deferred for start-up: loads numpy
+    from ..slide.pipeline import Options, run_slides  # deferred for start-up: loads numpy
+    from ..slide.reader import list_images  # deferred for start-up: loads numpy
 
     if args.artifact:
         refuse_with_artifact(args)
