@@ -399,7 +399,7 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
     inputs = check_inputs or {"seed": CHECK_SEED, "batch": CHECK_BATCH, "distribution": "standard normal",
                               "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))"}
     return {
-        "reference": "the integer reference executor (tcc.quant.intgraph.reference.Reference) on the same table",
+        "reference": "the integer reference executor (tcc.quant.reference.Reference) on the same table",
         "inputs": inputs,
         "tolerance": tol,
         "result": result,

@@ -284,7 +284,7 @@ class AxBackend(Backend):
         p = kit["prediction"]["end_to_end"]["models"]["tcc_reference"]
         layers = kit["prediction"]["layers"]
         worst = min(layers, key=lambda r: r["cosine"]) if layers else None
-        prediction = {"source": "the integer reference under the chip's rules (tcc.quant.intgraph.reference)",
+        prediction = {"source": "the integer reference under the chip's rules (tcc.quant.reference)",
                       "samples": kit["prediction"]["samples"]["used"], "output_cosine": p["cosine_mean"],
                       "output_cosine_min": p["cosine_min"], "top1_agreement": p["top1_agreement"],
                       **({"worst_layer": worst["tensor"], "worst_layer_cosine": worst["cosine"]} if worst else {}),

@@ -568,7 +568,7 @@ def _kit_readme(spec, input_shape, precision: str) -> str:
         "y = np.frombuffer(open('output.bin', 'rb').read()[24 + 8 * 2:], '<f4')   # a 2-D output",
         "```",
         "",
-        "(`tcc.backends.tvm.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
+        "(`tcc.backends.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
         "tools/arm_runtime/README.md of the tcc repository.)",
         "",
     ]

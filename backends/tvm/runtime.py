@@ -55,7 +55,7 @@ from tcc.errors import BuildError, TccError
 # would come first on sys.path and shadow the real `tvm` package.
 from ...targets import Platform as TargetSpec, get_platform as get_target, known_platforms as known_targets
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)
 TVM_FFI_PIN = "0.1.14.post0"  # 0.1.15.post2, pip's pick for apache-tvm 0.27.0.post1, crashes MetaSchedule
 RUNTIME_SRC = REPO_ROOT / "tools" / "arm_runtime"
