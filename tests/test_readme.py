@@ -1,10 +1,13 @@
-"""The README's command examples, so the documentation cannot drift from the program.
+"""The command examples of the README and of every docs page, so the documentation cannot drift from the program.
 
-Every `tcc` command in the README's shell blocks parses with tcc's own argument parser (the subcommand and every
-flag exist), and the spec, fixture and repository paths it names exist. The "Using it" block runs as written (from
-the repository root, like a user would), with the results its comments promise, and the "new block without Python"
-example (GhostNet's Ghost module) gives exactly the output the README prints, its error message included. The slow
-examples (builds for every target, calibration, training, benchmarks) are only parsed: the backend tests run them.
+Every `tcc` command in the shell blocks of README.md and of every docs/**/*.md page parses with tcc's own argument
+parser (the subcommand and every flag exist), and the spec, fixture and repository paths it names exist; a command
+shown on several pages is checked once, where it first appears (README first, then the pages in path order). The
+README's "Using it" block runs as written (from the repository root, like a user would), with the results its
+comments promise; the weights session and the "new block without Python" example (GhostNet's Ghost module, in
+docs/spec-language.md) give exactly the output the page prints, its error message included; the zoo table
+(docs/zoo.md) is what tools/zoo_table.py prints. The slow examples (builds for every target, calibration, training,
+benchmarks) are only parsed: the backend tests run them.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ from tcc.cli.main import build_parser, main as cli
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
+# README first, then every docs page in path order: a command's first appearance is where it is checked
+PAGES = {"README.md": README, **{p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
+                                 for p in sorted((REPO / "docs").rglob("*.md"))}}
 FIXTURES = REPO.parent / "shared" / "fixtures" / "ddsnet"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
 REPO_PATHS = ("spec/", "zoo/", "tests/", "tools/", "../shared/")
@@ -60,30 +66,56 @@ def commands(block: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-ALL = [(heading, line, argv) for heading, block in shell_blocks(README) for line, argv in commands(block)]
+def page_commands() -> list[tuple[str, str, str, list[str]]]:
+    """(page, heading, line, argv) of every tcc command of every page, each distinct argv once: where it first
+    appears (a command that the README's tour and a docs page both show is parsed once)."""
+    seen, out = set(), []
+    for page, text in PAGES.items():
+        for heading, block in shell_blocks(text):
+            for line, argv in commands(block):
+                if tuple(argv) not in seen:
+                    seen.add(tuple(argv))
+                    out.append((page, heading, line, argv))
+    return out
 
 
-def test_the_readme_has_its_examples():
+ALL = page_commands()
+
+
+def test_the_docs_have_their_examples():
     assert len(ALL) >= 40
-    assert {argv[0] for _, _, argv in ALL} >= {"check", "predict", "build", "calibrate", "diff", "bench", "report",
-                                               "train", "slide", "explain", "golden", "schema"}
+    assert {argv[0] for *_, argv in ALL} >= {"check", "predict", "build", "calibrate", "diff", "bench", "report",
+                                             "train", "slide", "explain", "golden", "schema", "ops"}
+    pages = {page for page, *_ in ALL}
+    assert {"README.md", "docs/int8.md", "docs/golden.md", "docs/bench.md",
+            "docs/train-slide-explain.md", "docs/targets/ort.md", "docs/targets/tvm.md", "docs/targets/tflite.md",
+            "docs/targets/ax.md"} <= pages, pages
 
 
-@pytest.mark.parametrize("heading,line,argv", ALL, ids=[f"{i}:{a[0]}" for i, (_, _, a) in enumerate(ALL)])
-def test_every_command_parses_and_its_paths_exist(heading, line, argv):
+@pytest.mark.parametrize("page,heading,line,argv", ALL, ids=[f"{p}:{i}:{a[0]}" for i, (p, _, _, a) in enumerate(ALL)])
+def test_every_command_parses_and_its_paths_exist(page, heading, line, argv):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
             build_parser().parse_args(argv)
     except SystemExit:
-        pytest.fail(f"README ({heading}): `{line}` does not parse: {err.getvalue().strip()}")
+        pytest.fail(f"{page} ({heading}): `{line}` does not parse: {err.getvalue().strip()}")
     for token in argv:
         for value in token.split("=", 1)[-1:]:
             if value.startswith(REPO_PATHS) and not value.startswith("tests/golden/"):
-                assert (REPO / value).exists(), f"README ({heading}): `{line}` names {value}, which does not exist"
+                assert (REPO / value).exists(), f"{page} ({heading}): `{line}` names {value}, which does not exist"
 
 
-USING_IT = next(block for heading, block in shell_blocks(README) if heading == "Using it")
+def search(pattern: str) -> re.Match:
+    """The first match of a multi-line pattern on any page (README first)."""
+    for text in PAGES.values():
+        m = re.search(pattern, text, re.M | re.S)
+        if m:
+            return m
+    raise AssertionError(f"no page shows {pattern!r}")
+
+
+USING_IT = next(block for text in PAGES.values() for heading, block in shell_blocks(text) if heading == "Using it")
 
 
 @needs_fixtures
@@ -107,8 +139,8 @@ def test_using_it_runs_as_written(monkeypatch, capsys):
 
 @needs_fixtures
 def test_weights_example_prints_what_the_readme_shows(monkeypatch, capsys):
-    """The weights paragraph's session: a DDSNet checkpoint for 2 classes with the plain command, from the root."""
-    m = re.search(r"^```\n\$ \.venv/bin/tcc (predict spec/ddsnet\.yaml [^\n]*)\n(.*?)\n```", README, re.M | re.S)
+    """The weights session (docs/index.md): a DDSNet checkpoint for 2 classes with the plain command, from the root."""
+    m = search(r"^```\n\$ \.venv/bin/tcc (predict spec/ddsnet\.yaml [^\n]*)\n(.*?)\n```")
     monkeypatch.chdir(REPO)
     assert cli(shlex.split(m.group(1))) == 0
     out, err = capsys.readouterr()
@@ -116,22 +148,22 @@ def test_weights_example_prints_what_the_readme_shows(monkeypatch, capsys):
 
 
 def test_zoo_table_is_what_tools_zoo_table_prints(capsys):
-    """README's zoo table is tools/zoo_table.py's output (every number asserted against torchvision elsewhere)."""
+    """The zoo table (docs/zoo.md) is tools/zoo_table.py's output (every number asserted against torchvision
+    elsewhere)."""
     import runpy
 
     runpy.run_path(str(REPO / "tools" / "zoo_table.py"), run_name="zoo_table").get("main")()
     table = capsys.readouterr().out
-    assert table in README
+    assert any(table in text for text in PAGES.values()), "no page shows tools/zoo_table.py's table"
 
 
 def yaml_block(first_line: str) -> str:
-    m = re.search(r"^```yaml\n(" + re.escape(first_line) + r"\n.*?)^```", README, re.M | re.S)
-    return m.group(1)
+    return search(r"^```yaml\n(" + re.escape(first_line) + r"\n.*?)^```").group(1)
 
 
 def test_new_block_example_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):
-    """The Ghost module example: the two files as the README shows them, `tcc check` on them, and on the mistake it
-    describes (ghost2 with out: 31), print exactly the README's lines."""
+    """The Ghost module example (docs/spec-language.md): the two files as the page shows them, `tcc check` on them,
+    and on the mistake it describes (ghost2 with out: 31), print exactly the page's lines."""
     block = yaml_block("# my_blocks/ghost_module.yaml")
     model = yaml_block("# ghostnet_tiny.yaml")
     (tmp_path / "my_blocks").mkdir()
@@ -140,8 +172,8 @@ def test_new_block_example_prints_what_the_readme_shows(tmp_path, monkeypatch, c
     bad = model.replace("{id: ghost2, block: ghost_module, out: 32,", "{id: ghost2, block: ghost_module, out: 31,")
     assert bad != model
     (tmp_path / "bad.yaml").write_text(bad)
-    shown = re.search(r"^```\n\$ \.venv/bin/tcc check ghostnet_tiny\.yaml \| tail -1\n(.*?)\n\$ \.venv/bin/tcc check "
-                      r"bad\.yaml[^\n]*\n(.*?)\n```", README, re.M | re.S)
+    shown = search(r"^```\n\$ \.venv/bin/tcc check ghostnet_tiny\.yaml \| tail -1\n(.*?)\n\$ \.venv/bin/tcc check "
+                   r"bad\.yaml[^\n]*\n(.*?)\n```")
     monkeypatch.chdir(tmp_path)
     assert cli(["check", "ghostnet_tiny.yaml"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == shown.group(1)
