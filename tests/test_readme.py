@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tcc.cli.main import build_parser, main as cli
+from tcc.cli.main import main as cli
+from tcc.cli.parser import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

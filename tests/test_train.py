@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from conftest import ROOT
 from train_data import texture_patches
 
-from tcc.cli.main import build_parser, main
+from tcc.cli.main import main
+from tcc.cli.parser import build_parser
 from tcc.train.config import resolve
 from tcc.train.data import find_split
 from tcc.train.distributed import Processes

@@ -43,3 +43,69 @@ def refuse_with_artifact(args) -> None:
     if baked:
         raise BuildError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; "
                          f"drop {', '.join(baked)}")
+
+
+def steps_args(p) -> None:
+    """The post-training steps' switches (tcc.quant.table.steps), shared by `tcc calibrate` and `tcc build --data`. Not
+    given, each takes the spec's `calibrate:` section, else tcc's default."""
+    from ..quant.table.steps import Steps  # deferred for start-up: loads numpy, onnx
+
+    on_off, default = argparse.BooleanOptionalAction, Steps()
+
+    def state(name):
+        return f"default: the spec's `calibrate:` section, else {'on' if default.enabled(name) else 'off'}"
+
+    p.add_argument("--equalization", action=on_off, default=None,
+                   help="cross-layer equalization of producer -> consumer pairs through a ReLU ("
+                        + state("equalization") + "; measured on the DDSNet checkpoints: README, INT8)")
+    p.add_argument("--bias-correction", action=on_off, default=None,
+                   help="empirical per-channel bias correction on the calibration data ("
+                        + state("bias_correction") + ")")
+    p.add_argument("--rounding", action=on_off, default=None,
+                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; " +
+                        state("rounding") + ")")
+    p.add_argument("--activation-bits", type=int, choices=[8, 16], default=None,
+                   help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
+                        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, no cosine search: "
+                        "README, INT8)")
+    p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
+                   help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
+                        "then depends on the machine's speed and says which layers were reached)")
+
+
+def step_switches(args) -> dict:
+    """The steps' switches as given (None: not given); tcc.quant.table.steps.Steps.chosen resolves them against the
+    spec's `calibrate:` section where the model is loaded."""
+    return {"equalization": args.equalization, "bias_correction": args.bias_correction, "rounding": args.rounding,
+            "rounding_budget": args.rounding_budget}
+
+
+def specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:
+    p.add_argument("specs", nargs="*", help=specs_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a model parameter ({set_applies_to})")
+
+
+def placement_args(p: argparse.ArgumentParser, when: str) -> None:
+    """The placement step's options (tcc.quant.place.placer), shared by calibrate and build --data."""
+    p.add_argument("--min-cos", type=float, metavar="C",
+                   help=f"{when}keep the fewest nodes in float (float islands) that bring the mean output cosine vs "
+                        "FP32 on the calibration samples to C (measured per node, greedy by gain per cost)")
+    p.add_argument("--min-worst-cos", type=float, metavar="W",
+                   help=f"{when}the same placement, also until the lowest per-sample output cosine vs FP32 on those "
+                        "samples is at least W (a floor for the worst input, not only the mean)")
+    p.add_argument("--speed", action="store_const", const="ort",
+                   help=f"{when}ort rules: keep in float the nodes whose ONNX Runtime integer kernel measures slower "
+                        "than float on this CPU (profiled here), where the cosine floor (--min-cos, default 0.9995) "
+                        "allows it")
+    p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
+                   help=f"{when}keep this node of the integer graph in float (repeatable)")
+    p.add_argument("--place-samples", type=int, default=16, metavar="N",
+                   help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)")
+
+
+def place_options(args):
+    from ..quant.place.placer import PlaceOptions  # deferred for start-up: loads numpy, onnx
+
+    return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed,
+                        keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0))

@@ -14,6 +14,7 @@ from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, par
 from .checkpoint_layouts import parse_layouts
 from .expr import evaluate
 from .schema import validate
+from .zoo import resolve_spec
 from .yamlpos import PosDict, PosList, load_file, parse_scalar
 
 ZOO_DIR = blocks_dir()
@@ -220,8 +221,8 @@ def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
 
 
 def load_model(path: str | Path, overrides: dict | None = None) -> Model:
-    """Load, validate and expand a model spec into its IR graph."""
-    path = Path(path)
+    """Load, validate and expand a model spec into its IR graph. `path`: a spec file, or a zoo model's name."""
+    path = resolve_spec(path)
     doc = load_document(path)
     if doc["kind"] != "model":
         raise SpecError("this is a block, not a model: use it from a model's layers", doc.where("kind"))

@@ -1,0 +1,93 @@
+"""`tcc bench`: benchmark every engine on the same model (bench.json, bench.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import DataError
+from ..spec.loader import parse_overrides
+from .args import specs_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark every engine on the same model: latency, calibration, INT8 quality, "
+                                     "build phases, sizes, ARM instruction counts; writes bench.json and bench.md")
+    specs_args(p, "model specs (default: ddsnet with the GC checkpoint, and fastnet)", "one spec")
+    p.add_argument("--weights", help="PyTorch state_dict (one spec; default: seeded random weights)")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--quick", action="store_true", help="one small model (FastNet at 64x64) through every section, "
+                                                       "in about a minute")
+    p.add_argument("--only", metavar="BUNDLES", help="comma-separated bundles to build and time, e.g. "
+                                                     "ort-fp32,ort-int8,host-fp32")
+    p.add_argument("--rounds", type=int, help="interleaved latency rounds (default 10)")
+    p.add_argument("--runs", type=int, help="inferences per engine per round (default 20)")
+    p.add_argument("--calib-images", type=int, help="calibration crops (default 128)")
+    p.add_argument("--held-out", type=int, help="judging crops, never calibrated on (default 64)")
+    p.add_argument("--method", choices=["minmax", "percentile", "kl", "kl+cos"], help="tcc's calibration method")
+    p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
+    p.add_argument("--no-placement", action="store_true",
+                   help="skip the ort table's speed placement and its ort-int8-placed bundle")
+    p.add_argument("--tvm-variants", action="store_true",
+                   help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
+    from ..bench import (
+        BenchConfig,
+        BenchModel,
+        default_models,
+        quick_config,
+        run_bench,
+        to_markdown,
+    )  # deferred for start-up: loads numpy
+    from ..bench.run import FULL_MATRIX  # deferred for start-up: loads numpy
+    out = Path(args.output)
+    work = out / "work"
+    if args.quick:
+        config = quick_config(work)
+    elif args.specs:
+        if len(args.specs) > 1 and (args.weights or args.overrides):
+            raise DataError("--weights / --set apply to one spec; benchmark several specs one at a time")
+        models = [BenchModel(Path(s).stem, Path(s), Path(args.weights) if args.weights else None, args.by_order,
+                             parse_overrides(args.overrides)) for s in args.specs]
+        for m in models:
+            if not m.spec.exists():
+                raise DataError(f"{m.spec}: no such spec")
+        config = BenchConfig(models, work)
+    else:
+        config = BenchConfig(default_models(), work)
+    if args.only:
+        known = {f"{t}-{p}": (t, p) for t, p in FULL_MATRIX}
+        wanted = [e for e in args.only.split(",") if e]
+        unknown = [e for e in wanted if e not in known]
+        if unknown or not wanted:
+            raise DataError(f"--only: unknown bundle {', '.join(unknown) or '(none given)'}; known: "
+                            + ", ".join(known))
+        config.matrix = tuple(known[e] for e in wanted)
+    for name in ("rounds", "runs", "calib_images", "held_out"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    for name in ("rounds", "runs", "calib_images", "held_out", "method"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    if args.no_memory:
+        config.memory = False
+    if args.no_placement:
+        config.placement = False
+    config.tvm_variants = args.tvm_variants
+    doc = run_bench(config, progress=args.progress, log=lambda s: None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "bench.md").write_text(to_markdown(doc) + "\n")
+    for t in doc["targets"]:
+        print(f"{t['status']:<12} {t['model']:<10} {t['what']}: {t['measured']} (bound {t['bound']})"
+              + (f"\n{'':<23} {t['context']}" if t.get("context") else ""))
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'} ({doc['seconds']:.0f} s)")
+    return 0

@@ -1,0 +1,45 @@
+"""`tcc diff`: run two implementations of a model on one input and compare every tensor both expose."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..spec.loader import parse_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="run two implementations of a model on one input and compare every tensor both "
+                                    "expose, first divergence first")
+    p.add_argument("a", help="a bundle directory, a spec file (its PyTorch lowering), 'pytorch' (with --spec) or "
+                             "'reference[:RULES]' (the integer reference on --calib's table)")
+    p.add_argument("b", help="the same kinds as A")
+    p.add_argument("--input", required=True, help="an image (through the spec's or bundle's preprocessing) or a .npy")
+    p.add_argument("--spec", help="the model's spec (needed by pytorch, reference and an ORT INT8 bundle's tensors)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model parameter (as the bundle was built)")
+    p.add_argument("--weights", help="PyTorch state_dict the model was built with")
+    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
+    p.add_argument("--calib", help="calibration table for reference[:RULES] (default: the INT8 bundle's own)")
+    p.add_argument("--min-cosine", type=float, default=0.9999, help="a float tensor below this diverges")
+    p.add_argument("--max-rel", type=float, default=1e-3,
+                   help="or where max |a - b| / max |b| is above this (e.g. 0.05 for INT8 against FP32)")
+    p.add_argument("--max-lsb", type=float, default=1.0, help="an integer tensor (both sides) above this diverges")
+    p.add_argument("--all", action="store_true", help="print every tensor (default: the rows around the first "
+                                                      "divergence when there are many)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """`tcc diff A B --input X`: both on one input, every tensor both expose compared in graph order."""
+    from ..diff import Context, diff, format_diff  # deferred for start-up: loads numpy
+
+    ctx = Context(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
+                  by_order=args.by_order, key_map=args.key_map, calib=args.calib)
+    result = diff(args.a, args.b, args.input, ctx, args.min_cosine, args.max_lsb, args.max_rel)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_diff(result, every=args.all))
+    return 0

@@ -1,0 +1,51 @@
+"""The model zoo shipped with tcc: every model spec (spec/*.yaml, spec/baselines/*.yaml) by its file name, so that a
+command takes `ddsnet` where it takes `spec/ddsnet.yaml` (`tcc build ddsnet --target arm-a7`), in the checkout and
+from an installed wheel alike (tcc.resources finds the files)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SpecError
+from ..resources import specs_dir
+from .build import suggest
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str  # the spec's file stem: what a command takes
+    path: Path
+    group: str  # "paper" (the seed papers' models) | "baseline" (torchvision's families)
+    summary: str  # the spec's first comment line
+
+
+def _summary(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.lstrip("# ").strip()
+        if line.startswith("#") and text and not text.startswith("yaml-language-server"):
+            return text
+    return ""
+
+
+def zoo_models() -> dict[str, ZooModel]:
+    """Name -> model, the papers' models first, then the baselines, each group by name."""
+    root = specs_dir()
+    found = [ZooModel(p.stem, p, "paper", _summary(p)) for p in sorted(root.glob("*.yaml"))]
+    found += [ZooModel(p.stem, p, "baseline", _summary(p)) for p in sorted((root / "baselines").glob("*.yaml"))]
+    return {m.name: m for m in found}
+
+
+def resolve_spec(spec: str | Path) -> Path:
+    """A spec argument as a file: an existing path (or anything that reads as one: a folder or a suffix) is
+    itself; a bare name is the zoo model of that name. A name that is neither is refused with the closest name."""
+    path = Path(spec)
+    if path.exists() or path.suffix or len(path.parts) > 1 or not _NAME.match(str(spec)):
+        return path
+    models = zoo_models()
+    if str(spec) in models:
+        return models[str(spec)].path
+    raise SpecError(f"no such spec file, and no zoo model named '{spec}'{suggest(spec, models)}; "
+                    "`tcc zoo` lists the models")
