@@ -8,6 +8,11 @@ An `IntOp` states, for one kind of integer node:
   op, Mul, the first whose check passes takes the node);
 - which of the node's inputs are the activations it computes on (`reads`), the rest being constants;
 - whether a following Relu / Clip folds into it (`fuses_activation`; the pass `mark_fused_activations` reads this);
+- what the plan records of a node of the kind beyond its inputs and outputs (`fields`: the weight and bias of a
+  weighted producer, the factor of a channel scale, the function of a lookup);
+- whether it is a candidate for a float island when placement weighs accuracy and speed (`placeable`: the kinds
+  that compute; moving codes gains nothing), and whether it commutes with a positive factor per channel
+  (`channelwise`: cross-layer equalization rescales through it);
 - the interpreters that implement it (`lowerings`).
 
 What a kind computes is written once per stage, as the method named after the kind of one interpreter class:
@@ -95,6 +100,15 @@ class IntOp:
     # inputs that are not constants, in any position: Mul(c, x))
     lowerings: frozenset = field(default=ALL_LOWERINGS)
     limits: dict = field(default_factory=dict)  # lowering -> a further check of what that lowering takes
+    # the plan's record of a node of this kind: INode fields, and under "attrs" the attributes it keeps if not all
+    fields: Callable[[NodeView], dict] = lambda view: {}
+    placeable: bool = False  # computes: placement weighs keeping it in float (moving codes gains nothing)
+    # commutes with a positive factor per channel (c * f(x) == f(c * x) channel by channel), so cross-layer
+    # equalization rescales through it; a function of the node's view where it depends on the shapes
+    channelwise: bool | Callable[[NodeView], bool] = False
+
+    def commutes_per_channel(self, view: NodeView) -> bool:
+        return self.channelwise(view) if callable(self.channelwise) else self.channelwise
 
 
 # ---------------------------------------------------------------------------------------------------- limits
@@ -380,6 +394,38 @@ def gated(gate: str) -> Callable[[np.ndarray, dict], np.ndarray]:
     return lambda x, a: x * g(x, a)
 
 
+# ---------------------------------------------------------------------------------------------------- plan fields
+def _weighted_fields(v: NodeView) -> dict:
+    """The weight and bias initializers and the weight's output-channel axis (Gemm with transB and Conv: 0)."""
+    w_axis = 0 if (v.op_type == "Gemm" and v.attrs.get("transB", 0)) or v.op_type == "Conv" else 1
+    return {"weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None,
+            "w_axis": w_axis}
+
+
+def _lookup_fields(v: NodeView) -> dict:
+    return {"lookup": v.op_type}
+
+
+def _channel_scale_fields(v: NodeView) -> dict:
+    return {"factor": channel_factor_input(v)}
+
+
+def _layernorm_fields(v: NodeView) -> dict:
+    """One axis (recorded in the attributes), the scale and the bias: a composite of tcc's ONNX lowering (one input)
+    names them in its attributes (they leave the attributes), a LayerNormalization node as its inputs."""
+    attrs = {k: a for k, a in v.attrs.items() if k not in ("weight", "bias")} | {"axes": [layernorm_axis(v)]}
+    if len(v.inputs) < 2:
+        return {"attrs": attrs, "weight": v.attrs.get("weight"), "bias": v.attrs.get("bias")}
+    return {"attrs": attrs, "weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None}
+
+
+def _flattens_channels(v: NodeView) -> bool:
+    """A reshape of [N, C, 1, 1] to [N, C]: channel i stays feature i."""
+    src, dst = v.shape(v.inputs[0]), v.shape(v.outputs[0])
+    return (src is not None and dst is not None and len(src) == 4 and len(dst) == 2 and tuple(src[2:]) == (1, 1)
+            and src[1] == dst[1])
+
+
 # ---------------------------------------------------------------------------------------------------- the table
 ACTIVATION_OPS = ("Relu", "Clip")  # the ONNX activations a producer may fold into its clamp
 
@@ -388,35 +434,39 @@ INT_OPS: dict[str, IntOp] = {
     for op in [
         IntOp("conv", Role.WEIGHTED, ("Conv",), "2-D convolution (grouped, depthwise, dilated): int8 weights per "
               "output channel, int32 accumulator and bias, requantized per channel", _check_conv,
-              fuses_activation=True, limits={TFLITE: _tflite_conv}),
+              fuses_activation=True, limits={TFLITE: _tflite_conv}, fields=_weighted_fields, placeable=True),
         IntOp("gemm", Role.WEIGHTED, ("Gemm", "MatMul"), "fully connected layer: int8 weights per output feature, "
-              "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True),
+              "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True,
+              fields=_weighted_fields, placeable=True),
         IntOp("add", Role.ELEMENTWISE, ("Add",), "sum of two tensors at their own scales (TFLite's integer ADD: "
               "both inputs << 20 to a common scale, summed, requantized); broadcasting", _check_binary,
-              fuses_activation=True, reads="all"),
+              fuses_activation=True, reads="all", placeable=True),
         IntOp("mul", Role.ELEMENTWISE, ("Mul",), "product of two tensors ((a - za) (b - zb) in int32, requantized "
-              "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary, reads="all"),
+              "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary, reads="all",
+              placeable=True),
         IntOp("channel_scale", Role.CHANNEL_SCALE, ("PRelu", "Mul"), "x times a constant factor per channel, one "
               "for codes >= the zero point and one below (PReLU's slope; a Mul by a constant: layer scale): the "
               "zero-point-free code requantized by s_in * factor / s_out per channel", _check_channel_scale,
-              reads="variable", limits={TFLITE: _tflite_channel_scale}),
+              reads="variable", limits={TFLITE: _tflite_channel_scale}, fields=_channel_scale_fields),
         IntOp("lookup", Role.LOOKUP, tuple(LOOKUP_FUNCTIONS), "a unary function as a 256-entry table from input "
               "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, GELU, leaky ReLU, ELU, and x * g(x) "
-              "patterns: SiLU)", _check_lookup, limits={TFLITE: _tflite_lookup}),
+              "patterns: SiLU)", _check_lookup, limits={TFLITE: _tflite_lookup}, fields=_lookup_fields,
+              placeable=True),
         IntOp("clamp", Role.ACTIVATION, ACTIVATION_OPS, "Relu / Clip not folded into a producer: rescale to the "
               "output's scale, then clamp at the codes of the bounds", _check_clamp),
         IntOp("max_pool", Role.PASS_THROUGH, ("MaxPool",), "max over windows of codes (padding: the lowest code; "
-              "ceil_mode: extra end padding)", _check_pool, shares_scale=True),
+              "ceil_mode: extra end padding)", _check_pool, shares_scale=True, channelwise=True),
         IntOp("avg_pool", Role.POOL, ("AveragePool",), "window sums of zero-point-free codes, requantized by "
-              "s_in / (s_out * window area)", _check_pool, shares_scale=True),
+              "s_in / (s_out * window area)", _check_pool, shares_scale=True, placeable=True, channelwise=True),
         IntOp("global_avg_pool", Role.POOL, ("GlobalAveragePool",), "sum over H x W, requantized by "
-              "s_in / (s_out * H * W)", _check_pool),
+              "s_in / (s_out * H * W)", _check_pool, placeable=True, channelwise=True),
         IntOp("global_max_pool", Role.PASS_THROUGH, ("GlobalMaxPool",), "max of codes over H x W: moves codes",
               _check_global_pool, shares_scale=True),
         IntOp("concat", Role.CONCAT, ("Concat",), "concatenation; each input rescaled to the output's scale "
               "(a copy where they are equal)", reads="all"),
         IntOp("reshape", Role.PASS_THROUGH, ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"),
-              "new shape, same element order (NCHW): moves codes", _check_shape_op, shares_scale=True),
+              "new shape, same element order (NCHW): moves codes", _check_shape_op, shares_scale=True,
+              channelwise=_flattens_channels),
         IntOp("transpose", Role.PASS_THROUGH, ("Transpose",), "permutes axes (channel shuffle): moves codes",
               _check_shape_op, shares_scale=True),
         IntOp("split", Role.PASS_THROUGH, ("Split",), "splits along an axis: moves codes", _check_shape_op,
@@ -425,7 +475,7 @@ INT_OPS: dict[str, IntOp] = {
               "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE})),
         IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
               "form; in an INT8 graph a float island where the target allows float ops", _check_layernorm,
-              lowerings=frozenset({TFLITE})),
+              lowerings=frozenset({TFLITE}), fields=_layernorm_fields),
     ]
 }
 

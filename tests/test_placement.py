@@ -324,11 +324,11 @@ def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
     them is left quantized (a fixpoint grown from below stopped at the first, whose reader is the next concat)."""
     from pathlib import Path
 
-    from tcc.quant.place.placer import CANDIDATE_KINDS, absorbed
+    from tcc.quant.place.placer import absorbed
 
     fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
-    computing = {n.name for n in graph.nodes if n.kind in CANDIDATE_KINDS}
+    computing = {n.name for n in graph.nodes if n.op.placeable}
     concats = {n.name for n in graph.nodes if n.kind == "concat"}
     assert len(concats) == 16
     assert absorbed(graph, computing) == {n.name for n in graph.nodes}
@@ -355,11 +355,11 @@ def test_spread_error_gets_the_cheapest_float_tail():
     head is in float, and with nothing else, stands for such a model."""
     from pathlib import Path
 
-    from tcc.quant.place.placer import CANDIDATE_KINDS, Score, _float_tail, node_cost
+    from tcc.quant.place.placer import Score, _float_tail, node_cost
 
     fe = lower_spec(Path(__file__).resolve().parents[1] / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
-    computing = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS]
+    computing = [n.name for n in graph.nodes if n.integer and n.op.placeable]
     late = computing[-6:]  # needed: the last 6 computing nodes (dense4's last layers, the head)
     calls = []
 

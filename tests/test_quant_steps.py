@@ -19,7 +19,8 @@ from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.lower.qdq import run, to_qdq
 from tcc.quant.steps.bias_correction import layer_shift
-from tcc.quant.steps.rounding import decode, encode, optimise
+from tcc.quant.steps.rounding import optimise
+from tcc.quant.table.weight_codes import decode, encode, weight_codes
 from tcc.quant.table.quantizer import fake_quant
 from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
 
@@ -87,7 +88,7 @@ def test_bias_correction_removes_a_planted_per_channel_shift():
         """Per output channel: mean of (quantized input x quantized weight + the table's bias) - FP32 output."""
         inp = table.tensors["input"]
         xq = fake_quant(x, inp["scale"], 8, inp["signed"], zero_point=inp["zero_point"]).astype(np.float64)
-        wq = table.weight_codes("w", w) * table.weight_scale("w").astype(np.float64)[:, None, None, None]
+        wq = weight_codes(table, "w", w) * table.weight_scale("w").astype(np.float64)[:, None, None, None]
         b = calibrated_parameters(model, table.doc).get("b", numpy_helper.to_array(model.graph.initializer[1]))
         y_q = np.einsum("nchw,oc->nohw", xq, wq.reshape(c_out, c_in)) + b[None, :, None, None]
         y = run_fp32(model, x, ["output"])["output"]

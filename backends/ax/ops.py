@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from tcc.intops import INT_OPS
+
 
 @dataclass(frozen=True)
 class Constraint:
@@ -433,6 +435,24 @@ AX650: Mapping[str, OpRule] = MappingProxyType({
                                "ReduceMin", "Round", "ScatterElements", "ScatterND", "Tile", "Xor")}})
 
 OP_TABLES: Mapping[str, Mapping[str, OpRule]] = MappingProxyType({"ax620": AX620, "ax620e": AX620E, "ax650": AX650})
+
+
+def kind_units(table: str) -> dict[str, dict[str, str | None]]:
+    """A chip's support found from the integer op table's kinds (tcc.intops): per kind, each ONNX op it stands for
+    with the unit the chip's table gives it ("NPU", "CPU", "CPU/NPU"), None where the table lacks the op."""
+    ops = OP_TABLES[table]
+    return {kind: {o: (ops[o].unit if o in ops else None) for o in op.onnx} for kind, op in INT_OPS.items()}
+
+
+def kind_unit(table: str, kind: str) -> str:
+    """One word for `tcc ops`: the unit every ONNX op of the kind runs on, "partly" where the chip lacks some of
+    them (the node's own op decides), "-" where it lacks all."""
+    units = set(kind_units(table)[kind].values())
+    if units == {None}:
+        return "-"
+    if None in units:
+        return "partly"
+    return units.pop() if len(units) == 1 else "CPU/NPU"
 
 
 # ---------------------------------------------------------------------------------------------------- checker

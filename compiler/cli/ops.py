@@ -18,6 +18,8 @@ def run(args) -> int:
     (tcc.intops), so a user sees what an INT8 build for each backend accepts before writing a spec."""
     from tcc.backends import BACKENDS, get_backend  # deferred for start-up: loads numpy
 
+    from tcc.backends.ax.ops import OP_TABLES, kind_unit, kind_units  # deferred for start-up: loads numpy, onnx
+
     from ..intops import INT_OPS  # deferred for start-up: loads numpy
 
     by_backend = {b: get_backend(b).capabilities.int8_lowering for b in BACKENDS}
@@ -27,7 +29,8 @@ def run(args) -> int:
             "ops": {name: {"args": [a.name for a in op.args], "doc": op.doc} for name, op in OPS.items()},
             "integer_ops": {k: {"role": op.role.value, "onnx": list(op.onnx), "lowerings": sorted(op.lowerings),
                                 "doc": op.doc} for k, op in INT_OPS.items()},
-            "int8_lowering_by_backend": by_backend}))
+            "int8_lowering_by_backend": by_backend,
+            "npu_units": {chip: kind_units(chip) for chip in OP_TABLES}}))
         return 0
     print("spec ops (FP32): " + ", ".join(OPS))
     print("\ninteger ops (INT8; a model builds INT8 when every node maps onto one of these):")
@@ -38,4 +41,10 @@ def run(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print("\nINT8 lowering by backend: " + ", ".join(f"{b}: {lw}" for b, lw in by_backend.items())
           + "; patterns x * sigmoid(x), x * hardsigmoid(x), x * tanh(x) are one lookup table")
+    chips = list(OP_TABLES)
+    print("\nAxera NPUs, by kind (the toolchains' op lists; 'partly': some of the kind's ONNX ops are not listed):")
+    rows = [("kind", *chips)] + [(k, *(kind_unit(c, k) for c in chips)) for k in INT_OPS]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return 0

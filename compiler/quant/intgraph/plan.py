@@ -35,8 +35,6 @@ from ...intops import (
     TFLITE,
     NodeView,
     Role,
-    channel_factor_input,
-    layernorm_axis,
     supported,
 )
 from ..table.rules import get_rules
@@ -104,6 +102,11 @@ class IntGraph:
     shapes: dict  # tensor -> shape tuple (batch included; None / names where unknown)
     placed: frozenset = frozenset()  # nodes kept in float by the placement (`floats` of plan)
     how: dict = field(default_factory=dict, repr=False)  # plan's arguments: `replan` plans again with them
+
+    def view(self, node: INode) -> NodeView:
+        """What the op table's per-kind facts see of a planned node (tcc.intops: NodeView)."""
+        constants = frozenset(t.name for t in self.model.graph.initializer)
+        return NodeView(node.op_type, node.attrs, tuple(node.inputs), tuple(node.outputs), self.shapes, constants)
 
     @property
     def islands(self) -> list[INode]:
@@ -303,7 +306,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         if why:
             problems.append((name, node.op_type, why))
             continue
-        fields: dict = {}
+        fields = dict(INT_OPS[kind].fields(view))  # what the kind records of the node (tcc.intops)
+        attrs = fields.pop("attrs", attrs)
         outputs = tuple(node.output)
         covers = tuple(node.covers) if isinstance(node, _Region) else (name,)
         internal: tuple[str, ...] = tuple(node.internal) if isinstance(node, _Region) else ()
@@ -312,20 +316,6 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             fields.update(lookup=pname, gate=node.op_type)
             outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
             covered.add(mul.name)
-        elif kind == "lookup":
-            fields["lookup"] = node.op_type
-        if INT_OPS[kind].role is Role.WEIGHTED:
-            fields["weight"] = node.input[1]
-            fields["bias"] = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            fields["w_axis"] = 0 if (node.op_type == "Gemm" and attrs.get("transB", 0)) or node.op_type == "Conv" \
-                else 1
-        elif kind == "channel_scale":
-            fields["factor"] = channel_factor_input(view)
-        elif kind == "layernorm":  # one axis, the scale and bias (a composite names them in its attributes)
-            attrs["axes"] = [layernorm_axis(view)]
-            fields["weight"] = attrs.pop("weight", None) if isinstance(node, _Region) else node.input[1]
-            fields["bias"] = (attrs.pop("bias", None) if isinstance(node, _Region)
-                              else node.input[2] if len(node.input) > 2 and node.input[2] else None)
         mark = marks.get(name)
         if mark is not None and INT_OPS[kind].fuses_activation:
             act = by_name[mark["node"]]

@@ -45,7 +45,6 @@ from ..table.rules import get_rules
 from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
-CANDIDATE_KINDS = ("conv", "gemm", "add", "mul", "lookup", "avg_pool", "global_avg_pool")  # the ones that compute
 ROUNDS = 3  # ranking passes of the accuracy greedy
 HEAVY_SHARE = 0.5  # a placement keeping more of the model's cost than this in float is warned about
 
@@ -242,7 +241,7 @@ def absorbed(graph: IntGraph, names: set) -> set:
             readers.setdefault(i, []).append(n.name)
     # the largest such set: start from every node that computes nothing and drop those with an integer neighbour
     # until none is left (a chain of them, e.g. a dense block's concats, is absorbed whole or not at all)
-    out = fixed | {n.name for n in graph.nodes if n.kind not in CANDIDATE_KINDS}
+    out = fixed | {n.name for n in graph.nodes if not n.op.placeable}
     shrunk = True
     while shrunk:
         shrunk = False
@@ -261,7 +260,7 @@ def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score
     first; only nodes that gain."""
     out = []
     for n in graph.nodes:
-        if n.name in base or not n.integer or n.kind not in CANDIDATE_KINDS:
+        if n.name in base or not n.integer or not n.op.placeable:
             continue
         gain = options.gain(cos, judge(base | {n.name}))
         if gain > 0:
@@ -314,7 +313,7 @@ def _float_tail(graph: IntGraph, judge, chosen: dict, start: set, options: Place
     tried, on top of what the greedy kept and on top of `start` (what was in float before it: the greedy's picks
     may be scattered over the expensive early layers), and the cheaper one is kept."""
     anchors = {n.name: n for n in graph.nodes}
-    computing = [n.name for n in graph.nodes if n.integer and n.kind in CANDIDATE_KINDS]
+    computing = [n.name for n in graph.nodes if n.integer and n.op.placeable]
 
     def tail(base: set, rest: list, k: int) -> set:
         names = base | set(rest[len(rest) - k:])

@@ -36,7 +36,6 @@ from ..intgraph.plan import INode, IntGraph
 from ..table.quantizer import fake_quant, scale_for_threshold
 from ..table.steps import per_input_channel
 
-CHANNELWISE = ("max_pool", "avg_pool", "global_avg_pool")  # commute with a positive factor per channel
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MAX_FACTOR = 1e3  # no channel is scaled up more than this: one that is (almost) dead on the data would otherwise
 # be blown up to the full range
@@ -60,13 +59,6 @@ def _uses(graph: IntGraph) -> dict[str, int]:
         for i in n.input:
             count[i] = count.get(i, 0) + 1
     return count
-
-
-def _flattens_channels(n: INode, shapes: dict) -> bool:
-    """A reshape of [N, C, 1, 1] to [N, C]: channel i stays feature i."""
-    src, dst = shapes.get(n.inputs[0]), shapes.get(n.outputs[0])
-    return (src is not None and dst is not None and len(src) == 4 and len(dst) == 2 and tuple(src[2:]) == (1, 1)
-            and src[1] == dst[1])
 
 
 def find_pairs(graph: IntGraph) -> list[Pair]:
@@ -93,7 +85,7 @@ def find_pairs(graph: IntGraph) -> list[Pair]:
             for r in readers[t]:
                 if r.op.role is Role.WEIGHTED and r.inputs[0] == t and uses.get(r.weight, 0) == 1:
                     consumers.append(r)
-                elif r.kind in CHANNELWISE or (r.kind == "reshape" and _flattens_channels(r, graph.shapes)):
+                elif r.op.commutes_per_channel(graph.view(r)):
                     through.append(r.outputs[0])
                     frontier.append(r.outputs[0])
                 else:
