@@ -38,14 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
-    from ..bench import (
-        BenchConfig,
-        BenchModel,
-        default_models,
-        quick_config,
-        run_bench,
-        to_markdown,
-    )  # deferred for start-up: loads numpy
+    # deferred for start-up: loads numpy
+    from ..bench import BenchConfig, BenchModel, default_models, quick_config, run_bench, to_markdown
     from ..bench.run import FULL_MATRIX  # deferred for start-up: loads numpy
     out = Path(args.output)
     work = out / "work"

@@ -48,12 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     from ..quant.calibrate import calibrate  # deferred for start-up: loads numpy, onnx
-    from ..quant.report.quality import (
-        check_report_path,
-        format_report,
-        quality_report,
-        save_report,
-    )  # deferred for start-up: loads numpy, onnx
+
+    # deferred for start-up: loads numpy, onnx
+    from ..quant.report.quality import check_report_path, format_report, quality_report, save_report
 
     # user mistakes in the report options fail now, not after the (long) calibration
     if args.report:
