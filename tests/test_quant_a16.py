@@ -260,7 +260,8 @@ def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
     tvm = pytest.importorskip("tvm")
     from test_tvm_int8 import _check_all, _host_vm
 
-    from tcc.backends.tvm.int8.lower import dot_kernel, lower_int8
+    from tcc.backends.tvm.int8.choose import dot_kernel
+    from tcc.backends.tvm.int8.lower import lower_int8
 
     m, t = a16
     x = tiny_data(3, seed=6) * 3

@@ -14,9 +14,10 @@ tvm = pytest.importorskip("tvm")
 from quant_models import tiny_cnn, tiny_data  # noqa: E402
 from test_quant_reference_ops import residual_model  # noqa: E402
 from tvm import relax  # noqa: E402
+from tvm_int8_helpers import multiplier_module, requantize_module  # noqa: E402
 
 from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
-from tcc.backends.tvm.int8.lower import lower_int8, multiplier_module, requantize_module  # noqa: E402
+from tcc.backends.tvm.int8.lower import lower_int8  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
 
@@ -78,7 +79,9 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
 def test_requantize_narrow_form_bit_exact():
     """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
     that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
-    from tcc.backends.tvm.int8.lower import _requant, requantize_params
+    from tvm_int8_helpers import _requant
+
+    from tcc.backends.tvm.int8.requantize import requantize_params
 
     accs, q, shift = _edge_cases()
     keep = shift <= 0
@@ -99,7 +102,9 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
     edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
     accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host."""
     from tcc.backends.tvm.int8 import kernels as kn
-    from tcc.backends.tvm.int8.lower import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+    from tvm_int8_helpers import _requant
+
+    from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
 
     accs, q, shift = _edge_cases()
     keep = (shift <= -1) & (shift >= -30)  # multipliers below 1/2: where both forms apply
@@ -130,7 +135,9 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
 def test_x86_requantization_falls_back_outside_its_bounds():
     """Where a form's arithmetic would not be exact, the lowering takes the next: float64 needs |acc q| < 2^53
     (one more than the bound refuses it), the int32 form multipliers below 1/2 (M in [1/2, 1): the int64 form)."""
-    from tcc.backends.tvm.int8.lower import FLOAT64_EXACT, _requant, float64_requantize_params, int32_requantize_params
+    from tvm_int8_helpers import _requant
+
+    from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
 
     q, shift = np.array([2**30 + 1, 2**31 - 1]), np.array([-3, -1])
     rq = _requant(q, shift, 0, -128, 127, "int8")

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
-from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm.int8 import choose, compute, kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.plan import plan  # noqa: E402
@@ -106,7 +106,7 @@ def _scripts(mod):
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     _skip_unless_runs(target)
     model, table, x, ref_out, ref_codes = odd
-    k = kn.KERNELS[kernel] if kernel else kn.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target(target)))
+    k = kn.KERNELS[kernel] if kernel else choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target(target)))
     if k is None:
         pytest.skip("this CPU has no integer dot-product kernel (no AVX2)")
     names = list(ref_codes)
@@ -114,8 +114,8 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
     assert sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2  # both depthwise convs: 8k channels
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
-    while narrow.name in kn.NARROW:
-        narrow = kn.KERNELS[kn.NARROW[narrow.name]]
+    while narrow.name in choose.NARROW:
+        narrow = kn.KERNELS[choose.NARROW[narrow.name]]
     takes = [n for n in model.graph.node if n.op_type == "Conv" and helper.get_attribute_value(
         next(a for a in n.attribute if a.name == "group")) == 1 and _out_channels(model, n) % narrow.lanes == 0]
     assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's (or twin's) vectors
@@ -130,14 +130,14 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
 def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
     """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
     small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
-    from tcc.backends.tvm.int8 import lower as tvm_int8
+    from tcc.backends.tvm.int8 import requantize as tvm_requantize
 
     _skip_unless_runs("host")
     model, table, x, ref_out, ref_codes = odd
-    k = kn.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
+    k = choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
     if k is None or k.name.startswith("tcc_dot_neon"):
         pytest.skip("no x86 integer dot-product kernel on this machine")
-    monkeypatch.setattr(tvm_int8, "FLOAT64_EXACT", 0)
+    monkeypatch.setattr(tvm_requantize, "FLOAT64_EXACT", 0)
     names = list(ref_codes)
     mod = _lowered(model, table, k, names)
     assert not any("nearbyint" in s for s in _scripts(mod))
@@ -156,7 +156,7 @@ def test_pack_weights_layout_and_bias_correction():
         for c in (5, 8):  # flat (5 channels: not a multiple of the step) and direct
             shape = kn.ConvShape(1, 6, 6, c, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
             wc = w[:, :c] if c <= 5 else rng.integers(-128, 128, (16, c, 3, 3))
-            p = kn.pack_weights(wc, shape, k).astype(np.int64)
+            p = compute.pack_weights(wc, shape, k).astype(np.int64)
             m = shape.tile_vectors(k)
             if k.pairs == 1:
                 p = p[..., None, :, :]  # the pairs axis, before (lanes, group)
@@ -179,27 +179,27 @@ def test_pack_weights_layout_and_bias_correction():
     ww = rng.integers(-128, 128, (4, 45))
     for offset in (-128, 128):
         shifted = (a + offset) @ ww.T
-        np.testing.assert_array_equal(shifted + kn.bias_correction(ww[:, :, None, None], offset), a @ ww.T)
+        np.testing.assert_array_equal(shifted + compute.bias_correction(ww[:, :, None, None], offset), a @ ww.T)
 
 
 def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
     k = kn.KERNELS["tcc_dot_neon_s8"]
     shape = kn.ConvShape(1, 4, 4, 8, 8, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
     w = np.full((8, 8, 1, 1), 5)
-    assert kn.layer_kernel(k, kn.pack_weights(w, shape, k)) is k
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)) is k
     w[3, 0], w[3, 2] = -128, -128  # codes 0 and 2 of channel 3: one lane (h = 0, 1; j = 0) of the same step
-    assert kn.layer_kernel(k, kn.pack_weights(w, shape, k)).name == "tcc_dot_neon_s8_pairs"
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)).name == "tcc_dot_neon_s8_pairs"
     w[3, 2] = -127
     w[3, 1] = -128  # codes 0 and 1: two lanes of a pair, summed only in the int32 accumulator
-    assert kn.layer_kernel(k, kn.pack_weights(w, shape, k)) is k
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)) is k
     dot = kn.KERNELS["tcc_dot_neon_dot16"]  # the dot form: codes m and m + 8 of a step share an int16 lane
     shape16 = kn.ConvShape(1, 4, 4, 32, 8, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-    assert kn.dot_form(shape16, k) == (dot, False)
+    assert choose.dot_form(shape16, k) == (dot, False)
     w = np.full((8, 32, 1, 1), 5)
     w[6, 17], w[6, 26] = -128, -128  # step 1, codes 1 and 10: not one lane
-    assert kn.layer_kernel(dot, kn.pack_weights(w, shape16, dot)) is dot
+    assert choose.layer_kernel(dot, compute.pack_weights(w, shape16, dot)) is dot
     w[6, 25] = -128  # codes 9 and 1 of step 1: one lane
-    assert kn.layer_kernel(dot, kn.pack_weights(w, shape16, dot)).name == "tcc_dot_neon_dot16_pairs"
+    assert choose.layer_kernel(dot, compute.pack_weights(w, shape16, dot)).name == "tcc_dot_neon_dot16_pairs"
 
 
 @pytest.mark.parametrize("mcpu, kernel, instruction", [
@@ -216,10 +216,10 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     from tcc.backends.tvm import schedule as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
-    k = kn.kernel_for(target)
+    k = choose.kernel_for(target)
     assert k is not None and k.name == kernel
     shape = kn.ConvShape(1, 6, 10, 3, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1))
-    func = kn.conv_primfunc(shape, k, k.act_offset("uint8")).with_attr("global_symbol", "main")
+    func = compute.conv_primfunc(shape, k, k.act_offset("uint8")).with_attr("global_symbol", "main")
     sch = s_tir.Schedule(func)
     assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(target))
     asm = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
@@ -233,7 +233,9 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
     _skip_unless_runs("arm-a7")
     from tvm import relax, s_tir
 
-    from tcc.backends.tvm.int8.lower import _requant, neon_requantize_params, requantize_neon_primfunc
+    from tvm_int8_helpers import _requant
+
+    from tcc.backends.tvm.int8.requantize import neon_requantize_params, requantize_neon_primfunc
     from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
 
     rng = np.random.default_rng(0)
@@ -276,7 +278,7 @@ def test_arm_depthwise_unrolls_its_taps_on_one_pixel_tiles(width, unrolled):
     from tcc.backends.tvm.schedule import Int8Depthwise
 
     shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = kn.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
+    func = compute.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
     sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target("arm-a7")), False)
     assert isinstance(sch, s_tir.Schedule)
     loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
@@ -289,7 +291,7 @@ def test_arm_stem_takes_the_broadcast_form_on_an_odd_width(size, form):
     """A 3 x 3 s2 stem on RGB reads an im2col copy; on an odd output width (FastNet's 127: one-pixel tiles) the
     broadcast kernel takes it (no partial-lane sums), on an even one the dot form's two-pixel tiles."""
     shape = kn.ConvShape(1, size, size, 3, 64, 3, 3, (2, 2), (0,) * 4 if size == 256 else (1,) * 4, (1, 1))
-    kernel, im2col = kn.dot_form(shape, kn.KERNELS["tcc_dot_neon_s8"])
+    kernel, im2col = choose.dot_form(shape, kn.KERNELS["tcc_dot_neon_s8"])
     assert im2col and kernel.form == form and shape.out_hw[1] == {224: 112, 256: 127}[size]
-    flat = kn.im2col_shape(shape, kernel)
-    assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and kn.supports(flat, kernel) is None
+    flat = compute.im2col_shape(shape, kernel)
+    assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and choose.supports(flat, kernel) is None

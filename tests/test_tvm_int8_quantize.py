@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tcc.backends.tvm.int8.lower import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
+from tcc.backends.tvm.int8.tir import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
 from tcc.quant.intgraph.qgraph import QParams
 from tcc.quant.intgraph.reference import quantize_input
 
@@ -85,7 +85,7 @@ def _module(shape, p: QParams, reciprocal: bool):
     """main(x) = the quantized input, channels last (the transpose fused behind it, as in a model)."""
     from tvm import relax
 
-    from tcc.backends.tvm.int8.lower import quantize_input_primfunc
+    from tcc.backends.tvm.int8.tir import quantize_input_primfunc
 
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType(shape, "float32"))

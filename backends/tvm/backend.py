@@ -9,6 +9,7 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
     kit/README.md         how to copy the bundle to the board and run it; the tensor file format
     kit/run.sh            `./run.sh input.bin output.bin` from anywhere
 
+kit.py names these files and writes the kit (`write_kit`).
 Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling is
 backends/tvm_compile.py (MetaSchedule tuning: tvm_tune.py), the runtimes and their cache backends/tvm_runtime.py,
 running backends/tvm_run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
@@ -40,13 +41,11 @@ from ... import targets as tvm_targets
 from ..base import Backend, Capabilities, EmitOptions, Exposed
 from . import compile as tvm_compile, run as tvm_run, runtime as rt, tune as tvm_tune, worker as tvm_worker
 from .import_tvm import import_tvm_first
+from .kit import ARTIFACT, KIT, KIT_INFO, write_kit
 from .measure.insn_count import per_inference
 from .measure.instruction_mix import instruction_mix
 from .runtime import TVM_FFI_PIN, TVM_PIN
 
-ARTIFACT = "model.so"
-KIT = "kit"
-KIT_INFO = "kit/kit.json"
 DEPLOY_BATCH = 1  # modules are compiled for one image per call (see the module docstring)
 # ARM vs host: the same TVM schedules, compiled by LLVM for another ISA. ARM code is built with fast-math (ARMv7
 # NEON has no IEEE mode; the target registry explains why) and fuses multiply-adds, so float results differ from
@@ -193,7 +192,7 @@ class TvmBackend(Backend):
         if tune_dir and tune_trials:
             _write_tune_stamp(tune_dir, options.tune)
         with phase("kit"):
-            kit_files = self._write_kit(out_dir, spec, runtime, _input_shape(mod), options)
+            kit_files = write_kit(out_dir, spec, runtime, _input_shape(mod), options)
         return [ARTIFACT, *kit_files]
 
     def _runtime(self, target: str) -> Path:
@@ -236,27 +235,6 @@ class TvmBackend(Backend):
         work.mkdir(parents=True, exist_ok=True)
         done = _read_tune_stamp(work)  # trials the database holds already: only the rest of the budget is run
         return str(work), max(0, options.tune - done)
-
-    def _write_kit(self, out_dir: Path, spec, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
-        kit = out_dir / KIT
-        (kit / "bin").mkdir(parents=True)
-        (kit / "lib").mkdir()
-        files = []
-        shutil.copy2(runtime / "bin" / "tcc-run", kit / "bin" / "tcc-run")
-        files.append(f"{KIT}/bin/tcc-run")
-        for lib in sorted((runtime / "lib").iterdir()):
-            if lib.is_file():
-                shutil.copy2(lib, kit / "lib" / lib.name)
-                files.append(f"{KIT}/lib/{lib.name}")
-        info = {"target": spec.name, "arch": spec.arch, "precision": options.precision,
-                "tvm_version": rt.tvm_versions()[0], "module": f"../{ARTIFACT}", "input_shape": input_shape,
-                "qemu": list(spec.qemu) if spec.qemu else None}
-        (out_dir / KIT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        (kit / "README.md").write_text(_kit_readme(spec, input_shape, options.precision))
-        run_sh = kit / "run.sh"
-        run_sh.write_text(_RUN_SH)
-        run_sh.chmod(0o755)
-        return [*files, KIT_INFO, f"{KIT}/README.md", f"{KIT}/run.sh"]
 
     # ------------------------------------------------------------------ run
     def load(self, bundle_dir: Path) -> TvmLoaded:
@@ -507,72 +485,6 @@ def _read_tune_stamp(work: Path) -> int:
 def _write_tune_stamp(work: str, trials: int) -> None:
     path = Path(work) / _TUNE_STAMP
     path.write_text(json.dumps({"trials": max(trials, _read_tune_stamp(Path(work)))}) + "\n")
-
-
-_RUN_SH = """#!/bin/sh
-# Run the bundle's model on one input: ./run.sh input.bin output.bin [tcc-run options]
-# (tensor files: see README.md in this folder). Works from any directory.
-set -e
-KIT="$(cd "$(dirname "$0")" && pwd)"
-[ $# -ge 2 ] || { echo "usage: $0 input.bin output.bin [--repeat N] [--threads N]" >&2; exit 2; }
-IN="$1"; OUT="$2"; shift 2
-exec "$KIT/bin/tcc-run" "$@" "$KIT/../model.so" "$IN" "$OUT"
-"""
-
-
-def _kit_readme(spec, input_shape, precision: str) -> str:
-    shape = "x".join(str(d) for d in input_shape)
-    qemu = " ".join(spec.qemu) if spec.qemu else None
-    lines = [
-        f"# Deployment kit: {spec.name} ({spec.description}), {precision}",
-        "",
-        "This folder runs `../model.so` without Python: `bin/tcc-run` (the runner) and `lib/` (the TVM runtime"
-        + (", libstdc++ and libgcc_s" if spec.is_cross else "") + "; found through the runner's RUNPATH "
-        "`$ORIGIN/../lib`, no LD_LIBRARY_PATH needed).",
-        "",
-        "## On the board",
-        "",
-        "```sh",
-        "scp -r BUNDLE_DIR board:/opt/model        # the whole bundle: model.so + kit/",
-        "ssh board 'cd /opt/model/kit && ./bin/tcc-run ../model.so input.bin output.bin'",
-        "# or, from anywhere:  /opt/model/kit/run.sh input.bin output.bin",
-        "```",
-        "",
-        "Options: `--repeat N` (prints the median latency), `--threads N`, `--shape D0,D1,..` for a raw float32",
-        "input without header, `--raw-output`. Exit status 0 ok, 1 runtime error, 2 bad command line or input.",
-        "",
-    ]
-    if spec.is_cross:
-        lines += [
-            "Board requirements: Linux with glibc >= 2.34"
-            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if spec.arch == "armv7" else ", ARMv8-A (64-bit)") + ".",
-            "",
-            "On this x86_64 machine the same kit runs under qemu-user:",
-            "",
-            "```sh",
-            f"cd kit && {qemu} bin/tcc-run ../model.so input.bin output.bin",
-            "```",
-            "",
-        ]
-    lines += [
-        "## Tensor files (TCCT, little-endian)",
-        "",
-        f"The input is float32 NCHW `{shape}` (preprocessed as `../README.md` says). A file is a 24-byte header",
-        "`TCCT`, u32 version 1, u32 dtype code (0 int, 1 uint, 2 float), u32 bits, u32 ndim, u32 0; then ndim int64",
-        "dimensions; then the data in C order. The output file holds one such record per model output.",
-        "",
-        "```python",
-        "import numpy as np",
-        "hdr = b'TCCT' + np.array([1, 2, 32, x.ndim, 0], '<u4').tobytes() + np.array(x.shape, '<i8').tobytes()",
-        "open('input.bin', 'wb').write(hdr + x.astype('<f4').tobytes())",
-        "y = np.frombuffer(open('output.bin', 'rb').read()[24 + 8 * 2:], '<f4')   # a 2-D output",
-        "```",
-        "",
-        "(`tcc.backends.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
-        "tools/arm_runtime/README.md of the tcc repository.)",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def _emit_here(model, options, out_dir: Path) -> list[str]:

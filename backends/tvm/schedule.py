@@ -31,6 +31,7 @@ from tvm import ir, relax, s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
 
+from .int8.intrinsics import depthwise_intrin, ensure_registered, partial_sum_intrin
 from .int8.kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
@@ -44,9 +45,6 @@ from .int8.kernels import (
     SUM_BLOCK,
     TILE_SCOPE,
     VECTORS_ATTR,
-    depthwise_intrin,
-    ensure_registered,
-    partial_sum_intrin,
 )
 from .isa import Simd, simd_of, target_has
 

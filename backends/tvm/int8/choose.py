@@ -1,0 +1,117 @@
+"""Which integer dot-product kernel (kernels.py) a target and a layer of the INT8 lowering take: the target's
+kernel from its ISA (`kernel_for`, `dot_kernel`), whether the input's quantization divides by multiply-adds
+(`reciprocal_division`), and per layer whether the kernel takes the conv (`supports`), its narrower twin
+(`narrow_kernel`), its one-product-per-lane twin for weights that would overflow (`layer_kernel`) and, on ARMv7,
+the dot or broadcast form with or without an im2col copy (`dot_form`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..compile import resolve_tvm_target
+from ..isa import target_has
+from .kernels import KERNELS, ConvShape, DotKernel
+
+
+# x86: the kernel for a layer whose output channels fill only part of the target kernel's vector, half as wide
+# (FastNet's 4-channel branches: 8 -> 4 1 x 1 convs took the generic int16 conv, 4x slower than their FP32 twins)
+NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_dot_sse2_madd"}
+# the kernel for weights that put two -128 codes on one int16 lane
+NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs"}
+IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
+
+
+def kernel_for(target) -> DotKernel | None:
+    """The dot-product kernel of a TVM target (None: the generic integer conv). x86 from LLVM's features of the
+    target's CPU (the host build is -mcpu=native: this machine's ISA), ARMv7 from the triple."""
+    def has(feature: str) -> bool:
+        return target_has(target, feature)
+
+    triple = str(target.attrs.get("mtriple", ""))
+    if triple.startswith("arm"):
+        return KERNELS["tcc_dot_neon_s8"] if has("neon") else None
+    if not triple.startswith("x86_64"):
+        return None
+    if has("avx512vnni") and has("avx512bw"):
+        return KERNELS["tcc_dot_avx512_vnni"]
+    if has("avxvnni") and has("avx2"):
+        return KERNELS["tcc_dot_avx_vnni"]
+    if has("avx512bw"):
+        return KERNELS["tcc_dot_avx512_madd"]
+    if has("avx2"):
+        return KERNELS["tcc_dot_avx2_madd"]
+    return None
+
+
+def reciprocal_division(target) -> bool:
+    """Whether float32 division is better done by multiply-adds (tvm_int8.exact_quotient): ARMv7 NEON has no
+    vector division (one scalar vdiv.f32 per element) but VFPv4's fused multiply-add; x86 and AArch64 divide
+    vectors exactly."""
+    return str(target.attrs.get("mtriple", "")).startswith("arm") and target_has(target, "neon") \
+        and target_has(target, "vfp4")
+
+
+def supports(shape: ConvShape, k: DotKernel) -> str | None:
+    """Why the kernel cannot take this conv (None: it can)."""
+    if shape.co % k.lanes:
+        return f"{shape.co} output channels are not a multiple of {k.lanes} lanes"
+    if shape.flat(k) and shape.dilations != (1, 1):
+        return "a dilated conv whose input channels are not a multiple of the step"
+    return None
+
+
+def narrow_kernel(shape: ConvShape, k: DotKernel) -> DotKernel:
+    """`k`, or its narrower twins (`NARROW`) until one's lanes divide the layer's output channels."""
+    while shape.co % k.lanes and k.name in NARROW:
+        k = KERNELS[NARROW[k.name]]
+    return k
+
+
+def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
+    """`k`, or its one-product-per-lane twin where the packed weights put two -128 codes on one 16-bit lane
+    (both products (-128) x (-128) = 2^15 overflow int16)."""
+    if k.name not in NEON_SAFE:
+        return k
+    if k.form == "dot":  # a step's 16 codes: vmull on 0..7, vmlal on 8..15: lanes m and m + 8 share
+        pairs = packed.reshape(-1, 2, 8)
+    else:
+        pairs = packed.reshape(-1, k.pairs, k.lanes, k.group)  # (pairs, lanes, group) innermost
+    if np.any((pairs == -128).all(axis=1)):
+        return KERNELS[NEON_SAFE[k.name]]
+    return k
+
+
+DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs"}
+
+
+def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
+    """The kernel a layer takes and whether it reads an im2col copy of its input. ARMv7: the dot form (16 codes of
+    one pixel against 16 of one output channel per step, no broadcast) where the reduction runs in 16s: input
+    channels a multiple of 16, or few input channels (a stem on RGB) through im2col, where the broadcast form
+    takes the copy instead if the output width is odd; else the broadcast form."""
+    twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
+    if k.name not in twins:
+        return k, False
+    dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)
+    if shape.c % dot.group == 0:
+        return dot, False
+    if shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1:
+        # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
+        # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
+        # sums) on the same im2col copy executed 15% fewer instructions (FastNet's stem, ARMv7: 25.2 M -> 21.5 M;
+        # DDSNet's even-width stem: its total 3% more), and on FastNet's dense layers of odd widths (16 input
+        # channels and more) its total 4.5% more (measured)
+        one_pixel = all(shape.out_hw[1] % p for p in range(2, dot.tile[0] + 1))
+        return (broadcast if one_pixel else dot), True
+    return broadcast, False
+
+
+def _tvm_target(target: str):
+    import tvm
+
+
+    return tvm.target.Target(resolve_tvm_target(target))
+
+
+def dot_kernel(target: str | None):
+    """The integer dot-product kernel for a target of the registry (None: none, the generic form)."""
+    return None if target is None else kernel_for(_tvm_target(target))

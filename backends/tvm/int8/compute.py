@@ -1,0 +1,245 @@
+"""The TE computes of the INT8 convs that tcc's schedule rules tile (backends/tvm/schedule.py): a dense conv in the
+steps of its dot-product kernel (`conv_primfunc`, ARMv7's dot form `dot_conv_primfunc`), the im2col copy that
+turns a conv on few input channels into a 1 x 1 one (`im2col_primfunc`, `im2col_shape`, `im2col_weights`), the
+depthwise conv on int16 taps (`depthwise_primfunc`), and the weights in the kernels' layout (`pack_weights`) with
+the bias that takes back the codes' shift (`bias_correction`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import (
+    CONV_BLOCK,
+    DEPTHWISE_BLOCK,
+    DEPTHWISE_PAD_BLOCK,
+    FLAT_ATTR,
+    KERNEL_ATTR,
+    PAD_BLOCK,
+    SUM_BLOCK,
+    VECTORS_ATTR,
+    ConvShape,
+    DotKernel,
+)
+
+
+def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
+    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step."""
+    oh, ow = shape.out_hw
+    reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
+    return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+
+
+def im2col_weights(w_oihw: np.ndarray, reduction: int) -> np.ndarray:
+    """[C_out, C_in, kh, kw] weights as the 1 x 1 conv on the im2col copy: [C_out, reduction, 1, 1], (ky, kx, c)
+    order, zeros past the window."""
+    co = len(w_oihw)
+    w = np.zeros((co, reduction), np.int64)
+    flat = np.asarray(w_oihw, np.int64).transpose(0, 2, 3, 1).reshape(co, -1)
+    w[:, :flat.shape[1]] = flat
+    return w.reshape(co, reduction, 1, 1)
+
+
+def pack_weights(w_oihw: np.ndarray, shape: ConvShape, k: DotKernel) -> np.ndarray:
+    """Weight codes [C_out, C_in, kh, kw] in the kernel's layout: [C_out / (lanes m), kh, (kw,) steps, m, (pairs,)
+    lanes, group] with m = `tile_vectors` (kw only in the direct form, pairs only where the kernel has them), so
+    that a step of a register tile reads its m vectors' weights as one run; zeros past the window."""
+    co, ci, kh, kw = w_oihw.shape
+    m, step = shape.tile_vectors(k), k.step
+    w = np.asarray(w_oihw, np.int64).transpose(0, 2, 3, 1)  # [co, kh, kw, ci]
+    if k.form == "dot":  # [C_out / t, kh, kw, steps, t, 16], t output channels per tile
+        t = shape.tile_channels(k)
+        packed = w.reshape(co // t, t, kh, kw, ci // step, step).transpose(0, 2, 3, 4, 1, 5)
+        return np.ascontiguousarray(packed).astype(k.weight_dtype)
+    if shape.flat(k):
+        row = np.zeros((co, kh, shape.steps(k) * step), np.int64)
+        row[:, :, :kw * ci] = w.reshape(co, kh, kw * ci)
+        w = row.reshape(co // (k.lanes * m), m, k.lanes, kh, 1, shape.steps(k), k.pairs, k.group)
+    else:
+        w = w.reshape(co // (k.lanes * m), m, k.lanes, kh, kw, ci // step, k.pairs, k.group)
+    # [tiles, m, lanes, kh, kw, steps, pairs, group] -> [tiles, kh, kw, steps, m, pairs, lanes, group]
+    packed = w.transpose(0, 3, 4, 5, 1, 6, 2, 7)
+    if shape.flat(k):
+        packed = packed.squeeze(2)
+    if k.pairs == 1:
+        packed = packed.squeeze(-3)
+    return np.ascontiguousarray(packed).astype(k.weight_dtype)
+
+
+def bias_correction(w_oihw: np.ndarray, offset: int) -> np.ndarray:
+    """What the kernel's sum misses per output channel when the codes it reads are shifted by `offset`:
+    sum(a w) = sum((a + offset) w) - offset sum(w)."""
+    return -offset * np.asarray(w_oihw, np.int64).reshape(len(w_oihw), -1).sum(axis=1)
+
+
+def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
+    """The conv as a TE compute in the kernel's steps: int32 acc [n, oh, ow, co] of x [n, h, w, c] (the kernel's
+    activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero)."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731  (Relax's shapes are int64)
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
+    flat = shape.flat(k)
+    m = shape.tile_vectors(k)
+    wshape = [shape.co // (k.lanes * m), shape.kh, *(() if flat else (shape.kw,)), shape.steps(k), m,
+              *((k.pairs,) if k.pairs > 1 else ()), k.lanes, k.group]
+    weights = te.placeholder([i64(d) for d in wshape], k.weight_dtype, name="weights")
+    extra = shape.extra_columns(k)
+    if any((pt, pl, pb, pr, extra)):
+        hp, wp = shape.h + pt + pb, shape.w + pl + pr + extra
+
+        def padded(n, y, xx, c):
+            inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+            return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c], tirx.const(pad_code, k.act_dtype))
+
+        src = te.compute([i64(d) for d in (shape.n, hp, wp, shape.c)], padded, name=PAD_BLOCK)
+    else:
+        src = x
+    ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
+    g = te.reduce_axis((i64(0), i64(shape.steps(k))), name="g")
+    j = te.reduce_axis((i64(0), i64(k.group)), name="j")
+    h = te.reduce_axis((i64(0), i64(k.pairs)), name="h") if k.pairs > 1 else None
+    kx = None if flat else te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    lanes, tile = i64(k.lanes), i64(k.lanes * m)
+
+    def acc(n, y, xx, co):
+        e = (g * k.pairs + h) * k.group + j if h is not None else g * k.group + j
+        taps = (ky,) if flat else (ky, kx)
+        w = weights[(co // tile, *taps, g, (co // lanes) % i64(m), *((h,) if h is not None else ()), co % lanes, j)]
+        if flat:
+            f = xx * (sw * shape.c) + e
+            a = src[n, y * sh + ky, tirx.floordiv(f, shape.c), tirx.floormod(f, shape.c)]
+        else:
+            a = src[n, y * sh + ky * dh, xx * sw + kx * dw, e]
+        return te.sum(a.astype("int32") * w.astype("int32"),
+                      axis=[ky, *(() if flat else (kx,)), g, *((h,) if h is not None else ()), j])
+
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)], acc, name=CONV_BLOCK,
+                     attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m})
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
+
+def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
+    """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
+    products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
+    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    t = shape.tile_channels(k)
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.co // t, shape.kh, shape.kw, shape.c // 16, t, 16)],
+                             k.weight_dtype, name="weights")
+    src = _padded(x, shape, pad_code, k.act_dtype) if any((pt, pl, pb, pr)) else x
+    ky, kx = te.reduce_axis((i64(0), i64(shape.kh)), name="ky"), te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    g = te.reduce_axis((i64(0), i64(shape.c // 16)), name="g")
+    h, j = te.reduce_axis((i64(0), i64(2)), name="h"), te.reduce_axis((i64(0), i64(2)), name="j")
+
+    def partial(n, y, xx, co, lane):
+        e = h * 8 + lane * 2 + j
+        a = src[n, y * sh + ky * dh, xx * sw + kx * dw, g * 16 + e]
+        return te.sum(a.astype("int32") * weights[co // i64(t), ky, kx, g, co % i64(t), e].astype("int32"),
+                      axis=[ky, kx, g, h, j])
+
+    part = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co, 4)], partial, name=CONV_BLOCK,
+                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t})
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)],
+                     lambda n, y, xx, co: part[n, y, xx, co, i64(0)] + part[n, y, xx, co, i64(1)]
+                     + part[n, y, xx, co, i64(2)] + part[n, y, xx, co, i64(3)], name=SUM_BLOCK)
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
+
+
+def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):
+    from tvm import te, tirx
+
+    pt, pl, pb, pr = shape.pads
+
+    def padded(n, y, xx, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c], tirx.const(pad_code, dtype))
+
+    dims = (shape.n, shape.h + pt + pb, shape.w + pl + pr + extra, shape.c)
+    return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=PAD_BLOCK)
+
+
+def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int):
+    """x [1, h, w, c] -> [1, oh, ow, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
+    zeros; the padding holds `pad_code`. Written out as loops (and marked scheduled): the input padded once into
+    rows of (x, c), each input row copied by 64-code vectors, then each window row copied as one run of kw * c
+    codes, no division per element."""
+    from tvm.script import tirx as T
+
+    n, h, w, c = shape.n, shape.h, shape.w, shape.c
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    kh, kw = shape.kh, shape.kw
+    hp, row = h + pt + pb, (w + pl + pr) * c
+    run, window, body = kw * c, kh * kw * c, w * c
+    assert n == 1 and dh == 1 and dw == 1
+
+    @T.prim_func(s_tir=True)
+    def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, ow, reduction), dtype)):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        with T.sblock("root"):
+            rows = T.sblock_alloc_buffer((hp, row), dtype)
+            flat = T.decl_buffer((h * w * c,), dtype, data=x.data)
+            for y in T.parallel(hp):
+                if pt <= y and y < pt + h:  # a padded input row: its codes copied by vectors, no select
+                    for e in range(pl * c):
+                        rows[y, e] = T.Cast(dtype, pad_code)
+                    for v in range(body // 64):
+                        for e in T.vectorized(64):
+                            rows[y, pl * c + v * 64 + e] = flat[(y - pt) * (w * c) + v * 64 + e]
+                    for e in range(body % 64):
+                        rows[y, pl * c + body // 64 * 64 + e] = flat[(y - pt) * (w * c) + body // 64 * 64 + e]
+                    for e in range(pr * c):
+                        rows[y, (pl + w) * c + e] = T.Cast(dtype, pad_code)
+                else:
+                    for e in range(row):
+                        rows[y, e] = T.Cast(dtype, pad_code)
+            for yy in T.parallel(oh):
+                for xx, ky in T.grid(ow, kh):
+                    for e in T.vectorized(run):
+                        col[0, yy, xx, ky * run + e] = rows[yy * sh + ky, xx * sw * c + e]
+                if reduction > window:
+                    for xx in range(ow):
+                        for e in T.vectorized(reduction - window):
+                            col[0, yy, xx, window + e] = T.Cast(dtype, 0)
+
+    return im2col.without_attr("global_symbol")
+
+
+def depthwise_primfunc(shape: ConvShape, source_dtype: str):
+    """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
+    weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
+    so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
+    widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`)."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, shape.c)], "int16", name="weights")
+
+    def padded(n, y, xx, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
+
+    src = te.compute([i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded,
+                     name=DEPTHWISE_PAD_BLOCK)
+    ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
+    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
+                     lambda n, y, xx, c: te.sum(src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32")
+                                                * weights[ky, kx, c].astype("int32"), axis=[ky, kx]),
+                     name=DEPTHWISE_BLOCK)
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)

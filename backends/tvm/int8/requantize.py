@@ -1,0 +1,233 @@
+"""The requantization PrimFuncs of the INT8 Relax lowering (reference.apply_requant: int32 accumulators -> codes,
+channels last) and the parameter rows each takes, one form per target (RelaxLowering.requantize chooses):
+
+- `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
+- `requantize_neon_primfunc` (`neon_requantize_params`): ARMv7 NEON, 32-bit lanes, in the kernels' epilogues;
+- `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
+- `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tcc.quant.intgraph.qgraph import INT32_MAX, INT32_MIN, Requant
+
+from .tir import _dims, _half_even_mul, fixed_point
+
+
+def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(narrow, int32 [4, C], int64 [2, C]) for `requantize_primfunc`: one row per parameter, so that a vector of
+    channels loads each with one instruction (a [C, 6] table measured 1.45x slower on x86).
+
+    int32 rows: q (< 2^31: the product acc * q is a widening 32 x 32 -> 64 multiply, vmull.s32 / vpmuldq), and
+    for the narrow form lo - zp, hi - zp (clipped to int32) and zp; int64 rows: k = 31 - shift, 2^(k-1) - 1.
+    narrow: every k >= 31 (multipliers below 1, as a conv's s_in s_w / s_out), so that the rounded product
+    |acc q / 2^k| <= 2^31 - 1 fits int32 and the clamp runs on int32 lanes: clamp(y + zp, lo, hi) = clamp(y,
+    lo - zp, hi - zp) + zp, and clipping those bounds to int32 changes nothing for an int32 y. ARMv7 NEON has no
+    64-bit min / max (the int64 clamp ran as scalar code there); the wide form keeps it, in int64."""
+    q, k, below_half = fixed_point(rq.mult.q, rq.mult.shift)
+    narrow = bool(np.all(k >= 31))
+    p32 = np.empty((4, channels), np.int64)
+    p32[0] = q
+    if narrow:
+        p32[1], p32[2] = rq.lo - np.int64(rq.zp), rq.hi - np.int64(rq.zp)
+    else:
+        p32[1], p32[2] = rq.lo, rq.hi
+    p32[3] = rq.zp
+    p64 = np.empty((2, channels), np.int64)
+    p64[0], p64[1] = k, below_half
+    return narrow, np.clip(p32, INT32_MIN, INT32_MAX).astype(np.int32), p64
+
+
+def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
+    """int32 [8, C] for `requantize_neon_primfunc`, or None where that form does not apply: it needs every shift
+    s = -shift in [1, 22] (multipliers below 1/2; every conv of the zoo's models) and an output within 16 bits.
+    Rows: q, 2^(s-1) - 1, 2^s, 2^(31 - v) - 1 with v the number of trailing zero bits of q, -s, lo - zp,
+    hi - zp, zp. Why these, see `requantize_neon_primfunc`."""
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 22) or rq.lo < -(1 << 15) or rq.hi > (1 << 15) or np.any(q <= 0):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    rows = np.stack([q, (1 << (s - 1)) - 1, 1 << s, (1 << (31 - trailing)) - 1, -s,
+                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return rows.astype(np.int32)
+
+
+def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
+    vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there). With the
+    exact product P = acc q and k = 31 + s:
+
+        hi = floor(P / 2^31)                         vqdmulh.s32 (the doubling high half: exact floor)
+        y = (hi + 2^(s-1) - 1 + m) >> s              rounds P / 2^k half to even, where
+        m = [P mod 2^31 != 0] or [bit s of hi]       P mod 2^31 != 0  <=>  acc has a set bit below 31 - v
+                                                     (v = trailing zero bits of q): no low product needed
+
+    (hi = f 2^s + t: y = f + [t + m > 2^(s-1)], which is f + 1 exactly when the remainder t 2^31 + (P mod
+    2^31) is above half, or is half (t = 2^(s-1), P mod 2^31 = 0) and f is odd.) The sums saturate
+    (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22 (`neon_requantize_params`), and TIR's
+    int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. Only for the
+    epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form).
+    uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
+    (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
+    in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(8) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def intrin(name, *args):
+        return tirx.call_llvm_pure_intrin("int32", name, *args)
+
+    def one(*idx):
+        c = idx[-1]
+        q, below, bit, low_mask, neg_s, lo, hi, zp = (
+            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(8))
+        x = acc[idx]
+        high = intrin("llvm.arm.neon.vqdmulh", x, q)
+        m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
+        y = intrin("llvm.arm.neon.vshifts", intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+FLOAT64_EXACT = 2**53  # |integer| below this: exact in float64
+
+
+def float64_requantize_params(rq: Requant, channels: int, bound: np.ndarray | None) -> tuple | None:
+    """(float64 [C], int32 [3, C]) for `requantize_float64_primfunc`, or None where that form does not apply:
+    it needs multipliers below 1 (k = 31 - shift >= 31) and every product |acc q| <= bound q below 2^53, so that
+    float64 holds it exactly (bound None: |acc| unknown). The float64 row: M = q / 2^k (exact: a 31-bit q times a
+    power of two); the int32 rows: lo - zp, hi - zp, zp."""
+    if bound is None:
+        return None
+    q, k, _ = fixed_point(rq.mult.q, rq.mult.shift)
+    q, k = np.broadcast_to(q, (channels,)), np.broadcast_to(k, (channels,))
+    if np.any(k < 31) or np.any(np.abs(q) * np.broadcast_to(bound, (channels,)) >= FLOAT64_EXACT):
+        return None
+    m = np.ldexp(q.astype(np.float64), -k.astype(np.int32))
+    rows = np.stack([np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return m, np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def requantize_float64_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, in float64 where that is exact
+    (`float64_requantize_params`): acc M is the exact product acc q / 2^k (below 2^53, times a power of two),
+    and rounding it to the nearest integer, ties to even (nearbyint: the default rounding mode, vroundpd), is
+    the reference's rounding of acc q / 2^k. Then clamp(y, lo - zp, hi - zp) + zp in int32 as in the narrow
+    form. Four conversions and a multiply per 8 values on AVX2, where the 64-bit integer product takes
+    widening, shifts and shuffles (a light layer -- depthwise, a stem on 3 channels -- spends more on its
+    requantization than on its products). Params: float64 [1, C] (M), int32 [rows, C]: the rows of
+    `float64_requantize_params` not in `uniform` (row -> value, compiled in as constants; at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(3) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    mul = te.placeholder((tirx.IntImm("int64", 1), dims[-1]), "float64", name="multiplier")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(3))
+        y = tirx.nearbyint(acc[idx].astype("float64") * mul[0, c]).astype("int32")
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, mul, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+def int32_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
+    """int32 [9, C] for `requantize_int32_primfunc`, or None where that form does not apply: it needs every
+    multiplier below 1/2 (s = -shift in [1, 30]) and q > 0. Rows: q, 2^(31 - v) - 1 with v the number of
+    trailing zero bits of q, s, 2^s - 1, 2^(s-1), 2^s, lo - zp, hi - zp, zp."""
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 30) or np.any(q <= 0) or np.any(q > INT32_MAX):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    rows = np.stack([q, (1 << (31 - trailing)) - 1, s, (1 << s) - 1, 1 << (s - 1), 1 << s,
+                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def requantize_int32_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it, with one 64-bit step: the high half of the
+    product, the rest in int32 lanes (x86: AVX2 has no 64-bit arithmetic shift, min or max, and an int64 lane
+    holds half as many values; the int64 form was most of a light layer's time, FastNet's stem 78%). With the
+    exact product P = acc q (|P| < 2^62) and k = 31 + s:
+
+        hi = floor(P / 2^31)                          (vpmuldq, the high half shifted: fits int32)
+        y = (hi >> s) + (((hi & (2^s - 1)) + 2^(s-1) - z) >> s)
+        z = [acc & (2^(31 - v) - 1) == 0] and [bit s of hi == 0]
+
+    which is `requantize_neon_primfunc`'s (hi + 2^(s-1) - 1 + m) >> s with m = 1 - z (P mod 2^31 = 0 exactly
+    where acc has no set bit below 31 - v, v the trailing zero bits of q; bit s of hi is the floor's parity),
+    split so that no int32 sum can overflow: the second term is 0 or 1. Then clamp(y, lo - zp, hi - zp) + zp as
+    in the narrow form. uniform: rows of `int32_requantize_params` equal for every channel, compiled in as
+    constants; the params tensor holds the others, in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(9) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        q, low_mask, s, mask, half, bit, lo, hi, zp = (
+            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(9))
+        x = acc[idx]
+        high = ((x.astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
+        exact = tirx.And(tirx.EQ(x & low_mask, 0), tirx.EQ(high & bit, 0)).astype("int32")
+        y = (high >> s) + (((high & mask) + half - exact) >> s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+def requantize_primfunc(dtype: str, shape, narrow: bool = True):
+    """The requantization kernel for one output dtype and shape, fused by Relax into the producing conv. Channels
+    last:
+
+        out[..., c] = clamp(multiply_by_quantized_multiplier(acc[..., c], q[c], shift[c]) + zp[c], lo[c], hi[c])
+
+    acc int32 [D0, .., C]; p32 int32 [4, C], p64 int64 [2, C] and `narrow` as `requantize_params` makes them;
+    out `dtype`. (Sign and magnitude, for AVX2's missing arithmetic 64-bit shift, measured no faster.)"""
+    from tvm import te, tirx
+
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    p32 = te.placeholder((tirx.IntImm("int64", 4), dims[-1]), "int32", name="p32")
+    p64 = te.placeholder((tirx.IntImm("int64", 2), dims[-1]), "int64", name="p64")
+
+    def one(*idx):
+        c = idx[-1]
+        q, lo, hi, zp = (p32[p, c] for p in range(4))
+        y = _half_even_mul(acc[idx].astype("int64"), q.astype("int64"), p64[0, c], p64[1, c])
+        if narrow:
+            return (tirx.min(tirx.max(y.astype("int32"), lo), hi) + zp).astype(dtype)
+        y = y + zp.astype("int64")
+        return tirx.min(tirx.max(y, lo.astype("int64")), hi.astype("int64")).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    # op pattern kElemWise, as TVM's analysis rates a bias add (out[..., c] from acc[..., c] and constants of
+    # channel c): Relax then fuses it into the conv that makes acc, like an activation. Its own analysis would say
+    # "injective" (params[k, c]), which a conv does not take into its group; tvm_compile's pipeline applies this
+    # declared pattern after that analysis
+    func = te.create_prim_func([acc, p32, p64, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)
