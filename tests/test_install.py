@@ -36,8 +36,10 @@ def installed(wheel, tmp_path_factory) -> Path:
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(venv), str(wheel)],
-                   check=True, capture_output=True)
+    # the venv's own pip (borrowed): it installs into the venv and leaves this environment's editable tcc alone
+    # (pip run from here with --prefix would uninstall it first)
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", "--no-index", str(wheel)],
+                   check=True, capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     return py
 
 
