@@ -197,7 +197,7 @@ def _fully_connected_runs(model_path, n_inputs, seed=1):
     (s_in * s_w / s_out in double from the file's float32 scales, then QuantizeMultiplier)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from tcc.quant.intgraph.qgraph import quantize_multiplier
+    from tcc.quant.intgraph.fixed_point import quantize_multiplier
 
     it = Interpreter(model_path=str(model_path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                      experimental_preserve_all_tensors=True)

@@ -271,7 +271,8 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
     from tcc.backends.tflite.lower import options
     from tcc.backends.tflite.model import Quant, TfliteModel
     from tcc.intops import TFLITE_UNARY
-    from tcc.quant.intgraph.qgraph import QParams, tflite_table
+    from tcc.quant.intgraph.qtypes import QParams
+    from tcc.quant.intgraph.node_constants import tflite_table
 
     kernel = TFLITE_UNARY[op]
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if op == "Elu" else OpResolverType.BUILTIN_REF

@@ -202,7 +202,8 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
 
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.quant.intgraph.plan import plan
-    from tcc.quant.intgraph.qgraph import accumulator_bound, quantize_graph
+    from tcc.quant.intgraph.qtypes import accumulator_bound
+    from tcc.quant.intgraph.qgraph import quantize_graph
 
     m, x = _wide_conv(64, relu_first=True)
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)

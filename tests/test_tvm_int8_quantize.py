@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tcc.backends.tvm.int8.tir import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
-from tcc.quant.intgraph.qgraph import QParams
+from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import quantize_input
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from tcc.backends.tvm.int8.lower import RelaxLowering
 from tcc.backends.tvm.int8.tir import _half_even_mul, fixed_point
-from tcc.quant.intgraph.qgraph import INT32_MAX, INT32_MIN, Multiplier, QParams, Requant
+from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
+from tcc.quant.intgraph.qtypes import Multiplier, QParams, Requant
 
 
 def _requant(q, shift, zp: int, lo: int, hi: int, dtype: str) -> Requant:

@@ -27,8 +27,9 @@ from onnx import numpy_helper
 
 from tcc.errors import BuildError
 from tcc.intops import TFLITE, TFLITE_UNARY, Interpreter
+from tcc.quant.intgraph.node_constants import clamp_codes, clip_bounds, pool_geometry
 from tcc.quant.intgraph.plan import INode, IntGraph
-from tcc.quant.intgraph.qgraph import QGraph, QParams, clamp_codes, clip_bounds, pool_geometry
+from tcc.quant.intgraph.qtypes import QGraph, QParams
 
 from .model import Quant, TfliteModel, options
 

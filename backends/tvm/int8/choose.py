@@ -11,7 +11,6 @@ from ..compile import resolve_tvm_target
 from ..isa import target_has
 from .kernels import KERNELS, ConvShape, DotKernel
 
-
 # x86: the kernel for a layer whose output channels fill only part of the target kernel's vector, half as wide
 # (FastNet's 4-channel branches: 8 -> 4 1 x 1 convs took the generic int16 conv, 4x slower than their FP32 twins)
 NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_dot_sse2_madd"}

@@ -3,7 +3,7 @@ quantization parameters -- as the interpreter (lower.py) passes it between layer
 read its Relax type (tir.add_primfunc) take it."""
 from __future__ import annotations
 
-from tcc.quant.intgraph.qgraph import QParams
+from tcc.quant.intgraph.qtypes import QParams
 
 
 class _Codes:

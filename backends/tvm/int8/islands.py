@@ -3,7 +3,7 @@ imported by TVM's ONNX frontend as a private Relax function of the lowering's mo
 RelaxLowering.float_island calls and lowering inlines into main."""
 from __future__ import annotations
 
-from tcc.quant.intgraph.qgraph import QNode
+from tcc.quant.intgraph.qtypes import QNode
 
 from ..compile import import_onnx
 

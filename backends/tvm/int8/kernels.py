@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule rule looks for
 PAD_BLOCK = "tcc_dot_pad"
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input

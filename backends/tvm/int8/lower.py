@@ -48,15 +48,8 @@ import onnx
 
 from tcc.intops import TVM, Interpreter
 from tcc.quant.intgraph.plan import plan
-from tcc.quant.intgraph.qgraph import (
-    QGraph,
-    QNode,
-    QParams,
-    Requant,
-    accumulator_bound,
-    quantize_graph,
-    storage_dtype,
-)
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, Requant, accumulator_bound, storage_dtype
 from tcc.quant.table.file import CalibrationTable
 
 from . import choose, compute
@@ -76,7 +69,6 @@ from .requantize import (
     requantize_primfunc,
 )
 from .tir import _static, add_primfunc, quantize_input_primfunc
-
 
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis channels-last
 

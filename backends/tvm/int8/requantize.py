@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcc.quant.intgraph.qgraph import INT32_MAX, INT32_MIN, Requant
+from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
+from tcc.quant.intgraph.qtypes import Requant
 
 from .tir import _dims, _half_even_mul, fixed_point
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcc.quant.intgraph.qgraph import QParams
+from tcc.quant.intgraph.qtypes import QParams
 
 from .codes import _Codes
 from .kernels import QUANTIZE_BLOCK

@@ -22,176 +22,37 @@ CalibrationError (exit 2) that names the tensor or layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from onnx import numpy_helper
 
 from ...errors import CalibrationError
-from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, TFLITE_UNARY, Interpreter, gated
+from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
 from ..table.quantizer import qrange, quantize
 from ..table.rules import ROUNDINGS, TargetRules, get_rules
 from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
-from .fixed_point import INT32_MAX, INT32_MIN, gemmlowp_multiply, quantize_multiplier
+from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
+from .node_constants import clamp_codes, clip_bounds, pool_geometry, tflite_table
 from .plan import INode, IntGraph
+from .qtypes import (
+    ADD_LEFT_SHIFT,
+    ADD_LEFT_SHIFT_16,
+    AddParams,
+    Multiplier,
+    QGraph,
+    QNode,
+    QParams,
+    Requant,
+    accumulator_bound,
+)
 from .reach import Reach
 
 MAX_MULTIPLIER_SHIFT = 30  # q * 2^(shift - 31) with shift <= 30: the product acc * q shifted by at least 1
-ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
-ADD_LEFT_SHIFT_16 = 15  # TFLite's int16 ADD (16x8 mode): 16-bit codes << 15 still fit int32
 NARROWEST_WIDE_GRID = 9  # the calibration's accumulator headroom never takes a 16-bit tensor to 8 bits or fewer
-
-
-@dataclass(frozen=True)
-class QParams:
-    """A quantized tensor's parameters: real value = (code - zp) * scale, codes in [lo, hi]."""
-
-    scale: float
-    zp: int
-    lo: int
-    hi: int
-
-    @property
-    def dtype(self) -> str:
-        """The narrowest integer type holding codes in [lo, hi]."""
-        return storage_dtype(self.lo, self.hi)
-
-    @property
-    def bits(self) -> int:
-        """8 for int8 / uint8 codes, 16 for int16 ones."""
-        return 8 if self.dtype in ("int8", "uint8") else 16
-
-    @property
-    def reach(self) -> int:
-        """The largest |code - zero point|: what the integer kernels multiply and sum."""
-        return max(abs(self.lo - self.zp), abs(self.hi - self.zp))
-
-
-def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams,
-                      codes: tuple[int, int] | None = None) -> np.ndarray:
-    """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input codes
-    in `codes` (default: x's whole code range), zero point subtracted, bias included; it bounds every partial sum
-    too, in any order (each side sums the products of that sign only), so no kernel's int32 running sum wraps."""
-    lo, hi = (x.lo, x.hi) if codes is None else codes
-    a, b = np.int64(lo - x.zp), np.int64(hi - x.zp)
-    w = np.asarray(weight, np.int64)
-    w = w.reshape(w.shape[0], -1) if kind == "conv" else w.T  # [channels, products]
-    wa, wb = w * a, w * b
-    top = np.maximum(np.maximum(wa, wb), 0).sum(axis=1)
-    bottom = np.minimum(np.minimum(wa, wb), 0).sum(axis=1)
-    if bias is not None:
-        bias = np.asarray(bias, np.int64)
-        top, bottom = top + np.maximum(bias, 0), bottom + np.minimum(bias, 0)
-    return np.maximum(top, -bottom)
-
-
-def storage_dtype(lo: int, hi: int) -> str:
-    if -128 <= lo and hi <= 127:
-        return "int8"
-    if 0 <= lo and hi <= 255:
-        return "uint8"
-    if -32768 <= lo and hi <= 32767:
-        return "int16"
-    return "int32"
-
-
-@dataclass(frozen=True)
-class Multiplier:
-    """A real multiplier M as fixed point: M = q * 2^(shift - 31), q in [2^30, 2^31), one value or one per channel;
-    `rounding` names the rule that rounds the product (tcc.quant.table.rules.ROUNDINGS)."""
-
-    q: np.ndarray  # int64
-    shift: np.ndarray  # int64
-    rounding: str = "half_even"
-
-    @property
-    def per_channel(self) -> bool:
-        return self.q.size > 1
-
-
-@dataclass(frozen=True)
-class Requant:
-    """codes = clamp(round(acc * M) + zp, lo, hi) in the storage type of the output tensor (`out`); [lo, hi] is the
-    output's code range narrowed by a folded activation."""
-
-    mult: Multiplier
-    zp: int
-    lo: int
-    hi: int
-    out: QParams
-
-
-@dataclass(frozen=True)
-class AddParams:
-    """TFLite's integer ADD: each input (q - zp) << left_shift, times its multiplier (to the common scale
-    2 max(s_a, s_b) at 2^left_shift finer resolution), summed, then `out` requantizes to the output."""
-
-    left_shift: int
-    a: Multiplier
-    b: Multiplier
-    out: Requant
-
-
-@dataclass(frozen=True)
-class QNode:
-    """One integer op with its constants. Which fields a kind uses is documented with its reference method
-    (tcc.quant.intgraph.reference.Reference)."""
-
-    kind: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    qin: tuple[QParams, ...]
-    qout: tuple[QParams | None, ...]  # None: the output stays float (a weighted node's graph output)
-    attrs: dict = field(default_factory=dict)  # geometry: strides, pads, dilations, group, axis, perm, shapes
-    weight: np.ndarray | None = None  # weighted: int codes (int32): conv OIHW, gemm [K, N]
-    weight_scale: np.ndarray | None = None  # weighted: the weight's scale per output channel (float32);
-    # channel_scale with int8 factors: the factors' scale (one for PReLU's alpha, one per channel for a layer scale)
-    bias: np.ndarray | None = None  # weighted: int32 codes at s_in * s_w (as int64; TFLite 16x8: int64 codes)
-    acc_scale: np.ndarray | None = None  # weighted: s_in * s_w per output channel (float32)
-    float_clamp: tuple[float | None, float | None] | None = None  # float output with a folded activation
-    requant: Requant | None = None  # the output's requantization (weighted, mul, pools, clamp; channel_scale:
-    # of codes at or above the input's zero point)
-    below: Requant | None = None  # channel_scale: the requantization of codes below the input's zero point
-    factors: np.ndarray | None = None  # channel_scale: [2, C] integers the zero-point-free codes are multiplied by
-    # before `requant` (row 0) or `below` (row 1)
-    rescale: tuple[Requant | None, ...] = ()  # per input (concat) or output (moves): None = a copy (clamped)
-    add: AddParams | None = None
-    table: np.ndarray | None = None  # lookup: output codes (int64) indexed by input code - qin[0].lo
-    count: int = 0  # pools: the window area
-    divide: bool = False  # pools (rules.pool_division): the sum of codes divided by the area, half away from zero
-    precision: str = "int8"  # "float": a float island (qin / qout None where a tensor stays float)
-    float_model: object = None  # island: its FP32 ONNX sub-model (tcc.quant.intgraph.islands.island_model)
-    rounding: str = "half_even"  # island: how its outputs are quantized (the target's QuantizeLinear / QUANTIZE)
-
-    @property
-    def integer(self) -> bool:
-        return self.precision == "int8"
-
-
-@dataclass
-class QGraph:
-    nodes: list[QNode]
-    input: str
-    input_q: QParams | None  # None: only float islands read the graph input
-    outputs: list[str]
-    rules: TargetRules
-    input_shape: tuple = ()  # the graph input's shape (batch: None or a name where symbolic)
-    input_rounding: str = "half_even"  # equation (8) at the graph input: x / s rounded half to even or half away
-    output_scales: dict = field(default_factory=dict)  # graph output -> its calibrated step (LSB), also when float
-    producer: dict = field(default_factory=dict)  # tensor -> QNode
-    reached: dict = field(default_factory=dict)  # tensor -> [lo, hi]: the codes it can hold (tcc.quant.intgraph.reach)
-
-    def __post_init__(self):
-        self.producer = {o: n for n in self.nodes for o in n.outputs}
-
-    @property
-    def islands(self) -> list[QNode]:
-        return [n for n in self.nodes if not n.integer]
 
 
 # ---------------------------------------------------------------------------------------------------- the quantizer
@@ -538,77 +399,6 @@ class Quantizer(Interpreter):
         model = with_initializers(model, changed)
         return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
                      float_model=model, rounding=self.rules.input_rounding)
-
-
-def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:
-    """The zero-point-free output codes (before + zp and the clamp) that LiteRT's int8 kernel of the lookup op n
-    gives for each input code (tcc.intops.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
-    round half away from zero), or LEAKY_RELU's integer path (LeakyReluPrepare's two multipliers, applied by sign
-    with TFLite's MultiplyByQuantizedMultiplier)."""
-    kernel = TFLITE_UNARY[n.lookup]
-    if kernel.lut is not None:
-        x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
-        scaled = (kernel.lut(x32, n.attrs) * (np.float32(1) / np.float32(qo.scale))).astype(np.float32)
-        scaled = scaled.astype(np.float64)
-        return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
-    f32 = np.float32  # LeakyReluPrepare multiplies and divides float scales and a float slope: float32 arithmetic
-    s_in, s_out, alpha = f32(qi.scale), f32(qo.scale), f32(n.attrs.get("alpha", 0.01))
-    centered = codes - qi.zp
-    identity = quantize_multiplier(np.float64(f32(s_in / s_out)))
-    slope = quantize_multiplier(np.float64(f32(f32(s_in * alpha) / s_out)))
-    return np.where(centered >= 0, gemmlowp_multiply(centered, *identity), gemmlowp_multiply(centered, *slope))
-
-
-def clamp_codes(q: QParams, cmin: float | None, cmax: float | None, rounding: str = "half_even") -> tuple[int, int]:
-    """The code range [lo, hi] of q narrowed to the real range [cmin, cmax] (None: unbounded): the clamp of a
-    Relu (cmin 0: the zero point) or a Clip (ReLU6: the code of 6.0). rounding "half_away": TFLite's
-    CalculateActivationRangeQuantized (f / scale in float32, TfLiteRound)."""
-
-    def code(v: float) -> int:
-        if rounding == "half_away":
-            r = float(np.float32(v) / np.float32(q.scale))
-            return q.zp + int(np.sign(r) * np.floor(abs(r) + 0.5))
-        return q.zp + int(np.rint(v / q.scale))
-
-    lo, hi = q.lo, q.hi
-    if cmin is not None:
-        lo = max(lo, min(hi, code(cmin)))
-    if cmax is not None:
-        hi = min(hi, max(lo, code(cmax)))
-    return lo, hi
-
-
-def clip_bounds(n: INode, onnx_nodes: dict, inits: dict) -> tuple[float | None, float | None]:
-    """A standalone Relu's or Clip's real bounds (None: unbounded): Clip's attributes (opset < 11) or its constant
-    inputs (initializer protos or arrays)."""
-    if n.op_type == "Relu":
-        return 0.0, None
-    node = onnx_nodes[n.name]
-    bounds = []
-    for key, idx in (("min", 1), ("max", 2)):
-        if key in n.attrs:
-            v = float(n.attrs[key])
-        elif len(node.input) > idx and node.input[idx]:
-            t = inits[node.input[idx]]
-            v = float(t if isinstance(t, np.ndarray) else numpy_helper.to_array(t))
-        else:
-            v = None
-        bounds.append(None if v is None or not math.isfinite(v) else v)
-    return bounds[0], bounds[1]
-
-
-def pool_geometry(n: INode, shapes: dict) -> dict:
-    """A pool's kernel, strides, pads (t, l, b, r) and output size; ceil_mode as the extra end padding that the
-    output shape implies (never read: the lowest code for max pooling)."""
-    a = n.attrs
-    kh, kw = a["kernel_shape"]
-    sh, sw = a.get("strides", [1, 1])
-    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
-    _, _, h, w = shapes[n.inputs[0]]
-    _, _, oh, ow = shapes[n.outputs[0]]
-    pb = max(pb, (oh - 1) * sh + kh - h - pt)
-    pr = max(pr, (ow - 1) * sw + kw - w - pl)
-    return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
 
 
 def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,

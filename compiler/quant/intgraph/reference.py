@@ -48,7 +48,8 @@ from .fixed_point import (  # noqa: F401 (re-exported)
 )
 from .islands import FloatOps
 from .plan import plan
-from .qgraph import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant, quantize_graph
+from .qgraph import quantize_graph
+from .qtypes import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant
 
 __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
            "backend_tensors",

@@ -1,0 +1,84 @@
+"""How the quantizer turns a node's float facts into integer constants where a target's kernels fix the rule: LiteRT's
+lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import numpy_helper
+
+from ...intops import TFLITE_UNARY
+from .fixed_point import gemmlowp_multiply, quantize_multiplier
+from .plan import INode
+from .qtypes import QParams
+
+
+def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:
+    """The zero-point-free output codes (before + zp and the clamp) that LiteRT's int8 kernel of the lookup op n
+    gives for each input code (tcc.intops.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
+    round half away from zero), or LEAKY_RELU's integer path (LeakyReluPrepare's two multipliers, applied by sign
+    with TFLite's MultiplyByQuantizedMultiplier)."""
+    kernel = TFLITE_UNARY[n.lookup]
+    if kernel.lut is not None:
+        x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
+        scaled = (kernel.lut(x32, n.attrs) * (np.float32(1) / np.float32(qo.scale))).astype(np.float32)
+        scaled = scaled.astype(np.float64)
+        return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    f32 = np.float32  # LeakyReluPrepare multiplies and divides float scales and a float slope: float32 arithmetic
+    s_in, s_out, alpha = f32(qi.scale), f32(qo.scale), f32(n.attrs.get("alpha", 0.01))
+    centered = codes - qi.zp
+    identity = quantize_multiplier(np.float64(f32(s_in / s_out)))
+    slope = quantize_multiplier(np.float64(f32(f32(s_in * alpha) / s_out)))
+    return np.where(centered >= 0, gemmlowp_multiply(centered, *identity), gemmlowp_multiply(centered, *slope))
+
+
+def clamp_codes(q: QParams, cmin: float | None, cmax: float | None, rounding: str = "half_even") -> tuple[int, int]:
+    """The code range [lo, hi] of q narrowed to the real range [cmin, cmax] (None: unbounded): the clamp of a
+    Relu (cmin 0: the zero point) or a Clip (ReLU6: the code of 6.0). rounding "half_away": TFLite's
+    CalculateActivationRangeQuantized (f / scale in float32, TfLiteRound)."""
+
+    def code(v: float) -> int:
+        if rounding == "half_away":
+            r = float(np.float32(v) / np.float32(q.scale))
+            return q.zp + int(np.sign(r) * np.floor(abs(r) + 0.5))
+        return q.zp + int(np.rint(v / q.scale))
+
+    lo, hi = q.lo, q.hi
+    if cmin is not None:
+        lo = max(lo, min(hi, code(cmin)))
+    if cmax is not None:
+        hi = min(hi, max(lo, code(cmax)))
+    return lo, hi
+
+
+def clip_bounds(n: INode, onnx_nodes: dict, inits: dict) -> tuple[float | None, float | None]:
+    """A standalone Relu's or Clip's real bounds (None: unbounded): Clip's attributes (opset < 11) or its constant
+    inputs (initializer protos or arrays)."""
+    if n.op_type == "Relu":
+        return 0.0, None
+    node = onnx_nodes[n.name]
+    bounds = []
+    for key, idx in (("min", 1), ("max", 2)):
+        if key in n.attrs:
+            v = float(n.attrs[key])
+        elif len(node.input) > idx and node.input[idx]:
+            t = inits[node.input[idx]]
+            v = float(t if isinstance(t, np.ndarray) else numpy_helper.to_array(t))
+        else:
+            v = None
+        bounds.append(None if v is None or not math.isfinite(v) else v)
+    return bounds[0], bounds[1]
+
+
+def pool_geometry(n: INode, shapes: dict) -> dict:
+    """A pool's kernel, strides, pads (t, l, b, r) and output size; ceil_mode as the extra end padding that the
+    output shape implies (never read: the lowest code for max pooling)."""
+    a = n.attrs
+    kh, kw = a["kernel_shape"]
+    sh, sw = a.get("strides", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    _, _, h, w = shapes[n.inputs[0]]
+    _, _, oh, ow = shapes[n.outputs[0]]
+    pb = max(pb, (oh - 1) * sh + kh - h - pt)
+    pr = max(pr, (ow - 1) * sw + kw - w - pl)
+    return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
