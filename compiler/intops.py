@@ -22,6 +22,8 @@ What a kind computes is written once per stage, as the method named after the ki
                                           bias codes, fixed-point multipliers, clamp bounds, lookup tables)
     tcc.quant.intgraph.reference.Reference         QGraph -> numpy integer results (the golden INT8 model)
     tcc.backends.tvm.int8.lower.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
+    tcc.backends.tflite.lower.TfliteLowering   QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
+    tcc.quant.lower.qdq.QdqLowering            the QDQ form's part of each kind (ORT, the AX kits): weights and bias codes
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend

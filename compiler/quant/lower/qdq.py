@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ...intops import QDQ, Interpreter
 from ...lower.to_onnx import COMPOSITES_KEY
 from ..intgraph.layers import find_layers, layer_of
 from ..intgraph.plan import plan
@@ -129,28 +130,11 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     nodes_by_name = {n.name or n.output[0]: n for n in g.node}
     s2d = _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, island_nodes) if rewrites else {}
 
-    # ---- weights and biases (float islands keep theirs)
-    drop = set()
-    for l in [layer_of(n) for n in graph.weighted]:  # integer layers only: float islands keep their weights
-        if l.weight not in table.tensors:
-            continue
-        if l.weight in drop:  # a weight shared by several layers: one int8 copy
-            if l.bias and l.input in rename:
-                _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique=True)
-            continue
-        w = numpy_helper.to_array(inits[l.weight]).astype(np.float32)
-        sw = table.weight_scale(l.weight)
-        wq = weight_codes(table, l.weight, w).astype(np.int8)
-        if l.name in s2d:
-            wq = s2d[l.name](wq)
-        head.append(helper.make_node("DequantizeLinear", [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],
-                                     [l.weight], name=f"{l.weight}/dequantize", axis=l.w_axis))
-        new_inits += [numpy_helper.from_array(wq, f"{l.weight}/q"),
-                      numpy_helper.from_array(sw.astype(np.float32), f"{l.weight}/scale"),
-                      numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point")]
-        drop.add(l.weight)
-        if l.bias and l.input in rename:
-            _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique=l.bias in drop)
+    # ---- weights and biases, kind by kind (float islands keep theirs)
+    weights = QdqLowering(table, inits, nodes_by_name, rename, s2d, head, new_inits)
+    for n in graph.nodes:
+        weights.run_node(n)
+    drop = weights.drop
     for n in head:  # per-axis DequantizeLinears below opset 13: the contrib op
         if per_axis_domain and any(a.name == "axis" for a in n.attribute):
             n.domain = per_axis_domain
@@ -181,6 +165,55 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     onnx.checker.check_model(m)
     return m
 
+
+
+class QdqLowering(Interpreter):
+    """The QDQ form's part of each kind (tcc.intops: every kind whose lowerings name QDQ has its method here): a
+    weighted producer's int8 weights per output channel and int32 bias behind DequantizeLinears; every other kind
+    stays its own float ONNX op between the Q/DQ pairs of its quantized tensors (made for every tensor alike, above),
+    with nothing of its own; a float island keeps its float weights and biases."""
+
+    lowering = QDQ
+
+    def __init__(self, table: CalibrationTable, inits: dict, nodes_by_name: dict, rename: dict, s2d: dict,
+                 head: list, new_inits: list):
+        self.table, self.inits, self.nodes_by_name, self.rename, self.s2d = table, inits, nodes_by_name, rename, s2d
+        self.head, self.new_inits = head, new_inits
+        self.drop: set[str] = set()  # float initializers replaced by their codes
+
+    def _weighted(self, node) -> None:
+        l, table = layer_of(node), self.table
+        if l.weight not in table.tensors:
+            return
+        if l.weight in self.drop:  # a weight shared by several layers: one int8 copy
+            if l.bias and l.input in self.rename:
+                _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits, unique=True)
+            return
+        w = numpy_helper.to_array(self.inits[l.weight]).astype(np.float32)
+        sw = table.weight_scale(l.weight)
+        wq = weight_codes(table, l.weight, w).astype(np.int8)
+        if l.name in self.s2d:
+            wq = self.s2d[l.name](wq)
+        self.head.append(helper.make_node("DequantizeLinear",
+                                          [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],
+                                          [l.weight], name=f"{l.weight}/dequantize", axis=l.w_axis))
+        self.new_inits += [numpy_helper.from_array(wq, f"{l.weight}/q"),
+                           numpy_helper.from_array(sw.astype(np.float32), f"{l.weight}/scale"),
+                           numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point")]
+        self.drop.add(l.weight)
+        if l.bias and l.input in self.rename:
+            _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits,
+                  unique=l.bias in self.drop)
+
+    def _own_op(self, node) -> None:
+        """Nothing of its own: the node keeps its float ONNX op, reading and writing through Q/DQ pairs."""
+
+    conv = gemm = _weighted
+    add = mul = channel_scale = lookup = clamp = _own_op
+    max_pool = avg_pool = global_avg_pool = global_max_pool = concat = reshape = transpose = split = _own_op
+
+    def float_island(self, node) -> None:
+        """Float weights and biases stay; its quantized inputs reach it dequantized in plain ops (above)."""
 
 def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """The deployment form of a QDQ model: ONNX Runtime fuses it into the same integer kernels, and run as float
