@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# torchvision's model definitions are the tests' reference for the zoo (tests/torchvision_reference.py). The
+# torchvision's model definitions are the tests' reference for the zoo (tests/helpers/torchvision_reference.py). The
 # 0.28.0 wheel (the release paired with torch 2.13) depends on the CUDA torch; --no-deps keeps the CPU torch, and
 # the tests import only its plain-Python models (its compiled operators do not load beside the CPU torch).
 TORCHVISION := torchvision==0.28.0

@@ -1,12 +1,11 @@
-"""Shared test helpers: the repository root and a fixture that writes small spec files."""
+"""Shared test fixtures (the shared helper functions and paths are in tests/helpers): a fixture that writes small
+spec files."""
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 FastNet (IEEE IoT-J 2023) states 0.22M params / 210.31M FLOPs; the exact targets are 218,534 trainable parameters
 and 104,934,932 MACs (conv + linear multiply-accumulates) for 2 classes at 256x256. The architecture details the
 paper leaves open are enumerated below; exactly one reading matches both numbers, and it is the one implemented by
-tests/reference_models.py::FastNet, spec/fastnet.yaml and zoo/blocks/fastnet_*.yaml.
+tests/helpers/reference_models.py::FastNet, spec/fastnet.yaml and zoo/blocks/fastnet_*.yaml.
 
     python tools/fastnet_readings.py          # prints the matching reading(s) and near misses
 """

@@ -3,7 +3,7 @@
     .venv/bin/python tools/gen_schema.py          # rewrite the file
     .venv/bin/python tools/gen_schema.py --check  # exit 1 if the file is out of date
 
-tests/test_spec_language.py keeps the file equal to the generated schema.
+tests/spec/test_language.py keeps the file equal to the generated schema.
 """
 from __future__ import annotations
 

@@ -3,12 +3,12 @@
 state_dict imported the way the plain
 `tcc predict SPEC --weights FILE` does (the spec's declared checkpoint layout, num_classes read from the checkpoint),
 and the logits compared with torchvision's under the FP32 contract (tcc.tolerance: against the tcc lowering in
-float64). CI runs the small ones at 32x32 (tests/test_zoo_numbers_c.py); this is the slow sweep.
+float64). CI runs the small ones at 32x32 (tests/zoo/test_numbers_c.py); this is the slow sweep.
 
     .venv/bin/python tools/zoo_torchvision.py                  # every spec of spec/baselines/ (~15 min on 2 cores)
     .venv/bin/python tools/zoo_torchvision.py convnext_tiny alexnet --classes 1000
 
-Prints one Markdown row per spec; exit 1 if any fails. Test-only torchvision import: see tests/torchvision_reference.py.
+Prints one Markdown row per spec; exit 1 if any fails. Test-only torchvision import: see tests/helpers/torchvision_reference.py.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the tests' helpers: tests/helpers
 
-import torchvision_reference as tv  # noqa: E402
+from tests.helpers import torchvision_reference as tv  # noqa: E402
 
 import tcc  # noqa: E402
 from tcc.lower.to_torch import init_weights  # noqa: E402

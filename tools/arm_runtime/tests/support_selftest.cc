@@ -3,7 +3,7 @@
 // Byte layouts are checked against literal expectations (the layout the TVM compiler writes:
 // u64 counts/lengths, little-endian scalars), plus round trips, base64 against RFC 4648 vectors,
 // and the fp16 conversions exhaustively (half -> float) / on a sweep (float, double -> half)
-// against the compiler's _Float16.  Built and run by tests/test_tvm_infra.py; prints "ok".
+// against the compiler's _Float16.  Built and run by tests/backends/tvm/test_infra.py; prints "ok".
 #include <builtin_fp16.h>
 #include <tvm/ffi/dtype.h>  // TypeTraits for ffi::Array<DLDataType>
 #include <tvm/support/io.h>

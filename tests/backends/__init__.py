@@ -1,0 +1,1 @@
+"""Tests of the backends (tcc.backends): registry, ONNX Runtime, TFLite, AX."""

@@ -1,0 +1,146 @@
+"""The backend interface and the ONNX Runtime backend: registry, capability checks, FP16 conversion, FP16 builds of
+the paper models, and `predict --artifact` = `predict` on the real DDSNet checkpoint."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
+from tcc.backends.ort.fp16 import to_fp16
+from tcc.build import TOLERANCES, build
+from tcc.cli.main import main
+from tcc.errors import BuildError
+
+from tests.helpers import FIXTURES, REPO
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+def test_registry_is_plain_data_and_imports_nothing():
+    assert set(TARGETS) >= {"onnx", "ort"} and TARGETS["ort"].precisions == ("fp32", "fp16", "int8", "dynamic")
+    assert all(t.backend in BACKENDS for t in TARGETS.values())
+    code = "import sys, tcc.backends; print(any(m in sys.modules for m in ('onnxruntime', 'tcc.backends.ort.backend')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(BuildError) as e:
+        get_target("tensorrt")
+    assert "unknown target 'tensorrt'" in str(e.value) and "onnx" in str(e.value) and "ort" in str(e.value)
+
+
+def test_capabilities():
+    caps = get_backend("ort").capabilities
+    assert caps.name == "ort" and set(caps.targets) == {"onnx", "ort"} and "fp16" in caps.precisions
+    assert caps.runs_here and caps.opsets[0] <= 11 and caps.opsets[1] >= 13
+
+
+# ---------------------------------------------------------------------------------------------------- check()
+def _model(nodes, inits=(), opset=13, out_shape=("N", 4, 8, 8)):
+    g = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(out_shape))], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+
+
+def test_check_names_a_node_the_opset_cannot_express():
+    m = _model([helper.make_node("HardSwish", ["input"], ["output"], name="stage1.act")], out_shape=("N", 3, 8, 8))
+    with pytest.raises(BuildError) as e:
+        get_backend("ort").check(m, EmitOptions("ort", opset=13))
+    assert "'stage1.act'" in str(e.value) and "HardSwish" in str(e.value) and "opset >= 14" in str(e.value)
+    ok = _model(list(m.graph.node), opset=14, out_shape=("N", 3, 8, 8))
+    get_backend("ort").check(ok, EmitOptions("ort", opset=14))
+
+
+def test_check_names_a_node_outside_the_standard_domain():
+    node = helper.make_node("FusedConv", ["input"], ["output"], name="head.conv", domain="com.example")
+    with pytest.raises(BuildError, match="'head.conv'.*com.example.FusedConv"):
+        get_backend("ort").check(_model([node]), EmitOptions("ort"))
+
+
+# ---------------------------------------------------------------------------------------------------- fp16
+def _fp32_model():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3
+    b = rng.standard_normal(4).astype(np.float32) * 0.1
+    nodes = [
+        helper.make_node("Conv", ["input", "c.weight", "c.bias"], ["c"], name="c", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["act"], name="act"),
+        helper.make_node("Constant", [], ["k"], name="k", value=numpy_helper.from_array(np.float32(0.5), "k")),
+        helper.make_node("Mul", ["act", "k"], ["m"], name="m"),
+        helper.make_node("Add", ["m", "c"], ["output"], name="out"),
+    ]
+    inits = [numpy_helper.from_array(w, "c.weight"), numpy_helper.from_array(b, "c.bias"),
+             numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    return _model(nodes, inits)
+
+
+def test_fp16_conversion_keeps_float32_io():
+    import onnxruntime as ort
+
+    m32 = _fp32_model()
+    m16 = to_fp16(m32)
+    assert [i.type.tensor_type.elem_type for i in m16.graph.input] == [TensorProto.FLOAT]
+    assert [o.type.tensor_type.elem_type for o in m16.graph.output] == [TensorProto.FLOAT]
+    assert [o.name for o in m16.graph.output] == ["output"] and [i.name for i in m16.graph.input] == ["input"]
+    assert {t.data_type for t in m16.graph.initializer} == {TensorProto.FLOAT16}
+    assert m16.graph.node[0].op_type == "Cast" and m16.graph.node[-1].op_type == "Cast"
+    onnx.checker.check_model(m16, full_check=True)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x})[0]
+    y32, y16 = run(m32), run(m16)
+    assert y16.dtype == np.float32
+    assert np.max(np.abs(y16 - y32)) <= 1e-2 * np.max(np.abs(y32))
+
+
+def test_fp16_conversion_rejects_values_beyond_its_range():
+    m = _fp32_model()
+    big = numpy_helper.from_array(np.full((4, 3, 3, 3), 1e5, np.float32), "c.weight")
+    m.graph.initializer[0].CopyFrom(big)
+    with pytest.raises(BuildError, match="'c.weight' \\(used by c\\).*float16 range"):
+        to_fp16(m)
+
+
+@pytest.mark.parametrize("spec", ["ddsnet", "fastnet"])
+def test_fp16_build_records_its_deviation(spec, tmp_path):
+    m = build(REPO / "spec" / f"{spec}.yaml", "ort", tmp_path / "b", precision="fp16").manifest
+    sc = m["self_check"]
+    assert m["precision"] == "fp16" and sc["tolerance"] == TOLERANCES["fp16"]
+    for r in (sc["result"], sc["float16_activations"]):
+        assert r["passed"] and 0 < r["max_abs"] <= TOLERANCES["fp16"]["scaled_atol"] * r["output_scale"]
+        assert r["cosine"] >= TOLERANCES["fp16"]["min_cosine"]
+    model = onnx.load(tmp_path / "b" / "model.onnx")
+    assert {t.data_type for t in model.graph.initializer if t.data_type in (1, 10)} == {TensorProto.FLOAT16}
+    assert m["inputs"][0]["dtype"] == m["outputs"][0]["dtype"] == "float32"
+    assert "float16" in m["runtime"]["note"]
+
+
+def test_opset_11_build(tmp_path):
+    m = build(REPO / "spec" / "fastnet.yaml", "onnx", tmp_path / "b", opset=11).manifest
+    assert m["opset"] == 11 and m["self_check"]["result"]["passed"]
+    assert onnx.load(tmp_path / "b" / "model.onnx").opset_import[0].version == 11
+
+
+# ---------------------------------------------------------------------------------------------------- real weights
+@pytest.mark.skipif(not (FIXTURES / "GC_DDS_0.0064.pth").is_file(), reason="DDSNet fixtures absent")
+def test_predict_artifact_equals_predict_on_the_spec_ddsnet_gc(tmp_path, capsys):
+    ckpt, image = FIXTURES / "GC_DDS_0.0064.pth", FIXTURES / "GC.png"
+    spec = REPO / "spec" / "ddsnet.yaml"
+    out = tmp_path / "dds"
+    assert main(["build", str(spec), "--target", "ort", "-o", str(out), "--weights", str(ckpt), "--by-order"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" not in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["weights"]["import"] == "by_order" and manifest["self_check"]["result"]["passed"]
+    assert main(["predict", "--artifact", str(out), "--image", str(image), "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(spec), "--weights", str(ckpt), "--by-order", "--image", str(image), "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert a["class"] == b["class"] and a["label"] == b["label"]
+    np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-5, rtol=1e-4)

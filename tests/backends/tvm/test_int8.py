@@ -1,0 +1,268 @@
+"""INT8 Relax lowering (backends/tvm_int8.py) vs the integer reference executor: bit for bit.
+
+Every test compares np.array_equal against compiler/quant/reference.py: the graph output and, through
+`lower_int8(..., expose=...)`, the codes of every quantized tensor the reference computes. Host code runs in the
+Relax VM in-process; the exported .so runs once through tcc-run (host) and once under qemu (arm-a7), skipped with
+the reason when the toolchain, qemu or the ARM runtime is missing (like tests/backends/tvm/test_infra.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tvm = pytest.importorskip("tvm")
+from tvm import relax  # noqa: E402
+
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+from tcc.backends.tvm.int8.lower import lower_int8  # noqa: E402
+from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
+from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
+
+from tests.helpers import REPO  # noqa: E402
+from tests.helpers.quant_models import tiny_cnn, tiny_data  # noqa: E402
+from tests.helpers.tvm_int8 import multiplier_module, requantize_module  # noqa: E402
+from tests.quant.test_reference_ops import residual_model  # noqa: E402
+
+
+def _host_vm(mod):
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
+    return relax.VirtualMachine(ex, tvm.cpu())
+
+
+def _check_all(outs, ref_out, ref_codes, names):
+    """Output and every exposed tensor's codes equal to the reference; returns the number of elements compared."""
+    outs = [o.numpy() if hasattr(o, "numpy") else o for o in outs]
+    np.testing.assert_array_equal(outs[0], ref_out)
+    assert outs[0].dtype == np.float32
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+    return sum(o.size for o in outs)
+
+
+def _lowered(model, table, x):
+    ref_out, ref_codes = run_reference(model, table, x, return_all=True)
+    names = list(ref_codes)
+    return lower_int8(model, table, expose=names), ref_out, ref_codes, names
+
+
+# ---------------------------------------------------------------------------------------------------- requantization
+def _edge_cases():
+    """Multipliers and accumulators that hit every branch of the fixed-point requantization."""
+    rng = np.random.default_rng(0)
+    ms = np.concatenate([
+        [0.5, 0.25, 0.75, 1.0, 1.5, 2.0**29, 3.0e8, 1e-3, 1e-9, 2.0**-40],  # ties, large M (k = 1..2), tiny M
+        rng.uniform(1e-6, 1.0, 3000),  # shift <= 0: the usual conv requantization
+        rng.uniform(1.0, 2.0**20, 1000),  # shift > 0
+    ])
+    q, shift = quantize_multiplier(ms)
+    accs = rng.integers(-(2**31), 2**31, len(q))
+    accs[:10] = [-7, -5, -3, -1, 1, 3, 5, -(2**31), 2**31 - 1, -1]  # negative and positive ties under M = 1/2, 1/4
+    accs[10:40] = rng.integers(-(2**10), 2**10, 30) * 2 + 1  # more odd values: ties for M = 2^-k
+    q[10:40], shift[10:40] = 2**30, rng.integers(-20, 1, 30)  # M = 2^(shift - 1): every odd acc ties
+    assert (shift > 0).any() and (shift < 0).any() and (31 - shift == 1).any()
+    return accs, q, shift
+
+
+def test_requantize_kernel_bit_exact_on_edge_cases():
+    """The shared requantization PrimFunc every layer calls: int32 output, and int8 with a zero point."""
+    accs, q, shift = _edge_cases()
+    want = multiply_by_quantized_multiplier(accs, q, shift)
+    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
+    got = _host_vm(requantize_module(q, shift))["main"](x).numpy().ravel()
+    np.testing.assert_array_equal(got, np.clip(want, -(2**31), 2**31 - 1))
+    got8 = _host_vm(requantize_module(q, shift, zp=-3, lo=-128, hi=127, dtype="int8"))["main"](x).numpy().ravel()
+    assert got8.dtype == np.int8
+    np.testing.assert_array_equal(got8, np.clip(want - 3, -128, 127))
+
+
+def test_requantize_narrow_form_bit_exact():
+    """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
+    that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
+    from tests.helpers.tvm_int8 import _requant
+
+    from tcc.backends.tvm.int8.requantize import requantize_params
+
+    accs, q, shift = _edge_cases()
+    keep = shift <= 0
+    accs, q, shift = accs[keep], q[keep], shift[keep]
+    assert requantize_params(_requant(q, shift, 0, -128, 127, "int8"), len(q))[0]  # the narrow form
+    want = multiply_by_quantized_multiplier(accs, q, shift)
+    x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
+    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (7, -(2**31), 2**31 - 1, "int32"),
+                              (-7, -(2**31), 2**31 - 1, "int32"), (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+        got = _host_vm(requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype))["main"](x).numpy().ravel()
+        np.testing.assert_array_equal(got, np.clip(want + zp, lo, hi), err_msg=f"zp {zp}, {dtype}")
+
+
+@pytest.mark.parametrize("form", ["int32", "float64"])
+def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
+    """The requantizations of an x86 kernel's layers (tvm_int8.requantize_int32_primfunc, where the 64-bit
+    product is only the high half; requantize_float64_primfunc, where |acc q| < 2^53 makes float64 exact) on the
+    edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
+    accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host."""
+    from tcc.backends.tvm.int8 import kernels as kn
+    from tests.helpers.tvm_int8 import _requant
+
+    from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
+
+    accs, q, shift = _edge_cases()
+    keep = (shift <= -1) & (shift >= -30)  # multipliers below 1/2: where both forms apply
+    accs, q, shift = accs[keep], q[keep], shift[keep]
+    q[:200] &= ~np.int64(0xFFF)  # trailing zero bits
+    bound = None
+    if form == "float64":
+        bound = np.minimum((FLOAT64_EXACT - 1) // q, 2**31 - 1)
+        rng = np.random.default_rng(1)
+        accs = rng.integers(-bound, bound + 1)
+        accs[:64] = bound[:64] * np.array([1, -1] * 32)  # at the bound
+        ties = (q == 2**30)  # M = 2^(shift - 1): every odd multiple of 2^(-shift) is a tie
+        accs[ties] = (rng.integers(-(2**8), 2**8, ties.sum()) * 2 + 1) << (-shift[ties] - 1).clip(0, 20)
+        assert ties.sum() >= 10
+    kernel = kn.KERNELS["tcc_dot_avx2_madd"]
+    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (-7, -(2**31), 2**31 - 1, "int32"),
+                              (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+        rq = _requant(q, shift, zp, lo, hi, dtype)
+        assert int32_requantize_params(rq, len(q)) is not None
+        assert (float64_requantize_params(rq, len(q), bound) is not None) == (form == "float64")
+        mod = requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype, kernel=kernel, bound=bound)
+        assert ("nearbyint" in mod.script()) == (form == "float64")
+        got = _host_vm(mod)["main"](tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))).numpy().ravel()
+        want = np.clip(multiply_by_quantized_multiplier(accs, q, shift) + zp, lo, hi)
+        np.testing.assert_array_equal(got, want, err_msg=f"{form}: zp {zp}, {dtype}")
+
+
+def test_x86_requantization_falls_back_outside_its_bounds():
+    """Where a form's arithmetic would not be exact, the lowering takes the next: float64 needs |acc q| < 2^53
+    (one more than the bound refuses it), the int32 form multipliers below 1/2 (M in [1/2, 1): the int64 form)."""
+    from tests.helpers.tvm_int8 import _requant
+
+    from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
+
+    q, shift = np.array([2**30 + 1, 2**31 - 1]), np.array([-3, -1])
+    rq = _requant(q, shift, 0, -128, 127, "int8")
+    bound = (FLOAT64_EXACT - 1) // q
+    assert float64_requantize_params(rq, 2, bound) is not None
+    assert float64_requantize_params(rq, 2, bound + np.array([0, 1])) is None
+    assert int32_requantize_params(rq, 2) is not None
+    assert int32_requantize_params(_requant(q, np.array([-3, 0]), 0, -128, 127, "int8"), 2) is None
+
+
+def test_elementwise_multiply_bit_exact_on_edge_cases():
+    """The int64 Relax-op form used by the residual Add (its intermediate terms are not clamped)."""
+    accs, q, shift = _edge_cases()
+    got = _host_vm(multiplier_module(q, shift))["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
+    np.testing.assert_array_equal(got, multiply_by_quantized_multiplier(accs, q, shift))
+
+
+def test_requantize_rejects_unrepresentable_multiplier():
+    q, shift = quantize_multiplier(2.0**31)
+    with pytest.raises(OverflowError):
+        multiplier_module(q, shift)
+
+
+# ---------------------------------------------------------------------------------------------------- small models
+@pytest.fixture(scope="module")
+def tiny():
+    m = tiny_cnn()
+    t = calibrate_onnx(m, tiny_data(24), method="kl", target="tvm")
+    return m, t
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_tiny_cnn_bit_exact(tiny, seed):
+    m, t = tiny
+    x = tiny_data(3, seed=seed) * (1 + seed)  # the second input saturates more codes
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    n = _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    assert n > 3000
+
+
+def test_tiny_cnn_with_every_calibration_step_bit_exact():
+    """Equalized weights, stored roundings and corrected biases reach the TVM lowering through the quantized graph:
+    still bit-exact with the integer reference, every tensor."""
+    from tcc.quant.table.steps import Steps
+
+    m = tiny_cnn()
+    t = calibrate_onnx(m, tiny_data(24), target="tvm", cos_steps=10, cos_rounds=1,
+                       steps=Steps(equalization=True, bias_correction=True, rounding=True))
+    assert all(s["enabled"] for s in t.doc["steps"])
+    x = tiny_data(3, seed=7)
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
+
+
+@pytest.mark.parametrize("fused_relu", [True, False])
+def test_residual_add_bit_exact(fused_relu):
+    rng = np.random.default_rng(1)
+    m = residual_model(fused_relu=fused_relu)
+    t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax", target="tvm")
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32) * 1.5
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    assert "res" in names
+
+
+def test_unsupported_op_is_named():
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Softsign", ["input"], ["output"], name="soft")], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 2, 2])])
+    from tcc.quant.intgraph.plan import UnsupportedOps
+    from tcc.quant.table.file import CalibrationTable
+
+    entry = {"kind": "activation", "scale": 0.1, "zero_point": 0, "bits": 8, "signed": True}
+    table = CalibrationTable({"tensors": {"input": entry, "output": entry}})
+    with pytest.raises(UnsupportedOps, match="node 'soft' \\(op Softsign\\): no integer form"):
+        lower_int8(helper.make_model(g), table)
+
+
+# ---------------------------------------------------------------------------------------------------- real networks
+def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
+    """The spec's FP32 graph after the passes, seeded weights; `side`: --set image_size=side (the numpy reference is
+    the slow part of these tests)."""
+    pytest.importorskip("torch")
+    from tcc.frontend import lower_spec
+
+    fe = lower_spec(REPO / "spec" / spec, {"image_size": side} if side else None, seed=seed)
+    return fe.onnx, tuple(fe.model.input_shape)
+
+
+@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 112), ("baselines/mobilenet_v2.yaml", 64)])
+def test_network_bit_exact_on_host(spec, side):
+    """Every quantized tensor of DDSNet (concat, pools, dense blocks) and MobileNetV2 (ReLU6, residual Add) bit for
+    bit; every kind alone: tests/quant/test_int8_ops.py; the outputs of the whole zoo: tests/zoo/test_int8_host.py."""
+    m, shape = _seeded_fp32(spec, side=side)
+    rng = np.random.default_rng(0)
+    t = calibrate_onnx(m, rng.standard_normal((4, *shape)).astype(np.float32), method="kl", target="tvm")
+    xs = [rng.standard_normal((2, *shape)).astype(np.float32) * s for s in (1.0, 2.5)]
+    ref = [run_reference(m, t, x, return_all=True) for x in xs]
+    names = list(ref[0][1])
+    vm = _host_vm(lower_int8(m, t, expose=names, batch=2))  # static shapes, as deployed (tcc's schedules apply)
+    compared = sum(_check_all(vm["main"](tvm.runtime.tensor(x)), r[0], r[1], names) for x, r in zip(xs, ref))
+    print(f"\n[tvm_int8] {spec}: {len(names)} quantized tensors, {compared} elements bit-exact")
+    assert len(names) > 30
+
+
+# ---------------------------------------------------------------------------------------------------- exported .so
+def _skip_unless_runtime(target: str) -> None:
+    missing = rt.missing_tools(target)
+    if missing:
+        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
+    if rt.runtime_state(target) != "ok":
+        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
+
+
+@pytest.mark.parametrize("target", ["host", "arm-a7"])
+def test_exported_module_bit_exact_with_tcc_run(tiny, target, tmp_path):
+    """The .so exported by tvm_compile.compile_module, as the TVM backend does (cross-compiled for arm-a7, run
+    under qemu), gives the reference's bits."""
+    _skip_unless_runtime(target)
+    m, t = tiny
+    x = tiny_data(2, seed=9) * 2
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"tiny-int8-{target}.so")
+    outs, _ = tvm_run.run_module(so, target, x)
+    assert len(outs) == 1 + len(names)
+    _check_all(outs, ref_out, ref_codes, names)

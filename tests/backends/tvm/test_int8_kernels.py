@@ -1,0 +1,297 @@
+"""The integer dot-product kernels of the TVM INT8 convs (backends/tvm_int8_kernels.py): bit-exact against the
+integer reference on odd shapes (input channels not a multiple of the step, strides, asymmetric padding, a 7x7
+stem on 3 channels, signed and unsigned codes, output channels the kernel cannot take), the weight packing, the
+per-layer fallback of the ARM kernel, and the instruction each x86 kernel compiles to for CPUs this machine may
+not have (compiled, not run: say so in the test names)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+tvm = pytest.importorskip("tvm")
+
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+from tcc.backends.tvm.int8 import choose, compute, kernels as kn
+from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
+from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
+from tcc.quant.intgraph.plan import plan  # noqa: E402
+from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
+from tcc.quant.intgraph.reference import run_reference  # noqa: E402
+
+
+def odd_convs_model(seed: int = 0):
+    """stem 7x7 s2 on 3 channels (flat form) + ReLU (u8 codes) -> 3x3 16->24 (signed out) -> depthwise 3x3 s2,
+    asymmetric pads + ReLU -> 1x1 24->16 -> 3x3 s2 asymmetric pads 16->8 + ReLU -> depthwise 3x3 on 8 channels (signed
+    out) -> 3x3 8->5 (5 outputs: the generic conv) -> 3x3 5->16 + ReLU (5
+    input channels: flat) -> grouped 1x1 (generic) -> 1x1 16->12 (a multiple of ARM's 4 lanes, not of x86's 8 or
+    16) -> GAP -> gemm."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, x, co, ci, k, stride=1, pads=(0, 0, 0, 0), group=1, relu=False):
+        w = rng.standard_normal((co, ci // group, k, k)) * 0.3
+        w = numpy_helper.from_array(w.astype(np.float32), f"{name}.w")
+        b = numpy_helper.from_array((rng.standard_normal(co) * 0.2).astype(np.float32), f"{name}.b")
+        nodes = [helper.make_node("Conv", [x, w.name, b.name], [name], name=name, kernel_shape=[k, k],
+                                  strides=[stride, stride], pads=list(pads), group=group)]
+        if relu:
+            nodes.append(helper.make_node("Relu", [name], [f"{name}.relu"], name=f"{name}.relu"))
+        return nodes, [w, b], nodes[-1].output[0]
+
+    nodes, inits, x = [], [], "input"
+    for args in (("stem", 16, 3, 7, 2, (3, 3, 3, 3), 1, True), ("c2", 24, 16, 3, 1, (1, 1, 1, 1)),
+                 ("dw", 24, 24, 3, 2, (1, 0, 0, 1), 24, True), ("c3", 16, 24, 1, 1),
+                 ("c4", 8, 16, 3, 2, (0, 1, 1, 0), 1, True), ("dw2", 8, 8, 3, 1, (1, 1, 1, 1), 8),
+                 ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
+                 ("c6", 16, 5, 3, 1, (1, 1, 1, 1), 1, True), ("g", 16, 16, 1, 1, (0, 0, 0, 0), 2),
+                 ("c7", 12, 16, 1, 1)):
+        name, co, ci, k, *rest = args
+        n, i, x = conv(name, x, co, ci, k, *rest)
+        nodes += n
+        inits += i
+    wf = numpy_helper.from_array((rng.standard_normal((3, 12)) * 0.5).astype(np.float32), "fc.w")
+    bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "odd", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 19, 17])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])], inits + [wf, bf])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.fixture(scope="module")
+def odd():
+    m = odd_convs_model()
+    rng = np.random.default_rng(1)
+    table = calibrate_onnx(m, rng.standard_normal((16, 3, 19, 17)).astype(np.float32), method="kl", target="tvm")
+    x = rng.standard_normal((1, 3, 19, 17)).astype(np.float32) * 1.5
+    out, codes = run_reference(m, table, x, return_all=True)
+    return m, table, x, out, codes
+
+
+def _lowered(model, table, kernel, names):
+    qg = quantize_graph(plan(model, lowering="tvm", rules="tvm"), table)
+    return RelaxLowering(kernel).lower(qg, tuple(names), batch=1)
+
+
+def _out_channels(model, node) -> int:
+    return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
+
+
+def _skip_unless_runs(target):
+    missing = rt.missing_tools(target)
+    if missing or rt.runtime_state(target) != "ok":
+        pytest.skip(f"{target}: toolchain, qemu or TVM runtime missing - run tools/setup_arm.sh")
+
+
+def _run(mod, target, x, tmp_path):
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"odd-{target}.so", ieee=True)
+    return tvm_run.run_module(so, target, x)[0]
+
+
+def _scripts(mod):
+    return [f.script() for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+
+
+@pytest.mark.parametrize("target, kernel", [
+    ("host", None),  # this machine's kernel (kernel_for: AVX2 vpmaddwd here, vpdpbusd on a VNNI CPU)
+    ("arm-a7", "tcc_dot_neon_s8"),
+    ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallbacks for weights pairing two -128 codes, on every layer
+    ("arm-a7", "tcc_dot_neon_dot16_pairs"),
+])
+def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
+    _skip_unless_runs(target)
+    model, table, x, ref_out, ref_codes = odd
+    k = kn.KERNELS[kernel] if kernel else choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target(target)))
+    if k is None:
+        pytest.skip("this CPU has no integer dot-product kernel (no AVX2)")
+    names = list(ref_codes)
+    mod = _lowered(model, table, k, names)
+    calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
+    assert sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2  # both depthwise convs: 8k channels
+    narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
+    while narrow.name in choose.NARROW:
+        narrow = kn.KERNELS[choose.NARROW[narrow.name]]
+    takes = [n for n in model.graph.node if n.op_type == "Conv" and helper.get_attribute_value(
+        next(a for a in n.attribute if a.name == "group")) == 1 and _out_channels(model, n) % narrow.lanes == 0]
+    assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's (or twin's) vectors
+    if narrow is not k:  # c7's 12 output channels: not a multiple of 8 or 16
+        assert any(narrow.name in s for s in _scripts(mod))
+    outs = _run(mod, target, x, tmp_path)
+    np.testing.assert_array_equal(outs[0], ref_out)
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=f"{k.name}: {name}")
+
+
+def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
+    """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
+    small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
+    from tcc.backends.tvm.int8 import requantize as tvm_requantize
+
+    _skip_unless_runs("host")
+    model, table, x, ref_out, ref_codes = odd
+    k = choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
+    if k is None or k.name.startswith("tcc_dot_neon"):
+        pytest.skip("no x86 integer dot-product kernel on this machine")
+    monkeypatch.setattr(tvm_requantize, "FLOAT64_EXACT", 0)
+    names = list(ref_codes)
+    mod = _lowered(model, table, k, names)
+    assert not any("nearbyint" in s for s in _scripts(mod))
+    outs = _run(mod, "host", x, tmp_path)
+    np.testing.assert_array_equal(outs[0], ref_out)
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+
+
+def test_pack_weights_layout_and_bias_correction():
+    """The packed weights hold w[co, c, ky, kx] where the conv's step reads it; the correction restores the sum of
+    shifted codes."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (16, 5, 3, 3))
+    for k in (kn.KERNELS["tcc_dot_avx2_madd"], kn.KERNELS["tcc_dot_neon_s8"], kn.KERNELS["tcc_dot_avx512_vnni"]):
+        for c in (5, 8):  # flat (5 channels: not a multiple of the step) and direct
+            shape = kn.ConvShape(1, 6, 6, c, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+            wc = w[:, :c] if c <= 5 else rng.integers(-128, 128, (16, c, 3, 3))
+            p = compute.pack_weights(wc, shape, k).astype(np.int64)
+            m = shape.tile_vectors(k)
+            if k.pairs == 1:
+                p = p[..., None, :, :]  # the pairs axis, before (lanes, group)
+            flat = shape.flat(k)
+            for co in (0, 5, 15):
+                for ky in range(3):
+                    for e in range(shape.steps(k) * k.step if flat else c):
+                        g, r = divmod(e, k.step)
+                        h, j = divmod(r, k.group)
+                        tile, vec, lane = co // (k.lanes * m), (co // k.lanes) % m, co % k.lanes
+                        if flat:
+                            kx, ci = divmod(e, c)
+                            want = wc[co, ci, ky, kx] if kx < 3 else 0
+                            got = p[tile, ky, g, vec, h, lane, j]
+                        else:
+                            want = wc[co, e, ky, 1]
+                            got = p[tile, ky, 1, g, vec, h, lane, j]
+                        assert got == want, (k.name, c, co, ky, e)
+    a = rng.integers(0, 256, 45)
+    ww = rng.integers(-128, 128, (4, 45))
+    for offset in (-128, 128):
+        shifted = (a + offset) @ ww.T
+        np.testing.assert_array_equal(shifted + compute.bias_correction(ww[:, :, None, None], offset), a @ ww.T)
+
+
+def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
+    k = kn.KERNELS["tcc_dot_neon_s8"]
+    shape = kn.ConvShape(1, 4, 4, 8, 8, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+    w = np.full((8, 8, 1, 1), 5)
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)) is k
+    w[3, 0], w[3, 2] = -128, -128  # codes 0 and 2 of channel 3: one lane (h = 0, 1; j = 0) of the same step
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)).name == "tcc_dot_neon_s8_pairs"
+    w[3, 2] = -127
+    w[3, 1] = -128  # codes 0 and 1: two lanes of a pair, summed only in the int32 accumulator
+    assert choose.layer_kernel(k, compute.pack_weights(w, shape, k)) is k
+    dot = kn.KERNELS["tcc_dot_neon_dot16"]  # the dot form: codes m and m + 8 of a step share an int16 lane
+    shape16 = kn.ConvShape(1, 4, 4, 32, 8, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+    assert choose.dot_form(shape16, k) == (dot, False)
+    w = np.full((8, 32, 1, 1), 5)
+    w[6, 17], w[6, 26] = -128, -128  # step 1, codes 1 and 10: not one lane
+    assert choose.layer_kernel(dot, compute.pack_weights(w, shape16, dot)) is dot
+    w[6, 25] = -128  # codes 9 and 1 of step 1: one lane
+    assert choose.layer_kernel(dot, compute.pack_weights(w, shape16, dot)).name == "tcc_dot_neon_dot16_pairs"
+
+
+@pytest.mark.parametrize("mcpu, kernel, instruction", [
+    ("icelake-server", "tcc_dot_avx512_vnni", r"vpdpbusd\s[^\n]*%zmm"),
+    ("alderlake", "tcc_dot_avx_vnni", r"vpdpbusd\s[^\n]*%ymm"),
+    ("skylake-avx512", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
+    ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
+])
+def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
+    """The kernel each x86 CPU class gets, compiled for that CPU (not run: this machine may lack the ISA) into the
+    instruction it is for."""
+    from tvm import s_tir
+
+    from tcc.backends.tvm import schedule as ts
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+    k = choose.kernel_for(target)
+    assert k is not None and k.name == kernel
+    shape = kn.ConvShape(1, 6, 10, 3, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1))
+    func = compute.conv_primfunc(shape, k, k.act_offset("uint8")).with_attr("global_symbol", "main")
+    sch = s_tir.Schedule(func)
+    assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(target))
+    asm = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
+    assert re.search(instruction, asm)
+
+
+def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
+    """ARMv7's 32-bit requantization (tvm_int8.requantize_neon_primfunc), run under qemu on the accumulators and
+    multipliers that hit its branches: ties (q = 2^30: M = 2^-s, every odd multiple a tie), the int32 extremes,
+    shifts 1..22, odd and even q (the low-bits test), saturating sums, zero points."""
+    _skip_unless_runs("arm-a7")
+    from tvm import relax, s_tir
+
+    from tests.helpers.tvm_int8 import _requant
+
+    from tcc.backends.tvm.int8.requantize import neon_requantize_params, requantize_neon_primfunc
+    from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+
+    rng = np.random.default_rng(0)
+    n = 4096
+    q, shift = quantize_multiplier(rng.uniform(2.0**-22, 0.49, n))
+    q[:512], shift[:512] = 2**30, -rng.integers(1, 23, 512)  # M = 2^(shift - 1): ties at every odd multiple
+    q[512:1024] &= ~np.int64(0xFF)  # q with trailing zero bits
+    acc = rng.integers(-(2**31), 2**31, n)
+    acc[:1024] = rng.integers(-(2**12), 2**12, 1024) * rng.choice([1, 2**10, 2**19], 1024) + 1  # ties and near
+    acc[1024:1032] = [-(2**31), 2**31 - 1, 0, -1, 1, 2**30, -(2**30), 12345]
+    for zp, lo, hi, dtype in ((-3, -128, 127, "int8"), (0, 0, 255, "uint8"), (100, -(2**15), 2**15 - 1, "int16")):
+        rq = _requant(q, shift, zp, lo, hi, dtype)
+        params = neon_requantize_params(rq, n)
+        assert params is not None
+        func = requantize_neon_primfunc(dtype, [1, n]).with_attr("global_symbol", "main")  # every row a tensor
+        sch = s_tir.Schedule(func)
+        _, i = sch.get_loops(sch.get_sblock("requantize"))
+        sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
+        bb = relax.BlockBuilder()
+        x = relax.Var("acc", relax.TensorType([1, n], "int32"))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
+                                 "requantize")
+                out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
+                                                    relax.TensorType([1, n], dtype)))
+            bb.emit_func_output(out)
+        so = tvm_compile.compile_module(bb.get(), "arm-a7", tmp_path / f"rq-{dtype}.so", ieee=True)
+        got = tvm_run.run_module(so, "arm-a7", acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
+        want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+        np.testing.assert_array_equal(got, want, err_msg=dtype)
+
+
+@pytest.mark.parametrize("width, unrolled", [(15, True), (16, False)])
+def test_arm_depthwise_unrolls_its_taps_on_one_pixel_tiles(width, unrolled):
+    """ARMv7 depthwise: a width with no two-pixel tile (FastNet's 127, 63, 31, 15) has its 3 x 3 taps unrolled
+    (the per-tap loop was a third of its instructions); a two-pixel tile keeps the loop (unrolled it spills)."""
+    from tvm import s_tir
+
+    from tcc.backends.tvm.schedule import Int8Depthwise
+
+    shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = compute.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
+    sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target("arm-a7")), False)
+    assert isinstance(sch, s_tir.Schedule)
+    loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
+    taps = [line for line in loops if re.match(r"for (ky|kx)\b", line)]
+    assert taps and all(("T.unroll" in line) == unrolled for line in taps), loops
+
+
+@pytest.mark.parametrize("size, form", [(224, "dot"), (256, "broadcast")])  # outputs 112 and 127 pixels wide
+def test_arm_stem_takes_the_broadcast_form_on_an_odd_width(size, form):
+    """A 3 x 3 s2 stem on RGB reads an im2col copy; on an odd output width (FastNet's 127: one-pixel tiles) the
+    broadcast kernel takes it (no partial-lane sums), on an even one the dot form's two-pixel tiles."""
+    shape = kn.ConvShape(1, size, size, 3, 64, 3, 3, (2, 2), (0,) * 4 if size == 256 else (1,) * 4, (1, 1))
+    kernel, im2col = choose.dot_form(shape, kn.KERNELS["tcc_dot_neon_s8"])
+    assert im2col and kernel.form == form and shape.out_hw[1] == {224: 112, 256: 127}[size]
+    flat = compute.im2col_shape(shape, kernel)
+    assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and choose.supports(flat, kernel) is None

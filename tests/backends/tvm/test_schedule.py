@@ -1,0 +1,252 @@
+"""tcc's default CPU schedules for TVM (backends/tvm_schedule.py): which functions they take, what they do to
+them, that they change no numbers, and the frontend clean-up (Clip) that keeps the graph channels-last.
+Speed is measured by tools/bench_tvm.py, not here."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
+                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+
+
+def _legalized(onnx_model, target_name="host"):
+    """The Relax module as the TVM backend lowers it, up to (not including) scheduling."""
+    import tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cg
+
+    from tcc.backends.tvm import compile as tvm_compile, schedule as ts
+
+    inp = onnx_model.graph.input[0]
+    dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
+    mod = tvm_compile.import_onnx(onnx_model, {inp.name: dims})
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
+    with target:
+        mod = tvm.transform.Sequential(ts.layout_passes() + list(cg.legalize_passes(target)))(mod)
+    return mod, target
+
+
+def _spec_onnx(spec: str):
+    from tcc.frontend import lower_spec
+
+    return lower_spec(REPO / spec).onnx
+
+
+def _small_net():
+    """pad+conv3x3+relu6 (Clip) -> depthwise 3x3 s2 -> 1x1 conv -> concat with a max pool -> avg pool -> gap ->
+    gemm: every kind of function the rules handle, at a size where channels and widths do not divide evenly."""
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=12, strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["p1", "c3"], ["cat"], axis=1),
+        helper.make_node("AveragePool", ["cat"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+    ]
+    inits = [init("w1", 12, 3, 3, 3), init("b1", 12), init("w2", 12, 1, 3, 3), init("w3", 10, 12, 1, 1),
+             init("b3", 10), init("wf", 5, 22), init("bf", 5),
+             numpy_helper.from_array(np.float32(0.0), "lo"), numpy_helper.from_array(np.float32(6.0), "hi")]
+    g = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 30, 30])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_simd_of_registry_targets():
+    import tvm
+
+    from tcc.backends.tvm.compile import resolve_tvm_target
+    from tcc.backends.tvm.isa import Simd, simd_of
+
+    assert simd_of(tvm.target.Target(resolve_tvm_target("arm-a7"))) == Simd(4, 16)  # NEON q registers
+    assert simd_of(tvm.target.Target(resolve_tvm_target("aarch64"))) == Simd(4, 32)
+    host = simd_of(tvm.target.Target(resolve_tvm_target("host")))
+    assert host.lanes in (4, 8, 16) and host.accumulators >= 8
+
+
+@pytest.mark.parametrize("spec, channels_last", [
+    ("spec/ddsnet.yaml", True), ("spec/fastnet.yaml", True),
+    pytest.param("spec/baselines/mobilenet_v2.yaml", True, marks=pytest.mark.slow),  # DDSNet's structures
+    ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
+    ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
+])
+def test_every_function_of_the_zoo_cpu_models_gets_a_schedule(spec, channels_last):
+    """No function of the zoo's CPU-relevant models is left to TVM's unscheduled default; where the model has no
+    reshapes of feature maps the graph stays channels-last: the only layout transposes are at the input (NCHW ->
+    NHWC) and before flatten."""
+    import tvm
+
+    from tcc.backends.tvm.schedule import default_schedule_pass
+
+    mod, target = _legalized(_spec_onnx(spec))
+    rules = default_schedule_pass().rules
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    unscheduled = [name for name, f in funcs.items() if all(r.apply(f, target, False) is None for r in rules)]
+    assert unscheduled == []
+    transposes = [name for name in funcs if "transpose" in name]
+    assert len(transposes) <= 2 or not channels_last, transposes
+
+
+def test_conv_schedule_is_a_register_tile():
+    """The fused conv + bias + ReLU: accumulator tile in local scope, vectorized over channels, unrolled over
+    pixels, epilogue fused into the write-back (no separate bias / ReLU pass), rows in parallel."""
+    import tvm
+
+    from tcc.backends.tvm.schedule import Injective, WindowReduction
+
+    mod, target = _legalized(_small_net())
+    conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
+                and "conv2d" in gv.name_hint and "maximum" in gv.name_hint)
+    assert Injective().apply(conv, target, False) is None  # a reduction: WindowReduction's, not Injective's
+    text = WindowReduction().apply(conv, target, False).mod["main"].script()
+    assert 'scope="local"' in text and "T.vectorized" in text and "T.unroll" in text and "T.parallel" in text
+    assert 'T.sblock("T_add")' not in text and "T.max(" in text and "T.min(" in text  # fused into the write-back
+
+
+def test_short_reductions_are_unrolled_on_x86_only():
+    """Innermost reduction loops of at most X86_UNROLLED_TAPS steps in all are unrolled on x86 (host): the
+    depthwise conv's 3 x 3 taps, the 3 x 3 x 3 conv's kx x c_in (not ky: 27 steps); ARM keeps the loop nest (its
+    FP32 instruction counts are the INT8 ratios' reference). Numbers: test_schedules_change_no_numbers."""
+    import tvm
+
+    from tcc.backends.tvm.schedule import WindowReduction
+
+    def reduction_loops(target_name):
+        mod, target = _legalized(_small_net(), target_name)
+        loops = {}
+        for gv, func in mod.functions_items():
+            if isinstance(func, tvm.tirx.PrimFunc) and gv.name_hint.startswith("fused_conv2d"):
+                text = WindowReduction().apply(func, target, False).mod["main"].script()
+                loops[gv.name_hint] = [line.strip() for line in text.splitlines()
+                                       if line.strip().startswith(("for ry", "for rx", "for rc"))]
+        return loops
+
+    host, arm = reduction_loops("host"), reduction_loops("arm-a7")
+    assert host["fused_conv2d1_relu"] == ["for ry in T.unroll(T.int64(3)):", "for rx in T.unroll(T.int64(3)):",
+                                          "for rc in T.unroll(T.int64(1)):"]
+    assert host["fused_conv2d_add_maximum_minimum"][0] == "for ry in range(T.int64(3)):"
+    assert "T.unroll" not in host["fused_conv2d2_add1"][0]  # the 1x1 conv's 12 input channels
+    assert all("T.unroll" not in line for lines in arm.values() for line in lines), arm
+
+
+def test_relax_clips_become_layout_aware_ops():
+    import tvm
+
+    from tcc.backends.tvm import compile as tvm_compile
+
+    mod = tvm_compile.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
+    text = mod["main"].script()
+    assert "R.maximum(" in text and "R.minimum(" in text
+    assert not any(gv.name_hint.startswith(("maximum", "minimum")) for gv, f in mod.functions_items()
+                   if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def test_schedules_change_no_numbers(tmp_path):
+    """The same module with and without tcc's schedules, and ONNX Runtime: vectorization runs across output
+    channels, never along a reduction, so each output is summed in the same order; only FMA contraction may
+    differ (float32 ulps)."""
+    import onnxruntime as ort
+
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+
+    model = _small_net()
+    x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
+    outs = {}
+    for sched in (True, False):
+        so = tvm_compile.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
+                                      shape_dict={"x": [1, 3, 30, 30]})
+        outs[sched] = tvm_run.run_module(so, "host", x)[0][0]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(outs[True], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_concat_inlined_into_its_elementwise_consumer_is_cut_at_its_inputs():
+    """An INT8 concat fused with the cast / add / cast that shifts its u8 codes to s8: the one block left after
+    inlining is cut at the inputs' boundaries like a plain concat, so each part is a vectorized copy (a select
+    per element kept ARMv7 on scalar code: FastNet 2.2 M instructions)."""
+    import tvm
+    from tvm import te, topi
+
+    from tcc.backends.tvm.compile import resolve_tvm_target
+    from tcc.backends.tvm.schedule import Injective
+
+    a = te.placeholder((1, 5, 5, 16), "uint8", name="a")
+    b = te.placeholder((1, 5, 5, 32), "uint8", name="b")
+    cat = topi.concatenate([a, b], axis=3)
+    wide = te.compute(cat.shape, lambda *i: cat(*i).astype("int16"), name="compute")
+    shifted = te.compute(cat.shape, lambda *i: wide(*i) + tvm.tirx.const(-128, "int16"), name="T_add")
+    out = te.compute(cat.shape, lambda *i: shifted(*i).astype("int8"), name="compute1")
+    func = te.create_prim_func([a, b, out])
+    text = Injective().apply(func, tvm.target.Target(resolve_tvm_target("arm-a7")), False).mod["main"].script()
+    assert text.count("_partition") >= 2 and "T.vectorized" in text, text
+
+
+@pytest.mark.parametrize("channels", [19, 7, 32])
+def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
+    """A global sum over H x W (W8A16's average pool: int16 codes widened to int32) with a channel count no vector
+    width divides (19, 7: a tile of one channel) gave every channel one wrong value once: the write-back had no
+    loop of its own and the channel loop around the reduction was vectorized. Integer sums are exact: equal."""
+    import tvm
+    from tvm import relax
+
+    from tcc.backends.tvm import compile as tvm_compile
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 7, 7, channels), "int16"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            total = bb.emit(relax.op.sum(relax.op.astype(x, "int32"), axis=[1, 2], keepdims=True))
+            out = bb.emit_output(total)
+        bb.emit_func_output(out)
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    ex = tvm.compile(bb.get(), target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
+    codes = np.random.default_rng(channels).integers(-32768, 32768, (1, 7, 7, channels)).astype(np.int16)
+    got = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(codes)).numpy()
+    np.testing.assert_array_equal(got, codes.astype(np.int64).sum(axis=(1, 2), keepdims=True))
+
+
+def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
+    """x86 float max pools: a tile of one pixel x up to X86_POOL_VECTORS vectors of channels (ARM keeps X pixels
+    x 2 vectors); on an odd width the host module equals ONNX Runtime exactly (a max is exact in any order)."""
+    import onnxruntime as ort
+    import tvm
+
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.schedule import WindowReduction
+
+    shape = [1, 24, 13, 17]
+    nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
+             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    eye = numpy_helper.from_array(np.eye(24, dtype=np.float32).reshape(24, 24, 1, 1), "eye")
+    g = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 7, 9])], [eye])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    def pool_script(target_name):
+        mod, target = _legalized(model, target_name)
+        func = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "pool" in gv.name_hint)
+        return WindowReduction().apply(func, target, False).mod["main"].script()
+
+    host, arm = pool_script("host"), pool_script("arm-a7")
+    assert "T.vectorized(T.int64(24))" in host and "T.unroll(T.int64(1))" in host.split("pool_max_update")[0]
+    assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(24))" not in arm
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(tvm_run.run_module(so, "host", x)[0][0], ref)

@@ -1,0 +1,1 @@
+"""Tests of tcc bench (tcc.bench) and what it measures with."""

@@ -1,0 +1,1 @@
+"""Tests of quantization (tcc.quant, tcc.intops): calibration, the table, QDQ, the integer reference, placement."""

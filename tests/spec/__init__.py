@@ -1,0 +1,1 @@
+"""Tests of the spec language (tcc.spec)."""

@@ -1,0 +1,108 @@
+"""tools/quality_compare.py, the INT8 comparison against ONNX Runtime's quantize_static (and NNCF when installed), on
+one DDSNet checkpoint with ORT's quantizer only, on few crops (the full table: README's INT8 section)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.helpers import FIXTURES, REPO
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("quality_compare", REPO / "tools" / "quality_compare.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
+def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
+    out = tmp_path / "q.json"
+    assert _tool().main(["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8",
+                         "--held-out", "4", "--cos-steps", "10", "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    pcam = doc["checkpoints"]["PCam"]
+    assert (pcam["calibration_crops"], pcam["held_out_crops"]) == (8, 4)
+    rows = pcam["results"]
+    assert list(rows) == ["tcc none", "tcc rounding", "onnxruntime MinMax"]
+    for r in rows.values():
+        assert 0.9 < r["cos_mean"] <= 1.0 and r["cos_min"] <= r["cos_mean"] and r["top1"] in (0, 0.25, 0.5, 0.75, 1)
+    printed = capsys.readouterr().out
+    assert "| tcc rounding |" in printed and "| onnxruntime MinMax |" in printed
+
+
+def test_bad_names_are_refused(capsys):
+    assert _tool().main(["--checkpoints", "GC", "--rivals", "Histogram"]) == 2
+    assert "unknown rival Histogram" in capsys.readouterr().err
+
+
+def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
+    """--nncf-python: NNCF lives in its own virtual environment; the tool runs itself there as a worker on files.
+    A stand-in `nncf` package (importable only by the child, through PYTHONPATH) marks the model it returns."""
+    import sys
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    pkg = tmp_path / "fake" / "nncf"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "class Dataset:\n    def __init__(self, items, fn):\n        self.items = [fn(i) for i in items]\n"
+        "class QuantizationPreset:\n    MIXED = 'mixed'\n"
+        "def quantize(model, dataset, preset, subset_size):\n"
+        "    model.doc_string = f'quantized {preset} on {subset_size} ({len(dataset.items)} items)'\n"
+        "    return model\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    tool = _tool()
+    try:
+        import nncf  # noqa: F401
+        pytest.skip("NNCF is installed here: the in-process path is taken")
+    except ImportError:
+        pass
+    got = tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32), python=sys.executable)
+    assert isinstance(got, onnx.ModelProto) and got.doc_string == "quantized mixed on 3 (3 items)"
+    assert tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32)) is None  # neither here nor elsewhere
+
+
+def test_widen_activations_moves_activations_to_a_finer_int16_grid():
+    """The '+a16' what-if: every activation Q/DQ pair becomes int16 over the same range (scale / 256), weights stay
+    8-bit, and the model's output gets closer to float (here the error falls ~256x: one conv, activations only)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tcc.quant.lower.qdq import run
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+             numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "wz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    int8 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    wide = _tool().widen_activations(int8)
+    assert max(o.version for o in wide.opset_import if o.domain in ("", "ai.onnx")) == 21
+    init = {i.name: numpy_helper.to_array(i) for i in wide.graph.initializer}
+    q, dq_x, dq_w = wide.graph.node[:3]
+    assert q.input[1:] == dq_x.input[1:] and dq_w.input[1:] == ["ws", "wz"]  # the weights' DQ untouched
+    assert init[q.input[2]].dtype == np.int16 and int(init[q.input[2]]) == 0  # u8 zero point 128 -> 0
+    assert float(init[q.input[1]]) == np.float32(0.02 / 256)
+    x = rng.uniform(-2.5, 2.5, (1, 3, 8, 8)).astype(np.float32)
+    exact = helper.make_model(helper.make_graph(
+        nodes[2:], "g", graph.input, graph.output, inits[2:]), opset_imports=[helper.make_opsetid("", 13)])
+    exact.graph.node[1].input[0] = "x"
+    ref = run(exact, x, optimize=False)
+    err8, err16 = (float(np.abs(run(m, x, optimize=False) - ref).max()) for m in (int8, wide))
+    assert err16 < err8 / 100

@@ -1,0 +1,44 @@
+"""INT8 for every zoo spec on the TVM host target (`tcc build --target host --precision int8` at test sizes): the
+module equals the integer reference bit for bit, and the bundle's quality vs FP32 on held-out inputs stays at or
+above its recorded floor (tests/int8_zoo.json)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers.int8_zoo import CI_SUBSET, build_and_measure, recorded, zoo_names
+
+pytest.importorskip("tvm")
+
+
+# CI builds MobileNetV3-Small and RegNetY-400MF on host; DenseNet, GoogLeNet and ShuffleNetV2 run INT8 on ORT in
+# CI (zoo/test_int8_ort.py) and on host with tools/slow_tests.sh (~70 s together)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in CI_SUBSET else n
+                                  for n in zoo_names(int8=True)])
+def test_int8_host(name, tmp_path):
+    manifest, cosine = build_and_measure(name, "host", tmp_path)
+    result = manifest["self_check"]["result"]
+    assert result["passed"] and result["bit_exact"]
+    want = recorded(name, "host")
+    print(f"\n[int8 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
+          f"integer ops {manifest['quantization']['integer_ops']}")
+    assert cosine >= want["floor"]
+
+
+# W8A16 (`--activation-bits 16`) on host: ~10-100 s a build (CI's INT8 specs by default; `TCC_ZOO=all`, as
+# tools/int8_zoo_sweep.sh sets it, all 24, whose numbers the README's W8A16 table records)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", zoo_names(int8=True))
+def test_w8a16_host(name, tmp_path):
+    """Every activation int16 (16 bits, or fewer where a reader's int32 accumulator needs the headroom), the module
+    bit-exact with the integer reference (with float islands: every integer op; ConvNeXt's LayerNorms differ by
+    <= 1 LSB of the 16-bit grid), and the cosine vs FP32 at or above the recorded W8A16 floor (int8_zoo.json)."""
+    manifest, cosine = build_and_measure(name, "host", tmp_path, activation_bits=16)
+    result = manifest["self_check"]["result"]
+    assert result["passed"]
+    assert result["bit_exact"] or result["per_op"]["max_lsb_integer"] == 0, result
+    widths = manifest["quantization"]["activation_bits"]
+    assert set(widths) <= {str(b) for b in range(9, 17)} and "16" in widths, widths
+    want, a8 = recorded(name, "host_w8a16"), recorded(name, "host")
+    print(f"\n[w8a16 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}; "
+          f"W8A8 {a8['measured']}), activation widths {widths}")
+    assert cosine >= want["floor"]
