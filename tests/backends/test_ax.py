@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from PIL import Image
 
 from tcc.backends.ax.chips import CHIPS
@@ -24,6 +24,7 @@ from tcc.errors import BuildError
 from tcc.quant.table.file import load_table
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model, run
 
 SPECS = {"ddsnet": REPO / "spec" / "ddsnet.yaml", "fastnet": REPO / "spec" / "fastnet.yaml",
          "resnet18": REPO / "spec" / "baselines" / "resnet18.yaml"}
@@ -212,17 +213,7 @@ def test_user_mistakes(images, tmp_path, capsys, argv, message):
 
 # ---------------------------------------------------------------------------------------------------- the checker
 def _model(nodes, inits, shape=(1, 4, 8, 8), out_shape=None):
-    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
-                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-
-
-def _run(model, x):
-    import onnxruntime as ort
-
-    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return s.run(None, {"x": x})[0]
+    return make_model(nodes, {"x": shape}, {"y": out_shape}, inits, name="t")
 
 
 def test_rewrites_are_exact_and_recorded():
@@ -234,7 +225,7 @@ def test_rewrites_are_exact_and_recorded():
     r = check_model(pool, "ax620")
     assert not r.unsupported and r.rewrites[0]["node"] == "pool" and "explicit Pad" in r.rewrites[0]["rewrite"]
     assert [n.op_type for n in r.model.graph.node] == ["Pad", "AveragePool"]
-    np.testing.assert_array_equal(_run(r.model, x), _run(pool, x))
+    np.testing.assert_array_equal(run(r.model, x), run(pool, x))
     # Gemm's alpha / beta (Pulsar2: not supported yet) folded into its initializers
     w, b = rng.standard_normal((3, 256)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
     gemm = _model([helper.make_node("Flatten", ["x"], ["f"], name="flat"),
@@ -242,7 +233,7 @@ def test_rewrites_are_exact_and_recorded():
                   {"w": w, "b": b})
     r = check_model(gemm, "ax650")
     assert not r.unsupported and r.rewrites[0]["node"] == "fc"
-    np.testing.assert_allclose(_run(r.model, x), _run(gemm, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run(r.model, x), run(gemm, x), rtol=1e-6, atol=1e-6)
     # the caller's model is untouched
     assert {a.name: a.f for a in gemm.graph.node[1].attribute if a.name in ("alpha", "beta")} == {"alpha": 0.5,
                                                                                                   "beta": 2.0}
@@ -295,6 +286,7 @@ def test_every_zoo_spec_passes_pulsar2_and_pulsar_v1_refuses_what_its_docs_exclu
             assert not check_model(fe.onnx, chip).unsupported, (spec.stem, chip)
         bad = check_model(fe.onnx, "ax620").unsupported
         assert {f.op for f in bad} == PULSAR_V1_REFUSES.get(spec.stem, set()), (spec.stem, [f.line() for f in bad])
+
 
 # ---------------------------------------------------------------------------------------------------- configs
 DOCS_EXAMPLE = """

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-
 from tcc.backends import get_backend  # noqa: E402
 from tcc.build import build  # noqa: E402
 from tcc.cli.main import main  # noqa: E402

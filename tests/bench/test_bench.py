@@ -13,7 +13,6 @@ from tcc import targets as tg
 
 from tests.helpers import REPO
 
-
 # Each program counts down from 10: per turn one vector add, a subtract and a branch; around the loop one move
 # before and three instructions to exit. By hand: 1 + 10 * 3 + 3 = 34 executed, 10 of them SIMD.
 ARMV7_PROGRAM = """
@@ -283,12 +282,12 @@ def test_the_build_target_judges_the_users_command():
 def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
     """command_build_seconds runs `tcc build` in a new interpreter (what the build target judges): its argv as the
     user would type it, its wall seconds; a failing command is an error record, not a crash."""
-    from tcc.bench.run import BenchModel, command_build_seconds
+    from tcc.bench.run import ROOT, BenchModel, command_build_seconds
 
-    model = BenchModel("fastnet-32", REPO / "spec" / "fastnet.yaml", overrides={"image_size": 32})
+    model = BenchModel("fastnet-32", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 32})
     got = command_build_seconds(model, "ort", tmp_path / "b")
     assert got["argv"] == ["tcc", "build", "spec/fastnet.yaml", "--target", "ort", "--set", "image_size=32"]
     assert got["seconds"] > 0 and (tmp_path / "b" / "manifest.json").is_file()
-    bad = command_build_seconds(BenchModel("x", REPO / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort",
+    bad = command_build_seconds(BenchModel("x", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort",
                                 tmp_path / "c")
     assert "must be >= 1" in bad["error"] and not (tmp_path / "c").exists()

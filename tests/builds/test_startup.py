@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tcc.process.import_order import hidden
 
-from tests.backends.tvm.test_backend import TINY, _require_runtime, needs_tvm
 from tests.helpers import REPO
+from tests.helpers.tvm_util import TINY, needs_tvm, require_runtime
 
 
 def test_hidden_module_fails_to_import_inside_and_imports_after(tmp_path, monkeypatch):
@@ -48,7 +47,7 @@ def test_cli_build_compiles_in_a_worker_and_builds_the_same_bundle(write, tmp_pa
     are reported under emit, and the module is byte-identical to the one the Python API compiles in-process."""
     from tcc.build import build
 
-    _require_runtime("arm-a7")
+    require_runtime("arm-a7")
     spec = write("tiny.yaml", TINY)
     proc = subprocess.run([sys.executable, "-c", _CLI_BUILD.format(spec=str(spec), out=str(tmp_path / "cli"))],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -67,7 +66,7 @@ def test_cli_build_compiles_in_a_worker_and_builds_the_same_bundle(write, tmp_pa
 def test_cli_build_error_before_emit_ends_the_worker(write, tmp_path):
     """A user mistake found after the worker started (an unknown weights file) is the usual one-line error with exit
     code 2, and the command does not wait for the worker's TVM import."""
-    _require_runtime("arm-a7")
+    require_runtime("arm-a7")
     spec = write("tiny.yaml", TINY)
     proc = subprocess.run([sys.executable, "-m", "tcc", "build", str(spec), "--target", "arm-a7", "--weights",
                            str(tmp_path / "missing.pth"), "-o", str(tmp_path / "b")],

@@ -23,13 +23,13 @@ import pytest
 from tcc.cli.main import main as cli
 from tcc.cli.parser import build_parser
 
-from tests.helpers import FIXTURES, REPO
+from tests.helpers import REPO
+from tests.helpers.marks import needs_fixtures
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 # README first, then every docs page in path order: a command's first appearance is where it is checked
 PAGES = {"README.md": README, **{p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
                                  for p in sorted((REPO / "docs").rglob("*.md"))}}
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
 REPO_PATHS = ("spec/", "zoo/", "tests/", "tools/", "../shared/")
 
 

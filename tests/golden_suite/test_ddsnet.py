@@ -2,14 +2,12 @@
 against its stored output (tests/golden; rules in tests/golden/README.md)."""
 from __future__ import annotations
 
-import pytest
-
-
 from tcc.golden import ENTRIES, check, format_rows, load_plan
 
-from tests.helpers import FIXTURES, GOLDEN
+from tests.helpers import GOLDEN
+from tests.helpers.marks import needs_fixtures
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="needs ../shared/fixtures (CI has it)")
+pytestmark = needs_fixtures
 
 
 def test_ddsnet_golden_outputs():

@@ -11,10 +11,10 @@ import pytest
 from tcc.golden import check, format_rows, update
 from tcc.golden.store import npz_bytes, read_npz
 
-from tests.helpers import FIXTURES
 from tests.helpers.golden_util import copy_model
+from tests.helpers.marks import needs_fixtures
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="needs ../shared/fixtures (CI has it)")
+pytestmark = needs_fixtures
 ENTRIES = ["pytorch-fp32", "ort-fp32", "reference-tvm", "calibration-tvm"]
 
 

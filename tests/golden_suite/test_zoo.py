@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-
 from tcc.golden import check, format_rows, load_plan
 
 from tests.helpers import FIXTURES, GOLDEN
+from tests.helpers.marks import needs_fixtures
 
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="needs ../shared/fixtures (CI has it)")
+pytestmark = needs_fixtures
 MODELS = [m for m in load_plan(GOLDEN).models if m != "ddsnet"] if FIXTURES.is_dir() else []
 
 

@@ -1,146 +1,92 @@
-"""Helpers shared by lower/test_to_onnx.py and passes/test_passes.py: seeded lowerings, ONNX Runtime on 2 threads,
-every intermediate value of both sides by IR name."""
+"""ONNX models written by hand and ONNX Runtime: the one graph builder the tests share (make_model), sessions on 2
+threads (session), and running a model (run, run_all) or reading what ORT's optimizer made of it (optimized_ops).
+ONNX Runtime is imported when a session is made."""
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import torch
-from onnx import TensorProto, helper
-
-import tcc
-from tcc.lower.to_onnx import to_onnx
-from tcc.lower.to_torch import init_weights
-
-from tests.helpers import REPO
-
-SEED = 0
-BIG_MACS = 1_000_000_000  # run these at batch 1
+from onnx import TensorProto, helper, numpy_helper
 
 
-def zoo_specs() -> list[Path]:
-    found = [*sorted(glob.glob(str(REPO / "spec" / "*.yaml"))),
-             *sorted(glob.glob(str(REPO / "spec" / "baselines" / "*.yaml")))]
-    return [Path(p) for p in found]
+def tensors(inits) -> list[onnx.TensorProto]:
+    """Initializers from {name: value}, (name, value) pairs or TensorProtos: a value becomes a float32 tensor, or an
+    int64 one when its name starts with '#' (the '#' dropped); a TensorProto is taken as it is."""
+    items = inits.items() if isinstance(inits, dict) else inits
+    out = []
+    for item in items:
+        if isinstance(item, onnx.TensorProto):
+            out.append(item)
+            continue
+        name, value = item
+        if name.startswith("#"):
+            out.append(numpy_helper.from_array(np.asarray(value, np.int64), name[1:]))
+        else:
+            out.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+    return out
 
 
-def spec_id(path: Path) -> str:
-    return path.stem
+def value_infos(shapes) -> list[onnx.ValueInfoProto]:
+    """FP32 value infos from {name: shape} (a shape of None: unknown rank)."""
+    return [helper.make_tensor_value_info(n, TensorProto.FLOAT, None if s is None else list(s))
+            for n, s in dict(shapes).items()]
 
 
-_CACHE: dict = {}
-CACHE_PARAMS = 30_000_000  # models below this size are kept for the next test (VGG's 138M are not)
+def make_model(nodes, inputs, outputs, inits=(), *, name: str = "g", opset: int = 13, ir_version=None,
+               check: bool = False, full_check: bool = False, **model_fields) -> onnx.ModelProto:
+    """A model of `nodes` on the default domain at `opset`: `inputs` and `outputs` as {name: shape} (FP32),
+    `inits` as for tensors(). ir_version: None keeps onnx's default, "min" the lowest the opset allows, a number
+    that one; check: onnx.checker (full_check: with shape inference); model_fields: other ModelProto fields."""
+    graph = helper.make_graph(list(nodes), name, value_infos(inputs), value_infos(outputs), tensors(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], **model_fields)
+    if ir_version == "min":
+        m.ir_version = helper.find_min_ir_version_for(m.opset_import)
+    elif ir_version is not None:
+        m.ir_version = ir_version
+    if check:
+        onnx.checker.check_model(m, full_check=full_check)
+    return m
 
 
-def seeded(path, overrides: tuple = ()):
-    """(model, inference-only module with seeded weights, its state) for a spec; small ones cached."""
-    key = (str(path), overrides)
-    if key in _CACHE:
-        return _CACHE[key]
-    model = tcc.load_model(path, dict(overrides))
-    module = init_weights(tcc.to_torch(model.graph, inference_only=True), SEED)
-    result = model, module, module.state_dict()
-    if model.graph.param_count < CACHE_PARAMS:
-        _CACHE[key] = result
-    return result
+def session(m: onnx.ModelProto | str | Path, *, threads: int = 2, optimize: bool = True, optimized: Path | None = None):
+    """An ONNX Runtime CPU session on `threads` threads; optimize=False: no graph optimizations; optimized: the
+    file ORT writes its optimized graph to."""
+    import onnxruntime as ort
 
-
-def lowered(path, opset: int = 13, overrides: tuple = ()) -> tuple:
-    model, module, state = seeded(path, overrides)
-    return model, module, to_onnx(model.graph, state, opset)
-
-
-def sample(model, batch: int | None = None, seed: int = 1) -> np.ndarray:
-    if batch is None:
-        batch = 1 if model.graph.macs > BIG_MACS else 2
-    return np.random.default_rng(seed).standard_normal((batch, *model.graph.input.shape)).astype(np.float32)
-
-
-def session(m: onnx.ModelProto | str | Path) -> ort.InferenceSession:
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if optimized is not None:
+        so.optimized_model_filepath = str(optimized)
     src = str(m) if isinstance(m, (str, Path)) else m.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def run(m, x: np.ndarray) -> np.ndarray:
-    return session(m).run(None, {"input": x})[0]
+def run_all(m, x: np.ndarray, **options) -> list[np.ndarray]:
+    """Every output of `m` with `x` fed to its (first) input; options as for session()."""
+    s = session(m, **options)
+    return s.run(None, {s.get_inputs()[0].name: x})
 
 
-def torch_out(module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+def run(m, x: np.ndarray, **options) -> np.ndarray:
+    """The first output of `m` with `x` fed to its (first) input; options as for session()."""
+    return run_all(m, x, **options)[0]
 
 
-def assert_close(actual, expected, atol=1e-5, rtol=1e-4, what=""):
-    """The FP32 contract (atol 1e-5, rtol 1e-4) with atol relative to the tensor's scale when that exceeds 1:
-    seeded He-uniform weights give outputs of ~100 (ResNet, ShuffleNet), where float32's resolution is ~1e-5 and
-    a small element that is the difference of large partial sums cannot be reproduced to 1e-5 absolute."""
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, atol=atol * scale, rtol=rtol, err_msg=what)
+def optimized_ops(m, path: Path) -> list[str]:
+    """The op types of the graph ORT's optimizer makes of `m` (written to `path`)."""
+    session(m, optimized=path)
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
 
 
-def assert_pass_close(after, before, atol=1e-5, what=""):
-    """Pass before/after: |after - before| <= atol, with atol taken relative to the output's scale when that
-    exceeds 1 (seeded He-uniform weights give ResNet outputs of ~100, where 1e-5 is below float32's resolution)."""
-    scale = max(1.0, float(np.abs(before).max()))
-    diff = float(np.abs(after - before).max())
-    assert diff <= atol * scale, f"{what}: max |diff| {diff:.3g} > {atol} x scale {scale:.3g}"
-
-
-def with_outputs(m: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+def with_outputs(m: onnx.ModelProto, names: list[str], elem_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """A copy of `m` that also outputs the tensors `names` (of `elem_type`)."""
     out = onnx.ModelProto()
     out.CopyFrom(m)
     have = {o.name for o in out.graph.output}
-    out.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names if n not in have)
+    out.graph.output.extend(helper.make_tensor_value_info(n, elem_type, None) for n in names if n not in have)
     return out
-
-
-class _Recorder(torch.fx.Interpreter):
-    def __init__(self, gm):
-        super().__init__(gm)
-        self.values: dict[str, torch.Tensor] = {}
-
-    def run_node(self, n):
-        out = super().run_node(n)
-        self.values[n.name] = out
-        return out
-
-
-def torch_values(module, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every fx node's value, keyed by fx node name (IR name with dots as underscores)."""
-    rec = _Recorder(module)
-    with torch.no_grad():
-        rec.run(torch.from_numpy(x))
-    return {k: v.numpy() for k, v in rec.values.items() if isinstance(v, torch.Tensor)}
-
-
-def compare_every_value(model, module, m: onnx.ModelProto, x: np.ndarray) -> int:
-    """Every single-output IR node whose ONNX tensor exists (named after it) equals the torch value of that node.
-    Returns how many values were compared."""
-    graph = model.graph
-    tensors = {o for n in m.graph.node for o in n.output}
-    names = [n.name for n in graph.nodes.values()
-             if n.op != "input" and len(n.shapes) == 1 and n.name in tensors and n.name != graph.output.node]
-    ref = torch_values(module, x)
-    bases = {n.replace(".", "_") for n in graph.nodes}
-    outs = session(with_outputs(m, names)).run(names, {"input": x})
-    compared = 0
-    for name, got in zip(names, outs):
-        # A rule that emits several fx nodes names them base, base_1, ...: the node's value is the last one.
-        base = key = name.replace(".", "_")
-        k = 1
-        while f"{base}_{k}" in ref and f"{base}_{k}" not in bases:
-            key = f"{base}_{k}"
-            k += 1
-        want = ref.get(key)
-        if want is None:
-            continue
-        assert_close(got, want, what=f"value of node {name}")
-        compared += 1
-    return compared

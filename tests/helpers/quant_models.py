@@ -1,13 +1,14 @@
-"""Small FP32 ONNX models built with onnx.helper for the quantization tests (no lowering needed)."""
+"""Small FP32 ONNX models built with onnx.helper for the quantization tests (no lowering needed), and a tiny spec
+with calibration data for the `tcc calibrate` command."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
-
-def _init(name, arr):
-    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+from tests.helpers.onnx_util import make_model
 
 
 def tiny_cnn(seed: int = 0, c_in: int = 3, size: int = 16, classes: int = 5) -> onnx.ModelProto:
@@ -36,19 +37,49 @@ def tiny_cnn(seed: int = 0, c_in: int = 3, size: int = 16, classes: int = 5) -> 
         helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c_in, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", classes])],
-        [_init("stem.conv.weight", w1), _init("stem.conv.bias", b1), _init("dw.weight", w2), _init("dw.bias", b2),
-         _init("pw.weight", w3), _init("pw.bias", b3), _init("fc.weight", wf), _init("fc.bias", bf)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return make_model(nodes, {"input": ["N", c_in, size, size]}, {"output": ["N", classes]},
+                      {"stem.conv.weight": w1, "stem.conv.bias": b1, "dw.weight": w2, "dw.bias": b2, "pw.weight": w3,
+                       "pw.bias": b3, "fc.weight": wf, "fc.bias": bf}, name="tiny", ir_version=8, check=True)
+
+
+def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
+    """conv+relu -> conv -> add(skip) [-> relu] -> gap -> flatten -> gemm."""
+    rng = np.random.default_rng(seed)
+    add_out = "add" if fused_relu else "res"
+    nodes = [
+        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="c2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], [add_out], name="add"),
+    ]
+    if fused_relu:
+        nodes.append(helper.make_node("Relu", ["add"], ["res"], name="add.relu"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", ["res"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    inits = {"c1.w": rng.standard_normal((8, 3, 3, 3)) * 0.3, "c1.b": rng.standard_normal(8) * 0.1,
+             "c2.w": rng.standard_normal((8, 8, 3, 3)) * 0.2, "c2.b": rng.standard_normal(8) * 0.1,
+             "fc.w": rng.standard_normal((4, 8)) * 0.5, "fc.b": rng.standard_normal(4) * 0.1}
+    return make_model(nodes, {"input": ["N", 3, 12, 12]}, {"output": ["N", 4]}, inits, name="residual", ir_version=8,
+                      check=True)
 
 
 def tiny_data(n: int = 24, c: int = 3, size: int = 16, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, c, size, size)).astype(np.float32)
+
+
+# conv + batchnorm + relu, a pool and a linear layer, on 3 x 16 x 16
+TINY_SPEC = ("kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+             "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+             "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+
+
+def tiny_spec_and_data(folder: Path, n: int, spec: str = TINY_SPEC) -> tuple[Path, Path]:
+    """folder/tiny.yaml (`spec`, on 3 x 16 x 16) and folder/calib.npy (n seeded N(0, 1) inputs for it)."""
+    path, data = folder / "tiny.yaml", folder / "calib.npy"
+    path.write_text(spec)
+    np.save(data, np.random.default_rng(0).standard_normal((n, 3, 16, 16)).astype(np.float32))
+    return path, data

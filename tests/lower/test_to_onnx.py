@@ -17,17 +17,17 @@ from tcc.passes.base import infer_value_shapes
 from tcc.tolerance import compare
 
 from tests.helpers import LOCAL_SPECS, REPO
-from tests.helpers.onnx_util import (
+from tests.helpers.lowering import (
     assert_close,
     compare_every_value,
     lowered,
-    run,
     sample,
     seeded,
     spec_id,
     torch_out,
     zoo_specs,
 )
+from tests.helpers.onnx_util import run
 
 torch.set_num_threads(2)
 

@@ -1,13 +1,11 @@
 """The PyTorch lowering: trainable, torch.compile-able, named by the IR, readable generated code."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 import tcc
 from tcc.lower.to_torch import init_weights
-
 
 SPEC = """
 kind: model

@@ -21,7 +21,7 @@ from tcc.quant.intgraph.plan import plan
 from tcc.tolerance import compare
 
 from tests.helpers import LOCAL_SPECS
-from tests.helpers.onnx_util import run, session
+from tests.helpers.onnx_util import run
 
 torch.set_num_threads(2)
 OPSETS = (11, 13, 17, 20)

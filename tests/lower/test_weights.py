@@ -13,8 +13,7 @@ from tcc.errors import WeightsError
 from tcc.lower.weights import find_aliases, load_weights, match_weights, read_state_dict
 
 from tests.helpers import FIXTURES, REPO
-
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
+from tests.helpers.marks import needs_fixtures
 
 CHECKPOINTS = [("GC", 6), ("PCam", 2), ("Sipak", 5), ("Skin", 7)]
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import tcc
 from tcc.lower.to_onnx import node_of, to_onnx
@@ -32,7 +32,8 @@ from tcc.passes import (
 )
 
 from tests.helpers import FIXTURES, LOCAL_SPECS, REPO
-from tests.helpers.onnx_util import assert_close, assert_pass_close, lowered, run, sample, torch_out
+from tests.helpers.lowering import assert_close, assert_pass_close, lowered, sample, torch_out
+from tests.helpers.onnx_util import make_model, run
 
 torch.set_num_threads(2)
 
@@ -61,18 +62,9 @@ def fires(p, m, x, **expect):
 
 
 def tiny(nodes, inits, opset=13, shape=(2, 4, 5, 5), out_shape=None):
-    """A hand-written model: input `input`, output `output`."""
-    g = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(out_shape or shape))],
-        initializer=[numpy_helper.from_array(np.asarray(v, np.float32 if k[0] != "#" else np.int64), k.lstrip("#"))
-                     for k, v in inits.items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="test")
-    m.ir_version = helper.find_min_ir_version_for(m.opset_import)
-    onnx.checker.check_model(m, full_check=True)
-    return m
+    """A hand-written model: input `input`, output `output` (an initializer named '#...': int64)."""
+    return make_model(nodes, {"input": shape}, {"output": out_shape or shape}, inits, name="tiny", opset=opset,
+                      ir_version="min", check=True, full_check=True, producer_name="test")
 
 
 def x_for(m, batch=2, seed=3):

@@ -2,11 +2,10 @@
 the QDQ lowering (int16 Q/DQ, opset 21), the TVM lowering, and the targets that refuse them."""
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import run_reference
@@ -15,7 +14,9 @@ from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model, run_all
 from tests.helpers.quant_models import tiny_cnn, tiny_data
+from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,6 @@ def test_reference_equals_ort_fake_quant_of_int16_qdq(a16):
     """Per quantization point, the integer reference's int16 codes against ONNX Runtime running the QDQ model as
     float fake-quant (no fusion): within the int8 precision's stated tolerance (1 LSB, tcc.tolerance), and the
     graph output too; the QDQ model is opset 21 with int16 Q/DQ."""
-    import onnxruntime as ort
-
     m, t = a16
     q = to_qdq(m, t)
     assert next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == 21
@@ -62,9 +61,7 @@ def test_reference_equals_ort_fake_quant_of_int16_qdq(a16):
     np.testing.assert_array_equal(fp32_13, fp32_21)  # the opset bump alone changes nothing
     for p in points:
         q.graph.output.append(helper.make_tensor_value_info(f"{p}/q", TensorProto.INT16, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    outs = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    outs = run_all(q, x, optimize=False)
     ref, codes = run_reference(m, t, x, return_all=True)
     lsb = TOLERANCES["int8"]["lsb_tolerance"]
     for p, got in zip(points, outs[1:]):
@@ -105,14 +102,9 @@ def _wide_conv(channels: int, relu_first: bool = False):
             helper.make_node("Gemm", ["f", "fc"], ["output"], name="fc", transB=1)] if relu_first else [
         helper.make_node("Relu", ["c"], ["output"], name="wide.relu")]
     out = ["N", 3] if relu_first else ["N", 4, 3, 3]
-    g = helper.make_graph([*first, helper.make_node("Conv", ["r" if relu_first else "input", "w"], ["c"],
-                                                    name="wide.conv", kernel_shape=[3, 3]), *tail], "wide",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 5, 5])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, out)],
-                          [numpy_helper.from_array(w, "w"),
-                           numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "fc")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    conv = helper.make_node("Conv", ["r" if relu_first else "input", "w"], ["c"], name="wide.conv", kernel_shape=[3, 3])
+    m = make_model([*first, conv, *tail], {"input": ["N", channels, 5, 5]}, {"output": out},
+                   {"w": w, "fc": rng.standard_normal((3, 4)).astype(np.float32)}, name="wide", ir_version=8)
     return m, rng.standard_normal((4, channels, 5, 5)).astype(np.float32)
 
 
@@ -146,8 +138,6 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     trips, ort's rules refuse it as a wide table, and both TVM lowerings equal the reference bit for bit with
     inputs that saturate the narrowed codes."""
     tvm = pytest.importorskip("tvm")
-    from tests.backends.tvm.test_int8 import _check_all, _host_vm
-
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.build import check_table_bits
     from tcc.quant.intgraph.plan import plan
@@ -171,7 +161,7 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     assert ref_codes["input"].q.min() == -16384 and ref_codes["input"].q.max() == 16383
     names = list(ref_codes)
     mod = lower_int8(m, t, expose=names, batch=len(xs), target=target)
-    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
+    assert check_all(host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
 
 
 def test_16_bit_calibration_refuses_what_no_grid_fits():
@@ -179,12 +169,9 @@ def test_16_bit_calibration_refuses_what_no_grid_fits():
     zero) the worst case is 2.3e9: the calibration itself refuses, naming the layer (exit 2, no table)."""
     rng = np.random.default_rng(0)
     k = 70_000
-    g = helper.make_graph([helper.make_node("Gemm", ["input", "w"], ["output"], name="huge.fc")], "huge",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", k])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
-                          [numpy_helper.from_array(np.sign(rng.standard_normal((k, 1))).astype(np.float32), "w")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = make_model([helper.make_node("Gemm", ["input", "w"], ["output"], name="huge.fc")], {"input": ["N", k]},
+                   {"output": ["N", 1]}, {"w": np.sign(rng.standard_normal((k, 1))).astype(np.float32)}, name="huge",
+                   ir_version=8)
     with pytest.raises(CalibrationError, match=r"layer 'huge\.fc'.*can overflow.*codes -256\.\.255.*down to 9 bits"):
         calibrate_onnx(m, rng.standard_normal((4, k)).astype(np.float32), target="tvm", activation_bits=16)
 
@@ -197,8 +184,6 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     reference computes from inputs that saturate the range (the sigmoid's table, the pool and the flatten keep its
     output >= 0), and both TVM lowerings equal the reference bit for bit."""
     tvm = pytest.importorskip("tvm")
-    from tests.backends.tvm.test_int8 import _check_all, _host_vm
-
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.quant.intgraph.plan import plan
     from tcc.quant.intgraph.qtypes import accumulator_bound
@@ -220,7 +205,7 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
         assert lo <= c.q.min() and c.q.max() <= hi, name
     names = list(ref_codes)
     mod = lower_int8(m, t, expose=names, batch=len(xs), target=target)
-    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
+    assert check_all(host_vm(mod)["main"](tvm.runtime.tensor(xs)), ref_out, ref_codes, names) > 0
 
 
 def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
@@ -258,8 +243,6 @@ def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
     that multiplies int16 pairs: x86 without VNNI) and the generic lowering (target None) equal the integer
     reference on every tensor, with inputs that saturate the input's codes."""
     tvm = pytest.importorskip("tvm")
-    from tests.backends.tvm.test_int8 import _check_all, _host_vm
-
     from tcc.backends.tvm.int8.choose import dot_kernel
     from tcc.backends.tvm.int8.lower import lower_int8
 
@@ -275,7 +258,7 @@ def test_tvm_lowering_of_16_bit_table_is_bit_exact(a16, target):
         assert any(f.startswith("tcc_dw_conv") for f in funcs), funcs
         if kernel.act_dtype == "int16":
             assert any(f.startswith("tcc_dot_conv") for f in funcs), funcs
-    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
+    assert check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
 
 
 def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
@@ -302,12 +285,10 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     """The .so as the TVM backend exports it, with the target's kernels (arm-a7: NEON, cross-compiled, run under
     qemu; its dense kernels read s8 codes, so int16 ones take the generic conv), gives the reference's bits."""
     pytest.importorskip("tvm")
-    from tests.backends.tvm.test_int8 import _check_all, _skip_unless_runtime
-
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 
-    _skip_unless_runtime(target)
+    skip_unless_runtime(target)
     m, t = a16
     x = tiny_data(2, seed=9) * 2
     ref_out, ref_codes = run_reference(m, t, x, return_all=True)
@@ -316,4 +297,4 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     so = tvm_compile.compile_module(mod, target, tmp_path / f"tiny-w8a16-{target}.so")
     outs, _ = tvm_run.run_module(so, target, x)
     assert len(outs) == 1 + len(names)
-    _check_all(outs, ref_out, ref_codes, names)
+    check_all(outs, ref_out, ref_codes, names)

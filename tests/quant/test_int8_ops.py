@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from tcc.backends.base import EmitOptions
 from tcc.backends.ort.backend import OrtBackend
@@ -16,6 +16,8 @@ from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference, per_op_deviation, quantize_input
 from tcc.quant.lower.qdq import run, to_qdq
+
+from tests.helpers.onnx_util import make_model
 
 RNG = np.random.default_rng(7)
 C, H = 4, 7
@@ -26,11 +28,7 @@ def _w(*shape, scale=0.4):
 
 
 def _graph(nodes, inits=(), in_shape=(None, C, H, H), opset=13, int_inits=()):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits]
-                          + [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in int_inits])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m = make_model(nodes, {"x": in_shape}, {"y": None}, [*inits, *((f"#{k}", v) for k, v in int_inits)], opset=opset)
     m.ir_version = max(8, helper.find_min_ir_version_for(m.opset_import))
     inferred = onnx.shape_inference.infer_shapes(m).graph
     y = next(v for v in [*inferred.value_info, *inferred.output] if v.name == "y" and v.type.tensor_type.HasField("shape"))

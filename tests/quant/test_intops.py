@@ -8,24 +8,19 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TFLITE, TVM, Interpreter, Role, supported
 from tcc.passes.fusion import FUSABLE
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model
 
 
 def _model(nodes, inits=(), shape=(1, 4, 6, 6), out_shape=None, opset=13):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
-                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
+    return make_model(nodes, {"x": shape}, {"y": out_shape}, inits, opset=opset, ir_version=8)
 
 
 def test_every_interpreter_implements_exactly_its_kinds():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
 
 from tcc.build import TOLERANCES, build, int8_self_check
@@ -21,6 +20,7 @@ from tcc.quant.report.quality import per_sample_cosine, run_ort
 from tcc.quant.table.placement import float_nodes, with_placement
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import optimized_ops
 
 SPEC = """kind: model
 name: islands
@@ -83,16 +83,10 @@ def test_an_all_float_graph_is_the_fp32_model(case):
 def test_qdq_island_stays_float_in_onnx_runtime(case, tmp_path):
     """ORT quantizes the float weights of a Conv fed by a DequantizeLinear itself (WeightBiasQuantization): the
     island is fed by Cast / Mul instead, and ORT's optimized graph keeps a float Conv with tcc's float weights."""
-    import onnxruntime as ort
-
     table = _pinned(case["tables"]["ort"], "dw")
     q = to_qdq(case["fp32"], table, compact=True)
     assert "Cast" in [n.op_type for n in q.graph.node]
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
-    ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    opt = onnx.load(tmp_path / "opt.onnx")
-    kinds = [n.op_type for n in opt.graph.node]
+    kinds = optimized_ops(q, tmp_path / "opt.onnx")
     assert kinds.count("QLinearConv") == 2 and any(k in ("Conv", "FusedConv") for k in kinds), kinds
 
 

@@ -1,7 +1,6 @@
 """QDQ lowering and the integer reference executor on a small model; DDSNet's real checkpoint end to end."""
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest
@@ -19,6 +18,8 @@ from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.weight_codes import weight_codes
 
 from tests.helpers import FIXTURES, REPO
+from tests.helpers.marks import needs_fixtures
+from tests.helpers.onnx_util import make_model, optimized_ops, run_all
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
 
@@ -63,13 +64,8 @@ def test_qdq_structure(setup):
 
 
 def test_ort_runs_integer_kernels(setup, tmp_path):
-    import onnxruntime as ort
-
     _, _, q, x = setup
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
-    ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node]
+    ops = optimized_ops(q, tmp_path / "opt.onnx")
     # every conv (ReLUs dropped into zero-point-0 outputs), the concat, the global pool and the gemm run as
     # integer kernels; only the input QuantizeLinear and the u8 MaxPool remain outside them
     assert ops.count("QLinearConv") == 3 and {"QLinearConcat", "QLinearGlobalAveragePool", "QGemm"} <= set(ops), ops
@@ -78,8 +74,6 @@ def test_ort_runs_integer_kernels(setup, tmp_path):
 
 def test_reference_equals_fake_quant_within_1_lsb(setup):
     """Per quantization point: the integer reference's codes vs ORT running the QDQ graph as float fake-quant."""
-    import onnxruntime as ort
-
     m, t, q, x = setup
     mm = onnx.ModelProto()
     mm.CopyFrom(q)
@@ -87,9 +81,7 @@ def test_reference_equals_fake_quant_within_1_lsb(setup):
     for p in pts:
         mm.graph.output.append(helper.make_tensor_value_info(
             f"{p}/q", TensorProto.INT8 if t.tensors[p]["signed"] else TensorProto.UINT8, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    outs = ort.InferenceSession(mm.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    outs = run_all(mm, x, optimize=False)
     fq = dict(zip([o.name for o in mm.graph.output], outs))
     ref, codes = run_reference(m, t, x, return_all=True)
     for p in pts:  # each side feeds its own upstream codes, so a 1-LSB difference can grow by one per layer
@@ -100,8 +92,6 @@ def test_reference_equals_fake_quant_within_1_lsb(setup):
 @pytest.mark.parametrize("kind", ["conv_relu", "depthwise", "gemm", "pool_concat"])
 def test_single_op_reference_within_1_lsb(kind):
     """One op at a time (same input codes on both sides): integer reference = float fake-quant within 1 LSB."""
-    import onnxruntime as ort
-
     rng = np.random.default_rng(3)
     inits = []
     if kind in ("conv_relu", "depthwise"):
@@ -126,18 +116,13 @@ def test_single_op_reference_within_1_lsb(kind):
                  helper.make_node("Concat", ["p", "a"], ["cat"], name="cat", axis=1),
                  helper.make_node("GlobalAveragePool", ["cat"], ["output"], name="gap")]
         probe, out_shape = "cat", ["N", 8, 1, 1]
-    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4, 4, 4])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = make_model(nodes, {"input": ["N", 4, 4, 4]}, {"output": out_shape}, inits, name=kind, ir_version=8)
     x = rng.standard_normal((16, 4, 4, 4)).astype(np.float32)
     t = calibrate_onnx(m, x, method="minmax")
     q = to_qdq(m, t)
     q.graph.output.append(helper.make_tensor_value_info(
         f"{probe}/q", TensorProto.INT8 if t.tensors[probe]["signed"] else TensorProto.UINT8, None))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    fq = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    fq = run_all(q, x, optimize=False)
     _, codes = run_reference(m, t, x, return_all=True)
     diff = np.abs(fq[1].astype(np.int64) - codes[probe].q)
     # average pooling: the mean of 4 codes often ends in .5; ORT rounds half to even, the reference half away
@@ -182,10 +167,7 @@ def test_ort_int8_exact_where_u8s8_kernels_saturate():
     nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], name="conv"),
              helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
              helper.make_node("GlobalAveragePool", ["relu"], ["output"], name="gap")]
-    g = helper.make_graph(nodes, "sat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, 4, 4])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 1, 1])],
-                          [numpy_helper.from_array(w, "w")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m = make_model(nodes, {"input": ["N", c, 4, 4]}, {"output": ["N", 4, 1, 1]}, {"w": w}, name="sat")
     x = np.full((4, c, 4, 4), 1.0, np.float32)  # never negative: u8 codes, all at 255 after minmax calibration
     t = calibrate_onnx(m, x, method="minmax", target="ort")
     assert t.tensors["input"]["zero_point"] == 0 and t.tensors["w"]["bits"] == 7
@@ -195,7 +177,7 @@ def test_ort_int8_exact_where_u8s8_kernels_saturate():
     assert np.abs(got - ref).max() <= 1.0 * t.tensors["output"]["scale"]  # 8-bit weights here: 8.09 for 16.0
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
+@needs_fixtures
 def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     """The CLI path on the DDSNet GC checkpoint: `calibrate(spec, weights, image dir)` (spec -> ONNX -> passes,
     kl+cos on 32 histology crops, 2048 sampled rows per layer), the table saved and reloaded against the spec
@@ -240,8 +222,6 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
 def test_compact_form_same_values_same_kernels(setup, tmp_path):
     """to_qdq(compact=True): bit-identical outputs as fake-quant and on ORT's integer kernels, the same fused
     kernels, a smaller file."""
-    import onnxruntime as ort
-
     m, t, q, x = setup
     c = to_qdq(m, t, compact=True)
     onnx.checker.check_model(c, full_check=True)
@@ -249,10 +229,7 @@ def test_compact_form_same_values_same_kernels(setup, tmp_path):
         np.testing.assert_array_equal(run(q, x, optimize=opt), run(c, x, optimize=opt))
     ops = []
     for k, model in enumerate((q, c)):
-        so = ort.SessionOptions()
-        so.optimized_model_filepath = str(tmp_path / f"opt{k}.onnx")
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        ops.append(sorted(n.op_type for n in onnx.load(tmp_path / f"opt{k}.onnx").graph.node))
+        ops.append(sorted(optimized_ops(model, tmp_path / f"opt{k}.onnx")))
     assert ops[0] == ops[1], ops
     assert len(c.SerializeToString()) < 0.8 * len(q.SerializeToString())
     assert "Relu" not in {n.op_type for n in c.graph.node}
@@ -262,8 +239,6 @@ def test_kernel_rewrites_stem_and_avgpool(tmp_path):
     """ORT target: a stride-2 conv on the 3-channel input reads SpaceToDepth(input), an AveragePool becomes a
     depthwise conv; the fake-quant values stay those of the plain QDQ graph (within a 1-LSB tie-break) and ORT
     runs them as QLinearConv (no QLinearAveragePool, no im2col stem)."""
-    import onnxruntime as ort
-
     rng = np.random.default_rng(4)
     inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 7, 7)) * 0.2).astype(np.float32), "stem.w"),
              numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "stem.b"),
@@ -279,10 +254,7 @@ def test_kernel_rewrites_stem_and_avgpool(tmp_path):
              helper.make_node("GlobalAveragePool", ["pool"], ["gap"], name="gap"),
              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 5])], inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
+    m = make_model(nodes, {"input": ["N", 3, 32, 32]}, {"output": ["N", 5]}, inits, name="stem", ir_version=8)
     x = rng.standard_normal((12, 1, 3, 32, 32)).astype(np.float32)
     t = calibrate_onnx(m, x[:, 0], method="minmax")
     plain, fast = to_qdq(m, t, rewrites=False), to_qdq(m, t)
@@ -290,8 +262,5 @@ def test_kernel_rewrites_stem_and_avgpool(tmp_path):
     lsb = t.tensors["pool"]["scale"] * np.abs(numpy_helper.to_array(inits[4])).sum(1).max()  # 1 code of `pool`
     for xi in x:
         np.testing.assert_allclose(run(fast, xi, optimize=False), run(plain, xi, optimize=False), atol=2 * lsb)
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
-    ort.InferenceSession(fast.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node]
+    ops = optimized_ops(fast, tmp_path / "opt.onnx")
     assert ops.count("QLinearConv") == 3 and "QLinearAveragePool" not in ops, ops

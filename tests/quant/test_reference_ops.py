@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
+
+from tests.helpers.quant_models import residual_model
 
 
 def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):
@@ -54,41 +54,6 @@ def test_add_int_zero_points_and_exact_cases():
     # saturation at the output range
     assert add_int(np.array([127]), 0, 1.0, np.array([127]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [127]
     assert add_int(np.array([-128]), 0, 1.0, np.array([-128]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [-128]
-
-
-def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
-    """conv+relu -> conv -> add(skip) [-> relu] -> gap -> flatten -> gemm."""
-    rng = np.random.default_rng(seed)
-
-    def init(name, arr):
-        return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
-
-    add_out = "add" if fused_relu else "res"
-    nodes = [
-        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
-        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="c2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Add", ["c2", "r1"], [add_out], name="add"),
-    ]
-    if fused_relu:
-        nodes.append(helper.make_node("Relu", ["add"], ["res"], name="add.relu"))
-    nodes += [
-        helper.make_node("GlobalAveragePool", ["res"], ["gap"], name="gap"),
-        helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
-        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes, "residual",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 12, 12])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4])],
-        [init("c1.w", rng.standard_normal((8, 3, 3, 3)) * 0.3), init("c1.b", rng.standard_normal(8) * 0.1),
-         init("c2.w", rng.standard_normal((8, 8, 3, 3)) * 0.2), init("c2.b", rng.standard_normal(8) * 0.1),
-         init("fc.w", rng.standard_normal((4, 8)) * 0.5), init("fc.b", rng.standard_normal(4) * 0.1)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def test_reference_runs_residual_add_within_one_lsb():

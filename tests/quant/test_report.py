@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
@@ -21,17 +19,8 @@ from tcc.quant.report.quality import (
     validate_report,
 )
 
-from tests.helpers.quant_models import tiny_cnn, tiny_data
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_cnn()
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_data(24)
+from tests.helpers.onnx_util import session, with_outputs
+from tests.helpers.quant_models import tiny_data, tiny_spec_and_data
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +35,7 @@ def report(model, table, data):
 
 def _fp32_tensor(model, x, name):
     """FP32 value of one tensor, by a session of its own (independent of the report's batched run)."""
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.graph.output[:]
-    m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": x})[0]
+    return session(with_outputs(model, [name])).run([name], {"input": x})[0]
 
 
 def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data, report):
@@ -152,14 +134,7 @@ def test_bad_report_paths(tmp_path, report, name, message):
 def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
     from tcc.cli.main import main
 
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(
-        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
-        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
-    )
-    data = tmp_path / "calib.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32))
+    spec, data = tiny_spec_and_data(tmp_path, 12)
     args = ["calibrate", str(spec), "--data", str(data), "--method", "kl+cos", "--cos-steps", "10",
             "-o", str(tmp_path / "calib.json"), "--report-samples", "6"]
     assert main([*args, "--report", str(tmp_path / "q.json")]) == 0

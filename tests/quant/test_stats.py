@@ -10,6 +10,7 @@ from tcc.quant.collect.stats import Histogram, collect_stats, run_fp32
 from tcc.quant.intgraph.layers import find_layers
 from tcc.quant.intgraph.plan import plan
 
+from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
 
@@ -92,17 +93,11 @@ def test_nan_activations_are_a_data_error():
 
 
 def test_find_layers_gemm_without_transb_and_matmul():
-    import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["input", "w1"], ["h"], name="g"),
-         helper.make_node("MatMul", ["h", "w2"], ["output"], name="m")], "t",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 2])],
-        [numpy_helper.from_array(np.ones((4, 3), np.float32), "w1"),
-         numpy_helper.from_array(np.ones((3, 2), np.float32), "w2")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(m)
+    m = make_model([helper.make_node("Gemm", ["input", "w1"], ["h"], name="g"),
+                    helper.make_node("MatMul", ["h", "w2"], ["output"], name="m")], {"input": ["N", 4]},
+                   {"output": ["N", 2]}, {"w1": np.ones((4, 3), np.float32), "w2": np.ones((3, 2), np.float32)},
+                   name="t", check=True)
     layers = find_layers(m)
     assert [(l.op, l.w_axis) for l in layers] == [("Gemm", 1), ("MatMul", 1)]

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.collect.stats import run_fp32
@@ -23,24 +22,15 @@ from tcc.quant.table.quantizer import fake_quant
 from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
 
 from tests.helpers import REPO
-from tests.helpers.quant_models import tiny_cnn, tiny_data
+from tests.helpers.onnx_util import make_model, tensors
+from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}
 
 
-def _init(name, arr):
-    return numpy_helper.from_array(np.asarray(arr, np.float32), name)
-
-
 def _model(nodes, inits, c_in, c_out, size=4):
-    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                          ["N", c_in, size, size])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", c_out, size, size])],
-                              [_init(k, v) for k, v in inits.items()])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    return make_model(nodes, {"input": ["N", c_in, size, size]}, {"output": ["N", c_out, size, size]}, inits, name="m",
+                      ir_version=8, check=True)
 
 
 def _pointwise(w, b):
@@ -152,7 +142,7 @@ def test_equalization_refuses_relu6():
     relu = next(n for n in model.graph.node if n.op_type == "Relu")
     relu.op_type = "Clip"
     relu.input.extend(["lo", "hi"])
-    model.graph.initializer.extend([_init("lo", np.float32(0)), _init("hi", np.float32(6))])
+    model.graph.initializer.extend(tensors({"lo": np.float32(0), "hi": np.float32(6)}))
     table = calibrate_onnx(model, tiny_data(8, c=3, size=8), steps=Steps(equalization=True), **FAST)
     assert step(table.doc, "equalization")["pairs"] == []
 
@@ -210,16 +200,12 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     without --rounding is a clean exit 2."""
     from tcc.cli.main import main as cli
 
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(
+    spec, data = tiny_spec_and_data(tmp_path, 8, spec=(
         "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
         "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
         "  - {op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8}\n  - {op: relu}\n"
         "  - {op: conv2d, out: 4, kernel: 1}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
-    )
-    data = tmp_path / "calib.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"))
     out = tmp_path / "calib.json"
     args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
     assert cli(args + ["--no-equalization", "--rounding"]) == 0

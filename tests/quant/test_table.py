@@ -10,17 +10,7 @@ from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate
 
-from tests.helpers.quant_models import tiny_cnn, tiny_data
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_cnn()
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_data(24)
+from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +129,7 @@ def test_calibrate_cli_writes_a_table_and_reports_bad_data(tmp_path, capsys):
 
     from tcc.cli.main import main as cli
 
-    spec = tmp_path / "tiny.yaml"
-    spec.write_text(
-        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
-        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
-    )
-    data = tmp_path / "calib.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    spec, data = tiny_spec_and_data(tmp_path, 8)
     out = tmp_path / "calib.json"
     assert cli(["calibrate", str(spec), "--data", str(data), "--method", "minmax", "-o", str(out)]) == 0
     table = json.loads(out.read_text())

@@ -18,7 +18,7 @@ from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
-from tcc.quant.table.file import CalibrationError, CalibrationTable, validate
+from tcc.quant.table.file import CalibrationTable, validate
 
 from tests.helpers import REPO
 from tests.helpers.quant_models import tiny_cnn, tiny_data

@@ -16,9 +16,8 @@ from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
 from tcc.spec.checkpoint_layouts import KeyMap, read_key_map
 
 from tests.helpers import FIXTURES, REPO
-from tests.spec.test_errors import assert_error
-
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/ddsnet is not beside the checkout")
+from tests.helpers.marks import needs_fixtures
+from tests.helpers.spec_util import assert_error
 
 TINY = """\
 kind: model

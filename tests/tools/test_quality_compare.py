@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.helpers import FIXTURES, REPO
+from tests.helpers.onnx_util import make_model
 
 
 def _tool():
@@ -45,7 +46,8 @@ def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
 
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
+    from onnx.defs import onnx_opset_version
 
     pkg = tmp_path / "fake" / "nncf"
     pkg.mkdir(parents=True)
@@ -56,9 +58,7 @@ def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
         "    model.doc_string = f'quantized {preset} on {subset_size} ({len(dataset.items)} items)'\n"
         "    return model\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
-    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 2]}, {"y": [1, 2]}, opset=onnx_opset_version())
     tool = _tool()
     try:
         import nncf  # noqa: F401
@@ -74,8 +74,7 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
     """The '+a16' what-if: every activation Q/DQ pair becomes int16 over the same range (scale / 256), weights stay
     8-bit, and the model's output gets closer to float (here the error falls ~256x: one conv, activations only)."""
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from tcc.quant.lower.qdq import run
 
@@ -89,9 +88,7 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
              helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
              helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
              helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    int8 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    int8 = make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": None}, inits)
     wide = _tool().widen_activations(int8)
     assert max(o.version for o in wide.opset_import if o.domain in ("", "ai.onnx")) == 21
     init = {i.name: numpy_helper.to_array(i) for i in wide.graph.initializer}
@@ -100,8 +97,7 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
     assert init[q.input[2]].dtype == np.int16 and int(init[q.input[2]]) == 0  # u8 zero point 128 -> 0
     assert float(init[q.input[1]]) == np.float32(0.02 / 256)
     x = rng.uniform(-2.5, 2.5, (1, 3, 8, 8)).astype(np.float32)
-    exact = helper.make_model(helper.make_graph(
-        nodes[2:], "g", graph.input, graph.output, inits[2:]), opset_imports=[helper.make_opsetid("", 13)])
+    exact = make_model(nodes[2:], {"x": [1, 3, 8, 8]}, {"y": None}, inits[2:])
     exact.graph.node[1].input[0] = "x"
     ref = run(exact, x, optimize=False)
     err8, err16 = (float(np.abs(run(m, x, optimize=False) - ref).max()) for m in (int8, wide))

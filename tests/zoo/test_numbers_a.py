@@ -14,13 +14,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import tcc
 
 from tests.helpers import REPO
-
-BASELINES = REPO / "spec" / "baselines"
+from tests.helpers.zoo import BASELINES, assert_forward_batch1, load_baseline as load
 
 # name: (trainable params, MACs, params removed by num_classes 6 -> 2 (4 x (fan_in + 1) of the last layer))
 NUMBERS = {
@@ -33,10 +31,6 @@ NUMBERS = {
     "densenet121": (6_960_006, 2_833_143_808, 4 * 1025),
 }
 MODELS = list(NUMBERS)
-
-
-def load(name: str, **overrides) -> tcc.Model:
-    return tcc.load_model(BASELINES / f"{name}.yaml", overrides or None)
 
 
 # ------------------------------------------------------------------------------------------------ torchvision keys
@@ -156,11 +150,7 @@ def test_torchvision_state_dict_layout(name):
 # dense concats + avgpool transitions); all seven were checked once against torchvision-structured modules.
 @pytest.mark.parametrize("name", ["vgg11", "resnet18", "squeezenet1_0", "densenet121"])
 def test_forward_batch1(name):
-    module = tcc.to_torch(load(name).graph).eval()
-    with torch.no_grad():
-        y = module(torch.rand(1, 3, 224, 224))
-    assert tuple(y.shape) == (1, 6)
-    assert torch.isfinite(y).all()
+    assert_forward_batch1(name)
 
 
 def test_resnet_shortcuts():

@@ -20,8 +20,7 @@ import torch
 import tcc
 
 from tests.helpers import REPO
-
-BASELINES = REPO / "spec" / "baselines"
+from tests.helpers.zoo import BASELINES, assert_forward_batch1, load_baseline as load
 
 # name: (trainable params, MACs, fan-in of the classifier (num_classes 6 -> 2 removes 4 x (fan_in + 1)))
 NUMBERS = {
@@ -38,10 +37,6 @@ AUX = {
     "googlenet": (9_948_338, ["aux1", "aux2"], [1024, 1024]),
 }
 INPUT = {"inception_v3": 299}
-
-
-def load(name: str, **overrides) -> tcc.Model:
-    return tcc.load_model(BASELINES / f"{name}.yaml", overrides or None)
 
 
 # ------------------------------------------------------------------------------------------------ torchvision keys
@@ -255,11 +250,7 @@ def test_hyper_parameters():
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0"])
 def test_forward_batch1(name):
-    module = tcc.to_torch(load(name).graph).eval()
-    with torch.no_grad():
-        y = module(torch.rand(1, 3, 224, 224))
-    assert tuple(y.shape) == (1, 6)
-    assert torch.isfinite(y).all()
+    assert_forward_batch1(name)
 
 
 def test_googlenet_forward_and_aux_outputs():

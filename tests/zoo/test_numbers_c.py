@@ -24,9 +24,7 @@ from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
 from tcc.tolerance import compare
 
 from tests.helpers import torchvision_reference as tv
-from tests.helpers import REPO
-
-BASELINES = REPO / "spec" / "baselines"
+from tests.helpers.zoo import BASELINES, load_baseline as load
 
 # name: (trainable params, MACs, input size): torchvision 0.28 with num_classes=6
 NUMBERS = {
@@ -49,10 +47,6 @@ BY_NAME = {"alexnet", "convnext_tiny", "densenet121", "googlenet", "inception_v3
 # torchvision's constructor arguments that the spec's defaults correspond to
 TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False}, "googlenet": {"aux_logits": False,
                                                                                    "init_weights": False}}
-
-
-def load(name: str, **overrides) -> tcc.Model:
-    return tcc.load_model(BASELINES / f"{name}.yaml", overrides or None)
 
 
 @pytest.mark.parametrize("name", NEW)

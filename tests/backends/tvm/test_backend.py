@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tcc import targets as tg
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
@@ -27,27 +27,11 @@ from tcc.cli.main import main
 from tcc.errors import BuildError
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model, run
+from tests.helpers.tvm_util import TINY, needs_tvm, require_runtime
 
 # aarch64 repeats arm-a7's check on the other ISA (~2.5 min under qemu): slow, tools/slow_tests.sh
 ARM_TARGETS = ["arm-a7", pytest.param("aarch64", marks=pytest.mark.slow)]
-
-_NO_TVM = (None if importlib.util.find_spec("tvm") is not None
-           else "apache-tvm not installed (tools/setup_arm.sh installs it)")
-
-needs_tvm = pytest.mark.skipif(_NO_TVM is not None, reason=_NO_TVM or "")
-
-
-def _require_runtime(target: str) -> None:
-    """Skip unless the target's toolchain, qemu and TVM runtime are there (an armv7 runtime build takes minutes:
-    left to tools/setup_arm.sh unless TCC_BUILD_RUNTIMES=1)."""
-    missing = rt.missing_tools(target, build=False, run=True)
-    if missing:
-        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
-    state = rt.runtime_state(target)
-    if state == "stale" and tg.get_platform(target).runtime == "source" and os.environ.get("TCC_BUILD_RUNTIMES") != "1":
-        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
-    if state != "ok" and rt.missing_tools(target, build=True, run=True):
-        pytest.skip(f"{target}: runtime out of date and cmake missing - run tools/setup_arm.sh")
 
 
 def _build(spec, target, out, **kw):
@@ -67,7 +51,7 @@ def bundles(tmp_path_factory):
     def get(spec: str, target: str):
         key = (spec, target)
         if key not in cache:
-            _require_runtime(target)
+            require_runtime(target)
             twin = {"host_twin": True} if tg.get_platform(target).is_cross else {}
             cache[key] = _build(spec, target, root / f"{Path(spec).stem}-{target}", **twin)
         return cache[key]
@@ -110,9 +94,7 @@ def _celu_model():
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "c.weight")
     nodes = [helper.make_node("Conv", ["input", "c.weight"], ["c"], name="stem.conv"),
              helper.make_node("Celu", ["c"], ["output"], name="head.act")]
-    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4, 8, 8])], [w])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    return make_model(nodes, {"input": ["N", 3, 8, 8]}, {"output": ["N", 4, 8, 8]}, [w], name="m", ir_version=7)
 
 
 @needs_tvm
@@ -154,7 +136,7 @@ def test_tune_is_rejected_for_arm(tmp_path, capsys):
 
 @needs_tvm
 def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
-    _require_runtime("host")
+    require_runtime("host")
 
     def broken(*a, **k):
         raise RuntimeError("InternalError: Check failed: simulated codegen failure")
@@ -227,15 +209,13 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
 
 def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
     """ONNX Runtime on the bundle's own FP32 graph, rebuilt from the spec with the bundle's seed."""
-    import onnxruntime as ort
 
     from tcc.frontend import lower_spec
 
     m = json.loads((bundle / "manifest.json").read_text())
     om = lower_spec(REPO / "spec" / m["model"]["spec"], seed=m["weights"]["random_seed"], opset=m["opset"],
                     simplify=m["simplify"]).onnx
-    sess = ort.InferenceSession(om.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return run(om, x)
 
 
 @needs_tvm
@@ -287,20 +267,6 @@ def test_arm_bundle_without_qemu_names_the_package(bundles, monkeypatch, tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------------- INT8
-TINY = """
-kind: model
-name: tiny
-input:
-  shape: [3, 32, 32]
-  preprocess: {resize: [32, 32], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}
-layers:
-  - {id: conv1, op: conv2d, out: 8, kernel: 3, padding: 1}
-  - {id: bn1, op: batchnorm}
-  - {id: relu1, op: relu}
-  - {id: gap, op: global_avgpool}
-  - {id: flat, op: flatten}
-  - {id: fc, op: linear, out: 3}
-"""
 
 
 @needs_tvm
@@ -309,7 +275,7 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     host build bit for bit, and both the integer reference (the builder's gated self-check for exact backends)."""
     if importlib.util.find_spec("tcc.backends.tvm.int8.lower") is None:
         pytest.skip("backends/tvm_int8.py not there yet")
-    _require_runtime("arm-a7")
+    require_runtime("arm-a7")
     from tcc.quant.table.quantizer import scale_for_threshold
 
     spec = write("tiny.yaml", TINY)
@@ -342,7 +308,7 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- tuning
 def _require_meta_schedule() -> None:
-    _require_runtime("host")
+    require_runtime("host")
     problem = tvm_tune.meta_schedule_problem()
     if problem:  # e.g. apache-tvm-ffi 0.1.15.post2: save_json segfaults; tools/setup_arm.sh pins 0.1.14.post0
         pytest.skip(problem)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tcc.backends.tvm.codegen import PARTS, partition
 
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import codegen as tvm_codegen, compile as tvm_compile, run as tvm_run
+
+from tests.helpers.onnx_util import make_model  # noqa: E402
 
 
 def test_partition_heaviest_first_to_the_lightest_group():
@@ -45,10 +47,7 @@ def _model():
         inits += [w, b]
         x = f"r{i}"
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["output"]))
-    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                             [1, 3, 12, 10])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 1, 1])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return make_model(nodes, {"input": [1, 3, 12, 10]}, {"output": [1, 16, 1, 1]}, inits, name="convs")
 
 
 def test_split_library_equals_tvm_compile_and_is_byte_identical_on_any_thread_count(tmp_path):

@@ -3,14 +3,14 @@ that the module computes exactly what it computes without the pass, and that ARM
 Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
-                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+from tests.helpers.onnx_util import make_model
+from tests.helpers.tvm_util import needs_tvm
+
+pytestmark = needs_tvm
 
 SHAPE = [1, 3, 9, 7]
 
@@ -43,10 +43,7 @@ def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False):
         nodes.append(helper.make_node("Add", [out, y], ["sum"]))
         out = "sum"
     nodes.append(helper.make_node("Identity", [out], ["output"]))
-    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("input", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, growth, *SHAPE[2:]])],
-                              inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return make_model(nodes, {"input": SHAPE}, {"output": [1, growth, *SHAPE[2:]]}, inits, name="dense")
 
 
 def _lowered(model, target_name: str, concat_in_place: bool):

@@ -21,6 +21,9 @@ from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as 
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix
 from tcc.errors import BuildError, TccError
 
+from tests.helpers.onnx_util import make_model, session
+from tests.helpers.tvm_util import needs_tvm, ready_runtime, skip_unless_tools
+
 ARM_TARGETS = ["arm-a7", "aarch64"]
 
 
@@ -84,21 +87,15 @@ def test_errors_are_tcc_errors():
 # ----------------------------------------------------------------------------- TVM needed
 
 try:
-    import onnx
-    import onnxruntime as ort
     import tvm
     from tvm import relax
-
-    _MISSING = None
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    _MISSING = f"{exc.name} not installed (tools/setup_arm.sh installs apache-tvm)"
-
-needs_tvm = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+except ImportError:  # pragma: no cover - depends on the environment: needs_tvm skips the tests that use them
+    pass
 
 
 def _tiny_model():
     """conv3x3(3->8)+bias -> relu -> global average pool -> flatten -> gemm(8->4)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -112,45 +109,15 @@ def _tiny_model():
         helper.make_node("Flatten", ["g"], ["f"], axis=1, name="flatten"),
         helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="fc"),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-        [numpy_helper.from_array(v, n) for n, v in (("w", w), ("b", b), ("fw", fw), ("fb", fb))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def _skip_unless_tools(target: str, *, build: bool = True, run: bool = True) -> None:
-    missing = rt.missing_tools(target, build=build, run=run)
-    if missing:
-        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing)
-                    + " - run tools/setup_arm.sh")
-
-
-def _require_runtime(target: str) -> None:
-    """Make the target's runtime + tcc-run ready.  Fetching (aarch64 wheel), copying (host) and
-    rebuilding only tcc-run are quick and done here; a from-source runtime build (arm-a7, minutes)
-    is left to tools/setup_arm.sh unless TCC_BUILD_RUNTIMES=1."""
-    _skip_unless_tools(target)
-    spec = tg.get_platform(target)
-    if (spec.runtime == "source" and rt.runtime_state(target) == "stale"
-            and os.environ.get("TCC_BUILD_RUNTIMES") != "1"):
-        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh "
-                    "(or set TCC_BUILD_RUNTIMES=1 to build it from the tests)")
-    rt.ensure_runtime(target)
+    return make_model(nodes, {"x": [1, 3, 32, 32]}, {"y": [1, 4]}, {"w": w, "b": b, "fw": fw, "fb": fb}, name="tiny",
+                      opset=17, ir_version=8, check=True)
 
 
 @pytest.fixture(scope="module")
 def tiny():
     model = _tiny_model()
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(model, threads=1)
     ref = sess.run(None, {"x": x})[0]
     return {"model": model, "x": x, "ref": ref, "sess": sess}
 
@@ -163,7 +130,7 @@ def built(tiny, tmp_path_factory):
 
     def get(target: str):
         if target not in cache:
-            _skip_unless_tools(target, build=False, run=False)
+            skip_unless_tools(target, build=False, run=False)
             t0 = time.perf_counter()
             path = tvm_compile.compile_onnx(tiny["model"], target, out / f"tiny-{target}.so")
             print(f"\n[tvm_infra] compile {target}: {time.perf_counter() - t0:.1f} s")
@@ -183,7 +150,7 @@ def test_host_python_vm_matches_ort(tiny, built):
 
 @needs_tvm
 def test_host_runner_matches_ort(tiny, built):
-    _require_runtime("host")
+    ready_runtime("host")
     so = built("host")
     outs, tvm_ms = tvm_run.run_module(so, "host", tiny["x"], threads=1, repeat=50)
     assert len(outs) == 1 and outs[0].shape == (1, 4) and outs[0].dtype == np.float32
@@ -200,7 +167,7 @@ def test_host_runner_matches_ort(tiny, built):
 
 @needs_tvm
 def test_runner_rejects_bad_input(tiny, built, tmp_path):
-    _require_runtime("host")
+    ready_runtime("host")
     so = built("host")
     cmd = rt.runner_command("host")
     bad = tmp_path / "bad.bin"
@@ -222,7 +189,7 @@ def test_runner_rejects_bad_input(tiny, built, tmp_path):
 @needs_tvm
 @pytest.mark.parametrize("target", ARM_TARGETS)
 def test_arm_under_qemu_matches_host(tiny, built, target):
-    _require_runtime(target)
+    ready_runtime(target)
     host_so = built("host")
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(host_so)), tvm.cpu())
     host_y = vm["main"](tvm.runtime.tensor(tiny["x"])).numpy()
@@ -237,7 +204,7 @@ def test_arm_under_qemu_matches_host(tiny, built, target):
 @needs_tvm
 @pytest.mark.parametrize("target", ARM_TARGETS)
 def test_arm_code_is_vectorised(built, target):
-    _skip_unless_tools(target, build=False, run=False)
+    skip_unless_tools(target, build=False, run=False)
     mix = instruction_mix(built(target), target)
     top = ", ".join(f"{k} {v}" for k, v in list(mix["simd_by_full_mnemonic"].items())[:16])
     print(f"\n[tvm_infra] {target}: {mix['simd']} SIMD of {mix['total']} instructions; {top}")
@@ -279,7 +246,7 @@ def test_runtime_cache_layout():
 @needs_tvm
 def test_support_headers_selftest(tmp_path):
     """tcc's own TVM support headers (serializer byte layout, base64, fp16) on the host."""
-    _skip_unless_tools("host", build=False, run=False)
+    skip_unless_tools("host", build=False, run=False)
     import tvm_ffi
 
     ffi = os.path.dirname(tvm_ffi.__file__)

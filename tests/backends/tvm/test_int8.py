@@ -11,33 +11,17 @@ import numpy as np
 import pytest
 
 tvm = pytest.importorskip("tvm")
-from tvm import relax  # noqa: E402
 
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 from tcc.backends.tvm.int8.lower import lower_int8  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
 
 from tests.helpers import REPO  # noqa: E402
-from tests.helpers.quant_models import tiny_cnn, tiny_data  # noqa: E402
+from tests.helpers.onnx_util import make_model  # noqa: E402
+from tests.helpers.quant_models import residual_model, tiny_cnn, tiny_data  # noqa: E402
 from tests.helpers.tvm_int8 import multiplier_module, requantize_module  # noqa: E402
-from tests.quant.test_reference_ops import residual_model  # noqa: E402
-
-
-def _host_vm(mod):
-    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
-    return relax.VirtualMachine(ex, tvm.cpu())
-
-
-def _check_all(outs, ref_out, ref_codes, names):
-    """Output and every exposed tensor's codes equal to the reference; returns the number of elements compared."""
-    outs = [o.numpy() if hasattr(o, "numpy") else o for o in outs]
-    np.testing.assert_array_equal(outs[0], ref_out)
-    assert outs[0].dtype == np.float32
-    for name, got in zip(names, outs[1:]):
-        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
-    return sum(o.size for o in outs)
+from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime  # noqa: E402
 
 
 def _lowered(model, table, x):
@@ -69,9 +53,9 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
     accs, q, shift = _edge_cases()
     want = multiply_by_quantized_multiplier(accs, q, shift)
     x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
-    got = _host_vm(requantize_module(q, shift))["main"](x).numpy().ravel()
+    got = host_vm(requantize_module(q, shift))["main"](x).numpy().ravel()
     np.testing.assert_array_equal(got, np.clip(want, -(2**31), 2**31 - 1))
-    got8 = _host_vm(requantize_module(q, shift, zp=-3, lo=-128, hi=127, dtype="int8"))["main"](x).numpy().ravel()
+    got8 = host_vm(requantize_module(q, shift, zp=-3, lo=-128, hi=127, dtype="int8"))["main"](x).numpy().ravel()
     assert got8.dtype == np.int8
     np.testing.assert_array_equal(got8, np.clip(want - 3, -128, 127))
 
@@ -91,7 +75,7 @@ def test_requantize_narrow_form_bit_exact():
     x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
     for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (7, -(2**31), 2**31 - 1, "int32"),
                               (-7, -(2**31), 2**31 - 1, "int32"), (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
-        got = _host_vm(requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype))["main"](x).numpy().ravel()
+        got = host_vm(requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype))["main"](x).numpy().ravel()
         np.testing.assert_array_equal(got, np.clip(want + zp, lo, hi), err_msg=f"zp {zp}, {dtype}")
 
 
@@ -127,7 +111,7 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
         assert (float64_requantize_params(rq, len(q), bound) is not None) == (form == "float64")
         mod = requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype, kernel=kernel, bound=bound)
         assert ("nearbyint" in mod.script()) == (form == "float64")
-        got = _host_vm(mod)["main"](tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))).numpy().ravel()
+        got = host_vm(mod)["main"](tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))).numpy().ravel()
         want = np.clip(multiply_by_quantized_multiplier(accs, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=f"{form}: zp {zp}, {dtype}")
 
@@ -151,7 +135,7 @@ def test_x86_requantization_falls_back_outside_its_bounds():
 def test_elementwise_multiply_bit_exact_on_edge_cases():
     """The int64 Relax-op form used by the residual Add (its intermediate terms are not clamped)."""
     accs, q, shift = _edge_cases()
-    got = _host_vm(multiplier_module(q, shift))["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
+    got = host_vm(multiplier_module(q, shift))["main"](tvm.runtime.tensor(accs.astype(np.int32))).numpy()
     np.testing.assert_array_equal(got, multiply_by_quantized_multiplier(accs, q, shift))
 
 
@@ -174,7 +158,7 @@ def test_tiny_cnn_bit_exact(tiny, seed):
     m, t = tiny
     x = tiny_data(3, seed=seed) * (1 + seed)  # the second input saturates more codes
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
-    n = _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    n = check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
     assert n > 3000
 
 
@@ -189,7 +173,7 @@ def test_tiny_cnn_with_every_calibration_step_bit_exact():
     assert all(s["enabled"] for s in t.doc["steps"])
     x = tiny_data(3, seed=7)
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
-    assert _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
+    assert check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
 
 
 @pytest.mark.parametrize("fused_relu", [True, False])
@@ -199,23 +183,23 @@ def test_residual_add_bit_exact(fused_relu):
     t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax", target="tvm")
     x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32) * 1.5
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
-    _check_all(_host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+    check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
     assert "res" in names
 
 
 def test_unsupported_op_is_named():
-    from onnx import TensorProto, helper
+    from onnx import helper
+    from onnx.defs import onnx_opset_version
 
-    g = helper.make_graph([helper.make_node("Softsign", ["input"], ["output"], name="soft")], "g",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 2, 2])])
+    m = make_model([helper.make_node("Softsign", ["input"], ["output"], name="soft")], {"input": [1, 1, 2, 2]},
+                   {"output": [1, 1, 2, 2]}, opset=onnx_opset_version())
     from tcc.quant.intgraph.plan import UnsupportedOps
     from tcc.quant.table.file import CalibrationTable
 
     entry = {"kind": "activation", "scale": 0.1, "zero_point": 0, "bits": 8, "signed": True}
     table = CalibrationTable({"tensors": {"input": entry, "output": entry}})
     with pytest.raises(UnsupportedOps, match="node 'soft' \\(op Softsign\\): no integer form"):
-        lower_int8(helper.make_model(g), table)
+        lower_int8(m, table)
 
 
 # ---------------------------------------------------------------------------------------------------- real networks
@@ -239,30 +223,22 @@ def test_network_bit_exact_on_host(spec, side):
     xs = [rng.standard_normal((2, *shape)).astype(np.float32) * s for s in (1.0, 2.5)]
     ref = [run_reference(m, t, x, return_all=True) for x in xs]
     names = list(ref[0][1])
-    vm = _host_vm(lower_int8(m, t, expose=names, batch=2))  # static shapes, as deployed (tcc's schedules apply)
-    compared = sum(_check_all(vm["main"](tvm.runtime.tensor(x)), r[0], r[1], names) for x, r in zip(xs, ref))
+    vm = host_vm(lower_int8(m, t, expose=names, batch=2))  # static shapes, as deployed (tcc's schedules apply)
+    compared = sum(check_all(vm["main"](tvm.runtime.tensor(x)), r[0], r[1], names) for x, r in zip(xs, ref))
     print(f"\n[tvm_int8] {spec}: {len(names)} quantized tensors, {compared} elements bit-exact")
     assert len(names) > 30
 
 
 # ---------------------------------------------------------------------------------------------------- exported .so
-def _skip_unless_runtime(target: str) -> None:
-    missing = rt.missing_tools(target)
-    if missing:
-        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
-    if rt.runtime_state(target) != "ok":
-        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
-
-
 @pytest.mark.parametrize("target", ["host", "arm-a7"])
 def test_exported_module_bit_exact_with_tcc_run(tiny, target, tmp_path):
     """The .so exported by tvm_compile.compile_module, as the TVM backend does (cross-compiled for arm-a7, run
     under qemu), gives the reference's bits."""
-    _skip_unless_runtime(target)
+    skip_unless_runtime(target)
     m, t = tiny
     x = tiny_data(2, seed=9) * 2
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
     so = tvm_compile.compile_module(mod, target, tmp_path / f"tiny-int8-{target}.so")
     outs, _ = tvm_run.run_module(so, target, x)
     assert len(outs) == 1 + len(names)
-    _check_all(outs, ref_out, ref_codes, names)
+    check_all(outs, ref_out, ref_codes, names)

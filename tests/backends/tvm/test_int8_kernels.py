@@ -9,17 +9,20 @@ import re
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 from tcc.backends.tvm.int8 import choose, compute, kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.plan import plan  # noqa: E402
 from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
 from tcc.quant.intgraph.reference import run_reference  # noqa: E402
+
+from tests.helpers.onnx_util import make_model  # noqa: E402
+from tests.helpers.tvm_util import skip_unless_runtime  # noqa: E402
 
 
 def odd_convs_model(seed: int = 0):
@@ -56,11 +59,8 @@ def odd_convs_model(seed: int = 0):
     nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
               helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
               helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
-    g = helper.make_graph(nodes, "odd", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 19, 17])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])], inits + [wf, bf])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m
+    return make_model(nodes, {"input": ["N", 3, 19, 17]}, {"output": ["N", 3]}, inits + [wf, bf], name="odd",
+                      ir_version=8)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +82,6 @@ def _out_channels(model, node) -> int:
     return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
 
 
-def _skip_unless_runs(target):
-    missing = rt.missing_tools(target)
-    if missing or rt.runtime_state(target) != "ok":
-        pytest.skip(f"{target}: toolchain, qemu or TVM runtime missing - run tools/setup_arm.sh")
-
-
 def _run(mod, target, x, tmp_path):
     so = tvm_compile.compile_module(mod, target, tmp_path / f"odd-{target}.so", ieee=True)
     return tvm_run.run_module(so, target, x)[0]
@@ -104,7 +98,7 @@ def _scripts(mod):
     ("arm-a7", "tcc_dot_neon_dot16_pairs"),
 ])
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
-    _skip_unless_runs(target)
+    skip_unless_runtime(target)
     model, table, x, ref_out, ref_codes = odd
     k = kn.KERNELS[kernel] if kernel else choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target(target)))
     if k is None:
@@ -132,7 +126,7 @@ def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_p
     small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
     from tcc.backends.tvm.int8 import requantize as tvm_requantize
 
-    _skip_unless_runs("host")
+    skip_unless_runtime("host")
     model, table, x, ref_out, ref_codes = odd
     k = choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
     if k is None or k.name.startswith("tcc_dot_neon"):
@@ -230,7 +224,7 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
     """ARMv7's 32-bit requantization (tvm_int8.requantize_neon_primfunc), run under qemu on the accumulators and
     multipliers that hit its branches: ties (q = 2^30: M = 2^-s, every odd multiple a tie), the int32 extremes,
     shifts 1..22, odd and even q (the low-bits test), saturating sums, zero points."""
-    _skip_unless_runs("arm-a7")
+    skip_unless_runtime("arm-a7")
     from tvm import relax, s_tir
 
     from tests.helpers.tvm_int8 import _requant

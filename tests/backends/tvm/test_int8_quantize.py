@@ -12,6 +12,8 @@ from tcc.backends.tvm.int8.tir import QUOTIENT_CLAMP, exact_quotient, exact_quot
 from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import quantize_input
 
+from tests.helpers.tvm_util import skip_unless_runtime
+
 
 def fma32(a, b, c):
     """float32 fma(a, b, c) = RN32(a b + c), one rounding: the product is exact in float64, the sum's float64
@@ -104,11 +106,9 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     """Compiled with the multiply-adds and with the division: both give the reference's codes, and a NaN's code
     (which the reference leaves undefined) is the same in both forms."""
     pytest.importorskip("tvm")
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 
-    missing = rt.missing_tools(target)
-    if missing or rt.runtime_state(target) != "ok":
-        pytest.skip(f"{target}: toolchain or TVM runtime missing - run tools/setup_arm.sh")
+    skip_unless_runtime(target)
     x = _inputs(p, 16)
     with np.errstate(over="ignore"):  # 3e38 / s: infinite, clamped
         want = quantize_input(x, p).transpose(0, 2, 3, 1)

@@ -3,14 +3,14 @@
 without bounds tests, ARM untouched. Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
-                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+from tests.helpers.onnx_util import make_model, run
+from tests.helpers.tvm_util import needs_tvm
+
+pytestmark = needs_tvm
 
 SHAPE = [1, 3, 29, 33]  # odd, unequal sides: no vector width divides a row, the maps 15 x 17, then 8 x 9
 
@@ -32,9 +32,7 @@ def _stem_net():
         helper.make_node("Conv", ["p", "w3"], ["y"], group=4, pads=[1] * 4),
     ]
     inits = [init("w1", 12, 3, 7, 7), init("b1", 12), init("w2", 8, 12, 3, 3), init("b2", 8), init("w3", 8, 2, 3, 3)]
-    g = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 9])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return make_model(nodes, {"x": SHAPE}, {"y": [1, 8, 8, 9]}, inits, name="stem")
 
 
 def _rewritten(target_name="host"):
@@ -96,8 +94,6 @@ def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
 def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatch):
     """The host module against the same module compiled the way it was before (the input transposed by a
     kernel of its own, the padding vectorized with its bounds tests), and ONNX Runtime (float32 ulps)."""
-    import onnxruntime as ort
-
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, schedule as tvm_schedule
 
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
@@ -111,5 +107,5 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     old = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",
                                                         tmp_path / "old.so", nchw_input=False), "host", x)[0][0]
     assert new.shape == old.shape == (1, 8, 8, 9) and np.array_equal(new, old)
-    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = run(model, x)
     np.testing.assert_allclose(new, ref, atol=1e-5, rtol=1e-4)

@@ -3,16 +3,15 @@ them, that they change no numbers, and the frontend clean-up (Clip) that keeps t
 Speed is measured by tools/bench_tvm.py, not here."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model, run
+from tests.helpers.tvm_util import host_vm, needs_tvm
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tvm") is None,
-                                reason="apache-tvm not installed (tools/setup_arm.sh installs it)")
+pytestmark = needs_tvm
 
 
 def _legalized(onnx_model, target_name="host"):
@@ -61,9 +60,7 @@ def _small_net():
     inits = [init("w1", 12, 3, 3, 3), init("b1", 12), init("w2", 12, 1, 3, 3), init("w3", 10, 12, 1, 1),
              init("b3", 10), init("wf", 5, 22), init("bf", 5),
              numpy_helper.from_array(np.float32(0.0), "lo"), numpy_helper.from_array(np.float32(6.0), "hi")]
-    g = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 30, 30])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return make_model(nodes, {"x": [1, 3, 30, 30]}, {"y": [1, 5]}, inits, name="small")
 
 
 def test_simd_of_registry_targets():
@@ -159,8 +156,6 @@ def test_schedules_change_no_numbers(tmp_path):
     """The same module with and without tcc's schedules, and ONNX Runtime: vectorization runs across output
     channels, never along a reduction, so each output is summed in the same order; only FMA contraction may
     differ (float32 ulps)."""
-    import onnxruntime as ort
-
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
 
     model = _small_net()
@@ -170,8 +165,7 @@ def test_schedules_change_no_numbers(tmp_path):
         so = tvm_compile.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
                                       shape_dict={"x": [1, 3, 30, 30]})
         outs[sched] = tvm_run.run_module(so, "host", x)[0][0]
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    ref = sess.run(None, {"x": x})[0]
+    ref = run(model, x)
     np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(outs[True], ref, atol=1e-5, rtol=1e-4)
 
@@ -205,8 +199,6 @@ def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
     import tvm
     from tvm import relax
 
-    from tcc.backends.tvm import compile as tvm_compile
-
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, 7, 7, channels), "int16"))
     with bb.function("main", [x]):
@@ -214,17 +206,14 @@ def test_channel_sums_exact_when_no_vector_divides_the_channels(channels):
             total = bb.emit(relax.op.sum(relax.op.astype(x, "int32"), axis=[1, 2], keepdims=True))
             out = bb.emit_output(total)
         bb.emit_func_output(out)
-    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    ex = tvm.compile(bb.get(), target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
     codes = np.random.default_rng(channels).integers(-32768, 32768, (1, 7, 7, channels)).astype(np.int16)
-    got = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(codes)).numpy()
+    got = host_vm(bb.get())["main"](tvm.runtime.tensor(codes)).numpy()
     np.testing.assert_array_equal(got, codes.astype(np.int64).sum(axis=(1, 2), keepdims=True))
 
 
 def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     """x86 float max pools: a tile of one pixel x up to X86_POOL_VECTORS vectors of channels (ARM keeps X pixels
     x 2 vectors); on an odd width the host module equals ONNX Runtime exactly (a max is exact in any order)."""
-    import onnxruntime as ort
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
@@ -234,9 +223,7 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
              helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
     eye = numpy_helper.from_array(np.eye(24, dtype=np.float32).reshape(24, 24, 1, 1), "eye")
-    g = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 7, 9])], [eye])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model = make_model(nodes, {"x": shape}, {"y": [1, 24, 7, 9]}, [eye], name="pool")
 
     def pool_script(target_name):
         mod, target = _legalized(model, target_name)
@@ -248,5 +235,5 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(24))" not in arm
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
     so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
-    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = run(model, x)
     assert np.array_equal(tvm_run.run_module(so, "host", x)[0][0], ref)

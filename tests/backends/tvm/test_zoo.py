@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from tcc.build import build
 from tcc.cli.main import main
 
-from tests.backends.tvm.test_backend import _require_runtime, needs_tvm
 from tests.helpers import REPO
+from tests.helpers.tvm_util import needs_tvm, require_runtime
 
 
 @needs_tvm
 def test_mobilenet_v3_small_arm_a7_fp32_under_qemu(tmp_path, capsys):
-    _require_runtime("arm-a7")
+    require_runtime("arm-a7")
     spec = REPO / "spec" / "baselines" / "mobilenet_v3_small.yaml"
     result = build(spec, "arm-a7", tmp_path / "bundle", overrides={"image_size": 64})
     m = result.manifest
