@@ -8,7 +8,7 @@ sample's true class, w a weight per class and f a focusing factor:
     attloss   f = 1 - p_t^gamma       w = [1, alpha, ..., alpha]           (FastNet eq. 7: alpha^y)
 
 The papers' equations are binary, with p the probability of the positive class (class 1): p_t = p for y = 1 and
-1 - p for y = 0, so for K = 2 these are exactly eq. 6 and eq. 7 (tests/test_train.py checks it against numpy
+1 - p for y = 0, so for K = 2 these are exactly eq. 6 and eq. 7 (tests/train/test_train.py checks it against numpy
 evaluations of the printed formulas). For K > 2, class 0 (the first class folder, e.g. "normal") is the negative
 class and every other class a positive one; `alpha` may also be a list, one weight per class.
 

@@ -114,7 +114,7 @@ def exact_quotient(x, scale: float, fma, clamp):
     the correctly rounded quotient (Markstein's theorem, round to nearest even; Muller et al., Handbook of
     Floating-Point Arithmetic, on division by fused multiply-adds). Generic in the arithmetic: fma(a, b, c) and
     clamp(v, lo, hi) are TIR calls in the kernel and float32 emulations in the tests
-    (tests/test_tvm_int8_quantize.py). Where it differs from
+    (tests/backends/tvm/test_int8_quantize.py). Where it differs from
     a division: NEON flushes subnormals to zero, so a subnormal x gives 0, which is the code zp as x / s
     (|x / s| < 1/2 for every s that `exact_quotient_applies` takes)."""
     s = np.float32(scale)

@@ -43,7 +43,7 @@ Q_TYPES = {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True
 
 def _at_least(model: onnx.ModelProto, opset: int) -> None:
     """Raise the model's default-domain opset to `opset` (the ops tcc's lowering writes keep their meaning up to
-    21: tests/test_quant_a16.py compares the FP32 outputs)."""
+    21: tests/quant/test_a16.py compares the FP32 outputs)."""
     for o in model.opset_import:
         if o.domain in ("", "ai.onnx"):
             o.version = max(o.version, opset)

@@ -26,7 +26,7 @@ ROUNDINGS = {
     # DEPTHWISE_CONV_2D, ADD, MUL)
     "gemmlowp": "requantize as gemmlowp / TFLite: a rounding doubling high multiply, then a rounding right shift",
     # LiteRT's reference FULLY_CONNECTED (per-channel int8) does not round twice. Measured with
-    # tests/test_backend_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
+    # tests/backends/test_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
     # only with one rounding of the exact product, and exact ties (M = 1/64) go away from zero
     "single_half_away": "requantize with one rounding, half away from zero, of the exact fixed-point product",
     # TFLite's MultiplyByQuantizedMultiplier(int64_t x, ...) (kernels/internal/common.cc), what its 16x8 kernels
@@ -148,7 +148,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
                 # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
                 # int16 codes by their int8 rules. Kinds measured bit for bit against LiteRT's reference kernels
-                # (tests/test_backend_tflite16.py); the others are refused at 16 bits before any work
+                # (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
                 activation_bits=(8, 16),
                 wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
                                       "reshape"),
