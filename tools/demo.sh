@@ -41,7 +41,7 @@ echo "== 3. Cortex-A7 bundle (TVM, NEON), run under qemu-arm with the kit's own 
 $TCC build spec/ddsnet.yaml --target arm-a7 "${WEIGHTS[@]}" -o "$OUT/ddsnet-a7" --force | tail -n 5
 $TCC predict --artifact "$OUT/ddsnet-a7" "${INPUT[@]}" --json
 echo "== 4. INT8 for the Cortex-A7: calibrate on 64 crops of real histology, build, run"
-.venv/bin/python -c "from tcc.quant.crops import make_crops; make_crops('$OUT/crops', 64, seed=0)"
+.venv/bin/python -c "from tcc.quant.collect.crops import make_crops; make_crops('$OUT/crops', 64, seed=0)"
 $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm-a7 -o "$OUT/calib.json" \
   --no-compare | tail -n 12
 $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \

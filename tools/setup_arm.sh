@@ -28,8 +28,8 @@ say() { printf '[setup_arm] %s\n' "$*" >&2; }
 die() { printf '[setup_arm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$PYTHON" ] || die "no Python at $PYTHON: create the venv first (make venv), or set PYTHON=..."
-# the pins are defined once, in backends/tvm_runtime.py (TVM_PIN, TVM_FFI_PIN)
-pins="$("$PYTHON" -c 'from tcc.backends.tvm_runtime import TVM_PIN, TVM_FFI_PIN; print(TVM_PIN, TVM_FFI_PIN)')" \
+# the pins are defined once, in backends/tvm/runtime.py (TVM_PIN, TVM_FFI_PIN)
+pins="$("$PYTHON" -c 'from tcc.backends.tvm.runtime import TVM_PIN, TVM_FFI_PIN; print(TVM_PIN, TVM_FFI_PIN)')" \
   || die "cannot import tcc with $PYTHON: install the project first (make venv)"
 read -r PIN_TVM PIN_FFI <<< "$pins"
 TVM_VERSION="${TCC_TVM_VERSION:-$PIN_TVM}"
@@ -37,7 +37,7 @@ TVM_FFI_VERSION="${TCC_TVM_FFI_VERSION:-$PIN_FFI}"
 
 # ---------------------------------------------------------------- 1. Debian packages
 # The target registry (backends/targets.py) names the packages; unknown targets fail here.
-pkg_list="$("$PYTHON" -m tcc.backends.tvm_runtime apt-missing "${TARGETS[@]}")" \
+pkg_list="$("$PYTHON" -m tcc.backends.tvm.runtime apt-missing "${TARGETS[@]}")" \
   || die "cannot resolve targets: ${TARGETS[*]}"
 need_pkgs=()
 [ -n "$pkg_list" ] && read -r -a need_pkgs <<< "$pkg_list"
@@ -100,6 +100,6 @@ fi
 # ---------------------------------------------------------------- 3. runtimes + tcc-run
 say "TVM runtimes + tcc-run for: ${TARGETS[*]}"
 cd "$REPO"
-"$PYTHON" -m tcc.backends.tvm_runtime ensure "${TARGETS[@]}" \
+"$PYTHON" -m tcc.backends.tvm.runtime ensure "${TARGETS[@]}" \
   || die "building the TVM runtimes failed (see the log named above)"
 say "done"
