@@ -59,3 +59,17 @@ def test_a_bad_import_is_caught(tmp_path, module, bad_import, broken):
 def test_no_import_circles():
     r = subprocess.run([sys.executable, str(CIRCLES)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and not r.stdout.strip(), r.stdout
+
+
+def test_modules_named_by_scripts_and_docs_exist():
+    """Every module a shell script, the Makefile or a docs page runs or imports (`python -m tcc...`, `from tcc...
+    import`) exists: a move of a module must carry its callers outside Python along (make setup-arm, make demo)."""
+    import importlib.util
+    import re
+
+    files = [*(REPO / "tools").glob("*.sh"), REPO / "Makefile", REPO / "README.md", *(REPO / "docs").rglob("*.md")]
+    pattern = re.compile(r"(?:python3?\S* -m|from) (tcc(?:\.\w+)*)")
+    named = {(f.relative_to(REPO).as_posix(), m) for f in files for m in pattern.findall(f.read_text())}
+    assert any(f == "tools/setup_arm.sh" for f, _ in named), "the scan found none of setup_arm.sh's modules"
+    missing = sorted((f, m) for f, m in named if importlib.util.find_spec(m) is None)
+    assert not missing, f"modules named but not found: {missing}"
