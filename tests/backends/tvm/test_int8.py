@@ -213,7 +213,9 @@ def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
     return fe.onnx, tuple(fe.model.input_shape)
 
 
-@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 112), ("baselines/mobilenet_v2.yaml", 64)])
+# MobileNetV2 repeats DDSNet's structures (depthwise-separable convs, residual adds) at a larger scale: slow
+@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 112),
+                                        pytest.param("baselines/mobilenet_v2.yaml", 64, marks=pytest.mark.slow)])
 def test_network_bit_exact_on_host(spec, side):
     """Every quantized tensor of DDSNet (concat, pools, dense blocks) and MobileNetV2 (ReLU6, residual Add) bit for
     bit; every kind alone: tests/quant/test_int8_ops.py; the outputs of the whole zoo: tests/zoo/test_int8_host.py."""

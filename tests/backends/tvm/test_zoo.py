@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tcc.build import build
 from tcc.cli.main import main
@@ -14,6 +15,7 @@ from tests.helpers import REPO
 from tests.helpers.tvm_util import needs_tvm, require_runtime
 
 
+@pytest.mark.slow  # DDSNet's arm-a7 bundle under qemu (backends/tvm/test_backend.py) checks the same path in CI
 @needs_tvm
 def test_mobilenet_v3_small_arm_a7_fp32_under_qemu(tmp_path, capsys):
     require_runtime("arm-a7")
