@@ -18,6 +18,7 @@ def _tool():
     return mod
 
 
+@pytest.mark.slow  # a rival-comparison tool (tools/), run with tools/slow_tests.sh; its checks run in CI's own tests
 @pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
 def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
     out = tmp_path / "q.json"
