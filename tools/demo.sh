@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on built-in defaults, on the DDSNet spec and the authors' GC checkpoint (seeded random
 # weights, loudly flagged, when ../shared is absent):
-#   1. check the spec; classify the real GC image with the PyTorch lowering
+#   1. check the spec (and one by its zoo name); classify the real GC image with the PyTorch lowering
 #   2. an ONNX Runtime bundle, run
 #   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
 #   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
@@ -22,6 +22,8 @@ FIX=../shared/fixtures/ddsnet
 OUT=out/demo
 mkdir -p "$OUT"
 $TCC check spec/ddsnet.yaml | tail -n 1
+$TCC zoo | head -n 3                                     # the shipped specs: any command takes their names
+$TCC check fastnet | tail -n 1
 if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
   WEIGHTS=(--weights "$FIX/GC_DDS_0.0064.pth" --by-order)
   INPUT=(--image "$FIX/GC.png")
