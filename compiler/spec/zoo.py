@@ -30,12 +30,16 @@ def _summary(path: Path) -> str:
     return ""
 
 
-def zoo_models() -> dict[str, ZooModel]:
-    """Name -> model, the papers' models first, then the baselines, each group by name."""
+def _spec_files() -> list[tuple[str, Path]]:
+    """(group, file) of every shipped spec: the papers' models first, then the baselines, each group by name."""
     root = specs_dir()
-    found = [ZooModel(p.stem, p, "paper", _summary(p)) for p in sorted(root.glob("*.yaml"))]
-    found += [ZooModel(p.stem, p, "baseline", _summary(p)) for p in sorted((root / "baselines").glob("*.yaml"))]
-    return {m.name: m for m in found}
+    return ([("paper", p) for p in sorted(root.glob("*.yaml"))]
+            + [("baseline", p) for p in sorted((root / "baselines").glob("*.yaml"))])
+
+
+def zoo_models() -> dict[str, ZooModel]:
+    """Name -> model, in `_spec_files` order, each with its summary line."""
+    return {p.stem: ZooModel(p.stem, p, group, _summary(p)) for group, p in _spec_files()}
 
 
 def resolve_spec(spec: str | Path) -> Path:
@@ -44,8 +48,8 @@ def resolve_spec(spec: str | Path) -> Path:
     path = Path(spec)
     if path.exists() or path.suffix or len(path.parts) > 1 or not _NAME.match(str(spec)):
         return path
-    models = zoo_models()
+    models = {p.stem: p for _, p in _spec_files()}  # names only: no file is read to resolve one
     if str(spec) in models:
-        return models[str(spec)].path
+        return models[str(spec)]
     raise SpecError(f"no such spec file, and no zoo model named '{spec}'{suggest(spec, models)}; "
                     "`tcc zoo` lists the models")

@@ -17,7 +17,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from ...errors import DataError
-from ...measure.ort import session  # noqa: F401  (callers run the exposed graph with it)
+from ...measure.ort import session
 from ..intgraph.layers import Layer, find_layers, initializers
 
 BINS = 2048

@@ -20,6 +20,7 @@ model with an op that has no integer form is refused in seconds, naming the node
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import onnx
@@ -103,10 +104,14 @@ class IntGraph:
     placed: frozenset = frozenset()  # nodes kept in float by the placement (`floats` of plan)
     how: dict = field(default_factory=dict, repr=False)  # plan's arguments: `replan` plans again with them
 
+    @functools.cached_property
+    def constants(self) -> frozenset:
+        return frozenset(t.name for t in self.model.graph.initializer)
+
     def view(self, node: INode) -> NodeView:
         """What the op table's per-kind facts see of a planned node (tcc.intops: NodeView)."""
-        constants = frozenset(t.name for t in self.model.graph.initializer)
-        return NodeView(node.op_type, node.attrs, tuple(node.inputs), tuple(node.outputs), self.shapes, constants)
+        return NodeView(node.op_type, node.attrs, tuple(node.inputs), tuple(node.outputs), self.shapes,
+                        self.constants)
 
     @property
     def islands(self) -> list[INode]:

@@ -35,7 +35,8 @@ from ...errors import DataError
 from ...files import atomic_write, check_output
 from ...plots import quality_chart, save
 from ...resources import schema_path
-from ..collect.stats import expose, input_name, session
+from ...measure.ort import session
+from ..collect.stats import expose, input_name
 from ..intgraph.plan import plan
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
