@@ -2,10 +2,19 @@
 spec files."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import cores_per_worker
+
+# In an xdist worker, before any test module imports torch (it reads these at import): OpenMP / MKL pools sized to
+# the worker's share of the cores (the controller's environment, which workers inherit, is left alone).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(cores_per_worker())
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ torchvision_reference (torchvision's models as the zoo's reference), train_data.
 `tests.helpers...`: tests/ is a package (each folder one), so a test file's place in the tree does not matter."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout's root: spec/, zoo/, tools/, tests/
@@ -14,3 +15,11 @@ TESTS = REPO / "tests"
 LOCAL_SPECS = TESTS / "specs"  # the tests' own specs (onnx_ops.yaml, torchvision_ops.yaml, train_tiny.yaml)
 GOLDEN = TESTS / "golden"  # the golden set (data: `tcc golden check tests/golden`)
 FIXTURES = REPO.parent / "shared" / "fixtures" / "ddsnet"  # the DDSNet authors' checkpoints and images, when present
+
+
+def cores_per_worker() -> int:
+    """This test process's share of the CPU: all cores alone, cores / workers under pytest-xdist. Two workers each
+    running 2-thread OpenMP kernels on 2 cores spin-wait on each other (measured: a 2 s float64 depthwise-heavy test
+    took 25-42 s beside another worker), so thread pools are sized to the share (conftest.py sets torch's)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)

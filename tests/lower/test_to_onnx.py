@@ -29,7 +29,6 @@ from tests.helpers.lowering import (
 )
 from tests.helpers.onnx_util import run
 
-torch.set_num_threads(2)
 
 ZOO = zoo_specs()
 OPS_SPEC = LOCAL_SPECS / "onnx_ops.yaml"

@@ -23,7 +23,6 @@ from tcc.tolerance import compare
 from tests.helpers import LOCAL_SPECS
 from tests.helpers.onnx_util import run
 
-torch.set_num_threads(2)
 OPSETS = (11, 13, 17, 20)
 SHAPE = (5, 7, 9)  # odd C, H, W
 

@@ -35,7 +35,6 @@ from tests.helpers import FIXTURES, LOCAL_SPECS, REPO
 from tests.helpers.lowering import assert_close, assert_pass_close, lowered, sample, torch_out
 from tests.helpers.onnx_util import make_model, run
 
-torch.set_num_threads(2)
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
 OPS_SPEC = LOCAL_SPECS / "onnx_ops.yaml"

@@ -219,11 +219,11 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
     from tcc.backends.tvm.schedule import WindowReduction
 
-    shape = [1, 24, 13, 17]
+    shape = [1, 48, 13, 17]  # 6 AVX2 or 3 AVX-512 vectors: whole vectors on both x86 classes
     nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
              helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
-    eye = numpy_helper.from_array(np.eye(24, dtype=np.float32).reshape(24, 24, 1, 1), "eye")
-    model = make_model(nodes, {"x": shape}, {"y": [1, 24, 7, 9]}, [eye], name="pool")
+    eye = numpy_helper.from_array(np.eye(48, dtype=np.float32).reshape(48, 48, 1, 1), "eye")
+    model = make_model(nodes, {"x": shape}, {"y": [1, 48, 7, 9]}, [eye], name="pool")
 
     def pool_script(target_name):
         mod, target = _legalized(model, target_name)
@@ -231,8 +231,8 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
         return WindowReduction().apply(func, target, False).mod["main"].script()
 
     host, arm = pool_script("host"), pool_script("arm-a7")
-    assert "T.vectorized(T.int64(24))" in host and "T.unroll(T.int64(1))" in host.split("pool_max_update")[0]
-    assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(24))" not in arm
+    assert "T.vectorized(T.int64(48))" in host and "T.unroll(T.int64(1))" in host.split("pool_max_update")[0]
+    assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(48))" not in arm
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
     so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
     ref = run(model, x)
