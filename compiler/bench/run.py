@@ -9,6 +9,7 @@ targets are judged on the result (tcc.bench.targets) and the whole is written as
 """
 from __future__ import annotations
 
+import datetime
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tcc.quant.collect.crops import FIXTURES, make_crops
 from tcc.quant.collect.data import load_calibration_data
 from tcc.quant.table.file import file_sha256, load_table
 
-from ..measure.machine import machine_info
+from ..measure.machine import machine_info, source_revision
 from ..measure.ort import float_nodes, profile_nodes
 from . import quality, timing
 from .targets import judge
@@ -104,6 +105,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
     steps = sum(4 + len(config.matrix) + config.placement + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
     doc = {"format": FORMAT, "quick": config.quick, "machine": machine_info(),
+           "stamp": {"date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(), **source_revision()},
            "settings": {"threads": 1, "batch": 1, "rounds": config.rounds, "runs_per_round": config.runs,
                         "calib_images": config.calib_images, "held_out": config.held_out, "method": config.method,
                         "ort_methods": list(config.ort_methods)},

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import check_output
 from ..spec.loader import parse_overrides
 from .args import specs_args
 
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
+    p.add_argument("--docs", metavar="PAGE", help="also write the tables, stamped with machine, CPU flags, commit and "
+                                                 "date, into this docs page (docs/bench.md): the section of this CPU "
+                                                 "class is replaced, the rest of the page kept")
     p.set_defaults(func=run)
 
 
@@ -40,8 +44,13 @@ def run(args) -> int:
     """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
     # deferred for start-up: loads numpy
     from ..bench import BenchConfig, BenchModel, default_models, quick_config, run_bench, to_markdown
+    from ..bench.docs_page import section_key, write_page  # deferred for start-up: tcc.bench loads numpy
     from ..bench.run import FULL_MATRIX  # deferred for start-up: loads numpy
     out = Path(args.output)
+    if args.docs:
+        check_output(args.docs, (".md",), "a docs page is markdown")
+        if not Path(args.docs).is_file():
+            raise DataError(f"--docs {args.docs}: no such page (give an existing markdown page, e.g. docs/bench.md)")
     work = out / "work"
     if args.quick:
         config = quick_config(work)
@@ -84,4 +93,6 @@ def run(args) -> int:
         print(f"{t['status']:<12} {t['model']:<10} {t['what']}: {t['measured']} (bound {t['bound']})"
               + (f"\n{'':<23} {t['context']}" if t.get("context") else ""))
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'} ({doc['seconds']:.0f} s)")
+    if args.docs:
+        print(f"wrote the {section_key(doc)} section of {write_page(args.docs, doc)}")
     return 0

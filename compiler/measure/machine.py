@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 # x86 flags (as /proc/cpuinfo spells them) that change which kernels ORT, oneDNN and LLVM pick
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
@@ -62,3 +64,21 @@ def machine_info() -> dict:
             "int8_dot": bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
             "load_average": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
             "libraries": {lib: version(lib) for lib in LIBRARIES}}
+
+
+def source_revision() -> dict:
+    """The commit of the tcc source that runs (git, where tcc runs from a checkout) and whether it has uncommitted
+    changes; {"commit": None} for an installed package or without git."""
+    source = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}

@@ -119,11 +119,14 @@ class Model:
 
     @property
     def spec_hash(self) -> str:
-        """sha256 of the resolved parameters and every document the model was built from."""
+        """sha256 of the resolved parameters and every document the model was built from: the model's file first,
+        then the blocks' files by file name (then text). Where the files lie and how the path was written (relative,
+        absolute, a zoo name) do not enter: `tcc build ddsnet` and `tcc build spec/ddsnet.yaml` hash alike."""
         h = hashlib.sha256()
         h.update(json.dumps(self.params, sort_keys=True, default=str).encode())
-        for name in sorted(self.sources):
-            h.update(Path(name).name.encode() + b"\0" + self.sources[name].encode() + b"\0")
+        model_file = str(self.path)
+        for name, text in sorted(self.sources.items(), key=lambda kv: (kv[0] != model_file, Path(kv[0]).name, kv[1])):
+            h.update(Path(name).name.encode() + b"\0" + text.encode() + b"\0")
         return h.hexdigest()
 
 

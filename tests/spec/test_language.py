@@ -639,3 +639,16 @@ def test_the_schema_refuses_what_tcc_refuses():
     ]
     for doc in bad:
         assert not validator.is_valid(doc), doc
+
+
+def test_spec_hash_does_not_depend_on_how_or_where_the_spec_is_named(tmp_path, monkeypatch):
+    """A table calibrated from `spec/ddsnet.yaml` builds with `tcc build ddsnet` (the hash checks the table's spec):
+    the relative path, the absolute one, the zoo name and a copy elsewhere hash alike; an edit does not."""
+    monkeypatch.chdir(REPO)
+    want = tcc.load_model(REPO / "spec" / "ddsnet.yaml").spec_hash
+    copy = tmp_path / "elsewhere" / "ddsnet.yaml"
+    copy.parent.mkdir()
+    copy.write_text((REPO / "spec" / "ddsnet.yaml").read_text())
+    assert [tcc.load_model(p).spec_hash for p in ("spec/ddsnet.yaml", "ddsnet", copy)] == [want] * 3
+    copy.write_text(copy.read_text() + "\n# an edit\n")
+    assert tcc.load_model(copy).spec_hash != want
