@@ -13,7 +13,8 @@
 #   7. where two backends part: `tcc diff` layer by layer (TFLite INT8 vs the integer reference, and vs FP32), and
 #      the golden-output suite (tests/golden) checking a few of its entries
 #   8. tcc train in 2 processes (DistributedDataParallel) on crops of two real histology images, the trained
-#      checkpoint built for ONNX Runtime and run; t-SNE of its features; a slide's tumour map with the GC checkpoint
+#      checkpoint built for ONNX Runtime and run; t-SNE of its features; the GC checkpoint fine-tuned to the two
+#      classes (its head re-initialised, the backbone frozen); a slide's tumour map with the GC checkpoint
 #      (tcc slide: FastNet's tissue mask and patch grid); Grad-CAM on the GC image (tcc explain)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +86,11 @@ for src in "$OUT"/tfi/sources/*.png; do
   echo "$(basename "$src"): $($TCC predict --artifact "$OUT/trained-ort" --image "$src" --json)"
 done
 $TCC explain "${MB[@]}" --weights "$OUT/train/best.pt" --tsne "$OUT/tfi/patches" -o "$OUT/tsne.png" | tail -n 2
+if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then  # fine-tuning to a new class count: GC's 6-class head re-initialised for 2
+  $TCC train spec/ddsnet.yaml "${WEIGHTS[@]}" --set image_size=64 --data "$OUT/tfi/patches" --freeze backbone \
+    --epochs 3 --batch-size 16 --optimizer adam --lr 0.01 -o "$OUT/finetune" --force --no-progress 2>&1 \
+    | grep -E "^head:|^freeze:|^best:" | cut -c 1-160
+fi
 $TCC slide spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$OUT/tfi/slide.png" --patch-size 128 --positive-class TUM \
   -o "$OUT/slide" --no-progress 2>/dev/null
 GRADCAM_IMAGE="$FIX/GC.png"

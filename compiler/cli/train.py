@@ -106,7 +106,8 @@ def _summary(plan, history) -> None:
     done = history.epochs[-1]["epoch"] if history.epochs else 0
     if done < c.epochs:
         print(f"stopped after epoch {done} of {c.epochs}; continue with: tcc train {plan.spec} --resume {plan.run}")
+    # the model's own overrides: --set, and num_classes where the data or the checkpoint decided it
     sets = "".join(" --set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
-                   for k, v in c.set.items())
+                   for k, v in {**c.set, **plan.model.overrides}.items())
     print(f"best: epoch {history.best_epoch}, {c.metric} {history.best_value:.4f} -> {plan.run / 'best.pt'}; "
           f"build it with: tcc build {plan.spec}{sets} --weights {plan.run / 'best.pt'} --target ort")

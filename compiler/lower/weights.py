@@ -73,6 +73,8 @@ class WeightMatch:
     defaulted: list[str] = field(default_factory=list)  # spec buffers the checkpoint lacks (num_batches_tracked)
     method: str = "by_name"  # by_name | by_order | key_map | layout: the manifest's token
     layout: CheckpointLayout | None = None  # the spec's checkpoint layout that matched (method "layout")
+    # tensors of `fresh` nodes whose shape differs from the checkpoint's, left out: (name, shape, key, its shape)
+    reinitialised: list[tuple[str, list, str, list]] = field(default_factory=list)
 
     @property
     def how(self) -> str:
@@ -89,6 +91,8 @@ class WeightMatch:
             lines.append(f"{len(self.aliases)} aliased checkpoint keys used once ({shown}{more})")
         if self.defaulted:
             lines.append(f"{len(self.defaulted)} buffers not in the checkpoint kept at their defaults")
+        if self.reinitialised:
+            lines.append(f"{len(self.reinitialised)} head tensors of another shape not loaded")
         return "; ".join(lines)
 
 
@@ -103,18 +107,34 @@ def _targets(graph: Graph, keys: list[str], inference_only: bool):
     return targets, defaulted
 
 
-def _by_order(targets, keys, aliases, state, source) -> dict[str, str]:
+class _Shapes:
+    """Shape checks of an assignment: a mismatch is an error, except on a `fresh` node's tensors (a classifier
+    head being fine-tuned to another class count), which are left out and recorded."""
+
+    def __init__(self, source: str, fresh: frozenset[str]):
+        self.source, self.fresh, self.left_out = source, fresh, []
+
+    def keep(self, name: str, shape, key: str, tensor) -> bool:
+        if tuple(shape) == tuple(tensor.shape):
+            return True
+        if name.rsplit(".", 1)[0] in self.fresh:
+            self.left_out.append((name, list(shape), key, list(tensor.shape)))
+            return False
+        _check_shape(name, shape, key, tensor, self.source)
+        return True
+
+
+def _by_order(targets, keys, aliases, state, shapes: _Shapes) -> dict[str, str]:
     if len(keys) != len(targets):
         raise WeightsError(
-            f"{source}: {len(keys)} tensors (after {len(aliases)} aliases) but the spec has {len(targets)}; "
+            f"{shapes.source}: {len(keys)} tensors (after {len(aliases)} aliases) but the spec has {len(targets)}; "
             f"by-order import needs equal counts" + _first_mismatch(targets, keys, state)
         )
-    for (name, spec), key in zip(targets, keys):
-        _check_shape(name, spec.shape, key, state[key], source)
-    return {name: key for (name, _), key in zip(targets, keys)}
+    return {name: key for (name, spec), key in zip(targets, keys) if shapes.keep(name, spec.shape, key, state[key])}
 
 
-def _by_name(targets, keys, state, key_map: KeyMap, source) -> dict[str, str]:
+def _by_name(targets, keys, state, key_map: KeyMap, shapes: _Shapes) -> dict[str, str]:
+    source = shapes.source
     renamed = {key_map.rename(k): k for k in keys}
     names = {n for n, _ in targets}
     missing = [n for n, _ in targets if n not in renamed]
@@ -126,42 +146,50 @@ def _by_name(targets, keys, state, key_map: KeyMap, source) -> dict[str, str]:
             + f", {len(unused)} checkpoint keys unused"
             + (f" (first: {unused[0]})" if unused else "")
         )
-    for name, spec in targets:
-        _check_shape(name, spec.shape, renamed[name], state[renamed[name]], source)
-    return {name: renamed[name] for name, _ in targets}
+    return {name: renamed[name] for name, spec in targets
+            if shapes.keep(name, spec.shape, renamed[name], state[renamed[name]])}
 
 
-def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, source) -> dict[str, str]:
+def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, shapes: _Shapes) -> dict[str, str]:
     if layout.match == "by_order":
-        return _by_order(targets, keys, aliases, state, source)
-    return _by_name(targets, keys, state, layout.key_map, source)
+        return _by_order(targets, keys, aliases, state, shapes)
+    return _by_name(targets, keys, state, layout.key_map, shapes)
 
 
 def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: KeyMap | dict | None = None,
                   source: str = "checkpoint", inference_only: bool = False,
-                  layouts: list[CheckpointLayout] = ()) -> WeightMatch:
+                  layouts: list[CheckpointLayout] = (), fresh: frozenset[str] = frozenset()) -> WeightMatch:
     """Map checkpoint keys onto the spec's tensors, shapes checked. `--by-order` / `--key-map` say how; without
-    them the spec's own names are tried, then each checkpoint layout the spec declares, in order."""
+    them the spec's own names are tried, then each checkpoint layout the spec declares, in order. Tensors of the
+    `fresh` nodes (a head being fine-tuned) whose shapes differ are left out (`reinitialised`), not an error."""
     aliases = find_aliases(state)
     keys = [k for k in state if k not in aliases]
     targets, defaulted = _targets(graph, keys, inference_only)
     if isinstance(key_map, dict):
         key_map = KeyMap(tuple(key_map.items()))
+
+    def matched(assignment: dict, method: str, shapes: _Shapes, layout=None) -> WeightMatch:
+        return WeightMatch(assignment, aliases, defaulted, method, layout, shapes.left_out)
+
     if by_order:
-        return WeightMatch(_by_order(targets, keys, aliases, state, source), aliases, defaulted, "by_order")
+        shapes = _Shapes(source, fresh)
+        return matched(_by_order(targets, keys, aliases, state, shapes), "by_order", shapes)
     if key_map:
-        return WeightMatch(_by_name(targets, keys, state, key_map, source), aliases, defaulted, "key_map")
+        shapes = _Shapes(source, fresh)
+        return matched(_by_name(targets, keys, state, key_map, shapes), "key_map", shapes)
     try:
-        return WeightMatch(_by_name(targets, keys, state, KeyMap(), source), aliases, defaulted, "by_name")
+        shapes = _Shapes(source, fresh)
+        return matched(_by_name(targets, keys, state, KeyMap(), shapes), "by_name", shapes)
     except WeightsError as by_name:
         failures = []
         for layout in layouts:
+            shapes = _Shapes(source, fresh)
             try:
-                assignment = _by_layout(layout, targets, keys, aliases, state, source)
+                assignment = _by_layout(layout, targets, keys, aliases, state, shapes)
             except WeightsError as e:
                 failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
                 continue
-            return WeightMatch(assignment, aliases, defaulted, "layout", layout)
+            return matched(assignment, "layout", shapes, layout)
         tried = "".join(f"; {f}" for f in failures)
         raise WeightsError(f"{by_name}{tried}; use --by-order or --key-map") from None
 
@@ -233,14 +261,16 @@ def _check_shape(name, shape, key, tensor, source):
 
 def load_weights(module: torch.nn.Module, graph: Graph, path: str | Path, by_order: bool = False,
                  key_map_path: str | Path | None = None, inference_only: bool = False,
-                 layouts: list[CheckpointLayout] = ()) -> WeightMatch:
+                 layouts: list[CheckpointLayout] = (), fresh: frozenset[str] = frozenset()) -> WeightMatch:
+    """Load the checkpoint at `path` into `module`; tensors of `fresh` nodes whose shapes differ keep the
+    module's own values (match_weights)."""
     state = read_state_dict(path)
     key_map = read_key_map(key_map_path) if key_map_path else None
     match = match_weights(graph, state, by_order, key_map, source=str(path), inference_only=inference_only,
-                          layouts=layouts)
+                          layouts=layouts, fresh=fresh)
     own = module.state_dict()
     new = {name: state[key].to(own[name].dtype) for name, key in match.assignment.items()}
-    missing = set(own) - set(new) - set(match.defaulted)
+    missing = set(own) - set(new) - set(match.defaulted) - {name for name, *_ in match.reinitialised}
     assert not missing, f"internal: unassigned {sorted(missing)[:3]}"
     module.load_state_dict(new, strict=False)
     return match

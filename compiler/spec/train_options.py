@@ -102,6 +102,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("weights", _or_null({"type": "string"}), None, "start from this checkpoint (a state_dict)", path=True,
            metavar="FILE"),
     Option("by_order", {"type": "boolean"}, False, "match the checkpoint's tensors to the spec in order"),
+    Option("head", _or_null({"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}),
+           None, "the classifier head's nodes, re-initialised where --weights has another class count (default: "
+           "found from the graph: the last weighted layers before the outputs)", parse=_comma_list,
+           metavar="NODES"),
+    Option("freeze", {"type": "array", "items": {"type": "string"}, "uniqueItems": True}, [],
+           "nodes to keep as they are (no gradient, BatchNorm statistics kept): node-name prefixes, or backbone "
+           "(every node outside the head); on the command line a comma-separated list", parse=_comma_list,
+           metavar="LIST"),
+    Option("precise_bn", _int(0), 200, "before each validation and checkpoint, recompute every BatchNorm layer's "
+           "running statistics over up to N training batches (train mode, no gradients); 0: keep the running "
+           "averages"),
     Option("key_map", _or_null({"type": "string"}), None, "YAML/JSON mapping of checkpoint keys to spec names",
            path=True, metavar="FILE"),
     Option("set", _MODEL_PARAMS, {}, "model parameter overrides (the command line's --set KEY=VALUE)",

@@ -27,6 +27,7 @@ from .losses import Loss, class_weights
 from .metrics import classification_metrics, improves
 from .modules import global_batchnorm, key_dropout, key_stochastic_depth
 from .plan import model_fingerprint
+from .precise_bn import BatchNorm, recompute_statistics
 from .sample_rng import BatchKeys
 from .sampling import batches, train_loader, train_sampler, val_loader
 
@@ -96,9 +97,13 @@ class Trainer:
         key_stochastic_depth(module, self.keys, first_stream=1 + dropouts)
         if procs.world > 1:
             global_batchnorm(module, procs.device)
+        for name in plan.frozen:
+            module.get_submodule(name).requires_grad_(False)
+        self.frozen_batchnorms = [m for name in plan.frozen for m in module.get_submodule(name).modules()
+                                  if isinstance(m, BatchNorm)]
         self.module = module.to(procs.device)  # unwrapped: validation and checkpoints
         self.model = wrap(self.module, procs)
-        self.optimizer = OPTIMIZERS[c.optimizer](self.module.parameters(), c)
+        self.optimizer = OPTIMIZERS[c.optimizer]([p for p in self.module.parameters() if p.requires_grad], c)
         self.scheduler = SCHEDULES[c.schedule](self.optimizer, c)
         self.loss = Loss(c.loss, class_weights(c, split.counts(split.train)), c.gamma)
         pre = plan.model.preprocess
@@ -128,6 +133,7 @@ class Trainer:
             start = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss = self.train_epoch(epoch)
+            self.precise_batchnorm(epoch)
             scores = self.evaluate()
             if not self.procs.main:
                 continue
@@ -141,6 +147,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training set; the mean loss over all processes' samples."""
         self.model.train()
+        for bn in self.frozen_batchnorms:  # frozen: normalize by, and keep, the checkpoint's statistics
+            bn.eval()
         self.sampler.set_epoch(epoch)
         self.train_set.epoch = epoch
         total, count = 0.0, 0
@@ -154,6 +162,15 @@ class Trainer:
         self.scheduler.step()
         sums = gather((total, count), self.procs)
         return sum(t for t, _ in sums) / sum(n for _, n in sums)
+
+    def precise_batchnorm(self, epoch: int) -> None:
+        """BN statistics recomputed (tcc.train.precise_bn) over up to `precise_bn` batches of the epoch just
+        trained, in the same order and augmentation, so that validation and the checkpoint see current ones."""
+        if not self.config.precise_bn:
+            return
+        self.train_set.epoch = epoch
+        images = (x.to(self.procs.device) for x, _, _ in batches(self.train_loader))
+        recompute_statistics(self.module, images, self.config.precise_bn, self.procs, skip=self.plan.frozen)
 
     def _objective(self, out, target: torch.Tensor) -> torch.Tensor:
         """The main head's loss plus aux_weight times each auxiliary head's (training-mode outputs of specs with

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,6 +19,8 @@ from ..spec.train_options import AUGMENTATIONS
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
+from .finetune import describe_reinitialised, frozen_nodes, head_nodes
+from .precise_bn import momentum_lag
 from .rundir import check_new_run, read_last
 
 
@@ -32,6 +35,8 @@ class Plan:
     module: torch.nn.Module  # the initial weights (seeded, a checkpoint's, or the resumed run's)
     resumed: dict | None  # last.pt of the run being resumed
     stop_after: int | None = None
+    head: list[str] = field(default_factory=list)  # the classifier head's nodes (tcc.train.finetune)
+    frozen: list[str] = field(default_factory=list)  # nodes --freeze keeps as they are
 
 
 def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
@@ -39,21 +44,60 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     resumed = read_last(run) if resuming else None
     config = resolve(args.spec, args, run if resuming else None)
     model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
-    for note in model.notes:
-        log(f"note: {note}")
     if config.data is None:
         raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
     split = find_split(config.data, config.val_fraction, config.seed)
     check_images(split.train + split.val)
+    model = _fit_classes(model, config, split.classes)
+    for note in model.notes:
+        log(f"note: {note}")
     world = world_size(config.nproc)
     config.values["nproc"] = world  # recorded as run (torchrun's count when it started us)
     _check_model(model, split, log)
     _check_options(config, model, split, world)
+    head = head_nodes(model.graph, config.head, lambda message: config.error("head", message))
+    frozen = frozen_nodes(model.graph, config.freeze, head, lambda message: config.error("freeze", message))
     stop_after = _stop_after(args.stop_after, config.epochs)
     if resumed is not None:
         _check_resumable(resumed, model, split.classes, run)
-    return Plan(Path(args.spec), config, model, split, run, world, _initial_module(model, config, resumed, log),
-                resumed, stop_after)
+    module = _initial_module(model, config, resumed, head, log)
+    _note_batchnorm_lag(module, config, len(split.train), log)
+    if frozen:
+        trainable = [n for n in model.graph.nodes.values() if n.params and n.name not in frozen]
+        log(f"freeze: {len(frozen)} of {len(frozen) + len(trainable)} nodes with parameters kept as they are "
+            f"({', '.join(config.freeze)}); training {len(trainable)}: "
+            + ", ".join(n.name for n in trainable[:6]) + (", ..." if len(trainable) > 6 else ""))
+    return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen)
+
+
+def _fit_classes(model: Model, c: Config, classes: list[str]) -> Model:
+    """Fine-tuning to another class count: with --weights, the data's classes decide num_classes (unless --set
+    gives it); the checkpoint's head of another width is then re-initialised when the weights load."""
+    k = len(classes)
+    if not c.weights or "num_classes" not in model.params or "num_classes" in c.set or model.params["num_classes"] == k:
+        return model
+    fitted = load_model(model.path, {**model.overrides, "num_classes": k})
+    fitted.notes = [n for n in model.notes if not n.startswith("num_classes=")] + fitted.notes + [
+        f"num_classes={k}: the data's {k} classes ({', '.join(classes)}); the checkpoint's classifier is for "
+        f"{model.params['num_classes']}"]
+    return fitted
+
+
+def _note_batchnorm_lag(module: torch.nn.Module, c: Config, train_images: int, log) -> None:
+    """Say when BatchNorm's running averages cannot keep up with the weights (a slow momentum, few steps)."""
+    steps = math.ceil(train_images / c.batch_size)
+    lag = momentum_lag(module, steps)
+    if lag is None:
+        return
+    momentum, window = lag
+    said = (f"BatchNorm momentum {momentum:g} averages its running statistics over ~{window} steps, more than an "
+            f"epoch's {steps}: they trail the weights")
+    if c.precise_bn:
+        log(f"note: {said}; precise BN recomputes them over up to {c.precise_bn} training batches before each "
+            "validation and checkpoint")
+    else:
+        log(f"warning: {said}, and --precise-bn 0 keeps them: validation and best.pt see stale statistics "
+            "(drop --precise-bn 0)")
 
 
 def _run_folder(args) -> tuple[Path, bool]:
@@ -137,15 +181,20 @@ def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -
         raise DataError(f"{run}: trained on the classes {list(state['classes'])}, the data now has {classes}")
 
 
-def _initial_module(model: Model, c: Config, resumed: dict | None, log) -> torch.nn.Module:
+def _initial_module(model: Model, c: Config, resumed: dict | None, head: list[str], log) -> torch.nn.Module:
     """The lowered model (train-mode outputs: main and auxiliary heads) with PyTorch's default initialization
-    drawn under the seed, then the resumed run's or the checkpoint's weights."""
+    drawn under the seed, then the resumed run's or the checkpoint's weights (a head of another width keeps the
+    seeded initialization)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(c.seed)
         module = to_torch(model.graph)
     if resumed is not None:
         module.load_state_dict(resumed["model"])
     elif c.weights:
-        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map, layouts=model.checkpoints)
+        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map, layouts=model.checkpoints,
+                             fresh=frozenset(head))
         log(f"weights: {match.report()}")
+        if match.reinitialised:
+            log(f"head: re-initialised (seed {c.seed}) where the checkpoint's width differs: "
+                + describe_reinitialised(match.reinitialised))
     return module
