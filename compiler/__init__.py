@@ -1,13 +1,43 @@
 """tcc: a declarative model-graph compiler for lightweight medical-imaging CNNs.
 
-    model = tcc.load_model("spec/ddsnet.yaml", {"num_classes": 2})   # spec -> IR (model.graph)
-    module = tcc.to_torch(model.graph)                              # IR -> torch.fx GraphModule
-    proto = tcc.to_onnx(model.graph, module.state_dict())           # IR -> onnx.ModelProto (opset 13)
+The Python API (tcc.api; the command line is a thin layer over it):
+
+    model = tcc.Model.load("ddsnet", weights="GC_DDS_0.0064.pth", by_order=True)   # a zoo name or a spec path
+    model.predict("GC.png"); model.torch(); model.onnx()
+    table = model.calibrate("crops/", target="ort")
+    bundle = model.build("arm-a7", precision="int8", calib=table, out="out/a7-int8")
+    tcc.Bundle.open("out/a7-int8").run(x); tcc.diff("reference", bundle, x, model=model); tcc.bench(quick=True)
+
+The spec layer underneath:
+
+    spec = tcc.load_model("spec/ddsnet.yaml", {"num_classes": 2})   # spec -> IR (spec.graph), a tcc.Spec
+    module = tcc.to_torch(spec.graph)                                # IR -> torch.fx GraphModule
+    proto = tcc.to_onnx(spec.graph, module.state_dict())             # IR -> onnx.ModelProto (opset 13)
 """
-from .errors import DataError, ExportError, Location, OpsetError, SpecError, TccError, WeightsError
+from .errors import (
+    BuildError,
+    CalibrationError,
+    DataError,
+    ExportError,
+    Location,
+    OpsetError,
+    SpecError,
+    TccError,
+    WeightsError,
+)
 from .ir import Graph, Node, Ref
 from .ops import OPS
-from .spec.loader import Model, load_model, parse_overrides
+from .spec.loader import Model as Spec, load_model, parse_overrides
+
+_API = ("Model", "Bundle", "bench", "diff")  # tcc.api, imported on first use: it loads numpy, onnx and torch
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api  # deferred for start-up: `import tcc` (and every CLI command) stays light
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tcc' has no attribute {name!r}")
 
 
 def to_torch(graph, inference_only: bool = False):
@@ -23,6 +53,7 @@ def to_onnx(graph, state, opset: int = 13):
 
 
 __all__ = [
-    "OPS", "DataError", "ExportError", "Graph", "Location", "Model", "Node", "OpsetError", "Ref", "SpecError",
-    "TccError", "WeightsError", "load_model", "parse_overrides", "to_onnx", "to_torch",
+    "OPS", "BuildError", "Bundle", "CalibrationError", "DataError", "ExportError", "Graph", "Location", "Model",
+    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "load_model",
+    "parse_overrides", "to_onnx", "to_torch",
 ]

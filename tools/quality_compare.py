@@ -170,7 +170,7 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False,
             place_samples: int = 16, crop_images: str = "own", nncf_python: str | None = None,
             tvm_latency: bool = False) -> dict:
-    from tcc.bench.quality import evaluate, ort_static
+    from tcc.benchmark.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.collect.data import load_calibration_data
@@ -237,7 +237,7 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
 
 
 def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
-    """As tcc.bench.quality.evaluate, for tcc's integer reference under `table` (what every backend exact with it
+    """As tcc.benchmark.quality.evaluate, for tcc's integer reference under `table` (what every backend exact with it
     computes: the TVM builds, bit for bit)."""
     import numpy as np
 
@@ -262,7 +262,7 @@ def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib
     the model) in FP32, INT8 with 8-bit activations (a table of the same rules and steps, kl+cos) and INT8 with
     `wide_table`'s 16-bit ones, each self-checked, timed interleaved (1 thread, batch 1): ms per round's median,
     and the ratios round by round."""
-    from tcc.bench.timing import TvmRunner, interleave, litert_runner, ratio
+    from tcc.benchmark.timing import TvmRunner, interleave, litert_runner, ratio
     from tcc.build import build
     from tcc.quant.calibrate import calibrate_onnx
 
@@ -298,7 +298,7 @@ def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib
 def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
     """Each INT8 model's ONNX Runtime latency over FP32's (`models["fp32"]`), and a placed model's ("X+place") over
     the same table's without placement ("X"): the median over interleaved rounds of the per-round ratio (1 thread,
-    batch 1; tcc.bench.timing), with its p10-p90 spread."""
+    batch 1; tcc.benchmark.timing), with its p10-p90 spread."""
     import onnx
 
     from tcc.measure.timing import interleave, ort_runner, ratio

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..files import check_output
 from ..spec.loader import parse_overrides
+from ..spec.zoo import resolve_spec
 from .args import specs_args
 
 
@@ -42,29 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
-    # deferred for start-up: loads numpy
-    from ..bench import BenchConfig, BenchModel, default_models, quick_config, run_bench, to_markdown
-    from ..bench.docs_page import section_key, write_page  # deferred for start-up: tcc.bench loads numpy
-    from ..bench.run import FULL_MATRIX  # deferred for start-up: loads numpy
+    from ..api import bench  # deferred for start-up: loads numpy, onnx, torch
+    from ..benchmark import to_markdown  # deferred for start-up: loads numpy
+    from ..benchmark.docs_page import section_key, write_page  # deferred for start-up: tcc.benchmark loads numpy
+    from ..benchmark.run import FULL_MATRIX  # deferred for start-up: loads numpy
+
     out = Path(args.output)
     if args.docs:
         check_output(args.docs, (".md",), "a docs page is markdown")
         if not Path(args.docs).is_file():
             raise DataError(f"--docs {args.docs}: no such page (give an existing markdown page, e.g. docs/bench.md)")
-    work = out / "work"
-    if args.quick:
-        config = quick_config(work)
-    elif args.specs:
-        if len(args.specs) > 1 and (args.weights or args.overrides):
-            raise DataError("--weights / --set apply to one spec; benchmark several specs one at a time")
-        models = [BenchModel(Path(s).stem, Path(s), Path(args.weights) if args.weights else None, args.by_order,
-                             parse_overrides(args.overrides)) for s in args.specs]
-        for m in models:
-            if not m.spec.exists():
-                raise DataError(f"{m.spec}: no such spec")
-        config = BenchConfig(models, work)
-    else:
-        config = BenchConfig(default_models(), work)
+    for spec in args.specs or []:
+        resolve_spec(spec)  # a missing spec or an unknown name fails now
+    matrix = None
     if args.only:
         known = {f"{t}-{p}": (t, p) for t, p in FULL_MATRIX}
         wanted = [e for e in args.only.split(",") if e]
@@ -72,20 +63,16 @@ def run(args) -> int:
         if unknown or not wanted:
             raise DataError(f"--only: unknown bundle {', '.join(unknown) or '(none given)'}; known: "
                             + ", ".join(known))
-        config.matrix = tuple(known[e] for e in wanted)
+        matrix = tuple(known[e] for e in wanted)
     for name in ("rounds", "runs", "calib_images", "held_out"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    for name in ("rounds", "runs", "calib_images", "held_out", "method"):
-        if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
-    if args.no_memory:
-        config.memory = False
-    if args.no_placement:
-        config.placement = False
-    config.tvm_variants = args.tvm_variants
-    doc = run_bench(config, progress=args.progress, log=lambda s: None)
+    doc = bench(None if args.quick else args.specs, weights=args.weights, by_order=args.by_order,
+                overrides=parse_overrides(args.overrides), quick=args.quick, out=out, progress=args.progress,
+                matrix=matrix, rounds=args.rounds, runs=args.runs, calib_images=args.calib_images,
+                held_out=args.held_out, method=args.method, memory=False if args.no_memory else None,
+                placement=False if args.no_placement else None, tvm_variants=args.tvm_variants)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "bench.md").write_text(to_markdown(doc) + "\n")

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     from tcc.backends import check_precision, get_target  # deferred for start-up: loads numpy
 
-    from ..build import build  # deferred for start-up: loads numpy
+    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
     from ..quant.table.placement import summary_line  # deferred for start-up: loads numpy
 
     def log(msg: str) -> None:
@@ -65,13 +65,14 @@ def run(args) -> int:
     if not args.weights:
         log(f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
             "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model.")
-    result = build(args.spec, args.target, out, precision=args.precision, opset=args.opset,
-                   simplify=not args.no_simplify, weights=args.weights, by_order=args.by_order,
-                   key_map=args.key_map, seed=args.seed, overrides=parse_overrides(args.overrides),
-                   force=args.force, calib=args.calib, data=args.data, calib_options=_calib_options(args),
-                   tune=args.tune, tune_log=args.tune_log, io=args.io, allow_cpu_fallback=args.allow_cpu_fallback,
-                   npu_mode=args.npu_mode, count_instructions=args.count_instructions,
-                   host_twin=args.host_twin, compile_worker=True, log=log)
+    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                       **parse_overrides(args.overrides))
+    result = model.build(args.target, precision=args.precision, out=out, calib=args.calib, data=args.data,
+                         force=args.force, opset=args.opset, simplify=not args.no_simplify,
+                         calib_options=_calib_options(args), tune=args.tune, tune_log=args.tune_log, io=args.io,
+                         allow_cpu_fallback=args.allow_cpu_fallback, npu_mode=args.npu_mode,
+                         count_instructions=args.count_instructions, host_twin=args.host_twin, compile_worker=True,
+                         log=log)
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
@@ -107,7 +108,7 @@ def run(args) -> int:
     for name, c in m.get("target_checks", {}).items():  # backend checks (TVM: ARM under qemu vs host, SIMD share)
         print(_target_check_line(name, c))
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
-    print(f"wrote {result.out}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
+    print(f"wrote {result.path}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
           f"{result.seconds['total']:.1f} s]")
     print("time by phase: " + format_phases(result.seconds))
     if "random_seed" in m["weights"]:

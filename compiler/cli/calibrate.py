@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..quant.calibrate import calibrate  # deferred for start-up: loads numpy, onnx
+    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
     # deferred for start-up: loads numpy, onnx
     from ..quant.report.quality import check_report_path, format_report, quality_report, save_report
@@ -58,14 +58,15 @@ def run(args) -> int:
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
     held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
-    table, fp32, samples = calibrate(
-        args.spec, args.weights, args.data, target=args.target, method=args.method, calib_size=args.calib_size,
-        seed=args.seed, skip_bad=args.skip_bad, overrides=parse_overrides(args.overrides), by_order=args.by_order,
-        key_map=args.key_map, opset=args.opset, percentile=args.percentile, cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds, step_switches=step_switches(args), return_inputs=True,
-        activation_bits=args.activation_bits,
-        placement=place_options(args),
-        log=lambda msg: print(msg, file=sys.stderr),
+    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                       **parse_overrides(args.overrides))
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    table, fp32, samples = model.calibrate(
+        args.data, target=args.target, method=args.method, calib_size=args.calib_size, skip_bad=args.skip_bad,
+        opset=args.opset, progress=None, placement=place_options(args), step_switches=step_switches(args),
+        log=lambda msg: print(msg, file=sys.stderr), percentile=args.percentile, cos_steps=args.cos_steps,
+        cos_rounds=args.cos_rounds, return_inputs=True, activation_bits=args.activation_bits,
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")

@@ -33,11 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc diff A B --input X`: both on one input, every tensor both expose compared in graph order."""
-    from ..diff import Context, diff, format_diff  # deferred for start-up: loads numpy
+    from ..api import Model, diff  # deferred for start-up: loads numpy, onnx, torch
+    from ..tensor_diff import format_diff, kind_of  # deferred for start-up: loads numpy
 
-    ctx = Context(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
-                  by_order=args.by_order, key_map=args.key_map, calib=args.calib)
-    result = diff(args.a, args.b, args.input, ctx, args.min_cosine, args.max_lsb, args.max_rel)
+    spec = args.spec or next((e for e in (args.a, args.b) if kind_of(e) == "spec"), None)
+    model = None
+    if spec:
+        model = Model.load(spec, args.weights, by_order=args.by_order, key_map=args.key_map,
+                           **parse_overrides(args.overrides))
+    result = diff(args.a, args.b, args.input, model=model, calib=args.calib, min_cosine=args.min_cosine,
+                  max_lsb=args.max_lsb, max_rel=args.max_rel)
     if args.json:
         print(json.dumps(result))
     else:

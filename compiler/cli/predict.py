@@ -5,9 +5,9 @@ import argparse
 import json
 import sys
 
-from ..artifact import open_artifact
 from ..errors import BuildError
-from .args import load_spec, refuse_with_artifact, weights_args
+from ..spec.loader import parse_overrides
+from .args import refuse_with_artifact, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,41 +29,30 @@ def run(args) -> int:
         return _predict_artifact(args)
     if not args.spec:
         raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
-    import torch
+    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
-    from ..data import load_array, load_image  # deferred for start-up: loads numpy
-    from ..lower.to_torch import init_weights, to_torch  # deferred for start-up: loads torch
-    from ..lower.weights import load_weights  # deferred for start-up: loads torch
-
-    model = load_spec(args)
-    module = to_torch(model.graph)
-    if args.weights:
-        match = load_weights(module, model.graph, args.weights, args.by_order, args.key_map,
-                             layouts=model.checkpoints)
-        print(f"weights: {match.report()}", file=sys.stderr)
-    else:
-        init_weights(module, args.seed)
+    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                       **parse_overrides(args.overrides))
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.weights:
         print(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are "
               "meaningless", file=sys.stderr)
-    x = load_image(args.image, model.preprocess)[None] if args.image else load_array(args.input, model.input_shape)
-    module.eval()
-    with torch.no_grad():
-        logits = module(torch.from_numpy(x)).numpy()
+    logits = model.predict(args.image or args.input, log=lambda msg: print(msg, file=sys.stderr))
     _print_predictions(logits, model.labels, args.json)
     return 0
 
 
 def _predict_artifact(args) -> int:
     """Run a built bundle with its own preprocessing, input shape and labels (all from its manifest)."""
-    from ..data import load_array, load_image  # deferred for start-up: loads numpy
+    from ..api import Bundle  # deferred for start-up: loads numpy, onnx, torch
 
     refuse_with_artifact(args)
-    artifact = open_artifact(args.artifact)
-    x = load_image(args.image, artifact.preprocess)[None] if args.image else load_array(args.input,
-                                                                                         artifact.input_shape)
-    if artifact.warning:
-        print(f"WARNING: {artifact.warning}", file=sys.stderr)
-    _print_predictions(artifact.run(x), artifact.labels, args.json)
+    bundle = Bundle.open(args.artifact)
+    logits = bundle.run(args.image or args.input)
+    if bundle.warning:
+        print(f"WARNING: {bundle.warning}", file=sys.stderr)
+    _print_predictions(logits, bundle.labels, args.json)
     return 0
 
 

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc report SPEC... [--bundles DIR...]`: Table 1, the bundles' latency and fidelity, plots."""
-    from ..bench.report import report, to_markdown  # deferred for start-up: loads numpy
+    from ..benchmark.report import report, to_markdown  # deferred for start-up: loads numpy
 
     if not args.specs and not args.bundles:
         raise DataError("give at least one spec or --bundles DIR")

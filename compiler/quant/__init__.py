@@ -16,7 +16,7 @@ Modules: data (calibration samples), stats (ORT pass, histograms), methods (thre
 the one quantizer), cos_search (EasyQuant fine search), rules (target quantization rules), calibrate
 (orchestration), table (JSON + schema + hash checks), plan (matching onto the integer op table), qgraph (the
 quantized graph and the table's validation against it), qdq, reference, report, crops (histology crops for
-calibration and judging). Benchmarks: `tcc bench` (tcc.bench).
+calibration and judging). Benchmarks: `tcc bench` (tcc.benchmark).
 """
 from .table.quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 

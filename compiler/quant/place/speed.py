@@ -158,7 +158,7 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
 
 
 def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, rounds: int = 7, runs: int = 15) -> float:
-    """Median over interleaved rounds of latency(a) / latency(b), 1 thread, batch 1 (tcc.bench.timing)."""
+    """Median over interleaved rounds of latency(a) / latency(b), 1 thread, batch 1 (tcc.benchmark.timing)."""
     import tempfile
     from pathlib import Path
 

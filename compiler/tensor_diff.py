@@ -46,13 +46,17 @@ class Side:
 
 @dataclass
 class Context:
-    spec: str | None = None
+    spec: object = None  # a spec path or zoo name, or a loaded tcc.spec.loader.Model (the Python API's)
     overrides: dict = field(default_factory=dict)
     weights: str | None = None
     by_order: bool = False
     key_map: str | None = None
     calib: str | None = None
     _fe: object = None
+
+    @property
+    def spec_label(self) -> str:
+        return self.spec.path.name if hasattr(self.spec, "path") else Path(str(self.spec)).name
 
     def frontend(self, why: str):
         if self._fe is None:
@@ -79,8 +83,11 @@ def kind_of(endpoint: str) -> str:
                     "'reference[:RULES]'")
 
 
-def load_input(path: str, ctx: Context, bundles: list[str]) -> np.ndarray:
-    """The input, [1, C, H, W] (or the .npy's batch): an image through the spec's (or a bundle's) preprocessing."""
+def load_input(path: str | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
+    """The input, [1, C, H, W] (or the .npy's batch): an image through the spec's (or a bundle's) preprocessing;
+    an array (the Python API's) as it is."""
+    if isinstance(path, np.ndarray):
+        return np.ascontiguousarray(path, np.float32)
     if ctx.spec:
         model = ctx.frontend("the input").model
         pre, shape = model.preprocess, tuple(model.input_shape)
@@ -98,10 +105,11 @@ def load_input(path: str, ctx: Context, bundles: list[str]) -> np.ndarray:
 def side(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
     kind = kind_of(endpoint)
     if kind == "spec":
-        if ctx.spec and Path(ctx.spec).resolve() != Path(endpoint).resolve():
+        given = ctx.spec.path if hasattr(ctx.spec, "path") else ctx.spec
+        if given and Path(given).resolve() != Path(endpoint).resolve():
             raise DiffError(f"{endpoint}: a second spec; diff compares implementations of one model (--spec "
-                            f"{ctx.spec})")
-        ctx.spec = endpoint
+                            f"{ctx.spec_label})")
+        ctx.spec = ctx.spec or endpoint
         kind = "pytorch"
     if kind == "pytorch":
         return _pytorch(x, ctx)
@@ -143,7 +151,7 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
 
     tensors = {k: Exposed(v) for k, v in kept.items()}
     tensors[fe.onnx.graph.output[0].name] = Exposed(y.numpy().astype(np.float32))
-    return Side(f"PyTorch FP32 ({Path(ctx.spec).name})", tensors)
+    return Side(f"PyTorch FP32 ({ctx.spec_label})", tensors)
 
 
 def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
@@ -188,7 +196,7 @@ def _bundle(endpoint: str, x: np.ndarray, ctx: Context) -> Side:
     if ctx.spec:
         fe = ctx.frontend("")
         if fe.model.spec_hash != m["model"]["spec_hash"]:
-            raise DiffError(f"{endpoint}: built from another spec than {ctx.spec} (spec hashes differ)")
+            raise DiffError(f"{endpoint}: built from another spec than {ctx.spec_label} (spec hashes differ)")
         model = fe.onnx
     tensors = backend.tensors(Path(endpoint), x, model)
     if len(tensors) == 1:
@@ -231,7 +239,7 @@ def compare_sides(a: Side, b: Side, min_cosine: float = DEFAULT_MIN_COSINE, max_
             "notes": a.notes + b.notes}
 
 
-def diff(a: str, b: str, input_path: str, ctx: Context, min_cosine: float = DEFAULT_MIN_COSINE,
+def diff(a: str, b: str, input_path: str | np.ndarray, ctx: Context, min_cosine: float = DEFAULT_MIN_COSINE,
          max_lsb: float = DEFAULT_MAX_LSB, max_rel: float = DEFAULT_MAX_REL) -> dict:
     bundles = [e for e in (a, b) if kind_of(e) == "bundle"]
     for e in (a, b):

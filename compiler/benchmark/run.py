@@ -5,7 +5,7 @@ spec's preprocessing; tcc's calibration (time, peak memory) against ONNX Runtime
 quality of both on the held-out crops; a bundle per (target, precision) built by `tcc build` itself (wall time by
 phase, artifact bytes, and on the ARM targets the instructions one inference executes, counted under qemu); then
 1-thread batch-1 latency of PyTorch eager and every bundle that runs here, interleaved in rounds. The speed
-targets are judged on the result (tcc.bench.targets) and the whole is written as bench.json and bench.md.
+targets are judged on the result (tcc.benchmark.targets) and the whole is written as bench.json and bench.md.
 """
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def _doc(int8_dot: bool, host_int8_ratio: float | None, samples: int = 128) -> d
 
 
 def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
-    from tcc.bench.targets import judge
+    from tcc.benchmark.targets import judge
 
     def status(doc):
         return {r["target"]: (r["status"], r["bound"]) for r in judge(doc)}
@@ -137,7 +137,7 @@ def _run_doc(isa_class: str, measured: float) -> dict:
 def test_docs_page_keeps_one_stamped_section_per_cpu_class(tmp_path, capsys):
     """`tcc bench --docs PAGE`: the run's section for its CPU class is replaced, another class's section and the
     hand-written text stay; the stamp names machine, flags, commit and date; a missing page is refused up front."""
-    from tcc.bench.docs_page import update_page
+    from tcc.benchmark.docs_page import update_page
     from tcc.cli.main import main
     from tcc.measure.machine import source_revision
 
@@ -302,7 +302,7 @@ def test_instructions_per_function_equal_hand_counts(target, tmp_path):
 def test_the_build_target_judges_the_users_command():
     """`tcc build --target arm-a7` is judged on the command timed as its own process; without that record, on the
     bench's in-process build less the instruction count the bench adds (a count the plain command never runs)."""
-    from tcc.bench.targets import TARGETS
+    from tcc.benchmark.targets import TARGETS
 
     judge = next(t for t in TARGETS if t.key == "build-arm-a7")
     phases = {"total": 28.3, "emit": 4.9, "self-check": 3.7, "target-checks/instruction-count": 18.9}
@@ -315,7 +315,7 @@ def test_the_build_target_judges_the_users_command():
 def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
     """command_build_seconds runs `tcc build` in a new interpreter (what the build target judges): its argv as the
     user would type it, its wall seconds; a failing command is an error record, not a crash."""
-    from tcc.bench.run import ROOT, BenchModel, command_build_seconds
+    from tcc.benchmark.run import ROOT, BenchModel, command_build_seconds
 
     model = BenchModel("fastnet-32", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 32})
     got = command_build_seconds(model, "ort", tmp_path / "b")

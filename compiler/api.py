@@ -1,0 +1,249 @@
+"""The Python API: what the command line does, as objects. The CLI's commands parse their arguments, call these and
+print; a notebook calls them directly.
+
+    import tcc
+    model = tcc.Model.load("ddsnet", weights="GC_DDS_0.0064.pth", by_order=True)   # a zoo name or a spec path
+    logits = model.predict("GC.png")                          # PyTorch, the spec's preprocessing; or an array
+    table = model.calibrate("crops/", target="ort")           # kl+cos by default -> tcc.quant.table.CalibrationTable
+    bundle = model.build("arm-a7", precision="int8", calib=table, out="out/a7-int8")
+    bundle.run(x)                                             # float32 [N, C, H, W] -> logits
+    tcc.Bundle.open("out/a7-int8").check()                    # every file against the manifest's hashes
+    tcc.diff("reference", "out/a7-int8", x, model=model)      # tensor by tensor, first divergence first
+
+Errors are the typed exceptions the CLI maps to exit code 2 (tcc.errors: SpecError, DataError, WeightsError,
+BuildError, CalibrationError, ...), raised before any long work where the inputs allow.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import manifest_preprocess, open_artifact
+from .build import build as build_bundle
+from .bundle import read_manifest
+from .data import load_array, load_image
+from .tensor_diff import Context, diff as diff_endpoints
+from .errors import DataError
+from .frontend import lower_spec, reference_module
+from .quant.calibrate import calibrate as calibrate_spec
+from .quant.table.file import CalibrationTable
+from .spec.loader import Model as Spec, load_model
+from .spec.zoo import resolve_spec
+
+
+def _as_batch(x, preprocess, input_shape) -> np.ndarray:
+    """An image file (through the preprocessing), a .npy file, or an array [C, H, W] / [N, C, H, W]."""
+    if isinstance(x, (str, Path)):
+        return load_array(x, input_shape) if Path(x).suffix.lower() == ".npy" else load_image(x, preprocess)[None]
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == len(input_shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise DataError(f"input of shape {list(x.shape)}: the model takes [N, {', '.join(map(str, input_shape))}]")
+    return np.ascontiguousarray(x)
+
+
+@dataclass
+class Model:
+    """A model to compile: a spec with its parameter values, and the weights to build it with (None: seeded random
+    weights, said loudly in every bundle)."""
+
+    loaded: Spec  # the spec as loaded, before the weights are looked at
+    weights: Path | None = None
+    by_order: bool = False
+    key_map: Path | None = None
+    seed: int = 0
+    _fitted: Spec | None = None
+
+    @classmethod
+    def load(cls, spec: str | Path, weights: str | Path | None = None, *, by_order: bool = False,
+             key_map: str | Path | None = None, seed: int = 0, **overrides) -> Model:
+        """`spec`: a spec file or a zoo model's name (`tcc zoo`); `overrides`: model parameters (`--set`), e.g.
+        num_classes=2. A checkpoint whose classifier has another width than the spec's default sets num_classes
+        itself where the spec declares its layout (`notes` says so)."""
+        return cls(load_model(spec, overrides), Path(weights) if weights else None, by_order,
+                   Path(key_map) if key_map else None, seed)
+
+    @property
+    def spec(self) -> Spec:
+        """The spec fitted to the weights (graph, params, preprocessing, labels: tcc.spec.loader.Model)."""
+        if self._fitted is None:
+            # deferred for start-up: loads torch, which a build imports only after forking its TVM compile worker
+            from .lower.weights import fit_to_checkpoint
+
+            self._fitted = fit_to_checkpoint(self.loaded, self.weights, self.by_order, self.key_map)
+        return self._fitted
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should hear about the model: a class count read from the checkpoint, labels that do not
+        fit."""
+        return list(self.spec.notes) if self.spec is not self.loaded else []
+
+    # ------------------------------------------------------------------------------------------------ the spec
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.spec.input_shape)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.spec.labels
+
+    # ------------------------------------------------------------------------------------------------ lowerings
+    def torch(self, log=lambda s: None):
+        """The inference-only PyTorch lowering with the weights, in eval mode (a torch.fx.GraphModule); `log`
+        hears how the checkpoint's tensors were matched."""
+        module, _ = reference_module(self.spec, self.weights, self.by_order, self.key_map, self.seed, log)
+        return module
+
+    def onnx(self, opset: int = 13, simplify: bool = True):
+        """The ONNX graph every build starts from: the lowering at `opset` after tcc's fold / fuse passes."""
+        return self._frontend(opset, simplify).onnx
+
+    def _frontend(self, opset: int = 13, simplify: bool = True):
+        return lower_spec(self.spec, weights=self.weights, by_order=self.by_order, key_map=self.key_map,
+                          seed=self.seed, opset=opset, simplify=simplify)
+
+    def predict(self, x, log=lambda s: None) -> np.ndarray:
+        """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
+        preprocessing), a .npy file or an array [C, H, W] / [N, C, H, W]."""
+        import torch  # deferred for start-up: a build imports torch only after forking its TVM compile worker
+
+        batch = _as_batch(x, self.spec.preprocess, self.input_shape)
+        module = self.torch(log)
+        with torch.no_grad():
+            return module(torch.from_numpy(batch)).numpy()
+
+    # ------------------------------------------------------------------------------------------------ INT8, bundles
+    def calibrate(self, data, *, target: str = "ort", method: str = "kl+cos", calib_size: int | None = 128,
+                  skip_bad: bool = False, opset: int = 13, progress: bool | None = False, placement=None,
+                  step_switches: dict | None = None, log=lambda s: None, **options) -> CalibrationTable:
+        """The INT8 calibration table for `target`'s rules (`tcc calibrate`): `data` an image folder, a .npy/.npz
+        file or an array [N, C, H, W]. `step_switches` (equalization=..., bias_correction=..., rounding=...)
+        override the spec's `calibrate:` section; `options` go to tcc.quant.calibrate.calibrate (method settings,
+        activation_bits, ...). `table.save(path)` writes it for `tcc build --calib`."""
+        return calibrate_spec(self.spec, self.weights, data, target=target, method=method, calib_size=calib_size,
+                              seed=self.seed, skip_bad=skip_bad, by_order=self.by_order, key_map=self.key_map,
+                              opset=opset, progress=progress, placement=placement, step_switches=step_switches,
+                              log=log, **options)
+
+    def build(self, target: str, *, precision: str | None = None, out: str | Path | None = None,
+              calib: CalibrationTable | str | Path | None = None, data=None, force: bool = False,
+              log=lambda s: None, **options) -> Bundle:
+        """A self-checked bundle for `target` at `out` (default out/NAME-TARGET[-PRECISION]), written atomically
+        (`tcc build`). INT8 takes a table (`calib`: one from `calibrate` or a file) or calibrates now on `data`.
+        `options` are tcc.build.build's (opset, calib_options, io, tune, count_instructions, ...)."""
+        out = Path(out or f"out/{self.name}-{target}" + (f"-{precision}" if precision else ""))
+        with tempfile.TemporaryDirectory(prefix="tcc-table-") as tmp:
+            if isinstance(calib, CalibrationTable):  # as a file, named as `tcc calibrate` users name theirs
+                calib = calib.save(Path(tmp) / "calibration.json")
+            # the spec as loaded: the build fits it to the weights (and says so through `log`) after it has started
+            # its compile worker
+            result = build_bundle(self.loaded, target, out, precision=precision, weights=self.weights,
+                                  by_order=self.by_order, key_map=self.key_map, seed=self.seed, force=force,
+                                  calib=calib, data=data, log=log, **options)
+        return Bundle(result.out, result.manifest, result.report, result.seconds)
+
+
+@dataclass
+class Bundle:
+    """A bundle made by `tcc build`: its manifest, and the model run here where its backend runs on this machine."""
+
+    path: Path
+    manifest: dict
+    report: object = None  # the pass pipeline's report, for a bundle just built
+    seconds: dict = field(default_factory=dict)  # wall time by phase, for a bundle just built
+    _artifact: object = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> Bundle:
+        """An existing bundle; its files are checked against the manifest's hashes (a changed byte is refused)."""
+        return cls(Path(path), read_manifest(path))
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.manifest.get("labels")
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.manifest["inputs"][0]["shape"][1:])
+
+    @property
+    def warning(self) -> str | None:
+        """The loud warning of a bundle built with seeded random weights, else None."""
+        weights = self.manifest["weights"]
+        return weights.get("warning") if "random_seed" in weights else None
+
+    def check(self) -> dict:
+        """Every file against the manifest's sha256 (a BuildError names the first that differs); the self-check
+        the build recorded."""
+        self.manifest = read_manifest(self.path, verify=True)
+        return self.manifest["self_check"]
+
+    def run(self, x) -> np.ndarray:
+        """The bundle's output for `x` (an image file through the bundle's own preprocessing, a .npy file or an
+        array); a kit for an NPU, or a bundle for another machine, is refused with a clear error."""
+        if self._artifact is None:
+            self._artifact = open_artifact(self.path)
+        return self._artifact.run(_as_batch(x, manifest_preprocess(self.manifest), self.input_shape))
+
+
+def diff(a: str | Path | Bundle, b: str | Path | Bundle, x, *, model: Model | None = None,
+         calib: str | Path | None = None, min_cosine: float = 0.9999, max_lsb: float = 1.0,
+         max_rel: float = 1e-3) -> dict:
+    """`tcc diff A B`: both sides on one input, every tensor both expose compared in graph order. A side is a bundle
+    (or its folder), "pytorch" or "reference[:RULES]" (those two need `model`); `x` an image file, a .npy file or an
+    array. Returns the comparison (`tcc.tensor_diff.format_diff` prints it as the CLI does)."""
+    ctx = Context()
+    if model is not None:
+        ctx = Context(spec=model.spec, weights=model.weights, by_order=model.by_order, key_map=model.key_map,
+                      calib=str(calib) if calib else None)
+    elif calib:
+        ctx = Context(calib=str(calib))
+    ends = [str(e.path) if isinstance(e, Bundle) else str(e) for e in (a, b)]
+    if not isinstance(x, (str, Path)):
+        x = _as_batch(x, model.spec.preprocess, model.input_shape) if model is not None else np.asarray(x, np.float32)
+    return diff_endpoints(ends[0], ends[1], x, ctx, min_cosine, max_lsb, max_rel)
+
+
+def bench(models: list[str | Path] | None = None, *, weights: str | Path | None = None, by_order: bool = False,
+          overrides: dict | None = None, quick: bool = False, out: str | Path = "out/bench",
+          progress: bool | None = False, **settings) -> dict:
+    """`tcc bench`: every engine on the same model(s), side by side; returns bench.json's document (the CLI also
+    writes bench.json / bench.md). `models`: spec paths or zoo names (default: DDSNet with the GC checkpoint and
+    FastNet; `weights` / `by_order` / `overrides` for one model); `settings`: BenchConfig's fields (rounds, runs,
+    calib_images, held_out, method, matrix, memory, placement, tvm_variants)."""
+    # deferred for start-up: tcc.benchmark loads TVM, which a `tcc build` leaves to its compile worker
+    from .benchmark import BenchConfig, BenchModel, default_models, quick_config, run_bench
+
+    work = Path(out) / "work"
+    if models and len(models) > 1 and (weights or overrides):
+        raise DataError("weights / overrides apply to one model; benchmark several models one at a time")
+    if quick:
+        config = quick_config(work)
+    elif models:
+        config = BenchConfig([BenchModel(Path(str(m)).stem, resolve_spec(m), Path(weights) if weights else None,
+                                         by_order, dict(overrides or {})) for m in models], work)
+    else:
+        config = BenchConfig(default_models(), work)
+    for name, value in settings.items():
+        if not hasattr(config, name):
+            raise DataError(f"bench: unknown setting {name!r}")
+        if value is not None:
+            setattr(config, name, value)
+    return run_bench(config, progress=progress)

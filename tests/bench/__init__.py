@@ -1,1 +1,0 @@
-"""Tests of tcc bench (tcc.bench) and what it measures with."""

@@ -1,0 +1,1 @@
+"""Tests of tcc bench (tcc.benchmark) and what it measures with."""

@@ -1,0 +1,1 @@
+"""Tests of tcc diff (tcc.tensor_diff)."""
