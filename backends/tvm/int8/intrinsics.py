@@ -82,8 +82,8 @@ def _impl(k: DotKernel, values: bool = False):
                     T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"),
                     dtype=f"int32x{L}")
         return impl
-    if k.name in ("tcc_dot_avx512_vnni", "tcc_dot_avx_vnni"):
-        dpbusd = "llvm.x86.avx512.vpdpbusd.512" if L == 16 else "llvm.x86.avx512.vpdpbusd.256"
+    if k.name in ("tcc_dot_avx512_vnni", "tcc_dot_avx_vnni", "tcc_dot_vnni_xmm"):
+        dpbusd = f"llvm.x86.avx512.vpdpbusd.{32 * L}"  # zmm, ymm or xmm: 16, 8 or 4 int32 lanes
 
         @T.prim_func(s_tir=True)
         def impl_vnni(a: T.handle, b: T.handle, c: T.handle) -> None:

@@ -8,6 +8,7 @@ have better instructions, each summing several 8- or 16-bit products into one 32
 |-------------------|------------------------------------------------|-------|------------------------|------------|
 | `avx512_vnni`     | `vpdpbusd` zmm                                 | 16    | 4                      | u8 x s8    |
 | `avx_vnni`        | `vpdpbusd` ymm                                 | 8     | 4                      | u8 x s8    |
+| `vnni_xmm`        | `vpdpbusd` xmm (4 output channels)             | 4     | 4                      | u8 x s8    |
 | `avx512_madd`     | `vpmaddwd` zmm + `vpaddd`                      | 16    | 2                      | s16 x s16  |
 | `avx2_madd`       | `vpmaddwd` ymm + `vpaddd`                      | 8     | 2                      | s16 x s16  |
 | `sse2_madd`       | `vpmaddwd` xmm + `vpaddd` (4 output channels)  | 4     | 2                      | s16 x s16  |
@@ -95,6 +96,7 @@ class DotKernel:
 KERNELS = {k.name: k for k in (
     DotKernel("tcc_dot_avx512_vnni", 16, 4, 1, "uint8", "int8", (6, 2), "avx512vnni"),
     DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
+    DotKernel("tcc_dot_vnni_xmm", 4, 4, 1, "uint8", "int8", (4, 1), "avx512vnni + avx512vl, or avxvnni"),
     DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
     DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
     DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2"),  # the AVX2 kernel's narrow twin
