@@ -25,13 +25,13 @@ from .artifact import manifest_preprocess, open_artifact
 from .build import build as build_bundle
 from .bundle import read_manifest
 from .data import load_array, load_image
-from .tensor_diff import Context, diff as diff_endpoints
 from .errors import DataError
 from .frontend import lower_spec, reference_module
 from .quant.calibrate import calibrate as calibrate_spec
 from .quant.table.file import CalibrationTable
 from .spec.loader import Model as Spec, load_model
 from .spec.zoo import resolve_spec
+from .tensor_diff import Context, diff as diff_endpoints
 
 
 def _as_batch(x, preprocess, input_shape) -> np.ndarray:

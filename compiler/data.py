@@ -1,6 +1,13 @@
-"""Turning images and arrays into the model's input tensors, with the spec's preprocessing."""
+"""Turning images and arrays into the model's input tensors, with the spec's preprocessing.
+
+Every image tcc reads is opened here (`open_image`): its declared size is checked against a pixel cap before any
+pixel is decoded, so a decompression bomb (a 35 kB PNG declaring 60,000 x 60,000 pixels) is refused naming the file
+and the cap, never decoded into gigabytes or met as Pillow's traceback. `--max-pixels` raises the cap.
+"""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +16,65 @@ from .errors import DataError
 from .spec.loader import Preprocess
 
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}  # PIL.Image.Resampling values
+DEFAULT_MAX_PIXELS = 20_000 * 20_000  # 1.2 GB decoded as RGB; whole-slide images are read region by region
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def set_max_pixels(value: int) -> None:
+    """The cap for this process (`--max-pixels`): images declaring more pixels are refused before decoding."""
+    global _max_pixels
+    if value < 1:
+        raise DataError(f"--max-pixels must be at least 1, not {value}")
+    _max_pixels = int(value)
+
+
+def max_pixels() -> int:
+    return _max_pixels
+
+
+def too_big(path, w: int, h: int, cap: int, hint: str) -> str:
+    return f"{path}: declares {w:,} x {h:,} = {w * h:,} pixels, above --max-pixels {cap:,}; refused before decoding. {hint}"
+
+
+_HINT = "If the image is real and the memory is there (3 bytes a pixel), raise --max-pixels."
+
+
+@contextlib.contextmanager
+def _own_size_check():
+    """Pillow's decompression-bomb guard off while a header is read (it refuses above twice its cap without telling
+    the size): open_image checks the declared size itself before anything is decoded, and says what to do."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, cap: int | None = None, hint: str = _HINT):
+    """PIL's image of `path` (only its header read), its declared size checked against the pixel cap; a file that
+    is missing, not an image or too large is a DataError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    cap = cap or _max_pixels
+    path = Path(path)
+    try:
+        with _own_size_check():
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if w * h > cap:
+                raise DataError(too_big(path, w, h, cap, hint))
+            yield im
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
 
 
 def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
@@ -19,18 +85,11 @@ def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:
 def load_pixels(path: str | Path, pre: Preprocess) -> np.ndarray:
     """One image decoded, converted (RGB for an RGB or BGR model, L for grey) and resized to the model's input:
     uint8 [H, W, C], the pixels before any arithmetic (what an AX kit's calibration archive stores)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if pre.color is None:
         raise DataError(f"{path}: this model's input is not an image (no color order); pass an array (--input)")
-    try:
-        with Image.open(path) as im:
-            return model_pixels(im, pre)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    with open_image(path) as im:
+        return model_pixels(im, pre)
 
 
 def model_pixels(im, pre: Preprocess) -> np.ndarray:

@@ -5,6 +5,7 @@ traceback. A `Location` is carried by every spec value, so errors raised long af
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -100,6 +101,37 @@ class SelfCheckError(TccError):
     input was fine, the compiler (or a backend) is wrong."""
 
     exit_code = 1
+
+
+class EnvironmentFailure(TccError):
+    """The machine, not the input: a full disk, a permission, a read-only or vanished path, memory. Exit code 2."""
+
+    exit_code = 2
+
+
+# what the machine did, for every OSError a user can meet while tcc reads or writes their files
+_ENVIRONMENT = {
+    errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only", errno.ENOENT: "no such file or directory (removed while tcc ran?)",
+    errno.ENOTDIR: "not a directory", errno.EISDIR: "is a directory", errno.EMFILE: "too many open files",
+    errno.ENOMEM: "out of memory", errno.EIO: "input/output error", errno.EFBIG: "file too large",
+}
+_INTACT = "tcc writes whole files only (a temporary file renamed over the target): earlier outputs are as they were"
+
+
+def environment_failure(e: BaseException) -> EnvironmentFailure | None:
+    """The one line a user gets for an environment failure (the CLI's single mapping; no try/except per command),
+    or None when `e` is not one (then it is a bug, and its traceback is what a maintainer needs)."""
+    if isinstance(e, MemoryError):
+        return EnvironmentFailure(f"out of memory; {_INTACT}. Fewer samples (--calib-size), a smaller batch "
+                                  "(--batch-size) or a machine with more memory")
+    if not isinstance(e, OSError) or e.errno not in _ENVIRONMENT:
+        return None
+    where = e.filename if e.filename is not None else None
+    if where is not None and e.filename2 is not None:
+        where = f"{e.filename} -> {e.filename2}"
+    return EnvironmentFailure(f"{where + ': ' if where is not None else ''}{_ENVIRONMENT[e.errno]}; {_INTACT}")
 
 
 class Interrupted(BaseException):

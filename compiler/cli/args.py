@@ -15,6 +15,12 @@ def spec_args(p: argparse.ArgumentParser) -> None:
                    help="override a model parameter (repeatable), e.g. --set num_classes=2")
 
 
+def max_pixels_arg(p: argparse.ArgumentParser) -> None:
+    """--max-pixels: the largest image read (tcc.data.open_image checks the declared size before decoding)."""
+    p.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse images declaring more than N pixels, before decoding them (default 20,000 x 20,000)")
+
+
 def weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth), loaded with weights_only=True")
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..bundle import check_out
 from ..spec.loader import parse_overrides
-from .args import place_options, placement_args, spec_args, step_switches, steps_args, weights_args
+from .args import max_pixels_arg, place_options, placement_args, spec_args, step_switches, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     placement_args(p, "with --data: ")
     weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
+    max_pixels_arg(p)
     p.set_defaults(func=run)
 
 

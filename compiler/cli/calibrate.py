@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import load_model, parse_overrides
-from .args import place_options, placement_args, spec_args, step_switches, steps_args
+from .args import max_pixels_arg, place_options, placement_args, spec_args, step_switches, steps_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-compare", action="store_true",
                    help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)")
     placement_args(p, "")
+    max_pixels_arg(p)
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..spec.loader import parse_overrides
+from .args import max_pixels_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="print every tensor (default: the rows around the first "
                                                       "divergence when there are many)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    max_pixels_arg(p)
     p.set_defaults(func=run)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..files import atomic_write, check_output
 from ..frontend import reference_module
-from .args import load_spec, spec_args, weights_args
+from .args import load_spec, max_pixels_arg, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="t-SNE: progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    max_pixels_arg(p)
     p.set_defaults(func=run)
 
 

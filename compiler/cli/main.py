@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import Interrupted, TccError
+from ..errors import Interrupted, TccError, environment_failure
 from .parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "max_pixels"):  # every image this command reads: one cap (train's is read with its options)
+            from ..data import DEFAULT_MAX_PIXELS, set_max_pixels  # deferred for start-up: loads numpy
+
+            set_max_pixels(args.max_pixels if isinstance(args.max_pixels, int) else DEFAULT_MAX_PIXELS)
         return args.func(args)
     except TccError as e:
         # A positioned error already reads "file:line:col: message", like a compiler's.
@@ -19,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tcc check --json | head`
         sys.stderr.close()
         return 0
+    except (OSError, MemoryError) as e:  # the machine's failures: one line each, mapped in one place
+        failure = environment_failure(e)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

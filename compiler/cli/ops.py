@@ -17,7 +17,6 @@ def run(args) -> int:
     """The op tables: the spec language's ops (tcc.ops) and the integer ops with the lowerings that take them
     (tcc.intops), so a user sees what an INT8 build for each backend accepts before writing a spec."""
     from tcc.backends import BACKENDS, get_backend  # deferred for start-up: loads numpy
-
     from tcc.backends.ax.ops import OP_TABLES, kind_unit, kind_units  # deferred for start-up: loads numpy, onnx
 
     from ..intops import INT_OPS  # deferred for start-up: loads numpy

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import BuildError
 from ..spec.loader import parse_overrides
-from .args import refuse_with_artifact, weights_args
+from .args import max_pixels_arg, refuse_with_artifact, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
     src.add_argument("--input", help="a .npy float32 array, NCHW, used as is")
     p.add_argument("--json", action="store_true")
+    max_pixels_arg(p)
     p.set_defaults(func=run)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import load_pixels, normalize_pixels
+from ..data import load_pixels, normalize_pixels, open_image
 from ..errors import DataError
 from ..spec.build import suggest
 from .capture import record
@@ -106,8 +106,6 @@ def explain_image(model, gm, image: str | Path, layer: str | None = None, target
         -> ImageExplanation:
     """Grad-CAM of `model` (its PyTorch lowering `gm`, eval mode) on one image file, at `layer` (default: the last
     spatial conv, concat or add) for class `target` (an index or label; default: the predicted class)."""
-    from PIL import Image
-
     index = LayerIndex(model.graph, gm.meta["value_names"])
     chosen, scores = index.gradcam(layer), index.scores()
     count = model.graph.shape(model.graph.output)[0]
@@ -115,6 +113,6 @@ def explain_image(model, gm, image: str | Path, layer: str | None = None, target
     pixels = load_pixels(image, model.preprocess)
     x = torch.from_numpy(normalize_pixels(pixels, model.preprocess))[None]
     result = grad_cam(gm, x, chosen.fx_name, k, scores.fx_name if scores else None)
-    with Image.open(image) as im:
+    with open_image(image) as im:
         size = im.size
     return ImageExplanation(chosen, result, pixels, size)

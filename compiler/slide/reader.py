@@ -12,13 +12,12 @@ colour of the empty glass around the tissue, so padding reads as background to t
 from __future__ import annotations
 
 import abc
-import contextlib
 import functools
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..data import DEFAULT_MAX_PIXELS, open_image as open_plain_image
 from ..errors import DataError
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -26,7 +25,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
 IMAGE_SUFFIXES = PLAIN_SUFFIXES + TIFF_SUFFIXES + SLIDE_SUFFIXES
 WHITE = 255
-DEFAULT_MAX_PIXELS = 20_000 * 20_000
 
 
 class Reader(abc.ABC):
@@ -224,42 +222,13 @@ def _open_tiff(path: Path) -> Reader:
 
 
 def _decode_plain(path: Path, max_pixels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    with _pillow_cap(max_pixels):
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise DataError(_too_big(path, w, h, max_pixels))
-                return _on_white(im)
-        except Image.DecompressionBombError:  # over twice the cap: Pillow refuses before telling the size
-            raise DataError(_too_big(path, None, None, max_pixels)) from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise DataError(f"{path}: cannot read image ({e})") from None
+    with open_plain_image(path, max_pixels, _TILE_HINT) as im:
+        return _on_white(im)
 
 
-def _too_big(path: Path, w: int | None, h: int | None, max_pixels: int) -> str:
-    size = f"{w} x {h} = {w * h:,} pixels" if w else "too many pixels"
-    return (f"{path}: {size}, above --max-pixels {max_pixels:,}: a plain image is decoded whole; convert it to a "
-            "tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff --tile --pyramid`), which is read region by "
-            "region, or raise --max-pixels if the memory is there (3 bytes a pixel)")
-
-
-@contextlib.contextmanager
-def _pillow_cap(max_pixels: int):
-    """Pillow's decompression-bomb guard set to our cap (it warns above it and refuses above twice it); we check
-    the cap ourselves, with a message that says what to do."""
-    from PIL import Image
-
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
+_TILE_HINT = ("A plain image is decoded whole; convert it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff "
+              "--tile --pyramid`), which is read region by region, or raise --max-pixels if the memory is there "
+              "(3 bytes a pixel).")
 
 
 def _on_white(im) -> np.ndarray:

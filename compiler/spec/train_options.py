@@ -117,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
            path=True, metavar="FILE"),
     Option("set", _MODEL_PARAMS, {}, "model parameter overrides (the command line's --set KEY=VALUE)",
            metavar="KEY=VALUE"),
+    Option("max_pixels", _or_null(_int(1)), None, "refuse training images declaring more than N pixels, before "
+           "decoding them (default: tcc's cap, 20,000 x 20,000)", run_only=True, metavar="N"),
     Option("num_workers", _int(0), 0, "DataLoader worker processes per training process (0: load in the "
            "training process)", run_only=True),
     Option("device", _enum(("auto", "cpu", "cuda")), "auto", "auto: cuda when available, else cpu", run_only=True),

@@ -10,10 +10,7 @@ LOWER_IS_BETTER = {"val_loss"}
 def classification_metrics(labels, predictions, classes: list[str]) -> dict:
     """Per-class and macro precision / recall / F1 (a class never predicted has precision 0), accuracy, and the
     confusion matrix (rows: true class, columns: predicted)."""
-    from sklearn.metrics import (  # 1 s of imports: only rank 0
-        confusion_matrix,
-        precision_recall_fscore_support,
-    )
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # 1 s of imports: only rank 0
 
     ks = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=ks,

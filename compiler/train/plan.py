@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..data import set_max_pixels
 from ..errors import DataError, SpecError
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
@@ -47,6 +48,8 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     if config.data is None:
         raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
     split = find_split(config.data, config.val_fraction, config.seed)
+    if config.max_pixels is not None:
+        set_max_pixels(config.max_pixels)  # the DataLoader's workers, forked later, inherit it
     check_images(split.train + split.val)
     model = _fit_classes(model, config, split.classes)
     for note in model.notes:

@@ -1,0 +1,1 @@
+"""Tests of the command line (tcc.cli) as a whole: how every command ends."""
