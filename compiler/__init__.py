@@ -29,7 +29,7 @@ from .ir import Graph, Node, Ref
 from .ops import OPS
 from .spec.loader import Model as Spec, load_model, parse_overrides
 
-_API = ("Model", "Bundle", "bench", "diff")  # tcc.api, imported on first use: it loads numpy, onnx and torch
+_API = ("Model", "Bundle", "bench", "diff", "import_onnx")  # tcc.api, imported on first use: it loads numpy, onnx and torch
 
 
 def __getattr__(name: str):
@@ -54,6 +54,6 @@ def to_onnx(graph, state, opset: int = 13):
 
 __all__ = [
     "OPS", "BuildError", "Bundle", "CalibrationError", "DataError", "ExportError", "Graph", "Location", "Model",
-    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "load_model",
+    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "import_onnx", "load_model",
     "parse_overrides", "to_onnx", "to_torch",
 ]

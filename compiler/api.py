@@ -26,6 +26,7 @@ from .build import build as build_bundle
 from .bundle import read_manifest
 from .data import load_array, load_image
 from .errors import DataError
+from .files import atomic_write, check_output
 from .frontend import lower_spec, reference_module
 from .quant.calibrate import calibrate as calibrate_spec
 from .quant.table.file import CalibrationTable
@@ -247,3 +248,24 @@ def bench(models: list[str | Path] | None = None, *, weights: str | Path | None 
         if value is not None:
             setattr(config, name, value)
     return run_bench(config, progress=progress)
+
+
+def import_onnx(path: str | Path, out: str | Path, *, weights_out: str | Path | None = None,
+                size: tuple[int, int] | None = None, mean=None, std=None, force: bool = False):
+    """`tcc import`: the ONNX image classifier at `path` as a spec at `out` (.yaml) and its weights at `weights_out`
+    (default: beside the spec, .pt), both written whole only after the spec loaded and its PyTorch lowering matched
+    ONNX Runtime on the original (the FP32 rule). Returns the import (tcc.onnx_import.Imported);
+    `Model.load(out, weights=weights_out)` takes them."""
+    import torch  # deferred for start-up: a build imports torch only after forking its TVM compile worker
+
+    from .onnx_import import import_onnx as convert  # deferred for start-up: loads onnxruntime, onnxsim, torch
+
+    out = check_output(out, (".yaml", ".yml"), "a spec is written as .yaml")
+    weights_out = check_output(weights_out or out.with_suffix(".pt"), (".pt", ".pth"), "weights are written as .pt")
+    for target in (out, weights_out):
+        if target.exists() and not force:
+            raise DataError(f"{target}: exists; pass force=True (--force) to replace it")
+    imported = convert(path, size=size, mean=mean, std=std)
+    atomic_write(weights_out, lambda f: torch.save(imported.state_dict, f))
+    atomic_write(out, lambda f: f.write(imported.spec_text.encode("utf-8")))
+    return imported

@@ -33,7 +33,8 @@ def max_pixels() -> int:
 
 
 def too_big(path, w: int, h: int, cap: int, hint: str) -> str:
-    return f"{path}: declares {w:,} x {h:,} = {w * h:,} pixels, above --max-pixels {cap:,}; refused before decoding. {hint}"
+    return (f"{path}: declares {w:,} x {h:,} = {w * h:,} pixels, above --max-pixels {cap:,}; refused before "
+            f"decoding. {hint}")
 
 
 _HINT = "If the image is real and the memory is there (3 bytes a pixel), raise --max-pixels."

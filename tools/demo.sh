@@ -16,6 +16,8 @@
 #      checkpoint built for ONNX Runtime and run; t-SNE of its features; the GC checkpoint fine-tuned to the two
 #      classes (its head re-initialised, the backbone frozen); a slide's tumour map with the GC checkpoint
 #      (tcc slide: FastNet's tissue mask and patch grid); Grad-CAM on the GC image (tcc explain)
+#   9. bring your own model: torchvision's MobileNetV3-Small exported by torch.onnx.export, `tcc import`ed into a
+#      spec and weights (checked against ONNX Runtime on the file), built INT8 for the Cortex-A7
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -96,6 +98,13 @@ $TCC slide spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$OUT/tfi/slide.png" --patch
 GRADCAM_IMAGE="$FIX/GC.png"
 [ -f "$GRADCAM_IMAGE" ] || GRADCAM_IMAGE="$OUT/tfi/slide.png"
 $TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" 2>/dev/null
+echo "== 9. Bring your own model: torchvision's MobileNetV3-Small as ONNX (torch.onnx.export), imported, INT8 on arm-a7"
+.venv/bin/python tools/demo_export.py "$OUT/mobilenet_v3_small.onnx" 2>/dev/null
+$TCC import "$OUT/mobilenet_v3_small.onnx" -o "$OUT/imported/mobilenet_v3_small.yaml" --mean 0.485 0.456 0.406 \
+  --std 0.229 0.224 0.225 --force
+$TCC build "$OUT/imported/mobilenet_v3_small.yaml" --weights "$OUT/imported/mobilenet_v3_small.pt" --target arm-a7 \
+  --precision int8 --data "$OUT/crops" --calib-size 32 -o "$OUT/imported-a7-int8" --force 2>/dev/null \
+  | grep -E "^self-check|^wrote" | cut -c 1-200
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
 echo "ddsnet-tflite/, ddsnet-tflite-int8/ and ddsnet-tflite-w8a16/ run in LiteRT on a phone (their README.md says how);"
 echo "ddsnet-ax620/ and ddsnet-ax650/ are kits for Axera's toolchains: sh build.sh inside their Docker images;"

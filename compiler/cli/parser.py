@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from . import bench, build, calibrate, check, diff, explain, golden, ops, predict, report, schema, slide, train, zoo
+from . import (
+    bench,
+    build,
+    calibrate,
+    check,
+    diff,
+    explain,
+    golden,
+    import_onnx,
+    ops,
+    predict,
+    report,
+    schema,
+    slide,
+    train,
+    zoo,
+)
 
-COMMANDS = (check, predict, build, calibrate, ops, golden, diff, bench, report, train, slide, explain, zoo, schema)
+COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, slide, explain, zoo,
+            schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,269 @@
+"""ONNX ops -> spec nodes: one converter per ONNX op type, in one table (`CONVERTERS`).
+
+A converter reads an ONNX node whose constant inputs are numpy arrays (`Node.const`) and returns the spec node's
+op and arguments plus the tensors of its state_dict entry, or raises Unsupported saying why (the importer names the
+node and refuses the model before writing anything). Nodes that compute nothing at inference (Identity, Dropout)
+alias their input.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from onnx import helper
+
+
+class Unsupported(Exception):
+    """This node has no spec equivalent (the message says why)."""
+
+
+@dataclass
+class OnnxNode:
+    proto: object  # onnx.NodeProto
+    const: dict[str, np.ndarray]  # constant inputs (initializers, folded constants) by name
+    shapes: dict[str, tuple]  # inferred per-sample shapes of value names
+
+    @property
+    def op_type(self) -> str:
+        return self.proto.op_type
+
+    def attr(self, name: str, default=None):
+        for a in self.proto.attribute:
+            if a.name == name:
+                return helper.get_attribute_value(a)
+        return default
+
+    def inputs(self) -> list[str]:
+        return [i for i in self.proto.input if i]
+
+    def activations(self) -> list[str]:
+        """The inputs that are computed values (not constants)."""
+        return [i for i in self.inputs() if i not in self.const]
+
+    def constant(self, k: int) -> np.ndarray | None:
+        ins = list(self.proto.input)
+        return self.const.get(ins[k]) if k < len(ins) and ins[k] else None
+
+
+@dataclass
+class SpecNode:
+    op: str
+    args: dict = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # parameter name -> value (the state_dict's)
+    weight_name: str | None = None  # the ONNX initializer that names the node (`features.0.weight` -> features.0)
+
+
+def _pads(node: OnnxNode, spatial: int = 2):
+    """ONNX pads [x1_begin, x2_begin, x1_end, x2_end] as the spec's padding: an int, [h, w] or [t, l, b, r]."""
+    auto = node.attr("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID"):
+        raise Unsupported(f"auto_pad {auto} (export with explicit pads)")
+    pads = list(node.attr("pads", [0] * 2 * spatial)) if auto == "NOTSET" else [0] * 2 * spatial
+    top, left, bottom, right = pads
+    if (top, left) == (bottom, right):
+        return top if top == left else [top, left]
+    return [top, left, bottom, right]
+
+
+def _pair(values, what: str):
+    values = list(values)
+    if len(values) != 2:
+        raise Unsupported(f"{what} of {len(values)} dimensions (2-D only)")
+    return values[0] if values[0] == values[1] else values
+
+
+def _conv(node: OnnxNode) -> SpecNode:
+    w = node.constant(1)
+    if w is None:
+        raise Unsupported("its weight is computed, not a constant")
+    if w.ndim != 4:
+        raise Unsupported(f"a {w.ndim - 2}-D convolution (2-D only)")
+    co, _, kh, kw = w.shape
+    args = {"out": int(co), "kernel": _pair([kh, kw], "kernel")}
+    stride = _pair(node.attr("strides", [1, 1]), "strides")
+    dilation = _pair(node.attr("dilations", [1, 1]), "dilations")
+    padding = _pads(node)
+    groups = int(node.attr("group", 1))
+    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
+                                ("groups", groups, 1)):
+        if value != default:
+            args[key] = value
+    bias = node.constant(2)
+    if len(node.inputs()) > 2 and bias is None:
+        raise Unsupported("its bias is computed, not a constant")
+    tensors = {"weight": w}
+    if bias is None:
+        args["bias"] = False
+    else:
+        tensors["bias"] = bias
+    return SpecNode("conv2d", args, tensors, node.proto.input[1])
+
+
+def _batchnorm(node: OnnxNode) -> SpecNode:
+    scale, bias, mean, var = (node.constant(k) for k in range(1, 5))
+    if any(t is None for t in (scale, bias, mean, var)):
+        raise Unsupported("its statistics are computed, not constants")
+    if len(node.proto.output) > 1 and any(node.proto.output[1:]):
+        raise Unsupported("training mode (running statistics as outputs)")
+    args = {}
+    eps = float(node.attr("epsilon", 1e-5))
+    if not math.isclose(eps, 1e-5, rel_tol=1e-6):
+        args["eps"] = _float(eps)
+    momentum = 1.0 - float(node.attr("momentum", 0.9))  # ONNX keeps the old statistics' share; PyTorch the new's
+    if not math.isclose(momentum, 0.1, rel_tol=1e-6):
+        args["momentum"] = _float(momentum)
+    return SpecNode("batchnorm", args, {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var},
+                    node.proto.input[1])
+
+
+def _float(v: float) -> float:
+    """A float32 attribute as the shortest decimal that reads back to it (1e-3, not 0.0010000000474974513)."""
+    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
+
+
+def _clip(node: OnnxNode) -> SpecNode:
+    lo, hi = node.attr("min"), node.attr("max")
+    if lo is None and node.constant(1) is not None:
+        lo = float(node.constant(1))
+    if hi is None and node.constant(2) is not None:
+        hi = float(node.constant(2))
+    if lo == 0 and hi == 6:
+        return SpecNode("relu6")
+    if lo == 0 and hi is None:
+        return SpecNode("relu")
+    raise Unsupported(f"Clip to [{lo}, {hi}] (only relu6's [0, 6] and relu's [0, inf) have a spec op)")
+
+
+def _hardsigmoid(node: OnnxNode) -> SpecNode:
+    alpha, beta = float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5))
+    if not (math.isclose(alpha, 1 / 6, rel_tol=1e-5) and math.isclose(beta, 0.5)):
+        raise Unsupported(f"HardSigmoid with alpha {alpha}, beta {beta} (the spec's is PyTorch's: 1/6, 0.5)")
+    return SpecNode("hardsigmoid")
+
+
+def _pool(op: str):
+    def convert(node: OnnxNode) -> SpecNode:
+        kernel = list(node.attr("kernel_shape"))
+        args = {"kernel": _pair(kernel, "kernel"), "stride": _pair(node.attr("strides", kernel), "strides")}
+        padding = _pads(node)
+        if isinstance(padding, list) and len(padding) == 4:
+            raise Unsupported(f"asymmetric pads {padding} (a pool takes [h, w] padding)")
+        if padding != 0:
+            args["padding"] = padding
+        if node.attr("ceil_mode", 0):
+            args["ceil_mode"] = True
+        if op == "maxpool":
+            dilation = _pair(node.attr("dilations", [1, 1]), "dilations")
+            if dilation != 1:
+                args["dilation"] = dilation
+            if len(node.proto.output) > 1 and any(node.proto.output[1:]):
+                raise Unsupported("MaxPool's indices output")
+        elif not node.attr("count_include_pad", 0) and padding != 0:
+            args["count_include_pad"] = False
+        return SpecNode(op, args)
+
+    return convert
+
+
+def _gemm(node: OnnxNode) -> SpecNode:
+    b, c = node.constant(1), node.constant(2)
+    if b is None:
+        raise Unsupported("its weight is computed, not a constant (a product of two activations)")
+    if node.attr("transA", 0) or float(node.attr("alpha", 1.0)) != 1.0 or float(node.attr("beta", 1.0)) != 1.0:
+        raise Unsupported("transA, alpha or beta other than Linear's")
+    weight = b if node.attr("transB", 0) else b.T
+    args = {"out": int(weight.shape[0])}
+    tensors = {"weight": np.ascontiguousarray(weight)}
+    if c is None:
+        args["bias"] = False
+    else:
+        tensors["bias"] = np.broadcast_to(c, (weight.shape[0],)).copy()
+    return SpecNode("linear", args, tensors, node.proto.input[1])
+
+
+def _matmul(node: OnnxNode) -> SpecNode:
+    b = node.constant(1)
+    if b is None or b.ndim != 2:
+        raise Unsupported("a product of two activations (a spec linear layer takes a constant [in, out] weight)")
+    if len(node.shapes.get(node.proto.input[0], ())) != 1:
+        raise Unsupported("a MatMul over more than the features of a flat [N, F] input")
+    return SpecNode("linear", {"out": int(b.shape[1]), "bias": False}, {"weight": np.ascontiguousarray(b.T)},
+                    node.proto.input[1])
+
+
+def _elementwise(op: str):
+    def convert(node: OnnxNode) -> SpecNode:
+        if len(node.activations()) != len(node.inputs()):
+            raise Unsupported(f"{node.op_type} with a constant operand (the spec's {op} takes computed values)")
+        return SpecNode(op)
+
+    return convert
+
+
+def _axis_op(op: str, default: int):
+    def convert(node: OnnxNode) -> SpecNode:
+        axis = int(node.attr("axis", default))
+        return SpecNode(op, {"axis": axis} if axis != 1 else {})
+
+    return convert
+
+
+def _flatten(node: OnnxNode) -> SpecNode:
+    if int(node.attr("axis", 1)) != 1:
+        raise Unsupported(f"Flatten from axis {node.attr('axis')} (the spec's flatten keeps the batch axis only)")
+    return SpecNode("flatten")
+
+
+def _reshape(node: OnnxNode) -> SpecNode:
+    shape = node.constant(1)
+    if shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[1] == -1 and shape[0] in (0, 1, -1):
+        return SpecNode("flatten")  # x.view(x.size(0), -1): the flatten torch writes through Reshape
+    raise Unsupported(f"Reshape to {None if shape is None else shape.tolist()} (only a flatten to [N, -1])")
+
+
+def _simple(op: str, **attrs):
+    def convert(node: OnnxNode) -> SpecNode:
+        args = {}
+        for onnx_name, (spec_name, default) in attrs.items():
+            value = float(node.attr(onnx_name, default))
+            if not math.isclose(value, default, rel_tol=1e-6):
+                args[spec_name] = _float(value)
+        return SpecNode(op, args)
+
+    return convert
+
+
+def _gelu(node: OnnxNode) -> SpecNode:
+    approximate = node.attr("approximate", b"none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    return SpecNode("gelu", {"approximate": approximate} if approximate != "none" else {})
+
+
+ALIASES = ("Identity", "Dropout")  # the identity at inference: their output is their input
+
+CONVERTERS = {
+    "Conv": _conv,
+    "BatchNormalization": _batchnorm,
+    "Relu": _simple("relu"),
+    "Sigmoid": _simple("sigmoid"),
+    "HardSwish": _simple("hardswish"),
+    "HardSigmoid": _hardsigmoid,
+    "LeakyRelu": _simple("leaky_relu", alpha=("negative_slope", 0.01)),
+    "Elu": _simple("elu", alpha=("alpha", 1.0)),
+    "Gelu": _gelu,
+    "Clip": _clip,
+    "Add": _elementwise("add"),
+    "Mul": _elementwise("mul"),
+    "Concat": _axis_op("concat", 1),
+    "Softmax": _axis_op("softmax", -1),
+    "MaxPool": _pool("maxpool"),
+    "AveragePool": _pool("avgpool"),
+    "GlobalAveragePool": _simple("global_avgpool"),
+    "GlobalMaxPool": _simple("global_maxpool"),
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+}

@@ -1,0 +1,1 @@
+"""Tests of tcc import (tcc.onnx_import)."""

@@ -1,0 +1,124 @@
+"""`tcc import`: zoo specs exported by tcc and read back (parameters, MACs and logits equal), ONNX files written by
+torch.onnx.export from torchvision models (logits equal ONNX Runtime on the original; INT8 builds), and models it
+cannot express refused up front, naming the nodes, nothing written."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+import tcc
+from tcc.cli.main import main
+from tcc.lower.to_torch import init_weights
+from tcc.onnx_import import import_onnx
+
+from tests.helpers import torchvision_reference as tv
+from tests.helpers.onnx_util import run
+
+# tcc's own lowering, read back: every op kind of these (convs of every shape, BN, the activations, residual adds,
+# concats, pools, linear heads, SE blocks' muls) round-trips; ShuffleNet's channel shuffle does not yet
+ROUND_TRIP = ["ddsnet", "fastnet", "mobilenet_v2", "squeezenet1_0", "efficientnet_b0", "regnet_y_400mf"]
+
+
+def tcc_cli(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_a_zoo_spec_exported_by_tcc_reads_back_equal(name, tmp_path):
+    model = tcc.load_model(name)
+    module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=1)
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())
+    imported = import_onnx(path)
+    spec = tmp_path / "imported.yaml"
+    spec.write_text(imported.spec_text)
+    back = tcc.load_model(spec)
+    assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
+    assert imported.check["passed"]  # its lowering against ONNX Runtime on the file, the FP32 rule
+    assert len(imported.spec_text.splitlines()) <= len(imported.graph.nodes) + 8  # one line per node
+
+
+def _torchvision_onnx(name: str, path, size: int = 64, dynamic: bool = False):
+    module = init_weights(tv.build(name, num_classes=5), seed=1).eval()
+    axes = {"x": {0: "n", 2: "h", 3: "w"}} if dynamic else {"x": {0: "n"}}
+    torch.onnx.export(module, torch.randn(1, 3, size, size), path, dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes=axes)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    """torchvision's mobilenet_v3_small (seeded weights), exported by torch.onnx.export and imported by the CLI."""
+    work = tmp_path_factory.mktemp("mnv3")
+    path = _torchvision_onnx("mobilenet_v3_small", work / "mobilenet_v3_small.onnx")
+    rc, out, err = tcc_cli("import", path, "-o", work / "m.yaml", "--mean", 0.485, 0.456, 0.406, "--std", 0.229,
+                           0.224, 0.225)
+    assert rc == 0, err
+    return path, work, out
+
+
+def test_torch_export_imports_and_predicts_as_onnx_runtime(mobilenet):
+    path, work, out = mobilenet
+    assert "(FP32 rule: passed)" in out and (work / "m.pt").is_file()
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    np.save(work / "x.npy", x)
+    rc, printed, err = tcc_cli("predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "x.npy",
+                               "--json")
+    assert rc == 0, err
+    logits = np.array([row["logits"] for row in json.loads(printed)], np.float32)
+    want = run(onnx.load(path), x)
+    np.testing.assert_allclose(logits, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+    text = (work / "m.yaml").read_text()
+    # opset 13 has no HardSwish: torch writes x * HardSigmoid(x), read back as those two ops (SE gates too)
+    assert "op: hardsigmoid" in text and "op: mul" in text and "preprocess: {color: RGB" in text
+    assert "{id: features_0_0, op: conv2d" in text  # names from the module path, not onnx::Conv_...
+
+
+def test_an_imported_model_builds_int8_for_ort_and_host(mobilenet):
+    path, work, out = mobilenet
+    for target in ("ort", "host"):
+        rc, printed, err = tcc_cli("build", work / "m.yaml", "--weights", work / "m.pt", "--target", target,
+                                   "--precision", "int8", "--data", work / "x.npy", "--method", "kl",
+                                   "-o", work / f"b-{target}")
+        assert rc == 0, err
+        assert "self-check vs the integer reference: bit-exact" in printed
+
+
+def test_dynamic_height_and_width_take_size(tmp_path):
+    path = _torchvision_onnx("resnet18", tmp_path / "r.onnx", size=32, dynamic=True)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "r.yaml")
+    assert rc == 2 and "input 'x' has a dynamic height or width; give it with --size H W" in err
+    assert not (tmp_path / "r.yaml").exists()
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "r.yaml", "--size", 48, 40)
+    assert rc == 0, err
+    assert "shape: [3, 48, 40]" in (tmp_path / "r.yaml").read_text()
+
+
+def test_what_has_no_spec_op_is_refused_naming_each_node(tmp_path):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
+             helper.make_node("Tanh", ["a"], ["b"], name="squash"),
+             helper.make_node("Clip", ["b", "lo", "hi"], ["y"], name="clamp")]
+    inits = [onnx.numpy_helper.from_array(np.float32(-1), "lo"), onnx.numpy_helper.from_array(np.float32(1), "hi")]
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 13)]), path)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 2 and "2 node(s) with no spec equivalent, nothing written" in err
+    assert "node 'squash' (Tanh): no spec op" in err
+    assert "node 'clamp' (Clip): Clip to [-1.0, 1.0] (only relu6's [0, 6] and relu's [0, inf) have a spec op)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
+    rc, out, err = tcc_cli("import", tmp_path / "junk.onnx", "-o", tmp_path / "j.yaml")
+    assert rc == 2 and "junk.onnx: not an ONNX model" in err
