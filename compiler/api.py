@@ -23,7 +23,7 @@ import numpy as np
 
 from .artifact import manifest_preprocess, open_artifact
 from .build import build as build_bundle
-from .bundle import read_manifest
+from .bundle import read_manifest, sha256_file
 from .data import load_array, load_image
 from .errors import DataError
 from .files import atomic_write, check_output
@@ -57,16 +57,39 @@ class Model:
     by_order: bool = False
     key_map: Path | None = None
     seed: int = 0
+    source: dict | None = None  # an ONNX file imported in memory: its name and sha256 (every manifest records it)
     _fitted: Spec | None = None
+    _workdir: object = None  # the imported spec and weights live here as long as the model does
 
     @classmethod
     def load(cls, spec: str | Path, weights: str | Path | None = None, *, by_order: bool = False,
              key_map: str | Path | None = None, seed: int = 0, **overrides) -> Model:
-        """`spec`: a spec file or a zoo model's name (`tcc zoo`); `overrides`: model parameters (`--set`), e.g.
-        num_classes=2. A checkpoint whose classifier has another width than the spec's default sets num_classes
-        itself where the spec declares its layout (`notes` says so)."""
+        """`spec`: a spec file, a zoo model's name (`tcc zoo`) or an ONNX file (imported in memory, `tcc import`'s
+        way: it carries its weights); `overrides`: model parameters (`--set`), e.g. num_classes=2. A checkpoint whose
+        classifier has another width than the spec's default sets num_classes itself where the spec declares its
+        layout (`notes` says so)."""
+        if Path(str(spec)).suffix.lower() == ".onnx":
+            if weights or by_order or key_map or overrides:
+                raise DataError(f"{spec}: an ONNX file carries its weights and fixed values: drop --weights / "
+                                "--by-order / --key-map / --set (or `tcc import` it and edit the spec)")
+            return cls._from_onnx(Path(spec), seed)
         return cls(load_model(spec, overrides), Path(weights) if weights else None, by_order,
                    Path(key_map) if key_map else None, seed)
+
+    @classmethod
+    def _from_onnx(cls, path: Path, seed: int) -> Model:
+        # deferred for start-up: loads onnxruntime, onnxsim and torch (a build then compiles in its own process)
+        import torch
+
+        from .onnx_import import import_onnx as convert
+
+        imported = convert(path)
+        workdir = tempfile.TemporaryDirectory(prefix="tcc-onnx-")
+        spec_file, weights_file = Path(workdir.name) / f"{path.stem}.yaml", Path(workdir.name) / f"{path.stem}.pt"
+        spec_file.write_text(imported.spec_text, encoding="utf-8")
+        torch.save(imported.state_dict, weights_file)
+        source = {"onnx": path.name, "sha256": sha256_file(path), "importer": "tcc import (in memory)"}
+        return cls(load_model(spec_file), weights_file, False, None, seed, source, _workdir=workdir)
 
     @property
     def spec(self) -> Spec:
@@ -149,7 +172,7 @@ class Model:
             # its compile worker
             result = build_bundle(self.loaded, target, out, precision=precision, weights=self.weights,
                                   by_order=self.by_order, key_map=self.key_map, seed=self.seed, force=force,
-                                  calib=calib, data=data, log=log, **options)
+                                  calib=calib, data=data, source=self.source, log=log, **options)
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
 

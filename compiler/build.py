@@ -66,11 +66,12 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
           calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
           io: str = "float", allow_cpu_fallback: bool = False, npu_mode: str | None = None,
           count_instructions: bool = False, host_twin: bool = False, compile_worker: bool = False,
-          log: Callable[[str], None] = lambda s: None) -> BuildResult:
+          source: dict | None = None, log: Callable[[str], None] = lambda s: None) -> BuildResult:
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
     the wall time of every phase (tcc.process.phases: "emit/compile", "target-checks/host-twin/link", ...).
     `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
-    (`tcc build` asks for it; backends/tvm_worker.py)."""
+    (`tcc build` asks for it; backends/tvm_worker.py). `source`: where the spec came from when it was not written
+    by hand (an ONNX file imported in memory: its name and sha256), recorded in the manifest."""
     t0 = time.perf_counter()
     tgt = get_target(target)
     precision = check_precision(tgt, precision)
@@ -143,7 +144,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             manifest = {
                 "format": FORMAT,
                 "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
-                          "params": model.params},
+                          "params": model.params, **({"source": source} if source else {})},
                 "target": target,
                 "backend": tgt.backend,
                 "precision": precision,

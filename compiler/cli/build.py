@@ -63,11 +63,11 @@ def run(args) -> int:
     check_precision(get_target(args.target), args.precision)  # an unknown target lists the known ones, exit 2
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    if not args.weights:
-        log(f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
-            "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model.")
     model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
                        **parse_overrides(args.overrides))
+    if model.weights is None:  # an ONNX file brings its own
+        log(f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
+            "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model.")
     result = model.build(args.target, precision=args.precision, out=out, calib=args.calib, data=args.data,
                          force=args.force, opset=args.opset, simplify=not args.no_simplify,
                          calib_options=_calib_options(args), tune=args.tune, tune_log=args.tune_log, io=args.io,

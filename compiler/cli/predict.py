@@ -36,7 +36,7 @@ def run(args) -> int:
                        **parse_overrides(args.overrides))
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
-    if not args.weights:
+    if model.weights is None:  # an ONNX file brings its own
         print(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are "
               "meaningless", file=sys.stderr)
     logits = model.predict(args.image or args.input, log=lambda msg: print(msg, file=sys.stderr))

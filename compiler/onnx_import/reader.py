@@ -79,7 +79,8 @@ def _fixed_shape(value: onnx.ValueInfoProto, size: tuple[int, int] | None, path)
             raise DataError(f"{path}: --size {size[0]} {size[1]}, but input '{value.name}' is fixed at {h} x {w}")
         h, w = size
     if not (h and w):
-        raise DataError(f"{path}: input '{value.name}' has a dynamic height or width; give it with --size H W")
+        raise DataError(f"{path}: input '{value.name}' has a dynamic height or width; give it with --size H W "
+                        "(tcc import MODEL --size H W, then use the spec it writes)")
     return int(c), int(h), int(w)
 
 

@@ -122,3 +122,23 @@ def test_what_has_no_spec_op_is_refused_naming_each_node(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf at all")
     rc, out, err = tcc_cli("import", tmp_path / "junk.onnx", "-o", tmp_path / "j.yaml")
     assert rc == 2 and "junk.onnx: not an ONNX model" in err
+
+
+def test_an_onnx_file_is_taken_wherever_a_spec_is(mobilenet, tmp_path):
+    """`tcc build model.onnx` / `tcc predict model.onnx`: imported in memory with its own weights; the manifest
+    records the file and its sha256, and two builds are byte-identical."""
+    path, work, out = mobilenet
+    for k in (1, 2):
+        rc, printed, err = tcc_cli("build", path, "--target", "ort", "-o", tmp_path / f"b{k}")
+        assert rc == 0 and "WARNING" not in err, err
+    assert (tmp_path / "b1" / "manifest.json").read_bytes() == (tmp_path / "b2" / "manifest.json").read_bytes()
+    m = json.loads((tmp_path / "b1" / "manifest.json").read_text())
+    assert m["model"]["source"]["onnx"] == "mobilenet_v3_small.onnx" and len(m["model"]["source"]["sha256"]) == 64
+    assert m["model"]["spec"] == "mobilenet_v3_small.yaml" and "random_seed" not in m["weights"]
+    x = np.random.default_rng(4).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rc, printed, err = tcc_cli("predict", path, "--input", tmp_path / "x.npy", "--json")
+    want = run(onnx.load(path), x)[0]
+    np.testing.assert_allclose(json.loads(printed)["logits"], want, rtol=0, atol=1e-5 * max(1.0, float(abs(want).max())))
+    rc, printed, err = tcc_cli("build", path, "--weights", work / "m.pt", "--target", "ort", "-o", tmp_path / "b3")
+    assert rc == 2 and "an ONNX file carries its weights" in err
