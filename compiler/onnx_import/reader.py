@@ -139,6 +139,30 @@ def _identifier(text: str) -> str:
     return name if name[0].isalpha() or name[0] == "_" else f"n{name}"
 
 
+_GATES = {"hardsigmoid": "hardswish", "sigmoid": "silu"}  # x * gate(x): the activation exporters write in parts
+
+
+def _gated_activations(nodes: list[ImportedNode], output: str | None) -> list[ImportedNode]:
+    """`x * hardsigmoid(x)` read back as hardswish and `x * sigmoid(x)` as silu (opset 13 has no HardSwish; torch
+    writes SiLU as Sigmoid and Mul), where the gate feeds nothing else: the spec says what the model computes."""
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    by_id = {n.id: n for n in nodes}
+    dropped = set()
+    for n in nodes:
+        if n.node.op != "mul" or len(n.inputs) != 2:
+            continue
+        for x, gate in (n.inputs, n.inputs[::-1]):
+            g = by_id.get(gate)
+            if g is not None and g.node.op in _GATES and g.inputs == [x] and readers[gate] == 1 and gate != output:
+                n.node.op, n.inputs = _GATES[g.node.op], [x]
+                dropped.add(gate)
+                break
+    return [n for n in nodes if n.id not in dropped]
+
+
 def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> ImportedGraph:
     """The ONNX model at `path` as spec nodes; every node that has no spec equivalent named in one DataError."""
     model = read_model(path)
@@ -190,6 +214,7 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
         raise DataError(f"{path}: {len(refused)} node(s) with no spec equivalent, nothing written:\n  "
                         + "\n  ".join(shown))
     out = folded.graph.output[0].name
+    nodes = _gated_activations(nodes, producer.get(out))
     if producer.get(out) in (None, INPUT):
         raise DataError(f"{path}: the output '{out}' is not computed by any imported node")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
