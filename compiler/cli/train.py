@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
     p = sub.add_parser("train", help="train a spec on a folder of labelled images (one process or many, torchrun)",
                        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help="model spec (YAML or JSON)")
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); with --resume RUN it may be left out (the "
+                                           "run's own is used)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set num_classes=3")
     p.add_argument("-o", "--output", metavar="RUN", help="the run's folder (appears with the first finished epoch)")
@@ -76,7 +77,7 @@ def _launch(plan, args) -> int:
     with tempfile.TemporaryDirectory(prefix="tcc-train-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(render(plan.config, Path(tmp)), encoding="utf-8")
-        argv = [args.spec, "--config", str(config), "--resume" if plan.resumed else "-o", str(plan.run)]
+        argv = [str(plan.spec), "--config", str(config), "--resume" if plan.resumed else "-o", str(plan.run)]
         argv += [flag for flag, on in (("--force", args.force), ("--progress", args.progress),
                                        ("--no-progress", args.progress is False)) if on]
         argv += ["--stop-after", str(plan.stop_after)] if plan.stop_after else []
@@ -84,7 +85,7 @@ def _launch(plan, args) -> int:
 
 
 def _train(plan, args) -> int:
-    from ..train.distributed import processes  # deferred for start-up: loads torch
+    from ..train.distributed import LostPeer, lost_peer, processes  # deferred for start-up: loads torch
     from ..train.loop import Trainer, deterministic  # deferred for start-up: loads numpy, torch
     from ..train.rundir import clear_run  # deferred for start-up: loads torch
 
@@ -95,7 +96,13 @@ def _train(plan, args) -> int:
                   f"{procs.device}", file=sys.stderr)
             if args.force and plan.resumed is None:
                 clear_run(plan.run)
-        history = Trainer(plan, procs, progress).fit(plan.stop_after)
+        try:
+            history = Trainer(plan, procs, progress).fit(plan.stop_after)
+        except RuntimeError as e:  # gloo / nccl: a peer process died mid-collective
+            if procs.world == 1 or not lost_peer(e):
+                raise
+            raise LostPeer(f"training process rank {procs.rank}: another process of the run died; continue from "
+                           f"the last finished epoch with: tcc train --resume {plan.run}") from None
         if procs.main:
             _summary(plan, history)
     return 0
@@ -105,7 +112,7 @@ def _summary(plan, history) -> None:
     c = plan.config
     done = history.epochs[-1]["epoch"] if history.epochs else 0
     if done < c.epochs:
-        print(f"stopped after epoch {done} of {c.epochs}; continue with: tcc train {plan.spec} --resume {plan.run}")
+        print(f"stopped after epoch {done} of {c.epochs}; continue with: tcc train --resume {plan.run}")
     # the model's own overrides: --set, and num_classes where the data or the checkpoint decided it
     sets = "".join(" --set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
                    for k, v in {**c.set, **plan.model.overrides}.items())

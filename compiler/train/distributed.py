@@ -93,9 +93,22 @@ def gather(obj, procs: Processes) -> list:
     return out
 
 
+class LostPeer(DataError):
+    """A surviving training process whose peer died: one line (the launcher names the dead rank), exit 2."""
+
+
+def lost_peer(e: BaseException) -> bool:
+    """Whether a collective failed because a peer process went away (gloo's and nccl's words for it)."""
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e)
+    return any(w in text for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo"))
+
+
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run `tcc train ARGV` in `nproc` processes under torchrun (`--standalone`: this machine, a free port)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    """Run `tcc train ARGV` in `nproc` processes under torchrun (`--standalone`: this machine, a free port), through
+    tcc.train.launcher, which turns a dead process into one line and the command that resumes the run."""
+    command = [sys.executable, "-m", "tcc.train.launcher", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "tcc", "train", *argv]
     sys.stdout.flush()
     return subprocess.run(command).returncode

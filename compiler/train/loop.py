@@ -219,7 +219,8 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "best_epoch": h.best_epoch, "best_value": h.best_value,
                  "history": json.dumps(h.epochs), "model_sha256": model_fingerprint(plan.model),
                  "classes": plan.split.classes}
-        log = {"spec": str(plan.spec), "model": plan.model.name, "classes": plan.split.classes,
+        log = {"spec": str(plan.spec), "spec_file": str(plan.model.path.resolve()),  # --resume RUN reads it
+               "model": plan.model.name, "classes": plan.split.classes,
                "data": plan.split.describe(), "processes": self.procs.world, "metric": c.metric,
                "best": {"epoch": h.best_epoch, c.metric: h.best_value}, "epochs": h.epochs}
         rundir.save_epoch(plan.run, config_text=render(c, plan.run), state=state,

@@ -43,6 +43,10 @@ class Plan:
 def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     run, resuming = _run_folder(args)
     resumed = read_last(run) if resuming else None
+    if args.spec is None:
+        args.spec = _spec_of(run) if resuming else None
+        if args.spec is None:
+            raise SpecError("tcc train needs a SPEC (or --resume RUN, which reads the spec from the run)")
     config = resolve(args.spec, args, run if resuming else None)
     model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
     if config.data is None:
@@ -101,6 +105,19 @@ def _note_batchnorm_lag(module: torch.nn.Module, c: Config, train_images: int, l
     else:
         log(f"warning: {said}, and --precise-bn 0 keeps them: validation and best.pt see stale statistics "
             "(drop --precise-bn 0)")
+
+
+def _spec_of(run: Path) -> str:
+    """The spec file a run was started from (RUN/log.json), for `tcc train --resume RUN` without SPEC."""
+    try:
+        logged = json.loads((run / "log.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise DataError(f"{run}: no readable log.json to read the spec from; give it: tcc train SPEC --resume "
+                        f"{run}") from None
+    spec = logged.get("spec_file") or logged.get("spec")
+    if not spec or not Path(spec).is_file():
+        raise DataError(f"{run}: its spec {spec!r} is no longer there; give it: tcc train SPEC --resume {run}")
+    return spec
 
 
 def _run_folder(args) -> tuple[Path, bool]:
