@@ -241,7 +241,23 @@ def _gelu(node: OnnxNode) -> SpecNode:
     return SpecNode("gelu", {"approximate": approximate} if approximate != "none" else {})
 
 
+def _split(node: OnnxNode) -> SpecNode:
+    axis = int(node.attr("axis", 0))
+    sizes = node.constant(1) if len(node.inputs()) > 1 else node.attr("split")
+    outputs = len(node.proto.output)
+    if sizes is None:
+        return SpecNode("split", {"parts": outputs, **({"axis": axis} if axis != 1 else {})})
+    sizes = [int(v) for v in np.asarray(sizes).ravel()]
+    args = {"parts": outputs} if len(set(sizes)) == 1 else {"sizes": sizes}
+    return SpecNode("split", {**args, **({"axis": axis} if axis != 1 else {})})
+
+
+def _channel_shuffle(node: OnnxNode) -> SpecNode:
+    return SpecNode("channel_shuffle", {"groups": int(node.attr("groups"))})
+
+
 ALIASES = ("Identity", "Dropout")  # the identity at inference: their output is their input
+CHANNEL_SHUFFLE = "ChannelShuffle"  # Reshape / Transpose / Reshape, found by tcc.onnx_import.reader as one node
 
 CONVERTERS = {
     "Conv": _conv,
@@ -266,4 +282,6 @@ CONVERTERS = {
     "Reshape": _reshape,
     "Gemm": _gemm,
     "MatMul": _matmul,
+    "Split": _split,
+    CHANNEL_SHUFFLE: _channel_shuffle,
 }

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from ..errors import DataError
 from ..ir import INPUT
-from .ops import ALIASES, CONVERTERS, OnnxNode, SpecNode, Unsupported
+from .ops import ALIASES, CHANNEL_SHUFFLE, CONVERTERS, OnnxNode, SpecNode, Unsupported
 
 _CONTROL_FLOW = ("If", "Loop", "Scan")
 _SHOWN = 12  # refused nodes listed one by one (a ConvNeXt at opset 13 has 475)
@@ -139,6 +139,33 @@ def _identifier(text: str) -> str:
     return name if name[0].isalpha() or name[0] == "_" else f"n{name}"
 
 
+def _channel_shuffles(nodes: list, const: dict[str, np.ndarray]) -> list:
+    """ShuffleNet's channel shuffle as exporters write it: Reshape to [N, g, C/g, H, W], Transpose (0, 2, 1, 3, 4),
+    Reshape back to [N, C, H, W], each read only by the next: one ChannelShuffle(groups=g) node."""
+    readers: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    by_input = {n.input[0]: n for n in nodes if n.input}
+    out, skip = [], set()
+    for n in nodes:
+        if id(n) in skip:
+            continue
+        shape = const.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
+        t = by_input.get(n.output[0]) if shape is not None and shape.size == 5 else None
+        back = by_input.get(t.output[0]) if t is not None and t.op_type == "Transpose" else None
+        perm = next((list(helper.get_attribute_value(a)) for a in t.attribute if a.name == "perm"), None) if t else None
+        if (back is not None and back.op_type == "Reshape" and perm == [0, 2, 1, 3, 4]
+                and readers.get(n.output[0]) == 1 and readers.get(t.output[0]) == 1
+                and const.get(back.input[1]) is not None and const[back.input[1]].size == 4):
+            out.append(helper.make_node(CHANNEL_SHUFFLE, [n.input[0]], [back.output[0]], name=back.name or n.name,
+                                        groups=int(shape[1])))
+            skip.update((id(t), id(back)))
+            continue
+        out.append(n)
+    return out
+
+
 _GATES = {"hardsigmoid": "hardswish", "sigmoid": "silu"}  # x * gate(x): the activation exporters write in parts
 
 
@@ -179,7 +206,7 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
     nodes: list[ImportedNode] = []
     taken = {INPUT}
     refused = []
-    for proto in folded.graph.node:
+    for proto in _channel_shuffles(list(folded.graph.node), const):
         if proto.op_type == "Constant":
             continue
         onnx_node = OnnxNode(proto, const, shapes)
@@ -208,7 +235,10 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
             name = f"{base}_{k}"
         taken.add(name)
         nodes.append(ImportedNode(name, spec, [producer[i] for i in onnx_node.activations()], label))
-        producer[proto.output[0]] = name
+        if len(proto.output) == 1:
+            producer[proto.output[0]] = name
+        else:  # a split: output k is `id.k` in the spec
+            producer.update({o: f"{name}.{k}" for k, o in enumerate(proto.output) if o})
     if refused:
         shown = refused[:_SHOWN] + ([f"... and {len(refused) - _SHOWN} more"] if len(refused) > _SHOWN else [])
         raise DataError(f"{path}: {len(refused)} node(s) with no spec equivalent, nothing written:\n  "

@@ -22,8 +22,9 @@ from tests.helpers import torchvision_reference as tv
 from tests.helpers.onnx_util import run
 
 # tcc's own lowering, read back: every op kind of these (convs of every shape, BN, the activations, residual adds,
-# concats, pools, linear heads, SE blocks' muls) round-trips; ShuffleNet's channel shuffle does not yet
-ROUND_TRIP = ["ddsnet", "fastnet", "mobilenet_v2", "squeezenet1_0", "efficientnet_b0", "regnet_y_400mf"]
+# concats, pools, linear heads, SE blocks' muls, ShuffleNet's split and channel shuffle) round-trips
+ROUND_TRIP = ["ddsnet", "fastnet", "mobilenet_v2", "squeezenet1_0", "efficientnet_b0", "regnet_y_400mf",
+              "shufflenet_v2_x1_0"]
 
 
 def tcc_cli(*argv) -> tuple[int, str, str]:
