@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from ..spec.loader import parse_overrides
 from .args import load_spec, spec_args
 
 
@@ -15,7 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    model = load_spec(args)
+    if Path(args.spec).suffix.lower() == ".onnx":  # imported in memory, as every command that takes a spec
+        from ..api import Model  # deferred for start-up: loads numpy, onnx, torch (for ONNX files only)
+
+        model = Model.load(args.spec, **parse_overrides(args.overrides)).spec
+    else:
+        model = load_spec(args)
     summary = model.graph.summary()
     if args.json:
         print(json.dumps(summary))

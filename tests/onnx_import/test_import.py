@@ -144,3 +144,5 @@ def test_an_onnx_file_is_taken_wherever_a_spec_is(mobilenet, tmp_path):
     np.testing.assert_allclose(json.loads(printed)["logits"], want, rtol=0, atol=1e-5 * max(1.0, float(abs(want).max())))
     rc, printed, err = tcc_cli("build", path, "--weights", work / "m.pt", "--target", "ort", "-o", tmp_path / "b3")
     assert rc == 2 and "an ONNX file carries its weights" in err
+    rc, printed, err = tcc_cli("check", path, "--json")
+    assert rc == 0 and json.loads(printed)["params"] == tcc.load_model(work / "m.yaml").graph.param_count
