@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -33,15 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_args(argv))
     except ChildFailedError as e:
-        # the root cause: a rank that died (a signal, or a code other than tcc's 2), before the survivors that only
-        # reported losing it; those said their one line already
-        died = sorted((rank, f) for rank, f in e.failures.items() if f.exitcode != 2)
-        if not died:
-            return 2
-        rank, failure = died[0]
-        how = (f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}")
-        print(f"error: training process rank {rank} died ({how}); the other processes stopped. Continue from the last "
-              f"finished epoch with: tcc train --resume {_run_folder(argv)}", file=sys.stderr)
+        # The root cause: a rank killed by a signal other than the SIGTERM torchrun sends the survivors, or ended
+        # with a code other than tcc's 2 (a survivor's one line, said already). Under load torchrun may have
+        # recorded only the survivors it stopped; then the line says so without naming a rank it cannot know.
+        failures = sorted(e.failures.items())
+        died = [(r, f) for r, f in failures if f.exitcode != 2 and f.exitcode != -signal.SIGTERM]
+        resume = f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
+        if died:
+            rank, failure = died[0]
+            how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+            print(f"error: training process rank {rank} died ({how}); the other processes stopped. {resume}",
+                  file=sys.stderr)
+        elif any(f.exitcode == -signal.SIGTERM for _, f in failures):
+            print(f"error: a training process died; the others were stopped. {resume}", file=sys.stderr)
         return 2
     return 0
 

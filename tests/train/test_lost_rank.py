@@ -51,8 +51,12 @@ def test_a_killed_rank_is_one_line_and_the_run_resumes_to_the_uninterrupted_resu
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     assert "Traceback" not in err and "ChildFailedError" not in err, err
-    assert (f"error: training process rank 1 died (killed by SIGKILL); the other processes stopped. Continue from "
-            f"the last finished epoch with: tcc train --resume {run}") in err, err
+    # torchrun records the killed rank, and the line names it; under load it may record only the survivor it
+    # stopped, and the line says a process died (the survivor's own line says it lost a peer)
+    resume = f"Continue from the last finished epoch with: tcc train --resume {run}"
+    assert (f"error: training process rank 1 died (killed by SIGKILL); the other processes stopped. {resume}" in err
+            or f"error: a training process died; the others were stopped. {resume}" in err), err
+    assert "rank 0 died" not in err, err
     resumed = _tcc("train", "--resume", run, "--no-progress", cwd=tmp_path)  # no SPEC: read from the run
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
