@@ -59,6 +59,7 @@ class Model:
     seed: int = 0
     source: dict | None = None  # an ONNX file imported in memory: its name and sha256 (every manifest records it)
     _fitted: Spec | None = None
+    _module: object = None  # the PyTorch lowering predict() runs, made once
     _workdir: object = None  # the imported spec and weights live here as long as the model does
 
     @classmethod
@@ -105,7 +106,7 @@ class Model:
     def notes(self) -> list[str]:
         """What the user should hear about the model: a class count read from the checkpoint, labels that do not
         fit."""
-        return list(self.spec.notes) if self.spec is not self.loaded else []
+        return list(self.spec.notes)
 
     # ------------------------------------------------------------------------------------------------ the spec
     @property
@@ -129,11 +130,8 @@ class Model:
 
     def onnx(self, opset: int = 13, simplify: bool = True):
         """The ONNX graph every build starts from: the lowering at `opset` after tcc's fold / fuse passes."""
-        return self._frontend(opset, simplify).onnx
-
-    def _frontend(self, opset: int = 13, simplify: bool = True):
         return lower_spec(self.spec, weights=self.weights, by_order=self.by_order, key_map=self.key_map,
-                          seed=self.seed, opset=opset, simplify=simplify)
+                          seed=self.seed, opset=opset, simplify=simplify).onnx
 
     def predict(self, x, log=lambda s: None) -> np.ndarray:
         """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
@@ -141,9 +139,10 @@ class Model:
         import torch  # deferred for start-up: a build imports torch only after forking its TVM compile worker
 
         batch = _as_batch(x, self.spec.preprocess, self.input_shape)
-        module = self.torch(log)
+        if self._module is None:  # a notebook's loop of predictions reads the checkpoint once
+            self._module = self.torch(log)
         with torch.no_grad():
-            return module(torch.from_numpy(batch)).numpy()
+            return self._module(torch.from_numpy(batch)).numpy()
 
     # ------------------------------------------------------------------------------------------------ INT8, bundles
     def calibrate(self, data, *, target: str = "ort", method: str = "kl+cos", calib_size: int | None = 128,
@@ -233,12 +232,9 @@ def diff(a: str | Path | Bundle, b: str | Path | Bundle, x, *, model: Model | No
     """`tcc diff A B`: both sides on one input, every tensor both expose compared in graph order. A side is a bundle
     (or its folder), "pytorch" or "reference[:RULES]" (those two need `model`); `x` an image file, a .npy file or an
     array. Returns the comparison (`tcc.tensor_diff.format_diff` prints it as the CLI does)."""
-    ctx = Context()
+    ctx = Context(calib=str(calib) if calib else None)
     if model is not None:
-        ctx = Context(spec=model.spec, weights=model.weights, by_order=model.by_order, key_map=model.key_map,
-                      calib=str(calib) if calib else None)
-    elif calib:
-        ctx = Context(calib=str(calib))
+        ctx.spec, ctx.weights, ctx.by_order, ctx.key_map = model.spec, model.weights, model.by_order, model.key_map
     ends = [str(e.path) if isinstance(e, Bundle) else str(e) for e in (a, b)]
     if not isinstance(x, (str, Path)):
         x = _as_batch(x, model.spec.preprocess, model.input_shape) if model is not None else np.asarray(x, np.float32)

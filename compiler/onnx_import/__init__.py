@@ -88,7 +88,8 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
         torch.save(state, weights_file)
         model = load_model(spec_file)  # a converter's mistake shows here, as the spec loader's error
         module = to_torch(model.graph, inference_only=True)
-        load_weights(module, model.graph, weights_file)
+        if state:  # a model without parameters (all activations and pools) has nothing to load
+            load_weights(module, model.graph, weights_file)
     verdict = {}
     if check:
         verdict = _check(g, module.eval())

@@ -174,12 +174,15 @@ def _gemm(node: OnnxNode) -> SpecNode:
     if node.attr("transA", 0) or float(node.attr("alpha", 1.0)) != 1.0 or float(node.attr("beta", 1.0)) != 1.0:
         raise Unsupported("transA, alpha or beta other than Linear's")
     weight = b if node.attr("transB", 0) else b.T
-    args = {"out": int(weight.shape[0])}
+    out = int(weight.shape[0])
+    args = {"out": out}
     tensors = {"weight": np.ascontiguousarray(weight)}
     if c is None:
         args["bias"] = False
+    elif c.size in (1, out):  # [out], [1, out] or a scalar broadcast over the outputs
+        tensors["bias"] = np.broadcast_to(c.reshape(-1), (out,)).copy()
     else:
-        tensors["bias"] = np.broadcast_to(c, (weight.shape[0],)).copy()
+        raise Unsupported(f"a bias of shape {list(c.shape)} for {out} outputs")
     return SpecNode("linear", args, tensors, node.proto.input[1])
 
 

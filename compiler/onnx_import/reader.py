@@ -103,15 +103,17 @@ def _fold(model: onnx.ModelProto, name: str, shape: tuple, path) -> tuple[onnx.M
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for n in model.graph.node:
-        if n.op_type == "Constant":
-            attr = next(a for a in n.attribute if a.name == "value") if n.attribute else None
-            if attr is not None and attr.type == onnx.AttributeProto.TENSOR:
-                out[n.output[0]] = numpy_helper.to_array(attr.t)
+        if n.op_type == "Constant" and n.attribute:  # value (a tensor), value_float(s), value_int(s)
+            value = helper.get_attribute_value(n.attribute[0])
+            out[n.output[0]] = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
     return out
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    inferred = onnx.shape_inference.infer_shapes(model)
+def _shapes(model: onnx.ModelProto, path) -> dict[str, tuple]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as e:  # onnx's InferenceError and friends: the file's shapes do not add up
+        raise DataError(f"{path}: ONNX shape inference fails: {str(e).splitlines()[0][:200]}") from None
     out = {}
     for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = v.type.tensor_type.shape.dim
@@ -201,7 +203,7 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
             raise DataError(f"{path}: node '{n.name or n.output[0]}' ({n.op_type}): {what}; tcc imports "
                             "feed-forward image classifiers")
     folded, notes = _fold(model, value.name, shape, path)
-    const, shapes = _constants(folded), _shapes(folded)
+    const, shapes = _constants(folded), _shapes(folded, path)
     producer: dict[str, str] = {value.name: INPUT}  # ONNX value name -> spec id (or the model input)
     nodes: list[ImportedNode] = []
     taken = {INPUT}

@@ -44,9 +44,9 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     run, resuming = _run_folder(args)
     resumed = read_last(run) if resuming else None
     if args.spec is None:
-        args.spec = _spec_of(run) if resuming else None
-        if args.spec is None:
+        if not resuming:
             raise SpecError("tcc train needs a SPEC (or --resume RUN, which reads the spec from the run)")
+        args.spec = _spec_of(run)
     config = resolve(args.spec, args, run if resuming else None)
     model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
     if config.data is None:

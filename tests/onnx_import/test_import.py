@@ -146,3 +146,18 @@ def test_an_onnx_file_is_taken_wherever_a_spec_is(mobilenet, tmp_path):
     assert rc == 2 and "an ONNX file carries its weights" in err
     rc, printed, err = tcc_cli("check", path, "--json")
     assert rc == 0 and json.loads(printed)["params"] == tcc.load_model(work / "m.yaml").graph.param_count
+
+
+def test_constant_nodes_of_every_attribute_form_are_read(tmp_path):
+    """Clip's bounds from Constant nodes written with value_float (not a tensor): read as relu6, no traceback."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    nodes = [helper.make_node("Constant", [], ["lo"], value_float=0.0),
+             helper.make_node("Constant", [], ["hi"], value_float=6.0),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")]
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)]),
+              path)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    assert "{id: clamp, op: relu6}" in (tmp_path / "m.yaml").read_text()
