@@ -257,7 +257,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         check_wide_kinds,
     )
     from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
-    from .quant.table.steps import Steps  # deferred for start-up: loads onnx
+    from .quant.table.steps import Steps, choice_lines  # deferred for start-up: loads onnx
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
@@ -307,6 +307,8 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
         table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
                                spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)
+        for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+            log(line)
         if placement is not None and placement.active:
             from .quant.place.placer import place  # deferred for start-up: loads onnx
 

@@ -30,7 +30,8 @@ from .quant.table.file import load_table, model_sha256
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MIN_COSINE = 0.9999  # below this a float tensor "diverges"
 DEFAULT_MAX_REL = 1e-3  # or above this max |a - b| / max |b| (a scaled tensor keeps its cosine); FP32 vs FP32: ~1e-6
-DEFAULT_MAX_LSB = 1.0  # above this an integer tensor diverges (integer backends of one table: 0 or 1 LSB)
+DEFAULT_MAX_LSB = 1.0  # above this an integer tensor diverges (exact backends of one table: 0 LSB; ORT, which
+# requantizes in float32, 1 LSB per op on its own input codes, more end to end where a flipped code is carried on)
 
 
 class DiffError(TccError):

@@ -56,10 +56,10 @@ def steps_args(p) -> None:
     given, each takes the spec's `calibrate:` section, else tcc's default."""
     from ..quant.table.steps import Steps  # deferred for start-up: loads numpy, onnx
 
-    on_off, default = argparse.BooleanOptionalAction, Steps()
+    on_off = argparse.BooleanOptionalAction
 
     def state(name):
-        return f"default: the spec's `calibrate:` section, else {'on' if default.enabled(name) else 'off'}"
+        return "default: the spec's `calibrate:` section, else chosen per model on held-back calibration samples"
 
     p.add_argument("--equalization", action=on_off, default=None,
                    help="cross-layer equalization of producer -> consumer pairs through a ReLU ("
@@ -77,13 +77,18 @@ def steps_args(p) -> None:
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")
+    p.add_argument("--choice-budget", type=float, metavar="SECONDS",
+                   help="seconds for choosing the steps that neither these switches nor the spec fix (default "
+                        f"{Steps().choice_budget:g}; each combination is judged by the INT8 output cosine on a quarter "
+                        "of the calibration samples held back from the statistics; no trial starts past the budget, "
+                        "and the table then says so; 0: no choosing, those steps stay off)")
 
 
 def step_switches(args) -> dict:
     """The steps' switches as given (None: not given); tcc.quant.table.steps.Steps.chosen resolves them against the
     spec's `calibrate:` section where the model is loaded."""
     return {"equalization": args.equalization, "bias_correction": args.bias_correction, "rounding": args.rounding,
-            "rounding_budget": args.rounding_budget}
+            "rounding_budget": args.rounding_budget, "choice_budget": args.choice_budget}
 
 
 def specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:

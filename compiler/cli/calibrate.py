@@ -72,8 +72,10 @@ def run(args) -> int:
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
     from ..quant.place.placer import placement_lines  # deferred for start-up: loads numpy, onnx
-    from ..quant.table.steps import summary_lines  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import choice_lines, summary_lines  # deferred for start-up: loads numpy, onnx
 
+    for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+        print(line)
     print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
     for line in placement_lines(table):
         print(line)

@@ -22,11 +22,13 @@ The table records every step (its `steps` list) and stays tied to the FP32 graph
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
 from ..frontend import lower_spec
+from .choose import choose_steps
 from .collect.data import load_calibration_data
 from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
 from .intgraph.layers import initializers, layer_of, layer_rows
@@ -76,6 +79,63 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError("no calibration samples")
     if not np.isfinite(data).all():
         raise DataError("calibration data holds NaN or infinite values")
+    settings = dict(method=method, rules=rules, percentile=percentile, cos_steps=cos_steps, cos_rounds=cos_rounds,
+                    cos_rows=cos_rows, cos_samples=cos_samples, batch_size=batch_size, seed=seed, bins=bins,
+                    threads=threads, progress=progress, spec_hash=spec_hash, weights_hash=weights_hash, graph=graph,
+                    activation_bits=activation_bits)
+    if data_fingerprint is None and len(data):
+        data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    if steps.free:
+        return choose_steps(model, data, steps, graph, rules, seed,
+                            lambda d, eq: _scaled(model, d, equalization=eq, rows_needed=True,
+                                                  data_fingerprint=data_fingerprint, **settings),
+                            _with_layer_steps)
+    stage = _scaled(model, data, equalization=bool(steps.equalization),
+                    rows_needed=bool(steps.rounding or steps.bias_correction), data_fingerprint=data_fingerprint,
+                    **settings)
+    return _with_layer_steps(stage, steps)
+
+
+@dataclass
+class Scaled:
+    """A calibration before its per-layer steps: the table with every scale, and what the steps work on."""
+
+    table: CalibrationTable
+    graph: IntGraph
+    layers: list
+    inits: dict
+    samples: dict  # layer -> its sampled input rows (float32)
+    threads: int | None
+    started: float  # perf_counter at the start, for the table's total time
+    rounding: dict | None = None  # the rounding step's record once run: the same for every choice on this stage
+
+
+def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
+    """The stage's table (a copy: one stage serves several step choices) with rounding and bias correction run as
+    `steps` say."""
+    table = CalibrationTable(copy.deepcopy(stage.table.doc))
+    timing = table.doc["timing_s"]
+    wide = table.doc["settings"]["activation_bits"] > 8  # the steps fit to the grids the integer graph will have
+    t3 = time.perf_counter()
+    if wide:
+        fit_accumulators(table, stage.graph)
+    timing["headroom"] = time.perf_counter() - t3
+    _layer_steps(table, stage, steps)
+    t3 = time.perf_counter()
+    if wide:
+        fit_accumulators(table, stage.graph)
+    timing["headroom"] += time.perf_counter() - t3
+    timing["total"] = time.perf_counter() - stage.started
+    return table
+
+
+def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: TargetRules, percentile: float,
+            cos_steps: int, cos_rounds: int, cos_rows: int, cos_samples: int | None, batch_size: int, seed: int,
+            bins: int, threads: int | None, progress: bool | None, data_fingerprint: str | None,
+            spec_hash: str | None, weights_hash: str | None, graph: IntGraph, activation_bits: int,
+            equalization: bool, rows_needed: bool) -> Scaled:
+    """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
+    the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
     timing = {}
     t0 = time.perf_counter()
     fp32_hash = model_sha256(model)
@@ -84,7 +144,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
 
     # ---- cross-layer equalization: the same function, channels of the rescalable tensors evened out
     pairs_doc: list[dict] = []
-    if steps.equalization:
+    if equalization:
         pairs = find_pairs(graph)
         if pairs:
             inits = initializers(model)
@@ -101,9 +161,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     base = wide_method(method) if activation_bits > 8 else "kl" if method == "kl+cos" else method
     # the fine search models 8-bit activations; at 16 bits their rounding error is ~1/128 of that and it is left out
     searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0 and activation_bits == 8
-    per_layer_steps = steps.rounding or steps.bias_correction  # both work on the layers' sampled input rows
     n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
-    sampling_rows = searching or per_layer_steps
+    sampling_rows = searching or rows_needed  # the fine search and the per-layer steps work on the layers' input rows
     # each layer's rows go straight into one buffer (no concatenation of per-batch parts at the end): room for
     # every batch's draw, ceil(cos_rows * take / n_cos) rows, of which a batch smaller than that fills less
     capacity = sum(math.ceil(cos_rows * min(batch_size, n_cos - s) / n_cos) for s in range(0, n_cos, batch_size))
@@ -249,8 +308,6 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         a = [r.cos_after for r in result.layers.values()]
         summary = {"layers_searched": len(a), "mean_cos_before": float(np.mean(b)), "mean_cos_after": float(np.mean(a)),
                    "min_cos_before": float(np.min(b)), "min_cos_after": float(np.min(a))}
-    if data_fingerprint is None:
-        data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     doc = {
         "format": "tcc-calibration", "version": 1, "target": rules.name, "method": method,
         "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": fp32_hash,
@@ -261,23 +318,10 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
                      "cos_samples": n_cos if searching else 0, "cos_range": [0.5, 2.0], "seed": seed},
         "created_by": "tcc.quant.calibrate",
         "timing_s": timing, "summary": summary, "tensors": tensors, "layers": layer_doc, "groups": groups,
-        "steps": [{"name": "equalization", "enabled": steps.equalization,
-                   **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if steps.equalization
-                      else {})}],
+        "steps": [{"name": "equalization", "enabled": bool(equalization),
+                   **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if equalization else {})}],
     }
-    table = CalibrationTable(doc)
-    wide = activation_bits > 8  # the steps fit to the grids the integer graph will have, and move the bound a bit
-    t3 = time.perf_counter()
-    if wide:
-        fit_accumulators(table, graph)
-    timing["headroom"] = time.perf_counter() - t3
-    _layer_steps(table, layers, inits, samples, steps, threads)
-    t3 = time.perf_counter()
-    if wide:
-        fit_accumulators(table, graph)
-    timing["headroom"] += time.perf_counter() - t3
-    timing["total"] = time.perf_counter() - t0
-    return table
+    return Scaled(CalibrationTable(doc), graph, layers, inits, samples, threads, t0)
 
 
 ACTIVATION_BITS = (8, 16)
@@ -353,20 +397,23 @@ def wide_method(method: str) -> str:
     return "minmax" if method in ("kl", "kl+cos") else method
 
 
-def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: dict, steps: Steps,
-                 threads: int | None) -> None:
+def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
     """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
-    its input; appended to the table's steps. inits: the (equalized) model's initializers."""
+    its input; appended to the table's steps. The stage's initializers are the (equalized) model's."""
     doc, timing = table.doc, table.doc["timing_s"]
     tensors = doc["tensors"]
+    layers, inits, samples = stage.layers, stage.inits, stage.samples
 
     def quantized_rows(l):
         e = tensors[l.input]
         return fake_quant(samples[l.name], e["scale"], e["bits"], e["signed"], zero_point=e["zero_point"])
 
     t = time.perf_counter()
-    record: dict = {"name": "rounding", "enabled": steps.rounding}
-    if steps.rounding:
+    record: dict = {"name": "rounding", "enabled": bool(steps.rounding)}
+    if steps.rounding and stage.rounding is not None and stage.rounding["settings"]["sweeps"] == steps.rounding_sweeps \
+            and stage.rounding["settings"]["budget_s"] == steps.rounding_budget:
+        record = copy.deepcopy(stage.rounding)  # chosen on this stage's scales and rows already
+    elif steps.rounding:
         weights, errors, reached = {}, {}, 0
         budget = steps.rounding_budget
         for l in layers:
@@ -381,11 +428,12 @@ def _layer_steps(table: CalibrationTable, layers: list, inits: dict, samples: di
             errors[l.name] = {"error_before": before, "error_after": after}
         record.update(settings={"sweeps": steps.rounding_sweeps, "budget_s": budget},
                       complete=reached == len(layers), weights=weights, layers=errors)
+        stage.rounding = copy.deepcopy(record)
     doc["steps"].append(record)
     timing["rounding"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    record = {"name": "bias_correction", "enabled": steps.bias_correction}
+    record = {"name": "bias_correction", "enabled": bool(steps.bias_correction)}
     if steps.bias_correction:
         shifts, skipped = {}, []
         for l in layers:

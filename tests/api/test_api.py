@@ -91,4 +91,4 @@ def test_the_docs_page_example_runs_as_written(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     code = re.search(r"```python\n(.*?)```", (REPO / "docs" / "python-api.md").read_text(), re.S).group(1)
     exec(compile(code, "docs/python-api.md", "exec"), {})
-    assert capsys.readouterr().out.split() == ["TUM", "True", "True", "63", "1.0"]
+    assert capsys.readouterr().out.split() == ["TUM", "True", "True", "63", "True"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, shape_inference
 
 from ...errors import DataError
 from ...measure.ort import session
@@ -228,3 +228,14 @@ def collect_stats(model: onnx.ModelProto, data: np.ndarray, batch_size: int = 8,
         update_histograms(hists, outs)
     layers = find_layers(model)
     return Stats(hists, weight_stats(model, layers), layers, len(data))
+
+
+def per_sample_cosine(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Cosine of each sample's flattened tensors (1 for two zero tensors, 0 when only one is zero)."""
+    a = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    b = np.asarray(got, np.float64).reshape(len(got), -1)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = np.einsum("ij,ij->i", a, b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = dot / (na * nb)
+    return np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))

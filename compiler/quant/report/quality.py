@@ -33,10 +33,10 @@ import onnx
 
 from ...errors import DataError
 from ...files import atomic_write, check_output
+from ...measure.ort import session
 from ...plots import quality_chart, save
 from ...resources import schema_path
-from ...measure.ort import session
-from ..collect.stats import expose, input_name
+from ..collect.stats import expose, input_name, per_sample_cosine
 from ..intgraph.plan import plan
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
@@ -60,17 +60,6 @@ DEFINITIONS = {
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
-def per_sample_cosine(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """Cosine of each sample's flattened tensors (1 for two zero tensors, 0 when only one is zero)."""
-    a = np.asarray(ref, np.float64).reshape(len(ref), -1)
-    b = np.asarray(got, np.float64).reshape(len(got), -1)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    dot = np.einsum("ij,ij->i", a, b)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = dot / (na * nb)
-    return np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
-
-
 def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
     """Fraction of samples (and spatial positions, for dense outputs) whose argmax over axis 1 agrees."""
     ref, got = np.asarray(ref), np.asarray(got)

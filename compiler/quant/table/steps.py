@@ -4,8 +4,9 @@
 
 Calibration runs them in this order (tcc.quant.calibrate): cross-layer equalization (tcc.quant.steps.equalize) before
 the statistics, the activation method (KL + the cosine search by default), then per-layer weight rounding
-(tcc.quant.steps.rounding) and bias correction (tcc.quant.steps.bias_correction) on the final scales. The table's `steps` list
-records each step, whether it ran, its settings, its time and everything it chose:
+(tcc.quant.steps.rounding) and bias correction (tcc.quant.steps.bias_correction) on the final scales; the steps that
+neither the command line nor the spec fixes are chosen per model (tcc.quant.choose, recorded as `steps_choice`). The
+table's `steps` list records each step, whether it ran, its settings, its time and everything it chose:
 
     equalization      per pair: the producer, its consumers (weights, input-channel axis, groups), the factors
     rounding          per weight: one bit per element (the code above floor(w / s)), base64
@@ -21,7 +22,8 @@ quantized graph quantize the same weights and biases:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -31,42 +33,60 @@ from ...errors import CalibrationError, DataError
 from .placement import doc_float_nodes
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
+DEFAULT_CHOICE_BUDGET = 300.0  # seconds: every combination for DDSNet at 224 took 48-110 s on 2 busy cores
 
 
 @dataclass(frozen=True)
 class Steps:
-    """Which steps calibration runs. None by default, because none helps every model and data set (measured,
-    README, INT8): bias correction wins on all four DDSNet checkpoints calibrated and judged on crops of their own
-    dataset (the recommended setting there), but lost on two of them with crops of all four datasets and moved the
-    golden sets' INT8 outputs both ways (DDSNet's TVM min cosine 0.99976 -> 0.99948, EfficientNet-B0's 0.987 ->
-    0.998); equalization, with plain `kl` or few crops, clips the evened-out channels (KL's threshold falls and no
-    cosine search moves it back: on the golden sets' 8 crops FastNet's INT8 cosine fell below 0.95, ResNet-18
-    changed a class). rounding_budget: seconds for the rounding step (None: every layer); it stops between layers,
-    so a budget that bites makes the table depend on the machine's speed (the table says so)."""
+    """Which steps calibration runs: True / False, or None to choose per model (tcc.quant.steps.choose: each
+    combination of the undecided steps judged by the INT8 output cosine on calibration samples held back from the
+    statistics). A fixed choice is no good default, because none helps every model and data set (measured, README,
+    INT8): bias correction wins on all four DDSNet checkpoints calibrated and judged on crops of their own dataset,
+    but lost on two of them with crops of all four datasets; equalization, with plain `kl` or few crops, clips the
+    evened-out channels (on the golden sets' 8 crops FastNet's INT8 cosine fell below 0.95). `Steps()` runs none
+    (the library's plain default); `Steps.chosen` (the commands') leaves the steps nobody fixed to the choice.
+    rounding_budget: seconds for the rounding step (None: every layer); it stops between layers, so a budget that
+    bites makes the table depend on the machine's speed (the table says so). choice_budget: seconds for choosing
+    (after the first trial, no new one starts past it; None: every combination)."""
 
-    equalization: bool = False
-    bias_correction: bool = False
-    rounding: bool = False
+    equalization: bool | None = False
+    bias_correction: bool | None = False
+    rounding: bool | None = False
     rounding_sweeps: int = 8
     rounding_budget: float | None = None
+    choice_budget: float | None = DEFAULT_CHOICE_BUDGET
 
     def enabled(self, name: str) -> bool:
         return bool(getattr(self, name))
 
+    @property
+    def free(self) -> tuple[str, ...]:
+        """The steps left to choose, in STEP_NAMES order."""
+        return tuple(name for name in STEP_NAMES if getattr(self, name) is None)
+
+    def deciding(self, on: Iterable[str]) -> "Steps":
+        """Itself with every free step decided: on when named in `on`, else off."""
+        return replace(self, **{name: name in set(on) for name in self.free})
+
     @classmethod
     def chosen(cls, spec_section: dict | None, **switches) -> "Steps":
         """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
-        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it), which wins over tcc's default.
-        Other keyword arguments (rounding_budget) pass through."""
-        section, default = spec_section or {}, cls()
+        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); a step neither fixes is chosen
+        per model (None). Other keyword arguments (rounding_budget, choice_budget; None: the default) pass through."""
+        section = spec_section or {}
         picked = {name: bool(switches[name]) if switches.get(name) is not None else
-                  bool(section.get(name, getattr(default, name))) for name in STEP_NAMES}
-        return cls(**picked, **{k: v for k, v in switches.items() if k not in STEP_NAMES})
+                  (bool(section[name]) if section.get(name) is not None else None) for name in STEP_NAMES}
+        rest = {k: v for k, v in switches.items() if k not in STEP_NAMES and v is not None}
+        return cls(**picked, **rest)
 
     def checked(self) -> "Steps":
         """Itself, if its settings fit together (a rounding budget needs the rounding step and seconds > 0)."""
-        if self.rounding_budget is not None and not (self.rounding and self.rounding_budget > 0):
-            raise DataError("--rounding-budget needs --rounding and a positive number of seconds")
+        if self.rounding_budget is not None and not (self.rounding is not False and self.rounding_budget > 0):
+            raise DataError("--rounding-budget needs --rounding (or the rounding step left to the choice) and a "
+                            "positive number of seconds")
+        if self.choice_budget is not None and self.choice_budget < 0:
+            raise DataError(f"--choice-budget {self.choice_budget:g}: expected seconds >= 0 (0: no choosing, the "
+                            "undecided steps stay off)")
         return self
 
 
@@ -182,7 +202,7 @@ def equalized_model(model: onnx.ModelProto, doc: dict) -> onnx.ModelProto:
 
 
 def summary_lines(doc: dict) -> list[str]:
-    """One line per step of a table, as `tcc calibrate` prints them."""
+    """One line per step of a table, as `tcc calibrate` prints them (how they were chosen: choice_lines)."""
     lines = []
     for s in doc.get("steps", ()):
         name = s["name"].replace("_", " ")
@@ -205,3 +225,28 @@ def summary_lines(doc: dict) -> list[str]:
             lines.append(f"{name}: {len(s.get('layers', {}))} layers' biases corrected"
                          + (f" ({len(skipped)} without a bias left as they are)" if skipped else ""))
     return lines
+
+
+def choice_lines(choice: dict | None, seconds: float | None = None) -> list[str]:
+    """How the undecided steps were chosen (tcc.quant.choose), in one line; `seconds`: the time it took."""
+    if not choice or not choice["free"]:
+        return []
+    free = ", ".join(n.replace("_", " ") for n in choice["free"])
+    if choice.get("skipped"):
+        return [f"steps chosen per model ({free}): none tried ({choice['skipped']}); those steps are off"]
+
+    def named(steps):
+        return " + ".join(n.replace("_", " ") for n in steps) or "none"
+
+    trials = choice["trials"]
+    best = next(t for t in trials if t["steps"] == choice["chosen"])
+    plain = trials[0]
+    line = (f"steps chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: "
+            f"{named(choice['chosen'])}, INT8 output cosine mean {best['mean_cos']:.6f} / min {best['min_cos']:.6f}"
+            + (f" (vs {named(plain['steps'])}: {plain['mean_cos']:.6f} / {plain['min_cos']:.6f})" if best is not plain
+               else "") + f"; {len(trials)} combinations judged" + (f" in {seconds:.1f} s" if seconds is not None
+                                                                    else ""))
+    if not choice.get("complete", True):
+        line += (f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's "
+                 "speed)")
+    return [line]

@@ -1,0 +1,154 @@
+"""Choosing the post-training steps per model (tcc.quant.choose): every combination of the undecided steps, judged
+on calibration samples held back from the statistics, the best recorded and used; deterministic; fixed steps stay
+fixed; too few samples or a zero budget choose nothing; the commands leave undecided steps to the choice."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.choose import JUDGED_MIN, SAMPLES_MIN, candidates, split
+from tcc.quant.collect.stats import per_sample_cosine, run_fp32
+from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.table.file import validate
+from tcc.quant.table.steps import Steps, choice_lines, step
+
+from tests.helpers.onnx_util import make_model
+from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
+
+FAST = {"cos_steps": 10, "cos_rounds": 1}
+CHOOSE_ALL = Steps(equalization=None, bias_correction=None, rounding=None)
+
+
+def _without_times(doc: dict) -> str:
+    doc = json.loads(json.dumps(doc))
+    doc.pop("timing_s")
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_candidates_cover_every_combination_fewest_steps_first():
+    assert candidates(CHOOSE_ALL) == [
+        (False, ()), (False, ("rounding",)), (False, ("bias_correction",)), (False, ("rounding", "bias_correction")),
+        (True, ()), (True, ("rounding",)), (True, ("bias_correction",)), (True, ("rounding", "bias_correction"))]
+    # a step the user fixed stays as fixed in every candidate
+    assert candidates(Steps(equalization=False, bias_correction=True, rounding=None)) == [
+        (False, ("bias_correction",)), (False, ("bias_correction", "rounding"))]
+    assert candidates(Steps(equalization=None, bias_correction=False, rounding=False)) == [(False, ()), (True, ())]
+
+
+def test_split_is_seeded_disjoint_and_holds_back_a_quarter():
+    statistics, judged = split(40, seed=3)
+    assert len(judged) == 10 and len(statistics) == 30
+    assert sorted([*statistics, *judged]) == list(range(40))
+    assert list(judged) == sorted(judged)
+    np.testing.assert_array_equal(split(40, seed=3)[1], judged)
+    assert not np.array_equal(split(40, seed=4)[1], judged)
+    assert len(split(SAMPLES_MIN, 0)[1]) == JUDGED_MIN
+
+
+def test_choice_is_the_best_trial_recorded_and_deterministic():
+    """On the tiny net with 32 samples: 8 trials, the chosen one the best by (mean, min) cosine to 6 decimals
+    (the earliest on ties), its steps the ones the table ran; a trial's cosines are the integer reference's on the
+    held-back samples, for the table of those steps calibrated on the other samples; the table itself is calibrated
+    on all of them; the same inputs give the same table."""
+    model, x = tiny_cnn(), tiny_data(32)
+    table = calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST)
+    choice = table.doc["steps_choice"]
+    trials = choice["trials"]
+    assert len(trials) == 8 and choice["complete"] and choice["free"] == ["equalization", "rounding",
+                                                                            "bias_correction"]
+    assert choice["judged_samples"] == 8 and choice["statistics_samples"] == 24 and table.doc["samples"] == 32
+
+    def key(t):
+        return round(t["mean_cos"], 6), round(t["min_cos"], 6)
+
+    best = max(trials, key=key)
+    assert choice["chosen"] == next(t for t in trials if key(t) == key(best))["steps"]
+    assert {s["name"] for s in table.doc["steps"] if s["enabled"]} == set(choice["chosen"])
+    statistics, judged = split(32, 0)
+    reference = run_fp32(model, x[judged], ["output"])["output"]
+    for trial in (trials[0], trials[-1]):
+        steps = Steps(**{name: name in trial["steps"] for name in ("equalization", "rounding", "bias_correction")})
+        trial_table = calibrate_onnx(model, x[statistics], steps=steps, **FAST)
+        cos = per_sample_cosine(reference, run_reference(model, trial_table, x[judged]))
+        assert trial["mean_cos"] == pytest.approx(cos.mean(), abs=1e-9)
+        assert trial["min_cos"] == pytest.approx(cos.min(), abs=1e-9)
+    decided = Steps(**{name: name in choice["chosen"] for name in ("equalization", "rounding", "bias_correction")})
+    plain = calibrate_onnx(model, x, steps=decided, **FAST).doc
+    assert {k: v for k, v in plain.items() if k != "timing_s"} == {
+        k: v for k, v in table.doc.items() if k not in ("timing_s", "steps_choice")}
+    validate(table.doc)
+    assert _without_times(table.doc) == _without_times(calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST).doc)
+    assert choice_lines(choice)[0].startswith("steps chosen per model (equalization, rounding, bias correction) on 8 "
+                                              "held-back calibration samples: ")
+
+
+def test_a_step_that_clearly_helps_is_chosen():
+    """A 1x1 conv whose weights all sit 0.45 steps below their code (nearest rounding moves each one up) on
+    positive inputs (ranges by minmax: no clipping error on top): the quantized output is biased by many output
+    steps. Bias correction and rounding each remove most of that error, and the choice takes one of them."""
+    rng = np.random.default_rng(3)
+    c_in, c_out = 6, 4
+    k = rng.integers(20, 100, (c_out, c_in)).astype(np.float64)
+    k[:, 0] = 127
+    s = np.array([0.004, 0.01, 0.002, 0.02])
+    w = (np.where(k == 127, k, k - 0.45) * s[:, None]).reshape(c_out, c_in, 1, 1).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["input", "w", "b"], ["output"], name="pw", kernel_shape=[1, 1])],
+                       {"input": ["N", c_in, 4, 4]}, {"output": ["N", c_out, 4, 4]},
+                       {"w": w, "b": (rng.standard_normal(c_out) * 0.1).astype(np.float32)}, name="m", ir_version=8,
+                       check=True)
+    x = rng.uniform(0.5, 1.5, (32, c_in, 4, 4)).astype(np.float32)
+    table = calibrate_onnx(model, x, method="minmax",
+                           steps=Steps(equalization=False, bias_correction=None, rounding=None))
+    choice = table.doc["steps_choice"]
+    error = {tuple(t["steps"]): 1 - t["mean_cos"] for t in choice["trials"]}
+    assert error[("rounding",)] < 0.5 * error[()] and error[("bias_correction",)] < 0.5 * error[()]
+    assert choice["chosen"] and error[tuple(choice["chosen"])] < 0.5 * error[()]
+    assert all(step(table.doc, name) for name in choice["chosen"])
+
+
+@pytest.mark.parametrize("samples, budget, skipped", [(SAMPLES_MIN - 1, None, "31 calibration samples"),
+                                                       (40, 0.0, "choice budget 0")])
+def test_too_few_samples_or_no_budget_choose_nothing(samples, budget, skipped):
+    table = calibrate_onnx(tiny_cnn(), tiny_data(samples), steps=Steps(equalization=None, bias_correction=None,
+                                                                       rounding=None, choice_budget=budget), **FAST)
+    choice = table.doc["steps_choice"]
+    assert choice["skipped"].startswith(skipped) and choice["chosen"] == [] and choice["trials"] == []
+    assert not any(s["enabled"] for s in table.doc["steps"]) and table.doc["samples"] == samples
+    assert "none tried" in choice_lines(choice)[0]
+
+
+def test_a_budget_stops_the_trials_and_says_so():
+    table = calibrate_onnx(tiny_cnn(), tiny_data(32), steps=Steps(equalization=None, bias_correction=None,
+                                                                  rounding=None, choice_budget=1e-9), **FAST)
+    choice = table.doc["steps_choice"]
+    assert len(choice["trials"]) == 1 and not choice["complete"] and choice["chosen"] == []
+    assert "depends on this machine's speed" in choice_lines(choice)[0]
+
+
+def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
+    """`tcc calibrate` without switches chooses every step, prints the choice and records it; a switch fixes its
+    step (no longer free); `--choice-budget 0` chooses nothing; a negative budget is a clean exit 2."""
+    from tcc.cli.main import main as cli
+
+    assert Steps.chosen(None) == Steps(equalization=None, bias_correction=None, rounding=None)
+    assert Steps.chosen({"rounding": True}, rounding=None, choice_budget=None).free == ("equalization",
+                                                                                        "bias_correction")
+    spec, data = tiny_spec_and_data(tmp_path, SAMPLES_MIN)
+    out = tmp_path / "calib.json"
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+    assert cli(args) == 0
+    assert "steps chosen per model (equalization, rounding, bias correction) on 8 held-back" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 8
+    assert cli(args + ["--no-equalization", "--bias-correction"]) == 0
+    choice = json.loads(out.read_text())["steps_choice"]
+    assert choice["free"] == ["rounding"] and choice["fixed"] == {"equalization": False, "bias_correction": True}
+    assert len(choice["trials"]) == 2
+    assert cli(args + ["--choice-budget", "0"]) == 0
+    assert json.loads(out.read_text())["steps_choice"]["skipped"] == "choice budget 0"
+    capsys.readouterr()
+    assert cli(args + ["--choice-budget", "-1"]) == 2
+    assert "--choice-budget -1: expected seconds >= 0" in capsys.readouterr().err
