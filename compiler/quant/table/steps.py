@@ -246,6 +246,9 @@ def choice_lines(choice: dict | None, seconds: float | None = None) -> list[str]
             + (f" (vs {named(plain['steps'])}: {plain['mean_cos']:.6f} / {plain['min_cos']:.6f})" if best is not plain
                else "") + f"; {len(trials)} combinations judged" + (f" in {seconds:.1f} s" if seconds is not None
                                                                     else ""))
+    gain = choice.get("best_gain")
+    if gain and best is not plain:
+        line += f", gain per sample {gain['mean']:.2g} +- {gain['standard_error']:.2g}"
     if not choice.get("complete", True):
         line += (f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's "
                  "speed)")
