@@ -12,12 +12,16 @@ venv: $(STAMP)
 # 0.28.0 wheel (the release paired with torch 2.13) depends on the CUDA torch; --no-deps keeps the CPU torch, and
 # the tests import only its plain-Python models (its compiled operators do not load beside the CPU torch).
 TORCHVISION := torchvision==0.28.0
+# timm's model definitions are the import tests' models from outside torchvision (tests/onnx_import/test_timm.py).
+# --no-deps like torchvision: built with pretrained=False, timm needs neither huggingface_hub nor safetensors (it
+# imports them only to download weights), and nothing is downloaded at run time.
+TIMM := timm==1.0.29
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip install --quiet --no-deps $(TORCHVISION)
+	$(BIN)/pip install --quiet --no-deps $(TORCHVISION) $(TIMM)
 	touch $(STAMP)
 
 # TVM backend: cross compilers + qemu-user (apt-get, as root), apache-tvm/cmake/ninja (venv), and the TVM

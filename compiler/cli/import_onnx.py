@@ -30,8 +30,10 @@ def run(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     g, check = imported.graph, imported.check
     weights = args.weights_out or str(Path(args.output).with_suffix(".pt"))
-    print(f"imported {args.model}: {len(g.nodes)} nodes, input {list(g.input_shape)}; its PyTorch lowering vs ONNX "
-          f"Runtime on the original: max abs {check['max_abs']}, cosine {check['cosine']} (FP32 rule: passed)")
+    lines = len(imported.spec_text.splitlines())
+    print(f"imported {args.model}: {len(g.nodes)} nodes in {lines} lines, {len(imported.blocks)} local block(s), input "
+          f"{list(g.input_shape)}; its PyTorch lowering vs ONNX Runtime on the original: max abs {check['max_abs']}, "
+          f"cosine {check['cosine']} (FP32 rule: passed)")
     print(f"wrote {args.output} and {weights}; build it with: tcc build {args.output} --weights {weights} "
           "--target ort")
     return 0

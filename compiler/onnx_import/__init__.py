@@ -1,19 +1,22 @@
 """`tcc import`: an ONNX image classifier as a spec plus a state_dict by the spec's names.
 
     imported = import_onnx("model.onnx", size=(224, 224), mean=..., std=...)
-    imported.spec_text          # YAML: one node per ONNX layer, spec ops, ids from the initializer names
-    imported.state_dict         # {"features_0.weight": tensor, ...}: tcc build SPEC --weights W takes it
+    imported.spec_text          # YAML: spec ops, residuals, branches and local blocks; ids from the module names
+    imported.state_dict         # {"layer1.0.conv1.conv.weight": tensor, ...}: tcc build SPEC --weights W takes it
 
+The stages: reader (check, fold, convert each node; patterns.py first rewrites what exporters write in parts),
+fusion (spec-level patterns: gated activations, Conv + BN + act as the zoo's conv_bn_act), structure (chains,
+residuals, branches, modules), blocks (which repeated pieces become local blocks), writer and text (the spec).
 The spec is checked by loading it (tcc.spec.loader) and its PyTorch lowering against ONNX Runtime on the original
 graph (the FP32 rule, tcc.tolerance) before anything is returned; an op with no spec equivalent is refused up front,
-naming each node. This part writes one flat list of nodes; recognising blocks and repeats is the next step.
+naming each node.
 """
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,12 @@ from ..lower.weights import load_weights
 from ..measure.ort import session
 from ..spec.loader import load_model
 from ..tolerance import compare
+from .blocks import choose_blocks
+from .fusion import conv_bn_act, gated_activations, nary_adds
 from .reader import ImportedGraph, convert_graph
+from .structure import Flat, decompose
+from .text import flow, fold_repeats, render
+from .writer import SpecWriter, WrittenBlock
 
 DEFAULT_MEAN, DEFAULT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
@@ -37,38 +45,48 @@ class Imported:
     spec_text: str
     state_dict: dict  # parameter name -> torch.Tensor
     check: dict  # the lowering against ONNX Runtime on the original (tcc.tolerance.compare's verdict)
+    blocks: list[str]  # the names of the spec's local blocks
 
     @property
     def notes(self) -> list[str]:
         return self.graph.notes
 
 
-def _flow(value) -> str:
-    return json.dumps(value) if isinstance(value, (list, tuple, str)) else (
-        "true" if value is True else "false" if value is False else repr(value))
+def _layers(g: ImportedGraph, structured: bool) -> tuple[list[dict], list[WrittenBlock], dict[str, str]]:
+    """The layers, the local blocks and {imported node id: spec name}: nested and with blocks, or one flat list."""
+    if structured:
+        items, prefix = decompose(g.nodes, INPUT)
+        memo: dict = {}
+        writer = SpecWriter(g.shapes, choose_blocks(items, memo), memo)
+    else:
+        items, prefix = [Flat(entry=INPUT, exit=g.nodes[-1].id, nodes=g.nodes)], ()
+        writer = SpecWriter(g.shapes, {}, {})
+    layers, names = writer.model(items, prefix)
+    if g.nodes[-1].id != g.output:  # the last node written is not the output (a flat list)
+        layers.append({"id": "output", "op": "identity", "in": names[g.output]})
+    return fold_repeats(layers), list(writer.blocks.values()), names
 
 
-def spec_text(g: ImportedGraph, source: str, mean, std, resize: bool) -> str:
+def spec_text(g: ImportedGraph, source: str, mean, std, resize: bool, layers: list[dict],
+              blocks: list[WrittenBlock], structured: bool) -> str:
     c, h, w = g.input_shape
     color = "RGB" if c == 3 else "L" if c == 1 else None
-    lines = [f"# Imported by `tcc import` from {source} (ONNX opset {g.opset}): one node per ONNX layer.",
+    how = f"nested as its modules, {len(blocks)} local block(s)" if structured else "one node per ONNX layer"
+    lines = [f"# Imported by `tcc import` from {source} (ONNX opset {g.opset}): {how}.",
              "kind: model", f"name: {g.name}", "input:", f"  shape: [{c}, {h}, {w}]"]
     if color:
-        pre = [f"color: {color}", f"mean: {_flow(list(mean))}", f"std: {_flow(list(std))}"]
-        if resize:
-            pre.insert(0, f"resize: [{h}, {w}]")
-        lines.append("  preprocess: {" + ", ".join(pre) + "}")
-    lines.append("layers:")
-    previous = INPUT
-    for n in g.nodes:
-        fields = [f"id: {n.id}", f"op: {n.node.op}", *(f"{k}: {_flow(v)}" for k, v in n.node.args.items())]
-        if n.inputs != [previous]:
-            fields.append(f"in: {_flow(n.inputs if len(n.inputs) > 1 else n.inputs[0])}")
-        lines.append("  - {" + ", ".join(fields) + "}")
-        previous = n.id
-    if previous != g.output:
-        lines.append(f"  - {{id: output, op: identity, in: {g.output}}}")
-    return "\n".join(lines) + "\n"
+        pre = {"color": color, "mean": list(mean), "std": list(std)}
+        lines += flow("  preprocess: ", {"resize": [h, w], **pre} if resize else pre)
+    if blocks:
+        lines.append("blocks:")
+    for b in blocks:
+        named = [u for u in b.uses if u]  # the module paths of its uses (none where the names say nothing)
+        uses = ": " + ", ".join(named[:2]) + (", ..." if len(named) > 2 else "") if named else ""
+        lines.append(f"  {b.name}:  # {len(b.uses)} uses{uses}")
+        if b.params:
+            lines += flow("    params: ", b.params)
+        lines += ["    body:", *render(fold_repeats(b.body), 6)]
+    return "\n".join(lines + ["layers:", *render(layers, 2)]) + "\n"
 
 
 def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None, std=None,
@@ -76,11 +94,25 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
     """The spec and weights of the ONNX model at `path` (see the module doc). `size`: height and width where the
     model's are dynamic; `mean` / `std`: the preprocessing (per channel, of pixels scaled to [0, 1])."""
     g = convert_graph(path, size)
+    for fuse in (gated_activations, nary_adds, conv_bn_act):
+        g.nodes = fuse(g.nodes, g.output)
     c = g.input_shape[0]
     mean = tuple(mean) if mean is not None else DEFAULT_MEAN[:c]
     std = tuple(std) if std is not None else DEFAULT_STD[:c]
-    text = spec_text(g, Path(path).name, mean, std, resize=size is not None)
-    state = {f"{n.id}.{k}": torch.from_numpy(np.ascontiguousarray(v).copy()) for n in g.nodes
+    written = partial(_written, g, Path(path).name, mean, std, size is not None, check)
+    try:
+        return written(structured=True)
+    except Exception as e:  # an importer bug in the structure: the flat list, checked the same way, still says it
+        imported = written(structured=False)
+        imported.notes.append(f"written as one flat list: the nested spec failed ({type(e).__name__}: {e})")
+        return imported
+
+
+def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool, structured: bool) -> Imported:
+    """The spec text and state_dict, loaded by tcc's own loader and checked against ONNX Runtime."""
+    layers, blocks, names = _layers(g, structured)
+    text = spec_text(g, source, mean, std, resize, layers, blocks, structured)
+    state = {f"{names[n.id]}.{k}": torch.from_numpy(np.ascontiguousarray(v).copy()) for n in g.nodes
              for k, v in n.node.tensors.items()}
     with tempfile.TemporaryDirectory(prefix="tcc-import-") as tmp:
         spec_file, weights_file = Path(tmp) / f"{g.name}.yaml", Path(tmp) / "weights.pt"
@@ -90,10 +122,8 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
         module = to_torch(model.graph, inference_only=True)
         if state:  # a model without parameters (all activations and pools) has nothing to load
             load_weights(module, model.graph, weights_file)
-    verdict = {}
-    if check:
-        verdict = _check(g, module.eval())
-    return Imported(g, text, state, verdict)
+    verdict = _check(g, module.eval()) if check else {}
+    return Imported(g, text, state, verdict, [b.name for b in blocks])
 
 
 def _check(g: ImportedGraph, module) -> dict:

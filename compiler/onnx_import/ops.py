@@ -52,6 +52,7 @@ class SpecNode:
     args: dict = field(default_factory=dict)
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # parameter name -> value (the state_dict's)
     weight_name: str | None = None  # the ONNX initializer that names the node (`features.0.weight` -> features.0)
+    block: bool = False  # `op` names a block (the zoo's conv_bn_act), not an op of the table
 
 
 def _pads(node: OnnxNode, spatial: int = 2):
@@ -244,6 +245,72 @@ def _gelu(node: OnnxNode) -> SpecNode:
     return SpecNode("gelu", {"approximate": approximate} if approximate != "none" else {})
 
 
+def _per_channel(factors: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """Constant factors as one per channel of a [C, H, W] or [F] value, where they broadcast along it alone."""
+    channels = shape[0]
+    if factors.size == 1:
+        return np.full(channels, float(factors.reshape(-1)[0]), np.float32)
+    dims, want = list(factors.shape), [channels, 1, 1] if len(shape) == 3 else [channels]
+    while len(dims) > len(want) and dims[0] == 1:
+        dims.pop(0)
+    return factors.reshape(-1).astype(np.float32) if dims == want else None
+
+
+def _mul(node: OnnxNode) -> SpecNode:
+    """Mul of two computed values (a gate), or of one by constant factors per channel (a layer scale: the spec's
+    scale)."""
+    consts = [k for k in range(2) if node.constant(k) is not None]
+    if not consts:
+        return SpecNode("mul")
+    shape = node.shapes.get(node.proto.input[1 - consts[0]], ())
+    factors = node.constant(consts[0])
+    weight = _per_channel(factors, shape) if len(consts) == 1 and shape else None
+    if weight is None:
+        raise Unsupported(f"Mul by a constant of shape {list(factors.shape)} (a scale takes one factor per channel)")
+    weight = weight.reshape((-1, 1, 1) if len(shape) == 3 else (-1,))
+    return SpecNode("scale", {}, {"weight": weight}, node.proto.input[consts[0]])
+
+
+def _layer_norm(node: OnnxNode) -> SpecNode:
+    """LayerNormalization over its last axis, or tcc.onnx_import.patterns' LayerNorm (the arithmetic form) over one
+    axis: the spec's layernorm (`axis` with the batch counted, as ONNX's; -1 the last)."""
+    x = node.proto.input[0]
+    rank = len(node.shapes.get(x, ())) + 1
+    axis = int(node.attr("axis", -1)) % rank
+    if node.op_type == "LayerNormalization":
+        if axis != rank - 1:
+            raise Unsupported(f"LayerNormalization over axes {axis}..{rank - 1} (the spec's layernorm takes one)")
+        if len(node.proto.output) > 1 and any(node.proto.output[1:]):
+            raise Unsupported("LayerNormalization's mean and inverse deviation as outputs")
+    size = node.shapes[x][axis - 1]
+    weight, bias = node.constant(1), node.constant(2)
+    if weight is None and len(node.inputs()) > 1:
+        raise Unsupported("its weight is computed, not a constant")
+    weight = np.ones(size, np.float32) if weight is None else np.broadcast_to(weight.reshape(-1), (size,))
+    bias = np.zeros(size, np.float32) if bias is None else np.broadcast_to(bias.reshape(-1), (size,))
+    args = {} if axis == 1 else {"axis": -1 if axis == rank - 1 else axis}
+    eps = float(node.attr("epsilon", 1e-5))
+    if not math.isclose(eps, 1e-5, rel_tol=1e-6):
+        args["eps"] = _float(eps)
+    tensors = {"weight": weight.astype(np.float32).copy(), "bias": bias.astype(np.float32).copy()}
+    return SpecNode("layernorm", args, tensors, node.proto.input[1] if len(node.inputs()) > 1 else None)
+
+
+def _channel_linear(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' ChannelLinear: a MatMul (+ bias) over NHWC's last axis, read as the spec's linear
+    over the channels (`axis: 1`, nn.Linear's [out, in] weight)."""
+    weight, bias = node.constant(1), node.constant(2)
+    out = int(weight.shape[1])
+    tensors = {"weight": np.ascontiguousarray(weight.T)}
+    args = {"out": out, "axis": 1}
+    if bias is None:
+        args["bias"] = False
+    else:
+        tensors["bias"] = np.broadcast_to(bias.reshape(-1), (out,)).copy()
+    names = [i for i in node.proto.input[1:] if i and "::" not in i]
+    return SpecNode("linear", args, tensors, names[0] if names else None)
+
+
 def _split(node: OnnxNode) -> SpecNode:
     axis = int(node.attr("axis", 0))
     sizes = node.constant(1) if len(node.inputs()) > 1 else node.attr("split")
@@ -260,7 +327,10 @@ def _channel_shuffle(node: OnnxNode) -> SpecNode:
 
 
 ALIASES = ("Identity", "Dropout")  # the identity at inference: their output is their input
-CHANNEL_SHUFFLE = "ChannelShuffle"  # Reshape / Transpose / Reshape, found by tcc.onnx_import.reader as one node
+# pseudo-ops: what tcc.onnx_import.patterns finds written as several ONNX nodes, as one node
+CHANNEL_SHUFFLE = "ChannelShuffle"  # Reshape / Transpose / Reshape
+LAYER_NORM = "LayerNorm"  # ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div (/ Mul / Add)
+CHANNEL_LINEAR = "ChannelLinear"  # MatMul (/ Add) on the last axis of an NHWC run
 
 CONVERTERS = {
     "Conv": _conv,
@@ -274,7 +344,7 @@ CONVERTERS = {
     "Gelu": _gelu,
     "Clip": _clip,
     "Add": _elementwise("add"),
-    "Mul": _elementwise("mul"),
+    "Mul": _mul,
     "Concat": _axis_op("concat", 1),
     "Softmax": _axis_op("softmax", -1),
     "MaxPool": _pool("maxpool"),
@@ -286,5 +356,8 @@ CONVERTERS = {
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Split": _split,
+    "LayerNormalization": _layer_norm,
     CHANNEL_SHUFFLE: _channel_shuffle,
+    LAYER_NORM: _layer_norm,
+    CHANNEL_LINEAR: _channel_linear,
 }

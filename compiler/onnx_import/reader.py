@@ -17,7 +17,8 @@ from onnx import helper, numpy_helper
 
 from ..errors import DataError
 from ..ir import INPUT
-from .ops import ALIASES, CHANNEL_SHUFFLE, CONVERTERS, OnnxNode, SpecNode, Unsupported
+from .ops import ALIASES, CONVERTERS, OnnxNode, SpecNode, Unsupported
+from .patterns import rewrite_patterns
 
 _CONTROL_FLOW = ("If", "Loop", "Scan")
 _SHOWN = 12  # refused nodes listed one by one (a ConvNeXt at opset 13 has 475)
@@ -29,6 +30,7 @@ class ImportedNode:
     node: SpecNode
     inputs: list[str]  # spec ids (or "input") of its inputs, in order
     onnx_name: str
+    path: tuple[str, ...] = ()  # the module path its ONNX names give: ("layer1", "0", "conv1")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ImportedGraph:
     opset: int
     notes: list[str] = field(default_factory=list)
     onnx: onnx.ModelProto | None = None  # the graph as read, input shape fixed (the reference to check against)
+    shapes: dict[str, tuple] = field(default_factory=dict)  # per-sample shape of every value (node id, `id.k`)
 
 
 def read_model(path: str | Path) -> onnx.ModelProto:
@@ -94,7 +97,8 @@ def _fold(model: onnx.ModelProto, name: str, shape: tuple, path) -> tuple[onnx.M
         d.Clear()
         d.dim_value = v
     try:
-        folded, _ = onnxsim.simplify(fixed, check_n=0, skip_fuse_bn=True)
+        # constant folding only: its optimizer passes would fold a layer scale (Mul) into the conv before it
+        folded, _ = onnxsim.simplify(fixed, check_n=0, perform_optimization=False)
         return folded, []
     except Exception as e:  # a graph onnxsim cannot run: import it as written
         return fixed, [f"onnxsim could not fold the graph ({type(e).__name__}); imported as written"]
@@ -121,10 +125,10 @@ def _shapes(model: onnx.ModelProto, path) -> dict[str, tuple]:
     return out
 
 
-def _identifier(text: str) -> str:
-    """A spec id from an ONNX name: `features.0.weight` -> features_0; torch.onnx.export's node names, whose scopes
-    each repeat the module path (`/features/features.0/features.0.0/Conv`, `/layer1/layer1.0/conv1/Conv`), -> the
-    module's path: features_0_0, layer1_0_conv1."""
+def module_path(text: str) -> tuple[str, ...]:
+    """The module path in an ONNX name: `features.0.weight` -> (features, 0); torch.onnx.export's node names, whose
+    scopes each repeat the module path (`/features/features.0/features.0.0/Conv`, `/layer1/layer1.0/conv1/Conv`),
+    -> (features, 0, 0), (layer1, 0, conv1)."""
     text = re.sub(r"\.(weight|bias|W|B)$", "", text)
     if "/" in text:
         scopes = [p for p in text.split("/") if p]
@@ -137,59 +141,62 @@ def _identifier(text: str) -> str:
             else:
                 parts.append(scope)
         text = ".".join(parts)
-    name = "_".join(p for p in re.split(r"[^0-9A-Za-z_]+", text) if p) or "node"
-    return name if name[0].isalpha() or name[0] == "_" else f"n{name}"
+    names = ("_".join(p for p in re.split(r"[^0-9A-Za-z_]+", part) if p) for part in text.split("."))
+    return tuple(n for n in names if n)
 
 
-def _channel_shuffles(nodes: list, const: dict[str, np.ndarray]) -> list:
-    """ShuffleNet's channel shuffle as exporters write it: Reshape to [N, g, C/g, H, W], Transpose (0, 2, 1, 3, 4),
-    Reshape back to [N, C, H, W], each read only by the next: one ChannelShuffle(groups=g) node."""
-    readers: dict[str, int] = {}
-    for n in nodes:
-        for i in n.input:
-            readers[i] = readers.get(i, 0) + 1
-    by_input = {n.input[0]: n for n in nodes if n.input}
-    out, skip = [], set()
-    for n in nodes:
-        if id(n) in skip:
+def identifier(path: tuple[str, ...], fallback: str = "node") -> str:
+    """A spec id from a module path: (layer1, 0, conv1) -> layer1_0_conv1; a name starting with a digit gets an
+    `n` before it unless it is a number (an id may be one: `features.0`)."""
+    name = "_".join(path) or fallback
+    return name if name[0].isalpha() or name[0] == "_" or name.isdigit() else f"n{name}"
+
+
+def _convert_nodes(protos: list, const: dict, shapes: dict, producer: dict[str, str]):
+    """Every node converted (ImportedNodes, ids unique, in order) and every refusal, one line per node."""
+    nodes: list[ImportedNode] = []
+    taken = {INPUT}
+    refused: list[str] = []
+    lost: set[str] = set()  # the values of refused nodes: a node reading one is refused with them, unnamed
+    for proto in protos:
+        if proto.op_type == "Constant":
             continue
-        shape = const.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
-        t = by_input.get(n.output[0]) if shape is not None and shape.size == 5 else None
-        back = by_input.get(t.output[0]) if t is not None and t.op_type == "Transpose" else None
-        perm = next((list(helper.get_attribute_value(a)) for a in t.attribute if a.name == "perm"), None) if t else None
-        if (back is not None and back.op_type == "Reshape" and perm == [0, 2, 1, 3, 4]
-                and readers.get(n.output[0]) == 1 and readers.get(t.output[0]) == 1
-                and const.get(back.input[1]) is not None and const[back.input[1]].size == 4):
-            out.append(helper.make_node(CHANNEL_SHUFFLE, [n.input[0]], [back.output[0]], name=back.name or n.name,
-                                        groups=int(shape[1])))
-            skip.update((id(t), id(back)))
+        onnx_node = OnnxNode(proto, const, shapes)
+        label = proto.name or proto.output[0]
+        if proto.op_type in ALIASES:
+            if proto.input[0] in producer:
+                producer[proto.output[0]] = producer[proto.input[0]]
+            else:
+                lost.add(proto.output[0])
             continue
-        out.append(n)
-    return out
-
-
-_GATES = {"hardsigmoid": "hardswish", "sigmoid": "silu"}  # x * gate(x): the activation exporters write in parts
-
-
-def _gated_activations(nodes: list[ImportedNode], output: str | None) -> list[ImportedNode]:
-    """`x * hardsigmoid(x)` read back as hardswish and `x * sigmoid(x)` as silu (opset 13 has no HardSwish; torch
-    writes SiLU as Sigmoid and Mul), where the gate feeds nothing else: the spec says what the model computes."""
-    readers: dict[str, int] = {}
-    for n in nodes:
-        for i in n.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    by_id = {n.id: n for n in nodes}
-    dropped = set()
-    for n in nodes:
-        if n.node.op != "mul" or len(n.inputs) != 2:
+        missing = [i for i in onnx_node.activations() if i not in producer]
+        convert = CONVERTERS.get(proto.op_type)
+        try:
+            if convert is None:
+                raise Unsupported("no spec op")
+            spec = convert(onnx_node)
+            if missing:  # named where what it reads comes from nowhere, not where it comes from a refused node
+                raise Unsupported(None if set(missing) <= lost else f"reads '{missing[0]}', which no imported node "
+                                  "makes")
+        except Unsupported as e:
+            if e.args[0] is not None:
+                refused.append(f"node '{label}' ({proto.op_type}): {e}")
+            lost.update(proto.output)
             continue
-        for x, gate in (n.inputs, n.inputs[::-1]):
-            g = by_id.get(gate)
-            if g is not None and g.node.op in _GATES and g.inputs == [x] and readers[gate] == 1 and gate != output:
-                n.node.op, n.inputs = _GATES[g.node.op], [x]
-                dropped.add(gate)
-                break
-    return [n for n in nodes if n.id not in dropped]
+        meaningful = spec.weight_name and "::" not in spec.weight_name  # not torch's anonymous onnx::Conv_193
+        path = module_path(spec.weight_name if meaningful else label)
+        base = identifier(path, spec.op)
+        name, k = base, 1
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        nodes.append(ImportedNode(name, spec, [producer[i] for i in onnx_node.activations()], label, path))
+        if len(proto.output) == 1:
+            producer[proto.output[0]] = name
+        else:  # a split: output k is `id.k` in the spec
+            producer.update({o: f"{name}.{k}" for k, o in enumerate(proto.output) if o})
+    return nodes, refused
 
 
 def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> ImportedGraph:
@@ -205,50 +212,17 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
     folded, notes = _fold(model, value.name, shape, path)
     const, shapes = _constants(folded), _shapes(folded, path)
     producer: dict[str, str] = {value.name: INPUT}  # ONNX value name -> spec id (or the model input)
-    nodes: list[ImportedNode] = []
-    taken = {INPUT}
-    refused = []
-    for proto in _channel_shuffles(list(folded.graph.node), const):
-        if proto.op_type == "Constant":
-            continue
-        onnx_node = OnnxNode(proto, const, shapes)
-        label = proto.name or proto.output[0]
-        if proto.op_type in ALIASES:
-            producer[proto.output[0]] = producer.get(proto.input[0], proto.input[0])
-            continue
-        convert = CONVERTERS.get(proto.op_type)
-        if convert is None:
-            refused.append(f"node '{label}' ({proto.op_type}): no spec op")
-            continue
-        try:
-            spec = convert(onnx_node)
-        except Unsupported as e:
-            refused.append(f"node '{label}' ({proto.op_type}): {e}")
-            continue
-        missing = [i for i in onnx_node.activations() if i not in producer]
-        if missing:
-            refused.append(f"node '{label}' ({proto.op_type}): reads '{missing[0]}', which no imported node makes")
-            continue
-        meaningful = spec.weight_name and "::" not in spec.weight_name  # not torch's anonymous onnx::Conv_193
-        base = _identifier(spec.weight_name if meaningful else label)
-        name, k = base, 1
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        nodes.append(ImportedNode(name, spec, [producer[i] for i in onnx_node.activations()], label))
-        if len(proto.output) == 1:
-            producer[proto.output[0]] = name
-        else:  # a split: output k is `id.k` in the spec
-            producer.update({o: f"{name}.{k}" for k, o in enumerate(proto.output) if o})
+    nodes, refused = _convert_nodes(rewrite_patterns(list(folded.graph.node), const, shapes), const, shapes,
+                                    producer)
     if refused:
         shown = refused[:_SHOWN] + ([f"... and {len(refused) - _SHOWN} more"] if len(refused) > _SHOWN else [])
         raise DataError(f"{path}: {len(refused)} node(s) with no spec equivalent, nothing written:\n  "
                         + "\n  ".join(shown))
     out = folded.graph.output[0].name
-    nodes = _gated_activations(nodes, producer.get(out))
     if producer.get(out) in (None, INPUT):
         raise DataError(f"{path}: the output '{out}' is not computed by any imported node")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    name = _identifier(Path(path).stem).lower()  # exporters name graphs main_graph or torch_jit: the file says more
-    return ImportedGraph(name, shape, nodes, producer[out], opset, notes, folded)
+    name = identifier(module_path(Path(path).stem)).lower()  # exporters name graphs main_graph or torch_jit
+    values = {spec: shapes[name] for name, spec in producer.items() if name in shapes}
+    values[INPUT] = shape
+    return ImportedGraph(name, shape, nodes, producer[out], opset, notes, folded, values)

@@ -1,0 +1,316 @@
+"""ONNX-level patterns: what exporters write as several ONNX nodes for one spec op, found before conversion and
+replaced by one node (an ONNX op, or a pseudo-op of tcc.onnx_import.ops such as ChannelShuffle).
+
+Each pass takes the graph's nodes (topological order) and its constants and returns the nodes with the pattern
+replaced; a pattern matches only where its inner values feed nothing else, so the rest of the graph is unchanged.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM
+
+_NHWC, _NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+_UNARY = ("Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Dropout")
+
+
+class _Index:
+    """Who makes and who reads each value, and the constants."""
+
+    def __init__(self, nodes: list, const: dict[str, np.ndarray]):
+        self.const = const
+        self.readers: dict[str, list] = defaultdict(list)
+        for n in nodes:
+            for i in n.input:
+                if i:
+                    self.readers[i].append(n)
+        self.producer = {o: n for n in nodes for o in n.output}
+
+    def only_reader(self, value: str, *op_types: str):
+        """The one node reading `value`, if it is of one of `op_types`."""
+        found = self.readers.get(value, [])
+        return found[0] if len(found) == 1 and found[0].op_type in op_types else None
+
+    def operands(self, node) -> tuple[str, np.ndarray] | None:
+        """(the computed operand, the constant one) of a binary node with one constant operand."""
+        if len(node.input) != 2:
+            return None
+        a, b = node.input
+        if b in self.const and a not in self.const:
+            return a, self.const[b]
+        if a in self.const and b not in self.const:
+            return b, self.const[a]
+        return None
+
+    def scalar(self, node, value: float) -> str | None:
+        """The computed operand of `node`, where its other operand is the constant `value`."""
+        found = self.operands(node)
+        if found is None or found[1].size != 1 or not math.isclose(float(found[1].reshape(-1)[0]), value,
+                                                                     rel_tol=1e-6):
+            return None
+        return found[0]
+
+
+def _attr(node, name: str, default=None):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _replaced(nodes: list, matches: list[tuple[object, list]]) -> list:
+    """The nodes with each match's nodes replaced by its new node, placed where the match's last node was."""
+    last = {id(found[-1]): new for new, found in matches}
+    gone = {id(n) for _, found in matches for n in found}
+    return [last[id(n)] if id(n) in last else n for n in nodes if id(n) in last or id(n) not in gone]
+
+
+def channel_shuffles(nodes: list, const: dict[str, np.ndarray]) -> list:
+    """ShuffleNet's channel shuffle as exporters write it: Reshape to [N, g, C/g, H, W], Transpose (0, 2, 1, 3, 4),
+    Reshape back to [N, C, H, W], each read only by the next: one ChannelShuffle(groups=g) node."""
+    index = _Index(nodes, const)
+    matches = []
+    for n in nodes:
+        shape = const.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
+        t = index.only_reader(n.output[0], "Transpose") if shape is not None and shape.size == 5 else None
+        back = index.only_reader(t.output[0], "Reshape") if t is not None else None
+        if (back is not None and list(_attr(t, "perm", [])) == [0, 2, 1, 3, 4]
+                and const.get(back.input[1]) is not None and const[back.input[1]].size == 4):
+            shuffle = helper.make_node(CHANNEL_SHUFFLE, [n.input[0]], [back.output[0]], name=back.name or n.name,
+                                       groups=int(shape[1]))
+            matches.append((shuffle, [n, t, back]))
+    return _replaced(nodes, matches)
+
+
+def _reduce_axes(node, index: _Index) -> list[int] | None:
+    axes = _attr(node, "axes")
+    if axes is None and len(node.input) > 1:  # opset 18: the axes are an input
+        axes = index.const.get(node.input[1])
+    return None if axes is None or not int(_attr(node, "keepdims", 1)) else [int(a) for a in np.ravel(axes)]
+
+
+def _layer_norm(mean, index: _Index):
+    """(new node, matched nodes) where `mean` starts (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) over one
+    axis, then * weight + bias (torch.onnx.export's F.layer_norm below opset 17, tcc's own layernorm)."""
+    axes = _reduce_axes(mean, index)
+    x = mean.input[0]
+    sub = index.only_reader(mean.output[0], "Sub")
+    if axes is None or len(axes) != 1 or sub is None or list(sub.input) != [x, mean.output[0]]:
+        return None
+    centered = sub.output[0]
+    readers = index.readers[centered]
+    square = next((n for n in readers if n.op_type in ("Pow", "Mul")), None)
+    div = next((n for n in readers if n.op_type == "Div"), None)
+    if square is None or div is None or len({id(n) for n in readers}) != 2:
+        return None
+    if not (list(square.input) == [centered, centered] or index.scalar(square, 2.0) == centered):
+        return None
+    variance = index.only_reader(square.output[0], "ReduceMean")
+    if variance is None or _reduce_axes(variance, index) != axes:
+        return None
+    plus = index.only_reader(variance.output[0], "Add")
+    found = index.operands(plus) if plus is not None else None
+    sqrt = index.only_reader(plus.output[0], "Sqrt") if found is not None and found[1].size == 1 else None
+    if sqrt is None or list(div.input) != [centered, sqrt.output[0]]:
+        return None
+    matched, end, weight, bias = [mean, sub, square, variance, plus, sqrt, div], div, None, None
+    scaled = index.only_reader(div.output[0], "Mul")
+    if scaled is not None and index.operands(scaled) is not None:
+        matched.append(scaled)
+        end, weight = scaled, next(i for i in scaled.input if i in index.const)
+        shifted = index.only_reader(scaled.output[0], "Add")
+        if shifted is not None and index.operands(shifted) is not None:
+            matched.append(shifted)
+            end, bias = shifted, next(i for i in shifted.input if i in index.const)
+    inputs = [x, weight or "", bias or ""]
+    node = helper.make_node(LAYER_NORM, inputs, [end.output[0]], name=end.name, axis=axes[0],
+                            epsilon=float(found[1].reshape(-1)[0]))
+    return node, matched
+
+
+def _gelu(erf, index: _Index):
+    """(Gelu node, matched nodes) where `erf` is in x * 0.5 * (1 + erf(x / sqrt(2))), in the orders torch and tcc
+    write it (x * (1 + erf) * 0.5; (1 + erf) * 0.5 * x)."""
+    scaled = index.producer.get(erf.input[0])
+    x = index.scalar(scaled, math.sqrt(2)) if scaled is not None and scaled.op_type == "Div" else None
+    if x is None and scaled is not None and scaled.op_type == "Mul":
+        x = index.scalar(scaled, 1 / math.sqrt(2))
+    plus = index.only_reader(erf.output[0], "Add")
+    if x is None or plus is None or index.scalar(plus, 1.0) != erf.output[0]:
+        return None
+    first = index.only_reader(plus.output[0], "Mul")
+    second = index.only_reader(first.output[0], "Mul") if first is not None else None
+    if second is None:
+        return None
+    others = [next((i for i in m.input if i != v), v) for m, v in ((first, plus.output[0]), (second, first.output[0]))]
+    halves = [index.scalar(m, 0.5) is not None for m in (first, second)]
+    if sorted(halves) != [False, True] or others[halves.index(False)] != x:
+        return None
+    return helper.make_node("Gelu", [x], [second.output[0]], name=second.name), [scaled, erf, plus, first, second]
+
+
+def layer_norms_and_gelus(nodes: list, const: dict[str, np.ndarray]) -> list:
+    """LayerNorm and GELU written as arithmetic (below opsets 17 and 20) as one node each."""
+    index = _Index(nodes, const)
+    matches = []
+    for n in nodes:
+        found = _layer_norm(n, index) if n.op_type == "ReduceMean" else _gelu(n, index) if n.op_type == "Erf" else None
+        if found is not None:
+            matches.append(found)
+    return _replaced(nodes, matches)
+
+
+def _channels_last(first, index: _Index):
+    """(nodes, matched) where `first` transposes NCHW to NHWC and every node up to the transpose back works on the
+    last axis, each read only by the next (ConvNeXt's block, LayerNorm2d): the same ops on NCHW's channels."""
+    chain, value = [], first.output[0]
+    while True:
+        node = index.only_reader(value, *_UNARY, LAYER_NORM, "LayerNormalization", "MatMul", "Add", "Mul",
+                                 "Transpose")
+        if node is None:
+            return None
+        if node.op_type == "Transpose":
+            if list(_attr(node, "perm", [])) != _NCHW or not chain:
+                return None
+            back = node
+            break
+        chain.append(node)
+        value = node.output[0]
+    rewritten = _in_channels(chain, index)
+    if rewritten is None:
+        return None
+    rewritten[0].input[0] = first.input[0]
+    rewritten[-1].output[0] = back.output[0]
+    return rewritten, [first, *chain, back]
+
+
+def _in_channels(chain: list, index: _Index) -> list | None:
+    """The NHWC nodes as their NCHW equivalents (new nodes: the graph's own are the reference ORT runs)."""
+    rewritten, k = [], 0
+    while k < len(chain):
+        node = chain[k]
+        if node.op_type in (LAYER_NORM, "LayerNormalization"):
+            if int(_attr(node, "axis", -1)) not in (-1, 3):
+                return None
+            new = helper.make_node(LAYER_NORM, list(node.input), list(node.output), name=node.name, axis=1,
+                                   epsilon=float(_attr(node, "epsilon", 1e-5)))
+        elif node.op_type == "MatMul":
+            weight = index.const.get(node.input[1])
+            bias = chain[k + 1] if k + 1 < len(chain) and chain[k + 1].op_type == "Add" else None
+            if weight is None or weight.ndim != 2 or (bias is not None and index.operands(bias) is None):
+                return None
+            end = bias or node
+            b = next((i for i in bias.input if i in index.const), "") if bias else ""
+            new = helper.make_node(CHANNEL_LINEAR, [node.input[0], node.input[1], b], [end.output[0]],
+                                   name=node.name)
+            k += bias is not None
+        elif node.op_type in ("Add", "Mul"):
+            return None  # an add or product of the NHWC value itself: no NCHW form here
+        else:
+            new = onnx.NodeProto()
+            new.CopyFrom(node)
+        rewritten.append(new)
+        k += 1
+    return rewritten
+
+
+def channels_last_runs(nodes: list, const: dict[str, np.ndarray]) -> list:
+    """Ops applied over the channels between a Transpose to NHWC and one back, read in NCHW (see _channels_last)."""
+    index = _Index(nodes, const)
+    out, done = [], set()
+    runs = {}
+    for n in nodes:
+        if n.op_type == "Transpose" and list(_attr(n, "perm", [])) == _NHWC:
+            found = _channels_last(n, index)
+            if found is not None:
+                runs[id(found[1][-1])] = found
+                done.update(id(m) for m in found[1])
+    for n in nodes:
+        if id(n) in runs:
+            out += runs[id(n)][0]
+        elif id(n) not in done:
+            out.append(n)
+    return out
+
+
+def global_reductions(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """ReduceMean / ReduceMax over H and W (timm's `x.mean((2, 3), keepdim=True)`) as the global pool; without
+    keepdims, the pool then a Flatten."""
+    index = _Index(nodes, const)
+    out = []
+    for n in nodes:
+        pool = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}.get(n.op_type)
+        axes = _attr(n, "axes")
+        if axes is None and len(n.input) > 1:
+            axes = index.const.get(n.input[1])
+        rank = len(shapes.get(n.input[0], ())) + 1 if n.input else 0
+        if pool is None or axes is None or rank != 4 or sorted(int(a) % 4 for a in np.ravel(axes)) != [2, 3]:
+            out.append(n)
+        elif int(_attr(n, "keepdims", 1)):
+            out.append(helper.make_node(pool, [n.input[0]], [n.output[0]], name=n.name))
+        else:
+            pooled = f"{n.output[0]}/pooled"
+            out += [helper.make_node(pool, [n.input[0]], [pooled], name=n.name),
+                    helper.make_node("Flatten", [pooled], [n.output[0]], name=f"{n.name}/flatten", axis=1)]
+    return out
+
+
+def _slice_bounds(node, index: _Index, shape: tuple) -> dict[int, tuple[int, int]] | None:
+    """{axis (with the batch): (start, end)} of a Slice with constant bounds and steps of 1, clamped to the shape."""
+    if len(node.input) > 1:  # opset 10 on: bounds as inputs
+        found = [index.const.get(i) if i else None for i in list(node.input[1:]) + [""] * 4][:4]
+        starts, ends, axes, steps = found
+        if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
+            return None
+    else:
+        starts, ends, axes, steps = _attr(node, "starts"), _attr(node, "ends"), _attr(node, "axes"), None
+    rank = len(shape) + 1
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    if steps is not None and any(int(s) != 1 for s in np.ravel(steps)):
+        return None
+    dims = (1, *shape)
+    bounds = {}
+    for a, start, end in zip(axes, np.ravel(starts), np.ravel(ends)):
+        start, end = (int(v) + dims[a] if int(v) < 0 else min(int(v), dims[a]) for v in (start, end))
+        bounds[a] = (start, end)
+    return bounds
+
+
+def slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """A Slice that keeps everything (GhostNet's `out[:, :out_chs]` where nothing is cut) as Identity; Slices of
+    one value along the channels that together cover it once (torchvision's `chunk`, ReXNet's partial residual) as
+    one Split, its outputs in channel order."""
+    index = _Index(nodes, const)
+    by_input: dict[str, list] = defaultdict(list)
+    kept = {}
+    for n in nodes:
+        shape = shapes.get(n.input[0]) if n.op_type == "Slice" and n.input else None
+        bounds = _slice_bounds(n, index, shape) if shape else None
+        if bounds is None:
+            continue
+        dims = (1, *shape)
+        cut = {a: b for a, b in bounds.items() if b != (0, dims[a])}
+        if not cut:
+            kept[id(n)] = helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name)
+        elif list(cut) == [1]:
+            by_input[n.input[0]].append((cut[1], n))
+    matches = list(kept.items())
+    for value, parts in by_input.items():
+        parts.sort(key=lambda p: p[0])
+        ends = [0] + [end for (_, end), _ in parts]
+        if len(parts) > 1 and [start for (start, _), _ in parts] == ends[:-1] and ends[-1] == shapes[value][0]:
+            split = helper.make_node("Split", [value], [n.output[0] for _, n in parts], name=parts[0][1].name,
+                                     axis=1, split=[end - start for (start, end), _ in parts])
+            matches.append((id(parts[0][1]), split))
+            matches += [(id(n), None) for _, n in parts[1:]]
+    new = dict(matches)
+    return [new[id(n)] if id(n) in new else n for n in nodes if new.get(id(n), n) is not None]
+
+
+def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
+    then the reductions the layer norms did not take."""
+    nodes = layer_norms_and_gelus(slices(channel_shuffles(nodes, const), const, shapes), const)
+    return global_reductions(channels_last_runs(nodes, const), const, shapes)
