@@ -80,15 +80,10 @@ class Model:
     @classmethod
     def _from_onnx(cls, path: Path, seed: int) -> Model:
         # deferred for start-up: loads onnxruntime, onnxsim and torch (a build then compiles in its own process)
-        import torch
+        from .onnx_import import import_to_files
 
-        from .onnx_import import import_onnx as convert
-
-        imported = convert(path)
         workdir = tempfile.TemporaryDirectory(prefix="tcc-onnx-")
-        spec_file, weights_file = Path(workdir.name) / f"{path.stem}.yaml", Path(workdir.name) / f"{path.stem}.pt"
-        spec_file.write_text(imported.spec_text, encoding="utf-8")
-        torch.save(imported.state_dict, weights_file)
+        spec_file, weights_file = import_to_files(path, workdir.name)
         source = {"onnx": path.name, "sha256": sha256_file(path), "importer": "tcc import (in memory)"}
         return cls(load_model(spec_file), weights_file, False, None, seed, source, _workdir=workdir)
 

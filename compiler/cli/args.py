@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import BuildError
 from ..spec.loader import load_model, parse_overrides
 
+_IMPORTED_ONNX: list = []  # ONNX files imported in memory (tcc.Model): their folders go when the process ends
+
 
 def spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="model spec (YAML or JSON)")
+    p.add_argument("spec", help="model spec (YAML or JSON), a zoo model's name, or an ONNX file (imported in memory "
+                                "with its weights)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set num_classes=2")
 
@@ -28,9 +32,24 @@ def weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
 
 
+def import_onnx_spec(args) -> None:
+    """An ONNX file given as SPEC: imported in memory (`tcc import`'s way, with its own weights) into a folder that
+    lives as long as the command; `args.spec` and `args.weights` then name the imported spec and weights."""
+    if not args.spec or Path(args.spec).suffix.lower() != ".onnx":
+        return
+    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch (for ONNX files only)
+
+    model = Model.load(args.spec, getattr(args, "weights", None), by_order=getattr(args, "by_order", False),
+                       key_map=getattr(args, "key_map", None), **parse_overrides(getattr(args, "overrides", [])))
+    _IMPORTED_ONNX.append(model)
+    args.spec, args.weights = str(model.loaded.path), str(model.weights)
+
+
 def load_spec(args):
-    """The spec of `args.spec` with `args.overrides`, fitted to `args.weights` where the spec's checkpoint layouts
-    read parameters from it (tcc.lower.weights.fit_to_checkpoint); its notes go to stderr."""
+    """The spec of `args.spec` (an ONNX file imported first) with `args.overrides`, fitted to `args.weights` where
+    the spec's checkpoint layouts read parameters from it (tcc.lower.weights.fit_to_checkpoint); its notes go to
+    stderr."""
+    import_onnx_spec(args)
     model = load_model(args.spec, parse_overrides(args.overrides))
     if getattr(args, "weights", None):
         from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch

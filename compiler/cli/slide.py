@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import parse_overrides
-from .args import refuse_with_artifact, weights_args
+from .args import import_onnx_spec, refuse_with_artifact, weights_args
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
                                      "tissue mask, patch grid and weight accumulation), here or on Dask",
                        description=DESCRIPTION)
-    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); omit with --artifact")
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON) or ONNX file; omit with --artifact")
     p.add_argument("--artifact", metavar="BUNDLE_DIR", help="score patches with a bundle made by `tcc build` that "
                                                             "runs here (its own preprocessing)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -67,6 +67,7 @@ def run(args) -> int:
         refuse_with_artifact(args)
         source = ModelSource.create(artifact=args.artifact)
     elif args.spec:
+        import_onnx_spec(args)  # an ONNX file: imported in memory, with its weights (Dask workers read the files)
         source = ModelSource.create(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
                                     by_order=args.by_order, key_map=args.key_map, seed=args.seed)
     else:

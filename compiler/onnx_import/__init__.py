@@ -108,6 +108,17 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
         return imported
 
 
+def import_to_files(path: str | Path, folder: str | Path) -> tuple[Path, Path]:
+    """An ONNX file as a spec file and a weights file in `folder` (what a command that takes a spec does with an
+    ONNX file: `tcc import` in memory, its own weights): (spec, weights)."""
+    path = Path(path)
+    imported = import_onnx(path)
+    spec_file, weights_file = Path(folder) / f"{path.stem}.yaml", Path(folder) / f"{path.stem}.pt"
+    spec_file.write_text(imported.spec_text, encoding="utf-8")
+    torch.save(imported.state_dict, weights_file)
+    return spec_file, weights_file
+
+
 def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool, structured: bool) -> Imported:
     """The spec text and state_dict, loaded by tcc's own loader and checked against ONNX Runtime."""
     layers, blocks, names = _layers(g, structured)

@@ -175,3 +175,30 @@ def test_constant_nodes_of_every_attribute_form_are_read(tmp_path):
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     assert "{id: clamp, op: relu6}" in (tmp_path / "m.yaml").read_text()
+
+
+def test_explain_and_slide_take_an_onnx_file(mobilenet, tmp_path):
+    """`tcc explain model.onnx` and `tcc slide model.onnx`: imported in memory with the file's own weights (the
+    explained class is `tcc predict`'s on the same file and image, itself ONNX Runtime's); a --weights beside it is
+    a clean exit 2."""
+    import skimage.data
+    from PIL import Image
+
+    path, work, out = mobilenet
+    image = tmp_path / "ihc.png"
+    Image.fromarray(skimage.data.immunohistochemistry()).save(image)
+    rc, printed, err = tcc_cli("explain", path, "--image", image, "-o", tmp_path / "cam.png", "--json")
+    assert rc == 0, err
+    explained = json.loads(printed)
+    rc, printed, err = tcc_cli("predict", path, "--image", image, "--json")
+    assert rc == 0, err
+    assert explained["class"] == json.loads(printed)["class"] and (tmp_path / "cam.png").is_file()
+    rc, printed, err = tcc_cli("slide", path, "--image", image, "--patch-size", 128, "-o", tmp_path / "slide",
+                               "--no-progress", "--threads", 1)
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "slide" / "patches.json").read_text())
+    assert doc["kept"] > 0 and len(doc["patches"][0]["probabilities"]) == 5
+    for command in ("explain", "slide"):
+        rc, printed, err = tcc_cli(command, path, "--weights", work / "m.pt", "--image", image, "-o",
+                                   tmp_path / f"{command}-bad.png")
+        assert rc == 2 and "an ONNX file carries its weights" in err
