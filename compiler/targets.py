@@ -126,6 +126,21 @@ _PLATFORMS: tuple[Platform, ...] = (
         cmake_toolchain="aarch64.cmake",
         aliases=("arm-a53",),
     ),
+    Platform(
+        name="aarch64-dotprod",
+        description="ARMv8.2-A (64-bit) with NEON and the int8 dot product, e.g. the Cortex-A55 of the AX650 / AX620E",
+        arch="aarch64",
+        # dotprod: the INT8 convs' sdot kernel (tcc.backends.tvm.int8.choose.kernel_for)
+        tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55",
+                                     "mattr": ("+neon", "+dotprod")}),
+        triple="aarch64-linux-gnu",
+        apt_packages=("g++-aarch64-linux-gnu", "qemu-user"),
+        runtime="wheel:manylinux_2_28_aarch64",
+        # qemu 7.2 has no cortex-a55 model; cortex-a76 (ARMv8.2 with dotprod) executes sdot, the default cpu does not
+        qemu=("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-cpu", "cortex-a76"),
+        cmake_toolchain="aarch64.cmake",
+        aliases=("arm-a55", "ax650-a55", "ax620e-a55"),
+    ),
 )
 
 

@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
     spec_args(p)
     p.add_argument("--target", required=True,
-                   help="onnx | ort | tflite | host | arm-a7 | aarch64 | ax620 | ax620e | ax650 (an unknown name "
-                        "lists the known targets)")
+                   help="onnx | ort | tflite | host | arm-a7 | aarch64 | aarch64-dotprod | ax620 | ax620e | ax650 (an "
+                        "unknown name lists the known targets)")
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
     p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
     p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
@@ -39,10 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")
     p.add_argument("--tune-log", metavar="DIR", help="TVM: keep/reuse the MetaSchedule database in DIR")
     p.add_argument("--count-instructions", action="store_true",
-                   help="arm-a7 / aarch64: count the instructions one inference executes (qemu plugin; NEON vs "
-                        "scalar) into the manifest; adds two runs under qemu")
+                   help="the ARM targets: count the instructions one inference executes (qemu plugin; NEON vs scalar) "
+                        "into the manifest; adds two runs under qemu")
     p.add_argument("--host-twin", action="store_true",
-                   help="arm-a7 / aarch64: also compile the model for this machine and compare the ARM module under "
+                   help="the ARM targets: also compile the model for this machine and compare the ARM module under "
                         "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time")
     placement_args(p, "with --data: ")
     weights_args(p)

@@ -18,19 +18,24 @@ from .kernels import KERNELS, ConvShape, DotKernel
 NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_dot_sse2_madd",
           "tcc_dot_avx512_vnni": "tcc_dot_avx_vnni", "tcc_dot_avx_vnni": "tcc_dot_vnni_xmm"}
 # the kernel for weights that put two -128 codes on one int16 lane
-NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs"}
+NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs",
+             "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs"}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
 
 
 def kernel_for(target) -> DotKernel | None:
     """The dot-product kernel of a TVM target (None: the generic integer conv). x86 from LLVM's features of the
-    target's CPU (the host build is -mcpu=native: this machine's ISA), ARMv7 from the triple."""
+    target's CPU (the host build is -mcpu=native: this machine's ISA), ARMv7 from the triple, AArch64 from
+    whether its CPU / mattr has ARMv8.2's dot product (`dotprod`: Cortex-A55 and later; else ARMv8.0's widening
+    multiply-accumulates, Cortex-A53)."""
     def has(feature: str) -> bool:
         return target_has(target, feature)
 
     triple = str(target.attrs.get("mtriple", ""))
     if triple.startswith("arm"):
         return KERNELS["tcc_dot_neon_s8"] if has("neon") else None
+    if triple.startswith("aarch64"):
+        return KERNELS["tcc_dot_a64_sdot" if has("dotprod") else "tcc_dot_a64_s8"] if has("neon") else None
     if not triple.startswith("x86_64"):
         return None
     if has("avx512vnni") and has("avx512bw"):

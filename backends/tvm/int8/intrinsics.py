@@ -1,7 +1,8 @@
 """The TensorIntrins of the INT8 schedules, one per instruction set: each dot-product kernel's step
 (`ensure_registered`: its description `_desc` and its implementation `_impl` by LLVM intrinsics -- x86
-`vpmaddwd` / `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`), ARMv7's depthwise tap (`depthwise_intrin`) and the sum
-of the dot form's partial lanes (`partial_sum_intrin`); each registered once per process."""
+`vpmaddwd` / `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`), the ARM depthwise
+tap (`depthwise_intrin`) and the sum of the dot form's partial lanes (`partial_sum_intrin`); each registered once
+per process."""
 from __future__ import annotations
 
 from .kernels import DOT_TILE_SCOPE, TILE_SCOPE, DotKernel
@@ -143,8 +144,25 @@ def _impl(k: DotKernel, values: bool = False):
                                             dtype="int16x8"),
                     dtype="int32x4")
         return impl_dot_pairs if k.name.endswith("_pairs") else impl_dot
-    # ARMv7 NEON: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16 lane
-    # (vmull.s8, then vmlal.s8 for the second pair), pairwise-added into the int32 accumulators (vpadal.s16)
+    if k.name == "tcc_dot_a64_sdot":  # an s8 quad broadcast to 4 lanes against 4 channels x 4 codes: one sdot
+        @T.prim_func(s_tir=True)
+        def impl_sdot(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+            B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            with T.sblock("root"):
+                T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+                T.writes(C[0:4])
+                quad = T.meta_var(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"))
+                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"), C.vload([0], "int32x4"),
+                    T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([0, 0], "int8x16"),
+                    dtype="int32x4")
+        return impl_sdot
+    # ARM NEON: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16 lane
+    # (vmull.s8, then vmlal.s8 for the second pair), pairwise-added into the int32 accumulators (vpadal.s16);
+    # AArch64 the same in smull / smlal / sadalp (LLVM has no sadalp intrinsic: saddlp plus the add selects it)
+    mull, padal = _widening(k.arch)
     if H == 1:
         @T.prim_func(s_tir=True)
         def impl_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -156,10 +174,7 @@ def _impl(k: DotKernel, values: bool = False):
                 T.writes(C[0:L])
                 a01 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
                                     dtype="int8x8"))
-                prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a01,
-                                               B.vload([0, 0], "int8x8"), dtype="int16x8")
-                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
-                                                             C.vload([0], "int32x4"), prod, dtype="int32x4")
+                C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), mull(a01, B.vload([0, 0], "int8x8")))
         return impl_pairs
 
     @T.prim_func(s_tir=True)
@@ -175,25 +190,42 @@ def _impl(k: DotKernel, values: bool = False):
             a23 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4),
                                 dtype="int8x8"))
             b = T.meta_var(B.vload([0, 0, 0], "int8x16"))  # one load; its halves: the two d registers of a q
-            prod = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a01,
-                                           T.vectorlow(b, dtype="int8x8"), dtype="int16x8") + \
-                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), a23,
-                                        T.vectorhigh(b, dtype="int8x8"), dtype="int16x8")
-            C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
-                                                         C.vload([0], "int32x4"), prod, dtype="int32x4")
+            prod = mull(a01, T.vectorlow(b, dtype="int8x8")) + mull(a23, T.vectorhigh(b, dtype="int8x8"))
+            C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), prod)
     return impl_neon
 
 
-DEPTHWISE_NEON = "tcc_dw_neon_s16"  # C[8] += A[8] * B[8] on int16 codes: two vmlal.s16 (ARMv7)
+def _widening(arch: str):
+    """(mull, padal) of the ARM broadcast kernels: int8x8 x int8x8 -> int16x8, and acc int32x4 + the pairwise
+    sums of an int16x8; ARMv7's intrinsics or AArch64's."""
+    from tvm import tirx
+
+    def call(name, *args, dtype):
+        return tirx.call_llvm_pure_intrin(dtype, name, *args)
+
+    if arch == "armv7":
+        return (lambda a, b: call("llvm.arm.neon.vmulls", a, b, dtype="int16x8"),
+                lambda acc, p: call("llvm.arm.neon.vpadals", acc, p, dtype="int32x4"))
+    return (lambda a, b: call("llvm.aarch64.neon.smull", a, b, dtype="int16x8"),
+            lambda acc, p: acc + call("llvm.aarch64.neon.saddlp", p, dtype="int32x4"))
+
+
+# C[8] += A[8] * B[8] on int16 codes: two vmlal.s16 (ARMv7), two smlal (AArch64)
+DEPTHWISE_NEON = {"arm": ("tcc_dw_neon_s16", "llvm.arm.neon.vmulls"),
+                  "aarch64": ("tcc_dw_a64_s16", "llvm.aarch64.neon.smull")}
 
 
 def depthwise_intrin(target) -> str | None:
     """The TensorIntrin of a depthwise tap (8 channels) for a target, registered; None: LLVM's vectorizer. On
     ARMv7 LLVM hoisted the widened weights out of the pixel loop (int32, spilled) and multiplied 32-bit lanes;
-    the intrinsic keeps the widening multiply-accumulate."""
-    if not str(target.attrs.get("mtriple", "")).startswith("arm"):
+    the intrinsic keeps the widening multiply-accumulate. On AArch64 LLVM 22 failed on the vectorized int16 conv
+    ("Do not know how to split the result of this operator")."""
+    triple = str(target.attrs.get("mtriple", ""))
+    arch = next((a for a in DEPTHWISE_NEON if triple.startswith(a)), None)
+    if arch is None:
         return None
-    if DEPTHWISE_NEON not in _registered:
+    name, mull = DEPTHWISE_NEON[arch]
+    if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
@@ -221,15 +253,15 @@ def depthwise_intrin(target) -> str | None:
                 a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
                 b = T.meta_var(B.vload([0], "int16x8"))
                 C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), T.vectorlow(a, dtype="int16x4"),
+                    T.llvm_lookup_intrinsic_id(mull), T.vectorlow(a, dtype="int16x4"),
                     T.vectorlow(b, dtype="int16x4"), dtype="int32x4")
                 C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"), T.vectorhigh(a, dtype="int16x4"),
+                    T.llvm_lookup_intrinsic_id(mull), T.vectorhigh(a, dtype="int16x4"),
                     T.vectorhigh(b, dtype="int16x4"), dtype="int32x4")
 
-        TensorIntrin.register(DEPTHWISE_NEON, desc, impl, override=True)
-        _registered.add(DEPTHWISE_NEON)
-    return DEPTHWISE_NEON
+        TensorIntrin.register(name, desc, impl, override=True)
+        _registered.add(name)
+    return name
 
 
 PARTIAL_SUM_NEON = "tcc_dot_neon_sum4"  # 4 channels' 4 partial lanes summed: 6 vpadd.i32

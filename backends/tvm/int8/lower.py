@@ -16,16 +16,17 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose / split across layouts,
   graph outputs);
 - a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
-  AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`) is one call of that kernel's conv,
-  its codes converted to the kernel's type on the way; other convs (grouped / depthwise, or without a kernel)
+  AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`) is
+  one call of that kernel's conv, its codes converted to the kernel's type on the way; other convs (grouped /
+  depthwise, or without a kernel)
   and gemm subtract the zero point, widen to int16 (exact for 8-bit codes) and accumulate int16 x int16
   products in int32 (`out_dtype="int32"`); then the int32 bias;
 - requantization is one TIR PrimFunc (`requantize_primfunc`, one per call, the layer's parameters one row per
   parameter, channels last): the exact int64 product acc * q, one arithmetic right shift by 31 - shift rounding
   half to even (without comparisons, so that it vectorizes everywhere), + zero point, clamp. Relax fuses it into
   the producing conv, whose schedule applies it to the register tile on its way out: the int32 accumulators
-  never go to memory. The same result in cheaper arithmetic where the target's kernel allows it: ARMv7 NEON in
-  32-bit lanes (`requantize_neon_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
+  never go to memory. The same result in cheaper arithmetic where the target's kernel allows it: ARM NEON (ARMv7,
+  AArch64) in 32-bit lanes (`requantize_neon_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
   (`requantize_float64_primfunc`), else in int32 lanes (`requantize_int32_primfunc`);
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
   lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
@@ -42,6 +43,8 @@ the dot-product kernels' convs in compute.py; a float island's import is islands
 a layer get, choose.py's (the kernels themselves: kernels.py).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import onnx
@@ -134,7 +137,7 @@ class RelaxLowering(Interpreter):
         """reference.apply_requant(acc, rq) -> codes in the output's storage type; acc: an integer expression,
         channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
         it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
-        channels: on ARMv7 it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
+        channels: on ARM it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
         channel (a conv's, from its weights and input range), which on x86 may allow the float64 form
         (`float64_requantize_params`); else x86 takes the int32 form (`int32_requantize_params`)."""
         relax = self.relax
@@ -143,14 +146,15 @@ class RelaxLowering(Interpreter):
             acc = self.cast(acc, "int32")
         dtype = rq.out.dtype
         channels = int(shape[-1])
-        neon = self.kernel is not None and self.kernel.name.startswith("tcc_dot_neon")
+        neon = self.kernel is not None and self.kernel.arch != "x86_64"
         x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
         rows = None
         multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
         if multiplier is not None:
             rows, make = multiplier[1], requantize_float64_primfunc
         elif neon and in_kernel:
-            rows, make = neon_requantize_params(rq, channels), requantize_neon_primfunc
+            rows = neon_requantize_params(rq, channels)
+            make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
         elif x86:
             rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
         if rows is not None:

@@ -2,7 +2,8 @@
 channels last) and the parameter rows each takes, one form per target (RelaxLowering.requantize chooses):
 
 - `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
-- `requantize_neon_primfunc` (`neon_requantize_params`): ARMv7 NEON, 32-bit lanes, in the kernels' epilogues;
+- `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
+  epilogues;
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
 - `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
 """
@@ -56,12 +57,17 @@ def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     return rows.astype(np.int32)
 
 
-def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
-    """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
-    vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there). With the
-    exact product P = acc q and k = 31 + s:
+# the NEON requantization's doubling high half and shift by a lane's (negative) count, per instruction set
+NEON_REQUANTIZE_INTRINSICS = {"armv7": ("llvm.arm.neon.vqdmulh", "llvm.arm.neon.vshifts"),
+                              "aarch64": ("llvm.aarch64.neon.sqdmulh", "llvm.aarch64.neon.sshl")}
 
-        hi = floor(P / 2^31)                         vqdmulh.s32 (the doubling high half: exact floor)
+
+def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None, arch: str = "armv7"):
+    """The requantization as `requantize_primfunc` computes it, in 32-bit NEON lanes (ARMv7 has no 64-bit
+    vector multiply, compare or min / max; the int64 form costs ~5 instructions per value there; AArch64 has
+    them, in 2 lanes). With the exact product P = acc q and k = 31 + s:
+
+        hi = floor(P / 2^31)                         vqdmulh.s32 (AArch64 sqdmulh: the doubling high half)
         y = (hi + 2^(s-1) - 1 + m) >> s              rounds P / 2^k half to even, where
         m = [P mod 2^31 != 0] or [bit s of hi]       P mod 2^31 != 0  <=>  acc has a set bit below 31 - v
                                                      (v = trailing zero bits of q): no low product needed
@@ -82,6 +88,8 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     acc = te.placeholder(dims, "int32", name="acc")
     par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
 
+    doubling_high, shift = NEON_REQUANTIZE_INTRINSICS[arch]
+
     def intrin(name, *args):
         return tirx.call_llvm_pure_intrin("int32", name, *args)
 
@@ -90,9 +98,9 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
         q, below, bit, low_mask, neg_s, lo, hi, zp = (
             tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(8))
         x = acc[idx]
-        high = intrin("llvm.arm.neon.vqdmulh", x, q)
+        high = intrin(doubling_high, x, q)
         m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
-        y = intrin("llvm.arm.neon.vshifts", intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
+        y = intrin(shift, intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
         return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
 
     out = te.compute(dims, one, name="requantize")

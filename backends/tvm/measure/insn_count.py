@@ -65,6 +65,32 @@ def plugin_path() -> Path:
     return out
 
 
+# AArch64 dot products, which qemu 7.2's disassembler prints as `.byte`: (mask, value, by element) of SDOT / UDOT
+# (vector, and by element), U = bit 29 (udot), Q = bit 30 (16 bytes)
+_A64_DOT = ((0x9FE0FC00, 0x0E809400, False), (0x9FC0F400, 0x0F80E000, True))
+
+
+def named(text: str) -> str:
+    """An instruction's disassembly, or for an AArch64 dot product that qemu could not name (`.byte b0, b1, b2,
+    b3`) its name and operands as objdump writes them, so that the counts class it (SIMD, int8 MAC)."""
+    if not text.startswith(".byte "):
+        return text
+    try:
+        b = [int(v, 16) for v in text[6:].split(",")]
+    except ValueError:
+        return text
+    if len(b) != 4:
+        return text
+    word = int.from_bytes(bytes(b), "little")
+    for mask, value, by_element in _A64_DOT:
+        if word & mask == value:
+            d, n, m = word & 31, (word >> 5) & 31, (word >> 16) & 31  # by element: M:Rm
+            q, u = word >> 30 & 1, word >> 29 & 1
+            rm = f"v{m}.4b[{(word >> 11 & 1) * 2 + (word >> 21 & 1)}]" if by_element else f"v{m}.{16 if q else 8}b"
+            return f"{'u' if u else 's'}dot v{d}.{'4s' if q else '2s'}, v{n}.{16 if q else 8}b, {rm}"
+    return text
+
+
 def count_command(argv: list[str], qemu: list[str] | tuple[str, ...], timeout: float = 900) -> Counter:
     """Executed instructions of `argv` (a target program) under the qemu prefix `qemu`: {disassembly: count}."""
     with tempfile.TemporaryDirectory(prefix="tcc-insn-") as tmp:
@@ -79,7 +105,7 @@ def count_command(argv: list[str], qemu: list[str] | tuple[str, ...], timeout: f
         counts: Counter = Counter()
         for line in out.read_text().splitlines():
             n, _, text = line.partition("\t")
-            counts[text.strip()] += int(n)
+            counts[named(text.strip())] += int(n)
     return counts
 
 

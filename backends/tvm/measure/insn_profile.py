@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which
 from ..tensor_file import write_tensor_file
-from .insn_count import plugin_path
+from .insn_count import named, plugin_path
 from .instruction_mix import is_simd
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def count_by_function(argv: list[str], qemu: list[str] | tuple[str, ...], nm: st
                 fn = symbols[im.path].name(address - im.start)
                 name = fn if base.endswith(".so") and im.path == _module(argv) and fn else f"{base}:{fn or '?'}"
             names[address] = name
-        by_function[name][text.strip()] += int(n)
+        by_function[name][named(text.strip())] += int(n)
     return by_function
 
 

@@ -306,6 +306,24 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     assert "vs_onnxruntime" not in m["target_checks"] and m["target_checks"]["instruction_mix"]["simd"] > 0
 
 
+@needs_tvm
+@pytest.mark.parametrize("target, instruction", [("aarch64-dotprod", "sdot"), ("aarch64", "sadalp")])
+def test_int8_aarch64_bundle_runs_its_dot_kernel_bit_exact(write, tmp_path, target, instruction):
+    """`tcc build --precision int8` for AArch64: the self-check under qemu (aarch64-dotprod: -cpu cortex-a76, which
+    has sdot) equals the integer reference bit for bit, and the module holds its dot-product kernel's instruction
+    (ARMv8.2 sdot; ARMv8.0 smull / smlal / sadalp)."""
+    from tcc.backends.tvm.measure.instruction_mix import instruction_mix
+
+    require_runtime(target)
+    spec = write("tiny.yaml", TINY)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    result = build(spec, target, tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
+                   calib_options={"method": "minmax", "calib_size": 8})
+    m = result.manifest
+    assert m["self_check"]["result"]["bit_exact"] and m["self_check"]["result"]["passed"]
+    assert instruction in instruction_mix(result.out / "model.so", target)["simd_by_mnemonic"]
+
+
 # ---------------------------------------------------------------------------------------------------- tuning
 def _require_meta_schedule() -> None:
     require_runtime("host")

@@ -43,6 +43,16 @@ def test_registry_names_and_aliases():
     assert "+x" not in a7.tvm_target["mattr"]
 
 
+def test_aarch64_dotprod_target_runs_its_sdot_under_a_qemu_cpu_that_has_it():
+    """The boards' Cortex-A55 (ARMv8.2 with the int8 dot product): its own target and aliases, the runtime of
+    aarch64, and a qemu CPU that executes sdot (qemu 7.2 has no cortex-a55 model)."""
+    a55 = tg.get_platform("aarch64-dotprod")
+    assert tg.get_platform("arm-a55") is tg.get_platform("ax650-a55") is tg.get_platform("ax620e-a55") is a55
+    assert "+dotprod" in a55.tvm_target["mattr"] and a55.tvm_target["mcpu"] == "cortex-a55"
+    assert a55.runtime_cache_key("0") == tg.get_platform("aarch64").runtime_cache_key("0")
+    assert a55.qemu[a55.qemu.index("-cpu") + 1] in ("cortex-a76", "max")
+
+
 def test_unknown_target_lists_known_ones():
     with pytest.raises(tg.UnknownTargetError) as e:
         tg.get_platform("arm-a9")

@@ -96,6 +96,9 @@ def _scripts(mod):
     ("arm-a7", "tcc_dot_neon_s8"),
     ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallbacks for weights pairing two -128 codes, on every layer
     ("arm-a7", "tcc_dot_neon_dot16_pairs"),
+    ("aarch64-dotprod", None),  # kernel_for: sdot (ARMv8.2 dotprod), run by qemu's cortex-a76
+    ("aarch64", None),  # kernel_for: smull / smlal / sadalp (ARMv8.0)
+    ("aarch64", "tcc_dot_a64_s8_pairs"),
 ])
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     skip_unless_runtime(target)
@@ -103,8 +106,10 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     k = kn.KERNELS[kernel] if kernel else choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target(target)))
     if k is None:
         pytest.skip("this CPU has no integer dot-product kernel (no AVX2)")
+    assert kernel or k.name == {"aarch64-dotprod": "tcc_dot_a64_sdot", "aarch64": "tcc_dot_a64_s8"}.get(target, k.name)
     names = list(ref_codes)
     mod = _lowered(model, table, k, names)
+    assert any(k.name in s for s in _scripts(mod))
     calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
     assert sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2  # both depthwise convs: 8k channels
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
@@ -243,11 +248,63 @@ def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, ke
     assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
-def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
-    """ARMv7's 32-bit requantization (tvm_int8.requantize_neon_primfunc), run under qemu on the accumulators and
-    multipliers that hit its branches: ties (q = 2^30: M = 2^-s, every odd multiple a tie), the int32 extremes,
-    shifts 1..22, odd and even q (the low-bits test), saturating sums, zero points."""
-    skip_unless_runtime("arm-a7")
+@pytest.mark.parametrize("target, kernel", [
+    ({"mattr": ["+neon"]}, "tcc_dot_a64_s8"),  # the registry's aarch64 (ARMv8.0)
+    ({"mcpu": "cortex-a53"}, "tcc_dot_a64_s8"),
+    ({"mcpu": "cortex-a55"}, "tcc_dot_a64_sdot"),  # the CPU has dotprod (ARMv8.2)
+    ({"mattr": ["+neon", "+dotprod"]}, "tcc_dot_a64_sdot"),
+])
+def test_aarch64_kernel_is_sdot_only_with_dotprod(target, kernel):
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", **target})
+    assert choose.kernel_for(target).name == kernel
+    assert choose.dot_kernel("aarch64").name == "tcc_dot_a64_s8"
+    assert choose.dot_kernel("aarch64-dotprod").name == choose.dot_kernel("arm-a55").name == "tcc_dot_a64_sdot"
+
+
+def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
+    """qemu 7.2 disassembles AArch64's sdot / udot as `.byte`; the instruction counter names them as objdump does
+    (encodings from aarch64-linux-gnu-as), so that they count as SIMD int8 multiply-accumulates."""
+    from collections import Counter
+
+    from tcc.backends.tvm.measure.insn_count import named, summarize
+
+    for word, text in ((0x4E819420, "sdot v0.4s, v1.16b, v1.16b"), (0x2E9F9441, "udot v1.2s, v2.8b, v31.8b"),
+                       (0x4FB1E8A3, "sdot v3.4s, v5.16b, v17.4b[3]"), (0x6F89E907, "udot v7.4s, v8.16b, v9.4b[2]")):
+        assert named(".byte " + ", ".join(hex(b) for b in word.to_bytes(4, "little"))) == text
+    lse = ".byte 0x41, 0x7c, 0xe0, 0x88"  # casa (LSE atomics): left as it is
+    assert named(lse) == lse
+    s = summarize(Counter({named(".byte 0x20, 0x94, 0x81, 0x4e"): 3, lse: 1}), "aarch64")
+    assert (s["total"], s["simd"], s["int8_mac"]) == (4, 3, 3)
+
+
+@pytest.mark.parametrize("target, kernel, instructions", [
+    ("aarch64-dotprod", "tcc_dot_a64_sdot", (r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b",)),
+    ("aarch64", "tcc_dot_a64_s8", (r"smull\s", r"smlal\s", r"sadalp\s")),
+    ("aarch64", "tcc_dot_a64_s8_pairs", (r"smull\s", r"sadalp\s")),
+])
+def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instructions):
+    """Each AArch64 kernel's conv, scheduled and compiled for its target, is made of the instructions it is for."""
+    from tvm import s_tir
+
+    from tcc.backends.tvm import schedule as ts
+
+    tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
+    k = kn.KERNELS[kernel]
+    shape = kn.ConvShape(1, 6, 8, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = compute.conv_primfunc(shape, k, 0).with_attr("global_symbol", "main")
+    sch = s_tir.Schedule(func)
+    assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(tvm_target))
+    asm = tvm.compile(sch.mod, target=tvm_target).mod.inspect_source("s")
+    assert all(re.search(i, asm) for i in instructions), kernel
+
+
+@pytest.mark.parametrize("target, arch", [("arm-a7", "armv7"), ("aarch64", "aarch64")])
+def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
+    """ARM's 32-bit requantization (tvm_int8.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
+    sshl), run under qemu on the accumulators and multipliers that hit its branches: ties (q = 2^30: M = 2^-s,
+    every odd multiple a tie), the int32 extremes, shifts 1..22, odd and even q (the low-bits test), saturating
+    sums, zero points."""
+    skip_unless_runtime(target)
     from tvm import relax, s_tir
 
     from tests.helpers.tvm_int8 import _requant
@@ -267,7 +324,8 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
-        func = requantize_neon_primfunc(dtype, [1, n]).with_attr("global_symbol", "main")  # every row a tensor
+        # every row a tensor
+        func = requantize_neon_primfunc(dtype, [1, n], arch=arch).with_attr("global_symbol", "main")
         sch = s_tir.Schedule(func)
         _, i = sch.get_loops(sch.get_sblock("requantize"))
         sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
@@ -280,8 +338,8 @@ def test_neon_requantization_bit_exact_on_edge_cases(tmp_path):
                 out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
                                                     relax.TensorType([1, n], dtype)))
             bb.emit_func_output(out)
-        so = tvm_compile.compile_module(bb.get(), "arm-a7", tmp_path / f"rq-{dtype}.so", ieee=True)
-        got = tvm_run.run_module(so, "arm-a7", acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
+        so = tvm_compile.compile_module(bb.get(), target, tmp_path / f"rq-{dtype}.so", ieee=True)
+        got = tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
 
