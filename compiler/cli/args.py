@@ -35,14 +35,20 @@ def weights_args(p: argparse.ArgumentParser) -> None:
 def import_onnx_spec(args) -> None:
     """An ONNX file given as SPEC: imported in memory (`tcc import`'s way, with its own weights) into a folder that
     lives as long as the command; `args.spec` and `args.weights` then name the imported spec and weights."""
-    if not args.spec or Path(args.spec).suffix.lower() != ".onnx":
-        return
+    if args.spec and Path(args.spec).suffix.lower() == ".onnx":
+        args.spec, args.weights = imported_onnx(args.spec, getattr(args, "weights", None),
+                                                getattr(args, "by_order", False), getattr(args, "key_map", None),
+                                                getattr(args, "overrides", []))
+
+
+def imported_onnx(path: str, weights=None, by_order: bool = False, key_map=None, overrides=()) -> tuple[str, str]:
+    """The spec and weights files of the ONNX file at `path`, imported in memory through tcc.Model (which refuses
+    weights or overrides beside it: an ONNX file carries its own)."""
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch (for ONNX files only)
 
-    model = Model.load(args.spec, getattr(args, "weights", None), by_order=getattr(args, "by_order", False),
-                       key_map=getattr(args, "key_map", None), **parse_overrides(getattr(args, "overrides", [])))
+    model = Model.load(path, weights, by_order=by_order, key_map=key_map, **parse_overrides(list(overrides)))
     _IMPORTED_ONNX.append(model)
-    args.spec, args.weights = str(model.loaded.path), str(model.weights)
+    return str(model.loaded.path), str(model.weights)
 
 
 def load_spec(args):

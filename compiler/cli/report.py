@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import parse_overrides
-from .args import specs_args
+from .args import imported_onnx, specs_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="the paper's Table 1 for specs (params, MACs, FP32 / INT8 size) and, for built "
                                       "bundles, latency, fidelity and ARM instruction counts; markdown, JSON, plots")
-    specs_args(p, "model specs", "every spec")
+    specs_args(p, "model specs or ONNX files", "every spec")
     p.add_argument("--bundles", nargs="+", metavar="DIR", help="bundles made by `tcc build`")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=10, help="inferences per bundle per round (default 10)")
@@ -33,7 +33,10 @@ def run(args) -> int:
     for b in args.bundles or []:
         if not (Path(b) / "manifest.json").is_file():
             raise DataError(f"{b}: not a tcc bundle (no manifest.json)")
-    doc = report(args.specs, args.bundles or [], Path(args.output), parse_overrides(args.overrides),
+    # an ONNX file: its imported spec (Table 1 reads the structure; the file's weights do not change it)
+    specs = [imported_onnx(s, overrides=args.overrides)[0] if Path(s).suffix.lower() == ".onnx" else s
+             for s in args.specs]
+    doc = report(specs, args.bundles or [], Path(args.output), parse_overrides(args.overrides),
                  rounds=args.rounds, runs=args.runs)
     if args.json:
         print(json.dumps(doc))

@@ -177,10 +177,10 @@ def test_constant_nodes_of_every_attribute_form_are_read(tmp_path):
     assert "{id: clamp, op: relu6}" in (tmp_path / "m.yaml").read_text()
 
 
-def test_explain_and_slide_take_an_onnx_file(mobilenet, tmp_path):
-    """`tcc explain model.onnx` and `tcc slide model.onnx`: imported in memory with the file's own weights (the
-    explained class is `tcc predict`'s on the same file and image, itself ONNX Runtime's); a --weights beside it is
-    a clean exit 2."""
+def test_explain_slide_and_report_take_an_onnx_file(mobilenet, tmp_path):
+    """`tcc explain model.onnx`, `tcc slide model.onnx` and `tcc report model.onnx`: imported in memory with the
+    file's own weights (the explained class is `tcc predict`'s on the same file and image, itself ONNX Runtime's;
+    Table 1 has the imported spec's parameters); a --weights beside it is a clean exit 2."""
     import skimage.data
     from PIL import Image
 
@@ -198,6 +198,9 @@ def test_explain_and_slide_take_an_onnx_file(mobilenet, tmp_path):
     assert rc == 0, err
     doc = json.loads((tmp_path / "slide" / "patches.json").read_text())
     assert doc["kept"] > 0 and len(doc["patches"][0]["probabilities"]) == 5
+    rc, printed, err = tcc_cli("report", path, "-o", tmp_path / "report", "--json")
+    assert rc == 0, err
+    assert json.loads(printed)["models"][0]["params"] == tcc.load_model(work / "m.yaml").graph.param_count
     for command in ("explain", "slide"):
         rc, printed, err = tcc_cli(command, path, "--weights", work / "m.pt", "--image", image, "-o",
                                    tmp_path / f"{command}-bad.png")
