@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,19 @@ def mask_png(mask: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(mask).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def check_dir(out: Path) -> None:
+    """OUT can be written: an existing writable directory, or creatable (its nearest existing ancestor a writable
+    directory). Checked before any long work, created only when the first outputs are written, so a run that
+    fails leaves no empty folder behind."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"{existing}: exists and is not a directory" + ("" if existing == out else
+                                                                        f" (cannot create {out})"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{out}: cannot create the output directory ({existing} is not writable)" if existing != out
+                        else f"{out}: the output directory is not writable")
 
 
 def prepare_dir(out: Path) -> Path:

@@ -24,8 +24,8 @@ from .infer import (
 from .mask import Thresholds, choose_level, tissue_mask
 from .output import (
     mask_png,
+    check_dir,
     patches_document,
-    prepare_dir,
     probability_grid,
     write_image_outputs,
 )
@@ -80,8 +80,8 @@ def run_slides(images: list[Path], source: ModelSource, out: Path, options: Opti
     if runner.preprocess.color is None:
         raise DataError("this model's input is not an image (its spec has no color order); tcc slide needs one")
     positive = positive_class(runner, options.positive)
-    for d in set(outs):  # after the model and options are known good: a mistake leaves no empty folder behind
-        prepare_dir(d)
+    for d in set(outs):  # writable, checked now; created with the first outputs (a failure leaves no folder)
+        check_dir(d)
     if options.dask or options.scheduler or options.workers:
         return _run_on_dask(images, outs, source, runner, positive, options, log)
     results = []
