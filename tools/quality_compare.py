@@ -56,10 +56,12 @@ STEP_SETS = {  # config name -> the steps it runs (every other step off, whateve
 # name -> tcc.quant.table.steps.Steps arguments, and the placement's (tcc.quant.place.placer.PlaceOptions) if any
 CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
            for name, on in STEP_SETS.items()}
-# the steps chosen per model on held-back calibration crops (tcc.quant.choose): every step, and with DDSNet's spec
-# fixing bias correction on (what `tcc calibrate spec/ddsnet.yaml` does without switches)
-CONFIGS["auto"] = {"steps": {s: None for s in ("equalization", "bias_correction", "rounding")}}
-CONFIGS["auto+bias_correction"] = {"steps": {"equalization": None, "bias_correction": True, "rounding": None}}
+# the steps chosen per model on held-back calibration crops (tcc.quant.choose), as `tcc calibrate` chooses them
+# (equalization off unless asked): rounding and bias correction, and with DDSNet's spec fixing bias correction on
+# (what `tcc calibrate spec/ddsnet.yaml` does without switches); +eq: equalization left to the choice too
+CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
+CONFIGS["auto+bias_correction"] = {"steps": {"equalization": False, "bias_correction": True, "rounding": None}}
+CONFIGS["auto+eq"] = {"steps": {"equalization": None, "bias_correction": None, "rounding": None}}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the targets as the placement's floors (search samples)
 CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})
 # what-if: the same table with every activation on a 16-bit grid (no tcc target runs these yet; ONNX Runtime runs

@@ -79,12 +79,13 @@ def refuse_with_artifact(args) -> None:
 def steps_args(p) -> None:
     """The post-training steps' switches (tcc.quant.table.steps), shared by `tcc calibrate` and `tcc build --data`. Not
     given, each takes the spec's `calibrate:` section, else tcc's default."""
-    from ..quant.table.steps import Steps  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import UNCHOSEN, Steps  # deferred for start-up: loads numpy, onnx
 
     on_off = argparse.BooleanOptionalAction
 
     def state(name):
-        return "default: the spec's `calibrate:` section, else chosen per model on held-back calibration samples"
+        default = "off" if name in UNCHOSEN else "chosen per model on held-back calibration samples"
+        return f"default: the spec's `calibrate:` section, else {default}"
 
     p.add_argument("--equalization", action=on_off, default=None,
                    help="cross-layer equalization of producer -> consumer pairs through a ReLU ("

@@ -33,6 +33,9 @@ from ...errors import CalibrationError, DataError
 from .placement import doc_float_nodes
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
+# left out of the automatic choice: with equalization chosen for DDSNet (GC checkpoint, 64 crops), the AX650 kit's
+# per-op check of its QDQ model on ONNX Runtime found a depthwise conv 2 LSB from the integer reference (at most 1)
+UNCHOSEN = ("equalization",)
 DEFAULT_CHOICE_BUDGET = 300.0  # seconds: every combination for DDSNet at 224 took 48-110 s on 2 busy cores
 
 
@@ -71,11 +74,13 @@ class Steps:
     @classmethod
     def chosen(cls, spec_section: dict | None, **switches) -> "Steps":
         """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
-        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); a step neither fixes is chosen
-        per model (None). Other keyword arguments (rounding_budget, choice_budget; None: the default) pass through."""
+        spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); rounding and bias correction
+        that neither fixes are chosen per model (None), equalization stays off (UNCHOSEN). Other keyword arguments
+        (rounding_budget, choice_budget; None: the default) pass through."""
         section = spec_section or {}
         picked = {name: bool(switches[name]) if switches.get(name) is not None else
-                  (bool(section[name]) if section.get(name) is not None else None) for name in STEP_NAMES}
+                  bool(section[name]) if section.get(name) is not None else
+                  (False if name in UNCHOSEN else None) for name in STEP_NAMES}
         rest = {k: v for k, v in switches.items() if k not in STEP_NAMES and v is not None}
         return cls(**picked, **rest)
 
