@@ -37,8 +37,14 @@ class Artifact:
         return self.manifest["weights"].get("warning") if "random_seed" in self.manifest["weights"] else None
 
     def run(self, x):
-        """float32 [N, C, H, W] -> the model's output (logits), as numpy."""
-        return self.backend.run(self.loaded, x)
+        """float32 [N, C, H, W] -> the model's output (logits), as numpy, of the shape its manifest declares (a
+        bundle whose model was edited after the build may compute another: refused, not printed as classes)."""
+        y = self.backend.run(self.loaded, x)
+        declared = self.manifest["outputs"][0]["shape"][1:]
+        if list(y.shape[1:]) != declared:
+            raise BuildError(f"{self.path}: its model gives an output of shape {list(y.shape)}, its manifest "
+                             f"declares [N, {', '.join(map(str, declared))}]: a damaged or edited bundle")
+        return y
 
 
 def manifest_preprocess(manifest: dict):

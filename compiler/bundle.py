@@ -338,11 +338,85 @@ def read_manifest(bundle: str | Path, verify: bool = True) -> dict:
         raise BuildError(f"{path}: unreadable manifest ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BuildError(f"{path}: not a {FORMAT} manifest")
+    check_manifest(path, manifest)
     if verify:
-        for name, entry in manifest.get("files", {}).items():
+        for name, entry in manifest["files"].items():
             f = bundle / name
             if not f.is_file():
                 raise BuildError(f"{bundle}: file {name} listed in the manifest is missing")
             if sha256_file(f) != entry["sha256"]:
                 raise BuildError(f"{f}: sha256 differs from the manifest (modified or corrupted bundle)")
     return manifest
+
+
+_NAME = {"type": "string", "minLength": 1}
+_TENSOR = {"type": "object", "required": ["name", "shape"],
+           "properties": {"name": {"type": "string"}, "dtype": {"type": "string"},
+                          # the batch axis ("N" or a number), then each dimension
+                          "shape": {"type": "array", "minItems": 1, "prefixItems": [{"type": ["string", "integer"]}],
+                                    "items": {"type": "integer", "minimum": 1}}}}
+MANIFEST_SCHEMA = {  # what tcc reads back from a manifest (a build writes more: passes, libraries, target checks)
+    "type": "object",
+    "required": ["format", "target", "backend", "precision", "artifact", "artifacts", "model", "inputs", "outputs",
+                 "preprocess", "weights", "runtime", "self_check", "files"],
+    "properties": {
+        "target": _NAME, "backend": _NAME, "precision": _NAME, "artifact": _NAME,
+        "artifacts": {"type": "array", "items": _NAME},
+        "model": {"type": "object", "required": ["name", "spec_hash"],
+                  "properties": {"name": {"type": "string"}, "spec_hash": {"type": "string"}}},
+        "labels": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+        "inputs": {"type": "array", "items": {**_TENSOR, "properties": {
+            **_TENSOR["properties"], "shape": {**_TENSOR["properties"]["shape"], "minItems": 4, "maxItems": 4}}},
+                   "minItems": 1},
+        "outputs": {"type": "array", "items": _TENSOR, "minItems": 1},
+        "preprocess": {"type": "object", "required": ["resize", "interpolation", "color", "scale", "mean", "std"],
+                       "additionalProperties": False,
+                       "properties": {
+                           "resize": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
+                                      "maxItems": 2},
+                           "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
+                           "color": {"enum": ["RGB", "BGR", "L", None]},
+                           "scale": {"type": "number"},
+                           "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                           "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                                   "minItems": 1}}},
+        "weights": {"type": "object", "properties": {"warning": {"type": "string"}}},
+        "runtime": {"type": "object"},
+        "quantization": {"type": "object"},
+        "self_check": {"type": "object", "required": ["result"], "properties": {"result": {"type": "object"}}},
+        "files": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["sha256", "bytes"],
+            "properties": {"sha256": {"type": "string"}, "bytes": {"type": "integer", "minimum": 0}}}},
+    },
+}
+
+
+def check_manifest(path: Path, manifest: dict) -> None:
+    """The fields every reader of a bundle uses (MANIFEST_SCHEMA) and how they fit together, checked once here, so
+    that a damaged or hand-edited manifest is refused naming the field (exit 2), never met as a KeyError or
+    TypeError in whichever reader touches it first."""
+    import jsonschema  # deferred for start-up: only reading a bundle needs it
+
+    errors = jsonschema.Draft202012Validator(MANIFEST_SCHEMA).iter_errors(manifest)
+    error = min(errors, key=lambda e: [str(p) for p in e.absolute_path], default=None)
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        message = error.message if len(error.message) <= 160 else error.message[:157] + "..."
+        raise BuildError(f"{path}: invalid manifest at {where}: {message}")
+    for name in manifest["files"]:
+        if "\0" in name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BuildError(f"{path}: invalid manifest: file {name!r} is not inside the bundle")
+    for name in dict.fromkeys([manifest["artifact"], *manifest["artifacts"]]):
+        if name not in manifest["files"]:
+            raise BuildError(f"{path}: invalid manifest: its artifact {name!r} is not among its files")
+    channels, pre = manifest["inputs"][0]["shape"][1], manifest["preprocess"]
+    for key in ("mean", "std"):
+        if len(pre[key]) != channels:
+            raise BuildError(f"{path}: invalid manifest: preprocess.{key} has {len(pre[key])} values for the "
+                             f"input's {channels} channels")
+    if pre["color"] is not None and (pre["color"] == "L") != (channels == 1):
+        raise BuildError(f"{path}: invalid manifest: preprocess.color {pre['color']} for an input of {channels} "
+                         "channels")
+    labels, classes = manifest.get("labels"), manifest["outputs"][0]["shape"][1:]
+    if labels is not None and classes != [len(labels)]:
+        raise BuildError(f"{path}: invalid manifest: {len(labels)} label(s) for an output of shape {classes}")

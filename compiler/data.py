@@ -7,6 +7,7 @@ and the cap, never decoded into gigabytes or met as Pillow's traceback. `--max-p
 from __future__ import annotations
 
 import contextlib
+import struct
 import warnings
 from pathlib import Path
 
@@ -71,11 +72,16 @@ def open_image(path: str | Path, cap: int | None = None, hint: str = _HINT):
             w, h = im.size
             if w * h > cap:
                 raise DataError(too_big(path, w, h, cap, hint))
+            if im.mode in ("P", "PA") and im.palette is None:  # a PNG without its PLTE: Pillow's convert() asserts
+                raise DataError(f"{path}: cannot read image (a palette image without its palette)")
             yield im
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    # what Pillow's decoders raise on a damaged file, beyond OSError and ValueError: SyntaxError (a plugin's parse),
+    # EOFError and struct.error (a header cut short), OverflowError (a TIFF tag's value too large for its C decoder)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, OverflowError,
+            Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read image ({str(e) or type(e).__name__})") from None
 
 
 def load_image(path: str | Path, pre: Preprocess) -> np.ndarray:

@@ -218,9 +218,10 @@ def compare_sides(a: Side, b: Side, min_cosine: float = DEFAULT_MIN_COSINE, max_
         if va.shape != vb.shape:
             rows.append({"tensor": name, "error": f"shapes {list(va.shape)} vs {list(vb.shape)}", "diverges": True})
             continue
-        d = np.abs(va - vb)
-        na, nb = np.linalg.norm(va), np.linalg.norm(vb)
-        cos = float(va.ravel() @ vb.ravel() / (na * nb)) if na and nb else float(na == nb)
+        with np.errstate(invalid="ignore", over="ignore"):  # a side with NaN or inf: its row says so, no warning
+            d = np.abs(va - vb)
+            na, nb = np.linalg.norm(va), np.linalg.norm(vb)
+            cos = float(va.ravel() @ vb.ravel() / (na * nb)) if na and nb else float(na == nb)
         scale = ta.scale or tb.scale
         lsb = float(d.max()) / scale if scale and d.size else None
         ref_scale = float(np.abs(vb).max()) if vb.size else 0.0
@@ -232,6 +233,7 @@ def compare_sides(a: Side, b: Side, min_cosine: float = DEFAULT_MIN_COSINE, max_
         both_int = ta.scale is not None and tb.scale is not None
         rel = float(d.max()) / ref_scale if ref_scale and d.size else 0.0
         row["diverges"] = bool(lsb > max_lsb * (1 + 1e-6)) if both_int else bool(cos < min_cosine or rel > max_rel)
+        row["diverges"] |= not np.isfinite([cos, rel, lsb or 0.0]).all()  # NaN compares false with any bound
         rows.append(row)
     first = next((r for r in rows if r["diverges"]), None)
     return {"a": a.label, "b": b.label, "compared": len(rows), "only_a": len(a.tensors) - len(rows),
@@ -282,7 +284,13 @@ def format_diff(result: dict, every: bool = False) -> str:
         if "error" in r:
             lines.append(f"{mark} {r['tensor'].ljust(w)}  {r['error']}")
             continue
-        lsb = "" if r["lsb"] is None else f"{r['lsb']:g}"
-        lines.append(f"{mark} {r['tensor'].ljust(w)}  {r['cosine']:>10}  {r['max_abs']:>10.4g}  "
-                     f"{r['max_abs_over_scale']:>9.3g}  {lsb:>6}")
+        lsb = "" if r["lsb"] is None else _number(r["lsb"], "g")
+        lines.append(f"{mark} {r['tensor'].ljust(w)}  {r['cosine']:>10}  {_number(r['max_abs'], '.4g'):>10}  "
+                     f"{_number(r['max_abs_over_scale'], '.3g'):>9}  {lsb:>6}")
     return "\n".join(lines)
+
+
+def _number(value, spec: str) -> str:
+    """A measured number as `spec` formats it; a non-finite one is the name stable_float keeps it as ('nan', 'inf':
+    a side whose output holds NaN, a damaged bundle's)."""
+    return value if isinstance(value, str) else format(value, spec)

@@ -89,9 +89,9 @@ class OrtBackend(Backend):
 
         bundle = Path(bundle_dir)
         precision = json.loads((bundle / "manifest.json").read_text())["precision"]
+        y = self.run(self.load(bundle), x)  # first: a file ONNX Runtime cannot load is a BuildError naming it
         art = onnx.load(str(bundle / ARTIFACT))
         out_name = art.graph.output[0].name
-        y = self.run(self.load(bundle), x)
         if precision == "int8":
             if model is None:
                 return {out_name: Exposed(y)}

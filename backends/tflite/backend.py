@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 
 from tcc.bundle import stable_float
@@ -37,8 +38,53 @@ KERNELS = {  # what LiteRT runs a model with: OpResolverType names
 PER_OP_LSB = 1.0  # a kernel that requantizes with another rounding can move a code by one, never more
 
 
+_QUANTIZATION = {"type": "object", "required": ["scale", "zero_point"],
+                 "properties": {"scale": {"type": "number", "exclusiveMinimum": 0}, "zero_point": {"type": "integer"}}}
+INFO_SCHEMA = {  # tflite.json as run and tensors() read it
+    "type": "object", "required": ["precision", "tensors"],
+    "properties": {
+        "precision": {"type": "string"},
+        "input_dtype": {"enum": ["float32", "int8", "int16"]}, "output_dtype": {"enum": ["float32", "int8", "int16"]},
+        "input_quantization": _QUANTIZATION, "output_quantization": _QUANTIZATION,
+        "tensors": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["index", "nhwc"],
+            "properties": {"index": {"type": "integer", "minimum": 0}, "nhwc": {"type": "boolean"}}}},
+    },
+    "allOf": [{"if": {"properties": {f"{io}_dtype": {"enum": ["int8", "int16"]}}, "required": [f"{io}_dtype"]},
+               "then": {"required": [f"{io}_quantization"]}} for io in ("input", "output")],
+}
+
+
+def _read_info(bundle: Path) -> dict:
+    """The bundle's tflite.json, checked against INFO_SCHEMA: a damaged one is a BuildError naming the field."""
+    path = bundle / INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BuildError(f"{bundle}: not a TFLite bundle ({e})") from None
+    error = min(jsonschema.Draft202012Validator(INFO_SCHEMA).iter_errors(info),
+                key=lambda e: [str(p) for p in e.absolute_path], default=None)
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise BuildError(f"{path}: invalid at {where}: {error.message[:160]}")
+    return info
+
+
+def _kept_tensor(it, bundle: Path, name: str, where: dict) -> np.ndarray:
+    """Graph tensor `name` of one sample, NCHW, from where tflite.json places it (its LiteRT tensor, NHWC or not); a
+    tflite.json that does not fit the model (an edited one) is a BuildError naming it."""
+    count = len(it.get_tensor_details())
+    if not where["index"] < count:
+        raise BuildError(f"{bundle / INFO}: tensor {name!r} at index {where['index']}, the model has {count} tensors")
+    t = it.get_tensor(where["index"])
+    if t.ndim == 0 or (where["nhwc"] and t.ndim != 4):
+        raise BuildError(f"{bundle / INFO}: tensor {name!r} is {list(t.shape)}, not a batch"
+                         + (" of NHWC images" if where["nhwc"] else ""))
+    return t.transpose(0, 3, 1, 2)[0] if where["nhwc"] else t[0]
+
+
 def _is_int8(bundle_dir) -> bool:
-    return json.loads((Path(bundle_dir) / INFO).read_text()).get("precision") == "int8"
+    return _read_info(Path(bundle_dir))["precision"] == "int8"
 
 
 def _rules(options: EmitOptions) -> str:
@@ -121,10 +167,9 @@ class TfliteBackend(Backend):
             raise BuildError(f"{bundle}: {missing}")
         try:
             data = (bundle / ARTIFACT).read_bytes()
-            info = json.loads((bundle / INFO).read_text())
-        except (OSError, ValueError) as e:
+        except OSError as e:
             raise BuildError(f"{bundle}: not a TFLite bundle ({e})") from None
-        return TfliteLoaded(bundle, data, info, kernels)
+        return TfliteLoaded(bundle, data, _read_info(bundle), kernels)
 
     def interpreter(self, loaded: TfliteLoaded, preserve: bool = False):
         import warnings
@@ -167,8 +212,7 @@ class TfliteBackend(Backend):
                 y = ((y.astype(np.int64) - q["zero_point"]) * np.float32(q["scale"])).astype(np.float32)
             outs.append(y[0])
             for name, where in (preserve or {}).items():
-                t = it.get_tensor(where["index"])
-                kept[name].append(t.transpose(0, 3, 1, 2)[0] if where["nhwc"] else t[0])
+                kept[name].append(_kept_tensor(it, loaded.bundle, name, where))
         result = np.stack(outs)
         if preserve is None:
             return result

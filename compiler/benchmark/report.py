@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import MANIFEST, read_manifest
 from ..errors import DataError, TccError
 from ..frontend import lower_spec
 from ..plots import layer_cosine_bars, model_size_chart, save
+from ..quant.table.file import load_table
 from . import timing
 from .run import runner_for
 
@@ -44,11 +46,8 @@ def model_row(spec: str | Path, overrides: dict | None = None) -> dict:
 def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, object]:
     """A bundle's manifest facts and a timing runner when it runs here (ARM modules do not: their cost is the
     instruction count, when the build counted it)."""
-    path = Path(bundle) / "manifest.json"
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{bundle}: not a tcc bundle (cannot read manifest.json: {e})") from None
+    path = Path(bundle) / MANIFEST
+    m = read_manifest(bundle)  # every file against its sha256, the fields tcc reads checked
     try:
         sc = m["self_check"]
         fidelity = sc.get("vs_fp32") or sc["result"]
@@ -87,7 +86,7 @@ def report(specs: list[str], bundles: list[str], out: Path, overrides: dict | No
             runners[key] = runner
         table = Path(b) / "calibration.json"
         if table.exists():
-            tensors = json.loads(table.read_text())["tensors"]
+            tensors = load_table(table).tensors
             doc["plots"].append(str(save(layer_cosine_bars(tensors, f"{key}: per-tensor cosine of calibration"),
                                          out / f"{Path(b).name}.cosine.png")))
     if runners:

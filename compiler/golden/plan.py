@@ -115,8 +115,13 @@ def load_plan(root: str | Path) -> GoldenPlan:
 
 
 def _existing(root: Path, rel: str, where) -> Path:
-    p = (root / rel).resolve()
-    if not p.exists():
+    try:
+        p = (root / rel).resolve()
+        found = p.exists()
+    except (OSError, ValueError) as e:  # a name too long for the file system (exists() raises), a NUL character
+        raise SpecError(f"not a usable file name: {rel[:60]}{'...' if len(rel) > 60 else ''} "
+                        f"({getattr(e, 'strerror', None) or e})", where) from None
+    if not found:
         raise SpecError(f"no such file: {rel} (resolved to {p})", where)
     return p
 

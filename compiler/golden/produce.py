@@ -158,6 +158,9 @@ class ModelRun:
         options = EmitOptions(target=entry.target, precision=entry.precision, opset=self.plan.opset, table=table,
                               preprocess=self.model.preprocess)
         backend.check(self.fe.onnx, options)
+        # an INT8 table checked against the model before anything is built from it, as tcc build does: a stored table
+        # whose entries do not fit the model is a CalibrationError naming the tensor, not numpy's broadcast error
+        qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering) if entry.int8 else None
         out = Path(self._work.name) / entry.id
         out.mkdir()
         backend.emit(self.fe.onnx, options, out)
@@ -168,7 +171,7 @@ class ModelRun:
         got = run(x)
         produced = Produced(got, run)
         if entry.int8:
-            produced.qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering)
+            produced.qgraph = qgraph
             if entry.rule == "per_op":
                 produced.codes = backend.int8_codes(self.fe.onnx, options, out, x, got)
             elif produced.qgraph.islands:  # asked only if float islands keep it from the reference's bits

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,10 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    # a damaged member: zlib's error for its compressed bytes, NotImplementedError for an unknown compression method,
+    # tokenize's or Python's syntax error for an .npy header numpy cannot parse
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, SyntaxError,
+            tokenize.TokenError) as e:
         raise DataError(f"{path}: not a readable golden .npz ({e}); restore it from git or `tcc golden update`") \
             from None
 
@@ -64,7 +70,30 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+_RECORD = {  # golden.json as check and update read it
+    "type": "object", "required": ["models"],
+    "properties": {"models": {"type": "object", "additionalProperties": {
+        "type": "object", "required": ["identity", "inputs", "entries"],
+        "properties": {
+            "identity": {"type": "object", "required": ["spec_hash", "weights", "opset", "fp32_onnx_sha256"]},
+            "inputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                  "properties": {"name": {"type": "string"}}}},
+            "entries": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["rule"],
+                "properties": {"rule": {"type": "string"},
+                               "tolerance": {"type": "object", "required": ["max_abs_over_scale"],
+                                             "properties": {"max_abs_over_scale": {"type": "number",
+                                                                                   "minimum": 0}}}},
+                # a measured entry is judged within its stored tolerance
+                "if": {"properties": {"rule": {"const": "measured"}}}, "then": {"required": ["tolerance"]}}}}}}},
+}
+
+
 def read_json(root: Path) -> dict:
+    """golden.json, checked against the fields check and update read (a damaged record is a DataError naming the
+    field, never a KeyError deep in a check)."""
+    import jsonschema  # deferred for start-up
+
     path = root / GOLDEN_JSON
     if not path.is_file():
         return {}
@@ -72,9 +101,25 @@ def read_json(root: Path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not readable JSON ({e}); restore it from git or `tcc golden update`") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("models", {}), dict):
-        raise DataError(f"{path}: not a golden record (expected an object with \"models\")")
+    error = min(jsonschema.Draft202012Validator(_RECORD).iter_errors(doc),
+                key=lambda e: [str(p) for p in e.absolute_path], default=None)
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise DataError(f"{path}: not a golden record: at {where}, {error.message[:160]}; restore it from git (or "
+                        "remove it and store every entry again: `tcc golden update`)")
+    bad = _non_finite(doc)
+    if bad is not None:  # Python's json reads NaN and Infinity, and update could not write them back
+        raise DataError(f"{path}: not a golden record: at {bad[0]}, {bad[1]} is not a finite number; restore it from "
+                        "git (or remove it and store every entry again: `tcc golden update`)")
     return doc
+
+
+def _non_finite(value, where: str = "") -> tuple[str, float] | None:
+    """(where, value) of the first NaN or infinity in a JSON document, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(top level)", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((bad for k, v in items if (bad := _non_finite(v, f"{where}.{k}" if where else str(k)))), None)
 
 
 def json_bytes(doc: dict) -> bytes:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -10,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SpecError, TccError
-from ..quant.table.file import CalibrationError
+from ..quant.table.file import CalibrationError, load_table
 from . import judge
 from .entries import ENTRIES, Entry
 from .plan import FORMAT, GoldenPlan, ModelPlan, load_plan
@@ -80,8 +79,8 @@ def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry
         names = [i["name"] for i in record["inputs"]]
         x_now, _ = run.inputs()
         rows.append(_check_inputs(mp.name, x_now, x_stored, names))
-        if x_stored is None:
-            return rows
+        if not _usable_inputs(x_now, x_stored, names):
+            return rows  # no entry runs on inputs the model cannot take, or that the record does not name
         outs = read_npz(gp.root / mp.name / OUTPUTS)
         for e in chosen:
             log(f"{mp.name}: {e.id}")
@@ -91,11 +90,18 @@ def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry
     return rows
 
 
+def _usable_inputs(x_now, x_stored, names) -> bool:
+    """Stored inputs the model takes (the shape and type of today's), one per input the record names."""
+    return (x_stored is not None and x_stored.shape == x_now.shape and x_stored.dtype == np.float32
+            and len(names) == len(x_stored))
+
+
 def _check_inputs(model, x_now, x_stored, names) -> Row:
     if x_stored is None:
         return Row(model, "inputs", "FAIL", f"no stored inputs ({INPUTS})")
-    if x_now.shape != x_stored.shape:
-        return Row(model, "inputs", "FAIL", f"inputs now {list(x_now.shape)}, stored {list(x_stored.shape)}")
+    if not _usable_inputs(x_now, x_stored, names):
+        return Row(model, "inputs", "FAIL", f"inputs now {list(x_now.shape)} float32, stored {list(x_stored.shape)} "
+                                            f"{x_stored.dtype}, {len(names)} named in {GOLDEN_JSON}")
     bad = [f"input {n}: the preprocessing now gives max |diff| {float(np.abs(a - b).max()):.3g} from the stored tensor"
            for n, a, b in zip(names, x_now, x_stored) if not np.array_equal(a, b)]
     return Row(model, "inputs", "FAIL" if bad else "ok",
@@ -104,21 +110,47 @@ def _check_inputs(model, x_now, x_stored, names) -> Row:
 
 def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
     rec = record["entries"].get(e.id)
+    again = f"tcc golden update {gp.root} --model {run.plan.name} --entry {e.id}"
     if rec is None:
-        return Row(run.plan.name, e.id, "FAIL", f"no stored output for {e.id} (tcc golden update {gp.root} --model "
-                                               f"{run.plan.name} --entry {e.id})")
+        return Row(run.plan.name, e.id, "FAIL", f"no stored output for {e.id} ({again})")
+    if rec["rule"] != e.rule:
+        return Row(run.plan.name, e.id, "FAIL", f"stored under the rule {rec['rule']!r}, judged now by {e.rule!r} "
+                                               f"({again})")
     try:
         if e.rule == "scales":
             v = _scales_verdict(gp, run, e)
         else:
             table = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules) if e.int8 else None
             produced = run.produce(e, x, table)
+            unusable = _unusable_stored(e, produced.output, outs)
+            if unusable:
+                return Row(run.plan.name, e.id, "FAIL", f"{unusable} ({again})")
             v = _verdict(e, produced, x, names, outs, rec, run.plan.int8_floor)
     except TccError as err:
         return Row(run.plan.name, e.id, "FAIL", f"{type(err).__name__}: {err}")
     where = f"{run.plan.name} / {e.describe()}"
     return Row(run.plan.name, e.id, "ok" if v.passed else "FAIL", v.summary(),
                [f"{where}: {f}" for f in v.failures] + list(v.numbers.get("notes", [])))
+
+
+def _stored_usable(outs: dict, key: str) -> bool:
+    """Whether stored output `key` is numbers of the stored PyTorch output's shape (of any shape without it)."""
+    stored, ref = outs.get(key), outs.get("pytorch-fp32")
+    return stored is not None and stored.dtype.kind in "fiu" and (ref is None or stored.shape == ref.shape)
+
+
+def _unusable_stored(e: Entry, got: np.ndarray, outs: dict) -> str | None:
+    """Why the stored outputs `e` is judged against cannot judge it (missing from outputs.npz, or of another shape
+    or kind than the entry gives), or None."""
+    needed = ["pytorch-fp32", FLOAT64] + ([e.against] if e.against else []) + ([e.id] if e.rule == "measured" else [])
+    for key in dict.fromkeys(needed):
+        stored = outs.get(key)
+        if stored is None:
+            return f"no stored output {key!r} in {OUTPUTS}"
+        if stored.shape != got.shape or stored.dtype.kind not in "fiu":
+            return (f"the stored output {key!r} is {stored.dtype} {list(stored.shape)}, the entry gives "
+                    f"{got.dtype} {list(got.shape)}")
+    return None
 
 
 def _verdict(e: Entry, produced, x, names, outs, rec, floor) -> judge.Verdict:
@@ -196,6 +228,10 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
         writes.append((gp.root / mp.name / INPUTS, npz_bytes({"x": x})))
         outs = read_npz(gp.root / mp.name / OUTPUTS) if old_x is not None and np.array_equal(old_x, x) else {}
         names = [i["name"] for i in inputs]
+        # an entry judged against another's output (INT8 against its integer reference) brings that entry along
+        # where its stored output is missing or unusable
+        chosen = chosen + [ENTRIES[a] for a in dict.fromkeys(e.against for e in chosen if e.against)
+                           if not _stored_usable(outs, a) and a in mp.entries and ENTRIES[a] not in chosen]
 
         # the references every other entry is judged by: PyTorch (float32 and float64) and the tables. Float
         # results move by float rounding from one CPU to the next (oneDNN and MLAS pick kernels by instruction
@@ -243,6 +279,10 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
                                            f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
                                            f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
                                            f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)"}
+            unusable = _unusable_stored(e, produced.output, refs)
+            if unusable:  # its reference, unusable as stored, is not among the plan's entries to store again
+                rows.append(Row(mp.name, e.id, "FAIL", f"{unusable}; {e.against} is not among the plan's entries"))
+                continue
             v = _verdict(e, produced, x, names, refs, rec, mp.int8_floor)
             if v.passed and _stored_still_holds(e, produced.output, outs.get(e.id), old_rec, refs, names):
                 refs[e.id] = new_outs[e.id] = outs[e.id]
@@ -304,9 +344,12 @@ def _table(run, path: Path, rules: str, recalibrate: bool):
     else:
         why = "calibrated again (--recalibrate)"
     table = run.calibrate(rules)
-    if path.is_file():
-        old = json.loads(gzip.decompress(path.read_bytes()))
-        v = judge.scales(table.tensors, old["tensors"], table.doc.get("layers"), old.get("layers"))
+    try:  # the stored table, to say what changed (one made for another graph too); not when it is damaged
+        old = load_table(path) if path.is_file() else None
+    except CalibrationError:
+        old = None
+    if old is not None:
+        v = judge.scales(table.tensors, old.tensors, table.doc.get("layers"), old.doc.get("layers"))
         why += f"; {v.numbers['changed']} of {v.numbers['tensors']} tensors changed (max {v.numbers['max_range_change']} of range)"
         return table, why
     return table, "new" if why == "calibrated" else why

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import BuildError
 from .ort import session
 
 
@@ -44,13 +45,18 @@ def torch_runner(module, x: np.ndarray) -> Runner:
 
 
 def ort_runner(path: str | Path, x: np.ndarray) -> Runner:
-    """ONNX Runtime, one intra-op thread (sequential execution, ORT's default), all graph optimisations."""
+    """ONNX Runtime, one intra-op thread (sequential execution, ORT's default), all graph optimisations. A file it
+    cannot load or run (a damaged bundle's) is a BuildError naming it."""
     import onnx  # deferred: start-up time of the commands that import the runners but time no ONNX model
 
-    sess = session(onnx.load(str(path)), threads=1)
-    inp = sess.get_inputs()[0]
-    feed = {inp.name: np.ascontiguousarray(x[:1], np.float16 if "float16" in inp.type else np.float32)}
-    return Runner(lambda: sess.run(None, feed))
+    try:
+        sess = session(onnx.load(str(path)), threads=1)
+        inp = sess.get_inputs()[0]
+        feed = {inp.name: np.ascontiguousarray(x[:1], np.float16 if "float16" in inp.type else np.float32)}
+        return Runner(lambda: sess.run(None, feed))  # its warm-up runs the model
+    except Exception as e:  # onnx's DecodeError, ORT's own types (Fail, InvalidGraph, InvalidArgument, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BuildError(f"{path}: ONNX Runtime cannot load or run it ({first})") from None
 
 
 def spread(values) -> dict:

@@ -78,7 +78,12 @@ def predict_batch(source: ModelSource, image: str, max_pixels: int, origins: tup
     pre = runner.preprocess
     x = np.stack([normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, width, width)), pre), pre)
                   for px, py in origins])
-    return softmax(np.asarray(runner.run(x), np.float64).reshape(len(origins), -1))
+    scores = np.asarray(runner.run(x), np.float64).reshape(len(origins), -1)
+    if not np.isfinite(scores).all():  # damaged weights or bundle: no probability or heat map can be made of them
+        (px, py), *_ = (o for o, row in zip(origins, scores) if not np.isfinite(row).all())
+        raise DataError(f"{image}: the model scores the patch at ({px}, {py}) with NaN or infinity (damaged weights "
+                        "or bundle?)")
+    return softmax(scores)
 
 
 @contextlib.contextmanager

@@ -105,17 +105,21 @@ class TiffImage(Reader):
     def __init__(self, path: Path):
         import tifffile
 
+        # tifffile parses a corrupt file with whatever its code then meets, not only TiffFileError (fuzzed: a zero
+        # TileLength divides by zero, a SamplesPerPixel of two values is a TypeError): any exception while it
+        # parses is the file's fault, reported naming it
         try:
             self.tiff = tifffile.TiffFile(path)
-        except (tifffile.TiffFileError, OSError, ValueError) as e:
-            raise DataError(f"{path}: tifffile cannot read it ({e})") from None
+        except Exception as e:
+            raise DataError(f"{path}: tifffile cannot read it ({_reason(e)})") from None
         try:
             self.pages = [level.keyframe for level in self.tiff.series[0].levels]
             for level, page in enumerate(self.pages):
                 _check_tiff_page(path, level, page)
-        except (DataError, tifffile.TiffFileError, ValueError, IndexError) as e:
+        except Exception as e:
             self.tiff.close()
-            raise DataError(str(e) if isinstance(e, DataError) else f"{path}: tifffile cannot read it ({e})") from None
+            raise DataError(str(e) if isinstance(e, DataError) else f"{path}: tifffile cannot read it ({_reason(e)})") \
+                from None
         super().__init__(path, [(p.imagewidth, p.imagelength) for p in self.pages])
 
     def read_region(self, x, y, width, height, level=0):
@@ -160,7 +164,7 @@ def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Reader
     if suffix in PLAIN_SUFFIXES:
         return PlainImage(path, max_pixels)
     if suffix in TIFF_SUFFIXES:
-        return _open_tiff(path)
+        return _open_tiff(path, max_pixels)
     if suffix in SLIDE_SUFFIXES:
         return OpenSlideImage(path)
     raise DataError(f"{path}: not an image tcc slide reads (suffixes: {', '.join(IMAGE_SUFFIXES)})")
@@ -199,8 +203,13 @@ def list_images(paths: list[str]) -> list[Path]:
     return images
 
 
-def _open_tiff(path: Path) -> Reader:
+def _open_tiff(path: Path, max_pixels: int) -> Reader:
     """OpenSlide first (it knows the vendor TIFF variants); tifffile where OpenSlide fails or misses levels."""
+    tile = _largest_tile(path)
+    if tile is not None and tile[0] * tile[1] > max_pixels:  # OpenSlide holds a whole tile for each region it reads,
+        # and GLib aborts the process when it cannot allocate it (fuzzed: a TileWidth of 2^31 - 1 asked for 137 GB)
+        raise DataError(f"{path}: declares tiles of {tile[0]:,} x {tile[1]:,} pixels, above --max-pixels "
+                        f"{max_pixels:,}; a corrupt TIFF")
     slide = tiff = None
     errors = []
     for opener in (OpenSlideImage, TiffImage):
@@ -219,6 +228,20 @@ def _open_tiff(path: Path) -> Reader:
     if slide is not None:  # e.g. a pyramid in SubIFDs: OpenSlide sees level 0 only
         slide.close()
     return tiff
+
+
+def _largest_tile(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the largest tile any page of the TIFF declares (SubIFDs too), from tifffile's reading of
+    the headers; None for a stripped TIFF, or where tifffile cannot read them."""
+    import tifffile  # deferred for start-up, as everywhere here: only a TIFF needs it
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = [*tif.pages, *(level.keyframe for series in tif.series for level in series.levels)]
+            tiles = [(int(p.tilewidth), int(p.tilelength)) for p in pages if getattr(p, "is_tiled", False)]
+    except Exception:  # a file tifffile cannot parse: OpenSlide's own checks, then tifffile's error, decide
+        return None
+    return max(tiles, key=lambda t: t[0] * t[1], default=None)
 
 
 def _decode_plain(path: Path, max_pixels: int) -> np.ndarray:
@@ -254,11 +277,30 @@ def _to_rgb(chunk: np.ndarray) -> np.ndarray:
 
 
 def _check_tiff_page(path: Path, level: int, page) -> None:
+    """A level tcc slide reads: 8-bit samples, interleaved, and tiles or strips that cover its declared size (what
+    read_region indexes with is checked here, once, rather than met as an IndexError mid-slide)."""
     if page.dtype != np.uint8 or page.samplesperpixel not in (1, 3, 4) or (
             page.samplesperpixel > 1 and page.planarconfig != 1) or page.imagedepth != 1:
         raise DataError(f"{path}: level {level} is {page.dtype} with {page.samplesperpixel} samples per pixel "
                         f"(planar configuration {page.planarconfig}); tcc slide reads 8-bit grey, RGB or RGBA, "
                         "interleaved")
+    if page.imagewidth < 1 or page.imagelength < 1 or min(page.chunks[:2]) < 1:
+        raise DataError(f"{path}: level {level} declares {page.imagewidth} x {page.imagelength} pixels in tiles or "
+                        f"strips of {page.chunks[1]} x {page.chunks[0]}; a corrupt TIFF")
+    chunks = page.chunked[0] * page.chunked[1]
+    if min(len(page.dataoffsets), len(page.databytecounts)) < chunks:
+        raise DataError(f"{path}: level {level} lists {len(page.dataoffsets)} offsets and {len(page.databytecounts)} "
+                        f"byte counts for its {chunks} tiles or strips; a corrupt TIFF")
+    if any(np.asarray(v).dtype.kind not in "iu" for v in (page.dataoffsets, page.databytecounts)):
+        raise DataError(f"{path}: level {level}'s tile or strip offsets or byte counts are not integers (a tag of "
+                        "another type); a corrupt TIFF")
+
+
+def _reason(e: Exception) -> str:
+    """What tifffile said; the exception's type where that is all it says (`division by zero`)."""
+    import tifffile  # deferred for start-up, as everywhere here: only a TIFF needs it
+
+    return str(e) if isinstance(e, (tifffile.TiffFileError, OSError, ValueError)) else f"{type(e).__name__}: {e}"
 
 
 def _crop_padded(pixels: np.ndarray, x: int, y: int, width: int, height: int) -> np.ndarray:

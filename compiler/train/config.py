@@ -9,6 +9,7 @@ only the options that do not change the result (workers, device, process count) 
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,10 +113,21 @@ def _file_layer(doc: PosDict, file: Path, prefix: str) -> Layer:
     base = file.parent
     layer = {}
     for name, value in doc.items():
+        if (bad := _non_finite(plain(value))) is not None:
+            raise SpecError(f"{prefix}{name}: {bad} is not a finite number", doc.where(name))
         if BY_NAME[name].path and value is not None:
             value = _absolute(base, value)
         layer[name] = (plain(value), Origin(prefix + name, doc.where(name)))
     return layer
+
+
+def _non_finite(value) -> float | None:
+    """The first NaN or infinity in an option's value (YAML's .nan, .inf): no option takes one, and NaN passes every
+    bound of the option schemas (each comparison with it is false): `val_fraction: .nan` reached the split."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((bad for bad in map(_non_finite, items) if bad is not None), None)
 
 
 def _command_line_layer(args) -> Layer:
@@ -137,6 +149,8 @@ def _flag_value(option: Option, text):
         value = option.parse(text) if option.parse else parse_scalar(text, option.flag)
     except SpecError:
         raise SpecError(f"{option.flag}: cannot read {text!r}") from None
+    if (bad := _non_finite(value)) is not None:
+        raise SpecError(f"{option.flag} {text}: {bad} is not a finite number")
     error = next(iter(jsonschema.Draft202012Validator(option.schema).iter_errors(value)), None)
     if error is not None:
         choices = option.schema.get("enum") or option.schema.get("items", {}).get("enum", [])

@@ -421,4 +421,6 @@ def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules 
         qz.reached.update(zip(n.outputs, reach.run_node(nodes[-1], *(qz.reached.get(i) for i in n.inputs))))
     return QGraph(nodes, graph.input, input_q, list(graph.outputs), rules,
                   tuple(graph.shapes.get(graph.input) or ()), rules.input_rounding,
-                  {o: qz.q(o).scale for o in graph.outputs if o in table.tensors}, reached=qz.reached)
+                  # every output's step, also a float output's: what integer outputs are compared in (an entry
+                  # the table lacks is refused here, not met as a KeyError where the self-check reads it)
+                  {o: qz.q(o).scale for o in graph.outputs}, reached=qz.reached)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def load_table(path: str | Path, spec_hash: str | None = None, weights_hash: str
         doc = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
     except FileNotFoundError:
         raise CalibrationError(f"{path}: no such calibration table") from None
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:  # zlib: damaged .gz bytes
         raise CalibrationError(f"{path}: not a JSON calibration table ({e})") from None
     validate(doc, str(path))
     table = CalibrationTable(doc)

@@ -8,6 +8,7 @@ import base64
 
 import numpy as np
 
+from ...errors import CalibrationError
 from .file import CalibrationTable
 from .quantizer import quantize
 from .steps import step
@@ -30,6 +31,7 @@ def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarra
     headroom), or the rounding the table's rounding step chose."""
     t = table.tensors[name]
     bits, narrow, axis = t.get("bits", 8), bool(t.get("narrow_range")), t.get("axis", 0)
+    _check_fits(name, t, np.shape(w), axis)
     if rounded(table, name):
         stored = step(table.doc, "rounding")["weights"][name]
         return decode(stored, np.asarray(w, np.float32), table.weight_scale(name), axis, bits, narrow)
@@ -37,6 +39,19 @@ def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarra
     if narrow:  # symmetric codes [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's int8 weights)
         codes = np.maximum(codes, -(1 << (bits - 1)) + 1)
     return codes
+
+
+def _check_fits(name: str, entry: dict, shape: tuple, axis) -> None:
+    """One scale per channel along the weight's channel axis, as quantize_graph checks it: the QDQ lowering reads the
+    table here without that check first (a damaged table was numpy's broadcast error in `tcc diff`)."""
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < len(shape):
+        raise CalibrationError(f"calibration table: weight {name!r}: channel axis {axis!r} is not one of its "
+                               f"{len(shape)}; recalibrate with `tcc calibrate`")
+    scale = entry.get("scale")
+    if not isinstance(scale, list) or len(scale) != shape[axis]:
+        raise CalibrationError(f"calibration table: weight {name!r} has {shape[axis]} output channels, the table "
+                               f"{len(scale) if isinstance(scale, list) else scale!r} scales; recalibrate with "
+                               "`tcc calibrate`")
 
 
 def encode(codes: np.ndarray, w: np.ndarray, scale: np.ndarray, axis: int) -> str:
