@@ -100,6 +100,7 @@ GRADCAM_IMAGE="$FIX/GC.png"
 $TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" 2>/dev/null
 echo "== 9. Bring your own model: torchvision's MobileNetV3-Small as ONNX (torch.onnx.export), imported, INT8 on arm-a7"
 .venv/bin/python tools/demo_export.py "$OUT/mobilenet_v3_small.onnx" 2>/dev/null
+mkdir -p "$OUT/imported"
 $TCC import "$OUT/mobilenet_v3_small.onnx" -o "$OUT/imported/mobilenet_v3_small.yaml" --mean 0.485 0.456 0.406 \
   --std 0.229 0.224 0.225 --force
 $TCC build "$OUT/imported/mobilenet_v3_small.yaml" --weights "$OUT/imported/mobilenet_v3_small.pt" --target arm-a7 \

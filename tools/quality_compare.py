@@ -57,10 +57,9 @@ STEP_SETS = {  # config name -> the steps it runs (every other step off, whateve
 CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
            for name, on in STEP_SETS.items()}
 # the steps chosen per model on held-back calibration crops (tcc.quant.choose), as `tcc calibrate` chooses them
-# (equalization off unless asked): rounding and bias correction, and with DDSNet's spec fixing bias correction on
-# (what `tcc calibrate spec/ddsnet.yaml` does without switches); +eq: equalization left to the choice too
-CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
-CONFIGS["auto+bias_correction"] = {"steps": {"equalization": False, "bias_correction": True, "rounding": None}}
+# (bias correction; equalization and rounding off unless asked); +rounding / +eq: those left to the choice too
+CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False}}
+CONFIGS["auto+rounding"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
 CONFIGS["auto+eq"] = {"steps": {"equalization": None, "bias_correction": None, "rounding": None}}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the targets as the placement's floors (search samples)
 CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})

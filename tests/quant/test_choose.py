@@ -132,22 +132,23 @@ def test_a_budget_stops_the_trials_and_says_so():
 
 
 def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
-    """`tcc calibrate` without switches chooses rounding and bias correction (equalization stays off unless asked),
-    prints the choice and records it; a switch fixes its step (no longer free), `--equalization` frees nothing;
-    `--choice-budget 0` chooses nothing; a negative budget is a clean exit 2."""
+    """`tcc calibrate` without switches chooses bias correction (equalization and rounding stay off unless asked),
+    prints the choice and records it; a switch fixes its step (no longer free); `--choice-budget 0` chooses
+    nothing; a negative budget is a clean exit 2."""
     from tcc.cli.main import main as cli
 
-    assert Steps.chosen(None) == Steps(equalization=False, bias_correction=None, rounding=None)
+    assert Steps.chosen(None) == Steps(equalization=False, bias_correction=None, rounding=False)
     assert Steps.chosen({"rounding": True}, rounding=None, choice_budget=None).free == ("bias_correction",)
+    assert Steps.chosen({"bias_correction": True}).free == ()  # DDSNet's spec: nothing left to choose
     spec, data = tiny_spec_and_data(tmp_path, SAMPLES_MIN)
     out = tmp_path / "calib.json"
     args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
     assert cli(args) == 0
-    assert "steps chosen per model (rounding, bias correction) on 8 held-back" in capsys.readouterr().out
-    assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 4
-    assert cli(args + ["--equalization", "--bias-correction"]) == 0
+    assert "steps chosen per model (bias correction) on 8 held-back" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 2
+    assert cli(args + ["--equalization", "--rounding"]) == 0
     choice = json.loads(out.read_text())["steps_choice"]
-    assert choice["free"] == ["rounding"] and choice["fixed"] == {"equalization": True, "bias_correction": True}
+    assert choice["free"] == ["bias_correction"] and choice["fixed"] == {"equalization": True, "rounding": True}
     assert len(choice["trials"]) == 2
     assert cli(args + ["--choice-budget", "0"]) == 0
     assert json.loads(out.read_text())["steps_choice"]["skipped"] == "choice budget 0"
