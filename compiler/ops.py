@@ -10,142 +10,29 @@ Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in ar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
+from .attention_ops import ATTENTION_OPS
 from .errors import ShapeError
+from .norm_ops import NORM_OPS
+from .op_base import (
+    MAX_CHANNELS,
+    MAX_KERNEL,
+    MAX_SPATIAL,
+    REQUIRED,
+    Arg,
+    OpDef,
+    ParamSpec,
+    Shape,
+    axis_of,
+    check_rank,
+    f32_const,
+    same_shape,
+    torch_modules,
+)
+from .tensor_ops import TENSOR_OPS
 
-REQUIRED = object()
-MAX_CHANNELS = 65_536
-MAX_SPATIAL = 16_384
-MAX_KERNEL = 64
-
-Shape = tuple
-
-
-# ---------------------------------------------------------------------------------------------------- arguments
-@dataclass(frozen=True)
-class Arg:
-    """One op argument. kind: int | float | bool | pair | padding | ints | str."""
-
-    name: str
-    kind: str
-    default: object = REQUIRED
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple = ()
-    doc: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    def coerce(self, value):
-        """Validate and normalise one value; raises ValueError with a user-facing message."""
-        k = self.kind
-        if k == "int":
-            return self._bounded(_as_int(value))
-        if k == "float":
-            if not _finite(value) or abs(value) > 1e308:  # an int beyond float range is no float either
-                raise ValueError(f"expected a finite number, got {value!r}")
-            return self._bounded(float(value))
-        if k == "bool":
-            if not isinstance(value, bool):
-                raise ValueError(f"expected true or false, got {value!r}")
-            return value
-        if k == "str":
-            if value not in self.choices:
-                raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
-            return value
-        if k == "pair":
-            pair = _as_pair(value)
-            return tuple(self._bounded(v) for v in pair)
-        if k == "padding":
-            if value in ("same", "valid"):
-                return value
-            if isinstance(value, list) and len(value) == 4:
-                return tuple(self._bounded(_as_int(v)) for v in value)
-            return tuple(self._bounded(v) for v in _as_pair(value))
-        if k == "ints":
-            if not isinstance(value, list) or not value:
-                raise ValueError(f"expected a non-empty list of integers, got {value!r}")
-            return tuple(self._bounded(_as_int(v)) for v in value)
-        raise AssertionError(k)
-
-    def _bounded(self, v):
-        if self.lo is not None and v < self.lo:
-            raise ValueError(f"must be >= {self.lo}, got {v}")
-        if self.hi is not None and v > self.hi:
-            raise ValueError(f"must be <= {self.hi}, got {v}")
-        return v
-
-
-def _as_int(value) -> int:
-    if not _finite(value) or value != int(value):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return int(value)
-
-
-def _finite(value) -> bool:
-    """A real, finite number (not a bool, NaN or infinity)."""
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
-
-
-def _as_pair(value) -> tuple:
-    if isinstance(value, list):
-        if len(value) != 2:
-            raise ValueError(f"expected an integer or a list of 2 integers, got {value!r}")
-        return _as_int(value[0]), _as_int(value[1])
-    v = _as_int(value)
-    return v, v
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    shape: tuple
-    trainable: bool = True
-    dtype: str = "float32"
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-# ---------------------------------------------------------------------------------------------------- the OpDef
-@dataclass(frozen=True)
-class OpDef:
-    name: str
-    args: tuple[Arg, ...]
-    infer: Callable[[dict, list[Shape]], list[Shape]]
-    to_torch: Callable  # (emit, attrs, *inputs) -> output(s); see lower_torch.TorchEmitter
-    arity: tuple[int, int] = (1, 1)  # min, max inputs (max -1: any)
-    prepare: Callable[[dict, list[Shape]], dict] | None = None  # derive attrs that depend on input shapes
-    params: Callable[[dict, list[Shape]], dict[str, ParamSpec]] = lambda a, s: {}
-    macs: Callable[[dict, list[Shape], list[Shape]], int] = lambda a, s, o: 0
-    doc: str = ""
-    # (emit, attrs, *input tensor names) -> output tensor name(s); see lower_onnx.OnnxEmitter. None: no ONNX form.
-    to_onnx: Callable | None = None
-    fields: dict = field(default_factory=dict)  # room for later lowerings (reference)
-
-    def arg(self, name: str) -> Arg | None:
-        return next((a for a in self.args if a.name == name), None)
-
-
-# ---------------------------------------------------------------------------------------------------- helpers
-def _torch():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    return torch, nn, F
-
-
-def _rank(shape, want: int, what: str):
-    if len(shape) != want:
-        kind = {3: "[C, H, W]", 1: "[F]"}[want]
-        raise ShapeError(f"{what} expects a {kind} input, got {list(shape)}")
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "MAX_SPATIAL", "OPS", "REQUIRED", "Arg", "OpDef", "ParamSpec", "Shape"]
 
 
 def _window_out(size: int, k: int, s: int, p_lo: int, p_hi: int, d: int, ceil: bool) -> int:
@@ -168,7 +55,7 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------------- conv2d
 def _conv_prepare(a, shapes):
-    _rank(shapes[0], 3, "conv2d")
+    check_rank(shapes[0], 3, "conv2d")
     c, h, w = shapes[0]
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
     pad = a["padding"]
@@ -186,7 +73,7 @@ def _conv_prepare(a, shapes):
 
 
 def _conv_infer(a, shapes):
-    _rank(shapes[0], 3, "conv2d")
+    check_rank(shapes[0], 3, "conv2d")
     c, h, w = shapes[0]
     g = a["groups"]
     if c % g or a["out"] % g:
@@ -210,7 +97,7 @@ def _conv_macs(a, shapes, outs):
 
 
 def _conv_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     t, l, b, r = a["pads"]
     symmetric = t == b and l == r
     if not symmetric:
@@ -249,7 +136,7 @@ def _bn_params(a, shapes):
 
 
 def _bn_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     cls = nn.BatchNorm2d if len(emit.in_shapes[0]) == 3 else nn.BatchNorm1d
     return emit.module(cls(emit.in_shapes[0][0], eps=a["eps"], momentum=a["momentum"]), x)
 
@@ -260,13 +147,9 @@ def _bn_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- elementwise
-def _same_shape(a, shapes):
-    return [shapes[0]]
-
-
 def _unary(fn_name: str):
     def lower(emit, a, x):
-        torch, nn, F = _torch()
+        torch, nn, F = torch_modules()
         return emit.call(getattr(F, fn_name), x)
 
     return lower
@@ -298,9 +181,9 @@ def _silu_onnx(emit, a, x):
 def _broadcast_infer(a, shapes):
     out = list(shapes[0])
     for s in shapes[1:]:
-        if len(s) > len(out):
-            out = [1] * (len(s) - len(out)) + out
-        s = [1] * (len(out) - len(s)) + list(s)
+        if len(s) != len(out):  # the batch axis is implicit: shapes of two ranks would align it with a sample axis
+            raise ShapeError(f"shapes {[list(x) for x in shapes]} have different numbers of axes per sample; "
+                             "broadcasting takes size-1 axes of the same rank (reshape one to add them)")
         for i, (p, q) in enumerate(zip(out, s)):
             if p != q and 1 not in (p, q):
                 raise ShapeError(f"shapes {[list(x) for x in shapes]} do not broadcast (axis {i + 1}: {p} vs {q})")
@@ -310,7 +193,7 @@ def _broadcast_infer(a, shapes):
 
 def _nary(fn_name: str):
     def lower(emit, a, *xs):
-        torch, nn, F = _torch()
+        torch, nn, F = torch_modules()
         fn = getattr(torch, fn_name)
         out = xs[0]
         for x in xs[1:]:
@@ -331,20 +214,8 @@ def _nary_onnx(op_type: str):
     return lower
 
 
-def _axis(a, shapes) -> int:
-    """The per-sample axis of an NCHW `axis` argument."""
-    rank = len(shapes[0])
-    ax = a["axis"]
-    if ax < 0:
-        ax += rank + 1
-    if not 1 <= ax <= rank:
-        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)",
-                         "axis")
-    return ax - 1
-
-
 def _concat_infer(a, shapes):
-    ax = _axis(a, shapes)
+    ax = axis_of(a, shapes)
     first = shapes[0]
     for s in shapes[1:]:
         if len(s) != len(first) or any(p != q for i, (p, q) in enumerate(zip(first, s)) if i != ax):
@@ -355,12 +226,12 @@ def _concat_infer(a, shapes):
 
 
 def _concat_torch(emit, a, *xs):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(torch.cat, list(xs), a["axis"])
 
 
 def _concat_onnx(emit, a, *xs):
-    return emit.op("Concat", list(xs), axis=_axis(a, emit.in_shapes) + 1)
+    return emit.op("Concat", list(xs), axis=axis_of(a, emit.in_shapes) + 1)
 
 
 def channel_shuffle(x, groups: int):
@@ -378,14 +249,14 @@ def _shuffle_onnx(emit, a, x):
 
 
 def _shuffle_infer(a, shapes):
-    _rank(shapes[0], 3, "channel_shuffle")
+    check_rank(shapes[0], 3, "channel_shuffle")
     if shapes[0][0] % a["groups"]:
         raise ShapeError(f"groups={a['groups']} does not divide {shapes[0][0]} channels")
     return [shapes[0]]
 
 
 def _split_prepare(a, shapes):
-    ax = _axis(a, shapes)
+    ax = axis_of(a, shapes)
     size = shapes[0][ax]
     if (a["parts"] is None) == (a["sizes"] is None):
         raise ShapeError("split needs exactly one of `parts` or `sizes`")
@@ -401,18 +272,18 @@ def _split_prepare(a, shapes):
 
 
 def _split_infer(a, shapes):
-    ax = _axis(a, shapes)
+    ax = axis_of(a, shapes)
     return [tuple(n if i == ax else d for i, d in enumerate(shapes[0])) for n in a["split_sizes"]]
 
 
 def _split_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     parts = emit.call(torch.split, x, list(a["split_sizes"]), a["axis"])
     return [emit.getitem(parts, i) for i in range(len(a["split_sizes"]))]
 
 
 def _split_onnx(emit, a, x):
-    axis, sizes, n = _axis(a, emit.in_shapes) + 1, list(a["split_sizes"]), len(a["split_sizes"])
+    axis, sizes, n = axis_of(a, emit.in_shapes) + 1, list(a["split_sizes"]), len(a["split_sizes"])
     if emit.opset >= 13:  # split sizes became an input in opset 13
         return emit.op("Split", [x, emit.const("split", sizes)], outputs=n, axis=axis)
     return emit.op("Split", [x], outputs=n, axis=axis, split=sizes)
@@ -424,7 +295,7 @@ def _pool_prepare(a, shapes):
 
 
 def _pool_infer(a, shapes):
-    _rank(shapes[0], 3, "pooling")
+    check_rank(shapes[0], 3, "pooling")
     c, h, w = shapes[0]
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
     if ph * 2 > kh or pw * 2 > kw:
@@ -435,14 +306,14 @@ def _pool_infer(a, shapes):
 
 
 def _maxpool_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(
         F.max_pool2d, x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"]
     )
 
 
 def _avgpool_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(
         F.avg_pool2d, x, a["kernel"], a["stride"], a["padding"],
         ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
@@ -505,22 +376,22 @@ def _avgpool_onnx(emit, a, x):
 
 
 def _gap_infer(a, shapes):
-    _rank(shapes[0], 3, "global_avgpool")
+    check_rank(shapes[0], 3, "global_avgpool")
     return [(shapes[0][0], 1, 1)]
 
 
 def _gap_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(torch.mean, x, (2, 3), keepdim=True)
 
 
 def _adaptive_infer(a, shapes):
-    _rank(shapes[0], 3, "adaptive_avgpool")
+    check_rank(shapes[0], 3, "adaptive_avgpool")
     return [(shapes[0][0], *a["size"])]
 
 
 def _adaptive_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(F.adaptive_avg_pool2d, x, a["size"])
 
 
@@ -540,41 +411,50 @@ def _adaptive_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- shape ops
-def _flatten_infer(a, shapes):
-    return [(math.prod(shapes[0]),)]
-
-
-def _flatten_torch(emit, a, x):
-    torch, nn, F = _torch()
-    return emit.call(torch.flatten, x, 1)
+def _linear_axis(a, shape) -> int:
+    """The per-sample axis a linear layer applies over: [F]'s only axis, the channels of [C, H, W], or the last."""
+    if a["axis"] is None:
+        if len(shape) != 1:
+            raise ShapeError(f"linear expects a [F] input, got {list(shape)} (`axis: 1` applies it over the "
+                             "channels of a [C, H, W] input at every position, `axis: -1` over the last axis)")
+        return 0
+    ax = axis_of(a, [shape])
+    if ax != len(shape) - 1 and not (ax == 0 and len(shape) == 3):
+        raise ShapeError(f"linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis "
+                         f"(axis: -1), not over axis {a['axis']} of {list(shape)}", "axis")
+    return ax
 
 
 def _linear_prepare(a, shapes):
-    if a["axis"] is None:
-        if len(shapes[0]) != 1:
-            raise ShapeError(f"linear expects a [F] input, got {list(shapes[0])} (`axis: 1` applies it over the "
-                             "channels of a [C, H, W] input, at every position)")
-    elif _axis(a, shapes) != 0:
-        raise ShapeError(f"linear applies over the channel axis (axis: 1), not axis {a['axis']}", "axis")
+    _linear_axis(a, shapes[0])
     return a
 
 
 def _linear_infer(a, shapes):
-    return [(a["out"], *shapes[0][1:])]
+    ax = _linear_axis(a, shapes[0])
+    return [tuple(a["out"] if i == ax else d for i, d in enumerate(shapes[0]))]
 
 
 def _linear_params(a, shapes):
-    p = {"weight": ParamSpec((a["out"], shapes[0][0]))}
+    p = {"weight": ParamSpec((a["out"], shapes[0][_linear_axis(a, shapes[0])]))}
     if a["bias"]:
         p["bias"] = ParamSpec((a["out"],))
     return p
 
 
 def _linear_onnx(emit, a, x):
-    c_in = emit.in_shapes[0][0]
-    if len(emit.in_shapes[0]) == 3:  # over the channels at every position: a 1x1 conv with the same parameters
+    shape = emit.in_shapes[0]
+    ax, c_in = _linear_axis(a, shape), shape[_linear_axis(a, shape)]
+    if len(shape) == 3 and ax == 0:  # over the channels at every position: a 1x1 conv with the same parameters
         inputs = [x, emit.param("weight", (a["out"], c_in, 1, 1))] + ([emit.param("bias")] if a["bias"] else [])
         return emit.op("Conv", inputs, kernel_shape=[1, 1])
+    if len(shape) > 1:  # over the last axis of tokens: rows [N ..., in] through one Gemm, the same parameters
+        rows = emit.op("Reshape", [x, emit.const("rows_shape", [-1, c_in])], suffix="rows")
+        inputs = [rows, emit.param("weight")] + ([emit.param("bias")] if a["bias"] else [])
+        if not a["bias"] and emit.opset < 11:
+            inputs.append(emit.const("zero_bias", [0.0] * a["out"], "float32"))
+        product = emit.op("Gemm", inputs, suffix="gemm", transB=1)
+        return emit.op("Reshape", [product, emit.const("shape", [-1, *emit.out_shapes[0]])])
     inputs = [x, emit.param("weight")]
     if a["bias"]:
         inputs.append(emit.param("bias"))
@@ -584,33 +464,34 @@ def _linear_onnx(emit, a, x):
 
 
 def _linear_torch(emit, a, x):
-    torch, nn, F = _torch()
-    c_in = emit.in_shapes[0][0]
-    if len(emit.in_shapes[0]) == 3:
+    torch, nn, F = torch_modules()
+    shape = emit.in_shapes[0]
+    ax = _linear_axis(a, shape)
+    if ax != len(shape) - 1:
         from .torch_ops import ChannelLinear  # deferred for start-up: loads jsonschema, networkx, torch
 
-        return emit.module(ChannelLinear(c_in, a["out"], a["bias"]), x)
-    return emit.module(nn.Linear(c_in, a["out"], a["bias"]), x)
+        return emit.module(ChannelLinear(shape[ax], a["out"], a["bias"]), x)
+    return emit.module(nn.Linear(shape[ax], a["out"], a["bias"]), x)
 
 
 def _dropout_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.module(nn.Dropout(a["p"]), x)  # a module, so .train()/.eval() switch it
 
 
 def _softmax_infer(a, shapes):
-    _axis(a, shapes)
+    axis_of(a, shapes)
     return [shapes[0]]
 
 
 def _softmax_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(torch.softmax, x, a["axis"])
 
 
 def _softmax_onnx(emit, a, x):
     rank = len(emit.in_shapes[0]) + 1
-    axis = _axis(a, emit.in_shapes) + 1
+    axis = axis_of(a, emit.in_shapes) + 1
     if emit.opset >= 13 or axis == rank - 1:
         return emit.op("Softmax", [x], axis=axis)
     # Before opset 13 Softmax flattens everything from `axis` on: move the axis last, softmax it, move it back.
@@ -626,17 +507,12 @@ def _identity_torch(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- more activations
-def _f32(emit, suffix: str, value: float) -> str:
-    """A float32 scalar constant `name/suffix`."""
-    return emit.const(suffix, value, "float32")
-
-
 def _hardsigmoid_onnx(emit, a, x):
     return emit.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)  # relu6(x + 3) / 6 == clip(x / 6 + 1 / 2, 0, 1)
 
 
 def _gelu_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(F.gelu, x, approximate=a["approximate"])
 
 
@@ -646,26 +522,26 @@ def _gelu_onnx(emit, a, x):
     if emit.opset >= 20:
         return emit.op("Gelu", [x], approximate=approximate)
     if approximate == "none":  # x / 2 (1 + erf(x / sqrt 2)), as PyTorch writes it
-        t = emit.op("Div", [x, _f32(emit, "sqrt2", math.sqrt(2.0))], suffix="scaled")
+        t = emit.op("Div", [x, f32_const(emit, "sqrt2", math.sqrt(2.0))], suffix="scaled")
         t = emit.op("Erf", [t], suffix="erf")
     else:  # x / 2 (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))); x^3 as products (not every NPU has Pow)
         cube = emit.op("Mul", [emit.op("Mul", [x, x], suffix="square"), x], suffix="cube")
-        t = emit.op("Add", [x, emit.op("Mul", [cube, _f32(emit, "coefficient", 0.044715)], suffix="cubic")],
+        t = emit.op("Add", [x, emit.op("Mul", [cube, f32_const(emit, "coefficient", 0.044715)], suffix="cubic")],
                     suffix="inner")
-        t = emit.op("Mul", [t, _f32(emit, "sqrt_2_over_pi", math.sqrt(2.0 / math.pi))], suffix="scaled")
+        t = emit.op("Mul", [t, f32_const(emit, "sqrt_2_over_pi", math.sqrt(2.0 / math.pi))], suffix="scaled")
         t = emit.op("Tanh", [t], suffix="tanh")
-    t = emit.op("Add", [t, _f32(emit, "one", 1.0)], suffix="plus_one")
+    t = emit.op("Add", [t, f32_const(emit, "one", 1.0)], suffix="plus_one")
     # x * (the gate): a last Mul by a constant would be folded into a following conv by onnxsim
-    return emit.op("Mul", [x, emit.op("Mul", [t, _f32(emit, "half", 0.5)], suffix="gate")])
+    return emit.op("Mul", [x, emit.op("Mul", [t, f32_const(emit, "half", 0.5)], suffix="gate")])
 
 
 def _leaky_relu_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(F.leaky_relu, x, a["negative_slope"])
 
 
 def _elu_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.call(F.elu, x, a["alpha"])
 
 
@@ -682,7 +558,7 @@ def _prelu_prepare(a, shapes):
 
 
 def _prelu_torch(emit, a, x):
-    torch, nn, F = _torch()
+    torch, nn, F = torch_modules()
     return emit.module(nn.PReLU(a["num_parameters"]), x)
 
 
@@ -709,57 +585,8 @@ def _stochastic_depth_torch(emit, a, x):
     return emit.module(StochasticDepth(a["p"], a["mode"]), x)  # a module, so .train()/.eval() switch it
 
 
-# ---------------------------------------------------------------------------------------------------- layernorm
-def _layernorm_infer(a, shapes):
-    _axis(a, shapes)
-    return [shapes[0]]
-
-
-def _layernorm_params(a, shapes):
-    if not a["affine"]:
-        return {}
-    size = shapes[0][_axis(a, shapes)]
-    return {"weight": ParamSpec((size,)), "bias": ParamSpec((size,))}
-
-
-def _layernorm_torch(emit, a, x):
-    from .torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
-
-    ax = _axis(a, emit.in_shapes)
-    return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)
-
-
-def _layernorm_onnx(emit, a, x):
-    shape = emit.in_shapes[0]
-    ax = _axis(a, emit.in_shapes)
-    axis, rank, size, eps, affine = ax + 1, len(shape) + 1, shape[ax], a["eps"], a["affine"]
-    emit.composite("LayerNormalization", axes=[axis], epsilon=eps,
-                   weight=f"{emit.name}.weight" if affine else None, bias=f"{emit.name}.bias" if affine else None)
-    if emit.opset >= 17:  # LayerNormalization normalizes the trailing axes: the one axis is moved last
-        scale = emit.param("weight") if affine else emit.const("ones", [1.0] * size, "float32")
-        inputs = [x, scale] + ([emit.param("bias")] if affine else [])
-        if axis == rank - 1:
-            return emit.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
-        perm = [i for i in range(rank) if i != axis] + [axis]
-        inputs[0] = emit.op("Transpose", [x], suffix="to_last", perm=perm)
-        y = emit.op("LayerNormalization", inputs, suffix="normalize", axis=-1, epsilon=eps)
-        return emit.op("Transpose", [y], perm=[perm.index(i) for i in range(rank)])
-    # below opset 17: (x - mean) / sqrt(mean((x - mean)^2) + eps) over the axis, then the affine
-    mean = emit.op("ReduceMean", [x], suffix="mean", axes=[axis], keepdims=1)
-    centered = emit.op("Sub", [x, mean], suffix="centered")
-    var = emit.op("ReduceMean", [emit.op("Mul", [centered, centered], suffix="square")], suffix="variance",
-                  axes=[axis], keepdims=1)
-    std = emit.op("Sqrt", [emit.op("Add", [var, _f32(emit, "epsilon", eps)], suffix="plus_epsilon")], suffix="std")
-    if not affine:
-        return emit.op("Div", [centered, std])
-    along = tuple(size if i == ax else 1 for i in range(len(shape)))  # broadcasts along the axis
-    y = emit.op("Mul", [emit.op("Div", [centered, std], suffix="normalized"), emit.param("weight", along)],
-                suffix="scaled")
-    return emit.op("Add", [y, emit.param("bias", along)])
-
-
 # ---------------------------------------------------------------------------------------------------- the table
-_AXIS = Arg("axis", "int", 1, lo=-4, hi=3, doc="NCHW axis")
+_AXIS = Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis")
 _CEIL = Arg("ceil_mode", "bool", False)
 _K = Arg("kernel", "pair", REQUIRED, lo=1, hi=MAX_KERNEL)
 _S_POOL = Arg("stride", "pair", None, lo=1, hi=MAX_KERNEL)
@@ -769,7 +596,7 @@ _ANY = (2, -1)
 
 
 def _activation(name: str, fn: str, doc: str, onnx: Callable) -> OpDef:
-    return OpDef(name, (), _same_shape, _unary(fn), doc=doc, to_onnx=onnx)
+    return OpDef(name, (), same_shape, _unary(fn), doc=doc, to_onnx=onnx)
 
 
 OPS: dict[str, OpDef] = {
@@ -797,33 +624,26 @@ OPS: dict[str, OpDef] = {
         _activation("relu", "relu", "max(x, 0)", _onnx_op("Relu")),
         _activation("relu6", "relu6", "min(max(x, 0), 6)", _relu6_onnx),
         _activation("sigmoid", "sigmoid", "1 / (1 + exp(-x))", _onnx_op("Sigmoid")),
+        _activation("tanh", "tanh", "tanh(x)", _onnx_op("Tanh")),
         _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6", _hardswish_onnx),
         _activation("silu", "silu", "x * sigmoid(x)", _silu_onnx),
         _activation("hardsigmoid", "hardsigmoid", "relu6(x + 3) / 6", _hardsigmoid_onnx),
-        OpDef("gelu", (Arg("approximate", "str", "none", choices=("none", "tanh")),), _same_shape, _gelu_torch,
+        OpDef("gelu", (Arg("approximate", "str", "none", choices=("none", "tanh")),), same_shape, _gelu_torch,
               doc="x * Phi(x), exact (erf) or its tanh approximation (PyTorch's two forms)", to_onnx=_gelu_onnx),
-        OpDef("leaky_relu", (Arg("negative_slope", "float", 0.01),), _same_shape, _leaky_relu_torch,
+        OpDef("leaky_relu", (Arg("negative_slope", "float", 0.01),), same_shape, _leaky_relu_torch,
               doc="x if x >= 0 else negative_slope * x",
               to_onnx=lambda emit, a, x: emit.op("LeakyRelu", [x], alpha=a["negative_slope"])),
-        OpDef("elu", (Arg("alpha", "float", 1.0),), _same_shape, _elu_torch, doc="x if x > 0 else alpha (e^x - 1)",
+        OpDef("elu", (Arg("alpha", "float", 1.0),), same_shape, _elu_torch, doc="x if x > 0 else alpha (e^x - 1)",
               to_onnx=lambda emit, a, x: emit.op("Elu", [x], alpha=a["alpha"])),
-        OpDef("prelu", (Arg("num_parameters", "int", 1, lo=1, hi=MAX_CHANNELS),), _same_shape, _prelu_torch,
+        OpDef("prelu", (Arg("num_parameters", "int", 1, lo=1, hi=MAX_CHANNELS),), same_shape, _prelu_torch,
               prepare=_prelu_prepare, params=lambda a, s: {"weight": ParamSpec((a["num_parameters"],))},
               doc="x if x >= 0 else weight * x, a learnable slope (one, or one per channel: nn.PReLU)",
               to_onnx=_prelu_onnx),
-        OpDef("scale", (Arg("init", "float", 1.0, doc="the factors' initial value"),), _same_shape, _scale_torch,
+        OpDef("scale", (Arg("init", "float", 1.0, doc="the factors' initial value"),), same_shape, _scale_torch,
               params=lambda a, s: {"weight": ParamSpec(_channel_shape(s[0]))},
               doc="x * weight, a learnable factor per channel ([C, 1, 1] or [F]; ConvNeXt's layer scale)",
               to_onnx=lambda emit, a, x: emit.op("Mul", [x, emit.param("weight")])),
-        OpDef(
-            "layernorm",
-            (Arg("axis", "int", 1, lo=-4, hi=3, doc="NCHW axis normalized over"),
-             Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", True)),
-            _layernorm_infer, _layernorm_torch, params=_layernorm_params, to_onnx=_layernorm_onnx,
-            doc="layer normalization over one axis (1: the channels, ConvNeXt's LayerNorm2d; -1: the last axis), "
-                "learnable weight and bias of that axis' size",
-        ),
-        OpDef("identity", (), _same_shape, _identity_torch, doc="passes its input through",
+        OpDef("identity", (), same_shape, _identity_torch, doc="passes its input through",
               to_onnx=_onnx_op("Identity")),
         OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting",
               to_onnx=_nary_onnx("Add")),
@@ -860,27 +680,30 @@ OPS: dict[str, OpDef] = {
             _adaptive_infer, _adaptive_torch, doc="PyTorch's adaptive average pooling to a fixed size",
             to_onnx=_adaptive_onnx,
         ),
-        OpDef("flatten", (), _flatten_infer, _flatten_torch, doc="flatten to [F] (from NCHW axis 1)",
-              to_onnx=lambda emit, a, x: emit.op("Flatten", [x], axis=1)),
         OpDef(
             "linear",
             (_OUT, Arg("bias", "bool", True),
-             Arg("axis", "int", None, lo=-4, hi=3, doc="1: over the channels of a [C, H, W] input, per position")),
+             Arg("axis", "int", None, lo=-8, hi=8,
+                 doc="1: over the channels of a [C, H, W] input, per position; -1: the last axis")),
             _linear_infer, _linear_torch, prepare=_linear_prepare, params=_linear_params,
-            macs=lambda a, s, o: math.prod(o[0]) * s[0][0],
+            macs=lambda a, s, o: math.prod(o[0]) * s[0][_linear_axis(a, s[0])],
             doc="fully connected layer ([F] -> [out]; with axis 1: [C, H, W] -> [out, H, W], nn.Linear at every "
-                "position, a 1x1 conv in ONNX)", to_onnx=_linear_onnx,
+                "position, a 1x1 conv in ONNX; with axis -1: over the last axis of tokens, [S, D] -> [S, out])",
+            to_onnx=_linear_onnx,
         ),
-        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), _same_shape, _dropout_torch, doc="dropout",
+        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), same_shape, _dropout_torch, doc="dropout",
               to_onnx=lambda emit, a, x: x),  # inference graph: dropout is the identity, no node
         OpDef("stochastic_depth",
               (Arg("p", "float", REQUIRED, lo=0, hi=1), Arg("mode", "str", "row", choices=("row", "batch"))),
-              _same_shape, _stochastic_depth_torch,
+              same_shape, _stochastic_depth_torch,
               doc="torchvision's stochastic depth: drops the whole input of a sample (row) or batch in training "
                   "with probability p; the identity at inference (no ONNX node)",
               to_onnx=lambda emit, a, x: x),
         OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis",
               to_onnx=_softmax_onnx),
+        *NORM_OPS,
+        *ATTENTION_OPS,
+        *TENSOR_OPS,
     ]
 }
 

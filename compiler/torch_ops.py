@@ -82,3 +82,62 @@ class StochasticDepth(nn.Module):
 def global_max_pool(x: torch.Tensor) -> torch.Tensor:
     """Max over H and W, keeping [N, C, 1, 1]."""
     return torch.amax(x, dim=(2, 3), keepdim=True)
+
+
+def reshape(x: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """The same elements in another per-sample shape (the batch axis kept)."""
+    return x.reshape(x.shape[0], *shape)
+
+
+def slice_axis(x: torch.Tensor, axis: int, start: int, stop: int, step: int) -> torch.Tensor:
+    """x[start:stop:step] along `axis`."""
+    return x[(slice(None),) * axis + (slice(start, stop, step),)]
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, transpose_b: bool, scale: float) -> torch.Tensor:
+    """a @ b (b with its last two axes swapped with `transpose_b`), times a constant (attention's 1 / sqrt(d))."""
+    product = torch.matmul(a, b.transpose(-2, -1) if transpose_b else b)
+    return product * scale if scale != 1.0 else product
+
+
+class LearnedTensor(nn.Module):
+    """A learned tensor stored [1, ...] (a class token, a position embedding: torchvision's and timm's layout),
+    repeated over the batch of the input, which gives only the batch size."""
+
+    def __init__(self, shape: tuple, std: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, *shape))
+        if std > 0:
+            nn.init.normal_(self.weight, std=std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight.expand(x.shape[0], *self.weight.shape[1:])
+
+
+class RelativePositionBias(nn.Module):
+    """scores + table[index] as [heads, N, N]: torchvision's relative position bias (Swin, MaxViT), the learned
+    table `weight` [(2h - 1)(2w - 1), heads] and the constant `index` buffer ([N N] or [N, N], as torchvision
+    stores it: it is in the state_dict)."""
+
+    def __init__(self, heads: int, window: tuple[int, int], index):
+        super().__init__()
+        rows = (2 * window[0] - 1) * (2 * window[1] - 1)
+        self.weight = nn.Parameter(nn.init.trunc_normal_(torch.zeros(rows, heads), std=0.02))
+        self.register_buffer("index", torch.from_numpy(index))
+        self.positions = window[0] * window[1]
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        n = self.positions
+        bias = self.weight[self.index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1)
+        return scores + bias
+
+
+class AddConstant(nn.Module):
+    """x + a constant (Swin's shifted-window mask), kept as a buffer outside the state_dict."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.register_buffer("constant", torch.from_numpy(values), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.constant

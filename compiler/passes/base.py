@@ -76,7 +76,8 @@ def infer_value_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
             g.initializer.append(t)  # small: shapes, split sizes, pads may be read by shape inference
         else:
             g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    inferred = onnx.shape_inference.infer_shapes(skeleton).graph
+    # data propagation: a shape computed from the input's (a learned tensor expanded to the batch) is known too
+    inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True).graph
     shapes = {}
     for vi in [*inferred.value_info, *inferred.input, *inferred.output]:
         tt = vi.type.tensor_type

@@ -438,15 +438,16 @@ class Builder:
         return v
 
     def _shape_env_of(self, inputs) -> dict:
-        """in_ch/in_h/in_w of a node's first input, when it has a single-valued one."""
+        """in_ch/in_h/in_w and in_shape (the per-sample shape, a list) of a node's first input, when it has a
+        single-valued one."""
         first = inputs[0] if inputs else None
         return self._shape_env(first) if isinstance(first, Ref) else {}
 
     def _shape_env(self, ref: Ref) -> dict:
         s = self.graph.shape(ref)
         if len(s) == 3:
-            return {"in_ch": s[0], "in_h": s[1], "in_w": s[2]}
-        return {"in_ch": s[0]}
+            return {"in_ch": s[0], "in_h": s[1], "in_w": s[2], "in_shape": list(s)}
+        return {"in_ch": s[0], "in_shape": list(s)}
 
     # ------------------------------------------------------------------ ops
     def op_node(self, spec, inputs, env, name) -> Value:

@@ -187,3 +187,18 @@ def test_new_block_example_prints_what_the_readme_shows(tmp_path, monkeypatch, c
     assert capsys.readouterr().out.splitlines()[-1] == shown.group(1)
     assert cli(["check", "bad.yaml"]) == 2
     assert capsys.readouterr().err.strip() == shown.group(2)
+
+
+def test_attention_variant_example_prints_what_the_page_shows(tmp_path, monkeypatch, capsys):
+    """The worked example of a new attention variant (docs/spec-language.md): the toy model as the page shows it,
+    written with the zoo's separable_self_attention block alone, prints the page's `tcc check` lines and builds
+    for ONNX Runtime with its self-check passing."""
+    model = yaml_block("# toy_separable_attention.yaml")
+    (tmp_path / "toy_separable_attention.yaml").write_text(model)
+    shown = search(r"^```\n\$ \.venv/bin/tcc check toy_separable_attention\.yaml \| grep -E \"attn\|nodes\"\n(.*?)\n```")
+    monkeypatch.chdir(tmp_path)
+    assert cli(["check", "toy_separable_attention.yaml"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if re.search("attn|nodes", line)]
+    assert printed == shown.group(1).splitlines()
+    assert cli(["build", "toy_separable_attention.yaml", "--target", "ort", "-o", "out/toy-ort"]) == 0
+    assert "-> passed" in capsys.readouterr().out

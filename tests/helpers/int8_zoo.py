@@ -27,6 +27,16 @@ SMALL = {
     "regnet_x_400mf": {"image_size": 64}, "regnet_y_400mf": {"image_size": 64, "depths": [1, 1, 2, 1]},
     "resnext50_32x4d": {"image_size": 64}, "wide_resnet50_2": {"image_size": 64, "depths": [1, 1, 1, 1]},
 }
+# The attention specs (issue 35): matmul of two activations, softmax over tokens and the token reshapes have no
+# integer form yet, so no INT8 build runs for them; the planner refuses each, naming the nodes
+# (tests/quant/test_intops.py::test_attention_specs_are_refused_by_name_before_calibration). Their small settings:
+NO_INT8_YET = {
+    "vit_b_16": {"image_size": 32, "patch_size": 8, "layers": 2, "heads": 4, "hidden": 48, "mlp_dim": 96},
+    "mobilevit_xxs": {"image_size": 64}, "mobilevit_s": {"image_size": 64}, "mobilevitv2_050": {"image_size": 64},
+    "swin_t": {"embed_dim": 24, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4]},
+    "maxvit_t": {"image_size": 96, "stem_channels": 8, "block_channels": [8, 16], "block_layers": [1, 2],
+                 "head_dim": 4, "partition_size": 3},
+}
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
 # shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
 # cost. `TCC_ZOO=all` (tools/int8_zoo_sweep.sh) runs every spec, as before a release.

@@ -12,9 +12,11 @@ import torch
 import tcc
 from tcc.lower.to_onnx import to_onnx
 from tcc.lower.to_torch import init_weights
+from tcc.passes import run_pipeline
+from tcc.tolerance import compare
 
 from tests.helpers import REPO
-from tests.helpers.onnx_util import session, with_outputs
+from tests.helpers.onnx_util import run, session, with_outputs
 
 SEED = 0
 BIG_MACS = 1_000_000_000  # run these at batch 1
@@ -122,3 +124,18 @@ def compare_every_value(model, module, m: onnx.ModelProto, x: np.ndarray) -> int
         assert_close(got, want, what=f"value of node {name}")
         compared += 1
     return compared
+
+
+def assert_one_op_equals_reference(model, module, x: np.ndarray, r32: np.ndarray, r64: np.ndarray, opsets, what=""):
+    """A one-op spec's PyTorch module, and its ONNX form at each opset (raw and after the pass pipeline), equal a
+    hand-written reference `r32` within the FP32 rule (`r64`: the reference in float64)."""
+    with torch.no_grad():
+        ours = module(torch.from_numpy(x)).numpy()
+    assert list(ours.shape[1:]) == list(model.graph.shape(model.graph.output)) == list(r32.shape[1:])
+    assert compare(ours, r32, "fp32", r64)["passed"], what
+    for opset in opsets:
+        lowered = to_onnx(model.graph, module.state_dict(), opset)
+        onnx.checker.check_model(lowered, full_check=True)
+        for form, m in (("raw", lowered), ("passes", run_pipeline(lowered)[0])):
+            verdict = compare(run(m, x), r32, "fp32", r64)
+            assert verdict["passed"], (what, opset, form, verdict)

@@ -56,7 +56,8 @@ def check_valid(model, m: onnx.ModelProto, tmp_path) -> Path:
 
 # the largest specs at full size (10-35 s each): tools/slow_tests.sh; their ops and blocks are in smaller specs here,
 # and zoo/test_numbers_c.py matches ConvNeXt-T, MNASNet and RegNetY logits with torchvision's at reduced sizes
-BIG = ("alexnet", "convnext_tiny", "efficientnet_v2_s", "resnext50_32x4d", "vgg11", "vgg16", "wide_resnet50_2")
+BIG = ("alexnet", "convnext_tiny", "efficientnet_v2_s", "resnext50_32x4d", "vgg11", "vgg16", "wide_resnet50_2",
+       "vit_b_16", "swin_t", "maxvit_t")
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in BIG else p for p in ZOO],

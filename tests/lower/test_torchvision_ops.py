@@ -18,10 +18,9 @@ from tcc.lower.to_torch import init_weights
 from tcc.passes import run_pipeline
 from tcc.passes.composites import composites
 from tcc.quant.intgraph.plan import plan
-from tcc.tolerance import compare
 
 from tests.helpers import LOCAL_SPECS
-from tests.helpers.onnx_util import run
+from tests.helpers.lowering import assert_one_op_equals_reference
 
 OPSETS = (11, 13, 17, 20)
 SHAPE = (5, 7, 9)  # odd C, H, W
@@ -89,17 +88,7 @@ def test_each_op_alone_equals_pytorch_functional(name, write):
     model, module, fn = _one_op(write, name)
     x = (np.random.default_rng(0).standard_normal((3, *model.input_shape)) * 3).astype(np.float32)
     r32, r64 = _reference(module, fn, x)
-    with torch.no_grad():
-        ours = module(torch.from_numpy(x)).numpy()
-    assert list(ours.shape[1:]) == list(model.graph.shape(model.graph.output)) == list(r32.shape[1:])
-    assert compare(ours, r32, "fp32", r64)["passed"], name
-    for opset in OPSETS:
-        lowered = to_onnx(model.graph, module.state_dict(), opset)
-        onnx.checker.check_model(lowered, full_check=True)
-        for form, m in (("raw", lowered), ("passes", run_pipeline(lowered)[0])):
-            got = run(m, x)
-            verdict = compare(got, r32, "fp32", r64)
-            assert verdict["passed"], (name, opset, form, verdict)
+    assert_one_op_equals_reference(model, module, x, r32, r64, OPSETS, name)
 
 
 def test_onnx_forms_by_opset():

@@ -316,16 +316,54 @@ def test_conv_after_flatten(write, capsys):
     # a layernorm axis that does not exist, at the argument
     ("{op: flatten}\n  - {op: layernorm, axis: 2}", "2}", ["layernorm): axis 2 is out of range for a rank-2"]),
     ("{op: layernorm, axis: 0}", "0}", ["axis 0 is out of range", "batch axis 0 excluded"]),
-    ("{op: layernorm, axis: 5}", "5}", ["layernorm argument 'axis'", "must be <= 3"]),
+    ("{op: layernorm, axis: 9}", "9}", ["layernorm argument 'axis'", "must be <= 8"]),
+    ("{op: layernorm, axis: 5}", "5}", ["axis 5 is out of range for a rank-4 NCHW tensor", "[inputs: input[3, 8, 8]]"]),
     # a prelu whose channel count does not match, at the argument
     ("{op: prelu, num_parameters: 4}", "4}", ["num_parameters=4 must be 1 (one slope) or the input's 3 channels"]),
     # linear over a [C, H, W] input needs the channel axis
     ("{op: linear, out: 4}", "{op: linear", ["linear expects a [F] input, got [3, 8, 8]", "`axis: 1`"]),
-    ("{op: linear, out: 4, axis: 2}", "2}", ["linear applies over the channel axis (axis: 1), not axis 2"]),
+    ("{op: linear, out: 4, axis: 2}", "2}", ["linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis (axis: -1), not over axis 2"]),
 ])
 def test_torchvision_ops_mistakes(write, capsys, layers, at, fragments):
     spec = write("m.yaml", HEAD + f"layers:\n  - {layers}\n")
     assert_error(spec, at, *fragments, capsys=capsys)
+
+
+@pytest.mark.parametrize("layers,at,fragments", [
+    # a matmul whose shapes do not agree names both, at the node
+    ("{id: t, op: slice, axis: 2, start: 1}\n  - {op: matmul, in: [input, t]}", "{op: matmul",
+     ["matmul of [3, 8, 8] and [3, 7, 8]: a's last dimension 8 is not b's second-to-last dimension 7",
+      "[inputs: input[3, 8, 8], t[3, 7, 8]]"]),
+    ("{id: t, op: reshape, shape: [3, 4, 16]}\n  - {op: matmul, in: [input, t], transpose_b: true}", "{op: matmul",
+     ["matmul of [3, 8, 8] and [3, 4, 16] (b transposed): a's last dimension 8 is not b's last dimension 16"]),
+    ("{id: t, op: reshape, shape: [24, 8]}\n  - {op: matmul, in: [input, t]}", "{op: matmul",
+     ["matmul of [3, 8, 8] and [24, 8]: both need the same number of axes per sample"]),
+    # a reshape that does not keep the element count, at its shape
+    ("{op: reshape, shape: [3, 8, 9]}", "[3, 8, 9]", ["cannot reshape [3, 8, 8] (192 elements) to [3, 8, 9] (216"]),
+    ("{op: reshape, shape: [5, -1]}", "[5, -1]", ["cannot reshape [3, 8, 8] (192 elements) to [5, -1]: 192 is not a "
+                                                  "multiple of 5"]),
+    ("{op: reshape, shape: [-1, -1]}", "[-1, -1]", ["each dimension is positive, or one of them -1"]),
+    # a permutation that is not one
+    ("{op: permute, perm: [0, 1, 1, 2]}", "[0, 1, 1, 2]", ["perm [0, 1, 1, 2] is not a permutation of the axes 0..3"]),
+    ("{op: permute, perm: [0, 2, 1]}", "[0, 2, 1]", ["is not a permutation of the axes 0..3 of a rank-4 tensor"]),
+    ("{op: permute, perm: [1, 0, 2, 3]}", "[1, 0, 2, 3]", ["the batch axis 0 stays first"]),
+    ("{op: permute, perm: [-1, -3]}", "[-1, -3]", ["is not a permutation of the last 2 axes"]),
+    ("{op: transpose, axes: [2, -2]}", "[2, -2]", ["transpose: axes [2, -2] name an axis twice"]),
+    # positions and ranges
+    ("{op: select, axis: 2, index: 8}", "8}", ["select index 8 is out of range for axis 2 of size 8"]),
+    ("{op: slice, axis: 1, start: 3, end: 3}", "3, end", ["slice [3:3:1] of axis 1 (size 3) is empty"]),
+    ("{op: mean, axes: [1, 2, 3]}", "[1, 2, 3]", ["leaves no per-sample axis"]),
+    ("{op: roll, shifts: [1], axes: [2, 3]}", "[1]", ["roll needs one shift per axis"]),
+    ("{op: flatten, start: 3, end: 2}", "3, end", ["the start comes after the end"]),
+    ("{op: groupnorm, groups: 2}", "2}", ["groups=2 does not divide the 3 channels"]),
+    # broadcasting never aligns the implicit batch axis with a sample axis
+    ("{id: t, op: flatten, start: 2}\n  - {op: add, in: [input, t]}", "{op: add",
+     ["have different numbers of axes per sample"]),
+])
+def test_tensor_op_mistakes(write, capsys, layers, at, fragments):
+    spec = write("m.yaml", HEAD + f"layers:\n  - {layers}\n")
+    err = assert_error(spec, at, *fragments, capsys=capsys)
+    assert err.count("\n") == 1  # one line
 
 
 def test_a_billion_channels_is_refused_before_anything_is_allocated(write, capsys):
@@ -411,7 +449,7 @@ def test_bad_expression(write, capsys, expr, message):
 
 def test_unknown_name_lists_known_names(write, capsys):
     spec = write("m.yaml", HEAD + 'layers:\n  - {op: conv2d, kernel: 1, out: "${widht}"}\n')
-    assert_error(spec, '"${widht}"', "known: in_ch, in_h, in_w, width", capsys=capsys)
+    assert_error(spec, '"${widht}"', "known: in_ch, in_h, in_shape, in_w, width", capsys=capsys)
 
 
 # ---------------------------------------------------------------------------------------------------- --set, labels

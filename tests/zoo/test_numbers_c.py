@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import tcc
 from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
-from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
+from tcc.lower.weights import load_weights, match_weights
 from tcc.tolerance import compare
 
 from tests.helpers import torchvision_reference as tv
+from tests.helpers.reference_check import assert_logits_equal, hyperparameters, predict_with_state_dict
 from tests.helpers.zoo import BASELINES, load_baseline as load
 
 # name: (trainable params, MACs, input size): torchvision 0.28 with num_classes=6
@@ -41,9 +41,10 @@ NUMBERS = {
 }
 NEW = sorted(NUMBERS)
 # Every zoo spec is one torchvision constructor; these import torchvision's state_dict by name, the rest by order.
-ZOO = sorted(p.stem for p in BASELINES.glob("*.yaml"))
-BY_NAME = {"alexnet", "convnext_tiny", "densenet121", "googlenet", "inception_v3", "mnasnet1_0", "resnet18", "resnet34",
-           "resnext50_32x4d", "squeezenet1_0", "squeezenet1_1", "wide_resnet50_2"}
+# (the timm models' specs, MobileViT, are checked against timm in zoo/test_mobilevit*.py)
+ZOO = sorted(p.stem for p in BASELINES.glob("*.yaml") if "- name: torchvision" in p.read_text())
+BY_NAME = {"vit_b_16", "swin_t", "maxvit_t", "alexnet", "convnext_tiny", "densenet121", "googlenet", "inception_v3",
+           "mnasnet1_0", "resnet18", "resnet34", "resnext50_32x4d", "squeezenet1_0", "squeezenet1_1", "wide_resnet50_2"}
 # torchvision's constructor arguments that the spec's defaults correspond to
 TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False}, "googlenet": {"aux_logits": False,
                                                                                    "init_weights": False}}
@@ -67,16 +68,8 @@ def test_hyperparameters_equal_torchvision(name):
     with torch.device("meta"):  # structure only: no storage, no initialisation
         module = tcc.to_torch(load(name).graph)
     reference = tv.structure(name)
-
-    def hyper(m, kind):
-        if kind == "bn":
-            return sorted((b.eps, b.momentum) for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d))
-        if kind == "ln":
-            return sorted(n.eps for n in m.modules() if isinstance(n, torch.nn.LayerNorm))
-        return sorted(d.p for d in m.modules() if isinstance(d, torch.nn.Dropout))
-
     for kind in ("bn", "ln", "dropout"):
-        assert hyper(module, kind) == hyper(reference, kind), kind
+        assert hyperparameters(module, kind) == hyperparameters(reference, kind), kind
     ours = sorted((m.p, m.mode) for m in module.modules() if type(m).__name__ == "StochasticDepth")
     theirs = sorted((b.stochastic_depth.p, b.stochastic_depth.mode) for b in reference.modules()
                     if hasattr(b, "stochastic_depth") and getattr(b, "use_res_connect", True)
@@ -115,29 +108,15 @@ def test_logits_equal_torchvision_with_its_state_dict(name, classes, size, tmp_p
     `tcc predict SPEC --weights FILE` with nothing else: the logits equal torchvision's within the FP32 contract
     (tcc.tolerance), and a checkpoint for another number of classes sets num_classes itself."""
     reference = init_weights(tv.build(name, num_classes=classes), seed=2)
-    weights = tmp_path / f"{name}.pth"
-    torch.save(reference.state_dict(), weights)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(3))
-    np.save(tmp_path / "x.npy", x.numpy())
-
-    assert cli(["predict", str(BASELINES / f"{name}.yaml"), "--set", f"image_size={size}", "--weights", str(weights),
-                "--input", str(tmp_path / "x.npy"), "--json"]) == 0
-    out, err = capsys.readouterr()
-    logits = np.array([json.loads(out)["logits"]], np.float32)
+    logits, err = predict_with_state_dict(BASELINES / f"{name}.yaml", reference, x, tmp_path, capsys,
+                                          ["--set", f"image_size={size}"])
     how = {"mnasnet1_0": "by name", "convnext_tiny": "by the spec's checkpoint layout 'torchvision' (by name through "
            "its key map)"}.get(name, "by the spec's checkpoint layout 'torchvision' (by order)")
     assert how in err
     assert ("num_classes=3 read from the checkpoint" in err) == (classes != 6)
-
-    model = fit_to_checkpoint(load(name, image_size=size), weights)
-    module = tcc.to_torch(model.graph)
-    load_weights(module, model.graph, weights, layouts=model.checkpoints)
-    with torch.no_grad():
-        exact = module.eval().double()(x.double()).numpy()
-        want = reference(x).numpy()
-    result = compare(want, logits, "fp32", exact=exact)
     assert logits.shape == (1, classes)
-    assert result["passed"], result
+    assert_logits_equal(reference, load(name, image_size=size), x, logits, tmp_path / "reference.pth")
 
 
 def test_convnext_imports_by_order_too(tmp_path):

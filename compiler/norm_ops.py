@@ -1,0 +1,118 @@
+"""The op table's normalizations over axes other than the batch: layer norm over one axis (the channels of
+[C, H, W] as ConvNeXt's LayerNorm2d, the last axis of tokens as nn.LayerNorm) and group norm (nn.GroupNorm;
+MobileViTv2's GroupNorm1 is one group). Batch norm, folded into convs, stays with them in `ops.py`.
+"""
+from __future__ import annotations
+
+from .errors import ShapeError
+from .op_base import Arg, OpDef, ParamSpec, axis_of, f32_const, torch_modules
+
+
+# ---------------------------------------------------------------------------------------------------- layernorm
+def _layernorm_infer(a, shapes):
+    axis_of(a, shapes)
+    return [shapes[0]]
+
+
+def _layernorm_params(a, shapes):
+    if not a["affine"]:
+        return {}
+    size = shapes[0][axis_of(a, shapes)]
+    return {"weight": ParamSpec((size,)), "bias": ParamSpec((size,))}
+
+
+def _layernorm_torch(emit, a, x):
+    from .torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
+
+    ax = axis_of(a, emit.in_shapes)
+    return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)
+
+
+def _layernorm_onnx(emit, a, x):
+    shape = emit.in_shapes[0]
+    ax = axis_of(a, emit.in_shapes)
+    axis, rank, size, eps, affine = ax + 1, len(shape) + 1, shape[ax], a["eps"], a["affine"]
+    emit.composite("LayerNormalization", axes=[axis], epsilon=eps,
+                   weight=f"{emit.name}.weight" if affine else None, bias=f"{emit.name}.bias" if affine else None)
+    if emit.opset >= 17:  # LayerNormalization normalizes the trailing axes: the one axis is moved last
+        scale = emit.param("weight") if affine else emit.const("ones", [1.0] * size, "float32")
+        inputs = [x, scale] + ([emit.param("bias")] if affine else [])
+        if axis == rank - 1:
+            return emit.op("LayerNormalization", inputs, axis=-1, epsilon=eps)
+        perm = [i for i in range(rank) if i != axis] + [axis]
+        inputs[0] = emit.op("Transpose", [x], suffix="to_last", perm=perm)
+        y = emit.op("LayerNormalization", inputs, suffix="normalize", axis=-1, epsilon=eps)
+        return emit.op("Transpose", [y], perm=[perm.index(i) for i in range(rank)])
+    # below opset 17: (x - mean) / sqrt(mean((x - mean)^2) + eps) over the axis, then the affine
+    mean = emit.op("ReduceMean", [x], suffix="mean", axes=[axis], keepdims=1)
+    centered = emit.op("Sub", [x, mean], suffix="centered")
+    var = emit.op("ReduceMean", [emit.op("Mul", [centered, centered], suffix="square")], suffix="variance",
+                  axes=[axis], keepdims=1)
+    std = emit.op("Sqrt", [emit.op("Add", [var, f32_const(emit, "epsilon", eps)], suffix="plus_epsilon")], suffix="std")
+    if not affine:
+        return emit.op("Div", [centered, std])
+    along = tuple(size if i == ax else 1 for i in range(len(shape)))  # broadcasts along the axis
+    y = emit.op("Mul", [emit.op("Div", [centered, std], suffix="normalized"), emit.param("weight", along)],
+                suffix="scaled")
+    return emit.op("Add", [y, emit.param("bias", along)])
+
+
+
+# ---------------------------------------------------------------------------------------------------- groupnorm
+def _groupnorm_prepare(a, shapes):
+    c = shapes[0][0]
+    if len(shapes[0]) < 2:
+        raise ShapeError(f"groupnorm normalizes channels and positions: a {list(shapes[0])} input has no positions")
+    if c % a["groups"]:
+        raise ShapeError(f"groups={a['groups']} does not divide the {c} channels of {list(shapes[0])}", "groups")
+    return a
+
+
+def _groupnorm_params(a, shapes):
+    return {"weight": ParamSpec((shapes[0][0],)), "bias": ParamSpec((shapes[0][0],))} if a["affine"] else {}
+
+
+def _groupnorm_torch(emit, a, x):
+    torch, nn, F = torch_modules()
+    return emit.module(nn.GroupNorm(a["groups"], emit.in_shapes[0][0], a["eps"], a["affine"]), x)
+
+
+def _groupnorm_onnx(emit, a, x):
+    """Reshape to [N, groups, -1], normalize each group (InstanceNormalization, every opset), reshape back, then
+    the per-channel affine."""
+    shape, groups, eps = emit.in_shapes[0], a["groups"], a["eps"]
+    emit.composite("GroupNormalization", num_groups=groups, epsilon=eps,
+                   weight=f"{emit.name}.weight" if a["affine"] else None,
+                   bias=f"{emit.name}.bias" if a["affine"] else None)
+    grouped = emit.op("Reshape", [x, emit.const("groups_shape", [0, groups, -1])], suffix="grouped")
+    ones = emit.const("ones", [1.0] * groups, "float32")
+    zeros = emit.const("zeros", [0.0] * groups, "float32")
+    normalized = emit.op("InstanceNormalization", [grouped, ones, zeros], suffix="normalize", epsilon=eps)
+    if not a["affine"]:
+        return emit.op("Reshape", [normalized, emit.const("shape", [0, *shape])])
+    y = emit.op("Reshape", [normalized, emit.const("shape", [0, *shape])], suffix="ungrouped")
+    along = (shape[0], *[1] * (len(shape) - 1))
+    y = emit.op("Mul", [y, emit.param("weight", along)], suffix="scaled")
+    return emit.op("Add", [y, emit.param("bias", along)])
+
+
+NORM_OPS = [
+        OpDef(
+            "layernorm",
+            (Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis normalized over"),
+             Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", True)),
+            _layernorm_infer, _layernorm_torch, params=_layernorm_params, to_onnx=_layernorm_onnx,
+            doc="layer normalization over one axis (1: the channels, ConvNeXt's LayerNorm2d; -1: the last axis), "
+                "learnable weight and bias of that axis' size",
+        ),
+        OpDef(
+            "groupnorm",
+            (Arg("groups", "int", 1, lo=1, hi=65_536), Arg("eps", "float", 1e-5, lo=0, hi=1),
+             Arg("affine", "bool", True)),
+            lambda a, s: [s[0]], _groupnorm_torch, prepare=_groupnorm_prepare, params=_groupnorm_params,
+            to_onnx=_groupnorm_onnx,
+            doc="group normalization (nn.GroupNorm): the channels in `groups` groups, each normalized over its "
+                "channels and every position, then a learnable weight and bias per channel (1 group: "
+                "MobileViTv2's GroupNorm1)",
+        ),
+]
