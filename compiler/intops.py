@@ -108,6 +108,10 @@ class IntOp:
     # commutes with a positive factor per channel (c * f(x) == f(c * x) channel by channel), so cross-layer
     # equalization rescales through it; a function of the node's view where it depends on the shapes
     channelwise: bool | Callable[[NodeView], bool] = False
+    # its inputs and outputs are calibrated on their whole observed range (min / max), never clipped by KL: where
+    # the largest values are the signal (attention scores and the softmax's peak probabilities select the tokens
+    # attended to; measured in docs/notes/attention-int8.md)
+    full_range: bool = False
 
     def commutes_per_channel(self, view: NodeView) -> bool:
         return self.channelwise(view) if callable(self.channelwise) else self.channelwise
@@ -165,6 +169,28 @@ def _check_binary(v: NodeView) -> str | None:
     return None
 
 
+def _check_matmul(v: NodeView) -> str | None:
+    """A product of two activations (attention's q k^T and weights x v): equal ranks of at least 3, so the batch
+    axis stays a batch axis of both; broadcast batch axes are not taken."""
+    if len(v.inputs) != 2:
+        return "exactly two inputs"
+    const = _activations_only(v)
+    if const:
+        return const
+    a, b = v.shape(v.inputs[0]), v.shape(v.inputs[1])
+    if a is None or b is None or len(a) != len(b) or len(a) < 3:
+        return "both inputs need known shapes of one rank, at least 3 (batch, ..., rows, columns)"
+    if tuple(a[1:-2]) != tuple(b[1:-2]):
+        return f"the batch axes of {list(a)} and {list(b)} differ (broadcasting is not taken)"
+    return None
+
+
+def _slice_inputs(v: NodeView) -> str | None:
+    if len(v.inputs) < 3 or any(i and i not in v.constants for i in v.inputs[1:]):
+        return "starts, ends, axes and steps must be constants (initializers)"
+    return None
+
+
 def _check_clamp(v: NodeView) -> str | None:
     if v.op_type == "Clip" and any(i and i not in v.constants for i in v.inputs[1:]):
         return "Clip bounds must be constants"
@@ -191,6 +217,15 @@ def _check_shape_op(v: NodeView) -> str | None:
     for t in (*v.inputs[:1], *v.outputs):
         if not _static(v, t):
             return f"the shape of {t!r} must be known (all but the batch dimension)"
+    return None
+
+
+def _check_slice(v: NodeView) -> str | None:
+    wrong = _slice_inputs(v) or _check_shape_op(v)
+    if wrong:
+        return wrong
+    if v.shape(v.inputs[0])[0] != v.shape(v.outputs[0])[0]:
+        return "a slice of the batch axis"
     return None
 
 
@@ -331,6 +366,9 @@ def _tflite_lookup(v: NodeView) -> str | None:
 
 
 def _tflite_channel_scale(v: NodeView) -> str | None:
+    factor = v.shape(channel_factor_input(v)) or ()
+    if v.op_type == "Mul" and math.prod(factor) == 1:  # one factor: a MUL by an int8 scalar, any rank
+        return None
     if v.op_type == "Mul" and v.rank(next(i for i in v.inputs if i not in v.constants)) != 4:
         return "a per-channel factor on a [N, F] tensor: TFLite's int8 form (a 1x1 DEPTHWISE_CONV_2D) needs NHWC"
     return None
@@ -473,8 +511,15 @@ INT_OPS: dict[str, IntOp] = {
               _check_shape_op, shares_scale=True),
         IntOp("split", Role.PASS_THROUGH, ("Split",), "splits along an axis: moves codes", _check_shape_op,
               shares_scale=True),
+        IntOp("slice", Role.PASS_THROUGH, ("Slice",), "a strided range of codes along some axes (the batch axis "
+              "whole): moves codes, e.g. q, k and v out of one projection", _check_slice, shares_scale=True),
+        IntOp("matmul", Role.ELEMENTWISE, ("MatMul",), "batched product of two activations at their own per-tensor "
+              "scales (attention's q k^T and weights x v): the zero-point-free codes multiplied and summed in "
+              "int32, requantized by s_a s_b / s_out (times the scalar of a Mul it covers)", _check_matmul,
+              reads="all", placeable=True, full_range=True),
         IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form; in an INT8 graph a "
-              "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE})),
+              "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE}),
+              full_range=True),
         IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
               "form; in an INT8 graph a float island where the target allows float ops", _check_layernorm,
               lowerings=frozenset({TFLITE}), fields=_layernorm_fields),

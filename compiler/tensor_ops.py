@@ -300,7 +300,7 @@ def _matmul_onnx(emit, a, x, y):
     if a["scale"] == 1.0:
         return emit.op("MatMul", [x, y])
     product = emit.op("MatMul", [x, y], suffix="matmul")
-    return emit.op("Mul", [product, emit.const("scale", a["scale"], "float32")])
+    return emit.op("Mul", [product, emit.const("factor", a["scale"], "float32")])
 
 
 # ---------------------------------------------------------------------------------------------------- param

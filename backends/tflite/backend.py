@@ -71,8 +71,8 @@ def _read_info(bundle: Path) -> dict:
 
 
 def _kept_tensor(it, bundle: Path, name: str, where: dict) -> np.ndarray:
-    """Graph tensor `name` of one sample, NCHW, from where tflite.json places it (its LiteRT tensor, NHWC or not); a
-    tflite.json that does not fit the model (an edited one) is a BuildError naming it."""
+    """Graph tensor `name` of one sample (batch 1), NCHW, from where tflite.json places it (its LiteRT tensor, NHWC
+    or not); a tflite.json that does not fit the model (an edited one) is a BuildError naming it."""
     count = len(it.get_tensor_details())
     if not where["index"] < count:
         raise BuildError(f"{bundle / INFO}: tensor {name!r} at index {where['index']}, the model has {count} tensors")
@@ -80,7 +80,9 @@ def _kept_tensor(it, bundle: Path, name: str, where: dict) -> np.ndarray:
     if t.ndim == 0 or (where["nhwc"] and t.ndim != 4):
         raise BuildError(f"{bundle / INFO}: tensor {name!r} is {list(t.shape)}, not a batch"
                          + (" of NHWC images" if where["nhwc"] else ""))
-    return t.transpose(0, 3, 1, 2)[0] if where["nhwc"] else t[0]
+    if where["nhwc"]:
+        return t.transpose(0, 3, 1, 2)
+    return t  # its first axis is the sample's: 1, or a row per token where a reshape folded them (attention)
 
 
 def _is_int8(bundle_dir) -> bool:
@@ -216,7 +218,7 @@ class TfliteBackend(Backend):
         result = np.stack(outs)
         if preserve is None:
             return result
-        return result, {name: np.stack(v) for name, v in kept.items()}
+        return result, {name: np.concatenate(v) for name, v in kept.items()}  # samples' rows in order
 
     def check_run(self, bundle_dir: Path, x: np.ndarray, precision: str) -> np.ndarray:
         """INT8: LiteRT's reference kernels, which must equal the integer reference bit for bit; else the default

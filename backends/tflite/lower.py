@@ -27,7 +27,8 @@ from onnx import numpy_helper
 
 from tcc.errors import BuildError
 from tcc.intops import TFLITE, TFLITE_UNARY, Interpreter
-from tcc.quant.intgraph.node_constants import clamp_codes, clip_bounds, pool_geometry
+from tcc.passes.base import infer_value_shapes
+from tcc.quant.intgraph.node_constants import clamp_codes, clip_bounds, pool_geometry, slice_ranges
 from tcc.quant.intgraph.plan import INode, IntGraph
 from tcc.quant.intgraph.qtypes import QGraph, QParams
 
@@ -81,12 +82,16 @@ class TfliteLowering(Interpreter):
             self.inits.update({t.name: numpy_helper.to_array(t) for t in island.float_model.graph.initializer})
         self.onnx_nodes = {x.name: x for x in graph.model.graph.node}
         self.rounding = qgraph.input_rounding if qgraph else "half_away"
+        self.batch_one = {k: dims for k, (_, dims) in infer_value_shapes(graph.model, batch=1).items()}
 
     # ------------------------------------------------------------------------------------------ tensors
     def shape(self, name: str) -> list[int]:
-        """A graph tensor's shape, batch 1 (the model runs one image; the signature allows any batch)."""
-        dims = list(self.graph.shapes[name])
-        return [1] + [int(d) for d in dims[1:]]
+        """A graph tensor's shape, batch 1 (the model runs one image; the signature allows any batch): shape
+        inference's with a batch of 1, where the first axis holds rows of several samples' tokens its number."""
+        dims = self.batch_one.get(name)
+        if dims is not None and all(isinstance(d, int) for d in dims):
+            return [int(d) for d in dims]
+        return [1] + [int(d) for d in list(self.graph.shapes[name])[1:]]
 
     def act(self, name: str, shape: list[int], q: QParams | None, nhwc: bool) -> Value:
         """A new activation tensor, `shape` in its own layout: int8 codes with q, else float32."""
@@ -366,6 +371,18 @@ class TfliteLowering(Interpreter):
         self.m.operator("MUL", [a.index, b.index], [y.index], options("MulOptions"))
         return [y]
 
+    def matmul(self, n: INode, a: Value, b: Value) -> list:
+        """BATCH_MATMUL in the graph's axis order (LiteRT's int8 kernel: zero-point-free codes summed in int32,
+        requantized by s_a s_b / s_out with its rounding, as the reference under the tflite rules)."""
+        a, b = self.as_nchw(a, f"{n.name}/a_nchw"), self.as_nchw(b, f"{n.name}/b_nchw")
+        target = self.shape(n.outputs[0])
+        q = self.qnodes[n.name].qout[0] if n.name in self.qnodes else None
+        name = f"{n.outputs[0]}/nchw" if len(target) == 4 else n.outputs[0]
+        y = self.act(name, target, q, False)
+        self.m.operator("BATCH_MATMUL", [a.index, b.index], [y.index],
+                        options("BatchMatMulOptions", adjX=False, adjY=False))
+        return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
+
     def lookup(self, n: INode, x: Value) -> list:
         if n.gate:  # x * gate(x) (float plans only: TFLite has no such op)
             g = self.unary(n.gate, n.attrs, x, f"{n.name}/gate")
@@ -414,9 +431,11 @@ class TfliteLowering(Interpreter):
         """PRELU (alpha along the channels); a layer scale: MUL by the factors in float, a 1x1 DEPTHWISE_CONV_2D
         with the factors as per-channel int8 weights in int8 (the QNode's codes and scales)."""
         q = self.qnodes.get(n.name)
+        factor = self.inits[n.factor].reshape(-1).astype(np.float32)
+        if n.op_type == "Mul" and factor.size == 1 and len(self.m.shape(x.index)) != 4:
+            return [self.scalar_mul(n, x, factor, q)]
         x = self.as_nhwc(x, f"{n.name}/nhwc")  # channels last: [1, H, W, C] or [1, F]
         y = self.out(n)
-        factor = self.inits[n.factor].reshape(-1).astype(np.float32)
         channels = self.m.shape(x.index)[-1]
         if n.op_type == "PRelu":
             if q is not None:
@@ -436,6 +455,18 @@ class TfliteLowering(Interpreter):
                            dilationHFactor=1, dilationWFactor=1, fusedActivationFunction="NONE")
             self.m.operator("DEPTHWISE_CONV_2D", [x.index, w, b], [y.index], opts)
         return [y]
+
+    def scalar_mul(self, n: INode, x: Value, factor: np.ndarray, q) -> Value:
+        """One factor on a tensor of any rank (attention's scores times 1 / sqrt(d)): MUL by a float scalar, or in
+        int8 by the factor's code at its scale (the QNode's: LiteRT's MUL requantizes the product of codes by
+        s_in s_w / s_out in double, the reference's multiplier for the channel scale's one-channel weight)."""
+        y = self.out(n)
+        if q is None:
+            c = self.float_weight(n.factor, factor.reshape(1))
+        else:
+            c = self.const(n.factor, q.factors[0].reshape(-1)[:1], "int8", Quant((float(q.weight_scale[0]),), (0,)))
+        self.m.operator("MUL", [x.index, c], [y.index], options("MulOptions"))
+        return y
 
     def layernorm(self, n: INode, x: Value) -> list:
         """(x - mean) * rsqrt(variance + eps) over the one axis, then the affine: MEAN, SUB, MUL, MEAN, ADD, RSQRT,
@@ -587,6 +618,27 @@ class TfliteLowering(Interpreter):
         name = f"{n.outputs[0]}/nchw" if len(target) == 4 else n.outputs[0]
         y = self.transpose_to(x, perm, name, False)
         return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
+
+    def slice(self, n: INode, x: Value) -> list:
+        """STRIDED_SLICE over every axis of the tensor's own layout (a range that runs to the first element: its
+        end in end_mask)."""
+        qn = self.qnodes.get(n.name)
+        ranges = qn.attrs["ranges"] if qn is not None else slice_ranges(
+            self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)
+        shape = self.m.shape(x.index)
+        begin, end, strides, end_mask = [0] * len(shape), list(shape), [1] * len(shape), 0
+        for axis, start, stop, step in ranges:
+            at = NHWC.index(axis) if x.nhwc else axis
+            begin[at], end[at], strides[at] = start, stop, step
+            if stop < 0:
+                end_mask |= 1 << at
+        y = self.out(n) if x.nhwc or len(shape) != 4 else self.act(n.outputs[0], self.shape(n.outputs[0]), x.q,
+                                                                   False)
+        self.m.operator("STRIDED_SLICE", [x.index, *(self.const(f"{n.name}/{k}", np.array(v, np.int32), "int32")
+                                                      for k, v in (("begin", begin), ("end", end),
+                                                                   ("strides", strides)))],
+                        [y.index], options("StridedSliceOptions", endMask=end_mask))
+        return [y]
 
     def split(self, n: INode, x: Value) -> list:
         rank = len(self.m.shape(x.index))

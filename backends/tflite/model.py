@@ -179,6 +179,10 @@ class TfliteModel:
             if i0 == "int8":
                 return 5 if self.per_channel(inputs[0]) else 2
             return 1
+        if op == "BATCH_MATMUL":
+            return 2 if i0 == "int8" else 1
+        if op == "STRIDED_SLICE":
+            return 4 if len(self.shape(inputs[0])) > 4 else 2 if i0 == "int8" else 1
         if op in ("MAXIMUM", "MINIMUM") and len(self.shape(inputs[0])) > 4:
             return 3
         if op in ("ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "SOFTMAX", "MEAN", "RELU6", "RELU",

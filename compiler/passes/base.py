@@ -61,15 +61,22 @@ def import_graph(model: onnx.ModelProto, infer_shapes: bool = False) -> gs.Graph
     return graph
 
 
-def infer_value_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+def infer_value_shapes(model: onnx.ModelProto, batch: int | None = None) -> dict[str, tuple]:
     """{tensor name: (numpy dtype, shape)} from ONNX shape inference, run on a copy of the model without its big
-    weights (they become typed graph inputs), so a 500 MB VGG is not serialized for it."""
+    weights (they become typed graph inputs), so a 500 MB VGG is not serialized for it. `batch`: the graph
+    inputs' first dimension set to it, so that a tensor whose first axis folds the batch into rows (tokens before a
+    linear layer) has a number there too."""
     skeleton = onnx.ModelProto()
     skeleton.ir_version = model.ir_version
     skeleton.opset_import.extend(model.opset_import)
     g = skeleton.graph
     g.node.extend(model.graph.node)
     g.input.extend(model.graph.input)
+    if batch is not None:
+        for i in g.input:
+            if i.type.tensor_type.shape.dim:
+                i.type.tensor_type.shape.dim[0].Clear()
+                i.type.tensor_type.shape.dim[0].dim_value = batch
     g.output.extend(model.graph.output)
     for t in model.graph.initializer:
         if onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize * int(np.prod(t.dims)) <= 4096:

@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
 from ..frontend import lower_spec
+from ..intops import INT_OPS
 from .choose import choose_steps
 from .collect.data import load_calibration_data
 from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
@@ -201,12 +202,17 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     signed = {n: activation_bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0)
               for n in names}  # 16 bits: int16 always (one wide type)
 
+    full_range = {t for node in graph.nodes if INT_OPS[node.kind].full_range for t in (*node.inputs, *node.outputs)}
+    groups = graph.share_groups(rules.share_concat, rules.shared_kinds)
+    full_range |= {t for g in groups if full_range.intersection(g) for t in g}  # codes moved keep the range
+
     def one(n):
         h = hists[n]
         levels = 128 if signed[n] else 256
-        counts = h.counts if base == "kl" else h.with_zeros  # KL ignores exact zeros (ncnn): a ReLU's spike at
+        how = "minmax" if n in full_range and base in ("kl", "percentile") else base
+        counts = h.counts if how == "kl" else h.with_zeros  # KL ignores exact zeros (ncnn): a ReLU's spike at
         # 0 merged with its neighbours into one level dominates the divergence and drives thresholds far too low
-        return n, threshold(base, counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
+        return n, threshold(how, counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
 
     with ThreadPoolExecutor(max_workers=threads or 2) as pool:
         thr = dict(pool.map(one, names))
@@ -225,7 +231,11 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     del rows
     if searching:
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
-            result = cos_search([l for l in layers if l.input in act_scale], inits, samples, act_scale, signed,
+            # a full-range tensor keeps its range (the search would clip it as KL does), and a layer writing one
+            # is left out: its own output's cosine does not see how a softmax after it amplifies its errors
+            result = cos_search([l for l in layers if l.input in act_scale and not full_range.intersection(
+                                     (l.input, l.output))], inits,
+                                samples, act_scale, signed,
                                 steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2,
                                 act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n]))
                                             for n in act_scale})
@@ -236,7 +246,6 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     timing["cos_search"] = time.perf_counter() - t2
 
     # ---- target constraints: shared scales (a group takes its widest range)
-    groups = graph.share_groups(rules.share_concat, rules.shared_kinds)
     group_of = {}
     for gi, g in enumerate(groups):
         # split_mixed_groups: a ReLU output forced signed by a signed neighbour keeps its ReLU as a float op in

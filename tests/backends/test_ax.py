@@ -268,6 +268,8 @@ PULSAR_V1_REFUSES = {
     "mobilenet_v3_large": {"HardSigmoid"},  # hardswish in the classifier follows a Gemm: 'must follow a Conv'
     "mobilenet_v3_small": {"HardSigmoid"},
     "shufflenet_v2_x1_0": {"Reshape", "Split"},  # channel shuffle: a rank-5 Reshape, and Split
+    # MobileViT: the rank-6 Reshape of unfolding patches, and LayerNormalization's Sqrt (Pulsar v1 has no LN)
+    "mobilevit_xxs": {"Reshape", "Sqrt"}, "mobilevit_s": {"Reshape", "Sqrt"},
 }
 
 

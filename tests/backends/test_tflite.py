@@ -69,6 +69,22 @@ def test_four_precisions(name, precision, tmp_path, data):
           f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}")
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_attention_mobilevit(precision, tmp_path, data):
+    """MobileViT-XXS (issue 35): BATCH_MATMUL of two activations, STRIDED_SLICE of q, k and v, MUL by the scalar
+    1 / sqrt(d) on rank-5 scores, tokens folded into rows for FULLY_CONNECTED (their tensors' first axis a row
+    count, not the batch); softmax and LayerNorm as float islands in int8. INT8 bit-exact with the integer
+    reference on LiteRT's reference kernels, every op within 1 LSB on its optimized ones."""
+    r = _build("mobilevit_xxs", tmp_path, precision, data)
+    check = r.manifest["self_check"]["result"]
+    assert check["passed"]
+    if precision == "int8":
+        assert check["bit_exact"]
+        assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
+        assert r.manifest["quantization"]["integer_ops"]["matmul"] == 6  # q k^T and weights x v, 3 blocks
+        assert r.manifest["quantization"]["integer_ops"]["slice"] == 9
+
+
 def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
     """Equalization, rounding and bias correction change what the table holds; the TFLite lowering reads them through
     the quantized graph and stays bit-exact with the integer reference (LiteRT's reference kernels)."""

@@ -21,7 +21,9 @@ HOST_SLOW = CI_SUBSET + ("regnet_y_400mf",)
 def test_int8_host(name, tmp_path):
     manifest, cosine = build_and_measure(name, "host", tmp_path)
     result = manifest["self_check"]["result"]
-    assert result["passed"] and result["bit_exact"]
+    # every integer op bit-exact; a float island (MobileViT's softmax and LayerNorm) is float32 on two runtimes,
+    # within 1 LSB of the reference's (the self-check's rule)
+    assert result["passed"] and (result["bit_exact"] or result["per_op"]["max_lsb_integer"] == 0), result
     want = recorded(name, "host")
     print(f"\n[int8 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
           f"integer ops {manifest['quantization']['integer_ops']}")

@@ -352,6 +352,15 @@ class RelaxLowering(Interpreter):
         prod = self.emit(self.relax.op.multiply(self.centered(a, "int32"), self.centered(b, "int32")))
         return [_Codes(self.requantize(prod, n.requant), n.qout[0])]
 
+    def matmul(self, n: QNode, a: _Codes, b: _Codes) -> list:
+        """reference.matmul: the zero-point-free codes (in the graph's NCHW order) multiplied and summed in int32,
+        requantized per tensor."""
+        op = self.relax.op
+        wide = "int32" if "int32" in (self.operand_dtype(a), self.operand_dtype(b)) else "int16"
+        acc = self.emit(op.matmul(self.nchw(self.centered(a, wide)), self.nchw(self.centered(b, wide)),
+                                  out_dtype="int32"))
+        return [_Codes(self.nhwc(self.requantize(acc, n.requant)), n.qout[0])]
+
     def lookup(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
         index = self.cast(x.expr, "int32")
@@ -361,12 +370,20 @@ class RelaxLowering(Interpreter):
         return [_Codes(self.emit(op.take(self.const(n.table, out.dtype), index, axis=0)), out)]
 
     def channel_scale(self, n: QNode, x: _Codes) -> list:
-        """reference.channel_scale: both sides requantized (channels last), the one by the code's sign chosen."""
+        """reference.channel_scale: both sides requantized (channels last), the one by the code's sign chosen. A
+        tensor of another rank than 4 (stored in the graph's order, channels on axis 1) has its channel axis moved
+        last for it and back."""
         op = self.relax.op
         d = self.centered(x, "int32")
+        rank = self.rank(d)
+        moved = rank > 2 and rank != 4
+        if moved:
+            d = self.emit(op.permute_dims(d, [0, *range(2, rank), 1]))
         above, below = (self.requantize(self.emit(op.multiply(d, self.const(k, "int32"))), rq)
                         for k, rq in ((n.factors[0], n.requant), (n.factors[1], n.below)))
         y = self.emit(op.where(self.emit(op.greater_equal(d, self.const(0, "int32"))), above, below))
+        if moved:
+            y = self.emit(op.permute_dims(y, [0, rank - 1, *range(1, rank - 1)]))
         return [_Codes(y, n.qout[0])]
 
     def clamp(self, n: QNode, x: _Codes) -> list:
@@ -419,11 +436,24 @@ class RelaxLowering(Interpreter):
     def reshape(self, n: QNode, x: _Codes) -> list:
         # element order is the graph's: NCHW
         flat = self.nchw(x.expr)
-        y = self.nhwc(self.emit(self.relax.op.reshape(flat, [flat.ty.shape[0], *n.attrs["shape"]])))
+        y = self.nhwc(self.emit(self.relax.op.reshape(flat, [-1, *n.attrs["shape"]])))  # -1: reference.reshape
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
     def transpose(self, n: QNode, x: _Codes) -> list:
         y = self.nhwc(self.emit(self.relax.op.permute_dims(self.nchw(x.expr), n.attrs["perm"])))
+        return [self.moved(x, y, n.rescale[0], n.qout[0])]
+
+    def slice(self, n: QNode, x: _Codes) -> list:
+        """reference.slice: each (axis, start, stop, step) a strided slice of the graph's axis (channels last
+        where the codes are), a reversed range (negative step) as a take of its indices."""
+        op = self.relax.op
+        y = x.expr
+        for axis, start, stop, step in n.attrs["ranges"]:
+            at = NHWC_AXIS[axis] if self.rank(y) == 4 else axis
+            if step > 0:
+                y = self.emit(op.strided_slice(y, [at], [start], [stop], [step]))
+            else:
+                y = self.emit(op.take(y, self.const(np.arange(start, stop, step), "int32"), axis=at))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
     def split(self, n: QNode, x: _Codes) -> list:

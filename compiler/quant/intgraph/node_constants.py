@@ -82,3 +82,22 @@ def pool_geometry(n: INode, shapes: dict) -> dict:
     pb = max(pb, (oh - 1) * sh + kh - h - pt)
     pr = max(pr, (ow - 1) * sw + kw - w - pl)
     return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
+
+
+def slice_ranges(node, shape, inits: dict) -> list[list[int]]:
+    """An ONNX Slice's starts / ends / axes / steps (constant inputs) made explicit: one [axis, start, stop, step]
+    per sliced axis, sorted by axis, clamped to the axis as ONNX does and read as Python's range (a reversed range
+    that runs to the first element has stop -1)."""
+    def values(name):  # an initializer (or its array)
+        v = inits[name]
+        return (v if isinstance(v, np.ndarray) else numpy_helper.to_array(v)).astype(np.int64).reshape(-1).tolist()
+
+    args = [values(i) if i else None for i in list(node.input[1:5]) + [""] * (5 - len(node.input))]
+    starts, ends = args[0], args[1]
+    axes = args[2] if args[2] is not None else list(range(len(starts)))
+    steps = args[3] if args[3] is not None else [1] * len(starts)
+    ranges = []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        axis %= len(shape)
+        ranges.append([axis, *slice(start, end, step).indices(int(shape[axis]))])
+    return sorted(ranges)

@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass, field
 
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from ...errors import BuildError, CalibrationError
 from ...intops import (
@@ -75,7 +75,8 @@ class INode:
     attrs: dict = field(hash=False, compare=False)  # the anchor's ONNX attributes
     weight: str | None = None  # weighted: the weight initializer; layernorm: its scale (None: no affine)
     bias: str | None = None
-    factor: str | None = None  # channel_scale: the constant factor (PRelu's slope, the Mul's constant operand)
+    factor: str | None = None  # channel_scale: the constant factor (PRelu's slope, the Mul's constant operand);
+    # matmul: the positive scalar of a Mul it covers (its product times the factor)
     w_axis: int = 0  # weighted: the output-channel axis of the weight
     raw_output: str | None = None  # weighted / add: the tensor before a folded activation (internal then)
     activation: Activation | None = None
@@ -248,6 +249,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
 
     g = model.graph
     constants = frozenset(t.name for t in g.initializer)
+    initializers = {t.name: t for t in g.initializer}
     inputs = [i.name for i in g.input if i.name not in constants]
     problems: list[tuple[str, str, str]] = []
     if len(inputs) != 1:
@@ -321,6 +323,13 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             fields.update(lookup=pname, gate=node.op_type)
             outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
             covered.add(mul.name)
+        # TFLite's BATCH_MATMUL derives its requantization from the tensors' scales: no factor of its own
+        scaled = (_scaled_product(node, consumers, graph_outputs, initializers) if kind == "matmul" and fuse_patterns
+                  else None)
+        if scaled is not None and not island:
+            fields["factor"] = next(i for i in scaled.input if i != node.output[0])
+            outputs, covers, internal = tuple(scaled.output), (name, scaled.name), (node.output[0],)
+            covered.add(scaled.name)
         mark = marks.get(name)
         if mark is not None and INT_OPS[kind].fuses_activation:
             act = by_name[mark["node"]]
@@ -340,6 +349,22 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
                                f"integer graph{hint}; recalibrate")
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
     return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
+
+
+def _scaled_product(node, consumers, graph_outputs, initializers) -> onnx.NodeProto | None:
+    """The Mul by a positive scalar constant that alone reads a MatMul's product (attention's q k^T / sqrt(d)), else
+    None: the matmul kind takes the factor into its requantization, one rounding instead of two."""
+    if node.op_type != "MatMul" or node.output[0] in graph_outputs:
+        return None
+    readers = consumers.get(node.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "Mul" or readers[0].domain not in ("", "ai.onnx"):
+        return None
+    mul = readers[0]
+    factor = [i for i in mul.input if i != node.output[0]]
+    if len(factor) != 1 or factor[0] not in initializers:
+        return None
+    value = numpy_helper.to_array(initializers[factor[0]])
+    return mul if value.size == 1 and float(value.reshape(-1)[0]) > 0 else None
 
 
 def _gated_lookup(node, consumers, graph_outputs):

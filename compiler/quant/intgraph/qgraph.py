@@ -36,7 +36,7 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
-from .node_constants import clamp_codes, clip_bounds, pool_geometry, tflite_table
+from .node_constants import clamp_codes, clip_bounds, pool_geometry, slice_ranges, tflite_table
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -273,6 +273,29 @@ class Quantizer(Interpreter):
                       "zero points) can overflow int32")
         return self.node(n, requant=self.requant(qa.scale * qb.scale / qo.scale, qo, f"mul {n.name!r}"))
 
+    def matmul(self, n: INode) -> QNode:
+        qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])
+        depth = int(self.graph.shapes[n.inputs[0]][-1])  # products summed per output element
+        bound = depth * qa.reach * qb.reach  # the sum of products of zero-point-free codes is int32
+        wide = [(t, q) for t, q in zip(n.inputs, (qa, qb)) if q.bits > 8]
+        if bound > INT32_MAX and wide and self.headroom is not None:
+            # a 16-bit calibration narrows the wide inputs' grids (tcc.quant.calibrate.fit_accumulators), the bits
+            # to lose shared between them
+            bits = math.ceil(math.log2(bound / INT32_MAX))
+            for t, _ in wide:
+                share = math.ceil(bits / len(wide))
+                self.headroom[t] = max(share, self.headroom.get(t, (0, ""))[0]), n.name
+        elif bound > INT32_MAX:
+            self.fail(f"matmul {n.name!r}: {depth} products of its inputs' codes ({qa.reach:,} x {qb.reach:,} from "
+                      "their zero points) can overflow int32")
+        factor = float(self.array(n.factor).reshape(-1)[0]) if n.factor else 1.0  # a covered Mul (plan: > 0)
+        qo = self.q(n.outputs[0])
+        # s_a s_b / s_out in float32 arithmetic, as LiteRT's BATCH_MATMUL computes it (measured: in float64 one code
+        # in ~3 million differs from its reference kernel)
+        sa, sb, so = (np.float32(q.scale) for q in (qa, qb, qo))
+        m = np.float64(np.float32(sa * sb) / so) * factor
+        return self.node(n, requant=self.requant(m, qo, f"matmul {n.name!r}"))
+
     def lookup(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         codes = np.arange(qi.lo, qi.hi + 1, dtype=np.int64)
@@ -389,6 +412,13 @@ class Quantizer(Interpreter):
         axis = int(n.attrs.get("axis", 0)) % rank
         sizes = [int(self.graph.shapes[o][axis]) for o in n.outputs]
         return self._moves(n, {"axis": axis, "sizes": sizes})
+
+    def slice(self, n: INode) -> QNode:
+        """node_constants.slice_ranges: one (axis, start, stop, step) per sliced axis (never the batch axis)."""
+        ranges = slice_ranges(self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)
+        if any(axis == 0 for axis, *_ in ranges):
+            self.fail(f"slice {n.name!r} slices the batch axis")
+        return self._moves(n, {"ranges": ranges})
 
     def float_island(self, n: INode) -> QNode:
         """No integer constants: the parameters of its quantized inputs and outputs, and its FP32 sub-model."""

@@ -57,6 +57,8 @@ class Reach(Interpreter):
     def mul(self, n, a, b) -> list:
         return self._clamped(n)
 
+    matmul = mul
+
     def channel_scale(self, n, x) -> list:
         return [(min(n.requant.lo, n.below.lo), max(n.requant.hi, n.below.hi))]
 
@@ -90,7 +92,7 @@ class Reach(Interpreter):
     def _moves(self, n, x) -> list:
         return [self._moved(x, n.qin[0].zp, rs, q) for rs, q in zip(n.rescale, n.qout)]
 
-    reshape = transpose = split = _moves
+    reshape = transpose = split = slice = _moves
 
     def float_island(self, n, *xs) -> list:
         return [None if q is None else (q.lo, q.hi) for q in n.qout]

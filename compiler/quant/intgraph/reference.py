@@ -245,6 +245,11 @@ class Reference(Interpreter):
         """(a - za) * (b - zb) (|.| <= 255^2: int32), requantized by s_a s_b / s_out, with broadcasting."""
         return [QTensor(apply_requant((a.q - a.zp) * (b.q - b.zp), n.requant), n.qout[0])]
 
+    def matmul(self, n: QNode, a: QTensor, b: QTensor) -> list:
+        """Batched (a - za) @ (b - zb) of zero-point-free codes, summed in int64 (the quantizer checked that the
+        sums fit int32), requantized by s_a s_b / s_out."""
+        return [QTensor(apply_requant(np.matmul(a.q - a.zp, b.q - b.zp), n.requant), n.qout[0])]
+
     def lookup(self, n: QNode, x: QTensor) -> list:
         """out = table[code - lowest input code]: f sampled at every input code, quantized to the output."""
         return [QTensor(n.table[x.q - n.qin[0].lo], n.qout[0])]
@@ -297,7 +302,8 @@ class Reference(Interpreter):
 
     def reshape(self, n: QNode, x: QTensor) -> list:
         """The codes in the shape [N, *attrs shape] (element order unchanged)."""
-        return [_moved(x, x.q.reshape(x.q.shape[0], *n.attrs["shape"]), n.rescale[0], n.qout[0])]
+        # -1: a row-folding reshape ([N, T, D] -> [N T, D] before a linear layer, and back) keeps any batch size
+        return [_moved(x, x.q.reshape(-1, *n.attrs["shape"]), n.rescale[0], n.qout[0])]
 
     def transpose(self, n: QNode, x: QTensor) -> list:
         """The codes with their axes permuted by attrs perm."""
@@ -308,6 +314,13 @@ class Reference(Interpreter):
         cuts = np.cumsum(n.attrs["sizes"])[:-1]
         parts = np.split(x.q, cuts, axis=n.attrs["axis"])
         return [_moved(x, p, rs, q) for p, rs, q in zip(parts, n.rescale, n.qout)]
+
+    def slice(self, n: QNode, x: QTensor) -> list:
+        """The codes at attrs ranges: (axis, start, stop, step) per sliced axis, as Python's range."""
+        q = x.q
+        for axis, start, stop, step in n.attrs["ranges"]:
+            q = np.take(q, np.arange(start, stop, step), axis=axis)
+        return [_moved(x, q, n.rescale[0], n.qout[0])]
 
     # ------------------------------------------------------------------------------------------ float islands
     def float_island(self, n: QNode, *xs) -> list:

@@ -37,7 +37,7 @@ ROUNDS = 3  # profiles of the placed model at most (the kept set is usually stab
 MARGIN = 0.9  # a run of island kernels is kept when it costs less than this share of the integer kernels it replaces
 ACCEPT = 0.97  # the placed model must measure at most this share of the INT8 model's time (timing noise on a shared
 # machine is a few percent round to round: a smaller gain is not told apart from none)
-MOVES = ("reshape", "transpose", "split", "clamp")  # they compute nothing: never islands for speed
+MOVES = ("reshape", "transpose", "split", "slice", "clamp")  # they compute nothing: never islands for speed
 LAYOUT_KERNELS = ("Transpose", "ReorderInput", "ReorderOutput")  # what ORT inserts between NHWC and NCHW(c) kernels
 SUFFIX = re.compile(r"(_token_\d+|_nchwc|_nchw)+$")
 

@@ -1,0 +1,110 @@
+"""INT8 of attention (issue 35): the integer op table's `matmul` (two activations at their own per-tensor scales)
+and `slice` kinds. On a small attention model (the zoo's multihead_attention block over the tokens of a conv stem):
+the plan takes every node (softmax and LayerNorm as float islands), the integer reference's matmul is the
+requantized integer product of its input codes (checked against the dequantized float product: within one output
+LSB; q k^T with its 1 / sqrt(d) taken into the requantization), its slices move codes, and the whole INT8 model
+stays close to FP32. The zoo's MobileViT-XXS builds INT8 on host (bit-exact) and ORT (within 1 LSB) in
+zoo/test_int8_{host,ort}.py, on TFLite (bit-exact with LiteRT's reference kernels) in backends/test_tflite.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnx import numpy_helper
+
+from tcc.frontend import lower_spec
+from tcc.intops import QDQ, TFLITE, TVM, supported
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import Reference
+
+
+SPEC = """\
+kind: model
+name: tiny_attention
+input: {shape: [3, 16, 16]}
+layers:
+  - {id: stem, block: conv_bn_act, out: 16, kernel: 3, stride: 2, act: relu}   # [16, 8, 8]
+  - {id: tokens, op: reshape, shape: [16, 64]}
+  - {id: seq, op: permute, perm: [0, 2, 1]}                                    # [64, 16]: 64 tokens
+  - {id: norm, op: layernorm}
+  - {id: attn, block: multihead_attention, heads: 2}
+  - {id: back, op: permute, perm: [0, 2, 1]}
+  - {id: image, op: reshape, shape: [16, 8, 8]}
+  - {id: pool, op: global_avgpool}
+  - {id: flatten, op: flatten}
+  - {id: fc, op: linear, out: 5}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("attn") / "tiny_attention.yaml"
+    path.write_text(SPEC)
+    fe = lower_spec(path)
+    data = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    graph = plan(fe.onnx, lowering=TVM, rules="tvm")
+    table = calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph)
+    return fe, graph, table
+
+
+def test_every_lowering_takes_the_kinds():
+    for kind in ("matmul", "slice"):
+        assert all(supported(kind, lowering) for lowering in (TVM, QDQ, TFLITE))
+
+
+def test_plan_takes_attention_with_islands_for_softmax_and_layernorm(tiny):
+    _, graph, _ = tiny
+    kinds = [n.kind for n in graph.nodes if n.integer]
+    assert kinds.count("matmul") == 2  # q k^T and weights x v
+    assert kinds.count("slice") == 3  # q, k and v out of the one projection
+    floats = {n.kind for n in graph.nodes if not n.integer}
+    assert floats == {"softmax", "layernorm"}
+
+
+def test_reference_matmul_is_the_requantized_integer_product(tiny):
+    fe, graph, table = tiny
+    qg = quantize_graph(graph, table)
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    out, env = Reference().run(qg, x, return_all=True)
+    matmuls = [n for n in qg.nodes if n.kind == "matmul"]
+    assert len(matmuls) == 2
+    planned = {n.name: n for n in graph.nodes}
+    inits = {t.name: numpy_helper.to_array(t) for t in fe.onnx.graph.initializer}
+    # q k^T takes its Mul by 1 / sqrt(d) into the requantization (one rounding); weights x v has none
+    assert [planned[n.name].factor is not None for n in matmuls] == [True, False]
+    for n in matmuls:
+        a, b, y = (env[t] for t in (*n.inputs, n.outputs[0]))
+        factor = float(inits[planned[n.name].factor]) if planned[n.name].factor else 1.0
+        exact = np.matmul(a.dequant().astype(np.float64), b.dequant().astype(np.float64)) * factor
+        codes = np.clip(np.rint(exact / n.qout[0].scale) + n.qout[0].zp, n.qout[0].lo, n.qout[0].hi)
+        assert np.abs(y.q - codes).max() <= 1, n.name  # fixed-point requantization vs float: a tie at most
+    for n in (n for n in qg.nodes if n.kind == "slice"):
+        x_in, y = env[n.inputs[0]], env[n.outputs[0]]
+        assert y.q.size * 3 == x_in.q.size and n.qin[0] == n.qout[0]  # a third of qkv, at its scale: moves codes
+    with torch.no_grad():
+        want = fe.module(torch.from_numpy(x)).numpy().astype(np.float64)
+    cos = (out * want).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(want, axis=1))
+    assert cos.min() > 0.99, cos
+
+
+def test_slices_with_a_step_and_from_the_end(tmp_path):
+    """Slice's ONNX forms (a step; a start counted from the end, no end) as (axis, start, stop, step) ranges: the
+    reference's codes equal numpy's slicing of the input codes."""
+    spec = tmp_path / "slices.yaml"
+    spec.write_text("kind: model\nname: slices\ninput: {shape: [4, 6, 6]}\nlayers:\n"
+                    "  - {id: conv, op: conv2d, out: 8, kernel: 1}\n"
+                    "  - {id: every_other, op: slice, axis: 2, start: 1, end: 6, step: 2}\n"
+                    "  - {id: last, op: slice, axis: 3, start: -4}\n"
+                    "  - {id: pool, op: global_avgpool}\n  - {id: flatten, op: flatten}\n")
+    fe = lower_spec(spec)
+    data = np.random.default_rng(0).standard_normal((8, 4, 6, 6)).astype(np.float32)
+    graph = plan(fe.onnx, lowering=TVM, rules="tvm")
+    qg = quantize_graph(graph, calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph))
+    _, env = Reference().run(qg, data[:2], return_all=True)
+    slices = [n for n in qg.nodes if n.kind == "slice"]
+    # the passes merge the two slices into one Slice of two axes
+    assert [n.attrs["ranges"] for n in slices] == [[[2, 1, 6, 2], [3, 2, 6, 1]]]
+    conv_out = env[slices[0].inputs[0]].q
+    assert np.array_equal(env[slices[0].outputs[0]].q, conv_out[:, :, 1:6:2, 2:])
