@@ -1,5 +1,6 @@
-"""The golden set's other models (FastNet, ResNet-18, MobileNetV2, EfficientNet-B0; seeded weights, 64 x 64):
-each entry not marked slow against its stored output. tools/golden.sh checks the slow ones too."""
+"""The golden set's other models (FastNet, ResNet-18, MobileNetV2, EfficientNet-B0 at 64 x 64, MobileViT-XXS at
+128 x 128; seeded weights): each entry not marked slow against its stored output. tools/golden.sh checks the slow
+ones too."""
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,8 @@ MODELS = [m for m in load_plan(GOLDEN).models if m != "ddsnet"] if FIXTURES.is_d
 
 # CI checks FastNet beside DDSNet; EfficientNet-B0's squeeze-excitation and SiLU lookups are checked against the
 # integer reference on every backend in CI by zoo/test_int8_ort.py and quant/test_int8_ops.py, and ResNet-18 and
-# MobileNetV2 add no op or backend those lack, so tools/slow_tests.sh checks the three (~3 min)
+# MobileNetV2 add no op or backend those lack, so tools/slow_tests.sh checks the three (~3 min); MobileViT-XXS
+# (attention: matmul, slices, float islands on every backend) runs in CI (~17 s)
 SLOW = ("resnet18", "mobilenet_v2", "efficientnet_b0")
 
 
