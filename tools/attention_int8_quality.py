@@ -34,7 +34,6 @@ import tcc
 from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.quant.collect.crops import make_crops
-from tcc.spec.zoo import resolve_spec
 from tcc.train.precise_bn import recompute_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +58,7 @@ def trained_weights(spec: str, size: int, fixtures: Path, work: Path, epochs: in
     for k, name in enumerate(IMAGES):
         make_crops(data / Path(name).stem, per_class, 2 + k, images=[fixtures / name])
     run = work / "run"
-    cmd = [sys.executable, "-m", "tcc", "train", str(resolve_spec(spec)), "--set", f"image_size={size}", "--set",
+    cmd = [sys.executable, "-m", "tcc", "train", spec, "--set", f"image_size={size}", "--set",
            f"num_classes={len(IMAGES)}", "--data", str(data), "--epochs", str(epochs), "--optimizer", "adam",
            "--batch-size", "16", "--no-progress", "-o", str(run)]
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
     p = sub.add_parser("train", help="train a spec on a folder of labelled images (one process or many, torchrun)",
                        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); with --resume RUN it may be left out (the "
-                                           "run's own is used)")
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON) or a zoo model's name; with --resume RUN it "
+                                           "may be left out (the run's own is used)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set num_classes=3")
     p.add_argument("-o", "--output", metavar="RUN", help="the run's folder (appears with the first finished epoch)")

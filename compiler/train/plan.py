@@ -17,6 +17,7 @@ from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
 from ..spec.loader import Model, load_model
 from ..spec.train_options import AUGMENTATIONS
+from ..spec.zoo import resolve_spec
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
@@ -47,6 +48,7 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
         if not resuming:
             raise SpecError("tcc train needs a SPEC (or --resume RUN, which reads the spec from the run)")
         args.spec = _spec_of(run)
+    args.spec = str(resolve_spec(args.spec))  # a zoo model's name, as `tcc build` takes it: its spec file
     config = resolve(args.spec, args, run if resuming else None)
     model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
     if config.data is None:

@@ -127,3 +127,14 @@ def test_ddsnet_gc_checkpoint_to_three_classes(tmp_path, three_classes):
     reference = tcc.to_torch(six.graph)
     load_weights(reference, six.graph, FIXTURES / "GC_DDS_0.0064.pth", layouts=six.checkpoints)
     _assert_only_head_differs(plan.module, reference.state_dict(), ["head.fc"], 3)
+
+
+def test_a_zoo_name_is_its_spec_file(three_classes, tmp_path):
+    """`tcc train mobilenet_v2 ...` as `tcc build mobilenet_v2 ...`: the zoo model's spec file; an unknown name is a
+    SpecError with the closest names."""
+    plan, _ = _plan("mobilenet_v2", three_classes, tmp_path / "run", "--set", "image_size=32", "--set",
+                    "num_classes=3")
+    assert plan.spec.name == "mobilenet_v2.yaml" and plan.spec.is_file()
+    with pytest.raises(tcc.SpecError, match="no zoo model named 'mobilenet_v9'.*mobilenet_v2"):
+        _plan("mobilenet_v9", three_classes, tmp_path / "run2")
+
