@@ -191,6 +191,22 @@ def _slice_inputs(v: NodeView) -> str | None:
     return None
 
 
+def _check_add_constant(v: NodeView) -> str | None:
+    """x + a constant (a relative position bias, a shifted-window mask): the constant broadcasts over x, never over
+    the batch."""
+    const = channel_factor_input(v)
+    if len(v.inputs) != 2 or const is None:
+        return "exactly one input must be a constant (an initializer)"
+    x = next(i for i in v.inputs if i != const)
+    xs, cs = v.shape(x), v.shape(const)
+    if xs is None or cs is None or len(cs) > len(xs):
+        return "the constant must have at most the input's rank"
+    padded = (1,) * (len(xs) - len(cs)) + tuple(cs)
+    if padded[0] != 1 or any(c not in (1, d) for c, d in zip(padded[1:], xs[1:])):
+        return f"the constant's shape {list(cs)} does not broadcast to the input's {list(xs)} per sample"
+    return None
+
+
 def _check_clamp(v: NodeView) -> str | None:
     if v.op_type == "Clip" and any(i and i not in v.constants for i in v.inputs[1:]):
         return "Clip bounds must be constants"
@@ -481,6 +497,10 @@ INT_OPS: dict[str, IntOp] = {
         IntOp("add", Role.ELEMENTWISE, ("Add",), "sum of two tensors at their own scales (TFLite's integer ADD: "
               "both inputs << 20 to a common scale, summed, requantized); broadcasting", _check_binary,
               fuses_activation=True, reads="all", placeable=True),
+        IntOp("add_constant", Role.ELEMENTWISE, ("Add",), "x plus a constant broadcast over it (attention's "
+              "relative position bias, the shifted-window mask): the constant as int8 codes at max |c| / 127, "
+              "then TFLite's integer ADD", _check_add_constant, reads="variable", fields=_channel_scale_fields,
+              placeable=True),
         IntOp("mul", Role.ELEMENTWISE, ("Mul",), "product of two tensors ((a - za) (b - zb) in int32, requantized "
               "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary, reads="all",
               placeable=True),

@@ -366,6 +366,21 @@ class TfliteLowering(Interpreter):
         self.m.operator("ADD", [a.index, b.index], [y.index], options("AddOptions", fusedActivationFunction=act))
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
+    def add_constant(self, n: INode, x: Value) -> list:
+        """ADD with the constant as a second tensor in x's rank and layout: float32, or in int8 its codes at its
+        scale (the QNode's: the operand the reference adds)."""
+        q = self.qnodes.get(n.name)
+        c = q.weight if q is not None else self.inits[n.factor]
+        c = c.reshape((1,) * (len(self.m.shape(x.index)) - c.ndim) + c.shape)
+        c = c.transpose(NHWC) if x.nhwc else c
+        if q is None:
+            operand = self.float_weight(n.factor, np.ascontiguousarray(c, np.float32))
+        else:
+            operand = self.const(n.factor, c, "int8", Quant((float(q.weight_scale[0]),), (0,)))
+        y = self.out(n)
+        self.m.operator("ADD", [x.index, operand], [y.index], options("AddOptions", fusedActivationFunction="NONE"))
+        return [y]
+
     def mul(self, n: INode, a: Value, b: Value) -> list:
         y = self.out(n)
         self.m.operator("MUL", [a.index, b.index], [y.index], options("MulOptions"))

@@ -270,6 +270,9 @@ PULSAR_V1_REFUSES = {
     "shufflenet_v2_x1_0": {"Reshape", "Split"},  # channel shuffle: a rank-5 Reshape, and Split
     # MobileViT: the rank-6 Reshape of unfolding patches, and LayerNormalization's Sqrt (Pulsar v1 has no LN)
     "mobilevit_xxs": {"Reshape", "Sqrt"}, "mobilevit_s": {"Reshape", "Sqrt"},
+    # Swin and MaxViT: GELU's Erf, LayerNorm's Sqrt, window partitions (rank-6 Reshape); Swin's strided patch
+    # merging Slice, MaxViT's squeeze-excitation ReduceMean
+    "swin_t": {"Erf", "Reshape", "Slice", "Sqrt"}, "maxvit_t": {"Erf", "ReduceMean", "Reshape", "Sqrt"},
 }
 
 

@@ -85,6 +85,14 @@ def test_attention_mobilevit(precision, tmp_path, data):
         assert r.manifest["quantization"]["integer_ops"]["slice"] == 9
 
 
+def test_attention_maxvit_int8(tmp_path, data):
+    """MaxViT (block and grid attention): the relative position bias a constant ADD on the scores, in int8 codes
+    at its own scale; bit-exact with the integer reference on LiteRT's reference kernels."""
+    r = _build("maxvit_t", tmp_path, "int8", data)
+    assert r.manifest["self_check"]["result"]["bit_exact"]
+    assert r.manifest["quantization"]["integer_ops"]["add_constant"] == 6  # 3 layers x block and grid attention
+
+
 def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
     """Equalization, rounding and bias correction change what the table holds; the TFLite lowering reads them through
     the quantized graph and stays bit-exact with the integer reference (LiteRT's reference kernels)."""

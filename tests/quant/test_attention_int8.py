@@ -19,6 +19,7 @@ from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 
+from tests.helpers.int8_zoo import SMALL, spec_path
 
 SPEC = """\
 kind: model
@@ -108,3 +109,29 @@ def test_slices_with_a_step_and_from_the_end(tmp_path):
     assert [n.attrs["ranges"] for n in slices] == [[[2, 1, 6, 2], [3, 2, 6, 1]]]
     conv_out = env[slices[0].inputs[0]].q
     assert np.array_equal(env[slices[0].outputs[0]].q, conv_out[:, :, 1:6:2, 2:])
+
+
+def test_a_constant_added_to_the_scores_is_its_int8_codes():
+    """MaxViT's relative position bias: the add_constant kind adds the constant's int8 codes (zero point 0, scale
+    max |c| / 127, the largest value exact) with TFLite's integer ADD: within one output LSB of adding the
+    dequantized operands in float."""
+    fe = lower_spec(spec_path("maxvit_t"), SMALL["maxvit_t"])
+    data = np.random.default_rng(0).standard_normal((8, *fe.model.input_shape)).astype(np.float32)
+    graph = plan(fe.onnx, lowering=TVM, rules="tvm")
+    qg = quantize_graph(graph, calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph))
+    _, env = Reference().run(qg, data[:2], return_all=True)
+    adds = [n for n in qg.nodes if n.kind == "add_constant"]
+    assert len(adds) == 6
+    inits = {t.name: numpy_helper.to_array(t) for t in fe.onnx.graph.initializer}
+    planned = {n.name: n for n in graph.nodes}
+    for n in adds:
+        c = inits[planned[n.name].factor]
+        scale = float(n.weight_scale[0])
+        assert np.float32(np.abs(c).max() / 127) == np.float32(scale) and np.abs(n.weight).max() == 127
+        assert np.abs(n.weight * scale - c.reshape(n.weight.shape)).max() <= scale / 2 + 1e-9  # rounded codes
+        x, y = env[n.inputs[0]], env[n.outputs[0]]
+        exact = x.dequant().astype(np.float64) + n.weight * scale
+        q = n.qout[0]
+        codes = np.clip(np.rint(exact / q.scale) + q.zp, q.lo, q.hi)
+        assert np.abs(y.q - codes).max() <= 1, n.name
+

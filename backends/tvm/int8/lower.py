@@ -348,6 +348,13 @@ class RelaxLowering(Interpreter):
         y = self.emit(relax.call_tir(func, [a.expr, b.expr], relax.TensorType(shape, out.dtype)))
         return [_Codes(y, out)]
 
+    def add_constant(self, n: QNode, x: _Codes) -> list:
+        """reference.add_constant: the constant's int8 codes (channels last where x is) as add_primfunc's second
+        operand."""
+        codes = n.weight.transpose(0, 2, 3, 1) if self.rank(x.expr) == 4 else n.weight
+        c = _Codes(self.const(codes, "int8"), QParams(float(n.weight_scale[0]), 0, -127, 127))
+        return self.add(n, x, c)
+
     def mul(self, n: QNode, a: _Codes, b: _Codes) -> list:
         prod = self.emit(self.relax.op.multiply(self.centered(a, "int32"), self.centered(b, "int32")))
         return [_Codes(self.requantize(prod, n.requant), n.qout[0])]

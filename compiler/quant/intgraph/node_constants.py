@@ -101,3 +101,11 @@ def slice_ranges(node, shape, inits: dict) -> list[list[int]]:
         axis %= len(shape)
         ranges.append([axis, *slice(start, end, step).indices(int(shape[axis]))])
     return sorted(ranges)
+
+
+def constant_codes(value: np.ndarray) -> tuple[np.ndarray, float]:
+    """A constant operand as int8 codes (zero point 0, symmetric in [-127, 127]) and its scale max |c| / 127 in
+    float32: the largest value exact, as TFLite stores a constant int8 tensor."""
+    c = np.asarray(value, np.float64)
+    scale = float(np.float32(max(float(np.abs(c).max(initial=0.0)), 1e-12) / 127))
+    return np.clip(np.rint(c / np.float64(scale)), -127, 127).astype(np.int64), scale

@@ -36,7 +36,8 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
-from .node_constants import clamp_codes, clip_bounds, pool_geometry, slice_ranges, tflite_table
+from .node_constants import (clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
+                             tflite_table)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -250,7 +251,17 @@ class Quantizer(Interpreter):
         return self._weighted(n, {}, np.ascontiguousarray(kn), sw)
 
     def add(self, n: INode) -> QNode:
-        qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])
+        return self.node(n, add=self._add_params(n, self.q(n.inputs[0]), self.q(n.inputs[1])))
+
+    def add_constant(self, n: INode) -> QNode:
+        """The constant's codes (node_constants.constant_codes) in the input's rank, as the add's second operand."""
+        c = self.array(n.factor)
+        codes, scale = constant_codes(c.reshape((1,) * (len(self.graph.shapes[n.inputs[0]]) - c.ndim) + c.shape))
+        qc = QParams(scale, 0, -127, 127)
+        return self.node(n, add=self._add_params(n, self.q(n.inputs[0]), qc), weight=codes,
+                         weight_scale=np.array([scale], np.float32))
+
+    def _add_params(self, n: INode, qa: QParams, qb: QParams) -> AddParams:
         qo = self.q(n.outputs[0])
         twice_max = 2.0 * max(qa.scale, qb.scale)
         what = f"add {n.name!r}"
@@ -263,7 +274,7 @@ class Quantizer(Interpreter):
         p = AddParams(shift, self.multiplier(qa.scale / twice_max, what),
                       self.multiplier(qb.scale / twice_max, what),
                       self.requant(twice_max / ((1 << shift) * qo.scale), qo, what, act))
-        return self.node(n, add=p)
+        return p
 
     def mul(self, n: INode) -> QNode:
         qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])

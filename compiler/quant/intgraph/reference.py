@@ -241,6 +241,10 @@ class Reference(Interpreter):
         """TFLite's integer ADD (`add_codes`) with broadcasting; a folded activation narrows the clamp."""
         return [QTensor(add_codes(a.q, a.zp, b.q, b.zp, n.add), n.qout[0])]
 
+    def add_constant(self, n: QNode, x: QTensor) -> list:
+        """add_codes with the constant's int8 codes (n.weight, zero point 0, broadcast) as the second operand."""
+        return [QTensor(add_codes(x.q, x.zp, n.weight, 0, n.add), n.qout[0])]
+
     def mul(self, n: QNode, a: QTensor, b: QTensor) -> list:
         """(a - za) * (b - zb) (|.| <= 255^2: int32), requantized by s_a s_b / s_out, with broadcasting."""
         return [QTensor(apply_requant((a.q - a.zp) * (b.q - b.zp), n.requant), n.qout[0])]

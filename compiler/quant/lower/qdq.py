@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ...intops import QDQ, Interpreter
 from ...lower.to_onnx import COMPOSITES_KEY
 from ..intgraph.layers import find_layers, layer_of
+from ..intgraph.node_constants import constant_codes
 from ..intgraph.plan import plan
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
@@ -205,6 +206,20 @@ class QdqLowering(Interpreter):
             _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits,
                   unique=l.bias in self.drop)
 
+    def add_constant(self, node) -> None:
+        """The constant as its int8 codes behind a DequantizeLinear (node_constants.constant_codes), so that ONNX
+        Runtime adds the operand the integer graph adds."""
+        name = node.factor
+        if name in self.drop:  # shared by several adds: one copy
+            return
+        codes, scale = constant_codes(numpy_helper.to_array(self.inits[name]))
+        self.head.append(helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
+                                          [name], name=f"{name}/dequantize"))
+        self.new_inits += [numpy_helper.from_array(codes.astype(np.int8), f"{name}/q"),
+                           numpy_helper.from_array(np.array(scale, np.float32), f"{name}/scale"),
+                           numpy_helper.from_array(np.array(0, np.int8), f"{name}/zero_point")]
+        self.drop.add(name)
+
     def _own_op(self, node) -> None:
         """Nothing of its own: the node keeps its float ONNX op, reading and writing through Q/DQ pairs."""
 
@@ -359,17 +374,19 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _float_dequantize(name: str, table: CalibrationTable, new_inits: list) -> list:
     """(q - zp) * s for a float island's input: Cast to float, Sub the zero point (when not 0), Mul the scale: the
-    same float32 arithmetic as DequantizeLinear, in ops ONNX Runtime's QDQ passes leave alone."""
+    same float32 arithmetic as DequantizeLinear, in ops ONNX Runtime's QDQ passes leave alone. Its tensors are named
+    `NAME/island_*`: the ONNX lowering names a node's own tensors `NODE/SUFFIX` (a layer norm's `NAME/centered`)."""
     s, zp, _ = table.act_scale(name)
-    nodes = [helper.make_node("Cast", [f"{name}/q"], [f"{name}/codes"], name=f"{name}/cast",
+    nodes = [helper.make_node("Cast", [f"{name}/q"], [f"{name}/island_codes"], name=f"{name}/island_cast",
                               to=TensorProto.FLOAT)]
-    value = f"{name}/codes"
+    value = f"{name}/island_codes"
     if zp:
-        new_inits.append(helper.make_tensor(f"{name}/zero_point_float", TensorProto.FLOAT, [], [float(zp)]))
-        nodes.append(helper.make_node("Sub", [value, f"{name}/zero_point_float"], [f"{name}/centered"],
-                                      name=f"{name}/center"))
-        value = f"{name}/centered"
-    nodes.append(helper.make_node("Mul", [value, f"{name}/scale"], [f"{name}/float"], name=f"{name}/to_float"))
+        new_inits.append(helper.make_tensor(f"{name}/island_zero_point", TensorProto.FLOAT, [], [float(zp)]))
+        nodes.append(helper.make_node("Sub", [value, f"{name}/island_zero_point"], [f"{name}/island_centered"],
+                                      name=f"{name}/island_center"))
+        value = f"{name}/island_centered"
+    nodes.append(helper.make_node("Mul", [value, f"{name}/scale"], [f"{name}/island_float"],
+                                  name=f"{name}/island_dequantize"))
     return nodes
 
 
