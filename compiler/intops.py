@@ -56,6 +56,7 @@ class Role(Enum):
     POOL = "requantizing pool"  # window sums of codes, requantized by s_in / (s_out * count)
     PASS_THROUGH = "scale-sharing pass-through"  # moves codes: max pool, reshape, transpose, split
     CONCAT = "concatenation"  # moves codes; inputs share the output's scale where the target rules say so
+    CONSTANT = "constant"  # a constant broadcast over the batch: its codes at its output's scale
     FLOAT = "float only"  # no integer form: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic), and
     # in an INT8 graph a float island where the target rules allow float ops (TargetRules.float_ops)
 
@@ -99,7 +100,7 @@ class IntOp:
     shares_scale: bool = False  # every output takes the first input's scale (calibration unites them)
     fuses_activation: bool = False  # a Relu / Clip reading only this node's output is folded into its clamp
     reads: str = "first"  # its activation inputs: "first" (the rest are constants), "all", "variable" (the
-    # inputs that are not constants, in any position: Mul(c, x))
+    # inputs that are not constants, in any position: Mul(c, x)), "none" (a constant's broadcast)
     lowerings: frozenset = field(default=ALL_LOWERINGS)
     limits: dict = field(default_factory=dict)  # lowering -> a further check of what that lowering takes
     # the plan's record of a node of this kind: INode fields, and under "attrs" the attributes it keeps if not all
@@ -205,6 +206,21 @@ def _check_add_constant(v: NodeView) -> str | None:
     if padded[0] != 1 or any(c not in (1, d) for c, d in zip(padded[1:], xs[1:])):
         return f"the constant's shape {list(cs)} does not broadcast to the input's {list(xs)} per sample"
     return None
+
+
+def _check_broadcast(v: NodeView) -> str | None:
+    """A learned tensor [1, ...] expanded to the batch (tcc's `param`: ViT's class token and position embedding);
+    the target shape is shape arithmetic on the input (the plan leaves that out)."""
+    if len(v.inputs) != 2 or v.inputs[0] not in v.constants or v.inputs[1] in v.constants:
+        return "only a constant expanded to a computed shape (the batch's) has an integer form"
+    c, y = v.shape(v.inputs[0]), v.shape(v.outputs[0])
+    if c is None or y is None or len(c) != len(y) or c[0] != 1 or tuple(c[1:]) != tuple(y[1:]):
+        return "only an expansion over the batch axis (the constant [1, ...], the output [batch, ...])"
+    return None
+
+
+def _constant_fields(v: NodeView) -> dict:
+    return {"weight": v.inputs[0]}
 
 
 def _check_clamp(v: NodeView) -> str | None:
@@ -537,6 +553,9 @@ INT_OPS: dict[str, IntOp] = {
               "scales (attention's q k^T and weights x v): the zero-point-free codes multiplied and summed in "
               "int32, requantized by s_a s_b / s_out (times the scalar of a Mul it covers)", _check_matmul,
               reads="all", placeable=True, full_range=True),
+        IntOp("broadcast", Role.CONSTANT, ("Expand",), "a constant [1, ...] repeated over the batch (a learned "
+              "class token or position embedding): its codes at the output's scale", _check_broadcast, reads="none",
+              fields=_constant_fields, full_range=True),
         IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form; in an INT8 graph a "
               "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE}),
               full_range=True),

@@ -366,6 +366,17 @@ class TfliteLowering(Interpreter):
         self.m.operator("ADD", [a.index, b.index], [y.index], options("AddOptions", fusedActivationFunction=act))
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
+    def broadcast(self, n: INode) -> list:
+        """The constant itself: the model runs one sample (batch 1), which [1, ...] already is; int8: its codes."""
+        q = self.qnodes.get(n.name)
+        c = q.weight if q is not None else self.inits[n.weight]
+        nhwc = c.ndim == 4
+        c = c.transpose(NHWC) if nhwc else c
+        if q is None:
+            return [Value(self.float_weight(n.outputs[0], np.ascontiguousarray(c, np.float32)), nhwc)]
+        out = q.qout[0]
+        return [Value(self.const(n.outputs[0], c, code_type(out), Quant((out.scale,), (out.zp,))), nhwc, out)]
+
     def add_constant(self, n: INode, x: Value) -> list:
         """ADD with the constant as a second tensor in x's rank and layout: float32, or in int8 its codes at its
         scale (the QNode's: the operand the reference adds)."""
@@ -530,9 +541,17 @@ class TfliteLowering(Interpreter):
         return [self.clamp_after(x, bounds, n.name, final=y)]
 
     def softmax(self, n: INode, x: Value) -> list:
-        y = self.out(n)
+        """SOFTMAX over the graph's last axis: a 4-D tensor stored channels last (attention scores [N, heads, S, S])
+        goes to the graph's order for it and back."""
+        if not x.nhwc:
+            y = self.out(n)
+            self.m.operator("SOFTMAX", [x.index], [y.index], options("SoftmaxOptions", beta=1.0))
+            return [y]
+        x = self.as_nchw(x, f"{n.name}/nchw")
+        q = self.qnodes[n.name].qout[0] if n.name in self.qnodes else None
+        y = self.act(f"{n.outputs[0]}/nchw", self.shape(n.outputs[0]), q, False)
         self.m.operator("SOFTMAX", [x.index], [y.index], options("SoftmaxOptions", beta=1.0))
-        return [y]
+        return [self.as_nhwc_named(y, n.outputs[0])]
 
     # ------------------------------------------------------------------------------------------ pools
     def _geometry(self, n: INode) -> dict:

@@ -85,12 +85,15 @@ def test_attention_mobilevit(precision, tmp_path, data):
         assert r.manifest["quantization"]["integer_ops"]["slice"] == 9
 
 
-def test_attention_maxvit_int8(tmp_path, data):
-    """MaxViT (block and grid attention): the relative position bias a constant ADD on the scores, in int8 codes
-    at its own scale; bit-exact with the integer reference on LiteRT's reference kernels."""
-    r = _build("maxvit_t", tmp_path, "int8", data)
+@pytest.mark.parametrize("name,kind,count", [("maxvit_t", "add_constant", 6), ("vit_b_16", "broadcast", 2)])
+def test_attention_int8_kinds(name, kind, count, tmp_path, data):
+    """MaxViT's relative position bias (a constant ADD on the scores, int8 codes at its own scale) and ViT's class
+    token and position embedding (constants at their output's scale; the model's batch is 1), and ViT's softmax on
+    rank-4 scores stored channels last (SOFTMAX in the graph's order): bit-exact with the integer reference on
+    LiteRT's reference kernels."""
+    r = _build(name, tmp_path, "int8", data)
     assert r.manifest["self_check"]["result"]["bit_exact"]
-    assert r.manifest["quantization"]["integer_ops"]["add_constant"] == 6  # 3 layers x block and grid attention
+    assert r.manifest["quantization"]["integer_ops"][kind] == count
 
 
 def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):

@@ -35,13 +35,13 @@ SMALL = {
     "swin_t": {"embed_dim": 24, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4]},
     "maxvit_t": {"image_size": 96, "stem_channels": 8, "block_channels": [8, 16], "block_layers": [1, 2],
                  "head_dim": 4, "partition_size": 3},
-}
-# The attention specs whose INT8 is not built yet (issue 35): a learned parameter broadcast over the batch (ViT's
-# class token and position embedding: Shape / Expand), GroupNorm and ReduceSum (MobileViTv2) have no integer form;
-# the planner refuses each, naming the nodes
-# (tests/quant/test_intops.py::test_attention_specs_are_refused_by_name_before_calibration). Their small settings:
-NO_INT8_YET = {
+    # ViT: the class token and the position embedding are constants broadcast over the batch
     "vit_b_16": {"image_size": 32, "patch_size": 8, "layers": 2, "heads": 4, "hidden": 48, "mlp_dim": 96},
+}
+# The attention spec whose INT8 is not built yet (issue 35): MobileViTv2's GroupNorm and ReduceSum have no integer
+# form; the planner refuses it, naming the nodes
+# (tests/quant/test_intops.py::test_attention_specs_are_refused_by_name_before_calibration). Its small settings:
+NO_INT8_YET = {
     "mobilevitv2_050": {"image_size": 64},
 }
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
@@ -52,9 +52,9 @@ NO_INT8_YET = {
 CI_SUBSET = ("densenet121", "googlenet", "shufflenet_v2_x1_0")
 # INT8 in CI also builds MobileNetV3 (hardswish and hardsigmoid lookups, squeeze-excitation), RegNetY (grouped
 # convs, projection shortcuts first, squeeze-excitation with a sigmoid gate; two fewer blocks than its 400MF depth)
-# MobileViT-XXS (attention: matmul of two activations, slices, softmax and LayerNorm float islands) and MaxViT
-# (a constant relative position bias added to the scores)
-CI_INT8 = ("mobilenet_v3_small", "regnet_y_400mf", "mobilevit_xxs", "maxvit_t")
+# MobileViT-XXS (attention: matmul of two activations, slices, softmax and LayerNorm float islands), MaxViT
+# (a constant relative position bias added to the scores) and ViT (a class token broadcast over the batch)
+CI_INT8 = ("mobilenet_v3_small", "regnet_y_400mf", "mobilevit_xxs", "maxvit_t", "vit_b_16")
 CALIBRATION = {"method": "kl", "calib_size": 8}
 HELD_OUT = 4
 

@@ -53,7 +53,7 @@ def test_a_zoo_spec_exported_by_tcc_reads_back_equal_and_in_blocks(name, tmp_pat
 
 # `tcc import` does not read attention's tensor ops back yet (Reshape beyond a flatten, Transpose, MatMul of two
 # activations, ReduceSum, group norm's ONNX form): issue 35's specs are left out until it does
-NOT_READ_BACK_YET = set(NO_INT8_YET) | {"mobilevit_xxs", "mobilevit_s", "swin_t", "maxvit_t"}
+NOT_READ_BACK_YET = set(NO_INT8_YET) | {"mobilevit_xxs", "mobilevit_s", "swin_t", "maxvit_t", "vit_b_16"}
 
 
 @pytest.mark.slow

@@ -135,3 +135,24 @@ def test_a_constant_added_to_the_scores_is_its_int8_codes():
         codes = np.clip(np.rint(exact / q.scale) + q.zp, q.lo, q.hi)
         assert np.abs(y.q - codes).max() <= 1, n.name
 
+
+def test_a_learned_tensor_broadcast_over_the_batch():
+    """ViT's class token and position embedding (`param`: a constant [1, ...] expanded to the input's batch through
+    Shape -> Slice -> Concat -> Expand): the plan leaves the shape arithmetic out and takes the Expand as a
+    `broadcast` of the constant's codes at its output's scale, repeated over any batch."""
+    fe = lower_spec(spec_path("vit_b_16"), SMALL["vit_b_16"])
+    graph = plan(fe.onnx, lowering=TVM, rules="tvm")
+    shape_ops = {n.name for n in fe.onnx.graph.node
+                 if n.op_type in ("Shape", "Concat") and n.name.startswith("class_token/")}
+    assert shape_ops and not shape_ops & {c for n in graph.nodes for c in n.covers}
+    assert [n.name for n in graph.nodes if n.kind == "broadcast"] == ["class_token", "encoder.pos_embedding"]
+    data = np.random.default_rng(0).standard_normal((8, *fe.model.input_shape)).astype(np.float32)
+    qg = quantize_graph(graph, calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph))
+    inits = {t.name: numpy_helper.to_array(t) for t in fe.onnx.graph.initializer}
+    _, env = Reference().run(qg, data[:3], return_all=True)
+    for n in (n for n in qg.nodes if n.kind == "broadcast"):
+        y, q = env[n.outputs[0]], n.qout[0]
+        weight = inits[next(g.weight for g in graph.nodes if g.name == n.name)]
+        assert y.q.shape == (3, *weight.shape[1:]) and (y.q == y.q[:1]).all()
+        assert np.abs(y.dequant() - weight).max() <= q.scale / 2 + 1e-6  # the constant within half a step
+

@@ -117,7 +117,7 @@ def test_share_groups_are_deterministic_across_processes(tmp_path):
 # EfficientNet-B0; hard-swish lookups: MobileNetV3; transpose and split: ShuffleNetV2; LayerNorm islands: ConvNeXt);
 # the other specs plan in tools/slow_tests.sh
 PLAN_CI = ("convnext_tiny", "ddsnet", "efficientnet_b0", "fastnet", "googlenet", "maxvit_t", "mobilenet_v3_small",
-           "mobilevit_xxs", "shufflenet_v2_x1_0")
+           "mobilevit_xxs", "shufflenet_v2_x1_0", "vit_b_16")
 
 
 IN_USE = set(INT_OPS) - {"clamp", "softmax", "layernorm", "channel_scale", "global_max_pool"}
@@ -146,9 +146,8 @@ def test_plan_of_the_zoo_uses_every_kind():
 
 
 def test_attention_specs_are_refused_by_name_before_calibration():
-    """The attention specs whose ops have no integer kind yet (issue 35: ViT's broadcast parameters, MobileViTv2's
-    GroupNorm) are refused at the plan, naming the nodes without an integer form: an INT8 build stops there, before
-    any calibration."""
+    """The attention spec whose ops have no integer kind yet (issue 35: MobileViTv2's GroupNorm) is refused at the
+    plan, naming the nodes without an integer form: an INT8 build stops there, before any calibration."""
     from tests.helpers.int8_zoo import NO_INT8_YET, spec_path
 
     from tcc.errors import TccError

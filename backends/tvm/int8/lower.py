@@ -203,6 +203,7 @@ class RelaxLowering(Interpreter):
                 dims.append(batch)
             else:
                 dims.append(d if isinstance(d, int) else tir.Var(d or f"d{k}", "int64"))
+        self.batch = dims[0]  # what a constant is repeated over (`broadcast`)
         x = relax.Var("x", relax.TensorType(dims, "float32"))
         env: dict[str, object] = {}
         with self.bb.function("main", [x]):
@@ -346,6 +347,13 @@ class RelaxLowering(Interpreter):
         shape = [x if _static(y) == 1 else y for x, y in zip(a.expr.ty.shape, b.expr.ty.shape)]  # broadcast
         func = self.bb.add_func(add_primfunc(a, b, n.add, shape), f"tcc_add_{out.dtype}")
         y = self.emit(relax.call_tir(func, [a.expr, b.expr], relax.TensorType(shape, out.dtype)))
+        return [_Codes(y, out)]
+
+    def broadcast(self, n: QNode) -> list:
+        """reference.broadcast: the constant's codes (channels last at rank 4) broadcast to the input's batch."""
+        codes = n.weight.transpose(0, 2, 3, 1) if n.weight.ndim == 4 else n.weight
+        out = n.qout[0]
+        y = self.emit(self.relax.op.broadcast_to(self.const(codes, out.dtype), [self.batch, *codes.shape[1:]]))
         return [_Codes(y, out)]
 
     def add_constant(self, n: QNode, x: _Codes) -> list:

@@ -197,6 +197,8 @@ def _activation_inputs(kind: str, view: NodeView) -> tuple[str, ...]:
         return view.inputs[:1]
     if reads == "variable":
         return tuple(i for i in view.inputs if i not in view.constants)
+    if reads == "none":
+        return ()
     return view.inputs
 
 
@@ -259,6 +261,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     shapes = {name: dims for name, (_dtype, dims) in typed.items()}
     shapes.update({t.name: tuple(t.dims) for t in g.initializer})
     float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
+    shape_nodes = _shape_arithmetic(g, float_type)
     marks = fused_activations(model, mark_if_unmarked=True)
     regions = composites(model)
     last_of = {r.nodes[-1]: r for r in regions.values()}
@@ -273,7 +276,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     nodes: list[INode] = []
     for k, node in enumerate(g.node):
         name = node.name or node.output[0] or f"node{k}"
-        if name in covered or name in inside:
+        if name in covered or name in inside or name in shape_nodes:
             continue
         if name in last_of:  # the region's last node: the whole region, as the ONNX op it computes
             r = last_of[name]
@@ -349,6 +352,29 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
                                f"integer graph{hint}; recalibrate")
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
     return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
+
+
+SHAPE_OPS = ("Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast")
+SHAPE_INPUTS = {"Expand": 1, "Reshape": 1}  # the ops' input that is a shape
+
+
+def _shape_arithmetic(g, float_type: set) -> set[str]:
+    """The nodes that compute shapes (Shape -> Slice -> Concat: the batch of `param`'s Expand) and only feed shape
+    inputs: no tensor of theirs is a float value, so the integer graph leaves them out; the interpreters know the
+    shapes."""
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            consumers.setdefault(i, []).append((n, k))
+    outputs = {o.name for o in g.output}
+    found = {n.name for n in g.node if n.op_type in SHAPE_OPS and n.name
+             and not any(o in float_type or o in outputs for o in n.output)}
+    while True:
+        keep = {n.name for n in g.node if n.name in found and all(
+            c.name in found or SHAPE_INPUTS.get(c.op_type) == k for o in n.output for c, k in consumers.get(o, []))}
+        if keep == found:
+            return found
+        found = keep
 
 
 def _scaled_product(node, consumers, graph_outputs, initializers) -> onnx.NodeProto | None:

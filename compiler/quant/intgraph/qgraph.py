@@ -424,6 +424,13 @@ class Quantizer(Interpreter):
         sizes = [int(self.graph.shapes[o][axis]) for o in n.outputs]
         return self._moves(n, {"axis": axis, "sizes": sizes})
 
+    def broadcast(self, n: INode) -> QNode:
+        """The constant's codes at the output's scale ([1, ...]; every interpreter repeats them over the batch)."""
+        qo = self.q(n.outputs[0])
+        c = self.array(n.weight).astype(np.float64)
+        codes = np.clip(np.rint(c / np.float64(np.float32(qo.scale))) + qo.zp, qo.lo, qo.hi).astype(np.int64)
+        return self.node(n, weight=codes)
+
     def slice(self, n: INode) -> QNode:
         """node_constants.slice_ranges: one (axis, start, stop, step) per sliced axis (never the batch axis)."""
         ranges = slice_ranges(self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)

@@ -54,6 +54,9 @@ class Reach(Interpreter):
     def add(self, n, a, b) -> list:
         return [(n.add.out.lo, n.add.out.hi)]
 
+    def broadcast(self, n) -> list:
+        return [(int(n.weight.min()), int(n.weight.max()))]
+
     def add_constant(self, n, x) -> list:
         return [(n.add.out.lo, n.add.out.hi)]
 

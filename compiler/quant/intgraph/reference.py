@@ -199,9 +199,11 @@ class Reference(Interpreter):
 
     def __init__(self):
         self.floats = None  # tcc.quant.intgraph.islands.FloatOps, made when the first island runs
+        self.batch = 1  # the batch a constant is repeated over (run() sets it; one op alone: broadcasting)
 
     def run(self, qg: QGraph, x: np.ndarray, return_all: bool = False):
         """The float graph output(s) for float input x [N, C, H, W]; with return_all also {tensor: QTensor}."""
+        self.batch = len(x)
         env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)
                                   if qg.input_q is not None else np.asarray(x, np.float32)}
         for node in qg.nodes:
@@ -240,6 +242,10 @@ class Reference(Interpreter):
     def add(self, n: QNode, a: QTensor, b: QTensor) -> list:
         """TFLite's integer ADD (`add_codes`) with broadcasting; a folded activation narrows the clamp."""
         return [QTensor(add_codes(a.q, a.zp, b.q, b.zp, n.add), n.qout[0])]
+
+    def broadcast(self, n: QNode) -> list:
+        """The constant's codes (n.weight, [1, ...]) repeated over the batch."""
+        return [QTensor(np.repeat(n.weight, self.batch, axis=0), n.qout[0])]
 
     def add_constant(self, n: QNode, x: QTensor) -> list:
         """add_codes with the constant's int8 codes (n.weight, zero point 0, broadcast) as the second operand."""

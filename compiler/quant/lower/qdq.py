@@ -226,7 +226,7 @@ class QdqLowering(Interpreter):
     conv = gemm = _weighted
     add = mul = matmul = channel_scale = lookup = clamp = _own_op
     max_pool = avg_pool = global_avg_pool = global_max_pool = concat = reshape = transpose = split = _own_op
-    slice = _own_op
+    slice = broadcast = _own_op
 
     def float_island(self, node) -> None:
         """Float weights and biases stay; its quantized inputs reach it dequantized in plain ops (above)."""
