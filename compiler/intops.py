@@ -491,6 +491,20 @@ def _layernorm_fields(v: NodeView) -> dict:
     return {"attrs": attrs, "weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None}
 
 
+def _groupnorm_fields(v: NodeView) -> dict:
+    """The scale and the bias, which tcc's ONNX lowering (a composite) names in its attributes."""
+    attrs = {k: a for k, a in v.attrs.items() if k not in ("weight", "bias")}
+    return {"attrs": attrs, "weight": v.attrs.get("weight"), "bias": v.attrs.get("bias")}
+
+
+def _check_reduce_sum(v: NodeView) -> str | None:
+    if len(v.inputs) > 1 and v.inputs[1] and v.inputs[1] not in v.constants:
+        return "the axes must be a constant"
+    if len(v.inputs) < 2 and "axes" not in v.attrs:
+        return "a sum over every axis (the batch's too)"
+    return None
+
+
 def _flattens_channels(v: NodeView) -> bool:
     """A reshape of [N, C, 1, 1] to [N, C]: channel i stays feature i."""
     src, dst = v.shape(v.inputs[0]), v.shape(v.outputs[0])
@@ -559,6 +573,12 @@ INT_OPS: dict[str, IntOp] = {
         IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form; in an INT8 graph a "
               "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE}),
               full_range=True),
+        IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "
+              "norm): no integer form; in an INT8 graph a float island where the target allows float ops",
+              lowerings=frozenset({TFLITE}), fields=_groupnorm_fields),
+        IntOp("reduce_sum", Role.FLOAT, ("ReduceSum",), "sum over constant axes (MobileViTv2's context vector): "
+              "no integer form; in an INT8 graph a float island where the target allows float ops",
+              _check_reduce_sum, lowerings=frozenset({TFLITE})),
         IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
               "form; in an INT8 graph a float island where the target allows float ops", _check_layernorm,
               lowerings=frozenset({TFLITE}), fields=_layernorm_fields),

@@ -499,6 +499,57 @@ class TfliteLowering(Interpreter):
         self.m.operator("ADD", [scaled.index, beta], [out.index], options("AddOptions"))
         return [out]
 
+    def groupnorm(self, n: INode, x: Value) -> list:
+        """Float only, in the graph's order: RESHAPE to [1, groups, -1], (x - mean) * rsqrt(variance + eps) over the
+        last axis (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL), RESHAPE back, then the per-channel affine."""
+        x = self.as_nchw(x, f"{n.name}/nchw")
+        shape, groups = self.m.shape(x.index), int(n.attrs["num_groups"])
+        grouped = self.reshape_value(x, [1, groups, int(np.prod(shape)) // groups], f"{n.name}/grouped", None)
+        flat = self.m.shape(grouped.index)
+        keep = options("ReducerOptions", keepDims=True)
+        axes = self.const(f"{n.name}/axes", np.array([2], np.int32), "int32")
+        mean = self.act(f"{n.name}/mean", [1, groups, 1], None, False)
+        self.m.operator("MEAN", [grouped.index, axes], [mean.index], keep)
+        centered = self.act(f"{n.name}/centered", flat, None, False)
+        self.m.operator("SUB", [grouped.index, mean.index], [centered.index], options("SubOptions"))
+        square = self.act(f"{n.name}/square", flat, None, False)
+        self.m.operator("MUL", [centered.index, centered.index], [square.index], options("MulOptions"))
+        var = self.act(f"{n.name}/variance", [1, groups, 1], None, False)
+        self.m.operator("MEAN", [square.index, axes], [var.index], keep)
+        shifted = self.binary_const("ADD", var, float(n.attrs["epsilon"]), f"{n.name}/plus_epsilon")
+        inv = self.act(f"{n.name}/rsqrt", [1, groups, 1], None, False)
+        self.m.operator("RSQRT", [shifted.index], [inv.index])
+        normalized = self.act(f"{n.name}/normalized", flat, None, False)
+        self.m.operator("MUL", [centered.index, inv.index], [normalized.index], options("MulOptions"))
+        y = self.reshape_value(normalized, shape, f"{n.name}/ungrouped", None)
+        if n.weight is not None:
+            along = [shape[1]] + [1] * (len(shape) - 2)  # the channels, broadcast over the rest
+            for op, param in (("MUL", n.weight), ("ADD", n.bias)):
+                if param is None:
+                    continue
+                z = self.act(f"{n.name}/{op.lower()}", shape, None, False)
+                c = self.float_weight(param, self.inits[param].reshape(along).astype(np.float32))
+                self.m.operator(op, [y.index, c], [z.index], options(f"{op.title()}Options"))
+                y = z
+        target = self.shape(n.outputs[0])
+        if len(target) != 4:
+            out = self.out(n)
+            self.m.operator("RESHAPE", [y.index, self.const(f"{n.name}/out_shape", np.array(target, np.int32),
+                                                            "int32")], [out.index])
+            return [out]
+        return [self.as_nhwc_named(y, n.outputs[0])]
+
+    def reduce_sum(self, n: INode, x: Value) -> list:
+        """SUM over the constant axes (the tensor's own layout), float only."""
+        node = self.onnx_nodes[n.name]
+        axes = (self.inits[node.input[1]] if len(node.input) > 1 and node.input[1] else n.attrs["axes"])
+        rank = len(self.m.shape(x.index))
+        axes = [NHWC.index(int(a) % rank) if x.nhwc else int(a) % rank for a in np.asarray(axes).reshape(-1)]
+        y = self.out(n)
+        self.m.operator("SUM", [x.index, self.const(f"{n.name}/axes", np.array(axes, np.int32), "int32")], [y.index],
+                        options("ReducerOptions", keepDims=bool(n.attrs.get("keepdims", 1))))
+        return [y]
+
     def clamp(self, n: INode, x: Value) -> list:
         q = self.qnodes.get(n.name)
         bounds = clip_bounds(n, self.onnx_nodes, self.inits)

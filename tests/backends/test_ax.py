@@ -274,6 +274,7 @@ PULSAR_V1_REFUSES = {
     # merging Slice, MaxViT's squeeze-excitation ReduceMean
     "swin_t": {"Erf", "Reshape", "Slice", "Sqrt"}, "maxvit_t": {"Erf", "ReduceMean", "Reshape", "Sqrt"},
     "vit_b_16": {"Erf", "Expand", "ReduceMean", "Reshape", "Sqrt"},
+    "mobilevitv2_050": {"InstanceNormalization", "Reshape", "Split"},  # group norm's form; q / k / v split
 }
 # Pulsar2's op lists have no Shape: ViT's class token and position embedding take the batch from the input
 # (Shape -> Slice -> Concat -> Expand) in tcc's dynamic-batch ONNX

@@ -96,6 +96,17 @@ def test_attention_int8_kinds(name, kind, count, tmp_path, data):
     assert r.manifest["quantization"]["integer_ops"][kind] == count
 
 
+def test_mobilevitv2_group_norm_and_sum_as_float_islands(tmp_path, data):
+    """MobileViTv2's one-group norm (RESHAPE, MEAN / RSQRT over the group, RESHAPE back, the affine) and its
+    context's ReduceSum (SUM) are float islands: every integer op bit-exact on LiteRT's reference kernels, each island
+    within 1 LSB."""
+    r = _build("mobilevitv2_050", tmp_path, "int8", data)
+    result = r.manifest["self_check"]["result"]
+    assert result["passed"] and result["per_op"]["max_lsb_integer"] == 0
+    kinds = {i["kind"] for i in r.manifest["quantization"]["float_islands"]}
+    assert {"groupnorm", "reduce_sum", "softmax"} <= kinds
+
+
 def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
     """Equalization, rounding and bias correction change what the table holds; the TFLite lowering reads them through
     the quantized graph and stays bit-exact with the integer reference (LiteRT's reference kernels)."""

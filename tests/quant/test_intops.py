@@ -117,7 +117,7 @@ def test_share_groups_are_deterministic_across_processes(tmp_path):
 # EfficientNet-B0; hard-swish lookups: MobileNetV3; transpose and split: ShuffleNetV2; LayerNorm islands: ConvNeXt);
 # the other specs plan in tools/slow_tests.sh
 PLAN_CI = ("convnext_tiny", "ddsnet", "efficientnet_b0", "fastnet", "googlenet", "maxvit_t", "mobilenet_v3_small",
-           "mobilevit_xxs", "shufflenet_v2_x1_0", "vit_b_16")
+           "mobilevit_xxs", "mobilevitv2_050", "shufflenet_v2_x1_0", "vit_b_16")
 
 
 IN_USE = set(INT_OPS) - {"clamp", "softmax", "layernorm", "channel_scale", "global_max_pool"}
@@ -138,27 +138,27 @@ def test_plan_of_the_zoo_uses_every_kind():
     """CI's zoo specs plan without a refused node, and between them use every kind but `clamp` (a Relu / Clip no
     producer folds: the passes leave none in the zoo), the float-only softmax and layernorm, and the kinds of ops the
     zoo does not use yet (PReLU / layer scale, global max pooling: tests/quant/test_int8_ops.py builds each)."""
-    from tests.helpers.int8_zoo import NO_INT8_YET, SMALL
+    from tests.helpers.int8_zoo import SMALL
 
     specs = sorted((REPO / "spec").glob("*.yaml")) + sorted((REPO / "spec" / "baselines").glob("*.yaml"))
-    assert sorted(p.stem for p in specs) == sorted([*SMALL, *NO_INT8_YET])
+    assert sorted(p.stem for p in specs) == sorted(SMALL)
     assert _plan_kinds(PLAN_CI) >= IN_USE
 
 
-def test_attention_specs_are_refused_by_name_before_calibration():
-    """The attention spec whose ops have no integer kind yet (issue 35: MobileViTv2's GroupNorm) is refused at the
-    plan, naming the nodes without an integer form: an INT8 build stops there, before any calibration."""
-    from tests.helpers.int8_zoo import NO_INT8_YET, spec_path
+def test_attention_is_refused_where_the_rules_keep_no_float_ops():
+    """Softmax, layer norm, group norm and ReduceSum have no integer form: under the ax620 rules (Pulsar v1: no float
+    ops) the plan refuses MobileViTv2, naming each such node, before any calibration."""
+    from tests.helpers.int8_zoo import SMALL, spec_path
 
     from tcc.errors import TccError
     from tcc.frontend import lower_spec
 
-    for name, small in NO_INT8_YET.items():
-        with pytest.raises(TccError) as refused:
-            plan(lower_spec(spec_path(name), small).onnx, lowering=TVM, rules="tvm")
-        message = str(refused.value)
-        assert "INT8 lowering cannot take" in message and "no integer form" in message, name
-        assert message.endswith("nothing was calibrated or written"), name
+    with pytest.raises(TccError) as refused:
+        plan(lower_spec(spec_path("mobilevitv2_050"), SMALL["mobilevitv2_050"]).onnx, rules="ax620")
+    message = str(refused.value)
+    for op in ("GroupNormalization", "Softmax", "ReduceSum"):
+        assert f"(op {op}): no integer form" in message, op
+    assert "the ax620 rules keep no float ops" in message and message.endswith("nothing was calibrated or written")
 
 
 @pytest.mark.slow
