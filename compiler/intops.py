@@ -186,12 +186,6 @@ def _check_matmul(v: NodeView) -> str | None:
     return None
 
 
-def _slice_inputs(v: NodeView) -> str | None:
-    if len(v.inputs) < 3 or any(i and i not in v.constants for i in v.inputs[1:]):
-        return "starts, ends, axes and steps must be constants (initializers)"
-    return None
-
-
 def _check_add_constant(v: NodeView) -> str | None:
     """x + a constant (a relative position bias, a shifted-window mask): the constant broadcasts over x, never over
     the batch."""
@@ -253,7 +247,9 @@ def _check_shape_op(v: NodeView) -> str | None:
 
 
 def _check_slice(v: NodeView) -> str | None:
-    wrong = _slice_inputs(v) or _check_shape_op(v)
+    if len(v.inputs) < 3 or any(i and i not in v.constants for i in v.inputs[1:]):
+        return "starts, ends, axes and steps must be constants (initializers)"
+    wrong = _check_shape_op(v)
     if wrong:
         return wrong
     if v.shape(v.inputs[0])[0] != v.shape(v.outputs[0])[0]:
@@ -482,19 +478,19 @@ def _channel_scale_fields(v: NodeView) -> dict:
     return {"factor": channel_factor_input(v)}
 
 
-def _layernorm_fields(v: NodeView) -> dict:
-    """One axis (recorded in the attributes), the scale and the bias: a composite of tcc's ONNX lowering (one input)
-    names them in its attributes (they leave the attributes), a LayerNormalization node as its inputs."""
-    attrs = {k: a for k, a in v.attrs.items() if k not in ("weight", "bias")} | {"axes": [layernorm_axis(v)]}
+def _norm_fields(v: NodeView) -> dict:
+    """The scale and the bias of a normalization: a composite of tcc's ONNX lowering (one input) names them in its
+    attributes (they leave the attributes), a LayerNormalization node as its inputs."""
+    attrs = {k: a for k, a in v.attrs.items() if k not in ("weight", "bias")}
     if len(v.inputs) < 2:
         return {"attrs": attrs, "weight": v.attrs.get("weight"), "bias": v.attrs.get("bias")}
     return {"attrs": attrs, "weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None}
 
 
-def _groupnorm_fields(v: NodeView) -> dict:
-    """The scale and the bias, which tcc's ONNX lowering (a composite) names in its attributes."""
-    attrs = {k: a for k, a in v.attrs.items() if k not in ("weight", "bias")}
-    return {"attrs": attrs, "weight": v.attrs.get("weight"), "bias": v.attrs.get("bias")}
+def _layernorm_fields(v: NodeView) -> dict:
+    """_norm_fields, and the one axis recorded in the attributes."""
+    fields = _norm_fields(v)
+    return fields | {"attrs": fields["attrs"] | {"axes": [layernorm_axis(v)]}}
 
 
 def _check_reduce_sum(v: NodeView) -> str | None:
@@ -575,7 +571,7 @@ INT_OPS: dict[str, IntOp] = {
               full_range=True),
         IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "
               "norm): no integer form; in an INT8 graph a float island where the target allows float ops",
-              lowerings=frozenset({TFLITE}), fields=_groupnorm_fields),
+              lowerings=frozenset({TFLITE}), fields=_norm_fields),
         IntOp("reduce_sum", Role.FLOAT, ("ReduceSum",), "sum over constant axes (MobileViTv2's context vector): "
               "no integer form; in an INT8 graph a float island where the target allows float ops",
               _check_reduce_sum, lowerings=frozenset({TFLITE})),

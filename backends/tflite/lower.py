@@ -31,10 +31,11 @@ from tcc.quant.intgraph.plan import INode, IntGraph
 from tcc.quant.intgraph.qtypes import QGraph, QParams
 
 from .model import Quant, TfliteModel, options
+from .norms import Normalizations
 from .values import FLOAT_LOWEST, FUSED, NCHW, NHWC, PRECISIONS, Value, code_type, same_pads, to_nhwc
 
 
-class TfliteLowering(Interpreter):
+class TfliteLowering(Normalizations, Interpreter):
     lowering = TFLITE
 
     def __init__(self, graph: IntGraph, precision: str, qgraph: QGraph | None = None, io: str = "float",
@@ -464,80 +465,6 @@ class TfliteLowering(Interpreter):
             c = self.const(n.factor, q.factors[0].reshape(-1)[:1], "int8", Quant((float(q.weight_scale[0]),), (0,)))
         self.m.operator("MUL", [x.index, c], [y.index], options("MulOptions"))
         return y
-
-    def layernorm(self, n: INode, x: Value) -> list:
-        """(x - mean) * rsqrt(variance + eps) over the one axis, then the affine: MEAN, SUB, MUL, MEAN, ADD, RSQRT,
-        MUL (and MUL, ADD), float only, in the tensor's own layout."""
-        shape = self.m.shape(x.index)
-        axis = int(n.attrs["axes"][0])
-        ax = NHWC.index(axis) if x.nhwc else axis
-        keep = options("ReducerOptions", keepDims=True)
-        axes = self.const(f"{n.name}/axes", np.array([ax], np.int32), "int32")
-        reduced = [d if i != ax else 1 for i, d in enumerate(shape)]
-        mean = self.act(f"{n.name}/mean", reduced, None, x.nhwc)
-        self.m.operator("MEAN", [x.index, axes], [mean.index], keep)
-        centered = self.act(f"{n.name}/centered", shape, None, x.nhwc)
-        self.m.operator("SUB", [x.index, mean.index], [centered.index], options("SubOptions"))
-        square = self.act(f"{n.name}/square", shape, None, x.nhwc)
-        self.m.operator("MUL", [centered.index, centered.index], [square.index], options("MulOptions"))
-        var = self.act(f"{n.name}/variance", reduced, None, x.nhwc)
-        self.m.operator("MEAN", [square.index, axes], [var.index], keep)
-        shifted = self.binary_const("ADD", var, float(n.attrs["epsilon"]), f"{n.name}/plus_epsilon")
-        inv = self.act(f"{n.name}/rsqrt", reduced, None, x.nhwc)
-        self.m.operator("RSQRT", [shifted.index], [inv.index])
-        y = self.out(n) if n.weight is None else self.act(f"{n.name}/normalized", shape, None, x.nhwc)
-        self.m.operator("MUL", [centered.index, inv.index], [y.index], options("MulOptions"))
-        if n.weight is None:
-            return [y]
-        along = [shape[ax]] + [1] * (len(shape) - 1 - ax)  # broadcasts along the axis (right-aligned)
-        scaled = self.act(f"{n.name}/scaled", shape, None, x.nhwc)
-        gamma = self.float_weight(n.weight, self.inits[n.weight].reshape(along).astype(np.float32))
-        self.m.operator("MUL", [y.index, gamma], [scaled.index], options("MulOptions"))
-        out = self.out(n)
-        beta = (self.float_weight(n.bias, self.inits[n.bias].reshape(along).astype(np.float32)) if n.bias
-                else self.const(f"{n.name}/bias", np.zeros(along, np.float32), "float32"))
-        self.m.operator("ADD", [scaled.index, beta], [out.index], options("AddOptions"))
-        return [out]
-
-    def groupnorm(self, n: INode, x: Value) -> list:
-        """Float only, in the graph's order: RESHAPE to [1, groups, -1], (x - mean) * rsqrt(variance + eps) over the
-        last axis (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL), RESHAPE back, then the per-channel affine."""
-        x = self.as_nchw(x, f"{n.name}/nchw")
-        shape, groups = self.m.shape(x.index), int(n.attrs["num_groups"])
-        grouped = self.reshape_value(x, [1, groups, int(np.prod(shape)) // groups], f"{n.name}/grouped", None)
-        flat = self.m.shape(grouped.index)
-        keep = options("ReducerOptions", keepDims=True)
-        axes = self.const(f"{n.name}/axes", np.array([2], np.int32), "int32")
-        mean = self.act(f"{n.name}/mean", [1, groups, 1], None, False)
-        self.m.operator("MEAN", [grouped.index, axes], [mean.index], keep)
-        centered = self.act(f"{n.name}/centered", flat, None, False)
-        self.m.operator("SUB", [grouped.index, mean.index], [centered.index], options("SubOptions"))
-        square = self.act(f"{n.name}/square", flat, None, False)
-        self.m.operator("MUL", [centered.index, centered.index], [square.index], options("MulOptions"))
-        var = self.act(f"{n.name}/variance", [1, groups, 1], None, False)
-        self.m.operator("MEAN", [square.index, axes], [var.index], keep)
-        shifted = self.binary_const("ADD", var, float(n.attrs["epsilon"]), f"{n.name}/plus_epsilon")
-        inv = self.act(f"{n.name}/rsqrt", [1, groups, 1], None, False)
-        self.m.operator("RSQRT", [shifted.index], [inv.index])
-        normalized = self.act(f"{n.name}/normalized", flat, None, False)
-        self.m.operator("MUL", [centered.index, inv.index], [normalized.index], options("MulOptions"))
-        y = self.reshape_value(normalized, shape, f"{n.name}/ungrouped", None)
-        if n.weight is not None:
-            along = [shape[1]] + [1] * (len(shape) - 2)  # the channels, broadcast over the rest
-            for op, param in (("MUL", n.weight), ("ADD", n.bias)):
-                if param is None:
-                    continue
-                z = self.act(f"{n.name}/{op.lower()}", shape, None, False)
-                c = self.float_weight(param, self.inits[param].reshape(along).astype(np.float32))
-                self.m.operator(op, [y.index, c], [z.index], options(f"{op.title()}Options"))
-                y = z
-        target = self.shape(n.outputs[0])
-        if len(target) != 4:
-            out = self.out(n)
-            self.m.operator("RESHAPE", [y.index, self.const(f"{n.name}/out_shape", np.array(target, np.int32),
-                                                            "int32")], [out.index])
-            return [out]
-        return [self.as_nhwc_named(y, n.outputs[0])]
 
     def reduce_sum(self, n: INode, x: Value) -> list:
         """SUM over the constant axes (the tensor's own layout), float only."""

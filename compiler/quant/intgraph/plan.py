@@ -261,7 +261,6 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     shapes = {name: dims for name, (_dtype, dims) in typed.items()}
     shapes.update({t.name: tuple(t.dims) for t in g.initializer})
     float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
-    shape_nodes = _shape_arithmetic(g, float_type)
     marks = fused_activations(model, mark_if_unmarked=True)
     regions = composites(model)
     last_of = {r.nodes[-1]: r for r in regions.values()}
@@ -272,6 +271,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in g.output}
+    shape_nodes = _shape_arithmetic(g, float_type, consumers, graph_outputs)
     covered: set[str] = set()
     nodes: list[INode] = []
     for k, node in enumerate(g.node):
@@ -358,20 +358,19 @@ SHAPE_OPS = ("Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast
 SHAPE_INPUTS = {"Expand": 1, "Reshape": 1}  # the ops' input that is a shape
 
 
-def _shape_arithmetic(g, float_type: set) -> set[str]:
+def _shape_arithmetic(g, float_type: set, consumers: dict, graph_outputs: set) -> set[str]:
     """The nodes that compute shapes (Shape -> Slice -> Concat: the batch of `param`'s Expand) and only feed shape
     inputs: no tensor of theirs is a float value, so the integer graph leaves them out; the interpreters know the
     shapes."""
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for k, i in enumerate(n.input):
-            consumers.setdefault(i, []).append((n, k))
-    outputs = {o.name for o in g.output}
+    def shape_input(o, reader) -> bool:
+        return reader.name in found or any(i == o and SHAPE_INPUTS.get(reader.op_type) == k
+                                           for k, i in enumerate(reader.input))
+
     found = {n.name for n in g.node if n.op_type in SHAPE_OPS and n.name
-             and not any(o in float_type or o in outputs for o in n.output)}
+             and not any(o in float_type or o in graph_outputs for o in n.output)}
     while True:
-        keep = {n.name for n in g.node if n.name in found and all(
-            c.name in found or SHAPE_INPUTS.get(c.op_type) == k for o in n.output for c, k in consumers.get(o, []))}
+        keep = {n.name for n in g.node if n.name in found
+                and all(shape_input(o, c) for o in n.output for c in consumers.get(o, []))}
         if keep == found:
             return found
         found = keep

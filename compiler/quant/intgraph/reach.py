@@ -51,14 +51,13 @@ class Reach(Interpreter):
 
     gemm = conv
 
-    def add(self, n, a, b) -> list:
+    def add(self, n, *operands) -> list:
         return [(n.add.out.lo, n.add.out.hi)]
+
+    add_constant = add  # one operand: the constant's codes are in the node
 
     def broadcast(self, n) -> list:
         return [(int(n.weight.min()), int(n.weight.max()))]
-
-    def add_constant(self, n, x) -> list:
-        return [(n.add.out.lo, n.add.out.hi)]
 
     def mul(self, n, a, b) -> list:
         return self._clamped(n)
