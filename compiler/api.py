@@ -29,7 +29,8 @@ from .errors import DataError
 from .files import atomic_write, check_output
 from .frontend import lower_spec, reference_module
 from .quant.calibrate import calibrate as calibrate_spec
-from .quant.table.file import CalibrationTable
+from .quant.collect.data import load_calibration_data
+from .quant.table.file import CalibrationTable, load_table
 from .spec.loader import Model as Spec, load_model
 from .spec.zoo import resolve_spec
 from .tensor_diff import Context, diff as diff_endpoints
@@ -168,6 +169,32 @@ class Model:
                                   by_order=self.by_order, key_map=self.key_map, seed=self.seed, force=force,
                                   calib=calib, data=data, source=self.source, log=log, **options)
         return Bundle(result.out, result.manifest, result.report, result.seconds)
+
+    def qat(self, data, calib: CalibrationTable | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 0.01,
+            batch_size: int = 16, augment: str = "dihedral", scale_lr: float = 0.01,
+            feature_weight: float = 3.0, bias_lr: float = 0.01, calib_size: int | None = None, opset: int = 13,
+            skip_bad: bool = False, force: bool = False, log=lambda s: None):
+        """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
+        quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
+        an image folder, a .npy/.npz file or an array); the folded layers and the activation scales (LSQ) train.
+        Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and
+        OUT/log.json; returns tcc.train.qat.run.Result (.weights, .table, .log). Then
+        `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`."""
+        from .train.qat.run import Options, quantization_aware  # deferred for start-up: loads torch
+
+        if self.weights is None:
+            raise DataError(f"{self.name}: quantization-aware training fine-tunes trained weights; pass --weights")
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+            raise DataError(f"{out} exists and is not an empty folder; --force writes into it")
+        table = calib if isinstance(calib, CalibrationTable) else load_table(calib)
+        options = Options(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, scale_lr=scale_lr,
+                          feature_weight=feature_weight, bias_lr=bias_lr, seed=self.seed)
+        spec = self.spec
+        samples = load_calibration_data(data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad,
+                                        what="training")
+        return quantization_aware(spec, self.weights, table, samples.array, options, out, by_order=self.by_order,
+                                  key_map=self.key_map, opset=opset, data_fingerprint=samples.fingerprint, log=log)
 
 
 @dataclass

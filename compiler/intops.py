@@ -24,6 +24,7 @@ What a kind computes is written once per stage, as the method named after the ki
     tcc.backends.tvm.int8.lower.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
     tcc.backends.tflite.lower.TfliteLowering   QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
     tcc.quant.lower.qdq.QdqLowering            the QDQ form's part of each kind (ORT, the AX kits): weights and bias codes
+    tcc.train.qat.plan.QatPlanner              QGraph -> where quantization-aware training fake-quantizes (PyTorch)
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend
@@ -61,9 +62,11 @@ class Role(Enum):
     # in an INT8 graph a float island where the target rules allow float ops (TargetRules.float_ops)
 
 
-# Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind.
-QUANTIZE, REFERENCE, TVM, QDQ, TFLITE = "quantize", "reference", "tvm", "qdq", "tflite"
-ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ, TFLITE})  # a backend names its own: Capabilities.int8_lowering
+# Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind; `qat` is
+# quantization-aware training's (tcc.train.qat: where the fake quantization goes in the PyTorch model).
+QUANTIZE, REFERENCE, TVM, QDQ, TFLITE, QAT = "quantize", "reference", "tvm", "qdq", "tflite", "qat"
+# a backend names its own: Capabilities.int8_lowering
+ALL_LOWERINGS = frozenset({QUANTIZE, REFERENCE, TVM, QDQ, TFLITE, QAT})
 
 
 @dataclass(frozen=True)

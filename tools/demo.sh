@@ -5,7 +5,8 @@
 #   2. an ONNX Runtime bundle, run
 #   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
 #   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
-#      for bit equal to the integer reference), run it
+#      for bit equal to the integer reference), run it; quantization-aware fine-tuning from that table (tcc qat,
+#      distilled on the same crops) and the arm-a7 INT8 bundle of its weights and table
 #   5. TFLite for a phone: FP32, and full INT8 calibrated under TFLite's rules (bit for bit equal to the integer
 #      reference on LiteRT's reference kernels), and W8A16 (LiteRT's 16x8 mode), run in LiteRT
 #   6. the paper's NPU: a kit for the AX620 (Pulsar v1) with the predicted per-layer table in Pulsar's shape, and an
@@ -56,6 +57,14 @@ $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm
 $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-a7-int8" --force | tail -n 6
 $TCC predict --artifact "$OUT/ddsnet-a7-int8" "${INPUT[@]}" --json
+if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
+  echo "   quantization-aware fine-tuning from that table (tcc qat: distilled from the FP32 model on the same crops,"
+  echo "   no labels; the table's integer graph fake-quantized), rebuilt for the Cortex-A7 with its weights and table"
+  $TCC qat spec/ddsnet.yaml "${WEIGHTS[@]}" --calib "$OUT/calib.json" --data "$OUT/crops" --epochs 4 -o "$OUT/qat" \
+    --force 2>&1 | grep -E "^qat: (epoch [04]|INT8)" | cut -c 1-160
+  $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --weights "$OUT/qat/weights.pt" \
+    --calib "$OUT/qat/calib.json" -o "$OUT/ddsnet-a7-int8-qat" --force | grep -E "^self-check|^wrote" | cut -c 1-200
+fi
 echo "== 5. TFLite (LiteRT): FP32, and INT8 calibrated under TFLite's rules on the same crops"
 $TCC build spec/ddsnet.yaml --target tflite "${WEIGHTS[@]}" -o "$OUT/ddsnet-tflite" --force 2>/dev/null | tail -n 2
 $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target tflite -o "$OUT/calib-tflite.json" \

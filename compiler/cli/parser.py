@@ -15,6 +15,7 @@ from . import (
     import_onnx,
     ops,
     predict,
+    qat,
     report,
     schema,
     slide,
@@ -22,7 +23,7 @@ from . import (
     zoo,
 )
 
-COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, slide, explain, zoo,
+COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, qat, slide, explain, zoo,
             schema)
 
 

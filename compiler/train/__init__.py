@@ -15,4 +15,5 @@
     distributed.py torchrun: process groups, DDP, `--nproc` starting torchrun
     rundir.py      the RUN folder's files, each written whole
     curves.py      RUN/curves.png
+    qat/           `tcc qat`: quantization-aware fine-tuning from a calibration table, distilled from the FP32 model
 """

@@ -30,9 +30,10 @@ def test_every_interpreter_implements_exactly_its_kinds():
     from tcc.backends.tvm.int8.lower import RelaxLowering
     from tcc.quant.intgraph.qgraph import Quantizer
     from tcc.quant.intgraph.reference import Reference
+    from tcc.train.qat.plan import QatPlanner
 
     integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
-    for cls in (Quantizer, Reference, RelaxLowering):
+    for cls in (Quantizer, Reference, RelaxLowering, QatPlanner):
         assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == integer
     assert {k for k in INT_OPS if callable(getattr(TfliteLowering, k, None))} == set(INT_OPS)
     assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ))

@@ -1,0 +1,263 @@
+"""Quantization-aware fine-tuning from a calibration table, distilled from the FP32 model (`tcc qat`).
+
+    result = quantization_aware(model, weights, table, data, Options(epochs=20), out="qat/")
+    # qat/weights.pt: the spec's state_dict;  qat/calib.json: the table for it;  qat/log.json: the epochs
+
+The student is the spec's PyTorch model fake-quantized exactly where, and at the parameters with which, the integer
+graph of the table quantizes it (tcc.train.qat.plan, .model); the teacher is the same model in FP32. With no labels,
+the loss is the student's squared logit error relative to the teacher's logits, per sample (the quantity whose
+smallness makes the INT8 vs FP32 cosine high: 1 - cos <= error / 2), plus `feature_weight` times the same error of
+every quantized tensor against the teacher's value of it (each layer is told where it went wrong, not only the
+output). What trains: the folded conv / linear layers in code units (tcc.train.qat.model) and the activation scales
+(LSQ: a factor per scale, a group of tensors that share one scale sharing it). The written table is the input table
+with the learned scales, the steps that changed parameters switched off (bias correction: absorbed into the weights
+before training; rounding: replaced by training) and the new weights' hashes. The epoch kept is the one whose
+fake-quantized outputs are closest to the teacher's on the un-augmented data (epoch 0: the weights as given), so the
+result is never worse there than the start.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...bundle import sha256_file
+from ...errors import DataError
+from ...files import atomic_write
+from ...frontend import lower_spec
+from ...quant.intgraph.plan import plan
+from ...quant.intgraph.qgraph import quantize_graph
+from ...quant.intgraph.reference import run_reference
+from ...quant.table.file import CalibrationTable, model_sha256
+from ...quant.table.quantizer import cosine
+from ...quant.table.steps import step
+from .model import Features, QatModel, absorb_bias_correction
+from .plan import QatPlanner
+
+# view: k quarter turns, then a flip if >= 4; "crops" also cuts a random square of 50-100% of the side out of each
+# view and scales it back to the input size (bilinear): more distinct inputs from the same few images
+AUGMENTS = {"none": (0,), "flip": (0, 4), "dihedral": tuple(range(8)), "crops": tuple(range(8))}
+WEIGHTS, TABLE, LOG = "weights.pt", "calib.json", "log.json"
+JUDGED = 32  # samples the integer reference judges before and after (the integer reference is slow in numpy)
+
+
+@dataclass(frozen=True)
+class Options:
+    epochs: int = 20
+    lr: float = 0.01  # Adam's step for the folded layers, in codes (of each weight's channel, of each bias's output)
+    bias_lr: float = 0.01  # the same for the folded biases, in steps of the layer's output
+    free_lr: float = 1e-5  # for parameters outside the folded layers
+    scale_lr: float = 0.01  # Adam's step for the activation scales' log (LSQ); 0 keeps the table's scales
+    # the weight of every quantized tensor's relative error against the FP32 model's value of it, beside the
+    # logits' (averaged over the tensors). Skin, 64 crops, held-out mean / min: 0 -> 0.999673 / 0.997089 (scales
+    # fixed), 1 -> 0.999740 / 0.998413, 3 -> 0.999769 / 0.998935, 10 -> 0.999724 / 0.998176 (docs/notes/qat.md)
+    feature_weight: float = 3.0
+    batch_size: int = 16
+    augment: str = "dihedral"
+    seed: int = 0
+
+    def check(self, samples: int, input_shape: tuple) -> None:
+        if self.epochs < 1:
+            raise DataError(f"--epochs {self.epochs}: at least 1")
+        if not (self.scale_lr >= 0 and np.isfinite(self.scale_lr)):
+            raise DataError(f"--scale-lr {self.scale_lr}: 0 (keep the table's scales) or a positive learning rate")
+        for name, lr in (("lr", self.lr), ("bias-lr", self.bias_lr), ("free-lr", self.free_lr)):
+            if not (lr >= 0 and np.isfinite(lr)):
+                raise DataError(f"--{name} {lr}: 0 (frozen) or a positive learning rate")
+        if self.batch_size < 1:
+            raise DataError(f"--batch-size {self.batch_size}: at least 1")
+        if self.augment not in AUGMENTS:
+            raise DataError(f"--augment {self.augment!r}: one of {', '.join(AUGMENTS)}")
+        if self.augment in ("dihedral", "crops") and input_shape[-1] != input_shape[-2]:
+            raise DataError(f"--augment dihedral turns images by quarter turns: the model's input is "
+                            f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)")
+        if samples < 2:
+            raise DataError(f"{samples} training sample(s): quantization-aware training needs at least 2")
+
+
+@dataclass
+class Result:
+    weights: Path
+    table: CalibrationTable
+    log: dict
+
+
+def _view(x: torch.Tensor, view: int) -> torch.Tensor:
+    x = torch.rot90(x, view % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if view >= 4 else x
+
+
+def _crop(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """A random square of 50-100% of the side, scaled back to the full size."""
+    h, w = x.shape[-2:]
+    side = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    part = x[None, :, top:top + side, left:left + side]
+    return torch.nn.functional.interpolate(part, size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per sample: |s - t|^2 / |t|^2 over the logits (the flattened output), averaged over the batch."""
+    s, t = student.flatten(1), teacher.flatten(1)
+    return (((s - t) ** 2).sum(1) / (t ** 2).sum(1).clamp_min(1e-12)).mean()
+
+
+def quantization_aware(spec, weights: Path, table: CalibrationTable, data: np.ndarray, options: Options,
+                       out: Path, *, by_order: bool = False, key_map=None, opset: int = 13, data_fingerprint: str = "",
+                       log=print) -> Result:
+    started = time.perf_counter()
+    fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
+    options.check(len(data), tuple(fe.model.input_shape))
+    table.check(spec_hash=fe.model.spec_hash, weights_hash=sha256_file(weights), model_hash=model_sha256(fe.onnx))
+    table.check_model(fe.onnx)
+    equalized = step(table.doc, "equalization")
+    if equalized and equalized.get("enabled"):
+        raise DataError("the calibration table was made with cross-layer equalization; quantization-aware training "
+                        "starts from a table without it (tcc calibrate --no-equalization)")
+    graph = plan(fe.onnx, rules=table.doc["target"])
+    qgraph = quantize_graph(graph, table)
+    teacher = fe.module.eval().requires_grad_(False)
+    student = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))
+    corrected = step(table.doc, "bias_correction")
+    absorbed, dropped = absorb_bias_correction(student, {k: v["shift"] for k, v in corrected["layers"].items()}) \
+        if corrected and corrected.get("enabled") else ([], [])
+    if dropped:
+        log(f"qat: the bias correction of {len(dropped)} layers is left to training (no bias of their own to hold "
+            f"it): {', '.join(dropped[:4])}" + (", ..." if len(dropped) > 4 else ""))
+    judged = data[:JUDGED]
+    before = _int8_cosines(fe.onnx, table, judged, teacher)
+    log(f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
+        f"{table.doc['target']} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
+        f"{options.augment}" + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else ""))
+    epochs, best = _train(student, teacher, data, options, log)
+    student.load_state_dict(best["state"])
+    student.write_back()
+    state = {k: v.detach().clone().contiguous() for k, v in student.module.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    blob = buffer.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
+    weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
+    trained = lower_spec(spec, weights=weights_out, by_order=False, opset=opset)
+    doc = _table_doc(table, trained.onnx, weights_out, absorbed, options, best["epoch"], data_fingerprint,
+                     len(data), time.perf_counter() - started, student.learned_scales())
+    new_table = CalibrationTable(doc)
+    after = _int8_cosines(trained.onnx, new_table, judged, teacher)
+    doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
+    new_table.save(out / TABLE)
+    record = {"spec": str(spec), "weights": str(weights), "options": asdict(options), "epochs": epochs,
+              "kept_epoch": best["epoch"], "int8_cosine": doc["qat"]["int8_cosine"]}
+    atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
+    log(f"qat: INT8 vs FP32 output cosine on {len(judged)} of its samples (integer reference), mean / min: "
+        f"{before['mean']:.6f} / {before['min']:.6f} -> {after['mean']:.6f} / {after['min']:.6f} (epoch "
+        f"{best['epoch']} kept)")
+    return Result(weights_out, new_table, record)
+
+
+def _int8_cosines(fp32_onnx, table: CalibrationTable, x: np.ndarray, teacher) -> dict:
+    """Per-sample cosine of the integer reference's output against the FP32 model's: mean and min."""
+    with torch.no_grad():
+        ref = teacher(torch.from_numpy(x)).numpy()
+    y = run_reference(fp32_onnx, table, x)
+    cos = [cosine(a, b) for a, b in zip(y, ref)]
+    return {"mean": round(float(np.mean(cos)), 6), "min": round(float(np.min(cos)), 6)}
+
+
+def _fake_quant_cosine(student, teacher, data: np.ndarray, batch: int) -> tuple[float, float]:
+    cos = []
+    with torch.no_grad():
+        for i in range(0, len(data), batch):
+            x = torch.from_numpy(data[i:i + batch])
+            s, t = student(x).flatten(1).double(), teacher(x).flatten(1).double()
+            cos += torch.nn.functional.cosine_similarity(s, t, dim=1).tolist()
+    return float(np.mean(cos)), float(np.min(cos))
+
+
+def _train(student: QatModel, teacher, data: np.ndarray, o: Options, log) -> tuple[list[dict], dict]:
+    torch.manual_seed(o.seed)
+    rng = np.random.default_rng(o.seed)
+    views = AUGMENTS[o.augment]
+    free = student.free_parameters()
+    for p in [*student.folded_params, *free]:
+        p.requires_grad_(True)
+    weights = [layer.codes for layer in student.layers.values()]
+    biases = [layer.bias_codes for layer in student.layers.values() if layer.bias_codes is not None]
+    groups = [{"params": weights, "lr": o.lr}, {"params": biases, "lr": o.bias_lr}]
+    groups += [{"params": free, "lr": o.free_lr}] if free else []
+    if o.scale_lr:
+        for p in student.log_scales:
+            p.requires_grad_(True)
+        groups.append({"params": list(student.log_scales), "lr": o.scale_lr})
+    optimizer = torch.optim.Adam(groups)
+    steps = o.epochs * -(-len(data) // o.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size)
+    epochs = [{"epoch": 0, "cos_mean": mean, "cos_min": worst}]
+    best = {"epoch": 0, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
+    log(f"qat: epoch 0: fake-quantized vs FP32 cosine {mean:.6f} / {worst:.6f}")
+    for epoch in range(1, o.epochs + 1):
+        start, total = time.perf_counter(), 0.0
+        order = rng.permutation(len(data))
+        turns = rng.choice(views, size=len(data))
+        for i in range(0, len(data), o.batch_size):
+            idx = order[i:i + o.batch_size]
+            x = torch.from_numpy(data[idx])
+            x = torch.stack([_view(x[j], int(turns[idx[j]])) for j in range(len(idx))])
+            if o.augment == "crops":
+                x = torch.stack([_crop(v, rng) for v in x])
+            with torch.no_grad():
+                if o.feature_weight:
+                    features = Features(teacher, student.activations)
+                    target = features.run(x)
+                else:
+                    target = teacher(x)
+            got: dict | None = {} if o.feature_weight else None
+            loss = relative_error(student(x, got), target)
+            if o.feature_weight:
+                loss = loss + o.feature_weight * sum(relative_error(v, features.values[k]) for k, v in got.items()
+                                                     if k in features.values) / max(len(got), 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size)
+        kept = (mean, worst) > best["key"]
+        if kept:
+            best = {"epoch": epoch, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
+        epochs.append({"epoch": epoch, "loss": total / len(data), "cos_mean": mean, "cos_min": worst,
+                       "seconds": round(time.perf_counter() - start, 3)})
+        log(f"qat: epoch {epoch}/{o.epochs}: loss {total / len(data):.3e}, fake-quantized vs FP32 cosine "
+            f"{mean:.6f} / {worst:.6f}" + ("  [best]" if kept else ""))
+    return epochs, best
+
+
+def _table_doc(table: CalibrationTable, fp32_onnx, weights: Path, absorbed: list[str], o: Options, epoch: int,
+               data_fingerprint: str, samples: int, seconds: float, scales: dict[str, float]) -> dict:
+    doc = copy.deepcopy(table.doc)
+    for tensor, scale in scales.items():
+        if tensor in doc["tensors"]:
+            doc["tensors"][tensor]["scale"] = scale
+    source = hashlib.sha256(table.to_json().encode()).hexdigest()
+    changed = [s["name"] for s in doc.get("steps", []) if s["name"] in ("bias_correction", "rounding")
+               and s.get("enabled")]
+    doc["steps"] = [s if s["name"] not in changed else {"name": s["name"], "enabled": False}
+                    for s in doc.get("steps", [])]
+    doc.pop("steps_choice", None)
+    doc["weights_hash"] = sha256_file(weights)
+    doc["model_hash"] = model_sha256(fp32_onnx)
+    doc["created_by"] = "tcc qat"
+    doc["qat"] = {"source_table_sha256": source, "steps_replaced": changed, "absorbed_bias_correction": len(absorbed),
+                  "epochs": o.epochs, "kept_epoch": epoch, "lr": o.lr, "bias_lr": o.bias_lr, "free_lr": o.free_lr,
+                  "scale_lr": o.scale_lr, "scales_learned": len(scales), "batch_size": o.batch_size,
+                  "augment": o.augment, "seed": o.seed, "loss": "relative squared logit error (distilled)",
+                  "samples": samples, "data_fingerprint": data_fingerprint}
+    doc.setdefault("timing_s", {})["qat"] = round(seconds, 3)
+    return doc
