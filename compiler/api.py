@@ -171,12 +171,13 @@ class Model:
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
     def qat(self, data, calib: CalibrationTable | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 0.01,
-            batch_size: int = 16, augment: str = "dihedral", scale_lr: float = 0.01,
-            feature_weight: float = 3.0, bias_lr: float = 0.01, calib_size: int | None = None, opset: int = 13,
+            bias_lr: float = 0.01, scale_lr: float = 0.01, feature_weight: float = 3.0, label_weight: float = 0.0,
+            batch_size: int = 16, augment: str = "dihedral", calib_size: int | None = None, opset: int = 13,
             skip_bad: bool = False, force: bool = False, log=lambda s: None):
         """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
-        an image folder, a .npy/.npz file or an array); the folded layers and the activation scales (LSQ) train.
+        an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
+        add a cross-entropy term); the folded layers and the activation scales (LSQ) train.
         Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and
         OUT/log.json; returns tcc.train.qat.run.Result (.weights, .table, .log). Then
         `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`."""
@@ -189,12 +190,27 @@ class Model:
             raise DataError(f"{out} exists and is not an empty folder; --force writes into it")
         table = calib if isinstance(calib, CalibrationTable) else load_table(calib)
         options = Options(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, scale_lr=scale_lr,
-                          feature_weight=feature_weight, bias_lr=bias_lr, seed=self.seed)
+                          feature_weight=feature_weight, bias_lr=bias_lr, label_weight=label_weight,
+                          seed=self.seed)
         spec = self.spec
         samples = load_calibration_data(data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad,
                                         what="training")
+        labels = _folder_labels(samples, spec, data) if label_weight else None
         return quantization_aware(spec, self.weights, table, samples.array, options, out, by_order=self.by_order,
-                                  key_map=self.key_map, opset=opset, data_fingerprint=samples.fingerprint, log=log)
+                                  key_map=self.key_map, opset=opset, data_fingerprint=samples.fingerprint,
+                                  labels=labels, log=log)
+
+
+def _folder_labels(samples, spec: Spec, data) -> np.ndarray:
+    """A class index per sample from DATA/<class>/... (the class folders sorted by name: output i is the i-th)."""
+    parts = [Path(f).parts for f in samples.files]
+    if not parts or any(len(p) < 2 for p in parts):
+        raise DataError(f"{data}: --label-weight needs labelled images, DIR/<class>/image (one folder per class)")
+    classes = sorted({p[0] for p in parts})
+    width = int(np.prod(spec.graph.shape(spec.graph.output)))
+    if len(classes) != width:
+        raise DataError(f"{data}: {len(classes)} class folders ({', '.join(classes)}) for a model of {width} outputs")
+    return np.array([classes.index(p[0]) for p in parts], np.int64)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import DataError
 from ..spec.loader import parse_overrides
 from .args import max_pixels_arg, spec_args, weights_args
 
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-weight", type=float, default=3.0,
                    help="weight of every quantized tensor's relative error against the FP32 model's, beside the "
                         "logits' (default 3; 0: logits only)")
+    p.add_argument("--label-weight", type=float, default=0.0,
+                   help="with DATA/<class>/image folders: the weight of the cross-entropy against the labels beside "
+                        "the distillation (default 0: no labels needed)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--augment", default="dihedral", choices=["none", "flip", "dihedral", "crops"],
                    help="views of each image per epoch (default dihedral: quarter turns and flips, square inputs; "
@@ -39,22 +43,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=13, help="ONNX opset the table was calibrated at (default 13)")
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty output folder")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="training processes on this machine (torchrun, gloo; each takes its share of every batch)")
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
 
+# every option a process started by torchrun needs, as the command line gives it back
+FORWARDED = ("weights", "by_order", "key_map", "seed", "calib", "data", "output", "epochs", "lr", "bias_lr",
+             "scale_lr", "feature_weight", "label_weight", "batch_size", "augment", "calib_size", "opset", "skip_bad",
+             "force", "max_pixels")
+
+
 def run(args) -> int:
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
+    from ..train.distributed import launch, main_process, under_torchrun  # deferred for start-up: loads torch
 
+    if args.nproc < 1:
+        raise DataError(f"--nproc {args.nproc}: at least 1")
+    if args.nproc > 1 and not under_torchrun():
+        Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                   **parse_overrides(args.overrides)).spec  # a spec or weights mistake says so before torchrun
+        return launch(args.nproc, _argv(args), command="qat")
     model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
                        **parse_overrides(args.overrides))
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
     result = model.qat(args.data, args.calib, args.output, epochs=args.epochs, lr=args.lr, bias_lr=args.bias_lr,
-                       scale_lr=args.scale_lr, feature_weight=args.feature_weight, batch_size=args.batch_size,
+                       scale_lr=args.scale_lr, feature_weight=args.feature_weight,
+                       label_weight=args.label_weight, batch_size=args.batch_size,
                        augment=args.augment, calib_size=args.calib_size, opset=args.opset, skip_bad=args.skip_bad,
                        force=args.force, log=lambda msg: print(msg, file=sys.stderr))
+    if not main_process():
+        return 0
     print(f"wrote {result.weights} and {result.weights.parent / 'calib.json'}")
     print(f"build it: tcc build {args.spec} --weights {result.weights} --calib {result.weights.parent / 'calib.json'} "
           "--precision int8 --target TARGET")
     return 0
+
+
+def _argv(args) -> list[str]:
+    argv = [str(args.spec)] + [a for kv in args.overrides for a in ("--set", kv)]
+    for name in FORWARDED:
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    return argv

@@ -105,10 +105,11 @@ def lost_peer(e: BaseException) -> bool:
     return any(w in text for w in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo"))
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run `tcc train ARGV` in `nproc` processes under torchrun (`--standalone`: this machine, a free port), through
-    tcc.train.launcher, which turns a dead process into one line and the command that resumes the run."""
+def launch(nproc: int, argv: list[str], command: str = "train") -> int:
+    """Run `tcc COMMAND ARGV` (train, qat) in `nproc` processes under torchrun (`--standalone`: this machine, a free
+    port), through tcc.train.launcher, which turns a dead process into one line (and, for a training run, the command
+    that resumes it)."""
     command = [sys.executable, "-m", "tcc.train.launcher", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "tcc", "train", *argv]
+               "-m", "tcc", command, *argv]
     sys.stdout.flush()
     return subprocess.run(command).returncode

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         # recorded only the survivors it stopped; then the line says so without naming a rank it cannot know.
         failures = sorted(e.failures.items())
         died = [(r, f) for r, f in failures if f.exitcode != 2 and f.exitcode != -signal.SIGTERM]
-        resume = f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
+        resume = (f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
+                  if "train" in argv else "Nothing was written; run the command again")
         if died:
             rank, failure = died[0]
             how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

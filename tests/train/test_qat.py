@@ -190,3 +190,35 @@ def test_qat_bad_input(tiny, tmp_path):
     rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", equalized.save(tmp_path / "eq.json"),
                      "--data", tiny["data"], "-o", tmp_path / "eq", *QAT)
     assert rc == 2 and "equalization" in err
+
+
+def test_two_processes_give_the_one_process_result(tiny):
+    """Under torchrun each process takes its share of every batch and the gradients are summed: the same steps in
+    another summation order (float32 rounding only; the kept epoch may not differ)."""
+    outs = {}
+    for n in (1, 2):
+        out = tiny["root"] / f"procs-{n}"
+        rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data",
+                         tiny["data"], "-o", out, *QAT, "--nproc", n)
+        assert rc == 0, err
+        outs[n] = (torch.load(out / "weights.pt", weights_only=True), json.loads((out / "log.json").read_text()))
+    assert outs[2][1]["processes"] == 2 and outs[1][1]["kept_epoch"] == outs[2][1]["kept_epoch"]
+    for name, value in outs[1][0].items():
+        assert torch.allclose(outs[2][0][name], value, rtol=1e-4, atol=1e-5), name
+
+
+def test_labels_mix_with_the_distillation(tiny, tmp_path):
+    """--label-weight reads DATA/<class>/image folders (the classes in output order) and adds their cross-entropy;
+    unlabelled data or the wrong number of classes is refused."""
+    out = tmp_path / "labelled"
+    rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data",
+                     tiny["data"], "-o", out, *QAT, "--label-weight", "0.5")
+    assert rc == 0, err
+    assert json.loads((out / "calib.json").read_text())["qat"]["label_weight"] == 0.5
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, f in enumerate(sorted(Path(tiny["data"]).rglob("*.png"))[:8]):
+        (flat / f"{i}.png").write_bytes(f.read_bytes())
+    rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data", flat,
+                     "-o", tmp_path / "no", *QAT, "--label-weight", "1")
+    assert rc == 2 and "DIR/<class>/image" in err and not (tmp_path / "no").exists()

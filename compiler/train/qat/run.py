@@ -21,12 +21,14 @@ import copy
 import hashlib
 import io
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ...bundle import sha256_file
 from ...errors import DataError
@@ -38,6 +40,7 @@ from ...quant.intgraph.reference import run_reference
 from ...quant.table.file import CalibrationTable, model_sha256
 from ...quant.table.quantizer import cosine
 from ...quant.table.steps import step
+from ..distributed import Processes, gather, processes
 from .model import Features, QatModel, absorb_bias_correction
 from .plan import QatPlanner
 
@@ -59,6 +62,7 @@ class Options:
     # logits' (averaged over the tensors). Skin, 64 crops, held-out mean / min: 0 -> 0.999673 / 0.997089 (scales
     # fixed), 1 -> 0.999740 / 0.998413, 3 -> 0.999769 / 0.998935, 10 -> 0.999724 / 0.998176 (docs/notes/qat.md)
     feature_weight: float = 3.0
+    label_weight: float = 0.0  # with labels: the weight of the cross-entropy against them, beside the distillation
     batch_size: int = 16
     augment: str = "dihedral"
     seed: int = 0
@@ -78,6 +82,8 @@ class Options:
         if self.augment in ("dihedral", "crops") and input_shape[-1] != input_shape[-2]:
             raise DataError(f"--augment dihedral turns images by quarter turns: the model's input is "
                             f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)")
+        if not (self.label_weight >= 0 and np.isfinite(self.label_weight)):
+            raise DataError(f"--label-weight {self.label_weight}: 0 (distillation only) or a positive weight")
         if samples < 2:
             raise DataError(f"{samples} training sample(s): quantization-aware training needs at least 2")
 
@@ -104,14 +110,27 @@ def _crop(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Per sample: |s - t|^2 / |t|^2 over the logits (the flattened output), averaged over the batch."""
+    """Per sample: |s - t|^2 / |t|^2 over the flattened tensor."""
     s, t = student.flatten(1), teacher.flatten(1)
-    return (((s - t) ** 2).sum(1) / (t ** 2).sum(1).clamp_min(1e-12)).mean()
+    return ((s - t) ** 2).sum(1) / (t ** 2).sum(1).clamp_min(1e-12)
 
 
 def quantization_aware(spec, weights: Path, table: CalibrationTable, data: np.ndarray, options: Options,
                        out: Path, *, by_order: bool = False, key_map=None, opset: int = 13, data_fingerprint: str = "",
-                       log=print) -> Result:
+                       labels: np.ndarray | None = None, log=print) -> Result:
+    """Fine-tune and write OUT/weights.pt, OUT/calib.json, OUT/log.json (all three, or none). `labels`: a class
+    index per sample, for options.label_weight. Under torchrun every process trains on its share of each batch
+    (gradients summed over the processes, as one process would compute them); the main process alone checks, logs
+    and writes."""
+    if options.label_weight and labels is None:
+        raise DataError("--label-weight needs labelled data: DIR/<class>/image files, the classes in output order")
+    with processes("cpu") as procs:
+        return _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset,
+                                   data_fingerprint, labels, log if procs.main else (lambda s: None), procs)
+
+
+def _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset, data_fingerprint, labels,
+                        log, procs: Processes) -> Result:
     started = time.perf_counter()
     fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
     options.check(len(data), tuple(fe.model.input_shape))
@@ -132,28 +151,34 @@ def quantization_aware(spec, weights: Path, table: CalibrationTable, data: np.nd
         log(f"qat: the bias correction of {len(dropped)} layers is left to training (no bias of their own to hold "
             f"it): {', '.join(dropped[:4])}" + (", ..." if len(dropped) > 4 else ""))
     judged = data[:JUDGED]
-    before = _int8_cosines(fe.onnx, table, judged, teacher)
+    before = _int8_cosines(fe.onnx, table, judged, teacher) if procs.main else None
     log(f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
         f"{table.doc['target']} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
-        f"{options.augment}" + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else ""))
-    epochs, best = _train(student, teacher, data, options, log)
+        f"{options.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
+        + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else ""))
+    epochs, best = _train(student, teacher, data, labels, options, procs, log)
     student.load_state_dict(best["state"])
     student.write_back()
+    if not procs.main:
+        return Result(out / WEIGHTS, table, {})
     state = {k: v.detach().clone().contiguous() for k, v in student.module.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
+    with tempfile.TemporaryDirectory(prefix="tcc-qat-") as tmp:  # checked before anything lands in OUT
+        trained_file = Path(tmp) / WEIGHTS
+        trained_file.write_bytes(blob)
+        trained = lower_spec(spec, weights=trained_file, by_order=False, opset=opset)
+        doc = _table_doc(table, trained.onnx, trained_file, absorbed, options, best["epoch"], data_fingerprint,
+                         len(data), time.perf_counter() - started, student.learned_scales())
+        new_table = CalibrationTable(doc)
+        after = _int8_cosines(trained.onnx, new_table, judged, teacher)
+    doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
+    record = {"spec": str(spec), "weights": str(weights), "options": asdict(options), "processes": procs.world,
+              "epochs": epochs, "kept_epoch": best["epoch"], "int8_cosine": doc["qat"]["int8_cosine"]}
     out.mkdir(parents=True, exist_ok=True)
     weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
-    trained = lower_spec(spec, weights=weights_out, by_order=False, opset=opset)
-    doc = _table_doc(table, trained.onnx, weights_out, absorbed, options, best["epoch"], data_fingerprint,
-                     len(data), time.perf_counter() - started, student.learned_scales())
-    new_table = CalibrationTable(doc)
-    after = _int8_cosines(trained.onnx, new_table, judged, teacher)
-    doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
     new_table.save(out / TABLE)
-    record = {"spec": str(spec), "weights": str(weights), "options": asdict(options), "epochs": epochs,
-              "kept_epoch": best["epoch"], "int8_cosine": doc["qat"]["int8_cosine"]}
     atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
     log(f"qat: INT8 vs FP32 output cosine on {len(judged)} of its samples (integer reference), mean / min: "
         f"{before['mean']:.6f} / {before['min']:.6f} -> {after['mean']:.6f} / {after['min']:.6f} (epoch "
@@ -170,17 +195,25 @@ def _int8_cosines(fp32_onnx, table: CalibrationTable, x: np.ndarray, teacher) ->
     return {"mean": round(float(np.mean(cos)), 6), "min": round(float(np.min(cos)), 6)}
 
 
-def _fake_quant_cosine(student, teacher, data: np.ndarray, batch: int) -> tuple[float, float]:
+def _fake_quant_cosine(student, teacher, data: np.ndarray, batch: int, procs: Processes) -> tuple[float, float]:
+    """Per-sample cosine of the fake-quantized output against the FP32 one over `data` (each process its share):
+    mean and min."""
     cos = []
+    share = data[procs.rank::procs.world]
     with torch.no_grad():
-        for i in range(0, len(data), batch):
-            x = torch.from_numpy(data[i:i + batch])
+        for i in range(0, len(share), batch):
+            x = torch.from_numpy(share[i:i + batch])
             s, t = student(x).flatten(1).double(), teacher(x).flatten(1).double()
             cos += torch.nn.functional.cosine_similarity(s, t, dim=1).tolist()
-    return float(np.mean(cos)), float(np.min(cos))
+    cos = [c for part in gather(cos, procs) for c in part]
+    # 6 decimals: the epoch kept must not hang on float rounding (the process count changes summation orders)
+    return round(float(np.mean(cos)), 6), round(float(np.min(cos)), 6)
 
 
-def _train(student: QatModel, teacher, data: np.ndarray, o: Options, log) -> tuple[list[dict], dict]:
+def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | None, o: Options, procs: Processes,
+           log) -> tuple[list[dict], dict]:
+    """Adam over the global batch: every process draws the same order and views, computes its share's summed loss
+    over the global batch size, and the gradients are summed over the processes."""
     torch.manual_seed(o.seed)
     rng = np.random.default_rng(o.seed)
     views = AUGMENTS[o.augment]
@@ -195,10 +228,11 @@ def _train(student: QatModel, teacher, data: np.ndarray, o: Options, log) -> tup
         for p in student.log_scales:
             p.requires_grad_(True)
         groups.append({"params": list(student.log_scales), "lr": o.scale_lr})
+    params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.Adam(groups)
     steps = o.epochs * -(-len(data) // o.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size)
+    mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size, procs)
     epochs = [{"epoch": 0, "cos_mean": mean, "cos_min": worst}]
     best = {"epoch": 0, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
     log(f"qat: epoch 0: fake-quantized vs FP32 cosine {mean:.6f} / {worst:.6f}")
@@ -208,27 +242,21 @@ def _train(student: QatModel, teacher, data: np.ndarray, o: Options, log) -> tup
         turns = rng.choice(views, size=len(data))
         for i in range(0, len(data), o.batch_size):
             idx = order[i:i + o.batch_size]
-            x = torch.from_numpy(data[idx])
-            x = torch.stack([_view(x[j], int(turns[idx[j]])) for j in range(len(idx))])
+            x = torch.stack([_view(torch.from_numpy(data[j]), int(turns[j])) for j in idx])
             if o.augment == "crops":
                 x = torch.stack([_crop(v, rng) for v in x])
-            with torch.no_grad():
-                if o.feature_weight:
-                    features = Features(teacher, student.activations)
-                    target = features.run(x)
-                else:
-                    target = teacher(x)
-            got: dict | None = {} if o.feature_weight else None
-            loss = relative_error(student(x, got), target)
-            if o.feature_weight:
-                loss = loss + o.feature_weight * sum(relative_error(v, features.values[k]) for k, v in got.items()
-                                                     if k in features.values) / max(len(got), 1)
+            mine = x[procs.rank::procs.world]
+            y = None if labels is None else torch.from_numpy(labels[idx][procs.rank::procs.world])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = _loss(student, teacher, mine, y, o).sum() if len(mine) else torch.zeros((), dtype=torch.float32)
+            if len(mine):
+                (loss / len(idx)).backward()
+            _sum_gradients(params, procs)
             optimizer.step()
             schedule.step()
-            total += loss.item() * len(idx)
-        mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size)
+            total += loss.item()
+        total = sum(gather(total, procs))
+        mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size, procs)
         kept = (mean, worst) > best["key"]
         if kept:
             best = {"epoch": epoch, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
@@ -237,6 +265,36 @@ def _train(student: QatModel, teacher, data: np.ndarray, o: Options, log) -> tup
         log(f"qat: epoch {epoch}/{o.epochs}: loss {total / len(data):.3e}, fake-quantized vs FP32 cosine "
             f"{mean:.6f} / {worst:.6f}" + ("  [best]" if kept else ""))
     return epochs, best
+
+
+def _loss(student: QatModel, teacher, x: torch.Tensor, y: torch.Tensor | None, o: Options) -> torch.Tensor:
+    """Per sample: the logits' relative squared error, plus feature_weight times the quantized tensors' (their
+    mean), plus label_weight times the cross-entropy against the label."""
+    with torch.no_grad():
+        if o.feature_weight:
+            features = Features(teacher, student.activations)
+            target = features.run(x)
+        else:
+            target = teacher(x)
+    got: dict | None = {} if o.feature_weight else None
+    logits = student(x, got)
+    loss = relative_error(logits, target)
+    if o.label_weight:
+        loss = loss + o.label_weight * torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    if o.feature_weight:
+        terms = [relative_error(v, features.values[k]) for k, v in got.items() if k in features.values]
+        loss = loss + o.feature_weight * torch.stack(terms).mean(0)
+    return loss
+
+
+def _sum_gradients(params: list, procs: Processes) -> None:
+    """Every process's gradients summed (a parameter without one counts as zeros, in one process too, so that Adam
+    sees the same steps whatever the process count)."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        if procs.world > 1:
+            dist.all_reduce(p.grad)
 
 
 def _table_doc(table: CalibrationTable, fp32_onnx, weights: Path, absorbed: list[str], o: Options, epoch: int,
@@ -256,7 +314,8 @@ def _table_doc(table: CalibrationTable, fp32_onnx, weights: Path, absorbed: list
     doc["created_by"] = "tcc qat"
     doc["qat"] = {"source_table_sha256": source, "steps_replaced": changed, "absorbed_bias_correction": len(absorbed),
                   "epochs": o.epochs, "kept_epoch": epoch, "lr": o.lr, "bias_lr": o.bias_lr, "free_lr": o.free_lr,
-                  "scale_lr": o.scale_lr, "scales_learned": len(scales), "batch_size": o.batch_size,
+                  "scale_lr": o.scale_lr, "scales_learned": len(scales),
+                  "feature_weight": o.feature_weight, "label_weight": o.label_weight, "batch_size": o.batch_size,
                   "augment": o.augment, "seed": o.seed, "loss": "relative squared logit error (distilled)",
                   "samples": samples, "data_fingerprint": data_fingerprint}
     doc.setdefault("timing_s", {})["qat"] = round(seconds, 3)
