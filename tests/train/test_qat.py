@@ -64,7 +64,11 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
         got = qat.run_per_node(torch.from_numpy(x[:4]), given)
     out = {}
     for name, t in codes.items():
-        d = np.abs(got["x" if name == qgraph.input else fx_name(name)].numpy() - t.dequant()) / t.scale
+        key = "x" if name == qgraph.input else fx_name(name)
+        if key not in got:  # a reshape's codes inside a linear layer over tokens: checked as the reshape's other side
+            assert name in qat.plan.moves or name in qat.plan.moves.values(), name
+            continue
+        d = np.abs(got[key].numpy() - t.dequant()) / t.scale
         out[name] = (int((d > 0.5).sum()), float(d.max()), d.size)
     out["output"] = (0, float(np.abs(got["output"].numpy() - y).max() / qgraph.output_scales["output"]), y.size)
     return out
@@ -78,7 +82,7 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
 @pytest.mark.parametrize("spec, size, rules", [
     ("ddsnet", 64, "ort"), ("ddsnet", 64, "tvm"), ("ddsnet", 64, "tflite"), ("ddsnet", 64, "pulsar2"),
     ("ddsnet", 64, "ax620"), ("fastnet", 96, "ort"), ("fastnet", 96, "tflite"), ("mobilenet_v3_small", 64, "ort"),
-    ("mobilenet_v3_small", 64, "tvm"),
+    ("mobilenet_v3_small", 64, "tvm"), ("mobilevit_xxs", 128, "ort"),
 ])
 def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, size, rules, tmp_path):
     nodes = per_node(spec, size, rules, tmp_path)
@@ -86,6 +90,13 @@ def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, 
     differing = sum(n for n, _, _ in nodes.values()) / sum(e for _, _, e in nodes.values())
     assert worst <= 1.0 + 1e-4, {k: v for k, v in nodes.items() if v[1] > 1.0001}
     assert differing < 2e-3, differing
+
+
+def test_a_tensor_the_model_does_not_compute_is_refused_before_training(tmp_path):
+    """TFLite's rules split SiLU into LOGISTIC and MUL, quantizing the sigmoid between them; the PyTorch model computes
+    SiLU as one op, so there is no value to fake-quantize: refused, naming the tensor."""
+    with pytest.raises(tcc.errors.DataError, match=r"tensor 'stem\.act/sigmoid'.*cannot place"):
+        per_node("mobilevit_xxs", 128, "tflite", tmp_path)
 
 
 def test_absorbed_bias_correction_is_the_tables(tmp_path):

@@ -74,8 +74,11 @@ class QatModel(nn.Module):
         nodes = {n.name: n for n in module.graph.nodes}
         placeholder = next(n for n in module.graph.nodes if n.op == "placeholder")
         self.activations = {}  # fx node name -> QParams
+        moved_from = set(plan.moves.values())
         for tensor, q in plan.activations.items():
             node = placeholder if tensor == plan.input else nodes.get(fx_name(tensor))
+            if node is None and (tensor in plan.moves or tensor in moved_from):
+                continue  # the same codes as a move's input or output, fake-quantized where that is computed
             if node is None:
                 raise DataError(f"{where}: the integer graph quantizes tensor {tensor!r}, which the PyTorch model does "
                                 "not compute as one value; quantization-aware training cannot place its fake "
@@ -87,7 +90,9 @@ class QatModel(nn.Module):
         self.layers: dict[str, Layer] = {}  # fx node name -> its layer
         self.folded: set[str] = set()  # fx nodes of BatchNorms folded into a layer: they pass their input on
         for name, wq in plan.weighted.items():
-            self._layer(nodes.get(fx_name(name)), name, wq)
+            # a linear layer over tokens is Reshape -> Gemm (named LAYER/gemm) -> Reshape in ONNX
+            node = nodes.get(fx_name(name)) or nodes.get(fx_name(name.rsplit("/", 1)[0]))
+            self._layer(node, name, wq)
         self.folded_params = nn.ParameterList()
         with torch.no_grad():
             for layer in self.layers.values():
@@ -117,12 +122,16 @@ class QatModel(nn.Module):
         for tensor in plan.activations:
             if tensor in plan.fixed:
                 continue
-            key = ("group", group_of[tensor]) if tensor in group_of else ("tensor", tensor)
+            root = tensor
+            while root not in group_of and root in plan.moves:  # a move keeps its input's scale
+                root = plan.moves[root]
+            key = ("group", group_of[root]) if root in group_of else ("tensor", root)
             if key not in keys:
                 keys[key] = len(self.log_scales)
                 self.log_scales.append(nn.Parameter(torch.zeros((), dtype=torch.float64), requires_grad=False))
-                members = plan.groups[key[1]] if key[0] == "group" else [tensor]
-                self.tensors_of[keys[key]] = list(members)
+                self.tensors_of[keys[key]] = list(plan.groups[key[1]]) if key[0] == "group" else []
+            if key[0] == "tensor":
+                self.tensors_of[keys[key]].append(tensor)
             self.scale_of[input_node if tensor == plan.input else fx_name(tensor)] = keys[key]
 
     def scale(self, node: str, q) -> torch.Tensor | float:

@@ -46,6 +46,9 @@ class QatPlan:
     float_constants: list[str] = field(default_factory=list)
     groups: list[list[str]] = field(default_factory=list)  # tensors that share one scale (the table's groups)
     fixed: set[str] = field(default_factory=set)  # tensors whose scale the target fixes (never learned)
+    # tensors that only move their input's codes at the same parameters (a reshape inside a linear layer over tokens):
+    # quantized where their input is, so the PyTorch model need not compute them as values of their own
+    moves: dict[str, str] = field(default_factory=dict)
 
 
 class QatPlanner(Interpreter):
@@ -80,6 +83,11 @@ class QatPlanner(Interpreter):
         self.plan.weighted[n.name] = WeightQuant(np.asarray(n.weight_scale, np.float32), lo, hi, acc, float(out))
         self.outputs(n)
 
+    def move(self, n: QNode) -> None:
+        if len(n.inputs) == 1 and len(n.outputs) == 1 and n.qin and n.qin[0] == n.qout[0]:
+            self.plan.moves[n.outputs[0]] = n.inputs[0]
+        self.outputs(n)
+
     def lookup(self, n: QNode) -> None:
         if self.rules.fixed_outputs:  # TFLite: LOGISTIC's output at 1/256 (the table's entry is the rules')
             self.plan.fixed.update(n.outputs)
@@ -92,5 +100,6 @@ class QatPlanner(Interpreter):
     conv = gemm = weighted
     channel_scale = add_constant = broadcast = float_constant
     add = mul = clamp = max_pool = avg_pool = global_avg_pool = global_max_pool = outputs
-    concat = reshape = transpose = split = slice = matmul = outputs
+    reshape = transpose = move
+    concat = split = slice = matmul = outputs
     float_island = outputs  # its inputs arrive as codes; the outputs an integer node reads are quantized again
