@@ -7,8 +7,9 @@ crops that neither calibration nor training saw.
 
 The protocol of tools/quality_compare.py: 64 calibration crops (seed 0) and 32 held-out crops (seed 1) of each
 checkpoint's own fixture image (../shared/fixtures/ddsnet); the ORT target's rules; QAT distils on the 64
-calibration crops (no labels), or with --qat-crops N on N other crops of the image (seed 2). The FP32 reference is the checkpoint as published: the QAT model's INT8 output is
-compared with it, not with the fine-tuned weights' own FP32 output (printed too: `fp32 drift`). Latency: the two
+calibration crops (no labels), or with --qat-crops N on N other crops of the image (seed 2). The FP32 reference is
+the checkpoint as published: the QAT model's INT8 output is compared with it, not with the fine-tuned weights' own
+FP32 output (printed too: `fp32 drift`). Latency: the two
 INT8 ONNX files have the same graph (same nodes, same placement), checked here node for node.
 """
 from __future__ import annotations
