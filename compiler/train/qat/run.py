@@ -59,8 +59,9 @@ class Options:
     free_lr: float = 1e-5  # for parameters outside the folded layers
     scale_lr: float = 0.01  # Adam's step for the activation scales' log (LSQ); 0 keeps the table's scales
     # the weight of every quantized tensor's relative error against the FP32 model's value of it, beside the
-    # logits' (averaged over the tensors). Skin, 64 crops, held-out mean / min: 0 -> 0.999673 / 0.997089 (scales
-    # fixed), 1 -> 0.999740 / 0.998413, 3 -> 0.999769 / 0.998935, 10 -> 0.999724 / 0.998176 (docs/notes/qat.md)
+    # logits' (averaged over the tensors). Skin, 64 crops, held-out mean / min, single runs: 0 -> 0.999673 / 0.997089
+    # (scales fixed), 1 -> 0.999740 / 0.998413, 3 -> 0.999769 / 0.998935, 10 -> 0.999724 / 0.998176
+    # (docs/notes/qat.md: differences of this size are within the run-to-run spread)
     feature_weight: float = 3.0
     label_weight: float = 0.0  # with labels: the weight of the cross-entropy against them, beside the distillation
     batch_size: int = 16
