@@ -173,14 +173,15 @@ class Model:
     def qat(self, data, calib: CalibrationTable | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 0.01,
             bias_lr: float = 0.01, scale_lr: float = 0.01, feature_weight: float = 3.0, label_weight: float = 0.0,
             batch_size: int = 16, augment: str = "dihedral", calib_size: int | None = None, opset: int = 13,
-            skip_bad: bool = False, force: bool = False, log=lambda s: None):
+            skip_bad: bool = False, force: bool = False, check_only: bool = False, log=lambda s: None):
         """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
         add a cross-entropy term); the folded layers and the activation scales (LSQ) train.
         Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and
         OUT/log.json; returns tcc.train.qat.run.Result (.weights, .table, .log). Then
-        `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`."""
+        `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`.
+        `check_only`: the options, the output folder and the table checked, nothing trained (returns None)."""
         from .train.qat.run import Options, quantization_aware  # deferred for start-up: loads torch
 
         if self.weights is None:
@@ -193,6 +194,9 @@ class Model:
                           feature_weight=feature_weight, bias_lr=bias_lr, label_weight=label_weight,
                           seed=self.seed)
         spec = self.spec
+        options.check(None, tuple(spec.input_shape))
+        if check_only:
+            return None
         samples = load_calibration_data(data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad,
                                         what="training")
         labels = _folder_labels(samples, spec, data) if label_weight else None

@@ -161,12 +161,14 @@ def _check_gemm(v: NodeView) -> str | None:
     return None
 
 
+def _two_activations(v: NodeView) -> str | None:
+    return "exactly two inputs" if len(v.inputs) != 2 else _activations_only(v)
+
+
 def _check_binary(v: NodeView) -> str | None:
-    if len(v.inputs) != 2:
-        return "exactly two inputs"
-    const = _activations_only(v)
-    if const:
-        return const
+    wrong = _two_activations(v)
+    if wrong:
+        return wrong
     ra, rb = v.rank(v.inputs[0]), v.rank(v.inputs[1])
     if ra is None or rb is None or ra != rb:
         return f"inputs of equal rank are needed (got ranks {ra} and {rb})"
@@ -176,11 +178,9 @@ def _check_binary(v: NodeView) -> str | None:
 def _check_matmul(v: NodeView) -> str | None:
     """A product of two activations (attention's q k^T and weights x v): equal ranks of at least 3, so the batch
     axis stays a batch axis of both; broadcast batch axes are not taken."""
-    if len(v.inputs) != 2:
-        return "exactly two inputs"
-    const = _activations_only(v)
-    if const:
-        return const
+    wrong = _two_activations(v)
+    if wrong:
+        return wrong
     a, b = v.shape(v.inputs[0]), v.shape(v.inputs[1])
     if a is None or b is None or len(a) != len(b) or len(a) < 3:
         return "both inputs need known shapes of one rank, at least 3 (batch, ..., rows, columns)"

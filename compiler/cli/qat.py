@@ -61,19 +61,19 @@ def run(args) -> int:
 
     if args.nproc < 1:
         raise DataError(f"--nproc {args.nproc}: at least 1")
-    if args.nproc > 1 and not under_torchrun():
-        Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                   **parse_overrides(args.overrides)).spec  # a spec or weights mistake says so before torchrun
-        return launch(args.nproc, _argv(args), command="qat")
     model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
                        **parse_overrides(args.overrides))
-    for note in model.notes:
-        print(f"note: {note}", file=sys.stderr)
-    result = model.qat(args.data, args.calib, args.output, epochs=args.epochs, lr=args.lr, bias_lr=args.bias_lr,
-                       scale_lr=args.scale_lr, feature_weight=args.feature_weight,
-                       label_weight=args.label_weight, batch_size=args.batch_size,
-                       augment=args.augment, calib_size=args.calib_size, opset=args.opset, skip_bad=args.skip_bad,
-                       force=args.force, log=lambda msg: print(msg, file=sys.stderr))
+    options = dict(epochs=args.epochs, lr=args.lr, bias_lr=args.bias_lr, scale_lr=args.scale_lr,
+                   feature_weight=args.feature_weight, label_weight=args.label_weight, batch_size=args.batch_size,
+                   augment=args.augment, calib_size=args.calib_size, opset=args.opset, skip_bad=args.skip_bad,
+                   force=args.force)
+    if args.nproc > 1 and not under_torchrun():  # a mistake says so once, before torchrun starts the processes
+        model.qat(args.data, args.calib, args.output, check_only=True, **options)
+        return launch(args.nproc, _argv(args), command="qat")
+    if main_process():
+        for note in model.notes:
+            print(f"note: {note}", file=sys.stderr)
+    result = model.qat(args.data, args.calib, args.output, log=lambda msg: print(msg, file=sys.stderr), **options)
     if not main_process():
         return 0
     print(f"wrote {result.weights} and {result.weights.parent / 'calib.json'}")

@@ -25,6 +25,11 @@ def _run_folder(argv: list[str]) -> str:
     return "RUN"
 
 
+def _command(argv: list[str]) -> str | None:
+    """The tcc command torchrun runs (`... -m tcc train ...`)."""
+    return next((argv[i + 2] for i in range(len(argv) - 2) if argv[i:i + 2] == ["-m", "tcc"]), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # torchrun's own notices (the failure we say in one line below; SIGTERMs to the others; the OMP default it would
@@ -40,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         failures = sorted(e.failures.items())
         died = [(r, f) for r, f in failures if f.exitcode != 2 and f.exitcode != -signal.SIGTERM]
         resume = (f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
-                  if "train" in argv else "Nothing was written; run the command again")
+                  if _command(argv) == "train" else "Nothing was written; run the command again")
         if died:
             rank, failure = died[0]
             how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"

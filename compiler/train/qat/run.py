@@ -68,7 +68,8 @@ class Options:
     augment: str = "dihedral"
     seed: int = 0
 
-    def check(self, samples: int, input_shape: tuple) -> None:
+    def check(self, samples: int | None, input_shape: tuple) -> None:
+        """Each setting (and, given `samples`, the number of training samples): a DataError naming the option."""
         if self.epochs < 1:
             raise DataError(f"--epochs {self.epochs}: at least 1")
         if not (self.scale_lr >= 0 and np.isfinite(self.scale_lr)):
@@ -85,7 +86,7 @@ class Options:
                             f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)")
         if not (self.label_weight >= 0 and np.isfinite(self.label_weight)):
             raise DataError(f"--label-weight {self.label_weight}: 0 (distillation only) or a positive weight")
-        if samples < 2:
+        if samples is not None and samples < 2:
             raise DataError(f"{samples} training sample(s): quantization-aware training needs at least 2")
 
 
@@ -196,16 +197,14 @@ def _int8_cosines(fp32_onnx, table: CalibrationTable, x: np.ndarray, teacher) ->
     return {"mean": round(float(np.mean(cos)), 6), "min": round(float(np.min(cos)), 6)}
 
 
-def _fake_quant_cosine(student, teacher, data: np.ndarray, batch: int, procs: Processes) -> tuple[float, float]:
-    """Per-sample cosine of the fake-quantized output against the FP32 one over `data` (each process its share):
-    mean and min."""
+def _fake_quant_cosine(student, share: np.ndarray, fp32: list, batch: int, procs: Processes) -> tuple[float, float]:
+    """Per-sample cosine of the fake-quantized output against the FP32 one (`fp32`: the teacher's outputs of this
+    process's `share`, batch by batch, computed once) over every process's share: mean and min."""
     cos = []
-    share = data[procs.rank::procs.world]
     with torch.no_grad():
-        for i in range(0, len(share), batch):
-            x = torch.from_numpy(share[i:i + batch])
-            s, t = student(x).flatten(1).double(), teacher(x).flatten(1).double()
-            cos += torch.nn.functional.cosine_similarity(s, t, dim=1).tolist()
+        for i, t in zip(range(0, len(share), batch), fp32):
+            s = student(torch.from_numpy(share[i:i + batch])).flatten(1).double()
+            cos += torch.nn.functional.cosine_similarity(s, t.flatten(1).double(), dim=1).tolist()
     cos = [c for part in gather(cos, procs) for c in part]
     # 6 decimals: the epoch kept must not hang on float rounding (the process count changes summation orders)
     return round(float(np.mean(cos)), 6), round(float(np.min(cos)), 6)
@@ -233,7 +232,10 @@ def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | No
     optimizer = torch.optim.Adam(groups)
     steps = o.epochs * -(-len(data) // o.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size, procs)
+    share = data[procs.rank::procs.world]  # the epochs are judged on the un-augmented data, each process its share
+    with torch.no_grad():
+        fp32 = [teacher(torch.from_numpy(share[i:i + o.batch_size])) for i in range(0, len(share), o.batch_size)]
+    mean, worst = _fake_quant_cosine(student, share, fp32, o.batch_size, procs)
     epochs = [{"epoch": 0, "cos_mean": mean, "cos_min": worst}]
     best = {"epoch": 0, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
     log(f"qat: epoch 0: fake-quantized vs FP32 cosine {mean:.6f} / {worst:.6f}")
@@ -257,7 +259,7 @@ def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | No
             schedule.step()
             total += loss.item()
         total = sum(gather(total, procs))
-        mean, worst = _fake_quant_cosine(student, teacher, data, o.batch_size, procs)
+        mean, worst = _fake_quant_cosine(student, share, fp32, o.batch_size, procs)
         kept = (mean, worst) > best["key"]
         if kept:
             best = {"epoch": epoch, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
