@@ -7,6 +7,9 @@ The Python API (tcc.api; the command line is a thin layer over it):
     table = model.calibrate("crops/", target="ort")
     bundle = model.build("arm-a7", precision="int8", calib=table, out="out/a7-int8")
     tcc.Bundle.open("out/a7-int8").run(x); tcc.diff("reference", bundle, x, model=model); tcc.bench(quick=True)
+    model.explain("GC.png"); model.tsne("crops/"); model.slide(["slide.svs"], "out/slide"); model.summary()
+    tcc.train_model("ddsnet", data="crops/", output="out/run", epochs=5); tcc.golden_check("tests/golden")
+    tcc.report(["ddsnet"], ["out/a7-int8"]); tcc.import_onnx("model.onnx", "model.yaml")
 
 The spec layer underneath:
 
@@ -29,7 +32,8 @@ from .ir import Graph, Node, Ref
 from .ops import OPS
 from .spec.loader import Model as Spec, load_model, parse_overrides
 
-_API = ("Model", "Bundle", "bench", "diff", "import_onnx")  # tcc.api, imported on first use: it loads numpy, onnx and torch
+# tcc.api, imported on first use: it loads numpy and onnx
+_API = ("Model", "Bundle", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report", "train_model")
 
 
 def __getattr__(name: str):
@@ -54,6 +58,6 @@ def to_onnx(graph, state, opset: int = 13):
 
 __all__ = [
     "OPS", "BuildError", "Bundle", "CalibrationError", "DataError", "ExportError", "Graph", "Location", "Model",
-    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "import_onnx", "load_model",
-    "parse_overrides", "to_onnx", "to_torch",
+    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "golden_check",
+    "golden_update", "import_onnx", "load_model", "parse_overrides", "report", "to_onnx", "to_torch", "train_model",
 ]

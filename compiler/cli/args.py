@@ -3,20 +3,16 @@ options, a bundle that replaces them), so each command's parser says them the sa
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from ..errors import BuildError
-from ..spec.loader import load_model, parse_overrides
-
-_IMPORTED_ONNX: list = []  # ONNX files imported in memory (tcc.Model): their folders go when the process ends
 
 
 def spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="model spec (YAML or JSON), a zoo model's name, or an ONNX file (imported in memory "
                                 "with its weights)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (repeatable), e.g. --set num_classes=2")
+                   help="override a model parameter (repeatable), e.g. --set num_classes=2; for an ONNX file the "
+                        "import's options: --set size=[H,W] --set mean=[...] --set std=[...]")
 
 
 def max_pixels_arg(p: argparse.ArgumentParser) -> None:
@@ -30,40 +26,6 @@ def weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
     p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
-
-
-def import_onnx_spec(args) -> None:
-    """An ONNX file given as SPEC: imported in memory (`tcc import`'s way, with its own weights) into a folder that
-    lives as long as the command; `args.spec` and `args.weights` then name the imported spec and weights."""
-    if args.spec and Path(args.spec).suffix.lower() == ".onnx":
-        args.spec, args.weights = imported_onnx(args.spec, getattr(args, "weights", None),
-                                                getattr(args, "by_order", False), getattr(args, "key_map", None),
-                                                getattr(args, "overrides", []))
-
-
-def imported_onnx(path: str, weights=None, by_order: bool = False, key_map=None, overrides=()) -> tuple[str, str]:
-    """The spec and weights files of the ONNX file at `path`, imported in memory through tcc.Model (which refuses
-    weights or overrides beside it: an ONNX file carries its own)."""
-    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch (for ONNX files only)
-
-    model = Model.load(path, weights, by_order=by_order, key_map=key_map, **parse_overrides(list(overrides)))
-    _IMPORTED_ONNX.append(model)
-    return str(model.loaded.path), str(model.weights)
-
-
-def load_spec(args):
-    """The spec of `args.spec` (an ONNX file imported first) with `args.overrides`, fitted to `args.weights` where
-    the spec's checkpoint layouts read parameters from it (tcc.lower.weights.fit_to_checkpoint); its notes go to
-    stderr."""
-    import_onnx_spec(args)
-    model = load_model(args.spec, parse_overrides(args.overrides))
-    if getattr(args, "weights", None):
-        from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
-
-        model = fit_to_checkpoint(model, args.weights, args.by_order, args.key_map)
-    for note in model.notes:
-        print(f"note: {note}", file=sys.stderr)
-    return model
 
 
 def refuse_with_artifact(args) -> None:
@@ -98,8 +60,8 @@ def steps_args(p) -> None:
                         state("rounding") + ")")
     p.add_argument("--activation-bits", type=int, choices=[8, 16], default=None,
                    help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
-                        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, no cosine search: "
-                        "README, INT8)")
+                        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, "
+                        "no cosine search: README, INT8)")
     p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
                    help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
                         "then depends on the machine's speed and says which layers were reached)")

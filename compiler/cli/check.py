@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import sys
 
 from ..spec.loader import parse_overrides
-from .args import load_spec, spec_args
+from .args import spec_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    if Path(args.spec).suffix.lower() == ".onnx":  # imported in memory, as every command that takes a spec
-        from ..api import Model  # deferred for start-up: loads numpy, onnx, torch (for ONNX files only)
+    from ..api import Model  # deferred for start-up: loads numpy, onnx
 
-        model = Model.load(args.spec, **parse_overrides(args.overrides)).spec
-    else:
-        model = load_spec(args)
-    summary = model.graph.summary()
+    model = Model.load(args.spec, **parse_overrides(args.overrides))
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+    summary = model.summary()
     if args.json:
         print(json.dumps(summary))
         return 0

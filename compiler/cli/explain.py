@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import atomic_write, check_output
-from ..frontend import reference_module
-from .args import load_spec, max_pixels_arg, spec_args, weights_args
+from ..spec.loader import parse_overrides
+from .args import max_pixels_arg, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -48,13 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
+    from ..api import Model  # deferred for start-up: loads numpy, onnx
+
     _check_options(args)  # mistakes in the options fail before the model is built
-    model = load_spec(args)
-    gm, _ = reference_module(model, args.weights, args.by_order, args.key_map, args.seed, log=_log)
-    if not args.weights:
+    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                       **parse_overrides(args.overrides))
+    for note in model.notes:
+        _log(f"note: {note}")
+    if model.weights is None:  # an ONNX file brings its own
         _log(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "
              "meaningless")
-    return _tsne(args, model, gm) if args.tsne else _gradcam(args, model, gm)
+    return _tsne(args, model) if args.tsne else _gradcam(args, model)
 
 
 def _log(message: str) -> None:
@@ -79,14 +83,13 @@ def _class_name(k: int, labels: list[str] | None) -> str:
     return f"{k} ({labels[k]})" if labels else str(k)
 
 
-def _gradcam(args, model, gm) -> int:
+def _gradcam(args, model) -> int:
     import numpy as np
 
-    from ..explain.gradcam import explain_image  # deferred for start-up: loads numpy, torch
     from ..explain.plot import gradcam_figure  # deferred for start-up: loads numpy
     from ..plots import save  # deferred for start-up: loads numpy
 
-    result = explain_image(model, gm, args.image, args.layer, args.target)
+    result = model.explain(args.image, layer=args.layer, target=args.target, log=_log)
     g, layer = result.gradcam, result.layer
     if g.flat:
         _log(f"note: the Grad-CAM of class {_class_name(g.target, model.labels)} at {layer.name} has no spread "
@@ -124,12 +127,11 @@ def _print_gradcam(args, model, result) -> None:
     print(f"wrote {args.output}" + (f" and {args.npy}" if args.npy else ""))
 
 
-def _tsne(args, model, gm) -> int:
+def _tsne(args, model) -> int:
     from ..explain.plot import UNLABELLED, tsne_figure  # deferred for start-up: loads numpy
-    from ..explain.tsne import embed_folder  # deferred for start-up: loads numpy, torch
     from ..plots import save  # deferred for start-up: loads numpy
 
-    emb = embed_folder(model, gm, args.tsne, args.layer, args.perplexity, args.seed, args.progress)
+    emb = model.tsne(args.tsne, layer=args.layer, perplexity=args.perplexity, progress=args.progress, log=_log)
     points = Path(args.output).with_suffix(".json")
     present = sorted(set(emb.classes), key=lambda c: (c is None, c or ""))  # classes by name, unlabelled last
     counts = {c or UNLABELLED: emb.classes.count(c) for c in present}

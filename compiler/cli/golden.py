@@ -26,16 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     """`tcc golden check|update DIR`: every entry of a golden set now against its stored outputs, or stored again
     on purpose (printing what changed and by how much). Exit 1 when an entry fails."""
-    from ..golden import check, format_rows, update  # deferred for start-up: loads numpy
+    from ..api import golden_check, golden_update  # deferred for start-up: loads numpy, onnx
+    from ..golden import format_rows  # deferred for start-up: loads numpy, torch
 
     def log(msg):
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
     if args.action == "check":
-        rows = check(args.dir, args.model, args.entry, everything=args.all, log=log)
+        rows = golden_check(args.dir, models=args.model, entries=args.entry, everything=args.all, log=log)
     else:
-        rows = update(args.dir, args.model, args.entry, recalibrate=args.recalibrate, log=log)
+        rows = golden_update(args.dir, models=args.model, entries=args.entry, recalibrate=args.recalibrate, log=log)
     failed = [r for r in rows if r.failed]
     if args.json:
         print(json.dumps({"action": args.action, "passed": not failed, "rows": [r.to_json() for r in rows]}))

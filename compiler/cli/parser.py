@@ -23,8 +23,8 @@ from . import (
     zoo,
 )
 
-COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, qat, slide, explain, zoo,
-            schema)
+COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, qat, slide, explain,
+            zoo, schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

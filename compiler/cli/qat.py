@@ -77,7 +77,8 @@ def run(args) -> int:
     if not main_process():
         return 0
     print(f"wrote {result.weights} and {result.weights.parent / 'calib.json'}")
-    print(f"build it: tcc build {args.spec} --weights {result.weights} --calib {result.weights.parent / 'calib.json'} "
+    spec = result.weights.parent / model.loaded.path.name if model.source else args.spec  # an ONNX file's import
+    print(f"build it: tcc build {spec} --weights {result.weights} --calib {result.weights.parent / 'calib.json'} "
           "--precision int8 --target TARGET")
     return 0
 

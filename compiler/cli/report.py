@@ -5,9 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import DataError
 from ..spec.loader import parse_overrides
-from .args import imported_onnx, specs_args
+from .args import specs_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,19 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc report SPEC... [--bundles DIR...]`: Table 1, the bundles' latency and fidelity, plots."""
-    from ..benchmark.report import report, to_markdown  # deferred for start-up: loads numpy
+    from ..api import report  # deferred for start-up: loads numpy, onnx
+    from ..benchmark.report import to_markdown  # deferred for start-up: loads numpy
 
-    if not args.specs and not args.bundles:
-        raise DataError("give at least one spec or --bundles DIR")
-    if args.rounds < 1 or args.runs < 1:
-        raise DataError(f"--rounds and --runs must be at least 1, not {args.rounds} and {args.runs}")
-    for b in args.bundles or []:
-        if not (Path(b) / "manifest.json").is_file():
-            raise DataError(f"{b}: not a tcc bundle (no manifest.json)")
-    # an ONNX file: its imported spec (Table 1 reads the structure; the file's weights do not change it)
-    specs = [imported_onnx(s, overrides=args.overrides)[0] if Path(s).suffix.lower() == ".onnx" else s
-             for s in args.specs]
-    doc = report(specs, args.bundles or [], Path(args.output), parse_overrides(args.overrides),
+    doc = report(args.specs, args.bundles or [], args.output, overrides=parse_overrides(args.overrides),
                  rounds=args.rounds, runs=args.runs)
     if args.json:
         print(json.dumps(doc))

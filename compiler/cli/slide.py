@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import parse_overrides
-from .args import import_onnx_spec, refuse_with_artifact, weights_args
+from .args import refuse_with_artifact, weights_args
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -59,25 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..slide.infer import ModelSource  # deferred for start-up: loads numpy
-    from ..slide.pipeline import Options, run_slides  # deferred for start-up: loads numpy
-    from ..slide.reader import list_images  # deferred for start-up: loads numpy
+    from ..api import Bundle, Model  # deferred for start-up: loads numpy, onnx
 
     if args.artifact:
         refuse_with_artifact(args)
-        source = ModelSource.create(artifact=args.artifact)
-    elif args.spec:
-        import_onnx_spec(args)  # an ONNX file: imported in memory, with its weights (Dask workers read the files)
-        source = ModelSource.create(spec=args.spec, overrides=parse_overrides(args.overrides), weights=args.weights,
-                                    by_order=args.by_order, key_map=args.key_map, seed=args.seed)
+        scorer = Bundle.open(args.artifact)
+    elif args.spec:  # an ONNX file: imported in memory, with its weights (Dask workers read the files)
+        scorer = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
+                            **parse_overrides(args.overrides))
     else:
         raise DataError("slide needs a SPEC (with --weights) or --artifact BUNDLE_DIR")
-    options = Options(patch_size=args.patch_size, batch_size=args.batch_size, mask_level=args.mask_level,
-                      max_pixels=args.max_pixels, positive=args.positive_class, dask=args.dask,
-                      scheduler=args.scheduler, workers=args.workers, threads=args.threads,
-                      progress=args.progress)
-    results = run_slides(list_images(args.image), source, Path(args.output), options,
-                         log=lambda s: print(s, file=sys.stderr))
+    results = scorer.slide(args.image, args.output, log=lambda s: print(s, file=sys.stderr),
+                           patch_size=args.patch_size, batch_size=args.batch_size, mask_level=args.mask_level,
+                           max_pixels=args.max_pixels, positive=args.positive_class, dask=args.dask,
+                           scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                           progress=args.progress)
     for doc, out in results:
         print(_summary(doc, out))
     return 0

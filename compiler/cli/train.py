@@ -5,11 +5,8 @@ import argparse
 import json
 import shlex
 import sys
-import tempfile
-from pathlib import Path
 
 from ..spec.train_options import OPTIONS
-from ..train.config import render
 
 _DESCRIPTION = """\
 Train a spec's PyTorch lowering on a folder of labelled images: DIR/<class>/*.png (a seeded stratified split) or
@@ -26,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
     p = sub.add_parser("train", help="train a spec on a folder of labelled images (one process or many, torchrun)",
                        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON) or a zoo model's name; with --resume RUN it "
-                                           "may be left out (the run's own is used)")
+    p.add_argument("spec", nargs="?", help="model spec (YAML or JSON), a zoo model's name or an ONNX file (imported "
+                                           "with its weights, kept in RUN/spec.yaml); with --resume RUN it may be "
+                                           "left out (the run's own is used)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model parameter (repeatable), e.g. --set num_classes=3")
     p.add_argument("-o", "--output", metavar="RUN", help="the run's folder (appears with the first finished epoch)")
@@ -57,54 +55,17 @@ def _default(value) -> str:
 
 
 def run(args) -> int:
-    from ..train.distributed import main_process, under_torchrun  # deferred for start-up: loads torch
-    from ..train.plan import prepare  # deferred for start-up: loads numpy, torch
-
-    notes: list[str] = []
-    plan = prepare(args, log=notes.append)  # every check, also before starting torchrun
-    if plan.world > 1 and not under_torchrun():
-        return _launch(plan, args)
-    if main_process():
-        for note in notes:
-            print(note, file=sys.stderr)
-    return _train(plan, args)
-
-
-def _launch(plan, args) -> int:
-    """Start torchrun with this run's resolved options (a temp config file), so every process trains the same."""
-    from ..train.distributed import launch  # deferred for start-up: loads torch
-
-    with tempfile.TemporaryDirectory(prefix="tcc-train-") as tmp:
-        config = Path(tmp) / "config.yaml"
-        config.write_text(render(plan.config, Path(tmp)), encoding="utf-8")
-        argv = [str(plan.spec), "--config", str(config), "--resume" if plan.resumed else "-o", str(plan.run)]
-        argv += [flag for flag, on in (("--force", args.force), ("--progress", args.progress),
-                                       ("--no-progress", args.progress is False)) if on]
-        argv += ["--stop-after", str(plan.stop_after)] if plan.stop_after else []
-        return launch(plan.world, argv)
-
-
-def _train(plan, args) -> int:
-    from ..train.distributed import LostPeer, lost_peer, processes  # deferred for start-up: loads torch
-    from ..train.loop import Trainer, deterministic  # deferred for start-up: loads numpy, torch
-    from ..train.rundir import clear_run  # deferred for start-up: loads torch
+    from ..api import train_model  # deferred for start-up: loads numpy, onnx
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    with processes(plan.config.device) as procs, deterministic(procs.device):
-        if procs.main:
-            print(f"data: {plan.split.describe()}; {procs.world} process{'es' if procs.world > 1 else ''} on "
-                  f"{procs.device}", file=sys.stderr)
-            if args.force and plan.resumed is None:
-                clear_run(plan.run)
-        try:
-            history = Trainer(plan, procs, progress).fit(plan.stop_after)
-        except RuntimeError as e:  # gloo / nccl: a peer process died mid-collective
-            if procs.world == 1 or not lost_peer(e):
-                raise
-            raise LostPeer(f"training process rank {procs.rank}: another process of the run died; continue from "
-                           f"the last finished epoch with: tcc train --resume {plan.run}") from None
-        if procs.main:
-            _summary(plan, history)
+    options = {o.name: getattr(args, o.name) for o in OPTIONS if o.name != "set"}
+    trained = train_model(args.spec, output=args.output, resume=args.resume, config=args.config, force=args.force,
+                          stop_after=args.stop_after, overrides=args.overrides, progress=progress,
+                          log=lambda s: print(s, file=sys.stderr), epoch_log=print, **options)
+    if trained.history is None:  # torchrun's processes trained and reported
+        return trained.returncode
+    if trained.main:
+        _summary(trained.plan, trained.history)
     return 0
 
 
@@ -117,4 +78,4 @@ def _summary(plan, history) -> None:
     sets = "".join(" --set " + shlex.quote(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
                    for k, v in {**c.set, **plan.model.overrides}.items())
     print(f"best: epoch {history.best_epoch}, {c.metric} {history.best_value:.4f} -> {plan.run / 'best.pt'}; "
-          f"build it with: tcc build {plan.spec}{sets} --weights {plan.run / 'best.pt'} --target ort")
+          f"build it with: tcc build {plan.kept_spec}{sets} --weights {plan.run / 'best.pt'} --target ort")

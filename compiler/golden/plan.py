@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Location, SpecError
+from ..onnx_import import is_onnx_file
 from ..resources import schema_path
 from ..spec.yamlpos import load_file
 from .entries import ENTRIES
@@ -96,6 +97,10 @@ def load_plan(root: str | Path) -> GoldenPlan:
         for key in ("spec", "weights", "key_map"):
             if key in m:
                 files[key] = _existing(root, m[key], m.where(key))
+        baked = [key for key in ("weights", "by_order", "key_map") if key in m]
+        if is_onnx_file(files["spec"]) and baked:
+            raise SpecError(f"model {name}: an ONNX file carries its weights; drop {baked[0]} (its set: takes the "
+                            "import's size, mean and std)", m.where(baked[0]))
         inputs = get("inputs", {})
         cal = {**DEFAULT_CALIBRATION, **defaults.get("calibration", {}), **m.get("calibration", {})}
         if "images" not in cal:

@@ -22,6 +22,7 @@ from ..bundle import sha256_file
 from ..data import load_image
 from ..errors import BuildError
 from ..frontend import lower_spec
+from ..onnx_import import import_options, import_to_files, is_onnx_file
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data
 from ..quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
@@ -43,17 +44,23 @@ class ModelRun:
     def __init__(self, plan: ModelPlan, log: Callable[[str], None] = lambda s: None):
         self.plan = plan
         self.log = log
-        self.fe = lower_spec(plan.spec, plan.overrides, weights=plan.weights, by_order=plan.by_order,
-                             key_map=plan.key_map, opset=plan.opset)
-        self.model = self.fe.model
         self._work = tempfile.TemporaryDirectory(prefix="tcc-golden-")
+        spec, overrides, weights = plan.spec, plan.overrides, plan.weights
+        if is_onnx_file(spec):  # imported in memory, as every command takes one; `set:` holds the import's options
+            spec, weights = import_to_files(spec, self._work.name, **import_options(overrides, spec))
+            overrides = {}
+        self.fe = lower_spec(spec, overrides, weights=weights, by_order=plan.by_order, key_map=plan.key_map,
+                             opset=plan.opset)
+        self.model = self.fe.model
         self._data = None
         self._tables: dict = {}  # path -> the stored table, loaded and checked once
         self._qgraphs: dict = {}  # (rules, lowering) -> QGraph: the INT8 entries of one rules share it
 
     @functools.cached_property
     def weights_hash(self) -> str | None:
-        return sha256_file(self.plan.weights) if self.plan.weights else None
+        """The weights file's sha256; an ONNX file's own, which holds its weights."""
+        source = self.plan.spec if is_onnx_file(self.plan.spec) else self.plan.weights
+        return sha256_file(source) if source else None
 
     @functools.cached_property
     def onnx_hash(self) -> str:
@@ -65,8 +72,8 @@ class ModelRun:
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict:
         return {"spec": self.plan.spec.name, "spec_hash": self.model.spec_hash, "set": self.plan.overrides,
-                "weights": ({"file": self.plan.weights.name, "sha256": self.weights_hash}
-                            if self.plan.weights else {"random_seed": 0}),
+                "weights": ({"file": (self.plan.weights or self.plan.spec).name, "sha256": self.weights_hash}
+                            if self.weights_hash else {"random_seed": 0}),
                 "fp32_onnx_sha256": self.onnx_hash, "opset": self.plan.opset,
                 "input_shape": list(self.model.input_shape)}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import SelfCheckError
+from ..errors import DataError, SelfCheckError
 from ..ir import INPUT
 from ..lower.to_torch import to_torch
 from ..lower.weights import load_weights
@@ -97,6 +97,9 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
     for fuse in (gated_activations, nary_adds, conv_bn_act):
         g.nodes = fuse(g.nodes, g.output)
     c = g.input_shape[0]
+    for key, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) != c:
+            raise DataError(f"{path}: {len(values)} {key} values for an input of {c} channels")
     mean = tuple(mean) if mean is not None else DEFAULT_MEAN[:c]
     std = tuple(std) if std is not None else DEFAULT_STD[:c]
     written = partial(_written, g, Path(path).name, mean, std, size is not None, check)
@@ -108,11 +111,51 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
         return imported
 
 
-def import_to_files(path: str | Path, folder: str | Path) -> tuple[Path, Path]:
+def is_onnx_file(path) -> bool:
+    """An ONNX file where a spec goes (imported in memory: `tcc build model.onnx`)."""
+    return path is not None and Path(str(path)).suffix.lower() == ".onnx"
+
+
+# What `--set` means for an ONNX file given where a spec goes: the import's own options, not model parameters.
+IMPORT_OPTIONS = {"size": "input height and width where the model's are dynamic, [H, W] or one side",
+                  "mean": "preprocessing: per-channel mean of [0, 1] pixels",
+                  "std": "preprocessing: per-channel std of [0, 1] pixels"}
+
+
+def import_options(given: dict, path: str | Path) -> dict:
+    """`--set` values for the ONNX file at `path` as import_onnx's keyword arguments, checked (DataError)."""
+    unknown = sorted(set(given) - set(IMPORT_OPTIONS))
+    if unknown:
+        raise DataError(f"{path}: an ONNX file carries its weights and fixed values; --set {unknown[0]} does not "
+                        "apply (its --set options are the import's: "
+                        + "; ".join(f"{k}: {v}" for k, v in IMPORT_OPTIONS.items())
+                        + "; or `tcc import` it and edit the spec)")
+    options = {}
+    if "size" in given:
+        size = given["size"]
+        size = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise DataError(f"{path}: --set size={given['size']!r}: give a positive side or [H, W]")
+        options["size"] = tuple(size)
+    for key in ("mean", "std"):
+        if key in given:
+            values = given[key]
+            if not (isinstance(values, list) and values and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+                raise DataError(f"{path}: --set {key}={values!r}: give a list of numbers, one per input channel")
+            if key == "std" and any(v <= 0 for v in values):
+                raise DataError(f"{path}: --set std={values!r}: every std must be positive")
+            options[key] = tuple(float(v) for v in values)
+    return options
+
+
+def import_to_files(path: str | Path, folder: str | Path, **options) -> tuple[Path, Path]:
     """An ONNX file as a spec file and a weights file in `folder` (what a command that takes a spec does with an
-    ONNX file: `tcc import` in memory, its own weights): (spec, weights)."""
+    ONNX file: `tcc import` in memory, its own weights): (spec, weights). `options`: import_onnx's size, mean,
+    std."""
     path = Path(path)
-    imported = import_onnx(path)
+    imported = import_onnx(path, **options)
     spec_file, weights_file = Path(folder) / f"{path.stem}.yaml", Path(folder) / f"{path.stem}.pt"
     spec_file.write_text(imported.spec_text, encoding="utf-8")
     torch.save(imported.state_dict, weights_file)

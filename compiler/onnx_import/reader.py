@@ -83,7 +83,7 @@ def _fixed_shape(value: onnx.ValueInfoProto, size: tuple[int, int] | None, path)
         h, w = size
     if not (h and w):
         raise DataError(f"{path}: input '{value.name}' has a dynamic height or width; give it with --size H W "
-                        "(tcc import MODEL --size H W, then use the spec it writes)")
+                        "(tcc import MODEL --size H W; a command that takes the ONNX file: --set size=[H,W])")
     return int(c), int(h), int(w)
 
 

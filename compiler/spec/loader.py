@@ -14,8 +14,8 @@ from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, par
 from .checkpoint_layouts import parse_layouts
 from .expr import evaluate
 from .schema import validate
+from .yamlpos import PosDict, load_file, parse_scalar
 from .zoo import resolve_spec
-from .yamlpos import PosDict, PosList, load_file, parse_scalar
 
 ZOO_DIR = blocks_dir()
 
@@ -146,6 +146,15 @@ def parse_overrides(pairs: list[str]) -> dict:
             raise SpecError(f"--set {key}: only scalars and (nested) lists are allowed, not mappings")
         out[key] = value
     return out
+
+
+def as_overrides(value) -> dict:
+    """Model parameter overrides as given: `--set` strings (a list), or a dict from the Python API."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    return parse_overrides(list(value))
 
 
 def _has_mapping(value) -> bool:

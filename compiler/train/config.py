@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import Location, SpecError
 from ..spec.build import suggest
-from ..spec.loader import load_document, parse_overrides
+from ..spec.loader import as_overrides, load_document
 from ..spec.schema import validate_train
 from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option
 from ..spec.yamlpos import PosDict, load_file, parse_scalar, plain
@@ -137,7 +137,7 @@ def _command_line_layer(args) -> Layer:
         if text is not None:
             layer[option.name] = (_flag_value(option, text), Origin(option.flag))
     if getattr(args, "overrides", None):
-        layer["set"] = (parse_overrides(args.overrides), Origin("--set"))
+        layer["set"] = (as_overrides(args.overrides), Origin("--set"))
     return layer
 
 
@@ -145,10 +145,13 @@ def _flag_value(option: Option, text):
     """A flag's text read as its option's value (YAML rules, `--augment` a comma list), checked by its schema."""
     if isinstance(text, bool):  # --by-order / --no-by-order
         return text
-    try:
-        value = option.parse(text) if option.parse else parse_scalar(text, option.flag)
-    except SpecError:
-        raise SpecError(f"{option.flag}: cannot read {text!r}") from None
+    if isinstance(text, str):
+        try:
+            value = option.parse(text) if option.parse else parse_scalar(text, option.flag)
+        except SpecError:
+            raise SpecError(f"{option.flag}: cannot read {text!r}") from None
+    else:  # the Python API's value (tcc.api.train), checked as the flag's
+        value = list(text) if isinstance(text, tuple) else str(text) if isinstance(text, Path) else text
     if (bad := _non_finite(value)) is not None:
         raise SpecError(f"{option.flag} {text}: {bad} is not a finite number")
     error = next(iter(jsonschema.Draft202012Validator(option.schema).iter_errors(value)), None)

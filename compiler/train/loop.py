@@ -219,11 +219,14 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "best_epoch": h.best_epoch, "best_value": h.best_value,
                  "history": json.dumps(h.epochs), "model_sha256": model_fingerprint(plan.model),
                  "classes": plan.split.classes}
-        log = {"spec": str(plan.spec), "spec_file": str(plan.model.path.resolve()),  # --resume RUN reads it
+        spec_file = plan.kept_spec if plan.imported else plan.model.path
+        log = {"spec": str(plan.kept_spec), "spec_file": str(spec_file.resolve()),  # --resume RUN reads it
+               **({"imported": plan.imported.describe()} if plan.imported else {}),
                "model": plan.model.name, "classes": plan.split.classes,
                "data": plan.split.describe(), "processes": self.procs.world, "metric": c.metric,
                "best": {"epoch": h.best_epoch, c.metric: h.best_value}, "epochs": h.epochs}
-        rundir.save_epoch(plan.run, config_text=render(c, plan.run), state=state,
+        rundir.save_epoch(plan.run, config_text=render(plan.run_config(), plan.run), state=state,
+                          kept=plan.imported.run_files() if plan.imported else {},
                           best_weights=weights if best else None, log=log,
                           curves=curves if draw else None)
 

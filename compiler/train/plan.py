@@ -15,6 +15,7 @@ from ..data import set_max_pixels
 from ..errors import DataError, SpecError
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
+from ..onnx_import import is_onnx_file
 from ..spec.loader import Model, load_model
 from ..spec.train_options import AUGMENTATIONS
 from ..spec.zoo import resolve_spec
@@ -22,6 +23,7 @@ from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
 from .finetune import describe_reinitialised, frozen_nodes, head_nodes
+from .imported import SPEC_FILE, WEIGHTS_FILE, ImportedOnnx, import_for_training
 from .precise_bn import momentum_lag
 from .rundir import check_new_run, read_last
 
@@ -39,15 +41,32 @@ class Plan:
     stop_after: int | None = None
     head: list[str] = field(default_factory=list)  # the classifier head's nodes (tcc.train.finetune)
     frozen: list[str] = field(default_factory=list)  # nodes --freeze keeps as they are
+    imported: ImportedOnnx | None = None  # an ONNX file trained from (tcc.train.imported)
+
+    @property
+    def kept_spec(self) -> Path:
+        """The spec the run keeps for --resume and `tcc build`: the given one, or the import's RUN/spec.yaml."""
+        return self.run / SPEC_FILE if self.imported else self.spec
+
+    def run_config(self, weights_in_run: bool = True) -> Config:
+        """The options as the run records them: an imported model's weights are RUN/imported.pt (or, for torchrun's
+        processes that import the ONNX file again, none)."""
+        if not self.imported:
+            return self.config
+        weights = str(self.run / WEIGHTS_FILE) if weights_in_run else None
+        return Config({**self.config.values, "weights": weights}, self.config.origins)
 
 
 def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     run, resuming = _run_folder(args)
+    if resuming and is_onnx_file(args.spec):
+        raise SpecError(f"--resume RUN continues with the spec the run keeps (RUN/{SPEC_FILE}); drop {args.spec}")
     resumed = read_last(run) if resuming else None
     if args.spec is None:
         if not resuming:
             raise SpecError("tcc train needs a SPEC (or --resume RUN, which reads the spec from the run)")
         args.spec = _spec_of(run)
+    imported = import_for_training(args) if is_onnx_file(args.spec) else None
     args.spec = str(resolve_spec(args.spec))  # a zoo model's name, as `tcc build` takes it: its spec file
     config = resolve(args.spec, args, run if resuming else None)
     model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
@@ -62,7 +81,7 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
         log(f"note: {note}")
     world = world_size(config.nproc)
     config.values["nproc"] = world  # recorded as run (torchrun's count when it started us)
-    _check_model(model, split, log)
+    _check_model(model, split, log, imported.onnx if imported else model.path)
     _check_options(config, model, split, world)
     head = head_nodes(model.graph, config.head, lambda message: config.error("head", message))
     frozen = frozen_nodes(model.graph, config.freeze, head, lambda message: config.error("freeze", message))
@@ -76,7 +95,8 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
         log(f"freeze: {len(frozen)} of {len(frozen) + len(trainable)} nodes with parameters kept as they are "
             f"({', '.join(config.freeze)}); training {len(trainable)}: "
             + ", ".join(n.name for n in trainable[:6]) + (", ..." if len(trainable) > 6 else ""))
-    return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen)
+    return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen,
+                imported)
 
 
 def _fit_classes(model: Model, c: Config, classes: list[str]) -> Model:
@@ -133,20 +153,22 @@ def _run_folder(args) -> tuple[Path, bool]:
     return Path(args.output), False
 
 
-def _check_model(model: Model, split: Split, log) -> None:
-    """The model takes images and gives one score per class folder (its auxiliary heads too)."""
+def _check_model(model: Model, split: Split, log, source: Path) -> None:
+    """The model takes images and gives one score per class folder (its auxiliary heads too); `source` names it in
+    the errors (the spec, or the ONNX file it was imported from)."""
     g, k = model.graph, len(split.classes)
     if model.preprocess.color is None:
-        raise DataError(f"{model.path}: the model's input is not an image (no color order); tcc train reads images")
+        raise DataError(f"{source}: the model's input is not an image (no color order); tcc train reads images")
     heads = {"output": g.output, **{f"auxiliary output '{n}'": r for n, r in g.aux_outputs.items()}}
     for what, ref in heads.items():
         shape = list(g.shape(ref))
         if shape != [k]:
-            hint = f"; pass --set num_classes={k}" if "num_classes" in model.params else ""
-            raise DataError(f"{model.path}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
+            hint = (f"; pass --set num_classes={k}" if "num_classes" in model.params else
+                    "; `tcc import` it and give its classifier the data's class count" if is_onnx_file(source) else "")
+            raise DataError(f"{source}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
                             f"({', '.join(split.classes)}){hint}")
     if g.nodes[g.output.node].op == "softmax":
-        raise DataError(f"{model.path}: the model ends in a softmax; the losses take the scores before it (remove "
+        raise DataError(f"{source}: the model ends in a softmax; the losses take the scores before it (remove "
                         "the final softmax layer: the predicted class stays the same)")
     if model.labels and model.labels != split.classes:
         log(f"note: the spec's labels ({', '.join(model.labels)}) are not the class folders "

@@ -83,11 +83,16 @@ def read_last(run: Path) -> dict:
     return state
 
 
-def save_epoch(run: Path, *, config_text: str, state: dict, best_weights: dict | None, log: dict, curves) -> None:
-    """One finished epoch's files: config.yaml (once), best.pt (when the epoch is the best so far), log.json,
-    curves.png (`curves(path)` draws it, None: not this time), then last.pt."""
+def save_epoch(run: Path, *, config_text: str, state: dict, best_weights: dict | None, log: dict, curves,
+               kept: dict[str, bytes] | None = None) -> None:
+    """One finished epoch's files: `kept` (name -> bytes: an imported model's spec and weights) and config.yaml
+    (once), best.pt (when the epoch is the best so far), log.json, curves.png (`curves(path)` draws it, None: not
+    this time), then last.pt."""
     try:
         run.mkdir(parents=True, exist_ok=True)
+        for name, data in (kept or {}).items():
+            if not (run / name).is_file():
+                write_atomic(run / name, data)
         if not (run / CONFIG).is_file():
             write_atomic(run / CONFIG, config_text.encode())
         if best_weights is not None:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,27 @@ def test_the_docs_page_example_runs_as_written(monkeypatch, capsys):
     code = re.search(r"```python\n(.*?)```", (REPO / "docs" / "python-api.md").read_text(), re.S).group(1)
     exec(compile(code, "docs/python-api.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["TUM", "True", "True", "63", "True"]
+
+
+def test_every_command_stands_on_the_api():
+    """Each command module's work goes through tcc.api (the CLI parses, calls the API, prints); only the listings
+    of what tcc ships (zoo, ops, schema) read the spec layer directly."""
+    import tcc.cli.parser as parser
+
+    listings = {"zoo", "ops", "schema"}
+    for module in parser.COMMANDS:
+        name = module.__name__.rsplit(".", 1)[1]
+        source = Path(module.__file__).read_text()
+        assert ("from ..api import" in source) != (name in listings), name
+
+
+def test_summary_and_report_are_the_commands(tmp_path):
+    model = tcc.Model.load(TINY, num_classes=3)
+    assert model.summary() == json.loads(_cli("check", TINY, "--set", "num_classes=3", "--json"))
+    doc = tcc.report([TINY], out=tmp_path / "api", overrides={"num_classes": 3})
+    printed = json.loads(_cli("report", TINY, "--set", "num_classes=3", "-o", tmp_path / "cli", "--json"))
+    assert doc["models"] == printed["models"] and doc["models"][0]["params"] == model.summary()["params"]
+    with pytest.raises(tcc.DataError, match="give at least one spec"):
+        tcc.report([], out=tmp_path / "none")
+    with pytest.raises(tcc.DataError, match="unknown option 'patch'"):
+        model.slide([tmp_path], tmp_path / "slide", patch=64)

@@ -210,3 +210,23 @@ def test_explain_slide_and_report_take_an_onnx_file(mobilenet, tmp_path):
         rc, printed, err = tcc_cli(command, path, "--weights", work / "m.pt", "--image", image, "-o",
                                    tmp_path / f"{command}-bad.png")
         assert rc == 2 and "an ONNX file carries its weights" in err
+
+
+def test_a_command_takes_the_import_options_of_an_onnx_file_by_set(tmp_path):
+    """An ONNX file given where a spec goes: `--set size=[H,W]` fixes a dynamic input, `--set mean/std` the
+    preprocessing (as `tcc import --size/--mean/--std`); a model parameter or a bad value is refused, exit 2."""
+    path = _torchvision_onnx("resnet18", tmp_path / "r.onnx", size=32, dynamic=True)
+    rc, out, err = tcc_cli("check", path)
+    assert rc == 2 and "a command that takes the ONNX file: --set size=[H,W]" in err
+    rc, out, err = tcc_cli("check", path, "--set", "size=[48,40]", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["input"] == [3, 48, 40]
+    model = tcc.Model.load(path, size=[48, 40], mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    assert list(model.spec.preprocess.mean) == [0.5, 0.4, 0.3] and list(model.spec.preprocess.resize) == [48, 40]
+    assert model.source["import_options"] == {"size": [48, 40], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    for bad, message in ((["size=32", "num_classes=2"], "--set num_classes does not apply"),
+                         (["size=32", "mean=[0.5,0.5]"], "r.onnx: 2 mean values for an input of 3 channels"),
+                         (["size=32", "std=[1,0,1]"], "every std must be positive"),
+                         (["size=[32]"], "--set size=[32]: give a positive side or [H, W]")):
+        rc, out, err = tcc_cli("check", path, *[a for pair in bad for a in ("--set", pair)])
+        assert rc == 2 and message in err, err

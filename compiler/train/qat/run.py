@@ -119,20 +119,21 @@ def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
 
 def quantization_aware(spec, weights: Path, table: CalibrationTable, data: np.ndarray, options: Options,
                        out: Path, *, by_order: bool = False, key_map=None, opset: int = 13, data_fingerprint: str = "",
-                       labels: np.ndarray | None = None, log=print) -> Result:
-    """Fine-tune and write OUT/weights.pt, OUT/calib.json, OUT/log.json (all three, or none). `labels`: a class
-    index per sample, for options.label_weight. Under torchrun every process trains on its share of each batch
+                       labels: np.ndarray | None = None, kept: dict[str, bytes] | None = None, log=print) -> Result:
+    """Fine-tune and write OUT/weights.pt, OUT/calib.json, OUT/log.json (all three, or none; `kept`, name -> bytes,
+    beside them: an imported model's spec). `labels`: a class index per sample, for options.label_weight. Under torchrun every process trains on its share of each batch
     (gradients summed over the processes, as one process would compute them); the main process alone checks, logs
     and writes."""
     if options.label_weight and labels is None:
         raise DataError("--label-weight needs labelled data: DIR/<class>/image files, the classes in output order")
     with processes("cpu") as procs:
         return _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset,
-                                   data_fingerprint, labels, log if procs.main else (lambda s: None), procs)
+                                   data_fingerprint, labels, kept or {}, log if procs.main else (lambda s: None),
+                                   procs)
 
 
 def _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset, data_fingerprint, labels,
-                        log, procs: Processes) -> Result:
+                        kept, log, procs: Processes) -> Result:
     started = time.perf_counter()
     fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
     options.check(len(data), tuple(fe.model.input_shape))
@@ -179,6 +180,8 @@ def _quantization_aware(spec, weights, table, data, options, out, by_order, key_
     record = {"spec": str(spec), "weights": str(weights), "options": asdict(options), "processes": procs.world,
               "epochs": epochs, "kept_epoch": best["epoch"], "int8_cosine": doc["qat"]["int8_cosine"]}
     out.mkdir(parents=True, exist_ok=True)
+    for name, data_bytes in kept.items():
+        atomic_write(out / name, lambda f, b=data_bytes: f.write(b))
     weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
     new_table.save(out / TABLE)
     atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
