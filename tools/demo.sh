@@ -18,7 +18,8 @@
 #      classes (its head re-initialised, the backbone frozen); a slide's tumour map with the GC checkpoint
 #      (tcc slide: FastNet's tissue mask and patch grid); Grad-CAM on the GC image (tcc explain)
 #   9. bring your own model: torchvision's MobileNetV3-Small exported by torch.onnx.export, `tcc import`ed into a
-#      spec and weights (checked against ONNX Runtime on the file), built INT8 for the Cortex-A7
+#      spec and weights (checked against ONNX Runtime on the file), built INT8 for the Cortex-A7; a 2-class export
+#      with a dynamic height and width trained directly (tcc train model.onnx --set size=64: imported in memory)
 #  10. attention in YAML: timm's MobileViT-XXS as a zoo spec (multi-head attention, unfold / fold of patches written
 #      with the tensor ops), built FP32 for ONNX Runtime and TVM host and run; INT8 at 128 x 128 for ONNX Runtime
 #      TVM host and TFLite (matmul of two activations and slices as integer kinds, softmax and LayerNorm float
@@ -119,6 +120,11 @@ $TCC import "$OUT/mobilenet_v3_small.onnx" -o "$OUT/imported/mobilenet_v3_small.
 $TCC build "$OUT/imported/mobilenet_v3_small.yaml" --weights "$OUT/imported/mobilenet_v3_small.pt" --target arm-a7 \
   --precision int8 --data "$OUT/crops" --calib-size 32 -o "$OUT/imported-a7-int8" --force 2>/dev/null \
   | grep -E "^self-check|^wrote" | cut -c 1-200
+echo "   an ONNX file wherever a spec goes: a 2-class export with a dynamic height and width fine-tuned as it is"
+.venv/bin/python tools/demo_export.py "$OUT/mnv3-2class.onnx" --classes 2 --size 64 --dynamic-size 2>/dev/null
+$TCC train "$OUT/mnv3-2class.onnx" --set size=64 --set mean=[0.485,0.456,0.406] --set std=[0.229,0.224,0.225] \
+  --data "$OUT/tfi/patches" --epochs 2 --batch-size 16 -o "$OUT/train-onnx" --force --no-progress 2>/dev/null \
+  | tail -n 1 | cut -c 1-200
 echo "== 10. Attention in YAML: timm's MobileViT-XXS (zoo spec mobilevit_xxs), FP32 on ONNX Runtime and TVM host"
 $TCC check mobilevit_xxs | tail -n 1
 $TCC build mobilevit_xxs --target ort -o "$OUT/mobilevit-ort" --force 2>/dev/null | grep -E "^self-check|^wrote" \
