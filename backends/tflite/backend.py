@@ -173,7 +173,7 @@ class TfliteBackend(Backend):
             raise BuildError(f"{bundle}: not a TFLite bundle ({e})") from None
         return TfliteLoaded(bundle, data, _read_info(bundle), kernels)
 
-    def interpreter(self, loaded: TfliteLoaded, preserve: bool = False):
+    def interpreter(self, loaded: TfliteLoaded, preserve: bool = False, threads: int = 1):
         import warnings
 
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -181,7 +181,7 @@ class TfliteBackend(Backend):
         try:
             with warnings.catch_warnings():  # keeping every tensor is what the per-op check is for
                 warnings.simplefilter("ignore", UserWarning)
-                it = Interpreter(model_content=loaded.data, num_threads=1,
+                it = Interpreter(model_content=loaded.data, num_threads=threads,
                                  experimental_op_resolver_type=getattr(OpResolverType, KERNELS[loaded.kernels]),
                                  experimental_preserve_all_tensors=preserve)
             it.allocate_tensors()

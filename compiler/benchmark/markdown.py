@@ -12,11 +12,18 @@ def _ms(s: dict) -> str:
     return f"{s['median']:.3f} ({s['p10']:.3f}-{s['p90']:.3f})"
 
 
+def _threads(settings: dict) -> str:
+    counts = settings.get("threads", [1])  # bench.json before --threads: one thread, as a number
+    counts = counts if isinstance(counts, list) else [counts]
+    others = [t for t in counts if t != 1]
+    return "1 thread" + (f" (and {', '.join(map(str, others))} for the bundles marked @Nt)" if others else "")
+
+
 def to_markdown(doc: dict) -> str:
     mach = doc["machine"]
     lines = [f"# tcc bench{' (quick)' if doc.get('quick') else ''}", "",
              f"{mach['cpu']}, {mach['cores']} cores, ISA class **{mach['isa_class']}** ({' '.join(mach['isa'])}); "
-             f"8-bit dot products: {'yes' if mach['int8_dot'] else 'no'}. 1 thread, batch 1, "
+             f"8-bit dot products: {'yes' if mach['int8_dot'] else 'no'}. {_threads(doc['settings'])}, batch 1, "
              f"{doc['settings']['rounds']} interleaved rounds of {doc['settings']['runs_per_round']} runs: median of "
              f"the per-round medians (p10-p90 of them). Load average at start {mach['load_average'][0]}.", ""]
     for key, m in doc["models"].items():

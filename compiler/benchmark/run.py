@@ -66,7 +66,8 @@ class BenchConfig:
     memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
     quick: bool = False
     tvm_variants: bool = False  # also TVM host FP32 without tcc's schedules, unfused, and with dlight
-    placement: bool = True  # the ort table's speed placement (tcc.quant.place.placer, --speed): an ort-int8-placed bundle
+    placement: bool = True  # the ort table's speed placement (tcc.quant.place.placer, --speed): ort-int8-placed
+    threads: tuple = (1,)  # thread counts timed: 1 for every engine, each other count for the THREADED bundles
 
 
 def default_models() -> list[BenchModel]:
@@ -106,9 +107,9 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
     bar = Progress(steps, progress)
     doc = {"format": FORMAT, "quick": config.quick, "machine": machine_info(),
            "stamp": {"date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(), **source_revision()},
-           "settings": {"threads": 1, "batch": 1, "rounds": config.rounds, "runs_per_round": config.runs,
-                        "calib_images": config.calib_images, "held_out": config.held_out, "method": config.method,
-                        "ort_methods": list(config.ort_methods)},
+           "settings": {"threads": list(config.threads), "batch": 1, "rounds": config.rounds,
+                        "runs_per_round": config.runs, "calib_images": config.calib_images,
+                        "held_out": config.held_out, "method": config.method, "ort_methods": list(config.ort_methods)},
            "models": {}}
     started = time.perf_counter()
     try:
@@ -188,6 +189,9 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
             else None
         if runner is not None:
             runners[key] = runner
+        for threads in (t for t in config.threads if t != 1 and key in THREADED and runner is not None):
+            runners[threaded(key, threads)] = runner_for(target, precision, work / "bundles" / key, held.array,
+                                                         threads)
     if not config.quick and "seconds" in builds.get("arm-a7-fp32", {}):
         builds["arm-a7-fp32"]["command"] = command_build_seconds(m, "arm-a7", work / "bundles" / "arm-a7-cli")
     out["builds"] = builds
@@ -206,9 +210,20 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         out["tvm_variants"] = time_variants(fp32, held.array, work / "variants", config.runs)
     per_round = timing.interleave(runners, config.rounds, config.runs, lambda: bar.step(f"{m.key}: latency"))
     out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
-    out["latency_ratios"] = {name: r for name, (a, b) in RATIOS.items()
+    ratios = {**RATIOS, **{f"{key} {t} threads / 1 thread": (threaded(key, t), key) for t in config.threads
+                           if t != 1 for key in THREADED}}
+    out["latency_ratios"] = {name: r for name, (a, b) in ratios.items()
                              if (r := timing.ratio(per_round, a, b)) is not None}
     return out
+
+
+# the bundles timed at every thread count of --threads (PyTorch eager stays at one: its thread count is global)
+THREADED = ("ort-fp32", "ort-int8", "host-fp32", "host-int8", "tflite-fp32", "tflite-int8")
+
+
+def threaded(key: str, threads: int) -> str:
+    """A bundle's runner key at another thread count than one: host-fp32@2t."""
+    return f"{key}@{threads}t"
 
 
 # ratios taken round by round: (numerator, denominator)
@@ -263,15 +278,15 @@ def command_build_seconds(m: BenchModel, target: str, out: Path) -> dict:
     return {"argv": ["tcc", *args], "seconds": round(seconds, 2)}
 
 
-def runner_for(target: str, precision: str, bundle: Path, x: np.ndarray):
-    """The timing runner of a bundle that runs here; None for ARM modules and kits."""
+def runner_for(target: str, precision: str, bundle: Path, x: np.ndarray, threads: int = 1):
+    """The timing runner of a bundle that runs here, at `threads` threads; None for ARM modules and kits."""
     tgt = get_target(target)
     if tgt.backend == "ort":
-        return timing.ort_runner(bundle / "model.onnx", x)
+        return timing.ort_runner(bundle / "model.onnx", x, threads)
     if tgt.backend == "tflite":
-        return timing.litert_runner(bundle, x)
+        return timing.litert_runner(bundle, x, threads)
     if tgt.backend == "tvm" and not (tgt.platform and tgt.platform.qemu):
-        return timing.TvmRunner(bundle / "model.so", target, x, bundle / "kit" / "bin" / "tcc-run")
+        return timing.TvmRunner(bundle / "model.so", target, x, bundle / "kit" / "bin" / "tcc-run", threads)
     return None  # ARM modules: qemu cannot time them; their cost is the instruction count
 
 

@@ -94,6 +94,10 @@ TARGETS = (
            _memory_growth),
     Target("arm-a7-int8-instructions", "arm-a7 INT8 executed instructions / FP32", lambda mach: 0.5,
            _instruction_ratio),
+    Target("threads-host", "TVM host FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,
+           _ratio("host-fp32 2 threads / 1 thread"), models=("ddsnet",)),
+    Target("threads-ort", "ORT FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,
+           _ratio("ort-fp32 2 threads / 1 thread"), models=("ddsnet",)),
 )
 AT_LEAST = {"ort-int8-cosine"}
 

@@ -19,11 +19,11 @@ from tcc.backends.tvm.run import run_module
 from ..measure.timing import Runner, interleave, ort_runner, ratio, spread, torch_runner  # noqa: F401
 
 
-def litert_runner(bundle: str | Path, x: np.ndarray) -> Runner:
-    """LiteRT's interpreter, one thread, on the first sample of `x` (NCHW) in the model's own layout (NHWC);
+def litert_runner(bundle: str | Path, x: np.ndarray, threads: int = 1) -> Runner:
+    """LiteRT's interpreter, `threads` threads, on the first sample of `x` (NCHW) in the model's own layout (NHWC);
     a model that takes int8 codes gets seeded codes of its shape (the kernels' time does not depend on them)."""
     backend = get_backend("tflite")
-    it = backend.interpreter(backend.load(Path(bundle)))
+    it = backend.interpreter(backend.load(Path(bundle)), threads=threads)
     d = it.get_input_details()[0]
     one = np.ascontiguousarray(x[:1], np.float32)
     if d["dtype"] == np.float32 and tuple(d["shape"]) == one.transpose(0, 2, 3, 1).shape:
@@ -42,14 +42,15 @@ def litert_runner(bundle: str | Path, x: np.ndarray) -> Runner:
 
 
 class TvmRunner:
-    """A TVM module timed by the bundle's own runner (tcc-run --threads 1 --repeat N: one median per call, after
+    """A TVM module timed by the bundle's own runner (tcc-run --threads T --repeat N: one median per call, after
     its own untimed first run), as it is deployed; a process per round costs its start-up, outside the timed
     loop. The same `time(runs)` as Runner."""
 
-    def __init__(self, so: str | Path, target: str, x: np.ndarray, runner: str | Path | None = None):
-        self.so, self.target, self.runner = so, target, runner
+    def __init__(self, so: str | Path, target: str, x: np.ndarray, runner: str | Path | None = None,
+                 threads: int = 1):
+        self.so, self.target, self.runner, self.threads = so, target, runner, threads
         self.x = np.ascontiguousarray(x[:1])
 
     def time(self, runs: int) -> list[float]:
-        _, ms = run_module(self.so, self.target, self.x, threads=1, repeat=runs, runner=self.runner)
+        _, ms = run_module(self.so, self.target, self.x, threads=self.threads, repeat=runs, runner=self.runner)
         return [float(ms)]

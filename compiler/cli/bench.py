@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ..errors import DataError
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
     p.add_argument("--no-placement", action="store_true",
                    help="skip the ort table's speed placement and its ort-int8-placed bundle")
+    p.add_argument("--threads", metavar="COUNTS", help="comma-separated thread counts, e.g. 1,2: the ORT, TVM host and "
+                                                      "TFLite bundles also timed at each count other than 1, with "
+                                                      "ratios to one thread (default 1)")
     p.add_argument("--tvm-variants", action="store_true",
                    help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -64,6 +68,7 @@ def run(args) -> int:
             raise DataError(f"--only: unknown bundle {', '.join(unknown) or '(none given)'}; known: "
                             + ", ".join(known))
         matrix = tuple(known[e] for e in wanted)
+    threads = _thread_counts(args.threads) if args.threads else None
     for name in ("rounds", "runs", "calib_images", "held_out"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -72,7 +77,7 @@ def run(args) -> int:
                 overrides=parse_overrides(args.overrides), quick=args.quick, out=out, progress=args.progress,
                 matrix=matrix, rounds=args.rounds, runs=args.runs, calib_images=args.calib_images,
                 held_out=args.held_out, method=args.method, memory=False if args.no_memory else None,
-                placement=False if args.no_placement else None, tvm_variants=args.tvm_variants)
+                placement=False if args.no_placement else None, tvm_variants=args.tvm_variants, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "bench.md").write_text(to_markdown(doc) + "\n")
@@ -83,3 +88,16 @@ def run(args) -> int:
     if args.docs:
         print(f"wrote the {section_key(doc)} section of {write_page(args.docs, doc)}")
     return 0
+
+
+def _thread_counts(text: str) -> tuple[int, ...]:
+    """--threads 1,2: the counts, one included (the ratios' denominator), each at least 1 and at most the cores."""
+    try:
+        counts = sorted({int(t) for t in text.split(",") if t.strip()} | {1})
+    except ValueError:
+        raise DataError(f"--threads {text}: comma-separated whole numbers, e.g. 1,2") from None
+    cores = os.cpu_count() or 1
+    bad = [t for t in counts if not 1 <= t <= cores]
+    if bad:
+        raise DataError(f"--threads {text}: {bad[0]} threads on a machine of {cores} cores (1 to {cores})")
+    return tuple(counts)

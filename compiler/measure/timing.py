@@ -44,13 +44,13 @@ def torch_runner(module, x: np.ndarray) -> Runner:
     return Runner(step)
 
 
-def ort_runner(path: str | Path, x: np.ndarray) -> Runner:
-    """ONNX Runtime, one intra-op thread (sequential execution, ORT's default), all graph optimisations. A file it
-    cannot load or run (a damaged bundle's) is a BuildError naming it."""
+def ort_runner(path: str | Path, x: np.ndarray, threads: int = 1) -> Runner:
+    """ONNX Runtime, `threads` intra-op threads (sequential execution, ORT's default), all graph optimisations. A
+    file it cannot load or run (a damaged bundle's) is a BuildError naming it."""
     import onnx  # deferred: start-up time of the commands that import the runners but time no ONNX model
 
     try:
-        sess = session(onnx.load(str(path)), threads=1)
+        sess = session(onnx.load(str(path)), threads=threads)
         inp = sess.get_inputs()[0]
         feed = {inp.name: np.ascontiguousarray(x[:1], np.float16 if "float16" in inp.type else np.float32)}
         return Runner(lambda: sess.run(None, feed))  # its warm-up runs the model

@@ -3,6 +3,7 @@ build phases, the speed targets' judging, and one quick run end to end (schema-c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -94,7 +95,7 @@ def test_count_instructions_and_host_twin_only_on_arm(tmp_path):
 
 
 def _doc(int8_dot: bool, host_int8_ratio: float | None, samples: int = 128) -> dict:
-    ratios = {"host fp32 / ort fp32": {"median": 0.9}}
+    ratios = {"host fp32 / ort fp32": {"median": 0.9}, "ort-fp32 2 threads / 1 thread": {"median": 0.65}}
     if host_int8_ratio is not None:
         ratios["host int8 / host fp32"] = {"median": host_int8_ratio}
     return {"machine": {"int8_dot": int8_dot, "isa_class": "avx512-vnni" if int8_dot else "avx2"},
@@ -120,6 +121,7 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
     assert vnni["calibration"][0] == "FAIL" and vnni["calibration-memory"][0] == "PASS"
     assert vnni["arm-a7-int8-instructions"] == ("FAIL", 0.5)  # 600 / 1000
     assert status(_doc(True, None))["host-int8"][0] == "not measured"
+    assert vnni["threads-ort"] == ("FAIL", 0.6) and vnni["threads-host"][0] == "not measured"  # no --threads 2 run
     assert status(_doc(True, 0.5, samples=32))["calibration"][0] == "not measured"  # stated for 128 samples
 
 
@@ -324,3 +326,30 @@ def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
     bad = command_build_seconds(BenchModel("x", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort",
                                 tmp_path / "c")
     assert "must be >= 1" in bad["error"] and not (tmp_path / "c").exists()
+
+
+def test_threads_time_each_engine_again_and_take_ratios_to_one_thread(tmp_path, capsys):
+    """`tcc bench --threads 1,2`: the ORT and TFLite bundles timed at 1 and 2 threads in the same rounds, the ratio
+    per engine, the 2-thread targets judged (DDSNet's only: not for this model); bad counts refused up front."""
+    from tcc.cli.main import main
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core")
+    args = ["bench", "fastnet", "--set", "image_size=32", "--only", "ort-fp32,tflite-fp32", "--threads", "2",
+            "--rounds", "2", "--runs", "3", "--calib-images", "4", "--held-out", "2", "--no-memory",
+            "--no-placement", "--no-progress", "-o", str(tmp_path)]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    jsonschema.validate(doc, json.loads((REPO / "spec" / "schema" / "bench.schema.json").read_text()))
+    m = doc["models"]["fastnet"]
+    assert doc["settings"]["threads"] == [1, 2]
+    assert {"ort-fp32", "ort-fp32@2t", "tflite-fp32", "tflite-fp32@2t"} <= set(m["latency_ms"])
+    ratio = m["latency_ratios"]["ort-fp32 2 threads / 1 thread"]
+    assert ratio["n"] == 2 and ratio["median"] > 0
+    assert "tflite-fp32 2 threads / 1 thread" in m["latency_ratios"]
+    assert "1 thread (and 2 for the bundles marked @Nt)" in (tmp_path / "bench.md").read_text()
+    capsys.readouterr()
+    for bad, message in (("0", "--threads 0: 0 threads on a machine of"), ("1,two", "comma-separated whole numbers")):
+        assert main(["bench", "--threads", bad, "-o", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
