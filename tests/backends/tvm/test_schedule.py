@@ -237,3 +237,37 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
     ref = run(model, x)
     assert np.array_equal(tvm_run.run_module(so, "host", x)[0][0], ref)
+
+
+def _vector_widths(onnx_model, mcpu: str) -> dict[str, set[str]]:
+    """The vectorized loop extents WindowReduction gives each conv, for an x86 CPU named by LLVM."""
+    import re
+
+    import tvm
+
+    from tcc.backends.tvm.schedule import WindowReduction
+
+    mod, _ = _legalized(onnx_model)
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+    widths = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint:
+            text = WindowReduction().apply(func, target, False).mod["main"].script()
+            widths[gv.name_hint] = set(re.findall(r"in T\.vectorized\(T\.int64\((\d+)\)\)", text))
+    return widths
+
+
+def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
+    """AVX-512 (16 lanes): a 1x1 conv of 128 channels in 2 zmm vectors (32 lanes); its depthwise conv (9 taps) in
+    2 ymm vectors (16); 120 output channels, which no zmm count divides, in one ymm (8), not 30 ragged lanes. AVX2
+    keeps its widths (2 ymm where they divide)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=128),
+             helper.make_node("Conv", ["c2", "w3"], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (128, 64, 1, 1)), ("b1", (128,)), ("w2", (128, 1, 3, 3)), ("w3", (120, 128, 1, 1)))]
+    model = make_model(nodes, {"x": [1, 64, 14, 14]}, {"y": [1, 120, 14, 14]}, inits, name="widths")
+    avx512, avx2 = _vector_widths(model, "skylake-avx512"), _vector_widths(model, "haswell")
+    assert avx512 == {"fused_conv2d_add": {"32"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx512
+    assert avx2 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx2
