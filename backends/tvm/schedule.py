@@ -25,8 +25,6 @@ base), so a rule can be imported, applied and tested alone; `default_schedule_pa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tvm import ir, relax, s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
@@ -46,7 +44,7 @@ from .int8.kernels import (
     TILE_SCOPE,
     VECTORS_ATTR,
 )
-from .isa import Simd, simd_of, target_has
+from .isa import Simd, simd_of
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -105,12 +103,12 @@ def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
-def _channel_tile(channels: int, simd: Simd) -> int:
-    """Output channels per register tile: two vectors, one, or -- on AVX-512 -- one half-width vector (a ymm
-    register, 8 lanes: AVX-512VL gives 32 of them) before a ragged width that no vector divides. DDSNet's third
-    transition (120 channels) got 30-lane tiles, 7x slower than 8-lane ones (0.73 ms against 0.11 ms, one thread,
-    AVX-512 EPYC); narrower ISAs keep their widths (their instruction counts are references)."""
-    widths = (2 * simd.lanes, simd.lanes) + ((simd.lanes // 2,) if simd.lanes >= 16 else ())
+def _channel_tile(channels: int, simd: Simd, half_width: bool = True) -> int:
+    """Output channels per register tile: two vectors, one, or -- on AVX-512, `half_width` -- one half-width vector
+    (a ymm register, 8 lanes: AVX-512VL gives 32 of them) before a ragged width that no vector divides. DDSNet's
+    third transition (120 channels) got 30-lane tiles, 7x slower than 8-lane ones (0.73 ms against 0.11 ms, one
+    thread, AVX-512 EPYC); narrower ISAs keep their widths (their instruction counts are references)."""
+    widths = (2 * simd.lanes, simd.lanes) + ((simd.lanes // 2,) if half_width and simd.lanes >= 16 else ())
     return next((t for t in widths if channels % t == 0), _largest_divisor(channels, 2 * simd.lanes))
 
 
@@ -289,10 +287,11 @@ class WindowReduction(Rule):
         work = 1  # multiply-adds (or max / add) per output element
         for loop in loops[n_spatial:]:
             work *= _extent(sch, loop)
-        if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16:
-            # a light reduction (depthwise conv, pool) streams a new input vector per tap and output: on AVX-512 in
-            # half-width (ymm) vectors, whose loads from a channel window of a concat buffer split fewer cache
-            # lines (DDSNet's depthwise convs: 90 -> 72 us, interleaved, AVX-512 EPYC)
+        floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
+        if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16 and floats:
+            # a light float reduction (depthwise conv, pool) streams a new input vector per tap and output: on
+            # AVX-512 in half-width (ymm) vectors, whose loads from a channel window of a concat buffer split fewer
+            # cache lines (DDSNet's depthwise convs: 90 -> 72 us, interleaved, AVX-512 EPYC)
             simd = Simd(simd.lanes // 2, simd.registers)
         for b in before:
             if _is_reduction(sch, b):
@@ -309,7 +308,7 @@ class WindowReduction(Rule):
         spatial, reduce = loops[:n_spatial], loops[n_spatial:]
         channels = spatial[-1]
         nc = _extent(sch, channels)
-        f = _channel_tile(nc, simd)
+        f = _channel_tile(nc, simd, half_width=floats)
         update = sch.get(red)
         pool_tile = (_is_x86(self.target) and work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max)
                      and update.writes[0].source.dtype == "float32")  # INT8 modules keep theirs
