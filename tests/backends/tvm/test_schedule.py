@@ -271,3 +271,34 @@ def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
     avx512, avx2 = _vector_widths(model, "skylake-avx512"), _vector_widths(model, "haswell")
     assert avx512 == {"fused_conv2d_add": {"32"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx512
     assert avx2 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx2
+
+
+def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
+    """A width with no divisor near the register tile (31, as FastNet's 127 / 63 / 31): on x86 the tile keeps its
+    8 pixels, the last one predicated past the row (not 1-pixel tiles); ARM keeps exact divisors. Numbers equal
+    ONNX Runtime's."""
+    import tvm
+
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.schedule import WindowReduction
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")]
+    model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                        helper.make_node("Relu", ["c"], ["y"])], {"x": [1, 3, 31, 31]}, {"y": [1, 16, 31, 31]},
+                       inits, name="prime")
+
+    def tile(target_name):
+        mod, target = _legalized(model, target_name)
+        func = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
+                    and "conv2d" in gv.name_hint)
+        text = WindowReduction().apply(func, target, False).mod["main"].script()
+        return text
+
+    host, arm = tile("host"), tile("arm-a7")
+    assert "in T.unroll(T.int64(8))" in host and "T.where(" in host
+    assert "in T.unroll(T.int64(8))" not in arm and "T.where(" not in arm
+    x = rng.standard_normal((1, 3, 31, 31)).astype(np.float32)
+    so = tvm_compile.compile_onnx(model, "host", tmp_path / "prime.so", shape_dict={"x": [1, 3, 31, 31]})
+    np.testing.assert_allclose(tvm_run.run_module(so, "host", x)[0][0], run(model, x), atol=1e-5, rtol=1e-4)
