@@ -9,6 +9,9 @@ these and print; a notebook calls them directly.
     bundle.run(x)                                             # float32 [N, C, H, W] -> logits
     tcc.Bundle.open("out/a7-int8").check()                    # every file against the manifest's hashes
     tcc.diff("reference", "out/a7-int8", x, model=model)      # tensor by tensor, first divergence first
+    model.explain("GC.png"); model.tsne("crops/"); model.slide(["slide.svs"], "out/slide"); model.summary()
+    tcc.train_model("model.onnx", data="patches/", output="runs/mine", epochs=5)   # any spec, zoo name or ONNX
+    tcc.golden_check("tests/golden"); tcc.report(["ddsnet"], ["out/a7-int8"]); tcc.bench(quick=True)
 
 Errors are the typed exceptions the CLI maps to exit code 2 (tcc.errors: SpecError, DataError, WeightsError,
 BuildError, CalibrationError, ...), raised before any long work where the inputs allow.
