@@ -240,8 +240,8 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
 
     Relax ONNX frontend -> compiled as tvm.compile would (target dict from the registry; kernels on all
     cores) -> one shared library linked by the target's (cross) C++ compiler.  ``fuse``: cpu_generic
-    pipeline (FuseOps/FuseTIR/FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout and tcc's CPU
-    schedules (backends/tvm_schedule.py; DDSNet 217 ms -> 7.9 ms on one core);
+    pipeline (FuseOps/FuseTIR/FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout
+    and tcc's CPU schedules (backends/tvm_schedule.py; DDSNet 217 ms -> 7.9 ms on one core);
     ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
     net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
     ``tune_dir``/``tune_trials``: MetaSchedule (see _relax_pipeline); tuning measures candidates
