@@ -40,14 +40,16 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """The `tcc` command: main(), then the process ends without tearing its modules down. PyTorch's and TVM's
     teardown takes 0.4-0.6 s (measured) and does nothing a finished command needs: the exit handlers still run
-    (temporary folders, logging) and the output is flushed first. Left to the normal exit when threads other than
-    this one are still running, which it would wait for."""
+    (temporary folders, logging) and the output is flushed first. Left to the normal exit when a non-daemon thread
+    is still running, which it would wait for (daemon threads -- tqdm's monitor, library helpers -- are not waited
+    for either way, and the normal exit's teardown once aborted a torchrun rank that had finished its work:
+    "terminate called without an active exception")."""
     import atexit
     import os
     import threading
 
     code = main()
-    if threading.active_count() > 1:
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
