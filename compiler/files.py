@@ -10,6 +10,11 @@ from typing import BinaryIO, Callable
 from .errors import DataError
 
 
+def is_onnx_file(path) -> bool:
+    """An ONNX file given where a spec goes (every command imports it in memory: `tcc build model.onnx`)."""
+    return path is not None and Path(str(path)).suffix.lower() == ".onnx"
+
+
 def check_output(path: str | Path, suffixes: tuple[str, ...], rule: str) -> Path:
     """`path` ends in one of `suffixes` and lies in an existing, writable directory. `rule` is what the error says
     of a wrong suffix, e.g. "a quality report is written as .json or an image (.png, .svg, .pdf)"."""

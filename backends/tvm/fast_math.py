@@ -10,9 +10,10 @@ counts are the INT8 ratios' reference).
 """
 from __future__ import annotations
 
-import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from .relax_rewrite import function_rewrite_pass
 
 
 def sigmoid_as_exp():
@@ -27,15 +28,7 @@ def sigmoid_as_exp():
             one = relax.const(1.0, "float32")
             return relax.op.divide(one, relax.op.add(one, relax.op.exp(relax.op.negative(call.args[0]))))
 
-    @tvm.transform.module_pass(opt_level=0, name="TccSigmoidAsExp")
-    def apply(mod, _ctx):
-        rewrite = Rewrite(mod)
-        for gv, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function):
-                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-        return rewrite.builder_.get()
-
-    return apply
+    return function_rewrite_pass(Rewrite, "TccSigmoidAsExp")
 
 
 def fast_math_passes() -> list:

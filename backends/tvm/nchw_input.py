@@ -11,11 +11,11 @@ The PrimFunc declares FuseOps' out-elementwise-fusable pattern, so the bias and 
 """
 from __future__ import annotations
 
-import tvm
 from tvm import relax, te, tirx, topi
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .concat import static_shape
+from .relax_rewrite import function_rewrite_pass
 
 PAD_BLOCK = "tcc_nchw_pad"
 CONV_BLOCK = "conv2d_nhwc"
@@ -91,12 +91,4 @@ def conv_reads_nchw_input():
             gv = self.builder_.add_func(func, "tcc_nchw_input_conv")
             return relax.call_tir(gv, [x, weight], relax.TensorType(out_shape, "float32"))
 
-    @tvm.transform.module_pass(opt_level=0, name="TccConvReadsNchwInput")
-    def apply(mod, _ctx):
-        rewrite = Rewrite(mod)
-        for gv, func in list(mod.functions_items()):
-            if isinstance(func, relax.Function):
-                rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-        return relax.transform.DeadCodeElimination()(rewrite.builder_.get())
-
-    return apply
+    return function_rewrite_pass(Rewrite, "TccConvReadsNchwInput", relax.transform.DeadCodeElimination())

@@ -90,5 +90,3 @@ def score_slides(source: ModelSource, images, out: str | Path, log, options: dic
                         f"{', '.join(f.name for f in fields(SlideOptions))})")
     images = [images] if isinstance(images, (str, Path)) else list(images)
     return run_slides(list_images([str(i) for i in images]), source, Path(out), SlideOptions(**options), log=log)
-
-

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..benchmark.report import report as table_one
 from ..errors import DataError
-from ..files import atomic_write, check_output
+from ..files import atomic_write, check_output, is_onnx_file
 from ..spec.build import suggest
 from ..spec.train_options import BY_NAME as TRAIN_OPTIONS
 from ..spec.zoo import resolve_spec
@@ -137,7 +137,7 @@ def report(specs: list[str | Path] = (), bundles: list[str | Path] = (), out: st
             raise DataError(f"{b}: not a tcc bundle (no manifest.json)")
     overrides = dict(overrides or {})
     # an ONNX file: its imported spec (Table 1 reads the structure; the file's weights do not change it)
-    imported = [Model.load(s, **overrides) if Path(str(s)).suffix.lower() == ".onnx" else None for s in specs]
+    imported = [Model.load(s, **overrides) if is_onnx_file(s) else None for s in specs]
     paths = [str(m.loaded.path) if m else str(s) for s, m in zip(specs, imported)]
     return table_one(paths, [str(b) for b in bundles], Path(out), {} if any(imported) else overrides,
                      rounds=rounds, runs=runs)

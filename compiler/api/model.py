@@ -11,6 +11,7 @@ import numpy as np
 from ..build import build as build_bundle
 from ..bundle import sha256_file
 from ..errors import DataError
+from ..files import is_onnx_file
 from ..frontend import lower_spec, reference_module
 from ..quant.calibrate import calibrate as calibrate_spec
 from ..quant.collect.data import load_calibration_data
@@ -43,7 +44,7 @@ class Model:
         the import's options instead: size=[H, W] where its input is dynamic, mean=[...] and std=[...] of the
         preprocessing. A checkpoint whose classifier has another width than the spec's default sets num_classes
         itself where the spec declares its layout (`notes` says so)."""
-        if Path(str(spec)).suffix.lower() == ".onnx":
+        if is_onnx_file(spec):
             if weights or by_order or key_map:
                 raise DataError(f"{spec}: an ONNX file carries its weights: drop --weights / --by-order / "
                                 "--key-map (or `tcc import` it and edit the spec)")
@@ -54,13 +55,12 @@ class Model:
     @classmethod
     def _from_onnx(cls, path: Path, seed: int, overrides: dict) -> Model:
         # deferred for start-up: loads onnxruntime, onnxsim and torch (a build then compiles in its own process)
-        from ..onnx_import import import_options, import_to_files
+        from ..onnx_import import import_options, import_to_files, source_record
 
         options = import_options(overrides, path)  # checked before the folder is made
         workdir = tempfile.TemporaryDirectory(prefix="tcc-onnx-")
         spec_file, weights_file = import_to_files(path, workdir.name, **options)
-        source = {"onnx": path.name, "sha256": sha256_file(path), "importer": "tcc import (in memory)",
-                  **({"import_options": {k: list(v) for k, v in options.items()}} if options else {})}
+        source = source_record(path.name, sha256_file(path), options)
         return cls(load_model(spec_file), weights_file, False, None, seed, source, _workdir=workdir)
 
     @property
@@ -192,8 +192,9 @@ class Model:
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
         add a cross-entropy term); the folded layers and the activation scales (LSQ) train.
-        Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and
-        OUT/log.json (and, for a model imported from an ONNX file, OUT/NAME.yaml, the spec those weights are for); returns tcc.train.qat.run.Result (.weights, .table, .log). Then
+        Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and OUT/log.json (and, for a model
+        imported from an ONNX file, OUT/NAME.yaml, the spec those weights are for); returns
+        tcc.train.qat.run.Result (.weights, .table, .log). Then
         `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`.
         `check_only`: the options, the output folder and the table checked, nothing trained (returns None)."""
         from ..train.qat.run import Options, quantization_aware  # deferred for start-up: loads torch

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Location, SpecError
-from ..onnx_import import is_onnx_file
+from ..files import is_onnx_file
 from ..resources import schema_path
 from ..spec.yamlpos import load_file
 from .entries import ENTRIES

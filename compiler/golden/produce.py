@@ -21,8 +21,9 @@ from ..build import torch_run
 from ..bundle import sha256_file
 from ..data import load_image
 from ..errors import BuildError
+from ..files import is_onnx_file
 from ..frontend import lower_spec
-from ..onnx_import import import_options, import_to_files, is_onnx_file
+from ..onnx_import import import_options, import_to_files
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data
 from ..quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256

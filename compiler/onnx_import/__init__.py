@@ -111,11 +111,6 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
         return imported
 
 
-def is_onnx_file(path) -> bool:
-    """An ONNX file where a spec goes (imported in memory: `tcc build model.onnx`)."""
-    return path is not None and Path(str(path)).suffix.lower() == ".onnx"
-
-
 # What `--set` means for an ONNX file given where a spec goes: the import's own options, not model parameters.
 IMPORT_OPTIONS = {"size": "input height and width where the model's are dynamic, [H, W] or one side",
                   "mean": "preprocessing: per-channel mean of [0, 1] pixels",
@@ -148,6 +143,12 @@ def import_options(given: dict, path: str | Path) -> dict:
                 raise DataError(f"{path}: --set std={values!r}: every std must be positive")
             options[key] = tuple(float(v) for v in values)
     return options
+
+
+def source_record(onnx: str, sha256: str, options: dict) -> dict:
+    """What a bundle's manifest or a training run records of an ONNX file imported in memory."""
+    return {"onnx": onnx, "sha256": sha256, "importer": "tcc import (in memory)",
+            **({"import_options": {k: list(v) for k, v in options.items()}} if options else {})}
 
 
 def import_to_files(path: str | Path, folder: str | Path, **options) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..bundle import sha256_file
 from ..errors import DataError
-from ..onnx_import import import_options, import_to_files
+from ..onnx_import import import_options, import_to_files, source_record
 from ..spec.loader import as_overrides
 
 SPEC_FILE = "spec.yaml"  # in RUN: the imported spec
@@ -37,8 +37,7 @@ class ImportedOnnx:
         return {SPEC_FILE: self.spec_file.read_bytes(), WEIGHTS_FILE: self.weights_file.read_bytes()}
 
     def describe(self) -> dict:
-        return {"onnx": str(self.onnx), "sha256": self.sha256, "importer": "tcc import (in memory)",
-                **({"import_options": {k: list(v) for k, v in self.options.items()}} if self.options else {})}
+        return source_record(str(self.onnx), self.sha256, self.options)
 
 
 def import_for_training(args) -> ImportedOnnx:

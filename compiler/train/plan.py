@@ -15,7 +15,7 @@ from ..data import set_max_pixels
 from ..errors import DataError, SpecError
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
-from ..onnx_import import is_onnx_file
+from ..files import is_onnx_file
 from ..spec.loader import Model, load_model
 from ..spec.train_options import AUGMENTATIONS
 from ..spec.zoo import resolve_spec

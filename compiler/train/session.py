@@ -1,6 +1,6 @@
 """One training run from its options, in this process or in N processes under torchrun: what `tcc train` and
-tcc.api.train call. The options are a namespace with the `tcc train` flags' names (`args.epochs`, `args.overrides`,
-...); a value is the flag's text or, from the Python API, the value itself."""
+tcc.api.train_model call. The options are a namespace with the `tcc train` flags' names (`args.epochs`,
+`args.overrides`, ...); a value is the flag's text or, from the Python API, the value itself."""
 from __future__ import annotations
 
 import tempfile
@@ -24,12 +24,6 @@ class Trained:
     @property
     def run(self) -> Path:
         return self.plan.run
-
-    @property
-    def stopped_early(self) -> bool:
-        """The run stopped before its last epoch (--stop-after): `--resume RUN` continues it."""
-        done = self.history.epochs[-1]["epoch"] if self.history and self.history.epochs else 0
-        return self.history is not None and done < self.plan.config.epochs
 
 
 def train(args, log=lambda s: None, progress: bool = False, epoch_log=None) -> Trained:
