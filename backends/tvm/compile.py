@@ -41,7 +41,7 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
     if schedule and nchw_input and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
         from .nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
-        passes.append(conv_reads_nchw_input())
+        passes.append(conv_reads_nchw_input(target))
     if schedule and fast_math and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
         from .fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
 

@@ -54,6 +54,10 @@ DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
 # nine-pixel tiles of odd widths with the taps unrolled: 0.6-2.6% more in all (measured).
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
+# A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input stem),
+# whose result this block crops to the output's width: the tile accumulates without a predicate, only the crop's
+# stores have one (FastNet's stem, 127 wide: 483 -> 2xx us; see float_pixel_tile)
+CROP_BLOCK = "tcc_crop"
 # x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
 # or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
 # 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
@@ -61,6 +65,10 @@ X86_UNROLLED_TAPS = 9
 # x86 float max pools: a tile of one pixel x up to this many vectors of channels, not X pixels x 2 vectors (DDSNet's
 # 3 x 3 / s2 max pool on 112 x 112 x 64: 0.19 ms against 0.26 ms, interleaved; see the README)
 X86_POOL_VECTORS = 8
+# x86 heavy float convs (_x86_register_tile): weights up to this many bytes stay in L1 across a row of tiles;
+# beyond it a weight load (from L2) counts as this many broadcast loads from L1
+X86_L1_WEIGHTS = 32 * 1024
+X86_L2_LOAD_COST = 4
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -110,6 +118,55 @@ def _channel_tile(channels: int, simd: Simd, half_width: bool = True) -> int:
     thread, AVX-512 EPYC); narrower ISAs keep their widths (their instruction counts are references)."""
     widths = (2 * simd.lanes, simd.lanes) + ((simd.lanes // 2,) if half_width and simd.lanes >= 16 else ())
     return next((t for t in widths if channels % t == 0), _largest_divisor(channels, 2 * simd.lanes))
+
+
+def _streaming_simd(work: int, simd: Simd, floats: bool) -> Simd:
+    """The vectors a reduction of `work` steps per output runs in: on AVX-512, a light float reduction (depthwise
+    conv, pool) streams a new input vector per tap and output, in half-width (ymm) vectors, whose loads from a
+    channel window of a concat buffer split fewer cache lines (DDSNet's depthwise convs: 90 -> 72 us, interleaved,
+    AVX-512 EPYC)."""
+    return Simd(simd.lanes // 2, simd.registers) if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16 and floats \
+        else simd
+
+
+def _pixel_limit(channel_tile: int, simd: Simd) -> int:
+    """The most pixels a register tile of `channel_tile` channels takes (its accumulators fit the registers)."""
+    return max(1, min(8, simd.accumulators // -(-channel_tile // simd.lanes)))
+
+
+def float_pixel_tile(channels: int, work: int, target) -> int:
+    """The pixels of WindowReduction's register tile for a float conv of `channels` output channels and `work`
+    multiply-adds per output on `target`: a PrimFunc that computes its width rounded up to a multiple of it (and
+    crops, CROP_BLOCK) runs whole tiles only."""
+    simd = _streaming_simd(work, simd_of(target), floats=True)
+    return _pixel_limit(_channel_tile(channels, simd), simd)
+
+
+def _x86_register_tile(channels: int, width: int, work: int, simd: Simd) -> tuple[int, int] | None:
+    """(channels, pixels) of a heavy float conv's register tile on AVX-512: whole vectors of channels (zmm, or
+    ymm) times pixels, at the least cost in loads per lane of multiply-add. Each of the `work`
+    steps broadcasts one input per pixel and loads one weight vector per vector of channels: a tile of p pixels x v
+    vectors does p v multiply-adds for p + v loads. When the layer's weights outgrow L1 (X86_L1_WEIGHTS), every
+    row of tiles streams them from L2 once per tile of pixels whatever the channel tile: a weight load then
+    counts X86_L2_LOAD_COST. Pixels divide the width (or, with no divisor near the limit, fill the tile, the last
+    one predicated). Measured on DDSNet (AVX-512 EPYC, per kernel): its third transition (120 channels, 240
+    steps) 7 pixels x 1 ymm -> 7 x 3 ymm, 112 -> 91 us; the second (112 channels) stays at 7 x 1 zmm: 2 x 7 zmm
+    ran 192 -> 220 us."""
+    weight_cost = 1 if work * channels * 4 <= X86_L1_WEIGHTS else X86_L2_LOAD_COST
+    best = None
+    for lanes in ((simd.lanes, simd.lanes // 2) if simd.lanes >= 16 else (simd.lanes,)):
+        for v in range(1, simd.registers):
+            limit = min(8, (simd.registers - v - 1) // v)  # the accumulators, v weights and a broadcast input
+            if limit < 1:
+                break
+            if channels % (v * lanes):
+                continue
+            x = _largest_divisor(width, limit)
+            x = limit if 2 * x < limit else x
+            cost = ((x + v * weight_cost) / (x * v * lanes), -lanes)
+            if best is None or cost < best[0]:
+                best = cost, v * lanes, x
+    return (best[1], best[2]) if best else None  # no whole vector divides the channels
 
 
 def _vectorize_spatial(sch, block, simd: Simd) -> None:
@@ -208,17 +265,24 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
     with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
     where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
-    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root.
+    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root, the
+    write-back not among them.
     unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
     LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
     accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
     `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = _domain(sch, red)[:n_spatial]
-    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain]
+    cropped = CROP_BLOCK in names[red_at + 1:red_at + 2]
+    if cropped:  # the epilogue runs on the kept part: the tile is written back through the crop
+        domain = _domain(sch, sch.get_sblock(CROP_BLOCK))
+    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain and n != CROP_BLOCK]
     for name in epilogue[:-1]:
         _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
     acc = sch.cache_write(red, 0, scope)
+    if cropped:
+        sch.compute_inline(acc)
+        acc = sch.get_sblock(CROP_BLOCK)
     _inline_consumers(sch, acc, domain)
     sch.reverse_compute_at(acc, at_loop)
     loops = sch.get_loops(acc)
@@ -233,7 +297,7 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     if unroll:
         for loop in own[:-1]:
             sch.unroll(loop)
-    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))} - {sch.get(acc).name_hint}
 
 
 def _try(fn) -> bool:
@@ -288,19 +352,17 @@ class WindowReduction(Rule):
         for loop in loops[n_spatial:]:
             work *= _extent(sch, loop)
         floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
-        if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16 and floats:
-            # a light float reduction (depthwise conv, pool) streams a new input vector per tap and output: on
-            # AVX-512 in half-width (ymm) vectors, whose loads from a channel window of a concat buffer split fewer
-            # cache lines (DDSNet's depthwise convs: 90 -> 72 us, interleaved, AVX-512 EPYC)
-            simd = Simd(simd.lanes // 2, simd.registers)
+        simd = _streaming_simd(work, simd, floats)
+        cropped = CROP_BLOCK in names
         for b in before:
             if _is_reduction(sch, b):
                 return False
             # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
             # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
             # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
-            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays a pass of its own (x86: by rows, _pad_by_rows)
-            if "if_then_else" in str(sch.get(b).body) and work > INLINE_PADDING_MAX_WORK:
+            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays a pass of its own (x86: by rows, _pad_by_rows),
+            # as in front of a cropped one, whose tiles would otherwise test the bounds of every input they read
+            if "if_then_else" in str(sch.get(b).body) and (work > INLINE_PADDING_MAX_WORK or cropped):
                 if not (_is_x86(self.target) and _try(lambda b=b: _pad_by_rows(sch, b, simd))):
                     _vectorize_spatial(sch, b, simd)
             else:
@@ -316,13 +378,24 @@ class WindowReduction(Rule):
             pool_f = next((v * simd.lanes for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
                            if nc % (v * simd.lanes) == 0), None)
             pool_tile, f = pool_f is not None, pool_f or f
-        vectors = -(-f // simd.lanes)
+        tiled = n_spatial >= 2 and _extent(sch, spatial[-2]) > 1
+        # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
+        heavy_x86 = (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats and work > INLINE_PADDING_MAX_WORK
+                     and not cropped and not pool_tile)
+        vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
+        # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
+        tile = _x86_register_tile(nc, _extent(sch, spatial[-2]), work, simd) if heavy_x86 else None
+        heavy_x86 = tile is not None
+        if heavy_x86:
+            f, x = tile
+            vector = next(w for w in (simd.lanes, simd.lanes // 2) if f % w == 0)
         c_out, c_in = sch.split(channels, [None, f])
-        if n_spatial >= 2 and _extent(sch, spatial[-2]) > 1:
+        if tiled:
             width = spatial[-2]
-            limit = max(1, min(8, simd.accumulators // vectors))
-            x = 1 if pool_tile else _largest_divisor(_extent(sch, width), limit)
-            if _is_x86(self.target) and not pool_tile and 2 * x < limit:
+            limit = _pixel_limit(f, simd)
+            if not heavy_x86:
+                x = 1 if pool_tile else _largest_divisor(_extent(sch, width), limit)
+            if _is_x86(self.target) and not pool_tile and not heavy_x86 and 2 * x < limit:
                 # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one runs
                 # past the row, predicated, not one-pixel tiles (FastNet host FP32 1.657 -> 1.599 ms, its stem
                 # 520 -> 475 us, interleaved, AVX-512 EPYC); ARM keeps exact tiles (its counts are references)
@@ -334,10 +407,13 @@ class WindowReduction(Rule):
         else:
             outer = spatial[:-1]
             sch.reorder(*outer, c_out, *reduce, c_in)
+        if vector and f > vector:
+            c_vectors, c_in = sch.split(c_in, [None, vector])
+            sch.unroll(c_vectors)
         sch.vectorize(c_in)
         if _is_x86(self.target):
             _unroll_short_reduction(sch, reduce, X86_UNROLLED_TAPS)
-        done = _fuse_epilogue(sch, red, names, red_at, c_out)
+        done = _fuse_epilogue(sch, red, names, red_at, c_out, unroll=f > vector > 0, lanes=vector)
         _parallel(sch, outer)
         init = sch.decompose_reduction(red, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])

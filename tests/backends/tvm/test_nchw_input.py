@@ -43,8 +43,9 @@ def _rewritten(target_name="host"):
     from tcc.backends.tvm.nchw_input import conv_reads_nchw_input
 
     mod = tvm_compile.import_onnx(_stem_net(), {"x": SHAPE})
-    passes = [*tvm_schedule.layout_passes(), tvm_compile.fold_numpy_constants(), conv_reads_nchw_input()]
-    return tvm.transform.Sequential(passes)(mod), tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
+    passes = [*tvm_schedule.layout_passes(), tvm_compile.fold_numpy_constants(), conv_reads_nchw_input(target)]
+    return tvm.transform.Sequential(passes)(mod), target
 
 
 def test_only_the_conv_of_the_transposed_input_is_rewritten():
@@ -89,6 +90,30 @@ def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
     assert 'T.sblock("pad_temp_pad_const")' in nhwc and "if_then_else" not in nhwc.split("conv2d_nhwc")[0]
     arm = next(text for name, text in scheduled("arm-a7").items() if "nchw_input" in name)
     assert "_pad_const" not in arm and "if_then_else" in arm  # ARM's FP32 code (and instruction counts) stay
+
+
+def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
+    """The stem's 17 output columns: the sum runs over whole register tiles (no predicate in the reduction; the
+    columns past the width read the last input column again), and only the crop's stores test the width."""
+    import re
+
+    import tvm
+
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm.nchw_input import nchw_input_conv_primfunc
+    from tcc.backends.tvm.schedule import CROP_BLOCK, WindowReduction, float_pixel_tile
+
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    tile = float_pixel_tile(12, 7 * 7 * 3, target)
+    assert 17 % tile  # the case under test on this CPU (8 pixels with AVX2 or AVX-512)
+    func = nchw_input_conv_primfunc(SHAPE, [7, 7, 3, 12], [2, 2], [3, 3, 3, 3], [1, 1], width_tile=tile)
+    text = WindowReduction().apply(func, target, False).mod["main"].script()
+    width = -(-17 // tile) * tile
+    assert "T.Buffer((T.int64(1), T.int64(15), T.int64(17), T.int64(12))" in text  # the output keeps its shape
+    update = text.split('T.sblock("conv2d_nhwc_update")')[1].split("T.sblock(")[0]
+    assert f"T.axis.spatial(T.int64({width})" in update and "T.where" not in update
+    crop = text.split(f'T.sblock("{CROP_BLOCK}")')[1]
+    assert re.search(r"T\.where\(.* < T\.int64\(17\)\)", crop)
 
 
 def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatch):

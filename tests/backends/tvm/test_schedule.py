@@ -258,9 +258,9 @@ def _vector_widths(onnx_model, mcpu: str) -> dict[str, set[str]]:
 
 
 def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
-    """AVX-512 (16 lanes): a 1x1 conv of 128 channels in 2 zmm vectors (32 lanes); its depthwise conv (9 taps) in
-    2 ymm vectors (16); 120 output channels, which no zmm count divides, in one ymm (8), not 30 ragged lanes. AVX2
-    keeps its widths (2 ymm where they divide)."""
+    """AVX-512 (16 lanes): a 1x1 conv of 128 channels in zmm vectors (16 lanes each, the tile's vectors
+    unrolled); its depthwise conv (9 taps) in 2 ymm vectors (16); 120 output channels, which no zmm count divides,
+    in ymm vectors (8), not 30 ragged lanes. AVX2 keeps its widths (2 ymm where they divide)."""
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
              helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=128),
@@ -269,8 +269,22 @@ def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
              for n, s in (("w1", (128, 64, 1, 1)), ("b1", (128,)), ("w2", (128, 1, 3, 3)), ("w3", (120, 128, 1, 1)))]
     model = make_model(nodes, {"x": [1, 64, 14, 14]}, {"y": [1, 120, 14, 14]}, inits, name="widths")
     avx512, avx2 = _vector_widths(model, "skylake-avx512"), _vector_widths(model, "haswell")
-    assert avx512 == {"fused_conv2d_add": {"32"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx512
+    assert avx512 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx512
     assert avx2 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx2
+
+
+@pytest.mark.parametrize("channels, width, work, tile", [
+    (120, 14, 240, (24, 7)),  # DDSNet's third transition: 3 ymm x 7 pixels (was 1 ymm: 7 multiply-adds, 8 loads)
+    (112, 28, 224, (16, 7)),  # its second: weights past L1, so more channels per tile would not read fewer
+    (32, 15, 1024, (32, 5)),  # FastNet's 1024 -> 32: 2 zmm x 5 pixels
+    (64, 112, 147, (32, 8)),  # DDSNet's 7 x 7 x 3 stem: 2 zmm x 8 pixels
+    (58, 28, 116, None),  # no whole vector divides 58 channels: the general rule's tile
+])
+def test_avx512_register_tile_costs_loads_per_multiply_add(channels, width, work, tile):
+    from tcc.backends.tvm.isa import Simd
+    from tcc.backends.tvm.schedule import _x86_register_tile
+
+    assert _x86_register_tile(channels, width, work, Simd(16, 32)) == tile
 
 
 def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
