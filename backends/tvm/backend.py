@@ -92,9 +92,10 @@ def _precision_options(precision: str) -> dict:
     """compile_module's options that follow the precision, the same for a build and its host twin: INT8 modules
     round their float steps exactly (no fast-math) and keep their concat kernels and input transpose; FP32 ones
     get the x86 rewrites (dense-block concats in place, the first conv reading the NCHW input, exponentials as
-    polynomials)."""
+    polynomials, output channels in whole vectors)."""
     int8 = precision == "int8"
-    return {"ieee": int8, "concat_in_place": not int8, "nchw_input": not int8, "fast_math": not int8}
+    return {"ieee": int8, "concat_in_place": not int8, "nchw_input": not int8, "fast_math": not int8,
+            "whole_vectors": not int8}
 
 
 class TvmBackend(Backend):

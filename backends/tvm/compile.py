@@ -23,7 +23,7 @@ from .runtime import require_tools
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
                     tune_trials: int = 0, schedule: bool = True, concat_in_place: bool = False,
-                    nchw_input: bool = False, fast_math: bool = False):
+                    nchw_input: bool = False, fast_math: bool = False, whole_vectors: bool = False):
     """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
     tcc's default CPU schedules (backends/tvm_schedule.py) on the fused TIR; optionally dlight's own CPU rules,
     and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
@@ -38,6 +38,10 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
     if not fuse and not dlight and not tune_dir and not schedule:
         return "default"
     passes: list[Any] = [*tvm_schedule.layout_passes(), fold_numpy_constants()] if schedule else []
+    if schedule and whole_vectors and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
+        from .channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
+
+        passes.append(conv_channels_to_whole_vectors(target))
     if schedule and nchw_input and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
         from .nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
@@ -197,7 +201,8 @@ def _physical_cores() -> int:
 def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
                    tune_trials: int = 0, schedule: bool = True, ieee: bool = False,
-                   concat_in_place: bool = False, nchw_input: bool = False, fast_math: bool = False) -> Path:
+                   concat_in_place: bool = False, nchw_input: bool = False, fast_math: bool = False,
+                   whole_vectors: bool = False) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm.codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
@@ -207,7 +212,8 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
     x * (1 / s), which moves codes at ties); ``concat_in_place``: see _relax_pipeline (FP32 modules: INT8 ones
     keep their concat kernels); ``nchw_input``: the first conv reads the NCHW input itself (x86 FP32 modules:
     backends/tvm_nchw_input.py); ``fast_math``: exp, sigmoid, softmax, tanh and erf as vectorizing polynomials
-    (x86 FP32 modules: backends/tvm/fast_math.py)."""
+    (x86 FP32 modules: backends/tvm/fast_math.py); ``whole_vectors``: convs whose output channels no zmm divides
+    compute them rounded up and slice (AVX-512 FP32 modules: backends/tvm/channel_pad.py)."""
     import tvm
     from tvm.support import cc
 
@@ -222,7 +228,7 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
     pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule,
-                               concat_in_place, nchw_input, fast_math)
+                               concat_in_place, nchw_input, fast_math, whole_vectors)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"

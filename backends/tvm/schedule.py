@@ -143,15 +143,29 @@ def float_pixel_tile(channels: int, work: int, target) -> int:
 
 
 def _x86_register_tile(channels: int, width: int, work: int, simd: Simd) -> tuple[int, int] | None:
-    """(channels, pixels) of a heavy float conv's register tile on AVX-512: whole vectors of channels (zmm, or
-    ymm) times pixels, at the least cost in loads per lane of multiply-add. Each of the `work`
-    steps broadcasts one input per pixel and loads one weight vector per vector of channels: a tile of p pixels x v
-    vectors does p v multiply-adds for p + v loads. When the layer's weights outgrow L1 (X86_L1_WEIGHTS), every
-    row of tiles streams them from L2 once per tile of pixels whatever the channel tile: a weight load then
-    counts X86_L2_LOAD_COST. Pixels divide the width (or, with no divisor near the limit, fill the tile, the last
-    one predicated). Measured on DDSNet (AVX-512 EPYC, per kernel): its third transition (120 channels, 240
-    steps) 7 pixels x 1 ymm -> 7 x 3 ymm, 112 -> 91 us; the second (112 channels) stays at 7 x 1 zmm: 2 x 7 zmm
-    ran 192 -> 220 us."""
+    """(channels, pixels) of a heavy float conv's register tile on AVX-512 (x86_tile_cost's choice), or None where
+    no whole vector divides the channels."""
+    best = _x86_tiles(channels, width, work, simd)
+    return best[1:] if best else None
+
+
+def x86_tile_cost(channels: int, width: int, work: int, simd: Simd) -> float | None:
+    """A heavy float conv's loads per lane of multiply-add on AVX-512 with its best register tile (None: no whole
+    vector divides the channels), what channel_pad.py weighs padded channel counts by."""
+    best = _x86_tiles(channels, width, work, simd)
+    return best[0][0] if best else None
+
+
+def _x86_tiles(channels: int, width: int, work: int, simd: Simd):
+    """((cost, -lanes), channels, pixels) of the best register tile: whole vectors of channels (zmm, or ymm)
+    times pixels, at the least cost in loads per lane of multiply-add. Each of the `work` steps broadcasts one
+    input per pixel and loads one weight vector per vector of channels: a tile of p pixels x v vectors does p v
+    multiply-adds for p + v loads. When the layer's weights outgrow L1 (X86_L1_WEIGHTS), every row of tiles
+    streams them from L2 once per tile of pixels whatever the channel tile: a weight load then counts
+    X86_L2_LOAD_COST. Pixels divide the width (or, with no divisor near the limit, fill the tile, the last one
+    predicated). Measured on DDSNet (AVX-512 EPYC, per kernel): its third transition (120 channels, 240 steps) 7
+    pixels x 1 ymm -> 7 x 3 ymm, 112 -> 91 us; the second (112 channels) stays at 7 x 1 zmm: 2 x 7 zmm ran 192 ->
+    220 us."""
     weight_cost = 1 if work * channels * 4 <= X86_L1_WEIGHTS else X86_L2_LOAD_COST
     best = None
     for lanes in ((simd.lanes, simd.lanes // 2) if simd.lanes >= 16 else (simd.lanes,)):
@@ -162,11 +176,14 @@ def _x86_register_tile(channels: int, width: int, work: int, simd: Simd) -> tupl
             if channels % (v * lanes):
                 continue
             x = _largest_divisor(width, limit)
-            x = limit if 2 * x < limit else x
-            cost = ((x + v * weight_cost) / (x * v * lanes), -lanes)
+            # a width with no divisor near the limit: full tiles, the last one predicated, which keeps LLVM from
+            # holding the accumulators in registers (FastNet's stem ran 2x its unpredicated time): counted twice
+            predicated = 2 * x < limit
+            x = limit if predicated else x
+            cost = ((x + v * weight_cost) / (x * v * lanes) * (2 if predicated else 1), -lanes)
             if best is None or cost < best[0]:
                 best = cost, v * lanes, x
-    return (best[1], best[2]) if best else None  # no whole vector divides the channels
+    return best
 
 
 def _vectorize_spatial(sch, block, simd: Simd) -> None:
@@ -245,6 +262,23 @@ def _concat_cuts(sch, block, extent: int) -> list[int] | None:
     return sorted(set(c for c in cuts if 0 < c < extent)) or None
 
 
+def _crop_of(sch, red, names, red_at) -> str | None:
+    """The block right after the reduction `red` when it copies part of it: the same indices into a smaller
+    domain (CROP_BLOCK; a strided slice from 0 of a conv computed over more channels, channel_pad.py), or None."""
+    if red_at + 1 >= len(names):
+        return None
+    block = sch.get(sch.get_sblock(names[red_at + 1]))
+    store = block.body
+    ivs = [iv.var for iv in block.iter_vars]
+    if (not isinstance(store, tirx.BufferStore) or not isinstance(store.value, ir.TensorLoad)
+            or not store.value.source.same_as(sch.get(red).writes[0].source)
+            or len(store.indices) != len(ivs) or len(store.value.indices) != len(ivs)
+            or any(not i.same_as(v) or not j.same_as(v) for i, j, v in zip(store.indices, store.value.indices, ivs))):
+        return None
+    kept, computed = _domain(sch, sch.get_sblock(names[red_at + 1])), _domain(sch, red)[:len(ivs)]
+    return names[red_at + 1] if kept != computed and all(k <= c for k, c in zip(kept, computed)) else None
+
+
 def _domain(sch, block) -> list[int]:
     """The extents of a block's iterators."""
     return [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
@@ -273,16 +307,16 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = _domain(sch, red)[:n_spatial]
-    cropped = CROP_BLOCK in names[red_at + 1:red_at + 2]
-    if cropped:  # the epilogue runs on the kept part: the tile is written back through the crop
-        domain = _domain(sch, sch.get_sblock(CROP_BLOCK))
-    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain and n != CROP_BLOCK]
+    crop = _crop_of(sch, red, names, red_at)
+    if crop is not None:  # the epilogue runs on the kept part: the tile is written back through the crop
+        domain = _domain(sch, sch.get_sblock(crop))
+    epilogue = [n for n in names[red_at + 1:] if _domain(sch, sch.get_sblock(n)) == domain and n != crop]
     for name in epilogue[:-1]:
         _try(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
     acc = sch.cache_write(red, 0, scope)
-    if cropped:
+    if crop is not None:
         sch.compute_inline(acc)
-        acc = sch.get_sblock(CROP_BLOCK)
+        acc = sch.get_sblock(crop)
     _inline_consumers(sch, acc, domain)
     sch.reverse_compute_at(acc, at_loop)
     loops = sch.get_loops(acc)
@@ -353,7 +387,7 @@ class WindowReduction(Rule):
             work *= _extent(sch, loop)
         floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
         simd = _streaming_simd(work, simd, floats)
-        cropped = CROP_BLOCK in names
+        cropped = _crop_of(sch, red, names, red_at) is not None
         for b in before:
             if _is_reduction(sch, b):
                 return False
@@ -381,7 +415,7 @@ class WindowReduction(Rule):
         tiled = n_spatial >= 2 and _extent(sch, spatial[-2]) > 1
         # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
         heavy_x86 = (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats and work > INLINE_PADDING_MAX_WORK
-                     and not cropped and not pool_tile)
+                     and not pool_tile)
         vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
         # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
         tile = _x86_register_tile(nc, _extent(sch, spatial[-2]), work, simd) if heavy_x86 else None
