@@ -14,6 +14,7 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .relax_rewrite import function_rewrite_pass
+from .softmax import rows_softmax
 
 
 def sigmoid_as_exp():
@@ -32,5 +33,6 @@ def sigmoid_as_exp():
 
 
 def fast_math_passes() -> list:
-    """Sigmoid through exp, then TVM's polynomial exp / softmax / tanh / erf."""
-    return [sigmoid_as_exp(), relax.transform.FastMathTransform(), relax.transform.Normalize()]
+    """Sigmoid through exp, softmax over the last axis row by row (softmax.py), then TVM's polynomial exp /
+    softmax / tanh / erf."""
+    return [sigmoid_as_exp(), rows_softmax(), relax.transform.FastMathTransform(), relax.transform.Normalize()]

@@ -45,6 +45,7 @@ from .int8.kernels import (
     VECTORS_ATTR,
 )
 from .isa import Simd, simd_of
+from .softmax import SOFTMAX_EXP, SOFTMAX_MAX, SOFTMAX_OUT, SOFTMAX_SUM
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -135,11 +136,24 @@ def _pixel_limit(channel_tile: int, simd: Simd) -> int:
 
 
 def float_pixel_tile(channels: int, work: int, target) -> int:
-    """The pixels of WindowReduction's register tile for a float conv of `channels` output channels and `work`
-    multiply-adds per output on `target`: a PrimFunc that computes its width rounded up to a multiple of it (and
-    crops, CROP_BLOCK) runs whole tiles only."""
-    simd = _streaming_simd(work, simd_of(target), floats=True)
-    return _pixel_limit(_channel_tile(channels, simd), simd)
+    """The pixels of WindowReduction's register tile for a dense float conv of `channels` output channels and
+    `work` multiply-adds per output on `target`: a PrimFunc that computes its width rounded up to a multiple of it
+    (and crops, CROP_BLOCK) runs whole tiles only. On AVX-512, 8: every tile _x86_register_tile can choose (at
+    most 8 pixels, the largest divisor of the width under its limit) divides it."""
+    simd = simd_of(target)
+    return 8 if simd.lanes >= 16 else _pixel_limit(_channel_tile(channels, simd), simd)
+
+
+def _broadcasts(sch, red) -> bool:
+    """Whether the reduction `red` reads a value that is the same for all its innermost outputs (a dense conv's
+    input pixel, a matmul's row element: broadcast against a vector of weights), unlike a depthwise conv or a
+    pool, which load a new vector of inputs for each vector of outputs."""
+    block = sch.get(red)
+    inner = block.iter_vars[len(block.writes[0].region) - 1].var
+    out = block.writes[0].source
+    return any(not r.source.same_as(out)
+               and not any(v.same_as(inner) for rng in r.region for v in tirx.analysis.undefined_vars(rng.min))
+               for r in block.reads)
 
 
 def _x86_register_tile(channels: int, width: int, work: int, simd: Simd) -> tuple[int, int] | None:
@@ -157,7 +171,7 @@ def x86_tile_cost(channels: int, width: int, work: int, simd: Simd) -> float | N
 
 
 def _x86_tiles(channels: int, width: int, work: int, simd: Simd):
-    """((cost, -lanes), channels, pixels) of the best register tile: whole vectors of channels (zmm, or ymm)
+    """((cost, -lanes), channels, pixels) of the best register tile: whole vectors of channels (zmm, ymm or xmm)
     times pixels, at the least cost in loads per lane of multiply-add. Each of the `work` steps broadcasts one
     input per pixel and loads one weight vector per vector of channels: a tile of p pixels x v vectors does p v
     multiply-adds for p + v loads. When the layer's weights outgrow L1 (X86_L1_WEIGHTS), every row of tiles
@@ -168,7 +182,7 @@ def _x86_tiles(channels: int, width: int, work: int, simd: Simd):
     220 us."""
     weight_cost = 1 if work * channels * 4 <= X86_L1_WEIGHTS else X86_L2_LOAD_COST
     best = None
-    for lanes in ((simd.lanes, simd.lanes // 2) if simd.lanes >= 16 else (simd.lanes,)):
+    for lanes in ((simd.lanes, simd.lanes // 2, simd.lanes // 4) if simd.lanes >= 16 else (simd.lanes,)):
         for v in range(1, simd.registers):
             limit = min(8, (simd.registers - v - 1) // v)  # the accumulators, v weights and a broadcast input
             if limit < 1:
@@ -386,7 +400,8 @@ class WindowReduction(Rule):
         for loop in loops[n_spatial:]:
             work *= _extent(sch, loop)
         floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
-        simd = _streaming_simd(work, simd, floats)
+        broadcast = _broadcasts(sch, red)
+        simd = _streaming_simd(work, simd, floats and not broadcast)
         cropped = _crop_of(sch, red, names, red_at) is not None
         for b in before:
             if _is_reduction(sch, b):
@@ -414,15 +429,15 @@ class WindowReduction(Rule):
             pool_tile, f = pool_f is not None, pool_f or f
         tiled = n_spatial >= 2 and _extent(sch, spatial[-2]) > 1
         # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
-        heavy_x86 = (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats and work > INLINE_PADDING_MAX_WORK
-                     and not pool_tile)
+        heavy_x86 = (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats
+                     and (work > INLINE_PADDING_MAX_WORK or broadcast) and not pool_tile)
         vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
         # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
         tile = _x86_register_tile(nc, _extent(sch, spatial[-2]), work, simd) if heavy_x86 else None
         heavy_x86 = tile is not None
         if heavy_x86:
             f, x = tile
-            vector = next(w for w in (simd.lanes, simd.lanes // 2) if f % w == 0)
+            vector = next(w for w in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if f % w == 0)
         c_out, c_in = sch.split(channels, [None, f])
         if tiled:
             width = spatial[-2]
@@ -631,6 +646,44 @@ class QuantizeInput(Rule):
         return True
 
 
+class RowSoftmax(Rule):
+    """tcc's softmax over the last axis (backends/tvm/softmax.py), one row at a time: the row's maximum and sum
+    as vectors of partial results (rfactor by the vector width, the lanes combined at the end), its exponentials
+    in a row-sized buffer, the output the exponentials times the reciprocal of the sum; rows in parallel.
+    MobileViT-XXS's first attention softmax (4 x 4 x 256 rows of 256): 1.04 ms -> 0.31 ms a call (TOPI's
+    fast_softmax, unscheduled, against this; one thread, AVX-512 EPYC)."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if SOFTMAX_OUT not in names or SOFTMAX_MAX not in names:
+            return False
+        norm, peak, total, exp = (sch.get_sblock(n) for n in (SOFTMAX_OUT, SOFTMAX_MAX, SOFTMAX_SUM, SOFTMAX_EXP))
+        for name in names:  # the difference and TOPI's fast_exp into our exponential block
+            if name not in (SOFTMAX_OUT, SOFTMAX_MAX, SOFTMAX_SUM, SOFTMAX_EXP):
+                sch.compute_inline(sch.get_sblock(name))
+        loops = sch.get_loops(norm)
+        n = _extent(sch, loops[-1])
+        # at least two vectors a row (one vector: its partials' loop vanishes and LLVM's storage pass fails)
+        lanes = next((w for w in (simd.lanes, simd.lanes // 2, 4) if n % w == 0 and n >= 2 * w), None)
+        partials = []
+        if lanes is not None:
+            for reduction in (peak, total):
+                k_out, k_lane = sch.split(sch.get_loops(reduction)[-1], [None, lanes])
+                partials.append(sch.rfactor(k_lane, factor_axis=len(sch.get_loops(reduction)) - 2))
+        row = sch.fuse(*loops[:-1]) if len(loops) > 1 else None
+        if lanes is not None:
+            sch.vectorize(sch.split(sch.get_loops(norm)[-1], [None, lanes])[1])
+        if row is not None:
+            for block in (total, *partials[1:], exp, peak, *partials[:1]):
+                sch.compute_at(block, row)
+            sch.parallel(row)
+        if lanes is not None:
+            for partial in partials:  # lanes outside, the sum over the row's vectors inside: one vector of partials
+                sch.vectorize(sch.get_loops(partial)[-2])
+            sch.vectorize(sch.split(sch.get_loops(exp)[-1], [None, lanes])[1])
+        return True
+
+
 class Injective(Rule):
     """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
     block where possible, then vectorized along the innermost axis."""
@@ -646,9 +699,10 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise, RowSoftmax,
     WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), WindowReduction(), QuantizeInput(), Injective())
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), RowSoftmax(), WindowReduction(), QuantizeInput(),
+                                   Injective())
 
 
 def layout_passes():

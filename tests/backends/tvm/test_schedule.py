@@ -316,3 +316,32 @@ def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
     x = rng.standard_normal((1, 3, 31, 31)).astype(np.float32)
     so = tvm_compile.compile_onnx(model, "host", tmp_path / "prime.so", shape_dict={"x": [1, 3, 31, 31]})
     np.testing.assert_allclose(tvm_run.run_module(so, "host", x)[0][0], run(model, x), atol=1e-5, rtol=1e-4)
+
+
+def test_dense_convs_and_matmuls_broadcast_depthwise_convs_and_pools_stream():
+    """_broadcasts tells a dense conv or matmul (an input value broadcast against a vector of weights: register
+    tiles by load cost, zmm even when short) from a depthwise conv or pool (a new input vector per output vector:
+    half-width streams on AVX-512)."""
+    import tvm
+
+    from tcc.backends.tvm.schedule import _broadcasts, _is_reduction
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"]),  # dense 1x1: 16 multiply-adds an output
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=32),  # depthwise
+             helper.make_node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Reshape", ["p", "s"], ["r"]),
+             helper.make_node("MatMul", ["r", "r2"], ["y"])]
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (32, 16, 1, 1)), ("w2", (32, 1, 3, 3)), ("r2", (16, 8)))]
+    inits.append(numpy_helper.from_array(np.array([1, 32, 16], np.int64), "s"))
+    model = make_model(nodes, {"x": [1, 16, 8, 8]}, {"y": [1, 32, 8]}, inits, name="kinds")
+    mod, _ = _legalized(model)
+    kinds = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            sch = tvm.s_tir.Schedule(func)
+            reductions = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if _is_reduction(sch, b)]
+            if reductions:
+                kinds[gv.name_hint] = _broadcasts(sch, reductions[-1])
+    assert kinds == {"conv2d": True, "conv2d1": False, "max_pool2d": False, "matmul": True}, kinds
