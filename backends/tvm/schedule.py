@@ -45,7 +45,6 @@ from .int8.kernels import (
     VECTORS_ATTR,
 )
 from .isa import Simd, simd_of
-from .softmax import SOFTMAX_EXP, SOFTMAX_MAX, SOFTMAX_OUT, SOFTMAX_SUM
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -151,9 +150,7 @@ def _broadcasts(sch, red) -> bool:
     block = sch.get(red)
     inner = block.iter_vars[len(block.writes[0].region) - 1].var
     out = block.writes[0].source
-    return any(not r.source.same_as(out)
-               and not any(v.same_as(inner) for rng in r.region for v in tirx.analysis.undefined_vars(rng.min))
-               for r in block.reads)
+    return any(not r.source.same_as(out) and not _uses(r, inner) for r in block.reads)
 
 
 def _x86_register_tile(channels: int, width: int, work: int, simd: Simd) -> tuple[int, int] | None:
@@ -646,41 +643,74 @@ class QuantizeInput(Rule):
         return True
 
 
-class RowSoftmax(Rule):
-    """tcc's softmax over the last axis (backends/tvm/softmax.py), one row at a time: the row's maximum and sum
-    as vectors of partial results (rfactor by the vector width, the lanes combined at the end), its exponentials
-    in a row-sized buffer, the output the exponentials times the reciprocal of the sum; rows in parallel.
-    MobileViT-XXS's first attention softmax (4 x 4 x 256 rows of 256): 1.04 ms -> 0.31 ms a call (TOPI's
-    fast_softmax, unscheduled, against this; one thread, AVX-512 EPYC)."""
+def _along_rows(sch, block, n: int) -> bool:
+    """Whether the reduction `block` sums (or maximizes) one axis of extent `n` that is the last, contiguous axis
+    of what it reads along it: a layer norm's mean and variance, a softmax's maximum and sum."""
+    b = sch.get(block)
+    reduce = [iv for iv in b.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    if len(reduce) != 1 or int(reduce[0].dom.extent) != n or b.writes[0].source.dtype != "float32":
+        return False
+    var, out = reduce[0].var, b.writes[0].source
+    reads = [r for r in b.reads if not r.source.same_as(out)]
+    along = [r for r in reads if r.region[-1].min.same_as(var)]
+    # the rest are the row's own values (a variance reads the mean): not indexed by the reduced axis at all
+    return bool(along) and not any(_uses(r, var) for r in reads if r not in along)
+
+
+def _uses(region, var) -> bool:
+    """Whether a buffer region's indices involve `var`."""
+    return any(v.same_as(var) for rng in region.region for v in tirx.analysis.undefined_vars(rng.min))
+
+
+class RowReduction(Rule):
+    """Float functions whose reductions run along the last, contiguous axis, and whose result is elementwise over
+    the rows they reduce: layer norm (a mean, a variance, the normalization), softmax (tcc's own, softmax.py: the
+    maximum, the exponentials, their sum, times its reciprocal). One row at a time, rows in parallel: each reduction
+    as a vector of partial results (rfactor by the vector width; the lanes combined at the end of the row), the
+    per-row steps as scalars, the elementwise steps vectorized, a tensor read by two steps (the exponentials) in a
+    row-sized buffer. x86 only (ARM's FP32 instruction counts stay references). Without it a mean over 64 channels
+    ran as scalar sums of one element a step (WindowReduction tiles output channels: a mean has one).
+    MobileViT-XXS, one thread, AVX-512 EPYC: its first attention softmax (4 x 4 x 256 rows of 256) 1.04 ms ->
+    0.31 ms a call, a layer norm's mean and centring (4 x 256 rows of 64) 24 -> 4.4 us."""
 
     def schedule(self, sch, blocks, simd) -> bool:
-        names = [sch.get(b).name_hint for b in blocks]
-        if SOFTMAX_OUT not in names or SOFTMAX_MAX not in names:
+        if not _is_x86(self.target) or len(blocks) < 2 or _is_reduction(sch, blocks[-1]):
             return False
-        norm, peak, total, exp = (sch.get_sblock(n) for n in (SOFTMAX_OUT, SOFTMAX_MAX, SOFTMAX_SUM, SOFTMAX_EXP))
-        for name in names:  # the difference and TOPI's fast_exp into our exponential block
-            if name not in (SOFTMAX_OUT, SOFTMAX_MAX, SOFTMAX_SUM, SOFTMAX_EXP):
-                sch.compute_inline(sch.get_sblock(name))
-        loops = sch.get_loops(norm)
-        n = _extent(sch, loops[-1])
+        last = blocks[-1]
+        full = _domain(sch, last)
+        if len(full) < 2:
+            return False
+        n, rows = full[-1], full[:-1]
+        reductions = [b for b in blocks if _is_reduction(sch, b)]
+        if not reductions or not all(_along_rows(sch, r, n) for r in reductions):
+            return False
+        if any(_domain(sch, b)[:len(sch.get(b).writes[0].region)] not in (full, rows, rows + [1]) for b in blocks):
+            return False
+        for b in reversed(blocks[:-1]):  # elementwise steps over the whole tensor with one reader: into it
+            if not _is_reduction(sch, b) and _domain(sch, b) == full and len(sch.get_consumers(b)) == 1:
+                _try(lambda b=b: sch.compute_inline(b))
         # at least two vectors a row (one vector: its partials' loop vanishes and LLVM's storage pass fails)
         lanes = next((w for w in (simd.lanes, simd.lanes // 2, 4) if n % w == 0 and n >= 2 * w), None)
         partials = []
         if lanes is not None:
-            for reduction in (peak, total):
-                k_out, k_lane = sch.split(sch.get_loops(reduction)[-1], [None, lanes])
-                partials.append(sch.rfactor(k_lane, factor_axis=len(sch.get_loops(reduction)) - 2))
-        row = sch.fuse(*loops[:-1]) if len(loops) > 1 else None
+            for reduction in reductions:
+                sch.split(sch.get_loops(reduction)[-1], [None, lanes])
+                partials.append(sch.rfactor(sch.get_loops(reduction)[-1],
+                                            factor_axis=len(sch.get(reduction).writes[0].region)))
+        row = sch.fuse(*sch.get_loops(last)[:-1])
         if lanes is not None:
-            sch.vectorize(sch.split(sch.get_loops(norm)[-1], [None, lanes])[1])
-        if row is not None:
-            for block in (total, *partials[1:], exp, peak, *partials[:1]):
-                sch.compute_at(block, row)
-            sch.parallel(row)
-        if lanes is not None:
-            for partial in partials:  # lanes outside, the sum over the row's vectors inside: one vector of partials
-                sch.vectorize(sch.get_loops(partial)[-2])
-            sch.vectorize(sch.split(sch.get_loops(exp)[-1], [None, lanes])[1])
+            sch.vectorize(sch.split(sch.get_loops(last)[-1], [None, lanes])[1])
+        rest = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if not sch.get(b).same_as(sch.get(last))]
+        for b in reversed(rest):
+            sch.compute_at(b, row)
+        sch.parallel(row)
+        if lanes is None:
+            return True
+        for partial in partials:  # its lanes outside, the row's vectors inside: one vector of partial results
+            sch.vectorize([loop for loop in sch.get_loops(partial)[1:-1] if _extent(sch, loop) == lanes][-1])
+        for b in rest:
+            if not _is_reduction(sch, b) and _domain(sch, b) == full:  # a row buffer (the exponentials)
+                sch.vectorize(sch.split(sch.get_loops(b)[-1], [None, lanes])[1])
         return True
 
 
@@ -699,10 +729,10 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise, RowSoftmax,
-    WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), RowSoftmax(), WindowReduction(), QuantizeInput(),
-                                   Injective())
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
+    RowReduction, WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), RowReduction(), WindowReduction(),
+                                   QuantizeInput(), Injective())
 
 
 def layout_passes():

@@ -3,7 +3,7 @@
 TOPI's softmax is four passes over the whole tensor (max, exp, sum, divide) with the exponentials stored in a
 tensor as large as the input, and no CPU schedule takes it: MobileViT-XXS's first attention softmax (4 x 4 x 256
 rows of 256) ran 1.04 ms a call in scalar loops. Here a softmax over the last axis of a float32 tensor of static
-shape becomes one PrimFunc whose blocks (the names below) tvm_schedule.RowSoftmax computes one row at a time: the row's
+shape becomes one PrimFunc that tvm_schedule.RowReduction computes one row at a time: the row's
 maximum and sum in vectors of partial results, its exponentials (TVM's polynomial `fast_exp`, as FastMathTransform
 would have used) in a row-sized buffer, and the output as the exponentials times the reciprocal of their sum.
 FP32 only (the exponential and the reciprocal are within the FP32 rule, not bit-exact with TOPI's); INT8 modules
@@ -19,11 +19,11 @@ from .relax_rewrite import function_rewrite_pass
 
 SOFTMAX_MAX, SOFTMAX_DELTA, SOFTMAX_EXP = "tcc_softmax_max", "tcc_softmax_delta", "tcc_softmax_exp"
 SOFTMAX_SUM, SOFTMAX_OUT = "tcc_softmax_sum", "tcc_softmax"
-OPAQUE = 8  # FuseOps' kOpaque: the function stays whole, as RowSoftmax expects it
+OPAQUE = 8  # FuseOps' kOpaque: the function stays whole, as RowReduction expects it
 
 
 def row_softmax_primfunc(shape):
-    """Softmax over the last axis of a float32 tensor of `shape`, in the blocks RowSoftmax schedules."""
+    """Softmax over the last axis of a float32 tensor of `shape`, in the form RowReduction schedules."""
     dims = [tirx.IntImm("int64", int(d)) for d in shape]  # Relax's extents are int64
     x = te.placeholder(dims, "float32", name="x")
     k1, k2 = (te.reduce_axis((tirx.IntImm("int64", 0), dims[-1]), name=n) for n in ("k1", "k2"))

@@ -69,11 +69,11 @@ def test_row_softmax_runs_rows_in_parallel_with_vector_partials(shape):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.schedule import RowSoftmax
+    from tcc.backends.tvm.schedule import RowReduction
     from tcc.backends.tvm.softmax import row_softmax_primfunc
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    func = RowSoftmax().apply(row_softmax_primfunc(shape), target, False).mod["main"]
+    func = RowReduction().apply(row_softmax_primfunc(shape), target, False).mod["main"]
     text = func.script()
     assert "T.parallel(" in text and ("T.vectorized(" in text) == (shape[-1] % 4 == 0)
     if shape[-1] >= 32:

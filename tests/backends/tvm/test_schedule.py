@@ -345,3 +345,34 @@ def test_dense_convs_and_matmuls_broadcast_depthwise_convs_and_pools_stream():
             if reductions:
                 kinds[gv.name_hint] = _broadcasts(sch, reductions[-1])
     assert kinds == {"conv2d": True, "conv2d1": False, "max_pool2d": False, "matmul": True}, kinds
+
+
+def test_a_layer_norm_runs_row_by_row_on_x86_and_keeps_its_numbers(tmp_path):
+    """LayerNormalization over rows of 48 (the mean and the variance along the contiguous axis): RowReduction takes
+    the functions that reduce (x86 only; ARM keeps WindowReduction's), each reduction a vector of partial results,
+    rows in parallel; the module equals ONNX Runtime within float32 rounding."""
+    import tvm
+
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.schedule import RowReduction
+
+    rng = np.random.default_rng(6)
+    inits = [numpy_helper.from_array(rng.standard_normal(48).astype(np.float32), n) for n in ("g", "b")]
+    model = make_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+                       {"x": [1, 64, 48]}, {"y": [1, 64, 48]}, inits, opset=17, name="layer_norm")
+
+    def reductions(target_name):
+        mod, target = _legalized(model, target_name)
+        with target:
+            mod = tvm.transform.Sequential([tvm.relax.transform.AnnotateTIROpPattern(), tvm.relax.transform.FuseOps(),
+                                            tvm.relax.transform.FuseTIR()])(mod)
+        funcs = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "T.init()" in f.script()]
+        return [RowReduction().apply(f, target, False) for f in funcs]
+
+    host = reductions("host")
+    assert host and all(s is not None for s in host)
+    assert all("T.parallel(" in s.mod["main"].script() and "_rf" in s.mod["main"].script() for s in host)
+    assert all(s is None for s in reductions("arm-a7"))
+    x = (rng.standard_normal((1, 64, 48)) * 3 + 1).astype(np.float32)
+    so = tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": [1, 64, 48]}), "host", tmp_path / "ln.so")
+    np.testing.assert_allclose(tvm_run.run_module(so, "host", x)[0][0], run(model, x), rtol=1e-5, atol=1e-5)
