@@ -15,11 +15,10 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .concat import static_shape
 from .isa import Simd, simd_of
-from .relax_rewrite import function_rewrite_pass
+from .relax_rewrite import call_rewrite_pass
 from .schedule import INLINE_PADDING_MAX_WORK, x86_tile_cost
 
 
@@ -44,32 +43,28 @@ def conv_channels_to_whole_vectors(target):
     """The module pass for `target`: AVX-512 only (16 float lanes); any other target gets no rewrite."""
     simd = simd_of(target)
 
-    @mutator
-    class Rewrite(PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if simd.lanes < 16 or getattr(call.op, "name", None) != "relax.nn.conv2d":
-                return call
-            a = call.attrs
-            data, weight = call.args
-            weight = self.lookup_binding(weight) if isinstance(weight, relax.Var) else weight
-            if ((a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC") or int(a.groups) != 1
-                    or a.out_dtype not in (None, "", "float32") or not isinstance(weight, tvm.ir.GenericConst)):
-                return call
-            w = weight.value.numpy()
-            out_shape = static_shape(call.ty)
-            if w.dtype != np.float32 or w.ndim != 4 or out_shape is None or len(out_shape) != 4:
-                return call
-            kh, kw, c_in, c_out = w.shape
-            if kh * kw * c_in <= INLINE_PADDING_MAX_WORK:  # light: bound by its loads, not by the vector width
-                return call
-            wide = padded_channels(c_out, out_shape[2], kh * kw * c_in, simd)
-            if wide is None:
-                return call
-            padded = relax.const(np.pad(w, [(0, 0), (0, 0), (0, 0), (0, wide - c_out)]))
-            conv = self.builder_.emit(relax.op.nn.conv2d(
-                data, padded, strides=a.strides, padding=a.padding, dilation=a.dilation, groups=1,
-                data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC", out_dtype=a.out_dtype))
-            return relax.op.strided_slice(conv, axes=[3], begin=[0], end=[c_out])
+    def rewrite(mutator_, call):
+        a = call.attrs
+        data, weight = call.args
+        weight = mutator_.lookup_binding(weight) if isinstance(weight, relax.Var) else weight
+        if (simd.lanes < 16 or (a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC")
+                or int(a.groups) != 1 or a.out_dtype not in (None, "", "float32")
+                or not isinstance(weight, tvm.ir.GenericConst)):
+            return None
+        w = weight.value.numpy()
+        out_shape = static_shape(call.ty)
+        if w.dtype != np.float32 or w.ndim != 4 or out_shape is None or len(out_shape) != 4:
+            return None
+        kh, kw, c_in, c_out = w.shape
+        if kh * kw * c_in <= INLINE_PADDING_MAX_WORK:  # light: bound by its loads, not by the vector width
+            return None
+        wide = padded_channels(c_out, out_shape[2], kh * kw * c_in, simd)
+        if wide is None:
+            return None
+        padded = relax.const(np.pad(w, [(0, 0), (0, 0), (0, 0), (0, wide - c_out)]))
+        conv = mutator_.builder_.emit(relax.op.nn.conv2d(
+            data, padded, strides=a.strides, padding=a.padding, dilation=a.dilation, groups=1,
+            data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC", out_dtype=a.out_dtype))
+        return relax.op.strided_slice(conv, axes=[3], begin=[0], end=[c_out])
 
-    return function_rewrite_pass(Rewrite, "TccConvChannelsToWholeVectors")
+    return call_rewrite_pass("relax.nn.conv2d", rewrite, "TccConvChannelsToWholeVectors")

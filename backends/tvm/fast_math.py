@@ -11,25 +11,21 @@ counts are the INT8 ratios' reference).
 from __future__ import annotations
 
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from .relax_rewrite import function_rewrite_pass
+from .relax_rewrite import call_rewrite_pass
 from .softmax import rows_softmax
 
 
 def sigmoid_as_exp():
     """The module pass writing every float32 sigmoid as 1 / (1 + exp(-x))."""
 
-    @mutator
-    class Rewrite(PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", None) != "relax.sigmoid" or getattr(call.ty, "dtype", None) != "float32":
-                return call
-            one = relax.const(1.0, "float32")
-            return relax.op.divide(one, relax.op.add(one, relax.op.exp(relax.op.negative(call.args[0]))))
+    def rewrite(_mutator, call):
+        if getattr(call.ty, "dtype", None) != "float32":
+            return None
+        one = relax.const(1.0, "float32")
+        return relax.op.divide(one, relax.op.add(one, relax.op.exp(relax.op.negative(call.args[0]))))
 
-    return function_rewrite_pass(Rewrite, "TccSigmoidAsExp")
+    return call_rewrite_pass("relax.sigmoid", rewrite, "TccSigmoidAsExp")
 
 
 def fast_math_passes() -> list:

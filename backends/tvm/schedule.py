@@ -56,7 +56,7 @@ DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
 # A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input stem),
 # whose result this block crops to the output's width: the tile accumulates without a predicate, only the crop's
-# stores have one (FastNet's stem, 127 wide: 483 -> 2xx us; see float_pixel_tile)
+# stores have one (FastNet's stem, 127 wide: 486 -> 249 us; see float_pixel_tile)
 CROP_BLOCK = "tcc_crop"
 # x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
 # or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
@@ -134,10 +134,10 @@ def _pixel_limit(channel_tile: int, simd: Simd) -> int:
     return max(1, min(8, simd.accumulators // -(-channel_tile // simd.lanes)))
 
 
-def float_pixel_tile(channels: int, work: int, target) -> int:
-    """The pixels of WindowReduction's register tile for a dense float conv of `channels` output channels and
-    `work` multiply-adds per output on `target`: a PrimFunc that computes its width rounded up to a multiple of it
-    (and crops, CROP_BLOCK) runs whole tiles only. On AVX-512, 8: every tile _x86_register_tile can choose (at
+def float_pixel_tile(channels: int, target) -> int:
+    """The pixels of WindowReduction's register tile for a dense float conv of `channels` output channels on
+    `target`: a PrimFunc that computes its width rounded up to a multiple of it (and crops, CROP_BLOCK) runs whole
+    tiles only. On AVX-512, 8: every tile _x86_register_tile can choose (at
     most 8 pixels, the largest divisor of the width under its limit) divides it."""
     simd = simd_of(target)
     return 8 if simd.lanes >= 16 else _pixel_limit(_channel_tile(channels, simd), simd)
@@ -426,26 +426,26 @@ class WindowReduction(Rule):
             pool_tile, f = pool_f is not None, pool_f or f
         tiled = n_spatial >= 2 and _extent(sch, spatial[-2]) > 1
         # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
-        heavy_x86 = (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats
-                     and (work > INLINE_PADDING_MAX_WORK or broadcast) and not pool_tile)
+        tile = (_x86_register_tile(nc, _extent(sch, spatial[-2]), work, simd)
+                if (tiled and _is_x86(self.target) and simd.lanes >= 16 and floats
+                    and (work > INLINE_PADDING_MAX_WORK or broadcast) and not pool_tile) else None)
         vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
         # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
-        tile = _x86_register_tile(nc, _extent(sch, spatial[-2]), work, simd) if heavy_x86 else None
-        heavy_x86 = tile is not None
-        if heavy_x86:
+        if tile is not None:
             f, x = tile
             vector = next(w for w in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if f % w == 0)
         c_out, c_in = sch.split(channels, [None, f])
         if tiled:
             width = spatial[-2]
-            limit = _pixel_limit(f, simd)
-            if not heavy_x86:
+            if tile is None:
+                limit = _pixel_limit(f, simd)
                 x = 1 if pool_tile else _largest_divisor(_extent(sch, width), limit)
-            if _is_x86(self.target) and not pool_tile and not heavy_x86 and 2 * x < limit:
-                # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one runs
-                # past the row, predicated, not one-pixel tiles (FastNet host FP32 1.657 -> 1.599 ms, its stem
-                # 520 -> 475 us, interleaved, AVX-512 EPYC); ARM keeps exact tiles (its counts are references)
-                x = limit
+                if _is_x86(self.target) and not pool_tile and 2 * x < limit:
+                    # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one
+                    # runs past the row, predicated, not one-pixel tiles (FastNet host FP32 1.657 -> 1.599 ms, its
+                    # stem 520 -> 475 us, interleaved, AVX-512 EPYC); ARM keeps exact tiles (its counts are
+                    # references)
+                    x = limit
             x_out, x_in = sch.split(width, [None, x])
             outer = spatial[:-2]
             sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
@@ -671,7 +671,7 @@ class RowReduction(Rule):
     row-sized buffer. x86 only (ARM's FP32 instruction counts stay references). Without it a mean over 64 channels
     ran as scalar sums of one element a step (WindowReduction tiles output channels: a mean has one).
     MobileViT-XXS, one thread, AVX-512 EPYC: its first attention softmax (4 x 4 x 256 rows of 256) 1.04 ms ->
-    0.31 ms a call, a layer norm's mean and centring (4 x 256 rows of 64) 24 -> 4.4 us."""
+    0.33 ms a call, a layer norm's mean and centring (4 x 256 rows of 64) 24 -> 4.4 us."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         if not _is_x86(self.target) or len(blocks) < 2 or _is_reduction(sch, blocks[-1]):

@@ -12,10 +12,9 @@ keep their softmax islands exact.
 from __future__ import annotations
 
 from tvm import relax, te, tirx, topi
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from .concat import static_shape
-from .relax_rewrite import function_rewrite_pass
+from .relax_rewrite import call_rewrite_pass
 
 SOFTMAX_MAX, SOFTMAX_DELTA, SOFTMAX_EXP = "tcc_softmax_max", "tcc_softmax_delta", "tcc_softmax_exp"
 SOFTMAX_SUM, SOFTMAX_OUT = "tcc_softmax_sum", "tcc_softmax"
@@ -40,16 +39,11 @@ def row_softmax_primfunc(shape):
 def rows_softmax():
     """The module pass writing each float32 softmax over the last axis of a static shape as row_softmax_primfunc."""
 
-    @mutator
-    class Rewrite(PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", None) != "relax.nn.softmax" or getattr(call.ty, "dtype", None) != "float32":
-                return call
-            shape = static_shape(call.ty)
-            if shape is None or int(call.attrs.axis) not in (-1, len(shape) - 1):
-                return call
-            gv = self.builder_.add_func(row_softmax_primfunc(shape), "tcc_row_softmax")
-            return relax.call_tir(gv, [call.args[0]], relax.TensorType(shape, "float32"))
+    def rewrite(mutator_, call):
+        shape = static_shape(call.ty) if getattr(call.ty, "dtype", None) == "float32" else None
+        if shape is None or int(call.attrs.axis) not in (-1, len(shape) - 1):
+            return None
+        gv = mutator_.builder_.add_func(row_softmax_primfunc(shape), "tcc_row_softmax")
+        return relax.call_tir(gv, [call.args[0]], relax.TensorType(shape, "float32"))
 
-    return function_rewrite_pass(Rewrite, "TccRowsSoftmax")
+    return call_rewrite_pass("relax.nn.softmax", rewrite, "TccRowsSoftmax")

@@ -104,7 +104,7 @@ def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
     from tcc.backends.tvm.schedule import CROP_BLOCK, WindowReduction, float_pixel_tile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    tile = float_pixel_tile(12, 7 * 7 * 3, target)
+    tile = float_pixel_tile(12, target)
     assert 17 % tile  # the case under test on this CPU (8 pixels with AVX2 or AVX-512)
     func = nchw_input_conv_primfunc(SHAPE, [7, 7, 3, 12], [2, 2], [3, 3, 3, 3], [1, 1], width_tile=tile)
     text = WindowReduction().apply(func, target, False).mod["main"].script()
