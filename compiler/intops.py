@@ -31,11 +31,12 @@ A subclass of `Interpreter` names its lowering; at class creation it must implem
 that lacks a kind says so from the table before any work is done, not by crashing.
 
 Precision placement: any node of a quantized graph may be a *float island* (`precision == "float"`): its inputs
-dequantized, the FP32 op computed in float32, its outputs quantized again where an integer node reads them. Kinds
-of the `Role.FLOAT` role (no integer form: softmax) are islands wherever the target rules allow float ops; any
-other node is one where the calibration table places it (tcc.quant.table.placement). Every interpreter handles islands
-in one method, `float_island`, which runs the node's own FP32 lowering on that backend (ONNX Runtime's float
-kernels, TVM's ONNX frontend, TFLite's float builtins): no second copy of an op's math.
+dequantized, the FP32 op computed in float32, its outputs quantized again where an integer node reads them. Kinds of
+the `Role.FLOAT` role (no integer form: layer norm), and kinds whose integer form a target's kernels do not compute
+(`TargetRules.float_kinds`: softmax on ONNX Runtime, TFLite, the NPUs), are islands wherever the target rules allow
+float ops; any other node is one where the calibration table places it (tcc.quant.table.placement). Every
+interpreter handles islands in one method, `float_island`, which runs the node's own FP32 lowering on that backend
+(ONNX Runtime's float kernels, TVM's ONNX frontend, TFLite's float builtins): no second copy of an op's math.
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ class Role(Enum):
     PASS_THROUGH = "scale-sharing pass-through"  # moves codes: max pool, reshape, transpose, split
     CONCAT = "concatenation"  # moves codes; inputs share the output's scale where the target rules say so
     CONSTANT = "constant"  # a constant broadcast over the batch: its codes at its output's scale
+    SOFTMAX = "integer softmax"  # exp of each code's distance below its row's maximum from a table, normalized by
+    # one integer division per row
     FLOAT = "float only"  # no integer form: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic), and
     # in an INT8 graph a float island where the target rules allow float ops (TargetRules.float_ops)
 
@@ -569,9 +572,11 @@ INT_OPS: dict[str, IntOp] = {
         IntOp("broadcast", Role.CONSTANT, ("Expand",), "a constant [1, ...] repeated over the batch (a learned "
               "class token or position embedding): its codes at the output's scale", _check_broadcast, reads="none",
               fields=_constant_fields, full_range=True),
-        IntOp("softmax", Role.FLOAT, ("Softmax",), "softmax over the last axis: no integer form; in an INT8 graph a "
-              "float island where the target allows float ops", _check_softmax, lowerings=frozenset({TFLITE}),
-              full_range=True),
+        IntOp("softmax", Role.SOFTMAX, ("Softmax",), "softmax over the last axis: e = table[min(row max - code, "
+              "L - 1)] (2^15 exp(-d s_in), rounded), per row r = C // sum(e), out = (e r + 2^(k-1)) >> k + zp "
+              "(C = 2^k / s_out); a float island under rules that list it in float_kinds",
+              _check_softmax, reads="first", lowerings=frozenset({QUANTIZE, REFERENCE, TVM, TFLITE, QAT}),
+              placeable=True, full_range=True),
         IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "
               "norm): no integer form; in an INT8 graph a float island where the target allows float ops",
               lowerings=frozenset({TFLITE}), fields=_norm_fields),

@@ -1,11 +1,14 @@
 """INT8 of attention (issue 35): the integer op table's `matmul` (two activations at their own per-tensor scales)
 and `slice` kinds. On a small attention model (the zoo's multihead_attention block over the tokens of a conv stem):
-the plan takes every node (softmax and LayerNorm as float islands), the integer reference's matmul is the
+the plan takes every node (LayerNorm as a float island; softmax as tcc's integer softmax under the tvm rules, an
+island under ORT's and TFLite's), the integer reference's matmul is the
 requantized integer product of its input codes (checked against the dequantized float product: within one output
 LSB; q k^T with its 1 / sqrt(d) taken into the requantization), its slices move codes, and the whole INT8 model
 stays close to FP32. The zoo's MobileViT-XXS builds INT8 on host (bit-exact) and ORT (within 1 LSB) in
 zoo/test_int8_{host,ort}.py, on TFLite (bit-exact with LiteRT's reference kernels) in backends/test_tflite.py."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -17,7 +20,9 @@ from tcc.intops import QDQ, TFLITE, TVM, supported
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
-from tcc.quant.intgraph.reference import Reference
+from tcc.quant.intgraph.node_constants import softmax_normalizer, softmax_table
+from tcc.quant.intgraph.qtypes import QParams
+from tcc.quant.intgraph.reference import Reference, softmax_codes
 
 from tests.helpers.int8_zoo import SMALL, spec_path
 
@@ -55,13 +60,53 @@ def test_every_lowering_takes_the_kinds():
         assert all(supported(kind, lowering) for lowering in (TVM, QDQ, TFLITE))
 
 
-def test_plan_takes_attention_with_islands_for_softmax_and_layernorm(tiny):
-    _, graph, _ = tiny
+def test_plan_takes_attention_with_islands_for_layernorm(tiny):
+    fe, graph, _ = tiny
     kinds = [n.kind for n in graph.nodes if n.integer]
     assert kinds.count("matmul") == 2  # q k^T and weights x v
     assert kinds.count("slice") == 3  # q, k and v out of the one projection
-    floats = {n.kind for n in graph.nodes if not n.integer}
-    assert floats == {"softmax", "layernorm"}
+    assert kinds.count("softmax") == 1  # tcc's integer softmax under the tvm rules
+    assert {n.kind for n in graph.nodes if not n.integer} == {"layernorm"}
+    # ONNX Runtime's and LiteRT's kernels round their softmax otherwise: an island under their rules
+    for rules in ("ort", "tflite"):
+        assert {n.kind for n in plan(fe.onnx, rules=rules).nodes if not n.integer} == {"softmax", "layernorm"}
+
+
+def test_softmax_codes_by_hand():
+    """One row of codes at input step ln(2) / 4 (exp of a distance d is 2^(-d/4)), output step 1/255: the table,
+    the per-row division and the rounded shift, each step computed by hand."""
+    out = QParams(1 / 255, 0, 0, 255)
+    table = softmax_table(math.log(2) / 4, 256)
+    assert table[0] == 1 << 15 and table[4] == 1 << 14 and table[8] == 1 << 13 and table[-1] == 0
+    assert len(table) == 65 and table[63] == 1  # 2^15 * 2^(-64/4) = 1/2 rounds to 0: the first zero ends it
+    numerator, shift = softmax_normalizer(out.scale)
+    # C = 2^k / s_out (the step as float32, as every kernel reads it): k = 23, since 255.5 * 2^23 < 2^31 <= 255.5 * 2^24
+    assert shift == 23 and numerator == round(2 ** 23 / float(np.float32(out.scale)))
+    q = np.array([[10, 6, 2, -90]])  # distances 0, 4, 8, 100 (past the table: its last entry, 0)
+    e = np.array([32768, 16384, 8192, 0])
+    r = numerator // e.sum()
+    want = (e * r + (1 << 22)) >> 23
+    np.testing.assert_array_equal(softmax_codes(q, table, numerator, shift, out)[0], want)
+    np.testing.assert_array_equal(want, [146, 73, 36, 0])  # 255 * (4, 2, 1, 0) / 7, rounded
+    assert softmax_normalizer(1 / 32767)[0] + (1 << (softmax_normalizer(1 / 32767)[1] - 1)) <= 2**31 - 1
+
+
+def test_integer_softmax_is_the_float_softmax_within_one_step(tiny):
+    """The reference's integer softmax against softmax of its dequantized input codes, rounded to the output's grid:
+    the table's and the division's roundings (< 2^-15 of a probability together, against a step of ~1/255) move a
+    code by at most one, and rarely."""
+    _, graph, table = tiny
+    qg = quantize_graph(graph, table)
+    x = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    _, env = Reference().run(qg, x, return_all=True)
+    (n,) = [n for n in qg.nodes if n.kind == "softmax"]
+    z = env[n.inputs[0]].dequant().astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    out = n.qout[0]
+    want = np.clip(np.rint(p / out.scale) + out.zp, out.lo, out.hi)
+    diff = np.abs(env[n.outputs[0]].q - want)
+    assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
 
 
 def test_reference_matmul_is_the_requantized_integer_product(tiny):

@@ -36,8 +36,9 @@ def test_every_interpreter_implements_exactly_its_kinds():
     for cls in (Quantizer, Reference, RelaxLowering, QatPlanner):
         assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == integer
     assert {k for k in INT_OPS if callable(getattr(TfliteLowering, k, None))} == set(INT_OPS)
-    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ))
-    assert not supported("softmax", TVM) and supported("softmax", TFLITE)
+    # softmax's integer form is tcc's own: a float island under the QDQ rules (ORT, the AX kits)
+    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ) if k != "softmax")
+    assert supported("softmax", TVM) and supported("softmax", TFLITE) and not supported("softmax", QDQ)
     with pytest.raises(TypeError, match=r"lists \['split'\] without a method"):
         type("Partial", (Reference,), {"split": None})
 
@@ -81,12 +82,12 @@ def test_patterns_become_one_lookup():
 
 def test_unsupported_nodes_are_all_named_before_any_work():
     # a constant that would broadcast over the batch: neither add (two activations) nor add_constant takes it
-    m = _model([helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=-1),
+    m = _model([helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=1),
                 helper.make_node("Add", ["s", "c"], ["y"], name="bias.add")], [("c", np.ones((2, 4, 6, 6)))])
     with pytest.raises(UnsupportedOps) as e:
         plan(m)
     text = str(e.value)
-    assert "node 'head.softmax' (op Softmax): no integer form (softmax over the last axis" in text
+    assert "node 'head.softmax' (op Softmax): softmax over an axis other than the last" in text
     assert "node 'bias.add' (op Add): as add: a constant input ('c')" in text
     assert "as add_constant: the constant's shape [2, 4, 6, 6] does not broadcast to the input's" in text
     assert e.value.exit_code == 2 and "nothing was calibrated or written" in text
@@ -121,7 +122,7 @@ PLAN_CI = ("convnext_tiny", "ddsnet", "efficientnet_b0", "fastnet", "googlenet",
            "mobilevit_xxs", "mobilevitv2_050", "shufflenet_v2_x1_0", "vit_b_16")
 
 
-IN_USE = set(INT_OPS) - {"clamp", "softmax", "layernorm", "channel_scale", "global_max_pool"}
+IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool"}
 
 
 def _plan_kinds(names) -> set[str]:
@@ -137,7 +138,7 @@ def _plan_kinds(names) -> set[str]:
 
 def test_plan_of_the_zoo_uses_every_kind():
     """CI's zoo specs plan without a refused node, and between them use every kind but `clamp` (a Relu / Clip no
-    producer folds: the passes leave none in the zoo), the float-only softmax and layernorm, and the kinds of ops the
+    producer folds: the passes leave none in the zoo), the float-only layernorm, and the kinds of ops the
     zoo does not use yet (PReLU / layer scale, global max pooling: tests/quant/test_int8_ops.py builds each)."""
     from tests.helpers.int8_zoo import SMALL
 
@@ -147,8 +148,9 @@ def test_plan_of_the_zoo_uses_every_kind():
 
 
 def test_attention_is_refused_where_the_rules_keep_no_float_ops():
-    """Softmax, layer norm, group norm and ReduceSum have no integer form: under the ax620 rules (Pulsar v1: no float
-    ops) the plan refuses MobileViTv2, naming each such node, before any calibration."""
+    """Group norm and ReduceSum have no integer form, softmax none under the ax620 rules (tcc's integer softmax is
+    its TVM kernels'): under those rules (Pulsar v1: no float ops) the plan refuses MobileViTv2, naming each such
+    node, before any calibration."""
     from tests.helpers.int8_zoo import SMALL, spec_path
 
     from tcc.errors import TccError
@@ -157,8 +159,9 @@ def test_attention_is_refused_where_the_rules_keep_no_float_ops():
     with pytest.raises(TccError) as refused:
         plan(lower_spec(spec_path("mobilevitv2_050"), SMALL["mobilevitv2_050"]).onnx, rules="ax620")
     message = str(refused.value)
-    for op in ("GroupNormalization", "Softmax", "ReduceSum"):
+    for op in ("GroupNormalization", "ReduceSum"):
         assert f"(op {op}): no integer form" in message, op
+    assert "(op Softmax): the ax620 rules have no integer softmax" in message
     assert "the ax620 rules keep no float ops" in message and message.endswith("nothing was calibrated or written")
 
 

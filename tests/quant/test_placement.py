@@ -253,7 +253,8 @@ def test_placement_mistakes_exit_2(case, tmp_path, capsys, argv, message):
 
 
 def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_path, capsys):
-    """No integer form (Role.FLOAT): on ORT the split is recorded in the manifest and printed, never silent."""
+    """No integer form under ORT's rules (their float_kinds): the split is recorded in the manifest and printed,
+    never silent."""
     spec = tmp_path / "softmax.yaml"
     spec.write_text(SPEC + "  - {id: probs, op: softmax}\n")
     out = tmp_path / "b"
@@ -262,8 +263,8 @@ def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_pat
     assert "float islands: 1 node(s) of the INT8 graph run in float32: 1 required (probs)" in capsys.readouterr().out
     m = json.loads((out / "manifest.json").read_text())
     assert m["quantization"]["float_islands"] == [{"node": "probs", "kind": "softmax", "reason": "required",
-                                                   "why": "no integer form: kept in float where the target allows "
-                                                          "float ops"}]
+                                                   "why": "no integer form on this target: kept in float where "
+                                                          "the target allows float ops"}]
     assert m["self_check"]["result"]["passed"]
 
 

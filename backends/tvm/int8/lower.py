@@ -17,10 +17,10 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   graph outputs);
 - a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
   AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`) is
-  one call of that kernel's conv, its codes converted to the kernel's type on the way; other convs (grouped /
-  depthwise, or without a kernel)
-  and gemm subtract the zero point, widen to int16 (exact for 8-bit codes) and accumulate int16 x int16
-  products in int32 (`out_dtype="int32"`); then the int32 bias;
+  one call of that kernel's conv, its codes converted to the kernel's type on the way, and so is a linear layer
+  over rows of 8-bit codes (a 1 x 1 conv on one image row: attention's projections and MLPs); other convs
+  (grouped / depthwise, or without a kernel) and gemm subtract the zero point, widen to int16 (exact for 8-bit
+  codes) and accumulate int16 x int16 products in int32 (`out_dtype="int32"`); then the int32 bias;
 - requantization is one TIR PrimFunc (`requantize_primfunc`, one per call, the layer's parameters one row per
   parameter, channels last): the exact int64 product acc * q, one arithmetic right shift by 31 - shift rounding
   half to even (without comparisons, so that it vectorizes everywhere), + zero point, clamp. Relax fuses it into
@@ -29,8 +29,9 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   AArch64) in 32-bit lanes (`requantize_neon_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
   (`requantize_float64_primfunc`), else in int32 lanes (`requantize_int32_primfunc`);
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
-  lookup ops gather from their 256-entry table; Mul multiplies zero-point-free codes in int32; a per-channel
-  multiply (PReLU, layer scale) requantizes both sides and selects by the code's sign;
+  lookup ops gather from their 256-entry table; softmax gathers its exp table and divides once per row; Mul
+  multiplies zero-point-free codes in int32; a per-channel multiply (PReLU, layer scale) requantizes both sides and
+  selects by the code's sign;
 - a graph output is dequantized in float64 like numpy does: from the accumulator (acc * s_in * s_w) when a
   conv / gemm writes it, else from its codes ((q - zp) * scale);
 - a float island (tcc.quant.table.placement) is its FP32 sub-model imported by TVM's ONNX frontend and inlined
@@ -300,25 +301,27 @@ class RelaxLowering(Interpreter):
         shape = self._conv_shape(n, x, int16=dense and self.kernel.act_dtype == "int16") if dense else None
         return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
 
-    def _dot_conv(self, n: QNode, x: _Codes, shape) -> list:
+    def _dot_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
         the kernel's type (shifted where its signedness differs; Relax fuses the conversion into the producer),
-        the weights packed, the shift's effect taken back in the bias."""
+        the weights packed, the shift's effect taken back in the bias. codes, weight: the conv's NHWC input and
+        OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""
         op = self.relax.op
         offset = self.kernel.act_offset(x.expr.ty.dtype)
-        codes = x.expr
+        codes = x.expr if codes is None else codes
+        n_weight = n.weight if weight is None else weight
         if self.kernel.act_dtype == "int16" or offset:
             codes = self.cast(codes, "int16")
             if offset:
                 codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), self.kernel.act_dtype)
         kernel, im2col = choose.dot_form(shape, choose.narrow_kernel(shape, self.kernel))
-        weights = n.weight
+        weights = n_weight
         if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
             flat = compute.im2col_shape(shape, kernel)
             func = self.bb.add_func(compute.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset), "tcc_im2col")
             codes = self.emit(self.relax.call_tir(func, [codes], self.relax.TensorType(
                 [flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)))
-            shape, weights = flat, compute.im2col_weights(n.weight, flat.c)
+            shape, weights = flat, compute.im2col_weights(n_weight, flat.c)
         packed = compute.pack_weights(weights, shape, kernel)
         layer = choose.layer_kernel(kernel, packed)
         if layer is not kernel:
@@ -327,16 +330,37 @@ class RelaxLowering(Interpreter):
         func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
-        return self._accumulated(n, acc, x, compute.bias_correction(n.weight, offset), in_kernel=True)
+        return self._accumulated(n, acc, x, compute.bias_correction(n_weight, offset), in_kernel=True)
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op
+        rows = self._dot_rows(n, x)
+        if rows is not None:
+            return rows
         wide = self.operand_dtype(x)
         xi = self.centered(x, wide)
         if self.rank(xi) != 2:
             xi = self.emit(op.reshape(self.nchw(xi), [xi.ty.shape[0], -1]))
         acc = self.emit(op.matmul(xi, self.const(n.weight, wide), out_dtype="int32"))
         return self._accumulated(n, acc, x)
+
+    def _dot_rows(self, n: QNode, x: _Codes) -> list | None:
+        """A linear layer over rows of codes ([R, K] @ [K, F]: attention's projections and MLPs over tokens) as a
+        1 x 1 conv on one image row of R pixels, on the target's dot-product kernel (ARMv7 `vmull.s8`, VNNI), where
+        it takes the layer: 8-bit codes at zero point 0, static shapes. None: the generic int16 form."""
+        dims = [_static(d) for d in x.expr.ty.shape]
+        if self.kernel is None or x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 2 or None in dims:
+            return None
+        (r, k), f = dims, int(n.weight.shape[1])
+        shape = ConvShape(1, 1, r, k, f, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+        if supports(shape, narrow_kernel(shape, self.kernel)) is not None:
+            return None
+        weight = np.ascontiguousarray(n.weight.T)[:, :, None, None]  # OIHW
+        codes = self.emit(self.relax.op.reshape(x.expr, [1, 1, r, k]))
+        (y,) = self._dot_conv(n, x, shape, codes, weight)
+        if not isinstance(y, _Codes):  # a float graph output (dequantized, in NCHW): [1, F, 1, R]
+            return [self.emit(self.relax.op.reshape(self.emit(self.relax.op.permute_dims(y, [0, 3, 2, 1])), [r, f]))]
+        return [_Codes(self.emit(self.relax.op.reshape(y.expr, [r, f])), y.params)]
 
     # ------------------------------------------------------------------------------------------ elementwise
     def add(self, n: QNode, a: _Codes, b: _Codes) -> list:
@@ -383,6 +407,22 @@ class RelaxLowering(Interpreter):
             index = self.emit(op.subtract(index, self.const(n.qin[0].lo, "int32")))
         out = n.qout[0]
         return [_Codes(self.emit(op.take(self.const(n.table, out.dtype), index, axis=0)), out)]
+
+    def softmax(self, n: QNode, x: _Codes) -> list:
+        """reference.softmax_codes in int32 along the graph's last axis (a 4-D tensor back in NCHW for it)."""
+        op = self.relax.op
+        q = self.cast(self.nchw(x.expr), "int32")
+        top = self.emit(op.max(q, axis=-1, keepdims=True))
+        d = self.emit(op.minimum(self.emit(op.subtract(top, q)), self.const(len(n.table) - 1, "int32")))
+        e = self.emit(op.take(self.const(n.table, "int32"), d, axis=0))
+        r = self.emit(op.floor_divide(self.const(n.attrs["numerator"], "int32"),
+                                      self.emit(op.sum(e, axis=-1, keepdims=True))))
+        k = n.attrs["shift"]
+        y = self.emit(op.right_shift(self.emit(op.add(self.emit(op.multiply(e, r)), self.const(1 << (k - 1), "int32"))),
+                                     self.const(k, "int32")))
+        out = n.qout[0]
+        y = self.clip(self.emit(op.add(y, self.const(out.zp, "int32"))) if out.zp else y, out.lo, out.hi, "int32")
+        return [_Codes(self.nhwc(self.cast(y, out.dtype)), out)]
 
     def channel_scale(self, n: QNode, x: _Codes) -> list:
         """reference.channel_scale: both sides requantized (channels last), the one by the code's sign chosen. A
@@ -503,10 +543,16 @@ class RelaxLowering(Interpreter):
             if q is None:
                 out.append(y)
                 continue
-            codes = self.emit(op.add(op.round(op.divide(y, self.const(np.float32(q.scale), "float32"))),
-                                     self.const(np.float32(q.zp), "float32")))
-            codes = self.emit(op.minimum(op.maximum(codes, self.const(q.lo, "float32")), self.const(q.hi, "float32")))
-            out.append(_Codes(self.nhwc(self.cast(codes, q.dtype)), q))
+            if n.rounding == "half_even":  # the graph input's kernel: no libm rint per element on ARMv7
+                shape = list(y.ty.shape)
+                func = self.bb.add_func(quantize_input_primfunc(shape, q, self.reciprocal), "tcc_quantize_island")
+                codes = self.emit(relax.call_tir(func, [y], relax.TensorType(shape, q.dtype)))
+            else:
+                codes = self.emit(op.add(op.round(op.divide(y, self.const(np.float32(q.scale), "float32"))),
+                                         self.const(np.float32(q.zp), "float32")))
+                codes = self.cast(self.emit(op.minimum(op.maximum(codes, self.const(q.lo, "float32")),
+                                                       self.const(q.hi, "float32"))), q.dtype)
+            out.append(_Codes(self.nhwc(codes), q))
         return out
 
 

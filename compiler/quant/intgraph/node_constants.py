@@ -1,5 +1,6 @@
 """How the quantizer turns a node's float facts into integer constants where a target's kernels fix the rule: LiteRT's
-lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry."""
+lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry, the integer softmax's
+exp table and normalizer."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,33 @@ import numpy as np
 from onnx import numpy_helper
 
 from ...intops import TFLITE_UNARY
-from .fixed_point import gemmlowp_multiply, quantize_multiplier
+from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
 from .plan import INode
 from .qtypes import QParams
+
+
+SOFTMAX_ONE = 1 << 15  # exp(0) in the integer softmax's table: a row of up to 65,535 entries sums within int32
+
+
+def softmax_table(s_in: float, span: int) -> np.ndarray:
+    """exp(-d s_in) * 2^15, rounded half to even, for each distance d = 0 .. span - 1 of a code below its row's
+    maximum (span: the input's number of codes), cut after its first 0: every larger distance reads that 0. An
+    8-bit input has at most 256 entries; a 16-bit one stops where exp(-d s) < 2^-16 (d s > 11.1)."""
+    d = np.arange(span, dtype=np.float64)
+    table = np.rint(np.exp(-d * np.float64(np.float32(s_in))) * SOFTMAX_ONE).astype(np.int64)
+    zeros = np.flatnonzero(table == 0)
+    return table[:zeros[0] + 1] if zeros.size else table
+
+
+def softmax_normalizer(s_out: float) -> tuple[int, int]:
+    """(C, k) with C = round(2^k / s_out), k as large as int32 allows: the output code is (e r + 2^(k-1)) >> k with
+    r = C // sum(e) per row, and e r <= C (e <= sum), so C + 2^(k-1) < 2^31 bounds every product. The rounding of r
+    costs at most e / 2^k of an output step: 1/256 for an 8-bit output at 1/255 per step (k = 23)."""
+    for k in range(30, 0, -1):
+        c = int(round(2.0 ** k / np.float64(np.float32(s_out))))
+        if c + (1 << (k - 1)) <= INT32_MAX:
+            return c, k
+    raise ValueError(f"output step {s_out!r} is too coarse for the integer softmax")
 
 
 def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:

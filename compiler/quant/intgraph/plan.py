@@ -11,9 +11,10 @@ pattern such as x * sigmoid(x), or an op the ONNX lowering wrote as several node
 norm: tcc.passes.composites), taken as the ONNX op it computes. Tensors computed inside an INode (`internal`) are
 never quantized.
 
-A node is a float island (`precision == "float"`) when its kind has no integer form (Role.FLOAT) and the rules
-allow float ops, or when it is named in `floats` (the calibration table's placement, tcc.quant.table.placement). A tensor
-is quantized when an integer node writes it or reads it; a tensor between islands stays float.
+A node is a float island (`precision == "float"`) when its kind has no integer form (Role.FLOAT), or none under the
+rules (their `float_kinds`), and the rules allow float ops, or when it is named in `floats` (the calibration table's
+placement, tcc.quant.table.placement). A tensor is quantized when an integer node writes it or reads it; a tensor
+between islands stays float.
 
 Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
 model with an op that has no integer form is refused in seconds, naming the node, the op and why.
@@ -294,7 +295,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             problems.append((name, node.op_type, why))
             continue
         acts = _activation_inputs(kind, view)
-        no_integer_form = integer and not supported(kind, QUANTIZE)
+        kept_float = target_rules is not None and kind in target_rules.float_kinds  # no such kernel there
+        no_integer_form = integer and (not supported(kind, QUANTIZE) or kept_float)
         island = integer and (name in floats or (no_integer_form and float_ok))
         if why is None:
             const = [i for i in acts if i in constants or not i]
@@ -305,7 +307,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             if unknown:
                 why = f"tensor {unknown[0]!r} is not a float tensor of known type"
         if why is None and no_integer_form and not island:
-            why = (f"no integer form ({INT_OPS[kind].doc})"
+            why = ((f"the {target_rules.name} rules have no integer {kind}" if kept_float else
+                    f"no integer form ({INT_OPS[kind].doc})")
                    + (f", and the {target_rules.name} rules keep no float ops" if target_rules else ""))
         # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
         if why is None and lowering is not None and not supported(kind, lowering) and not (island and

@@ -36,8 +36,8 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
-from .node_constants import (clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
-                             tflite_table)
+from .node_constants import (SOFTMAX_ONE, clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
+                             softmax_normalizer, softmax_table, tflite_table)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -320,6 +320,19 @@ class Quantizer(Interpreter):
             rounded = np.rint(fn(x, n.attrs) / np.float64(qo.scale))
         table = np.clip(rounded + qo.zp, qo.lo, qo.hi).astype(np.int64)
         return self.node(n, table=table, attrs={"function": n.lookup})
+
+    def softmax(self, n: INode) -> QNode:
+        """The exp table at the input's step and the normalizer (C, k) at the output's (node_constants)."""
+        qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        row = int(self.graph.shapes[n.inputs[0]][-1])
+        if row * SOFTMAX_ONE > INT32_MAX:
+            self.fail(f"softmax {n.name!r}: a row of {row:,} exponentials of up to 2^15 can overflow int32")
+        try:
+            numerator, shift = softmax_normalizer(qo.scale)
+        except ValueError as e:
+            self.fail(f"softmax {n.name!r}: {e}")
+        return self.node(n, table=softmax_table(qi.scale, qi.hi - qi.lo + 1),
+                         attrs={"numerator": numerator, "shift": shift})
 
     def channel_scale(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])

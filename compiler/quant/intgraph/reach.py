@@ -71,6 +71,10 @@ class Reach(Interpreter):
         used = n.table[x[0] - n.qin[0].lo:x[1] - n.qin[0].lo + 1]  # the entries the input's codes index
         return [(int(used.min()), int(used.max()))]
 
+    def softmax(self, n, x) -> list:  # (e r + 2^(k-1)) >> k >= 0: at or above the zero point
+        out = n.qout[0]
+        return [(max(out.zp, out.lo), out.hi)]
+
     def clamp(self, n, x) -> list:
         lo, hi = self._moved(x, n.qin[0].zp, n.rescale[0], n.qout[0])
         c_lo, c_hi = n.attrs["clamp"]

@@ -23,6 +23,8 @@ Conventions (TFLite / gemmlowp):
 - residual Add follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the common scale
   2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output;
 - Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code];
+- softmax: exp of each code's distance below its row's maximum from a table (2^15 exp(-d s_in)), normalized by one
+  integer division per row (`softmax_codes`);
 - a per-channel multiply (PReLU, a layer scale): the zero-point-free code times a small integer per channel
   (the factor's sign, or its int8 code under TFLite's rules), requantized per channel, one multiplier for codes at
   or above the zero point and one below;
@@ -116,6 +118,14 @@ def add_int(a_q: np.ndarray, a_zp: int, s_a: float, b_q: np.ndarray, b_zp: int, 
     out = QParams(float(s_o), int(zp_o), int(lo), int(hi))
     return add_codes(a_q, a_zp, b_q, b_zp, AddParams(p["left_shift"], mult("a"), mult("b"),
                                                       Requant(mult("out"), int(zp_o), int(lo), int(hi), out)))
+
+
+def softmax_codes(q: np.ndarray, table: np.ndarray, numerator: int, shift: int, out: QParams) -> np.ndarray:
+    """The integer softmax of codes q along their last axis (Reference.softmax)."""
+    q = np.asarray(q, np.int64)
+    e = table[np.minimum(q.max(axis=-1, keepdims=True) - q, len(table) - 1)]
+    r = numerator // e.sum(axis=-1, keepdims=True)
+    return np.clip(((e * r + (1 << (shift - 1))) >> shift) + out.zp, out.lo, out.hi)
 
 
 # ---------------------------------------------------------------------------------------------------- the executor
@@ -263,6 +273,11 @@ class Reference(Interpreter):
     def lookup(self, n: QNode, x: QTensor) -> list:
         """out = table[code - lowest input code]: f sampled at every input code, quantized to the output."""
         return [QTensor(n.table[x.q - n.qin[0].lo], n.qout[0])]
+
+    def softmax(self, n: QNode, x: QTensor) -> list:
+        """Along the last axis: e = table[min(row max - code, len(table) - 1)] (2^15 exp(-d s_in)), r = C // sum(e)
+        per row (attrs "numerator"), out = (e r + 2^(k-1)) >> k + zp (attrs "shift": k), clamped; all int32."""
+        return [QTensor(softmax_codes(x.q, n.table, n.attrs["numerator"], n.attrs["shift"], n.qout[0]), n.qout[0])]
 
     def channel_scale(self, n: QNode, x: QTensor) -> list:
         """Per channel c (axis 1): the zero-point-free code d times factors[0, c] requantized by `requant` where

@@ -5,10 +5,11 @@ The calibration table carries it (spec/schema/calibration.schema.json, `placemen
     "placement": {"objectives": {...}, "nodes": {"dense1.layer0.dw.conv": {"precision": "float",
                   "reason": "speed", ...}}, ...}
 
-`tcc.quant.intgraph.qgraph.quantize_graph` plans the model with the table's float nodes, so every interpreter (the integer
-reference, QDQ for ONNX Runtime, TVM, TFLite, the AX kits) builds the same mixed graph. Nodes without an integer
-form (Role.FLOAT: softmax) are islands wherever the target rules allow float ops, whether or not the table names
-them. `islands(graph)` lists every island with its reason: what the manifest records and `tcc build` prints.
+`tcc.quant.intgraph.qgraph.quantize_graph` plans the model with the table's float nodes, so every interpreter (the
+integer reference, QDQ for ONNX Runtime, TVM, TFLite, the AX kits) builds the same mixed graph. Nodes without an
+integer form (Role.FLOAT: layer norm; a kind the rules list in float_kinds: softmax on ORT) are islands wherever the
+target rules allow float ops, whether or not the table names them. `islands(graph)` lists every island with its
+reason: what the manifest records and `tcc build` prints.
 
 The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.placer.
 """
@@ -18,7 +19,7 @@ from .file import CalibrationTable
 
 KEY = "placement"
 REASONS = {
-    "required": "no integer form: kept in float where the target allows float ops",
+    "required": "no integer form on this target: kept in float where the target allows float ops",
     "accuracy": "kept in float to reach the output cosine floor (--min-cos)",
     "speed": "kept in float: its integer kernel measured slower than its float twin on this CPU (--speed)",
     "pinned": "kept in float on request (--keep-float)",

@@ -100,6 +100,11 @@ class TargetRules:
     # dequantized, outputs quantized again). ORT, TVM and TFLite run float ops beside integer ones; Pulsar2's
     # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
     float_ops: bool = True
+    # kinds of the integer op table whose integer form this target's kernels do not compute: a float island here
+    # (where float_ops allows one, else refused). Softmax: tcc's exp table and row division (tcc.intops) is what
+    # tcc's TVM kernels compute; ONNX Runtime's QLinearSoftmax and LiteRT's int8 SOFTMAX round otherwise, and the
+    # NPUs' toolchains quantize it themselves
+    float_kinds: tuple[str, ...] = ()
     # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
     # int16 codes (tcc's TVM lowering: every kind widens its codes anyway; TFLite's 16x8 mode: `wide` says which
     # kinds and how). ORT's integer kernels (QLinearConv, ConvInteger) take 8-bit activations only; the NPUs' int16
@@ -132,7 +137,7 @@ def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
 RULES: dict[str, TargetRules] = {r.name: r for r in [
     TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
                 "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
-                kernel_rewrites=True, dense_weight_bits=7),
+                kernel_rewrites=True, dense_weight_bits=7, float_kinds=("softmax",)),
     TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
                 "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
                 activation_bits=(8, 16)),
@@ -143,7 +148,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
-                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0)),
+                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0)), float_kinds=("softmax",),
                 # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
                 # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
@@ -166,10 +171,10 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
     TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
                 "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False),
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False, float_kinds=("softmax",)),
     TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
                 "per-channel symmetric weights in [-127, 127], s32 conv bias",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True),
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_kinds=("softmax",)),
 ]}
 # LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (`quantized_bias_type` INT32: without it
 # LiteRT reads a 16x8 bias as int64). conv.cc's

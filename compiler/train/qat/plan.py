@@ -101,5 +101,5 @@ class QatPlanner(Interpreter):
     channel_scale = add_constant = broadcast = float_constant
     add = mul = clamp = max_pool = avg_pool = global_avg_pool = global_max_pool = outputs
     reshape = transpose = move
-    concat = split = slice = matmul = outputs
+    concat = split = slice = matmul = softmax = outputs
     float_island = outputs  # its inputs arrive as codes; the outputs an integer node reads are quantized again
