@@ -49,6 +49,9 @@ from .isa import Simd, simd_of
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
+# AArch64's 32 registers: 4 pixels (DDSNet aarch64 104.0 -> 101.2 M instructions, aarch64-dotprod 66.8 -> 64.1 M;
+# 8 pixels 102.3 / 63.7 M; 4 pixels x 16 channels 100.8 / 65.4 M; measured)
+DEPTHWISE_PIXELS_A64 = 4
 # A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
 # depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
@@ -95,6 +98,10 @@ def _parallel(sch, loops) -> None:
 
 def _is_x86(target) -> bool:
     return str(target.attrs.get("mtriple", "")).startswith(("x86_64", "i686"))
+
+
+def _is_aarch64(target) -> bool:
+    return str(target.attrs.get("mtriple", "")).startswith("aarch64")
 
 
 def _unroll_short_reduction(sch, reduce, limit: int) -> None:
@@ -555,7 +562,7 @@ class Int8DotConv(Rule):
         sch.unroll(p_c)
         s_x, s_c = sch.get_loops(total)[-2:]
         s_c, s_vec = sch.split(s_c, [None, 4])
-        sch.tensorize(s_vec, partial_sum_intrin())
+        sch.tensorize(s_vec, partial_sum_intrin(kernel.arch))
         sch.unroll(s_x)
         sch.unroll(s_c)
         c_in, vec = sch.split(c_in, [None, 4])
@@ -570,7 +577,7 @@ class Int8Depthwise(Rule):
     """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
     `tcc_dw_pad` written once beforehand, vectorized) with its epilogue, on ARMv7: a register tile of pixels x
     two vectors of int32 channels, accumulated over the taps (the NEON widening intrinsic), the epilogue fused
-    into its write-back. x86 leaves it to `WindowReduction`."""
+    into its write-back; on AArch64 the same with more pixels a tile. x86 leaves it to `WindowReduction`."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]
@@ -588,7 +595,8 @@ class Int8Depthwise(Rule):
         if _extent(sch, c) % width:
             return False
         c_out, c_in = sch.split(c, [None, width])
-        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS)
+        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_PIXELS_A64 if _is_aarch64(self.target) else
+                                  DEPTHWISE_PIXELS)
         one_pixel = pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
         x_out, x_in = sch.split(x, [None, pixels])
         if one_pixel and all(_extent(sch, tap) == 1 for tap in taps):

@@ -19,7 +19,7 @@ NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_
           "tcc_dot_avx512_vnni": "tcc_dot_avx_vnni", "tcc_dot_avx_vnni": "tcc_dot_vnni_xmm"}
 # the kernel for weights that put two -128 codes on one int16 lane
 NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs",
-             "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs"}
+             "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs", "tcc_dot_a64_dot16": "tcc_dot_a64_dot16_pairs"}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
 
 
@@ -87,7 +87,8 @@ def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
     return k
 
 
-DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs"}
+DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs",
+             "tcc_dot_a64_s8": "tcc_dot_a64_dot16", "tcc_dot_a64_s8_pairs": "tcc_dot_a64_dot16_pairs"}
 
 
 def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:

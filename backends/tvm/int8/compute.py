@@ -124,6 +124,14 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
     products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
     then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
+    from tvm import te
+
+    func = te.create_prim_func(list(dot_conv_tensors(shape, k, pad_code))).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
+
+
+def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):
+    """dot_conv_primfunc's TE tensors: (input codes, packed weights, acc)."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
@@ -150,8 +158,7 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)],
                      lambda n, y, xx, co: part[n, y, xx, co, i64(0)] + part[n, y, xx, co, i64(1)]
                      + part[n, y, xx, co, i64(2)] + part[n, y, xx, co, i64(3)], name=SUM_BLOCK)
-    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 4)
+    return x, weights, out
 
 
 def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):

@@ -102,6 +102,8 @@ def _impl(k: DotKernel, values: bool = False):
                     dtype=f"int32x{L}")
         return impl_vnni
     if k.form == "dot":  # 16 codes x 16 weights: vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes
+        mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
+
         @T.prim_func(s_tir=True)
         def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (16,), "int8", offset_factor=1)
@@ -112,15 +114,10 @@ def _impl(k: DotKernel, values: bool = False):
                 T.writes(C[0:4])
                 va = operand(A.vload([0], "int8x16"))
                 vb = operand(B.vload([0], "int8x16"))
-                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
-                                            T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"),
-                                            dtype="int16x8")
-                    + T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
-                                              T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8"),
-                                              dtype="int16x8"),
-                    dtype="int32x4")
+                C[T.ramp(0, 1, 4)] = padal(
+                    C.vload([0], "int32x4"),
+                    mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
+                    + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")))
 
         @T.prim_func(s_tir=True)
         def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
@@ -132,17 +129,10 @@ def _impl(k: DotKernel, values: bool = False):
                 T.writes(C[0:4])
                 va = operand(A.vload([0], "int8x16"))
                 vb = operand(B.vload([0], "int8x16"))
-                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"),
-                    T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadals"), C.vload([0], "int32x4"),
-                        T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
-                                                T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"),
-                                                dtype="int16x8"), dtype="int32x4"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vmulls"),
-                                            T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8"),
-                                            dtype="int16x8"),
-                    dtype="int32x4")
+                C[T.ramp(0, 1, 4)] = padal(
+                    padal(C.vload([0], "int32x4"),
+                          mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))),
+                    mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")))
         return impl_dot_pairs if k.name.endswith("_pairs") else impl_dot
     if k.name == "tcc_dot_a64_sdot":  # an s8 quad broadcast to 4 lanes against 4 channels x 4 codes: one sdot
         @T.prim_func(s_tir=True)
@@ -264,13 +254,15 @@ def depthwise_intrin(target) -> str | None:
     return name
 
 
-PARTIAL_SUM_NEON = "tcc_dot_neon_sum4"  # 4 channels' 4 partial lanes summed: 6 vpadd.i32
+PARTIAL_SUM = {"armv7": "tcc_dot_neon_sum4",  # 4 channels' 4 partial lanes summed: 6 vpadd.i32
+               "aarch64": "tcc_dot_a64_sum4"}  # 3 addp of q registers
 
 
-def partial_sum_intrin() -> str:
+def partial_sum_intrin(arch: str = "armv7") -> str:
     """The TensorIntrin summing the dot form's partial lanes of 4 output channels into one vector (registered);
     LLVM's own reduction of a [4, 4] tile transposed it element by element (vtrn / vext / vorr)."""
-    if PARTIAL_SUM_NEON not in _registered:
+    name = PARTIAL_SUM[arch]
+    if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
@@ -286,37 +278,65 @@ def partial_sum_intrin() -> str:
                         vi = T.axis.remap("S", [i])
                         O[vi] = P[vi, 0] + P[vi, 1] + P[vi, 2] + P[vi, 3]
 
-        @T.prim_func(s_tir=True)
-        def impl(p: T.handle, o: T.handle) -> None:
-            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(P[0:4, 0:4])
-                T.writes(O[0:4])
-                p0 = T.meta_var(P.vload([0, 0], "int32x4"))
-                p1 = T.meta_var(P.vload([1, 0], "int32x4"))
-                p2 = T.meta_var(P.vload([2, 0], "int32x4"))
-                p3 = T.meta_var(P.vload([3, 0], "int32x4"))
-                O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                            T.vectorlow(p0, dtype="int32x2"), T.vectorhigh(p0, dtype="int32x2"),
-                                            dtype="int32x2"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                            T.vectorlow(p1, dtype="int32x2"), T.vectorhigh(p1, dtype="int32x2"),
-                                            dtype="int32x2"), dtype="int32x2")
-                O[T.ramp(2, 1, 2)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                            T.vectorlow(p2, dtype="int32x2"), T.vectorhigh(p2, dtype="int32x2"),
-                                            dtype="int32x2"),
-                    T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                            T.vectorlow(p3, dtype="int32x2"), T.vectorhigh(p3, dtype="int32x2"),
-                                            dtype="int32x2"), dtype="int32x2")
+        TensorIntrin.register(name, desc, _partial_sum_a64() if arch == "aarch64" else _partial_sum_neon(),
+                              override=True)
+        _registered.add(name)
+    return name
 
-        TensorIntrin.register(PARTIAL_SUM_NEON, desc, impl, override=True)
-        _registered.add(PARTIAL_SUM_NEON)
-    return PARTIAL_SUM_NEON
+
+def _partial_sum_neon():
+    """ARMv7: vpadd of each channel's two halves, then of two channels' results."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(p: T.handle, o: T.handle) -> None:
+        P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+        O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(P[0:4, 0:4])
+            T.writes(O[0:4])
+            p0 = T.meta_var(P.vload([0, 0], "int32x4"))
+            p1 = T.meta_var(P.vload([1, 0], "int32x4"))
+            p2 = T.meta_var(P.vload([2, 0], "int32x4"))
+            p3 = T.meta_var(P.vload([3, 0], "int32x4"))
+            O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                        T.vectorlow(p0, dtype="int32x2"), T.vectorhigh(p0, dtype="int32x2"),
+                                        dtype="int32x2"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                        T.vectorlow(p1, dtype="int32x2"), T.vectorhigh(p1, dtype="int32x2"),
+                                        dtype="int32x2"), dtype="int32x2")
+            O[T.ramp(2, 1, 2)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                        T.vectorlow(p2, dtype="int32x2"), T.vectorhigh(p2, dtype="int32x2"),
+                                        dtype="int32x2"),
+                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                                        T.vectorlow(p3, dtype="int32x2"), T.vectorhigh(p3, dtype="int32x2"),
+                                        dtype="int32x2"), dtype="int32x2")
+    return impl
+
+
+def _partial_sum_a64():
+    """AArch64: addp of channels 0 / 1 and 2 / 3, then of the two results."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(p: T.handle, o: T.handle) -> None:
+        P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+        O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(P[0:4, 0:4])
+            T.writes(O[0:4])
+            addp = T.meta_var(T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp"))
+            O[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+                addp,
+                T.call_llvm_pure_intrin(addp, P.vload([0, 0], "int32x4"), P.vload([1, 0], "int32x4"),
+                                        dtype="int32x4"),
+                T.call_llvm_pure_intrin(addp, P.vload([2, 0], "int32x4"), P.vload([3, 0], "int32x4"),
+                                        dtype="int32x4"), dtype="int32x4")
+    return impl
 
 
 _registered: set[str] = set()

@@ -99,6 +99,7 @@ def _scripts(mod):
     ("aarch64-dotprod", None),  # kernel_for: sdot (ARMv8.2 dotprod), run by qemu's cortex-a76
     ("aarch64", None),  # kernel_for: smull / smlal / sadalp (ARMv8.0)
     ("aarch64", "tcc_dot_a64_s8_pairs"),
+    ("aarch64", "tcc_dot_a64_dot16_pairs"),  # AArch64's dot form, its pairs twin on every layer
 ])
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     skip_unless_runtime(target)
@@ -281,6 +282,8 @@ def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
     ("aarch64-dotprod", "tcc_dot_a64_sdot", (r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b",)),
     ("aarch64", "tcc_dot_a64_s8", (r"smull\s", r"smlal\s", r"sadalp\s")),
     ("aarch64", "tcc_dot_a64_s8_pairs", (r"smull\s", r"sadalp\s")),
+    ("aarch64", "tcc_dot_a64_dot16", (r"smull\s", r"smlal2\s", r"sadalp\s", r"addp\s+v\d+\.4s")),
+    ("aarch64", "tcc_dot_a64_dot16_pairs", (r"smull\s", r"smull2\s", r"sadalp\s")),
 ])
 def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instructions):
     """Each AArch64 kernel's conv, scheduled and compiled for its target, is made of the instructions it is for."""
@@ -291,7 +294,12 @@ def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instruction
     tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
     k = kn.KERNELS[kernel]
     shape = kn.ConvShape(1, 6, 8, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.conv_primfunc(shape, k, 0).with_attr("global_symbol", "main")
+    if k.form == "dot":  # its schedule takes it with an epilogue (the requantization's place)
+        x, w, acc = compute.dot_conv_tensors(shape, k, 0)
+        func = tvm.te.create_prim_func([x, w, tvm.te.compute(acc.shape, lambda *i: acc(*i) >> 1, name="epilogue")])
+    else:
+        func = compute.conv_primfunc(shape, k, 0)
+    func = func.with_attr("global_symbol", "main")
     sch = s_tir.Schedule(func)
     assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(tvm_target))
     asm = tvm.compile(sch.mod, target=tvm_target).mod.inspect_source("s")
