@@ -574,7 +574,8 @@ INT_OPS: dict[str, IntOp] = {
               fields=_constant_fields, full_range=True),
         IntOp("softmax", Role.SOFTMAX, ("Softmax",), "softmax over the last axis: e = table[min(row max - code, "
               "L - 1)] (2^15 exp(-d s_in), rounded), per row r = C // sum(e), out = (e r + 2^(k-1)) >> k + zp "
-              "(C = 2^k / s_out); a float island under rules that list it in float_kinds",
+              "(C = 2^k / s_out); under LiteRT's rules its int8 SOFTMAX (gemmlowp fixed point, output at 1/256); a "
+              "float island under rules that list it in float_kinds",
               _check_softmax, reads="first", lowerings=frozenset({QUANTIZE, REFERENCE, TVM, TFLITE, QAT}),
               placeable=True, full_range=True),
         IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "

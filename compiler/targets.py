@@ -165,6 +165,9 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
     Target("tflite", "tflite", ("fp32", "fp16", "dynamic", "int8"),
            "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
            rules="tflite"),
+    Target("tflite-int", "tflite", ("int8",),
+           "TFLite (LiteRT) with int8 builtins only, for int8-only runtimes and delegates: no float islands, softmax "
+           "as int8 SOFTMAX; refuses a model with an op that has no int8 builtin (LayerNorm)", rules="tflite-int"),
     Target("tflite16-i32", "tflite", ("int8",),
            "TFLite (LiteRT) 16x8 with int32 bias (--activation-bits 16): CONV_2D / FULLY_CONNECTED on LiteRT's "
            "optimized kernels, int32 accumulators (grids narrowed where one could overflow)", rules="tflite16-i32"),

@@ -90,8 +90,8 @@ def _is_int8(bundle_dir) -> bool:
 
 
 def _rules(options: EmitOptions) -> str:
-    """The quantization rules of the target being built (`tflite`, or `tflite16-i32`: the 16x8 mode with int32
-    bias), from the target registry."""
+    """The quantization rules of the target being built (`tflite`; `tflite-int`: int8 builtins only; or
+    `tflite16-i32`: the 16x8 mode with int32 bias), from the target registry."""
     entry = TARGETS.get(options.target)
     return entry.rules if entry is not None and entry.rules else "tflite"
 
@@ -115,7 +115,7 @@ class TfliteLoaded:
 class TfliteBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(name="tflite", targets=("tflite", "tflite16-i32"),
+        return Capabilities(name="tflite", targets=("tflite", "tflite-int", "tflite16-i32"),
                             precisions=("fp32", "fp16", "dynamic", "int8"),
                             onnx_ops=None, opsets=(11, 21), runs_here=_litert_missing() is None,
                             int8_lowering="tflite", int8_exact=True)

@@ -265,11 +265,13 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
             act_scale[n] = float(scale_for_threshold(widest, activation_bits, any_signed))
             group_of[n] = gi
 
-    # ---- scales the target fixes (TFLite: LOGISTIC's output 1/256 with zero point -128), with their groups
+    # ---- scales the target fixes (TFLite: LOGISTIC's and SOFTMAX's output 1/256 with zero point -128), with their
+    # groups
     fixed: dict[str, tuple[float, int]] = {}
     for node in graph.nodes:
         for op, scale, zp in rules.fixed_outputs:
-            if node.kind == "lookup" and node.lookup == op and not node.gate:
+            if (node.kind == "lookup" and node.lookup == op and not node.gate) or (
+                    node.kind == "softmax" and op == "Softmax" and node.integer):
                 out = node.outputs[0]
                 members = next((g for g in groups if out in g), [out])
                 fixed.update({m: (float(np.float32(scale)), zp) for m in members})

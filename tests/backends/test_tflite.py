@@ -73,8 +73,9 @@ def test_four_precisions(name, precision, tmp_path, data):
 def test_attention_mobilevit(precision, tmp_path, data):
     """MobileViT-XXS (issue 35): BATCH_MATMUL of two activations, STRIDED_SLICE of q, k and v, MUL by the scalar
     1 / sqrt(d) on rank-5 scores, tokens folded into rows for FULLY_CONNECTED (their tensors' first axis a row
-    count, not the batch); softmax and LayerNorm as float islands in int8. INT8 bit-exact with the integer
-    reference on LiteRT's reference kernels, every op within 1 LSB on its optimized ones."""
+    count, not the batch); softmax and LayerNorm as float islands in int8 (int8 SOFTMAX: `tflite-int`). INT8
+    bit-exact with the integer reference on LiteRT's reference kernels, every op within 1 LSB on its optimized
+    ones."""
     r = _build("mobilevit_xxs", tmp_path, precision, data)
     check = r.manifest["self_check"]["result"]
     assert check["passed"]
@@ -83,6 +84,7 @@ def test_attention_mobilevit(precision, tmp_path, data):
         assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
         assert r.manifest["quantization"]["integer_ops"]["matmul"] == 6  # q k^T and weights x v, 3 blocks
         assert r.manifest["quantization"]["integer_ops"]["slice"] == 9
+        assert {i["kind"] for i in r.manifest["quantization"]["float_islands"]} == {"softmax", "layernorm"}
 
 
 @pytest.mark.parametrize("name,kind,count", [("maxvit_t", "add_constant", 6), ("vit_b_16", "broadcast", 2)])

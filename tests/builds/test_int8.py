@@ -167,6 +167,32 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
     assert not out.exists() and not list(tmp_path.glob(".*tcc*"))
 
 
+def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
+    """`--target tflite-int` (int8 builtins only): the softmax head is LiteRT's int8 SOFTMAX (output at 1/256, zero
+    point -128), no float island, the model bit-exact with the integer reference on LiteRT's reference kernels."""
+    pytest.importorskip("ai_edge_litert")
+    from tcc.backends.tflite.model import schema
+
+    spec = tmp_path / "m.yaml"
+    spec.write_text(SOFTMAX_SPEC)
+    data = tmp_path / "d.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["build", str(spec), "--target", "tflite-int", "--precision", "int8", "--data", str(data),
+                 "--method", "kl", "-o", str(out)]) == 0
+    m = read_manifest(out)
+    assert m["quantization"]["integer_ops"]["softmax"] == 1 and not m["quantization"].get("float_islands")
+    assert m["self_check"]["result"]["bit_exact"]
+    s = schema()
+    model = s.ModelT.InitFromObj(s.Model.GetRootAsModel((out / "model.tflite").read_bytes(), 0))
+    codes = {getattr(s.BuiltinOperator, k): k for k in dir(s.BuiltinOperator) if not k.startswith("_")}
+    ops = [codes[model.operatorCodes[o.opcodeIndex].builtinCode] for o in model.subgraphs[0].operators]
+    assert "SOFTMAX" in ops and "DEQUANTIZE" not in ops[:-1]
+    softmax = model.subgraphs[0].operators[ops.index("SOFTMAX")]
+    y = model.subgraphs[0].tensors[softmax.outputs[0]]
+    assert (list(y.quantization.scale), list(y.quantization.zeroPoint)) == ([1 / 256], [-128])
+
+
 def test_opset_11_int8_is_opset_11_in_the_file(tmp_path, data):
     """Per-channel weights below opset 13: ONNX Runtime's contrib DequantizeLinear (com.microsoft, per-axis), which
     it fuses into QLinearConv all the same; the standard domain stays at the requested opset."""

@@ -294,3 +294,37 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
         got = it.get_tensor(it.get_output_details()[0]["index"]).reshape(-1).astype(np.int64)
         want = np.clip(tflite_table(SimpleNamespace(lookup=op, attrs=attrs), codes, qi, qo) + qo.zp, -128, 127)
         np.testing.assert_array_equal(got, want, err_msg=f"{op} {attrs} {qi} {qo}")
+
+
+def test_tflite_softmax_equals_litert_reference_kernel():
+    """Under the tflite rules the integer softmax is LiteRT's reference int8 SOFTMAX (gemmlowp fixed point:
+    tcc.quant.intgraph.gemmlowp): bit for bit on random codes at input steps from 0.003 to 1.3, rows of 7 to 256
+    (a row of equal codes, rows with differences past diff_min), its constants as SoftmaxPrepare computes them."""
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tcc.backends.tflite.lower import options
+    from tcc.backends.tflite.model import Quant, TfliteModel
+    from tcc.quant.intgraph import gemmlowp
+    from tcc.quant.intgraph.node_constants import tflite_softmax_params
+
+    rng = np.random.default_rng(5)
+    for s_in, zp, depth in [(0.05, 3, 64), (0.2, -10, 16), (0.01, 0, 256), (0.5, 20, 7), (0.08, -128, 197),
+                            (1.3, 5, 33), (0.003, 0, 64)]:
+        m = TfliteModel("softmax")
+        x = m.tensor("x", [8, depth], "int8", quant=Quant((s_in,), (zp,)))
+        y = m.tensor("y", [8, depth], "int8", quant=Quant((1 / 256,), (-128,)))
+        m.operator("SOFTMAX", [x], [y], options("SoftmaxOptions", beta=1.0))
+        it = Interpreter(model_content=m.to_bytes([x], [y]), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        it.allocate_tensors()
+        codes = rng.integers(-128, 128, size=(8, depth)).astype(np.int8)
+        codes[0] = 5  # all equal: 1 / depth each
+        codes[1] = -128
+        codes[1, 0] = 127  # differences of 255 (past diff_min at the larger steps): the lowest code
+        it.set_tensor(it.get_input_details()[0]["index"], codes)
+        it.invoke()
+        got = it.get_tensor(it.get_output_details()[0]["index"]).astype(np.int64)
+        np.testing.assert_array_equal(gemmlowp.softmax_codes(codes, *tflite_softmax_params(s_in)), got,
+                                      err_msg=f"step {s_in}, {depth} per row")
+    with pytest.raises(ValueError, match="below 2\\^-26"):
+        tflite_softmax_params(1e-9)

@@ -50,6 +50,7 @@ import functools
 import numpy as np
 import onnx
 
+from tcc.errors import BuildError
 from tcc.intops import TVM, Interpreter
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
@@ -410,6 +411,9 @@ class RelaxLowering(Interpreter):
 
     def softmax(self, n: QNode, x: _Codes) -> list:
         """reference.softmax_codes in int32 along the graph's last axis (a 4-D tensor back in NCHW for it)."""
+        if n.attrs.get("form") == "gemmlowp":
+            raise BuildError(f"softmax {n.name!r}: a table made under LiteRT's rules (its int8 SOFTMAX); TVM's "
+                             "integer softmax takes tables of the tvm rules (`tcc calibrate --target host`)")
         op = self.relax.op
         q = self.cast(self.nchw(x.expr), "int32")
         top = self.emit(op.max(q, axis=-1, keepdims=True))

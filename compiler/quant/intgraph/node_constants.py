@@ -1,6 +1,6 @@
 """How the quantizer turns a node's float facts into integer constants where a target's kernels fix the rule: LiteRT's
 lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry, the integer softmax's
-exp table and normalizer."""
+exp table and normalizer (LiteRT's: its multiplier and radius)."""
 from __future__ import annotations
 
 import math
@@ -36,6 +36,19 @@ def softmax_normalizer(s_out: float) -> tuple[int, int]:
         if c + (1 << (k - 1)) <= INT32_MAX:
             return c, k
     raise ValueError(f"output step {s_out!r} is too coarse for the integer softmax")
+
+
+def tflite_softmax_params(s_in: float, beta: float = 1.0) -> tuple[int, int, int]:
+    """LiteRT's int8 SOFTMAX constants (SoftmaxPrepare: PreprocessSoftmaxScaling, CalculateInputRadius): the
+    multiplier and left shift taking a code difference to Q5.26 (beta * s_in * 2^26, at most 2^31 - 1, as
+    QuantizeMultiplierGreaterThanOne), and diff_min, the most negative difference whose shifted value fits int32
+    (smaller ones give the lowest output code)."""
+    real = min(beta * float(np.float32(s_in)) * (1 << (31 - 5)), (1 << 31) - 1.0)
+    if real <= 1.0:
+        raise ValueError(f"input step {s_in!r} is below 2^-26: LiteRT's SOFTMAX needs beta * s_in * 2^26 > 1")
+    q, shift = quantize_multiplier(real)
+    radius = math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << int(shift[0])))
+    return int(q[0]), int(shift[0]), -radius
 
 
 def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:

@@ -37,7 +37,7 @@ from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
 from .node_constants import (SOFTMAX_ONE, clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
-                             softmax_normalizer, softmax_table, tflite_table)
+                             softmax_normalizer, softmax_table, tflite_softmax_params, tflite_table)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -322,8 +322,11 @@ class Quantizer(Interpreter):
         return self.node(n, table=table, attrs={"function": n.lookup})
 
     def softmax(self, n: INode) -> QNode:
-        """The exp table at the input's step and the normalizer (C, k) at the output's (node_constants)."""
+        """The exp table at the input's step and the normalizer (C, k) at the output's (node_constants); under
+        rules whose softmax is LiteRT's, its multiplier, shift and radius (the output fixed at 1/256, -128)."""
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
+        if self.rules.softmax == "gemmlowp":
+            return self._gemmlowp_softmax(n, qi, qo)
         row = int(self.graph.shapes[n.inputs[0]][-1])
         if row * SOFTMAX_ONE > INT32_MAX:
             self.fail(f"softmax {n.name!r}: a row of {row:,} exponentials of up to 2^15 can overflow int32")
@@ -333,6 +336,18 @@ class Quantizer(Interpreter):
             self.fail(f"softmax {n.name!r}: {e}")
         return self.node(n, table=softmax_table(qi.scale, qi.hi - qi.lo + 1),
                          attrs={"numerator": numerator, "shift": shift})
+
+    def _gemmlowp_softmax(self, n: INode, qi: QParams, qo: QParams) -> QNode:
+        if (qi.lo, qi.hi) != (-128, 127) or (qo.scale, qo.zp, qo.lo, qo.hi) != (1 / 256, -128, -128, 127):
+            self.fail(f"softmax {n.name!r}: rules {self.rules.name!r} (LiteRT's int8 SOFTMAX) take int8 codes in and "
+                      f"the output at step 1/256, zero point -128 (the table: {n.outputs[0]!r} at {qo.scale:.6g} / "
+                      f"{qo.zp}); a table for other rules?")
+        try:
+            multiplier, left_shift, diff_min = tflite_softmax_params(qi.scale)
+        except ValueError as e:
+            self.fail(f"softmax {n.name!r}: {e}")
+        return self.node(n, attrs={"form": "gemmlowp", "multiplier": multiplier, "left_shift": left_shift,
+                                   "diff_min": diff_min})
 
     def channel_scale(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])

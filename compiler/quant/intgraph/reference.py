@@ -48,6 +48,7 @@ from .fixed_point import (  # noqa: F401 (re-exported)
     quantize_multiplier,
     single_half_away_multiply,
 )
+from . import gemmlowp
 from .islands import FloatOps
 from .plan import plan
 from .qgraph import quantize_graph
@@ -276,8 +277,12 @@ class Reference(Interpreter):
 
     def softmax(self, n: QNode, x: QTensor) -> list:
         """Along the last axis: e = table[min(row max - code, len(table) - 1)] (2^15 exp(-d s_in)), r = C // sum(e)
-        per row (attrs "numerator"), out = (e r + 2^(k-1)) >> k + zp (attrs "shift": k), clamped; all int32."""
-        return [QTensor(softmax_codes(x.q, n.table, n.attrs["numerator"], n.attrs["shift"], n.qout[0]), n.qout[0])]
+        per row (attrs "numerator"), out = (e r + 2^(k-1)) >> k + zp (attrs "shift": k), clamped; all int32. Or
+        (attrs "form" gemmlowp) LiteRT's reference int8 SOFTMAX (tcc.quant.intgraph.gemmlowp.softmax_codes)."""
+        a = n.attrs
+        if a.get("form") == "gemmlowp":
+            return [QTensor(gemmlowp.softmax_codes(x.q, a["multiplier"], a["left_shift"], a["diff_min"]), n.qout[0])]
+        return [QTensor(softmax_codes(x.q, n.table, a["numerator"], a["shift"], n.qout[0]), n.qout[0])]
 
     def channel_scale(self, n: QNode, x: QTensor) -> list:
         """Per channel c (axis 1): the zero-point-free code d times factors[0, c] requantized by `requant` where

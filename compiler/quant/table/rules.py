@@ -94,16 +94,19 @@ class TargetRules:
     channel_factors: str = "exact"
     shared_kinds: tuple[str, ...] = ()  # more kinds whose output takes the input's scale (TFLite: global pooling,
     # a standalone clamp: MAXIMUM / MINIMUM on one grid)
-    # lookup ops whose output quantization is fixed by the target: ONNX op -> (scale, zero point)
+    # ops whose output quantization is fixed by the target (lookups, softmax): ONNX op -> (scale, zero point)
     fixed_outputs: tuple[tuple[str, float, int], ...] = ()
+    # the integer softmax's arithmetic: "exp_table", tcc's own (a table of exp of code distances, one integer
+    # division per row: tcc.quant.intgraph.node_constants), or "gemmlowp", LiteRT's reference int8 SOFTMAX
+    # (gemmlowp fixed point, output at 1/256 and -128: tcc.quant.intgraph.gemmlowp)
+    softmax: str = "exp_table"
     # float islands (tcc.quant.table.placement): the target can run a node of an INT8 model in float (inputs
     # dequantized, outputs quantized again). ORT, TVM and TFLite run float ops beside integer ones; Pulsar2's
     # config pins layers to FP32 (`quant.layer_configs`); Pulsar v1's documented config has no per-layer precision
     float_ops: bool = True
     # kinds of the integer op table whose integer form this target's kernels do not compute: a float island here
-    # (where float_ops allows one, else refused). Softmax: tcc's exp table and row division (tcc.intops) is what
-    # tcc's TVM kernels compute; ONNX Runtime's QLinearSoftmax and LiteRT's int8 SOFTMAX round otherwise, and the
-    # NPUs' toolchains quantize it themselves
+    # (where float_ops allows one, else refused). Softmax: ONNX Runtime's QLinearSoftmax rounds otherwise than
+    # either of tcc's forms (`softmax`), and the NPUs' toolchains quantize it themselves
     float_kinds: tuple[str, ...] = ()
     # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
     # int16 codes (tcc's TVM lowering: every kind widens its codes anyway; TFLite's 16x8 mode: `wide` says which
@@ -148,7 +151,11 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
-                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0)), float_kinds=("softmax",),
+                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0), ("Softmax", 1 / 256, -128)),
+                # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island:
+                # MobileViT-XXS at 256 ran 6.39 ms with its islands, 10.08 ms with int8 SOFTMAX on LiteRT's
+                # default kernels, and its INT8 output cosine went 0.99524 -> 0.99367 (golden inputs; measured)
+                softmax="gemmlowp", float_kinds=("softmax",),
                 # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
                 # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
@@ -191,6 +198,14 @@ RULES["tflite16-i32"] = replace(
     activation_bits=(16,),
     wide=replace(RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32,
                  depthwise=RULES["tflite"].wide))
+
+# TFLite with integer builtins only (int8-only runtimes and delegates: LiteRT for Microcontrollers, NPU delegates):
+# no float islands, softmax as LiteRT's int8 SOFTMAX; a node without an int8 builtin (LayerNorm) is refused
+RULES["tflite-int"] = replace(
+    RULES["tflite"], name="tflite-int",
+    description="TFLite with int8 builtins only (`--target tflite-int`): the tflite rules without float islands, "
+                "softmax as LiteRT's int8 SOFTMAX (output at 1/256, zero point -128)",
+    float_ops=False, float_kinds=())
 
 
 def get_rules(rules: str | TargetRules) -> TargetRules:

@@ -93,6 +93,11 @@ class QatPlanner(Interpreter):
             self.plan.fixed.update(n.outputs)
         self.outputs(n)
 
+    def softmax(self, n: QNode) -> None:
+        if any(op == "Softmax" for op, _, _ in self.rules.fixed_outputs):  # TFLite: SOFTMAX's output at 1/256
+            self.plan.fixed.update(n.outputs)
+        self.outputs(n)
+
     def float_constant(self, n: QNode) -> None:
         self.plan.float_constants.append(n.name)
         self.outputs(n)
@@ -101,5 +106,5 @@ class QatPlanner(Interpreter):
     channel_scale = add_constant = broadcast = float_constant
     add = mul = clamp = max_pool = avg_pool = global_avg_pool = global_max_pool = outputs
     reshape = transpose = move
-    concat = split = slice = matmul = softmax = outputs
+    concat = split = slice = matmul = outputs
     float_island = outputs  # its inputs arrive as codes; the outputs an integer node reads are quantized again
