@@ -132,12 +132,25 @@ $TCC build mobilevit_xxs --target ort -o "$OUT/mobilevit-ort" --force 2>/dev/nul
 $TCC build mobilevit_xxs --target host -o "$OUT/mobilevit-host" --force 2>/dev/null | grep -E "^vs_onnx|^wrote" \
   | cut -c 1-200
 $TCC predict --artifact "$OUT/mobilevit-host" --image "$GRADCAM_IMAGE" --json
-echo "   INT8 at 128 x 128 (matmul of two activations, slices; softmax and LayerNorm as float islands)"
-for target in ort host tflite; do
+echo "   INT8 at 128 x 128 (matmul of two activations, slices; softmax integer on TVM's targets, a float island on"
+echo "   ORT and TFLite; LayerNorm a float island everywhere; arm-a7: INT8 / FP32 executed instructions 0.47)"
+for target in ort host arm-a7 tflite; do
   $TCC build mobilevit_xxs --set image_size=128 --target $target --precision int8 --data "$OUT/crops" \
     --calib-size 32 -o "$OUT/mobilevit-$target-int8" --force 2>/dev/null | grep -E "^self-check|^wrote" \
     | cut -c 1-200
 done
+echo "   int8 builtins only (--target tflite-int, for int8-only runtimes): DDSNet with no float op; a softmax there is"
+echo "   LiteRT's int8 SOFTMAX, bit-exact with the reference; MobileViT's LayerNorms are refused before calibration"
+$TCC build spec/ddsnet.yaml --target tflite-int --precision int8 --data "$OUT/crops" --calib-size 32 --method kl \
+  "${WEIGHTS[@]}" -o "$OUT/ddsnet-tflite-int" --force 2>/dev/null | grep -E "^self-check|^wrote" | cut -c 1-200
+{ $TCC build mobilevit_xxs --set image_size=128 --target tflite-int --precision int8 --data "$OUT/crops" \
+  -o "$OUT/mobilevit-tflite-int" 2>&1 1>/dev/null || true; } | { grep -E "^error|^  node" || true; } | head -n 2 \
+  | cut -c 1-160
+echo "   tcc import reads that ONNX back into a spec: reshapes, permutes, q / k / v slices, the matmuls with their"
+echo "   1 / sqrt(d), linear layers over tokens; checked against ONNX Runtime"
+mkdir -p "$OUT/imported-mobilevit"
+$TCC import "$OUT/mobilevit-ort/model.onnx" -o "$OUT/imported-mobilevit/mobilevit_xxs.yaml" --force 2>/dev/null \
+  | head -n 1 | cut -c 1-200
 echo "   Pulsar v1 (AX620) has no rank-6 reshape or LayerNorm: refused before calibration, naming the nodes"
 { $TCC build mobilevit_xxs --set image_size=128 --target ax620 --precision int8 --data "$OUT/crops" \
   -o "$OUT/mobilevit-ax620-int8" 2>&1 1>/dev/null || true; } | { grep -E "^error|^  node" || true; } | head -n 3 \

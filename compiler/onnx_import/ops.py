@@ -188,13 +188,20 @@ def _gemm(node: OnnxNode) -> SpecNode:
 
 
 def _matmul(node: OnnxNode) -> SpecNode:
+    a_shape = node.shapes.get(node.proto.input[0], ())
+    if len(node.activations()) == 2:  # attention's q k^T and weights x v: batched over the leading axes
+        b_shape = node.shapes.get(node.proto.input[1], ())
+        if len(a_shape) < 2 or len(a_shape) != len(b_shape) or a_shape[:-2] != b_shape[:-2]:
+            raise Unsupported(f"a product of shapes {list(a_shape)} and {list(b_shape)} (the spec's matmul takes "
+                              "equal batch axes)")
+        return SpecNode("matmul")
     b = node.constant(1)
     if b is None or b.ndim != 2:
-        raise Unsupported("a product of two activations (a spec linear layer takes a constant [in, out] weight)")
-    if len(node.shapes.get(node.proto.input[0], ())) != 1:
-        raise Unsupported("a MatMul over more than the features of a flat [N, F] input")
-    return SpecNode("linear", {"out": int(b.shape[1]), "bias": False}, {"weight": np.ascontiguousarray(b.T)},
-                    node.proto.input[1])
+        raise Unsupported("a product with a constant of more than two axes (a spec linear layer takes [in, out])")
+    args = {"out": int(b.shape[1]), "bias": False}
+    if len(a_shape) != 1:  # over the last axis of tokens
+        args["axis"] = -1
+    return SpecNode("linear", args, {"weight": np.ascontiguousarray(b.T)}, node.proto.input[1])
 
 
 def _elementwise(op: str):
@@ -224,7 +231,51 @@ def _reshape(node: OnnxNode) -> SpecNode:
     shape = node.constant(1)
     if shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[1] == -1 and shape[0] in (0, 1, -1):
         return SpecNode("flatten")  # x.view(x.size(0), -1): the flatten torch writes through Reshape
-    raise Unsupported(f"Reshape to {None if shape is None else shape.tolist()} (only a flatten to [N, -1])")
+    given = node.shapes.get(node.proto.input[0])
+    if shape is not None and shape.ndim == 1 and len(shape) > 1 and shape[0] in (0, -1) and given \
+            and all(d > 0 for d in shape[1:]) and math.prod(int(d) for d in shape[1:]) == math.prod(given):
+        return SpecNode("reshape", {"shape": [int(d) for d in shape[1:]]})  # per sample: the batch axis kept
+    raise Unsupported(f"Reshape to {None if shape is None else shape.tolist()} (the spec reshapes each sample: "
+                      "[N, ...] with the sample's element count, or a flatten to [N, -1])")
+
+
+def _transpose(node: OnnxNode) -> SpecNode:
+    perm = [int(p) for p in node.attr("perm", [])]
+    if not perm or perm[0] != 0:
+        raise Unsupported(f"Transpose with perm {perm} (the spec's permute keeps the batch axis first)")
+    return SpecNode("permute", {"perm": perm})
+
+
+def _slice(node: OnnxNode) -> SpecNode:
+    starts, ends, axes, steps = (node.constant(k) for k in range(1, 5))
+    if len(node.inputs()) < 3 or starts is None or ends is None or (len(node.inputs()) > 3 and axes is None) \
+            or (len(node.inputs()) > 4 and steps is None):
+        raise Unsupported("starts, ends, axes and steps must be constants (opset 10 on)")
+    shape = (1, *node.shapes.get(node.proto.input[0], ()))
+    axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in np.ravel(axes)]
+    steps = [1] * len(axes) if steps is None else [int(v) for v in np.ravel(steps)]
+    if len(axes) != 1 or axes[0] == 0 or steps[0] < 1:
+        raise Unsupported(f"a Slice of axes {axes} with steps {steps} (the spec's slice: one axis other than the "
+                          "batch, a positive step)")
+    start, end = int(np.ravel(starts)[0]), int(np.ravel(ends)[0])
+    dim = shape[axes[0]]
+    start = max(start + dim, 0) if start < 0 else min(start, dim)
+    end = max(end + dim, 0) if end < 0 else min(end, dim)
+    args = {"axis": axes[0], "start": start, "end": end}
+    return SpecNode("slice", args | ({"step": steps[0]} if steps[0] != 1 else {}))
+
+
+def _scaled_matmul(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' ScaledMatMul: the spec's matmul with its constant `scale` (and `transpose_b`)."""
+    args = {"scale": _float(float(node.attr("scale")))}
+    return SpecNode("matmul", args | ({"transpose_b": True} if node.attr("transpose_b", 0) else {}))
+
+
+def _rows_linear(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' RowsLinear: Reshape to [-1, in], Gemm, Reshape back, read as the spec's linear over
+    the last axis of tokens (`axis: -1`)."""
+    spec = _gemm(node)
+    return SpecNode("linear", {**spec.args, "axis": -1}, spec.tensors, spec.weight_name)
 
 
 def _simple(op: str, **attrs):
@@ -246,11 +297,11 @@ def _gelu(node: OnnxNode) -> SpecNode:
 
 
 def _per_channel(factors: np.ndarray, shape: tuple) -> np.ndarray | None:
-    """Constant factors as one per channel of a [C, H, W] or [F] value, where they broadcast along it alone."""
+    """Constant factors as one per channel of a [C, ...] or [F] value, where they broadcast along it alone."""
     channels = shape[0]
     if factors.size == 1:
         return np.full(channels, float(factors.reshape(-1)[0]), np.float32)
-    dims, want = list(factors.shape), [channels, 1, 1] if len(shape) == 3 else [channels]
+    dims, want = list(factors.shape), [channels] + [1] * (len(shape) - 1)
     while len(dims) > len(want) and dims[0] == 1:
         dims.pop(0)
     return factors.reshape(-1).astype(np.float32) if dims == want else None
@@ -267,7 +318,7 @@ def _mul(node: OnnxNode) -> SpecNode:
     weight = _per_channel(factors, shape) if len(consts) == 1 and shape else None
     if weight is None:
         raise Unsupported(f"Mul by a constant of shape {list(factors.shape)} (a scale takes one factor per channel)")
-    weight = weight.reshape((-1, 1, 1) if len(shape) == 3 else (-1,))
+    weight = weight.reshape((-1,) + (1,) * (len(shape) - 1))  # the spec's scale: [C, 1, ...] per sample
     return SpecNode("scale", {}, {"weight": weight}, node.proto.input[consts[0]])
 
 
@@ -331,6 +382,8 @@ ALIASES = ("Identity", "Dropout")  # the identity at inference: their output is 
 CHANNEL_SHUFFLE = "ChannelShuffle"  # Reshape / Transpose / Reshape
 LAYER_NORM = "LayerNorm"  # ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div (/ Mul / Add)
 CHANNEL_LINEAR = "ChannelLinear"  # MatMul (/ Add) on the last axis of an NHWC run
+SCALED_MATMUL = "ScaledMatMul"  # MatMul of two computed values (the second maybe transposed) / Mul by a constant
+ROWS_LINEAR = "RowsLinear"  # Reshape to [-1, in] / Gemm / Reshape back: a linear layer over the last axis of tokens
 
 CONVERTERS = {
     "Conv": _conv,
@@ -356,8 +409,12 @@ CONVERTERS = {
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Split": _split,
+    "Transpose": _transpose,
+    "Slice": _slice,
     "LayerNormalization": _layer_norm,
     CHANNEL_SHUFFLE: _channel_shuffle,
     LAYER_NORM: _layer_norm,
     CHANNEL_LINEAR: _channel_linear,
+    ROWS_LINEAR: _rows_linear,
+    SCALED_MATMUL: _scaled_matmul,
 }

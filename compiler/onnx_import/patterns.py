@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM
+from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, ROWS_LINEAR, SCALED_MATMUL
 
 _NHWC, _NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _UNARY = ("Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Dropout")
@@ -309,8 +309,99 @@ def slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) 
     return [new[id(n)] if id(n) in new else n for n in nodes if new.get(id(n), n) is not None]
 
 
+def rows_linears(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """A linear layer over the last axis of tokens as tcc's ONNX lowering writes it (nn.Linear on [N, ..., D] too):
+    Reshape to [-1, D], Gemm with a constant weight, Reshape to [N, ...]; each read only by the next. D may merge
+    the last axes of the input (attention heads [..., h, d] into h d) and the last Reshape may split the output
+    (into q, k, v and heads): one RowsLinear(x, weight, bias) node over the tokens' last axis, with a per-sample
+    Reshape before and after it where the shapes say so (new constants and shapes are added to `const` and
+    `shapes`)."""
+    index = _Index(nodes, const)
+    matches = []
+    for n in nodes:
+        rows = const.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
+        given = shapes.get(n.input[0]) if rows is not None else None
+        if not given or len(given) < 2 or np.ravel(rows).size != 2 or int(np.ravel(rows)[0]) != -1:
+            continue
+        width = int(np.ravel(rows)[1])
+        split = next((j for j in range(len(given) - 1, 0, -1) if math.prod(given[j:]) == width), None)
+        gemm = index.only_reader(n.output[0], "Gemm")
+        back = index.only_reader(gemm.output[0], "Reshape") if gemm is not None else None
+        shape = const.get(back.input[1]) if back is not None else None
+        weight = const.get(gemm.input[1]) if gemm is not None else None
+        if split is None or shape is None or weight is None or (len(gemm.input) > 2 and gemm.input[2]
+                                                                 and gemm.input[2] not in const):
+            continue
+        out = int(weight.shape[0] if _attr(gemm, "transB", 0) else weight.shape[1])
+        tokens = (*given[:split], width)
+        target = [int(d) for d in np.ravel(shape)]
+        if target[0] not in (0, -1) or any(d <= 0 for d in target[1:]) \
+                or math.prod(target[1:]) != math.prod(tokens[:-1]) * out:
+            continue
+        made, x, name = [], n.input[0], gemm.name or back.name
+        if tokens != tuple(given):  # the heads merged first: a per-sample reshape
+            x = _reshape_node(made, const, shapes, x, f"{name}/tokens", tokens)
+        attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+        linear_out = back.output[0] if target[1:] == [*tokens[:-1], out] else f"{name}/linear"
+        made.append(helper.make_node(ROWS_LINEAR, [x, *gemm.input[1:]], [linear_out], name=name, **attrs))
+        shapes[linear_out] = (*tokens[:-1], out)
+        if linear_out != back.output[0]:  # the output split (q, k, v and heads): a per-sample reshape after
+            made.append(helper.make_node("Reshape", [linear_out, _shape_constant(const, f"{name}/split",
+                                                                                 target[1:])],
+                                         [back.output[0]], name=back.name or f"{name}/split"))
+        matches.append((made, [n, gemm, back]))
+    last = {id(found[-1]): new for new, found in matches}
+    gone = {id(m) for _, found in matches for m in found}
+    out = []
+    for m in nodes:
+        if id(m) in last:
+            out += last[id(m)]
+        elif id(m) not in gone:
+            out.append(m)
+    return out
+
+
+def scaled_products(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """Attention's scores as exporters write them: MatMul of two computed values (the second a Transpose of its last
+    two axes, read only here: transpose_b), then a Mul by one constant factor read only by it (1 / sqrt(d)): one
+    ScaledMatMul(a, b) node, the spec's matmul with `scale` and `transpose_b`, no learnable factor."""
+    index = _Index(nodes, const)
+    matches = []
+    for n in nodes:
+        if n.op_type != "MatMul" or len(n.input) != 2 or any(i in const for i in n.input):
+            continue
+        mul = index.only_reader(n.output[0], "Mul")
+        found = index.operands(mul) if mul is not None else None
+        if found is None or found[1].size != 1:
+            continue
+        found_b, b, matched = index.producer.get(n.input[1]), n.input[1], [n, mul]
+        rank = len(shapes.get(b, ())) + 1
+        swapped = list(range(rank - 2)) + [rank - 1, rank - 2]
+        transpose_b = (found_b is not None and found_b.op_type == "Transpose" and rank >= 3
+                       and [int(p) for p in _attr(found_b, "perm", [])] == swapped
+                       and index.only_reader(b, "MatMul") is n)
+        if transpose_b:
+            b, matched = found_b.input[0], [found_b, n, mul]
+        product = helper.make_node(SCALED_MATMUL, [n.input[0], b], [mul.output[0]], name=n.name or mul.name,
+                                   scale=float(found[1].reshape(-1)[0]), transpose_b=int(transpose_b))
+        matches.append((product, matched))
+    return _replaced(nodes, matches)
+
+
+def _shape_constant(const: dict, name: str, per_sample) -> str:
+    const[f"{name}/shape"] = np.array([-1, *per_sample], np.int64)
+    return f"{name}/shape"
+
+
+def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_sample) -> str:
+    made.append(helper.make_node("Reshape", [x, _shape_constant(const, name, per_sample)], [name], name=name))
+    shapes[name] = tuple(per_sample)
+    return name
+
+
 def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
     then the reductions the layer norms did not take."""
-    nodes = layer_norms_and_gelus(slices(channel_shuffles(nodes, const), const, shapes), const)
+    nodes = rows_linears(channel_shuffles(nodes, const), const, shapes)
+    nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return global_reductions(channels_last_runs(nodes, const), const, shapes)
