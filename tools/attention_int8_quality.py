@@ -3,6 +3,7 @@ calibration saw, on each backend.
 
     .venv/bin/python tools/attention_int8_quality.py                                # mobilevit_xxs at 128: ort, host
     .venv/bin/python tools/attention_int8_quality.py --spec mobilevit_xxs --size 256 --targets ort,host,arm-a7
+    .venv/bin/python tools/attention_int8_quality.py --qat 20       # and each target's table fine-tuned by tcc qat
 
 No trained checkpoint of the zoo's attention specs ships with tcc (nothing is downloaded). Two kinds of weights:
 - `--weights seeded`: tcc's seeded initialisation (init_weights: BN and LayerNorm factors non-trivial) with every
@@ -72,6 +73,22 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+def qat_row(model: tcc.Model, target: str, calib: Path, work: Path, args, x: np.ndarray, fp32: np.ndarray) -> dict:
+    """The target's table fine-tuned by `tcc qat` (distilled from the FP32 model on the calibration crops), built
+    with the fine-tuned weights, judged against the original FP32 logits."""
+    start = time.perf_counter()
+    table = model.calibrate(calib, target=target, calib_size=args.calib)
+    result = model.qat(calib, table, work / f"{target}-qat", epochs=args.qat, calib_size=args.calib, force=True)
+    tuned = tcc.Model.load(args.spec, result.weights, image_size=args.size)
+    bundle = tuned.build(target, precision="int8", calib=result.table, out=work / f"{target}-qat-int8", force=True)
+    got = np.concatenate([bundle.run(x[k:k + 1]) for k in range(len(x))])
+    c = cosines(got, fp32)
+    return {"cosine_mean": float(c.mean()), "cosine_min": float(c.min()),
+            "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(time.perf_counter() - start, 1),
+            "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
+            "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", default="mobilevit_xxs")
@@ -84,6 +101,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=6, help="training epochs (--weights trained)")
     p.add_argument("--per-class", type=int, default=48, help="training crops per fixture image")
     p.add_argument("--fixtures", type=Path, default=FIXTURES)
+    p.add_argument("--qat", type=int, default=0, metavar="EPOCHS",
+                   help="also fine-tune each target's table by quantization-aware training (tcc qat, distilled on "
+                        "the calibration crops) for this many epochs, and judge that build against the same FP32")
     p.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     missing = [n for n in IMAGES if not (args.fixtures / n).exists()]
@@ -122,6 +142,9 @@ def main(argv=None) -> int:
                             "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
                             "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
             print(f"{target}: {rows[target]}", file=sys.stderr)
+            if args.qat:
+                rows[f"{target} + qat"] = qat_row(model, target, calib, work, args, x, fp32)
+                print(f"{target} + qat: {rows[f'{target} + qat']}", file=sys.stderr)
     result = {"spec": args.spec, "size": args.size, "weights": args.weights, "calib": args.calib, "held": args.held,
               "seed": args.seed, "rows": rows}
     if args.out:
