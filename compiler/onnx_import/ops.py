@@ -265,6 +265,14 @@ def _slice(node: OnnxNode) -> SpecNode:
     return SpecNode("slice", args | ({"step": steps[0]} if steps[0] != 1 else {}))
 
 
+def _learned_tensor(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' LearnedTensor: the spec's param (a learned [1, ...] tensor, its input the value
+    whose batch it takes)."""
+    value = node.constant(1)
+    return SpecNode("param", {"shape": [int(d) for d in value.shape[1:]]}, {"weight": value.astype(np.float32)},
+                    node.proto.input[1])
+
+
 def _scaled_matmul(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' ScaledMatMul: the spec's matmul with its constant `scale` (and `transpose_b`)."""
     args = {"scale": _float(float(node.attr("scale")))}
@@ -382,6 +390,7 @@ ALIASES = ("Identity", "Dropout")  # the identity at inference: their output is 
 CHANNEL_SHUFFLE = "ChannelShuffle"  # Reshape / Transpose / Reshape
 LAYER_NORM = "LayerNorm"  # ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div (/ Mul / Add)
 CHANNEL_LINEAR = "ChannelLinear"  # MatMul (/ Add) on the last axis of an NHWC run
+LEARNED_TENSOR = "LearnedTensor"  # a constant [1, ...] added to or concatenated with a computed value
 SCALED_MATMUL = "ScaledMatMul"  # MatMul of two computed values (the second maybe transposed) / Mul by a constant
 ROWS_LINEAR = "RowsLinear"  # Reshape to [-1, in] / Gemm / Reshape back: a linear layer over the last axis of tokens
 
@@ -417,4 +426,5 @@ CONVERTERS = {
     CHANNEL_LINEAR: _channel_linear,
     ROWS_LINEAR: _rows_linear,
     SCALED_MATMUL: _scaled_matmul,
+    LEARNED_TENSOR: _learned_tensor,
 }

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, ROWS_LINEAR, SCALED_MATMUL
+from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, LEARNED_TENSOR, ROWS_LINEAR, SCALED_MATMUL
 
 _NHWC, _NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _UNARY = ("Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Dropout")
@@ -388,6 +388,31 @@ def scaled_products(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
     return _replaced(nodes, matches)
 
 
+def learned_tensors(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """A constant [1, ...] of the output's rank added to or concatenated with a computed value (ViT's position
+    embedding and class token: the spec's `param`, which exporters write as an Expand to the batch, folded at batch
+    1): a LearnedTensor(x, constant) node in front of the Add / Concat, x the other operand (the param's input gives
+    the batch only)."""
+    out = []
+    for n in nodes:
+        computed = [i for i in n.input if i and i not in const]
+        learned = [i for i in n.input if i in const and const[i].dtype.kind == "f" and const[i].ndim >= 2
+                   and const[i].shape[0] == 1 and const[i].ndim == len(shapes.get(n.output[0], ())) + 1]
+        if n.op_type not in ("Add", "Concat") or not computed or not learned:
+            out.append(n)
+            continue
+        renamed = {}
+        for c in learned:
+            renamed[c] = f"{c}/learned"
+            out.append(helper.make_node(LEARNED_TENSOR, [computed[0], c], [renamed[c]], name=c))
+        new = onnx.NodeProto()
+        new.CopyFrom(n)
+        new.ClearField("input")
+        new.input.extend([renamed.get(i, i) for i in n.input])
+        out.append(new)
+    return out
+
+
 def _shape_constant(const: dict, name: str, per_sample) -> str:
     const[f"{name}/shape"] = np.array([-1, *per_sample], np.int64)
     return f"{name}/shape"
@@ -402,6 +427,6 @@ def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_
 def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
     then the reductions the layer norms did not take."""
-    nodes = rows_linears(channel_shuffles(nodes, const), const, shapes)
+    nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return global_reductions(channels_last_runs(nodes, const), const, shapes)

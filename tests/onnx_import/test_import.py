@@ -37,23 +37,31 @@ def round_trip(name: str, tmp_path, **overrides):
     return model, import_onnx(path)
 
 
-@pytest.mark.parametrize("name", ROUND_TRIP)
-def test_a_zoo_spec_exported_by_tcc_reads_back_equal_and_in_blocks(name, tmp_path):
-    small = {"image_size": 64} if "image_size" in tcc.load_model(name).params else {}
-    model, imported = round_trip(name, tmp_path, **small)
+def read_back_equal(name: str, tmp_path, **overrides):
+    """round_trip, and the imported spec loaded: the same parameters and MACs as the original, its PyTorch lowering
+    equal to ONNX Runtime's on the file within the FP32 rule, no notes. Returns (original, import, loaded import)."""
+    model, imported = round_trip(name, tmp_path, **overrides)
     spec = tmp_path / "imported.yaml"
     spec.write_text(imported.spec_text)
     back = tcc.load_model(spec)
     assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
-    assert imported.check["passed"] and not imported.notes  # its lowering against ONNX Runtime, the FP32 rule
+    assert imported.check["passed"] and not imported.notes
+    return model, imported, back
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+def test_a_zoo_spec_exported_by_tcc_reads_back_equal_and_in_blocks(name, tmp_path):
+    small = {"image_size": 64} if "image_size" in tcc.load_model(name).params else {}
+    model, imported, _ = read_back_equal(name, tmp_path, **small)
     lines = len(imported.spec_text.splitlines())
     assert "\nblocks:\n" in imported.spec_text and lines <= 2 * len(model.path.read_text().splitlines())
 
 
-# `tcc import` reads MobileViT's tensor ops back (per-sample Reshape, Transpose, Slice, MatMul of two activations with
-# its 1 / sqrt(d), linear layers over tokens); not yet a constant added to an activation (ViT's position embedding,
-# Swin's and MaxViT's relative position bias), ReduceSum or group norm's ONNX form (MobileViTv2)
-NOT_READ_BACK_YET = {"mobilevitv2_050", "swin_t", "maxvit_t", "vit_b_16"}
+# `tcc import` reads MobileViT's and ViT's tensor ops back (per-sample Reshape, Transpose, Slice, MatMul of two
+# activations with its 1 / sqrt(d), linear layers over tokens, learned [1, ...] tensors); not yet a constant of a
+# lower rank added to the scores (Swin's and MaxViT's relative position bias), ReduceSum or group norm's ONNX form
+# (MobileViTv2)
+NOT_READ_BACK_YET = {"mobilevitv2_050", "swin_t", "maxvit_t"}
 
 
 def test_attention_reads_back_with_its_tensor_ops(tmp_path):
@@ -63,16 +71,21 @@ def test_attention_reads_back_with_its_tensor_ops(tmp_path):
     the original's, its PyTorch lowering equal to ONNX Runtime's within the FP32 rule."""
     from tests.helpers.int8_zoo import SMALL
 
-    model, imported = round_trip("mobilevit_xxs", tmp_path, **SMALL["mobilevit_xxs"])
-    spec = tmp_path / "imported.yaml"
-    spec.write_text(imported.spec_text)
-    back = tcc.load_model(spec)
-    assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
-    assert imported.check["passed"] and not imported.notes
+    _, imported, back = read_back_equal("mobilevit_xxs", tmp_path, **SMALL["mobilevit_xxs"])
     ops = [n.op for n in back.graph.nodes.values()]
     assert ops.count("matmul") == 6 and "scale" not in ops and {"permute", "slice", "reshape"} <= set(ops)
     text = imported.spec_text
     assert "transpose_b: true" in text and "scale: 0.25" in text and "axis: -1" in text  # heads of 16: 16^-0.5
+
+
+def test_vit_reads_back_with_its_class_token_and_position_embedding(tmp_path):
+    """ViT as tcc lowers it (its class token and position embedding are `param`s, which ONNX writes as an Expand
+    to the batch, a constant [1, ...] once the import fixes the batch at 1): read back as two params feeding the
+    Concat and the Add, parameters and MACs exactly the original's."""
+    from tests.helpers.int8_zoo import SMALL
+
+    _, _, back = read_back_equal("vit_b_16", tmp_path, **SMALL["vit_b_16"])
+    assert [n.op for n in back.graph.nodes.values()].count("param") == 2
 
 
 @pytest.mark.slow
@@ -81,12 +94,7 @@ def test_every_zoo_spec_reads_back_equal_at_full_size(name, tmp_path):
     """docs/import.md's table (tools/import_round_trip.py): all 24 equal; all but AlexNet (nothing repeats) and
     Inception v3 (its blocks are zoo files outside its spec's lines) in local blocks within twice the lines; the
     MobileViTs equal, in local blocks, longer."""
-    model, imported = round_trip(name, tmp_path)
-    spec = tmp_path / "imported.yaml"
-    spec.write_text(imported.spec_text)
-    back = tcc.load_model(spec)
-    assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
-    assert imported.check["passed"] and not imported.notes
+    model, imported, _ = read_back_equal(name, tmp_path)
     if name not in ("alexnet", "inception_v3"):
         assert imported.blocks
     if name not in ("alexnet", "inception_v3", "mobilevit_xxs", "mobilevit_s"):  # MobileViT: its transformer layers
