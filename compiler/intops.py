@@ -576,7 +576,7 @@ INT_OPS: dict[str, IntOp] = {
               "L - 1)] (2^15 exp(-d s_in), rounded), per row r = C // sum(e), out = (e r + 2^(k-1)) >> k + zp "
               "(C = 2^k / s_out); under LiteRT's rules its int8 SOFTMAX (gemmlowp fixed point, output at 1/256); a "
               "float island under rules that list it in float_kinds",
-              _check_softmax, reads="first", lowerings=frozenset({QUANTIZE, REFERENCE, TVM, TFLITE, QAT}),
+              _check_softmax, reads="first", lowerings=ALL_LOWERINGS,
               placeable=True, full_range=True),
         IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "
               "norm): no integer form; in an INT8 graph a float island where the target allows float ops",

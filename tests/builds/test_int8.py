@@ -167,6 +167,21 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
     assert not out.exists() and not list(tmp_path.glob(".*tcc*"))
 
 
+@pytest.mark.parametrize("target", ["host", "tflite-int"])
+def test_calibrate_reports_an_integer_softmax(tmp_path, capsys, target):
+    """`tcc calibrate` under rules whose softmax is integer (tcc's on TVM, LiteRT's on tflite-int): its quality
+    report runs the table's QDQ form on ONNX Runtime, the softmax there as float between its Q / DQ pairs."""
+    spec = tmp_path / "m.yaml"
+    spec.write_text(SOFTMAX_SPEC)
+    data = tmp_path / "d.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    out = tmp_path / "t.json"
+    assert main(["calibrate", str(spec), "--target", target, "--data", str(data), "--method", "kl", "-o",
+                 str(out)]) == 0
+    assert "tcc QDQ, ORT float fake-quant" in capsys.readouterr().out
+    assert json.loads(out.read_text())["target"] == ("tvm" if target == "host" else target)
+
+
 def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
     """`--target tflite-int` (int8 builtins only): the softmax head is LiteRT's int8 SOFTMAX (output at 1/256, zero
     point -128), no float island, the model bit-exact with the integer reference on LiteRT's reference kernels."""

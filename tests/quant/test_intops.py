@@ -36,9 +36,8 @@ def test_every_interpreter_implements_exactly_its_kinds():
     for cls in (Quantizer, Reference, RelaxLowering, QatPlanner):
         assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == integer
     assert {k for k in INT_OPS if callable(getattr(TfliteLowering, k, None))} == set(INT_OPS)
-    # softmax's integer form is tcc's own: a float island under the QDQ rules (ORT, the AX kits)
-    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ) if k != "softmax")
-    assert supported("softmax", TVM) and supported("softmax", TFLITE) and not supported("softmax", QDQ)
+    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ))
+    assert supported("softmax", TVM) and supported("softmax", TFLITE)
     with pytest.raises(TypeError, match=r"lists \['split'\] without a method"):
         type("Partial", (Reference,), {"split": None})
 

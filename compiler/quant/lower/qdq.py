@@ -227,6 +227,7 @@ class QdqLowering(Interpreter):
     add = mul = matmul = channel_scale = lookup = clamp = _own_op
     max_pool = avg_pool = global_avg_pool = global_max_pool = concat = reshape = transpose = split = _own_op
     slice = broadcast = _own_op
+    softmax = _own_op  # a table of rules whose softmax is integer (tvm, tflite-int) runs it as float fake-quant here
 
     def float_island(self, node) -> None:
         """Float weights and biases stay; its quantized inputs reach it dequantized in plain ops (above)."""
