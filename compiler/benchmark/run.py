@@ -38,7 +38,7 @@ FORMAT = "tcc-bench/1"
 # (target, precision) bundles built and timed: every engine the issue compares
 FULL_MATRIX = (("ort", "fp32"), ("ort", "fp16"), ("ort", "int8"), ("ort", "dynamic"), ("host", "fp32"),
                ("host", "int8"), ("tflite", "fp32"), ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"),
-               ("aarch64", "fp32"), ("aarch64", "int8"))
+               ("aarch64", "fp32"), ("aarch64", "int8"), ("aarch64-dotprod", "fp32"), ("aarch64-dotprod", "int8"))
 QUICK_MATRIX = (("ort", "fp32"), ("ort", "int8"), ("host", "fp32"), ("host", "int8"), ("tflite", "fp32"),
                 ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"))
 

@@ -43,10 +43,14 @@ def _build_seconds(key: str) -> Callable[[dict], float | None]:
     return get
 
 
-def _instruction_ratio(m: dict) -> float | None:
-    b = m.get("builds", {})
-    i8, f32 = (b.get(f"arm-a7-{p}", {}).get("instructions") for p in ("int8", "fp32"))
-    return i8["total"] / f32["total"] if i8 and f32 else None
+def _instruction_ratio(target: str):
+    """INT8 / FP32 executed instructions of one ARM target's two bundles."""
+    def measure(m: dict) -> float | None:
+        b = m.get("builds", {})
+        i8, f32 = (b.get(f"{target}-{p}", {}).get("instructions") for p in ("int8", "fp32"))
+        return i8["total"] / f32["total"] if i8 and f32 else None
+
+    return measure
 
 
 def _calibration_seconds(m: dict) -> float | None:
@@ -93,7 +97,11 @@ TARGETS = (
     Target("calibration-memory", "calibration peak memory, all samples / a quarter of them", lambda mach: 1.25,
            _memory_growth),
     Target("arm-a7-int8-instructions", "arm-a7 INT8 executed instructions / FP32", lambda mach: 0.5,
-           _instruction_ratio),
+           _instruction_ratio("arm-a7")),
+    Target("aarch64-int8-instructions", "aarch64 (ARMv8.0) INT8 executed instructions / FP32", lambda mach: 0.5,
+           _instruction_ratio("aarch64")),
+    Target("aarch64-dotprod-int8-instructions", "aarch64-dotprod (ARMv8.2, A55) INT8 executed instructions / FP32",
+           lambda mach: 0.3, _instruction_ratio("aarch64-dotprod")),
     Target("threads-host", "TVM host FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,
            _ratio("host-fp32 2 threads / 1 thread"), models=("ddsnet",)),
     Target("threads-ort", "ORT FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,

@@ -105,7 +105,9 @@ def _doc(int8_dot: bool, host_int8_ratio: float | None, samples: int = 128) -> d
                                                                   "peak_bytes": {"32": 100, "128": 110}}}},
                                   "builds": {"arm-a7-fp32": {"seconds": {"total": 9.5},
                                                              "instructions": {"total": 1000}},
-                                             "arm-a7-int8": {"instructions": {"total": 600}}}}}}
+                                             "arm-a7-int8": {"instructions": {"total": 600}},
+                                             "aarch64-dotprod-fp32": {"instructions": {"total": 1000}},
+                                             "aarch64-dotprod-int8": {"instructions": {"total": 290}}}}}}
 
 
 def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
@@ -120,6 +122,8 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
     assert vnni["host-fp32"][0] == "PASS" and vnni["build-arm-a7"][0] == "PASS"
     assert vnni["calibration"][0] == "FAIL" and vnni["calibration-memory"][0] == "PASS"
     assert vnni["arm-a7-int8-instructions"] == ("FAIL", 0.5)  # 600 / 1000
+    assert vnni["aarch64-dotprod-int8-instructions"] == ("PASS", 0.3)  # 290 / 1000
+    assert vnni["aarch64-int8-instructions"] == ("not measured", 0.5)  # no aarch64 bundles
     assert status(_doc(True, None))["host-int8"][0] == "not measured"
     assert vnni["threads-ort"] == ("FAIL", 0.6) and vnni["threads-host"][0] == "not measured"  # no --threads 2 run
     assert status(_doc(True, 0.5, samples=32))["calibration"][0] == "not measured"  # stated for 128 samples
