@@ -81,10 +81,15 @@ def qat_row(model: tcc.Model, target: str, calib: Path, work: Path, args, x: np.
     result = model.qat(calib, table, work / f"{target}-qat", epochs=args.qat, calib_size=args.calib, force=True)
     tuned = tcc.Model.load(args.spec, result.weights, image_size=args.size)
     bundle = tuned.build(target, precision="int8", calib=result.table, out=work / f"{target}-qat-int8", force=True)
+    return judged(bundle, x, fp32, time.perf_counter() - start)
+
+
+def judged(bundle, x: np.ndarray, fp32: np.ndarray, seconds: float) -> dict:
+    """A bundle's row: its logits on the held-out crops against FP32's, per crop, and what it holds."""
     got = np.concatenate([bundle.run(x[k:k + 1]) for k in range(len(x))])
     c = cosines(got, fp32)
     return {"cosine_mean": float(c.mean()), "cosine_min": float(c.min()),
-            "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(time.perf_counter() - start, 1),
+            "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(seconds, 1),
             "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
             "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
 
@@ -134,13 +139,7 @@ def main(argv=None) -> int:
                 rows[target] = {"error": str(e).splitlines()[0]}
                 print(f"{target}: {rows[target]}", file=sys.stderr)
                 continue
-            seconds = time.perf_counter() - start
-            got = np.concatenate([bundle.run(x[k:k + 1]) for k in range(len(x))])
-            c = cosines(got, fp32)
-            rows[target] = {"cosine_mean": float(c.mean()), "cosine_min": float(c.min()),
-                            "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(seconds, 1),
-                            "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
-                            "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
+            rows[target] = judged(bundle, x, fp32, time.perf_counter() - start)
             print(f"{target}: {rows[target]}", file=sys.stderr)
             if args.qat:
                 rows[f"{target} + qat"] = qat_row(model, target, calib, work, args, x, fp32)

@@ -246,23 +246,35 @@ def _transpose(node: OnnxNode) -> SpecNode:
     return SpecNode("permute", {"perm": perm})
 
 
-def _slice(node: OnnxNode) -> SpecNode:
-    starts, ends, axes, steps = (node.constant(k) for k in range(1, 5))
-    if len(node.inputs()) < 3 or starts is None or ends is None or (len(node.inputs()) > 3 and axes is None) \
-            or (len(node.inputs()) > 4 and steps is None):
-        raise Unsupported("starts, ends, axes and steps must be constants (opset 10 on)")
-    shape = (1, *node.shapes.get(node.proto.input[0], ()))
-    axes = list(range(len(starts))) if axes is None else [int(a) % len(shape) for a in np.ravel(axes)]
+def slice_ranges(proto, const: dict, shape: tuple) -> dict[int, tuple[int, int, int]] | None:
+    """{axis (with the batch): (start, end, step)} of a Slice whose bounds are constants (inputs from opset 10,
+    attributes before), start and end clamped to the axis; None where a bound is computed."""
+    if len(proto.input) > 1:
+        starts, ends, axes, steps = (const.get(i) if i else None for i in (list(proto.input[1:]) + [""] * 4)[:4])
+        if starts is None or ends is None or any(i and const.get(i) is None for i in proto.input[3:5]):
+            return None
+    else:
+        attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+        starts, ends, axes, steps = attrs.get("starts"), attrs.get("ends"), attrs.get("axes"), None
+    dims = (1, *shape)
+    axes = list(range(len(starts))) if axes is None else [int(a) % len(dims) for a in np.ravel(axes)]
     steps = [1] * len(axes) if steps is None else [int(v) for v in np.ravel(steps)]
-    if len(axes) != 1 or axes[0] == 0 or steps[0] < 1:
-        raise Unsupported(f"a Slice of axes {axes} with steps {steps} (the spec's slice: one axis other than the "
-                          "batch, a positive step)")
-    start, end = int(np.ravel(starts)[0]), int(np.ravel(ends)[0])
-    dim = shape[axes[0]]
-    start = max(start + dim, 0) if start < 0 else min(start, dim)
-    end = max(end + dim, 0) if end < 0 else min(end, dim)
-    args = {"axis": axes[0], "start": start, "end": end}
-    return SpecNode("slice", args | ({"step": steps[0]} if steps[0] != 1 else {}))
+    ranges = {}
+    for a, start, end, step in zip(axes, np.ravel(starts), np.ravel(ends), steps):
+        start, end = (max(int(v) + dims[a], 0) if int(v) < 0 else min(int(v), dims[a]) for v in (start, end))
+        ranges[a] = (start, end, step)
+    return ranges
+
+
+def _slice(node: OnnxNode) -> SpecNode:
+    ranges = slice_ranges(node.proto, node.const, node.shapes.get(node.proto.input[0], ()))
+    if ranges is None:
+        raise Unsupported("starts, ends, axes and steps must be constants")
+    if len(ranges) != 1 or 0 in ranges or next(iter(ranges.values()))[2] < 1:
+        raise Unsupported(f"a Slice of axes {list(ranges)} with steps {[r[2] for r in ranges.values()]} (the spec's "
+                          "slice: one axis other than the batch, a positive step)")
+    (axis, (start, end, step)), = ranges.items()
+    return SpecNode("slice", {"axis": axis, "start": start, "end": end} | ({"step": step} if step != 1 else {}))
 
 
 def _learned_tensor(node: OnnxNode) -> SpecNode:

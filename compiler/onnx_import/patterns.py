@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, LEARNED_TENSOR, ROWS_LINEAR, SCALED_MATMUL
+from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, LEARNED_TENSOR, ROWS_LINEAR, SCALED_MATMUL, slice_ranges
 
 _NHWC, _NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _UNARY = ("Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Dropout")
@@ -61,10 +61,11 @@ def _attr(node, name: str, default=None):
 
 
 def _replaced(nodes: list, matches: list[tuple[object, list]]) -> list:
-    """The nodes with each match's nodes replaced by its new node, placed where the match's last node was."""
-    last = {id(found[-1]): new for new, found in matches}
+    """The nodes with each match's nodes replaced by its new node (or list of nodes), placed where the match's last
+    node was."""
+    last = {id(found[-1]): new if isinstance(new, list) else [new] for new, found in matches}
     gone = {id(n) for _, found in matches for n in found}
-    return [last[id(n)] if id(n) in last else n for n in nodes if id(n) in last or id(n) not in gone]
+    return [m for n in nodes for m in last.get(id(n), [] if id(n) in gone else [n])]
 
 
 def channel_shuffles(nodes: list, const: dict[str, np.ndarray]) -> list:
@@ -259,23 +260,10 @@ def global_reductions(nodes: list, const: dict[str, np.ndarray], shapes: dict[st
 
 def _slice_bounds(node, index: _Index, shape: tuple) -> dict[int, tuple[int, int]] | None:
     """{axis (with the batch): (start, end)} of a Slice with constant bounds and steps of 1, clamped to the shape."""
-    if len(node.input) > 1:  # opset 10 on: bounds as inputs
-        found = [index.const.get(i) if i else None for i in list(node.input[1:]) + [""] * 4][:4]
-        starts, ends, axes, steps = found
-        if starts is None or ends is None or (len(node.input) > 3 and node.input[3] and axes is None):
-            return None
-    else:
-        starts, ends, axes, steps = _attr(node, "starts"), _attr(node, "ends"), _attr(node, "axes"), None
-    rank = len(shape) + 1
-    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in np.ravel(axes)]
-    if steps is not None and any(int(s) != 1 for s in np.ravel(steps)):
+    found = slice_ranges(node, index.const, shape)
+    if found is None or any(step != 1 for _, _, step in found.values()):
         return None
-    dims = (1, *shape)
-    bounds = {}
-    for a, start, end in zip(axes, np.ravel(starts), np.ravel(ends)):
-        start, end = (int(v) + dims[a] if int(v) < 0 else min(int(v), dims[a]) for v in (start, end))
-        bounds[a] = (start, end)
-    return bounds
+    return {a: (start, end) for a, (start, end, _) in found.items()}
 
 
 def slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
@@ -350,15 +338,7 @@ def rows_linears(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tu
                                                                                  target[1:])],
                                          [back.output[0]], name=back.name or f"{name}/split"))
         matches.append((made, [n, gemm, back]))
-    last = {id(found[-1]): new for new, found in matches}
-    gone = {id(m) for _, found in matches for m in found}
-    out = []
-    for m in nodes:
-        if id(m) in last:
-            out += last[id(m)]
-        elif id(m) not in gone:
-            out.append(m)
-    return out
+    return _replaced(nodes, matches)
 
 
 def scaled_products(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
@@ -395,10 +375,13 @@ def learned_tensors(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
     the batch only)."""
     out = []
     for n in nodes:
+        if n.op_type not in ("Add", "Concat"):
+            out.append(n)
+            continue
         computed = [i for i in n.input if i and i not in const]
         learned = [i for i in n.input if i in const and const[i].dtype.kind == "f" and const[i].ndim >= 2
                    and const[i].shape[0] == 1 and const[i].ndim == len(shapes.get(n.output[0], ())) + 1]
-        if n.op_type not in ("Add", "Concat") or not computed or not learned:
+        if not computed or not learned:
             out.append(n)
             continue
         renamed = {}
