@@ -89,12 +89,13 @@ def _spec(target: str) -> tvm_targets.Platform:
 
 
 def _precision_options(precision: str) -> dict:
-    """compile_module's options that follow the precision, the same for a build and its host twin: INT8 modules
-    round their float steps exactly (no fast-math) and keep their concat kernels and input transpose; FP32 ones
-    get the x86 rewrites (dense-block concats in place, the first conv reading the NCHW input, exponentials as
-    polynomials, output channels in whole vectors)."""
+    """compile_module's options that follow the precision, the same for a build and its host twin: every x86
+    module has its dense-block concats in place (only memory moves: INT8 outputs bit-identical); INT8 modules
+    round their float steps exactly (no fast-math) and keep their input transpose; FP32 ones get the other x86
+    rewrites (the first conv reading the NCHW input, exponentials as polynomials, output channels in whole
+    vectors)."""
     int8 = precision == "int8"
-    return {"ieee": int8, "concat_in_place": not int8, "nchw_input": not int8, "fast_math": not int8,
+    return {"ieee": int8, "concat_in_place": True, "nchw_input": not int8, "fast_math": not int8,
             "whole_vectors": not int8}
 
 

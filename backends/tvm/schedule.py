@@ -423,7 +423,7 @@ class WindowReduction(Rule):
         spatial, reduce = loops[:n_spatial], loops[n_spatial:]
         channels = spatial[-1]
         nc = _extent(sch, channels)
-        f = _channel_tile(nc, simd, half_width=floats)
+        f = _channel_tile(nc, simd)  # integer reductions too: 23-lane int32 vectors (184 channels) ran 4x slower
         update = sch.get(red)
         pool_tile = (_is_x86(self.target) and work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max)
                      and update.writes[0].source.dtype == "float32")  # INT8 modules keep theirs

@@ -1,6 +1,6 @@
 """Dense-block concats without copies (backends/tvm_concat.py): which concats the pass removes, which it leaves,
-that the module computes exactly what it computes without the pass, and that ARM modules keep their kernels.
-Speed is measured by `tcc bench`, not here."""
+that the module computes exactly what it computes without the pass (INT8: the integer reference's codes), and that
+ARM modules keep their kernels. Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
 
 import numpy as np
@@ -112,3 +112,29 @@ def test_a_buffer_used_other_than_by_loads_stores_and_regions_is_refused():
         tvm_concat.widened(handed_out, 1, [8])
     moved = tvm_concat.written_at(handed_out, 0, [8], 0, 4).script()
     assert "T.reads(a[v + 4])" in moved and "out[v] = a[v + 4]" in moved
+
+
+def test_int8_dense_block_concats_are_removed_and_the_codes_stay_the_reference(tmp_path):
+    """INT8 modules take the pass too: the quantized dense block loses its concat kernels and its output codes
+    stay bit-exact with the integer reference."""
+    import tvm
+    from tvm import relax
+
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm.int8.lower import lower_int8
+    from tcc.quant.calibrate import calibrate_onnx
+    from tcc.quant.intgraph.reference import run_reference
+
+    model = _dense_block()
+    x = np.random.default_rng(2).standard_normal((8, *SHAPE[1:])).astype(np.float32)
+    table = calibrate_onnx(model, x, method="minmax", target="tvm", batch_size=1)
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=True)
+    mod = lower_int8(model, table, batch=1)
+    with target:
+        assert _concat_kernels(tvm_compile._relax_pipeline(target, True, False)(mod)) == 2  # without the pass
+        assert _concat_kernels(pipeline(mod)) == 0
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
+    for sample in x[:3]:
+        got = vm["main"](tvm.runtime.tensor(sample[None]))
+        assert np.array_equal(got.numpy(), run_reference(model, table, sample[None]))
