@@ -456,12 +456,15 @@ class RelaxLowering(Interpreter):
         op = self.relax.op
         g = n.attrs
         pt, pl, pb, pr = g["pads"]
-        expr = x.expr
-        if any((pt, pl, pb, pr)):
+        expr, padding = x.expr, (pt, pl, pb, pr)
+        if any(padding) and x.lo != np.iinfo(str(expr.ty.dtype)).min:
             # pad with the lowest code explicitly (the reference's pad value; it is a code of the tensor's own
-            # type), then pool unpadded
+            # type), then pool unpadded; where it is the type's minimum (a ReLU's u8 codes), max_pool2d's own
+            # padding is that value and needs no pass of its own (DDSNet's stem: a scalar 20 us pad, Zen 5)
             expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
-        y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], layout="NHWC"))
+            padding = (0, 0, 0, 0)
+        y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], padding=padding,
+                                       layout="NHWC"))
         y = self.cast(y, storage_dtype(x.lo, x.hi))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
