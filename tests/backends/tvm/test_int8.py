@@ -187,6 +187,38 @@ def test_residual_add_bit_exact(fused_relu):
     assert "res" in names
 
 
+@pytest.mark.parametrize("bits", [8, 12])
+def test_padded_max_pool_bit_exact(bits):
+    """A padded max pool pads with the tensor's lowest code: where that is its type's minimum (8-bit codes)
+    max_pool2d's own padding, otherwise (a 12-bit grid stored in int16, as W8A16 narrows a grid) an explicit pad
+    of that code; both bit-exact with the reference."""
+    import copy
+
+    from onnx import helper, numpy_helper
+
+    from tcc.quant.table.file import CalibrationTable
+
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5, "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["conv"], ["output"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
+                              pads=[1, 1, 1, 1])]
+    m = make_model(nodes, {"input": ["N", 3, 9, 9]}, {"output": ["N", 8, 5, 5]}, [w])
+    t = calibrate_onnx(m, rng.standard_normal((16, 3, 9, 9)).astype(np.float32), method="minmax", target="tvm",
+                       activation_bits=16 if bits > 8 else 8)
+    if bits > 8:  # the conv's and the pool's grids narrowed to `bits`, their ranges kept
+        doc = copy.deepcopy(t.doc)
+        for name in ("conv", "output"):
+            entry = doc["tensors"][name]
+            entry["scale"] *= 2.0 ** (entry["bits"] - bits)
+            entry["bits"] = bits
+        t = CalibrationTable(doc)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32) * 2
+    mod, ref_out, ref_codes, names = _lowered(m, t, x)
+    assert ("R.nn.pad" in mod.script()) == (bits > 8)
+    check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+
+
 def test_unsupported_op_is_named():
     from onnx import helper
     from onnx.defs import onnx_opset_version
