@@ -48,6 +48,10 @@ from .isa import Simd, simd_of
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+# AVX-512 INT8 dot convs whose register tile is under half the kernel's: rows of pixels join it up to this many
+# accumulators (FastNet's 64 -> 8 down conv at 63 x 63: 3 pixels x 1 vector, 174 -> 79 us; host INT8 FastNet -13%,
+# DDSNet -6.5%, Zen 5, interleaved; 20 and 28 the same or worse)
+X86_ROW_TILE_ACCUMULATORS = 24
 DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
 # AArch64's 32 registers: 4 pixels (DDSNet aarch64 104.0 -> 101.2 M instructions, aarch64-dotprod 66.8 -> 64.1 M;
 # 8 pixels 102.3 / 63.7 M; 4 pixels x 16 channels 100.8 / 65.4 M; measured)
@@ -505,17 +509,26 @@ class Int8DotConv(Rule):
                 sch.fuse(*sch.get_loops(pad)[-2:])
             _vectorize_spatial(sch, pad, simd)
         n, y, x, co, *reduce = sch.get_loops(conv)
-        x_out, x_in = sch.split(x, [None, _largest_divisor(_extent(sch, x), kernel.tile[0])])
-        c_out, c_mid, c_in = sch.split(co, [None, int(annotations[VECTORS_ATTR]), kernel.lanes])
+        pixels = _largest_divisor(_extent(sch, x), kernel.tile[0])
+        vectors = int(annotations[VECTORS_ATTR])
+        rows = 1
+        if _is_x86(self.target) and simd.lanes >= 16 and 2 * pixels * vectors <= kernel.tile[0] * kernel.tile[1]:
+            # a narrow tile (an odd width's few pixels, few output channels) is latency-bound on its few
+            # accumulator chains: pixels of several rows join it (AVX-512 only, where measured)
+            rows = _largest_divisor(_extent(sch, y), max(1, X86_ROW_TILE_ACCUMULATORS // (pixels * vectors)))
+        y_out, *y_in = sch.split(y, [None, rows]) if rows > 1 else [y]
+        x_out, x_in = sch.split(x, [None, pixels])
+        c_out, c_mid, c_in = sch.split(co, [None, vectors, kernel.lanes])
         step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
-        sch.reorder(n, y, x_out, c_out, *reduce[:-len(step)], x_in, c_mid, *step[:-1], c_in, step[-1])
+        sch.reorder(n, y_out, x_out, c_out, *reduce[:-len(step)], *y_in, x_in, c_mid, *step[:-1], c_in, step[-1])
         _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes,
                        scope=TILE_SCOPE)
-        _parallel(sch, [n, y])
+        _parallel(sch, [n, y_out])
         init = sch.decompose_reduction(conv, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(step[0] if kernel.pairs > 1 else c_in, intrin)
-        sch.unroll(x_in)
+        for loop in (*y_in, x_in):
+            sch.unroll(loop)
         sch.unroll(c_mid)
         return True
 
