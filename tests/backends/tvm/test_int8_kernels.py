@@ -211,8 +211,6 @@ def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
 def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     """The kernel each x86 CPU class gets, compiled for that CPU (not run: this machine may lack the ISA) into the
     instruction it is for."""
-    from tvm import s_tir
-
     from tcc.backends.tvm import schedule as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
@@ -220,8 +218,8 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     assert k is not None and k.name == kernel
     shape = kn.ConvShape(1, 6, 10, 3, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1))
     func = compute.conv_primfunc(shape, k, k.act_offset("uint8")).with_attr("global_symbol", "main")
-    sch = s_tir.Schedule(func)
-    assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(target))
+    sch = ts.Int8DotConv().apply(func, target, False)
+    assert sch is not None
     asm = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
     assert re.search(instruction, asm)
 
@@ -235,8 +233,6 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
 def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, kernel, instruction):
     """A conv whose output channels fill only part of the CPU kernel's vector takes its narrower twin, compiled for
     that CPU into the narrower instruction (DDSNet on the AVX-512 VNNI Xeon: host INT8 / FP32 0.72 -> 0.43)."""
-    from tvm import s_tir
-
     from tcc.backends.tvm import schedule as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
@@ -244,8 +240,8 @@ def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, ke
     k = choose.narrow_kernel(shape, choose.kernel_for(target))
     assert k.name == kernel and choose.supports(shape, k) is None
     func = compute.conv_primfunc(shape, k, k.act_offset("uint8")).with_attr("global_symbol", "main")
-    sch = s_tir.Schedule(func)
-    assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(target))
+    sch = ts.Int8DotConv().apply(func, target, False)
+    assert sch is not None
     assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
@@ -287,8 +283,6 @@ def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
 ])
 def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instructions):
     """Each AArch64 kernel's conv, scheduled and compiled for its target, is made of the instructions it is for."""
-    from tvm import s_tir
-
     from tcc.backends.tvm import schedule as ts
 
     tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
@@ -300,8 +294,8 @@ def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instruction
     else:
         func = compute.conv_primfunc(shape, k, 0)
     func = func.with_attr("global_symbol", "main")
-    sch = s_tir.Schedule(func)
-    assert ts.Int8DotConv().schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), ts.simd_of(tvm_target))
+    sch = ts.Int8DotConv().apply(func, tvm_target, False)
+    assert sch is not None
     asm = tvm.compile(sch.mod, target=tvm_target).mod.inspect_source("s")
     assert all(re.search(i, asm) for i in instructions), kernel
 
