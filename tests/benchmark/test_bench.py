@@ -98,6 +98,7 @@ def _doc(int8_dot: bool, host_int8_ratio: float | None, samples: int = 128) -> d
     ratios = {"host fp32 / ort fp32": {"median": 0.9}, "ort-fp32 2 threads / 1 thread": {"median": 0.65}}
     if host_int8_ratio is not None:
         ratios["host int8 / host fp32"] = {"median": host_int8_ratio}
+        ratios["host int8 / ort fp32"] = {"median": 0.9 * host_int8_ratio}
     return {"machine": {"int8_dot": int8_dot, "isa_class": "avx512-vnni" if int8_dot else "avx2"},
             "settings": {"calib_images": samples},
             "models": {"ddsnet": {"latency_ratios": ratios,
@@ -117,7 +118,9 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
         return {r["target"]: (r["status"], r["bound"]) for r in judge(doc)}
 
     vnni, avx2 = status(_doc(True, 0.8)), status(_doc(False, 0.8))
-    assert vnni["host-int8"] == ("FAIL", 0.7) and avx2["host-int8"] == ("PASS", 1.0)
+    assert vnni["host-int8"] == ("FAIL", 0.5) and avx2["host-int8"] == ("PASS", 1.0)
+    assert vnni["fastest-int8"] == ("FAIL", 0.35) and avx2["fastest-int8"] == ("FAIL", 0.55)  # 0.9 x 0.8 = 0.72
+    assert status(_doc(False, 0.5))["fastest-int8"] == ("PASS", 0.55)  # 0.9 x 0.5: the fastest INT8 bundle
     assert vnni["ort-int8"] == ("not measured", 0.45) and avx2["ort-int8"][1] == 0.6
     assert vnni["host-fp32"][0] == "PASS" and vnni["build-arm-a7"][0] == "PASS"
     assert vnni["calibration"][0] == "FAIL" and vnni["calibration-memory"][0] == "PASS"
