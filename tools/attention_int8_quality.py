@@ -4,6 +4,7 @@ calibration saw, on each backend.
     .venv/bin/python tools/attention_int8_quality.py                                # mobilevit_xxs at 128: ort, host
     .venv/bin/python tools/attention_int8_quality.py --spec mobilevit_xxs --size 256 --targets ort,host,arm-a7
     .venv/bin/python tools/attention_int8_quality.py --qat 20       # and each target's table fine-tuned by tcc qat
+    .venv/bin/python tools/attention_int8_quality.py --min-cos 0.999  # and each built with the accuracy placement
 
 No trained checkpoint of the zoo's attention specs ships with tcc (nothing is downloaded). Two kinds of weights:
 - `--weights seeded`: tcc's seeded initialisation (init_weights: BN and LayerNorm factors non-trivial) with every
@@ -35,6 +36,7 @@ import tcc
 from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.quant.collect.crops import make_crops
+from tcc.quant.place.placer import PlaceOptions
 from tcc.train.precise_bn import recompute_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +96,20 @@ def judged(bundle, x: np.ndarray, fp32: np.ndarray, seconds: float) -> dict:
             "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
 
 
+def latency_ms(bundle, x: np.ndarray, runs: int = 30) -> float | None:
+    """The median of `runs` inferences of one crop through the bundle's own runner here (None where it cannot run
+    here: ARM under qemu is counted in instructions, not timed). A rough figure: `tcc bench` times interleaved."""
+    if bundle.target in ("arm-a7", "aarch64", "aarch64-dotprod"):
+        return None
+    bundle.run(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        bundle.run(x)
+        times.append(time.perf_counter() - start)
+    return round(float(np.median(times)) * 1e3, 3)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", default="mobilevit_xxs")
@@ -109,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--qat", type=int, default=0, metavar="EPOCHS",
                    help="also fine-tune each target's table by quantization-aware training (tcc qat, distilled on "
                         "the calibration crops) for this many epochs, and judge that build against the same FP32")
+    p.add_argument("--min-cos", type=float, metavar="C",
+                   help="also build each target with the accuracy placement (tcc build --min-cos C: the fewest float "
+                        "islands that bring the calibration crops' mean cosine to C) and judge it the same way")
     p.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     missing = [n for n in IMAGES if not (args.fixtures / n).exists()]
@@ -144,17 +163,29 @@ def main(argv=None) -> int:
             if args.qat:
                 rows[f"{target} + qat"] = qat_row(model, target, calib, work, args, x, fp32)
                 print(f"{target} + qat: {rows[f'{target} + qat']}", file=sys.stderr)
+            if args.min_cos:
+                key = f"{target} + min-cos {args.min_cos}"
+                start = time.perf_counter()
+                bundle = model.build(target, precision="int8", data=calib, calib_options={"calib_size": args.calib},
+                                     placement=PlaceOptions(min_cos=args.min_cos),
+                                     out=work / f"{target}-int8-placed", force=True)
+                rows[key] = judged(bundle, x, fp32, time.perf_counter() - start)
+                rows[key]["latency_ms"] = latency_ms(bundle, x[:1])
+                rows[target]["latency_ms"] = latency_ms(tcc.Bundle.open(work / f"{target}-int8"), x[:1])
+                print(f"{key}: {rows[key]}", file=sys.stderr)
     result = {"spec": args.spec, "size": args.size, "weights": args.weights, "calib": args.calib, "held": args.held,
               "seed": args.seed, "rows": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| {args.spec} at {args.size}, {args.weights} weights | cosine mean | min | top-1 |\n|---|---|---|---|")
+    print(f"| {args.spec} at {args.size}, {args.weights} weights | cosine mean | min | top-1 | float islands | "
+          f"ms (rough) |\n|---|---|---|---|---|---|")
     for target, r in rows.items():
         if "error" in r:
-            print(f"| {target} | {r['error']} | | |")
+            print(f"| {target} | {r['error']} | | | | |")
         else:
-            print(f"| {target} | {r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1']:.3f} |")
+            print(f"| {target} | {r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1']:.3f} | "
+                  f"{r['float_islands']} | {r.get('latency_ms') or ''} |")
     return 0
 
 
