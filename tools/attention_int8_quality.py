@@ -166,8 +166,9 @@ def main(argv=None) -> int:
             if args.min_cos:
                 key = f"{target} + min-cos {args.min_cos}"
                 start = time.perf_counter()
-                bundle = model.build(target, precision="int8", data=calib, calib_options={"calib_size": args.calib},
-                                     placement=PlaceOptions(min_cos=args.min_cos),
+                bundle = model.build(target, precision="int8", data=calib,
+                                     calib_options={"calib_size": args.calib,
+                                                    "placement": PlaceOptions(min_cos=args.min_cos)},
                                      out=work / f"{target}-int8-placed", force=True)
                 rows[key] = judged(bundle, x, fp32, time.perf_counter() - start)
                 rows[key]["latency_ms"] = latency_ms(bundle, x[:1])

@@ -139,6 +139,21 @@ def test_reference_matmul_is_the_requantized_integer_product(tiny):
     assert cos.min() > 0.99, cos
 
 
+def test_a_scaled_product_kept_in_float_keeps_its_scale_inside(tiny):
+    """The accuracy placement may keep q k^T in float: its island computes the 1 / sqrt(d) too, so that the product
+    stays internal as the calibration saw it, and the table quantizes the graph (the scale's input had no entry:
+    `tcc build --min-cos` failed on MobileViT)."""
+    fe, graph, table = tiny
+    scores = next(n for n in graph.nodes if n.kind == "matmul" and n.factor is not None)
+    placed = plan(fe.onnx, lowering=TVM, rules="tvm", floats={scores.name})
+    island = next(n for n in placed.nodes if n.name == scores.name)
+    assert not island.integer and island.covers == scores.covers and island.outputs == scores.outputs
+    assert set(island.internal) == set(scores.internal) and not set(island.internal) & set(placed.quantized)
+    qg = quantize_graph(placed, table)
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    assert np.isfinite(Reference().run(qg, x)).all()
+
+
 def test_slices_with_a_step_and_from_the_end(tmp_path):
     """Slice's ONNX forms (a step; a start counted from the end, no end) as (axis, start, stop, step) ranges: the
     reference's codes equal numpy's slicing of the input codes."""

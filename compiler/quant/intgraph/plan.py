@@ -332,8 +332,10 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         # TFLite's BATCH_MATMUL derives its requantization from the tensors' scales: no factor of its own
         scaled = (_scaled_product(node, consumers, graph_outputs, initializers) if kind == "matmul" and fuse_patterns
                   else None)
-        if scaled is not None and not island:
-            fields["factor"] = next(i for i in scaled.input if i != node.output[0])
+        if scaled is not None:  # a float island computes the scaled product too: the product stays internal,
+            # as the calibration saw it (kept apart, the scale's input would need an entry the table lacks)
+            if not island:
+                fields["factor"] = next(i for i in scaled.input if i != node.output[0])
             outputs, covers, internal = tuple(scaled.output), (name, scaled.name), (node.output[0],)
             covered.add(scaled.name)
         mark = marks.get(name)
