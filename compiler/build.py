@@ -310,9 +310,12 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
             log(line)
         if placement is not None and placement.active:
-            from .quant.place.placer import place  # deferred for start-up: loads onnx
+            from .quant.place.placer import place, placement_lines  # deferred for start-up: loads onnx
 
             table = place(onnx_model, table, cd.array, placement, log)
+            for line in placement_lines(table):  # its summary and a warning when most of the model stays float
+                if not line.startswith(" "):  # (the nodes are in the manifest's float islands)
+                    log(line)
         source = {"from": "data", "samples": int(len(cd.array))}
     x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
     # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles

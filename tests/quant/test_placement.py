@@ -268,6 +268,21 @@ def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_pat
     assert m["self_check"]["result"]["passed"]
 
 
+def test_build_says_how_much_of_the_model_its_placement_keeps_in_float(case, tmp_path, capsys):
+    """`tcc build --data` with a placement prints what `tcc calibrate` does (the nodes are in the manifest), and
+    warns when most of the model stays float: the 0.999 floor on MobileViT kept all 350 nodes in float."""
+    graph = plan(case["fp32"], rules="ort")
+    computing = [n.name for n in graph.nodes if n.integer and n.kind in ("conv", "gemm")]
+    argv = ["build", str(case["spec"]), "--target", "ort", "--precision", "int8", "--data",
+            str(case["dir"] / "data.npy"), "--method", "kl"]
+    assert main([*argv, *(a for name in computing for a in ("--keep-float", name)), "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err  # the build's log
+    assert "precision placement:" in err and "warning: the placement keeps" in err
+    assert main([*argv, "--keep-float", computing[-1], "-o", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "precision placement: 1 node(s) kept in float" in err and "warning: the placement keeps" not in err
+
+
 def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys):
     """Equalization rescales a pair's channels (dw's outputs, pw's inputs): a consumer kept in float must compute with
     its equalized weights, on the reference and on every backend, or the island reads rescaled channels with the
