@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import helper
 
+from ..attention_ops import relative_position_index
+
 
 class Unsupported(Exception):
     """This node has no spec equivalent (the message says why)."""
@@ -285,6 +287,21 @@ def _learned_tensor(node: OnnxNode) -> SpecNode:
                     node.proto.input[1])
 
 
+def _relative_position_bias(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' RelativePositionBias: the spec's relative_position_bias, its table recovered from
+    the folded bias (the index is the op's own constant)."""
+    w = int(node.attr("window"))
+    index = relative_position_index(w, w).reshape(-1)
+    return SpecNode("relative_position_bias", {"window": w},
+                    {"weight": node.constant(1).astype(np.float32), "index": index})
+
+
+def _window_mask(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' WindowMask: the spec's window_mask (a constant: no tensor)."""
+    return SpecNode("window_mask", {"size": [int(v) for v in node.attr("size")], "window": int(node.attr("window")),
+                                    "shift": [int(v) for v in node.attr("shift")]})
+
+
 def _scaled_matmul(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' ScaledMatMul: the spec's matmul with its constant `scale` (and `transpose_b`)."""
     args = {"scale": _float(float(node.attr("scale")))}
@@ -405,12 +422,15 @@ CHANNEL_LINEAR = "ChannelLinear"  # MatMul (/ Add) on the last axis of an NHWC r
 LEARNED_TENSOR = "LearnedTensor"  # a constant [1, ...] added to or concatenated with a computed value
 SCALED_MATMUL = "ScaledMatMul"  # MatMul of two computed values (the second maybe transposed) / Mul by a constant
 ROWS_LINEAR = "RowsLinear"  # Reshape to [-1, in] / Gemm / Reshape back: a linear layer over the last axis of tokens
+RELATIVE_POSITION_BIAS = "RelativePositionBias"  # scores + a folded [heads, N, N] that a relative-offset table makes
+WINDOW_MASK = "WindowMask"  # scores + a folded [windows, 1, N, N] that is Swin's shifted-window mask
 
 CONVERTERS = {
     "Conv": _conv,
     "BatchNormalization": _batchnorm,
     "Relu": _simple("relu"),
     "Sigmoid": _simple("sigmoid"),
+    "Tanh": _simple("tanh"),
     "HardSwish": _simple("hardswish"),
     "HardSigmoid": _hardsigmoid,
     "LeakyRelu": _simple("leaky_relu", alpha=("negative_slope", 0.01)),
@@ -439,4 +459,6 @@ CONVERTERS = {
     ROWS_LINEAR: _rows_linear,
     SCALED_MATMUL: _scaled_matmul,
     LEARNED_TENSOR: _learned_tensor,
+    RELATIVE_POSITION_BIAS: _relative_position_bias,
+    WINDOW_MASK: _window_mask,
 }

@@ -13,7 +13,18 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .ops import CHANNEL_LINEAR, CHANNEL_SHUFFLE, LAYER_NORM, LEARNED_TENSOR, ROWS_LINEAR, SCALED_MATMUL, slice_ranges
+from ..attention_ops import relative_position_index, shifted_window_mask
+from .ops import (
+    CHANNEL_LINEAR,
+    CHANNEL_SHUFFLE,
+    LAYER_NORM,
+    LEARNED_TENSOR,
+    RELATIVE_POSITION_BIAS,
+    ROWS_LINEAR,
+    SCALED_MATMUL,
+    WINDOW_MASK,
+    slice_ranges,
+)
 
 _NHWC, _NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _UNARY = ("Relu", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Gelu", "Clip", "Identity", "Dropout")
@@ -396,6 +407,62 @@ def learned_tensors(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
     return out
 
 
+def window_attention_constants(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """What windowed attention adds to its scores [..., heads, N, N], folded by the exporter into a constant (N = w^2
+    positions of a square window): a bias [heads, N, N] that is a table of (2w - 1)^2 rows per head gathered by the
+    relative offset of the two positions (Swin, MaxViT: a RelativePositionBias node with the table recovered), and
+    a mask [windows, 1, N, N] equal to Swin's shifted-window mask of some map and shift (a WindowMask node). Each
+    is checked value for value; another constant stays an Add."""
+    out = []
+    for n in nodes:
+        found = _window_constant(n, const, shapes) if n.op_type == "Add" else None
+        if found is None:
+            out.append(n)
+            continue
+        x, kind, attrs, table = found
+        if kind == RELATIVE_POSITION_BIAS:
+            const[f"{n.name}/table"] = table
+            out.append(helper.make_node(kind, [x, f"{n.name}/table"], list(n.output), name=n.name, **attrs))
+        else:
+            out.append(helper.make_node(kind, [x], list(n.output), name=n.name, **attrs))
+    return out
+
+
+def _window_constant(n, const: dict, shapes: dict):
+    """(the scores, the pseudo-op, its attributes, the bias table or None) of an Add of scores and a window
+    constant, else None."""
+    computed = [i for i in n.input if i and i not in const]
+    folded = [i for i in n.input if i in const]
+    scores = shapes.get(computed[0]) if len(computed) == 1 and len(folded) == 1 else None
+    if scores is None or len(scores) < 3 or scores[-1] != scores[-2]:
+        return None
+    c, n_pos = const[folded[0]], scores[-1]
+    w = math.isqrt(n_pos)
+    if w < 2 or w * w != n_pos or c.dtype.kind != "f":  # (a window of one position is a plain bias: [C, 1, 1])
+        return None
+    while c.ndim > 3 and c.shape[0] == 1 and c.ndim > 4 - (c.shape[-3] != 1):  # leading ones the rank added
+        c = c[0]
+    if c.shape == (scores[-3], n_pos, n_pos):  # a bias per head: table[index] for some table?
+        index = relative_position_index(w, w)
+        rows = (2 * w - 1) ** 2
+        first = np.full(rows, -1)
+        first[index.ravel()[::-1]] = np.arange(n_pos * n_pos)[::-1]  # each row's first (i, j)
+        if (first < 0).any():
+            return None
+        table = np.ascontiguousarray(c.reshape(len(c), -1)[:, first].T)  # [rows, heads]
+        if not np.array_equal(table[index].transpose(2, 0, 1), c):
+            return None
+        return computed[0], RELATIVE_POSITION_BIAS, {"window": w}, table.astype(np.float32)
+    if len(scores) >= 4 and c.shape == (scores[-4], 1, n_pos, n_pos):  # a mask: which map and shift make it?
+        windows = scores[-4]
+        for rows in (r for r in range(1, windows + 1) if windows % r == 0):
+            size = (rows * w, windows // rows * w)
+            for shift in ((a, b) for a in range(w) for b in range(w) if a or b):
+                if np.array_equal(shifted_window_mask(size, (w, w), shift), c):
+                    return computed[0], WINDOW_MASK, {"size": list(size), "window": w, "shift": list(shift)}, None
+    return None
+
+
 def _shape_constant(const: dict, name: str, per_sample) -> str:
     const[f"{name}/shape"] = np.array([-1, *per_sample], np.int64)
     return f"{name}/shape"
@@ -410,6 +477,7 @@ def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_
 def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
     then the reductions the layer norms did not take."""
+    nodes = window_attention_constants(nodes, const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return global_reductions(channels_last_runs(nodes, const), const, shapes)
