@@ -23,7 +23,9 @@
 #  10. attention in YAML: timm's MobileViT-XXS as a zoo spec (multi-head attention, unfold / fold of patches written
 #      with the tensor ops), built FP32 for ONNX Runtime and TVM host and run; INT8 at 128 x 128 for ONNX Runtime
 #      TVM host and TFLite (matmul of two activations and slices as integer kinds, softmax and LayerNorm float
-#      islands), TVM's integer ops and TFLite bit-exact with the integer reference; Pulsar v1 (AX620) refuses it
+#      islands), TVM's integer ops and TFLite bit-exact with the integer reference; its ONNX and a narrow Swin's read
+#      back by `tcc import` (Swin's folded relative position bias and window mask as the spec's ops); Pulsar v1
+#      (AX620) refuses it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCC=.venv/bin/tcc
@@ -151,6 +153,15 @@ echo "   1 / sqrt(d), linear layers over tokens; checked against ONNX Runtime"
 mkdir -p "$OUT/imported-mobilevit"
 $TCC import "$OUT/mobilevit-ort/model.onnx" -o "$OUT/imported-mobilevit/mobilevit_xxs.yaml" --force 2>/dev/null \
   | head -n 1 | cut -c 1-200
+echo "   and Swin (a narrow swin_t): the relative position bias and the shifted-window mask, folded into constants by"
+echo "   the export, read back as relative_position_bias (its table recovered) and window_mask"
+$TCC build swin_t --set embed_dim=24 --set "depths=[2,2,2,2]" --set "heads=[1,2,2,4]" --target ort \
+  -o "$OUT/swin-ort" --force >/dev/null 2>&1
+mkdir -p "$OUT/imported-swin"
+$TCC import "$OUT/swin-ort/model.onnx" -o "$OUT/imported-swin/swin_t.yaml" --force 2>/dev/null | head -n 1 \
+  | cut -c 1-200
+grep -cE "op: (relative_position_bias|window_mask)" "$OUT/imported-swin/swin_t.yaml" \
+  | sed 's/^/   window ops in the imported spec: /'
 echo "   Pulsar v1 (AX620) has no rank-6 reshape or LayerNorm: refused before calibration, naming the nodes"
 { $TCC build mobilevit_xxs --set image_size=128 --target ax620 --precision int8 --data "$OUT/crops" \
   -o "$OUT/mobilevit-ax620-int8" 2>&1 1>/dev/null || true; } | { grep -E "^error|^  node" || true; } | head -n 3 \

@@ -407,6 +407,32 @@ def learned_tensors(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
     return out
 
 
+def single_axis_slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """A Slice of several axes (onnxsim merges Swin's patch-merging `x[:, 0::2, 0::2]` into one) as a chain of
+    Slices of one axis each, in the axes' order: the spec's slice takes one axis."""
+    out = []
+    for n in nodes:
+        shape = shapes.get(n.input[0]) if n.op_type == "Slice" and n.input else None
+        ranges = slice_ranges(n, const, shape) if shape is not None else None
+        if not ranges or len(ranges) < 2:
+            out.append(n)
+            continue
+        x, dims = n.input[0], [1, *shape]
+        for k, (axis, (start, end, step)) in enumerate(sorted(ranges.items())):
+            name = f"{n.name or n.output[0]}/axis{axis}"
+            last = k == len(ranges) - 1
+            y = n.output[0] if last else name
+            for part, value in (("starts", start), ("ends", end), ("axes", axis), ("steps", step)):
+                const[f"{name}/{part}"] = np.array([value], np.int64)
+            out.append(helper.make_node("Slice", [x, *(f"{name}/{p}" for p in ("starts", "ends", "axes", "steps"))],
+                                        [y], name=name))
+            dims[axis] = len(range(start, end, step))
+            if not last:
+                shapes[y] = tuple(dims[1:])
+            x = y
+    return out
+
+
 def window_attention_constants(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """What windowed attention adds to its scores [..., heads, N, N], folded by the exporter into a constant (N = w^2
     positions of a square window): a bias [heads, N, N] that is a table of (2w - 1)^2 rows per head gathered by the
@@ -477,7 +503,7 @@ def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_
 def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
     then the reductions the layer norms did not take."""
-    nodes = window_attention_constants(nodes, const, shapes)
+    nodes = window_attention_constants(single_axis_slices(nodes, const, shapes), const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return global_reductions(channels_last_runs(nodes, const), const, shapes)
