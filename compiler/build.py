@@ -313,9 +313,8 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
             from .quant.place.placer import place, placement_lines  # deferred for start-up: loads onnx
 
             table = place(onnx_model, table, cd.array, placement, log)
-            for line in placement_lines(table):  # its summary and a warning when most of the model stays float
-                if not line.startswith(" "):  # (the nodes are in the manifest's float islands)
-                    log(line)
+            for line in placement_lines(table, nodes=False):  # the nodes: the manifest's float islands
+                log(line)
         source = {"from": "data", "samples": int(len(cd.array))}
     x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
     # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles

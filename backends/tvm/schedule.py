@@ -636,9 +636,9 @@ class Int8Depthwise(Rule):
 class QuantizeInput(Rule):
     """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
     transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
-    by 8 float vectors on ARM (ARMv7 FastNet: 0.3% fewer instructions than 4, 16 or 2), one on x86, the few channels (3 for RGB)
-    unrolled; the codes stored with a stride of the channels. (Injective's vectors along the channels are 3
-    lanes wide and, on ARMv7, divide lane by lane.)"""
+    by 8 float vectors on ARM (ARMv7 FastNet: 0.3% fewer instructions than 4, 16 or 2), by one on x86; the few
+    channels (3 for RGB) unrolled; the codes stored with a stride of the channels. (Injective's vectors along the
+    channels are 3 lanes wide and, on ARMv7, divide lane by lane.)"""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]

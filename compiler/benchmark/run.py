@@ -232,8 +232,7 @@ RATIOS = {"ort int8 / ort fp32": ("ort-int8", "ort-fp32"), "ort fp16 / ort fp32"
           "ort int8 placed / ort int8": ("ort-int8-placed", "ort-int8"),
           "ort dynamic / ort fp32": ("ort-dynamic", "ort-fp32"), "host fp32 / ort fp32": ("host-fp32", "ort-fp32"),
           "host int8 / host fp32": ("host-int8", "host-fp32"), "host int8 / ort fp32": ("host-int8", "ort-fp32"),
-          "tflite int8 / tflite fp32": ("tflite-int8",
-                                                                                             "tflite-fp32"),
+          "tflite int8 / tflite fp32": ("tflite-int8", "tflite-fp32"),
           "pytorch fp32 / ort fp32": ("pytorch-fp32", "ort-fp32")}
 
 

@@ -414,8 +414,8 @@ def single_axis_slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[s
     for n in nodes:
         shape = shapes.get(n.input[0]) if n.op_type == "Slice" and n.input else None
         ranges = slice_ranges(n, const, shape) if shape is not None else None
-        if not ranges or len(ranges) < 2:
-            out.append(n)
+        if not ranges or len(ranges) < 2 or 0 in ranges or any(step < 1 for _, _, step in ranges.values()):
+            out.append(n)  # one axis, or a Slice no chain of the spec's slices takes: its converter says why
             continue
         x, dims = n.input[0], [1, *shape]
         for k, (axis, (start, end, step)) in enumerate(sorted(ranges.items())):
@@ -466,20 +466,16 @@ def _window_constant(n, const: dict, shapes: dict):
     w = math.isqrt(n_pos)
     if w < 2 or w * w != n_pos or c.dtype.kind != "f":  # (a window of one position is a plain bias: [C, 1, 1])
         return None
-    while c.ndim > 3 and c.shape[0] == 1 and c.ndim > 4 - (c.shape[-3] != 1):  # leading ones the rank added
-        c = c[0]
-    if c.shape == (scores[-3], n_pos, n_pos):  # a bias per head: table[index] for some table?
+    bias = _without_leading_ones(c, 3)
+    if bias is not None and bias.shape == (scores[-3], n_pos, n_pos):  # a bias per head: table[index]?
         index = relative_position_index(w, w)
-        rows = (2 * w - 1) ** 2
-        first = np.full(rows, -1)
-        first[index.ravel()[::-1]] = np.arange(n_pos * n_pos)[::-1]  # each row's first (i, j)
-        if (first < 0).any():
-            return None
-        table = np.ascontiguousarray(c.reshape(len(c), -1)[:, first].T)  # [rows, heads]
-        if not np.array_equal(table[index].transpose(2, 0, 1), c):
+        _, first = np.unique(index, return_index=True)  # each table row's first (i, j)
+        table = np.ascontiguousarray(bias.reshape(len(bias), -1)[:, first].T)  # [rows, heads]
+        if not np.array_equal(table[index].transpose(2, 0, 1), bias):
             return None
         return computed[0], RELATIVE_POSITION_BIAS, {"window": w}, table.astype(np.float32)
-    if len(scores) >= 4 and c.shape == (scores[-4], 1, n_pos, n_pos):  # a mask: which map and shift make it?
+    c = _without_leading_ones(c, 4)
+    if len(scores) >= 4 and c is not None and c.shape == (scores[-4], 1, n_pos, n_pos):  # which map and shift?
         windows = scores[-4]
         for rows in (r for r in range(1, windows + 1) if windows % r == 0):
             size = (rows * w, windows // rows * w)
@@ -487,6 +483,12 @@ def _window_constant(n, const: dict, shapes: dict):
                 if np.array_equal(shifted_window_mask(size, (w, w), shift), c):
                     return computed[0], WINDOW_MASK, {"size": list(size), "window": w, "shift": list(shift)}, None
     return None
+
+
+def _without_leading_ones(c: np.ndarray, rank: int) -> np.ndarray | None:
+    """`c` at `rank` dimensions, the leading ones the broadcast added dropped; None where they are not ones."""
+    extra = c.ndim - rank
+    return c.reshape(c.shape[extra:]) if extra >= 0 and all(d == 1 for d in c.shape[:extra]) else None
 
 
 def _shape_constant(const: dict, name: str, per_sample) -> str:

@@ -17,7 +17,7 @@ from tcc.onnx_import import import_onnx
 from tcc.spec.zoo import zoo_models
 
 from tests.helpers import torchvision_reference as tv
-from tests.helpers.onnx_util import run
+from tests.helpers.onnx_util import make_model, run
 from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
 
 # tcc's own lowering, read back: every op kind of these (convs of every shape, BN, the activations, residual adds,
@@ -202,15 +202,12 @@ def test_dynamic_height_and_width_take_size(tmp_path):
 def test_a_slice_of_two_axes_reads_back_as_two_slices(tmp_path):
     """onnxsim merges Swin's patch-merging `x[:, 0::2, 1::2]` into one Slice of two axes: read back as one slice per
     axis (the spec's slice takes one), checked against ONNX Runtime."""
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
     bounds = {"starts": [0, 1], "ends": [8, 8], "axes": [2, 3], "steps": [2, 2]}
-    inits = [onnx.numpy_helper.from_array(np.array(v, np.int64), k) for k, v in bounds.items()]
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
              helper.make_node("Slice", ["a", *bounds], ["y"], name="merge")]
     path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                                opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 3, 4, 4]}, {f"#{k}": v for k, v in bounds.items()}),
+              path)
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     text = (tmp_path / "m.yaml").read_text()
@@ -219,12 +216,9 @@ def test_a_slice_of_two_axes_reads_back_as_two_slices(tmp_path):
 
 def test_tanh_reads_back_as_the_spec_op(tmp_path):
     """MaxViT's classifier squashes with a Tanh: the spec's tanh."""
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"), helper.make_node("Tanh", ["a"], ["y"], name="t")]
     path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)]),
-              path)
+    onnx.save(make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 3, 8, 8]}), path)
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     assert "op: tanh" in (tmp_path / "m.yaml").read_text()

@@ -344,8 +344,9 @@ def _float_tail(graph: IntGraph, judge, chosen: dict, start: set, options: Place
     return cos
 
 
-def placement_lines(table: CalibrationTable) -> list[str]:
-    """What `tcc calibrate` prints about the table's placement."""
+def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
+    """What `tcc calibrate` prints about the table's placement: a summary, a warning when most of the model stays
+    float, and (`nodes`) one line per node kept in float."""
     p = table.doc.get(KEY)
     if not p:
         return []
@@ -363,7 +364,7 @@ def placement_lines(table: CalibrationTable) -> list[str]:
         if share > HEAVY_SHARE:
             lines.append(f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
                          "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)")
-    for name, e in p["nodes"].items():
+    for name, e in p["nodes"].items() if nodes else ():
         extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
             (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
         lines.append(f"  {name} ({e.get('kind', '?')}): {e['reason']}{extra}")
