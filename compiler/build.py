@@ -256,6 +256,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         check_activation_bits,
         check_wide_kinds,
     )
+    from .quant.intgraph.plan import quantized_form  # deferred for start-up: loads onnx
     from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
     from .quant.table.steps import Steps, choice_lines  # deferred for start-up: loads onnx
 
@@ -286,7 +287,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     if calib is not None:
         table = load_table(calib, spec_hash=model.spec_hash, weights_hash=weights_hash,
                            model_hash=model_sha256(onnx_model))
-        table.check_model(onnx_model, str(calib))
+        table.check_model(quantized_form(onnx_model, table.doc["target"]), str(calib))
         check_table_bits(table, rule_set, f"{calib}: target {target or rules}")
         widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
         if asked_bits is not None and (asked_bits > 8) != (widest > 8):  # the width is the calibration's choice

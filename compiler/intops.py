@@ -245,6 +245,24 @@ def _check_pool(v: NodeView) -> str | None:
     return None
 
 
+def _unset(auto_pad) -> bool:
+    return auto_pad in ("NOTSET", b"NOTSET", "VALID", b"VALID")
+
+
+def pool_commutes_with_conv(pool: dict, conv: dict, weight_shape) -> bool:
+    """Whether an average pool (its ONNX attributes) and a conv (attributes, weight shape) commute, so that the pool
+    can run first and the conv on the pooled pixels only (tcc.passes.pool) and the pair be one `pooled_conv`: the
+    conv 1 x 1 at stride 1 unpadded (it acts on each pixel alone), the pool unpadded over whole 2-D windows (the
+    count is the area everywhere) with a stride that reduces the pixels."""
+    kernel, strides = list(pool.get("kernel_shape", [])), list(pool.get("strides", [1, 1]))
+    return (len(weight_shape) == 4 and tuple(weight_shape[2:]) == (1, 1)
+            and all(s == 1 for s in conv.get("strides", [1, 1])) and not any(conv.get("pads", [0, 0, 0, 0]))
+            and _unset(conv.get("auto_pad", "NOTSET"))
+            and len(kernel) == 2 and len(strides) == 2 and strides[0] * strides[1] > 1
+            and not any(pool.get("pads", [0, 0, 0, 0])) and not pool.get("ceil_mode", 0)
+            and _unset(pool.get("auto_pad", "NOTSET")) and all(d == 1 for d in pool.get("dilations", [1, 1])))
+
+
 def _check_shape_op(v: NodeView) -> str | None:
     for t in (*v.inputs[:1], *v.outputs):
         if not _static(v, t):
@@ -523,6 +541,13 @@ INT_OPS: dict[str, IntOp] = {
         IntOp("conv", Role.WEIGHTED, ("Conv",), "2-D convolution (grouped, depthwise, dilated): int8 weights per "
               "output channel, int32 accumulator and bias, requantized per channel", _check_conv,
               fuses_activation=True, limits={TFLITE: _tflite_conv}, fields=_weighted_fields, placeable=True),
+        # no ONNX op of its own: the plan pairs an unpadded AveragePool with the 1 x 1 conv that alone reads it
+        # (the pool first: tcc.passes.pool), under rules that take the pair (TargetRules.pooled_conv)
+        IntOp("pooled_conv", Role.WEIGHTED, (), "a 1 x 1 conv on the window sums of an unpadded average pool: the "
+              "sums of zero-point-free codes kept exact (10 bits for 2 x 2 windows of 8-bit codes, never rounded "
+              "to 8), times int8 weights per output channel in int32, bias at s_in s_w / area, requantized once by "
+              "s_in s_w / (area s_out)", _check_conv, fuses_activation=True, fields=_weighted_fields,
+              placeable=True, lowerings=ALL_LOWERINGS - {TFLITE}),
         IntOp("gemm", Role.WEIGHTED, ("Gemm", "MatMul"), "fully connected layer: int8 weights per output feature, "
               "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True,
               fields=_weighted_fields, placeable=True),

@@ -27,7 +27,7 @@ import numpy as np
 
 from tcc.bundle import stable_float
 from tcc.errors import BuildError, SelfCheckError
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.plan import plan, quantized_form
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
 from tcc.quant.lower.qdq import to_qdq
@@ -70,7 +70,7 @@ class AxBackend(Backend):
         if options.npu_mode is not None and options.npu_mode not in chip.npu_modes:
             raise BuildError(f"target {options.target}: --npu-mode {options.npu_mode!r} is not one of "
                              f"{', '.join(chip.npu_modes)}")
-        result = check_model(model, chip.ops)
+        result = check_model(quantized_form(model, chip.rules), chip.ops)
         bad = result.unsupported
         if bad and not options.allow_cpu_fallback:
             lines = "\n".join(f"  {f.line()}" for f in bad)
@@ -82,6 +82,7 @@ class AxBackend(Backend):
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         chip = get_chip(options.target)
+        model = quantized_form(model, chip.rules)  # the graph the toolchain quantizes: a conv before its pool
         out_dir = Path(out_dir)
         if options.table is None or options.data is None:
             raise BuildError(f"target {options.target}: a kit needs the calibration data (--data) and its table")

@@ -446,9 +446,10 @@ def kind_units(table: str) -> dict[str, dict[str, str | None]]:
 
 def kind_unit(table: str, kind: str) -> str:
     """One word for `tcc ops`: the unit every ONNX op of the kind runs on, "partly" where the chip lacks some of
-    them (the node's own op decides), "-" where it lacks all."""
+    them (the node's own op decides), "-" where it lacks all (or the kind is a pattern of several ops that the AX
+    rules never form: pooled_conv)."""
     units = set(kind_units(table)[kind].values())
-    if units == {None}:
+    if units <= {None}:
         return "-"
     if None in units:
         return "partly"

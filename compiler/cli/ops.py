@@ -39,7 +39,8 @@ def run(args) -> int:
     for r in [head, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print("\nINT8 lowering by backend: " + ", ".join(f"{b}: {lw}" for b, lw in by_backend.items())
-          + "; patterns x * sigmoid(x), x * hardsigmoid(x), x * tanh(x) are one lookup table")
+          + "; patterns x * sigmoid(x), x * hardsigmoid(x), x * tanh(x) are one lookup table; an unpadded "
+          "AveragePool read by a 1x1 Conv alone is one pooled_conv where the target's rules take it")
     chips = list(OP_TABLES)
     print("\nAxera NPUs, by kind (the toolchains' op lists; 'partly': some of the kind's ONNX ops are not listed):")
     rows = [("kind", *chips)] + [(k, *(kind_unit(c, k) for c in chips)) for k in INT_OPS]

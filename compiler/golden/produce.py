@@ -115,13 +115,15 @@ class ModelRun:
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
+        from ..quant.intgraph.plan import quantized_form  # deferred for start-up: loads onnx
+
         if path not in self._tables:
             if not path.is_file():
                 raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden "
                                        "update)")
             table = load_table(path, spec_hash=self.model.spec_hash, weights_hash=self.weights_hash,
                                model_hash=self.onnx_hash)
-            table.check_model(self.fe.onnx, str(path))
+            table.check_model(quantized_form(self.fe.onnx, table.doc["target"]), str(path))
             if table.doc["target"] != rules:
                 raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
             self._tables[path] = table

@@ -8,10 +8,12 @@ from .constants import fold_constants
 from .fusion import KEY as FUSED_ACTIVATIONS_KEY
 from .fusion import fused_activations, mark_fused_activations
 from .pipeline import PIPELINE, PassResult, PipelineReport, run_pipeline
+from .pool import conv_before_pool, pool_before_conv
 from .simplify import simplify
 
 __all__ = [
     "FUSED_ACTIVATIONS_KEY", "PIPELINE", "Pass", "PassError", "PassResult", "PipelineReport", "Rule",
-    "batchnorm_to_affine", "eliminate_dead", "flatten_concat", "fold_batchnorm", "fold_constants",
-    "fused_activations", "mark_fused_activations", "op_counts", "remove_identity", "run_pipeline", "simplify",
+    "batchnorm_to_affine", "conv_before_pool", "eliminate_dead", "flatten_concat", "fold_batchnorm",
+    "fold_constants", "fused_activations", "mark_fused_activations", "op_counts", "pool_before_conv",
+    "remove_identity", "run_pipeline", "simplify",
 ]

@@ -17,6 +17,7 @@ from .cleanup import eliminate_dead, remove_identity
 from .concat import flatten_concat
 from .constants import fold_constants
 from .fusion import mark_fused_activations
+from .pool import pool_before_conv
 from .simplify import simplify as onnxsim_pass
 
 PIPELINE: tuple[Pass, ...] = (
@@ -25,6 +26,7 @@ PIPELINE: tuple[Pass, ...] = (
     fold_batchnorm,
     batchnorm_to_affine,
     flatten_concat,
+    pool_before_conv,
     eliminate_dead,
     onnxsim_pass,  # optional: run_pipeline(simplify=False) skips it
     mark_fused_activations,  # last: it names nodes, later rewrites could invalidate the marks

@@ -42,7 +42,7 @@ from .choose import choose_steps
 from .collect.data import load_calibration_data
 from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
 from .intgraph.layers import initializers, layer_of, layer_rows
-from .intgraph.plan import IntGraph, plan
+from .intgraph.plan import IntGraph, plan, quantized_form
 from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
 from .place.placer import check_nodes, check_options, place
 from .scales.cos_search import cos_search
@@ -74,6 +74,8 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     rules = get_rules(target)
     check_activation_bits(activation_bits, rules)
+    model_hash = model_sha256(model)  # the FP32 graph a build reads the table with
+    model = quantized_form(model, rules)
     graph = graph if graph is not None else plan(model, rules=rules)
     check_wide_kinds(graph, activation_bits, rules)
     if len(data) == 0:
@@ -83,7 +85,7 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
     settings = dict(method=method, rules=rules, percentile=percentile, cos_steps=cos_steps, cos_rounds=cos_rounds,
                     cos_rows=cos_rows, cos_samples=cos_samples, batch_size=batch_size, seed=seed, bins=bins,
                     threads=threads, progress=progress, spec_hash=spec_hash, weights_hash=weights_hash, graph=graph,
-                    activation_bits=activation_bits)
+                    activation_bits=activation_bits, model_hash=model_hash)
     if data_fingerprint is None and len(data):
         data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     if steps.free:
@@ -134,12 +136,12 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
             cos_steps: int, cos_rounds: int, cos_rows: int, cos_samples: int | None, batch_size: int, seed: int,
             bins: int, threads: int | None, progress: bool | None, data_fingerprint: str | None,
             spec_hash: str | None, weights_hash: str | None, graph: IntGraph, activation_bits: int,
-            equalization: bool, rows_needed: bool) -> Scaled:
+            equalization: bool, rows_needed: bool, model_hash: str) -> Scaled:
     """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
     the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
     timing = {}
     t0 = time.perf_counter()
-    fp32_hash = model_sha256(model)
+    fp32_hash = model_hash
     names = graph.calibrated  # every node output: a placement may quantize an island's output later
     layers = [layer_of(n) for n in graph.weighted]
 

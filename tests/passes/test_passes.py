@@ -26,6 +26,7 @@ from tcc.passes import (
     fused_activations,
     mark_fused_activations,
     op_counts,
+    pool_before_conv,
     remove_identity,
     run_pipeline,
     simplify,
@@ -195,6 +196,38 @@ def test_flatten_concat():
     # A DenseNet-style chain (the inner concat also feeds a layer) is left alone.
     _, _, dds = lowered(DDSNET, 13)
     assert flatten_concat.run(dds)[1]["concat_concat"] == 0
+
+
+def test_pool_before_conv():
+    """An unpadded average pool read from a 1 x 1 conv alone runs first (ORT's output unchanged within float
+    rounding), the conv keeping its name and the pool's output name; DDSNet's three transitions take it."""
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((6, 4, 1, 1)), rng.standard_normal(6)
+    m = tiny([helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+              helper.make_node("AveragePool", ["c"], ["output"], name="pool", kernel_shape=[2, 2], strides=[2, 2])],
+             {"w": w, "b": b}, shape=(2, 4, 6, 7), out_shape=(2, 6, 3, 3))
+    new = fires(pool_before_conv, m, x_for(m), conv_pool=1)
+    assert [(n.op_type, n.name, n.output[0]) for n in new.graph.node] == [
+        ("AveragePool", "pool", "conv/pooled_input"), ("Conv", "conv", "output")]
+    _, _, dds = lowered(DDSNET, 13)
+    assert pool_before_conv.run(dds)[1]["conv_pool"] == 3
+
+
+@pytest.mark.parametrize("case", ["3x3 conv", "padded pool", "conv read twice", "stride 1"])
+def test_pool_before_conv_leaves_what_does_not_commute(case):
+    rng = np.random.default_rng(1)
+    k = 3 if case == "3x3 conv" else 1
+    conv = helper.make_node("Conv", ["input", "w"], ["c"], name="conv", kernel_shape=[k, k], pads=[k // 2] * 4)
+    pool = helper.make_node("AveragePool", ["c"], ["p"], name="pool", kernel_shape=[2, 2],
+                            strides=[1, 1] if case == "stride 1" else [2, 2],
+                            pads=[1, 1, 1, 1] if case == "padded pool" else [0, 0, 0, 0])
+    nodes = [conv, pool, helper.make_node("ReduceMean" if case == "conv read twice" else "Identity",
+                                          ["c"] if case == "conv read twice" else ["p"], ["output"], name="last")]
+    m = make_model(nodes, {"input": (1, 4, 6, 6)}, {"output": None}, {"w": rng.standard_normal((4, 4, k, k))},
+                   opset=13, ir_version="min")
+    if case == "conv read twice":
+        m.graph.output.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, None))
+    assert pool_before_conv.run(m)[1]["conv_pool"] == 0
 
 
 def test_eliminate_dead():

@@ -132,6 +132,19 @@ def _cases():
         helper.make_node("Concat", ["q", "p"], ["y"], name="cat", axis=1)],
         in_shape=(None, C, H, H), int_inits=[("s5", [-1, 2, C // 2, H, H]), ("s4", [-1, C, H, H]),
                                             ("sizes", [1, 3])]), {"reshape", "transpose", "split", "concat"})
+    # a 1 x 1 conv on exact window sums (tcc.passes.pool runs the pool first): on a ReLU's u8 codes with a 2 x 2
+    # window (TVM: two calls of the dot kernel on 8-bit digits of the sums), on signed codes into a grouped conv and
+    # with a 3 x 3 window (the generic conv on the sums)
+    c0, w0 = _conv("x", "c0", "c0", _w(C, C, 3, 3, scale=0.3), pads=[1, 1, 1, 1])
+    conv, w = _conv("p", "y", "pw", _w(8, C, 1, 1, scale=0.5))  # 8: the narrowest dot kernel's lanes divide it
+    cases["pooled_conv"] = (_graph([c0, helper.make_node("Relu", ["c0"], ["r"], name="c0.relu"),
+                                    helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
+                                                     strides=[2, 2]), conv], [w0, w]), {"conv", "pooled_conv"})
+    c1, w1 = _conv("x", "c", "c1", _w(C, C, 3, 3, scale=0.3), pads=[1, 1, 1, 1])
+    conv, w = _conv("p", "y", "pw", _w(6, C // 2, 1, 1, scale=0.5), group=2)
+    cases["pooled_conv_grouped_3x3"] = (_graph([c1, helper.make_node("AveragePool", ["c"], ["p"], name="pool",
+                                                                     kernel_shape=[3, 3], strides=[3, 3]), conv],
+                                               [w1, w]), {"conv", "pooled_conv"})
     return cases
 
 
@@ -172,7 +185,7 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     # ORT: the deployed QDQ model's own codes, op by op, on calibration samples: a graph output stays float in the
     # QDQ model, so where a lookup writes it ORT's value is not clamped to the calibrated range as the codes are
     table = calibrate_onnx(model, data, method="minmax", target="ort")
-    qg = quantize_graph(g, table)
+    qg = quantize_graph(plan(model, rules="ort"), table)  # its float kinds are islands (a pooled conv)
     x = data[:2]
     y = run(to_qdq(model, table, compact=True), x)
     ort_codes = OrtBackend().int8_codes(model, EmitOptions("ort", "int8", table=table), None, x, y)
@@ -222,7 +235,8 @@ def test_mul_and_add_within_one_lsb_of_float():
 
 # no TFLite int8 kernel computes these exactly (hard-sigmoid, hard-swish), or LiteRT's reference kernels lack it (ELU)
 TFLITE_CASES = sorted(k for k in CASES if k not in ("lookup_HardSigmoid", "lookup_HardSwish",
-                                                     "lookup_hardswish_opset13", "lookup_Elu"))
+                                                     "lookup_hardswish_opset13", "lookup_Elu",
+                                                     "pooled_conv_grouped_3x3"))  # TFLite: no grouped CONV_2D
 
 
 @pytest.mark.parametrize("name", TFLITE_CASES)
@@ -251,6 +265,19 @@ def test_each_kind_tflite_reference_kernels_bit_exact(name, tmp_path):
         else:
             dev = per_op_deviation(qg, got, {})
             assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev
+
+
+@pytest.mark.parametrize("rules, pairs", [("tvm", True), ("ort", False), ("tflite", False), ("pulsar2", False)])
+def test_pooled_conv_only_where_the_rules_take_it(rules, pairs):
+    """The pool and the conv are one pooled_conv (the pooled tensor never quantized) under rules whose kernels take
+    window sums (tcc's TVM); elsewhere the INT8 graph runs the conv first again, its output requantized at full
+    size and then pooled (ORT's and TFLite's 8-bit convs, the NPUs' toolchains); a TFLite lowering never pairs them."""
+    model = CASES["pooled_conv"][0]
+    graph = plan(model, rules=rules)
+    assert [n.kind for n in graph.nodes] == (["conv", "pooled_conv"] if pairs else ["conv", "conv", "avg_pool"])
+    assert ("p" in graph.nodes[-1].internal) == pairs and graph.nodes[-1].covers[0] == "pool"
+    assert [n.kind for n in plan(model, lowering="tflite").nodes] == ["conv", "conv", "avg_pool"]
+    assert [n.kind for n in plan(model, rules=rules, integer=False).nodes] == ["conv", "avg_pool", "conv"]
 
 
 @pytest.mark.parametrize("op, attrs", [("Gelu", {}), ("Gelu", {"approximate": "tanh"}), ("LeakyRelu", {"alpha": 0.1}),

@@ -16,6 +16,7 @@ from .kernels import (
     PAD_BLOCK,
     SUM_BLOCK,
     VECTORS_ATTR,
+    WINDOW_DIGITS_BLOCK,
     ConvShape,
     DotKernel,
 )
@@ -220,6 +221,30 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
                             col[0, yy, xx, window + e] = T.Cast(dtype, 0)
 
     return im2col.without_attr("global_symbol")
+
+
+def window_digits_primfunc(shape: tuple[int, int, int, int], kernel: tuple[int, int], strides: tuple[int, int],
+                           dtype: str):
+    """A pooled conv's input (lower.py, `pooled_conv`): x [n, h, w, c] of 8-bit codes at zero point 0 -> two
+    tensors [n, oh, ow, c] in x's type, per unpadded window of A = 2^k pixels its sum S as the digits S >> k (the
+    window's floor mean: in the codes' own range, signed where they are) and S & (A - 1), so S = 2^k high + low,
+    exactly; one pass over x."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    n, h, w, c = shape
+    (kh, kw), (sh, sw) = kernel, strides
+    area = kh * kw
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    x = te.placeholder([i64(d) for d in shape], dtype, name="x")
+
+    def digits(b, i, j, ch):
+        total = sum(x[b, i * sh + ky, j * sw + kx, ch].astype("int16") for ky in range(kh) for kx in range(kw))
+        return ((total >> tirx.const(area.bit_length() - 1, "int16")).astype(dtype),
+                (total & tirx.const(area - 1, "int16")).astype(dtype))
+
+    high, low = te.compute([i64(d) for d in (n, oh, ow, c)], digits, name=WINDOW_DIGITS_BLOCK)
+    return te.create_prim_func([x, high, low]).without_attr("global_symbol")
 
 
 def depthwise_primfunc(shape: ConvShape, source_dtype: str):

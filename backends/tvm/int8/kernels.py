@@ -52,6 +52,7 @@ CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule r
 PAD_BLOCK = "tcc_dot_pad"
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
+WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
 # The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"

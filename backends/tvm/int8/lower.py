@@ -54,7 +54,7 @@ from tcc.errors import BuildError
 from tcc.intops import TVM, Interpreter
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
-from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, Requant, accumulator_bound, storage_dtype
+from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, Requant, accumulator_bound, storage_dtype, window_sums
 from tcc.quant.table.file import CalibrationTable
 
 from . import choose, compute
@@ -274,6 +274,40 @@ class RelaxLowering(Interpreter):
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc, x)
 
+    def pooled_conv(self, n: QNode, x: _Codes) -> list:
+        """reference.pooled_conv. On a dot-product kernel, with 8-bit codes and a window of A = 2^k pixels: the
+        window sums S as two 8-bit digits, S >> k and S & (A - 1) (compute.window_digits_primfunc), each a call of
+        the kernel on the pooled pixels, (acc_high << k) + acc_low, exact: 2 / A of the multiply-adds of the conv
+        before the pool. Else the generic conv on the sums (int32, a depthwise all-ones conv)."""
+        op, g = self.relax.op, n.attrs["pool"]
+        kh, kw = g["kernel"]
+        area = kh * kw
+        sums = window_sums(x.params, area)
+        dims = [_static(d) for d in x.expr.ty.shape]
+        oh, ow = g["out_hw"]
+        shape = (ConvShape(dims[0], oh, ow, dims[3], int(n.weight.shape[0]), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+                 if self.kernel is not None and area & (area - 1) == 0 and x.params.bits == 8 and not x.zp
+                 and n.attrs["group"] == 1 and None not in dims else None)
+        if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None:
+            dtype = x.expr.ty.dtype
+            func = self.bb.add_func(compute.window_digits_primfunc(dims, (kh, kw), g["strides"], dtype),
+                                    "tcc_window_digits")
+            digit = self.relax.TensorType([dims[0], oh, ow, dims[3]], dtype)
+            pair = self.emit(self.relax.call_tir(func, [x.expr], [digit, digit]))
+            (high, c_high), (low, c_low) = (self._dot_acc(x, shape, self.emit(self.relax.TupleGetItem(pair, k)),
+                                                          n.weight) for k in (0, 1))
+            acc = self.emit(op.add(self.emit(op.left_shift(high, self.const(area.bit_length() - 1, "int32"))), low))
+            return self._accumulated(n, acc, _Codes(acc, sums), c_high * area + c_low)
+        total = self.emit(op.nn.conv2d(
+            self.centered(x, "int32"), self.const(np.ones((kh, kw, 1, int(dims[3]))), "int32"), strides=g["strides"],
+            padding=g["pads"], groups=int(dims[3]), data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
+        wide = "int16" if sums.dtype in ("int8", "uint8", "int16") else "int32"
+        acc = self.emit(op.nn.conv2d(self.cast(total, wide), self.const(hwio, wide), strides=n.attrs["strides"],
+                                     padding=n.attrs["pads"], dilation=n.attrs["dilations"], groups=n.attrs["group"],
+                                     data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        return self._accumulated(n, acc, _Codes(total, sums))
+
     def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
         """The conv's shape on 8-bit codes (`int16`: or int16 ones) with zero point 0 and static shapes (what tcc's
         integer kernels take), else None."""
@@ -307,10 +341,14 @@ class RelaxLowering(Interpreter):
         the kernel's type (shifted where its signedness differs; Relax fuses the conversion into the producer),
         the weights packed, the shift's effect taken back in the bias. codes, weight: the conv's NHWC input and
         OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""
+        n_weight = n.weight if weight is None else weight
+        acc, correction = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight)
+        return self._accumulated(n, acc, x, correction, in_kernel=True)
+
+    def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray):
+        """_dot_conv's accumulator (int32 NHWC) and what the bias must add back (the kernel's shifted codes)."""
         op = self.relax.op
         offset = self.kernel.act_offset(x.expr.ty.dtype)
-        codes = x.expr if codes is None else codes
-        n_weight = n.weight if weight is None else weight
         if self.kernel.act_dtype == "int16" or offset:
             codes = self.cast(codes, "int16")
             if offset:
@@ -331,7 +369,7 @@ class RelaxLowering(Interpreter):
         func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
-        return self._accumulated(n, acc, x, compute.bias_correction(n_weight, offset), in_kernel=True)
+        return acc, compute.bias_correction(n_weight, offset)
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op

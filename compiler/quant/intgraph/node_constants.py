@@ -122,6 +122,15 @@ def pool_geometry(n: INode, shapes: dict) -> dict:
     return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [pt, pl, pb, pr], "out_hw": [oh, ow]}
 
 
+def window_geometry(pool_attrs: dict, in_shape) -> dict:
+    """pool_geometry of a pooled conv's unpadded windows (its pool's ONNX attributes, its input's NCHW shape)."""
+    kh, kw = pool_attrs["kernel_shape"]
+    sh, sw = pool_attrs.get("strides", [1, 1])
+    _, _, h, w = in_shape
+    return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [0, 0, 0, 0],
+            "out_hw": [(h - kh) // sh + 1, (w - kw) // sw + 1]}
+
+
 def slice_ranges(node, shape, inits: dict) -> list[list[int]]:
     """An ONNX Slice's starts / ends / axes / steps (constant inputs) made explicit: one [axis, start, stop, step]
     per sliced axis, sorted by axis, clamped to the axis as ONNX does and read as Python's range (a reversed range

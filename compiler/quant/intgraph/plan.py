@@ -37,6 +37,7 @@ from ...intops import (
     TFLITE,
     NodeView,
     Role,
+    pool_commutes_with_conv,
     supported,
 )
 from ..table.rules import get_rules
@@ -231,6 +232,29 @@ class _Region:
     domain: str = ""
 
 
+def quantized_form(model: onnx.ModelProto, rules=None, lowering: str | None = None) -> onnx.ModelProto:
+    """The FP32 graph that an INT8 lowering under `rules` quantizes: the passes' graph, or where the rules (or the
+    lowering) take no pooled conv (TargetRules.pooled_conv) each 1 x 1 conv before its average pool again
+    (tcc.passes.pool), so that the conv's output is requantized at full size and then pooled, as those targets'
+    8-bit kernels compute it. The model itself where nothing changes."""
+    pairs = ((rules is None or get_rules(rules).pooled_conv)
+             and (lowering is None or supported("pooled_conv", lowering)))
+    if pairs or not _pool_pairs(model):
+        return model
+    from ...passes.pool import conv_before_pool  # deferred for start-up: loads onnx_graphsurgeon
+
+    return conv_before_pool(model)
+
+
+def _pool_pairs(model: onnx.ModelProto) -> bool:
+    """Whether an average pool is read by a conv alone (pool_before_conv's pattern, checked in full by its rule)."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    return any(n.op_type == "AveragePool" and readers.get(n.output[0]) == ["Conv"] for n in model.graph.node)
+
+
 def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
          integer: bool = True, floats=()) -> IntGraph:
     """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
@@ -238,7 +262,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL), whether
     nodes without an integer form become float islands. floats: the nodes the placement keeps in float (their
     anchor names; tcc.quant.table.placement.float_nodes of a table). integer=False: the structure for a float lowering
-    of the same graph (kinds without an integer form allowed, no islands)."""
+    of the same graph (kinds without an integer form allowed, no islands). The IntGraph's model is the
+    quantized_form of `model` under the rules."""
     target_rules = get_rules(rules) if rules is not None else None
     fuse_patterns = target_rules.fuse_patterns if target_rules is not None else True
     float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
@@ -250,6 +275,8 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
     from ...passes.fusion import fused_activations  # deferred for start-up: loads onnx_graphsurgeon
 
+    if integer:
+        model = quantized_form(model, target_rules, lowering)
     g = model.graph
     constants = frozenset(t.name for t in g.initializer)
     initializers = {t.name: t for t in g.initializer}
@@ -288,13 +315,19 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             continue
         else:
             attrs = _attrs(node)
+        pool = _pooled_conv(node, consumers, graph_outputs, initializers) if integer and name not in last_of else None
+        if pool is not None:  # the pair is one node anchored on the conv (its weights' layer)
+            pool, node = node, pool
+            name, attrs = node.name or node.output[0], _attrs(node)
+            covered.add(name)
         pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns and name not in last_of else None
         view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
-        kind, why = ("lookup", None) if pattern else _choose_kind(view)
+        kind, why = (("lookup", None) if pattern else ("pooled_conv", INT_OPS["pooled_conv"].check(view)) if pool
+                     else _choose_kind(view))
         if kind is None:
             problems.append((name, node.op_type, why))
             continue
-        acts = _activation_inputs(kind, view)
+        acts = (pool.input[0],) if pool else _activation_inputs(kind, view)
         kept_float = target_rules is not None and kind in target_rules.float_kinds  # no such kernel there
         no_integer_form = integer and (not supported(kind, QUANTIZE) or kept_float)
         island = integer and (name in floats or (no_integer_form and float_ok))
@@ -345,6 +378,9 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             fields["raw_output"] = node.output[0]
             outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
             covered.add(act.name)
+        if pool:  # the pooled tensor is never quantized: the node sums the pool's windows of codes itself
+            attrs = {**attrs, "pool": _attrs(pool)}
+            covers, internal = (pool.name or pool.output[0], *covers), (pool.output[0], *internal)
         nodes.append(INode(kind, name, node.op_type, acts, outputs, attrs, covers=covers, internal=internal,
                            precision="float" if island else "int8", **fields))
     if problems:
@@ -395,6 +431,22 @@ def _scaled_product(node, consumers, graph_outputs, initializers) -> onnx.NodePr
         return None
     value = numpy_helper.to_array(initializers[factor[0]])
     return mul if value.size == 1 and float(value.reshape(-1)[0]) > 0 else None
+
+
+def _pooled_conv(node, consumers, graph_outputs, initializers) -> onnx.NodeProto | None:
+    """The 1 x 1 Conv that alone reads an average pool `node` where the pair is one `pooled_conv` (tcc.intops:
+    pool_commutes_with_conv), else None."""
+    if node.op_type != "AveragePool" or node.domain not in ("", "ai.onnx") or node.output[0] in graph_outputs:
+        return None
+    readers = consumers.get(node.output[0], [])
+    if len(readers) != 1 or readers[0].op_type != "Conv" or readers[0].domain not in ("", "ai.onnx"):
+        return None
+    conv = readers[0]
+    if list(conv.input).count(node.output[0]) != 1 or conv.input[0] != node.output[0] or len(conv.input) < 2 \
+            or conv.input[1] not in initializers:
+        return None
+    return conv if pool_commutes_with_conv(_attrs(node), _attrs(conv), tuple(initializers[conv.input[1]].dims)) \
+        else None
 
 
 def _gated_lookup(node, consumers, graph_outputs):

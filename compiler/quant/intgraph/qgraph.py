@@ -37,7 +37,7 @@ from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
 from .node_constants import (SOFTMAX_ONE, clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
-                             softmax_normalizer, softmax_table, tflite_softmax_params, tflite_table)
+                             softmax_normalizer, softmax_table, tflite_softmax_params, tflite_table, window_geometry)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -49,6 +49,7 @@ from .qtypes import (
     QParams,
     Requant,
     accumulator_bound,
+    window_sums,
 )
 from .reach import Reach
 
@@ -190,11 +191,15 @@ class Quantizer(Interpreter):
         return QNode(n.kind, n.name, n.inputs, n.outputs, qin, qout, **fields)
 
     # ------------------------------------------------------------------------------------------ one method per kind
-    def _weighted(self, n: INode, attrs: dict, weight: np.ndarray, sw: np.ndarray) -> QNode:
+    def _weighted(self, n: INode, attrs: dict, weight: np.ndarray, sw: np.ndarray, area: int = 1) -> QNode:
+        """area: the window of a pooled conv, which multiplies its input's window sums (`window_sums`)."""
         x = self.q(n.inputs[0])
+        reached = self.reached.get(n.inputs[0], (x.lo, x.hi))
+        if area > 1:
+            x, reached = window_sums(x, area), (area * (reached[0] - x.zp), area * (reached[1] - x.zp))
         # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding; or int32
         # ones for CONV_2D / FULLY_CONNECTED, `tflite16-i32`)
-        wide = self.rules.wide_for(n.kind, attrs, weight) if x.bits > 8 else None
+        wide = self.rules.wide_for(n.kind, attrs, weight) if self.q(n.inputs[0]).bits > 8 else None
         bias_bits, acc_bits = (wide.bias_bits, wide.accumulator_bits) if wide else (32, 32)
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None
@@ -207,18 +212,17 @@ class Quantizer(Interpreter):
             bias = codes.astype(np.int64)
         # the accumulator must fit the kernels' (int32; TFLite's 16x8: int64, |acc| < 2^47) for every code the
         # input can hold (tcc.quant.intgraph.reach)
-        codes = self.reached.get(n.inputs[0], (x.lo, x.hi))
-        per_channel = accumulator_bound(n.kind, weight, bias, x, codes)
+        per_channel = accumulator_bound(n.kind, weight, bias, x, reached)
         limit = INT32_MAX if acc_bits == 32 else (1 << (acc_bits - 1)) - 1
         acc_type = "int32" if acc_bits == 32 else f"int64 (|acc| < 2^{acc_bits - 1}: the target's kernels check it)"
-        wide_input = x.bits > 8
+        wide_input = wide is not None
         if per_channel.max(initial=0) > limit and wide_input and acc_bits == 32 and self.headroom is not None:
             # the bits the input's grid must lose: halving its codes halves the products and the bias codes
             bits = math.ceil(math.log2(per_channel.max() / INT32_MAX))
             self.headroom[n.inputs[0]] = max(bits, self.headroom.get(n.inputs[0], (0, ""))[0]), n.name
         elif per_channel.max(initial=0) > limit:
             worst = int(np.argmax(per_channel))
-            why = (f"its input {n.inputs[0]!r} (codes {codes[0]:,}..{codes[1]:,}, zero point {x.zp}) times output "
+            why = (f"its input {n.inputs[0]!r} (codes {reached[0]:,}..{reached[1]:,}, zero point {x.zp}) times output "
                    f"channel {worst}'s weight codes exceed {acc_type.split(' ')[0]} (a 16-bit calibration narrows such "
                    f"an input's grid, down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit "
                    "activations)" if wide_input else "the bias or weight scales are implausible")
@@ -240,10 +244,14 @@ class Quantizer(Interpreter):
 
     def conv(self, n: INode) -> QNode:
         codes, sw = self.weight_codes(n)
-        a = n.attrs
-        attrs = {"strides": list(a.get("strides", [1, 1])), "pads": list(a.get("pads", [0, 0, 0, 0])),
-                 "dilations": list(a.get("dilations", [1, 1])), "group": int(a.get("group", 1))}
-        return self._weighted(n, attrs, codes, sw)
+        return self._weighted(n, _conv_attrs(n.attrs), codes, sw)
+
+    def pooled_conv(self, n: INode) -> QNode:
+        """The conv's constants on the window sums of its input (`window_sums`: scale s_in / area, exact), attrs
+        "pool" the windows' geometry."""
+        codes, sw = self.weight_codes(n)
+        geo = window_geometry(n.attrs["pool"], self.graph.shapes[n.inputs[0]])
+        return self._weighted(n, _conv_attrs(n.attrs) | {"pool": geo}, codes, sw, geo["kernel"][0] * geo["kernel"][1])
 
     def gemm(self, n: INode) -> QNode:
         codes, sw = self.weight_codes(n)
@@ -475,6 +483,11 @@ class Quantizer(Interpreter):
         model = with_initializers(model, changed)
         return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
                      float_model=model, rounding=self.rules.input_rounding)
+
+
+def _conv_attrs(a: dict) -> dict:
+    return {"strides": list(a.get("strides", [1, 1])), "pads": list(a.get("pads", [0, 0, 0, 0])),
+            "dilations": list(a.get("dilations", [1, 1])), "group": int(a.get("group", 1))}
 
 
 def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,

@@ -37,6 +37,12 @@ class QParams:
         return max(abs(self.lo - self.zp), abs(self.hi - self.zp))
 
 
+def window_sums(x: QParams, area: int) -> QParams:
+    """The parameters of the window sums of x's zero-point-free codes over `area` elements: exact (no rounding),
+    the step s / area, zero point 0 (a pooled conv's input: 10 bits for 2 x 2 windows of 8-bit codes)."""
+    return QParams(x.scale / area, 0, area * (x.lo - x.zp), area * (x.hi - x.zp))
+
+
 def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams,
                       codes: tuple[int, int] | None = None) -> np.ndarray:
     """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input codes
@@ -45,7 +51,7 @@ def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x:
     lo, hi = (x.lo, x.hi) if codes is None else codes
     a, b = np.int64(lo - x.zp), np.int64(hi - x.zp)
     w = np.asarray(weight, np.int64)
-    w = w.reshape(w.shape[0], -1) if kind == "conv" else w.T  # [channels, products]
+    w = w.reshape(w.shape[0], -1) if kind in ("conv", "pooled_conv") else w.T  # [channels, products]
     wa, wb = w * a, w * b
     top = np.maximum(np.maximum(wa, wb), 0).sum(axis=1)
     bottom = np.minimum(np.minimum(wa, wb), 0).sum(axis=1)

@@ -244,6 +244,11 @@ class Reference(Interpreter):
         group), int32 bias at s_in * s_w, per-channel requantization (a folded activation in its clamp)."""
         return self._accumulated(n, _conv_int(x.q - x.zp, n.weight, n.attrs))
 
+    def pooled_conv(self, n: QNode, x: QTensor) -> list:
+        """The conv (as `conv`) on the window sums of zero-point-free codes over attrs "pool" (exact: no rounding),
+        its bias at s_in s_w / area and its requantization by s_in s_w / (area s_out) (the quantizer's)."""
+        return self._accumulated(n, _conv_int(_windows(x.q - x.zp, n.attrs["pool"], "sum", 0), n.weight, n.attrs))
+
     def gemm(self, n: QNode, x: QTensor) -> list:
         """[N, K] zero-point-free codes @ int8 weight codes [K, F], + int32 bias, per-feature requantization."""
         xi = x.q - x.zp

@@ -28,7 +28,7 @@ from ...intops import QDQ, Interpreter
 from ...lower.to_onnx import COMPOSITES_KEY
 from ..intgraph.layers import find_layers, layer_of
 from ..intgraph.node_constants import constant_codes
-from ..intgraph.plan import plan
+from ..intgraph.plan import plan, quantized_form
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
 from ..table.rules import RULES
@@ -61,6 +61,7 @@ def quant_points(model: onnx.ModelProto, table: CalibrationTable, graph=None) ->
     conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.intgraph.plan says
     which."""
     graph = graph or planned(model, table)
+    model = graph.model  # the table's quantized form of the model
     outputs = {o.name for o in model.graph.output}
     consumed = {i for n in model.graph.node for i in n.input}
     inside, quantized = graph.internal, set(graph.quantized)
@@ -79,6 +80,7 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     it (opset 11 for the AX toolchains) the weights' DequantizeLinear is ONNX Runtime's contrib op of the same
     name and meaning (domain com.microsoft), which ORT fuses into QLinearConv all the same, and the model keeps
     the opset it was asked for."""
+    model = quantized_form(model, table.doc.get("target", "ort"))  # the graph the table was calibrated on
     if rewrites is None:
         rules = RULES.get(table.doc.get("target", "ort"))
         rewrites = bool(rules and rules.kernel_rewrites)
@@ -184,11 +186,14 @@ class QdqLowering(Interpreter):
 
     def _weighted(self, node) -> None:
         l, table = layer_of(node), self.table
+        pool = node.attrs.get("pool") if node.kind == "pooled_conv" else None
+        area = int(np.prod(pool["kernel_shape"])) if pool else 1  # the bias at the window sums' s_in s_w / area
         if l.weight not in table.tensors:
             return
         if l.weight in self.drop:  # a weight shared by several layers: one int8 copy
             if l.bias and l.input in self.rename:
-                _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits, unique=True)
+                _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits, unique=True,
+                      area=area)
             return
         w = numpy_helper.to_array(self.inits[l.weight]).astype(np.float32)
         sw = table.weight_scale(l.weight)
@@ -204,7 +209,7 @@ class QdqLowering(Interpreter):
         self.drop.add(l.weight)
         if l.bias and l.input in self.rename:
             _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits,
-                  unique=l.bias in self.drop)
+                  unique=l.bias in self.drop, area=area)
 
     def add_constant(self, node) -> None:
         """The constant as its int8 codes behind a DequantizeLinear (node_constants.constant_codes), so that ONNX
@@ -224,6 +229,9 @@ class QdqLowering(Interpreter):
         """Nothing of its own: the node keeps its float ONNX op, reading and writing through Q/DQ pairs."""
 
     conv = gemm = _weighted
+    # its pool's windows summed in float (no Q/DQ pair between: the sums never round to 8 bits), under rules that
+    # take the pair as an integer node (tvm: the QDQ form as the reference's fake quantization)
+    pooled_conv = _weighted
     add = mul = matmul = channel_scale = lookup = clamp = _own_op
     max_pool = avg_pool = global_avg_pool = global_max_pool = concat = reshape = transpose = split = _own_op
     slice = broadcast = _own_op
@@ -488,12 +496,12 @@ def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, islands=fro
     return out
 
 
-def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool) -> None:
-    """int32 bias at s_in * s_w behind a DequantizeLinear; a bias shared by layers with different inputs gets one
-    copy per layer (its scale depends on the layer's input scale)."""
+def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool, area: int = 1) -> None:
+    """int32 bias at s_in * s_w (a pooled conv's: / area) behind a DequantizeLinear; a bias shared by layers with
+    different inputs gets one copy per layer (its scale depends on the layer's input scale)."""
     b = numpy_helper.to_array(inits[l.bias]).astype(np.float64)
     sw = table.weight_scale(l.weight)
-    s_in = table.act_scale(l.input)[0]
+    s_in = table.act_scale(l.input)[0] / area
     sb = (np.float64(np.float32(s_in)) * sw.astype(np.float64)).astype(np.float32)
     bq = np.clip(np.rint(b / sb), -(2**31), 2**31 - 1).astype(np.int32)
     name = f"{l.bias}@{l.name}" if unique else l.bias

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 
 from ...errors import DataError
-from ..intgraph.plan import IntGraph, plan
+from ..intgraph.plan import IntGraph, plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
 from ..lower.qdq import to_qdq
@@ -178,6 +178,7 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         return table
     rules = table.doc["target"]
     check_options(options, rules)
+    fp32 = quantized_form(fp32, rules)  # the graph the table describes
     t0 = time.perf_counter()
     graph = plan(fp32, rules=rules)  # without placement: the nodes a placement may name
     check_nodes(options, graph)

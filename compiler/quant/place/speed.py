@@ -28,7 +28,7 @@ from tcc.measure.machine import machine_info
 from tcc.measure.ort import profile_nodes
 
 from ...measure.timing import interleave, ort_runner, ratio
-from ..intgraph.plan import plan
+from ..intgraph.plan import plan, quantized_form
 from ..lower.qdq import to_qdq
 from ..table.file import CalibrationTable
 from ..table.placement import placement_doc, with_placement
@@ -98,6 +98,8 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
                 log: Callable[[str], None] = lambda s: None, runs: int = 30) -> tuple[dict, dict]:
     """({node: {"int8_us", "float_us"}} kept in float for speed, the profile record) on top of the float nodes
     `base`, measured with ONNX Runtime on sample x [1, ...]."""
+    fp32 = quantized_form(fp32, table.doc["target"])  # the graph the table describes
+
     def placed(floats, compact=False):
         return to_qdq(fp32, with_placement(table, placement_doc(set(floats))), compact=compact)
 
@@ -145,6 +147,7 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
     conversions between them free, the INT8 model's other kernels (the input's quantize, layout changes) as
     measured. Kernel times summed (1 thread, medians), so the ratio is of kernel time, not of wall time: a
     latency bound below it cannot be met by placement with these kernels."""
+    fp32 = quantized_form(fp32, table.doc["target"])  # the graph the table describes (its FP32 profile too)
     graph = plan(fp32, rules=table.doc["target"])
     names = _names(graph)
     int8_prof, fp32_prof = _profile(to_qdq(fp32, table), x, runs), _profile(fp32, x, runs)

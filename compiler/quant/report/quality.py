@@ -37,7 +37,7 @@ from ...measure.ort import session
 from ...plots import quality_chart, save
 from ...resources import schema_path
 from ..collect.stats import expose, input_name, per_sample_cosine
-from ..intgraph.plan import plan
+from ..intgraph.plan import plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
 from ..lower.qdq import to_qdq
@@ -187,6 +187,7 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
     if len(data) == 0:
         raise DataError("no samples for the quality report")
+    fp32 = quantized_form(fp32, table.doc.get("target", "tvm"))  # the graph the table describes
     t0 = time.perf_counter()
     timing = {}
     judged = data if held_out is None else held_out.array

@@ -113,6 +113,12 @@ class TargetRules:
     # kinds and how). ORT's integer kernels (QLinearConv, ConvInteger) take 8-bit activations only; the NPUs' int16
     # is not modelled here
     activation_bits: tuple[int, ...] = (8,)
+    # an average pool before a 1 x 1 conv (tcc.passes.pool) is one `pooled_conv` node on the exact window sums of
+    # its input's codes (tcc's TVM kernels: two dot products of 8-bit digits of the sums). False: the pool is an
+    # 8-bit tensor of its own, then the conv: ORT's and TFLite's integer convs read 8-bit codes only (as a float
+    # island ORT ran DDSNet INT8 18% slower than conv-first, the 8-bit pool 8% faster: measured), and the NPUs'
+    # toolchains quantize every tensor they are given
+    pooled_conv: bool = True
     wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
 
     def takes_activation_bits(self, bits) -> bool:
@@ -140,7 +146,7 @@ def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
 RULES: dict[str, TargetRules] = {r.name: r for r in [
     TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
                 "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
-                kernel_rewrites=True, dense_weight_bits=7, float_kinds=("softmax",)),
+                kernel_rewrites=True, dense_weight_bits=7, float_kinds=("softmax",), pooled_conv=False),
     TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
                 "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
                 activation_bits=(8, 16)),
@@ -155,7 +161,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island:
                 # MobileViT-XXS at 256 ran 6.39 ms with its islands, 10.08 ms with int8 SOFTMAX on LiteRT's
                 # default kernels, and its INT8 output cosine went 0.99524 -> 0.99367 (golden inputs; measured)
-                softmax="gemmlowp", float_kinds=("softmax",),
+                softmax="gemmlowp", float_kinds=("softmax",), pooled_conv=False,
                 # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
                 # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
@@ -178,10 +184,12 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
     TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
                 "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False, float_kinds=("softmax",)),
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False, float_kinds=("softmax",),
+                pooled_conv=False),
     TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
                 "per-channel symmetric weights in [-127, 127], s32 conv bias",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_kinds=("softmax",)),
+                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_kinds=("softmax",),
+                pooled_conv=False),
 ]}
 # LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (`quantized_bias_type` INT32: without it
 # LiteRT reads a 16x8 bias as int64). conv.cc's
@@ -205,7 +213,7 @@ RULES["tflite-int"] = replace(
     RULES["tflite"], name="tflite-int",
     description="TFLite with int8 builtins only (`--target tflite-int`): the tflite rules without float islands, "
                 "softmax as LiteRT's int8 SOFTMAX (output at 1/256, zero point -128)",
-    float_ops=False, float_kinds=())
+    float_ops=False, float_kinds=(), pooled_conv=False)
 
 
 def get_rules(rules: str | TargetRules) -> TargetRules:

@@ -34,7 +34,7 @@ from ...bundle import sha256_file
 from ...errors import DataError
 from ...files import atomic_write
 from ...frontend import lower_spec
-from ...quant.intgraph.plan import plan
+from ...quant.intgraph.plan import plan, quantized_form
 from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
 from ...quant.table.file import CalibrationTable, model_sha256
@@ -138,7 +138,7 @@ def _quantization_aware(spec, weights, table, data, options, out, by_order, key_
     fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
     options.check(len(data), tuple(fe.model.input_shape))
     table.check(spec_hash=fe.model.spec_hash, weights_hash=sha256_file(weights), model_hash=model_sha256(fe.onnx))
-    table.check_model(fe.onnx)
+    table.check_model(quantized_form(fe.onnx, table.doc["target"]))
     equalized = step(table.doc, "equalization")
     if equalized and equalized.get("enabled"):
         raise DataError("the calibration table was made with cross-layer equalization; quantization-aware training "

@@ -219,6 +219,31 @@ def test_padded_max_pool_bit_exact(bits):
     check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
 
 
+@pytest.mark.parametrize("relu", [True, False])
+def test_pooled_conv_on_digits_bit_exact(relu):
+    """A 1 x 1 conv on a 2 x 2 average pool's exact window sums (the integer op table's pooled_conv) on the host's
+    dot-product kernel: the sums as two 8-bit digits (S >> 2, S & 3), one kernel call each, bit for bit the
+    reference's, on a ReLU's u8 codes and on signed ones."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    w1 = numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.5, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3, "w2")
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1])]
+    nodes += [helper.make_node("Relu", ["c1"], ["r"], name="c1.relu")] if relu else []
+    nodes += [helper.make_node("AveragePool", ["r" if relu else "c1"], ["p"], name="pool", kernel_shape=[2, 2],
+                               strides=[2, 2]),
+              helper.make_node("Conv", ["p", "w2"], ["output"], name="pw")]
+    m = make_model(nodes, {"input": ["N", 3, 10, 10]}, {"output": ["N", 32, 5, 5]}, [w1, w2])
+    t = calibrate_onnx(m, rng.standard_normal((16, 3, 10, 10)).astype(np.float32), method="minmax", target="tvm")
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32) * 2
+    ref_out, ref_codes = run_reference(m, t, x, return_all=True)
+    names = list(ref_codes)
+    mod = lower_int8(m, t, expose=names, batch=len(x), target="host")  # static shapes: the host's dot kernel
+    assert "tcc_window_digits" in mod.script() and "p" not in names  # the pooled tensor is never quantized
+    check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+
+
 def test_unsupported_op_is_named():
     from onnx import helper
     from onnx.defs import onnx_opset_version
