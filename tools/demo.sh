@@ -60,6 +60,10 @@ $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm
 $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-a7-int8" --force | tail -n 6
 $TCC predict --artifact "$OUT/ddsnet-a7-int8" "${INPUT[@]}" --json
+echo "   the transitions pool before their 1x1 conv (pass pool_before_conv: FP32 conv MACs 284.6 M -> 222.2 M); in INT8"
+echo "   each is one pooled_conv, the conv on the exact window sums of its input's codes (never rounded to 8 bits):"
+.venv/bin/python -c "import json; ops = json.load(open('$OUT/ddsnet-a7-int8/manifest.json'))['quantization']['integer_ops']; \
+print('   integer ops:', ', '.join(f'{k} {v}' for k, v in sorted(ops.items())))"
 if [ -f "$FIX/GC_DDS_0.0064.pth" ]; then
   echo "   quantization-aware fine-tuning from that table (tcc qat: distilled from the FP32 model on the same crops,"
   echo "   no labels; the table's integer graph fake-quantized), rebuilt for the Cortex-A7 with its weights and table"
