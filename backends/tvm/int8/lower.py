@@ -230,10 +230,11 @@ class RelaxLowering(Interpreter):
         return mod
 
     # ------------------------------------------------------------------------------------------ weighted
-    def _accumulated(self, n: QNode, acc, x: _Codes, correction: np.ndarray | None = None,
+    def _accumulated(self, n: QNode, acc, x: QParams, correction: np.ndarray | None = None,
                      in_kernel: bool = False) -> list:
         """acc (+ the bias, + `correction`: what a dot-product kernel's shifted codes took away) requantized, or
-        dequantized where it is a float graph output. x: the input, whose code range bounds acc."""
+        dequantized where it is a float graph output. x: the input's parameters, whose code range bounds acc (a
+        pooled conv's: its window sums')."""
         op = self.relax.op
         ndim = self.rank(acc)
         ch = [1] * (ndim - 1) + [-1]
@@ -252,7 +253,7 @@ class RelaxLowering(Interpreter):
                 if hi is not None:
                     y = self.emit(op.minimum(y, self.const(hi, "float64")))
             return [self.nchw(self.cast(y, "float32"))]
-        bound = accumulator_bound(n.kind, n.weight, n.bias, x.params)
+        bound = accumulator_bound(n.kind, n.weight, n.bias, x)
         return [_Codes(self.requantize(acc, n.requant, in_kernel, bound), n.qout[0])]
 
     def conv(self, n: QNode, x: _Codes) -> list:
@@ -266,13 +267,13 @@ class RelaxLowering(Interpreter):
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x, in_kernel=True)
+            return self._accumulated(n, acc, x.params, in_kernel=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = self.operand_dtype(x)
         acc = self.emit(self.relax.op.nn.conv2d(
             self.centered(x, wide), self.const(hwio, wide), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
-        return self._accumulated(n, acc, x)
+        return self._accumulated(n, acc, x.params)
 
     def pooled_conv(self, n: QNode, x: _Codes) -> list:
         """reference.pooled_conv. On a dot-product kernel, with 8-bit codes and a window of A = 2^k pixels: the
@@ -297,16 +298,14 @@ class RelaxLowering(Interpreter):
             (high, c_high), (low, c_low) = (self._dot_acc(x, shape, self.emit(self.relax.TupleGetItem(pair, k)),
                                                           n.weight) for k in (0, 1))
             acc = self.emit(op.add(self.emit(op.left_shift(high, self.const(area.bit_length() - 1, "int32"))), low))
-            return self._accumulated(n, acc, _Codes(acc, sums), c_high * area + c_low)
-        total = self.emit(op.nn.conv2d(
-            self.centered(x, "int32"), self.const(np.ones((kh, kw, 1, int(dims[3]))), "int32"), strides=g["strides"],
-            padding=g["pads"], groups=int(dims[3]), data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+            return self._accumulated(n, acc, sums, c_high * area + c_low)
+        total = self._window_sums(x, g)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = "int16" if sums.dtype in ("int8", "uint8", "int16") else "int32"
         acc = self.emit(op.nn.conv2d(self.cast(total, wide), self.const(hwio, wide), strides=n.attrs["strides"],
                                      padding=n.attrs["pads"], dilation=n.attrs["dilations"], groups=n.attrs["group"],
                                      data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
-        return self._accumulated(n, acc, _Codes(total, sums))
+        return self._accumulated(n, acc, sums)
 
     def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
         """The conv's shape on 8-bit codes (`int16`: or int16 ones) with zero point 0 and static shapes (what tcc's
@@ -343,7 +342,7 @@ class RelaxLowering(Interpreter):
         OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""
         n_weight = n.weight if weight is None else weight
         acc, correction = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight)
-        return self._accumulated(n, acc, x, correction, in_kernel=True)
+        return self._accumulated(n, acc, x.params, correction, in_kernel=True)
 
     def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray):
         """_dot_conv's accumulator (int32 NHWC) and what the bias must add back (the kernel's shifted codes)."""
@@ -381,7 +380,7 @@ class RelaxLowering(Interpreter):
         if self.rank(xi) != 2:
             xi = self.emit(op.reshape(self.nchw(xi), [xi.ty.shape[0], -1]))
         acc = self.emit(op.matmul(xi, self.const(n.weight, wide), out_dtype="int32"))
-        return self._accumulated(n, acc, x)
+        return self._accumulated(n, acc, x.params)
 
     def _dot_rows(self, n: QNode, x: _Codes) -> list | None:
         """A linear layer over rows of codes ([R, K] @ [K, F]: attention's projections and MLPs over tokens) as a
@@ -510,15 +509,17 @@ class RelaxLowering(Interpreter):
         y = self.emit(self.relax.op.max(x.expr, axis=[1, 2], keepdims=True))  # H, W of the channels-last codes
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
-    def avg_pool(self, n: QNode, x: _Codes) -> list:
-        g = n.attrs
+    def _window_sums(self, x: _Codes, g: dict):
+        """int32 sums of x's zero-point-free codes over the windows of `g` (pool_geometry; zero padding = the
+        reference's pad value 0): a depthwise all-ones conv."""
         kh, kw = g["kernel"]
         c = int(x.expr.ty.shape[-1])
-        # window sums (zero padding = the reference's pad value 0): a depthwise all-ones conv
-        total = self.emit(self.relax.op.nn.conv2d(
+        return self.emit(self.relax.op.nn.conv2d(
             self.centered(x, "int32"), self.const(np.ones((kh, kw, 1, c)), "int32"), strides=g["strides"],
             padding=g["pads"], groups=c, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
-        return [_Codes(self.requantize(total, n.requant), n.qout[0])]
+
+    def avg_pool(self, n: QNode, x: _Codes) -> list:
+        return [_Codes(self.requantize(self._window_sums(x, n.attrs), n.requant), n.qout[0])]
 
     def global_avg_pool(self, n: QNode, x: _Codes) -> list:
         total = self.emit(self.relax.op.sum(self.centered(x, "int32"), axis=[1, 2], keepdims=True))

@@ -247,12 +247,14 @@ def quantized_form(model: onnx.ModelProto, rules=None, lowering: str | None = No
 
 
 def _pool_pairs(model: onnx.ModelProto) -> bool:
-    """Whether an average pool is read by a conv alone (pool_before_conv's pattern, checked in full by its rule)."""
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
+    """Whether the model holds a pair that plan makes one pooled_conv (`_pooled_conv`)."""
+    g = model.graph
+    consumers: dict[str, list] = {}
+    for n in g.node:
         for i in n.input:
-            readers.setdefault(i, []).append(n.op_type)
-    return any(n.op_type == "AveragePool" and readers.get(n.output[0]) == ["Conv"] for n in model.graph.node)
+            consumers.setdefault(i, []).append(n)
+    initializers, outputs = {t.name: t for t in g.initializer}, {o.name for o in g.output}
+    return any(_pooled_conv(n, consumers, outputs, initializers) is not None for n in g.node)
 
 
 def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,

@@ -194,12 +194,12 @@ class Quantizer(Interpreter):
     def _weighted(self, n: INode, attrs: dict, weight: np.ndarray, sw: np.ndarray, area: int = 1) -> QNode:
         """area: the window of a pooled conv, which multiplies its input's window sums (`window_sums`)."""
         x = self.q(n.inputs[0])
+        # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding; or int32
+        # ones for CONV_2D / FULLY_CONNECTED, `tflite16-i32`)
+        wide = self.rules.wide_for(n.kind, attrs, weight) if x.bits > 8 else None
         reached = self.reached.get(n.inputs[0], (x.lo, x.hi))
         if area > 1:
             x, reached = window_sums(x, area), (area * (reached[0] - x.zp), area * (reached[1] - x.zp))
-        # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding; or int32
-        # ones for CONV_2D / FULLY_CONNECTED, `tflite16-i32`)
-        wide = self.rules.wide_for(n.kind, attrs, weight) if self.q(n.inputs[0]).bits > 8 else None
         bias_bits, acc_bits = (wide.bias_bits, wide.accumulator_bits) if wide else (32, 32)
         s_acc = (np.float64(np.float32(x.scale)) * sw.astype(np.float64)).astype(np.float32)
         bias = None
