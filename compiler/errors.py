@@ -103,6 +103,13 @@ class SelfCheckError(TccError):
     exit_code = 1
 
 
+class WorkerDied(TccError):
+    """A helper process of tcc's ended without its result (a fatal error in a compiler it runs, a signal). Exit
+    code 1: not the user's input (as far as tcc can tell), and no traceback of the process that waited for it."""
+
+    exit_code = 1
+
+
 class EnvironmentFailure(TccError):
     """The machine, not the input: a full disk, a permission, a read-only or vanished path, memory. Exit code 2."""
 

@@ -627,9 +627,8 @@ class Int8Depthwise(Rule):
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_in, intrin)
         sch.unroll(x_in)
-        if one_pixel:
-            for tap in taps:
-                sch.unroll(tap)
+        for tap in (taps if one_pixel or _is_aarch64(self.target) else taps[-1:]):
+            sch.unroll(tap)
         return True
 
 

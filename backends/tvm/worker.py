@@ -18,8 +18,11 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from tcc.errors import WorkerDied
 from tcc.process.phases import add, recording
 
 from .import_tvm import import_tvm_first
@@ -40,24 +43,28 @@ def pays() -> bool:
 
 class Worker:
     """A one-process pool, forked when made (before PyTorch is imported) and importing TVM in the background; it
-    also answers which ONNX ops TVM converts (the build's early check), so that this process never imports TVM."""
+    also answers which ONNX ops TVM converts (the build's early check), so that this process never imports TVM.
+    A worker that dies (LLVM's fatal errors abort the process; the OOM killer) is `WorkerDied`, not a wait
+    forever: concurrent.futures notices the death, where multiprocessing.Pool replaced the worker and lost its
+    task."""
 
     def __init__(self, converted_ops: Callable[[], frozenset[str]], emit_here: Callable[..., list[str]]) -> None:
         """converted_ops() and emit_here(model, options, out_dir): module-level functions of the backend, run in the
         worker (passed in, so that this module never imports the backend that starts it)."""
-        self.pool = multiprocessing.get_context("fork").Pool(1, initializer=_init)
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_init)
         self._emit_here = emit_here
-        self._ops = self.pool.apply_async(converted_ops)
+        self._ops = self.pool.submit(converted_ops)
 
     def converted_ops(self) -> frozenset[str]:
-        return self._ops.get()
+        return _result(self._ops, "importing TVM")
 
     def emit(self, model, options, out_dir: Path) -> list[str]:
         """The backend's emit_here run by the worker, which ends after it (the build needs it no more)."""
         # the calibration samples are for the NPU kits' archives; a TVM emit does not read them (no 100 MB to send)
         options = dataclasses.replace(options, data=None)
         try:
-            files, seconds = self.pool.apply(_recorded, (self._emit_here, model, options, Path(out_dir)))
+            files, seconds = _result(self.pool.submit(_recorded, self._emit_here, model, options, Path(out_dir)),
+                                     "compiling the model")
         finally:
             self.stop()
         add(seconds)
@@ -65,8 +72,24 @@ class Worker:
 
     def stop(self) -> None:
         """End the worker now, even in the middle of its import (a build that failed before it emitted)."""
-        self.pool.terminate()
-        self.pool.join()
+        # Python 3.14 has ProcessPoolExecutor.terminate_workers(); before it, the executor's own process table
+        terminate = getattr(self.pool, "terminate_workers", None)
+        if terminate is not None:
+            terminate()
+            return
+        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
+            process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future, doing: str):
+    """The future's result; WorkerDied where the worker process ended without one."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDied(f"TVM's compile process died while {doing} (its own message, if it printed one, is "
+                         "above: an LLVM error is a tcc bug, please report it with the spec and target; a kill "
+                         "without a message is often the machine's out-of-memory killer)") from None
 
 
 def _recorded(emit_here, model, options, out_dir: Path) -> tuple[list[str], dict[str, float]]:

@@ -76,6 +76,39 @@ def test_cli_build_error_before_emit_ends_the_worker(write, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+_DYING_WORKER = """
+import dataclasses, os, signal
+from tcc.backends.tvm.worker import Worker
+from tcc.errors import WorkerDied
+
+@dataclasses.dataclass
+class Options:
+    data: object = None
+
+def no_ops():
+    return frozenset()
+
+def killed(model, options, out_dir):
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer, or LLVM's abort on a fatal error
+
+worker = Worker(no_ops, killed)
+assert worker.converted_ops() == frozenset()
+try:
+    worker.emit(None, Options(), ".")
+except WorkerDied as e:
+    print("died:", e, e.exit_code)
+"""
+
+
+@needs_tvm
+def test_worker_that_dies_is_an_error_not_a_wait():
+    """The compile worker killed mid-emit (LLVM's fatal errors abort it) ends the build with WorkerDied (exit code 1),
+    where multiprocessing.Pool waited for its lost task forever."""
+    proc = subprocess.run([sys.executable, "-c", _DYING_WORKER], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "died: TVM's compile process died while compiling the model" in proc.stdout and proc.stdout.endswith(" 1\n")
+
+
 def test_command_exit_keeps_output_and_exit_code(tmp_path):
     """tcc.cli.main.run ends the process without teardown: the output is complete when piped, the exit code is main's."""
     ok = subprocess.run([sys.executable, "-m", "tcc", "check", str(REPO / "spec/ddsnet.yaml"), "--json"],

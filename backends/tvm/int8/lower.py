@@ -26,7 +26,8 @@ module computes what the reference computes, bit for bit, and cannot drift from 
   half to even (without comparisons, so that it vectorizes everywhere), + zero point, clamp. Relax fuses it into
   the producing conv, whose schedule applies it to the register tile on its way out: the int32 accumulators
   never go to memory. The same result in cheaper arithmetic where the target's kernel allows it: ARM NEON (ARMv7,
-  AArch64) in 32-bit lanes (`requantize_neon_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
+  AArch64) in 32-bit lanes (`requantize_neon_primfunc`; one rounding shift where the conv's accumulator bound rules
+  out ties: `requantize_neon_tie_free_primfunc`); x86 in float64 where the conv's accumulator bound makes it exact
   (`requantize_float64_primfunc`), else in int32 lanes (`requantize_int32_primfunc`);
 - max pool pads with the lowest code; average pooling sums zero-point-free codes (a depthwise all-ones conv);
   lookup ops gather from their 256-entry table; softmax gathers its exp table and divides once per row; Mul
@@ -67,9 +68,11 @@ from .requantize import (
     float64_requantize_params,
     int32_requantize_params,
     neon_requantize_params,
+    neon_tie_free_params,
     requantize_float64_primfunc,
     requantize_int32_primfunc,
     requantize_neon_primfunc,
+    requantize_neon_tie_free_primfunc,
     requantize_params,
     requantize_primfunc,
 )
@@ -155,8 +158,11 @@ class RelaxLowering(Interpreter):
         if multiplier is not None:
             rows, make = multiplier[1], requantize_float64_primfunc
         elif neon and in_kernel:
-            rows = neon_requantize_params(rq, channels)
-            make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
+            rows = neon_tie_free_params(rq, channels, bound)
+            make = functools.partial(requantize_neon_tie_free_primfunc, arch=self.kernel.arch)
+            if rows is None:
+                rows = neon_requantize_params(rq, channels)
+                make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
         elif x86:
             rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
         if rows is not None:
@@ -298,7 +304,7 @@ class RelaxLowering(Interpreter):
             (high, c_high), (low, c_low) = (self._dot_acc(x, shape, self.emit(self.relax.TupleGetItem(pair, k)),
                                                           n.weight) for k in (0, 1))
             acc = self.emit(op.add(self.emit(op.left_shift(high, self.const(area.bit_length() - 1, "int32"))), low))
-            return self._accumulated(n, acc, sums, c_high * area + c_low)
+            return self._accumulated(n, acc, sums, c_high * area + c_low, in_kernel=True)
         total = self._window_sums(x, g)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = "int16" if sums.dtype in ("int8", "uint8", "int16") else "int32"

@@ -3,7 +3,8 @@ channels last) and the parameter rows each takes, one form per target (RelaxLowe
 
 - `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
 - `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
-  epilogues;
+  epilogues; `requantize_neon_tie_free_primfunc` (`neon_tie_free_params`) where the accumulator bound rules out
+  ties, as for every conv of the zoo's models;
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
 - `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
 """
@@ -57,9 +58,34 @@ def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     return rows.astype(np.int32)
 
 
-# the NEON requantization's doubling high half and shift by a lane's (negative) count, per instruction set
-NEON_REQUANTIZE_INTRINSICS = {"armv7": ("llvm.arm.neon.vqdmulh", "llvm.arm.neon.vshifts"),
-                              "aarch64": ("llvm.aarch64.neon.sqdmulh", "llvm.aarch64.neon.sshl")}
+def neon_tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.ndarray | None:
+    """int32 [5, C] for `requantize_neon_tie_free_primfunc`, or None where that form does not apply: it needs
+    every shift s = -shift in [1, 31], q > 0, and no accumulator within `bound` (|acc| <= bound per channel, None:
+    unknown) whose product acc q lies exactly half way between two results. With k = 31 + s and v the trailing
+    zero bits of q, acc q has exactly tz(acc) + v trailing zero bits, and a tie needs k - 1 of them: an
+    accumulator below 2^(k - 1 - v) has too few. (A conv's multipliers are 31-bit fractions with few trailing
+    zeros and its accumulators ~20 bits: no tie can occur; an average pool's 1/4 can tie.) Rows: q, -s, lo - zp,
+    hi - zp, zp."""
+    if bound is None:
+        return None
+    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
+    s = -np.broadcast_to(shift, (channels,))
+    q = np.broadcast_to(q, (channels,))
+    if np.any(s < 1) or np.any(s > 31) or np.any(q <= 0) or np.any(q > INT32_MAX):
+        return None
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
+    if np.any(np.broadcast_to(np.asarray(bound, np.int64), (channels,)) >= np.int64(1) << (30 + s - trailing)):
+        return None
+    rows = np.stack([q, -s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp),
+                     np.full(channels, rq.zp)])
+    return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+# the NEON requantization's doubling high half, shift by a lane's (negative) count and rounding shift, per
+# instruction set
+NEON_REQUANTIZE_INTRINSICS = {"armv7": ("llvm.arm.neon.vqdmulh", "llvm.arm.neon.vshifts", "llvm.arm.neon.vrshifts"),
+                              "aarch64": ("llvm.aarch64.neon.sqdmulh", "llvm.aarch64.neon.sshl",
+                                          "llvm.aarch64.neon.srshl")}
 
 
 def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None, arch: str = "armv7"):
@@ -88,7 +114,7 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     acc = te.placeholder(dims, "int32", name="acc")
     par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
 
-    doubling_high, shift = NEON_REQUANTIZE_INTRINSICS[arch]
+    doubling_high, shift, _ = NEON_REQUANTIZE_INTRINSICS[arch]
 
     def intrin(name, *args):
         return tirx.call_llvm_pure_intrin("int32", name, *args)
@@ -101,6 +127,37 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
         high = intrin(doubling_high, x, q)
         m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
         y = intrin(shift, intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+
+
+def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None,
+                                      arch: str = "armv7"):
+    """`requantize_neon_primfunc` where no tie can occur (`neon_tie_free_params`): with hi = floor(P / 2^31)
+    (sqdmulh) and no tie, the reference's rounding of P / 2^k is up exactly where hi mod 2^s >= 2^(s-1) (its
+    remainder, hi's low s bits and P's low 31, is above half there, below it elsewhere), which is the rounding
+    shift (hi + 2^(s-1)) >> s: one `vrshl` / `srshl`, no tie test (the general form spends nine more
+    instructions a vector on it). Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. uniform: rows of
+    `neon_tie_free_params` equal for every channel, compiled in as constants; the params tensor holds the others,
+    in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(5) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+    doubling_high, _, rounding_shift = NEON_REQUANTIZE_INTRINSICS[arch]
+
+    def one(*idx):
+        c = idx[-1]
+        q, neg_s, lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c]
+                                for k in range(5))
+        high = tirx.call_llvm_pure_intrin("int32", doubling_high, acc[idx], q)
+        y = tirx.call_llvm_pure_intrin("int32", rounding_shift, high, neg_s)
         return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
 
     out = te.compute(dims, one, name="requantize")

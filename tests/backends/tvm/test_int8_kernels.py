@@ -300,6 +300,28 @@ def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instruction
     assert all(re.search(i, asm) for i in instructions), kernel
 
 
+def _run_neon_requantize(func, params, acc, dtype, target, so):
+    """One NEON requantization PrimFunc (every params row a tensor) vectorized by 4 lanes, as tcc's kernels apply
+    it, run under qemu on int32 accumulators [1, n]."""
+    from tvm import relax, s_tir
+
+    n = acc.size
+    sch = s_tir.Schedule(func.with_attr("global_symbol", "main"))
+    _, i = sch.get_loops(sch.get_sblock("requantize"))
+    sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
+    bb = relax.BlockBuilder()
+    x = relax.Var("acc", relax.TensorType([1, n], "int32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
+                             "requantize")
+            out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
+                                                relax.TensorType([1, n], dtype)))
+        bb.emit_func_output(out)
+    so = tvm_compile.compile_module(bb.get(), target, so, ieee=True)
+    return tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
+
+
 @pytest.mark.parametrize("target, arch", [("arm-a7", "armv7"), ("aarch64", "aarch64")])
 def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
     """ARM's 32-bit requantization (tvm_int8.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
@@ -307,8 +329,6 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
     every odd multiple a tie), the int32 extremes, shifts 1..22, odd and even q (the low-bits test), saturating
     sums, zero points."""
     skip_unless_runtime(target)
-    from tvm import relax, s_tir
-
     from tests.helpers.tvm_int8 import _requant
 
     from tcc.backends.tvm.int8.requantize import neon_requantize_params, requantize_neon_primfunc
@@ -326,41 +346,73 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
-        # every row a tensor
-        func = requantize_neon_primfunc(dtype, [1, n], arch=arch).with_attr("global_symbol", "main")
-        sch = s_tir.Schedule(func)
-        _, i = sch.get_loops(sch.get_sblock("requantize"))
-        sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
-        bb = relax.BlockBuilder()
-        x = relax.Var("acc", relax.TensorType([1, n], "int32"))
-        with bb.function("main", [x]):
-            with bb.dataflow():
-                gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
-                                 "requantize")
-                out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
-                                                    relax.TensorType([1, n], dtype)))
-            bb.emit_func_output(out)
-        so = tvm_compile.compile_module(bb.get(), target, tmp_path / f"rq-{dtype}.so", ieee=True)
-        got = tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
+        got = _run_neon_requantize(requantize_neon_primfunc(dtype, [1, n], arch=arch), params, acc, dtype, target,
+                                   tmp_path / f"rq-{dtype}.so")
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
 
 
-@pytest.mark.parametrize("width, unrolled", [(15, True), (16, False)])
-def test_arm_depthwise_unrolls_its_taps_on_one_pixel_tiles(width, unrolled):
-    """ARMv7 depthwise: a width with no two-pixel tile (FastNet's 127, 63, 31, 15) has its 3 x 3 taps unrolled
-    (the per-tap loop was a third of its instructions); a two-pixel tile keeps the loop (unrolled it spills)."""
+@pytest.mark.parametrize("target, arch", [("arm-a7", "armv7"), ("aarch64", "aarch64")])
+def test_neon_tie_free_requantization_bit_exact_within_its_bound(target, arch, tmp_path):
+    """The one-rounding-shift form (requantize_neon_tie_free_primfunc: sqdmulh, then srshl / vrshl) equals the
+    reference's half-to-even rounding on every accumulator within the bound that neon_tie_free_params accepted:
+    the bound's extremes, products just beside a half (acc q = m 2^k + 2^(k-1) +- d), random ones; multipliers
+    with trailing zero bits, shifts 1..31. Where a tie fits within the bound (M = 2^-s, q = 2^30), the form is
+    refused."""
+    skip_unless_runtime(target)
+    from tests.helpers.tvm_int8 import _requant
+
+    from tcc.backends.tvm.int8.requantize import neon_tie_free_params, requantize_neon_tie_free_primfunc
+    from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+
+    rng = np.random.default_rng(1)
+    n = 4096
+    q, shift = quantize_multiplier(rng.uniform(2.0**-31, 0.49, n))
+    q[:1024] &= ~np.int64(0xFFF)  # 12 or more trailing zero bits
+    k = 31 - shift
+    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q])
+    bound = np.minimum((np.int64(1) << (k - 1 - trailing)) - 1, 2**31 - 1)  # the largest bound without a tie
+    acc = rng.integers(-bound, bound + 1)
+    acc[:8], acc[8:16] = bound[:8], -bound[8:16]
+    # the accumulators whose products lie nearest a half: acc = round((m + 1/2) 2^k / q) for a few m, +-1
+    m = rng.integers(-(2**8), 2**8, n)
+    near = np.round((m + 0.5) * np.ldexp(1.0, k) / q).astype(np.int64) + rng.integers(-1, 2, n)
+    pick = (np.abs(near) <= bound) & (np.arange(n) % 2 == 1)
+    acc[pick] = near[pick]
+    zp, lo, hi, dtype = 5, -128, 127, "int8"
+    rq = _requant(q, shift, zp, lo, hi, dtype)
+    params = neon_tie_free_params(rq, n, bound)
+    assert params is not None
+    assert neon_tie_free_params(rq, n, bound + 1) is None  # one more and a tie fits (acc = 2^(k-1-v))
+    assert neon_tie_free_params(rq, n, None) is None
+    tie = _requant(np.full(n, 2**30), np.full(n, -3), zp, lo, hi, dtype)  # M = 1/16: ties at 8 (mod 16)
+    assert neon_tie_free_params(tie, n, np.full(n, 7)) is not None
+    assert neon_tie_free_params(tie, n, np.full(n, 8)) is None
+    got = _run_neon_requantize(requantize_neon_tie_free_primfunc(dtype, [1, n], arch=arch), params, acc, dtype,
+                               target, tmp_path / "rq.so")
+    want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("target, width, unrolled", [("arm-a7", 15, ("ky", "kx")), ("arm-a7", 16, ("kx",)),
+                                                      ("aarch64", 16, ("ky", "kx"))])
+def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
+    """ARM depthwise: a width with no two-pixel tile (FastNet's 127, 63, 31, 15) has its 3 x 3 taps unrolled
+    (the per-tap loop was a third of its instructions); ARMv7's two-pixel tiles unroll a row's taps (all nine
+    spill its 16 registers: DDSNet 122.8 M -> 135.2 M instructions, a row's 118.2 M); AArch64's 32 registers take
+    all nine."""
     from tvm import s_tir
 
     from tcc.backends.tvm.schedule import Int8Depthwise
 
     shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     func = compute.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
-    sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target("arm-a7")), False)
+    sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target(target)), False)
     assert isinstance(sch, s_tir.Schedule)
     loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
-    taps = [line for line in loops if re.match(r"for (ky|kx)\b", line)]
-    assert taps and all(("T.unroll" in line) == unrolled for line in taps), loops
+    taps = {re.match(r"for (ky|kx)\b", line).group(1): "T.unroll" in line for line in loops
+            if re.match(r"for (ky|kx)\b", line)}
+    assert taps == {tap: tap in unrolled for tap in ("ky", "kx")}, loops
 
 
 @pytest.mark.parametrize("size, form", [(224, "dot"), (256, "broadcast")])  # outputs 112 and 127 pixels wide
