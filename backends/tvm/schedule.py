@@ -52,10 +52,14 @@ LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 # accumulators (FastNet's 64 -> 8 down conv at 63 x 63: 3 pixels x 1 vector, 174 -> 79 us; host INT8 FastNet -13%,
 # DDSNet -6.5%, Zen 5, interleaved; 20 and 28 the same or worse)
 X86_ROW_TILE_ACCUMULATORS = 24
-DEPTHWISE_PIXELS = 2  # INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4)
+# INT8 depthwise tile: pixels x 2 vectors (ARMv7 executed 5% fewer instructions than 1 or 4; with a row's taps
+# unrolled and the tie-free requantization, DDSNet 4 pixels 120.3 M against 2's 118.2 M)
+DEPTHWISE_PIXELS = 2
 # AArch64's 32 registers: 4 pixels (DDSNet aarch64 104.0 -> 101.2 M instructions, aarch64-dotprod 66.8 -> 64.1 M;
-# 8 pixels 102.3 / 63.7 M; 4 pixels x 16 channels 100.8 / 65.4 M; measured)
-DEPTHWISE_PIXELS_A64 = 4
+# 8 pixels 102.3 / 63.7 M; 4 pixels x 16 channels 100.8 / 65.4 M; measured); with all nine taps unrolled and the
+# tie-free requantization, 8 pixels (aarch64 79.4 -> 78.3 M, aarch64-dotprod 46.4 -> 45.4 M, FastNet's 25.8 -> 25.6
+# M; 2 pixels 48.0 M)
+DEPTHWISE_PIXELS_A64 = 8
 # A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
 # depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to

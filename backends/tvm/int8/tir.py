@@ -42,6 +42,33 @@ def _half_even_mul(x, q, k, below_half):
     return (prod + below_half + odd) >> k
 
 
+def tie_free(q: int, shift: int, bound: int, zeros: int = 0) -> int | None:
+    """s = -shift where x M (M = q 2^(shift - 31)) rounded once, half to even, equals ((x q >> 31) + 2^(s-1)) >> s
+    for every |x| <= bound whose lowest `zeros` bits are 0 (`_tie_free_mul`); None where it may not. With k = 31 +
+    s and v the trailing zero bits of q, x q has tz(x) + v trailing zero bits and lies half way between two
+    results exactly when that is k - 1: below 2^(k - 1 - v) or with more than k - 1 - v zero bits, no x can. Then
+    the floor of x q / 2^31 (its remainder under half of 2^(s-1) or not) rounds by one rounding shift. s = 0 (M in
+    [1/2, 1)): only where x q / 2^31 is an integer (zeros + v >= 31: an ADD's larger input at M = 1/2). The
+    int32 arithmetic needs bound < 2^30."""
+    q, s = int(q), -int(shift)
+    if q <= 0 or q >= 1 << 31 or not 0 <= s <= 31 or bound >= 1 << 30:
+        return None
+    v = (q & -q).bit_length() - 1
+    if s == 0:
+        return 0 if zeros + v >= 31 else None
+    return s if 30 + s - v < zeros or bound < 1 << (30 + s - v) else None
+
+
+def _tie_free_mul(x, q: int, s: int):
+    """TIR: x M for int32 x as `tie_free` allows it: the high half of the int64 product, then one rounding shift, in
+    int32 (vectorizes on every target: ARMv7 vmull.s32 and shifts, where the int64 half-even form ran as scalar
+    code; x86 vpmuldq)."""
+    from tvm import tirx
+
+    high = ((x.astype("int64") * tirx.const(q, "int64")) >> tirx.const(31, "int64")).astype("int32")
+    return high if s == 0 else (high + tirx.const(1 << (s - 1), "int32")) >> tirx.const(s, "int32")
+
+
 def _static(d) -> int | None:
     try:
         return int(d)
@@ -127,6 +154,31 @@ def exact_quotient(x, scale: float, fma, clamp):
     return q
 
 
+def _tie_free_add(a: QParams, b: QParams, p) -> tuple | None:
+    """((q, s) of input a, of input b, of the output) where each of the ADD's three multiplies can be `tie_free` on
+    the values it meets: (code - zp) << left_shift (its low left_shift bits 0), their rescaled sum (bounded by the
+    inputs' code ranges); None where one cannot, or a clamp bound leaves int32."""
+    def input_bound(x: QParams) -> int:
+        return max(x.hi - x.zp, x.zp - x.lo) << p.left_shift
+
+    steps, total = [], 0
+    if any(m.rounding != "half_even" for m in (p.a, p.b, p.out.mult)):
+        return None
+    for x, m in ((a, p.a), (b, p.b)):
+        q, shift = int(np.ravel(m.q)[0]), int(np.ravel(m.shift)[0])
+        bound = input_bound(x)
+        s = tie_free(q, shift, bound, zeros=p.left_shift)
+        if s is None:
+            return None
+        steps.append((q, s))
+        total += int(np.ceil(bound * q / 2.0 ** (31 + s))) + 1
+    q, shift = int(np.ravel(p.out.mult.q)[0]), int(np.ravel(p.out.mult.shift)[0])
+    s = tie_free(q, shift, total)
+    if s is None or not (-(1 << 31) <= p.out.lo - p.out.zp and p.out.hi - p.out.zp < 1 << 31):
+        return None
+    return (*steps, (q, s))
+
+
 def add_primfunc(a: _Codes, b: _Codes, p, shape):
     """TFLite's integer ADD (reference.add_codes) on codes a, b of equal rank (broadcast where a dimension is 1),
     the fixed-point constants of `p` (qgraph.AddParams) baked in: per element, in int64,
@@ -135,7 +187,9 @@ def add_primfunc(a: _Codes, b: _Codes, p, shape):
         out = clamp(mul(sa + sb, q_out, shift_out) + z_out, lo, hi)
 
     with mul the half-to-even fixed-point multiply (`_half_even_mul`). One kernel instead of ~20 int64 Relax ops:
-    the same arithmetic, a tenth of the compile time (ResNet-34 INT8 at 64 x 64: 93 s -> 9 s)."""
+    the same arithmetic, a tenth of the compile time (ResNet-34 INT8 at 64 x 64: 93 s -> 9 s). Where no multiply
+    can meet a tie (`_tie_free_add`: 8-bit codes, the zoo's scales) the same results in int32 lanes, each multiply
+    a high half and one rounding shift (`_tie_free_mul`)."""
     from tvm import te, tirx
 
     dims = _dims(shape)
@@ -148,6 +202,24 @@ def add_primfunc(a: _Codes, b: _Codes, p, shape):
         return te.placeholder([one_ if b else d for b, d in zip(bcast, dims)], codes.params.dtype, name=name), bcast
 
     (ta, bcast_a), (tb, bcast_b) = operand(a, "a"), operand(b, "b")
+    narrow = _tie_free_add(a.params, b.params, p)
+    if narrow is not None:
+        (qa, sa), (qb, sb), (qo, so) = narrow
+        c32 = lambda v: tirx.const(int(v), "int32")  # noqa: E731
+
+        def scaled32(t, bcast, zp, q, s, idx):
+            index = tuple(tirx.IntImm("int64", 0) if bc else i for i, bc in zip(idx, bcast))
+            return _tie_free_mul((t[index].astype("int32") - c32(zp)) << c32(p.left_shift), q, s)
+
+        def one32(*idx):
+            total = scaled32(ta, bcast_a, a.zp, qa, sa, idx) + scaled32(tb, bcast_b, b.zp, qb, sb, idx)
+            y = _tie_free_mul(total, qo, so)
+            return (tirx.min(tirx.max(y, c32(p.out.lo - p.out.zp)), c32(p.out.hi - p.out.zp))
+                    + c32(p.out.zp)).astype(p.out.out.dtype)
+
+        out = te.compute(dims, one32, name="add")
+        func = te.create_prim_func([ta, tb, out]).without_attr("global_symbol")
+        return func.with_attr("tcc.op_pattern", 1)
 
     def scaled(t, bcast, zp, m, idx):
         index = tuple(tirx.IntImm("int64", 0) if bc else i for i, bc in zip(idx, bcast))

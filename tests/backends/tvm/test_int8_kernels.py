@@ -424,3 +424,58 @@ def test_arm_stem_takes_the_broadcast_form_on_an_odd_width(size, form):
     assert im2col and kernel.form == form and shape.out_hw[1] == {224: 112, 256: 127}[size]
     flat = compute.im2col_shape(shape, kernel)
     assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and choose.supports(flat, kernel) is None
+
+
+def _add_case(rng, signed_a: bool, signed_b: bool):
+    """Random ADD parameters as the quantizer makes them (reference.add_params), codes of both inputs' whole ranges:
+    a [256, 1] against b [1, 256], every pair of codes."""
+    from tcc.quant.intgraph.qtypes import AddParams, Multiplier, QParams, Requant
+    from tcc.quant.intgraph.reference import add_params
+
+    s_a, s_b, s_o = np.exp(rng.uniform(-5, 1, 3))
+    p = add_params(s_a, s_b, s_o)
+    mult = lambda key: Multiplier(np.array([p[key][0]], np.int64), np.array([p[key][1]], np.int64))  # noqa: E731
+    out = QParams(float(s_o), int(rng.integers(-20, 20)), -128, 127)
+    params = AddParams(p["left_shift"], mult("a"), mult("b"), Requant(mult("out"), out.zp, -128, 127, out))
+    qa = QParams(float(s_a), int(rng.integers(-5, 5)) if signed_a else 0, -128 if signed_a else 0, 127 if signed_a else 255)
+    qb = QParams(float(s_b), int(rng.integers(-5, 5)) if signed_b else 0, -128 if signed_b else 0, 127 if signed_b else 255)
+    a = np.arange(qa.lo, qa.hi + 1).reshape(-1, 1)
+    b = np.arange(qb.lo, qb.hi + 1).reshape(1, -1)
+    return params, qa, qb, a, b
+
+
+@pytest.mark.parametrize("target", ["host", "arm-a7"])
+def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
+    """The integer ADD where no multiply can meet a tie (tir._tie_free_add: int32 lanes, a high half and one rounding
+    shift per multiply) equals the reference's add_codes on every pair of input codes, for random scales (the
+    larger input at M = 1/2, the smaller one and the output at 31-bit fractions), signed and unsigned codes; the
+    16-bit codes' ADD keeps the int64 form."""
+    if target != "host":
+        skip_unless_runtime(target)
+    from tvm import relax
+
+    from tcc.backends.tvm.int8.codes import _Codes
+    from tcc.backends.tvm.int8.tir import _tie_free_add, add_primfunc
+    from tcc.quant.intgraph.qtypes import QParams
+    from tcc.quant.intgraph.reference import add_codes
+
+    rng = np.random.default_rng(3)
+    for case in range(4):
+        params, qa, qb, a, b = _add_case(rng, case % 2 == 1, case >= 2)
+        assert _tie_free_add(qa, qb, params) is not None
+        wide = QParams(qa.scale, 0, -(2**15), 2**15 - 1)
+        assert _tie_free_add(wide, qb, params) is None  # 16-bit codes << 15 do not fit its int32 bound
+        want = add_codes(a, qa.zp, b, qb.zp, params)
+        shape = [a.shape[0], b.shape[1]]
+        bb = relax.BlockBuilder()
+        x = relax.Var("a", relax.TensorType(list(a.shape), qa.dtype))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                codes_a = _Codes(x, qa)
+                codes_b = _Codes(relax.const(b.astype(qb.dtype)), qb)
+                gv = bb.add_func(add_primfunc(codes_a, codes_b, params, shape), "tcc_add")
+                out = bb.emit_output(relax.call_tir(gv, [x, codes_b.expr], relax.TensorType(shape, "int8")))
+            bb.emit_func_output(out)
+        so = tvm_compile.compile_module(bb.get(), target, tmp_path / f"add{case}.so")
+        got = tvm_run.run_module(so, target, a.astype(qa.dtype))[0][0]
+        np.testing.assert_array_equal(got, want, err_msg=f"case {case}")
