@@ -69,14 +69,21 @@ from .requantize import (
     int32_requantize_params,
     neon_requantize_params,
     neon_tie_free_params,
+    tie_free_params,
     requantize_float64_primfunc,
     requantize_int32_primfunc,
     requantize_neon_primfunc,
     requantize_neon_tie_free_primfunc,
+    requantize_tie_free_primfunc,
     requantize_params,
     requantize_primfunc,
 )
 from .tir import _static, add_primfunc, quantize_input_primfunc
+
+def _magnitude(p: QParams) -> int:
+    """The largest |code - zero point| of a tensor's codes."""
+    return max(p.hi - p.zp, p.zp - p.lo)
+
 
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis channels-last
 
@@ -143,8 +150,10 @@ class RelaxLowering(Interpreter):
         channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
         it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
         channels: on ARM it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
-        channel (a conv's, from its weights and input range), which on x86 may allow the float64 form
-        (`float64_requantize_params`); else x86 takes the int32 form (`int32_requantize_params`)."""
+        channel (a conv's, from its weights and input range; a matmul's or product's, from its inputs' code
+        ranges), which on x86 may allow the float64 form (`float64_requantize_params`), and may rule out ties: in
+        a kernel on ARM the NEON form's (`neon_tie_free_params`), elsewhere `tie_free_params`' plain int32 form;
+        else x86 takes the int32 form (`int32_requantize_params`), ARM outside its kernels the int64 one."""
         relax = self.relax
         shape = list(acc.ty.shape)
         if acc.ty.dtype != "int32":
@@ -165,6 +174,9 @@ class RelaxLowering(Interpreter):
                 make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
         elif x86:
             rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
+        tie_free = tie_free_params(rq, channels, bound) if multiplier is None and not (neon and in_kernel) else None
+        if tie_free is not None:  # fewer steps than the int32 form; the int64 form runs as scalar code on ARMv7
+            rows, make = tie_free, requantize_tie_free_primfunc
         if rows is not None:
             varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
             params = [self.const(rows[varying] if varying else rows[:1], "int32")]
@@ -433,16 +445,19 @@ class RelaxLowering(Interpreter):
 
     def mul(self, n: QNode, a: _Codes, b: _Codes) -> list:
         prod = self.emit(self.relax.op.multiply(self.centered(a, "int32"), self.centered(b, "int32")))
-        return [_Codes(self.requantize(prod, n.requant), n.qout[0])]
+        bound = np.int64(_magnitude(a.params)) * _magnitude(b.params)
+        return [_Codes(self.requantize(prod, n.requant, bound=bound), n.qout[0])]
 
     def matmul(self, n: QNode, a: _Codes, b: _Codes) -> list:
         """reference.matmul: the zero-point-free codes (in the graph's NCHW order) multiplied and summed in int32,
         requantized per tensor."""
         op = self.relax.op
         wide = "int32" if "int32" in (self.operand_dtype(a), self.operand_dtype(b)) else "int16"
-        acc = self.emit(op.matmul(self.nchw(self.centered(a, wide)), self.nchw(self.centered(b, wide)),
-                                  out_dtype="int32"))
-        return [_Codes(self.nhwc(self.requantize(acc, n.requant)), n.qout[0])]
+        left = self.nchw(self.centered(a, wide))
+        acc = self.emit(op.matmul(left, self.nchw(self.centered(b, wide)), out_dtype="int32"))
+        depth = _static(left.ty.shape[-1])
+        bound = None if depth is None else np.int64(depth) * _magnitude(a.params) * _magnitude(b.params)
+        return [_Codes(self.nhwc(self.requantize(acc, n.requant, bound=bound)), n.qout[0])]
 
     def lookup(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op

@@ -5,6 +5,8 @@ channels last) and the parameter rows each takes, one form per target (RelaxLowe
 - `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
   epilogues; `requantize_neon_tie_free_primfunc` (`neon_tie_free_params`) where the accumulator bound rules out
   ties, as for every conv of the zoo's models;
+- `requantize_tie_free_primfunc` (`tie_free_params`): any target, outside the kernels, where the accumulator bound
+  rules out ties (a matmul of two activations): int32 lanes but the product's high half;
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
 - `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
 """
@@ -15,7 +17,7 @@ import numpy as np
 from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
 from tcc.quant.intgraph.qtypes import Requant
 
-from .tir import _dims, _half_even_mul, fixed_point
+from .tir import _dims, _half_even_mul, fixed_point, tie_free
 
 
 def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.ndarray]:
@@ -58,27 +60,72 @@ def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     return rows.astype(np.int32)
 
 
-def neon_tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.ndarray | None:
-    """int32 [5, C] for `requantize_neon_tie_free_primfunc`, or None where that form does not apply: it needs
-    every shift s = -shift in [1, 31], q > 0, and no accumulator within `bound` (|acc| <= bound per channel, None:
-    unknown) whose product acc q lies exactly half way between two results. With k = 31 + s and v the trailing
-    zero bits of q, acc q has exactly tz(acc) + v trailing zero bits, and a tie needs k - 1 of them: an
-    accumulator below 2^(k - 1 - v) has too few. (A conv's multipliers are 31-bit fractions with few trailing
-    zeros and its accumulators ~20 bits: no tie can occur; an average pool's 1/4 can tie.) Rows: q, -s, lo - zp,
-    hi - zp, zp."""
+def _tie_free_shifts(rq: Requant, channels: int, bound: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(q, s) per channel where no accumulator within `bound` (|acc| <= bound per channel; None: unknown) can make
+    acc q lie exactly half way between two results (tir.tie_free), every s = -shift in [1, 31]; else None. (A
+    conv's multipliers are 31-bit fractions with few trailing zeros and its accumulators ~20 bits: no tie can
+    occur; an average pool's 1/4 can tie.)"""
     if bound is None:
         return None
-    q, shift = np.atleast_1d(np.asarray(rq.mult.q, np.int64)), np.atleast_1d(np.asarray(rq.mult.shift, np.int64))
-    s = -np.broadcast_to(shift, (channels,))
-    q = np.broadcast_to(q, (channels,))
-    if np.any(s < 1) or np.any(s > 31) or np.any(q <= 0) or np.any(q > INT32_MAX):
+    q = np.broadcast_to(np.atleast_1d(np.asarray(rq.mult.q, np.int64)), (channels,))
+    shift = np.broadcast_to(np.atleast_1d(np.asarray(rq.mult.shift, np.int64)), (channels,))
+    bound = np.broadcast_to(np.asarray(bound, np.int64), (channels,))
+    s = [tie_free(qc, sc, int(b)) for qc, sc, b in zip(q, shift, bound)]
+    if any(v is None or v == 0 for v in s):
         return None
-    trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
-    if np.any(np.broadcast_to(np.asarray(bound, np.int64), (channels,)) >= np.int64(1) << (30 + s - trailing)):
+    return q, np.array(s, np.int64)
+
+
+def neon_tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.ndarray | None:
+    """int32 [5, C] for `requantize_neon_tie_free_primfunc`, or None where that form does not apply: no
+    accumulator within `bound` may meet a tie (`_tie_free_shifts`). Rows: q, -s, lo - zp, hi - zp, zp."""
+    found = _tie_free_shifts(rq, channels, bound)
+    if found is None:
         return None
+    q, s = found
     rows = np.stack([q, -s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp),
                      np.full(channels, rq.zp)])
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.ndarray | None:
+    """int32 [6, C] for `requantize_tie_free_primfunc`, where `_tie_free_shifts` allows it. Rows: q, 2^(s-1), s,
+    lo - zp, hi - zp, zp."""
+    found = _tie_free_shifts(rq, channels, bound)
+    if found is None:
+        return None
+    q, s = found
+    rows = np.stack([q, np.int64(1) << (s - 1), s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp),
+                     np.full(channels, rq.zp)])
+    return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def requantize_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
+    """The requantization as `requantize_primfunc` computes it where no tie can occur (`tie_free_params`): the
+    high half of the int64 product acc q, then one rounding shift and the clamp in int32 (tir._tie_free_mul's
+    arithmetic) -- plain TIR, so it vectorizes at any width on every target, where the int64 half-even form runs
+    as scalar code on ARMv7 (no 64-bit compare, min or max). Outside tcc's kernels' epilogues: a matmul of two
+    activations, an elementwise product. uniform: rows equal for every channel, compiled in as constants; the
+    params tensor holds the others, in order (at least one row)."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(6) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        q, half, s, lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c]
+                                  for k in range(6))
+        high = ((acc[idx].astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
+        y = (high + half) >> s
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing op
 
 
 # the NEON requantization's doubling high half, shift by a lane's (negative) count and rounding shift, per

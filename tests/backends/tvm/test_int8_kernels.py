@@ -300,8 +300,8 @@ def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instruction
     assert all(re.search(i, asm) for i in instructions), kernel
 
 
-def _run_neon_requantize(func, params, acc, dtype, target, so):
-    """One NEON requantization PrimFunc (every params row a tensor) vectorized by 4 lanes, as tcc's kernels apply
+def _run_requantize(func, params, acc, dtype, target, so):
+    """One requantization PrimFunc (every params row a tensor) vectorized by 4 lanes, as tcc's kernels apply
     it, run under qemu on int32 accumulators [1, n]."""
     from tvm import relax, s_tir
 
@@ -346,24 +346,32 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
-        got = _run_neon_requantize(requantize_neon_primfunc(dtype, [1, n], arch=arch), params, acc, dtype, target,
+        got = _run_requantize(requantize_neon_primfunc(dtype, [1, n], arch=arch), params, acc, dtype, target,
                                    tmp_path / f"rq-{dtype}.so")
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
 
 
-@pytest.mark.parametrize("target, arch", [("arm-a7", "armv7"), ("aarch64", "aarch64")])
-def test_neon_tie_free_requantization_bit_exact_within_its_bound(target, arch, tmp_path):
-    """The one-rounding-shift form (requantize_neon_tie_free_primfunc: sqdmulh, then srshl / vrshl) equals the
-    reference's half-to-even rounding on every accumulator within the bound that neon_tie_free_params accepted:
-    the bound's extremes, products just beside a half (acc q = m 2^k + 2^(k-1) +- d), random ones; multipliers
-    with trailing zero bits, shifts 1..31. Where a tie fits within the bound (M = 2^-s, q = 2^30), the form is
-    refused."""
-    skip_unless_runtime(target)
+@pytest.mark.parametrize("target, arch, form", [("arm-a7", "armv7", "neon"), ("aarch64", "aarch64", "neon"),
+                                               ("arm-a7", "armv7", "plain"), ("host", "x86_64", "plain")])
+def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, tmp_path):
+    """The one-rounding-shift forms (requantize_neon_tie_free_primfunc: sqdmulh, then srshl / vrshl;
+    requantize_tie_free_primfunc: the int64 product's high half, a rounding shift in int32) equal the reference's
+    half-to-even rounding on every accumulator within the bound that their params accepted: the bound's extremes,
+    products just beside a half (acc q = m 2^k + 2^(k-1) +- d), random ones; multipliers with trailing zero bits,
+    shifts 1..31. Where a tie fits within the bound (M = 2^-s, q = 2^30), the forms are refused."""
+    if target != "host":
+        skip_unless_runtime(target)
+    import functools
+
     from tests.helpers.tvm_int8 import _requant
 
-    from tcc.backends.tvm.int8.requantize import neon_tie_free_params, requantize_neon_tie_free_primfunc
+    from tcc.backends.tvm.int8 import requantize as rqz
     from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+
+    params_for, make = ((rqz.neon_tie_free_params, functools.partial(rqz.requantize_neon_tie_free_primfunc,
+                                                                      arch=arch))
+                        if form == "neon" else (rqz.tie_free_params, rqz.requantize_tie_free_primfunc))
 
     rng = np.random.default_rng(1)
     n = 4096
@@ -371,7 +379,7 @@ def test_neon_tie_free_requantization_bit_exact_within_its_bound(target, arch, t
     q[:1024] &= ~np.int64(0xFFF)  # 12 or more trailing zero bits
     k = 31 - shift
     trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q])
-    bound = np.minimum((np.int64(1) << (k - 1 - trailing)) - 1, 2**31 - 1)  # the largest bound without a tie
+    bound = np.minimum((np.int64(1) << (k - 1 - trailing)) - 1, 2**30 - 1)  # the largest without a tie
     acc = rng.integers(-bound, bound + 1)
     acc[:8], acc[8:16] = bound[:8], -bound[8:16]
     # the accumulators whose products lie nearest a half: acc = round((m + 1/2) 2^k / q) for a few m, +-1
@@ -381,15 +389,14 @@ def test_neon_tie_free_requantization_bit_exact_within_its_bound(target, arch, t
     acc[pick] = near[pick]
     zp, lo, hi, dtype = 5, -128, 127, "int8"
     rq = _requant(q, shift, zp, lo, hi, dtype)
-    params = neon_tie_free_params(rq, n, bound)
+    params = params_for(rq, n, bound)
     assert params is not None
-    assert neon_tie_free_params(rq, n, bound + 1) is None  # one more and a tie fits (acc = 2^(k-1-v))
-    assert neon_tie_free_params(rq, n, None) is None
+    assert params_for(rq, n, bound + 1) is None  # one more and a tie fits (acc = 2^(k-1-v))
+    assert params_for(rq, n, None) is None
     tie = _requant(np.full(n, 2**30), np.full(n, -3), zp, lo, hi, dtype)  # M = 1/16: ties at 8 (mod 16)
-    assert neon_tie_free_params(tie, n, np.full(n, 7)) is not None
-    assert neon_tie_free_params(tie, n, np.full(n, 8)) is None
-    got = _run_neon_requantize(requantize_neon_tie_free_primfunc(dtype, [1, n], arch=arch), params, acc, dtype,
-                               target, tmp_path / "rq.so")
+    assert params_for(tie, n, np.full(n, 7)) is not None
+    assert params_for(tie, n, np.full(n, 8)) is None
+    got = _run_requantize(make(dtype, [1, n]), params, acc, dtype, target, tmp_path / "rq.so")
     want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
     np.testing.assert_array_equal(got, want)
 
