@@ -162,7 +162,6 @@ class RelaxLowering(Interpreter):
         channels = int(shape[-1])
         neon = self.kernel is not None and self.kernel.arch != "x86_64"
         x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
-        rows = None
         multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
         if multiplier is not None:
             rows, make = multiplier[1], requantize_float64_primfunc
@@ -172,11 +171,10 @@ class RelaxLowering(Interpreter):
             if rows is None:
                 rows = neon_requantize_params(rq, channels)
                 make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
-        elif x86:
-            rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
-        tie_free = tie_free_params(rq, channels, bound) if multiplier is None and not (neon and in_kernel) else None
-        if tie_free is not None:  # fewer steps than the int32 form; the int64 form runs as scalar code on ARMv7
-            rows, make = tie_free, requantize_tie_free_primfunc
+        else:  # fewer steps than the int32 form; the int64 form runs as scalar code on ARMv7
+            rows, make = tie_free_params(rq, channels, bound), requantize_tie_free_primfunc
+            if rows is None and x86:
+                rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
         if rows is not None:
             varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
             params = [self.const(rows[varying] if varying else rows[:1], "int32")]

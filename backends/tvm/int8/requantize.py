@@ -17,7 +17,7 @@ import numpy as np
 from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
 from tcc.quant.intgraph.qtypes import Requant
 
-from .tir import _dims, _half_even_mul, fixed_point, tie_free
+from .tir import _dims, _half_even_mul, fixed_point, high_half, tie_free
 
 
 def requantize_params(rq: Requant, channels: int) -> tuple[bool, np.ndarray, np.ndarray]:
@@ -100,6 +100,34 @@ def tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
+def _rows_primfunc(dtype: str, shape, uniform: dict[int, int] | None, count: int, rounded, extra=None):
+    """The PrimFunc every row-parameter form shares: acc int32 [.., C], (an `extra(dims)` input,) params int32
+    [rows, C], out `dtype` [.., C] = clamp(rounded(acc, rows, c), lo - zp, hi - zp) + zp. The form has `count`
+    rows per channel, the last three lo - zp, hi - zp, zp; `rounded` gets the value of each other row at the
+    element's channel c (and the extra input). uniform: rows equal for every channel (row -> value), compiled in
+    as constants; the params tensor holds the others, in order (at least one row). Op pattern kElemWise, as
+    `requantize_primfunc`: it fuses into the producing op."""
+    from tvm import te, tirx
+
+    uniform = uniform or {}
+    varying = [k for k in range(count) if k not in uniform]
+    dims = _dims(shape)
+    acc = te.placeholder(dims, "int32", name="acc")
+    inputs = [acc] + ([extra(dims)] if extra is not None else [])
+    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+
+    def one(*idx):
+        c = idx[-1]
+        rows = [tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(count)]
+        lo, hi, zp = rows[-3:]
+        y = rounded(acc[idx], rows[:-3], c, *inputs[1:])
+        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+
+    out = te.compute(dims, one, name="requantize")
+    func = te.create_prim_func([*inputs, par, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 0)
+
+
 def requantize_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None):
     """The requantization as `requantize_primfunc` computes it where no tie can occur (`tie_free_params`): the
     high half of the int64 product acc q, then one rounding shift and the clamp in int32 (tir._tie_free_mul's
@@ -107,25 +135,12 @@ def requantize_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | No
     as scalar code on ARMv7 (no 64-bit compare, min or max). Outside tcc's kernels' epilogues: a matmul of two
     activations, an elementwise product. uniform: rows equal for every channel, compiled in as constants; the
     params tensor holds the others, in order (at least one row)."""
-    from tvm import te, tirx
 
-    uniform = uniform or {}
-    varying = [k for k in range(6) if k not in uniform]
-    dims = _dims(shape)
-    acc = te.placeholder(dims, "int32", name="acc")
-    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+    def rounded(x, rows, c):
+        q, half, s = rows
+        return (high_half(x, q) + half) >> s
 
-    def one(*idx):
-        c = idx[-1]
-        q, half, s, lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c]
-                                  for k in range(6))
-        high = ((acc[idx].astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
-        y = (high + half) >> s
-        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
-
-    out = te.compute(dims, one, name="requantize")
-    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing op
+    return _rows_primfunc(dtype, shape, uniform, 6, rounded)
 
 
 # the NEON requantization's doubling high half, shift by a lane's (negative) count and rounding shift, per
@@ -153,32 +168,20 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
     (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
     in order (at least one row)."""
-    from tvm import te, tirx
-
-    uniform = uniform or {}
-    varying = [k for k in range(8) if k not in uniform]
-    dims = _dims(shape)
-    acc = te.placeholder(dims, "int32", name="acc")
-    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+    from tvm import tirx
 
     doubling_high, shift, _ = NEON_REQUANTIZE_INTRINSICS[arch]
 
     def intrin(name, *args):
         return tirx.call_llvm_pure_intrin("int32", name, *args)
 
-    def one(*idx):
-        c = idx[-1]
-        q, below, bit, low_mask, neg_s, lo, hi, zp = (
-            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(8))
-        x = acc[idx]
+    def rounded(x, rows, c):
+        q, below, bit, low_mask, neg_s = rows
         high = intrin(doubling_high, x, q)
         m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
-        y = intrin(shift, intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
-        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+        return intrin(shift, intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
 
-    out = te.compute(dims, one, name="requantize")
-    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+    return _rows_primfunc(dtype, shape, uniform, 8, rounded)
 
 
 def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None,
@@ -190,26 +193,16 @@ def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int]
     instructions a vector on it). Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. uniform: rows of
     `neon_tie_free_params` equal for every channel, compiled in as constants; the params tensor holds the others,
     in order (at least one row)."""
-    from tvm import te, tirx
+    from tvm import tirx
 
-    uniform = uniform or {}
-    varying = [k for k in range(5) if k not in uniform]
-    dims = _dims(shape)
-    acc = te.placeholder(dims, "int32", name="acc")
-    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
     doubling_high, _, rounding_shift = NEON_REQUANTIZE_INTRINSICS[arch]
 
-    def one(*idx):
-        c = idx[-1]
-        q, neg_s, lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c]
-                                for k in range(5))
-        high = tirx.call_llvm_pure_intrin("int32", doubling_high, acc[idx], q)
-        y = tirx.call_llvm_pure_intrin("int32", rounding_shift, high, neg_s)
-        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+    def rounded(x, rows, c):
+        q, neg_s = rows
+        high = tirx.call_llvm_pure_intrin("int32", doubling_high, x, q)
+        return tirx.call_llvm_pure_intrin("int32", rounding_shift, high, neg_s)
 
-    out = te.compute(dims, one, name="requantize")
-    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+    return _rows_primfunc(dtype, shape, uniform, 5, rounded)
 
 
 FLOAT64_EXACT = 2**53  # |integer| below this: exact in float64
@@ -243,22 +236,13 @@ def requantize_float64_primfunc(dtype: str, shape, uniform: dict[int, int] | Non
     `float64_requantize_params` not in `uniform` (row -> value, compiled in as constants; at least one row)."""
     from tvm import te, tirx
 
-    uniform = uniform or {}
-    varying = [k for k in range(3) if k not in uniform]
-    dims = _dims(shape)
-    acc = te.placeholder(dims, "int32", name="acc")
-    mul = te.placeholder((tirx.IntImm("int64", 1), dims[-1]), "float64", name="multiplier")
-    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
+    def multiplier(dims):
+        return te.placeholder((tirx.IntImm("int64", 1), dims[-1]), "float64", name="multiplier")
 
-    def one(*idx):
-        c = idx[-1]
-        lo, hi, zp = (tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(3))
-        y = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", acc[idx].astype("float64") * mul[0, c])
-        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+    def rounded(x, rows, c, mul):
+        return tirx.call_llvm_pure_intrin("int32", "llvm.lrint", x.astype("float64") * mul[0, c])
 
-    out = te.compute(dims, one, name="requantize")
-    func = te.create_prim_func([acc, mul, par, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+    return _rows_primfunc(dtype, shape, uniform, 3, rounded, multiplier)
 
 
 def int32_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
@@ -291,27 +275,15 @@ def requantize_int32_primfunc(dtype: str, shape, uniform: dict[int, int] | None 
     split so that no int32 sum can overflow: the second term is 0 or 1. Then clamp(y, lo - zp, hi - zp) + zp as
     in the narrow form. uniform: rows of `int32_requantize_params` equal for every channel, compiled in as
     constants; the params tensor holds the others, in order (at least one row)."""
-    from tvm import te, tirx
+    from tvm import tirx
 
-    uniform = uniform or {}
-    varying = [k for k in range(9) if k not in uniform]
-    dims = _dims(shape)
-    acc = te.placeholder(dims, "int32", name="acc")
-    par = te.placeholder((tirx.IntImm("int64", max(1, len(varying))), dims[-1]), "int32", name="params")
-
-    def one(*idx):
-        c = idx[-1]
-        q, low_mask, s, mask, half, bit, lo, hi, zp = (
-            tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(9))
-        x = acc[idx]
-        high = ((x.astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
+    def rounded(x, rows, c):
+        q, low_mask, s, mask, half, bit = rows
+        high = high_half(x, q)
         exact = tirx.And(tirx.EQ(x & low_mask, 0), tirx.EQ(high & bit, 0)).astype("int32")
-        y = (high >> s) + (((high & mask) + half - exact) >> s)
-        return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
+        return (high >> s) + (((high & mask) + half - exact) >> s)
 
-    out = te.compute(dims, one, name="requantize")
-    func = te.create_prim_func([acc, par, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 0)  # as requantize_primfunc: fuses into the producing conv
+    return _rows_primfunc(dtype, shape, uniform, 9, rounded)
 
 
 def requantize_primfunc(dtype: str, shape, narrow: bool = True):

@@ -59,13 +59,20 @@ def tie_free(q: int, shift: int, bound: int, zeros: int = 0) -> int | None:
     return s if 30 + s - v < zeros or bound < 1 << (30 + s - v) else None
 
 
+def high_half(x, q):
+    """TIR: floor(x q / 2^31) in int32 for int32 x and q (the int64 product shifted; |x q| / 2^31 must fit)."""
+    from tvm import tirx
+
+    return ((x.astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
+
+
 def _tie_free_mul(x, q: int, s: int):
     """TIR: x M for int32 x as `tie_free` allows it: the high half of the int64 product, then one rounding shift, in
     int32 (vectorizes on every target: ARMv7 vmull.s32 and shifts, where the int64 half-even form ran as scalar
     code; x86 vpmuldq)."""
     from tvm import tirx
 
-    high = ((x.astype("int64") * tirx.const(q, "int64")) >> tirx.const(31, "int64")).astype("int32")
+    high = high_half(x, tirx.const(q, "int32"))
     return high if s == 0 else (high + tirx.const(1 << (s - 1), "int32")) >> tirx.const(s, "int32")
 
 
