@@ -29,6 +29,7 @@ from tvm import ir, relax, s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
 
+from .int8 import microkernel
 from .int8.intrinsics import depthwise_intrin, ensure_registered, partial_sum_intrin
 from .int8.kernels import (
     CONV_BLOCK,
@@ -38,6 +39,7 @@ from .int8.kernels import (
     FLAT_ATTR,
     KERNEL_ATTR,
     KERNELS,
+    MICROKERNEL_ATTR,
     PAD_BLOCK,
     QUANTIZE_BLOCK,
     SUM_BLOCK,
@@ -502,6 +504,8 @@ class Int8DotConv(Rule):
         kernel = KERNELS[str(annotations[KERNEL_ATTR])]
         channels = int(annotations[FLAT_ATTR])
         intrin = ensure_registered(kernel)
+        if MICROKERNEL_ATTR in annotations:
+            return self._microkernel(sch, names, conv, kernel, int(annotations[MICROKERNEL_ATTR]))
         if kernel.form == "dot":
             return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
         for name in names[:names.index(CONV_BLOCK)]:
@@ -536,6 +540,36 @@ class Int8DotConv(Rule):
         sch.unroll(c_mid)
         return True
 
+    @staticmethod
+    def _microkernel(sch, names, conv, kernel, pixels) -> bool:
+        """ARMv7's assembly tile (int8/microkernel.py): pixels x 4 output channels summed over the whole
+        reduction by one call, its sums in registers; the epilogue applied to them vector by vector."""
+        at = names.index(CONV_BLOCK)
+        epilogue = [m for m in names[at + 1:] if _domain(sch, sch.get_sblock(m)) == _domain(sch, conv)[:4]]
+        if at or not epilogue or len(epilogue) != len(names) - 1:
+            return False
+        for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
+            sch.compute_inline(sch.get_sblock(name))
+        last = sch.get_sblock(epilogue[-1])
+        n, y, x, co = sch.get_loops(last)
+        x_out, x_in = sch.split(x, [None, pixels])
+        c_out, c_in = sch.split(co, [None, microkernel.CHANNELS])
+        sch.reorder(n, y, x_out, c_out, x_in, c_in)
+        _parallel(sch, [n, y])
+        sch.compute_at(conv, c_out, preserve_unit_loops=True)
+        sch.set_scope(conv, 0, TILE_SCOPE)
+        p_x, p_c, g, e = sch.get_loops(conv)[-4:]
+        init = sch.decompose_reduction(conv, p_x)
+        sch.unroll(sch.get_loops(init)[-2])
+        sch.vectorize(sch.get_loops(init)[-1])
+        steps = _extent(sch, g)
+        pairs = kernel.name.endswith("_pairs")
+        # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
+        sch.tensorize(p_x if pixels > 1 else p_c, microkernel.tile_intrin(pixels, steps, pairs))
+        sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(pixels, pairs))
+        sch.unroll(x_in)
+        sch.vectorize(c_in)
+        return True
 
     @staticmethod
     def _dot(sch, names, conv, kernel, intrin, tile_channels, simd) -> bool:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import microkernel
 from .kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
     DEPTHWISE_PAD_BLOCK,
     FLAT_ATTR,
     KERNEL_ATTR,
+    MICROKERNEL_ATTR,
     PAD_BLOCK,
     SUM_BLOCK,
     VECTORS_ATTR,
@@ -124,11 +126,45 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
 def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
     products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
-    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
+    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out.
+    Where ARMv7's assembly tile takes the conv (microkernel.py), acc as one sum over the steps' codes instead:
+    the tile sums its lanes itself."""
     from tvm import te
 
-    func = te.create_prim_func(list(dot_conv_tensors(shape, k, pad_code))).without_attr("global_symbol")
+    pixels = dot_tile_pixels(shape, k)
+    if microkernel.applies(k, shape, pixels):
+        tensors = microkernel_tensors(shape, k, pixels)
+    else:
+        tensors = dot_conv_tensors(shape, k, pad_code)
+    func = te.create_prim_func(list(tensors)).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)
+
+
+def dot_tile_pixels(shape: ConvShape, k: DotKernel) -> int:
+    """The dot form's pixels per register tile: the largest divisor of the output width up to the kernel's."""
+    width = shape.out_hw[1]
+    return max(p for p in range(1, k.tile[0] + 1) if width % p == 0)
+
+
+def microkernel_tensors(shape: ConvShape, k: DotKernel, pixels: int):
+    """A 1 x 1 conv of the dot form for ARMv7's assembly tile: (input codes, packed weights, acc), acc[n, y, x, co]
+    the sum over every step g and code e of x[n, y, x, 16 g + e] * weights[co / 4, 0, 0, g, co % 4, e]."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    t = shape.tile_channels(k)
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.co // t, 1, 1, shape.c // 16, t, 16)], k.weight_dtype,
+                             name="weights")
+    g, e = te.reduce_axis((i64(0), i64(shape.c // 16)), name="g"), te.reduce_axis((i64(0), i64(16)), name="e")
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.co)],
+        lambda n, y, xx, co: te.sum(x[n, y, xx, g * 16 + e].astype("int32")
+                                    * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
+                                    axis=[g, e]),
+        name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: pixels})
+    return x, weights, out
 
 
 def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):

@@ -40,6 +40,9 @@ contiguous for a window (the weights past the window are zero, the input one pix
 (backends/tvm_schedule.py, `Int8DotConv`) tiles pixels x output channels in registers and tensorizes the step
 with the kernel's TensorIntrin (intrinsics.ensure_registered).
 
+On ARMv7 a 1 x 1 conv of the dot form runs its whole reduction in one assembly loop (microkernel.py): LLVM's
+code for the step intrinsic spent 11 instructions on loads, pointers and the loop per 24 multiplies.
+
 This module holds the kernels' table (`DotKernel`, `KERNELS`), the names of the blocks and annotations that the
 schedule rules look for, and a dense conv's shape (`ConvShape`); which kernel a target and a layer take is
 choose.py's, the convs' TE computes and the weight packing compute.py's, the TensorIntrins intrinsics.py's.
@@ -66,11 +69,14 @@ TILE_SCOPE = "global"
 # instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a load and a store per
 # step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel summed,
 # `partial_sum_intrin`) are a stack array in registers (FastNet -1.0 M instructions, DDSNet -3.6 M), and on
-# one-pixel tiles its intrinsic's operands are values (`ensure_registered`).
+# one-pixel tiles its intrinsic's operands are values (`ensure_registered`). The 1 x 1 convs of two steps or more
+# take the assembly tile instead (microkernel.py: its registers are its own); this is the others' (padded or
+# strided 1 x 1 convs, k x k convs on 16 channels or more).
 DOT_TILE_SCOPE = "local"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
 VECTORS_ATTR = "tcc.dot_tile_vectors"  # and the vectors of output channels per register tile
+MICROKERNEL_ATTR = "tcc.dot_microkernel_pixels"  # ARMv7's assembly tile (microkernel.py): its pixels
 
 
 @dataclass(frozen=True)
