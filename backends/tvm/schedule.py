@@ -505,7 +505,7 @@ class Int8DotConv(Rule):
         channels = int(annotations[FLAT_ATTR])
         intrin = ensure_registered(kernel)
         if MICROKERNEL_ATTR in annotations:
-            return self._microkernel(sch, names, conv, kernel, int(annotations[MICROKERNEL_ATTR]))
+            return self._microkernel(sch, names, conv, microkernel.Tile.decode(annotations[MICROKERNEL_ATTR]))
         if kernel.form == "dot":
             return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
         for name in names[:names.index(CONV_BLOCK)]:
@@ -541,9 +541,9 @@ class Int8DotConv(Rule):
         return True
 
     @staticmethod
-    def _microkernel(sch, names, conv, kernel, pixels) -> bool:
-        """ARMv7's assembly tile (int8/microkernel.py): pixels x 4 output channels summed over the whole
-        reduction by one call, its sums in registers; the epilogue applied to them vector by vector."""
+    def _microkernel(sch, names, conv, tile: microkernel.Tile) -> bool:
+        """An ARM micro-kernel's tile (int8/microkernel.py): pixels x channels summed over the whole reduction by
+        one call, its sums in registers; the epilogue applied to them one vector of 4 at a time."""
         at = names.index(CONV_BLOCK)
         epilogue = [m for m in names[at + 1:] if _domain(sch, sch.get_sblock(m)) == _domain(sch, conv)[:4]]
         if at or not epilogue or len(epilogue) != len(names) - 1:
@@ -552,23 +552,25 @@ class Int8DotConv(Rule):
             sch.compute_inline(sch.get_sblock(name))
         last = sch.get_sblock(epilogue[-1])
         n, y, x, co = sch.get_loops(last)
-        x_out, x_in = sch.split(x, [None, pixels])
-        c_out, c_in = sch.split(co, [None, microkernel.CHANNELS])
+        x_out, x_in = sch.split(x, [None, tile.pixels])
+        c_out, c_in = sch.split(co, [None, tile.channels])
         sch.reorder(n, y, x_out, c_out, x_in, c_in)
         _parallel(sch, [n, y])
         sch.compute_at(conv, c_out, preserve_unit_loops=True)
         sch.set_scope(conv, 0, TILE_SCOPE)
         p_x, p_c, g, e = sch.get_loops(conv)[-4:]
         init = sch.decompose_reduction(conv, p_x)
-        sch.unroll(sch.get_loops(init)[-2])
+        for loop in sch.get_loops(init)[-2:-1]:
+            sch.unroll(loop)
         sch.vectorize(sch.get_loops(init)[-1])
-        steps = _extent(sch, g)
-        pairs = kernel.name.endswith("_pairs")
         # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
-        sch.tensorize(p_x if pixels > 1 else p_c, microkernel.tile_intrin(pixels, steps, pairs))
-        sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(pixels, pairs))
+        sch.tensorize(p_x if tile.pixels > 1 else p_c, microkernel.tile_intrin(tile))
+        sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(tile))
+        c_in, vec = sch.split(c_in, [None, 4])  # the epilogue's NEON intrinsics take one register
+        sch.reorder(c_in, x_in, vec)
+        sch.unroll(c_in)
         sch.unroll(x_in)
-        sch.vectorize(c_in)
+        sch.vectorize(vec)
         return True
 
     @staticmethod

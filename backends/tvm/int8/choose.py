@@ -95,8 +95,11 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     """The kernel a layer takes and whether it reads an im2col copy of its input. ARMv7: the dot form (16 codes of
     one pixel against 16 of one output channel per step, no broadcast) where the reduction runs in 16s: input
     channels a multiple of 16, or few input channels (a stem on RGB) through im2col, where the broadcast form
-    takes the copy instead if the output width is odd; else the broadcast form."""
+    takes the copy instead if the output width is odd; else the broadcast form. AArch64's `sdot`: its own kernel,
+    few input channels through im2col (rows of whole 16-code blocks: its micro-kernel takes them)."""
     twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
+    if k.name == "tcc_dot_a64_sdot":  # few input channels: im2col rows for its micro-kernel (microkernel.py)
+        return k, shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1
     if k.name not in twins:
         return k, False
     dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)

@@ -25,9 +25,11 @@ from .kernels import (
 
 
 def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
-    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step."""
+    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (of 16
+    codes for AArch64's `sdot`: the blocks of its micro-kernel)."""
     oh, ow = shape.out_hw
-    reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
+    step = microkernel.BLOCK if k.name == "tcc_dot_a64_sdot" else k.group
+    reduction = -(-shape.kh * shape.kw * shape.c // step) * step
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 
@@ -123,47 +125,55 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
+def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray):
+    """A dense conv's PrimFunc and its packed weights (`pack_weights`) in the shape that PrimFunc reads: the ARM
+    micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot form
+    (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`)."""
+    tile = microkernel.tile_of(k, shape)
+    if tile is not None:  # [C_out / t, 1, 1, steps, t, codes]: AArch64's (vectors, lanes) merged, the same order
+        layout = (shape.co // tile.channels, 1, 1, shape.c // tile.group, tile.channels, tile.group)
+        return microkernel_primfunc(shape, k, tile), packed.reshape(layout)
+    make = dot_conv_primfunc if k.form == "dot" else conv_primfunc
+    return make(shape, k, pad_code), packed
+
+
 def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
     products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
-    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out.
-    Where ARMv7's assembly tile takes the conv (microkernel.py), acc as one sum over the steps' codes instead:
-    the tile sums its lanes itself."""
+    then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
     from tvm import te
 
-    pixels = dot_tile_pixels(shape, k)
-    if microkernel.applies(k, shape, pixels):
-        tensors = microkernel_tensors(shape, k, pixels)
-    else:
-        tensors = dot_conv_tensors(shape, k, pad_code)
-    func = te.create_prim_func(list(tensors)).without_attr("global_symbol")
+    func = te.create_prim_func(list(dot_conv_tensors(shape, k, pad_code))).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)
 
 
-def dot_tile_pixels(shape: ConvShape, k: DotKernel) -> int:
-    """The dot form's pixels per register tile: the largest divisor of the output width up to the kernel's."""
-    width = shape.out_hw[1]
-    return max(p for p in range(1, k.tile[0] + 1) if width % p == 0)
+def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile):
+    """A 1 x 1 conv for an ARM micro-kernel (microkernel.py): acc[n, y, x, co] the sum over every step g and code e
+    of x[n, y, x, group g + e] * weights[co / t, 0, 0, g, co % t, e], t the tile's channels."""
+    from tvm import te
+
+    func = te.create_prim_func(list(microkernel_tensors(shape, k, tile))).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
 
 
-def microkernel_tensors(shape: ConvShape, k: DotKernel, pixels: int):
-    """A 1 x 1 conv of the dot form for ARMv7's assembly tile: (input codes, packed weights, acc), acc[n, y, x, co]
-    the sum over every step g and code e of x[n, y, x, 16 g + e] * weights[co / 4, 0, 0, g, co % 4, e]."""
+def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile):
+    """microkernel_primfunc's TE tensors: (input codes, weights, acc); the tile in the block's annotations."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
     oh, ow = shape.out_hw
-    t = shape.tile_channels(k)
+    t, group = tile.channels, tile.group
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (shape.co // t, 1, 1, shape.c // 16, t, 16)], k.weight_dtype,
+    weights = te.placeholder([i64(d) for d in (shape.co // t, 1, 1, shape.c // group, t, group)], k.weight_dtype,
                              name="weights")
-    g, e = te.reduce_axis((i64(0), i64(shape.c // 16)), name="g"), te.reduce_axis((i64(0), i64(16)), name="e")
+    g = te.reduce_axis((i64(0), i64(shape.c // group)), name="g")
+    e = te.reduce_axis((i64(0), i64(group)), name="e")
     out = te.compute(
         [i64(d) for d in (shape.n, oh, ow, shape.co)],
-        lambda n, y, xx, co: te.sum(x[n, y, xx, g * 16 + e].astype("int32")
+        lambda n, y, xx, co: te.sum(x[n, y, xx, g * group + e].astype("int32")
                                     * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
                                     axis=[g, e]),
-        name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: pixels})
+        name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: tile.encode()})
     return x, weights, out
 
 

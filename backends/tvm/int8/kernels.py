@@ -40,8 +40,9 @@ contiguous for a window (the weights past the window are zero, the input one pix
 (backends/tvm_schedule.py, `Int8DotConv`) tiles pixels x output channels in registers and tensorizes the step
 with the kernel's TensorIntrin (intrinsics.ensure_registered).
 
-On ARMv7 a 1 x 1 conv of the dot form runs its whole reduction in one assembly loop (microkernel.py): LLVM's
-code for the step intrinsic spent 11 instructions on loads, pointers and the loop per 24 multiplies.
+On ARM a 1 x 1 conv of the dot form (and AArch64's `sdot`) runs its whole reduction in one assembly loop
+(microkernel.py): LLVM's code for ARMv7's step intrinsic spent 11 instructions on loads, pointers and the loop per
+24 multiplies.
 
 This module holds the kernels' table (`DotKernel`, `KERNELS`), the names of the blocks and annotations that the
 schedule rules look for, and a dense conv's shape (`ConvShape`); which kernel a target and a layer take is
@@ -76,7 +77,7 @@ DOT_TILE_SCOPE = "local"
 KERNEL_ATTR = "tcc.dot_kernel"  # block annotations: the kernel's name,
 FLAT_ATTR = "tcc.dot_flat_channels"  # in the flat form the input channels (0: the direct form),
 VECTORS_ATTR = "tcc.dot_tile_vectors"  # and the vectors of output channels per register tile
-MICROKERNEL_ATTR = "tcc.dot_microkernel_pixels"  # ARMv7's assembly tile (microkernel.py): its pixels
+MICROKERNEL_ATTR = "tcc.dot_microkernel"  # an ARM assembly tile (microkernel.py): `Tile.encode()`
 
 
 @dataclass(frozen=True)

@@ -380,8 +380,8 @@ class RelaxLowering(Interpreter):
         layer = choose.layer_kernel(kernel, packed)
         if layer is not kernel:
             packed = compute.pack_weights(weights, shape, layer)
-        make = compute.dot_conv_primfunc if layer.form == "dot" else compute.conv_primfunc
-        func = self.bb.add_func(make(shape, layer, pad_code=offset), "tcc_dot_conv")
+        func, packed = compute.dense_conv(shape, layer, offset, packed)
+        func = self.bb.add_func(func, "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
         return acc, compute.bias_correction(n_weight, offset)

@@ -1,43 +1,95 @@
-"""The ARMv7 dot form's whole reduction in one assembly loop: a register tile of 1 or 2 pixels x 4 output channels
-of a 1 x 1 conv (the im2col'd stem, the dense layers' pointwise convs, linear layers over tokens), summed over all
-its steps of 16 codes.
+"""The INT8 dense convs' whole reduction in one assembly loop per register tile, on ARM: a 1 x 1 conv (the im2col'd
+stem, the dense layers' pointwise convs, linear layers over tokens), a tile of pixels x output channels summed over
+all its input channels by one call.
 
-Why assembly: the dot form's step (intrinsics.py, `vmull.s8` + `vmlal.s8` + `vpadal.s16` per pixel and channel:
-24 multiply instructions for a 2 x 4 tile) came out of LLVM with 11 more -- six 16-byte loads, three address
-additions (`vld1` has no offset addressing, and LLVM's loop strength reduction recomputes the pointers from one
-induction variable), a compare and a branch -- and the tile's zeroing and partial-lane sums around it. Here a
-step is the 24 multiplies, four loads (the two pixels by register post-increments: +stride, then 16 - stride; the
-four channels' 64 weight codes in two `vld1` of 32 bytes) and `subs` + `bne`; the first step starts the partial lanes
-(`vpaddl`, no zeroing); the lanes are summed in registers and added to the tile's sums in memory (the
-TensorIntrin's C += A B). DDSNet arm-a7 INT8: 102.5 M -> 93.0 M executed instructions
-(docs/notes/arm-dot-microkernel.md). Bit for bit the same integer sums as the step
-intrinsic: the same products in the same int16 lanes (codes 8 h + 2 l + j of a step on lane l), summed in int32.
+- **ARMv7, the dot form** (1 or 2 pixels x 4 channels, steps of 16 codes). The step intrinsic (intrinsics.py,
+  `vmull.s8` + `vmlal.s8` + `vpadal.s16` per pixel and channel: 24 multiply instructions for a 2 x 4 tile) came out
+  of LLVM with 11 more -- six 16-byte loads, three address additions (`vld1` has no offset addressing, and LLVM's
+  loop strength reduction recomputes the pointers from one induction variable), a compare and a branch -- and the
+  tile's zeroing and partial-lane sums around it. Here a step is the 24 multiplies, four loads (the two pixels by
+  register post-increments: +stride, then 16 - stride; the four channels' 64 weight codes in two `vld1` of 32
+  bytes) and `subs` + `bne`; the first step starts the partial lanes (`vpaddl`, no zeroing); the lanes are summed
+  in registers and added to the tile's sums in memory (the TensorIntrin's C += A B). The same products in the
+  same int16 lanes (codes 8 h + 2 l + j of a step on lane l) as the step intrinsic, summed in int32: bit for bit
+  its sums. DDSNet arm-a7 INT8: 102.5 M -> 93.0 M executed instructions (docs/notes/arm-dot-microkernel.md).
+- **AArch64 with the dot product** (`sdot`; 1, 2 or 4 pixels x 1 to 4 vectors of 4 channels). The broadcast
+  intrinsic read each pixel's 4 codes of a step with an `ld1r` (and an address addition); here each pixel's 16
+  codes of 4 steps come in one `ldr q` at an immediate offset, and `sdot` by element takes the step's 4 of them,
+  the weights of a step in one `ld1` of up to 4 registers, the sums loaded into the accumulators first (C += A B
+  as it is: `sdot` adds into its lanes exactly). DDSNet aarch64-dotprod: 45.4 M -> 39.0 M (the stem through
+  im2col rows of 16-code blocks).
+- **AArch64 without it** (ARMv8.0: the dot form, 2 to 4 pixels x 4 channels): ARMv7's loop in `smull` / `smlal2`
+  / `sadalp`, the pixels at immediate offsets, `saddlp` on the first step, `addp` for the lane sums. One-pixel
+  tiles keep LLVM's code (FastNet's executed more in the kernel).
 
 The kernel is a function of LLVM IR (`llvm_ir`) that TVM links into the module (`pragma_import_llvm` on the
 conv's loop) and inlines; the TensorIntrin (`tile_intrin`) calls it on a tile's input rows, packed weights
-([steps, 4, 16] as `compute.pack_weights` lays out the dot form) and int32 sums [pixels, 4]."""
+([steps, channels, codes of a step], `compute.pack_weights`'s layout) and int32 sums [pixels, channels]."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .kernels import TILE_SCOPE, DotKernel
 
-CHANNELS = 4  # output channels per tile: the dot form's (ConvShape.tile_channels on ARMv7)
 IMPORT_PRAGMA = "pragma_import_llvm"
+MAX_PIXELS = {"armv7": 2, "aarch64": 4}  # accumulators, operands: ARMv7's 16 q registers, AArch64's 32
+BLOCK = 16  # input codes per loop iteration (ARMv7: one step; AArch64: 4 steps of `sdot`)
 
 
-def function_name(pixels: int, pairs: bool) -> str:
-    return f"tcc_neon_dot16_tile{pixels}x{CHANNELS}{'_pairs' if pairs else ''}"
+@dataclass(frozen=True)
+class Tile:
+    """One micro-kernel: the ISA's form, pixels x channels of a register tile, the codes a step reads per
+    channel (`group`), the input's pixel stride in bytes (AArch64's offsets are immediates), the pairs kernel
+    (ARMv7: each 8-code half widened on its own)."""
+    arch: str
+    pixels: int
+    channels: int
+    group: int
+    stride: int
+    pairs: bool = False
+
+    def encode(self) -> str:
+        """The tile as a block annotation's string (`decode` reads it back)."""
+        return f"{self.arch}:{self.pixels}:{self.channels}:{self.group}:{self.stride}:{int(self.pairs)}"
+
+    @staticmethod
+    def decode(text: str) -> Tile:
+        arch, *numbers = str(text).split(":")
+        pixels, channels, group, stride, pairs = map(int, numbers)
+        return Tile(arch, pixels, channels, group, stride, bool(pairs))
+
+    @property
+    def name(self) -> str:
+        if self.arch == "armv7":
+            return f"tcc_neon_dot16_tile{self.pixels}x{self.channels}{'_pairs' if self.pairs else ''}"
+        if self.group == 4:
+            return f"tcc_a64_sdot_tile{self.pixels}x{self.channels}_stride{self.stride}"
+        return f"tcc_a64_dot16_tile{self.pixels}x{self.channels}_stride{self.stride}{'_pairs' if self.pairs else ''}"
 
 
-def applies(k: DotKernel, shape, pixels: int) -> bool:
-    """Whether a conv (a `kernels.ConvShape`) takes the micro-kernel: ARMv7's dot form, 1 x 1, stride 1, no padding
-    (a tile's pixels are consecutive rows of the input), 1 or 2 pixels a tile, at least 2 steps (one step of 16
-    input channels has no loop to save: its block has no step iterator either)."""
-    return (k.form == "dot" and k.arch == "armv7" and (shape.kh, shape.kw) == (1, 1)
-            and tuple(shape.strides) == (1, 1) and not any(shape.pads) and pixels in (1, 2)
-            and shape.c % 16 == 0 and shape.c >= 32)
+def tile_of(k: DotKernel, shape) -> Tile | None:
+    """The micro-kernel a conv (a `kernels.ConvShape`) takes, None where it takes none: ARMv7's dot form or
+    AArch64's `sdot`; 1 x 1, stride 1, no padding (a tile's pixels are consecutive rows of the input); whole blocks
+    of 16 input channels, and on ARMv7 two of them at least (one step has no loop to save, and its block has no
+    step iterator for the intrinsic to match)."""
+    if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads) or shape.c % 16:
+        return None
+    if k.arch not in MAX_PIXELS:
+        return None
+    pixels = max(p for p in range(1, MAX_PIXELS[k.arch] + 1) if shape.out_hw[1] % p == 0)
+    if k.form == "dot" and k.arch == "armv7" and shape.c >= 32:
+        return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+    if k.arch != "aarch64" or (pixels - 1) * shape.c > 65520:  # AArch64's `ldr q` offsets: up to 65520
+        return None
+    if k.name == "tcc_dot_a64_sdot":
+        return Tile("aarch64", pixels, 4 * shape.tile_vectors(k), 4, shape.c)
+    if k.form == "dot" and shape.c >= 32 and pixels > 1:
+        # one-pixel tiles (odd widths) keep LLVM's code: FastNet's executed 0.7 M more instructions in the kernel
+        return Tile("aarch64", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+    return None
 
 
-def _step(pixels: int, pairs: bool, first: bool) -> list[str]:
+def _neon_step(pixels: int, pairs: bool, first: bool) -> list[str]:
     """One step of 16 codes: the loads, then per channel and pixel the products widened into the partial lanes
     (the first step starts them with `vpaddl`, so that no zeroing is needed)."""
     acc = lambda p, c: 8 + 4 * p + c  # noqa: E731
@@ -47,7 +99,7 @@ def _step(pixels: int, pairs: bool, first: bool) -> list[str]:
     else:
         lines = ["vld1.8 {d0-d1}, [$0]!"]
     lines += ["vld1.8 {d4-d7}, [$1]!", "vld1.8 {d8-d11}, [$1]!"]
-    for c in range(CHANNELS):
+    for c in range(4):
         lo, hi = 4 + 2 * c, 5 + 2 * c  # channel c's weights: codes 0..7, 8..15
         if pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
             for p in range(pixels):
@@ -61,32 +113,96 @@ def _step(pixels: int, pairs: bool, first: bool) -> list[str]:
     return lines
 
 
-def _assembly(pixels: int, pairs: bool) -> list[str]:
+def _neon_assembly(pixels: int, pairs: bool) -> list[str]:
     """The first step, the loop over the others (steps >= 2) and the lane sums. Registers: pixel p's 16 codes in
     q{p}, channel c's 16 weights in q{2 + c}, products in q6 / q7, (pixel p, channel c)'s 4 partial lanes in
     q{8 + 4 p + c}. Operands: $0 input, $1 weights, $2 steps, $3 sums (each advanced; $4 to $7 are the same,
     tied), $8 the pixel stride, $9 16 - stride."""
-    lines = [*_step(pixels, pairs, first=True), "subs $2, $2, #1", "1:", *_step(pixels, pairs, first=False),
+    lines = [*_neon_step(pixels, pairs, first=True), "subs $2, $2, #1", "1:", *_neon_step(pixels, pairs, first=False),
              "subs $2, $2, #1", "bne 1b"]
     for p in range(pixels):  # channel c's lanes: d{2 a}, d{2 a + 1} of q{a}, a = 8 + 4 p + c
-        d = [2 * (8 + 4 * p + c) for c in range(CHANNELS)]
-        lines += [f"vpadd.i32 d{c}, d{d[c]}, d{d[c] + 1}" for c in range(CHANNELS)]
+        d = [2 * (8 + 4 * p + c) for c in range(4)]
+        lines += [f"vpadd.i32 d{c}, d{d[c]}, d{d[c] + 1}" for c in range(4)]
         lines += ["vpadd.i32 d0, d0, d1", "vpadd.i32 d1, d2, d3",
                   "vld1.32 {d2-d3}, [$3]", "vadd.i32 q0, q0, q1", "vst1.32 {d0-d1}, [$3]!"]
     return lines
 
 
-def llvm_ir(pixels: int, pairs: bool) -> str:
-    """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights, i32 steps, i32 stride), returning 0."""
-    asm = "\\0A".join(_assembly(pixels, pairs))
-    clobbers = ",".join([f"~{{d{i}}}" for i in range(16 + 8 * pixels)] + ["~{memory}", "~{cc}"])
+def _sdot_assembly(t: Tile) -> list[str]:
+    """AArch64: the sums loaded into the accumulators, the loop over blocks of 16 input channels (4 steps), the
+    sums stored. Registers: pixel p's 16 codes in v{p}, a step's weights (vector v: 4 channels x 4 codes) in
+    v{4 + v} or v{8 + v} (steps alternate), (pixel p, vector v)'s sums in v{16 + p V + v}. Operands: $0 input,
+    $1 weights, $2 blocks, $3 sums (each advanced; $4 to $7 are the same, tied)."""
+    vectors = t.channels // 4
+    acc = lambda p: ", ".join(f"v{16 + p * vectors + v}.4s" for v in range(vectors))  # noqa: E731
+    lines = [f"ld1 {{{acc(p)}}}, [$3], #{16 * vectors}" for p in range(t.pixels)]
+    lines += [f"sub $3, $3, #{16 * vectors * t.pixels}", "1:"]
+    lines += [f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)]
+    lines.append("add $0, $0, #16")
+    for step in range(4):
+        w = 4 + 4 * (step % 2)
+        lines.append(f"ld1 {{{', '.join(f'v{w + v}.16b' for v in range(vectors))}}}, [$1], #{16 * vectors}")
+        lines += [f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, v{p}.4b[{step}]"
+                  for v in range(vectors) for p in range(t.pixels)]
+    lines += ["subs $2, $2, #1", "b.ne 1b"]
+    lines += [f"st1 {{{acc(p)}}}, [$3], #{16 * vectors}" for p in range(t.pixels)]
+    return lines
+
+
+def _a64_dot16_step(t: Tile, first: bool) -> list[str]:
+    """AArch64's dot form, one step of 16 codes: ARMv7's products in `smull` / `smlal2` (`smull2` for the pairs
+    kernel) and `saddlp` (the first step) / `sadalp`. Registers: pixel p's codes in v{p}, channel c's weights in
+    v{4 + c}, products in v{8 + p}, (p, c)'s partial lanes in v{16 + 4 p + c}."""
+    pixels, add = range(t.pixels), "saddlp" if first else "sadalp"
+    lines = [f"ldr q{p}, [$0, #{p * t.stride}]" for p in pixels]
+    lines += ["add $0, $0, #16", "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64"]
+    for c in range(4):
+        acc = lambda p: f"v{16 + 4 * p + c}.4s"  # noqa: E731
+        if t.pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
+            for p in pixels:
+                lines += [f"smull v{8 + p}.8h, v{p}.8b, v{4 + c}.8b", f"{add} {acc(p)}, v{8 + p}.8h"]
+            for p in pixels:
+                lines += [f"smull2 v{8 + p}.8h, v{p}.16b, v{4 + c}.16b", f"sadalp {acc(p)}, v{8 + p}.8h"]
+        else:
+            lines += [f"smull v{8 + p}.8h, v{p}.8b, v{4 + c}.8b" for p in pixels]
+            lines += [f"smlal2 v{8 + p}.8h, v{p}.16b, v{4 + c}.16b" for p in pixels]
+            lines += [f"{add} {acc(p)}, v{8 + p}.8h" for p in pixels]
+    return lines
+
+
+def _a64_dot16_assembly(t: Tile) -> list[str]:
+    """The first step, the loop over the others (steps >= 2), then per pixel its 4 channels' lanes summed (`addp`
+    twice) and added to its sums. Operands as `_sdot_assembly`'s ($2: steps)."""
+    lines = [*_a64_dot16_step(t, first=True), "subs $2, $2, #1", "1:", *_a64_dot16_step(t, first=False),
+             "subs $2, $2, #1", "b.ne 1b"]
+    for p in range(t.pixels):
+        a = [f"v{16 + 4 * p + c}.4s" for c in range(4)]
+        lines += [f"addp v0.4s, {a[0]}, {a[1]}", f"addp v1.4s, {a[2]}, {a[3]}", "addp v0.4s, v0.4s, v1.4s",
+                  "ld1 {v1.4s}, [$3]", "add v0.4s, v0.4s, v1.4s", "st1 {v0.4s}, [$3], #16"]
+    return lines
+
+
+def llvm_ir(t: Tile) -> str:
+    """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights, i32 count, i32 stride), returning 0; count:
+    steps of 16 codes (ARMv7) or blocks of 16 input channels (AArch64), stride: the input's pixel stride."""
+    if t.arch == "armv7":
+        asm, regs = _neon_assembly(t.pixels, t.pairs), [f"d{i}" for i in range(16 + 8 * t.pixels)]
+        count, operands = "i32 %count", "i32 %stride, i32 %back"
+        constraints = "=r,=r,=r,=r,0,1,2,3,r,r"
+    else:
+        asm = _sdot_assembly(t) if t.group == 4 else _a64_dot16_assembly(t)
+        regs = [f"v{i}" for i in range(32)]
+        count, operands, constraints = "i64 %blocks", "", "=r,=r,=r,=r,0,1,2,3"
+    clobbers = ",".join([f"~{{{r}}}" for r in regs] + ["~{memory}", "~{cc}"])
+    args = ", ".join(a for a in ("ptr %input, ptr %weights", count, "ptr %sums", operands) if a)
+    text = "\\0A".join(asm)  # LLVM IR's escaped newline
     return (
-        f"define i32 @{function_name(pixels, pairs)}(ptr %sums, ptr %input, ptr %weights, i32 %steps, "
-        "i32 %stride) #0 {\n"
+        f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights, i32 %count, i32 %stride) #0 {{\n"
         "entry:\n"
         "  %back = sub i32 16, %stride\n"
-        f"  %r = call {{ ptr, ptr, i32, ptr }} asm sideeffect \"{asm}\", \"=r,=r,=r,=r,0,1,2,3,r,r,{clobbers}\""
-        "(ptr %input, ptr %weights, i32 %steps, ptr %sums, i32 %stride, i32 %back)\n"
+        "  %blocks = zext i32 %count to i64\n"
+        f"  %r = call {{ ptr, ptr, {count.split()[0]}, ptr }} asm sideeffect \"{text}\", "
+        f"\"{constraints},{clobbers}\"({args})\n"
         "  ret i32 0\n"
         "}\n"
         "attributes #0 = { alwaysinline nounwind }\n")
@@ -95,49 +211,47 @@ def llvm_ir(pixels: int, pairs: bool) -> str:
 _registered: set[str] = set()
 
 
-def tile_intrin(pixels: int, steps: int, pairs: bool) -> str:
-    """Register (once per process) the TensorIntrin of a tile of `pixels` x 4 channels over `steps` steps of 16
-    codes: sums[p, c] += sum over (g, e) of input[p, 16 g + e] * weights[g, c, e]; returns its name."""
-    name = f"{function_name(pixels, pairs)}_s{steps}"
-    if name in _registered:
-        return name
-    from tvm.s_tir import TensorIntrin
+def tile_intrin(t: Tile) -> str:
+    """Register (once per process) the TensorIntrin of a tile over all its input codes (a 1 x 1 conv's input
+    channels: its pixel stride): sums[p, c] += sum over (g, e) of input[p, group g + e] * weights[g, c, e];
+    returns its name."""
+    name = f"{t.name}_k{t.stride}"
+    if name not in _registered:
+        from tvm.s_tir import TensorIntrin
 
-    P, S, fn = pixels, steps, function_name(pixels, pairs)
-
-    desc, impl = (_tile_func(P, S, fn, call) for call in (False, True))
-    TensorIntrin.register(name, desc, impl, override=True)
-    _registered.add(name)
+        desc, impl = (_tile_func(t, t.stride, call) for call in (False, True))
+        TensorIntrin.register(name, desc, impl, override=True)
+        _registered.add(name)
     return name
 
 
-def _tile_func(P: int, S: int, fn: str, call: bool):
+def _tile_func(t: Tile, K: int, call: bool):
     """The TensorIntrin's description (call False: the sums as the conv's block computes them) or its
     implementation (the kernel's call). A one-pixel tile's block has no pixel iterator (a unit loop is not one)."""
     from tvm.script import tirx as T
 
-    C, K = CHANNELS, S * 16
+    P, C, G, S, fn = t.pixels, t.channels, t.group, K // t.group, t.name
 
     @T.prim_func(s_tir=True)
     def func(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (P, K), "int8", offset_factor=1)
-        B = T.match_buffer(b, (S, C, 16), "int8", offset_factor=1)
+        B = T.match_buffer(b, (S, C, G), "int8", offset_factor=1)
         Acc = T.match_buffer(c, (P, C), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
-            T.reads(Acc[0:P, 0:C], A[0:P, 0:K], B[0:S, 0:C, 0:16])
+            T.reads(Acc[0:P, 0:C], A[0:P, 0:K], B[0:S, 0:C, 0:G])
             T.writes(Acc[0:P, 0:C])
             if call:
                 T.evaluate(T.call_extern("int32", fn, Acc.access_ptr("rw"), A.access_ptr("r"), B.access_ptr("r"),
-                                         T.int32(S), T.int32(K)))
+                                         T.int32(K // 16), T.int32(K)))
             elif P == 1:
-                for ch, g, e in T.grid(C, S, 16):
+                for ch, g, e in T.grid(C, S, G):
                     with T.sblock("update"):
                         vc, vg, ve = T.axis.remap("SRR", [ch, g, e])
-                        Acc[0, vc] = Acc[0, vc] + T.Cast("int32", A[0, vg * 16 + ve]) * T.Cast("int32", B[vg, vc, ve])
+                        Acc[0, vc] = Acc[0, vc] + T.Cast("int32", A[0, vg * G + ve]) * T.Cast("int32", B[vg, vc, ve])
             else:
-                for p, ch, g, e in T.grid(P, C, S, 16):
+                for p, ch, g, e in T.grid(P, C, S, G):
                     with T.sblock("update"):
                         vp, vc, vg, ve = T.axis.remap("SSRR", [p, ch, g, e])
-                        Acc[vp, vc] = Acc[vp, vc] + T.Cast("int32", A[vp, vg * 16 + ve]) * T.Cast(
+                        Acc[vp, vc] = Acc[vp, vc] + T.Cast("int32", A[vp, vg * G + ve]) * T.Cast(
                             "int32", B[vg, vc, ve])
     return func

@@ -488,14 +488,18 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=f"case {case}")
 
 
-@pytest.mark.parametrize("pixels, width, channels, out_channels, kernel", [
-    (2, 8, 32, 8, "tcc_dot_neon_dot16"), (1, 7, 48, 12, "tcc_dot_neon_dot16"),
-    (2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"), (1, 5, 64, 8, "tcc_dot_neon_dot16_pairs")])
-def test_arm_dot_microkernel_bit_exact(pixels, width, channels, out_channels, kernel, tmp_path):
-    """ARMv7's assembly tile (int8/microkernel.py: a 1 x 1 conv's whole reduction per call) equals the exact sums
-    on codes of the whole s8 range, the extremes included: 127 x -128 and -128 x -128 products, and a -128 pair on
-    one int16 lane for the pairs kernel (each half widened on its own); 1- and 2-pixel tiles."""
-    skip_unless_runtime("arm-a7")
+@pytest.mark.parametrize("target, pixels, width, channels, out_channels, kernel", [
+    ("arm-a7", 2, 8, 32, 8, "tcc_dot_neon_dot16"), ("arm-a7", 1, 7, 48, 12, "tcc_dot_neon_dot16"),
+    ("arm-a7", 2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"), ("arm-a7", 1, 5, 64, 8, "tcc_dot_neon_dot16_pairs"),
+    ("aarch64-dotprod", 4, 8, 32, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 3, 6, 16, 12, "tcc_dot_a64_sdot"),
+    ("aarch64-dotprod", 1, 7, 160, 8, "tcc_dot_a64_sdot"), ("aarch64", 4, 8, 32, 8, "tcc_dot_a64_dot16"),
+    ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16")])
+def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, tmp_path):
+    """The ARM micro-kernels (int8/microkernel.py: a 1 x 1 conv's whole reduction per call; the dot form on ARMv7
+    and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes included: 127 x
+    -128 and -128 x -128 products, and a -128 pair on one int16 lane for the pairs kernel (each half widened on its
+    own); tiles of 1 to 4 pixels, 1 to 4 vectors of channels."""
+    skip_unless_runtime(target)
     from tvm import relax, s_tir, te
 
     from tcc.backends.tvm.int8 import microkernel
@@ -503,30 +507,35 @@ def test_arm_dot_microkernel_bit_exact(pixels, width, channels, out_channels, ke
 
     k = kn.KERNELS[kernel]
     shape = kn.ConvShape(1, 3, width, channels, out_channels, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-    assert compute.dot_tile_pixels(shape, k) == pixels and microkernel.applies(k, shape, pixels)
-    x, w, acc = compute.microkernel_tensors(shape, k, pixels)
+    tile = microkernel.tile_of(k, shape)
+    assert tile is not None and tile.pixels == pixels
+    x, w, acc = compute.microkernel_tensors(shape, k, tile)
     out = te.compute(acc.shape, lambda *i: acc[i] + 1, name="epilogue")
-    target = tvm.target.Target(tvm_compile.resolve_tvm_target("arm-a7"))
+    tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
     sch = s_tir.Schedule(te.create_prim_func([x, w, out]).with_attr("global_symbol", "main"))
     rule = Int8DotConv()
-    rule.target = target
-    assert rule.schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), simd_of(target))
-    assert microkernel.function_name(pixels, kernel.endswith("_pairs")) in sch.mod["main"].script()
+    rule.target = tvm_target
+    assert rule.schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), simd_of(tvm_target))
+    assert tile.name in sch.mod["main"].script()
     rng = np.random.default_rng(pixels)
     codes = rng.integers(-128, 128, (1, 3, width, channels))
     codes[0, 0] = -128  # a row of the extremes
-    weights = rng.integers(-128 if kernel.endswith("_pairs") else -127, 128, (out_channels, channels, 1, 1))
+    weights = rng.integers(-127 if kernel.endswith("_s8") or kernel.endswith("dot16") else -128, 128,
+                           (out_channels, channels, 1, 1))
     weights[0] = -128 if kernel.endswith("_pairs") else 127
     weights[-1, ::2] = -127
+    packed = compute.pack_weights(weights, shape, k)
+    func, packed = compute.dense_conv(shape, k, 0, packed)
+    assert packed.shape == tuple(int(d) for d in w.shape)
     bb = relax.BlockBuilder()
     xv = relax.Var("x", relax.TensorType(list(codes.shape), "int8"))
     with bb.function("main", [xv]):
         with bb.dataflow():
             gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
                              "conv")
-            y = bb.emit_output(relax.call_tir(gv, [xv, relax.const(compute.pack_weights(weights, shape, k), "int8")],
+            y = bb.emit_output(relax.call_tir(gv, [xv, relax.const(packed, "int8")],
                                               relax.TensorType([1, 3, width, out_channels], "int32")))
         bb.emit_func_output(y)
-    so = tvm_compile.compile_module(bb.get(), "arm-a7", tmp_path / "conv.so", ieee=True)
-    got = tvm_run.run_module(so, "arm-a7", codes.astype(np.int8))[0][0]
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
     np.testing.assert_array_equal(got, np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + 1)
