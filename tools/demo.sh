@@ -51,15 +51,22 @@ echo "== 2. ONNX Runtime bundle"
 $TCC build spec/ddsnet.yaml --target ort "${WEIGHTS[@]}" -o "$OUT/ddsnet-ort" --force | tail -n 2
 $TCC predict --artifact "$OUT/ddsnet-ort" "${INPUT[@]}" --json
 echo "== 3. Cortex-A7 bundle (TVM, NEON), run under qemu-arm with the kit's own runner"
-$TCC build spec/ddsnet.yaml --target arm-a7 "${WEIGHTS[@]}" -o "$OUT/ddsnet-a7" --force | tail -n 5
+$TCC build spec/ddsnet.yaml --target arm-a7 "${WEIGHTS[@]}" -o "$OUT/ddsnet-a7" --force --count-instructions \
+  | tail -n 6
 $TCC predict --artifact "$OUT/ddsnet-a7" "${INPUT[@]}" --json
 echo "== 4. INT8 for the Cortex-A7: calibrate on 64 crops of real histology, build, run"
 .venv/bin/python -c "from tcc.quant.collect.crops import make_crops; make_crops('$OUT/crops', 64, seed=0)"
 $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target arm-a7 -o "$OUT/calib.json" \
   --no-compare | tail -n 12
 $TCC build spec/ddsnet.yaml --target arm-a7 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
-  -o "$OUT/ddsnet-a7-int8" --force | tail -n 6
+  -o "$OUT/ddsnet-a7-int8" --force --count-instructions | tail -n 7
 $TCC predict --artifact "$OUT/ddsnet-a7-int8" "${INPUT[@]}" --json
+echo "   executed instructions INT8 / FP32 (the 1 x 1 convs' tiles in assembly: docs/notes/arm-dot-microkernel.md):"
+.venv/bin/python -c "import json; n = lambda d: json.load(open(f'$OUT/{d}/manifest.json'))['target_checks']\
+['instructions_per_inference']['total']; print(f'   arm-a7 {n(\"ddsnet-a7-int8\") / n(\"ddsnet-a7\"):.3f}')"
+echo "   the same table on the Cortex-A55 of the AX650 / AX620E (sdot), self-checked and counted under qemu-aarch64:"
+$TCC build spec/ddsnet.yaml --target ax620e-a55 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-a55-int8" --force --count-instructions 2>/dev/null | grep -E "^self-check|^executed" | cut -c 1-160
 echo "   the transitions pool before their 1x1 conv (pass pool_before_conv: FP32 conv MACs 284.6 M -> 222.2 M); in INT8"
 echo "   each is one pooled_conv, the conv on the exact window sums of its input's codes (never rounded to 8 bits):"
 .venv/bin/python -c "import json; ops = json.load(open('$OUT/ddsnet-a7-int8/manifest.json'))['quantization']['integer_ops']; \
