@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernels import TILE_SCOPE, DotKernel
+from .kernels import TILE_SCOPE, ConvShape, DotKernel
 
 IMPORT_PRAGMA = "pragma_import_llvm"
 MAX_PIXELS = {"armv7": 2, "aarch64": 4}  # accumulators, operands: ARMv7's 16 q registers, AArch64's 32
@@ -67,11 +67,11 @@ class Tile:
         return f"tcc_a64_dot16_tile{self.pixels}x{self.channels}_stride{self.stride}{'_pairs' if self.pairs else ''}"
 
 
-def tile_of(k: DotKernel, shape) -> Tile | None:
-    """The micro-kernel a conv (a `kernels.ConvShape`) takes, None where it takes none: ARMv7's dot form or
-    AArch64's `sdot`; 1 x 1, stride 1, no padding (a tile's pixels are consecutive rows of the input); whole blocks
-    of 16 input channels, and on ARMv7 two of them at least (one step has no loop to save, and its block has no
-    step iterator for the intrinsic to match)."""
+def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
+    """The micro-kernel a conv takes, None where it takes none. The conv: 1 x 1, stride 1, no padding (a tile's
+    pixels are consecutive rows of the input), whole blocks of 16 input channels. The kernels: the dot form (ARMv7,
+    and AArch64 on tiles of 2 pixels or more) on two blocks at least (one step has no loop to save, and its block
+    has no step iterator for the intrinsic to match); AArch64's `sdot`."""
     if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads) or shape.c % 16:
         return None
     if k.arch not in MAX_PIXELS:
