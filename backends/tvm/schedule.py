@@ -560,8 +560,7 @@ class Int8DotConv(Rule):
         sch.set_scope(conv, 0, TILE_SCOPE)
         p_x, p_c, g, e = sch.get_loops(conv)[-4:]
         init = sch.decompose_reduction(conv, p_x)
-        for loop in sch.get_loops(init)[-2:-1]:
-            sch.unroll(loop)
+        sch.unroll(sch.get_loops(init)[-2])
         sch.vectorize(sch.get_loops(init)[-1])
         # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
         sch.tensorize(p_x if tile.pixels > 1 else p_c, microkernel.tile_intrin(tile))

@@ -125,6 +125,7 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
+
 def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray):
     """A dense conv's PrimFunc and its packed weights (`pack_weights`) in the shape that PrimFunc reads: the ARM
     micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot form

@@ -80,6 +80,7 @@ from .requantize import (
 )
 from .tir import _static, add_primfunc, quantize_input_primfunc
 
+
 def _magnitude(p: QParams) -> int:
     """The largest |code - zero point| of a tensor's codes."""
     return max(p.hi - p.zp, p.zp - p.lo)

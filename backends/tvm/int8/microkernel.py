@@ -89,42 +89,71 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     return None
 
 
-def _neon_step(pixels: int, pairs: bool, first: bool) -> list[str]:
+# The dot form's operands and instructions per ISA: pixel p's codes 0..7 / 8..15, channel c's weights likewise, the
+# products (int16 lanes), (p, c)'s 4 partial lanes (int32); widening multiply of the low halves, of the high halves,
+# its accumulating twin, the lanes' first pairwise add, the accumulating one, the loop's branch. Registers: ARMv7
+# pixel p in q{p}, channel c in q{2 + c}, products q6 / q7, partial lanes q{8 + 4 p + c}; AArch64 v{p}, v{4 + c},
+# v{8 + p}, v{16 + 4 p + c}.
+_DOT16 = {
+    "armv7": dict(a_lo=lambda p: f"d{2 * p}", a_hi=lambda p: f"d{2 * p + 1}", w_lo=lambda c: f"d{4 + 2 * c}",
+                  w_hi=lambda c: f"d{5 + 2 * c}", prod=lambda p: f"q{6 + p}", acc=lambda p, c: f"q{8 + 4 * p + c}",
+                  mull="vmull.s8", mull_hi="vmull.s8", mlal_hi="vmlal.s8", start="vpaddl.s16", add="vpadal.s16",
+                  branch="bne"),
+    "aarch64": dict(a_lo=lambda p: f"v{p}.8b", a_hi=lambda p: f"v{p}.16b", w_lo=lambda c: f"v{4 + c}.8b",
+                    w_hi=lambda c: f"v{4 + c}.16b", prod=lambda p: f"v{8 + p}.8h",
+                    acc=lambda p, c: f"v{16 + 4 * p + c}.4s",
+                    mull="smull", mull_hi="smull2", mlal_hi="smlal2", start="saddlp", add="sadalp", branch="b.ne"),
+}
+
+
+def _dot16_loads(t: Tile) -> list[str]:
+    """A step's loads: the pixels' 16 codes (ARMv7 by register post-increments, +stride then 16 - stride: `vld1` has
+    no offset addressing; AArch64 at immediate offsets), the 4 channels' 64 weight codes."""
+    if t.arch == "aarch64":
+        return [*(f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)), "add $0, $0, #16",
+                "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64"]
+    pixels = ["vld1.8 {d0-d1}, [$0], $8", "vld1.8 {d2-d3}, [$0], $9"] if t.pixels == 2 else ["vld1.8 {d0-d1}, [$0]!"]
+    return [*pixels, "vld1.8 {d4-d7}, [$1]!", "vld1.8 {d8-d11}, [$1]!"]
+
+
+def _dot16_step(t: Tile, first: bool) -> list[str]:
     """One step of 16 codes: the loads, then per channel and pixel the products widened into the partial lanes
-    (the first step starts them with `vpaddl`, so that no zeroing is needed)."""
-    acc = lambda p, c: 8 + 4 * p + c  # noqa: E731
-    add = "vpaddl.s16" if first else "vpadal.s16"
-    if pixels == 2:
-        lines = ["vld1.8 {d0-d1}, [$0], $8", "vld1.8 {d2-d3}, [$0], $9"]
-    else:
-        lines = ["vld1.8 {d0-d1}, [$0]!"]
-    lines += ["vld1.8 {d4-d7}, [$1]!", "vld1.8 {d8-d11}, [$1]!"]
+    (the first step starts them, so that no zeroing is needed)."""
+    r, pixels = _DOT16[t.arch], range(t.pixels)
+    start = r["start"] if first else r["add"]
+    lines = _dot16_loads(t)
     for c in range(4):
-        lo, hi = 4 + 2 * c, 5 + 2 * c  # channel c's weights: codes 0..7, 8..15
-        if pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
-            for p in range(pixels):
-                lines += [f"vmull.s8 q{6 + p}, d{2 * p}, d{lo}", f"{add} q{acc(p, c)}, q{6 + p}"]
-            for p in range(pixels):
-                lines += [f"vmull.s8 q{6 + p}, d{2 * p + 1}, d{hi}", f"vpadal.s16 q{acc(p, c)}, q{6 + p}"]
+        acc = lambda p: r["acc"](p, c)  # noqa: E731
+        if t.pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
+            for p in pixels:
+                lines += [f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}",
+                          f"{start} {acc(p)}, {r['prod'](p)}"]
+            for p in pixels:
+                lines += [f"{r['mull_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}",
+                          f"{r['add']} {acc(p)}, {r['prod'](p)}"]
         else:
-            lines += [f"vmull.s8 q{6 + p}, d{2 * p}, d{lo}" for p in range(pixels)]
-            lines += [f"vmlal.s8 q{6 + p}, d{2 * p + 1}, d{hi}" for p in range(pixels)]
-            lines += [f"{add} q{acc(p, c)}, q{6 + p}" for p in range(pixels)]
+            lines += [f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}" for p in pixels]
+            lines += [f"{r['mlal_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}" for p in pixels]
+            lines += [f"{start} {acc(p)}, {r['prod'](p)}" for p in pixels]
     return lines
 
 
-def _neon_assembly(pixels: int, pairs: bool) -> list[str]:
-    """The first step, the loop over the others (steps >= 2) and the lane sums. Registers: pixel p's 16 codes in
-    q{p}, channel c's 16 weights in q{2 + c}, products in q6 / q7, (pixel p, channel c)'s 4 partial lanes in
-    q{8 + 4 p + c}. Operands: $0 input, $1 weights, $2 steps, $3 sums (each advanced; $4 to $7 are the same,
-    tied), $8 the pixel stride, $9 16 - stride."""
-    lines = [*_neon_step(pixels, pairs, first=True), "subs $2, $2, #1", "1:", *_neon_step(pixels, pairs, first=False),
-             "subs $2, $2, #1", "bne 1b"]
-    for p in range(pixels):  # channel c's lanes: d{2 a}, d{2 a + 1} of q{a}, a = 8 + 4 p + c
-        d = [2 * (8 + 4 * p + c) for c in range(4)]
-        lines += [f"vpadd.i32 d{c}, d{d[c]}, d{d[c] + 1}" for c in range(4)]
-        lines += ["vpadd.i32 d0, d0, d1", "vpadd.i32 d1, d2, d3",
-                  "vld1.32 {d2-d3}, [$3]", "vadd.i32 q0, q0, q1", "vst1.32 {d0-d1}, [$3]!"]
+def _dot16_assembly(t: Tile) -> list[str]:
+    """The dot form: the first step, the loop over the others (steps >= 2), then per pixel its 4 channels' lanes
+    summed (ARMv7 `vpadd`, AArch64 `addp`) and added to its sums. Operands: $0 input, $1 weights, $2 steps, $3 sums
+    (each advanced; $4 to $7 are the same, tied); ARMv7 also $8 the pixel stride, $9 16 - stride."""
+    lines = [*_dot16_step(t, first=True), "subs $2, $2, #1", "1:", *_dot16_step(t, first=False),
+             "subs $2, $2, #1", f"{_DOT16[t.arch]['branch']} 1b"]
+    for p in range(t.pixels):
+        if t.arch == "armv7":  # channel c's lanes: d{2 a}, d{2 a + 1} of q{a}, a = 8 + 4 p + c
+            d = [2 * (8 + 4 * p + c) for c in range(4)]
+            lines += [f"vpadd.i32 d{c}, d{d[c]}, d{d[c] + 1}" for c in range(4)]
+            lines += ["vpadd.i32 d0, d0, d1", "vpadd.i32 d1, d2, d3",
+                      "vld1.32 {d2-d3}, [$3]", "vadd.i32 q0, q0, q1", "vst1.32 {d0-d1}, [$3]!"]
+        else:
+            a = [_DOT16["aarch64"]["acc"](p, c) for c in range(4)]
+            lines += [f"addp v0.4s, {a[0]}, {a[1]}", f"addp v1.4s, {a[2]}, {a[3]}", "addp v0.4s, v0.4s, v1.4s",
+                      "ld1 {v1.4s}, [$3]", "add v0.4s, v0.4s, v1.4s", "st1 {v0.4s}, [$3], #16"]
     return lines
 
 
@@ -149,58 +178,23 @@ def _sdot_assembly(t: Tile) -> list[str]:
     return lines
 
 
-def _a64_dot16_step(t: Tile, first: bool) -> list[str]:
-    """AArch64's dot form, one step of 16 codes: ARMv7's products in `smull` / `smlal2` (`smull2` for the pairs
-    kernel) and `saddlp` (the first step) / `sadalp`. Registers: pixel p's codes in v{p}, channel c's weights in
-    v{4 + c}, products in v{8 + p}, (p, c)'s partial lanes in v{16 + 4 p + c}."""
-    pixels, add = range(t.pixels), "saddlp" if first else "sadalp"
-    lines = [f"ldr q{p}, [$0, #{p * t.stride}]" for p in pixels]
-    lines += ["add $0, $0, #16", "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64"]
-    for c in range(4):
-        acc = lambda p: f"v{16 + 4 * p + c}.4s"  # noqa: E731
-        if t.pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
-            for p in pixels:
-                lines += [f"smull v{8 + p}.8h, v{p}.8b, v{4 + c}.8b", f"{add} {acc(p)}, v{8 + p}.8h"]
-            for p in pixels:
-                lines += [f"smull2 v{8 + p}.8h, v{p}.16b, v{4 + c}.16b", f"sadalp {acc(p)}, v{8 + p}.8h"]
-        else:
-            lines += [f"smull v{8 + p}.8h, v{p}.8b, v{4 + c}.8b" for p in pixels]
-            lines += [f"smlal2 v{8 + p}.8h, v{p}.16b, v{4 + c}.16b" for p in pixels]
-            lines += [f"{add} {acc(p)}, v{8 + p}.8h" for p in pixels]
-    return lines
-
-
-def _a64_dot16_assembly(t: Tile) -> list[str]:
-    """The first step, the loop over the others (steps >= 2), then per pixel its 4 channels' lanes summed (`addp`
-    twice) and added to its sums. Operands as `_sdot_assembly`'s ($2: steps)."""
-    lines = [*_a64_dot16_step(t, first=True), "subs $2, $2, #1", "1:", *_a64_dot16_step(t, first=False),
-             "subs $2, $2, #1", "b.ne 1b"]
-    for p in range(t.pixels):
-        a = [f"v{16 + 4 * p + c}.4s" for c in range(4)]
-        lines += [f"addp v0.4s, {a[0]}, {a[1]}", f"addp v1.4s, {a[2]}, {a[3]}", "addp v0.4s, v0.4s, v1.4s",
-                  "ld1 {v1.4s}, [$3]", "add v0.4s, v0.4s, v1.4s", "st1 {v0.4s}, [$3], #16"]
-    return lines
-
-
 def llvm_ir(t: Tile) -> str:
     """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights, i32 count, i32 stride), returning 0; count:
     steps of 16 codes (ARMv7) or blocks of 16 input channels (AArch64), stride: the input's pixel stride."""
-    if t.arch == "armv7":
-        asm, regs = _neon_assembly(t.pixels, t.pairs), [f"d{i}" for i in range(16 + 8 * t.pixels)]
-        count, operands = "i32 %count", "i32 %stride, i32 %back"
-        constraints = "=r,=r,=r,=r,0,1,2,3,r,r"
-    else:
-        asm = _sdot_assembly(t) if t.group == 4 else _a64_dot16_assembly(t)
-        regs = [f"v{i}" for i in range(32)]
-        count, operands, constraints = "i64 %blocks", "", "=r,=r,=r,=r,0,1,2,3"
+    asm = _sdot_assembly(t) if t.group == 4 else _dot16_assembly(t)
+    if t.arch == "armv7":  # the count as it is; the pixel stride and its way back in registers
+        regs, count, operands = [f"d{i}" for i in range(16 + 8 * t.pixels)], "i32 %count", "i32 %stride, i32 %back"
+        prologue, constraints = "  %back = sub i32 16, %stride\n", "=r,=r,=r,=r,0,1,2,3,r,r"
+    else:  # a 64-bit count; the stride is in the offsets
+        regs, count, operands = [f"v{i}" for i in range(32)], "i64 %blocks", ""
+        prologue, constraints = "  %blocks = zext i32 %count to i64\n", "=r,=r,=r,=r,0,1,2,3"
     clobbers = ",".join([f"~{{{r}}}" for r in regs] + ["~{memory}", "~{cc}"])
     args = ", ".join(a for a in ("ptr %input, ptr %weights", count, "ptr %sums", operands) if a)
     text = "\\0A".join(asm)  # LLVM IR's escaped newline
     return (
         f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights, i32 %count, i32 %stride) #0 {{\n"
         "entry:\n"
-        "  %back = sub i32 16, %stride\n"
-        "  %blocks = zext i32 %count to i64\n"
+        f"{prologue}"
         f"  %r = call {{ ptr, ptr, {count.split()[0]}, ptr }} asm sideeffect \"{text}\", "
         f"\"{constraints},{clobbers}\"({args})\n"
         "  ret i32 0\n"
