@@ -5,6 +5,7 @@ calibration saw, on each backend.
     .venv/bin/python tools/attention_int8_quality.py --spec mobilevit_xxs --size 256 --targets ort,host,arm-a7
     .venv/bin/python tools/attention_int8_quality.py --qat 20       # and each target's table fine-tuned by tcc qat
     .venv/bin/python tools/attention_int8_quality.py --min-cos 0.999  # and each built with the accuracy placement
+                                                    # (TVM targets: widened to 16 bits first, and float only)
 
 No trained checkpoint of the zoo's attention specs ships with tcc (nothing is downloaded). Two kinds of weights:
 - `--weights seeded`: tcc's seeded initialisation (init_weights: BN and LayerNorm factors non-trivial) with every
@@ -42,6 +43,7 @@ from tcc.train.precise_bn import recompute_statistics
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
 IMAGES = ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp")
+ARM = ("arm-a7", "aarch64", "aarch64-dotprod")  # run under qemu: counted in executed instructions, not timed
 
 
 def realistic_weights(model: tcc.Model, calib_dir: Path, out: Path, seed: int) -> Path:
@@ -93,13 +95,17 @@ def judged(bundle, x: np.ndarray, fp32: np.ndarray, seconds: float) -> dict:
     return {"cosine_mean": float(c.mean()), "cosine_min": float(c.min()),
             "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(seconds, 1),
             "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
-            "float_islands": len(bundle.manifest["quantization"].get("float_islands", []))}
+            "float_islands": len(bundle.manifest["quantization"].get("float_islands", [])),
+            "wide_activations": sum(n for bits, n in bundle.manifest["quantization"]["activation_bits"].items()
+                                    if int(bits) > 8),
+            **({"instructions": counted["total"]} if (counted := bundle.manifest.get("target_checks", {}).get(
+                "instructions_per_inference")) else {})}
 
 
 def latency_ms(bundle, x: np.ndarray, runs: int = 30) -> float | None:
     """The median of `runs` inferences of one crop through the bundle's own runner here (None where it cannot run
     here: ARM under qemu is counted in instructions, not timed). A rough figure: `tcc bench` times interleaved."""
-    if bundle.target in ("arm-a7", "aarch64", "aarch64-dotprod"):
+    if bundle.target in ARM:
         return None
     bundle.run(x)
     times = []
@@ -152,7 +158,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             try:
                 bundle = model.build(target, precision="int8", data=calib,
-                                     calib_options={"calib_size": args.calib},
+                                     calib_options={"calib_size": args.calib}, count_instructions=target in ARM,
                                      out=work / f"{target}-int8", force=True)
             except tcc.TccError as e:  # a failed self-check is a result too
                 rows[target] = {"error": str(e).splitlines()[0]}
@@ -163,30 +169,35 @@ def main(argv=None) -> int:
             if args.qat:
                 rows[f"{target} + qat"] = qat_row(model, target, calib, work, args, x, fp32)
                 print(f"{target} + qat: {rows[f'{target} + qat']}", file=sys.stderr)
-            if args.min_cos:
-                key = f"{target} + min-cos {args.min_cos}"
+            for wide in (True, False) if args.min_cos else ():
+                # the placement widens activations to 16 bits first where the target's kernels take them (TVM's);
+                # there the float-only placement (--no-wide) is judged too
+                key = f"{target} + min-cos {args.min_cos}" + ("" if wide else " --no-wide")
                 start = time.perf_counter()
                 bundle = model.build(target, precision="int8", data=calib,
                                      calib_options={"calib_size": args.calib,
-                                                    "placement": PlaceOptions(min_cos=args.min_cos)},
-                                     out=work / f"{target}-int8-placed", force=True)
+                                                    "placement": PlaceOptions(min_cos=args.min_cos, wide=wide)},
+                                     count_instructions=target in ARM, out=work / f"{target}-int8-placed", force=True)
                 rows[key] = judged(bundle, x, fp32, time.perf_counter() - start)
                 rows[key]["latency_ms"] = latency_ms(bundle, x[:1])
                 rows[target]["latency_ms"] = latency_ms(tcc.Bundle.open(work / f"{target}-int8"), x[:1])
                 print(f"{key}: {rows[key]}", file=sys.stderr)
+                if not rows[key]["wide_activations"]:
+                    break
     result = {"spec": args.spec, "size": args.size, "weights": args.weights, "calib": args.calib, "held": args.held,
               "seed": args.seed, "rows": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"| {args.spec} at {args.size}, {args.weights} weights | cosine mean | min | top-1 | float islands | "
-          f"ms (rough) |\n|---|---|---|---|---|---|")
+          f"16-bit activations | ms (rough) | ARM instructions |\n|---|---|---|---|---|---|---|---|")
     for target, r in rows.items():
         if "error" in r:
-            print(f"| {target} | {r['error']} | | | | |")
+            print(f"| {target} | {r['error']} | | | | | | |")
         else:
             print(f"| {target} | {r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1']:.3f} | "
-                  f"{r['float_islands']} | {r.get('latency_ms') or ''} |")
+                  f"{r['float_islands']} | {r['wide_activations']} | {r.get('latency_ms') or ''} | "
+                  f"{r.get('instructions', '')} |")
     return 0
 
 

@@ -99,6 +99,14 @@ def placement_args(p: argparse.ArgumentParser, when: str) -> None:
                         "allows it")
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
                    help=f"{when}keep this node of the integer graph in float (repeatable)")
+    wide = p.add_mutually_exclusive_group()
+    wide.add_argument("--wide", dest="wide", action="store_true", default=None,
+                      help=f"{when}--min-cos / --min-worst-cos widen the fewest activations to 16 bits first (the model "
+                           "stays integer), and keep nodes in float only for what is still missing; TVM's targets, the "
+                           "default on ARM, where it measured cheaper than float islands")
+    wide.add_argument("--no-wide", dest="wide", action="store_false", default=None,
+                      help=f"{when}--min-cos / --min-worst-cos keep nodes in float only (the default on the x86 host, "
+                           "where TVM's float kernels measured faster than its 16-bit ones)")
     p.add_argument("--place-samples", type=int, default=16, metavar="N",
                    help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)")
 
@@ -107,4 +115,5 @@ def place_options(args):
     from ..quant.place.placer import PlaceOptions  # deferred for start-up: loads numpy, onnx
 
     return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed,
-                        keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0))
+                        keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0),
+                        wide=args.wide)

@@ -43,8 +43,8 @@ from .collect.data import load_calibration_data
 from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
 from .intgraph.layers import initializers, layer_of, layer_rows
 from .intgraph.plan import IntGraph, plan, quantized_form
-from .intgraph.qgraph import NARROWEST_WIDE_GRID, quantize_graph
-from .place.placer import check_nodes, check_options, place
+from .intgraph.widths import fit_accumulators
+from .place.placer import check_nodes, check_options, for_target, place
 from .scales.cos_search import cos_search
 from .scales.methods import METHODS, threshold
 from .steps.bias_correction import layer_shift
@@ -340,33 +340,6 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
 ACTIVATION_BITS = (8, 16)
 
 
-def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
-    """16-bit activations: each tensor whose readers' int32 accumulators can overflow on the codes it can hold
-    (tcc.quant.intgraph.qgraph's guard) is put on a grid of as many fewer bits as the worst case needs, with its scale
-    group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
-    no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
-    the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
-    tensors = table.tensors
-    while True:
-        need: dict[str, tuple[int, str]] = {}
-        quantize_graph(graph, table, headroom=need)
-        changed = False
-        for name, (bits, layer) in need.items():
-            group = tensors[name].get("group")
-            members = [n for n, t in tensors.items() if group is not None and t.get("group") == group] or [name]
-            for m in members:
-                e = tensors[m]
-                narrower = max(NARROWEST_WIDE_GRID, e["bits"] - bits)
-                if narrower < e["bits"]:
-                    top = qrange(e["bits"], e["signed"])[1]
-                    e["scale"] = float(scale_for_threshold(e["scale"] * top, narrower, e["signed"]))
-                    e["bits"], e["headroom_for"], changed = narrower, layer, True
-        if not changed:
-            if need:  # a grid at the narrowest still overflows: refused here, naming the layer
-                quantize_graph(graph, table)
-            return
-
-
 def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -> None:
     """`tcc calibrate --activation-bits`: a width the rules' integer kernels take, else a DataError (exit 2)."""
     if bits not in ACTIVATION_BITS:
@@ -482,6 +455,7 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if kwargs.get("activation_bits") is not None:  # given: checked before any work (the spec's, once it is read)
         check_activation_bits(kwargs["activation_bits"], rules, target)
     if placement is not None:
+        placement = for_target(placement, target) if isinstance(target, str) else placement
         check_options(placement, rules.name)  # before minutes of work
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
     graph = plan(fe.onnx, rules=rules)

@@ -48,17 +48,19 @@ def json_roundtrip(doc):
 def test_reference_equals_ort_fake_quant_of_int16_qdq(a16):
     """Per quantization point, the integer reference's int16 codes against ONNX Runtime running the QDQ model as
     float fake-quant (no fusion): within the int8 precision's stated tolerance (1 LSB, tcc.tolerance), and the
-    graph output too; the QDQ model is opset 21 with int16 Q/DQ."""
+    graph output too. Below opset 21 the int16 Q/DQ pairs are ONNX Runtime's contrib ops and the model keeps its
+    opset (raising it would change other ops: ReduceMean's axes)."""
     m, t = a16
     q = to_qdq(m, t)
-    assert next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == 21
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset < 21 and next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == opset
+    assert {n.domain for n in q.graph.node if n.op_type == "QuantizeLinear"} == {"com.microsoft"}
+    assert {n.domain for n in to_qdq(_opset(m, 21), t).graph.node if n.op_type == "QuantizeLinear"} == {""}
     zps = {i.name: i for i in q.graph.initializer if i.name.endswith("/zero_point")}
     points = quant_points(m, t)
     assert {"stem.relu", "cat", "pool", "gap"} <= set(points)
     assert all(zps[f"{p}/zero_point"].data_type == TensorProto.INT16 for p in points)
     x = tiny_data(8, seed=5) * 2
-    fp32_13, fp32_21 = run(m, x, optimize=False), run(_opset(m, 21), x, optimize=False)
-    np.testing.assert_array_equal(fp32_13, fp32_21)  # the opset bump alone changes nothing
     for p in points:
         q.graph.output.append(helper.make_tensor_value_info(f"{p}/q", TensorProto.INT16, None))
     outs = run_all(q, x, optimize=False)

@@ -151,15 +151,16 @@ def test_placement_meets_a_floor_pure_int8_cannot(case):
     fp32, table, x = case["fp32"], case["tables"]["tvm"], case["x"]
     pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8])).mean
     assert pure < floor
-    placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
+    placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
     p = placed.doc["placement"]
-    assert p["reference_cos_after"] >= floor and p["objectives"]["min_cos"] == floor
+    assert p["reference_cos_after"] >= floor and p["objectives"]["min_cos"] == floor and "widened" not in p
     assert 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
     assert all(e["reason"] == "accuracy" for e in p["nodes"].values())
     qg = quantize_graph(plan(fp32, rules="tvm"), placed)
     judged = per_sample_cosine(run_ort(fp32, x[:8]), Reference().run(qg, x[:8])).mean()
     assert judged >= floor - 1e-6
-    assert placed.doc["placement"] == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc["placement"]
+    again = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
+    assert placed.doc["placement"] == again.doc["placement"]
 
 
 def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
@@ -171,9 +172,9 @@ def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
     floor = 1 - (1 - pure.worst) / 10  # ten times closer to 1 than pure INT8's worst sample
     assert pure.worst < floor
     mean_floor = 1 - 1.5 * (1 - pure.mean)  # below pure INT8's mean (fake-quant's too: within 1 LSB per op)
-    mean_only = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, samples=8))
+    mean_only = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, samples=8, wide=False))
     assert not float_nodes(mean_only)
-    placed = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, min_worst_cos=floor, samples=8))
+    placed = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, min_worst_cos=floor, samples=8, wide=False))
     p = placed.doc["placement"]
     assert p["objectives"]["min_worst_cos"] == floor and p["reference_worst_cos_after"] >= floor
     assert p["worst_cos_before"] < floor and 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
@@ -243,6 +244,7 @@ def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch)
     (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
     (["--min-worst-cos", "0"], "--min-worst-cos 0.0: a cosine floor lies in (0, 1]"),
     (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),
+    (["--min-cos", "0.99", "--wide"], "--wide widens activations to 16 bits: the ort rules' kernels take 8-bit"),
 ])
 def test_placement_mistakes_exit_2(case, tmp_path, capsys, argv, message):
     out = tmp_path / "t.json"
@@ -350,7 +352,7 @@ def test_a_chain_of_concats_between_float_nodes_is_absorbed_whole():
 def test_gain_counts_the_missed_objectives_or_all_when_none_is_missed():
     """The ranking's gain: only the objectives the current score misses, or every objective where it misses none
     (fake-quant can meet the floors while the integer reference does not: a ranking by it must still order nodes)."""
-    from tcc.quant.place.placer import Score
+    from tcc.quant.place.search import Score
 
     both = PlaceOptions(min_cos=0.9999, min_worst_cos=0.999)
     assert both.gain(Score(0.9998, 0.9995), Score(0.99985, 0.9996)) == pytest.approx(0.00005)  # the mean's only
@@ -365,7 +367,8 @@ def test_spread_error_gets_the_cheapest_float_tail():
     whichever costs less; not every node. A judge whose cosine rises with how much of the last dense block and the
     head is in float, and with nothing else, stands for such a model."""
 
-    from tcc.quant.place.placer import Score, _float_tail, node_cost
+    from tcc.quant.place.placer import float_remedy
+    from tcc.quant.place.search import Score, node_cost, tail
 
     fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -380,7 +383,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
     options = PlaceOptions(min_cos=0.9999)
     early = {computing[0]: {"precision": "float", "reason": "accuracy", "kind": "conv"}}  # a scattered, costly pick
     chosen = dict(early)
-    got = _float_tail(graph, judge, chosen, set(), options, judge(set(chosen)), lambda s: None, "test")
+    got = tail(float_remedy(graph), graph, judge, chosen, set(), options, judge(set(chosen)), lambda s: None, "test")
     assert options.shortfall(got) == 0
     assert set(late) <= set(chosen) and computing[0] not in chosen  # the tail without the greedy's costly pick
     assert not set(computing[:-6]) & set(chosen)  # and no computing node before the tail
@@ -405,3 +408,77 @@ def test_calibrate_says_how_much_of_the_model_a_placement_keeps_in_float(case):
     one = place(case["fp32"], case["tables"]["tvm"], case["x"], PlaceOptions(keep_float=("fc",)))
     assert one.doc["placement"]["float_cost_share"] < 0.05
     assert not any(line.startswith("warning") for line in placement_lines(one))
+
+
+@pytest.fixture(scope="module")
+def coarse(case):
+    """A tvm table whose 8-bit activation grids carry most of the error: minmax over data with one sample 30 times
+    louder than the rest (its ranges are the outlier's), and the data."""
+    x = case["x"].copy()
+    x[0] *= 30
+    return calibrate_onnx(case["fp32"], x, method="minmax", target="tvm", progress=False), x
+
+
+def test_tvm_placement_widens_activations_before_it_keeps_nodes_in_float(case, coarse, tmp_path):
+    """Under TVM's rules the accuracy search widens activations to 16 bits first: here every activation widened
+    reaches a floor pure INT8 misses by far, so the placement keeps no node in float and widens only some
+    nodes' outputs. Only their tensors (with their scale groups) change, marked in the table; the same table and
+    data give the same placement; a host build from the table is bit-exact with the integer reference."""
+    fp32, x = case["fp32"], coarse[1]
+    table = coarse[0]
+    floor = 0.9999
+    graph = plan(fp32, rules="tvm")
+    pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8]))
+    assert pure.mean < 0.999
+    placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
+    p = placed.doc["placement"]
+    assert p["reference_cos_after"] >= floor and p["objectives"]["wide"] is True
+    assert not float_nodes(placed) and 0 < len(p["widened"]) < len([n for n in graph.nodes if n.op.placeable])
+    wide = {k for k, e in placed.tensors.items() if e.get("widened")}
+    assert len(wide) == p["widened_tensors"] and all(placed.tensors[k]["bits"] > 8 for k in wide)
+    assert {k: e for k, e in placed.tensors.items() if k not in wide} == \
+        {k: e for k, e in table.tensors.items() if k not in wide}
+    assert placed.doc == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc
+    floats_only = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
+    assert float_nodes(floats_only) and "widened" not in floats_only.doc["placement"]
+    path = placed.save(tmp_path / "wide.json")
+    r = build(case["spec"], "host", tmp_path / "b", precision="int8", calib=path)
+    result = r.manifest["self_check"]["result"]
+    assert result["bit_exact"] and result["required"] == "bit-exact"
+    assert "16" in r.manifest["quantization"]["activation_bits"]
+
+
+def test_widening_that_misses_the_floor_is_dropped_where_float_nodes_do_without(case, coarse):
+    """Where widening every activation misses the floor (the 8-bit weights' error remains), the search keeps them
+    all wide and keeps nodes in float for the rest; where those float nodes meet the floor alone (here every node
+    in float), nothing stays widened. Rules whose kernels take 8-bit activations only (ORT's) never widen."""
+    from tcc.quant.place.placer import widens
+
+    fp32, x = case["fp32"], coarse[1]
+    both = place(fp32, coarse[0], x, PlaceOptions(min_cos=0.999999, samples=8)).doc["placement"]
+    assert both["nodes"] and both["widened"] and both["reference_cos_after"] >= 0.999999
+    placed = place(fp32, coarse[0], x, PlaceOptions(min_cos=0.9999999, samples=8))
+    p = placed.doc["placement"]
+    assert float_nodes(placed) and p["reference_cos_after"] >= 0.9999999
+    assert "widened" not in p and not any(e.get("widened") for e in placed.tensors.values())
+    assert widens(PlaceOptions(min_cos=0.9), "tvm") and not widens(PlaceOptions(min_cos=0.9, wide=False), "tvm")
+    assert not widens(PlaceOptions(min_cos=0.9), "ort") and not widens(PlaceOptions(min_cos=0.9), "tflite")
+
+
+def test_calibrate_widens_where_the_target_measured_it_cheaper(case, coarse, tmp_path, capsys):
+    """`tcc calibrate --min-cos C` widens on ARM targets and says which nodes; on the x86 host (float kernels
+    measured faster than 16-bit ones) it keeps nodes in float unless told `--wide`; `--no-wide` turns it off."""
+    np.save(tmp_path / "coarse.npy", coarse[1])
+    argv = ["calibrate", str(case["spec"]), "--data", str(tmp_path / "coarse.npy"), "--method", "minmax",
+            "--min-cos", "0.9999", "--no-compare"]
+    runs = {"arm": ["--target", "arm-a7"], "arm-no": ["--target", "arm-a7", "--no-wide"], "host": ["--target", "host"],
+            "host-wide": ["--target", "host", "--wide"]}
+    for name, extra in runs.items():
+        assert main([*argv, *extra, "-o", str(tmp_path / f"{name}.json")]) == 0
+        out = capsys.readouterr()
+        assert ("outputs widened to 16 bits" in out.out + out.err) == (name in ("arm", "host-wide")), name
+    placed = {name: json.loads((tmp_path / f"{name}.json").read_text())["placement"] for name in runs}
+    for name in ("arm", "host-wide"):
+        assert placed[name]["widened"] and not placed[name]["nodes"] and placed[name]["objectives"]["wide"] is True
+    for name in ("arm-no", "host"):
+        assert placed[name]["nodes"] and "widened" not in placed[name] and placed[name]["objectives"]["wide"] is False

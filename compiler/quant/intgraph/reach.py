@@ -6,7 +6,7 @@ input's whole code range: a ReLU'd tensor holds codes at or above its zero point
 output hardly any below it, so a 16-bit conv after a ReLU sums half the worst case that the full int16 range
 implies (17 of 20 zoo specs were refused at 16 bits as if every input took both signs: MobileNetV3's classifier,
 ShuffleNet's fc, ResNet-18's layer2.0.conv2; the 9 whose worst case still overflows get narrower grids,
-tcc.quant.calibrate.fit_accumulators). The intervals are sound (nothing outside can occur), not tight: a requantizing node is bounded by its clamp, a move
+tcc.quant.intgraph.widths.fit_accumulators). The intervals are sound (nothing outside can occur), not tight: a requantizing node is bounded by its clamp, a move
 or a pool by its input's interval mapped through its (monotone) requantization.
 """
 from __future__ import annotations

@@ -42,14 +42,6 @@ Q_TYPES = {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True
 # signed) -> the zero point's type, which sets the codes' type
 
 
-def _at_least(model: onnx.ModelProto, opset: int) -> None:
-    """Raise the model's default-domain opset to `opset` (the ops tcc's lowering writes keep their meaning up to
-    21: tests/quant/test_a16.py compares the FP32 outputs)."""
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            o.version = max(o.version, opset)
-
-
 def planned(model: onnx.ModelProto, table: CalibrationTable):
     """The model's integer graph under the table's rules and placement (tcc.quant.intgraph.plan)."""
     return plan(model, rules=table.doc.get("target", "ort"), floats=float_nodes(table))
@@ -93,8 +85,12 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     per_axis_domain = "" if opset >= PER_AXIS_OPSET else MS_DOMAIN
     if per_axis_domain and not any(o.domain == MS_DOMAIN for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    if any(table.tensors[p].get("bits", 8) > 8 for p in quant_points(model, table)):
-        _at_least(m, INT16_OPSET)
+    # int16 codes: QuantizeLinear / DequantizeLinear of opset 21, else ONNX Runtime's contrib pair (raising the
+    # model's opset would change other ops' meaning: ReduceMean's axes became an input at 18)
+    wide_domain = "" if opset >= INT16_OPSET else MS_DOMAIN
+    if wide_domain and any(table.tensors[p].get("bits", 8) > 8 for p in quant_points(model, table)) and not any(
+            o.domain == MS_DOMAIN for o in m.opset_import):
+        m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     inits = {t.name: t for t in g.initializer}
     new_inits, new_nodes = [], []
     graph = planned(model, table)
@@ -107,14 +103,16 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
         s, zp, signed = table.act_scale(name)
         # a grid narrowed below 16 bits (tcc.quant.calibrate's accumulator headroom) is int16 here: beyond its
         # range, far outside the calibrated one, QuantizeLinear saturates at int16's ends, the integer graph at its own
-        ztype = Q_TYPES[16 if table.tensors[name].get("bits", 8) > 8 else 8, signed]
+        wide = table.tensors[name].get("bits", 8) > 8
+        ztype = Q_TYPES[16 if wide else 8, signed]
+        domain = wide_domain if wide else ""
         new_inits.append(helper.make_tensor(f"{name}/scale", TensorProto.FLOAT, [], [s]))
         new_inits.append(helper.make_tensor(f"{name}/zero_point", ztype, [], [zp]))
         new_nodes.append((name, [
             helper.make_node("QuantizeLinear", [name, f"{name}/scale", f"{name}/zero_point"], [f"{name}/q"],
-                             name=f"{name}/quantize"),
+                             name=f"{name}/quantize", domain=domain),
             helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
-                             [f"{name}/dq"], name=f"{name}/dequantize"),
+                             [f"{name}/dq"], name=f"{name}/dequantize", domain=domain),
         ]))
         rename[name] = f"{name}/dq"
     dequantized = {}  # quantized tensor -> its Cast/Sub/Mul dequantization, made once, for float islands

@@ -10,13 +10,16 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
   cheaper than the integer kernel, and the whole model measured faster (tcc.quant.place.speed). The choice follows
   the profile of the CPU it runs on, never a list;
 - accuracy (`--min-cos C`, `--min-worst-cos W`): while the mean output cosine against FP32 on the search samples is
-  below C, or the lowest per-sample cosine below W, the node with the best measured gain per cost is added; the gain
-  is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more. A
-  node's gain is the output cosine gained with that node alone in float
-  (every candidate measured once, end to end); its cost is what keeping it in float costs an integer target, its
-  multiply-accumulates (conv / gemm) or output elements (the rest). Greedy by measured sensitivity per cost, as
-  mixed-precision searches do (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per
-  candidate, then one per node added; the nodes' interactions are measured as they are added, never assumed.
+  below C, or the lowest per-sample cosine below W, the node with the best measured gain per cost takes a remedy; the
+  gain is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more.
+  Two remedies, the cheaper first (tcc.quant.place.search): where the rules' kernels take 16-bit activations as well
+  as 8-bit ones (TVM's), the node's outputs are widened to 16 bits (the graph stays integer); then, for what is
+  still missing, nodes are kept in float. A node's gain is the output cosine gained with the remedy on that node
+  alone (every candidate measured once, end to end); its cost is what the remedy costs an integer target: in float,
+  its multiply-accumulates (conv / gemm) or output elements (the rest); widened, those of its outputs' readers,
+  whose kernels then work on int16 codes. Greedy by measured sensitivity per cost, as mixed-precision searches do
+  (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per candidate, then one per node
+  added; the nodes' interactions are measured as they are added, never assumed.
 
 The search evaluates with ONNX Runtime running the QDQ model as float fake-quant (tcc.quant.lower.qdq: equation (8) at every
 quantization point, within one LSB per op of the integer reference and two orders of magnitude faster); the result
@@ -27,25 +30,27 @@ speed objective, which measures time (the table records what it measured).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import onnx
 
 from ...errors import DataError
+from ...targets import PLATFORMS
 from ..intgraph.plan import IntGraph, plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
+from ..intgraph.widths import group_members, widened
 from ..lower.qdq import to_qdq
 from ..report.quality import per_sample_cosine, run_ort
 from ..table.file import CalibrationTable
-from ..table.placement import KEY, float_nodes, placement_doc, with_placement
+from ..table.placement import KEY, WIDENED, float_nodes, placement_doc, with_placement
 from ..table.rules import get_rules
+from .search import FLOAT, WIDE, Remedy, Score, greedy, node_cost, total_cost
 from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
-ROUNDS = 3  # ranking passes of the accuracy greedy
 HEAVY_SHARE = 0.5  # a placement keeping more of the model's cost than this in float is warned about
 
 
@@ -57,6 +62,9 @@ class PlaceOptions:
     keep_float: tuple[str, ...] = ()  # nodes pinned in float by hand
     samples: int = 16  # calibration samples the search judges on (a seeded subset)
     seed: int = 0
+    # accuracy: widen activations to 16 bits before keeping nodes in float (where `widens`); None: the target's
+    # choice (for_target), or widening where no target is named
+    wide: bool | None = None
 
     @property
     def active(self) -> bool:
@@ -87,21 +95,6 @@ class PlaceOptions:
         return (new.mean - old.mean if means else 0.0) + (new.worst - old.worst if worsts else 0.0)
 
 
-@dataclass(frozen=True)
-class Score:
-    """Output cosine vs FP32 on the search samples: the mean and the lowest per-sample value."""
-
-    mean: float
-    worst: float
-
-    @classmethod
-    def of(cls, cosines: np.ndarray) -> "Score":
-        return cls(float(np.mean(cosines)), float(np.min(cosines)))
-
-    def __str__(self) -> str:
-        return f"{self.mean:.6f} (worst sample {self.worst:.6f})"
-
-
 def check_options(options: PlaceOptions, rules: str) -> None:
     """User mistakes in the placement options, before any calibration work."""
     for flag, value in (("--min-cos", options.min_cos), ("--min-worst-cos", options.min_worst_cos)):
@@ -112,6 +105,10 @@ def check_options(options: PlaceOptions, rules: str) -> None:
     if options.speed and rules != "ort":
         raise DataError(f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
                         f"not {rules!r}")
+    if options.wide and not widens(options, rules):
+        raise DataError(f"--wide widens activations to 16 bits: the {rules} rules' kernels take "
+                        f"{' or '.join(map(str, get_rules(rules).activation_bits))}-bit activations only (TVM's "
+                        "targets take both)")
     if options.samples < 1:
         raise DataError(f"--place-samples must be at least 1, not {options.samples}")
     if options.active and not get_rules(rules).float_ops:
@@ -131,18 +128,32 @@ def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
         raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
 
 
-class FakeQuant:
-    """Output cosine vs FP32 of the table's QDQ model with a given set of float nodes, run by ONNX Runtime as float
-    fake-quant on fixed samples."""
+def widens(options: PlaceOptions, rules: str) -> bool:
+    """Whether the accuracy search widens activations to 16 bits first: not turned off, and the rules' kernels take
+    both widths for every kind (TVM's)."""
+    r = get_rules(rules)
+    return options.wide is not False and 8 in r.activation_bits and 16 in r.activation_bits and r.wide.kinds is None
 
-    def __init__(self, fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarray):
-        self.fp32, self.table, self.x = fp32, table, x
+
+def for_target(options: PlaceOptions, target: str) -> PlaceOptions:
+    """`options` with `wide` as asked, else as the target's platform measured cheaper (Platform.widen_first: float
+    islands on the x86 host, 16-bit activations on ARM)."""
+    if options.wide is not None or target not in PLATFORMS:
+        return options
+    return replace(options, wide=PLATFORMS[target].widen_first)
+
+
+class FakeQuant:
+    """Output cosine vs FP32 of a table's QDQ model, run by ONNX Runtime as float fake-quant on fixed samples."""
+
+    def __init__(self, fp32: onnx.ModelProto, x: np.ndarray):
+        self.fp32, self.x = fp32, x
         self.ref = run_ort(fp32, x)
         self.evaluations = 0
 
-    def cosine(self, floats) -> Score:
+    def score(self, table: CalibrationTable) -> Score:
         self.evaluations += 1
-        qdq = to_qdq(self.fp32, with_placement(self.table, placement_doc(floats, {})), rewrites=False)
+        qdq = to_qdq(self.fp32, table, rewrites=False)
         return Score.of(per_sample_cosine(self.ref, run_ort(qdq, self.x, optimize=False)))
 
 
@@ -153,22 +164,34 @@ def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarra
     return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
 
 
-def node_cost(graph: IntGraph, n) -> int:
-    """What keeping `n` in float costs an integer target: its multiply-accumulates (conv / gemm), else its output
-    elements (batch 1)."""
-    out = graph.shapes.get(n.outputs[0]) or ()
-    elements = int(np.prod([d for d in out[1:] if isinstance(d, int)] or [1]))
-    if n.kind in ("conv", "gemm"):
-        w = graph.shapes.get(n.weight) or ()
-        per_output = int(np.prod(w[1:])) if n.kind == "conv" else int(w[1 - n.w_axis] if len(w) == 2 else 1)
-        return elements * max(per_output, 1)
-    return elements
-
-
 def cost_share(graph: IntGraph, names: set) -> float:
     """The share of the graph's integer cost (node_cost summed) that the nodes `names` keep in float."""
-    total = sum(node_cost(graph, n) for n in graph.nodes)
-    return sum(node_cost(graph, n) for n in graph.nodes if n.name in names) / max(total, 1)
+    return sum(node_cost(graph, n) for n in graph.nodes if n.name in names) / total_cost(graph)
+
+
+class Widths:
+    """The WIDE remedy on one table: which tensors widening a node takes (its outputs the table quantizes, with
+    their scale groups; the graph input, named by its tensor, is a candidate too) and what that costs (its readers'
+    kernels on int16 codes)."""
+
+    def __init__(self, graph: IntGraph, table: CalibrationTable):
+        self.graph, self.table = graph, table
+        self.acts = {k for k, e in table.tensors.items() if e.get("kind") == "activation"}
+
+    def tensors(self, names) -> set:
+        outs = {o for n in self.graph.nodes if n.name in names for o in n.outputs if o in self.acts}
+        outs |= {self.graph.input} & set(names) & self.acts
+        return {m for o in outs for m in group_members(self.table, o)}
+
+    def cost(self, names) -> int:
+        wide = self.tensors(names)
+        return sum(node_cost(self.graph, n) for n in self.graph.nodes if n.integer and wide.intersection(n.inputs))
+
+    def remedy(self) -> Remedy:
+        # computing nodes and islands whose outputs the table quantizes (moves share their input's scale group)
+        nodes = [n.name for n in self.graph.nodes if n.op.placeable or not n.integer]
+        names = tuple(name for name in [self.graph.input, *nodes] if self.tensors({name}))
+        return Remedy(WIDE, names, self.cost, set, complete=False)
 
 
 def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, options: PlaceOptions,
@@ -186,48 +209,82 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     rng = np.random.default_rng(options.seed)
     idx = np.sort(rng.choice(len(data), size=min(options.samples, len(data)), replace=False))
     x = np.ascontiguousarray(data[idx])
-    fq = FakeQuant(fp32, table, x)
-    chosen: dict[str, dict] = {k: {"precision": "float", "reason": "pinned", "kind": anchors[k].kind}
+    fq = FakeQuant(fp32, x)
+    widths = Widths(graph, table)
+    chosen: dict[str, dict] = {k: {"precision": FLOAT, "reason": "pinned", "kind": anchors[k].kind}
                                for k in options.keep_float}
-    before = fq.cosine(set())
+    wide: dict[str, dict] = {}  # nodes whose outputs are widened to 16 bits
+
+    def table_for(floats, wides) -> CalibrationTable:
+        return with_placement(widened(table, graph, widths.tensors(wides)), placement_doc(absorbed(graph, floats)))
+
+    def fake(floats, wides):
+        return fq.score(table_for(floats, wides))
+
+    def judged(floats, wides):  # the integer reference itself (slower: the last word)
+        return reference_score(fp32, table_for(floats, wides), x, fq.ref)
+
+    before = fake(set(), set())
     record: dict = {"objectives": {"min_cos": options.floor, **({"min_worst_cos": options.min_worst_cos}
                                                                  if options.min_worst_cos is not None else {}),
-                                   "speed": options.speed, "pinned": sorted(options.keep_float)},
+                                   "speed": options.speed, "pinned": sorted(options.keep_float),
+                                   "wide": widens(options, rules)},
                     "samples": int(len(x)), "cos_before": round(before.mean, 7),
                     **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {})}
     if options.speed:
         found, profile = speed_nodes(fp32, table, set(chosen), data[:1], log)
         for name, numbers in found.items():
-            chosen[name] = {"precision": "float", "reason": "speed", "kind": anchors[name].kind, **numbers}
+            chosen[name] = {"precision": FLOAT, "reason": "speed", "kind": anchors[name].kind, **numbers}
         record["profile"] = profile
     short = options.shortfall
+    floating = float_remedy(graph)
 
-    def fake(names):
-        return fq.cosine(absorbed(graph, names))
+    def search(judge, cos: Score, what: str, rank=None) -> Score:
+        """The cheaper remedy first: widening, then float nodes for what is still missing. Where widening alone
+        missed the floors it kept every candidate wide (the most it can do); the float nodes may do without: then
+        none stays widened."""
+        if short(cos) > 0 and widens(options, rules):
+            cos = greedy(widths.remedy(), graph, lambda w: judge(set(chosen), w), wide, options, cos, log, what,
+                         rank=rank and (lambda w: rank(set(chosen), w)))
+        if short(cos) > 0:
+            cos = greedy(floating, graph, lambda f: judge(f, set(wide)), chosen, options, cos, log, what,
+                         rank=rank and (lambda f: rank(f, set(wide))))
+            if wide and short(alone := judge(set(chosen), set())) == 0:
+                log(f"placement: the float nodes meet the floors without widening: {what} output cosine {alone}")
+                wide.clear()
+                cos = alone
+        return cos
 
-    def judged(names):  # the integer reference itself (slower: the last word)
-        return reference_score(fp32, with_placement(table, placement_doc(absorbed(graph, names), {})), x, fq.ref)
-
-    cos = fake(set(chosen)) if chosen else before
-    if short(cos) > 0:
-        cos = _greedy(graph, fake, chosen, options, cos, log, "fake-quant")
+    cos = search(fake, fake(set(chosen), set()) if chosen else before, "fake-quant")
     record["cos_after"] = round(cos.mean, 7)
-    ref_cos = judged(set(chosen))
-    if short(ref_cos) > 0:  # fake-quant reached the floors, the integer reference not yet
-        ref_cos = _greedy(graph, judged, chosen, options, ref_cos, log, "integer reference", rank=fake)
+    # fake-quant reached the floors; the integer reference may not yet
+    ref_cos = search(judged, judged(set(chosen), set(wide)), "integer reference", rank=fake)
     record["reference_cos_after"] = round(ref_cos.mean, 7)
     if options.min_worst_cos is not None:
         record["worst_cos_after"], record["reference_worst_cos_after"] = round(cos.worst, 7), round(ref_cos.worst, 7)
     producer = {o: n.name for n in graph.nodes for o in n.outputs}
     for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
-        source = chosen[producer[anchors[name].inputs[0]]]
-        chosen[name] = {"precision": "float", "reason": source["reason"], "kind": anchors[name].kind}
+        # the reason of the float node it moves codes for (a required island's output: the search's, accuracy)
+        source = next((chosen[producer[i]] for i in anchors[name].inputs if producer.get(i) in chosen),
+                      {"reason": "accuracy"})
+        chosen[name] = {"precision": FLOAT, "reason": source["reason"], "kind": anchors[name].kind}
     record["float_cost_share"] = round(cost_share(graph, set(chosen)), 4)
+    if wide:
+        record["widened_tensors"] = len(widths.tensors(set(wide)))
+        record["widened_cost_share"] = round(widths.cost(set(wide)) / total_cost(graph), 4)
     # (no wall time in the table: the same table and data must give byte-identical bundles)
-    log(f"placement: {len(chosen)} node(s) in float; output cosine {before} -> {cos} (fake-quant), "
-        f"{ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
+    log(f"placement: {len(chosen)} node(s) in float, {len(wide)} widened to 16 bits; output cosine {before} -> "
+        f"{cos} (fake-quant), {ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
         f"{time.perf_counter() - t0:.1f} s")
-    return with_placement(table, placement_doc(chosen, record))
+    return with_placement(widened(table, graph, widths.tensors(set(wide))), placement_doc(chosen, record, wide))
+
+
+def float_remedy(graph: IntGraph) -> Remedy:
+    """The FLOAT remedy: the computing nodes of the integer graph kept in float with the moves between them."""
+    anchors = {n.name: n for n in graph.nodes}
+    return Remedy(FLOAT, tuple(n.name for n in graph.nodes if n.integer and n.op.placeable),
+                  lambda names: sum(node_cost(graph, anchors[n]) for n in names),
+                  lambda names: names | absorbed(graph, names), complete=True)
 
 
 def absorbed(graph: IntGraph, names: set) -> set:
@@ -255,99 +312,9 @@ def absorbed(graph: IntGraph, names: set) -> set:
     return out - {n.name for n in graph.islands}
 
 
-def _ranked(graph: IntGraph, judge, options: PlaceOptions, base: set, cos: Score,
-            log) -> list[tuple[str, float, int]]:
-    """Candidates (name, measured gain alone on top of `base` in the objectives missed, cost), best gain per cost
-    first; only nodes that gain."""
-    out = []
-    for n in graph.nodes:
-        if n.name in base or not n.integer or not n.op.placeable:
-            continue
-        gain = options.gain(cos, judge(base | {n.name}))
-        if gain > 0:
-            out.append((n.name, gain, node_cost(graph, n)))
-    log(f"placement: {len(out)} candidate node(s) gain output cosine alone")
-    return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
-
-
-def _greedy(graph: IntGraph, judge, chosen: dict, options: PlaceOptions, cos: Score, log, what: str,
-            rank=None) -> Score:
-    """Add nodes (reason "accuracy") to `chosen` until judge(names) meets every floor of `options`: candidates ranked
-    by their gain alone, each kept only when the shortfall it measures with the others is lower (quantization
-    errors partly cancel: gains do not add); ranked again on top of what was kept while that helps (ROUNDS passes);
-    the last resort is every candidate node in float. `rank` (default: `judge`) measures the gains that order the
-    candidates. Returns the last score."""
-    rank = rank or judge
-    short = options.shortfall
-    anchors = {n.name: n for n in graph.nodes}
-    start = set(chosen)
-
-    def add(names, gains):
-        for name in names:
-            chosen[name] = {"precision": "float", "reason": "accuracy", "kind": anchors[name].kind,
-                            **({"cos_gain": round(gains[name], 7)} if name in gains else {})}
-
-    for _ in range(ROUNDS):
-        ranked = _ranked(graph, rank, options, set(chosen), rank(set(chosen)) if rank is not judge else cos, log)
-        before = short(cos)
-        for name, gain, _cost in ranked:
-            if short(cos) == 0:
-                return cos
-            trial = judge(set(chosen) | {name})
-            if short(trial) < short(cos):
-                add([name], {name: gain})
-                cos = trial
-                log(f"placement: + {name} ({anchors[name].kind}): {what} output cosine {cos}")
-        if short(cos) == 0 or short(cos) >= before:
-            break
-    if short(cos) > 0:  # no node gains alone: the error is spread over many layers
-        cos = _float_tail(graph, judge, chosen, start, options, cos, log, what)
-    return cos
-
-
-def _float_tail(graph: IntGraph, judge, chosen: dict, start: set, options: PlaceOptions, cos: Score, log,
-                what: str) -> Score:
-    """The last resort of the greedy: the shortest tail of the graph (its last computing nodes, in graph order) kept
-    in float that meets the floors, found by bisection (the output cosine rises with the tail, up to every node in
-    float, which meets any floor). A tail, because errors made late reach the output undamped and a CNN's late
-    layers are its cheapest (small feature maps: DDSNet's last dense block is 3% of its MACs). Two tails are
-    tried, on top of what the greedy kept and on top of `start` (what was in float before it: the greedy's picks
-    may be scattered over the expensive early layers), and the cheaper one is kept."""
-    anchors = {n.name: n for n in graph.nodes}
-    computing = [n.name for n in graph.nodes if n.integer and n.op.placeable]
-
-    def tail(base: set, rest: list, k: int) -> set:
-        names = base | set(rest[len(rest) - k:])
-        return names | absorbed(graph, names)
-
-    def shortest(base: set) -> tuple[set, Score | None]:
-        rest = [n for n in computing if n not in base]
-        lo, hi, best = 0, len(rest), None  # tail(hi): every computing node in float, which meets any floor
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            trial = judge(tail(base, rest, mid))
-            if options.shortfall(trial) > 0:
-                lo = mid
-            else:
-                hi, best = mid, trial
-        return tail(base, rest, hi), best
-
-    options_found = [shortest(set(chosen))] + ([shortest(set(start))] if set(start) != set(chosen) else [])
-    names, best = min(options_found, key=lambda t: (cost_share(graph, t[0]), len(t[0])))
-    for name in (n.name for n in graph.nodes if n.name in names and n.name not in chosen):
-        chosen[name] = {"precision": "float", "reason": "accuracy", "kind": anchors[name].kind}
-    for name in [n for n in chosen if n not in names]:  # the greedy's picks the cheaper tail does without
-        del chosen[name]
-    cos = best if best is not None else judge(set(chosen))
-    log(f"placement: no node gains alone; the floors need a float tail of the graph: {len(chosen)} node(s) in "
-        f"float, {100 * cost_share(graph, set(chosen)):.1f}% of the graph's cost: {what} "
-        f"output cosine {cos}")
-    return cos
-
-
 def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
     """What `tcc calibrate` prints about the table's placement: a summary, a warning when most of the model stays
-    float, and (`nodes`) one line per node kept in float."""
+    float, and (`nodes`) one line per node kept in float or widened."""
     p = table.doc.get(KEY)
     if not p:
         return []
@@ -362,13 +329,19 @@ def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
     share = p.get("float_cost_share")
     if share is not None:
         lines[0] += f"; {100 * share:.1f}% of the model's cost (MACs, output elements) in float"
-        if share > HEAVY_SHARE:
-            lines.append(f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
-                         "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)")
+    if p.get(WIDENED):
+        lines[0] += (f"; {len(p[WIDENED])} node(s) widened to 16-bit outputs ({p.get('widened_tensors')} tensors, "
+                     f"read by {100 * p.get('widened_cost_share', 0):.1f}% of the model's cost)")
+    if share is not None and share > HEAVY_SHARE:
+        lines.append(f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
+                     "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)")
     for name, e in p["nodes"].items() if nodes else ():
         extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
             (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
         lines.append(f"  {name} ({e.get('kind', '?')}): {e['reason']}{extra}")
+    for name, e in p.get(WIDENED, {}).items() if nodes else ():
+        extra = f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else ""
+        lines.append(f"  {name} ({e.get('kind', '?')}): outputs widened to 16 bits ({e['reason']}){extra}")
     return lines
 
 

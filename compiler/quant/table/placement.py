@@ -3,7 +3,11 @@
 The calibration table carries it (spec/schema/calibration.schema.json, `placement`):
 
     "placement": {"objectives": {...}, "nodes": {"dense1.layer0.dw.conv": {"precision": "float",
-                  "reason": "speed", ...}}, ...}
+                  "reason": "speed", ...}}, "widened": {"stages.2.0.pw.conv": {"precision": "int16", ...}}, ...}
+
+`widened` names the nodes whose output activations the accuracy search put on 16-bit grids (TVM's rules take both
+widths); their table entries say so themselves (`bits` 16, `widened`), so every reader of the table builds them
+as it builds any 16-bit tensor.
 
 `tcc.quant.intgraph.qgraph.quantize_graph` plans the model with the table's float nodes, so every interpreter (the
 integer reference, QDQ for ONNX Runtime, TVM, TFLite, the AX kits) builds the same mixed graph. Nodes without an
@@ -18,6 +22,7 @@ from __future__ import annotations
 from .file import CalibrationTable
 
 KEY = "placement"
+WIDENED = "widened"
 REASONS = {
     "required": "no integer form on this target: kept in float where the target allows float ops",
     "accuracy": "kept in float to reach the output cosine floor (--min-cos)",
@@ -37,17 +42,19 @@ def doc_float_nodes(doc: dict) -> frozenset:
     return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
 
 
-def placement_doc(nodes, record: dict | None = None) -> dict:
-    """A placement for the table: `nodes` ({name: entry}, or names, pinned) and what the step measured."""
+def placement_doc(nodes, record: dict | None = None, widened: dict | None = None) -> dict:
+    """A placement for the table: `nodes` in float ({name: entry}, or names, pinned), what the step measured, and
+    the nodes whose outputs it widened ({name: entry}; their tensors are the table's to widen)."""
     if not isinstance(nodes, dict):
         nodes = {name: {"precision": "float", "reason": "pinned"} for name in nodes}
-    return {**(record or {}), "nodes": dict(sorted(nodes.items()))}
+    return {**(record or {}), "nodes": dict(sorted(nodes.items())),
+            **({WIDENED: dict(sorted(widened.items()))} if widened else {})}
 
 
 def with_placement(table: CalibrationTable, placement: dict) -> CalibrationTable:
-    """A copy of `table` carrying `placement` (no placement when it keeps no node in float)."""
+    """A copy of `table` carrying `placement` (no placement when it keeps no node in float and widens none)."""
     doc = {k: v for k, v in table.doc.items() if k != KEY}
-    if placement.get("nodes"):
+    if placement.get("nodes") or placement.get(WIDENED):
         doc[KEY] = placement
     return CalibrationTable(doc)
 

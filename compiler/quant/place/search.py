@@ -1,0 +1,164 @@
+"""The accuracy search of the placement step: which nodes take a remedy so that the output cosine meets the floors.
+
+Two remedies, tried in this order by tcc.quant.place.placer:
+- WIDE ("int16"): a node's output activations (with their scale groups) on signed 16-bit grids, where the rules'
+  kernels take both widths (TVM's). The graph stays integer, bit-exact with the integer reference; what it costs
+  is its readers' kernels working on int16 codes (they run at about FP32's speed: docs/int8.md, W8A16);
+- FLOAT: the node kept in float (a float island), with the moves between float nodes (`absorbed`). Every node in
+  float is the FP32 model, so this remedy meets any floor.
+
+For each: candidates ranked by the output cosine each gains alone, per cost; each kept only when the shortfall it
+measures with the others is lower (quantization errors partly cancel: gains do not add); ranked again on top of
+what was kept while that helps (ROUNDS passes); the last resort is the shortest tail of the graph that meets the
+floors (bisection). A judge maps the remedy's set of nodes to a Score; the placer closes over the other remedy's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..intgraph.plan import IntGraph
+
+ROUNDS = 3  # ranking passes of the accuracy greedy
+FLOAT, WIDE = "float", "int16"  # a placement entry's precision
+
+
+@dataclass(frozen=True)
+class Score:
+    """Output cosine vs FP32 on the search samples: the mean and the lowest per-sample value."""
+
+    mean: float
+    worst: float
+
+    @classmethod
+    def of(cls, cosines: np.ndarray) -> "Score":
+        return cls(float(np.mean(cosines)), float(np.min(cosines)))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.6f} (worst sample {self.worst:.6f})"
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One way to take a node's quantization error away."""
+
+    precision: str  # FLOAT or WIDE: the placement entry's precision
+    candidates: tuple[str, ...]  # the nodes it may take, in graph order
+    cost: Callable[[set], int]  # what the remedy costs an integer target on a set of nodes
+    closure: Callable[[set], set]  # a set of nodes and what it takes with it (float: the moves between them)
+    complete: bool  # every candidate taken meets any floor (float: that is the FP32 model)
+
+
+def node_cost(graph: IntGraph, n) -> int:
+    """What keeping `n` in float costs an integer target: its multiply-accumulates (conv / gemm), else its output
+    elements (batch 1)."""
+    out = graph.shapes.get(n.outputs[0]) or ()
+    elements = int(np.prod([d for d in out[1:] if isinstance(d, int)] or [1]))
+    if n.kind in ("conv", "gemm"):
+        w = graph.shapes.get(n.weight) or ()
+        per_output = int(np.prod(w[1:])) if n.kind == "conv" else int(w[1 - n.w_axis] if len(w) == 2 else 1)
+        return elements * max(per_output, 1)
+    return elements
+
+
+def total_cost(graph: IntGraph) -> int:
+    return max(sum(node_cost(graph, n) for n in graph.nodes), 1)
+
+
+def _entry(remedy: Remedy, graph: IntGraph, name: str, gain: float | None = None) -> dict:
+    kind = next((n.kind for n in graph.nodes if n.name == name), "input")  # WIDE may take the graph input
+    return {"precision": remedy.precision, "reason": "accuracy", "kind": kind,
+            **({"cos_gain": round(gain, 7)} if gain is not None else {})}
+
+
+def _ranked(remedy: Remedy, judge, options, base: set, cos: Score, log) -> list[tuple[str, float, int]]:
+    """Candidates (name, measured gain alone on top of `base` in the objectives missed, cost), best gain per cost
+    first; only nodes that gain."""
+    out = []
+    for name in remedy.candidates:
+        if name in base:
+            continue
+        gain = options.gain(cos, judge(base | {name}))
+        if gain > 0:
+            out.append((name, gain, remedy.cost({name})))
+    log(f"placement: {len(out)} candidate node(s) gain output cosine alone ({remedy.precision})")
+    return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
+
+
+def greedy(remedy: Remedy, graph: IntGraph, judge, chosen: dict, options, cos: Score, log, what: str,
+           rank=None) -> Score:
+    """Give nodes the remedy (reason "accuracy", added to `chosen`: the remedy's nodes, {name: entry}) until
+    judge(its nodes) meets every floor of `options`, or the remedy can do no more. `rank` (default: `judge`)
+    measures the gains that order the candidates. Returns the last score."""
+    rank = rank or judge
+    short = options.shortfall
+    start = set(chosen)
+    for _ in range(ROUNDS):
+        mine = set(chosen)
+        ranked = _ranked(remedy, rank, options, mine, rank(mine) if rank is not judge else cos, log)
+        before = short(cos)
+        for name, gain, _cost in ranked:
+            if short(cos) == 0:
+                return cos
+            trial = judge(set(chosen) | {name})
+            if short(trial) < short(cos):
+                chosen[name] = _entry(remedy, graph, name, gain)
+                cos = trial
+                log(f"placement: + {name} ({chosen[name]['kind']}, {remedy.precision}): {what} output cosine {cos}")
+        if short(cos) == 0 or short(cos) >= before:
+            break
+    if short(cos) > 0:  # no node gains alone: the error is spread over many layers
+        cos = tail(remedy, graph, judge, chosen, start, options, cos, log, what)
+    return cos
+
+
+def tail(remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, options, cos: Score, log,
+         what: str) -> Score:
+    """The last resort of the greedy: the shortest tail of the graph (its last candidates, in graph order) given the
+    remedy that meets the floors, found by bisection (the output cosine rises with the tail). A tail, because errors
+    made late reach the output undamped and a CNN's late layers are its cheapest (small feature maps: DDSNet's last
+    dense block is 3% of its MACs). Two tails are tried, on top of what the greedy kept and on top of `start` (what
+    had the remedy before it: the greedy's picks may be scattered over the expensive early layers), and the
+    cheaper one is kept. A remedy that is not complete may miss the floors with every candidate: then every
+    candidate takes it (the most it can do; the next remedy goes on from there)."""
+    mine = set(chosen)
+
+    def set_to(names: set) -> None:
+        for name in [n for n in remedy.candidates if n in names and n not in chosen]:
+            chosen[name] = _entry(remedy, graph, name)
+        for name in [n for n in mine if n not in names]:  # the greedy's picks the cheaper tail does without
+            del chosen[name]
+
+    def tail_of(base: set, rest: list, k: int) -> set:
+        return remedy.closure(base | set(rest[len(rest) - k:]))
+
+    if not remedy.complete:
+        every = remedy.closure(set(remedy.candidates) | mine)
+        best = judge(every)
+        if options.shortfall(best) > 0:
+            set_to(every)
+            log(f"placement: every candidate at {remedy.precision} reaches only {what} output cosine {best}")
+            return best
+
+    def shortest(base: set) -> tuple[set, Score | None]:
+        rest = [n for n in remedy.candidates if n not in base]
+        lo, hi, best = 0, len(rest), None  # tail_of(hi): every candidate, which meets the floors
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            trial = judge(tail_of(base, rest, mid))
+            if options.shortfall(trial) > 0:
+                lo = mid
+            else:
+                hi, best = mid, trial
+        return tail_of(base, rest, hi), best
+
+    found = [shortest(mine)] + ([shortest(set(start))] if set(start) != mine else [])
+    names, best = min(found, key=lambda t: (remedy.cost(t[0]), len(t[0])))
+    set_to(names)
+    cos = best if best is not None else judge(set(chosen))
+    log(f"placement: no node gains alone; the floors need a tail of the graph at {remedy.precision}: "
+        f"{len(chosen)} node(s), {100 * remedy.cost(names) / total_cost(graph):.1f}% of the "
+        f"graph's cost: {what} output cosine {cos}")
+    return cos
