@@ -273,9 +273,8 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     opts.pop("step_switches", None)
     placement = opts.pop("placement", None)
     if placement is not None and placement.active:
-        from .quant.place.placer import check_nodes, check_options, for_target  # deferred for start-up: loads onnx
+        from .quant.place.placer import check_nodes, check_options  # deferred for start-up: loads onnx
 
-        placement = for_target(placement, target)
         if calib is not None:
             raise BuildError("--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
                              "table from --calib carries its own placement (tcc calibrate ... --min-cos C)")

@@ -35,11 +35,6 @@ class Platform:
     qemu: tuple[str, ...] | None = None  # prefix that runs a target binary here; None: native
     cmake_toolchain: str | None = None  # file in tools/arm_runtime/toolchains/
     aliases: tuple[str, ...] = field(default=())
-    # the accuracy placement's first remedy here (tcc.quant.place): activations widened to 16 bits, or float islands
-    # only. Measured on MobileViT-XXS at 128 with a 0.999 floor (docs/notes/attention-int8.md): widened cost 44.0 M
-    # instructions on arm-a7 against 73.6 M for float islands (FP32 110.5 M); on an AVX-512 host 6.74 ms against
-    # 5.86 ms (FP32 5.63 ms): there TVM's float kernels beat its 16-bit ones
-    widen_first: bool = True
 
     @property
     def cxx(self) -> str:
@@ -98,7 +93,6 @@ _PLATFORMS: tuple[Platform, ...] = (
         triple=None,
         apt_packages=("g++",),
         runtime="host-wheel",
-        widen_first=False,
     ),
     Platform(
         name="arm-a7",

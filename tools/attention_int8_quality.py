@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 import tcc
+from tcc.backends.tvm.run import run_module
 from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.quant.collect.crops import make_crops
@@ -103,10 +104,14 @@ def judged(bundle, x: np.ndarray, fp32: np.ndarray, seconds: float) -> dict:
 
 
 def latency_ms(bundle, x: np.ndarray, runs: int = 30) -> float | None:
-    """The median of `runs` inferences of one crop through the bundle's own runner here (None where it cannot run
-    here: ARM under qemu is counted in instructions, not timed). A rough figure: `tcc bench` times interleaved."""
+    """The median of `runs` inferences of one crop (None where it cannot run here: ARM under qemu is counted in
+    instructions, not timed). A TVM module is timed in its runner's own loop (tcc-run --repeat): `Bundle.run`
+    starts a runner process per call, whose start and module load would be most of the figure. A rough figure:
+    `tcc bench` times interleaved."""
     if bundle.target in ARM:
         return None
+    if bundle.manifest["backend"] == "tvm":
+        return round(run_module(Path(bundle.path) / "model.so", bundle.target, x, repeat=runs)[1], 3)
     bundle.run(x)
     times = []
     for _ in range(runs):

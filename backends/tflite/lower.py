@@ -173,8 +173,8 @@ class TfliteLowering(Normalizations, Interpreter):
         return y
 
     def grid_clamp(self, y: Value, lo: int, hi: int, fused: str, name: str) -> Value:
-        """A 16-bit tensor on a narrowed grid (codes within +-2^(bits-1), tcc.quant.intgraph.widths.fit_accumulators: its
-        readers' int32 accumulators are bounded by it): LiteRT clamps a requantized int16 output to the type and its
+        """A 16-bit tensor on a narrowed grid (codes within +-2^(bits-1), tcc.quant.intgraph.widths.fit_accumulators:
+        its readers' int32 accumulators are bounded by it): LiteRT clamps a requantized int16 output to the type and its
         fused activation only, the reference to the grid. MAXIMUM / MINIMUM with the grid's bounds where they are
         tighter than LiteRT's own, so the codes (and the accumulators after) are what the reference has."""
         if y.q is None or (y.q.lo, y.q.hi) == (-32768, 32767) or self.m.dtype(y.index) != "int16":

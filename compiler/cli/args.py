@@ -99,14 +99,10 @@ def placement_args(p: argparse.ArgumentParser, when: str) -> None:
                         "allows it")
     p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
                    help=f"{when}keep this node of the integer graph in float (repeatable)")
-    wide = p.add_mutually_exclusive_group()
-    wide.add_argument("--wide", dest="wide", action="store_true", default=None,
-                      help=f"{when}--min-cos / --min-worst-cos widen the fewest activations to 16 bits first (the model "
-                           "stays integer), and keep nodes in float only for what is still missing; TVM's targets, the "
-                           "default on ARM, where it measured cheaper than float islands")
-    wide.add_argument("--no-wide", dest="wide", action="store_false", default=None,
-                      help=f"{when}--min-cos / --min-worst-cos keep nodes in float only (the default on the x86 host, "
-                           "where TVM's float kernels measured faster than its 16-bit ones)")
+    p.add_argument("--no-wide", dest="wide", action="store_false",
+                   help=f"{when}--min-cos / --min-worst-cos keep nodes in float only; by default, where the target's "
+                        "kernels take 16-bit activations too (TVM's), the search first widens activations to 16 bits "
+                        "(the model stays integer) and keeps nodes in float only for what is still missing")
     p.add_argument("--place-samples", type=int, default=16, metavar="N",
                    help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)")
 

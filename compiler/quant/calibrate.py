@@ -44,7 +44,7 @@ from .collect.stats import BINS, Histogram, run_batches, update_histograms, weig
 from .intgraph.layers import initializers, layer_of, layer_rows
 from .intgraph.plan import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
-from .place.placer import check_nodes, check_options, for_target, place
+from .place.placer import check_nodes, check_options, place
 from .scales.cos_search import cos_search
 from .scales.methods import METHODS, threshold
 from .steps.bias_correction import layer_shift
@@ -455,7 +455,6 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if kwargs.get("activation_bits") is not None:  # given: checked before any work (the spec's, once it is read)
         check_activation_bits(kwargs["activation_bits"], rules, target)
     if placement is not None:
-        placement = for_target(placement, target) if isinstance(target, str) else placement
         check_options(placement, rules.name)  # before minutes of work
     fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
     graph = plan(fe.onnx, rules=rules)

@@ -20,6 +20,10 @@ NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_
 # the kernel for weights that put two -128 codes on one int16 lane
 NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs",
              "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs", "tcc_dot_a64_dot16": "tcc_dot_a64_dot16_pairs"}
+# x86: a layer on int16 codes (W8A16, or an activation the placement widened) takes the kernel that multiplies int16
+# pairs (`vpmaddwd`, exact for s16 x s8) where the target's own kernel reads 8-bit codes (VNNI), not the generic conv
+INT16_TWINS = {"tcc_dot_avx512_vnni": "tcc_dot_avx512_madd", "tcc_dot_avx_vnni": "tcc_dot_avx2_madd",
+               "tcc_dot_vnni_xmm": "tcc_dot_sse2_madd"}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
 
 
@@ -64,6 +68,15 @@ def supports(shape: ConvShape, k: DotKernel) -> str | None:
     if shape.flat(k) and shape.dilations != (1, 1):
         return "a dilated conv whose input channels are not a multiple of the step"
     return None
+
+
+def codes_kernel(k: DotKernel | None, dtype: str) -> DotKernel | None:
+    """The kernel a layer on codes of `dtype` takes: the target's `k`, or for int16 codes a kernel that reads them
+    (`k` itself, or its INT16_TWINS twin; None where there is none: ARM's s8 kernels leave them to the generic
+    conv)."""
+    if k is None or dtype != "int16" or k.act_dtype == "int16":
+        return k
+    return KERNELS[INT16_TWINS[k.name]] if k.name in INT16_TWINS else None
 
 
 def narrow_kernel(shape: ConvShape, k: DotKernel) -> DotKernel:

@@ -347,10 +347,10 @@ class RelaxLowering(Interpreter):
     def _dot_shape(self, n: QNode, x: _Codes):
         """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes:
         the kernels that multiply int16 pairs (x86 `vpmaddwd`: each int16 x int16 pair summed into int32, exact for
-        int8 weights); the u8 / s8 kernels (VNNI, ARM) leave them to the generic conv."""
-        dense = self.kernel is not None and n.attrs["group"] == 1
-        shape = self._conv_shape(n, x, int16=dense and self.kernel.act_dtype == "int16") if dense else None
-        return shape if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None else None
+        int8 weights; a VNNI target's twin, choose.codes_kernel); ARM's s8 kernels leave them to the generic conv."""
+        kernel = choose.codes_kernel(self.kernel, x.expr.ty.dtype) if n.attrs["group"] == 1 else None
+        shape = self._conv_shape(n, x, int16=kernel.act_dtype == "int16") if kernel is not None else None
+        return shape if shape is not None and supports(shape, narrow_kernel(shape, kernel)) is None else None
 
     def _dot_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
@@ -364,12 +364,13 @@ class RelaxLowering(Interpreter):
     def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray):
         """_dot_conv's accumulator (int32 NHWC) and what the bias must add back (the kernel's shifted codes)."""
         op = self.relax.op
-        offset = self.kernel.act_offset(x.expr.ty.dtype)
-        if self.kernel.act_dtype == "int16" or offset:
+        base = choose.codes_kernel(self.kernel, x.expr.ty.dtype)
+        offset = base.act_offset(x.expr.ty.dtype)
+        if base.act_dtype == "int16" or offset:
             codes = self.cast(codes, "int16")
             if offset:
-                codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), self.kernel.act_dtype)
-        kernel, im2col = choose.dot_form(shape, choose.narrow_kernel(shape, self.kernel))
+                codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), base.act_dtype)
+        kernel, im2col = choose.dot_form(shape, choose.narrow_kernel(shape, base))
         weights = n_weight
         if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
             flat = compute.im2col_shape(shape, kernel)
@@ -402,13 +403,16 @@ class RelaxLowering(Interpreter):
     def _dot_rows(self, n: QNode, x: _Codes) -> list | None:
         """A linear layer over rows of codes ([R, K] @ [K, F]: attention's projections and MLPs over tokens) as a
         1 x 1 conv on one image row of R pixels, on the target's dot-product kernel (ARMv7 `vmull.s8`, VNNI), where
-        it takes the layer: 8-bit codes at zero point 0, static shapes. None: the generic int16 form."""
+        it takes the layer: 8-bit codes (int16 on x86: choose.codes_kernel) at zero point 0, static shapes. None: the
+        generic int16 form."""
         dims = [_static(d) for d in x.expr.ty.shape]
-        if self.kernel is None or x.zp or x.expr.ty.dtype not in ("int8", "uint8") or len(dims) != 2 or None in dims:
+        kernel = choose.codes_kernel(self.kernel, x.expr.ty.dtype)
+        if kernel is None or x.zp or x.expr.ty.dtype not in ("int8", "uint8", "int16") or len(dims) != 2 or \
+                None in dims:
             return None
         (r, k), f = dims, int(n.weight.shape[1])
         shape = ConvShape(1, 1, r, k, f, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-        if supports(shape, narrow_kernel(shape, self.kernel)) is not None:
+        if supports(shape, narrow_kernel(shape, kernel)) is not None:
             return None
         weight = np.ascontiguousarray(n.weight.T)[:, :, None, None]  # OIHW
         codes = self.emit(self.relax.op.reshape(x.expr, [1, 1, r, k]))

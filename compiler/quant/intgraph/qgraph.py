@@ -298,8 +298,8 @@ class Quantizer(Interpreter):
         bound = depth * qa.reach * qb.reach  # the sum of products of zero-point-free codes is int32
         wide = [(t, q) for t, q in zip(n.inputs, (qa, qb)) if q.bits > 8]
         if bound > INT32_MAX and wide and self.headroom is not None:
-            # a 16-bit calibration narrows the wide inputs' grids (tcc.quant.intgraph.widths.fit_accumulators), the bits
-            # to lose shared between them
+            # a 16-bit calibration narrows the wide inputs' grids (tcc.quant.intgraph.widths.fit_accumulators), the
+            # bits to lose shared between them
             bits = math.ceil(math.log2(bound / INT32_MAX))
             for t, _ in wide:
                 share = math.ceil(bits / len(wide))

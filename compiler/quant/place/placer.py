@@ -12,9 +12,10 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
 - accuracy (`--min-cos C`, `--min-worst-cos W`): while the mean output cosine against FP32 on the search samples is
   below C, or the lowest per-sample cosine below W, the node with the best measured gain per cost takes a remedy; the
   gain is what the node takes off the shortfall (C - mean)+ + (W - worst)+, so a floor already met counts no more.
-  Two remedies, the cheaper first (tcc.quant.place.search): where the rules' kernels take 16-bit activations as well
-  as 8-bit ones (TVM's), the node's outputs are widened to 16 bits (the graph stays integer); then, for what is
-  still missing, nodes are kept in float. A node's gain is the output cosine gained with the remedy on that node
+  Two remedies, the cheaper first (tcc.quant.place.search): where the rules' kernels take 16-bit activations as
+  well as 8-bit ones (TVM's, where 16-bit codes measured cheaper than float islands on ARM and x86 alike), the
+  node's outputs are widened to 16 bits (the graph stays integer); then, for what is still missing, nodes are kept
+  in float. A node's gain is the output cosine gained with the remedy on that node
   alone (every candidate measured once, end to end); its cost is what the remedy costs an integer target: in float,
   its multiply-accumulates (conv / gemm) or output elements (the rest); widened, those of its outputs' readers,
   whose kernels then work on int16 codes. Greedy by measured sensitivity per cost, as mixed-precision searches do
@@ -30,14 +31,13 @@ speed objective, which measures time (the table records what it measured).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import onnx
 
 from ...errors import DataError
-from ...targets import PLATFORMS
 from ..intgraph.plan import IntGraph, plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
@@ -62,9 +62,7 @@ class PlaceOptions:
     keep_float: tuple[str, ...] = ()  # nodes pinned in float by hand
     samples: int = 16  # calibration samples the search judges on (a seeded subset)
     seed: int = 0
-    # accuracy: widen activations to 16 bits before keeping nodes in float (where `widens`); None: the target's
-    # choice (for_target), or widening where no target is named
-    wide: bool | None = None
+    wide: bool = True  # accuracy: widen activations to 16 bits before keeping nodes in float (where `widens`)
 
     @property
     def active(self) -> bool:
@@ -105,10 +103,6 @@ def check_options(options: PlaceOptions, rules: str) -> None:
     if options.speed and rules != "ort":
         raise DataError(f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
                         f"not {rules!r}")
-    if options.wide and not widens(options, rules):
-        raise DataError(f"--wide widens activations to 16 bits: the {rules} rules' kernels take "
-                        f"{' or '.join(map(str, get_rules(rules).activation_bits))}-bit activations only (TVM's "
-                        "targets take both)")
     if options.samples < 1:
         raise DataError(f"--place-samples must be at least 1, not {options.samples}")
     if options.active and not get_rules(rules).float_ops:
@@ -129,18 +123,10 @@ def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
 
 
 def widens(options: PlaceOptions, rules: str) -> bool:
-    """Whether the accuracy search widens activations to 16 bits first: not turned off, and the rules' kernels take
-    both widths for every kind (TVM's)."""
+    """Whether the accuracy search widens activations to 16 bits first: not turned off (--no-wide), and the rules'
+    kernels take both widths for every kind (TVM's)."""
     r = get_rules(rules)
-    return options.wide is not False and 8 in r.activation_bits and 16 in r.activation_bits and r.wide.kinds is None
-
-
-def for_target(options: PlaceOptions, target: str) -> PlaceOptions:
-    """`options` with `wide` as asked, else as the target's platform measured cheaper (Platform.widen_first: float
-    islands on the x86 host, 16-bit activations on ARM)."""
-    if options.wide is not None or target not in PLATFORMS:
-        return options
-    return replace(options, wide=PLATFORMS[target].widen_first)
+    return options.wide and 8 in r.activation_bits and 16 in r.activation_bits and r.wide.kinds is None
 
 
 class FakeQuant:
@@ -240,7 +226,7 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     floating = float_remedy(graph)
 
     def search(judge, cos: Score, what: str, rank=None) -> Score:
-        """The cheaper remedy first: widening, then float nodes for what is still missing. Where widening alone
+        """Widening first (where `widens`), then float nodes for what is still missing. Where widening alone
         missed the floors it kept every candidate wide (the most it can do); the float nodes may do without: then
         none stays widened."""
         if short(cos) > 0 and widens(options, rules):

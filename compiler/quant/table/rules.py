@@ -197,7 +197,8 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
 # is 0, and fully_connected.cc on ruy for an int16 input at zero point 0 with a non-int64 bias; the reference kernels
 # accumulate in int32 and requantize with the int32 MultiplyByQuantizedMultiplier (gemmlowp's two roundings; FC: one,
 # as at 8 bits). int32 accumulators: the 16-bit calibration narrows a grid where one could overflow
-# (tcc.quant.intgraph.widths.fit_accumulators). DEPTHWISE_CONV_2D at 16x8 takes an int64 bias only: the `tflite` rules'.
+# (tcc.quant.intgraph.widths.fit_accumulators). DEPTHWISE_CONV_2D at 16x8 takes an int64 bias only: the `tflite`
+# rules'.
 RULES["tflite16-i32"] = replace(
     RULES["tflite"], name="tflite16-i32",
     description="TFLite's 16x8 mode with int32 bias (`--target tflite16-i32 --activation-bits 16`): int16 "

@@ -245,6 +245,31 @@ def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, ke
     assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
+@pytest.mark.parametrize("mcpu, kernel, instruction", [
+    ("icelake-server", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
+    ("alderlake", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
+    ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),  # its own kernel reads int16 already
+])
+def test_x86_int16_codes_take_the_kernel_of_int16_pairs_compiled_only(mcpu, kernel, instruction):
+    """A layer on 16-bit codes (W8A16, or widened by the placement) takes the kernel that multiplies int16 pairs
+    where the CPU's own kernel reads 8-bit codes (VNNI), not the generic conv of 32-bit products; ARM's s8 kernels
+    have no such twin; 8-bit codes keep the CPU's kernel."""
+    from tcc.backends.tvm import schedule as ts
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+    own = choose.kernel_for(target)
+    k = choose.codes_kernel(own, "int16")
+    assert k.name == kernel and choose.codes_kernel(own, "uint8") is own
+    shape = kn.ConvShape(1, 6, 10, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = compute.conv_primfunc(shape, k, 0).with_attr("global_symbol", "main")
+    sch = ts.Int8DotConv().apply(func, target, False)
+    assert sch is not None
+    assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
+    arm = choose.kernel_for(tvm.target.Target({"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf",
+                                               "mattr": ["+neon"]}))
+    assert choose.codes_kernel(arm, "int16") is None and choose.codes_kernel(arm, "int8") is arm
+
+
 @pytest.mark.parametrize("target, kernel", [
     ({"mattr": ["+neon"]}, "tcc_dot_a64_s8"),  # the registry's aarch64 (ARMv8.0)
     ({"mcpu": "cortex-a53"}, "tcc_dot_a64_s8"),
