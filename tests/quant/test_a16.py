@@ -282,10 +282,11 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
         load_model(spec)
 
 
-@pytest.mark.parametrize("target", ["host", "arm-a7"])
+@pytest.mark.parametrize("target", ["host", "arm-a7", "aarch64", "aarch64-dotprod"])
 def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
-    """The .so as the TVM backend exports it, with the target's kernels (arm-a7: NEON, cross-compiled, run under
-    qemu; its dense kernels read s8 codes, so int16 ones take the generic conv), gives the reference's bits."""
+    """The .so as the TVM backend exports it, with the target's kernels, gives the reference's bits. ARM's dense
+    kernels read s8 codes: on arm-a7 int16 ones take the generic conv, on AArch64 two 8-bit digits through the
+    kernel (`sdot`, or ARMv8.0's widening form: lower._digits_conv), cross-compiled and run under qemu."""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8

@@ -111,14 +111,15 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     takes the copy instead if the output width is odd; else the broadcast form. AArch64's `sdot`: its own kernel,
     few input channels through im2col (rows of whole 16-code blocks: its micro-kernel takes them)."""
     twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
+    few = shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1 and shape.n == 1  # im2col: one image
     if k.name == "tcc_dot_a64_sdot":  # few input channels: im2col rows for its micro-kernel (microkernel.py)
-        return k, shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1
+        return k, few
     if k.name not in twins:
         return k, False
     dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)
     if shape.c % dot.group == 0:
         return dot, False
-    if shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1:
+    if few:
         # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
         # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
         # sums) on the same im2col copy executed 15% fewer instructions (FastNet's stem, ARMv7: 25.2 M -> 21.5 M;
