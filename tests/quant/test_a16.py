@@ -301,3 +301,33 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     outs, _ = tvm_run.run_module(so, target, x)
     assert len(outs) == 1 + len(names)
     check_all(outs, ref_out, ref_codes, names)
+
+
+@pytest.mark.parametrize("target", ["aarch64", "aarch64-dotprod"])
+def test_w8a16_linear_over_rows_bit_exact_on_aarch64_digits(target, tmp_path):
+    """A linear layer over rows of int16 codes ([R, K] @ [K, F]: attention's projections) takes AArch64's two-digit
+    form through the 8-bit kernel (lower._dot_rows), bit-exact with the reference under qemu, negative codes and a
+    wide grid included."""
+    pytest.importorskip("tvm")
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.int8.lower import lower_int8
+
+    skip_unless_runtime(target)
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
+             helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1)]
+    inits = {"#rows.shape": [16, 32],
+             "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
+             "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32)}
+    m = make_model(nodes, {"input": [1, 32, 4, 4]}, {"output": [16, 12]}, inits)
+    t = calibrate_onnx(m, rng.standard_normal((8, 32, 4, 4)).astype(np.float32) * 3, target="tvm",
+                       activation_bits=16, method="minmax", batch_size=1)  # the reshape fixes one image
+    x = rng.standard_normal((1, 32, 4, 4)).astype(np.float32) * 3
+    ref_out, ref_codes = run_reference(m, t, x, return_all=True)
+    names = list(ref_codes)
+    assert ref_codes["rows"].q.min() < -256 and ref_codes["rows"].q.max() > 256  # both digits carry
+    mod = lower_int8(m, t, expose=names, batch=1, target=target)
+    assert "tcc_dot_conv" in str(mod)  # the kernel, not the generic matmul
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"rows-w8a16-{target}.so")
+    outs, _ = tvm_run.run_module(so, target, x)
+    check_all(outs, ref_out, ref_codes, names)

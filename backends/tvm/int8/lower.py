@@ -82,6 +82,15 @@ from .requantize import (
 from .tir import _static, add_primfunc, quantize_input_primfunc
 
 
+def _digits_fit(weight: np.ndarray, bias) -> bool:
+    """Whether a layer of OIHW `weight` codes (and `bias`) keeps every partial sum of its two-digit form in int32
+    (RelaxLowering._digits_conv): per output channel sum |w| (2^15 + 256) + |bias| (the high digit's products << 8,
+    the low digit's, the kernel's shift and the bias)."""
+    sums = np.abs(weight.astype(np.int64)).reshape(len(weight), -1).sum(axis=1)
+    extra = np.abs(np.asarray(bias, np.int64)) if bias is not None else 0
+    return bool(np.max(sums * (2 ** 15 + 256) + extra) <= INT32_MAX)
+
+
 def _magnitude(p: QParams) -> int:
     """The largest |code - zero point| of a tensor's codes."""
     return max(p.hi - p.zp, p.zp - p.lo)
@@ -361,27 +370,28 @@ class RelaxLowering(Interpreter):
         AArch64's kernels (x86 has its int16-pair twin, choose.codes_kernel), and weights and bias that keep every
         partial sum inside int32 (|256 hi + lo| products by the weights, the bias and the kernels' shift:
         sum |w| (2^15 + 256) + |bias|). Else None. Measured on MobileViT-XXS with 111 of its 178 activations
-        widened: aarch64-dotprod 26.6 M -> 24.4 M executed instructions, aarch64 35.2 M -> 34.5 M; arm-a7 44.0 M ->
-        44.4 M (its dot form twice costs what LLVM's `vmlal.s16` does once), so ARMv7 keeps the generic conv."""
+        widened, the convs (and the linear layers over rows, _dot_rows): aarch64-dotprod 26.6 M -> 24.4 M (22.3 M)
+        executed instructions, aarch64 35.2 M -> 34.5 M (33.9 M); arm-a7 44.0 M -> 44.4 M with the convs (its dot
+        form twice costs what LLVM's `vmlal.s16` does once), so ARMv7 keeps the generic conv."""
         if (self.kernel is None or self.kernel.arch != "aarch64" or x.expr.ty.dtype != "int16"
                 or n.attrs["group"] != 1):
             return None
         shape = self._conv_shape(n, x, int16=True)
         if shape is None or supports(shape, narrow_kernel(shape, self.kernel)) is not None:
             return None
-        weight_sums = np.abs(n.weight.astype(np.int64)).reshape(len(n.weight), -1).sum(axis=1)
-        bias = np.abs(np.asarray(n.bias, np.int64)) if n.bias is not None else 0
-        return shape if np.max(weight_sums * (2 ** 15 + 256) + bias) <= INT32_MAX else None
+        return shape if _digits_fit(n.weight, n.bias) else None
 
-    def _digits_conv(self, n: QNode, x: _Codes, shape) -> list:
+    def _digits_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
         """reference.conv on int16 codes as two calls of an 8-bit kernel: x = 256 hi + lo with hi = x >> 8 (int8)
         and lo = x & 255 (uint8, shifted to s8 by the kernel's offset), acc = (acc_hi << 8) + acc_lo, exact. On
         AArch64 `sdot` has no 16-bit form: the generic conv's `smlal` did a quarter of its products per
         instruction."""
         op = self.relax.op
-        high = self.cast(self.emit(op.right_shift(x.expr, self.const(8, "int16"))), "int8")
-        low = self.cast(self.emit(op.bitwise_and(x.expr, self.const(255, "int16"))), "uint8")
-        (acc_high, c_high), (acc_low, c_low) = (self._dot_acc(x, shape, codes, n.weight) for codes in (high, low))
+        codes = x.expr if codes is None else codes
+        high = self.cast(self.emit(op.right_shift(codes, self.const(8, "int16"))), "int8")
+        low = self.cast(self.emit(op.bitwise_and(codes, self.const(255, "int16"))), "uint8")
+        n_weight = n.weight if weight is None else weight
+        (acc_high, c_high), (acc_low, c_low) = (self._dot_acc(x, shape, d, n_weight) for d in (high, low))
         acc = self.emit(op.add(self.emit(op.left_shift(acc_high, self.const(8, "int32"))), acc_low))
         return self._accumulated(n, acc, x.params, c_high * 256 + c_low, in_kernel=True)
 
@@ -437,20 +447,21 @@ class RelaxLowering(Interpreter):
     def _dot_rows(self, n: QNode, x: _Codes) -> list | None:
         """A linear layer over rows of codes ([R, K] @ [K, F]: attention's projections and MLPs over tokens) as a
         1 x 1 conv on one image row of R pixels, on the target's dot-product kernel (ARMv7 `vmull.s8`, VNNI), where
-        it takes the layer: 8-bit codes (int16 on x86: choose.codes_kernel) at zero point 0, static shapes. None: the
-        generic int16 form."""
+        it takes the layer: 8-bit codes (int16: x86's int16-pair twin, choose.codes_kernel; AArch64's two digits,
+        _digits_conv) at zero point 0, static shapes. None: the generic int16 form."""
         dims = [_static(d) for d in x.expr.ty.shape]
-        kernel = choose.codes_kernel(self.kernel, x.expr.ty.dtype)
-        if kernel is None or x.zp or x.expr.ty.dtype not in ("int8", "uint8", "int16") or len(dims) != 2 or \
-                None in dims:
+        dtype = x.expr.ty.dtype
+        digits = dtype == "int16" and self.kernel is not None and self.kernel.arch == "aarch64"  # _digits_shape
+        kernel = self.kernel if digits else choose.codes_kernel(self.kernel, dtype)
+        if kernel is None or x.zp or dtype not in ("int8", "uint8", "int16") or len(dims) != 2 or None in dims:
             return None
         (r, k), f = dims, int(n.weight.shape[1])
         shape = ConvShape(1, 1, r, k, f, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-        if supports(shape, narrow_kernel(shape, kernel)) is not None:
-            return None
         weight = np.ascontiguousarray(n.weight.T)[:, :, None, None]  # OIHW
+        if supports(shape, narrow_kernel(shape, kernel)) is not None or (digits and not _digits_fit(weight, n.bias)):
+            return None
         codes = self.emit(self.relax.op.reshape(x.expr, [1, 1, r, k]))
-        (y,) = self._dot_conv(n, x, shape, codes, weight)
+        (y,) = (self._digits_conv if digits else self._dot_conv)(n, x, shape, codes, weight)
         if not isinstance(y, _Codes):  # a float graph output (dequantized, in NCHW): [1, F, 1, R]
             return [self.emit(self.relax.op.reshape(self.emit(self.relax.op.permute_dims(y, [0, 3, 2, 1])), [r, f]))]
         return [_Codes(self.emit(self.relax.op.reshape(y.expr, [r, f])), y.params)]
