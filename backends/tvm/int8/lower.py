@@ -373,13 +373,16 @@ class RelaxLowering(Interpreter):
         widened, the convs (and the linear layers over rows, _dot_rows): aarch64-dotprod 26.6 M -> 24.4 M (22.3 M)
         executed instructions, aarch64 35.2 M -> 34.5 M (33.9 M); arm-a7 44.0 M -> 44.4 M with the convs (its dot
         form twice costs what LLVM's `vmlal.s16` does once), so ARMv7 keeps the generic conv."""
-        if (self.kernel is None or self.kernel.arch != "aarch64" or x.expr.ty.dtype != "int16"
-                or n.attrs["group"] != 1):
+        if not self._takes_digits(x.expr.ty.dtype) or n.attrs["group"] != 1:
             return None
         shape = self._conv_shape(n, x, int16=True)
         if shape is None or supports(shape, narrow_kernel(shape, self.kernel)) is not None:
             return None
         return shape if _digits_fit(n.weight, n.bias) else None
+
+    def _takes_digits(self, dtype: str) -> bool:
+        """Whether codes of `dtype` go to the target's kernel as two 8-bit digits: int16 codes on AArch64."""
+        return dtype == "int16" and self.kernel is not None and self.kernel.arch == "aarch64"
 
     def _digits_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
         """reference.conv on int16 codes as two calls of an 8-bit kernel: x = 256 hi + lo with hi = x >> 8 (int8)
@@ -451,7 +454,7 @@ class RelaxLowering(Interpreter):
         _digits_conv) at zero point 0, static shapes. None: the generic int16 form."""
         dims = [_static(d) for d in x.expr.ty.shape]
         dtype = x.expr.ty.dtype
-        digits = dtype == "int16" and self.kernel is not None and self.kernel.arch == "aarch64"  # _digits_shape
+        digits = self._takes_digits(dtype)
         kernel = self.kernel if digits else choose.codes_kernel(self.kernel, dtype)
         if kernel is None or x.zp or dtype not in ("int8", "uint8", "int16") or len(dims) != 2 or None in dims:
             return None

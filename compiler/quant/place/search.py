@@ -2,8 +2,9 @@
 
 Two remedies, tried in this order by tcc.quant.place.placer:
 - WIDE ("int16"): a node's output activations (with their scale groups) on signed 16-bit grids, where the rules'
-  kernels take both widths (TVM's). The graph stays integer, bit-exact with the integer reference; what it costs
-  is its readers' kernels working on int16 codes (they run at about FP32's speed: docs/int8.md, W8A16);
+  kernels take both widths (TVM's). The graph stays integer, its integer ops bit-exact with the integer reference;
+  what it costs is its readers' kernels working on int16 codes (x86 `vpmaddwd`, AArch64 two 8-bit digits, ARMv7
+  `vmlal.s16`: measured cheaper than float islands on each, docs/int8.md#the-placement-step);
 - FLOAT: the node kept in float (a float island), with the moves between float nodes (`absorbed`). Every node in
   float is the FP32 model, so this remedy meets any floor.
 
