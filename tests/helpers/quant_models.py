@@ -66,6 +66,25 @@ def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
                       check=True)
 
 
+def wide_fan_in_model(seed: int = 0, k: int = 34) -> onnx.ModelProto:
+    """conv1x1 (3 -> 64) -> a k x k conv over all of it (64 k^2 products an output, all of one positive weight) ->
+    relu -> flatten -> gemm. At k = 34 the big conv's int32 accumulator fits its signed input's 8-bit codes (73,984
+    x 127 x 128 < 2^31) and overflows on any grid of 9 to 16 bits (x 255): its input cannot be widened."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["c1", "big.w", "big.b"], ["big"], name="big", kernel_shape=[k, k]),
+        helper.make_node("Relu", ["big"], ["r2"], name="r2"),
+        helper.make_node("Flatten", ["r2"], ["flat"], name="flat", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    inits = {"c1.w": rng.standard_normal((64, 3, 1, 1)) * 0.5, "c1.b": rng.standard_normal(64) * 0.1,
+             "big.w": np.full((4, 64, k, k), 1e-3), "big.b": np.zeros(4),
+             "fc.w": rng.standard_normal((3, 4)) * 0.5, "fc.b": rng.standard_normal(3) * 0.1}
+    return make_model(nodes, {"input": ["N", 3, k, k]}, {"output": ["N", 3]}, inits, name="wide_fan_in",
+                      ir_version=8, check=True)
+
+
 def tiny_data(n: int = 24, c: int = 3, size: int = 16, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, c, size, size)).astype(np.float32)

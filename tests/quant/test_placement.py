@@ -480,3 +480,18 @@ def test_calibrate_widens_unless_told_not_to(case, coarse, tmp_path, capsys):
     assert placed["host"]["widened"] and not placed["host"]["nodes"] and placed["host"]["objectives"]["wide"] is True
     no = placed["host-no"]
     assert no["nodes"] and "widened" not in no and no["objectives"]["wide"] is False
+
+
+def test_placement_passes_over_a_tensor_no_wide_grid_fits():
+    """A node whose output no 9- to 16-bit grid fits (its reader sums 74,000 products) does not stop the search
+    (it used to refuse the table): the placement meets the floor, that output keeps its 8-bit entry, and the table
+    quantizes. Here the 8-bit error sits in that very tensor, so the floor takes float nodes."""
+    from tests.helpers.quant_models import tiny_data, wide_fan_in_model
+
+    fp32, x = wide_fan_in_model(), tiny_data(12, size=34)
+    table = calibrate_onnx(fp32, x, method="minmax", target="tvm", progress=False)
+    placed = place(fp32, table, x, PlaceOptions(min_cos=0.999999, samples=8))
+    p = placed.doc["placement"]
+    assert p["objectives"]["wide"] and p["reference_cos_after"] >= 0.999999 and "c1" in p["nodes"]
+    assert placed.tensors["c1"] == table.tensors["c1"] and "widened" not in p
+    quantize_graph(plan(fp32, rules="tvm"), placed)

@@ -6,12 +6,14 @@ import numpy as np
 import onnx
 import pytest
 
+from tcc.errors import CalibrationError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan, quantized_form
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.intgraph.widths import group_members, widened
 from tcc.quant.report.quality import run_ort
 from tcc.quant.table.file import load_table
+from tests.helpers.quant_models import tiny_data, wide_fan_in_model
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,19 @@ def test_a_widened_group_is_closer_to_fp32(model, tables):
         got = (codes["cat"].q.astype(np.float64) - e["zero_point"]) * e["scale"]
         errors[bits] = float(np.sqrt(np.mean((got - want) ** 2)))
     assert errors[16] < 0.5 * errors[8], errors
+
+
+def test_a_tensor_no_wide_grid_fits_stays_8_bit():
+    """A reader summing 74,000 products overflows int32 on any grid of 9 to 16 bits: widening its input keeps the
+    8-bit entries (no refusal), and the other tensors asked for are still widened. A W8A16 calibration of the
+    same model is refused, naming the layer."""
+    model = wide_fan_in_model()
+    x = tiny_data(8, size=34)
+    t8 = calibrate_onnx(model, x, method="minmax", target="tvm", progress=False)
+    graph = plan(quantized_form(model, "tvm"), rules="tvm")
+    w = widened(t8, graph, {"input", "c1", "r2"})
+    assert w.tensors["c1"] == t8.tensors["c1"]
+    assert w.tensors["input"]["widened"] and w.tensors["r2"]["widened"]
+    assert widened(t8, graph, {"c1"}).doc == t8.doc
+    with pytest.raises(CalibrationError, match="layer 'big'.*accumulator can overflow"):
+        calibrate_onnx(model, x, method="minmax", target="tvm", progress=False, activation_bits=16)

@@ -23,6 +23,13 @@ def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
     group: the same range on 2^k times fewer codes (int16 still), which halves the products k times. Repeated until
     no accumulator can overflow (narrowing one tensor moves the ranges after it), or no grid can lose more, when
     the quantizer's guard refuses the table naming the layer. Entries record the layer (`headroom_for`)."""
+    if _narrowed(table, graph):  # a grid at the narrowest still overflows: refused here, naming the layer
+        quantize_graph(graph, table)
+
+
+def _narrowed(table: CalibrationTable, graph: IntGraph) -> dict[str, tuple[int, str]]:
+    """fit_accumulators' narrowing, in place; returns what still overflows with every grid concerned at its
+    narrowest ({tensor: (bits to lose, reading layer)}), empty when every accumulator fits."""
     tensors = table.tensors
     while True:
         need: dict[str, tuple[int, str]] = {}
@@ -37,9 +44,7 @@ def fit_accumulators(table: CalibrationTable, graph: IntGraph) -> None:
                     e["scale"] = float(scale_for_threshold(e["scale"] * top, narrower, e["signed"]))
                     e["bits"], e["headroom_for"], changed = narrower, layer, True
         if not changed:
-            if need:  # a grid at the narrowest still overflows: refused here, naming the layer
-                quantize_graph(graph, table)
-            return
+            return need
 
 
 def group_members(table: CalibrationTable, name: str) -> list[str]:
@@ -53,24 +58,38 @@ def group_members(table: CalibrationTable, name: str) -> list[str]:
 def widened(table: CalibrationTable, graph: IntGraph, names) -> CalibrationTable:
     """A copy of `table` whose activations `names`, with every tensor of their scale groups, are signed 16-bit on
     the whole range the calibration saw (the entries' min / max: a group takes its widest), then fitted to the
-    readers' accumulators (fit_accumulators). The other entries are untouched; `names` empty gives `table`."""
+    readers' accumulators (fit_accumulators). A group that no grid of 9 to 16 bits fits (a reader summing tens of
+    thousands of products) stays as `table` has it: its kernels offer no such choice. The other entries are
+    untouched; `names` empty gives `table`."""
     if not names:
         return table
+    members = {m for n in names for m in group_members(table, n)}
+    while True:
+        out = _on_wide_grids(table, members)
+        need = _narrowed(out, graph)
+        if not need:
+            return out
+        kept = {m for n in need for m in group_members(out, n)} & members
+        if not kept:  # `table` had it at 16 bits already: refused here, naming the layer
+            quantize_graph(graph, out)
+        members -= kept
+
+
+def _on_wide_grids(table: CalibrationTable, members: set) -> CalibrationTable:
+    """A copy of `table` with the tensors `members` (whole scale groups) on 16-bit grids over their range."""
     doc = copy.deepcopy(table.doc)
+    tensors = doc["tensors"]
     out = CalibrationTable(doc)
-    members = sorted({m for n in names for m in group_members(out, n)}, key=list(doc["tensors"]).index)
     done: set[str] = set()
-    for name in members:
+    for name in sorted(members, key=list(tensors).index):
         if name in done:
             continue
         group = group_members(out, name)
-        amax = max(max(abs(doc["tensors"][m]["min"]), abs(doc["tensors"][m]["max"])) for m in group)
+        amax = max(max(abs(tensors[m]["min"]), abs(tensors[m]["max"])) for m in group)
         scale = float(scale_for_threshold(amax, WIDE_BITS, True))
         for m in group:
-            e = doc["tensors"][m]
-            e.update(scale=scale, zero_point=0, bits=WIDE_BITS, symmetric=True, signed=True, method=WIDE_METHOD,
-                     threshold=float(amax), widened=True)
-            e.pop("headroom_for", None)
+            tensors[m].update(scale=scale, zero_point=0, bits=WIDE_BITS, symmetric=True, signed=True,
+                              method=WIDE_METHOD, threshold=float(amax), widened=True)
+            tensors[m].pop("headroom_for", None)
         done.update(group)
-    fit_accumulators(out, graph)
     return out

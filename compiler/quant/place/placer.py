@@ -170,7 +170,10 @@ class Widths:
         return {m for o in outs for m in group_members(self.table, o)}
 
     def cost(self, names) -> int:
-        wide = self.tensors(names)
+        return self.readers_cost(self.tensors(names))
+
+    def readers_cost(self, wide: set) -> int:
+        """What the integer kernels reading the tensors `wide` cost."""
         return sum(node_cost(self.graph, n) for n in self.graph.nodes if n.integer and wide.intersection(n.inputs))
 
     def remedy(self) -> Remedy:
@@ -255,14 +258,18 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
                       {"reason": "accuracy"})
         chosen[name] = {"precision": FLOAT, "reason": source["reason"], "kind": anchors[name].kind}
     record["float_cost_share"] = round(cost_share(graph, set(chosen)), 4)
+    final = widened(table, graph, widths.tensors(set(wide)))
+    on_wide = {k for k, e in final.tensors.items() if e.get("widened")}
+    for name in [n for n in wide if not widths.tensors({n}) & on_wide]:  # no grid fits a reader: stays 8-bit
+        del wide[name]
     if wide:
-        record["widened_tensors"] = len(widths.tensors(set(wide)))
-        record["widened_cost_share"] = round(widths.cost(set(wide)) / total_cost(graph), 4)
+        record["widened_tensors"] = len(on_wide)
+        record["widened_cost_share"] = round(widths.readers_cost(on_wide) / total_cost(graph), 4)
     # (no wall time in the table: the same table and data must give byte-identical bundles)
     log(f"placement: {len(chosen)} node(s) in float, {len(wide)} widened to 16 bits; output cosine {before} -> "
         f"{cos} (fake-quant), {ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
         f"{time.perf_counter() - t0:.1f} s")
-    return with_placement(widened(table, graph, widths.tensors(set(wide))), placement_doc(chosen, record, wide))
+    return with_placement(final, placement_doc(chosen, record, wide))
 
 
 def float_remedy(graph: IntGraph) -> Remedy:
