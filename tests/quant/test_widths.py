@@ -13,6 +13,7 @@ from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.intgraph.widths import group_members, widened
 from tcc.quant.report.quality import run_ort
 from tcc.quant.table.file import load_table
+
 from tests.helpers.quant_models import tiny_data, wide_fan_in_model
 
 
