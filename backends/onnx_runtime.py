@@ -70,7 +70,11 @@ def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(m.SerializeToString(), so, providers=PROVIDERS)
-    outs = session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+    first = sess.get_inputs()[0]
+    x = np.ascontiguousarray(x, np.float32)
+    step = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else len(x)  # a fixed batch
+    runs = [session_run(sess, None, {first.name: x[i:i + step]}) for i in range(0, len(x), step)]
+    outs = [np.concatenate(parts) for parts in zip(*runs)]
     return outs[0], dict(zip(points, outs[len(qdq.graph.output):]))
 
 

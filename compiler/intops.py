@@ -210,9 +210,10 @@ def _check_add_constant(v: NodeView) -> str | None:
 
 def _check_broadcast(v: NodeView) -> str | None:
     """A learned tensor [1, ...] expanded to the batch (tcc's `param`: ViT's class token and position embedding);
-    the target shape is shape arithmetic on the input (the plan leaves that out)."""
-    if len(v.inputs) != 2 or v.inputs[0] not in v.constants or v.inputs[1] in v.constants:
-        return "only a constant expanded to a computed shape (the batch's) has an integer form"
+    the target shape is shape arithmetic on the input (the plan leaves that out), or a constant where the batch
+    is fixed (tcc.passes.batch)."""
+    if len(v.inputs) != 2 or v.inputs[0] not in v.constants:
+        return "only a constant expanded over the batch has an integer form"
     c, y = v.shape(v.inputs[0]), v.shape(v.outputs[0])
     if c is None or y is None or len(c) != len(y) or c[0] != 1 or tuple(c[1:]) != tuple(y[1:]):
         return "only an expansion over the batch axis (the constant [1, ...], the output [batch, ...])"

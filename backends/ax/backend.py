@@ -27,6 +27,7 @@ import numpy as np
 
 from tcc.bundle import stable_float
 from tcc.errors import BuildError, SelfCheckError
+from tcc.passes.batch import fixed_batch
 from tcc.quant.intgraph.plan import plan, quantized_form
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
@@ -70,7 +71,7 @@ class AxBackend(Backend):
         if options.npu_mode is not None and options.npu_mode not in chip.npu_modes:
             raise BuildError(f"target {options.target}: --npu-mode {options.npu_mode!r} is not one of "
                              f"{', '.join(chip.npu_modes)}")
-        result = check_model(quantized_form(model, chip.rules), chip.ops)
+        result = check_model(_compiled_form(model, chip), chip.ops)
         bad = result.unsupported
         if bad and not options.allow_cpu_fallback:
             lines = "\n".join(f"  {f.line()}" for f in bad)
@@ -82,13 +83,13 @@ class AxBackend(Backend):
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         chip = get_chip(options.target)
-        model = quantized_form(model, chip.rules)  # the graph the toolchain quantizes: a conv before its pool
         out_dir = Path(out_dir)
         if options.table is None or options.data is None:
             raise BuildError(f"target {options.target}: a kit needs the calibration data (--data) and its table")
-        result = self._kit.get("check") or check_model(model, chip.ops)
+        result = self._kit.get("check") or check_model(_compiled_form(model, chip), chip.ops)
+        model = quantized_form(model, chip.rules)  # the graph the toolchain quantizes: a conv before its pool
         cd, pre = options.data, options.preprocess
-        prepared = result.model
+        prepared = result.model  # at batch 1
         _save_onnx(prepared, out_dir / MODEL)
         files = [MODEL]
         if chip.quant_onnx:
@@ -362,6 +363,13 @@ class AxBackend(Backend):
         return {"runtime": f"Axera {tc.name} ({chip.hardware})", "artifact": MODEL, "toolchain_script": "build.sh",
                 "toolchain": tc.name, "target_hardware": chip.hardware, "npu_mode": kit.get("npu_mode"),
                 "toolchain_output": tc.artifact, "readme_run": run}
+
+
+def _compiled_form(model, chip):
+    """The graph the toolchain compiles: the one the chip's rules quantize (a conv before its pool) at batch 1,
+    static, as Axera's docs give their toolchains onnxsim-simplified batch-1 models (a ViT's class token reads
+    the batch through Shape, which no Pulsar op list has: folded)."""
+    return fixed_batch(quantized_form(model, chip.rules), 1)
 
 
 def _float_layers(model, table) -> list[str]:

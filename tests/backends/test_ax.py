@@ -21,6 +21,7 @@ from tcc.backends.ax.ops import check_model
 from tcc.build import build
 from tcc.cli.main import main
 from tcc.errors import BuildError
+from tcc.passes.batch import fixed_batch
 from tcc.quant.table.file import load_table
 
 from tests.helpers import REPO
@@ -276,27 +277,27 @@ PULSAR_V1_REFUSES = {
     "vit_b_16": {"Erf", "Expand", "ReduceMean", "Reshape", "Sqrt"},
     "mobilevitv2_050": {"InstanceNormalization", "Reshape", "Split"},  # group norm's form; q / k / v split
 }
-# Pulsar2's op lists have no Shape: ViT's class token and position embedding take the batch from the input
-# (Shape -> Slice -> Concat -> Expand) in tcc's dynamic-batch ONNX
-PULSAR2_REFUSES = {"vit_b_16": {"Shape"}}
+# Pulsar2's op lists have no Shape, which ViT's class token and position embedding use to take the batch from the
+# input (Shape -> Slice -> Concat -> Expand): the kits are compiled at batch 1, where that folds
+PULSAR2_REFUSES: dict[str, set] = {}
 
 
 @pytest.mark.slow  # lowers all 24 zoo specs (~1 min): tools/slow_tests.sh
 def test_every_zoo_spec_passes_pulsar2_and_pulsar_v1_refuses_what_its_docs_exclude():
-    """The op lists against the zoo's graphs: Pulsar2 takes every spec but ViT (PULSAR2_REFUSES; rewrites
-    applied); Pulsar v1 refuses exactly the ops of PULSAR_V1_REFUSES, and its literal 'output width % stride_w' rule
-    is advisory."""
+    """The op lists against the zoo's graphs at batch 1, as the kits are compiled: Pulsar2 takes every spec
+    (rewrites applied); Pulsar v1 refuses exactly the ops of PULSAR_V1_REFUSES, and its literal 'output width %
+    stride_w' rule is advisory."""
     from tests.helpers.int8_zoo import SMALL, spec_path
 
     from tcc.frontend import lower_spec
 
     for name in sorted(SMALL):
         spec = spec_path(name)
-        fe = lower_spec(spec, SMALL[name])
+        model = fixed_batch(lower_spec(spec, SMALL[name]).onnx, 1)
         for chip in ("ax620e", "ax650"):
-            bad = check_model(fe.onnx, chip).unsupported
+            bad = check_model(model, chip).unsupported
             assert {f.op for f in bad} == PULSAR2_REFUSES.get(spec.stem, set()), (spec.stem, chip)
-        bad = check_model(fe.onnx, "ax620").unsupported
+        bad = check_model(model, "ax620").unsupported
         assert {f.op for f in bad} == PULSAR_V1_REFUSES.get(spec.stem, set()), (spec.stem, [f.line() for f in bad])
 
 
@@ -389,3 +390,22 @@ def test_pulsar2_schema_refuses_what_the_docs_do_not_allow(kits):
         edit(c)
         with pytest.raises(BuildError, match=re.escape(f"config.json: {where}")):
             validate_pulsar2(c)
+
+
+def test_a_vit_kit_is_compiled_at_batch_1_with_its_shape_arithmetic_folded(images, tmp_path):
+    """ViT's class token and position embedding read the batch through Shape, which Pulsar2's op lists lack: the
+    kit's models are static at batch 1 with those nodes folded (the learned tensors' Expand stays), every node
+    passes AX650's list, the float model checks against PyTorch and the QDQ model against the integer
+    reference, sample by sample."""
+    from tests.helpers.int8_zoo import SMALL, spec_path
+
+    r = build(spec_path("vit_b_16"), "ax650", tmp_path / "vit", overrides=SMALL["vit_b_16"], data=images,
+              calib_options=dict(CALIB))
+    m = r.manifest
+    assert m["self_check"]["result"]["passed"] and m["target_checks"]["qdq"]["passed"]
+    assert m["target_checks"]["op_check"]["unsupported"] == 0
+    for name in ("model.onnx", "model_qdq.onnx"):
+        model = onnx.load(str(r.out / name))
+        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1, name
+        ops = {n.op_type for n in model.graph.node}
+        assert "Shape" not in ops and "Expand" in ops, name

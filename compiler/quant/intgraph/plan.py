@@ -274,6 +274,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         raise CalibrationError(f"the placement keeps {len(floats)} node(s) in float ({sorted(floats)[0]!r}, ...), "
                                f"but the {target_rules.name} rules keep no float ops; recalibrate without placement")
     from ...passes.base import infer_value_shapes  # deferred for start-up: loads onnx_graphsurgeon
+    from ...passes.batch import shape_arithmetic  # deferred for start-up: loads onnx_graphsurgeon
     from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
     from ...passes.fusion import fused_activations  # deferred for start-up: loads onnx_graphsurgeon
 
@@ -301,7 +302,7 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in g.output}
-    shape_nodes = _shape_arithmetic(g, float_type, consumers, graph_outputs)
+    shape_nodes = shape_arithmetic(g, float_type, consumers, graph_outputs)
     covered: set[str] = set()
     nodes: list[INode] = []
     for k, node in enumerate(g.node):
@@ -395,28 +396,6 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
                                f"integer graph{hint}; recalibrate")
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
     return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
-
-
-SHAPE_OPS = ("Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast")
-SHAPE_INPUTS = {"Expand": 1, "Reshape": 1}  # the ops' input that is a shape
-
-
-def _shape_arithmetic(g, float_type: set, consumers: dict, graph_outputs: set) -> set[str]:
-    """The nodes that compute shapes (Shape -> Slice -> Concat: the batch of `param`'s Expand) and only feed shape
-    inputs: no tensor of theirs is a float value, so the integer graph leaves them out; the interpreters know the
-    shapes."""
-    def shape_input(o, reader) -> bool:
-        return reader.name in found or any(i == o and SHAPE_INPUTS.get(reader.op_type) == k
-                                           for k, i in enumerate(reader.input))
-
-    found = {n.name for n in g.node if n.op_type in SHAPE_OPS and n.name
-             and not any(o in float_type or o in graph_outputs for o in n.output)}
-    while True:
-        keep = {n.name for n in g.node if n.name in found
-                and all(shape_input(o, c) for o in n.output for c in consumers.get(o, []))}
-        if keep == found:
-            return found
-        found = keep
 
 
 def _scaled_product(node, consumers, graph_outputs, initializers) -> onnx.NodeProto | None:
