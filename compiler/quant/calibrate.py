@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +218,10 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
 
     with ThreadPoolExecutor(max_workers=threads or 2) as pool:
         thr = dict(pool.map(one, names))
+    if activation_bits > 8:  # a range fixed by the op is covered whole (IntOp.output_range); its group follows
+        for n, amax in graph.output_amax().items():
+            if n in thr and amax > thr[n].value:
+                thr[n] = replace(thr[n], value=amax)
     act_scale = {n: float(scale_for_threshold(thr[n].value, activation_bits, signed[n])) for n in names}
     coarse_scale = dict(act_scale)
     timing["thresholds"] = time.perf_counter() - t1

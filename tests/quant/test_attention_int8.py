@@ -220,3 +220,28 @@ def test_a_learned_tensor_broadcast_over_the_batch():
         assert y.q.shape == (3, *weight.shape[1:]) and (y.q == y.q[:1]).all()
         assert np.abs(y.dequant() - weight).max() <= q.scale / 2 + 1e-6  # the constant within half a step
 
+
+
+def test_a_16_bit_softmax_output_covers_its_whole_range(tiny):
+    """A softmax's probabilities lie in [0, 1] whatever its input (IntOp.output_range): a 16-bit grid covers all
+    of it, from a W8A16 calibration (here the data reached 0.999) and from widening an 8-bit table's tensor (its
+    entry edited to a range of 0.4 seen: flatter attention). Data the calibration did not see may reach more, and
+    clipped, the largest weights are the tokens attended to. The 8-bit grid keeps the range seen."""
+    import copy
+
+    from tcc.quant.intgraph.widths import widened
+    from tcc.quant.table.file import CalibrationTable
+
+    fe, graph, table = tiny
+    (probs,) = [o for n in graph.nodes if n.kind == "softmax" for o in n.outputs]
+    assert graph.output_amax() == {probs: 1.0}
+    seen = table.tensors[probs]["max"]
+    assert seen < 1.0 and table.tensors[probs]["scale"] * 255 <= seen * (1 + 1e-6)
+    data = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    w16 = calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph, activation_bits=16)
+    flat = CalibrationTable(copy.deepcopy(table.doc))
+    flat.tensors[probs]["max"] = 0.4
+    for t in (w16, widened(flat, graph, {probs})):
+        e = t.tensors[probs]
+        top = e["scale"] * ((1 << (e["bits"] - 1)) - 1)
+        assert e["bits"] > 8 and 1.0 - 1e-6 <= top < 1.0 + 2 * e["scale"], e  # (float32 scales)

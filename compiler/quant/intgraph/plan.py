@@ -151,6 +151,12 @@ class IntGraph:
     def producer(self) -> dict[str, INode]:
         return {o: n for n in self.nodes for o in n.outputs}
 
+    def output_amax(self) -> dict[str, float]:
+        """{tensor: the largest magnitude it can hold} for the outputs of kinds whose values lie in a range fixed
+        by the op (tcc.intops.IntOp.output_range: a softmax's [0, 1])."""
+        return {o: max(abs(v) for v in n.op.output_range) for n in self.nodes if n.op.output_range
+                for o in n.outputs}
+
     def share_groups(self, share_concat: bool, shared_kinds: tuple[str, ...] = ()) -> list[list[str]]:
         """Tensors that must share one scale: the outputs of scale-sharing kinds (and of `shared_kinds`, where a
         target wants more) with their input, a concat's inputs with its output (when `share_concat`). Groups in

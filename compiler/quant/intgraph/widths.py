@@ -57,15 +57,16 @@ def group_members(table: CalibrationTable, name: str) -> list[str]:
 
 def widened(table: CalibrationTable, graph: IntGraph, names) -> CalibrationTable:
     """A copy of `table` whose activations `names`, with every tensor of their scale groups, are signed 16-bit on
-    the whole range the calibration saw (the entries' min / max: a group takes its widest), then fitted to the
-    readers' accumulators (fit_accumulators). A group that no grid of 9 to 16 bits fits (a reader summing tens of
+    the whole range the calibration saw (the entries' min / max: a group takes its widest; a softmax's output
+    its [0, 1]), then fitted to the readers' accumulators (fit_accumulators). A group that no grid of 9 to 16 bits fits (a reader summing tens of
     thousands of products) stays as `table` has it: its kernels offer no such choice. The other entries are
     untouched; `names` empty gives `table`."""
     if not names:
         return table
     members = {m for n in names for m in group_members(table, n)}
+    fixed = graph.output_amax()
     while True:
-        out = _on_wide_grids(table, members)
+        out = _on_wide_grids(table, members, fixed)
         need = _narrowed(out, graph)
         if not need:
             return out
@@ -75,8 +76,9 @@ def widened(table: CalibrationTable, graph: IntGraph, names) -> CalibrationTable
         members -= kept
 
 
-def _on_wide_grids(table: CalibrationTable, members: set) -> CalibrationTable:
-    """A copy of `table` with the tensors `members` (whole scale groups) on 16-bit grids over their range."""
+def _on_wide_grids(table: CalibrationTable, members: set, fixed: dict[str, float]) -> CalibrationTable:
+    """A copy of `table` with the tensors `members` (whole scale groups) on 16-bit grids over their range, or over
+    the range their op fixes where that is wider (`fixed`: IntGraph.output_amax)."""
     doc = copy.deepcopy(table.doc)
     tensors = doc["tensors"]
     out = CalibrationTable(doc)
@@ -85,7 +87,7 @@ def _on_wide_grids(table: CalibrationTable, members: set) -> CalibrationTable:
         if name in done:
             continue
         group = group_members(out, name)
-        amax = max(max(abs(tensors[m]["min"]), abs(tensors[m]["max"])) for m in group)
+        amax = max(max(abs(tensors[m]["min"]), abs(tensors[m]["max"]), fixed.get(m, 0.0)) for m in group)
         scale = float(scale_for_threshold(amax, WIDE_BITS, True))
         for m in group:
             tensors[m].update(scale=scale, zero_point=0, bits=WIDE_BITS, symmetric=True, signed=True,
