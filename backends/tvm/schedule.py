@@ -30,11 +30,19 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
 
 from .int8 import microkernel
-from .int8.intrinsics import depthwise_intrin, ensure_registered, partial_sum_intrin
+from .int8.intrinsics import (
+    depthwise_dot_intrin,
+    depthwise_intrin,
+    ensure_registered,
+    interleave_rows_intrin,
+    partial_sum_intrin,
+)
 from .int8.kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
+    DEPTHWISE_DOT_BLOCK,
     DEPTHWISE_PAD_BLOCK,
+    DEPTHWISE_ROWS_BLOCK,
     DOT_TILE_SCOPE,
     FLAT_ATTR,
     KERNEL_ATTR,
@@ -62,6 +70,8 @@ DEPTHWISE_PIXELS = 2
 # tie-free requantization, 8 pixels (aarch64 79.4 -> 78.3 M, aarch64-dotprod 46.4 -> 45.4 M, FastNet's 25.8 -> 25.6
 # M; 2 pixels 48.0 M)
 DEPTHWISE_PIXELS_A64 = 8
+# The `sdot` depthwise tile (Int8DepthwiseDot): output rows of a window x pixels, 4 vectors of int32 each
+DEPTHWISE_DOT_PIXELS = 8
 # A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
 # depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
@@ -671,6 +681,44 @@ class Int8Depthwise(Rule):
         return True
 
 
+class Int8DepthwiseDot(Rule):
+    """The AArch64 `sdot` depthwise conv (compute.depthwise_rows_primfunc): its interleaved rows written once
+    beforehand, vectorized; the conv in register tiles of the window's output rows x pixels x 16 channels (4
+    `sdot` lanes of 4 channels), accumulated over the kernel's columns, the epilogue fused into the write-back."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:3] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_ROWS_BLOCK, DEPTHWISE_DOT_BLOCK]:
+            return False
+        # the padded copy: 16 codes a vector, its loops kept apart (fused, each vector's bounds test recomputed
+        # the pixel from the fused index: two divisions)
+        n, x, y, c = sch.get_loops(sch.get_sblock(DEPTHWISE_PAD_BLOCK))
+        sch.vectorize(sch.split(c, [None, 16])[1])
+        _parallel(sch, [n, x])
+        rows = sch.get_sblock(DEPTHWISE_ROWS_BLOCK)
+        windows = _domain(sch, rows)[1]
+        n, t, x, c, r = sch.get_loops(rows)
+        c_out, c_in = sch.split(c, [None, 16])
+        _parallel(sch, [n, t])
+        sch.tensorize(c_in, interleave_rows_intrin())
+        conv = sch.get_sblock(DEPTHWISE_DOT_BLOCK)
+        n, y, x, c, kx, r = sch.get_loops(conv)
+        per_window = _extent(sch, y) // windows
+        t, j = sch.split(y, [None, per_window])
+        c_out, c_quad, c_lane = sch.split(c, [None, 4, 4])
+        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_DOT_PIXELS // per_window)
+        x_out, x_in = sch.split(x, [None, pixels])
+        sch.reorder(n, t, x_out, c_out, kx, j, x_in, c_quad, c_lane, r)
+        _fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
+        _parallel(sch, [n, t])
+        init = sch.decompose_reduction(conv, kx)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(c_lane, depthwise_dot_intrin())
+        for loop in (kx, j, x_in, c_quad):
+            sch.unroll(loop)
+        return True
+
+
 class QuantizeInput(Rule):
     """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
     transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
@@ -789,10 +837,11 @@ class Injective(Rule):
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8Depthwise,
-    RowReduction, WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8Depthwise(), RowReduction(), WindowReduction(),
-                                   QuantizeInput(), Injective())
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8DepthwiseDot,
+    Int8Depthwise, RowReduction, WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet
+    scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8DepthwiseDot(), Int8Depthwise(), RowReduction(),
+                                   WindowReduction(), QuantizeInput(), Injective())
 
 
 def layout_passes():

@@ -90,9 +90,10 @@ def _shape_values(nodes: list, typed: dict, g: onnx.GraphProto, opsets) -> dict[
     produced = {o for n in rest for o in n.output}
     inits = {t.name: t for t in g.initializer}
     needed = {i for n in rest for i in n.input if i and i not in produced}
+    inputs = [helper.make_tensor_value_info(k, onnx.TensorProto.INT64, list(v.shape)) for k, v in fed.items()
+              if k in needed]
     sub = helper.make_graph(
-        rest, "shape_arithmetic",
-        [helper.make_tensor_value_info(k, onnx.TensorProto.INT64, list(v.shape)) for k, v in fed.items() if k in needed],
+        rest, "shape_arithmetic", inputs,
         [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in sorted(produced)],
         [inits[i] for i in sorted(needed) if i in inits])
     evaluator = ReferenceEvaluator(helper.make_model(sub, opset_imports=list(opsets)))

@@ -11,11 +11,14 @@ from . import microkernel
 from .kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
+    DEPTHWISE_DOT_BLOCK,
     DEPTHWISE_PAD_BLOCK,
+    DEPTHWISE_ROWS_BLOCK,
     FLAT_ATTR,
     KERNEL_ATTR,
     MICROKERNEL_ATTR,
     PAD_BLOCK,
+    ROWS,
     SUM_BLOCK,
     VECTORS_ATTR,
     WINDOW_DIGITS_BLOCK,
@@ -320,5 +323,72 @@ def depthwise_primfunc(shape: ConvShape, source_dtype: str):
                      lambda n, y, xx, c: te.sum(src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32")
                                                 * weights[ky, kx, c].astype("int32"), axis=[ky, kx]),
                      name=DEPTHWISE_BLOCK)
+    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    return func.with_attr("tcc.op_pattern", 4)
+
+
+def rows_per_window(shape: ConvShape) -> int:
+    """Output rows one window of ROWS interleaved input rows serves (`depthwise_rows_primfunc`): as many as fit
+    (3 x 3, stride 1: 2), fewer until they divide the output's height; 0 where the kernel does not fit a window
+    (taller than ROWS, or dilated)."""
+    (sh, _), (dh, _) = shape.strides, shape.dilations
+    if shape.kh > ROWS or dh != 1:
+        return 0
+    j = 1 + (ROWS - shape.kh) // sh
+    while shape.out_hw[0] % j:
+        j -= 1
+    return j
+
+
+def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """Depthwise weight codes [C, 1, kh, kw] as `depthwise_rows_primfunc` reads them: [J, kw, C, ROWS], the
+    weight of window row r for the j-th output row of the window (kernel row r - j * stride, zero outside)."""
+    j_rows, sh = rows_per_window(shape), shape.strides[0]
+    c, _, kh, kw = w_oihw.shape
+    out = np.zeros((j_rows, kw, c, ROWS), np.int64)
+    for j in range(j_rows):
+        for ky in range(kh):
+            out[j, :, :, j * sh + ky] = np.asarray(w_oihw, np.int64)[:, 0, ky, :].T
+    return out.astype(np.int8)
+
+
+def depthwise_rows_primfunc(shape: ConvShape, offset: int):
+    """A depthwise conv on AArch64's `sdot` (four s8 x s8 products into each int32 lane): int32 acc [n, oh, ow, c]
+    of 8-bit codes x [n, h, w, c] and weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted
+    to s8 by `offset` (u8 codes: -128) and padded with the shifted zero (`tcc_dw_pad`), then copied once as
+    windows of ROWS rows interleaved per channel (`tcc_dw_rows` [n, windows, w + pads, c, ROWS]), so that one
+    16-byte load holds 4 channels x 4 rows and one `sdot` against the weights' 4 x 4 sums a column of the kernel
+    for 4 channels; a window serves J output rows (`rows_per_window`), each with its own weights."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    j_rows = rows_per_window(shape)
+    (sh, sw), (_, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    step = j_rows * sh  # input rows between windows
+    windows = oh // j_rows
+    height = (windows - 1) * step + ROWS  # padded rows the windows read (the last ones may reach past the padding)
+    dtype = "uint8" if offset < 0 else "int8"
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, shape.c, ROWS)], "int8", name="weights")
+
+    def padded(n, xx, y, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype("int8")
+        return tirx.if_then_else(inside, code, tirx.const(offset, "int8"))
+
+    # column-major [n, x, y, c]: a window's 4 rows of 16 channels are one (4, 16) block of the last two axes
+    src = te.compute([i64(d) for d in (shape.n, shape.w + pl + pr, height, shape.c)], padded,
+                     name=DEPTHWISE_PAD_BLOCK)
+    rows = te.compute([i64(d) for d in (shape.n, windows, shape.w + pl + pr, shape.c, ROWS)],
+                      lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
+    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
+                     lambda n, y, xx, c: te.sum(
+                         rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, c, r].astype("int32")
+                         * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"), axis=[kx, r]),
+                     name=DEPTHWISE_DOT_BLOCK)
     func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)

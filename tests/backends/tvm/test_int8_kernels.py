@@ -564,3 +564,75 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
     np.testing.assert_array_equal(got, np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + 1)
+
+
+def depthwise_model(seed: int = 0):
+    """Depthwise convs of 32 channels (two blocks of 16 for AArch64's `sdot` form), after a 3x3 stem + ReLU (u8
+    codes): 3x3 s1 (2 output rows a window), 3x3 s2 with asymmetric pads on signed codes (1 row), 3x3 on a height
+    of 5 (odd: 1 row), 2x2 on a height of 6 (3 rows), then a 5x5 and a 1x1 (int16 taps: taller than 4 rows, and a
+    quarter of each sdot), GAP, gemm."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "input"
+    for name, ci, k, stride, pads, group, relu in (
+            ("stem", 3, 3, 1, (1, 1, 1, 1), 1, True), ("dw1", 32, 3, 1, (1, 1, 1, 1), 32, False),
+            ("dw2", 32, 3, 2, (1, 0, 0, 1), 32, True), ("dw3", 32, 3, 1, (1, 1, 0, 1), 32, False),
+            ("dw4", 32, 2, 1, (1, 1, 1, 1), 32, True), ("dw5", 32, 5, 1, (2, 2, 2, 2), 32, False),
+            ("dw6", 32, 1, 1, (0, 0, 0, 0), 32, False)):
+        w = numpy_helper.from_array((rng.standard_normal((32, ci // group, k, k)) * 0.4).astype(np.float32),
+                                    f"{name}.w")
+        b = numpy_helper.from_array((rng.standard_normal(32) * 0.2).astype(np.float32), f"{name}.b")
+        nodes.append(helper.make_node("Conv", [x, w.name, b.name], [name], name=name, kernel_shape=[k, k],
+                                      strides=[stride, stride], pads=list(pads), group=group))
+        inits += [w, b]
+        x = name
+        if relu:
+            nodes.append(helper.make_node("Relu", [name], [f"{name}.relu"], name=f"{name}.relu"))
+            x = f"{name}.relu"
+    wf = numpy_helper.from_array((rng.standard_normal((3, 32)) * 0.5).astype(np.float32), "fc.w")
+    bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
+    return make_model(nodes, {"input": ["N", 3, 12, 11]}, {"output": ["N", 3]}, inits + [wf, bf], name="dw",
+                      ir_version=8)
+
+
+def test_aarch64_sdot_depthwise_bit_exact(tmp_path):
+    """AArch64's `sdot` depthwise (compute.depthwise_rows_primfunc): a channel's 4 rows in one 32-bit lane, a
+    window of 4 interleaved rows serving 1, 2 or 3 output rows; u8 codes shifted to s8 (the bias takes the shift
+    back) and s8 ones; run under qemu (cortex-a76), every tensor equal to the integer reference's. Kernels of 5
+    rows and 1 x 1 keep the int16 taps."""
+    skip_unless_runtime("aarch64-dotprod")
+    m = depthwise_model()
+    rng = np.random.default_rng(1)
+    table = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 11)).astype(np.float32), method="kl", target="tvm")
+    x = rng.standard_normal((1, 3, 12, 11)).astype(np.float32) * 1.5
+    ref_out, ref_codes = run_reference(m, table, x, return_all=True)
+    k = kn.KERNELS["tcc_dot_a64_sdot"]
+    names = list(ref_codes)
+    mod = _lowered(m, table, k, names)
+    scripts = _scripts(mod)
+    assert sum("tcc_dw_rows" in s for s in scripts) == 4 and sum("tcc_dw_conv" in s for s in scripts) == 2
+    outs = _run(mod, "aarch64-dotprod", x, tmp_path)
+    np.testing.assert_array_equal(outs[0], ref_out)
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+
+
+def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
+    """[J, kw, c, 4]: for output row j of a window, window row r holds kernel row r - j * stride (zero elsewhere);
+    3x3 stride 1: 2 rows a window, stride 2: 1, 2x2: 3 (4 - 2 + 1), and fewer where they do not divide the
+    output's height."""
+    w = np.arange(2 * 3 * 3).reshape(2, 1, 3, 3) - 9
+    s1 = kn.ConvShape(1, 8, 8, 2, 2, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    got = compute.depthwise_rows_weights(w, s1)
+    assert got.shape == (2, 3, 2, 4)
+    np.testing.assert_array_equal(got[0, :, :, :3], w[:, 0].transpose(2, 0, 1))
+    np.testing.assert_array_equal(got[1, :, :, 1:], w[:, 0].transpose(2, 0, 1))
+    assert not got[0, :, :, 3].any() and not got[1, :, :, 0].any()
+    s2 = kn.ConvShape(1, 8, 8, 2, 2, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1))
+    assert compute.rows_per_window(s2) == 1
+    two = kn.ConvShape(1, 6, 6, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))  # 7 output rows: 3 does not divide
+    assert compute.rows_per_window(two) == 1
+    assert compute.rows_per_window(kn.ConvShape(1, 5, 5, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))) == 3
+    assert compute.rows_per_window(kn.ConvShape(1, 8, 8, 2, 2, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1))) == 0
