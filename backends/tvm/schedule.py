@@ -31,6 +31,7 @@ from tvm.s_tir.schedule import ScheduleError
 
 from .int8 import microkernel
 from .int8.intrinsics import (
+    DEPTHWISE_DOT,
     depthwise_dot_intrin,
     depthwise_intrin,
     ensure_registered,
@@ -70,8 +71,10 @@ DEPTHWISE_PIXELS = 2
 # tie-free requantization, 8 pixels (aarch64 79.4 -> 78.3 M, aarch64-dotprod 46.4 -> 45.4 M, FastNet's 25.8 -> 25.6
 # M; 2 pixels 48.0 M)
 DEPTHWISE_PIXELS_A64 = 8
-# The `sdot` depthwise tile (Int8DepthwiseDot): output rows of a window x pixels, 4 vectors of int32 each
-DEPTHWISE_DOT_PIXELS = 8
+# The dot depthwise tile (Int8DepthwiseDot): output rows of a window x pixels x channels (AArch64: 4 `sdot` lanes
+# of 4; DDSNet 36.32 M instructions with 8 / J pixels, 36.73 M with 4 / J, 37.63 M with 16 / J; x86: zmm vectors)
+DEPTHWISE_DOT_PIXELS = {"aarch64": 8, "x86_64": 8}
+DEPTHWISE_DOT_CHANNELS = {"aarch64": 16, "x86_64": 32}
 # A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
 # depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
@@ -682,9 +685,10 @@ class Int8Depthwise(Rule):
 
 
 class Int8DepthwiseDot(Rule):
-    """The AArch64 `sdot` depthwise conv (compute.depthwise_rows_primfunc): its interleaved rows written once
-    beforehand, vectorized; the conv in register tiles of the window's output rows x pixels x 16 channels (4
-    `sdot` lanes of 4 channels), accumulated over the kernel's columns, the epilogue fused into the write-back."""
+    """The depthwise conv on AArch64's `sdot` or AVX-512's `vpdpbusd` (compute.depthwise_rows_primfunc): its
+    input padded once, a window's interleaved rows written just before the outputs that read them; the conv in
+    register tiles of the window's output rows x pixels x channels (AArch64: 4 `sdot` lanes of 4 channels; x86:
+    zmm vectors of 16), accumulated over the kernel's columns, the epilogue fused into the write-back."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]
@@ -701,8 +705,11 @@ class Int8DepthwiseDot(Rule):
         n, y, x, c, kx, r = sch.get_loops(conv)
         per_window = _extent(sch, y) // windows
         t, j = sch.split(y, [None, per_window])
-        c_out, c_quad, c_lane = sch.split(c, [None, 4, 4])
-        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_DOT_PIXELS // per_window)
+        arch = "x86_64" if _is_x86(self.target) else "aarch64"
+        lanes = DEPTHWISE_DOT[arch][1]
+        tile = next(t for t in (DEPTHWISE_DOT_CHANNELS[arch], 16) if _extent(sch, c) % t == 0)  # 16k (lowering)
+        c_out, c_quad, c_lane = sch.split(c, [None, tile // lanes, lanes])
+        pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_DOT_PIXELS[arch] // per_window)
         x_out, x_in = sch.split(x, [None, pixels])
         sch.reorder(n, t, x_out, c_out, kx, j, x_in, c_quad, c_lane, r)
         _fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
@@ -713,10 +720,11 @@ class Int8DepthwiseDot(Rule):
         if _extent(sch, rows_of) > 1:
             sch.parallel(rows_of)
         *_, c_rows, r_rows = sch.get_loops(rows)
-        sch.tensorize(sch.split(c_rows, [None, 16])[1], interleave_rows_intrin())
+        codes = sch.get(rows).writes[0].source.dtype
+        sch.tensorize(sch.split(c_rows, [None, 16])[1], interleave_rows_intrin(str(codes)))
         init = sch.decompose_reduction(conv, kx)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(c_lane, depthwise_dot_intrin())
+        sch.tensorize(c_lane, depthwise_dot_intrin(arch))
         for loop in (kx, j, x_in, c_quad):
             sch.unroll(loop)
         return True

@@ -352,13 +352,15 @@ def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def depthwise_rows_primfunc(shape: ConvShape, offset: int):
-    """A depthwise conv on AArch64's `sdot` (four s8 x s8 products into each int32 lane): int32 acc [n, oh, ow, c]
-    of 8-bit codes x [n, h, w, c] and weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted
-    to s8 by `offset` (u8 codes: -128) and padded with the shifted zero (`tcc_dw_pad`), then copied once as
-    windows of ROWS rows interleaved per channel (`tcc_dw_rows` [n, windows, w + pads, c, ROWS]), so that one
-    16-byte load holds 4 channels x 4 rows and one `sdot` against the weights' 4 x 4 sums a column of the kernel
-    for 4 channels; a window serves J output rows (`rows_per_window`), each with its own weights."""
+def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8"):
+    """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
+    `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
+    weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
+    `offset` (u8 codes for `sdot`: -128; s8 ones for `vpdpbusd`: +128; the bias takes it back) and padded with the
+    shifted zero (`tcc_dw_pad`), then copied as windows of ROWS rows interleaved per channel (`tcc_dw_rows` [n,
+    windows, w + pads, c, ROWS]), so that one vector load holds 4 rows of each of its channels and one instruction
+    against the weights sums a column of the kernel per channel; a window serves J output rows
+    (`rows_per_window`), each with its own weights."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
@@ -369,14 +371,14 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int):
     step = j_rows * sh  # input rows between windows
     windows = oh // j_rows
     height = (windows - 1) * step + ROWS  # padded rows the windows read (the last ones may reach past the padding)
-    dtype = "uint8" if offset < 0 else "int8"
+    dtype = act_dtype if offset == 0 else {"int8": "uint8", "uint8": "int8"}[act_dtype]
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], dtype, name="x")
     weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, shape.c, ROWS)], "int8", name="weights")
 
     def padded(n, xx, y, c):
         inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
-        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype("int8")
-        return tirx.if_then_else(inside, code, tirx.const(offset, "int8"))
+        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
+        return tirx.if_then_else(inside, code, tirx.const(offset, act_dtype))
 
     # column-major [n, x, y, c]: a window's 4 rows of 16 channels are one (4, 16) block of the last two axes
     src = te.compute([i64(d) for d in (shape.n, shape.w + pl + pr, height, shape.c)], padded,

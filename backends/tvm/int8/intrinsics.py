@@ -254,63 +254,66 @@ def depthwise_intrin(target) -> str | None:
     return name
 
 
-DEPTHWISE_SDOT = "tcc_dw_a64_sdot"
+# the depthwise dot step per instruction set: (TensorIntrin name, lanes = channels per instruction, codes' type,
+# the LLVM intrinsic)
+DEPTHWISE_DOT = {"aarch64": ("tcc_dw_a64_sdot", 4, "int8", "llvm.aarch64.neon.sdot"),
+                 "x86_64": ("tcc_dw_avx512_vnni", 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")}
 
 
-def depthwise_dot_intrin() -> str:
-    """The TensorIntrin of the `sdot` depthwise step (compute.depthwise_rows_primfunc), registered: 4 channels x
-    4 interleaved rows of codes against their 4 x 4 weights, each channel's 4 products summed into its int32
-    lane: one `sdot` of two 16-byte vectors."""
-    if DEPTHWISE_SDOT not in _registered:
+def depthwise_dot_intrin(arch: str) -> str:
+    """The TensorIntrin of the depthwise dot step (compute.depthwise_rows_primfunc), registered: L channels x 4
+    interleaved rows of codes against their L x 4 weights, each channel's 4 products summed into its int32 lane:
+    one AArch64 `sdot` (L = 4) or one AVX-512 `vpdpbusd` (L = 16) of two vectors."""
+    name, lanes, act, llvm = DEPTHWISE_DOT[arch]
+    if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
         @T.prim_func(s_tir=True)
         def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (4, 4), "int8", offset_factor=1)
-            B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            A = T.match_buffer(a, (lanes, 4), act, offset_factor=1)
+            B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
-                T.reads(C[0:4], A[0:4, 0:4], B[0:4, 0:4])
-                T.writes(C[0:4])
-                for lane, r in T.grid(4, 4):
+                T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:lanes, 0:4])
+                T.writes(C[0:lanes])
+                for lane, r in T.grid(lanes, 4):
                     with T.sblock("update"):
                         vl, vr = T.axis.remap("SR", [lane, r])
                         C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
 
         @T.prim_func(s_tir=True)
         def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (4, 4), "int8", offset_factor=1)
-            B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            A = T.match_buffer(a, (lanes, 4), act, offset_factor=1)
+            B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
             with T.sblock("root"):
-                T.reads(C[0:4], A[0:4, 0:4], B[0:4, 0:4])
-                T.writes(C[0:4])
-                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"), C.vload([0], "int32x4"),
-                    A.vload([0, 0], "int8x16"), B.vload([0, 0], "int8x16"), dtype="int32x4")
+                T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:lanes, 0:4])
+                T.writes(C[0:lanes])
+                C[T.ramp(0, 1, lanes)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(llvm), C.vload([0], f"int32x{lanes}"),
+                    A.vload([0, 0], f"{act}x{4 * lanes}"), B.vload([0, 0], f"int8x{4 * lanes}"),
+                    dtype=f"int32x{lanes}")
 
-        TensorIntrin.register(DEPTHWISE_SDOT, desc, impl, override=True)
-        _registered.add(DEPTHWISE_SDOT)
-    return DEPTHWISE_SDOT
-
-
-INTERLEAVE_ROWS = "tcc_interleave_rows4"
+        TensorIntrin.register(name, desc, impl, override=True)
+        _registered.add(name)
+    return name
 
 
-def interleave_rows_intrin() -> str:
+def interleave_rows_intrin(dtype: str = "int8") -> str:
     """The TensorIntrin copying 4 rows of 16 codes (a row stride apart) into 16 x 4 interleaved per channel
-    (compute.depthwise_rows_primfunc's windows), registered: four 16-byte loads and one shuffle of the 64 bytes,
-    which LLVM stores as one `st4`."""
-    if INTERLEAVE_ROWS not in _registered:
+    (compute.depthwise_rows_primfunc's windows), registered: four 16-byte loads and one shuffle of the 64 bytes
+    (AArch64: one `st4`)."""
+    name = f"tcc_interleave_rows4_{dtype}"
+    if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
         @T.prim_func(s_tir=True)
         def desc(s: T.handle, d: T.handle) -> None:
             pitch = T.int64()
-            S = T.match_buffer(s, (4, 16), "int8", offset_factor=1, strides=[pitch, 1])
-            D = T.match_buffer(d, (16, 4), "int8", offset_factor=1)
+            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
+            D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
                 T.reads(S[0:4, 0:16])
                 T.writes(D[0:16, 0:4])
@@ -322,18 +325,18 @@ def interleave_rows_intrin() -> str:
         @T.prim_func(s_tir=True)
         def impl(s: T.handle, d: T.handle) -> None:
             pitch = T.int64()
-            S = T.match_buffer(s, (4, 16), "int8", offset_factor=1, strides=[pitch, 1])
-            D = T.match_buffer(d, (16, 4), "int8", offset_factor=1)
+            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
+            D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
                 T.reads(S[0:4, 0:16])
                 T.writes(D[0:16, 0:4])
                 D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
-                    [S.vload([T.int64(k), T.int64(0)], "int8x16") for k in range(4)],
+                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)],
                     [r * 16 + c for c in range(16) for r in range(4)])
 
-        TensorIntrin.register(INTERLEAVE_ROWS, desc, impl, override=True)
-        _registered.add(INTERLEAVE_ROWS)
-    return INTERLEAVE_ROWS
+        TensorIntrin.register(name, desc, impl, override=True)
+        _registered.add(name)
+    return name
 
 
 PARTIAL_SUM = {"armv7": "tcc_dot_neon_sum4",  # 4 channels' 4 partial lanes summed: 6 vpadd.i32

@@ -292,9 +292,10 @@ class RelaxLowering(Interpreter):
         if shape is not None:
             return self._dot_conv(n, x, shape)
         shape = self._depthwise_rows_shape(n, x)
-        if shape is not None:  # AArch64 `sdot`: 4 rows of a channel in one lane
-            offset = -128 if x.expr.ty.dtype == "uint8" else 0
-            func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset), "tcc_dw_dot")
+        if shape is not None:  # `sdot` / `vpdpbusd`: 4 rows of a channel in one lane
+            offset = self.kernel.act_offset(x.expr.ty.dtype)
+            func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype),
+                                    "tcc_dw_dot")
             weights = compute.depthwise_rows_weights(n.weight, shape)
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8")],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
@@ -366,10 +367,11 @@ class RelaxLowering(Interpreter):
         return shape
 
     def _depthwise_rows_shape(self, n: QNode, x: _Codes):
-        """A depthwise conv's shape where AArch64's `sdot` takes it (compute.depthwise_rows_primfunc): 8-bit codes,
-        16k channels (4 lanes of 4 channels), a kernel of 2 to 4 rows, not dilated. (A 1 x 1 one, a BN after a
-        ReLU, uses a quarter of each `sdot`: DDSNet's three executed 4% more than on int16 taps.)"""
-        if self.kernel is None or self.kernel.name != "tcc_dot_a64_sdot":
+        """A depthwise conv's shape where AArch64's `sdot` or AVX-512's `vpdpbusd` takes it
+        (compute.depthwise_rows_primfunc): 8-bit codes, 16k channels (a tile of 4 `sdot` lanes of 4 channels, one
+        zmm), a kernel of 2 to 4 rows, not dilated. (A 1 x 1 one, a BN after a ReLU, uses a quarter of each
+        instruction: DDSNet's three executed 4% more than on int16 taps.)"""
+        if self.kernel is None or self.kernel.name not in ("tcc_dot_a64_sdot", "tcc_dot_avx512_vnni"):
             return None
         shape = self._conv_shape(n, x)
         if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 16 or shape.kh < 2

@@ -597,26 +597,50 @@ def depthwise_model(seed: int = 0):
                       ir_version=8)
 
 
-def test_aarch64_sdot_depthwise_bit_exact(tmp_path):
-    """AArch64's `sdot` depthwise (compute.depthwise_rows_primfunc): a channel's 4 rows in one 32-bit lane, a
-    window of 4 interleaved rows serving 1, 2 or 3 output rows; u8 codes shifted to s8 (the bias takes the shift
-    back) and s8 ones; run under qemu (cortex-a76), every tensor equal to the integer reference's. Kernels of 5
-    rows and 1 x 1 keep the int16 taps."""
-    skip_unless_runtime("aarch64-dotprod")
+@pytest.mark.parametrize("target, kernel", [("aarch64-dotprod", "tcc_dot_a64_sdot"),
+                                            ("host", "tcc_dot_avx512_vnni")])
+def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
+    """Depthwise convs on a 4-products-a-lane instruction (compute.depthwise_rows_primfunc): AArch64's `sdot`
+    (s8 x s8, run by qemu's cortex-a76) and AVX-512's `vpdpbusd` (u8 x s8, on this CPU where it has VNNI); a
+    channel's 4 rows in one lane, a window of 4 interleaved rows serving 1, 2 or 3 output rows; codes shifted to
+    the instruction's type (the bias takes the shift back) or not; every tensor equal to the integer reference's.
+    Kernels of 5 rows and 1 x 1 keep the int16 taps."""
+    skip_unless_runtime(target)
+    k = kn.KERNELS[kernel]
+    if target == "host" and choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host"))) is not k:
+        pytest.skip("this CPU has no AVX-512 VNNI")
     m = depthwise_model()
     rng = np.random.default_rng(1)
     table = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 11)).astype(np.float32), method="kl", target="tvm")
     x = rng.standard_normal((1, 3, 12, 11)).astype(np.float32) * 1.5
     ref_out, ref_codes = run_reference(m, table, x, return_all=True)
-    k = kn.KERNELS["tcc_dot_a64_sdot"]
     names = list(ref_codes)
     mod = _lowered(m, table, k, names)
     scripts = _scripts(mod)
     assert sum("tcc_dw_rows" in s for s in scripts) == 4 and sum("tcc_dw_conv" in s for s in scripts) == 2
-    outs = _run(mod, "aarch64-dotprod", x, tmp_path)
+    outs = _run(mod, target, x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+
+
+@pytest.mark.parametrize("mtriple, mcpu, instruction", [
+    ("aarch64-linux-gnu", "cortex-a55", r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b"),
+    ("x86_64-linux-gnu", "icelake-server", r"vpdpbusd\s[^\n]*%zmm")])
+def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, instruction):
+    """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors (compiled
+    for a CPU this machine may not have, not run)."""
+    from tcc.backends.tvm import schedule as ts
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": mtriple, "mcpu": mcpu,
+                                **({"mattr": ["+neon", "+dotprod"]} if mtriple.startswith("aarch64") else {})})
+    k = choose.kernel_for(target)
+    shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype).with_attr("global_symbol",
+                                                                                                 "main")
+    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    assert sch is not None
+    assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
 def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
