@@ -56,11 +56,11 @@ CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule r
 PAD_BLOCK = "tcc_dot_pad"
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
-# AArch64 `sdot` depthwise (`depthwise_rows_primfunc`): the input's rows, 4 at a time, interleaved per channel so
-# that a channel's 4 rows are one 32-bit lane of `sdot`, and the conv on them
+# The depthwise conv on AArch64's `sdot` / AVX-512's `vpdpbusd` (`depthwise_rows_primfunc`): the input's rows, 4
+# at a time, interleaved per channel so that a channel's 4 rows are one 32-bit lane, and the conv on them
 DEPTHWISE_ROWS_BLOCK = "tcc_dw_rows"
 DEPTHWISE_DOT_BLOCK = "tcc_dw_dot"
-ROWS = 4  # the rows of one `sdot` lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
+ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
