@@ -660,3 +660,60 @@ def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
     assert compute.rows_per_window(two) == 1
     assert compute.rows_per_window(kn.ConvShape(1, 5, 5, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))) == 3
     assert compute.rows_per_window(kn.ConvShape(1, 8, 8, 2, 2, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1))) == 0
+
+
+def pooled_model(seed: int = 0):
+    """conv 3x3 + ReLU -> max pool 3x3 / 2 (padded) -> conv 1x1 -> (max pool 2x2 / 2, and a second reader: an add)
+    -> GAP -> gemm: the first pool alone reads its conv; the second conv's output has two readers."""
+    rng = np.random.default_rng(seed)
+
+    def w(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.4).astype(np.float32), name)
+
+    inits = [w("c1.w", 16, 3, 3, 3), w("c1.b", 16), w("c2.w", 16, 16, 1, 1), w("c2.b", 16), w("fc.w", 3, 16),
+             w("fc.b", 3)]
+    nodes = [
+        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="p1", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["p1", "c2.w", "c2.b"], ["c2"], name="c2", kernel_shape=[1, 1]),
+        helper.make_node("MaxPool", ["c2"], ["p2"], name="p2", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["p2"], ["g2"], name="g2"),
+        helper.make_node("GlobalAveragePool", ["c2"], ["g3"], name="g3"),
+        helper.make_node("Add", ["g2", "g3"], ["gap"], name="sum"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    return make_model(nodes, {"input": ["N", 3, 15, 13]}, {"output": ["N", 3]}, inits, name="pooled", ir_version=8)
+
+
+def test_a_max_pool_alone_after_a_conv_pools_its_accumulators(tmp_path):
+    """On x86 a max pool that alone reads a conv takes the conv's int32 accumulators and requantizes its (fewer)
+    outputs: requantization is non-decreasing, so max and requantization commute exactly, and the pool's padding
+    never wins. Every tensor equals the integer reference's; a conv with a second reader keeps its order; ARM
+    keeps it everywhere (RelaxLowering.lower says why)."""
+    from tcc.backends.tvm.int8.lower import _pooled_outputs
+
+    m = pooled_model()
+    rng = np.random.default_rng(1)
+    table = calibrate_onnx(m, rng.standard_normal((16, 3, 15, 13)).astype(np.float32), method="kl", target="tvm")
+    qg = quantize_graph(plan(m, lowering="tvm", rules="tvm"), table)
+    conv = next(n for n in qg.nodes if n.kind == "conv")
+    assert _pooled_outputs(qg) == {conv.outputs[0]}
+    arm = RelaxLowering(kn.KERNELS["tcc_dot_neon_s8"])
+    arm.lower(qg, (), batch=1)
+    assert not arm.pooled_accs
+    skip_unless_runtime("host")
+    k = choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host")))
+    if k is None:
+        pytest.skip("this CPU has no integer dot-product kernel (no AVX2)")
+    x = rng.standard_normal((1, 3, 15, 13)).astype(np.float32) * 1.5
+    ref_out, ref_codes = run_reference(m, table, x, return_all=True)
+    lowering = RelaxLowering(k)
+    mod = lowering.lower(qg, (), batch=1)
+    assert set(lowering.pooled_accs) == {conv.outputs[0]}
+    np.testing.assert_array_equal(_run(mod, "host", x, tmp_path)[0], ref_out)
+    names = list(ref_codes)
+    outs = _run(_lowered(m, table, k, names), "host", x, tmp_path)
+    for name, got in zip(names, outs[1:]):
+        np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
