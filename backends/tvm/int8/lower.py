@@ -744,6 +744,7 @@ def _pooled_outputs(qg: QGraph) -> set[str]:
         if node.kind not in ("conv", "gemm") or node.qout[0] is None or node.outputs[0] in qg.outputs:
             continue
         r = readers.get(node.outputs[0], [])
-        if len(r) == 1 and r[0].kind == "max_pool" and not (r[0].rescale or (None,))[0] and r[0].qout[0] == node.qout[0]:
+        pool = r[0] if len(r) == 1 and r[0].kind == "max_pool" else None
+        if pool is not None and not (pool.rescale or (None,))[0] and pool.qout[0] == node.qout[0]:
             out.add(node.outputs[0])
     return out
