@@ -27,6 +27,7 @@ import numpy as np
 
 from tcc.bundle import stable_float
 from tcc.errors import BuildError, SelfCheckError
+from tcc.passes.base import PassError
 from tcc.passes.batch import fixed_batch
 from tcc.quant.intgraph.plan import plan, quantized_form
 from tcc.quant.intgraph.qgraph import quantize_graph
@@ -368,8 +369,12 @@ class AxBackend(Backend):
 def _compiled_form(model, chip):
     """The graph the toolchain compiles: the one the chip's rules quantize (a conv before its pool) at batch 1,
     static, as Axera's docs give their toolchains onnxsim-simplified batch-1 models (a ViT's class token reads
-    the batch through Shape, which no Pulsar op list has: folded)."""
-    return fixed_batch(quantized_form(model, chip.rules), 1)
+    the batch through Shape, which no Pulsar op list has: folded). A shape that stays dynamic is refused."""
+    try:
+        return fixed_batch(quantized_form(model, chip.rules), 1)
+    except PassError as e:
+        raise BuildError(f"target {chip.name}: {chip.toolchain.name} compiles one static shape, at batch 1: {e}; "
+                         "nothing was written") from None
 
 
 def _float_layers(model, table) -> list[str]:

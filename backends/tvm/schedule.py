@@ -31,7 +31,6 @@ from tvm.s_tir.schedule import ScheduleError
 
 from .int8 import microkernel
 from .int8.intrinsics import (
-    DEPTHWISE_DOT,
     depthwise_dot_intrin,
     depthwise_intrin,
     ensure_registered,
@@ -42,6 +41,7 @@ from .int8.kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
     DEPTHWISE_DOT_BLOCK,
+    DEPTHWISE_DOT_KERNELS,
     DEPTHWISE_PAD_BLOCK,
     DEPTHWISE_ROWS_BLOCK,
     DOT_TILE_SCOPE,
@@ -707,7 +707,7 @@ class Int8DepthwiseDot(Rule):
         per_window = _extent(sch, y) // windows
         t, j = sch.split(y, [None, per_window])
         arch = "x86_64" if _is_x86(self.target) else "aarch64"
-        lanes = DEPTHWISE_DOT[arch][1]
+        lanes = KERNELS[DEPTHWISE_DOT_KERNELS[arch]].lanes
         tile = next(w for w in (DEPTHWISE_DOT_CHANNELS[arch], 16) if _extent(sch, c) % w == 0)  # 16k (lowering)
         c_out, c_quad, c_lane = sch.split(c, [None, tile // lanes, lanes])
         pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_DOT_PIXELS[arch] // per_window)

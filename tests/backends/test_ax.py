@@ -406,3 +406,20 @@ def test_a_vit_kit_is_compiled_at_batch_1_with_its_shape_arithmetic_folded(image
         assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1, name
         ops = {n.op_type for n in model.graph.node}
         assert "Shape" not in ops and "Expand" in ops, name
+
+
+def test_a_shape_that_stays_dynamic_at_batch_1_is_refused_naming_the_node():
+    """The kits are compiled at batch 1, static: a graph whose shape arithmetic reads a dynamic axis other than the
+    batch is refused with the node named (exit 2), not an internal error."""
+    from tcc.backends.ax.backend import _compiled_form
+
+    from tests.helpers.onnx_util import learned_token_model
+
+    m = learned_token_model()
+    m.graph.input[0].type.tensor_type.shape.dim[2].Clear()
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "W"
+    with pytest.raises(BuildError, match="target ax650: pulsar2 compiles one static shape.*node 'shape'") as err:
+        _compiled_form(m, CHIPS["ax650"])
+    assert err.value.exit_code == 2
+    static = _compiled_form(learned_token_model(), CHIPS["ax650"])
+    assert static.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1

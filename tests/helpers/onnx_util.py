@@ -90,3 +90,17 @@ def with_outputs(m: onnx.ModelProto, names: list[str], elem_type: int = TensorPr
     have = {o.name for o in out.graph.output}
     out.graph.output.extend(helper.make_tensor_value_info(n, elem_type, None) for n in names if n not in have)
     return out
+
+
+def learned_token_model() -> onnx.ModelProto:
+    """concat(expand(token, [batch, 1, 4]), x): the batch read from x by Shape -> Slice -> Concat, as a ViT's class
+    token is broadcast."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["x.shape"], name="shape"),
+        helper.make_node("Slice", ["x.shape", "zero", "one"], ["batch"], name="batch"),
+        helper.make_node("Concat", ["batch", "rest"], ["token.shape"], name="token.shape", axis=0),
+        helper.make_node("Expand", ["token", "token.shape"], ["tokens"], name="expand"),
+        helper.make_node("Concat", ["tokens", "x"], ["y"], name="cat", axis=1),
+    ]
+    inits = {"#zero": [0], "#one": [1], "#rest": [1, 4], "token": np.arange(4).reshape(1, 1, 4)}
+    return make_model(nodes, {"x": ["N", 3, 4]}, {"y": ["N", 4, 4]}, inits, check=True)

@@ -3,30 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper
 
 from tcc.passes.base import PassError
 from tcc.passes.batch import fixed_batch
 
-from tests.helpers.onnx_util import make_model, run
-
-
-def _learned_token_model():
-    """concat(expand(token, [batch, 1, 4]), x): the batch read from x by Shape -> Slice -> Concat, as a ViT's class
-    token is broadcast."""
-    nodes = [
-        helper.make_node("Shape", ["x"], ["x.shape"], name="shape"),
-        helper.make_node("Slice", ["x.shape", "zero", "one"], ["batch"], name="batch"),
-        helper.make_node("Concat", ["batch", "rest"], ["token.shape"], name="token.shape", axis=0),
-        helper.make_node("Expand", ["token", "token.shape"], ["tokens"], name="expand"),
-        helper.make_node("Concat", ["tokens", "x"], ["y"], name="cat", axis=1),
-    ]
-    inits = {"#zero": [0], "#one": [1], "#rest": [1, 4], "token": np.arange(4).reshape(1, 1, 4)}
-    return make_model(nodes, {"x": ["N", 3, 4]}, {"y": ["N", 4, 4]}, inits, check=True)
+from tests.helpers.onnx_util import learned_token_model, run
 
 
 def test_the_shape_arithmetic_folds_and_the_expand_stays():
-    m = _learned_token_model()
+    m = learned_token_model()
     s = fixed_batch(m, 1)
     assert [n.op_type for n in s.graph.node] == ["Expand", "Concat"]
     assert {t.name for t in s.graph.initializer} == {"token", "token.shape"}  # Slice's constants went with it
@@ -38,7 +23,7 @@ def test_the_shape_arithmetic_folds_and_the_expand_stays():
 
 
 def test_a_shape_that_stays_dynamic_is_refused_naming_the_node():
-    m = _learned_token_model()
+    m = learned_token_model()
     m.graph.input[0].type.tensor_type.shape.dim[2].Clear()
     m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "W"
     with pytest.raises(PassError, match="node 'shape'.*'x' is not static"):

@@ -5,7 +5,7 @@ tap (`depthwise_intrin`) and the sum of the dot form's partial lanes (`partial_s
 per process."""
 from __future__ import annotations
 
-from .kernels import DOT_TILE_SCOPE, TILE_SCOPE, DotKernel
+from .kernels import DEPTHWISE_DOT_KERNELS, DOT_TILE_SCOPE, KERNELS, TILE_SCOPE, DotKernel
 
 
 def _desc(k: DotKernel):
@@ -254,17 +254,19 @@ def depthwise_intrin(target) -> str | None:
     return name
 
 
-# the depthwise dot step per instruction set: (TensorIntrin name, lanes = channels per instruction, codes' type,
-# the LLVM intrinsic)
-DEPTHWISE_DOT = {"aarch64": ("tcc_dw_a64_sdot", 4, "int8", "llvm.aarch64.neon.sdot"),
-                 "x86_64": ("tcc_dw_avx512_vnni", 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")}
+# the depthwise dot step per instruction set: (TensorIntrin name, the LLVM intrinsic); its lanes (channels per
+# instruction) and codes' type are its dot kernel's (kernels.DEPTHWISE_DOT_KERNELS)
+DEPTHWISE_DOT = {"aarch64": ("tcc_dw_a64_sdot", "llvm.aarch64.neon.sdot"),
+                 "x86_64": ("tcc_dw_avx512_vnni", "llvm.x86.avx512.vpdpbusd.512")}
 
 
 def depthwise_dot_intrin(arch: str) -> str:
     """The TensorIntrin of the depthwise dot step (compute.depthwise_rows_primfunc), registered: L channels x 4
     interleaved rows of codes against their L x 4 weights, each channel's 4 products summed into its int32 lane:
     one AArch64 `sdot` (L = 4) or one AVX-512 `vpdpbusd` (L = 16) of two vectors."""
-    name, lanes, act, llvm = DEPTHWISE_DOT[arch]
+    name, llvm = DEPTHWISE_DOT[arch]
+    kernel = KERNELS[DEPTHWISE_DOT_KERNELS[arch]]
+    lanes, act = kernel.lanes, kernel.act_dtype
     if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T

@@ -64,7 +64,7 @@ from .choose import _tvm_target, dot_kernel, narrow_kernel, reciprocal_division,
 from .codes import _Codes
 from .compute import depthwise_primfunc
 from .islands import island_function
-from .kernels import ConvShape
+from .kernels import DEPTHWISE_DOT_KERNELS, ConvShape
 from .requantize import (
     float64_requantize_params,
     int32_requantize_params,
@@ -253,6 +253,7 @@ class RelaxLowering(Interpreter):
                 # widen the result of this operator")
                 self.pool_readers = _pooled_outputs(qg) if self.kernel is not None and self.kernel.arch == "x86_64" \
                     else set()
+                self.pooled_accs = {}
                 for node in qg.nodes:
                     env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
                 outs = [self.dequantize(env[o]) if isinstance(env[o], _Codes) else env[o] for o in qg.outputs]
@@ -382,7 +383,7 @@ class RelaxLowering(Interpreter):
         (compute.depthwise_rows_primfunc): 8-bit codes, 16k channels (a tile of 4 `sdot` lanes of 4 channels, one
         zmm), a kernel of 2 to 4 rows, not dilated. (A 1 x 1 one, a BN after a ReLU, uses a quarter of each
         instruction: DDSNet's three executed 4% more than on int16 taps.)"""
-        if self.kernel is None or self.kernel.name not in ("tcc_dot_a64_sdot", "tcc_dot_avx512_vnni"):
+        if self.kernel is None or self.kernel.name not in DEPTHWISE_DOT_KERNELS.values():
             return None
         shape = self._conv_shape(n, x)
         if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 16 or shape.kh < 2
