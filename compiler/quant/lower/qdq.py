@@ -81,23 +81,21 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
+    graph = planned(model, table)
+    island_nodes = {c for n in graph.islands for c in n.covers}
+    points = quant_points(model, table, graph)
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), PER_AXIS_OPSET)
     per_axis_domain = "" if opset >= PER_AXIS_OPSET else MS_DOMAIN
-    if per_axis_domain and not any(o.domain == MS_DOMAIN for o in m.opset_import):
-        m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     # int16 codes: QuantizeLinear / DequantizeLinear of opset 21, else ONNX Runtime's contrib pair (raising the
     # model's opset would change other ops' meaning: ReduceMean's axes became an input at 18)
     wide_domain = "" if opset >= INT16_OPSET else MS_DOMAIN
-    if wide_domain and any(table.tensors[p].get("bits", 8) > 8 for p in quant_points(model, table)) and not any(
-            o.domain == MS_DOMAIN for o in m.opset_import):
+    contrib = per_axis_domain or (wide_domain and any(table.tensors[p].get("bits", 8) > 8 for p in points))
+    if contrib and not any(o.domain == MS_DOMAIN for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     inits = {t.name: t for t in g.initializer}
     new_inits, new_nodes = [], []
-    graph = planned(model, table)
-    island_nodes = {c for n in graph.islands for c in n.covers}
 
     # ---- activations
-    points = quant_points(model, table, graph)
     rename = {}
     for name in points:
         s, zp, signed = table.act_scale(name)
