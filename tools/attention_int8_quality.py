@@ -4,6 +4,7 @@ calibration saw, on each backend.
     .venv/bin/python tools/attention_int8_quality.py                                # mobilevit_xxs at 128: ort, host
     .venv/bin/python tools/attention_int8_quality.py --spec mobilevit_xxs --size 256 --targets ort,host,arm-a7
     .venv/bin/python tools/attention_int8_quality.py --qat 20       # and each target's table fine-tuned by tcc qat
+    .venv/bin/python tools/attention_int8_quality.py --targets tflite,host --w8a16  # and W8A16 (TFLite: 16x8)
     .venv/bin/python tools/attention_int8_quality.py --min-cos 0.999  # and each built with the accuracy placement
                                                     # (TVM targets: widened to 16 bits first, and float only)
 
@@ -39,6 +40,7 @@ from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.quant.collect.crops import make_crops
 from tcc.quant.place.placer import PlaceOptions
+from tcc.quant.table.rules import rules_for
 from tcc.train.precise_bn import recompute_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--min-cos", type=float, metavar="C",
                    help="also build each target with the accuracy placement (tcc build --min-cos C: the fewest float "
                         "islands that bring the calibration crops' mean cosine to C) and judge it the same way")
+    p.add_argument("--w8a16", action="store_true",
+                   help="also build each target whose rules take 16-bit activations with every activation at 16 "
+                        "bits (tcc build --activation-bits 16: TVM's kernels, TFLite's 16x8 mode) and judge it")
     p.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     missing = [n for n in IMAGES if not (args.fixtures / n).exists()]
@@ -171,6 +176,13 @@ def main(argv=None) -> int:
                 continue
             rows[target] = judged(bundle, x, fp32, time.perf_counter() - start)
             print(f"{target}: {rows[target]}", file=sys.stderr)
+            if args.w8a16 and 16 in rules_for(target).activation_bits:
+                start = time.perf_counter()
+                bundle = model.build(target, precision="int8", data=calib,
+                                     calib_options={"calib_size": args.calib, "activation_bits": 16},
+                                     count_instructions=target in ARM, out=work / f"{target}-w8a16", force=True)
+                rows[f"{target} W8A16"] = judged(bundle, x, fp32, time.perf_counter() - start)
+                print(f"{target} W8A16: {rows[f'{target} W8A16']}", file=sys.stderr)
             if args.qat:
                 rows[f"{target} + qat"] = qat_row(model, target, calib, work, args, x, fp32)
                 print(f"{target} + qat: {rows[f'{target} + qat']}", file=sys.stderr)

@@ -23,7 +23,8 @@
 #  10. attention in YAML: timm's MobileViT-XXS as a zoo spec (multi-head attention, unfold / fold of patches written
 #      with the tensor ops), built FP32 for ONNX Runtime and TVM host and run; INT8 at 128 x 128 for ONNX Runtime
 #      TVM host and TFLite (matmul of two activations and slices as integer kinds, softmax and LayerNorm float
-#      islands), TVM's integer ops and TFLite bit-exact with the integer reference; its ONNX and a narrow Swin's read
+#      islands), TVM's integer ops and TFLite bit-exact with the integer reference, and W8A16 in LiteRT's 16x8 mode;
+#      its ONNX and a narrow Swin's read
 #      back by `tcc import` (Swin's folded relative position bias and window mask as the spec's ops); Pulsar v1
 #      (AX620) refuses it
 set -euo pipefail
@@ -158,6 +159,11 @@ echo "   16 bits before it keeps any node in float: the model stays integer (doc
 $TCC build mobilevit_xxs --set image_size=128 --target arm-a7 --precision int8 --data "$OUT/crops" --calib-size 32 \
   --min-cos 0.9999 --place-samples 8 -o "$OUT/mobilevit-arm-a7-int8-placed" --force 2>&1 \
   | grep -E "^precision placement|^self-check" | cut -c 1-320
+echo "   and on TFLite in LiteRT's 16x8 mode (--activation-bits 16: int16 ADD, MUL, BATCH_MATMUL, LOGISTIC, each"
+echo "   integer op bit-exact with LiteRT's kernel; softmax and LayerNorm float islands)"
+$TCC build mobilevit_xxs --set image_size=128 --target tflite --precision int8 --data "$OUT/crops" --calib-size 32 \
+  --activation-bits 16 -o "$OUT/mobilevit-tflite-w8a16" --force 2>/dev/null | grep -E "^self-check|^wrote" \
+  | cut -c 1-200
 echo "   int8 builtins only (--target tflite-int, for int8-only runtimes): DDSNet with no float op; a softmax there is"
 echo "   LiteRT's int8 SOFTMAX, bit-exact with the reference; MobileViT's LayerNorms are refused before calibration"
 $TCC build spec/ddsnet.yaml --target tflite-int --precision int8 --data "$OUT/crops" --calib-size 32 --method kl \

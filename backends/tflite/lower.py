@@ -335,7 +335,11 @@ class TfliteLowering(Normalizations, Interpreter):
     def add(self, n: INode, a: Value, b: Value) -> list:
         y = self.out(n)
         act, clamp = self.fused(n)
-        self.m.operator("ADD", [a.index, b.index], [y.index], options("AddOptions", fusedActivationFunction=act))
+        # int16: LiteRT's general-scale ADD (the reference's); with pot_scale_int16 (the schema's default) scales
+        # that happen to be powers of two would take its other arithmetic
+        wide = {"potScaleInt16": False} if self.m.dtype(y.index) == "int16" else {}
+        self.m.operator("ADD", [a.index, b.index], [y.index],
+                        options("AddOptions", fusedActivationFunction=act, **wide))
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
     def broadcast(self, n: INode) -> list:
@@ -461,8 +465,9 @@ class TfliteLowering(Normalizations, Interpreter):
         y = self.out(n)
         if q is None:
             c = self.float_weight(n.factor, factor.reshape(1))
-        else:
-            c = self.const(n.factor, q.factors[0].reshape(-1)[:1], "int8", Quant((float(q.weight_scale[0]),), (0,)))
+        else:  # the int8 code; in the 16x8 mode as int16 (LiteRT's MUL takes operands of one type)
+            c = self.const(n.factor, q.factors[0].reshape(-1)[:1], self.m.dtype(x.index),
+                           Quant((float(q.weight_scale[0]),), (0,)))
         self.m.operator("MUL", [x.index, c], [y.index], options("MulOptions"))
         return y
 

@@ -121,7 +121,8 @@ class TfliteModel:
         # 16x8: int16 activations, int8 weights. op_version.cc's int16 rules as written there: CONV_2D and
         # FULLY_CONNECTED are versions 8 and 11 through `quantized_bias_type` (their int16 x int16 rules never match
         # an int8 filter, DEPTHWISE_CONV_2D's neither: it keeps 1 / 2), the pools, CONCATENATION, PAD, DEQUANTIZE 3,
-        # QUANTIZE to int16 2, TRANSPOSE 5, MAXIMUM / MINIMUM 4
+        # QUANTIZE to int16 2, TRANSPOSE 5, MAXIMUM / MINIMUM 4, LOGISTIC / BATCH_MATMUL / ADD (general scales) 3,
+        # MUL 4, SLICE 4, STRIDED_SLICE 1 (no int16 rule)
         if op == "CONV_2D" and i0 == "int16" and w == "int8" and o0 == "int16" and o is not None and \
                 o.quantizedBiasType:
             return 8
@@ -130,8 +131,14 @@ class TfliteModel:
             return 11
         if i0 == "int16":
             wide = {"MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "PAD": 3, "PADV2": 3,
-                    "DEQUANTIZE": 3, "TRANSPOSE": 5, "MAXIMUM": 4, "MINIMUM": 4, "MEAN": 3, "RELU": 3, "RELU6": 3}
-            if op in wide and (len(self.shape(inputs[0])) <= 4 or op not in ("PAD", "PADV2")):
+                    "DEQUANTIZE": 3, "TRANSPOSE": 5, "MAXIMUM": 4, "MINIMUM": 4, "MEAN": 3, "RELU": 3, "RELU6": 3,
+                    "LOGISTIC": 3, "BATCH_MATMUL": 3, "MUL": 4, "SLICE": 4, "SOFTMAX": 3}
+            if op == "ADD" and o0 == "int16" and opts is not None and not opts[1].potScaleInt16:
+                return 3
+            rank = len(self.shape(inputs[0]))
+            if op == "TRANSPOSE" and rank > 5:
+                return 6
+            if op in wide and (rank <= 4 or op not in ("PAD", "PADV2", "SLICE")):
                 return wide[op]
         if op == "QUANTIZE" and o0 == "int16":
             return 2

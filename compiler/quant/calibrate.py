@@ -275,7 +275,7 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     # groups
     fixed: dict[str, tuple[float, int]] = {}
     for node in graph.nodes:
-        for op, scale, zp in rules.fixed_outputs:
+        for op, scale, zp in rules.fixed_outputs_at(activation_bits):
             if (node.kind == "lookup" and node.lookup == op and not node.gate) or (
                     node.kind == "softmax" and op == "Softmax" and node.integer):
                 out = node.outputs[0]
@@ -292,7 +292,7 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
         is_signed = signed[n]
         sym = True
         if n in fixed:
-            s, zp = fixed[n]  # int8 codes (the only type a target fixes here)
+            s, zp = fixed[n]  # int8 codes, or int16 ones at zero point 0
             is_signed, sym = True, zp == 0
         elif rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
             zp, is_signed, sym = -128, True, False
@@ -359,18 +359,26 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
 
 
 def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
-    """At 16 bits, every node of the integer graph (tcc.quant.intgraph.plan.IntGraph) must be of a kind the rules' 16-bit
-    kernels take (TargetRules.wide.kinds): else a DataError (exit 2) naming the node, its kind and the target,
-    before any data is read."""
+    """At 16 bits, every integer node of the integer graph (tcc.quant.intgraph.plan.IntGraph; float islands aside) must
+    be of a kind, and a lookup of a function, that the rules' 16-bit kernels take (TargetRules.wide.kinds, .lookups):
+    else a DataError (exit 2) naming the node, its kind and the target, before any data is read."""
     kinds = rules.wide.kinds
     if bits <= 8 or kinds is None:
         return
-    bad = next((n for n in graph.nodes if n.kind not in kinds), None)
+    lookups = rules.wide.lookups
+    # a float island (softmax, layer norm under TFLite's rules) dequantizes and quantizes at either width
+    bad = next((n for n in graph.nodes if n.integer and (n.kind not in kinds or (
+        n.kind == "lookup" and lookups is not None and (n.lookup not in lookups or n.gate)))), None)
     if bad is not None:
         where = f"target {target or rules.name} (rules {rules.name!r})"
         raise DataError(f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
                         f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
-                        f"{', '.join(kinds)}; calibrate with --activation-bits 8, or build W8A16 for TVM")
+                        f"{', '.join(kinds)}{_lookups_note(lookups)}; calibrate with --activation-bits 8, or build "
+                        "W8A16 for TVM")
+
+
+def _lookups_note(lookups) -> str:
+    return "" if lookups is None else f" (lookups: {', '.join(lookups)})"
 
 
 def activation_bits(spec_section: dict | None, given: int | None, rules: TargetRules | None = None) -> int:

@@ -70,6 +70,56 @@ def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.nd
     return np.where(centered >= 0, gemmlowp_multiply(centered, *identity), gemmlowp_multiply(centered, *slope))
 
 
+# LiteRT's int16 LOGISTIC (reference_integer_ops::Logistic, which its builtin kernel runs for every scale that
+# is not a power of two, and its Prepare's multiplier): a table of sigmoid(i / 24) at 16 fractional bits, i = 0 ..
+# 255, read at |x| 2^-9 of an input at 1 / (3 * 4096), interpolated over the 9 bits below, mirrored for x < 0. The
+# table is the target's constant (kernels/internal/common.h, sigmoid_table_uint16), not a rounding of sigmoid: 44
+# of its entries are one above round(65536 sigmoid(i / 24)), lifted for the interpolation between them
+LOGISTIC16_TABLE = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794, 41432, 42064, 42688,
+    43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409,
+    51865, 52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110,
+    61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186,
+    63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900,
+    64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208,
+    65221, 65234, 65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433, 65438, 65442, 65445, 65449,
+    65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530,
+    65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
+], np.int64)
+
+
+def tflite_logistic16(codes: np.ndarray, s_in: float) -> np.ndarray:
+    """LiteRT's int16 LOGISTIC of int16 codes at zero point 0 and scale s_in: output codes at 2^-15, zero point 0.
+    SigmoidPrepare takes s_in to the table's input step 1 / (3 * 4096) as a multiplier of 15 bits and a right
+    shift (doubling s_in * 3 * 4096 while it is at most 32767 / 2). A step within 0.1% (in log2) of 2^-12 or 2^-11
+    takes LiteRT's power-of-two path instead (CheckedLog2), another arithmetic: a ValueError."""
+    s = float(np.float32(s_in))
+    log2 = math.log2(s)
+    if abs(log2 - round(log2)) < 1e-3 and round(log2) in (-12, -11):
+        raise ValueError(f"input step {s!r} is a power of two to LiteRT (2^{round(log2)}): its other LOGISTIC path")
+    multiplier, shift = s * 4096.0 * 3.0, 0
+    while multiplier <= 32767.0 / 2.0 and shift <= 30:
+        multiplier, shift = multiplier * 2.0, shift + 1
+    multiplier = int(multiplier)
+    round_ = (1 << (shift - 1)) if shift > 0 else 0
+    x = (np.asarray(codes, np.int64) * multiplier + round_) >> shift
+    ax = np.abs(x)
+    uh = ax >> 9
+    inside = uh < 255
+    i = np.where(inside, uh, 0)
+    ua, ub = LOGISTIC16_TABLE[i], LOGISTIC16_TABLE[np.minimum(i + 1, 255)]
+    result = np.where(inside, (ua << 9) + (ax & 0x1FF) * (ub - ua), 0x7FFF << 10)
+    result = np.where(x >= 0, result + (1 << 9), (1 << 25) - result + (1 << 9) - 1)
+    return result >> 10
+
+
 def clamp_codes(q: QParams, cmin: float | None, cmax: float | None, rounding: str = "half_even") -> tuple[int, int]:
     """The code range [lo, hi] of q narrowed to the real range [cmin, cmax] (None: unbounded): the clamp of a
     Relu (cmin 0: the zero point) or a Clip (ReLU6: the code of 6.0). rounding "half_away": TFLite's

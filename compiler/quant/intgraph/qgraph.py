@@ -37,7 +37,8 @@ from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
 from .node_constants import (SOFTMAX_ONE, clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
-                             softmax_normalizer, softmax_table, tflite_softmax_params, tflite_table, window_geometry)
+                             softmax_normalizer, softmax_table, tflite_logistic16, tflite_softmax_params, tflite_table,
+                             window_geometry)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -171,7 +172,7 @@ class Quantizer(Interpreter):
         if rounding == "tflite_int64" and ((shift >= 8) | (shift < -31)).any():  # TFLite's int64 overload's range
             self.fail(f"{what}: requantization multiplier {float(m.max()):.3g} / {float(m.min()):.3g} is outside "
                       "[2^-32, 2^7), the range of TFLite's 16x8 requantization (the scales are implausible)")
-        return Multiplier(q, shift, rounding)
+        return Multiplier(q, shift, rounding, real=m if rounding == "double_half_away" else None)
 
     def requant(self, m, out: QParams, what: str, activation=None, rounding: str | None = None) -> Requant:
         lo, hi = out.lo, out.hi
@@ -290,35 +291,45 @@ class Quantizer(Interpreter):
         if qa.reach * qb.reach > INT32_MAX:  # the product of zero-point-free codes is int32 in every kernel
             self.fail(f"mul {n.name!r}: the product of its inputs' codes ({qa.reach:,} x {qb.reach:,} from their "
                       "zero points) can overflow int32")
-        return self.node(n, requant=self.requant(qa.scale * qb.scale / qo.scale, qo, f"mul {n.name!r}"))
+        return self.node(n, requant=self.requant(mul_ratio(qa, qb, qo), qo, f"mul {n.name!r}"))
 
     def matmul(self, n: INode) -> QNode:
         qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])
         depth = int(self.graph.shapes[n.inputs[0]][-1])  # products summed per output element
-        bound = depth * qa.reach * qb.reach  # the sum of products of zero-point-free codes is int32
+        bound = depth * qa.reach * qb.reach  # the sum of products of zero-point-free codes
         wide = [(t, q) for t, q in zip(n.inputs, (qa, qb)) if q.bits > 8]
-        if bound > INT32_MAX and wide and self.headroom is not None:
+        # TFLite's 16x8 BATCH_MATMUL sums in int64 and requantizes with its int64 rounding (WideRules.matmul_*);
+        # tcc's kernels and the 8-bit ones sum in int32
+        wide_rules = self.rules.wide if wide and self.rules.wide.matmul_accumulator_bits else None
+        limit = (1 << (wide_rules.matmul_accumulator_bits - 1)) - 1 if wide_rules else INT32_MAX
+        if bound > limit and wide and self.headroom is not None:
             # a 16-bit calibration narrows the wide inputs' grids (tcc.quant.intgraph.widths.fit_accumulators), the
             # bits to lose shared between them
-            bits = math.ceil(math.log2(bound / INT32_MAX))
+            bits = math.ceil(math.log2(bound / limit))
             for t, _ in wide:
                 share = math.ceil(bits / len(wide))
                 self.headroom[t] = max(share, self.headroom.get(t, (0, ""))[0]), n.name
-        elif bound > INT32_MAX:
+        elif bound > limit:
             self.fail(f"matmul {n.name!r}: {depth} products of its inputs' codes ({qa.reach:,} x {qb.reach:,} from "
-                      "their zero points) can overflow int32")
+                      f"their zero points) can overflow int{limit.bit_length() + 1}")
         factor = float(self.array(n.factor).reshape(-1)[0]) if n.factor else 1.0  # a covered Mul (plan: > 0)
         qo = self.q(n.outputs[0])
-        # s_a s_b / s_out in float32 arithmetic, as LiteRT's BATCH_MATMUL computes it (measured: in float64 one code
-        # in ~3 million differs from its reference kernel)
-        sa, sb, so = (np.float32(q.scale) for q in (qa, qb, qo))
-        m = np.float64(np.float32(sa * sb) / so) * factor
-        return self.node(n, requant=self.requant(m, qo, f"matmul {n.name!r}"))
+        m = matmul_ratio(qa, qb, qo) * factor
+        rounding = wide_rules.matmul_rounding if wide_rules else None
+        return self.node(n, requant=self.requant(m, qo, f"matmul {n.name!r}", rounding=rounding))
 
     def lookup(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         codes = np.arange(qi.lo, qi.hi + 1, dtype=np.int64)
-        if self.rules.lookup_arithmetic == "float32":
+        if self.rules.lookup_arithmetic == "float32" and qi.bits > 8:
+            if n.lookup != "Sigmoid" or (qo.scale, qo.zp) != (2.0 ** -15, 0) or qi.zp != 0:
+                self.fail(f"lookup {n.name!r} ({n.lookup}): LiteRT's int16 kernels here are LOGISTIC's, from codes "
+                          "at zero point 0 to 2^-15")
+            try:
+                rounded = tflite_logistic16(codes, qi.scale)
+            except ValueError as e:
+                self.fail(f"lookup {n.name!r}: {e}")
+        elif self.rules.lookup_arithmetic == "float32":
             rounded = tflite_table(n, codes, qi, qo)
         else:
             # the input codes' real values (float32 scale, as QuantizeLinear / DequantizeLinear have it), f in
@@ -483,6 +494,21 @@ class Quantizer(Interpreter):
         model = with_initializers(model, changed)
         return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
                      float_model=model, rounding=self.rules.input_rounding)
+
+
+def mul_ratio(qa: QParams, qb: QParams, qo: QParams) -> np.float64:
+    """A MUL's multiplier s_a s_b / s_out in float32 arithmetic, as LiteRT's mul.cc computes it from its float
+    scales (measured on int16 MUL: the division in float64 differs in 31 of 16,384 products at one set of scales)."""
+    sa, sb, so = (np.float32(q.scale) for q in (qa, qb, qo))
+    return np.float64(np.float32(sa * sb) / so)
+
+
+def matmul_ratio(qa: QParams, qb: QParams, qo: QParams) -> np.float64:
+    """A matmul's multiplier as LiteRT's BATCH_MATMUL takes it (GetQuantizedConvolutionMultipler): s_a s_b in
+    float32, divided by s_out in float64. Measured: the division in float32 puts acc 13,169 of an int8 attention
+    context at 53 where LiteRT writes 54 (MobileViT-XXS at 256); everything in float64, one code in ~3 million."""
+    sa, sb, so = (np.float32(q.scale) for q in (qa, qb, qo))
+    return np.float64(np.float32(sa * sb)) / np.float64(so)
 
 
 def _conv_attrs(a: dict) -> dict:

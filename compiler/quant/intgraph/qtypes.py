@@ -79,6 +79,8 @@ class Multiplier:
     q: np.ndarray  # int64
     shift: np.ndarray  # int64
     rounding: str = "half_even"
+    # M itself in float64, for rules that round acc * M in double arithmetic ("double_half_away")
+    real: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def per_channel(self) -> bool:

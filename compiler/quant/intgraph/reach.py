@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...intops import QUANTIZE, Interpreter
-from .fixed_point import ROUNDING_FUNCTIONS
+from .fixed_point import multiply
 
 Codes = tuple[int, int]  # [lo, hi], codes as stored (zero point included)
 
@@ -22,8 +22,7 @@ Codes = tuple[int, int]  # [lo, hi], codes as stored (zero point included)
 def mapped(rq, lo: int, hi: int) -> Codes:
     """[lo, hi] (zero-point-free codes) through a requantization: clamp(round(acc M) + zp), monotone in acc for
     every channel's M > 0, so the ends map to the ends."""
-    ends = ROUNDING_FUNCTIONS[rq.mult.rounding](np.array([[lo], [hi]], np.int64), rq.mult.q.reshape(1, -1),
-                                                rq.mult.shift.reshape(1, -1)) + rq.zp
+    ends = multiply(np.array([[lo], [hi]], np.int64), rq.mult) + rq.zp
     ends = np.clip(ends, rq.lo, rq.hi)
     return int(ends[0].min()), int(ends[1].max())
 

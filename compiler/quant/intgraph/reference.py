@@ -44,6 +44,7 @@ from .fixed_point import (  # noqa: F401 (re-exported)
     INT32_MIN,
     ROUNDING_FUNCTIONS,
     gemmlowp_multiply,
+    multiply,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     single_half_away_multiply,
@@ -58,19 +59,6 @@ __all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "
            "backend_tensors",
            "multiply_by_quantized_multiplier", "per_op_deviation", "quantize_multiplier", "requantize",
            "run_reference"]
-
-
-def multiply(acc: np.ndarray, m: Multiplier, axis: int = 1) -> np.ndarray:
-    """acc * M under the multiplier's rounding rule (tcc.quant.table.rules.ROUNDINGS); a per-channel M runs along `axis`
-    of acc."""
-    q, shift = m.q, m.shift
-    if m.per_channel:
-        shape = [1] * np.ndim(acc)
-        shape[axis] = -1
-        q, shift = q.reshape(shape), shift.reshape(shape)
-    else:
-        q, shift = q[0], shift[0]
-    return ROUNDING_FUNCTIONS[m.rounding](acc, q, shift)
 
 
 def apply_requant(acc: np.ndarray, rq: Requant, axis: int = 1) -> np.ndarray:

@@ -29,6 +29,9 @@ ROUNDINGS = {
     # tests/backends/test_tflite.py's constructed cases: near ties (product 20.49986 LSB: gemmlowp 21, LiteRT 20) agree
     # only with one rounding of the exact product, and exact ties (M = 1/64) go away from zero
     "single_half_away": "requantize with one rounding, half away from zero, of the exact fixed-point product",
+    # LiteRT's per-channel FULLY_CONNECTED as measured at 16 bits (accumulators to 2^25): acc times its float64
+    # multiplier, rounded once half away; at 8 bits the same as single_half_away except within 2^-31 of a tie
+    "double_half_away": "requantize with one rounding, half away from zero, of acc times the float64 multiplier",
     # TFLite's MultiplyByQuantizedMultiplier(int64_t x, ...) (kernels/internal/common.cc), what its 16x8 kernels
     # requantize their int64 accumulators with: the Q31 multiplier reduced to 16 bits ((q + 2^15) >> 16, at most
     # 2^15 - 1), the product acc * q16 + 2^(14 - shift) shifted right by 15 - shift: one rounding, half up
@@ -48,6 +51,15 @@ class WideRules:
     bias_bits: int = 32  # the stored bias codes of a conv / linear layer
     accumulator_bits: int = 32  # what the worst-case accumulator (bias included) must fit, sign included
     symmetric: bool = False  # zero point 0 (TFLite's 16x8 kernels check it)
+    # a matmul of two activations: its rounding and accumulator where they differ from the convs' (None / 0: theirs).
+    # LiteRT's 16x8 BATCH_MATMUL sums in int64 and rounds as its int64 MultiplyByQuantizedMultiplier, whatever bias
+    # type its convs take
+    matmul_rounding: str | None = None
+    matmul_accumulator_bits: int = 0
+    # lookups (the ONNX ops of `lookup` nodes) the 16-bit kernels compute (None: every one the rules take)
+    lookups: tuple[str, ...] | None = None
+    # outputs the 16-bit kernels fix, as TargetRules.fixed_outputs (LiteRT's int16 LOGISTIC: 2^-15, zero point 0)
+    fixed_outputs: tuple[tuple[str, float, int], ...] = ()
     # a depthwise conv's, where its kernels differ from the other convs' (None: these). LiteRT's 16x8
     # DEPTHWISE_CONV_2D takes an int64 bias only, whatever CONV_2D and FULLY_CONNECTED are given
     depthwise: WideRules | None = None
@@ -127,6 +139,10 @@ class TargetRules:
         tcc.quant.calibrate: its codes stay int16)."""
         return bits in self.activation_bits or (16 in self.activation_bits and 8 < bits < 16)
 
+    def fixed_outputs_at(self, bits: int) -> tuple[tuple[str, float, int], ...]:
+        """The outputs the target fixes for activations of `bits` bits (ONNX op, scale, zero point)."""
+        return self.wide.fixed_outputs if bits > 8 and 16 in self.activation_bits else self.fixed_outputs
+
     def wide_for(self, kind: str, attrs: dict, weight: np.ndarray) -> WideRules:
         """The 16-bit conventions of one conv / gemm layer (`kind`, its attrs and weight codes in the integer op
         table's layout): the depthwise ones where the rules give depthwise convs their own."""
@@ -153,7 +169,7 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
     TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
                 "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding); "
                 "or its 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int64 bias",
-                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="single_half_away",
+                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="double_half_away",
                 input_rounding="half_away",
                 lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
                 fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
@@ -164,15 +180,20 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 softmax="gemmlowp", float_kinds=("softmax",), pooled_conv=False,
                 # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
-                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation and reshape move
-                # int16 codes by their int8 rules. Kinds measured bit for bit against LiteRT's reference kernels
+                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation, reshape, transpose
+                # and slices move int16 codes by their int8 rules; ADD, MUL and BATCH_MATMUL at int16; LOGISTIC by
+                # its int16 kernel (a 256-entry table of sigmoid(i / 24) interpolated, output at 2^-15); softmax
+                # and layer norm float islands. Kinds measured bit for bit against LiteRT's reference kernels
                 # (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
                 activation_bits=(8, 16),
                 wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
-                                      "reshape"),
+                                      "reshape", "transpose", "slice", "add", "mul", "matmul", "lookup",
+                                      "channel_scale"),
+                               lookups=("Sigmoid",), fixed_outputs=(("Sigmoid", 2.0 ** -15, 0),),
+                               matmul_rounding="tflite_int64", matmul_accumulator_bits=48,
                                # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
-                               # as at 8 bits (tcc's single rounding of acc x q: the same but within 2^-31 of a tie)
-                               rounding="tflite_int64", gemm_rounding="single_half_away", bias_bits=64,
+                               # as at 8 bits
+                               rounding="tflite_int64", gemm_rounding="double_half_away", bias_bits=64,
                                accumulator_bits=48, symmetric=True)),
     # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
     # tcc.backends.ax.chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
