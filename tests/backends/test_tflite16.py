@@ -235,16 +235,19 @@ def _one_op(op, inputs, out_scale, out_shape, opts=None, kernels="BUILTIN_REF", 
 @pytest.mark.parametrize("kernels", ["BUILTIN_REF", "BUILTIN"])
 def test_int16_logistic_equals_litert_on_every_code(kernels):
     """LOGISTIC at 16 bits, as the quantizer tables it (tflite_logistic16: LiteRT's 256-entry table, interpolated),
-    equals LiteRT's kernel on all 65,536 input codes at input steps from 3e-5 to 0.012 (one of them 1% off 2^-12).
-    A step LiteRT takes for a power of two (its other path) is refused instead of modelled."""
+    equals LiteRT's kernel on all 65,536 input codes at input steps from 3e-5 to 3 (one of them 1% off 2^-12). A
+    step LiteRT takes for a power of two (its other path), or one whose product with a code overflows its int32, is
+    refused instead of modelled."""
     from tcc.quant.intgraph.node_constants import tflite_logistic16
 
     codes = np.arange(-32768, 32768, dtype=np.int64).reshape(1, -1)
-    for scale in (3.1e-5, 1.3e-4, 3.7e-4, 2.0 ** -12 * 1.01, 1.1e-3, 2.0 ** -10, 1.23e-2):
+    for scale in (3.1e-5, 1.3e-4, 3.7e-4, 2.0 ** -12 * 1.01, 1.1e-3, 2.0 ** -10, 1.23e-2, 3.0):
         got = _one_op("LOGISTIC", [(codes, scale)], 2.0 ** -15, codes.shape, kernels=kernels)
         np.testing.assert_array_equal(got[0], tflite_logistic16(codes[0], scale), err_msg=str(scale))
     with pytest.raises(ValueError, match="power of two"):
         tflite_logistic16(codes[0], 2.0 ** -12)
+    with pytest.raises(ValueError, match="overflows"):  # seeded EfficientNetV2's deep SiLUs reached 11 a step
+        tflite_logistic16(codes[0], 6.0)
 
 
 def test_mul_and_batch_matmul_multipliers_and_rounding():
@@ -353,6 +356,22 @@ def test_16x8_attention_every_integer_op_exact(tmp_path):
         versions.setdefault(ops[c.builtinCode], set()).add(c.version)
     assert {op: max(versions[op]) for op in ("LOGISTIC", "BATCH_MATMUL", "MUL", "ADD", "TRANSPOSE")} == \
         {"LOGISTIC": 3, "BATCH_MATMUL": 3, "MUL": 4, "ADD": 3, "TRANSPOSE": 6}
+
+
+def test_16x8_mobilevitv2_every_integer_op_exact(tmp_path):
+    """MobileViTv2 (separable attention: its context vector's MUL of two activations, a clamp, a split, SiLU) at 16
+    bits on TFLite: every integer op bit-exact with the integer reference on its own input codes; group norm, the
+    context sum and softmax float islands within 1 LSB."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).standard_normal((4, 3, 128, 128)).astype(np.float32))
+    r = build(spec_path("mobilevitv2_050"), "tflite", tmp_path / "b", precision="int8",
+              overrides=SMALL["mobilevitv2_050"], data=x,
+              calib_options={"method": "kl", "calib_size": 4, "activation_bits": 16})
+    check = r.manifest["self_check"]["result"]
+    by_kind = check["per_op"]["max_lsb_by_kind"]
+    integer = {k: v for k, v in by_kind.items() if "island" not in k}
+    assert check["passed"] and {"mul", "clamp", "split", "lookup"} <= set(integer)
+    assert max(integer.values()) == 0 and max(by_kind.values()) <= 1, by_kind
 
 
 def test_16_bit_zero_point_must_be_zero(data):

@@ -99,7 +99,8 @@ def tflite_logistic16(codes: np.ndarray, s_in: float) -> np.ndarray:
     """LiteRT's int16 LOGISTIC of int16 codes at zero point 0 and scale s_in: output codes at 2^-15, zero point 0.
     SigmoidPrepare takes s_in to the table's input step 1 / (3 * 4096) as a multiplier of 15 bits and a right
     shift (doubling s_in * 3 * 4096 while it is at most 32767 / 2). A step within 0.1% (in log2) of 2^-12 or 2^-11
-    takes LiteRT's power-of-two path instead (CheckedLog2), another arithmetic: a ValueError."""
+    takes LiteRT's power-of-two path instead (CheckedLog2), another arithmetic, and a step above 2^16 / (3 * 4096)
+    overflows the kernel's int32 product: a ValueError for both."""
     s = float(np.float32(s_in))
     log2 = math.log2(s)
     if abs(log2 - round(log2)) < 1e-3 and round(log2) in (-12, -11):
@@ -109,6 +110,9 @@ def tflite_logistic16(codes: np.ndarray, s_in: float) -> np.ndarray:
         multiplier, shift = multiplier * 2.0, shift + 1
     multiplier = int(multiplier)
     round_ = (1 << (shift - 1)) if shift > 0 else 0
+    if 32768 * multiplier + round_ > INT32_MAX:  # the kernel's int32 product of a code and the multiplier
+        raise ValueError(f"input step {s!r} (codes to +-{32768 * s:.4g}) overflows LiteRT's int16 LOGISTIC: its "
+                         f"multiplier {multiplier} times a code exceeds int32 (steps up to 2^16 / (3 * 4096))")
     x = (np.asarray(codes, np.int64) * multiplier + round_) >> shift
     ax = np.abs(x)
     uh = ax >> 9

@@ -180,15 +180,15 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
                 softmax="gemmlowp", float_kinds=("softmax",), pooled_conv=False,
                 # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
                 # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
-                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation, reshape, transpose
-                # and slices move int16 codes by their int8 rules; ADD, MUL and BATCH_MATMUL at int16; LOGISTIC by
-                # its int16 kernel (a 256-entry table of sigmoid(i / 24) interpolated, output at 2^-15); softmax
-                # and layer norm float islands. Kinds measured bit for bit against LiteRT's reference kernels
-                # (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
+                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation, reshape, transpose,
+                # slices, splits and clamps move int16 codes by their int8 rules; ADD, MUL and BATCH_MATMUL at
+                # int16; LOGISTIC by its int16 kernel (a 256-entry table of sigmoid(i / 24) interpolated, output at
+                # 2^-15); softmax and the norms float islands. Kinds measured bit for bit against LiteRT's reference
+                # kernels (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
                 activation_bits=(8, 16),
                 wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
-                                      "reshape", "transpose", "slice", "add", "mul", "matmul", "lookup",
-                                      "channel_scale"),
+                                      "reshape", "transpose", "slice", "split", "add", "mul", "matmul",
+                                      "lookup", "channel_scale", "clamp"),
                                lookups=("Sigmoid",), fixed_outputs=(("Sigmoid", 2.0 ** -15, 0),),
                                matmul_rounding="tflite_int64", matmul_accumulator_bits=48,
                                # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
