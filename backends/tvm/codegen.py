@@ -45,6 +45,8 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
     from tvm.relax import vm_build
     from tvm.support import cc
 
+    from .int8 import lane_pairs  # deferred for start-up: loads tvm
+
     with phase("compile"):
         with target:
             mod = pipeline(mod) if not isinstance(pipeline, str) else relax.get_pipeline(pipeline)(mod)
@@ -58,13 +60,17 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
         raise BuildError("TVM: the model has no kernels to compile")
     funcs = {g.name_hint: tir[g] for g in tir.get_global_vars()}
     # a kernel's printed size is a fair guess of its LLVM time (correlation 0.65 on DDSNet; 40 ms to print them)
-    groups = partition({name: len(f.script()) for name, f in funcs.items()})
+    scripts = {name: f.script() for name, f in funcs.items()}
+    groups = partition({name: len(s) for name, s in scripts.items()})
+    # the rewrite serializes every kernel of a part: only parts with a float64 requantization take it
+    pipelines = [lane_pairs.tir_pipeline(target) if any(lane_pairs.REWRITTEN in scripts[n] for n in g) else "default"
+                 for g in groups]
     with tempfile.TemporaryDirectory(prefix="tcc-codegen-") as work:
         objects = [str(Path(work) / f"lib{i}.o") for i in range(len(groups))]
 
         def build(i: int):
             part = tvm.IRModule({name: funcs[name] for name in groups[i]}, attrs=tir.attrs)
-            lib = tvm.tirx.build(part, target=target, pipeline="default")
+            lib = tvm.tirx.build(part, target=target, pipeline=pipelines[i])
             lib.write_to_file(objects[i])
             return lib
 

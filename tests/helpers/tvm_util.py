@@ -73,14 +73,16 @@ def skip_unless_runtime(target: str) -> None:
 
 
 def host_vm(mod):
-    """A Relax module compiled for the host with tcc's pipeline, in the Relax VM."""
+    """A Relax module compiled for the host with tcc's pipelines, in the Relax VM."""
     import tvm
     from tvm import relax
 
     from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm.int8 import lane_pairs
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False))
+    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
+                     tir_pipeline=lane_pairs.tir_pipeline(target))  # the TIR pipeline of tcc's builds
     return relax.VirtualMachine(ex, tvm.cpu())
 
 

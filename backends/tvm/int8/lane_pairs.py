@@ -1,0 +1,185 @@
+"""x86 with AVX-512 DQ: the float64 requantization on pairs of int32 lanes, without shuffles.
+
+`requantize_float64_primfunc` computes lrint(double(acc) * M) per channel. Vectorized over 16 channels, LLVM
+widens the 16 int32 accumulators to two vectors of 8 doubles (`vcvtdq2pd` twice and a `vextracti64x4`) and narrows
+the products back (`vcvtpd2dq` twice and a `vinserti64x4`): on an Intel core each of those is a uop of port 5, the
+one port that also runs every shuffle of the depthwise convs' row interleave and the saturating narrowing, so the
+epilogue, not the products, bounds the light kernels (docs/notes/x86-int8-intel.md: the `vpdpbusd` depthwise convs
+spend 3% of their samples on `vpdpbusd`).
+
+Here the same 16 accumulators are read as 8 int64 lanes, each holding an even and an odd channel:
+
+    even = double(pair << 32)                    # acc_even * 2^32, exactly (vpsllq, vcvtqq2pd)
+    odd = double(pair & 0xFFFFFFFF00000000)      # acc_odd * 2^32, exactly (vpandq, vcvtqq2pd)
+    r = fma(even, M_even * 2^-32, 1.5 * 2^52)    # one rounding: round-half-even(acc M), in the low 32 bits
+
+fma rounds the exact product acc M plus 1.5 * 2^52 once, to the doubles of [2^52, 2^53), whose step is 1:
+round-half-even of acc M (|acc M| < 2^31 since M < 1), as lrint rounds the product, which the accumulator bound
+of `float64_requantize_params` keeps exact. The low 32 bits of r's pattern are that integer in two's complement;
+LLVM merges the even and odd results with one two-source permute (`vpermt2ps`). M's even and odd channels are a
+shuffle of a loop-invariant vector, hoisted out of the tile's loops. Per 16 values: one port-5 uop, not six.
+
+The rewrite runs on the lowered TIR (after vectorization), where the pattern is a vector call of `llvm.lrint` on
+`Cast(float64xN, int32xN) * M`: TVM exposes no TIR mutator to Python, so the function is edited in its serialized
+form, as `backends/tvm/concat.py` does. Bit-exact by the argument above; tested against the integer reference.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.target import codegen
+from tvm_ffi.serialization import from_json_graph_str
+
+from ..isa import target_has
+
+FMA_ROUNDING = 1.5 * 2.0**52  # x + this, rounded to a double, is round-half-even(x) in the low bits (|x| < 2^51)
+_PLACEHOLDERS = ("acc", "multiplier")
+REWRITTEN = "llvm.lrint"  # in a kernel's TVMScript before lowering: it may hold the pattern
+
+
+def _dtype(nodes: list, index: int) -> str | None:
+    ty = nodes[index].get("data", {}).get("ty") if isinstance(nodes[index].get("data"), dict) else None
+    if ty is None:
+        return None
+    data = nodes[ty].get("data")
+    return data.get("dtype") if isinstance(data, dict) else None
+
+
+def _even_odd(acc: tirx.PrimExpr, multiplier: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
+    """round-half-even(acc * multiplier) as int32 lanes, computed on int64 pairs of lanes (the module's docstring)."""
+    pairs = lanes // 2
+
+    def splat(value):
+        return tirx.Broadcast(value, pairs)
+
+    word = tirx.reinterpret(f"int64x{pairs}", acc)
+    scale = splat(tirx.FloatImm("float64", 2.0**-32))
+    rounding = splat(tirx.FloatImm("float64", FMA_ROUNDING))
+    shift = splat(tirx.IntImm("int64", 32))
+
+    def rounded(codes_high, first):
+        m = tirx.Shuffle([multiplier], [tirx.IntImm("int32", first + 2 * i) for i in range(pairs)]) * scale
+        r = tirx.call_llvm_pure_intrin(f"float64x{pairs}", "llvm.fma", tirx.Cast(f"float64x{pairs}", codes_high), m,
+                                       rounding)
+        return tirx.reinterpret(f"int64x{pairs}", r)
+
+    even = rounded(tirx.shift_left(word, shift), 0)
+    odd = rounded(tirx.bitwise_and(word, splat(tirx.IntImm("int64", -(1 << 32)))), 1)
+    low = tirx.bitwise_and(even, splat(tirx.IntImm("int64", 0xFFFFFFFF)))
+    return tirx.reinterpret(f"int32x{lanes}", tirx.bitwise_or(low, tirx.shift_left(odd, shift)))
+
+
+class _Document:
+    """A PrimFunc as TVM's JSON node graph; expressions are replaced by appending nodes. In that graph every int
+    of a node's fields or arrays is a node index; floats and strings are values."""
+
+    def __init__(self, func: tirx.PrimFunc):
+        self.doc = json.loads(tvm.ir.save_json(func))
+        self.nodes = self.doc["nodes"]
+        self.none = next(i for i, n in enumerate(self.nodes) if n["type"] == "None")
+
+    def splice(self, at: int, template: "_Template", bound: dict[str, int]) -> None:
+        """Node `at` becomes the template's expression, its placeholders replaced by nodes `bound` of the document."""
+        index: dict[int, int] = {}
+        for j, node in enumerate(template.nodes):
+            if node["type"] == "None":
+                index[j] = self.none
+            elif j in template.placeholders:
+                index[j] = bound[template.placeholders[j]]
+            else:
+                data = node.get("data")
+                if isinstance(data, dict):
+                    data = {k: index[v] if type(v) is int else v for k, v in data.items()}
+                elif isinstance(data, list):
+                    data = [index[v] for v in data]
+                self.nodes.append({**node, "data": data} if "data" in node else dict(node))
+                index[j] = len(self.nodes) - 1
+        self.nodes[at] = dict(self.nodes[index[template.root]])
+
+    def func(self) -> tirx.PrimFunc:
+        # the document is of this TVM's version: no upgrade step (tvm.ir.load_json's, 30 ms a kernel)
+        return from_json_graph_str(json.dumps(self.doc))
+
+
+@functools.lru_cache(maxsize=None)
+def _template(lanes: int) -> "_Template":
+    placeholders = [tirx.Var(_PLACEHOLDERS[0], f"int32x{lanes}"), tirx.Var(_PLACEHOLDERS[1], f"float64x{lanes}")]
+    graph = json.loads(tvm.ir.save_json(_even_odd(*placeholders, lanes)))
+    nodes = graph["nodes"]
+    named = {j: nodes[n["data"]["name"]]["data"] for j, n in enumerate(nodes) if n["type"] == "ir.Var"}
+    return _Template(nodes, graph["root_index"], named)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """`_even_odd` of placeholder Vars, as a JSON node graph."""
+
+    nodes: list
+    root: int
+    placeholders: dict[int, str]  # node index -> placeholder name
+
+
+def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
+    """(acc, multiplier, lanes) where node `at` is call_llvm_pure_intrin(llvm.lrint, Cast(float64xN, int32xN) *
+    M) of an even N >= 4, else None."""
+    node = nodes[at]
+    if node["type"] != "ir.Call" or nodes[node["data"]["op"]].get("data") != "tirx.call_llvm_pure_intrin":
+        return None
+    args = nodes[node["data"]["args"]]["data"]
+    dtype = _dtype(nodes, at) or ""
+    if len(args) != 2 or nodes[args[0]]["type"] != "ir.IntImm" or not dtype.startswith("int32x"):
+        return None
+    if nodes[nodes[args[0]]["data"]["value"]]["data"] != lrint:
+        return None
+    lanes = int(dtype[len("int32x"):])
+    product = nodes[args[1]]
+    if product["type"] != "prim.Mul" or lanes % 2 or lanes < 4:
+        return None
+    for cast, other in ((product["data"]["a"], product["data"]["b"]), (product["data"]["b"], product["data"]["a"])):
+        if nodes[cast]["type"] == "prim.Cast" and _dtype(nodes, nodes[cast]["data"]["value"]) == dtype:
+            return nodes[cast]["data"]["value"], other, lanes
+    return None
+
+
+def requantize_on_lane_pairs(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """`func` with every vector lrint(Cast(float64, int32 acc) * M) computed on int64 lane pairs."""
+    lrint = int(codegen.llvm_lookup_intrinsic_id("llvm.lrint"))
+    doc = _Document(func)
+    found = [(at, m) for at in range(len(doc.nodes)) if (m := _matches(doc.nodes, at, lrint))]
+    if not found:
+        return func
+    for at, (acc, multiplier, lanes) in found:
+        doc.splice(at, _template(lanes), dict(zip(_PLACEHOLDERS, (acc, multiplier))))
+    return doc.func()
+
+
+def lane_pairs_pass():
+    """A module pass applying `requantize_on_lane_pairs` to every PrimFunc."""
+    @tvm.transform.module_pass(opt_level=0, name="tcc.RequantizeOnLanePairs")
+    def apply(mod, _ctx):
+        return tvm.IRModule({gv: requantize_on_lane_pairs(f) if isinstance(f, tirx.PrimFunc) else f
+                             for gv, f in mod.functions_items()}, attrs=mod.attrs)
+
+    return apply
+
+
+PIPELINE = "tcc_lane_pairs"
+
+
+def _pipeline():
+    """TVM's default TIR pipeline, then the rewrite (on the lowered functions, after vectorization)."""
+    default, finalize_host, finalize_device = tirx.get_tir_pipeline("default")
+    return tvm.transform.Sequential([default, lane_pairs_pass()], name=PIPELINE), finalize_host, finalize_device
+
+
+def tir_pipeline(target) -> str:
+    """The name of the TIR pipeline for `target` (`tvm.tirx.build`'s argument): the rewrite where the CPU
+    converts int64 lanes to doubles (AVX-512 DQ), TVM's default elsewhere."""
+    if not target_has(target, "avx512dq"):
+        return "default"
+    tirx.register_tir_pipeline(PIPELINE, _pipeline)
+    return PIPELINE
