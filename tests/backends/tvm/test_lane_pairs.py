@@ -96,3 +96,26 @@ def test_lane_pairs_leave_other_code_alone():
     y = te.compute((16,), lambda i: tirx.call_llvm_pure_intrin("int32", "llvm.lrint", x[i] * 2.0), name="y")
     func = te.create_prim_func([x, y])
     assert lane_pairs.requantize_on_lane_pairs(func).same_as(func)
+
+
+def test_lane_pairs_pipeline_is_tvms_default_with_the_rewrite_after_vectorization():
+    """The pipeline copies TVM's default TIR pipeline pass for pass (so that a TVM upgrade that changes it fails
+    here), with the rewrite inserted right after VectorizeLoop."""
+    from tvm.ir.instrument import pass_instrument
+
+    def names(pipeline):
+        seen = []
+
+        @pass_instrument
+        class Record:
+            def run_before_pass(self, mod, info):
+                seen.append(info.name)
+
+        with tvm.transform.PassContext(instruments=[Record()]):
+            tvm.tirx.build(_requantize_func(64, 16), target=tvm.target.Target(ICELAKE), pipeline=pipeline)
+        return [n for n in seen if n not in ("_pipeline", "sequential", lane_pairs.PIPELINE)]
+
+    lane_pairs.tir_pipeline(tvm.target.Target(ICELAKE))  # registers it
+    default, ours = names("default"), names(lane_pairs.PIPELINE)
+    at = default.index("tirx.VectorizeLoop") + 1
+    assert ours == default[:at] + ["tcc.RequantizeOnLanePairs"] + default[at:]
