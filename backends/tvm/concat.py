@@ -17,12 +17,13 @@ and regions that address it, and refuse a function that uses the buffer in any o
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import tvm
 import tvm_ffi
 from tvm import relax, te, tirx, topi
+
+from .tir_json import SerializedFunc
 
 CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 # The only nodes that may refer to a rewritten buffer parameter (anything else: the function is left alone)
@@ -32,20 +33,15 @@ _SCALARS = {"data_alignment", "offset_factor", "kind", "iter_type", "ndim", "lin
 
 
 # ---------------------------------------------------------------------------------------------- PrimFunc edits
-class _Serialized:
-    """A PrimFunc as TVM's JSON node graph, edited by appending nodes (nodes may be shared: never changed in
-    place, except the parameter's own Var node and the nodes that address the parameter)."""
+class _Serialized(SerializedFunc):
+    """A PrimFunc's serialized node graph (`tir_json.SerializedFunc`), edited in place only at the parameter's
+    own Var node and the nodes that address the parameter."""
 
     def __init__(self, func: tirx.PrimFunc):
-        self.doc = json.loads(tvm.ir.save_json(func))
-        self.nodes = self.doc["nodes"]
+        super().__init__(func)
         root = self.nodes[self.doc["root_index"]]["data"]
         self.params_node = root["params"]
         self.params = self.nodes[self.params_node]["data"]
-
-    def add(self, type_key: str, data) -> int:
-        self.nodes.append({"type": type_key, "data": data})
-        return len(self.nodes) - 1
 
     def int_imm(self, like: int, value: int) -> int:
         """A new integer constant of the type of node `like`."""
@@ -98,10 +94,6 @@ class _Serialized:
                 indices = list(self.nodes[data["indices"]]["data"])
                 indices[axis] = self.plus(indices[axis], offset)
                 data["indices"] = self.add("ffi.Array", indices)
-
-    def func(self) -> tirx.PrimFunc:
-        f = tvm.ir.load_json(json.dumps(self.doc))
-        return tirx.PrimFunc(f.params, f.body, f.ret_type, f.attrs)  # its type from the new parameters
 
 
 class _Unsupported(Exception):

@@ -2,10 +2,10 @@
 
 `requantize_float64_primfunc` computes lrint(double(acc) * M) per channel. Vectorized over 16 channels, LLVM
 widens the 16 int32 accumulators to two vectors of 8 doubles (`vcvtdq2pd` twice and a `vextracti64x4`) and narrows
-the products back (`vcvtpd2dq` twice and a `vinserti64x4`): on an Intel core each of those is a uop of port 5, the
-one port that also runs every shuffle of the depthwise convs' row interleave and the saturating narrowing, so the
-epilogue, not the products, bounds the light kernels (docs/notes/x86-int8-intel.md: the `vpdpbusd` depthwise convs
-spend 3% of their samples on `vpdpbusd`).
+the products back (`vcvtpd2dq` twice and a `vinserti64x4`): on an Intel core (uops.info's tables for Ice Lake and
+Sapphire Rapids) each of those is a uop of port 5, the one port that also runs every shuffle of the depthwise
+convs' row interleave and the saturating narrowing, so the epilogue, not the products, bounds the light kernels
+(docs/notes/x86-int8-intel.md: the `vpdpbusd` depthwise convs spend 3% of their samples on `vpdpbusd`).
 
 Here the same 16 accumulators are read as 8 int64 lanes, each holding an even and an odd channel:
 
@@ -21,21 +21,19 @@ shuffle of a loop-invariant vector, hoisted out of the tile's loops. Per 16 valu
 
 The rewrite runs in the TIR pipeline right after vectorization (before the tiles are unrolled), where the pattern
 is a vector call of `llvm.lrint` on `Cast(float64xN, int32xN) * M`: TVM exposes no TIR mutator to Python, so the
-function is edited in its serialized form, as `backends/tvm/concat.py` does. Bit-exact by the argument above;
+function is edited in its serialized form (`backends/tvm/tir_json.py`). Bit-exact by the argument above;
 tested against the integer reference.
 """
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import dataclass
 
 import tvm
 from tvm import tirx
 from tvm.target import codegen
-from tvm_ffi.serialization import from_json_graph_str
 
 from ..isa import target_has
+from ..tir_json import SerializedFunc, Template
 
 FMA_ROUNDING = 1.5 * 2.0**52  # x + this, rounded to a double, is round-half-even(x) in the low bits (|x| < 2^51)
 _PLACEHOLDERS = ("acc", "multiplier")
@@ -74,54 +72,10 @@ def _even_odd(acc: tirx.PrimExpr, multiplier: tirx.PrimExpr, lanes: int) -> tirx
     return tirx.reinterpret(f"int32x{lanes}", tirx.bitwise_or(low, tirx.shift_left(odd, shift)))
 
 
-class _Document:
-    """A PrimFunc as TVM's JSON node graph; expressions are replaced by appending nodes. In that graph every int
-    of a node's fields or arrays is a node index; floats and strings are values."""
-
-    def __init__(self, func: tirx.PrimFunc):
-        self.doc = json.loads(tvm.ir.save_json(func))
-        self.nodes = self.doc["nodes"]
-        self.none = next(i for i, n in enumerate(self.nodes) if n["type"] == "None")
-
-    def splice(self, at: int, template: "_Template", bound: dict[str, int]) -> None:
-        """Node `at` becomes the template's expression, its placeholders replaced by nodes `bound` of the document."""
-        index: dict[int, int] = {}
-        for j, node in enumerate(template.nodes):
-            if node["type"] == "None":
-                index[j] = self.none
-            elif j in template.placeholders:
-                index[j] = bound[template.placeholders[j]]
-            else:
-                data = node.get("data")
-                if isinstance(data, dict):
-                    data = {k: index[v] if type(v) is int else v for k, v in data.items()}
-                elif isinstance(data, list):
-                    data = [index[v] for v in data]
-                self.nodes.append({**node, "data": data} if "data" in node else dict(node))
-                index[j] = len(self.nodes) - 1
-        self.nodes[at] = dict(self.nodes[index[template.root]])
-
-    def func(self) -> tirx.PrimFunc:
-        # the document is of this TVM's version: no upgrade step (tvm.ir.load_json's, 30 ms a kernel)
-        return from_json_graph_str(json.dumps(self.doc))
-
-
 @functools.lru_cache(maxsize=None)
-def _template(lanes: int) -> "_Template":
-    placeholders = [tirx.Var(_PLACEHOLDERS[0], f"int32x{lanes}"), tirx.Var(_PLACEHOLDERS[1], f"float64x{lanes}")]
-    graph = json.loads(tvm.ir.save_json(_even_odd(*placeholders, lanes)))
-    nodes = graph["nodes"]
-    named = {j: nodes[n["data"]["name"]]["data"] for j, n in enumerate(nodes) if n["type"] == "ir.Var"}
-    return _Template(nodes, graph["root_index"], named)
-
-
-@dataclass(frozen=True)
-class _Template:
-    """`_even_odd` of placeholder Vars, as a JSON node graph."""
-
-    nodes: list
-    root: int
-    placeholders: dict[int, str]  # node index -> placeholder name
+def _template(lanes: int) -> Template:
+    return Template(_even_odd(tirx.Var(_PLACEHOLDERS[0], f"int32x{lanes}"),
+                              tirx.Var(_PLACEHOLDERS[1], f"float64x{lanes}"), lanes))
 
 
 def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
@@ -149,7 +103,7 @@ def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
 def requantize_on_lane_pairs(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """`func` with every vector lrint(Cast(float64, int32 acc) * M) computed on int64 lane pairs."""
     lrint = int(codegen.llvm_lookup_intrinsic_id("llvm.lrint"))
-    doc = _Document(func)
+    doc = SerializedFunc(func)
     found = [(at, m) for at in range(len(doc.nodes)) if (m := _matches(doc.nodes, at, lrint))]
     if not found:
         return func
