@@ -45,7 +45,7 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
     from tvm.relax import vm_build
     from tvm.support import cc
 
-    from .int8 import lane_pairs  # deferred for start-up: loads tvm
+    from .int8 import tir_pipeline  # deferred for start-up: loads tvm
 
     with phase("compile"):
         with target:
@@ -62,9 +62,7 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
     # a kernel's printed size is a fair guess of its LLVM time (correlation 0.65 on DDSNet; 40 ms to print them)
     scripts = {name: f.script() for name, f in funcs.items()}
     groups = partition({name: len(s) for name, s in scripts.items()})
-    # the rewrite serializes every kernel of a part: only parts with a float64 requantization take it
-    pipelines = [lane_pairs.tir_pipeline(target) if any(lane_pairs.REWRITTEN in scripts[n] for n in g) else "default"
-                 for g in groups]
+    pipelines = [tir_pipeline.for_kernels(target, (scripts[n] for n in g)) for g in groups]
     with tempfile.TemporaryDirectory(prefix="tcc-codegen-") as work:
         objects = [str(Path(work) / f"lib{i}.o") for i in range(len(groups))]
 

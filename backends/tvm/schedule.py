@@ -72,14 +72,20 @@ DEPTHWISE_PIXELS = 2
 # M; 2 pixels 48.0 M)
 DEPTHWISE_PIXELS_A64 = 8
 # The dot depthwise tile (Int8DepthwiseDot): output rows of a window x pixels x channels. AArch64: 4 `sdot` lanes
-# of 4 (DDSNet 36.32 M instructions with 8 / J pixels, 36.73 M with 4 / J, 37.63 M with 16 / J); x86: 2 zmm vectors
-# (DDSNet host INT8 x 0.964 against int16 taps; 16 to 64 channels, 4 / J to 16 / J pixels within 1%, measured)
-DEPTHWISE_DOT_PIXELS = {"aarch64": 8, "x86_64": 8}
+# of 4 (with 16-lane epilogues and the bias in the accumulators, DDSNet aarch64-dotprod 30.36 M instructions with
+# 4 / J pixels, 30.48 M with 8 / J, 31.42 M with 2 / J; FastNet 19.58 / 19.66 / 19.84 M; with 4-lane epilogues 8 / J
+# was best); x86: 2 zmm vectors (DDSNet host INT8 x 0.964 against int16 taps; 16 to 64 channels, 4 / J to 16 / J
+# pixels within 1%, measured)
+DEPTHWISE_DOT_PIXELS = {"aarch64": 4, "x86_64": 8}
 DEPTHWISE_DOT_CHANNELS = {"aarch64": 16, "x86_64": 32}
 # A one-pixel ARMv7 depthwise tile (FastNet's odd widths: 127, 63, 31, 15) has its taps unrolled: its 3 x 3 / 5 x 5
 # depthwise convs executed 35% fewer instructions (the loop's compare, branch and address arithmetic per tap); a
 # two-pixel tile unrolled executed more (DDSNet +9%: its weights and inputs no longer fit the registers). Three- to
 # nine-pixel tiles of odd widths with the taps unrolled: 0.6-2.6% more in all (measured).
+# ARM INT8 epilogues: vectors of up to 16 int32 lanes (int8/register_split.py splits the NEON requantization's
+# calls by register), so that 16 codes narrow with the saturating narrowings (was one vector of 4; up to 8 lanes:
+# DDSNet aarch64-dotprod 30.57 M instructions against 30.36 M, FastNet 19.50 against 19.58 M; up to 32: the same)
+NEON_EPILOGUE_LANES = (16, 8, 4)
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
 # A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input stem),
 # whose result this block crops to the output's width: the tile accumulates without a predicate, only the crop's
@@ -346,7 +352,7 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
     LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
     accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
-    `lanes` (target intrinsics in the epilogue, ARMv7's requantization, take exactly one register)."""
+    `lanes` (ARM: up to 16, `_neon_epilogue_lanes`)."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = _domain(sch, red)[:n_spatial]
     crop = _crop_of(sch, red, names, red_at)
@@ -374,6 +380,11 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
         for loop in own[:-1]:
             sch.unroll(loop)
     return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))} - {sch.get(acc).name_hint}
+
+
+def _neon_epilogue_lanes(channels: int) -> int:
+    """The vector width of an ARM INT8 epilogue over `channels` (NEON_EPILOGUE_LANES)."""
+    return next(w for w in (*NEON_EPILOGUE_LANES, 1) if channels % w == 0)
 
 
 def _try(fn) -> bool:
@@ -543,7 +554,8 @@ class Int8DotConv(Rule):
         c_out, c_mid, c_in = sch.split(co, [None, vectors, kernel.lanes])
         step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
         sch.reorder(n, y_out, x_out, c_out, *reduce[:-len(step)], *y_in, x_in, c_mid, *step[:-1], c_in, step[-1])
-        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=kernel.lanes,
+        lanes = kernel.lanes if _is_x86(self.target) else _neon_epilogue_lanes(vectors * kernel.lanes)
+        _fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=lanes,
                        scope=TILE_SCOPE)
         _parallel(sch, [n, y_out])
         init = sch.decompose_reduction(conv, reduce[0])
@@ -579,7 +591,7 @@ class Int8DotConv(Rule):
         # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
         sch.tensorize(p_x if tile.pixels > 1 else p_c, microkernel.tile_intrin(tile))
         sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(tile))
-        c_in, vec = sch.split(c_in, [None, 4])  # the epilogue's NEON intrinsics take one register
+        c_in, vec = sch.split(c_in, [None, _neon_epilogue_lanes(tile.channels)])
         sch.reorder(c_in, x_in, vec)
         sch.unroll(c_in)
         sch.unroll(x_in)
@@ -631,7 +643,7 @@ class Int8DotConv(Rule):
         sch.tensorize(s_vec, partial_sum_intrin(kernel.arch))
         sch.unroll(s_x)
         sch.unroll(s_c)
-        c_in, vec = sch.split(c_in, [None, 4])
+        c_in, vec = sch.split(c_in, [None, _neon_epilogue_lanes(tile_channels)])
         sch.reorder(c_in, x_in, vec)  # vector by vector: one vector's requantization parameters at a time
         sch.unroll(c_in)
         sch.unroll(x_in)
@@ -674,7 +686,7 @@ class Int8Depthwise(Rule):
         else:
             sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
             at = c_out
-        _fuse_epilogue(sch, conv, names, 1, at, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
+        _fuse_epilogue(sch, conv, names, 1, at, unroll=True, lanes=_neon_epilogue_lanes(width), scope=TILE_SCOPE)
         _parallel(sch, [n, y])
         init = sch.decompose_reduction(conv, taps[0])
         sch.vectorize(sch.get_loops(init)[-1])
@@ -713,7 +725,8 @@ class Int8DepthwiseDot(Rule):
         pixels = _largest_divisor(_extent(sch, x), DEPTHWISE_DOT_PIXELS[arch] // per_window)
         x_out, x_in = sch.split(x, [None, pixels])
         sch.reorder(n, t, x_out, c_out, kx, j, x_in, c_quad, c_lane, r)
-        _fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
+        lanes = simd.lanes if arch == "x86_64" else _neon_epilogue_lanes(tile)
+        _fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE)
         rows_of = sch.fuse(n, t)
         # one window's interleaved rows at a time, just before the outputs that read them (the whole buffer is
         # twice the input: DDSNet's 56 x 56 x 160, 1 MB, past a Cortex-A55's L2)

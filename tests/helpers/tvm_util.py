@@ -78,11 +78,11 @@ def host_vm(mod):
     from tvm import relax
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.int8 import lane_pairs
+    from tcc.backends.tvm.int8 import tir_pipeline
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
-                     tir_pipeline=lane_pairs.tir_pipeline(target))  # the TIR pipeline of tcc's builds
+                     tir_pipeline=tir_pipeline.for_kernels(target))  # the TIR pipeline of tcc's builds
     return relax.VirtualMachine(ex, tvm.cpu())
 
 

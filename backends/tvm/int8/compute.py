@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import tir_json
 from . import microkernel
 from .kernels import (
     CONV_BLOCK,
@@ -28,11 +29,13 @@ from .kernels import (
 
 
 def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
-    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (of 16
-    codes for AArch64's `sdot`: the blocks of its micro-kernel)."""
+    """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (for
+    AArch64's `sdot`, 4 codes, and one block of 16 at least: its micro-kernel's loop runs whole blocks, then the
+    steps left)."""
     oh, ow = shape.out_hw
-    step = microkernel.BLOCK if k.name == "tcc_dot_a64_sdot" else k.group
-    reduction = -(-shape.kh * shape.kw * shape.c // step) * step
+    reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
+    if k.name == "tcc_dot_a64_sdot":
+        reduction = max(reduction, microkernel.BLOCK)
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 
@@ -78,7 +81,23 @@ def bias_correction(w_oihw: np.ndarray, offset: int) -> np.ndarray:
     return -offset * np.asarray(w_oihw, np.int64).reshape(len(w_oihw), -1).sum(axis=1)
 
 
-def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
+BIAS = "bias"  # the parameter a conv's accumulators start from (`reduction_primfunc`)
+
+
+def reduction_primfunc(tensors: list, channels: int, block: str, biased: bool):
+    """The PrimFunc of TE `tensors` (inputs, then the output), with a `bias` parameter int32 [channels] before the
+    output that the reduction `block` starts from (tir_json.init_from) where `biased`: the bias is then a load per
+    accumulator vector in place of its zeroing, not an add per output vector after the reduction."""
+    from tvm import te, tirx
+
+    if not biased:
+        return te.create_prim_func(tensors).without_attr("global_symbol")
+    bias = te.placeholder([tirx.IntImm("int64", channels)], "int32", name=BIAS)
+    func = te.create_prim_func([*tensors[:-1], bias, tensors[-1]]).without_attr("global_symbol")
+    return tir_json.init_from(func, block, BIAS)
+
+
+def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = False):
     """The conv as a TE compute in the kernel's steps: int32 acc [n, oh, ow, co] of x [n, h, w, c] (the kernel's
     activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero)."""
     from tvm import te, tirx
@@ -125,20 +144,22 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
 
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)], acc, name=CONV_BLOCK,
                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m})
-    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    func = reduction_primfunc([x, weights, out], shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
-def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray):
-    """A dense conv's PrimFunc and its packed weights (`pack_weights`) in the shape that PrimFunc reads: the ARM
-    micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot form
-    (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`)."""
+def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray, biased: bool = False):
+    """(PrimFunc, packed weights, started) for a dense conv: the packed weights (`pack_weights`) in the shape that
+    PrimFunc reads; the ARM micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot
+    form (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`). biased: its accumulators start from a
+    `bias` parameter where the form takes one (started; the dot form sums partial lanes: not)."""
     tile = microkernel.tile_of(k, shape)
     if tile is not None:  # [C_out / t, 1, 1, steps, t, codes]: AArch64's (vectors, lanes) merged, the same order
         layout = (shape.co // tile.channels, 1, 1, shape.c // tile.group, tile.channels, tile.group)
-        return microkernel_primfunc(shape, k, tile), packed.reshape(layout)
-    make = dot_conv_primfunc if k.form == "dot" else conv_primfunc
-    return make(shape, k, pad_code), packed
+        return microkernel_primfunc(shape, k, tile, biased), packed.reshape(layout), biased
+    if k.form == "dot":
+        return dot_conv_primfunc(shape, k, pad_code), packed, False
+    return conv_primfunc(shape, k, pad_code, biased), packed, biased
 
 
 def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
@@ -151,12 +172,11 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     return func.with_attr("tcc.op_pattern", 4)
 
 
-def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile):
+def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, biased: bool = False):
     """A 1 x 1 conv for an ARM micro-kernel (microkernel.py): acc[n, y, x, co] the sum over every step g and code e
-    of x[n, y, x, group g + e] * weights[co / t, 0, 0, g, co % t, e], t the tile's channels."""
-    from tvm import te
-
-    func = te.create_prim_func(list(microkernel_tensors(shape, k, tile))).without_attr("global_symbol")
+    of x[n, y, x, group g + e] * weights[co / t, 0, 0, g, co % t, e], t the tile's channels (from bias[co] where
+    `biased`)."""
+    func = reduction_primfunc(list(microkernel_tensors(shape, k, tile)), shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)
 
 
@@ -225,11 +245,21 @@ def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):
     return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=PAD_BLOCK)
 
 
+def _runs(run: int) -> tuple[int, int, int]:
+    """(width, count, tail): a window row of `run` codes copied as `count` vectors of `width` (16, 8 or 4 codes)
+    and, where they leave some, one vector of `tail` codes ending at the row's end (overlapping the last: the
+    same codes written twice). 7 x 3 codes: 16 + 8, two loads and two stores, where a vector of 21 took
+    three of each (16 + 4 + 1). Rows under 4 codes: one vector of them."""
+    width = next((w for w in (16, 8, 4) if w <= run), run)
+    rest = run % width
+    return width, run // width, next(w for w in (4, 8, 16) if w >= rest) if rest else 0
+
+
 def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int):
     """x [1, h, w, c] -> [1, oh, ow, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
     zeros; the padding holds `pad_code`. Written out as loops (and marked scheduled): the input padded once into
     rows of (x, c), each input row copied by 64-code vectors, then each window row copied as one run of kw * c
-    codes, no division per element."""
+    codes in whole vectors (`_runs`), no division per element."""
     from tvm.script import tirx as T
 
     n, h, w, c = shape.n, shape.h, shape.w, shape.c
@@ -240,6 +270,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
     hp, row = h + pt + pb, (w + pl + pr) * c
     run, window, body = kw * c, kh * kw * c, w * c
     assert n == 1 and dh == 1 and dw == 1
+    width, full, tail = _runs(run)
 
     @T.prim_func(s_tir=True)
     def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, ow, reduction), dtype)):
@@ -263,8 +294,12 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
                         rows[y, e] = T.Cast(dtype, pad_code)
             for yy in T.parallel(oh):
                 for xx, ky in T.grid(ow, kh):
-                    for e in T.vectorized(run):
-                        col[0, yy, xx, ky * run + e] = rows[yy * sh + ky, xx * sw * c + e]
+                    for v in range(full):
+                        for e in T.vectorized(width):
+                            col[0, yy, xx, ky * run + v * width + e] = rows[yy * sh + ky, xx * sw * c + v * width + e]
+                    if tail > 0:
+                        for e in T.vectorized(tail):
+                            col[0, yy, xx, ky * run + run - tail + e] = rows[yy * sh + ky, xx * sw * c + run - tail + e]
                 if reduction > window:
                     for xx in range(ow):
                         for e in T.vectorized(reduction - window):
@@ -297,7 +332,7 @@ def window_digits_primfunc(shape: tuple[int, int, int, int], kernel: tuple[int, 
     return te.create_prim_func([x, high, low]).without_attr("global_symbol")
 
 
-def depthwise_primfunc(shape: ConvShape, source_dtype: str):
+def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
     """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
     weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
     so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
@@ -323,8 +358,7 @@ def depthwise_primfunc(shape: ConvShape, source_dtype: str):
                      lambda n, y, xx, c: te.sum(src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32")
                                                 * weights[ky, kx, c].astype("int32"), axis=[ky, kx]),
                      name=DEPTHWISE_BLOCK)
-    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 4)
+    return reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_BLOCK, biased).with_attr("tcc.op_pattern", 4)
 
 
 def rows_per_window(shape: ConvShape) -> int:
@@ -352,7 +386,7 @@ def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8"):
+def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False):
     """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
     `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
     weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
@@ -392,5 +426,5 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
                          rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, c, r].astype("int32")
                          * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"), axis=[kx, r]),
                      name=DEPTHWISE_DOT_BLOCK)
-    func = te.create_prim_func([x, weights, out]).without_attr("global_symbol")
+    func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_DOT_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)

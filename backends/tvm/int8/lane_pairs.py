@@ -19,7 +19,7 @@ of `float64_requantize_params` keeps exact. The low 32 bits of r's pattern are t
 LLVM merges the even and odd results with one two-source permute (`vpermt2ps`). M's even and odd channels are a
 shuffle of a loop-invariant vector, hoisted out of the tile's loops. Per 16 values: one port-5 uop, not six.
 
-The rewrite runs in the TIR pipeline right after vectorization (before the tiles are unrolled), where the pattern
+The rewrite runs in tcc's TIR pipeline right after vectorization (`tir_pipeline.py`), where the pattern
 is a vector call of `llvm.lrint` on `Cast(float64xN, int32xN) * M`: TVM exposes no TIR mutator to Python, so the
 function is edited in its serialized form (`backends/tvm/tir_json.py`). Bit-exact by the argument above;
 tested against the integer reference.
@@ -32,20 +32,11 @@ import tvm
 from tvm import tirx
 from tvm.target import codegen
 
-from ..isa import target_has
-from ..tir_json import SerializedFunc, Template
+from ..tir_json import SerializedFunc, Template, node_dtype, per_function_pass
 
 FMA_ROUNDING = 1.5 * 2.0**52  # x + this, rounded to a double, is round-half-even(x) in the low bits (|x| < 2^51)
 _PLACEHOLDERS = ("acc", "multiplier")
 REWRITTEN = "llvm.lrint"  # in a kernel's TVMScript before lowering: it may hold the pattern
-
-
-def _dtype(nodes: list, index: int) -> str | None:
-    ty = nodes[index].get("data", {}).get("ty") if isinstance(nodes[index].get("data"), dict) else None
-    if ty is None:
-        return None
-    data = nodes[ty].get("data")
-    return data.get("dtype") if isinstance(data, dict) else None
 
 
 def _even_odd(acc: tirx.PrimExpr, multiplier: tirx.PrimExpr, lanes: int) -> tirx.PrimExpr:
@@ -85,7 +76,7 @@ def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
     if node["type"] != "ir.Call" or nodes[node["data"]["op"]].get("data") != "tirx.call_llvm_pure_intrin":
         return None
     args = nodes[node["data"]["args"]]["data"]
-    dtype = _dtype(nodes, at) or ""
+    dtype = node_dtype(nodes, at) or ""
     if len(args) != 2 or nodes[args[0]]["type"] != "ir.IntImm" or not dtype.startswith("int32x"):
         return None
     if nodes[nodes[args[0]]["data"]["value"]]["data"] != lrint:
@@ -95,7 +86,7 @@ def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
     if product["type"] != "prim.Mul" or lanes % 2 or lanes < 4:
         return None
     for cast, other in ((product["data"]["a"], product["data"]["b"]), (product["data"]["b"], product["data"]["a"])):
-        if nodes[cast]["type"] == "prim.Cast" and _dtype(nodes, nodes[cast]["data"]["value"]) == dtype:
+        if nodes[cast]["type"] == "prim.Cast" and node_dtype(nodes, nodes[cast]["data"]["value"]) == dtype:
             return nodes[cast]["data"]["value"], other, lanes
     return None
 
@@ -112,80 +103,6 @@ def requantize_on_lane_pairs(func: tirx.PrimFunc) -> tirx.PrimFunc:
     return doc.func()
 
 
-def lane_pairs_pass():
+def lane_pairs_pass() -> tvm.transform.Pass:
     """A module pass applying `requantize_on_lane_pairs` to every PrimFunc."""
-    @tvm.transform.module_pass(opt_level=0, name="tcc.RequantizeOnLanePairs")
-    def apply(mod, _ctx):
-        return tvm.IRModule({gv: requantize_on_lane_pairs(f) if isinstance(f, tirx.PrimFunc) else f
-                             for gv, f in mod.functions_items()}, attrs=mod.attrs)
-
-    return apply
-
-
-PIPELINE = "tcc_lane_pairs"
-
-
-def _pipeline():
-    """TVM 0.27's default TIR pipeline (tvm/s_tir/pipeline.py, pass for pass; a test compares the two) with the
-    rewrite right after vectorization: before the tiles' loops are unrolled, a kernel is ~6x smaller to
-    serialize."""
-    from tvm import s_tir
-    from tvm.s_tir.pipeline import finalize_device_passes, finalize_host_passes
-
-    @tvm.transform.module_pass(opt_level=0, name=PIPELINE)
-    def run(mod, _ctx):
-        config = tvm.transform.PassContext.current().config
-        passes = [
-            s_tir.transform.CanonicalizeLoop(), s_tir.transform.LowerCrossThreadReduction(),
-            s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
-            s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.LiftThreadBinding(),
-            s_tir.transform.ManifestSharedMemoryLocalStage(), s_tir.transform.CompactBufferAllocation(),
-            s_tir.transform.LowerAutoCopy(), s_tir.transform.UnifyThreadBinding(), s_tir.transform.LowerMatchBuffer(),
-            s_tir.transform.StmtSimplify(), s_tir.transform.InjectPermutedLayout(),
-            s_tir.transform.AnnotateIrregularLoop(), s_tir.transform.InjectSoftwarePipeline(),
-            s_tir.transform.TransformMmaBufferLayout(), s_tir.transform.LowerOpaqueBlock(),
-            tirx.transform.FlattenBuffer(), tirx.transform.BF16ComputeLegalize(), tirx.transform.NarrowDataType(32),
-            s_tir.transform.LoopPartition(),
-            tirx.transform.VectorizeLoop(not bool(config.get("tirx.disable_vectorize", False))),
-            lane_pairs_pass(),
-            s_tir.transform.InjectVirtualThread(), s_tir.transform.InjectDoubleBuffer(),
-        ]
-        if not bool(config.get("tirx.disable_storage_rewrite", False)):
-            passes.append(tirx.transform.StorageRewrite())
-        if config.get("tirx.use_async_copy", False):
-            passes.append(s_tir.transform.LowerAsyncDMA())
-        passes += [s_tir.transform.HoistIfThenElse(), tirx.transform.UnrollLoop(),
-                   s_tir.transform.RenormalizeSplitPattern(), tirx.transform.StmtSimplify(),
-                   tirx.transform.RemoveNoOp(), s_tir.transform.RewriteUnsafeSelect()]
-        if bool(config.get("tirx.instrument_bound_checkers", False)):
-            passes.append(s_tir.transform.InstrumentBoundCheckers())
-        if bool(config.get("tirx.s_tir.ldg32", False)):
-            passes.append(s_tir.transform.InjectPTXLDG32(True))
-        if not bool(config.get("tirx.disable_cse_tir", False)):
-            passes.append(tirx.transform.CommonSubexprElim())
-        if bool(config.get("tirx.instrument_lwp", False)):
-            passes.append(s_tir.transform.InstrumentProfileIntrinsics())
-        passes += [tirx.transform.FP8ComputeLegalize(), s_tir.transform.VerifyVTCMLimit(),
-                   s_tir.transform.LowerVtcmAlloc(), tirx.transform.VerifyMemory(), tirx.transform.AnnotateEntryFunc(),
-                   s_tir.transform.ThreadSync("shared"), s_tir.transform.ThreadSync("shared.dyn"),
-                   s_tir.transform.ThreadSync("warp"), s_tir.transform.InferFragment(),
-                   s_tir.transform.LowerThreadAllreduce()]
-        if bool(config.get("tirx.use_async_copy", False)):
-            passes.append(s_tir.transform.InjectPTXAsyncCopy())
-        if bool(config.get("tirx.s_tir.ldg32", False)):
-            passes.append(s_tir.transform.InjectPTXLDG32())
-        passes += [s_tir.transform.MergeSharedMemoryAllocations(), tirx.transform.SplitHostDevice(),
-                   tirx.transform.MakePackedAPI(), tirx.transform.FP8StorageLegalize(),
-                   tirx.transform.BF16StorageLegalize()]
-        return tvm.transform.Sequential(passes)(mod)
-
-    return run, finalize_host_passes, finalize_device_passes
-
-
-def tir_pipeline(target) -> str:
-    """The name of the TIR pipeline for `target` (`tvm.tirx.build`'s argument): the rewrite where the CPU
-    converts int64 lanes to doubles (AVX-512 DQ), TVM's default elsewhere."""
-    if not target_has(target, "avx512dq"):
-        return "default"
-    tirx.register_tir_pipeline(PIPELINE, _pipeline)
-    return PIPELINE
+    return per_function_pass("tcc.RequantizeOnLanePairs", requantize_on_lane_pairs)

@@ -267,19 +267,30 @@ class RelaxLowering(Interpreter):
         return mod
 
     # ------------------------------------------------------------------------------------------ weighted
+    @staticmethod
+    def _bias(n: QNode, correction: np.ndarray | None = None) -> np.ndarray | None:
+        """What the accumulator adds: the bias, + `correction` (what a dot-product kernel's shifted codes took
+        away); None: nothing."""
+        bias = n.bias
+        if correction is not None and np.any(correction):
+            bias = correction if bias is None else np.asarray(bias, np.int64) + correction
+        return None if bias is None else np.asarray(bias)
+
+    def _started(self, bias: np.ndarray | None) -> list:
+        """The arguments a kernel's PrimFunc takes after its weights: the vector its accumulators start from."""
+        return [] if bias is None else [self.const(bias.reshape(-1), "int32")]
+
     def _accumulated(self, n: QNode, acc, x: QParams, correction: np.ndarray | None = None,
-                     in_kernel: bool = False) -> list:
-        """acc (+ the bias, + `correction`: what a dot-product kernel's shifted codes took away) requantized, or
+                     in_kernel: bool = False, started: bool = False) -> list:
+        """acc (+ `_bias(n, correction)`, unless the kernel `started` its accumulators from it) requantized, or
         dequantized where it is a float graph output. x: the input's parameters, whose code range bounds acc (a
         pooled conv's: its window sums')."""
         op = self.relax.op
         ndim = self.rank(acc)
         ch = [1] * (ndim - 1) + [-1]
-        bias = n.bias
-        if correction is not None and np.any(correction):
-            bias = correction if bias is None else np.asarray(bias, np.int64) + correction
+        bias = None if started else self._bias(n, correction)
         if bias is not None:
-            acc = self.emit(op.add(acc, self.const(np.asarray(bias).reshape(ch), "int32")))
+            acc = self.emit(op.add(acc, self.const(bias.reshape(ch), "int32")))
         if n.qout[0] is None:  # a float graph output: dequantize the accumulator
             y = self.emit(op.multiply(op.astype(acc, "float64"),
                                       self.const(n.acc_scale.astype(np.float64).reshape(ch), "float64")))
@@ -306,19 +317,21 @@ class RelaxLowering(Interpreter):
         shape = self._depthwise_rows_shape(n, x)
         if shape is not None:  # `sdot` / `vpdpbusd`: 4 rows of a channel in one lane
             offset = self.kernel.act_offset(x.expr.ty.dtype)
-            func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype),
-                                    "tcc_dw_dot")
+            bias = self._bias(n, compute.bias_correction(n.weight, offset))
+            func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype,
+                                                                    bias is not None), "tcc_dw_dot")
             weights = compute.depthwise_rows_weights(n.weight, shape)
-            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8")],
+            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x.params, compute.bias_correction(n.weight, offset), in_kernel=True)
+            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
         shape = self._depthwise_shape(n, x)
         if shape is not None:
-            func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype), "tcc_dw_conv")
+            bias = self._bias(n)
+            func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None), "tcc_dw_conv")
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
-            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16")],
+            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16"), *self._started(bias)],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x.params, in_kernel=True)
+            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = self.operand_dtype(x)
         acc = self.emit(self.relax.op.nn.conv2d(
@@ -346,10 +359,12 @@ class RelaxLowering(Interpreter):
                                     "tcc_window_digits")
             digit = self.relax.TensorType([dims[0], oh, ow, dims[3]], dtype)
             pair = self.emit(self.relax.call_tir(func, [x.expr], [digit, digit]))
-            (high, c_high), (low, c_low) = (self._dot_acc(x, shape, self.emit(self.relax.TupleGetItem(pair, k)),
-                                                          n.weight) for k in (0, 1))
+            high, low = (self.emit(self.relax.TupleGetItem(pair, k)) for k in (0, 1))
+            high, c_high, _ = self._dot_acc(x, shape, high, n.weight)
+            # (high << k) + low: the low digit's accumulators start from the bias
+            low, c_low, started = self._dot_acc(x, shape, low, n.weight, lambda c: self._bias(n, c_high * area + c))
             acc = self.emit(op.add(self.emit(op.left_shift(high, self.const(area.bit_length() - 1, "int32"))), low))
-            return self._accumulated(n, acc, sums, c_high * area + c_low, in_kernel=True)
+            return self._accumulated(n, acc, sums, c_high * area + c_low, in_kernel=True, started=started)
         total = self._window_sums(x, g)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = "int16" if sums.dtype in ("int8", "uint8", "int16") else "int32"
@@ -428,9 +443,11 @@ class RelaxLowering(Interpreter):
         high = self.cast(self.emit(op.right_shift(codes, self.const(8, "int16"))), "int8")
         low = self.cast(self.emit(op.bitwise_and(codes, self.const(255, "int16"))), "uint8")
         n_weight = n.weight if weight is None else weight
-        (acc_high, c_high), (acc_low, c_low) = (self._dot_acc(x, shape, d, n_weight) for d in (high, low))
+        acc_high, c_high, _ = self._dot_acc(x, shape, high, n_weight)
+        # (acc_high << 8) + acc_low: the low digit's accumulators start from the bias
+        acc_low, c_low, started = self._dot_acc(x, shape, low, n_weight, lambda c: self._bias(n, c_high * 256 + c))
         acc = self.emit(op.add(self.emit(op.left_shift(acc_high, self.const(8, "int32"))), acc_low))
-        return self._accumulated(n, acc, x.params, c_high * 256 + c_low, in_kernel=True)
+        return self._accumulated(n, acc, x.params, c_high * 256 + c_low, in_kernel=True, started=started)
 
     def _dot_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
         """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
@@ -438,11 +455,14 @@ class RelaxLowering(Interpreter):
         the weights packed, the shift's effect taken back in the bias. codes, weight: the conv's NHWC input and
         OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""
         n_weight = n.weight if weight is None else weight
-        acc, correction = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight)
-        return self._accumulated(n, acc, x.params, correction, in_kernel=True)
+        acc, correction, started = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight,
+                                                 lambda c: self._bias(n, c))
+        return self._accumulated(n, acc, x.params, correction, in_kernel=True, started=started)
 
-    def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray):
-        """_dot_conv's accumulator (int32 NHWC) and what the bias must add back (the kernel's shifted codes)."""
+    def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray, start=None):
+        """(acc, correction, started): _dot_conv's accumulator (int32 NHWC), what the bias must add back (the
+        kernel's shifted codes) and whether the accumulators started from `start(correction)` (the vector a
+        caller's `_bias` makes; None: from 0), which the kernel's form may decline (the dot form)."""
         op = self.relax.op
         dtype = codes.ty.dtype  # x's, or one of its digits' (_digits_conv)
         base = choose.codes_kernel(self.kernel, dtype)
@@ -463,11 +483,14 @@ class RelaxLowering(Interpreter):
         layer = choose.layer_kernel(kernel, packed)
         if layer is not kernel:
             packed = compute.pack_weights(weights, shape, layer)
-        func, packed = compute.dense_conv(shape, layer, offset, packed)
+        correction = compute.bias_correction(n_weight, offset)
+        bias = None if start is None else start(correction)
+        func, packed, started = compute.dense_conv(shape, layer, offset, packed, bias is not None)
         func = self.bb.add_func(func, "tcc_dot_conv")
-        acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype)],
+        acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype),
+                                                   *self._started(bias if started else None)],
                                             self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
-        return acc, compute.bias_correction(n_weight, offset)
+        return acc, correction, started
 
     def gemm(self, n: QNode, x: _Codes) -> list:
         op = self.relax.op

@@ -72,7 +72,10 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     pixels are consecutive rows of the input), whole blocks of 16 input channels. The kernels: the dot form (ARMv7,
     and AArch64 on tiles of 2 pixels or more) on two blocks at least (one step has no loop to save, and its block
     has no step iterator for the intrinsic to match); AArch64's `sdot`."""
-    if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads) or shape.c % 16:
+    sdot = k.name == "tcc_dot_a64_sdot"  # whole steps of 4 codes after its blocks; the others' steps are blocks
+    if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads):
+        return None
+    if shape.c % (4 if sdot else BLOCK) or shape.c < BLOCK:
         return None
     if k.arch not in MAX_PIXELS:
         return None
@@ -81,7 +84,7 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
         return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
     if k.arch != "aarch64" or (pixels - 1) * shape.c > 65520:  # AArch64's `ldr q` offsets: up to 65520
         return None
-    if k.name == "tcc_dot_a64_sdot":
+    if sdot:
         return Tile("aarch64", pixels, 4 * shape.tile_vectors(k), 4, shape.c)
     if k.form == "dot" and shape.c >= 32 and pixels > 1:
         # one-pixel tiles (odd widths) keep LLVM's code: FastNet's executed 0.7 M more instructions in the kernel
@@ -164,17 +167,72 @@ def _sdot_assembly(t: Tile) -> list[str]:
     $1 weights, $2 blocks, $3 sums (each advanced; $4 to $7 are the same, tied)."""
     vectors = t.channels // 4
     acc = lambda p: ", ".join(f"v{16 + p * vectors + v}.4s" for v in range(vectors))  # noqa: E731
+    bases, at = _pixel_bases(t)
     lines = [f"ld1 {{{acc(p)}}}, [$3], #{16 * vectors}" for p in range(t.pixels)]
+    lines += [f"add {reg}, $0, #{offset}" for reg, offset in bases[1:]]
     lines += [f"sub $3, $3, #{16 * vectors * t.pixels}", "1:"]
-    lines += [f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)]
-    lines.append("add $0, $0, #16")
+    lines += [f"ldr q{p}, {at(p)}" for p in range(t.pixels)]
+    lines += [f"add {reg}, {reg}, #16" for reg, _ in bases]
     for step in range(4):
         w = 4 + 4 * (step % 2)
         lines.append(f"ld1 {{{', '.join(f'v{w + v}.16b' for v in range(vectors))}}}, [$1], #{16 * vectors}")
         lines += [f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, v{p}.4b[{step}]"
                   for v in range(vectors) for p in range(t.pixels)]
     lines += ["subs $2, $2, #1", "b.ne 1b"]
+    lines += _sdot_tail(t, vectors)
     lines += [f"st1 {{{acc(p)}}}, [$3], #{16 * vectors}" for p in range(t.pixels)]
+    return lines
+
+
+BASE_REGISTERS = ("x9", "x10", "x11")  # the pixels' further input pointers (clobbered by the kernel)
+
+
+def _addressable(offset: int, size: int) -> bool:
+    """Whether AArch64's `ldr` of `size` bytes takes this immediate offset: a multiple of the size up to 4095 of
+    them (scaled), or any in [-256, 255] (`ldur`)."""
+    return (offset % size == 0 and 0 <= offset <= 4095 * size) or -256 <= offset <= 255
+
+
+def _pixel_bases(t: Tile):
+    """([(register, offset from $0)], at) for the `sdot` tile's input loads: pixel p's codes at p * stride, from $0
+    where its immediate offsets allow, else from a further pointer ($0 + the offset of the first pixel it serves):
+    a stride that is no multiple of 16 (a tail of steps) leaves `ldr q` only `ldur`'s 255 bytes. at(p, extra):
+    the address operand of pixel p's codes plus `extra` bytes."""
+    bases, of = [("$0", 0)], {}
+    for p in range(t.pixels):
+        offset = p * t.stride
+        fits = [b for b, (_, o) in enumerate(bases)
+                if _addressable(offset - o, 16) and _addressable(offset - o, 4) and _addressable(offset - o + 8, 4)
+                and _addressable(offset - o, 8)]
+        if not fits:
+            bases.append((BASE_REGISTERS[len(bases) - 1], offset))
+            fits = [len(bases) - 1]
+        of[p] = fits[0]
+
+    def at(p: int, extra: int = 0) -> str:
+        reg, o = bases[of[p]]
+        return f"[{reg}, #{p * t.stride - o + extra}]"
+
+    return bases, at
+
+
+def _sdot_tail(t: Tile, vectors: int) -> list[str]:
+    """The steps of 4 codes after the last whole block (a reduction of 16 b + 4 s codes, s = 1 to 3: an im2col'd
+    stem's window, 7 x 7 x 3 = 147 codes in 148, not 160): each pixel's codes of those steps loaded on their own
+    (1: `ldr s`, 2: `ldr d`, 3: `ldr d` and an `ldr s` into v{12 + p}), no load past the reduction."""
+    steps = t.stride % BLOCK // 4
+    _, at = _pixel_bases(t)
+    lines = []
+    for p in range(t.pixels):
+        lines.append(f"ldr {'s' if steps == 1 else 'd'}{p}, {at(p)}")
+        if steps == 3:
+            lines.append(f"ldr s{12 + p}, {at(p, 8)}")
+    for step in range(steps):
+        w = 4 + 4 * (step % 2)
+        lines.append(f"ld1 {{{', '.join(f'v{w + v}.16b' for v in range(vectors))}}}, [$1], #{16 * vectors}")
+        lines += [f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, " + (f"v{p}.4b[{step}]" if step < 2 else
+                                                                         f"v{12 + p}.4b[0]")
+                  for v in range(vectors) for p in range(t.pixels)]
     return lines
 
 
@@ -186,7 +244,7 @@ def llvm_ir(t: Tile) -> str:
         regs, count, operands = [f"d{i}" for i in range(16 + 8 * t.pixels)], "i32 %count", "i32 %stride, i32 %back"
         prologue, constraints = "  %back = sub i32 16, %stride\n", "=r,=r,=r,=r,0,1,2,3,r,r"
     else:  # a 64-bit count; the stride is in the offsets
-        regs, count, operands = [f"v{i}" for i in range(32)], "i64 %blocks", ""
+        regs, count, operands = [f"v{i}" for i in range(32)] + list(BASE_REGISTERS), "i64 %blocks", ""
         prologue, constraints = "  %blocks = zext i32 %count to i64\n", "=r,=r,=r,=r,0,1,2,3"
     clobbers = ",".join([f"~{{{r}}}" for r in regs] + ["~{memory}", "~{cc}"])
     args = ", ".join(a for a in ("ptr %input, ptr %weights", count, "ptr %sums", operands) if a)

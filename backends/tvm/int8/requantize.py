@@ -4,7 +4,8 @@ channels last) and the parameter rows each takes, one form per target (RelaxLowe
 - `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
 - `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
   epilogues; `requantize_neon_tie_free_primfunc` (`neon_tie_free_params`) where the accumulator bound rules out
-  ties, as for every conv of the zoo's models;
+  ties, as for every conv of the zoo's models; both narrow to 8-bit codes by saturating (`_saturating_codes`), on
+  vectors of up to 16 lanes (int8/register_split.py);
 - `requantize_tie_free_primfunc` (`tie_free_params`): any target, outside the kernels, where the accumulator bound
   rules out ties (a matmul of two activations): int32 lanes but the product's high half;
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
@@ -100,7 +101,33 @@ def tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
-def _rows_primfunc(dtype: str, shape, uniform: dict[int, int] | None, count: int, rounded, extra=None):
+def _saturating_codes(y, dtype: str, lo_zp: int, hi_zp: int, zp: int):
+    """clamp(y, lo - zp, hi - zp) + zp as dtype for int32 y, through the saturating narrowings: int16, then the
+    8-bit code (with the zero point added in int16, saturating), clamped there where lo / hi are inside the type's
+    range. Equal to the int32 form for every int32 y: lo - zp and hi - zp lie inside int16, so a saturated value is
+    past the clamp either way. LLVM selects AArch64's `sqxtn` / `sqxtn2`, `sqadd` and `sqxtun` / `sqxtn` (ARMv7's
+    `vqmovn`, `vqadd`, `vqmovun`) for them: 16 codes in ~6 instructions after the rounding, where the int32 clamp,
+    `xtn` and `uzp1` took ~4 per 4 codes."""
+    from tvm import tirx
+
+    info = np.iinfo(dtype)
+    lo, hi = lo_zp + zp, hi_zp + zp
+    def clamp(x, low, high, dtype_of_bounds):
+        return tirx.min(tirx.max(x, tirx.const(low, dtype_of_bounds)), tirx.const(high, dtype_of_bounds))
+
+    y16 = clamp(y, -(1 << 15), (1 << 15) - 1, "int32").astype("int16")  # sqxtn / vqmovn
+    if zp:
+        y16 = tirx.call_llvm_pure_intrin("int16", "llvm.sadd.sat", y16, tirx.const(zp, "int16"))  # sqadd
+    codes = clamp(y16, int(info.min), int(info.max), "int16").astype(dtype)  # sqxtun / sqxtn
+    if lo > info.min:
+        codes = tirx.max(codes, tirx.const(lo, dtype))
+    if hi < info.max:
+        codes = tirx.min(codes, tirx.const(hi, dtype))
+    return codes
+
+
+def _rows_primfunc(dtype: str, shape, uniform: dict[int, int] | None, count: int, rounded, extra=None,
+                   saturating: bool = False):
     """The PrimFunc every row-parameter form shares: acc int32 [.., C], (an `extra(dims)` input,) params int32
     [rows, C], out `dtype` [.., C] = clamp(rounded(acc, rows, c), lo - zp, hi - zp) + zp. The form has `count`
     rows per channel, the last three lo - zp, hi - zp, zp; `rounded` gets the value of each other row at the
@@ -121,6 +148,8 @@ def _rows_primfunc(dtype: str, shape, uniform: dict[int, int] | None, count: int
         rows = [tirx.const(uniform[k], "int32") if k in uniform else par[varying.index(k), c] for k in range(count)]
         lo, hi, zp = rows[-3:]
         y = rounded(acc[idx], rows[:-3], c, *inputs[1:])
+        if saturating and all(k in uniform for k in range(count - 3, count)):
+            return _saturating_codes(y, dtype, *(uniform[k] for k in range(count - 3, count)))
         return (tirx.min(tirx.max(y, lo), hi) + zp).astype(dtype)
 
     out = te.compute(dims, one, name="requantize")
@@ -162,8 +191,9 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
 
     (hi = f 2^s + t: y = f + [t + m > 2^(s-1)], which is f + 1 exactly when the remainder t 2^31 + (P mod
     2^31) is above half, or is half (t = 2^(s-1), P mod 2^31 = 0) and f is odd.) The sums saturate
-    (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22 (`neon_requantize_params`), and TIR's
-    int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. Only for the
+    (llvm.sadd.sat: vqadd.s32): a saturated sum is past every 16-bit clamp bound when s <= 22
+    (`neon_requantize_params`), and TIR's int32 arithmetic may not wrap. Then clamp(y, lo - zp, hi - zp) + zp as in
+    the narrow form (8-bit codes: `_saturating_codes`). Only for the
     epilogues of tcc's kernels, whose schedules vectorize it (the NEON intrinsics have no scalar form).
     uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
     (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
@@ -181,7 +211,7 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
         m = tirx.Or(tirx.NE(x & low_mask, 0), tirx.NE(high & bit, 0)).astype("int32")
         return intrin(shift, intrin("llvm.sadd.sat", intrin("llvm.sadd.sat", high, below), m), neg_s)
 
-    return _rows_primfunc(dtype, shape, uniform, 8, rounded)
+    return _rows_primfunc(dtype, shape, uniform, 8, rounded, saturating=dtype in ("int8", "uint8"))
 
 
 def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None,
@@ -190,7 +220,8 @@ def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int]
     (sqdmulh) and no tie, the reference's rounding of P / 2^k is up exactly where hi mod 2^s >= 2^(s-1) (its
     remainder, hi's low s bits and P's low 31, is above half there, below it elsewhere), which is the rounding
     shift (hi + 2^(s-1)) >> s: one `vrshl` / `srshl`, no tie test (the general form spends nine more
-    instructions a vector on it). Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form. uniform: rows of
+    instructions a vector on it). Then clamp(y, lo - zp, hi - zp) + zp as in the narrow form (8-bit codes:
+    `_saturating_codes`). uniform: rows of
     `neon_tie_free_params` equal for every channel, compiled in as constants; the params tensor holds the others,
     in order (at least one row)."""
     from tvm import tirx
@@ -202,7 +233,7 @@ def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int]
         high = tirx.call_llvm_pure_intrin("int32", doubling_high, x, q)
         return tirx.call_llvm_pure_intrin("int32", rounding_shift, high, neg_s)
 
-    return _rows_primfunc(dtype, shape, uniform, 5, rounded)
+    return _rows_primfunc(dtype, shape, uniform, 5, rounded, saturating=dtype in ("int8", "uint8"))
 
 
 FLOAT64_EXACT = 2**53  # |integer| below this: exact in float64

@@ -325,15 +325,15 @@ def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instruction
     assert all(re.search(i, asm) for i in instructions), kernel
 
 
-def _run_requantize(func, params, acc, dtype, target, so):
-    """One requantization PrimFunc (every params row a tensor) vectorized by 4 lanes, as tcc's kernels apply
-    it, run under qemu on int32 accumulators [1, n]."""
+def _run_requantize(func, params, acc, dtype, target, so, lanes: int = 4):
+    """One requantization PrimFunc (every params row a tensor) vectorized by `lanes` (tcc's ARM kernels: up to 16,
+    their NEON calls split by register: int8/register_split.py), run under qemu on int32 accumulators [1, n]."""
     from tvm import relax, s_tir
 
     n = acc.size
     sch = s_tir.Schedule(func.with_attr("global_symbol", "main"))
     _, i = sch.get_loops(sch.get_sblock("requantize"))
-    sch.vectorize(sch.split(i, [None, 4])[1])  # one NEON register per vector, as tcc's kernels apply it
+    sch.vectorize(sch.split(i, [None, lanes])[1])
     bb = relax.BlockBuilder()
     x = relax.Var("acc", relax.TensorType([1, n], "int32"))
     with bb.function("main", [x]):
@@ -347,12 +347,14 @@ def _run_requantize(func, params, acc, dtype, target, so):
     return tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
 
 
-@pytest.mark.parametrize("target, arch", [("arm-a7", "armv7"), ("aarch64", "aarch64")])
-def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
+@pytest.mark.parametrize("target, arch, lanes", [("arm-a7", "armv7", 4), ("aarch64", "aarch64", 4),
+                                                ("arm-a7", "armv7", 16), ("aarch64", "aarch64", 16)])
+def test_neon_requantization_bit_exact_on_edge_cases(target, arch, lanes, tmp_path):
     """ARM's 32-bit requantization (tvm_int8.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
     sshl), run under qemu on the accumulators and multipliers that hit its branches: ties (q = 2^30: M = 2^-s,
     every odd multiple a tie), the int32 extremes, shifts 1..22, odd and even q (the low-bits test), saturating
-    sums, zero points."""
+    sums, zero points; 8-bit codes through the saturating narrowings, the int32 extremes past int16 included;
+    vectors of one register and of four (the calls split by register)."""
     skip_unless_runtime(target)
     from tests.helpers.tvm_int8 import _requant
 
@@ -367,19 +369,22 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, tmp_path):
     acc = rng.integers(-(2**31), 2**31, n)
     acc[:1024] = rng.integers(-(2**12), 2**12, 1024) * rng.choice([1, 2**10, 2**19], 1024) + 1  # ties and near
     acc[1024:1032] = [-(2**31), 2**31 - 1, 0, -1, 1, 2**30, -(2**30), 12345]
-    for zp, lo, hi, dtype in ((-3, -128, 127, "int8"), (0, 0, 255, "uint8"), (100, -(2**15), 2**15 - 1, "int16")):
+    for zp, lo, hi, dtype in ((-3, -128, 127, "int8"), (0, 0, 255, "uint8"), (100, -(2**15), 2**15 - 1, "int16"),
+                              (-128, -128, -1, "int8"), (7, 10, 200, "uint8")):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
-        got = _run_requantize(requantize_neon_primfunc(dtype, [1, n], arch=arch), params, acc, dtype, target,
-                                   tmp_path / f"rq-{dtype}.so")
+        uniform = {k: int(params[k, 0]) for k in (5, 6, 7)}  # the bounds and zero point, as the lowering makes them
+        got = _run_requantize(requantize_neon_primfunc(dtype, [1, n], uniform, arch=arch), params[:5], acc, dtype,
+                              target, tmp_path / f"rq-{dtype}-{lo}.so", lanes)
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
 
 
-@pytest.mark.parametrize("target, arch, form", [("arm-a7", "armv7", "neon"), ("aarch64", "aarch64", "neon"),
-                                               ("arm-a7", "armv7", "plain"), ("host", "x86_64", "plain")])
-def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, tmp_path):
+@pytest.mark.parametrize("target, arch, form, lanes", [
+    ("arm-a7", "armv7", "neon", 4), ("aarch64", "aarch64", "neon", 4), ("aarch64", "aarch64", "neon", 16),
+    ("arm-a7", "armv7", "plain", 4), ("host", "x86_64", "plain", 4)])
+def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, lanes, tmp_path):
     """The one-rounding-shift forms (requantize_neon_tie_free_primfunc: sqdmulh, then srshl / vrshl;
     requantize_tie_free_primfunc: the int64 product's high half, a rounding shift in int32) equal the reference's
     half-to-even rounding on every accumulator within the bound that their params accepted: the bound's extremes,
@@ -421,7 +426,12 @@ def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, 
     tie = _requant(np.full(n, 2**30), np.full(n, -3), zp, lo, hi, dtype)  # M = 1/16: ties at 8 (mod 16)
     assert params_for(tie, n, np.full(n, 7)) is not None
     assert params_for(tie, n, np.full(n, 8)) is None
-    got = _run_requantize(make(dtype, [1, n]), params, acc, dtype, target, tmp_path / "rq.so")
+    if form == "neon":  # the bounds and zero point compiled in, as the lowering makes them: saturating narrowings
+        func = make(dtype, [1, n], {k: int(params[k, 0]) for k in (2, 3, 4)})
+        params = params[:2]
+    else:
+        func = make(dtype, [1, n])
+    got = _run_requantize(func, params, acc, dtype, target, tmp_path / "rq.so", lanes)
     want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
     np.testing.assert_array_equal(got, want)
 
@@ -518,12 +528,16 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
     ("arm-a7", 2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"), ("arm-a7", 1, 5, 64, 8, "tcc_dot_neon_dot16_pairs"),
     ("aarch64-dotprod", 4, 8, 32, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 3, 6, 16, 12, "tcc_dot_a64_sdot"),
     ("aarch64-dotprod", 1, 7, 160, 8, "tcc_dot_a64_sdot"), ("aarch64", 4, 8, 32, 8, "tcc_dot_a64_dot16"),
-    ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16")])
+    ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16"),
+    ("aarch64-dotprod", 4, 8, 148, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 2, 10, 40, 8, "tcc_dot_a64_sdot"),
+    ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot")])
 def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, tmp_path):
     """The ARM micro-kernels (int8/microkernel.py: a 1 x 1 conv's whole reduction per call; the dot form on ARMv7
-    and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes included: 127 x
-    -128 and -128 x -128 products, and a -128 pair on one int16 lane for the pairs kernel (each half widened on its
-    own); tiles of 1 to 4 pixels, 1 to 4 vectors of channels."""
+    and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes
+    included: 127 x -128 and -128 x -128 products, and a -128 pair on one int16 lane for the pairs kernel (each half
+    widened on its own); tiles of 1 to 4 pixels, 1 to 4 vectors of channels; `sdot` on 1 to 3 steps of 4 codes
+    after its blocks (148 codes: an im2col'd 7 x 7 x 3 window; pixel strides past `ldur`'s reach), its accumulators
+    started from a bias."""
     skip_unless_runtime(target)
     from tvm import relax, s_tir, te
 
@@ -537,7 +551,9 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     x, w, acc = compute.microkernel_tensors(shape, k, tile)
     out = te.compute(acc.shape, lambda *i: acc[i] + 1, name="epilogue")
     tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
-    sch = s_tir.Schedule(te.create_prim_func([x, w, out]).with_attr("global_symbol", "main"))
+    biased = k.name == "tcc_dot_a64_sdot"
+    func = compute.reduction_primfunc([x, w, out], out_channels, kn.CONV_BLOCK, biased)
+    sch = s_tir.Schedule(func.with_attr("global_symbol", "main"))
     rule = Int8DotConv()
     rule.target = tvm_target
     assert rule.schedule(sch, sch.get_child_blocks(sch.get_sblock("root")), simd_of(tvm_target))
@@ -550,20 +566,21 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     weights[0] = -128 if kernel.endswith("_pairs") else 127
     weights[-1, ::2] = -127
     packed = compute.pack_weights(weights, shape, k)
-    func, packed = compute.dense_conv(shape, k, 0, packed)
-    assert packed.shape == tuple(int(d) for d in w.shape)
+    _, packed, started = compute.dense_conv(shape, k, 0, packed, biased)
+    assert packed.shape == tuple(int(d) for d in w.shape) and started == biased
+    bias = rng.integers(-(2**20), 2**20, out_channels) if biased else np.zeros(out_channels, np.int64)
     bb = relax.BlockBuilder()
     xv = relax.Var("x", relax.TensorType(list(codes.shape), "int8"))
     with bb.function("main", [xv]):
         with bb.dataflow():
             gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
                              "conv")
-            y = bb.emit_output(relax.call_tir(gv, [xv, relax.const(packed, "int8")],
-                                              relax.TensorType([1, 3, width, out_channels], "int32")))
+            args = [xv, relax.const(packed, "int8")] + ([relax.const(bias.astype(np.int32))] if biased else [])
+            y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, width, out_channels], "int32")))
         bb.emit_func_output(y)
     so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
-    np.testing.assert_array_equal(got, np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + 1)
+    np.testing.assert_array_equal(got, np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1)
 
 
 def depthwise_model(seed: int = 0):
@@ -717,3 +734,14 @@ def test_a_max_pool_alone_after_a_conv_pools_its_accumulators(tmp_path):
     outs = _run(_lowered(m, table, k, names), "host", x, tmp_path)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
+
+
+def test_im2col_copies_each_window_row_in_whole_vectors():
+    """A window row of kw * c codes (compute._runs): vectors of 16, 8 or 4 codes inside the row, then one vector
+    ending at its end; together they cover every code of the row (7 x 3: 16 + 8, overlapping by 3)."""
+    assert compute._runs(21) == (16, 1, 8) and compute._runs(9) == (8, 1, 4) and compute._runs(3) == (3, 1, 0)
+    for run in range(1, 70):
+        width, count, tail = compute._runs(run)
+        covered = {e for v in range(count) for e in range(v * width, (v + 1) * width)}
+        covered |= set(range(run - tail, run))
+        assert covered == set(range(run)) and tail <= run, run

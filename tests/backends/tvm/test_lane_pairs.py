@@ -11,7 +11,7 @@ import pytest
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile  # noqa: E402
-from tcc.backends.tvm.int8 import lane_pairs  # noqa: E402
+from tcc.backends.tvm.int8 import lane_pairs, tir_pipeline  # noqa: E402
 from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT  # noqa: E402
 from tcc.backends.tvm.isa import target_has  # noqa: E402
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier  # noqa: E402
@@ -68,7 +68,7 @@ def test_lane_pairs_bit_exact_on_edge_cases(lanes):
         tvm.tirx.transform.BindTarget(target.with_host(target))(mod)))
     script = lowered.script()
     assert "llvm.lrint" not in script and script.count("llvm.fma") >= 2
-    ex = tvm.compile(mod, target=target, tir_pipeline=lane_pairs.tir_pipeline(target))
+    ex = tvm.compile(mod, target=target, tir_pipeline=tir_pipeline.for_kernels(target))
     out = tvm.runtime.tensor(np.zeros(n, np.int32))
     ex["main"](tvm.runtime.tensor(acc), tvm.runtime.tensor(m), out)
     np.testing.assert_array_equal(out.numpy(), want)
@@ -80,11 +80,14 @@ def test_lane_pairs_compile_to_conversions_of_int64_lanes_compiled_only():
     AVX2 CPU (no int64 -> double conversion) keeps TVM's pipeline and those conversions."""
     mod = _requantize_func(64, 16)
     icelake, haswell = tvm.target.Target(ICELAKE), tvm.target.Target(HASWELL)
-    assert lane_pairs.tir_pipeline(icelake) == lane_pairs.PIPELINE and lane_pairs.tir_pipeline(haswell) == "default"
-    asm = tvm.compile(mod, target=icelake, tir_pipeline=lane_pairs.tir_pipeline(icelake)).mod.inspect_source("s")
+    script = mod["main"].script()
+    assert tir_pipeline.for_kernels(icelake, [script]) == "tcc_tir_lane_pairs"
+    assert tir_pipeline.for_kernels(haswell, [script]) == "default"
+    assert tir_pipeline.for_kernels(icelake, ["a kernel without an lrint"]) == "default"
+    asm = tvm.compile(mod, target=icelake, tir_pipeline=tir_pipeline.for_kernels(icelake)).mod.inspect_source("s")
     assert re.search(r"vcvtqq2pd\s[^\n]*%zmm", asm) and re.search(r"vfmadd\d+pd\s[^\n]*%zmm", asm)
     assert not re.search(r"vcvtdq2pd|vcvtpd2dq", asm)
-    asm = tvm.compile(mod, target=haswell, tir_pipeline=lane_pairs.tir_pipeline(haswell)).mod.inspect_source("s")
+    asm = tvm.compile(mod, target=haswell, tir_pipeline=tir_pipeline.for_kernels(haswell)).mod.inspect_source("s")
     assert re.search(r"vcvtpd2dq", asm) and "vcvtqq2pd" not in asm
 
 
@@ -96,26 +99,3 @@ def test_lane_pairs_leave_other_code_alone():
     y = te.compute((16,), lambda i: tirx.call_llvm_pure_intrin("int32", "llvm.lrint", x[i] * 2.0), name="y")
     func = te.create_prim_func([x, y])
     assert lane_pairs.requantize_on_lane_pairs(func).same_as(func)
-
-
-def test_lane_pairs_pipeline_is_tvms_default_with_the_rewrite_after_vectorization():
-    """The pipeline copies TVM's default TIR pipeline pass for pass (so that a TVM upgrade that changes it fails
-    here), with the rewrite inserted right after VectorizeLoop."""
-    from tvm.ir.instrument import pass_instrument
-
-    def names(pipeline):
-        seen = []
-
-        @pass_instrument
-        class Record:
-            def run_before_pass(self, mod, info):
-                seen.append(info.name)
-
-        with tvm.transform.PassContext(instruments=[Record()]):
-            tvm.tirx.build(_requantize_func(64, 16), target=tvm.target.Target(ICELAKE), pipeline=pipeline)
-        return [n for n in seen if n not in ("_pipeline", "sequential", lane_pairs.PIPELINE)]
-
-    lane_pairs.tir_pipeline(tvm.target.Target(ICELAKE))  # registers it
-    default, ours = names("default"), names(lane_pairs.PIPELINE)
-    at = default.index("tirx.VectorizeLoop") + 1
-    assert ours == default[:at] + ["tcc.RequantizeOnLanePairs"] + default[at:]
