@@ -1,9 +1,12 @@
 """Editing a PrimFunc in its serialized form: this TVM exposes no TIR mutator to Python, so tcc's TIR rewrites
-(the dense-block concats in place, `concat.py`; the x86 requantization on lane pairs, `int8/lane_pairs.py`) save
-the function as TVM's JSON node graph, edit the nodes and load it back. In that graph every int of a node's fields
-or arrays is a node index; floats and strings are values."""
+(the dense-block concats in place, `concat.py`; the x86 requantization on lane pairs, `int8/lane_pairs.py`; ARM's
+requantization intrinsics split by register, `int8/register_split.py`; a conv's accumulators started from its bias,
+`init_from`) save the function as TVM's JSON node graph, edit the nodes and load it back. In that graph every int
+of a node's fields or arrays is a node index; floats and strings are values (a buffer type's alignment and offset
+factor excepted: `Template` never copies one)."""
 from __future__ import annotations
 
+import functools
 import json
 
 import tvm
@@ -37,6 +40,7 @@ class SerializedFunc:
     def __init__(self, func: tirx.PrimFunc):
         self.doc = json.loads(tvm.ir.save_json(func))
         self.nodes = self.doc["nodes"]
+        self.none = next(i for i, n in enumerate(self.nodes) if n["type"] == "None")
 
     def add(self, type_key: str, data) -> int:
         self.nodes.append({"type": type_key, "data": data})
@@ -50,13 +54,12 @@ class SerializedFunc:
     def insert(self, template: "Template", bound: dict[str, int]) -> int:
         """The template's expression added as new nodes, its placeholder Vars replaced by the nodes `bound` (name
         -> node index) of this graph; returns its root's index."""
-        none = next(i for i, n in enumerate(self.nodes) if n["type"] == "None")
         index: dict[int, int] = {}
         for j, node in enumerate(template.nodes):
             if j not in template.used:
                 continue
             if node["type"] == "None":
-                index[j] = none
+                index[j] = self.none
             elif j in template.placeholders:
                 index[j] = bound[template.placeholders[j]]
             else:
@@ -106,10 +109,14 @@ def init_from(func: tirx.PrimFunc, block: str, param: str) -> tirx.PrimFunc:
     store = doc.nodes[data["init"]]["data"]
     channel = doc.nodes[store["indices"]]["data"][-1]
     bound = {"bias": doc.param(param), "channel": channel}
-    dtype = node_dtype(doc.nodes, channel) or "int64"
-    vector, c = tirx.decl_buffer((1,), "int32", name="bias"), tirx.Var("channel", dtype)
-    store["value"] = doc.insert(Template(tirx.BufferLoad(vector, [c])), bound)
+    store["value"] = doc.insert(_load_template(node_dtype(doc.nodes, channel) or "int64"), bound)
     return doc.func()
+
+
+@functools.lru_cache(maxsize=None)
+def _load_template(index_dtype: str) -> "Template":
+    """bias[channel] of placeholders: an int32 vector and an index of `index_dtype`."""
+    return Template(tirx.BufferLoad(tirx.decl_buffer((1,), "int32", name="bias"), [tirx.Var("channel", index_dtype)]))
 
 
 class Template:

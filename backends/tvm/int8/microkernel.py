@@ -69,23 +69,26 @@ class Tile:
 
 def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     """The micro-kernel a conv takes, None where it takes none. The conv: 1 x 1, stride 1, no padding (a tile's
-    pixels are consecutive rows of the input), whole blocks of 16 input channels. The kernels: the dot form (ARMv7,
-    and AArch64 on tiles of 2 pixels or more) on two blocks at least (one step has no loop to save, and its block
-    has no step iterator for the intrinsic to match); AArch64's `sdot`."""
-    sdot = k.name == "tcc_dot_a64_sdot"  # whole steps of 4 codes after its blocks; the others' steps are blocks
+    pixels are consecutive rows of the input); whole blocks of 16 input channels, or for AArch64's `sdot` one block
+    at least and then whole steps of 4. The kernels: the dot form (ARMv7, and AArch64 on tiles of 2 pixels or
+    more) on two blocks at least (one step has no loop to save, and its block has no step iterator for the
+    intrinsic to match); AArch64's `sdot`, on as many pixels as its loads can address (`_pixel_bases`)."""
+    sdot = k.name == "tcc_dot_a64_sdot"
     if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads):
         return None
     if shape.c % (4 if sdot else BLOCK) or shape.c < BLOCK:
         return None
     if k.arch not in MAX_PIXELS:
         return None
-    pixels = max(p for p in range(1, MAX_PIXELS[k.arch] + 1) if shape.out_hw[1] % p == 0)
+    fitting = [p for p in range(MAX_PIXELS[k.arch], 0, -1) if shape.out_hw[1] % p == 0]
+    if sdot:
+        return next(t for p in fitting if _pixel_bases(t := Tile("aarch64", p, 4 * shape.tile_vectors(k), 4,
+                                                                   shape.c)) is not None)
+    pixels = fitting[0]
     if k.form == "dot" and k.arch == "armv7" and shape.c >= 32:
         return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
     if k.arch != "aarch64" or (pixels - 1) * shape.c > 65520:  # AArch64's `ldr q` offsets: up to 65520
         return None
-    if sdot:
-        return Tile("aarch64", pixels, 4 * shape.tile_vectors(k), 4, shape.c)
     if k.form == "dot" and shape.c >= 32 and pixels > 1:
         # one-pixel tiles (odd widths) keep LLVM's code: FastNet's executed 0.7 M more instructions in the kernel
         return Tile("aarch64", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
@@ -193,18 +196,26 @@ def _addressable(offset: int, size: int) -> bool:
     return (offset % size == 0 and 0 <= offset <= 4095 * size) or -256 <= offset <= 255
 
 
+def _loads(t: Tile) -> list[tuple[int, int]]:
+    """(size, offset in the pixel's codes) of each load per pixel of the `sdot` tile: a block's 16 codes, then the
+    tail's steps (`_sdot_tail`)."""
+    return [(16, 0)] + {0: [], 1: [(4, 0)], 2: [(8, 0)], 3: [(8, 0), (4, 8)]}[t.stride % BLOCK // 4]
+
+
 def _pixel_bases(t: Tile):
-    """([(register, offset from $0)], at) for the `sdot` tile's input loads: pixel p's codes at p * stride, from $0
-    where its immediate offsets allow, else from a further pointer ($0 + the offset of the first pixel it serves):
-    a stride that is no multiple of 16 (a tail of steps) leaves `ldr q` only `ldur`'s 255 bytes. at(p, extra):
-    the address operand of pixel p's codes plus `extra` bytes."""
+    """([(register, offset from $0)], at) for the `sdot` tile's input loads, or None where its pixels cannot be
+    addressed: pixel p's codes at p * stride, from $0 where every load's immediate offset allows, else from a
+    further pointer ($0 + the offset of the first pixel it serves, an `add` immediate below 4096; three at most): a
+    stride that is no multiple of 16 (a tail of steps) leaves `ldr q` only `ldur`'s 255 bytes. at(p, extra): the
+    address operand of pixel p's codes plus `extra` bytes."""
     bases, of = [("$0", 0)], {}
     for p in range(t.pixels):
         offset = p * t.stride
         fits = [b for b, (_, o) in enumerate(bases)
-                if _addressable(offset - o, 16) and _addressable(offset - o, 4) and _addressable(offset - o + 8, 4)
-                and _addressable(offset - o, 8)]
+                if all(_addressable(offset - o + extra, size) for size, extra in _loads(t))]
         if not fits:
+            if len(bases) > len(BASE_REGISTERS) or offset > 4095:
+                return None
             bases.append((BASE_REGISTERS[len(bases) - 1], offset))
             fits = [len(bases) - 1]
         of[p] = fits[0]

@@ -530,14 +530,16 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
     ("aarch64-dotprod", 1, 7, 160, 8, "tcc_dot_a64_sdot"), ("aarch64", 4, 8, 32, 8, "tcc_dot_a64_dot16"),
     ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16"),
     ("aarch64-dotprod", 4, 8, 148, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 2, 10, 40, 8, "tcc_dot_a64_sdot"),
-    ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot")])
+    ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot"),
+    ("aarch64-dotprod", 2, 8, 1500, 4, "tcc_dot_a64_sdot")])
 def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, tmp_path):
     """The ARM micro-kernels (int8/microkernel.py: a 1 x 1 conv's whole reduction per call; the dot form on ARMv7
     and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes
     included: 127 x -128 and -128 x -128 products, and a -128 pair on one int16 lane for the pairs kernel (each half
     widened on its own); tiles of 1 to 4 pixels, 1 to 4 vectors of channels; `sdot` on 1 to 3 steps of 4 codes
-    after its blocks (148 codes: an im2col'd 7 x 7 x 3 window; pixel strides past `ldur`'s reach), its accumulators
-    started from a bias."""
+    after its blocks (148 codes: an im2col'd 7 x 7 x 3 window; pixel strides past `ldur`'s reach; 1,500 codes: a
+    fourth pixel past what a pointer's `add` reaches, so two pixels a tile), its accumulators started from a
+    bias."""
     skip_unless_runtime(target)
     from tvm import relax, s_tir, te
 
@@ -745,3 +747,23 @@ def test_im2col_copies_each_window_row_in_whole_vectors():
         covered = {e for v in range(count) for e in range(v * width, (v + 1) * width)}
         covered |= set(range(run - tail, run))
         assert covered == set(range(run)) and tail <= run, run
+
+
+def test_sdot_tile_addresses_its_pixels_with_encodable_offsets():
+    """The `sdot` micro-kernel's pixels (microkernel._pixel_bases): a stride with a tail of steps takes further
+    pointers, each an `add` immediate below 4096, and a tile shrinks where its pixels would need more; every load's
+    offset is one `ldr` takes."""
+    from tcc.backends.tvm.int8 import microkernel
+
+    k = kn.KERNELS["tcc_dot_a64_sdot"]
+    for channels, width, pixels in ((148, 112, 4), (1500, 8, 2), (1504, 8, 4), (20, 7, 1)):
+        shape = kn.ConvShape(1, 2, width, channels, 16, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+        tile = microkernel.tile_of(k, shape)
+        assert tile is not None and tile.pixels == pixels, channels
+        asm = microkernel._sdot_assembly(tile)
+        for line in asm:
+            add = re.fullmatch(r"add x(9|10|11), \$0, #(\d+)", line)
+            assert add is None or int(add.group(2)) < 4096, line
+            load = re.fullmatch(r"ldr ([qds])\d+, \[(?:\$0|x9|x10|x11), #(-?\d+)\]", line)
+            if load:
+                assert microkernel._addressable(int(load.group(2)), {"q": 16, "d": 8, "s": 4}[load.group(1)]), line

@@ -16,23 +16,7 @@ from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT  # noqa: E402
 from tcc.backends.tvm.isa import target_has  # noqa: E402
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier  # noqa: E402
 
-ICELAKE = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"}
-HASWELL = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"}
-
-
-def _requantize_func(n: int, lanes: int):
-    """out[i] = lrint(double(acc[i]) * m[i]) vectorized by `lanes`: the float64 form's expression on its own."""
-    from tvm import s_tir, te, tirx
-
-    acc = te.placeholder((n,), "int32", name="acc")
-    m = te.placeholder((n,), "float64", name="m")
-    out = te.compute((n,), lambda i: tirx.call_llvm_pure_intrin("int32", "llvm.lrint", acc[i].astype("float64") * m[i]),
-                     name="requantize")
-    sch = s_tir.Schedule(te.create_prim_func([acc, m, out]).with_attr("global_symbol", "main"))
-    (i,) = sch.get_loops(sch.get_sblock("requantize"))
-    sch.vectorize(sch.split(i, [None, lanes])[1])
-    return sch.mod
-
+from tests.helpers.tir_rewrites import HASWELL, ICELAKE, lrint_requantize  # noqa: E402
 
 def _edge_cases(n: int):
     """Multipliers below 1 and accumulators within the float64 form's bound (|acc q| < 2^53): ties (q = 2^30,
@@ -63,7 +47,7 @@ def test_lane_pairs_bit_exact_on_edge_cases(lanes):
         pytest.skip("this CPU has no AVX-512 DQ (the rewrite is not used)")
     n = 4096
     acc, m, want = _edge_cases(n)
-    mod = _requantize_func(n, lanes)
+    mod = lrint_requantize(n, lanes)
     lowered = lane_pairs.lane_pairs_pass()(tvm.tirx.get_tir_pipeline("default")[0](
         tvm.tirx.transform.BindTarget(target.with_host(target))(mod)))
     script = lowered.script()
@@ -78,7 +62,7 @@ def test_lane_pairs_compile_to_conversions_of_int64_lanes_compiled_only():
     """For an AVX-512 CPU (compiled, not run): the requantization converts int64 lanes (`vcvtqq2pd`) and rounds in
     the fma, with none of the int32 <-> float64 conversions whose widening and narrowing are port-5 shuffles. An
     AVX2 CPU (no int64 -> double conversion) keeps TVM's pipeline and those conversions."""
-    mod = _requantize_func(64, 16)
+    mod = lrint_requantize(64, 16)
     icelake, haswell = tvm.target.Target(ICELAKE), tvm.target.Target(HASWELL)
     script = mod["main"].script()
     assert tir_pipeline.for_kernels(icelake, [script]) == "tcc_tir_lane_pairs"

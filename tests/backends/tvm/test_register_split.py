@@ -10,21 +10,8 @@ import pytest
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm.int8 import register_split, tir_pipeline  # noqa: E402
-from tcc.backends.tvm.int8.requantize import requantize_neon_tie_free_primfunc  # noqa: E402
 
-AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55", "mattr": ["+neon", "+dotprod"]}
-
-
-def _epilogue(n: int, lanes: int, zp: int = 3, dtype: str = "uint8"):
-    """The tie-free NEON requantization of [1, n] accumulators to `dtype` (per-channel q and shift, the bounds and
-    zero point uniform, as tcc's kernels take it), vectorized by `lanes`."""
-    from tvm import s_tir
-
-    func = requantize_neon_tie_free_primfunc(dtype, [1, n], {2: -zp, 3: 255 - zp, 4: zp}, arch="aarch64")
-    sch = s_tir.Schedule(func.with_attr("global_symbol", "main"))
-    _, i = sch.get_loops(sch.get_sblock("requantize"))
-    sch.vectorize(sch.split(i, [None, lanes])[1])
-    return sch.mod
+from tests.helpers.tir_rewrites import AARCH64, neon_epilogue  # noqa: E402
 
 
 def _through_vectorize(mod):
@@ -40,13 +27,13 @@ def _through_vectorize(mod):
 
 def test_wide_calls_split_one_call_per_register():
     """A 16-lane epilogue's `sqdmulh` and `srshl` become four 4-lane calls each; a 4-lane one is left as it is."""
-    wide = _through_vectorize(_epilogue(64, 16))["main"]
+    wide = _through_vectorize(neon_epilogue(64, 16))["main"]
     split = register_split.split_wide_calls(wide)
     script = split.script()
     assert "int32x16" in wide.script() and re.search(r"llvm\.aarch64\.neon\.sqdmulh", wide.script())
     calls = re.findall(r'call_llvm_pure_intrin\("(int32x\d+)", "llvm\.aarch64\.neon\.(sqdmulh|srshl)"', script)
     assert sorted(set(calls)) == [("int32x4", "sqdmulh"), ("int32x4", "srshl")] and len(calls) == 8
-    narrow = _through_vectorize(_epilogue(64, 4))["main"]
+    narrow = _through_vectorize(neon_epilogue(64, 4))["main"]
     assert register_split.split_wide_calls(narrow).same_as(narrow)
 
 
@@ -55,7 +42,7 @@ def test_epilogue_of_16_lanes_narrows_by_saturating_compiled_only():
     per register, then `sqxtn` / `sqxtn2`, `sqadd` (the zero point) and `sqxtun` / `sqxtun2`: no int32 clamp, no
     `xtn` / `uzp1`."""
     target = tvm.target.Target(AARCH64)
-    mod = _epilogue(64, 16)
+    mod = neon_epilogue(64, 16)
     asm = tvm.compile(mod, target=target, tir_pipeline=tir_pipeline.for_kernels(target)).mod.inspect_source("s")
     for instruction in (r"sqdmulh\s+v\d+\.4s", r"srshl\s+v\d+\.4s", r"sqxtn2\s+v\d+\.8h", r"sqadd\s+v\d+\.8h",
                         r"sqxtun2\s+v\d+\.16b"):

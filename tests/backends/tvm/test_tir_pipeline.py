@@ -8,8 +8,7 @@ tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm.int8 import tir_pipeline  # noqa: E402
 
-from tests.backends.tvm.test_lane_pairs import ICELAKE, _requantize_func  # noqa: E402
-from tests.backends.tvm.test_register_split import AARCH64, _epilogue  # noqa: E402
+from tests.helpers.tir_rewrites import AARCH64, ICELAKE, lrint_requantize, neon_epilogue  # noqa: E402
 
 
 def _pass_names(mod, target, pipeline) -> list[str]:
@@ -28,8 +27,8 @@ def _pass_names(mod, target, pipeline) -> list[str]:
 
 
 @pytest.mark.parametrize("target, mod, rewrite", [
-    (ICELAKE, lambda: _requantize_func(64, 16), "tcc.RequantizeOnLanePairs"),
-    (AARCH64, lambda: _epilogue(64, 16), "tcc.SplitNeonIntrinsics")])
+    (ICELAKE, lambda: lrint_requantize(64, 16), "tcc.RequantizeOnLanePairs"),
+    (AARCH64, lambda: neon_epilogue(64, 16), "tcc.SplitNeonIntrinsics")])
 def test_pipeline_is_tvms_default_with_the_rewrite_after_vectorization(target, mod, rewrite):
     """The pipeline copies TVM's default TIR pipeline pass for pass (so that a TVM upgrade that changes it fails
     here), with the target's rewrite inserted right after VectorizeLoop."""
@@ -45,7 +44,7 @@ def test_each_target_takes_its_rewrite_where_a_kernel_has_its_pattern():
     """AVX-512 DQ: the lane pairs, where a kernel has an lrint; ARM (NEON): the register split, where a kernel calls
     a NEON requantization intrinsic; neither elsewhere."""
     icelake, aarch64 = tvm.target.Target(ICELAKE), tvm.target.Target(AARCH64)
-    lrint, neon = _requantize_func(64, 16)["main"].script(), _epilogue(64, 16)["main"].script()
+    lrint, neon = lrint_requantize(64, 16)["main"].script(), neon_epilogue(64, 16)["main"].script()
     assert tir_pipeline.for_kernels(icelake, [neon, lrint]) == "tcc_tir_lane_pairs"
     assert tir_pipeline.for_kernels(aarch64, [lrint, neon]) == "tcc_tir_register_split"
     assert tir_pipeline.for_kernels(icelake, [neon]) == tir_pipeline.for_kernels(aarch64, [lrint]) == "default"
