@@ -14,8 +14,9 @@ from __future__ import annotations
 from tvm import relax, te, tirx, topi
 
 from .concat import static_shape
+from .int8.kernels import CROP_BLOCK
 from .relax_rewrite import call_rewrite_pass
-from .schedule import CROP_BLOCK, float_pixel_tile
+from .schedule import float_pixel_tile
 
 PAD_BLOCK = "tcc_nchw_pad"
 CONV_BLOCK = "conv2d_nhwc"

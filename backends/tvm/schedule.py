@@ -86,11 +86,13 @@ DEPTHWISE_DOT_CHANNELS = {"aarch64": 16, "x86_64": 32}
 # calls by register), so that 16 codes narrow with the saturating narrowings (was one vector of 4; up to 8 lanes:
 # DDSNet aarch64-dotprod 30.57 M instructions against 30.36 M, FastNet 19.50 against 19.58 M; up to 32: the same)
 NEON_EPILOGUE_LANES = (16, 8, 4)
+# The int16 padded input of an ARM INT8 depthwise conv on fewer channels than this is written by rows (_pad_by_rows),
+# not pixel by pixel behind a bounds test: FastNet's 8-channel 3 x 3 at 63 x 63 took ~25 instructions a pixel to
+# pad (executed instructions, FastNet: aarch64-dotprod 16.31 -> 15.98 M, aarch64 36.00 -> 35.75 M, arm-a7 50.36 ->
+# 50.19 M); by rows on every channel count, DDSNet's wider ones executed more (aarch64 73.16 -> 75.12 M, arm-a7
+# 90.85 -> 93.40 M)
+DEPTHWISE_PAD_BY_ROWS_CHANNELS = 16
 INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output read their padding inline
-# A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input stem),
-# whose result this block crops to the output's width: the tile accumulates without a predicate, only the crop's
-# stores have one (FastNet's stem, 127 wide: 486 -> 249 us; see float_pixel_tile)
-CROP_BLOCK = "tcc_crop"
 # x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
 # or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
 # 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
@@ -343,7 +345,7 @@ def _inline_consumers(sch, block, domain) -> None:
 
 
 def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0,
-                   scope: str = "local") -> set[str]:
+                   scope: str = "local", vectors_outer: bool = False) -> set[str]:
     """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
     with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
     where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
@@ -352,7 +354,8 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
     LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
     accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
-    `lanes` (ARM: up to 16, `_neon_epilogue_lanes`)."""
+    `lanes` (ARM: up to 16, `_neon_epilogue_lanes`), vectors_outer: those vectors outside the pixels (a vector's
+    requantization parameters loaded once per tile)."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = _domain(sch, red)[:n_spatial]
     crop = _crop_of(sch, red, names, red_at)
@@ -374,6 +377,9 @@ def _fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes
     own = loops[at + 1:]
     if unroll and lanes and own and _extent(sch, own[-1]) > lanes and _extent(sch, own[-1]) % lanes == 0:
         own = [*own[:-1], *sch.split(own[-1], [None, lanes])]  # one register per vector
+        if vectors_outer:
+            sch.reorder(own[-2], *own[:-2])
+            own = [own[-2], *own[:-2], own[-1]]
     if own:
         sch.vectorize(own[-1])
     if unroll:
@@ -569,33 +575,28 @@ class Int8DotConv(Rule):
     @staticmethod
     def _microkernel(sch, names, conv, tile: microkernel.Tile) -> bool:
         """An ARM micro-kernel's tile (int8/microkernel.py): pixels x channels summed over the whole reduction by
-        one call, its sums in registers; the epilogue applied to them one vector of 4 at a time."""
+        one call, its sums in registers; the epilogue applied to them vector by vector (one vector's requantization
+        parameters at a time), through the crop where the conv is computed wider than its output (CROP_BLOCK: the
+        crop's stores past the width skipped, the tiles whole)."""
         at = names.index(CONV_BLOCK)
-        epilogue = [m for m in names[at + 1:] if _domain(sch, sch.get_sblock(m)) == _domain(sch, conv)[:4]]
-        if at or not epilogue or len(epilogue) != len(names) - 1:
+        crop = _crop_of(sch, conv, names, at)
+        domain = _domain(sch, sch.get_sblock(crop) if crop else conv)[:4]
+        epilogue = [m for m in names[at + 1:] if m != crop and _domain(sch, sch.get_sblock(m)) == domain]
+        if at or not epilogue or len(epilogue) + (crop is not None) != len(names) - 1:
             return False
-        for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
-            sch.compute_inline(sch.get_sblock(name))
-        last = sch.get_sblock(epilogue[-1])
-        n, y, x, co = sch.get_loops(last)
+        n, y, x, co, *_ = sch.get_loops(conv)
         x_out, x_in = sch.split(x, [None, tile.pixels])
         c_out, c_in = sch.split(co, [None, tile.channels])
         sch.reorder(n, y, x_out, c_out, x_in, c_in)
+        lanes = _neon_epilogue_lanes(tile.channels)
+        _fuse_epilogue(sch, conv, names, at, c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE, vectors_outer=True)
         _parallel(sch, [n, y])
-        sch.compute_at(conv, c_out, preserve_unit_loops=True)
-        sch.set_scope(conv, 0, TILE_SCOPE)
-        p_x, p_c, g, e = sch.get_loops(conv)[-4:]
-        init = sch.decompose_reduction(conv, p_x)
+        init = sch.decompose_reduction(conv, x_in)
         sch.unroll(sch.get_loops(init)[-2])
         sch.vectorize(sch.get_loops(init)[-1])
         # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
-        sch.tensorize(p_x if tile.pixels > 1 else p_c, microkernel.tile_intrin(tile))
+        sch.tensorize(x_in if tile.pixels > 1 else c_in, microkernel.tile_intrin(tile))
         sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(tile))
-        c_in, vec = sch.split(c_in, [None, _neon_epilogue_lanes(tile.channels)])
-        sch.reorder(c_in, x_in, vec)
-        sch.unroll(c_in)
-        sch.unroll(x_in)
-        sch.vectorize(vec)
         return True
 
     @staticmethod
@@ -653,7 +654,8 @@ class Int8DotConv(Rule):
 
 class Int8Depthwise(Rule):
     """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
-    `tcc_dw_pad` written once beforehand, vectorized) with its epilogue, on ARMv7: a register tile of pixels x
+    `tcc_dw_pad` written once beforehand, vectorized; by rows on few channels, DEPTHWISE_PAD_BY_ROWS_CHANNELS) with
+    its epilogue, on ARMv7: a register tile of pixels x
     two vectors of int32 channels, accumulated over the taps (the NEON widening intrinsic), the epilogue fused
     into its write-back; on AArch64 the same with more pixels a tile. x86 leaves it to `WindowReduction`."""
 
@@ -666,7 +668,10 @@ class Int8Depthwise(Rule):
             # x86: WindowReduction's schedule (the padding inlined, up to 6 pixels a tile) -- this one's separate
             # int16 pass, 2 or 6 pixels a tile, measured 2-4% slower in all on FastNet, even on DDSNet
             return False
-        _vectorize_spatial(sch, sch.get_sblock(DEPTHWISE_PAD_BLOCK), simd)
+        pad = sch.get_sblock(DEPTHWISE_PAD_BLOCK)
+        few = _domain(sch, pad)[-1] < DEPTHWISE_PAD_BY_ROWS_CHANNELS
+        if not (few and _try(lambda: _pad_by_rows(sch, pad, simd))):
+            _vectorize_spatial(sch, pad, simd)
         conv = sch.get_sblock(DEPTHWISE_BLOCK)
         n, y, x, c, *taps = sch.get_loops(conv)
         width = 8
@@ -747,9 +752,12 @@ class Int8DepthwiseDot(Rule):
 class QuantizeInput(Rule):
     """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
     transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
-    by 8 float vectors on ARM (ARMv7 FastNet: 0.3% fewer instructions than 4, 16 or 2), by one on x86; the few
+    by 8 float vectors on ARMv7 (FastNet: 0.3% fewer instructions than 4, 16 or 2), by one on x86; the few
     channels (3 for RGB) unrolled; the codes stored with a stride of the channels. (Injective's vectors along the
-    channels are 3 lanes wide and, on ARMv7, divide lane by lane.)"""
+    channels are 3 lanes wide and, on ARMv7, divide lane by lane.) AArch64 leaves the width's loop to LLVM's loop
+    vectorizer, which stores the channels' codes interleaved (`st3`: 48 codes an instruction, where TVM's vectors
+    stored them byte by byte; FastNet aarch64-dotprod 618.8 -> 358.7 K instructions, bit-exact; ARMv7's vectorizer
+    left it scalar: arm-a7 FastNet 50.36 -> 54.82 M)."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]
@@ -759,8 +767,13 @@ class QuantizeInput(Rule):
             sch.compute_inline(b)
         last = blocks[-1]
         loops = sch.get_loops(last)
-        width = None  # NHWC with fewer channels than a vector: vectors along the width, when one divides it
-        if len(loops) == 4 and _extent(sch, loops[-1]) < simd.lanes:
+        few = len(loops) == 4 and _extent(sch, loops[-1]) < simd.lanes  # NHWC with fewer channels than a vector
+        if few and _is_aarch64(self.target):
+            sch.unroll(loops[-1])
+            _parallel(sch, loops[:2])
+            return True
+        width = None  # vectors along the width, when one divides it
+        if few:
             # x86: one vector (FastNet at 256: 128-lane vectors took 46 us, host INT8 -4.3% with 16, Zen 5)
             widths = (simd.lanes,) if _is_x86(self.target) else (8 * simd.lanes, 4 * simd.lanes, simd.lanes)
             width = next((w for w in widths if _extent(sch, loops[2]) % w == 0), None)

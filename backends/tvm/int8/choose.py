@@ -9,6 +9,7 @@ import numpy as np
 
 from ..compile import resolve_tvm_target
 from ..isa import target_has
+from . import microkernel
 from .kernels import KERNELS, ConvShape, DotKernel
 
 # x86: the kernel for a layer whose output channels fill only part of the target kernel's vector, half as wide
@@ -109,11 +110,16 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     one pixel against 16 of one output channel per step, no broadcast) where the reduction runs in 16s: input
     channels a multiple of 16, or few input channels (a stem on RGB) through im2col, where the broadcast form
     takes the copy instead if the output width is odd; else the broadcast form. AArch64's `sdot`: its own kernel,
-    few input channels through im2col (rows of whole 16-code blocks: its micro-kernel takes them)."""
+    through im2col (rows of whole 16-code blocks: its micro-kernel takes them) where the input channels are few or
+    the output width is no multiple of 4 pixels."""
     twins = {**DOT_TWINS, **{v: k for k, v in DOT_TWINS.items()}}
     few = shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1 and shape.n == 1  # im2col: one image
-    if k.name == "tcc_dot_a64_sdot":  # few input channels: im2col rows for its micro-kernel (microkernel.py)
-        return k, few
+    if k.name == "tcc_dot_a64_sdot":  # im2col rows for its micro-kernel (microkernel.py): few input channels, or
+        # a width that whole 4-pixel tiles do not cover (the copy's width is padded, microkernel.padded_width):
+        # FastNet's 64 -> 8 down conv at 63 x 63 executed 3.42 M instructions in the broadcast form's one-pixel
+        # tiles, 1.62 M + 0.31 M for its im2col copy (576 codes a pixel: 2.3 MB) on the micro-kernel's 4 x 8
+        wide = shape.kh * shape.kw > 1 and shape.n == 1 and shape.out_hw[1] % microkernel.MAX_PIXELS["aarch64"]
+        return k, few or bool(wide)
     if k.name not in twins:
         return k, False
     dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)

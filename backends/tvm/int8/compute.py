@@ -11,6 +11,7 @@ from .. import tir_json
 from . import microkernel
 from .kernels import (
     CONV_BLOCK,
+    CROP_BLOCK,
     DEPTHWISE_BLOCK,
     DEPTHWISE_DOT_BLOCK,
     DEPTHWISE_PAD_BLOCK,
@@ -31,11 +32,11 @@ from .kernels import (
 def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (for
     AArch64's `sdot`, 4 codes, and one block of 16 at least: its micro-kernel's loop runs whole blocks, then the
-    steps left)."""
+    steps left; and its width rounded up to whole tiles, `microkernel.padded_width`)."""
     oh, ow = shape.out_hw
     reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
-    if k.name == "tcc_dot_a64_sdot":
-        reduction = max(reduction, microkernel.BLOCK)
+    if k.name == "tcc_dot_a64_sdot":  # and the width in whole tiles of pixels (cropped after the conv)
+        reduction, ow = max(reduction, microkernel.BLOCK), microkernel.padded_width(ow)
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 
@@ -148,15 +149,20 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
-def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray, biased: bool = False):
+def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray, biased: bool = False,
+               width: int | None = None):
     """(PrimFunc, packed weights, started) for a dense conv: the packed weights (`pack_weights`) in the shape that
     PrimFunc reads; the ARM micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot
     form (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`). biased: its accumulators start from a
-    `bias` parameter where the form takes one (started; the dot form sums partial lanes: not)."""
+    `bias` parameter where the form takes one (started; the dot form sums partial lanes: not). width: the output's,
+    where the micro-kernel's conv is computed wider (an im2col copy of padded width, `im2col_shape`) and cropped."""
     tile = microkernel.tile_of(k, shape)
+    width = shape.out_hw[1] if width is None else width
+    if tile is None and width != shape.out_hw[1]:
+        raise ValueError(f"a conv {shape.out_hw[1]} wide cropped to {width} takes no micro-kernel")
     if tile is not None:  # [C_out / t, 1, 1, steps, t, codes]: AArch64's (vectors, lanes) merged, the same order
         layout = (shape.co // tile.channels, 1, 1, shape.c // tile.group, tile.channels, tile.group)
-        return microkernel_primfunc(shape, k, tile, biased), packed.reshape(layout), biased
+        return microkernel_primfunc(shape, k, tile, biased, width), packed.reshape(layout), biased
     if k.form == "dot":
         return dot_conv_primfunc(shape, k, pad_code), packed, False
     return conv_primfunc(shape, k, pad_code, biased), packed, biased
@@ -172,15 +178,16 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     return func.with_attr("tcc.op_pattern", 4)
 
 
-def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, biased: bool = False):
+def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, biased: bool = False,
+                         width: int | None = None):
     """A 1 x 1 conv for an ARM micro-kernel (microkernel.py): acc[n, y, x, co] the sum over every step g and code e
     of x[n, y, x, group g + e] * weights[co / t, 0, 0, g, co % t, e], t the tile's channels (from bias[co] where
-    `biased`)."""
-    func = reduction_primfunc(list(microkernel_tensors(shape, k, tile)), shape.co, CONV_BLOCK, biased)
+    `biased`); cropped to `width` (CROP_BLOCK) where that is less than the shape's."""
+    func = reduction_primfunc(list(microkernel_tensors(shape, k, tile, width)), shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)
 
 
-def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile):
+def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, width: int | None = None):
     """microkernel_primfunc's TE tensors: (input codes, weights, acc); the tile in the block's annotations."""
     from tvm import te, tirx
 
@@ -198,6 +205,8 @@ def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile):
                                     * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
                                     axis=[g, e]),
         name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: tile.encode()})
+    if width is not None and width < ow:
+        out = te.compute([i64(d) for d in (shape.n, oh, width, shape.co)], lambda *i: out[i], name=CROP_BLOCK)
     return x, weights, out
 
 
@@ -255,11 +264,12 @@ def _runs(run: int) -> tuple[int, int, int]:
     return width, run // width, next(w for w in (4, 8, 16) if w >= rest) if rest else 0
 
 
-def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int):
-    """x [1, h, w, c] -> [1, oh, ow, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
-    zeros; the padding holds `pad_code`. Written out as loops (and marked scheduled): the input padded once into
-    rows of (x, c), each input row copied by 64-code vectors, then each window row copied as one run of kw * c
-    codes in whole vectors (`_runs`), no division per element."""
+def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int, width: int | None = None):
+    """x [1, h, w, c] -> [1, oh, width, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
+    zeros, and zeros for the pixels past ow (`width`: ow or more); the padding holds `pad_code`. Written out as
+    loops (and marked scheduled): the input padded once into rows of (x, c), each input row copied by 64-code
+    vectors, then each window row copied as one run of kw * c codes in whole vectors (`_runs`), no division per
+    element."""
     from tvm.script import tirx as T
 
     n, h, w, c = shape.n, shape.h, shape.w, shape.c
@@ -270,10 +280,12 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
     hp, row = h + pt + pb, (w + pl + pr) * c
     run, window, body = kw * c, kh * kw * c, w * c
     assert n == 1 and dh == 1 and dw == 1
+    padded = ow if width is None else width
+    assert padded >= ow
     width, full, tail = _runs(run)
 
     @T.prim_func(s_tir=True)
-    def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, ow, reduction), dtype)):
+    def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, padded, reduction), dtype)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp, row), dtype)
@@ -304,6 +316,10 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int)
                     for xx in range(ow):
                         for e in T.vectorized(reduction - window):
                             col[0, yy, xx, window + e] = T.Cast(dtype, 0)
+                if padded > ow:
+                    for xx in range(padded - ow):
+                        for e in T.vectorized(reduction):
+                            col[0, yy, ow + xx, e] = T.Cast(dtype, 0)
 
     return im2col.without_attr("global_symbol")
 

@@ -66,6 +66,12 @@ DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx51
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
+# A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input float
+# stem, the im2col'd INT8 stem on AArch64's `sdot`), whose result this block crops to the output's width: the tile
+# accumulates without a predicate, only the crop's stores have one (FastNet's stem, 127 wide: float 486 -> 249 us,
+# see schedule.float_pixel_tile; on `sdot`'s micro-kernel, 4-pixel tiles where one-pixel ones executed 5.48 M
+# instructions: 3.99 M, microkernel.padded_width)
+CROP_BLOCK = "tcc_crop"
 # The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"
 # scope, not "local". Both are stack arrays to LLVM, which keeps them in registers; but TVM 0.27's LowerTVMBuiltin
 # leaves only small "global" allocations on the stack and serves every "local" one with a TVMBackendAllocWorkspace

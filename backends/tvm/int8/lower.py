@@ -4,17 +4,17 @@
     ex = tvm.compile(mod, target=...)          # compiled exactly like the FP32 module
 
 `RelaxLowering` is an interpreter over the QGraph with one method per kind of the integer op table (tcc.intops),
-each a translation of the reference's method of the same name (tcc.quant.intgraph.reference.Reference) into Relax ops, with
-the constants the QGraph holds (weight and bias codes, fixed-point multipliers, clamp bounds, lookup tables): the
-module computes what the reference computes, bit for bit, and cannot drift from it.
+each a translation of the reference's method of the same name (tcc.quant.intgraph.reference.Reference) into Relax
+ops, with the constants the QGraph holds (weight and bias codes, fixed-point multipliers, clamp bounds, lookup
+tables): the module computes what the reference computes, bit for bit, and cannot drift from it.
 
 - the graph input is quantized with equation (8) in float32 (x / s, round half to even, + zero point, clamp:
   `quantize_input_primfunc`);
 - tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says (int16 for a 16-bit
-  table, W8A16: every kind below takes them in its generic form, the dot-product kernels 8-bit codes only), 4-D ones channels-last
-  (NHWC, the layout of tcc's CPU schedules, backends/tvm_schedule.py): the input codes are transposed once, and a
-  tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose / split across layouts,
-  graph outputs);
+  table, W8A16: every kind below takes them in its generic form, the dot-product kernels 8-bit codes only), 4-D
+  ones channels-last (NHWC, the layout of tcc's CPU schedules, backends/tvm/schedule.py): the input codes are
+  transposed once, and a tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose /
+  split across layouts, graph outputs);
 - a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
   AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`) is
   one call of that kernel's conv, its codes converted to the kernel's type on the way, and so is a linear layer
@@ -227,7 +227,7 @@ class RelaxLowering(Interpreter):
 
     # ------------------------------------------------------------------------------------------ the graph
     def lower(self, qg: QGraph, expose=(), batch: int | None = None):
-        relax, op = self.relax, self.relax.op
+        relax = self.relax
         from tvm import tirx as tir
 
         dims = []
@@ -472,10 +472,11 @@ class RelaxLowering(Interpreter):
             if offset:
                 codes = self.cast(self.emit(op.add(codes, self.const(offset, "int16"))), base.act_dtype)
         kernel, im2col = choose.dot_form(shape, choose.narrow_kernel(shape, base))
-        weights = n_weight
+        weights, out_hw = n_weight, shape.out_hw
         if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
             flat = compute.im2col_shape(shape, kernel)
-            func = self.bb.add_func(compute.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset), "tcc_im2col")
+            func = self.bb.add_func(compute.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset, flat.w),
+                                    "tcc_im2col")
             codes = self.emit(self.relax.call_tir(func, [codes], self.relax.TensorType(
                 [flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)))
             shape, weights = flat, compute.im2col_weights(n_weight, flat.c)
@@ -485,11 +486,11 @@ class RelaxLowering(Interpreter):
             packed = compute.pack_weights(weights, shape, layer)
         correction = compute.bias_correction(n_weight, offset)
         bias = None if start is None else start(correction)
-        func, packed, started = compute.dense_conv(shape, layer, offset, packed, bias is not None)
+        func, packed, started = compute.dense_conv(shape, layer, offset, packed, bias is not None, out_hw[1])
         func = self.bb.add_func(func, "tcc_dot_conv")
         acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype),
                                                    *self._started(bias if started else None)],
-                                            self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
+                                            self.relax.TensorType([shape.n, *out_hw, shape.co], "int32")))
         return acc, correction, started
 
     def gemm(self, n: QNode, x: _Codes) -> list:

@@ -67,6 +67,13 @@ class Tile:
         return f"tcc_a64_dot16_tile{self.pixels}x{self.channels}_stride{self.stride}{'_pairs' if self.pairs else ''}"
 
 
+def padded_width(width: int) -> int:
+    """The width an im2col'd conv on `sdot`'s micro-kernel is computed over: rounded up to whole tiles of the most
+    pixels (its im2col copy holds zeros past the width, the conv's result is cropped, CROP_BLOCK). A width with no
+    divisor up to 4 (FastNet's 127) left it one-pixel tiles, which load the tile's weights once per pixel."""
+    return -(-width // MAX_PIXELS["aarch64"]) * MAX_PIXELS["aarch64"]
+
+
 def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     """The micro-kernel a conv takes, None where it takes none. The conv: 1 x 1, stride 1, no padding (a tile's
     pixels are consecutive rows of the input); whole blocks of 16 input channels, or for AArch64's `sdot` one block

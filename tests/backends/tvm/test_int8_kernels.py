@@ -479,8 +479,8 @@ def _add_case(rng, signed_a: bool, signed_b: bool):
     mult = lambda key: Multiplier(np.array([p[key][0]], np.int64), np.array([p[key][1]], np.int64))  # noqa: E731
     out = QParams(float(s_o), int(rng.integers(-20, 20)), -128, 127)
     params = AddParams(p["left_shift"], mult("a"), mult("b"), Requant(mult("out"), out.zp, -128, 127, out))
-    qa = QParams(float(s_a), int(rng.integers(-5, 5)) if signed_a else 0, -128 if signed_a else 0, 127 if signed_a else 255)
-    qb = QParams(float(s_b), int(rng.integers(-5, 5)) if signed_b else 0, -128 if signed_b else 0, 127 if signed_b else 255)
+    qa, qb = (QParams(float(s), int(rng.integers(-5, 5)) if signed else 0, -128 if signed else 0,
+                      127 if signed else 255) for s, signed in ((s_a, signed_a), (s_b, signed_b)))
     a = np.arange(qa.lo, qa.hi + 1).reshape(-1, 1)
     b = np.arange(qb.lo, qb.hi + 1).reshape(1, -1)
     return params, qa, qb, a, b
@@ -523,7 +523,7 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=f"case {case}")
 
 
-@pytest.mark.parametrize("target, pixels, width, channels, out_channels, kernel", [
+@pytest.mark.parametrize("target, pixels, width, channels, out_channels, kernel, crop", [(*case, None) for case in [
     ("arm-a7", 2, 8, 32, 8, "tcc_dot_neon_dot16"), ("arm-a7", 1, 7, 48, 12, "tcc_dot_neon_dot16"),
     ("arm-a7", 2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"), ("arm-a7", 1, 5, 64, 8, "tcc_dot_neon_dot16_pairs"),
     ("aarch64-dotprod", 4, 8, 32, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 3, 6, 16, 12, "tcc_dot_a64_sdot"),
@@ -531,15 +531,18 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
     ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16"),
     ("aarch64-dotprod", 4, 8, 148, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 2, 10, 40, 8, "tcc_dot_a64_sdot"),
     ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot"),
-    ("aarch64-dotprod", 2, 8, 1500, 4, "tcc_dot_a64_sdot")])
-def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, tmp_path):
+    ("aarch64-dotprod", 2, 8, 1500, 4, "tcc_dot_a64_sdot")]] + [
+    ("aarch64-dotprod", 4, 8, 28, 16, "tcc_dot_a64_sdot", 7),
+    ("aarch64-dotprod", 4, 16, 576, 8, "tcc_dot_a64_sdot", 13)])
+def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, crop, tmp_path):
     """The ARM micro-kernels (int8/microkernel.py: a 1 x 1 conv's whole reduction per call; the dot form on ARMv7
     and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes
     included: 127 x -128 and -128 x -128 products, and a -128 pair on one int16 lane for the pairs kernel (each half
     widened on its own); tiles of 1 to 4 pixels, 1 to 4 vectors of channels; `sdot` on 1 to 3 steps of 4 codes
     after its blocks (148 codes: an im2col'd 7 x 7 x 3 window; pixel strides past `ldur`'s reach; 1,500 codes: a
     fourth pixel past what a pointer's `add` reaches, so two pixels a tile), its accumulators started from a
-    bias."""
+    bias; computed wider than its output and cropped (`crop`: an im2col copy of padded width, the last tile's
+    stores past the width skipped)."""
     skip_unless_runtime(target)
     from tvm import relax, s_tir, te
 
@@ -550,7 +553,8 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     shape = kn.ConvShape(1, 3, width, channels, out_channels, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
     tile = microkernel.tile_of(k, shape)
     assert tile is not None and tile.pixels == pixels
-    x, w, acc = compute.microkernel_tensors(shape, k, tile)
+    x, w, acc = compute.microkernel_tensors(shape, k, tile, crop)
+    assert int(acc.shape[2]) == (crop or width)
     out = te.compute(acc.shape, lambda *i: acc[i] + 1, name="epilogue")
     tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
     biased = k.name == "tcc_dot_a64_sdot"
@@ -568,7 +572,7 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     weights[0] = -128 if kernel.endswith("_pairs") else 127
     weights[-1, ::2] = -127
     packed = compute.pack_weights(weights, shape, k)
-    _, packed, started = compute.dense_conv(shape, k, 0, packed, biased)
+    _, packed, started = compute.dense_conv(shape, k, 0, packed, biased, crop)
     assert packed.shape == tuple(int(d) for d in w.shape) and started == biased
     bias = rng.integers(-(2**20), 2**20, out_channels) if biased else np.zeros(out_channels, np.int64)
     bb = relax.BlockBuilder()
@@ -578,11 +582,13 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
             gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
                              "conv")
             args = [xv, relax.const(packed, "int8")] + ([relax.const(bias.astype(np.int32))] if biased else [])
-            y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, width, out_channels], "int32")))
+            y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, crop or width, out_channels],
+                                                                          "int32")))
         bb.emit_func_output(y)
     so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
-    np.testing.assert_array_equal(got, np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1)
+    want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
+    np.testing.assert_array_equal(got, want[:, :, :crop or width])
 
 
 def depthwise_model(seed: int = 0):
@@ -747,6 +753,51 @@ def test_im2col_copies_each_window_row_in_whole_vectors():
         covered = {e for v in range(count) for e in range(v * width, (v + 1) * width)}
         covered |= set(range(run - tail, run))
         assert covered == set(range(run)) and tail <= run, run
+
+
+@pytest.mark.parametrize("size, channels, stride, width, im2col", [
+    (256, 3, 2, 128, True), (127, 64, 2, 64, True), (31, 16, 2, 16, True), (224, 3, 2, 112, True),
+    (58, 64, 1, None, False), (57, 32, 2, None, False)])
+def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, channels, stride, width, im2col,
+                                                                       tmp_path):
+    """AArch64's `sdot` takes a 3 x 3 valid conv through an im2col copy where its input channels are few (a stem) or
+    its output width is no multiple of 4 pixels (FastNet's 127, 63 and 15: the direct form's tiles would be one or
+    three pixels); the copy's width rounded up to 4 (`microkernel.padded_width`), its extra pixels zeros, what the
+    conv computes there cropped. The copy equals the windows (ky, kx, c) of the input, codes of the whole s8 range."""
+    from tcc.backends.tvm.int8 import microkernel
+
+    k = kn.KERNELS["tcc_dot_a64_sdot"]
+    shape = kn.ConvShape(1, size, size, channels, 8, 3, 3, (stride, stride), (0,) * 4, (1, 1))
+    kernel, copied = choose.dot_form(shape, k)
+    assert copied == im2col and kernel is k
+    if not im2col:
+        return
+    flat = compute.im2col_shape(shape, k)
+    assert flat.w == width == microkernel.padded_width(shape.out_hw[1]) and flat.c % 4 == 0
+    tile = microkernel.tile_of(k, flat)
+    assert tile is not None and tile.pixels == 4
+    if size > 64:  # the copy itself: one small case on the host
+        return
+    from tvm import relax
+
+    rng = np.random.default_rng(size)
+    codes = rng.integers(-128, 128, (1, size, size, channels)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(list(codes.shape), "int8"))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            gv = bb.add_func(compute.im2col_primfunc(shape, flat.c, "int8", 0, flat.w), "im2col")
+            y = bb.emit_output(relax.call_tir(gv, [xv], relax.TensorType([1, flat.h, flat.w, flat.c], "int8")))
+        bb.emit_func_output(y)
+    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "im2col.so")
+    got = tvm_run.run_module(so, "host", codes)[0][0]
+    oh, ow = shape.out_hw
+    want = np.zeros((1, oh, flat.w, flat.c), np.int8)
+    for y in range(oh):
+        for x in range(ow):
+            window = codes[0, y * stride:y * stride + 3, x * stride:x * stride + 3, :].reshape(-1)
+            want[0, y, x, :window.size] = window
+    np.testing.assert_array_equal(got, want)
 
 
 def test_sdot_tile_addresses_its_pixels_with_encodable_offsets():

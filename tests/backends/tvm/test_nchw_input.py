@@ -101,7 +101,8 @@ def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
 
     from tcc.backends.tvm import compile as tvm_compile
     from tcc.backends.tvm.nchw_input import nchw_input_conv_primfunc
-    from tcc.backends.tvm.schedule import CROP_BLOCK, WindowReduction, float_pixel_tile
+    from tcc.backends.tvm.int8.kernels import CROP_BLOCK
+    from tcc.backends.tvm.schedule import WindowReduction, float_pixel_tile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     tile = float_pixel_tile(12, target)
