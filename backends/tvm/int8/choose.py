@@ -26,6 +26,7 @@ NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "
 INT16_TWINS = {"tcc_dot_avx512_vnni": "tcc_dot_avx512_madd", "tcc_dot_avx_vnni": "tcc_dot_avx2_madd",
                "tcc_dot_vnni_xmm": "tcc_dot_sse2_madd"}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
+IM2COL_MAX_BYTES = 4 << 20  # AArch64 `sdot`: the largest im2col copy a conv of ragged width reads (dot_form)
 
 
 def kernel_for(target) -> DotKernel | None:
@@ -117,9 +118,12 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     if k.name == "tcc_dot_a64_sdot":  # im2col rows for its micro-kernel (microkernel.py): few input channels, or
         # a width that whole 4-pixel tiles do not cover (the copy's width is padded, microkernel.padded_width):
         # FastNet's 64 -> 8 down conv at 63 x 63 executed 3.42 M instructions in the broadcast form's one-pixel
-        # tiles, 1.62 M + 0.31 M for its im2col copy (576 codes a pixel: 2.3 MB) on the micro-kernel's 4 x 8
-        wide = shape.kh * shape.kw > 1 and shape.n == 1 and shape.out_hw[1] % microkernel.MAX_PIXELS["aarch64"]
-        return k, few or bool(wide)
+        # tiles, 1.62 M + 0.31 M for its im2col copy (576 codes a pixel: 2.3 MB) on the micro-kernel's 4 x 8;
+        # a copy past IM2COL_MAX_BYTES keeps the direct form (a large layer's would outgrow the caches and memory)
+        oh, ow = shape.out_hw
+        ragged = shape.kh * shape.kw > 1 and shape.n == 1 and ow % microkernel.MAX_PIXELS["aarch64"] != 0
+        copy = oh * microkernel.padded_width(ow) * shape.kh * shape.kw * shape.c
+        return k, few or (ragged and copy <= IM2COL_MAX_BYTES)
     if k.name not in twins:
         return k, False
     dot, broadcast = (k, KERNELS[twins[k.name]]) if k.form == "dot" else (KERNELS[twins[k.name]], k)

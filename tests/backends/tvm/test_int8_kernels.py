@@ -757,13 +757,14 @@ def test_im2col_copies_each_window_row_in_whole_vectors():
 
 @pytest.mark.parametrize("size, channels, stride, width, im2col", [
     (256, 3, 2, 128, True), (127, 64, 2, 64, True), (31, 16, 2, 16, True), (224, 3, 2, 112, True),
-    (58, 64, 1, None, False), (57, 32, 2, None, False)])
+    (58, 64, 1, None, False), (57, 32, 2, None, False), (255, 256, 1, None, False)])
 def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, channels, stride, width, im2col,
                                                                        tmp_path):
     """AArch64's `sdot` takes a 3 x 3 valid conv through an im2col copy where its input channels are few (a stem) or
     its output width is no multiple of 4 pixels (FastNet's 127, 63 and 15: the direct form's tiles would be one or
-    three pixels); the copy's width rounded up to 4 (`microkernel.padded_width`), its extra pixels zeros, what the
-    conv computes there cropped. The copy equals the windows (ky, kx, c) of the input, codes of the whole s8 range."""
+    three pixels), unless the copy would pass IM2COL_MAX_BYTES (253 x 256 x 2,304 codes: 149 MB); the copy's width
+    rounded up to 4 (`microkernel.padded_width`), its extra pixels zeros, what the conv computes there cropped. The
+    copy equals the windows (ky, kx, c) of the input, codes of the whole s8 range."""
     from tcc.backends.tvm.int8 import microkernel
 
     k = kn.KERNELS["tcc_dot_a64_sdot"]
