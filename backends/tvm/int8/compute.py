@@ -281,6 +281,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
     run, window, body = kw * c, kh * kw * c, w * c
     assert n == 1 and dh == 1 and dw == 1
     padded = ow if width is None else width
+    zeros = (padded - ow) * reduction
     assert padded >= ow
     width, full, tail = _runs(run)
 
@@ -290,6 +291,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp, row), dtype)
             flat = T.decl_buffer((h * w * c,), dtype, data=x.data)
+            col_flat = T.decl_buffer((oh * padded * reduction,), dtype, data=col.data)
             for y in T.parallel(hp):
                 if pt <= y and y < pt + h:  # a padded input row: its codes copied by vectors, no select
                     for e in range(pl * c):
@@ -316,10 +318,12 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
                     for xx in range(ow):
                         for e in T.vectorized(reduction - window):
                             col[0, yy, xx, window + e] = T.Cast(dtype, 0)
-                if padded > ow:
-                    for xx in range(padded - ow):
-                        for e in T.vectorized(reduction):
-                            col[0, yy, ow + xx, e] = T.Cast(dtype, 0)
+                if padded > ow:  # the pixels past ow: one run of zeros, in vectors of 16 codes
+                    for v in range(zeros // 16):
+                        for e in T.vectorized(16):
+                            col_flat[(yy * padded + ow) * reduction + v * 16 + e] = T.Cast(dtype, 0)
+                    for e in range(zeros % 16):
+                        col_flat[(yy * padded + ow) * reduction + zeros // 16 * 16 + e] = T.Cast(dtype, 0)
 
     return im2col.without_attr("global_symbol")
 

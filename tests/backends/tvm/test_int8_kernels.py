@@ -756,7 +756,7 @@ def test_im2col_copies_each_window_row_in_whole_vectors():
 
 
 @pytest.mark.parametrize("size, channels, stride, width, im2col", [
-    (256, 3, 2, 128, True), (127, 64, 2, 64, True), (31, 16, 2, 16, True), (224, 3, 2, 112, True),
+    (256, 3, 2, 128, True), (127, 64, 2, 64, True), (31, 16, 2, 16, True), (224, 3, 2, 112, True), (11, 3, 2, 8, True),
     (58, 64, 1, None, False), (57, 32, 2, None, False), (255, 256, 1, None, False)])
 def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, channels, stride, width, im2col,
                                                                        tmp_path):
