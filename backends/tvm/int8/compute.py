@@ -32,11 +32,17 @@ from .kernels import (
 def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (for
     AArch64's `sdot`, 4 codes, and one block of 16 at least: its micro-kernel's loop runs whole blocks, then the
-    steps left; and its width rounded up to whole tiles, `microkernel.padded_width`)."""
+    steps left); on AArch64 its width rounded up to whole tiles (`sdot`'s micro-kernel: `microkernel.padded_width`;
+    ARMv8.0's broadcast form: its kernel's pixels), the conv cropped after."""
     oh, ow = shape.out_hw
     reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
     if k.name == "tcc_dot_a64_sdot":  # and the width in whole tiles of pixels (cropped after the conv)
         reduction, ow = max(reduction, microkernel.BLOCK), microkernel.padded_width(ow)
+    elif k.arch == "aarch64" and k.form == "broadcast":
+        # ARMv8.0's broadcast form (a width with no divisor up to its tile's pixels, choose.dot_form): whole tiles
+        # of them too (FastNet `aarch64` 35.75 -> 35.10 M executed instructions; ARMv7's 2-pixel tiles: 50.19 ->
+        # 53.17 M, not there)
+        ow = -(-ow // k.tile[0]) * k.tile[0]
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 
@@ -98,9 +104,10 @@ def reduction_primfunc(tensors: list, channels: int, block: str, biased: bool):
     return tir_json.init_from(func, block, BIAS)
 
 
-def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = False):
+def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = False, width: int | None = None):
     """The conv as a TE compute in the kernel's steps: int32 acc [n, oh, ow, co] of x [n, h, w, c] (the kernel's
-    activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero)."""
+    activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero); cropped to `width`
+    (CROP_BLOCK) where that is less than ow (an im2col copy of padded width)."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731  (Relax's shapes are int64)
@@ -145,6 +152,8 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
 
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)], acc, name=CONV_BLOCK,
                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m})
+    if width is not None and width < ow:
+        out = te.compute([i64(d) for d in (shape.n, oh, width, shape.co)], lambda *i: out[i], name=CROP_BLOCK)
     func = reduction_primfunc([x, weights, out], shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
@@ -155,17 +164,18 @@ def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray
     PrimFunc reads; the ARM micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot
     form (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`). biased: its accumulators start from a
     `bias` parameter where the form takes one (started; the dot form sums partial lanes: not). width: the output's,
-    where the micro-kernel's conv is computed wider (an im2col copy of padded width, `im2col_shape`) and cropped."""
+    where the conv is computed wider (an im2col copy of padded width, `im2col_shape`) and cropped: the micro-kernel
+    or the broadcast form, not the dot form."""
     tile = microkernel.tile_of(k, shape)
     width = shape.out_hw[1] if width is None else width
-    if tile is None and width != shape.out_hw[1]:
-        raise ValueError(f"a conv {shape.out_hw[1]} wide cropped to {width} takes no micro-kernel")
+    if tile is None and width != shape.out_hw[1] and k.form == "dot":
+        raise ValueError(f"a conv {shape.out_hw[1]} wide cropped to {width} in the dot form")
     if tile is not None:  # [C_out / t, 1, 1, steps, t, codes]: AArch64's (vectors, lanes) merged, the same order
         layout = (shape.co // tile.channels, 1, 1, shape.c // tile.group, tile.channels, tile.group)
         return microkernel_primfunc(shape, k, tile, biased, width), packed.reshape(layout), biased
     if k.form == "dot":
         return dot_conv_primfunc(shape, k, pad_code), packed, False
-    return conv_primfunc(shape, k, pad_code, biased), packed, biased
+    return conv_primfunc(shape, k, pad_code, biased, width), packed, biased
 
 
 def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):

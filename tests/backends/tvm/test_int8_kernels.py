@@ -801,6 +801,49 @@ def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, cha
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("target, kernel", [("aarch64", "tcc_dot_a64_s8"), ("host", None)])
+def test_broadcast_conv_on_a_padded_im2col_width_cropped_bit_exact(target, kernel, tmp_path):
+    """ARMv8.0's broadcast form on a stem of odd output width (FastNet's 127, here 7: one-pixel tiles) reads an
+    im2col copy of whole 4-pixel tiles (`im2col_shape`); the conv computed over them and cropped (CROP_BLOCK), its
+    requantization's stand-in (+ 1) fused behind, equals the exact sums over the real width, its accumulators
+    started from a bias; the same crop on the host's kernel (8 columns cropped to 7)."""
+    if target != "host":
+        skip_unless_runtime(target)
+    from tvm import relax
+
+    tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
+    k = kn.KERNELS[kernel] if kernel else choose.kernel_for(tvm_target)
+    stem = kn.ConvShape(1, 15, 15, 3, 16, 3, 3, (2, 2), (0,) * 4, (1, 1))  # 7 x 7 outputs
+    if kernel:
+        used, copied = choose.dot_form(stem, k)
+        assert copied and used is k
+    flat = compute.im2col_shape(stem, k)
+    width = stem.out_hw[1]
+    assert flat.w == (8 if kernel else width)
+    shape = kn.ConvShape(1, 2, 8, flat.c, 16, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))  # 8 columns cropped to 7
+    rng = np.random.default_rng(7)
+    codes = rng.integers(-128 if k.act_dtype == "int8" else 0, 128, (1, 2, 8, flat.c))
+    weights = rng.integers(-127, 128, (16, flat.c, 1, 1))
+    bias = rng.integers(-(2**20), 2**20, 16)
+    packed = compute.pack_weights(weights, shape, k)
+    func, packed, started = compute.dense_conv(shape, k, 0, packed, True, width)
+    assert started and kn.CROP_BLOCK in func.script()
+    out_type = relax.TensorType([1, 2, width, 16], "int32")
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(list(codes.shape), k.act_dtype))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            conv = bb.add_func(func, "conv")
+            y = bb.emit(relax.call_tir(conv, [xv, relax.const(packed, k.weight_dtype),
+                                              relax.const(bias.astype(np.int32))], out_type))
+            y = bb.emit_output(relax.op.add(y, relax.const(np.int32(1))))
+        bb.emit_func_output(y)
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    got = tvm_run.run_module(so, target, codes.astype(k.act_dtype))[0][0]
+    want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
+    np.testing.assert_array_equal(got, want[:, :, :width])
+
+
 def test_sdot_tile_addresses_its_pixels_with_encodable_offsets():
     """The `sdot` micro-kernel's pixels (microkernel._pixel_bases): a stride with a tail of steps takes further
     pointers, each an `add` immediate below 4096, and a tile shrinks where its pixels would need more; every load's
