@@ -655,9 +655,9 @@ class Int8DotConv(Rule):
 class Int8Depthwise(Rule):
     """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
     `tcc_dw_pad` written once beforehand, vectorized; by rows on few channels, DEPTHWISE_PAD_BY_ROWS_CHANNELS) with
-    its epilogue, on ARMv7: a register tile of pixels x
-    two vectors of int32 channels, accumulated over the taps (the NEON widening intrinsic), the epilogue fused
-    into its write-back; on AArch64 the same with more pixels a tile. x86 leaves it to `WindowReduction`."""
+    its epilogue, on ARMv7: a register tile of pixels x two vectors of int32 channels, accumulated over the taps
+    (the NEON widening intrinsic), the epilogue fused into its write-back; on AArch64 the same with more pixels a
+    tile. x86 leaves it to `WindowReduction`."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]
