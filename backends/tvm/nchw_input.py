@@ -14,7 +14,7 @@ from __future__ import annotations
 from tvm import relax, te, tirx, topi
 
 from .concat import static_shape
-from .int8.kernels import CROP_BLOCK
+from .int8.compute import cropped
 from .relax_rewrite import call_rewrite_pass
 from .schedule import float_pixel_tile
 
@@ -60,9 +60,7 @@ def nchw_input_conv_primfunc(x_shape, w_shape, strides, padding, dilation, width
                                           xx * sw + rx * dw] * weight[ry, rx, rc, f],
                                    axis=[ry, rx, rc]),
         name=CONV_BLOCK)
-    if extra:
-        out = te.compute(i64(*out_shape), lambda *i: out[i], name=CROP_BLOCK)
-    func = te.create_prim_func([x, weight, out]).without_attr("global_symbol")
+    func = te.create_prim_func([x, weight, cropped(out, out_shape[2])]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)
 
 

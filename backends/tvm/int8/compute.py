@@ -42,7 +42,7 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
         # ARMv8.0's broadcast form (a width with no divisor up to its tile's pixels, choose.dot_form): whole tiles
         # of them too (FastNet `aarch64` 35.75 -> 35.10 M executed instructions; ARMv7's 2-pixel tiles: 50.19 ->
         # 53.17 M, not there)
-        ow = -(-ow // k.tile[0]) * k.tile[0]
+        ow = microkernel.padded_width(ow, k.tile[0])
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 
@@ -104,6 +104,17 @@ def reduction_primfunc(tensors: list, channels: int, block: str, biased: bool):
     return tir_json.init_from(func, block, BIAS)
 
 
+def cropped(out, width: int | None):
+    """A TE conv output [n, oh, ow, co] computed over more columns than the layer has, cropped to its `width`
+    (block CROP_BLOCK: the schedules write their tiles back through it); `out` itself where width is None or ow."""
+    from tvm import te, tirx
+
+    n, oh, ow, co = (int(d) for d in out.shape)
+    if width is None or width >= ow:
+        return out
+    return te.compute([tirx.IntImm("int64", d) for d in (n, oh, width, co)], lambda *i: out[i], name=CROP_BLOCK)
+
+
 def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = False, width: int | None = None):
     """The conv as a TE compute in the kernel's steps: int32 acc [n, oh, ow, co] of x [n, h, w, c] (the kernel's
     activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero); cropped to `width`
@@ -152,9 +163,7 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
 
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)], acc, name=CONV_BLOCK,
                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m})
-    if width is not None and width < ow:
-        out = te.compute([i64(d) for d in (shape.n, oh, width, shape.co)], lambda *i: out[i], name=CROP_BLOCK)
-    func = reduction_primfunc([x, weights, out], shape.co, CONV_BLOCK, biased)
+    func = reduction_primfunc([x, weights, cropped(out, width)], shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
@@ -215,9 +224,7 @@ def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, 
                                     * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
                                     axis=[g, e]),
         name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: tile.encode()})
-    if width is not None and width < ow:
-        out = te.compute([i64(d) for d in (shape.n, oh, width, shape.co)], lambda *i: out[i], name=CROP_BLOCK)
-    return x, weights, out
+    return x, weights, cropped(out, width)
 
 
 def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):

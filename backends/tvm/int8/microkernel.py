@@ -67,11 +67,12 @@ class Tile:
         return f"tcc_a64_dot16_tile{self.pixels}x{self.channels}_stride{self.stride}{'_pairs' if self.pairs else ''}"
 
 
-def padded_width(width: int) -> int:
-    """The width an im2col'd conv on `sdot`'s micro-kernel is computed over: rounded up to whole tiles of the most
-    pixels (its im2col copy holds zeros past the width, the conv's result is cropped, CROP_BLOCK). A width with no
-    divisor up to 4 (FastNet's 127) left it one-pixel tiles, which load the tile's weights once per pixel."""
-    return -(-width // MAX_PIXELS["aarch64"]) * MAX_PIXELS["aarch64"]
+def padded_width(width: int, pixels: int = MAX_PIXELS["aarch64"]) -> int:
+    """The width an im2col'd conv is computed over: rounded up to whole tiles of `pixels` (by default the most of
+    `sdot`'s micro-kernel; its im2col copy holds zeros past the width, the conv's result is cropped, CROP_BLOCK). A
+    width with no divisor up to 4 (FastNet's 127) left it one-pixel tiles, which load the tile's weights once per
+    pixel."""
+    return -(-width // pixels) * pixels
 
 
 def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
