@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tcc import targets as tg
-from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
 
 NO_TVM = (None if importlib.util.find_spec("tvm") is not None
           else "apache-tvm not installed (tools/setup_arm.sh installs it)")
@@ -84,6 +84,12 @@ def host_vm(mod):
     ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
                      tir_pipeline=tir_pipeline.for_kernels(target))  # the TIR pipeline of tcc's builds
     return relax.VirtualMachine(ex, tvm.cpu())
+
+
+def run_lowered(mod, target: str, x: np.ndarray, tmp_path) -> list:
+    """A lowered Relax module compiled for `target` (IEEE float semantics) and run on x: its outputs."""
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"lowered-{target}.so", ieee=True)
+    return tvm_run.run_module(so, target, x)[0]
 
 
 def check_all(outs, ref_out, ref_codes, names) -> int:

@@ -59,7 +59,7 @@ from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, Requant, accumulator_bound, storage_dtype, window_sums
 from tcc.quant.table.file import CalibrationTable
 
-from . import choose, compute
+from . import amx, choose, compute
 from .choose import _tvm_target, dot_kernel, narrow_kernel, reciprocal_division, supports
 from .codes import _Codes
 from .compute import depthwise_primfunc
@@ -102,20 +102,23 @@ NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}  # an NCHW axis of a 4-D tensor -> its axis
 class RelaxLowering(Interpreter):
     lowering = TVM
 
-    def __init__(self, kernel=None, reciprocal: bool = False):
+    def __init__(self, kernel=None, reciprocal: bool = False, amx: bool = False):
         """kernel: the target's integer dot-product kernel (tvm_int8_kernels.DotKernel) for dense convs; None:
         the generic int16 form everywhere (compiles for any target). reciprocal: the input's x / s by
-        multiply-adds (`quantize_input_primfunc`; tvm_int8_kernels.reciprocal_division)."""
+        multiply-adds (`quantize_input_primfunc`; tvm_int8_kernels.reciprocal_division). amx: the target's CPU
+        has AMX-INT8 (amx.py), which takes a stem whose accumulators a max pool reads."""
         from tvm import relax
 
         self.relax = relax
         self.bb = relax.BlockBuilder()
         self.kernel = kernel
         self.reciprocal = reciprocal
+        self.amx = amx
         # a conv's int32 accumulator (bias added) and its requantization, by output name, where a max pool is its
         # only reader: the pool takes the accumulators (`max_pool`)
         self.pooled_accs: dict[str, tuple] = {}
         self.pool_readers: set[str] = set()
+        self.amx_pools: dict[str, tuple] = {}  # a conv on AMX, by output name: (shape, pad code, its arguments)
 
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
@@ -254,6 +257,7 @@ class RelaxLowering(Interpreter):
                 self.pool_readers = _pooled_outputs(qg) if self.kernel is not None and self.kernel.arch == "x86_64" \
                     else set()
                 self.pooled_accs = {}
+                self.amx_pools = {}
                 for node in qg.nodes:
                     env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
                 outs = [self.dequantize(env[o]) if isinstance(env[o], _Codes) else env[o] for o in qg.outputs]
@@ -455,9 +459,37 @@ class RelaxLowering(Interpreter):
         the weights packed, the shift's effect taken back in the bias. codes, weight: the conv's NHWC input and
         OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""
         n_weight = n.weight if weight is None else weight
+        if codes is None and self._takes_amx(n, x, shape):
+            return self._amx_conv(n, x, shape)
         acc, correction, started = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight,
                                                  lambda c: self._bias(n, c))
         return self._accumulated(n, acc, x.params, correction, in_kernel=True, started=started)
+
+    def _takes_amx(self, n: QNode, x: _Codes, shape) -> bool:
+        """AMX takes a conv on few input channels (a stem) whose int32 accumulators a max pool alone reads (no
+        requantization fuses into its kernel), on 8-bit codes."""
+        return self.amx and n.outputs[0] in self.pool_readers and shape.c <= choose.IM2COL_MAX_CHANNELS \
+            and shape.kh * shape.kw > 1 and str(x.expr.ty.dtype) in ("int8", "uint8") \
+            and choose.codes_kernel(self.kernel, str(x.expr.ty.dtype)).act_dtype == "uint8" \
+            and amx.supports(shape) is None
+
+    def _amx_conv(self, n: QNode, x: _Codes, shape) -> list:
+        """The conv on AMX tiles (amx.conv_primfunc) of u8 codes (s8 shifted by +128, the bias taking it back).
+        Its max pool (`max_pool`) calls the kernel that pools the accumulators as it computes them; the conv's own
+        call stays only where something else reads its codes (the self-check's exposed layers)."""
+        op, dtype = self.relax.op, str(x.expr.ty.dtype)
+        offset = self.kernel.act_offset(dtype)
+        codes = x.expr
+        if offset:
+            codes = self.cast(self.emit(op.add(self.cast(codes, "int16"), self.const(offset, "int16"))), "uint8")
+        bias = self._bias(n, compute.bias_correction(n.weight, offset))
+        args = [codes, self.const(amx.pack_weights(n.weight, shape), "int8"),
+                self.const((np.zeros(shape.co, np.int64) if bias is None else bias).reshape(-1), "int32")]
+        self.amx_pools[n.outputs[0]] = shape, offset, args
+        func = self.bb.add_func(amx.conv_primfunc(shape, offset), "tcc_amx_conv")
+        acc = self.emit(self.relax.call_tir(func, args, self.relax.TensorType([shape.n, *shape.out_hw, shape.co],
+                                                                              "int32")))
+        return self._accumulated(n, acc, x.params, started=True)
 
     def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray, start=None):
         """(acc, correction, started): _dot_conv's accumulator (int32 NHWC), what the bias must add back (the
@@ -629,8 +661,14 @@ class RelaxLowering(Interpreter):
             # lowest int32) never wins. A quarter of the requantizations for a 3 x 3 / 2 pool (DDSNet's stem: 802 K
             # -> 200 K)
             acc, rq, bound = self.pooled_accs[n.inputs[0]]
-            y = self.emit(op.nn.max_pool2d(acc, pool_size=g["kernel"], strides=g["strides"], padding=(pt, pl, pb, pr),
-                                           layout="NHWC"))
+            if n.inputs[0] in self.amx_pools:  # AMX: the accumulators pooled as the kernel computes them
+                shape, offset, args = self.amx_pools[n.inputs[0]]
+                func = self.bb.add_func(amx.conv_primfunc(shape, offset, g), "tcc_amx_conv_max_pool")
+                y = self.emit(self.relax.call_tir(func, args, self.relax.TensorType(
+                    [shape.n, *g["out_hw"], shape.co], "int32")))
+            else:
+                y = self.emit(op.nn.max_pool2d(acc, pool_size=g["kernel"], strides=g["strides"],
+                                               padding=(pt, pl, pb, pr), layout="NHWC"))
             return [_Codes(self.requantize(y, rq, False, bound), n.qout[0])]
         expr, padding = x.expr, (pt, pl, pb, pr)
         if any(padding) and x.lo != np.iinfo(str(expr.ty.dtype)).min:
@@ -753,7 +791,9 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     dense convs; None: the generic form, which compiles for any target."""
     graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
 
-    lowering = RelaxLowering(dot_kernel(target), target is not None and reciprocal_division(_tvm_target(target)))
+    tvm_target = None if target is None else _tvm_target(target)
+    lowering = RelaxLowering(dot_kernel(target), tvm_target is not None and reciprocal_division(tvm_target),
+                             tvm_target is not None and amx.available(tvm_target))
     return lowering.lower(quantize_graph(graph, table), tuple(expose), batch)
 
 

@@ -22,7 +22,7 @@ from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
 from tcc.quant.intgraph.reference import run_reference  # noqa: E402
 
 from tests.helpers.onnx_util import make_model  # noqa: E402
-from tests.helpers.tvm_util import skip_unless_runtime  # noqa: E402
+from tests.helpers.tvm_util import run_lowered, skip_unless_runtime  # noqa: E402
 
 
 def odd_convs_model(seed: int = 0):
@@ -82,9 +82,7 @@ def _out_channels(model, node) -> int:
     return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
 
 
-def _run(mod, target, x, tmp_path):
-    so = tvm_compile.compile_module(mod, target, tmp_path / f"odd-{target}.so", ieee=True)
-    return tvm_run.run_module(so, target, x)[0]
+_run = run_lowered
 
 
 def _scripts(mod):

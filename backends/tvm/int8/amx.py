@@ -1,0 +1,235 @@
+"""Intel AMX-INT8 for a conv on few input channels (a stem on RGB): `tdpbusd` adds to each int32 of a 16 x 16 tile
+(16 pixels x 16 output channels) the dot product of up to 64 u8 codes with 64 s8 weights, one instruction, where
+AVX-512's `vpdpbusd` sums 4 per lane (Sapphire Rapids and later; LLVM's `amx-int8`, `amx-tile`).
+
+No im2col copy: a tile's rows may start anywhere in memory, so one kernel row of 16 windows is one tile load from
+the padded input, row r at the window's first code (its pixel x stride x channels), kw x c codes long (rounded up
+to 4: the codes past it multiply zero weights). The conv is then kh products per tile of output channels: DDSNet's
+7 x 7 x 3 stem, 7 of 24 codes. A product's time grows with its codes (measured on a Xeon of this class: 7.5 ns
+for 24 codes, 15.9 ns for 64), so this costs about as much as 3 products of an im2col copy's 148 codes, without
+writing and reading the copy (1.9 MB for DDSNet's stem).
+
+The PrimFunc (`conv_primfunc`) is written out as loops and marked scheduled, as the im2col copy is: the input
+padded once into rows (with the shifted zero code), the tile configuration loaded per task, and per output row,
+tile of 16 pixels (the last one ending at the row's end, overlapping the one before: the same sums written twice
+where the width is no multiple of 16) and group of up to 4 tiles of output channels: the accumulators started
+from the bias (a tile load of stride 0), kh products, the stores. Nothing fuses into it (op pattern opaque).
+
+The lowering takes it for a stem whose accumulators a max pool alone reads (lower.py's `pooled_accs`, which
+requantizes after pooling), and then the kernel pools too: output rows go to a ring of the pool's kh rows (L2),
+and each pooled row is taken from the ring as soon as its last row is computed, so the conv's int32 output (3.2 MB
+for DDSNet's stem at 224) is never written out and read back. The rows run in `POOL_PARTS` parallel parts.
+
+Linux hands AMX's 8 KB of tile state to a process only on request (arch_prctl ARCH_REQ_XCOMP_PERM, once per
+process, kernel 5.16 and later): the PrimFunc asks on every call (a system call, under a microsecond) and fails
+with a clear error where the kernel refuses, instead of dying on the first tile instruction (SIGILL). Whether a
+build takes AMX is decided from the target's CPU (`available`): the host target is -mcpu=native.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import platform
+import sys
+
+import numpy as np
+
+from ..isa import target_has
+from .kernels import ConvShape
+
+TILE_PIXELS = 16  # rows of a tile of accumulators
+TILE_CHANNELS = 16  # int32 lanes of a tile row: 64 bytes
+TILE_CODES = 64  # the most codes one product sums per accumulator (a tile row of 64 bytes)
+GROUP = 4  # codes per int32 of the weights' tile (`tdpbusd` takes them in fours)
+POOL_PARTS = 4  # a pooled conv's rows in parallel parts (each computes one conv row of the part before again)
+ACCUMULATOR_TILES = 4  # tmm0-3: 64 output channels; tmm4: the windows; tmm5-7: the weights, in turn
+# arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): Linux x86-64's system call number and arguments
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+def available(target) -> bool:
+    """Whether a build for the LLVM target takes AMX: its CPU has AMX-INT8 (and the tile registers), and this
+    machine's OS hands the tile state to a process (the x86 targets build for this machine's CPU, `native`, and
+    check the module here)."""
+    return str(target.attrs.get("mtriple", "")).startswith("x86_64") and target_has(target, "amx-int8") \
+        and target_has(target, "amx-tile") and os_grants()
+
+
+@functools.cache
+def os_grants() -> bool:
+    """Whether Linux gives this process AMX's tile state (arch_prctl ARCH_REQ_XCOMP_PERM; the grant lasts for the
+    process); False on other systems and CPUs."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
+
+
+def row_codes(shape: ConvShape) -> int:
+    """The codes one window row's product reads: kw x c, rounded up to `GROUP`."""
+    return -(-shape.kw * shape.c // GROUP) * GROUP
+
+
+def supports(shape: ConvShape) -> str | None:
+    """Why `conv_primfunc` cannot take this conv (None: it can)."""
+    if shape.n != 1:
+        return "a batch of more than one image"
+    if shape.dilations != (1, 1):
+        return "a dilated conv"
+    if shape.co % TILE_CHANNELS:
+        return f"{shape.co} output channels are not a multiple of {TILE_CHANNELS}"
+    if row_codes(shape) > TILE_CODES:
+        return f"a window row of {shape.kw} x {shape.c} codes is longer than a tile row ({TILE_CODES})"
+    if shape.out_hw[1] < TILE_PIXELS:
+        return f"an output width under {TILE_PIXELS} pixels"
+    return None
+
+
+def pack_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """OIHW weight codes as the weights' tiles: [kh, co / 16, row_codes / 4, 16 x 4], the channel's four codes
+    of (kx, c) order side by side in its int32 column (`tdpbusd`'s layout), zeros past kw x c."""
+    co, rows = shape.co, row_codes(shape)
+    w = np.zeros((shape.kh, co, rows), np.int8)
+    w[:, :, :shape.kw * shape.c] = np.asarray(w_oihw).transpose(2, 0, 3, 1).reshape(shape.kh, co, -1)
+    return np.ascontiguousarray(
+        w.reshape(shape.kh, co // TILE_CHANNELS, TILE_CHANNELS, rows // GROUP, GROUP).transpose(0, 1, 3, 2, 4)
+        .reshape(shape.kh, co // TILE_CHANNELS, rows // GROUP, TILE_CHANNELS * GROUP))
+
+
+def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
+    """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
+    -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
+    pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
+    from tvm.script import tirx as T
+
+    assert supports(shape) is None, supports(shape)
+    pooled = pool
+    h, w, c, co, kh = shape.h, shape.w, shape.c, shape.co, shape.kh
+    oh, ow = shape.out_hw
+    sh, sw = shape.strides
+    pt, pl, pb, pr = shape.pads
+    codes = row_codes(shape)
+    hp, row, body = h + pt + pb, (w + pl + pr) * c, w * c
+    slack = TILE_CODES  # a window row's last product reads up to its codes past the row's end (zero weights)
+    x_tiles, c_tiles = -(-ow // TILE_PIXELS), co // TILE_CHANNELS
+    per_group = max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
+    groups = c_tiles // per_group
+    wshape = (kh, c_tiles, codes // GROUP, TILE_CHANNELS * GROUP)
+    pool = pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)}
+    (pkh, pkw), (psh, psw), (ppt, ppl, _, _) = pool["kernel"], pool["strides"], pool["pads"]
+    ph, pw = pool["out_hw"]
+    parts = min(ph, POOL_PARTS)
+    per_part = -(-ph // parts)
+    lowest = -(2 ** 31)
+
+    @T.macro
+    def padded_rows(rows, flat):
+        """the input padded once into rows of (x, c) codes, copied by 64-code vectors"""
+        for y in T.parallel(hp):
+            if pt <= y and y < pt + h:
+                for e in range(pl * c):
+                    rows[y * row + e] = T.uint8(pad_code)
+                for v in range(body // 64):
+                    for e in T.vectorized(64):
+                        rows[y * row + pl * c + v * 64 + e] = flat[(y - pt) * body + v * 64 + e]
+                for e in range(body % 64):
+                    rows[y * row + pl * c + body // 64 * 64 + e] = flat[(y - pt) * body + body // 64 * 64 + e]
+                for e in range(pr * c):
+                    rows[y * row + (pl + w) * c + e] = T.uint8(pad_code)
+            else:
+                for e in range(row):
+                    rows[y * row + e] = T.uint8(pad_code)
+        for e in range(slack):
+            rows[hp * row + e] = T.uint8(pad_code)
+
+    @T.macro
+    def load_tile_config():
+        """palette 1; tmm0-3 16 rows of 16 int32, tmm4 16 rows of a window row's codes, tmm5-7 its codes / 4 rows
+        of 16 x 4 weights (per tile: bytes a row, 16-bit, at 16 + 2 t; rows at 48 + t)"""
+        cfg = T.alloc_buffer((64,), "uint8", scope="local")
+        for e in range(64):
+            cfg[e] = T.uint8(0)
+        cfg[0] = T.uint8(1)
+        for t in range(8):
+            cfg[16 + 2 * t] = T.Select(t == 4, T.uint8(codes), T.uint8(TILE_CHANNELS * 4))
+            cfg[48 + t] = T.Select(t <= 4, T.uint8(TILE_PIXELS), T.uint8(codes // GROUP))
+        T.evaluate(T.call_llvm_intrin("void", "llvm.x86.ldtilecfg", T.address_of(cfg[0])))
+
+    @T.macro
+    def conv_row(rows, weights, bias, dst, yy, slot):
+        """output row yy into dst[slot, ow, co]: per tile of 16 pixels (the last ending at the row's end) and
+        group of accumulator tiles, the bias (a tile load of stride 0), kh products, the stores"""
+        for xt, g in T.grid(x_tiles, groups):
+            x0 = T.meta_var(T.min(xt * TILE_PIXELS, ow - TILE_PIXELS))
+            for t in T.unroll(per_group):
+                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(t), T.address_of(
+                    bias[(g * per_group + t) * TILE_CHANNELS]), T.int64(0)))
+            for ky in range(kh):
+                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(4), T.address_of(
+                    rows[(yy * sh + ky) * row + x0 * sw * c]), T.int64(sw * c)))
+                for t in T.unroll(per_group):
+                    T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(5 + t % 3), T.address_of(
+                        weights[ky, g * per_group + t, 0, 0]), T.int64(TILE_CHANNELS * GROUP)))
+                    T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tdpbusd", T.int8(t), T.int8(4), T.int8(5 + t % 3)))
+            for t in T.unroll(per_group):
+                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilestored64", T.int8(t), T.address_of(
+                    dst[slot, x0, (g * per_group + t) * TILE_CHANNELS]), T.int64(co * 4)))
+
+    @T.macro
+    def request_tiles():
+        granted = T.call_extern("int64", "syscall", T.int64(SYS_ARCH_PRCTL), T.int64(ARCH_REQ_XCOMP_PERM),
+                                T.int64(XFEATURE_XTILEDATA))
+        T.Assert(granted == T.int64(0), "the OS refused this process AMX's tile state (arch_prctl "
+                 "ARCH_REQ_XCOMP_PERM, Linux 5.16 or later): this module was built on a machine whose OS did")
+
+    @T.prim_func(s_tir=True)
+    def amx_conv(x: T.Buffer((1, h, w, c), "uint8"), weights: T.Buffer(wshape, "int8"),
+                 bias: T.Buffer((co,), "int32"), out: T.Buffer((1, oh, ow, co), "int32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        with T.sblock("root"):
+            rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
+            flat = T.decl_buffer((h * w * c,), "uint8", data=x.data)
+            acc = T.decl_buffer((oh, ow, co), "int32", data=out.data)
+            request_tiles()
+            padded_rows(rows, flat)
+            for yy in T.parallel(oh):
+                load_tile_config()
+                conv_row(rows, weights, bias, acc, yy, yy)
+                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
+
+    @T.prim_func(s_tir=True)
+    def amx_conv_max_pool(x: T.Buffer((1, h, w, c), "uint8"), weights: T.Buffer(wshape, "int8"),
+                          bias: T.Buffer((co,), "int32"), out: T.Buffer((1, ph, pw, co), "int32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        with T.sblock("root"):
+            rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
+            flat = T.decl_buffer((h * w * c,), "uint8", data=x.data)
+            request_tiles()
+            padded_rows(rows, flat)
+            for part in T.parallel(parts):
+                # the pool's window rows of the conv, kept while a pooled row needs them: output row r in slot
+                # r % pkh (a pooled row reads pkh consecutive rows); each part computes the rows its first pooled
+                # row shares with the part before again
+                ring = T.alloc_buffer((pkh, ow, co), "int32")
+                best = T.alloc_buffer((co,), "int32", scope="local")
+                load_tile_config()
+                for i in range(per_part):
+                    py = T.meta_var(part * per_part + i)
+                    if py < ph:
+                        first = T.meta_var(T.max(py * psh - ppt, 0))
+                        last = T.meta_var(T.min(py * psh - ppt + pkh, oh))
+                        start = T.meta_var(T.Select(i == 0, first, T.min((py - 1) * psh - ppt + pkh, oh)))
+                        for yy in range(start, last):
+                            conv_row(rows, weights, bias, ring, yy, yy % pkh)
+                        for px in range(pw):
+                            for e in T.vectorized(co):
+                                best[e] = T.int32(lowest)
+                            for ty in range(first, last):
+                                for tx in range(T.max(px * psw - ppl, 0), T.min(px * psw - ppl + pkw, ow)):
+                                    for e in T.vectorized(co):
+                                        best[e] = T.max(best[e], ring[ty % pkh, tx, e])
+                            for e in T.vectorized(co):
+                                out[0, py, px, e] = best[e]
+                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
+
+    return (amx_conv if pooled is None else amx_conv_max_pool).without_attr("global_symbol")
