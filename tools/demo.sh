@@ -5,7 +5,8 @@
 #   2. an ONNX Runtime bundle, run
 #   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
 #   4. INT8: calibrate (KL + cosine) on crops of real histology, build the arm-a7 INT8 bundle (integer kernels, bit
-#      for bit equal to the integer reference), run it; quantization-aware fine-tuning from that table (tcc qat,
+#      for bit equal to the integer reference), run it; the same table for the Cortex-A55 (sdot) and this x86 host
+#      (AMX tiles for the stem where the CPU has them); quantization-aware fine-tuning from that table (tcc qat,
 #      distilled on the same crops) and the arm-a7 INT8 bundle of its weights and table
 #   5. TFLite for a phone: FP32, and full INT8 calibrated under TFLite's rules (bit for bit equal to the integer
 #      reference on LiteRT's reference kernels), and W8A16 (LiteRT's 16x8 mode), run in LiteRT
@@ -68,6 +69,10 @@ echo "   executed instructions INT8 / FP32 (the 1 x 1 convs' tiles in assembly: 
 echo "   the same table on the Cortex-A55 of the AX650 / AX620E (sdot), self-checked and counted under qemu-aarch64:"
 $TCC build spec/ddsnet.yaml --target ax620e-a55 --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
   -o "$OUT/ddsnet-a55-int8" --force --count-instructions 2>/dev/null | grep -E "^self-check|^executed" | cut -c 1-160
+echo "   and on this x86 host (TVM host INT8; where the CPU has AMX-INT8 and the OS grants its tiles, the stem and its"
+echo "   max pool run as one kernel on AMX tiles, tdpbusd: docs/notes/amx-stem.md; elsewhere on VNNI / AVX2):"
+$TCC build spec/ddsnet.yaml --target host --precision int8 --calib "$OUT/calib.json" "${WEIGHTS[@]}" \
+  -o "$OUT/ddsnet-host-int8" --force 2>/dev/null | grep -E "^self-check|^instruction mix" | cut -c 1-160
 echo "   the transitions pool before their 1x1 conv (pass pool_before_conv: FP32 conv MACs 284.6 M -> 222.2 M); in INT8"
 echo "   each is one pooled_conv, the conv on the exact window sums of its input's codes (never rounded to 8 bits):"
 .venv/bin/python -c "import json; ops = json.load(open('$OUT/ddsnet-a7-int8/manifest.json'))['quantization']['integer_ops']; \

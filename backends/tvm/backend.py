@@ -455,10 +455,13 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
 
 def _mix_summary(mix: dict) -> dict:
     total, simd = mix["total"], mix["simd"]
-    return {"arch": mix["arch"], "instructions": total, "simd": simd,
-            "simd_fraction": round(simd / total, 4) if total else 0.0,
-            "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
-            "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8])}
+    summary = {"arch": mix["arch"], "instructions": total, "simd": simd,
+               "simd_fraction": round(simd / total, 4) if total else 0.0,
+               "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
+               "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8])}
+    if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/amx.py: a stem on them)
+        summary["amx"] = mix["amx_by_mnemonic"]
+    return summary
 
 
 def _vs_ort(model, x, got, target) -> dict:

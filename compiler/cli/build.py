@@ -136,7 +136,9 @@ def _target_check_line(name: str, c: dict) -> str:
         return (f"executed instructions per inference ({c['arch']}, under qemu): {c['total']:,}, of them "
                 f"{c['simd']:,} SIMD, int8 multiply-accumulates {c['int8_mac']:,}, float {c['float_mac']:,}")
     if name == "instruction_mix":
-        return f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions"
+        amx = c.get("amx") or {}
+        tiles = (f", {sum(amx.values()):,} AMX tile instructions ({amx.get('tdpbusd', 0)} tdpbusd)" if amx else "")
+        return f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions{tiles}"
     if "max_abs" in c:
         return f"{name}: max abs {c['max_abs']}{verdict}"
     if "end_to_end_max_lsb" in c:

@@ -48,12 +48,18 @@ def is_simd(arch: str, mnemonic: str, operands: str) -> bool:
     return bool(re.search(r"%[xyz]mm\d+", operands)) and mnemonic.startswith("v")
 
 
+def is_amx(mnemonic: str, operands: str) -> bool:
+    """Whether one disassembled x86 instruction is an AMX one: on tile registers (`tdpbusd`, `tileloadd`, ...), or
+    the tile configuration's (`ldtilecfg`, `sttilecfg`, `tilerelease`)."""
+    return bool(re.search(r"%tmm\d+", operands)) or mnemonic in ("ldtilecfg", "sttilecfg", "tilerelease")
+
+
 def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, Any]:
     """Vector-instruction evidence from ``objdump -d`` of a compiled module.
 
     Returns {"arch", "total" (instructions), "simd" (NEON/AdvSIMD instructions), "simd_by_mnemonic"
-    (Counter, base mnemonic without type suffix), "simd_by_full_mnemonic"}.  host: AVX/SSE
-    (ymm/zmm/xmm operands) is counted as simd.
+    (Counter, base mnemonic without type suffix), "simd_by_full_mnemonic", "amx_by_mnemonic"}.  host: AVX/SSE
+    (ymm/zmm/xmm operands) is counted as simd, AMX's tile instructions apart (`is_amx`).
     """
     spec = get_target(target_name)
     objdump = spec.objdump
@@ -64,6 +70,7 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
     total, simd = 0, 0
     by_base: Counter[str] = Counter()
     by_full: Counter[str] = Counter()
+    amx: Counter[str] = Counter()
     for line in text.splitlines():
         m = re.match(r"^\s*[0-9a-f]+:\s+(\S+)\s*(.*)$", line)
         if not m:
@@ -72,9 +79,12 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
         if mnem.startswith(".") or mnem == "(bad)":
             continue
         total += 1
-        if is_simd(spec.arch, mnem, ops):
+        if spec.arch == "x86_64" and is_amx(mnem, ops):
+            amx[mnem] += 1
+        elif is_simd(spec.arch, mnem, ops):
             simd += 1
             by_base[mnem.split(".")[0]] += 1
             by_full[mnem] += 1
     return {"arch": spec.arch, "total": total, "simd": simd,
-            "simd_by_mnemonic": dict(by_base.most_common()), "simd_by_full_mnemonic": dict(by_full.most_common())}
+            "simd_by_mnemonic": dict(by_base.most_common()), "simd_by_full_mnemonic": dict(by_full.most_common()),
+            "amx_by_mnemonic": dict(amx.most_common())}

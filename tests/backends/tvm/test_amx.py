@@ -14,6 +14,8 @@ tvm = pytest.importorskip("tvm")
 from tcc.backends.tvm import compile as tvm_compile  # noqa: E402
 from tcc.backends.tvm.int8 import amx, kernels as kn  # noqa: E402
 from tcc.backends.tvm.isa import target_has  # noqa: E402
+from tcc.backends.tvm.measure.instruction_mix import instruction_mix, is_amx  # noqa: E402
+from tcc.cli.build import _target_check_line  # noqa: E402
 from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
 from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
 from tcc.quant.intgraph.plan import plan  # noqa: E402
@@ -123,6 +125,16 @@ def test_the_kernel_compiles_to_tile_instructions_compiled_only(pooled):
     assert bool(re.search(r"vpmaxsd\s[^\n]*%zmm", asm)) == pooled
 
 
+def test_the_instruction_mix_counts_amx_tiles_apart():
+    """`tcc build`'s instruction mix counts AMX's tile instructions apart from SSE / AVX and says so."""
+    assert is_amx("tdpbusd", "%tmm7,%tmm5,%tmm0") and is_amx("tileloadd", "(%r12,%rbx,1),%tmm5")
+    assert is_amx("ldtilecfg", "0x40(%rsp)") and is_amx("tilerelease", "")
+    assert not is_amx("vpdpbusd", "%zmm1,%zmm2,%zmm3") and not is_amx("vmovups", "%zmm0,(%rax)")
+    mix = {"simd": 10, "simd_kind": "SSE/AVX", "instructions": 100, "amx": {"tileloadd": 39, "tdpbusd": 28}}
+    assert _target_check_line("instruction_mix", mix).endswith(", 67 AMX tile instructions (28 tdpbusd)")
+    assert "AMX" not in _target_check_line("instruction_mix", {**mix, "amx": None})
+
+
 def target_has_amx(target) -> bool:
     return all(target_has(target, f) for f in ("amx-int8", "amx-tile"))
 
@@ -191,6 +203,7 @@ def test_a_pooled_stem_on_amx_is_bit_exact(tmp_path):
     x = rng.standard_normal((1, 3, 40, 38)).astype(np.float32) * 1.5
     ref_out, ref_codes = run_reference(m, table, x, return_all=True)
     np.testing.assert_array_equal(run_lowered(mod, "host", x, tmp_path)[0], ref_out)
+    assert instruction_mix(tmp_path / "lowered-host.so", "host")["amx_by_mnemonic"]["tdpbusd"] > 0
     exposed = list(ref_codes)
     outs = run_lowered(RelaxLowering(k, amx=True).lower(qg, tuple(exposed), batch=1), "host", x, tmp_path)
     for name, got in zip(exposed, outs[1:]):
