@@ -35,6 +35,7 @@ import sys
 import numpy as np
 
 from ..isa import target_has
+from . import compute
 from .kernels import ConvShape
 
 TILE_PIXELS = 16  # rows of a tile of accumulators
@@ -109,7 +110,7 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
     sh, sw = shape.strides
     pt, pl, pb, pr = shape.pads
     codes = row_codes(shape)
-    hp, row, body = h + pt + pb, (w + pl + pr) * c, w * c
+    hp, row = h + pt + pb, (w + pl + pr) * c
     slack = TILE_CODES  # a window row's last product reads up to its codes past the row's end (zero weights)
     x_tiles, c_tiles = -(-ow // TILE_PIXELS), co // TILE_CHANNELS
     per_group = max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
@@ -121,26 +122,6 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
     parts = min(ph, POOL_PARTS)
     per_part = -(-ph // parts)
     lowest = -(2 ** 31)
-
-    @T.macro
-    def padded_rows(rows, flat):
-        """the input padded once into rows of (x, c) codes, copied by 64-code vectors"""
-        for y in T.parallel(hp):
-            if pt <= y and y < pt + h:
-                for e in range(pl * c):
-                    rows[y * row + e] = T.uint8(pad_code)
-                for v in range(body // 64):
-                    for e in T.vectorized(64):
-                        rows[y * row + pl * c + v * 64 + e] = flat[(y - pt) * body + v * 64 + e]
-                for e in range(body % 64):
-                    rows[y * row + pl * c + body // 64 * 64 + e] = flat[(y - pt) * body + body // 64 * 64 + e]
-                for e in range(pr * c):
-                    rows[y * row + (pl + w) * c + e] = T.uint8(pad_code)
-            else:
-                for e in range(row):
-                    rows[y * row + e] = T.uint8(pad_code)
-        for e in range(slack):
-            rows[hp * row + e] = T.uint8(pad_code)
 
     @T.macro
     def load_tile_config():
@@ -175,12 +156,16 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilestored64", T.int8(t), T.address_of(
                     dst[slot, x0, (g * per_group + t) * TILE_CHANNELS]), T.int64(co * 4)))
 
+    padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, slack)
+
     @T.macro
-    def request_tiles():
+    def prologue(rows, x):
+        """the OS asked for the tile state (once per process, but cheap to ask again), the input padded into rows"""
         granted = T.call_extern("int64", "syscall", T.int64(SYS_ARCH_PRCTL), T.int64(ARCH_REQ_XCOMP_PERM),
                                 T.int64(XFEATURE_XTILEDATA))
         T.Assert(granted == T.int64(0), "the OS refused this process AMX's tile state (arch_prctl "
                  "ARCH_REQ_XCOMP_PERM, Linux 5.16 or later): this module was built on a machine whose OS did")
+        padded_rows(rows, T.decl_buffer((h * w * c,), "uint8", data=x.data))
 
     @T.prim_func(s_tir=True)
     def amx_conv(x: T.Buffer((1, h, w, c), "uint8"), weights: T.Buffer(wshape, "int8"),
@@ -188,10 +173,8 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
-            flat = T.decl_buffer((h * w * c,), "uint8", data=x.data)
             acc = T.decl_buffer((oh, ow, co), "int32", data=out.data)
-            request_tiles()
-            padded_rows(rows, flat)
+            prologue(rows, x)
             for yy in T.parallel(oh):
                 load_tile_config()
                 conv_row(rows, weights, bias, acc, yy, yy)
@@ -203,9 +186,7 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
-            flat = T.decl_buffer((h * w * c,), "uint8", data=x.data)
-            request_tiles()
-            padded_rows(rows, flat)
+            prologue(rows, x)
             for part in T.parallel(parts):
                 # the pool's window rows of the conv, kept while a pooled row needs them: output row r in slot
                 # r % pkh (a pooled row reads pkh consecutive rows); each part computes the rows its first pooled

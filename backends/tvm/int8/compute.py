@@ -281,6 +281,38 @@ def _runs(run: int) -> tuple[int, int, int]:
     return width, run // width, next(w for w in (4, 8, 16) if w >= rest) if rest else 0
 
 
+def padded_rows_macro(shape: ConvShape, dtype: str, pad_code: int, slack: int = 0):
+    """A TVMScript macro (rows, flat): the input `flat` [h * w * c] padded once into `rows` [(h + pt + pb) * (w + pl +
+    pr) * c + slack] (rows of (x, c) codes, `pad_code` in the padding and the `slack` past the last row), each input
+    row copied by 64-code vectors, rows in parallel: the im2col copy's first step, and AMX's windows (amx.py)."""
+    from tvm.script import tirx as T
+
+    h, w, c = shape.h, shape.w, shape.c
+    pt, pl, pb, pr = shape.pads
+    hp, row, body = h + pt + pb, (w + pl + pr) * c, w * c
+
+    @T.macro
+    def padded_rows(rows, flat):
+        for y in T.parallel(hp):
+            if pt <= y and y < pt + h:  # a padded input row: its codes copied by vectors, no select
+                for e in range(pl * c):
+                    rows[y * row + e] = T.Cast(dtype, pad_code)
+                for v in range(body // 64):
+                    for e in T.vectorized(64):
+                        rows[y * row + pl * c + v * 64 + e] = flat[(y - pt) * body + v * 64 + e]
+                for e in range(body % 64):
+                    rows[y * row + pl * c + body // 64 * 64 + e] = flat[(y - pt) * body + body // 64 * 64 + e]
+                for e in range(pr * c):
+                    rows[y * row + (pl + w) * c + e] = T.Cast(dtype, pad_code)
+            else:
+                for e in range(row):
+                    rows[y * row + e] = T.Cast(dtype, pad_code)
+        for e in range(slack):
+            rows[hp * row + e] = T.Cast(dtype, pad_code)
+
+    return padded_rows
+
+
 def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int, width: int | None = None):
     """x [1, h, w, c] -> [1, oh, width, reduction]: per output pixel its window's codes in (ky, kx, c) order, then
     zeros, and zeros for the pixels past ow (`width`: ow or more); the padding holds `pad_code`. Written out as
@@ -295,12 +327,13 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
     pt, pl, pb, pr = shape.pads
     kh, kw = shape.kh, shape.kw
     hp, row = h + pt + pb, (w + pl + pr) * c
-    run, window, body = kw * c, kh * kw * c, w * c
+    run, window = kw * c, kh * kw * c
     assert n == 1 and dh == 1 and dw == 1
     padded = ow if width is None else width
     zeros = (padded - ow) * reduction
     assert padded >= ow
     width, full, tail = _runs(run)
+    padded_rows = padded_rows_macro(shape, dtype, pad_code)
 
     @T.prim_func(s_tir=True)
     def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, padded, reduction), dtype)):
@@ -309,20 +342,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
             rows = T.sblock_alloc_buffer((hp, row), dtype)
             flat = T.decl_buffer((h * w * c,), dtype, data=x.data)
             col_flat = T.decl_buffer((oh * padded * reduction,), dtype, data=col.data)
-            for y in T.parallel(hp):
-                if pt <= y and y < pt + h:  # a padded input row: its codes copied by vectors, no select
-                    for e in range(pl * c):
-                        rows[y, e] = T.Cast(dtype, pad_code)
-                    for v in range(body // 64):
-                        for e in T.vectorized(64):
-                            rows[y, pl * c + v * 64 + e] = flat[(y - pt) * (w * c) + v * 64 + e]
-                    for e in range(body % 64):
-                        rows[y, pl * c + body // 64 * 64 + e] = flat[(y - pt) * (w * c) + body // 64 * 64 + e]
-                    for e in range(pr * c):
-                        rows[y, (pl + w) * c + e] = T.Cast(dtype, pad_code)
-                else:
-                    for e in range(row):
-                        rows[y, e] = T.Cast(dtype, pad_code)
+            padded_rows(T.decl_buffer((hp * row,), dtype, data=rows.data), flat)
             for yy in T.parallel(oh):
                 for xx, ky in T.grid(ow, kh):
                     for v in range(full):

@@ -470,8 +470,7 @@ class RelaxLowering(Interpreter):
         requantization fuses into its kernel), on 8-bit codes."""
         return self.amx and n.outputs[0] in self.pool_readers and shape.c <= choose.IM2COL_MAX_CHANNELS \
             and shape.kh * shape.kw > 1 and str(x.expr.ty.dtype) in ("int8", "uint8") \
-            and choose.codes_kernel(self.kernel, str(x.expr.ty.dtype)).act_dtype == "uint8" \
-            and amx.supports(shape) is None
+            and self.kernel.act_dtype == "uint8" and amx.supports(shape) is None
 
     def _amx_conv(self, n: QNode, x: _Codes, shape) -> list:
         """The conv on AMX tiles (amx.conv_primfunc) of u8 codes (s8 shifted by +128, the bias taking it back).

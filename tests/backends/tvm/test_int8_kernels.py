@@ -82,9 +82,6 @@ def _out_channels(model, node) -> int:
     return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
 
 
-_run = run_lowered
-
-
 def _scripts(mod):
     return [f.script() for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
 
@@ -119,7 +116,7 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's (or twin's) vectors
     if narrow is not k:  # c7's 12 output channels: not a multiple of 8 or 16
         assert any(narrow.name in s for s in _scripts(mod))
-    outs = _run(mod, target, x, tmp_path)
+    outs = run_lowered(mod, target, x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=f"{k.name}: {name}")
@@ -139,7 +136,7 @@ def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_p
     names = list(ref_codes)
     mod = _lowered(model, table, k, names)
     assert not any("llvm.lrint" in s for s in _scripts(mod))
-    outs = _run(mod, "host", x, tmp_path)
+    outs = run_lowered(mod, "host", x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
@@ -641,7 +638,7 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
     mod = _lowered(m, table, k, names)
     scripts = _scripts(mod)
     assert sum("tcc_dw_rows" in s for s in scripts) == 4 and sum("tcc_dw_conv" in s for s in scripts) == 2
-    outs = _run(mod, target, x, tmp_path)
+    outs = run_lowered(mod, target, x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
@@ -735,9 +732,9 @@ def test_a_max_pool_alone_after_a_conv_pools_its_accumulators(tmp_path):
     lowering = RelaxLowering(k)
     mod = lowering.lower(qg, (), batch=1)
     assert set(lowering.pooled_accs) == {conv.outputs[0]}
-    np.testing.assert_array_equal(_run(mod, "host", x, tmp_path)[0], ref_out)
+    np.testing.assert_array_equal(run_lowered(mod, "host", x, tmp_path)[0], ref_out)
     names = list(ref_codes)
-    outs = _run(_lowered(m, table, k, names), "host", x, tmp_path)
+    outs = run_lowered(_lowered(m, table, k, names), "host", x, tmp_path)
     for name, got in zip(names, outs[1:]):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
 
