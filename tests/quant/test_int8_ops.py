@@ -76,6 +76,12 @@ def _cases():
         conv, helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
         helper.make_node("Add", ["c", "p"], ["a"], name="add"),
         helper.make_node("Relu", ["a"], ["y"], name="add.relu")], [w]), {"conv", "global_avg_pool", "add"})
+    # attention's constants added to the scores: a relative position bias (the input's shape) and a mask
+    # broadcast over the channels and rows (MaxViT's and Swin's, here on a tiny graph for every backend)
+    cases["add_constant_bias"] = (_graph([helper.make_node("Add", ["x", "bias"], ["y"], name="bias")],
+                                         [("bias", _w(C, H, H, scale=1.5))]), {"add_constant"})
+    cases["add_constant_mask"] = (_graph([helper.make_node("Add", ["mask", "x"], ["y"], name="mask")],
+                                         [("mask", _w(1, 1, H, scale=3.0))]), {"add_constant"})
     cases["mul_squeeze_excite"] = (_graph([
         helper.make_node("GlobalAveragePool", ["x"], ["p"], name="se.pool"),
         helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),

@@ -271,7 +271,9 @@ def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
 
 
 # MobileNetV2 repeats DDSNet's structures (depthwise-separable convs, residual adds) at a larger scale: slow
-@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 112),
+# DDSNet at 64 (the numpy reference of every tensor is this test's cost; the golden suite holds its host INT8
+# bit-exact at 224)
+@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 64),
                                         pytest.param("baselines/mobilenet_v2.yaml", 64, marks=pytest.mark.slow)])
 def test_network_bit_exact_on_host(spec, side):
     """Every quantized tensor of DDSNet (concat, pools, dense blocks) and MobileNetV2 (ReLU6, residual Add) bit for
