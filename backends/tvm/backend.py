@@ -14,7 +14,7 @@ Everything target-specific (TVM target, cross compiler, qemu) comes from backend
 backends/tvm_compile.py (MetaSchedule tuning: tvm_tune.py), the runtimes and their cache backends/tvm_runtime.py,
 running backends/tvm_run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
 FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules
-(backends/tvm_schedule.py) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
+(backends/tvm/schedule/) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
 backends/tvm_int8.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
 compiled the same way.
 Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.

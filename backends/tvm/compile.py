@@ -25,7 +25,7 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
                     tune_trials: int = 0, schedule: bool = True, concat_in_place: bool = False,
                     nchw_input: bool = False, fast_math: bool = False, whole_vectors: bool = False):
     """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
-    tcc's default CPU schedules (backends/tvm_schedule.py) on the fused TIR; optionally dlight's own CPU rules,
+    tcc's default CPU schedules (backends/tvm/schedule/) on the fused TIR; optionally dlight's own CPU rules,
     and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
     to the JSON database in ``tune_dir``) and/or the best records of that database are applied.
     Nothing set: tvm.compile's default (unfused, unscheduled)."""
@@ -34,20 +34,21 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
     from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
+    from .schedule.loops import is_x86
 
     if not fuse and not dlight and not tune_dir and not schedule:
         return "default"
     passes: list[Any] = [*tvm_schedule.layout_passes(), fold_numpy_constants()] if schedule else []
-    if schedule and whole_vectors and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-        from .channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
+    if schedule and whole_vectors and is_x86(target):  # ARM's instruction counts stay
+        from .passes.channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
 
         passes.append(conv_channels_to_whole_vectors(target))
-    if schedule and nchw_input and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-        from .nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
+    if schedule and nchw_input and is_x86(target):  # ARM's instruction counts stay
+        from .passes.nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
         passes.append(conv_reads_nchw_input(target))
-    if schedule and fast_math and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-        from .fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
+    if schedule and fast_math and is_x86(target):  # ARM's instruction counts stay
+        from .passes.fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
 
         passes += fast_math_passes()
     passes += list(cpu_generic.library_dispatch_passes(target))
@@ -55,8 +56,8 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         legalize = list(cpu_generic.legalize_passes(target))
         at = next(i for i, p in enumerate(legalize) if p.info.name == "AnnotateTIROpPattern") + 1
         passes += legalize[:at] + [_declared_op_patterns()] + legalize[at:]
-        if concat_in_place and schedule and tvm_schedule._is_x86(target):  # ARM's instruction counts stay
-            from .concat import concat_in_place as in_place  # deferred for start-up: loads tvm, tvm_ffi
+        if concat_in_place and schedule and is_x86(target):  # ARM's instruction counts stay
+            from .passes.concat import concat_in_place as in_place  # deferred for start-up: loads tvm, tvm_ffi
 
             passes.append(in_place())
     else:
@@ -212,8 +213,8 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
     x * (1 / s), which moves codes at ties); ``concat_in_place``: see _relax_pipeline (FP32 modules: INT8 ones
     keep their concat kernels); ``nchw_input``: the first conv reads the NCHW input itself (x86 FP32 modules:
     backends/tvm_nchw_input.py); ``fast_math``: exp, sigmoid, softmax, tanh and erf as vectorizing polynomials
-    (x86 FP32 modules: backends/tvm/fast_math.py); ``whole_vectors``: convs whose output channels no zmm divides
-    compute them rounded up and slice (AVX-512 FP32 modules: backends/tvm/channel_pad.py)."""
+    (x86 FP32 modules: backends/tvm/passes/fast_math.py); ``whole_vectors``: convs whose output channels no zmm divides
+    compute them rounded up and slice (AVX-512 FP32 modules: backends/tvm/passes/channel_pad.py)."""
     import tvm
     from tvm.support import cc
 
@@ -247,7 +248,7 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
     Relax ONNX frontend -> compiled as tvm.compile would (target dict from the registry; kernels on all
     cores) -> one shared library linked by the target's (cross) C++ compiler.  ``fuse``: cpu_generic
     pipeline (FuseOps/FuseTIR/FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout
-    and tcc's CPU schedules (backends/tvm_schedule.py; DDSNet 217 ms -> 7.9 ms on one core);
+    and tcc's CPU schedules (backends/tvm/schedule/; DDSNet 217 ms -> 7.9 ms on one core);
     ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
     net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
     ``tune_dir``/``tune_trials``: MetaSchedule (see _relax_pipeline); tuning measures candidates

@@ -124,7 +124,7 @@ def _tune_plan(tasks: list[Any], trials: int) -> tuple[list[Any], int, int]:
 
 
 def _record_default_schedules(tasks: list[Any], target: Any, database: Any, builder: Any, runner: Any) -> int:
-    """Measure tcc's own schedule (backends/tvm_schedule.py) of each task with MetaSchedule's builder and runner and
+    """Measure tcc's own schedule (backends/tvm/schedule/) of each task with MetaSchedule's builder and runner and
     commit it to the database as a tuning record (its trace replays to the same TIR).  So the search competes with
     it: MetaScheduleApplyDatabase applies whichever measured faster, a small budget never leaves a function slower
     than the untuned build (up to timing noise), and the evolutionary search's initial population includes it.

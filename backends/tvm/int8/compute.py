@@ -1,4 +1,4 @@
-"""The TE computes of the INT8 convs that tcc's schedule rules tile (backends/tvm/schedule.py): a dense conv in the
+"""The TE computes of the INT8 convs that tcc's schedule rules tile (backends/tvm/schedule/): a dense conv in the
 steps of its dot-product kernel (`conv_primfunc`, ARMv7's dot form `dot_conv_primfunc`), the im2col copy that
 turns a conv on few input channels into a 1 x 1 one (`im2col_primfunc`, `im2col_shape`, `im2col_weights`), the
 depthwise conv on int16 taps (`depthwise_primfunc`), and the weights in the kernels' layout (`pack_weights`) with

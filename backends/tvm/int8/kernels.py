@@ -37,7 +37,7 @@ that one step of one vector of output channels reads `lanes x group` consecutive
 consecutive input channels of one pixel (broadcast to every lane). Where the input channels are not a multiple of
 the step (a stem on RGB), the step runs along the flattened (x, channel) row of the input instead, which is
 contiguous for a window (the weights past the window are zero, the input one pixel wider). tcc's schedule rule
-(backends/tvm_schedule.py, `Int8DotConv`) tiles pixels x output channels in registers and tensorizes the step
+(backends/tvm/schedule/int8_rules.py, `Int8DotConv`) tiles pixels x output channels in registers and tensorizes the step
 with the kernel's TensorIntrin (intrinsics.ensure_registered).
 
 On ARM a 1 x 1 conv of the dot form (and AArch64's `sdot`) runs its whole reduction in one assembly loop

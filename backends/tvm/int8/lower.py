@@ -12,7 +12,7 @@ tables): the module computes what the reference computes, bit for bit, and canno
   `quantize_input_primfunc`);
 - tensors between layers are int8 (signed) or uint8 (unsigned) codes, as the table says (int16 for a 16-bit
   table, W8A16: every kind below takes them in its generic form, the dot-product kernels 8-bit codes only), 4-D
-  ones channels-last (NHWC, the layout of tcc's CPU schedules, backends/tvm/schedule.py): the input codes are
+  ones channels-last (NHWC, the layout of tcc's CPU schedules, backends/tvm/schedule/): the input codes are
   transposed once, and a tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose /
   split across layouts, graph outputs);
 - a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
@@ -394,7 +394,7 @@ class RelaxLowering(Interpreter):
         int16 x int16 taps take int16 codes as they are)."""
         shape = self._conv_shape(n, x, int16=True) if self.kernel is not None else None
         if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
-            return None  # 8k channels: the schedule's vectors (tvm_schedule.Int8Depthwise)
+            return None  # 8k channels: the schedule's vectors (schedule.int8_rules.Int8Depthwise)
         return shape
 
     def _depthwise_rows_shape(self, n: QNode, x: _Codes):

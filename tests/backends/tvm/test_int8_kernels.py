@@ -206,7 +206,7 @@ def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
 def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     """The kernel each x86 CPU class gets, compiled for that CPU (not run: this machine may lack the ISA) into the
     instruction it is for."""
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     k = choose.kernel_for(target)
@@ -228,7 +228,7 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
 def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, kernel, instruction):
     """A conv whose output channels fill only part of the CPU kernel's vector takes its narrower twin, compiled for
     that CPU into the narrower instruction (DDSNet on the AVX-512 VNNI Xeon: host INT8 / FP32 0.72 -> 0.43)."""
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     shape = kn.ConvShape(1, 6, 10, 16, co, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
@@ -249,7 +249,7 @@ def test_x86_int16_codes_take_the_kernel_of_int16_pairs_compiled_only(mcpu, kern
     """A layer on 16-bit codes (W8A16, or widened by the placement) takes the kernel that multiplies int16 pairs
     where the CPU's own kernel reads 8-bit codes (VNNI), not the generic conv of 32-bit products; ARM's s8 kernels
     have no such twin; 8-bit codes keep the CPU's kernel."""
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     own = choose.kernel_for(target)
@@ -303,7 +303,7 @@ def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
 ])
 def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instructions):
     """Each AArch64 kernel's conv, scheduled and compiled for its target, is made of the instructions it is for."""
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm.schedule import int8_rules as ts
 
     tvm_target = tvm.target.Target(tvm_compile.resolve_tvm_target(target))
     k = kn.KERNELS[kernel]
@@ -440,7 +440,7 @@ def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
     all nine."""
     from tvm import s_tir
 
-    from tcc.backends.tvm.schedule import Int8Depthwise
+    from tcc.backends.tvm.schedule.int8_rules import Int8Depthwise
 
     shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     func = compute.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
@@ -542,7 +542,8 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     from tvm import relax, s_tir, te
 
     from tcc.backends.tvm.int8 import microkernel
-    from tcc.backends.tvm.schedule import Int8DotConv, simd_of
+    from tcc.backends.tvm.isa import simd_of
+    from tcc.backends.tvm.schedule.int8_rules import Int8DotConv
 
     k = kn.KERNELS[kernel]
     shape = kn.ConvShape(1, 3, width, channels, out_channels, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
@@ -650,7 +651,7 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
 def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, instruction):
     """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors (compiled
     for a CPU this machine may not have, not run)."""
-    from tcc.backends.tvm import schedule as ts
+    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": mtriple, "mcpu": mcpu,
                                 **({"mattr": ["+neon", "+dotprod"]} if mtriple.startswith("aarch64") else {})})

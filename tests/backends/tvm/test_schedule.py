@@ -1,4 +1,4 @@
-"""tcc's default CPU schedules for TVM (backends/tvm_schedule.py): which functions they take, what they do to
+"""tcc's default CPU schedules for TVM (backends/tvm/schedule/): which functions they take, what they do to
 them, that they change no numbers, and the frontend clean-up (Clip) that keeps the graph channels-last.
 Speed is measured by tools/bench_tvm.py, not here."""
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_conv_schedule_is_a_register_tile():
     pixels, epilogue fused into the write-back (no separate bias / ReLU pass), rows in parallel."""
     import tvm
 
-    from tcc.backends.tvm.schedule import Injective, WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import Injective, WindowReduction
 
     mod, target = _legalized(_small_net())
     conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
@@ -120,7 +120,7 @@ def test_short_reductions_are_unrolled_on_x86_only():
     FP32 instruction counts are the INT8 ratios' reference). Numbers: test_schedules_change_no_numbers."""
     import tvm
 
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     def reduction_loops(target_name):
         mod, target = _legalized(_small_net(), target_name)
@@ -178,7 +178,7 @@ def test_concat_inlined_into_its_elementwise_consumer_is_cut_at_its_inputs():
     from tvm import te, topi
 
     from tcc.backends.tvm.compile import resolve_tvm_target
-    from tcc.backends.tvm.schedule import Injective
+    from tcc.backends.tvm.schedule.float_rules import Injective
 
     a = te.placeholder((1, 5, 5, 16), "uint8", name="a")
     b = te.placeholder((1, 5, 5, 32), "uint8", name="b")
@@ -217,7 +217,7 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     shape = [1, 48, 13, 17]  # 6 AVX2 or 3 AVX-512 vectors: whole vectors on both x86 classes
     nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
@@ -245,7 +245,7 @@ def _vector_widths(onnx_model, mcpu: str) -> dict[str, set[str]]:
 
     import tvm
 
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     mod, _ = _legalized(onnx_model)
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
@@ -282,9 +282,9 @@ def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
 ])
 def test_avx512_register_tile_costs_loads_per_multiply_add(channels, width, work, tile):
     from tcc.backends.tvm.isa import Simd
-    from tcc.backends.tvm.schedule import _x86_register_tile
+    from tcc.backends.tvm.schedule.tiles import x86_register_tile
 
-    assert _x86_register_tile(channels, width, work, Simd(16, 32)) == tile
+    assert x86_register_tile(channels, width, work, Simd(16, 32)) == tile
 
 
 def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
@@ -294,7 +294,7 @@ def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     rng = np.random.default_rng(2)
     inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
@@ -324,7 +324,8 @@ def test_dense_convs_and_matmuls_broadcast_depthwise_convs_and_pools_stream():
     half-width streams on AVX-512)."""
     import tvm
 
-    from tcc.backends.tvm.schedule import _broadcasts, _is_reduction
+    from tcc.backends.tvm.schedule.float_rules import _broadcasts
+    from tcc.backends.tvm.schedule.loops import is_reduction
 
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"]),  # dense 1x1: 16 multiply-adds an output
@@ -341,7 +342,7 @@ def test_dense_convs_and_matmuls_broadcast_depthwise_convs_and_pools_stream():
     for gv, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc):
             sch = tvm.s_tir.Schedule(func)
-            reductions = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if _is_reduction(sch, b)]
+            reductions = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if is_reduction(sch, b)]
             if reductions:
                 kinds[gv.name_hint] = _broadcasts(sch, reductions[-1])
     assert kinds == {"conv2d": True, "conv2d1": False, "max_pool2d": False, "matmul": True}, kinds
@@ -354,7 +355,7 @@ def test_a_layer_norm_runs_row_by_row_on_x86_and_keeps_its_numbers(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-    from tcc.backends.tvm.schedule import RowReduction
+    from tcc.backends.tvm.schedule.float_rules import RowReduction
 
     rng = np.random.default_rng(6)
     inits = [numpy_helper.from_array(rng.standard_normal(48).astype(np.float32), n) for n in ("g", "b")]

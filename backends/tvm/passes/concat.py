@@ -23,7 +23,7 @@ import tvm
 import tvm_ffi
 from tvm import relax, te, tirx, topi
 
-from .tir_json import SerializedFunc
+from ..tir_json import SerializedFunc
 
 CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 # The only nodes that may refer to a rewritten buffer parameter (anything else: the function is left alone)

@@ -96,7 +96,7 @@ def test_a_buffer_used_other_than_by_loads_stores_and_regions_is_refused():
     which would assume its compact shape); loads, stores and block regions are shifted."""
     from tvm.script import tirx as T
 
-    from tcc.backends.tvm import concat as tvm_concat
+    from tcc.backends.tvm.passes import concat as tvm_concat
 
     @T.prim_func(private=True, s_tir=True)
     def handed_out(a: T.Buffer((4,), "float32"), out: T.Buffer((4,), "float32")):

@@ -1,7 +1,7 @@
 """Output channels to whole vectors: a Relax pass for AVX-512 host FP32 modules (before legalization).
 
 A heavy conv whose output channels no zmm vector (16 floats) divides -- DDSNet's third transition, 240 -> 120
-channels -- is tiled in ymm vectors (tvm_schedule._x86_register_tile), half the work per multiply-add: 115 us for 120
+channels -- is tiled in ymm vectors (schedule.tiles.x86_register_tile), half the work per multiply-add: 115 us for 120
 channels against 57 us for 128 (one 1x1 conv at 14 x 14, alone, AVX-512 EPYC); one with an odd number of zmm
 vectors (112 channels) gets one-vector tiles, one with no whole vector (ShuffleNet's 58, 116) ragged ones. Here
 such a conv computes more channels where the register tiles' cost model says that is cheaper per real channel
@@ -16,16 +16,16 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from ..isa import Simd, simd_of
+from ..schedule.tiles import INLINE_PADDING_MAX_WORK, x86_tile_cost
 from .concat import static_shape
-from .isa import Simd, simd_of
 from .relax_rewrite import call_rewrite_pass
-from .schedule import INLINE_PADDING_MAX_WORK, x86_tile_cost
 
 
 def padded_channels(channels: int, width: int, work: int, simd: Simd) -> int | None:
     """The channel count a conv of `channels` outputs, `width` pixels a row and `work` multiply-adds an output
     computes instead, or None to keep it: the next multiple of one or two vectors whose best register tile
-    (tvm_schedule.x86_tile_cost) costs less per real channel, at most a quarter more work. DDSNet's 112 channels
+    (schedule.tiles.x86_tile_cost) costs less per real channel, at most a quarter more work. DDSNet's 112 channels
     (7 zmm: only one-vector tiles) and 120 (ymm tiles) -> 128; ShuffleNet's 58 and 116 (no whole vector) -> 64
     and 128; MobileNetV2's 144 (9 zmm: 3-vector tiles) stays."""
     base = x86_tile_cost(channels, width, work, simd)

@@ -1,4 +1,4 @@
-"""Output channels to whole vectors (backends/tvm/channel_pad.py), AVX-512 host FP32 only: the weights padded with
+"""Output channels to whole vectors (backends/tvm/passes/channel_pad.py), AVX-512 host FP32 only: the weights padded with
 zero filters, a slice keeping the real channels, the tile written back through the slice, outputs bit-identical.
 Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _rewritten(model, target_dict):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, schedule as tvm_schedule
-    from tcc.backends.tvm.channel_pad import conv_channels_to_whole_vectors
+    from tcc.backends.tvm.passes.channel_pad import conv_channels_to_whole_vectors
 
     target = tvm.target.Target(target_dict)
     passes = [*tvm_schedule.layout_passes(), tvm_compile.fold_numpy_constants(),
@@ -47,7 +47,7 @@ def _rewritten(model, target_dict):
     (8, 63, 576, None),  # FastNet's 8 channels: 16 would be twice the work
 ])
 def test_padded_channels(channels, width, work, padded):
-    from tcc.backends.tvm.channel_pad import padded_channels
+    from tcc.backends.tvm.passes.channel_pad import padded_channels
     from tcc.backends.tvm.isa import Simd
 
     assert padded_channels(channels, width, work, Simd(16, 32)) == padded
@@ -67,7 +67,7 @@ def test_the_tile_is_written_back_through_the_slice():
     import tvm
     from tvm import relax
 
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     mod, target = _rewritten(_transition(), AVX512)
     with target:

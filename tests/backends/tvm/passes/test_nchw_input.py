@@ -1,5 +1,5 @@
 """The first conv reading the NCHW input itself (backends/tvm_nchw_input.py) and heavy convs' padding by rows
-(tvm_schedule._pad_by_rows), x86 host FP32 only: bit-identical outputs, the transpose kernel gone, the padding
+(schedule.loops.pad_by_rows), x86 host FP32 only: bit-identical outputs, the transpose kernel gone, the padding
 without bounds tests, ARM untouched. Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _rewritten(target_name="host"):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, schedule as tvm_schedule
-    from tcc.backends.tvm.nchw_input import conv_reads_nchw_input
+    from tcc.backends.tvm.passes.nchw_input import conv_reads_nchw_input
 
     mod = tvm_compile.import_onnx(_stem_net(), {"x": SHAPE})
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
@@ -72,8 +72,8 @@ def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends.tvm.nchw_input import PAD_BLOCK
-    from tcc.backends.tvm.schedule import WindowReduction
+    from tcc.backends.tvm.passes.nchw_input import PAD_BLOCK
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     def scheduled(target_name):
         mod, target = _rewritten(target_name)
@@ -100,9 +100,10 @@ def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.nchw_input import nchw_input_conv_primfunc
+    from tcc.backends.tvm.passes.nchw_input import nchw_input_conv_primfunc
     from tcc.backends.tvm.int8.kernels import CROP_BLOCK
-    from tcc.backends.tvm.schedule import WindowReduction, float_pixel_tile
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
+    from tcc.backends.tvm.schedule.tiles import float_pixel_tile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     tile = float_pixel_tile(12, target)
@@ -120,16 +121,19 @@ def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
 def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatch):
     """The host module against the same module compiled the way it was before (the input transposed by a
     kernel of its own, the padding vectorized with its bounds tests), and ONNX Runtime (float32 ulps)."""
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, schedule as tvm_schedule
+    from tvm.s_tir.schedule import ScheduleError
+
+    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm.schedule import float_rules
 
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
     new = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",
                                                         tmp_path / "new.so", nchw_input=True), "host", x)[0][0]
 
     def by_rows_refused(*_args):
-        raise tvm_schedule.ScheduleError("disabled")
+        raise ScheduleError("disabled")
 
-    monkeypatch.setattr(tvm_schedule, "_pad_by_rows", by_rows_refused)
+    monkeypatch.setattr(float_rules, "pad_by_rows", by_rows_refused)  # WindowReduction's padding by rows
     old = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",
                                                         tmp_path / "old.so", nchw_input=False), "host", x)[0][0]
     assert new.shape == old.shape == (1, 8, 8, 9) and np.array_equal(new, old)

@@ -3,7 +3,7 @@
 TOPI's softmax is four passes over the whole tensor (max, exp, sum, divide) with the exponentials stored in a
 tensor as large as the input, and no CPU schedule takes it: MobileViT-XXS's first attention softmax (4 x 4 x 256
 rows of 256) ran 1.04 ms a call in scalar loops. Here a softmax over the last axis of a float32 tensor of static
-shape becomes one PrimFunc that tvm_schedule.RowReduction computes one row at a time: the row's
+shape becomes one PrimFunc that schedule.float_rules.RowReduction computes one row at a time: the row's
 maximum and sum in vectors of partial results, its exponentials (TVM's polynomial `fast_exp`, as FastMathTransform
 would have used) in a row-sized buffer, and the output as the exponentials times the reciprocal of their sum.
 FP32 only (the exponential and the reciprocal are within the FP32 rule, not bit-exact with TOPI's); INT8 modules

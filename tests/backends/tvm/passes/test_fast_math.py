@@ -1,4 +1,4 @@
-"""backends/tvm/fast_math.py and softmax.py: sigmoid through exp, softmax over the last axis row by row, and TVM's
+"""backends/tvm/passes/fast_math.py and softmax.py: sigmoid through exp, softmax over the last axis row by row, and TVM's
 polynomial exp / softmax on x86 host FP32 modules: the Relax graph holds no sigmoid and no exact softmax any more,
 and the module's numbers stay within the FP32 rule of ONNX Runtime's."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_sigmoid_and_softmax_become_polynomials_and_keep_their_numbers(tmp_path)
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-    from tcc.backends.tvm.fast_math import fast_math_passes
+    from tcc.backends.tvm.passes.fast_math import fast_math_passes
 
     model = _silu_softmax()
     mod = tvm_compile.import_onnx(model, {"x": [1, 3, 16, 32]})
@@ -52,7 +52,7 @@ def test_a_softmax_over_another_axis_keeps_topis_form():
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.fast_math import fast_math_passes
+    from tcc.backends.tvm.passes.fast_math import fast_math_passes
 
     model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]},
                        [], name="softmax_axis1")
@@ -69,8 +69,8 @@ def test_row_softmax_runs_rows_in_parallel_with_vector_partials(shape):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.schedule import RowReduction
-    from tcc.backends.tvm.softmax import row_softmax_primfunc
+    from tcc.backends.tvm.schedule.float_rules import RowReduction
+    from tcc.backends.tvm.passes.softmax import row_softmax_primfunc
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     func = RowReduction().apply(row_softmax_primfunc(shape), target, False).mod["main"]

@@ -1,6 +1,6 @@
 """The first conv reads the NCHW graph input itself: a Relax pass for x86 host FP32 modules (before legalization).
 
-After ConvertLayout (tvm_schedule.LAYOUT) the graph input, NCHW, reaches the first conv through a transpose to
+After ConvertLayout (schedule.LAYOUT) the graph input, NCHW, reaches the first conv through a transpose to
 NHWC: one kernel that writes the image channels-last (3 floats a pixel, DDSNet: ~44 us a call), then the conv's
 own padding pass over that copy. Here such a conv (`permute_dims(x, [0, 2, 3, 1])` -> NHWC / HWIO conv2d, one
 group) becomes one PrimFunc that pads x in its own NCHW layout (rows contiguous in and out: tvm_schedule pads it
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from tvm import relax, te, tirx, topi
 
+from ..int8.compute import cropped
+from ..schedule.tiles import float_pixel_tile
 from .concat import static_shape
-from .int8.compute import cropped
 from .relax_rewrite import call_rewrite_pass
-from .schedule import float_pixel_tile
 
 PAD_BLOCK = "tcc_nchw_pad"
 CONV_BLOCK = "conv2d_nhwc"

@@ -1,0 +1,227 @@
+"""The float rules: `WindowReduction` (convs, pools, dense layers as register-blocked micro-kernels),
+`RowReduction` (a reduction along each row: softmax, layer norm) and `Injective` (what is left).
+"""
+from __future__ import annotations
+
+from tvm import tirx
+
+from .loops import (
+    Rule,
+    attempt,
+    block_domain,
+    crop_of,
+    fuse_epilogue,
+    is_reduction,
+    is_x86,
+    loop_extent,
+    pad_by_rows,
+    parallelize,
+    reads_var,
+    unroll_short_reduction,
+    vectorize_spatial,
+)
+from .tiles import (
+    INLINE_PADDING_MAX_WORK,
+    channels_per_tile,
+    largest_divisor,
+    pixel_limit,
+    streaming_simd,
+    x86_register_tile,
+)
+
+# x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
+# or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
+# 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
+X86_UNROLLED_TAPS = 9
+# x86 float max pools: a tile of one pixel x up to this many vectors of channels, not X pixels x 2 vectors (DDSNet's
+# 3 x 3 / s2 max pool on 112 x 112 x 64: 0.19 ms against 0.26 ms, interleaved; see the README)
+X86_POOL_VECTORS = 8
+
+
+def _broadcasts(sch, red) -> bool:
+    """Whether the reduction `red` reads a value that is the same for all its innermost outputs (a dense conv's
+    input pixel, a matmul's row element: broadcast against a vector of weights), unlike a depthwise conv or a
+    pool, which load a new vector of inputs for each vector of outputs."""
+    block = sch.get(red)
+    inner = block.iter_vars[len(block.writes[0].region) - 1].var
+    out = block.writes[0].source
+    return any(not r.source.same_as(out) and not reads_var(r, inner) for r in block.reads)
+
+
+class WindowReduction(Rule):
+    """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
+    contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
+    and consumers (bias, activation, the average's division)."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        reductions = [b for b in blocks if is_reduction(sch, b)]
+        if len(reductions) != 1:
+            return False
+        red = reductions[0]
+        loops = sch.get_loops(red)
+        ivs = sch.get(red).iter_vars
+        kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
+        n_spatial = kinds.index(True)
+        if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
+            return False
+        write = sch.get(red).writes[0].region
+        if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
+            return False
+        names = [sch.get(b).name_hint for b in blocks]
+        red_at = names.index(sch.get(red).name_hint)
+        before = blocks[:red_at]
+        work = 1  # multiply-adds (or max / add) per output element
+        for loop in loops[n_spatial:]:
+            work *= loop_extent(sch, loop)
+        floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
+        broadcast = _broadcasts(sch, red)
+        simd = streaming_simd(work, simd, floats and not broadcast)
+        cropped = crop_of(sch, red, names, red_at) is not None
+        for b in before:
+            if is_reduction(sch, b):
+                return False
+            # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
+            # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
+            # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
+            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays a pass of its own (x86: by rows, pad_by_rows),
+            # as in front of a cropped one, whose tiles would otherwise test the bounds of every input they read
+            if "if_then_else" in str(sch.get(b).body) and (work > INLINE_PADDING_MAX_WORK or cropped):
+                if not (is_x86(self.target) and attempt(lambda b=b: pad_by_rows(sch, b, simd))):
+                    vectorize_spatial(sch, b, simd)
+            else:
+                sch.compute_inline(b)
+        spatial, reduce = loops[:n_spatial], loops[n_spatial:]
+        channels = spatial[-1]
+        nc = loop_extent(sch, channels)
+        f = channels_per_tile(nc, simd)  # integer reductions too: 23-lane int32 vectors (184 channels) ran 4x slower
+        update = sch.get(red)
+        pool_tile = (is_x86(self.target) and work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max)
+                     and update.writes[0].source.dtype == "float32")  # INT8 modules keep theirs
+        if pool_tile:  # a float max pool's window: one pixel x as many whole vectors of channels as fit
+            pool_f = next((v * simd.lanes for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
+                           if nc % (v * simd.lanes) == 0), None)
+            pool_tile, f = pool_f is not None, pool_f or f
+        tiled = n_spatial >= 2 and loop_extent(sch, spatial[-2]) > 1
+        # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
+        tile = (x86_register_tile(nc, loop_extent(sch, spatial[-2]), work, simd)
+                if (tiled and is_x86(self.target) and simd.lanes >= 16 and floats
+                    and (work > INLINE_PADDING_MAX_WORK or broadcast) and not pool_tile) else None)
+        vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
+        # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
+        if tile is not None:
+            f, x = tile
+            vector = next(w for w in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if f % w == 0)
+        c_out, c_in = sch.split(channels, [None, f])
+        if tiled:
+            width = spatial[-2]
+            if tile is None:
+                limit = pixel_limit(f, simd)
+                x = 1 if pool_tile else largest_divisor(loop_extent(sch, width), limit)
+                if is_x86(self.target) and not pool_tile and 2 * x < limit:
+                    # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one
+                    # runs past the row, predicated, not one-pixel tiles (FastNet host FP32 1.657 -> 1.599 ms, its
+                    # stem 520 -> 475 us, interleaved, AVX-512 EPYC); ARM keeps exact tiles (its counts are
+                    # references)
+                    x = limit
+            x_out, x_in = sch.split(width, [None, x])
+            outer = spatial[:-2]
+            sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
+            sch.unroll(x_in)
+        else:
+            outer = spatial[:-1]
+            sch.reorder(*outer, c_out, *reduce, c_in)
+        if vector and f > vector:
+            c_vectors, c_in = sch.split(c_in, [None, vector])
+            sch.unroll(c_vectors)
+        sch.vectorize(c_in)
+        if is_x86(self.target):
+            unroll_short_reduction(sch, reduce, X86_UNROLLED_TAPS)
+        done = fuse_epilogue(sch, red, names, red_at, c_out, unroll=f > vector > 0, lanes=vector)
+        parallelize(sch, outer)
+        init = sch.decompose_reduction(red, reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        after = names[red_at + 1:]
+        for name in after:  # consumers that could not be fused into the write-back
+            if name in done:
+                attempt(lambda name=name: vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+
+def _along_rows(sch, block, n: int) -> bool:
+    """Whether the reduction `block` sums (or maximizes) one axis of extent `n` that is the last, contiguous axis
+    of what it reads along it: a layer norm's mean and variance, a softmax's maximum and sum."""
+    b = sch.get(block)
+    reduce = [iv for iv in b.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    if len(reduce) != 1 or int(reduce[0].dom.extent) != n or b.writes[0].source.dtype != "float32":
+        return False
+    var, out = reduce[0].var, b.writes[0].source
+    reads = [r for r in b.reads if not r.source.same_as(out)]
+    along = [r for r in reads if r.region[-1].min.same_as(var)]
+    # the rest are the row's own values (a variance reads the mean): not indexed by the reduced axis at all
+    return bool(along) and not any(reads_var(r, var) for r in reads if r not in along)
+
+
+class RowReduction(Rule):
+    """Float functions whose reductions run along the last, contiguous axis, and whose result is elementwise over
+    the rows they reduce: layer norm (a mean, a variance, the normalization), softmax (tcc's own, softmax.py: the
+    maximum, the exponentials, their sum, times its reciprocal). One row at a time, rows in parallel: each reduction
+    as a vector of partial results (rfactor by the vector width; the lanes combined at the end of the row), the
+    per-row steps as scalars, the elementwise steps vectorized, a tensor read by two steps (the exponentials) in a
+    row-sized buffer. x86 only (ARM's FP32 instruction counts stay references). Without it a mean over 64 channels
+    ran as scalar sums of one element a step (WindowReduction tiles output channels: a mean has one).
+    MobileViT-XXS, one thread, AVX-512 EPYC: its first attention softmax (4 x 4 x 256 rows of 256) 1.04 ms ->
+    0.33 ms a call, a layer norm's mean and centring (4 x 256 rows of 64) 24 -> 4.4 us."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        if not is_x86(self.target) or len(blocks) < 2 or is_reduction(sch, blocks[-1]):
+            return False
+        last = blocks[-1]
+        full = block_domain(sch, last)
+        if len(full) < 2:
+            return False
+        n, rows = full[-1], full[:-1]
+        reductions = [b for b in blocks if is_reduction(sch, b)]
+        if not reductions or not all(_along_rows(sch, r, n) for r in reductions):
+            return False
+        if any(block_domain(sch, b)[:len(sch.get(b).writes[0].region)] not in (full, rows, rows + [1]) for b in blocks):
+            return False
+        for b in reversed(blocks[:-1]):  # elementwise steps over the whole tensor with one reader: into it
+            if not is_reduction(sch, b) and block_domain(sch, b) == full and len(sch.get_consumers(b)) == 1:
+                attempt(lambda b=b: sch.compute_inline(b))
+        # at least two vectors a row (one vector: its partials' loop vanishes and LLVM's storage pass fails)
+        lanes = next((w for w in (simd.lanes, simd.lanes // 2, 4) if n % w == 0 and n >= 2 * w), None)
+        partials = []
+        if lanes is not None:
+            for reduction in reductions:
+                sch.split(sch.get_loops(reduction)[-1], [None, lanes])
+                partials.append(sch.rfactor(sch.get_loops(reduction)[-1],
+                                            factor_axis=len(sch.get(reduction).writes[0].region)))
+        row = sch.fuse(*sch.get_loops(last)[:-1])
+        if lanes is not None:
+            sch.vectorize(sch.split(sch.get_loops(last)[-1], [None, lanes])[1])
+        rest = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if not sch.get(b).same_as(sch.get(last))]
+        for b in reversed(rest):
+            sch.compute_at(b, row)
+        sch.parallel(row)
+        if lanes is None:
+            return True
+        for partial in partials:  # its lanes outside, the row's vectors inside: one vector of partial results
+            sch.vectorize([loop for loop in sch.get_loops(partial)[1:-1] if loop_extent(sch, loop) == lanes][-1])
+        for b in rest:
+            if not is_reduction(sch, b) and block_domain(sch, b) == full:  # a row buffer (the exponentials)
+                sch.vectorize(sch.split(sch.get_loops(b)[-1], [None, lanes])[1])
+        return True
+
+
+class Injective(Rule):
+    """Only spatial blocks (concat, transpose, reshape, pad, elementwise): producers inlined into the last
+    block where possible, then vectorized along the innermost axis."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        if any(is_reduction(sch, b) for b in blocks):
+            return False
+        for b in blocks[:-1]:
+            attempt(lambda b=b: sch.compute_inline(b))
+        for b in sch.get_child_blocks(sch.get_sblock("root")):
+            vectorize_spatial(sch, b, simd)
+        return True

@@ -1,0 +1,1 @@
+"""Tests of tcc.backends.tvm.passes."""
