@@ -1,14 +1,15 @@
 """Shared test fixtures (the shared helper functions and paths are in tests/helpers): a fixture that writes small
-spec files."""
+spec files; the suite's order: the longest files first."""
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cores_per_worker
+from tests.helpers import TESTS, cores_per_worker
 
 # In an xdist worker, before any test module imports torch (it reads these at import): OpenMP / MKL pools sized to
 # the worker's share of the cores (the controller's environment, which workers inherit, is left alone).
@@ -28,3 +29,13 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+def pytest_collection_modifyitems(items):
+    """The files that took longest in the recorded run (tests/durations.json, written by tools/test_durations.py)
+    first, the rest in their order: `--dist loadfile` hands each worker whole files as it frees up, and a long file
+    handed out last runs alone at the end. The tests of a file keep their order."""
+    seconds = json.loads((TESTS / "durations.json").read_text())["seconds"]
+    first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
+    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], 0.0),
+                                 first_seen[item.nodeid.split("::")[0]]))
