@@ -443,7 +443,8 @@ def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     return out.astype(np.int8)
 
 
-def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False):
+def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False,
+                            blocked: bool = False):
     """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
     `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
     weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
@@ -451,7 +452,8 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
     shifted zero (`tcc_dw_pad`), then copied as windows of ROWS rows interleaved per channel (`tcc_dw_rows` [n,
     windows, w + pads, c, ROWS]), so that one vector load holds 4 rows of each of its channels and one instruction
     against the weights sums a column of the kernel per channel; a window serves J output rows
-    (`rows_per_window`), each with its own weights."""
+    (`rows_per_window`), each with its own weights. `blocked` (x86): the padded copy in groups of 16 channels, so that a
+    window's 4 rows of a group are 64 contiguous bytes (one `vpermb` interleaves them)."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
@@ -471,11 +473,17 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
         code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
         return tirx.if_then_else(inside, code, tirx.const(offset, act_dtype))
 
-    # column-major [n, x, y, c]: a window's 4 rows of 16 channels are one (4, 16) block of the last two axes
-    src = te.compute([i64(d) for d in (shape.n, shape.w + pl + pr, height, shape.c)], padded,
-                     name=DEPTHWISE_PAD_BLOCK)
-    rows = te.compute([i64(d) for d in (shape.n, windows, shape.w + pl + pr, shape.c, ROWS)],
-                      lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
+    # column-major [n, x, y, c]: a window's 4 rows of 16 channels are one (4, 16) block of the last two axes;
+    # blocked, [n, x, c / 16, y, 16]: that block is 64 contiguous bytes
+    width = shape.w + pl + pr
+    if blocked:
+        src = te.compute([i64(d) for d in (shape.n, width, shape.c // 16, height, 16)],
+                         lambda n, xx, g, y, k: padded(n, xx, y, g * 16 + k), name=DEPTHWISE_PAD_BLOCK)
+        window = lambda n, t, xx, c, r: src[n, xx, c // 16, t * step + r, c % 16]  # noqa: E731
+    else:
+        src = te.compute([i64(d) for d in (shape.n, width, height, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK)
+        window = lambda n, t, xx, c, r: src[n, xx, t * step + r, c]  # noqa: E731
+    rows = te.compute([i64(d) for d in (shape.n, windows, width, shape.c, ROWS)], window, name=DEPTHWISE_ROWS_BLOCK)
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],

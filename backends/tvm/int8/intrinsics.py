@@ -302,18 +302,38 @@ def depthwise_dot_intrin(arch: str) -> str:
     return name
 
 
-def interleave_rows_intrin(dtype: str = "int8") -> str:
+# The interleave's byte order: output byte 4 c + r is row r's code of channel c
+ROWS4_ORDER = [r * 16 + c for c in range(16) for r in range(4)]
+# AVX-512 VBMI's one-instruction interleave: LLVM turns a constant byte shuffle (and its own `vpermb` intrinsic with a
+# constant index, which InstCombine makes one) into 8 unpacks and 3 inserts on 16-byte pieces, all on the shuffle
+# port; in assembly it stays one `vpermb` (the index a constant LLVM keeps in a register)
+VPERMB_ROWS4 = "tcc_vpermb_rows4"
+VPERMB_ROWS4_IR = (
+    f"define i32 @{VPERMB_ROWS4}(ptr %dst, ptr %src) #0 {{\n"
+    "entry:\n"
+    "  %v = load <64 x i8>, ptr %src, align 1\n"
+    "  %p = call <64 x i8> asm \"vpermb $1, $2, $0\", \"=v,v,v\"(<64 x i8> %v, <64 x i8> <"
+    + ", ".join(f"i8 {i}" for i in ROWS4_ORDER) + ">)\n"
+    "  store <64 x i8> %p, ptr %dst, align 1\n"
+    "  ret i32 0\n"
+    "}\n"
+    "attributes #0 = { alwaysinline nounwind }\n")
+
+
+def interleave_rows_intrin(dtype: str = "int8", vbmi: bool = False) -> str:
     """The TensorIntrin copying 4 rows of 16 codes (a row stride apart) into 16 x 4 interleaved per channel
     (compute.depthwise_rows_primfunc's windows), registered: four 16-byte loads and one shuffle of the 64 bytes
-    (AArch64: one `st4`)."""
-    name = f"tcc_interleave_rows4_{dtype}"
+    (AArch64: one `st4`); `vbmi`: rows that are 64 contiguous bytes (its blocked layout) by a call of VPERMB_ROWS4
+    (one load, one `vpermb`), whose IR the loop must import (`pragma_import_llvm`)."""
+    name = f"tcc_interleave_rows4_{dtype}" + ("_vbmi" if vbmi else "")
     if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
+        pitch = 16 if vbmi else T.int64()  # the rows' stride: compact where one load reads them
+
         @T.prim_func(s_tir=True)
         def desc(s: T.handle, d: T.handle) -> None:
-            pitch = T.int64()
             S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
             D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
@@ -326,15 +346,16 @@ def interleave_rows_intrin(dtype: str = "int8") -> str:
 
         @T.prim_func(s_tir=True)
         def impl(s: T.handle, d: T.handle) -> None:
-            pitch = T.int64()
             S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
             D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
                 T.reads(S[0:4, 0:16])
                 T.writes(D[0:16, 0:4])
-                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
-                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)],
-                    [r * 16 + c for c in range(16) for r in range(4)])
+                if vbmi:
+                    T.evaluate(T.call_extern("int32", VPERMB_ROWS4, D.access_ptr("w"), S.access_ptr("r")))
+                else:
+                    D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
+                        [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER)
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)

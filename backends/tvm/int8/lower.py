@@ -323,7 +323,9 @@ class RelaxLowering(Interpreter):
             offset = self.kernel.act_offset(x.expr.ty.dtype)
             bias = self._bias(n, compute.bias_correction(n.weight, offset))
             func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype,
-                                                                    bias is not None), "tcc_dw_dot")
+                                                                    bias is not None,
+                                                                    blocked=self.kernel.arch == "x86_64"),
+                                    "tcc_dw_dot")
             weights = compute.depthwise_rows_weights(n.weight, shape)
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..int8 import microkernel
 from ..int8.intrinsics import (
+    VPERMB_ROWS4_IR,
     depthwise_dot_intrin,
     depthwise_intrin,
     ensure_registered,
@@ -31,6 +32,7 @@ from ..int8.kernels import (
     TILE_SCOPE,
     VECTORS_ATTR,
 )
+from ..isa import target_has
 from .loops import (
     Rule,
     attempt,
@@ -273,8 +275,10 @@ class Int8DepthwiseDot(Rule):
             return False
         # the padded copy: 16 codes a vector, its loops kept apart (fused, each vector's bounds test recomputed
         # the pixel from the fused index: two divisions)
-        n, x, y, c = sch.get_loops(sch.get_sblock(DEPTHWISE_PAD_BLOCK))
-        sch.vectorize(sch.split(c, [None, 16])[1])
+        pad = sch.get_sblock(DEPTHWISE_PAD_BLOCK)
+        n, x, *_, c = sch.get_loops(pad)
+        blocked = len(sch.get(pad).writes[0].region) == 5  # [n, x, c / 16, y, 16] (compute.py)
+        sch.vectorize(c if blocked else sch.split(c, [None, 16])[1])
         parallelize(sch, [n, x])
         rows = sch.get_sblock(DEPTHWISE_ROWS_BLOCK)
         windows = block_domain(sch, rows)[1]
@@ -297,9 +301,12 @@ class Int8DepthwiseDot(Rule):
         sch.compute_at(rows, rows_of)
         if loop_extent(sch, rows_of) > 1:
             sch.parallel(rows_of)
-        c_rows = sch.get_loops(rows)[-2]  # (window, x, c, r) under the fused loop
+        window, _, c_rows, _ = sch.get_loops(rows)[-4:]  # (window, x, c, r) under the fused loop
         codes = sch.get(rows).writes[0].source.dtype
-        sch.tensorize(sch.split(c_rows, [None, 16])[1], interleave_rows_intrin(str(codes)))
+        vbmi = blocked and target_has(self.target, "avx512vbmi")
+        sch.tensorize(sch.split(c_rows, [None, 16])[1], interleave_rows_intrin(str(codes), vbmi))
+        if vbmi:
+            sch.annotate(window, microkernel.IMPORT_PRAGMA, VPERMB_ROWS4_IR)
         init = sch.decompose_reduction(conv, kx)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_lane, depthwise_dot_intrin(arch))

@@ -645,23 +645,28 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
 
 
-@pytest.mark.parametrize("mtriple, mcpu, instruction", [
-    ("aarch64-linux-gnu", "cortex-a55", r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b"),
-    ("x86_64-linux-gnu", "icelake-server", r"vpdpbusd\s[^\n]*%zmm")])
-def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, instruction):
-    """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors (compiled
-    for a CPU this machine may not have, not run)."""
+@pytest.mark.parametrize("mtriple, mcpu, instruction, vpermb", [
+    ("aarch64-linux-gnu", "cortex-a55", r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", False),
+    ("x86_64-linux-gnu", "icelake-server", r"vpdpbusd\s[^\n]*%zmm", True),
+    ("x86_64-linux-gnu", "cascadelake", r"vpdpbusd\s[^\n]*%zmm", False)])  # VNNI without VBMI
+def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, instruction, vpermb):
+    """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors, and on x86
+    with AVX-512 VBMI a window's interleave into one `vpermb` of its 64 contiguous bytes (the blocked padded copy)
+    (compiled for a CPU this machine may not have, not run)."""
     from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target({"kind": "llvm", "mtriple": mtriple, "mcpu": mcpu,
                                 **({"mattr": ["+neon", "+dotprod"]} if mtriple.startswith("aarch64") else {})})
     k = choose.kernel_for(target)
     shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype).with_attr("global_symbol",
-                                                                                                 "main")
+    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype,
+                                           blocked=mtriple.startswith("x86")).with_attr("global_symbol", "main")
     sch = ts.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
-    assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
+    assembly = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
+    assert re.search(instruction, assembly)
+    assert bool(re.search(r"vpermb\s[^\n]*%zmm", assembly)) == vpermb
+    assert ("punpcklbw" in assembly) == (mtriple.startswith("x86") and not vpermb)  # the unpacks it replaces
 
 
 def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
