@@ -36,6 +36,6 @@ def pytest_collection_modifyitems(items):
     first, the rest in their order: `--dist loadfile` hands each worker whole files as it frees up, and a long file
     handed out last runs alone at the end. The tests of a file keep their order."""
     seconds = json.loads((TESTS / "durations.json").read_text())["seconds"]
-    first_seen = {path: i for i, path in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
-    items.sort(key=lambda item: (-seconds.get(item.nodeid.split("::")[0], 0.0),
-                                 first_seen[item.nodeid.split("::")[0]]))
+    paths = {item: item.nodeid.split("::")[0] for item in items}
+    first_seen = {path: i for i, path in enumerate(dict.fromkeys(paths.values()))}
+    items.sort(key=lambda item: (-seconds.get(paths[item], 0.0), first_seen[paths[item]]))

@@ -1,4 +1,5 @@
-"""What the tests share, in one place: the repository's paths here (REPO, never a test file's own parents), and
+"""What the tests share, in one place: the repository's paths here (REPO, never a test file's own parents) and
+`load_tool` (a tools/ script as a module), and
 beside it the helper modules: onnx_util (the ONNX graph builder, ONNX Runtime sessions and runs), lowering (seeded
 lowerings of specs, the FP32 contract), tvm_util (the TVM / toolchain / qemu skips, the INT8 checks on TVM), marks
 (the shared-fixtures skip), quant_models (small ONNX models and a tiny spec to calibrate), spec_util (`tcc check`
@@ -8,6 +9,7 @@ edited as tools/fuzz.py damaged them, `tcc` in-process). Tests import them as
 `tests.helpers...`: tests/ is a package (each folder one), so a test file's place in the tree does not matter."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,3 +26,11 @@ def cores_per_worker() -> int:
     took 25-42 s beside another worker), so thread pools are sized to the share (conftest.py sets torch's)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def load_tool(name: str):
+    """tools/NAME.py as a module (tools/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

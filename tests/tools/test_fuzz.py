@@ -5,7 +5,6 @@ fail: on an escaped exception, a printed traceback, a hang, a crash, a wrong exi
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -17,17 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, load_tool
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("fuzz", REPO / "tools" / "fuzz.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # it puts tools/ on sys.path for its package, tools/fuzzing
-    return mod
-
-
-FUZZ = _tool()
+FUZZ = load_tool("fuzz")  # it puts tools/ on sys.path for its package, tools/fuzzing
 RUNNER = importlib.import_module("fuzzing.runner")
 CASES = {"image": 10, "tiff": 12, "train": 4, "golden": 8, "bundle": 6}
 

@@ -2,28 +2,21 @@
 one DDSNet checkpoint with ORT's quantizer only, on few crops (the full table: README's INT8 section)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.helpers import FIXTURES, REPO
+from tests.helpers import FIXTURES, load_tool
 from tests.helpers.onnx_util import make_model
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("quality_compare", REPO / "tools" / "quality_compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.slow  # a rival-comparison tool (tools/), run with tools/slow_tests.sh; its checks run in CI's own tests
 @pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
 def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
     out = tmp_path / "q.json"
-    assert _tool().main(["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8",
-                         "--held-out", "4", "--cos-steps", "10", "-o", str(out)]) == 0
+    argv = ["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8", "--held-out", "4",
+            "--cos-steps", "10", "-o", str(out)]
+    assert load_tool("quality_compare").main(argv) == 0
     doc = json.loads(out.read_text())
     pcam = doc["checkpoints"]["PCam"]
     assert (pcam["calibration_crops"], pcam["held_out_crops"]) == (8, 4)
@@ -36,7 +29,7 @@ def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
 
 
 def test_bad_names_are_refused(capsys):
-    assert _tool().main(["--checkpoints", "GC", "--rivals", "Histogram"]) == 2
+    assert load_tool("quality_compare").main(["--checkpoints", "GC", "--rivals", "Histogram"]) == 2
     assert "unknown rival Histogram" in capsys.readouterr().err
 
 
@@ -60,7 +53,7 @@ def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
         "    return model\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 2]}, {"y": [1, 2]}, opset=onnx_opset_version())
-    tool = _tool()
+    tool = load_tool("quality_compare")
     try:
         import nncf  # noqa: F401
         pytest.skip("NNCF is installed here: the in-process path is taken")
@@ -90,7 +83,7 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
              helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
              helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
     int8 = make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": None}, inits)
-    wide = _tool().widen_activations(int8)
+    wide = load_tool("quality_compare").widen_activations(int8)
     assert max(o.version for o in wide.opset_import if o.domain in ("", "ai.onnx")) == 21
     init = {i.name: numpy_helper.to_array(i) for i in wide.graph.initializer}
     q, dq_x, dq_w = wide.graph.node[:3]

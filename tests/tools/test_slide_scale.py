@@ -3,7 +3,6 @@ that OpenSlide reads level by level, whose tissue `tcc slide` finds at every siz
 meter sees a process tree's memory (the 100,000 x 80,000 measurement: docs/train-slide-explain.md)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -12,7 +11,7 @@ import openslide
 
 from tcc.cli.main import main
 
-from tests.helpers import REPO
+from tests.helpers import load_tool
 
 SPEC = """\
 kind: model
@@ -30,15 +29,8 @@ layers:
 """
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("slide_scale", REPO / "tools" / "slide_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_generated_pyramid_reads_level_by_level_and_scales_its_tissue(tmp_path):
-    tool = _tool()
+    tool = load_tool("slide_scale")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)
     fractions = []
@@ -63,7 +55,7 @@ def test_generated_pyramid_reads_level_by_level_and_scales_its_tissue(tmp_path):
 
 
 def test_meter_sums_the_process_tree():
-    tool = _tool()
+    tool = load_tool("slide_scale")
     grandchild = "import numpy, time; b = numpy.ones(96 * 2 ** 20 // 8); b += 1; time.sleep(0.5)"
     child = f"import numpy, subprocess, sys; a = numpy.ones(64 * 2 ** 20 // 8); " \
             f"subprocess.run([sys.executable, '-c', {grandchild!r}])"

@@ -1,17 +1,9 @@
 """tools/test_durations.py: the seconds per test file that order the suite (tests/conftest.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from tests.helpers import REPO, TESTS
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("test_durations", REPO / "tools" / "test_durations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import REPO, TESTS, load_tool
 
 
 def test_seconds_per_file_from_the_durations_report(tmp_path):
@@ -23,12 +15,13 @@ def test_seconds_per_file_from_the_durations_report(tmp_path):
                    "0.40s call     tests/c/test_z.py::test_three\n"
                    "(2 durations < 0.005s hidden.  Use -vv to show these durations.)\n")
     out = tmp_path / "durations.json"
-    assert _tool().main([str(log), "-o", str(out)]) == 0
+    tool = load_tool("test_durations")
+    assert tool.main([str(log), "-o", str(out)]) == 0
     # under a second in all: left out (the order puts unrecorded files after the recorded ones)
     assert json.loads(out.read_text())["seconds"] == {"tests/a/test_x.py": 13.2, "tests/b/test_y.py": 3.0}
     log.write_text("1602 passed in 996.47s\n")
-    assert _tool().main([str(log), "-o", str(out)]) == 2  # no durations: refused, the record left as it was
-    assert _tool().main([str(tmp_path / "missing.log"), "-o", str(out)]) == 2
+    assert tool.main([str(log), "-o", str(out)]) == 2  # no durations: refused, the record left as it was
+    assert tool.main([str(tmp_path / "missing.log"), "-o", str(out)]) == 2
     assert json.loads(out.read_text())["seconds"] == {"tests/a/test_x.py": 13.2, "tests/b/test_y.py": 3.0}
 
 
