@@ -1,6 +1,5 @@
 """What the tests share, in one place: the repository's paths here (REPO, never a test file's own parents) and
-`load_tool` (a tools/ script as a module), and
-beside it the helper modules: onnx_util (the ONNX graph builder, ONNX Runtime sessions and runs), lowering (seeded
+`load_tool` (a tools/ script as a module), and beside it the helper modules: onnx_util (the ONNX graph builder, ONNX Runtime sessions and runs), lowering (seeded
 lowerings of specs, the FP32 contract), tvm_util (the TVM / toolchain / qemu skips, the INT8 checks on TVM), marks
 (the shared-fixtures skip), quant_models (small ONNX models and a tiny spec to calibrate), spec_util (`tcc check`
 errors), zoo (the baseline specs), int8_zoo, golden_util, reference_models (the paper models by hand),
