@@ -1,10 +1,10 @@
 """What the tests share, in one place: the repository's paths here (REPO, never a test file's own parents) and
-`load_tool` (a tools/ script as a module), and beside it the helper modules: onnx_util (the ONNX graph builder, ONNX Runtime sessions and runs), lowering (seeded
-lowerings of specs, the FP32 contract), tvm_util (the TVM / toolchain / qemu skips, the INT8 checks on TVM), marks
-(the shared-fixtures skip), quant_models (small ONNX models and a tiny spec to calibrate), spec_util (`tcc check`
-errors), zoo (the baseline specs), int8_zoo, golden_util, reference_models (the paper models by hand),
-torchvision_reference (torchvision's models as the zoo's reference), train_data, damaged (bundles and JSON files
-edited as tools/fuzz.py damaged them, `tcc` in-process). Tests import them as
+`load_tool` (a tools/ script as a module), and beside it the helper modules: onnx_util (the ONNX graph builder, ONNX
+Runtime sessions and runs), lowering (seeded lowerings of specs, the FP32 contract), tvm_util (the TVM / toolchain /
+qemu skips, the INT8 checks on TVM), marks (the shared-fixtures skip), quant_models (small ONNX models and a tiny
+spec to calibrate), spec_util (`tcc check` errors), zoo (the baseline specs), int8_zoo, golden_util, reference_models
+(the paper models by hand), torchvision_reference (torchvision's models as the zoo's reference), train_data, damaged
+(bundles and JSON files edited as tools/fuzz.py damaged them, `tcc` in-process). Tests import them as
 `tests.helpers...`: tests/ is a package (each folder one), so a test file's place in the tree does not matter."""
 from __future__ import annotations
 
