@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import helper
 
-from ..attention_ops import relative_position_index
+from ..ops.attention import relative_position_index
 
 
 class Unsupported(Exception):

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..attention_ops import relative_position_index, shifted_window_mask
+from ..ops.attention import relative_position_index, shifted_window_mask
 from .ops import (
     CHANNEL_LINEAR,
     CHANNEL_SHUFFLE,

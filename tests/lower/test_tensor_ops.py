@@ -1,4 +1,4 @@
-"""The tensor ops attention is written with (tcc/tensor_ops.py, tcc/norm_ops.py, tcc/attention_ops.py), each alone
+"""The tensor ops attention is written with (tcc/ops/tensor.py, tcc/ops/norm.py, tcc/ops/attention.py), each alone
 at odd sizes: the PyTorch lowering and the ONNX forms at opsets 13, 17, 18 and 21 (ONNX Runtime, raw and after the
 pass pipeline) against PyTorch's own tensor functions evaluated in float64, within the FP32 contract; shapes as the
 IR infers them; MACs of matmul; the multihead_attention block against torch.nn.MultiheadAttention with its
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import tcc
-from tcc.attention_ops import shifted_window_mask
+from tcc.ops.attention import shifted_window_mask
 from tcc.lower.to_torch import init_weights
 from tcc.tolerance import compare
 

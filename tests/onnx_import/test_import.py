@@ -107,7 +107,7 @@ def test_a_constant_added_to_scores_is_read_back_only_where_its_values_are_a_win
     [windows, 1, N, N] one a mask only where it is Swin's mask of some map and shift; other constants stay Adds."""
     from onnx import helper
 
-    from tcc.attention_ops import relative_position_index, shifted_window_mask
+    from tcc.ops.attention import relative_position_index, shifted_window_mask
     from tcc.onnx_import.patterns import window_attention_constants
 
     rng = np.random.default_rng(0)

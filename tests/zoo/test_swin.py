@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tcc
-from tcc.attention_ops import relative_position_index, shifted_window_mask
+from tcc.ops.attention import relative_position_index, shifted_window_mask
 from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
 

@@ -3,7 +3,8 @@
 An `OpDef` holds an op's arguments (types, defaults, limits), its shape rule, its parameters (shapes, which are
 trainable), its MAC count, its PyTorch lowering and its ONNX lowering. The spec checker, the JSON Schema generator,
 the IR, weight import and every lowering read this table; none of them re-describes an op. Later lowerings (the
-integer reference) add their rule as one more field.
+integer reference) add their rule as one more field. The tensor, norm and attention ops are defined in this
+package's modules of those names and join `OPS` here; `base` holds what every definition is made of.
 
 Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in arguments are NCHW axes (1 = C).
 """
@@ -12,10 +13,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .attention_ops import ATTENTION_OPS
-from .errors import ShapeError
-from .norm_ops import NORM_OPS
-from .op_base import (
+from ..errors import ShapeError
+from .attention import ATTENTION_OPS
+from .base import (
     MAX_CHANNELS,
     MAX_KERNEL,
     MAX_SPATIAL,
@@ -30,7 +30,8 @@ from .op_base import (
     same_shape,
     torch_modules,
 )
-from .tensor_ops import TENSOR_OPS
+from .norm import NORM_OPS
+from .tensor import TENSOR_OPS
 
 __all__ = ["MAX_CHANNELS", "MAX_KERNEL", "MAX_SPATIAL", "OPS", "REQUIRED", "Arg", "OpDef", "ParamSpec", "Shape"]
 
@@ -468,7 +469,7 @@ def _linear_torch(emit, a, x):
     shape = emit.in_shapes[0]
     ax = _linear_axis(a, shape)
     if ax != len(shape) - 1:
-        from .torch_ops import ChannelLinear  # deferred for start-up: loads jsonschema, networkx, torch
+        from ..torch_ops import ChannelLinear  # deferred for start-up: loads jsonschema, networkx, torch
 
         return emit.module(ChannelLinear(shape[ax], a["out"], a["bias"]), x)
     return emit.module(nn.Linear(shape[ax], a["out"], a["bias"]), x)
@@ -568,19 +569,19 @@ def _prelu_onnx(emit, a, x):
 
 
 def _scale_torch(emit, a, x):
-    from .torch_ops import Scale  # deferred for start-up: loads jsonschema, networkx, torch
+    from ..torch_ops import Scale  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(Scale(_channel_shape(emit.in_shapes[0]), a["init"]), x)
 
 
 def _global_maxpool_torch(emit, a, x):
-    from .torch_ops import global_max_pool  # deferred for start-up: loads jsonschema, networkx, torch
+    from ..torch_ops import global_max_pool  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.call(global_max_pool, x)
 
 
 def _stochastic_depth_torch(emit, a, x):
-    from .torch_ops import StochasticDepth  # deferred for start-up: loads jsonschema, networkx, torch
+    from ..torch_ops import StochasticDepth  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(StochasticDepth(a["p"], a["mode"]), x)  # a module, so .train()/.eval() switch it
 

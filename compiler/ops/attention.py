@@ -9,8 +9,8 @@ buffer and the ONNX initializer.
 """
 from __future__ import annotations
 
-from .errors import ShapeError
-from .op_base import MAX_SPATIAL, REQUIRED, Arg, OpDef, ParamSpec
+from ..errors import ShapeError
+from .base import MAX_SPATIAL, REQUIRED, Arg, OpDef, ParamSpec
 
 MASKED = -100.0  # torchvision's value for positions of different regions (softmax makes them ~e^-100)
 
@@ -66,7 +66,7 @@ def _bias_params(a, shapes):
 
 
 def _bias_torch(emit, a, x):
-    from .torch_ops import RelativePositionBias  # deferred for start-up: loads torch
+    from ..torch_ops import RelativePositionBias  # deferred for start-up: loads torch
 
     h, w = a["window"]
     index = relative_position_index(h, w)
@@ -104,7 +104,7 @@ def _mask_prepare(a, shapes):
 
 
 def _mask_torch(emit, a, x):
-    from .torch_ops import AddConstant  # deferred for start-up: loads torch
+    from ..torch_ops import AddConstant  # deferred for start-up: loads torch
 
     return emit.module(AddConstant(shifted_window_mask(a["size"], a["window"], a["shift"])), x)
 

@@ -4,8 +4,8 @@ MobileViTv2's GroupNorm1 is one group). Batch norm, folded into convs, stays wit
 """
 from __future__ import annotations
 
-from .errors import ShapeError
-from .op_base import Arg, OpDef, ParamSpec, axis_of, f32_const, torch_modules
+from ..errors import ShapeError
+from .base import Arg, OpDef, ParamSpec, axis_of, f32_const, torch_modules
 
 
 # ---------------------------------------------------------------------------------------------------- layernorm
@@ -22,7 +22,7 @@ def _layernorm_params(a, shapes):
 
 
 def _layernorm_torch(emit, a, x):
-    from .torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
+    from ..torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
 
     ax = axis_of(a, emit.in_shapes)
     return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .errors import ShapeError
-from .op_base import REQUIRED, Arg, OpDef, ParamSpec, axis_of, torch_modules
+from ..errors import ShapeError
+from .base import REQUIRED, Arg, OpDef, ParamSpec, axis_of, torch_modules
 
 MAX_RANK = 8  # per-sample axes (a window partition has 5, MobileViT's unfold 5)
 _AXES = dict(lo=-MAX_RANK, hi=MAX_RANK)
@@ -49,7 +49,7 @@ def _reshape_prepare(a, shapes):
 
 
 def _reshape_torch(emit, a, x):
-    from .torch_ops import reshape  # deferred for start-up: loads torch
+    from ..torch_ops import reshape  # deferred for start-up: loads torch
 
     return emit.call(reshape, x, a["resolved"])
 
@@ -181,7 +181,7 @@ def _slice_infer(a, shapes):
 
 
 def _slice_torch(emit, a, x):
-    from .torch_ops import slice_axis  # deferred for start-up: loads torch
+    from ..torch_ops import slice_axis  # deferred for start-up: loads torch
 
     return emit.call(slice_axis, x, a["at"] + 1, *a["bounds"])
 
@@ -288,7 +288,7 @@ def _matmul_infer(a, shapes):
 
 
 def _matmul_torch(emit, a, x, y):
-    from .torch_ops import matmul  # deferred for start-up: loads torch
+    from ..torch_ops import matmul  # deferred for start-up: loads torch
 
     return emit.call(matmul, x, y, a["transpose_b"], a["scale"])
 
@@ -305,7 +305,7 @@ def _matmul_onnx(emit, a, x, y):
 
 # ---------------------------------------------------------------------------------------------------- param
 def _param_torch(emit, a, x):
-    from .torch_ops import LearnedTensor  # deferred for start-up: loads torch
+    from ..torch_ops import LearnedTensor  # deferred for start-up: loads torch
 
     return emit.module(LearnedTensor(a["shape"], a["std"]), x)
 

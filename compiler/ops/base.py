@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ShapeError
+from ..errors import ShapeError
 
 REQUIRED = object()
 MAX_CHANNELS = 65_536
