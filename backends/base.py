@@ -108,8 +108,8 @@ class Backend:
     # ------------------------------------------------------------------ per backend
     def preload(self, worker: bool = False) -> None:
         """Called before the frontend runs: a backend whose libraries load faster before PyTorch's imports them
-        here (TVM: backends/tvm_import.py); with `worker`, a backend may start a process to emit in, importing
-        them while the frontend runs (TVM: backends/tvm_worker.py). The command line asks for it."""
+        here (TVM: backends/tvm/import_tvm.py); with `worker`, a backend may start a process to emit in, importing
+        them while the frontend runs (TVM: backends/tvm/worker.py). The command line asks for it."""
 
     def close(self) -> None:
         """Called when the build ends, whether it succeeded or not: ends what preload started."""

@@ -70,7 +70,7 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
     the wall time of every phase (tcc.process.phases: "emit/compile", "target-checks/host-twin/link", ...).
     `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
-    (`tcc build` asks for it; backends/tvm_worker.py). `source`: where the spec came from when it was not written
+    (`tcc build` asks for it; backends/tvm/worker.py). `source`: where the spec came from when it was not written
     by hand (an ONNX file imported in memory: its name and sha256), recorded in the manifest."""
     t0 = time.perf_counter()
     tgt = get_target(target)

@@ -3,7 +3,7 @@
 A `Target` names the backend that builds it, its precisions, the quantization rules its INT8 build needs (a key of
 tcc.quant.table.rules.RULES) and, for the TVM targets, its `Platform`: how to compile for it (the TVM target dict), how to
 link (cross compiler), where the TVM runtime for the board comes from (``runtime``) and how to run the result on this
-x86_64 machine (``qemu``).  ``backends/tvm_runtime.py`` uses the platforms; ``tools/setup_arm.sh`` installs what
+x86_64 machine (``qemu``).  ``backends/tvm/runtime.py`` uses the platforms; ``tools/setup_arm.sh`` installs what
 their ``apt_packages`` name.  Nothing here imports a backend.
 
 Runtime sources (``Platform.runtime``):
@@ -148,7 +148,8 @@ _QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
 _NPU_INT8 = MappingProxyType(dict.fromkeys(
     ("fp32", "fp16", "dynamic"), "the NPU runs 8-bit integer models: the kit holds the FP32 ONNX and the toolchain "
     "quantizes it (--precision int8, the default, with --data)"))
-TVM_PRECISIONS = ("fp32", "int8")  # int8: real integer kernels (backends/tvm_int8.py), bit-exact with the reference
+# int8: real integer kernels (backends/tvm/int8/lower.py), bit-exact with the reference
+TVM_PRECISIONS = ("fp32", "int8")
 
 
 def _tvm(name: str, p: Platform) -> Target:

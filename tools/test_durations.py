@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tcc.files import atomic_write
+
 RECORD = Path(__file__).resolve().parent.parent / "tests" / "durations.json"
 LINE = re.compile(r"^([\d.]+)s (?:call|setup|teardown)\s+([^\s:]+)::")
 
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
         return 2
     doc = {"about": "seconds each test file took in a run of the suite (tools/test_durations.py); tests/conftest.py "
                     "runs the longest first", "seconds": seconds}
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    atomic_write(args.out, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))  # never half-written
     print(f"{args.out}: {len(seconds)} files, {sum(seconds.values()):.0f} s in all")
     return 0
 

@@ -11,11 +11,11 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
 
 kit.py names these files and writes the kit (`write_kit`).
 Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling is
-backends/tvm_compile.py (MetaSchedule tuning: tvm_tune.py), the runtimes and their cache backends/tvm_runtime.py,
-running backends/tvm_run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
+backends/tvm/compile.py (MetaSchedule tuning: tune.py), the runtimes and their cache backends/tvm/runtime.py,
+running backends/tvm/run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
 FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules
 (backends/tvm/schedule/) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
-backends/tvm_int8.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
+backends/tvm/int8/lower.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
 compiled the same way.
 Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.
 """
@@ -111,7 +111,7 @@ class TvmBackend(Backend):
             # host bundles run wherever apache-tvm is installed; ARM bundles also need qemu-user, which load()
             # checks per target (naming the package) -- capabilities cannot say "this target only"
             runs_here=_tvm_missing() is None,
-            int8_lowering="tvm",  # backends/tvm_int8.py: RelaxLowering over the integer op table
+            int8_lowering="tvm",  # backends/tvm/int8/lower.py: RelaxLowering over the integer op table
             int8_exact=True,  # integer kernels with the reference's fixed-point requantization: bit for bit
         )
 

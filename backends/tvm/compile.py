@@ -123,7 +123,7 @@ def fold_numpy_constants():
 
 def _declared_op_patterns():
     """A module pass: PrimFuncs carrying "tcc.op_pattern" get that as their "op_pattern" (which FuseOps reads),
-    overriding AnnotateTIROpPattern's guess (see tvm_int8.requantize_primfunc)."""
+    overriding AnnotateTIROpPattern's guess (see int8.requantize.requantize_primfunc)."""
     import tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccDeclaredOpPatterns")
@@ -212,7 +212,7 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
     dequantizing the output -- must round exactly like the reference; fast-math turns x / s into
     x * (1 / s), which moves codes at ties); ``concat_in_place``: see _relax_pipeline (FP32 modules: INT8 ones
     keep their concat kernels); ``nchw_input``: the first conv reads the NCHW input itself (x86 FP32 modules:
-    backends/tvm_nchw_input.py); ``fast_math``: exp, sigmoid, softmax, tanh and erf as vectorizing polynomials
+    backends/tvm/passes/nchw_input.py); ``fast_math``: exp, sigmoid, softmax, tanh and erf as vectorizing polynomials
     (x86 FP32 modules: backends/tvm/passes/fast_math.py); ``whole_vectors``: convs whose output channels no zmm divides
     compute them rounded up and slice (AVX-512 FP32 modules: backends/tvm/passes/channel_pad.py)."""
     import tvm

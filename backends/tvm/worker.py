@@ -2,7 +2,7 @@
 
 A build needs PyTorch (the checkpoint, the PyTorch lowering the self-check judges against) and TVM (the compile),
 and each takes about a second to import; one process imports them one after the other. The worker is forked when
-the build starts, before PyTorch is loaded, and imports TVM (backends/tvm_import.py) on the second core while the
+the build starts, before PyTorch is loaded, and imports TVM (backends/tvm/import_tvm.py) on the second core while the
 build's own process runs the frontend; the emit step (Relax import, compile, codegen, link, kit) then runs there,
 writing into the bundle's folder, and its phase times come back with the file list. What it hides is TVM's
 import, 0.9 s on the 2-core EPYC (README, issue 15's targets).

@@ -1,7 +1,7 @@
 """Start-up time: importing a library without an optional dependency of its own that tcc never uses.
 
 Two are measured to matter for `tcc build`: onnxsim loads sympy (0.4 s) only to print symbolic MAC formulas, and
-tvm_ffi loads PyTorch before TVM, which makes TVM's import 0.6 s slower (backends/tvm_import.py says why).
+tvm_ffi loads PyTorch before TVM, which makes TVM's import 0.6 s slower (backends/tvm/import_tvm.py says why).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`tcc build`'s start-up and exit: libraries imported without optional dependencies tcc does not use
-(tcc.process.import_order), TVM's compile in a worker process forked before PyTorch loads (backends/tvm_worker.py), and the
-command's exit without module teardown (tcc.cli.main.run). What each saves is measured by `tcc bench` (README, issue 15);
-these tests check that none of it changes what is built or what the user sees."""
+(tcc.process.import_order), TVM's compile in a worker process forked before PyTorch loads
+(backends/tvm/worker.py), and the command's exit without module teardown (tcc.cli.main.run). What each saves is
+measured by `tcc bench` (README, issue 15); these tests check that none of it changes what is built or what the
+user sees."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def kernel_for(target) -> DotKernel | None:
 
 
 def reciprocal_division(target) -> bool:
-    """Whether float32 division is better done by multiply-adds (tvm_int8.exact_quotient): ARMv7 NEON has no
+    """Whether float32 division is better done by multiply-adds (int8.tir.exact_quotient): ARMv7 NEON has no
     vector division (one scalar vdiv.f32 per element) but VFPv4's fused multiply-add; x86 and AArch64 divide
     vectors exactly."""
     return str(target.attrs.get("mtriple", "")).startswith("arm") and target_has(target, "neon") \

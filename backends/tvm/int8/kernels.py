@@ -1,6 +1,6 @@
 """Integer dot-product micro-kernels for tcc's INT8 convolutions: one per instruction set, chosen from the target.
 
-The generic integer conv (backends/tvm_int8.py: int16 codes, int32 products) leaves LLVM to multiply 32-bit
+The generic integer conv (backends/tvm/int8/lower.py: int16 codes, int32 products) leaves LLVM to multiply 32-bit
 lanes: `vpmulld` on x86 (8 products per instruction, slower than the float FMA), `vmlal.s16` on ARMv7. The CPUs
 have better instructions, each summing several 8- or 16-bit products into one 32-bit lane:
 
@@ -64,7 +64,7 @@ ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows
 # the dot kernels whose instruction the depthwise conv takes, per instruction set (their lanes and code type too)
 DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx512_vnni"}
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
-QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (tvm_int8.quantize_input_primfunc)
+QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (int8.tir.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
 # A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input float
 # stem, the im2col'd INT8 stem on AArch64's `sdot`), whose result this block crops to the output's width: the tile

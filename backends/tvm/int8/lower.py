@@ -15,7 +15,7 @@ tables): the module computes what the reference computes, bit for bit, and canno
   ones channels-last (NHWC, the layout of tcc's CPU schedules, backends/tvm/schedule/): the input codes are
   transposed once, and a tensor goes back to NCHW only where the graph's semantics need it (reshape / transpose /
   split across layouts, graph outputs);
-- a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm_int8_kernels.py: AVX2 /
+- a dense conv (groups 1) on a target with an integer dot-product kernel (backends/tvm/int8/kernels.py: AVX2 /
   AVX-512 `vpmaddwd`, VNNI `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`) is
   one call of that kernel's conv, its codes converted to the kernel's type on the way, and so is a linear layer
   over rows of 8-bit codes (a 1 x 1 conv on one image row: attention's projections and MLPs); other convs
@@ -103,9 +103,9 @@ class RelaxLowering(Interpreter):
     lowering = TVM
 
     def __init__(self, kernel=None, reciprocal: bool = False, amx: bool = False):
-        """kernel: the target's integer dot-product kernel (tvm_int8_kernels.DotKernel) for dense convs; None:
+        """kernel: the target's integer dot-product kernel (int8.kernels.DotKernel) for dense convs; None:
         the generic int16 form everywhere (compiles for any target). reciprocal: the input's x / s by
-        multiply-adds (`quantize_input_primfunc`; tvm_int8_kernels.reciprocal_division). amx: the target's CPU
+        multiply-adds (`quantize_input_primfunc`; int8.choose.reciprocal_division). amx: the target's CPU
         has AMX-INT8 (amx.py), which takes a stem whose accumulators a max pool reads."""
         from tvm import relax
 
@@ -456,7 +456,7 @@ class RelaxLowering(Interpreter):
         return self._accumulated(n, acc, x.params, c_high * 256 + c_low, in_kernel=True, started=started)
 
     def _dot_conv(self, n: QNode, x: _Codes, shape, codes=None, weight: np.ndarray | None = None) -> list:
-        """The conv as one call of the kernel's PrimFunc (tvm_int8_kernels.conv_primfunc): the codes converted to
+        """The conv as one call of the kernel's PrimFunc (int8.compute.conv_primfunc): the codes converted to
         the kernel's type (shifted where its signedness differs; Relax fuses the conversion into the producer),
         the weights packed, the shift's effect taken back in the bias. codes, weight: the conv's NHWC input and
         OIHW weight codes where they are not x's and the node's (a linear layer as a 1 x 1 conv)."""

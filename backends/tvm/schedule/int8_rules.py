@@ -80,7 +80,7 @@ DEPTHWISE_PAD_BY_ROWS_CHANNELS = 16
 
 
 class Int8DotConv(Rule):
-    """The dense INT8 conv of backends/tvm_int8_kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
+    """The dense INT8 conv of backends/tvm/int8/kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
     with its epilogue (bias, requantization): a register tile of pixels x vectors of output channels (the
     kernel's `tile`, shrunk to divisors of the layer) accumulated over the whole reduction, each step one call of
     the kernel's TensorIntrin per (pixel, vector); the epilogue applied to the tile on its way out; tiles of
@@ -214,7 +214,7 @@ class Int8DotConv(Rule):
 
 
 class Int8Depthwise(Rule):
-    """The INT8 depthwise conv of backends/tvm_int8_kernels.py (block `tcc_dw_conv`, its int16 padded input
+    """The INT8 depthwise conv of backends/tvm/int8/kernels.py (block `tcc_dw_conv`, its int16 padded input
     `tcc_dw_pad` written once beforehand, vectorized; by rows on few channels, DEPTHWISE_PAD_BY_ROWS_CHANNELS) with
     its epilogue, on ARMv7: a register tile of pixels x two vectors of int32 channels, accumulated over the taps
     (the NEON widening intrinsic), the epilogue fused into its write-back; on AArch64 the same with more pixels a
@@ -316,7 +316,7 @@ class Int8DepthwiseDot(Rule):
 
 
 class QuantizeInput(Rule):
-    """The graph input's quantization (tvm_int8.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
+    """The graph input's quantization (int8.tir.quantize_input_primfunc, block `quantize`) with the NCHW -> NHWC
     transpose and the casts fused behind it: vectorized along the width, where the float input is contiguous,
     by 8 float vectors on ARMv7 (FastNet: 0.3% fewer instructions than 4, 16 or 2), by one on x86; the few
     channels (3 for RGB) unrolled; the codes stored with a stride of the channels. (Injective's vectors along the

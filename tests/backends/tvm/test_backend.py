@@ -274,10 +274,10 @@ def test_arm_bundle_without_qemu_names_the_package(bundles, monkeypatch, tmp_pat
 
 @needs_tvm
 def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
-    """INT8 goes through backends/tvm_int8.py and is compiled like FP32; the ARM module under qemu must equal the
+    """INT8 goes through backends/tvm/int8/lower.py and is compiled like FP32; the ARM module under qemu must equal the
     host build bit for bit, and both the integer reference (the builder's gated self-check for exact backends)."""
     if importlib.util.find_spec("tcc.backends.tvm.int8.lower") is None:
-        pytest.skip("backends/tvm_int8.py not there yet")
+        pytest.skip("backends/tvm/int8/lower.py not there yet")
     require_runtime("arm-a7")
     from tcc.quant.table.quantizer import scale_for_threshold
 

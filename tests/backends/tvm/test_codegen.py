@@ -1,4 +1,4 @@
-"""The parallel LLVM code generation (backends/tvm_codegen.py): the split of a model's kernels into parts, and the
+"""The parallel LLVM code generation (backends/tvm/codegen.py): the split of a model's kernels into parts, and the
 library linked from the parts computing what TVM's own one-module build computes, byte-identical whatever the
 number of threads."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""INT8 Relax lowering (backends/tvm_int8.py) vs the integer reference executor: bit for bit.
+"""INT8 Relax lowering (backends/tvm/int8/lower.py) vs the integer reference executor: bit for bit.
 
 Every test compares np.array_equal against compiler/quant/reference.py: the graph output and, through
 `lower_int8(..., expose=...)`, the codes of every quantized tensor the reference computes. Host code runs in the
@@ -61,7 +61,7 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
 
 
 def test_requantize_narrow_form_bit_exact():
-    """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (tvm_int8.requantize_params says why
+    """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (int8.requantize.requantize_params says why
     that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
     from tests.helpers.tvm_int8 import _requant
 
@@ -81,7 +81,7 @@ def test_requantize_narrow_form_bit_exact():
 
 @pytest.mark.parametrize("form", ["int32", "float64"])
 def test_x86_requantization_forms_bit_exact_on_edge_cases(form):
-    """The requantizations of an x86 kernel's layers (tvm_int8.requantize_int32_primfunc, where the 64-bit
+    """The requantizations of an x86 kernel's layers (int8.requantize.requantize_int32_primfunc, where the 64-bit
     product is only the high half; requantize_float64_primfunc, where |acc q| < 2^53 makes float64 exact) on the
     edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
     accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host."""

@@ -1,4 +1,4 @@
-"""The integer dot-product kernels of the TVM INT8 convs (backends/tvm_int8_kernels.py): bit-exact against the
+"""The integer dot-product kernels of the TVM INT8 convs (backends/tvm/int8/kernels.py): bit-exact against the
 integer reference on odd shapes (input channels not a multiple of the step, strides, asymmetric padding, a 7x7
 stem on 3 channels, signed and unsigned codes, output channels the kernel cannot take), the weight packing, the
 per-layer fallback of the ARM kernel, and the instruction each x86 kernel compiles to for CPUs this machine may
@@ -124,7 +124,7 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
 
 def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
     """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
-    small enough): every layer's epilogue in the int32 form (tvm_int8.requantize_int32_primfunc), bit-exact."""
+    small enough): every layer's epilogue in the int32 form (int8.requantize.requantize_int32_primfunc), bit-exact."""
     from tcc.backends.tvm.int8 import requantize as tvm_requantize
 
     skip_unless_runtime("host")
@@ -345,7 +345,7 @@ def _run_requantize(func, params, acc, dtype, target, so, lanes: int = 4):
 @pytest.mark.parametrize("target, arch, lanes", [("arm-a7", "armv7", 4), ("aarch64", "aarch64", 4),
                                                 ("arm-a7", "armv7", 16), ("aarch64", "aarch64", 16)])
 def test_neon_requantization_bit_exact_on_edge_cases(target, arch, lanes, tmp_path):
-    """ARM's 32-bit requantization (tvm_int8.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
+    """ARM's 32-bit requantization (int8.requantize.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
     sshl), run under qemu on the accumulators and multipliers that hit its branches: ties (q = 2^30: M = 2^-s,
     every odd multiple a tie), the int32 extremes, shifts 1..22, odd and even q (the low-bits test), saturating
     sums, zero points; 8-bit codes through the saturating narrowings, the int32 extremes past int16 included;

@@ -1,4 +1,4 @@
-"""The graph input's quantization without a division (backends/tvm_int8.py: `exact_quotient`, the ARMv7 form of
+"""The graph input's quantization without a division (backends/tvm/int8/lower.py: `exact_quotient`, the ARMv7 form of
 `quantize_input_primfunc`): the quotient by multiply-adds equals float32's correctly rounded x / s, checked in a
 float32 emulation of the fused multiply-add at every tie k + 1/2 (and a few ulps around it) for random scales,
 and the compiled module (host, and arm-a7 under qemu where the toolchain is set up) gives the integer

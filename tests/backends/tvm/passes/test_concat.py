@@ -1,4 +1,4 @@
-"""Dense-block concats without copies (backends/tvm_concat.py): which concats the pass removes, which it leaves,
+"""Dense-block concats without copies (backends/tvm/passes/concat.py): which concats the pass removes, which it leaves,
 that the module computes exactly what it computes without the pass (INT8: the integer reference's codes), and that
 ARM modules keep their kernels. Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The first conv reading the NCHW input itself (backends/tvm_nchw_input.py) and heavy convs' padding by rows
+"""The first conv reading the NCHW input itself (backends/tvm/passes/nchw_input.py) and heavy convs' padding by rows
 (schedule.loops.pad_by_rows), x86 host FP32 only: bit-identical outputs, the transpose kernel gone, the padding
 without bounds tests, ARM untouched. Speed is measured by `tcc bench`, not here."""
 from __future__ import annotations
