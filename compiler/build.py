@@ -25,6 +25,7 @@ from tcc.backends import EmitOptions, check_precision, get_backend, get_target
 from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file, stable_float
 from .errors import BuildError, SelfCheckError
 from .frontend import lower_spec
+from .lower.run import torch_run
 from .process.background import Background
 from .process.phases import phase, recording
 from .quant.collect.data import load_calibration_data
@@ -411,25 +412,6 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
         "result": result,
         "vs_fp32": {"reference": "the PyTorch FP32 lowering with the same weights (recorded, not gated)", **vs_fp32},
     }
-
-
-def torch_run(module, x: np.ndarray, float64: bool = False) -> np.ndarray:
-    """The PyTorch lowering on `x`, on one thread: the checks' batches are small, and PyTorch's OpenMP threads wait
-    for one another at every op when another process holds a core (DDSNet, batch 2, float64: 0.16 s on one thread,
-    5 s on two while the machine was busy, measured). One thread also makes them independent of the core count."""
-    import copy
-
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            if float64:  # the same function with float32's rounding error gone (a copy: the module stays float32)
-                return copy.deepcopy(module).double()(torch.from_numpy(x).double()).numpy()
-            return module(torch.from_numpy(x)).numpy()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fp16_emulation(ref, x, expected) -> dict:

@@ -17,12 +17,12 @@ import numpy as np
 
 from tcc.backends import EmitOptions, get_backend, get_target
 
-from ..build import torch_run
 from ..bundle import sha256_file
 from ..data import load_image
 from ..errors import BuildError
 from ..files import is_onnx_file
 from ..frontend import lower_spec
+from ..lower.run import torch_run
 from ..onnx_import import import_options, import_to_files
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data

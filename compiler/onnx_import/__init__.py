@@ -13,7 +13,6 @@ naming each node.
 """
 from __future__ import annotations
 
-import copy
 import tempfile
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ import torch
 
 from ..errors import DataError, SelfCheckError
 from ..ir import INPUT
+from ..lower.run import torch_run
 from ..lower.to_torch import to_torch
 from ..lower.weights import load_weights
 from ..measure.ort import session
@@ -183,19 +183,9 @@ def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool
 
 # PyTorch's float32 error, which scales the FP32 rule's bound, depends on its summation order and so on its thread
 # count: the seeded full-size EfficientNetV2-S (logits up to 1.9e6) is 5.8 from float64 on 1 thread, 10.8 on 2,
-# and ONNX Runtime 29.7 on any. The rule takes the farther of two orders, so its verdict is the same whatever threads
-# the caller runs on (a pytest worker, OMP_NUM_THREADS=1).
+# and ONNX Runtime 29.7 on any. The check takes the farther of two fixed orders, so its verdict is the same whatever
+# threads the caller runs on (a pytest worker, OMP_NUM_THREADS=1).
 FLOAT32_ORDERS = (1, 2)
-
-
-def _float32_run(module, x: np.ndarray, threads: int) -> np.ndarray:
-    """The module's float32 output on `threads` intra-op threads (PyTorch's setting restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return module(torch.from_numpy(x)).numpy()
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check(g: ImportedGraph, module) -> dict:
@@ -203,10 +193,9 @@ def _check(g: ImportedGraph, module) -> dict:
     x = np.random.default_rng(0).standard_normal((1, *g.input_shape)).astype(np.float32)
     sess = session(g.onnx)
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    with torch.no_grad():
-        exact = copy.deepcopy(module).double()(torch.from_numpy(x).double()).numpy()
-        got = max((_float32_run(module, x, threads) for threads in FLOAT32_ORDERS),
-                  key=lambda r: float(np.max(np.abs(r - exact))))
+    exact = torch_run(module, x, float64=True)
+    got = max((torch_run(module, x, threads=threads) for threads in FLOAT32_ORDERS),
+              key=lambda r: float(np.max(np.abs(r - exact))))
     verdict = compare(want.reshape(got.shape), got, "fp32", exact=exact)
     if not verdict["passed"]:
         raise SelfCheckError(f"the imported spec's PyTorch lowering differs from ONNX Runtime on the original: max "
