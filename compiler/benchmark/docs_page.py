@@ -1,9 +1,10 @@
 """`tcc bench --docs PAGE`: a run's tables written into a docs page (docs/bench.md), stamped with the machine, its
 CPU flags, the commit and the date.
 
-One section per CPU class (and quick runs apart), between two HTML comments that mkdocs does not show, so a run on
-an AVX2 machine replaces the AVX2 section and leaves the AVX-512 one, and everything written by hand around them,
-as it was. A page without the section gets it appended."""
+One section per CPU class and vendor (and quick runs apart), between two HTML comments that mkdocs does not show, so
+a run on an AVX2 machine replaces the AVX2 section and leaves the AVX-512 one, and everything written by hand around
+them, as it was. The vendor keeps an AMD and an Intel machine of one class apart: their kernels differ (AMX is
+Intel's) and so do their ratios. A page without the section gets it appended."""
 from __future__ import annotations
 
 import re
@@ -17,8 +18,18 @@ _BEGIN = "<!-- tcc bench --docs: {key} -->"
 _END = "<!-- /tcc bench --docs: {key} -->"
 
 
+_VENDORS = {"amd": "AMD", "intel": "Intel"}
+
+
+def machine_name(doc: dict) -> str:
+    """The CPU class and, where the CPU's name gives it, the vendor: `avx512-vnni, AMD`."""
+    mach = doc["machine"]
+    vendor = next((name for key, name in _VENDORS.items() if key in mach["cpu"].lower()), None)
+    return mach["isa_class"] + (f", {vendor}" if vendor else "")
+
+
 def section_key(doc: dict) -> str:
-    return doc["machine"]["isa_class"] + ("-quick" if doc.get("quick") else "")
+    return machine_name(doc).replace(", ", "-").lower() + ("-quick" if doc.get("quick") else "")
 
 
 def stamp(doc: dict) -> str:
@@ -35,7 +46,7 @@ def section(doc: dict) -> str:
     """The run as a docs section: a heading, the stamp, and bench.md's tables with their headings two levels down."""
     body = to_markdown(doc).splitlines()[1:]  # bench.md's own title is replaced by the heading below
     body = [("##" + line) if line.startswith("#") else line for line in body]
-    title = f"### Measured by `tcc bench{' --quick' if doc.get('quick') else ''}`: {doc['machine']['isa_class']}"
+    title = f"### Measured by `tcc bench{' --quick' if doc.get('quick') else ''}`: {machine_name(doc)}"
     return "\n".join([title, "", stamp(doc), *body]).rstrip() + "\n"
 
 

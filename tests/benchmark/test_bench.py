@@ -132,11 +132,11 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
     assert status(_doc(True, 0.5, samples=32))["calibration"][0] == "not measured"  # stated for 128 samples
 
 
-def _run_doc(isa_class: str, measured: float) -> dict:
+def _run_doc(isa_class: str, measured: float, cpu: str = "AMD EPYC") -> dict:
     """A bench.json with no model sections (to_markdown takes it) and one judged target."""
     return {"quick": False, "stamp": {"date": "2026-11-25", "commit": "0123456789abcdef" * 2 + "01234567",
                                       "dirty": False},
-            "machine": {"cpu": "AMD EPYC", "cores": 2, "isa": ["avx2", "fma"], "isa_class": isa_class,
+            "machine": {"cpu": cpu, "cores": 2, "isa": ["avx2", "fma"], "isa_class": isa_class,
                         "int8_dot": isa_class == "avx512-vnni", "load_average": [0.0, 0.0, 0.0]},
             "settings": {"rounds": 10, "runs_per_round": 20}, "models": {},
             "targets": [{"target": "host-fp32", "model": "ddsnet", "what": "TVM host FP32 / ORT FP32", "bound": 1.0,
@@ -144,8 +144,9 @@ def _run_doc(isa_class: str, measured: float) -> dict:
 
 
 def test_docs_page_keeps_one_stamped_section_per_cpu_class(tmp_path, capsys):
-    """`tcc bench --docs PAGE`: the run's section for its CPU class is replaced, another class's section and the
-    hand-written text stay; the stamp names machine, flags, commit and date; a missing page is refused up front."""
+    """`tcc bench --docs PAGE`: the run's section for its CPU class and vendor is replaced, another class's or
+    vendor's section and the hand-written text stay; the stamp names machine, flags, commit and date; a missing page
+    is refused up front."""
     from tcc.benchmark.docs_page import update_page
     from tcc.cli.main import main
     from tcc.measure.machine import source_revision
@@ -156,9 +157,12 @@ def test_docs_page_keeps_one_stamped_section_per_cpu_class(tmp_path, capsys):
     assert ("**Machine:** AMD EPYC, 2 cores · **CPU flags:** avx2 fma (class avx2) · **Commit:** `0123456` · "
             "**Date:** 2026-11-25") in once
     twice = update_page(update_page(once, _run_doc("avx512-vnni", 1.2)), _run_doc("avx2", 0.95))
-    assert twice.count("### Measured by `tcc bench`: avx2") == 1 and "0.97 | PASS" not in twice
+    assert twice.count("### Measured by `tcc bench`: avx2, AMD") == 1 and "0.97 | PASS" not in twice
     assert "| 0.95 | PASS |" in twice and "| 1.2 | PASS |" in twice and twice.startswith(hand)
     assert update_page(twice, _run_doc("avx2", 0.95)) == twice
+    intel = update_page(twice, _run_doc("avx512-vnni", 0.8, cpu="Intel(R) Xeon(R) Processor"))
+    assert "<!-- tcc bench --docs: avx512-vnni-intel -->" in intel and "| 1.2 | PASS |" in intel  # AMD's stays
+    assert "### Measured by `tcc bench`: avx512-vnni, Intel" in intel and "| 0.8 | PASS |" in intel
     assert main(["bench", "--docs", str(tmp_path / "missing.md"), "-o", str(tmp_path / "out")]) == 2
     assert "missing.md: no such page" in capsys.readouterr().err and not (tmp_path / "out").exists()
     revision = source_revision()  # this checkout's commit
