@@ -63,6 +63,7 @@ DEPTHWISE_DOT_BLOCK = "tcc_dw_dot"
 ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
 # the dot kernels whose instruction the depthwise conv takes, per instruction set (their lanes and code type too)
 DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx512_vnni"}
+AFFINE_BLOCK = "tcc_affine"  # a 1 x 1 depthwise conv as float32 (int8.affine.affine_primfunc)
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (int8.tir.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes

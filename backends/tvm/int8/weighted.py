@@ -10,7 +10,7 @@ import numpy as np
 from tcc.quant.intgraph.fixed_point import INT32_MAX
 from tcc.quant.intgraph.qtypes import QNode, QParams, accumulator_bound, window_sums
 
-from . import amx, choose, compute
+from . import affine, amx, choose, compute
 from .choose import narrow_kernel, supports
 from .codes import _Codes
 from .compute import depthwise_primfunc
@@ -39,6 +39,9 @@ class WeightedLowering(RelaxEmitter):
         self.pooled_accs: dict[str, tuple] = {}
         self.pool_readers: set[str] = set()
         self.amx_pools: dict[str, tuple] = {}  # a conv on AMX, by output name: (shape, pad code, its arguments)
+        # the x86 1 x 1 depthwise convs as float32 maps (int8.affine): (output, its call's arguments, lo, hi); a
+        # pooled conv reading one computes the map in its window sums (the call is left to dead-code elimination)
+        self.affine_maps: list[tuple] = []
 
     # ------------------------------------------------------------------------------------------ weighted
     @staticmethod
@@ -100,6 +103,17 @@ class WeightedLowering(RelaxEmitter):
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
             return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
+        shape = self._affine_shape(n, x)
+        params = (affine.affine_params(n.weight[:, 0, 0, 0], n.bias, n.requant, str(x.expr.ty.dtype))
+                  if shape is not None else None)
+        if params is not None:  # a 1 x 1 depthwise conv on x86: float32, checked against the reference's table
+            out, dims = n.qout[0], [shape.n, shape.h, shape.w, shape.c]
+            func = self.bb.add_func(affine.affine_primfunc(dims, str(x.expr.ty.dtype), out.dtype, n.requant.lo,
+                                                           n.requant.hi), "tcc_affine")
+            args = [x.expr, *(self.const(p, "float32") for p in params)]
+            y = self.emit(self.relax.call_tir(func, args, self.relax.TensorType(dims, out.dtype)))
+            self.affine_maps.append((y, args, n.requant.lo, n.requant.hi))
+            return [_Codes(y, out)]
         shape = self._depthwise_shape(n, x)
         if shape is not None:
             bias = self._bias(n)
@@ -131,10 +145,12 @@ class WeightedLowering(RelaxEmitter):
                  and n.attrs["group"] == 1 and None not in dims else None)
         if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None:
             dtype = x.expr.ty.dtype
-            func = self.bb.add_func(compute.window_digits_primfunc(dims, (kh, kw), g["strides"], dtype),
+            source = next((m for m in self.affine_maps if m[0].same_as(x.expr)), None)
+            mapped = None if source is None else (str(source[1][0].ty.dtype), source[2], source[3])
+            func = self.bb.add_func(compute.window_digits_primfunc(dims, (kh, kw), g["strides"], dtype, mapped),
                                     "tcc_window_digits")
             digit = self.relax.TensorType([dims[0], oh, ow, dims[3]], dtype)
-            pair = self.emit(self.relax.call_tir(func, [x.expr], [digit, digit]))
+            pair = self.emit(self.relax.call_tir(func, [x.expr] if source is None else source[1], [digit, digit]))
             high, low = (self.emit(self.relax.TupleGetItem(pair, k)) for k in (0, 1))
             high, c_high, _ = self._dot_acc(x, shape, high, n.weight)
             # (high << k) + low: the low digit's accumulators start from the bias
@@ -167,6 +183,17 @@ class WeightedLowering(RelaxEmitter):
         shape = self._conv_shape(n, x, int16=True) if self.kernel is not None else None
         if shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 8:
             return None  # 8k channels: the schedule's vectors (schedule.int8_rules.Int8Depthwise)
+        return shape
+
+    def _affine_shape(self, n: QNode, x: _Codes):
+        """A 1 x 1 depthwise conv's shape where x86 takes it as a per-channel float32 map (int8.affine): 8-bit codes
+        in, codes out, not strided or padded; else None."""
+        if self.kernel is None or self.kernel.arch != "x86_64" or n.qout[0] is None:
+            return None
+        shape = self._conv_shape(n, x)
+        if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or (shape.kh, shape.kw) != (1, 1)
+                or shape.strides != (1, 1) or any(shape.pads)):
+            return None
         return shape
 
     def _depthwise_rows_shape(self, n: QNode, x: _Codes):

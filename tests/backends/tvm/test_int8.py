@@ -244,6 +244,39 @@ def test_pooled_conv_on_digits_bit_exact(relu):
     check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
 
 
+def test_pooled_conv_computes_a_batch_norm_map_in_its_window_sums():
+    """DDSNet's transition in small: ReLU -> batch norm (a 1 x 1 depthwise conv: x86 maps it in float32, int8.affine)
+    -> ReLU -> 2 x 2 average pool -> 1 x 1 conv. The pool's window sums read the map's input and compute the map
+    themselves (its float32 parameters arguments of the digits' function); every tensor bit for bit the
+    reference's."""
+    from onnx import helper, numpy_helper
+
+    from tcc.backends.tvm.int8.choose import dot_kernel
+
+    if dot_kernel("host") is None or dot_kernel("host").arch != "x86_64":
+        pytest.skip("the float32 map is x86's (this CPU has no x86 dot-product kernel)")
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.5, "w1"),
+             numpy_helper.from_array(rng.uniform(0.5, 2, (16, 1, 1, 1)).astype(np.float32), "s"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "t"),
+             numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3, "w2")]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r"], name="c1.relu"),
+             helper.make_node("Conv", ["r", "s", "t"], ["bn"], name="bn", group=16),
+             helper.make_node("Relu", ["bn"], ["a"], name="bn.relu"),
+             helper.make_node("AveragePool", ["a"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p", "w2"], ["output"], name="pw")]
+    m = make_model(nodes, {"input": ["N", 3, 10, 10]}, {"output": ["N", 32, 5, 5]}, inits)
+    t = calibrate_onnx(m, rng.standard_normal((16, 3, 10, 10)).astype(np.float32), method="minmax", target="tvm")
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32) * 2
+    ref_out, ref_codes = run_reference(m, t, x, return_all=True)
+    names = list(ref_codes)
+    mod = lower_int8(m, t, expose=names, batch=len(x), target="host")
+    digits = [f.script() for gv, f in mod.functions_items() if gv.name_hint.startswith("tcc_window_digits")]
+    assert len(digits) == 1 and "shift" in digits[0] and "scale" in digits[0]
+    check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names)
+
+
 def test_unsupported_op_is_named():
     from onnx import helper
     from onnx.defs import onnx_opset_version

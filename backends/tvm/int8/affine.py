@@ -1,0 +1,115 @@
+"""A per-channel affine map of 8-bit codes (a 1 x 1 depthwise conv: a batch norm after a ReLU, DDSNet's transitions)
+as float32 arithmetic whose every result is checked against the integer reference at build time.
+
+Each channel's output depends on one 8-bit code, so the integer reference -- acc = q w + b, requantized -- is a
+table of 256 codes per channel. `affine_params` finds float32 (shift, scale) per channel such that
+
+    clamp(rint((float(q) + shift) * scale), lo, hi)
+
+(one float32 add, one multiply, both rounded to nearest even as IEEE and numpy round them; then rounded half to
+even) equals that table for all 256 codes: it starts from the real multiplier and, for a channel where some code
+lands on the other side of a rounding boundary, tries the neighbouring float32 values. Where no channel-wise pair
+matches, the layer keeps the generic kernel (`None`). An add then a multiply, not a multiply then an add: LLVM
+may contract the latter into one fused multiply-add, whose single rounding the check would not have seen.
+
+On x86 (AVX-512) a vector of 16 codes then costs a widening, two conversions, an add, a multiply and a clamp,
+where the int32 accumulators' float64 requantization (int8.lane_pairs) takes twice as many steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tcc.quant.intgraph.qtypes import Requant
+from tcc.quant.intgraph.reference import apply_requant
+
+from .kernels import AFFINE_BLOCK
+
+# the float32 neighbours of the real multiplier's (shift, scale) tried for a channel with a mismatch, in ulps
+SCALE_STEPS = 4
+SHIFT_STEPS = 8
+
+
+def _codes(dtype: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.arange(info.min, info.max + 1, dtype=np.int64)
+
+
+def _float_map(codes: np.ndarray, shift: np.ndarray, scale: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """What the kernel computes, in numpy's IEEE float32: [codes, channels]."""
+    y = (codes.astype(np.float32)[:, None] + shift[None, :]) * scale[None, :]
+    return np.rint(np.clip(y, np.float32(lo), np.float32(hi))).astype(np.int64)
+
+
+def affine_params(weight: np.ndarray, bias: np.ndarray | None, rq: Requant, in_dtype: str):
+    """(shift, scale) float32 per channel for a 1 x 1 depthwise conv of `weight` [C] and `bias` [C] codes on
+    `in_dtype` codes (zero point 0) requantized by `rq`, equal to the integer reference on every code; None where
+    some channel has no such pair."""
+    codes = _codes(in_dtype)
+    w = np.asarray(weight, np.int64).reshape(-1)
+    b = np.zeros_like(w) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    want = apply_requant(codes[:, None] * w[None, :] + b[None, :], rq, axis=1)
+    shift, scale = start_params(w, b, rq)
+    bad = np.any(_float_map(codes, shift, scale, rq.lo, rq.hi) != want, axis=0)
+    for i in range(-SCALE_STEPS, SCALE_STEPS + 1):
+        for j in range(-SHIFT_STEPS, SHIFT_STEPS + 1):
+            if not bad.any():
+                return shift, scale
+            idx = np.flatnonzero(bad)
+            trial_scale = _ulps(scale[idx], i)
+            trial_shift = _ulps(shift[idx], j)
+            fixed = ~np.any(_float_map(codes, trial_shift, trial_scale, rq.lo, rq.hi) != want[:, idx], axis=0)
+            scale[idx[fixed]], shift[idx[fixed]] = trial_scale[fixed], trial_shift[fixed]
+            bad[idx[fixed]] = False
+    return None if bad.any() else (shift, scale)
+
+
+def start_params(w: np.ndarray, b: np.ndarray, rq: Requant) -> tuple[np.ndarray, np.ndarray]:
+    """The search's start: (q + b / w + zp / (M w)) * M w in float32, M the real multiplier; a zero weight (a
+    constant channel): its constant far past float32's resolution of the codes (q + shift rounds to shift), times a
+    tiny scale."""
+    real = np.broadcast_to(np.asarray(rq.mult.q, np.float64) * np.exp2(np.asarray(rq.mult.shift, np.float64) - 31),
+                           w.shape)
+    zero = w == 0
+    safe = np.where(zero, 1, w)
+    constant = np.clip(np.rint(real * b) + rq.zp, rq.lo, rq.hi)
+    scale = np.where(zero, 2.0 ** -40, real * safe).astype(np.float32)
+    shift = np.where(zero, constant * 2.0 ** 40, b / safe + rq.zp / (real * safe)).astype(np.float32)
+    return shift, scale
+
+
+def _ulps(v: np.ndarray, k: int) -> np.ndarray:
+    """v moved k float32 steps (toward +inf for k > 0)."""
+    out = v.copy()
+    for _ in range(abs(k)):
+        out = np.nextafter(out, np.float32(np.inf if k > 0 else -np.inf)).astype(np.float32)
+    return out
+
+
+def mapped(code, shift, scale, lo: int, hi: int):
+    """One code's map as a TIR expression (int32): clamp(rint((float32(code) + shift) * scale), lo, hi), clamped
+    from above as a float (what converts to int32 stays in range: a larger one would convert to int32's minimum),
+    rounded by the conversion (`vcvtps2dq`), clamped from below as an integer."""
+    from tvm import tirx
+
+    y = (code.astype("float32") + shift) * scale
+    rounded = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", tirx.min(y, tirx.const(float(hi), "float32")))
+    return tirx.max(rounded, tirx.const(lo, "int32"))
+
+
+def affine_primfunc(shape, in_dtype: str, out_dtype: str, lo: int, hi: int):
+    """codes out [n, h, w, c] (`out_dtype`) = clamp(rint((float32(x) + shift[c]) * scale[c]), lo, hi) of 8-bit codes
+    x [n, h, w, c]; the parameters from `affine_params`. An elementwise block (`AFFINE_BLOCK`): the Injective rule
+    vectorizes it along the channels."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    dims = [i64(d) for d in shape]
+    x = te.placeholder(dims, in_dtype, name="x")
+    shift = te.placeholder([dims[-1]], "float32", name="shift")
+    scale = te.placeholder([dims[-1]], "float32", name="scale")
+
+    out = te.compute(dims, lambda n, h, w, c: mapped(x[n, h, w, c], shift[c], scale[c], lo, hi).astype(out_dtype),
+                     name=AFFINE_BLOCK)
+    # opaque: a kernel of its own (fused with a concat before it and a pool's window sums after it, DDSNet's
+    # transitions ran 1.31x the model's time: the fused loops test the concat's bounds per element)
+    return te.create_prim_func([x, shift, scale, out]).without_attr("global_symbol").with_attr("tcc.op_pattern", 8)
