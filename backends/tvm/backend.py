@@ -96,7 +96,7 @@ def _precision_options(precision: str) -> dict:
     vectors)."""
     int8 = precision == "int8"
     return {"ieee": int8, "concat_in_place": True, "nchw_input": not int8, "fast_math": not int8,
-            "whole_vectors": not int8}
+            "whole_vectors": not int8, "channel_scale": not int8}
 
 
 class TvmBackend(Backend):

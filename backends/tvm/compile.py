@@ -23,7 +23,8 @@ from .runtime import require_tools
 
 def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
                     tune_trials: int = 0, schedule: bool = True, concat_in_place: bool = False,
-                    nchw_input: bool = False, fast_math: bool = False, whole_vectors: bool = False):
+                    nchw_input: bool = False, fast_math: bool = False, whole_vectors: bool = False,
+                    channel_scale: bool = False):
     """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
     tcc's default CPU schedules (backends/tvm/schedule/) on the fused TIR; optionally dlight's own CPU rules,
     and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
@@ -43,6 +44,10 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
         from .passes.channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
 
         passes.append(conv_channels_to_whole_vectors(target))
+    if schedule and channel_scale and is_x86(target):  # ARM's instruction counts stay
+        from .passes.channel_scale import affine_into_avg_pool, depthwise_1x1_to_multiply  # deferred: loads tvm
+
+        passes += [depthwise_1x1_to_multiply(), affine_into_avg_pool()]
     if schedule and nchw_input and is_x86(target):  # ARM's instruction counts stay
         from .passes.nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
@@ -203,7 +208,7 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
                    fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
                    tune_trials: int = 0, schedule: bool = True, ieee: bool = False,
                    concat_in_place: bool = False, nchw_input: bool = False, fast_math: bool = False,
-                   whole_vectors: bool = False) -> Path:
+                   whole_vectors: bool = False, channel_scale: bool = False) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm.codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
@@ -229,7 +234,7 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
     pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule,
-                               concat_in_place, nchw_input, fast_math, whole_vectors)
+                               concat_in_place, nchw_input, fast_math, whole_vectors, channel_scale)
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"

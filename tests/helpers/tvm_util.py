@@ -92,6 +92,15 @@ def run_lowered(mod, target: str, x: np.ndarray, tmp_path) -> list:
     return tvm_run.run_module(so, target, x)[0]
 
 
+def host_outputs_with_and_without(model, x: np.ndarray, option: str, tmp_path) -> list:
+    """An ONNX model compiled for the host with compile_module's `option` off, then on, each run on x: the two
+    first outputs (what a graph rewrite's tests compare)."""
+    inp = model.graph.input[0].name
+    return [tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {inp: list(x.shape)}),
+                                                          "host", tmp_path / f"{option}-{int(on)}.so", **{option: on}),
+                               "host", x)[0][0] for on in (False, True)]
+
+
 def check_all(outs, ref_out, ref_codes, names) -> int:
     """Output and every exposed tensor's codes equal to the reference; returns the number of elements compared."""
     outs = [o.numpy() if hasattr(o, "numpy") else o for o in outs]

@@ -273,6 +273,34 @@ def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
     assert avx2 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx2
 
 
+def test_avx512_light_tiles_write_back_unrolled():
+    """AVX-512: a depthwise conv's tile of pixels is written back by unrolled loops (every access to the tile a
+    constant index: LLVM keeps it in registers; a loop over its pixels put it on the stack); AVX2 keeps its loop
+    until measured on that class; a max pool's one-pixel tile has no pixel loop to unroll."""
+    import re
+
+    import tvm
+
+    from tcc.backends.tvm.schedule.float_rules import WindowReduction
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], group=32),
+             helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, {"x": [1, 32, 16, 16]}, {"y": [1, 32, 16, 16]},
+                       [numpy_helper.from_array(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), "w")],
+                       name="depthwise")
+    mod, _ = _legalized(model)
+
+    def write_back(mcpu):
+        target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
+        func = next(f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint)
+        text = WindowReduction().apply(func, target, False).mod["main"].script()
+        return re.findall(r"for (ax\d+) in (T\.unroll|T\.vectorized|range)", text)
+
+    assert write_back("skylake-avx512") == [("ax0", "T.unroll"), ("ax1", "T.vectorized")]
+    assert write_back("haswell") == [("ax0", "range"), ("ax1", "T.vectorized")]
+
+
 @pytest.mark.parametrize("channels, width, work, tile", [
     (120, 14, 240, (24, 7)),  # DDSNet's third transition: 3 ymm x 7 pixels (was 1 ymm: 7 multiply-adds, 8 loads)
     (112, 28, 224, (16, 7)),  # its second: weights past L1, so more channels per tile would not read fewer

@@ -8,7 +8,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from tests.helpers.onnx_util import make_model, run
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import host_outputs_with_and_without, needs_tvm
 
 pytestmark = needs_tvm
 
@@ -82,12 +82,8 @@ def test_the_tile_is_written_back_through_the_slice():
 
 
 def test_outputs_bit_identical_with_and_without_the_rewrite(tmp_path):
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-
     model = _transition()
     x = np.random.default_rng(1).standard_normal((1, 240, 14, 14)).astype(np.float32)
-    outs = [tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": [1, 240, 14, 14]}),
-                                                          "host", tmp_path / f"m{int(on)}.so", whole_vectors=on),
-                               "host", x)[0][0] for on in (False, True)]
+    outs = host_outputs_with_and_without(model, x, "whole_vectors", tmp_path)
     assert outs[0].shape == (1, 120, 7, 7) and np.array_equal(outs[0], outs[1])
     np.testing.assert_allclose(outs[1], run(model, x), atol=1e-5, rtol=1e-4)
