@@ -18,9 +18,8 @@ import tvm
 from tvm import relax, te, topi
 
 from .concat import static_shape
-from .relax_rewrite import call_rewrite_pass
+from .relax_rewrite import OUT_ELEMWISE_FUSABLE, call_rewrite_pass
 
-OUT_ELEMWISE_FUSABLE = 4  # FuseOps' kOutEWiseFusable: the pool's kernel takes no producer (a concat) into it
 
 
 def depthwise_1x1_to_multiply():
@@ -35,7 +34,7 @@ def depthwise_1x1_to_multiply():
                 or a.out_dtype not in (None, "", "float32") or weight is None):
             return None
         w = weight.value.numpy()
-        if (w.dtype != np.float32 or w.shape[:3] != (1, 1, 1) or int(a.groups) != w.shape[3]
+        if (w.shape[:3] != (1, 1, 1) or int(a.groups) != w.shape[3]
                 or any(int(s) != 1 for s in a.strides) or any(int(p) != 0 for p in a.padding)):
             return None
         return relax.op.multiply(data, relax.const(np.ascontiguousarray(w.reshape(-1))))
@@ -44,8 +43,9 @@ def depthwise_1x1_to_multiply():
 
 
 def _constant(mutator_, expr):
+    """The float32 constant `expr` is or is bound to, else None."""
     expr = mutator_.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
-    return expr if isinstance(expr, tvm.ir.GenericConst) else None
+    return expr if isinstance(expr, tvm.ir.GenericConst) and str(expr.value.dtype) == "float32" else None
 
 
 def _channel_steps(mutator_, expr):
@@ -88,7 +88,7 @@ def affine_into_avg_pool():
                                 pool_type="avg", ceil_mode=a.ceil_mode, layout="NHWC",
                                 count_include_pad=a.count_include_pad)
         func = te.create_prim_func([x, *params, pooled]).without_attr("global_symbol")
-        func = func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)
+        func = func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)  # no producer (a concat) fused into it
         gv = mutator_.builder_.add_func(func, "tcc_affine_avg_pool2d")
         return relax.call_tir(gv, [source, *constants], relax.TensorType(out, "float32"))
 

@@ -16,11 +16,10 @@ from tvm import relax, te, tirx, topi
 from ..int8.compute import cropped
 from ..schedule.tiles import float_pixel_tile
 from .concat import static_shape
-from .relax_rewrite import call_rewrite_pass
+from .relax_rewrite import OUT_ELEMWISE_FUSABLE, call_rewrite_pass
 
 PAD_BLOCK = "tcc_nchw_pad"
 CONV_BLOCK = "conv2d_nhwc"
-OUT_ELEMWISE_FUSABLE = 4  # FuseOps' kOutEWiseFusable: elementwise consumers (bias add, ReLU) fuse into the conv
 NCHW_TO_NHWC = [0, 2, 3, 1]
 
 

@@ -8,6 +8,10 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+# FuseOps' patterns, for the PrimFuncs a rewrite adds ("tcc.op_pattern"; compile._declared_op_patterns):
+OUT_ELEMWISE_FUSABLE = 4  # kOutEWiseFusable: elementwise consumers (bias add, ReLU) fuse into it, no producer does
+OPAQUE = 8  # kOpaque: the function stays whole
+
 
 def call_rewrite_pass(op_name: str, rewrite: Callable, name: str, cleanup=None):
     """A module pass giving each call of the Relax op `op_name` (its arguments rewritten first) to

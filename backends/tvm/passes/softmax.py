@@ -14,11 +14,10 @@ from __future__ import annotations
 from tvm import relax, te, tirx, topi
 
 from .concat import static_shape
-from .relax_rewrite import call_rewrite_pass
+from .relax_rewrite import OPAQUE, call_rewrite_pass
 
 SOFTMAX_MAX, SOFTMAX_DELTA, SOFTMAX_EXP = "tcc_softmax_max", "tcc_softmax_delta", "tcc_softmax_exp"
 SOFTMAX_SUM, SOFTMAX_OUT = "tcc_softmax_sum", "tcc_softmax"
-OPAQUE = 8  # FuseOps' kOpaque: the function stays whole, as RowReduction expects it
 
 
 def row_softmax_primfunc(shape):
@@ -33,7 +32,7 @@ def row_softmax_primfunc(shape):
     total = te.compute(dims[:-1], lambda *i: te.sum(exp[(*i, k2)], axis=k2), name=SOFTMAX_SUM)
     out = te.compute(dims, lambda *i: exp[i] * (tirx.const(1.0, "float32") / total[i[:-1]]), name=SOFTMAX_OUT)
     func = te.create_prim_func([x, out]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", OPAQUE)
+    return func.with_attr("tcc.op_pattern", OPAQUE)  # whole, as RowReduction expects it
 
 
 def rows_softmax():
