@@ -56,8 +56,8 @@ def affine_params(weight: np.ndarray, bias: np.ndarray | None, rq: Requant, in_d
             if not bad.any():
                 return shift, scale
             idx = np.flatnonzero(bad)
-            trial_scale = _ulps(scale[idx], i)
-            trial_shift = _ulps(shift[idx], j)
+            trial_scale = float32_ulps(scale[idx], i)
+            trial_shift = float32_ulps(shift[idx], j)
             fixed = ~np.any(_float_map(codes, trial_shift, trial_scale, rq.lo, rq.hi) != want[:, idx], axis=0)
             scale[idx[fixed]], shift[idx[fixed]] = trial_scale[fixed], trial_shift[fixed]
             bad[idx[fixed]] = False
@@ -78,7 +78,7 @@ def start_params(w: np.ndarray, b: np.ndarray, rq: Requant) -> tuple[np.ndarray,
     return shift, scale
 
 
-def _ulps(v: np.ndarray, k: int) -> np.ndarray:
+def float32_ulps(v: np.ndarray, k: int) -> np.ndarray:
     """v moved k float32 steps (toward +inf for k > 0)."""
     out = v.copy()
     for _ in range(abs(k)):

@@ -1,7 +1,8 @@
 """The Relax emission the INT8 lowering's interpreter (lower.py's `RelaxLowering`) is built on: the small helpers
 (constants, casts, clamps, layouts), the requantization in the form the target's kernel allows (`requantize`; the
-PrimFuncs are requantize.py's), moving codes to another tensor's parameters, the dequantization of graph outputs,
-and pooled window sums. Subclassed by weighted.py (convs and gemm), then lower.py (every other kind)."""
+PrimFuncs are requantize.py's and requantize_float32.py's), moving codes to another tensor's parameters, the
+dequantization of graph outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm), then lower.py
+(every other kind)."""
 from __future__ import annotations
 
 import functools
@@ -25,6 +26,7 @@ from .requantize import (
     requantize_params,
     requantize_primfunc,
 )
+from .requantize_float32 import float32_requantize_params, requantize_float32_primfunc
 
 
 class RelaxEmitter:
@@ -92,7 +94,8 @@ class RelaxEmitter:
         it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
         channels: on ARM it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
         channel (a conv's, from its weights and input range; a matmul's or product's, from its inputs' code
-        ranges), which on x86 may allow the float64 form (`float64_requantize_params`), and may rule out ties: in
+        ranges), which on x86 may allow the float32 form (`float32_requantize_params`: checked equal at every
+        rounding boundary) or else the float64 one (`float64_requantize_params`), and may rule out ties: in
         a kernel on ARM the NEON form's (`neon_tie_free_params`), elsewhere `tie_free_params`' plain int32 form;
         else x86 takes the int32 form (`int32_requantize_params`), ARM outside its kernels the int64 one."""
         relax = self.relax
@@ -103,6 +106,12 @@ class RelaxEmitter:
         channels = int(shape[-1])
         neon = self.kernel is not None and self.kernel.arch != "x86_64"
         x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
+        single = float32_requantize_params(rq, channels, bound) if x86 else None
+        if single is not None:
+            func = self.bb.add_func(requantize_float32_primfunc(dtype, shape, rq.lo, rq.hi),
+                                    f"tcc_requantize_{dtype}")
+            return self.emit(relax.call_tir(func, [acc, self.const(single, "float32")],
+                                            relax.TensorType(shape, dtype)))
         multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
         if multiplier is not None:
             rows, make = multiplier[1], requantize_float64_primfunc

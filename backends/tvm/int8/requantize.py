@@ -8,6 +8,9 @@ channels last) and the parameter rows each takes, one form per target (RelaxLowe
   vectors of up to 16 lanes (int8/register_split.py);
 - `requantize_tie_free_primfunc` (`tie_free_params`): any target, outside the kernels, where the accumulator bound
   rules out ties (a matmul of two activations): int32 lanes but the product's high half;
+- `requantize_float32.requantize_float32_primfunc` (its module's `float32_requantize_params`): x86, where a float32
+  multiply-add per channel is checked equal to the reference at every rounding boundary the accumulator reaches
+  (DDSNet's depthwise convs; the lowering tries it first);
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
 - `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
 """

@@ -123,9 +123,10 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
 
 
 def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_path):
-    """The odd convs on this machine's kernel with the float64 requantization turned off (no accumulator bound
-    small enough): every layer's epilogue in the int32 form (int8.requantize.requantize_int32_primfunc), bit-exact."""
-    from tcc.backends.tvm.int8 import requantize as tvm_requantize
+    """The odd convs on this machine's kernel with the float32 and float64 requantizations turned off (no
+    accumulator bound small enough): every layer's epilogue in the int32 form
+    (int8.requantize.requantize_int32_primfunc), bit-exact."""
+    from tcc.backends.tvm.int8 import requantize as tvm_requantize, requantize_float32
 
     skip_unless_runtime("host")
     model, table, x, ref_out, ref_codes = odd
@@ -133,6 +134,7 @@ def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_p
     if k is None or k.name.startswith("tcc_dot_neon"):
         pytest.skip("no x86 integer dot-product kernel on this machine")
     monkeypatch.setattr(tvm_requantize, "FLOAT64_EXACT", 0)
+    monkeypatch.setattr(requantize_float32, "FLOAT32_EXACT", 0)
     names = list(ref_codes)
     mod = _lowered(model, table, k, names)
     assert not any("llvm.lrint" in s for s in _scripts(mod))
