@@ -106,11 +106,11 @@ class RelaxEmitter:
         channels = int(shape[-1])
         neon = self.kernel is not None and self.kernel.arch != "x86_64"
         x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
-        single = float32_requantize_params(rq, channels, bound) if x86 else None
-        if single is not None:
+        fma_params = float32_requantize_params(rq, channels, bound) if x86 else None
+        if fma_params is not None:
             func = self.bb.add_func(requantize_float32_primfunc(dtype, shape, rq.lo, rq.hi),
                                     f"tcc_requantize_{dtype}")
-            return self.emit(relax.call_tir(func, [acc, self.const(single, "float32")],
+            return self.emit(relax.call_tir(func, [acc, self.const(fma_params, "float32")],
                                             relax.TensorType(shape, dtype)))
         multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
         if multiplier is not None:

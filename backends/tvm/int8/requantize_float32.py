@@ -2,9 +2,10 @@
 integer reference at every rounding boundary the accumulator can reach.
 
 The reference rounds acc * M (M = q / 2^k, a 31-bit q) half to even. float64 holds that product exactly
-(`requantize.float64_requantize_params`), but on AVX-512 the float64 form costs about 12 vector instructions per 16
-codes: two widenings to double, two roundings, the narrowing back (`lane_pairs.py`). DDSNet's depthwise 3 x 3 convs
-do only 3 `vpdpbusd` per 16 outputs, so that epilogue is most of their time. Here, per channel,
+(`requantize.float64_requantize_params`), but on AVX-512 the float64 form on lane pairs (`lane_pairs.py`) costs 9
+vector instructions per 16 codes (two conversions to double and two multiply-adds on the pairs, their split and
+merge, the clamp, the narrowing), and DDSNet's depthwise 3 x 3 convs do only 3 `vpdpbusd` per 16 outputs. Here,
+per channel, in 6 (counted in the largest depthwise conv's machine code, Zen 4):
 
     code = clamp(rint(fma(float32(acc), scale, offset)), lo, hi)
 
@@ -55,7 +56,7 @@ def _check_points(rq: Requant, m: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return np.clip(points, -bound[:, None], bound[:, None])
 
 
-def _float_codes(points: np.ndarray, scale: np.ndarray, offset: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+def _float_codes(points: np.ndarray, scale: np.ndarray, offset: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """What the kernel computes for accumulators `points` [C, P] with per-channel [C] scale and offset, emulated
     exactly; rows whose sum acc * scale + offset is not exact in float64 (never for DDSNet's) get `NO_CODE`."""
     product = points.astype(np.float64) * scale.astype(np.float64)[:, None]  # exact: 24 x 24 bits
