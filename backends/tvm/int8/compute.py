@@ -22,6 +22,7 @@ from .kernels import (
     MICROKERNEL_ATTR,
     PAD_BLOCK,
     ROWS,
+    ROWS_PADS_ATTR,
     SUM_BLOCK,
     VECTORS_ATTR,
     WINDOW_DIGITS_BLOCK,
@@ -454,17 +455,27 @@ def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     return out.astype(np.int8)
 
 
+def reads_rows_directly(shape: ConvShape) -> bool:
+    """Whether `depthwise_rows_primfunc(direct=True)` can take `shape`: its interleave (intrinsics.gather_rows_intrin)
+    finds a window's first row from its offset in the input, which needs the windows' first rows to span fewer rows
+    than the image has (true unless the pads add up to the kernel's height or more)."""
+    j_rows = rows_per_window(shape)
+    return j_rows > 0 and (shape.out_hw[0] // j_rows - 1) * j_rows * shape.strides[0] < shape.h
+
+
 def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False,
-                            blocked: bool = False):
+                            direct: bool = False):
     """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
     `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
     weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
-    `offset` (u8 codes for `sdot`: -128; s8 ones for `vpdpbusd`: +128; the bias takes it back) and padded with the
-    shifted zero (`tcc_dw_pad`), then copied as windows of ROWS rows interleaved per channel (`tcc_dw_rows` [n,
-    windows, w + pads, c, ROWS]), so that one vector load holds 4 rows of each of its channels and one instruction
-    against the weights sums a column of the kernel per channel; a window serves J output rows
-    (`rows_per_window`), each with its own weights. `blocked` (x86): the padded copy in groups of 16 channels, so that a
-    window's 4 rows of a group are 64 contiguous bytes (one `vpermb` interleaves them)."""
+    `offset` (u8 codes for `sdot`: -128; s8 ones for `vpdpbusd`: +128; the bias takes it back) and copied as windows
+    of ROWS rows interleaved per channel (`tcc_dw_rows` [n, windows, w + pads, c, ROWS]), so that one vector load
+    holds 4 rows of each of its channels and one instruction against the weights sums a column of the kernel per
+    channel; a window serves J output rows (`rows_per_window`), each with its own weights. The padding is the
+    shifted zero: AArch64 pads the input first (`tcc_dw_pad`, column-major [n, x, y, c], so that a window's 4 rows
+    of 16 channels are one (4, 16) block of its last two axes); `direct` (x86, `reads_rows_directly`): the windows
+    read the input itself, past its edges too, and their interleave (intrinsics.gather_rows_intrin) loads the rows
+    outside the image as zeros (masked loads), annotated with the pads (ROWS_PADS_ATTR) it needs for that."""
     from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
@@ -479,22 +490,25 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], dtype, name="x")
     weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, shape.c, ROWS)], "int8", name="weights")
 
-    def padded(n, xx, y, c):
-        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
-        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
-        return tirx.if_then_else(inside, code, tirx.const(offset, act_dtype))
-
-    # column-major [n, x, y, c]: a window's 4 rows of 16 channels are one (4, 16) block of the last two axes;
-    # blocked, [n, x, c / 16, y, 16]: that block is 64 contiguous bytes
     width = shape.w + pl + pr
-    if blocked:
-        src = te.compute([i64(d) for d in (shape.n, width, shape.c // 16, height, 16)],
-                         lambda n, xx, g, y, k: padded(n, xx, y, g * 16 + k), name=DEPTHWISE_PAD_BLOCK)
-        window = lambda n, t, xx, c, r: src[n, xx, c // 16, t * step + r, c % 16]  # noqa: E731
+    rows_shape = [i64(d) for d in (shape.n, windows, width, shape.c, ROWS)]
+    if direct:
+        if not reads_rows_directly(shape):
+            raise ValueError(f"the windows of {shape} cannot read their input directly")
+
+        def window(n, t, xx, c, r):
+            code = x[n, t * step + r - pt, xx - pl, c]
+            return code if offset == 0 else (code.astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
+
+        rows = te.compute(rows_shape, window, name=DEPTHWISE_ROWS_BLOCK, attrs={ROWS_PADS_ATTR: f"{pt},{pl}"})
     else:
+        def padded(n, xx, y, c):
+            inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+            code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
+            return tirx.if_then_else(inside, code, tirx.const(offset, act_dtype))
+
         src = te.compute([i64(d) for d in (shape.n, width, height, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK)
-        window = lambda n, t, xx, c, r: src[n, xx, t * step + r, c]  # noqa: E731
-    rows = te.compute([i64(d) for d in (shape.n, windows, width, shape.c, ROWS)], window, name=DEPTHWISE_ROWS_BLOCK)
+        rows = te.compute(rows_shape, lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
     out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],

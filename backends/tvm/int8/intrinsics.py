@@ -304,37 +304,20 @@ def depthwise_dot_intrin(arch: str) -> str:
 
 # The interleave's byte order: output byte 4 c + r is row r's code of channel c
 ROWS4_ORDER = [r * 16 + c for c in range(16) for r in range(4)]
-# AVX-512 VBMI's one-instruction interleave: LLVM turns a constant byte shuffle (and its own `vpermb` intrinsic with a
-# constant index, which InstCombine makes one) into 8 unpacks and 3 inserts on 16-byte pieces, all on the shuffle
-# port; in assembly it stays one `vpermb` (the index a constant LLVM keeps in a register)
-VPERMB_ROWS4 = "tcc_vpermb_rows4"
-VPERMB_ROWS4_IR = (
-    f"define i32 @{VPERMB_ROWS4}(ptr %dst, ptr %src) #0 {{\n"
-    "entry:\n"
-    "  %v = load <64 x i8>, ptr %src, align 1\n"
-    "  %p = call <64 x i8> asm \"vpermb $1, $2, $0\", \"=v,v,v\"(<64 x i8> %v, <64 x i8> <"
-    + ", ".join(f"i8 {i}" for i in ROWS4_ORDER) + ">)\n"
-    "  store <64 x i8> %p, ptr %dst, align 1\n"
-    "  ret i32 0\n"
-    "}\n"
-    "attributes #0 = { alwaysinline nounwind }\n")
 
 
-def interleave_rows_intrin(dtype: str = "int8", vbmi: bool = False) -> str:
+def interleave_rows_intrin(dtype: str = "int8") -> str:
     """The TensorIntrin copying 4 rows of 16 codes (a row stride apart) into 16 x 4 interleaved per channel
-    (compute.depthwise_rows_primfunc's windows), registered: four 16-byte loads and one shuffle of the 64 bytes
-    (AArch64: one `st4`); `vbmi`: rows that are 64 contiguous bytes (its blocked layout) by a call of VPERMB_ROWS4
-    (one load, one `vpermb`), whose IR the loop must import (`pragma_import_llvm`)."""
-    name = f"tcc_interleave_rows4_{dtype}" + ("_vbmi" if vbmi else "")
+    (compute.depthwise_rows_primfunc's windows on the padded copy, AArch64), registered: four 16-byte loads and one
+    shuffle of the 64 bytes (one `st4`)."""
+    name = f"tcc_interleave_rows4_{dtype}"
     if name not in _registered:
         from tvm.s_tir import TensorIntrin
         from tvm.script import tirx as T
 
-        pitch = 16 if vbmi else T.int64()  # the rows' stride: compact where one load reads them
-
         @T.prim_func(s_tir=True)
         def desc(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
+            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[T.int64(), 1])
             D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
                 T.reads(S[0:4, 0:16])
@@ -346,20 +329,130 @@ def interleave_rows_intrin(dtype: str = "int8", vbmi: bool = False) -> str:
 
         @T.prim_func(s_tir=True)
         def impl(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[pitch, 1])
+            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[T.int64(), 1])
             D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
             with T.sblock("root"):
                 T.reads(S[0:4, 0:16])
                 T.writes(D[0:16, 0:4])
-                if vbmi:
-                    T.evaluate(T.call_extern("int32", VPERMB_ROWS4, D.access_ptr("w"), S.access_ptr("r")))
-                else:
-                    D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
-                        [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER)
+                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
+                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER)
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)
     return name
+
+
+def _code_shift(src: str, act: str) -> int:
+    """The shift from input codes of type `src` to the instruction's `act` (compute.depthwise_rows_primfunc)."""
+    return {("int8", "uint8"): 128, ("uint8", "int8"): -128}.get((src, act), 0)
+
+
+def gather_rows_ir(shifted: bool, vbmi: bool) -> tuple[str, str]:
+    """The LLVM function (name, IR) behind `gather_rows_intrin`: `(dst, src, pitch, valid)` loads rows r = 0..3 of
+    16 codes at src + r * pitch, a row whose bit of `valid` is clear as zeros without touching it (a masked
+    `vmovdqu8 {z}`: the hardware suppresses faults on masked-out bytes), flips the sign bit where `shifted` (a
+    shift by +-128 of 8-bit codes, which maps the padding's 0 to the shifted zero), interleaves the 64 bytes per
+    channel and stores them at dst. With AVX-512 VBMI the interleave is one `vpermb` in inline assembly: LLVM turns
+    a constant byte shuffle (and its own `vpermb` intrinsic with a constant index, which InstCombine makes one)
+    into 8 unpacks and 3 inserts on 16-byte pieces, all on the shuffle port; without it, those unpacks."""
+    name = "tcc_gather_rows4" + ("_shifted" if shifted else "") + ("_vbmi" if vbmi else "")
+    order = ", ".join(f"i32 {i}" for i in ROWS4_ORDER)
+    lines = ["declare <16 x i8> @llvm.masked.load.v16i8.p0(ptr, i32 immarg, <16 x i1>, <16 x i8>)",
+             f"define i32 @{name}(ptr %dst, ptr %src, i64 %pitch, i32 %valid) #0 {{", "entry:"]
+    for r in range(4):
+        lines += [f"  %bit{r} = and i32 %valid, {1 << r}",
+                  f"  %in{r} = icmp ne i32 %bit{r}, 0",
+                  f"  %one{r} = insertelement <16 x i1> poison, i1 %in{r}, i64 0",
+                  f"  %mask{r} = shufflevector <16 x i1> %one{r}, <16 x i1> poison, <16 x i32> zeroinitializer",
+                  f"  %at{r} = mul i64 %pitch, {r}",
+                  f"  %ptr{r} = getelementptr i8, ptr %src, i64 %at{r}",
+                  f"  %row{r} = call <16 x i8> @llvm.masked.load.v16i8.p0(ptr %ptr{r}, i32 1, <16 x i1> %mask{r},"
+                  " <16 x i8> zeroinitializer)"]
+    halves = ", ".join(f"i32 {i}" for i in range(32))
+    lines += [f"  %rows01 = shufflevector <16 x i8> %row0, <16 x i8> %row1, <32 x i32> <{halves}>",
+              f"  %rows23 = shufflevector <16 x i8> %row2, <16 x i8> %row3, <32 x i32> <{halves}>",
+              "  %rows = shufflevector <32 x i8> %rows01, <32 x i8> %rows23, <64 x i32> <"
+              + ", ".join(f"i32 {i}" for i in range(64)) + ">"]
+    codes = "%rows"
+    if shifted:
+        lines.append("  %flipped = xor <64 x i8> %rows, <" + ", ".join(["i8 -128"] * 64) + ">")
+        codes = "%flipped"
+    if vbmi:
+        lines.append(f"  %out = call <64 x i8> asm \"vpermb $1, $2, $0\", \"=v,v,v\"(<64 x i8> {codes}, <64 x i8> <"
+                     + ", ".join(f"i8 {i}" for i in ROWS4_ORDER) + ">)")
+    else:
+        lines.append(f"  %out = shufflevector <64 x i8> {codes}, <64 x i8> poison, <64 x i32> <{order}>")
+    lines += ["  store <64 x i8> %out, ptr %dst, align 1", "  ret i32 0", "}",
+              "attributes #0 = { alwaysinline nounwind }", ""]
+    return name, "\n".join(lines)
+
+
+def _rows_inside(source, destination, image: tuple[int, int, int], pads: tuple[int, int], rows: tuple[int, int]):
+    """The bits of `gather_rows_intrin`'s rows inside the image (bit r: row r), from its buffers' offsets."""
+    from tvm import tirx
+
+    h, w, c = image
+    pt, pl = pads
+    width, channels = rows
+    column = tirx.floormod(tirx.floordiv(destination, channels * 4), width) - pl
+    channel = tirx.floormod(tirx.floordiv(destination, 4), channels)
+    first = tirx.floormod(tirx.floordiv(source - channel - column * c, w * c) + pt, h) - pt
+    flag = lambda condition: tirx.Cast("int32", condition)  # noqa: E731
+    inside = [flag(tirx.all(-r <= first, first < h - r)) * (1 << r) for r in range(4)]
+    return flag(tirx.all(0 <= column, column < w)) * (inside[0] + inside[1] + inside[2] + inside[3])
+
+
+def gather_rows_intrin(image: tuple[int, int, int], pads: tuple[int, int], rows: tuple[int, int], src: str,
+                       act: str, vbmi: bool) -> tuple[str, str]:
+    """The TensorIntrin of a window's interleave read straight from the input (compute.depthwise_rows_primfunc,
+    direct): 4 rows of 16 codes of type `src` from the input [n, h, w, c] (`image`: (h, w, c); the conv may read
+    only its first channels, as a dense block's layers do of their concat), shifted to `act`, into 16 x 4
+    interleaved per channel in the rows [.., width, channels, 4] (`rows`: (width, channels)); rows and columns
+    outside the image (top and left `pads`) as the shifted zero. Returns its name, registered, and the IR
+    (`gather_rows_ir`) that the loop must import (`pragma_import_llvm`).
+    A TensorIntrin sees only its two buffers, so the implementation finds the window from their offsets: the
+    destination's is (column x channels + channel) x 4 in the rows (whole or one window's), which gives the padded
+    column and the first channel; the source's, ((image x h + row) x w + column) x c + channel, then
+    gives the window's first row (in [-pt, h - pt): compute.reads_rows_directly). TVM's simplifier reduces both to
+    the loops' indices, so the bounds tests are on those (and LLVM hoists them)."""
+    h, w, c = image
+    pt, pl = pads
+    shift = _code_shift(src, act)
+    function, ir = gather_rows_ir(shift != 0, vbmi)
+    name = f"tcc_gather_rows4_{h}x{w}x{c}_{pt}_{pl}_{rows[0]}x{rows[1]}_{src}_{act}" + ("_vbmi" if vbmi else "")
+    if name not in _registered:
+        from tvm.s_tir import TensorIntrin
+        from tvm.script import tirx as T
+
+        @T.prim_func(s_tir=True)
+        def desc(s: T.handle, d: T.handle) -> None:
+            S = T.match_buffer(s, (4, 1, 16), src, offset_factor=1, strides=[w * c, c, 1])
+            D = T.match_buffer(d, (16, 4), act, offset_factor=1)
+            with T.sblock("root"):
+                T.reads(S[0:4, 0:1, 0:16])
+                T.writes(D[0:16, 0:4])
+                for k, r in T.grid(16, 4):
+                    with T.sblock("copy"):
+                        vk, vr = T.axis.remap("SS", [k, r])
+                        if shift == 0:
+                            D[vk, vr] = S[vr, 0, vk]
+                        else:
+                            D[vk, vr] = T.Cast(act, T.Cast("int16", S[vr, 0, vk]) + T.int16(shift))
+
+        @T.prim_func(s_tir=True)
+        def impl(s: T.handle, d: T.handle) -> None:
+            S = T.match_buffer(s, (4, 1, 16), src, offset_factor=1, strides=[w * c, c, 1])
+            D = T.match_buffer(d, (16, 4), act, offset_factor=1)
+            with T.sblock("root"):
+                T.reads(S[0:4, 0:1, 0:16])
+                T.writes(D[0:16, 0:4])
+                valid = T.meta_var(_rows_inside(S.elem_offset, D.elem_offset, image, pads, rows))
+                T.evaluate(T.call_extern("int32", function, D.access_ptr("w"), S.access_ptr("r"), T.int64(w * c),
+                                         valid))
+
+        TensorIntrin.register(name, desc, impl, override=True)
+        _registered.add(name)
+    return name, ir
 
 
 PARTIAL_SUM = {"armv7": "tcc_dot_neon_sum4",  # 4 channels' 4 partial lanes summed: 6 vpadd.i32

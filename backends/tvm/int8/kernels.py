@@ -60,6 +60,7 @@ DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
 # at a time, interleaved per channel so that a channel's 4 rows are one 32-bit lane, and the conv on them
 DEPTHWISE_ROWS_BLOCK = "tcc_dw_rows"
 DEPTHWISE_DOT_BLOCK = "tcc_dw_dot"
+ROWS_PADS_ATTR = "tcc.dw_rows_pads"  # x86's windows read straight from the input: its top and left pads, "pt,pl"
 ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
 # the dot kernels whose instruction the depthwise conv takes, per instruction set (their lanes and code type too)
 DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx512_vnni"}

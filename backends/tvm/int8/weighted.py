@@ -97,7 +97,8 @@ class WeightedLowering(RelaxEmitter):
             bias = self._bias(n, compute.bias_correction(n.weight, offset))
             func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype,
                                                                     bias is not None,
-                                                                    blocked=self.kernel.arch == "x86_64"),
+                                                                    direct=self.kernel.arch == "x86_64"
+                                                                    and compute.reads_rows_directly(shape)),
                                     "tcc_dw_dot")
             weights = compute.depthwise_rows_weights(n.weight, shape)
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],

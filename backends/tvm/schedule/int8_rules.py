@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from ..int8 import microkernel
 from ..int8.intrinsics import (
-    VPERMB_ROWS4_IR,
     depthwise_dot_intrin,
     depthwise_intrin,
     ensure_registered,
+    gather_rows_intrin,
     interleave_rows_intrin,
     partial_sum_intrin,
 )
@@ -28,6 +28,7 @@ from ..int8.kernels import (
     MICROKERNEL_ATTR,
     PAD_BLOCK,
     QUANTIZE_BLOCK,
+    ROWS_PADS_ATTR,
     SUM_BLOCK,
     TILE_SCOPE,
     VECTORS_ATTR,
@@ -263,23 +264,39 @@ class Int8Depthwise(Rule):
         return True
 
 
+class DirectRowsUnscheduled(Exception):
+    """A depthwise conv whose windows read the input itself (compute.depthwise_rows_primfunc, direct) that
+    Int8DepthwiseDot could not schedule: those windows read past the input's edges, which only their interleave's
+    masked loads (intrinsics.gather_rows_intrin) make right, so no generic schedule may take them instead (Rule
+    falls back to one on TVM's RuntimeError and ValueError)."""
+
+
 class Int8DepthwiseDot(Rule):
-    """The depthwise conv on AArch64's `sdot` or AVX-512's `vpdpbusd` (compute.depthwise_rows_primfunc): its
-    input padded once, a window's interleaved rows written just before the outputs that read them; the conv in
-    register tiles of the window's output rows x pixels x channels (AArch64: 4 `sdot` lanes of 4 channels; x86:
-    zmm vectors of 16), accumulated over the kernel's columns, the epilogue fused into the write-back."""
+    """The depthwise conv on AArch64's `sdot` or AVX-512's `vpdpbusd` (compute.depthwise_rows_primfunc): a window's
+    interleaved rows written just before the outputs that read them (x86: read straight from the input; AArch64:
+    from its padded copy); the conv in register tiles of the window's output rows x pixels x channels (AArch64: 4
+    `sdot` lanes of 4 channels; x86: zmm vectors of 16), accumulated over the kernel's columns, the epilogue fused
+    into the write-back."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         names = [sch.get(b).name_hint for b in blocks]
+        if names[:2] == [DEPTHWISE_ROWS_BLOCK, DEPTHWISE_DOT_BLOCK]:
+            try:
+                return self._schedule(sch, names, 1, simd)
+            except (RuntimeError, ValueError) as err:
+                raise DirectRowsUnscheduled(f"{names[1]}: {err}") from err
         if names[:3] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_ROWS_BLOCK, DEPTHWISE_DOT_BLOCK]:
             return False
-        # the padded copy: 16 codes a vector, its loops kept apart (fused, each vector's bounds test recomputed
-        # the pixel from the fused index: two divisions)
+        # the padded copy: 16 codes a vector, its loops kept apart (fused, each vector's bounds test recomputed the
+        # pixel from the fused index: two divisions)
         pad = sch.get_sblock(DEPTHWISE_PAD_BLOCK)
         n, x, *_, c = sch.get_loops(pad)
-        blocked = len(sch.get(pad).writes[0].region) == 5  # [n, x, c / 16, y, 16] (compute.py)
-        sch.vectorize(c if blocked else sch.split(c, [None, 16])[1])
+        sch.vectorize(sch.split(c, [None, 16])[1])
         parallelize(sch, [n, x])
+        return self._schedule(sch, names, 2, simd)
+
+    def _schedule(self, sch, names, conv_at, simd) -> bool:
+        """The rows and the conv, the conv's block at names[conv_at] (1: the windows read the input itself)."""
         rows = sch.get_sblock(DEPTHWISE_ROWS_BLOCK)
         windows = block_domain(sch, rows)[1]
         conv = sch.get_sblock(DEPTHWISE_DOT_BLOCK)
@@ -294,7 +311,7 @@ class Int8DepthwiseDot(Rule):
         x_out, x_in = sch.split(x, [None, pixels])
         sch.reorder(n, t, x_out, c_out, kx, j, x_in, c_quad, c_lane, r)
         lanes = simd.lanes if arch == "x86_64" else neon_epilogue_lanes(tile)
-        fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE)
+        fuse_epilogue(sch, conv, names, conv_at, c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE)
         rows_of = sch.fuse(n, t)
         # one window's interleaved rows at a time, just before the outputs that read them (the whole buffer is
         # twice the input: DDSNet's 56 x 56 x 160, 1 MB, past a Cortex-A55's L2)
@@ -302,11 +319,19 @@ class Int8DepthwiseDot(Rule):
         if loop_extent(sch, rows_of) > 1:
             sch.parallel(rows_of)
         window, _, c_rows, _ = sch.get_loops(rows)[-4:]  # (window, x, c, r) under the fused loop
-        codes = sch.get(rows).writes[0].source.dtype
-        vbmi = blocked and target_has(self.target, "avx512vbmi")
-        sch.tensorize(sch.split(c_rows, [None, 16])[1], interleave_rows_intrin(str(codes), vbmi))
-        if vbmi:
-            sch.annotate(window, microkernel.IMPORT_PRAGMA, VPERMB_ROWS4_IR)
+        group = sch.split(c_rows, [None, 16])[1]
+        codes = str(sch.get(rows).writes[0].source.dtype)
+        if conv_at == 1:
+            source = sch.get(rows).reads[0].source
+            image = tuple(int(d) for d in source.shape[1:])
+            pads = tuple(int(p) for p in str(sch.get(rows).annotations[ROWS_PADS_ATTR]).split(","))
+            width, channels = (int(d) for d in sch.get(rows).writes[0].source.shape[2:4])
+            intrin, ir = gather_rows_intrin(image, pads, (width, channels), str(source.dtype), codes,
+                                            target_has(self.target, "avx512vbmi"))
+            sch.tensorize(group, intrin)
+            sch.annotate(window, microkernel.IMPORT_PRAGMA, ir)
+        else:
+            sch.tensorize(group, interleave_rows_intrin(codes))
         init = sch.decompose_reduction(conv, kx)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_lane, depthwise_dot_intrin(arch))

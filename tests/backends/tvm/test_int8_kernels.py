@@ -626,7 +626,8 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
     """Depthwise convs on a 4-products-a-lane instruction (compute.depthwise_rows_primfunc): AArch64's `sdot`
     (s8 x s8, run by qemu's cortex-a76) and AVX-512's `vpdpbusd` (u8 x s8, on this CPU where it has VNNI); a
     channel's 4 rows in one lane, a window of 4 interleaved rows serving 1, 2 or 3 output rows; codes shifted to
-    the instruction's type (the bias takes the shift back) or not; every tensor equal to the integer reference's.
+    the instruction's type (the bias takes the shift back) or not; x86's windows read from the input with its
+    padding as masked loads, asymmetric pads included; every tensor equal to the integer reference's.
     Kernels of 5 rows keep the int16 taps, and so does the 1 x 1 one on AArch64 (x86: a float32 map, int8.affine)."""
     skip_unless_runtime(target)
     k = kn.KERNELS[kernel]
@@ -642,6 +643,8 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
     scripts = _scripts(mod)
     affine = target == "host"
     assert sum("tcc_dw_rows" in s for s in scripts) == 4
+    # x86's windows read the input itself, AArch64's a padded copy
+    assert sum("tcc_dw_rows" in s and "tcc_dw_pad" in s for s in scripts) == (0 if target == "host" else 4)
     assert sum("tcc_dw_conv" in s for s in scripts) == 2 - affine and sum("tcc_affine" in s for s in scripts) == affine
     outs = run_lowered(mod, target, x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)
@@ -664,13 +667,72 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     k = choose.kernel_for(target)
     shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype,
-                                           blocked=mtriple.startswith("x86")).with_attr("global_symbol", "main")
+                                           direct=mtriple.startswith("x86")).with_attr("global_symbol", "main")
     sch = ts.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
     assembly = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
     assert re.search(instruction, assembly)
     assert bool(re.search(r"vpermb\s[^\n]*%zmm", assembly)) == vpermb
     assert ("punpcklbw" in assembly) == (mtriple.startswith("x86") and not vpermb)  # the unpacks it replaces
+    assert bool(re.search(r"vmovdqu8\s[^\n]*\{%k\d\} ?\{z\}", assembly)) == mtriple.startswith("x86")  # the padding
+    # pads that add up to the kernel's height: the windows' first rows span the whole image, so x86 takes the
+    # padded copy too (compute.reads_rows_directly)
+    odd = kn.ConvShape(1, 6, 6, 32, 32, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))
+    assert not compute.reads_rows_directly(odd)
+    func = compute.depthwise_rows_primfunc(odd, k.act_offset("uint8"), k.act_dtype).with_attr("global_symbol", "main")
+    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    assert sch is not None and re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
+
+
+@pytest.mark.parametrize("h, w, stride, pads, signed", [
+    (9, 7, 1, (1, 1, 1, 1), False), (10, 9, 2, (1, 0, 0, 1), True), (5, 6, 1, (0, 1, 1, 0), True)])
+def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads, signed):
+    """x86's windows read straight from the input (compute.depthwise_rows_primfunc, direct): the rows outside the
+    image load as the shifted zero whatever the window, column, image of a batch of 2, or pads, against a numpy
+    conv of the padded codes (run where this CPU has AVX-512 VNNI)."""
+    from tcc.backends.tvm.schedule import int8_rules as ts
+
+    target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
+    k = choose.kernel_for(target)
+    if k is not kn.KERNELS["tcc_dot_avx512_vnni"]:
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    c = 32
+    shape = kn.ConvShape(2, h, w, c, c, 3, 3, (stride, stride), pads, (1, 1))
+    offset = k.act_offset("int8" if signed else "uint8")
+    func = compute.depthwise_rows_primfunc(shape, offset, k.act_dtype, direct=True).with_attr("global_symbol", "main")
+    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    assert sch is not None
+    rng = np.random.default_rng(h)
+    x = rng.integers(-128, 128, (2, h, w, c)).astype(np.int8) if signed else rng.integers(0, 256, (2, h, w, c)).astype(
+        np.uint8)
+    weights = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
+    oh, ow = shape.out_hw
+    pt, pl, pb, pr = pads
+    padded = np.pad(x.astype(np.int64) + offset, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=offset)
+    want = sum(padded[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+               * weights[:, 0, ky, kx] for ky in range(3) for kx in range(3))
+    got = tvm.runtime.tensor(np.zeros((2, oh, ow, c), np.int32))
+    tvm.compile(sch.mod, target=target)["main"](tvm.runtime.tensor(x),
+                                                tvm.runtime.tensor(compute.depthwise_rows_weights(weights, shape)), got)
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_dot_depthwise_windows_read_from_the_input_are_never_left_to_a_generic_schedule(monkeypatch):
+    """Those windows read past the input's edges, which only their interleave's masked loads make right: where the
+    rule cannot schedule them it raises, rather than let the module fall back to a generic schedule."""
+    from tcc.backends.tvm.schedule import int8_rules as ts
+
+    def refused(*_args):
+        raise RuntimeError("no")
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"})
+    k = choose.kernel_for(target)
+    shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
+    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype, direct=True)
+    assert ts.Int8DepthwiseDot().apply(func, target, False) is not None
+    monkeypatch.setattr(ts, "gather_rows_intrin", refused)
+    with pytest.raises(ts.DirectRowsUnscheduled, match="tcc_dw_dot"):
+        ts.Int8DepthwiseDot().apply(func, target, False)
 
 
 def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():

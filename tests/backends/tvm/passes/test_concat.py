@@ -15,8 +15,8 @@ pytestmark = needs_tvm
 SHAPE = [1, 3, 9, 7]
 
 
-def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False):
-    """stem conv (6 channels) -> `layers` dense layers (depthwise 3x3 + ReLU, pointwise conv + ReLU, concat with
+def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False, stem: int = 6):
+    """stem conv (`stem` channels) -> `layers` dense layers (depthwise 3x3 + ReLU, pointwise conv + ReLU, concat with
     the layer's input) -> 1x1 conv. `y_also_read`: the last layer's new channels also feed the output directly
     (an Add after a 1x1 conv), so that concat's second input has another reader."""
     rng = np.random.default_rng(0)
@@ -32,7 +32,7 @@ def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False):
         nodes.append(helper.make_node("Relu", [f"{out}_c"], [out]))
         return out
 
-    x, c = conv("input", "x0", 3, 6, k=3), 6
+    x, c = conv("input", "x0", 3, stem, k=3), stem
     for i in range(layers):
         d = conv(x, f"d{i}", c, c, k=3, group=c)
         y = conv(d, f"y{i}", c, growth)
@@ -114,9 +114,11 @@ def test_a_buffer_used_other_than_by_loads_stores_and_regions_is_refused():
     assert "T.reads(a[v + 4])" in moved and "out[v] = a[v + 4]" in moved
 
 
-def test_int8_dense_block_concats_are_removed_and_the_codes_stay_the_reference(tmp_path):
+@pytest.mark.parametrize("stem, growth", [(6, 4), (16, 16)])
+def test_int8_dense_block_concats_are_removed_and_the_codes_stay_the_reference(stem, growth):
     """INT8 modules take the pass too: the quantized dense block loses its concat kernels and its output codes
-    stay bit-exact with the integer reference."""
+    stay bit-exact with the integer reference. With 16k channels the depthwise convs are dot products (on a VNNI
+    CPU, their windows read straight from the widened concat: its channel stride is not theirs)."""
     import tvm
     from tvm import relax
 
@@ -125,14 +127,15 @@ def test_int8_dense_block_concats_are_removed_and_the_codes_stay_the_reference(t
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.intgraph.reference import run_reference
 
-    model = _dense_block()
+    model = _dense_block(growth=growth, stem=stem)
     x = np.random.default_rng(2).standard_normal((8, *SHAPE[1:])).astype(np.float32)
     table = calibrate_onnx(model, x, method="minmax", target="tvm", batch_size=1)
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=True)
-    mod = lower_int8(model, table, batch=1)
+    mod = lower_int8(model, table, batch=1, target="host")  # this CPU's kernels (VNNI: the dot depthwise convs)
     with target:
-        assert _concat_kernels(tvm_compile._relax_pipeline(target, True, False)(mod)) == 2  # without the pass
+        assert _concat_kernels(tvm_compile._relax_pipeline(target, True, False)(mod)) >= 2  # without (2 or 3:
+        # which of them fuse with a neighbour depends on the kernels this CPU's convs take)
         assert _concat_kernels(pipeline(mod)) == 0
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())
     for sample in x[:3]:
