@@ -342,11 +342,6 @@ def interleave_rows_intrin(dtype: str = "int8") -> str:
     return name
 
 
-def _code_shift(src: str, act: str) -> int:
-    """The shift from input codes of type `src` to the instruction's `act` (compute.depthwise_rows_primfunc)."""
-    return {("int8", "uint8"): 128, ("uint8", "int8"): -128}.get((src, act), 0)
-
-
 def gather_rows_ir(shifted: bool, vbmi: bool) -> tuple[str, str]:
     """The LLVM function (name, IR) behind `gather_rows_intrin`: `(dst, src, pitch, valid)` loads rows r = 0..3 of
     16 codes at src + r * pitch, a row whose bit of `valid` is clear as zeros without touching it (a masked
@@ -403,13 +398,14 @@ def _rows_inside(source, destination, image: tuple[int, int, int], pads: tuple[i
 
 
 def gather_rows_intrin(image: tuple[int, int, int], pads: tuple[int, int], rows: tuple[int, int], src: str,
-                       act: str, vbmi: bool) -> tuple[str, str]:
+                       vbmi: bool) -> tuple[str, str]:
     """The TensorIntrin of a window's interleave read straight from the input (compute.depthwise_rows_primfunc,
     direct): 4 rows of 16 codes of type `src` from the input [n, h, w, c] (`image`: (h, w, c); the conv may read
-    only its first channels, as a dense block's layers do of their concat), shifted to `act`, into 16 x 4
-    interleaved per channel in the rows [.., width, channels, 4] (`rows`: (width, channels)); rows and columns
-    outside the image (top and left `pads`) as the shifted zero. Returns its name, registered, and the IR
-    (`gather_rows_ir`) that the loop must import (`pragma_import_llvm`).
+    only its first channels, as a dense block's layers do of their concat), shifted to the u8 codes of x86's
+    depthwise kernel (DEPTHWISE_DOT_KERNELS, its `act_offset`), into 16 x 4 interleaved per channel in the rows
+    [.., width, channels, 4] (`rows`: (width, channels)); rows and columns outside the image (top and left `pads`)
+    as the shifted zero. Returns its name, registered, and the IR (`gather_rows_ir`) that the loop must import
+    (`pragma_import_llvm`).
     A TensorIntrin sees only its two buffers, so the implementation finds the window from their offsets: the
     destination's is (column x channels + channel) x 4 in the rows (whole or one window's), which gives the padded
     column and the first channel; the source's, ((image x h + row) x w + column) x c + channel, then
@@ -417,7 +413,8 @@ def gather_rows_intrin(image: tuple[int, int, int], pads: tuple[int, int], rows:
     the loops' indices, so the bounds tests are on those (and LLVM hoists them)."""
     h, w, c = image
     pt, pl = pads
-    shift = _code_shift(src, act)
+    kernel = KERNELS[DEPTHWISE_DOT_KERNELS["x86_64"]]
+    act, shift = kernel.act_dtype, kernel.act_offset(src)
     function, ir = gather_rows_ir(shift != 0, vbmi)
     name = f"tcc_gather_rows4_{h}x{w}x{c}_{pt}_{pl}_{rows[0]}x{rows[1]}_{src}_{act}" + ("_vbmi" if vbmi else "")
     if name not in _registered:

@@ -320,18 +320,17 @@ class Int8DepthwiseDot(Rule):
             sch.parallel(rows_of)
         window, _, c_rows, _ = sch.get_loops(rows)[-4:]  # (window, x, c, r) under the fused loop
         group = sch.split(c_rows, [None, 16])[1]
-        codes = str(sch.get(rows).writes[0].source.dtype)
         if conv_at == 1:
             source = sch.get(rows).reads[0].source
             image = tuple(int(d) for d in source.shape[1:])
             pads = tuple(int(p) for p in str(sch.get(rows).annotations[ROWS_PADS_ATTR]).split(","))
             width, channels = (int(d) for d in sch.get(rows).writes[0].source.shape[2:4])
-            intrin, ir = gather_rows_intrin(image, pads, (width, channels), str(source.dtype), codes,
+            intrin, ir = gather_rows_intrin(image, pads, (width, channels), str(source.dtype),
                                             target_has(self.target, "avx512vbmi"))
             sch.tensorize(group, intrin)
             sch.annotate(window, microkernel.IMPORT_PRAGMA, ir)
         else:
-            sch.tensorize(group, interleave_rows_intrin(codes))
+            sch.tensorize(group, interleave_rows_intrin(str(sch.get(rows).writes[0].source.dtype)))
         init = sch.decompose_reduction(conv, kx)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_lane, depthwise_dot_intrin(arch))
