@@ -1,7 +1,8 @@
 """The TE computes of the INT8 convs that tcc's schedule rules tile (backends/tvm/schedule/): a dense conv in the
 steps of its dot-product kernel (`conv_primfunc`, ARMv7's dot form `dot_conv_primfunc`), the im2col copy that
 turns a conv on few input channels into a 1 x 1 one (`im2col_primfunc`, `im2col_shape`, `im2col_weights`), the
-depthwise conv on int16 taps (`depthwise_primfunc`), and the weights in the kernels' layout (`pack_weights`) with
+depthwise conv on int16 taps (`depthwise_primfunc`), on 4 rows a lane (`depthwise_rows_primfunc`) or on pairs of
+rows (`depthwise_pairs_primfunc`), and the weights in the kernels' layout (`pack_weights`) with
 the bias that takes back the codes' shift (`bias_correction`)."""
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from .kernels import (
     CROP_BLOCK,
     DEPTHWISE_BLOCK,
     DEPTHWISE_DOT_BLOCK,
+    DEPTHWISE_MADD_BLOCK,
     DEPTHWISE_PAD_BLOCK,
+    DEPTHWISE_PAIRS_BLOCK,
     DEPTHWISE_ROWS_BLOCK,
     FLAT_ATTR,
     KERNEL_ATTR,
@@ -463,6 +466,22 @@ def reads_rows_directly(shape: ConvShape) -> bool:
     return j_rows > 0 and (shape.out_hw[0] // j_rows - 1) * j_rows * shape.strides[0] < shape.h
 
 
+def _column_padded(x, shape: ConvShape, height: int, offset: int, dtype: str):
+    """`x` [n, h, w, c] shifted by `offset` to `dtype` and padded with the shifted zero, column-major (block
+    DEPTHWISE_PAD_BLOCK [n, w + pads, height, c]): a window's rows of one column are consecutive blocks of c codes."""
+    from tvm import te, tirx
+
+    pt, pl, pb, pr = shape.pads
+
+    def padded(n, xx, y, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(dtype)
+        return tirx.if_then_else(inside, code, tirx.const(offset, dtype))
+
+    dims = (shape.n, shape.w + pl + pr, height, shape.c)
+    return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=DEPTHWISE_PAD_BLOCK)
+
+
 def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False,
                             direct: bool = False):
     """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
@@ -502,12 +521,7 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
 
         rows = te.compute(rows_shape, window, name=DEPTHWISE_ROWS_BLOCK, attrs={ROWS_PADS_ATTR: f"{pt},{pl}"})
     else:
-        def padded(n, xx, y, c):
-            inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
-            code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
-            return tirx.if_then_else(inside, code, tirx.const(offset, act_dtype))
-
-        src = te.compute([i64(d) for d in (shape.n, width, height, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK)
+        src = _column_padded(x, shape, height, offset, act_dtype)
         rows = te.compute(rows_shape, lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
@@ -517,4 +531,46 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
                          * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"), axis=[kx, r]),
                      name=DEPTHWISE_DOT_BLOCK)
     func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_DOT_BLOCK, biased)
+    return func.with_attr("tcc.op_pattern", 4)
+
+
+def depthwise_pairs_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """Depthwise weight codes [C, 1, kh, kw] as `depthwise_pairs_primfunc` reads them: int16 [J, kw, ROWS / 2, C,
+    2], `depthwise_rows_weights`' window rows as pairs, a pair's two weights of a channel adjacent."""
+    rows = depthwise_rows_weights(w_oihw, shape)  # [J, kw, C, ROWS]
+    j_rows, kw, c, _ = rows.shape
+    return np.ascontiguousarray(rows.reshape(j_rows, kw, c, ROWS // 2, 2).transpose(0, 1, 3, 2, 4)).astype(np.int16)
+
+
+def depthwise_pairs_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
+    """A depthwise conv on x86's `vpmaddwd` (two int16 products summed into each int32 lane): int32 acc [n, oh, ow,
+    c] of codes x [n, h, w, c] (8-bit or int16, zero point 0) and int16 weights [J, kw, ROWS / 2, c, 2]
+    (`depthwise_pairs_weights`). As in `depthwise_rows_primfunc`, a window of ROWS padded rows serves J output rows
+    (`rows_per_window`); here its rows are widened to int16 as ROWS / 2 pairs interleaved per channel (`tcc_dw_pairs`
+    [n, windows, w + pads, ROWS / 2, c, 2], from the padded copy `tcc_dw_pad`), so that one instruction sums 2 taps
+    of a kernel column per channel: a 3 x 3 conv of stride 1 takes 2 products a tap for its 2 output rows (4 rows
+    of 2 pairs, each against its own weights), where the int16 taps' `vpmaddwd` had one lane of each pair zero."""
+    from tvm import te, tirx
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    j_rows = rows_per_window(shape)
+    (sh, sw), (_, dw) = shape.strides, shape.dilations
+    pl, pr = shape.pads[1], shape.pads[3]
+    step, windows, pairs = j_rows * sh, oh // j_rows, ROWS // 2
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, pairs, shape.c, 2)], "int16", name="weights")
+    src = _column_padded(x, shape, (windows - 1) * step + ROWS, 0, source_dtype)
+    rows = te.compute([i64(d) for d in (shape.n, windows, shape.w + pl + pr, pairs, shape.c, 2)],
+                      lambda n, t, xx, p, c, r: src[n, xx, t * step + 2 * p + r, c].astype("int16"),
+                      name=DEPTHWISE_PAIRS_BLOCK)
+    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    p = te.reduce_axis((i64(0), i64(pairs)), name="p")
+    r = te.reduce_axis((i64(0), i64(2)), name="r")
+    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
+                     lambda n, y, xx, c: te.sum(
+                         rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, p, c, r].astype("int32")
+                         * weights[tirx.floormod(y, j_rows), kx, p, c, r].astype("int32"), axis=[kx, p, r]),
+                     name=DEPTHWISE_MADD_BLOCK)
+    func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_MADD_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)

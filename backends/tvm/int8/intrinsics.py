@@ -1,8 +1,9 @@
 """The TensorIntrins of the INT8 schedules, one per instruction set: each dot-product kernel's step
 (`ensure_registered`: its description `_desc` and its implementation `_impl` by LLVM intrinsics -- x86
 `vpmaddwd` / `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`), the ARM depthwise
-tap (`depthwise_intrin`) and the sum of the dot form's partial lanes (`partial_sum_intrin`); each registered once
-per process."""
+tap (`depthwise_intrin`), the depthwise steps on 4 rows a lane (`depthwise_dot_intrin`) or on int16 pairs of rows
+(`depthwise_madd_intrin`) with their interleaves, and the sum of the dot form's partial lanes (`partial_sum_intrin`);
+each registered once per process."""
 from __future__ import annotations
 
 from .kernels import DEPTHWISE_DOT_KERNELS, DOT_TILE_SCOPE, KERNELS, TILE_SCOPE, DotKernel
@@ -254,6 +255,26 @@ def depthwise_intrin(target) -> str | None:
     return name
 
 
+def _lane_rows_desc(lanes: int, rows: int, act: str, weight: str):
+    """A depthwise step's description: C[lanes] += sum over r < rows of A[lane, r] * B[lane, r] (each channel's
+    rows of one kernel column against their weights, summed into its int32 lane)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (lanes, rows), act, offset_factor=1)
+        B = T.match_buffer(b, (lanes, rows), weight, offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:lanes, 0:rows], B[0:lanes, 0:rows])
+            T.writes(C[0:lanes])
+            for lane, r in T.grid(lanes, rows):
+                with T.sblock("update"):
+                    vl, vr = T.axis.remap("SR", [lane, r])
+                    C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
+    return desc
+
+
 # the depthwise dot step per instruction set: (TensorIntrin name, the LLVM intrinsic); its lanes (channels per
 # instruction) and codes' type are its dot kernel's (kernels.DEPTHWISE_DOT_KERNELS)
 DEPTHWISE_DOT = {"aarch64": ("tcc_dw_a64_sdot", "llvm.aarch64.neon.sdot"),
@@ -272,19 +293,6 @@ def depthwise_dot_intrin(arch: str) -> str:
         from tvm.script import tirx as T
 
         @T.prim_func(s_tir=True)
-        def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (lanes, 4), act, offset_factor=1)
-            B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
-            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:lanes, 0:4])
-                T.writes(C[0:lanes])
-                for lane, r in T.grid(lanes, 4):
-                    with T.sblock("update"):
-                        vl, vr = T.axis.remap("SR", [lane, r])
-                        C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
-
-        @T.prim_func(s_tir=True)
         def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (lanes, 4), act, offset_factor=1)
             B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
@@ -296,6 +304,76 @@ def depthwise_dot_intrin(arch: str) -> str:
                     T.llvm_lookup_intrinsic_id(llvm), C.vload([0], f"int32x{lanes}"),
                     A.vload([0, 0], f"{act}x{4 * lanes}"), B.vload([0, 0], f"int8x{4 * lanes}"),
                     dtype=f"int32x{lanes}")
+
+        TensorIntrin.register(name, _lane_rows_desc(lanes, 4, act, "int8"), impl, override=True)
+        _registered.add(name)
+    return name
+
+
+# x86 without VNNI: the depthwise step on int16 pairs of rows (compute.depthwise_pairs_primfunc), by its lanes
+DEPTHWISE_MADD = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}
+
+
+def depthwise_madd_intrin(lanes: int) -> str:
+    """The TensorIntrin of the depthwise pairs step, registered: L channels x 2 rows of int16 codes against their
+    L x 2 int16 weights, each channel's 2 products summed into its int32 lane: one `vpmaddwd` (ymm: L = 8, zmm: 16)
+    and one `vpaddd`."""
+    name = f"tcc_dw_madd{lanes}"
+    if name not in _registered:
+        from tvm.s_tir import TensorIntrin
+        from tvm.script import tirx as T
+
+        madd, half = DEPTHWISE_MADD[lanes], f"int16x{2 * lanes}"
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (lanes, 2), "int16", offset_factor=1)
+            B = T.match_buffer(b, (lanes, 2), "int16", offset_factor=1)
+            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            with T.sblock("root"):
+                T.reads(C[0:lanes], A[0:lanes, 0:2], B[0:lanes, 0:2])
+                T.writes(C[0:lanes])
+                C[T.ramp(0, 1, lanes)] = C.vload([0], f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(madd), A.vload([0, 0], half), B.vload([0, 0], half),
+                    dtype=f"int32x{lanes}")
+
+        TensorIntrin.register(name, _lane_rows_desc(lanes, 2, "int16", "int16"), impl, override=True)
+        _registered.add(name)
+    return name
+
+
+def interleave_pairs_intrin(dtype: str, lanes: int) -> str:
+    """The TensorIntrin widening 2 rows of L codes of `dtype` (a row stride apart) to int16 and interleaving them
+    per channel, L x 2 (compute.depthwise_pairs_primfunc's windows), registered: two loads, one shuffle, one
+    widening."""
+    name = f"tcc_interleave_pairs{lanes}_{dtype}"
+    if name not in _registered:
+        from tvm.s_tir import TensorIntrin
+        from tvm.script import tirx as T
+
+        order = [r * lanes + c for c in range(lanes) for r in range(2)]
+
+        @T.prim_func(s_tir=True)
+        def desc(s: T.handle, d: T.handle) -> None:
+            S = T.match_buffer(s, (2, lanes), dtype, offset_factor=1, strides=[T.int64(), 1])
+            D = T.match_buffer(d, (lanes, 2), "int16", offset_factor=1)
+            with T.sblock("root"):
+                T.reads(S[0:2, 0:lanes])
+                T.writes(D[0:lanes, 0:2])
+                for c, r in T.grid(lanes, 2):
+                    with T.sblock("copy"):
+                        vc, vr = T.axis.remap("SS", [c, r])
+                        D[vc, vr] = T.Cast("int16", S[vr, vc])
+
+        @T.prim_func(s_tir=True)
+        def impl(s: T.handle, d: T.handle) -> None:
+            S = T.match_buffer(s, (2, lanes), dtype, offset_factor=1, strides=[T.int64(), 1])
+            D = T.match_buffer(d, (lanes, 2), "int16", offset_factor=1)
+            with T.sblock("root"):
+                T.reads(S[0:2, 0:lanes])
+                T.writes(D[0:lanes, 0:2])
+                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 2 * lanes)] = T.Cast(f"int16x{2 * lanes}", T.Shuffle(
+                    [S.vload([T.int64(r), T.int64(0)], f"{dtype}x{lanes}") for r in range(2)], order))
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)

@@ -64,6 +64,10 @@ ROWS_PADS_ATTR = "tcc.dw_rows_pads"  # x86's windows read straight from the inpu
 ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
 # the dot kernels whose instruction the depthwise conv takes, per instruction set (their lanes and code type too)
 DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx512_vnni"}
+# The depthwise conv on x86 without VNNI (`depthwise_pairs_primfunc`): the same windows of ROWS rows as int16 pairs
+# of rows, a channel's 2 rows one 32-bit lane, so that one `vpmaddwd` sums 2 taps of a column per channel
+DEPTHWISE_PAIRS_BLOCK = "tcc_dw_pairs"
+DEPTHWISE_MADD_BLOCK = "tcc_dw_madd"
 AFFINE_BLOCK = "tcc_affine"  # a 1 x 1 depthwise conv as float32 (int8.affine.affine_primfunc)
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (int8.tir.quantize_input_primfunc)

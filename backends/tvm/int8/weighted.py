@@ -104,6 +104,15 @@ class WeightedLowering(RelaxEmitter):
             acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],
                                                 self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
             return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
+        shape = self._depthwise_pairs_shape(n, x)
+        if shape is not None:  # x86 `vpmaddwd`: 2 rows of a channel in one lane
+            bias = self._bias(n)
+            func = self.bb.add_func(compute.depthwise_pairs_primfunc(shape, x.expr.ty.dtype, bias is not None),
+                                    "tcc_dw_madd")
+            weights = compute.depthwise_pairs_weights(n.weight, shape)
+            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16"), *self._started(bias)],
+                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
+            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
         shape = self._affine_shape(n, x)
         params = (affine.affine_params(n.weight[:, 0, 0, 0], n.bias, n.requant, str(x.expr.ty.dtype))
                   if shape is not None else None)
@@ -207,6 +216,19 @@ class WeightedLowering(RelaxEmitter):
         shape = self._conv_shape(n, x)
         if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 16 or shape.kh < 2
                 or compute.rows_per_window(shape) == 0):
+            return None
+        return shape
+
+    def _depthwise_pairs_shape(self, n: QNode, x: _Codes):
+        """A depthwise conv's shape where x86's `vpmaddwd` takes it on pairs of rows
+        (compute.depthwise_pairs_primfunc): a layer `_depthwise_rows_shape` leaves (no VNNI, int16 codes, or
+        channels not a multiple of 16), 8k channels, a kernel of 2 or 3 rows whose window of 4 serves 2 output rows
+        or more (stride 1), not dilated. Strided ones keep the int16 taps: DDSNet's 3 x 3 / 2 at 56 x 56 x 64 took
+        25 us on pairs against 16 (one output row a window: each row interleaved twice for 3 taps of 4 products)."""
+        if self.kernel is None or self.kernel.arch != "x86_64":
+            return None
+        shape = self._depthwise_shape(n, x)
+        if shape is None or shape.kh < 2 or compute.rows_per_window(shape) < 2:
             return None
         return shape
 

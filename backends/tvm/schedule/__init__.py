@@ -29,7 +29,7 @@ from tvm import relax
 from tvm.s_tir import dlight as dl
 
 from .float_rules import Injective, RowReduction, WindowReduction
-from .int8_rules import Int8Depthwise, Int8DepthwiseDot, Int8DotConv, QuantizeInput
+from .int8_rules import Int8Depthwise, Int8DepthwiseDot, Int8DepthwisePairs, Int8DotConv, QuantizeInput
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
@@ -37,10 +37,10 @@ LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 def default_schedule_pass():
     """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8DepthwiseDot,
-    Int8Depthwise, RowReduction, WindowReduction, QuantizeInput, then Injective) to every PrimFunc not yet
-    scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8DepthwiseDot(), Int8Depthwise(), RowReduction(),
-                                   WindowReduction(), QuantizeInput(), Injective())
+    Int8DepthwisePairs, Int8Depthwise, RowReduction, WindowReduction, QuantizeInput, then Injective) to every
+    PrimFunc not yet scheduled."""
+    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8DepthwiseDot(), Int8DepthwisePairs(), Int8Depthwise(),
+                                   RowReduction(), WindowReduction(), QuantizeInput(), Injective())
 
 
 def layout_passes():

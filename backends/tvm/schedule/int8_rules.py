@@ -1,6 +1,7 @@
 """The INT8 rules: the blocks of tcc's own INT8 kernels (tcc.backends.tvm.int8.compute, named in
 int8/kernels.py) tiled in registers and tensorized with the target's dot-product intrinsics: dense convs
-(`Int8DotConv`), depthwise convs as int16 taps (`Int8Depthwise`) or dot products (`Int8DepthwiseDot`), and
+(`Int8DotConv`), depthwise convs as int16 taps (`Int8Depthwise`), dot products (`Int8DepthwiseDot`) or int16
+pairs of rows (`Int8DepthwisePairs`), and
 the input's quantization (`QuantizeInput`).
 """
 from __future__ import annotations
@@ -9,8 +10,10 @@ from ..int8 import microkernel
 from ..int8.intrinsics import (
     depthwise_dot_intrin,
     depthwise_intrin,
+    depthwise_madd_intrin,
     ensure_registered,
     gather_rows_intrin,
+    interleave_pairs_intrin,
     interleave_rows_intrin,
     partial_sum_intrin,
 )
@@ -19,7 +22,9 @@ from ..int8.kernels import (
     DEPTHWISE_BLOCK,
     DEPTHWISE_DOT_BLOCK,
     DEPTHWISE_DOT_KERNELS,
+    DEPTHWISE_MADD_BLOCK,
     DEPTHWISE_PAD_BLOCK,
+    DEPTHWISE_PAIRS_BLOCK,
     DEPTHWISE_ROWS_BLOCK,
     DOT_TILE_SCOPE,
     FLAT_ATTR,
@@ -72,6 +77,8 @@ DEPTHWISE_PIXELS_A64 = 8
 # pixels within 1%, measured)
 DEPTHWISE_DOT_PIXELS = {"aarch64": 4, "x86_64": 8}
 DEPTHWISE_DOT_CHANNELS = {"aarch64": 16, "x86_64": 32}
+# The pairs depthwise tile (Int8DepthwisePairs), by vector lanes: (pixels x the window's output rows, channels)
+DEPTHWISE_PAIRS_TILE = {8: (4, 16), 16: (8, 32)}
 # The int16 padded input of an ARM INT8 depthwise conv on fewer channels than this is written by rows (pad_by_rows),
 # not pixel by pixel behind a bounds test: FastNet's 8-channel 3 x 3 at 63 x 63 took ~25 instructions a pixel to
 # pad (executed instructions, FastNet: aarch64-dotprod 16.31 -> 15.98 M, aarch64 36.00 -> 35.75 M, arm-a7 50.36 ->
@@ -335,6 +342,51 @@ class Int8DepthwiseDot(Rule):
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_lane, depthwise_dot_intrin(arch))
         for loop in (kx, j, x_in, c_quad):
+            sch.unroll(loop)
+        return True
+
+
+class Int8DepthwisePairs(Rule):
+    """The depthwise conv on x86's `vpmaddwd` (compute.depthwise_pairs_primfunc): its padded copy written once
+    beforehand; a window's int16 pairs of rows written just before the outputs that read them; the conv in register
+    tiles of the window's output rows x pixels x channels (ymm or zmm vectors), accumulated over the kernel's columns
+    and pairs, the epilogue fused into the write-back."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:3] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_PAIRS_BLOCK, DEPTHWISE_MADD_BLOCK]:
+            return False
+        rows = sch.get_sblock(DEPTHWISE_PAIRS_BLOCK)
+        channels = block_domain(sch, rows)[4]
+        lanes = 16 if target_has(self.target, "avx512bw") and channels % 16 == 0 else 8
+        if channels % lanes:
+            return False
+        pad = sch.get_sblock(DEPTHWISE_PAD_BLOCK)
+        n, x, *_, c = sch.get_loops(pad)
+        sch.vectorize(sch.split(c, [None, next(v for v in (64, 32, 16, 8) if channels % v == 0)])[1])
+        parallelize(sch, [n, x])
+        windows = block_domain(sch, rows)[1]
+        conv = sch.get_sblock(DEPTHWISE_MADD_BLOCK)
+        n, y, x, c, kx, p, r = sch.get_loops(conv)
+        per_window = loop_extent(sch, y) // windows
+        t, j = sch.split(y, [None, per_window])
+        pixels, tile = DEPTHWISE_PAIRS_TILE[lanes]
+        tile = lanes * largest_divisor(channels // lanes, tile // lanes)
+        c_out, c_vector, c_lane = sch.split(c, [None, tile // lanes, lanes])
+        x_out, x_in = sch.split(x, [None, largest_divisor(loop_extent(sch, x), max(1, pixels // per_window))])
+        sch.reorder(n, t, x_out, c_out, kx, p, j, x_in, c_vector, c_lane, r)
+        fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
+        rows_of = sch.fuse(n, t)
+        sch.compute_at(rows, rows_of)
+        if loop_extent(sch, rows_of) > 1:
+            sch.parallel(rows_of)
+        c_rows = sch.get_loops(rows)[-2]  # (window, x, pair, c, r) under the fused loop
+        group = sch.split(c_rows, [None, lanes])[1]
+        sch.tensorize(group, interleave_pairs_intrin(str(sch.get(pad).writes[0].source.dtype), lanes))
+        init = sch.decompose_reduction(conv, kx)
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(c_lane, depthwise_madd_intrin(lanes))
+        for loop in (kx, p, j, x_in, c_vector):
             sch.unroll(loop)
         return True
 

@@ -22,6 +22,8 @@ from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
 from tcc.quant.intgraph.reference import run_reference  # noqa: E402
 
 from tests.helpers.onnx_util import make_model  # noqa: E402
+from tests.helpers.tvm_int8 import depthwise_case, lowered as _lowered  # noqa: E402
+from tests.helpers.tvm_int8 import prim_scripts as _scripts  # noqa: E402
 from tests.helpers.tvm_util import run_lowered, skip_unless_runtime  # noqa: E402
 
 
@@ -73,17 +75,8 @@ def odd():
     return m, table, x, out, codes
 
 
-def _lowered(model, table, kernel, names):
-    qg = quantize_graph(plan(model, lowering="tvm", rules="tvm"), table)
-    return RelaxLowering(kernel).lower(qg, tuple(names), batch=1)
-
-
 def _out_channels(model, node) -> int:
     return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
-
-
-def _scripts(mod):
-    return [f.script() for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
 
 
 @pytest.mark.parametrize("target, kernel", [
@@ -107,7 +100,9 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     mod = _lowered(model, table, k, names)
     assert any(k.name in s for s in _scripts(mod))
     calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
-    assert sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2  # both depthwise convs: 8k channels
+    # both depthwise convs (8k channels) on int16 taps; on x86 the one of stride 1 on int16 pairs of rows
+    pairs = sum("tcc_dw_pairs" in s for s in _scripts(mod))
+    assert pairs == (k.arch == "x86_64") and sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2 - pairs
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
     while narrow.name in choose.NARROW:
         narrow = kn.KERNELS[choose.NARROW[narrow.name]]
@@ -589,37 +584,6 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     np.testing.assert_array_equal(got, want[:, :, :crop or width])
 
 
-def depthwise_model(seed: int = 0):
-    """Depthwise convs of 32 channels (two blocks of 16 for AArch64's `sdot` form), after a 3x3 stem + ReLU (u8
-    codes): 3x3 s1 (2 output rows a window), 3x3 s2 with asymmetric pads on signed codes (1 row), 3x3 on a height
-    of 5 (odd: 1 row), 2x2 on a height of 6 (3 rows), then a 5x5 and a 1x1 (int16 taps: taller than 4 rows, and a
-    quarter of each sdot), GAP, gemm."""
-    rng = np.random.default_rng(seed)
-    nodes, inits, x = [], [], "input"
-    for name, ci, k, stride, pads, group, relu in (
-            ("stem", 3, 3, 1, (1, 1, 1, 1), 1, True), ("dw1", 32, 3, 1, (1, 1, 1, 1), 32, False),
-            ("dw2", 32, 3, 2, (1, 0, 0, 1), 32, True), ("dw3", 32, 3, 1, (1, 1, 0, 1), 32, False),
-            ("dw4", 32, 2, 1, (1, 1, 1, 1), 32, True), ("dw5", 32, 5, 1, (2, 2, 2, 2), 32, False),
-            ("dw6", 32, 1, 1, (0, 0, 0, 0), 32, False)):
-        w = numpy_helper.from_array((rng.standard_normal((32, ci // group, k, k)) * 0.4).astype(np.float32),
-                                    f"{name}.w")
-        b = numpy_helper.from_array((rng.standard_normal(32) * 0.2).astype(np.float32), f"{name}.b")
-        nodes.append(helper.make_node("Conv", [x, w.name, b.name], [name], name=name, kernel_shape=[k, k],
-                                      strides=[stride, stride], pads=list(pads), group=group))
-        inits += [w, b]
-        x = name
-        if relu:
-            nodes.append(helper.make_node("Relu", [name], [f"{name}.relu"], name=f"{name}.relu"))
-            x = f"{name}.relu"
-    wf = numpy_helper.from_array((rng.standard_normal((3, 32)) * 0.5).astype(np.float32), "fc.w")
-    bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
-              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
-              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
-    return make_model(nodes, {"input": ["N", 3, 12, 11]}, {"output": ["N", 3]}, inits + [wf, bf], name="dw",
-                      ir_version=8)
-
-
 @pytest.mark.parametrize("target, kernel", [("aarch64-dotprod", "tcc_dot_a64_sdot"),
                                             ("host", "tcc_dot_avx512_vnni")])
 def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
@@ -633,13 +597,8 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
     k = kn.KERNELS[kernel]
     if target == "host" and choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host"))) is not k:
         pytest.skip("this CPU has no AVX-512 VNNI")
-    m = depthwise_model()
-    rng = np.random.default_rng(1)
-    table = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 11)).astype(np.float32), method="kl", target="tvm")
-    x = rng.standard_normal((1, 3, 12, 11)).astype(np.float32) * 1.5
-    ref_out, ref_codes = run_reference(m, table, x, return_all=True)
+    x, ref_out, ref_codes, mod = depthwise_case(k)
     names = list(ref_codes)
-    mod = _lowered(m, table, k, names)
     scripts = _scripts(mod)
     affine = target == "host"
     assert sum("tcc_dw_rows" in s for s in scripts) == 4
