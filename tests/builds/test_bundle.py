@@ -176,7 +176,9 @@ from tcc.backends.ort.backend import OrtBackend
 emit = OrtBackend.emit
 def slow_emit(self, model, options, out_dir):
     files = emit(self, model, options, out_dir)
-    pathlib.Path({marker!r}).write_text(str(out_dir))
+    ready = pathlib.Path({marker!r} + ".tmp")  # renamed when written: the test never reads it half-written
+    ready.write_text(str(out_dir))
+    ready.replace({marker!r})
     time.sleep(120)
     return files
 OrtBackend.emit = slow_emit
