@@ -95,24 +95,17 @@ class WeightedLowering(RelaxEmitter):
         if shape is not None:  # `sdot` / `vpdpbusd`: 4 rows of a channel in one lane
             offset = self.kernel.act_offset(x.expr.ty.dtype)
             bias = self._bias(n, compute.bias_correction(n.weight, offset))
-            func = self.bb.add_func(compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype,
-                                                                    bias is not None,
-                                                                    direct=self.kernel.arch == "x86_64"
-                                                                    and compute.reads_rows_directly(shape)),
-                                    "tcc_dw_dot")
-            weights = compute.depthwise_rows_weights(n.weight, shape)
-            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int8"), *self._started(bias)],
-                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
+            func = compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype, bias is not None,
+                                                   direct=self.kernel.arch == "x86_64"
+                                                   and compute.reads_rows_directly(shape))
+            weights = self.const(compute.depthwise_rows_weights(n.weight, shape), "int8")
+            return self._depthwise(n, x, shape, func, "tcc_dw_dot", weights, bias)
         shape = self._depthwise_pairs_shape(n, x)
         if shape is not None:  # x86 `vpmaddwd`: 2 rows of a channel in one lane
             bias = self._bias(n)
-            func = self.bb.add_func(compute.depthwise_pairs_primfunc(shape, x.expr.ty.dtype, bias is not None),
-                                    "tcc_dw_madd")
-            weights = compute.depthwise_pairs_weights(n.weight, shape)
-            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16"), *self._started(bias)],
-                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
+            func = compute.depthwise_pairs_primfunc(shape, x.expr.ty.dtype, bias is not None)
+            weights = self.const(compute.depthwise_pairs_weights(n.weight, shape), "int16")
+            return self._depthwise(n, x, shape, func, "tcc_dw_madd", weights, bias)
         shape = self._affine_shape(n, x)
         params = (affine.affine_params(n.weight[:, 0, 0, 0], n.bias, n.requant, str(x.expr.ty.dtype))
                   if shape is not None else None)
@@ -127,17 +120,22 @@ class WeightedLowering(RelaxEmitter):
         shape = self._depthwise_shape(n, x)
         if shape is not None:
             bias = self._bias(n)
-            func = self.bb.add_func(depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None), "tcc_dw_conv")
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
-            acc = self.emit(self.relax.call_tir(func, [x.expr, self.const(weights, "int16"), *self._started(bias)],
-                                                self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32")))
-            return self._accumulated(n, acc, x.params, in_kernel=True, started=True)
+            return self._depthwise(n, x, shape, depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None),
+                                   "tcc_dw_conv", self.const(weights, "int16"), bias)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = self.operand_dtype(x)
         acc = self.emit(self.relax.op.nn.conv2d(
             self.centered(x, wide), self.const(hwio, wide), strides=a["strides"], padding=a["pads"],
             dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
         return self._accumulated(n, acc, x.params)
+
+    def _depthwise(self, n: QNode, x: _Codes, shape: ConvShape, func, name: str, weights, bias) -> list:
+        """A depthwise conv's PrimFunc `func` (added as `name`) called on x and its `weights` constant, its
+        accumulators started from `bias` (None: from zero), requantized in its kernel."""
+        call = self.relax.call_tir(self.bb.add_func(func, name), [x.expr, weights, *self._started(bias)],
+                                   self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32"))
+        return self._accumulated(n, self.emit(call), x.params, in_kernel=True, started=True)
 
     def pooled_conv(self, n: QNode, x: _Codes) -> list:
         """reference.pooled_conv. On a dot-product kernel, with 8-bit codes and a window of A = 2^k pixels: the

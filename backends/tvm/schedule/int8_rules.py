@@ -305,26 +305,12 @@ class Int8DepthwiseDot(Rule):
     def _schedule(self, sch, names, conv_at, simd) -> bool:
         """The rows and the conv, the conv's block at names[conv_at] (1: the windows read the input itself)."""
         rows = sch.get_sblock(DEPTHWISE_ROWS_BLOCK)
-        windows = block_domain(sch, rows)[1]
-        conv = sch.get_sblock(DEPTHWISE_DOT_BLOCK)
-        n, y, x, c, kx, r = sch.get_loops(conv)
-        per_window = loop_extent(sch, y) // windows
-        t, j = sch.split(y, [None, per_window])
         arch = "x86_64" if is_x86(self.target) else "aarch64"
         lanes = KERNELS[DEPTHWISE_DOT_KERNELS[arch]].lanes
-        tile = next(w for w in (DEPTHWISE_DOT_CHANNELS[arch], 16) if loop_extent(sch, c) % w == 0)  # 16k (lowering)
-        c_out, c_quad, c_lane = sch.split(c, [None, tile // lanes, lanes])
-        pixels = largest_divisor(loop_extent(sch, x), DEPTHWISE_DOT_PIXELS[arch] // per_window)
-        x_out, x_in = sch.split(x, [None, pixels])
-        sch.reorder(n, t, x_out, c_out, kx, j, x_in, c_quad, c_lane, r)
-        lanes = simd.lanes if arch == "x86_64" else neon_epilogue_lanes(tile)
-        fuse_epilogue(sch, conv, names, conv_at, c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE)
-        rows_of = sch.fuse(n, t)
-        # one window's interleaved rows at a time, just before the outputs that read them (the whole buffer is
-        # twice the input: DDSNet's 56 x 56 x 160, 1 MB, past a Cortex-A55's L2)
-        sch.compute_at(rows, rows_of)
-        if loop_extent(sch, rows_of) > 1:
-            sch.parallel(rows_of)
+        channels = block_domain(sch, rows)[3]
+        tile = next(w for w in (DEPTHWISE_DOT_CHANNELS[arch], 16) if channels % w == 0)  # 16k (lowering)
+        window_tiles(sch, names, conv_at, rows, DEPTHWISE_DOT_BLOCK, lanes, tile, DEPTHWISE_DOT_PIXELS[arch],
+                     simd.lanes if arch == "x86_64" else neon_epilogue_lanes(tile), depthwise_dot_intrin(arch))
         window, _, c_rows, _ = sch.get_loops(rows)[-4:]  # (window, x, c, r) under the fused loop
         group = sch.split(c_rows, [None, 16])[1]
         if conv_at == 1:
@@ -338,12 +324,34 @@ class Int8DepthwiseDot(Rule):
             sch.annotate(window, microkernel.IMPORT_PRAGMA, ir)
         else:
             sch.tensorize(group, interleave_rows_intrin(str(sch.get(rows).writes[0].source.dtype)))
-        init = sch.decompose_reduction(conv, kx)
-        sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(c_lane, depthwise_dot_intrin(arch))
-        for loop in (kx, j, x_in, c_quad):
-            sch.unroll(loop)
         return True
+
+
+def window_tiles(sch, names, conv_at, rows, conv_name, lanes, tile, pixels, epilogue_lanes, step) -> None:
+    """The depthwise conv of a window kernel (`names[conv_at]`, block `conv_name`: output [n, y, x, c], reduction
+    over the kernel's columns then the rows of a lane: (kx, r) or (kx, pair, r)) in register tiles of the window's
+    output rows x pixels (`pixels` / rows a window) x `tile` channels in vectors of `lanes`, accumulated over the
+    columns and pairs, its step tensorized with the intrinsic `step`, the epilogue fused into the write-back in
+    vectors of `epilogue_lanes`; the window's rows (block `rows`) computed just before the outputs that read them
+    (the whole buffer is twice the input: DDSNet's 56 x 56 x 160, 1 MB, past a Cortex-A55's L2), their
+    interleave left to the caller."""
+    conv = sch.get_sblock(conv_name)
+    n, y, x, c, kx, *inner = sch.get_loops(conv)
+    per_window = loop_extent(sch, y) // block_domain(sch, rows)[1]
+    t, j = sch.split(y, [None, per_window])
+    c_out, c_vector, c_lane = sch.split(c, [None, tile // lanes, lanes])
+    x_out, x_in = sch.split(x, [None, largest_divisor(loop_extent(sch, x), max(1, pixels // per_window))])
+    sch.reorder(n, t, x_out, c_out, kx, *inner[:-1], j, x_in, c_vector, c_lane, inner[-1])
+    fuse_epilogue(sch, conv, names, conv_at, c_out, unroll=True, lanes=epilogue_lanes, scope=TILE_SCOPE)
+    rows_of = sch.fuse(n, t)
+    sch.compute_at(rows, rows_of)
+    if loop_extent(sch, rows_of) > 1:
+        sch.parallel(rows_of)
+    init = sch.decompose_reduction(conv, kx)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(c_lane, step)
+    for loop in (kx, *inner[:-1], j, x_in, c_vector):
+        sch.unroll(loop)
 
 
 class Int8DepthwisePairs(Rule):
@@ -365,29 +373,13 @@ class Int8DepthwisePairs(Rule):
         n, x, *_, c = sch.get_loops(pad)
         sch.vectorize(sch.split(c, [None, next(v for v in (64, 32, 16, 8) if channels % v == 0)])[1])
         parallelize(sch, [n, x])
-        windows = block_domain(sch, rows)[1]
-        conv = sch.get_sblock(DEPTHWISE_MADD_BLOCK)
-        n, y, x, c, kx, p, r = sch.get_loops(conv)
-        per_window = loop_extent(sch, y) // windows
-        t, j = sch.split(y, [None, per_window])
         pixels, tile = DEPTHWISE_PAIRS_TILE[lanes]
         tile = lanes * largest_divisor(channels // lanes, tile // lanes)
-        c_out, c_vector, c_lane = sch.split(c, [None, tile // lanes, lanes])
-        x_out, x_in = sch.split(x, [None, largest_divisor(loop_extent(sch, x), max(1, pixels // per_window))])
-        sch.reorder(n, t, x_out, c_out, kx, p, j, x_in, c_vector, c_lane, r)
-        fuse_epilogue(sch, conv, names, 2, c_out, unroll=True, lanes=simd.lanes, scope=TILE_SCOPE)
-        rows_of = sch.fuse(n, t)
-        sch.compute_at(rows, rows_of)
-        if loop_extent(sch, rows_of) > 1:
-            sch.parallel(rows_of)
+        window_tiles(sch, names, 2, rows, DEPTHWISE_MADD_BLOCK, lanes, tile, pixels, simd.lanes,
+                     depthwise_madd_intrin(lanes))
         c_rows = sch.get_loops(rows)[-2]  # (window, x, pair, c, r) under the fused loop
         group = sch.split(c_rows, [None, lanes])[1]
         sch.tensorize(group, interleave_pairs_intrin(str(sch.get(pad).writes[0].source.dtype), lanes))
-        init = sch.decompose_reduction(conv, kx)
-        sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(c_lane, depthwise_madd_intrin(lanes))
-        for loop in (kx, p, j, x_in, c_vector):
-            sch.unroll(loop)
         return True
 
 
