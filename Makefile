@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv setup-arm demo test clean
+.PHONY: venv setup-arm demo lint test clean
 
 venv: $(STAMP)
 
@@ -32,8 +32,14 @@ setup-arm: venv
 demo: venv setup-arm
 	tools/demo.sh
 
-# One worker per CPU, each test file on one worker (module fixtures build their bundles once).
-test: venv setup-arm
+# ruff (lint, then the formatting as a check) and mypy (tools/typecheck.py); settings in pyproject.toml
+lint: venv
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/python tools/typecheck.py
+
+# The checks, then one worker per CPU, each test file on one worker (module fixtures build their bundles once).
+test: venv setup-arm lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile -m 'not slow'
 
 clean:

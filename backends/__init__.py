@@ -4,6 +4,7 @@ a backend name -> "module:Class".
 Nothing registers itself on import; `get_backend` imports the one module a build needs. Adding a backend is one
 line in BACKENDS and its targets in backends/targets.py.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -33,10 +34,13 @@ def check_precision(target: Target, precision: str | None) -> str:
     if precision in target.precisions:
         return precision
     if precision in target.planned:
-        raise BuildError(f"target {target.name} does not offer precision {precision}: {target.planned[precision]}"
-                         f" (available: {', '.join(target.precisions)})")
-    raise BuildError(f"target {target.name}: unknown precision '{precision}' "
-                     f"(available: {', '.join(target.precisions)})")
+        raise BuildError(
+            f"target {target.name} does not offer precision {precision}: {target.planned[precision]}"
+            f" (available: {', '.join(target.precisions)})"
+        )
+    raise BuildError(
+        f"target {target.name}: unknown precision '{precision}' (available: {', '.join(target.precisions)})"
+    )
 
 
 def get_backend(name: str) -> Backend:
@@ -47,5 +51,14 @@ def get_backend(name: str) -> Backend:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["BACKENDS", "TARGETS", "Backend", "Capabilities", "EmitOptions", "Target", "check_precision",
-           "get_backend", "get_target"]
+__all__ = [
+    "BACKENDS",
+    "TARGETS",
+    "Backend",
+    "Capabilities",
+    "EmitOptions",
+    "Target",
+    "check_precision",
+    "get_backend",
+    "get_target",
+]

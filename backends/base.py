@@ -14,6 +14,7 @@ anything is written, naming the node; every node of the lowered ONNX carries its
 message points at the spec node. Backends raise `tcc.errors.BuildError` for user-facing problems. The bundle
 (directory, manifest, hashes, atomic writes) and the self-check are the builder's job, not the backend's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Capabilities:
 @dataclass(frozen=True)
 class Exposed:
     """One tensor a backend exposes for `tcc diff`: float32 values; for an integer tensor, its scale (one LSB)."""
+
     values: Any
     scale: float | None = None
 
@@ -61,7 +63,9 @@ class EmitOptions:
     io: str = "float"  # INT8 models that can take and give int8 codes (TFLite): "float" or "int8"
     allow_cpu_fallback: bool = False  # NPU kits: build although some nodes must run on the CPU (recorded)
     npu_mode: str | None = None  # NPU kits: the toolchain's NPU / virtual-NPU mode (None: the chip's default)
-    data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.collect.data.CalibrationData)
+    data: Any = field(
+        default=None, compare=False
+    )  # kits: the calibration samples (tcc.quant.collect.data.CalibrationData)
     preprocess: Any = field(default=None, compare=False)  # kits: the spec's preprocessing (for the archive)
     count_instructions: bool = False  # ARM targets: executed instructions per inference under qemu (insn_count)
     host_twin: bool = False  # ARM targets: also compile for the host and compare (ARM-specific codegen problems)
@@ -101,8 +105,13 @@ class Backend:
                     onnx.defs.get_schema(node.op_type, opset, "")
                 except onnx.defs.SchemaError:
                     since = _since_version(node.op_type)
-                    bad.append((name, f"op {node.op_type} does not exist in ONNX opset {opset}"
-                                + (f"; it needs opset >= {since}" if since else "")))
+                    bad.append(
+                        (
+                            name,
+                            f"op {node.op_type} does not exist in ONNX opset {opset}"
+                            + (f"; it needs opset >= {since}" if since else ""),
+                        )
+                    )
         return bad
 
     # ------------------------------------------------------------------ per backend
@@ -131,7 +140,8 @@ class Backend:
     def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         """A backend that is not bit-exact with the integer reference (`int8_exact` False) returns here the codes
         its built artifact computes for every quantized tensor on input x ({tensor: codes}), so the build checks
-        it op by op (tcc.quant.intgraph.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains them
+        it op by op (tcc.quant.intgraph.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains
+        them
         changes what the artifact computes (the final output must stay `got`)."""
         raise NotImplementedError(f"backend {self.capabilities.name} cannot expose its INT8 codes")
 
@@ -157,15 +167,18 @@ class Backend:
         name them). Default: the final output alone, under the graph output's name."""
         import numpy as np
 
-
         name = read_manifest(bundle_dir)["outputs"][0]["name"]
-        return {name: Exposed(np.asarray(self.check_run(Path(bundle_dir), x, read_manifest(bundle_dir)["precision"]),
-                                         np.float32))}
+        return {
+            name: Exposed(
+                np.asarray(self.check_run(Path(bundle_dir), x, read_manifest(bundle_dir)["precision"]), np.float32)
+            )
+        }
 
 
 def _since_version(op_type: str) -> int | None:
     import onnx
 
-    versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history()
-                if s.name == op_type and s.domain == ""]
+    versions = [
+        s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type and s.domain == ""
+    ]
     return min(versions) if versions else None

@@ -1,5 +1,6 @@
 """ONNX Runtime sessions for the backends that run an ONNX file on this machine: the ort backend's artifact, and the
 FP32 / QDQ models of the AX kits (their checks run them here; the NPU toolchains run them on the board)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,10 @@ def run_loaded(loaded: OrtLoaded, x: np.ndarray) -> np.ndarray:
         return session_run(loaded.session, [loaded.output], {loaded.input: x})[0]
     if len(x) % loaded.batch:
         raise BuildError(f"the artifact has a fixed batch of {loaded.batch}; got {len(x)} samples")
-    parts = [session_run(loaded.session, [loaded.output], {loaded.input: x[i:i + loaded.batch]})[0]
-             for i in range(0, len(x), loaded.batch)]
+    parts = [
+        session_run(loaded.session, [loaded.output], {loaded.input: x[i : i + loaded.batch]})[0]
+        for i in range(0, len(x), loaded.batch)
+    ]
     return np.concatenate(parts)
 
 
@@ -62,9 +65,12 @@ def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[
     points = quant_points(model, table)
     m = onnx.ModelProto()
     m.CopyFrom(qdq)
-    m.graph.output.extend(onnx.helper.make_tensor_value_info(
-        f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None)
-        for p in points)
+    m.graph.output.extend(
+        onnx.helper.make_tensor_value_info(
+            f"{p}/q", onnx.TensorProto.INT8 if table.act_scale(p)[2] else onnx.TensorProto.UINT8, None
+        )
+        for p in points
+    )
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if not optimize:
@@ -73,9 +79,9 @@ def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[
     first = sess.get_inputs()[0]
     x = np.ascontiguousarray(x, np.float32)
     step = first.shape[0] if isinstance(first.shape[0], int) and first.shape[0] > 0 else len(x)  # a fixed batch
-    runs = [session_run(sess, None, {first.name: x[i:i + step]}) for i in range(0, len(x), step)]
+    runs = [session_run(sess, None, {first.name: x[i : i + step]}) for i in range(0, len(x), step)]
     outs = [np.concatenate(parts) for parts in zip(*runs)]
-    return outs[0], dict(zip(points, outs[len(qdq.graph.output):]))
+    return outs[0], dict(zip(points, outs[len(qdq.graph.output) :]))
 
 
 def session_run(sess, names, feed):
@@ -86,6 +92,11 @@ def session_run(sess, names, feed):
     except Exception as e:  # ORT raises its own exception types (Fail, RuntimeException, ...)
         text = str(e).strip()
         first = next((line for line in text.splitlines() if line.strip()), type(e).__name__)
-        raise BuildError(f"ONNX Runtime failed running the artifact: {first}"
-                         + (" (an INT8 kernel refused its quantization parameters: check the calibration table's "
-                            "scales)" if "out of computation range" in text else "")) from None
+        raise BuildError(
+            f"ONNX Runtime failed running the artifact: {first}"
+            + (
+                " (an INT8 kernel refused its quantization parameters: check the calibration table's scales)"
+                if "out of computation range" in text
+                else ""
+            )
+        ) from None

@@ -17,6 +17,7 @@ The spec layer underneath:
     module = tcc.to_torch(spec.graph)                                # IR -> torch.fx GraphModule
     proto = tcc.to_onnx(spec.graph, module.state_dict())             # IR -> onnx.ModelProto (opset 13)
 """
+
 from .errors import (
     BuildError,
     CalibrationError,
@@ -30,7 +31,8 @@ from .errors import (
 )
 from .ir import Graph, Node, Ref
 from .ops import OPS
-from .spec.loader import Model as Spec, load_model, parse_overrides
+from .spec.loader import Model as Spec
+from .spec.loader import load_model, parse_overrides
 
 # tcc.api, imported on first use: it loads numpy and onnx
 _API = ("Model", "Bundle", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report", "train_model")
@@ -57,7 +59,31 @@ def to_onnx(graph, state, opset: int = 13):
 
 
 __all__ = [
-    "OPS", "BuildError", "Bundle", "CalibrationError", "DataError", "ExportError", "Graph", "Location", "Model",
-    "Node", "OpsetError", "Ref", "Spec", "SpecError", "TccError", "WeightsError", "bench", "diff", "golden_check",
-    "golden_update", "import_onnx", "load_model", "parse_overrides", "report", "to_onnx", "to_torch", "train_model",
+    "OPS",
+    "BuildError",
+    "Bundle",
+    "CalibrationError",
+    "DataError",
+    "ExportError",
+    "Graph",
+    "Location",
+    "Model",
+    "Node",
+    "OpsetError",
+    "Ref",
+    "Spec",
+    "SpecError",
+    "TccError",
+    "WeightsError",
+    "bench",
+    "diff",
+    "golden_check",
+    "golden_update",
+    "import_onnx",
+    "load_model",
+    "parse_overrides",
+    "report",
+    "to_onnx",
+    "to_torch",
+    "train_model",
 ]

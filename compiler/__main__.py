@@ -1,4 +1,5 @@
 """`python -m tcc ...`: the command line (what the `tcc` script runs)."""
+
 from .cli.main import run
 
 run()

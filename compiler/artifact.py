@@ -1,5 +1,6 @@
 """A built bundle as something to run: its backend's loaded model, preprocessing, input shape and labels, all read
 from its manifest. `tcc predict --artifact`, `tcc diff` and `tcc slide --artifact` run bundles through this."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ class Artifact:
         y = self.backend.run(self.loaded, x)
         declared = self.manifest["outputs"][0]["shape"][1:]
         if list(y.shape[1:]) != declared:
-            raise BuildError(f"{self.path}: its model gives an output of shape {list(y.shape)}, its manifest "
-                             f"declares [N, {', '.join(map(str, declared))}]: a damaged or edited bundle")
+            raise BuildError(
+                f"{self.path}: its model gives an output of shape {list(y.shape)}, its manifest "
+                f"declares [N, {', '.join(map(str, declared))}]: a damaged or edited bundle"
+            )
         return y
 
 
@@ -60,9 +63,11 @@ def open_artifact(path: str | Path) -> Artifact:
     manifest = read_manifest(path)
     backend = get_backend(manifest["backend"])
     if backend.capabilities.kit:
-        raise BuildError(f"{path}: a kit for {manifest['runtime'].get('runtime', manifest['target'])}: its "
-                         "toolchain builds the NPU model (build.sh, in Axera's Docker image); prediction.json holds "
-                         "tcc's prediction of the NPU's result")
+        raise BuildError(
+            f"{path}: a kit for {manifest['runtime'].get('runtime', manifest['target'])}: its "
+            "toolchain builds the NPU model (build.sh, in Axera's Docker image); prediction.json holds "
+            "tcc's prediction of the NPU's result"
+        )
     if not backend.capabilities.runs_here:
         raise BuildError(f"{path}: a {manifest['target']} bundle cannot run on this machine")
     return Artifact(Path(path), manifest, backend, backend.load(path))

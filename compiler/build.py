@@ -9,14 +9,15 @@ spec, weights and FP32 graph hashes) or calibrate on the fly (`data=`); they are
 reference executor on the first calibration samples (or the seeded inputs) and keep the table in the bundle.
 Backends may add their own checks (`Backend.extra_checks`, e.g. ARM under qemu against the host build).
 """
+
 from __future__ import annotations
 
 import functools
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class BuildResult:
 
 def _with_phases(fn):
     """Run `fn` (a build) inside tcc.process.phases.recording() and add the phases to its result's `seconds`."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> BuildResult:
         with recording() as phases:
@@ -60,14 +62,34 @@ def _with_phases(fn):
 
 
 @_with_phases
-def build(spec: str | Path, target: str, out: str | Path, *, precision: str | None = None, opset: int = 13,
-          simplify: bool = True, weights: str | Path | None = None, by_order: bool = False,
-          key_map: str | Path | None = None, seed: int = 0, overrides: dict | None = None, force: bool = False,
-          calib: str | Path | None = None, data: str | Path | np.ndarray | None = None,
-          calib_options: dict | None = None, tune: int = 0, tune_log: str | Path | None = None,
-          io: str = "float", allow_cpu_fallback: bool = False, npu_mode: str | None = None,
-          count_instructions: bool = False, host_twin: bool = False, compile_worker: bool = False,
-          source: dict | None = None, log: Callable[[str], None] = lambda s: None) -> BuildResult:
+def build(  # noqa: PLR0913, PLR0915
+    spec: str | Path,
+    target: str,
+    out: str | Path,
+    *,
+    precision: str | None = None,
+    opset: int = 13,
+    simplify: bool = True,
+    weights: str | Path | None = None,
+    by_order: bool = False,
+    key_map: str | Path | None = None,
+    seed: int = 0,
+    overrides: dict | None = None,
+    force: bool = False,
+    calib: str | Path | None = None,
+    data: str | Path | np.ndarray | None = None,
+    calib_options: dict | None = None,
+    tune: int = 0,
+    tune_log: str | Path | None = None,
+    io: str = "float",
+    allow_cpu_fallback: bool = False,
+    npu_mode: str | None = None,
+    count_instructions: bool = False,
+    host_twin: bool = False,
+    compile_worker: bool = False,
+    source: dict | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> BuildResult:
     """Compile `spec` for `target` into a self-checked bundle at `out` (atomically). The result's `seconds` holds
     the wall time of every phase (tcc.process.phases: "emit/compile", "target-checks/host-twin/link", ...).
     `compile_worker`: the backend may emit in a worker process that imports its libraries while the frontend runs
@@ -84,8 +106,10 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     check_out(out, force)  # fail before the expensive part; atomic_dir checks again at the end
     caps = backend.capabilities
     if not caps.kit and (allow_cpu_fallback or npu_mode is not None):
-        raise BuildError(f"--allow-cpu-fallback and --npu-mode apply to the Axera NPU targets only (ax620, ax620e, "
-                         f"ax650), not {target}")
+        raise BuildError(
+            f"--allow-cpu-fallback and --npu-mode apply to the Axera NPU targets only (ax620, ax620e, "
+            f"ax650), not {target}"
+        )
     _check_int8_inputs(precision, calib, data, tgt, caps)
     for flag, on in (("--count-instructions", count_instructions), ("--host-twin", host_twin)):
         if on and not (tgt.platform and tgt.platform.qemu):
@@ -94,14 +118,32 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
     with phase("preload"):
         backend.preload(worker=compile_worker)
     try:
-        fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset,
-                        simplify=simplify, log=log)
+        fe = lower_spec(
+            spec,
+            overrides,
+            weights=weights,
+            by_order=by_order,
+            key_map=key_map,
+            seed=seed,
+            opset=opset,
+            simplify=simplify,
+            log=log,
+        )
         model, ref, onnx_model = fe.model, fe.module, fe.onnx
         seconds = dict(fe.seconds)
-        options = EmitOptions(target=target, precision=precision, opset=opset, tune=tune,
-                              tune_log=str(tune_log) if tune_log else None, io=io,
-                              allow_cpu_fallback=allow_cpu_fallback, npu_mode=npu_mode, preprocess=model.preprocess,
-                              count_instructions=count_instructions, host_twin=host_twin)
+        options = EmitOptions(
+            target=target,
+            precision=precision,
+            opset=opset,
+            tune=tune,
+            tune_log=str(tune_log) if tune_log else None,
+            io=io,
+            allow_cpu_fallback=allow_cpu_fallback,
+            npu_mode=npu_mode,
+            preprocess=model.preprocess,
+            count_instructions=count_instructions,
+            host_twin=host_twin,
+        )
         backend.check(onnx_model, options)  # every node the target cannot express, named, before any more work
 
         qgraph, quant_info, x = None, None, None
@@ -111,12 +153,16 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             from .quant.intgraph.plan import plan  # deferred for start-up: loads onnx
 
             # refused here, in seconds, when a node has no integer form on this backend: nothing calibrated or written
-            graph = plan(onnx_model, lowering=caps.int8_lowering, rules=tgt.rules,
-                         what=f"the {target} INT8 build ({caps.int8_lowering} lowering)")
+            graph = plan(
+                onnx_model,
+                lowering=caps.int8_lowering,
+                rules=tgt.rules,
+                what=f"the {target} INT8 build ({caps.int8_lowering} lowering)",
+            )
             with phase("calibration"):
-                table, qgraph, quant_info, x, cd = _calibration_table(model, onnx_model, graph, weights, calib, data,
-                                                                      calib_options or {}, tgt.rules, seed, log,
-                                                                      target)
+                table, qgraph, quant_info, x, cd = _calibration_table(
+                    model, onnx_model, graph, weights, calib, data, calib_options or {}, tgt.rules, seed, log, target
+                )
             options = replace(options, table=table, data=cd)
 
         if x is None:
@@ -132,8 +178,9 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
             # checks of the artifact alone run while the self-check runs it (TVM: objdump's instruction mix)
             artifact_checks = Background("tcc-artifact-checks", backend.artifact_checks, options, tmp)
             with phase("self-check"):
-                got, check = _self_check(backend, onnx_model, options, tmp, x, ref, expected, expected64, qgraph,
-                                         quant_info)
+                got, check = _self_check(
+                    backend, onnx_model, options, tmp, x, ref, expected, expected64, qgraph, quant_info
+                )
             if options.table is not None:
                 options.table.save(tmp / CALIBRATION_FILE)  # the exact scales the artifact was built from
             if not all(r["passed"] for r in (check["result"], check.get("float16_activations", {"passed": True}))):
@@ -144,8 +191,13 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
                 target_checks.update(backend.extra_checks(onnx_model, options, tmp, x, got))
             manifest = {
                 "format": FORMAT,
-                "model": {"name": model.name, "spec": model.path.name, "spec_hash": model.spec_hash,
-                          "params": model.params, **({"source": source} if source else {})},
+                "model": {
+                    "name": model.name,
+                    "spec": model.path.name,
+                    "spec_hash": model.spec_hash,
+                    "params": model.params,
+                    **({"source": source} if source else {}),
+                },
                 "target": target,
                 "backend": tgt.backend,
                 "precision": precision,
@@ -164,8 +216,11 @@ def build(spec: str | Path, target: str, out: str | Path, *, precision: str | No
                 **({"target_checks": target_checks} if target_checks else {}),
                 "runtime": backend.runtime_info(options),
                 "tool": {"name": "tcc", "version": _version("tcc")},
-                "libraries": {"python": platform.python_version(), "numpy": np.__version__,
-                              **{lib: _version(lib) for lib in ("onnx", "onnxruntime", "torch", "onnxsim")}},
+                "libraries": {
+                    "python": platform.python_version(),
+                    "numpy": np.__version__,
+                    **{lib: _version(lib) for lib in ("onnx", "onnxruntime", "torch", "onnxsim")},
+                },
             }
             with phase("manifest"):
                 manifest = finish_bundle(tmp, manifest)
@@ -181,7 +236,7 @@ def _references(ref, x: np.ndarray, float64: bool) -> tuple[np.ndarray, np.ndarr
     return torch_run(ref, x), (torch_run(ref, x, float64=True) if float64 else None)
 
 
-def _self_check(backend, onnx_model, options, bundle, x, ref, expected, expected64, qgraph, quant_info) -> tuple:
+def _self_check(backend, onnx_model, options, bundle, x, ref, expected, expected64, qgraph, quant_info) -> tuple:  # noqa: PLR0913
     """Run the written artifact on the check inputs and judge it against PyTorch (INT8: against the integer
     reference, exactly or per op; FP32 and kits against `expected64`, the float64 run). Returns (the artifact's
     output, the self_check record)."""
@@ -197,8 +252,9 @@ def _self_check(backend, onnx_model, options, bundle, x, ref, expected, expected
         def codes():  # an exact backend is asked for them only where float islands kept it from bit-exactness
             return backend.int8_codes(onnx_model, options, bundle, x, got)
 
-        check = int8_self_check(got, expected, qgraph, x, exact, quant_info["check_inputs"],
-                                codes if exact else codes())
+        check = int8_self_check(
+            got, expected, qgraph, x, exact, quant_info["check_inputs"], codes if exact else codes()
+        )
     else:
         check = self_check(got, expected, precision, expected64 if precision == "fp32" else None)
     if precision == "fp16":
@@ -215,13 +271,17 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
         raise BuildError(f"target {target.name} has no INT8 quantization rules or integer lowering")
     if caps.kit:
         if data is None:
-            raise BuildError(f"target {target.name} writes a kit whose calibration archive holds the calibration "
-                             "samples: give them with --data DIR|FILE.npy (and, optionally, the table made from "
-                             "them with --calib)")
+            raise BuildError(
+                f"target {target.name} writes a kit whose calibration archive holds the calibration "
+                "samples: give them with --data DIR|FILE.npy (and, optionally, the table made from "
+                "them with --calib)"
+            )
         return
     if calib is None and data is None:
-        raise BuildError("--precision int8 needs a calibration table (--calib calib.json, made by `tcc calibrate`) "
-                         "or calibration data to calibrate on the fly (--data DIR|FILE.npy)")
+        raise BuildError(
+            "--precision int8 needs a calibration table (--calib calib.json, made by `tcc calibrate`) "
+            "or calibration data to calibrate on the fly (--data DIR|FILE.npy)"
+        )
     if calib is not None and data is not None:
         raise BuildError("give either --calib (a table) or --data (calibrate now), not both")
 
@@ -229,8 +289,14 @@ def _check_int8_inputs(precision, calib, data, target, caps) -> None:
 def check_table_bits(table, rules, where: str) -> None:
     """A table's activation widths against the rules a build needs: the first tensor of a width they do not take,
     named, with the rules whose targets take it."""
-    odd = next(((n, t["bits"]) for n, t in table.tensors.items()
-                if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))), None)
+    odd = next(
+        (
+            (n, t["bits"])
+            for n, t in table.tensors.items()
+            if t.get("kind") == "activation" and not rules.takes_activation_bits(t.get("bits", 8))
+        ),
+        None,
+    )
     if odd is not None:
         name, bits = odd
         widths = " or ".join(map(str, rules.activation_bits))
@@ -238,7 +304,8 @@ def check_table_bits(table, rules, where: str) -> None:
         raise CalibrationError(
             f"{where} runs {widths}-bit activations only (rules {rules.name!r}); the table's tensor {name!r} is "
             f"{bits}-bit, which builds for the targets of rules {takes}; or recalibrate with --activation-bits "
-            f"{rules.activation_bits[0]}")
+            f"{rules.activation_bits[0]}"
+        )
 
 
 def _width_counts(table) -> dict:
@@ -247,7 +314,7 @@ def _width_counts(table) -> dict:
     return {str(b): widths.count(b) for b in sorted(set(widths))}
 
 
-def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log, target=None):
+def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rules, seed, log, target=None):  # noqa: PLR0913, PLR0915
     """The INT8 build's calibration table, loaded and checked against this spec, weights and FP32 graph (and
     validated entry by entry against its integer graph; against `data` too when both are given, as kits take
     them), or made now from `data`. Returns (table, the QGraph, info for the manifest, self-check inputs or None,
@@ -277,38 +344,57 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         from .quant.place.placer import check_nodes, check_options  # deferred for start-up: loads onnx
 
         if calib is not None:
-            raise BuildError("--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
-                             "table from --calib carries its own placement (tcc calibrate ... --min-cos C)")
+            raise BuildError(
+                "--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
+                "table from --calib carries its own placement (tcc calibrate ... --min-cos C)"
+            )
         check_options(placement, rules)
         check_nodes(placement, graph)
     cd = None
     if data is not None:
-        cd = load_calibration_data(data, model.preprocess, model.input_shape, opts.pop("calib_size", 128), seed,
-                                   opts.pop("skip_bad", False))
+        cd = load_calibration_data(
+            data, model.preprocess, model.input_shape, opts.pop("calib_size", 128), seed, opts.pop("skip_bad", False)
+        )
     if calib is not None:
-        table = load_table(calib, spec_hash=model.spec_hash, weights_hash=weights_hash,
-                           model_hash=model_sha256(onnx_model))
+        table = load_table(
+            calib, spec_hash=model.spec_hash, weights_hash=weights_hash, model_hash=model_sha256(onnx_model)
+        )
         table.check_model(quantized_form(onnx_model, table.doc["target"]), str(calib))
         check_table_bits(table, rule_set, f"{calib}: target {target or rules}")
         widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
         if asked_bits is not None and (asked_bits > 8) != (widest > 8):  # the width is the calibration's choice
-            raise CalibrationError(f"{calib}: its activations are {widest}-bit, --activation-bits {asked_bits} asks "
-                                   f"for {asked_bits}; the width is chosen when calibrating: calibrate with "
-                                   f"--activation-bits {asked_bits} (or build from --data), or leave the flag out")
+            raise CalibrationError(
+                f"{calib}: its activations are {widest}-bit, --activation-bits {asked_bits} asks "
+                f"for {asked_bits}; the width is chosen when calibrating: calibrate with "
+                f"--activation-bits {asked_bits} (or build from --data), or leave the flag out"
+            )
         check_wide_kinds(graph, widest, rule_set, target or rules)
         if table.doc["target"] != rules:
-            raise CalibrationError(f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
-                                   f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`")
+            raise CalibrationError(
+                f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
+                f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`"
+            )
         if cd is not None and table.doc["data_fingerprint"] != cd.fingerprint:
-            raise CalibrationError(f"{calib}: made from other calibration data than --data {data} (data "
-                                   "fingerprints differ; the same files, --calib-size and --seed give the same)")
+            raise CalibrationError(
+                f"{calib}: made from other calibration data than --data {data} (data "
+                "fingerprints differ; the same files, --calib-size and --seed give the same)"
+            )
         source = {"from": "table", "file": Path(calib).name, "sha256": sha256_file(calib)}
     else:
         from .quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
         log(f"calibrating on {len(cd.array)} samples ({opts.get('method', 'kl+cos')}, rules {rules})")
-        table = calibrate_onnx(onnx_model, cd.array, target=rules, seed=seed, data_fingerprint=cd.fingerprint,
-                               spec_hash=model.spec_hash, weights_hash=weights_hash, graph=graph, **opts)
+        table = calibrate_onnx(
+            onnx_model,
+            cd.array,
+            target=rules,
+            seed=seed,
+            data_fingerprint=cd.fingerprint,
+            spec_hash=model.spec_hash,
+            weights_hash=weights_hash,
+            graph=graph,
+            **opts,
+        )
         for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
             log(line)
         if placement is not None and placement.active:
@@ -317,14 +403,18 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
             table = place(onnx_model, table, cd.array, placement, log)
             for line in placement_lines(table, nodes=False):  # the nodes: the manifest's float islands
                 log(line)
-        source = {"from": "data", "samples": int(len(cd.array))}
+        source = {"from": "data", "samples": len(cd.array)}
     x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
     # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles
     table = CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
     qgraph = quantize_graph(graph, table, where=str(calib) if calib is not None else "calibration table")
     info = {
-        "table": CALIBRATION_FILE, **source, "method": table.doc["method"], "rules": rules,
-        "data_fingerprint": table.doc["data_fingerprint"], "calibration_samples": table.doc["samples"],
+        "table": CALIBRATION_FILE,
+        **source,
+        "method": table.doc["method"],
+        "rules": rules,
+        "data_fingerprint": table.doc["data_fingerprint"],
+        "calibration_samples": table.doc["samples"],
         "quantized_tensors": sum(1 for t in table.tensors.values() if t["kind"] == "activation"),
         "quantized_weights": sum(1 for t in table.tensors.values() if t["kind"] == "weight"),
         "activation_bits": _width_counts(table),
@@ -339,8 +429,15 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         info["float_islands"] = found
     if table.doc.get(KEY):
         info["placement"] = {k: v for k, v in table.doc[KEY].items() if k != "nodes"}
-    check_inputs = ({"source": "calibration data", "samples": CHECK_BATCH,
-                     "description": f"the first {CHECK_BATCH} calibration samples"} if x is not None else None)
+    check_inputs = (
+        {
+            "source": "calibration data",
+            "samples": CHECK_BATCH,
+            "description": f"the first {CHECK_BATCH} calibration samples",
+        }
+        if x is not None
+        else None
+    )
     return table, qgraph, {"manifest": info, "check_inputs": check_inputs}, x, cd
 
 
@@ -375,10 +472,13 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
         d = np.abs(a - r)
         max_abs = float(d.max()) if d.size else 0.0
         equal = bool(np.array_equal(np.asarray(got), np.asarray(ref, dtype=np.asarray(got).dtype)))
-        result = {"bit_exact": equal, "max_abs": stable_float(max_abs),
-                  "max_abs_lsb": stable_float(max_abs / lsb) if lsb else None,
-                  "output_lsb": stable_float(lsb) if lsb else None,
-                  "equal_fraction": stable_float(float(np.mean(a == r)) if a.size else 1.0)}
+        result = {
+            "bit_exact": equal,
+            "max_abs": stable_float(max_abs),
+            "max_abs_lsb": stable_float(max_abs / lsb) if lsb else None,
+            "output_lsb": stable_float(lsb) if lsb else None,
+            "equal_fraction": stable_float(float(np.mean(a == r)) if a.size else 1.0),
+        }
         islands = qgraph.islands
         if exact and (equal or not islands):
             result.update(required="bit-exact", passed=equal)
@@ -391,20 +491,34 @@ def int8_self_check(got, expected_fp32, qgraph, x, exact: bool, check_inputs, co
             passed = bool(np.isfinite(a).all()) and per_op["ops_checked"] == len(qgraph.nodes)
             island_rule = f"; float islands <= {tol['island_lsb_tolerance']} LSB" if islands else ""
             if exact:  # float islands only: integer ops exact
-                passed = passed and per_op["max_lsb_integer"] == 0 and \
-                    per_op["max_lsb_islands"] <= tol["island_lsb_tolerance"]
-                required = ("bit-exact, or (float islands) every integer op bit-exact on the backend's own input "
-                            f"codes{island_rule}")
+                passed = (
+                    passed
+                    and per_op["max_lsb_integer"] == 0
+                    and per_op["max_lsb_islands"] <= tol["island_lsb_tolerance"]
+                )
+                required = (
+                    "bit-exact, or (float islands) every integer op bit-exact on the backend's own input "
+                    f"codes{island_rule}"
+                )
             else:
-                passed = passed and per_op["max_lsb_integer"] <= tol["lsb_tolerance"] and \
-                    per_op["max_lsb_islands"] <= tol["island_lsb_tolerance"]
-                required = (f"every integer op <= {tol['lsb_tolerance']} LSB of the reference op on the backend's "
-                            f"own input codes{island_rule}")
+                passed = (
+                    passed
+                    and per_op["max_lsb_integer"] <= tol["lsb_tolerance"]
+                    and per_op["max_lsb_islands"] <= tol["island_lsb_tolerance"]
+                )
+                required = (
+                    f"every integer op <= {tol['lsb_tolerance']} LSB of the reference op on the backend's "
+                    f"own input codes{island_rule}"
+                )
             result.update(per_op=per_op, required=required, passed=passed)
     vs_fp32 = compare(got, expected_fp32, "fp16")  # the scale-relative numbers; its `passed` is not a gate here
     vs_fp32.pop("passed", None)
-    inputs = check_inputs or {"seed": CHECK_SEED, "batch": CHECK_BATCH, "distribution": "standard normal",
-                              "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))"}
+    inputs = check_inputs or {
+        "seed": CHECK_SEED,
+        "batch": CHECK_BATCH,
+        "distribution": "standard normal",
+        "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))",
+    }
     return {
         "reference": "the integer reference executor (tcc.quant.reference.Reference) on the same table",
         "inputs": inputs,
@@ -420,8 +534,10 @@ def _fp16_emulation(ref, x, expected) -> dict:
     op's output rounded to float16 (float32 arithmetic in between, as float16 kernels accumulate in float32).
     BatchNorm is still unfolded here, so it rounds more often than the artifact does: a conservative estimate."""
     got = torch_run(round_fp16(ref), x)
-    return {"description": "PyTorch lowering with float16 weights and every op output rounded to float16, vs float32",
-            **compare(got, expected, "fp16")}
+    return {
+        "description": "PyTorch lowering with float16 weights and every op output rounded to float16, vs float32",
+        **compare(got, expected, "fp16"),
+    }
 
 
 def _round16(v):
@@ -446,7 +562,7 @@ def round_fp16(module):
         if node.op in ("placeholder", "call_module", "call_function", "call_method"):
             with g.inserting_after(node):
                 r = g.call_function(_round16, (node,))
-            node.replace_all_uses_with(r, delete_user_cb=lambda user: user is not r)
+            node.replace_all_uses_with(r, delete_user_cb=lambda user: user is not r)  # noqa: B023 (called at once)
     gm.recompile()
     return gm
 
@@ -454,9 +570,13 @@ def round_fp16(module):
 def self_check(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.ndarray | None = None) -> dict:
     return {
         "reference": "the PyTorch FP32 lowering (tcc.to_torch(graph, inference_only=True)) with the same weights"
-                     + ("; the rule compares with the same module in float64" if precision == "fp32" else ""),
-        "inputs": {"seed": CHECK_SEED, "batch": CHECK_BATCH, "distribution": "standard normal",
-                   "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))"},
+        + ("; the rule compares with the same module in float64" if precision == "fp32" else ""),
+        "inputs": {
+            "seed": CHECK_SEED,
+            "batch": CHECK_BATCH,
+            "distribution": "standard normal",
+            "description": f"{CHECK_BATCH} inputs ~ N(0, 1) (numpy default_rng({CHECK_SEED}))",
+        },
         "tolerance": TOLERANCES[precision],
         "result": compare(got, expected, precision, exact),
         "max_rel_note": "max_rel is over elements with |r| >= 1e-5",
@@ -466,8 +586,10 @@ def self_check(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.
 def _failure_message(target, precision, check) -> str:
     tol = check["tolerance"]
     against = "the integer reference executor" if precision == "int8" else "the PyTorch lowering"
-    lines = [f"self-check failed: the {target} {precision} artifact does not match {against} "
-             f"(tolerance: {tol['rule']}, {', '.join(f'{k} {v}' for k, v in tol.items() if k != 'rule')})"]
+    lines = [
+        f"self-check failed: the {target} {precision} artifact does not match {against} "
+        f"(tolerance: {tol['rule']}, {', '.join(f'{k} {v}' for k, v in tol.items() if k != 'rule')})"
+    ]
     for name, r in [("artifact", check["result"]), ("float16 activations", check.get("float16_activations"))]:
         if r:
             lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "description"))

@@ -11,6 +11,7 @@ renameat2(RENAME_EXCHANGE), elsewhere by two renames.
 Determinism: the manifest is JSON with sorted keys and fixed indentation, floats are rounded to 4 significant
 digits, and nothing in the bundle holds a time, a host name or an absolute path.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -107,7 +108,7 @@ def clean_stale(out: Path) -> list[Path]:
     """Remove temp directories of earlier builds of `out` whose process no longer exists (after SIGKILL)."""
     removed = []
     for p in out.parent.glob(f".{glob_escape(out.name)}.tcc-*"):
-        pid = _pid_of(p.name[len(out.name) + 1:])
+        pid = _pid_of(p.name[len(out.name) + 1 :])
         if pid is not None and (not _alive(pid) or _age(p) > STALE_AFTER_S):  # old: the pid was reused
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
@@ -130,7 +131,7 @@ def glob_escape(s: str) -> str:
 def _pid_of(suffix: str) -> int | None:
     for tag in (_TMP, _OLD):
         if suffix.startswith(tag):
-            head = suffix[len(tag):].split("-", 1)[0]
+            head = suffix[len(tag) :].split("-", 1)[0]
             return int(head) if head.isdigit() else None
     return None
 
@@ -233,8 +234,10 @@ def finish_bundle(tmp: Path, manifest: dict) -> dict:
     """Write README.md and manifest.json (with the sha256 of every other file) into the bundle being built."""
     (tmp / README).write_text(render_readme(manifest), encoding="utf-8")
     files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {**manifest, "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
-                                      for f in files}}
+    manifest = {
+        **manifest,
+        "files": {f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size} for f in files},
+    }
     (tmp / MANIFEST).write_text(dumps(manifest), encoding="utf-8")
     return manifest
 
@@ -243,7 +246,6 @@ def render_readme(m: dict) -> str:
     inp, out = m["inputs"][0], m["outputs"][0]
     pre = m["preprocess"]
     sc = m["self_check"]
-    res = sc["result"]
     lines = [
         f"# {m['model']['name']}: {m['target']} bundle ({m['precision']})",
         "",
@@ -261,8 +263,14 @@ def render_readme(m: dict) -> str:
         "",
         f"- `{m['artifact']}`: the model ({m['runtime'].get('runtime', m['backend'])}, opset {m['opset']})",
         "- `manifest.json`: versions, hashes of every file, preprocessing, labels, self-check result",
-        *([f"- `{m['runtime']['kit']}`: the deployment kit (runner + runtime libraries; its README.md says how to "
-            "run it on the board)"] if "kit" in m["runtime"] else []),
+        *(
+            [
+                f"- `{m['runtime']['kit']}`: the deployment kit (runner + runtime libraries; its README.md says how to "
+                "run it on the board)"
+            ]
+            if "kit" in m["runtime"]
+            else []
+        ),
         "",
         "## Input and output",
         "",
@@ -312,11 +320,15 @@ def _self_check_text(sc: dict) -> str:
     if "bit_exact" in res:  # INT8: against the integer reference, plus the recorded FP32 comparison
         f = sc["vs_fp32"]
         exact = "bit-exact" if res["bit_exact"] else f"max {res['max_abs_lsb']} LSB of the output"
-        return (f"Compared with {sc['reference']} on {sc['inputs']['description']}: {exact} (required: "
-                f"{res['required']}) -> {verdict}. Against the FP32 model: cosine {f['cosine']}, max abs "
-                f"{f['max_abs']} ({f['max_abs_over_scale']} of the output scale).")
-    return (f"Compared with {sc['reference']} on {sc['inputs']['description']}: max abs {res['max_abs']}, "
-            f"max rel {res['max_rel']}, cosine {res['cosine']} -> {verdict} (tolerance: {sc['tolerance']['rule']}).")
+        return (
+            f"Compared with {sc['reference']} on {sc['inputs']['description']}: {exact} (required: "
+            f"{res['required']}) -> {verdict}. Against the FP32 model: cosine {f['cosine']}, max abs "
+            f"{f['max_abs']} ({f['max_abs_over_scale']} of the output scale)."
+        )
+    return (
+        f"Compared with {sc['reference']} on {sc['inputs']['description']}: max abs {res['max_abs']}, "
+        f"max rel {res['max_rel']}, cosine {res['cosine']} -> {verdict} (tolerance: {sc['tolerance']['rule']})."
+    )
 
 
 def _shape(shape) -> str:
@@ -350,43 +362,88 @@ def read_manifest(bundle: str | Path, verify: bool = True) -> dict:
 
 
 _NAME = {"type": "string", "minLength": 1}
-_TENSOR = {"type": "object", "required": ["name", "shape"],
-           "properties": {"name": {"type": "string"}, "dtype": {"type": "string"},
-                          # the batch axis ("N" or a number), then each dimension
-                          "shape": {"type": "array", "minItems": 1, "prefixItems": [{"type": ["string", "integer"]}],
-                                    "items": {"type": "integer", "minimum": 1}}}}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "dtype": {"type": "string"},
+        # the batch axis ("N" or a number), then each dimension
+        "shape": {
+            "type": "array",
+            "minItems": 1,
+            "prefixItems": [{"type": ["string", "integer"]}],
+            "items": {"type": "integer", "minimum": 1},
+        },
+    },
+}
 MANIFEST_SCHEMA = {  # what tcc reads back from a manifest (a build writes more: passes, libraries, target checks)
     "type": "object",
-    "required": ["format", "target", "backend", "precision", "artifact", "artifacts", "model", "inputs", "outputs",
-                 "preprocess", "weights", "runtime", "self_check", "files"],
+    "required": [
+        "format",
+        "target",
+        "backend",
+        "precision",
+        "artifact",
+        "artifacts",
+        "model",
+        "inputs",
+        "outputs",
+        "preprocess",
+        "weights",
+        "runtime",
+        "self_check",
+        "files",
+    ],
     "properties": {
-        "target": _NAME, "backend": _NAME, "precision": _NAME, "artifact": _NAME,
+        "target": _NAME,
+        "backend": _NAME,
+        "precision": _NAME,
+        "artifact": _NAME,
         "artifacts": {"type": "array", "items": _NAME},
-        "model": {"type": "object", "required": ["name", "spec_hash"],
-                  "properties": {"name": {"type": "string"}, "spec_hash": {"type": "string"}}},
+        "model": {
+            "type": "object",
+            "required": ["name", "spec_hash"],
+            "properties": {"name": {"type": "string"}, "spec_hash": {"type": "string"}},
+        },
         "labels": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-        "inputs": {"type": "array", "items": {**_TENSOR, "properties": {
-            **_TENSOR["properties"], "shape": {**_TENSOR["properties"]["shape"], "minItems": 4, "maxItems": 4}}},
-                   "minItems": 1},
+        "inputs": {
+            "type": "array",
+            "items": {
+                **_TENSOR,
+                "properties": {
+                    **_TENSOR["properties"],
+                    "shape": {**_TENSOR["properties"]["shape"], "minItems": 4, "maxItems": 4},
+                },
+            },
+            "minItems": 1,
+        },
         "outputs": {"type": "array", "items": _TENSOR, "minItems": 1},
-        "preprocess": {"type": "object", "required": ["resize", "interpolation", "color", "scale", "mean", "std"],
-                       "additionalProperties": False,
-                       "properties": {
-                           "resize": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
-                                      "maxItems": 2},
-                           "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
-                           "color": {"enum": ["RGB", "BGR", "L", None]},
-                           "scale": {"type": "number"},
-                           "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
-                           "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
-                                   "minItems": 1}}},
+        "preprocess": {
+            "type": "object",
+            "required": ["resize", "interpolation", "color", "scale", "mean", "std"],
+            "additionalProperties": False,
+            "properties": {
+                "resize": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+                "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
+                "color": {"enum": ["RGB", "BGR", "L", None]},
+                "scale": {"type": "number"},
+                "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1},
+            },
+        },
         "weights": {"type": "object", "properties": {"warning": {"type": "string"}}},
         "runtime": {"type": "object"},
         "quantization": {"type": "object"},
         "self_check": {"type": "object", "required": ["result"], "properties": {"result": {"type": "object"}}},
-        "files": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["sha256", "bytes"],
-            "properties": {"sha256": {"type": "string"}, "bytes": {"type": "integer", "minimum": 0}}}},
+        "files": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["sha256", "bytes"],
+                "properties": {"sha256": {"type": "string"}, "bytes": {"type": "integer", "minimum": 0}},
+            },
+        },
     },
 }
 
@@ -412,11 +469,14 @@ def check_manifest(path: Path, manifest: dict) -> None:
     channels, pre = manifest["inputs"][0]["shape"][1], manifest["preprocess"]
     for key in ("mean", "std"):
         if len(pre[key]) != channels:
-            raise BuildError(f"{path}: invalid manifest: preprocess.{key} has {len(pre[key])} values for the "
-                             f"input's {channels} channels")
+            raise BuildError(
+                f"{path}: invalid manifest: preprocess.{key} has {len(pre[key])} values for the "
+                f"input's {channels} channels"
+            )
     if pre["color"] is not None and (pre["color"] == "L") != (channels == 1):
-        raise BuildError(f"{path}: invalid manifest: preprocess.color {pre['color']} for an input of {channels} "
-                         "channels")
+        raise BuildError(
+            f"{path}: invalid manifest: preprocess.color {pre['color']} for an input of {channels} channels"
+        )
     labels, classes = manifest.get("labels"), manifest["outputs"][0]["shape"][1:]
     if labels is not None and classes != [len(labels)]:
         raise BuildError(f"{path}: invalid manifest: {len(labels)} label(s) for an output of shape {classes}")

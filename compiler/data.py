@@ -4,6 +4,7 @@ Every image tcc reads is opened here (`open_image`): its declared size is checke
 pixel is decoded, so a decompression bomb (a 35 kB PNG declaring 60,000 x 60,000 pixels) is refused naming the file
 and the cap, never decoded into gigabytes or met as Pillow's traceback. `--max-pixels` raises the cap.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,10 @@ def max_pixels() -> int:
 
 
 def too_big(path, w: int, h: int, cap: int, hint: str) -> str:
-    return (f"{path}: declares {w:,} x {h:,} = {w * h:,} pixels, above --max-pixels {cap:,}; refused before "
-            f"decoding. {hint}")
+    return (
+        f"{path}: declares {w:,} x {h:,} = {w * h:,} pixels, above --max-pixels {cap:,}; refused before "
+        f"decoding. {hint}"
+    )
 
 
 _HINT = "If the image is real and the memory is there (3 bytes a pixel), raise --max-pixels."
@@ -79,8 +82,16 @@ def open_image(path: str | Path, cap: int | None = None, hint: str = _HINT):
         raise DataError(f"{path}: no such image file") from None
     # what Pillow's decoders raise on a damaged file, beyond OSError and ValueError: SyntaxError (a plugin's parse),
     # EOFError and struct.error (a header cut short), OverflowError (a TIFF tag's value too large for its C decoder)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error, OverflowError,
-            Image.DecompressionBombError) as e:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        OverflowError,
+        Image.DecompressionBombError,
+    ) as e:
         raise DataError(f"{path}: cannot read image ({str(e) or type(e).__name__})") from None
 
 

@@ -3,6 +3,7 @@
 Every user mistake ends in one of these; the CLI prints `str(err)` and exits with `err.exit_code`, never a
 traceback. A `Location` is carried by every spec value, so errors raised long after parsing still say where.
 """
+
 from __future__ import annotations
 
 import errno
@@ -118,11 +119,18 @@ class EnvironmentFailure(TccError):
 
 # what the machine did, for every OSError a user can meet while tcc reads or writes their files
 _ENVIRONMENT = {
-    errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-    errno.EROFS: "the file system is read-only", errno.ENOENT: "no such file or directory (removed while tcc ran?)",
-    errno.ENOTDIR: "not a directory", errno.EISDIR: "is a directory", errno.EMFILE: "too many open files",
-    errno.ENOMEM: "out of memory", errno.EIO: "input/output error", errno.EFBIG: "file too large",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOENT: "no such file or directory (removed while tcc ran?)",
+    errno.ENOTDIR: "not a directory",
+    errno.EISDIR: "is a directory",
+    errno.EMFILE: "too many open files",
+    errno.ENOMEM: "out of memory",
+    errno.EIO: "input/output error",
+    errno.EFBIG: "file too large",
 }
 _INTACT = "tcc writes whole files only (a temporary file renamed over the target): earlier outputs are as they were"
 
@@ -131,8 +139,10 @@ def environment_failure(e: BaseException) -> EnvironmentFailure | None:
     """The one line a user gets for an environment failure (the CLI's single mapping; no try/except per command),
     or None when `e` is not one (then it is a bug, and its traceback is what a maintainer needs)."""
     if isinstance(e, MemoryError):
-        return EnvironmentFailure(f"out of memory; {_INTACT}. Fewer samples (--calib-size), a smaller batch "
-                                  "(--batch-size) or a machine with more memory")
+        return EnvironmentFailure(
+            f"out of memory; {_INTACT}. Fewer samples (--calib-size), a smaller batch "
+            "(--batch-size) or a machine with more memory"
+        )
     if not isinstance(e, OSError) or e.errno not in _ENVIRONMENT:
         return None
     where = e.filename if e.filename is not None else None

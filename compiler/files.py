@@ -1,11 +1,13 @@
 """Files a command writes for the user: the path checked before any long work, the bytes written atomically (a
 temporary file beside the target, renamed over it), so an interrupted run never leaves half a file."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from .errors import DataError
 

@@ -9,18 +9,21 @@
 `tcc build`, `tcc calibrate`, the benchmarks and the tests all start here, so the graph a calibration table is made
 for is exactly the graph a build quantizes (its hash is checked).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .bundle import sha256_file
 from .spec.loader import load_model
 
-RANDOM_WEIGHTS_WARNING = ("NO WEIGHTS GIVEN: this bundle uses seeded random weights (seed {seed}); its outputs are "
-                          "meaningless. Pass --weights to build a usable model.")
+RANDOM_WEIGHTS_WARNING = (
+    "NO WEIGHTS GIVEN: this bundle uses seeded random weights (seed {seed}); its outputs are "
+    "meaningless. Pass --weights to build a usable model."
+)
 
 
 @dataclass
@@ -44,9 +47,14 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
     full = to_torch(model.graph)  # weights go through the full module so seeds and imports match `tcc predict`
     if weights:
         match = load_weights(full, model.graph, weights, by_order, key_map, layouts=model.checkpoints)
-        info = {"file": Path(weights).name, "sha256": sha256_file(weights), "import": match.method,
-                **({"layout": match.layout.name} if match.layout else {}),
-                "matched": len(match.assignment), "report": match.report()}
+        info = {
+            "file": Path(weights).name,
+            "sha256": sha256_file(weights),
+            "import": match.method,
+            **({"layout": match.layout.name} if match.layout else {}),
+            "matched": len(match.assignment),
+            "report": match.report(),
+        }
         if key_map:
             info["key_map_sha256"] = sha256_file(key_map)
         log(f"weights: {match.report()}")
@@ -60,9 +68,18 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
     return ref, info
 
 
-def lower_spec(spec, overrides: dict | None = None, *, weights=None, by_order: bool = False, key_map=None,
-               seed: int = 0, opset: int = 13, simplify: bool = True,
-               log: Callable[[str], None] = lambda s: None) -> Frontend:
+def lower_spec(  # noqa: PLR0913
+    spec,
+    overrides: dict | None = None,
+    *,
+    weights=None,
+    by_order: bool = False,
+    key_map=None,
+    seed: int = 0,
+    opset: int = 13,
+    simplify: bool = True,
+    log: Callable[[str], None] = lambda s: None,
+) -> Frontend:
     """Load `spec` (a path, or an already loaded Model), import the weights (or seed random ones), lower to ONNX
     at `opset` and run the pass pipeline."""
     from .lower.to_onnx import to_onnx  # deferred for start-up: loads numpy, onnx
@@ -81,5 +98,13 @@ def lower_spec(spec, overrides: dict | None = None, *, weights=None, by_order: b
     lowered = to_onnx(model.graph, module.state_dict(), opset)
     t2 = time.perf_counter()
     proto, report = run_pipeline(lowered, simplify=simplify)
-    return Frontend(model, module, info, proto, report, opset, simplify,
-                    {"load": t1 - t0, "lower": t2 - t1, "passes": time.perf_counter() - t2})
+    return Frontend(
+        model,
+        module,
+        info,
+        proto,
+        report,
+        opset,
+        simplify,
+        {"load": t1 - t0, "lower": t2 - t1, "passes": time.perf_counter() - t2},
+    )

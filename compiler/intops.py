@@ -17,13 +17,16 @@ An `IntOp` states, for one kind of integer node:
 
 What a kind computes is written once per stage, as the method named after the kind of one interpreter class:
 
-    tcc.quant.intgraph.plan.plan(onnx)             FP32 ONNX after the passes -> IntGraph (matching; refuses what no entry takes)
-    tcc.quant.intgraph.qgraph.Quantizer            IntGraph + calibration table -> QGraph: every integer constant (weight and
+    tcc.quant.intgraph.plan.plan(onnx)             FP32 ONNX after the passes -> IntGraph (matching; refuses what no
+    entry takes)
+    tcc.quant.intgraph.qgraph.Quantizer            IntGraph + calibration table -> QGraph: every integer constant
+    (weight and
                                           bias codes, fixed-point multipliers, clamp bounds, lookup tables)
     tcc.quant.intgraph.reference.Reference         QGraph -> numpy integer results (the golden INT8 model)
     tcc.backends.tvm.int8.lower.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
     tcc.backends.tflite.lower.TfliteLowering   QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
-    tcc.quant.lower.qdq.QdqLowering            the QDQ form's part of each kind (ORT, the AX kits): weights and bias codes
+    tcc.quant.lower.qdq.QdqLowering            the QDQ form's part of each kind (ORT, the AX kits): weights and bias
+    codes
     tcc.train.qat.plan.QatPlanner              QGraph -> where quantization-aware training fake-quantizes (PyTorch)
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
@@ -38,13 +41,14 @@ float ops; any other node is one where the calibration table places it (tcc.quan
 interpreter handles islands in one method, `float_island`, which runs the node's own FP32 lowering on that backend
 (ONNX Runtime's float kernels, TVM's ONNX frontend, TFLite's float builtins): no second copy of an op's math.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
 import numpy as np
 
@@ -244,10 +248,15 @@ def _check_pool(v: NodeView) -> str | None:
         return "dilated pooling is not supported"
     if not _static(v, v.inputs[0]):
         return "the input's C, H, W must be known"
-    if (v.op_type == "AveragePool" and not v.attrs.get("count_include_pad", 0) and
-            (any(v.attrs.get("pads", [0])) or v.attrs.get("ceil_mode", 0))):
-        return ("padded average pooling that does not count the padding (count_include_pad=0) divides by a "
-                "different count at the border: not supported")
+    if (
+        v.op_type == "AveragePool"
+        and not v.attrs.get("count_include_pad", 0)
+        and (any(v.attrs.get("pads", [0])) or v.attrs.get("ceil_mode", 0))
+    ):
+        return (
+            "padded average pooling that does not count the padding (count_include_pad=0) divides by a "
+            "different count at the border: not supported"
+        )
     return None
 
 
@@ -261,12 +270,20 @@ def pool_commutes_with_conv(pool: dict, conv: dict, weight_shape) -> bool:
     conv 1 x 1 at stride 1 unpadded (it acts on each pixel alone), the pool unpadded over whole 2-D windows (the
     count is the area everywhere) with a stride that reduces the pixels."""
     kernel, strides = list(pool.get("kernel_shape", [])), list(pool.get("strides", [1, 1]))
-    return (len(weight_shape) == 4 and tuple(weight_shape[2:]) == (1, 1)
-            and all(s == 1 for s in conv.get("strides", [1, 1])) and not any(conv.get("pads", [0, 0, 0, 0]))
-            and _unset(conv.get("auto_pad", "NOTSET"))
-            and len(kernel) == 2 and len(strides) == 2 and strides[0] * strides[1] > 1
-            and not any(pool.get("pads", [0, 0, 0, 0])) and not pool.get("ceil_mode", 0)
-            and _unset(pool.get("auto_pad", "NOTSET")) and all(d == 1 for d in pool.get("dilations", [1, 1])))
+    return (
+        len(weight_shape) == 4
+        and tuple(weight_shape[2:]) == (1, 1)
+        and all(s == 1 for s in conv.get("strides", [1, 1]))
+        and not any(conv.get("pads", [0, 0, 0, 0]))
+        and _unset(conv.get("auto_pad", "NOTSET"))
+        and len(kernel) == 2
+        and len(strides) == 2
+        and strides[0] * strides[1] > 1
+        and not any(pool.get("pads", [0, 0, 0, 0]))
+        and not pool.get("ceil_mode", 0)
+        and _unset(pool.get("auto_pad", "NOTSET"))
+        and all(d == 1 for d in pool.get("dilations", [1, 1]))
+    )
 
 
 def _check_shape_op(v: NodeView) -> str | None:
@@ -362,8 +379,9 @@ def _libm(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
     fn = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
     fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
-    return lambda x: np.array([fn(float(v)) for v in np.asarray(x, np.float32).reshape(-1)],
-                              np.float32).reshape(np.shape(x))
+    return lambda x: np.array([fn(float(v)) for v in np.asarray(x, np.float32).reshape(-1)], np.float32).reshape(
+        np.shape(x)
+    )
 
 
 def _gelu32(x: np.ndarray, a: dict) -> np.ndarray:
@@ -390,20 +408,29 @@ class TfliteUnary:
 
 
 TFLITE_UNARY: dict[str, TfliteUnary] = {
-    "Sigmoid": TfliteUnary("LOGISTIC",
-                           lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
+    "Sigmoid": TfliteUnary("LOGISTIC", lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
     "Tanh": TfliteUnary("TANH", lambda x, a: np.tanh(x).astype(np.float32)),
     "Gelu": TfliteUnary("GELU", _gelu32),
     # LiteRT's optimized int8 ELU is this table; its reference op resolver, which the int8 self-check runs bit for
     # bit, has no ELU kernel at all: refused for an int8 build (float ELU builds), the table serves predictions
-    "Elu": TfliteUnary("ELU", lambda x, a: np.where(x < 0, _libm("expm1f")(x), x).astype(np.float32),
-                       lambda a: (f"ELU with alpha {float(a['alpha']):g}: TFLite's ELU has alpha 1 only"
-                                  if float(a.get("alpha", 1.0)) != 1.0 else
-                                  "LiteRT's reference kernels, which an int8 build is checked on bit for bit, have "
-                                  "no ELU")),
-    "LeakyRelu": TfliteUnary("LEAKY_RELU", None,
-                             lambda a: None if float(a.get("alpha", 0.01)) >= 0 else
-                             "a negative slope: LiteRT's int8 LEAKY_RELU takes a slope >= 0"),
+    "Elu": TfliteUnary(
+        "ELU",
+        lambda x, a: np.where(x < 0, _libm("expm1f")(x), x).astype(np.float32),
+        lambda a: (
+            f"ELU with alpha {float(a['alpha']):g}: TFLite's ELU has alpha 1 only"
+            if float(a.get("alpha", 1.0)) != 1.0
+            else "LiteRT's reference kernels, which an int8 build is checked on bit for bit, have no ELU"
+        ),
+    ),
+    "LeakyRelu": TfliteUnary(
+        "LEAKY_RELU",
+        None,
+        lambda a: (
+            None
+            if float(a.get("alpha", 0.01)) >= 0
+            else "a negative slope: LiteRT's int8 LEAKY_RELU takes a slope >= 0"
+        ),
+    ),
 }
 
 
@@ -418,8 +445,10 @@ def _tflite_conv(v: NodeView) -> str | None:
 def _tflite_lookup(v: NodeView) -> str | None:
     kernel = TFLITE_UNARY.get(v.op_type)
     if kernel is None:
-        return (f"{v.op_type} has no TFLite int8 kernel that computes it as one table or rounding (TFLite's: "
-                f"{', '.join(k.builtin for k in TFLITE_UNARY.values())})")
+        return (
+            f"{v.op_type} has no TFLite int8 kernel that computes it as one table or rounding (TFLite's: "
+            f"{', '.join(k.builtin for k in TFLITE_UNARY.values())})"
+        )
     return kernel.takes(v.attrs)
 
 
@@ -449,7 +478,7 @@ def _gelu(x, a):
     from scipy.special import erfc
 
     if a.get("approximate", "none") == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * erfc(-x / math.sqrt(2.0))  # = x Phi(x), without erf's cancellation for large negative x
 
 
@@ -482,8 +511,11 @@ class Pattern:
     gate: str  # the ONNX op of the gate
 
 
-PATTERNS: tuple[Pattern, ...] = (Pattern("silu", "Sigmoid"), Pattern("hardswish", "HardSigmoid"),
-                                 Pattern("x*tanh", "Tanh"))
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("silu", "Sigmoid"),
+    Pattern("hardswish", "HardSigmoid"),
+    Pattern("x*tanh", "Tanh"),
+)
 
 
 def gated(gate: str) -> Callable[[np.ndarray, dict], np.ndarray]:
@@ -496,8 +528,7 @@ def gated(gate: str) -> Callable[[np.ndarray, dict], np.ndarray]:
 def _weighted_fields(v: NodeView) -> dict:
     """The weight and bias initializers and the weight's output-channel axis (Gemm with transB and Conv: 0)."""
     w_axis = 0 if (v.op_type == "Gemm" and v.attrs.get("transB", 0)) or v.op_type == "Conv" else 1
-    return {"weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None,
-            "w_axis": w_axis}
+    return {"weight": v.inputs[1], "bias": v.inputs[2] if len(v.inputs) > 2 and v.inputs[2] else None, "w_axis": w_axis}
 
 
 def _lookup_fields(v: NodeView) -> dict:
@@ -534,8 +565,14 @@ def _check_reduce_sum(v: NodeView) -> str | None:
 def _flattens_channels(v: NodeView) -> bool:
     """A reshape of [N, C, 1, 1] to [N, C]: channel i stays feature i."""
     src, dst = v.shape(v.inputs[0]), v.shape(v.outputs[0])
-    return (src is not None and dst is not None and len(src) == 4 and len(dst) == 2 and tuple(src[2:]) == (1, 1)
-            and src[1] == dst[1])
+    return (
+        src is not None
+        and dst is not None
+        and len(src) == 4
+        and len(dst) == 2
+        and tuple(src[2:]) == (1, 1)
+        and src[1] == dst[1]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- the table
@@ -544,86 +581,260 @@ ACTIVATION_OPS = ("Relu", "Clip")  # the ONNX activations a producer may fold in
 INT_OPS: dict[str, IntOp] = {
     op.kind: op
     for op in [
-        IntOp("conv", Role.WEIGHTED, ("Conv",), "2-D convolution (grouped, depthwise, dilated): int8 weights per "
-              "output channel, int32 accumulator and bias, requantized per channel", _check_conv,
-              fuses_activation=True, limits={TFLITE: _tflite_conv}, fields=_weighted_fields, placeable=True),
+        IntOp(
+            "conv",
+            Role.WEIGHTED,
+            ("Conv",),
+            "2-D convolution (grouped, depthwise, dilated): int8 weights per "
+            "output channel, int32 accumulator and bias, requantized per channel",
+            _check_conv,
+            fuses_activation=True,
+            limits={TFLITE: _tflite_conv},
+            fields=_weighted_fields,
+            placeable=True,
+        ),
         # no ONNX op of its own: the plan pairs an unpadded AveragePool with the 1 x 1 conv that alone reads it
         # (the pool first: tcc.passes.pool), under rules that take the pair (TargetRules.pooled_conv)
-        IntOp("pooled_conv", Role.WEIGHTED, (), "a 1 x 1 conv on the window sums of an unpadded average pool: the "
-              "sums of zero-point-free codes kept exact (10 bits for 2 x 2 windows of 8-bit codes, never rounded "
-              "to 8), times int8 weights per output channel in int32, bias at s_in s_w / area, requantized once by "
-              "s_in s_w / (area s_out)", _check_conv, fuses_activation=True, fields=_weighted_fields,
-              placeable=True, lowerings=ALL_LOWERINGS - {TFLITE}),
-        IntOp("gemm", Role.WEIGHTED, ("Gemm", "MatMul"), "fully connected layer: int8 weights per output feature, "
-              "int32 accumulator and bias, requantized per feature", _check_gemm, fuses_activation=True,
-              fields=_weighted_fields, placeable=True),
-        IntOp("add", Role.ELEMENTWISE, ("Add",), "sum of two tensors at their own scales (TFLite's integer ADD: "
-              "both inputs << 20 to a common scale, summed, requantized); broadcasting", _check_binary,
-              fuses_activation=True, reads="all", placeable=True),
-        IntOp("add_constant", Role.ELEMENTWISE, ("Add",), "x plus a constant broadcast over it (attention's "
-              "relative position bias, the shifted-window mask): the constant as int8 codes at max |c| / 127, "
-              "then TFLite's integer ADD", _check_add_constant, reads="variable", fields=_channel_scale_fields,
-              placeable=True),
-        IntOp("mul", Role.ELEMENTWISE, ("Mul",), "product of two tensors ((a - za) (b - zb) in int32, requantized "
-              "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling", _check_binary, reads="all",
-              placeable=True),
-        IntOp("channel_scale", Role.CHANNEL_SCALE, ("PRelu", "Mul"), "x times a constant factor per channel, one "
-              "for codes >= the zero point and one below (PReLU's slope; a Mul by a constant: layer scale): the "
-              "zero-point-free code requantized by s_in * factor / s_out per channel", _check_channel_scale,
-              reads="variable", limits={TFLITE: _tflite_channel_scale}, fields=_channel_scale_fields),
-        IntOp("lookup", Role.LOOKUP, tuple(LOOKUP_FUNCTIONS), "a unary function as a 256-entry table from input "
-              "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, GELU, leaky ReLU, ELU, and x * g(x) "
-              "patterns: SiLU)", _check_lookup, limits={TFLITE: _tflite_lookup}, fields=_lookup_fields,
-              placeable=True),
-        IntOp("clamp", Role.ACTIVATION, ACTIVATION_OPS, "Relu / Clip not folded into a producer: rescale to the "
-              "output's scale, then clamp at the codes of the bounds", _check_clamp),
-        IntOp("max_pool", Role.PASS_THROUGH, ("MaxPool",), "max over windows of codes (padding: the lowest code; "
-              "ceil_mode: extra end padding)", _check_pool, shares_scale=True, channelwise=True),
-        IntOp("avg_pool", Role.POOL, ("AveragePool",), "window sums of zero-point-free codes, requantized by "
-              "s_in / (s_out * window area)", _check_pool, shares_scale=True, placeable=True, channelwise=True),
-        IntOp("global_avg_pool", Role.POOL, ("GlobalAveragePool",), "sum over H x W, requantized by "
-              "s_in / (s_out * H * W)", _check_pool, placeable=True, channelwise=True),
-        IntOp("global_max_pool", Role.PASS_THROUGH, ("GlobalMaxPool",), "max of codes over H x W: moves codes",
-              _check_global_pool, shares_scale=True),
-        IntOp("concat", Role.CONCAT, ("Concat",), "concatenation; each input rescaled to the output's scale "
-              "(a copy where they are equal)", reads="all"),
-        IntOp("reshape", Role.PASS_THROUGH, ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"),
-              "new shape, same element order (NCHW): moves codes", _check_shape_op, shares_scale=True,
-              channelwise=_flattens_channels),
-        IntOp("transpose", Role.PASS_THROUGH, ("Transpose",), "permutes axes (channel shuffle): moves codes",
-              _check_shape_op, shares_scale=True),
-        IntOp("split", Role.PASS_THROUGH, ("Split",), "splits along an axis: moves codes", _check_shape_op,
-              shares_scale=True),
-        IntOp("slice", Role.PASS_THROUGH, ("Slice",), "a strided range of codes along some axes (the batch axis "
-              "whole): moves codes, e.g. q, k and v out of one projection", _check_slice, shares_scale=True),
-        IntOp("matmul", Role.ELEMENTWISE, ("MatMul",), "batched product of two activations at their own per-tensor "
-              "scales (attention's q k^T and weights x v): the zero-point-free codes multiplied and summed in "
-              "int32, requantized by s_a s_b / s_out (times the scalar of a Mul it covers)", _check_matmul,
-              reads="all", placeable=True, full_range=True),
-        IntOp("broadcast", Role.CONSTANT, ("Expand",), "a constant [1, ...] repeated over the batch (a learned "
-              "class token or position embedding): its codes at the output's scale", _check_broadcast, reads="none",
-              fields=_constant_fields, full_range=True),
-        IntOp("softmax", Role.SOFTMAX, ("Softmax",), "softmax over the last axis: e = table[min(row max - code, "
-              "L - 1)] (2^15 exp(-d s_in), rounded), per row r = C // sum(e), out = (e r + 2^(k-1)) >> k + zp "
-              "(C = 2^k / s_out); under LiteRT's rules its int8 SOFTMAX (gemmlowp fixed point, output at 1/256); a "
-              "float island under rules that list it in float_kinds",
-              _check_softmax, reads="first", lowerings=ALL_LOWERINGS,
-              placeable=True, full_range=True, output_range=(0.0, 1.0)),
-        IntOp("groupnorm", Role.FLOAT, ("GroupNormalization",), "group normalization (MobileViTv2's one-group "
-              "norm): no integer form; in an INT8 graph a float island where the target allows float ops",
-              lowerings=frozenset({TFLITE}), fields=_norm_fields),
-        IntOp("reduce_sum", Role.FLOAT, ("ReduceSum",), "sum over constant axes (MobileViTv2's context vector): "
-              "no integer form; in an INT8 graph a float island where the target allows float ops",
-              _check_reduce_sum, lowerings=frozenset({TFLITE})),
-        IntOp("layernorm", Role.FLOAT, ("LayerNormalization",), "layer normalization over one axis: no integer "
-              "form; in an INT8 graph a float island where the target allows float ops", _check_layernorm,
-              lowerings=frozenset({TFLITE}), fields=_layernorm_fields),
+        IntOp(
+            "pooled_conv",
+            Role.WEIGHTED,
+            (),
+            "a 1 x 1 conv on the window sums of an unpadded average pool: the "
+            "sums of zero-point-free codes kept exact (10 bits for 2 x 2 windows of 8-bit codes, never rounded "
+            "to 8), times int8 weights per output channel in int32, bias at s_in s_w / area, requantized once by "
+            "s_in s_w / (area s_out)",
+            _check_conv,
+            fuses_activation=True,
+            fields=_weighted_fields,
+            placeable=True,
+            lowerings=ALL_LOWERINGS - {TFLITE},
+        ),
+        IntOp(
+            "gemm",
+            Role.WEIGHTED,
+            ("Gemm", "MatMul"),
+            "fully connected layer: int8 weights per output feature, "
+            "int32 accumulator and bias, requantized per feature",
+            _check_gemm,
+            fuses_activation=True,
+            fields=_weighted_fields,
+            placeable=True,
+        ),
+        IntOp(
+            "add",
+            Role.ELEMENTWISE,
+            ("Add",),
+            "sum of two tensors at their own scales (TFLite's integer ADD: "
+            "both inputs << 20 to a common scale, summed, requantized); broadcasting",
+            _check_binary,
+            fuses_activation=True,
+            reads="all",
+            placeable=True,
+        ),
+        IntOp(
+            "add_constant",
+            Role.ELEMENTWISE,
+            ("Add",),
+            "x plus a constant broadcast over it (attention's "
+            "relative position bias, the shifted-window mask): the constant as int8 codes at max |c| / 127, "
+            "then TFLite's integer ADD",
+            _check_add_constant,
+            reads="variable",
+            fields=_channel_scale_fields,
+            placeable=True,
+        ),
+        IntOp(
+            "mul",
+            Role.ELEMENTWISE,
+            ("Mul",),
+            "product of two tensors ((a - za) (b - zb) in int32, requantized "
+            "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling",
+            _check_binary,
+            reads="all",
+            placeable=True,
+        ),
+        IntOp(
+            "channel_scale",
+            Role.CHANNEL_SCALE,
+            ("PRelu", "Mul"),
+            "x times a constant factor per channel, one "
+            "for codes >= the zero point and one below (PReLU's slope; a Mul by a constant: layer scale): the "
+            "zero-point-free code requantized by s_in * factor / s_out per channel",
+            _check_channel_scale,
+            reads="variable",
+            limits={TFLITE: _tflite_channel_scale},
+            fields=_channel_scale_fields,
+        ),
+        IntOp(
+            "lookup",
+            Role.LOOKUP,
+            tuple(LOOKUP_FUNCTIONS),
+            "a unary function as a 256-entry table from input "
+            "codes to output codes (sigmoid, hard-sigmoid, hard-swish, tanh, GELU, leaky ReLU, ELU, and x * g(x) "
+            "patterns: SiLU)",
+            _check_lookup,
+            limits={TFLITE: _tflite_lookup},
+            fields=_lookup_fields,
+            placeable=True,
+        ),
+        IntOp(
+            "clamp",
+            Role.ACTIVATION,
+            ACTIVATION_OPS,
+            "Relu / Clip not folded into a producer: rescale to the "
+            "output's scale, then clamp at the codes of the bounds",
+            _check_clamp,
+        ),
+        IntOp(
+            "max_pool",
+            Role.PASS_THROUGH,
+            ("MaxPool",),
+            "max over windows of codes (padding: the lowest code; ceil_mode: extra end padding)",
+            _check_pool,
+            shares_scale=True,
+            channelwise=True,
+        ),
+        IntOp(
+            "avg_pool",
+            Role.POOL,
+            ("AveragePool",),
+            "window sums of zero-point-free codes, requantized by s_in / (s_out * window area)",
+            _check_pool,
+            shares_scale=True,
+            placeable=True,
+            channelwise=True,
+        ),
+        IntOp(
+            "global_avg_pool",
+            Role.POOL,
+            ("GlobalAveragePool",),
+            "sum over H x W, requantized by s_in / (s_out * H * W)",
+            _check_pool,
+            placeable=True,
+            channelwise=True,
+        ),
+        IntOp(
+            "global_max_pool",
+            Role.PASS_THROUGH,
+            ("GlobalMaxPool",),
+            "max of codes over H x W: moves codes",
+            _check_global_pool,
+            shares_scale=True,
+        ),
+        IntOp(
+            "concat",
+            Role.CONCAT,
+            ("Concat",),
+            "concatenation; each input rescaled to the output's scale (a copy where they are equal)",
+            reads="all",
+        ),
+        IntOp(
+            "reshape",
+            Role.PASS_THROUGH,
+            ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"),
+            "new shape, same element order (NCHW): moves codes",
+            _check_shape_op,
+            shares_scale=True,
+            channelwise=_flattens_channels,
+        ),
+        IntOp(
+            "transpose",
+            Role.PASS_THROUGH,
+            ("Transpose",),
+            "permutes axes (channel shuffle): moves codes",
+            _check_shape_op,
+            shares_scale=True,
+        ),
+        IntOp(
+            "split",
+            Role.PASS_THROUGH,
+            ("Split",),
+            "splits along an axis: moves codes",
+            _check_shape_op,
+            shares_scale=True,
+        ),
+        IntOp(
+            "slice",
+            Role.PASS_THROUGH,
+            ("Slice",),
+            "a strided range of codes along some axes (the batch axis "
+            "whole): moves codes, e.g. q, k and v out of one projection",
+            _check_slice,
+            shares_scale=True,
+        ),
+        IntOp(
+            "matmul",
+            Role.ELEMENTWISE,
+            ("MatMul",),
+            "batched product of two activations at their own per-tensor "
+            "scales (attention's q k^T and weights x v): the zero-point-free codes multiplied and summed in "
+            "int32, requantized by s_a s_b / s_out (times the scalar of a Mul it covers)",
+            _check_matmul,
+            reads="all",
+            placeable=True,
+            full_range=True,
+        ),
+        IntOp(
+            "broadcast",
+            Role.CONSTANT,
+            ("Expand",),
+            "a constant [1, ...] repeated over the batch (a learned "
+            "class token or position embedding): its codes at the output's scale",
+            _check_broadcast,
+            reads="none",
+            fields=_constant_fields,
+            full_range=True,
+        ),
+        IntOp(
+            "softmax",
+            Role.SOFTMAX,
+            ("Softmax",),
+            "softmax over the last axis: e = table[min(row max - code, "
+            "L - 1)] (2^15 exp(-d s_in), rounded), per row r = C // sum(e), out = (e r + 2^(k-1)) >> k + zp "
+            "(C = 2^k / s_out); under LiteRT's rules its int8 SOFTMAX (gemmlowp fixed point, output at 1/256); a "
+            "float island under rules that list it in float_kinds",
+            _check_softmax,
+            reads="first",
+            lowerings=ALL_LOWERINGS,
+            placeable=True,
+            full_range=True,
+            output_range=(0.0, 1.0),
+        ),
+        IntOp(
+            "groupnorm",
+            Role.FLOAT,
+            ("GroupNormalization",),
+            "group normalization (MobileViTv2's one-group "
+            "norm): no integer form; in an INT8 graph a float island where the target allows float ops",
+            lowerings=frozenset({TFLITE}),
+            fields=_norm_fields,
+        ),
+        IntOp(
+            "reduce_sum",
+            Role.FLOAT,
+            ("ReduceSum",),
+            "sum over constant axes (MobileViTv2's context vector): "
+            "no integer form; in an INT8 graph a float island where the target allows float ops",
+            _check_reduce_sum,
+            lowerings=frozenset({TFLITE}),
+        ),
+        IntOp(
+            "layernorm",
+            Role.FLOAT,
+            ("LayerNormalization",),
+            "layer normalization over one axis: no integer "
+            "form; in an INT8 graph a float island where the target allows float ops",
+            _check_layernorm,
+            lowerings=frozenset({TFLITE}),
+            fields=_layernorm_fields,
+        ),
     ]
 }
 
 # ONNX op -> the kinds that take it, in table order (the first whose check passes takes a node)
 ONNX_TO_KINDS: dict[str, tuple[str, ...]] = {
-    o: tuple(k for k, op in INT_OPS.items() if o in op.onnx) for op in INT_OPS.values() for o in op.onnx}
+    o: tuple(k for k, op in INT_OPS.items() if o in op.onnx) for op in INT_OPS.values() for o in op.onnx
+}
 FUSES_ACTIVATION: tuple[str, ...] = tuple(o for op in INT_OPS.values() if op.fuses_activation for o in op.onnx)
 
 
@@ -637,7 +848,8 @@ FLOAT_ISLAND = "float_island"  # the one method of every interpreter that runs a
 
 
 class Interpreter:
-    """Walks a quantized graph (tcc.quant.intgraph.qgraph.QGraph) in order; `run_node` dispatches a node to the method named
+    """Walks a quantized graph (tcc.quant.intgraph.qgraph.QGraph) in order; `run_node` dispatches a node to the method
+    named
     after its kind, like torch.fx's Interpreter, and a float island to `float_island`. A subclass sets `lowering`
     and implements exactly the kinds whose entry lists that lowering, and `float_island` (checked when the class is
     created)."""
@@ -651,11 +863,15 @@ class Interpreter:
         want = {k for k, op in INT_OPS.items() if cls.lowering in op.lowerings}
         have = {k for k in INT_OPS if callable(getattr(cls, k, None))}
         if want != have:
-            raise TypeError(f"{cls.__name__} (lowering {cls.lowering!r}): the integer op table lists "
-                            f"{sorted(want - have)} without a method here, methods {sorted(have - want)} not listed")
+            raise TypeError(
+                f"{cls.__name__} (lowering {cls.lowering!r}): the integer op table lists "
+                f"{sorted(want - have)} without a method here, methods {sorted(have - want)} not listed"
+            )
         if not callable(getattr(cls, FLOAT_ISLAND, None)):
-            raise TypeError(f"{cls.__name__} (lowering {cls.lowering!r}) has no {FLOAT_ISLAND} method: every "
-                            "lowering of a quantized graph takes float islands")
+            raise TypeError(
+                f"{cls.__name__} (lowering {cls.lowering!r}) has no {FLOAT_ISLAND} method: every "
+                "lowering of a quantized graph takes float islands"
+            )
 
     def run_node(self, node, *args):
         if getattr(node, "precision", "int8") == "float":

@@ -3,6 +3,7 @@
 Nodes are kept in the order the spec defines them, which is a topological order (an input can only name an
 earlier node) and the parameter order used by `--by-order` weight import. The IR imports neither torch nor onnx.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Every plot tcc draws, on matplotlib (Agg: no display needed): real axes and legends, PNG or vector output
 (.svg / .pdf) by the file's suffix, written atomically and byte-stable (no timestamps in the metadata)."""
+
 from __future__ import annotations
 
 import textwrap
@@ -29,8 +30,9 @@ def save(fig, path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format=suffix[1:], dpi=120, metadata=_METADATA[suffix],
-                                                 bbox_inches="tight"))
+        atomic_write(
+            path, lambda f: fig.savefig(f, format=suffix[1:], dpi=120, metadata=_METADATA[suffix], bbox_inches="tight")
+        )
     finally:
         plt.close(fig)
     return path
@@ -53,16 +55,24 @@ def quality_chart(report: dict, summary: list[str]):
     for i, r in enumerate(layers):
         if r["tensor"] in rank:
             ax.plot(i + 1, r["cosine"], "o", mfc="none", mec="tab:red", ms=11)
-            ax.annotate(str(rank[r["tensor"]]), (i + 1, r["cosine"]), xytext=(6, -4), textcoords="offset points",
-                        color="tab:red")
+            ax.annotate(
+                str(rank[r["tensor"]]),
+                (i + 1, r["cosine"]),
+                xytext=(6, -4),
+                textcoords="offset points",
+                color="tab:red",
+            )
     s = report["samples"]
     ax.set_title(f"INT8 vs FP32 cosine per tensor ({report['per_layer_source']}, {s['used']} samples)")
     ax.set_xlabel("tensor, in topological order (input first, graph output last)")
     ax.set_ylabel("cosine")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    worst = "worst: " + ", ".join(f"{rank[r['tensor']]} {r['tensor']} {r['cosine']:.5f}"
-                                  for r in sorted(layers, key=lambda r: rank.get(r["tensor"], 99)) if r["tensor"] in rank)
+    worst = "worst: " + ", ".join(
+        f"{rank[r['tensor']]} {r['tensor']} {r['cosine']:.5f}"
+        for r in sorted(layers, key=lambda r: rank.get(r["tensor"], 99))
+        if r["tensor"] in rank
+    )
     text = textwrap.wrap(worst, 150) + [""] + [p for line in summary for p in textwrap.wrap(line, 150) or [""]]
     fig.text(0.08, 0.33, "\n".join(text), va="top", family="monospace", fontsize=8)
     return fig
@@ -88,7 +98,7 @@ def activation_histograms(values: dict[str, np.ndarray], table: dict, columns: i
         ax.set_title(name if len(name) < 40 else "..." + name[-37:], fontsize=9)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     fig.suptitle("FP32 activations and the chosen clipping threshold (values beyond it saturate)")
     fig.tight_layout()
@@ -98,8 +108,11 @@ def activation_histograms(values: dict[str, np.ndarray], table: dict, columns: i
 def layer_cosine_bars(tensors: dict, title: str):
     """Per-tensor cosine of the calibration's fine search: before it (the KL scale) and after it."""
     plt = pyplot()
-    rows = [(k, t["diagnostics"]) for k, t in tensors.items()
-            if t.get("kind") == "activation" and "cos_after" in t.get("diagnostics", {})]
+    rows = [
+        (k, t["diagnostics"])
+        for k, t in tensors.items()
+        if t.get("kind") == "activation" and "cos_after" in t.get("diagnostics", {})
+    ]
     fig, ax = plt.subplots(figsize=(max(8, 0.16 * len(rows) + 2), 4.5))
     x = np.arange(len(rows))
     if rows:
@@ -120,8 +133,9 @@ def model_size_chart(rows: list[dict]):
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     names = [r["name"] for r in rows]
-    for ax, (key, label) in zip(axes, (("params", "parameters"), ("macs", "MACs"),
-                                       ("fp32_mib", "size (MiB): FP32 and INT8"))):
+    for ax, (key, label) in zip(
+        axes, (("params", "parameters"), ("macs", "MACs"), ("fp32_mib", "size (MiB): FP32 and INT8"))
+    ):
         if key == "fp32_mib":
             x = np.arange(len(rows))
             ax.bar(x - 0.2, [r["fp32_mib"] for r in rows], 0.4, label="FP32")

@@ -1,6 +1,7 @@
 """The data tcc ships beside its code, found with importlib.resources so that an installed wheel works like the
 checkout: the block library (package `tcc.zoo`: the repo's zoo/), the model specs and the JSON schemas (package
 `tcc.specs`: the repo's spec/, with baselines/ and schema/). pyproject.toml maps both folders into the package."""
+
 from __future__ import annotations
 
 from importlib import resources

@@ -1,7 +1,8 @@
 """THE target registry: every `--target` value, as plain data, in one place.
 
 A `Target` names the backend that builds it, its precisions, the quantization rules its INT8 build needs (a key of
-tcc.quant.table.rules.RULES) and, for the TVM targets, its `Platform`: how to compile for it (the TVM target dict), how to
+tcc.quant.table.rules.RULES) and, for the TVM targets, its `Platform`: how to compile for it (the TVM target dict), how
+to
 link (cross compiler), where the TVM runtime for the board comes from (``runtime``) and how to run the result on this
 x86_64 machine (``qemu``).  ``backends/tvm/runtime.py`` uses the platforms; ``tools/setup_arm.sh`` installs what
 their ``apt_packages`` name.  Nothing here imports a backend.
@@ -100,14 +101,16 @@ _PLATFORMS: tuple[Platform, ...] = (
         arch="armv7",
         # mfloat-abi=hard: the Debian armhf toolchain links only hard-float objects.
         # fast-math: without it LLVM emits no NEON float vector code (ARMv7 NEON is not IEEE).
-        tvm_target=MappingProxyType({
-            "kind": "llvm",
-            "mtriple": "armv7a-linux-gnueabihf",
-            "mcpu": "cortex-a7",
-            "mattr": ("+neon", "+vfp4"),
-            "mfloat-abi": "hard",
-            "fast-math": True,
-        }),
+        tvm_target=MappingProxyType(
+            {
+                "kind": "llvm",
+                "mtriple": "armv7a-linux-gnueabihf",
+                "mcpu": "cortex-a7",
+                "mattr": ("+neon", "+vfp4"),
+                "mfloat-abi": "hard",
+                "fast-math": True,
+            }
+        ),
         triple="arm-linux-gnueabihf",
         apt_packages=("g++-arm-linux-gnueabihf", "qemu-user"),
         runtime="source",
@@ -131,8 +134,9 @@ _PLATFORMS: tuple[Platform, ...] = (
         description="ARMv8.2-A (64-bit) with NEON and the int8 dot product, e.g. the Cortex-A55 of the AX650 / AX620E",
         arch="aarch64",
         # dotprod: the INT8 convs' sdot kernel (tcc.backends.tvm.int8.choose.kernel_for)
-        tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55",
-                                     "mattr": ("+neon", "+dotprod")}),
+        tvm_target=MappingProxyType(
+            {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a55", "mattr": ("+neon", "+dotprod")}
+        ),
         triple="aarch64-linux-gnu",
         apt_packages=("g++-aarch64-linux-gnu", "qemu-user"),
         runtime="wheel:manylinux_2_28_aarch64",
@@ -145,9 +149,13 @@ _PLATFORMS: tuple[Platform, ...] = (
 
 
 _QUANTIZED_ORT = "quantized ONNX: use --target ort --precision int8|dynamic"
-_NPU_INT8 = MappingProxyType(dict.fromkeys(
-    ("fp32", "fp16", "dynamic"), "the NPU runs 8-bit integer models: the kit holds the FP32 ONNX and the toolchain "
-    "quantizes it (--precision int8, the default, with --data)"))
+_NPU_INT8 = MappingProxyType(
+    dict.fromkeys(
+        ("fp32", "fp16", "dynamic"),
+        "the NPU runs 8-bit integer models: the kit holds the FP32 ONNX and the toolchain "
+        "quantizes it (--precision int8, the default, with --data)",
+    )
+)
 # int8: real integer kernels (backends/tvm/int8/lower.py), bit-exact with the reference
 TVM_PRECISIONS = ("fp32", "int8")
 
@@ -157,30 +165,81 @@ def _tvm(name: str, p: Platform) -> Target:
     return Target(name, "tvm", TVM_PRECISIONS, f"TVM: {p.description}{alias}", rules="tvm", platform=p)
 
 
-TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in [
-    Target("onnx", "ort", ("fp32",), "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
-           planned=MappingProxyType({"fp16": "use --target ort --precision fp16", "int8": _QUANTIZED_ORT,
-                                     "dynamic": _QUANTIZED_ORT})),
-    Target("ort", "ort", ("fp32", "fp16", "int8", "dynamic"),
-           "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8", rules="ort"),
-    Target("tflite", "tflite", ("fp32", "fp16", "dynamic", "int8"),
-           "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
-           rules="tflite"),
-    Target("tflite-int", "tflite", ("int8",),
-           "TFLite (LiteRT) with int8 builtins only, for int8-only runtimes and delegates: no float islands, softmax "
-           "as int8 SOFTMAX; refuses a model with an op that has no int8 builtin (LayerNorm)", rules="tflite-int"),
-    Target("tflite16-i32", "tflite", ("int8",),
-           "TFLite (LiteRT) 16x8 with int32 bias (--activation-bits 16): CONV_2D / FULLY_CONNECTED on LiteRT's "
-           "optimized kernels, int32 accumulators (grids narrowed where one could overflow)", rules="tflite16-i32"),
-    *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
-    # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
-    Target("ax620", "ax", ("int8",), "Axera AX620A/U NPU: a kit for Pulsar v1 (.joint), predicted here", rules="ax620",
-           planned=_NPU_INT8, runs_here=False),
-    Target("ax620e", "ax", ("int8",), "Axera AX620E NPU (AX630C, AX620Q): a kit for Pulsar2 (.axmodel), predicted "
-           "here", rules="pulsar2", planned=_NPU_INT8, runs_here=False),
-    Target("ax650", "ax", ("int8",), "Axera AX650 NPU: a kit for Pulsar2 with tcc's scales in QDQ ONNX, predicted "
-           "here", rules="pulsar2", planned=_NPU_INT8, runs_here=False),
-]})
+TARGETS: Mapping[str, Target] = MappingProxyType(
+    {
+        t.name: t
+        for t in [
+            Target(
+                "onnx",
+                "ort",
+                ("fp32",),
+                "portable FP32 ONNX after the pass pipeline (any ONNX runtime)",
+                planned=MappingProxyType(
+                    {"fp16": "use --target ort --precision fp16", "int8": _QUANTIZED_ORT, "dynamic": _QUANTIZED_ORT}
+                ),
+            ),
+            Target(
+                "ort",
+                "ort",
+                ("fp32", "fp16", "int8", "dynamic"),
+                "ONNX Runtime: FP32; FP16 with FP32 I/O; INT8 QDQ (calibrated); dynamic INT8",
+                rules="ort",
+            ),
+            Target(
+                "tflite",
+                "tflite",
+                ("fp32", "fp16", "dynamic", "int8"),
+                "TFLite (LiteRT): FP32; FP16 weights; dynamic-range INT8; full INT8 (calibrated, --io float|int8)",
+                rules="tflite",
+            ),
+            Target(
+                "tflite-int",
+                "tflite",
+                ("int8",),
+                "TFLite (LiteRT) with int8 builtins only, for int8-only runtimes and delegates: no float islands, "
+                "softmax as int8 SOFTMAX; refuses a model with an op that has no int8 builtin (LayerNorm)",
+                rules="tflite-int",
+            ),
+            Target(
+                "tflite16-i32",
+                "tflite",
+                ("int8",),
+                "TFLite (LiteRT) 16x8 with int32 bias (--activation-bits 16): CONV_2D / FULLY_CONNECTED on LiteRT's "
+                "optimized kernels, int32 accumulators (grids narrowed where one could overflow)",
+                rules="tflite16-i32",
+            ),
+            *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
+            # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
+            Target(
+                "ax620",
+                "ax",
+                ("int8",),
+                "Axera AX620A/U NPU: a kit for Pulsar v1 (.joint), predicted here",
+                rules="ax620",
+                planned=_NPU_INT8,
+                runs_here=False,
+            ),
+            Target(
+                "ax620e",
+                "ax",
+                ("int8",),
+                "Axera AX620E NPU (AX630C, AX620Q): a kit for Pulsar2 (.axmodel), predicted here",
+                rules="pulsar2",
+                planned=_NPU_INT8,
+                runs_here=False,
+            ),
+            Target(
+                "ax650",
+                "ax",
+                ("int8",),
+                "Axera AX650 NPU: a kit for Pulsar2 with tcc's scales in QDQ ONNX, predicted here",
+                rules="pulsar2",
+                planned=_NPU_INT8,
+                runs_here=False,
+            ),
+        ]
+    }
+)
 
 PLATFORMS: Mapping[str, Platform] = MappingProxyType({n: t.platform for n, t in TARGETS.items() if t.platform})
 

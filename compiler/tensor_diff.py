@@ -10,6 +10,7 @@ An endpoint (A or B) is
 Tensors are matched by the FP32 graph's names (the ONNX lowering's: IR node names); a BatchNormalization folded
 into its Conv leaves the Conv's name on the folded value, and PyTorch's BN value is compared there.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,8 +65,9 @@ class Context:
             if not self.spec:
                 raise DiffError(f"{why} needs the model: give --spec SPEC (and --weights W)")
 
-            self._fe = lower_spec(self.spec, self.overrides, weights=self.weights, by_order=self.by_order,
-                                  key_map=self.key_map)
+            self._fe = lower_spec(
+                self.spec, self.overrides, weights=self.weights, by_order=self.by_order, key_map=self.key_map
+            )
         return self._fe
 
 
@@ -80,8 +82,9 @@ def kind_of(endpoint: str) -> str:
         return "bundle"
     if p.is_file() and p.suffix.lower() in SPEC_SUFFIXES:
         return "spec"
-    raise DiffError(f"{endpoint}: not a bundle directory (with manifest.json), a spec file, 'pytorch' or "
-                    "'reference[:RULES]'")
+    raise DiffError(
+        f"{endpoint}: not a bundle directory (with manifest.json), a spec file, 'pytorch' or 'reference[:RULES]'"
+    )
 
 
 def load_input(path: str | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
@@ -108,8 +111,9 @@ def side(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
     if kind == "spec":
         given = ctx.spec.path if hasattr(ctx.spec, "path") else ctx.spec
         if given and Path(given).resolve() != Path(endpoint).resolve():
-            raise DiffError(f"{endpoint}: a second spec; diff compares implementations of one model (--spec "
-                            f"{ctx.spec_label})")
+            raise DiffError(
+                f"{endpoint}: a second spec; diff compares implementations of one model (--spec {ctx.spec_label})"
+            )
         ctx.spec = ctx.spec or endpoint
         kind = "pytorch"
     if kind == "pytorch":
@@ -133,8 +137,13 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
             readers[r.node] = readers.get(r.node, 0) + 1
     by_ir = {v: k for k, v in names.items()}
     for n in graph.nodes.values():  # a BN folded into its only reader's producer: the producer's name holds BN's value
-        if n.op == "batchnorm" and len(n.inputs) == 1 and readers.get(n.inputs[0].node) == 1 \
-                and graph.nodes[n.inputs[0].node].op in ("conv2d", "linear") and n.name in by_ir:
+        if (
+            n.op == "batchnorm"
+            and len(n.inputs) == 1
+            and readers.get(n.inputs[0].node) == 1
+            and graph.nodes[n.inputs[0].node].op in ("conv2d", "linear")
+            and n.name in by_ir
+        ):
             conv = n.inputs[0].node
             names.pop(by_ir.get(conv), None)
             names[by_ir[n.name]] = conv
@@ -164,8 +173,10 @@ def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) ->
     if calib is None and other and kind_of(other) == "bundle" and (Path(other) / "calibration.json").is_file():
         calib = str(Path(other) / "calibration.json")
     if calib is None:
-        raise DiffError(f"{endpoint}: the integer reference needs a calibration table: --calib TABLE (or an INT8 "
-                        "bundle on the other side)")
+        raise DiffError(
+            f"{endpoint}: the integer reference needs a calibration table: --calib TABLE (or an INT8 "
+            "bundle on the other side)"
+        )
     fe = ctx.frontend("the integer reference")
     table = load_table(calib, spec_hash=fe.model.spec_hash, model_hash=model_sha256(fe.onnx))
     rules = endpoint.split(":", 1)[1] if ":" in endpoint else table.doc["target"]
@@ -180,8 +191,7 @@ def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) ->
         else:
             tensors[name] = Exposed(np.asarray(v, np.float32))
     out = qg.outputs[0]
-    tensors[out] = Exposed(np.asarray(y[0] if isinstance(y, list) else y, np.float32),
-                           float(qg.output_scales[out]))
+    tensors[out] = Exposed(np.asarray(y[0] if isinstance(y, list) else y, np.float32), float(qg.output_scales[out]))
     return Side(f"integer reference ({rules} rules, {Path(calib).name})", tensors)
 
 
@@ -189,9 +199,11 @@ def _bundle(endpoint: str, x: np.ndarray, ctx: Context) -> Side:
     m = read_manifest(endpoint)
     backend = get_backend(m["backend"])
     if not backend.capabilities.runs_here:
-        raise DiffError(f"{endpoint}: a {m['target']} bundle does not run here; compare its prediction instead: "
-                        f"reference:{m.get('quantization', {}).get('rules', 'RULES')} with --calib "
-                        f"{endpoint}/calibration.json")
+        raise DiffError(
+            f"{endpoint}: a {m['target']} bundle does not run here; compare its prediction instead: "
+            f"reference:{m.get('quantization', {}).get('rules', 'RULES')} with --calib "
+            f"{endpoint}/calibration.json"
+        )
     model = None
     notes = []
     if ctx.spec:
@@ -201,16 +213,24 @@ def _bundle(endpoint: str, x: np.ndarray, ctx: Context) -> Side:
         model = fe.onnx
     tensors = backend.tensors(Path(endpoint), x, model)
     if len(tensors) == 1:
-        notes.append(f"{m['target']} {m['precision']}: only the final output is exposed"
-                     + (" (give --spec and --weights to see every tensor)" if m["backend"] == "ort" else ""))
+        notes.append(
+            f"{m['target']} {m['precision']}: only the final output is exposed"
+            + (" (give --spec and --weights to see every tensor)" if m["backend"] == "ort" else "")
+        )
     return Side(f"{m['target']} {m['precision']} ({Path(endpoint).name})", tensors, notes)
 
 
 # ---------------------------------------------------------------------------------------------------- comparison
-def compare_sides(a: Side, b: Side, min_cosine: float = DEFAULT_MIN_COSINE, max_lsb: float = DEFAULT_MAX_LSB,
-                  max_rel: float = DEFAULT_MAX_REL) -> dict:
-    order = [n for n in (a.tensors if len(a.tensors) >= len(b.tensors) else b.tensors)
-             if n in a.tensors and n in b.tensors]
+def compare_sides(
+    a: Side,
+    b: Side,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+    max_lsb: float = DEFAULT_MAX_LSB,
+    max_rel: float = DEFAULT_MAX_REL,
+) -> dict:
+    order = [
+        n for n in (a.tensors if len(a.tensors) >= len(b.tensors) else b.tensors) if n in a.tensors and n in b.tensors
+    ]
     rows = []
     for name in order:
         ta, tb = a.tensors[name], b.tensors[name]
@@ -225,25 +245,43 @@ def compare_sides(a: Side, b: Side, min_cosine: float = DEFAULT_MIN_COSINE, max_
         scale = ta.scale or tb.scale
         lsb = float(d.max()) / scale if scale and d.size else None
         ref_scale = float(np.abs(vb).max()) if vb.size else 0.0
-        row = {"tensor": name, "shape": list(va.shape), "cosine": stable_float(cos, 7),
-               "max_abs": stable_float(float(d.max()) if d.size else 0.0),
-               "max_abs_over_scale": stable_float(float(d.max()) / ref_scale if ref_scale else 0.0),
-               "lsb": stable_float(lsb) if lsb is not None else None,
-               "worst": [int(i) for i in np.unravel_index(int(np.argmax(d)), d.shape)] if d.size else []}
+        row = {
+            "tensor": name,
+            "shape": list(va.shape),
+            "cosine": stable_float(cos, 7),
+            "max_abs": stable_float(float(d.max()) if d.size else 0.0),
+            "max_abs_over_scale": stable_float(float(d.max()) / ref_scale if ref_scale else 0.0),
+            "lsb": stable_float(lsb) if lsb is not None else None,
+            "worst": [int(i) for i in np.unravel_index(int(np.argmax(d)), d.shape)] if d.size else [],
+        }
         both_int = ta.scale is not None and tb.scale is not None
         rel = float(d.max()) / ref_scale if ref_scale and d.size else 0.0
         row["diverges"] = bool(lsb > max_lsb * (1 + 1e-6)) if both_int else bool(cos < min_cosine or rel > max_rel)
         row["diverges"] |= not np.isfinite([cos, rel, lsb or 0.0]).all()  # NaN compares false with any bound
         rows.append(row)
     first = next((r for r in rows if r["diverges"]), None)
-    return {"a": a.label, "b": b.label, "compared": len(rows), "only_a": len(a.tensors) - len(rows),
-            "only_b": len(b.tensors) - len(rows), "first_divergence": first, "rows": rows,
-            "thresholds": {"min_cosine": min_cosine, "max_rel": max_rel, "max_lsb_when_both_integer": max_lsb},
-            "notes": a.notes + b.notes}
+    return {
+        "a": a.label,
+        "b": b.label,
+        "compared": len(rows),
+        "only_a": len(a.tensors) - len(rows),
+        "only_b": len(b.tensors) - len(rows),
+        "first_divergence": first,
+        "rows": rows,
+        "thresholds": {"min_cosine": min_cosine, "max_rel": max_rel, "max_lsb_when_both_integer": max_lsb},
+        "notes": a.notes + b.notes,
+    }
 
 
-def diff(a: str, b: str, input_path: str | np.ndarray, ctx: Context, min_cosine: float = DEFAULT_MIN_COSINE,
-         max_lsb: float = DEFAULT_MAX_LSB, max_rel: float = DEFAULT_MAX_REL) -> dict:
+def diff(
+    a: str,
+    b: str,
+    input_path: str | np.ndarray,
+    ctx: Context,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+    max_lsb: float = DEFAULT_MAX_LSB,
+    max_rel: float = DEFAULT_MAX_REL,
+) -> dict:
     bundles = [e for e in (a, b) if kind_of(e) == "bundle"]
     for e in (a, b):
         if kind_of(e) == "spec" and not ctx.spec:
@@ -258,25 +296,39 @@ def diff(a: str, b: str, input_path: str | np.ndarray, ctx: Context, min_cosine:
 
 
 def format_diff(result: dict, every: bool = False) -> str:
-    lines = [f"A: {result['a']}", f"B: {result['b']}",
-             f"{result['compared']} tensors compared ({result['only_a']} only in A, {result['only_b']} only in B)"]
+    lines = [
+        f"A: {result['a']}",
+        f"B: {result['b']}",
+        f"{result['compared']} tensors compared ({result['only_a']} only in A, {result['only_b']} only in B)",
+    ]
     lines += [f"note: {n}" for n in result["notes"]]
     first = result["first_divergence"]
     t = result["thresholds"]
     if first:
-        lines.append(f"first divergence: {first['tensor']} " + (first.get("error") or
-                     f"(cosine {first['cosine']}, max abs {first['max_abs']}"
-                     + (f", {first['lsb']} LSB" if first["lsb"] is not None else "") + f" at {first['worst']})"))
+        lines.append(
+            f"first divergence: {first['tensor']} "
+            + (
+                first.get("error")
+                or f"(cosine {first['cosine']}, max abs {first['max_abs']}"
+                + (f", {first['lsb']} LSB" if first["lsb"] is not None else "")
+                + f" at {first['worst']})"
+            )
+        )
     else:
-        lines.append(f"no divergence (every tensor: cosine >= {t['min_cosine']} and max |a - b| / max |b| <= "
-                     f"{t['max_rel']}, or <= {t['max_lsb_when_both_integer']} LSB where both sides are integer)")
+        lines.append(
+            f"no divergence (every tensor: cosine >= {t['min_cosine']} and max |a - b| / max |b| <= "
+            f"{t['max_rel']}, or <= {t['max_lsb_when_both_integer']} LSB where both sides are integer)"
+        )
     rows = result["rows"]
     if not every and len(rows) > 40:
         k = rows.index(first) if first else 0
         keep = set(range(max(0, k - 3), min(len(rows), k + 12))) | {len(rows) - 1}
         rows = [r for i, r in enumerate(rows) if i in keep]
-        lines.append(f"(showing {len(rows)} of {result['compared']} rows"
-                     + (" around the first divergence" if first else "") + "; --all for every tensor)")
+        lines.append(
+            f"(showing {len(rows)} of {result['compared']} rows"
+            + (" around the first divergence" if first else "")
+            + "; --all for every tensor)"
+        )
     w = max([len(r["tensor"]) for r in rows] + [6])
     lines.append(f"  {'tensor'.ljust(w)}  {'cosine':>10}  {'max abs':>10}  {'/ scale':>9}  {'LSB':>6}")
     for r in rows:
@@ -285,8 +337,10 @@ def format_diff(result: dict, every: bool = False) -> str:
             lines.append(f"{mark} {r['tensor'].ljust(w)}  {r['error']}")
             continue
         lsb = "" if r["lsb"] is None else _number(r["lsb"], "g")
-        lines.append(f"{mark} {r['tensor'].ljust(w)}  {r['cosine']:>10}  {_number(r['max_abs'], '.4g'):>10}  "
-                     f"{_number(r['max_abs_over_scale'], '.3g'):>9}  {lsb:>6}")
+        lines.append(
+            f"{mark} {r['tensor'].ljust(w)}  {r['cosine']:>10}  {_number(r['max_abs'], '.4g'):>10}  "
+            f"{_number(r['max_abs_over_scale'], '.3g'):>9}  {lsb:>6}"
+        )
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ bundle the build accepts is judged the same way when its output is compared with
 Why each rule is what it is (measured numbers included) is written beside it; the README's "Tolerances" section
 points here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,11 +35,17 @@ from .bundle import stable_float
 # 1.1e-3, ShuffleNetV2 4.8e-3 / 0.999998, and the worst, MobileNetV2 1.6e-2 / 0.99982 (float16 weights alone give
 # 1.5e-2: random weights make its linear bottlenecks amplify). 5e-2 leaves 3x over the worst, 20x over the papers'.
 TOLERANCES = {
-    "fp32": {"atol": 1e-5, "float32_error_factor": 4.0,
-             "rule": "max |a - r64| <= max(atol * max(1, max |r64|), float32_error_factor * max |r32 - r64|), r64: "
-                     "the PyTorch lowering in float64, r32: in float32"},
-    "fp16": {"scaled_atol": 5e-2, "min_cosine": 0.999,
-             "rule": "max |a - r| <= scaled_atol * max |r| and cosine(a, r) >= min_cosine"},
+    "fp32": {
+        "atol": 1e-5,
+        "float32_error_factor": 4.0,
+        "rule": "max |a - r64| <= max(atol * max(1, max |r64|), float32_error_factor * max |r32 - r64|), r64: "
+        "the PyTorch lowering in float64, r32: in float32",
+    },
+    "fp16": {
+        "scaled_atol": 5e-2,
+        "min_cosine": 0.999,
+        "rule": "max |a - r| <= scaled_atol * max |r| and cosine(a, r) >= min_cosine",
+    },
     # dynamic INT8 (int8 weights, activations quantized per tensor at run time): each layer adds ~1/255 of its
     # activation range as noise, and how far that carries is the model's, not the lowering's: no integer reference
     # exists for run-time quantization, so the gate only catches gross errors (a transposed weight, a wrong scale:
@@ -72,12 +79,15 @@ TOLERANCES = {
 # output within island_lsb_tolerance = 1 LSB, op by op on the backend's own input codes (the ORT rule); ORT's ops,
 # islands included, within 1 LSB. A wrong island (a lost activation, float weights quantized behind tcc's back by
 # the runtime: ORT's WeightBiasQuantization does that to a float Conv fed by a DequantizeLinear) is tens of LSB.
-TOLERANCES["int8"] = {"lsb_tolerance": 1.0, "island_lsb_tolerance": 1.0,
-                      "rule": "bit-exact with the integer reference end to end (exact backends); else every integer "
-                              "op within lsb_tolerance of the reference op run on the backend's own input codes. "
-                              "Float islands: an exact backend may differ from the reference only at island outputs, "
-                              "by at most island_lsb_tolerance, judged op by op on its own input codes (its integer "
-                              "ops bit-exact)"}
+TOLERANCES["int8"] = {
+    "lsb_tolerance": 1.0,
+    "island_lsb_tolerance": 1.0,
+    "rule": "bit-exact with the integer reference end to end (exact backends); else every integer "
+    "op within lsb_tolerance of the reference op run on the backend's own input codes. "
+    "Float islands: an exact backend may differ from the reference only at island outputs, "
+    "by at most island_lsb_tolerance, judged op by op on its own input codes (its integer "
+    "ops bit-exact)",
+}
 
 
 def compare(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.ndarray | None = None) -> dict:
@@ -100,14 +110,22 @@ def compare(got: np.ndarray, expected: np.ndarray, precision: str, exact: np.nda
         e = np.asarray(exact, np.float64).ravel()
         vs_exact = float(np.max(np.abs(a - e))) if a.size else 0.0
         torch_error = float(np.max(np.abs(r - e))) if r.size else 0.0
-        bound = max(tol["atol"] * max(1.0, float(np.max(np.abs(e))) if e.size else 0.0),
-                    tol["float32_error_factor"] * torch_error)
+        bound = max(
+            tol["atol"] * max(1.0, float(np.max(np.abs(e))) if e.size else 0.0),
+            tol["float32_error_factor"] * torch_error,
+        )
         passed = finite and vs_exact <= bound
-        extra = {"max_abs_vs_float64": stable_float(vs_exact if finite else float("nan")),
-                 "pytorch_float32_error": stable_float(torch_error), "bound": stable_float(bound)}
+        extra = {
+            "max_abs_vs_float64": stable_float(vs_exact if finite else float("nan")),
+            "pytorch_float32_error": stable_float(torch_error),
+            "bound": stable_float(bound),
+        }
     else:
-        passed = (finite and ("scaled_atol" not in tol or max_abs <= tol["scaled_atol"] * scale)
-                  and cosine >= tol["min_cosine"])
+        passed = (
+            finite
+            and ("scaled_atol" not in tol or max_abs <= tol["scaled_atol"] * scale)
+            and cosine >= tol["min_cosine"]
+        )
     return {
         **extra,
         "max_abs": stable_float(max_abs if finite else float("nan")),

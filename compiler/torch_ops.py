@@ -7,6 +7,7 @@ axis (torchvision's LayerNorm2d is nn.LayerNorm over the channel axis); `Scale` 
 (ConvNeXt's `layer_scale`, registered as [C, 1, 1] for a [C, H, W] input); `StochasticDepth` is
 torchvision.ops.StochasticDepth (the identity at inference).
 """
+
 from __future__ import annotations
 
 import torch

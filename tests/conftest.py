@@ -1,5 +1,6 @@
 """Shared test fixtures (the shared helper functions and paths are in tests/helpers): a fixture that writes small
 spec files; the suite's order: the longest files first."""
+
 from __future__ import annotations
 
 import json

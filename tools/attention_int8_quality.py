@@ -21,6 +21,7 @@ seed 0 and judging seed 1 (no crop in both). Each target is built with `tcc buil
 calibration crops and run here; per held-out crop the cosine of its logits with FP32 (PyTorch), then mean / min
 and top-1 agreement. Writes JSON (-o) and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def realistic_weights(model: tcc.Model, calib_dir: Path, out: Path, seed: int) -
     module = init_weights(model.torch(), seed=seed)
     images = sorted(calib_dir.glob("*.png"))
     batch = np.stack([load_image(p, model.spec.preprocess) for p in images])
-    batches = [torch.from_numpy(batch[k:k + 8]) for k in range(0, len(batch), 8)]
+    batches = [torch.from_numpy(batch[k : k + 8]) for k in range(0, len(batch), 8)]
     recompute_statistics(module, batches, len(batches))
     torch.save(module.state_dict(), out)
     return out
@@ -66,9 +67,28 @@ def trained_weights(spec: str, size: int, fixtures: Path, work: Path, epochs: in
     for k, name in enumerate(IMAGES):
         make_crops(data / Path(name).stem, per_class, 2 + k, images=[fixtures / name])
     run = work / "run"
-    cmd = [sys.executable, "-m", "tcc", "train", spec, "--set", f"image_size={size}", "--set",
-           f"num_classes={len(IMAGES)}", "--data", str(data), "--epochs", str(epochs), "--optimizer", "adam",
-           "--batch-size", "16", "--no-progress", "-o", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tcc",
+        "train",
+        spec,
+        "--set",
+        f"image_size={size}",
+        "--set",
+        f"num_classes={len(IMAGES)}",
+        "--data",
+        str(data),
+        "--epochs",
+        str(epochs),
+        "--optimizer",
+        "adam",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "-o",
+        str(run),
+    ]
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"error: tcc train failed: {done.stderr.strip()[-2000:]}")
@@ -93,16 +113,24 @@ def qat_row(model: tcc.Model, target: str, calib: Path, work: Path, args, x: np.
 
 def judged(bundle, x: np.ndarray, fp32: np.ndarray, seconds: float) -> dict:
     """A bundle's row: its logits on the held-out crops against FP32's, per crop, and what it holds."""
-    got = np.concatenate([bundle.run(x[k:k + 1]) for k in range(len(x))])
+    got = np.concatenate([bundle.run(x[k : k + 1]) for k in range(len(x))])
     c = cosines(got, fp32)
-    return {"cosine_mean": float(c.mean()), "cosine_min": float(c.min()),
-            "top1": float((got.argmax(1) == fp32.argmax(1)).mean()), "build_s": round(seconds, 1),
-            "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
-            "float_islands": len(bundle.manifest["quantization"].get("float_islands", [])),
-            "wide_activations": sum(n for bits, n in bundle.manifest["quantization"]["activation_bits"].items()
-                                    if int(bits) > 8),
-            **({"instructions": counted["total"]} if (counted := bundle.manifest.get("target_checks", {}).get(
-                "instructions_per_inference")) else {})}
+    return {
+        "cosine_mean": float(c.mean()),
+        "cosine_min": float(c.min()),
+        "top1": float((got.argmax(1) == fp32.argmax(1)).mean()),
+        "build_s": round(seconds, 1),
+        "integer_ops": sum(bundle.manifest["quantization"]["integer_ops"].values()),
+        "float_islands": len(bundle.manifest["quantization"].get("float_islands", [])),
+        "wide_activations": sum(
+            n for bits, n in bundle.manifest["quantization"]["activation_bits"].items() if int(bits) > 8
+        ),
+        **(
+            {"instructions": counted["total"]}
+            if (counted := bundle.manifest.get("target_checks", {}).get("instructions_per_inference"))
+            else {}
+        ),
+    }
 
 
 def latency_ms(bundle, x: np.ndarray, runs: int = 30) -> float | None:
@@ -123,7 +151,7 @@ def latency_ms(bundle, x: np.ndarray, runs: int = 30) -> float | None:
     return round(float(np.median(times)) * 1e3, 3)
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # noqa: PLR0915
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spec", default="mobilevit_xxs")
     p.add_argument("--size", type=int, default=128, help="input side (image_size)")
@@ -135,15 +163,27 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=6, help="training epochs (--weights trained)")
     p.add_argument("--per-class", type=int, default=48, help="training crops per fixture image")
     p.add_argument("--fixtures", type=Path, default=FIXTURES)
-    p.add_argument("--qat", type=int, default=0, metavar="EPOCHS",
-                   help="also fine-tune each target's table by quantization-aware training (tcc qat, distilled on "
-                        "the calibration crops) for this many epochs, and judge that build against the same FP32")
-    p.add_argument("--min-cos", type=float, metavar="C",
-                   help="also build each target with the accuracy placement (tcc build --min-cos C: the fewest float "
-                        "islands that bring the calibration crops' mean cosine to C) and judge it the same way")
-    p.add_argument("--w8a16", action="store_true",
-                   help="also build each target whose rules take 16-bit activations with every activation at 16 "
-                        "bits (tcc build --activation-bits 16: TVM's kernels, TFLite's 16x8 mode) and judge it")
+    p.add_argument(
+        "--qat",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="also fine-tune each target's table by quantization-aware training (tcc qat, distilled on "
+        "the calibration crops) for this many epochs, and judge that build against the same FP32",
+    )
+    p.add_argument(
+        "--min-cos",
+        type=float,
+        metavar="C",
+        help="also build each target with the accuracy placement (tcc build --min-cos C: the fewest float "
+        "islands that bring the calibration crops' mean cosine to C) and judge it the same way",
+    )
+    p.add_argument(
+        "--w8a16",
+        action="store_true",
+        help="also build each target whose rules take 16-bit activations with every activation at 16 "
+        "bits (tcc build --activation-bits 16: TVM's kernels, TFLite's 16x8 mode) and judge it",
+    )
     p.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     missing = [n for n in IMAGES if not (args.fixtures / n).exists()]
@@ -167,9 +207,15 @@ def main(argv=None) -> int:
         for target in args.targets.split(","):
             start = time.perf_counter()
             try:
-                bundle = model.build(target, precision="int8", data=calib,
-                                     calib_options={"calib_size": args.calib}, count_instructions=target in ARM,
-                                     out=work / f"{target}-int8", force=True)
+                bundle = model.build(
+                    target,
+                    precision="int8",
+                    data=calib,
+                    calib_options={"calib_size": args.calib},
+                    count_instructions=target in ARM,
+                    out=work / f"{target}-int8",
+                    force=True,
+                )
             except tcc.TccError as e:  # a failed self-check is a result too
                 rows[target] = {"error": str(e).splitlines()[0]}
                 print(f"{target}: {rows[target]}", file=sys.stderr)
@@ -178,9 +224,15 @@ def main(argv=None) -> int:
             print(f"{target}: {rows[target]}", file=sys.stderr)
             if args.w8a16 and 16 in rules_for(target).activation_bits:
                 start = time.perf_counter()
-                bundle = model.build(target, precision="int8", data=calib,
-                                     calib_options={"calib_size": args.calib, "activation_bits": 16},
-                                     count_instructions=target in ARM, out=work / f"{target}-w8a16", force=True)
+                bundle = model.build(
+                    target,
+                    precision="int8",
+                    data=calib,
+                    calib_options={"calib_size": args.calib, "activation_bits": 16},
+                    count_instructions=target in ARM,
+                    out=work / f"{target}-w8a16",
+                    force=True,
+                )
                 rows[f"{target} W8A16"] = judged(bundle, x, fp32, time.perf_counter() - start)
                 print(f"{target} W8A16: {rows[f'{target} W8A16']}", file=sys.stderr)
             if args.qat:
@@ -191,30 +243,49 @@ def main(argv=None) -> int:
                 # there the float-only placement (--no-wide) is judged too
                 key = f"{target} + min-cos {args.min_cos}" + ("" if wide else " --no-wide")
                 start = time.perf_counter()
-                bundle = model.build(target, precision="int8", data=calib,
-                                     calib_options={"calib_size": args.calib,
-                                                    "placement": PlaceOptions(min_cos=args.min_cos, wide=wide)},
-                                     count_instructions=target in ARM, out=work / f"{target}-int8-placed", force=True)
+                bundle = model.build(
+                    target,
+                    precision="int8",
+                    data=calib,
+                    calib_options={
+                        "calib_size": args.calib,
+                        "placement": PlaceOptions(min_cos=args.min_cos, wide=wide),
+                    },
+                    count_instructions=target in ARM,
+                    out=work / f"{target}-int8-placed",
+                    force=True,
+                )
                 rows[key] = judged(bundle, x, fp32, time.perf_counter() - start)
                 rows[key]["latency_ms"] = latency_ms(bundle, x[:1])
                 rows[target]["latency_ms"] = latency_ms(tcc.Bundle.open(work / f"{target}-int8"), x[:1])
                 print(f"{key}: {rows[key]}", file=sys.stderr)
                 if not rows[key]["wide_activations"]:
                     break
-    result = {"spec": args.spec, "size": args.size, "weights": args.weights, "calib": args.calib, "held": args.held,
-              "seed": args.seed, "rows": rows}
+    result = {
+        "spec": args.spec,
+        "size": args.size,
+        "weights": args.weights,
+        "calib": args.calib,
+        "held": args.held,
+        "seed": args.seed,
+        "rows": rows,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"| {args.spec} at {args.size}, {args.weights} weights | cosine mean | min | top-1 | float islands | "
-          f"16-bit activations | ms (rough) | ARM instructions |\n|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.spec} at {args.size}, {args.weights} weights | cosine mean | min | top-1 | float islands | "
+        f"16-bit activations | ms (rough) | ARM instructions |\n|---|---|---|---|---|---|---|---|"
+    )
     for target, r in rows.items():
         if "error" in r:
             print(f"| {target} | {r['error']} | | | | | | |")
         else:
-            print(f"| {target} | {r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1']:.3f} | "
-                  f"{r['float_islands']} | {r['wide_activations']} | {r.get('latency_ms') or ''} | "
-                  f"{r.get('instructions', '')} |")
+            print(
+                f"| {target} | {r['cosine_mean']:.6f} | {r['cosine_min']:.6f} | {r['top1']:.3f} | "
+                f"{r['float_islands']} | {r['wide_activations']} | {r.get('latency_ms') or ''} | "
+                f"{r.get('instructions', '')} |"
+            )
     return 0
 
 

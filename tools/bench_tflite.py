@@ -5,10 +5,12 @@ weights, int8 activations) on the same FP32 .tflite and the same calibration cro
     .venv/bin/python tools/bench_tflite.py [--weights ../shared/fixtures/ddsnet/GC_DDS_0.0064.pth] [--json out.json]
 
 DDSNet with the authors' GC checkpoint; calibration on 64 crops of real histology, judged on 32 other crops
-(tcc.quant.collect.crops.make_crops: calibration and judging crops never overlap). Both int8 models run in LiteRT's default
+(tcc.quant.collect.crops.make_crops: calibration and judging crops never overlap). Both int8 models run in LiteRT's
+default
 CPU path (and tcc's also on the reference kernels, where it equals tcc's integer reference bit for bit); the
 quality is the output cosine against the FP32 .tflite (mean, min) and top-1 agreement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +44,7 @@ def io_of(path: Path) -> dict:
     return info
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> int:  # noqa: PLR0915
     from tcc.backends import get_backend
     from tcc.backends.base import EmitOptions
     from tcc.frontend import lower_spec
@@ -94,13 +96,17 @@ def main(argv=None) -> int:
             y = backend.run(backend.load(tmp / name, kernels), held)
             c = cosines(y, fp32)
             rows[f"{name}/{kernels}"] = {
-                "cos_mean": float(c.mean()), "cos_min": float(c.min()),
+                "cos_mean": float(c.mean()),
+                "cos_min": float(c.min()),
                 "top1": float(np.mean(y.argmax(1) == fp32.argmax(1))),
                 "bytes": (tmp / name / "model.tflite").stat().st_size,
-                "calibration_s": t_tcc if name == "tcc" else t_aeq}
+                "calibration_s": t_tcc if name == "tcc" else t_aeq,
+            }
         rows["fp32"] = {"bytes": (tmp / "fp32" / "model.tflite").stat().st_size}
-    print(f"DDSNet ({Path(args.weights).name}), {args.calib} calibration crops, {args.held} held-out crops; "
-          "INT8 vs the FP32 .tflite in LiteRT")
+    print(
+        f"DDSNet ({Path(args.weights).name}), {args.calib} calibration crops, {args.held} held-out crops; "
+        "INT8 vs the FP32 .tflite in LiteRT"
+    )
     print("| model | kernels | cos mean | cos min | top-1 | size | calibration |")
     print("|---|---|---|---|---|---|---|")
     for key, r in rows.items():
@@ -108,10 +114,11 @@ def main(argv=None) -> int:
             print(f"| FP32 | - | - | - | - | {r['bytes']:,} B | - |")
             continue
         name, kernels = key.split("/")
-        label = {"tcc": "tcc kl+cos (`tcc calibrate --target tflite`)",
-                 "aeq": "ai-edge-quantizer static_wi8_ai8"}[name]
-        print(f"| {label} | {kernels} | {r['cos_mean']:.5f} | {r['cos_min']:.5f} | {100 * r['top1']:.1f}% | "
-              f"{r['bytes']:,} B | {r['calibration_s']:.1f} s |")
+        label = {"tcc": "tcc kl+cos (`tcc calibrate --target tflite`)", "aeq": "ai-edge-quantizer static_wi8_ai8"}[name]
+        print(
+            f"| {label} | {kernels} | {r['cos_mean']:.5f} | {r['cos_min']:.5f} | {100 * r['top1']:.1f}% | "
+            f"{r['bytes']:,} B | {r['calibration_s']:.1f} s |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -6,6 +6,7 @@ torchvision's definition (installed beside the CPU torch with --no-deps, as the 
 random weights (BN statistics and scales non-trivial, unlike a fresh torchvision model's): nothing is downloaded.
 Its operator registrations are stubbed as in tests/helpers/torchvision_reference.py (torchvision's compiled ops do
 not load beside the CPU torch; the model definitions do not need them)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,16 @@ def main() -> None:
 
     model = init_weights(getattr(torchvision.models, args.model)(weights=None, num_classes=args.classes), seed=0)
     model.eval()
-    torch.onnx.export(model, torch.randn(1, 3, args.size, args.size), args.out, dynamo=False, opset_version=13,
-                      input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "n", 2: "h", 3: "w"} if args.dynamic_size else {0: "n"}})
+    torch.onnx.export(
+        model,
+        torch.randn(1, 3, args.size, args.size),
+        args.out,
+        dynamo=False,
+        opset_version=13,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "n", 2: "h", 3: "w"} if args.dynamic_size else {0: "n"}},
+    )
     print(f"exported torchvision {args.model} ({args.classes} classes, seeded weights) to {args.out}")
 
 

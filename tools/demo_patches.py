@@ -5,6 +5,7 @@
   photographs scikit-image ships (brick, grass). OUT/sources/<class>.png: the two source images.
 - OUT/slide.png: scikit-image's immunohistochemistry image (512 x 512; tissue with background around it, as
   FastNet's tissue mask expects), a small stand-in for a slide."""
+
 from __future__ import annotations
 
 import sys

@@ -7,6 +7,7 @@ tests/helpers/reference_models.py::FastNet, spec/fastnet.yaml and zoo/blocks/fas
 
     python tools/fastnet_readings.py          # prints the matching reading(s) and near misses
 """
+
 from __future__ import annotations
 
 import itertools
@@ -15,16 +16,16 @@ TARGET_PARAMS, TARGET_MACS = 218_534, 104_934_932
 STAGES = [(8, 1, 4, 2, 63), (16, 2, 8, 4, 31), (32, 4, 16, 8, 15)]  # M, N, B (multiscale), B (multibranch), H=W
 
 OPTIONS = {
-    "bn_mid": [False, True],           # BN (+act) between depthwise and pointwise (MobileNet) or not (Keras)
-    "bn_out": [True, False],           # BN after the pointwise conv
-    "bias": [False, True],             # bias on the block convs (expand, depthwise, pointwise)
-    "b1_dw": [True, False],            # the 1x1 branch has a 1x1 depthwise part (SeparableConv2D k=1) or is plain 1x1
+    "bn_mid": [False, True],  # BN (+act) between depthwise and pointwise (MobileNet) or not (Keras)
+    "bn_out": [True, False],  # BN after the pointwise conv
+    "bias": [False, True],  # bias on the block convs (expand, depthwise, pointwise)
+    "b1_dw": [True, False],  # the 1x1 branch has a 1x1 depthwise part (SeparableConv2D k=1) or is plain 1x1
     "b5": ["MN->B,B->B", "MN->MN,MN->B", "dw,dw,pw"],  # channel flow of the 5x5 = two 3x3 branch
-    "bn_expand": [True, False],        # BN after the 1x1 expand conv
-    "reduce_bias": [False, True],      # bias on the final 1x1 reduce conv
-    "reduce_bn": [False, True],        # BN after the final 1x1 reduce conv
-    "stem_bias": [False, True],        # bias on the stem / downsampling convs
-    "mb_width": ["MN", "M"],           # output channels of each multibranch branch
+    "bn_expand": [True, False],  # BN after the 1x1 expand conv
+    "reduce_bias": [False, True],  # bias on the final 1x1 reduce conv
+    "reduce_bn": [False, True],  # BN after the final 1x1 reduce conv
+    "stem_bias": [False, True],  # bias on the stem / downsampling convs
+    "mb_width": ["MN", "M"],  # output channels of each multibranch branch
 }
 
 
@@ -41,23 +42,34 @@ def total(*parts):
 
 
 def separable(cin, cout, k, hw, o):
-    return total(conv(cin, cin, k, hw, cin, o["bias"]), bn(cin, o["bn_mid"]),
-                 conv(cin, cout, 1, hw, 1, o["bias"]), bn(cout, o["bn_out"]))
+    return total(
+        conv(cin, cin, k, hw, cin, o["bias"]),
+        bn(cin, o["bn_mid"]),
+        conv(cin, cout, 1, hw, 1, o["bias"]),
+        bn(cout, o["bn_out"]),
+    )
 
 
 def multiscale(m, n, b, hw, o):
     mn = m * n
     parts = [conv(m, mn, 1, hw, 1, o["bias"]), bn(mn, o["bn_expand"])]
-    parts.append(separable(mn, b, 1, hw, o) if o["b1_dw"] else total(conv(mn, b, 1, hw, 1, o["bias"]),
-                                                                      bn(b, o["bn_out"])))
+    parts.append(
+        separable(mn, b, 1, hw, o) if o["b1_dw"] else total(conv(mn, b, 1, hw, 1, o["bias"]), bn(b, o["bn_out"]))
+    )
     parts.append(separable(mn, b, 3, hw, o))
     if o["b5"] == "MN->B,B->B":
         parts += [separable(mn, b, 3, hw, o), separable(b, b, 3, hw, o)]
     elif o["b5"] == "MN->MN,MN->B":
         parts += [separable(mn, mn, 3, hw, o), separable(mn, b, 3, hw, o)]
     else:  # two depthwise 3x3, one pointwise
-        parts += [conv(mn, mn, 3, hw, mn, o["bias"]), bn(mn, o["bn_mid"]), conv(mn, mn, 3, hw, mn, o["bias"]),
-                  bn(mn, o["bn_mid"]), conv(mn, b, 1, hw, 1, o["bias"]), bn(b, o["bn_out"])]
+        parts += [
+            conv(mn, mn, 3, hw, mn, o["bias"]),
+            bn(mn, o["bn_mid"]),
+            conv(mn, mn, 3, hw, mn, o["bias"]),
+            bn(mn, o["bn_mid"]),
+            conv(mn, b, 1, hw, 1, o["bias"]),
+            bn(b, o["bn_out"]),
+        ]
     parts += [conv(3 * b, m, 1, hw, 1, o["reduce_bias"]), bn(m, o["reduce_bn"])]
     return total(*parts)
 

@@ -5,6 +5,7 @@
 
 tests/spec/test_language.py keeps the file equal to the generated schema.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ the local blocks it has). The table in docs/import.md is this tool's output.
 
 Prints one Markdown row per spec and a summary line; exit 1 if any import differs from its original.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,16 @@ def row(name: str, work: Path) -> tuple[str, bool, bool]:
     blocks = len(re.findall(r"^  \w+:  # \d+ uses", imported.spec_text, re.MULTILINE))  # the `blocks:` entries
     readable = blocks > 0 and lines <= 2 * original
     check = imported.check
-    cells = [name, str(original), str(lines), f"{lines / original:.2f}", str(blocks),
-             "yes" if equal else "**no**", f"{check['max_abs']:.2g} / {check['output_scale']:.2g}", f"{seconds:.1f}"]
+    cells = [
+        name,
+        str(original),
+        str(lines),
+        f"{lines / original:.2f}",
+        str(blocks),
+        "yes" if equal else "**no**",
+        f"{check['max_abs']:.2g} / {check['output_scale']:.2g}",
+        f"{seconds:.1f}",
+    ]
     return "| " + " | ".join(cells) + " |", equal, readable
 
 
@@ -51,8 +60,10 @@ def main(argv=None) -> int:
     p.add_argument("names", nargs="*", help="zoo specs (default: all of `tcc zoo`)")
     args = p.parse_args(argv)
     names = args.names or list(zoo_models())
-    print("| spec | lines | imported | ratio | local blocks | params, MACs, logits equal | logits max abs / scale "
-          "| import s |")
+    print(
+        "| spec | lines | imported | ratio | local blocks | params, MACs, logits equal | logits max abs / scale "
+        "| import s |"
+    )
     print("|---|---:|---:|---:|---:|---|---|---:|")
     equal, readable = [], []
     with tempfile.TemporaryDirectory(prefix="tcc-round-trip-") as tmp:

@@ -1,5 +1,6 @@
 """Executed ARM instructions per function of one inference of arm-a7 / aarch64 bundles, counted exactly under qemu:
-which kernels of a module cost what (tcc.backends.tvm.measure.insn_profile). Give one or more bundles that `tcc build` made;
+which kernels of a module cost what (tcc.backends.tvm.measure.insn_profile). Give one or more bundles that `tcc build`
+made;
 with two, the totals' ratio (second / first) is printed too.
 
     .venv/bin/python tools/insn_per_function.py out/ddsnet-arm-a7 out/ddsnet-arm-a7-int8
@@ -9,6 +10,7 @@ Per function: instructions, share of the total, NEON/AdvSIMD share and the most 
 `--by-kind` adds up the functions of one kind and fusion pattern (layer numbers dropped: all the
 ``conv2d_add_relu`` kernels together). The input is seeded noise of the bundle's input shape (seed 0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +37,9 @@ def profile(bundle: Path) -> dict:
 def by_kind(result: dict) -> list[dict]:
     from tcc.backends.tvm.measure.insn_profile import kind
 
-    groups: dict[str, dict] = defaultdict(lambda: {"instructions": 0, "simd": 0, "functions": 0,
-                                                   "mnemonics": Counter()})
+    groups: dict[str, dict] = defaultdict(
+        lambda: {"instructions": 0, "simd": 0, "functions": 0, "mnemonics": Counter()}
+    )
     for row in result["functions"]:
         g = groups[kind(row["name"])]
         g["instructions"] += row["instructions"]
@@ -49,13 +52,19 @@ def by_kind(result: dict) -> list[dict]:
 
 def table(result: dict, rows: list[dict], top: int) -> str:
     total = result["total"]
-    lines = [f"### {result['bundle']} ({result.get('precision')}): {total:,} instructions per inference", "",
-             "| instructions | share | NEON | function | top mnemonics |", "|---:|---:|---:|---|---|"]
+    lines = [
+        f"### {result['bundle']} ({result.get('precision')}): {total:,} instructions per inference",
+        "",
+        "| instructions | share | NEON | function | top mnemonics |",
+        "|---:|---:|---:|---|---|",
+    ]
     for r in rows[:top]:
         top_m = " ".join(f"{m}:{100 * k / r['instructions']:.0f}%" for m, k in list(r["mnemonics"].items())[:6])
         name = r["name"] + (f" ({r['functions']})" if "functions" in r else "")
-        lines.append(f"| {r['instructions']:,} | {100 * r['instructions'] / total:.1f}% | "
-                     f"{100 * r['simd'] / r['instructions']:.0f}% | {name} | {top_m} |")
+        lines.append(
+            f"| {r['instructions']:,} | {100 * r['instructions'] / total:.1f}% | "
+            f"{100 * r['simd'] / r['instructions']:.0f}% | {name} | {top_m} |"
+        )
     rest = sum(r["instructions"] for r in rows[top:])
     if rest:
         lines.append(f"| {rest:,} | {100 * rest / total:.1f}% | | {len(rows) - top} more | |")

@@ -12,6 +12,7 @@ the checkpoint as published: the QAT model's INT8 output is compared with it, no
 FP32 output (printed too: `fp32 drift`). Latency: the two
 INT8 ONNX files have the same graph (same nodes, same placement), checked here node for node.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from quality_compare import CHECKPOINTS, OWN_IMAGE, crops  # noqa: E402
+from quality_compare import CHECKPOINTS, OWN_IMAGE, crops
 
 
 def per_sample_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,18 +66,35 @@ def one(name: str, fixtures: Path, work: Path, args) -> dict:
         from tcc.quant.collect.crops import make_crops
 
         qat_dir = make_crops(work / name / "qat-crops", args.qat_crops, 2, images=[fixtures / OWN_IMAGE[name]])
-    result = model.qat(qat_dir, table, work / name / "qat", epochs=args.epochs, lr=args.lr,
-                       batch_size=args.batch_size, augment=args.augment, scale_lr=args.scale_lr,
-                       feature_weight=args.feature_weight, bias_lr=args.bias_lr, force=True,
-                       log=print)
+    result = model.qat(
+        qat_dir,
+        table,
+        work / name / "qat",
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        scale_lr=args.scale_lr,
+        feature_weight=args.feature_weight,
+        bias_lr=args.bias_lr,
+        force=True,
+        log=print,
+    )
     t2 = time.perf_counter()
     tuned = tcc.Model.load(ROOT / "spec" / "ddsnet.yaml", weights=result.weights, num_classes=CHECKPOINTS[name])
     qat = tuned.build(args.target, precision="int8", calib=result.table, out=work / name / "qat-bundle", force=True)
     same_graph = op_types(ptq) == op_types(qat)
-    row = {"checkpoint": name, "ptq": summary(ptq.run(held), fp32), "qat": summary(qat.run(held), fp32),
-           "fp32_drift": summary(tuned.predict(held), fp32), "same_graph": same_graph,
-           "calibrate_s": round(t1 - t0, 1), "qat_s": round(t2 - t1, 1), "kept_epoch": result.log["kept_epoch"],
-           "train_int8_cosine": result.log["int8_cosine"]}
+    row = {
+        "checkpoint": name,
+        "ptq": summary(ptq.run(held), fp32),
+        "qat": summary(qat.run(held), fp32),
+        "fp32_drift": summary(tuned.predict(held), fp32),
+        "same_graph": same_graph,
+        "calibrate_s": round(t1 - t0, 1),
+        "qat_s": round(t2 - t1, 1),
+        "kept_epoch": result.log["kept_epoch"],
+        "train_int8_cosine": result.log["int8_cosine"],
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,8 +107,12 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=64)
     p.add_argument("--held", type=int, default=32)
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--qat-crops", type=int, default=0,
-                   help="distil on this many other crops of the image (seed 2) instead of the calibration crops")
+    p.add_argument(
+        "--qat-crops",
+        type=int,
+        default=0,
+        help="distil on this many other crops of the image (seed 2) instead of the calibration crops",
+    )
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--scale-lr", type=float, default=0.01)
@@ -103,17 +125,21 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="tcc-qat-quality-") as tmp:
         for name in args.checkpoints.split(","):
             rows.append(one(name, args.fixtures, Path(tmp), args))
-    print("\n| checkpoint | PTQ mean / min / top-1 | QAT mean / min / top-1 | QAT FP32 drift (mean / min) "
-          "| same graph |")
+    print(
+        "\n| checkpoint | PTQ mean / min / top-1 | QAT mean / min / top-1 | QAT FP32 drift (mean / min) | same graph |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         a, b, d = r["ptq"], r["qat"], r["fp32_drift"]
-        print(f"| {r['checkpoint']} | {a['mean']:.6f} / {a['min']:.6f} / {a['top1']:.0%} | {b['mean']:.6f} / "
-              f"{b['min']:.6f} / {b['top1']:.0%} | {d['mean']:.6f} / {d['min']:.6f} | {r['same_graph']} |")
+        print(
+            f"| {r['checkpoint']} | {a['mean']:.6f} / {a['min']:.6f} / {a['top1']:.0%} | {b['mean']:.6f} / "
+            f"{b['min']:.6f} / {b['top1']:.0%} | {d['mean']:.6f} / {d['min']:.6f} | {r['same_graph']} |"
+        )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                          indent=1) + "\n")
+        args.output.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1) + "\n"
+        )
     return 0
 
 

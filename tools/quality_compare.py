@@ -29,6 +29,7 @@ NNCF is an optional benchmark dependency, never tcc's: it is used when importabl
 that has it (`--nncf-python /path/to/venv/bin/python`: NNCF pins its own numpy / onnx versions, so it lives in its
 own virtual environment; this file runs there as a worker on the FP32 model and the calibration array).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ STEP_SETS = {  # config name -> the steps it runs (every other step off, whateve
     "all": ("equalization", "bias_correction", "rounding"),
 }
 # name -> tcc.quant.table.steps.Steps arguments, and the placement's (tcc.quant.place.placer.PlaceOptions) if any
-CONFIGS = {name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
-           for name, on in STEP_SETS.items()}
+CONFIGS = {
+    name: {"steps": {s: s in on for s in ("equalization", "bias_correction", "rounding")}}
+    for name, on in STEP_SETS.items()
+}
 # the steps chosen per model on held-back calibration crops (tcc.quant.choose), as `tcc calibrate` chooses them
 # (bias correction; equalization and rounding off unless asked); +rounding / +eq: those left to the choice too
 CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False}}
@@ -68,19 +71,35 @@ CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFI
 CONFIGS.update({f"{name}+a16": {"steps": CONFIGS[name]["steps"], "a16": True} for name in STEP_SETS})
 # W8A16 for real: calibrated with 16-bit activations (`tcc calibrate --target tvm --activation-bits 16`), judged on
 # tcc's integer reference (what the TVM builds compute bit for bit; ONNX Runtime has no int16 integer kernels)
-CONFIGS.update({f"{name}@w8a16": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 16}
-                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
+CONFIGS.update(
+    {
+        f"{name}@w8a16": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 16}
+        for name in ("none", "bias_correction", "equalization+bias_correction", "all")
+    }
+)
 # the same under the `tflite` rules (LiteRT's 16x8 mode: the integer reference equals LiteRT's reference kernels)
-CONFIGS.update({f"{name}@tflite16": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite"}
-                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
+CONFIGS.update(
+    {
+        f"{name}@tflite16": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite"}
+        for name in ("none", "bias_correction", "equalization+bias_correction", "all")
+    }
+)
 # LiteRT's 16x8 mode with int32 bias (`--target tflite16-i32`): CONV_2D / FULLY_CONNECTED on LiteRT's optimized
 # kernels, int32 accumulators (grids narrowed where one could overflow)
-CONFIGS.update({f"{name}@tflite16i32": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite16-i32"}
-                for name in ("none", "bias_correction", "equalization+bias_correction", "all")})
+CONFIGS.update(
+    {
+        f"{name}@tflite16i32": {**CONFIGS[f"{name}@w8a16"], "rules": "tflite16-i32"}
+        for name in ("none", "bias_correction", "equalization+bias_correction", "all")
+    }
+)
 # W8A8 under the `tvm` rules, judged on tcc's integer reference (the TVM builds' result, bit for bit): a pooled conv
 # there is integer on the exact window sums, where the `ort` rules keep it a float island
-CONFIGS.update({f"{name}@tvm": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 8}
-                for name in ("none", "bias_correction")})
+CONFIGS.update(
+    {
+        f"{name}@tvm": {"steps": CONFIGS[name]["steps"], "rules": "tvm", "activation_bits": 8}
+        for name in ("none", "bias_correction")
+    }
+)
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
@@ -106,8 +125,12 @@ def widen_activations(qdq):
         scale, zp = (numpy_helper.to_array(init[n.input[k]]) for k in (1, 2))
         zp16 = zp.astype(np.int32) * 256 - (32768 if zp.dtype == np.uint8 else 0)
         names = (f"{n.output[0]}/scale16", f"{n.output[0]}/zero_point16")
-        g.initializer.extend([numpy_helper.from_array((scale / 256).astype(np.float32), names[0]),
-                              numpy_helper.from_array(zp16.astype(np.int16), names[1])])
+        g.initializer.extend(
+            [
+                numpy_helper.from_array((scale / 256).astype(np.float32), names[0]),
+                numpy_helper.from_array(zp16.astype(np.int16), names[1]),
+            ]
+        )
         for node in [n] + [r for r in readers.get(n.output[0], []) if r.op_type == "DequantizeLinear"]:
             node.input[1], node.input[2] = names
     for o in m.opset_import:
@@ -141,7 +164,7 @@ def nncf_quantize(fp32, array, python: str | None = None):
     except ImportError:
         return nncf_elsewhere(fp32, array, python) if python else None
     name = fp32.graph.input[0].name
-    dataset = nncf.Dataset([array[i:i + 1] for i in range(len(array))], lambda x: {name: x})
+    dataset = nncf.Dataset([array[i : i + 1] for i in range(len(array))], lambda x: {name: x})
     return nncf.quantize(fp32, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(array))
 
 
@@ -157,8 +180,9 @@ def nncf_elsewhere(fp32, array, python: str):
         onnx.save(fp32, src)
         np.save(data, array)
         try:
-            done = subprocess.run([python, __file__, "--nncf-worker", str(src), str(data), str(out)],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [python, __file__, "--nncf-worker", str(src), str(data), str(out)], capture_output=True, text=True
+            )
         except OSError as e:  # no such interpreter, not executable
             fail(f"--nncf-python {python}: {e.strerror}")
         if done.returncode != 0:
@@ -175,10 +199,22 @@ def nncf_worker(src: str, data: str, out: str) -> int:
     return 0
 
 
-def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: list[str], calib: int,
-            held: int, cos_steps: int = 100, fakequant: bool = False, latency: bool = False,
-            place_samples: int = 16, crop_images: str = "own", nncf_python: str | None = None,
-            tvm_latency: bool = False) -> dict:
+def compare(  # noqa: PLR0913, PLR0915
+    name: str,
+    fixtures: Path,
+    work: Path,
+    configs: list[str],
+    rivals: list[str],
+    calib: int,
+    held: int,
+    cos_steps: int = 100,
+    fakequant: bool = False,
+    latency: bool = False,
+    place_samples: int = 16,
+    crop_images: str = "own",
+    nncf_python: str | None = None,
+    tvm_latency: bool = False,
+) -> dict:
     from tcc.benchmark.quality import evaluate, ort_static
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
@@ -188,8 +224,12 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
     from tcc.quant.table.placement import float_nodes
     from tcc.quant.table.steps import Steps
 
-    fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", {"num_classes": CHECKPOINTS[name]},
-                    weights=fixtures / f"{name}_DDS_0.0064.pth", by_order=True)
+    fe = lower_spec(
+        ROOT / "spec" / "ddsnet.yaml",
+        {"num_classes": CHECKPOINTS[name]},
+        weights=fixtures / f"{name}_DDS_0.0064.pth",
+        by_order=True,
+    )
     model, fp32 = fe.model, fe.onnx
     images = (OWN_IMAGE[name],) if crop_images == "own" else IMAGES
     calib_dir, held_dir = crops(work, fixtures, calib, held, images)
@@ -202,8 +242,9 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
         key = json.dumps([c["steps"], wide], sort_keys=True)
         if key not in tables:  # "X+place" places the table of "X" (calibration is deterministic)
             t = time.perf_counter()
-            table = calibrate_onnx(fp32, cd.array, progress=False, cos_steps=cos_steps,
-                                   steps=Steps(**c["steps"]), **wide)
+            table = calibrate_onnx(
+                fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**c["steps"]), **wide
+            )
             tables[key] = table, time.perf_counter() - t
         table, secs = tables[key]
         extra = {}
@@ -220,15 +261,20 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
             if c.get("a16"):
                 models[config] = widen_activations(models[config])
             got = evaluate(fp32, models[config], hd.array)["ort"]
-        rows[f"tcc {config}"] = {**got, "calib_s": round(secs, 1),
-                                 "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()}, **extra}
+        rows[f"tcc {config}"] = {
+            **got,
+            "calib_s": round(secs, 1),
+            "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()},
+            **extra,
+        }
     if latency and len(models) > 1:
         for config, r in ort_latency(models, hd.array[:1]).items():
             rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
     for config, table in wide_tables.items():
         key = "tvm_host_latency" if table.doc["target"] == "tvm" else "tflite_latency"
         rows[f"tcc {config}"][key] = build_latency(
-            name, fixtures, work, fp32, table, cd.array, hd.array[:1], Steps(**CONFIGS[config]["steps"]))
+            name, fixtures, work, fp32, table, cd.array, hd.array[:1], Steps(**CONFIGS[config]["steps"])
+        )
     for rival in rivals:
         t = time.perf_counter()
         q = nncf_quantize(fp32, cd.array, nncf_python) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
@@ -241,8 +287,13 @@ def compare(name: str, fixtures: Path, work: Path, configs: list[str], rivals: l
         rows[label] = {**got["ort"], "calib_s": secs}
         if fakequant:  # float Q/DQ arithmetic: free of the u8 x s8 saturation of ORT's kernels on CPUs without VNNI
             rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
-    return {"classes": CHECKPOINTS[name], "images": list(images), "calibration_crops": len(cd.array),
-            "held_out_crops": len(hd.array), "results": rows}
+    return {
+        "classes": CHECKPOINTS[name],
+        "images": list(images),
+        "calibration_crops": len(cd.array),
+        "held_out_crops": len(hd.array),
+        "results": rows,
+    }
 
 
 def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
@@ -257,15 +308,19 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     from tcc.quant.table.quantizer import cosine
 
     qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
-    y = np.concatenate([Reference().run(qg, x[i:i + batch]) for i in range(0, len(x), batch)])
+    y = np.concatenate([Reference().run(qg, x[i : i + batch]) for i in range(0, len(x), batch)])
     ref = run(fp32, x)
     cos = [cosine(a, b) for a, b in zip(ref, y)]
-    return {"cos_mean": round(float(np.mean(cos)), 7), "cos_min": round(float(np.min(cos)), 7),
-            "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4)}
+    return {
+        "cos_mean": round(float(np.mean(cos)), 7),
+        "cos_min": round(float(np.min(cos)), 7),
+        "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4),
+    }
 
 
-def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib, x, steps, rounds: int = 9,
-                  runs: int = 20) -> dict:
+def build_latency(  # noqa: PLR0913
+    name: str, fixtures: Path, work: Path, fp32, wide_table, calib, x, steps, rounds: int = 9, runs: int = 20
+) -> dict:
     """The builds of the checkpoint for the target of `wide_table`'s rules (`tvm`: `tcc build --target host`, timed
     by tcc bench's TvmRunner; `tflite`: `--target tflite`, timed on LiteRT's default kernels, XNNPACK where it takes
     the model) in FP32, INT8 with 8-bit activations (a table of the same rules and steps, kl+cos) and INT8 with
@@ -283,25 +338,44 @@ def build_latency(name: str, fixtures: Path, work: Path, fp32, wide_table, calib
     base = "host" if rules == "tvm" else "tflite"  # FP32 and W8A8: the target's own (tflite16-i32: tflite's)
     builds = [("fp32", None, base), ("w8a8", w8a8, base), ("w8a16", wide_table, target)]
     if rules == "tflite16-i32":  # beside it, the same 16-bit calibration with int64 bias (`--target tflite`)
-        builds.append(("w8a16_int64", calibrate_onnx(fp32, calib, target="tflite", progress=False, steps=steps,
-                                                     activation_bits=16), "tflite"))
+        builds.append(
+            (
+                "w8a16_int64",
+                calibrate_onnx(fp32, calib, target="tflite", progress=False, steps=steps, activation_bits=16),
+                "tflite",
+            )
+        )
     bundles = {}
     for label, table, tgt in builds:
         out = work / f"{tgt}-{label}"
         calib_file = None
         if table is not None:
             calib_file = table.save(work / f"{table.doc['target']}-{label}.json")
-        build(ROOT / "spec" / "ddsnet.yaml", tgt, out, precision="int8" if table else "fp32", weights=weights,
-              by_order=True, overrides={"num_classes": CHECKPOINTS[name]}, force=True, calib=calib_file)
-        bundles[label] = (TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run") if target == "host"
-                          else litert_runner(out, x))
+        build(
+            ROOT / "spec" / "ddsnet.yaml",
+            tgt,
+            out,
+            precision="int8" if table else "fp32",
+            weights=weights,
+            by_order=True,
+            overrides={"num_classes": CHECKPOINTS[name]},
+            force=True,
+            calib=calib_file,
+        )
+        bundles[label] = (
+            TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run")
+            if target == "host"
+            else litert_runner(out, x)
+        )
     per_round = interleave(bundles, rounds, runs)
     keep = ("median", "p10", "p90")
     pairs = [("w8a16", "fp32"), ("w8a16", "w8a8"), ("w8a8", "fp32")]
     if "w8a16_int64" in bundles:
         pairs += [("w8a16_int64", "fp32"), ("w8a16", "w8a16_int64")]
-    return {"ms_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
-            **{f"{a}_vs_{b}": {q: v for q, v in ratio(per_round, a, b).items() if q in keep} for a, b in pairs}}
+    return {
+        "ms_median": {k: round(statistics.median(v), 3) for k, v in per_round.items()},
+        **{f"{a}_vs_{b}": {q: v for q, v in ratio(per_round, a, b).items() if q in keep} for a, b in pairs},
+    }
 
 
 def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
@@ -320,11 +394,14 @@ def ort_latency(models: dict, x, rounds: int = 9, runs: int = 20) -> dict:
     out = {}
     for k in models:
         if k != "fp32":
-            out[k] = {"vs_fp32": {q: v for q, v in ratio(per_round, k, "fp32").items() if q in ("median", "p10", "p90")}}
+            out[k] = {
+                "vs_fp32": {q: v for q, v in ratio(per_round, k, "fp32").items() if q in ("median", "p10", "p90")}
+            }
             base = k.removesuffix("+place")
             if base != k and base in models:  # the placed model against the same table without its placement
-                out[k]["vs_unplaced"] = {q: v for q, v in ratio(per_round, k, base).items()
-                                         if q in ("median", "p10", "p90")}
+                out[k]["vs_unplaced"] = {
+                    q: v for q, v in ratio(per_round, k, base).items() if q in ("median", "p10", "p90")
+                }
     return out
 
 
@@ -348,35 +425,62 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="comma-separated: " + ", ".join(CHECKPOINTS))
     p.add_argument("--tcc", default=",".join(CONFIGS), help="tcc step configs: " + ", ".join(CONFIGS))
-    p.add_argument("--rivals", default=",".join(RIVALS), help="comma-separated: " + ", ".join(RIVALS) +
-                   " (nncf skipped when not installed); empty for none")
+    p.add_argument(
+        "--rivals",
+        default=",".join(RIVALS),
+        help="comma-separated: " + ", ".join(RIVALS) + " (nncf skipped when not installed); empty for none",
+    )
     p.add_argument("--calib", type=int, default=64, help="calibration crops (default 64)")
     p.add_argument("--held-out", type=int, default=32, help="judging crops (default 32)")
-    p.add_argument("--cos-steps", type=int, default=100, help="tcc's cosine-search candidates (default 100, as "
-                                                               "tcc calibrate)")
-    p.add_argument("--fakequant", action="store_true",
-                   help="also judge the rivals' models as float fake-quant (their 8-bit weights saturate ORT's u8 x s8 "
-                        "kernels on CPUs without VNNI; tcc's `ort` rules use 7-bit dense weights and are exact)")
-    p.add_argument("--latency", action="store_true",
-                   help="also time each tcc config's INT8 model against FP32 on ONNX Runtime (interleaved rounds, "
-                        "1 thread, batch 1)")
-    p.add_argument("--tvm-latency", action="store_true",
-                   help="for the @w8a16 configs: build the checkpoint for TVM host in FP32, W8A8 and W8A16 "
-                        "(`tcc build --target host`, self-checked) and time the three interleaved; for the "
-                        "@tflite16 configs the same with `--target tflite` on LiteRT's default kernels")
-    p.add_argument("--place-samples", type=int, default=16,
-                   help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)")
-    p.add_argument("--crops", choices=("own", "mixed"), default="own",
-                   help="crops of each checkpoint's own image (default, the issue's protocol) or of all four")
-    p.add_argument("--nncf-python", help="an interpreter with NNCF installed (its own virtual environment), for "
-                                         "the nncf rival when this one has no NNCF")
+    p.add_argument(
+        "--cos-steps", type=int, default=100, help="tcc's cosine-search candidates (default 100, as tcc calibrate)"
+    )
+    p.add_argument(
+        "--fakequant",
+        action="store_true",
+        help="also judge the rivals' models as float fake-quant (their 8-bit weights saturate ORT's u8 x s8 "
+        "kernels on CPUs without VNNI; tcc's `ort` rules use 7-bit dense weights and are exact)",
+    )
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="also time each tcc config's INT8 model against FP32 on ONNX Runtime (interleaved rounds, "
+        "1 thread, batch 1)",
+    )
+    p.add_argument(
+        "--tvm-latency",
+        action="store_true",
+        help="for the @w8a16 configs: build the checkpoint for TVM host in FP32, W8A8 and W8A16 "
+        "(`tcc build --target host`, self-checked) and time the three interleaved; for the "
+        "@tflite16 configs the same with `--target tflite` on LiteRT's default kernels",
+    )
+    p.add_argument(
+        "--place-samples",
+        type=int,
+        default=16,
+        help="calibration crops the '+place' configs judge on (default 16, as tcc calibrate)",
+    )
+    p.add_argument(
+        "--crops",
+        choices=("own", "mixed"),
+        default="own",
+        help="crops of each checkpoint's own image (default, the issue's protocol) or of all four",
+    )
+    p.add_argument(
+        "--nncf-python",
+        help="an interpreter with NNCF installed (its own virtual environment), for "
+        "the nncf rival when this one has no NNCF",
+    )
     p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
     p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
     names, configs = args.checkpoints.split(","), [c for c in args.tcc.split(",") if c]
     rivals = [r for r in args.rivals.split(",") if r]
-    for what, got, known in (("checkpoint", names, CHECKPOINTS), ("tcc config", configs, CONFIGS),
-                             ("rival", rivals, RIVALS)):
+    for what, got, known in (
+        ("checkpoint", names, CHECKPOINTS),
+        ("tcc config", configs, CONFIGS),
+        ("rival", rivals, RIVALS),
+    ):
         bad = [g for g in got if g not in known]
         if bad:
             print(f"error: unknown {what} {', '.join(bad)}; expected {', '.join(known)}", file=sys.stderr)
@@ -391,15 +495,44 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as d:
         for n in names:
-            results[n] = compare(n, args.fixtures, Path(d) / n, configs, rivals, args.calib, args.held_out,
-                                 args.cos_steps, args.fakequant, args.latency, args.place_samples, args.crops,
-                                 args.nncf_python, args.tvm_latency)
-            print(f"{n}: " + json.dumps({k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
-                                         for k, v in results[n]["results"].items()}), file=sys.stderr, flush=True)
-    doc = {"crops": args.crops, "calibration_crops": args.calib, "cos_steps": args.cos_steps,
-           "held_out_crops": args.held_out,
-           "place_samples": args.place_samples, "place_floors": PLACE, "vs": "FP32 (ONNX Runtime)",
-           "format": "cosine mean / min / top-1 agreement", "checkpoints": results}
+            results[n] = compare(
+                n,
+                args.fixtures,
+                Path(d) / n,
+                configs,
+                rivals,
+                args.calib,
+                args.held_out,
+                args.cos_steps,
+                args.fakequant,
+                args.latency,
+                args.place_samples,
+                args.crops,
+                args.nncf_python,
+                args.tvm_latency,
+            )
+            print(
+                f"{n}: "
+                + json.dumps(
+                    {
+                        k: [v["cos_mean"], v["cos_min"], v["top1"], v["calib_s"]]
+                        for k, v in results[n]["results"].items()
+                    }
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+    doc = {
+        "crops": args.crops,
+        "calibration_crops": args.calib,
+        "cos_steps": args.cos_steps,
+        "held_out_crops": args.held_out,
+        "place_samples": args.place_samples,
+        "place_floors": PLACE,
+        "vs": "FP32 (ONNX Runtime)",
+        "format": "cosine mean / min / top-1 agreement",
+        "checkpoints": results,
+    }
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(doc, indent=1) + "\n")

@@ -17,9 +17,11 @@ scoring alone. The model is a FastNet ONNX Runtime FP32 bundle with
 seeded weights (built once into --out): the probabilities do not matter here, only the work. Prints a Markdown
 table and writes OUT/slide_scale.json.
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -49,7 +51,7 @@ def tissue_tile(x0: int, y0: int, width: int, height: int, downsample: int, slid
     near = [blob for blob in BLOBS if _may_touch(blob, x0, y0, width, height, downsample, slide_width)]
     if not near:  # almost every tile: no trigonometry
         return tile
-    ys, xs = np.mgrid[y0:y0 + height, x0:x0 + width].astype(np.float64) * downsample  # level-0 coordinates
+    ys, xs = np.mgrid[y0 : y0 + height, x0 : x0 + width].astype(np.float64) * downsample  # level-0 coordinates
     inside = np.zeros((height, width), bool)
     for cx, cy, r in near:
         dx, dy = xs - cx * slide_width, ys - cy * slide_width
@@ -86,8 +88,16 @@ def write_slide(path: Path, width: int, height: int) -> Path:
     with tifffile.TiffWriter(partial, bigtiff=True) as tw:
         for k, (w, h, ds) in enumerate(levels):
             tiles = (tissue_tile(x, y, TILE, TILE, ds, width) for y in range(0, h, TILE) for x in range(0, w, TILE))
-            tw.write(tiles, shape=(h, w, 3), dtype=np.uint8, tile=(TILE, TILE), compression="zlib",
-                     compressionargs={"level": 1}, photometric="rgb", subfiletype=1 if k else 0)
+            tw.write(
+                tiles,
+                shape=(h, w, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                compression="zlib",
+                compressionargs={"level": 1},
+                photometric="rgb",
+                subfiletype=1 if k else 0,
+            )
     partial.rename(path)
     return path
 
@@ -95,8 +105,10 @@ def write_slide(path: Path, width: int, height: int) -> Path:
 def ensure_model(out: Path) -> Path:
     bundle = out / "fastnet-ort"
     if not (bundle / "manifest.json").exists():
-        subprocess.run([*TCC, "build", str(ROOT / "spec/fastnet.yaml"), "--target", "ort", "-o", str(bundle),
-                        "--force"], check=True)
+        subprocess.run(
+            [*TCC, "build", str(ROOT / "spec/fastnet.yaml"), "--target", "ort", "-o", str(bundle), "--force"],
+            check=True,
+        )
     return bundle
 
 
@@ -115,10 +127,8 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
                 tree = [root, *root.children(recursive=True)]
                 total = 0
                 for p in tree:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
                 peak = max(peak, total)
             except psutil.Error:
                 pass
@@ -135,8 +145,13 @@ def run_measured(command: list[str]) -> tuple[float, int, subprocess.CompletedPr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["100000x80000", "25000x20000"], metavar="WxH",
-                        help="slide sizes; the first is compared with the last (default 100000x80000 25000x20000)")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["100000x80000", "25000x20000"],
+        metavar="WxH",
+        help="slide sizes; the first is compared with the last (default 100000x80000 25000x20000)",
+    )
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="Dask workers per run (default 1 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "out/slide-scale")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -150,12 +165,27 @@ def main(argv=None) -> int:
         if not path.exists():
             started = time.perf_counter()
             write_slide(path, width, height)
-            print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MiB) in {time.perf_counter() - started:.0f} s",
-                  file=sys.stderr)
+            print(
+                f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - started:.0f} s",
+                file=sys.stderr,
+            )
         for workers in args.workers:
             result_dir = args.out / f"run-{width}x{height}-w{workers}"
-            command = [*TCC, "slide", "--artifact", str(bundle), "--image", str(path), "-o", str(result_dir),
-                       "--batch-size", str(args.batch_size), "--workers", str(workers), "--progress"]
+            command = [
+                *TCC,
+                "slide",
+                "--artifact",
+                str(bundle),
+                "--image",
+                str(path),
+                "-o",
+                str(result_dir),
+                "--batch-size",
+                str(args.batch_size),
+                "--workers",
+                str(workers),
+                "--progress",
+            ]
             seconds, peak, done = run_measured(command)
             if done.returncode:
                 sys.stderr.write(done.stderr)
@@ -164,22 +194,39 @@ def main(argv=None) -> int:
             kept = len(document["patches"])
             bar = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
             rate = re.search(r"([\d.]+)patch/s", bar)  # tqdm's rate over the scoring alone (no start-up, no mask)
-            rows.append(dict(width=width, height=height, workers=workers, file_mib=path.stat().st_size / 2 ** 20,
-                             kept=kept, seconds=seconds, patches_per_second=kept / seconds,
-                             scoring_patches_per_second=float(rate.group(1)) if rate else None,
-                             peak_mib=peak / 2 ** 20, progress=bar))
-            print(f"{width}x{height}, {workers} worker(s): {kept} patches in {seconds:.1f} s, "
-                  f"peak {peak / 2 ** 20:.0f} MiB", file=sys.stderr)
+            rows.append(
+                dict(
+                    width=width,
+                    height=height,
+                    workers=workers,
+                    file_mib=path.stat().st_size / 2**20,
+                    kept=kept,
+                    seconds=seconds,
+                    patches_per_second=kept / seconds,
+                    scoring_patches_per_second=float(rate.group(1)) if rate else None,
+                    peak_mib=peak / 2**20,
+                    progress=bar,
+                )
+            )
+            print(
+                f"{width}x{height}, {workers} worker(s): {kept} patches in {seconds:.1f} s, "
+                f"peak {peak / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )
     (args.out / "slide_scale.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print("| slide | TIFF MiB | Dask workers | kept patches | seconds | patches/s (wall) | patches/s (scoring) | "
-          "peak MiB (tree) | peak / smallest slide's |")
+    print(
+        "| slide | TIFF MiB | Dask workers | kept patches | seconds | patches/s (wall) | patches/s (scoring) | "
+        "peak MiB (tree) | peak / smallest slide's |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         base = next(r for r in rows if r["workers"] == row["workers"] and r["width"] == rows[-1]["width"])
-        print(f"| {row['width']:,} x {row['height']:,} | {row['file_mib']:.1f} | {row['workers']} | {row['kept']:,} | "
-              f"{row['seconds']:.1f} | {row['patches_per_second']:.1f} | "
-              f"{row['scoring_patches_per_second'] or 0:.1f} | {row['peak_mib']:.0f} | "
-              f"{row['peak_mib'] / base['peak_mib']:.3f} |")
+        print(
+            f"| {row['width']:,} x {row['height']:,} | {row['file_mib']:.1f} | {row['workers']} | {row['kept']:,} | "
+            f"{row['seconds']:.1f} | {row['patches_per_second']:.1f} | "
+            f"{row['scoring_patches_per_second'] or 0:.1f} | {row['peak_mib']:.0f} | "
+            f"{row['peak_mib'] / base['peak_mib']:.3f} |"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ that pytest-xdist's per-file scheduling does not leave one worker running a long
     .venv/bin/python -m pytest -q -n 2 --dist loadfile -m 'not slow' --durations=0 > durations.log
     .venv/bin/python tools/test_durations.py durations.log          # rewrites tests/durations.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def main(argv=None) -> int:
     if not seconds:
         print(f"error: {args.log}: no durations (run pytest with --durations=0)", file=sys.stderr)
         return 2
-    doc = {"about": "seconds each test file took in a run of the suite (tools/test_durations.py); tests/conftest.py "
-                    "runs the longest first", "seconds": seconds}
+    doc = {
+        "about": "seconds each test file took in a run of the suite (tools/test_durations.py); tests/conftest.py "
+        "runs the longest first",
+        "seconds": seconds,
+    }
     atomic_write(args.out, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))  # never half-written
     print(f"{args.out}: {len(seconds)} files, {sum(seconds.values()):.0f} s in all")
     return 0

@@ -1,4 +1,5 @@
 """Print the model zoo as a Markdown table of measured numbers (params, MACs, FP32 size), for the README."""
+
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     print("| spec | input | params | MACs | FP32 size |")
     print("|---|---|---|---|---|")
-    for path in [ROOT / "spec/ddsnet.yaml", ROOT / "spec/fastnet.yaml", *sorted((ROOT / "spec/baselines").glob("*.yaml"))]:
+    for path in [
+        ROOT / "spec/ddsnet.yaml",
+        ROOT / "spec/fastnet.yaml",
+        *sorted((ROOT / "spec/baselines").glob("*.yaml")),
+    ]:
         g = tcc.load_model(path).graph
         rel = path.relative_to(ROOT)
         size = g.size_bytes_fp32 / 2**20

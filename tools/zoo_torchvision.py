@@ -8,8 +8,10 @@ float64). CI runs the small ones at 32x32 (tests/zoo/test_numbers_c.py); this is
     .venv/bin/python tools/zoo_torchvision.py                  # every spec of spec/baselines/ (~15 min on 2 cores)
     .venv/bin/python tools/zoo_torchvision.py convnext_tiny alexnet --classes 1000
 
-Prints one Markdown row per spec; exit 1 if any fails. Test-only torchvision import: see tests/helpers/torchvision_reference.py.
+Prints one Markdown row per spec; exit 1 if any fails. Test-only torchvision import: see
+tests/helpers/torchvision_reference.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,16 +25,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' helpers: tests/helpers
 
-from tests.helpers import torchvision_reference as tv  # noqa: E402
-
-import tcc  # noqa: E402
-from tcc.lower.to_torch import init_weights  # noqa: E402
-from tcc.lower.weights import fit_to_checkpoint, load_weights  # noqa: E402
-from tcc.tolerance import compare  # noqa: E402
+import tcc
+from tcc.lower.to_torch import init_weights
+from tcc.lower.weights import fit_to_checkpoint, load_weights
+from tcc.tolerance import compare
+from tests.helpers import torchvision_reference as tv
 
 # torchvision's constructor arguments that the spec's defaults correspond to
-TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False},
-           "googlenet": {"aux_logits": False, "init_weights": False}}
+TV_ARGS = {
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+}
 
 
 def check(name: str, classes: int, seed: int = 0) -> dict:
@@ -50,8 +53,14 @@ def check(name: str, classes: int, seed: int = 0) -> dict:
         got, want = reference(x).numpy(), module(x).numpy()
         exact = module.double()(x.double()).numpy()
     result = compare(got, want, "fp32", exact=exact)
-    return {"name": name, "input": "x".join(map(str, model.input_shape)), "classes": int(model.params["num_classes"]),
-            "how": match.how.split(":")[0], "seconds": time.perf_counter() - t0, **result}
+    return {
+        "name": name,
+        "input": "x".join(map(str, model.input_shape)),
+        "classes": int(model.params["num_classes"]),
+        "how": match.how.split(":")[0],
+        "seconds": time.perf_counter() - t0,
+        **result,
+    }
 
 
 def main(argv=None) -> int:
@@ -62,15 +71,20 @@ def main(argv=None) -> int:
     names = args.names or sorted(p.stem for p in (ROOT / "spec" / "baselines").glob("*.yaml"))
     tv.torchvision_models()  # checks the version
     print(f"torch {torch.__version__}, torchvision {tv.VERSION}, {torch.get_num_threads()} threads\n")
-    print("| spec | input | classes | imported | max abs vs float64 | bound | torch float32 error | cosine | passed | s |")
+    print(
+        "| spec | input | classes | imported | max abs vs float64 | bound | torch float32 error | cosine | passed | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     failed = 0
     for name in names:
         r = check(name, args.classes)
         failed += not r["passed"]
-        print(f"| {r['name']} | {r['input']} | {r['classes']} | {r['how']} | {r['max_abs_vs_float64']:.3g} | "
-              f"{r['bound']:.3g} | {r['pytorch_float32_error']:.3g} | {r['cosine']} | {r['passed']} | "
-              f"{r['seconds']:.0f} |", flush=True)
+        print(
+            f"| {r['name']} | {r['input']} | {r['classes']} | {r['how']} | {r['max_abs_vs_float64']:.3g} | "
+            f"{r['bound']:.3g} | {r['pytorch_float32_error']:.3g} | {r['cosine']} | {r['passed']} | "
+            f"{r['seconds']:.0f} |",
+            flush=True,
+        )
     return 1 if failed else 0
 
 

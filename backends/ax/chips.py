@@ -17,6 +17,7 @@ Sources (public, read through the project's search tool):
                      source/user_guides_advanced/advanced_build_guides.md, source/user_guides_quick/quick_start_*.md
   [QAT.axera]        AXERA-TECH/QAT.axera: utils/ax_quantizer.py (the QDQ form Pulsar2 takes), pulsar2/README.md
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -55,11 +56,14 @@ class Chip:
 PULSAR = Toolchain(
     name="pulsar",
     docker_load="sudo docker load -i axera_neuwizard_v0.6.1.14.tar.gz   # from Axera (`sudo ./install.sh` in the "
-                "release tarball)",
+    "release tarball)",
     docker_run="sudo docker run -it --net host --rm --shm-size 32g -v $PWD:/data axera/neuwizard:0.6.1.14",
     artifact="output/model.joint",
     config_file="config.prototxt",
-    sources=("[pulsar-docs] source/user_guides_quick/quick_start.rst", "[pulsar-docs-en] source/test_configs/config.rst"),
+    sources=(
+        "[pulsar-docs] source/user_guides_quick/quick_start.rst",
+        "[pulsar-docs-en] source/test_configs/config.rst",
+    ),
 )
 PULSAR2 = Toolchain(
     name="pulsar2",
@@ -67,32 +71,68 @@ PULSAR2 = Toolchain(
     docker_run="sudo docker run -it --net host --rm -v $PWD:/data pulsar2:${version}",
     artifact="output/compiled.axmodel",
     config_file="config.json",
-    sources=("[pulsar2-docs-en] source/user_guides_quick/quick_start_prepare.md",
-             "[pulsar2-docs-en] source/user_guides_config/config.md"),
+    sources=(
+        "[pulsar2-docs-en] source/user_guides_quick/quick_start_prepare.md",
+        "[pulsar2-docs-en] source/user_guides_config/config.md",
+    ),
 )
 
-CHIPS: Mapping[str, Chip] = MappingProxyType({c.name: c for c in [
-    Chip("ax620", "AX620", "Axera AX620A / AX620U NPU (Pulsar v1, .joint), e.g. the Maix-III board of the DDSNet "
-         "paper", PULSAR, ops="ax620", rules="ax620",
-         # Conv is listed for opsets 1 and 11-13, Abs/Add/ArgMax/ArgMin for 13 ([pulsar-docs] op list,
-         # efficient_op_design_guides.rst)
-         opsets=(11, 13),
-         npu_modes=("AX620_VIRTUAL_NPU_MODE_111", "AX620_VIRTUAL_NPU_MODE_112", "AX620_VIRTUAL_NPU_MODE_0"),
-         notes=("Pulsar v1 calibrates by itself (MinMax or MSE clipping observers); a calibration table cannot be "
-                "given to it, so tcc's KL+cosine scales are a prediction of the chip's arithmetic, not the scales "
-                "the .joint will carry",
-                "vNPU 111 (half the NPU, 1.8 TOPS) is the docs' default: it is required when the ISP runs")),
-    Chip("ax620e", "AX620E", "Axera AX620E family NPU (AX630C, AX620Q; Pulsar2, .axmodel)", PULSAR2,
-         ops="ax620e", rules="pulsar2", opsets=(11, 21), npu_modes=("NPU1", "NPU2"),
-         calibration_methods=("MinMax", "Percentile", "MSE", "KL"),
-         notes=("model_type QuantONNX (pre-quantized QDQ) is documented for AX650 and M76H only, so this kit "
-                "has Pulsar2 calibrate: KL with EasyQuant, the closest the toolchain has to tcc's KL+cosine",)),
-    Chip("ax650", "AX650", "Axera AX650 NPU (AX650A / AX650N, M76H; Pulsar2, .axmodel)", PULSAR2,
-         ops="ax650", rules="pulsar2", opsets=(11, 21), npu_modes=("NPU1", "NPU2", "NPU3"), quant_onnx=True,
-         calibration_methods=("MinMax", "Percentile", "MSE", "KL"),
-         notes=("two configs: config.json compiles model_qdq.onnx (model_type QuantONNX) with tcc's own KL+cosine "
-                "scales; config_calibrate.json has Pulsar2 calibrate model.onnx itself (KL with EasyQuant)",)),
-]})
+CHIPS: Mapping[str, Chip] = MappingProxyType(
+    {
+        c.name: c
+        for c in [
+            Chip(
+                "ax620",
+                "AX620",
+                "Axera AX620A / AX620U NPU (Pulsar v1, .joint), e.g. the Maix-III board of the DDSNet paper",
+                PULSAR,
+                ops="ax620",
+                rules="ax620",
+                # Conv is listed for opsets 1 and 11-13, Abs/Add/ArgMax/ArgMin for 13 ([pulsar-docs] op list,
+                # efficient_op_design_guides.rst)
+                opsets=(11, 13),
+                npu_modes=("AX620_VIRTUAL_NPU_MODE_111", "AX620_VIRTUAL_NPU_MODE_112", "AX620_VIRTUAL_NPU_MODE_0"),
+                notes=(
+                    "Pulsar v1 calibrates by itself (MinMax or MSE clipping observers); a calibration table cannot be "
+                    "given to it, so tcc's KL+cosine scales are a prediction of the chip's arithmetic, not the scales "
+                    "the .joint will carry",
+                    "vNPU 111 (half the NPU, 1.8 TOPS) is the docs' default: it is required when the ISP runs",
+                ),
+            ),
+            Chip(
+                "ax620e",
+                "AX620E",
+                "Axera AX620E family NPU (AX630C, AX620Q; Pulsar2, .axmodel)",
+                PULSAR2,
+                ops="ax620e",
+                rules="pulsar2",
+                opsets=(11, 21),
+                npu_modes=("NPU1", "NPU2"),
+                calibration_methods=("MinMax", "Percentile", "MSE", "KL"),
+                notes=(
+                    "model_type QuantONNX (pre-quantized QDQ) is documented for AX650 and M76H only, so this kit "
+                    "has Pulsar2 calibrate: KL with EasyQuant, the closest the toolchain has to tcc's KL+cosine",
+                ),
+            ),
+            Chip(
+                "ax650",
+                "AX650",
+                "Axera AX650 NPU (AX650A / AX650N, M76H; Pulsar2, .axmodel)",
+                PULSAR2,
+                ops="ax650",
+                rules="pulsar2",
+                opsets=(11, 21),
+                npu_modes=("NPU1", "NPU2", "NPU3"),
+                quant_onnx=True,
+                calibration_methods=("MinMax", "Percentile", "MSE", "KL"),
+                notes=(
+                    "two configs: config.json compiles model_qdq.onnx (model_type QuantONNX) with tcc's own KL+cosine "
+                    "scales; config_calibrate.json has Pulsar2 calibrate model.onnx itself (KL with EasyQuant)",
+                ),
+            ),
+        ]
+    }
+)
 
 
 def get_chip(name: str) -> Chip:

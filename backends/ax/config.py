@@ -10,6 +10,7 @@ Sources: [pulsar-docs-en] source/test_configs/config.rst and [pulsar-docs] sourc
 (the prototxt fields, their enums and the complete example); [pulsar2-docs-en] source/user_guides_config/config.md
 (BuildConfig), [pulsar2-docs] the same file (adds KL to QuantMethod).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,13 +65,13 @@ def dump_prototxt(msg: Message, indent: int = 0) -> str:
 _TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"#]+')
 
 
-def parse_prototxt(text: str, where: str = "config.prototxt") -> Message:
+def parse_prototxt(text: str, where: str = "config.prototxt") -> Message:  # noqa: PLR0915
     """Text format -> Message (comments dropped; numbers as int or float, true/false as bool, bare words Enum)."""
     tokens, line_of, pos, line = [], [], 0, 1
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise BuildError(f"{where}:{line}: cannot read {text[pos:pos + 20]!r}")
+            raise BuildError(f"{where}:{line}: cannot read {text[pos : pos + 20]!r}")
         t = m.group(0)
         if not t.isspace() and not t.startswith("#"):
             tokens.append(t)
@@ -135,43 +136,107 @@ def parse_prototxt(text: str, where: str = "config.prototxt") -> Message:
 
 # The Pulsar v1 fields tcc writes, with the values the docs allow: a nested dict for a message, a set for an enum,
 # a type for a scalar ([pulsar-docs-en] source/test_configs/config.rst)
-_COLOR = {"TENSOR_COLOR_SPACE_BGR", "TENSOR_COLOR_SPACE_RGB", "TENSOR_COLOR_SPACE_GRAY", "TENSOR_COLOR_SPACE_NV12",
-          "TENSOR_COLOR_SPACE_NV21", "TENSOR_COLOR_SPACE_BGR0", "TENSOR_COLOR_SPACE_AUTO"}
-_DTYPE = {"DATA_TYPE_UNKNOWN", "UINT2", "INT2", "MINT2", "UINT4", "MINT4", "UINT8", "INT8", "MINT8", "UINT16", "INT16",
-          "FLOAT32"}
-_TENSOR = {"tensor_name": str, "color_space": _COLOR, "data_type": _DTYPE, "quantization_value": int,
-           "color_standard": {"CSC_LEGACY", "CSS_ITU_BT601_STUDIO_SWING", "CSS_ITU_BT601_FULL_SWING"},
-           "tensor_layout": {"NHWC", "NCHW", "NATIVE"}}
-_DATASET = {"path": str, "type": {"DATASET_TYPE_NONE", "DATASET_TYPE_DUMMY", "DATASET_TYPE_PYMODULE",
-                                  "DATASET_TYPE_PYFILE", "DATASET_TYPE_MEMORY", "DATASET_TYPE_TAR",
-                                  "DATASET_TYPE_ONE_SAMPLE"},
-            "size": int, "batch_size": int,
-            "calibration_strategy": {"CALIB_STRATEGY_PER_TENSOR", "CALIB_STRATEGY_PER_CHANNEL"},
-            "observer_method": {"OBSVR_METHOD_MIN_MAX", "OBSVR_METHOD_MSE_CLIPPING"}}
+_COLOR = {
+    "TENSOR_COLOR_SPACE_BGR",
+    "TENSOR_COLOR_SPACE_RGB",
+    "TENSOR_COLOR_SPACE_GRAY",
+    "TENSOR_COLOR_SPACE_NV12",
+    "TENSOR_COLOR_SPACE_NV21",
+    "TENSOR_COLOR_SPACE_BGR0",
+    "TENSOR_COLOR_SPACE_AUTO",
+}
+_DTYPE = {
+    "DATA_TYPE_UNKNOWN",
+    "UINT2",
+    "INT2",
+    "MINT2",
+    "UINT4",
+    "MINT4",
+    "UINT8",
+    "INT8",
+    "MINT8",
+    "UINT16",
+    "INT16",
+    "FLOAT32",
+}
+_TENSOR = {
+    "tensor_name": str,
+    "color_space": _COLOR,
+    "data_type": _DTYPE,
+    "quantization_value": int,
+    "color_standard": {"CSC_LEGACY", "CSS_ITU_BT601_STUDIO_SWING", "CSS_ITU_BT601_FULL_SWING"},
+    "tensor_layout": {"NHWC", "NCHW", "NATIVE"},
+}
+_DATASET = {
+    "path": str,
+    "type": {
+        "DATASET_TYPE_NONE",
+        "DATASET_TYPE_DUMMY",
+        "DATASET_TYPE_PYMODULE",
+        "DATASET_TYPE_PYFILE",
+        "DATASET_TYPE_MEMORY",
+        "DATASET_TYPE_TAR",
+        "DATASET_TYPE_ONE_SAMPLE",
+    },
+    "size": int,
+    "batch_size": int,
+    "calibration_strategy": {"CALIB_STRATEGY_PER_TENSOR", "CALIB_STRATEGY_PER_CHANNEL"},
+    "observer_method": {"OBSVR_METHOD_MIN_MAX", "OBSVR_METHOD_MSE_CLIPPING"},
+}
 _MODE = {"mode": {"DEFAULT", "ENABLED", "DISABLED"}}
 PULSAR_FIELDS = {
-    "input_path": str, "output_path": str,
+    "input_path": str,
+    "output_path": str,
     "input_type": {"INPUT_TYPE_AUTO", "INPUT_TYPE_ONNX"},
     "output_type": {"OUTPUT_TYPE_AUTO", "OUTPUT_TYPE_JOINT", "OUTPUT_TYPE_SUPERNET"},
     "target_hardware": {"TARGET_HARDWARE_AX630", "TARGET_HARDWARE_AX620"},
-    "src_input_tensors": _TENSOR, "dst_input_tensors": _TENSOR, "src_output_tensors": _TENSOR,
+    "src_input_tensors": _TENSOR,
+    "dst_input_tensors": _TENSOR,
+    "src_output_tensors": _TENSOR,
     "dst_output_tensors": _TENSOR,
-    "cpu_backend_settings": {"onnx_setting": _MODE,
-                             "axe_setting": {**_MODE, "axe_param": {"optimize_slim_model": bool}}},
+    "cpu_backend_settings": {
+        "onnx_setting": _MODE,
+        "axe_setting": {**_MODE, "axe_param": {"optimize_slim_model": bool}},
+    },
     "neuwizard_conf": {
-        "operator_conf": {"input_conf_items": {
-            "selector": {"op_name": str, "op_name_regex": str},
-            "attributes": {"type": _DTYPE, "input_modifications": {
-                "affine_preprocess": {"slope": float, "slope_divisor": float, "bias": float, "bias_divisor": float},
-                "input_normalization": {"mean": float, "std": float}}}}},
-        "dataset_conf_calibration": _DATASET, "dataset_conf_error_measurement": _DATASET,
-        "evaluation_conf": {"path": str, "type": {"EVALUATION_TYPE_NONE", "EVALUATION_TYPE_ERROR_MEASURE"},
-                            "source_ir_types": {"IR_TYPE_ONNX"}, "ir_types": {"IR_TYPE_LAVA"},
-                            "score_compare_per_layer": bool}},
-    "pulsar_conf": {"ax620_virtual_npu": {"AX620_VIRTUAL_NPU_MODE_AUTO", "AX620_VIRTUAL_NPU_MODE_0",
-                                          "AX620_VIRTUAL_NPU_MODE_111", "AX620_VIRTUAL_NPU_MODE_112"},
-                    "batch_size_option": {"BSO_AUTO", "BSO_STATIC", "BSO_DYNAMIC"}, "batch_size": int,
-                    "debug": bool},
+        "operator_conf": {
+            "input_conf_items": {
+                "selector": {"op_name": str, "op_name_regex": str},
+                "attributes": {
+                    "type": _DTYPE,
+                    "input_modifications": {
+                        "affine_preprocess": {
+                            "slope": float,
+                            "slope_divisor": float,
+                            "bias": float,
+                            "bias_divisor": float,
+                        },
+                        "input_normalization": {"mean": float, "std": float},
+                    },
+                },
+            }
+        },
+        "dataset_conf_calibration": _DATASET,
+        "dataset_conf_error_measurement": _DATASET,
+        "evaluation_conf": {
+            "path": str,
+            "type": {"EVALUATION_TYPE_NONE", "EVALUATION_TYPE_ERROR_MEASURE"},
+            "source_ir_types": {"IR_TYPE_ONNX"},
+            "ir_types": {"IR_TYPE_LAVA"},
+            "score_compare_per_layer": bool,
+        },
+    },
+    "pulsar_conf": {
+        "ax620_virtual_npu": {
+            "AX620_VIRTUAL_NPU_MODE_AUTO",
+            "AX620_VIRTUAL_NPU_MODE_0",
+            "AX620_VIRTUAL_NPU_MODE_111",
+            "AX620_VIRTUAL_NPU_MODE_112",
+        },
+        "batch_size_option": {"BSO_AUTO", "BSO_STATIC", "BSO_DYNAMIC"},
+        "batch_size": int,
+        "debug": bool,
+    },
 }
 
 

@@ -11,6 +11,7 @@ The tar is deterministic (sorted names, zero times and owners, fixed modes), so 
 Sources: [pulsar-docs] advanced_guides.rst (tar of images; .bin samples via ndarray.tofile in one folder),
 [pulsar2-docs-en] advanced_build_guides.md (tar of JPEG/PNG, or .npy / .bin samples loaded as they are).
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,6 @@ def _png(path: Path, pre) -> bytes:
     tensor_format), as a PNG."""
     from PIL import Image
 
-
     pixels = load_pixels(path, pre)
     buf = io.BytesIO()
     Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buf, format="PNG", compress_level=6)
@@ -43,14 +43,18 @@ def _png(path: Path, pre) -> bytes:
 
 
 def samples(cd, pre, toolchain: str) -> tuple[str, list[tuple[str, bytes]]]:
-    """(format, [(name in the archive, bytes)]) for the calibration data `cd` (tcc.quant.collect.data.CalibrationData)."""
+    """(format, [(name in the archive, bytes)]) for the calibration data `cd`
+    (tcc.quant.collect.data.CalibrationData)."""
     if cd.files:
         root = Path(cd.source)
-        return "Image", [(f"{i:04d}_{_safe(Path(f).name.rsplit('.', 1)[0])}.png", _png(root / f, pre))
-                         for i, f in enumerate(cd.files)]
+        return "Image", [
+            (f"{i:04d}_{_safe(Path(f).name.rsplit('.', 1)[0])}.png", _png(root / f, pre))
+            for i, f in enumerate(cd.files)
+        ]
     if toolchain == "pulsar":  # raw little-endian float32 in one folder, as Pulsar v1's example packs them
-        return "Binary", [(f"calibration/{i:04d}.bin", np.ascontiguousarray(a[None], "<f4").tobytes())
-                          for i, a in enumerate(cd.array)]
+        return "Binary", [
+            (f"calibration/{i:04d}.bin", np.ascontiguousarray(a[None], "<f4").tobytes()) for i, a in enumerate(cd.array)
+        ]
     out = []
     for i, a in enumerate(cd.array):
         buf = io.BytesIO()
@@ -76,7 +80,6 @@ def read_back(path: Path, fmt: str, pre, shape: tuple) -> np.ndarray:
     """The archive as the toolchain's preprocessing sees it: [N, C, H, W] float32 after (x - mean) / std in pixel
     units (images) or as stored (arrays). Used to check that the archive reproduces tcc's calibration tensors."""
     from PIL import Image
-
 
     out = []
     with tarfile.open(path) as tar:

@@ -11,6 +11,7 @@ unsupported there. Sources: [pulsar-docs] source/appendix/op_support_list.rst (A
 below), [pulsar2-docs-en] source/appendix/op_support_list_ax620e.md and op_support_list_ax650.md (backends/ax_chips.py
 lists the repositories).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -53,8 +54,13 @@ class Finding:
         return f"node '{self.node}' ({self.op}): {self.problem}{tried}"
 
     def to_json(self) -> dict:
-        return {"node": self.node, "op": self.op, "problem": self.problem, "severity": self.severity,
-                **({"rewrite": self.rewrite} if self.rewrite else {})}
+        return {
+            "node": self.node,
+            "op": self.op,
+            "problem": self.problem,
+            "severity": self.severity,
+            **({"rewrite": self.rewrite} if self.rewrite else {}),
+        }
 
 
 @dataclass
@@ -156,8 +162,11 @@ def ones(node, ctx, name):
 
 def after_conv(node, ctx):
     p = ctx.producer.get(node.input[0])
-    return None if p is not None and p.op_type == "Conv" else \
-        f"its input comes from {p.op_type if p is not None else 'the graph input'}, not a Conv"
+    return (
+        None
+        if p is not None and p.op_type == "Conv"
+        else f"its input comes from {p.op_type if p is not None else 'the graph input'}, not a Conv"
+    )
 
 
 def input_rank(node, ctx, ranks):
@@ -263,11 +272,33 @@ def pow_scalar_exponent(node, ctx):
     return None if e is not None and e.size == 1 else "exponent is not a scalar initializer"
 
 
-CHECKS: Mapping[str, Callable] = MappingProxyType({f.__name__: f for f in [
-    two_inputs, attr_absent, attr_is, pads_symmetric, ones, after_conv, input_rank, conv_groups_divide,
-    conv_kernel_size, conv_strides_ax620, conv_input_width, conv_output_width_stride, conv_kernel_volume,
-    pad_constant, slice_steps_one, gemm_alpha_beta, resize_modes, gather_indices_1d, prelu_slope,
-    pow_scalar_exponent]})
+CHECKS: Mapping[str, Callable] = MappingProxyType(
+    {
+        f.__name__: f
+        for f in [
+            two_inputs,
+            attr_absent,
+            attr_is,
+            pads_symmetric,
+            ones,
+            after_conv,
+            input_rank,
+            conv_groups_divide,
+            conv_kernel_size,
+            conv_strides_ax620,
+            conv_input_width,
+            conv_output_width_stride,
+            conv_kernel_volume,
+            pad_constant,
+            slice_steps_one,
+            gemm_alpha_beta,
+            resize_modes,
+            gather_indices_1d,
+            prelu_slope,
+            pow_scalar_exponent,
+        ]
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------------- rewrites
@@ -297,8 +328,12 @@ def explicit_zero_pad(node, ctx, new_nodes, new_inits):
     name = f"{node.name or node.output[0]}/pad"
     pads = np.array([0, 0, *p[:half], 0, 0, *p[half:]], np.int64)
     new_inits.append(numpy_helper.from_array(pads, f"{name}/pads"))
-    new_nodes.append((node.output[0], helper.make_node("Pad", [node.input[0], f"{name}/pads"], [f"{name}:0"], name=name,
-                                             mode="constant")))
+    new_nodes.append(
+        (
+            node.output[0],
+            helper.make_node("Pad", [node.input[0], f"{name}/pads"], [f"{name}:0"], name=name, mode="constant"),
+        )
+    )
     node.input[0] = f"{name}:0"
     _del_attr(node, "pads")
     _del_attr(node, "count_include_pad")
@@ -334,9 +369,18 @@ def prelu_slope_per_channel(node, ctx, new_nodes, new_inits):
     return f"slope of shape {list(slope.shape)} written as [1, {x[1]}, 1, 1] (the same value at every position)"
 
 
-REWRITES: Mapping[str, Callable] = MappingProxyType({f.__name__: f for f in [
-    drop_zero_pad_count_include_pad, zero_pad_count_include_pad_one, explicit_zero_pad, fold_gemm_alpha_beta,
-    prelu_slope_per_channel]})
+REWRITES: Mapping[str, Callable] = MappingProxyType(
+    {
+        f.__name__: f
+        for f in [
+            drop_zero_pad_count_include_pad,
+            zero_pad_count_include_pad_one,
+            explicit_zero_pad,
+            fold_gemm_alpha_beta,
+            prelu_slope_per_channel,
+        ]
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------------- op tables
@@ -349,45 +393,97 @@ _AFTER_CONV = C("after_conv", "must follow a Conv")
 _4D = C("input_rank", "only 4-D input tensors", (4,))
 
 # AX620A / AX620U, Pulsar v1: [pulsar-docs] source/appendix/op_support_list.rst, translated
-AX620: Mapping[str, OpRule] = MappingProxyType({
-    "Abs": OpRule(), "Add": OpRule(constraints=(_TWO,)),
-    "ArgMax": OpRule(constraints=(_4D, _AFTER_CONV)), "ArgMin": OpRule(constraints=(_4D, _AFTER_CONV)),
-    "AveragePool": OpRule(constraints=(
-        C("attr_absent", "auto_pad / count_include_pad cannot be set", "auto_pad"),
-        C("attr_absent", "auto_pad / count_include_pad cannot be set", "count_include_pad",
-          rewrites=("drop_zero_pad_count_include_pad", "explicit_zero_pad")),
-        C("pads_symmetric", "pads must be symmetric"))),
-    "BatchNormalization": OpRule(constraints=(_AFTER_CONV,)),
-    "Clip": OpRule(), "Concat": OpRule(),
-    "Conv": OpRule(constraints=(
-        C("conv_groups_divide", "in_channels % groups == 0 and out_channels % groups == 0"),
-        C("conv_kernel_size", "kernel size in [1, 18], also after dilation", 1, 18),
-        C("conv_strides_ax620", "strides usually [1, 1], [1, 2], [2, 1], [2, 2], [3, 3]; when strides == kernel "
-          "size, (n, n), (n, 1), (1, n) with n not 2 or 3 for the last two"),
-        C("conv_input_width", "feature-map width before padding <= 8191, padding <= 16384", 8191, 16384),
-        C("conv_output_width_stride", "output width % stride_w == 0", advisory=True,
-          why="the docs' own quick start compiles ResNet-18 at 224 x 224, whose stride-2 convs give 7-wide outputs"),
-        C("conv_kernel_volume", "kernel_w * kernel_h * input_channel <= 65535", 65535))),
-    "ConvTranspose": OpRule(constraints=(C("attr_absent", "no auto_pad", "auto_pad"),
-                                         C("pads_symmetric", "pads must be symmetric"),
-                                         C("ones", "dilation 1 only", "dilations"))),
-    "DepthToSpace": OpRule(), "Div": OpRule(constraints=(_TWO,)), "Flatten": OpRule(),
-    "GRU": OpRule("CPU"), "Gemm": OpRule(), "GlobalAveragePool": OpRule(), "GlobalMaxPool": OpRule(),
-    "HardSigmoid": OpRule(constraints=(_AFTER_CONV,)), "Identity": OpRule(), "LRN": OpRule("CPU"),
-    "LSTM": OpRule("CPU/NPU"), "LeakyRelu": OpRule(), "MatMul": OpRule(),
-    "MaxPool": OpRule(constraints=(C("attr_absent", "storage_order cannot be set", "storage_order"),
-                                   C("ones", "dilation 1 only", "dilations"))),
-    "MaxRoiPool": OpRule(), "Mul": OpRule(constraints=(_TWO,)), "PRelu": OpRule(),
-    "Pad": OpRule(constraints=(C("pad_constant", "constant mode only, value 0 or -inf", (0.0, float("-inf"))),)),
-    "ReduceL2": OpRule(constraints=(_4D,)), "ReduceMax": OpRule("CPU/NPU", (_4D,)),
-    "ReduceMean": OpRule("CPU/NPU", (_4D,)), "ReduceSum": OpRule("CPU/NPU", (_4D,)),
-    "Relu": OpRule(), "Reshape": OpRule(constraints=(C("input_rank", "only 3-D or 4-D input tensors", (3, 4)),)),
-    "Resize": OpRule("CPU/NPU"), "Shape": OpRule("CPU/NPU"), "Sigmoid": OpRule(),
-    "Slice": OpRule(constraints=(C("slice_steps_one", "step 1 only"),)),
-    "Softmax": OpRule("CPU/NPU"), "Softplus": OpRule("CPU/NPU", (_AFTER_CONV,)), "SpaceToDepth": OpRule(),
-    "Sub": OpRule(constraints=(_TWO,)), "Tanh": OpRule(), "Tile": OpRule("CPU/NPU"),
-    "Transpose": OpRule("CPU/NPU"), "Unsqueeze": OpRule("CPU/NPU"),
-})
+AX620: Mapping[str, OpRule] = MappingProxyType(
+    {
+        "Abs": OpRule(),
+        "Add": OpRule(constraints=(_TWO,)),
+        "ArgMax": OpRule(constraints=(_4D, _AFTER_CONV)),
+        "ArgMin": OpRule(constraints=(_4D, _AFTER_CONV)),
+        "AveragePool": OpRule(
+            constraints=(
+                C("attr_absent", "auto_pad / count_include_pad cannot be set", "auto_pad"),
+                C(
+                    "attr_absent",
+                    "auto_pad / count_include_pad cannot be set",
+                    "count_include_pad",
+                    rewrites=("drop_zero_pad_count_include_pad", "explicit_zero_pad"),
+                ),
+                C("pads_symmetric", "pads must be symmetric"),
+            )
+        ),
+        "BatchNormalization": OpRule(constraints=(_AFTER_CONV,)),
+        "Clip": OpRule(),
+        "Concat": OpRule(),
+        "Conv": OpRule(
+            constraints=(
+                C("conv_groups_divide", "in_channels % groups == 0 and out_channels % groups == 0"),
+                C("conv_kernel_size", "kernel size in [1, 18], also after dilation", 1, 18),
+                C(
+                    "conv_strides_ax620",
+                    "strides usually [1, 1], [1, 2], [2, 1], [2, 2], [3, 3]; when strides == kernel "
+                    "size, (n, n), (n, 1), (1, n) with n not 2 or 3 for the last two",
+                ),
+                C("conv_input_width", "feature-map width before padding <= 8191, padding <= 16384", 8191, 16384),
+                C(
+                    "conv_output_width_stride",
+                    "output width % stride_w == 0",
+                    advisory=True,
+                    why="the docs' own quick start compiles ResNet-18 at 224 x 224, whose stride-2 convs give 7-wide "
+                    "outputs",
+                ),
+                C("conv_kernel_volume", "kernel_w * kernel_h * input_channel <= 65535", 65535),
+            )
+        ),
+        "ConvTranspose": OpRule(
+            constraints=(
+                C("attr_absent", "no auto_pad", "auto_pad"),
+                C("pads_symmetric", "pads must be symmetric"),
+                C("ones", "dilation 1 only", "dilations"),
+            )
+        ),
+        "DepthToSpace": OpRule(),
+        "Div": OpRule(constraints=(_TWO,)),
+        "Flatten": OpRule(),
+        "GRU": OpRule("CPU"),
+        "Gemm": OpRule(),
+        "GlobalAveragePool": OpRule(),
+        "GlobalMaxPool": OpRule(),
+        "HardSigmoid": OpRule(constraints=(_AFTER_CONV,)),
+        "Identity": OpRule(),
+        "LRN": OpRule("CPU"),
+        "LSTM": OpRule("CPU/NPU"),
+        "LeakyRelu": OpRule(),
+        "MatMul": OpRule(),
+        "MaxPool": OpRule(
+            constraints=(
+                C("attr_absent", "storage_order cannot be set", "storage_order"),
+                C("ones", "dilation 1 only", "dilations"),
+            )
+        ),
+        "MaxRoiPool": OpRule(),
+        "Mul": OpRule(constraints=(_TWO,)),
+        "PRelu": OpRule(),
+        "Pad": OpRule(constraints=(C("pad_constant", "constant mode only, value 0 or -inf", (0.0, float("-inf"))),)),
+        "ReduceL2": OpRule(constraints=(_4D,)),
+        "ReduceMax": OpRule("CPU/NPU", (_4D,)),
+        "ReduceMean": OpRule("CPU/NPU", (_4D,)),
+        "ReduceSum": OpRule("CPU/NPU", (_4D,)),
+        "Relu": OpRule(),
+        "Reshape": OpRule(constraints=(C("input_rank", "only 3-D or 4-D input tensors", (3, 4)),)),
+        "Resize": OpRule("CPU/NPU"),
+        "Shape": OpRule("CPU/NPU"),
+        "Sigmoid": OpRule(),
+        "Slice": OpRule(constraints=(C("slice_steps_one", "step 1 only"),)),
+        "Softmax": OpRule("CPU/NPU"),
+        "Softplus": OpRule("CPU/NPU", (_AFTER_CONV,)),
+        "SpaceToDepth": OpRule(),
+        "Sub": OpRule(constraints=(_TWO,)),
+        "Tanh": OpRule(),
+        "Tile": OpRule("CPU/NPU"),
+        "Transpose": OpRule("CPU/NPU"),
+        "Unsqueeze": OpRule("CPU/NPU"),
+    }
+)
 
 # Pulsar2, the constraints both lists share ([pulsar2-docs-en] op_support_list_ax620e.md / _ax650.md)
 _NOTSET = C("attr_is", "auto_pad: only NOTSET", "auto_pad", ("NOTSET",), "NOTSET")
@@ -395,44 +491,150 @@ _REDUCE = OpRule(constraints=(C("attr_absent", "noop_with_empty_axes: not suppor
 _PULSAR2_COMMON: dict[str, OpRule] = {
     "ArgMax": OpRule(constraints=(C("attr_is", "select_last_index: only 0", "select_last_index", (0,), 0),)),
     "ArgMin": OpRule(constraints=(C("attr_is", "select_last_index: only 0", "select_last_index", (0,), 0),)),
-    "AveragePool": OpRule(constraints=(
-        _NOTSET, C("attr_is", "count_include_pad: only 1", "count_include_pad", (1,), 0,
-                   rewrites=("zero_pad_count_include_pad_one",)))),
-    "BatchNormalization": OpRule(constraints=(C("attr_absent", "momentum: not supported", "momentum"),
-                                              C("attr_is", "training_mode: not supported", "training_mode", (0,), 0))),
-    "Cast": OpRule(constraints=(C("attr_is", "to: uint8/int8/uint16/int16/uint32/int32/float32", "to",
-                                  (2, 3, 4, 5, 12, 6, 1), 1),)),
+    "AveragePool": OpRule(
+        constraints=(
+            _NOTSET,
+            C(
+                "attr_is",
+                "count_include_pad: only 1",
+                "count_include_pad",
+                (1,),
+                0,
+                rewrites=("zero_pad_count_include_pad_one",),
+            ),
+        )
+    ),
+    "BatchNormalization": OpRule(
+        constraints=(
+            C("attr_absent", "momentum: not supported", "momentum"),
+            C("attr_is", "training_mode: not supported", "training_mode", (0,), 0),
+        )
+    ),
+    "Cast": OpRule(
+        constraints=(C("attr_is", "to: uint8/int8/uint16/int16/uint32/int32/float32", "to", (2, 3, 4, 5, 12, 6, 1), 1),)
+    ),
     "Conv": OpRule(constraints=(_NOTSET,)),
-    "ConvTranspose": OpRule(constraints=(_NOTSET, C("ones", "dilations: only 1", "dilations"),
-                                         C("attr_absent", "output_shape: not supported yet", "output_shape"))),
+    "ConvTranspose": OpRule(
+        constraints=(
+            _NOTSET,
+            C("ones", "dilations: only 1", "dilations"),
+            C("attr_absent", "output_shape: not supported yet", "output_shape"),
+        )
+    ),
     "DepthToSpace": OpRule(constraints=(C("attr_is", "mode: only DCR", "mode", ("DCR",), "DCR"),)),
     "Gather": OpRule(constraints=(C("gather_indices_1d", "indices: only 1 dimension"),)),
-    "Gemm": OpRule(constraints=(C("gemm_alpha_beta", "alpha, beta: not supported yet", rewrites=("fold_gemm_alpha_beta",)),)),
+    "Gemm": OpRule(
+        constraints=(C("gemm_alpha_beta", "alpha, beta: not supported yet", rewrites=("fold_gemm_alpha_beta",)),)
+    ),
     "LayerNormalization": OpRule(constraints=(C("attr_is", "axis: only -1", "axis", (-1,), -1),)),
-    "LpNormalization": OpRule(constraints=(C("attr_is", "axis: only -1", "axis", (-1,), -1),
-                                           C("attr_is", "p: only 1 or 2", "p", (1, 2), 2))),
+    "LpNormalization": OpRule(
+        constraints=(C("attr_is", "axis: only -1", "axis", (-1,), -1), C("attr_is", "p: only 1 or 2", "p", (1, 2), 2))
+    ),
     "LSTM": OpRule(constraints=(C("attr_is", "layout: only 0", "layout", (0,), 0),)),
-    "MaxPool": OpRule(constraints=(_NOTSET, C("ones", "dilations: only 1", "dilations"),
-                                   C("attr_is", "storage_order: only 0", "storage_order", (0,), 0))),
+    "MaxPool": OpRule(
+        constraints=(
+            _NOTSET,
+            C("ones", "dilations: only 1", "dilations"),
+            C("attr_is", "storage_order: only 0", "storage_order", (0,), 0),
+        )
+    ),
     "Pad": OpRule(constraints=(C("pad_constant", "mode: only constant", None),)),
     "Pow": OpRule(constraints=(C("pow_scalar_exponent", "exponent: a scalar initializer only"),)),
-    "PRelu": OpRule(constraints=(C("prelu_slope", "slope shape (channel,) or (1, channel, 1, 1) only",
-                                   rewrites=("prelu_slope_per_channel",)),)),
-    "ReduceL2": _REDUCE, "ReduceMax": _REDUCE, "ReduceMean": _REDUCE, "ReduceSum": _REDUCE,
+    "PRelu": OpRule(
+        constraints=(
+            C(
+                "prelu_slope",
+                "slope shape (channel,) or (1, channel, 1, 1) only",
+                rewrites=("prelu_slope_per_channel",),
+            ),
+        )
+    ),
+    "ReduceL2": _REDUCE,
+    "ReduceMax": _REDUCE,
+    "ReduceMean": _REDUCE,
+    "ReduceSum": _REDUCE,
     "Resize": OpRule(constraints=(C("resize_modes", "mode: nearest or linear; nearest_mode: round_prefer_ceil only"),)),
-    **{op: OpRule() for op in (
-        "Abs", "Add", "Ceil", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Elu", "Equal", "Erf", "Exp",
-        "Expand", "Flatten", "Gelu", "GlobalAveragePool", "GlobalMaxPool", "Greater", "GreaterOrEqual",
-        "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization", "LeakyRelu", "Less", "LessOrEqual",
-        "MatMul", "Max", "Min", "Mish", "Mul", "Relu", "Reshape", "Sigmoid", "Silu", "Sin", "Slice", "Softmax",
-        "Softplus", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub", "Swish", "Tanh", "TopK", "Transpose",
-        "Unsqueeze", "Where")},
+    **{
+        op: OpRule()
+        for op in (
+            "Abs",
+            "Add",
+            "Ceil",
+            "Clip",
+            "Concat",
+            "Constant",
+            "ConstantOfShape",
+            "Div",
+            "Elu",
+            "Equal",
+            "Erf",
+            "Exp",
+            "Expand",
+            "Flatten",
+            "Gelu",
+            "GlobalAveragePool",
+            "GlobalMaxPool",
+            "Greater",
+            "GreaterOrEqual",
+            "HardSigmoid",
+            "HardSwish",
+            "Identity",
+            "InstanceNormalization",
+            "LeakyRelu",
+            "Less",
+            "LessOrEqual",
+            "MatMul",
+            "Max",
+            "Min",
+            "Mish",
+            "Mul",
+            "Relu",
+            "Reshape",
+            "Sigmoid",
+            "Silu",
+            "Sin",
+            "Slice",
+            "Softmax",
+            "Softplus",
+            "SpaceToDepth",
+            "Split",
+            "Sqrt",
+            "Squeeze",
+            "Sub",
+            "Swish",
+            "Tanh",
+            "TopK",
+            "Transpose",
+            "Unsqueeze",
+            "Where",
+        )
+    },
 }
 AX620E: Mapping[str, OpRule] = MappingProxyType({**_PULSAR2_COMMON, "GridSample": OpRule()})
-AX650: Mapping[str, OpRule] = MappingProxyType({
-    **_PULSAR2_COMMON, "GridSample": OpRule(),
-    **{op: OpRule() for op in ("And", "Cos", "Floor", "GatherElements", "GatherND", "GroupNormalization", "Not",
-                               "ReduceMin", "Round", "ScatterElements", "ScatterND", "Tile", "Xor")}})
+AX650: Mapping[str, OpRule] = MappingProxyType(
+    {
+        **_PULSAR2_COMMON,
+        "GridSample": OpRule(),
+        **{
+            op: OpRule()
+            for op in (
+                "And",
+                "Cos",
+                "Floor",
+                "GatherElements",
+                "GatherND",
+                "GroupNormalization",
+                "Not",
+                "ReduceMin",
+                "Round",
+                "ScatterElements",
+                "ScatterND",
+                "Tile",
+                "Xor",
+            )
+        },
+    }
+)
 
 OP_TABLES: Mapping[str, Mapping[str, OpRule]] = MappingProxyType({"ax620": AX620, "ax620e": AX620E, "ax650": AX650})
 
@@ -471,8 +673,9 @@ def check_model(model: onnx.ModelProto, table: str) -> CheckResult:
         name = node.name or node.output[0]
         rule = ops.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if rule is None:
-            result.findings.append(Finding(name, node.op_type, f"{node.op_type} is not in the {table} op list",
-                                           "unsupported"))
+            result.findings.append(
+                Finding(name, node.op_type, f"{node.op_type} is not in the {table} op list", "unsupported")
+            )
             continue
         if rule.unit == "CPU":
             result.findings.append(Finding(name, node.op_type, f"{node.op_type} runs on the CPU on {table}", "cpu"))
@@ -493,11 +696,13 @@ def check_model(model: onnx.ModelProto, table: str) -> CheckResult:
                 continue
             tried = f"{', '.join(c.rewrites)} (not applicable here)" if c.rewrites else ""
             if c.advisory:
-                result.findings.append(Finding(name, node.op_type, f"{problem}: the docs say '{c.doc}' (advisory: "
-                                               f"{c.why})", "advisory"))
+                result.findings.append(
+                    Finding(name, node.op_type, f"{problem}: the docs say '{c.doc}' (advisory: {c.why})", "advisory")
+                )
             else:
-                result.findings.append(Finding(name, node.op_type, f"{problem}: the docs say '{c.doc}'",
-                                               "unsupported", tried))
+                result.findings.append(
+                    Finding(name, node.op_type, f"{problem}: the docs say '{c.doc}'", "unsupported", tried)
+                )
     if new_nodes or new_inits:
         _insert(m, new_nodes, new_inits)
     return result

@@ -1,8 +1,10 @@
 """The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX) and `ort` (FP32 or FP16 with FP32 I/O).
 
 The artifact is one file, `model.onnx`, serialized deterministically (protobuf field order; no timestamps). Its IR
-version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: ort/fp16.py; the sessions: backends/onnx_runtime.py (shared with the AX kits' checks).
+version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: ort/fp16.py; the
+sessions: backends/onnx_runtime.py (shared with the AX kits' checks).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,8 +75,10 @@ class OrtBackend(Backend):
 
         y, codes = qdq_codes(model, to_qdq(model, options.table), options.table, x)
         if not np.array_equal(y, got):
-            raise SelfCheckError("self-check: the INT8 model with its codes exposed does not compute what the "
-                                 "artifact computes (ONNX Runtime fused it differently); no bundle was written")
+            raise SelfCheckError(
+                "self-check: the INT8 model with its codes exposed does not compute what the "
+                "artifact computes (ONNX Runtime fused it differently); no bundle was written"
+            )
         return codes
 
     def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
@@ -100,8 +104,10 @@ class OrtBackend(Backend):
             table = load_table(bundle / "calibration.json")
             got, codes = qdq_codes(model, to_qdq(model, table), table, x)
             if not np.array_equal(got, y):
-                raise BuildError(f"{bundle}: the readable QDQ model of the bundle's table does not compute what the "
-                                 "artifact computes: the bundle was not built from this spec and weights")
+                raise BuildError(
+                    f"{bundle}: the readable QDQ model of the bundle's table does not compute what the "
+                    "artifact computes: the bundle was not built from this spec and weights"
+                )
             exposed = {}
             inputs = {i.name for i in model.graph.input}
             for name, q in codes.items():  # (the graph input's codes, which ORT may hold space-to-depth, are x's)
@@ -121,27 +127,36 @@ class OrtBackend(Backend):
         sess = ort.InferenceSession(art.SerializeToString(), so, providers=PROVIDERS)
         outs = session_run(sess, None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
         values = dict(zip([o.name for o in sess.get_outputs()], outs))
-        exposed = {n: Exposed(np.asarray(values[n], np.float32)) for n in names
-                   if n in values and np.issubdtype(np.asarray(values[n]).dtype, np.floating)}
+        exposed = {
+            n: Exposed(np.asarray(values[n], np.float32))
+            for n in names
+            if n in values and np.issubdtype(np.asarray(values[n]).dtype, np.floating)
+        }
         exposed[out_name] = Exposed(np.asarray(y, np.float32))
         return exposed
 
     def runtime_info(self, options: EmitOptions) -> dict:
         info = {"runtime": "onnxruntime", "providers": PROVIDERS, "artifact": ARTIFACT}
         if options.precision == "int8":
-            info["note"] = ("QDQ model: int8 per-channel symmetric weights, int32 biases, 8-bit activations with the "
-                            "scales of calibration.json. ONNX Runtime fuses the QuantizeLinear/DequantizeLinear "
-                            "pairs into its integer kernels (QLinearConv, QLinearConcat, QGemm, ...) with its "
-                            "default graph optimisations; with optimisations disabled it runs the same model as "
-                            "float fake-quant.")
+            info["note"] = (
+                "QDQ model: int8 per-channel symmetric weights, int32 biases, 8-bit activations with the "
+                "scales of calibration.json. ONNX Runtime fuses the QuantizeLinear/DequantizeLinear "
+                "pairs into its integer kernels (QLinearConv, QLinearConcat, QGemm, ...) with its "
+                "default graph optimisations; with optimisations disabled it runs the same model as "
+                "float fake-quant."
+            )
         if options.precision == "dynamic":
-            info["note"] = ("dynamic quantization (onnxruntime.quantization.quantize_dynamic): int8 per-channel "
-                            "weights, activations quantized per tensor at run time (ConvInteger/MatMulInteger); "
-                            "no calibration data needed, slower than static INT8.")
+            info["note"] = (
+                "dynamic quantization (onnxruntime.quantization.quantize_dynamic): int8 per-channel "
+                "weights, activations quantized per tensor at run time (ConvInteger/MatMulInteger); "
+                "no calibration data needed, slower than static INT8."
+            )
         if options.precision == "fp16":
-            info["note"] = ("float16 weights and activations, float32 input/output. ONNX Runtime's CPU provider has "
-                            "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
-                            "DirectML and ARM builds run the float16 kernels.")
+            info["note"] = (
+                "float16 weights and activations, float32 input/output. ONNX Runtime's CPU provider has "
+                "few float16 kernels: it inserts casts and computes most ops in float32 there; CUDA, "
+                "DirectML and ARM builds run the float16 kernels."
+            )
         return info
 
 

@@ -10,6 +10,7 @@ Written with plain `onnx` (no onnxconverter-common). Rules:
 After the pass pipeline there is no BatchNormalization; if one remains, its parameters become float16 too
 (valid for every opset; ORT runs it).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ FP16_MAX = float(np.finfo(np.float16).max)
 KEEP_FP32 = {"Resize": {1, 2}, "Upsample": {1}}  # (op, input index) that ONNX types as tensor(float)
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -55,8 +56,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in g.node:
         for attr in node.attribute:
             if node.op_type in ("Constant", "ConstantOfShape") and attr.name == "value" and attr.t.data_type == FLOAT:
-                attr.t.CopyFrom(numpy_helper.from_array(_half(numpy_helper.to_array(attr.t), node.name, []),
-                                                        attr.t.name))
+                attr.t.CopyFrom(
+                    numpy_helper.from_array(_half(numpy_helper.to_array(attr.t), node.name, []), attr.t.name)
+                )
             elif node.op_type == "Constant" and attr.name in ("value_float", "value_floats"):
                 raise BuildError(f"node '{node.name}': Constant {attr.name} cannot be converted to float16")
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
@@ -102,6 +104,8 @@ def _half(a: np.ndarray, name: str, where) -> np.ndarray:
     big = float(np.max(np.abs(a))) if a.size else 0.0
     if not np.isfinite(big) or big > FP16_MAX:
         users = ", ".join(sorted({n.name for n, _ in where})) or name
-        raise BuildError(f"tensor '{name}' (used by {users}) holds values up to {big:.6g}, beyond the float16 "
-                         f"range (+-{FP16_MAX:g}); build it at fp32")
+        raise BuildError(
+            f"tensor '{name}' (used by {users}) holds values up to {big:.6g}, beyond the float16 "
+            f"range (+-{FP16_MAX:g}); build it at fp32"
+        )
     return a.astype(np.float16)

@@ -7,11 +7,13 @@ which TFLite tensor holds each tensor of the graph (for `tcc diff` and the per-o
 
 INT8 is built from tcc's own calibration table, made under the `tflite` rules (`tcc calibrate --target tflite`):
 LiteRT's reference kernels (OpResolverType.BUILTIN_REF) compute exactly what the integer reference computes under
-those rules (gemmlowp rounding, one rounding in FULLY_CONNECTED, TFLite's lookup tables and pooling), so the build's self-check runs the artifact
+those rules (gemmlowp rounding, one rounding in FULLY_CONNECTED, TFLite's lookup tables and pooling), so the build's
+self-check runs the artifact
 on them and requires equality bit for bit. LiteRT's default CPU path (the XNNPACK delegate, which requantizes with
 one rounding, and the optimized builtin kernels) is then measured against the reference op by op (each within one
 LSB on the same input codes, gated) and end to end (recorded).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,20 +40,36 @@ KERNELS = {  # what LiteRT runs a model with: OpResolverType names
 PER_OP_LSB = 1.0  # a kernel that requantizes with another rounding can move a code by one, never more
 
 
-_QUANTIZATION = {"type": "object", "required": ["scale", "zero_point"],
-                 "properties": {"scale": {"type": "number", "exclusiveMinimum": 0}, "zero_point": {"type": "integer"}}}
+_QUANTIZATION = {
+    "type": "object",
+    "required": ["scale", "zero_point"],
+    "properties": {"scale": {"type": "number", "exclusiveMinimum": 0}, "zero_point": {"type": "integer"}},
+}
 INFO_SCHEMA = {  # tflite.json as run and tensors() read it
-    "type": "object", "required": ["precision", "tensors"],
+    "type": "object",
+    "required": ["precision", "tensors"],
     "properties": {
         "precision": {"type": "string"},
-        "input_dtype": {"enum": ["float32", "int8", "int16"]}, "output_dtype": {"enum": ["float32", "int8", "int16"]},
-        "input_quantization": _QUANTIZATION, "output_quantization": _QUANTIZATION,
-        "tensors": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["index", "nhwc"],
-            "properties": {"index": {"type": "integer", "minimum": 0}, "nhwc": {"type": "boolean"}}}},
+        "input_dtype": {"enum": ["float32", "int8", "int16"]},
+        "output_dtype": {"enum": ["float32", "int8", "int16"]},
+        "input_quantization": _QUANTIZATION,
+        "output_quantization": _QUANTIZATION,
+        "tensors": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["index", "nhwc"],
+                "properties": {"index": {"type": "integer", "minimum": 0}, "nhwc": {"type": "boolean"}},
+            },
+        },
     },
-    "allOf": [{"if": {"properties": {f"{io}_dtype": {"enum": ["int8", "int16"]}}, "required": [f"{io}_dtype"]},
-               "then": {"required": [f"{io}_quantization"]}} for io in ("input", "output")],
+    "allOf": [
+        {
+            "if": {"properties": {f"{io}_dtype": {"enum": ["int8", "int16"]}}, "required": [f"{io}_dtype"]},
+            "then": {"required": [f"{io}_quantization"]},
+        }
+        for io in ("input", "output")
+    ],
 }
 
 
@@ -62,8 +80,11 @@ def _read_info(bundle: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise BuildError(f"{bundle}: not a TFLite bundle ({e})") from None
-    error = min(jsonschema.Draft202012Validator(INFO_SCHEMA).iter_errors(info),
-                key=lambda e: [str(p) for p in e.absolute_path], default=None)
+    error = min(
+        jsonschema.Draft202012Validator(INFO_SCHEMA).iter_errors(info),
+        key=lambda e: [str(p) for p in e.absolute_path],
+        default=None,
+    )
     if error is not None:
         where = ".".join(map(str, error.absolute_path)) or "(top level)"
         raise BuildError(f"{path}: invalid at {where}: {error.message[:160]}")
@@ -78,8 +99,10 @@ def _kept_tensor(it, bundle: Path, name: str, where: dict) -> np.ndarray:
         raise BuildError(f"{bundle / INFO}: tensor {name!r} at index {where['index']}, the model has {count} tensors")
     t = it.get_tensor(where["index"])
     if t.ndim == 0 or (where["nhwc"] and t.ndim != 4):
-        raise BuildError(f"{bundle / INFO}: tensor {name!r} is {list(t.shape)}, not a batch"
-                         + (" of NHWC images" if where["nhwc"] else ""))
+        raise BuildError(
+            f"{bundle / INFO}: tensor {name!r} is {list(t.shape)}, not a batch"
+            + (" of NHWC images" if where["nhwc"] else "")
+        )
     if where["nhwc"]:
         return t.transpose(0, 3, 1, 2)
     return t  # its first axis is the sample's: 1, or a row per token where a reshape folded them (attention)
@@ -115,10 +138,16 @@ class TfliteLoaded:
 class TfliteBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(name="tflite", targets=("tflite", "tflite-int", "tflite16-i32"),
-                            precisions=("fp32", "fp16", "dynamic", "int8"),
-                            onnx_ops=None, opsets=(11, 21), runs_here=_litert_missing() is None,
-                            int8_lowering="tflite", int8_exact=True)
+        return Capabilities(
+            name="tflite",
+            targets=("tflite", "tflite-int", "tflite16-i32"),
+            precisions=("fp32", "fp16", "dynamic", "int8"),
+            onnx_ops=None,
+            opsets=(11, 21),
+            runs_here=_litert_missing() is None,
+            int8_lowering="tflite",
+            int8_exact=True,
+        )
 
     # ------------------------------------------------------------------ checks
     def check(self, model, options: EmitOptions) -> None:
@@ -138,8 +167,14 @@ class TfliteBackend(Backend):
 
         int8 = options.precision == "int8"
         floats = float_nodes(options.table) if int8 and options.table is not None else ()
-        return plan(model, lowering="tflite", rules=_rules(options), integer=int8,
-                    what=f"the TFLite {options.precision} lowering", floats=floats)
+        return plan(
+            model,
+            lowering="tflite",
+            rules=_rules(options),
+            integer=int8,
+            what=f"the TFLite {options.precision} lowering",
+            floats=floats,
+        )
 
     # ------------------------------------------------------------------ emit
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
@@ -153,12 +188,14 @@ class TfliteBackend(Backend):
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
             qgraph = quantize_graph(graph, options.table, _rules(options))
-        data, io = TfliteLowering(graph, options.precision, qgraph, options.io,
-                                  f"tcc {options.precision} ({options.io} I/O)").lower()
+        data, io = TfliteLowering(
+            graph, options.precision, qgraph, options.io, f"tcc {options.precision} ({options.io} I/O)"
+        ).lower()
         out_dir = Path(out_dir)
         (out_dir / ARTIFACT).write_bytes(data)
-        (out_dir / INFO).write_text(json.dumps({"precision": options.precision, "io": options.io, **io},
-                                               indent=1, sort_keys=True) + "\n")
+        (out_dir / INFO).write_text(
+            json.dumps({"precision": options.precision, "io": options.io, **io}, indent=1, sort_keys=True) + "\n"
+        )
         return [ARTIFACT, INFO]
 
     # ------------------------------------------------------------------ run
@@ -181,12 +218,17 @@ class TfliteBackend(Backend):
         try:
             with warnings.catch_warnings():  # keeping every tensor is what the per-op check is for
                 warnings.simplefilter("ignore", UserWarning)
-                it = Interpreter(model_content=loaded.data, num_threads=threads,
-                                 experimental_op_resolver_type=getattr(OpResolverType, KERNELS[loaded.kernels]),
-                                 experimental_preserve_all_tensors=preserve)
+                it = Interpreter(
+                    model_content=loaded.data,
+                    num_threads=threads,
+                    experimental_op_resolver_type=getattr(OpResolverType, KERNELS[loaded.kernels]),
+                    experimental_preserve_all_tensors=preserve,
+                )
             it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise BuildError(f"{loaded.bundle}: LiteRT cannot load the model ({str(e).strip().splitlines()[0]})")
+            raise BuildError(
+                f"{loaded.bundle}: LiteRT cannot load the model ({str(e).strip().splitlines()[0]})"
+            ) from None
         return it
 
     def run(self, loaded: TfliteLoaded, x: np.ndarray, preserve: dict | None = None) -> np.ndarray:
@@ -201,8 +243,9 @@ class TfliteBackend(Backend):
             if info.get("input_dtype") in ("int8", "int16"):
                 q, kind = info["input_quantization"], np.iinfo(info["input_dtype"])
                 r = (v / np.float32(q["scale"])).astype(np.float32)
-                v = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5) + q["zero_point"], kind.min,
-                            kind.max).astype(info["input_dtype"])
+                v = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5) + q["zero_point"], kind.min, kind.max).astype(
+                    info["input_dtype"]
+                )
             it.set_tensor(inp["index"], v)
             try:
                 it.invoke()
@@ -232,8 +275,10 @@ class TfliteBackend(Backend):
         loaded = self.load(bundle_dir, "reference")
         y, kept = self.run(loaded, x, preserve=loaded.info["tensors"])
         if not np.array_equal(y, got):
-            raise SelfCheckError("self-check: LiteRT's reference kernels gave another output with every tensor kept; "
-                                 "no bundle was written")
+            raise SelfCheckError(
+                "self-check: LiteRT's reference kernels gave another output with every tensor kept; "
+                "no bundle was written"
+            )
         return kept
 
     def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict:
@@ -259,8 +304,13 @@ class TfliteBackend(Backend):
 
     # ------------------------------------------------------------------ target checks
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        checks = {"kernels": {"self_check": f"LiteRT {KERNELS['reference' if options.precision == 'int8' else 'default']}"
-                                            " (OpResolverType)", "default": f"LiteRT {KERNELS['default']}"}}
+        checks = {
+            "kernels": {
+                "self_check": f"LiteRT {KERNELS['reference' if options.precision == 'int8' else 'default']}"
+                " (OpResolverType)",
+                "default": f"LiteRT {KERNELS['default']}",
+            }
+        }
         if options.precision != "int8":
             return checks
         from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
@@ -279,38 +329,55 @@ class TfliteBackend(Backend):
             y, kept = self.run(loaded, x, preserve=tensors)
             codes, floats = backend_tensors(qgraph, x, kept)
             d = np.abs(np.asarray(y, np.float64) - np.asarray(ref, np.float64))
-            entry = {"kernels": f"LiteRT {KERNELS[kernels]}", "end_to_end_max_lsb": stable_float(float(d.max()) / lsb),
-                     "bit_exact": bool(np.array_equal(y, ref))}
+            entry = {
+                "kernels": f"LiteRT {KERNELS[kernels]}",
+                "end_to_end_max_lsb": stable_float(float(d.max()) / lsb),
+                "bit_exact": bool(np.array_equal(y, ref)),
+            }
             if kernels == "optimized":  # the delegate's intermediate tensors are its own: per op without it
                 per_op = per_op_deviation(qgraph, codes, {}, floats)
-                entry["per_op"] = {"ops_checked": per_op["ops_checked"], "max_lsb": stable_float(per_op["max_lsb"]),
-                                   "worst_op": per_op["worst_op"],
-                                   "differing_elements": per_op["differing_elements"], "elements": per_op["elements"]}
+                entry["per_op"] = {
+                    "ops_checked": per_op["ops_checked"],
+                    "max_lsb": stable_float(per_op["max_lsb"]),
+                    "worst_op": per_op["worst_op"],
+                    "differing_elements": per_op["differing_elements"],
+                    "elements": per_op["elements"],
+                }
                 entry["required"] = f"every integer op <= {PER_OP_LSB} LSB of the reference op on its own inputs"
                 entry["passed"] = per_op["ops_checked"] == len(qgraph.nodes) and per_op["max_lsb"] <= PER_OP_LSB
                 if not entry["passed"]:
-                    raise SelfCheckError(f"target check failed: LiteRT's optimized kernels differ from the integer "
-                                         f"reference by {per_op['max_lsb']} LSB at {per_op['worst_op']!r} (at most "
-                                         f"{PER_OP_LSB} allowed); no bundle was written")
+                    raise SelfCheckError(
+                        f"target check failed: LiteRT's optimized kernels differ from the integer "
+                        f"reference by {per_op['max_lsb']} LSB at {per_op['worst_op']!r} (at most "
+                        f"{PER_OP_LSB} allowed); no bundle was written"
+                    )
             checks[kernels] = entry
         return checks
 
     def runtime_info(self, options: EmitOptions) -> dict:
-        io = ("float32 NHWC input, float32 output" if options.io == "float"
-              else "int8 NHWC input and int8 output: scale and zero point in tflite.json")
+        io = (
+            "float32 NHWC input, float32 output"
+            if options.io == "float"
+            else "int8 NHWC input and int8 output: scale and zero point in tflite.json"
+        )
         return {
-            "runtime": "LiteRT (ai-edge-litert), any TFLite runtime", "artifact": ARTIFACT, "info": INFO,
+            "runtime": "LiteRT (ai-edge-litert), any TFLite runtime",
+            "artifact": ARTIFACT,
+            "info": INFO,
             "io": io,
             "readme_run": [
                 "On a phone or board, with the LiteRT interpreter (Python: `pip install ai-edge-litert`; Android /",
-                "iOS / C++: the LiteRT runtime):", "",
+                "iOS / C++: the LiteRT runtime):",
+                "",
                 "```python",
                 "from ai_edge_litert.interpreter import Interpreter",
                 "it = Interpreter(model_path='model.tflite'); it.allocate_tensors()",
                 "x = preprocessed_image_nchw[0].transpose(1, 2, 0)[None]      # NHWC, one image",
                 "it.set_tensor(it.get_input_details()[0]['index'], x); it.invoke()",
                 "y = it.get_tensor(it.get_output_details()[0]['index'])",
-                "```", "",
+                "```",
+                "",
                 "Input: " + io + " (see manifest.json for the preprocessing). Here: "
-                "`tcc predict --artifact THIS_DIR --image picture.png --json`."],
+                "`tcc predict --artifact THIS_DIR --image picture.png --json`.",
+            ],
         }

@@ -7,7 +7,8 @@ Precisions, the four TFLite deploys (the quantization case study's, ../shared/pa
 - fp16: float16 weights, each behind a DEQUANTIZE to float32 (TFLite's float16 quantization);
 - dynamic: int8 per-channel symmetric weights for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, float
   activations (LiteRT's hybrid kernels quantize them per sample at run time);
-- int8: full integer, every constant from the QGraph (tcc.quant.intgraph.qgraph: weight codes in [-127, 127], int32 bias at
+- int8: full integer, every constant from the QGraph (tcc.quant.intgraph.qgraph: weight codes in [-127, 127], int32
+bias at
   s_in s_w, each tensor's scale and zero point from the calibration table): a translation, never new math. The
   graph input is QUANTIZEd and the output DEQUANTIZEd (`io="float"`), or the model takes and gives int8 codes. A
   float island (tcc.quant.table.placement) is DEQUANTIZE, the kind's own float builtin, QUANTIZE (`float_island`).
@@ -18,6 +19,7 @@ the layouts, a 4-D graph output). TFLite's convolutions and pools pad SAME or VA
 not TFLite's SAME, an explicit PAD (zeros, the zero point) or PADV2 (max pooling: the lowest value) comes first.
 Tensors are named after the graph's, so every quantized tensor can be read back by name (the per-op check).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +40,9 @@ from .values import FLOAT_LOWEST, FUSED, NCHW, NHWC, PRECISIONS, Value, code_typ
 class TfliteLowering(Normalizations, Interpreter):
     lowering = TFLITE
 
-    def __init__(self, graph: IntGraph, precision: str, qgraph: QGraph | None = None, io: str = "float",
-                 description: str = "tcc"):
+    def __init__(
+        self, graph: IntGraph, precision: str, qgraph: QGraph | None = None, io: str = "float", description: str = "tcc"
+    ):
         if precision not in PRECISIONS:
             raise BuildError(f"TFLite: unknown precision {precision!r} ({', '.join(PRECISIONS)})")
         if (precision == "int8") != (qgraph is not None):
@@ -113,8 +116,9 @@ class TfliteLowering(Normalizations, Interpreter):
     def transpose_to(self, v: Value, perm: list[int], name: str, nhwc: bool) -> Value:
         s = self.m.shape(v.index)
         y = self.act(name, [s[p] for p in perm], v.q, nhwc)
-        self.m.operator("TRANSPOSE", [v.index, self.const(f"{name}/perm", np.array(perm, np.int32), "int32")],
-                        [y.index])
+        self.m.operator(
+            "TRANSPOSE", [v.index, self.const(f"{name}/perm", np.array(perm, np.int32), "int32")], [y.index]
+        )
         return y
 
     def padded(self, x: Value, pads, value, name: str) -> Value:
@@ -128,8 +132,9 @@ class TfliteLowering(Normalizations, Interpreter):
             self.m.operator("PAD", [x.index, paddings], [y.index])
         else:
             code = np.array(value, code_type(x.q))
-            lowest = self.const(f"{name}/pad_value", code, code_type(x.q),
-                                Quant((x.q.scale,), (x.q.zp,)) if x.q is not None else None)
+            lowest = self.const(
+                f"{name}/pad_value", code, code_type(x.q), Quant((x.q.scale,), (x.q.zp,)) if x.q is not None else None
+            )
             self.m.operator("PADV2", [x.index, paddings, lowest], [y.index])
         return y
 
@@ -140,8 +145,7 @@ class TfliteLowering(Normalizations, Interpreter):
         if not any(pads):
             return x, "VALID"
         same = [same_pads(n, k, s, d) for n, k, s, d in zip((h, w), kernel, strides, dilations)]
-        if (list(out_hw) == [same[0][0], same[1][0]]
-                and list(pads) == [same[0][1], same[1][1], same[0][2], same[1][2]]):
+        if list(out_hw) == [same[0][0], same[1][0]] and list(pads) == [same[0][1], same[1][1], same[0][2], same[1][2]]:
             return x, "SAME"
         return self.padded(x, pads, pad_value, name), "VALID"
 
@@ -160,12 +164,17 @@ class TfliteLowering(Normalizations, Interpreter):
         lo, hi = bounds
         if y.q is not None and not codes:
             lo, hi = clamp_codes(y.q, lo, hi, self.rounding)
-        steps = [(op, bound, tag) for op, bound, tag in (("MAXIMUM", lo, "min"), ("MINIMUM", hi, "max"))
-                 if bound is not None]
+        steps = [
+            (op, bound, tag) for op, bound, tag in (("MAXIMUM", lo, "min"), ("MINIMUM", hi, "max")) if bound is not None
+        ]
         dtype = code_type(y.q)
         for k, (op, bound, tag) in enumerate(steps):
-            c = self.const(f"{name}/{tag}", np.array(bound, dtype), dtype,
-                           Quant((y.q.scale,), (y.q.zp,)) if y.q is not None else None)
+            c = self.const(
+                f"{name}/{tag}",
+                np.array(bound, dtype),
+                dtype,
+                Quant((y.q.scale,), (y.q.zp,)) if y.q is not None else None,
+            )
             last = k == len(steps) - 1 and final is not None
             z = final if last else self.act(f"{name}/{op.lower()}", self.m.shape(y.index), y.q, y.nhwc)
             self.m.operator(op, [y.index, c], [z.index])
@@ -199,8 +208,13 @@ class TfliteLowering(Normalizations, Interpreter):
         else:
             qi = self.qgraph.input_q
             if self.io == "int8":
-                x = Value(self.m.tensor(g.input, in_shape, code_type(qi), quant=Quant((qi.scale,), (qi.zp,)),
-                                        signature=signature), True, qi)
+                x = Value(
+                    self.m.tensor(
+                        g.input, in_shape, code_type(qi), quant=Quant((qi.scale,), (qi.zp,)), signature=signature
+                    ),
+                    True,
+                    qi,
+                )
                 inputs = [x.index]
             else:
                 f = self.m.tensor(f"{g.input}/float", in_shape, "float32", signature=signature)
@@ -220,9 +234,13 @@ class TfliteLowering(Normalizations, Interpreter):
                 v = Value(f, False)
             outputs.append(v.index)
         data = self.m.to_bytes(inputs, outputs)
-        io = {"input_layout": "NHWC", "input_shape": in_shape, "input_dtype": self.m.dtype(inputs[0]),
-              "output_dtype": self.m.dtype(outputs[0]),
-              "tensors": {name: {"index": v.index, "nhwc": v.nhwc} for name, v in env.items()}}
+        io = {
+            "input_layout": "NHWC",
+            "input_shape": in_shape,
+            "input_dtype": self.m.dtype(inputs[0]),
+            "output_dtype": self.m.dtype(outputs[0]),
+            "tensors": {name: {"index": v.index, "nhwc": v.nhwc} for name, v in env.items()},
+        }
         if self.qgraph is not None and self.io == "int8":
             qi, qo = self.qgraph.input_q, env[g.outputs[0]].q
             if qo is None:
@@ -279,14 +297,21 @@ class TfliteLowering(Normalizations, Interpreter):
             b = self.inits[n.bias] if n.bias else np.zeros(c_out, np.float32)
             bt = self.float_weight(n.bias or f"{n.name}/bias", b.astype(np.float32))
         act, clamp = self.fused(n)
-        fields = dict(padding=padding, strideH=strides[0], strideW=strides[1], dilationHFactor=dil[0],
-                      dilationWFactor=dil[1], fusedActivationFunction=act)
+        fields = dict(
+            padding=padding,
+            strideH=strides[0],
+            strideW=strides[1],
+            dilationHFactor=dil[0],
+            dilationWFactor=dil[1],
+            fusedActivationFunction=act,
+        )
         if depthwise:
             opts = options("DepthwiseConv2DOptions", depthMultiplier=c_out // group, **fields)
             self.m.operator("DEPTHWISE_CONV_2D", [x.index, wt, bt], [y.index], opts)
         else:
-            self.m.operator("CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields,
-                                                                                **self.bias_type(x, bt)))
+            self.m.operator(
+                "CONV_2D", [x.index, wt, bt], [y.index], options("Conv2DOptions", **fields, **self.bias_type(x, bt))
+            )
         y = self.clamp_after(y, clamp, n.name) if clamp else y
         return [self.grid_clamp(y, q.requant.lo, q.requant.hi, act, n.name) if q is not None and q.requant else y]
 
@@ -296,8 +321,12 @@ class TfliteLowering(Normalizations, Interpreter):
         FULLY_CONNECTED; the quantizer checked the codes fit)."""
         bias = q.bias if q.bias is not None else np.zeros(channels, np.int64)
         wide = q.qin[0].bits > 8 and self.qgraph.rules.wide_for(n.kind, q.attrs, q.weight).bias_bits > 32
-        return self.const(f"{n.name}/bias", bias, "int64" if wide else "int32",
-                          Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0))
+        return self.const(
+            f"{n.name}/bias",
+            bias,
+            "int64" if wide else "int32",
+            Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0),
+        )
 
     def bias_type(self, x: Value, bias: int) -> dict:
         """CONV_2D's and FULLY_CONNECTED's `quantized_bias_type` at 16x8 (int16 input `x`): INT64, or INT32 for an
@@ -319,14 +348,21 @@ class TfliteLowering(Normalizations, Interpreter):
             wt = self.const(n.weight, codes, "int8", Quant(sw, (0,) * len(sw), 0))
             bt = self.bias_codes(n, q, len(sw))
         else:
-            wt = (self.hybrid_weight(n.weight, nk, 0) if self.precision == "dynamic"
-                  else self.float_weight(n.weight, np.ascontiguousarray(nk)))
+            wt = (
+                self.hybrid_weight(n.weight, nk, 0)
+                if self.precision == "dynamic"
+                else self.float_weight(n.weight, np.ascontiguousarray(nk))
+            )
             b = self.inits[n.bias] if n.bias else np.zeros(nk.shape[0], np.float32)
             bt = self.float_weight(n.bias or f"{n.name}/bias", b.astype(np.float32))
         y = self.out(n)
         act, clamp = self.fused(n)
-        opts = options("FullyConnectedOptions", fusedActivationFunction=act,
-                       asymmetricQuantizeInputs=self.precision == "dynamic", **self.bias_type(x, bt))
+        opts = options(
+            "FullyConnectedOptions",
+            fusedActivationFunction=act,
+            asymmetricQuantizeInputs=self.precision == "dynamic",
+            **self.bias_type(x, bt),
+        )
         self.m.operator("FULLY_CONNECTED", [x.index, wt, bt], [y.index], opts)
         y = self.clamp_after(y, clamp, n.name) if clamp else y
         return [self.grid_clamp(y, q.requant.lo, q.requant.hi, act, n.name) if q is not None and q.requant else y]
@@ -338,8 +374,9 @@ class TfliteLowering(Normalizations, Interpreter):
         # int16: LiteRT's general-scale ADD (the reference's); with pot_scale_int16 (the schema's default) scales
         # that happen to be powers of two would take its other arithmetic
         wide = {"potScaleInt16": False} if self.m.dtype(y.index) == "int16" else {}
-        self.m.operator("ADD", [a.index, b.index], [y.index],
-                        options("AddOptions", fusedActivationFunction=act, **wide))
+        self.m.operator(
+            "ADD", [a.index, b.index], [y.index], options("AddOptions", fusedActivationFunction=act, **wide)
+        )
         return [self.clamp_after(y, clamp, n.name) if clamp else y]
 
     def broadcast(self, n: INode) -> list:
@@ -381,8 +418,9 @@ class TfliteLowering(Normalizations, Interpreter):
         q = self.qnodes[n.name].qout[0] if n.name in self.qnodes else None
         name = f"{n.outputs[0]}/nchw" if len(target) == 4 else n.outputs[0]
         y = self.act(name, target, q, False)
-        self.m.operator("BATCH_MATMUL", [a.index, b.index], [y.index],
-                        options("BatchMatMulOptions", adjX=False, adjY=False))
+        self.m.operator(
+            "BATCH_MATMUL", [a.index, b.index], [y.index], options("BatchMatMulOptions", adjX=False, adjY=False)
+        )
         return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
 
     def lookup(self, n: INode, x: Value) -> list:
@@ -414,8 +452,10 @@ class TfliteLowering(Normalizations, Interpreter):
             self.m.operator("RELU", [x.index], [r.index])
             self.m.operator("ADD", [r.index, scaled.index], [y.index], options("AddOptions"))
         elif kernel is not None:
-            opts = {"Gelu": lambda: options("GeluOptions", approximate=attrs.get("approximate", "none") == "tanh"),
-                    "LeakyRelu": lambda: options("LeakyReluOptions", alpha=float(attrs.get("alpha", 0.01)))}
+            opts = {
+                "Gelu": lambda: options("GeluOptions", approximate=attrs.get("approximate", "none") == "tanh"),
+                "LeakyRelu": lambda: options("LeakyReluOptions", alpha=float(attrs.get("alpha", 0.01))),
+            }
             self.m.operator(kernel.builtin, [x.index], [y.index], opts[op]() if op in opts else None)
         else:
             raise BuildError(f"TFLite: no lowering for {op}")
@@ -451,10 +491,22 @@ class TfliteLowering(Normalizations, Interpreter):
         else:
             scales = tuple(float(v) for v in q.weight_scale)
             w = self.const(n.factor, q.factors[0].reshape(1, 1, 1, channels), "int8", Quant(scales, (0,) * channels, 3))
-            b = self.const(f"{n.name}/bias", np.zeros(channels, np.int64), "int32",
-                           Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0))
-            opts = options("DepthwiseConv2DOptions", padding="VALID", strideH=1, strideW=1, depthMultiplier=1,
-                           dilationHFactor=1, dilationWFactor=1, fusedActivationFunction="NONE")
+            b = self.const(
+                f"{n.name}/bias",
+                np.zeros(channels, np.int64),
+                "int32",
+                Quant(tuple(float(v) for v in q.acc_scale), (0,) * channels, 0),
+            )
+            opts = options(
+                "DepthwiseConv2DOptions",
+                padding="VALID",
+                strideH=1,
+                strideW=1,
+                depthMultiplier=1,
+                dilationHFactor=1,
+                dilationWFactor=1,
+                fusedActivationFunction="NONE",
+            )
             self.m.operator("DEPTHWISE_CONV_2D", [x.index, w, b], [y.index], opts)
         return [y]
 
@@ -466,20 +518,25 @@ class TfliteLowering(Normalizations, Interpreter):
         if q is None:
             c = self.float_weight(n.factor, factor.reshape(1))
         else:  # the int8 code; in the 16x8 mode as int16 (LiteRT's MUL takes operands of one type)
-            c = self.const(n.factor, q.factors[0].reshape(-1)[:1], self.m.dtype(x.index),
-                           Quant((float(q.weight_scale[0]),), (0,)))
+            c = self.const(
+                n.factor, q.factors[0].reshape(-1)[:1], self.m.dtype(x.index), Quant((float(q.weight_scale[0]),), (0,))
+            )
         self.m.operator("MUL", [x.index, c], [y.index], options("MulOptions"))
         return y
 
     def reduce_sum(self, n: INode, x: Value) -> list:
         """SUM over the constant axes (the tensor's own layout), float only."""
         node = self.onnx_nodes[n.name]
-        axes = (self.inits[node.input[1]] if len(node.input) > 1 and node.input[1] else n.attrs["axes"])
+        axes = self.inits[node.input[1]] if len(node.input) > 1 and node.input[1] else n.attrs["axes"]
         rank = len(self.m.shape(x.index))
         axes = [NHWC.index(int(a) % rank) if x.nhwc else int(a) % rank for a in np.asarray(axes).reshape(-1)]
         y = self.out(n)
-        self.m.operator("SUM", [x.index, self.const(f"{n.name}/axes", np.array(axes, np.int32), "int32")], [y.index],
-                        options("ReducerOptions", keepDims=bool(n.attrs.get("keepdims", 1))))
+        self.m.operator(
+            "SUM",
+            [x.index, self.const(f"{n.name}/axes", np.array(axes, np.int32), "int32")],
+            [y.index],
+            options("ReducerOptions", keepDims=bool(n.attrs.get("keepdims", 1))),
+        )
         return [y]
 
     def clamp(self, n: INode, x: Value) -> list:
@@ -490,8 +547,10 @@ class TfliteLowering(Normalizations, Interpreter):
             self.m.operator(FUSED[bounds], [x.index], [y.index])
             return [y]
         if q is not None and q.rescale[0] is not None:
-            raise BuildError(f"TFLite: Clip {n.name!r} with bounds {bounds} and different input and output "
-                             "scales has no int8 form; recalibrate with --target tflite")
+            raise BuildError(
+                f"TFLite: Clip {n.name!r} with bounds {bounds} and different input and output "
+                "scales has no int8 form; recalibrate with --target tflite"
+            )
         return [self.clamp_after(x, bounds, n.name, final=y)]
 
     def softmax(self, n: INode, x: Value) -> list:
@@ -523,8 +582,10 @@ class TfliteLowering(Normalizations, Interpreter):
     def global_max_pool(self, n: INode, x: Value) -> list:
         q = self.qnodes.get(n.name)
         if q is not None and q.rescale[0] is not None:
-            raise BuildError(f"TFLite: global max pool {n.name!r} has another scale than its input: TFLite's int8 "
-                             "MAX_POOL_2D keeps one; recalibrate with --target tflite")
+            raise BuildError(
+                f"TFLite: global max pool {n.name!r} has another scale than its input: TFLite's int8 "
+                "MAX_POOL_2D keeps one; recalibrate with --target tflite"
+            )
         x = self.as_nhwc(x, f"{n.name}/nhwc")
         _, h, w, _ = self.m.shape(x.index)
         y = self.out(n)
@@ -550,32 +611,56 @@ class TfliteLowering(Normalizations, Interpreter):
         return [y]
 
     def pool(self, op: str, x: Value, y: Value, kernel, strides, padding: str) -> None:
-        self.m.operator(op, [x.index], [y.index], options(
-            "Pool2DOptions", padding=padding, strideH=strides[0], strideW=strides[1], filterHeight=kernel[0],
-            filterWidth=kernel[1], fusedActivationFunction="NONE"))
+        self.m.operator(
+            op,
+            [x.index],
+            [y.index],
+            options(
+                "Pool2DOptions",
+                padding=padding,
+                strideH=strides[0],
+                strideW=strides[1],
+                filterHeight=kernel[0],
+                filterWidth=kernel[1],
+                fusedActivationFunction="NONE",
+            ),
+        )
 
     # ------------------------------------------------------------------------------------------ moves
     def concat(self, n: INode, *xs: Value) -> list:
         q = self.qnodes.get(n.name)
         if q is not None and any(rs is not None for rs in q.rescale):
-            raise BuildError(f"TFLite: concat {n.name!r} has inputs at other scales than its output: TFLite's int8 "
-                             "CONCATENATION wants one; recalibrate with --target tflite")
+            raise BuildError(
+                f"TFLite: concat {n.name!r} has inputs at other scales than its output: TFLite's int8 "
+                "CONCATENATION wants one; recalibrate with --target tflite"
+            )
         rank = len(self.shape(n.outputs[0]))
         axis = int(n.attrs.get("axis", 1)) % rank
-        ins = xs if all(v.nhwc == xs[0].nhwc for v in xs) else [self.as_nchw(v, f"{n.name}/{k}") for k, v in
-                                                                 enumerate(xs)]
+        ins = (
+            xs
+            if all(v.nhwc == xs[0].nhwc for v in xs)
+            else [self.as_nchw(v, f"{n.name}/{k}") for k, v in enumerate(xs)]
+        )
         nhwc = ins[0].nhwc
-        y = self.out(n) if nhwc or rank != 4 else self.act(n.outputs[0], self.shape(n.outputs[0]),
-                                                             q.qout[0] if q else None, False)
+        y = (
+            self.out(n)
+            if nhwc or rank != 4
+            else self.act(n.outputs[0], self.shape(n.outputs[0]), q.qout[0] if q else None, False)
+        )
         if nhwc and rank == 4:
             axis = NHWC.index(axis)
-        self.m.operator("CONCATENATION", [v.index for v in ins], [y.index],
-                        options("ConcatenationOptions", axis=axis, fusedActivationFunction="NONE"))
+        self.m.operator(
+            "CONCATENATION",
+            [v.index for v in ins],
+            [y.index],
+            options("ConcatenationOptions", axis=axis, fusedActivationFunction="NONE"),
+        )
         return [y]
 
     def reshape_value(self, x: Value, shape: list[int], name: str, q) -> Value:
-        y = self.act(name, [1 if d == -1 else d for d in shape] if -1 not in shape else
-                     self._resolve(x, shape), x.q, False)
+        y = self.act(
+            name, [1 if d == -1 else d for d in shape] if -1 not in shape else self._resolve(x, shape), x.q, False
+        )
         s = self.const(f"{name}/shape", np.array([-1, *shape[1:]], np.int32), "int32")
         self.m.operator("RESHAPE", [x.index, s], [y.index], options("ReshapeOptions", newShape=[-1, *shape[1:]]))
         return y
@@ -592,8 +677,9 @@ class TfliteLowering(Normalizations, Interpreter):
         if x.nhwc and len(target) == 2 and src[1] == src[2] == 1:
             y = self.reshape_value(x, target, n.outputs[0], x.q)
             return [y]
-        y = self.reshape_value(self.as_nchw(x, f"{n.name}/nchw"), target, f"{n.outputs[0]}/nchw"
-                               if len(target) == 4 else n.outputs[0], x.q)
+        y = self.reshape_value(
+            self.as_nchw(x, f"{n.name}/nchw"), target, f"{n.outputs[0]}/nchw" if len(target) == 4 else n.outputs[0], x.q
+        )
         return [self.as_nhwc_named(y, n.outputs[0]) if len(target) == 4 else y]
 
     def as_nhwc_named(self, v: Value, name: str) -> Value:
@@ -611,8 +697,11 @@ class TfliteLowering(Normalizations, Interpreter):
         """STRIDED_SLICE over every axis of the tensor's own layout (a range that runs to the first element: its
         end in end_mask)."""
         qn = self.qnodes.get(n.name)
-        ranges = qn.attrs["ranges"] if qn is not None else slice_ranges(
-            self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)
+        ranges = (
+            qn.attrs["ranges"]
+            if qn is not None
+            else slice_ranges(self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)
+        )
         shape = self.m.shape(x.index)
         begin, end, strides, end_mask = [0] * len(shape), list(shape), [1] * len(shape), 0
         for axis, start, stop, step in ranges:
@@ -620,12 +709,19 @@ class TfliteLowering(Normalizations, Interpreter):
             begin[at], end[at], strides[at] = start, stop, step
             if stop < 0:
                 end_mask |= 1 << at
-        y = self.out(n) if x.nhwc or len(shape) != 4 else self.act(n.outputs[0], self.shape(n.outputs[0]), x.q,
-                                                                   False)
-        self.m.operator("STRIDED_SLICE", [x.index, *(self.const(f"{n.name}/{k}", np.array(v, np.int32), "int32")
-                                                      for k, v in (("begin", begin), ("end", end),
-                                                                   ("strides", strides)))],
-                        [y.index], options("StridedSliceOptions", endMask=end_mask))
+        y = self.out(n) if x.nhwc or len(shape) != 4 else self.act(n.outputs[0], self.shape(n.outputs[0]), x.q, False)
+        self.m.operator(
+            "STRIDED_SLICE",
+            [
+                x.index,
+                *(
+                    self.const(f"{n.name}/{k}", np.array(v, np.int32), "int32")
+                    for k, v in (("begin", begin), ("end", end), ("strides", strides))
+                ),
+            ],
+            [y.index],
+            options("StridedSliceOptions", endMask=end_mask),
+        )
         return [y]
 
     def split(self, n: INode, x: Value) -> list:
@@ -634,9 +730,18 @@ class TfliteLowering(Normalizations, Interpreter):
         if x.nhwc:
             axis = NHWC.index(axis)
         sizes = [int(self.shape(o)[int(n.attrs.get("axis", 0)) % rank]) for o in n.outputs]
-        ys = [self.out(n, k) if x.nhwc or rank != 4 else self.act(o, self.shape(o), x.q, False)
-              for k, o in enumerate(n.outputs)]
-        self.m.operator("SPLIT_V", [x.index, self.const(f"{n.name}/sizes", np.array(sizes, np.int32), "int32"),
-                                    self.const(f"{n.name}/axis", np.array(axis, np.int32), "int32")],
-                        [y.index for y in ys], options("SplitVOptions", numSplits=len(sizes)))
+        ys = [
+            self.out(n, k) if x.nhwc or rank != 4 else self.act(o, self.shape(o), x.q, False)
+            for k, o in enumerate(n.outputs)
+        ]
+        self.m.operator(
+            "SPLIT_V",
+            [
+                x.index,
+                self.const(f"{n.name}/sizes", np.array(sizes, np.int32), "int32"),
+                self.const(f"{n.name}/axis", np.array(axis, np.int32), "int32"),
+            ],
+            [y.index for y in ys],
+            options("SplitVOptions", numSplits=len(sizes)),
+        )
         return ys

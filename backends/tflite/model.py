@@ -8,14 +8,22 @@ TensorFlow: tensors, constant buffers, operators, and each builtin operator's ve
     m.operator("CONV_2D", [x, w, b], [y], Conv2DOptions(...))
     data = m.to_bytes(inputs=[x], outputs=[y])          # the same inputs give the same bytes
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "int16": "INT16", "int32": "INT32",
-          "int64": "INT64", "uint8": "UINT8"}
+DTYPES = {
+    "float32": "FLOAT32",
+    "float16": "FLOAT16",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+}
 SIGNATURE = "serving_default"
 
 
@@ -62,8 +70,15 @@ class TfliteModel:
         self.names: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ tensors
-    def tensor(self, name: str, shape, dtype: str, data: np.ndarray | None = None, quant: Quant | None = None,
-               signature: list | None = None) -> int:
+    def tensor(
+        self,
+        name: str,
+        shape,
+        dtype: str,
+        data: np.ndarray | None = None,
+        quant: Quant | None = None,
+        signature: list | None = None,
+    ) -> int:
         """A new tensor (a unique name is made from `name`); `data` makes it a constant."""
         s = self.s
         t = s.TensorT()
@@ -123,16 +138,44 @@ class TfliteModel:
         # an int8 filter, DEPTHWISE_CONV_2D's neither: it keeps 1 / 2), the pools, CONCATENATION, PAD, DEQUANTIZE 3,
         # QUANTIZE to int16 2, TRANSPOSE 5, MAXIMUM / MINIMUM 4, LOGISTIC / BATCH_MATMUL / ADD (general scales) 3,
         # MUL 4, SLICE 4, STRIDED_SLICE 1 (no int16 rule)
-        if op == "CONV_2D" and i0 == "int16" and w == "int8" and o0 == "int16" and o is not None and \
-                o.quantizedBiasType:
+        if (
+            op == "CONV_2D"
+            and i0 == "int16"
+            and w == "int8"
+            and o0 == "int16"
+            and o is not None
+            and o.quantizedBiasType
+        ):
             return 8
-        if op == "FULLY_CONNECTED" and i0 == "int16" and w == "int8" and o0 == "int16" and o is not None and \
-                o.quantizedBiasType:
+        if (
+            op == "FULLY_CONNECTED"
+            and i0 == "int16"
+            and w == "int8"
+            and o0 == "int16"
+            and o is not None
+            and o.quantizedBiasType
+        ):
             return 11
         if i0 == "int16":
-            wide = {"MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "PAD": 3, "PADV2": 3,
-                    "DEQUANTIZE": 3, "TRANSPOSE": 5, "MAXIMUM": 4, "MINIMUM": 4, "MEAN": 3, "RELU": 3, "RELU6": 3,
-                    "LOGISTIC": 3, "BATCH_MATMUL": 3, "MUL": 4, "SLICE": 4, "SOFTMAX": 3}
+            wide = {
+                "MAX_POOL_2D": 3,
+                "AVERAGE_POOL_2D": 3,
+                "CONCATENATION": 3,
+                "PAD": 3,
+                "PADV2": 3,
+                "DEQUANTIZE": 3,
+                "TRANSPOSE": 5,
+                "MAXIMUM": 4,
+                "MINIMUM": 4,
+                "MEAN": 3,
+                "RELU": 3,
+                "RELU6": 3,
+                "LOGISTIC": 3,
+                "BATCH_MATMUL": 3,
+                "MUL": 4,
+                "SLICE": 4,
+                "SOFTMAX": 3,
+            }
             if op == "ADD" and o0 == "int16" and opts is not None and not opts[1].potScaleInt16:
                 return 3
             rank = len(self.shape(inputs[0]))
@@ -192,8 +235,24 @@ class TfliteModel:
             return 4 if len(self.shape(inputs[0])) > 4 else 2 if i0 == "int8" else 1
         if op in ("MAXIMUM", "MINIMUM") and len(self.shape(inputs[0])) > 4:
             return 3
-        if op in ("ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION", "SOFTMAX", "MEAN", "RELU6", "RELU",
-                  "LOGISTIC", "TANH", "SPLIT_V", "MAXIMUM", "MINIMUM", "GELU", "SUB", "RSQRT"):
+        if op in (
+            "ADD",
+            "MAX_POOL_2D",
+            "AVERAGE_POOL_2D",
+            "CONCATENATION",
+            "SOFTMAX",
+            "MEAN",
+            "RELU6",
+            "RELU",
+            "LOGISTIC",
+            "TANH",
+            "SPLIT_V",
+            "MAXIMUM",
+            "MINIMUM",
+            "GELU",
+            "SUB",
+            "RSQRT",
+        ):
             return 2 if i0 == "int8" else 1
         return 1  # RESHAPE, QUANTIZE (int8), HARD_SWISH, RELU_N1_TO_1, RELU_0_TO_1, ELU, LEAKY_RELU, PRELU
 

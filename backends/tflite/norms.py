@@ -1,6 +1,7 @@
 """The TFLite lowering's normalizations (float only: in an INT8 graph they are float islands): layer norm over one
 axis and group norm, as MEAN / SUB / MUL / RSQRT builtins, with their affine. A mixin of TfliteLowering
 (backends/tflite/lower.py), which provides the tensors (`act`, `const`, `out`, `float_weight`, layouts)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,11 @@ class Normalizations:
         scaled = self.act(f"{n.name}/scaled", self.m.shape(y.index), None, y.nhwc)
         gamma = self.float_weight(n.weight, self.inits[n.weight].reshape(along).astype(np.float32))
         self.m.operator("MUL", [y.index, gamma], [scaled.index], options("MulOptions"))
-        beta = (self.float_weight(n.bias, self.inits[n.bias].reshape(along).astype(np.float32)) if n.bias
-                else self.const(f"{n.name}/bias", np.zeros(along, np.float32), "float32"))
+        beta = (
+            self.float_weight(n.bias, self.inits[n.bias].reshape(along).astype(np.float32))
+            if n.bias
+            else self.const(f"{n.name}/bias", np.zeros(along, np.float32), "float32")
+        )
         self.m.operator("ADD", [scaled.index, beta], [out.index], options("AddOptions"))
         return out
 

@@ -1,5 +1,6 @@
 """The TFLite lowering's values and layout helpers: a graph tensor as a TFLite tensor (its index, whether it is
 stored channels last, its codes' parameters), the tensor types, and TFLite's SAME padding."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -19,6 +19,7 @@ backends/tvm/int8/lower.py lowers the graph + calibration table to integer Relax
 compiled the same way.
 Running here: the bundle's own kit/bin/tcc-run, natively for `host` and under qemu-user for the ARM targets.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,11 @@ from tcc.quant.table.placement import float_nodes
 
 from ... import targets as tvm_targets
 from ..base import Backend, Capabilities, EmitOptions, Exposed
-from . import compile as tvm_compile, run as tvm_run, runtime as rt, tune as tvm_tune, worker as tvm_worker
+from . import compile as tvm_compile
+from . import run as tvm_run
+from . import runtime as rt
+from . import tune as tvm_tune
+from . import worker as tvm_worker
 from .import_tvm import import_tvm_first
 from .kit import ARTIFACT, KIT, KIT_INFO, write_kit
 from .measure.insn_count import per_inference
@@ -69,8 +74,10 @@ def _tvm_missing() -> str | None:
     try:
         metadata.version("apache-tvm")
     except metadata.PackageNotFoundError:
-        return ("the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
-                f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})")
+        return (
+            "the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
+            f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})"
+        )
     return None
 
 
@@ -95,8 +102,14 @@ def _precision_options(precision: str) -> dict:
     rewrites (the first conv reading the NCHW input, exponentials as polynomials, output channels in whole
     vectors)."""
     int8 = precision == "int8"
-    return {"ieee": int8, "concat_in_place": True, "nchw_input": not int8, "fast_math": not int8,
-            "whole_vectors": not int8, "channel_scale": not int8}
+    return {
+        "ieee": int8,
+        "concat_in_place": True,
+        "nchw_input": not int8,
+        "fast_math": not int8,
+        "whole_vectors": not int8,
+        "channel_scale": not int8,
+    }
 
 
 class TvmBackend(Backend):
@@ -134,10 +147,12 @@ class TvmBackend(Backend):
             raise BuildError(f"target {options.target}: {missing}")
         spec = _spec(options.target)
         if options.tune and spec.is_cross:
-            raise BuildError(f"--tune is host-only: MetaSchedule measures every candidate schedule, and {spec.name} "
-                             "code cannot be timed on this machine (qemu timings say nothing about a Cortex core; "
-                             "tuning for a board needs an RPC runner on it). Build without --tune, or tune the "
-                             "host target.")
+            raise BuildError(
+                f"--tune is host-only: MetaSchedule measures every candidate schedule, and {spec.name} "
+                "code cannot be timed on this machine (qemu timings say nothing about a Cortex core; "
+                "tuning for a board needs an RPC runner on it). Build without --tune, or tune the "
+                "host target."
+            )
         if options.tune < 0:
             raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
         if options.tune or options.tune_log:
@@ -186,8 +201,14 @@ class TvmBackend(Backend):
             mod = self._relax_module(model, options)
         tune_dir, tune_trials = self._tuning(model, options)
         try:
-            tvm_compile.compile_module(mod, options.target, out_dir / ARTIFACT, tune_dir=tune_dir,
-                                       tune_trials=tune_trials, **_precision_options(options.precision))
+            tvm_compile.compile_module(
+                mod,
+                options.target,
+                out_dir / ARTIFACT,
+                tune_dir=tune_dir,
+                tune_trials=tune_trials,
+                **_precision_options(options.precision),
+            )
         except BuildError:  # ToolchainMissing: names the package to install
             raise
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
@@ -229,8 +250,10 @@ class TvmBackend(Backend):
         if options.tune_log:
             work = Path(options.tune_log)
             if not options.tune and not (work / "database_tuning_record.json").is_file():
-                raise BuildError(f"--tune-log {work}: no MetaSchedule database there "
-                                 "(database_tuning_record.json); pass --tune N to make one")
+                raise BuildError(
+                    f"--tune-log {work}: no MetaSchedule database there "
+                    "(database_tuning_record.json); pass --tune N to make one"
+                )
         else:
             key = hashlib.sha256(model.SerializeToString() + options.precision.encode()).hexdigest()[:16]
             cpu = tvm_compile.resolve_tvm_target(options.target).get("mcpu", "generic")
@@ -249,8 +272,10 @@ class TvmBackend(Backend):
         target = info["target"]
         spec = _spec(target)
         if spec.qemu and not shutil.which(spec.qemu[0]):
-            raise BuildError(f"{bundle}: a {target} bundle runs here only under `{spec.qemu[0]}` "
-                             "(Debian package qemu-user: apt-get install -y qemu-user)")
+            raise BuildError(
+                f"{bundle}: a {target} bundle runs here only under `{spec.qemu[0]}` "
+                "(Debian package qemu-user: apt-get install -y qemu-user)"
+            )
         shape = info.get("input_shape") or []
         batch = shape[0] if shape and isinstance(shape[0], int) else None
         return TvmLoaded(bundle, target, bundle / ARTIFACT, bundle / KIT / "bin" / "tcc-run", batch)
@@ -287,8 +312,10 @@ class TvmBackend(Backend):
         twin = np.asarray(outs[0], np.float32)
         same = np.array_equal(twin, y) if int8 else np.allclose(twin, y, rtol=1e-4, atol=1e-5 * max(1, np.abs(y).max()))
         if not same:
-            raise BuildError(f"{bundle_dir}: the debug twin compiled from --spec does not compute the bundle's output "
-                             "(built from another spec or weights?)")
+            raise BuildError(
+                f"{bundle_dir}: the debug twin compiled from --spec does not compute the bundle's output "
+                "(built from another spec or weights?)"
+            )
         exposed = {}
         for name, v in zip(names, outs[1:]):
             if int8:
@@ -313,19 +340,28 @@ class TvmBackend(Backend):
         names = [t for n in qg.nodes for t, q in zip(n.outputs, n.qout) if q is not None]
         runner = Path(bundle_dir) / KIT / "bin" / "tcc-run"
         with tempfile.TemporaryDirectory(prefix="tcc-codes-twin-") as tmp:
-            so = tvm_compile.compile_module(lower_int8(model, options.table, expose=tuple(names), batch=DEPLOY_BATCH),
-                                            options.target, Path(tmp) / ARTIFACT, ieee=True)
-            runs = [tvm_run.run_module(so, options.target, np.ascontiguousarray(x[i:i + 1], np.float32),
-                                       runner=runner)[0] for i in range(len(x))]
+            so = tvm_compile.compile_module(
+                lower_int8(model, options.table, expose=tuple(names), batch=DEPLOY_BATCH),
+                options.target,
+                Path(tmp) / ARTIFACT,
+                ieee=True,
+            )
+            runs = [
+                tvm_run.run_module(so, options.target, np.ascontiguousarray(x[i : i + 1], np.float32), runner=runner)[0]
+                for i in range(len(x))
+            ]
         if not np.array_equal(np.concatenate([r[0] for r in runs]), got):
-            raise SelfCheckError("self-check: the INT8 module with its codes exposed does not compute what the "
-                                 "artifact computes; no bundle was written")
+            raise SelfCheckError(
+                "self-check: the INT8 module with its codes exposed does not compute what the "
+                "artifact computes; no bundle was written"
+            )
         return {name: np.concatenate([r[k + 1] for r in runs]) for k, name in enumerate(names)}
 
     # ------------------------------------------------------------------ target checks
     def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
-        return {"instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT,
-                                                                _spec(options.target).name))}
+        return {
+            "instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT, _spec(options.target).name))
+        }
 
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
         spec = _spec(options.target)
@@ -340,8 +376,9 @@ class TvmBackend(Backend):
             with tempfile.TemporaryDirectory(prefix="tcc-host-twin-") as tmp, phase("host-twin"):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
-                tvm_compile.compile_module(self._relax_module(model, host_opts), "host", host_so,
-                                           **_precision_options(options.precision))
+                tvm_compile.compile_module(
+                    self._relax_module(model, host_opts), "host", host_so, **_precision_options(options.precision)
+                )
                 with phase("run"):
                     host = _run_batched(host_so, "host", x, self.load(bundle).batch)
             a, h = np.asarray(got, np.float64), np.asarray(host, np.float64)
@@ -359,19 +396,23 @@ class TvmBackend(Backend):
                 required = f"|arm - host| <= {tol['atol']} + {tol['rtol']} * |host|"
             checks["arm_vs_host"] = {
                 "description": f"{spec.name} module run by kit/bin/tcc-run under `{' '.join(spec.qemu or ())}` vs "
-                               "the same model compiled for the host, on the self-check inputs",
+                "the same model compiled for the host, on the self-check inputs",
                 "max_abs": stable_float(float(d.max()) if d.size else 0.0),
                 "bit_exact": bool(np.array_equal(got, host)),
-                "required": required, "passed": passed,
+                "required": required,
+                "passed": passed,
             }
             if not passed:
-                raise SelfCheckError(f"target check failed: the {spec.name} module under qemu differs from the host "
-                                     f"build by max abs {float(d.max()):.3g} (required: {required}); "
-                                     "no bundle was written")
+                raise SelfCheckError(
+                    f"target check failed: the {spec.name} module under qemu differs from the host "
+                    f"build by max abs {float(d.max()):.3g} (required: {required}); "
+                    "no bundle was written"
+                )
         if spec.is_cross and options.count_instructions:
             with phase("instruction-count"):
                 checks["instructions_per_inference"] = per_inference(
-                    bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run")
+                    bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run"
+                )
         if options.precision == "fp32":
             checks["vs_onnxruntime"] = _vs_ort(model, x, got, spec.name)
         return checks
@@ -383,19 +424,30 @@ class TvmBackend(Backend):
             "runtime": f"TVM {rt.tvm_versions()[0]} Relax VM (kit/bin/tcc-run, kit/lib)",
             "artifact": ARTIFACT,
             "target": spec.name,
-            "tvm_target": {k: v for k, v in tvm_compile.resolve_tvm_target(spec.name).items()},
+            "tvm_target": dict(tvm_compile.resolve_tvm_target(spec.name)),
             "batch": DEPLOY_BATCH,
             "kit": f"{KIT}/",
-            "readme_run": ["On the board (copy the whole bundle folder; kit/README.md has the details):", "",
-                           "```sh", f"cd kit && {run}", "```", "",
-                           "Here: `tcc predict --artifact THIS_DIR --image picture.png --json`"
-                           + (f" (runs under `{spec.qemu[0]}`)" if spec.qemu else "") + "."],
+            "readme_run": [
+                "On the board (copy the whole bundle folder; kit/README.md has the details):",
+                "",
+                "```sh",
+                f"cd kit && {run}",
+                "```",
+                "",
+                "Here: `tcc predict --artifact THIS_DIR --image picture.png --json`"
+                + (f" (runs under `{spec.qemu[0]}`)" if spec.qemu else "")
+                + ".",
+            ],
         }
         if options.tune or options.tune_log:
-            info["tuning"] = {"meta_schedule_trials": options.tune,
-                              "database": "--tune-log" if options.tune_log else "tcc cache (target + model hash)"}
-        info["note"] = ("compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "
-                        "tcc predict runs larger batches sample by sample.")
+            info["tuning"] = {
+                "meta_schedule_trials": options.tune,
+                "database": "--tune-log" if options.tune_log else "tcc cache (target + model hash)",
+            }
+        info["note"] = (
+            "compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "
+            "tcc predict runs larger batches sample by sample."
+        )
         return info
 
 
@@ -428,7 +480,6 @@ def _all_outputs_module(model):
     """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
     import onnx
 
-
     m = onnx.shape_inference.infer_shapes(model)
     out = m.graph.output[0].name
     typed = {v.name: v for v in m.graph.value_info}
@@ -443,7 +494,7 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
     x = np.ascontiguousarray(x, dtype=np.float32)
     if batch is not None and len(x) % batch:
         raise BuildError(f"the module has a fixed batch of {batch}; got {len(x)} samples")
-    parts = [x] if batch is None or batch == len(x) else [x[i:i + batch] for i in range(0, len(x), batch)]
+    parts = [x] if batch is None or batch == len(x) else [x[i : i + batch] for i in range(0, len(x), batch)]
     # one runner process per chunk (each qemu start costs ~0.1 s, small against the model), as many at once as
     # there are cores: under qemu one DDSNet inference takes seconds
     from concurrent.futures import ThreadPoolExecutor
@@ -455,10 +506,14 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
 
 def _mix_summary(mix: dict) -> dict:
     total, simd = mix["total"], mix["simd"]
-    summary = {"arch": mix["arch"], "instructions": total, "simd": simd,
-               "simd_fraction": round(simd / total, 4) if total else 0.0,
-               "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
-               "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8])}
+    summary = {
+        "arch": mix["arch"],
+        "instructions": total,
+        "simd": simd,
+        "simd_fraction": round(simd / total, 4) if total else 0.0,
+        "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
+        "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8]),
+    }
     if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/amx.py: a stem on them)
         summary["amx"] = mix["amx_by_mnemonic"]
     return summary
@@ -474,8 +529,10 @@ def _vs_ort(model, x, got, target) -> dict:
     name = sess.get_inputs()[0].name
     ref = sess.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
     d = np.abs(np.asarray(got, np.float64) - ref)
-    return {"description": f"{target} module vs ONNX Runtime (CPU, FP32) on the self-check inputs (recorded)",
-            "max_abs": stable_float(float(d.max()) if d.size else 0.0)}
+    return {
+        "description": f"{target} module vs ONNX Runtime (CPU, FP32) on the self-check inputs (recorded)",
+        "max_abs": stable_float(float(d.max()) if d.size else 0.0),
+    }
 
 
 _TUNE_STAMP = "tcc-tune.json"

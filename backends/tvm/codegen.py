@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tcc.errors import BuildError
 from tcc.process.phases import phase
@@ -36,8 +37,9 @@ def partition(weights: dict[str, int], parts: int = PARTS) -> list[list[str]]:
     return [sorted(g) for g in groups if g]
 
 
-def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
-                       fcompile: Callable | None = None, workers: int | None = None) -> Path:
+def compile_and_export(
+    mod: Any, target: Any, pipeline: Any, out_path: Path, fcompile: Callable | None = None, workers: int | None = None
+) -> Path:
     """`tvm.compile(mod, target, relax_pipeline=pipeline)` followed by `export_library(out_path, fcompile=...)`,
     with the kernels' LLVM build and object emission spread over `workers` threads (default: the CPU count)."""
     import tvm
@@ -76,8 +78,9 @@ def compile_and_export(mod: Any, target: Any, pipeline: Any, out_path: Path,
             libs = list(pool.map(build, range(len(groups))))
         for other in libs[1:]:
             libs[0].import_module(other)
-        executable = vm_build._ffi_api.VMLink(builder, target, libs[0], [],
-                                              dict(attrs.get("const_name_to_constant", {})))
+        executable = vm_build._ffi_api.VMLink(
+            builder, target, libs[0], [], dict(attrs.get("const_name_to_constant", {}))
+        )
         with phase("link"):
             # the VM bytecode and constants, packed into an object as export_library packs a module's imports
             packed = str(Path(work) / "devc.o")

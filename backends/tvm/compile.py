@@ -17,14 +17,24 @@ from typing import Any
 import numpy as np
 
 from ...targets import get_platform as get_target
-from . import codegen as tvm_codegen, tune as tvm_tune
+from . import codegen as tvm_codegen
+from . import tune as tvm_tune
 from .runtime import require_tools
 
 
-def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None = None,
-                    tune_trials: int = 0, schedule: bool = True, concat_in_place: bool = False,
-                    nchw_input: bool = False, fast_math: bool = False, whole_vectors: bool = False,
-                    channel_scale: bool = False):
+def _relax_pipeline(  # noqa: PLR0913
+    target: Any,
+    fuse: bool,
+    dlight: bool,
+    tune_dir: str | None = None,
+    tune_trials: int = 0,
+    schedule: bool = True,
+    concat_in_place: bool = False,
+    nchw_input: bool = False,
+    fast_math: bool = False,
+    whole_vectors: bool = False,
+    channel_scale: bool = False,
+):
     """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
     tcc's default CPU schedules (backends/tvm/schedule/) on the fused TIR; optionally dlight's own CPU rules,
     and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
@@ -85,8 +95,9 @@ def _relax_pipeline(target: Any, fuse: bool, dlight: bool, tune_dir: str | None 
 # Relax ops on constants that numpy computes exactly (they move, reshape or test values; no arithmetic): the
 # frontend's bias reshapes and Clip NaN guards, ConvertLayout's weight transposes
 NUMPY_FOLDS = {
-    "relax.permute_dims": lambda call, x: np.transpose(x, None if call.attrs.axes is None
-                                                       else [int(a) for a in call.attrs.axes]),
+    "relax.permute_dims": lambda call, x: np.transpose(
+        x, None if call.attrs.axes is None else [int(a) for a in call.attrs.axes]
+    ),
     "relax.reshape": lambda call, x: x.reshape([int(d) for d in call.args[1].values]),
     "relax.isnan": lambda call, x: np.isnan(x),
     "relax.where": lambda call, c, x, y: np.where(c, x, y),
@@ -184,8 +195,12 @@ def relax_clips(mod: Any) -> Any:
             x, bound = call.args[1].fields
             if isinstance(bound, relax.Var):
                 bound = self.lookup_binding(bound)
-            if (kind is None or not isinstance(bound, tvm.ir.GenericConst) or len(bound.ty.shape) != 0
-                    or ops[kind][1] not in mod[call.args[0]].script()):
+            if (
+                kind is None
+                or not isinstance(bound, tvm.ir.GenericConst)
+                or len(bound.ty.shape) != 0
+                or ops[kind][1] not in mod[call.args[0]].script()
+            ):
                 return call
             return ops[kind][0](x, bound)
 
@@ -204,11 +219,23 @@ def _physical_cores() -> int:
         return os.cpu_count() or 1
 
 
-def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
-                   fuse: bool = True, dlight: bool = False, tune_dir: str | os.PathLike | None = None,
-                   tune_trials: int = 0, schedule: bool = True, ieee: bool = False,
-                   concat_in_place: bool = False, nchw_input: bool = False, fast_math: bool = False,
-                   whole_vectors: bool = False, channel_scale: bool = False) -> Path:
+def compile_module(  # noqa: PLR0913
+    mod: Any,
+    target_name: str,
+    out_path: str | os.PathLike | None = None,
+    *,
+    fuse: bool = True,
+    dlight: bool = False,
+    tune_dir: str | os.PathLike | None = None,
+    tune_trials: int = 0,
+    schedule: bool = True,
+    ieee: bool = False,
+    concat_in_place: bool = False,
+    nchw_input: bool = False,
+    fast_math: bool = False,
+    whole_vectors: bool = False,
+    channel_scale: bool = False,
+) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm.codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
@@ -233,8 +260,19 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
         threads = os.environ.get("TVM_NUM_THREADS", "")
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
-    pipeline = _relax_pipeline(target, fuse, dlight, str(tune_dir) if tune_dir else None, tune_trials, schedule,
-                               concat_in_place, nchw_input, fast_math, whole_vectors, channel_scale)
+    pipeline = _relax_pipeline(
+        target,
+        fuse,
+        dlight,
+        str(tune_dir) if tune_dir else None,
+        tune_trials,
+        schedule,
+        concat_in_place,
+        nchw_input,
+        fast_math,
+        whole_vectors,
+        channel_scale,
+    )
     if out_path is None:
         out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
         out_path = out_dir / f"model-{spec.name}.so"
@@ -245,9 +283,18 @@ def compile_module(mod: Any, target_name: str, out_path: str | os.PathLike | Non
     return out_path
 
 
-def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike | None = None, *,
-                 fuse: bool = True, dlight: bool = False, shape_dict: dict[str, list[int]] | None = None,
-                 tune_dir: str | os.PathLike | None = None, tune_trials: int = 0, schedule: bool = True) -> Path:
+def compile_onnx(  # noqa: PLR0913
+    onnx_model: Any,
+    target_name: str,
+    out_path: str | os.PathLike | None = None,
+    *,
+    fuse: bool = True,
+    dlight: bool = False,
+    shape_dict: dict[str, list[int]] | None = None,
+    tune_dir: str | os.PathLike | None = None,
+    tune_trials: int = 0,
+    schedule: bool = True,
+) -> Path:
     """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
 
     Relax ONNX frontend -> compiled as tvm.compile would (target dict from the registry; kernels on all
@@ -261,5 +308,13 @@ def compile_onnx(onnx_model: Any, target_name: str, out_path: str | os.PathLike 
     """
     require_tools(target_name, build=False, run=False)
     mod = import_onnx(onnx_model, shape_dict)
-    return compile_module(mod, target_name, out_path, fuse=fuse, dlight=dlight, tune_dir=tune_dir,
-                          tune_trials=tune_trials, schedule=schedule)
+    return compile_module(
+        mod,
+        target_name,
+        out_path,
+        fuse=fuse,
+        dlight=dlight,
+        tune_dir=tune_dir,
+        tune_trials=tune_trials,
+        schedule=schedule,
+    )

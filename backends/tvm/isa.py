@@ -1,6 +1,7 @@
 """What a TVM target's CPU offers: ISA features from LLVM, and the float32 SIMD shape (lanes, vector registers) that
 the schedules tile for. TVM is imported when a target is asked about, not when this module loads: the INT8 kernels'
 table (int8/kernels.py) is read before the build's worker has imported TVM."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ def target_has(target, feature: str) -> bool:
 
     try:
         return bool(codegen.target_has_features(feature, target))
-    except Exception:  # noqa: BLE001  (a feature LLVM does not know for this triple)
+    except Exception:
         return False
 
 
 def simd_of(target) -> Simd:
     """Lanes and registers from the LLVM target: AVX-512 (16 lanes, 32 zmm), AVX/AVX2 (8 lanes, 16 ymm), NEON
     (4 lanes; 32 registers on AArch64, 16 q registers on ARMv7), else SSE-like (4 lanes, 16 registers)."""
+
     def has(feature: str) -> bool:
         return target_has(target, feature)
 

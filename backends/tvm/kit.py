@@ -2,6 +2,7 @@
 `write_kit`, which writes kit/ beside the compiled module -- the runner and the TVM runtime copied from the
 target's runtime (backends/tvm/runtime.py), kit.json, a README for the board and run.sh (the layout: the module
 docstring of backends/tvm/backend.py)."""
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,15 @@ def write_kit(out_dir: Path, spec, runtime: Path, input_shape, options: EmitOpti
         if lib.is_file():
             shutil.copy2(lib, kit / "lib" / lib.name)
             files.append(f"{KIT}/lib/{lib.name}")
-    info = {"target": spec.name, "arch": spec.arch, "precision": options.precision,
-            "tvm_version": rt.tvm_versions()[0], "module": f"../{ARTIFACT}", "input_shape": input_shape,
-            "qemu": list(spec.qemu) if spec.qemu else None}
+    info = {
+        "target": spec.name,
+        "arch": spec.arch,
+        "precision": options.precision,
+        "tvm_version": rt.tvm_versions()[0],
+        "module": f"../{ARTIFACT}",
+        "input_shape": input_shape,
+        "qemu": list(spec.qemu) if spec.qemu else None,
+    }
     (out_dir / KIT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     (kit / "README.md").write_text(_kit_readme(spec, input_shape, options.precision))
     run_sh = kit / "run.sh"
@@ -56,7 +63,8 @@ def _kit_readme(spec, input_shape, precision: str) -> str:
         f"# Deployment kit: {spec.name} ({spec.description}), {precision}",
         "",
         "This folder runs `../model.so` without Python: `bin/tcc-run` (the runner) and `lib/` (the TVM runtime"
-        + (", libstdc++ and libgcc_s" if spec.is_cross else "") + "; found through the runner's RUNPATH "
+        + (", libstdc++ and libgcc_s" if spec.is_cross else "")
+        + "; found through the runner's RUNPATH "
         "`$ORIGIN/../lib`, no LD_LIBRARY_PATH needed).",
         "",
         "## On the board",
@@ -74,7 +82,8 @@ def _kit_readme(spec, input_shape, precision: str) -> str:
     if spec.is_cross:
         lines += [
             "Board requirements: Linux with glibc >= 2.34"
-            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if spec.arch == "armv7" else ", ARMv8-A (64-bit)") + ".",
+            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if spec.arch == "armv7" else ", ARMv8-A (64-bit)")
+            + ".",
             "",
             "On this x86_64 machine the same kit runs under qemu-user:",
             "",

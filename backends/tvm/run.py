@@ -22,10 +22,17 @@ if TYPE_CHECKING:  # numpy is imported where used
     import numpy as np
 
 
-def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray | Sequence[np.ndarray], *,
-               threads: int | None = 1, repeat: int = 0, timeout: float = 600,
-               extra_args: Sequence[str] = (), runner: str | os.PathLike | None = None,
-               ) -> tuple[list[np.ndarray], float | None]:
+def run_module(
+    so_path: str | os.PathLike,
+    target_name: str,
+    inputs: np.ndarray | Sequence[np.ndarray],
+    *,
+    threads: int | None = 1,
+    repeat: int = 0,
+    timeout: float = 600,
+    extra_args: Sequence[str] = (),
+    runner: str | os.PathLike | None = None,
+) -> tuple[list[np.ndarray], float | None]:
     """Run a compiled module with the target's tcc-run (under qemu for ARM targets).
 
     ``runner``: a tcc-run to use instead of the cache's (a bundle's kit/bin/tcc-run).
@@ -53,8 +60,9 @@ def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray 
         cmd += [*extra_args, str(so_path), *in_paths, str(out_path)]
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise RunError(f"tcc-run failed for {target_name} (exit {proc.returncode}): "
-                           f"{' '.join(cmd)}\n{proc.stderr.strip()}")
+            raise RunError(
+                f"tcc-run failed for {target_name} (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}"
+            )
         outs = read_tensor_file(out_path)
     latency = None
     m = re.search(r"latency_ms median ([0-9.eE+-]+)", proc.stderr)
@@ -63,8 +71,9 @@ def run_module(so_path: str | os.PathLike, target_name: str, inputs: np.ndarray 
     return outs, latency
 
 
-def run_under_qemu(so_path: str | os.PathLike, target_name: str,
-                   inputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+def run_under_qemu(
+    so_path: str | os.PathLike, target_name: str, inputs: np.ndarray | Sequence[np.ndarray]
+) -> np.ndarray | list[np.ndarray]:
     """Run a compiled module on its target via the runner (qemu for ARM, natively for host).
 
     Returns the output array (a list of arrays when the model has several outputs)."""

@@ -51,9 +51,12 @@ from typing import Any
 
 from tcc.errors import BuildError, TccError
 
-# Run as `python -m tcc.backends.tvm.runtime`, never as a script: a script's folder (backends/tvm/, named like the real one)
+# Run as `python -m tcc.backends.tvm.runtime`, never as a script: a script's folder (backends/tvm/, named like the real
+# one)
 # would come first on sys.path and shadow the real `tvm` package.
-from ...targets import Platform as TargetSpec, get_platform as get_target, known_platforms as known_targets
+from ...targets import Platform as TargetSpec
+from ...targets import get_platform as get_target
+from ...targets import known_platforms as known_targets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)
@@ -95,8 +98,7 @@ def tvm_versions() -> tuple[str, str]:
     except metadata.PackageNotFoundError:
         raise ToolchainMissing(
             f"the TVM backend needs the Python package apache-tvm (pip install apache-tvm=={TVM_PIN} "
-            f"apache-tvm-ffi=={TVM_FFI_PIN}); "
-            + SETUP_HINT
+            f"apache-tvm-ffi=={TVM_FFI_PIN}); " + SETUP_HINT
         ) from None
 
 
@@ -142,7 +144,9 @@ def _cmake() -> str | None:
     for cand in (Path(sys.executable).parent / "cmake", shutil.which("cmake")):
         if cand and Path(cand).exists():
             try:
-                out = subprocess.run([str(cand), "--version"], check=False, capture_output=True, text=True, timeout=60).stdout
+                out = subprocess.run(
+                    [str(cand), "--version"], check=False, capture_output=True, text=True, timeout=60
+                ).stdout
             except (OSError, subprocess.SubprocessError):
                 continue
             m = re.search(r"version (\d+)\.(\d+)", out)
@@ -246,8 +250,9 @@ def _cache_state(spec: TargetSpec, d: Path) -> str:
 # --------------------------------------------------------------------------- building
 
 
-def _run_logged(cmd: Sequence[str], log_file: Path, log: Log, cwd: Path | None = None,
-                env: dict[str, str] | None = None) -> None:
+def _run_logged(
+    cmd: Sequence[str], log_file: Path, log: Log, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> None:
     log(" ".join(str(c) for c in cmd))
     with open(log_file, "a") as f:
         f.write(f"\n$ {' '.join(str(c) for c in cmd)}\n")
@@ -255,19 +260,31 @@ def _run_logged(cmd: Sequence[str], log_file: Path, log: Log, cwd: Path | None =
         proc = subprocess.run([str(c) for c in cmd], check=False, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env)
     if proc.returncode != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-25:])
-        raise RuntimeBuildError(f"command failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n"
-                                f"--- last lines of {log_file} ---\n{tail}")
+        raise RuntimeBuildError(
+            f"command failed (exit {proc.returncode}): {' '.join(map(str, cmd))}\n"
+            f"--- last lines of {log_file} ---\n{tail}"
+        )
 
 
 def _cmake_configure_args(spec: TargetSpec, build_dir: Path, mode: str, lib_dir: Path | None) -> list[str]:
     tvm_dir, ffi_dir = _site_dirs()
     cmake = _cmake()
     if cmake is None:
-        raise ToolchainMissing(f"building the TVM runtime needs cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]} "
-                               "(pip install cmake ninja); " + SETUP_HINT)
-    args = [cmake, "-S", str(RUNTIME_SRC), "-B", str(build_dir),
-            f"-DTVM_PKG_DIR={tvm_dir}", f"-DTVM_FFI_PKG_DIR={ffi_dir}", f"-DTCC_RUNTIME_MODE={mode}",
-            "-DCMAKE_BUILD_TYPE=Release"]
+        raise ToolchainMissing(
+            f"building the TVM runtime needs cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]} "
+            "(pip install cmake ninja); " + SETUP_HINT
+        )
+    args = [
+        cmake,
+        "-S",
+        str(RUNTIME_SRC),
+        "-B",
+        str(build_dir),
+        f"-DTVM_PKG_DIR={tvm_dir}",
+        f"-DTVM_FFI_PKG_DIR={ffi_dir}",
+        f"-DTCC_RUNTIME_MODE={mode}",
+        "-DCMAKE_BUILD_TYPE=Release",
+    ]
     ninja = _which("ninja")
     if ninja:
         args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
@@ -282,8 +299,7 @@ def _build_libs_from_source(spec: TargetSpec, stage: Path, work: Path, log_file:
     build_dir = work / "build-libs"
     _run_logged(_cmake_configure_args(spec, build_dir, "source", None), log_file, log)
     jobs = str(os.cpu_count() or 2)
-    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs],
-                log_file, log)
+    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs], log_file, log)
     for name in ("libtvm_ffi.so", "libtvm_runtime.so"):
         shutil.copy2(build_dir / name, stage / "lib" / name)
 
@@ -293,9 +309,27 @@ def _fetch_wheel_libs(spec: TargetSpec, stage: Path, work: Path, log_file: Path,
     tvm_v, ffi_v = tvm_versions()
     dl = work / "wheels"
     pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    _run_logged([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                 "--platform", platform, "--python-version", pyver, "-d", str(dl),
-                 f"apache-tvm=={tvm_v}", f"apache-tvm-ffi=={ffi_v}"], log_file, log)
+    _run_logged(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            platform,
+            "--python-version",
+            pyver,
+            "-d",
+            str(dl),
+            f"apache-tvm=={tvm_v}",
+            f"apache-tvm-ffi=={ffi_v}",
+        ],
+        log_file,
+        log,
+    )
     wanted = {"tvm/lib/libtvm_runtime.so": "libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so": "libtvm_ffi.so"}
     found = set()
     for whl in dl.glob("*.whl"):
@@ -319,8 +353,9 @@ def _copy_host_wheel_libs(stage: Path) -> None:
 def _copy_cxx_runtime(spec: TargetSpec, stage: Path) -> None:
     """Ship the cross toolchain's libstdc++/libgcc_s with the kit (found via RUNPATH)."""
     for name in ("libstdc++.so.6", "libgcc_s.so.1"):
-        out = subprocess.run([spec.cxx, f"-print-file-name={name}"], check=False, capture_output=True,
-                             text=True).stdout.strip()
+        out = subprocess.run(
+            [spec.cxx, f"-print-file-name={name}"], check=False, capture_output=True, text=True
+        ).stdout.strip()
         src = Path(out)
         if src.is_absolute() and src.exists():
             shutil.copy2(src.resolve(), stage / "lib" / name)
@@ -370,7 +405,7 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None = None) -> Path:
+def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None = None) -> Path:  # noqa: PLR0915
     """The cache folder with ``lib/`` (TVM runtime) and ``bin/tcc-run`` for the target.
 
     Reused when the stamp matches; otherwise built (``source``), downloaded (``wheel:``) or copied
@@ -406,8 +441,10 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
                     log(f"{target_name}: preparing the TVM runtime for {spec.arch} ({spec.runtime}) in {final}")
                     old = {}
                     if spec.runtime == "source":
-                        log("building libtvm_ffi + libtvm_runtime from the wheel's sources "
-                            "(several minutes; cached afterwards)")
+                        log(
+                            "building libtvm_ffi + libtvm_runtime from the wheel's sources "
+                            "(several minutes; cached afterwards)"
+                        )
                         _build_libs_from_source(spec, stage, work, log_file, log)
                     elif spec.runtime.startswith("wheel:"):
                         _fetch_wheel_libs(spec, stage, work, log_file, log)
@@ -479,9 +516,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status |= bool(miss)
             else:
                 d = runtime_dir(t)
-                print(json.dumps({"target": t, "dir": str(d), "exists": d.exists(),
-                                  "size_mib": round(_dir_size(d) / 2**20, 1) if d.exists() else None,
-                                  "stamp": read_stamp(t)}, indent=2))
+                print(
+                    json.dumps(
+                        {
+                            "target": t,
+                            "dir": str(d),
+                            "exists": d.exists(),
+                            "size_mib": round(_dir_size(d) / 2**20, 1) if d.exists() else None,
+                            "stamp": read_stamp(t),
+                        },
+                        indent=2,
+                    )
+                )
     except (ToolchainMissing, RuntimeBuildError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

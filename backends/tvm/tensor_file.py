@@ -25,9 +25,14 @@ def _dtype_table() -> dict[Any, tuple[int, int]]:
     import numpy as np
 
     return {
-        np.dtype(np.float32): (2, 32), np.dtype(np.float16): (2, 16), np.dtype(np.float64): (2, 64),
-        np.dtype(np.int8): (0, 8), np.dtype(np.int16): (0, 16), np.dtype(np.int32): (0, 32),
-        np.dtype(np.int64): (0, 64), np.dtype(np.uint8): (1, 8),
+        np.dtype(np.float32): (2, 32),
+        np.dtype(np.float16): (2, 16),
+        np.dtype(np.float64): (2, 64),
+        np.dtype(np.int8): (0, 8),
+        np.dtype(np.int16): (0, 16),
+        np.dtype(np.int32): (0, 32),
+        np.dtype(np.int64): (0, 64),
+        np.dtype(np.uint8): (1, 8),
     }
 
 
@@ -56,7 +61,7 @@ def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
     buf = Path(path).read_bytes()
     out, off = [], 0
     while off < len(buf):
-        if buf[off:off + 4] != _MAGIC or len(buf) - off < 24:
+        if buf[off : off + 4] != _MAGIC or len(buf) - off < 24:
             raise ValueError(f"{path}: not a TCCT tensor record at byte {off}")
         version, code, bits, ndim, _ = np.frombuffer(buf, "<u4", 5, off + 4)
         if version != 1 or (int(code), int(bits)) not in from_code:

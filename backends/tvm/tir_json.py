@@ -4,6 +4,7 @@ requantization intrinsics split by register, `int8/register_split.py`; a conv's 
 `init_from`) save the function as TVM's JSON node graph, edit the nodes and load it back. In that graph every int
 of a node's fields or arrays is a node index; floats and strings are values (a buffer type's alignment and offset
 factor excepted: `Template` never copies one)."""
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,12 @@ def node_dtype(nodes: list, index: int) -> str | None:
 
 def per_function_pass(name: str, rewrite) -> tvm.transform.Pass:
     """A module pass applying `rewrite` (PrimFunc -> PrimFunc) to every PrimFunc of the module."""
+
     @tvm.transform.module_pass(opt_level=0, name=name)
     def apply(mod, _ctx):
-        return tvm.IRModule({gv: rewrite(f) if isinstance(f, tirx.PrimFunc) else f for gv, f in mod.functions_items()},
-                            attrs=mod.attrs)
+        return tvm.IRModule(
+            {gv: rewrite(f) if isinstance(f, tirx.PrimFunc) else f for gv, f in mod.functions_items()}, attrs=mod.attrs
+        )
 
     return apply
 
@@ -46,12 +49,12 @@ class SerializedFunc:
         self.nodes.append({"type": type_key, "data": data})
         return len(self.nodes) - 1
 
-    def splice(self, at: int, template: "Template", bound: dict[str, int]) -> None:
+    def splice(self, at: int, template: Template, bound: dict[str, int]) -> None:
         """Node `at` becomes the template's expression, its placeholder Vars replaced by the nodes `bound` (name
         -> node index) of this graph."""
         self.nodes[at] = dict(self.nodes[self.insert(template, bound)])
 
-    def insert(self, template: "Template", bound: dict[str, int]) -> int:
+    def insert(self, template: Template, bound: dict[str, int]) -> int:
         """The template's expression added as new nodes, its placeholder Vars replaced by the nodes `bound` (name
         -> node index) of this graph; returns its root's index."""
         index: dict[int, int] = {}
@@ -113,8 +116,8 @@ def init_from(func: tirx.PrimFunc, block: str, param: str) -> tirx.PrimFunc:
     return doc.func()
 
 
-@functools.lru_cache(maxsize=None)
-def _load_template(index_dtype: str) -> "Template":
+@functools.cache
+def _load_template(index_dtype: str) -> Template:
     """bias[channel] of placeholders: an int32 vector and an index of `index_dtype`."""
     return Template(tirx.BufferLoad(tirx.decl_buffer((1,), "int32", name="bias"), [tirx.Var("channel", index_dtype)]))
 
@@ -126,8 +129,9 @@ class Template:
         graph = json.loads(tvm.ir.save_json(expr))
         self.nodes: list = graph["nodes"]
         self.root: int = graph["root_index"]
-        self.placeholders: dict[int, str] = {j: self.nodes[n["data"]["name"]]["data"]
-                                             for j, n in enumerate(self.nodes) if n["type"] == "ir.Var"}
+        self.placeholders: dict[int, str] = {
+            j: self.nodes[n["data"]["name"]]["data"] for j, n in enumerate(self.nodes) if n["type"] == "ir.Var"
+        }
         # the nodes the expression uses, a placeholder's own (its type: a buffer's holds raw ints) left out
         self.used: set[int] = set()
         stack = [self.root]

@@ -38,14 +38,18 @@ def meta_schedule_problem() -> str | None:
     if proc.returncode != 0:
         why = "crashes (segmentation fault)" if proc.returncode in (-11, 139) else f"fails (exit {proc.returncode})"
         tvm_v, ffi_v = tvm_versions()
-        return (f"MetaSchedule tuning is not usable with apache-tvm {tvm_v} + apache-tvm-ffi {ffi_v}: serializing "
-                f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi {TVM_FFI_PIN} "
-                f"does not have this problem (tools/setup_arm.sh installs it; by hand: pip install "
-                f"apache-tvm-ffi=={TVM_FFI_PIN}, then tools/setup_arm.sh to rebuild the cached runtimes)")
+        return (
+            f"MetaSchedule tuning is not usable with apache-tvm {tvm_v} + apache-tvm-ffi {ffi_v}: serializing "
+            f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi {TVM_FFI_PIN} "
+            f"does not have this problem (tools/setup_arm.sh installs it; by hand: pip install "
+            f"apache-tvm-ffi=={TVM_FFI_PIN}, then tools/setup_arm.sh to rebuild the cached runtimes)"
+        )
     missing = [m for m in ("psutil", "cloudpickle") if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install "
-                f"{' '.join(missing)}; tools/setup_arm.sh installs them)")
+        return (
+            f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install "
+            f"{' '.join(missing)}; tools/setup_arm.sh installs them)"
+        )
     return None
 
 
@@ -83,8 +87,11 @@ def _quick_inspect_stack():
         while frame is not None:
             code = frame.f_code
             line = linecache.getline(code.co_filename, frame.f_lineno, frame.f_globals) if context > 0 else ""
-            out.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name,
-                                         [line] if line else None, 0 if line else None))
+            out.append(
+                inspect.FrameInfo(
+                    frame, code.co_filename, frame.f_lineno, code.co_name, [line] if line else None, 0 if line else None
+                )
+            )
             frame = frame.f_back
         return out
 
@@ -160,8 +167,11 @@ def _record_default_schedules(tasks: list[Any], target: Any, database: Any, buil
     for (sch, workload, func), future in zip(kept, runner.run(inputs)):
         res = future.result()
         if res.error_msg is None and res.run_secs:
-            database.commit_tuning_record(ms.database.TuningRecord(
-                sch.trace, workload, res.run_secs, target, ms.arg_info.ArgInfo.from_prim_func(func)))
+            database.commit_tuning_record(
+                ms.database.TuningRecord(
+                    sch.trace, workload, res.run_secs, target, ms.arg_info.ArgInfo.from_prim_func(func)
+                )
+            )
             added += 1
     return added
 
@@ -194,10 +204,18 @@ def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
         _record_default_schedules(tasks, target, database, builder, runner)
         strategy = ms.search_strategy.EvolutionarySearch(population_size=TUNE_POPULATION)
         contexts, weights = rel.extracted_tasks_to_tune_contexts(tasks, work_dir, strategy=strategy, seed=0)
-        ms.tune_tasks(tasks=contexts, task_weights=weights, work_dir=work_dir,
-                      max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
-                      num_trials_per_iter=per_iter, builder=builder, runner=runner, database=database,
-                      cost_model="xgb" if importlib.util.find_spec("xgboost") else "random")
+        ms.tune_tasks(
+            tasks=contexts,
+            task_weights=weights,
+            work_dir=work_dir,
+            max_trials_global=per_task * len(tasks),
+            max_trials_per_task=per_task,
+            num_trials_per_iter=per_iter,
+            builder=builder,
+            runner=runner,
+            database=database,
+            cost_model="xgb" if importlib.util.find_spec("xgboost") else "random",
+        )
         return mod
 
     return tune

@@ -63,8 +63,9 @@ class Worker:
         # the calibration samples are for the NPU kits' archives; a TVM emit does not read them (no 100 MB to send)
         options = dataclasses.replace(options, data=None)
         try:
-            files, seconds = _result(self.pool.submit(_recorded, self._emit_here, model, options, Path(out_dir)),
-                                     "compiling the model")
+            files, seconds = _result(
+                self.pool.submit(_recorded, self._emit_here, model, options, Path(out_dir)), "compiling the model"
+            )
         finally:
             self.stop()
         add(seconds)
@@ -87,9 +88,11 @@ def _result(future, doing: str):
     try:
         return future.result()
     except BrokenProcessPool:
-        raise WorkerDied(f"TVM's compile process died while {doing} (its own message, if it printed one, is "
-                         "above: an LLVM error is a tcc bug, please report it with the spec and target; a kill "
-                         "without a message is often the machine's out-of-memory killer)") from None
+        raise WorkerDied(
+            f"TVM's compile process died while {doing} (its own message, if it printed one, is "
+            "above: an LLVM error is a tcc bug, please report it with the spec and target; a kill "
+            "without a message is often the machine's out-of-memory killer)"
+        ) from None
 
 
 def _recorded(emit_here, model, options, out_dir: Path) -> tuple[list[str], dict[str, float]]:

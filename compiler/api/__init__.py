@@ -16,9 +16,9 @@ these and print; a notebook calls them directly.
 Errors are the typed exceptions the CLI maps to exit code 2 (tcc.errors: SpecError, DataError, WeightsError,
 BuildError, CalibrationError, ...), raised before any long work where the inputs allow.
 """
+
 from .bundle import Bundle
 from .commands import bench, diff, golden_check, golden_update, import_onnx, report, train_model
 from .model import Model
 
-__all__ = ["Bundle", "Model", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report",
-           "train_model"]
+__all__ = ["Bundle", "Model", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report", "train_model"]

@@ -1,4 +1,5 @@
 """A bundle made by `tcc build`, opened: its manifest, its files checked, the model run where its backend runs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -11,7 +12,8 @@ from ..bundle import read_manifest
 from ..data import load_array, load_image
 from ..errors import DataError
 from ..slide.infer import ModelSource
-from ..slide.pipeline import Options as SlideOptions, run_slides
+from ..slide.pipeline import Options as SlideOptions
+from ..slide.pipeline import run_slides
 from ..slide.reader import list_images
 
 
@@ -86,7 +88,8 @@ def score_slides(source: ModelSource, images, out: str | Path, log, options: dic
     """tcc.slide's pipeline over `images` (files or folders) with `options` (tcc.slide.pipeline.Options' fields)."""
     unknown = sorted(set(options) - {f.name for f in fields(SlideOptions)})
     if unknown:
-        raise DataError(f"slide: unknown option {unknown[0]!r} (the options: "
-                        f"{', '.join(f.name for f in fields(SlideOptions))})")
+        raise DataError(
+            f"slide: unknown option {unknown[0]!r} (the options: {', '.join(f.name for f in fields(SlideOptions))})"
+        )
     images = [images] if isinstance(images, (str, Path)) else list(images)
     return run_slides(list_images([str(i) for i in images]), source, Path(out), SlideOptions(**options), log=log)

@@ -1,5 +1,6 @@
 """The commands that are not one model's methods: tensor-by-tensor diffs, the benchmark, ONNX import, training,
 golden sets and reports."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,23 @@ from ..files import atomic_write, check_output, is_onnx_file
 from ..spec.build import suggest
 from ..spec.train_options import BY_NAME as TRAIN_OPTIONS
 from ..spec.zoo import resolve_spec
-from ..tensor_diff import Context, diff as diff_endpoints
+from ..tensor_diff import Context
+from ..tensor_diff import diff as diff_endpoints
 from .bundle import Bundle, as_batch
 from .model import Model
 
 
-def diff(a: str | Path | Bundle, b: str | Path | Bundle, x, *, model: Model | None = None,
-         calib: str | Path | None = None, min_cosine: float = 0.9999, max_lsb: float = 1.0,
-         max_rel: float = 1e-3) -> dict:
+def diff(
+    a: str | Path | Bundle,
+    b: str | Path | Bundle,
+    x,
+    *,
+    model: Model | None = None,
+    calib: str | Path | None = None,
+    min_cosine: float = 0.9999,
+    max_lsb: float = 1.0,
+    max_rel: float = 1e-3,
+) -> dict:
     """`tcc diff A B`: both sides on one input, every tensor both expose compared in graph order. A side is a bundle
     (or its folder), "pytorch" or "reference[:RULES]" (those two need `model`); `x` an image file, a .npy file or an
     array. Returns the comparison (`tcc.tensor_diff.format_diff` prints it as the CLI does)."""
@@ -33,9 +43,17 @@ def diff(a: str | Path | Bundle, b: str | Path | Bundle, x, *, model: Model | No
     return diff_endpoints(ends[0], ends[1], x, ctx, min_cosine, max_lsb, max_rel)
 
 
-def bench(models: list[str | Path] | None = None, *, weights: str | Path | None = None, by_order: bool = False,
-          overrides: dict | None = None, quick: bool = False, out: str | Path = "out/bench",
-          progress: bool | None = False, **settings) -> dict:
+def bench(
+    models: list[str | Path] | None = None,
+    *,
+    weights: str | Path | None = None,
+    by_order: bool = False,
+    overrides: dict | None = None,
+    quick: bool = False,
+    out: str | Path = "out/bench",
+    progress: bool | None = False,
+    **settings,
+) -> dict:
     """`tcc bench`: every engine on the same model(s), side by side; returns bench.json's document (the CLI also
     writes bench.json / bench.md). `models`: spec paths or zoo names (default: DDSNet with the GC checkpoint and
     FastNet; `weights` / `by_order` / `overrides` for one model); `settings`: BenchConfig's fields (rounds, runs,
@@ -49,8 +67,19 @@ def bench(models: list[str | Path] | None = None, *, weights: str | Path | None 
     if quick:
         config = quick_config(work)
     elif models:
-        config = BenchConfig([BenchModel(Path(str(m)).stem, resolve_spec(m), Path(weights) if weights else None,
-                                         by_order, dict(overrides or {})) for m in models], work)
+        config = BenchConfig(
+            [
+                BenchModel(
+                    Path(str(m)).stem,
+                    resolve_spec(m),
+                    Path(weights) if weights else None,
+                    by_order,
+                    dict(overrides or {}),
+                )
+                for m in models
+            ],
+            work,
+        )
     else:
         config = BenchConfig(default_models(), work)
     for name, value in settings.items():
@@ -61,8 +90,16 @@ def bench(models: list[str | Path] | None = None, *, weights: str | Path | None 
     return run_bench(config, progress=progress)
 
 
-def import_onnx(path: str | Path, out: str | Path, *, weights_out: str | Path | None = None,
-                size: tuple[int, int] | None = None, mean=None, std=None, force: bool = False):
+def import_onnx(
+    path: str | Path,
+    out: str | Path,
+    *,
+    weights_out: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+    mean=None,
+    std=None,
+    force: bool = False,
+):
     """`tcc import`: the ONNX image classifier at `path` as a spec at `out` (.yaml) and its weights at `weights_out`
     (default: beside the spec, .pt), both written whole only after the spec loaded and its PyTorch lowering matched
     ONNX Runtime on the original (the FP32 rule). Returns the import (tcc.onnx_import.Imported);
@@ -82,10 +119,20 @@ def import_onnx(path: str | Path, out: str | Path, *, weights_out: str | Path | 
     return imported
 
 
-def train_model(spec: str | Path | None = None, *, output: str | Path | None = None,
-                resume: str | Path | None = None, config: str | Path | None = None, force: bool = False,
-                stop_after: int | None = None, overrides: dict | None = None, progress: bool = False,
-                log=lambda s: None, epoch_log=None, **options):
+def train_model(  # noqa: PLR0913
+    spec: str | Path | None = None,
+    *,
+    output: str | Path | None = None,
+    resume: str | Path | None = None,
+    config: str | Path | None = None,
+    force: bool = False,
+    stop_after: int | None = None,
+    overrides: dict | None = None,
+    progress: bool = False,
+    log=lambda s: None,
+    epoch_log=None,
+    **options,
+):
     """`tcc train`: `spec` (a spec file, a zoo name or an ONNX file, imported with its weights) trained on
     `data=DIR` into `output` (RUN: best.pt, last.pt, log.json, curves.png, config.yaml), or the run `resume`
     continued (`spec` may then be left out). `options`: the training options by their names, as values (`tcc train
@@ -98,14 +145,28 @@ def train_model(spec: str | Path | None = None, *, output: str | Path | None = N
     unknown = sorted(k for k in options if k not in TRAIN_OPTIONS or k == "set")
     if unknown:
         raise DataError(f"train: unknown option {unknown[0]!r}{suggest(unknown[0], list(TRAIN_OPTIONS))}")
-    args = SimpleNamespace(spec=str(spec) if spec is not None else None, output=output, resume=resume,
-                           config=config, force=force, stop_after=stop_after, overrides=overrides, progress=progress,
-                           **{name: options.get(name) for name in TRAIN_OPTIONS if name != "set"})
+    args = SimpleNamespace(
+        spec=str(spec) if spec is not None else None,
+        output=output,
+        resume=resume,
+        config=config,
+        force=force,
+        stop_after=stop_after,
+        overrides=overrides,
+        progress=progress,
+        **{name: options.get(name) for name in TRAIN_OPTIONS if name != "set"},
+    )
     return train(args, log, progress, epoch_log)
 
 
-def golden_check(folder: str | Path = "tests/golden", *, models: list[str] | None = None,
-                 entries: list[str] | None = None, everything: bool = False, log=lambda s: None) -> list:
+def golden_check(
+    folder: str | Path = "tests/golden",
+    *,
+    models: list[str] | None = None,
+    entries: list[str] | None = None,
+    everything: bool = False,
+    log=lambda s: None,
+) -> list:
     """`tcc golden check FOLDER`: every entry of a golden set against its stored outputs (`everything`: also the
     ones its plan marks slow). Returns a tcc.golden.Row per entry (.failed, .status, .to_json())."""
     from ..golden import check  # deferred for start-up: loads torch
@@ -113,8 +174,14 @@ def golden_check(folder: str | Path = "tests/golden", *, models: list[str] | Non
     return check(folder, models, entries, everything=everything, log=log)
 
 
-def golden_update(folder: str | Path = "tests/golden", *, models: list[str] | None = None,
-                  entries: list[str] | None = None, recalibrate: bool = False, log=lambda s: None) -> list:
+def golden_update(
+    folder: str | Path = "tests/golden",
+    *,
+    models: list[str] | None = None,
+    entries: list[str] | None = None,
+    recalibrate: bool = False,
+    log=lambda s: None,
+) -> list:
     """`tcc golden update FOLDER`: the entries' outputs stored again on purpose (`recalibrate`: the tables too),
     after checking that they agree by the rules `check` applies; nothing of a model one of whose entries fails its
     rule is written. Returns a tcc.golden.Row per entry saying whether and by how much it changed."""
@@ -123,8 +190,15 @@ def golden_update(folder: str | Path = "tests/golden", *, models: list[str] | No
     return update(folder, models, entries, recalibrate=recalibrate, log=log)
 
 
-def report(specs: list[str | Path] = (), bundles: list[str | Path] = (), out: str | Path = "out/report", *,
-           overrides: dict | None = None, rounds: int = 5, runs: int = 10) -> dict:
+def report(
+    specs: list[str | Path] = (),
+    bundles: list[str | Path] = (),
+    out: str | Path = "out/report",
+    *,
+    overrides: dict | None = None,
+    rounds: int = 5,
+    runs: int = 10,
+) -> dict:
     """`tcc report`: the paper's Table 1 for `specs` (spec files, zoo names or ONNX files) and, for built `bundles`,
     latency (`rounds` interleaved rounds of `runs` inferences), fidelity and instruction counts; writes
     OUT/report.md, report.json and the plots, returns report.json's document."""
@@ -139,5 +213,6 @@ def report(specs: list[str | Path] = (), bundles: list[str | Path] = (), out: st
     # an ONNX file: its imported spec (Table 1 reads the structure; the file's weights do not change it)
     imported = [Model.load(s, **overrides) if is_onnx_file(s) else None for s in specs]
     paths = [str(m.loaded.path) if m else str(s) for s, m in zip(specs, imported)]
-    return table_one(paths, [str(b) for b in bundles], Path(out), {} if any(imported) else overrides,
-                     rounds=rounds, runs=runs)
+    return table_one(
+        paths, [str(b) for b in bundles], Path(out), {} if any(imported) else overrides, rounds=rounds, runs=runs
+    )

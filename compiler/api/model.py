@@ -1,5 +1,6 @@
 """A model to compile, from a spec, a zoo name or an ONNX file: its lowerings, predictions, calibration, builds and
 quantization-aware training."""
+
 from __future__ import annotations
 
 import tempfile
@@ -17,7 +18,8 @@ from ..quant.calibrate import calibrate as calibrate_spec
 from ..quant.collect.data import load_calibration_data
 from ..quant.table.file import CalibrationTable, load_table
 from ..slide.infer import ModelSource
-from ..spec.loader import Model as Spec, load_model
+from ..spec.loader import Model as Spec
+from ..spec.loader import load_model
 from .bundle import Bundle, as_batch, score_slides
 
 
@@ -37,8 +39,16 @@ class Model:
     _workdir: object = None  # the imported spec and weights live here as long as the model does
 
     @classmethod
-    def load(cls, spec: str | Path, weights: str | Path | None = None, *, by_order: bool = False,
-             key_map: str | Path | None = None, seed: int = 0, **overrides) -> Model:
+    def load(
+        cls,
+        spec: str | Path,
+        weights: str | Path | None = None,
+        *,
+        by_order: bool = False,
+        key_map: str | Path | None = None,
+        seed: int = 0,
+        **overrides,
+    ) -> Model:
         """`spec`: a spec file, a zoo model's name (`tcc zoo`) or an ONNX file (imported in memory, `tcc import`'s
         way: it carries its weights); `overrides`: model parameters (`--set`), e.g. num_classes=2; for an ONNX file,
         the import's options instead: size=[H, W] where its input is dynamic, mean=[...] and std=[...] of the
@@ -46,11 +56,18 @@ class Model:
         itself where the spec declares its layout (`notes` says so)."""
         if is_onnx_file(spec):
             if weights or by_order or key_map:
-                raise DataError(f"{spec}: an ONNX file carries its weights: drop --weights / --by-order / "
-                                "--key-map (or `tcc import` it and edit the spec)")
+                raise DataError(
+                    f"{spec}: an ONNX file carries its weights: drop --weights / --by-order / "
+                    "--key-map (or `tcc import` it and edit the spec)"
+                )
             return cls._from_onnx(Path(spec), seed, overrides)
-        return cls(load_model(spec, overrides), Path(weights) if weights else None, by_order,
-                   Path(key_map) if key_map else None, seed)
+        return cls(
+            load_model(spec, overrides),
+            Path(weights) if weights else None,
+            by_order,
+            Path(key_map) if key_map else None,
+            seed,
+        )
 
     @classmethod
     def _from_onnx(cls, path: Path, seed: int, overrides: dict) -> Model:
@@ -107,8 +124,15 @@ class Model:
 
     def onnx(self, opset: int = 13, simplify: bool = True):
         """The ONNX graph every build starts from: the lowering at `opset` after tcc's fold / fuse passes."""
-        return lower_spec(self.spec, weights=self.weights, by_order=self.by_order, key_map=self.key_map,
-                          seed=self.seed, opset=opset, simplify=simplify).onnx
+        return lower_spec(
+            self.spec,
+            weights=self.weights,
+            by_order=self.by_order,
+            key_map=self.key_map,
+            seed=self.seed,
+            opset=opset,
+            simplify=simplify,
+        ).onnx
 
     def predict(self, x, log=lambda s: None) -> np.ndarray:
         """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
@@ -125,8 +149,9 @@ class Model:
         return self._module
 
     # ------------------------------------------------------------------------------------------------ explanations
-    def explain(self, image: str | Path, *, layer: str | None = None, target: int | str | None = None,
-                log=lambda s: None):
+    def explain(
+        self, image: str | Path, *, layer: str | None = None, target: int | str | None = None, log=lambda s: None
+    ):
         """Grad-CAM of one image file (`tcc explain --image`) at `layer` (a name as `tcc check` prints it; default:
         the last spatial conv, concat or add) for class `target` (an index or a label; default: the predicted one).
         Returns tcc.explain.gradcam.ImageExplanation (.gradcam.cam the map, .layer, .pixels, .peak_in_image());
@@ -135,8 +160,15 @@ class Model:
 
         return explain_image(self.spec, self._reference(log), image, layer, target)
 
-    def tsne(self, folder: str | Path, *, layer: str | None = None, perplexity: float | None = None,
-             progress: bool = False, log=lambda s: None):
+    def tsne(
+        self,
+        folder: str | Path,
+        *,
+        layer: str | None = None,
+        perplexity: float | None = None,
+        progress: bool = False,
+        log=lambda s: None,
+    ):
         """t-SNE of every image in `folder` (`tcc explain --tsne`; class subfolders give the colours) at `layer`
         (default: the classifier's input), seeded by the model's seed. Returns tcc.explain.tsne.Embedding
         (.points, .classes, .files; .to_json(labels)); tcc.explain.plot.tsne_figure draws it."""
@@ -150,26 +182,67 @@ class Model:
         `options` tcc.slide.pipeline.Options' fields (patch_size, batch_size, positive, mask_level, max_pixels,
         dask, scheduler, workers, threads, progress). Writes OUT/heatmap.png, mask.png, patches.json (OUT/NAME/...
         for several images); returns [(patches.json's document, its folder)] per image."""
-        source = ModelSource.create(spec=self.loaded.path, overrides=self.loaded.overrides, weights=self.weights,
-                                    by_order=self.by_order, key_map=self.key_map, seed=self.seed)
+        source = ModelSource.create(
+            spec=self.loaded.path,
+            overrides=self.loaded.overrides,
+            weights=self.weights,
+            by_order=self.by_order,
+            key_map=self.key_map,
+            seed=self.seed,
+        )
         return score_slides(source, images, out, log, options)
 
     # ------------------------------------------------------------------------------------------------ INT8, bundles
-    def calibrate(self, data, *, target: str = "ort", method: str = "kl+cos", calib_size: int | None = 128,
-                  skip_bad: bool = False, opset: int = 13, progress: bool | None = False, placement=None,
-                  step_switches: dict | None = None, log=lambda s: None, **options) -> CalibrationTable:
+    def calibrate(  # noqa: PLR0913
+        self,
+        data,
+        *,
+        target: str = "ort",
+        method: str = "kl+cos",
+        calib_size: int | None = 128,
+        skip_bad: bool = False,
+        opset: int = 13,
+        progress: bool | None = False,
+        placement=None,
+        step_switches: dict | None = None,
+        log=lambda s: None,
+        **options,
+    ) -> CalibrationTable:
         """The INT8 calibration table for `target`'s rules (`tcc calibrate`): `data` an image folder, a .npy/.npz
         file or an array [N, C, H, W]. `step_switches` (equalization=..., bias_correction=..., rounding=...)
         override the spec's `calibrate:` section; `options` go to tcc.quant.calibrate.calibrate (method settings,
         activation_bits, ...). `table.save(path)` writes it for `tcc build --calib`."""
-        return calibrate_spec(self.spec, self.weights, data, target=target, method=method, calib_size=calib_size,
-                              seed=self.seed, skip_bad=skip_bad, by_order=self.by_order, key_map=self.key_map,
-                              opset=opset, progress=progress, placement=placement, step_switches=step_switches,
-                              log=log, **options)
+        return calibrate_spec(
+            self.spec,
+            self.weights,
+            data,
+            target=target,
+            method=method,
+            calib_size=calib_size,
+            seed=self.seed,
+            skip_bad=skip_bad,
+            by_order=self.by_order,
+            key_map=self.key_map,
+            opset=opset,
+            progress=progress,
+            placement=placement,
+            step_switches=step_switches,
+            log=log,
+            **options,
+        )
 
-    def build(self, target: str, *, precision: str | None = None, out: str | Path | None = None,
-              calib: CalibrationTable | str | Path | None = None, data=None, force: bool = False,
-              log=lambda s: None, **options) -> Bundle:
+    def build(
+        self,
+        target: str,
+        *,
+        precision: str | None = None,
+        out: str | Path | None = None,
+        calib: CalibrationTable | str | Path | None = None,
+        data=None,
+        force: bool = False,
+        log=lambda s: None,
+        **options,
+    ) -> Bundle:
         """A self-checked bundle for `target` at `out` (default out/NAME-TARGET[-PRECISION]), written atomically
         (`tcc build`). INT8 takes a table (`calib`: one from `calibrate` or a file) or calibrates now on `data`.
         `options` are tcc.build.build's (opset, calib_options, io, tune, count_instructions, ...)."""
@@ -179,15 +252,45 @@ class Model:
                 calib = calib.save(Path(tmp) / "calibration.json")
             # the spec as loaded: the build fits it to the weights (and says so through `log`) after it has started
             # its compile worker
-            result = build_bundle(self.loaded, target, out, precision=precision, weights=self.weights,
-                                  by_order=self.by_order, key_map=self.key_map, seed=self.seed, force=force,
-                                  calib=calib, data=data, source=self.source, log=log, **options)
+            result = build_bundle(
+                self.loaded,
+                target,
+                out,
+                precision=precision,
+                weights=self.weights,
+                by_order=self.by_order,
+                key_map=self.key_map,
+                seed=self.seed,
+                force=force,
+                calib=calib,
+                data=data,
+                source=self.source,
+                log=log,
+                **options,
+            )
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
-    def qat(self, data, calib: CalibrationTable | str | Path, out: str | Path, *, epochs: int = 20, lr: float = 0.01,
-            bias_lr: float = 0.01, scale_lr: float = 0.01, feature_weight: float = 3.0, label_weight: float = 0.0,
-            batch_size: int = 16, augment: str = "dihedral", calib_size: int | None = None, opset: int = 13,
-            skip_bad: bool = False, force: bool = False, check_only: bool = False, log=lambda s: None):
+    def qat(  # noqa: PLR0913
+        self,
+        data,
+        calib: CalibrationTable | str | Path,
+        out: str | Path,
+        *,
+        epochs: int = 20,
+        lr: float = 0.01,
+        bias_lr: float = 0.01,
+        scale_lr: float = 0.01,
+        feature_weight: float = 3.0,
+        label_weight: float = 0.0,
+        batch_size: int = 16,
+        augment: str = "dihedral",
+        calib_size: int | None = None,
+        opset: int = 13,
+        skip_bad: bool = False,
+        force: bool = False,
+        check_only: bool = False,
+        log=lambda s: None,
+    ):
         """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
@@ -205,22 +308,43 @@ class Model:
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
             raise DataError(f"{out} exists and is not an empty folder; --force writes into it")
         table = calib if isinstance(calib, CalibrationTable) else load_table(calib)
-        options = Options(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment, scale_lr=scale_lr,
-                          feature_weight=feature_weight, bias_lr=bias_lr, label_weight=label_weight,
-                          seed=self.seed)
+        options = Options(
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            augment=augment,
+            scale_lr=scale_lr,
+            feature_weight=feature_weight,
+            bias_lr=bias_lr,
+            label_weight=label_weight,
+            seed=self.seed,
+        )
         spec = self.spec
         options.check(None, tuple(spec.input_shape))
         if check_only:
             return None
-        samples = load_calibration_data(data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad,
-                                        what="training")
+        samples = load_calibration_data(
+            data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad, what="training"
+        )
         labels = _folder_labels(samples, spec, data) if label_weight else None
         # an ONNX file's weights come back by its imported spec's names: the spec goes beside them, by the name the
         # table's spec hash was made with (OUT/NAME.yaml)
         kept = {self.loaded.path.name: self.loaded.path.read_bytes()} if self.source else {}
-        return quantization_aware(spec, self.weights, table, samples.array, options, out, by_order=self.by_order,
-                                  key_map=self.key_map, opset=opset, data_fingerprint=samples.fingerprint,
-                                  labels=labels, kept=kept, log=log)
+        return quantization_aware(
+            spec,
+            self.weights,
+            table,
+            samples.array,
+            options,
+            out,
+            by_order=self.by_order,
+            key_map=self.key_map,
+            opset=opset,
+            data_fingerprint=samples.fingerprint,
+            labels=labels,
+            kept=kept,
+            log=log,
+        )
 
 
 def _folder_labels(samples, spec: Spec, data) -> np.ndarray:
@@ -233,5 +357,3 @@ def _folder_labels(samples, spec: Spec, data) -> np.ndarray:
     if len(classes) != width:
         raise DataError(f"{data}: {len(classes)} class folders ({', '.join(classes)}) for a model of {width} outputs")
     return np.array([classes.index(p[0]) for p in parts], np.int64)
-
-

@@ -5,6 +5,7 @@ One section per CPU class and vendor (and quick runs apart), between two HTML co
 a run on an AVX2 machine replaces the AVX2 section and leaves the AVX-512 one, and everything written by hand around
 them, as it was. The vendor keeps an AMD and an Intel machine of one class apart: their kernels differ (AMX is
 Intel's) and so do their ratios. A page without the section gets it appended."""
+
 from __future__ import annotations
 
 import re
@@ -36,10 +37,15 @@ def stamp(doc: dict) -> str:
     """The line the docs put above every measured table: machine, CPU flags, commit, date."""
     mach, run = doc["machine"], doc.get("stamp", {})
     commit = run.get("commit")
-    commit = f"`{commit[:7]}`" + (" with uncommitted changes" if run.get("dirty") else "") if commit else \
-        "an installed tcc (no commit)"
-    return (f"**Machine:** {mach['cpu']}, {mach['cores']} cores · **CPU flags:** {' '.join(mach['isa']) or 'none'} "
-            f"(class {mach['isa_class']}) · **Commit:** {commit} · **Date:** {run.get('date', 'unknown')}")
+    commit = (
+        f"`{commit[:7]}`" + (" with uncommitted changes" if run.get("dirty") else "")
+        if commit
+        else "an installed tcc (no commit)"
+    )
+    return (
+        f"**Machine:** {mach['cpu']}, {mach['cores']} cores · **CPU flags:** {' '.join(mach['isa']) or 'none'} "
+        f"(class {mach['isa_class']}) · **Commit:** {commit} · **Date:** {run.get('date', 'unknown')}"
+    )
 
 
 def section(doc: dict) -> str:
@@ -55,9 +61,9 @@ def update_page(text: str, doc: dict) -> str:
     key = section_key(doc)
     begin, end = _BEGIN.format(key=key), _END.format(key=key)
     block = f"{begin}\n{section(doc)}{end}\n"
-    found = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", text, flags=re.S)
+    found = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", text, flags=re.DOTALL)
     if found:
-        return text[:found.start()] + block + text[found.end():]
+        return text[: found.start()] + block + text[found.end() :]
     return text.rstrip("\n") + "\n\n" + block
 
 

@@ -1,5 +1,6 @@
 """Calibration time, its memory, and INT8 quality against FP32 on held-out crops: tcc's methods and ONNX Runtime's
 own `quantize_static` (MinMax, Entropy, Percentile) on the same calibration data and the same judging data."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,11 @@ def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
     for mode, optimize in modes:
         y = run(int8, x, optimize=optimize)
         cos = [cosine(a, b) for a, b in zip(ref, y)]
-        out[mode] = {"cos_mean": round(float(np.mean(cos)), 7), "cos_min": round(float(np.min(cos)), 7),
-                     "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4)}
+        out[mode] = {
+            "cos_mean": round(float(np.mean(cos)), 7),
+            "cos_min": round(float(np.min(cos)), 7),
+            "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4),
+        }
     return out
 
 
@@ -30,8 +34,9 @@ def timed_calibration(fp32, data, rules: str, method: str, **hashes):
     from tcc.quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
     t = time.perf_counter()
-    table = calibrate_onnx(fp32, data.array, method=method, target=rules, progress=False,
-                           data_fingerprint=data.fingerprint, **hashes)
+    table = calibrate_onnx(
+        fp32, data.array, method=method, target=rules, progress=False, data_fingerprint=data.fingerprint, **hashes
+    )
     return table, time.perf_counter() - t
 
 

@@ -1,6 +1,7 @@
 """`tcc report`: the DDSNet paper's Table 1 for any set of specs (parameters, MACs, FP32 and INT8 size) and, given
 built bundles, their latency here (1 thread, interleaved rounds), fidelity (the build's self-check) and ARM
 instruction counts; markdown, JSON and plots (tcc.plots)."""
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,19 @@ def model_row(spec: str | Path, overrides: dict | None = None) -> dict:
                 seen.add(name)
     int8 += 4 * sum(n for k, n in inits.items() if k not in seen)
     fp32 = 4 * sum(inits.values())
-    return {"name": fe.model.name, "spec": str(spec), "overrides": overrides or {},
-            "input": list(g.input.shape), "params": g.param_count, "params_m": round(g.param_count / 1e6, 2),
-            "macs": g.macs, "gmacs": round(g.macs / 1e9, 2), "fp32_mib": round(g.size_bytes_fp32 / 2**20, 2),
-            "deployed_fp32_mib": round(fp32 / 2**20, 2), "int8_mib": round(int8 / 2**20, 2)}
+    return {
+        "name": fe.model.name,
+        "spec": str(spec),
+        "overrides": overrides or {},
+        "input": list(g.input.shape),
+        "params": g.param_count,
+        "params_m": round(g.param_count / 1e6, 2),
+        "macs": g.macs,
+        "gmacs": round(g.macs / 1e9, 2),
+        "fp32_mib": round(g.size_bytes_fp32 / 2**20, 2),
+        "deployed_fp32_mib": round(fp32 / 2**20, 2),
+        "int8_mib": round(int8 / 2**20, 2),
+    }
 
 
 def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, object]:
@@ -51,9 +61,15 @@ def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, obj
     try:
         sc = m["self_check"]
         fidelity = sc.get("vs_fp32") or sc["result"]
-        row = {"bundle": str(bundle), "model": m["model"]["name"], "target": m["target"],
-               "precision": m["precision"], "artifact_bytes": m["files"][m["artifact"]]["bytes"],
-               "cosine_vs_fp32": fidelity.get("cosine"), "max_abs_vs_fp32": fidelity.get("max_abs")}
+        row = {
+            "bundle": str(bundle),
+            "model": m["model"]["name"],
+            "target": m["target"],
+            "precision": m["precision"],
+            "artifact_bytes": m["files"][m["artifact"]]["bytes"],
+            "cosine_vs_fp32": fidelity.get("cosine"),
+            "max_abs_vs_fp32": fidelity.get("max_abs"),
+        }
         shape = m["inputs"][0]["shape"]
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a tcc bundle manifest (missing {e})") from None
@@ -70,8 +86,9 @@ def bundle_row(bundle: Path, rounds: int = 5, runs: int = 10) -> tuple[dict, obj
     return row, runner
 
 
-def report(specs: list[str], bundles: list[str], out: Path, overrides: dict | None = None, rounds: int = 5,
-           runs: int = 10) -> dict:
+def report(
+    specs: list[str], bundles: list[str], out: Path, overrides: dict | None = None, rounds: int = 5, runs: int = 10
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     doc: dict = {"models": [model_row(s, overrides) for s in specs], "bundles": [], "plots": []}
     if doc["models"]:
@@ -87,8 +104,14 @@ def report(specs: list[str], bundles: list[str], out: Path, overrides: dict | No
         table = Path(b) / "calibration.json"
         if table.exists():
             tensors = load_table(table).tensors
-            doc["plots"].append(str(save(layer_cosine_bars(tensors, f"{key}: per-tensor cosine of calibration"),
-                                         out / f"{Path(b).name}.cosine.png")))
+            doc["plots"].append(
+                str(
+                    save(
+                        layer_cosine_bars(tensors, f"{key}: per-tensor cosine of calibration"),
+                        out / f"{Path(b).name}.cosine.png",
+                    )
+                )
+            )
     if runners:
         per_round = timing.interleave(runners, rounds, runs)
         for row in doc["bundles"]:
@@ -102,20 +125,30 @@ def report(specs: list[str], bundles: list[str], out: Path, overrides: dict | No
 def to_markdown(doc: dict) -> str:
     lines = []
     if doc["models"]:
-        lines += ["| model | input | params | params (M) | MACs | GMACs | FP32 size (MiB) | INT8 size (MiB) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['params']:,} | {r['params_m']:.2f} | "
-                  f"{r['macs']:,} | {r['gmacs']:.2f} | {r['fp32_mib']:.2f} | {r['int8_mib']:.2f} |"
-                  for r in doc["models"]]
+        lines += [
+            "| model | input | params | params (M) | MACs | GMACs | FP32 size (MiB) | INT8 size (MiB) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['name']} | {'x'.join(map(str, r['input']))} | {r['params']:,} | {r['params_m']:.2f} | "
+            f"{r['macs']:,} | {r['gmacs']:.2f} | {r['fp32_mib']:.2f} | {r['int8_mib']:.2f} |"
+            for r in doc["models"]
+        ]
         lines.append("")
     if doc["bundles"]:
-        lines += ["| bundle | target | precision | artifact bytes | latency ms (p10-p90) | cosine vs FP32 | "
-                  "max abs vs FP32 | ARM instructions |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| bundle | target | precision | artifact bytes | latency ms (p10-p90) | cosine vs FP32 | "
+            "max abs vs FP32 | ARM instructions |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in doc["bundles"]:
             lat = r.get("latency_ms")
-            lines.append(f"| {r['key']} | {r['target']} | {r['precision']} | {r['artifact_bytes']:,} | "
-                         + (f"{lat['median']:.3f} ({lat['p10']:.3f}-{lat['p90']:.3f})" if lat else "not here")
-                         + f" | {r['cosine_vs_fp32']} | {r['max_abs_vs_fp32']} | "
-                         + (f"{r['arm_instructions']:,}" if "arm_instructions" in r else "") + " |")
+            lines.append(
+                f"| {r['key']} | {r['target']} | {r['precision']} | {r['artifact_bytes']:,} | "
+                + (f"{lat['median']:.3f} ({lat['p10']:.3f}-{lat['p90']:.3f})" if lat else "not here")
+                + f" | {r['cosine_vs_fp32']} | {r['max_abs_vs_fp32']} | "
+                + (f"{r['arm_instructions']:,}" if "arm_instructions" in r else "")
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -7,14 +7,15 @@ phase, artifact bytes, and on the ARM targets the instructions one inference exe
 1-thread batch-1 latency of PyTorch eager and every bundle that runs here, interleaved in rounds. The speed
 targets are judged on the result (tcc.benchmark.targets) and the whole is written as bench.json and bench.md.
 """
+
 from __future__ import annotations
 
 import datetime
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -36,11 +37,32 @@ ROOT = Path(__file__).resolve().parents[2]
 FORMAT = "tcc-bench/1"
 
 # (target, precision) bundles built and timed: every engine the issue compares
-FULL_MATRIX = (("ort", "fp32"), ("ort", "fp16"), ("ort", "int8"), ("ort", "dynamic"), ("host", "fp32"),
-               ("host", "int8"), ("tflite", "fp32"), ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"),
-               ("aarch64", "fp32"), ("aarch64", "int8"), ("aarch64-dotprod", "fp32"), ("aarch64-dotprod", "int8"))
-QUICK_MATRIX = (("ort", "fp32"), ("ort", "int8"), ("host", "fp32"), ("host", "int8"), ("tflite", "fp32"),
-                ("tflite", "int8"), ("arm-a7", "fp32"), ("arm-a7", "int8"))
+FULL_MATRIX = (
+    ("ort", "fp32"),
+    ("ort", "fp16"),
+    ("ort", "int8"),
+    ("ort", "dynamic"),
+    ("host", "fp32"),
+    ("host", "int8"),
+    ("tflite", "fp32"),
+    ("tflite", "int8"),
+    ("arm-a7", "fp32"),
+    ("arm-a7", "int8"),
+    ("aarch64", "fp32"),
+    ("aarch64", "int8"),
+    ("aarch64-dotprod", "fp32"),
+    ("aarch64-dotprod", "int8"),
+)
+QUICK_MATRIX = (
+    ("ort", "fp32"),
+    ("ort", "int8"),
+    ("host", "fp32"),
+    ("host", "int8"),
+    ("tflite", "fp32"),
+    ("tflite", "int8"),
+    ("arm-a7", "fp32"),
+    ("arm-a7", "int8"),
+)
 
 
 @dataclass
@@ -73,15 +95,28 @@ class BenchConfig:
 def default_models() -> list[BenchModel]:
     """The paper models: DDSNet with the authors' GC checkpoint when the fixtures are there, FastNet seeded."""
     gc = FIXTURES / "GC_DDS_0.0064.pth"
-    return [BenchModel("ddsnet", ROOT / "spec" / "ddsnet.yaml", gc if gc.exists() else None, gc.exists()),
-            BenchModel("fastnet", ROOT / "spec" / "fastnet.yaml")]
+    return [
+        BenchModel("ddsnet", ROOT / "spec" / "ddsnet.yaml", gc if gc.exists() else None, gc.exists()),
+        BenchModel("fastnet", ROOT / "spec" / "fastnet.yaml"),
+    ]
 
 
 def quick_config(work: Path) -> BenchConfig:
     """One small model through every section, in about a minute: FastNet at 64 x 64 (seeded weights)."""
-    return BenchConfig([BenchModel("fastnet-64", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 64})],
-                       work, QUICK_MATRIX, rounds=3, runs=5, calib_images=16, held_out=8, method="kl",
-                       ort_methods=("MinMax",), memory=False, quick=True, placement=False)
+    return BenchConfig(
+        [BenchModel("fastnet-64", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 64})],
+        work,
+        QUICK_MATRIX,
+        rounds=3,
+        runs=5,
+        calib_images=16,
+        held_out=8,
+        method="kl",
+        ort_methods=("MinMax",),
+        memory=False,
+        quick=True,
+        placement=False,
+    )
 
 
 class Progress:
@@ -90,8 +125,12 @@ class Progress:
     def __init__(self, total: int, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, file=sys.stderr, disable=not (sys.stderr.isatty() if enabled is None
-                                                                   else enabled), dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            file=sys.stderr,
+            disable=not (sys.stderr.isatty() if enabled is None else enabled),
+            dynamic_ncols=True,
+        )
 
     def step(self, what: str) -> None:
         self.bar.set_description(what)
@@ -101,16 +140,26 @@ class Progress:
         self.bar.close()
 
 
-def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None
-              ) -> dict:
+def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
     steps = sum(4 + len(config.matrix) + config.placement + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
-    doc = {"format": FORMAT, "quick": config.quick, "machine": machine_info(),
-           "stamp": {"date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(), **source_revision()},
-           "settings": {"threads": list(config.threads), "batch": 1, "rounds": config.rounds,
-                        "runs_per_round": config.runs, "calib_images": config.calib_images,
-                        "held_out": config.held_out, "method": config.method, "ort_methods": list(config.ort_methods)},
-           "models": {}}
+    doc = {
+        "format": FORMAT,
+        "quick": config.quick,
+        "machine": machine_info(),
+        "stamp": {"date": datetime.datetime.now(datetime.UTC).date().isoformat(), **source_revision()},
+        "settings": {
+            "threads": list(config.threads),
+            "batch": 1,
+            "rounds": config.rounds,
+            "runs_per_round": config.runs,
+            "calib_images": config.calib_images,
+            "held_out": config.held_out,
+            "method": config.method,
+            "ort_methods": list(config.ort_methods),
+        },
+        "models": {},
+    }
     started = time.perf_counter()
     try:
         for m in config.models:
@@ -123,20 +172,27 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
     return doc
 
 
-def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
+def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:  # noqa: PLR0915
     work = config.work / m.key
     fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
     model, fp32 = fe.model, fe.onnx
-    calib = load_calibration_data(make_crops(work / "calib", config.calib_images, 0), model.preprocess,
-                                  model.input_shape, progress=False)
-    held = load_calibration_data(make_crops(work / "held", config.held_out, 1), model.preprocess,
-                                 model.input_shape, progress=False)
+    calib = load_calibration_data(
+        make_crops(work / "calib", config.calib_images, 0), model.preprocess, model.input_shape, progress=False
+    )
+    held = load_calibration_data(
+        make_crops(work / "held", config.held_out, 1), model.preprocess, model.input_shape, progress=False
+    )
     bar.step(f"{m.key}: crops")
     hashes = {"spec_hash": model.spec_hash, "weights_hash": file_sha256(m.weights) if m.weights else None}
     summary = model.graph.summary()
-    out: dict = {"spec": _rel(m.spec), "weights": _rel(m.weights) if m.weights else "seeded random (seed 0)",
-                 "overrides": m.overrides, "input": [1, *model.input_shape], "params": summary["params"],
-                 "macs": summary["macs"]}
+    out: dict = {
+        "spec": _rel(m.spec),
+        "weights": _rel(m.weights) if m.weights else "seeded random (seed 0)",
+        "overrides": m.overrides,
+        "input": [1, *model.input_shape],
+        "params": summary["params"],
+        "macs": summary["macs"],
+    }
 
     # calibration: one table per rules the INT8 bundles need; the ort one is the timed comparison
 
@@ -151,25 +207,30 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     bar.step(f"{m.key}: calibration")
     if config.memory and "ort" in rules_needed:
         quarter = max(1, len(calib) // 4)
-        cal["tcc"]["ort"]["peak_bytes"] = {str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method)
-                                          for n in (quarter, len(calib))}
+        cal["tcc"]["ort"]["peak_bytes"] = {
+            str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method) for n in (quarter, len(calib))
+        }
     from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
     qual = {}
     if "ort" in tables:
-        qual[f"tcc {config.method}"] = quality.evaluate(fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True),
-                                                        held.array)["ort"]
+        qual[f"tcc {config.method}"] = quality.evaluate(
+            fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True), held.array
+        )["ort"]
     if config.placement and "ort" in tables and any(t == "ort" and p == "int8" for t, p in config.matrix):
         placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), calib.array, log)
         tables["ort-placed"] = work / "calib-ort-placed.json"
         placed.save(tables["ort-placed"])
         p = placed.doc.get("placement", {})
-        out["placement"] = {"objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
-                            "seconds": round(secs, 2), "float_nodes": sorted(p.get("nodes", {})),
-                            **{k: p[k] for k in ("cos_before", "cos_after", "reference_cos_after", "profile")
-                               if k in p}}
+        out["placement"] = {
+            "objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
+            "seconds": round(secs, 2),
+            "float_nodes": sorted(p.get("nodes", {})),
+            **{k: p[k] for k in ("cos_before", "cos_after", "reference_cos_after", "profile") if k in p},
+        }
         qual[f"tcc {config.method} + speed placement"] = quality.evaluate(
-            fp32, to_qdq(fp32, placed, compact=True), held.array)["ort"]
+            fp32, to_qdq(fp32, placed, compact=True), held.array
+        )["ort"]
     for method in config.ort_methods:
         q, secs = quality.ort_static(fp32, calib.array, method)
         cal["onnxruntime"][method] = {"seconds": round(secs, 2), "samples": len(calib)}
@@ -185,13 +246,13 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     for target, precision, key, calib in bundles:
         builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log, calib)
         bar.step(f"{m.key}: build {key}")
-        runner = runner_for(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] \
-            else None
+        runner = (
+            runner_for(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] else None
+        )
         if runner is not None:
             runners[key] = runner
         for threads in (t for t in config.threads if t != 1 and key in THREADED and runner is not None):
-            runners[threaded(key, threads)] = runner_for(target, precision, work / "bundles" / key, held.array,
-                                                         threads)
+            runners[threaded(key, threads)] = runner_for(target, precision, work / "bundles" / key, held.array, threads)
     if not config.quick and "seconds" in builds.get("arm-a7-fp32", {}):
         builds["arm-a7-fp32"]["command"] = command_build_seconds(m, "arm-a7", work / "bundles" / "arm-a7-cli")
     out["builds"] = builds
@@ -203,17 +264,28 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
 
         prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
-        out["ort_int8_profile"] = {"kernels": len(prof), "sum_us": round(sum(p["us"] for p in prof), 1),
-                                   "float_nodes": float_nodes(prof),
-                                   "placement_bound": placement_bound(fp32, load_table(tables["ort"]), held.array)}
+        out["ort_int8_profile"] = {
+            "kernels": len(prof),
+            "sum_us": round(sum(p["us"] for p in prof), 1),
+            "float_nodes": float_nodes(prof),
+            "placement_bound": placement_bound(fp32, load_table(tables["ort"]), held.array),
+        }
     if config.tvm_variants:
         out["tvm_variants"] = time_variants(fp32, held.array, work / "variants", config.runs)
     per_round = timing.interleave(runners, config.rounds, config.runs, lambda: bar.step(f"{m.key}: latency"))
     out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
-    ratios = {**RATIOS, **{f"{key} {t} threads / 1 thread": (threaded(key, t), key) for t in config.threads
-                           if t != 1 for key in THREADED}}
-    out["latency_ratios"] = {name: r for name, (a, b) in ratios.items()
-                             if (r := timing.ratio(per_round, a, b)) is not None}
+    ratios = {
+        **RATIOS,
+        **{
+            f"{key} {t} threads / 1 thread": (threaded(key, t), key)
+            for t in config.threads
+            if t != 1
+            for key in THREADED
+        },
+    }
+    out["latency_ratios"] = {
+        name: r for name, (a, b) in ratios.items() if (r := timing.ratio(per_round, a, b)) is not None
+    }
     return out
 
 
@@ -227,13 +299,18 @@ def threaded(key: str, threads: int) -> str:
 
 
 # ratios taken round by round: (numerator, denominator)
-RATIOS = {"ort int8 / ort fp32": ("ort-int8", "ort-fp32"), "ort fp16 / ort fp32": ("ort-fp16", "ort-fp32"),
-          "ort int8 placed / ort fp32": ("ort-int8-placed", "ort-fp32"),
-          "ort int8 placed / ort int8": ("ort-int8-placed", "ort-int8"),
-          "ort dynamic / ort fp32": ("ort-dynamic", "ort-fp32"), "host fp32 / ort fp32": ("host-fp32", "ort-fp32"),
-          "host int8 / host fp32": ("host-int8", "host-fp32"), "host int8 / ort fp32": ("host-int8", "ort-fp32"),
-          "tflite int8 / tflite fp32": ("tflite-int8", "tflite-fp32"),
-          "pytorch fp32 / ort fp32": ("pytorch-fp32", "ort-fp32")}
+RATIOS = {
+    "ort int8 / ort fp32": ("ort-int8", "ort-fp32"),
+    "ort fp16 / ort fp32": ("ort-fp16", "ort-fp32"),
+    "ort int8 placed / ort fp32": ("ort-int8-placed", "ort-fp32"),
+    "ort int8 placed / ort int8": ("ort-int8-placed", "ort-int8"),
+    "ort dynamic / ort fp32": ("ort-dynamic", "ort-fp32"),
+    "host fp32 / ort fp32": ("host-fp32", "ort-fp32"),
+    "host int8 / host fp32": ("host-int8", "host-fp32"),
+    "host int8 / ort fp32": ("host-int8", "ort-fp32"),
+    "tflite int8 / tflite fp32": ("tflite-int8", "tflite-fp32"),
+    "pytorch fp32 / ort fp32": ("pytorch-fp32", "ort-fp32"),
+}
 
 
 def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Path, log, calib=None) -> dict:
@@ -242,16 +319,27 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     tgt = get_target(target)
     count = bool(tgt.platform and tgt.platform.qemu)
     try:
-        r = build(m.spec, target, out, precision=precision, weights=m.weights, by_order=m.by_order,
-                  overrides=m.overrides, force=True,
-                  calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None,
-                  count_instructions=count, log=log)
+        r = build(
+            m.spec,
+            target,
+            out,
+            precision=precision,
+            weights=m.weights,
+            by_order=m.by_order,
+            overrides=m.overrides,
+            force=True,
+            calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None,
+            count_instructions=count,
+            log=log,
+        )
     except TccError as e:
         return {"error": str(e).splitlines()[0]}
     man = r.manifest
-    res = {"seconds": {k: round(v, 2) for k, v in r.seconds.items()},
-           "bytes": sum(f["bytes"] for name, f in man["files"].items() if name in man["artifacts"]),
-           "artifact_bytes": man["files"][man["artifact"]]["bytes"]}
+    res = {
+        "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
+        "bytes": sum(f["bytes"] for name, f in man["files"].items() if name in man["artifacts"]),
+        "artifact_bytes": man["files"][man["artifact"]]["bytes"],
+    }
     checks = man.get("target_checks", {})
     if "instructions_per_inference" in checks:
         res["instructions"] = checks["instructions_per_inference"]
@@ -270,8 +358,9 @@ def command_build_seconds(m: BenchModel, target: str, out: Path) -> dict:
     for k, v in m.overrides.items():
         args += ["--set", f"{k}={v}"]
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tcc", *args, "-o", str(out), "--force"], capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "tcc", *args, "-o", str(out), "--force"], capture_output=True, text=True, cwd=ROOT
+    )
     seconds = time.perf_counter() - t
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}

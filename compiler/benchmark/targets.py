@@ -1,10 +1,11 @@
 """The speed targets, judged on a bench result. Each names its bound (which may depend on the CPU class: 8-bit
 dot products or not), the measured value and PASS / FAIL; a target whose measurement is missing from the run
 (a section skipped, a backend not available here) is reported as not measured, never as passed."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Target:
 
 def _ratio(*names: str) -> Callable[[dict], float | None]:
     """The first of `names` measured (the speed-placed ORT INT8 bundle before the plain one)."""
+
     def measure(m):
         for name in names:
             value = (m.get("latency_ratios", {}).get(name) or {}).get("median")
@@ -33,6 +35,7 @@ def _ratio(*names: str) -> Callable[[dict], float | None]:
 def _build_seconds(key: str) -> Callable[[dict], float | None]:
     """The build's wall time as the user's command takes it (its own process: `command`), else the bench's
     in-process build without the instruction count it adds (imports warm: a lower bound)."""
+
     def get(m: dict) -> float | None:
         b = m.get("builds", {}).get(key, {})
         if "seconds" in b.get("command", {}):
@@ -40,11 +43,13 @@ def _build_seconds(key: str) -> Callable[[dict], float | None]:
         phases = b.get("seconds") or {}
         total = phases.get("total")
         return None if total is None else round(total - phases.get("target-checks/instruction-count", 0.0), 2)
+
     return get
 
 
 def _instruction_ratio(target: str):
     """INT8 / FP32 executed instructions of one ARM target's two bundles."""
+
     def measure(m: dict) -> float | None:
         b = m.get("builds", {})
         i8, f32 = (b.get(f"{target}-{p}", {}).get("instructions") for p in ("int8", "fp32"))
@@ -68,8 +73,9 @@ def _memory_growth(m: dict) -> float | None:
 def _int8_cosine(m: dict) -> float | None:
     """Held-out mean cosine of the ORT INT8 bundle the latency target judges: the speed-placed one when built."""
     res = m.get("quality", {}).get("results", {})
-    tcc = next((v for k, v in res.items() if k.startswith("tcc ") and k.endswith("placement")), None) or \
-        next((v for k, v in res.items() if k.startswith("tcc ")), None)
+    tcc = next((v for k, v in res.items() if k.startswith("tcc ") and k.endswith("placement")), None) or next(
+        (v for k, v in res.items() if k.startswith("tcc ")), None
+    )
     return tcc["cos_mean"] if tcc else None
 
 
@@ -77,12 +83,15 @@ def _placement_bound(m: dict) -> str | None:
     b = m.get("ort_int8_profile", {}).get("placement_bound")
     if not b:
         return None
-    return (f"kernel time INT8 / FP32 {b['int8_ratio']}; with every node at the faster of its integer and float "
-            f"kernels, conversions free: {b['bound_ratio']} ({len(b['integer_slower'])} integer kernels slower)")
+    return (
+        f"kernel time INT8 / FP32 {b['int8_ratio']}; with every node at the faster of its integer and float "
+        f"kernels, conversions free: {b['bound_ratio']} ({len(b['integer_slower'])} integer kernels slower)"
+    )
 
 
 def _fastest(*names: str) -> Callable[[dict], float | None]:
     """The lowest of the ratios measured among `names` (the fastest of several bundles against one reference)."""
+
     def measure(m):
         values = [v for v in (_ratio(name)(m) for name in names) if v is not None]
         return min(values) if values else None
@@ -92,32 +101,82 @@ def _fastest(*names: str) -> Callable[[dict], float | None]:
 
 TARGETS = (
     Target("host-fp32", "TVM host FP32 latency / ORT FP32", lambda mach: 0.9, _ratio("host fp32 / ort fp32")),
-    Target("host-int8", "TVM host INT8 latency / TVM host FP32",
-           lambda mach: 0.5 if mach["int8_dot"] else 1.0, _ratio("host int8 / host fp32")),
-    Target("fastest-int8", "fastest tcc INT8 latency (TVM host, ORT, ORT placed) / ORT FP32",
-           lambda mach: 0.35 if mach["int8_dot"] else 0.55,
-           _fastest("host int8 / ort fp32", "ort int8 / ort fp32", "ort int8 placed / ort fp32"), models=("ddsnet",)),
-    Target("ort-int8", "ORT INT8 latency / ORT FP32 (with the speed placement where built)",
-           lambda mach: 0.45 if mach["int8_dot"] else 0.6, _ratio("ort int8 placed / ort fp32", "ort int8 / ort fp32"),
-           context=_placement_bound),
-    Target("ort-int8-cosine", "ORT INT8 output cosine vs FP32 (held-out mean), at least", lambda mach: 0.9995,
-           _int8_cosine),
-    Target("build-arm-a7", "`tcc build --target arm-a7` wall seconds", lambda mach: 10.0,
-           _build_seconds("arm-a7-fp32"), models=("ddsnet",)),
-    Target("calibration", "kl+cos calibration seconds (128 samples)", lambda mach: 15.0, _calibration_seconds,
-           models=("ddsnet",), min_samples=128),
-    Target("calibration-memory", "calibration peak memory, all samples / a quarter of them", lambda mach: 1.25,
-           _memory_growth),
-    Target("arm-a7-int8-instructions", "arm-a7 INT8 executed instructions / FP32", lambda mach: 0.5,
-           _instruction_ratio("arm-a7")),
-    Target("aarch64-int8-instructions", "aarch64 (ARMv8.0) INT8 executed instructions / FP32", lambda mach: 0.5,
-           _instruction_ratio("aarch64")),
-    Target("aarch64-dotprod-int8-instructions", "aarch64-dotprod (ARMv8.2, A55) INT8 executed instructions / FP32",
-           lambda mach: 0.3, _instruction_ratio("aarch64-dotprod")),
-    Target("threads-host", "TVM host FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,
-           _ratio("host-fp32 2 threads / 1 thread"), models=("ddsnet",)),
-    Target("threads-ort", "ORT FP32 latency, 2 threads / 1 thread", lambda mach: 0.6,
-           _ratio("ort-fp32 2 threads / 1 thread"), models=("ddsnet",)),
+    Target(
+        "host-int8",
+        "TVM host INT8 latency / TVM host FP32",
+        lambda mach: 0.5 if mach["int8_dot"] else 1.0,
+        _ratio("host int8 / host fp32"),
+    ),
+    Target(
+        "fastest-int8",
+        "fastest tcc INT8 latency (TVM host, ORT, ORT placed) / ORT FP32",
+        lambda mach: 0.35 if mach["int8_dot"] else 0.55,
+        _fastest("host int8 / ort fp32", "ort int8 / ort fp32", "ort int8 placed / ort fp32"),
+        models=("ddsnet",),
+    ),
+    Target(
+        "ort-int8",
+        "ORT INT8 latency / ORT FP32 (with the speed placement where built)",
+        lambda mach: 0.45 if mach["int8_dot"] else 0.6,
+        _ratio("ort int8 placed / ort fp32", "ort int8 / ort fp32"),
+        context=_placement_bound,
+    ),
+    Target(
+        "ort-int8-cosine", "ORT INT8 output cosine vs FP32 (held-out mean), at least", lambda mach: 0.9995, _int8_cosine
+    ),
+    Target(
+        "build-arm-a7",
+        "`tcc build --target arm-a7` wall seconds",
+        lambda mach: 10.0,
+        _build_seconds("arm-a7-fp32"),
+        models=("ddsnet",),
+    ),
+    Target(
+        "calibration",
+        "kl+cos calibration seconds (128 samples)",
+        lambda mach: 15.0,
+        _calibration_seconds,
+        models=("ddsnet",),
+        min_samples=128,
+    ),
+    Target(
+        "calibration-memory",
+        "calibration peak memory, all samples / a quarter of them",
+        lambda mach: 1.25,
+        _memory_growth,
+    ),
+    Target(
+        "arm-a7-int8-instructions",
+        "arm-a7 INT8 executed instructions / FP32",
+        lambda mach: 0.5,
+        _instruction_ratio("arm-a7"),
+    ),
+    Target(
+        "aarch64-int8-instructions",
+        "aarch64 (ARMv8.0) INT8 executed instructions / FP32",
+        lambda mach: 0.5,
+        _instruction_ratio("aarch64"),
+    ),
+    Target(
+        "aarch64-dotprod-int8-instructions",
+        "aarch64-dotprod (ARMv8.2, A55) INT8 executed instructions / FP32",
+        lambda mach: 0.3,
+        _instruction_ratio("aarch64-dotprod"),
+    ),
+    Target(
+        "threads-host",
+        "TVM host FP32 latency, 2 threads / 1 thread",
+        lambda mach: 0.6,
+        _ratio("host-fp32 2 threads / 1 thread"),
+        models=("ddsnet",),
+    ),
+    Target(
+        "threads-ort",
+        "ORT FP32 latency, 2 threads / 1 thread",
+        lambda mach: 0.6,
+        _ratio("ort-fp32 2 threads / 1 thread"),
+        models=("ddsnet",),
+    ),
 )
 AT_LEAST = {"ort-int8-cosine"}
 
@@ -138,9 +197,17 @@ def judge(doc: dict) -> list[dict]:
                 status = "PASS" if value >= bound else "FAIL"
             else:
                 status = "PASS" if value <= bound else "FAIL"
-            rows.append({"target": t.key, "model": key, "what": t.what, "bound": bound,
-                         "measured": None if value is None else round(float(value), 4), "status": status,
-                         "isa_class": machine["isa_class"]})
+            rows.append(
+                {
+                    "target": t.key,
+                    "model": key,
+                    "what": t.what,
+                    "bound": bound,
+                    "measured": None if value is None else round(float(value), 4),
+                    "status": status,
+                    "isa_class": machine["isa_class"],
+                }
+            )
             if (note := t.context(m)) is not None:
                 rows[-1]["context"] = note
     return rows

@@ -5,6 +5,7 @@ processes on a shared machine hits all of them alike; the result per runner is t
 summarized as median and spread (min, p10, p90, max), and ratios are taken per round (same load) before their
 median. One thread, batch 1, everywhere. Here: the runners of built bundles (LiteRT, a TVM module by its own runner).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,8 +47,7 @@ class TvmRunner:
     its own untimed first run), as it is deployed; a process per round costs its start-up, outside the timed
     loop. The same `time(runs)` as Runner."""
 
-    def __init__(self, so: str | Path, target: str, x: np.ndarray, runner: str | Path | None = None,
-                 threads: int = 1):
+    def __init__(self, so: str | Path, target: str, x: np.ndarray, runner: str | Path | None = None, threads: int = 1):
         self.so, self.target, self.runner, self.threads = so, target, runner, threads
         self.x = np.ascontiguousarray(x[:1])
 

@@ -1,6 +1,7 @@
 """TVM host FP32 pipelines against each other (`tcc bench --tvm-variants`): tcc's default (NHWC layout and its
 CPU schedules, what `tcc build` uses), unscheduled (TVM's fused default lowering, NCHW), unfused (tvm.compile's
 own default) and dlight (TVM's CPU rules). A variant TVM cannot compile is a result too."""
+
 from __future__ import annotations
 
 import time
@@ -11,11 +12,12 @@ import numpy as np
 from tcc.backends.tvm import compile as tvm_compile
 from tcc.backends.tvm.run import run_module
 
-VARIANTS = {"default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True,
-                        "nchw_input": True},
-            "unscheduled": {"fuse": True, "dlight": False, "schedule": False},
-            "unfused": {"fuse": False, "dlight": False, "schedule": False},
-            "dlight": {"fuse": True, "dlight": True, "schedule": False}}
+VARIANTS = {
+    "default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True, "nchw_input": True},
+    "unscheduled": {"fuse": True, "dlight": False, "schedule": False},
+    "unfused": {"fuse": False, "dlight": False, "schedule": False},
+    "dlight": {"fuse": True, "dlight": True, "schedule": False},
+}
 
 
 def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
@@ -27,7 +29,7 @@ def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
         try:
             mod = tvm_compile.import_onnx(onnx_model, {inp: list(one.shape)})
             so = tvm_compile.compile_module(mod, "host", work / f"{name}.so", **kw)
-        except Exception as e:  # noqa: BLE001  TVM raises its own error types with C++ backtraces
+        except Exception as e:
             out[name] = {"error": f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[-1]}
             continue
         compile_s = time.perf_counter() - t

@@ -1,5 +1,6 @@
 """Arguments and checks that several `tcc` subcommands share (the spec with its `--set` overrides, the weights
 options, a bundle that replaces them), so each command's parser says them the same way."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,17 +9,29 @@ from ..errors import BuildError
 
 
 def spec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="model spec (YAML or JSON), a zoo model's name, or an ONNX file (imported in memory "
-                                "with its weights)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (repeatable), e.g. --set num_classes=2; for an ONNX file the "
-                        "import's options: --set size=[H,W] --set mean=[...] --set std=[...]")
+    p.add_argument(
+        "spec",
+        help="model spec (YAML or JSON), a zoo model's name, or an ONNX file (imported in memory with its weights)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter (repeatable), e.g. --set num_classes=2; for an ONNX file the "
+        "import's options: --set size=[H,W] --set mean=[...] --set std=[...]",
+    )
 
 
 def max_pixels_arg(p: argparse.ArgumentParser) -> None:
     """--max-pixels: the largest image read (tcc.data.open_image checks the declared size before decoding)."""
-    p.add_argument("--max-pixels", type=int, metavar="N",
-                   help="refuse images declaring more than N pixels, before decoding them (default 20,000 x 20,000)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse images declaring more than N pixels, before decoding them (default 20,000 x 20,000)",
+    )
 
 
 def weights_args(p: argparse.ArgumentParser) -> None:
@@ -31,11 +44,21 @@ def weights_args(p: argparse.ArgumentParser) -> None:
 def refuse_with_artifact(args) -> None:
     """With --artifact the bundle's spec, weights and parameters are baked in: a SPEC or weights option given as
     well is a mistake (exit 2), not silently ignored."""
-    baked = [flag for flag, on in [("SPEC", args.spec), ("--weights", args.weights), ("--by-order", args.by_order),
-                                    ("--key-map", args.key_map), ("--set", args.overrides)] if on]
+    baked = [
+        flag
+        for flag, on in [
+            ("SPEC", args.spec),
+            ("--weights", args.weights),
+            ("--by-order", args.by_order),
+            ("--key-map", args.key_map),
+            ("--set", args.overrides),
+        ]
+        if on
+    ]
     if baked:
-        raise BuildError(f"--artifact runs a built bundle: its spec, weights and parameters are baked in; "
-                         f"drop {', '.join(baked)}")
+        raise BuildError(
+            f"--artifact runs a built bundle: its spec, weights and parameters are baked in; drop {', '.join(baked)}"
+        )
 
 
 def steps_args(p) -> None:
@@ -49,67 +72,136 @@ def steps_args(p) -> None:
         default = "off" if name in UNCHOSEN else "chosen per model on held-back calibration samples"
         return f"default: the spec's `calibrate:` section, else {default}"
 
-    p.add_argument("--equalization", action=on_off, default=None,
-                   help="cross-layer equalization of producer -> consumer pairs through a ReLU ("
-                        + state("equalization") + "; measured on the DDSNet checkpoints: README, INT8)")
-    p.add_argument("--bias-correction", action=on_off, default=None,
-                   help="empirical per-channel bias correction on the calibration data ("
-                        + state("bias_correction") + ")")
-    p.add_argument("--rounding", action=on_off, default=None,
-                   help="choose each weight's rounding per layer on the calibration data (AdaRound-style; " +
-                        state("rounding") + ")")
-    p.add_argument("--activation-bits", type=int, choices=[8, 16], default=None,
-                   help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
-                        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, "
-                        "no cosine search: README, INT8)")
-    p.add_argument("--rounding-budget", type=float, metavar="SECONDS",
-                   help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
-                        "then depends on the machine's speed and says which layers were reached)")
-    p.add_argument("--choice-budget", type=float, metavar="SECONDS",
-                   help="seconds for choosing the steps that neither these switches nor the spec fix (default "
-                        f"{Steps().choice_budget:g}; each combination is judged by the INT8 output cosine on a quarter "
-                        "of the calibration samples held back from the statistics; no trial starts past the budget, "
-                        "and the table then says so; 0: no choosing, those steps stay off)")
+    p.add_argument(
+        "--equalization",
+        action=on_off,
+        default=None,
+        help="cross-layer equalization of producer -> consumer pairs through a ReLU ("
+        + state("equalization")
+        + "; measured on the DDSNet checkpoints: README, INT8)",
+    )
+    p.add_argument(
+        "--bias-correction",
+        action=on_off,
+        default=None,
+        help="empirical per-channel bias correction on the calibration data (" + state("bias_correction") + ")",
+    )
+    p.add_argument(
+        "--rounding",
+        action=on_off,
+        default=None,
+        help="choose each weight's rounding per layer on the calibration data (AdaRound-style; "
+        + state("rounding")
+        + ")",
+    )
+    p.add_argument(
+        "--activation-bits",
+        type=int,
+        choices=[8, 16],
+        default=None,
+        help="activation width: 8 (default; the spec's `calibrate:` section may say 16), or 16: int16 "
+        "activations with 8-bit weights (W8A16; TVM targets, TFLite's 16x8 mode; ranges by minmax, "
+        "no cosine search: README, INT8)",
+    )
+    p.add_argument(
+        "--rounding-budget",
+        type=float,
+        metavar="SECONDS",
+        help="with --rounding: stop choosing roundings after this many seconds (between layers; the table "
+        "then depends on the machine's speed and says which layers were reached)",
+    )
+    p.add_argument(
+        "--choice-budget",
+        type=float,
+        metavar="SECONDS",
+        help="seconds for choosing the steps that neither these switches nor the spec fix (default "
+        f"{Steps().choice_budget:g}; each combination is judged by the INT8 output cosine on a quarter "
+        "of the calibration samples held back from the statistics; no trial starts past the budget, "
+        "and the table then says so; 0: no choosing, those steps stay off)",
+    )
 
 
 def step_switches(args) -> dict:
     """The steps' switches as given (None: not given); tcc.quant.table.steps.Steps.chosen resolves them against the
     spec's `calibrate:` section where the model is loaded."""
-    return {"equalization": args.equalization, "bias_correction": args.bias_correction, "rounding": args.rounding,
-            "rounding_budget": args.rounding_budget, "choice_budget": args.choice_budget}
+    return {
+        "equalization": args.equalization,
+        "bias_correction": args.bias_correction,
+        "rounding": args.rounding,
+        "rounding_budget": args.rounding_budget,
+        "choice_budget": args.choice_budget,
+    }
 
 
 def specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:
     p.add_argument("specs", nargs="*", help=specs_help)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a model parameter ({set_applies_to})")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a model parameter ({set_applies_to})",
+    )
 
 
 def placement_args(p: argparse.ArgumentParser, when: str) -> None:
     """The placement step's options (tcc.quant.place.placer), shared by calibrate and build --data."""
-    p.add_argument("--min-cos", type=float, metavar="C",
-                   help=f"{when}keep the fewest nodes in float (float islands) that bring the mean output cosine vs "
-                        "FP32 on the calibration samples to C (measured per node, greedy by gain per cost)")
-    p.add_argument("--min-worst-cos", type=float, metavar="W",
-                   help=f"{when}the same placement, also until the lowest per-sample output cosine vs FP32 on those "
-                        "samples is at least W (a floor for the worst input, not only the mean)")
-    p.add_argument("--speed", action="store_const", const="ort",
-                   help=f"{when}ort rules: keep in float the nodes whose ONNX Runtime integer kernel measures slower "
-                        "than float on this CPU (profiled here), where the cosine floor (--min-cos, default 0.9995) "
-                        "allows it")
-    p.add_argument("--keep-float", action="append", default=[], metavar="NODE",
-                   help=f"{when}keep this node of the integer graph in float (repeatable)")
-    p.add_argument("--no-wide", dest="wide", action="store_false",
-                   help=f"{when}--min-cos / --min-worst-cos keep nodes in float only; by default, where the target's "
-                        "kernels take 16-bit activations too (TVM's), the search first widens activations to 16 bits "
-                        "(the model stays integer) and keeps nodes in float only for what is still missing")
-    p.add_argument("--place-samples", type=int, default=16, metavar="N",
-                   help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)")
+    p.add_argument(
+        "--min-cos",
+        type=float,
+        metavar="C",
+        help=f"{when}keep the fewest nodes in float (float islands) that bring the mean output cosine vs "
+        "FP32 on the calibration samples to C (measured per node, greedy by gain per cost)",
+    )
+    p.add_argument(
+        "--min-worst-cos",
+        type=float,
+        metavar="W",
+        help=f"{when}the same placement, also until the lowest per-sample output cosine vs FP32 on those "
+        "samples is at least W (a floor for the worst input, not only the mean)",
+    )
+    p.add_argument(
+        "--speed",
+        action="store_const",
+        const="ort",
+        help=f"{when}ort rules: keep in float the nodes whose ONNX Runtime integer kernel measures slower "
+        "than float on this CPU (profiled here), where the cosine floor (--min-cos, default 0.9995) "
+        "allows it",
+    )
+    p.add_argument(
+        "--keep-float",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help=f"{when}keep this node of the integer graph in float (repeatable)",
+    )
+    p.add_argument(
+        "--no-wide",
+        dest="wide",
+        action="store_false",
+        help=f"{when}--min-cos / --min-worst-cos keep nodes in float only; by default, where the target's "
+        "kernels take 16-bit activations too (TVM's), the search first widens activations to 16 bits "
+        "(the model stays integer) and keeps nodes in float only for what is still missing",
+    )
+    p.add_argument(
+        "--place-samples",
+        type=int,
+        default=16,
+        metavar="N",
+        help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)",
+    )
 
 
 def place_options(args):
     from ..quant.place.placer import PlaceOptions  # deferred for start-up: loads numpy, onnx
 
-    return PlaceOptions(min_cos=args.min_cos, min_worst_cos=args.min_worst_cos, speed=args.speed,
-                        keep_float=tuple(args.keep_float), samples=args.place_samples, seed=getattr(args, "seed", 0),
-                        wide=args.wide)
+    return PlaceOptions(
+        min_cos=args.min_cos,
+        min_worst_cos=args.min_worst_cos,
+        speed=args.speed,
+        keep_float=tuple(args.keep_float),
+        samples=args.place_samples,
+        seed=getattr(args, "seed", 0),
+        wide=args.wide,
+    )

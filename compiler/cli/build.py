@@ -1,4 +1,5 @@
 """`tcc build`: compile a spec into a self-checked artifact bundle for a target."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,37 +14,68 @@ from .args import max_pixels_arg, place_options, placement_args, spec_args, step
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
     spec_args(p)
-    p.add_argument("--target", required=True,
-                   help="onnx | ort | tflite | host | arm-a7 | aarch64 | aarch64-dotprod | ax620 | ax620e | ax650 (an "
-                        "unknown name lists the known targets)")
+    p.add_argument(
+        "--target",
+        required=True,
+        help="onnx | ort | tflite | host | arm-a7 | aarch64 | aarch64-dotprod | ax620 | ax620e | ax650 (an "
+        "unknown name lists the known targets)",
+    )
     p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
     p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
     p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
-    p.add_argument("--data", help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib); "
-                   "AX kits: always (the archive holds these samples; --calib, if given, must be made from them)")
-    p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"],
-                   help="with --data: calibration method (default kl+cos)")
+    p.add_argument(
+        "--data",
+        help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib); "
+        "AX kits: always (the archive holds these samples; --calib, if given, must be made from them)",
+    )
+    p.add_argument(
+        "--method",
+        default="kl+cos",
+        choices=["minmax", "percentile", "kl", "kl+cos"],
+        help="with --data: calibration method (default kl+cos)",
+    )
     p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
     p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
     steps_args(p)
     p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
-    p.add_argument("--io", default="float", choices=["float", "int8"],
-                   help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes")
-    p.add_argument("--allow-cpu-fallback", action="store_true",
-                   help="AX kits: build although some nodes are outside the NPU's op list (they run on the CPU; "
-                        "the split is recorded)")
-    p.add_argument("--npu-mode", help="AX kits: Pulsar v1 AX620_VIRTUAL_NPU_MODE_111 (default) | _112 | _0; Pulsar2 "
-                                      "NPU1 (default) | NPU2 | NPU3 (ax650)")
+    p.add_argument(
+        "--io",
+        default="float",
+        choices=["float", "int8"],
+        help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes",
+    )
+    p.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="AX kits: build although some nodes are outside the NPU's op list (they run on the CPU; "
+        "the split is recorded)",
+    )
+    p.add_argument(
+        "--npu-mode",
+        help="AX kits: Pulsar v1 AX620_VIRTUAL_NPU_MODE_111 (default) | _112 | _0; Pulsar2 "
+        "NPU1 (default) | NPU2 | NPU3 (ax650)",
+    )
     p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
-    p.add_argument("--tune", type=int, default=0, metavar="N",
-                   help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)")
+    p.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)",
+    )
     p.add_argument("--tune-log", metavar="DIR", help="TVM: keep/reuse the MetaSchedule database in DIR")
-    p.add_argument("--count-instructions", action="store_true",
-                   help="the ARM targets: count the instructions one inference executes (qemu plugin; NEON vs scalar) "
-                        "into the manifest; adds two runs under qemu")
-    p.add_argument("--host-twin", action="store_true",
-                   help="the ARM targets: also compile the model for this machine and compare the ARM module under "
-                        "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time")
+    p.add_argument(
+        "--count-instructions",
+        action="store_true",
+        help="the ARM targets: count the instructions one inference executes (qemu plugin; NEON vs scalar) "
+        "into the manifest; adds two runs under qemu",
+    )
+    p.add_argument(
+        "--host-twin",
+        action="store_true",
+        help="the ARM targets: also compile the model for this machine and compare the ARM module under "
+        "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time",
+    )
     placement_args(p, "with --data: ")
     weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
@@ -63,54 +95,90 @@ def run(args) -> int:
     check_precision(get_target(args.target), args.precision)  # an unknown target lists the known ones, exit 2
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                       **parse_overrides(args.overrides))
+    model = Model.load(
+        args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=args.seed,
+        **parse_overrides(args.overrides),
+    )
     if model.weights is None:  # an ONNX file brings its own
-        log(f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
-            "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model.")
-    result = model.build(args.target, precision=args.precision, out=out, calib=args.calib, data=args.data,
-                         force=args.force, opset=args.opset, simplify=not args.no_simplify,
-                         calib_options=_calib_options(args), tune=args.tune, tune_log=args.tune_log, io=args.io,
-                         allow_cpu_fallback=args.allow_cpu_fallback, npu_mode=args.npu_mode,
-                         count_instructions=args.count_instructions, host_twin=args.host_twin, compile_worker=True,
-                         log=log)
+        log(
+            f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
+            "outputs are meaningless (recorded in its manifest). Pass --weights FILE for a usable model."
+        )
+    result = model.build(
+        args.target,
+        precision=args.precision,
+        out=out,
+        calib=args.calib,
+        data=args.data,
+        force=args.force,
+        opset=args.opset,
+        simplify=not args.no_simplify,
+        calib_options=_calib_options(args),
+        tune=args.tune,
+        tune_log=args.tune_log,
+        io=args.io,
+        allow_cpu_fallback=args.allow_cpu_fallback,
+        npu_mode=args.npu_mode,
+        count_instructions=args.count_instructions,
+        host_twin=args.host_twin,
+        compile_worker=True,
+        log=log,
+    )
     m = result.manifest
     print(result.report)
     r = m["self_check"]["result"]
     if "checked" in m["self_check"]:  # a kit: its float model here, the INT8 result predicted
-        print(f"self-check of {m['self_check']['checked']} vs PyTorch: max abs {r['max_abs']}, cosine {r['cosine']} "
-              f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+        print(
+            f"self-check of {m['self_check']['checked']} vs PyTorch: max abs {r['max_abs']}, cosine {r['cosine']} "
+            f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed"
+        )
     elif m["precision"] == "int8":
         f = m["self_check"]["vs_fp32"]
         if r["bit_exact"]:
             exact = "bit-exact"
         elif "per_op" in r and r["per_op"].get("islands"):
             p = r["per_op"]
-            exact = (f"each of {p['ops_checked']} ops on its own inputs: integer ops within {p['max_lsb_integer']} "
-                     f"LSB, the {p['islands']} float islands within {p['max_lsb_islands']} LSB (end to end: max "
-                     f"{r['max_abs_lsb']} LSB of the output)")
+            exact = (
+                f"each of {p['ops_checked']} ops on its own inputs: integer ops within {p['max_lsb_integer']} "
+                f"LSB, the {p['islands']} float islands within {p['max_lsb_islands']} LSB (end to end: max "
+                f"{r['max_abs_lsb']} LSB of the output)"
+            )
         elif "per_op" in r:
-            exact = (f"each of {r['per_op']['ops_checked']} integer ops within {r['per_op']['max_lsb']} LSB on its own "
-                     f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)")
+            exact = (
+                f"each of {r['per_op']['ops_checked']} integer ops within {r['per_op']['max_lsb']} LSB on its own "
+                f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)"
+            )
         else:
             exact = f"max {r['max_abs_lsb']} LSB of the output"
-        print(f"self-check vs the integer reference: {exact} (required: {r['required']}) -> passed; vs FP32: "
-              f"cosine {f['cosine']}, max abs {f['max_abs']} ({f['max_abs_over_scale']} of the output scale)")
+        print(
+            f"self-check vs the integer reference: {exact} (required: {r['required']}) -> passed; vs FP32: "
+            f"cosine {f['cosine']}, max abs {f['max_abs']} ({f['max_abs_over_scale']} of the output scale)"
+        )
     else:
-        print(f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
-              f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed")
+        print(
+            f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
+            f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed"
+        )
     islands = summary_line(m.get("quantization", {}).get("float_islands", []))
     if islands:  # the float / integer split of an INT8 graph is printed, never silent
         print(islands)
     if "float16_activations" in m["self_check"]:
         e = m["self_check"]["float16_activations"]
-        print(f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
-              f"scale), cosine {e['cosine']}")
+        print(
+            f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
+            f"scale), cosine {e['cosine']}"
+        )
     for name, c in m.get("target_checks", {}).items():  # backend checks (TVM: ARM under qemu vs host, SIMD share)
         print(_target_check_line(name, c))
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
-    print(f"wrote {result.path}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
-          f"{result.seconds['total']:.1f} s]")
+    print(
+        f"wrote {result.path}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
+        f"{result.seconds['total']:.1f} s]"
+    )
     print("time by phase: " + format_phases(result.seconds))
     if "random_seed" in m["weights"]:
         log(f"WARNING: {m['weights']['warning']}")
@@ -118,14 +186,15 @@ def run(args) -> int:
 
 
 def format_phases(seconds: dict) -> str:
-    """"load 0.4 s, lower 0.9 s, ... (emit: compile 5.1 s, link 1.2 s)": the top-level phases in order, each
+    """ "load 0.4 s, lower 0.9 s, ... (emit: compile 5.1 s, link 1.2 s)": the top-level phases in order, each
     followed by its inner ones."""
     top = [k for k in seconds if "/" not in k and k != "total"]
     parts = []
     for k in top:
-        inner = [(c[len(k) + 1:], v) for c, v in seconds.items() if c.startswith(k + "/") and c.count("/") == 1]
-        parts.append(f"{k} {seconds[k]:.1f} s" + (" (" + ", ".join(f"{n} {v:.1f} s" for n, v in inner) + ")"
-                                                  if inner else ""))
+        inner = [(c[len(k) + 1 :], v) for c, v in seconds.items() if c.startswith(k + "/") and c.count("/") == 1]
+        parts.append(
+            f"{k} {seconds[k]:.1f} s" + (" (" + ", ".join(f"{n} {v:.1f} s" for n, v in inner) + ")" if inner else "")
+        )
     return ", ".join(parts)
 
 
@@ -133,11 +202,13 @@ def _target_check_line(name: str, c: dict) -> str:
     """One line for a backend's target check in the build summary."""
     verdict = f" (required: {c['required']}) -> passed" if "required" in c else " (recorded)"
     if name == "instructions_per_inference":
-        return (f"executed instructions per inference ({c['arch']}, under qemu): {c['total']:,}, of them "
-                f"{c['simd']:,} SIMD, int8 multiply-accumulates {c['int8_mac']:,}, float {c['float_mac']:,}")
+        return (
+            f"executed instructions per inference ({c['arch']}, under qemu): {c['total']:,}, of them "
+            f"{c['simd']:,} SIMD, int8 multiply-accumulates {c['int8_mac']:,}, float {c['float_mac']:,}"
+        )
     if name == "instruction_mix":
         amx = c.get("amx") or {}
-        tiles = (f", {sum(amx.values()):,} AMX tile instructions ({amx.get('tdpbusd', 0)} tdpbusd)" if amx else "")
+        tiles = f", {sum(amx.values()):,} AMX tile instructions ({amx.get('tdpbusd', 0)} tdpbusd)" if amx else ""
         return f"instruction mix: {c['simd']:,} {c['simd_kind']} of {c['instructions']:,} instructions{tiles}"
     if "max_abs" in c:
         return f"{name}: max abs {c['max_abs']}{verdict}"
@@ -151,6 +222,11 @@ def _target_check_line(name: str, c: dict) -> str:
 def _calib_options(args) -> dict:
     """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, the
     post-training steps (tcc.quant.table.steps) and the placement step's (tcc.quant.place.placer)."""
-    return {"calib_size": args.calib_size, "skip_bad": args.skip_bad, "method": args.method,
-            "step_switches": step_switches(args), "placement": place_options(args),
-            "activation_bits": args.activation_bits}
+    return {
+        "calib_size": args.calib_size,
+        "skip_bad": args.skip_bad,
+        "method": args.method,
+        "step_switches": step_switches(args),
+        "placement": place_options(args),
+        "activation_bits": args.activation_bits,
+    }

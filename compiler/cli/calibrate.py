@@ -1,4 +1,5 @@
 """`tcc calibrate`: calibrate INT8 scales (KL coarse, cosine fine) and write a table, with its quality report."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
     p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
     p.add_argument("--data", required=True, help="image folder (recursive) or .npy/.npz of NCHW float32")
-    p.add_argument("--target", default="ort",
-                   help="target whose quantization rules apply (default ort): a rules name or a build target; for "
-                        "ax620 / ax620e / ax650 the report is also printed as the toolchain's precision table")
+    p.add_argument(
+        "--target",
+        default="ort",
+        help="target whose quantization rules apply (default ort): a rules name or a build target; for "
+        "ax620 / ax620e / ax650 the report is also printed as the toolchain's precision table",
+    )
     p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
     p.add_argument("--calib-size", type=int, default=128, help="samples picked (seeded) from the data")
     p.add_argument("--percentile", type=float, default=99.99)
@@ -27,21 +31,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
     steps_args(p)
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
-    p.add_argument("--opset", type=int, default=13,
-                   help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=13,
+        help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
-    p.add_argument("--report", metavar="OUT.json|OUT.png",
-                   help="also save the quality report: JSON, or a chart (.png, .svg, .pdf) with the worst tensors' "
-                        "activation histograms beside it (OUT.histograms.png)")
-    p.add_argument("--report-samples", type=int, default=32,
-                   help="samples (seeded subset) the quality report runs on (default 32): calibration samples, or "
-                        "--eval's")
-    p.add_argument("--eval", metavar="DIR",
-                   help="judge the INT8 model on these held-out images (folder, recursive) or .npy/.npz instead of "
-                        "on calibration samples; ORT's quantize_static is still calibrated on --data")
-    p.add_argument("--no-compare", action="store_true",
-                   help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)")
+    p.add_argument(
+        "--report",
+        metavar="OUT.json|OUT.png",
+        help="also save the quality report: JSON, or a chart (.png, .svg, .pdf) with the worst tensors' "
+        "activation histograms beside it (OUT.histograms.png)",
+    )
+    p.add_argument(
+        "--report-samples",
+        type=int,
+        default=32,
+        help="samples (seeded subset) the quality report runs on (default 32): calibration samples, or --eval's",
+    )
+    p.add_argument(
+        "--eval",
+        metavar="DIR",
+        help="judge the INT8 model on these held-out images (folder, recursive) or .npy/.npz instead of "
+        "on calibration samples; ORT's quantize_static is still calibrated on --data",
+    )
+    p.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)",
+    )
     placement_args(p, "")
     max_pixels_arg(p)
     p.set_defaults(func=run)
@@ -59,15 +79,32 @@ def run(args) -> int:
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
     held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
-    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                       **parse_overrides(args.overrides))
+    model = Model.load(
+        args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=args.seed,
+        **parse_overrides(args.overrides),
+    )
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
     table, fp32, samples = model.calibrate(
-        args.data, target=args.target, method=args.method, calib_size=args.calib_size, skip_bad=args.skip_bad,
-        opset=args.opset, progress=None, placement=place_options(args), step_switches=step_switches(args),
-        log=lambda msg: print(msg, file=sys.stderr), percentile=args.percentile, cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds, return_inputs=True, activation_bits=args.activation_bits,
+        args.data,
+        target=args.target,
+        method=args.method,
+        calib_size=args.calib_size,
+        skip_bad=args.skip_bad,
+        opset=args.opset,
+        progress=None,
+        placement=place_options(args),
+        step_switches=step_switches(args),
+        log=lambda msg: print(msg, file=sys.stderr),
+        percentile=args.percentile,
+        cos_steps=args.cos_steps,
+        cos_rounds=args.cos_rounds,
+        return_inputs=True,
+        activation_bits=args.activation_bits,
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
@@ -79,21 +116,33 @@ def run(args) -> int:
     print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
     for line in placement_lines(table):
         print(line)
-    report = quality_report(fp32, table, samples, samples=args.report_samples, seed=args.seed,
-                            compare=not args.no_compare, held_out=held_out)
+    report = quality_report(
+        fp32,
+        table,
+        samples,
+        samples=args.report_samples,
+        seed=args.seed,
+        compare=not args.no_compare,
+        held_out=held_out,
+    )
     print("\n".join(format_report(report)))
     overlap = report["samples"].get("also_calibration_samples")
     if overlap:
-        print(f"WARNING: {overlap} of the {report['samples']['of']} held-out samples in {args.eval} are also "
-              "calibration samples: the held-out numbers are flattered", file=sys.stderr)
+        print(
+            f"WARNING: {overlap} of the {report['samples']['of']} held-out samples in {args.eval} are also "
+            "calibration samples: the held-out numbers are flattered",
+            file=sys.stderr,
+        )
     from tcc.backends.ax.chips import CHIPS  # deferred for start-up: loads numpy
 
     if args.target in CHIPS:  # the predicted NPU result, in the shape of the toolchain's own table
         from ..quant.report.npu_tables import npu_table  # deferred for start-up: loads numpy
 
         chip = CHIPS[args.target]
-        print(f"\npredicted {chip.hardware} NPU result ({chip.toolchain.name}'s table; the integer reference under "
-              f"the chip's rules, on {report['samples']['used']} samples):")
+        print(
+            f"\npredicted {chip.hardware} NPU result ({chip.toolchain.name}'s table; the integer reference under "
+            f"the chip's rules, on {report['samples']['used']} samples):"
+        )
         print("\n".join(npu_table(report, chip.toolchain.name)))
     if args.report:
         save_report(report, args.report)
@@ -111,8 +160,9 @@ def _held_out(args):
     from ..quant.report.quality import HeldOut  # deferred for start-up: loads numpy, onnx
 
     model = load_model(args.spec, parse_overrides(args.overrides))
-    data = load_calibration_data(args.eval, model.preprocess, model.input_shape, None, args.seed, args.skip_bad,
-                                 what="held-out")
+    data = load_calibration_data(
+        args.eval, model.preprocess, model.input_shape, None, args.seed, args.skip_bad, what="held-out"
+    )
     return HeldOut(data.array, str(args.eval), data.fingerprint)
 
 
@@ -128,5 +178,7 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     if not names:  # no activation among the worst: the first six quantized activations
         names = [n for n, t in tensors.items() if t.get("kind") == "activation"][:6]
     values = run_fp32(equalized_model(fp32, table.doc), samples[report["samples"]["indices"]], names)
-    return save(activation_histograms(values, {n: tensors[n] for n in names}),
-                chart.with_name(f"{chart.stem}.histograms{chart.suffix}"))
+    return save(
+        activation_histograms(values, {n: tensors[n] for n in names}),
+        chart.with_name(f"{chart.stem}.histograms{chart.suffix}"),
+    )

@@ -1,4 +1,5 @@
 """`tcc diff`: run two implementations of a model on one input and compare every tensor both expose."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,25 +10,44 @@ from .args import max_pixels_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diff", help="run two implementations of a model on one input and compare every tensor both "
-                                    "expose, first divergence first")
-    p.add_argument("a", help="a bundle directory, a spec file (its PyTorch lowering), 'pytorch' (with --spec) or "
-                             "'reference[:RULES]' (the integer reference on --calib's table)")
+    p = sub.add_parser(
+        "diff",
+        help="run two implementations of a model on one input and compare every tensor both "
+        "expose, first divergence first",
+    )
+    p.add_argument(
+        "a",
+        help="a bundle directory, a spec file (its PyTorch lowering), 'pytorch' (with --spec) or "
+        "'reference[:RULES]' (the integer reference on --calib's table)",
+    )
     p.add_argument("b", help="the same kinds as A")
     p.add_argument("--input", required=True, help="an image (through the spec's or bundle's preprocessing) or a .npy")
     p.add_argument("--spec", help="the model's spec (needed by pytorch, reference and an ORT INT8 bundle's tensors)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (as the bundle was built)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter (as the bundle was built)",
+    )
     p.add_argument("--weights", help="PyTorch state_dict the model was built with")
     p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
     p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
     p.add_argument("--calib", help="calibration table for reference[:RULES] (default: the INT8 bundle's own)")
     p.add_argument("--min-cosine", type=float, default=0.9999, help="a float tensor below this diverges")
-    p.add_argument("--max-rel", type=float, default=1e-3,
-                   help="or where max |a - b| / max |b| is above this (e.g. 0.05 for INT8 against FP32)")
+    p.add_argument(
+        "--max-rel",
+        type=float,
+        default=1e-3,
+        help="or where max |a - b| / max |b| is above this (e.g. 0.05 for INT8 against FP32)",
+    )
     p.add_argument("--max-lsb", type=float, default=1.0, help="an integer tensor (both sides) above this diverges")
-    p.add_argument("--all", action="store_true", help="print every tensor (default: the rows around the first "
-                                                      "divergence when there are many)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="print every tensor (default: the rows around the first divergence when there are many)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     max_pixels_arg(p)
     p.set_defaults(func=run)
@@ -41,10 +61,19 @@ def run(args) -> int:
     spec = args.spec or next((e for e in (args.a, args.b) if kind_of(e) == "spec"), None)
     model = None
     if spec:
-        model = Model.load(spec, args.weights, by_order=args.by_order, key_map=args.key_map,
-                           **parse_overrides(args.overrides))
-    result = diff(args.a, args.b, args.input, model=model, calib=args.calib, min_cosine=args.min_cosine,
-                  max_lsb=args.max_lsb, max_rel=args.max_rel)
+        model = Model.load(
+            spec, args.weights, by_order=args.by_order, key_map=args.key_map, **parse_overrides(args.overrides)
+        )
+    result = diff(
+        args.a,
+        args.b,
+        args.input,
+        model=model,
+        calib=args.calib,
+        min_cosine=args.min_cosine,
+        max_lsb=args.max_lsb,
+        max_rel=args.max_rel,
+    )
     if args.json:
         print(json.dumps(result))
     else:

@@ -1,4 +1,5 @@
 """The `tcc explain` subcommand: its argument parser and the function the CLI calls."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,30 +19,56 @@ TSNE_ONLY = {"perplexity": "--perplexity", "progress": "--progress"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `explain` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
-    p = sub.add_parser("explain", help="Grad-CAM heat map of an image for a chosen layer, or a t-SNE plot of the "
-                                       "penultimate features of a folder of images",
-                       description="Grad-CAM (--image): the chosen class's evidence at one layer, over the image; "
-                                   "t-SNE (--tsne): every image's features at one layer, embedded in 2-D and "
-                                   "coloured by class folder.")
+    p = sub.add_parser(
+        "explain",
+        help="Grad-CAM heat map of an image for a chosen layer, or a t-SNE plot of the "
+        "penultimate features of a folder of images",
+        description="Grad-CAM (--image): the chosen class's evidence at one layer, over the image; "
+        "t-SNE (--tsne): every image's features at one layer, embedded in 2-D and "
+        "coloured by class folder.",
+    )
     spec_args(p)
     weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="Grad-CAM of this image (the spec's preprocessing is applied)")
-    src.add_argument("--tsne", metavar="DIR", help="t-SNE of every image in DIR (class subfolders give the "
-                                                   "colours; a flat folder is one unlabelled set), seeded by --seed")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.png",
-                   help="the plot (.png, .svg or .pdf); with --tsne the points go beside it as OUT.json")
-    p.add_argument("--layer", metavar="NAME",
-                   help="a layer as `tcc check` names it (default: Grad-CAM, the last conv, concat or add with a "
-                        "spatial output; t-SNE, the classifier's input)")
-    p.add_argument("--class", dest="target", metavar="K|LABEL",
-                   help="Grad-CAM: the class to explain, an index or a label (default: the predicted class)")
+    src.add_argument(
+        "--tsne",
+        metavar="DIR",
+        help="t-SNE of every image in DIR (class subfolders give the "
+        "colours; a flat folder is one unlabelled set), seeded by --seed",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.png",
+        help="the plot (.png, .svg or .pdf); with --tsne the points go beside it as OUT.json",
+    )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="a layer as `tcc check` names it (default: Grad-CAM, the last conv, concat or add with a "
+        "spatial output; t-SNE, the classifier's input)",
+    )
+    p.add_argument(
+        "--class",
+        dest="target",
+        metavar="K|LABEL",
+        help="Grad-CAM: the class to explain, an index or a label (default: the predicted class)",
+    )
     p.add_argument("--alpha", type=float, help=f"Grad-CAM: opacity of the heat map (default {DEFAULT_ALPHA})")
     p.add_argument("--npy", metavar="FILE.npy", help="Grad-CAM: also save the normalised map, float32 [H, W]")
-    p.add_argument("--perplexity", type=float,
-                   help="t-SNE perplexity (default min(30, images - 1); must be below the number of images)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="t-SNE: progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--perplexity",
+        type=float,
+        help="t-SNE perplexity (default min(30, images - 1); must be below the number of images)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="t-SNE: progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     max_pixels_arg(p)
     p.set_defaults(func=run)
@@ -51,13 +78,21 @@ def run(args) -> int:
     from ..api import Model  # deferred for start-up: loads numpy, onnx
 
     _check_options(args)  # mistakes in the options fail before the model is built
-    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                       **parse_overrides(args.overrides))
+    model = Model.load(
+        args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=args.seed,
+        **parse_overrides(args.overrides),
+    )
     for note in model.notes:
         _log(f"note: {note}")
     if model.weights is None:  # an ONNX file brings its own
-        _log(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "
-             "meaningless")
+        _log(
+            f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "
+            "meaningless"
+        )
     return _tsne(args, model) if args.tsne else _gradcam(args, model)
 
 
@@ -92,13 +127,21 @@ def _gradcam(args, model) -> int:
     result = model.explain(args.image, layer=args.layer, target=args.target, log=_log)
     g, layer = result.gradcam, result.layer
     if g.flat:
-        _log(f"note: the Grad-CAM of class {_class_name(g.target, model.labels)} at {layer.name} has no spread "
-             f"(largest value {g.coarse.max():.3g}): nothing there speaks for the class more than elsewhere; the "
-             "map is all zero")
-    title = (f"{model.name}: Grad-CAM of class {_class_name(g.target, model.labels)}, "
-             f"p = {g.probabilities[g.target]:.4f}, at {layer.describe()}")
-    save(gradcam_figure(result.pixels, g.cam, None if g.flat else g.peak, title,
-                        DEFAULT_ALPHA if args.alpha is None else args.alpha), args.output)
+        _log(
+            f"note: the Grad-CAM of class {_class_name(g.target, model.labels)} at {layer.name} has no spread "
+            f"(largest value {g.coarse.max():.3g}): nothing there speaks for the class more than elsewhere; the "
+            "map is all zero"
+        )
+    title = (
+        f"{model.name}: Grad-CAM of class {_class_name(g.target, model.labels)}, "
+        f"p = {g.probabilities[g.target]:.4f}, at {layer.describe()}"
+    )
+    save(
+        gradcam_figure(
+            result.pixels, g.cam, None if g.flat else g.peak, title, DEFAULT_ALPHA if args.alpha is None else args.alpha
+        ),
+        args.output,
+    )
     if args.npy:
         atomic_write(args.npy, lambda f: np.save(f, g.cam))
     _print_gradcam(args, model, result)
@@ -110,20 +153,36 @@ def _print_gradcam(args, model, result) -> None:
     probability = float(g.probabilities[g.target])
     (row, col), (x, y) = g.peak, result.peak_in_image()
     if args.json:
-        print(json.dumps({"class": g.target, "label": model.labels[g.target] if model.labels else None,
-                          "probability": probability, "predicted": g.predicted, "layer": layer.name,
-                          "layer_shape": list(layer.shape), "flat": g.flat,
-                          "peak": None if g.flat else {"row": row, "column": col, "image_x": x, "image_y": y},
-                          "output": args.output, "npy": args.npy}))
+        print(
+            json.dumps(
+                {
+                    "class": g.target,
+                    "label": model.labels[g.target] if model.labels else None,
+                    "probability": probability,
+                    "predicted": g.predicted,
+                    "layer": layer.name,
+                    "layer_shape": list(layer.shape),
+                    "flat": g.flat,
+                    "peak": None if g.flat else {"row": row, "column": col, "image_x": x, "image_y": y},
+                    "output": args.output,
+                    "npy": args.npy,
+                }
+            )
+        )
         return
-    chosen = "the predicted class" if g.target == g.predicted else (
-        f"predicted: {_class_name(g.predicted, model.labels)}, {g.probabilities[g.predicted]:.4f}")
+    chosen = (
+        "the predicted class"
+        if g.target == g.predicted
+        else (f"predicted: {_class_name(g.predicted, model.labels)}, {g.probabilities[g.predicted]:.4f}")
+    )
     height, width = result.pixels.shape[:2]
     print(f"class {_class_name(g.target, model.labels)}: probability {probability:.4f} ({chosen})")
     print(f"layer {layer.describe()}" + ("" if args.layer else " (default: the last spatial conv, concat or add)"))
     if not g.flat:
-        print(f"peak at row {row}, column {col} of the {width}x{height} input (x {x}, y {y} of the "
-              f"{result.image_size[0]}x{result.image_size[1]} image)")
+        print(
+            f"peak at row {row}, column {col} of the {width}x{height} input (x {x}, y {y} of the "
+            f"{result.image_size[0]}x{result.image_size[1]} image)"
+        )
     print(f"wrote {args.output}" + (f" and {args.npy}" if args.npy else ""))
 
 
@@ -136,17 +195,29 @@ def _tsne(args, model) -> int:
     present = sorted(set(emb.classes), key=lambda c: (c is None, c or ""))  # classes by name, unlabelled last
     counts = {c or UNLABELLED: emb.classes.count(c) for c in present}
     groups = ", ".join(f"{c} {n}" for c, n in counts.items())
-    title = (f"{model.name}: t-SNE of {len(emb.files)} images at {emb.layer.name} "
-             f"(perplexity {emb.perplexity:g}, seed {emb.seed})")
+    title = (
+        f"{model.name}: t-SNE of {len(emb.files)} images at {emb.layer.name} "
+        f"(perplexity {emb.perplexity:g}, seed {emb.seed})"
+    )
     save(tsne_figure(emb.points, emb.classes, title), args.output)
     doc = emb.to_json(model.labels)
     atomic_write(points, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))
     if args.json:
-        print(json.dumps({**{k: v for k, v in doc.items() if k != "points"}, "images": len(emb.files),
-                          "classes": counts, "output": args.output, "points_file": str(points)}))
+        print(
+            json.dumps(
+                {
+                    **{k: v for k, v in doc.items() if k != "points"},
+                    "images": len(emb.files),
+                    "classes": counts,
+                    "output": args.output,
+                    "points_file": str(points),
+                }
+            )
+        )
         return 0
-    print(f"t-SNE of {len(emb.files)} images ({groups}) at layer {emb.layer.describe()}, perplexity "
-          f"{emb.perplexity:g}" + (" (min(30, images - 1))" if args.perplexity is None else "")
-          + f", seed {emb.seed}")
+    print(
+        f"t-SNE of {len(emb.files)} images ({groups}) at layer {emb.layer.describe()}, perplexity "
+        f"{emb.perplexity:g}" + (" (min(30, images - 1))" if args.perplexity is None else "") + f", seed {emb.seed}"
+    )
     print(f"wrote {args.output} and {points}")
     return 0

@@ -1,4 +1,5 @@
 """`tcc golden`: check every backend's output against the stored golden one, or store them again on purpose."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,17 +8,26 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("golden", help="golden outputs: check every backend's output against the stored one, or "
-                                      "store them again on purpose (update)")
+    p = sub.add_parser(
+        "golden",
+        help="golden outputs: check every backend's output against the stored one, or "
+        "store them again on purpose (update)",
+    )
     p.add_argument("action", choices=["check", "update"])
-    p.add_argument("dir", nargs="?", default="tests/golden", help="the golden set (a folder with golden.yaml; "
-                                                                  "default tests/golden)")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default="tests/golden",
+        help="the golden set (a folder with golden.yaml; default tests/golden)",
+    )
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--entry", action="append", help="only this entry, e.g. host-int8 (repeatable)")
     p.add_argument("--all", action="store_true", help="check: also the entries the plan marks slow")
-    p.add_argument("--recalibrate", action="store_true",
-                   help="update: calibrate again and store the tables (otherwise a stored table that still fits is "
-                        "kept)")
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="update: calibrate again and store the tables (otherwise a stored table that still fits is kept)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
@@ -48,7 +58,12 @@ def run(args) -> int:
         else:
             changed = sum(r.status in ("changed", "new") for r in rows)
             bad = sorted({r.model for r in failed})
-            print(f"\n{changed} of {total} changed or new" + (
-                f"; {len(failed)} failed their rule: nothing of {', '.join(bad)} was written" if failed else
-                "; written"))
+            print(
+                f"\n{changed} of {total} changed or new"
+                + (
+                    f"; {len(failed)} failed their rule: nothing of {', '.join(bad)} was written"
+                    if failed
+                    else "; written"
+                )
+            )
     return 1 if failed else 0

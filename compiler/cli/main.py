@@ -1,5 +1,6 @@
 """The `tcc` command: parse the arguments, run the command, map errors to exit codes (a TccError is one line and its
 own code, never a traceback)."""
+
 from __future__ import annotations
 
 import sys

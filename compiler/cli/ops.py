@@ -1,4 +1,5 @@
 """`tcc ops`: list the op tables: spec ops, and integer ops with the backends that take them."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,24 @@ def run(args) -> int:
     by_backend = {b: get_backend(b).capabilities.int8_lowering for b in BACKENDS}
 
     if args.json:
-        print(json.dumps({
-            "ops": {name: {"args": [a.name for a in op.args], "doc": op.doc} for name, op in OPS.items()},
-            "integer_ops": {k: {"role": op.role.value, "onnx": list(op.onnx), "lowerings": sorted(op.lowerings),
-                                "doc": op.doc} for k, op in INT_OPS.items()},
-            "int8_lowering_by_backend": by_backend,
-            "npu_units": {chip: kind_units(chip) for chip in OP_TABLES}}))
+        print(
+            json.dumps(
+                {
+                    "ops": {name: {"args": [a.name for a in op.args], "doc": op.doc} for name, op in OPS.items()},
+                    "integer_ops": {
+                        k: {
+                            "role": op.role.value,
+                            "onnx": list(op.onnx),
+                            "lowerings": sorted(op.lowerings),
+                            "doc": op.doc,
+                        }
+                        for k, op in INT_OPS.items()
+                    },
+                    "int8_lowering_by_backend": by_backend,
+                    "npu_units": {chip: kind_units(chip) for chip in OP_TABLES},
+                }
+            )
+        )
         return 0
     print("spec ops (FP32): " + ", ".join(OPS))
     print("\ninteger ops (INT8; a model builds INT8 when every node maps onto one of these):")
@@ -38,9 +51,12 @@ def run(args) -> int:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     for r in [head, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print("\nINT8 lowering by backend: " + ", ".join(f"{b}: {lw}" for b, lw in by_backend.items())
-          + "; patterns x * sigmoid(x), x * hardsigmoid(x), x * tanh(x) are one lookup table; an unpadded "
-          "AveragePool read by a 1x1 Conv alone is one pooled_conv where the target's rules take it")
+    print(
+        "\nINT8 lowering by backend: "
+        + ", ".join(f"{b}: {lw}" for b, lw in by_backend.items())
+        + "; patterns x * sigmoid(x), x * hardsigmoid(x), x * tanh(x) are one lookup table; an unpadded "
+        "AveragePool read by a 1x1 Conv alone is one pooled_conv where the target's rules take it"
+    )
     chips = list(OP_TABLES)
     print("\nAxera NPUs, by kind (the toolchains' op lists; 'partly': some of the kind's ONNX ops are not listed):")
     rows = [("kind", *chips)] + [(k, *(kind_unit(c, k) for c in chips)) for k in INT_OPS]

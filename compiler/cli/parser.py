@@ -1,5 +1,6 @@
 """tcc's argument parser: one subcommand per module of tcc.cli, each adding its own parser (`register`) beside the
 function it runs; the order here is the order `tcc --help` lists them."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,24 @@ from . import (
     zoo,
 )
 
-COMMANDS = (check, predict, build, calibrate, import_onnx, ops, golden, diff, bench, report, train, qat, slide, explain,
-            zoo, schema)
+COMMANDS = (
+    check,
+    predict,
+    build,
+    calibrate,
+    import_onnx,
+    ops,
+    golden,
+    diff,
+    bench,
+    report,
+    train,
+    qat,
+    slide,
+    explain,
+    zoo,
+    schema,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
 """`tcc predict`: run the PyTorch lowering of a spec, or a built bundle, on an image or array."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run the PyTorch lowering of a spec, or a built bundle, on an image or array")
     p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); omit with --artifact")
     p.add_argument("--artifact", metavar="BUNDLE_DIR", help="run a bundle made by `tcc build` (its own preprocessing)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (repeatable), e.g. --set num_classes=2")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter (repeatable), e.g. --set num_classes=2",
+    )
     weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
@@ -32,13 +39,21 @@ def run(args) -> int:
         raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
-    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                       **parse_overrides(args.overrides))
+    model = Model.load(
+        args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=args.seed,
+        **parse_overrides(args.overrides),
+    )
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
     if model.weights is None:  # an ONNX file brings its own
-        print(f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are "
-              "meaningless", file=sys.stderr)
+        print(
+            f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are meaningless",
+            file=sys.stderr,
+        )
     logits = model.predict(args.image or args.input, log=lambda msg: print(msg, file=sys.stderr))
     _print_predictions(logits, model.labels, args.json)
     return 0
@@ -72,5 +87,9 @@ def _print_predictions(logits, labels, as_json: bool) -> None:
         print(json.dumps(out))
     else:
         for r in results:
-            print(f"class {r['class']}" + (f" ({r['label']})" if "label" in r else "")
-                  + "  logits " + " ".join(f"{v:.4f}" for v in r["logits"]))
+            print(
+                f"class {r['class']}"
+                + (f" ({r['label']})" if "label" in r else "")
+                + "  logits "
+                + " ".join(f"{v:.4f}" for v in r["logits"])
+            )

@@ -1,5 +1,6 @@
 """`tcc qat`: quantization-aware fine-tuning from a calibration table, distilled from the model's own FP32 logits on
 unlabelled images; writes the weights and the table for them (`tcc build --weights W --calib T`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,45 +15,99 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("qat", help="quantization-aware fine-tuning from a calibration table (distilled, no labels)")
     spec_args(p)
     weights_args(p)
-    p.add_argument("--calib", required=True, metavar="TABLE",
-                   help="the calibration table (tcc calibrate) whose integer graph the training fake-quantizes")
-    p.add_argument("--data", required=True,
-                   help="unlabelled training images (folder, recursive) or .npy/.npz of NCHW float32, e.g. the "
-                        "calibration crops")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="folder for weights.pt, calib.json and log.json")
+    p.add_argument(
+        "--calib",
+        required=True,
+        metavar="TABLE",
+        help="the calibration table (tcc calibrate) whose integer graph the training fake-quantizes",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="unlabelled training images (folder, recursive) or .npy/.npz of NCHW float32, e.g. the calibration crops",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="folder for weights.pt, calib.json and log.json"
+    )
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=0.01,
-                   help="Adam's step for the conv / linear layers in codes (of the weight's channel, of the bias's "
-                        "output), cosine-annealed (default 0.01)")
-    p.add_argument("--bias-lr", type=float, default=0.01,
-                   help="the same for the folded biases, in steps of the layer's output (default 0.01; 0 freezes)")
-    p.add_argument("--scale-lr", type=float, default=0.01,
-                   help="Adam's step for the log of each activation scale (LSQ; default 0.01; 0 keeps the table's)")
-    p.add_argument("--feature-weight", type=float, default=3.0,
-                   help="weight of every quantized tensor's relative error against the FP32 model's, beside the "
-                        "logits' (default 3; 0: logits only)")
-    p.add_argument("--label-weight", type=float, default=0.0,
-                   help="with DATA/<class>/image folders: the weight of the cross-entropy against the labels beside "
-                        "the distillation (default 0: no labels needed)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.01,
+        help="Adam's step for the conv / linear layers in codes (of the weight's channel, of the bias's "
+        "output), cosine-annealed (default 0.01)",
+    )
+    p.add_argument(
+        "--bias-lr",
+        type=float,
+        default=0.01,
+        help="the same for the folded biases, in steps of the layer's output (default 0.01; 0 freezes)",
+    )
+    p.add_argument(
+        "--scale-lr",
+        type=float,
+        default=0.01,
+        help="Adam's step for the log of each activation scale (LSQ; default 0.01; 0 keeps the table's)",
+    )
+    p.add_argument(
+        "--feature-weight",
+        type=float,
+        default=3.0,
+        help="weight of every quantized tensor's relative error against the FP32 model's, beside the "
+        "logits' (default 3; 0: logits only)",
+    )
+    p.add_argument(
+        "--label-weight",
+        type=float,
+        default=0.0,
+        help="with DATA/<class>/image folders: the weight of the cross-entropy against the labels beside "
+        "the distillation (default 0: no labels needed)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--augment", default="dihedral", choices=["none", "flip", "dihedral", "crops"],
-                   help="views of each image per epoch (default dihedral: quarter turns and flips, square inputs; "
-                        "crops: also a random square of 50-100%% of the side, scaled back up)")
+    p.add_argument(
+        "--augment",
+        default="dihedral",
+        choices=["none", "flip", "dihedral", "crops"],
+        help="views of each image per epoch (default dihedral: quarter turns and flips, square inputs; "
+        "crops: also a random square of 50-100%% of the side, scaled back up)",
+    )
     p.add_argument("--calib-size", type=int, help="samples picked (seeded) from the data (default: all)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset the table was calibrated at (default 13)")
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty output folder")
-    p.add_argument("--nproc", type=int, default=1,
-                   help="training processes on this machine (torchrun, gloo; each takes its share of every batch)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="training processes on this machine (torchrun, gloo; each takes its share of every batch)",
+    )
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
 
 # every option a process started by torchrun needs, as the command line gives it back
-FORWARDED = ("weights", "by_order", "key_map", "seed", "calib", "data", "output", "epochs", "lr", "bias_lr",
-             "scale_lr", "feature_weight", "label_weight", "batch_size", "augment", "calib_size", "opset", "skip_bad",
-             "force", "max_pixels")
+FORWARDED = (
+    "weights",
+    "by_order",
+    "key_map",
+    "seed",
+    "calib",
+    "data",
+    "output",
+    "epochs",
+    "lr",
+    "bias_lr",
+    "scale_lr",
+    "feature_weight",
+    "label_weight",
+    "batch_size",
+    "augment",
+    "calib_size",
+    "opset",
+    "skip_bad",
+    "force",
+    "max_pixels",
+)
 
 
 def run(args) -> int:
@@ -61,12 +116,28 @@ def run(args) -> int:
 
     if args.nproc < 1:
         raise DataError(f"--nproc {args.nproc}: at least 1")
-    model = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                       **parse_overrides(args.overrides))
-    options = dict(epochs=args.epochs, lr=args.lr, bias_lr=args.bias_lr, scale_lr=args.scale_lr,
-                   feature_weight=args.feature_weight, label_weight=args.label_weight, batch_size=args.batch_size,
-                   augment=args.augment, calib_size=args.calib_size, opset=args.opset, skip_bad=args.skip_bad,
-                   force=args.force)
+    model = Model.load(
+        args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=args.seed,
+        **parse_overrides(args.overrides),
+    )
+    options = dict(
+        epochs=args.epochs,
+        lr=args.lr,
+        bias_lr=args.bias_lr,
+        scale_lr=args.scale_lr,
+        feature_weight=args.feature_weight,
+        label_weight=args.label_weight,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        calib_size=args.calib_size,
+        opset=args.opset,
+        skip_bad=args.skip_bad,
+        force=args.force,
+    )
     if args.nproc > 1 and not under_torchrun():  # a mistake says so once, before torchrun starts the processes
         model.qat(args.data, args.calib, args.output, check_only=True, **options)
         return launch(args.nproc, _argv(args), command="qat")
@@ -78,8 +149,10 @@ def run(args) -> int:
         return 0
     print(f"wrote {result.weights} and {result.weights.parent / 'calib.json'}")
     spec = result.weights.parent / model.loaded.path.name if model.source else args.spec  # an ONNX file's import
-    print(f"build it: tcc build {spec} --weights {result.weights} --calib {result.weights.parent / 'calib.json'} "
-          "--precision int8 --target TARGET")
+    print(
+        f"build it: tcc build {spec} --weights {result.weights} --calib {result.weights.parent / 'calib.json'} "
+        "--precision int8 --target TARGET"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """`tcc report`: the paper's Table 1 for specs and, for built bundles, latency, fidelity and instruction counts."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,11 @@ from .args import specs_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="the paper's Table 1 for specs (params, MACs, FP32 / INT8 size) and, for built "
-                                      "bundles, latency, fidelity and ARM instruction counts; markdown, JSON, plots")
+    p = sub.add_parser(
+        "report",
+        help="the paper's Table 1 for specs (params, MACs, FP32 / INT8 size) and, for built "
+        "bundles, latency, fidelity and ARM instruction counts; markdown, JSON, plots",
+    )
     specs_args(p, "model specs or ONNX files", "every spec")
     p.add_argument("--bundles", nargs="+", metavar="DIR", help="bundles made by `tcc build`")
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
@@ -26,8 +30,14 @@ def run(args) -> int:
     from ..api import report  # deferred for start-up: loads numpy, onnx
     from ..benchmark.report import to_markdown  # deferred for start-up: loads numpy
 
-    doc = report(args.specs, args.bundles or [], args.output, overrides=parse_overrides(args.overrides),
-                 rounds=args.rounds, runs=args.runs)
+    doc = report(
+        args.specs,
+        args.bundles or [],
+        args.output,
+        overrides=parse_overrides(args.overrides),
+        rounds=args.rounds,
+        runs=args.runs,
+    )
     if args.json:
         print(json.dumps(doc))
     else:

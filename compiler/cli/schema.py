@@ -1,4 +1,5 @@
 """`tcc schema`: print the JSON Schema of spec documents."""
+
 from __future__ import annotations
 
 import argparse

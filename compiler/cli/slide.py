@@ -1,4 +1,5 @@
 """The `tcc slide` subcommand: its argument parser and the function the CLI calls."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,39 +23,79 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `slide` subcommand to tcc's parser (called by tcc.cli.main.build_parser)."""
     from ..slide.reader import DEFAULT_MAX_PIXELS  # deferred for start-up: loads numpy
 
-    p = sub.add_parser("slide", help="tumour probability heat map of whole slides or large images (FastNet's "
-                                     "tissue mask, patch grid and weight accumulation), here or on Dask",
-                       description=DESCRIPTION)
+    p = sub.add_parser(
+        "slide",
+        help="tumour probability heat map of whole slides or large images (FastNet's "
+        "tissue mask, patch grid and weight accumulation), here or on Dask",
+        description=DESCRIPTION,
+    )
     p.add_argument("spec", nargs="?", help="model spec (YAML or JSON) or ONNX file; omit with --artifact")
-    p.add_argument("--artifact", metavar="BUNDLE_DIR", help="score patches with a bundle made by `tcc build` that "
-                                                            "runs here (its own preprocessing)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model parameter (repeatable), e.g. --set image_size=128")
+    p.add_argument(
+        "--artifact",
+        metavar="BUNDLE_DIR",
+        help="score patches with a bundle made by `tcc build` that runs here (its own preprocessing)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter (repeatable), e.g. --set image_size=128",
+    )
     weights_args(p)  # --weights, --by-order, --key-map, --seed as `tcc predict` and `tcc build` take them
-    p.add_argument("--image", nargs="+", required=True, metavar="IMAGE_OR_DIR",
-                   help="slides or images, or folders of them")
+    p.add_argument(
+        "--image", nargs="+", required=True, metavar="IMAGE_OR_DIR", help="slides or images, or folders of them"
+    )
     p.add_argument("-o", "--output", default="out/slide", metavar="OUT", help="output folder (default out/slide)")
-    p.add_argument("--patch-size", type=int, default=256, help="patch side in level-0 pixels, the paper's WIDTH "
-                                                               "(default 256); resized to the model's input")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=256,
+        help="patch side in level-0 pixels, the paper's WIDTH (default 256); resized to the model's input",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="patches per model call (default 32)")
-    p.add_argument("--positive-class", metavar="INDEX_OR_LABEL",
-                   help="the tumour class whose softmax probability is mapped (default: the last class)")
-    p.add_argument("--mask-level", type=int, help="pyramid level for the tissue mask (default: the coarsest "
-                                                   "level with at most PATCH_SIZE/8 downsample; plain images: 0)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest plain image (or mask level) decoded whole (default {DEFAULT_MAX_PIXELS:,}, "
-                        "20k x 20k); convert larger ones to a tiled pyramidal TIFF")
-    dask = p.add_argument_group("Dask (many slides on a cluster; the same JSON as a one-process run with the same "
-                                "--threads)")
-    dask.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786 "
-                                                             "(workers must see the same file paths)")
+    p.add_argument(
+        "--positive-class",
+        metavar="INDEX_OR_LABEL",
+        help="the tumour class whose softmax probability is mapped (default: the last class)",
+    )
+    p.add_argument(
+        "--mask-level",
+        type=int,
+        help="pyramid level for the tissue mask (default: the coarsest "
+        "level with at most PATCH_SIZE/8 downsample; plain images: 0)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest plain image (or mask level) decoded whole (default {DEFAULT_MAX_PIXELS:,}, "
+        "20k x 20k); convert larger ones to a tiled pyramidal TIFF",
+    )
+    dask = p.add_argument_group(
+        "Dask (many slides on a cluster; the same JSON as a one-process run with the same --threads)"
+    )
+    dask.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="an existing Dask scheduler, e.g. tcp://host:8786 (workers must see the same file paths)",
+    )
     dask.add_argument("--dask", action="store_true", help="start a local Dask cluster (LocalCluster) for the run")
     dask.add_argument("--workers", type=int, help="worker processes of the local cluster (implies --dask)")
-    p.add_argument("--threads", type=int, help="PyTorch intra-op threads per model (default: PyTorch's own, all "
-                                               "cores; on a local Dask cluster the cores shared among the workers). "
-                                               "Runs with the same --threads give bit-identical probabilities")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="PyTorch intra-op threads per model (default: PyTorch's own, all "
+        "cores; on a local Dask cluster the cores shared among the workers). "
+        "Runs with the same --threads give bit-identical probabilities",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,15 +106,31 @@ def run(args) -> int:
         refuse_with_artifact(args)
         scorer = Bundle.open(args.artifact)
     elif args.spec:  # an ONNX file: imported in memory, with its weights (Dask workers read the files)
-        scorer = Model.load(args.spec, args.weights, by_order=args.by_order, key_map=args.key_map, seed=args.seed,
-                            **parse_overrides(args.overrides))
+        scorer = Model.load(
+            args.spec,
+            args.weights,
+            by_order=args.by_order,
+            key_map=args.key_map,
+            seed=args.seed,
+            **parse_overrides(args.overrides),
+        )
     else:
         raise DataError("slide needs a SPEC (with --weights) or --artifact BUNDLE_DIR")
-    results = scorer.slide(args.image, args.output, log=lambda s: print(s, file=sys.stderr),
-                           patch_size=args.patch_size, batch_size=args.batch_size, mask_level=args.mask_level,
-                           max_pixels=args.max_pixels, positive=args.positive_class, dask=args.dask,
-                           scheduler=args.scheduler, workers=args.workers, threads=args.threads,
-                           progress=args.progress)
+    results = scorer.slide(
+        args.image,
+        args.output,
+        log=lambda s: print(s, file=sys.stderr),
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+        mask_level=args.mask_level,
+        max_pixels=args.max_pixels,
+        positive=args.positive_class,
+        dask=args.dask,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads=args.threads,
+        progress=args.progress,
+    )
     for doc, out in results:
         print(_summary(doc, out))
     return 0
@@ -85,6 +142,8 @@ def _summary(doc: dict, out: Path) -> str:
     probs = [p["probability"] for p in doc["patches"]]
     label = doc["positive_class"]["label"] or f"class {doc['positive_class']['index']}"
     highest = f", max P({label}) {max(probs):.3f}" if probs else ""
-    return (f"{doc['image']}: mask on level {mask['level']} ({mask['size'][0]} x {mask['size'][1]}), tissue "
-            f"{100 * mask['tissue_fraction']:.1f}%, grid {grid['rows']} x {grid['cols']}, kept {doc['kept']} "
-            f"patches{highest} -> {out}/ (heatmap.png, mask.png, patches.json)")
+    return (
+        f"{doc['image']}: mask on level {mask['level']} ({mask['size'][0]} x {mask['size'][1]}), tissue "
+        f"{100 * mask['tissue_fraction']:.1f}%, grid {grid['rows']} x {grid['cols']}, kept {doc['kept']} "
+        f"patches{highest} -> {out}/ (heatmap.png, mask.png, patches.json)"
+    )

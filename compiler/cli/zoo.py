@@ -1,4 +1,5 @@
 """`tcc zoo`: the model specs shipped with tcc, by the names every command takes in place of a spec path."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,11 @@ from ..spec.zoo import zoo_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("zoo", help="list the shipped model specs: any command takes their name in place of a spec "
-                                   "path (tcc build ddsnet --target arm-a7)")
+    p = sub.add_parser(
+        "zoo",
+        help="list the shipped model specs: any command takes their name in place of a spec "
+        "path (tcc build ddsnet --target arm-a7)",
+    )
     p.add_argument("--paths", action="store_true", help="also print where each spec file lies")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -18,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     models = zoo_models()
     if args.json:
-        print(json.dumps({m.name: {"group": m.group, "path": str(m.path), "summary": m.summary}
-                          for m in models.values()}))
+        print(
+            json.dumps({m.name: {"group": m.group, "path": str(m.path), "summary": m.summary} for m in models.values()})
+        )
         return 0
     width = max(len(name) for name in models)
     for group, title in (("paper", "the seed papers' models"), ("baseline", "baselines (torchvision's families)")):

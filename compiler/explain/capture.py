@@ -3,6 +3,7 @@
 A torch.fx Interpreter rather than forward hooks, because the layer may be a function call (a concat is
 `torch.cat`, not a module) and the fx node is exactly the IR value `tcc check` names.
 """
+
 from __future__ import annotations
 
 from torch import fx

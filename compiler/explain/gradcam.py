@@ -8,6 +8,7 @@ upsampled bilinearly to the input's H x W and min-max normalised to [0, 1]. A CA
 after the ReLU: nothing at that layer speaks for the class; or constant) comes back all zero with `flat` set,
 never as NaN.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,8 +67,10 @@ def grad_cam(gm, x: torch.Tensor, layer: str, target: int | None = None, scores:
 def normalise(cam: np.ndarray) -> tuple[np.ndarray, bool]:
     """Min-max to [0, 1] (computed in float64, so the maximum is exactly 1); (all zero, True) without spread."""
     if not np.isfinite(cam).all():
-        raise DataError("the Grad-CAM holds NaN or infinite values (non-finite activations or gradients at the "
-                        "layer): check the weights")
+        raise DataError(
+            "the Grad-CAM holds NaN or infinite values (non-finite activations or gradients at the "
+            "layer): check the weights"
+        )
     cam = cam.astype(np.float64)
     lo, hi = cam.min(), cam.max()
     if not hi > lo:
@@ -102,8 +105,9 @@ class ImageExplanation:
         return int((col + 0.5) * w / in_w), int((row + 0.5) * h / in_h)
 
 
-def explain_image(model, gm, image: str | Path, layer: str | None = None, target: str | None = None) \
-        -> ImageExplanation:
+def explain_image(
+    model, gm, image: str | Path, layer: str | None = None, target: str | None = None
+) -> ImageExplanation:
     """Grad-CAM of `model` (its PyTorch lowering `gm`, eval mode) on one image file, at `layer` (default: the last
     spatial conv, concat or add) for class `target` (an index or label; default: the predicted class)."""
     index = LayerIndex(model.graph, gm.meta["value_names"])

@@ -6,6 +6,7 @@ residual network the last conv sees only its residual branch: the merge is what 
 features are the input of the last linear layer (the classifier), or the last global pooling's output when there is
 none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,12 @@ class LayerIndex:
     def __init__(self, graph: Graph, value_names: dict[str, str]):
         self.graph = graph
         live = graph.inference_nodes()
-        self.values = {graph.ref_name(Ref(n.name, i)): Ref(n.name, i) for n in graph.nodes.values()
-                       if n.name in live and n.op != "input" for i in range(len(n.shapes))}  # spec order
+        self.values = {
+            graph.ref_name(Ref(n.name, i)): Ref(n.name, i)
+            for n in graph.nodes.values()
+            if n.name in live and n.op != "input"
+            for i in range(len(n.shapes))
+        }  # spec order
         self.fx_of = {ir: fx for fx, ir in value_names.items()}
         for name, ref in reversed(self.values.items()):
             # an identity lowers to no fx node of its own: the fx node carries the last name of the chain
@@ -59,10 +64,12 @@ class LayerIndex:
     def find(self, name: str) -> Layer:
         """The layer `name` (as `tcc check` prints it); an unknown name gets the closest one suggested."""
         if name not in self.values:
-            where = ("an auxiliary (training-only) head, not used by the prediction" if name in self.graph.nodes
-                     and name != INPUT else "not a layer of this model")
-            raise SpecError(f"layer '{name}': {where}{suggest(name, self.values)}; `tcc check SPEC` lists the "
-                            "layers")
+            where = (
+                "an auxiliary (training-only) head, not used by the prediction"
+                if name in self.graph.nodes and name != INPUT
+                else "not a layer of this model"
+            )
+            raise SpecError(f"layer '{name}': {where}{suggest(name, self.values)}; `tcc check SPEC` lists the layers")
         return self._layer(name)
 
     def gradcam(self, name: str | None = None) -> Layer:
@@ -71,16 +78,23 @@ class LayerIndex:
             return self.default_gradcam()
         layer = self.find(name)
         if not layer.spatial:
-            raise SpecError(f"layer {layer.describe()} is not a spatial map (Grad-CAM needs [C, H, W] with H, W > 1)"
-                            f"; the default is {self.default_gradcam().describe()}")
+            raise SpecError(
+                f"layer {layer.describe()} is not a spatial map (Grad-CAM needs [C, H, W] with H, W > 1)"
+                f"; the default is {self.default_gradcam().describe()}"
+            )
         return layer
 
     def default_gradcam(self) -> Layer:
-        spatial = [layer for name, ref in self.values.items() if self.graph.nodes[ref.node].op in GRADCAM_OPS
-                   and (layer := self._layer(name)).spatial]
+        spatial = [
+            layer
+            for name, ref in self.values.items()
+            if self.graph.nodes[ref.node].op in GRADCAM_OPS and (layer := self._layer(name)).spatial
+        ]
         if not spatial:
-            raise SpecError(f"model '{self.graph.name}' has no conv, concat or add with a spatial output (H, W > 1) "
-                            "to explain; name a layer with --layer")
+            raise SpecError(
+                f"model '{self.graph.name}' has no conv, concat or add with a spatial output (H, W > 1) "
+                "to explain; name a layer with --layer"
+            )
         return spatial[-1]
 
     def features(self, name: str | None = None) -> Layer:
@@ -95,8 +109,10 @@ class LayerIndex:
         pools = [n for n in nodes if n.op in GLOBAL_POOL_OPS]
         if pools:
             return self._layer(pools[-1].name)
-        raise SpecError(f"model '{self.graph.name}' has neither a linear classifier nor global pooling to take the "
-                        "penultimate features from; name a layer with --layer")
+        raise SpecError(
+            f"model '{self.graph.name}' has neither a linear classifier nor global pooling to take the "
+            "penultimate features from; name a layer with --layer"
+        )
 
     def scores(self) -> Layer | None:
         """The class scores Grad-CAM differentiates when they are not the model's output: the input of a final
@@ -104,7 +120,9 @@ class LayerIndex:
         whose output is not a vector of classes is refused."""
         out = self.graph.shape(self.graph.output)
         if len(out) != 1:
-            raise SpecError(f"model '{self.graph.name}' outputs {'x'.join(map(str, out))}, not a vector of class "
-                            "scores: explain needs a classifier")
+            raise SpecError(
+                f"model '{self.graph.name}' outputs {'x'.join(map(str, out))}, not a vector of class "
+                "scores: explain needs a classifier"
+            )
         node = self.graph.nodes[self.graph.output.node]
         return self._layer(self.graph.ref_name(node.inputs[0])) if node.op == "softmax" else None

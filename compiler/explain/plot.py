@@ -1,6 +1,7 @@
 """The two figures of `tcc explain`, on the house's matplotlib set-up (tcc.plots: Agg, atomic, byte-stable saves):
 the Grad-CAM overlay beside its input (as the DDSNet paper's Fig. 6 pairs them) and the t-SNE scatter by class
 (its Fig. 7)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,7 @@ def _show_pixels(ax, pixels: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def gradcam_figure(pixels: np.ndarray, cam: np.ndarray, peak: tuple[int, int] | None, title: str,
-                   alpha: float = 0.45):
+def gradcam_figure(pixels: np.ndarray, cam: np.ndarray, peak: tuple[int, int] | None, title: str, alpha: float = 0.45):
     """Left: the input as the model sees it (uint8 [H, W, C], resized); right: the same with the normalised map
     over it in jet (red: strong evidence for the class, blue: none) and its peak (row, column) marked."""
     plt = pyplot()

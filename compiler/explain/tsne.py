@@ -5,6 +5,7 @@ The folder is ImageFolder-style (one subfolder per class; the class of an image 
 (one unlabelled set). Perplexity: min(30, n - 1) by default (scikit-learn's 30, kept below the sample count as
 TSNE requires), or the caller's value, which must be below n.
 """
+
 from __future__ import annotations
 
 import sys
@@ -39,10 +40,16 @@ class Embedding:
         def name(k: int):
             return labels[k] if labels else k
 
-        return {"layer": self.layer.name, "features": int(np.prod(self.layer.shape)), "perplexity": self.perplexity,
-                "seed": self.seed,
-                "points": [{"file": f, "class": c, "predicted": name(p), "x": float(x), "y": float(y)}
-                           for f, c, p, (x, y) in zip(self.files, self.classes, self.predicted, self.points)]}
+        return {
+            "layer": self.layer.name,
+            "features": int(np.prod(self.layer.shape)),
+            "perplexity": self.perplexity,
+            "seed": self.seed,
+            "points": [
+                {"file": f, "class": c, "predicted": name(p), "x": float(x), "y": float(y)}
+                for f, c, p, (x, y) in zip(self.files, self.classes, self.predicted, self.points)
+            ],
+        }
 
 
 def labelled_images(folder: str | Path) -> tuple[list[Path], list[str], list[str | None]]:
@@ -53,8 +60,10 @@ def labelled_images(folder: str | Path) -> tuple[list[Path], list[str], list[str
         raise DataError(f"{folder}: no such folder of images")
     files = find_images(folder)
     if len(files) < MIN_IMAGES:
-        raise DataError(f"{folder}: {len(files)} image(s) found ({', '.join(IMAGE_SUFFIXES)}, recursively); t-SNE "
-                        f"needs at least {MIN_IMAGES}")
+        raise DataError(
+            f"{folder}: {len(files)} image(s) found ({', '.join(IMAGE_SUFFIXES)}, recursively); t-SNE "
+            f"needs at least {MIN_IMAGES}"
+        )
     rel = [f.relative_to(folder) for f in files]
     return files, [r.as_posix() for r in rel], [r.parts[0] if len(r.parts) > 1 else None for r in rel]
 
@@ -67,19 +76,17 @@ def perplexity_for(n: int, requested: float | None) -> float:
     return float(requested)
 
 
-def features(gm, model, files: list[Path], layer: Layer,
-             progress: bool | None = None) -> tuple[np.ndarray, list[int]]:
+def features(gm, model, files: list[Path], layer: Layer, progress: bool | None = None) -> tuple[np.ndarray, list[int]]:
     """[N, F] features at `layer` (flattened) and the predicted class of each file, in batches of BATCH images;
     a tqdm bar over the images (default: when stderr is a terminal)."""
     from tqdm import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
     feats, predicted = [], []
-    with tqdm(total=len(files), desc="features", unit="img", file=sys.stderr, disable=not show) as bar, \
-            torch.no_grad():
+    with tqdm(total=len(files), desc="features", unit="img", file=sys.stderr, disable=not show) as bar, torch.no_grad():
         for start in range(0, len(files), BATCH):
             batch = []
-            for f in files[start:start + BATCH]:
+            for f in files[start : start + BATCH]:
                 batch.append(load_image(f, model.preprocess))
                 bar.update(1)
             out, values = record(gm, torch.from_numpy(np.stack(batch)), {layer.fx_name})
@@ -94,12 +101,20 @@ def embed(feats: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
 
     if not np.isfinite(feats).all():
         raise DataError("the features hold NaN or infinite values: check the weights")
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=seed).fit_transform(feats)
+    return TSNE(
+        n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
+    ).fit_transform(feats)
 
 
-def embed_folder(model, gm, folder: str | Path, layer: str | None = None, perplexity: float | None = None,
-                 seed: int = 0, progress: bool | None = None) -> Embedding:
+def embed_folder(
+    model,
+    gm,
+    folder: str | Path,
+    layer: str | None = None,
+    perplexity: float | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Embedding:
     """t-SNE of the features of every image in `folder` at `layer` (default: the penultimate features)."""
     chosen = LayerIndex(model.graph, gm.meta["value_names"]).features(layer)
     files, names, classes = labelled_images(folder)

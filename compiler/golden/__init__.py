@@ -12,6 +12,7 @@ A golden set is a folder (layout and format: tests/golden/README.md):
     MODEL/calibration/RULES.json.gz    the calibration table each INT8 entry is built from (gzip JSON)
 Entries and how each is judged: tcc.golden.entries; the tolerances: tcc.tolerance and tcc.golden.judge.
 """
+
 from .entries import ENTRIES, Entry
 from .plan import load_plan
 from .suite import Row, check, format_rows, update

@@ -16,6 +16,7 @@ How an entry is judged (`rule`; the numbers are tcc.tolerance's and tcc.golden.j
              from a change in kernels (INT8 entries are built from the stored tables)
 Every INT8 entry is also compared with the stored PyTorch FP32 output: cosine and top-1, against a floor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -56,8 +57,10 @@ def _runnable_targets():
     for t in TARGETS.values():
         if not t.runs_here or (t.platform is not None and t.name != t.platform.name):
             continue
-        if any(o is not t and o.backend == t.backend and o.platform == t.platform
-               and set(t.precisions) < set(o.precisions) for o in TARGETS.values()):
+        if any(
+            o is not t and o.backend == t.backend and o.platform == t.platform and set(t.precisions) < set(o.precisions)
+            for o in TARGETS.values()
+        ):
             continue
         kept.append(t)
     return kept
@@ -67,9 +70,12 @@ def float_policy_variant(rules) -> bool:
     """Rules that compute like another set but keep fewer kinds as float islands (`tflite-int`: the tflite rules with
     softmax as LiteRT's int8 SOFTMAX, no islands): every integer op the two share computes alike, and each model of
     the golden set either has no node they place otherwise or is refused by them (MobileViT's LayerNorm)."""
-    return any(set(rules.float_kinds) < set(o.float_kinds) and replace(
-        rules, name=o.name, description=o.description, float_ops=o.float_ops, float_kinds=o.float_kinds) == o
-        for o in RULES.values())
+    return any(
+        set(rules.float_kinds) < set(o.float_kinds)
+        and replace(rules, name=o.name, description=o.description, float_ops=o.float_ops, float_kinds=o.float_kinds)
+        == o
+        for o in RULES.values()
+    )
 
 
 def _entries() -> dict[str, Entry]:
@@ -80,8 +86,9 @@ def _entries() -> dict[str, Entry]:
             if p == "fp32":
                 e = Entry(f"{t.name}-fp32", t.name, p, None, "fp32", None)
             elif p == "int8":
-                e = Entry(f"{t.name}-int8", t.name, p, t.rules, "bit_exact" if exact else "per_op",
-                          f"reference-{t.rules}")
+                e = Entry(
+                    f"{t.name}-int8", t.name, p, t.rules, "bit_exact" if exact else "per_op", f"reference-{t.rules}"
+                )
             else:
                 e = Entry(f"{t.name}-{p}", t.name, p, None, "measured", None)
             out[e.id] = e

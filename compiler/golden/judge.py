@@ -4,6 +4,7 @@ Each returns a `Verdict`: passed, the numbers (recorded in golden.json when the 
 line per input naming the input and its worst element. Tolerances come from tcc.tolerance (the build's policy) and,
 for `measured` entries, from the entry's record.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,8 +41,18 @@ class Verdict:
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        keys = ("max_abs_over_bound", "bit_exact", "max_lsb", "max_abs_over_scale", "tolerance", "cosine_mean",
-                "top1", "changed", "tensors", "max_range_change")
+        keys = (
+            "max_abs_over_bound",
+            "bit_exact",
+            "max_lsb",
+            "max_abs_over_scale",
+            "tolerance",
+            "cosine_mean",
+            "top1",
+            "changed",
+            "tensors",
+            "max_range_change",
+        )
         return ", ".join(f"{k} {self.numbers[k]}" for k in keys if k in self.numbers)
 
 
@@ -62,10 +73,19 @@ def fp32(got, r32, r64, names) -> Verdict:
         worst_ratio = max(worst_ratio, ratio if np.isfinite(ratio) else np.inf)
         cos.append(float(c["cosine"]))
         if not c["passed"]:
-            failures.append(f"input {name}: max |a - r64| {c['max_abs_vs_float64']} > bound {c['bound']} at "
-                            + _worst(got[i], r64[i]).replace("stored", "stored float64"))
-    return Verdict(not failures, {"max_abs_over_bound": stable_float(worst_ratio), "cosine_min": stable_float(
-        min(cos), 7), "rule": TOLERANCES["fp32"]["rule"]}, failures)
+            failures.append(
+                f"input {name}: max |a - r64| {c['max_abs_vs_float64']} > bound {c['bound']} at "
+                + _worst(got[i], r64[i]).replace("stored", "stored float64")
+            )
+    return Verdict(
+        not failures,
+        {
+            "max_abs_over_bound": stable_float(worst_ratio),
+            "cosine_min": stable_float(min(cos), 7),
+            "rule": TOLERANCES["fp32"]["rule"],
+        },
+        failures,
+    )
 
 
 def bit_exact(got, stored, names, lsb: float | None) -> Verdict:
@@ -78,11 +98,16 @@ def bit_exact(got, stored, names, lsb: float | None) -> Verdict:
             d = np.abs(got[i].astype(np.float64) - stored[i].astype(np.float64))
             n = int(np.count_nonzero(d))
             in_lsb = f", {float(d.max()) / lsb:.3g} LSB" if lsb else ""
-            failures.append(f"input {name}: {n} of {d.size} elements differ (max {float(d.max()):.4g}{in_lsb}); "
-                            f"worst {_worst(got[i], stored[i])}")
+            failures.append(
+                f"input {name}: {n} of {d.size} elements differ (max {float(d.max()):.4g}{in_lsb}); "
+                f"worst {_worst(got[i], stored[i])}"
+            )
     max_lsb = float(np.abs(got.astype(np.float64) - stored.astype(np.float64)).max()) / lsb if lsb else None
-    return Verdict(not failures, {"bit_exact": not failures,
-                                  **({"max_lsb": stable_float(max_lsb)} if max_lsb is not None else {})}, failures)
+    return Verdict(
+        not failures,
+        {"bit_exact": not failures, **({"max_lsb": stable_float(max_lsb)} if max_lsb is not None else {})},
+        failures,
+    )
 
 
 def per_op(got, x, produced, stored_reference, names, exact: bool = False) -> Verdict:
@@ -94,12 +119,22 @@ def per_op(got, x, produced, stored_reference, names, exact: bool = False) -> Ve
     lsb = produced.qgraph.output_scales[produced.qgraph.outputs[0]]
     e2e = float(np.abs(np.asarray(got, np.float64) - np.asarray(stored_reference, np.float64)).max()) / lsb
     p = check["per_op"]
-    numbers = {"max_lsb": p["max_lsb"], "worst_op": p["worst_op"], "ops_checked": p["ops_checked"],
-               "end_to_end_lsb_vs_reference": stable_float(e2e), "rule": check["required"]}
-    failures = [] if check["passed"] else [
-        f"op {p['worst_op']!r} is {p['max_lsb']} LSB from the reference op on the backend's own codes (at most "
-        f"{TOLERANCES['int8']['lsb_tolerance']}; {p['ops_checked']} of {len(produced.qgraph.nodes)} ops checked) "
-        f"on inputs {', '.join(names)}"]
+    numbers = {
+        "max_lsb": p["max_lsb"],
+        "worst_op": p["worst_op"],
+        "ops_checked": p["ops_checked"],
+        "end_to_end_lsb_vs_reference": stable_float(e2e),
+        "rule": check["required"],
+    }
+    failures = (
+        []
+        if check["passed"]
+        else [
+            f"op {p['worst_op']!r} is {p['max_lsb']} LSB from the reference op on the backend's own codes (at most "
+            f"{TOLERANCES['int8']['lsb_tolerance']}; {p['ops_checked']} of {len(produced.qgraph.nodes)} ops checked) "
+            f"on inputs {', '.join(names)}"
+        ]
+    )
     return Verdict(check["passed"], numbers, failures)
 
 
@@ -124,8 +159,11 @@ def measured_tolerance(noise: float, got, r32, r64) -> tuple[float, dict]:
         distance = max(distance, float(np.abs(np.asarray(got[i], np.float64) - r32[i]).max()) / scale)
         c = compare(r32[i], r32[i], "fp32", exact=r64[i])
         allowance = max(allowance, float(c["bound"]) / scale)
-    parts = {"perturbation_noise": stable_float(noise), "distance_to_fp32": stable_float(distance),
-             "fp32_allowance": stable_float(allowance)}
+    parts = {
+        "perturbation_noise": stable_float(noise),
+        "distance_to_fp32": stable_float(distance),
+        "fp32_allowance": stable_float(allowance),
+    }
     tol = max(NOISE_FACTOR * noise, DISTANCE_FRACTION * distance, FP32_ALLOWANCE_FACTOR * allowance)
     return float(stable_float(tol)), parts
 
@@ -139,12 +177,15 @@ def measured(got, stored_self, r32, names, precision: str, tolerance: float) -> 
         d = float(np.abs(np.asarray(got[i], np.float64) - stored_self[i]).max()) / scale
         worst = max(worst, d)
         if not d <= tolerance:
-            failures.append(f"input {name}: max |a - stored| / scale {d:.3g} > {tolerance:.3g} (measured once); "
-                            f"worst {_worst(got[i], stored_self[i])}")
+            failures.append(
+                f"input {name}: max |a - stored| / scale {d:.3g} > {tolerance:.3g} (measured once); "
+                f"worst {_worst(got[i], stored_self[i])}"
+            )
         c = compare(got[i], r32[i], precision)
         if not c["passed"]:
-            failures.append(f"input {name}: against PyTorch FP32 {c} fails the {precision} rule "
-                            f"({TOLERANCES[precision]['rule']})")
+            failures.append(
+                f"input {name}: against PyTorch FP32 {c} fails the {precision} rule ({TOLERANCES[precision]['rule']})"
+            )
     return Verdict(not failures, {"max_abs_over_scale": stable_float(worst), "tolerance": tolerance}, failures)
 
 
@@ -156,25 +197,33 @@ def vs_fp32(got, r32, names, floor: dict | None) -> Verdict:
         na, nr = np.linalg.norm(a), np.linalg.norm(r)
         cos.append(float(a @ r / (na * nr)) if na and nr else float(na == nr))
         top.append(int(np.argmax(a)) == int(np.argmax(r)))
-    numbers = {"cosine_mean": stable_float(float(np.mean(cos)), 6), "cosine_min": stable_float(min(cos), 6),
-               "top1": stable_float(float(np.mean(top)))}
+    numbers = {
+        "cosine_mean": stable_float(float(np.mean(cos)), 6),
+        "cosine_min": stable_float(min(cos), 6),
+        "top1": stable_float(float(np.mean(top))),
+    }
     failures = []
     if floor is not None:
         if float(np.mean(cos)) < floor["cosine"]:
             worst = int(np.argmin(cos))
-            failures.append(f"INT8 vs FP32 cosine {np.mean(cos):.6f} (mean) is below the floor {floor['cosine']}; "
-                            f"lowest on input {names[worst]} ({cos[worst]:.6f})")
+            failures.append(
+                f"INT8 vs FP32 cosine {np.mean(cos):.6f} (mean) is below the floor {floor['cosine']}; "
+                f"lowest on input {names[worst]} ({cos[worst]:.6f})"
+            )
         if float(np.mean(top)) < floor["top1"]:
             missed = [names[i] for i, t in enumerate(top) if not t]
-            failures.append(f"INT8 top-1 agreement {np.mean(top):.3f} is below the floor {floor['top1']} "
-                            f"(class changed on {', '.join(missed)})")
+            failures.append(
+                f"INT8 top-1 agreement {np.mean(top):.3f} is below the floor {floor['top1']} "
+                f"(class changed on {', '.join(missed)})"
+            )
     return Verdict(not failures, numbers, failures)
 
 
 # calibration: activation ranges come from histograms and a discrete search (a KL threshold bin, a cosine-search
 # step of 1.5% of the scale: 100 factors over [0.5, 2]), and kl+cos searches weight scales on the same grid, so
 # float32 rounding on another CPU can move one to the next bin or step. SCALE_RANGE_RTOL allows one step (not
-# measured across CPUs: no second CPU class was available); a changed method moves ranges by more (measured on DDSNet, tvm rules, against the stored kl+cos table: kl
+# measured across CPUs: no second CPU class was available); a changed method moves ranges by more (measured on DDSNet,
+# tvm rules, against the stored kl+cos table: kl
 # moves 59 of its 64 activation ranges by more than 2%, median 6%, up to 50%; percentile 62 of 64; both move the
 # weight scales too).
 SCALE_RANGE_RTOL = 0.02
@@ -237,8 +286,11 @@ def scales(now: dict, stored: dict, layers_now: dict | None = None, layers_store
         failures.append(f"tensor {name}: in the table made now, not in the stored table")
     changes.sort(key=lambda c: (-c[0], c[1]))
     failures += [f"tensor {name}: {text}" for _, name, text, bad in changes if bad]
-    numbers = {"tensors": len(stored), "changed": len(changes),
-               "max_range_change": stable_float(max((c[0] for c in changes), default=0.0))}
+    numbers = {
+        "tensors": len(stored),
+        "changed": len(changes),
+        "max_range_change": stable_float(max((c[0] for c in changes), default=0.0)),
+    }
     notes = [f"tensor {name}: {text} (within tolerance)" for _, name, text, bad in changes[:5] if not bad]
     v = Verdict(not failures, numbers, failures)
     v.numbers["notes"] = notes

@@ -4,6 +4,7 @@ Validated by spec/schema/golden.schema.json; an error names golden.yaml:line:col
 file. `defaults` apply to every model unless the model sets its own
 (`calibration` key by key).
 """
+
 from __future__ import annotations
 
 import json
@@ -61,15 +62,17 @@ class GoldenPlan:
 def load_plan(root: str | Path) -> GoldenPlan:
     import jsonschema
 
-
     root = Path(root)
     path = root / PLAN_FILE
     if not path.is_file():
-        raise SpecError(f"{path}: no golden plan here (a golden set is a folder with {PLAN_FILE}; see "
-                        "tests/golden/README.md)")
+        raise SpecError(
+            f"{path}: no golden plan here (a golden set is a folder with {PLAN_FILE}; see tests/golden/README.md)"
+        )
     doc = load_file(path)
-    errors = sorted(jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(doc),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(doc),
+        key=lambda e: list(e.absolute_path),
+    )
     if errors:
         e = errors[0]
         where = _where(doc, list(e.absolute_path), path)
@@ -80,6 +83,7 @@ def load_plan(root: str | Path) -> GoldenPlan:
     defaults = doc.get("defaults", {})
     models = {}
     for name, m in doc["models"].items():
+
         def get(key, fallback, m=m):
             return m.get(key, defaults.get(key, fallback))
 
@@ -91,16 +95,21 @@ def load_plan(root: str | Path) -> GoldenPlan:
         slow = frozenset(get("slow", []))
         unknown = sorted(slow - set(ENTRIES))
         if unknown:
-            raise SpecError(f"unknown golden entry {unknown[0]!r} in slow; known: {', '.join(ENTRIES)}",
-                            m.where("slow") if "slow" in m else doc["defaults"].where("slow"))
+            raise SpecError(
+                f"unknown golden entry {unknown[0]!r} in slow; known: {', '.join(ENTRIES)}",
+                m.where("slow") if "slow" in m else doc["defaults"].where("slow"),
+            )
         files = {}
         for key in ("spec", "weights", "key_map"):
             if key in m:
                 files[key] = _existing(root, m[key], m.where(key))
         baked = [key for key in ("weights", "by_order", "key_map") if key in m]
         if is_onnx_file(files["spec"]) and baked:
-            raise SpecError(f"model {name}: an ONNX file carries its weights; drop {baked[0]} (its set: takes the "
-                            "import's size, mean and std)", m.where(baked[0]))
+            raise SpecError(
+                f"model {name}: an ONNX file carries its weights; drop {baked[0]} (its set: takes the "
+                "import's size, mean and std)",
+                m.where(baked[0]),
+            )
         inputs = get("inputs", {})
         cal = {**DEFAULT_CALIBRATION, **defaults.get("calibration", {}), **m.get("calibration", {})}
         if "images" not in cal:
@@ -108,14 +117,25 @@ def load_plan(root: str | Path) -> GoldenPlan:
         if not cal["images"]:
             raise SpecError(f"model {name}: calibration needs images (calibration: images: [...])", m.where())
         models[name] = ModelPlan(
-            name=name, spec=files["spec"], overrides=dict(m.get("set", {})), weights=files.get("weights"),
-            by_order=bool(m.get("by_order", False)), key_map=files.get("key_map"),
+            name=name,
+            spec=files["spec"],
+            overrides=dict(m.get("set", {})),
+            weights=files.get("weights"),
+            by_order=bool(m.get("by_order", False)),
+            key_map=files.get("key_map"),
             seeded=int(inputs.get("seeded", 1)),
             images=tuple(_existing(root, p, _loc(inputs, "images", path)) for p in inputs.get("images", [])),
-            calibration=Calibration(cal["method"], int(cal["crops"]), int(cal["seed"]),
-                                    tuple(_existing(root, p, _loc(cal, "images", path)) for p in cal["images"])),
-            entries=tuple(e for e in ENTRIES if e in entries), slow=slow,
-            int8_floor={**DEFAULT_FLOOR, **get("int8_floor", {})}, opset=int(get("opset", 13)))
+            calibration=Calibration(
+                cal["method"],
+                int(cal["crops"]),
+                int(cal["seed"]),
+                tuple(_existing(root, p, _loc(cal, "images", path)) for p in cal["images"]),
+            ),
+            entries=tuple(e for e in ENTRIES if e in entries),
+            slow=slow,
+            int8_floor={**DEFAULT_FLOOR, **get("int8_floor", {})},
+            opset=int(get("opset", 13)),
+        )
     return GoldenPlan(root, models)
 
 
@@ -124,8 +144,10 @@ def _existing(root: Path, rel: str, where) -> Path:
         p = (root / rel).resolve()
         found = p.exists()
     except (OSError, ValueError) as e:  # a name too long for the file system (exists() raises), a NUL character
-        raise SpecError(f"not a usable file name: {rel[:60]}{'...' if len(rel) > 60 else ''} "
-                        f"({getattr(e, 'strerror', None) or e})", where) from None
+        raise SpecError(
+            f"not a usable file name: {rel[:60]}{'...' if len(rel) > 60 else ''} ({getattr(e, 'strerror', None) or e})",
+            where,
+        ) from None
     if not found:
         raise SpecError(f"no such file: {rel} (resolved to {p})", where)
     return p

@@ -5,13 +5,14 @@ Target entries run the artifact `tcc build` writes: the same front end (tcc.fron
 (`Backend.check_run`: LiteRT's reference kernels for TFLite INT8, the kit's own runner under qemu for ARM). The
 build's own self-checks are not repeated: the golden comparison is the check.
 """
+
 from __future__ import annotations
 
 import functools
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -50,8 +51,9 @@ class ModelRun:
         if is_onnx_file(spec):  # imported in memory, as every command takes one; `set:` holds the import's options
             spec, weights = import_to_files(spec, self._work.name, **import_options(overrides, spec))
             overrides = {}
-        self.fe = lower_spec(spec, overrides, weights=weights, by_order=plan.by_order, key_map=plan.key_map,
-                             opset=plan.opset)
+        self.fe = lower_spec(
+            spec, overrides, weights=weights, by_order=plan.by_order, key_map=plan.key_map, opset=plan.opset
+        )
         self.model = self.fe.model
         self._data = None
         self._tables: dict = {}  # path -> the stored table, loaded and checked once
@@ -72,11 +74,19 @@ class ModelRun:
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict:
-        return {"spec": self.plan.spec.name, "spec_hash": self.model.spec_hash, "set": self.plan.overrides,
-                "weights": ({"file": (self.plan.weights or self.plan.spec).name, "sha256": self.weights_hash}
-                            if self.weights_hash else {"random_seed": 0}),
-                "fp32_onnx_sha256": self.onnx_hash, "opset": self.plan.opset,
-                "input_shape": list(self.model.input_shape)}
+        return {
+            "spec": self.plan.spec.name,
+            "spec_hash": self.model.spec_hash,
+            "set": self.plan.overrides,
+            "weights": (
+                {"file": (self.plan.weights or self.plan.spec).name, "sha256": self.weights_hash}
+                if self.weights_hash
+                else {"random_seed": 0}
+            ),
+            "fp32_onnx_sha256": self.onnx_hash,
+            "opset": self.plan.opset,
+            "input_shape": list(self.model.input_shape),
+        }
 
     # ------------------------------------------------------------------ inputs
     def inputs(self) -> tuple[np.ndarray, list[dict]]:
@@ -87,8 +97,7 @@ class ModelRun:
             names.append({"name": f"seed{i}", "source": f"N(0, 1), numpy default_rng({i})"})
         for p in self.plan.images:
             xs.append(load_image(p, self.model.preprocess))
-            names.append({"name": p.name, "source": "image through the spec's preprocessing",
-                          "sha256": sha256_file(p)})
+            names.append({"name": p.name, "source": "image through the spec's preprocessing", "sha256": sha256_file(p)})
         return np.stack(xs).astype(np.float32), names
 
     # ------------------------------------------------------------------ calibration
@@ -104,13 +113,21 @@ class ModelRun:
         from ..quant.table.steps import Steps  # deferred for start-up: loads onnx
 
         data = self.calibration_data()
-        self.log(f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, "
-                 f"{len(data)} crops)")
-        table = calibrate_onnx(self.fe.onnx, data.array, method=self.plan.calibration.method, target=rules,
-                               seed=self.plan.calibration.seed, data_fingerprint=data.fingerprint,
-                               spec_hash=self.model.spec_hash,
-                               weights_hash=self.weights_hash, progress=False,
-                               steps=Steps.chosen(self.model.calibrate))  # as `tcc calibrate` runs it
+        self.log(
+            f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, {len(data)} crops)"
+        )
+        table = calibrate_onnx(
+            self.fe.onnx,
+            data.array,
+            method=self.plan.calibration.method,
+            target=rules,
+            seed=self.plan.calibration.seed,
+            data_fingerprint=data.fingerprint,
+            spec_hash=self.model.spec_hash,
+            weights_hash=self.weights_hash,
+            progress=False,
+            steps=Steps.chosen(self.model.calibrate),
+        )  # as `tcc calibrate` runs it
         return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
 
     def load_table(self, path: Path, rules: str):
@@ -119,10 +136,10 @@ class ModelRun:
 
         if path not in self._tables:
             if not path.is_file():
-                raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden "
-                                       "update)")
-            table = load_table(path, spec_hash=self.model.spec_hash, weights_hash=self.weights_hash,
-                               model_hash=self.onnx_hash)
+                raise CalibrationError(f"{path}: no stored calibration table for the {rules} rules (tcc golden update)")
+            table = load_table(
+                path, spec_hash=self.model.spec_hash, weights_hash=self.weights_hash, model_hash=self.onnx_hash
+            )
             table.check_model(quantized_form(self.fe.onnx, table.doc["target"]), str(path))
             if table.doc["target"] != rules:
                 raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
@@ -165,8 +182,13 @@ class ModelRun:
         backend = get_backend(tgt.backend)
         if not backend.capabilities.runs_here:
             raise BuildError(f"{entry.target} artifacts do not run on this machine")
-        options = EmitOptions(target=entry.target, precision=entry.precision, opset=self.plan.opset, table=table,
-                              preprocess=self.model.preprocess)
+        options = EmitOptions(
+            target=entry.target,
+            precision=entry.precision,
+            opset=self.plan.opset,
+            table=table,
+            preprocess=self.model.preprocess,
+        )
         backend.check(self.fe.onnx, options)
         # an INT8 table checked against the model before anything is built from it, as tcc build does: a stored table
         # whose entries do not fit the model is a CalibrationError naming the tensor, not numpy's broadcast error

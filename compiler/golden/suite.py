@@ -1,10 +1,11 @@
 """`tcc golden check` and `tcc golden update`: run a golden set's entries and compare, or store them on purpose."""
+
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,8 +33,13 @@ class Row:
         return self.status == "FAIL"
 
     def to_json(self) -> dict:
-        return {"model": self.model, "entry": self.entry, "status": self.status, "summary": self.summary,
-                "details": self.details}
+        return {
+            "model": self.model,
+            "entry": self.entry,
+            "status": self.status,
+            "summary": self.summary,
+            "details": self.details,
+        }
 
 
 def table_path(root: Path, model: str, rules: str) -> Path:
@@ -46,8 +52,13 @@ def selected(mp: ModelPlan, entries: list[str] | None, everything: bool) -> list
 
 
 # ---------------------------------------------------------------------------------------------------- check
-def check(root: str | Path, models: list[str] | None = None, entries: list[str] | None = None,
-          everything: bool = False, log: Callable[[str], None] = lambda s: None) -> list[Row]:
+def check(
+    root: str | Path,
+    models: list[str] | None = None,
+    entries: list[str] | None = None,
+    everything: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Row]:
     gp = load_plan(root)
     stored_doc = read_json(gp.root)
     rows: list[Row] = []
@@ -55,8 +66,9 @@ def check(root: str | Path, models: list[str] | None = None, entries: list[str] 
         mp = gp.models[name]
         record = stored_doc.get("models", {}).get(name)
         if record is None:
-            rows.append(Row(name, "all", "FAIL", f"no golden data for {name} (tcc golden update {gp.root} "
-                                                 f"--model {name})"))
+            rows.append(
+                Row(name, "all", "FAIL", f"no golden data for {name} (tcc golden update {gp.root} --model {name})")
+            )
             continue
         rows += _check_model(gp, mp, record, selected(mp, entries, everything), log)
     return rows
@@ -69,10 +81,24 @@ def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry
         ident = run.identity()
         if ident["fp32_onnx_sha256"] != record["identity"]["fp32_onnx_sha256"]:
             what = [k for k in ("spec_hash", "weights", "opset") if ident[k] != record["identity"][k]]
-            rows.append(Row(mp.name, "graph", "FAIL", "the FP32 ONNX graph changed" + (
-                f" ({', '.join(what)} changed)" if what else " (same spec and weights: the lowering or a pass changed)"),
-                ["the stored calibration tables were made for the stored graph: INT8 entries cannot be built from "
-                 f"them; if the change is intended: tcc golden update {gp.root} --model {mp.name} --recalibrate"]))
+            rows.append(
+                Row(
+                    mp.name,
+                    "graph",
+                    "FAIL",
+                    "the FP32 ONNX graph changed"
+                    + (
+                        f" ({', '.join(what)} changed)"
+                        if what
+                        else " (same spec and weights: the lowering or a pass changed)"
+                    ),
+                    [
+                        "the stored calibration tables were made for the stored graph: INT8 entries cannot be built "
+                        f"from them; if the change is intended: tcc golden update {gp.root} --model {mp.name} "
+                        "--recalibrate"
+                    ],
+                )
+            )
         else:
             rows.append(Row(mp.name, "graph", "ok", "FP32 ONNX graph unchanged"))
         x_stored = read_npz(gp.root / mp.name / INPUTS).get("x")
@@ -92,20 +118,37 @@ def _check_model(gp: GoldenPlan, mp: ModelPlan, record: dict, chosen: list[Entry
 
 def _usable_inputs(x_now, x_stored, names) -> bool:
     """Stored inputs the model takes (the shape and type of today's), one per input the record names."""
-    return (x_stored is not None and x_stored.shape == x_now.shape and x_stored.dtype == np.float32
-            and len(names) == len(x_stored))
+    return (
+        x_stored is not None
+        and x_stored.shape == x_now.shape
+        and x_stored.dtype == np.float32
+        and len(names) == len(x_stored)
+    )
 
 
 def _check_inputs(model, x_now, x_stored, names) -> Row:
     if x_stored is None:
         return Row(model, "inputs", "FAIL", f"no stored inputs ({INPUTS})")
     if not _usable_inputs(x_now, x_stored, names):
-        return Row(model, "inputs", "FAIL", f"inputs now {list(x_now.shape)} float32, stored {list(x_stored.shape)} "
-                                            f"{x_stored.dtype}, {len(names)} named in {GOLDEN_JSON}")
-    bad = [f"input {n}: the preprocessing now gives max |diff| {float(np.abs(a - b).max()):.3g} from the stored tensor"
-           for n, a, b in zip(names, x_now, x_stored) if not np.array_equal(a, b)]
-    return Row(model, "inputs", "FAIL" if bad else "ok",
-               "preprocessing changed" if bad else f"{len(names)} inputs equal to the stored ones", bad)
+        return Row(
+            model,
+            "inputs",
+            "FAIL",
+            f"inputs now {list(x_now.shape)} float32, stored {list(x_stored.shape)} "
+            f"{x_stored.dtype}, {len(names)} named in {GOLDEN_JSON}",
+        )
+    bad = [
+        f"input {n}: the preprocessing now gives max |diff| {float(np.abs(a - b).max()):.3g} from the stored tensor"
+        for n, a, b in zip(names, x_now, x_stored)
+        if not np.array_equal(a, b)
+    ]
+    return Row(
+        model,
+        "inputs",
+        "FAIL" if bad else "ok",
+        "preprocessing changed" if bad else f"{len(names)} inputs equal to the stored ones",
+        bad,
+    )
 
 
 def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
@@ -114,8 +157,9 @@ def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
     if rec is None:
         return Row(run.plan.name, e.id, "FAIL", f"no stored output for {e.id} ({again})")
     if rec["rule"] != e.rule:
-        return Row(run.plan.name, e.id, "FAIL", f"stored under the rule {rec['rule']!r}, judged now by {e.rule!r} "
-                                               f"({again})")
+        return Row(
+            run.plan.name, e.id, "FAIL", f"stored under the rule {rec['rule']!r}, judged now by {e.rule!r} ({again})"
+        )
     try:
         if e.rule == "scales":
             v = _scales_verdict(gp, run, e)
@@ -129,8 +173,13 @@ def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
     except TccError as err:
         return Row(run.plan.name, e.id, "FAIL", f"{type(err).__name__}: {err}")
     where = f"{run.plan.name} / {e.describe()}"
-    return Row(run.plan.name, e.id, "ok" if v.passed else "FAIL", v.summary(),
-               [f"{where}: {f}" for f in v.failures] + list(v.numbers.get("notes", [])))
+    return Row(
+        run.plan.name,
+        e.id,
+        "ok" if v.passed else "FAIL",
+        v.summary(),
+        [f"{where}: {f}" for f in v.failures] + list(v.numbers.get("notes", [])),
+    )
 
 
 def _stored_usable(outs: dict, key: str) -> bool:
@@ -148,8 +197,10 @@ def _unusable_stored(e: Entry, got: np.ndarray, outs: dict) -> str | None:
         if stored is None:
             return f"no stored output {key!r} in {OUTPUTS}"
         if stored.shape != got.shape or stored.dtype.kind not in "fiu":
-            return (f"the stored output {key!r} is {stored.dtype} {list(stored.shape)}, the entry gives "
-                    f"{got.dtype} {list(got.shape)}")
+            return (
+                f"the stored output {key!r} is {stored.dtype} {list(stored.shape)}, the entry gives "
+                f"{got.dtype} {list(got.shape)}"
+            )
     return None
 
 
@@ -187,9 +238,14 @@ def _scales_verdict(gp, run, e: Entry) -> judge.Verdict:
 
 
 # ---------------------------------------------------------------------------------------------------- update
-def update(root: str | Path, models: list[str] | None = None, entries: list[str] | None = None,
-           everything: bool = True, recalibrate: bool = False,
-           log: Callable[[str], None] = lambda s: None) -> list[Row]:
+def update(
+    root: str | Path,
+    models: list[str] | None = None,
+    entries: list[str] | None = None,
+    everything: bool = True,
+    recalibrate: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Row]:
     """Store the selected entries' outputs now (and the inputs, PyTorch outputs and calibration tables they rest
     on), after checking that they agree with each other by the same rules `check` applies. Returns a row per entry
     saying whether and by how much it changed; writes nothing of a model one of whose entries fails its rule (a
@@ -199,8 +255,14 @@ def update(root: str | Path, models: list[str] | None = None, entries: list[str]
     rows: list[Row] = []
     writes: list[tuple[Path, bytes]] = []
     for name in _models(gp, models, entries):
-        mrows, mwrites, record = _update_model(gp, gp.models[name], doc["models"].get(name),
-                                               selected(gp.models[name], entries, everything), recalibrate, log)
+        mrows, mwrites, record = _update_model(
+            gp,
+            gp.models[name],
+            doc["models"].get(name),
+            selected(gp.models[name], entries, everything),
+            recalibrate,
+            log,
+        )
         rows += mrows
         if any(r.failed for r in mrows):  # a model is stored whole or not at all
             continue
@@ -212,14 +274,18 @@ def update(root: str | Path, models: list[str] | None = None, entries: list[str]
     return rows
 
 
-def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):
+def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):  # noqa: PLR0915
     run = ModelRun(mp, log)
     rows, writes = [], []
     try:
         x, inputs = run.inputs()
         ident = run.identity()
-        record = {"identity": ident, "inputs": inputs, "entries": dict((old or {}).get("entries", {})),
-                  "int8_floor": mp.int8_floor}
+        record = {
+            "identity": ident,
+            "inputs": inputs,
+            "entries": dict((old or {}).get("entries", {})),
+            "int8_floor": mp.int8_floor,
+        }
         old_x = read_npz(gp.root / mp.name / INPUTS).get("x")
         if old_x is not None and (old_x.shape != x.shape or not np.array_equal(old_x, x)):
             record["entries"] = {}  # other inputs: every stored output is void
@@ -230,8 +296,11 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
         names = [i["name"] for i in inputs]
         # an entry judged against another's output (INT8 against its integer reference) brings that entry along
         # where its stored output is missing or unusable
-        chosen = chosen + [ENTRIES[a] for a in dict.fromkeys(e.against for e in chosen if e.against)
-                           if not _stored_usable(outs, a) and a in mp.entries and ENTRIES[a] not in chosen]
+        chosen = chosen + [
+            ENTRIES[a]
+            for a in dict.fromkeys(e.against for e in chosen if e.against)
+            if not _stored_usable(outs, a) and a in mp.entries and ENTRIES[a] not in chosen
+        ]
 
         # the references every other entry is judged by: PyTorch (float32 and float64) and the tables. Float
         # results move by float rounding from one CPU to the next (oneDNN and MLAS pick kernels by instruction
@@ -244,8 +313,11 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
         if pt.id in chosen_ids or "pytorch-fp32" not in outs:
             r32 = run.produce(pt, x).output
             old32 = outs.get("pytorch-fp32")
-            keep = old32 is not None and old32.shape == r32.shape and judge.fp32(old32, r32, new_outs[FLOAT64],
-                                                                                 names).passed
+            keep = (
+                old32 is not None
+                and old32.shape == r32.shape
+                and judge.fp32(old32, r32, new_outs[FLOAT64], names).passed
+            )
             new_outs["pytorch-fp32"] = old32 if keep else r32
         refs = {**outs, **new_outs}
         tables = {}
@@ -272,13 +344,17 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
             refs[e.id] = new_outs[e.id] = produced.output
             rec = {"rule": e.rule, "description": e.describe()}
             if e.rule == "measured":
-                tol, parts = judge.measured_tolerance(judge.measure_noise(produced, x), produced.output,
-                                                      refs["pytorch-fp32"], refs[FLOAT64])
-                rec["tolerance"] = {"max_abs_over_scale": tol, **parts,
-                                    "how": f"the largest of {judge.NOISE_FACTOR:g} x perturbation_noise (relative "
-                                           f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
-                                           f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
-                                           f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)"}
+                tol, parts = judge.measured_tolerance(
+                    judge.measure_noise(produced, x), produced.output, refs["pytorch-fp32"], refs[FLOAT64]
+                )
+                rec["tolerance"] = {
+                    "max_abs_over_scale": tol,
+                    **parts,
+                    "how": f"the largest of {judge.NOISE_FACTOR:g} x perturbation_noise (relative "
+                    f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
+                    f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
+                    f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)",
+                }
             unusable = _unusable_stored(e, produced.output, refs)
             if unusable:  # its reference, unusable as stored, is not among the plan's entries to store again
                 rows.append(Row(mp.name, e.id, "FAIL", f"{unusable}; {e.against} is not among the plan's entries"))
@@ -286,20 +362,41 @@ def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], reca
             v = _verdict(e, produced, x, names, refs, rec, mp.int8_floor)
             if v.passed and _stored_still_holds(e, produced.output, outs.get(e.id), old_rec, refs, names):
                 refs[e.id] = new_outs[e.id] = outs[e.id]
-                rows.append(Row(mp.name, e.id, "unchanged", "float rounding only: the stored output passes its "
-                                                            "rule here and is kept"))
+                rows.append(
+                    Row(
+                        mp.name,
+                        e.id,
+                        "unchanged",
+                        "float rounding only: the stored output passes its rule here and is kept",
+                    )
+                )
                 continue
             rec["recorded"] = {k: val for k, val in v.numbers.items() if k != "notes"}
             record["entries"][e.id] = rec
             rows.append(_change_row(mp.name, e, produced.output, outs.get(e.id), _lsb(produced), v))
         if "pytorch-fp32" in new_outs and new_outs["pytorch-fp32"] is outs.get("pytorch-fp32"):
-            rows.insert(0, Row(mp.name, pt.id, "unchanged", "the stored output is within the FP32 bound of this "
-                                                           "machine's and is kept"))
+            rows.insert(
+                0,
+                Row(
+                    mp.name,
+                    pt.id,
+                    "unchanged",
+                    "the stored output is within the FP32 bound of this machine's and is kept",
+                ),
+            )
         elif "pytorch-fp32" in new_outs:
             record["entries"]["pytorch-fp32"] = {"rule": "fp32", "description": pt.describe()}
-            rows.insert(0, _change_row(mp.name, pt, new_outs["pytorch-fp32"], outs.get("pytorch-fp32"), None,
-                                       judge.fp32(new_outs["pytorch-fp32"], new_outs["pytorch-fp32"],
-                                                  new_outs[FLOAT64], names)))
+            rows.insert(
+                0,
+                _change_row(
+                    mp.name,
+                    pt,
+                    new_outs["pytorch-fp32"],
+                    outs.get("pytorch-fp32"),
+                    None,
+                    judge.fp32(new_outs["pytorch-fp32"], new_outs["pytorch-fp32"], new_outs[FLOAT64], names),
+                ),
+            )
         writes.append((gp.root / mp.name / OUTPUTS, npz_bytes({**outs, **new_outs})))
         record["entries"] = dict(sorted(record["entries"].items()))
     finally:
@@ -327,8 +424,9 @@ def _stored_still_holds(e: Entry, new, old, old_rec: dict | None, refs: dict, na
     if e.rule == "fp32":
         return judge.fp32(old, refs["pytorch-fp32"], refs[FLOAT64], names).passed
     if e.rule == "measured":  # the new output within the stored tolerance of the stored one
-        return judge.measured(new, old, refs["pytorch-fp32"], names, e.precision,
-                              old_rec["tolerance"]["max_abs_over_scale"]).passed
+        return judge.measured(
+            new, old, refs["pytorch-fp32"], names, e.precision, old_rec["tolerance"]["max_abs_over_scale"]
+        ).passed
     return False
 
 
@@ -350,15 +448,24 @@ def _table(run, path: Path, rules: str, recalibrate: bool):
         old = None
     if old is not None:
         v = judge.scales(table.tensors, old.tensors, table.doc.get("layers"), old.doc.get("layers"))
-        why += f"; {v.numbers['changed']} of {v.numbers['tensors']} tensors changed (max {v.numbers['max_range_change']} of range)"
+        numbers = v.numbers
+        why += (
+            f"; {numbers['changed']} of {numbers['tensors']} tensors changed (max {numbers['max_range_change']} of "
+            "range)"
+        )
         return table, why
     return table, "new" if why == "calibrated" else why
 
 
 def _change_row(model, e: Entry, new, old, lsb, v: judge.Verdict) -> Row:
     if not v.passed:
-        return Row(model, e.id, "FAIL", "the new output breaks its rule: nothing was written",
-                   [f"{model} / {e.describe()}: {f}" for f in v.failures])
+        return Row(
+            model,
+            e.id,
+            "FAIL",
+            "the new output breaks its rule: nothing was written",
+            [f"{model} / {e.describe()}: {f}" for f in v.failures],
+        )
     if old is None:
         return Row(model, e.id, "new", v.summary())
     if np.array_equal(new, old):

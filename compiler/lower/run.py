@@ -1,5 +1,6 @@
 """The PyTorch lowering run on numpy inputs, on a fixed number of threads: the float32 and float64 references the
 checks compare an artifact or an import with (tcc.tolerance's FP32 rule)."""
+
 from __future__ import annotations
 
 import copy

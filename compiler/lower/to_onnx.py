@@ -19,6 +19,7 @@ Each node's doc_string is its spec location (`file.yaml:line:col`, the file name
 where the spec lives). The bytes are deterministic: fixed producer name and version, no timestamps, the IR
 version the lowest the opset allows.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,7 @@ def _producer_version() -> str:
 class OnnxEmitter:
     """What an op's `to_onnx` rule sees: the node, its shapes, the opset, and ways to add nodes and tensors."""
 
-    def __init__(self, builder: "_Builder", node: Node, in_shapes: list[tuple], opset: int):
+    def __init__(self, builder: _Builder, node: Node, in_shapes: list[tuple], opset: int):
         self._b = builder
         self.node = node
         self.name = node.name
@@ -128,7 +129,8 @@ class OnnxEmitter:
         if self.opset < opset:
             raise OpsetError(
                 f"{self.node.op} with {what} needs ONNX opset {opset} or newer (building for opset {self.opset})",
-                self.name, self.node.where,
+                self.name,
+                self.node.where,
             )
 
     def unsupported(self, message: str):
@@ -243,8 +245,7 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_shape)],
     )
     opsets = [helper.make_opsetid("", opset)]
-    model = helper.make_model(g, opset_imports=opsets, producer_name=PRODUCER,
-                              producer_version=_producer_version())
+    model = helper.make_model(g, opset_imports=opsets, producer_name=PRODUCER, producer_version=_producer_version())
     if b.composites:
         entry = model.metadata_props.add()
         entry.key = COMPOSITES_KEY

@@ -4,6 +4,7 @@ Each IR node is lowered by its op's `to_torch` rule, which talks to a `TorchEmit
 one nn.Module at the node's name (so `dense1.layer0.dw.weight` is a parameter name), `emit.call(fn, ...)` adds a
 function call. The generated code (`gm.code`) reads like hand-written PyTorch.
 """
+
 from __future__ import annotations
 
 import operator
@@ -80,8 +81,9 @@ def to_torch(graph: Graph, inference_only: bool = False) -> fx.GraphModule:
         _order_modules(gm, [n for n in graph.param_order if n in keep])
     # which fx node computes which IR value, under the ONNX lowering's tensor name (`name`, or `name.i` for a
     # multi-output node): `tcc diff` compares PyTorch's values with a backend's by these names
-    gm.meta["value_names"] = {n.name: graph.ref_name(r) for r, n in values.items()
-                              if r.node != INPUT and isinstance(n, fx.Node)}
+    gm.meta["value_names"] = {
+        n.name: graph.ref_name(r) for r, n in values.items() if r.node != INPUT and isinstance(n, fx.Node)
+    }
     gm.eval()
     return gm
 
@@ -112,15 +114,19 @@ def init_weights(module: nn.Module, seed: int) -> nn.Module:
     """Seeded, reproducible weights: PyTorch's default init under a fixed seed, BN stats made non-trivial."""
     gen = torch.Generator().manual_seed(seed)
     # factors per channel of any shape (a layer scale is [C, 1, 1]) are drawn like a BN weight, not like a kernel
-    factors = {f"{m}.{p}" for m, mod in module.named_modules() if getattr(mod, "per_channel_factor", False)
-               for p, _ in mod.named_parameters(recurse=False)}
+    factors = {
+        f"{m}.{p}"
+        for m, mod in module.named_modules()
+        if getattr(mod, "per_channel_factor", False)
+        for p, _ in mod.named_parameters(recurse=False)
+    }
     with torch.no_grad():
         for name, t in module.state_dict().items():
             if not t.is_floating_point():
                 continue
             if name.endswith("running_var"):
                 t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-            elif name.endswith("running_mean") or name.endswith(".bias"):
+            elif name.endswith(("running_mean", ".bias")):
                 t.copy_((torch.rand(t.shape, generator=gen) - 0.5) * 0.2)
             elif t.dim() == 1 or name in factors:  # BN weight, per-channel factors
                 t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)

@@ -1,11 +1,13 @@
 """Weight import: a PyTorch state_dict mapped onto the spec by name, by an explicit key map, by order, or, with
-none of them asked for, by name and then by each checkpoint layout the spec declares (tcc.spec.checkpoint_layouts), whose
+none of them asked for, by name and then by each checkpoint layout the spec declares (tcc.spec.checkpoint_layouts),
+whose
 parameter sources may also fit the spec to the checkpoint first (`fit_to_checkpoint`: num_classes from the
 classifier's shape).
 
 Checkpoints are read with `torch.load(weights_only=True)`: never unpickled as code. Tensors registered twice by
 the original code (the same module under two names) are detected as aliases, reported and used once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +20,15 @@ from ..ir import Graph
 from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
 from ..spec.loader import load_model
 
-__all__ = ["read_state_dict", "find_aliases", "read_key_map", "match_weights", "fit_to_checkpoint", "load_weights",
-           "WeightMatch"]
+__all__ = [
+    "WeightMatch",
+    "find_aliases",
+    "fit_to_checkpoint",
+    "load_weights",
+    "match_weights",
+    "read_key_map",
+    "read_state_dict",
+]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -146,8 +155,11 @@ def _by_name(targets, keys, state, key_map: KeyMap, shapes: _Shapes) -> dict[str
             + f", {len(unused)} checkpoint keys unused"
             + (f" (first: {unused[0]})" if unused else "")
         )
-    return {name: renamed[name] for name, spec in targets
-            if shapes.keep(name, spec.shape, renamed[name], state[renamed[name]])}
+    return {
+        name: renamed[name]
+        for name, spec in targets
+        if shapes.keep(name, spec.shape, renamed[name], state[renamed[name]])
+    }
 
 
 def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, shapes: _Shapes) -> dict[str, str]:
@@ -156,9 +168,16 @@ def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, shapes: 
     return _by_name(targets, keys, state, layout.key_map, shapes)
 
 
-def match_weights(graph: Graph, state: dict, by_order: bool = False, key_map: KeyMap | dict | None = None,
-                  source: str = "checkpoint", inference_only: bool = False,
-                  layouts: list[CheckpointLayout] = (), fresh: frozenset[str] = frozenset()) -> WeightMatch:
+def match_weights(
+    graph: Graph,
+    state: dict,
+    by_order: bool = False,
+    key_map: KeyMap | dict | None = None,
+    source: str = "checkpoint",
+    inference_only: bool = False,
+    layouts: list[CheckpointLayout] = (),
+    fresh: frozenset[str] = frozenset(),
+) -> WeightMatch:
     """Map checkpoint keys onto the spec's tensors, shapes checked. `--by-order` / `--key-map` say how; without
     them the spec's own names are tried, then each checkpoint layout the spec declares, in order. Tensors of the
     `fresh` nodes (a head being fine-tuned) whose shapes differ are left out (`reinitialised`), not an error."""
@@ -222,8 +241,7 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
 
     state = read_state_dict(weights)
     try:
-        match_weights(model.graph, state, source=str(weights), inference_only=inference_only,
-                      layouts=model.checkpoints)
+        match_weights(model.graph, state, source=str(weights), inference_only=inference_only, layouts=model.checkpoints)
         return model
     except WeightsError:
         pass
@@ -237,8 +255,10 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
             match_weights(fitted.graph, state, source=str(weights), inference_only=inference_only, layouts=[layout])
         except (WeightsError, SpecError):
             continue
-        fitted.notes[:0] = [f"{p}={v} read from the checkpoint ({found[p][1]} {found[p][2]}; the spec's "
-                            f"{layout.describe()})" for p, v in changed.items()]
+        fitted.notes[:0] = [
+            f"{p}={v} read from the checkpoint ({found[p][1]} {found[p][2]}; the spec's {layout.describe()})"
+            for p, v in changed.items()
+        ]
         return fitted
     return model
 
@@ -246,7 +266,9 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
 def _first_mismatch(targets, keys, state) -> str:
     for (name, spec), key in zip(targets, keys):
         if tuple(spec.shape) != tuple(state[key].shape):
-            return f"; first shape mismatch: spec {name} {list(spec.shape)} vs checkpoint {key} {list(state[key].shape)}"
+            return (
+                f"; first shape mismatch: spec {name} {list(spec.shape)} vs checkpoint {key} {list(state[key].shape)}"
+            )
     return ""
 
 
@@ -259,15 +281,23 @@ def _check_shape(name, shape, key, tensor, source):
         )
 
 
-def load_weights(module: torch.nn.Module, graph: Graph, path: str | Path, by_order: bool = False,
-                 key_map_path: str | Path | None = None, inference_only: bool = False,
-                 layouts: list[CheckpointLayout] = (), fresh: frozenset[str] = frozenset()) -> WeightMatch:
+def load_weights(
+    module: torch.nn.Module,
+    graph: Graph,
+    path: str | Path,
+    by_order: bool = False,
+    key_map_path: str | Path | None = None,
+    inference_only: bool = False,
+    layouts: list[CheckpointLayout] = (),
+    fresh: frozenset[str] = frozenset(),
+) -> WeightMatch:
     """Load the checkpoint at `path` into `module`; tensors of `fresh` nodes whose shapes differ keep the
     module's own values (match_weights)."""
     state = read_state_dict(path)
     key_map = read_key_map(key_map_path) if key_map_path else None
-    match = match_weights(graph, state, by_order, key_map, source=str(path), inference_only=inference_only,
-                          layouts=layouts, fresh=fresh)
+    match = match_weights(
+        graph, state, by_order, key_map, source=str(path), inference_only=inference_only, layouts=layouts, fresh=fresh
+    )
     own = module.state_dict()
     new = {name: state[key].to(own[name].dtype) for name, key in match.assignment.items()}
     missing = set(own) - set(new) - set(match.defaulted) - {name for name, *_ in match.reinitialised}

@@ -3,6 +3,7 @@
 Speed ratios change with the instruction set (8-bit dot products make integer kernels pay off), so every bench
 result carries them and the speed targets pick their bound by `int8_dot`.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,20 @@ from importlib import metadata
 from pathlib import Path
 
 # x86 flags (as /proc/cpuinfo spells them) that change which kernels ORT, oneDNN and LLVM pick
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "avx512_bf16", "amx_int8")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+)
 LIBRARIES = ("onnxruntime", "torch", "apache-tvm", "ai-edge-litert", "numpy", "onnx")
 
 
@@ -59,11 +72,17 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(),
-            "isa": sorted(f for f in ISA_FLAGS if f in flags), "isa_class": isa_class(flags),
-            "int8_dot": bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
-            "load_average": [round(v, 2) for v in os.getloadavg()], "python": platform.python_version(),
-            "libraries": {lib: version(lib) for lib in LIBRARIES}}
+    return {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "isa": sorted(f for f in ISA_FLAGS if f in flags),
+        "isa_class": isa_class(flags),
+        "int8_dot": bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+        "libraries": {lib: version(lib) for lib in LIBRARIES},
+    }
 
 
 def source_revision() -> dict:

@@ -2,18 +2,28 @@
 ONNX Runtime spends an INT8 model's time: per-kernel times from its profiler, and the kernels that still
 read or write float activations (the work outside its integer kernels: what a per-op precision placement acts
 on)."""
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnx
 
-def session(model: onnx.ModelProto, threads: int | None = None, optimize: bool = True, profile: str | None = None,
-            spin: bool = True):
+
+def session(
+    model: onnx.ModelProto,
+    threads: int | None = None,
+    optimize: bool = True,
+    profile: str | None = None,
+    spin: bool = True,
+):
     """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant);
     `profile`: ORT's profiler writes per-kernel times to files with this prefix; spin=False: idle worker threads
     sleep at once instead of spinning (for runs whose results other threads work on in between)."""
@@ -52,13 +62,17 @@ def profile_nodes(model, x: np.ndarray, runs: int = 30) -> list[dict]:
         a = e["args"]
 
         def data(key):  # element types of the activation tensors (rank >= 2; scales and zero points are not)
-            return sorted({t for d in a.get(key, []) for t, shape in d.items() if len(shape) >= 2})
+            return sorted({t for d in a.get(key, []) for t, shape in d.items() if len(shape) >= 2})  # noqa: B023
 
-        n = nodes.setdefault(e["name"][: -len("_kernel_time")], {
-            "op": a["op_name"], "times": [], "in": data("input_type_shape"), "out": data("output_type_shape")})
+        n = nodes.setdefault(
+            e["name"][: -len("_kernel_time")],
+            {"op": a["op_name"], "times": [], "in": data("input_type_shape"), "out": data("output_type_shape")},
+        )
         n["times"].append(e["dur"])
-    return [{"node": k, "op": v["op"], "in": v["in"], "out": v["out"], "us": float(np.median(v["times"][-runs:]))}
-            for k, v in nodes.items()]
+    return [
+        {"node": k, "op": v["op"], "in": v["in"], "out": v["out"], "us": float(np.median(v["times"][-runs:]))}
+        for k, v in nodes.items()
+    ]
 
 
 def float_nodes(prof: list[dict]) -> list[dict]:

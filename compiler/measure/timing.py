@@ -1,10 +1,11 @@
 """Latency runners and interleaved rounds: each engine's step timed in turn, round after round, so that both sides of
 a ratio run under the same load (the CPU's clock, the other core's work)."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -61,13 +62,19 @@ def ort_runner(path: str | Path, x: np.ndarray, threads: int = 1) -> Runner:
 
 def spread(values) -> dict:
     v = np.asarray(values, dtype=np.float64)
-    return {"median": round(float(np.median(v)), 4), "min": round(float(v.min()), 4),
-            "p10": round(float(np.percentile(v, 10)), 4), "p90": round(float(np.percentile(v, 90)), 4),
-            "max": round(float(v.max()), 4), "n": int(len(v))}
+    return {
+        "median": round(float(np.median(v)), 4),
+        "min": round(float(v.min()), 4),
+        "p10": round(float(np.percentile(v, 10)), 4),
+        "p90": round(float(np.percentile(v, 90)), 4),
+        "max": round(float(v.max()), 4),
+        "n": len(v),
+    }
 
 
-def interleave(runners: dict, rounds: int, runs: int, tick: Callable[[], None] = lambda: None
-               ) -> dict[str, list[float]]:
+def interleave(
+    runners: dict, rounds: int, runs: int, tick: Callable[[], None] = lambda: None
+) -> dict[str, list[float]]:
     """Per runner, the median latency (ms) of each round."""
     per_round: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(rounds):

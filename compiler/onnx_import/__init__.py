@@ -11,6 +11,7 @@ The spec is checked by loading it (tcc.spec.loader) and its PyTorch lowering aga
 graph (the FP32 rule, tcc.tolerance) before anything is returned; an op with no spec equivalent is refused up front,
 naming each node.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -67,13 +68,26 @@ def _layers(g: ImportedGraph, structured: bool) -> tuple[list[dict], list[Writte
     return fold_repeats(layers), list(writer.blocks.values()), names
 
 
-def spec_text(g: ImportedGraph, source: str, mean, std, resize: bool, layers: list[dict],
-              blocks: list[WrittenBlock], structured: bool) -> str:
+def spec_text(
+    g: ImportedGraph,
+    source: str,
+    mean,
+    std,
+    resize: bool,
+    layers: list[dict],
+    blocks: list[WrittenBlock],
+    structured: bool,
+) -> str:
     c, h, w = g.input_shape
     color = "RGB" if c == 3 else "L" if c == 1 else None
     how = f"nested as its modules, {len(blocks)} local block(s)" if structured else "one node per ONNX layer"
-    lines = [f"# Imported by `tcc import` from {source} (ONNX opset {g.opset}): {how}.",
-             "kind: model", f"name: {g.name}", "input:", f"  shape: [{c}, {h}, {w}]"]
+    lines = [
+        f"# Imported by `tcc import` from {source} (ONNX opset {g.opset}): {how}.",
+        "kind: model",
+        f"name: {g.name}",
+        "input:",
+        f"  shape: [{c}, {h}, {w}]",
+    ]
     if color:
         pre = {"color": color, "mean": list(mean), "std": list(std)}
         lines += flow("  preprocess: ", {"resize": [h, w], **pre} if resize else pre)
@@ -89,8 +103,9 @@ def spec_text(g: ImportedGraph, source: str, mean, std, resize: bool, layers: li
     return "\n".join(lines + ["layers:", *render(layers, 2)]) + "\n"
 
 
-def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None, std=None,
-                check: bool = True) -> Imported:
+def import_onnx(
+    path: str | Path, size: tuple[int, int] | None = None, mean=None, std=None, check: bool = True
+) -> Imported:
     """The spec and weights of the ONNX model at `path` (see the module doc). `size`: height and width where the
     model's are dynamic; `mean` / `std`: the preprocessing (per channel, of pixels scaled to [0, 1])."""
     g = convert_graph(path, size)
@@ -112,32 +127,42 @@ def import_onnx(path: str | Path, size: tuple[int, int] | None = None, mean=None
 
 
 # What `--set` means for an ONNX file given where a spec goes: the import's own options, not model parameters.
-IMPORT_OPTIONS = {"size": "input height and width where the model's are dynamic, [H, W] or one side",
-                  "mean": "preprocessing: per-channel mean of [0, 1] pixels",
-                  "std": "preprocessing: per-channel std of [0, 1] pixels"}
+IMPORT_OPTIONS = {
+    "size": "input height and width where the model's are dynamic, [H, W] or one side",
+    "mean": "preprocessing: per-channel mean of [0, 1] pixels",
+    "std": "preprocessing: per-channel std of [0, 1] pixels",
+}
 
 
 def import_options(given: dict, path: str | Path) -> dict:
     """`--set` values for the ONNX file at `path` as import_onnx's keyword arguments, checked (DataError)."""
     unknown = sorted(set(given) - set(IMPORT_OPTIONS))
     if unknown:
-        raise DataError(f"{path}: an ONNX file carries its weights and fixed values; --set {unknown[0]} does not "
-                        "apply (its --set options are the import's: "
-                        + "; ".join(f"{k}: {v}" for k, v in IMPORT_OPTIONS.items())
-                        + "; or `tcc import` it and edit the spec)")
+        raise DataError(
+            f"{path}: an ONNX file carries its weights and fixed values; --set {unknown[0]} does not "
+            "apply (its --set options are the import's: "
+            + "; ".join(f"{k}: {v}" for k, v in IMPORT_OPTIONS.items())
+            + "; or `tcc import` it and edit the spec)"
+        )
     options = {}
     if "size" in given:
         size = given["size"]
         size = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
-        if not (isinstance(size, list) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+        ):
             raise DataError(f"{path}: --set size={given['size']!r}: give a positive side or [H, W]")
         options["size"] = tuple(size)
     for key in ("mean", "std"):
         if key in given:
             values = given[key]
-            if not (isinstance(values, list) and values and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+            if not (
+                isinstance(values, list)
+                and values
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
+            ):
                 raise DataError(f"{path}: --set {key}={values!r}: give a list of numbers, one per input channel")
             if key == "std" and any(v <= 0 for v in values):
                 raise DataError(f"{path}: --set std={values!r}: every std must be positive")
@@ -147,8 +172,12 @@ def import_options(given: dict, path: str | Path) -> dict:
 
 def source_record(onnx: str, sha256: str, options: dict) -> dict:
     """What a bundle's manifest or a training run records of an ONNX file imported in memory."""
-    return {"onnx": onnx, "sha256": sha256, "importer": "tcc import (in memory)",
-            **({"import_options": {k: list(v) for k, v in options.items()}} if options else {})}
+    return {
+        "onnx": onnx,
+        "sha256": sha256,
+        "importer": "tcc import (in memory)",
+        **({"import_options": {k: list(v) for k, v in options.items()}} if options else {}),
+    }
 
 
 def import_to_files(path: str | Path, folder: str | Path, **options) -> tuple[Path, Path]:
@@ -167,8 +196,11 @@ def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool
     """The spec text and state_dict, loaded by tcc's own loader and checked against ONNX Runtime."""
     layers, blocks, names = _layers(g, structured)
     text = spec_text(g, source, mean, std, resize, layers, blocks, structured)
-    state = {f"{names[n.id]}.{k}": torch.from_numpy(np.ascontiguousarray(v).copy()) for n in g.nodes
-             for k, v in n.node.tensors.items()}
+    state = {
+        f"{names[n.id]}.{k}": torch.from_numpy(np.ascontiguousarray(v).copy())
+        for n in g.nodes
+        for k, v in n.node.tensors.items()
+    }
     with tempfile.TemporaryDirectory(prefix="tcc-import-") as tmp:
         spec_file, weights_file = Path(tmp) / f"{g.name}.yaml", Path(tmp) / "weights.pt"
         spec_file.write_text(text, encoding="utf-8")
@@ -194,10 +226,14 @@ def _check(g: ImportedGraph, module) -> dict:
     sess = session(g.onnx)
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     exact = torch_run(module, x, float64=True)
-    got = max((torch_run(module, x, threads=threads) for threads in FLOAT32_ORDERS),
-              key=lambda r: float(np.max(np.abs(r - exact))))
+    got = max(
+        (torch_run(module, x, threads=threads) for threads in FLOAT32_ORDERS),
+        key=lambda r: float(np.max(np.abs(r - exact))),
+    )
     verdict = compare(want.reshape(got.shape), got, "fp32", exact=exact)
     if not verdict["passed"]:
-        raise SelfCheckError(f"the imported spec's PyTorch lowering differs from ONNX Runtime on the original: max "
-                             f"abs {verdict['max_abs']} (the FP32 rule); an importer bug, please report it")
+        raise SelfCheckError(
+            f"the imported spec's PyTorch lowering differs from ONNX Runtime on the original: max "
+            f"abs {verdict['max_abs']} (the FP32 rule); an importer bug, please report it"
+        )
     return verdict

@@ -5,6 +5,7 @@ the same ops wired the same way, with the same arguments except those that vary 
 VARIABLE ones: channel counts, kernel, stride, padding, the activation). A signature shared by items that would be
 written at least twice becomes a block; the rest is written in place.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -65,8 +66,11 @@ def signature(item: Item, memo: dict) -> tuple:
             shortcut = tuple(signature(i, memo) for i in item.shortcut) if item.shortcut is not None else None
             sig = ("residual", tuple(signature(i, memo) for i in item.main), shortcut)
         elif isinstance(item, Branches):
-            sig = ("branches", node_signature(item.merge.node),
-                   tuple(tuple(signature(i, memo) for i in b) for b in item.branches))
+            sig = (
+                "branches",
+                node_signature(item.merge.node),
+                tuple(tuple(signature(i, memo) for i in b) for b in item.branches),
+            )
         elif isinstance(item, Group):
             sig = ("group", tuple(signature(i, memo) for i in item.items))
         elif isinstance(item, Dense):

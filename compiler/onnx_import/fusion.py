@@ -3,6 +3,7 @@
 Each pass takes the imported nodes (topological order) and returns them with the pattern replaced; the replacing node
 keeps the id of the pattern's last node, so the nodes reading it are unchanged.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -63,8 +64,13 @@ def _same_padding(conv: SpecNode) -> bool:
 def _fits_block(conv: ImportedNode) -> bool:
     """A conv the block can write: no bias, a square kernel with (kernel - 1) // 2 padding, no dilation."""
     args = conv.node.args
-    return (conv.node.op == "conv2d" and args.get("bias") is False and _same_padding(conv.node)
-            and "dilation" not in args and isinstance(args.get("stride", 1), int))
+    return (
+        conv.node.op == "conv2d"
+        and args.get("bias") is False
+        and _same_padding(conv.node)
+        and "dilation" not in args
+        and isinstance(args.get("stride", 1), int)
+    )
 
 
 def _module_of(parts: list[ImportedNode], nodes: list[ImportedNode]) -> tuple[str, ...]:
@@ -76,7 +82,7 @@ def _module_of(parts: list[ImportedNode], nodes: list[ImportedNode]) -> tuple[st
         while k < min(len(common), len(p.path)) and common[k] == p.path[k]:
             k += 1
         common = common[:k]
-    if common and sum(n.path[:len(common)] == common for n in nodes) == len(parts):
+    if common and sum(n.path[: len(common)] == common for n in nodes) == len(parts):
         return common
     return parts[0].path
 

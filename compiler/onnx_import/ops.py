@@ -5,6 +5,7 @@ op and arguments plus the tensors of its state_dict entry, or raises Unsupported
 node and refuses the model before writing anything). Nodes that compute nothing at inference (Identity, Dropout)
 alias their input.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,10 +90,8 @@ def _conv(node: OnnxNode) -> SpecNode:
     dilation = _pair(node.attr("dilations", [1, 1]), "dilations")
     padding = _pads(node)
     groups = int(node.attr("group", 1))
-    for key, value, default in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1),
-                                ("groups", groups, 1)):
-        if value != default:
-            args[key] = value
+    defaults = (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1), ("groups", groups, 1))
+    args.update({key: value for key, value, default in defaults if value != default})
     bias = node.constant(2)
     if len(node.inputs()) > 2 and bias is None:
         raise Unsupported("its bias is computed, not a constant")
@@ -117,8 +116,12 @@ def _batchnorm(node: OnnxNode) -> SpecNode:
     momentum = 1.0 - float(node.attr("momentum", 0.9))  # ONNX keeps the old statistics' share; PyTorch the new's
     if not math.isclose(momentum, 0.1, rel_tol=1e-6):
         args["momentum"] = _float(momentum)
-    return SpecNode("batchnorm", args, {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var},
-                    node.proto.input[1])
+    return SpecNode(
+        "batchnorm",
+        args,
+        {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var},
+        node.proto.input[1],
+    )
 
 
 def _float(v: float) -> float:
@@ -194,8 +197,9 @@ def _matmul(node: OnnxNode) -> SpecNode:
     if len(node.activations()) == 2:  # attention's q k^T and weights x v: batched over the leading axes
         b_shape = node.shapes.get(node.proto.input[1], ())
         if len(a_shape) < 2 or len(a_shape) != len(b_shape) or a_shape[:-2] != b_shape[:-2]:
-            raise Unsupported(f"a product of shapes {list(a_shape)} and {list(b_shape)} (the spec's matmul takes "
-                              "equal batch axes)")
+            raise Unsupported(
+                f"a product of shapes {list(a_shape)} and {list(b_shape)} (the spec's matmul takes equal batch axes)"
+            )
         return SpecNode("matmul")
     b = node.constant(1)
     if b is None or b.ndim != 2:
@@ -234,11 +238,20 @@ def _reshape(node: OnnxNode) -> SpecNode:
     if shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[1] == -1 and shape[0] in (0, 1, -1):
         return SpecNode("flatten")  # x.view(x.size(0), -1): the flatten torch writes through Reshape
     given = node.shapes.get(node.proto.input[0])
-    if shape is not None and shape.ndim == 1 and len(shape) > 1 and shape[0] in (0, -1) and given \
-            and all(d > 0 for d in shape[1:]) and math.prod(int(d) for d in shape[1:]) == math.prod(given):
+    if (
+        shape is not None
+        and shape.ndim == 1
+        and len(shape) > 1
+        and shape[0] in (0, -1)
+        and given
+        and all(d > 0 for d in shape[1:])
+        and math.prod(int(d) for d in shape[1:]) == math.prod(given)
+    ):
         return SpecNode("reshape", {"shape": [int(d) for d in shape[1:]]})  # per sample: the batch axis kept
-    raise Unsupported(f"Reshape to {None if shape is None else shape.tolist()} (the spec reshapes each sample: "
-                      "[N, ...] with the sample's element count, or a flatten to [N, -1])")
+    raise Unsupported(
+        f"Reshape to {None if shape is None else shape.tolist()} (the spec reshapes each sample: "
+        "[N, ...] with the sample's element count, or a flatten to [N, -1])"
+    )
 
 
 def _transpose(node: OnnxNode) -> SpecNode:
@@ -273,9 +286,11 @@ def _slice(node: OnnxNode) -> SpecNode:
     if ranges is None:
         raise Unsupported("starts, ends, axes and steps must be constants")
     if len(ranges) != 1 or 0 in ranges or next(iter(ranges.values()))[2] < 1:
-        raise Unsupported(f"a Slice of axes {list(ranges)} with steps {[r[2] for r in ranges.values()]} (the spec's "
-                          "slice: one axis other than the batch, a positive step)")
-    (axis, (start, end, step)), = ranges.items()
+        raise Unsupported(
+            f"a Slice of axes {list(ranges)} with steps {[r[2] for r in ranges.values()]} (the spec's "
+            "slice: one axis other than the batch, a positive step)"
+        )
+    ((axis, (start, end, step)),) = ranges.items()
     return SpecNode("slice", {"axis": axis, "start": start, "end": end} | ({"step": step} if step != 1 else {}))
 
 
@@ -283,8 +298,9 @@ def _learned_tensor(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' LearnedTensor: the spec's param (a learned [1, ...] tensor, its input the value
     whose batch it takes)."""
     value = node.constant(1)
-    return SpecNode("param", {"shape": [int(d) for d in value.shape[1:]]}, {"weight": value.astype(np.float32)},
-                    node.proto.input[1])
+    return SpecNode(
+        "param", {"shape": [int(d) for d in value.shape[1:]]}, {"weight": value.astype(np.float32)}, node.proto.input[1]
+    )
 
 
 def _relative_position_bias(node: OnnxNode) -> SpecNode:
@@ -292,14 +308,21 @@ def _relative_position_bias(node: OnnxNode) -> SpecNode:
     the folded bias (the index is the op's own constant)."""
     w = int(node.attr("window"))
     index = relative_position_index(w, w).reshape(-1)
-    return SpecNode("relative_position_bias", {"window": w},
-                    {"weight": node.constant(1).astype(np.float32), "index": index})
+    return SpecNode(
+        "relative_position_bias", {"window": w}, {"weight": node.constant(1).astype(np.float32), "index": index}
+    )
 
 
 def _window_mask(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' WindowMask: the spec's window_mask (a constant: no tensor)."""
-    return SpecNode("window_mask", {"size": [int(v) for v in node.attr("size")], "window": int(node.attr("window")),
-                                    "shift": [int(v) for v in node.attr("shift")]})
+    return SpecNode(
+        "window_mask",
+        {
+            "size": [int(v) for v in node.attr("size")],
+            "window": int(node.attr("window")),
+            "shift": [int(v) for v in node.attr("shift")],
+        },
+    )
 
 
 def _scaled_matmul(node: OnnxNode) -> SpecNode:

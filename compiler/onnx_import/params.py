@@ -5,6 +5,7 @@ the node's input channels as `${in_ch}`, and anything else becomes a parameter (
 Parameters are named once the body is written: by the argument (`stride`) where one list of values has that name,
 else by the node and the argument (`expand_out`, `project_out`).
 """
+
 from __future__ import annotations
 
 import re
@@ -49,7 +50,7 @@ class Params:
             return "${in_ch}"
         if values not in self.found:
             self.found[values] = (len(self.found), key, owner)
-        return "${\x00%d}" % self.found[values][0]
+        return f"${{\x00{self.found[values][0]}}}"
 
     def finish(self, nodes: list[dict]) -> list[dict]:
         """Names the parameters and writes the names into the nodes."""
@@ -96,7 +97,7 @@ class SharedParams:
 
     def value(self, key: str, values: tuple, in_ch: tuple, owner: str):
         n = self.copies
-        per_instance = [values[j * n:(j + 1) * n] for j in range(self.outer.instances)]
+        per_instance = [values[j * n : (j + 1) * n] for j in range(self.outer.instances)]
         if all(len(set(v)) == 1 for v in per_instance):
             return self.outer.value(key, tuple(v[0] for v in per_instance), in_ch[::n], owner)
         if values == in_ch:  # differs between copies as their inputs do (a dense layer's depthwise conv)

@@ -4,6 +4,7 @@ replaced by one node (an ONNX op, or a pseudo-op of tcc.onnx_import.ops such as 
 Each pass takes the graph's nodes (topological order) and its constants and returns the nodes with the pattern
 replaced; a pattern matches only where its inner values feed nothing else, so the rest of the graph is unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,7 @@ class _Index:
     def scalar(self, node, value: float) -> str | None:
         """The computed operand of `node`, where its other operand is the constant `value`."""
         found = self.operands(node)
-        if found is None or found[1].size != 1 or not math.isclose(float(found[1].reshape(-1)[0]), value,
-                                                                     rel_tol=1e-6):
+        if found is None or found[1].size != 1 or not math.isclose(float(found[1].reshape(-1)[0]), value, rel_tol=1e-6):
             return None
         return found[0]
 
@@ -88,10 +88,15 @@ def channel_shuffles(nodes: list, const: dict[str, np.ndarray]) -> list:
         shape = const.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
         t = index.only_reader(n.output[0], "Transpose") if shape is not None and shape.size == 5 else None
         back = index.only_reader(t.output[0], "Reshape") if t is not None else None
-        if (back is not None and list(_attr(t, "perm", [])) == [0, 2, 1, 3, 4]
-                and const.get(back.input[1]) is not None and const[back.input[1]].size == 4):
-            shuffle = helper.make_node(CHANNEL_SHUFFLE, [n.input[0]], [back.output[0]], name=back.name or n.name,
-                                       groups=int(shape[1]))
+        if (
+            back is not None
+            and list(_attr(t, "perm", [])) == [0, 2, 1, 3, 4]
+            and const.get(back.input[1]) is not None
+            and const[back.input[1]].size == 4
+        ):
+            shuffle = helper.make_node(
+                CHANNEL_SHUFFLE, [n.input[0]], [back.output[0]], name=back.name or n.name, groups=int(shape[1])
+            )
             matches.append((shuffle, [n, t, back]))
     return _replaced(nodes, matches)
 
@@ -137,8 +142,9 @@ def _layer_norm(mean, index: _Index):
             matched.append(shifted)
             end, bias = shifted, next(i for i in shifted.input if i in index.const)
     inputs = [x, weight or "", bias or ""]
-    node = helper.make_node(LAYER_NORM, inputs, [end.output[0]], name=end.name, axis=axes[0],
-                            epsilon=float(found[1].reshape(-1)[0]))
+    node = helper.make_node(
+        LAYER_NORM, inputs, [end.output[0]], name=end.name, axis=axes[0], epsilon=float(found[1].reshape(-1)[0])
+    )
     return node, matched
 
 
@@ -179,8 +185,7 @@ def _channels_last(first, index: _Index):
     last axis, each read only by the next (ConvNeXt's block, LayerNorm2d): the same ops on NCHW's channels."""
     chain, value = [], first.output[0]
     while True:
-        node = index.only_reader(value, *_UNARY, LAYER_NORM, "LayerNormalization", "MatMul", "Add", "Mul",
-                                 "Transpose")
+        node = index.only_reader(value, *_UNARY, LAYER_NORM, "LayerNormalization", "MatMul", "Add", "Mul", "Transpose")
         if node is None:
             return None
         if node.op_type == "Transpose":
@@ -206,8 +211,14 @@ def _in_channels(chain: list, index: _Index) -> list | None:
         if node.op_type in (LAYER_NORM, "LayerNormalization"):
             if int(_attr(node, "axis", -1)) not in (-1, 3):
                 return None
-            new = helper.make_node(LAYER_NORM, list(node.input), list(node.output), name=node.name, axis=1,
-                                   epsilon=float(_attr(node, "epsilon", 1e-5)))
+            new = helper.make_node(
+                LAYER_NORM,
+                list(node.input),
+                list(node.output),
+                name=node.name,
+                axis=1,
+                epsilon=float(_attr(node, "epsilon", 1e-5)),
+            )
         elif node.op_type == "MatMul":
             weight = index.const.get(node.input[1])
             bias = chain[k + 1] if k + 1 < len(chain) and chain[k + 1].op_type == "Add" else None
@@ -215,8 +226,7 @@ def _in_channels(chain: list, index: _Index) -> list | None:
                 return None
             end = bias or node
             b = next((i for i in bias.input if i in index.const), "") if bias else ""
-            new = helper.make_node(CHANNEL_LINEAR, [node.input[0], node.input[1], b], [end.output[0]],
-                                   name=node.name)
+            new = helper.make_node(CHANNEL_LINEAR, [node.input[0], node.input[1], b], [end.output[0]], name=node.name)
             k += bias is not None
         elif node.op_type in ("Add", "Mul"):
             return None  # an add or product of the NHWC value itself: no NCHW form here
@@ -264,8 +274,10 @@ def global_reductions(nodes: list, const: dict[str, np.ndarray], shapes: dict[st
             out.append(helper.make_node(pool, [n.input[0]], [n.output[0]], name=n.name))
         else:
             pooled = f"{n.output[0]}/pooled"
-            out += [helper.make_node(pool, [n.input[0]], [pooled], name=n.name),
-                    helper.make_node("Flatten", [pooled], [n.output[0]], name=f"{n.name}/flatten", axis=1)]
+            out += [
+                helper.make_node(pool, [n.input[0]], [pooled], name=n.name),
+                helper.make_node("Flatten", [pooled], [n.output[0]], name=f"{n.name}/flatten", axis=1),
+            ]
     return out
 
 
@@ -300,12 +312,18 @@ def slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) 
         parts.sort(key=lambda p: p[0])
         ends = [0] + [end for (_, end), _ in parts]
         if len(parts) > 1 and [start for (start, _), _ in parts] == ends[:-1] and ends[-1] == shapes[value][0]:
-            split = helper.make_node("Split", [value], [n.output[0] for _, n in parts], name=parts[0][1].name,
-                                     axis=1, split=[end - start for (start, end), _ in parts])
+            split = helper.make_node(
+                "Split",
+                [value],
+                [n.output[0] for _, n in parts],
+                name=parts[0][1].name,
+                axis=1,
+                split=[end - start for (start, end), _ in parts],
+            )
             matches.append((id(parts[0][1]), split))
             matches += [(id(n), None) for _, n in parts[1:]]
     new = dict(matches)
-    return [new[id(n)] if id(n) in new else n for n in nodes if new.get(id(n), n) is not None]
+    return [new.get(id(n), n) for n in nodes if new.get(id(n), n) is not None]
 
 
 def rows_linears(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
@@ -328,14 +346,21 @@ def rows_linears(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tu
         back = index.only_reader(gemm.output[0], "Reshape") if gemm is not None else None
         shape = const.get(back.input[1]) if back is not None else None
         weight = const.get(gemm.input[1]) if gemm is not None else None
-        if split is None or shape is None or weight is None or (len(gemm.input) > 2 and gemm.input[2]
-                                                                 and gemm.input[2] not in const):
+        if (
+            split is None
+            or shape is None
+            or weight is None
+            or (len(gemm.input) > 2 and gemm.input[2] and gemm.input[2] not in const)
+        ):
             continue
         out = int(weight.shape[0] if _attr(gemm, "transB", 0) else weight.shape[1])
         tokens = (*given[:split], width)
         target = [int(d) for d in np.ravel(shape)]
-        if target[0] not in (0, -1) or any(d <= 0 for d in target[1:]) \
-                or math.prod(target[1:]) != math.prod(tokens[:-1]) * out:
+        if (
+            target[0] not in (0, -1)
+            or any(d <= 0 for d in target[1:])
+            or math.prod(target[1:]) != math.prod(tokens[:-1]) * out
+        ):
             continue
         made, x, name = [], n.input[0], gemm.name or back.name
         if tokens != tuple(given):  # the heads merged first: a per-sample reshape
@@ -345,9 +370,14 @@ def rows_linears(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tu
         made.append(helper.make_node(ROWS_LINEAR, [x, *gemm.input[1:]], [linear_out], name=name, **attrs))
         shapes[linear_out] = (*tokens[:-1], out)
         if linear_out != back.output[0]:  # the output split (q, k, v and heads): a per-sample reshape after
-            made.append(helper.make_node("Reshape", [linear_out, _shape_constant(const, f"{name}/split",
-                                                                                 target[1:])],
-                                         [back.output[0]], name=back.name or f"{name}/split"))
+            made.append(
+                helper.make_node(
+                    "Reshape",
+                    [linear_out, _shape_constant(const, f"{name}/split", target[1:])],
+                    [back.output[0]],
+                    name=back.name or f"{name}/split",
+                )
+            )
         matches.append((made, [n, gemm, back]))
     return _replaced(nodes, matches)
 
@@ -368,13 +398,23 @@ def scaled_products(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
         found_b, b, matched = index.producer.get(n.input[1]), n.input[1], [n, mul]
         rank = len(shapes.get(b, ())) + 1
         swapped = list(range(rank - 2)) + [rank - 1, rank - 2]
-        transpose_b = (found_b is not None and found_b.op_type == "Transpose" and rank >= 3
-                       and [int(p) for p in _attr(found_b, "perm", [])] == swapped
-                       and index.only_reader(b, "MatMul") is n)
+        transpose_b = (
+            found_b is not None
+            and found_b.op_type == "Transpose"
+            and rank >= 3
+            and [int(p) for p in _attr(found_b, "perm", [])] == swapped
+            and index.only_reader(b, "MatMul") is n
+        )
         if transpose_b:
             b, matched = found_b.input[0], [found_b, n, mul]
-        product = helper.make_node(SCALED_MATMUL, [n.input[0], b], [mul.output[0]], name=n.name or mul.name,
-                                   scale=float(found[1].reshape(-1)[0]), transpose_b=int(transpose_b))
+        product = helper.make_node(
+            SCALED_MATMUL,
+            [n.input[0], b],
+            [mul.output[0]],
+            name=n.name or mul.name,
+            scale=float(found[1].reshape(-1)[0]),
+            transpose_b=int(transpose_b),
+        )
         matches.append((product, matched))
     return _replaced(nodes, matches)
 
@@ -390,8 +430,15 @@ def learned_tensors(nodes: list, const: dict[str, np.ndarray], shapes: dict[str,
             out.append(n)
             continue
         computed = [i for i in n.input if i and i not in const]
-        learned = [i for i in n.input if i in const and const[i].dtype.kind == "f" and const[i].ndim >= 2
-                   and const[i].shape[0] == 1 and const[i].ndim == len(shapes.get(n.output[0], ())) + 1]
+        learned = [
+            i
+            for i in n.input
+            if i in const
+            and const[i].dtype.kind == "f"
+            and const[i].ndim >= 2
+            and const[i].shape[0] == 1
+            and const[i].ndim == len(shapes.get(n.output[0], ())) + 1
+        ]
         if not computed or not learned:
             out.append(n)
             continue
@@ -424,8 +471,11 @@ def single_axis_slices(nodes: list, const: dict[str, np.ndarray], shapes: dict[s
             y = n.output[0] if last else name
             for part, value in (("starts", start), ("ends", end), ("axes", axis), ("steps", step)):
                 const[f"{name}/{part}"] = np.array([value], np.int64)
-            out.append(helper.make_node("Slice", [x, *(f"{name}/{p}" for p in ("starts", "ends", "axes", "steps"))],
-                                        [y], name=name))
+            out.append(
+                helper.make_node(
+                    "Slice", [x, *(f"{name}/{p}" for p in ("starts", "ends", "axes", "steps"))], [y], name=name
+                )
+            )
             dims[axis] = len(range(start, end, step))
             if not last:
                 shapes[y] = tuple(dims[1:])

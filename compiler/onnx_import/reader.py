@@ -5,6 +5,7 @@ shape arithmetic folded by onnxsim (torch.onnx.export writes `x.view(x.size(0), 
 Reshape) with BatchNorm kept as such, and every node converted; a node with no spec equivalent is collected, and the
 model is refused naming each one, before anything is written.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,8 +65,10 @@ def _input_value(model: onnx.ModelProto, path) -> onnx.ValueInfoProto:
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise DataError(f"{path}: {len(inputs)} inputs and {len(model.graph.output)} outputs; tcc imports image "
-                        "classifiers: one input [N, C, H, W], one output")
+        raise DataError(
+            f"{path}: {len(inputs)} inputs and {len(model.graph.output)} outputs; tcc imports image "
+            "classifiers: one input [N, C, H, W], one output"
+        )
     return inputs[0]
 
 
@@ -82,8 +85,10 @@ def _fixed_shape(value: onnx.ValueInfoProto, size: tuple[int, int] | None, path)
             raise DataError(f"{path}: --size {size[0]} {size[1]}, but input '{value.name}' is fixed at {h} x {w}")
         h, w = size
     if not (h and w):
-        raise DataError(f"{path}: input '{value.name}' has a dynamic height or width; give it with --size H W "
-                        "(tcc import MODEL --size H W; a command that takes the ONNX file: --set size=[H,W])")
+        raise DataError(
+            f"{path}: input '{value.name}' has a dynamic height or width; give it with --size H W "
+            "(tcc import MODEL --size H W; a command that takes the ONNX file: --set size=[H,W])"
+        )
     return int(c), int(h), int(w)
 
 
@@ -176,8 +181,9 @@ def _convert_nodes(protos: list, const: dict, shapes: dict, producer: dict[str, 
                 raise Unsupported("no spec op")
             spec = convert(onnx_node)
             if missing:  # named where what it reads comes from nowhere, not where it comes from a refused node
-                raise Unsupported(None if set(missing) <= lost else f"reads '{missing[0]}', which no imported node "
-                                  "makes")
+                raise Unsupported(
+                    None if set(missing) <= lost else f"reads '{missing[0]}', which no imported node makes"
+                )
         except Unsupported as e:
             if e.args[0] is not None:
                 refused.append(f"node '{label}' ({proto.op_type}): {e}")
@@ -207,17 +213,19 @@ def convert_graph(path: str | Path, size: tuple[int, int] | None = None) -> Impo
     for n in model.graph.node:
         if n.domain not in ("", "ai.onnx") or n.op_type in _CONTROL_FLOW:
             what = f"custom domain '{n.domain}'" if n.domain not in ("", "ai.onnx") else "control flow"
-            raise DataError(f"{path}: node '{n.name or n.output[0]}' ({n.op_type}): {what}; tcc imports "
-                            "feed-forward image classifiers")
+            raise DataError(
+                f"{path}: node '{n.name or n.output[0]}' ({n.op_type}): {what}; tcc imports "
+                "feed-forward image classifiers"
+            )
     folded, notes = _fold(model, value.name, shape, path)
     const, shapes = _constants(folded), _shapes(folded, path)
     producer: dict[str, str] = {value.name: INPUT}  # ONNX value name -> spec id (or the model input)
-    nodes, refused = _convert_nodes(rewrite_patterns(list(folded.graph.node), const, shapes), const, shapes,
-                                    producer)
+    nodes, refused = _convert_nodes(rewrite_patterns(list(folded.graph.node), const, shapes), const, shapes, producer)
     if refused:
         shown = refused[:_SHOWN] + ([f"... and {len(refused) - _SHOWN} more"] if len(refused) > _SHOWN else [])
-        raise DataError(f"{path}: {len(refused)} node(s) with no spec equivalent, nothing written:\n  "
-                        + "\n  ".join(shown))
+        raise DataError(
+            f"{path}: {len(refused)} node(s) with no spec equivalent, nothing written:\n  " + "\n  ".join(shown)
+        )
     out = folded.graph.output[0].name
     if producer.get(out) in (None, INPUT):
         raise DataError(f"{path}: the output '{out}' is not computed by any imported node")

@@ -7,6 +7,7 @@ written with `in:`. Consecutive items in one module of the model (the path its O
 are then grouped as that module. Every list of items reads only its entry and its own values, which is what makes
 each group a candidate block (tcc.onnx_import.blocks).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -59,6 +60,7 @@ class Leaf(Item):
 @dataclass(eq=False, kw_only=True)
 class Flat(Item):
     """Nodes written as they are, with `in:` where a node reads other than the one before it."""
+
     nodes: list[ImportedNode]
 
     def leaves(self):
@@ -97,6 +99,7 @@ class Branches(Item):
 class Dense(Item):
     """Consecutive `concat(x, f(x))`, each on the one before (DenseNet's dense block): `connect: dense` where the
     layers f are copies of one body, else their Flat items as they are."""
+
     layers: list[list[Item]]
     prefixes: list[tuple]
     flats: list[Flat]
@@ -111,6 +114,7 @@ class Dense(Item):
 @dataclass(eq=False, kw_only=True)
 class Group(Item):
     """Consecutive items of one module."""
+
     items: list[Item]
     prefix: tuple = field(default=())  # the module path its items' ids are taken relative to
 
@@ -142,7 +146,7 @@ def _segments(nodes: list[ImportedNode], entry: str):
         waiting += Counter()  # drops the values whose readers have all come
         waiting.update({v: read[v] for v in made.get(n.id, [])})
         if k == len(nodes) - 1 or list(waiting) == [n.id]:
-            yield nodes[start:k + 1], a
+            yield nodes[start : k + 1], a
             start, a = k + 1, n.id
 
 
@@ -167,8 +171,13 @@ def _fork_join(seg: list[ImportedNode], entry: str) -> Item | None:
     """The piece as a residual or as branches when its last node merges disjoint paths from the entry."""
     merge = seg[-1]
     op = merge.node.op
-    if (op not in ("add", "concat") or len(merge.inputs) < 2 or len(set(merge.inputs)) < len(merge.inputs)
-            or any("." in v for v in merge.inputs) or (op == "concat" and merge.node.args.get("axis", 1) != 1)):
+    if (
+        op not in ("add", "concat")
+        or len(merge.inputs) < 2
+        or len(set(merge.inputs)) < len(merge.inputs)
+        or any("." in v for v in merge.inputs)
+        or (op == "concat" and merge.node.args.get("axis", 1) != 1)
+    ):
         return None
     inner = {n.id: n for n in seg[:-1]}
     reach = [_ancestors(v, inner) if v != entry else set() for v in merge.inputs]
@@ -179,13 +188,20 @@ def _fork_join(seg: list[ImportedNode], entry: str) -> Item | None:
     if op == "add" and len(paths) == 2:
         # the path with more nodes is the main one (a projection shortcut is the shorter)
         main, shortcut = sorted(paths, key=lambda p: -sum(len(it.leaves()) for it in p[0]) if p else 0)
-        return Residual(entry=entry, exit=merge.id, main=main[0], main_prefix=main[1],
-                        shortcut=shortcut[0] if shortcut else None, shortcut_prefix=shortcut[1] if shortcut else (),
-                        add=merge)
+        return Residual(
+            entry=entry,
+            exit=merge.id,
+            main=main[0],
+            main_prefix=main[1],
+            shortcut=shortcut[0] if shortcut else None,
+            shortcut_prefix=shortcut[1] if shortcut else (),
+            add=merge,
+        )
     if None in paths:
         return None  # concat(x, f(x)): written with `in:`
-    return Branches(entry=entry, exit=merge.id, branches=[p[0] for p in paths], prefixes=[p[1] for p in paths],
-                    merge=merge)
+    return Branches(
+        entry=entry, exit=merge.id, branches=[p[0] for p in paths], prefixes=[p[1] for p in paths], merge=merge
+    )
 
 
 def _dense_layer(item: Item) -> list[ImportedNode] | None:
@@ -193,8 +209,14 @@ def _dense_layer(item: Item) -> list[ImportedNode] | None:
     if not isinstance(item, Flat):
         return None
     cat, layer = item.nodes[-1], item.nodes[:-1]
-    if (cat.node.op != "concat" or cat.node.args.get("axis", 1) != 1 or cat.inputs[:1] != [item.entry]
-            or len(cat.inputs) != 2 or not layer or cat.inputs[1] != layer[-1].id):
+    if (
+        cat.node.op != "concat"
+        or cat.node.args.get("axis", 1) != 1
+        or cat.inputs[:1] != [item.entry]
+        or len(cat.inputs) != 2
+        or not layer
+        or cat.inputs[1] != layer[-1].id
+    ):
         return None
     ids = {n.id for n in layer}
     if any(value_node(v) not in ids and v != item.entry for n in layer for v in n.inputs):
@@ -214,8 +236,15 @@ def _dense_runs(items: list[Item]) -> list[Item]:
             k += 1
             continue
         layers = [decompose(_dense_layer(f), f.entry, common_path(n.path for n in f.nodes)) for f in run]
-        out.append(Dense(entry=run[0].entry, exit=run[-1].exit, layers=[items for items, _ in layers],
-                         prefixes=[prefix for _, prefix in layers], flats=run))
+        out.append(
+            Dense(
+                entry=run[0].entry,
+                exit=run[-1].exit,
+                layers=[items for items, _ in layers],
+                prefixes=[prefix for _, prefix in layers],
+                flats=run,
+            )
+        )
         k += len(run)
     return out
 
@@ -223,9 +252,10 @@ def _dense_runs(items: list[Item]) -> list[Item]:
 def group_by_module(items: list[Item], prefix: tuple) -> tuple[list[Item], tuple]:
     """Runs of consecutive items inside one module below `prefix` as a Group each (an item alone in its module
     takes the module's name); where every item is in one module, that level is only a prefix and is skipped."""
+
     def key(it: Item):
         p = it.path
-        return p[len(prefix)] if len(p) > len(prefix) and p[:len(prefix)] == prefix else None
+        return p[len(prefix)] if len(p) > len(prefix) and p[: len(prefix)] == prefix else None
 
     runs: list[tuple[str | None, list[Item]]] = []
     for it in items:

@@ -1,6 +1,7 @@
 """The spec's YAML text: consecutive equal nodes folded into `repeat`, each node on one line where it has no body,
 bodies indented below their node.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,11 @@ def _copies(nodes: list[dict], start: int) -> int:
         return 1
     rest = {k: v for k, v in first.items() if k != "id"}
     n = 1
-    while (start + n < len(nodes) and nodes[start + n].get("id") == str(int(first["id"]) + n)
-           and {k: v for k, v in nodes[start + n].items() if k != "id"} == rest):
+    while (
+        start + n < len(nodes)
+        and nodes[start + n].get("id") == str(int(first["id"]) + n)
+        and {k: v for k, v in nodes[start + n].items() if k != "id"} == rest
+    ):
         n += 1
     return n
 
@@ -68,8 +72,11 @@ def fold_repeats(nodes: list[dict]) -> list[dict]:
         n = _copies(nodes, k)
         if n > 1:
             first = int(node["id"])
-            node = {"repeat": n, "name": "${i}" if first == 0 else f"${{i + {first}}}",
-                    **{key: v for key, v in node.items() if key != "id"}}
+            node = {
+                "repeat": n,
+                "name": "${i}" if first == 0 else f"${{i + {first}}}",
+                **{key: v for key, v in node.items() if key != "id"},
+            }
         out.append(node)
         k += n
     for k, node in enumerate(out):

@@ -6,6 +6,7 @@ it is, one equal to the node's input channels as `${in_ch}`, and any other becom
 distinct list of values) that each call sets. Ids come from the module paths; where the instances disagree, from the
 part of their ids they share (`denselayer1_norm1`, `denselayer2_norm1` -> norm1), else from the op.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ BLOCK_INPUT = "x"  # a local block's one input
 class Context:
     """Where a body is written: the name of its entry value, the current block's parameters, the spec name of each
     imported node per instance (filled as nodes are written), the name prefix of the body, ids it must not take."""
+
     entry: str
     params: Params | SharedParams
     names: list[dict]
@@ -67,7 +69,7 @@ def _agree(names: list[str], fallback: str) -> str:
 
 
 def _relative(node: ImportedNode, prefix: tuple) -> tuple:
-    return node.path[len(prefix):] if node.path[:len(prefix)] == prefix else node.path
+    return node.path[len(prefix) :] if node.path[: len(prefix)] == prefix else node.path
 
 
 def _node_id(node: ImportedNode, prefix: tuple) -> str:
@@ -126,8 +128,9 @@ class SpecWriter:
             out += self.item(items, prefixes, replace(ctx, entry=out[-1]["id"] if out else ctx.entry), taken)
         return out
 
-    def item(self, items: list[Item], prefixes: list[tuple], ctx: Context, taken: set,
-             node_id: str | None = None) -> list[dict]:
+    def item(
+        self, items: list[Item], prefixes: list[tuple], ctx: Context, taken: set, node_id: str | None = None
+    ) -> list[dict]:
         first = items[0]
         if signature(first, self.memo) in self.classes:
             return [self.call(items, prefixes, ctx, taken, node_id)]
@@ -139,8 +142,12 @@ class SpecWriter:
         if isinstance(first, Flat):  # a whole module (a squeeze-excite gate): its own group
             return [{"id": node_id, "body": self.flat(items, [it.path for it in items], ctx.inside(node_id))}]
         if isinstance(first, Group):
-            return [{"id": node_id, "body": self.body([it.items for it in items], [it.prefix for it in items],
-                                                      ctx.inside(node_id))}]
+            return [
+                {
+                    "id": node_id,
+                    "body": self.body([it.items for it in items], [it.prefix for it in items], ctx.inside(node_id)),
+                }
+            ]
         if isinstance(first, Residual):
             return [self.residual(items, node_id, ctx)]
         if isinstance(first, Dense):
@@ -227,7 +234,7 @@ class SpecWriter:
             if alone:
                 written += self.item([b[0] for b in lists], prefixes, inner, taken)
                 continue
-            own = [identifier(p[len(it.path):], f"branch{k}") for p, it in zip(prefixes, items)]
+            own = [identifier(p[len(it.path) :], f"branch{k}") for p, it in zip(prefixes, items)]
             name = _unique(_agree(own, f"branch{k}"), taken)
             written.append({"id": name, "body": self.body(lists, prefixes, inner.inside(name))})
         return {"id": node_id, "branches": written, **merge}
@@ -244,8 +251,9 @@ class SpecWriter:
         taken.discard(node_id)
         return self.body([it.flats for it in items], prefixes, ctx, taken)
 
-    def repeated(self, copies: list[list[list[Item]]], prefixes: list[list[tuple]], node_id: str, connect: str,
-                 ctx: Context) -> dict | None:
+    def repeated(
+        self, copies: list[list[list[Item]]], prefixes: list[list[tuple]], node_id: str, connect: str, ctx: Context
+    ) -> dict | None:
         """The n copies of one body in each instance written once, as `repeat: n` with `connect`, copy k named
         `id.k`; None where the copies differ (in their nodes or in an argument)."""
         n = len(copies[0])
@@ -274,8 +282,9 @@ class SpecWriter:
         return {**out, "body": body}
 
     # ------------------------------------------------------------------------------------------------ blocks
-    def call(self, items: list[Item], prefixes: list[tuple], ctx: Context, taken: set,
-             node_id: str | None = None) -> dict:
+    def call(
+        self, items: list[Item], prefixes: list[tuple], ctx: Context, taken: set, node_id: str | None = None
+    ) -> dict:
         block = self.block(signature(items[0], self.memo))
         node_id = node_id or _unique(_agree([_item_id(it, p) for it, p in zip(items, prefixes)], block.name), taken)
         out = {"id": node_id, "block": block.name}

@@ -8,10 +8,11 @@ package's modules of those names and join `OPS` here; `base` holds what every de
 
 Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in arguments are NCHW axes (1 = C).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ShapeError
 from .attention import ATTENTION_OPS
@@ -104,8 +105,14 @@ def _conv_torch(emit, a, x):
     if not symmetric:
         x = emit.call(F.pad, x, (l, r, t, b))
     conv = nn.Conv2d(
-        a["in_channels"], a["out"], a["kernel"], a["stride"], (t, l) if symmetric else 0,
-        a["dilation"], a["groups"], a["bias"],
+        a["in_channels"],
+        a["out"],
+        a["kernel"],
+        a["stride"],
+        (t, l) if symmetric else 0,
+        a["dilation"],
+        a["groups"],
+        a["bias"],
     )
     return emit.module(conv, x)
 
@@ -113,8 +120,13 @@ def _conv_torch(emit, a, x):
 def _conv_onnx(emit, a, x):
     inputs = [x, emit.param("weight")] + ([emit.param("bias")] if a["bias"] else [])
     return emit.op(
-        "Conv", inputs, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["pads"]),
-        dilations=list(a["dilation"]), group=a["groups"],
+        "Conv",
+        inputs,
+        kernel_shape=list(a["kernel"]),
+        strides=list(a["stride"]),
+        pads=list(a["pads"]),
+        dilations=list(a["dilation"]),
+        group=a["groups"],
     )
 
 
@@ -183,8 +195,10 @@ def _broadcast_infer(a, shapes):
     out = list(shapes[0])
     for s in shapes[1:]:
         if len(s) != len(out):  # the batch axis is implicit: shapes of two ranks would align it with a sample axis
-            raise ShapeError(f"shapes {[list(x) for x in shapes]} have different numbers of axes per sample; "
-                             "broadcasting takes size-1 axes of the same rank (reshape one to add them)")
+            raise ShapeError(
+                f"shapes {[list(x) for x in shapes]} have different numbers of axes per sample; "
+                "broadcasting takes size-1 axes of the same rank (reshape one to add them)"
+            )
         for i, (p, q) in enumerate(zip(out, s)):
             if p != q and 1 not in (p, q):
                 raise ShapeError(f"shapes {[list(x) for x in shapes]} do not broadcast (axis {i + 1}: {p} vs {q})")
@@ -308,16 +322,19 @@ def _pool_infer(a, shapes):
 
 def _maxpool_torch(emit, a, x):
     torch, nn, F = torch_modules()
-    return emit.call(
-        F.max_pool2d, x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"]
-    )
+    return emit.call(F.max_pool2d, x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
 
 
 def _avgpool_torch(emit, a, x):
     torch, nn, F = torch_modules()
     return emit.call(
-        F.avg_pool2d, x, a["kernel"], a["stride"], a["padding"],
-        ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
+        F.avg_pool2d,
+        x,
+        a["kernel"],
+        a["stride"],
+        a["padding"],
+        ceil_mode=a["ceil_mode"],
+        count_include_pad=a["count_include_pad"],
     )
 
 
@@ -339,12 +356,14 @@ def _pool_onnx_geometry(emit, a) -> tuple[list[int], int, bool]:
     floor = (_window_out(h, kh, sh, ph, ph, dh, False), _window_out(w, kw, sw, pw, pw, dw, False))
     if (oh, ow) == floor:
         return pads, 0, False  # ceil_mode changes nothing here
-    naive = tuple(-(-(n + 2 * p - d * (k - 1) - 1) // s) + 1
-                  for n, p, d, k, s in ((h, ph, dh, kh, sh), (w, pw, dw, kw, sw)))
+    naive = tuple(
+        -(-(n + 2 * p - d * (k - 1) - 1) // s) + 1 for n, p, d, k, s in ((h, ph, dh, kh, sh), (w, pw, dw, kw, sw))
+    )
     if (oh, ow) == naive and emit.opset >= 10:
         return pads, 1, False
-    ends = [(o - 1) * s + d * (k - 1) + 1 - n - p
-            for o, s, d, k, n, p in ((oh, sh, dh, kh, h, ph), (ow, sw, dw, kw, w, pw))]
+    ends = [
+        (o - 1) * s + d * (k - 1) + 1 - n - p for o, s, d, k, n, p in ((oh, sh, dh, kh, h, ph), (ow, sw, dw, kw, w, pw))
+    ]
     return [ph, pw, max(ends[0], ph), max(ends[1], pw)], 0, True
 
 
@@ -416,13 +435,18 @@ def _linear_axis(a, shape) -> int:
     """The per-sample axis a linear layer applies over: [F]'s only axis, the channels of [C, H, W], or the last."""
     if a["axis"] is None:
         if len(shape) != 1:
-            raise ShapeError(f"linear expects a [F] input, got {list(shape)} (`axis: 1` applies it over the "
-                             "channels of a [C, H, W] input at every position, `axis: -1` over the last axis)")
+            raise ShapeError(
+                f"linear expects a [F] input, got {list(shape)} (`axis: 1` applies it over the "
+                "channels of a [C, H, W] input at every position, `axis: -1` over the last axis)"
+            )
         return 0
     ax = axis_of(a, [shape])
     if ax != len(shape) - 1 and not (ax == 0 and len(shape) == 3):
-        raise ShapeError(f"linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis "
-                         f"(axis: -1), not over axis {a['axis']} of {list(shape)}", "axis")
+        raise ShapeError(
+            f"linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis "
+            f"(axis: -1), not over axis {a['axis']} of {list(shape)}",
+            "axis",
+        )
     return ax
 
 
@@ -527,8 +551,9 @@ def _gelu_onnx(emit, a, x):
         t = emit.op("Erf", [t], suffix="erf")
     else:  # x / 2 (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))); x^3 as products (not every NPU has Pow)
         cube = emit.op("Mul", [emit.op("Mul", [x, x], suffix="square"), x], suffix="cube")
-        t = emit.op("Add", [x, emit.op("Mul", [cube, f32_const(emit, "coefficient", 0.044715)], suffix="cubic")],
-                    suffix="inner")
+        t = emit.op(
+            "Add", [x, emit.op("Mul", [cube, f32_const(emit, "coefficient", 0.044715)], suffix="cubic")], suffix="inner"
+        )
         t = emit.op("Mul", [t, f32_const(emit, "sqrt_2_over_pi", math.sqrt(2.0 / math.pi))], suffix="scaled")
         t = emit.op("Tanh", [t], suffix="tanh")
     t = emit.op("Add", [t, f32_const(emit, "one", 1.0)], suffix="plus_one")
@@ -614,13 +639,22 @@ OPS: dict[str, OpDef] = {
                 Arg("groups", "int", 1, lo=1, hi=MAX_CHANNELS),
                 Arg("bias", "bool", True),
             ),
-            _conv_infer, _conv_torch, prepare=_conv_prepare, params=_conv_params, macs=_conv_macs, to_onnx=_conv_onnx,
+            _conv_infer,
+            _conv_torch,
+            prepare=_conv_prepare,
+            params=_conv_params,
+            macs=_conv_macs,
+            to_onnx=_conv_onnx,
             doc="2-D convolution (grouped/depthwise, dilated; padding int, [h, w], [t, l, b, r], same, valid)",
         ),
         OpDef(
             "batchnorm",
             (Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("momentum", "float", 0.1, lo=0, hi=1)),
-            _bn_infer, _bn_torch, params=_bn_params, doc="batch normalisation over channels", to_onnx=_bn_onnx,
+            _bn_infer,
+            _bn_torch,
+            params=_bn_params,
+            doc="batch normalisation over channels",
+            to_onnx=_bn_onnx,
         ),
         _activation("relu", "relu", "max(x, 0)", _onnx_op("Relu")),
         _activation("relu6", "relu6", "min(max(x, 0), 6)", _relu6_onnx),
@@ -629,79 +663,183 @@ OPS: dict[str, OpDef] = {
         _activation("hardswish", "hardswish", "x * relu6(x + 3) / 6", _hardswish_onnx),
         _activation("silu", "silu", "x * sigmoid(x)", _silu_onnx),
         _activation("hardsigmoid", "hardsigmoid", "relu6(x + 3) / 6", _hardsigmoid_onnx),
-        OpDef("gelu", (Arg("approximate", "str", "none", choices=("none", "tanh")),), same_shape, _gelu_torch,
-              doc="x * Phi(x), exact (erf) or its tanh approximation (PyTorch's two forms)", to_onnx=_gelu_onnx),
-        OpDef("leaky_relu", (Arg("negative_slope", "float", 0.01),), same_shape, _leaky_relu_torch,
-              doc="x if x >= 0 else negative_slope * x",
-              to_onnx=lambda emit, a, x: emit.op("LeakyRelu", [x], alpha=a["negative_slope"])),
-        OpDef("elu", (Arg("alpha", "float", 1.0),), same_shape, _elu_torch, doc="x if x > 0 else alpha (e^x - 1)",
-              to_onnx=lambda emit, a, x: emit.op("Elu", [x], alpha=a["alpha"])),
-        OpDef("prelu", (Arg("num_parameters", "int", 1, lo=1, hi=MAX_CHANNELS),), same_shape, _prelu_torch,
-              prepare=_prelu_prepare, params=lambda a, s: {"weight": ParamSpec((a["num_parameters"],))},
-              doc="x if x >= 0 else weight * x, a learnable slope (one, or one per channel: nn.PReLU)",
-              to_onnx=_prelu_onnx),
-        OpDef("scale", (Arg("init", "float", 1.0, doc="the factors' initial value"),), same_shape, _scale_torch,
-              params=lambda a, s: {"weight": ParamSpec(_channel_shape(s[0]))},
-              doc="x * weight, a learnable factor per channel ([C, 1, 1] or [F]; ConvNeXt's layer scale)",
-              to_onnx=lambda emit, a, x: emit.op("Mul", [x, emit.param("weight")])),
-        OpDef("identity", (), same_shape, _identity_torch, doc="passes its input through",
-              to_onnx=_onnx_op("Identity")),
-        OpDef("add", (), _broadcast_infer, _nary("add"), arity=_ANY, doc="elementwise sum, broadcasting",
-              to_onnx=_nary_onnx("Add")),
-        OpDef("mul", (), _broadcast_infer, _nary("mul"), arity=_ANY, doc="elementwise product, broadcasting",
-              to_onnx=_nary_onnx("Mul")),
-        OpDef("concat", (_AXIS,), _concat_infer, _concat_torch, arity=_ANY, doc="concatenation along an axis",
-              to_onnx=_concat_onnx),
         OpDef(
-            "channel_shuffle", (Arg("groups", "int", REQUIRED, lo=1, hi=MAX_CHANNELS),),
-            _shuffle_infer, lambda emit, a, x: emit.call(channel_shuffle, x, a["groups"]),
-            doc="ShuffleNet channel shuffle", to_onnx=_shuffle_onnx,
+            "gelu",
+            (Arg("approximate", "str", "none", choices=("none", "tanh")),),
+            same_shape,
+            _gelu_torch,
+            doc="x * Phi(x), exact (erf) or its tanh approximation (PyTorch's two forms)",
+            to_onnx=_gelu_onnx,
+        ),
+        OpDef(
+            "leaky_relu",
+            (Arg("negative_slope", "float", 0.01),),
+            same_shape,
+            _leaky_relu_torch,
+            doc="x if x >= 0 else negative_slope * x",
+            to_onnx=lambda emit, a, x: emit.op("LeakyRelu", [x], alpha=a["negative_slope"]),
+        ),
+        OpDef(
+            "elu",
+            (Arg("alpha", "float", 1.0),),
+            same_shape,
+            _elu_torch,
+            doc="x if x > 0 else alpha (e^x - 1)",
+            to_onnx=lambda emit, a, x: emit.op("Elu", [x], alpha=a["alpha"]),
+        ),
+        OpDef(
+            "prelu",
+            (Arg("num_parameters", "int", 1, lo=1, hi=MAX_CHANNELS),),
+            same_shape,
+            _prelu_torch,
+            prepare=_prelu_prepare,
+            params=lambda a, s: {"weight": ParamSpec((a["num_parameters"],))},
+            doc="x if x >= 0 else weight * x, a learnable slope (one, or one per channel: nn.PReLU)",
+            to_onnx=_prelu_onnx,
+        ),
+        OpDef(
+            "scale",
+            (Arg("init", "float", 1.0, doc="the factors' initial value"),),
+            same_shape,
+            _scale_torch,
+            params=lambda a, s: {"weight": ParamSpec(_channel_shape(s[0]))},
+            doc="x * weight, a learnable factor per channel ([C, 1, 1] or [F]; ConvNeXt's layer scale)",
+            to_onnx=lambda emit, a, x: emit.op("Mul", [x, emit.param("weight")]),
+        ),
+        OpDef(
+            "identity", (), same_shape, _identity_torch, doc="passes its input through", to_onnx=_onnx_op("Identity")
+        ),
+        OpDef(
+            "add",
+            (),
+            _broadcast_infer,
+            _nary("add"),
+            arity=_ANY,
+            doc="elementwise sum, broadcasting",
+            to_onnx=_nary_onnx("Add"),
+        ),
+        OpDef(
+            "mul",
+            (),
+            _broadcast_infer,
+            _nary("mul"),
+            arity=_ANY,
+            doc="elementwise product, broadcasting",
+            to_onnx=_nary_onnx("Mul"),
+        ),
+        OpDef(
+            "concat",
+            (_AXIS,),
+            _concat_infer,
+            _concat_torch,
+            arity=_ANY,
+            doc="concatenation along an axis",
+            to_onnx=_concat_onnx,
+        ),
+        OpDef(
+            "channel_shuffle",
+            (Arg("groups", "int", REQUIRED, lo=1, hi=MAX_CHANNELS),),
+            _shuffle_infer,
+            lambda emit, a, x: emit.call(channel_shuffle, x, a["groups"]),
+            doc="ShuffleNet channel shuffle",
+            to_onnx=_shuffle_onnx,
         ),
         OpDef(
             "split",
-            (Arg("parts", "int", None, lo=1, hi=MAX_CHANNELS), Arg("sizes", "ints", None, lo=1, hi=MAX_CHANNELS),
-             _AXIS),
-            _split_infer, _split_torch, prepare=_split_prepare, doc="split into parts; outputs id.0, id.1, ...",
+            (
+                Arg("parts", "int", None, lo=1, hi=MAX_CHANNELS),
+                Arg("sizes", "ints", None, lo=1, hi=MAX_CHANNELS),
+                _AXIS,
+            ),
+            _split_infer,
+            _split_torch,
+            prepare=_split_prepare,
+            doc="split into parts; outputs id.0, id.1, ...",
             to_onnx=_split_onnx,
         ),
         OpDef(
-            "maxpool", (_K, _S_POOL, _PAD_POOL, Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL), _CEIL),
-            _pool_infer, _maxpool_torch, prepare=_pool_prepare, doc="max pooling", to_onnx=_maxpool_onnx,
+            "maxpool",
+            (_K, _S_POOL, _PAD_POOL, Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL), _CEIL),
+            _pool_infer,
+            _maxpool_torch,
+            prepare=_pool_prepare,
+            doc="max pooling",
+            to_onnx=_maxpool_onnx,
         ),
         OpDef(
-            "avgpool", (_K, _S_POOL, _PAD_POOL, _CEIL, Arg("count_include_pad", "bool", True)),
-            _pool_infer, _avgpool_torch, prepare=_pool_prepare, doc="average pooling", to_onnx=_avgpool_onnx,
+            "avgpool",
+            (_K, _S_POOL, _PAD_POOL, _CEIL, Arg("count_include_pad", "bool", True)),
+            _pool_infer,
+            _avgpool_torch,
+            prepare=_pool_prepare,
+            doc="average pooling",
+            to_onnx=_avgpool_onnx,
         ),
-        OpDef("global_avgpool", (), _gap_infer, _gap_torch, doc="mean over H and W, keeps [C, 1, 1]",
-              to_onnx=_onnx_op("GlobalAveragePool")),
-        OpDef("global_maxpool", (), _gap_infer, _global_maxpool_torch, doc="max over H and W, keeps [C, 1, 1]",
-              to_onnx=_onnx_op("GlobalMaxPool")),
         OpDef(
-            "adaptive_avgpool", (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL),),
-            _adaptive_infer, _adaptive_torch, doc="PyTorch's adaptive average pooling to a fixed size",
+            "global_avgpool",
+            (),
+            _gap_infer,
+            _gap_torch,
+            doc="mean over H and W, keeps [C, 1, 1]",
+            to_onnx=_onnx_op("GlobalAveragePool"),
+        ),
+        OpDef(
+            "global_maxpool",
+            (),
+            _gap_infer,
+            _global_maxpool_torch,
+            doc="max over H and W, keeps [C, 1, 1]",
+            to_onnx=_onnx_op("GlobalMaxPool"),
+        ),
+        OpDef(
+            "adaptive_avgpool",
+            (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL),),
+            _adaptive_infer,
+            _adaptive_torch,
+            doc="PyTorch's adaptive average pooling to a fixed size",
             to_onnx=_adaptive_onnx,
         ),
         OpDef(
             "linear",
-            (_OUT, Arg("bias", "bool", True),
-             Arg("axis", "int", None, lo=-8, hi=8,
-                 doc="1: over the channels of a [C, H, W] input, per position; -1: the last axis")),
-            _linear_infer, _linear_torch, prepare=_linear_prepare, params=_linear_params,
+            (
+                _OUT,
+                Arg("bias", "bool", True),
+                Arg(
+                    "axis",
+                    "int",
+                    None,
+                    lo=-8,
+                    hi=8,
+                    doc="1: over the channels of a [C, H, W] input, per position; -1: the last axis",
+                ),
+            ),
+            _linear_infer,
+            _linear_torch,
+            prepare=_linear_prepare,
+            params=_linear_params,
             macs=lambda a, s, o: math.prod(o[0]) * s[0][_linear_axis(a, s[0])],
             doc="fully connected layer ([F] -> [out]; with axis 1: [C, H, W] -> [out, H, W], nn.Linear at every "
-                "position, a 1x1 conv in ONNX; with axis -1: over the last axis of tokens, [S, D] -> [S, out])",
+            "position, a 1x1 conv in ONNX; with axis -1: over the last axis of tokens, [S, D] -> [S, out])",
             to_onnx=_linear_onnx,
         ),
-        OpDef("dropout", (Arg("p", "float", 0.5, lo=0, hi=1),), same_shape, _dropout_torch, doc="dropout",
-              to_onnx=lambda emit, a, x: x),  # inference graph: dropout is the identity, no node
-        OpDef("stochastic_depth",
-              (Arg("p", "float", REQUIRED, lo=0, hi=1), Arg("mode", "str", "row", choices=("row", "batch"))),
-              same_shape, _stochastic_depth_torch,
-              doc="torchvision's stochastic depth: drops the whole input of a sample (row) or batch in training "
-                  "with probability p; the identity at inference (no ONNX node)",
-              to_onnx=lambda emit, a, x: x),
-        OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis",
-              to_onnx=_softmax_onnx),
+        OpDef(
+            "dropout",
+            (Arg("p", "float", 0.5, lo=0, hi=1),),
+            same_shape,
+            _dropout_torch,
+            doc="dropout",
+            to_onnx=lambda emit, a, x: x,
+        ),  # inference graph: dropout is the identity, no node
+        OpDef(
+            "stochastic_depth",
+            (Arg("p", "float", REQUIRED, lo=0, hi=1), Arg("mode", "str", "row", choices=("row", "batch"))),
+            same_shape,
+            _stochastic_depth_torch,
+            doc="torchvision's stochastic depth: drops the whole input of a sample (row) or batch in training "
+            "with probability p; the identity at inference (no ONNX node)",
+            to_onnx=lambda emit, a, x: x,
+        ),
+        OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis", to_onnx=_softmax_onnx),
         *NORM_OPS,
         *ATTENTION_OPS,
         *TENSOR_OPS,

@@ -7,6 +7,7 @@ the scores [..., heads, N, N] (N = h w positions of a window) and return them pl
 The index and the mask are computed here with numpy, once, from the arguments: the same values for the PyTorch
 buffer and the ONNX initializer.
 """
+
 from __future__ import annotations
 
 from ..errors import ShapeError
@@ -35,7 +36,7 @@ def shifted_window_mask(size: tuple[int, int], window: tuple[int, int], shift: t
     count = 0
     for rows in ((0, -h), (-h, -sh), (-sh, None)):
         for cols in ((0, -w), (-w, -sw), (-sw, None)):
-            label[rows[0]:rows[1], cols[0]:cols[1]] = count
+            label[rows[0] : rows[1], cols[0] : cols[1]] = count
             count += 1
     label = label.reshape(H // h, h, W // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
     differs = label[:, None, :] != label[:, :, None]
@@ -46,8 +47,11 @@ def _window_of(a, shapes, what: str) -> tuple[int, int]:
     s = shapes[0]
     h, w = a["window"]
     if len(s) < 3 or s[-1] != s[-2] or s[-1] != h * w:
-        raise ShapeError(f"{what} takes attention scores [..., heads, N, N] with N = {h} x {w} = {h * w} positions of "
-                         f"a window, got {list(s)}", "window")
+        raise ShapeError(
+            f"{what} takes attention scores [..., heads, N, N] with N = {h} x {w} = {h * w} positions of "
+            f"a window, got {list(s)}",
+            "window",
+        )
     return h, w
 
 
@@ -61,8 +65,10 @@ def _bias_params(a, shapes):
     h, w = _window_of(a, shapes, "relative_position_bias")
     n = h * w
     index_shape = (n * n,) if a["index_layout"] == "flat" else (n, n)
-    return {"weight": ParamSpec(((2 * h - 1) * (2 * w - 1), shapes[0][-3])),
-            "index": ParamSpec(index_shape, trainable=False, dtype="int64")}
+    return {
+        "weight": ParamSpec(((2 * h - 1) * (2 * w - 1), shapes[0][-3])),
+        "index": ParamSpec(index_shape, trainable=False, dtype="int64"),
+    }
 
 
 def _bias_torch(emit, a, x):
@@ -98,8 +104,10 @@ def _mask_prepare(a, shapes):
     windows = (H // h) * (W // w)
     s = shapes[0]
     if len(s) < 4 or s[-4] != windows:
-        raise ShapeError(f"window_mask: scores [windows, heads, N, N] with {windows} windows of the {H} x {W} map, "
-                         f"got {list(s)}", "size")
+        raise ShapeError(
+            f"window_mask: scores [windows, heads, N, N] with {windows} windows of the {H} x {W} map, got {list(s)}",
+            "size",
+        )
     return a
 
 
@@ -116,18 +124,38 @@ def _mask_onnx(emit, a, x):
 _WINDOW = Arg("window", "pair", REQUIRED, lo=1, hi=64, doc="the window's [h, w] (an int: square)")
 
 ATTENTION_OPS = [
-    OpDef("relative_position_bias",
-          (_WINDOW,
-           Arg("index_layout", "str", "flat", choices=("flat", "square"),
-               doc="the index buffer as torchvision stores it: flat [N N] (Swin) or square [N, N] (MaxViT)")),
-          lambda a, s: [s[0]], _bias_torch, prepare=_bias_prepare, params=_bias_params, to_onnx=_bias_onnx,
-          doc="scores + a learned bias per head looked up by the relative offset of the two positions in a window "
-              "(Swin, MaxViT): parameter `weight` [(2h - 1)(2w - 1), heads] and the constant `index` buffer"),
-    OpDef("window_mask",
-          (Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL, doc="the map's [H, W] that was cut into windows"),
-           _WINDOW,
-           Arg("shift", "pair", REQUIRED, lo=0, hi=64, doc="the cyclic shift applied before the cut (roll by -shift)")),
-          lambda a, s: [s[0]], _mask_torch, prepare=_mask_prepare, to_onnx=_mask_onnx,
-          doc="scores [windows, heads, N, N] + Swin's shifted-window mask: -100 between positions the shift brought "
-              "from different regions of the map, 0 within one"),
+    OpDef(
+        "relative_position_bias",
+        (
+            _WINDOW,
+            Arg(
+                "index_layout",
+                "str",
+                "flat",
+                choices=("flat", "square"),
+                doc="the index buffer as torchvision stores it: flat [N N] (Swin) or square [N, N] (MaxViT)",
+            ),
+        ),
+        lambda a, s: [s[0]],
+        _bias_torch,
+        prepare=_bias_prepare,
+        params=_bias_params,
+        to_onnx=_bias_onnx,
+        doc="scores + a learned bias per head looked up by the relative offset of the two positions in a window "
+        "(Swin, MaxViT): parameter `weight` [(2h - 1)(2w - 1), heads] and the constant `index` buffer",
+    ),
+    OpDef(
+        "window_mask",
+        (
+            Arg("size", "pair", REQUIRED, lo=1, hi=MAX_SPATIAL, doc="the map's [H, W] that was cut into windows"),
+            _WINDOW,
+            Arg("shift", "pair", REQUIRED, lo=0, hi=64, doc="the cyclic shift applied before the cut (roll by -shift)"),
+        ),
+        lambda a, s: [s[0]],
+        _mask_torch,
+        prepare=_mask_prepare,
+        to_onnx=_mask_onnx,
+        doc="scores [windows, heads, N, N] + Swin's shifted-window mask: -100 between positions the shift brought "
+        "from different regions of the map, 0 within one",
+    ),
 ]

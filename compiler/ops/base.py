@@ -4,11 +4,12 @@ holds its rules, and the helpers the rules share (axes, ranks, the lazily import
 Shapes are per sample (`(C, H, W)`, `(F,)`, or any rank for token tensors: `(S, D)`), the batch is implicit. Axes in
 arguments are NCHW axes: 0 is the batch, 1 the first per-sample axis; negative axes count from the end.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import ShapeError
 
@@ -156,8 +157,9 @@ def axis_of(a, shapes) -> int:
     if ax < 0:
         ax += rank + 1
     if not 1 <= ax <= rank:
-        raise ShapeError(f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)",
-                         "axis")
+        raise ShapeError(
+            f"axis {a['axis']} is out of range for a rank-{rank + 1} NCHW tensor (batch axis 0 excluded)", "axis"
+        )
     return ax - 1
 
 

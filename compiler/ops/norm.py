@@ -2,6 +2,7 @@
 [C, H, W] as ConvNeXt's LayerNorm2d, the last axis of tokens as nn.LayerNorm) and group norm (nn.GroupNorm;
 MobileViTv2's GroupNorm1 is one group). Batch norm, folded into convs, stays with them in `ops.py`.
 """
+
 from __future__ import annotations
 
 from ..errors import ShapeError
@@ -32,8 +33,13 @@ def _layernorm_onnx(emit, a, x):
     shape = emit.in_shapes[0]
     ax = axis_of(a, emit.in_shapes)
     axis, rank, size, eps, affine = ax + 1, len(shape) + 1, shape[ax], a["eps"], a["affine"]
-    emit.composite("LayerNormalization", axes=[axis], epsilon=eps,
-                   weight=f"{emit.name}.weight" if affine else None, bias=f"{emit.name}.bias" if affine else None)
+    emit.composite(
+        "LayerNormalization",
+        axes=[axis],
+        epsilon=eps,
+        weight=f"{emit.name}.weight" if affine else None,
+        bias=f"{emit.name}.bias" if affine else None,
+    )
     if emit.opset >= 17:  # LayerNormalization normalizes the trailing axes: the one axis is moved last
         scale = emit.param("weight") if affine else emit.const("ones", [1.0] * size, "float32")
         inputs = [x, scale] + ([emit.param("bias")] if affine else [])
@@ -46,16 +52,21 @@ def _layernorm_onnx(emit, a, x):
     # below opset 17: (x - mean) / sqrt(mean((x - mean)^2) + eps) over the axis, then the affine
     mean = emit.op("ReduceMean", [x], suffix="mean", axes=[axis], keepdims=1)
     centered = emit.op("Sub", [x, mean], suffix="centered")
-    var = emit.op("ReduceMean", [emit.op("Mul", [centered, centered], suffix="square")], suffix="variance",
-                  axes=[axis], keepdims=1)
+    var = emit.op(
+        "ReduceMean",
+        [emit.op("Mul", [centered, centered], suffix="square")],
+        suffix="variance",
+        axes=[axis],
+        keepdims=1,
+    )
     std = emit.op("Sqrt", [emit.op("Add", [var, f32_const(emit, "epsilon", eps)], suffix="plus_epsilon")], suffix="std")
     if not affine:
         return emit.op("Div", [centered, std])
     along = tuple(size if i == ax else 1 for i in range(len(shape)))  # broadcasts along the axis
-    y = emit.op("Mul", [emit.op("Div", [centered, std], suffix="normalized"), emit.param("weight", along)],
-                suffix="scaled")
+    y = emit.op(
+        "Mul", [emit.op("Div", [centered, std], suffix="normalized"), emit.param("weight", along)], suffix="scaled"
+    )
     return emit.op("Add", [y, emit.param("bias", along)])
-
 
 
 # ---------------------------------------------------------------------------------------------------- groupnorm
@@ -81,9 +92,13 @@ def _groupnorm_onnx(emit, a, x):
     """Reshape to [N, groups, -1], normalize each group (InstanceNormalization, every opset), reshape back, then
     the per-channel affine."""
     shape, groups, eps = emit.in_shapes[0], a["groups"], a["eps"]
-    emit.composite("GroupNormalization", num_groups=groups, epsilon=eps,
-                   weight=f"{emit.name}.weight" if a["affine"] else None,
-                   bias=f"{emit.name}.bias" if a["affine"] else None)
+    emit.composite(
+        "GroupNormalization",
+        num_groups=groups,
+        epsilon=eps,
+        weight=f"{emit.name}.weight" if a["affine"] else None,
+        bias=f"{emit.name}.bias" if a["affine"] else None,
+    )
     grouped = emit.op("Reshape", [x, emit.const("groups_shape", [0, groups, -1])], suffix="grouped")
     ones = emit.const("ones", [1.0] * groups, "float32")
     zeros = emit.const("zeros", [0.0] * groups, "float32")
@@ -97,22 +112,30 @@ def _groupnorm_onnx(emit, a, x):
 
 
 NORM_OPS = [
-        OpDef(
-            "layernorm",
-            (Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis normalized over"),
-             Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", True)),
-            _layernorm_infer, _layernorm_torch, params=_layernorm_params, to_onnx=_layernorm_onnx,
-            doc="layer normalization over one axis (1: the channels, ConvNeXt's LayerNorm2d; -1: the last axis), "
-                "learnable weight and bias of that axis' size",
+    OpDef(
+        "layernorm",
+        (
+            Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis normalized over"),
+            Arg("eps", "float", 1e-5, lo=0, hi=1),
+            Arg("affine", "bool", True),
         ),
-        OpDef(
-            "groupnorm",
-            (Arg("groups", "int", 1, lo=1, hi=65_536), Arg("eps", "float", 1e-5, lo=0, hi=1),
-             Arg("affine", "bool", True)),
-            lambda a, s: [s[0]], _groupnorm_torch, prepare=_groupnorm_prepare, params=_groupnorm_params,
-            to_onnx=_groupnorm_onnx,
-            doc="group normalization (nn.GroupNorm): the channels in `groups` groups, each normalized over its "
-                "channels and every position, then a learnable weight and bias per channel (1 group: "
-                "MobileViTv2's GroupNorm1)",
-        ),
+        _layernorm_infer,
+        _layernorm_torch,
+        params=_layernorm_params,
+        to_onnx=_layernorm_onnx,
+        doc="layer normalization over one axis (1: the channels, ConvNeXt's LayerNorm2d; -1: the last axis), "
+        "learnable weight and bias of that axis' size",
+    ),
+    OpDef(
+        "groupnorm",
+        (Arg("groups", "int", 1, lo=1, hi=65_536), Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", True)),
+        lambda a, s: [s[0]],
+        _groupnorm_torch,
+        prepare=_groupnorm_prepare,
+        params=_groupnorm_params,
+        to_onnx=_groupnorm_onnx,
+        doc="group normalization (nn.GroupNorm): the channels in `groups` groups, each normalized over its "
+        "channels and every position, then a learnable weight and bias per channel (1 group: "
+        "MobileViTv2's GroupNorm1)",
+    ),
 ]

@@ -1,5 +1,6 @@
 """Passes on the ONNX graph (onnx-graphsurgeon inside). Each pass is callable as `model -> model`; `pipeline.py`
 lists them in order and `run_pipeline` runs them with a report of what each changed."""
+
 from .base import Pass, PassError, Rule, op_counts
 from .batchnorm import batchnorm_to_affine, fold_batchnorm
 from .cleanup import eliminate_dead, remove_identity
@@ -12,8 +13,24 @@ from .pool import conv_before_pool, pool_before_conv
 from .simplify import simplify
 
 __all__ = [
-    "FUSED_ACTIVATIONS_KEY", "PIPELINE", "Pass", "PassError", "PassResult", "PipelineReport", "Rule",
-    "batchnorm_to_affine", "conv_before_pool", "eliminate_dead", "flatten_concat", "fold_batchnorm",
-    "fold_constants", "fused_activations", "mark_fused_activations", "op_counts", "pool_before_conv",
-    "remove_identity", "run_pipeline", "simplify",
+    "FUSED_ACTIVATIONS_KEY",
+    "PIPELINE",
+    "Pass",
+    "PassError",
+    "PassResult",
+    "PipelineReport",
+    "Rule",
+    "batchnorm_to_affine",
+    "conv_before_pool",
+    "eliminate_dead",
+    "flatten_concat",
+    "fold_batchnorm",
+    "fold_constants",
+    "fused_activations",
+    "mark_fused_activations",
+    "op_counts",
+    "pool_before_conv",
+    "remove_identity",
+    "run_pipeline",
+    "simplify",
 ]

@@ -11,11 +11,12 @@ A rewrite pass is a short list of rules, each `(name, anchor op type, match, rew
 `match(node, graph)` returns the bindings (a dict) or None; `rewrite(graph, bindings)` edits node inputs/outputs
 and leaves dead nodes to `graph.cleanup()`. The driver applies the rules until none matches.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx

@@ -7,6 +7,7 @@ arithmetic is folded: the Expand of a learned tensor stays a node, so the calibr
 
     static = fixed_batch(model, 1)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,15 +24,23 @@ SHAPE_INPUTS = {"Expand": 1, "Reshape": 1}  # the ops' input that is a shape
 def shape_arithmetic(g: onnx.GraphProto, float_type: set, consumers: dict, graph_outputs: set) -> set[str]:
     """The nodes that compute shapes (Shape -> Slice -> Concat: the batch of `param`'s Expand) and only feed shape
     inputs, by name: no tensor of theirs is a float value (`float_type`: the names of float tensors)."""
-    def shape_input(o, reader) -> bool:
-        return reader.name in found or any(i == o and SHAPE_INPUTS.get(reader.op_type) == k
-                                           for k, i in enumerate(reader.input))
 
-    found = {n.name for n in g.node if n.op_type in SHAPE_OPS and n.name
-             and not any(o in float_type or o in graph_outputs for o in n.output)}
+    def shape_input(o, reader) -> bool:
+        return reader.name in found or any(
+            i == o and SHAPE_INPUTS.get(reader.op_type) == k for k, i in enumerate(reader.input)
+        )
+
+    found = {
+        n.name
+        for n in g.node
+        if n.op_type in SHAPE_OPS and n.name and not any(o in float_type or o in graph_outputs for o in n.output)
+    }
     while True:
-        keep = {n.name for n in g.node if n.name in found
-                and all(shape_input(o, c) for o in n.output for c in consumers.get(o, []))}
+        keep = {
+            n.name
+            for n in g.node
+            if n.name in found and all(shape_input(o, c) for o in n.output for c in consumers.get(o, []))
+        }
         if keep == found:
             return found
         found = keep
@@ -81,21 +90,27 @@ def _shape_values(nodes: list, typed: dict, g: onnx.GraphProto, opsets) -> dict[
             continue
         dims = typed.get(n.input[0], (None, None))[1]
         if dims is None or not all(isinstance(d, int) for d in dims):
-            raise PassError(f"node {n.name!r}: the shape of {n.input[0]!r} is not static at a fixed batch "
-                            f"({list(dims) if dims is not None else 'unknown'})")
+            raise PassError(
+                f"node {n.name!r}: the shape of {n.input[0]!r} is not static at a fixed batch "
+                f"({list(dims) if dims is not None else 'unknown'})"
+            )
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        fed[n.output[0]] = np.array(dims[attrs.get("start", 0):attrs.get("end", len(dims))], dtype=np.int64)
+        fed[n.output[0]] = np.array(dims[attrs.get("start", 0) : attrs.get("end", len(dims))], dtype=np.int64)
     if not rest:
         return fed
     produced = {o for n in rest for o in n.output}
     inits = {t.name: t for t in g.initializer}
     needed = {i for n in rest for i in n.input if i and i not in produced}
-    inputs = [helper.make_tensor_value_info(k, onnx.TensorProto.INT64, list(v.shape)) for k, v in fed.items()
-              if k in needed]
+    inputs = [
+        helper.make_tensor_value_info(k, onnx.TensorProto.INT64, list(v.shape)) for k, v in fed.items() if k in needed
+    ]
     sub = helper.make_graph(
-        rest, "shape_arithmetic", inputs,
+        rest,
+        "shape_arithmetic",
+        inputs,
         [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in sorted(produced)],
-        [inits[i] for i in sorted(needed) if i in inits])
+        [inits[i] for i in sorted(needed) if i in inits],
+    )
     evaluator = ReferenceEvaluator(helper.make_model(sub, opset_imports=list(opsets)))
     outs = evaluator.run(None, {k: v for k, v in fed.items() if k in needed})
     return {**fed, **dict(zip(sorted(produced), (np.asarray(v) for v in outs)))}

@@ -11,6 +11,7 @@ Conv -> scale -> BN fold alike.
 Both keep names: a folded Conv keeps its name and output tensor, the BN's readers read the Conv's output (unless
 the BN's output is the graph output, which the Conv then writes); the affine takes the BN's node and tensor names.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -151,8 +152,9 @@ def _fold_into_gemm(graph: gs.Graph, m: dict) -> None:
 def _unpadded(conv: gs.Node) -> bool:
     """Every output of `conv` reads real input only (no zero padding): then scaling and shifting its input channels
     is the same as scaling its weights and shifting its bias, exactly."""
-    return (conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
-            and not any(int(p) for p in conv.attrs.get("pads", ())))
+    return conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and not any(
+        int(p) for p in conv.attrs.get("pads", ())
+    )
 
 
 def _match_bn_readers(bn: gs.Node, graph: gs.Graph) -> dict | None:
@@ -228,9 +230,9 @@ def _to_affine(graph: gs.Graph, m: dict) -> None:
         spatial = m["rank"] - 2
         weight = gs.Constant(fresh_name(graph, f"{bn.name}.weight"), scale.reshape(c, 1, *[1] * spatial))
         bias = gs.Constant(fresh_name(graph, f"{bn.name}.bias"), shift)
-        graph.nodes.append(gs.Node(
-            "Conv", bn.name, {"kernel_shape": [1] * spatial, "group": c}, inputs=[x, weight, bias], outputs=[y]
-        ))
+        graph.nodes.append(
+            gs.Node("Conv", bn.name, {"kernel_shape": [1] * spatial, "group": c}, inputs=[x, weight, bias], outputs=[y])
+        )
     else:  # [N, C]: Mul then Add
         scaled = gs.Variable(fresh_name(graph, f"{bn.name}/scale"), dtype=np.float32)
         weight = gs.Constant(fresh_name(graph, f"{bn.name}.weight"), scale)

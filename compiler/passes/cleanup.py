@@ -1,4 +1,5 @@
 """Identity and dropout removal, dead-node elimination."""
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs

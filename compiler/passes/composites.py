@@ -9,6 +9,7 @@ node would be), so its inner tensors are never quantized, and the float TFLite l
 it. A mark whose nodes a pass removed or rewired no longer describes a closed region and is dropped, so the
 planner then sees (and names) the plain nodes.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,11 +53,19 @@ def composites(model: onnx.ModelProto) -> dict[str, Composite]:
         members = sorted(mark["nodes"], key=order.__getitem__)
         inside = set(members)
         produced = [t for n in members for t in by_name[n].output]
-        outside_inputs = {t for n in members for t in by_name[n].input
-                          if t and t not in produced and t not in constants}
+        outside_inputs = {
+            t for n in members for t in by_name[n].input if t and t not in produced and t not in constants
+        }
         outputs = [t for t in produced if t in graph_outputs or readers.get(t, set()) - inside]
         if len(outside_inputs) != 1 or len(outputs) != 1:
             continue
-        found[name] = Composite(name, mark["function"], mark["attrs"], tuple(members), outside_inputs.pop(),
-                                outputs[0], tuple(t for t in produced if t != outputs[0]))
+        found[name] = Composite(
+            name,
+            mark["function"],
+            mark["attrs"],
+            tuple(members),
+            outside_inputs.pop(),
+            outputs[0],
+            tuple(t for t in produced if t != outputs[0]),
+        )
     return found

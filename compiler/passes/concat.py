@@ -1,6 +1,7 @@
 """Concat-of-concat flattening: concat(concat(a, b), c) -> concat(a, b, c) when the inner concat (same axis) is
 read by the outer one alone. Nested branches produce such chains; NPUs place one concat's inputs side by side in
 memory for free, a chain costs a copy per level."""
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
@@ -31,7 +32,7 @@ def _splice(graph: gs.Graph, m: dict) -> None:
     outer, inner, t = m["outer"], m["inner"], m["tensor"]
     inputs = list(outer.inputs)
     k = inputs.index(t)
-    inputs[k:k + 1] = list(inner.inputs)
+    inputs[k : k + 1] = list(inner.inputs)
     inner.inputs.clear()
     inner.outputs.clear()
     outer.inputs.clear()

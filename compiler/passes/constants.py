@@ -1,5 +1,6 @@
 """Constant folding: every node whose inputs are all constants is computed once (ONNX Runtime, through
 onnx-graphsurgeon) and replaced by its value."""
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs

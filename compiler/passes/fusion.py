@@ -13,6 +13,7 @@ activation's output only and a backend may emit one fused op. The pipeline runs 
 rewrite could rename or remove marked nodes; `fused_activations(model)` reads the marks back and drops any whose
 nodes no longer form the pair.
 """
+
 from __future__ import annotations
 
 import json

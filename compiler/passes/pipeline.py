@@ -4,6 +4,7 @@ changed (node counts by op type before -> after, and each pass's own counts), as
 Promise of the pipeline: no standalone BatchNormalization survives (folded into a Conv/Gemm, or a depthwise 1x1
 Conv); it raises PassError otherwise, naming the nodes.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,8 +45,11 @@ class PassResult:
     @property
     def changes(self) -> dict[str, tuple[int, int]]:
         ops = sorted(set(self.before) | set(self.after))
-        return {op: (self.before.get(op, 0), self.after.get(op, 0))
-                for op in ops if self.before.get(op, 0) != self.after.get(op, 0)}
+        return {
+            op: (self.before.get(op, 0), self.after.get(op, 0))
+            for op in ops
+            if self.before.get(op, 0) != self.after.get(op, 0)
+        }
 
     def to_json(self) -> dict:
         return {
@@ -98,12 +102,15 @@ def _rows(p: PassResult) -> list[tuple[str, str, str, str, str]]:
     changes = list(p.changes.items())
     if not changes:
         return [(p.name, "(no change)", "", "", notes)]
-    return [(p.name if i == 0 else "", op, str(b), str(a), notes if i == 0 else "")
-            for i, (op, (b, a)) in enumerate(changes)]
+    return [
+        (p.name if i == 0 else "", op, str(b), str(a), notes if i == 0 else "")
+        for i, (op, (b, a)) in enumerate(changes)
+    ]
 
 
-def run_pipeline(model: onnx.ModelProto, simplify: bool = True, verbose: bool = False
-                 ) -> tuple[onnx.ModelProto, PipelineReport]:
+def run_pipeline(
+    model: onnx.ModelProto, simplify: bool = True, verbose: bool = False
+) -> tuple[onnx.ModelProto, PipelineReport]:
     """Run every pass of PIPELINE in order (onnxsim unless `simplify=False`). `verbose` prints each pass's rows
     as it finishes."""
     report = PipelineReport()
@@ -113,8 +120,7 @@ def run_pipeline(model: onnx.ModelProto, simplify: bool = True, verbose: bool = 
         before = dict(sorted(op_counts(model).items()))
         start = time.perf_counter()
         model, stats = p.run(model)
-        result = PassResult(p.name, before, dict(sorted(op_counts(model).items())), stats,
-                            time.perf_counter() - start)
+        result = PassResult(p.name, before, dict(sorted(op_counts(model).items())), stats, time.perf_counter() - start)
         report.passes.append(result)
         if verbose:
             for row in _rows(result):

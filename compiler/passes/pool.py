@@ -7,6 +7,7 @@ average pool) take a quarter of their MACs, DDSNet's conv MACs 284.6 M -> 222.2 
 
 In an INT8 graph the pooled tensor is never rounded to 8 bits: the integer op table's `pooled_conv` takes the
 conv on the exact window sums of its input's codes (tcc.intops)."""
+
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs

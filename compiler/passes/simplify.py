@@ -1,4 +1,5 @@
 """onnxsim (onnx-simplifier) as one step: its constant folding, shape simplification and graph optimizations."""
+
 from __future__ import annotations
 
 import onnx

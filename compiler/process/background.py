@@ -3,8 +3,9 @@ instruction count during the self-check): for work that waits on the CPU or a su
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 
 class Background:

@@ -4,12 +4,13 @@
 steps in ``phase(name)``; a phase inside another is recorded as "outer/inner" (the same compile step under a
 build's "host-twin" check reads "host-twin/compile"). Outside a recording ``phase`` only runs the block.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator
 
 _current: ContextVar[dict[str, float] | None] = ContextVar("tcc_phases", default=None)
 _prefix: ContextVar[str] = ContextVar("tcc_phase_prefix", default="")

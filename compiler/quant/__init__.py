@@ -18,6 +18,7 @@ the one quantizer), cos_search (EasyQuant fine search), rules (target quantizati
 quantized graph and the table's validation against it), qdq, reference, report, crops (histology crops for
 calibration and judging). Benchmarks: `tcc bench` (tcc.benchmark).
 """
+
 from .table.quantizer import dequantize, fake_quant, qrange, quantize, scale_for_threshold
 
 __all__ = ["dequantize", "fake_quant", "qrange", "quantize", "scale_for_threshold"]

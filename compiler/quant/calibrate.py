@@ -20,6 +20,7 @@ tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_o
    correction (bias_correction.py), each layer on its sampled input rows.
 The table records every step (its `steps` list) and stays tied to the FP32 graph it was given (model_hash).
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,14 +58,28 @@ from .table.steps import Steps, equalize_arrays, with_initializers
 from .table.weight_codes import encode, weight_codes
 
 
-def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+cos",
-                   target: str | TargetRules = "ort",
-                   percentile: float = 99.99, cos_steps: int = 100, cos_rounds: int = 2, cos_rows: int = 4096,
-                   cos_samples: int | None = None, batch_size: int = 8, seed: int = 0, bins: int = BINS,
-                   threads: int | None = None, progress: bool | None = None, data_fingerprint: str | None = None,
-                   spec_hash: str | None = None, weights_hash: str | None = None,
-                   graph: IntGraph | None = None, steps: Steps = Steps(),
-                   activation_bits: int = 8) -> CalibrationTable:
+def calibrate_onnx(  # noqa: PLR0913
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    method: str = "kl+cos",
+    target: str | TargetRules = "ort",
+    percentile: float = 99.99,
+    cos_steps: int = 100,
+    cos_rounds: int = 2,
+    cos_rows: int = 4096,
+    cos_samples: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    bins: int = BINS,
+    threads: int | None = None,
+    progress: bool | None = None,
+    data_fingerprint: str | None = None,
+    spec_hash: str | None = None,
+    weights_hash: str | None = None,
+    graph: IntGraph | None = None,
+    steps: Steps = Steps(),
+    activation_bits: int = 8,
+) -> CalibrationTable:
     """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
     `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
     planned it already (tcc.quant.intgraph.plan; otherwise planned here, refusing a model without an integer form).
@@ -82,20 +97,48 @@ def calibrate_onnx(model: onnx.ModelProto, data: np.ndarray, method: str = "kl+c
         raise DataError("no calibration samples")
     if not np.isfinite(data).all():
         raise DataError("calibration data holds NaN or infinite values")
-    settings = dict(method=method, rules=rules, percentile=percentile, cos_steps=cos_steps, cos_rounds=cos_rounds,
-                    cos_rows=cos_rows, cos_samples=cos_samples, batch_size=batch_size, seed=seed, bins=bins,
-                    threads=threads, progress=progress, spec_hash=spec_hash, weights_hash=weights_hash, graph=graph,
-                    activation_bits=activation_bits, model_hash=model_hash)
+    settings = dict(
+        method=method,
+        rules=rules,
+        percentile=percentile,
+        cos_steps=cos_steps,
+        cos_rounds=cos_rounds,
+        cos_rows=cos_rows,
+        cos_samples=cos_samples,
+        batch_size=batch_size,
+        seed=seed,
+        bins=bins,
+        threads=threads,
+        progress=progress,
+        spec_hash=spec_hash,
+        weights_hash=weights_hash,
+        graph=graph,
+        activation_bits=activation_bits,
+        model_hash=model_hash,
+    )
     if data_fingerprint is None and len(data):
         data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     if steps.free:
-        return choose_steps(model, data, steps, graph, rules, seed,
-                            lambda d, eq: _scaled(model, d, equalization=eq, rows_needed=True,
-                                                  data_fingerprint=data_fingerprint, **settings),
-                            _with_layer_steps)
-    stage = _scaled(model, data, equalization=bool(steps.equalization),
-                    rows_needed=bool(steps.rounding or steps.bias_correction), data_fingerprint=data_fingerprint,
-                    **settings)
+        return choose_steps(
+            model,
+            data,
+            steps,
+            graph,
+            rules,
+            seed,
+            lambda d, eq: _scaled(
+                model, d, equalization=eq, rows_needed=True, data_fingerprint=data_fingerprint, **settings
+            ),
+            _with_layer_steps,
+        )
+    stage = _scaled(
+        model,
+        data,
+        equalization=bool(steps.equalization),
+        rows_needed=bool(steps.rounding or steps.bias_correction),
+        data_fingerprint=data_fingerprint,
+        **settings,
+    )
     return _with_layer_steps(stage, steps)
 
 
@@ -132,11 +175,30 @@ def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
     return table
 
 
-def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: TargetRules, percentile: float,
-            cos_steps: int, cos_rounds: int, cos_rows: int, cos_samples: int | None, batch_size: int, seed: int,
-            bins: int, threads: int | None, progress: bool | None, data_fingerprint: str | None,
-            spec_hash: str | None, weights_hash: str | None, graph: IntGraph, activation_bits: int,
-            equalization: bool, rows_needed: bool, model_hash: str) -> Scaled:
+def _scaled(  # noqa: PLR0913, PLR0915
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    method: str,
+    rules: TargetRules,
+    percentile: float,
+    cos_steps: int,
+    cos_rounds: int,
+    cos_rows: int,
+    cos_samples: int | None,
+    batch_size: int,
+    seed: int,
+    bins: int,
+    threads: int | None,
+    progress: bool | None,
+    data_fingerprint: str | None,
+    spec_hash: str | None,
+    weights_hash: str | None,
+    graph: IntGraph,
+    activation_bits: int,
+    equalization: bool,
+    rows_needed: bool,
+    model_hash: str,
+) -> Scaled:
     """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
     the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
     timing = {}
@@ -151,9 +213,12 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
         pairs = find_pairs(graph)
         if pairs:
             inits = initializers(model)
-            bits = {c.weight: rules.weight_bits(c.op_type, c.attrs, inits[c.weight]) for p in pairs for c in p.consumers}
-            pairs_doc = choose(pairs, measure(model, data, pairs, batch_size=batch_size, threads=threads, seed=seed),
-                               inits, bits)
+            bits = {
+                c.weight: rules.weight_bits(c.op_type, c.attrs, inits[c.weight]) for p in pairs for c in p.consumers
+            }
+            pairs_doc = choose(
+                pairs, measure(model, data, pairs, batch_size=batch_size, threads=threads, seed=seed), inits, bits
+            )
             model = with_initializers(model, equalize_arrays(pairs_doc, inits))
     timing["equalization"] = time.perf_counter() - t0
 
@@ -182,15 +247,16 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
             part = layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng)
             if l.name not in rows:
                 rows[l.name] = np.empty((capacity, *part.shape[1:]), np.float32)
-            rows[l.name][filled[l.name]:filled[l.name] + len(part)] = part
+            rows[l.name][filled[l.name] : filled[l.name] + len(part)] = part
             filled[l.name] += len(part)
 
     with ThreadPoolExecutor(max_workers=threads or 2) as counting:
         for outs in run_batches(model, data, exposed, batch_size, threads, progress):
             nb = len(next(iter(outs.values())))
             # the rows are sampled on one thread while the others count the histograms
-            sampling = (counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if sampling_rows and seen < n_cos
-                        else None)
+            sampling = (
+                counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if sampling_rows and seen < n_cos else None
+            )
             update_histograms(hists, outs, counting)
             if sampling is not None:
                 sampling.result()
@@ -201,8 +267,9 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     t1 = time.perf_counter()
     # never negative on the data: 256 levels over [0, T] (u8 with zero point 0, or int8 with zero point -128
     # on asymmetric targets); otherwise 255 levels over [-T, T]
-    signed = {n: activation_bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0)
-              for n in names}  # 16 bits: int16 always (one wide type)
+    signed = {
+        n: activation_bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in names
+    }  # 16 bits: int16 always (one wide type)
 
     full_range = {t for node in graph.nodes if INT_OPS[node.kind].full_range for t in (*node.inputs, *node.outputs)}
     groups = graph.share_groups(rules.share_concat, rules.shared_kinds)
@@ -231,20 +298,26 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     wstats = weight_stats(model, layers)
     w_bits = {l.weight: rules.weight_bits(l.op, l.attrs, inits[l.weight]) for l in layers}
     w_scale = {w: scale_for_threshold(s.ch_absmax, w_bits[w]) for w, s in wstats.items()}
-    w_method = {w: "minmax" for w in wstats}
+    w_method = dict.fromkeys(wstats, "minmax")
     result = None
-    samples = {name: buf[:filled[name]] for name, buf in rows.items()}
-    del rows
+    samples = {name: buf[: filled[name]] for name, buf in rows.items()}
+    rows.clear()  # the buffers live on only as the samples' views
     if searching:
         with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
             # a full-range tensor keeps its range (the search would clip it as KL does), and a layer writing one
             # is left out: its own output's cosine does not see how a softmax after it amplifies its errors
-            result = cos_search([l for l in layers if l.input in act_scale and not full_range.intersection(
-                                     (l.input, l.output))], inits,
-                                samples, act_scale, signed,
-                                steps=cos_steps, rounds=cos_rounds, weight_bits=w_bits, threads=threads or 2,
-                                act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n]))
-                                            for n in act_scale})
+            result = cos_search(
+                [l for l in layers if l.input in act_scale and not full_range.intersection((l.input, l.output))],
+                inits,
+                samples,
+                act_scale,
+                signed,
+                steps=cos_steps,
+                rounds=cos_rounds,
+                weight_bits=w_bits,
+                threads=threads or 2,
+                act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n])) for n in act_scale},
+            )
         act_scale.update(result.act_scales)
         for lr in result.layers.values():
             w_scale[lr.weight] = lr.w_scale.astype(np.float32)
@@ -277,7 +350,8 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     for node in graph.nodes:
         for op, scale, zp in rules.fixed_outputs_at(activation_bits):
             if (node.kind == "lookup" and node.lookup == op and not node.gate) or (
-                    node.kind == "softmax" and op == "Softmax" and node.integer):
+                node.kind == "softmax" and op == "Softmax" and node.integer
+            ):
                 out = node.outputs[0]
                 members = next((g for g in groups if out in g), [out])
                 fixed.update({m: (float(np.float32(scale)), zp) for m in members})
@@ -302,18 +376,37 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
         if result and n in result.act_cos:
             diag["cos_before"], diag["cos_after"] = result.act_cos[n]
         how = method if result and n in result.act_scales else base
-        entry = {"kind": "activation", "scale": s, "zero_point": zp, "bits": activation_bits, "symmetric": sym,
-                 "signed": is_signed, "method": "fixed by the target" if n in fixed else how, "threshold": t.value,
-                 "min": h.min, "max": h.max, "diagnostics": diag}
+        entry = {
+            "kind": "activation",
+            "scale": s,
+            "zero_point": zp,
+            "bits": activation_bits,
+            "symmetric": sym,
+            "signed": is_signed,
+            "method": "fixed by the target" if n in fixed else how,
+            "threshold": t.value,
+            "min": h.min,
+            "max": h.max,
+            "diagnostics": diag,
+        }
         if n in group_of:
             entry["group"] = group_of[n]
         tensors[n] = entry
     layer_doc = {}
     for l in layers:
         sc = np.asarray(w_scale[l.weight], dtype=np.float64)
-        tensors[l.weight] = {"kind": "weight", "scale": [float(v) for v in sc], "zero_point": 0, "bits": w_bits[l.weight],
-                             "symmetric": True, "signed": True, "axis": l.w_axis, "method": w_method[l.weight],
-                             "layer": l.name, **({"narrow_range": True} if rules.narrow_weights else {})}
+        tensors[l.weight] = {
+            "kind": "weight",
+            "scale": [float(v) for v in sc],
+            "zero_point": 0,
+            "bits": w_bits[l.weight],
+            "symmetric": True,
+            "signed": True,
+            "axis": l.w_axis,
+            "method": w_method[l.weight],
+            "layer": l.name,
+            **({"narrow_range": True} if rules.narrow_weights else {}),
+        }
         entry = {"op": l.op, "input": l.input, "weight": l.weight, "bias": l.bias, "output": l.output}
         if result and l.name in result.layers:
             lr = result.layers[l.name]
@@ -323,20 +416,50 @@ def _scaled(model: onnx.ModelProto, data: np.ndarray, method: str, rules: Target
     if result and result.layers:
         b = [r.cos_before for r in result.layers.values()]
         a = [r.cos_after for r in result.layers.values()]
-        summary = {"layers_searched": len(a), "mean_cos_before": float(np.mean(b)), "mean_cos_after": float(np.mean(a)),
-                   "min_cos_before": float(np.min(b)), "min_cos_after": float(np.min(a))}
+        summary = {
+            "layers_searched": len(a),
+            "mean_cos_before": float(np.mean(b)),
+            "mean_cos_after": float(np.mean(a)),
+            "min_cos_before": float(np.min(b)),
+            "min_cos_after": float(np.min(a)),
+        }
     doc = {
-        "format": "tcc-calibration", "version": 1, "target": rules.name, "method": method,
-        "spec_hash": spec_hash, "weights_hash": weights_hash, "model_hash": fp32_hash,
-        "data_fingerprint": data_fingerprint, "samples": int(len(data)),
-        "settings": {"percentile": percentile, "bins": bins, "levels_signed": 128, "levels_unsigned": 256,
-                     "activation_bits": activation_bits, "activation_method": base,
-                     "cos_steps": cos_steps, "cos_rounds": cos_rounds, "cos_rows": cos_rows,
-                     "cos_samples": n_cos if searching else 0, "cos_range": [0.5, 2.0], "seed": seed},
+        "format": "tcc-calibration",
+        "version": 1,
+        "target": rules.name,
+        "method": method,
+        "spec_hash": spec_hash,
+        "weights_hash": weights_hash,
+        "model_hash": fp32_hash,
+        "data_fingerprint": data_fingerprint,
+        "samples": len(data),
+        "settings": {
+            "percentile": percentile,
+            "bins": bins,
+            "levels_signed": 128,
+            "levels_unsigned": 256,
+            "activation_bits": activation_bits,
+            "activation_method": base,
+            "cos_steps": cos_steps,
+            "cos_rounds": cos_rounds,
+            "cos_rows": cos_rows,
+            "cos_samples": n_cos if searching else 0,
+            "cos_range": [0.5, 2.0],
+            "seed": seed,
+        },
         "created_by": "tcc.quant.calibrate",
-        "timing_s": timing, "summary": summary, "tensors": tensors, "layers": layer_doc, "groups": groups,
-        "steps": [{"name": "equalization", "enabled": bool(equalization),
-                   **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if equalization else {})}],
+        "timing_s": timing,
+        "summary": summary,
+        "tensors": tensors,
+        "layers": layer_doc,
+        "groups": groups,
+        "steps": [
+            {
+                "name": "equalization",
+                "enabled": bool(equalization),
+                **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if equalization else {}),
+            }
+        ],
     }
     return Scaled(CalibrationTable(doc), graph, layers, inits, samples, threads, t0)
 
@@ -350,12 +473,17 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
         raise DataError(f"--activation-bits {bits}: expected one of {', '.join(map(str, ACTIVATION_BITS))}")
     if bits not in rules.activation_bits:
         takes = [r.name for r in RULES.values() if bits in r.activation_bits]
-        where = f"--target {target} (rules {rules.name!r})" if target and target != rules.name else \
-            f"target rules {rules.name!r}"
-        raise DataError(f"--activation-bits {bits}: {where} take "
-                        f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
-                        f"read {' or '.join(map(str, rules.activation_bits))}-bit codes: add --activation-bits "
-                        f"{rules.activation_bits[0]}); {bits}-bit activations: --target {' or '.join(takes)}")
+        where = (
+            f"--target {target} (rules {rules.name!r})"
+            if target and target != rules.name
+            else f"target rules {rules.name!r}"
+        )
+        raise DataError(
+            f"--activation-bits {bits}: {where} take "
+            f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
+            f"read {' or '.join(map(str, rules.activation_bits))}-bit codes: add --activation-bits "
+            f"{rules.activation_bits[0]}); {bits}-bit activations: --target {' or '.join(takes)}"
+        )
 
 
 def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
@@ -367,14 +495,26 @@ def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = 
         return
     lookups = rules.wide.lookups
     # a float island (softmax, layer norm under TFLite's rules) dequantizes and quantizes at either width
-    bad = next((n for n in graph.nodes if n.integer and (n.kind not in kinds or (
-        n.kind == "lookup" and lookups is not None and (n.lookup not in lookups or n.gate)))), None)
+    bad = next(
+        (
+            n
+            for n in graph.nodes
+            if n.integer
+            and (
+                n.kind not in kinds
+                or (n.kind == "lookup" and lookups is not None and (n.lookup not in lookups or n.gate))
+            )
+        ),
+        None,
+    )
     if bad is not None:
         where = f"target {target or rules.name} (rules {rules.name!r})"
-        raise DataError(f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
-                        f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
-                        f"{', '.join(kinds)}{_lookups_note(lookups)}; calibrate with --activation-bits 8, or build "
-                        "W8A16 for TVM")
+        raise DataError(
+            f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
+            f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
+            f"{', '.join(kinds)}{_lookups_note(lookups)}; calibrate with --activation-bits 8, or build "
+            "W8A16 for TVM"
+        )
 
 
 def _lookups_note(lookups) -> str:
@@ -408,8 +548,12 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
 
     t = time.perf_counter()
     record: dict = {"name": "rounding", "enabled": bool(steps.rounding)}
-    if steps.rounding and stage.rounding is not None and stage.rounding["settings"]["sweeps"] == steps.rounding_sweeps \
-            and stage.rounding["settings"]["budget_s"] == steps.rounding_budget:
+    if (
+        steps.rounding
+        and stage.rounding is not None
+        and stage.rounding["settings"]["sweeps"] == steps.rounding_sweeps
+        and stage.rounding["settings"]["budget_s"] == steps.rounding_budget
+    ):
         record = copy.deepcopy(stage.rounding)  # chosen on this stage's scales and rows already
     elif steps.rounding:
         weights, errors, reached = {}, {}, 0
@@ -419,13 +563,24 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
                 break
             reached += 1
             e = tensors[l.weight]
-            codes, before, after = layer_codes(l, inits[l.weight], samples[l.name], quantized_rows(l),
-                                               np.asarray(e["scale"], np.float32), e["bits"],
-                                               bool(e.get("narrow_range")), steps.rounding_sweeps)
+            codes, before, after = layer_codes(
+                l,
+                inits[l.weight],
+                samples[l.name],
+                quantized_rows(l),
+                np.asarray(e["scale"], np.float32),
+                e["bits"],
+                bool(e.get("narrow_range")),
+                steps.rounding_sweeps,
+            )
             weights[l.weight] = encode(codes, inits[l.weight], np.asarray(e["scale"], np.float32), l.w_axis)
             errors[l.name] = {"error_before": before, "error_after": after}
-        record.update(settings={"sweeps": steps.rounding_sweeps, "budget_s": budget},
-                      complete=reached == len(layers), weights=weights, layers=errors)
+        record.update(
+            settings={"sweeps": steps.rounding_sweeps, "budget_s": budget},
+            complete=reached == len(layers),
+            weights=weights,
+            layers=errors,
+        )
         stage.rounding = copy.deepcopy(record)
     doc["steps"].append(record)
     timing["rounding"] = time.perf_counter() - t
@@ -439,19 +594,35 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
                 skipped.append(l.name)
                 continue
             w = inits[l.weight]
-            shift = layer_shift(l, w, weight_codes(table, l.weight, w), table.weight_scale(l.weight),
-                                samples[l.name], quantized_rows(l))
+            shift = layer_shift(
+                l, w, weight_codes(table, l.weight, w), table.weight_scale(l.weight), samples[l.name], quantized_rows(l)
+            )
             shifts[l.name] = {"bias": l.bias, "shift": [float(v) for v in shift.astype(np.float32)]}
         record.update(layers=shifts, **({"skipped_without_bias": skipped} if skipped else {}))
     doc["steps"].append(record)
     timing["bias_correction"] = time.perf_counter() - t
 
 
-def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = "ort", method: str = "kl+cos",
-              calib_size: int | None = 128, seed: int = 0, skip_bad: bool = False, overrides: dict | None = None,
-              by_order: bool = False, key_map=None, opset: int = 13, progress: bool | None = None,
-              return_inputs: bool = False, placement=None, step_switches: dict | None = None,
-              log=lambda s: None, **kwargs):
+def calibrate(  # noqa: PLR0913
+    spec: str | Path,
+    weights: str | Path | None,
+    data,
+    target: str = "ort",
+    method: str = "kl+cos",
+    calib_size: int | None = 128,
+    seed: int = 0,
+    skip_bad: bool = False,
+    overrides: dict | None = None,
+    by_order: bool = False,
+    key_map=None,
+    opset: int = 13,
+    progress: bool | None = None,
+    return_inputs: bool = False,
+    placement=None,
+    step_switches: dict | None = None,
+    log=lambda s: None,
+    **kwargs,
+):
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
     The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
@@ -479,9 +650,19 @@ def calibrate(spec: str | Path, weights: str | Path | None, data, target: str = 
     if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
         kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
     cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
-    table = calibrate_onnx(fe.onnx, cd.array, method=method, target=rules, seed=seed, progress=progress,
-                           data_fingerprint=cd.fingerprint, spec_hash=model.spec_hash,
-                           weights_hash=file_sha256(weights) if weights else None, graph=graph, **kwargs)
+    table = calibrate_onnx(
+        fe.onnx,
+        cd.array,
+        method=method,
+        target=rules,
+        seed=seed,
+        progress=progress,
+        data_fingerprint=cd.fingerprint,
+        spec_hash=model.spec_hash,
+        weights_hash=file_sha256(weights) if weights else None,
+        graph=graph,
+        **kwargs,
+    )
     if placement is not None:
         table = place(fe.onnx, table, cd.array, placement, log)
     return (table, fe.onnx, cd.array) if return_inputs else table
@@ -495,7 +676,7 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
     doc = table.doc
     rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]
     if top is not None:
-        rows = sorted(rows, key=lambda r: (r[2] if r[2] is not None else 1.0))[:top]
+        rows = sorted(rows, key=lambda r: r[2] if r[2] is not None else 1.0)[:top]
     width = max([len(r[0]) for r in rows] + [5])
     out = [f"{'layer'.ljust(width)}  search cos before  search cos after"]
     for name, b, a in rows:
@@ -504,10 +685,14 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
         out.append(f"{name.ljust(width)}  {fb:>17}  {fa:>16}")
     s = doc.get("summary") or {}
     if s:
-        out.append(f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "
-                   f"{s['min_cos_before']:.6f} -> {s['min_cos_after']:.6f} ({s['layers_searched']} layers)")
+        out.append(
+            f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "
+            f"{s['min_cos_before']:.6f} -> {s['min_cos_after']:.6f} ({s['layers_searched']} layers)"
+        )
     t = doc.get("timing_s", {})
-    out.append(f"{doc['method']} calibration of {doc['samples']} samples for target {doc['target']}: "
-               f"{t.get('total', 0):.1f} s (statistics {t.get('statistics', 0):.1f}, thresholds "
-               f"{t.get('thresholds', 0):.1f}, cosine search {t.get('cos_search', 0):.1f})")
+    out.append(
+        f"{doc['method']} calibration of {doc['samples']} samples for target {doc['target']}: "
+        f"{t.get('total', 0):.1f} s (statistics {t.get('statistics', 0):.1f}, thresholds "
+        f"{t.get('thresholds', 0):.1f}, cosine search {t.get('cos_search', 0):.1f})"
+    )
     return out

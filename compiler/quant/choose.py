@@ -13,10 +13,12 @@ choice. Samples the user holds out are never seen: only the calibration data is 
 One statistics pass serves every candidate with the same equalization (rounding and bias correction work on the
 final scales and the layers' sampled rows), so all 8 combinations cost two calibrations plus the per-layer steps and
 the judging. The chosen steps then calibrate on every sample (the table's statistics are the whole data's; the recorded
-cosines are those of the trial tables, made from three quarters of it). Its `steps_choice` says what was tried, what each measured and what won (the
+cosines are those of the trial tables, made from three quarters of it). Its `steps_choice` says what was tried, what
+each measured and what won (the
 time taken is in `timing_s`, with the table's other times); a choice budget that stopped the trials early is
 recorded too (the table then depends on the machine's speed).
 """
+
 from __future__ import annotations
 
 import time
@@ -43,9 +45,16 @@ DECIMALS = 6
 POST_STEPS = ("rounding", "bias_correction")  # run on the final scales: one statistics pass serves each subset
 
 
-def choose_steps(model: onnx.ModelProto, data: np.ndarray, steps: Steps, graph: IntGraph, rules: TargetRules,
-                 seed: int, scaled: Callable[[np.ndarray, bool], object],
-                 with_layer_steps: Callable[[object, Steps], CalibrationTable]) -> CalibrationTable:
+def choose_steps(
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    steps: Steps,
+    graph: IntGraph,
+    rules: TargetRules,
+    seed: int,
+    scaled: Callable[[np.ndarray, bool], object],
+    with_layer_steps: Callable[[object, Steps], CalibrationTable],
+) -> CalibrationTable:
     """The table of the best combination of `steps`' free steps. scaled(data, equalization): a calibration up to
     its per-layer steps; with_layer_steps(stage, steps): its table with them (tcc.quant.calibrate)."""
     started = time.perf_counter()
@@ -53,8 +62,11 @@ def choose_steps(model: onnx.ModelProto, data: np.ndarray, steps: Steps, graph: 
     fixed = {name: bool(getattr(steps, name)) for name in STEP_NAMES if name not in free}
     record = {"free": list(free), "fixed": fixed, "budget_s": steps.choice_budget}
     if steps.choice_budget == 0 or len(data) < SAMPLES_MIN:
-        why = ("choice budget 0" if steps.choice_budget == 0 else
-               f"{len(data)} calibration samples; choosing needs {SAMPLES_MIN} ({JUDGED_MIN} held back to judge)")
+        why = (
+            "choice budget 0"
+            if steps.choice_budget == 0
+            else f"{len(data)} calibration samples; choosing needs {SAMPLES_MIN} ({JUDGED_MIN} held back to judge)"
+        )
         plain = steps.deciding(())
         table = with_layer_steps(scaled(data, bool(plain.equalization)), plain)
         record.update(chosen=[], skipped=why, trials=[])
@@ -75,8 +87,12 @@ def choose_steps(model: onnx.ModelProto, data: np.ndarray, steps: Steps, graph: 
         decided = steps.deciding([*(["equalization"] if equalization else []), *post])
         table = with_layer_steps(stage, decided)
         cosines = judge.cosines(table)
-        trial = {"steps": [n for n in STEP_NAMES if decided.enabled(n)], "equalization": equalization,
-                 "mean_cos": float(cosines.mean()), "min_cos": float(cosines.min())}
+        trial = {
+            "steps": [n for n in STEP_NAMES if decided.enabled(n)],
+            "equalization": equalization,
+            "mean_cos": float(cosines.mean()),
+            "min_cos": float(cosines.min()),
+        }
         trials.append(trial)
         per_sample.append(cosines)
         if best is None or _key(trial) > _key(best[0]):
@@ -92,9 +108,15 @@ def choose_steps(model: onnx.ModelProto, data: np.ndarray, steps: Steps, graph: 
     table = with_layer_steps(scaled(data, bool(decided.equalization)), decided)
     for t in trials:
         del t["equalization"]
-    record.update(chosen=trial["steps"], judged_samples=int(len(judged)), statistics_samples=int(len(statistics)),
-                  seed=seed, complete=complete, trials=trials,
-                  best_gain={"mean": float(gain.mean()), "standard_error": standard_error})
+    record.update(
+        chosen=trial["steps"],
+        judged_samples=len(judged),
+        statistics_samples=len(statistics),
+        seed=seed,
+        complete=complete,
+        trials=trials,
+        best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
+    )
     table.doc["steps_choice"] = record
     table.doc["timing_s"]["choice"] = time.perf_counter() - started  # the whole choice, the table's own run included
     return table
@@ -137,7 +159,7 @@ class Judge:
             got = run_ort(to_qdq(self.model, table), self.x)
         else:
             qgraph, reference = quantize_graph(self.graph, table), Reference()
-            got = np.concatenate([_first(reference.run(qgraph, self.x[b:b + 4])) for b in range(0, len(self.x), 4)])
+            got = np.concatenate([_first(reference.run(qgraph, self.x[b : b + 4])) for b in range(0, len(self.x), 4)])
         return per_sample_cosine(self.fp32, got)
 
 

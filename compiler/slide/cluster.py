@@ -7,6 +7,7 @@ pinned to each worker loads it before the first batch, which also reports a mode
 per batch). Workers read the patches themselves: the images, spec, weights or bundle must be at the same paths on them
 (a shared file system). Results are gathered in submission order.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,14 @@ from ..errors import DataError
 from .infer import ModelSource, load_runner, predict_batch
 
 
-def predict_on_dask(source: ModelSource, tasks: list[tuple], scheduler: str | None, workers: int | None,
-                    threads: int | None, on_done=lambda n: None) -> list[np.ndarray]:
+def predict_on_dask(
+    source: ModelSource,
+    tasks: list[tuple],
+    scheduler: str | None,
+    workers: int | None,
+    threads: int | None,
+    on_done=lambda n: None,
+) -> list[np.ndarray]:
     """predict_batch(source, *task, threads) for every task, on the cluster; `on_done(patches)` as each batch
     finishes. On the local cluster `threads` defaults to the cores shared among the workers; on an existing one,
     to whatever the workers have."""
@@ -42,8 +49,10 @@ def predict_on_dask(source: ModelSource, tasks: list[tuple], scheduler: str | No
 def _warm_up(client, source: ModelSource) -> None:
     """Load the model on every worker now, as a task pinned to each (not client.run, which would block the
     worker's event loop while it loads), so a model that fails to load fails once, before any batch."""
-    pinned = [client.submit(_load_model, source, workers=[w], allow_other_workers=False, pure=False)
-              for w in client.scheduler_info()["workers"]]
+    pinned = [
+        client.submit(_load_model, source, workers=[w], allow_other_workers=False, pure=False)
+        for w in client.scheduler_info()["workers"]
+    ]
     client.gather(pinned)
 
 
@@ -64,6 +73,10 @@ def _client(scheduler: str | None, workers: int | None):
             yield client
         return
     # one thread per worker process: the model runs one batch at a time on each, with the process's own BLAS
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

@@ -12,6 +12,7 @@ of the patch that set mask pixels cover, mask pixels cut by the patch's border c
 level 0 (sx = sy = 1) every weight is 0 or 1 and W is the exact integer count of eq. 3 (float64 sums of integers
 are exact far beyond any slide's size).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,9 +51,13 @@ def bounding_grid(mask: np.ndarray, scale: tuple[float, float], width: int, size
     if rows.size == 0:
         return None
     (sx, sy), (w0, h0) = scale, size
-    return Grid(min_x=int(np.floor(cols[0] * sx)), min_y=int(np.floor(rows[0] * sy)),
-                max_x=min(w0, int(np.ceil((cols[-1] + 1) * sx))) - 1,
-                max_y=min(h0, int(np.ceil((rows[-1] + 1) * sy))) - 1, width=width)
+    return Grid(
+        min_x=int(np.floor(cols[0] * sx)),
+        min_y=int(np.floor(rows[0] * sy)),
+        max_x=min(w0, int(np.ceil((cols[-1] + 1) * sx))) - 1,
+        max_y=min(h0, int(np.ceil((rows[-1] + 1) * sy))) - 1,
+        width=width,
+    )
 
 
 def accumulate(mask: np.ndarray, scale: tuple[float, float], grid: Grid) -> np.ndarray:

@@ -2,6 +2,7 @@
 FastNet paper's figure) over a downscaled copy of the image; dropped patches and the background stay untouched.
 Axes are in level-0 pixels. Drawn on a bare matplotlib Figure (no pyplot state: safe beside Dask threads) and
 written by tcc.plots.save (atomic, stable metadata)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,9 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(im)
 
 
-def heatmap_figure(image: np.ndarray, size: tuple[int, int], grid, probabilities: np.ndarray | None, title: str,
-                   label: str):
+def heatmap_figure(
+    image: np.ndarray, size: tuple[int, int], grid, probabilities: np.ndarray | None, title: str, label: str
+):
     """`image` (downscaled) spans level-0 `size` (width, height); `probabilities` is [I, J] with NaN for the
     patches not kept (None without a grid)."""
     import matplotlib
@@ -35,9 +37,15 @@ def heatmap_figure(image: np.ndarray, size: tuple[int, int], grid, probabilities
     if grid is not None:
         right = max(w0, grid.min_x + grid.cols * grid.width)  # the grid's padding may reach past the image
         bottom = max(h0, grid.min_y + grid.rows * grid.width)
-        shown = ax.imshow(np.ma.masked_invalid(probabilities), cmap=cmap, vmin=0, vmax=1, alpha=OVERLAY_ALPHA,
-                          interpolation="nearest", extent=(grid.min_x, grid.min_x + grid.cols * grid.width,
-                                                           grid.min_y + grid.rows * grid.width, grid.min_y))
+        shown = ax.imshow(
+            np.ma.masked_invalid(probabilities),
+            cmap=cmap,
+            vmin=0,
+            vmax=1,
+            alpha=OVERLAY_ALPHA,
+            interpolation="nearest",
+            extent=(grid.min_x, grid.min_x + grid.cols * grid.width, grid.min_y + grid.rows * grid.width, grid.min_y),
+        )
         fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02, label=f"P({label})")
     ax.set_xlim(0, right)
     ax.set_ylim(bottom, 0)

@@ -1,6 +1,7 @@
 """The model that scores patches: the spec's PyTorch lowering with its weights, or a built bundle, loaded once per
 process (the CLI's, or each Dask worker's) and keyed by what identifies it, so a worker that receives many batches
 loads it once."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,12 +37,20 @@ class ModelSource:
     stamp: tuple = ()
 
     @classmethod
-    def create(cls, *, artifact=None, spec=None, overrides=None, weights=None, by_order=False, key_map=None,
-               seed=0) -> ModelSource:
+    def create(
+        cls, *, artifact=None, spec=None, overrides=None, weights=None, by_order=False, key_map=None, seed=0
+    ) -> ModelSource:
         paths = [_absolute(p) for p in (artifact, spec, weights, key_map)]
         files = [p for p in paths if p] + ([str(Path(paths[0]) / "manifest.json")] if artifact else [])
-        return cls(*paths[:2], json.dumps(overrides or {}, sort_keys=True), paths[2], by_order, paths[3], seed,
-                   tuple(_mtime(f) for f in files))
+        return cls(
+            *paths[:2],
+            json.dumps(overrides or {}, sort_keys=True),
+            paths[2],
+            by_order,
+            paths[3],
+            seed,
+            tuple(_mtime(f) for f in files),
+        )
 
 
 @dataclass
@@ -62,27 +71,32 @@ def load_runner(source: ModelSource) -> Runner:
     return _artifact_runner(source) if source.artifact else _torch_runner(source)
 
 
-def predict_batch(source: ModelSource, image: str, max_pixels: int, origins: tuple, width: int,
-                  threads: int | None = None) -> np.ndarray:
+def predict_batch(
+    source: ModelSource, image: str, max_pixels: int, origins: tuple, width: int, threads: int | None = None
+) -> np.ndarray:
     """Softmax probabilities [n, classes] (float64) of the WIDTH x WIDTH level-0 patches at `origins` ((x, y)
     pairs) of `image`, through the model's preprocessing. The one function both the single-process run and the
     Dask workers call, so both compute the same numbers. `threads`: PyTorch's intra-op threads in this process
     from now on (a Dask worker is dedicated to the run; the single-process run uses torch_threads instead)."""
     from PIL import Image
 
-
     runner = load_runner(source)
     if threads and not source.artifact:
         _set_torch_threads(threads)
     reader = cached_image(image, max_pixels)
     pre = runner.preprocess
-    x = np.stack([normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, width, width)), pre), pre)
-                  for px, py in origins])
+    x = np.stack(
+        [
+            normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, width, width)), pre), pre)
+            for px, py in origins
+        ]
+    )
     scores = np.asarray(runner.run(x), np.float64).reshape(len(origins), -1)
     if not np.isfinite(scores).all():  # damaged weights or bundle: no probability or heat map can be made of them
         (px, py), *_ = (o for o, row in zip(origins, scores) if not np.isfinite(row).all())
-        raise DataError(f"{image}: the model scores the patch at ({px}, {py}) with NaN or infinity (damaged weights "
-                        "or bundle?)")
+        raise DataError(
+            f"{image}: the model scores the patch at ({px}, {py}) with NaN or infinity (damaged weights or bundle?)"
+        )
     return softmax(scores)
 
 
@@ -139,41 +153,69 @@ def _torch_runner(source: ModelSource) -> Runner:
     from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
     messages = []
-    model = fit_to_checkpoint(load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order,
-                              source.key_map)
+    model = fit_to_checkpoint(
+        load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order, source.key_map
+    )
     messages += [f"note: {n}" for n in model.notes]
-    module, info = reference_module(model, source.weights, source.by_order, source.key_map, source.seed,
-                                    log=messages.append)
+    module, info = reference_module(
+        model, source.weights, source.by_order, source.key_map, source.seed, log=messages.append
+    )
     if "warning" in info:
-        messages.append(f"WARNING: no --weights given: using seeded random weights (seed {source.seed}); the "
-                        "probabilities are meaningless")
+        messages.append(
+            f"WARNING: no --weights given: using seeded random weights (seed {source.seed}); the "
+            "probabilities are meaningless"
+        )
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return module(torch.from_numpy(x)).numpy()
 
     weights = {k: info[k] for k in ("file", "sha256", "random_seed") if k in info}
-    return Runner(run, model.preprocess, tuple(model.input_shape), _classes(model.graph.shape(model.graph.output),
-                                                                               source.spec),
-                  model.labels, {"kind": "pytorch", "name": model.name, "spec": Path(source.spec).name,
-                                 "params": model.params, "weights": weights}, messages)
+    return Runner(
+        run,
+        model.preprocess,
+        tuple(model.input_shape),
+        _classes(model.graph.shape(model.graph.output), source.spec),
+        model.labels,
+        {
+            "kind": "pytorch",
+            "name": model.name,
+            "spec": Path(source.spec).name,
+            "params": model.params,
+            "weights": weights,
+        },
+        messages,
+    )
 
 
 def _artifact_runner(source: ModelSource) -> Runner:
     artifact = open_artifact(source.artifact)
     m = artifact.manifest
     messages = [f"WARNING: {artifact.warning}"] if artifact.warning else []
-    return Runner(artifact.run, artifact.preprocess, artifact.input_shape,
-                  _classes(m["outputs"][0]["shape"][1:], source.artifact), artifact.labels,
-                  {"kind": "artifact", "name": m["model"]["name"], "bundle": Path(source.artifact).name,
-                   "target": m["target"], "precision": m["precision"]}, messages)
+    return Runner(
+        artifact.run,
+        artifact.preprocess,
+        artifact.input_shape,
+        _classes(m["outputs"][0]["shape"][1:], source.artifact),
+        artifact.labels,
+        {
+            "kind": "artifact",
+            "name": m["model"]["name"],
+            "bundle": Path(source.artifact).name,
+            "target": m["target"],
+            "precision": m["precision"],
+        },
+        messages,
+    )
 
 
 def _classes(shape, where) -> int:
     """The number of classes of a [classes] output; the heat map needs a softmax over at least two."""
     if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 2:
-        raise DataError(f"{where}: the model's output is {list(shape)}; tcc slide needs class logits, [classes] "
-                        "with at least 2 classes")
+        raise DataError(
+            f"{where}: the model's output is {list(shape)}; tcc slide needs class logits, [classes] "
+            "with at least 2 classes"
+        )
     return shape[0]
 
 

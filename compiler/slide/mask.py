@@ -13,6 +13,7 @@ channel value equal to the threshold counts as dark. Saturation is (max - min) /
 `skimage.color.rgb2hsv` defines it, scaled to 0..255 and rounded, so all four thresholds are integers on one
 256-bin histogram. The image is visited in strips of rows, so a large plain image needs no float copy of itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -85,9 +86,11 @@ def choose_level(reader, patch_size: int, requested: int | None, max_pixels: int
         level = max(k for k in range(len(levels)) if max(reader.scale(k)) <= limit + 1e-9 or k == 0)
     w, h = levels[level]
     if w * h > max_pixels:
-        raise DataError(f"{reader.path}: level {level} ({w} x {h}) is the one to compute the tissue mask on, but it "
-                        f"holds more than --max-pixels {max_pixels:,} pixels; the file has no smaller level: convert "
-                        "it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff --tile --pyramid`)")
+        raise DataError(
+            f"{reader.path}: level {level} ({w} x {h}) is the one to compute the tissue mask on, but it "
+            f"holds more than --max-pixels {max_pixels:,} pixels; the file has no smaller level: convert "
+            "it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff --tile --pyramid`)"
+        )
     return level
 
 

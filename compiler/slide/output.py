@@ -1,6 +1,7 @@
 """What `tcc slide` writes for each image, every file atomically (a temporary file renamed over the target) and
 only once the image's probabilities are all in: mask.png, heatmap.png, then patches.json, which therefore
 describes a finished image whenever it exists."""
+
 from __future__ import annotations
 
 import io
@@ -26,19 +27,36 @@ def patches_document(plan, probabilities: np.ndarray, model: dict, labels: list 
         "image": plan.path.name,
         "size": list(plan.size),
         "reader": plan.reader,
-        "mask": {"level": plan.mask_level, "size": list(plan.mask_size), "downsample": [float(s) for s in plan.scale],
-                 "thresholds": plan.thresholds.to_json(), "band": list(BAND),
-                 "tissue_fraction": round(plan.tissue_fraction, 6)},
+        "mask": {
+            "level": plan.mask_level,
+            "size": list(plan.mask_size),
+            "downsample": [float(s) for s in plan.scale],
+            "thresholds": plan.thresholds.to_json(),
+            "band": list(BAND),
+            "tissue_fraction": round(plan.tissue_fraction, 6),
+        },
         "patch_size": plan.patch_size,
-        "grid": {"rows": grid.rows if grid else 0, "cols": grid.cols if grid else 0,
-                 "bbox": grid.to_json() if grid else None},
+        "grid": {
+            "rows": grid.rows if grid else 0,
+            "cols": grid.cols if grid else 0,
+            "bbox": grid.to_json() if grid else None,
+        },
         "model": model,
         "classes": labels,
         "positive_class": {"index": positive, "label": labels[positive] if labels else None},
         "kept": len(plan.kept),
-        "patches": [{"i": i, "j": j, "x": x, "y": y, "mask_fraction": round(fraction, 6),
-                     "probability": float(p[positive]), "probabilities": [float(v) for v in p]}
-                    for (i, j, x, y, fraction), p in zip(plan.kept, probabilities)],
+        "patches": [
+            {
+                "i": i,
+                "j": j,
+                "x": x,
+                "y": y,
+                "mask_fraction": round(fraction, 6),
+                "probability": float(p[positive]),
+                "probabilities": [float(v) for v in p],
+            }
+            for (i, j, x, y, fraction), p in zip(plan.kept, probabilities)
+        ],
     }
 
 
@@ -67,11 +85,15 @@ def check_dir(out: Path) -> None:
     fails leaves no empty folder behind."""
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():
-        raise DataError(f"{existing}: exists and is not a directory" + ("" if existing == out else
-                                                                        f" (cannot create {out})"))
+        raise DataError(
+            f"{existing}: exists and is not a directory" + ("" if existing == out else f" (cannot create {out})")
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise DataError(f"{out}: cannot create the output directory ({existing} is not writable)" if existing != out
-                        else f"{out}: the output directory is not writable")
+        raise DataError(
+            f"{out}: cannot create the output directory ({existing} is not writable)"
+            if existing != out
+            else f"{out}: the output directory is not writable"
+        )
 
 
 def prepare_dir(out: Path) -> Path:

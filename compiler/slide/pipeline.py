@@ -1,6 +1,7 @@
 """`tcc slide` end to end: per image the tissue mask on a low-resolution level, the patch grid and the patches kept
 (mask.py, grid.py), their probabilities in batches (infer.py, here or on Dask: cluster.py), then the heat map,
 the mask and the JSON (heatmap.py, output.py)."""
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,8 @@ from .infer import (
 )
 from .mask import Thresholds, choose_level, tissue_mask
 from .output import (
-    mask_png,
     check_dir,
+    mask_png,
     patches_document,
     probability_grid,
     write_image_outputs,
@@ -67,7 +68,7 @@ class Plan:
 
     def batches(self, size: int) -> list[tuple]:
         origins = [(x, y) for _, _, x, y, _ in self.kept]
-        return [tuple(origins[k:k + size]) for k in range(0, len(origins), size)]
+        return [tuple(origins[k : k + size]) for k in range(0, len(origins), size)]
 
 
 def run_slides(images: list[Path], source: ModelSource, out: Path, options: Options, log=lambda s: None) -> list:
@@ -91,8 +92,9 @@ def run_slides(images: list[Path], source: ModelSource, out: Path, options: Opti
             batches = []
             with _bar(len(plan.kept), options.progress, path.name) as bar:
                 for batch in plan.batches(options.batch_size):
-                    batches.append(predict_batch(source, str(path.absolute()), options.max_pixels, batch,
-                                                 plan.patch_size))
+                    batches.append(
+                        predict_batch(source, str(path.absolute()), options.max_pixels, batch, plan.patch_size)
+                    )
                     bar.update(len(batch))
             results.append(_finish(plan, batches, runner, positive))
     return results
@@ -112,9 +114,23 @@ def plan_image(path: Path, out: Path, options: Options, log=lambda s: None) -> P
     else:
         weights = gridlib.accumulate(mask, scale, grid)
         for i, j in zip(*np.nonzero(gridlib.keep(weights, grid.width))):
-            kept.append((int(i), int(j), *grid.origin(int(i), int(j)), float(weights[i, j]) / grid.width ** 2))
-    return Plan(path, out, reader.kind, reader.dimensions, level, (pixels.shape[1], pixels.shape[0]), scale, thresholds,
-                float(mask.mean()), options.patch_size, grid, kept, thumbnail(pixels), mask_png(mask))
+            kept.append((int(i), int(j), *grid.origin(int(i), int(j)), float(weights[i, j]) / grid.width**2))
+    return Plan(
+        path,
+        out,
+        reader.kind,
+        reader.dimensions,
+        level,
+        (pixels.shape[1], pixels.shape[0]),
+        scale,
+        thresholds,
+        float(mask.mean()),
+        options.patch_size,
+        grid,
+        kept,
+        thumbnail(pixels),
+        mask_png(mask),
+    )
 
 
 def output_dirs(images: list[Path], out: Path) -> list[Path]:
@@ -138,8 +154,10 @@ def _run_on_dask(images, outs, source, runner, positive, options, log) -> list:
             owner.append(k)
     with _bar(sum(len(p.kept) for p in plans), options.progress, "patches") as bar:
         outputs = predict_on_dask(source, tasks, options.scheduler, options.workers, options.threads, bar.update)
-    return [_finish(plan, [o for o, k in zip(outputs, owner) if k == index], runner, positive)
-            for index, plan in enumerate(plans)]
+    return [
+        _finish(plan, [o for o, k in zip(outputs, owner) if k == index], runner, positive)
+        for index, plan in enumerate(plans)
+    ]
 
 
 def _finish(plan: Plan, batches: list[np.ndarray], runner: Runner, positive: int) -> tuple[dict, Path]:
@@ -149,8 +167,9 @@ def _finish(plan: Plan, batches: list[np.ndarray], runner: Runner, positive: int
     label = runner.labels[positive] if runner.labels else f"class {positive}"
     cells = f"{plan.grid.rows * plan.grid.cols}" if plan.grid else "0"
     title = f"{plan.path.name}: P({label}) of {len(plan.kept)} of {cells} patches ({plan.patch_size} px)"
-    figure = heatmap_figure(plan.thumbnail, plan.size, plan.grid, probability_grid(plan, probabilities, positive),
-                            title, label)
+    figure = heatmap_figure(
+        plan.thumbnail, plan.size, plan.grid, probability_grid(plan, probabilities, positive), title, label
+    )
     write_image_outputs(plan.out, plan.mask_png, figure, document)
     return document, plan.out
 
@@ -167,5 +186,11 @@ def _check_options(options: Options) -> None:
 def _bar(total: int, enabled: bool | None, description: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="patch", file=sys.stderr, dynamic_ncols=True,
-                disable=not (sys.stderr.isatty() if enabled is None else enabled))
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="patch",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=not (sys.stderr.isatty() if enabled is None else enabled),
+    )

@@ -9,6 +9,7 @@ Three readers behind one interface (`level_dimensions`, `read_region`):
 Past the image's edge (the padding of the patch grid) and under transparent pixels every reader gives white, the
 colour of the empty glass around the tissue, so padding reads as background to the mask and to the model alike.
 """
+
 from __future__ import annotations
 
 import abc
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DEFAULT_MAX_PIXELS, open_image as open_plain_image
+from ..data import DEFAULT_MAX_PIXELS
+from ..data import open_image as open_plain_image
 from ..errors import DataError
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -52,7 +54,7 @@ class Reader(abc.ABC):
     def read_level(self, level: int) -> np.ndarray:
         return self.read_region(0, 0, *self.level_dimensions[level], level=level)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a reader of a plain image holds nothing to release)
         pass
 
 
@@ -118,8 +120,9 @@ class TiffImage(Reader):
                 _check_tiff_page(path, level, page)
         except Exception as e:
             self.tiff.close()
-            raise DataError(str(e) if isinstance(e, DataError) else f"{path}: tifffile cannot read it ({_reason(e)})") \
-                from None
+            raise DataError(
+                str(e) if isinstance(e, DataError) else f"{path}: tifffile cannot read it ({_reason(e)})"
+            ) from None
         super().__init__(path, [(p.imagewidth, p.imagelength) for p in self.pages])
 
     def read_region(self, x, y, width, height, level=0):
@@ -130,7 +133,7 @@ class TiffImage(Reader):
             for col in range(max(0, x // chunk_w), min(cols, -(-(x + width) // chunk_w))):
                 chunk, top, left = self._decode(page, row * cols + col)
                 # a full-size edge tile reaches past the image: that part stays white
-                _paste(out, chunk[:page.imagelength - top, :page.imagewidth - left], top - y, left - x)
+                _paste(out, chunk[: page.imagelength - top, : page.imagewidth - left], top - y, left - x)
         return out
 
     def _decode(self, page, index: int) -> tuple[np.ndarray, int, int]:
@@ -140,8 +143,9 @@ class TiffImage(Reader):
             fh.seek(page.dataoffsets[index])
             data = fh.read(page.databytecounts[index])
         try:
-            chunk, position, _ = page.decode(data or None, index, jpegtables=page.jpegtables,
-                                             jpegheader=page.jpegheader)
+            chunk, position, _ = page.decode(
+                data or None, index, jpegtables=page.jpegtables, jpegheader=page.jpegheader
+            )
         except Exception as e:  # missing codec (JPEG needs imagecodecs), corrupt data
             raise DataError(f"{self.path}: tifffile cannot decode tile {index} ({e})") from None
         top, left = position[2], position[3]
@@ -208,8 +212,10 @@ def _open_tiff(path: Path, max_pixels: int) -> Reader:
     tile = _largest_tile(path)
     if tile is not None and tile[0] * tile[1] > max_pixels:  # OpenSlide holds a whole tile for each region it reads,
         # and GLib aborts the process when it cannot allocate it (fuzzed: a TileWidth of 2^31 - 1 asked for 137 GB)
-        raise DataError(f"{path}: declares tiles of {tile[0]:,} x {tile[1]:,} pixels, above --max-pixels "
-                        f"{max_pixels:,}; a corrupt TIFF")
+        raise DataError(
+            f"{path}: declares tiles of {tile[0]:,} x {tile[1]:,} pixels, above --max-pixels "
+            f"{max_pixels:,}; a corrupt TIFF"
+        )
     slide = tiff = None
     errors = []
     for opener in (OpenSlideImage, TiffImage):
@@ -249,9 +255,11 @@ def _decode_plain(path: Path, max_pixels: int) -> np.ndarray:
         return _on_white(im)
 
 
-_TILE_HINT = ("A plain image is decoded whole; convert it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff "
-              "--tile --pyramid`), which is read region by region, or raise --max-pixels if the memory is there "
-              "(3 bytes a pixel).")
+_TILE_HINT = (
+    "A plain image is decoded whole; convert it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tiff "
+    "--tile --pyramid`), which is read region by region, or raise --max-pixels if the memory is there "
+    "(3 bytes a pixel)."
+)
 
 
 def _on_white(im) -> np.ndarray:
@@ -279,21 +287,33 @@ def _to_rgb(chunk: np.ndarray) -> np.ndarray:
 def _check_tiff_page(path: Path, level: int, page) -> None:
     """A level tcc slide reads: 8-bit samples, interleaved, and tiles or strips that cover its declared size (what
     read_region indexes with is checked here, once, rather than met as an IndexError mid-slide)."""
-    if page.dtype != np.uint8 or page.samplesperpixel not in (1, 3, 4) or (
-            page.samplesperpixel > 1 and page.planarconfig != 1) or page.imagedepth != 1:
-        raise DataError(f"{path}: level {level} is {page.dtype} with {page.samplesperpixel} samples per pixel "
-                        f"(planar configuration {page.planarconfig}); tcc slide reads 8-bit grey, RGB or RGBA, "
-                        "interleaved")
+    if (
+        page.dtype != np.uint8
+        or page.samplesperpixel not in (1, 3, 4)
+        or (page.samplesperpixel > 1 and page.planarconfig != 1)
+        or page.imagedepth != 1
+    ):
+        raise DataError(
+            f"{path}: level {level} is {page.dtype} with {page.samplesperpixel} samples per pixel "
+            f"(planar configuration {page.planarconfig}); tcc slide reads 8-bit grey, RGB or RGBA, "
+            "interleaved"
+        )
     if page.imagewidth < 1 or page.imagelength < 1 or min(page.chunks[:2]) < 1:
-        raise DataError(f"{path}: level {level} declares {page.imagewidth} x {page.imagelength} pixels in tiles or "
-                        f"strips of {page.chunks[1]} x {page.chunks[0]}; a corrupt TIFF")
+        raise DataError(
+            f"{path}: level {level} declares {page.imagewidth} x {page.imagelength} pixels in tiles or "
+            f"strips of {page.chunks[1]} x {page.chunks[0]}; a corrupt TIFF"
+        )
     chunks = page.chunked[0] * page.chunked[1]
     if min(len(page.dataoffsets), len(page.databytecounts)) < chunks:
-        raise DataError(f"{path}: level {level} lists {len(page.dataoffsets)} offsets and {len(page.databytecounts)} "
-                        f"byte counts for its {chunks} tiles or strips; a corrupt TIFF")
+        raise DataError(
+            f"{path}: level {level} lists {len(page.dataoffsets)} offsets and {len(page.databytecounts)} "
+            f"byte counts for its {chunks} tiles or strips; a corrupt TIFF"
+        )
     if any(np.asarray(v).dtype.kind not in "iu" for v in (page.dataoffsets, page.databytecounts)):
-        raise DataError(f"{path}: level {level}'s tile or strip offsets or byte counts are not integers (a tag of "
-                        "another type); a corrupt TIFF")
+        raise DataError(
+            f"{path}: level {level}'s tile or strip offsets or byte counts are not integers (a tag of "
+            "another type); a corrupt TIFF"
+        )
 
 
 def _reason(e: Exception) -> str:
@@ -315,4 +335,4 @@ def _paste(out: np.ndarray, chunk: np.ndarray, top: int, left: int) -> None:
     r0, c0 = max(0, -top), max(0, -left)
     r1, c1 = min(chunk.shape[0], out.shape[0] - top), min(chunk.shape[1], out.shape[1] - left)
     if r1 > r0 and c1 > c0:
-        out[top + r0:top + r1, left + c0:left + c1] = chunk[r0:r1, c0:c1]
+        out[top + r0 : top + r1, left + c0 : left + c1] = chunk[r0:r1, c0:c1]

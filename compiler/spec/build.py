@@ -4,6 +4,7 @@ The Builder walks a body (a list of nodes forming a chain unless `in:` says othe
 node kind (op, block, body, branches); the modifiers (when, repeat/connect, residual, side, output) wrap any kind.
 Every error names the spec position of the node that caused it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,8 +18,7 @@ from .expr import evaluate
 from .yamlpos import PosDict, PosList
 
 NODE_KINDS = ("op", "block", "body", "branches")
-COMMON_KEYS = ("id", "in", "when", "repeat", "var", "name", "connect", "merge", "residual", "side", "output",
-               "order")
+COMMON_KEYS = ("id", "in", "when", "repeat", "var", "name", "connect", "merge", "residual", "side", "output", "order")
 MAX_NODES = 100_000
 MAX_PARAMS = 2_000_000_000
 MAX_REPEAT = 4096
@@ -51,7 +51,8 @@ class ParamDecl:
 
         t = self.type
         number = not isinstance(value, bool) and (
-            isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)))
+            isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+        )
         if t == "int":
             if not number or value != int(value):
                 bad(f"expected an integer, got {value!r}")
@@ -66,9 +67,8 @@ class ParamDecl:
         elif t == "str":
             if not isinstance(value, str):
                 bad(f"expected a string, got {value!r}")
-        elif t == "list":
-            if not isinstance(value, list):
-                bad(f"expected a list, got {value!r}")
+        elif t == "list" and not isinstance(value, list):
+            bad(f"expected a list, got {value!r}")
         if (self.lo is not None or self.hi is not None) and not number:
             bad(f"has a min/max, so it must be a number, got {value!r}")
         if self.lo is not None and value < self.lo:
@@ -86,8 +86,9 @@ def parse_params(decls: PosDict | None, reserved: tuple = ()) -> dict[str, Param
     for name, d in (decls or {}).items():
         where = decls.where(name)
         if name in reserved:
-            raise SpecError(f"parameter name '{name}' is reserved: it is a node key ({', '.join(reserved)})",
-                            decls.key_pos[name])
+            raise SpecError(
+                f"parameter name '{name}' is reserved: it is a node key ({', '.join(reserved)})", decls.key_pos[name]
+            )
         if not isinstance(name, str) or not name.isidentifier():
             raise SpecError(f"parameter name must be an identifier, got {name!r}", decls.key_pos[name])
         if isinstance(d, PosDict):
@@ -125,7 +126,7 @@ class Scope:
     """Names visible to `in:` refs; nested bodies see their parents, blocks are closed."""
 
     prefix: str
-    parent: "Scope | None" = None
+    parent: Scope | None = None
     names: dict[str, Value] = field(default_factory=dict)
     used: dict[str, int] = field(default_factory=dict)
     ids: dict[str, tuple[int, Location]] = field(default_factory=dict)  # id -> (index, where) in this body
@@ -186,8 +187,11 @@ class Builder:
         self.nesting += 1
         try:
             v = x
-            scope.ids = {item["id"]: (k, item.where("id")) for k, item in reversed(list(enumerate(nodes)))
-                         if isinstance(item, PosDict) and isinstance(item.get("id"), str)}
+            scope.ids = {
+                item["id"]: (k, item.where("id"))
+                for k, item in reversed(list(enumerate(nodes)))
+                if isinstance(item, PosDict) and isinstance(item.get("id"), str)
+            }
             start, firsts = len(self.param_order), []
             for k, (item, where) in enumerate(zip(nodes, nodes.item_pos)):
                 if not isinstance(item, PosDict):
@@ -231,8 +235,9 @@ class Builder:
         if "id" in spec:
             ident = spec["id"]
             if not _is_name(ident):
-                raise SpecError(f"id must be an identifier or a number (letters, digits, _), got {ident!r}",
-                                spec.where("id"))
+                raise SpecError(
+                    f"id must be an identifier or a number (letters, digits, _), got {ident!r}", spec.where("id")
+                )
             return ident
         if kind in ("op", "block"):
             name = evaluate(spec[kind], env, spec.where(kind))
@@ -253,7 +258,7 @@ class Builder:
         return x
 
     # ------------------------------------------------------------------ repeat
-    def repeated(self, spec, kind, x, scope, env, base) -> Value:
+    def repeated(self, spec, kind, x, scope, env, base) -> Value:  # noqa: PLR0915
         where = spec.where("repeat")
         inputs = self._inputs(spec, x, scope)
         times = evaluate(spec["repeat"], {**env, **self._shape_env_of(inputs)}, where)
@@ -293,8 +298,9 @@ class Builder:
             out = self.single(spec, kind, copy_in, home, cenv, name, explicit_inputs=False)
             if connect == "dense":
                 prev = self._one(v, spec) if isinstance(v, list) else self._single_value(v, spec)
-                v = self._emit(home.full(f"{name}_concat"), "concat", [prev, self._single_value(out, spec)], {},
-                               spec.pos)
+                v = self._emit(
+                    home.full(f"{name}_concat"), "concat", [prev, self._single_value(out, spec)], {}, spec.pos
+                )
             else:
                 v = out
             outs.append(out)
@@ -307,8 +313,11 @@ class Builder:
                 merged = f"{scope.full(base)}.{spec.get('merge', 'concat')}" if nested else scope.full(base)
                 v = self._merge(spec, merged, [self._single_value(o, spec) for o in outs])
         if isinstance(v, list):  # no copy was made, and several inputs cannot pass through as one value
-            raise SpecError(f"no copy was made (repeat count 0 or `when` false), so the node would pass its "
-                            f"input through, but it has {len(v)} inputs", spec.pos)
+            raise SpecError(
+                f"no copy was made (repeat count 0 or `when` false), so the node would pass its "
+                f"input through, but it has {len(v)} inputs",
+                spec.pos,
+            )
         scope.names[base] = v
         return v
 
@@ -384,8 +393,9 @@ class Builder:
             if not isinstance(ref, str):
                 raise SpecError(f"an input must be a node name, got {ref!r}", pos)
             if "${" in ref:
-                raise SpecError(f"`in` takes node names as written; expressions are not evaluated here, got {ref!r}",
-                                pos)
+                raise SpecError(
+                    f"`in` takes node names as written; expressions are not evaluated here, got {ref!r}", pos
+                )
             out.append(self._resolve(ref, scope, pos))
         if not out:
             raise SpecError("`in` is empty", where)
@@ -397,10 +407,16 @@ class Builder:
         if value is None and scope.ahead(head):
             later, current = scope.ahead(head)
             if current:
-                raise SpecError(f"'{head}' is this node (or a group it is in): a node cannot take its own output "
-                                "as input (a cycle)", where)
-            raise SpecError(f"input '{ref}' is defined later, at {later}: inputs must name earlier nodes, so a "
-                            "graph cannot have a cycle", where)
+                raise SpecError(
+                    f"'{head}' is this node (or a group it is in): a node cannot take its own output "
+                    "as input (a cycle)",
+                    where,
+                )
+            raise SpecError(
+                f"input '{ref}' is defined later, at {later}: inputs must name earlier nodes, so a "
+                "graph cannot have a cycle",
+                where,
+            )
         if value is None:
             known = scope.visible()
             raise SpecError(
@@ -495,7 +511,9 @@ class Builder:
             want = f"{lo}" if lo == hi else f"at least {lo}"
             raise SpecError(f"{name}: op {opname} takes {want} input(s), got {len(inputs)}", where)
         shapes = [self.graph.shape(r) for r in inputs]
-        attrs = {a.name: None if a.default is None else a.coerce(a.default) for a in opdef.args if not a.required} | attrs
+        attrs = {
+            a.name: None if a.default is None else a.coerce(a.default) for a in opdef.args if not a.required
+        } | attrs
         try:
             if opdef.prepare:
                 attrs = opdef.prepare(attrs, shapes)
@@ -545,7 +563,8 @@ class Builder:
             if key not in block.params:
                 known = list(block.params) or ["none"]
                 raise SpecError(
-                    f"unknown parameter '{key}' for block {bname}{suggest(key, known)} (parameters: {', '.join(known)})",
+                    f"unknown parameter '{key}' for block {bname}{suggest(key, known)} "
+                    f"(parameters: {', '.join(known)})",
                     spec.key_pos[key],
                 )
             value = self._eval_deep(spec[key], cenv, spec.where(key))

@@ -8,9 +8,11 @@ also say where a model parameter can be read from the checkpoint (`params: {num_
 
 Key maps (a layout's `key_map:` or `--key-map FILE`) map checkpoint keys to spec names: an exact key; a key ending
 in `.`, which renames a prefix; or a pattern with `*`, each `*` matching a non-empty run of characters that the
-value's `*` (as many, in order) repeats (a pattern ending in `.` renames a prefix too). Exact keys win over patterns, patterns (in file order) over prefixes (the
+value's `*` (as many, in order) repeats (a pattern ending in `.` renames a prefix too). Exact keys win over patterns,
+patterns (in file order) over prefixes (the
 longest). This module reads no tensors and imports no torch: the spec loader parses layouts with it.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +38,9 @@ class KeyMap:
         exact, patterns, prefixes = {}, [], []
         for key, value in self.entries:
             if "*" in key:  # a pattern ending in '.' renames a prefix, like a plain prefix
-                regex = re.compile("(.+?)".join(re.escape(p) for p in key.split("*")) + ("" if key.endswith(".")
-                                                                                         else r"\Z"))
+                regex = re.compile(
+                    "(.+?)".join(re.escape(p) for p in key.split("*")) + ("" if key.endswith(".") else r"\Z")
+                )
                 patterns.append((regex, value))
             elif key.endswith("."):
                 prefixes.append((key, value))
@@ -57,10 +60,10 @@ class KeyMap:
             m = regex.match(key)
             if m:
                 parts = value.split("*")
-                return parts[0] + "".join(g + p for g, p in zip(m.groups(), parts[1:])) + key[m.end():]
+                return parts[0] + "".join(g + p for g, p in zip(m.groups(), parts[1:])) + key[m.end() :]
         for prefix, value in self._prefixes:
             if key.startswith(prefix):
-                return value + key[len(prefix):]
+                return value + key[len(prefix) :]
         return key
 
 
@@ -69,8 +72,10 @@ def key_map_problem(key, value) -> str | None:
     if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
         return "a key map maps checkpoint keys to spec names (non-empty strings)"
     if key.count("*") != value.count("*"):
-        return f"'{key}' has {key.count('*')} '*' but '{value}' has {value.count('*')}: each '*' of a key is repeated " \
-               "by one '*' of its value"
+        return (
+            f"'{key}' has {key.count('*')} '*' but '{value}' has {value.count('*')}: each '*' of a key is repeated "
+            "by one '*' of its value"
+        )
     if key.endswith(".") != value.endswith("."):
         return f"'{key}' -> '{value}': a prefix (ending in '.') renames to a prefix"
     return None
@@ -112,8 +117,7 @@ class CheckpointLayout:
     where: Location | None = None
 
     def describe(self) -> str:
-        how = "by order" if self.match == "by_order" else ("by name through its key map" if self.key_map
-                                                          else "by name")
+        how = "by order" if self.match == "by_order" else ("by name through its key map" if self.key_map else "by name")
         return f"checkpoint layout '{self.name}' ({how})"
 
 
@@ -137,28 +141,34 @@ def parse_layouts(section, spec_path: Path, params: dict, tensors: dict) -> tupl
                 km = load_file(path)
                 files.append(path)
                 if not isinstance(km, PosDict) or not km:
-                    raise SpecError("a key map is a mapping of checkpoint keys to spec names",
-                                    getattr(km, "pos", km_where))
+                    raise SpecError(
+                        "a key map is a mapping of checkpoint keys to spec names", getattr(km, "pos", km_where)
+                    )
             for key, value in km.items():
                 problem = key_map_problem(key, value)
                 if problem:
                     raise SpecError(problem, km.key_pos.get(key, km_where))
             key_map = KeyMap(tuple(km.items()))
             if item["match"] == "by_order":
-                raise SpecError("a by_order layout matches tensors by position: a key map means match: by_name",
-                                km_where)
+                raise SpecError(
+                    "a by_order layout matches tensors by position: a key map means match: by_name", km_where
+                )
         sources = []
         for pname, src in item.get("params", {}).items():
             pwhere = item["params"].key_pos[pname]
             if pname not in params:
                 raise SpecError(f"'{pname}' is not a parameter of the model{suggest(pname, params)}", pwhere)
             if src["tensor"] not in tensors:
-                raise SpecError(f"no spec tensor '{src['tensor']}'{suggest(src['tensor'], tensors)} (the names "
-                                "`tcc check` prints, with .weight / .bias)", src.where("tensor"))
+                raise SpecError(
+                    f"no spec tensor '{src['tensor']}'{suggest(src['tensor'], tensors)} (the names "
+                    "`tcc check` prints, with .weight / .bias)",
+                    src.where("tensor"),
+                )
             rank = len(tensors[src["tensor"]])
             if not 0 <= src["dim"] < rank:
-                raise SpecError(f"{src['tensor']} has {rank} dimensions; dim {src['dim']} does not exist",
-                                src.where("dim"))
+                raise SpecError(
+                    f"{src['tensor']} has {rank} dimensions; dim {src['dim']} does not exist", src.where("dim")
+                )
             if not isinstance(params[pname], int) or isinstance(params[pname], bool):
                 raise SpecError(f"'{pname}' is not an integer parameter, so it cannot be a tensor's size", pwhere)
             sources.append(ParamSource(pname, src["tensor"], src["dim"], pwhere))

@@ -2,6 +2,7 @@
 
 A string that is exactly one `${...}` evaluates to a typed value; `${}` inside a longer string interpolates.
 """
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,8 @@ import re
 
 from ..errors import Location, SpecError
 
-_WHOLE = re.compile(r"^\$\{(.*)\}$", re.S)
-_PART = re.compile(r"\$\{(.*?)\}", re.S)
+_WHOLE = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
+_PART = re.compile(r"\$\{(.*?)\}", re.DOTALL)
 MAX_EXPR_LEN = 500
 MAX_INT = 2**63  # results beyond this are refused (no bignum blow-ups from `**`)
 MAX_LEN = 100_000  # strings and lists longer than this are refused
@@ -208,7 +209,9 @@ class _Interpreter(ast.NodeVisitor):
     def visit_Subscript(self, node):
         seq = self.visit(node.value)
         if isinstance(node.slice, ast.Slice):  # a slice is never longer than what it slices
-            bounds = [None if b is None else self.visit(b) for b in (node.slice.lower, node.slice.upper, node.slice.step)]
+            bounds = [
+                None if b is None else self.visit(b) for b in (node.slice.lower, node.slice.upper, node.slice.step)
+            ]
             if any(b is not None and (isinstance(b, bool) or not isinstance(b, int)) for b in bounds):
                 self.fail("slice bounds must be integers")
             return seq[slice(*bounds)]

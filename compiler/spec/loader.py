@@ -1,4 +1,5 @@
 """Loading a model spec: documents, the block registry (local, imports, zoo), parameters and `--set` overrides."""
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,9 @@ class BlockRegistry:
                     if doc.get("kind") != "block":
                         raise SpecError(f"{path} is a {doc.get('kind')}, not a block", doc.pos)
                     if doc["name"] != name:
-                        raise SpecError(f"block file {path.name} must define block '{name}', not '{doc['name']}'",
-                                        doc.where("name"))
+                        raise SpecError(
+                            f"block file {path.name} must define block '{name}', not '{doc['name']}'", doc.where("name")
+                        )
                     block = block_from_doc(doc, name)
                 except SpecError as e:
                     e.message += f"\n  in block '{name}' used at {where}"
@@ -166,8 +168,9 @@ def _resolve_params(doc: PosDict, overrides: dict) -> dict:
     unknown = [k for k in overrides if k not in decls]
     if unknown:
         known = ", ".join(decls) or "none"
-        raise SpecError(f"--set {unknown[0]}: the model has no such parameter{suggest(unknown[0], decls)} "
-                        f"(parameters: {known})")
+        raise SpecError(
+            f"--set {unknown[0]}: the model has no such parameter{suggest(unknown[0], decls)} (parameters: {known})"
+        )
     env = {}
     for name, decl in decls.items():
         if name in overrides:
@@ -215,8 +218,10 @@ def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
     color = pre.get("color", {1: "L", 3: "RGB"}.get(channels))
     want = 1 if color == "L" else 3
     if color is not None and want != channels:
-        raise SpecError(f"color {color} gives {want} channel(s) but the input shape has {channels}",
-                        pre.where("color") if "color" in pre else inp.pos)
+        raise SpecError(
+            f"color {color} gives {want} channel(s) but the input shape has {channels}",
+            pre.where("color") if "color" in pre else inp.pos,
+        )
     stats = {}
     for key, default in (("mean", 0.0), ("std", 1.0)):
         values = tuple(float(v) for v in pre.get(key, [default] * channels))
@@ -277,12 +282,13 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
     if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
         if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
             changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            notes.append(f"the spec's {len(labels)} labels do not fit the output width {out_shape[0]} with "
-                         f"{changed}; predictions carry no label")
+            notes.append(
+                f"the spec's {len(labels)} labels do not fit the output width {out_shape[0]} with "
+                f"{changed}; predictions carry no label"
+            )
             labels = None
         else:
-            raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}",
-                            doc.where("labels"))
+            raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}", doc.where("labels"))
     return Model(
         name=doc["name"],
         path=path,
@@ -295,6 +301,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
         notes=notes,
         checkpoints=checkpoints,
         overrides=dict(overrides or {}),
-        calibrate={k: v if k == "activation_bits" else bool(v) for k, v in doc.get("calibrate", {}).items()
-                   if k != "doc"},
+        calibrate={
+            k: v if k == "activation_bits" else bool(v) for k, v in doc.get("calibrate", {}).items() if k != "doc"
+        },
     )

@@ -2,6 +2,7 @@
 
 `spec/schema/tcc.schema.json` is this schema written out (`tools/gen_schema.py`); a test keeps the two equal.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,22 +52,34 @@ def _arg_schema(arg) -> dict:
 
 _COMMON = {
     "id": {**_NODE_ID, "description": "node name (hierarchical names join ids with dots)"},
-    "in": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-           "description": "explicit input(s): earlier node ids or block inputs; name.k picks output k"},
+    "in": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+        "description": "explicit input(s): earlier node ids or block inputs; name.k picks output k",
+    },
     "when": {**_BOOL, "description": "skip the node (pass its input through) when false"},
-    "repeat": {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "array"}, {"$ref": "#/$defs/expr"}],
-               "description": "repeat the node: a count or a list of items"},
+    "repeat": {
+        "anyOf": [{"type": "integer", "minimum": 0}, {"type": "array"}, {"$ref": "#/$defs/expr"}],
+        "description": "repeat the node: a count or a list of items",
+    },
     "var": {**_IDENT, "description": "the repeat variable (default i)"},
-    "name": {"type": "string", "description": "name template of repeated copies; without it copies nest under the id: id.0, id.1, ..."},
+    "name": {
+        "type": "string",
+        "description": "name template of repeated copies; without it copies nest under the id: id.0, id.1, ...",
+    },
     "connect": {"enum": ["chain", "dense", "parallel"], "description": "how repeated copies connect"},
     "merge": {"enum": ["concat", "add"], "description": "how branches / parallel copies are merged"},
-    "residual": {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}, {"$ref": "#/$defs/body"}],
-                 "description": "add the input to the output; a list of nodes is the shortcut path"},
+    "residual": {
+        "anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}, {"$ref": "#/$defs/body"}],
+        "description": "add the input to the output; a list of nodes is the shortcut path",
+    },
     "side": {"type": "boolean", "description": "hang off the chain (auxiliary head)"},
     "output": {"type": "string", "description": "name of an auxiliary (training-only) output"},
-    "order": {"enum": ["first"], "description": "first: the node's tensors come before the rest of its body's in "
-                                                "the parameter order (a module's own nn.Parameter, e.g. ConvNeXt's "
-                                                "layer_scale, precedes its submodules' in PyTorch's state_dict)"},
+    "order": {
+        "enum": ["first"],
+        "description": "first: the node's tensors come before the rest of its body's in "
+        "the parameter order (a module's own nn.Parameter, e.g. ConvNeXt's "
+        "layer_scale, precedes its submodules' in PyTorch's state_dict)",
+    },
 }
 assert set(_COMMON) == set(COMMON_KEYS)
 
@@ -81,19 +94,23 @@ def _node_schema() -> dict:
     # The rules only list the keys allowed beside each kind (`true`: the value is checked once, by the node's
     # own `properties`). Repeating the value schemas here would check every nested body twice per level, which
     # is exponential in the nesting depth.
-    common = {k: True for k in _COMMON}
+    common = dict.fromkeys(_COMMON, True)
     rules = []
     for name, opdef in sorted(OPS.items()):
         props = {**common, "op": {"const": name}, **{a.name: _arg_schema(a) for a in opdef.args}}
-        rules.append({
-            "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
-            "then": {"properties": props, "additionalProperties": False},
-        })
+        rules.append(
+            {
+                "if": {"properties": {"op": {"const": name}}, "required": ["op"]},
+                "then": {"properties": props, "additionalProperties": False},
+            }
+        )
     for kind in ("body", "branches"):
-        rules.append({
-            "if": {"required": [kind]},
-            "then": {"properties": {**common, kind: True}, "additionalProperties": False},
-        })
+        rules.append(
+            {
+                "if": {"required": [kind]},
+                "then": {"properties": {**common, kind: True}, "additionalProperties": False},
+            }
+        )
     return {
         "type": "object",
         "properties": {**_COMMON, **kinds},
@@ -132,9 +149,13 @@ _BLOCK_PROPS = {
 _PREPROCESS = {
     "type": "object",
     "properties": {
-        "resize": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/expr"},
-                             {"type": "array", "items": _or_expr({"type": "integer", "minimum": 1}),
-                              "minItems": 2, "maxItems": 2}]},
+        "resize": {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"$ref": "#/$defs/expr"},
+                {"type": "array", "items": _or_expr({"type": "integer", "minimum": 1}), "minItems": 2, "maxItems": 2},
+            ]
+        },
         "interpolation": {"enum": ["nearest", "bilinear", "bicubic", "lanczos"]},
         "color": {"enum": ["RGB", "BGR", "L"]},
         "scale": {"type": "number"},
@@ -148,21 +169,30 @@ _PREPROCESS = {
 _CHECKPOINT = {
     "type": "object",
     "description": "a checkpoint layout this spec is known to match: a plain --weights tries the spec's names, "
-                   "then each layout in order",
+    "then each layout in order",
     "properties": {
         "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
         "doc": {"type": "string", "description": "where such checkpoints come from"},
-        "match": {"enum": ["by_name", "by_order"],
-                  "description": "by_name: keys (through key_map) equal the spec's names; by_order: the tensors in "
-                                 "the spec's parameter order, shapes checked"},
-        "key_map": {"anyOf": [
-            {"type": "string", "description": "a YAML/JSON key map file, relative to the spec"},
-            {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1,
-             "description": "checkpoint key (exact, 'prefix.' or a pattern with *) -> spec name"}]},
+        "match": {
+            "enum": ["by_name", "by_order"],
+            "description": "by_name: keys (through key_map) equal the spec's names; by_order: the tensors in "
+            "the spec's parameter order, shapes checked",
+        },
+        "key_map": {
+            "anyOf": [
+                {"type": "string", "description": "a YAML/JSON key map file, relative to the spec"},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "minProperties": 1,
+                    "description": "checkpoint key (exact, 'prefix.' or a pattern with *) -> spec name",
+                },
+            ]
+        },
         "params": {
             "type": "object",
             "description": "model parameters read from the checkpoint: the size of `dim` of the checkpoint tensor "
-                           "that imports into the spec tensor `tensor` (e.g. num_classes from the classifier)",
+            "that imports into the spec tensor `tensor` (e.g. num_classes from the classifier)",
             "additionalProperties": {
                 "type": "object",
                 "properties": {"tensor": {"type": "string"}, "dim": {"type": "integer", "minimum": 0}},
@@ -176,19 +206,23 @@ _CHECKPOINT = {
 }
 
 
-# the post-training steps a model's INT8 calibration runs by default (tcc.quant.table.steps.Steps); a command-line switch
+# the post-training steps a model's INT8 calibration runs by default (tcc.quant.table.steps.Steps); a command-line
+# switch
 # (--bias-correction / --no-bias-correction, ...) overrides it
 _CALIBRATE = {
     "type": "object",
     "description": "INT8 calibration defaults for this model: which post-training steps `tcc calibrate` and `tcc "
-                   "build --data` run unless their switches say otherwise (tcc's own default: none)",
+    "build --data` run unless their switches say otherwise (tcc's own default: none)",
     "properties": {
         "doc": {"type": "string", "description": "why (what was measured)"},
         "equalization": {"type": "boolean"},
         "bias_correction": {"type": "boolean"},
         "rounding": {"type": "boolean"},
-        "activation_bits": {"enum": [8, 16], "description": "activation width (`--activation-bits`): 16 for int16 "
-                            "activations with 8-bit weights, TVM targets and TFLite (its 16x8 mode)"},
+        "activation_bits": {
+            "enum": [8, 16],
+            "description": "activation width (`--activation-bits`): 16 for int16 "
+            "activations with 8-bit weights, TVM targets and TFLite (its 16x8 mode)",
+        },
     },
     "additionalProperties": False,
 }
@@ -237,9 +271,13 @@ def build_schema() -> dict:
                     "input": {
                         "type": "object",
                         "properties": {
-                            "shape": {"type": "array", "items": _or_expr({"type": "integer", "minimum": 1}),
-                                      "minItems": 3, "maxItems": 3,
-                                      "description": "C, H, W; expressions over the model's params allowed"},
+                            "shape": {
+                                "type": "array",
+                                "items": _or_expr({"type": "integer", "minimum": 1}),
+                                "minItems": 3,
+                                "maxItems": 3,
+                                "description": "C, H, W; expressions over the model's params allowed",
+                            },
                             "layout": {"const": "NCHW"},
                             "preprocess": _PREPROCESS,
                         },
@@ -304,8 +342,9 @@ def _fitting_branch(err):
     for e in err.context:
         branches.setdefault(next(iter(e.relative_schema_path), None), []).append(e)
     mismatch = ("type", "enum", "const", "pattern")
-    fitting = [errs for errs in branches.values()
-               if not any(e.validator in mismatch and not e.relative_path for e in errs)]
+    fitting = [
+        errs for errs in branches.values() if not any(e.validator in mismatch and not e.relative_path for e in errs)
+    ]
     return min(fitting[0], key=_rank) if len(fitting) == 1 else None
 
 
@@ -344,10 +383,13 @@ def _to_spec_error(err, doc) -> SpecError:
         op = node.get("op")
         if isinstance(op, str) and op in OPS and not any(f"'{k}'" in hint for k in _COMMON):
             args = [a.name for a in OPS[op].args]
-            return SpecError(f"unknown argument '{key}' for op {op}{hint} (arguments: {', '.join(args) or 'none'})",
-                             node.key_pos.get(key, where))
-        return SpecError(f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})",
-                         node.key_pos.get(key, where))
+            return SpecError(
+                f"unknown argument '{key}' for op {op}{hint} (arguments: {', '.join(args) or 'none'})",
+                node.key_pos.get(key, where),
+            )
+        return SpecError(
+            f"unknown key '{key}'{hint} (allowed here: {', '.join(allowed)})", node.key_pos.get(key, where)
+        )
     if path and path[-1] == "op" and isinstance(node, str) and v in ("anyOf", "enum"):
         return SpecError(f"unknown op {node!r}{suggest(node, OPS)} (ops: {', '.join(sorted(OPS))})", where)
     if v == "required":

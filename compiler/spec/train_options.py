@@ -3,6 +3,7 @@ flags, `RUN/config.yaml` and the JSON Schema of all four are derived from it.
 
 Plain data (no torch), so the spec schema (`tcc.spec.schema`) can include the `train:` section's schema.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,8 +44,10 @@ def _comma_list(text: str) -> list[str]:
     return [] if items in ([], ["none"]) else items
 
 
-_MODEL_PARAMS = {"type": "object",
-                 "additionalProperties": {"type": ["integer", "number", "boolean", "string", "array"]}}
+_MODEL_PARAMS = {
+    "type": "object",
+    "additionalProperties": {"type": ["integer", "number", "boolean", "string", "array"]},
+}
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,21 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("data", {"type": "string"}, None, "image folder: one folder per class (sorted names are the labels), or "
-           "train/ and val/ each holding the class folders", path=True, metavar="DIR"),
-    Option("val_fraction", _number(exclusiveMinimum=0, exclusiveMaximum=1), 0.2,
-           "share of each class held out for validation (seeded) when the data has no train/ and val/"),
+    Option(
+        "data",
+        {"type": "string"},
+        None,
+        "image folder: one folder per class (sorted names are the labels), or "
+        "train/ and val/ each holding the class folders",
+        path=True,
+        metavar="DIR",
+    ),
+    Option(
+        "val_fraction",
+        _number(exclusiveMinimum=0, exclusiveMaximum=1),
+        0.2,
+        "share of each class held out for validation (seeded) when the data has no train/ and val/",
+    ),
     Option("epochs", _int(1), 10, "epochs to train"),
     Option("batch_size", _int(1), 32, "global batch size: under torchrun it is split across the processes"),
     Option("optimizer", _enum(OPTIMIZERS), "sgd", "sgd (with momentum: DDSNet's) or adam (FastNet's)"),
@@ -86,44 +100,104 @@ OPTIONS: tuple[Option, ...] = (
     Option("step_every", _int(1), 10, "step schedule: multiply the rate by step_factor every this many epochs"),
     Option("step_factor", _number(exclusiveMinimum=0, maximum=1), 0.1, "step schedule: the factor"),
     Option("loss", _enum(LOSSES), "ce", "ce (cross-entropy), focal (eq. 6 of FastNet) or attloss (FastNet's eq. 7)"),
-    Option("alpha", _or_null({"anyOf": [_POSITIVE, _WEIGHTS]}), None,
-           "focal: weight of the positive classes (class 0 gets 1 - alpha; default 0.25); attloss: the alpha of "
-           "alpha^y (default 1); or one weight per class", metavar="X|LIST"),
+    Option(
+        "alpha",
+        _or_null({"anyOf": [_POSITIVE, _WEIGHTS]}),
+        None,
+        "focal: weight of the positive classes (class 0 gets 1 - alpha; default 0.25); attloss: the alpha of "
+        "alpha^y (default 1); or one weight per class",
+        metavar="X|LIST",
+    ),
     Option("gamma", _number(minimum=0), 2.0, "focal / attloss: the focusing exponent gamma"),
-    Option("class_weights", _or_null({"anyOf": [{"const": "auto"}, _WEIGHTS]}), None,
-           "ce: one weight per class ([w0, w1, ...]), or auto (inverse class frequency of the training set)",
-           metavar="auto|LIST"),
+    Option(
+        "class_weights",
+        _or_null({"anyOf": [{"const": "auto"}, _WEIGHTS]}),
+        None,
+        "ce: one weight per class ([w0, w1, ...]), or auto (inverse class frequency of the training set)",
+        metavar="auto|LIST",
+    ),
     Option("aux_weight", _number(minimum=0), 0.3, "weight of each auxiliary head's loss (GoogLeNet-style heads)"),
-    Option("augment", {"type": "array", "items": _enum(AUGMENTATIONS), "uniqueItems": True}, list(AUGMENTATIONS),
-           "training augmentations: flips with probability 1/2, rot90 by 0, 90, 180 or 270 degrees (uniform); "
-           "on the command line a comma-separated list or none", parse=_comma_list, metavar="LIST"),
+    Option(
+        "augment",
+        {"type": "array", "items": _enum(AUGMENTATIONS), "uniqueItems": True},
+        list(AUGMENTATIONS),
+        "training augmentations: flips with probability 1/2, rot90 by 0, 90, 180 or 270 degrees (uniform); "
+        "on the command line a comma-separated list or none",
+        parse=_comma_list,
+        metavar="LIST",
+    ),
     Option("metric", _enum(METRICS), "macro_f1", "validation metric that picks best.pt"),
     Option("seed", _int(0), 0, "seed of the initial weights, the split, the sample order, augmentation and dropout"),
-    Option("weights", _or_null({"type": "string"}), None, "start from this checkpoint (a state_dict)", path=True,
-           metavar="FILE"),
+    Option(
+        "weights",
+        _or_null({"type": "string"}),
+        None,
+        "start from this checkpoint (a state_dict)",
+        path=True,
+        metavar="FILE",
+    ),
     Option("by_order", {"type": "boolean"}, False, "match the checkpoint's tensors to the spec in order"),
-    Option("head", _or_null({"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}),
-           None, "the classifier head's nodes, re-initialised where --weights has another class count (default: "
-           "found from the graph: the last weighted layers before the outputs)", parse=_comma_list,
-           metavar="NODES"),
-    Option("freeze", {"type": "array", "items": {"type": "string"}, "uniqueItems": True}, [],
-           "nodes to keep as they are (no gradient, BatchNorm statistics kept): node-name prefixes, or backbone "
-           "(every node outside the head); on the command line a comma-separated list", parse=_comma_list,
-           metavar="LIST"),
-    Option("precise_bn", _int(0), 200, "before each validation and checkpoint, recompute every BatchNorm layer's "
-           "running statistics over up to N training batches (train mode, no gradients); 0: keep the running "
-           "averages"),
-    Option("key_map", _or_null({"type": "string"}), None, "YAML/JSON mapping of checkpoint keys to spec names",
-           path=True, metavar="FILE"),
-    Option("set", _MODEL_PARAMS, {}, "model parameter overrides (the command line's --set KEY=VALUE)",
-           metavar="KEY=VALUE"),
-    Option("max_pixels", _or_null(_int(1)), None, "refuse training images declaring more than N pixels, before "
-           "decoding them (default: tcc's cap, 20,000 x 20,000)", run_only=True, metavar="N"),
-    Option("num_workers", _int(0), 0, "DataLoader worker processes per training process (0: load in the "
-           "training process)", run_only=True),
+    Option(
+        "head",
+        _or_null({"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True}),
+        None,
+        "the classifier head's nodes, re-initialised where --weights has another class count (default: "
+        "found from the graph: the last weighted layers before the outputs)",
+        parse=_comma_list,
+        metavar="NODES",
+    ),
+    Option(
+        "freeze",
+        {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        [],
+        "nodes to keep as they are (no gradient, BatchNorm statistics kept): node-name prefixes, or backbone "
+        "(every node outside the head); on the command line a comma-separated list",
+        parse=_comma_list,
+        metavar="LIST",
+    ),
+    Option(
+        "precise_bn",
+        _int(0),
+        200,
+        "before each validation and checkpoint, recompute every BatchNorm layer's "
+        "running statistics over up to N training batches (train mode, no gradients); 0: keep the running "
+        "averages",
+    ),
+    Option(
+        "key_map",
+        _or_null({"type": "string"}),
+        None,
+        "YAML/JSON mapping of checkpoint keys to spec names",
+        path=True,
+        metavar="FILE",
+    ),
+    Option(
+        "set", _MODEL_PARAMS, {}, "model parameter overrides (the command line's --set KEY=VALUE)", metavar="KEY=VALUE"
+    ),
+    Option(
+        "max_pixels",
+        _or_null(_int(1)),
+        None,
+        "refuse training images declaring more than N pixels, before "
+        "decoding them (default: tcc's cap, 20,000 x 20,000)",
+        run_only=True,
+        metavar="N",
+    ),
+    Option(
+        "num_workers",
+        _int(0),
+        0,
+        "DataLoader worker processes per training process (0: load in the training process)",
+        run_only=True,
+    ),
     Option("device", _enum(("auto", "cpu", "cuda")), "auto", "auto: cuda when available, else cpu", run_only=True),
-    Option("nproc", _int(1), 1, "processes to train with (tcc starts torchrun; the same result as one process)",
-           run_only=True),
+    Option(
+        "nproc",
+        _int(1),
+        1,
+        "processes to train with (tcc starts torchrun; the same result as one process)",
+        run_only=True,
+    ),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -5,6 +5,7 @@ objects. Aliases are bounded twice, by the number of alias uses and by the numbe
 on the composed node graph, where an alias is shared, before anything is copied), so a billion-laughs document is
 refused before it costs time or memory. Nesting is bounded too, so no document can exhaust the Python stack.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,7 +59,7 @@ class PosList(list):
 def make_dict(items: dict, where: Location) -> PosDict:
     """A PosDict for values that were not read from a file (e.g. `--set` overrides)."""
     d = PosDict(items)
-    d.pos, d.key_pos, d.value_pos = where, {k: where for k in items}, {k: where for k in items}
+    d.pos, d.key_pos, d.value_pos = where, dict.fromkeys(items, where), dict.fromkeys(items, where)
     return d
 
 
@@ -83,8 +84,10 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise SpecError(f"the document is nested more than {MAX_DEPTH} levels deep",
-                                _loc(self._file, self.peek_event().start_mark))
+                raise SpecError(
+                    f"the document is nested more than {MAX_DEPTH} levels deep",
+                    _loc(self._file, self.peek_event().start_mark),
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -134,8 +137,9 @@ def load_text(text: str, file: str) -> object:
         raise _yaml_error(e, file) from None
     except yaml.reader.ReaderError as e:
         ch = f"U+{e.character:04X}" if isinstance(e.character, int) else repr(e.character)
-        raise SpecError(f"invalid YAML: character {ch} is not allowed ({e.reason})",
-                        _offset_loc(text, e.position, file)) from None
+        raise SpecError(
+            f"invalid YAML: character {ch} is not allowed ({e.reason})", _offset_loc(text, e.position, file)
+        ) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", Location(file, 1, 1)) from None
     finally:
@@ -176,16 +180,19 @@ def _check_expansion(root, file: str) -> None:
     def measure(node) -> tuple[int, int]:
         key = id(node)
         if key in counting:  # `&a [*a]`: PyYAML composes it, but it has no finite expansion
-            raise SpecError("a YAML alias is used inside its own anchor (a recursive document)",
-                            _loc(file, node.start_mark))
+            raise SpecError(
+                "a YAML alias is used inside its own anchor (a recursive document)", _loc(file, node.start_mark)
+            )
         if key not in sizes:
             counting.add(key)
             inner = [measure(c) for c in children(node)]
             total = 1 + sum(n for n, _ in inner)
             depth = 1 + max((d for _, d in inner), default=0)
             if depth > MAX_DEPTH:  # nested aliases can nest deeper than the text does
-                raise SpecError(f"the document is nested more than {MAX_DEPTH} levels deep (through aliases)",
-                                _loc(file, node.start_mark))
+                raise SpecError(
+                    f"the document is nested more than {MAX_DEPTH} levels deep (through aliases)",
+                    _loc(file, node.start_mark),
+                )
             sizes[key] = (min(total, MAX_NODES + 1), depth)
             counting.discard(key)
         return sizes[key]
@@ -198,8 +205,9 @@ def _check_expansion(root, file: str) -> None:
         if big is None:
             break
         node = big
-    raise SpecError(f"document expands to more than {MAX_NODES:,} nodes (aliases?); refusing it",
-                    _loc(file, node.start_mark))
+    raise SpecError(
+        f"document expands to more than {MAX_NODES:,} nodes (aliases?); refusing it", _loc(file, node.start_mark)
+    )
 
 
 def load_file(path: str | Path) -> object:

@@ -1,6 +1,7 @@
 """The model zoo shipped with tcc: every model spec (spec/*.yaml, spec/baselines/*.yaml) by its file name, so that a
 command takes `ddsnet` where it takes `spec/ddsnet.yaml` (`tcc build ddsnet --target arm-a7`), in the checkout and
 from an installed wheel alike (tcc.resources finds the files)."""
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,9 @@ def _summary(path: Path) -> str:
 def _spec_files() -> list[tuple[str, Path]]:
     """(group, file) of every shipped spec: the papers' models first, then the baselines, each group by name."""
     root = specs_dir()
-    return ([("paper", p) for p in sorted(root.glob("*.yaml"))]
-            + [("baseline", p) for p in sorted((root / "baselines").glob("*.yaml"))])
+    return [("paper", p) for p in sorted(root.glob("*.yaml"))] + [
+        ("baseline", p) for p in sorted((root / "baselines").glob("*.yaml"))
+    ]
 
 
 def zoo_models() -> dict[str, ZooModel]:
@@ -51,5 +53,6 @@ def resolve_spec(spec: str | Path) -> Path:
     models = {p.stem: p for _, p in _spec_files()}  # names only: no file is read to resolve one
     if str(spec) in models:
         return models[str(spec)]
-    raise SpecError(f"no such spec file, and no zoo model named '{spec}'{suggest(spec, models)}; "
-                    "`tcc zoo` lists the models")
+    raise SpecError(
+        f"no such spec file, and no zoo model named '{spec}'{suggest(spec, models)}; `tcc zoo` lists the models"
+    )

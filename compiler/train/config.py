@@ -7,6 +7,7 @@ Paths in a file are relative to that file's folder (as a spec's imports are), on
 directory. `set` (model parameter overrides) merges key by key. `--resume RUN` takes RUN/config.yaml as it is:
 only the options that do not change the result (workers, device, process count) may differ.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Op
 from ..spec.yamlpos import PosDict, load_file, parse_scalar, plain
 
 CONFIG_FILE = "config.yaml"
-_HEADER = ("# tcc train: every option of this run, resolved (paths relative to this file). The same run again:\n"
-           "#   tcc train SPEC --config config.yaml -o NEW_RUN\n")
+_HEADER = (
+    "# tcc train: every option of this run, resolved (paths relative to this file). The same run again:\n"
+    "#   tcc train SPEC --config config.yaml -o NEW_RUN\n"
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,12 @@ def resolve(spec: str | Path, args, run: Path | None = None) -> Config:
     recorded, resumed = _merge([base]), _merge([base, *given])
     for name, value in recorded.result_options().items():
         if resumed.values[name] != value:
-            raise resumed.error(name, f"--resume continues {run} with the options it was started with ({name}: "
-                                      f"{value!r}); to change them, start a new run (--config {run / CONFIG_FILE} "
-                                      f"and -o NEW_RUN)")
+            raise resumed.error(
+                name,
+                f"--resume continues {run} with the options it was started with ({name}: "
+                f"{value!r}); to change them, start a new run (--config {run / CONFIG_FILE} "
+                f"and -o NEW_RUN)",
+            )
     return resumed
 
 

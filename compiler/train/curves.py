@@ -1,12 +1,17 @@
 """RUN/curves.png: the training and validation loss, the validation metrics and the learning rate per epoch."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..plots import pyplot, save
 
-_METRICS = (("accuracy", "accuracy"), ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
-            ("macro_f1", "macro F1"))
+_METRICS = (
+    ("accuracy", "accuracy"),
+    ("macro_precision", "macro precision"),
+    ("macro_recall", "macro recall"),
+    ("macro_f1", "macro F1"),
+)
 
 
 def training_curves(history: list[dict], metric: str, best_epoch: int | None):

@@ -8,6 +8,7 @@ Class folders are sorted by name; their index is the label. Images are found rec
 Augmentation is a function of (seed, epoch, sample index) only, never of a process's RNG, so one process and
 many (torchrun) see the same augmented samples.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ class Split:
 
     def describe(self) -> str:
         how = "given split" if self.given else "seeded stratified split"
-        return (f"{len(self.classes)} classes ({', '.join(self.classes)}), {len(self.train)} train / "
-                f"{len(self.val)} val images ({how})")
+        return (
+            f"{len(self.classes)} classes ({', '.join(self.classes)}), {len(self.train)} train / "
+            f"{len(self.val)} val images ({how})"
+        )
 
 
 def find_split(root: str | Path, val_fraction: float, seed: int) -> Split:
@@ -50,8 +53,9 @@ def find_split(root: str | Path, val_fraction: float, seed: int) -> Split:
         classes = _class_folders(root / "train")
         val_classes = _class_folders(root / "val")
         if val_classes != classes:
-            raise DataError(f"{root}: train/ has the classes {classes} but val/ has {val_classes}; both need the "
-                            "same class folders")
+            raise DataError(
+                f"{root}: train/ has the classes {classes} but val/ has {val_classes}; both need the same class folders"
+            )
         return Split(root, classes, _samples(root / "train", classes), _samples(root / "val", classes), True)
     classes = _class_folders(root)
     train, val = _stratified_split(_samples(root, classes), len(classes), val_fraction, seed, root)
@@ -61,8 +65,10 @@ def find_split(root: str | Path, val_fraction: float, seed: int) -> Split:
 def _class_folders(folder: Path) -> list[str]:
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise DataError(f"{folder}: {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); training "
-                        "needs one folder of images per class, at least 2 (or train/ and val/ each holding them)")
+        raise DataError(
+            f"{folder}: {len(classes)} class folder(s) ({', '.join(classes) or 'none'}); training "
+            "needs one folder of images per class, at least 2 (or train/ and val/ each holding them)"
+        )
     return classes
 
 
@@ -83,8 +89,10 @@ def _stratified_split(samples: list[Sample], num_classes: int, fraction: float, 
     for label in range(num_classes):
         mine = [s for s in samples if s[1] == label]
         if len(mine) < 2:
-            raise DataError(f"{mine[0][0].parent}: 1 image; a seeded split needs at least 2 per class (or give "
-                            f"{root}/train and {root}/val)")
+            raise DataError(
+                f"{mine[0][0].parent}: 1 image; a seeded split needs at least 2 per class (or give "
+                f"{root}/train and {root}/val)"
+            )
         n_val = min(max(1, round(fraction * len(mine))), len(mine) - 1)
         held = set(rng.permutation(len(mine))[:n_val].tolist())
         val += [s for i, s in enumerate(mine) if i in held]

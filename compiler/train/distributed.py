@@ -7,13 +7,14 @@ DistributedDataParallel with BatchNorm over the global batch (tcc.train.modules)
 batch; the main process (rank 0) alone logs and writes RUN. What makes N processes compute what one does is in
 tcc.train.sampling (sample order), tcc.train.sample_rng (augmentation, dropout) and tcc.train.losses (the mean).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,7 @@ from ..errors import DataError
 class Processes:
     rank: int = 0
     world: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def main(self) -> bool:
@@ -52,8 +53,10 @@ def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     if not torch.cuda.is_available():
         raise DataError(f"--device cuda: this PyTorch ({torch.__version__}) sees no CUDA device")
     if local_rank >= torch.cuda.device_count():
-        raise DataError(f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} here); start at "
-                        "most that many processes per machine, or train with --device cpu")
+        raise DataError(
+            f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} here); start at "
+            "most that many processes per machine, or train with --device cpu"
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -109,7 +112,16 @@ def launch(nproc: int, argv: list[str], command: str = "train") -> int:
     """Run `tcc COMMAND ARGV` (train, qat) in `nproc` processes under torchrun (`--standalone`: this machine, a free
     port), through tcc.train.launcher, which turns a dead process into one line (and, for a training run, the command
     that resumes it)."""
-    command = [sys.executable, "-m", "tcc.train.launcher", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "tcc", command, *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "tcc.train.launcher",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "tcc",
+        command,
+        *argv,
+    ]
     sys.stdout.flush()
     return subprocess.run(command).returncode

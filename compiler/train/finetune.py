@@ -6,6 +6,7 @@ main one and any auxiliary head), the last weighted layers (a conv or linear) re
 per-channel layers (a BatchNorm) between them and the output. A frozen node's parameters take no gradient and its
 BatchNorm layers keep their running statistics (eval mode in training; precise BN leaves them).
 """
+
 from __future__ import annotations
 
 from ..ir import INPUT, Graph, Node
@@ -59,10 +60,13 @@ def frozen_nodes(graph: Graph, prefixes: list[str], head: list[str], error) -> l
         else:
             chosen = [n for n in with_params if n == prefix or n.startswith(prefix)]
         if not chosen:
-            prefixes_known = sorted({".".join(n.split(".")[:i]) for n in with_params
-                                     for i in range(1, n.count(".") + 2)})
-            raise error(f"'{prefix}' is not the start of any node with parameters (or {BACKBONE})"
-                        + suggest(prefix, prefixes_known + [BACKBONE]))
+            prefixes_known = sorted(
+                {".".join(n.split(".")[:i]) for n in with_params for i in range(1, n.count(".") + 2)}
+            )
+            raise error(
+                f"'{prefix}' is not the start of any node with parameters (or {BACKBONE})"
+                + suggest(prefix, prefixes_known + [BACKBONE])
+            )
         frozen.update(chosen)
     if frozen and frozen >= set(with_params):
         raise error(f"{', '.join(prefixes)} freezes every node with parameters: nothing left to train")
@@ -72,4 +76,3 @@ def frozen_nodes(graph: Graph, prefixes: list[str], head: list[str], error) -> l
 def describe_reinitialised(rows: list[tuple[str, list, str, list]]) -> str:
     """'fc.weight [3, 16] (checkpoint fc.weight [2, 16]), fc.bias [3] (...)' for the log."""
     return ", ".join(f"{name} {spec} (checkpoint {key} {ckpt})" for name, spec, key, ckpt in rows)
-

@@ -2,6 +2,7 @@
 its own weights the starting point) and keeps what it imported in the run, RUN/spec.yaml and RUN/imported.pt, so
 that `tcc train --resume RUN` and `tcc build RUN/spec.yaml --weights RUN/best.pt` read them there: the run is a plain
 spec run from its first finished epoch on."""
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,16 @@ class ImportedOnnx:
 def import_for_training(args) -> ImportedOnnx:
     """Import `args.spec` (an ONNX file) and point `args.spec` / `args.weights` at the imported spec and weights;
     `--set` gives the import's options. Everything a user can get wrong is refused first."""
-    given = [flag for flag, on in (("--weights", args.weights), ("--by-order", args.by_order),
-                                   ("--key-map", args.key_map)) if on]
+    given = [
+        flag
+        for flag, on in (("--weights", args.weights), ("--by-order", args.by_order), ("--key-map", args.key_map))
+        if on
+    ]
     if given:
-        raise DataError(f"{args.spec}: an ONNX file carries its weights, the run's starting point: drop "
-                        f"{', '.join(given)} (or `tcc import` it and train the spec it writes)")
+        raise DataError(
+            f"{args.spec}: an ONNX file carries its weights, the run's starting point: drop "
+            f"{', '.join(given)} (or `tcc import` it and train the spec it writes)"
+        )
     path = Path(args.spec)
     options = import_options(as_overrides(args.overrides), path)
     workdir = tempfile.TemporaryDirectory(prefix="tcc-train-onnx-")

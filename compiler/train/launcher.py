@@ -7,6 +7,7 @@ failed rank's stack) becomes one line: which rank failed, how, and the command t
 finished epoch. A rank that ended with tcc's own exit code 2 (a user mistake, already said in one line) adds nothing.
 The surviving ranks stop without stacks (tcc.train.loop: a lost peer is a TccError).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ def _run_folder(argv: list[str]) -> str:
 
 def _command(argv: list[str]) -> str | None:
     """The tcc command torchrun runs (`... -m tcc train ...`)."""
-    return next((argv[i + 2] for i in range(len(argv) - 2) if argv[i:i + 2] == ["-m", "tcc"]), None)
+    return next((argv[i + 2] for i in range(len(argv) - 2) if argv[i : i + 2] == ["-m", "tcc"]), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,13 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         # recorded only the survivors it stopped; then the line says so without naming a rank it cannot know.
         failures = sorted(e.failures.items())
         died = [(r, f) for r, f in failures if f.exitcode != 2 and f.exitcode != -signal.SIGTERM]
-        resume = (f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
-                  if _command(argv) == "train" else "Nothing was written; run the command again")
+        resume = (
+            f"Continue from the last finished epoch with: tcc train --resume {_run_folder(argv)}"
+            if _command(argv) == "train"
+            else "Nothing was written; run the command again"
+        )
         if died:
             rank, failure = died[0]
             how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
-            print(f"error: training process rank {rank} died ({how}); the other processes stopped. {resume}",
-                  file=sys.stderr)
+            print(
+                f"error: training process rank {rank} died ({how}); the other processes stopped. {resume}",
+                file=sys.stderr,
+            )
         elif any(f.exitcode == -signal.SIGTERM for _, f in failures):
             print(f"error: a training process died; the others were stopped. {resume}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ and stochastic depth from (seed, epoch, sample or step), and on GPUs PyTorch run
 the same data and seed give byte-identical checkpoints, and a resumed run continues exactly as an uninterrupted
 one would have.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,8 +100,9 @@ class Trainer:
             global_batchnorm(module, procs.device)
         for name in plan.frozen:
             module.get_submodule(name).requires_grad_(False)
-        self.frozen_batchnorms = [m for name in plan.frozen for m in module.get_submodule(name).modules()
-                                  if isinstance(m, BatchNorm)]
+        self.frozen_batchnorms = [
+            m for name in plan.frozen for m in module.get_submodule(name).modules() if isinstance(m, BatchNorm)
+        ]
         self.module = module.to(procs.device)  # unwrapped: validation and checkpoints
         self.model = wrap(self.module, procs)
         self.optimizer = OPTIMIZERS[c.optimizer]([p for p in self.module.parameters() if p.requires_grad], c)
@@ -137,8 +139,13 @@ class Trainer:
             scores = self.evaluate()
             if not self.procs.main:
                 continue
-            record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, **scores,
-                      "seconds": round(time.perf_counter() - start, 3)}
+            record = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": train_loss,
+                **scores,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
             best = self.history.add(record, c.metric)
             self._save(epoch + 1, best, draw=epoch + 1 == last)
             log(_epoch_line(record, c, best))
@@ -192,16 +199,24 @@ class Trainer:
         if not self.procs.main:
             return None
         _, labels, predictions, losses = zip(*rows)
-        return {"val_loss": sum(losses) / len(losses),
-                **classification_metrics(labels, predictions, self.plan.split.classes)}
+        return {
+            "val_loss": sum(losses) / len(losses),
+            **classification_metrics(labels, predictions, self.plan.split.classes),
+        }
 
     def _bar(self, loader, epoch: int):
         if not self.progress:
             return batches(loader)
         from tqdm import tqdm
 
-        return tqdm(batches(loader), total=len(loader), desc=f"epoch {epoch + 1}/{self.config.epochs}",
-                    unit="batch", leave=False, file=sys.stderr)
+        return tqdm(
+            batches(loader),
+            total=len(loader),
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="batch",
+            leave=False,
+            file=sys.stderr,
+        )
 
     # ------------------------------------------------------------------------------------------------ RUN
     def _save(self, epochs_done: int, best: bool, draw: bool) -> None:
@@ -215,23 +230,44 @@ class Trainer:
             write_curves(path, h.epochs, c.metric, h.best_epoch)
 
         weights = rundir.plain_state_dict(self.module)
-        state = {"epoch": epochs_done, "model": weights, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "best_epoch": h.best_epoch, "best_value": h.best_value,
-                 "history": json.dumps(h.epochs), "model_sha256": model_fingerprint(plan.model),
-                 "classes": plan.split.classes}
+        state = {
+            "epoch": epochs_done,
+            "model": weights,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_epoch": h.best_epoch,
+            "best_value": h.best_value,
+            "history": json.dumps(h.epochs),
+            "model_sha256": model_fingerprint(plan.model),
+            "classes": plan.split.classes,
+        }
         spec_file = plan.kept_spec if plan.imported else plan.model.path
-        log = {"spec": str(plan.kept_spec), "spec_file": str(spec_file.resolve()),  # --resume RUN reads it
-               **({"imported": plan.imported.describe()} if plan.imported else {}),
-               "model": plan.model.name, "classes": plan.split.classes,
-               "data": plan.split.describe(), "processes": self.procs.world, "metric": c.metric,
-               "best": {"epoch": h.best_epoch, c.metric: h.best_value}, "epochs": h.epochs}
-        rundir.save_epoch(plan.run, config_text=render(plan.run_config(), plan.run), state=state,
-                          kept=plan.imported.run_files() if plan.imported else {},
-                          best_weights=weights if best else None, log=log,
-                          curves=curves if draw else None)
+        log = {
+            "spec": str(plan.kept_spec),
+            "spec_file": str(spec_file.resolve()),  # --resume RUN reads it
+            **({"imported": plan.imported.describe()} if plan.imported else {}),
+            "model": plan.model.name,
+            "classes": plan.split.classes,
+            "data": plan.split.describe(),
+            "processes": self.procs.world,
+            "metric": c.metric,
+            "best": {"epoch": h.best_epoch, c.metric: h.best_value},
+            "epochs": h.epochs,
+        }
+        rundir.save_epoch(
+            plan.run,
+            config_text=render(plan.run_config(), plan.run),
+            state=state,
+            kept=plan.imported.run_files() if plan.imported else {},
+            best_weights=weights if best else None,
+            log=log,
+            curves=curves if draw else None,
+        )
 
 
 def _epoch_line(r: dict, c, best: bool) -> str:
-    return (f"epoch {r['epoch']}/{c.epochs}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, "
-            f"accuracy {r['accuracy']:.4f}, macro P/R/F1 {r['macro_precision']:.4f}/{r['macro_recall']:.4f}/"
-            f"{r['macro_f1']:.4f}, lr {r['lr']:.3g}" + ("  [best]" if best else ""))
+    return (
+        f"epoch {r['epoch']}/{c.epochs}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, "
+        f"accuracy {r['accuracy']:.4f}, macro P/R/F1 {r['macro_precision']:.4f}/{r['macro_recall']:.4f}/"
+        f"{r['macro_f1']:.4f}, lr {r['lr']:.3g}" + ("  [best]" if best else "")
+    )

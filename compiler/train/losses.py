@@ -16,6 +16,7 @@ The mean is the plain mean over the batch (the papers' 1/N), also with class wei
 mean, which divides by the sum of the weights): so the mean over a global batch is the mean of the per-process
 means, and DistributedDataParallel's gradient averaging gives exactly the one-process gradient.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Validation metrics: accuracy, macro precision / recall / F1 (scikit-learn) and the confusion matrix."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,15 +14,16 @@ def classification_metrics(labels, predictions, classes: list[str]) -> dict:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # 1 s of imports: only rank 0
 
     ks = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=ks,
-                                                                     zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predictions, labels=ks, zero_division=0)
     return {
         "accuracy": float(np.mean(np.asarray(labels) == np.asarray(predictions))),
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
-        "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for name, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(classes, precision, recall, f1, support)
+        },
         "confusion_matrix": confusion_matrix(labels, predictions, labels=ks).tolist(),
     }
 

@@ -1,6 +1,7 @@
 """Training-time replacements of lowered modules (same parameter and buffer names, so the state_dict and
 `tcc build --weights` are unchanged): dropout and stochastic depth keyed by sample (or step), and BatchNorm over
 the global batch on CPU."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -68,8 +69,9 @@ class SampleStochasticDepth(nn.Module):
         else:
             if len(k.indices) != len(x):
                 raise RuntimeError("SampleStochasticDepth: BatchKeys.set() was not called for this batch")
-            keep = torch.stack([torch.empty([1] * (x.dim() - 1)).bernoulli_(survival, generator=self._generator(i))
-                                for i in k.indices])
+            keep = torch.stack(
+                [torch.empty([1] * (x.dim() - 1)).bernoulli_(survival, generator=self._generator(i)) for i in k.indices]
+            )
         return stochastic_depth(x, self.p, self.mode, keep.to(x.device, x.dtype))
 
     def _generator(self, index: int) -> torch.Generator:
@@ -78,8 +80,9 @@ class SampleStochasticDepth(nn.Module):
 
 def key_stochastic_depth(root: nn.Module, keys: BatchKeys, first_stream: int) -> int:
     """Every StochasticDepth becomes a SampleStochasticDepth reading the batch's keys (stream first_stream + k)."""
-    return replace_modules(root, StochasticDepth,
-                           lambda old, k: SampleStochasticDepth(old.p, old.mode, keys, first_stream + k))
+    return replace_modules(
+        root, StochasticDepth, lambda old, k: SampleStochasticDepth(old.p, old.mode, keys, first_stream + k)
+    )
 
 
 class _SumOverProcesses(torch.autograd.Function):
@@ -148,6 +151,7 @@ def global_batchnorm(root: nn.Module, device: torch.device) -> int:
     """BatchNorm over the global batch: nn.SyncBatchNorm on GPUs, GlobalBatchNorm elsewhere (call before moving
     the module to its device)."""
     if device.type == "cuda":
-        return replace_modules(root, nn.modules.batchnorm._BatchNorm,
-                               lambda bn, k: nn.SyncBatchNorm.convert_sync_batchnorm(bn))
+        return replace_modules(
+            root, nn.modules.batchnorm._BatchNorm, lambda bn, k: nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+        )
     return replace_modules(root, nn.modules.batchnorm._BatchNorm, _global)

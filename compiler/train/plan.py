@@ -1,5 +1,6 @@
 """A run, planned: the options resolved, the spec loaded, the data found and everything a user can get wrong checked
 (exit 2, a message naming the file, folder or option) before anything is trained or written."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ import torch
 
 from ..data import set_max_pixels
 from ..errors import DataError, SpecError
+from ..files import is_onnx_file
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
-from ..files import is_onnx_file
 from ..spec.loader import Model, load_model
 from ..spec.train_options import AUGMENTATIONS
 from ..spec.zoo import resolve_spec
@@ -92,11 +93,13 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     _note_batchnorm_lag(module, config, len(split.train), log)
     if frozen:
         trainable = [n for n in model.graph.nodes.values() if n.params and n.name not in frozen]
-        log(f"freeze: {len(frozen)} of {len(frozen) + len(trainable)} nodes with parameters kept as they are "
+        log(
+            f"freeze: {len(frozen)} of {len(frozen) + len(trainable)} nodes with parameters kept as they are "
             f"({', '.join(config.freeze)}); training {len(trainable)}: "
-            + ", ".join(n.name for n in trainable[:6]) + (", ..." if len(trainable) > 6 else ""))
-    return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen,
-                imported)
+            + ", ".join(n.name for n in trainable[:6])
+            + (", ..." if len(trainable) > 6 else "")
+        )
+    return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen, imported)
 
 
 def _fit_classes(model: Model, c: Config, classes: list[str]) -> Model:
@@ -106,9 +109,14 @@ def _fit_classes(model: Model, c: Config, classes: list[str]) -> Model:
     if not c.weights or "num_classes" not in model.params or "num_classes" in c.set or model.params["num_classes"] == k:
         return model
     fitted = load_model(model.path, {**model.overrides, "num_classes": k})
-    fitted.notes = [n for n in model.notes if not n.startswith("num_classes=")] + fitted.notes + [
-        f"num_classes={k}: the data's {k} classes ({', '.join(classes)}); the checkpoint's classifier is for "
-        f"{model.params['num_classes']}"]
+    fitted.notes = (
+        [n for n in model.notes if not n.startswith("num_classes=")]
+        + fitted.notes
+        + [
+            f"num_classes={k}: the data's {k} classes ({', '.join(classes)}); the checkpoint's classifier is for "
+            f"{model.params['num_classes']}"
+        ]
+    )
     return fitted
 
 
@@ -119,14 +127,20 @@ def _note_batchnorm_lag(module: torch.nn.Module, c: Config, train_images: int, l
     if lag is None:
         return
     momentum, window = lag
-    said = (f"BatchNorm momentum {momentum:g} averages its running statistics over ~{window} steps, more than an "
-            f"epoch's {steps}: they trail the weights")
+    said = (
+        f"BatchNorm momentum {momentum:g} averages its running statistics over ~{window} steps, more than an "
+        f"epoch's {steps}: they trail the weights"
+    )
     if c.precise_bn:
-        log(f"note: {said}; precise BN recomputes them over up to {c.precise_bn} training batches before each "
-            "validation and checkpoint")
+        log(
+            f"note: {said}; precise BN recomputes them over up to {c.precise_bn} training batches before each "
+            "validation and checkpoint"
+        )
     else:
-        log(f"warning: {said}, and --precise-bn 0 keeps them: validation and best.pt see stale statistics "
-            "(drop --precise-bn 0)")
+        log(
+            f"warning: {said}, and --precise-bn 0 keeps them: validation and best.pt see stale statistics "
+            "(drop --precise-bn 0)"
+        )
 
 
 def _spec_of(run: Path) -> str:
@@ -134,8 +148,9 @@ def _spec_of(run: Path) -> str:
     try:
         logged = json.loads((run / "log.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise DataError(f"{run}: no readable log.json to read the spec from; give it: tcc train SPEC --resume "
-                        f"{run}") from None
+        raise DataError(
+            f"{run}: no readable log.json to read the spec from; give it: tcc train SPEC --resume {run}"
+        ) from None
     spec = logged.get("spec_file") or logged.get("spec")
     if not spec or not Path(spec).is_file():
         raise DataError(f"{run}: its spec {spec!r} is no longer there; give it: tcc train SPEC --resume {run}")
@@ -163,16 +178,27 @@ def _check_model(model: Model, split: Split, log, source: Path) -> None:
     for what, ref in heads.items():
         shape = list(g.shape(ref))
         if shape != [k]:
-            hint = (f"; pass --set num_classes={k}" if "num_classes" in model.params else
-                    "; `tcc import` it and give its classifier the data's class count" if is_onnx_file(source) else "")
-            raise DataError(f"{source}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
-                            f"({', '.join(split.classes)}){hint}")
+            hint = (
+                f"; pass --set num_classes={k}"
+                if "num_classes" in model.params
+                else "; `tcc import` it and give its classifier the data's class count"
+                if is_onnx_file(source)
+                else ""
+            )
+            raise DataError(
+                f"{source}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
+                f"({', '.join(split.classes)}){hint}"
+            )
     if g.nodes[g.output.node].op == "softmax":
-        raise DataError(f"{source}: the model ends in a softmax; the losses take the scores before it (remove "
-                        "the final softmax layer: the predicted class stays the same)")
+        raise DataError(
+            f"{source}: the model ends in a softmax; the losses take the scores before it (remove "
+            "the final softmax layer: the predicted class stays the same)"
+        )
     if model.labels and model.labels != split.classes:
-        log(f"note: the spec's labels ({', '.join(model.labels)}) are not the class folders "
-            f"({', '.join(split.classes)}); output i is trained on the i-th class folder")
+        log(
+            f"note: the spec's labels ({', '.join(model.labels)}) are not the class folders "
+            f"({', '.join(split.classes)}); output i is trained on the i-th class folder"
+        )
 
 
 def _check_options(c: Config, model: Model, split: Split, world: int) -> None:
@@ -186,17 +212,23 @@ def _check_options(c: Config, model: Model, split: Split, world: int) -> None:
         if isinstance(c.values[name], list) and len(c.values[name]) != k:
             raise c.error(name, f"{len(c.values[name])} weights for {k} classes ({names})")
     if c.loss == "focal" and not isinstance(c.alpha, list) and not 0 < c.alpha < 1:
-        raise c.error("alpha", f"focal alpha weighs the positive classes and 1 - alpha class 0, so it lies in "
-                               f"(0, 1); got {c.alpha} (a list gives each class its own weight)")
+        raise c.error(
+            "alpha",
+            f"focal alpha weighs the positive classes and 1 - alpha class 0, so it lies in "
+            f"(0, 1); got {c.alpha} (a list gives each class its own weight)",
+        )
     if c.loss == "attloss" and c.gamma == 0:
         raise c.error("gamma", "attloss needs gamma > 0 (its factor 1 - p^gamma is 0 at gamma = 0)")
     _, h, w = model.input_shape
     if "rot90" in c.augment and h != w:
-        raise c.error("augment", f"rot90 needs a square input, the model's is {h}x{w} (choose from "
-                                 f"{', '.join(AUGMENTATIONS)})")
+        raise c.error(
+            "augment", f"rot90 needs a square input, the model's is {h}x{w} (choose from {', '.join(AUGMENTATIONS)})"
+        )
     if c.batch_size % world:
-        raise c.error("batch_size", f"{c.batch_size} does not split evenly over {world} processes (the batch size "
-                                    "is the global batch)")
+        raise c.error(
+            "batch_size",
+            f"{c.batch_size} does not split evenly over {world} processes (the batch size is the global batch)",
+        )
     if c.batch_size > len(split.train):
         raise c.error("batch_size", f"{c.batch_size} is more than the {len(split.train)} training images")
 
@@ -219,8 +251,10 @@ def model_fingerprint(model: Model) -> str:
 
 def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -> None:
     if state["model_sha256"] != model_fingerprint(model):
-        raise DataError(f"{run}: trained from another model than {model.path} (its layers, parameters or "
-                        "preprocessing differ); resume with the spec and --set values the run started with")
+        raise DataError(
+            f"{run}: trained from another model than {model.path} (its layers, parameters or "
+            "preprocessing differ); resume with the spec and --set values the run started with"
+        )
     if list(state["classes"]) != classes:
         raise DataError(f"{run}: trained on the classes {list(state['classes'])}, the data now has {classes}")
 
@@ -235,10 +269,13 @@ def _initial_module(model: Model, c: Config, resumed: dict | None, head: list[st
     if resumed is not None:
         module.load_state_dict(resumed["model"])
     elif c.weights:
-        match = load_weights(module, model.graph, c.weights, c.by_order, c.key_map, layouts=model.checkpoints,
-                             fresh=frozenset(head))
+        match = load_weights(
+            module, model.graph, c.weights, c.by_order, c.key_map, layouts=model.checkpoints, fresh=frozenset(head)
+        )
         log(f"weights: {match.report()}")
         if match.reinitialised:
-            log(f"head: re-initialised (seed {c.seed}) where the checkpoint's width differs: "
-                + describe_reinitialised(match.reinitialised))
+            log(
+                f"head: re-initialised (seed {c.seed}) where the checkpoint's width differs: "
+                + describe_reinitialised(match.reinitialised)
+            )
     return module

@@ -14,6 +14,7 @@ instead, which misses the spread of the batch means.
 Only BN layers run in train mode (they normalize by their batch, as in training); dropout and stochastic depth are
 the identity, as at inference. Layers in `skip` (frozen ones) keep their statistics.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -56,13 +57,23 @@ class _Moments:
 def batchnorm_layers(module: nn.Module, skip: Iterable[str] = ()) -> list[tuple[str, BatchNorm]]:
     """The BN layers that keep running statistics, by module name, except those under a name in `skip`."""
     skip = tuple(skip)
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, BatchNorm) and m.track_running_stats
-            and not any(name == s or name.startswith(s + ".") for s in skip)]
+    return [
+        (name, m)
+        for name, m in module.named_modules()
+        if isinstance(m, BatchNorm)
+        and m.track_running_stats
+        and not any(name == s or name.startswith(s + ".") for s in skip)
+    ]
 
 
 @torch.no_grad()
-def recompute_statistics(module: nn.Module, batches: Iterable[torch.Tensor], limit: int,
-                         procs: Processes = Processes(), skip: Iterable[str] = ()) -> int:
+def recompute_statistics(
+    module: nn.Module,
+    batches: Iterable[torch.Tensor],
+    limit: int,
+    procs: Processes = Processes(),
+    skip: Iterable[str] = (),
+) -> int:
     """Set every BN layer's running statistics (except under `skip`) to those of its input over the first `limit`
     of `batches` (each process's share of the global batch under torchrun: every process must pass the same number
     of batches). Returns the number of batches seen; the module is left in eval mode."""
@@ -71,8 +82,9 @@ def recompute_statistics(module: nn.Module, batches: Iterable[torch.Tensor], lim
         module.eval()
         return 0
     moments = {name: _Moments() for name, _ in layers}
-    hooks = [bn.register_forward_pre_hook(lambda m, args, name=name: moments[name].observe(args[0]))
-             for name, bn in layers]
+    hooks = [
+        bn.register_forward_pre_hook(lambda m, args, name=name: moments[name].observe(args[0])) for name, bn in layers
+    ]
     counters = [bn.num_batches_tracked.clone() for _, bn in layers]  # batches trained: not changed by this
     module.eval()
     for _, bn in layers:

@@ -11,6 +11,7 @@ over the old one; last.pt, written last, is the epoch's commit: a run stopped at
 epoch whose last.pt was written. Checkpoints are serialized in memory first (torch.save names its zip records
 after the file, so a temp name would change the bytes): the same training gives byte-identical files.
 """
+
 from __future__ import annotations
 
 import io
@@ -83,8 +84,16 @@ def read_last(run: Path) -> dict:
     return state
 
 
-def save_epoch(run: Path, *, config_text: str, state: dict, best_weights: dict | None, log: dict, curves,
-               kept: dict[str, bytes] | None = None) -> None:
+def save_epoch(
+    run: Path,
+    *,
+    config_text: str,
+    state: dict,
+    best_weights: dict | None,
+    log: dict,
+    curves,
+    kept: dict[str, bytes] | None = None,
+) -> None:
     """One finished epoch's files: `kept` (name -> bytes: an imported model's spec and weights) and config.yaml
     (once), best.pt (when the epoch is the best so far), log.json, curves.png (`curves(path)` draws it, None: not
     this time), then last.pt."""

@@ -6,6 +6,7 @@ thing, and a resumed run the same as an uninterrupted one. Stream 0 is augmentat
 dropout layer, the stochastic-depth layers the streams after those (a `batch`-mode layer keys its one draw per
 global batch by the batch's step instead of a sample index).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,6 +10,7 @@ batch and each process does floor(n / B) steps; the order is new every epoch, so
 Validation: process r evaluates samples r, r + N, ... (no padding, no sample twice); the results are gathered and
 put back in sample order.
 """
+
 from __future__ import annotations
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -19,14 +20,17 @@ from .distributed import Processes
 
 
 def train_sampler(dataset: Dataset, procs: Processes, seed: int) -> DistributedSampler:
-    return DistributedSampler(dataset, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=seed,
-                              drop_last=True)
+    return DistributedSampler(
+        dataset, num_replicas=procs.world, rank=procs.rank, shuffle=True, seed=seed, drop_last=True
+    )
 
 
-def train_loader(dataset: Dataset, sampler: DistributedSampler, global_batch: int, procs: Processes,
-                 workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=global_batch // procs.world, sampler=sampler, num_workers=workers,
-                      drop_last=True)
+def train_loader(
+    dataset: Dataset, sampler: DistributedSampler, global_batch: int, procs: Processes, workers: int
+) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=global_batch // procs.world, sampler=sampler, num_workers=workers, drop_last=True
+    )
 
 
 def val_loader(dataset: Dataset, global_batch: int, procs: Processes, workers: int) -> DataLoader:

@@ -1,6 +1,7 @@
 """One training run from its options, in this process or in N processes under torchrun: what `tcc train` and
 tcc.api.train_model call. The options are a namespace with the `tcc train` flags' names (`args.epochs`,
 `args.overrides`, ...); a value is the flag's text or, from the Python API, the value itself."""
+
 from __future__ import annotations
 
 import tempfile
@@ -47,8 +48,15 @@ def _launch(plan: Plan, args) -> int:
         config.write_text(render(plan.run_config(weights_in_run=False), Path(tmp)), encoding="utf-8")
         spec = plan.imported.argv() if plan.imported else [str(plan.spec)]  # each process imports the ONNX file
         argv = [*spec, "--config", str(config), "--resume" if plan.resumed else "-o", str(plan.run)]
-        argv += [flag for flag, on in (("--force", args.force), ("--progress", args.progress),
-                                       ("--no-progress", args.progress is False)) if on]
+        argv += [
+            flag
+            for flag, on in (
+                ("--force", args.force),
+                ("--progress", args.progress),
+                ("--no-progress", args.progress is False),
+            )
+            if on
+        ]
         argv += ["--stop-after", str(plan.stop_after)] if plan.stop_after else []
         return launch(plan.world, argv)
 
@@ -56,8 +64,10 @@ def _launch(plan: Plan, args) -> int:
 def _fit(plan: Plan, force: bool, log, epoch_log, progress: bool) -> History:
     with processes(plan.config.device) as procs, deterministic(procs.device):
         if procs.main:
-            log(f"data: {plan.split.describe()}; {procs.world} process{'es' if procs.world > 1 else ''} on "
-                f"{procs.device}")
+            log(
+                f"data: {plan.split.describe()}; {procs.world} process{'es' if procs.world > 1 else ''} on "
+                f"{procs.device}"
+            )
             if force and plan.resumed is None:
                 clear_run(plan.run)
         try:
@@ -65,5 +75,7 @@ def _fit(plan: Plan, force: bool, log, epoch_log, progress: bool) -> History:
         except RuntimeError as e:  # gloo / nccl: a peer process died mid-collective
             if procs.world == 1 or not lost_peer(e):
                 raise
-            raise LostPeer(f"training process rank {procs.rank}: another process of the run died; continue from "
-                           f"the last finished epoch with: tcc train --resume {plan.run}") from None
+            raise LostPeer(
+                f"training process rank {procs.rank}: another process of the run died; continue from "
+                f"the last finished epoch with: tcc train --resume {plan.run}"
+            ) from None

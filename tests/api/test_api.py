@@ -1,5 +1,6 @@
 """The Python API (tcc.api): the same results as the commands it stands under, typed errors, and the docs page's
 example run as written."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,6 @@ import pytest
 
 import tcc
 from tcc.cli.main import main as cli
-
 from tests.helpers import REPO
 from tests.helpers.marks import needs_fixtures
 
@@ -37,8 +37,20 @@ def built(tmp_path_factory):
     table = model.calibrate(data, target="ort", method="kl", calib_size=16)
     bundle = model.build("ort", precision="int8", calib=table, out=work / "api")
     table.save(work / "calibration.json")
-    _cli("build", TINY, "--set", "num_classes=3", "--target", "ort", "--precision", "int8", "--calib",
-         work / "calibration.json", "-o", work / "cli")
+    _cli(
+        "build",
+        TINY,
+        "--set",
+        "num_classes=3",
+        "--target",
+        "ort",
+        "--precision",
+        "int8",
+        "--calib",
+        work / "calibration.json",
+        "-o",
+        work / "cli",
+    )
     return model, data, bundle, work
 
 
@@ -90,7 +102,7 @@ def test_errors_are_the_typed_exceptions_the_cli_maps_to_exit_2(built, tmp_path)
 def test_the_docs_page_example_runs_as_written(monkeypatch, capsys):
     """docs/python-api.md's example, from the repository root, prints what its comments say."""
     monkeypatch.chdir(REPO)
-    code = re.search(r"```python\n(.*?)```", (REPO / "docs" / "python-api.md").read_text(), re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", (REPO / "docs" / "python-api.md").read_text(), re.DOTALL).group(1)
     exec(compile(code, "docs/python-api.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["TUM", "True", "True", "63", "True"]
 

@@ -1,6 +1,7 @@
 """The AX NPU targets (ax620: Pulsar v1; ax620e, ax650: Pulsar2): kits for the paper models and ResNet-18, the op
 checker (refusal naming the node, exact rewrites, CPU fallback), the calibration archive, the configs, the QDQ
 model's scales, the predicted precision table, determinism."""
+
 from __future__ import annotations
 
 import io
@@ -23,12 +24,14 @@ from tcc.cli.main import main
 from tcc.errors import BuildError
 from tcc.passes.batch import fixed_batch
 from tcc.quant.table.file import load_table
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, run
 
-SPECS = {"ddsnet": REPO / "spec" / "ddsnet.yaml", "fastnet": REPO / "spec" / "fastnet.yaml",
-         "resnet18": REPO / "spec" / "baselines" / "resnet18.yaml"}
+SPECS = {
+    "ddsnet": REPO / "spec" / "ddsnet.yaml",
+    "fastnet": REPO / "spec" / "fastnet.yaml",
+    "resnet18": REPO / "spec" / "baselines" / "resnet18.yaml",
+}
 SIZE = {"image_size": 64}
 CALIB = {"method": "kl", "calib_size": 6}
 
@@ -55,8 +58,9 @@ def kits(images, tmp_path_factory):
 
     def get(spec: str, chip: str):
         if (spec, chip) not in cache:
-            cache[spec, chip] = build(SPECS[spec], chip, out / f"{spec}-{chip}", overrides=SIZE, data=images,
-                                      calib_options=dict(CALIB))
+            cache[spec, chip] = build(
+                SPECS[spec], chip, out / f"{spec}-{chip}", overrides=SIZE, data=images, calib_options=dict(CALIB)
+            )
         return cache[spec, chip]
 
     return get
@@ -72,8 +76,17 @@ def test_kit(kits, images, spec, chip):
     kit, m = result.out, result.manifest
     c = CHIPS[chip]
     files = set(m["files"])
-    want = {"model.onnx", "calibration.tar", "build.sh", "op_check.json", "prediction.json", "precision_table.txt",
-            "calibration.json", "README.md", c.toolchain.config_file}
+    want = {
+        "model.onnx",
+        "calibration.tar",
+        "build.sh",
+        "op_check.json",
+        "prediction.json",
+        "precision_table.txt",
+        "calibration.json",
+        "README.md",
+        c.toolchain.config_file,
+    }
     assert want <= files
     assert ("model_qdq.onnx" in files) == c.quant_onnx
     # the float model the toolchain gets: checked in ORT against PyTorch with the FP32 rule
@@ -118,8 +131,10 @@ def test_kit(kits, images, spec, chip):
     assert head in text and prediction["layers"][1]["node"] in text
     p = m["target_checks"]["prediction"]
     assert 0.9 < p["output_cosine"] <= 1.0
-    print(f"\n[ax] {spec} {chip}: {len(m['files'])} files, predicted output cosine {p['output_cosine']} (worst "
-          f"{p['output_cosine_min']}), rewrites {m['target_checks']['op_check']['rewrites']}")
+    print(
+        f"\n[ax] {spec} {chip}: {len(m['files'])} files, predicted output cosine {p['output_cosine']} (worst "
+        f"{p['output_cosine_min']}), rewrites {m['target_checks']['op_check']['rewrites']}"
+    )
 
 
 def test_ax650_qdq_model_carries_the_tables_scales_exactly(kits):
@@ -135,8 +150,11 @@ def test_ax650_qdq_model_carries_the_tables_scales_exactly(kits):
         assert scale.dtype == np.float32 and float(scale) == np.float32(t["scale"])
         assert zp.dtype == np.uint8 and int(zp) in (0, 128)  # Pulsar2's U8 activations: zero point 0 or 128
         assert int(zp) == (128 if t["zero_point"] == 128 else 0)
-    weights = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
-               and inits[n.input[0]].dtype == np.int8]
+    weights = [
+        n
+        for n in q.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].dtype == np.int8
+    ]
     assert weights
     for n in weights:
         codes, scale = inits[n.input[0]], inits[n.input[1]]
@@ -149,8 +167,9 @@ def test_ax650_qdq_model_carries_the_tables_scales_exactly(kits):
 
 def test_a_kit_built_twice_is_byte_identical(kits, images, tmp_path):
     first = kits("fastnet", "ax620e")
-    again = build(SPECS["fastnet"], "ax620e", tmp_path / "again", overrides=SIZE, data=images,
-                  calib_options=dict(CALIB))
+    again = build(
+        SPECS["fastnet"], "ax620e", tmp_path / "again", overrides=SIZE, data=images, calib_options=dict(CALIB)
+    )
     assert first.manifest["files"] == again.manifest["files"]
     for f in first.manifest["files"]:
         assert (first.out / f).read_bytes() == (again.out / f).read_bytes(), f
@@ -162,20 +181,98 @@ def test_kit_from_a_table_made_by_tcc_calibrate(images, tmp_path, capsys):
     same --data, and refuses it with other data."""
     args = ["--set", "image_size=64"]
     table = tmp_path / "ax620.json"
-    assert main(["calibrate", str(SPECS["resnet18"]), *args, "--data", str(images), "--calib-size", "6", "--method",
-                 "kl", "--target", "ax620", "--report-samples", "4", "--no-compare", "-o", str(table)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(SPECS["resnet18"]),
+                *args,
+                "--data",
+                str(images),
+                "--calib-size",
+                "6",
+                "--method",
+                "kl",
+                "--target",
+                "ax620",
+                "--report-samples",
+                "4",
+                "--no-compare",
+                "-o",
+                str(table),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "predicted AX620 NPU result" in out and "Score compare table:" in out and "cosine-sim:" in out
-    assert main(["build", str(SPECS["resnet18"]), *args, "--target", "ax620", "--calib", str(table), "--data",
-                 str(images), "--calib-size", "6", "-o", str(tmp_path / "kit")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(SPECS["resnet18"]),
+                *args,
+                "--target",
+                "ax620",
+                "--calib",
+                str(table),
+                "--data",
+                str(images),
+                "--calib-size",
+                "6",
+                "-o",
+                str(tmp_path / "kit"),
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "kit" / "manifest.json").read_text())
     assert m["quantization"]["from"] == "table"
-    assert main(["build", str(SPECS["resnet18"]), *args, "--target", "ax620", "--calib", str(table), "--data",
-                 str(images), "--calib-size", "5", "-o", str(tmp_path / "other")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(SPECS["resnet18"]),
+                *args,
+                "--target",
+                "ax620",
+                "--calib",
+                str(table),
+                "--data",
+                str(images),
+                "--calib-size",
+                "5",
+                "-o",
+                str(tmp_path / "other"),
+            ]
+        )
+        == 2
+    )
     assert "other calibration data" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
-    assert main(["calibrate", str(SPECS["resnet18"]), *args, "--data", str(images), "--calib-size", "4", "--method",
-                 "kl", "--target", "ax650", "--report-samples", "2", "--no-compare", "-o", str(tmp_path / "t.json")]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(SPECS["resnet18"]),
+                *args,
+                "--data",
+                str(images),
+                "--calib-size",
+                "4",
+                "--method",
+                "kl",
+                "--target",
+                "ax650",
+                "--report-samples",
+                "2",
+                "--no-compare",
+                "-o",
+                str(tmp_path / "t.json"),
+            ]
+        )
+        == 0
+    )
     assert "Quant Precision Table【PerLayer Reference】" in capsys.readouterr().out
 
 
@@ -183,8 +280,20 @@ def test_unsupported_nodes_are_refused_before_any_work_naming_each(images, tmp_p
     """ShuffleNetV2's channel shuffle (a 5-D Reshape) and Split are outside Pulsar v1's op list: exit 2, every
     node named with the docs' constraint, nothing written; --allow-cpu-fallback builds and records the split."""
     spec = REPO / "spec" / "baselines" / "shufflenet_v2_x1_0.yaml"
-    argv = ["build", str(spec), "--set", "image_size=64", "--target", "ax620", "--data", str(images), "--calib-size",
-            "4", "--method", "kl"]
+    argv = [
+        "build",
+        str(spec),
+        "--set",
+        "image_size=64",
+        "--target",
+        "ax620",
+        "--data",
+        str(images),
+        "--calib-size",
+        "4",
+        "--method",
+        "kl",
+    ]
     assert main([*argv, "-o", str(tmp_path / "refused")]) == 2
     err = capsys.readouterr().err
     assert "node 'stage2.0.shuffle' (Reshape): input rank 5: the docs say 'only 3-D or 4-D input tensors'" in err
@@ -198,13 +307,16 @@ def test_unsupported_nodes_are_refused_before_any_work_naming_each(images, tmp_p
     assert "CPU fallback" in (tmp_path / "fallback" / "README.md").read_text()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--target", "ax620"], "give them with --data"),
-    (["--target", "ax620", "--data", "{images}", "--opset", "17"], "takes ONNX opset 11..13"),
-    (["--target", "ax650", "--data", "{images}", "--npu-mode", "NPU4"], "is not one of NPU1, NPU2, NPU3"),
-    (["--target", "ax620e", "--data", "{images}", "--precision", "fp32"], "does not offer precision fp32"),
-    (["--target", "ort", "--npu-mode", "NPU1"], "apply to the Axera NPU targets only"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--target", "ax620"], "give them with --data"),
+        (["--target", "ax620", "--data", "{images}", "--opset", "17"], "takes ONNX opset 11..13"),
+        (["--target", "ax650", "--data", "{images}", "--npu-mode", "NPU4"], "is not one of NPU1, NPU2, NPU3"),
+        (["--target", "ax620e", "--data", "{images}", "--precision", "fp32"], "does not offer precision fp32"),
+        (["--target", "ort", "--npu-mode", "NPU1"], "apply to the Axera NPU targets only"),
+    ],
+)
 def test_user_mistakes(images, tmp_path, capsys, argv, message):
     argv = [a.format(images=images) for a in argv]
     assert main(["build", str(SPECS["ddsnet"]), "--set", "image_size=64", *argv, "-o", str(tmp_path / "k")]) == 2
@@ -221,37 +333,66 @@ def test_rewrites_are_exact_and_recorded():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 4, 8, 8)).astype(np.float32)
     # an average pool with padding counted in: Pulsar v1 cannot set count_include_pad -> an explicit Pad
-    pool = _model([helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                                    count_include_pad=1)], {})
+    pool = _model(
+        [
+            helper.make_node(
+                "AveragePool", ["x"], ["y"], name="pool", kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1
+            )
+        ],
+        {},
+    )
     r = check_model(pool, "ax620")
     assert not r.unsupported and r.rewrites[0]["node"] == "pool" and "explicit Pad" in r.rewrites[0]["rewrite"]
     assert [n.op_type for n in r.model.graph.node] == ["Pad", "AveragePool"]
     np.testing.assert_array_equal(run(r.model, x), run(pool, x))
     # Gemm's alpha / beta (Pulsar2: not supported yet) folded into its initializers
     w, b = rng.standard_normal((3, 256)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
-    gemm = _model([helper.make_node("Flatten", ["x"], ["f"], name="flat"),
-                   helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="fc", transB=1, alpha=0.5, beta=2.0)],
-                  {"w": w, "b": b})
+    gemm = _model(
+        [
+            helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+            helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="fc", transB=1, alpha=0.5, beta=2.0),
+        ],
+        {"w": w, "b": b},
+    )
     r = check_model(gemm, "ax650")
     assert not r.unsupported and r.rewrites[0]["node"] == "fc"
     np.testing.assert_allclose(run(r.model, x), run(gemm, x), rtol=1e-6, atol=1e-6)
     # the caller's model is untouched
-    assert {a.name: a.f for a in gemm.graph.node[1].attribute if a.name in ("alpha", "beta")} == {"alpha": 0.5,
-                                                                                                  "beta": 2.0}
+    assert {a.name: a.f for a in gemm.graph.node[1].attribute if a.name in ("alpha", "beta")} == {
+        "alpha": 0.5,
+        "beta": 2.0,
+    }
     np.testing.assert_array_equal(numpy_helper.to_array(gemm.graph.initializer[0]), w)
 
 
 def test_unsupported_attributes_name_the_node_the_constraint_and_the_rewrite_tried():
     # Pulsar2 takes average pools with count_include_pad 1 only; with padding no exact rewrite sets it
-    pool = _model([helper.make_node("AveragePool", ["x"], ["y"], name="blocks.3.pool", kernel_shape=[3, 3],
-                                    pads=[1, 1, 1, 1], count_include_pad=0)], {})
+    pool = _model(
+        [
+            helper.make_node(
+                "AveragePool",
+                ["x"],
+                ["y"],
+                name="blocks.3.pool",
+                kernel_shape=[3, 3],
+                pads=[1, 1, 1, 1],
+                count_include_pad=0,
+            )
+        ],
+        {},
+    )
     (f,) = check_model(pool, "ax620e").unsupported
-    assert f.line() == ("node 'blocks.3.pool' (AveragePool): count_include_pad = 0: the docs say 'count_include_pad: "
-                        "only 1'; rewrite tried: zero_pad_count_include_pad_one (not applicable here)")
+    assert f.line() == (
+        "node 'blocks.3.pool' (AveragePool): count_include_pad = 0: the docs say 'count_include_pad: "
+        "only 1'; rewrite tried: zero_pad_count_include_pad_one (not applicable here)"
+    )
     # Pulsar v1 convs: kernel size within [1, 18], stride patterns
     w = np.zeros((4, 4, 5, 5), np.float32)
-    conv = _model([helper.make_node("Conv", ["x", "w"], ["y"], name="stem", kernel_shape=[5, 5], strides=[4, 4])],
-                  {"w": w}, shape=(1, 4, 16, 16))
+    conv = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="stem", kernel_shape=[5, 5], strides=[4, 4])],
+        {"w": w},
+        shape=(1, 4, 16, 16),
+    )
     (f,) = check_model(conv, "ax620").unsupported
     assert f.node == "stem" and "strides [4, 4] with kernel [5, 5]" in f.problem
     assert not check_model(conv, "ax650").unsupported  # Pulsar2: strides unlimited
@@ -270,10 +411,12 @@ PULSAR_V1_REFUSES = {
     "mobilenet_v3_small": {"HardSigmoid"},
     "shufflenet_v2_x1_0": {"Reshape", "Split"},  # channel shuffle: a rank-5 Reshape, and Split
     # MobileViT: the rank-6 Reshape of unfolding patches, and LayerNormalization's Sqrt (Pulsar v1 has no LN)
-    "mobilevit_xxs": {"Reshape", "Sqrt"}, "mobilevit_s": {"Reshape", "Sqrt"},
+    "mobilevit_xxs": {"Reshape", "Sqrt"},
+    "mobilevit_s": {"Reshape", "Sqrt"},
     # Swin and MaxViT: GELU's Erf, LayerNorm's Sqrt, window partitions (rank-6 Reshape); Swin's strided patch
     # merging Slice, MaxViT's squeeze-excitation ReduceMean
-    "swin_t": {"Erf", "Reshape", "Slice", "Sqrt"}, "maxvit_t": {"Erf", "ReduceMean", "Reshape", "Sqrt"},
+    "swin_t": {"Erf", "Reshape", "Slice", "Sqrt"},
+    "maxvit_t": {"Erf", "ReduceMean", "Reshape", "Sqrt"},
     "vit_b_16": {"Erf", "Expand", "ReduceMean", "Reshape", "Sqrt"},
     "mobilevitv2_050": {"InstanceNormalization", "Reshape", "Split"},  # group norm's form; q / k / v split
 }
@@ -284,9 +427,8 @@ def test_every_zoo_spec_passes_pulsar2_and_pulsar_v1_refuses_what_its_docs_exclu
     """The op lists against the zoo's graphs at batch 1, as the kits are compiled: Pulsar2 takes every spec
     (rewrites applied); Pulsar v1 refuses exactly the ops of PULSAR_V1_REFUSES, and its literal 'output width %
     stride_w' rule is advisory."""
-    from tests.helpers.int8_zoo import SMALL, spec_path
-
     from tcc.frontend import lower_spec
+    from tests.helpers.int8_zoo import SMALL, spec_path
 
     for name in sorted(SMALL):
         spec = spec_path(name)
@@ -378,11 +520,15 @@ def test_prototxt_codec_reads_the_docs_example_and_round_trips():
 def test_pulsar2_schema_refuses_what_the_docs_do_not_allow(kits):
     cfg = json.loads((kits("ddsnet", "ax650").out / "config_calibrate.json").read_text())
     validate_pulsar2(cfg)
-    for edit, where in [(lambda c: c["quant"].update(calibration_method="Entropy"), "quant/calibration_method"),
-                        (lambda c: c.update(npu_mod="NPU1"), "(top level)"),
-                        (lambda c: c["quant"]["input_configs"][0].update(calibration_dataset="x.rar"),
-                         "quant/input_configs/0/calibration_dataset"),
-                        (lambda c: c["input_processors"][0].update(src_dtype="U7"), "input_processors/0/src_dtype")]:
+    for edit, where in [
+        (lambda c: c["quant"].update(calibration_method="Entropy"), "quant/calibration_method"),
+        (lambda c: c.update(npu_mod="NPU1"), "(top level)"),
+        (
+            lambda c: c["quant"]["input_configs"][0].update(calibration_dataset="x.rar"),
+            "quant/input_configs/0/calibration_dataset",
+        ),
+        (lambda c: c["input_processors"][0].update(src_dtype="U7"), "input_processors/0/src_dtype"),
+    ]:
         c = json.loads(json.dumps(cfg))
         edit(c)
         with pytest.raises(BuildError, match=re.escape(f"config.json: {where}")):
@@ -396,8 +542,14 @@ def test_a_vit_kit_is_compiled_at_batch_1_with_its_shape_arithmetic_folded(image
     reference, sample by sample."""
     from tests.helpers.int8_zoo import SMALL, spec_path
 
-    r = build(spec_path("vit_b_16"), "ax650", tmp_path / "vit", overrides=SMALL["vit_b_16"], data=images,
-              calib_options=dict(CALIB))
+    r = build(
+        spec_path("vit_b_16"),
+        "ax650",
+        tmp_path / "vit",
+        overrides=SMALL["vit_b_16"],
+        data=images,
+        calib_options=dict(CALIB),
+    )
     m = r.manifest
     assert m["self_check"]["result"]["passed"] and m["target_checks"]["qdq"]["passed"]
     assert m["target_checks"]["op_check"]["unsupported"] == 0
@@ -412,7 +564,6 @@ def test_a_shape_that_stays_dynamic_at_batch_1_is_refused_naming_the_node():
     """The kits are compiled at batch 1, static: a graph whose shape arithmetic reads a dynamic axis other than the
     batch is refused with the node named (exit 2), not an internal error."""
     from tcc.backends.ax.backend import _compiled_form
-
     from tests.helpers.onnx_util import learned_token_model
 
     m = learned_token_model()

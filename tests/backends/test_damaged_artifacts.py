@@ -2,6 +2,7 @@
 kind `bundle`): TFLite's tflite.json is checked field by field and against the model (a string tensor index was a
 TypeError inside LiteRT's bindings, one past its tensors LiteRT's ValueError, a 2-D tensor said to be NHWC numpy's),
 and `tcc diff` on an ORT bundle whose model.onnx no longer parses says so (was protobuf's DecodeError)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,12 +27,15 @@ def _build(tmp_path, *options):
     return out
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("index", "1e9", "tflite.json: invalid at tensors.flat.index: '1e9' is not of type 'integer'"),
-    ("nhwc", "yes", "tflite.json: invalid at tensors.flat.nhwc: 'yes' is not of type 'boolean'"),
-    ("index", 10**6, "tflite.json: tensor 'flat' at index 1000000, the model has "),  # LiteRT's ValueError
-    ("nhwc", True, "tflite.json: tensor 'flat' is [1, 16], not a batch of NHWC images"),  # numpy's, transposing it
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("index", "1e9", "tflite.json: invalid at tensors.flat.index: '1e9' is not of type 'integer'"),
+        ("nhwc", "yes", "tflite.json: invalid at tensors.flat.nhwc: 'yes' is not of type 'boolean'"),
+        ("index", 10**6, "tflite.json: tensor 'flat' at index 1000000, the model has "),  # LiteRT's ValueError
+        ("nhwc", True, "tflite.json: tensor 'flat' is [1, 16], not a batch of NHWC images"),  # numpy's, transposing it
+    ],
+)
 def test_tflite_info_is_checked(tmp_path, x, field, value, message):
     pytest.importorskip("ai_edge_litert")
     bundle = _build(tmp_path, "--target", "tflite")

@@ -1,5 +1,6 @@
 """The backend interface and the ONNX Runtime backend: registry, capability checks, FP16 conversion, FP16 builds of
 the paper models, and `predict --artifact` = `predict` on the real DDSNet checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from tcc.backends.ort.fp16 import to_fp16
 from tcc.build import TOLERANCES, build
 from tcc.cli.main import main
 from tcc.errors import BuildError
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers.onnx_util import make_model, run
 
@@ -43,8 +43,9 @@ def test_capabilities():
 
 # ---------------------------------------------------------------------------------------------------- check()
 def _model(nodes, inits=(), opset=13, out_shape=("N", 4, 8, 8)):
-    return make_model(nodes, {"input": ["N", 3, 8, 8]}, {"output": out_shape}, inits, name="m", opset=opset,
-                      ir_version=7)
+    return make_model(
+        nodes, {"input": ["N", 3, 8, 8]}, {"output": out_shape}, inits, name="m", opset=opset, ir_version=7
+    )
 
 
 def test_check_names_a_node_the_opset_cannot_express():
@@ -74,8 +75,12 @@ def _fp32_model():
         helper.make_node("Mul", ["act", "k"], ["m"], name="m"),
         helper.make_node("Add", ["m", "c"], ["output"], name="out"),
     ]
-    inits = [numpy_helper.from_array(w, "c.weight"), numpy_helper.from_array(b, "c.bias"),
-             numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    inits = [
+        numpy_helper.from_array(w, "c.weight"),
+        numpy_helper.from_array(b, "c.bias"),
+        numpy_helper.from_array(np.float32(0), "lo"),
+        numpy_helper.from_array(np.float32(6), "hi"),
+    ]
     return _model(nodes, inits)
 
 

@@ -1,6 +1,7 @@
 """The TFLite backend: the four precisions on the paper models and MobileNetV2, every zoo spec in FP32 against
 PyTorch, the written file parsed back (types, shapes, each tensor's scale and zero point as the table has them,
 builtin versions), byte-identical rebuilds, int8 I/O, and the user mistakes."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from tcc.backends import TARGETS, get_backend  # noqa: E402
-from tcc.build import TOLERANCES, build  # noqa: E402
-from tcc.cli.main import main  # noqa: E402
-
-from tests.helpers.int8_zoo import SMALL, spec_path, zoo_names  # noqa: E402
+from tcc.backends import TARGETS, get_backend
+from tcc.build import TOLERANCES, build
+from tcc.cli.main import main
+from tests.helpers.int8_zoo import SMALL, spec_path, zoo_names
 
 CALIB = {"method": "kl", "calib_size": 8}
 
@@ -40,8 +40,14 @@ def _build(name, tmp_path, precision, data=None, overrides=None, **kw):
     overrides = SMALL[name] if overrides is None else overrides
     shape = lower_spec(spec_path(name), overrides).model.input_shape
     extra = {"data": data(shape), "calib_options": dict(CALIB)} if precision == "int8" else {}
-    return build(spec_path(name), "tflite", tmp_path / f"{name}-{precision}", precision=precision,
-                 overrides=overrides, **{**extra, **kw})
+    return build(
+        spec_path(name),
+        "tflite",
+        tmp_path / f"{name}-{precision}",
+        precision=precision,
+        overrides=overrides,
+        **{**extra, **kw},
+    )
 
 
 def test_target_and_capabilities():
@@ -66,8 +72,10 @@ def test_four_precisions(name, precision, tmp_path, data):
     elif precision == "fp32":
         assert check["result"]["max_abs_vs_float64"] <= check["result"]["bound"]
     sizes = {f: v["bytes"] for f, v in m["files"].items()}
-    print(f"\n[tflite] {name} {precision}: model.tflite {sizes['model.tflite']:,} B, "
-          f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}")
+    print(
+        f"\n[tflite] {name} {precision}: model.tflite {sizes['model.tflite']:,} B, "
+        f"{json.dumps({k: v for k, v in check['result'].items() if k in ('max_abs', 'cosine', 'bit_exact')})}"
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -90,8 +98,10 @@ def test_attention_mobilevit(precision, tmp_path, data):
 
 # MaxViT's build (25 s in CI) is slow: its add_constant kind is checked on LiteRT's kernels on a small graph by
 # quant/test_int8_ops.py, MaxViT itself on ORT by zoo/test_int8_ort.py
-@pytest.mark.parametrize("name,kind,count", [pytest.param("maxvit_t", "add_constant", 6, marks=pytest.mark.slow),
-                                             ("vit_b_16", "broadcast", 2)])
+@pytest.mark.parametrize(
+    "name,kind,count",
+    [pytest.param("maxvit_t", "add_constant", 6, marks=pytest.mark.slow), ("vit_b_16", "broadcast", 2)],
+)
 def test_attention_int8_kinds(name, kind, count, tmp_path, data):
     """MaxViT's relative position bias (a constant ADD on the scores, int8 codes at its own scale) and ViT's class
     token and position embedding (constants at their output's scale; the model's batch is 1), and ViT's softmax on
@@ -168,8 +178,9 @@ def test_int8_file_parses_back_with_the_tables_quantization(tmp_path, data):
     sig = model.signatureDefs[0]
     assert sig.signatureKey.decode() == "serving_default"
     sigmoid = [n for n, t in table.items() if t.get("method") == "fixed by the target"]
-    assert sigmoid and all(table[n]["scale"] == float(np.float32(1 / 256)) and table[n]["zero_point"] == -128
-                           for n in sigmoid)
+    assert sigmoid and all(
+        table[n]["scale"] == float(np.float32(1 / 256)) and table[n]["zero_point"] == -128 for n in sigmoid
+    )
 
 
 def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
@@ -183,8 +194,9 @@ def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
     backend = get_backend("tflite")
     x = np.random.default_rng(5).standard_normal((3, 3, 64, 64)).astype(np.float32)
     for kernels in ("reference", "default"):  # quantizing outside the model = QUANTIZE inside it
-        np.testing.assert_array_equal(backend.run(backend.load(a.out, kernels), x),
-                                      backend.run(backend.load(c.out, kernels), x))
+        np.testing.assert_array_equal(
+            backend.run(backend.load(a.out, kernels), x), backend.run(backend.load(c.out, kernels), x)
+        )
     np.save(tmp_path / "x.npy", x[:1])
     assert main(["predict", "--artifact", str(c.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
 
@@ -192,17 +204,91 @@ def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
 def test_calibrate_for_tflite_then_build_from_the_table(tmp_path, data, capsys):
     spec, args = str(spec_path("ddsnet")), ["--set", "image_size=64"]
     table = tmp_path / "t.json"
-    assert main(["calibrate", spec, *args, "--data", str(data((3, 64, 64))), "--target", "tflite", "--method", "kl",
-                 "--calib-size", "8", "-o", str(table), "--no-compare", "--report-samples", "2"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                spec,
+                *args,
+                "--data",
+                str(data((3, 64, 64))),
+                "--target",
+                "tflite",
+                "--method",
+                "kl",
+                "--calib-size",
+                "8",
+                "-o",
+                str(table),
+                "--no-compare",
+                "--report-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert json.loads(table.read_text())["target"] == "tflite"
-    assert main(["build", spec, *args, "--target", "tflite", "--precision", "int8", "--calib", str(table),
-                 "-o", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                spec,
+                *args,
+                "--target",
+                "tflite",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     other = tmp_path / "ort.json"
-    assert main(["calibrate", spec, *args, "--data", str(data((3, 64, 64))), "--target", "ort", "--method", "kl",
-                 "--calib-size", "8", "-o", str(other), "--no-compare", "--report-samples", "2"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                spec,
+                *args,
+                "--data",
+                str(data((3, 64, 64))),
+                "--target",
+                "ort",
+                "--method",
+                "kl",
+                "--calib-size",
+                "8",
+                "-o",
+                str(other),
+                "--no-compare",
+                "--report-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["build", spec, *args, "--target", "tflite", "--precision", "int8", "--calib", str(other),
-                 "-o", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                spec,
+                *args,
+                "--target",
+                "tflite",
+                "--precision",
+                "int8",
+                "--calib",
+                str(other),
+                "-o",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "--target tflite" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
@@ -226,15 +312,32 @@ def test_op_without_a_tflite_int8_form_is_named(tmp_path, capsys):
     np.save(tmp_path / "d.npy", np.zeros((4, 3, 16, 16), np.float32))
     assert main(["build", str(spec), "--target", "tflite", "-o", str(tmp_path / "f")]) == 0
     capsys.readouterr()
-    assert main(["build", str(spec), "--target", "tflite", "--precision", "int8", "--data", str(tmp_path / "d.npy"),
-                 "-o", str(tmp_path / "i")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(spec),
+                "--target",
+                "tflite",
+                "--precision",
+                "int8",
+                "--data",
+                str(tmp_path / "d.npy"),
+                "-o",
+                str(tmp_path / "i"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "node 'act/hardsigmoid' (op HardSigmoid)" in err and "calibrating" not in err and "Traceback" not in err
     assert not (tmp_path / "i").exists()
 
 
-FC_SPEC = ("kind: model\nname: fconly\ninput: {shape: [64, 4, 4]}\nlayers:\n  - {op: conv2d, out: 64, kernel: 1}\n"
-           "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 32}\n")
+FC_SPEC = (
+    "kind: model\nname: fconly\ninput: {shape: [64, 4, 4]}\nlayers:\n  - {op: conv2d, out: 64, kernel: 1}\n"
+    "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 32}\n"
+)
 
 
 def _fully_connected_runs(model_path, n_inputs, seed=1):
@@ -245,8 +348,11 @@ def _fully_connected_runs(model_path, n_inputs, seed=1):
 
     from tcc.quant.intgraph.fixed_point import quantize_multiplier
 
-    it = Interpreter(model_path=str(model_path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                     experimental_preserve_all_tensors=True)
+    it = Interpreter(
+        model_path=str(model_path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )
     it.allocate_tensors()
     fc = next(o for o in it._get_ops_details() if o["op_name"] == "FULLY_CONNECTED")
     q = {t["index"]: t["quantization_parameters"] for t in it.get_tensor_details()}
@@ -272,8 +378,12 @@ def _with_fc_scales(model_path, out_path, s_in, s_w, s_out):
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(Path(model_path).read_bytes(), 0))
     g = m.subgraphs[0]
     fc_code = schema.BuiltinOperator.FULLY_CONNECTED
-    fc = next(o for o in g.operators if max(m.operatorCodes[o.opcodeIndex].builtinCode,
-                                            m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode) == fc_code)
+    fc = next(
+        o
+        for o in g.operators
+        if max(m.operatorCodes[o.opcodeIndex].builtinCode, m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)
+        == fc_code
+    )
     x_i, w_i, b_i = fc.inputs
     for index, scale in ((x_i, s_in), (w_i, s_w), (b_i, s_in * s_w), (fc.outputs[0], s_out)):
         g.tensors[index].quantization.scale = [scale] * len(g.tensors[index].quantization.scale)
@@ -298,8 +408,17 @@ def test_fully_connected_requantizes_with_one_rounding(tmp_path):
     spec = tmp_path / "fc.yaml"
     spec.write_text(FC_SPEC)
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((32, 64, 4, 4)).astype(np.float32))
-    model = build(spec, "tflite", tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
-                  calib_options={"method": "minmax", "calib_size": 32}).out / "model.tflite"
+    model = (
+        build(
+            spec,
+            "tflite",
+            tmp_path / "b",
+            precision="int8",
+            data=tmp_path / "calib.npy",
+            calib_options={"method": "minmax", "calib_size": 32},
+        ).out
+        / "model.tflite"
+    )
     wrong = {"double": 0, "single": 0, "gemmlowp": 0}
     for acc, y, (q, shift, real) in _fully_connected_runs(model, 200):
         wrong["double"] += int((np.clip(double_half_away_multiply(acc, real), -128, 127) != y).sum())
@@ -335,7 +454,8 @@ layers:
 def test_grouped_conv_is_a_grouped_conv_2d(tmp_path):
     """A grouped conv (ResNeXt, RegNet: groups of several channels) is a CONV_2D whose filter holds a group's input
     channels (TFLite infers the groups from the depths; builtin version 6), not a depthwise conv: FP32 within the
-    FP32 contract of the PyTorch module. int8 has no TFLite grouped kernel and is refused by name (tcc.quant.table.rules)."""
+    FP32 contract of the PyTorch module. int8 has no TFLite grouped kernel and is refused by name
+    (tcc.quant.table.rules)."""
     from ai_edge_litert import schema_py_generated as S
 
     spec = tmp_path / "grouped.yaml"

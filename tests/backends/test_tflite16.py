@@ -2,6 +2,7 @@
 per-channel weights, int64 biases. The integer reference under the tflite rules equals LiteRT's reference kernels
 bit for bit, tensor by tensor, on DDSNet's and FastNet's kinds; the written file has the 16x8 types and operator
 versions; a kind without a 16-bit form here is refused before any work, naming the node and the target."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ import pytest
 
 pytest.importorskip("ai_edge_litert")
 
-from tcc.backends import get_backend  # noqa: E402
-from tcc.build import build  # noqa: E402
-from tcc.cli.main import main  # noqa: E402
-
-from tests.helpers.int8_zoo import SMALL, spec_path  # noqa: E402
+from tcc.backends import get_backend
+from tcc.build import build
+from tcc.cli.main import main
+from tests.helpers.int8_zoo import SMALL, spec_path
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,15 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.table.file import CalibrationTable
 
-    r = build(spec_path(name), target, tmp_path / "b", precision="int8", overrides=SMALL[name], data=data,
-              calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    r = build(
+        spec_path(name),
+        target,
+        tmp_path / "b",
+        precision="int8",
+        overrides=SMALL[name],
+        data=data,
+        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+    )
     m = r.manifest
     assert m["self_check"]["result"]["bit_exact"]
     assert m["quantization"]["activation_bits"] == {"16": m["quantization"]["quantized_tensors"]}
@@ -44,8 +51,11 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     table = CalibrationTable(json.loads((r.out / "calibration.json").read_text()))
     qg = quantize_graph(plan(lower_spec(spec_path(name), SMALL[name]).onnx, rules=target), table)
     roundings = {(n.attrs["group"] > 1, n.requant.mult.rounding) for n in qg.nodes if n.kind == "conv"}
-    assert roundings == ({(False, "tflite_int64"), (True, "tflite_int64")} if target == "tflite" else
-                         {(False, "gemmlowp"), (True, "tflite_int64")})
+    assert roundings == (
+        {(False, "tflite_int64"), (True, "tflite_int64")}
+        if target == "tflite"
+        else {(False, "gemmlowp"), (True, "tflite_int64")}
+    )
     _equals_reference_kernels(r.out, qg, np.concatenate([np.load(data)[:2], 40 * np.load(data)[2:3]]))
 
 
@@ -96,8 +106,15 @@ def test_16x8_file_types_and_versions(data, tmp_path):
     TFLite's versioning rules give them for 16x8 (op_version.cc)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(spec_path("ddsnet"), "tflite", tmp_path / "b", precision="int8", overrides=SMALL["ddsnet"], data=data,
-              calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    r = build(
+        spec_path("ddsnet"),
+        "tflite",
+        tmp_path / "b",
+        precision="int8",
+        overrides=SMALL["ddsnet"],
+        data=data,
+        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+    )
     table = json.loads((r.out / "calibration.json").read_text())["tensors"]
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
     g = model.subgraphs[0]
@@ -114,9 +131,19 @@ def test_16x8_file_types_and_versions(data, tmp_path):
     assert biases and {types[t.type] for t in biases} == {"INT64"}
     ops = {S.BuiltinOperator.__dict__[k]: k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
     versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
-    assert versions == {"QUANTIZE": 2, "PAD": 3, "CONV_2D": 8, "PADV2": 3, "MAX_POOL_2D": 3, "DEPTHWISE_CONV_2D": 1,
-                        "CONCATENATION": 3, "AVERAGE_POOL_2D": 3, "RESHAPE": 1, "FULLY_CONNECTED": 11,
-                        "DEQUANTIZE": 3}
+    assert versions == {
+        "QUANTIZE": 2,
+        "PAD": 3,
+        "CONV_2D": 8,
+        "PADV2": 3,
+        "MAX_POOL_2D": 3,
+        "DEPTHWISE_CONV_2D": 1,
+        "CONCATENATION": 3,
+        "AVERAGE_POOL_2D": 3,
+        "RESHAPE": 1,
+        "FULLY_CONNECTED": 11,
+        "DEQUANTIZE": 3,
+    }
     info = json.loads((r.out / "tflite.json").read_text())
     assert info["input_dtype"] == "float32"
 
@@ -128,8 +155,15 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     (its default): an 8-bit calibration is refused before any work (exit 2)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(spec_path("ddsnet"), "tflite16-i32", tmp_path / "b", precision="int8", overrides=SMALL["ddsnet"],
-              data=data, calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    r = build(
+        spec_path("ddsnet"),
+        "tflite16-i32",
+        tmp_path / "b",
+        precision="int8",
+        overrides=SMALL["ddsnet"],
+        data=data,
+        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+    )
     assert r.manifest["quantization"]["rules"] == "tflite16-i32"
     assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
@@ -143,28 +177,52 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
             opts = op.builtinOptions
             declared = getattr(opts, "quantizedBiasType", None)
             seen.setdefault(name, set()).add((types[g.tensors[op.inputs[2]].type], declared and types[declared]))
-    assert seen == {"CONV_2D": {("INT32", "INT32")}, "FULLY_CONNECTED": {("INT32", "INT32")},
-                    "DEPTHWISE_CONV_2D": {("INT64", None)}}
+    assert seen == {
+        "CONV_2D": {("INT32", "INT32")},
+        "FULLY_CONNECTED": {("INT32", "INT32")},
+        "DEPTHWISE_CONV_2D": {("INT64", None)},
+    }
     versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
     assert (versions["CONV_2D"], versions["FULLY_CONNECTED"], versions["DEPTHWISE_CONV_2D"]) == (8, 11, 1)
-    code = main(["build", str(spec_path("ddsnet")), "--set", "image_size=64", "--target", "tflite16-i32",
-                 "--precision", "int8", "--data", str(data), "--activation-bits", "8", "-o", str(tmp_path / "c")])
+    code = main(
+        [
+            "build",
+            str(spec_path("ddsnet")),
+            "--set",
+            "image_size=64",
+            "--target",
+            "tflite16-i32",
+            "--precision",
+            "int8",
+            "--data",
+            str(data),
+            "--activation-bits",
+            "8",
+            "-o",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "16-bit" in err and not (tmp_path / "c").exists(), err
 
 
 def test_int16_io(data, tmp_path):
     """--io int8 at 16 bits: the model takes and gives int16 codes; quantizing outside equals QUANTIZE inside."""
-    kw = dict(precision="int8", overrides=SMALL["ddsnet"], data=data,
-              calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    kw = dict(
+        precision="int8",
+        overrides=SMALL["ddsnet"],
+        data=data,
+        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+    )
     a = build(spec_path("ddsnet"), "tflite", tmp_path / "a", **kw)
     c = build(spec_path("ddsnet"), "tflite", tmp_path / "c", io="int8", **kw)
     info = json.loads((c.out / "tflite.json").read_text())
     assert info["input_dtype"] == "int16" and info["output_dtype"] == "int16"
     backend = get_backend("tflite")
     x = np.random.default_rng(5).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    np.testing.assert_array_equal(backend.run(backend.load(a.out, "reference"), x),
-                                  backend.run(backend.load(c.out, "reference"), x))
+    np.testing.assert_array_equal(
+        backend.run(backend.load(a.out, "reference"), x), backend.run(backend.load(c.out, "reference"), x)
+    )
 
 
 def test_kind_without_16_bit_form_is_refused_before_any_work(tmp_path, capsys):
@@ -174,13 +232,41 @@ def test_kind_without_16_bit_form_is_refused_before_any_work(tmp_path, capsys):
     spec = str(spec_path("vit_b_16"))
     sets = [a for k, v in SMALL["vit_b_16"].items() for a in ("--set", f"{k}={v}")]
     missing = str(tmp_path / "missing")
-    code = main(["build", spec, *sets, "--target", "tflite", "--precision", "int8", "--data",
-                 missing, "--activation-bits", "16", "-o", str(tmp_path / "b")])
+    code = main(
+        [
+            "build",
+            spec,
+            *sets,
+            "--target",
+            "tflite",
+            "--precision",
+            "int8",
+            "--data",
+            missing,
+            "--activation-bits",
+            "16",
+            "-o",
+            str(tmp_path / "b"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--activation-bits 16: node 'class_token'" in err and "kind 'broadcast'" in err, err
     assert "target tflite" in err and not (tmp_path / "b").exists()
-    code = main(["calibrate", spec, *sets, "--target", "tflite", "--data", missing,
-                 "--activation-bits", "16", "-o", str(tmp_path / "t.json")])
+    code = main(
+        [
+            "calibrate",
+            spec,
+            *sets,
+            "--target",
+            "tflite",
+            "--data",
+            missing,
+            "--activation-bits",
+            "16",
+            "-o",
+            str(tmp_path / "t.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "integer kind 'broadcast'" in err and not (tmp_path / "t.json").exists(), err
     code = main(["calibrate", spec, *sets, "--target", "tflite", "--data", missing, "-o", str(tmp_path / "t.json")])
@@ -201,10 +287,13 @@ def test_lookup_without_16_bit_kernel_is_refused():
 
     def graph(op):
         w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.ones(12, np.float32))
-        g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
-                               helper.make_node(op, ["c"], ["y"], name="act")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+        g = helper.make_graph(
+            [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node(op, ["c"], ["y"], name="act")],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+            [w],
+        )
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
         return plan(onnx.shape_inference.infer_shapes(model), rules="tflite")
 
@@ -223,8 +312,9 @@ def _one_op(op, inputs, out_scale, out_shape, opts=None, kernels="BUILTIN_REF", 
     ins = [m.tensor(f"in{k}", c.shape, dtype, None, Quant((s,), (0,))) for k, (c, s) in enumerate(inputs)]
     out = m.tensor("out", out_shape, dtype, None, Quant((out_scale,), (0,)))
     m.operator(op, ins, [out], opts)
-    it = Interpreter(model_content=m.to_bytes(ins, [out]),
-                     experimental_op_resolver_type=getattr(OpResolverType, kernels))
+    it = Interpreter(
+        model_content=m.to_bytes(ins, [out]), experimental_op_resolver_type=getattr(OpResolverType, kernels)
+    )
     it.allocate_tensors()
     for d, (c, _) in zip(it.get_input_details(), inputs):
         it.set_tensor(d["index"], c.astype(dtype))
@@ -241,11 +331,11 @@ def test_int16_logistic_equals_litert_on_every_code(kernels):
     from tcc.quant.intgraph.node_constants import tflite_logistic16
 
     codes = np.arange(-32768, 32768, dtype=np.int64).reshape(1, -1)
-    for scale in (3.1e-5, 1.3e-4, 3.7e-4, 2.0 ** -12 * 1.01, 1.1e-3, 2.0 ** -10, 1.23e-2, 3.0):
-        got = _one_op("LOGISTIC", [(codes, scale)], 2.0 ** -15, codes.shape, kernels=kernels)
+    for scale in (3.1e-5, 1.3e-4, 3.7e-4, 2.0**-12 * 1.01, 1.1e-3, 2.0**-10, 1.23e-2, 3.0):
+        got = _one_op("LOGISTIC", [(codes, scale)], 2.0**-15, codes.shape, kernels=kernels)
         np.testing.assert_array_equal(got[0], tflite_logistic16(codes[0], scale), err_msg=str(scale))
     with pytest.raises(ValueError, match="power of two"):
-        tflite_logistic16(codes[0], 2.0 ** -12)
+        tflite_logistic16(codes[0], 2.0**-12)
     with pytest.raises(ValueError, match="overflows"):  # seeded EfficientNetV2's deep SiLUs reached 11 a step
         tflite_logistic16(codes[0], 6.0)
 
@@ -270,15 +360,16 @@ def test_mul_and_batch_matmul_multipliers_and_rounding():
         q, shift = quantize_multiplier(ratio(*(QParams(s, 0, -32768, 32767) for s in scales)))
         return np.clip(ROUNDING_FUNCTIONS[rounding](acc, q, shift), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
-    for sa, sb, so in ((1.3e-3, 9.1e-4, 7e-4), (3e-4, 2.0 ** -15, 2.7e-4), (1e-4, 1e-4, 1e-6)):
+    for sa, sb, so in ((1.3e-3, 9.1e-4, 7e-4), (3e-4, 2.0**-15, 2.7e-4), (1e-4, 1e-4, 1e-6)):
         a, b = (rng.integers(-32768, 32768, (1, 16, 512)) for _ in range(2))
         got = _one_op("MUL", [(a, sa), (b, sb)], so, a.shape, options("MulOptions"))
         np.testing.assert_array_equal(got, requantized(a * b, (sa, sb, so), mul_ratio, rules.rounding))
     for (sa, sb, so), depth in (((1.3e-3, 9.1e-4, 7e-2), 64), ((1.1e-2, 4e-4, 0.9), 144)):
         a, b = rng.integers(-32768, 32768, (1, 4, 32, depth)), rng.integers(-32768, 32768, (1, 4, depth, 48))
         got = _one_op("BATCH_MATMUL", [(a, sa), (b, sb)], so, (1, 4, 32, 48), bmm)
-        np.testing.assert_array_equal(got, requantized(np.matmul(a, b), (sa, sb, so), matmul_ratio,
-                                                       rules.wide.matmul_rounding))
+        np.testing.assert_array_equal(
+            got, requantized(np.matmul(a, b), (sa, sb, so), matmul_ratio, rules.wide.matmul_rounding)
+        )
     scales = (0.002305958652868867, 0.056377019733190536, 0.0320025309920311)
     a, b = np.array([[[127, 1], [-127, -1]]]), np.array([[[103], [88]]])  # acc 13169 and -13169
     got = _one_op("BATCH_MATMUL", [(a, scales[0]), (b, scales[1])], scales[2], (1, 2, 1), bmm, dtype="int8")
@@ -306,11 +397,13 @@ def test_int16_fully_connected_rounds_acc_times_its_double_multiplier():
     m = TfliteModel("fc")
     xi = m.tensor("x", x.shape, "int16", None, Quant((float(s_in),), (0,)))
     wi = m.tensor("w", w.shape, "int8", w.astype(np.int8), Quant(tuple(map(float, sw)), (0,) * 96, 0))
-    bi = m.tensor("b", (96,), "int64", np.zeros(96, np.int64),
-                  Quant(tuple(float(np.float32(s_in * v)) for v in sw), (0,) * 96, 0))
+    bi = m.tensor(
+        "b", (96,), "int64", np.zeros(96, np.int64), Quant(tuple(float(np.float32(s_in * v)) for v in sw), (0,) * 96, 0)
+    )
     yi = m.tensor("y", (64, 96), "int16", None, Quant((float(s_out),), (0,)))
-    m.operator("FULLY_CONNECTED", [xi, wi, bi], [yi],
-               options("FullyConnectedOptions", quantizedBiasType=m.s.TensorType.INT64))
+    m.operator(
+        "FULLY_CONNECTED", [xi, wi, bi], [yi], options("FullyConnectedOptions", quantizedBiasType=m.s.TensorType.INT64)
+    )
     it = Interpreter(model_content=m.to_bytes([xi], [yi]), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x.astype(np.int16))
@@ -335,9 +428,15 @@ def test_16x8_attention_every_integer_op_exact(tmp_path):
 
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32))
-    r = build(spec_path("mobilevit_xxs"), "tflite", tmp_path / "b", precision="int8",
-              overrides=SMALL["mobilevit_xxs"], data=x,
-              calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16})
+    r = build(
+        spec_path("mobilevit_xxs"),
+        "tflite",
+        tmp_path / "b",
+        precision="int8",
+        overrides=SMALL["mobilevit_xxs"],
+        data=x,
+        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+    )
     m = r.manifest
     check = m["self_check"]["result"]
     assert check["passed"] and m["quantization"]["activation_bits"] == {"16": m["quantization"]["quantized_tensors"]}
@@ -348,14 +447,19 @@ def test_16x8_attention_every_integer_op_exact(tmp_path):
     assert m["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
     table = json.loads((r.out / "calibration.json").read_text())["tensors"]
     sigmoids = [t for n, t in table.items() if n.endswith("/sigmoid")]
-    assert sigmoids and all((t["scale"], t["zero_point"], t["bits"]) == (2.0 ** -15, 0, 16) for t in sigmoids)
+    assert sigmoids and all((t["scale"], t["zero_point"], t["bits"]) == (2.0**-15, 0, 16) for t in sigmoids)
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
     ops = {S.BuiltinOperator.__dict__[k]: k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
     versions = {}
     for c in model.operatorCodes:
         versions.setdefault(ops[c.builtinCode], set()).add(c.version)
-    assert {op: max(versions[op]) for op in ("LOGISTIC", "BATCH_MATMUL", "MUL", "ADD", "TRANSPOSE")} == \
-        {"LOGISTIC": 3, "BATCH_MATMUL": 3, "MUL": 4, "ADD": 3, "TRANSPOSE": 6}
+    assert {op: max(versions[op]) for op in ("LOGISTIC", "BATCH_MATMUL", "MUL", "ADD", "TRANSPOSE")} == {
+        "LOGISTIC": 3,
+        "BATCH_MATMUL": 3,
+        "MUL": 4,
+        "ADD": 3,
+        "TRANSPOSE": 6,
+    }
 
 
 def test_16x8_mobilevitv2_every_integer_op_exact(tmp_path):
@@ -364,9 +468,15 @@ def test_16x8_mobilevitv2_every_integer_op_exact(tmp_path):
     context sum and softmax float islands within 1 LSB."""
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(0).standard_normal((4, 3, 128, 128)).astype(np.float32))
-    r = build(spec_path("mobilevitv2_050"), "tflite", tmp_path / "b", precision="int8",
-              overrides={**SMALL["mobilevitv2_050"], "transformer_depths": [1, 1, 1]}, data=x,  # one layer a block
-              calib_options={"method": "kl", "calib_size": 4, "activation_bits": 16})
+    r = build(
+        spec_path("mobilevitv2_050"),
+        "tflite",
+        tmp_path / "b",
+        precision="int8",
+        overrides={**SMALL["mobilevitv2_050"], "transformer_depths": [1, 1, 1]},
+        data=x,  # one layer a block
+        calib_options={"method": "kl", "calib_size": 4, "activation_bits": 16},
+    )
     check = r.manifest["self_check"]["result"]
     by_kind = check["per_op"]["max_lsb_by_kind"]
     integer = {k: v for k, v in by_kind.items() if "island" not in k}
@@ -388,6 +498,9 @@ def test_16_bit_zero_point_must_be_zero(data):
     doc = json.loads(json.dumps(t.doc))
     name = g.nodes[3].outputs[0]
     doc["tensors"][name]["zero_point"] = 5
-    with pytest.raises(CalibrationError, match=rf"tensor '{name}': zero point 5; rules 'tflite' take 16-bit "
-                                               r"activations at zero point 0"):
+    with pytest.raises(
+        CalibrationError,
+        match=rf"tensor '{name}': zero point 5; rules 'tflite' take 16-bit "
+        r"activations at zero point 0",
+    ):
         quantize_graph(g, CalibrationTable(doc))

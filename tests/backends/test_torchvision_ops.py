@@ -5,6 +5,7 @@ dynamic), and arm-a7 / aarch64 under qemu; INT8 on ort (every op within 1 LSB of
 (bit-exact) and tflite (bit-exact on LiteRT's reference kernels; the ops its int8 kernels cannot take are refused by
 name, and dropped for the build), the layer norms (no integer form) as float islands; refused before calibration,
 naming the node, where the rules keep no float ops; the AX op checker's per-chip verdicts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,6 @@ from tcc.build import build
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
-
 from tests.helpers import REPO
 
 SPEC = REPO / "tests" / "specs" / "torchvision_ops.yaml"
@@ -35,11 +35,24 @@ def _passed(result) -> dict:
     return check
 
 
-@pytest.mark.parametrize("target, precision, opset", [
-    ("ort", "fp32", 11), ("ort", "fp32", 13), ("ort", "fp32", 17), ("ort", "fp32", 21), ("ort", "fp16", 13),
-    ("ort", "fp16", 21), ("tflite", "fp32", 13), ("tflite", "fp32", 21), ("tflite", "fp16", 17),
-    ("tflite", "dynamic", 13),
-    ("host", "fp32", 13), ("host", "fp32", 17), ("host", "fp32", 21)])
+@pytest.mark.parametrize(
+    "target, precision, opset",
+    [
+        ("ort", "fp32", 11),
+        ("ort", "fp32", 13),
+        ("ort", "fp32", 17),
+        ("ort", "fp32", 21),
+        ("ort", "fp16", 13),
+        ("ort", "fp16", 21),
+        ("tflite", "fp32", 13),
+        ("tflite", "fp32", 21),
+        ("tflite", "fp16", 17),
+        ("tflite", "dynamic", 13),
+        ("host", "fp32", 13),
+        ("host", "fp32", 17),
+        ("host", "fp32", 21),
+    ],
+)
 def test_float_builds(tmp_path, target, precision, opset):
     _passed(build(SPEC, target, tmp_path / "b", precision=precision, opset=opset))
 
@@ -58,15 +71,16 @@ def test_int8_builds(tmp_path, data, target):
     """Every new op in its integer form; the two layer norms (no integer form) as float islands, recorded in the
     manifest with their reason."""
     overrides = {"tflite_int8": True} if target == "tflite" else {}
-    result = build(SPEC, target, tmp_path / "b", precision="int8", data=data, calib_options=CALIB,
-                   overrides=overrides)
+    result = build(SPEC, target, tmp_path / "b", precision="int8", data=data, calib_options=CALIB, overrides=overrides)
     check = _passed(result)
     q = result.manifest["quantization"]
     kinds = q["integer_ops"]
     assert kinds["channel_scale"] == 3 and kinds["global_max_pool"] == 1  # pr, ls, pr1 (layer_scale: folded)
     assert kinds["lookup"] == (3 if target == "tflite" else 5)  # 2 GELUs, leaky ReLU (+ hard-sigmoid, ELU)
     assert [(i["node"], i["kind"], i["reason"]) for i in q["float_islands"]] == [
-        ("block.norm", "layernorm", "required"), ("ln_f", "layernorm", "required")]
+        ("block.norm", "layernorm", "required"),
+        ("ln_f", "layernorm", "required"),
+    ]
     if target == "ort":
         assert check["result"]["per_op"]["max_lsb"] <= 1.0
     else:
@@ -98,8 +112,10 @@ def test_tflite_int8_names_the_ops_it_cannot_compute_exactly(tmp_path, data):
 def test_ax_op_lists():
     """Pulsar2 (AX620E, AX650) takes every op, PReLU's slope rewritten to its [1, C, 1, 1] exactly; Pulsar v1
     (AX620) has no Erf, Elu, Sqrt or LayerNormalization in its list: those nodes are named."""
-    for opset, missing in ((13, {"g/erf", "block.norm/std", "el", "ln_f/std"}),
-                           (17, {"g/erf", "block.norm/normalize", "el", "ln_f"})):
+    for opset, missing in (
+        (13, {"g/erf", "block.norm/std", "el", "ln_f/std"}),
+        (17, {"g/erf", "block.norm/normalize", "el", "ln_f"}),
+    ):
         m = lower_spec(SPEC, opset=opset).onnx
         for chip in ("ax620e", "ax650"):
             result = check_model(m, chip)

@@ -1,5 +1,6 @@
 """`tcc bench` and what it measures with: the qemu instruction counter (against hand counts of tiny programs),
 build phases, the speed targets' judging, and one quick run end to end (schema-checked bench.json)."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import jsonschema
 import pytest
 
 from tcc import targets as tg
-
 from tests.helpers import REPO
 
 # Each program counts down from 10: per turn one vector add, a subtract and a branch; around the loop one move
@@ -57,8 +57,7 @@ def test_instruction_count_equals_hand_count(target, source, tmp_path):
     platform, cc = _tools(target)
     (tmp_path / "p.S").write_text(source)
     flags = ["-mfpu=neon"] if platform.arch == "armv7" else []
-    subprocess.run([cc, "-nostdlib", "-static", *flags, "-o", str(tmp_path / "p"), str(tmp_path / "p.S")],
-                   check=True)
+    subprocess.run([cc, "-nostdlib", "-static", *flags, "-o", str(tmp_path / "p"), str(tmp_path / "p.S")], check=True)
     counts = count_command([str(tmp_path / "p")], platform.qemu)
     s = summarize(counts, platform.arch)
     assert s["total"] == 34, counts
@@ -99,16 +98,22 @@ def _doc(int8_dot: bool, host_int8_ratio: float | None, samples: int = 128) -> d
     if host_int8_ratio is not None:
         ratios["host int8 / host fp32"] = {"median": host_int8_ratio}
         ratios["host int8 / ort fp32"] = {"median": 0.9 * host_int8_ratio}
-    return {"machine": {"int8_dot": int8_dot, "isa_class": "avx512-vnni" if int8_dot else "avx2"},
-            "settings": {"calib_images": samples},
-            "models": {"ddsnet": {"latency_ratios": ratios,
-                                  "calibration": {"tcc": {"ort": {"seconds": 16.0,
-                                                                  "peak_bytes": {"32": 100, "128": 110}}}},
-                                  "builds": {"arm-a7-fp32": {"seconds": {"total": 9.5},
-                                                             "instructions": {"total": 1000}},
-                                             "arm-a7-int8": {"instructions": {"total": 600}},
-                                             "aarch64-dotprod-fp32": {"instructions": {"total": 1000}},
-                                             "aarch64-dotprod-int8": {"instructions": {"total": 290}}}}}}
+    return {
+        "machine": {"int8_dot": int8_dot, "isa_class": "avx512-vnni" if int8_dot else "avx2"},
+        "settings": {"calib_images": samples},
+        "models": {
+            "ddsnet": {
+                "latency_ratios": ratios,
+                "calibration": {"tcc": {"ort": {"seconds": 16.0, "peak_bytes": {"32": 100, "128": 110}}}},
+                "builds": {
+                    "arm-a7-fp32": {"seconds": {"total": 9.5}, "instructions": {"total": 1000}},
+                    "arm-a7-int8": {"instructions": {"total": 600}},
+                    "aarch64-dotprod-fp32": {"instructions": {"total": 1000}},
+                    "aarch64-dotprod-int8": {"instructions": {"total": 290}},
+                },
+            }
+        },
+    }
 
 
 def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
@@ -134,13 +139,30 @@ def test_targets_follow_the_cpu_class_and_never_pass_unmeasured():
 
 def _run_doc(isa_class: str, measured: float, cpu: str = "AMD EPYC") -> dict:
     """A bench.json with no model sections (to_markdown takes it) and one judged target."""
-    return {"quick": False, "stamp": {"date": "2026-11-25", "commit": "0123456789abcdef" * 2 + "01234567",
-                                      "dirty": False},
-            "machine": {"cpu": cpu, "cores": 2, "isa": ["avx2", "fma"], "isa_class": isa_class,
-                        "int8_dot": isa_class == "avx512-vnni", "load_average": [0.0, 0.0, 0.0]},
-            "settings": {"rounds": 10, "runs_per_round": 20}, "models": {},
-            "targets": [{"target": "host-fp32", "model": "ddsnet", "what": "TVM host FP32 / ORT FP32", "bound": 1.0,
-                         "measured": measured, "status": "PASS"}]}
+    return {
+        "quick": False,
+        "stamp": {"date": "2026-11-25", "commit": "0123456789abcdef" * 2 + "01234567", "dirty": False},
+        "machine": {
+            "cpu": cpu,
+            "cores": 2,
+            "isa": ["avx2", "fma"],
+            "isa_class": isa_class,
+            "int8_dot": isa_class == "avx512-vnni",
+            "load_average": [0.0, 0.0, 0.0],
+        },
+        "settings": {"rounds": 10, "runs_per_round": 20},
+        "models": {},
+        "targets": [
+            {
+                "target": "host-fp32",
+                "model": "ddsnet",
+                "what": "TVM host FP32 / ORT FP32",
+                "bound": 1.0,
+                "measured": measured,
+                "status": "PASS",
+            }
+        ],
+    }
 
 
 def test_docs_page_keeps_one_stamped_section_per_cpu_class(tmp_path, capsys):
@@ -154,8 +176,10 @@ def test_docs_page_keeps_one_stamped_section_per_cpu_class(tmp_path, capsys):
     hand = "# Benchmarks\n\nWritten by hand.\n"
     once = update_page(hand, _run_doc("avx2", 0.97))
     assert once.startswith(hand) and "| host-fp32 | ddsnet | TVM host FP32 / ORT FP32 | 1.0 | 0.97 | PASS |" in once
-    assert ("**Machine:** AMD EPYC, 2 cores · **CPU flags:** avx2 fma (class avx2) · **Commit:** `0123456` · "
-            "**Date:** 2026-11-25") in once
+    assert (
+        "**Machine:** AMD EPYC, 2 cores · **CPU flags:** avx2 fma (class avx2) · **Commit:** `0123456` · "
+        "**Date:** 2026-11-25"
+    ) in once
     twice = update_page(update_page(once, _run_doc("avx512-vnni", 1.2)), _run_doc("avx2", 0.95))
     assert twice.count("### Measured by `tcc bench`: avx2, AMD") == 1 and "0.97 | PASS" not in twice
     assert "| 0.95 | PASS |" in twice and "| 1.2 | PASS |" in twice and twice.startswith(hand)
@@ -196,15 +220,18 @@ def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
         # manifest holding them stays byte-identical
         bundle = tmp_path / "work" / "fastnet-64" / "bundles" / "arm-a7-int8"
         x = np.random.default_rng(7).standard_normal((1, 3, 64, 64)).astype(np.float32)
-        first, second = (per_inference(bundle / "model.so", "arm-a7", x, bundle / "kit" / "bin" / "tcc-run")
-                         for _ in range(2))
+        first, second = (
+            per_inference(bundle / "model.so", "arm-a7", x, bundle / "kit" / "bin" / "tcc-run") for _ in range(2)
+        )
         assert first == second and abs(first["total"] - ins["total"]) < 0.01 * ins["total"]
     assert {"tcc kl", "onnxruntime MinMax"} <= set(m["quality"]["results"])
     assert {r["target"] for r in doc["targets"]} >= {"host-fp32", "host-int8", "ort-int8"}
     bound = m["ort_int8_profile"]["placement_bound"]
     assert 0 < bound["bound_us"] <= bound["int8_us"] and bound["bound_ratio"] <= bound["int8_ratio"]
-    assert "faster of its integer and float kernels" in next(r for r in doc["targets"] if r["target"] == "ort-int8")[
-        "context"]
+    assert (
+        "faster of its integer and float kernels"
+        in next(r for r in doc["targets"] if r["target"] == "ort-int8")["context"]
+    )
     md = (tmp_path / "bench.md").read_text()
     assert "| ort-fp32 |" in md and "## Targets" in md and "- ort-int8 (fastnet-64): kernel time" in md
     assert "wrote" in capsys.readouterr().out
@@ -217,8 +244,10 @@ def test_report_table1_carries_the_paper_numbers_and_plots(tmp_path, capsys):
 
     from tcc.cli.main import main
 
-    assert main(["report", str(REPO / "spec" / "ddsnet.yaml"), str(REPO / "spec" / "fastnet.yaml"),
-                 "-o", str(tmp_path)]) == 0
+    assert (
+        main(["report", str(REPO / "spec" / "ddsnet.yaml"), str(REPO / "spec" / "fastnet.yaml"), "-o", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| ddsnet | 3x224x224 | 189,870 | 0.19 | 283,742,064 |" in out
     assert "| fastnet | 3x256x256 | 218,534 | 0.22 | 104,934,932 |" in out
@@ -275,7 +304,8 @@ func_b:
     b.ne 1b
     ret
 .size func_b, .-func_b
-"""}
+""",
+}
 CALLER = """
 #include <dlfcn.h>
 int main(int argc, char **argv) {
@@ -297,11 +327,13 @@ def test_instructions_per_function_equal_hand_counts(target, tmp_path):
     (tmp_path / "lib.S").write_text(LIBRARY[platform.arch])
     (tmp_path / "main.c").write_text(CALLER)
     flags = ["-mfpu=neon"] if platform.arch == "armv7" else []
-    subprocess.run([cc, "-shared", "-fPIC", *flags, "-o", str(tmp_path / "libt.so"), str(tmp_path / "lib.S")],
-                   check=True)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", *flags, "-o", str(tmp_path / "libt.so"), str(tmp_path / "lib.S")], check=True
+    )
     subprocess.run([cc, "-o", str(tmp_path / "main"), str(tmp_path / "main.c"), "-ldl"], check=True)
-    counts = count_by_function([str(tmp_path / "main"), str(tmp_path / "libt.so")], platform.qemu,
-                               f"{platform.triple}-nm")
+    counts = count_by_function(
+        [str(tmp_path / "main"), str(tmp_path / "libt.so")], platform.qemu, f"{platform.triple}-nm"
+    )
     # the library the program's argument names is the module: its functions by their own names
     assert sum(counts["func_a"].values()) == 32, counts["func_a"]
     assert sum(counts["func_b"].values()) == 24, counts["func_b"]
@@ -334,8 +366,9 @@ def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
     got = command_build_seconds(model, "ort", tmp_path / "b")
     assert got["argv"] == ["tcc", "build", "spec/fastnet.yaml", "--target", "ort", "--set", "image_size=32"]
     assert got["seconds"] > 0 and (tmp_path / "b" / "manifest.json").is_file()
-    bad = command_build_seconds(BenchModel("x", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort",
-                                tmp_path / "c")
+    bad = command_build_seconds(
+        BenchModel("x", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 0}), "ort", tmp_path / "c"
+    )
     assert "must be >= 1" in bad["error"] and not (tmp_path / "c").exists()
 
 
@@ -346,9 +379,29 @@ def test_threads_time_each_engine_again_and_take_ratios_to_one_thread(tmp_path, 
 
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core")
-    args = ["bench", "fastnet", "--set", "image_size=32", "--only", "ort-fp32,tflite-fp32", "--threads", "2",
-            "--rounds", "2", "--runs", "3", "--calib-images", "4", "--held-out", "2", "--no-memory",
-            "--no-placement", "--no-progress", "-o", str(tmp_path)]
+    args = [
+        "bench",
+        "fastnet",
+        "--set",
+        "image_size=32",
+        "--only",
+        "ort-fp32,tflite-fp32",
+        "--threads",
+        "2",
+        "--rounds",
+        "2",
+        "--runs",
+        "3",
+        "--calib-images",
+        "4",
+        "--held-out",
+        "2",
+        "--no-memory",
+        "--no-placement",
+        "--no-progress",
+        "-o",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
     jsonschema.validate(doc, json.loads((REPO / "spec" / "schema" / "bench.schema.json").read_text()))

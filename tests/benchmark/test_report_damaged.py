@@ -2,6 +2,7 @@
 opens it (the manifest checked, every file against its sha256), its calibration table read by load_table, and a
 model ONNX Runtime cannot load is reported without its latency. Each was a traceback: JSONDecodeError, a TypeError
 in the cosine plot, protobuf's DecodeError or ORT's Fail."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Artifact bundles: determinism, atomicity (exceptions, SIGINT/SIGTERM, SIGKILL), --force, manifest contents,
 self-check failures and bad input through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -274,8 +275,10 @@ def test_self_check_numbers_within_fp32_tolerance(tiny, tmp_path):
     r = build(tiny, "onnx", tmp_path / "b").manifest["self_check"]["result"]
     tol = TOLERANCES["fp32"]
     assert r["passed"] and r["max_abs_vs_float64"] <= r["bound"]
-    assert r["bound"] == pytest.approx(max(tol["atol"] * max(1.0, r["output_scale"]),
-                                           tol["float32_error_factor"] * r["pytorch_float32_error"]), rel=1e-3)
+    assert r["bound"] == pytest.approx(
+        max(tol["atol"] * max(1.0, r["output_scale"]), tol["float32_error_factor"] * r["pytorch_float32_error"]),
+        rel=1e-3,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -299,14 +302,17 @@ def test_cli_build_and_predict_artifact(tiny, tmp_path, capsys):
     np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--target", "coreml"], "unknown target 'coreml'; known targets:"),
-    (["--target", "onnx", "--precision", "int8"], "does not offer precision int8"),
-    (["--target", "ort", "--precision", "int8"], "needs a calibration table (--calib"),
-    (["--target", "onnx", "--precision", "fp16"], "does not offer precision fp16"),
-    (["--target", "ort", "--opset", "5"], "opset 5"),
-    (["--target", "ort", "--weights", "missing.pth"], "no such weights file"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--target", "coreml"], "unknown target 'coreml'; known targets:"),
+        (["--target", "onnx", "--precision", "int8"], "does not offer precision int8"),
+        (["--target", "ort", "--precision", "int8"], "needs a calibration table (--calib"),
+        (["--target", "onnx", "--precision", "fp16"], "does not offer precision fp16"),
+        (["--target", "ort", "--opset", "5"], "opset 5"),
+        (["--target", "ort", "--weights", "missing.pth"], "no such weights file"),
+    ],
+)
 def test_cli_bad_build_input(tiny, tmp_path, capsys, args, needle):
     out = tmp_path / "b"
     rc, _, err = run_cli(["build", tiny, "-o", out, *args], capsys)
@@ -321,8 +327,9 @@ def test_cli_weight_mismatch_names_the_node(tiny, tmp_path, capsys):
 
     state = to_torch(load_model(tiny, {"num_classes": 5}).graph).state_dict()
     torch.save(state, tmp_path / "w.pt")
-    rc, _, err = run_cli(["build", tiny, "--target", "ort", "-o", tmp_path / "b", "--weights", tmp_path / "w.pt"],
-                         capsys)
+    rc, _, err = run_cli(
+        ["build", tiny, "--target", "ort", "-o", tmp_path / "b", "--weights", tmp_path / "w.pt"], capsys
+    )
     assert rc == 2 and "'fc'" in err and "[3, 8]" in err and "[5, 8]" in err
     assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
 

@@ -4,6 +4,7 @@ its manifest declares is refused. Before, `files` a number was an AttributeError
 key of its own a TypeError, an unknown interpolation a KeyError, a std per channel short of the input's channels a
 ValueError in numpy and one label for two classes an IndexError; a file named outside the bundle was hashed where
 it pointed, an artifact the manifest does not list ran unhashed, and a null input dimension went unnoticed."""
+
 from __future__ import annotations
 
 import shutil
@@ -43,6 +44,7 @@ def _set(*path, value):
         for key in path[:-1]:
             doc = doc[key]
         doc[path[-1]] = value
+
     return edit
 
 
@@ -50,17 +52,27 @@ EDITS = {  # what the fuzzer did -> the message; the traceback it was
     "files a number": (_set("files", value=-1), "invalid manifest at files: -1 is not of type 'object'"),  # .items()
     "preprocess a number": (_set("preprocess", value=7), "invalid manifest at preprocess: 7 is not of type"),
     "an input dimension null": (_set("inputs", 0, "shape", 1, value=None), "invalid manifest at inputs.0.shape.1"),
-    "an unknown preprocessing key": (_set("preprocess", "format", value=1),  # Preprocess(**...): TypeError
-                                     "invalid manifest at preprocess: Additional properties are not allowed"),
-    "an unknown interpolation": (_set("preprocess", "interpolation", value="tcc-bundle/0"),
-                                 "invalid manifest at preprocess.interpolation"),  # KeyError in the resampling table
+    "an unknown preprocessing key": (
+        _set("preprocess", "format", value=1),  # Preprocess(**...): TypeError
+        "invalid manifest at preprocess: Additional properties are not allowed",
+    ),
+    "an unknown interpolation": (
+        _set("preprocess", "interpolation", value="tcc-bundle/0"),
+        "invalid manifest at preprocess.interpolation",
+    ),  # KeyError in the resampling table
     "one label for two classes": (_set("labels", value=["a"]), "1 label(s) for an output of shape [2]"),  # labels[1]
-    "a file outside the bundle": (lambda m: m["files"].update({"../x": {"sha256": "0" * 64, "bytes": 1}}),
-                                  "file '../x' is not inside the bundle"),
-    "an artifact it does not list": (_set("artifact", value="other.onnx"),
-                                     "its artifact 'other.onnx' is not among its files"),
-    "std of two channels": (_set("preprocess", "std", value=[1.0, 1.0]),
-                            "preprocess.std has 2 values for the input's 3 channels"),
+    "a file outside the bundle": (
+        lambda m: m["files"].update({"../x": {"sha256": "0" * 64, "bytes": 1}}),
+        "file '../x' is not inside the bundle",
+    ),
+    "an artifact it does not list": (
+        _set("artifact", value="other.onnx"),
+        "its artifact 'other.onnx' is not among its files",
+    ),
+    "std of two channels": (
+        _set("preprocess", "std", value=[1.0, 1.0]),
+        "preprocess.std has 2 values for the input's 3 channels",
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """`tcc build --precision int8 | dynamic` on the ORT backend: calibration table or on-the-fly calibration, the
 self-check against the integer reference, determinism, and the user mistakes (exit 2, nothing written)."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import pytest
 from tcc.build import TOLERANCES, build
 from tcc.bundle import read_manifest
 from tcc.cli.main import main
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import optimized_ops
 
@@ -20,8 +20,16 @@ DDSNET = REPO / "spec" / "ddsnet.yaml"
 # DDSNet's structure (dense blocks of depthwise-separable layers, pre-activation transitions, concat sharing)
 # at a size a test can afford
 SMALL = {"block_config": [1, 2, 1, 1], "growth": 8, "stem_ch": 16, "num_classes": 4}
-SMALL_ARGS = ["--set", "block_config=[1, 2, 1, 1]", "--set", "growth=8", "--set", "stem_ch=16",
-              "--set", "num_classes=4"]
+SMALL_ARGS = [
+    "--set",
+    "block_config=[1, 2, 1, 1]",
+    "--set",
+    "growth=8",
+    "--set",
+    "stem_ch=16",
+    "--set",
+    "num_classes=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +82,45 @@ def test_int8_build_is_deterministic_and_equals_table_build(tmp_path, data):
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     table = tmp_path / "calib.json"
-    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "16",
-                 "--method", "kl", "--target", "ort", "-o", str(table), "--no-compare"]) == 0
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8", "--calib", str(table),
-                 "-o", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--data",
+                str(data),
+                "--calib-size",
+                "16",
+                "--method",
+                "kl",
+                "--target",
+                "ort",
+                "-o",
+                str(table),
+                "--no-compare",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "c" / "model.onnx").read_bytes() == (tmp_path / "a" / "model.onnx").read_bytes()
     m = read_manifest(tmp_path / "c")
     assert m["quantization"]["from"] == "table" and m["self_check"]["inputs"]["distribution"] == "standard normal"
@@ -97,11 +140,14 @@ def test_dynamic_build(tmp_path):
     assert {"DynamicQuantizeLinear", "ConvInteger"} <= ops
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--precision", "int8"], "needs a calibration table"),
-    (["--precision", "fp32", "--calib", "x.json"], "apply to --precision int8 only"),
-    (["--precision", "int8", "--calib", "missing.json"], "no such calibration table"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--precision", "int8"], "needs a calibration table"),
+        (["--precision", "fp32", "--calib", "x.json"], "apply to --precision int8 only"),
+        (["--precision", "int8", "--calib", "missing.json"], "no such calibration table"),
+    ],
+)
 def test_int8_user_mistakes(tmp_path, capsys, argv, message):
     out = tmp_path / "o"
     assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", *argv, "-o", str(out)]) == 2
@@ -112,17 +158,70 @@ def test_int8_user_mistakes(tmp_path, capsys, argv, message):
 
 def test_table_for_other_weights_or_target_is_refused(tmp_path, capsys, data):
     table = tmp_path / "calib.json"
-    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "8", "--method", "kl",
-                 "--target", "tvm", "-o", str(table), "--no-compare"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--data",
+                str(data),
+                "--calib-size",
+                "8",
+                "--method",
+                "kl",
+                "--target",
+                "tvm",
+                "-o",
+                str(table),
+                "--no-compare",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "o"
     # rules of another target
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8", "--calib", str(table),
-                 "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "calibrated for target rules 'tvm'" in capsys.readouterr().err
     # another model (a different spec parameter gives another spec graph)
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--set", "growth=4", "--target", "ort", "--precision", "int8",
-                 "--calib", str(table), "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--set",
+                "growth=4",
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "recalibrate" in err and "Traceback" not in err
     assert not out.exists()
@@ -154,9 +253,11 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
     data = tmp_path / "d.npy"
     np.save(data, np.zeros((4, 3, 32, 32), np.float32))
     out = tmp_path / "out"
-    argv = (["build", str(spec), "--target", "ax620", "--precision", "int8", "--data", str(data), "-o", str(out)]
-            if command == "build" else ["calibrate", str(spec), "--target", "ax620", "--data", str(data), "-o",
-                                        str(out)])
+    argv = (
+        ["build", str(spec), "--target", "ax620", "--precision", "int8", "--data", str(data), "-o", str(out)]
+        if command == "build"
+        else ["calibrate", str(spec), "--target", "ax620", "--data", str(data), "-o", str(out)]
+    )
     t0 = time.perf_counter()
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -176,8 +277,9 @@ def test_calibrate_reports_an_integer_softmax(tmp_path, capsys, target):
     data = tmp_path / "d.npy"
     np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
     out = tmp_path / "t.json"
-    assert main(["calibrate", str(spec), "--target", target, "--data", str(data), "--method", "kl", "-o",
-                 str(out)]) == 0
+    assert (
+        main(["calibrate", str(spec), "--target", target, "--data", str(data), "--method", "kl", "-o", str(out)]) == 0
+    )
     assert "tcc QDQ, ORT float fake-quant" in capsys.readouterr().out
     assert json.loads(out.read_text())["target"] == ("tvm" if target == "host" else target)
 
@@ -193,8 +295,25 @@ def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
     data = tmp_path / "d.npy"
     np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
     out = tmp_path / "out"
-    assert main(["build", str(spec), "--target", "tflite-int", "--precision", "int8", "--data", str(data),
-                 "--method", "kl", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(spec),
+                "--target",
+                "tflite-int",
+                "--precision",
+                "int8",
+                "--data",
+                str(data),
+                "--method",
+                "kl",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = read_manifest(out)
     assert m["quantization"]["integer_ops"]["softmax"] == 1 and not m["quantization"].get("float_islands")
     assert m["self_check"]["result"]["bit_exact"]
@@ -216,8 +335,11 @@ def test_opset_11_int8_is_opset_11_in_the_file(tmp_path, data):
     model = onnx.load(str(tmp_path / "b" / "model.onnx"))
     opsets = {o.domain: o.version for o in model.opset_import}
     assert opsets[""] == 11 and opsets["com.microsoft"] == 1
-    assert {n.domain for n in model.graph.node if n.op_type == "DequantizeLinear" and
-            any(a.name == "axis" for a in n.attribute)} == {"com.microsoft"}
+    assert {
+        n.domain
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)
+    } == {"com.microsoft"}
     onnx.checker.check_model(model, full_check=True)
     fused = set(optimized_ops(tmp_path / "b" / "model.onnx", tmp_path / "optimized.onnx"))
     assert "QLinearConv" in fused and "Conv" not in fused
@@ -233,9 +355,31 @@ def test_int8_bundle_is_byte_identical_across_processes(tmp_path, data):
     outs = []
     for seed in ("3", "4"):
         out = tmp_path / f"b{seed}"
-        subprocess.run([sys.executable, "-m", "tcc", "build", str(DDSNET), *SMALL_ARGS, "--target", "ort",
-                        "--precision", "int8", "--data", str(data), "--calib-size", "8", "--method", "kl", "-o",
-                        str(out)], check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tcc",
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--data",
+                str(data),
+                "--calib-size",
+                "8",
+                "--method",
+                "kl",
+                "-o",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
         outs.append(out)
     files = sorted(p.name for p in outs[0].iterdir())
     assert "calibration.json" in files and files == sorted(p.name for p in outs[1].iterdir())
@@ -247,15 +391,51 @@ def test_w8a16_host_build_from_data(tmp_path, data):
     """`tcc build --target host --data ... --activation-bits 16`: int16 activations calibrated, lowered and
     self-checked bit-exact against the integer reference; the manifest says the width and the range method."""
     pytest.importorskip("tvm")
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "host", "--precision", "int8", "--data", str(data),
-                 "--calib-size", "8", "--activation-bits", "16", "-o", str(tmp_path / "h")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "host",
+                "--precision",
+                "int8",
+                "--data",
+                str(data),
+                "--calib-size",
+                "8",
+                "--activation-bits",
+                "16",
+                "-o",
+                str(tmp_path / "h"),
+            ]
+        )
+        == 0
+    )
     q = read_manifest(tmp_path / "h")["quantization"]
     assert q["rules"] == "tvm" and q["activation_bits"] == {"16": q["quantized_tensors"]}
     assert q["activation_method"] == "minmax"
     table = json.loads((tmp_path / "h" / "calibration.json").read_text())
     assert {e["bits"] for e in table["tensors"].values() if e["kind"] == "activation"} == {16}
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8",
-                 "--calib", str(tmp_path / "h" / "calibration.json"), "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(tmp_path / "h" / "calibration.json"),
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -263,15 +443,68 @@ def test_activation_bits_against_a_table_of_another_width_is_refused(tmp_path, d
     """The width is the calibration's: --activation-bits 16 with an 8-bit table is an error (exit 2, nothing
     written), not a silent W8A8 build; a target that runs 16-bit tables only says to recalibrate at 16 bits."""
     table = tmp_path / "t8.json"
-    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--calib-size", "8", "--method", "kl",
-                 "--target", "tflite", "-o", str(table), "--no-compare"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--data",
+                str(data),
+                "--calib-size",
+                "8",
+                "--method",
+                "kl",
+                "--target",
+                "tflite",
+                "-o",
+                str(table),
+                "--no-compare",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "tflite", "--precision", "int8", "--calib",
-                 str(table), "--activation-bits", "16", "-o", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "tflite",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "--activation-bits",
+                "16",
+                "-o",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "activations are 8-bit, --activation-bits 16" in err and not (tmp_path / "a").exists(), err
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "tflite16-i32", "--precision", "int8", "--calib",
-                 str(table), "-o", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "tflite16-i32",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "runs 16-bit activations only" in err and "recalibrate with --activation-bits 16" in err, err
     assert "8-bit codes" not in err and not (tmp_path / "b").exists()

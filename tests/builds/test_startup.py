@@ -13,7 +13,6 @@ import sys
 import pytest
 
 from tcc.process.import_order import hidden
-
 from tests.helpers import REPO
 from tests.helpers.tvm_util import TINY, needs_tvm, require_runtime
 
@@ -21,9 +20,8 @@ from tests.helpers.tvm_util import TINY, needs_tvm, require_runtime
 def test_hidden_module_fails_to_import_inside_and_imports_after(tmp_path, monkeypatch):
     (tmp_path / "tcc_probe_optional.py").write_text("VALUE = 7\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with hidden("tcc_probe_optional"):
-        with pytest.raises(ImportError):
-            import tcc_probe_optional  # noqa: F401
+    with hidden("tcc_probe_optional"), pytest.raises(ImportError):
+        import tcc_probe_optional
     import tcc_probe_optional
 
     assert tcc_probe_optional.VALUE == 7
@@ -50,8 +48,13 @@ def test_cli_build_compiles_in_a_worker_and_builds_the_same_bundle(write, tmp_pa
 
     require_runtime("arm-a7")
     spec = write("tiny.yaml", TINY)
-    proc = subprocess.run([sys.executable, "-c", _CLI_BUILD.format(spec=str(spec), out=str(tmp_path / "cli"))],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLI_BUILD.format(spec=str(spec), out=str(tmp_path / "cli"))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen == {"code": 0, "tvm": False, "torch": True, "sympy": False}, seen
@@ -69,9 +72,25 @@ def test_cli_build_error_before_emit_ends_the_worker(write, tmp_path):
     code 2, and the command does not wait for the worker's TVM import."""
     require_runtime("arm-a7")
     spec = write("tiny.yaml", TINY)
-    proc = subprocess.run([sys.executable, "-m", "tcc", "build", str(spec), "--target", "arm-a7", "--weights",
-                           str(tmp_path / "missing.pth"), "-o", str(tmp_path / "b")],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tcc",
+            "build",
+            str(spec),
+            "--target",
+            "arm-a7",
+            "--weights",
+            str(tmp_path / "missing.pth"),
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "missing.pth" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
@@ -111,13 +130,24 @@ def test_worker_that_dies_is_an_error_not_a_wait():
 
 
 def test_command_exit_keeps_output_and_exit_code(tmp_path):
-    """tcc.cli.main.run ends the process without teardown: the output is complete when piped, the exit code is main's."""
-    ok = subprocess.run([sys.executable, "-m", "tcc", "check", str(REPO / "spec/ddsnet.yaml"), "--json"],
-                        capture_output=True, text=True, cwd=REPO, timeout=120)
+    """tcc.cli.main.run ends the process without teardown: the output is complete when piped, the exit code is
+    main's."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "tcc", "check", str(REPO / "spec/ddsnet.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["params"] == 189870
-    bad = subprocess.run([sys.executable, "-m", "tcc", "check", str(tmp_path / "nope.yaml")],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tcc", "check", str(tmp_path / "nope.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "nope.yaml" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -127,10 +157,9 @@ def test_phases_timed_elsewhere_are_added_under_the_current_phase():
     from tcc.process.phases import add, phase, recording
 
     with recording() as outer:
-        with phase("preload"):
-            with recording() as worker:  # as in the forked worker, which inherits the "preload/" prefix
-                with phase("compile"):
-                    pass
+        # as in the forked worker, which inherits the "preload/" prefix
+        with phase("preload"), recording() as worker, phase("compile"):
+            pass
         with phase("emit"):
             add(worker)
             add({"link": 0.5})

@@ -1,6 +1,7 @@
 """Damaged images that tools/fuzz.py (kinds `image` and `tiff`) found getting past tcc.data.open_image as Pillow's
 own exceptions: a palette PNG without its palette (an AssertionError in Image.convert) and a TIFF tag whose value
 overflows Pillow's C decoder (OverflowError). Each now ends in one line naming the file, exit 2."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,9 +22,9 @@ def _png_without_its_palette(path):
     data, out, pos = path.read_bytes(), bytearray(), 8
     out += data[:pos]
     while pos < len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
-        if data[pos + 4:pos + 8] != b"PLTE":
-            out += data[pos:pos + 12 + n]
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] != b"PLTE":
+            out += data[pos : pos + 12 + n]
         pos += 12 + n
     path.write_bytes(bytes(out))
     return path
@@ -34,13 +35,15 @@ def _tiff_with_a_long8_tile_width(path):
     with tifffile.TiffFile(path) as tif:
         at = tif.pages[0].tags["TileWidth"].offset + 2  # the entry's type: LONG8 reads 8 bytes of a 4-byte value
     data = bytearray(path.read_bytes())
-    data[at:at + 2] = (16).to_bytes(2, "little")
+    data[at : at + 2] = (16).to_bytes(2, "little")
     path.write_bytes(bytes(data))
     return path
 
 
-DAMAGED = {"palette.png": (_png_without_its_palette, "a palette image without its palette"),
-           "tiled.tif": (_tiff_with_a_long8_tile_width, "signed integer is greater than maximum")}
+DAMAGED = {
+    "palette.png": (_png_without_its_palette, "a palette image without its palette"),
+    "tiled.tif": (_tiff_with_a_long8_tile_width, "signed integer is greater than maximum"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGED))
@@ -54,6 +57,5 @@ def test_predict_names_the_file(tmp_path, name):
 
 def test_the_palette_is_checked_with_the_header(tmp_path):  # before any pixel is decoded, as the size is
     path = _png_without_its_palette(tmp_path / "p.png")
-    with pytest.raises(DataError, match="a palette image without its palette"):
-        with open_image(path):
-            pass
+    with pytest.raises(DataError, match="a palette image without its palette"), open_image(path):
+        pass

@@ -1,6 +1,7 @@
 """The machine's failures and hostile images end in one line, exit 2, nothing half-written and earlier output intact:
 a full disk (injected at the writer, and a real 600 kB tmpfs where this machine lets tests mount one), a read-only
 folder, memory, and a decompression bomb given to every command that reads images."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,6 @@ import pytest
 
 from tcc.cli.main import main
 from tcc.errors import environment_failure
-
 from tests.helpers import REPO
 from tests.helpers.train_data import texture_patches
 
@@ -93,8 +93,10 @@ def test_a_real_full_disk(tmp_path):
     """`tcc build` onto a 600 kB tmpfs (the issue's case), where this machine lets tests mount one."""
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
     try:
         rc, err = tcc("build", REPO / "spec" / "ddsnet.yaml", "--target", "ort", "-o", small / "b")
@@ -107,12 +109,14 @@ def test_a_real_full_disk(tmp_path):
 
 def bomb_png(path: Path, width: int = 60_000, height: int = 60_000) -> Path:
     """A 35-byte-scale PNG that declares width x height RGB pixels: a valid header, a token of data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 

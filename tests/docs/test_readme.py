@@ -9,6 +9,7 @@ docs/spec-language.md) give exactly the output the page prints, its error messag
 (docs/zoo.md) is what tools/zoo_table.py prints. The slow examples (builds for every target, calibration, training,
 benchmarks) are only parsed: the backend tests run them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,22 +23,23 @@ import pytest
 
 from tcc.cli.main import main as cli
 from tcc.cli.parser import build_parser
-
 from tests.helpers import REPO
 from tests.helpers.marks import needs_fixtures
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 # README first, then every docs page in path order: a command's first appearance is where it is checked
-PAGES = {"README.md": README, **{p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
-                                 for p in sorted((REPO / "docs").rglob("*.md"))}}
+PAGES = {
+    "README.md": README,
+    **{p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").rglob("*.md"))},
+}
 REPO_PATHS = ("spec/", "zoo/", "tests/", "tools/", "../shared/")
 
 
 def shell_blocks(text: str) -> list[tuple[str, str]]:
     """(the heading above, the text) of every ```sh / ```bash block."""
     blocks = []
-    for m in re.finditer(r"^```(?:sh|bash)\n(.*?)^```", text, re.M | re.S):
-        headings = re.findall(r"^#+ (.+)$", text[:m.start()], re.M)
+    for m in re.finditer(r"^```(?:sh|bash)\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        headings = re.findall(r"^#+ (.+)$", text[: m.start()], re.MULTILINE)
         blocks.append((headings[-1] if headings else "", m.group(1)))
     return blocks
 
@@ -58,12 +60,12 @@ def commands(block: str) -> list[tuple[str, list[str]]]:
             tokens = shlex.split(expanded, comments=True)
             for stop in (">", "|", ">>"):
                 if stop in tokens:
-                    tokens = tokens[:tokens.index(stop)]
+                    tokens = tokens[: tokens.index(stop)]
             tokens = [t.split("|")[0] for t in tokens]
             if tokens and Path(tokens[0]).name == "tcc":
                 out.append((part.strip(), tokens[1:]))
-            elif "-m" in tokens and tokens[tokens.index("-m") + 1:][:1] == ["tcc"]:
-                out.append((part.strip(), tokens[tokens.index("-m") + 2:]))
+            elif "-m" in tokens and tokens[tokens.index("-m") + 1 :][:1] == ["tcc"]:
+                out.append((part.strip(), tokens[tokens.index("-m") + 2 :]))
     return out
 
 
@@ -85,12 +87,33 @@ ALL = page_commands()
 
 def test_the_docs_have_their_examples():
     assert len(ALL) >= 40
-    assert {argv[0] for *_, argv in ALL} >= {"check", "predict", "build", "calibrate", "diff", "bench", "report",
-                                             "train", "slide", "explain", "golden", "schema", "ops"}
+    assert {argv[0] for *_, argv in ALL} >= {
+        "check",
+        "predict",
+        "build",
+        "calibrate",
+        "diff",
+        "bench",
+        "report",
+        "train",
+        "slide",
+        "explain",
+        "golden",
+        "schema",
+        "ops",
+    }
     pages = {page for page, *_ in ALL}
-    assert {"README.md", "docs/int8.md", "docs/golden.md", "docs/bench.md",
-            "docs/train-slide-explain.md", "docs/targets/ort.md", "docs/targets/tvm.md", "docs/targets/tflite.md",
-            "docs/targets/ax.md"} <= pages, pages
+    assert {
+        "README.md",
+        "docs/int8.md",
+        "docs/golden.md",
+        "docs/bench.md",
+        "docs/train-slide-explain.md",
+        "docs/targets/ort.md",
+        "docs/targets/tvm.md",
+        "docs/targets/tflite.md",
+        "docs/targets/ax.md",
+    } <= pages, pages
 
 
 @pytest.mark.parametrize("page,heading,line,argv", ALL, ids=[f"{p}:{i}:{a[0]}" for i, (p, _, _, a) in enumerate(ALL)])
@@ -110,7 +133,7 @@ def test_every_command_parses_and_its_paths_exist(page, heading, line, argv):
 def search(pattern: str) -> re.Match:
     """The first match of a multi-line pattern on any page (README first)."""
     for text in PAGES.values():
-        m = re.search(pattern, text, re.M | re.S)
+        m = re.search(pattern, text, re.MULTILINE | re.DOTALL)
         if m:
             return m
     raise AssertionError(f"no page shows {pattern!r}")
@@ -134,7 +157,8 @@ def test_using_it_runs_as_written(monkeypatch, capsys):
     predicted = json.loads(results["predict spec/ddsnet.yaml --json"])
     promised = re.search(r'# (\{"logits": \[\.\.\.\], .*\})', USING_IT).group(1).replace("[...]", "null")
     assert {k: v for k, v in predicted.items() if k != "logits"} == {
-        k: v for k, v in json.loads(promised).items() if k != "logits"}
+        k: v for k, v in json.loads(promised).items() if k != "logits"
+    }
     assert results["schema "] == (REPO / "spec" / "schema" / "tcc.schema.json").read_text()
 
 
@@ -180,8 +204,10 @@ def test_new_block_example_prints_what_the_readme_shows(tmp_path, monkeypatch, c
     bad = model.replace("{id: ghost2, block: ghost_module, out: 32,", "{id: ghost2, block: ghost_module, out: 31,")
     assert bad != model
     (tmp_path / "bad.yaml").write_text(bad)
-    shown = search(r"^```\n\$ \.venv/bin/tcc check ghostnet_tiny\.yaml \| tail -1\n(.*?)\n\$ \.venv/bin/tcc check "
-                   r"bad\.yaml[^\n]*\n(.*?)\n```")
+    shown = search(
+        r"^```\n\$ \.venv/bin/tcc check ghostnet_tiny\.yaml \| tail -1\n(.*?)\n\$ \.venv/bin/tcc check "
+        r"bad\.yaml[^\n]*\n(.*?)\n```"
+    )
     monkeypatch.chdir(tmp_path)
     assert cli(["check", "ghostnet_tiny.yaml"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == shown.group(1)
@@ -195,7 +221,9 @@ def test_attention_variant_example_prints_what_the_page_shows(tmp_path, monkeypa
     for ONNX Runtime with its self-check passing."""
     model = yaml_block("# toy_separable_attention.yaml")
     (tmp_path / "toy_separable_attention.yaml").write_text(model)
-    shown = search(r"^```\n\$ \.venv/bin/tcc check toy_separable_attention\.yaml \| grep -E \"attn\|nodes\"\n(.*?)\n```")
+    shown = search(
+        r"^```\n\$ \.venv/bin/tcc check toy_separable_attention\.yaml \| grep -E \"attn\|nodes\"\n(.*?)\n```"
+    )
     monkeypatch.chdir(tmp_path)
     assert cli(["check", "toy_separable_attention.yaml"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if re.search("attn|nodes", line)]

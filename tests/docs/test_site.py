@@ -1,6 +1,7 @@
 """The documentation site (mkdocs.yml, docs/): it builds with `mkdocs build --strict` (every link, anchor and page
 checked; mkdocs.yml's `validation` makes each of them a warning, and strict makes a warning an error), and the nav
 lists every page under docs/. The pages' commands are test_readme.py's."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,8 +15,10 @@ import yaml
 from tests.helpers import REPO
 
 DOCS = REPO / "docs"
-needs_mkdocs = pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
-                                  reason="mkdocs is not importable: pip install -e '.[test]' installs mkdocs-material")
+needs_mkdocs = pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None,
+    reason="mkdocs is not importable: pip install -e '.[test]' installs mkdocs-material",
+)
 
 
 def nav_pages(nav) -> list[str]:
@@ -49,11 +52,20 @@ def test_every_page_is_in_the_nav():
 @needs_mkdocs
 def test_site_builds_strict(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
-               "--site-dir", str(tmp_path / "site")]
+    command = [
+        sys.executable,
+        "-m",
+        "mkdocs",
+        "build",
+        "--strict",
+        "--config-file",
+        str(REPO / "mkdocs.yml"),
+        "--site-dir",
+        str(tmp_path / "site"),
+    ]
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
     assert (tmp_path / "site" / "index.html").is_file()
     for page in nav_pages(config()["nav"]):
-        built = tmp_path / "site" / (page[:-len("index.md")] if page.endswith("index.md") else page[:-3] + "/")
+        built = tmp_path / "site" / (page[: -len("index.md")] if page.endswith("index.md") else page[:-3] + "/")
         assert (built / "index.html").is_file(), f"{page} was not built"

@@ -1,5 +1,6 @@
 """`tcc explain`: Grad-CAM against a hand computation and on the DDSNet GC checkpoint, the layer choice read off the
 graph, t-SNE of a small generated texture folder, determinism, and the user mistakes (exit 2)."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from tcc.explain.layers import LayerIndex
 from tcc.frontend import reference_module
 from tcc.lower.to_torch import init_weights, to_torch
 from tcc.spec.loader import load_model
-
 from tests.helpers import FIXTURES, REPO
 
 GC_WEIGHTS, GC_IMAGE = FIXTURES / "GC_DDS_0.0064.pth", FIXTURES / "GC.png"
@@ -94,7 +94,7 @@ def textures(tmp_path_factory):
         (root / name).mkdir()
         image = getattr(data, name)()
         for i in range(6):
-            Image.fromarray(image[64 * i:64 * i + 64, 64 * i:64 * i + 64]).save(root / name / f"{i}.png")
+            Image.fromarray(image[64 * i : 64 * i + 64, 64 * i : 64 * i + 64]).save(root / name / f"{i}.png")
     return root
 
 
@@ -146,8 +146,11 @@ def test_gradcam_equals_the_hand_computation(tiny_spec, layer):
         a = gm.mix.a(gm.stem(x))
         concat = torch.cat([a, gm.mix.b(gm.stem(x))], 1)
         logits = gm.fc(torch.relu(concat).mean((2, 3)))
-        acts, channels = {"mix.concat": (concat, slice(0, 8)), "mix.a": (a, slice(0, 5)),
-                          "relu": (torch.relu(concat), slice(0, 8))}[layer]
+        acts, channels = {
+            "mix.concat": (concat, slice(0, 8)),
+            "mix.a": (a, slice(0, 5)),
+            "relu": (torch.relu(concat), slice(0, 8)),
+        }[layer]
         k = int(logits.argmax())
         positive = (concat[0, channels] > 0).double() if layer != "relu" else torch.ones(acts.shape[1:])
         weights = (gm.fc.weight[k, channels].double()[:, None, None] * positive).mean((1, 2)) / 36
@@ -177,12 +180,15 @@ def test_a_final_softmax_is_looked_through(tiny_spec):
 
 
 # ---------------------------------------------------------------------------------------------------- layers
-@pytest.mark.parametrize("spec, gradcam, features", [
-    ("spec/ddsnet.yaml", "dense4.layer3_concat", "head.flatten"),  # dense4's output, then head.bn / relu / gap
-    ("spec/fastnet.yaml", "stage3.multibranch.reduce", "head.flatten"),  # the 1x1 conv after the 8 branches
-    ("spec/baselines/resnet18.yaml", "layer4.1.add", "flatten"),  # the residual merge, not conv2 before it
-    ("tiny", "mix.concat", "flatten"),
-])
+@pytest.mark.parametrize(
+    "spec, gradcam, features",
+    [
+        ("spec/ddsnet.yaml", "dense4.layer3_concat", "head.flatten"),  # dense4's output, then head.bn / relu / gap
+        ("spec/fastnet.yaml", "stage3.multibranch.reduce", "head.flatten"),  # the 1x1 conv after the 8 branches
+        ("spec/baselines/resnet18.yaml", "layer4.1.add", "flatten"),  # the residual merge, not conv2 before it
+        ("tiny", "mix.concat", "flatten"),
+    ],
+)
 def test_default_layers_are_read_off_the_graph(tiny_spec, spec, gradcam, features):
     model = load_model(tiny_spec if spec == "tiny" else REPO / spec, {})
     index = LayerIndex(model.graph, to_torch(model.graph, inference_only=True).meta["value_names"])
@@ -201,8 +207,20 @@ def test_cli_gradcam_writes_the_same_png_twice(tmp_path, capsys, gc_default):
     runs = []
     for i in range(2):
         png, npy = tmp_path / f"gc{i}.png", tmp_path / f"gc{i}.npy"
-        rc, out, err = _run(capsys, DDSNET, "--weights", GC_WEIGHTS, "--by-order", "--image", GC_IMAGE,
-                            "-o", png, "--npy", npy, "--json")
+        rc, out, err = _run(
+            capsys,
+            DDSNET,
+            "--weights",
+            GC_WEIGHTS,
+            "--by-order",
+            "--image",
+            GC_IMAGE,
+            "-o",
+            png,
+            "--npy",
+            npy,
+            "--json",
+        )
         assert rc == 0 and "WARNING" not in err
         runs.append((png.read_bytes(), json.loads(out)))
     assert runs[0][0] == runs[1][0] and runs[0][0].startswith(b"\x89PNG")
@@ -233,8 +251,9 @@ def test_cli_tsne_of_a_flat_folder_is_one_unlabelled_set(tmp_path, capsys, textu
     flat.mkdir()
     for i in range(3):
         (flat / f"{i}.png").write_bytes((textures / "grass" / f"{i}.png").read_bytes())
-    rc, out, _ = _run(capsys, DDSNET, *SMALL_DDSNET, "--tsne", flat, "-o", tmp_path / "t.png",
-                      "--layer", "head.gap", "--json")
+    rc, out, _ = _run(
+        capsys, DDSNET, *SMALL_DDSNET, "--tsne", flat, "-o", tmp_path / "t.png", "--layer", "head.gap", "--json"
+    )
     doc = json.loads(out)
     assert rc == 0 and doc["perplexity"] == 2 and doc["layer"] == "head.gap"
     points = json.loads((tmp_path / "t.json").read_text())["points"]
@@ -260,21 +279,31 @@ def unreadable(tmp_path, textures):
     return folder
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--image", "IMG", "--layer", "dense4.layer3.concat"], "did you mean 'dense4.layer3_concat'?"),
-    (["--image", "IMG", "--layer", "head.gap"], "head.gap (global_avgpool, 248x1x1) is not a spatial map"),
-    (["--image", "missing.png"], "missing.png: no such image file"),
-    (["--image", "IMG", "--class", "6"], "--class 6: the model has 6 classes (0 to 5)"),
-    (["--image", "IMG", "--class", "TUMM"], "did you mean 'TUM'?"),
-    (["--image", "IMG", "--perplexity", "5"], "--perplexity does not apply to --image"),
-    (["--tsne", "FEW"], "2 image(s) found"),
-    (["--tsne", "BAD"], "broken.png: cannot read image"),
-    (["--tsne", "TEXTURES", "--perplexity", "12"], "--perplexity 12: must be above 0 and below the number of images"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--image", "IMG", "--layer", "dense4.layer3.concat"], "did you mean 'dense4.layer3_concat'?"),
+        (["--image", "IMG", "--layer", "head.gap"], "head.gap (global_avgpool, 248x1x1) is not a spatial map"),
+        (["--image", "missing.png"], "missing.png: no such image file"),
+        (["--image", "IMG", "--class", "6"], "--class 6: the model has 6 classes (0 to 5)"),
+        (["--image", "IMG", "--class", "TUMM"], "did you mean 'TUM'?"),
+        (["--image", "IMG", "--perplexity", "5"], "--perplexity does not apply to --image"),
+        (["--tsne", "FEW"], "2 image(s) found"),
+        (["--tsne", "BAD"], "broken.png: cannot read image"),
+        (
+            ["--tsne", "TEXTURES", "--perplexity", "12"],
+            "--perplexity 12: must be above 0 and below the number of images",
+        ),
+    ],
+)
 def test_bad_inputs_exit_2(tmp_path, capsys, textures, too_few, unreadable, argv, message):
-    stand_in = {"IMG": textures / "brick" / "0.png", "FEW": too_few, "BAD": unreadable, "TEXTURES": textures,
-                "missing.png": tmp_path / "missing.png"}
-    rc, _, err = _run(capsys, DDSNET, *SMALL_DDSNET, *[stand_in.get(a, a) for a in argv],
-                      "-o", tmp_path / "x.png")
+    stand_in = {
+        "IMG": textures / "brick" / "0.png",
+        "FEW": too_few,
+        "BAD": unreadable,
+        "TEXTURES": textures,
+        "missing.png": tmp_path / "missing.png",
+    }
+    rc, _, err = _run(capsys, DDSNET, *SMALL_DDSNET, *[stand_in.get(a, a) for a in argv], "-o", tmp_path / "x.png")
     assert rc == 2 and message in err
     assert not (tmp_path / "x.png").exists()

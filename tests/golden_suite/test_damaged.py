@@ -3,6 +3,7 @@ field, unreadable .npz members and tables are named, a stored output that is mis
 entry, a stored table that does not fit the model is named before anything is built from it, and `update` brings an
 INT8 entry's reference along. Each was a traceback: KeyError, zlib.error, NotImplementedError, tokenize.TokenError,
 numpy's broadcast ValueError. Made here from the tiny test spec, no fixtures needed."""
+
 from __future__ import annotations
 
 import gzip
@@ -29,10 +30,14 @@ def stored(tmp_path_factory):
     shutil.copy(LOCAL_SPECS / "train_tiny.yaml", root / "tiny.yaml")
     for i, name in enumerate(["a.png", "b.png"]):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / name)
-    plan = {"format": "tcc-golden/1",
-            "defaults": {"inputs": {"seeded": 1, "images": ["a.png"]},
-                         "calibration": {"method": "minmax", "crops": 2, "seed": 0, "images": ["a.png", "b.png"]}},
-            "models": {"tiny": {"spec": "tiny.yaml", "set": {"image_size": 16}, "entries": ENTRIES}}}
+    plan = {
+        "format": "tcc-golden/1",
+        "defaults": {
+            "inputs": {"seeded": 1, "images": ["a.png"]},
+            "calibration": {"method": "minmax", "crops": 2, "seed": 0, "images": ["a.png", "b.png"]},
+        },
+        "models": {"tiny": {"spec": "tiny.yaml", "set": {"image_size": 16}, "entries": ENTRIES}},
+    }
     (root / "golden.yaml").write_text(yaml.safe_dump(plan), encoding="utf-8")
     assert tcc("golden", "update", root, "-q")[0] == 0
     return root
@@ -54,8 +59,12 @@ def test_a_record_stored_under_another_rule(golden):
     edit_json(golden / "golden.json", lambda doc: doc["models"]["tiny"]["entries"]["ort-fp32"].update(rule="measured"))
     code, err = tcc("golden", "check", golden, "-q")
     assert code == 2 and "at models.tiny.entries.ort-fp32, 'tolerance' is a required property" in err
-    edit_json(golden / "golden.json", lambda doc: doc["models"]["tiny"]["entries"]["ort-fp32"].update(
-        rule="measured", tolerance={"max_abs_over_scale": 0.1}))
+    edit_json(
+        golden / "golden.json",
+        lambda doc: doc["models"]["tiny"]["entries"]["ort-fp32"].update(
+            rule="measured", tolerance={"max_abs_over_scale": 0.1}
+        ),
+    )
     assert "stored under the rule 'measured', judged now by 'fp32'" in _failed(golden, "ort-fp32")["ort-fp32"]
 
 
@@ -81,7 +90,7 @@ def test_an_npz_member_that_does_not_decompress(golden):
     outputs = golden / "tiny" / "outputs.npz"
     data = bytearray(outputs.read_bytes())
     entry = data.index(b"PK\x01\x02")  # the first member's central directory entry: its compression method
-    data[entry + 10:entry + 12] = (99).to_bytes(2, "little")
+    data[entry + 10 : entry + 12] = (99).to_bytes(2, "little")
     outputs.write_bytes(bytes(data))
     code, err = tcc("golden", "check", golden, "-q")
     assert code == 2 and "Traceback" not in err
@@ -98,7 +107,7 @@ def test_update_brings_the_reference_of_an_int8_entry_along(golden):
 def test_update_over_a_table_whose_bytes_are_damaged(golden):
     table = golden / "tiny" / "calibration" / "ort.json.gz"
     data = bytearray(table.read_bytes())
-    data[len(data) // 2:len(data) // 2 + 8] = bytes(8)  # the deflate stream broken (zlib.error or a bad CRC)
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)  # the deflate stream broken (zlib.error or a bad CRC)
     table.write_bytes(bytes(data))
     code, err = tcc("golden", "update", golden, "-q", "--entry", "ort-int8")
     assert code == 0 and "Traceback" not in err  # was zlib.error, reading the damaged table to compare with it
@@ -142,8 +151,10 @@ def test_a_plan_file_name_too_long_for_the_file_system(golden):
 
 def test_a_record_holding_infinity(golden):
     """Python's json reads -Infinity, and `update` could not write the record back (a ValueError of json.dumps)."""
-    edit_json(golden / "golden.json",
-              lambda doc: doc["models"]["tiny"]["entries"]["ort-fp32"]["recorded"].update(cosine_min=float("-inf")))
+    edit_json(
+        golden / "golden.json",
+        lambda doc: doc["models"]["tiny"]["entries"]["ort-fp32"]["recorded"].update(cosine_min=float("-inf")),
+    )
     code, err = tcc("golden", "update", golden, "-q", "--entry", "pytorch-fp32")
     assert code == 2 and "Traceback" not in err
     assert "at models.tiny.entries.ort-fp32.recorded.cosine_min, -inf is not a finite number" in err

@@ -1,9 +1,9 @@
 """The golden set's DDSNet (the authors' GC checkpoint, real histology): every backend x precision that runs here
 against its stored output (tests/golden; rules in tests/golden/README.md)."""
+
 from __future__ import annotations
 
 from tcc.golden import ENTRIES, check, format_rows, load_plan
-
 from tests.helpers import GOLDEN
 from tests.helpers.marks import needs_fixtures
 

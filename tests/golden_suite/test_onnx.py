@@ -1,6 +1,7 @@
 """A golden set whose model is an ONNX file (imported in memory, its `set:` the import's options): stored, checked
 through the Python API the command stands on, and a changed file's weights fail the graph; a weights file beside it
 is refused at its golden.yaml line."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from PIL import Image
 
 import tcc
 from tcc.lower.to_torch import init_weights
-
 from tests.helpers import REPO
 from tests.onnx_import.common import tcc_cli
 
@@ -31,9 +31,11 @@ def _golden_set(root, extra: str = ""):
     _onnx(root / "tiny.onnx", seed=1)
     (root / "golden.yaml").write_text(
         "format: tcc-golden/1\nmodels:\n  tiny:\n    spec: tiny.onnx\n"
-        "    set: {mean: [0.45, 0.45, 0.45], std: [0.25, 0.25, 0.25]}\n" + extra +
-        "    inputs: {seeded: 1, images: [ihc.png]}\n    calibration: {method: kl, crops: 4, seed: 0}\n"
-        f"    entries: [{', '.join(ENTRIES)}]\n")
+        "    set: {mean: [0.45, 0.45, 0.45], std: [0.25, 0.25, 0.25]}\n"
+        + extra
+        + "    inputs: {seeded: 1, images: [ihc.png]}\n    calibration: {method: kl, crops: 4, seed: 0}\n"
+        f"    entries: [{', '.join(ENTRIES)}]\n"
+    )
     return root
 
 

@@ -1,5 +1,6 @@
 """The golden suite tests itself: a perturbed weight, calibration scale or rounding rule fails the right entry,
 named with its model, backend, precision, input and worst element; `update` rewrites only what changed."""
+
 from __future__ import annotations
 
 import gzip
@@ -10,7 +11,6 @@ import pytest
 
 from tcc.golden import check, format_rows, update
 from tcc.golden.store import npz_bytes, read_npz
-
 from tests.helpers.golden_util import copy_model
 from tests.helpers.marks import needs_fixtures
 
@@ -66,8 +66,9 @@ def test_a_perturbed_scale_fails_the_reference_and_names_the_tensor(golden):
     assert rows["ort-fp32"].status == "ok" and rows["pytorch-fp32"].status == "ok"
     assert rows["reference-tvm"].failed and "elements differ" in "\n".join(rows["reference-tvm"].details)
     cal = rows["calibration-tvm"]
-    assert cal.failed and any(d.startswith(f"resnet18 / calibration table, tvm rules: tensor {name}:")
-                              for d in cal.details), format_rows([cal])
+    assert cal.failed and any(
+        d.startswith(f"resnet18 / calibration table, tvm rules: tensor {name}:") for d in cal.details
+    ), format_rows([cal])
 
 
 def test_a_changed_rounding_rule_fails_the_integer_reference(golden, monkeypatch):

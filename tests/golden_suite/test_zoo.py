@@ -1,12 +1,12 @@
 """The golden set's other models (FastNet, ResNet-18, MobileNetV2, EfficientNet-B0 at 64 x 64, MobileViT-XXS at
 128 x 128; seeded weights): each entry not marked slow against its stored output. tools/golden.sh checks the slow
 ones too."""
+
 from __future__ import annotations
 
 import pytest
 
 from tcc.golden import check, format_rows, load_plan
-
 from tests.helpers import FIXTURES, GOLDEN
 from tests.helpers.marks import needs_fixtures
 

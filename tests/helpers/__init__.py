@@ -6,6 +6,7 @@ spec to calibrate), spec_util (`tcc check` errors), zoo (the baseline specs), in
 (the paper models by hand), torchvision_reference (torchvision's models as the zoo's reference), train_data, damaged
 (bundles and JSON files edited as tools/fuzz.py damaged them, `tcc` in-process). Tests import them as
 `tests.helpers...`: tests/ is a package (each folder one), so a test file's place in the tree does not matter."""
+
 from __future__ import annotations
 
 import importlib.util

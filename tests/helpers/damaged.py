@@ -1,6 +1,7 @@
 """Damaged inputs, as tools/fuzz.py found them break tcc: a bundle whose file was edited and whose manifest was made to
 agree (so that the edit reaches the file's reader past the sha256 check), a JSON file edited in place, and `tcc`
 run in-process with its exit code and stderr."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,10 @@ def edit_json(path: Path, edit: Callable[[dict], None]) -> None:
 def rehash(bundle: Path, name: str) -> None:
     """The bundle's manifest made to list `name` with its present sha256 and size, as a build would have."""
     data = (bundle / name).read_bytes()
-    edit_json(bundle / "manifest.json",
-              lambda m: m["files"].update({name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}))
+    edit_json(
+        bundle / "manifest.json",
+        lambda m: m["files"].update({name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}),
+    )
 
 
 def edit_bundle_json(bundle: Path, name: str, edit: Callable[[dict], None]) -> None:

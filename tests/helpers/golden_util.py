@@ -1,4 +1,5 @@
 """Shared by the golden-suite tests: the repository's golden set, and a private copy of one of its models."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,25 @@ def copy_model(name: str, dest: Path, entries: list[str]) -> Path:
     doc = json.loads((GOLDEN / "golden.json").read_text())
     doc["models"] = {name: doc["models"][name]}
     (dest / "golden.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    plan = {"format": "tcc-golden/1", "models": {name: {
-        "spec": str(mp.spec), "set": mp.overrides, **({"weights": str(mp.weights)} if mp.weights else {}),
-        "by_order": mp.by_order, "inputs": {"seeded": mp.seeded, "images": [str(p) for p in mp.images]},
-        "calibration": {"method": mp.calibration.method, "crops": mp.calibration.crops,
-                        "seed": mp.calibration.seed, "images": [str(p) for p in mp.calibration.images]},
-        "int8_floor": mp.int8_floor, "entries": entries}}}
+    plan = {
+        "format": "tcc-golden/1",
+        "models": {
+            name: {
+                "spec": str(mp.spec),
+                "set": mp.overrides,
+                **({"weights": str(mp.weights)} if mp.weights else {}),
+                "by_order": mp.by_order,
+                "inputs": {"seeded": mp.seeded, "images": [str(p) for p in mp.images]},
+                "calibration": {
+                    "method": mp.calibration.method,
+                    "crops": mp.calibration.crops,
+                    "seed": mp.calibration.seed,
+                    "images": [str(p) for p in mp.calibration.images],
+                },
+                "int8_floor": mp.int8_floor,
+                "entries": entries,
+            }
+        },
+    }
     (dest / "golden.yaml").write_text(json.dumps(plan, indent=1))
     return dest

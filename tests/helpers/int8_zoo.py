@@ -1,5 +1,6 @@
 """The zoo's INT8 builds at test sizes (shared by zoo/test_int8_ort.py and zoo/test_int8_host.py): every spec, its
 small settings, and the recorded quality of its INT8 bundle (tests/int8_zoo.json)."""
+
 from __future__ import annotations
 
 import json
@@ -12,20 +13,31 @@ from tests.helpers import REPO, TESTS
 RECORD = TESTS / "int8_zoo.json"
 # small enough for CI, the structure of each net kept: every kind of integer op the zoo uses
 SMALL = {
-    "ddsnet": {"image_size": 64}, "fastnet": {"image_size": 64},
+    "ddsnet": {"image_size": 64},
+    "fastnet": {"image_size": 64},
     "densenet121": {"image_size": 64, "block_config": [2, 2, 2, 2]},
-    "efficientnet_b0": {"image_size": 64}, "googlenet": {"image_size": 64}, "inception_v3": {"image_size": 80},
-    "mobilenet_v2": {"image_size": 64}, "resnet18": {"image_size": 64}, "resnet34": {"image_size": 64},
-    "shufflenet_v2_x1_0": {"image_size": 64}, "squeezenet1_0": {"image_size": 64},
+    "efficientnet_b0": {"image_size": 64},
+    "googlenet": {"image_size": 64},
+    "inception_v3": {"image_size": 80},
+    "mobilenet_v2": {"image_size": 64},
+    "resnet18": {"image_size": 64},
+    "resnet34": {"image_size": 64},
+    "shufflenet_v2_x1_0": {"image_size": 64},
+    "squeezenet1_0": {"image_size": 64},
     "squeezenet1_1": {"image_size": 64},
     "vgg11": {"cfg": [[8], [16], [16, 16], [32, 32], [32, 32]], "hidden": 64},
     "vgg16": {"cfg": [[8, 8], [16, 16], [16, 16, 16], [32, 32, 32], [32, 32, 32]], "hidden": 64},
     # issue 17's specs; AlexNet's 6x6 adaptive pool is one ONNX AveragePool only at 224 (the features end at 6x6)
-    "alexnet": {"hidden": 64}, "convnext_tiny": {"image_size": 32},
-    "efficientnet_v2_s": {"image_size": 64}, "mnasnet1_0": {"image_size": 64},
-    "mobilenet_v3_large": {"image_size": 64}, "mobilenet_v3_small": {"image_size": 64},
-    "regnet_x_400mf": {"image_size": 64}, "regnet_y_400mf": {"image_size": 64, "depths": [1, 1, 2, 1]},
-    "resnext50_32x4d": {"image_size": 64}, "wide_resnet50_2": {"image_size": 64, "depths": [1, 1, 1, 1]},
+    "alexnet": {"hidden": 64},
+    "convnext_tiny": {"image_size": 32},
+    "efficientnet_v2_s": {"image_size": 64},
+    "mnasnet1_0": {"image_size": 64},
+    "mobilenet_v3_large": {"image_size": 64},
+    "mobilenet_v3_small": {"image_size": 64},
+    "regnet_x_400mf": {"image_size": 64},
+    "regnet_y_400mf": {"image_size": 64, "depths": [1, 1, 2, 1]},
+    "resnext50_32x4d": {"image_size": 64},
+    "wide_resnet50_2": {"image_size": 64, "depths": [1, 1, 1, 1]},
     # issue 35's MobileViTs (matmul of two activations, slices, softmax and LayerNorm as float islands): 128, so
     # that every MobileViT block attends over several patches (at 64 the last has one, and its softmax folds away)
     "mobilevit_xxs": {"image_size": 128, "transformer_depths": [1, 1, 1]},
@@ -33,8 +45,14 @@ SMALL = {
     # Swin (shifted windows: the relative position bias and the mask are constants added to the scores) at 224, so
     # that three stages shift; MaxViT (block and grid attention with relative position bias) at 96
     "swin_t": {"embed_dim": 24, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4]},
-    "maxvit_t": {"image_size": 96, "stem_channels": 8, "block_channels": [8, 16], "block_layers": [1, 2],
-                 "head_dim": 4, "partition_size": 3},
+    "maxvit_t": {
+        "image_size": 96,
+        "stem_channels": 8,
+        "block_channels": [8, 16],
+        "block_layers": [1, 2],
+        "head_dim": 4,
+        "partition_size": 3,
+    },
     # ViT: the class token and the position embedding are constants broadcast over the batch
     "vit_b_16": {"image_size": 32, "patch_size": 8, "layers": 2, "heads": 4, "hidden": 48, "mlp_dim": 96},
     # MobileViTv2: group norm and the context's ReduceSum as float islands; 128 so that its softmax has patches
@@ -86,8 +104,15 @@ def build_and_measure(name: str, target: str, tmp: Path, activation_bits: int = 
     shape = fe.model.input_shape
     data = tmp / "calib.npy"
     np.save(data, inputs(shape, CALIBRATION["calib_size"], 0))
-    result = build(spec_path(name), target, tmp / "bundle", precision="int8", overrides=SMALL[name], data=data,
-                   calib_options=dict(CALIBRATION, activation_bits=activation_bits))
+    result = build(
+        spec_path(name),
+        target,
+        tmp / "bundle",
+        precision="int8",
+        overrides=SMALL[name],
+        data=data,
+        calib_options=dict(CALIBRATION, activation_bits=activation_bits),
+    )
     x = inputs(shape, HELD_OUT, 1)
     backend = get_backend(result.manifest["backend"])
     got = backend.run(backend.load(result.out), x).reshape(len(x), -1).astype(np.float64)

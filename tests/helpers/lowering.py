@@ -1,5 +1,6 @@
 """Helpers shared by lower/test_to_onnx.py and passes/test_passes.py: seeded lowerings, the FP32 contract, every
 intermediate value of both sides by IR name (ONNX Runtime through onnx_util)."""
+
 from __future__ import annotations
 
 import glob
@@ -14,7 +15,6 @@ from tcc.lower.to_onnx import to_onnx
 from tcc.lower.to_torch import init_weights
 from tcc.passes import run_pipeline
 from tcc.tolerance import compare
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import run, session, with_outputs
 
@@ -23,8 +23,10 @@ BIG_MACS = 1_000_000_000  # run these at batch 1
 
 
 def zoo_specs() -> list[Path]:
-    found = [*sorted(glob.glob(str(REPO / "spec" / "*.yaml"))),
-             *sorted(glob.glob(str(REPO / "spec" / "baselines" / "*.yaml")))]
+    found = [
+        *sorted(glob.glob(str(REPO / "spec" / "*.yaml"))),
+        *sorted(glob.glob(str(REPO / "spec" / "baselines" / "*.yaml"))),
+    ]
     return [Path(p) for p in found]
 
 
@@ -105,8 +107,11 @@ def compare_every_value(model, module, m: onnx.ModelProto, x: np.ndarray) -> int
     Returns how many values were compared."""
     graph = model.graph
     tensors = {o for n in m.graph.node for o in n.output}
-    names = [n.name for n in graph.nodes.values()
-             if n.op != "input" and len(n.shapes) == 1 and n.name in tensors and n.name != graph.output.node]
+    names = [
+        n.name
+        for n in graph.nodes.values()
+        if n.op != "input" and len(n.shapes) == 1 and n.name in tensors and n.name != graph.output.node
+    ]
     ref = torch_values(module, x)
     bases = {n.replace(".", "_") for n in graph.nodes}
     outs = session(with_outputs(m, names)).run(names, {"input": x})

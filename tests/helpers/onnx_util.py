@@ -1,6 +1,7 @@
 """ONNX models written by hand and ONNX Runtime: the one graph builder the tests share (make_model), sessions on 2
 threads (session), and running a model (run, run_all) or reading what ORT's optimizer made of it (optimized_ops).
 ONNX Runtime is imported when a session is made."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,12 +30,25 @@ def tensors(inits) -> list[onnx.TensorProto]:
 
 def value_infos(shapes) -> list[onnx.ValueInfoProto]:
     """FP32 value infos from {name: shape} (a shape of None: unknown rank)."""
-    return [helper.make_tensor_value_info(n, TensorProto.FLOAT, None if s is None else list(s))
-            for n, s in dict(shapes).items()]
+    return [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None if s is None else list(s))
+        for n, s in dict(shapes).items()
+    ]
 
 
-def make_model(nodes, inputs, outputs, inits=(), *, name: str = "g", opset: int = 13, ir_version=None,
-               check: bool = False, full_check: bool = False, **model_fields) -> onnx.ModelProto:
+def make_model(  # noqa: PLR0913
+    nodes,
+    inputs,
+    outputs,
+    inits=(),
+    *,
+    name: str = "g",
+    opset: int = 13,
+    ir_version=None,
+    check: bool = False,
+    full_check: bool = False,
+    **model_fields,
+) -> onnx.ModelProto:
     """A model of `nodes` on the default domain at `opset`: `inputs` and `outputs` as {name: shape} (FP32),
     `inits` as for tensors(). ir_version: None keeps onnx's default, "min" the lowest the opset allows, a number
     that one; check: onnx.checker (full_check: with shape inference); model_fields: other ModelProto fields."""

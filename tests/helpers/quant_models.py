@@ -1,5 +1,6 @@
 """Small FP32 ONNX models built with onnx.helper for the quantization tests (no lowering needed), and a tiny spec
 with calibration data for the `tcc calibrate` command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,11 +25,25 @@ def tiny_cnn(seed: int = 0, c_in: int = 3, size: int = 16, classes: int = 5) -> 
     wf = rng.standard_normal((classes, 14)) * 0.5
     bf = rng.standard_normal(classes) * 0.1
     nodes = [
-        helper.make_node("Conv", ["input", "stem.conv.weight", "stem.conv.bias"], ["stem.conv"], name="stem.conv",
-                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv",
+            ["input", "stem.conv.weight", "stem.conv.bias"],
+            ["stem.conv"],
+            name="stem.conv",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        ),
         helper.make_node("Relu", ["stem.conv"], ["stem.relu"], name="stem.relu"),
-        helper.make_node("Conv", ["stem.relu", "dw.weight", "dw.bias"], ["dw"], name="dw", kernel_shape=[3, 3],
-                         pads=[1, 1, 1, 1], group=8, strides=[2, 2]),
+        helper.make_node(
+            "Conv",
+            ["stem.relu", "dw.weight", "dw.bias"],
+            ["dw"],
+            name="dw",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            group=8,
+            strides=[2, 2],
+        ),
         helper.make_node("Relu", ["dw"], ["dw.relu"], name="dw.relu"),
         helper.make_node("Conv", ["dw.relu", "pw.weight", "pw.bias"], ["pw"], name="pw", kernel_shape=[1, 1]),
         helper.make_node("MaxPool", ["stem.relu"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
@@ -37,9 +52,24 @@ def tiny_cnn(seed: int = 0, c_in: int = 3, size: int = 16, classes: int = 5) -> 
         helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
     ]
-    return make_model(nodes, {"input": ["N", c_in, size, size]}, {"output": ["N", classes]},
-                      {"stem.conv.weight": w1, "stem.conv.bias": b1, "dw.weight": w2, "dw.bias": b2, "pw.weight": w3,
-                       "pw.bias": b3, "fc.weight": wf, "fc.bias": bf}, name="tiny", ir_version=8, check=True)
+    return make_model(
+        nodes,
+        {"input": ["N", c_in, size, size]},
+        {"output": ["N", classes]},
+        {
+            "stem.conv.weight": w1,
+            "stem.conv.bias": b1,
+            "dw.weight": w2,
+            "dw.bias": b2,
+            "pw.weight": w3,
+            "pw.bias": b3,
+            "fc.weight": wf,
+            "fc.bias": bf,
+        },
+        name="tiny",
+        ir_version=8,
+        check=True,
+    )
 
 
 def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
@@ -59,11 +89,17 @@ def residual_model(seed: int = 0, fused_relu: bool = True) -> onnx.ModelProto:
         helper.make_node("Flatten", ["gap"], ["flat"], name="flat", axis=1),
         helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
     ]
-    inits = {"c1.w": rng.standard_normal((8, 3, 3, 3)) * 0.3, "c1.b": rng.standard_normal(8) * 0.1,
-             "c2.w": rng.standard_normal((8, 8, 3, 3)) * 0.2, "c2.b": rng.standard_normal(8) * 0.1,
-             "fc.w": rng.standard_normal((4, 8)) * 0.5, "fc.b": rng.standard_normal(4) * 0.1}
-    return make_model(nodes, {"input": ["N", 3, 12, 12]}, {"output": ["N", 4]}, inits, name="residual", ir_version=8,
-                      check=True)
+    inits = {
+        "c1.w": rng.standard_normal((8, 3, 3, 3)) * 0.3,
+        "c1.b": rng.standard_normal(8) * 0.1,
+        "c2.w": rng.standard_normal((8, 8, 3, 3)) * 0.2,
+        "c2.b": rng.standard_normal(8) * 0.1,
+        "fc.w": rng.standard_normal((4, 8)) * 0.5,
+        "fc.b": rng.standard_normal(4) * 0.1,
+    }
+    return make_model(
+        nodes, {"input": ["N", 3, 12, 12]}, {"output": ["N", 4]}, inits, name="residual", ir_version=8, check=True
+    )
 
 
 def wide_fan_in_model(seed: int = 0, k: int = 34) -> onnx.ModelProto:
@@ -78,11 +114,17 @@ def wide_fan_in_model(seed: int = 0, k: int = 34) -> onnx.ModelProto:
         helper.make_node("Flatten", ["r2"], ["flat"], name="flat", axis=1),
         helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
     ]
-    inits = {"c1.w": rng.standard_normal((64, 3, 1, 1)) * 0.5, "c1.b": rng.standard_normal(64) * 0.1,
-             "big.w": np.full((4, 64, k, k), 1e-3), "big.b": np.zeros(4),
-             "fc.w": rng.standard_normal((3, 4)) * 0.5, "fc.b": rng.standard_normal(3) * 0.1}
-    return make_model(nodes, {"input": ["N", 3, k, k]}, {"output": ["N", 3]}, inits, name="wide_fan_in",
-                      ir_version=8, check=True)
+    inits = {
+        "c1.w": rng.standard_normal((64, 3, 1, 1)) * 0.5,
+        "c1.b": rng.standard_normal(64) * 0.1,
+        "big.w": np.full((4, 64, k, k), 1e-3),
+        "big.b": np.zeros(4),
+        "fc.w": rng.standard_normal((3, 4)) * 0.5,
+        "fc.b": rng.standard_normal(3) * 0.1,
+    }
+    return make_model(
+        nodes, {"input": ["N", 3, k, k]}, {"output": ["N", 3]}, inits, name="wide_fan_in", ir_version=8, check=True
+    )
 
 
 def tiny_data(n: int = 24, c: int = 3, size: int = 16, seed: int = 1) -> np.ndarray:
@@ -91,9 +133,11 @@ def tiny_data(n: int = 24, c: int = 3, size: int = 16, seed: int = 1) -> np.ndar
 
 
 # conv + batchnorm + relu, a pool and a linear layer, on 3 x 16 x 16
-TINY_SPEC = ("kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
-             "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
-             "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+TINY_SPEC = (
+    "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+    "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
+    "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+)
 
 
 def tiny_spec_and_data(folder: Path, n: int, spec: str = TINY_SPEC) -> tuple[Path, Path]:

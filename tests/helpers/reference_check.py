@@ -1,6 +1,7 @@
 """Shared steps of the zoo tests that check a spec against a reference model (torchvision's or timm's): the
 `--set` arguments of a configuration, MACs as FlopCounterMode counts them, the hyperparameters a parameter count
 cannot see, a reference's state_dict through the plain `tcc predict --weights`, and the ONNX build's self-check."""
+
 from __future__ import annotations
 
 import json
@@ -39,24 +40,25 @@ def hyperparameters(module: torch.nn.Module, kind: str, acting_only: bool = Fals
     return sorted(d.p for d in module.modules() if isinstance(d, torch.nn.Dropout) and (d.p > 0 or not acting_only))
 
 
-def predict_with_state_dict(spec: Path, reference: torch.nn.Module, x: torch.Tensor, tmp_path: Path, capsys,
-                            sets: list[str] = ()) -> tuple[np.ndarray, str]:
+def predict_with_state_dict(
+    spec: Path, reference: torch.nn.Module, x: torch.Tensor, tmp_path: Path, capsys, sets: list[str] = ()
+) -> tuple[np.ndarray, str]:
     """The reference's state_dict saved and given to `tcc predict SPEC --weights FILE` with nothing else; the
     logits (one row per sample) and what the command said on stderr. The reference's own logits, and tcc's in
     float64 for the FP32 rule, are compared by `assert_logits_equal`."""
     weights = tmp_path / "reference.pth"
     torch.save(reference.state_dict(), weights)
     np.save(tmp_path / "x.npy", x.numpy())
-    assert cli(["predict", str(spec), *sets, "--weights", str(weights), "--input", str(tmp_path / "x.npy"),
-                "--json"]) == 0
+    assert (
+        cli(["predict", str(spec), *sets, "--weights", str(weights), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+    )
     out, err = capsys.readouterr()
     results = json.loads(out)
     rows = [r["logits"] for r in results] if isinstance(results, list) else [results["logits"]]
     return np.array(rows, np.float32), err
 
 
-def assert_logits_equal(reference: torch.nn.Module, model, x: torch.Tensor, logits: np.ndarray,
-                        weights: Path) -> None:
+def assert_logits_equal(reference: torch.nn.Module, model, x: torch.Tensor, logits: np.ndarray, weights: Path) -> None:
     """`logits` (tcc's, from the reference's state_dict in `weights`) equal the reference's within the FP32
     contract (tcc.tolerance), judged against tcc's own module run in float64."""
     model = fit_to_checkpoint(model, weights)

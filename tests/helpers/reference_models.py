@@ -124,7 +124,7 @@ class DDSNet(nn.Module):
         return x
 
 
-def ddsnet_checkpoint_state(sd: "OrderedDict[str, torch.Tensor]", model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def ddsnet_checkpoint_state(sd: OrderedDict[str, torch.Tensor], model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """Map an official DDSNet checkpoint onto ``model.state_dict()`` keys.
 
     The original code registers the stem twice (``b1.*`` and ``net.0.*``); the 7 ``b1.*`` tensors must equal their
@@ -133,14 +133,14 @@ def ddsnet_checkpoint_state(sd: "OrderedDict[str, torch.Tensor]", model: nn.Modu
     """
     b1 = [k for k in sd if k.startswith("b1.")]
     for k in b1:
-        twin = "net.0." + k[len("b1."):]
+        twin = "net.0." + k[len("b1.") :]
         if twin not in sd or not torch.equal(sd[k], sd[twin]):
             raise ValueError(f"checkpoint key {k} is not a duplicate of {twin}")
     src = [(k, v) for k, v in sd.items() if not k.startswith("b1.")]
     dst = list(model.state_dict().items())
     if len(src) != len(dst):
         raise ValueError(f"checkpoint has {len(src)} tensors (without b1.*), model has {len(dst)}")
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for (sk, sv), (dk, dv) in zip(src, dst):
         if tuple(sv.shape) != tuple(dv.shape):
             raise ValueError(f"shape mismatch: checkpoint {sk} {tuple(sv.shape)} vs model {dk} {tuple(dv.shape)}")
@@ -153,7 +153,8 @@ def ddsnet_checkpoint_state(sd: "OrderedDict[str, torch.Tensor]", model: nn.Modu
 # ---------------------------------------------------------------------------------------------------------------
 #
 # The reading of Table IV / Fig. 8 that reproduces BOTH 218,534 trainable params and 104,934,932 MACs (2 classes,
-# 256x256) -- the only match among the 1,536 readings enumerated by tools/fastnet_readings.py (BN between depthwise and pointwise or not, BN after the
+# 256x256) -- the only match among the 1,536 readings enumerated by tools/fastnet_readings.py (BN between depthwise and
+# pointwise or not, BN after the
 # pointwise or not, conv biases, a depthwise part in the 1x1 branch or not, channel flow of the 5x5 branch, BN after
 # the expand conv, bias/BN on the final reduce conv, stem conv biases):
 #

@@ -1,5 +1,6 @@
 """`tcc check` on a bad spec: the error's exact position and message (spec/test_errors.py and the spec tests that
 check an error)."""
+
 from __future__ import annotations
 
 from pathlib import Path

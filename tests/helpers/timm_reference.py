@@ -5,6 +5,7 @@ hybrids): parameters, MACs, state_dict layout, logits. Test-only: tcc itself nev
 compiled-operator registrations need the stub of tests/helpers/torchvision_reference.py. Models are built with
 pretrained=False and timm's own initialisation drawn under a seed: nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import pytest

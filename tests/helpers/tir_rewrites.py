@@ -1,5 +1,6 @@
 """Small kernels for the tests of tcc's TIR rewrites after vectorization (backends/tvm/int8/tir_pipeline.py: the
 x86 lane pairs, ARM's register split) and the targets they are compiled for (compiled, not run)."""
+
 from __future__ import annotations
 
 from tcc.backends.tvm.int8.requantize import requantize_neon_tie_free_primfunc
@@ -14,8 +15,11 @@ def lrint_requantize(n: int, lanes: int):
 
     acc = te.placeholder((n,), "int32", name="acc")
     m = te.placeholder((n,), "float64", name="m")
-    out = te.compute((n,), lambda i: tirx.call_llvm_pure_intrin("int32", "llvm.lrint", acc[i].astype("float64") * m[i]),
-                     name="requantize")
+    out = te.compute(
+        (n,),
+        lambda i: tirx.call_llvm_pure_intrin("int32", "llvm.lrint", acc[i].astype("float64") * m[i]),
+        name="requantize",
+    )
     sch = s_tir.Schedule(te.create_prim_func([acc, m, out]).with_attr("global_symbol", "main"))
     (i,) = sch.get_loops(sch.get_sblock("requantize"))
     sch.vectorize(sch.split(i, [None, lanes])[1])

@@ -9,6 +9,7 @@ torch, so the import fails with "operator torchvision::nms does not exist". An e
 the import go on; nothing here uses those operators. No weights are downloaded: every model is built with
 `weights=None` and randomly initialised.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,13 +27,17 @@ def torchvision_models():
         try:
             import torchvision
         except ImportError as e:
-            raise RuntimeError(f"torchvision {VERSION} is not installed in this venv ({e}); `make venv` installs it "
-                               "(pip install --no-deps)") from None
+            raise RuntimeError(
+                f"torchvision {VERSION} is not installed in this venv ({e}); `make venv` installs it "
+                "(pip install --no-deps)"
+            ) from None
     import torchvision
 
     if not torchvision.__version__.startswith(VERSION):
-        raise RuntimeError(f"the zoo specs are checked against torchvision {VERSION}, this venv has "
-                           f"{torchvision.__version__}; `make venv` installs {VERSION}")
+        raise RuntimeError(
+            f"the zoo specs are checked against torchvision {VERSION}, this venv has "
+            f"{torchvision.__version__}; `make venv` installs {VERSION}"
+        )
     return torchvision.models
 
 
@@ -74,7 +79,9 @@ def macs(model: torch.nn.Module, image_size: int) -> int:
         else:
             total += module.weight.numel() * (output[0].numel() // module.out_features)
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    hooks = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
@@ -87,4 +94,3 @@ def macs(model: torch.nn.Module, image_size: int) -> int:
 def state_layout(model: torch.nn.Module) -> list[tuple[str, tuple]]:
     """The state_dict's (key, shape) list, in order: what name-based and by-order import rely on."""
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-

@@ -3,6 +3,7 @@ the fixed-point multiply (`multiplier_module`) on its own as a Relax module, for
 Requant of given multipliers (`_requant`), a model lowered on a given kernel (`lowered`, its PrimFuncs' scripts
 `prim_scripts`) and the depthwise convs' model (`depthwise_model`, `depthwise_case`). Imported by the INT8 tests of
 tests/backends/tvm/ after they have skipped where TVM is missing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,8 @@ from onnx import helper, numpy_helper
 from tcc.backends.tvm.int8 import kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering
 from tcc.backends.tvm.int8.tir import _half_even_mul, fixed_point
-from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
 from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import Multiplier, QParams, Requant
@@ -24,12 +25,25 @@ from .onnx_util import make_model
 
 def _requant(q, shift, zp: int, lo: int, hi: int, dtype: str) -> Requant:
     lo_t, hi_t = {"int8": (-128, 127), "uint8": (0, 255)}.get(dtype, (INT32_MIN, INT32_MAX))
-    return Requant(Multiplier(np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))),
-                   int(zp), int(lo), int(hi), QParams(1.0, int(zp), lo_t, hi_t))
+    return Requant(
+        Multiplier(np.atleast_1d(np.asarray(q, np.int64)), np.atleast_1d(np.asarray(shift, np.int64))),
+        int(zp),
+        int(lo),
+        int(hi),
+        QParams(1.0, int(zp), lo_t, hi_t),
+    )
 
 
-def requantize_module(q, shift, zp: int = 0, lo: int = INT32_MIN, hi: int = INT32_MAX, dtype: str = "int32",
-                      kernel=None, bound: np.ndarray | None = None):
+def requantize_module(
+    q,
+    shift,
+    zp: int = 0,
+    lo: int = INT32_MIN,
+    hi: int = INT32_MAX,
+    dtype: str = "int32",
+    kernel=None,
+    bound: np.ndarray | None = None,
+):
     """main(acc: int32[1, n]) -> clamp(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi) in `dtype`,
     with per-channel q, shift (arrays of length n): the requantization PrimFunc on its own, for tests; in the
     form `RelaxLowering(kernel).requantize(..., bound=bound)` chooses."""
@@ -57,15 +71,20 @@ def multiplier_module(q, shift):
     params = np.stack(fixed_point(q, np.broadcast_to(np.asarray(shift, np.int64), q.shape)))
     acc_t = te.placeholder((n,), "int32", name="acc")
     par_t = te.placeholder((3, n), "int64", name="params")
-    out = te.compute((n,), lambda i: _half_even_mul(acc_t[i].astype("int64"), par_t[0, i], par_t[1, i], par_t[2, i]),
-                     name="multiply")
+    out = te.compute(
+        (n,), lambda i: _half_even_mul(acc_t[i].astype("int64"), par_t[0, i], par_t[1, i], par_t[2, i]), name="multiply"
+    )
     func = te.create_prim_func([acc_t, par_t, out]).without_attr("global_symbol")
     acc = relax.Var("acc", relax.TensorType([n], "int32"))
     with low.bb.function("main", [acc]):
         with low.bb.dataflow():
-            gv = low.bb.emit_output(relax.call_tir(low.bb.add_func(func, "tcc_multiply"),
-                                                   [acc, low.const(params, "int64")],
-                                                   relax.TensorType([n], "int64")))
+            gv = low.bb.emit_output(
+                relax.call_tir(
+                    low.bb.add_func(func, "tcc_multiply"),
+                    [acc, low.const(params, "int64")],
+                    relax.TensorType([n], "int64"),
+                )
+            )
         low.bb.emit_func_output(gv)
     return low.bb.get()
 
@@ -89,15 +108,30 @@ def depthwise_model(seed: int = 0):
     rng = np.random.default_rng(seed)
     nodes, inits, x = [], [], "input"
     for name, ci, k, stride, pads, group, relu in (
-            ("stem", 3, 3, 1, (1, 1, 1, 1), 1, True), ("dw1", 32, 3, 1, (1, 1, 1, 1), 32, False),
-            ("dw2", 32, 3, 2, (1, 0, 0, 1), 32, True), ("dw3", 32, 3, 1, (1, 1, 0, 1), 32, False),
-            ("dw4", 32, 2, 1, (1, 1, 1, 1), 32, True), ("dw5", 32, 5, 1, (2, 2, 2, 2), 32, False),
-            ("dw6", 32, 1, 1, (0, 0, 0, 0), 32, False)):
-        w = numpy_helper.from_array((rng.standard_normal((32, ci // group, k, k)) * 0.4).astype(np.float32),
-                                    f"{name}.w")
+        ("stem", 3, 3, 1, (1, 1, 1, 1), 1, True),
+        ("dw1", 32, 3, 1, (1, 1, 1, 1), 32, False),
+        ("dw2", 32, 3, 2, (1, 0, 0, 1), 32, True),
+        ("dw3", 32, 3, 1, (1, 1, 0, 1), 32, False),
+        ("dw4", 32, 2, 1, (1, 1, 1, 1), 32, True),
+        ("dw5", 32, 5, 1, (2, 2, 2, 2), 32, False),
+        ("dw6", 32, 1, 1, (0, 0, 0, 0), 32, False),
+    ):
+        w = numpy_helper.from_array(
+            (rng.standard_normal((32, ci // group, k, k)) * 0.4).astype(np.float32), f"{name}.w"
+        )
         b = numpy_helper.from_array((rng.standard_normal(32) * 0.2).astype(np.float32), f"{name}.b")
-        nodes.append(helper.make_node("Conv", [x, w.name, b.name], [name], name=name, kernel_shape=[k, k],
-                                      strides=[stride, stride], pads=list(pads), group=group))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, w.name, b.name],
+                [name],
+                name=name,
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=list(pads),
+                group=group,
+            )
+        )
         inits += [w, b]
         x = name
         if relu:
@@ -105,11 +139,14 @@ def depthwise_model(seed: int = 0):
             x = f"{name}.relu"
     wf = numpy_helper.from_array((rng.standard_normal((3, 32)) * 0.5).astype(np.float32), "fc.w")
     bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
-              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
-              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
-    return make_model(nodes, {"input": ["N", 3, 12, 11]}, {"output": ["N", 3]}, inits + [wf, bf], name="dw",
-                      ir_version=8)
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    return make_model(
+        nodes, {"input": ["N", 3, 12, 11]}, {"output": ["N", 3]}, inits + [wf, bf], name="dw", ir_version=8
+    )
 
 
 def depthwise_case(k: kn.DotKernel):

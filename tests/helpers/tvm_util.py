@@ -2,6 +2,7 @@
 TVM runtime (tools/setup_arm.sh installs and builds them; an armv7 runtime build from source takes minutes, left to
 it unless TCC_BUILD_RUNTIMES=1), and the INT8 checks against the integer reference. Importable without TVM: it is
 imported where it is used."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,10 +12,13 @@ import numpy as np
 import pytest
 
 from tcc import targets as tg
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runtime as rt
 
-NO_TVM = (None if importlib.util.find_spec("tvm") is not None
-          else "apache-tvm not installed (tools/setup_arm.sh installs it)")
+NO_TVM = (
+    None if importlib.util.find_spec("tvm") is not None else "apache-tvm not installed (tools/setup_arm.sh installs it)"
+)
 needs_tvm = pytest.mark.skipif(NO_TVM is not None, reason=NO_TVM or "")
 
 # a tiny model for the TVM builds (FP32 and INT8, host and ARM): conv + batchnorm + relu, a pool, a linear layer
@@ -43,10 +47,15 @@ def skip_unless_tools(target: str, *, build: bool = True, run: bool = True) -> N
 
 def _skip_if_left_to_setup(target: str) -> None:
     """Skip when the target's runtime is built from source and not built yet (unless TCC_BUILD_RUNTIMES=1)."""
-    if (tg.get_platform(target).runtime == "source" and rt.runtime_state(target) == "stale"
-            and os.environ.get("TCC_BUILD_RUNTIMES") != "1"):
-        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh "
-                    "(or set TCC_BUILD_RUNTIMES=1 to build it from the tests)")
+    if (
+        tg.get_platform(target).runtime == "source"
+        and rt.runtime_state(target) == "stale"
+        and os.environ.get("TCC_BUILD_RUNTIMES") != "1"
+    ):
+        pytest.skip(
+            f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh "
+            "(or set TCC_BUILD_RUNTIMES=1 to build it from the tests)"
+        )
 
 
 def require_runtime(target: str) -> None:
@@ -81,8 +90,12 @@ def host_vm(mod):
     from tcc.backends.tvm.int8 import tir_pipeline
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    ex = tvm.compile(mod, target=target, relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
-                     tir_pipeline=tir_pipeline.for_kernels(target))  # the TIR pipeline of tcc's builds
+    ex = tvm.compile(
+        mod,
+        target=target,
+        relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
+        tir_pipeline=tir_pipeline.for_kernels(target),
+    )  # the TIR pipeline of tcc's builds
     return relax.VirtualMachine(ex, tvm.cpu())
 
 
@@ -96,9 +109,19 @@ def host_outputs_with_and_without(model, x: np.ndarray, option: str, tmp_path) -
     """An ONNX model compiled for the host with compile_module's `option` off, then on, each run on x: the two
     first outputs (what a graph rewrite's tests compare)."""
     inp = model.graph.input[0].name
-    return [tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {inp: list(x.shape)}),
-                                                          "host", tmp_path / f"{option}-{int(on)}.so", **{option: on}),
-                               "host", x)[0][0] for on in (False, True)]
+    return [
+        tvm_run.run_module(
+            tvm_compile.compile_module(
+                tvm_compile.import_onnx(model, {inp: list(x.shape)}),
+                "host",
+                tmp_path / f"{option}-{int(on)}.so",
+                **{option: on},
+            ),
+            "host",
+            x,
+        )[0][0]
+        for on in (False, True)
+    ]
 
 
 def check_all(outs, ref_out, ref_codes, names) -> int:

@@ -1,10 +1,10 @@
 """The zoo's baseline specs (spec/baselines), shared by the zoo/test_numbers_* files."""
+
 from __future__ import annotations
 
 import torch
 
 import tcc
-
 from tests.helpers import REPO
 
 BASELINES = REPO / "spec" / "baselines"

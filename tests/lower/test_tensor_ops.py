@@ -3,6 +3,7 @@ at odd sizes: the PyTorch lowering and the ONNX forms at opsets 13, 17, 18 and 2
 pass pipeline) against PyTorch's own tensor functions evaluated in float64, within the FP32 contract; shapes as the
 IR infers them; MACs of matmul; the multihead_attention block against torch.nn.MultiheadAttention with its
 state_dict."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,9 @@ import torch
 import torch.nn.functional as F
 
 import tcc
-from tcc.ops.attention import shifted_window_mask
 from tcc.lower.to_torch import init_weights
+from tcc.ops.attention import shifted_window_mask
 from tcc.tolerance import compare
-
 from tests.helpers.lowering import assert_one_op_equals_reference
 
 OPSETS = (13, 17, 18, 21)  # 18: ReduceMean's axes became an input; 13: ReduceSum's and Softmax over one axis
@@ -36,49 +36,83 @@ CASES = {
     "mean": ("{op: mean, axes: [1, -1]}", SHAPE, lambda x, p: x.mean((1, 3))),
     "sum_keepdims": ("{op: sum, axes: [-1], keepdims: true}", SHAPE, lambda x, p: x.sum(-1, keepdim=True)),
     "softmax_rows": ("{op: softmax, axis: -2}", SHAPE, lambda x, p: torch.softmax(x, -2)),
-    "matmul_scaled": ("{op: matmul, in: [input, input], transpose_b: true, scale: 0.25}", SHAPE,
-                      lambda x, p: x @ x.transpose(-1, -2) * 0.25),
-    "matmul_broadcast": ("""{id: row, op: select, axis: 1, index: 0}
+    "matmul_scaled": (
+        "{op: matmul, in: [input, input], transpose_b: true, scale: 0.25}",
+        SHAPE,
+        lambda x, p: x @ x.transpose(-1, -2) * 0.25,
+    ),
+    "matmul_broadcast": (
+        """{id: row, op: select, axis: 1, index: 0}
           - {id: column, op: transpose, axes: [1, 2]}
           - {id: one, op: reshape, shape: [1, 9, 7]}
-          - {op: matmul, in: [input, one]}""", SHAPE, lambda x, p: x @ x[:, 0].transpose(-1, -2)[:, None]),
-    "param_added": ("""{id: table, op: param, shape: [1, 7, 9], std: 0.5}
-          - {op: add, in: [input, table]}""", SHAPE, lambda x, p: x + p["table.weight"]),
-    "param_concat": ("""{id: token, op: param, shape: [1, 9]}
+          - {op: matmul, in: [input, one]}""",
+        SHAPE,
+        lambda x, p: x @ x[:, 0].transpose(-1, -2)[:, None],
+    ),
+    "param_added": (
+        """{id: table, op: param, shape: [1, 7, 9], std: 0.5}
+          - {op: add, in: [input, table]}""",
+        SHAPE,
+        lambda x, p: x + p["table.weight"],
+    ),
+    "param_concat": (
+        """{id: token, op: param, shape: [1, 9]}
           - {id: tokens, op: select, in: input, axis: 1, index: 0}
-          - {op: concat, axis: 1, in: [token, tokens]}""", SHAPE,
-                     lambda x, p: torch.cat([p["token.weight"].expand(len(x), 1, 9), x[:, 0]], 1)),
-    "linear_tokens": ("{id: fc, op: linear, axis: -1, out: 4}", SHAPE,
-                      lambda x, p: F.linear(x, p["fc.weight"], p["fc.bias"])),
-    "linear_tokens_no_bias": ("""{op: select, axis: 1, index: 1}
-          - {id: fc, op: linear, axis: -1, out: 4, bias: false}""", SHAPE,
-                              lambda x, p: F.linear(x[:, 1], p["fc.weight"])),
-    "groupnorm": ("{id: gn, op: groupnorm, groups: 5, eps: 1.0e-3}", SHAPE,
-                  lambda x, p: F.group_norm(x, 5, p["gn.weight"], p["gn.bias"], 1e-3)),
-    "groupnorm_one": ("{id: gn, op: groupnorm}", SHAPE,
-                      lambda x, p: F.group_norm(x, 1, p["gn.weight"], p["gn.bias"])),
-    "relative_position_bias": ("{id: bias, op: relative_position_bias, window: 2}", (2, 4, 4),
-                               lambda x, p: x + p["bias.weight"][p["bias.index"].long()].view(4, 4, 2)
-                               .permute(2, 0, 1)),
-    "window_mask": ("""{op: reshape, shape: [2, 1, 4, 4]}
-          - {op: window_mask, size: [2, 4], window: 2, shift: [1, 1]}""", (2, 4, 4),
-                    lambda x, p: x.reshape(-1, 2, 1, 4, 4) + torch.from_numpy(
-                        shifted_window_mask((2, 4), (2, 2), (1, 1))).to(x.dtype)),
-    "layernorm_tokens": ("""{op: select, axis: 1, index: 1}
-          - {id: ln, op: layernorm, axis: -1}""", SHAPE,
-                         lambda x, p: F.layer_norm(x[:, 1], (9,), p["ln.weight"], p["ln.bias"])),
+          - {op: concat, axis: 1, in: [token, tokens]}""",
+        SHAPE,
+        lambda x, p: torch.cat([p["token.weight"].expand(len(x), 1, 9), x[:, 0]], 1),
+    ),
+    "linear_tokens": (
+        "{id: fc, op: linear, axis: -1, out: 4}",
+        SHAPE,
+        lambda x, p: F.linear(x, p["fc.weight"], p["fc.bias"]),
+    ),
+    "linear_tokens_no_bias": (
+        """{op: select, axis: 1, index: 1}
+          - {id: fc, op: linear, axis: -1, out: 4, bias: false}""",
+        SHAPE,
+        lambda x, p: F.linear(x[:, 1], p["fc.weight"]),
+    ),
+    "groupnorm": (
+        "{id: gn, op: groupnorm, groups: 5, eps: 1.0e-3}",
+        SHAPE,
+        lambda x, p: F.group_norm(x, 5, p["gn.weight"], p["gn.bias"], 1e-3),
+    ),
+    "groupnorm_one": ("{id: gn, op: groupnorm}", SHAPE, lambda x, p: F.group_norm(x, 1, p["gn.weight"], p["gn.bias"])),
+    "relative_position_bias": (
+        "{id: bias, op: relative_position_bias, window: 2}",
+        (2, 4, 4),
+        lambda x, p: x + p["bias.weight"][p["bias.index"].long()].view(4, 4, 2).permute(2, 0, 1),
+    ),
+    "window_mask": (
+        """{op: reshape, shape: [2, 1, 4, 4]}
+          - {op: window_mask, size: [2, 4], window: 2, shift: [1, 1]}""",
+        (2, 4, 4),
+        lambda x, p: (
+            x.reshape(-1, 2, 1, 4, 4) + torch.from_numpy(shifted_window_mask((2, 4), (2, 2), (1, 1))).to(x.dtype)
+        ),
+    ),
+    "layernorm_tokens": (
+        """{op: select, axis: 1, index: 1}
+          - {id: ln, op: layernorm, axis: -1}""",
+        SHAPE,
+        lambda x, p: F.layer_norm(x[:, 1], (9,), p["ln.weight"], p["ln.bias"]),
+    ),
 }
 
 
 def _model(write, name):
     nodes, shape, fn = CASES[name]
-    spec = write(f"{name}.yaml", f"""
+    spec = write(
+        f"{name}.yaml",
+        f"""
         kind: model
         name: {name}
         input: {{shape: {list(shape)}}}
         layers:
           - {nodes}
-    """)
+    """,
+    )
     model = tcc.load_model(spec)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
     return model, module, fn
@@ -113,13 +147,16 @@ def test_multihead_attention_block_equals_torch_nn_multiheadattention(write):
     """The zoo block over tokens with a leading axis ([P, S, D], MobileViT's layout) against nn.MultiheadAttention
     (batch_first) on [N P, S, D], its state_dict imported through the key map of nn.MultiheadAttention's packed
     projection."""
-    spec = write("mha.yaml", """
+    spec = write(
+        "mha.yaml",
+        """
         kind: model
         name: mha
         input: {shape: [4, 6, 12]}
         layers:
           - {id: attn, block: multihead_attention, heads: 3}   # [P, S, D] tokens, P leading
-    """)
+    """,
+    )
     model = tcc.load_model(spec)
     module = tcc.to_torch(model.graph)
     torch.manual_seed(0)

@@ -1,5 +1,6 @@
 """IR -> ONNX: equal to the PyTorch lowering on every zoo spec (opset 13, a subset at 11), valid (full checker,
 shape inference agrees with the IR), named after the IR, deterministic; opset differences and clear errors."""
+
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,6 @@ from tcc.errors import ExportError, OpsetError, TccError, WeightsError
 from tcc.lower.to_onnx import MAX_OPSET, MIN_OPSET, to_onnx
 from tcc.passes.base import infer_value_shapes
 from tcc.tolerance import compare
-
 from tests.helpers import LOCAL_SPECS, REPO
 from tests.helpers.lowering import (
     assert_close,
@@ -28,7 +28,6 @@ from tests.helpers.lowering import (
     zoo_specs,
 )
 from tests.helpers.onnx_util import run
-
 
 ZOO = zoo_specs()
 OPS_SPEC = LOCAL_SPECS / "onnx_ops.yaml"
@@ -56,12 +55,23 @@ def check_valid(model, m: onnx.ModelProto, tmp_path) -> Path:
 
 # the largest specs at full size (10-35 s each): tools/slow_tests.sh; their ops and blocks are in smaller specs here,
 # and zoo/test_numbers_c.py matches ConvNeXt-T, MNASNet and RegNetY logits with torchvision's at reduced sizes
-BIG = ("alexnet", "convnext_tiny", "efficientnet_v2_s", "resnext50_32x4d", "vgg11", "vgg16", "wide_resnet50_2",
-       "vit_b_16", "swin_t", "maxvit_t")
+BIG = (
+    "alexnet",
+    "convnext_tiny",
+    "efficientnet_v2_s",
+    "resnext50_32x4d",
+    "vgg11",
+    "vgg16",
+    "wide_resnet50_2",
+    "vit_b_16",
+    "swin_t",
+    "maxvit_t",
+)
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in BIG else p for p in ZOO],
-                         ids=spec_id)
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in BIG else p for p in ZOO], ids=spec_id
+)
 def test_zoo_equals_torch(path, tmp_path):
     model, module, m = lowered(path, 13)
     file = check_valid(model, m, tmp_path)
@@ -116,7 +126,9 @@ def test_every_lowering_path(opset, tmp_path):
 
 
 def _pool_spec(write, h, w, k, s, p):
-    return write(f"pool_{h}_{w}_{k}_{s}_{p}.yaml", f"""
+    return write(
+        f"pool_{h}_{w}_{k}_{s}_{p}.yaml",
+        f"""
         kind: model
         name: pools
         input: {{shape: [2, {h}, {w}]}}
@@ -130,7 +142,8 @@ def _pool_spec(write, h, w, k, s, p):
               - body: [{{id: avgx, op: avgpool, kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true,
                          count_include_pad: false}}, {{op: global_avgpool}}]
           - {{op: flatten}}
-    """)
+    """,
+    )
 
 
 def test_pool_ceil_mode(write, tmp_path):
@@ -170,7 +183,9 @@ def test_opset_too_low_names_the_node():
 
 
 def test_adaptive_pool_not_divisible(write):
-    spec = write("adaptive.yaml", """
+    spec = write(
+        "adaptive.yaml",
+        """
         kind: model
         name: adaptive
         input: {shape: [3, 10, 10]}
@@ -178,7 +193,8 @@ def test_adaptive_pool_not_divisible(write):
           - {id: conv, op: conv2d, out: 4, kernel: 3, padding: 1}
           - {id: pool, op: adaptive_avgpool, size: 3}
           - {op: flatten}
-    """)
+    """,
+    )
     model = tcc.load_model(spec)
     state = tcc.to_torch(model.graph).state_dict()
     with pytest.raises(ExportError) as e:
@@ -212,7 +228,11 @@ def test_deterministic_and_named():
     assert conv.doc_string == "dds_layer.yaml:14:9"  # spec location, file name only
     bn = next(n for n in m.graph.node if n.name == "stem.bn")
     assert bn.op_type == "BatchNormalization" and list(bn.input)[1:] == [
-        "stem.bn.weight", "stem.bn.bias", "stem.bn.running_mean", "stem.bn.running_var"]
+        "stem.bn.weight",
+        "stem.bn.bias",
+        "stem.bn.running_mean",
+        "stem.bn.running_var",
+    ]
     assert next(n for n in m.graph.node if n.name == "head.fc").output[0] == "output"
     dims = m.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == [3, 224, 224]
@@ -230,7 +250,9 @@ def test_aux_heads_are_dropped():
 def test_output_is_a_pass_through_value(write):
     """The last node lowers to no ONNX node (dropout): its input's tensor becomes `output`; when that is the
     graph input itself, an Identity named after the output node writes `output`."""
-    tail = write("tail.yaml", """
+    tail = write(
+        "tail.yaml",
+        """
         kind: model
         name: tail
         input: {shape: [4, 1, 1]}
@@ -238,14 +260,18 @@ def test_output_is_a_pass_through_value(write):
           - {op: flatten}
           - {id: fc, op: linear, out: 3}
           - {id: drop, op: dropout}
-    """)
-    bare = write("bare.yaml", """
+    """,
+    )
+    bare = write(
+        "bare.yaml",
+        """
         kind: model
         name: bare
         input: {shape: [4, 1, 1]}
         layers:
           - {id: drop, op: dropout}
-    """)
+    """,
+    )
     for spec, nodes in ((tail, [("flatten", "Flatten"), ("fc", "Gemm")]), (bare, [("drop", "Identity")])):
         model = tcc.load_model(spec)
         module = tcc.to_torch(model.graph, inference_only=True)

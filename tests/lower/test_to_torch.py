@@ -1,4 +1,5 @@
 """The PyTorch lowering: trainable, torch.compile-able, named by the IR, readable generated code."""
+
 from __future__ import annotations
 
 import pytest

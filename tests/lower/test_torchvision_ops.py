@@ -2,6 +2,7 @@
 13, 17 and 20 (ONNX Runtime, raw and after the pass pipeline) against PyTorch's functional op evaluated in float64,
 within the FP32 contract; parameter names and shapes as torch.nn's (a state_dict imports); MACs; GELU and layer norm
 written as several ONNX nodes are still one function for the INT8 planner after the passes; stochastic depth."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ from tcc.lower.to_torch import init_weights
 from tcc.passes import run_pipeline
 from tcc.passes.composites import composites
 from tcc.quant.intgraph.plan import plan
-
 from tests.helpers import LOCAL_SPECS
 from tests.helpers.lowering import assert_one_op_equals_reference
 
@@ -36,12 +36,17 @@ CASES = {
     "hardsigmoid": ("{op: hardsigmoid}", SHAPE, lambda x, p: F.hardsigmoid(x)),
     "gelu": ("{op: gelu}", SHAPE, lambda x, p: F.gelu(x)),
     "gelu_tanh": ("{op: gelu, approximate: tanh}", SHAPE, lambda x, p: F.gelu(x, approximate="tanh")),
-    "layernorm_channels": ("{op: layernorm, eps: 1.0e-6}", SHAPE,
-                           lambda x, p: _nchw(F.layer_norm)(x, (SHAPE[0],), p["weight"], p["bias"], 1e-6)),
-    "layernorm_last": ("{op: layernorm, axis: -1, affine: false}", SHAPE,
-                       lambda x, p: F.layer_norm(x, (SHAPE[2],))),
-    "layernorm_features": ("{op: layernorm, axis: 1}", (13,),
-                           lambda x, p: F.layer_norm(x, (13,), p["weight"], p["bias"])),
+    "layernorm_channels": (
+        "{op: layernorm, eps: 1.0e-6}",
+        SHAPE,
+        lambda x, p: _nchw(F.layer_norm)(x, (SHAPE[0],), p["weight"], p["bias"], 1e-6),
+    ),
+    "layernorm_last": ("{op: layernorm, axis: -1, affine: false}", SHAPE, lambda x, p: F.layer_norm(x, (SHAPE[2],))),
+    "layernorm_features": (
+        "{op: layernorm, axis: 1}",
+        (13,),
+        lambda x, p: F.layer_norm(x, (13,), p["weight"], p["bias"]),
+    ),
     "leaky_relu": ("{op: leaky_relu, negative_slope: -0.3}", SHAPE, lambda x, p: F.leaky_relu(x, -0.3)),
     "prelu_channels": ("{op: prelu, num_parameters: 5}", SHAPE, lambda x, p: F.prelu(x, p["weight"])),
     "prelu_one": ("{op: prelu}", SHAPE, lambda x, p: F.prelu(x, p["weight"])),
@@ -50,8 +55,11 @@ CASES = {
     "scale": ("{op: scale, init: 1.0e-6}", SHAPE, lambda x, p: x * p["weight"]),
     "scale_features": ("{op: scale}", (13,), lambda x, p: x * p["weight"]),
     "global_maxpool": ("{op: global_maxpool}", SHAPE, lambda x, p: F.adaptive_max_pool2d(x, 1)),
-    "linear_channels": ("{op: linear, out: 6, axis: 1}", SHAPE,
-                        lambda x, p: _nchw(F.linear)(x, p["weight"], p["bias"])),
+    "linear_channels": (
+        "{op: linear, out: 6, axis: 1}",
+        SHAPE,
+        lambda x, p: _nchw(F.linear)(x, p["weight"], p["bias"]),
+    ),
     "stochastic_depth": ("{op: stochastic_depth, p: 0.4, mode: batch}", SHAPE, lambda x, p: x),
 }
 
@@ -61,14 +69,17 @@ def _one_op(write, name):
     is [F, 1, 1] flattened first."""
     node, shape, fn = CASES[name]
     features = len(shape) == 1
-    spec = write(f"{name}.yaml", f"""
+    spec = write(
+        f"{name}.yaml",
+        f"""
         kind: model
         name: {name}
         input: {{shape: {list(shape) + [1, 1] if features else list(shape)}}}
         layers:
           - {{op: {"flatten" if features else "identity"}}}
           - {{id: op, {node[1:]}
-    """)
+    """,
+    )
     model = tcc.load_model(spec)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
     return model, module, (lambda x, p: fn(x.flatten(1), p)) if features else fn
@@ -173,12 +184,17 @@ def test_stochastic_depth_trains_as_torchvision_and_is_the_identity_at_inference
         outs = [full(x) for _ in range(40)]
     assert all(o.unique().numel() == 1 for o in outs)  # batch mode: the whole batch kept or dropped
     assert {round(float(o.max()), 5) for o in outs} == {0.0, round(1 / 0.6, 5)}
-    row = tcc.load_model(write("row.yaml", """
+    row = tcc.load_model(
+        write(
+            "row.yaml",
+            """
         kind: model
         name: row
         input: {shape: [2, 3, 3]}
         layers: [{op: stochastic_depth, p: 0.5}]
-    """))
+    """,
+        )
+    )
     with torch.no_grad():
         y = tcc.to_torch(row.graph).train()(torch.ones(400, 2, 3, 3))
     per_sample = y.flatten(1)

@@ -1,4 +1,5 @@
 """Weight import: the four published DDSNet checkpoints, aliases, key maps, and errors that name both sides."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import tcc
 from tcc.cli.main import main as cli
 from tcc.errors import WeightsError
 from tcc.lower.weights import find_aliases, load_weights, match_weights, read_state_dict
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers.marks import needs_fixtures
 
@@ -37,8 +37,18 @@ def test_ddsnet_checkpoints_load_with_every_tensor_used(name, classes):
 
 @needs_fixtures
 def test_ddsnet_gc_prediction_matches_the_reference_module_and_json_shape(capsys):
-    rc = cli(["predict", str(REPO / "spec/ddsnet.yaml"), "--weights", str(FIXTURES / "GC_DDS_0.0064.pth"),
-              "--by-order", "--image", str(FIXTURES / "GC.png"), "--json"])
+    rc = cli(
+        [
+            "predict",
+            str(REPO / "spec/ddsnet.yaml"),
+            "--weights",
+            str(FIXTURES / "GC_DDS_0.0064.pth"),
+            "--by-order",
+            "--image",
+            str(FIXTURES / "GC.png"),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"logits", "class", "label"} and len(out["logits"]) == 6
@@ -73,7 +83,9 @@ def test_by_name_with_a_prefix_key_map(tmp_path):
     ckpt = tmp_path / "ref.pt"
     torch.save(ref.state_dict(), ckpt)
     key_map = tmp_path / "map.yaml"
-    key_map.write_text("'features.0.': conv.\n'features.1.': bn.\nclassifier.weight: fc.weight\nclassifier.bias: fc.bias\n")
+    key_map.write_text(
+        "'features.0.': conv.\n'features.1.': bn.\nclassifier.weight: fc.weight\nclassifier.bias: fc.bias\n"
+    )
     module = tcc.to_torch(model.graph)
     match = load_weights(module, model.graph, ckpt, key_map_path=key_map)
     assert len(match.assignment) == 9  # conv 2, batchnorm 5 (with its buffers), linear 2

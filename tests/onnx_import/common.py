@@ -1,4 +1,5 @@
 """What the import tests share: the command line in-process, and an imported spec's logits against ONNX Runtime."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +10,6 @@ import numpy as np
 import onnx
 
 from tcc.cli.main import main
-
 from tests.helpers.onnx_util import run
 
 

@@ -1,6 +1,7 @@
 """`tcc import`: zoo specs exported by tcc and read back (parameters, MACs and logits equal), ONNX files written by
 torch.onnx.export from torchvision models (logits equal ONNX Runtime on the original; INT8 builds), and models it
 cannot express refused up front, naming the nodes, nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.onnx_import import import_onnx
 from tcc.spec.zoo import zoo_models
-
 from tests.helpers import torchvision_reference as tv
 from tests.helpers.onnx_util import make_model, run
 from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
@@ -24,8 +24,19 @@ from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
 # concats, pools, linear heads, SE blocks' muls, ShuffleNet's split and channel shuffle, ConvNeXt's layer norms, GELU
 # and layer scales, DenseNet's dense connections) round-trips, and the spec reads as the model's own structure: local
 # blocks for what repeats, at most twice the original spec's lines (docs/import.md has all 24 at full size)
-ROUND_TRIP = ["ddsnet", "fastnet", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_0", "efficientnet_b0",
-              "regnet_y_400mf", "shufflenet_v2_x1_0", "resnet18", "densenet121", "convnext_tiny"]
+ROUND_TRIP = [
+    "ddsnet",
+    "fastnet",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "squeezenet1_0",
+    "efficientnet_b0",
+    "regnet_y_400mf",
+    "shufflenet_v2_x1_0",
+    "resnet18",
+    "densenet121",
+    "convnext_tiny",
+]
 
 
 def round_trip(name: str, tmp_path, **overrides):
@@ -105,8 +116,8 @@ def test_a_constant_added_to_scores_is_read_back_only_where_its_values_are_a_win
     [windows, 1, N, N] one a mask only where it is Swin's mask of some map and shift; other constants stay Adds."""
     from onnx import helper
 
-    from tcc.ops.attention import relative_position_index, shifted_window_mask
     from tcc.onnx_import.patterns import window_attention_constants
+    from tcc.ops.attention import relative_position_index, shifted_window_mask
 
     rng = np.random.default_rng(0)
     table = rng.standard_normal((25, 2)).astype(np.float32)  # window 3: (2 3 - 1)^2 rows, 2 heads
@@ -115,16 +126,23 @@ def test_a_constant_added_to_scores_is_read_back_only_where_its_values_are_a_win
     shapes = {"s": (2, 2, 9, 9)}
     other = bias.copy()
     other[1, 0, 1] += 1  # one offset's value changed at one pair of positions only: no table makes it
-    for const, kind in ((bias, "RelativePositionBias"), (other, "Add"),
-                        (mask, "WindowMask"), (mask[::-1].copy(), "Add")):
-        nodes = window_attention_constants([helper.make_node("Add", ["s", "c"], ["y"], name="add")], {"c": const},
-                                           dict(shapes))
+    for const, kind in (
+        (bias, "RelativePositionBias"),
+        (other, "Add"),
+        (mask, "WindowMask"),
+        (mask[::-1].copy(), "Add"),
+    ):
+        nodes = window_attention_constants(
+            [helper.make_node("Add", ["s", "c"], ["y"], name="add")], {"c": const}, dict(shapes)
+        )
         assert [n.op_type for n in nodes] == [kind]
-    found = window_attention_constants([helper.make_node("Add", ["s", "c"], ["y"], name="add")],
-                                       const := {"c": bias}, dict(shapes))
+    found = window_attention_constants(
+        [helper.make_node("Add", ["s", "c"], ["y"], name="add")], const := {"c": bias}, dict(shapes)
+    )
     assert np.array_equal(const["add/table"], table)
-    mask_node = window_attention_constants([helper.make_node("Add", ["s", "c"], ["y"], name="add")], {"c": mask},
-                                           dict(shapes))[0]
+    mask_node = window_attention_constants(
+        [helper.make_node("Add", ["s", "c"], ["y"], name="add")], {"c": mask}, dict(shapes)
+    )[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in mask_node.attribute}
     assert attrs == {"size": [6, 3], "window": 3, "shift": [1, 1]} and found
 
@@ -148,8 +166,16 @@ def test_every_zoo_spec_reads_back_equal_at_full_size(name, tmp_path):
 def _torchvision_onnx(name: str, path, size: int = 64, dynamic: bool = False):
     module = init_weights(tv.build(name, num_classes=5), seed=1).eval()
     axes = {"x": {0: "n", 2: "h", 3: "w"}} if dynamic else {"x": {0: "n"}}
-    torch.onnx.export(module, torch.randn(1, 3, size, size), path, dynamo=False, opset_version=13,
-                      input_names=["x"], output_names=["y"], dynamic_axes=axes)
+    torch.onnx.export(
+        module,
+        torch.randn(1, 3, size, size),
+        path,
+        dynamo=False,
+        opset_version=13,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes=axes,
+    )
     return path
 
 
@@ -158,8 +184,9 @@ def mobilenet(tmp_path_factory):
     """torchvision's mobilenet_v3_small (seeded weights), exported by torch.onnx.export and imported by the CLI."""
     work = tmp_path_factory.mktemp("mnv3")
     path = _torchvision_onnx("mobilenet_v3_small", work / "mobilenet_v3_small.onnx")
-    rc, out, err = tcc_cli("import", path, "-o", work / "m.yaml", "--mean", 0.485, 0.456, 0.406, "--std", 0.229,
-                           0.224, 0.225)
+    rc, out, err = tcc_cli(
+        "import", path, "-o", work / "m.yaml", "--mean", 0.485, 0.456, 0.406, "--std", 0.229, 0.224, 0.225
+    )
     assert rc == 0, err
     return path, work, out
 
@@ -182,9 +209,22 @@ def test_torch_export_imports_and_predicts_as_onnx_runtime(mobilenet):
 def test_an_imported_model_builds_int8_for_ort_and_host(mobilenet):
     path, work, out = mobilenet
     for target in ("ort", "host"):
-        rc, printed, err = tcc_cli("build", work / "m.yaml", "--weights", work / "m.pt", "--target", target,
-                                   "--precision", "int8", "--data", work / "x.npy", "--method", "kl",
-                                   "-o", work / f"b-{target}")
+        rc, printed, err = tcc_cli(
+            "build",
+            work / "m.yaml",
+            "--weights",
+            work / "m.pt",
+            "--target",
+            target,
+            "--precision",
+            "int8",
+            "--data",
+            work / "x.npy",
+            "--method",
+            "kl",
+            "-o",
+            work / f"b-{target}",
+        )
         assert rc == 0, err
         assert "self-check vs the integer reference: bit-exact" in printed
 
@@ -203,11 +243,14 @@ def test_a_slice_of_two_axes_reads_back_as_two_slices(tmp_path):
     """onnxsim merges Swin's patch-merging `x[:, 0::2, 1::2]` into one Slice of two axes: read back as one slice per
     axis (the spec's slice takes one), checked against ONNX Runtime."""
     bounds = {"starts": [0, 1], "ends": [8, 8], "axes": [2, 3], "steps": [2, 2]}
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
-             helper.make_node("Slice", ["a", *bounds], ["y"], name="merge")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="first"),
+        helper.make_node("Slice", ["a", *bounds], ["y"], name="merge"),
+    ]
     path = tmp_path / "m.onnx"
-    onnx.save(make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 3, 4, 4]}, {f"#{k}": v for k, v in bounds.items()}),
-              path)
+    onnx.save(
+        make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": [1, 3, 4, 4]}, {f"#{k}": v for k, v in bounds.items()}), path
+    )
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     text = (tmp_path / "m.yaml").read_text()
@@ -227,13 +270,17 @@ def test_tanh_reads_back_as_the_spec_op(tmp_path):
 def test_what_has_no_spec_op_is_refused_naming_each_node(tmp_path):
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
-             helper.make_node("Sin", ["a"], ["b"], name="squash"),
-             helper.make_node("Clip", ["b", "lo", "hi"], ["y"], name="clamp")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="first"),
+        helper.make_node("Sin", ["a"], ["b"], name="squash"),
+        helper.make_node("Clip", ["b", "lo", "hi"], ["y"], name="clamp"),
+    ]
     inits = [onnx.numpy_helper.from_array(np.float32(-1), "lo"), onnx.numpy_helper.from_array(np.float32(1), "hi")]
     path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                                opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(
+        helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)]),
+        path,
+    )
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 2 and "2 node(s) with no spec equivalent, nothing written" in err
     assert "node 'squash' (Sin): no spec op" in err
@@ -259,8 +306,9 @@ def test_an_onnx_file_is_taken_wherever_a_spec_is(mobilenet, tmp_path):
     np.save(tmp_path / "x.npy", x)
     rc, printed, err = tcc_cli("predict", path, "--input", tmp_path / "x.npy", "--json")
     want = run(onnx.load(path), x)[0]
-    np.testing.assert_allclose(json.loads(printed)["logits"], want, rtol=0,
-                               atol=1e-5 * max(1.0, float(abs(want).max())))
+    np.testing.assert_allclose(
+        json.loads(printed)["logits"], want, rtol=0, atol=1e-5 * max(1.0, float(abs(want).max()))
+    )
     rc, printed, err = tcc_cli("build", path, "--weights", work / "m.pt", "--target", "ort", "-o", tmp_path / "b3")
     assert rc == 2 and "an ONNX file carries its weights" in err
     rc, printed, err = tcc_cli("check", path, "--json")
@@ -271,12 +319,15 @@ def test_constant_nodes_of_every_attribute_form_are_read(tmp_path):
     """Clip's bounds from Constant nodes written with value_float (not a tensor): read as relu6, no traceback."""
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
-    nodes = [helper.make_node("Constant", [], ["lo"], value_float=0.0),
-             helper.make_node("Constant", [], ["hi"], value_float=6.0),
-             helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp")]
+    nodes = [
+        helper.make_node("Constant", [], ["lo"], value_float=0.0),
+        helper.make_node("Constant", [], ["hi"], value_float=6.0),
+        helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clamp"),
+    ]
     path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)]),
-              path)
+    onnx.save(
+        helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)]), path
+    )
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     assert "{id: clamp, op: relu6}" in (tmp_path / "m.yaml").read_text()
@@ -298,8 +349,9 @@ def test_explain_slide_and_report_take_an_onnx_file(mobilenet, tmp_path):
     rc, printed, err = tcc_cli("predict", path, "--image", image, "--json")
     assert rc == 0, err
     assert explained["class"] == json.loads(printed)["class"] and (tmp_path / "cam.png").is_file()
-    rc, printed, err = tcc_cli("slide", path, "--image", image, "--patch-size", 128, "-o", tmp_path / "slide",
-                               "--no-progress", "--threads", 1)
+    rc, printed, err = tcc_cli(
+        "slide", path, "--image", image, "--patch-size", 128, "-o", tmp_path / "slide", "--no-progress", "--threads", 1
+    )
     assert rc == 0, err
     doc = json.loads((tmp_path / "slide" / "patches.json").read_text())
     assert doc["kept"] > 0 and len(doc["patches"][0]["probabilities"]) == 5
@@ -307,8 +359,9 @@ def test_explain_slide_and_report_take_an_onnx_file(mobilenet, tmp_path):
     assert rc == 0, err
     assert json.loads(printed)["models"][0]["params"] == tcc.load_model(work / "m.yaml").graph.param_count
     for command in ("explain", "slide"):
-        rc, printed, err = tcc_cli(command, path, "--weights", work / "m.pt", "--image", image, "-o",
-                                   tmp_path / f"{command}-bad.png")
+        rc, printed, err = tcc_cli(
+            command, path, "--weights", work / "m.pt", "--image", image, "-o", tmp_path / f"{command}-bad.png"
+        )
         assert rc == 2 and "an ONNX file carries its weights" in err
 
 
@@ -324,9 +377,11 @@ def test_a_command_takes_the_import_options_of_an_onnx_file_by_set(tmp_path):
     model = tcc.Model.load(path, size=[48, 40], mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
     assert list(model.spec.preprocess.mean) == [0.5, 0.4, 0.3] and list(model.spec.preprocess.resize) == [48, 40]
     assert model.source["import_options"] == {"size": [48, 40], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
-    for bad, message in ((["size=32", "num_classes=2"], "--set num_classes does not apply"),
-                         (["size=32", "mean=[0.5,0.5]"], "r.onnx: 2 mean values for an input of 3 channels"),
-                         (["size=32", "std=[1,0,1]"], "every std must be positive"),
-                         (["size=[32]"], "--set size=[32]: give a positive side or [H, W]")):
+    for bad, message in (
+        (["size=32", "num_classes=2"], "--set num_classes does not apply"),
+        (["size=32", "mean=[0.5,0.5]"], "r.onnx: 2 mean values for an input of 3 channels"),
+        (["size=32", "std=[1,0,1]"], "every std must be positive"),
+        (["size=[32]"], "--set size=[32]: give a positive side or [H, W]"),
+    ):
         rc, out, err = tcc_cli("check", path, *[a for pair in bad for a in ("--set", pair)])
         assert rc == 2 and message in err, err

@@ -1,6 +1,7 @@
 """What exporters write in several ONNX nodes read back as one spec op: LayerNorm's arithmetic (below opset 17) and
 LayerNormalization, GELU's erf form, the NHWC runs of ConvNeXt's block, layer scales, `x.mean((2, 3))`, and channel
 slices; small torch modules exported by torch.onnx.export, imported, checked against ONNX Runtime by the import."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,15 +11,15 @@ from torch import nn
 import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.onnx_import import import_onnx
-
 from tests.helpers import torchvision_reference as tv
 from tests.onnx_import.common import tcc_cli
 
 
 def exported(module: nn.Module, path, shape=(1, 4, 8, 8), opset: int = 13):
     module = init_weights(module, seed=1).eval()
-    torch.onnx.export(module, torch.randn(*shape), path, dynamo=False, opset_version=opset, input_names=["x"],
-                      output_names=["y"])
+    torch.onnx.export(
+        module, torch.randn(*shape), path, dynamo=False, opset_version=opset, input_names=["x"], output_names=["y"]
+    )
     return path
 
 
@@ -59,8 +60,12 @@ class Block(nn.Module):
 def test_convnext_parts_read_back_as_layernorm_linear_gelu_and_scale(opset, tmp_path):
     text = spec_of(nn.Sequential(LayerNorm2d(4), Block(4), Block(4)), tmp_path, opset)
     assert '- {id: "0", op: layernorm, eps: 1.0e-06}' in text  # LayerNorm2d: over the channels (axis 1)
-    for op in ("{id: norm, op: layernorm}", "{id: fc1, op: linear, out: 8, axis: 1}", "{id: act, op: gelu}",
-               "{id: layer_scale, op: scale}"):  # the block, on NCHW
+    for op in (
+        "{id: norm, op: layernorm}",
+        "{id: fc1, op: linear, out: 8, axis: 1}",
+        "{id: act, op: gelu}",
+        "{id: layer_scale, op: scale}",
+    ):  # the block, on NCHW
         assert op in text
     assert '- {repeat: 2, name: "${i + 1}", block: block_1, residual: true}' in text
 
@@ -101,8 +106,15 @@ def test_torchvision_convnext_and_shufflenet_import(tmp_path):
     for name, opset in (("convnext_tiny", 17), ("shufflenet_v2_x1_0", 13)):
         model = init_weights(tv.build(name, num_classes=5), seed=1).eval()
         path = tmp_path / f"{name}.onnx"
-        torch.onnx.export(model, torch.randn(1, 3, 32, 32), path, dynamo=False, opset_version=opset,
-                          input_names=["x"], output_names=["y"])
+        torch.onnx.export(
+            model,
+            torch.randn(1, 3, 32, 32),
+            path,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+        )
         imported = import_onnx(path)
         assert imported.check["passed"] and not imported.notes and "\nblocks:\n" in imported.spec_text
         spec = tmp_path / f"{name}.yaml"

@@ -4,6 +4,7 @@ LCNet and GhostNet small and fast; those two and MixNet, ReXNet, MobileNetV4 at 
 
 `make venv` installs timm with `pip install --no-deps` (beside torchvision's); models are built with
 pretrained=False and seeded weights: nothing is downloaded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,6 @@ import torch
 
 from tcc.lower.to_torch import init_weights
 from tcc.onnx_import import import_onnx
-
 from tests.helpers import torchvision_reference as tv
 from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
 
@@ -24,8 +24,16 @@ def timm_onnx(name: str, path, size: int):
     tv.torchvision_models()  # timm imports torchvision, whose compiled-operator registrations need the stub
     timm = pytest.importorskip("timm", reason="timm is installed by `make venv`")
     model = init_weights(timm.create_model(name, pretrained=False, num_classes=5), seed=1).eval()
-    torch.onnx.export(model, torch.randn(1, 3, size, size), path, dynamo=False, opset_version=13,
-                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        model,
+        torch.randn(1, 3, size, size),
+        path,
+        dynamo=False,
+        opset_version=13,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "n"}},
+    )
     return path
 
 
@@ -48,14 +56,34 @@ def test_a_timm_model_imports_and_predicts_as_onnx_runtime(imported):
 
 # GhostNet's host build (29 s in CI) is slow: an imported model's host INT8 is built in CI from LCNet here and by
 # onnx_import/test_import.py, GhostNet's ops on ORT here
-@pytest.mark.parametrize("imported, target", [("lcnet_050", "ort"), ("lcnet_050", "host"), ("ghostnet_050", "ort"),
-                                              pytest.param("ghostnet_050", "host", marks=pytest.mark.slow)],
-                         indirect=["imported"])
+@pytest.mark.parametrize(
+    "imported, target",
+    [
+        ("lcnet_050", "ort"),
+        ("lcnet_050", "host"),
+        ("ghostnet_050", "ort"),
+        pytest.param("ghostnet_050", "host", marks=pytest.mark.slow),
+    ],
+    indirect=["imported"],
+)
 def test_a_timm_model_builds_int8(imported, target):
     path, work, x = imported
-    rc, printed, err = tcc_cli("build", work / "m.yaml", "--weights", work / "m.pt", "--target", target,
-                               "--precision", "int8", "--data", work / "x.npy", "--method", "kl",
-                               "-o", work / f"b-{target}")
+    rc, printed, err = tcc_cli(
+        "build",
+        work / "m.yaml",
+        "--weights",
+        work / "m.pt",
+        "--target",
+        target,
+        "--precision",
+        "int8",
+        "--data",
+        work / "x.npy",
+        "--method",
+        "kl",
+        "-o",
+        work / f"b-{target}",
+    )
     assert rc == 0, err
     assert "self-check vs the integer reference: bit-exact" in printed
 

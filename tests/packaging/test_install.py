@@ -1,6 +1,7 @@
 """The installable package: a wheel built from the checkout holds every module, the block library, the model specs
 and the JSON schemas; installed (--no-deps) into a fresh virtual environment that borrows this one's dependencies,
 it resolves zoo blocks and models by name and builds an ONNX Runtime bundle from outside the checkout."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,11 @@ from tests.helpers import REPO
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # no build isolation: setuptools is in the test environment (the isolated build would fetch it)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
     (whl,) = out.glob("tcc-*.whl")
     return whl
 
@@ -33,13 +37,23 @@ def installed(wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # the venv's own pip (borrowed): it installs into the venv and leaves this environment's editable tcc alone
     # (pip run from here with --prefix would uninstall it first)
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "-q", "--no-index", str(wheel)],
-                   check=True, capture_output=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--no-deps", "-q", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     return py
 
 
@@ -55,9 +69,12 @@ def test_wheel_holds_code_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = sorted(_source_modules() - names)
     assert not missing, f"modules missing from the wheel: {missing[:5]}"
-    for folder, package, pattern in (("zoo/blocks", "tcc/zoo/blocks", "*.yaml"), ("spec", "tcc/specs", "*.yaml"),
-                                     ("spec/baselines", "tcc/specs/baselines", "*.yaml"),
-                                     ("spec/schema", "tcc/specs/schema", "*.json")):
+    for folder, package, pattern in (
+        ("zoo/blocks", "tcc/zoo/blocks", "*.yaml"),
+        ("spec", "tcc/specs", "*.yaml"),
+        ("spec/baselines", "tcc/specs/baselines", "*.yaml"),
+        ("spec/schema", "tcc/specs/schema", "*.json"),
+    ):
         files = {f"{package}/{p.name}" for p in (REPO / folder).glob(pattern)}
         assert files and files <= names, f"{folder}/{pattern} not shipped: {sorted(files - names)[:3]}"
 

@@ -1,6 +1,7 @@
 """The layering of the package, written down as import-linter contracts in pyproject.toml ([tool.importlinter]):
 from the CLI down to the IR and the op tables, backends independent of each other, quant's sub-packages in order.
 `lint-imports` keeps them; a deliberate bad import in a copy of the package is caught; no import circles."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,14 @@ def _package(root: Path) -> Path:
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(root)}
-    return subprocess.run([str(LINT), str(REPO / "pyproject.toml"), "--no-cache"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT), str(REPO / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_contracts_kept(tmp_path):
@@ -39,13 +46,22 @@ def test_contracts_kept(tmp_path):
     assert "0 broken" in r.stdout
 
 
-@pytest.mark.parametrize("module, bad_import, broken", [
-    ("errors.py", "import tcc.cli  # noqa", "tcc.errors is not allowed to import tcc.cli"),
-    ("backends/ort/backend.py", "import tcc.backends.tvm.run  # noqa",
-     "tcc.backends.ort is not allowed to import tcc.backends.tvm"),
-    ("quant/table/file.py", "import tcc.quant.steps.rounding  # noqa",
-     "tcc.quant.table is not allowed to import tcc.quant.steps"),
-])
+@pytest.mark.parametrize(
+    "module, bad_import, broken",
+    [
+        ("errors.py", "import tcc.cli  # noqa", "tcc.errors is not allowed to import tcc.cli"),
+        (
+            "backends/ort/backend.py",
+            "import tcc.backends.tvm.run  # noqa",
+            "tcc.backends.ort is not allowed to import tcc.backends.tvm",
+        ),
+        (
+            "quant/table/file.py",
+            "import tcc.quant.steps.rounding  # noqa",
+            "tcc.quant.table is not allowed to import tcc.quant.steps",
+        ),
+    ],
+)
 def test_a_bad_import_is_caught(tmp_path, module, bad_import, broken):
     """The package with one import that breaks a contract: lint-imports fails and names it."""
     target = _package(tmp_path) / module

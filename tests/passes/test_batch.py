@@ -1,4 +1,5 @@
 """tcc.passes.batch: a fixed batch with the shape arithmetic that reads it folded into constants."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,6 @@ import pytest
 
 from tcc.passes.base import PassError
 from tcc.passes.batch import fixed_batch
-
 from tests.helpers.onnx_util import learned_token_model, run
 
 

@@ -2,6 +2,7 @@
 (atol 1e-5 at the output's scale); the pipeline leaves no BatchNormalization in ddsnet, densenet121, resnet18 and
 the local specs, reports what changed, is deterministic, keeps IR names; the real DDSNet checkpoint on the real
 image gives the same output in PyTorch, ONNX and after the pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 import tcc
@@ -31,11 +31,9 @@ from tcc.passes import (
     run_pipeline,
     simplify,
 )
-
 from tests.helpers import FIXTURES, LOCAL_SPECS, REPO
 from tests.helpers.lowering import assert_close, assert_pass_close, lowered, sample, torch_out
 from tests.helpers.onnx_util import make_model, run
-
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
 OPS_SPEC = LOCAL_SPECS / "onnx_ops.yaml"
@@ -63,8 +61,18 @@ def fires(p, m, x, **expect):
 
 def tiny(nodes, inits, opset=13, shape=(2, 4, 5, 5), out_shape=None):
     """A hand-written model: input `input`, output `output` (an initializer named '#...': int64)."""
-    return make_model(nodes, {"input": shape}, {"output": out_shape or shape}, inits, name="tiny", opset=opset,
-                      ir_version="min", check=True, full_check=True, producer_name="test")
+    return make_model(
+        nodes,
+        {"input": shape},
+        {"output": out_shape or shape},
+        inits,
+        name="tiny",
+        opset=opset,
+        ir_version="min",
+        check=True,
+        full_check=True,
+        producer_name="test",
+    )
 
 
 def x_for(m, batch=2, seed=3):
@@ -81,31 +89,41 @@ def test_remove_identity_and_dropout():
     # Dropout in inference mode (opset 13: ratio input, 12+: training_mode), Identity on the graph output, and
     # a Dropout whose mask is used (kept).
     r = np.random.default_rng(0).standard_normal((4, 4, 1, 1))
-    hand = tiny([
-        helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
-        helper.make_node("Dropout", ["c", "ratio"], ["d"], name="drop"),
-        helper.make_node("Relu", ["d"], ["r"], name="relu"),
-        helper.make_node("Identity", ["r"], ["output"], name="last"),
-    ], {"w": r, "ratio": np.float32(0.3)})
+    hand = tiny(
+        [
+            helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
+            helper.make_node("Dropout", ["c", "ratio"], ["d"], name="drop"),
+            helper.make_node("Relu", ["d"], ["r"], name="relu"),
+            helper.make_node("Identity", ["r"], ["output"], name="last"),
+        ],
+        {"w": r, "ratio": np.float32(0.3)},
+    )
     new = fires(remove_identity, hand, x_for(hand), dropout=1, identity=1)
     assert [n.op_type for n in new.graph.node] == ["Conv", "Relu"]
     assert new.graph.node[-1].name == "relu" and new.graph.node[-1].output[0] == "output"
-    masked = tiny([
-        helper.make_node("Dropout", ["input"], ["d", "mask"], name="drop"),
-        helper.make_node("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT),
-        helper.make_node("Add", ["d", "mf"], ["output"], name="add"),
-    ], {}, opset=11)
+    masked = tiny(
+        [
+            helper.make_node("Dropout", ["input"], ["d", "mask"], name="drop"),
+            helper.make_node("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["d", "mf"], ["output"], name="add"),
+        ],
+        {},
+        opset=11,
+    )
     assert remove_identity.run(masked)[1]["dropout"] == 0
     passthrough = tiny([helper.make_node("Identity", ["input"], ["output"], name="id")], {})
     assert [n.op_type for n in remove_identity(passthrough).graph.node] == ["Identity"]
 
 
 def test_fold_constants():
-    m = tiny([
-        helper.make_node("Mul", ["a", "b"], ["ab"], name="scale"),
-        helper.make_node("Sqrt", ["ab"], ["s"], name="root"),
-        helper.make_node("Mul", ["input", "s"], ["output"], name="apply"),
-    ], {"a": np.full((1, 4, 1, 1), 2.0), "b": np.arange(1, 5).reshape(1, 4, 1, 1)})
+    m = tiny(
+        [
+            helper.make_node("Mul", ["a", "b"], ["ab"], name="scale"),
+            helper.make_node("Sqrt", ["ab"], ["s"], name="root"),
+            helper.make_node("Mul", ["input", "s"], ["output"], name="apply"),
+        ],
+        {"a": np.full((1, 4, 1, 1), 2.0), "b": np.arange(1, 5).reshape(1, 4, 1, 1)},
+    )
     new = fires(fold_constants, m, x_for(m), folded_nodes=2)
     assert [n.name for n in new.graph.node] == ["apply"]
 
@@ -127,11 +145,17 @@ def test_fold_batchnorm_into_conv_and_gemm():
 def test_batchnorm_after_gemm_with_alpha_beta_and_graph_output():
     w = np.random.default_rng(1).standard_normal((3, 4))
     stats = {f"bn.{k}": np.random.default_rng(i).random(3) + 0.5 for i, k in enumerate(["s", "b", "m", "v"])}
-    m = tiny([
-        helper.make_node("Gemm", ["input", "w", "c"], ["y"], name="fc", alpha=0.5, beta=2.0, transB=1),
-        helper.make_node("BatchNormalization", ["y", "bn.s", "bn.b", "bn.m", "bn.v"], ["output"], name="bn",
-                         epsilon=1e-3),
-    ], {"w": w, "c": np.array([[0.1, -0.2, 0.3]]), **stats}, shape=(2, 4), out_shape=(2, 3))
+    m = tiny(
+        [
+            helper.make_node("Gemm", ["input", "w", "c"], ["y"], name="fc", alpha=0.5, beta=2.0, transB=1),
+            helper.make_node(
+                "BatchNormalization", ["y", "bn.s", "bn.b", "bn.m", "bn.v"], ["output"], name="bn", epsilon=1e-3
+            ),
+        ],
+        {"w": w, "c": np.array([[0.1, -0.2, 0.3]]), **stats},
+        shape=(2, 4),
+        out_shape=(2, 3),
+    )
     new = fires(fold_batchnorm, m, x_for(m), gemm_bn=1)
     assert [(n.name, n.op_type, n.output[0]) for n in new.graph.node] == [("fc", "Gemm", "output")]
 
@@ -142,28 +166,47 @@ def test_fold_scale_into_conv_and_gemm():
     second; a factor after anything else, or one that varies along H or W, stays."""
     r = np.random.default_rng(5)
     stats = {f"bn.{k}": r.random(4) + 0.5 for k in ("s", "b", "m", "v")}
-    hand = tiny([
-        helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv"),
-        helper.make_node("Mul", ["c", "s1"], ["s"], name="scale1"),
-        helper.make_node("BatchNormalization", ["s", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
-        helper.make_node("Mul", ["s2", "n"], ["t"], name="scale2"),
-        helper.make_node("Relu", ["t"], ["u"], name="relu"),
-        helper.make_node("Mul", ["u", "s3"], ["v"], name="scale3"),
-        helper.make_node("Conv", ["v", "w2"], ["c2"], name="conv2"),
-        helper.make_node("Mul", ["c2", "full"], ["output"], name="not_per_channel"),
-    ], {"w": r.standard_normal((4, 4, 1, 1)), "b": r.standard_normal(4), "s1": r.standard_normal((4, 1, 1)),
-        "s2": r.standard_normal((1, 4, 1, 1)), "s3": r.standard_normal((4, 1, 1)),
-        "w2": r.standard_normal((4, 4, 3, 3)), "full": r.standard_normal((1, 4, 3, 3)), **stats},
-        out_shape=(2, 4, 3, 3))
+    hand = tiny(
+        [
+            helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv"),
+            helper.make_node("Mul", ["c", "s1"], ["s"], name="scale1"),
+            helper.make_node("BatchNormalization", ["s", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+            helper.make_node("Mul", ["s2", "n"], ["t"], name="scale2"),
+            helper.make_node("Relu", ["t"], ["u"], name="relu"),
+            helper.make_node("Mul", ["u", "s3"], ["v"], name="scale3"),
+            helper.make_node("Conv", ["v", "w2"], ["c2"], name="conv2"),
+            helper.make_node("Mul", ["c2", "full"], ["output"], name="not_per_channel"),
+        ],
+        {
+            "w": r.standard_normal((4, 4, 1, 1)),
+            "b": r.standard_normal(4),
+            "s1": r.standard_normal((4, 1, 1)),
+            "s2": r.standard_normal((1, 4, 1, 1)),
+            "s3": r.standard_normal((4, 1, 1)),
+            "w2": r.standard_normal((4, 4, 3, 3)),
+            "full": r.standard_normal((1, 4, 3, 3)),
+            **stats,
+        },
+        out_shape=(2, 4, 3, 3),
+    )
     new = fires(fold_batchnorm, hand, x_for(hand), conv_scale=2, conv_bn=1)
     assert [(n.name, n.op_type) for n in new.graph.node] == [
-        ("conv", "Conv"), ("relu", "Relu"), ("scale3", "Mul"), ("conv2", "Conv"), ("not_per_channel", "Mul")]
-    gemm = tiny([
-        helper.make_node("Gemm", ["input", "w", "c"], ["g"], name="fc", transB=1),
-        helper.make_node("Mul", ["g", "f"], ["h"], name="scale"),
-        helper.make_node("Mul", ["h", "two"], ["output"], name="twice"),
-    ], {"w": r.standard_normal((3, 4)), "c": r.standard_normal(3), "f": r.standard_normal(3), "two": np.float32(2)},
-        shape=(2, 4), out_shape=(2, 3))
+        ("conv", "Conv"),
+        ("relu", "Relu"),
+        ("scale3", "Mul"),
+        ("conv2", "Conv"),
+        ("not_per_channel", "Mul"),
+    ]
+    gemm = tiny(
+        [
+            helper.make_node("Gemm", ["input", "w", "c"], ["g"], name="fc", transB=1),
+            helper.make_node("Mul", ["g", "f"], ["h"], name="scale"),
+            helper.make_node("Mul", ["h", "two"], ["output"], name="twice"),
+        ],
+        {"w": r.standard_normal((3, 4)), "c": r.standard_normal(3), "f": r.standard_normal(3), "two": np.float32(2)},
+        shape=(2, 4),
+        out_shape=(2, 3),
+    )
     new = fires(fold_batchnorm, gemm, x_for(gemm), gemm_scale=2)
     assert [(n.name, n.op_type, n.output[0]) for n in new.graph.node] == [("fc", "Gemm", "output")]
 
@@ -203,12 +246,20 @@ def test_pool_before_conv():
     rounding), the conv keeping its name and the pool's output name; DDSNet's three transitions take it."""
     rng = np.random.default_rng(0)
     w, b = rng.standard_normal((6, 4, 1, 1)), rng.standard_normal(6)
-    m = tiny([helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
-              helper.make_node("AveragePool", ["c"], ["output"], name="pool", kernel_shape=[2, 2], strides=[2, 2])],
-             {"w": w, "b": b}, shape=(2, 4, 6, 7), out_shape=(2, 6, 3, 3))
+    m = tiny(
+        [
+            helper.make_node("Conv", ["input", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+            helper.make_node("AveragePool", ["c"], ["output"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        ],
+        {"w": w, "b": b},
+        shape=(2, 4, 6, 7),
+        out_shape=(2, 6, 3, 3),
+    )
     new = fires(pool_before_conv, m, x_for(m), conv_pool=1)
     assert [(n.op_type, n.name, n.output[0]) for n in new.graph.node] == [
-        ("AveragePool", "pool", "conv/pooled_input"), ("Conv", "conv", "output")]
+        ("AveragePool", "pool", "conv/pooled_input"),
+        ("Conv", "conv", "output"),
+    ]
     _, _, dds = lowered(DDSNET, 13)
     assert pool_before_conv.run(dds)[1]["conv_pool"] == 3
 
@@ -218,34 +269,60 @@ def test_pool_before_conv_leaves_what_does_not_commute(case):
     rng = np.random.default_rng(1)
     k = 3 if case == "3x3 conv" else 1
     conv = helper.make_node("Conv", ["input", "w"], ["c"], name="conv", kernel_shape=[k, k], pads=[k // 2] * 4)
-    pool = helper.make_node("AveragePool", ["c"], ["p"], name="pool", kernel_shape=[2, 2],
-                            strides=[1, 1] if case == "stride 1" else [2, 2],
-                            pads=[1, 1, 1, 1] if case == "padded pool" else [0, 0, 0, 0])
-    nodes = [conv, pool, helper.make_node("ReduceMean" if case == "conv read twice" else "Identity",
-                                          ["c"] if case == "conv read twice" else ["p"], ["output"], name="last")]
-    m = make_model(nodes, {"input": (1, 4, 6, 6)}, {"output": None}, {"w": rng.standard_normal((4, 4, k, k))},
-                   opset=13, ir_version="min")
+    pool = helper.make_node(
+        "AveragePool",
+        ["c"],
+        ["p"],
+        name="pool",
+        kernel_shape=[2, 2],
+        strides=[1, 1] if case == "stride 1" else [2, 2],
+        pads=[1, 1, 1, 1] if case == "padded pool" else [0, 0, 0, 0],
+    )
+    nodes = [
+        conv,
+        pool,
+        helper.make_node(
+            "ReduceMean" if case == "conv read twice" else "Identity",
+            ["c"] if case == "conv read twice" else ["p"],
+            ["output"],
+            name="last",
+        ),
+    ]
+    m = make_model(
+        nodes,
+        {"input": (1, 4, 6, 6)},
+        {"output": None},
+        {"w": rng.standard_normal((4, 4, k, k))},
+        opset=13,
+        ir_version="min",
+    )
     if case == "conv read twice":
         m.graph.output.append(helper.make_tensor_value_info("p", TensorProto.FLOAT, None))
     assert pool_before_conv.run(m)[1]["conv_pool"] == 0
 
 
 def test_eliminate_dead():
-    m = tiny([
-        helper.make_node("Relu", ["input"], ["output"], name="used"),
-        helper.make_node("Sigmoid", ["input"], ["s"], name="dead1"),
-        helper.make_node("Mul", ["s", "k"], ["t"], name="dead2"),
-    ], {"k": np.ones(1)})
+    m = tiny(
+        [
+            helper.make_node("Relu", ["input"], ["output"], name="used"),
+            helper.make_node("Sigmoid", ["input"], ["s"], name="dead1"),
+            helper.make_node("Mul", ["s", "k"], ["t"], name="dead2"),
+        ],
+        {"k": np.ones(1)},
+    )
     new = fires(eliminate_dead, m, x_for(m), dead_nodes=2)
     assert [n.name for n in new.graph.node] == ["used"] and not new.graph.initializer
 
 
 def test_simplify():
-    m = tiny([
-        helper.make_node("Transpose", ["input"], ["t"], name="to_nhwc", perm=[0, 2, 3, 1]),
-        helper.make_node("Transpose", ["t"], ["u"], name="to_nchw", perm=[0, 3, 1, 2]),
-        helper.make_node("Relu", ["u"], ["output"], name="relu"),
-    ], {})
+    m = tiny(
+        [
+            helper.make_node("Transpose", ["input"], ["t"], name="to_nhwc", perm=[0, 2, 3, 1]),
+            helper.make_node("Transpose", ["t"], ["u"], name="to_nchw", perm=[0, 3, 1, 2]),
+            helper.make_node("Relu", ["u"], ["output"], name="relu"),
+        ],
+        {},
+    )
     new = fires(simplify, m, x_for(m))
     assert [n.op_type for n in new.graph.node] == ["Relu"]
 
@@ -264,11 +341,14 @@ def test_mark_fused_activations():
     relu = next(v for v in raw.values() if v["activation"] == "Relu")
     assert relu["min"] == 0.0 and relu["max"] is None
     w = np.random.default_rng(0).standard_normal((4, 4, 1, 1))
-    hand = tiny([
-        helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
-        helper.make_node("Relu", ["c"], ["r"], name="relu"),
-        helper.make_node("Add", ["r", "c"], ["output"], name="add"),
-    ], {"w": w})
+    hand = tiny(
+        [
+            helper.make_node("Conv", ["input", "w"], ["c"], name="conv"),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("Add", ["r", "c"], ["output"], name="add"),
+        ],
+        {"w": w},
+    )
     assert fused_activations(mark_fused_activations(hand)) == {}
     # Marks that no longer match the graph are dropped when read back.
     stale = onnx.ModelProto()
@@ -333,10 +413,14 @@ def test_pipeline_deterministic_and_optional_simplify(capsys):
 
 def test_pipeline_refuses_to_keep_a_batchnorm():
     """A BN whose statistics are computed at run time can neither fold nor become an affine: a clear error."""
-    m = tiny([
-        helper.make_node("ReduceMean", ["input"], ["mu"], name="mean", axes=[0, 2, 3], keepdims=0),
-        helper.make_node("BatchNormalization", ["input", "s", "b", "mu", "v"], ["output"], name="bn"),
-    ], {"s": np.ones(4), "b": np.zeros(4), "v": np.ones(4)}, opset=13)
+    m = tiny(
+        [
+            helper.make_node("ReduceMean", ["input"], ["mu"], name="mean", axes=[0, 2, 3], keepdims=0),
+            helper.make_node("BatchNormalization", ["input", "s", "b", "mu", "v"], ["output"], name="bn"),
+        ],
+        {"s": np.ones(4), "b": np.zeros(4), "v": np.ones(4)},
+        opset=13,
+    )
     with pytest.raises(PassError, match="bn"):
         run_pipeline(m)
 
@@ -367,25 +451,40 @@ def test_batchnorm_folds_into_the_unpadded_convs_that_read_it():
     by a padded conv, or by anything but a conv, becomes the affine instead (padded zeros are not shifted)."""
     r = np.random.default_rng(7)
     stats = {f"bn.{k}": r.random(4) + 0.5 for k in ("s", "b", "m", "v")}
-    hand = tiny([
-        helper.make_node("Relu", ["input"], ["a"], name="relu"),
-        helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
-        helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid", strides=[2, 2]),
-        helper.make_node("Conv", ["n", "w2", "b2"], ["c2"], name="grouped", group=2, pads=[0, 0, 0, 0], strides=[2, 2]),
-        helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
-    ], {"w1": r.standard_normal((4, 4, 3, 3)), "w2": r.standard_normal((4, 2, 3, 3)), "b2": r.standard_normal(4),
-        **stats}, shape=(2, 4, 7, 7), out_shape=(2, 4, 3, 3))
+    hand = tiny(
+        [
+            helper.make_node("Relu", ["input"], ["a"], name="relu"),
+            helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+            helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid", strides=[2, 2]),
+            helper.make_node(
+                "Conv", ["n", "w2", "b2"], ["c2"], name="grouped", group=2, pads=[0, 0, 0, 0], strides=[2, 2]
+            ),
+            helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
+        ],
+        {
+            "w1": r.standard_normal((4, 4, 3, 3)),
+            "w2": r.standard_normal((4, 2, 3, 3)),
+            "b2": r.standard_normal(4),
+            **stats,
+        },
+        shape=(2, 4, 7, 7),
+        out_shape=(2, 4, 3, 3),
+    )
     new = fires(fold_batchnorm, hand, x_for(hand), bn_conv=1)
     assert [n.op_type for n in new.graph.node] == ["Relu", "Conv", "Conv", "Add"]
-    assert all(list(n.input)[0] == "a" for n in new.graph.node if n.op_type == "Conv")
-    padded = tiny([
-        helper.make_node("Relu", ["input"], ["a"], name="relu"),
-        helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
-        helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid"),
-        helper.make_node("Conv", ["n", "w2"], ["c2"], name="same", pads=[1, 1, 1, 1]),
-        helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
-    ], {"w1": r.standard_normal((4, 4, 3, 3)), "w2": r.standard_normal((4, 4, 5, 5)), **stats},
-        shape=(2, 4, 7, 7), out_shape=(2, 4, 5, 5))
+    assert all(next(iter(n.input)) == "a" for n in new.graph.node if n.op_type == "Conv")
+    padded = tiny(
+        [
+            helper.make_node("Relu", ["input"], ["a"], name="relu"),
+            helper.make_node("BatchNormalization", ["a", "bn.s", "bn.b", "bn.m", "bn.v"], ["n"], name="bn"),
+            helper.make_node("Conv", ["n", "w1"], ["c1"], name="valid"),
+            helper.make_node("Conv", ["n", "w2"], ["c2"], name="same", pads=[1, 1, 1, 1]),
+            helper.make_node("Add", ["c1", "c2"], ["output"], name="add"),
+        ],
+        {"w1": r.standard_normal((4, 4, 3, 3)), "w2": r.standard_normal((4, 4, 5, 5)), **stats},
+        shape=(2, 4, 7, 7),
+        out_shape=(2, 4, 5, 5),
+    )
     assert fold_batchnorm.run(padded)[1]["bn_conv"] == 0
     fires(batchnorm_to_affine, padded, x_for(padded), bn_affine=1)
     _, _, fastnet = lowered(REPO / "spec" / "fastnet.yaml", 13)

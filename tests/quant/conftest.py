@@ -1,4 +1,5 @@
 """Fixtures the quantization tests share: the small FP32 model most of them calibrate and its calibration data."""
+
 from __future__ import annotations
 
 import pytest

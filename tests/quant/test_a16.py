@@ -1,5 +1,6 @@
 """16-bit activations (W8A16): int16 codes with 8-bit weights, through the calibration table, the integer reference,
 the QDQ lowering (int16 Q/DQ, opset 21), the TVM lowering, and the targets that refuse them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,6 @@ from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.lower.qdq import quant_points, run, to_qdq
 from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, run_all
 from tests.helpers.quant_models import tiny_cnn, tiny_data
@@ -98,15 +98,26 @@ def _wide_conv(channels: int, relu_first: bool = False):
     rng = np.random.default_rng(0)
     w = np.sign(rng.standard_normal((4, channels, 3, 3))).astype(np.float32)
     first = [helper.make_node("Relu", ["input"], ["r"], name="front.relu")] if relu_first else []
-    tail = [helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
+    tail = (
+        [
+            helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
             helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-            helper.make_node("Gemm", ["f", "fc"], ["output"], name="fc", transB=1)] if relu_first else [
-        helper.make_node("Relu", ["c"], ["output"], name="wide.relu")]
+            helper.make_node("Gemm", ["f", "fc"], ["output"], name="fc", transB=1),
+        ]
+        if relu_first
+        else [helper.make_node("Relu", ["c"], ["output"], name="wide.relu")]
+    )
     out = ["N", 3] if relu_first else ["N", 4, 3, 3]
     conv = helper.make_node("Conv", ["r" if relu_first else "input", "w"], ["c"], name="wide.conv", kernel_shape=[3, 3])
-    m = make_model([*first, conv, *tail], {"input": ["N", channels, 5, 5]}, {"output": out},
-                   {"w": w, "fc": rng.standard_normal((3, 4)).astype(np.float32)}, name="wide", ir_version=8)
+    m = make_model(
+        [*first, conv, *tail],
+        {"input": ["N", channels, 5, 5]},
+        {"output": out},
+        {"w": w, "fc": rng.standard_normal((3, 4)).astype(np.float32)},
+        name="wide",
+        ir_version=8,
+    )
     return m, rng.standard_normal((4, channels, 5, 5)).astype(np.float32)
 
 
@@ -122,9 +133,12 @@ def test_accumulator_guard_names_the_overflowing_16_bit_conv():
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
     e = t.tensors["input"]
     e.update(bits=16, scale=e["scale"] * 16383 / 32767)  # as the 16-bit range had it
-    with pytest.raises(CalibrationError, match=r"layer 'wide\.conv'.*int32 accumulator can overflow \(worst case "
-                                               r"2,39\d,\d{3},\d{3} > 2,147,483,647\): its input 'input' \(codes "
-                                               r"-32,768\.\.32,767, zero point 0\).*8-bit activations"):
+    with pytest.raises(
+        CalibrationError,
+        match=r"layer 'wide\.conv'.*int32 accumulator can overflow \(worst case "
+        r"2,39\d,\d{3},\d{3} > 2,147,483,647\): its input 'input' \(codes "
+        r"-32,768\.\.32,767, zero point 0\).*8-bit activations",
+    ):
         quantize_graph(plan(m, rules="tvm"), t)
     quantize_graph(plan(m, rules="tvm"), calibrate_onnx(m, x, target="tvm", method="minmax"))
     m, x = _wide_conv(7)
@@ -171,9 +185,14 @@ def test_16_bit_calibration_refuses_what_no_grid_fits():
     zero) the worst case is 2.3e9: the calibration itself refuses, naming the layer (exit 2, no table)."""
     rng = np.random.default_rng(0)
     k = 70_000
-    m = make_model([helper.make_node("Gemm", ["input", "w"], ["output"], name="huge.fc")], {"input": ["N", k]},
-                   {"output": ["N", 1]}, {"w": np.sign(rng.standard_normal((k, 1))).astype(np.float32)}, name="huge",
-                   ir_version=8)
+    m = make_model(
+        [helper.make_node("Gemm", ["input", "w"], ["output"], name="huge.fc")],
+        {"input": ["N", k]},
+        {"output": ["N", 1]},
+        {"w": np.sign(rng.standard_normal((k, 1))).astype(np.float32)},
+        name="huge",
+        ir_version=8,
+    )
     with pytest.raises(CalibrationError, match=r"layer 'huge\.fc'.*can overflow.*codes -256\.\.255.*down to 9 bits"):
         calibrate_onnx(m, rng.standard_normal((4, k)).astype(np.float32), target="tvm", activation_bits=16)
 
@@ -188,8 +207,8 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     tvm = pytest.importorskip("tvm")
     from tcc.backends.tvm.int8.lower import lower_int8
     from tcc.quant.intgraph.plan import plan
-    from tcc.quant.intgraph.qtypes import accumulator_bound
     from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.intgraph.qtypes import accumulator_bound
 
     m, x = _wide_conv(64, relu_first=True)
     t = calibrate_onnx(m, x, target="tvm", activation_bits=16)
@@ -218,8 +237,11 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     from tcc.quant.table.rules import get_rules
 
     m, t = a16
-    with pytest.raises(CalibrationError, match=r"calib\.json: target ort .*8-bit activations only.*tensor 'input' "
-                                               r"is 16-bit"):
+    with pytest.raises(
+        CalibrationError,
+        match=r"calib\.json: target ort .*8-bit activations only.*tensor 'input' "
+        r"is 16-bit",
+    ):
         check_table_bits(t, get_rules("ort"), "calib.json: target ort")
     check_table_bits(t, get_rules("tvm"), "calib.json: target host")
     ort_table = CalibrationTable({**t.doc, "target": "ort"})
@@ -232,8 +254,20 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
 def test_cli_refuses_16_bit_activations_for_ort_before_any_work(tmp_path, capsys):
     from tcc.cli.main import main
 
-    code = main(["calibrate", str(REPO / "spec" / "ddsnet.yaml"), "--data", str(tmp_path / "missing"), "--target", "ort",
-                 "--activation-bits", "16", "-o", str(tmp_path / "t.json")])
+    code = main(
+        [
+            "calibrate",
+            str(REPO / "spec" / "ddsnet.yaml"),
+            "--data",
+            str(tmp_path / "missing"),
+            "--target",
+            "ort",
+            "--activation-bits",
+            "16",
+            "-o",
+            str(tmp_path / "t.json"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--activation-bits 16: target rules 'ort' take 8-bit activations only" in err, err
     assert "--target tvm" in err and not (tmp_path / "t.json").exists()
@@ -288,7 +322,8 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     kernels read s8 codes: on arm-a7 int16 ones take the generic conv, on AArch64 two 8-bit digits through the
     kernel (`sdot`, or ARMv8.0's widening form: lower._digits_conv), cross-compiled and run under qemu."""
     pytest.importorskip("tvm")
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 
     skip_unless_runtime(target)
@@ -309,19 +344,30 @@ def test_w8a16_linear_over_rows_bit_exact_on_aarch64_digits(target, tmp_path):
     form through the 8-bit kernel (lower._dot_rows), bit-exact with the reference under qemu, negative codes and a
     wide grid included."""
     pytest.importorskip("tvm")
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 
     skip_unless_runtime(target)
     rng = np.random.default_rng(4)
-    nodes = [helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
-             helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1)]
-    inits = {"#rows.shape": [16, 32],
-             "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
-             "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32)}
+    nodes = [
+        helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
+        helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
+    ]
+    inits = {
+        "#rows.shape": [16, 32],
+        "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
+        "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32),
+    }
     m = make_model(nodes, {"input": [1, 32, 4, 4]}, {"output": [16, 12]}, inits)
-    t = calibrate_onnx(m, rng.standard_normal((8, 32, 4, 4)).astype(np.float32) * 3, target="tvm",
-                       activation_bits=16, method="minmax", batch_size=1)  # the reshape fixes one image
+    t = calibrate_onnx(
+        m,
+        rng.standard_normal((8, 32, 4, 4)).astype(np.float32) * 3,
+        target="tvm",
+        activation_bits=16,
+        method="minmax",
+        batch_size=1,
+    )  # the reshape fixes one image
     x = rng.standard_normal((1, 32, 4, 4)).astype(np.float32) * 3
     ref_out, ref_codes = run_reference(m, t, x, return_all=True)
     names = list(ref_codes)

@@ -6,6 +6,7 @@ requantized integer product of its input codes (checked against the dequantized 
 LSB; q k^T with its 1 / sqrt(d) taken into the requantization), its slices move codes, and the whole INT8 model
 stays close to FP32. The zoo's MobileViT-XXS builds INT8 on host (bit-exact) and ORT (within 1 LSB) in
 zoo/test_int8_{host,ort}.py, on TFLite (bit-exact with LiteRT's reference kernels) in backends/test_tflite.py."""
+
 from __future__ import annotations
 
 import math
@@ -18,12 +19,11 @@ from onnx import numpy_helper
 from tcc.frontend import lower_spec
 from tcc.intops import QDQ, TFLITE, TVM, supported
 from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.node_constants import softmax_normalizer, softmax_table
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
 from tcc.quant.intgraph.qgraph import quantize_graph
-from tcc.quant.intgraph.node_constants import softmax_normalizer, softmax_table
 from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import Reference, softmax_codes
-
 from tests.helpers.int8_zoo import SMALL, spec_path
 
 SPEC = """\
@@ -85,7 +85,7 @@ def test_softmax_codes_by_hand():
     assert len(table) == 65 and table[63] == 1  # 2^15 * 2^(-64/4) = 1/2 rounds to 0: the first zero ends it
     numerator, shift = softmax_normalizer(out.scale)
     # C = 2^k / s_out (the step as float32, as every kernel reads it): k = 23, since 255.5 * 2^23 < 2^31 <= 255.5 * 2^24
-    assert shift == 23 and numerator == round(2 ** 23 / float(np.float32(out.scale)))
+    assert shift == 23 and numerator == round(2**23 / float(np.float32(out.scale)))
     q = np.array([[10, 6, 2, -90]])  # distances 0, 4, 8, 100 (past the table: its last entry, 0)
     e = np.array([32768, 16384, 8192, 0])
     r = numerator // e.sum()
@@ -158,11 +158,13 @@ def test_slices_with_a_step_and_from_the_end(tmp_path):
     """Slice's ONNX forms (a step; a start counted from the end, no end) as (axis, start, stop, step) ranges: the
     reference's codes equal numpy's slicing of the input codes."""
     spec = tmp_path / "slices.yaml"
-    spec.write_text("kind: model\nname: slices\ninput: {shape: [4, 6, 6]}\nlayers:\n"
-                    "  - {id: conv, op: conv2d, out: 8, kernel: 1}\n"
-                    "  - {id: every_other, op: slice, axis: 2, start: 1, end: 6, step: 2}\n"
-                    "  - {id: last, op: slice, axis: 3, start: -4}\n"
-                    "  - {id: pool, op: global_avgpool}\n  - {id: flatten, op: flatten}\n")
+    spec.write_text(
+        "kind: model\nname: slices\ninput: {shape: [4, 6, 6]}\nlayers:\n"
+        "  - {id: conv, op: conv2d, out: 8, kernel: 1}\n"
+        "  - {id: every_other, op: slice, axis: 2, start: 1, end: 6, step: 2}\n"
+        "  - {id: last, op: slice, axis: 3, start: -4}\n"
+        "  - {id: pool, op: global_avgpool}\n  - {id: flatten, op: flatten}\n"
+    )
     fe = lower_spec(spec)
     data = np.random.default_rng(0).standard_normal((8, 4, 6, 6)).astype(np.float32)
     graph = plan(fe.onnx, lowering=TVM, rules="tvm")
@@ -206,8 +208,9 @@ def test_a_learned_tensor_broadcast_over_the_batch():
     `broadcast` of the constant's codes at its output's scale, repeated over any batch."""
     fe = lower_spec(spec_path("vit_b_16"), SMALL["vit_b_16"])
     graph = plan(fe.onnx, lowering=TVM, rules="tvm")
-    shape_ops = {n.name for n in fe.onnx.graph.node
-                 if n.op_type in ("Shape", "Concat") and n.name.startswith("class_token/")}
+    shape_ops = {
+        n.name for n in fe.onnx.graph.node if n.op_type in ("Shape", "Concat") and n.name.startswith("class_token/")
+    }
     assert shape_ops and not shape_ops & {c for n in graph.nodes for c in n.covers}
     assert [n.name for n in graph.nodes if n.kind == "broadcast"] == ["class_token", "encoder.pos_embedding"]
     data = np.random.default_rng(0).standard_normal((8, *fe.model.input_shape)).astype(np.float32)
@@ -219,7 +222,6 @@ def test_a_learned_tensor_broadcast_over_the_batch():
         weight = inits[next(g.weight for g in graph.nodes if g.name == n.name)]
         assert y.q.shape == (3, *weight.shape[1:]) and (y.q == y.q[:1]).all()
         assert np.abs(y.dequant() - weight).max() <= q.scale / 2 + 1e-6  # the constant within half a step
-
 
 
 def test_a_16_bit_softmax_output_covers_its_whole_range(tiny):

@@ -1,6 +1,7 @@
 """Choosing the post-training steps per model (tcc.quant.choose): every combination of the undecided steps, judged
 on calibration samples held back from the statistics, the best recorded and used; deterministic; fixed steps stay
 fixed; too few samples or a zero budget choose nothing; the commands leave undecided steps to the choice."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from tcc.quant.collect.stats import per_sample_cosine, run_fp32
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.table.file import validate
 from tcc.quant.table.steps import Steps, choice_lines, step
-
 from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
@@ -31,11 +31,20 @@ def _without_times(doc: dict) -> str:
 
 def test_candidates_cover_every_combination_fewest_steps_first():
     assert candidates(CHOOSE_ALL) == [
-        (False, ()), (False, ("rounding",)), (False, ("bias_correction",)), (False, ("rounding", "bias_correction")),
-        (True, ()), (True, ("rounding",)), (True, ("bias_correction",)), (True, ("rounding", "bias_correction"))]
+        (False, ()),
+        (False, ("rounding",)),
+        (False, ("bias_correction",)),
+        (False, ("rounding", "bias_correction")),
+        (True, ()),
+        (True, ("rounding",)),
+        (True, ("bias_correction",)),
+        (True, ("rounding", "bias_correction")),
+    ]
     # a step the user fixed stays as fixed in every candidate
     assert candidates(Steps(equalization=False, bias_correction=True, rounding=None)) == [
-        (False, ("bias_correction",)), (False, ("bias_correction", "rounding"))]
+        (False, ("bias_correction",)),
+        (False, ("bias_correction", "rounding")),
+    ]
     assert candidates(Steps(equalization=None, bias_correction=False, rounding=False)) == [(False, ()), (True, ())]
 
 
@@ -51,15 +60,15 @@ def test_split_is_seeded_disjoint_and_holds_back_a_quarter():
 
 def test_choice_is_the_best_trial_recorded_and_deterministic():
     """On the tiny net with 32 samples: 8 trials, the chosen one the best by (mean, min) cosine to 6 decimals
-    (the earliest on ties), its gain over the first trial recorded; its steps the ones the table ran; a trial's cosines are the integer reference's on the
+    (the earliest on ties), its gain over the first trial recorded; its steps the ones the table ran; a trial's cosines
+    are the integer reference's on the
     held-back samples, for the table of those steps calibrated on the other samples; the table itself is calibrated
     on all of them; the same inputs give the same table."""
     model, x = tiny_cnn(), tiny_data(32)
     table = calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST)
     choice = table.doc["steps_choice"]
     trials = choice["trials"]
-    assert len(trials) == 8 and choice["complete"] and choice["free"] == ["equalization", "rounding",
-                                                                            "bias_correction"]
+    assert len(trials) == 8 and choice["complete"] and choice["free"] == ["equalization", "rounding", "bias_correction"]
     assert choice["judged_samples"] == 8 and choice["statistics_samples"] == 24 and table.doc["samples"] == 32
 
     def key(t):
@@ -80,11 +89,13 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     decided = Steps(**{name: name in choice["chosen"] for name in ("equalization", "rounding", "bias_correction")})
     plain = calibrate_onnx(model, x, steps=decided, **FAST).doc
     assert {k: v for k, v in plain.items() if k != "timing_s"} == {
-        k: v for k, v in table.doc.items() if k not in ("timing_s", "steps_choice")}
+        k: v for k, v in table.doc.items() if k not in ("timing_s", "steps_choice")
+    }
     validate(table.doc)
     assert _without_times(table.doc) == _without_times(calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST).doc)
-    assert choice_lines(choice)[0].startswith("steps chosen per model (equalization, rounding, bias correction) on 8 "
-                                              "held-back calibration samples: ")
+    assert choice_lines(choice)[0].startswith(
+        "steps chosen per model (equalization, rounding, bias correction) on 8 held-back calibration samples: "
+    )
 
 
 def test_a_step_that_clearly_helps_is_chosen():
@@ -97,13 +108,19 @@ def test_a_step_that_clearly_helps_is_chosen():
     k[:, 0] = 127
     s = np.array([0.004, 0.01, 0.002, 0.02])
     w = (np.where(k == 127, k, k - 0.45) * s[:, None]).reshape(c_out, c_in, 1, 1).astype(np.float32)
-    model = make_model([helper.make_node("Conv", ["input", "w", "b"], ["output"], name="pw", kernel_shape=[1, 1])],
-                       {"input": ["N", c_in, 4, 4]}, {"output": ["N", c_out, 4, 4]},
-                       {"w": w, "b": (rng.standard_normal(c_out) * 0.1).astype(np.float32)}, name="m", ir_version=8,
-                       check=True)
+    model = make_model(
+        [helper.make_node("Conv", ["input", "w", "b"], ["output"], name="pw", kernel_shape=[1, 1])],
+        {"input": ["N", c_in, 4, 4]},
+        {"output": ["N", c_out, 4, 4]},
+        {"w": w, "b": (rng.standard_normal(c_out) * 0.1).astype(np.float32)},
+        name="m",
+        ir_version=8,
+        check=True,
+    )
     x = rng.uniform(0.5, 1.5, (32, c_in, 4, 4)).astype(np.float32)
-    table = calibrate_onnx(model, x, method="minmax",
-                           steps=Steps(equalization=False, bias_correction=None, rounding=None))
+    table = calibrate_onnx(
+        model, x, method="minmax", steps=Steps(equalization=False, bias_correction=None, rounding=None)
+    )
     choice = table.doc["steps_choice"]
     error = {tuple(t["steps"]): 1 - t["mean_cos"] for t in choice["trials"]}
     assert error[("rounding",)] < 0.5 * error[()] and error[("bias_correction",)] < 0.5 * error[()]
@@ -112,11 +129,16 @@ def test_a_step_that_clearly_helps_is_chosen():
     assert all(step(table.doc, name) for name in choice["chosen"])
 
 
-@pytest.mark.parametrize("samples, budget, skipped", [(SAMPLES_MIN - 1, None, "31 calibration samples"),
-                                                       (40, 0.0, "choice budget 0")])
+@pytest.mark.parametrize(
+    "samples, budget, skipped", [(SAMPLES_MIN - 1, None, "31 calibration samples"), (40, 0.0, "choice budget 0")]
+)
 def test_too_few_samples_or_no_budget_choose_nothing(samples, budget, skipped):
-    table = calibrate_onnx(tiny_cnn(), tiny_data(samples), steps=Steps(equalization=None, bias_correction=None,
-                                                                       rounding=None, choice_budget=budget), **FAST)
+    table = calibrate_onnx(
+        tiny_cnn(),
+        tiny_data(samples),
+        steps=Steps(equalization=None, bias_correction=None, rounding=None, choice_budget=budget),
+        **FAST,
+    )
     choice = table.doc["steps_choice"]
     assert choice["skipped"].startswith(skipped) and choice["chosen"] == [] and choice["trials"] == []
     assert not any(s["enabled"] for s in table.doc["steps"]) and table.doc["samples"] == samples
@@ -124,8 +146,12 @@ def test_too_few_samples_or_no_budget_choose_nothing(samples, budget, skipped):
 
 
 def test_a_budget_stops_the_trials_and_says_so():
-    table = calibrate_onnx(tiny_cnn(), tiny_data(32), steps=Steps(equalization=None, bias_correction=None,
-                                                                  rounding=None, choice_budget=1e-9), **FAST)
+    table = calibrate_onnx(
+        tiny_cnn(),
+        tiny_data(32),
+        steps=Steps(equalization=None, bias_correction=None, rounding=None, choice_budget=1e-9),
+        **FAST,
+    )
     choice = table.doc["steps_choice"]
     assert len(choice["trials"]) == 1 and not choice["complete"] and choice["chosen"] == []
     assert "depends on this machine's speed" in choice_lines(choice)[0]

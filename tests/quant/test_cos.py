@@ -1,4 +1,5 @@
 """The cosine fine search: exact Gram-matrix evaluation, never lowers cosine, fixes a bad start."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,6 @@ from tcc.quant.collect.stats import run_fp32
 from tcc.quant.intgraph.layers import find_layers, grouped_weight, layer_output, layer_rows
 from tcc.quant.scales.cos_search import _cos, _weight_step, cos_search
 from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
-
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
 
@@ -64,14 +64,15 @@ def test_search_never_lowers_cosine(start):
     rng = np.random.default_rng(0)
     samples = {l.name: layer_rows(l, acts[l.input], w[l.weight].shape, 1500, rng) for l in layers}
     signed = {l.input: bool(acts[l.input].min() < 0) for l in layers}
-    scales = {l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * start, signed=signed[l.input]))
-              for l in layers}
+    scales = {
+        l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * start, signed=signed[l.input])) for l in layers
+    }
     res = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2)
     assert set(res.layers) == {"stem.conv", "dw", "pw", "fc"}
     for r in res.layers.values():
         assert r.cos_after >= r.cos_before - 1e-9, r
         assert all(b >= a - 1e-9 for a, b in zip(r.history, r.history[1:])), r.history
-    for t, (b, a) in res.act_cos.items():
+    for b, a in res.act_cos.values():
         assert a >= b - 1e-9
     if start != 1.0:  # a bad start (clipping 75% of the range, or a 3x too coarse scale) is improved
         assert res.layers["pw"].cos_after > res.layers["pw"].cos_before
@@ -84,8 +85,9 @@ def test_searches_on_threads_give_the_same_result():
     rng = np.random.default_rng(0)
     samples = {l.name: layer_rows(l, acts[l.input], w[l.weight].shape, 1500, rng) for l in layers}
     signed = {l.input: bool(acts[l.input].min() < 0) for l in layers}
-    scales = {l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * 0.5, signed=signed[l.input]))
-              for l in layers}
+    scales = {
+        l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * 0.5, signed=signed[l.input])) for l in layers
+    }
     one = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=1)
     two = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=3)
     assert list(one.act_scales.items()) == list(two.act_scales.items()) and one.act_cos == two.act_cos

@@ -1,4 +1,5 @@
 """Calibration data: image directories (recursive, every format), arrays, deterministic picking, bad input."""
+
 from __future__ import annotations
 
 import warnings
@@ -19,8 +20,18 @@ SHAPE = (3, 16, 16)
 def image_dir(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "calib"
-    for k, (sub, ext) in enumerate([("a", "png"), ("a", "jpg"), ("b", "bmp"), ("b", "tiff"), ("", "PNG"),
-                                    ("b/deep", "jpeg"), ("a", "tif"), ("", "png")]):
+    for k, (sub, ext) in enumerate(
+        [
+            ("a", "png"),
+            ("a", "jpg"),
+            ("b", "bmp"),
+            ("b", "tiff"),
+            ("", "PNG"),
+            ("b/deep", "jpeg"),
+            ("a", "tif"),
+            ("", "png"),
+        ]
+    ):
         d = root / sub
         d.mkdir(parents=True, exist_ok=True)
         arr = rng.integers(0, 256, (20 + k, 24, 3), dtype=np.uint8)

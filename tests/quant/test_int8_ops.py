@@ -2,6 +2,7 @@
 rules; the TVM lowering equals the integer reference bit for bit on every quantized tensor, ONNX Runtime's kernels
 are within 1 LSB of the reference op by op (on their own input codes), and the integer result is the float
 function's within its rounding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,6 @@ from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference, per_op_deviation, quantize_input
 from tcc.quant.lower.qdq import run, to_qdq
-
 from tests.helpers.onnx_util import make_model
 
 RNG = np.random.default_rng(7)
@@ -31,7 +31,9 @@ def _graph(nodes, inits=(), in_shape=(None, C, H, H), opset=13, int_inits=()):
     m = make_model(nodes, {"x": in_shape}, {"y": None}, [*inits, *((f"#{k}", v) for k, v in int_inits)], opset=opset)
     m.ir_version = max(8, helper.find_min_ir_version_for(m.opset_import))
     inferred = onnx.shape_inference.infer_shapes(m).graph
-    y = next(v for v in [*inferred.value_info, *inferred.output] if v.name == "y" and v.type.tensor_type.HasField("shape"))
+    y = next(
+        v for v in [*inferred.value_info, *inferred.output] if v.name == "y" and v.type.tensor_type.HasField("shape")
+    )
     m.graph.output[0].CopyFrom(y)
     onnx.checker.check_model(m)
     return m
@@ -59,98 +61,206 @@ def _cases():
     """name -> (model, the kinds it must contain)."""
     cases = {}
     conv, w = _conv("x", "c", "conv", _w(C, 1, 3, 3), group=C, dilations=[2, 2], pads=[2, 2, 2, 2], strides=[2, 2])
-    cases["conv_relu6"] = (_graph([conv, helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6")],
-                                  [w, ("lo", 0.0), ("hi", 6.0)]), {"conv"})
-    cases["gemm_relu_output"] = (_graph([
-        helper.make_node("Flatten", ["x"], ["f"], name="flat"),
-        helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["g"], name="fc", transB=1),
-        helper.make_node("Relu", ["g"], ["y"], name="fc.relu")],  # a folded ReLU on a float graph output
-        [("fc.w", _w(5, C * H * H, scale=0.1)), ("fc.b", _w(5))]), {"reshape", "gemm"})
-    cases["matmul"] = (_graph([
-        helper.make_node("GlobalAveragePool", ["x"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-        helper.make_node("MatMul", ["f", "mm.w"], ["y"], name="mm")], [("mm.w", _w(C, 3))]),
-        {"global_avg_pool", "reshape", "gemm"})
+    cases["conv_relu6"] = (
+        _graph([conv, helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6")], [w, ("lo", 0.0), ("hi", 6.0)]),
+        {"conv"},
+    )
+    cases["gemm_relu_output"] = (
+        _graph(
+            [
+                helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+                helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["g"], name="fc", transB=1),
+                helper.make_node("Relu", ["g"], ["y"], name="fc.relu"),
+            ],  # a folded ReLU on a float graph output
+            [("fc.w", _w(5, C * H * H, scale=0.1)), ("fc.b", _w(5))],
+        ),
+        {"reshape", "gemm"},
+    )
+    cases["matmul"] = (
+        _graph(
+            [
+                helper.make_node("GlobalAveragePool", ["x"], ["p"], name="gap"),
+                helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+                helper.make_node("MatMul", ["f", "mm.w"], ["y"], name="mm"),
+            ],
+            [("mm.w", _w(C, 3))],
+        ),
+        {"global_avg_pool", "reshape", "gemm"},
+    )
     conv, w = _conv("x", "c", "conv", _w(C, C, 1, 1))
-    cases["add_broadcast_relu"] = (_graph([
-        conv, helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
-        helper.make_node("Add", ["c", "p"], ["a"], name="add"),
-        helper.make_node("Relu", ["a"], ["y"], name="add.relu")], [w]), {"conv", "global_avg_pool", "add"})
+    cases["add_broadcast_relu"] = (
+        _graph(
+            [
+                conv,
+                helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
+                helper.make_node("Add", ["c", "p"], ["a"], name="add"),
+                helper.make_node("Relu", ["a"], ["y"], name="add.relu"),
+            ],
+            [w],
+        ),
+        {"conv", "global_avg_pool", "add"},
+    )
     # attention's constants added to the scores: a relative position bias (the input's shape) and a mask
     # broadcast over the channels and rows (MaxViT's and Swin's, here on a tiny graph for every backend)
-    cases["add_constant_bias"] = (_graph([helper.make_node("Add", ["x", "bias"], ["y"], name="bias")],
-                                         [("bias", _w(C, H, H, scale=1.5))]), {"add_constant"})
-    cases["add_constant_mask"] = (_graph([helper.make_node("Add", ["mask", "x"], ["y"], name="mask")],
-                                         [("mask", _w(1, 1, H, scale=3.0))]), {"add_constant"})
-    cases["mul_squeeze_excite"] = (_graph([
-        helper.make_node("GlobalAveragePool", ["x"], ["p"], name="se.pool"),
-        helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),
-        helper.make_node("Mul", ["x", "g"], ["y"], name="se.scale")]), {"global_avg_pool", "lookup", "mul"})
-    for op, attrs in (("Sigmoid", {}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("HardSwish", {}),
-                      ("Tanh", {})):
-        cases[f"lookup_{op}"] = (_graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)],
-                                        opset=14), {"lookup"})
-    cases["lookup_silu"] = (_graph([helper.make_node("Sigmoid", ["x"], ["s"], name="silu.sigmoid"),
-                                    helper.make_node("Mul", ["s", "x"], ["y"], name="silu")]), {"lookup"})
-    cases["lookup_hardswish_opset13"] = (_graph([
-        helper.make_node("HardSigmoid", ["x"], ["s"], name="hs.gate", alpha=1 / 6, beta=0.5),
-        helper.make_node("Mul", ["x", "s"], ["y"], name="hs")]), {"lookup"})
-    for op, attrs, opset in (("Gelu", {}, 20), ("Gelu", {"approximate": "tanh"}, 20), ("LeakyRelu", {"alpha": 0.1}, 13),
-                             ("Elu", {"alpha": 0.7}, 13)):
+    cases["add_constant_bias"] = (
+        _graph([helper.make_node("Add", ["x", "bias"], ["y"], name="bias")], [("bias", _w(C, H, H, scale=1.5))]),
+        {"add_constant"},
+    )
+    cases["add_constant_mask"] = (
+        _graph([helper.make_node("Add", ["mask", "x"], ["y"], name="mask")], [("mask", _w(1, 1, H, scale=3.0))]),
+        {"add_constant"},
+    )
+    cases["mul_squeeze_excite"] = (
+        _graph(
+            [
+                helper.make_node("GlobalAveragePool", ["x"], ["p"], name="se.pool"),
+                helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),
+                helper.make_node("Mul", ["x", "g"], ["y"], name="se.scale"),
+            ]
+        ),
+        {"global_avg_pool", "lookup", "mul"},
+    )
+    for op, attrs in (("Sigmoid", {}), ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("HardSwish", {}), ("Tanh", {})):
+        cases[f"lookup_{op}"] = (
+            _graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)], opset=14),
+            {"lookup"},
+        )
+    cases["lookup_silu"] = (
+        _graph(
+            [
+                helper.make_node("Sigmoid", ["x"], ["s"], name="silu.sigmoid"),
+                helper.make_node("Mul", ["s", "x"], ["y"], name="silu"),
+            ]
+        ),
+        {"lookup"},
+    )
+    cases["lookup_hardswish_opset13"] = (
+        _graph(
+            [
+                helper.make_node("HardSigmoid", ["x"], ["s"], name="hs.gate", alpha=1 / 6, beta=0.5),
+                helper.make_node("Mul", ["x", "s"], ["y"], name="hs"),
+            ]
+        ),
+        {"lookup"},
+    )
+    for op, attrs, opset in (
+        ("Gelu", {}, 20),
+        ("Gelu", {"approximate": "tanh"}, 20),
+        ("LeakyRelu", {"alpha": 0.1}, 13),
+        ("Elu", {"alpha": 0.7}, 13),
+    ):
         suffix = "_tanh" if attrs.get("approximate") else ""
-        cases[f"lookup_{op}{suffix}"] = (_graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)],
-                                                opset=opset), {"lookup"})
+        cases[f"lookup_{op}{suffix}"] = (
+            _graph([helper.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)], opset=opset),
+            {"lookup"},
+        )
     cases["lookup_gelu_composite"] = (_lowered("{op: gelu}"), {"lookup"})  # Div, Erf, Add, Mul, Mul below opset 20
     slope = _w(C, 1, 1)
     slope[0] = -0.5
-    cases["channel_scale_prelu"] = (_graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
-                                           [("slope", slope)]), {"channel_scale"})
-    cases["channel_scale_prelu_one"] = (_graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
-                                               [("slope", [0.25])]), {"channel_scale"})
+    cases["channel_scale_prelu"] = (
+        _graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")], [("slope", slope)]),
+        {"channel_scale"},
+    )
+    cases["channel_scale_prelu_one"] = (
+        _graph([helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")], [("slope", [0.25])]),
+        {"channel_scale"},
+    )
     factor = np.array([0.3, -1.7, 0.0, 2.5], np.float32).reshape(1, C, 1, 1)
-    cases["channel_scale_mul"] = (_graph([helper.make_node("Mul", ["factor", "x"], ["y"], name="layer_scale")],
-                                         [("factor", factor)]), {"channel_scale"})
-    cases["global_max_pool"] = (_graph([helper.make_node("GlobalMaxPool", ["x"], ["y"], name="gmp")]),
-                                {"global_max_pool"})
-    cases["clamp_standalone"] = (_graph([
-        helper.make_node("Concat", ["x", "x"], ["cat"], name="cat", axis=1),
-        helper.make_node("Relu", ["cat"], ["r"], name="relu"),
-        helper.make_node("Clip", ["r", "lo", "hi"], ["y"], name="clip")], [("lo", -1.0), ("hi", 0.8)]),
-        {"concat", "clamp"})
-    cases["max_pool_pad_and_ceil"] = (_graph([
-        helper.make_node("MaxPool", ["x"], ["m"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("MaxPool", ["m"], ["y"], name="pool.ceil", kernel_shape=[2, 2], strides=[2, 2],
-                         ceil_mode=1)]), {"max_pool"})
-    cases["avg_pool"] = (_graph([
-        helper.make_node("AveragePool", ["x"], ["a"], name="avg.pad", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                         count_include_pad=1),
-        helper.make_node("AveragePool", ["a"], ["y"], name="avg", kernel_shape=[2, 2], strides=[2, 2])]),
-        {"avg_pool"})
+    cases["channel_scale_mul"] = (
+        _graph([helper.make_node("Mul", ["factor", "x"], ["y"], name="layer_scale")], [("factor", factor)]),
+        {"channel_scale"},
+    )
+    cases["global_max_pool"] = (
+        _graph([helper.make_node("GlobalMaxPool", ["x"], ["y"], name="gmp")]),
+        {"global_max_pool"},
+    )
+    cases["clamp_standalone"] = (
+        _graph(
+            [
+                helper.make_node("Concat", ["x", "x"], ["cat"], name="cat", axis=1),
+                helper.make_node("Relu", ["cat"], ["r"], name="relu"),
+                helper.make_node("Clip", ["r", "lo", "hi"], ["y"], name="clip"),
+            ],
+            [("lo", -1.0), ("hi", 0.8)],
+        ),
+        {"concat", "clamp"},
+    )
+    cases["max_pool_pad_and_ceil"] = (
+        _graph(
+            [
+                helper.make_node(
+                    "MaxPool", ["x"], ["m"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+                ),
+                helper.make_node(
+                    "MaxPool", ["m"], ["y"], name="pool.ceil", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1
+                ),
+            ]
+        ),
+        {"max_pool"},
+    )
+    cases["avg_pool"] = (
+        _graph(
+            [
+                helper.make_node(
+                    "AveragePool",
+                    ["x"],
+                    ["a"],
+                    name="avg.pad",
+                    kernel_shape=[3, 3],
+                    pads=[1, 1, 1, 1],
+                    count_include_pad=1,
+                ),
+                helper.make_node("AveragePool", ["a"], ["y"], name="avg", kernel_shape=[2, 2], strides=[2, 2]),
+            ]
+        ),
+        {"avg_pool"},
+    )
     c1, w1 = _conv("x", "a", "c1", _w(2, C, 1, 1, scale=0.2))
     c2, w2 = _conv("x", "b", "c2", _w(3, C, 3, 3, scale=0.8), pads=[1, 1, 1, 1])
-    cases["concat_two_scales"] = (_graph([c1, c2, helper.make_node("Concat", ["a", "b", "x"], ["y"], name="cat",
-                                                                   axis=1)], [w1, w2]), {"conv", "concat"})
-    cases["shuffle_split"] = (_graph([
-        helper.make_node("Reshape", ["x", "s5"], ["r5"], name="shuffle.reshape"),
-        helper.make_node("Transpose", ["r5"], ["t5"], name="shuffle.transpose", perm=[0, 2, 1, 3, 4]),
-        helper.make_node("Reshape", ["t5", "s4"], ["r4"], name="shuffle"),
-        helper.make_node("Split", ["r4", "sizes"], ["p", "q"], name="split", axis=1),
-        helper.make_node("Concat", ["q", "p"], ["y"], name="cat", axis=1)],
-        in_shape=(None, C, H, H), int_inits=[("s5", [-1, 2, C // 2, H, H]), ("s4", [-1, C, H, H]),
-                                            ("sizes", [1, 3])]), {"reshape", "transpose", "split", "concat"})
+    cases["concat_two_scales"] = (
+        _graph([c1, c2, helper.make_node("Concat", ["a", "b", "x"], ["y"], name="cat", axis=1)], [w1, w2]),
+        {"conv", "concat"},
+    )
+    cases["shuffle_split"] = (
+        _graph(
+            [
+                helper.make_node("Reshape", ["x", "s5"], ["r5"], name="shuffle.reshape"),
+                helper.make_node("Transpose", ["r5"], ["t5"], name="shuffle.transpose", perm=[0, 2, 1, 3, 4]),
+                helper.make_node("Reshape", ["t5", "s4"], ["r4"], name="shuffle"),
+                helper.make_node("Split", ["r4", "sizes"], ["p", "q"], name="split", axis=1),
+                helper.make_node("Concat", ["q", "p"], ["y"], name="cat", axis=1),
+            ],
+            in_shape=(None, C, H, H),
+            int_inits=[("s5", [-1, 2, C // 2, H, H]), ("s4", [-1, C, H, H]), ("sizes", [1, 3])],
+        ),
+        {"reshape", "transpose", "split", "concat"},
+    )
     # a 1 x 1 conv on exact window sums (tcc.passes.pool runs the pool first): on a ReLU's u8 codes with a 2 x 2
     # window (TVM: two calls of the dot kernel on 8-bit digits of the sums), on signed codes into a grouped conv and
     # with a 3 x 3 window (the generic conv on the sums)
     c0, w0 = _conv("x", "c0", "c0", _w(C, C, 3, 3, scale=0.3), pads=[1, 1, 1, 1])
     conv, w = _conv("p", "y", "pw", _w(8, C, 1, 1, scale=0.5))  # 8: the narrowest dot kernel's lanes divide it
-    cases["pooled_conv"] = (_graph([c0, helper.make_node("Relu", ["c0"], ["r"], name="c0.relu"),
-                                    helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
-                                                     strides=[2, 2]), conv], [w0, w]), {"conv", "pooled_conv"})
+    cases["pooled_conv"] = (
+        _graph(
+            [
+                c0,
+                helper.make_node("Relu", ["c0"], ["r"], name="c0.relu"),
+                helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+                conv,
+            ],
+            [w0, w],
+        ),
+        {"conv", "pooled_conv"},
+    )
     c1, w1 = _conv("x", "c", "c1", _w(C, C, 3, 3, scale=0.3), pads=[1, 1, 1, 1])
     conv, w = _conv("p", "y", "pw", _w(6, C // 2, 1, 1, scale=0.5), group=2)
-    cases["pooled_conv_grouped_3x3"] = (_graph([c1, helper.make_node("AveragePool", ["c"], ["p"], name="pool",
-                                                                     kernel_shape=[3, 3], strides=[3, 3]), conv],
-                                               [w1, w]), {"conv", "pooled_conv"})
+    cases["pooled_conv_grouped_3x3"] = (
+        _graph(
+            [c1, helper.make_node("AveragePool", ["c"], ["p"], name="pool", kernel_shape=[3, 3], strides=[3, 3]), conv],
+            [w1, w],
+        ),
+        {"conv", "pooled_conv"},
+    )
     return cases
 
 
@@ -181,8 +291,11 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     out, codes = Reference().run(quantize_graph(g, table), x, return_all=True)
     names = list(codes)
     target = tvm.target.Target(resolve_tvm_target("host"))
-    ex = tvm.compile(lower_int8(model, table, expose=names, batch=len(x)), target=target,
-                     relax_pipeline=_relax_pipeline(target, True, False))
+    ex = tvm.compile(
+        lower_int8(model, table, expose=names, batch=len(x)),
+        target=target,
+        relax_pipeline=_relax_pipeline(target, True, False),
+    )
     got = list(relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)))  # output, then the codes
     np.testing.assert_array_equal(got[0].numpy(), out)
     for n, v in zip(names, got[1:]):
@@ -195,8 +308,7 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     x = data[:2]
     y = run(to_qdq(model, table, compact=True), x)
     ort_codes = OrtBackend().int8_codes(model, EmitOptions("ort", "int8", table=table), None, x, y)
-    dev = per_op_deviation(qg, {**ort_codes, qg.input: quantize_input(x, qg.input_q)},
-                           {model.graph.output[0].name: y})
+    dev = per_op_deviation(qg, {**ort_codes, qg.input: quantize_input(x, qg.input_q)}, {model.graph.output[0].name: y})
     assert dev["ops_checked"] == len(qg.nodes) and dev["max_lsb"] <= 1.0, dev
 
 
@@ -205,9 +317,19 @@ def test_lookup_tables_are_the_function_rounded_once():
     LSB of f(dequantized input); the x * g(x) patterns too."""
     from tcc.intops import LOOKUP_FUNCTIONS, gated
 
-    for name in ("lookup_Sigmoid", "lookup_HardSigmoid", "lookup_HardSwish", "lookup_Tanh", "lookup_silu",
-                 "lookup_hardswish_opset13", "lookup_Gelu", "lookup_Gelu_tanh", "lookup_LeakyRelu", "lookup_Elu",
-                 "lookup_gelu_composite"):
+    for name in (
+        "lookup_Sigmoid",
+        "lookup_HardSigmoid",
+        "lookup_HardSwish",
+        "lookup_Tanh",
+        "lookup_silu",
+        "lookup_hardswish_opset13",
+        "lookup_Gelu",
+        "lookup_Gelu_tanh",
+        "lookup_LeakyRelu",
+        "lookup_Elu",
+        "lookup_gelu_composite",
+    ):
         model = CASES[name][0]
         g = plan(model)
         table = calibrate_onnx(model, _data(), method="minmax", target="tvm")
@@ -240,9 +362,18 @@ def test_mul_and_add_within_one_lsb_of_float():
 
 
 # no TFLite int8 kernel computes these exactly (hard-sigmoid, hard-swish), or LiteRT's reference kernels lack it (ELU)
-TFLITE_CASES = sorted(k for k in CASES if k not in ("lookup_HardSigmoid", "lookup_HardSwish",
-                                                     "lookup_hardswish_opset13", "lookup_Elu",
-                                                     "pooled_conv_grouped_3x3"))  # TFLite: no grouped CONV_2D
+TFLITE_CASES = sorted(
+    k
+    for k in CASES
+    if k
+    not in (
+        "lookup_HardSigmoid",
+        "lookup_HardSwish",
+        "lookup_hardswish_opset13",
+        "lookup_Elu",
+        "pooled_conv_grouped_3x3",
+    )
+)  # TFLite: no grouped CONV_2D
 
 
 @pytest.mark.parametrize("name", TFLITE_CASES)
@@ -286,9 +417,19 @@ def test_pooled_conv_only_where_the_rules_take_it(rules, pairs):
     assert [n.kind for n in plan(model, rules=rules, integer=False).nodes] == ["conv", "avg_pool", "conv"]
 
 
-@pytest.mark.parametrize("op, attrs", [("Gelu", {}), ("Gelu", {"approximate": "tanh"}), ("LeakyRelu", {"alpha": 0.1}),
-                                       ("LeakyRelu", {"alpha": 0.0}), ("LeakyRelu", {"alpha": 1.7}), ("Elu", {}),
-                                       ("Sigmoid", {}), ("Tanh", {})])
+@pytest.mark.parametrize(
+    "op, attrs",
+    [
+        ("Gelu", {}),
+        ("Gelu", {"approximate": "tanh"}),
+        ("LeakyRelu", {"alpha": 0.1}),
+        ("LeakyRelu", {"alpha": 0.0}),
+        ("LeakyRelu", {"alpha": 1.7}),
+        ("Elu", {}),
+        ("Sigmoid", {}),
+        ("Tanh", {}),
+    ],
+)
 def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
     """Under the tflite rules a lookup's table is what LiteRT's int8 kernel computes for each of the 256 input
     codes, bit for bit, at random scales and zero points: LUTPopulate's float32 tables (GELU both forms, ELU,
@@ -302,8 +443,8 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
     from tcc.backends.tflite.lower import options
     from tcc.backends.tflite.model import Quant, TfliteModel
     from tcc.intops import TFLITE_UNARY
-    from tcc.quant.intgraph.qtypes import QParams
     from tcc.quant.intgraph.node_constants import tflite_table
+    from tcc.quant.intgraph.qtypes import QParams
 
     kernel = TFLITE_UNARY[op]
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if op == "Elu" else OpResolverType.BUILTIN_REF
@@ -317,8 +458,10 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
         m = TfliteModel("table")
         x = m.tensor("x", [1, 256], "int8", quant=Quant((qi.scale,), (qi.zp,)))
         y = m.tensor("y", [1, 256], "int8", quant=Quant((qo.scale,), (qo.zp,)))
-        opts = {"Gelu": options("GeluOptions", approximate=attrs.get("approximate") == "tanh"),
-                "LeakyRelu": options("LeakyReluOptions", alpha=attrs.get("alpha", 0.01))}.get(op)
+        opts = {
+            "Gelu": options("GeluOptions", approximate=attrs.get("approximate") == "tanh"),
+            "LeakyRelu": options("LeakyReluOptions", alpha=attrs.get("alpha", 0.01)),
+        }.get(op)
         m.operator(kernel.builtin, [x], [y], opts)
         it = Interpreter(model_content=m.to_bytes([x], [y]), experimental_op_resolver_type=resolver)
         it.allocate_tensors()
@@ -342,8 +485,15 @@ def test_tflite_softmax_equals_litert_reference_kernel():
     from tcc.quant.intgraph.node_constants import tflite_softmax_params
 
     rng = np.random.default_rng(5)
-    for s_in, zp, depth in [(0.05, 3, 64), (0.2, -10, 16), (0.01, 0, 256), (0.5, 20, 7), (0.08, -128, 197),
-                            (1.3, 5, 33), (0.003, 0, 64)]:
+    for s_in, zp, depth in [
+        (0.05, 3, 64),
+        (0.2, -10, 16),
+        (0.01, 0, 256),
+        (0.5, 20, 7),
+        (0.08, -128, 197),
+        (1.3, 5, 33),
+        (0.003, 0, 64),
+    ]:
         m = TfliteModel("softmax")
         x = m.tensor("x", [8, depth], "int8", quant=Quant((s_in,), (zp,)))
         y = m.tensor("y", [8, depth], "int8", quant=Quant((1 / 256,), (-128,)))
@@ -357,7 +507,8 @@ def test_tflite_softmax_equals_litert_reference_kernel():
         it.set_tensor(it.get_input_details()[0]["index"], codes)
         it.invoke()
         got = it.get_tensor(it.get_output_details()[0]["index"]).astype(np.int64)
-        np.testing.assert_array_equal(gemmlowp.softmax_codes(codes, *tflite_softmax_params(s_in)), got,
-                                      err_msg=f"step {s_in}, {depth} per row")
+        np.testing.assert_array_equal(
+            gemmlowp.softmax_codes(codes, *tflite_softmax_params(s_in)), got, err_msg=f"step {s_in}, {depth} per row"
+        )
     with pytest.raises(ValueError, match="below 2\\^-26"):
         tflite_softmax_params(1e-9)

@@ -1,5 +1,6 @@
 """The integer op table (tcc.intops) and the planner (tcc.quant.intgraph.plan): one entry per kind, every interpreter
 implementing exactly its kinds, patterns, fusion marks read from the pass, up-front refusal, deterministic groups."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from onnx import helper
 from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TFLITE, TVM, Interpreter, Role, supported
 from tcc.passes.fusion import FUSABLE
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model
 
@@ -50,8 +50,10 @@ def test_fusion_pass_and_planner_share_the_table():
     assert {k for k, op in INT_OPS.items() if op.fuses_activation} == {"conv", "pooled_conv", "gemm", "add"}
     assert INT_OPS["max_pool"].shares_scale and INT_OPS["concat"].role is Role.CONCAT
     w = np.ones((4, 4, 1, 1)) * 0.1
-    m = _model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
-                helper.make_node("Relu", ["c"], ["y"], name="relu")], [("w", w)])
+    m = _model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["y"], name="relu")],
+        [("w", w)],
+    )
     g = plan(m)  # a model without the pass's marks: the planner asks the pass
     assert [(n.kind, n.activation.op if n.activation else None) for n in g.nodes] == [("conv", "Relu")]
     assert g.internal == {"c"} and g.quantized == ["x", "y"]
@@ -64,26 +66,37 @@ def test_fusion_pass_and_planner_share_the_table():
 def test_patterns_become_one_lookup():
     """x * sigmoid(x) (SiLU) and x * hardsigmoid(x) (hard-swish below opset 14) are one 256-entry table; a sigmoid
     gate read by another tensor's Mul (squeeze-excite) stays a lookup and a Mul."""
-    m = _model([
-        helper.make_node("Sigmoid", ["x"], ["s"], name="silu.sigmoid"),
-        helper.make_node("Mul", ["x", "s"], ["a"], name="silu"),
-        helper.make_node("HardSigmoid", ["a"], ["h"], name="hs.gate", alpha=1 / 6, beta=0.5),
-        helper.make_node("Mul", ["h", "a"], ["b"], name="hs"),
-        helper.make_node("GlobalAveragePool", ["b"], ["p"], name="se.pool"),
-        helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),
-        helper.make_node("Mul", ["b", "g"], ["y"], name="se.scale"),
-    ])
+    m = _model(
+        [
+            helper.make_node("Sigmoid", ["x"], ["s"], name="silu.sigmoid"),
+            helper.make_node("Mul", ["x", "s"], ["a"], name="silu"),
+            helper.make_node("HardSigmoid", ["a"], ["h"], name="hs.gate", alpha=1 / 6, beta=0.5),
+            helper.make_node("Mul", ["h", "a"], ["b"], name="hs"),
+            helper.make_node("GlobalAveragePool", ["b"], ["p"], name="se.pool"),
+            helper.make_node("Sigmoid", ["p"], ["g"], name="se.gate"),
+            helper.make_node("Mul", ["b", "g"], ["y"], name="se.scale"),
+        ]
+    )
     g = plan(m)
     assert [(n.kind, n.lookup, n.name) for n in g.nodes] == [
-        ("lookup", "silu", "silu.sigmoid"), ("lookup", "hardswish", "hs.gate"), ("global_avg_pool", None, "se.pool"),
-        ("lookup", "Sigmoid", "se.gate"), ("mul", None, "se.scale")]
+        ("lookup", "silu", "silu.sigmoid"),
+        ("lookup", "hardswish", "hs.gate"),
+        ("global_avg_pool", None, "se.pool"),
+        ("lookup", "Sigmoid", "se.gate"),
+        ("mul", None, "se.scale"),
+    ]
     assert g.internal == {"s", "h"} and g.quantized == ["x", "a", "b", "p", "g", "y"]
 
 
 def test_unsupported_nodes_are_all_named_before_any_work():
     # a constant that would broadcast over the batch: neither add (two activations) nor add_constant takes it
-    m = _model([helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=1),
-                helper.make_node("Add", ["s", "c"], ["y"], name="bias.add")], [("c", np.ones((2, 4, 6, 6)))])
+    m = _model(
+        [
+            helper.make_node("Softmax", ["x"], ["s"], name="head.softmax", axis=1),
+            helper.make_node("Add", ["s", "c"], ["y"], name="bias.add"),
+        ],
+        [("c", np.ones((2, 4, 6, 6)))],
+    )
     with pytest.raises(UnsupportedOps) as e:
         plan(m)
     text = str(e.value)
@@ -102,10 +115,35 @@ def test_share_groups_are_deterministic_across_processes(tmp_path):
     for seed in ("1", "2"):
         out = tmp_path / f"t{seed}.json"
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        subprocess.run([sys.executable, "-m", "tcc", "calibrate", str(REPO / "spec" / "ddsnet.yaml"),
-                        "--set", "image_size=32", "--set", "growth=8", "--set", "block_config=[1, 2, 1, 1]",
-                        "--data", str(data), "--method", "kl", "--target", "tvm", "-o", str(out),
-                        "--no-compare", "--report-samples", "2"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tcc",
+                "calibrate",
+                str(REPO / "spec" / "ddsnet.yaml"),
+                "--set",
+                "image_size=32",
+                "--set",
+                "growth=8",
+                "--set",
+                "block_config=[1, 2, 1, 1]",
+                "--data",
+                str(data),
+                "--method",
+                "kl",
+                "--target",
+                "tvm",
+                "-o",
+                str(out),
+                "--no-compare",
+                "--report-samples",
+                "2",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         doc = json.loads(out.read_text())
         doc.pop("timing_s")
         tables.append(doc)
@@ -118,8 +156,19 @@ def test_share_groups_are_deterministic_across_processes(tmp_path):
 # every kind the zoo uses appears in these (concat, max / average pools: DDSNet, GoogLeNet; mul and SiLU lookups:
 # EfficientNet-B0; hard-swish lookups: MobileNetV3; transpose and split: ShuffleNetV2; LayerNorm islands: ConvNeXt);
 # the other specs plan in tools/slow_tests.sh
-PLAN_CI = ("convnext_tiny", "ddsnet", "efficientnet_b0", "fastnet", "googlenet", "maxvit_t", "mobilenet_v3_small",
-           "mobilevit_xxs", "mobilevitv2_050", "shufflenet_v2_x1_0", "vit_b_16")
+PLAN_CI = (
+    "convnext_tiny",
+    "ddsnet",
+    "efficientnet_b0",
+    "fastnet",
+    "googlenet",
+    "maxvit_t",
+    "mobilenet_v3_small",
+    "mobilevit_xxs",
+    "mobilevitv2_050",
+    "shufflenet_v2_x1_0",
+    "vit_b_16",
+)
 
 
 IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool"}
@@ -128,12 +177,14 @@ IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool
 def _plan_kinds(names) -> set[str]:
     """Plan each zoo spec onto the table under the tvm rules (float-only nodes, ConvNeXt's LayerNorms, as islands);
     a refused node raises. The kinds of all their nodes."""
+    from tcc.frontend import lower_spec
     from tests.helpers.int8_zoo import SMALL, spec_path
 
-    from tcc.frontend import lower_spec
-
-    return {n.kind for name in names
-            for n in plan(lower_spec(spec_path(name), SMALL[name]).onnx, lowering=TVM, rules="tvm").nodes}
+    return {
+        n.kind
+        for name in names
+        for n in plan(lower_spec(spec_path(name), SMALL[name]).onnx, lowering=TVM, rules="tvm").nodes
+    }
 
 
 def test_plan_of_the_zoo_uses_every_kind():
@@ -151,10 +202,9 @@ def test_attention_is_refused_where_the_rules_keep_no_float_ops():
     """Group norm and ReduceSum have no integer form, softmax none under the ax620 rules (tcc's integer softmax is
     its TVM kernels'): under those rules (Pulsar v1: no float ops) the plan refuses MobileViTv2, naming each such
     node, before any calibration."""
-    from tests.helpers.int8_zoo import SMALL, spec_path
-
     from tcc.errors import TccError
     from tcc.frontend import lower_spec
+    from tests.helpers.int8_zoo import SMALL, spec_path
 
     with pytest.raises(TccError) as refused:
         plan(lower_spec(spec_path("mobilevitv2_050"), SMALL["mobilevitv2_050"]).onnx, rules="ax620")
@@ -187,8 +237,15 @@ def test_ops_command_lists_the_tables(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert set(doc["integer_ops"]) == set(INT_OPS) and "conv2d" in doc["ops"]
     assert doc["int8_lowering_by_backend"] == {"ort": QDQ, "tvm": TVM, "tflite": TFLITE, "ax": QDQ}
-    assert doc["integer_ops"]["lookup"]["onnx"] == ["Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Gelu",
-                                                    "LeakyRelu", "Elu"]
+    assert doc["integer_ops"]["lookup"]["onnx"] == [
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "Gelu",
+        "LeakyRelu",
+        "Elu",
+    ]
     assert doc["integer_ops"]["channel_scale"]["onnx"] == ["PRelu", "Mul"]
     assert {"gelu", "layernorm", "scale", "prelu", "stochastic_depth"} <= set(doc["ops"])
     assert main(["ops"]) == 0

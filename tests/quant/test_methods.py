@@ -1,4 +1,5 @@
 """Calibration methods and the equation (8) quantizer against brute-force references on known distributions."""
+
 from __future__ import annotations
 
 import math

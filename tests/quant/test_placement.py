@@ -1,5 +1,7 @@
-"""Precision placement (tcc.quant.table.placement / place / place_speed): float islands in INT8 graphs on every lowering,
+"""Precision placement (tcc.quant.table.placement / place / place_speed): float islands in INT8 graphs on every
+lowering,
 the numeric contract where they are (tcc.tolerance), and the placement step's two objectives."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +20,6 @@ from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.place.placer import PlaceOptions, place, reference_score
 from tcc.quant.report.quality import per_sample_cosine, run_ort
 from tcc.quant.table.placement import float_nodes, with_placement
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import optimized_ops
 
@@ -98,8 +99,23 @@ def test_islands_agree_with_the_reference_on_each_backend(case, tmp_path, capsys
     path = tmp_path / "calib.json"
     _pinned(case["tables"][rules], "stem", "pw", "fc").save(path)
     out = tmp_path / "b"
-    assert main(["build", str(case["spec"]), "--target", target, "--precision", "int8", "--calib", str(path),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(case["spec"]),
+                "--target",
+                target,
+                "--precision",
+                "int8",
+                "--calib",
+                str(path),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "float islands: 3 node(s) of the INT8 graph run in float32: 3 pinned (stem, pw, fc)" in printed
     m = json.loads((out / "manifest.json").read_text())
@@ -190,17 +206,19 @@ def fake_profile(model, x, runs):
     """ONNX Runtime's per-kernel profile as tcc.measure.ort reads it, from the two tables above: the FP32
     model, or the INT8 model with its float islands (a layout change, the float kernel, the quantize)."""
     if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):  # the FP32 model
-        return [{"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v}
-                for k, v in FP32_US.items()]
+        return [
+            {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": v} for k, v in FP32_US.items()
+        ]
     inits = {t.name for t in model.graph.initializer}
     floats = {n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in inits}
     prof = []
     for k, v in INT8_US.items():
         if k in floats:
-            prof += [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 5.0},
-                     {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": FP32_US[k]},
-                     {"node": f"{k}/quantize", "op": "QuantizeLinear", "in": ["float"], "out": ["uint8"],
-                      "us": 5.0}]
+            prof += [
+                {"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 5.0},
+                {"node": f"{k}_nchwc", "op": "Conv", "in": ["float"], "out": ["float"], "us": FP32_US[k]},
+                {"node": f"{k}/quantize", "op": "QuantizeLinear", "in": ["float"], "out": ["uint8"], "us": 5.0},
+            ]
         else:
             prof.append({"node": f"{k}_token_1", "op": "QLinearConv", "in": ["uint8"], "out": ["uint8"], "us": v})
     return prof
@@ -228,8 +246,11 @@ def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch)
     def with_layout_change(model, x, runs):
         prof = fake_profile(model, x, runs)
         quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-        return prof + [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 7.0}] \
-            if quantized else prof
+        return (
+            prof + [{"node": "Transpose", "op": "Transpose", "in": ["uint8"], "out": ["uint8"], "us": 7.0}]
+            if quantized
+            else prof
+        )
 
     monkeypatch.setattr(place_speed, "_profile", with_layout_change)
     b = place_speed.placement_bound(case["fp32"], case["tables"]["ort"], case["x"][:1])
@@ -238,17 +259,38 @@ def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch)
     assert b["integer_slower"] == ["dw"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--keep-float", "relu_1"], "--keep-float 'relu_1': no node of the model's integer graph (computed by node 'dw')"),
-    (["--speed", "--target", "tvm"], "--speed measures ONNX Runtime's integer kernels"),
-    (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
-    (["--min-worst-cos", "0"], "--min-worst-cos 0.0: a cosine floor lies in (0, 1]"),
-    (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["--keep-float", "relu_1"],
+            "--keep-float 'relu_1': no node of the model's integer graph (computed by node 'dw')",
+        ),
+        (["--speed", "--target", "tvm"], "--speed measures ONNX Runtime's integer kernels"),
+        (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
+        (["--min-worst-cos", "0"], "--min-worst-cos 0.0: a cosine floor lies in (0, 1]"),
+        (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),
+    ],
+)
 def test_placement_mistakes_exit_2(case, tmp_path, capsys, argv, message):
     out = tmp_path / "t.json"
-    assert main(["calibrate", str(case["spec"]), "--data", str(case["dir"] / "data.npy"), "--method", "kl",
-                 "--no-compare", "-o", str(out), *argv]) == 2
+    assert (
+        main(
+            [
+                "calibrate",
+                str(case["spec"]),
+                "--data",
+                str(case["dir"] / "data.npy"),
+                "--method",
+                "kl",
+                "--no-compare",
+                "-o",
+                str(out),
+                *argv,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not out.exists()
 
@@ -259,13 +301,35 @@ def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_pat
     spec = tmp_path / "softmax.yaml"
     spec.write_text(SPEC + "  - {id: probs, op: softmax}\n")
     out = tmp_path / "b"
-    assert main(["build", str(spec), "--target", "ort", "--precision", "int8", "--data",
-                 str(case["dir"] / "data.npy"), "--method", "kl", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(spec),
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--data",
+                str(case["dir"] / "data.npy"),
+                "--method",
+                "kl",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "float islands: 1 node(s) of the INT8 graph run in float32: 1 required (probs)" in capsys.readouterr().out
     m = json.loads((out / "manifest.json").read_text())
-    assert m["quantization"]["float_islands"] == [{"node": "probs", "kind": "softmax", "reason": "required",
-                                                   "why": "no integer form on this target: kept in float where "
-                                                          "the target allows float ops"}]
+    assert m["quantization"]["float_islands"] == [
+        {
+            "node": "probs",
+            "kind": "softmax",
+            "reason": "required",
+            "why": "no integer form on this target: kept in float where the target allows float ops",
+        }
+    ]
     assert m["self_check"]["result"]["passed"]
 
 
@@ -274,8 +338,18 @@ def test_build_says_how_much_of_the_model_its_placement_keeps_in_float(case, tmp
     warns when most of the model stays float: the 0.999 floor on MobileViT kept all 350 nodes in float."""
     graph = plan(case["fp32"], rules="ort")
     computing = [n.name for n in graph.nodes if n.integer and n.kind in ("conv", "gemm")]
-    argv = ["build", str(case["spec"]), "--target", "ort", "--precision", "int8", "--data",
-            str(case["dir"] / "data.npy"), "--method", "kl"]
+    argv = [
+        "build",
+        str(case["spec"]),
+        "--target",
+        "ort",
+        "--precision",
+        "int8",
+        "--data",
+        str(case["dir"] / "data.npy"),
+        "--method",
+        "kl",
+    ]
     assert main([*argv, *(a for name in computing for a in ("--keep-float", name)), "-o", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err  # the build's log
     assert "precision placement:" in err and "warning: the placement keeps" in err
@@ -303,8 +377,23 @@ def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys
     np.testing.assert_array_equal(inits["pw.weight"], equalized["pw.weight"])
     path = tmp_path / "calib.json"
     table.save(path)
-    assert main(["build", str(case["spec"]), "--target", "tflite", "--precision", "int8", "--calib", str(path),
-                 "-o", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(case["spec"]),
+                "--target",
+                "tflite",
+                "--precision",
+                "int8",
+                "--calib",
+                str(path),
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["self_check"]["result"]["passed"]
 
 
@@ -315,8 +404,9 @@ def test_an_island_keeps_its_bias_uncorrected(case):
     from tcc.quant.table.steps import Steps, calibrated_parameters
 
     fp32, x = case["fp32"], case["x"]
-    corrected = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False,
-                               steps=Steps(equalization=True, bias_correction=True))
+    corrected = calibrate_onnx(
+        fp32, x, method="kl", target="ort", progress=False, steps=Steps(equalization=True, bias_correction=True)
+    )
     plain = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False, steps=Steps(equalization=True))
     shifted = calibrated_parameters(fp32, corrected.doc)
     assert not np.array_equal(shifted["pw.bias"], calibrated_parameters(fp32, plain.doc)["pw.bias"])
@@ -325,8 +415,10 @@ def test_an_island_keeps_its_bias_uncorrected(case):
     outs = []
     for t in (corrected, plain):
         placed = _pinned(t, *weighted)
-        assert calibrated_parameters(fp32, placed.doc)["pw.bias"].tobytes() == \
-            calibrated_parameters(fp32, plain.doc)["pw.bias"].tobytes()
+        assert (
+            calibrated_parameters(fp32, placed.doc)["pw.bias"].tobytes()
+            == calibrated_parameters(fp32, plain.doc)["pw.bias"].tobytes()
+        )
         outs.append(run_ort(to_qdq(fp32, placed), x[:8], optimize=False))
     np.testing.assert_array_equal(outs[0], outs[1])
     assert per_sample_cosine(ref, outs[0]).min() > 0.9999
@@ -435,8 +527,9 @@ def test_tvm_placement_widens_activations_before_it_keeps_nodes_in_float(case, c
     assert not float_nodes(placed) and 0 < len(p["widened"]) < len([n for n in graph.nodes if n.op.placeable])
     wide = {k for k, e in placed.tensors.items() if e.get("widened")}
     assert len(wide) == p["widened_tensors"] and all(placed.tensors[k]["bits"] > 8 for k in wide)
-    assert {k: e for k, e in placed.tensors.items() if k not in wide} == \
-        {k: e for k, e in table.tensors.items() if k not in wide}
+    assert {k: e for k, e in placed.tensors.items() if k not in wide} == {
+        k: e for k, e in table.tensors.items() if k not in wide
+    }
     assert placed.doc == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc
     floats_only = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
     assert float_nodes(floats_only) and "widened" not in floats_only.doc["placement"]
@@ -468,8 +561,17 @@ def test_calibrate_widens_unless_told_not_to(case, coarse, tmp_path, capsys):
     """`tcc calibrate --target T --min-cos C` widens on TVM's targets (host and ARM alike) and says which nodes;
     `--no-wide` keeps nodes in float only."""
     np.save(tmp_path / "coarse.npy", coarse[1])
-    argv = ["calibrate", str(case["spec"]), "--data", str(tmp_path / "coarse.npy"), "--method", "minmax",
-            "--min-cos", "0.9999", "--no-compare"]
+    argv = [
+        "calibrate",
+        str(case["spec"]),
+        "--data",
+        str(tmp_path / "coarse.npy"),
+        "--method",
+        "minmax",
+        "--min-cos",
+        "0.9999",
+        "--no-compare",
+    ]
     runs = {"host": ["--target", "host"], "arm": ["--target", "arm-a7"], "host-no": ["--target", "host", "--no-wide"]}
     for name, extra in runs.items():
         assert main([*argv, *extra, "-o", str(tmp_path / f"{name}.json")]) == 0

@@ -1,4 +1,5 @@
 """QDQ lowering and the integer reference executor on a small model; DDSNet's real checkpoint end to end."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,6 @@ from tcc.quant.intgraph.reference import (
 from tcc.quant.lower.qdq import quant_points, run, to_qdq
 from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.weight_codes import weight_codes
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers.marks import needs_fixtures
 from tests.helpers.onnx_util import make_model, optimized_ops, run_all
@@ -79,8 +79,11 @@ def test_reference_equals_fake_quant_within_1_lsb(setup):
     mm.CopyFrom(q)
     pts = quant_points(m, t)
     for p in pts:
-        mm.graph.output.append(helper.make_tensor_value_info(
-            f"{p}/q", TensorProto.INT8 if t.tensors[p]["signed"] else TensorProto.UINT8, None))
+        mm.graph.output.append(
+            helper.make_tensor_value_info(
+                f"{p}/q", TensorProto.INT8 if t.tensors[p]["signed"] else TensorProto.UINT8, None
+            )
+        )
     outs = run_all(mm, x, optimize=False)
     fq = dict(zip([o.name for o in mm.graph.output], outs))
     ref, codes = run_reference(m, t, x, return_all=True)
@@ -96,32 +99,46 @@ def test_single_op_reference_within_1_lsb(kind):
     inits = []
     if kind in ("conv_relu", "depthwise"):
         g = 4 if kind == "depthwise" else 1
-        inits = [numpy_helper.from_array((rng.standard_normal((4, 4 // g, 3, 3)) * 0.3).astype(np.float32), "w"),
-                 numpy_helper.from_array((rng.standard_normal(4) * 0.2).astype(np.float32), "b")]
-        nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], name="c", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
-                                  group=g),
-                 helper.make_node("Relu", ["c"], ["r"], name="r"),
-                 helper.make_node("Conv", ["r", "w", "b"], ["output"], name="tail", kernel_shape=[3, 3], group=g)]
+        inits = [
+            numpy_helper.from_array((rng.standard_normal((4, 4 // g, 3, 3)) * 0.3).astype(np.float32), "w"),
+            numpy_helper.from_array((rng.standard_normal(4) * 0.2).astype(np.float32), "b"),
+        ]
+        nodes = [
+            helper.make_node(
+                "Conv", ["input", "w", "b"], ["c"], name="c", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=g
+            ),
+            helper.make_node("Relu", ["c"], ["r"], name="r"),
+            helper.make_node("Conv", ["r", "w", "b"], ["output"], name="tail", kernel_shape=[3, 3], group=g),
+        ]
         probe, out_shape = "r", ["N", 4, 2, 2]
     elif kind == "gemm":
-        inits = [numpy_helper.from_array(rng.standard_normal((6, 64)).astype(np.float32) * 0.2, "w"),
-                 numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b")]
-        nodes = [helper.make_node("Flatten", ["input"], ["f"], name="f"),
-                 helper.make_node("Gemm", ["f", "w", "b"], ["g"], name="g", transB=1),
-                 helper.make_node("Relu", ["g"], ["output"], name="r")]
+        inits = [
+            numpy_helper.from_array(rng.standard_normal((6, 64)).astype(np.float32) * 0.2, "w"),
+            numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "b"),
+        ]
+        nodes = [
+            helper.make_node("Flatten", ["input"], ["f"], name="f"),
+            helper.make_node("Gemm", ["f", "w", "b"], ["g"], name="g", transB=1),
+            helper.make_node("Relu", ["g"], ["output"], name="r"),
+        ]
         probe, out_shape = "f", ["N", 6]
     else:
-        nodes = [helper.make_node("MaxPool", ["input"], ["p"], name="p", kernel_shape=[2, 2], strides=[2, 2]),
-                 helper.make_node("AveragePool", ["input"], ["a"], name="a", kernel_shape=[2, 2], strides=[2, 2]),
-                 helper.make_node("Concat", ["p", "a"], ["cat"], name="cat", axis=1),
-                 helper.make_node("GlobalAveragePool", ["cat"], ["output"], name="gap")]
+        nodes = [
+            helper.make_node("MaxPool", ["input"], ["p"], name="p", kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("AveragePool", ["input"], ["a"], name="a", kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("Concat", ["p", "a"], ["cat"], name="cat", axis=1),
+            helper.make_node("GlobalAveragePool", ["cat"], ["output"], name="gap"),
+        ]
         probe, out_shape = "cat", ["N", 8, 1, 1]
     m = make_model(nodes, {"input": ["N", 4, 4, 4]}, {"output": out_shape}, inits, name=kind, ir_version=8)
     x = rng.standard_normal((16, 4, 4, 4)).astype(np.float32)
     t = calibrate_onnx(m, x, method="minmax")
     q = to_qdq(m, t)
-    q.graph.output.append(helper.make_tensor_value_info(
-        f"{probe}/q", TensorProto.INT8 if t.tensors[probe]["signed"] else TensorProto.UINT8, None))
+    q.graph.output.append(
+        helper.make_tensor_value_info(
+            f"{probe}/q", TensorProto.INT8 if t.tensors[probe]["signed"] else TensorProto.UINT8, None
+        )
+    )
     fq = run_all(q, x, optimize=False)
     _, codes = run_reference(m, t, x, return_all=True)
     diff = np.abs(fq[1].astype(np.int64) - codes[probe].q)
@@ -164,9 +181,11 @@ def test_ort_int8_exact_where_u8s8_kernels_saturate():
     c = 16
     w = np.ones((4, c, 1, 1), np.float32)
     w[1] *= -1
-    nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], name="conv"),
-             helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
-             helper.make_node("GlobalAveragePool", ["relu"], ["output"], name="gap")]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["conv"], name="conv"),
+        helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["relu"], ["output"], name="gap"),
+    ]
     m = make_model(nodes, {"input": ["N", c, 4, 4]}, {"output": ["N", 4, 1, 1]}, {"w": w}, name="sat")
     x = np.full((4, c, 4, 4), 1.0, np.float32)  # never negative: u8 codes, all at 255 after minmax calibration
     t = calibrate_onnx(m, x, method="minmax", target="ort")
@@ -194,8 +213,16 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     from tcc.quant.table.file import CalibrationError, file_sha256, load_table
 
     spec, weights = REPO / "spec" / "ddsnet.yaml", FIXTURES / "GC_DDS_0.0064.pth"
-    table = calibrate(spec, weights, crops.make_crops(tmp_path / "c", 32, 0), target="ort", method="kl+cos",
-                      calib_size=32, cos_rows=2048, by_order=True)
+    table = calibrate(
+        spec,
+        weights,
+        crops.make_crops(tmp_path / "c", 32, 0),
+        target="ort",
+        method="kl+cos",
+        calib_size=32,
+        cos_rows=2048,
+        by_order=True,
+    )
     assert any("mean layer cosine" in line for line in report_lines(table, top=5))
     model = tcc.load_model(spec)
     table.save(tmp_path / "calib.json")
@@ -241,20 +268,31 @@ def test_kernel_rewrites_stem_and_avgpool(tmp_path):
     depthwise conv; the fake-quant values stay those of the plain QDQ graph (within a 1-LSB tie-break) and ORT
     runs them as QLinearConv (no QLinearAveragePool, no im2col stem)."""
     rng = np.random.default_rng(4)
-    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 7, 7)) * 0.2).astype(np.float32), "stem.w"),
-             numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "stem.b"),
-             numpy_helper.from_array((rng.standard_normal((16, 16, 1, 1)) * 0.3).astype(np.float32), "pw.w"),
-             numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "pw.b"),
-             numpy_helper.from_array((rng.standard_normal((5, 16)) * 0.3).astype(np.float32), "fc.w"),
-             numpy_helper.from_array((rng.standard_normal(5) * 0.1).astype(np.float32), "fc.b")]
-    nodes = [helper.make_node("Conv", ["input", "stem.w", "stem.b"], ["stem"], name="stem", kernel_shape=[7, 7],
-                              strides=[2, 2], pads=[3, 3, 3, 3]),
-             helper.make_node("Relu", ["stem"], ["stem.relu"], name="stem.relu"),
-             helper.make_node("Conv", ["stem.relu", "pw.w", "pw.b"], ["pw"], name="pw", kernel_shape=[1, 1]),
-             helper.make_node("AveragePool", ["pw"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("GlobalAveragePool", ["pool"], ["gap"], name="gap"),
-             helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
-             helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 3, 7, 7)) * 0.2).astype(np.float32), "stem.w"),
+        numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "stem.b"),
+        numpy_helper.from_array((rng.standard_normal((16, 16, 1, 1)) * 0.3).astype(np.float32), "pw.w"),
+        numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "pw.b"),
+        numpy_helper.from_array((rng.standard_normal((5, 16)) * 0.3).astype(np.float32), "fc.w"),
+        numpy_helper.from_array((rng.standard_normal(5) * 0.1).astype(np.float32), "fc.b"),
+    ]
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["input", "stem.w", "stem.b"],
+            ["stem"],
+            name="stem",
+            kernel_shape=[7, 7],
+            strides=[2, 2],
+            pads=[3, 3, 3, 3],
+        ),
+        helper.make_node("Relu", ["stem"], ["stem.relu"], name="stem.relu"),
+        helper.make_node("Conv", ["stem.relu", "pw.w", "pw.b"], ["pw"], name="pw", kernel_shape=[1, 1]),
+        helper.make_node("AveragePool", ["pw"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("GlobalAveragePool", ["pool"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
     m = make_model(nodes, {"input": ["N", 3, 32, 32]}, {"output": ["N", 5]}, inits, name="stem", ir_version=8)
     x = rng.standard_normal((12, 1, 3, 32, 32)).astype(np.float32)
     t = calibrate_onnx(m, x[:, 0], method="minmax")

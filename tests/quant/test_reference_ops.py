@@ -1,15 +1,15 @@
 """The integer reference's residual Add (TFLite-style ADD): parameters, unit behaviour vs float, and in a graph."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
-
 from tests.helpers.quant_models import residual_model
 
 
-def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):
+def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):  # noqa: PLR0913
     """What a float backend does: dequantize both, add in float64, quantize (round half to even)."""
     y = (a_q - a_zp) * np.float64(s_a) + (b_q - b_zp) * np.float64(s_b)
     return np.clip(np.rint(y / np.float64(s_o)) + zp_o, lo, hi)
@@ -61,8 +61,7 @@ def test_reference_runs_residual_add_within_one_lsb():
     rng = np.random.default_rng(3)
     for fused in (True, False):
         m = residual_model(fused_relu=fused)
-        t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax",
-                           target="tvm")
+        t = calibrate_onnx(m, rng.standard_normal((16, 3, 12, 12)).astype(np.float32), method="minmax", target="tvm")
         _, q = run_reference(m, t, rng.standard_normal((4, 3, 12, 12)).astype(np.float32), return_all=True)
         out = q["res"]
         assert "c2" in q and "r1" in q

@@ -1,5 +1,7 @@
-"""The calibration quality report (tcc.quant.report.quality): per-tensor cosine / MSE against an independent computation,
+"""The calibration quality report (tcc.quant.report.quality): per-tensor cosine / MSE against an independent
+computation,
 top-1 agreement, ORT's quantize_static beside tcc, JSON and PNG output, bad report paths, `tcc calibrate`."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +20,6 @@ from tcc.quant.report.quality import (
     top1_agreement,
     validate_report,
 )
-
 from tests.helpers.onnx_util import session, with_outputs
 from tests.helpers.quant_models import tiny_data, tiny_spec_and_data
 
@@ -54,8 +55,17 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
         assert rows[name]["cosine_min"] == pytest.approx(min(cos), abs=2e-7)
         assert rows[name]["mse"] == pytest.approx(np.mean((got - ref) ** 2), rel=1e-3)
     # topological order, every quantized activation, the graph output last; fused conv outputs read Conv+Relu
-    assert [r["tensor"] for r in report["layers"]] == \
-        ["input", "stem.relu", "dw.relu", "pw", "pool", "cat", "gap", "flat", "output"]
+    assert [r["tensor"] for r in report["layers"]] == [
+        "input",
+        "stem.relu",
+        "dw.relu",
+        "pw",
+        "pool",
+        "cat",
+        "gap",
+        "flat",
+        "output",
+    ]
     assert rows["stem.relu"]["op"] == "Conv+Relu" and rows["output"]["op"] == "Gemm"
     # the fine search's own per-layer cosines, from the table
     assert rows["pw"]["search_cos_after"] == pytest.approx(table.doc["layers"]["pw"]["cos_after"], abs=1e-7)
@@ -121,8 +131,10 @@ def test_png_is_a_picture(report, tmp_path):
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 10
 
 
-@pytest.mark.parametrize("name, message", [("q.txt", "written as .json or an image"), ("q", "no suffix"),
-                                           ("missing/q.json", "does not exist")])
+@pytest.mark.parametrize(
+    "name, message",
+    [("q.txt", "written as .json or an image"), ("q", "no suffix"), ("missing/q.json", "does not exist")],
+)
 def test_bad_report_paths(tmp_path, report, name, message):
     with pytest.raises(DataError, match=message):
         check_report_path(tmp_path / name)
@@ -135,8 +147,20 @@ def test_calibrate_cli_prints_and_saves_the_report(tmp_path, capsys):
     from tcc.cli.main import main
 
     spec, data = tiny_spec_and_data(tmp_path, 12)
-    args = ["calibrate", str(spec), "--data", str(data), "--method", "kl+cos", "--cos-steps", "10",
-            "-o", str(tmp_path / "calib.json"), "--report-samples", "6"]
+    args = [
+        "calibrate",
+        str(spec),
+        "--data",
+        str(data),
+        "--method",
+        "kl+cos",
+        "--cos-steps",
+        "10",
+        "-o",
+        str(tmp_path / "calib.json"),
+        "--report-samples",
+        "6",
+    ]
     assert main([*args, "--report", str(tmp_path / "q.json")]) == 0
     out = capsys.readouterr().out
     assert "cos mean" in out and "ORT quantize_static MinMax" in out and "6 of 12 calibration samples" in out
@@ -164,10 +188,27 @@ def test_image_reports_are_matplotlib_figures_with_histograms(tmp_path, report):
     spec.write_text(
         "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
         "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+    )
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
-    assert main(["calibrate", str(spec), "--data", str(tmp_path / "calib.npy"), "--method", "kl", "--no-compare",
-                 "-o", str(tmp_path / "calib.json"), "--report", str(tmp_path / "r.png")]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(spec),
+                "--data",
+                str(tmp_path / "calib.npy"),
+                "--method",
+                "kl",
+                "--no-compare",
+                "-o",
+                str(tmp_path / "calib.json"),
+                "--report",
+                str(tmp_path / "r.png"),
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     for name in ("r.png", "r.histograms.png"):
@@ -181,8 +222,7 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     from tcc.quant.report.quality import HeldOut, output_metrics
 
     held = tiny_data(30)[24:]  # rows beyond the calibration set's 24 (same generator, so not equal to any of them)
-    rep = quality_report(model, table, data, samples=None, compare=False,
-                         held_out=HeldOut(held, "eval/", "f" * 64))
+    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(held, "eval/", "f" * 64))
     validate_report(rep)
     s = rep["samples"]
     assert (s["source"], s["path"], s["used"], s["of"], s["also_calibration_samples"]) == ("held-out", "eval/", 6, 6, 0)
@@ -206,12 +246,22 @@ def test_calibrate_cli_eval(tmp_path, capsys):
     spec.write_text(
         "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
         "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: batchnorm}\n  - {op: relu}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n")
+        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+    )
     rows = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "calib.npy", rows)
     np.save(tmp_path / "eval.npy", rows[8:])
-    args = ["calibrate", str(spec), "--data", str(tmp_path / "calib.npy"), "--method", "kl", "--no-compare",
-            "-o", str(tmp_path / "calib.json")]
+    args = [
+        "calibrate",
+        str(spec),
+        "--data",
+        str(tmp_path / "calib.npy"),
+        "--method",
+        "kl",
+        "--no-compare",
+        "-o",
+        str(tmp_path / "calib.json"),
+    ]
     assert main([*args, "--eval", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "missing: no such held-out file or directory" in err and not (tmp_path / "calib.json").exists()

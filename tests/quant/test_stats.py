@@ -1,4 +1,5 @@
 """Statistics collection: exact histogram growth, zeros, per-tensor ranges from ORT, weight channel ranges."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,6 @@ from tcc.errors import DataError
 from tcc.quant.collect.stats import Histogram, collect_stats, run_fp32
 from tcc.quant.intgraph.layers import find_layers
 from tcc.quant.intgraph.plan import plan
-
 from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
@@ -95,9 +95,16 @@ def test_nan_activations_are_a_data_error():
 def test_find_layers_gemm_without_transb_and_matmul():
     from onnx import helper
 
-    m = make_model([helper.make_node("Gemm", ["input", "w1"], ["h"], name="g"),
-                    helper.make_node("MatMul", ["h", "w2"], ["output"], name="m")], {"input": ["N", 4]},
-                   {"output": ["N", 2]}, {"w1": np.ones((4, 3), np.float32), "w2": np.ones((3, 2), np.float32)},
-                   name="t", check=True)
+    m = make_model(
+        [
+            helper.make_node("Gemm", ["input", "w1"], ["h"], name="g"),
+            helper.make_node("MatMul", ["h", "w2"], ["output"], name="m"),
+        ],
+        {"input": ["N", 4]},
+        {"output": ["N", 2]},
+        {"w1": np.ones((4, 3), np.float32), "w2": np.ones((3, 2), np.float32)},
+        name="t",
+        check=True,
+    )
     layers = find_layers(m)
     assert [(l.op, l.w_axis) for l in layers] == [("Gemm", 1), ("MatMul", 1)]

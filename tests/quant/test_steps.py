@@ -1,6 +1,7 @@
 """The post-training steps around the activation method (tcc.quant.table.steps): bias correction, cross-layer
 equalization, weight rounding; recorded in the table, switchable, deterministic, and quantized the same way by the
 integer reference and the QDQ lowering."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,9 @@ from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.lower.qdq import run, to_qdq
 from tcc.quant.steps.bias_correction import layer_shift
 from tcc.quant.steps.rounding import optimise
-from tcc.quant.table.weight_codes import decode, encode, weight_codes
 from tcc.quant.table.quantizer import fake_quant
 from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
-
+from tcc.quant.table.weight_codes import decode, encode, weight_codes
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, tensors
 from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
@@ -29,14 +29,25 @@ FAST = {"cos_steps": 10, "cos_rounds": 1}
 
 
 def _model(nodes, inits, c_in, c_out, size=4):
-    return make_model(nodes, {"input": ["N", c_in, size, size]}, {"output": ["N", c_out, size, size]}, inits, name="m",
-                      ir_version=8, check=True)
+    return make_model(
+        nodes,
+        {"input": ["N", c_in, size, size]},
+        {"output": ["N", c_out, size, size]},
+        inits,
+        name="m",
+        ir_version=8,
+        check=True,
+    )
 
 
 def _pointwise(w, b):
     """input -> 1x1 conv -> output."""
-    return _model([helper.make_node("Conv", ["input", "w", "b"], ["output"], name="pw", kernel_shape=[1, 1])],
-                  {"w": w, "b": b}, w.shape[1], w.shape[0])
+    return _model(
+        [helper.make_node("Conv", ["input", "w", "b"], ["output"], name="pw", kernel_shape=[1, 1])],
+        {"w": w, "b": b},
+        w.shape[1],
+        w.shape[0],
+    )
 
 
 def _table_doc(t):
@@ -100,13 +111,25 @@ def _separable(dw_gain):
     rng = np.random.default_rng(5)
     c = len(dw_gain)
     dw = rng.standard_normal((c, 1, 3, 3)) * np.asarray(dw_gain)[:, None, None, None]
-    nodes = [helper.make_node("Conv", ["input", "dw.w", "dw.b"], ["dw"], name="dw", kernel_shape=[3, 3],
-                              pads=[1, 1, 1, 1], group=c),
-             helper.make_node("Relu", ["dw"], ["dw.relu"], name="dw.relu"),
-             helper.make_node("Conv", ["dw.relu", "pw.w", "pw.b"], ["output"], name="pw", kernel_shape=[1, 1])]
-    return _model(nodes, {"dw.w": dw, "dw.b": rng.standard_normal(c) * 0.05,
-                          "pw.w": rng.standard_normal((5, c, 1, 1)) * 0.3, "pw.b": rng.standard_normal(5) * 0.05},
-                  c, 5, size=8)
+    nodes = [
+        helper.make_node(
+            "Conv", ["input", "dw.w", "dw.b"], ["dw"], name="dw", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=c
+        ),
+        helper.make_node("Relu", ["dw"], ["dw.relu"], name="dw.relu"),
+        helper.make_node("Conv", ["dw.relu", "pw.w", "pw.b"], ["output"], name="pw", kernel_shape=[1, 1]),
+    ]
+    return _model(
+        nodes,
+        {
+            "dw.w": dw,
+            "dw.b": rng.standard_normal(c) * 0.05,
+            "pw.w": rng.standard_normal((5, c, 1, 1)) * 0.3,
+            "pw.b": rng.standard_normal(5) * 0.05,
+        },
+        c,
+        5,
+        size=8,
+    )
 
 
 def _spread(r):
@@ -126,8 +149,11 @@ def test_equalization_keeps_the_function_and_narrows_the_channel_ranges():
     np.testing.assert_allclose(after["output"], before["output"], rtol=0, atol=1e-5 * np.abs(before["output"]).max())
 
     def w_ranges(m):
-        return np.abs(numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "dw.w"))).reshape(
-            len(gains), -1).max(axis=1)
+        return (
+            np.abs(numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "dw.w")))
+            .reshape(len(gains), -1)
+            .max(axis=1)
+        )
 
     def act_ranges(v):
         return v.max(axis=(0, 2, 3))
@@ -165,8 +191,9 @@ def test_rounding_never_raises_the_layer_error_and_round_trips():
 ALL = Steps(equalization=True, bias_correction=True, rounding=True)
 
 
-@pytest.mark.parametrize("steps", [NONE, Steps(equalization=True, bias_correction=True), ALL],
-                         ids=["none", "equalization+bias", "all"])
+@pytest.mark.parametrize(
+    "steps", [NONE, Steps(equalization=True, bias_correction=True), ALL], ids=["none", "equalization+bias", "all"]
+)
 def test_steps_are_recorded_deterministic_and_shared_by_every_consumer(steps):
     """Each step is in the table (enabled or not); the same inputs give the same table; the integer reference and
     the QDQ model on ONNX Runtime (which reads the table's steps through tcc.quant.table.steps) give the same codes."""
@@ -200,12 +227,17 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     one line per step; a budget with --no-rounding is a clean exit 2."""
     from tcc.cli.main import main as cli
 
-    spec, data = tiny_spec_and_data(tmp_path, 8, spec=(
-        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
-        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
-        "  - {op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8}\n  - {op: relu}\n"
-        "  - {op: conv2d, out: 4, kernel: 1}\n"
-        "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"))
+    spec, data = tiny_spec_and_data(
+        tmp_path,
+        8,
+        spec=(
+            "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+            "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
+            "  - {op: conv2d, out: 8, kernel: 3, padding: 1, groups: 8}\n  - {op: relu}\n"
+            "  - {op: conv2d, out: 4, kernel: 1}\n"
+            "  - {op: global_avgpool}\n  - {op: flatten}\n  - {op: linear, out: 3}\n"
+        ),
+    )
     out = tmp_path / "calib.json"
     args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
     assert cli(args + ["--no-equalization", "--rounding"]) == 0
@@ -213,8 +245,11 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     assert "step equalization: off" in printed and "step bias correction: off" in printed
     assert "step rounding: 4 weights rounded per layer" in printed
     doc = json.loads(out.read_text())
-    assert [(s["name"], s["enabled"]) for s in doc["steps"]] == [("equalization", False), ("rounding", True),
-                                                                  ("bias_correction", False)]
+    assert [(s["name"], s["enabled"]) for s in doc["steps"]] == [
+        ("equalization", False),
+        ("rounding", True),
+        ("bias_correction", False),
+    ]
     assert cli(args + ["--equalization", "--bias-correction", "--no-rounding"]) == 0
     printed = capsys.readouterr().out
     pairs = step(json.loads(out.read_text()), "equalization")["pairs"]
@@ -230,10 +265,12 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     from tcc.cli.main import main as cli
     from tcc.spec.loader import load_model
 
-    body = ("kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
-            "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
-            "  - {op: conv2d, out: 4, kernel: 1}\n  - {op: global_avgpool}\n  - {op: flatten}\n"
-            "  - {op: linear, out: 3}\n")
+    body = (
+        "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
+        "  - {op: conv2d, out: 8, kernel: 3, padding: 1}\n  - {op: relu}\n"
+        "  - {op: conv2d, out: 4, kernel: 1}\n  - {op: global_avgpool}\n  - {op: flatten}\n"
+        "  - {op: linear, out: 3}\n"
+    )
     spec = tmp_path / "tiny.yaml"
     spec.write_text(body + "calibrate:\n  doc: measured\n  bias_correction: true\n")
     data = tmp_path / "calib.npy"

@@ -1,4 +1,5 @@
 """calibrate_onnx end to end on a small model: every method, target constraints, the JSON table and its checks."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,15 @@ import pytest
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate
-
 from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
 
 @pytest.fixture(scope="module")
 def tables(model, data):
-    return {m: calibrate_onnx(model, data, method=m, cos_steps=40, cos_rows=1500, spec_hash="a" * 64,
-                              weights_hash="b" * 64) for m in ("minmax", "percentile", "kl", "kl+cos")}
+    return {
+        m: calibrate_onnx(model, data, method=m, cos_steps=40, cos_rows=1500, spec_hash="a" * 64, weights_hash="b" * 64)
+        for m in ("minmax", "percentile", "kl", "kl+cos")
+    }
 
 
 def test_every_method_gives_a_valid_table(tables, model):
@@ -25,10 +27,13 @@ def test_every_method_gives_a_valid_table(tables, model):
         assert t.doc["method"] == method and t.doc["samples"] == 24 and t.doc["model_hash"] == model_sha256(model)
         acts = {k: v for k, v in t.tensors.items() if v["kind"] == "activation"}
         assert "stem.conv" not in acts and "stem.relu" in acts  # fused conv output: no scale
-        for k, v in acts.items():
+        for v in acts.values():
             top = 127 if v["signed"] or v["zero_point"] == 128 else 255
-            assert v["scale"] * top == pytest.approx(max(v["threshold"], 1e-30), rel=1e-6) or "group" in v or \
-                v["method"] == "kl+cos"
+            assert (
+                v["scale"] * top == pytest.approx(max(v["threshold"], 1e-30), rel=1e-6)
+                or "group" in v
+                or v["method"] == "kl+cos"
+            )
         assert t.tensors["dw.relu"]["signed"] is False  # never negative: unsigned (eq. 8), zero point 0
         # shares the concat's step size with the signed pw output (written for ORT as u8 with zero point 128, the
         # grid of s8 with zero point 0 in the type ORT's x86 kernels take) but keeps zero point 0: ReLU fusable
@@ -59,8 +64,9 @@ def test_tvm_keeps_int8_and_split_groups_keep_signedness(model, data):
     assert (t.tensors["stem.relu"]["signed"], t.tensors["stem.relu"]["zero_point"]) == (True, 0)
     from tcc.quant.table.rules import TargetRules
 
-    s = calibrate_onnx(model, data, method="minmax",
-                       target=TargetRules("_split", unsigned_ok=True, split_mixed_groups=True))
+    s = calibrate_onnx(
+        model, data, method="minmax", target=TargetRules("_split", unsigned_ok=True, split_mixed_groups=True)
+    )
     a, b = s.tensors["stem.relu"], s.tensors["pw"]
     assert not a["signed"] and b["signed"] and a["scale"] == b["scale"]  # one step size, zero points 0 and 0
 
@@ -98,10 +104,9 @@ def test_save_load_and_hash_checks(tables, tmp_path):
 def test_table_must_fit_the_model(tables):
     other = tiny_cnn(seed=1)
     tables["kl"].check_model(other)  # same structure: fine
-    from tests.helpers.quant_models import tiny_cnn as make
-
     from tcc.quant.intgraph.plan import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
+    from tests.helpers.quant_models import tiny_cnn as make
 
     small = make(classes=3)
     tables["kl"].check_model(small)  # the same names ...

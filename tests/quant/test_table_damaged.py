@@ -2,6 +2,7 @@
 table whose deflate stream is broken is a CalibrationError naming the file (it was zlib's own error, which is not an
 OSError), a table without the graph output's entry is refused (it was a KeyError), and so is one whose weight lacks
 a channel's scale where an INT8 bundle's table is lowered to QDQ (it was numpy's broadcast error)."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,8 +45,9 @@ def test_a_table_without_the_output_entry(table, tmp_path):
     """The graph output's step is what integer outputs are compared in: a table without it (fuzzed, kind `golden`,
     and as reached by `tcc build --calib`) is refused by quantize_graph, not met as a KeyError in the self-check."""
     edit_json(table, lambda doc: doc["tensors"].pop("output"))
-    code, err = tcc("build", SPEC, "--target", "ort", "--precision", "int8", "--calib", tmp_path / "c.json",
-                    "-o", tmp_path / "b")
+    code, err = tcc(
+        "build", SPEC, "--target", "ort", "--precision", "int8", "--calib", tmp_path / "c.json", "-o", tmp_path / "b"
+    )
     assert code == 2 and "Traceback" not in err
     assert "c.json: no entry for activation tensor 'output', which the INT8 graph quantizes" in err
 

@@ -1,5 +1,6 @@
 """A calibration table edited by hand is validated against the model before any of it is used: bad values end in
 a CalibrationError naming the tensor (exit 2 from the CLI, nothing written), never in a traceback."""
+
 from __future__ import annotations
 
 import copy
@@ -19,13 +20,22 @@ from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.file import CalibrationTable, validate
-
 from tests.helpers import REPO
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
-SMALL_ARGS = ["--set", "image_size=32", "--set", "block_config=[1, 1, 1, 1]", "--set", "growth=8",
-              "--set", "stem_ch=16", "--set", "num_classes=3"]
+SMALL_ARGS = [
+    "--set",
+    "image_size=32",
+    "--set",
+    "block_config=[1, 1, 1, 1]",
+    "--set",
+    "growth=8",
+    "--set",
+    "stem_ch=16",
+    "--set",
+    "num_classes=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +74,9 @@ EDITS = {
     "bits 32": lambda t, r: t.__setitem__("bits", 32),
     "signed string": lambda t, r: t.__setitem__("signed", "yes"),
     "kind swapped": lambda t, r: t.__setitem__("kind", "weight" if t["kind"] == "activation" else "activation"),
-    "scale list shortened": lambda t, r: t.__setitem__("scale", (t["scale"] if isinstance(t["scale"], list)
-                                                                 else [t["scale"]] * 3)[:1]),
+    "scale list shortened": lambda t, r: t.__setitem__(
+        "scale", (t["scale"] if isinstance(t["scale"], list) else [t["scale"]] * 3)[:1]
+    ),
     "axis 3": lambda t, r: t.__setitem__("axis", 3),
     "group 1.0": lambda t, r: t.__setitem__("group", 1.0),
     "deleted key scale": lambda t, r: t.pop("scale"),
@@ -109,20 +120,42 @@ def test_150_random_edits_never_escape_as_tracebacks(tiny, tmp_path):
     assert {"nan scale", "deleted entry", "bits 8.0", "zero point 1e30", "kind swapped"} <= refused_by
 
 
-@pytest.mark.parametrize("edit, message", [
-    ("nan", "is not a finite number"),
-    ("delete", "no entry for activation tensor 'stem.pool'"),
-    ("huge", "requantization multiplier"),
-    ("tiny", "does not fit int32"),
-    ("float bits", "is not an integer"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ("nan", "is not a finite number"),
+        ("delete", "no entry for activation tensor 'stem.pool'"),
+        ("huge", "requantization multiplier"),
+        ("tiny", "does not fit int32"),
+        ("float bits", "is not an integer"),
+    ],
+)
 def test_bad_table_build_exits_2_naming_the_tensor(tmp_path, capsys, edit, message):
     """`tcc build --precision int8 --calib` with a hand-edited table: exit 2, the tensor named, nothing written."""
     data = tmp_path / "d.npy"
     np.save(data, np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32))
     table = tmp_path / "calib.json"
-    assert main(["calibrate", str(DDSNET), *SMALL_ARGS, "--data", str(data), "--method", "kl", "--target", "ort",
-                 "-o", str(table), "--no-compare", "--report-samples", "2"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--data",
+                str(data),
+                "--method",
+                "kl",
+                "--target",
+                "ort",
+                "-o",
+                str(table),
+                "--no-compare",
+                "--report-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(table.read_text())
     t = doc["tensors"]
     if edit == "nan":
@@ -140,8 +173,24 @@ def test_bad_table_build_exits_2_naming_the_tensor(tmp_path, capsys, edit, messa
     table.write_text(json.dumps(doc))  # json writes NaN as the (non-standard) NaN token
     capsys.readouterr()
     out = tmp_path / "bundle"
-    assert main(["build", str(DDSNET), *SMALL_ARGS, "--target", "ort", "--precision", "int8", "--calib", str(table),
-                 "-o", str(out)]) == 2
+    assert (
+        main(
+            [
+                "build",
+                str(DDSNET),
+                *SMALL_ARGS,
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                str(table),
+                "-o",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
     assert not out.exists() and not list(tmp_path.glob(".*tcc*"))

@@ -1,5 +1,6 @@
 """Activation widths in a table (tcc.quant.intgraph.widths): widening 8-bit tensors to 16 bits, scale groups whole,
 against a W8A16 calibration of the same statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,6 @@ from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.intgraph.widths import group_members, widened
 from tcc.quant.report.quality import run_ort
 from tcc.quant.table.file import load_table
-
 from tests.helpers.quant_models import tiny_data, wide_fan_in_model
 
 

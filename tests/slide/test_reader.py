@@ -1,5 +1,6 @@
 """tcc.slide.reader on corrupt TIFFs that tools/fuzz.py (kind `tiff`) found ending in tifffile's or the reader's
 tracebacks: each is now a DataError naming the file (exit 2 from `tcc slide`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,10 @@ def _tiled_tiff_with(path, *edits: tuple[str, str, int]):
     with tifffile.TiffFile(path) as tif:
         for tag, field, value in edits:
             entry = tif.pages[0].tags[tag]
-            at, size = {"value": (entry.valueoffset, 4), "type": (entry.offset + 2, 2),
-                        "count": (entry.offset + 4, 4)}[field]
-            data[at:at + size] = value.to_bytes(size, "little")
+            at, size = {"value": (entry.valueoffset, 4), "type": (entry.offset + 2, 2), "count": (entry.offset + 4, 4)}[
+                field
+            ]
+            data[at : at + size] = value.to_bytes(size, "little")
     path.write_bytes(bytes(data))
     return path
 
@@ -31,8 +33,10 @@ CORRUPT = {  # was: ZeroDivisionError, TypeError (inside tifffile), IndexError a
     "zero tile length": ([("TileLength", "value", 0)], "declares 64 x 48 pixels in tiles or strips of 16 x 0"),
     "two samples-per-pixel values": ([("SamplesPerPixel", "count", 2)], "tifffile cannot read it (TypeError"),
     "one offset for twelve tiles": ([("TileOffsets", "count", 1)], "lists 1 offsets and 12 byte counts for its 12"),
-    "tile offsets as text": ([("TileOffsets", "type", 2), ("ImageLength", "value", 16)],  # 4 tiles, 10 characters
-                             "offsets or byte counts are not integers"),
+    "tile offsets as text": (
+        [("TileOffsets", "type", 2), ("ImageLength", "value", 16)],  # 4 tiles, 10 characters
+        "offsets or byte counts are not integers",
+    ),
 }
 
 
@@ -50,8 +54,19 @@ def test_corrupt_tiff_is_a_data_error_naming_the_file(tmp_path, case):
 
 def test_tcc_slide_exits_2_on_a_zero_tile_length(tmp_path, capsys):
     path = _tiled_tiff_with(tmp_path / "slide.tif", ("TileLength", "value", 0))
-    code = main(["slide", str(LOCAL_SPECS / "train_tiny.yaml"), "--image", str(path), "-o", str(tmp_path / "out"),
-                 "--patch-size", "16", "--no-progress"])
+    code = main(
+        [
+            "slide",
+            str(LOCAL_SPECS / "train_tiny.yaml"),
+            "--image",
+            str(path),
+            "-o",
+            str(tmp_path / "out"),
+            "--patch-size",
+            "16",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(f"error: {path}: not a readable TIFF")

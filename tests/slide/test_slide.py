@@ -1,6 +1,7 @@
 """`tcc slide`: FastNet's tissue mask and weight accumulation (eq. 1-4) against hand-checked numbers, a pyramidal TIFF
 against its PNG twin (OpenSlide and the tifffile fallback), Dask against one process, an ORT bundle against the
 PyTorch lowering, and bad inputs as clean errors (exit 2)."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def _blocky_level2(seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[:93, :125]
     tissue = (((yy - 40) / 30) ** 2 + ((xx - 45) / 35) ** 2 < 1) | (((yy - 62) / 25) ** 2 + ((xx - 104) / 30) ** 2 < 1)
     glass = rng.integers(243, 253, (93, 125, 1)) + rng.integers(0, 3, (93, 125, 3))
-    stain = np.where(rng.random((93, 125, 1)) < 0.5, [180, 110, 165], [130, 70, 150]) + rng.integers(-20, 20,
-                                                                                                      (93, 125, 3))
+    stain = np.where(rng.random((93, 125, 1)) < 0.5, [180, 110, 165], [130, 70, 150]) + rng.integers(
+        -20, 20, (93, 125, 3)
+    )
     return np.where(tissue[..., None], stain, glass).astype(np.uint8)
 
 
@@ -96,8 +98,25 @@ def slide(spec_or_none, image, out: Path, *extra) -> dict:
     """Run `tcc slide` in this process (PyTorch threads restored after); the image's patches.json."""
     head = [str(spec_or_none)] if spec_or_none else []
     images = [str(p) for p in (image if isinstance(image, list) else [image])]
-    assert main(["slide", *head, "--image", *images, "--patch-size", PATCH, "--batch-size", "8", "-o", str(out),
-                 "--no-progress", *extra]) == 0
+    assert (
+        main(
+            [
+                "slide",
+                *head,
+                "--image",
+                *images,
+                "--patch-size",
+                PATCH,
+                "--batch-size",
+                "8",
+                "-o",
+                str(out),
+                "--no-progress",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "patches.json").read_text()) if len(images) == 1 else None
 
 
@@ -113,11 +132,11 @@ def _otsu_brute_force(values: np.ndarray) -> int:
     p = np.bincount(values.ravel(), minlength=256) / values.size
     best, best_t = -1.0, 0
     for t in range(255):
-        w0, w1 = p[:t + 1].sum(), p[t + 1:].sum()
+        w0, w1 = p[: t + 1].sum(), p[t + 1 :].sum()
         if w0 == 0 or w1 == 0:
             continue
-        m0 = (np.arange(t + 1) * p[:t + 1]).sum() / w0
-        m1 = (np.arange(t + 1, 256) * p[t + 1:]).sum() / w1
+        m0 = (np.arange(t + 1) * p[: t + 1]).sum() / w0
+        m1 = (np.arange(t + 1, 256) * p[t + 1 :]).sum() / w1
         if w0 * w1 * (m0 - m1) ** 2 > best:
             best, best_t = w0 * w1 * (m0 - m1) ** 2, t
     return best_t
@@ -135,8 +154,14 @@ def test_tissue_mask_on_ihc_matches_independent_numbers():
     assert [_otsu_brute_force(c) for c in channels] == [180, 166, 150, 67]
     s = np.rint(255 * skimage.color.rgb2hsv(img)[..., 1])
     assert np.abs(s - saturation(img)).max() <= 1  # only exact .5 cases round differently
-    by_hand = ((img[..., 0] <= 180) & (img[..., 1] <= 166) & (img[..., 2] <= 150) & (saturation(img) > 67)
-               & (img >= 50).all(-1) & (img <= 240).all(-1))
+    by_hand = (
+        (img[..., 0] <= 180)
+        & (img[..., 1] <= 166)
+        & (img[..., 2] <= 150)
+        & (saturation(img) > 67)
+        & (img >= 50).all(-1)
+        & (img <= 240).all(-1)
+    )
     assert np.array_equal(mask, by_hand)
     assert mask.sum() == 91_058  # 34.74 % of the image is tissue
     grid = gridlib.bounding_grid(mask, (1.0, 1.0), 64, (512, 512))
@@ -150,9 +175,13 @@ def test_tissue_mask_on_ihc_matches_independent_numbers():
 
 def test_ihc_through_tcc_slide(single, work):
     doc = single["ihc"]
-    assert doc["mask"]["level"] == 0 and doc["mask"]["thresholds"] == {"red": 180, "green": 166, "blue": 150,
-                                                                        "saturation": 67}
-    assert doc["mask"]["tissue_fraction"] == round(91_058 / 512 ** 2, 6)
+    assert doc["mask"]["level"] == 0 and doc["mask"]["thresholds"] == {
+        "red": 180,
+        "green": 166,
+        "blue": 150,
+        "saturation": 67,
+    }
+    assert doc["mask"]["tissue_fraction"] == round(91_058 / 512**2, 6)
     assert (doc["grid"]["rows"], doc["grid"]["cols"], doc["kept"], len(doc["patches"])) == (8, 8, 23, 23)
     assert doc["positive_class"] == {"index": 1, "label": "tumour"}
     for p in doc["patches"]:
@@ -166,7 +195,7 @@ def test_ihc_through_tcc_slide(single, work):
 # ---------------------------------------------------------------------------------------------------- eq. 1-4
 def _rect(shape, top, bottom, left, right) -> np.ndarray:
     mask = np.zeros(shape, bool)
-    mask[top:bottom + 1, left:right + 1] = True
+    mask[top : bottom + 1, left : right + 1] = True
     return mask
 
 
@@ -219,9 +248,14 @@ def test_downsampled_mask_scales_to_level_0():
 
 
 # ---------------------------------------------------------------------------------------------------- TIFF = PNG
-@pytest.mark.parametrize("name, reader, level, mask_size", [("pyramid", "openslide", 2, [125, 93]),
-                                                            ("subifds", "tifffile", 2, [125, 93]),
-                                                            ("stripped", "tifffile", 0, [500, 372])])
+@pytest.mark.parametrize(
+    "name, reader, level, mask_size",
+    [
+        ("pyramid", "openslide", 2, [125, 93]),
+        ("subifds", "tifffile", 2, [125, 93]),
+        ("stripped", "tifffile", 0, [500, 372]),
+    ],
+)
 def test_tiff_keeps_the_patches_of_its_png_twin(single, spec, images, work, name, reader, level, mask_size):
     png = single["blocky"]
     tiff = single["pyramid"] if name == "pyramid" else slide(spec, images[name], work / f"single-{name}", *THREADS)
@@ -237,7 +271,7 @@ def test_tiff_regions_equal_the_png_pixels_padding_white(images):
     png = open_image(images["blocky"])
     for name in ("pyramid", "subifds", "stripped"):
         tiff = open_image(images[name])
-        assert tiff.level_dimensions == [(500, 372), (250, 186), (125, 93)][:1 if name == "stripped" else 3]
+        assert tiff.level_dimensions == [(500, 372), (250, 186), (125, 93)][: 1 if name == "stripped" else 3]
         for x, y, w, h in [(0, 0, 500, 372), (470, 350, 64, 64), (-10, -5, 30, 20), (130, 70, 200, 97)]:
             assert np.array_equal(tiff.read_region(x, y, w, h), png.read_region(x, y, w, h))
         assert (tiff.read_region(490, 360, 20, 20)[12:, :] == 255).all()
@@ -262,10 +296,10 @@ def test_existing_scheduler_equals_one_process(single, spec, images, work):
 
     before = torch.get_num_threads()  # a worker sets --threads for its process, here the test's own
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster:
-            doc = slide(spec, images["pyramid"], work / "scheduler", "--scheduler", cluster.scheduler_address,
-                        *THREADS)
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster:
+            doc = slide(spec, images["pyramid"], work / "scheduler", "--scheduler", cluster.scheduler_address, *THREADS)
     finally:
         torch.set_num_threads(before)
     assert doc == single["pyramid"]
@@ -278,12 +312,16 @@ def test_ort_bundle_keeps_the_same_patches_within_float_tolerance(single, spec, 
     doc = slide(None, images["ihc"], work / "ort-ihc", "--artifact", str(bundle))
     ref = single["ihc"]
     assert doc["model"]["kind"] == "artifact" and doc["model"]["target"] == "ort"
-    assert [(p["i"], p["j"], p["x"], p["y"], p["mask_fraction"]) for p in doc["patches"]] == \
-           [(p["i"], p["j"], p["x"], p["y"], p["mask_fraction"]) for p in ref["patches"]]
+    assert [(p["i"], p["j"], p["x"], p["y"], p["mask_fraction"]) for p in doc["patches"]] == [
+        (p["i"], p["j"], p["x"], p["y"], p["mask_fraction"]) for p in ref["patches"]
+    ]
     # FP32 backend vs PyTorch is 1e-5 x max(1, |logit|) on the logits (DESIGN.md); a softmax moves by at most half
     # the largest logit difference, so 1e-5 bounds the probabilities here (logits of order 1)
-    diff = max(abs(a - b) for p, q in zip(doc["patches"], ref["patches"])
-               for a, b in zip(p["probabilities"], q["probabilities"]))
+    diff = max(
+        abs(a - b)
+        for p, q in zip(doc["patches"], ref["patches"])
+        for a, b in zip(p["probabilities"], q["probabilities"])
+    )
     assert diff <= 1e-5, diff
 
 
@@ -302,27 +340,33 @@ def bad_files(work) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--image", "{work}/missing.png"], "missing.png: no such image file"),
-    (["--image", "{bad}/broken.png"], "broken.png: cannot read image"),
-    (["--image", "{bad}/broken.tiff"], "broken.tiff: not a readable TIFF"),
-    (["--image", "{bad}/notes.txt"], "notes.txt: not an image tcc slide reads"),
-    (["--image", "{bad}/empty"], "empty: no images in this folder"),
-    (["--image", "{work}/ihc.png", "--max-pixels", "100000"], "above --max-pixels 100,000"),
-    (["--image", "{work}/blocky_pyramid.tiff", "--max-pixels", "10000"], "convert it to a tiled pyramidal TIFF"),
-    (["--image", "{work}/ihc.png", "--positive-class", "cancer"], "not one of the model's classes: 0 (normal)"),
-    (["--image", "{work}/ihc.png", "--positive-class", "2"], "--positive-class '2'"),
-    (["--image", "{work}/ihc.png", "--mask-level", "3"], "image has levels 0..0"),
-    (["--image", "{work}/ihc.png", "--patch-size", "0"], "--patch-size must be at least 1"),
-    (["--image", "{work}/ihc.png", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts"),
-    (["--image", "{work}/ihc.png", "-o", "{bad}/a-file"], "exists and is not a directory"),
-    (["--image", "{work}/ihc.png", "--weights", "{work}/missing.pt"], "missing.pt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image", "{work}/missing.png"], "missing.png: no such image file"),
+        (["--image", "{bad}/broken.png"], "broken.png: cannot read image"),
+        (["--image", "{bad}/broken.tiff"], "broken.tiff: not a readable TIFF"),
+        (["--image", "{bad}/notes.txt"], "notes.txt: not an image tcc slide reads"),
+        (["--image", "{bad}/empty"], "empty: no images in this folder"),
+        (["--image", "{work}/ihc.png", "--max-pixels", "100000"], "above --max-pixels 100,000"),
+        (["--image", "{work}/blocky_pyramid.tiff", "--max-pixels", "10000"], "convert it to a tiled pyramidal TIFF"),
+        (["--image", "{work}/ihc.png", "--positive-class", "cancer"], "not one of the model's classes: 0 (normal)"),
+        (["--image", "{work}/ihc.png", "--positive-class", "2"], "--positive-class '2'"),
+        (["--image", "{work}/ihc.png", "--mask-level", "3"], "image has levels 0..0"),
+        (["--image", "{work}/ihc.png", "--patch-size", "0"], "--patch-size must be at least 1"),
+        (["--image", "{work}/ihc.png", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts"),
+        (["--image", "{work}/ihc.png", "-o", "{bad}/a-file"], "exists and is not a directory"),
+        (["--image", "{work}/ihc.png", "--weights", "{work}/missing.pt"], "missing.pt"),
+    ],
+)
 def test_bad_inputs_exit_2_with_a_clear_message(spec, images, bad_files, work, capsys, args, message):
     out = work / "bad-out"
     args = [a.format(work=work, bad=work / "bad") for a in args]
-    argv = ["slide", str(spec), "-o", str(out), "--no-progress", *args] if "-o" not in args else \
-        ["slide", str(spec), "--no-progress", *args]
+    argv = (
+        ["slide", str(spec), "-o", str(out), "--no-progress", *args]
+        if "-o" not in args
+        else ["slide", str(spec), "--no-progress", *args]
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -332,8 +376,9 @@ def test_bad_inputs_exit_2_with_a_clear_message(spec, images, bad_files, work, c
 def test_model_choice_errors(images, work, capsys):
     assert main(["slide", "--image", str(images["ihc"]), "-o", str(work / "x")]) == 2
     assert "needs a SPEC" in capsys.readouterr().err
-    assert main(["slide", "spec.yaml", "--artifact", str(work), "--weights", "w.pt", "--image",
-                 str(images["ihc"])]) == 2
+    assert (
+        main(["slide", "spec.yaml", "--artifact", str(work), "--weights", "w.pt", "--image", str(images["ihc"])]) == 2
+    )
     assert "drop SPEC, --weights" in capsys.readouterr().err
 
 
@@ -350,6 +395,22 @@ def test_failure_mid_run_leaves_no_files(spec, images, work, monkeypatch):
 
     monkeypatch.setattr(pipeline, "predict_batch", failing)
     out = work / "failed"
-    assert main(["slide", str(spec), "--image", str(images["ihc"]), "--patch-size", PATCH, "--batch-size", "8",
-                 "-o", str(out), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "slide",
+                str(spec),
+                "--image",
+                str(images["ihc"]),
+                "--patch-size",
+                PATCH,
+                "--batch-size",
+                "8",
+                "-o",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert len(calls) == 2 and not out.exists()  # created only with the first outputs

@@ -1,5 +1,6 @@
 """Checkpoint layouts (a spec's `checkpoints:`), key maps with `*` patterns, parameters read from a checkpoint, and
 `order: first` (a node's tensors before the rest of its body's, as PyTorch lists a module's own parameters)."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from tcc.cli.main import main as cli
 from tcc.errors import WeightsError
 from tcc.lower.weights import fit_to_checkpoint, load_weights, match_weights
 from tcc.spec.checkpoint_layouts import KeyMap, read_key_map
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers.marks import needs_fixtures
 from tests.helpers.spec_util import assert_error
@@ -53,11 +53,15 @@ def _checkpoint(tmp_path, classes=3, name="ref.pt") -> Path:
 
 # ------------------------------------------------------------------------------------------------------- key maps
 def test_key_map_exact_then_patterns_then_the_longest_prefix():
-    km = KeyMap((("features.0.", "stem."),
-                 ("features.*.layer_scale", "features.*.layer_scale.weight"),
-                 ("features.", "body."),
-                 ("features.0.weight", "first.weight"),
-                 ("stage*.unit*.", "stages.*.*.")))
+    km = KeyMap(
+        (
+            ("features.0.", "stem."),
+            ("features.*.layer_scale", "features.*.layer_scale.weight"),
+            ("features.", "body."),
+            ("features.0.weight", "first.weight"),
+            ("stage*.unit*.", "stages.*.*."),
+        )
+    )
     assert km.rename("features.0.weight") == "first.weight"  # exact wins
     assert km.rename("features.0.bias") == "stem.bias"  # the longest prefix
     assert km.rename("features.3.bias") == "body.3.bias"
@@ -66,12 +70,15 @@ def test_key_map_exact_then_patterns_then_the_longest_prefix():
     assert km.rename("unrelated") == "unrelated"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("'a.*': b\n", "has 1 '*' but 'b' has 0"),
-    ("'a.': b\n", "a prefix (ending in '.') renames to a prefix"),
-    ("a: [b]\n", "non-empty strings"),
-    ("[a, b]\n", "a mapping of checkpoint keys"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("'a.*': b\n", "has 1 '*' but 'b' has 0"),
+        ("'a.': b\n", "a prefix (ending in '.') renames to a prefix"),
+        ("a: [b]\n", "non-empty strings"),
+        ("[a, b]\n", "a mapping of checkpoint keys"),
+    ],
+)
 def test_bad_key_map_files_are_clean_errors(tmp_path, text, message):
     path = tmp_path / "map.yaml"
     path.write_text(text)
@@ -89,7 +96,9 @@ def test_key_map_pattern_file_on_the_command_line(write, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- spec layouts
-LAYOUTS = TINY + """\
+LAYOUTS = (
+    TINY
+    + """\
 checkpoints:
   - name: wrong-first
     match: by_name
@@ -102,6 +111,7 @@ checkpoints:
   - name: in-order
     match: by_order
 """
+)
 
 
 def test_plain_weights_try_the_names_then_each_layout_in_order(write, tmp_path):
@@ -109,7 +119,10 @@ def test_plain_weights_try_the_names_then_each_layout_in_order(write, tmp_path):
     assert [c.name for c in model.checkpoints] == ["wrong-first", "reference", "in-order"]
     state = torch.load(_checkpoint(tmp_path), weights_only=True)
     match = match_weights(model.graph, state, layouts=model.checkpoints)
-    assert match.how == "by the spec's checkpoint layout 'reference' (by name through its key map): Reference().state_dict()"
+    assert (
+        match.how
+        == "by the spec's checkpoint layout 'reference' (by name through its key map): Reference().state_dict()"
+    )
     assert (match.method, match.layout.name) == ("layout", "reference")
     assert match.assignment["fc.bias"] == "classifier.bias"
     assert match_weights(model.graph, state, by_order=True).how == "by order"  # explicit flags bypass layouts
@@ -135,8 +148,10 @@ def test_a_checkpoint_for_other_classes_sets_the_parameter(write, tmp_path, caps
     ckpt = _checkpoint(tmp_path, classes=5)
     model = fit_to_checkpoint(tcc.load_model(spec), ckpt)
     assert model.params["num_classes"] == 5 and model.labels is None
-    assert model.notes[0] == ("num_classes=5 read from the checkpoint (classifier.weight [5, 4]; the spec's checkpoint "
-                              "layout 'reference' (by name through its key map))")
+    assert model.notes[0] == (
+        "num_classes=5 read from the checkpoint (classifier.weight [5, 4]; the spec's checkpoint "
+        "layout 'reference' (by name through its key map))"
+    )
     assert "labels do not fit the output width 5 with num_classes=5" in model.notes[1]
     x = tmp_path / "x.npy"
     import numpy as np
@@ -152,8 +167,11 @@ def test_a_checkpoint_for_other_classes_sets_the_parameter(write, tmp_path, caps
 
 
 def test_by_order_layout_reads_its_parameter_by_position(write, tmp_path):
-    spec = write("tiny.yaml", TINY + "checkpoints:\n  - name: ref\n    match: by_order\n"
-                                     "    params: {num_classes: {tensor: fc.weight, dim: 0}}\n")
+    spec = write(
+        "tiny.yaml",
+        TINY + "checkpoints:\n  - name: ref\n    match: by_order\n"
+        "    params: {num_classes: {tensor: fc.weight, dim: 0}}\n",
+    )
     model = fit_to_checkpoint(tcc.load_model(spec), _checkpoint(tmp_path, classes=2))
     assert model.params["num_classes"] == 2
     assert "(classifier.weight [2, 4]; the spec's checkpoint layout 'ref' (by order))" in model.notes[0]
@@ -168,22 +186,37 @@ def test_key_map_file_beside_the_spec(write, tmp_path):
     assert match.how == "by the spec's checkpoint layout 'ref' (by name through its key map)"
 
 
-@pytest.mark.parametrize("layout, at, fragments", [
-    ("  - {name: a, match: by_nam}\n", "by_nam", ["'by_nam' is not one of ['by_name', 'by_order']"]),
-    ("  - {name: a}\n", "{name: a}", ["'match' is a required property"]),
-    ("  - {name: a, match: by_name, keymap: {}}\n", "keymap", ["unknown key 'keymap'", "did you mean 'key_map'"]),
-    ("  - {name: a, match: by_name}\n  - {name: a, match: by_order}\n", "a, match: by_order",
-     ["checkpoint layout 'a' is declared twice"]),
-    ("  - {name: a, match: by_order, key_map: {x: y}}\n", "{x: y}", ["a key map means match: by_name"]),
-    ("  - {name: a, match: by_name, key_map: {'x.*': y}}\n", "'x.*'", ["has 1 '*' but 'y' has 0"]),
-    ("  - {name: a, match: by_name, key_map: nowhere.yaml}\n", "nowhere.yaml", ["key map file not found"]),
-    ("  - {name: a, match: by_name, params: {num_clases: {tensor: fc.weight, dim: 0}}}\n", "num_clases",
-     ["'num_clases' is not a parameter of the model", "did you mean 'num_classes'"]),
-    ("  - {name: a, match: by_name, params: {num_classes: {tensor: fc.weights, dim: 0}}}\n", "fc.weights",
-     ["no spec tensor 'fc.weights'", "did you mean 'fc.weight'"]),
-    ("  - {name: a, match: by_name, params: {num_classes: {tensor: fc.bias, dim: 1}}}\n", "1}}}",
-     ["fc.bias has 1 dimensions; dim 1 does not exist"]),
-])
+@pytest.mark.parametrize(
+    "layout, at, fragments",
+    [
+        ("  - {name: a, match: by_nam}\n", "by_nam", ["'by_nam' is not one of ['by_name', 'by_order']"]),
+        ("  - {name: a}\n", "{name: a}", ["'match' is a required property"]),
+        ("  - {name: a, match: by_name, keymap: {}}\n", "keymap", ["unknown key 'keymap'", "did you mean 'key_map'"]),
+        (
+            "  - {name: a, match: by_name}\n  - {name: a, match: by_order}\n",
+            "a, match: by_order",
+            ["checkpoint layout 'a' is declared twice"],
+        ),
+        ("  - {name: a, match: by_order, key_map: {x: y}}\n", "{x: y}", ["a key map means match: by_name"]),
+        ("  - {name: a, match: by_name, key_map: {'x.*': y}}\n", "'x.*'", ["has 1 '*' but 'y' has 0"]),
+        ("  - {name: a, match: by_name, key_map: nowhere.yaml}\n", "nowhere.yaml", ["key map file not found"]),
+        (
+            "  - {name: a, match: by_name, params: {num_clases: {tensor: fc.weight, dim: 0}}}\n",
+            "num_clases",
+            ["'num_clases' is not a parameter of the model", "did you mean 'num_classes'"],
+        ),
+        (
+            "  - {name: a, match: by_name, params: {num_classes: {tensor: fc.weights, dim: 0}}}\n",
+            "fc.weights",
+            ["no spec tensor 'fc.weights'", "did you mean 'fc.weight'"],
+        ),
+        (
+            "  - {name: a, match: by_name, params: {num_classes: {tensor: fc.bias, dim: 1}}}\n",
+            "1}}}",
+            ["fc.bias has 1 dimensions; dim 1 does not exist"],
+        ),
+    ],
+)
 def test_layout_mistakes_point_at_the_spec(write, capsys, layout, at, fragments):
     spec = write("bad.yaml", TINY + "checkpoints:\n" + layout)
     assert_error(spec, at, *fragments, capsys=capsys)
@@ -255,19 +288,32 @@ def test_order_first_puts_a_nodes_tensors_before_its_body(write, tmp_path):
 
 
 def test_order_takes_only_first(write, capsys):
-    spec = write("bad.yaml", ORDERED.replace("order: first}\n      - {id: skipped", "order: last}\n      - {id: skipped"))
+    spec = write(
+        "bad.yaml", ORDERED.replace("order: first}\n      - {id: skipped", "order: last}\n      - {id: skipped")
+    )
     assert_error(spec, "last", "'last' is not one of ['first']", capsys=capsys)
 
 
 # ------------------------------------------------------------------------------------------------------- DDSNet
 @needs_fixtures
-@pytest.mark.parametrize("name,classes,image,top1", [("GC", 6, "GC.png", 5), ("PCam", 2, "PCam.png", 0),
-                                                     ("Sipak", 5, "Sipak.bmp", 0), ("Skin", 7, "SC.jpg", 5)])
+@pytest.mark.parametrize(
+    "name,classes,image,top1",
+    [("GC", 6, "GC.png", 5), ("PCam", 2, "PCam.png", 0), ("Sipak", 5, "Sipak.bmp", 0), ("Skin", 7, "SC.jpg", 5)],
+)
 def test_ddsnet_checkpoints_with_the_plain_command(name, classes, image, top1, capsys):
     """The README's example works for every published checkpoint: the spec's `ddsnet-authors` layout (by order,
     the stem's copy an alias) matches, and the class count comes from the checkpoint."""
-    rc = cli(["predict", str(REPO / "spec" / "ddsnet.yaml"), "--weights", str(FIXTURES / f"{name}_DDS_0.0064.pth"),
-              "--image", str(FIXTURES / image), "--json"])
+    rc = cli(
+        [
+            "predict",
+            str(REPO / "spec" / "ddsnet.yaml"),
+            "--weights",
+            str(FIXTURES / f"{name}_DDS_0.0064.pth"),
+            "--image",
+            str(FIXTURES / image),
+            "--json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     result = json.loads(out)

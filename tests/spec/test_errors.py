@@ -4,6 +4,7 @@ Each case writes a small spec and names the text the error must point at (`at`: 
 text in the file, so the expected line and column are exact but stay readable) and fragments the message must
 contain (the helpful part: the name that is wrong, a did-you-mean, the limit, the shapes).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 
 import tcc
-
 from tests.helpers import REPO
 from tests.helpers.spec_util import assert_error, position
 
@@ -141,22 +141,24 @@ def test_mistyped_op_argument(write, capsys):
 
 
 def test_bad_parameter_declaration_names_the_bad_field(write, capsys):
-    spec = write("m.yaml", HEAD.replace("width: 16", "act: {type: str, choices: relu, default: relu}")
-                 + "layers:\n  - {op: relu}\n")
+    spec = write(
+        "m.yaml",
+        HEAD.replace("width: 16", "act: {type: str, choices: relu, default: relu}") + "layers:\n  - {op: relu}\n",
+    )
     assert_error(spec, "relu, default", "params.act.choices", "not of type 'array'", capsys=capsys)
 
 
 def test_node_with_two_kinds(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {op: relu, body: [{op: relu}]}\n")
-    assert_error(spec, "{op: relu, body", "a node needs exactly one of op, block, body, branches (has op, body)",
-                 capsys=capsys)
+    assert_error(
+        spec, "{op: relu, body", "a node needs exactly one of op, block, body, branches (has op, body)", capsys=capsys
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- blocks
 def test_unknown_block(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {block: dw_separabel, out: 4}\n")
-    assert_error(spec, "dw_separabel", "unknown block 'dw_separabel'", "did you mean 'dw_separable'?",
-                 capsys=capsys)
+    assert_error(spec, "dw_separabel", "unknown block 'dw_separabel'", "did you mean 'dw_separable'?", capsys=capsys)
 
 
 LOCAL_BLOCK = """\
@@ -194,7 +196,10 @@ def test_block_parameter_out_of_range_and_choices(write, capsys):
 
 
 def test_block_that_uses_itself(write, capsys):
-    spec = write("m.yaml", HEAD + """\
+    spec = write(
+        "m.yaml",
+        HEAD
+        + """\
 blocks:
   ping:
     body: [{op: relu}, {block: pong}]
@@ -202,7 +207,8 @@ blocks:
     body: [{block: ping}]
 layers:
   - {id: first, block: ping}
-""")
+""",
+    )
     err = assert_error(spec, "{block: ping}]", "block 'ping' uses itself (ping -> pong -> ping)", capsys=capsys)
     assert f"in block 'pong' used at {position(spec, '{block: pong}')}" in err
     assert f"in block 'ping' used at {position(spec, '{id: first')}" in err
@@ -221,10 +227,12 @@ body:
 
 def test_error_inside_an_imported_block_names_both_positions(write, capsys):
     block = write("lib/grouped.yaml", IMPORTED_BAD)
-    spec = write("m.yaml", HEAD + "imports: [lib/grouped.yaml]\n"
-                 "layers:\n  - {op: relu}\n  - {id: g1, block: grouped, out: 16}\n")
-    err = assert_error(spec, None, "g1.conv (conv2d): groups=3 must divide both input channels 3 and output "
-                       "channels 16", capsys=capsys)
+    spec = write(
+        "m.yaml", HEAD + "imports: [lib/grouped.yaml]\nlayers:\n  - {op: relu}\n  - {id: g1, block: grouped, out: 16}\n"
+    )
+    err = assert_error(
+        spec, None, "g1.conv (conv2d): groups=3 must divide both input channels 3 and output channels 16", capsys=capsys
+    )
     assert err.startswith(position(block, "{id: conv") + ": ")
     assert f"in block 'grouped' used at {position(spec, '{id: g1')}" in err
 
@@ -244,8 +252,8 @@ def test_error_inside_a_zoo_block(write, capsys):
     zoo = REPO / "zoo" / "blocks" / "dw_separable.yaml"
     first = err.splitlines()[0]
     assert first.startswith(f"{zoo}:")
-    line, col = (int(v) for v in first[len(str(zoo)) + 1:].split(":")[:2])
-    assert "${kernel}" in zoo.read_text().splitlines()[line - 1][col - 1:col + 11]  # the `kernel:` value
+    line, col = (int(v) for v in first[len(str(zoo)) + 1 :].split(":")[:2])
+    assert "${kernel}" in zoo.read_text().splitlines()[line - 1][col - 1 : col + 11]  # the `kernel:` value
     assert f"in block 'dw_separable' used at {position(spec, '{id: sep')}" in err
 
 
@@ -264,25 +272,40 @@ def test_missing_import(write, capsys):
 
 # ---------------------------------------------------------------------------------------------------- shapes
 def test_add_of_16_and_32_channels(write, capsys):
-    spec = write("m.yaml", HEAD + """\
+    spec = write(
+        "m.yaml",
+        HEAD
+        + """\
 layers:
   - {id: a, op: conv2d, out: 16, kernel: 1}
   - {id: b, op: conv2d, out: 32, kernel: 1, in: input}
   - {id: sum, op: add, in: [a, b]}
-""")
-    assert_error(spec, "{id: sum", "sum (add): shapes [[16, 8, 8], [32, 8, 8]] do not broadcast",
-                 "axis 1: 16 vs 32", "[inputs: a[16, 8, 8], b[32, 8, 8]]", capsys=capsys)
+""",
+    )
+    assert_error(
+        spec,
+        "{id: sum",
+        "sum (add): shapes [[16, 8, 8], [32, 8, 8]] do not broadcast",
+        "axis 1: 16 vs 32",
+        "[inputs: a[16, 8, 8], b[32, 8, 8]]",
+        capsys=capsys,
+    )
 
 
 def test_concat_spatial_mismatch(write, capsys):
-    spec = write("m.yaml", HEAD + """\
+    spec = write(
+        "m.yaml",
+        HEAD
+        + """\
 layers:
   - {id: a, op: conv2d, out: 16, kernel: 1}
   - {id: b, op: conv2d, out: 16, kernel: 3, in: input}
   - {id: cat, op: concat, in: [a, b]}
-""")
-    assert_error(spec, "{id: cat", "concat along axis 1 needs equal other dimensions",
-                 "[[16, 8, 8], [16, 6, 6]]", capsys=capsys)
+""",
+    )
+    assert_error(
+        spec, "{id: cat", "concat along axis 1 needs equal other dimensions", "[[16, 8, 8], [16, 6, 6]]", capsys=capsys
+    )
 
 
 def test_residual_channel_mismatch(write, capsys):
@@ -292,8 +315,9 @@ def test_residual_channel_mismatch(write, capsys):
 
 def test_groups_not_dividing_channels(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {op: conv2d, out: 16, kernel: 3, groups: 2}\n")
-    assert_error(spec, "{op: conv2d", "groups=2 must divide both input channels 3 and output channels 16",
-                 capsys=capsys)
+    assert_error(
+        spec, "{op: conv2d", "groups=2 must divide both input channels 3 and output channels 16", capsys=capsys
+    )
 
 
 def test_conv_after_flatten(write, capsys):
@@ -301,65 +325,112 @@ def test_conv_after_flatten(write, capsys):
     assert_error(spec, "{op: conv2d", "conv2d expects a [C, H, W] input, got [192]", capsys=capsys)
 
 
-@pytest.mark.parametrize("layers, at, fragments", [
-    # an argument an op does not take
-    ("{op: gelu, approximation: tanh}", "approximation", ["unknown argument 'approximation' for op gelu",
-                                                         "did you mean 'approximate'?"]),
-    ("{op: gelu, approximate: exact}", "exact", ["layers.0.approximate: 'exact' is not one of ['none', 'tanh']"]),
-    ("{op: layernorm, epsilon: 1.0e-6}", "epsilon", ["unknown argument 'epsilon' for op layernorm",
-                                                    "did you mean 'eps'?"]),
-    ("{op: prelu, channels: 3}", "channels", ["unknown argument 'channels' for op prelu", "num_parameters"]),
-    ("{op: hardsigmoid, inplace: true}", "inplace", ["unknown argument 'inplace' for op hardsigmoid"]),
-    ("{op: stochastic_depth, mode: row}", "{op: stochastic_depth", ["op stochastic_depth needs argument 'p'"]),
-    ("{op: stochastic_depth, p: 0.1, mode: rows}", "rows", ["'rows' is not one of ['row', 'batch']",
-                                                          "did you mean 'row'?"]),
-    # a layernorm axis that does not exist, at the argument
-    ("{op: flatten}\n  - {op: layernorm, axis: 2}", "2}", ["layernorm): axis 2 is out of range for a rank-2"]),
-    ("{op: layernorm, axis: 0}", "0}", ["axis 0 is out of range", "batch axis 0 excluded"]),
-    ("{op: layernorm, axis: 9}", "9}", ["layernorm argument 'axis'", "must be <= 8"]),
-    ("{op: layernorm, axis: 5}", "5}", ["axis 5 is out of range for a rank-4 NCHW tensor", "[inputs: input[3, 8, 8]]"]),
-    # a prelu whose channel count does not match, at the argument
-    ("{op: prelu, num_parameters: 4}", "4}", ["num_parameters=4 must be 1 (one slope) or the input's 3 channels"]),
-    # linear over a [C, H, W] input needs the channel axis
-    ("{op: linear, out: 4}", "{op: linear", ["linear expects a [F] input, got [3, 8, 8]", "`axis: 1`"]),
-    ("{op: linear, out: 4, axis: 2}", "2}", ["linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis (axis: -1), not over axis 2"]),
-])
+@pytest.mark.parametrize(
+    "layers, at, fragments",
+    [
+        # an argument an op does not take
+        (
+            "{op: gelu, approximation: tanh}",
+            "approximation",
+            ["unknown argument 'approximation' for op gelu", "did you mean 'approximate'?"],
+        ),
+        ("{op: gelu, approximate: exact}", "exact", ["layers.0.approximate: 'exact' is not one of ['none', 'tanh']"]),
+        (
+            "{op: layernorm, epsilon: 1.0e-6}",
+            "epsilon",
+            ["unknown argument 'epsilon' for op layernorm", "did you mean 'eps'?"],
+        ),
+        ("{op: prelu, channels: 3}", "channels", ["unknown argument 'channels' for op prelu", "num_parameters"]),
+        ("{op: hardsigmoid, inplace: true}", "inplace", ["unknown argument 'inplace' for op hardsigmoid"]),
+        ("{op: stochastic_depth, mode: row}", "{op: stochastic_depth", ["op stochastic_depth needs argument 'p'"]),
+        (
+            "{op: stochastic_depth, p: 0.1, mode: rows}",
+            "rows",
+            ["'rows' is not one of ['row', 'batch']", "did you mean 'row'?"],
+        ),
+        # a layernorm axis that does not exist, at the argument
+        ("{op: flatten}\n  - {op: layernorm, axis: 2}", "2}", ["layernorm): axis 2 is out of range for a rank-2"]),
+        ("{op: layernorm, axis: 0}", "0}", ["axis 0 is out of range", "batch axis 0 excluded"]),
+        ("{op: layernorm, axis: 9}", "9}", ["layernorm argument 'axis'", "must be <= 8"]),
+        (
+            "{op: layernorm, axis: 5}",
+            "5}",
+            ["axis 5 is out of range for a rank-4 NCHW tensor", "[inputs: input[3, 8, 8]]"],
+        ),
+        # a prelu whose channel count does not match, at the argument
+        ("{op: prelu, num_parameters: 4}", "4}", ["num_parameters=4 must be 1 (one slope) or the input's 3 channels"]),
+        # linear over a [C, H, W] input needs the channel axis
+        ("{op: linear, out: 4}", "{op: linear", ["linear expects a [F] input, got [3, 8, 8]", "`axis: 1`"]),
+        (
+            "{op: linear, out: 4, axis: 2}",
+            "2}",
+            [
+                "linear applies over the channels of a [C, H, W] input (axis: 1) or over the last axis (axis: -1), "
+                "not over axis 2"
+            ],
+        ),
+    ],
+)
 def test_torchvision_ops_mistakes(write, capsys, layers, at, fragments):
     spec = write("m.yaml", HEAD + f"layers:\n  - {layers}\n")
     assert_error(spec, at, *fragments, capsys=capsys)
 
 
-@pytest.mark.parametrize("layers,at,fragments", [
-    # a matmul whose shapes do not agree names both, at the node
-    ("{id: t, op: slice, axis: 2, start: 1}\n  - {op: matmul, in: [input, t]}", "{op: matmul",
-     ["matmul of [3, 8, 8] and [3, 7, 8]: a's last dimension 8 is not b's second-to-last dimension 7",
-      "[inputs: input[3, 8, 8], t[3, 7, 8]]"]),
-    ("{id: t, op: reshape, shape: [3, 4, 16]}\n  - {op: matmul, in: [input, t], transpose_b: true}", "{op: matmul",
-     ["matmul of [3, 8, 8] and [3, 4, 16] (b transposed): a's last dimension 8 is not b's last dimension 16"]),
-    ("{id: t, op: reshape, shape: [24, 8]}\n  - {op: matmul, in: [input, t]}", "{op: matmul",
-     ["matmul of [3, 8, 8] and [24, 8]: both need the same number of axes per sample"]),
-    # a reshape that does not keep the element count, at its shape
-    ("{op: reshape, shape: [3, 8, 9]}", "[3, 8, 9]", ["cannot reshape [3, 8, 8] (192 elements) to [3, 8, 9] (216"]),
-    ("{op: reshape, shape: [5, -1]}", "[5, -1]", ["cannot reshape [3, 8, 8] (192 elements) to [5, -1]: 192 is not a "
-                                                  "multiple of 5"]),
-    ("{op: reshape, shape: [-1, -1]}", "[-1, -1]", ["each dimension is positive, or one of them -1"]),
-    # a permutation that is not one
-    ("{op: permute, perm: [0, 1, 1, 2]}", "[0, 1, 1, 2]", ["perm [0, 1, 1, 2] is not a permutation of the axes 0..3"]),
-    ("{op: permute, perm: [0, 2, 1]}", "[0, 2, 1]", ["is not a permutation of the axes 0..3 of a rank-4 tensor"]),
-    ("{op: permute, perm: [1, 0, 2, 3]}", "[1, 0, 2, 3]", ["the batch axis 0 stays first"]),
-    ("{op: permute, perm: [-1, -3]}", "[-1, -3]", ["is not a permutation of the last 2 axes"]),
-    ("{op: transpose, axes: [2, -2]}", "[2, -2]", ["transpose: axes [2, -2] name an axis twice"]),
-    # positions and ranges
-    ("{op: select, axis: 2, index: 8}", "8}", ["select index 8 is out of range for axis 2 of size 8"]),
-    ("{op: slice, axis: 1, start: 3, end: 3}", "3, end", ["slice [3:3:1] of axis 1 (size 3) is empty"]),
-    ("{op: mean, axes: [1, 2, 3]}", "[1, 2, 3]", ["leaves no per-sample axis"]),
-    ("{op: roll, shifts: [1], axes: [2, 3]}", "[1]", ["roll needs one shift per axis"]),
-    ("{op: flatten, start: 3, end: 2}", "3, end", ["the start comes after the end"]),
-    ("{op: groupnorm, groups: 2}", "2}", ["groups=2 does not divide the 3 channels"]),
-    # broadcasting never aligns the implicit batch axis with a sample axis
-    ("{id: t, op: flatten, start: 2}\n  - {op: add, in: [input, t]}", "{op: add",
-     ["have different numbers of axes per sample"]),
-])
+@pytest.mark.parametrize(
+    "layers,at,fragments",
+    [
+        # a matmul whose shapes do not agree names both, at the node
+        (
+            "{id: t, op: slice, axis: 2, start: 1}\n  - {op: matmul, in: [input, t]}",
+            "{op: matmul",
+            [
+                "matmul of [3, 8, 8] and [3, 7, 8]: a's last dimension 8 is not b's second-to-last dimension 7",
+                "[inputs: input[3, 8, 8], t[3, 7, 8]]",
+            ],
+        ),
+        (
+            "{id: t, op: reshape, shape: [3, 4, 16]}\n  - {op: matmul, in: [input, t], transpose_b: true}",
+            "{op: matmul",
+            ["matmul of [3, 8, 8] and [3, 4, 16] (b transposed): a's last dimension 8 is not b's last dimension 16"],
+        ),
+        (
+            "{id: t, op: reshape, shape: [24, 8]}\n  - {op: matmul, in: [input, t]}",
+            "{op: matmul",
+            ["matmul of [3, 8, 8] and [24, 8]: both need the same number of axes per sample"],
+        ),
+        # a reshape that does not keep the element count, at its shape
+        ("{op: reshape, shape: [3, 8, 9]}", "[3, 8, 9]", ["cannot reshape [3, 8, 8] (192 elements) to [3, 8, 9] (216"]),
+        (
+            "{op: reshape, shape: [5, -1]}",
+            "[5, -1]",
+            ["cannot reshape [3, 8, 8] (192 elements) to [5, -1]: 192 is not a multiple of 5"],
+        ),
+        ("{op: reshape, shape: [-1, -1]}", "[-1, -1]", ["each dimension is positive, or one of them -1"]),
+        # a permutation that is not one
+        (
+            "{op: permute, perm: [0, 1, 1, 2]}",
+            "[0, 1, 1, 2]",
+            ["perm [0, 1, 1, 2] is not a permutation of the axes 0..3"],
+        ),
+        ("{op: permute, perm: [0, 2, 1]}", "[0, 2, 1]", ["is not a permutation of the axes 0..3 of a rank-4 tensor"]),
+        ("{op: permute, perm: [1, 0, 2, 3]}", "[1, 0, 2, 3]", ["the batch axis 0 stays first"]),
+        ("{op: permute, perm: [-1, -3]}", "[-1, -3]", ["is not a permutation of the last 2 axes"]),
+        ("{op: transpose, axes: [2, -2]}", "[2, -2]", ["transpose: axes [2, -2] name an axis twice"]),
+        # positions and ranges
+        ("{op: select, axis: 2, index: 8}", "8}", ["select index 8 is out of range for axis 2 of size 8"]),
+        ("{op: slice, axis: 1, start: 3, end: 3}", "3, end", ["slice [3:3:1] of axis 1 (size 3) is empty"]),
+        ("{op: mean, axes: [1, 2, 3]}", "[1, 2, 3]", ["leaves no per-sample axis"]),
+        ("{op: roll, shifts: [1], axes: [2, 3]}", "[1]", ["roll needs one shift per axis"]),
+        ("{op: flatten, start: 3, end: 2}", "3, end", ["the start comes after the end"]),
+        ("{op: groupnorm, groups: 2}", "2}", ["groups=2 does not divide the 3 channels"]),
+        # broadcasting never aligns the implicit batch axis with a sample axis
+        (
+            "{id: t, op: flatten, start: 2}\n  - {op: add, in: [input, t]}",
+            "{op: add",
+            ["have different numbers of axes per sample"],
+        ),
+    ],
+)
 def test_tensor_op_mistakes(write, capsys, layers, at, fragments):
     spec = write("m.yaml", HEAD + f"layers:\n  - {layers}\n")
     err = assert_error(spec, at, *fragments, capsys=capsys)
@@ -367,8 +438,10 @@ def test_tensor_op_mistakes(write, capsys, layers, at, fragments):
 
 
 def test_a_billion_channels_is_refused_before_anything_is_allocated(write, capsys):
-    spec = write("m.yaml", HEAD.replace("width: 16", "width: 1000000000")
-                 + "layers:\n  - {op: conv2d, out: '${width}', kernel: 3}\n")
+    spec = write(
+        "m.yaml",
+        HEAD.replace("width: 16", "width: 1000000000") + "layers:\n  - {op: conv2d, out: '${width}', kernel: 3}\n",
+    )
     tracemalloc.start()
     try:
         assert_error(spec, "'${width}'", "conv2d argument 'out': must be <= 65536, got 1000000000", capsys=capsys)
@@ -381,11 +454,15 @@ def test_a_billion_channels_is_refused_before_anything_is_allocated(write, capsy
 
 
 def test_too_many_parameters(write, capsys):
-    spec = write("m.yaml", HEAD + """\
+    spec = write(
+        "m.yaml",
+        HEAD
+        + """\
 layers:
   - {op: conv2d, out: 60000, kernel: 3, padding: 1}
   - {id: huge, op: conv2d, out: 60000, kernel: 3, padding: 1}
-""")
+""",
+    )
     assert_error(spec, "{id: huge", "exceeds 2,000,000,000 parameters", capsys=capsys)
 
 
@@ -397,8 +474,7 @@ def test_forward_reference(write, capsys):
 
 def test_cycle_through_in(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {id: a, op: relu}\n  - {id: loop, op: add, in: [a, loop]}\n")
-    assert_error(spec, "loop]", "'loop' is this node", "cannot take its own output as input (a cycle)",
-                 capsys=capsys)
+    assert_error(spec, "loop]", "'loop' is this node", "cannot take its own output as input (a cycle)", capsys=capsys)
 
 
 def test_unknown_input_suggests(write, capsys):
@@ -429,19 +505,22 @@ def test_duplicate_id(write, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------- expressions
-@pytest.mark.parametrize("expr, message", [
-    ("${width +}", "bad expression '${width +}': invalid syntax"),
-    ("${widht * 2}", "unknown name 'widht'"),
-    ("${width // 0}", "division by zero in '${width // 0}'"),
-    ("${width % 0}", "division by zero"),
-    ("${().__class__}", "'Attribute' is not allowed"),
-    ("${open('x')}", "unknown function 'open'"),
-    ("${2 ** 1000}", "exponent larger than 64"),
-    ("${'a' * 100000}", "repeating strings or lists"),
-    ("${round(width, -10**18)}", "round() digits must be an integer from -64 to 64"),  # would compute 10**(10**18)
-    ("${'%099999999d' % 1}", "string formatting with '%' is not allowed"),  # would build a 100 MB string
-    ("${(-8) ** 0.5}", "result is not a real number"),
-])
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ("${width +}", "bad expression '${width +}': invalid syntax"),
+        ("${widht * 2}", "unknown name 'widht'"),
+        ("${width // 0}", "division by zero in '${width // 0}'"),
+        ("${width % 0}", "division by zero"),
+        ("${().__class__}", "'Attribute' is not allowed"),
+        ("${open('x')}", "unknown function 'open'"),
+        ("${2 ** 1000}", "exponent larger than 64"),
+        ("${'a' * 100000}", "repeating strings or lists"),
+        ("${round(width, -10**18)}", "round() digits must be an integer from -64 to 64"),  # would compute 10**(10**18)
+        ("${'%099999999d' % 1}", "string formatting with '%' is not allowed"),  # would build a 100 MB string
+        ("${(-8) ** 0.5}", "result is not a real number"),
+    ],
+)
 def test_bad_expression(write, capsys, expr, message):
     spec = write("m.yaml", HEAD + f'layers:\n  - {{op: conv2d, kernel: 1, out: "{expr}"}}\n')
     assert_error(spec, f'"{expr}"', message, capsys=capsys)
@@ -455,32 +534,52 @@ def test_unknown_name_lists_known_names(write, capsys):
 # ---------------------------------------------------------------------------------------------------- --set, labels
 def test_unknown_set_key(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {op: relu}\n")
-    err = assert_error(spec, None, "--set widht: the model has no such parameter", "did you mean 'width'?",
-                       args=["--set", "widht=3"], capsys=capsys)
+    err = assert_error(
+        spec,
+        None,
+        "--set widht: the model has no such parameter",
+        "did you mean 'width'?",
+        args=["--set", "widht=3"],
+        capsys=capsys,
+    )
     assert err.startswith("error: ")
 
 
 def test_mistyped_set_value_names_the_declaration(write, capsys):
     spec = write("m.yaml", HEAD + "layers:\n  - {op: conv2d, out: '${width}', kernel: 1}\n")
-    assert_error(spec, None, "--set width='sixteen'", "expected an integer, got 'sixteen'",
-                 f"declared at {position(spec, '16')}", args=["--set", "width=sixteen"], capsys=capsys)
+    assert_error(
+        spec,
+        None,
+        "--set width='sixteen'",
+        "expected an integer, got 'sixteen'",
+        f"declared at {position(spec, '16')}",
+        args=["--set", "width=sixteen"],
+        capsys=capsys,
+    )
     assert_error(spec, None, "--set expects key=value", args=["--set", "width"], capsys=capsys)
 
 
 def test_set_value_out_of_range(write, capsys):
-    spec = write("m.yaml", HEAD.replace("width: 16", "width: {type: int, default: 16, min: 1, max: 64}")
-                 + "layers:\n  - {op: conv2d, out: '${width}', kernel: 1}\n")
+    spec = write(
+        "m.yaml",
+        HEAD.replace("width: 16", "width: {type: int, default: 16, min: 1, max: 64}")
+        + "layers:\n  - {op: conv2d, out: '${width}', kernel: 1}\n",
+    )
     assert_error(spec, None, "--set width=0", "must be >= 1, got 0", args=["--set", "width=0"], capsys=capsys)
 
 
 def test_labels_count_mismatch(write, capsys):
-    spec = write("m.yaml", HEAD + """\
+    spec = write(
+        "m.yaml",
+        HEAD
+        + """\
 labels: [benign, malignant, normal]
 layers:
   - {op: global_avgpool}
   - {op: flatten}
   - {op: linear, out: 2}
-""")
+""",
+    )
     assert_error(spec, "[benign", "3 labels for a model output of shape [2]", capsys=capsys)
 
 
@@ -500,8 +599,14 @@ def test_the_tcc_executable_exits_2_without_traceback(write, case):
     def limit_memory():  # a bounded address space: a spec that allocates tensors would fail loudly
         resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
-    proc = subprocess.run([*cmd, "check", str(spec), *args], capture_output=True, text=True, timeout=60,
-                          preexec_fn=limit_memory, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [*cmd, "check", str(spec), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=limit_memory,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     if at is not None:

@@ -6,6 +6,7 @@ characters inserted, deleted or replaced, including YAML's special ones), and th
 are also generated from the language's grammar, and those that load are run in PyTorch, whose output shapes must
 be the IR's. Derandomized and bounded, so the file runs in well under a minute and the same examples every time.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,12 @@ from hypothesis import strategies as st
 
 import tcc
 
-SETTINGS = dict(max_examples=150, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = dict(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 MODEL = """\
 kind: model
@@ -128,13 +133,16 @@ def expressions():
     atom = st.one_of(
         st.integers(-3, 10**20).map(str),
         st.sampled_from(["0", "0.5", "1e308", "-1", "True", "None", "'relu'", "'%0999d'", "-10**18", "2**63"]),
-        st.sampled_from(NAMES), st.text("()[]{}+-*/%<>=!&|^~,.:;'\"$ abcxyz0123456789_", max_size=8),
+        st.sampled_from(NAMES),
+        st.text("()[]{}+-*/%<>=!&|^~,.:;'\"$ abcxyz0123456789_", max_size=8),
     )
 
     def extend(inner):
         return st.one_of(
             st.tuples(inner, st.sampled_from(OPS), inner).map(lambda t: f"{t[0]}{t[1]}{t[2]}"),
-            inner.map(lambda e: f"({e})"), inner.map(lambda e: f"-{e}"), inner.map(lambda e: f"not {e}"),
+            inner.map(lambda e: f"({e})"),
+            inner.map(lambda e: f"-{e}"),
+            inner.map(lambda e: f"not {e}"),
             st.tuples(st.sampled_from(FUNCS), st.lists(inner, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
             st.lists(inner, max_size=3).map(lambda xs: f"[{', '.join(xs)}]"),
             st.tuples(inner, inner, inner).map(lambda t: f"{t[0]} if {t[1]} else {t[2]}"),
@@ -148,11 +156,33 @@ def expressions():
 
 def scalars():
     return st.one_of(
-        st.none(), st.booleans(),
-        st.integers(-2, 70), st.integers(-(10**30), 10**30), st.sampled_from([0, -1, 10**9, 2**63, 65536, 65537]),
-        st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.5, -0.0, 1e-300, 1e300]),
-        st.text(max_size=12), st.sampled_from(["relu", "conv2d", "same", "valid", "input", "sp.1", "sp.9", "x.y",
-                                               "dw_separable", "pair", "stem", "concat", "add", "parallel", ""]),
+        st.none(),
+        st.booleans(),
+        st.integers(-2, 70),
+        st.integers(-(10**30), 10**30),
+        st.sampled_from([0, -1, 10**9, 2**63, 65536, 65537]),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.5, -0.0, 1e-300, 1e300]),
+        st.text(max_size=12),
+        st.sampled_from(
+            [
+                "relu",
+                "conv2d",
+                "same",
+                "valid",
+                "input",
+                "sp.1",
+                "sp.9",
+                "x.y",
+                "dw_separable",
+                "pair",
+                "stem",
+                "concat",
+                "add",
+                "parallel",
+                "",
+            ]
+        ),
         expressions(),
     )
 
@@ -160,17 +190,64 @@ def scalars():
 def values():
     return st.recursive(
         scalars(),
-        lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                st.dictionaries(st.sampled_from(["op", "id", "in", "body", "out", "k", "zz"]), inner,
-                                                max_size=3)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.dictionaries(st.sampled_from(["op", "id", "in", "body", "out", "k", "zz"]), inner, max_size=3),
+        ),
         max_leaves=6,
     )
 
 
-KEYS = ["op", "block", "body", "branches", "id", "in", "when", "repeat", "var", "name", "connect", "merge",
-        "residual", "side", "output", "order", "checkpoints", "match", "key_map", "tensor", "dim", "out", "kernel", "stride", "padding", "groups", "parts", "sizes", "axis",
-        "kind", "params", "input", "layers", "imports", "labels", "default", "type", "min", "max", "choices",
-        "shape", "preprocess", "inputs", "outputs", "bogus", "Op", "ouT", ""]
+KEYS = [
+    "op",
+    "block",
+    "body",
+    "branches",
+    "id",
+    "in",
+    "when",
+    "repeat",
+    "var",
+    "name",
+    "connect",
+    "merge",
+    "residual",
+    "side",
+    "output",
+    "order",
+    "checkpoints",
+    "match",
+    "key_map",
+    "tensor",
+    "dim",
+    "out",
+    "kernel",
+    "stride",
+    "padding",
+    "groups",
+    "parts",
+    "sizes",
+    "axis",
+    "kind",
+    "params",
+    "input",
+    "layers",
+    "imports",
+    "labels",
+    "default",
+    "type",
+    "min",
+    "max",
+    "choices",
+    "shape",
+    "preprocess",
+    "inputs",
+    "outputs",
+    "bogus",
+    "Op",
+    "ouT",
+    "",
+]
 
 
 def _paths(node, prefix=()):
@@ -214,10 +291,33 @@ def _mutate(doc, data):
     elif what == "ref":  # break or redirect an `in:` reference (or add one)
         node = parent if isinstance(parent, dict) else parent[key]
         if isinstance(node, dict):
-            node["in"] = data.draw(st.one_of(
-                st.sampled_from(["stem", "sp.0", "sp.1", "sp.2", "sp", "input", "fc", "x", "dense", "down", "a",
-                                 "missing", "stem.0", "br.add", "down.proj", ""]),
-                st.lists(st.sampled_from(["stem", "sp.0", "sp.1", "left", "fc", "x", "nope", "a", "b"]), max_size=3)))
+            node["in"] = data.draw(
+                st.one_of(
+                    st.sampled_from(
+                        [
+                            "stem",
+                            "sp.0",
+                            "sp.1",
+                            "sp.2",
+                            "sp",
+                            "input",
+                            "fc",
+                            "x",
+                            "dense",
+                            "down",
+                            "a",
+                            "missing",
+                            "stem.0",
+                            "br.add",
+                            "down.proj",
+                            "",
+                        ]
+                    ),
+                    st.lists(
+                        st.sampled_from(["stem", "sp.0", "sp.1", "left", "fc", "x", "nope", "a", "b"]), max_size=3
+                    ),
+                )
+            )
     elif what == "dup" and isinstance(parent, list):  # a node twice (duplicate ids) or moved (forward references)
         parent.insert(data.draw(st.integers(0, len(parent))), copy.deepcopy(parent[key]))
     elif what == "swap" and isinstance(parent, list) and len(parent) > 1:
@@ -279,22 +379,49 @@ def test_text_corruption_gives_clean_errors(tmp_path_factory, data):
         if how == "insert":
             text = text[:at] + chars + text[at:]
         elif how == "delete":
-            text = text[:at] + text[at + len(chars):]
+            text = text[:at] + text[at + len(chars) :]
         elif how == "replace":
-            text = text[:at] + chars + text[at + len(chars):]
+            text = text[:at] + chars + text[at + len(chars) :]
         else:
             text = text[:at]
     _clean(tmp_path_factory.mktemp("t"), seed, text)
 
 
 @settings(**{**SETTINGS, "max_examples": 60})
-@given(pairs=st.lists(st.one_of(
-    st.tuples(st.sampled_from(["width", "depth", "act", "aux", "nope", "", "width "]),
-              st.one_of(st.text(max_size=10), st.sampled_from(["0", "-1", "1e9", "64", "65", "[1, 2]", "{a: 1}",
-                                                               "!!python/object:os.system x", "&a [*a]", "null",
-                                                               "relu6", ".nan", "true", "8.0", "8.5", "[[1]]"])))
-    .map(lambda kv: f"{kv[0]}={kv[1]}"),
-    st.text(max_size=12)), max_size=3))
+@given(
+    pairs=st.lists(
+        st.one_of(
+            st.tuples(
+                st.sampled_from(["width", "depth", "act", "aux", "nope", "", "width "]),
+                st.one_of(
+                    st.text(max_size=10),
+                    st.sampled_from(
+                        [
+                            "0",
+                            "-1",
+                            "1e9",
+                            "64",
+                            "65",
+                            "[1, 2]",
+                            "{a: 1}",
+                            "!!python/object:os.system x",
+                            "&a [*a]",
+                            "null",
+                            "relu6",
+                            ".nan",
+                            "true",
+                            "8.0",
+                            "8.5",
+                            "[[1]]",
+                        ]
+                    ),
+                ),
+            ).map(lambda kv: f"{kv[0]}={kv[1]}"),
+            st.text(max_size=12),
+        ),
+        max_size=3,
+    )
+)
 def test_set_overrides_give_clean_errors(tmp_path_factory, pairs):
     tmp = tmp_path_factory.mktemp("o")
     try:
@@ -318,16 +445,32 @@ def test_extreme_numbers(tmp_path, key, value):
 
 # ---------------------------------------------------------------------------------------------------- generated
 OP_ARGS = {
-    "conv2d": {"out": [1, 2, 4, "${in_ch}", "${in_ch * 2}"], "kernel": [1, 3, [1, 3]], "stride": [1, 2],
-               "padding": [0, 1, "same", "valid", [0, 1, 1, 0]], "groups": [1, 2, "${in_ch}"], "bias": [True, False],
-               "dilation": [1, 2]},
-    "batchnorm": {}, "relu": {}, "sigmoid": {}, "identity": {}, "add": {}, "mul": {},
-    "concat": {"axis": [1, 2, -1]}, "channel_shuffle": {"groups": [1, 2]},
+    "conv2d": {
+        "out": [1, 2, 4, "${in_ch}", "${in_ch * 2}"],
+        "kernel": [1, 3, [1, 3]],
+        "stride": [1, 2],
+        "padding": [0, 1, "same", "valid", [0, 1, 1, 0]],
+        "groups": [1, 2, "${in_ch}"],
+        "bias": [True, False],
+        "dilation": [1, 2],
+    },
+    "batchnorm": {},
+    "relu": {},
+    "sigmoid": {},
+    "identity": {},
+    "add": {},
+    "mul": {},
+    "concat": {"axis": [1, 2, -1]},
+    "channel_shuffle": {"groups": [1, 2]},
     "split": {"parts": [1, 2], "sizes": [[1, 1], [2, 2]]},
     "maxpool": {"kernel": [1, 2, 3], "stride": [1, 2], "padding": [0, 1], "ceil_mode": [True, False]},
     "avgpool": {"kernel": [1, 2, 3], "ceil_mode": [True, False], "count_include_pad": [True, False]},
-    "global_avgpool": {}, "adaptive_avgpool": {"size": [1, 2, [2, 1]]}, "flatten": {}, "linear": {"out": [1, 3]},
-    "dropout": {"p": [0.0, 0.5]}, "softmax": {"axis": [1, -1]},
+    "global_avgpool": {},
+    "adaptive_avgpool": {"size": [1, 2, [2, 1]]},
+    "flatten": {},
+    "linear": {"out": [1, 3]},
+    "dropout": {"p": [0.0, 0.5]},
+    "softmax": {"axis": [1, -1]},
 }
 GEN_BLOCKS = {
     "unit": {"params": {"c": {"type": "int", "default": 2}}, "body": [{"op": "conv2d", "out": "${c}", "kernel": 1}]},
@@ -359,11 +502,21 @@ def gen_node(draw, depth=0):
         n["when"] = pick([True, False, "${in_ch > 2}"])
     if chance(3):
         n["repeat"] = pick([0, 1, 2, [1, 2], "${depth}"])
-        n.update({k: pick(v) for k, v in [("connect", ["chain", "dense", "parallel"]), ("name", ["r${i}", "q"]),
-                                          ("merge", ["add", "concat"])] if chance(1)})
+        n.update(
+            {
+                k: pick(v)
+                for k, v in [
+                    ("connect", ["chain", "dense", "parallel"]),
+                    ("name", ["r${i}", "q"]),
+                    ("merge", ["add", "concat"]),
+                ]
+                if chance(1)
+            }
+        )
     if chance(4):
-        n["residual"] = draw(st.one_of(st.sampled_from([True, False, "${in_ch == 4}"]),
-                                       st.lists(gen_node(3), min_size=1, max_size=2)))
+        n["residual"] = draw(
+            st.one_of(st.sampled_from([True, False, "${in_ch == 4}"]), st.lists(gen_node(3), min_size=1, max_size=2))
+        )
     if chance(6):
         n["side"] = True
     if chance(6):
@@ -376,8 +529,14 @@ def gen_node(draw, depth=0):
 def test_generated_specs_load_cleanly_and_run_with_the_shapes_of_the_ir(tmp_path_factory, layers, shape):
     import torch
 
-    doc = {"kind": "model", "name": "gen", "params": {"depth": 2}, "input": {"shape": shape}, "blocks": GEN_BLOCKS,
-           "layers": layers}
+    doc = {
+        "kind": "model",
+        "name": "gen",
+        "params": {"depth": 2},
+        "input": {"shape": shape},
+        "blocks": GEN_BLOCKS,
+        "layers": layers,
+    }
     path = tmp_path_factory.mktemp("g") / "m.yaml"
     path.write_text(_dump(doc), encoding="utf-8")
     try:

@@ -2,6 +2,7 @@
 explicit DAGs, when, auxiliary heads, block parameters, local/imported/path blocks, --set, JSON, hierarchical names,
 hand-computed shapes/params/MACs, numerical equality with hand-written PyTorch, and a YAML-only block that trains.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.spec.expr import evaluate, make_divisible
 from tcc.spec.schema import build_schema
-
 from tests.helpers import REPO
 
 HERE = tcc.Location("test", 1, 1)
@@ -33,41 +33,50 @@ def shapes(model) -> dict[str, list]:
 
 
 # ---------------------------------------------------------------------------------------------------- expressions
-@pytest.mark.parametrize("source, value", [
-    ("${7 // 2}", 3),
-    ("${-7 // 2}", -4),
-    ("${7 % 3}", 1),
-    ("${7 / 2}", 3.5),
-    ("${2 ** 10}", 1024),
-    ("${min(4, w)}", 4),
-    ("${max([1, w, 3])}", 10),
-    ("${8 if w > 5 else 4}", 8),
-    ("${'big' if w >= 100 else 'small'}", "small"),
-    ("${w > 5 and not (w == 3 or false)}", True),
-    ("${[w, w * 2][1]}", 20),
-    ("${len(xs) + xs[-1]}", 7),
-    ("${2 in xs}", True),
-    ("${int(w * 1.5)}", 15),
-    ("${round(2.5)} ${ceil(2.1)} ${floor(2.9)} ${abs(-3)}", "2 3 2 3"),
-    ("${make_divisible(w * 1.5, 8)}", 16),
-    ("${make_divisible(10, 8)}", 16),  # rounding down to 8 would lose more than 10%: torchvision adds a divisor
-    ("${make_divisible(24, 8)}", 24),
-    ("${make_divisible(3, 8, 16)}", 16),
-    ("layer${w + 1}_${xs[0]}", "layer11_1"),
-    ("plain text", "plain text"),
-    ("${w == 10}", True),
-    ("${sum(xs)} ${sum(xs[:2])} ${sum(xs[1:])} ${xs[::-1]} ${sum([])}", "7 3 6 [4, 2, 1] 0"),  # a stage's first block
-])
+@pytest.mark.parametrize(
+    "source, value",
+    [
+        ("${7 // 2}", 3),
+        ("${-7 // 2}", -4),
+        ("${7 % 3}", 1),
+        ("${7 / 2}", 3.5),
+        ("${2 ** 10}", 1024),
+        ("${min(4, w)}", 4),
+        ("${max([1, w, 3])}", 10),
+        ("${8 if w > 5 else 4}", 8),
+        ("${'big' if w >= 100 else 'small'}", "small"),
+        ("${w > 5 and not (w == 3 or false)}", True),
+        ("${[w, w * 2][1]}", 20),
+        ("${len(xs) + xs[-1]}", 7),
+        ("${2 in xs}", True),
+        ("${int(w * 1.5)}", 15),
+        ("${round(2.5)} ${ceil(2.1)} ${floor(2.9)} ${abs(-3)}", "2 3 2 3"),
+        ("${make_divisible(w * 1.5, 8)}", 16),
+        ("${make_divisible(10, 8)}", 16),  # rounding down to 8 would lose more than 10%: torchvision adds a divisor
+        ("${make_divisible(24, 8)}", 24),
+        ("${make_divisible(3, 8, 16)}", 16),
+        ("layer${w + 1}_${xs[0]}", "layer11_1"),
+        ("plain text", "plain text"),
+        ("${w == 10}", True),
+        (
+            "${sum(xs)} ${sum(xs[:2])} ${sum(xs[1:])} ${xs[::-1]} ${sum([])}",
+            "7 3 6 [4, 2, 1] 0",
+        ),  # a stage's first block
+    ],
+)
 def test_expressions(source, value):
     assert evaluate(source, {"w": 10, "xs": [1, 2, 4]}, HERE) == value
 
 
-@pytest.mark.parametrize("source, message", [
-    ("${sum(w)}", "sum() takes a list of numbers"),
-    ("${sum(['a'])}", "sum() takes a list of numbers"),
-    ("${xs[0.5:]}", "slice bounds must be integers"),
-    ("${xs[::0]}", "slice step cannot be zero"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("${sum(w)}", "sum() takes a list of numbers"),
+        ("${sum(['a'])}", "sum() takes a list of numbers"),
+        ("${xs[0.5:]}", "slice bounds must be integers"),
+        ("${xs[::0]}", "slice step cannot be zero"),
+    ],
+)
 def test_expression_errors_sum_and_slices(source, message):
     with pytest.raises(tcc.SpecError, match=re.escape(message)):
         evaluate(source, {"w": 10, "xs": [1, 2, 4]}, HERE)
@@ -86,7 +95,9 @@ def test_make_divisible_matches_torchvision():
 
 
 def test_expressions_in_a_model(write):
-    m = load(write, """
+    m = load(
+        write,
+        """
         kind: model
         name: exprs
         params: {w: 10}
@@ -99,7 +110,8 @@ def test_expressions_in_a_model(write):
           - {id: e, op: conv2d, out: "${make_divisible(w * 1.5, 8)}", kernel: 1}  # 16
           - {id: f, op: conv2d, out: "${in_ch * 2}", kernel: 3, stride: "${in_h // 16}", padding: 1}  # 32 x 16 x 16
           - {repeat: 2, name: "conv_${w}_${i + 1}", op: conv2d, out: "${in_ch // 2}", kernel: 1}
-        """)
+        """,
+    )
     s = shapes(m)
     assert [s[k][0] for k in "abcde"] == [3, 3, 5, 8, 16]
     assert s["f"] == [32, 16, 16]
@@ -109,12 +121,15 @@ def test_expressions_in_a_model(write):
 def test_interpolated_id_must_still_be_a_name(write):
     # a plain `id` is literal (an interpolated name belongs in a repeat `name` template)
     with pytest.raises(tcc.SpecError, match="id"):
-        load(write, """
+        load(
+            write,
+            """
             kind: model
             name: x
             input: {shape: [3, 8, 8]}
             layers: [{id: "a.b", op: relu}]
-            """)
+            """,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- repeat / connect
@@ -268,7 +283,9 @@ body:
 
 def test_block_parameters_defaults_and_choices(write):
     write("lib/conv_unit.yaml", BLOCK_FILE)
-    m = load(write, """
+    m = load(
+        write,
+        """
         kind: model
         name: blocks
         imports: [lib/conv_unit.yaml]
@@ -276,7 +293,8 @@ def test_block_parameters_defaults_and_choices(write):
         layers:
           - {id: a, block: conv_unit, out: 8}
           - {id: b, block: conv_unit, out: 16, stride: 2, act: relu6}
-        """)
+        """,
+    )
     g = m.graph
     assert g.nodes["a.conv"].attrs["stride"] == (1, 1) and g.nodes["a.act"].op == "relu"
     assert g.nodes["b.conv"].attrs["stride"] == (2, 2) and g.nodes["b.act"].op == "relu6"
@@ -284,7 +302,9 @@ def test_block_parameters_defaults_and_choices(write):
 
 
 def test_block_with_two_inputs_and_outputs(write):
-    m = load(write, """
+    m = load(
+        write,
+        """
         kind: model
         name: two
         input: {shape: [4, 8, 8]}
@@ -299,7 +319,8 @@ def test_block_with_two_inputs_and_outputs(write):
           - {id: sp, op: split, parts: 2}
           - {id: s, block: swap, in: [sp.0, sp.1]}
           - {op: concat, in: [s.0, s.1]}
-        """)
+        """,
+    )
     g = m.graph
     assert [str(r) for r in g.nodes["concat"].inputs] == ["s.r", "s.l"]
     assert g.nodes["s.r"].inputs[0] == tcc.Ref("sp", 1)
@@ -308,18 +329,23 @@ def test_block_with_two_inputs_and_outputs(write):
 def test_block_from_TCC_BLOCK_PATH(write, monkeypatch):
     block = write("elsewhere/conv_unit.yaml", BLOCK_FILE)
     monkeypatch.setenv("TCC_BLOCK_PATH", str(block.parent))
-    m = load(write, """
+    m = load(
+        write,
+        """
         kind: model
         name: path
         input: {shape: [3, 8, 8]}
         layers: [{id: u, block: conv_unit, out: 4}]
-        """)
+        """,
+    )
     assert m.graph.nodes["u.conv"].shape == (4, 8, 8)
     assert str(block) in m.sources  # part of the spec hash
 
 
 def test_local_block_shadows_nothing_and_is_reusable(write):
-    m = load(write, """
+    m = load(
+        write,
+        """
         kind: model
         name: local
         input: {shape: [3, 8, 8]}
@@ -329,7 +355,8 @@ def test_local_block_shadows_nothing_and_is_reusable(write):
             body: [{id: x1, op: conv2d, out: "${c}", kernel: 1}, {id: x2, op: conv2d, out: "${c}", kernel: 1}]
         layers:
           - {id: p, repeat: 2, block: pair, c: "${4 * (i + 1)}"}
-        """)
+        """,
+    )
     assert [n for n in m.graph.nodes if n != "input"] == ["p.0.x1", "p.0.x2", "p.1.x1", "p.1.x2"]
     assert m.graph.nodes["p.1.x2"].shape == (8, 8, 8)
 
@@ -454,9 +481,14 @@ def test_shapes_params_macs_by_hand(write):
 
 
 def test_hierarchical_names_in_graph_and_state_dict(write):
-    dense = load(write, REPEATS.replace(
-        '  - {id: dense2, repeat: "${depth}", connect: dense, block: unit, out: 4}',
-        '  - {id: dense2, body: [{repeat: "${depth}", name: "layer${i + 1}", connect: dense, block: unit, out: 4}]}'))
+    dense = load(
+        write,
+        REPEATS.replace(
+            '  - {id: dense2, repeat: "${depth}", connect: dense, block: unit, out: 4}',
+            '  - {id: dense2, body: [{repeat: "${depth}", name: "layer${i + 1}", connect: dense, block: unit, '
+            "out: 4}]}",
+        ),
+    )
     names = set(dense.graph.nodes)
     assert {"dense2.layer1.dw", "dense2.layer3.dw", "dense2.layer3.pw", "dense2.layer3_concat"} <= names
     assert "dense2.layer3.dw.weight" in tcc.to_torch(dense.graph).state_dict()
@@ -582,8 +614,9 @@ def test_yaml_only_block_via_TCC_BLOCK_PATH(write, monkeypatch, tmp_path):
 
 def test_odd_width_ghost_is_refused_with_the_reason(write):
     write("blocks/ghost_module.yaml", GHOST)
-    spec = GHOSTNET.replace("IMPORTS", "imports: [blocks/ghost_module.yaml]").replace("out: 16, dw_kernel: 5",
-                                                                                      "out: 15, dw_kernel: 5")
+    spec = GHOSTNET.replace("IMPORTS", "imports: [blocks/ghost_module.yaml]").replace(
+        "out: 16, dw_kernel: 5", "out: 15, dw_kernel: 5"
+    )
     with pytest.raises(tcc.SpecError, match=r"groups=7 must divide both input channels 7 and output channels 8"):
         load(write, spec)
 
@@ -604,8 +637,8 @@ class _EditorLoader(yaml.SafeLoader):
 
 
 _EditorLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 
 def _spec_files() -> list[Path]:
@@ -627,8 +660,12 @@ def test_every_spec_validates_against_the_schema_file(path):
 
 def test_the_schema_refuses_what_tcc_refuses():
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
-    good = {"kind": "model", "name": "m", "input": {"shape": [3, 8, 8]},
-            "layers": [{"op": "conv2d", "out": 4, "kernel": 3}, {"body": [{"op": "relu"}], "residual": True}]}
+    good = {
+        "kind": "model",
+        "name": "m",
+        "input": {"shape": [3, 8, 8]},
+        "layers": [{"op": "conv2d", "out": 4, "kernel": 3}, {"body": [{"op": "relu"}], "residual": True}],
+    }
     assert validator.is_valid(good)
     bad = [
         {**good, "layer": []},

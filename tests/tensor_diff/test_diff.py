@@ -1,6 +1,7 @@
 """`tcc diff`: two implementations of one model on one input, every tensor both expose, first divergence first.
 An injected divergence (a perturbed weight, a perturbed scale) is found at the layer it was injected in; agreeing
 implementations show none."""
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,20 @@ def setup(tmp_path_factory):
     np.save(tmp / "x.npy", x)
     np.save(tmp / "calib.npy", np.random.default_rng(4).standard_normal((8, *model.input_shape)).astype(np.float32))
     for target, precision in [("ort", "fp32"), ("tflite", "int8"), ("ort", "int8"), ("host", "int8")]:
-        extra = {"data": tmp / "calib.npy", "calib_options": {"method": "kl", "calib_size": 8}} if precision == "int8" else {}
-        build(SPEC, target, tmp / f"{target}-{precision}", precision=precision, overrides={"image_size": 64},
-              weights=tmp / "w.pt", **extra)
+        extra = (
+            {"data": tmp / "calib.npy", "calib_options": {"method": "kl", "calib_size": 8}}
+            if precision == "int8"
+            else {}
+        )
+        build(
+            SPEC,
+            target,
+            tmp / f"{target}-{precision}",
+            precision=precision,
+            overrides={"image_size": 64},
+            weights=tmp / "w.pt",
+            **extra,
+        )
     return tmp
 
 
@@ -50,30 +62,59 @@ def _diff(capsys, *args):
 
 
 def test_pytorch_and_ort_agree_on_every_tensor(setup, capsys):
-    r = _diff(capsys, SPEC, str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), *SMALL,
-              "--weights", str(setup / "w.pt"))
+    r = _diff(
+        capsys, SPEC, str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), *SMALL, "--weights", str(setup / "w.pt")
+    )
     assert r["first_divergence"] is None and r["compared"] >= 90
     assert min(row["cosine"] for row in r["rows"]) >= 0.99999
 
 
 def test_a_perturbed_weight_diverges_first_at_its_layer(setup, capsys):
-    r = _diff(capsys, SPEC, str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), *SMALL,
-              "--weights", str(setup / "bad.pt"))
+    r = _diff(
+        capsys,
+        SPEC,
+        str(setup / "ort-fp32"),
+        "--input",
+        str(setup / "x.npy"),
+        *SMALL,
+        "--weights",
+        str(setup / "bad.pt"),
+    )
     assert r["first_divergence"]["tensor"] == INJECTED
     names = [row["tensor"] for row in r["rows"]]
-    assert all(not row["diverges"] for row in r["rows"][:names.index(INJECTED)])
+    assert all(not row["diverges"] for row in r["rows"][: names.index(INJECTED)])
 
 
 def test_integer_reference_and_tflite_int8_agree_bit_for_bit(setup, capsys):
-    r = _diff(capsys, "reference", str(setup / "tflite-int8"), "--input", str(setup / "x.npy"), "--spec", SPEC,
-              *SMALL, "--weights", str(setup / "w.pt"))
+    r = _diff(
+        capsys,
+        "reference",
+        str(setup / "tflite-int8"),
+        "--input",
+        str(setup / "x.npy"),
+        "--spec",
+        SPEC,
+        *SMALL,
+        "--weights",
+        str(setup / "w.pt"),
+    )
     assert r["first_divergence"] is None and r["compared"] >= 50
     assert max(row["lsb"] for row in r["rows"] if row["lsb"] is not None) == 0
 
 
 def test_ort_int8_exposes_every_quantized_tensor_within_its_bound(setup, capsys):
-    r = _diff(capsys, "reference:ort", str(setup / "ort-int8"), "--input", str(setup / "x.npy"), "--spec", SPEC,
-              *SMALL, "--weights", str(setup / "w.pt"))
+    r = _diff(
+        capsys,
+        "reference:ort",
+        str(setup / "ort-int8"),
+        "--input",
+        str(setup / "x.npy"),
+        "--spec",
+        SPEC,
+        *SMALL,
+        "--weights",
+        str(setup / "w.pt"),
+    )
     assert r["compared"] >= 50
     first = r["first_divergence"]
     assert "input" not in [row["tensor"] for row in r["rows"]]
@@ -81,8 +122,18 @@ def test_ort_int8_exposes_every_quantized_tensor_within_its_bound(setup, capsys)
 
 
 def test_tvm_host_int8_debug_twin_exposes_every_tensor_bit_exact(setup, capsys):
-    r = _diff(capsys, "reference", str(setup / "host-int8"), "--input", str(setup / "x.npy"), "--spec", SPEC,
-              *SMALL, "--weights", str(setup / "w.pt"))
+    r = _diff(
+        capsys,
+        "reference",
+        str(setup / "host-int8"),
+        "--input",
+        str(setup / "x.npy"),
+        "--spec",
+        SPEC,
+        *SMALL,
+        "--weights",
+        str(setup / "w.pt"),
+    )
     assert r["first_divergence"] is None and r["compared"] >= 50
     assert all(row["lsb"] == 0 for row in r["rows"])
 
@@ -92,18 +143,45 @@ def test_a_perturbed_scale_diverges_first_at_its_tensor(setup, capsys, tmp_path)
     scaled = "dense2.layer1.dw.relu"  # not in a concat's shared-scale group
     doc["tensors"][scaled]["scale"] *= 1.5
     (tmp_path / "t.json").write_text(json.dumps(doc))
-    r = _diff(capsys, "reference", str(setup / "tflite-int8"), "--input", str(setup / "x.npy"), "--spec", SPEC,
-              *SMALL, "--weights", str(setup / "w.pt"), "--calib", str(tmp_path / "t.json"))
+    r = _diff(
+        capsys,
+        "reference",
+        str(setup / "tflite-int8"),
+        "--input",
+        str(setup / "x.npy"),
+        "--spec",
+        SPEC,
+        *SMALL,
+        "--weights",
+        str(setup / "w.pt"),
+        "--calib",
+        str(tmp_path / "t.json"),
+    )
     assert r["first_divergence"]["tensor"] == scaled, r["first_divergence"]
 
 
 def test_table_output_and_bad_endpoints(setup, capsys):
-    assert main(["diff", SPEC, str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), *SMALL,
-                 "--weights", str(setup / "bad.pt")]) == 0
+    assert (
+        main(
+            [
+                "diff",
+                SPEC,
+                str(setup / "ort-fp32"),
+                "--input",
+                str(setup / "x.npy"),
+                *SMALL,
+                "--weights",
+                str(setup / "bad.pt"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"first divergence: {INJECTED}" in out and "\n! " in out
     assert main(["diff", "nowhere", str(setup / "ort-fp32"), "--input", str(setup / "x.npy")]) == 2
     assert "nowhere: not a bundle directory" in capsys.readouterr().err
-    assert main(["diff", "reference", str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), "--spec", SPEC,
-                 *SMALL]) == 2
+    assert (
+        main(["diff", "reference", str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), "--spec", SPEC, *SMALL])
+        == 2
+    )
     assert "needs a calibration table" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`tcc diff` against a side whose tensors hold NaN or inf (tools/fuzz.py, kind `bundle`: a byte written into a
 bundle's weights, its manifest made to agree): the rows print `nan` / `inf` (formatting them was a ValueError), and
 a NaN tensor diverges (NaN compares false with every bound, so it passed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ def test_a_bundle_whose_weights_hold_nan(tmp_path):
     assert tcc("build", SPEC, "--target", "ort", "-o", bundle)[0] == 0
     model = onnx.load(bundle / "model.onnx")
     weight = next(t for t in model.graph.initializer if len(t.dims) == 4)
-    weight.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(weight).shape, np.nan, np.float32),
-                                            weight.name))
+    weight.CopyFrom(
+        numpy_helper.from_array(np.full(numpy_helper.to_array(weight).shape, np.nan, np.float32), weight.name)
+    )
     onnx.save(model, bundle / "model.onnx")
     rehash(bundle, "model.onnx")
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))

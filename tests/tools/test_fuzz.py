@@ -2,6 +2,7 @@
 kind pass (no traceback, no hang, exit code 0 or 2), a seed gives the same cases every time, and the fuzzer does
 fail: on an escaped exception, a printed traceback, a hang, a crash, a wrong exit code, and on a real bug it found
 (a corrupt TIFF's zero TileLength) when the fix is taken out again."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,7 +18,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO, load_tool
-
 
 FUZZ = load_tool("fuzz")  # it puts tools/ on sys.path for its package, tools/fuzzing
 RUNNER = importlib.import_module("fuzzing.runner")
@@ -47,8 +47,9 @@ def test_a_seed_gives_the_same_cases(tmp_path):
         for index in range(20):
             folder = Path(tempfile.mkdtemp(dir=tmp_path))
             case = kind.make_case(base, np.random.default_rng([seed, index]), folder)
-            out.append((case.mutation, case.argv, sorted((p.name, p.read_bytes()) for p in folder.rglob("*")
-                                                         if p.is_file())))
+            out.append(
+                (case.mutation, case.argv, sorted((p.name, p.read_bytes()) for p in folder.rglob("*") if p.is_file()))
+            )
         return out
 
     assert cases(3) == cases(3)
@@ -57,6 +58,7 @@ def test_a_seed_gives_the_same_cases(tmp_path):
 
 def _fake_tcc(behaviour):
     """A `tcc` that misbehaves as asked, whatever its arguments."""
+
     def fake(argv):
         if behaviour == "raise":
             raise KeyError("escaped")
@@ -70,17 +72,21 @@ def _fake_tcc(behaviour):
         if behaviour == "exit 2 silently":
             return 2
         return 3
+
     return fake
 
 
-@pytest.mark.parametrize("behaviour, verdict, detail", [
-    ("raise", "traceback", "KeyError: 'escaped'"),
-    ("print a traceback", "traceback", "ValueError: in a thread"),
-    ("hang", "hang", "in fake"),  # where it hung, from faulthandler's stack
-    ("crash", "crash", "killed by SIGSEGV"),
-    ("exit 2 silently", "exit", "exit code 2 without a message"),
-    ("exit 3", "exit", "exit code 3"),
-])
+@pytest.mark.parametrize(
+    "behaviour, verdict, detail",
+    [
+        ("raise", "traceback", "KeyError: 'escaped'"),
+        ("print a traceback", "traceback", "ValueError: in a thread"),
+        ("hang", "hang", "in fake"),  # where it hung, from faulthandler's stack
+        ("crash", "crash", "killed by SIGSEGV"),
+        ("exit 2 silently", "exit", "exit code 2 without a message"),
+        ("exit 3", "exit", "exit code 3"),
+    ],
+)
 def test_every_kind_of_failure_is_caught(monkeypatch, tmp_path, capsys, behaviour, verdict, detail):
     monkeypatch.setattr(RUNNER, "tcc_main", _fake_tcc(behaviour))
     timeout = ["--timeout", "1.5"] if behaviour == "hang" else []
@@ -111,5 +117,8 @@ print(failure.verdict, "ZeroDivisionError" in failure.detail)
 """
     done = _fresh_python("-c", script)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines() == ["slide: deflate.tif: tiff: IFD 0 TileLength[0]: 16 -> 0", "2 0",
-                                        "traceback True"]
+    assert done.stdout.splitlines() == [
+        "slide: deflate.tif: tiff: IFD 0 TileLength[0]: 16 -> 0",
+        "2 0",
+        "traceback True",
+    ]

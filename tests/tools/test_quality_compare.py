@@ -1,5 +1,6 @@
 """tools/quality_compare.py, the INT8 comparison against ONNX Runtime's quantize_static (and NNCF when installed), on
 one DDSNet checkpoint with ORT's quantizer only, on few crops (the full table: README's INT8 section)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,22 @@ from tests.helpers.onnx_util import make_model
 @pytest.mark.skipif(not (FIXTURES / "PCam_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
 def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
     out = tmp_path / "q.json"
-    argv = ["--checkpoints", "PCam", "--tcc", "none,rounding", "--rivals", "MinMax", "--calib", "8", "--held-out", "4",
-            "--cos-steps", "10", "-o", str(out)]
+    argv = [
+        "--checkpoints",
+        "PCam",
+        "--tcc",
+        "none,rounding",
+        "--rivals",
+        "MinMax",
+        "--calib",
+        "8",
+        "--held-out",
+        "4",
+        "--cos-steps",
+        "10",
+        "-o",
+        str(out),
+    ]
     assert load_tool("quality_compare").main(argv) == 0
     doc = json.loads(out.read_text())
     pcam = doc["checkpoints"]["PCam"]
@@ -50,12 +65,16 @@ def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
         "class QuantizationPreset:\n    MIXED = 'mixed'\n"
         "def quantize(model, dataset, preset, subset_size):\n"
         "    model.doc_string = f'quantized {preset} on {subset_size} ({len(dataset.items)} items)'\n"
-        "    return model\n")
+        "    return model\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
-    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 2]}, {"y": [1, 2]}, opset=onnx_opset_version())
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 2]}, {"y": [1, 2]}, opset=onnx_opset_version()
+    )
     tool = load_tool("quality_compare")
     try:
         import nncf  # noqa: F401
+
         pytest.skip("NNCF is installed here: the in-process path is taken")
     except ImportError:
         pass
@@ -74,14 +93,19 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
 
     rng = np.random.default_rng(0)
     w = rng.integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
-    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
-             numpy_helper.from_array(np.array(128, np.uint8), "xz"),
-             numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
-             numpy_helper.from_array(np.zeros(4, np.int8), "wz")]
-    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
-             helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]
+    inits = [
+        numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+        numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(4, np.int8), "wz"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1]),
+    ]
     int8 = make_model(nodes, {"x": [1, 3, 8, 8]}, {"y": None}, inits)
     wide = load_tool("quality_compare").widen_activations(int8)
     assert max(o.version for o in wide.opset_import if o.domain in ("", "ai.onnx")) == 21

@@ -1,6 +1,7 @@
 """tools/slide_scale.py, the whole-slide scale benchmark: its slide generator writes, tile by tile, a tiled pyramid
 that OpenSlide reads level by level, whose tissue `tcc slide` finds at every size in the same proportion, and its
 meter sees a process tree's memory (the 100,000 x 80,000 measurement: docs/train-slide-explain.md)."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import numpy as np
 import openslide
 
 from tcc.cli.main import main
-
 from tests.helpers import load_tool
 
 SPEC = """\
@@ -45,8 +45,24 @@ def test_generated_pyramid_reads_level_by_level_and_scales_its_tissue(tmp_path):
         glass = (coarse == tool.GLASS).all(axis=-1)
         fractions.append(1 - glass.mean())
         out = tmp_path / f"run{width}"
-        assert main(["slide", str(spec), "--image", str(path), "--patch-size", "128", "-o", str(out),
-                     "--no-progress", "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "slide",
+                    str(spec),
+                    "--image",
+                    str(path),
+                    "--patch-size",
+                    "128",
+                    "-o",
+                    str(out),
+                    "--no-progress",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
         doc = json.loads((out / "patches.json").read_text())
         assert doc["kept"] > 0 and doc["reader"] == "openslide"
         assert abs(doc["mask"]["tissue_fraction"] - fractions[-1]) < 0.01  # the mask finds the stain, not the glass
@@ -57,8 +73,10 @@ def test_generated_pyramid_reads_level_by_level_and_scales_its_tissue(tmp_path):
 def test_meter_sums_the_process_tree():
     tool = load_tool("slide_scale")
     grandchild = "import numpy, time; b = numpy.ones(96 * 2 ** 20 // 8); b += 1; time.sleep(0.5)"
-    child = f"import numpy, subprocess, sys; a = numpy.ones(64 * 2 ** 20 // 8); " \
-            f"subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    child = (
+        f"import numpy, subprocess, sys; a = numpy.ones(64 * 2 ** 20 // 8); "
+        f"subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    )
     seconds, peak, done = tool.run_measured([sys.executable, "-c", child])
     assert done.returncode == 0 and seconds > 0
-    assert peak > (64 + 96) * 2 ** 20  # both interpreters' arrays at once: parent and child summed
+    assert peak > (64 + 96) * 2**20  # both interpreters' arrays at once: parent and child summed

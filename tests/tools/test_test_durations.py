@@ -1,4 +1,5 @@
 """tools/test_durations.py: the seconds per test file that order the suite (tests/conftest.py)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,14 @@ from tests.helpers import REPO, TESTS, load_tool
 
 def test_seconds_per_file_from_the_durations_report(tmp_path):
     log = tmp_path / "durations.log"
-    log.write_text("============================= slowest durations =============================\n"
-                   "12.50s call     tests/a/test_x.py::test_one[p-1]\n"
-                   "0.70s setup    tests/a/test_x.py::test_one[p-1]\n"
-                   "3.00s call     tests/b/test_y.py::test_two\n"
-                   "0.40s call     tests/c/test_z.py::test_three\n"
-                   "(2 durations < 0.005s hidden.  Use -vv to show these durations.)\n")
+    log.write_text(
+        "============================= slowest durations =============================\n"
+        "12.50s call     tests/a/test_x.py::test_one[p-1]\n"
+        "0.70s setup    tests/a/test_x.py::test_one[p-1]\n"
+        "3.00s call     tests/b/test_y.py::test_two\n"
+        "0.40s call     tests/c/test_z.py::test_three\n"
+        "(2 durations < 0.005s hidden.  Use -vv to show these durations.)\n"
+    )
     out = tmp_path / "durations.json"
     tool = load_tool("test_durations")
     assert tool.main([str(log), "-o", str(out)]) == 0

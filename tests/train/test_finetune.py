@@ -1,6 +1,7 @@
 """Fine-tuning (tcc.train.finetune): the classifier head found from the graph, a checkpoint for another class count
 loaded with only its head re-initialised (tcc's own, torchvision's MobileNetV2 for 1000 classes, the DDSNet authors'
 GC checkpoint for 6), `--freeze` keeping every frozen tensor byte for byte, and clear errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,6 @@ from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import load_weights
 from tcc.train.finetune import find_head
 from tcc.train.plan import prepare
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers import torchvision_reference as tv
 from tests.helpers.marks import needs_fixtures
@@ -21,20 +21,26 @@ from tests.helpers.zoo import load_baseline
 from tests.train.test_train import SPEC, train, weights
 
 
-@pytest.mark.parametrize("name, aux, head", [
-    ("ddsnet", {}, ["head.fc"]), ("fastnet", {}, ["head.fc"]), ("resnet18", {}, ["fc"]),
-    ("squeezenet1_0", {}, ["classifier.1"]),  # a 1x1 conv, then ReLU, pooling and flatten
-    ("mobilenet_v3_small", {}, ["classifier.3"]),
-    ("googlenet", {"aux_logits": True}, ["aux1.fc2", "aux2.fc2", "fc"]),  # the auxiliary heads' last layers too
-])
+@pytest.mark.parametrize(
+    "name, aux, head",
+    [
+        ("ddsnet", {}, ["head.fc"]),
+        ("fastnet", {}, ["head.fc"]),
+        ("resnet18", {}, ["fc"]),
+        ("squeezenet1_0", {}, ["classifier.1"]),  # a 1x1 conv, then ReLU, pooling and flatten
+        ("mobilenet_v3_small", {}, ["classifier.3"]),
+        ("googlenet", {"aux_logits": True}, ["aux1.fc2", "aux2.fc2", "fc"]),  # the auxiliary heads' last layers too
+    ],
+)
 def test_the_head_is_the_last_weighted_layers_before_the_outputs(name, aux, head):
     assert find_head(tcc.load_model(name, aux).graph) == head
 
 
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory):
-    return texture_patches(tmp_path_factory.mktemp("three") / "data", textures=("brick", "grass", "gravel"),
-                           per_class=16, size=32)
+    return texture_patches(
+        tmp_path_factory.mktemp("three") / "data", textures=("brick", "grass", "gravel"), per_class=16, size=32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +74,10 @@ def test_another_class_count_reinitialises_only_the_head(tmp_path, three_classes
     plan, notes = _plan(SPEC, three_classes, tmp_path / "run", "--weights", two_class_checkpoint)
     assert plan.head == ["fc"] and plan.model.params["num_classes"] == 3
     assert "num_classes=3: the data's 3 classes (brick, grass, gravel); the checkpoint's classifier is for 2" in notes
-    assert ("head: re-initialised (seed 0) where the checkpoint's width differs: fc.weight [3, 16] (checkpoint "
-            "fc.weight [2, 16]), fc.bias [3] (checkpoint fc.bias [2])") in notes
+    assert (
+        "head: re-initialised (seed 0) where the checkpoint's width differs: fc.weight [3, 16] (checkpoint "
+        "fc.weight [2, 16]), fc.bias [3] (checkpoint fc.bias [2])"
+    ) in notes
     _assert_only_head_differs(plan.module, weights(two_class_checkpoint), ["fc"], 3)
     with torch.random.fork_rng(devices=[]):  # the head is the seeded initialization of a run without weights
         torch.manual_seed(0)
@@ -79,8 +87,24 @@ def test_another_class_count_reinitialises_only_the_head(tmp_path, three_classes
 
 def test_freeze_backbone_trains_the_head_alone(tmp_path, three_classes, two_class_checkpoint):
     run = tmp_path / "run"
-    rc, out, err = train(SPEC, "--data", three_classes, "-o", run, "--weights", two_class_checkpoint,
-                         "--freeze", "backbone", "--epochs", "2", "--batch-size", "8", "--lr", "0.1", "--no-progress")
+    rc, out, err = train(
+        SPEC,
+        "--data",
+        three_classes,
+        "-o",
+        run,
+        "--weights",
+        two_class_checkpoint,
+        "--freeze",
+        "backbone",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.1",
+        "--no-progress",
+    )
     assert rc == 0, err
     assert "freeze: 4 of 5 nodes with parameters kept as they are (backbone); training 1: fc" in err
     last, start = weights(run / "last.pt")["model"], weights(two_class_checkpoint)
@@ -91,15 +115,21 @@ def test_freeze_backbone_trains_the_head_alone(tmp_path, three_classes, two_clas
     assert "freeze: [backbone]" in (run / "config.yaml").read_text()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--freeze", "stme"], "--freeze: 'stme' is not the start of any node with parameters (or backbone) "
-                           "(did you mean 'stem'?)"),
-    (["--freeze", "stem,block,fc"], "--freeze: stem, block, fc freezes every node with parameters: nothing left"),
-    (["--head", "pool"], "--head: 'pool' is not a node with parameters"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--freeze", "stme"],
+            "--freeze: 'stme' is not the start of any node with parameters (or backbone) (did you mean 'stem'?)",
+        ),
+        (["--freeze", "stem,block,fc"], "--freeze: stem, block, fc freezes every node with parameters: nothing left"),
+        (["--head", "pool"], "--head: 'pool' is not a node with parameters"),
+    ],
+)
 def test_bad_freeze_or_head_is_a_clear_error(tmp_path, three_classes, two_class_checkpoint, flags, message):
-    rc, out, err = train(SPEC, "--data", three_classes, "-o", tmp_path / "run", "--weights", two_class_checkpoint,
-                         *flags)
+    rc, out, err = train(
+        SPEC, "--data", three_classes, "-o", tmp_path / "run", "--weights", two_class_checkpoint, *flags
+    )
     assert rc == 2 and message in err and not (tmp_path / "run").exists()
 
 
@@ -119,8 +149,17 @@ def test_torchvision_imagenet_mobilenet_v2_to_two_classes(tmp_path):
 @needs_fixtures
 def test_ddsnet_gc_checkpoint_to_three_classes(tmp_path, three_classes):
     """The DDSNet authors' GC checkpoint (6 classes, matched by the spec's checkpoint layout, by order) to 3."""
-    plan, notes = _plan(REPO / "spec" / "ddsnet.yaml", three_classes, tmp_path / "run", "--weights",
-                        FIXTURES / "GC_DDS_0.0064.pth", "--set", "image_size=32", "--batch-size", "8")
+    plan, notes = _plan(
+        REPO / "spec" / "ddsnet.yaml",
+        three_classes,
+        tmp_path / "run",
+        "--weights",
+        FIXTURES / "GC_DDS_0.0064.pth",
+        "--set",
+        "image_size=32",
+        "--batch-size",
+        "8",
+    )
     assert plan.model.params["num_classes"] == 3 and plan.head == ["head.fc"]
     assert "head.fc.weight [3, 248] (checkpoint net.12.weight [6, 248])" in notes
     six = tcc.load_model(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
@@ -132,9 +171,7 @@ def test_ddsnet_gc_checkpoint_to_three_classes(tmp_path, three_classes):
 def test_a_zoo_name_is_its_spec_file(three_classes, tmp_path):
     """`tcc train mobilenet_v2 ...` as `tcc build mobilenet_v2 ...`: the zoo model's spec file; an unknown name is a
     SpecError with the closest names."""
-    plan, _ = _plan("mobilenet_v2", three_classes, tmp_path / "run", "--set", "image_size=32", "--set",
-                    "num_classes=3")
+    plan, _ = _plan("mobilenet_v2", three_classes, tmp_path / "run", "--set", "image_size=32", "--set", "num_classes=3")
     assert plan.spec.name == "mobilenet_v2.yaml" and plan.spec.is_file()
     with pytest.raises(tcc.SpecError, match="no zoo model named 'mobilenet_v9'.*mobilenet_v2"):
         _plan("mobilenet_v9", three_classes, tmp_path / "run2")
-

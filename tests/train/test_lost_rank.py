@@ -1,6 +1,7 @@
 """A training process killed mid-run (`tcc train --nproc 2`): the launcher says which rank died and how to resume,
 in one line and without stacks; `tcc train --resume RUN` (no SPEC: the run's own) then ends where an uninterrupted
 run ends, weight for weight."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,13 @@ OPTIONS = ["--epochs", "20", "--batch-size", "8", "--no-progress", "--nproc", "2
 
 
 def _tcc(*argv, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tcc", *map(str, argv)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tcc", *map(str, argv)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _rank_process(rank: int) -> int | None:
@@ -54,8 +60,10 @@ def test_a_killed_rank_is_one_line_and_the_run_resumes_to_the_uninterrupted_resu
     # torchrun records the killed rank, and the line names it; under load it may record only the survivor it
     # stopped, and the line says a process died (the survivor's own line says it lost a peer)
     resume = f"Continue from the last finished epoch with: tcc train --resume {run}"
-    assert (f"error: training process rank 1 died (killed by SIGKILL); the other processes stopped. {resume}" in err
-            or f"error: a training process died; the others were stopped. {resume}" in err), err
+    assert (
+        f"error: training process rank 1 died (killed by SIGKILL); the other processes stopped. {resume}" in err
+        or f"error: a training process died; the others were stopped. {resume}" in err
+    ), err
     assert "rank 0 died" not in err, err
     resumed = _tcc("train", "--resume", run, "--no-progress", cwd=tmp_path)  # no SPEC: read from the run
     out, err = resumed.communicate(timeout=300)

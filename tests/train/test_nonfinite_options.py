@@ -1,6 +1,7 @@
 """NaN and infinity in training options (tools/fuzz.py, kind `train`): NaN passes every bound of the option schemas
 (each comparison with it is false), so `val_fraction: .nan` reached the stratified split as a ValueError. Now every
 non-finite value is refused where it is written: the spec's train: section, a --config file, a flag."""
+
 from __future__ import annotations
 
 from tests.helpers import LOCAL_SPECS
@@ -20,8 +21,10 @@ def test_in_the_spec_train_section(tmp_path):
 
 def test_in_a_config_file_and_a_flag(tmp_path):
     config = tmp_path / "config.yaml"
-    for text, line in [("lr: .inf\n", "1:5: lr: inf"),
-                       ("epochs: 1\nclass_weights: [1.0, .nan]\n", "2:16: class_weights: nan")]:
+    for text, line in [
+        ("lr: .inf\n", "1:5: lr: inf"),
+        ("epochs: 1\nclass_weights: [1.0, .nan]\n", "2:16: class_weights: nan"),
+    ]:
         config.write_text(text, encoding="utf-8")
         code, err = tcc("train", LOCAL_SPECS / "train_tiny.yaml", "--config", config, "-o", tmp_path / "run")
         assert code == 2 and err.strip().splitlines()[-1] == f"{config}:{line} is not a finite number"

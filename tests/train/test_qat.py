@@ -1,6 +1,7 @@
 """Quantization-aware training (tcc.train.qat, `tcc qat`): the fake-quantized forward against the integer reference
 node by node under every rules family, the folded layers unfolded back into the spec's parameters, a short distilled
 run whose weights and table build INT8 on ort, host and tflite (bit-exact self-checks), determinism, and bad input."""
+
 from __future__ import annotations
 
 import contextlib
@@ -79,11 +80,21 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
 # double rounding), and then by one step. Average pools of 2x2 windows land on exact ties often (a sum of four codes
 # / 4 is k + 1/2 one time in four). Measured: DDSNet 0.05% of codes (most in its transitions' pools), FastNet 0.0001%
 # (ort) to 0.1% (tflite's double rounding); at most one step everywhere.
-@pytest.mark.parametrize("spec, size, rules", [
-    ("ddsnet", 64, "ort"), ("ddsnet", 64, "tvm"), ("ddsnet", 64, "tflite"), ("ddsnet", 64, "pulsar2"),
-    ("ddsnet", 64, "ax620"), ("fastnet", 96, "ort"), ("fastnet", 96, "tflite"), ("mobilenet_v3_small", 64, "ort"),
-    ("mobilenet_v3_small", 64, "tvm"), ("mobilevit_xxs", 128, "ort"),
-])
+@pytest.mark.parametrize(
+    "spec, size, rules",
+    [
+        ("ddsnet", 64, "ort"),
+        ("ddsnet", 64, "tvm"),
+        ("ddsnet", 64, "tflite"),
+        ("ddsnet", 64, "pulsar2"),
+        ("ddsnet", 64, "ax620"),
+        ("fastnet", 96, "ort"),
+        ("fastnet", 96, "tflite"),
+        ("mobilenet_v3_small", 64, "ort"),
+        ("mobilenet_v3_small", 64, "tvm"),
+        ("mobilevit_xxs", 128, "ort"),
+    ],
+)
 def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, size, rules, tmp_path):
     nodes = per_node(spec, size, rules, tmp_path)
     worst = max(d for _, d, _ in nodes.values())
@@ -152,8 +163,19 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("rules, target", [("ort", "ort"), ("tvm", "host"), ("tflite", "tflite")])
 def test_qat_weights_and_table_build_int8_bit_exact(tiny, rules, target):
     out = tiny["root"] / f"qat-{rules}"
-    rc, stdout, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"][rules], "--data",
-                          tiny["data"], "-o", out, *QAT)
+    rc, stdout, err = run(
+        "qat",
+        SPEC,
+        "--weights",
+        tiny["weights"],
+        "--calib",
+        tiny["tables"][rules],
+        "--data",
+        tiny["data"],
+        "-o",
+        out,
+        *QAT,
+    )
     assert rc == 0, err
     assert "epoch 3/3" in err and "INT8 vs FP32 output cosine" in err
     doc = json.loads((out / "calib.json").read_text())
@@ -161,8 +183,9 @@ def test_qat_weights_and_table_build_int8_bit_exact(tiny, rules, target):
     assert doc["weights_hash"] == tcc.bundle.sha256_file(out / "weights.pt")
     log = json.loads((out / "log.json").read_text())
     assert [e["epoch"] for e in log["epochs"]] == [0, 1, 2, 3]
-    bundle = tcc.Model.load(SPEC, out / "weights.pt").build(target, precision="int8", calib=out / "calib.json",
-                                                            out=tiny["root"] / f"bundle-{target}")
+    bundle = tcc.Model.load(SPEC, out / "weights.pt").build(
+        target, precision="int8", calib=out / "calib.json", out=tiny["root"] / f"bundle-{target}"
+    )
     result = bundle.manifest["self_check"]["result"]
     assert result["passed"] and result["bit_exact"], result
 
@@ -171,8 +194,19 @@ def test_qat_is_deterministic(tiny):
     outs = []
     for k in range(2):
         out = tiny["root"] / f"again-{k}"
-        rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data",
-                         tiny["data"], "-o", out, *QAT)
+        rc, _, err = run(
+            "qat",
+            SPEC,
+            "--weights",
+            tiny["weights"],
+            "--calib",
+            tiny["tables"]["ort"],
+            "--data",
+            tiny["data"],
+            "-o",
+            out,
+            *QAT,
+        )
         assert rc == 0, err
         doc = json.loads((out / "calib.json").read_text())
         doc.pop("timing_s")
@@ -200,9 +234,21 @@ def test_qat_bad_input(tiny, tmp_path):
     rc, _, err = run("qat", *base, "--weights", tiny["weights"], "-o", full)
     assert rc == 2 and "--force" in err and sorted(p.name for p in full.iterdir()) == ["keep.txt"]
     equalized = tcc.Model.load(SPEC, tiny["weights"]).calibrate(
-        tiny["data"], target="ort", calib_size=None, step_switches={"equalization": True})
-    rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", equalized.save(tmp_path / "eq.json"),
-                     "--data", tiny["data"], "-o", tmp_path / "eq", *QAT)
+        tiny["data"], target="ort", calib_size=None, step_switches={"equalization": True}
+    )
+    rc, _, err = run(
+        "qat",
+        SPEC,
+        "--weights",
+        tiny["weights"],
+        "--calib",
+        equalized.save(tmp_path / "eq.json"),
+        "--data",
+        tiny["data"],
+        "-o",
+        tmp_path / "eq",
+        *QAT,
+    )
     assert rc == 2 and "equalization" in err
 
 
@@ -212,8 +258,21 @@ def test_two_processes_give_the_one_process_result(tiny):
     outs = {}
     for n in (1, 2):
         out = tiny["root"] / f"procs-{n}"
-        rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data",
-                         tiny["data"], "-o", out, *QAT, "--nproc", n)
+        rc, _, err = run(
+            "qat",
+            SPEC,
+            "--weights",
+            tiny["weights"],
+            "--calib",
+            tiny["tables"]["ort"],
+            "--data",
+            tiny["data"],
+            "-o",
+            out,
+            *QAT,
+            "--nproc",
+            n,
+        )
         assert rc == 0, err
         outs[n] = (torch.load(out / "weights.pt", weights_only=True), json.loads((out / "log.json").read_text()))
     assert outs[2][1]["processes"] == 2 and outs[1][1]["kept_epoch"] == outs[2][1]["kept_epoch"]
@@ -225,14 +284,40 @@ def test_labels_mix_with_the_distillation(tiny, tmp_path):
     """--label-weight reads DATA/<class>/image folders (the classes in output order) and adds their cross-entropy;
     unlabelled data or the wrong number of classes is refused."""
     out = tmp_path / "labelled"
-    rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data",
-                     tiny["data"], "-o", out, *QAT, "--label-weight", "0.5")
+    rc, _, err = run(
+        "qat",
+        SPEC,
+        "--weights",
+        tiny["weights"],
+        "--calib",
+        tiny["tables"]["ort"],
+        "--data",
+        tiny["data"],
+        "-o",
+        out,
+        *QAT,
+        "--label-weight",
+        "0.5",
+    )
     assert rc == 0, err
     assert json.loads((out / "calib.json").read_text())["qat"]["label_weight"] == 0.5
     flat = tmp_path / "flat"
     flat.mkdir()
     for i, f in enumerate(sorted(Path(tiny["data"]).rglob("*.png"))[:8]):
         (flat / f"{i}.png").write_bytes(f.read_bytes())
-    rc, _, err = run("qat", SPEC, "--weights", tiny["weights"], "--calib", tiny["tables"]["ort"], "--data", flat,
-                     "-o", tmp_path / "no", *QAT, "--label-weight", "1")
+    rc, _, err = run(
+        "qat",
+        SPEC,
+        "--weights",
+        tiny["weights"],
+        "--calib",
+        tiny["tables"]["ort"],
+        "--data",
+        flat,
+        "-o",
+        tmp_path / "no",
+        *QAT,
+        "--label-weight",
+        "1",
+    )
     assert rc == 2 and "DIR/<class>/image" in err and not (tmp_path / "no").exists()

@@ -4,12 +4,15 @@ against the FastNet paper's formulas and tables, the options from files and flag
 
 Runs are module-scoped (each trained once, a few seconds) and shared by the tests.
 """
+
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
+import operator
 import shutil
 from pathlib import Path
 
@@ -28,7 +31,6 @@ from tcc.train.losses import Loss, class_weights
 from tcc.train.modules import GlobalBatchNorm, SampleDropout
 from tcc.train.sample_rng import BatchKeys
 from tcc.train.sampling import train_loader, train_sampler
-
 from tests.helpers import REPO
 from tests.helpers.train_data import texture_patches
 
@@ -97,8 +99,13 @@ def test_a_short_run_lowers_the_loss_and_beats_chance(one_process):
     assert np.sum(last["confusion_matrix"]) == 16 and set(last["per_class"]) == {"brick", "grass"}
     assert {"macro_precision", "macro_recall", "macro_f1", "lr"} <= set(last)
     assert (one_process / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in one_process.iterdir()) == ["best.pt", "config.yaml", "curves.png", "last.pt",
-                                                             "log.json"]  # no temp files left
+    assert sorted(p.name for p in one_process.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "curves.png",
+        "last.pt",
+        "log.json",
+    ]  # no temp files left
 
 
 def test_best_checkpoint_is_a_state_dict_by_the_specs_names(one_process):
@@ -168,7 +175,7 @@ def test_the_processes_batches_together_are_the_one_process_batch(n, batch, worl
     per_rank = [batches(Processes(rank=r, world=world)) for r in range(world)]
     assert len(single) == n // batch and all(len(b) == len(single) for b in per_rank)
     for k, whole in enumerate(single):
-        assert sorted(sum((b[k] for b in per_rank), [])) == sorted(whole)
+        assert sorted(functools.reduce(operator.iadd, (b[k] for b in per_rank), [])) == sorted(whole)
 
 
 def test_global_batchnorm_is_batchnorm_over_the_whole_batch(tmp_path):
@@ -212,15 +219,45 @@ def test_dropout_masks_belong_to_samples_not_batches():
 
 def test_auxiliary_heads_train_and_are_saved(work, data):
     run = work / "aux"
-    trained(SPEC, "--set", "aux=true", "--data", data, "-o", run, "--epochs", "1", "--batch-size", "16",
-            "--loss", "attloss", "--optimizer", "adam", "--no-progress")
+    trained(
+        SPEC,
+        "--set",
+        "aux=true",
+        "--data",
+        data,
+        "-o",
+        run,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--loss",
+        "attloss",
+        "--optimizer",
+        "adam",
+        "--no-progress",
+    )
     assert {"aux.fc.weight", "aux.fc.bias"} <= set(weights(run / "best.pt"))
 
 
 def test_training_starts_from_a_checkpoint(work, data, one_process):
     run = work / "finetuned"
-    trained(SPEC, "--data", data, "-o", run, "--weights", one_process / "best.pt", "--epochs", "1", "--lr", "0.001",
-            "--num-workers", "1", "--no-progress")  # DataLoader workers: the same samples
+    trained(
+        SPEC,
+        "--data",
+        data,
+        "-o",
+        run,
+        "--weights",
+        one_process / "best.pt",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.001",
+        "--num-workers",
+        "1",
+        "--no-progress",
+    )  # DataLoader workers: the same samples
     assert log(run)["epochs"][0]["accuracy"] >= 0.875
 
 
@@ -232,8 +269,10 @@ def test_best_checkpoint_builds_for_ort_and_predicts_the_same_class(work, data, 
 
     out = work / "bundle"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["build", str(SPEC), "--target", "ort", "-o", str(out), "--weights",
-                     str(one_process / "best.pt")]) == 0
+        assert (
+            main(["build", str(SPEC), "--target", "ort", "-o", str(out), "--weights", str(one_process / "best.pt")])
+            == 0
+        )
     model = load_model(SPEC)
     module, _ = reference_module(model, one_process / "best.pt")
     images = sorted(data.glob("*/*_03?.png"))
@@ -263,13 +302,14 @@ def test_a_given_split_or_a_seeded_stratified_one(tmp_path, data):
 # ---------------------------------------------------------------------------------------------------- losses
 def paper_focal(p, y, alpha, gamma):
     """FastNet eq. 6, as printed: p the probability of the positive class, y in {0, 1}."""
-    return -np.mean(alpha * y * (1 - p) ** gamma * np.log(p) + (1 - alpha) * (1 - y) * p ** gamma * np.log(1 - p))
+    return -np.mean(alpha * y * (1 - p) ** gamma * np.log(p) + (1 - alpha) * (1 - y) * p**gamma * np.log(1 - p))
 
 
 def paper_attloss(p, y, alpha, gamma):
     """FastNet eq. 7, as printed."""
-    return -np.mean(alpha ** y * y * (1 - p ** gamma) * np.log(p)
-                    + alpha ** y * (1 - y) * (1 - (1 - p) ** gamma) * np.log(1 - p))
+    return -np.mean(
+        alpha**y * y * (1 - p**gamma) * np.log(p) + alpha**y * (1 - y) * (1 - (1 - p) ** gamma) * np.log(1 - p)
+    )
 
 
 def paper_ce(p, y):
@@ -284,16 +324,27 @@ def options(**values):
 def loss_of(name, logits, y, alpha=None, gamma=2.0, weights=None):
     c = options(loss=name, alpha=alpha, class_weights=weights)
     counts = np.bincount(y, minlength=logits.shape[1]).tolist()
-    return float(Loss(name, class_weights(c, counts), gamma)(torch.tensor(logits, dtype=torch.float32),
-                                                             torch.tensor(y)))
+    return float(
+        Loss(name, class_weights(c, counts), gamma)(torch.tensor(logits, dtype=torch.float32), torch.tensor(y))
+    )
 
 
 PAPER = {"focal": paper_focal, "attloss": paper_attloss}
 
 
-@pytest.mark.parametrize("name, alpha, gamma", [("focal", 0.25, 2.0), ("focal", 0.5, 0.5), ("focal", 0.9, 1.0),
-                                                ("focal", 0.3, 0.0), ("attloss", 1.0, 2.0), ("attloss", 2.0, 0.5),
-                                                ("attloss", 0.5, 1.0), ("attloss", 3.0, 10.0)])
+@pytest.mark.parametrize(
+    "name, alpha, gamma",
+    [
+        ("focal", 0.25, 2.0),
+        ("focal", 0.5, 0.5),
+        ("focal", 0.9, 1.0),
+        ("focal", 0.3, 0.0),
+        ("attloss", 1.0, 2.0),
+        ("attloss", 2.0, 0.5),
+        ("attloss", 0.5, 1.0),
+        ("attloss", 3.0, 10.0),
+    ],
+)
 def test_binary_losses_are_the_papers_equations(name, alpha, gamma):
     """Two classes: softmax probability of class 1 as the papers' p; eq. 6 (focal), eq. 7 (attloss), eq. 5 (ce)."""
     rng = np.random.default_rng(1)
@@ -308,10 +359,12 @@ def test_multiclass_losses_weigh_the_true_class_probability():
     logits, y = rng.normal(0, 2, (50, 3)), rng.integers(0, 3, 50)
     pt = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[np.arange(50), y]
     focal_w, att_w = np.array([0.75, 0.25, 0.25])[y], np.array([1.0, 2.0, 2.0])[y]
-    assert loss_of("focal", logits, y, 0.25, 2.0) == pytest.approx(np.mean(-focal_w * (1 - pt) ** 2 * np.log(pt)),
-                                                                   rel=1e-5)
-    assert loss_of("attloss", logits, y, 2.0, 3.0) == pytest.approx(np.mean(-att_w * (1 - pt ** 3) * np.log(pt)),
-                                                                    rel=1e-5)
+    assert loss_of("focal", logits, y, 0.25, 2.0) == pytest.approx(
+        np.mean(-focal_w * (1 - pt) ** 2 * np.log(pt)), rel=1e-5
+    )
+    assert loss_of("attloss", logits, y, 2.0, 3.0) == pytest.approx(
+        np.mean(-att_w * (1 - pt**3) * np.log(pt)), rel=1e-5
+    )
     counts = np.bincount(y, minlength=3)
     auto = 50 / (3 * counts)
     expected = np.mean(auto[y] * F.cross_entropy(torch.tensor(logits), torch.tensor(y), reduction="none").numpy())
@@ -333,10 +386,10 @@ def _weight(name: str, p: float, gamma: float) -> float:
 def test_weight_ratios_of_the_papers_tables(gamma, table_ii, table_iii):
     """Tables II and III: the weight of an indistinguishable sample (p = 0.5) over a distinguishable one (0.9)."""
     focal = _weight("focal", 0.5, gamma) / _weight("focal", 0.9, gamma)
-    assert focal == pytest.approx(5 ** gamma, rel=1e-4)  # (1 - 0.5)^g / (1 - 0.9)^g
+    assert focal == pytest.approx(5**gamma, rel=1e-4)  # (1 - 0.5)^g / (1 - 0.9)^g
     assert focal == pytest.approx(table_ii, rel=0.03)  # as printed: 1.2 for 1.175
     attloss = _weight("attloss", 0.5, gamma) / _weight("attloss", 0.9, gamma)
-    assert attloss == pytest.approx((1 - 0.5 ** gamma) / (1 - 0.9 ** gamma), rel=1e-4)
+    assert attloss == pytest.approx((1 - 0.5**gamma) / (1 - 0.9**gamma), rel=1e-4)
     assert attloss == pytest.approx(table_iii, abs=0.005)
 
 
@@ -347,8 +400,10 @@ def options_of(*argv):
 
 
 def test_options_from_the_spec_a_config_file_and_flags(write, data):
-    spec = write("m.yaml", SPEC.read_text().replace("layers:", "train:\n  epochs: 7\n  lr: 0.2\n  loss: focal\n"
-                                                    "  data: data\nlayers:", 1))
+    spec = write(
+        "m.yaml",
+        SPEC.read_text().replace("layers:", "train:\n  epochs: 7\n  lr: 0.2\n  loss: focal\n  data: data\nlayers:", 1),
+    )
     config = write("c.yaml", "lr: 0.3\nbatch_size: 4\nset: {image_size: 16}\n")
     c = options_of(spec, "--config", config, "--batch-size", "2", "--set", "num_classes=2")
     assert (c.epochs, c.lr, c.batch_size, c.loss, c.alpha) == (7, 0.3, 2, "focal", 0.25)
@@ -377,12 +432,15 @@ def test_a_typo_in_the_train_section_points_at_it(write, data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("text, needle, message", [
-    ("loss: foca\n", "foca", "loss: 'foca' is not one of ['ce', 'focal', 'attloss'] (did you mean 'focal'?)"),
-    ("batch_size: 0\n", "0", "batch_size: 0 is less than the minimum of 1"),
-    ("loss: focal\nalpha: [1, 2, 3]\n", "[1", "alpha: 3 weights for 2 classes (brick, grass)"),
-    ("class_weights: [1, 2]\nloss: attloss\n", "[1", "class_weights: class_weights are for ce"),
-])
+@pytest.mark.parametrize(
+    "text, needle, message",
+    [
+        ("loss: foca\n", "foca", "loss: 'foca' is not one of ['ce', 'focal', 'attloss'] (did you mean 'focal'?)"),
+        ("batch_size: 0\n", "0", "batch_size: 0 is less than the minimum of 1"),
+        ("loss: focal\nalpha: [1, 2, 3]\n", "[1", "alpha: 3 weights for 2 classes (brick, grass)"),
+        ("class_weights: [1, 2]\nloss: attloss\n", "[1", "class_weights: class_weights are for ce"),
+    ],
+)
 def test_config_file_errors_point_at_the_value(write, data, tmp_path, text, needle, message):
     config = write("c.yaml", text)
     rc, _, err = train(SPEC, "--data", data, "--config", config, "-o", tmp_path / "run")
@@ -404,21 +462,29 @@ def _bad_data(root: Path, case: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("case, extra, message", [
-    ("empty", [], "grass: empty class folder"),
-    ("unreadable", [], "grass_001.png: cannot read image"),
-    ("one class", [], "1 class folder(s) (brick)"),
-    ("three classes", [], "holds 3 classes (brick, grass, gravel); pass --set num_classes=3"),
-    ("ok", ["--loss", "foca"], "--loss foca: 'foca' is not one of ['ce', 'focal', 'attloss'] (did you mean 'focal'?)"),
-    ("ok", ["--batch-size", "3", "--nproc", "2"], "--batch-size: 3 does not split evenly over 2 processes"),
-    ("ok", ["--batch-size", "64"], "64 is more than the 4 training images"),
-    ("ok", ["--weights", "missing.pt"], "missing.pt: no such weights file"),
-    ("ok", ["--stop-after", "0"], "--stop-after 0: an epoch from 1 to 10"),
-])
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("empty", [], "grass: empty class folder"),
+        ("unreadable", [], "grass_001.png: cannot read image"),
+        ("one class", [], "1 class folder(s) (brick)"),
+        ("three classes", [], "holds 3 classes (brick, grass, gravel); pass --set num_classes=3"),
+        (
+            "ok",
+            ["--loss", "foca"],
+            "--loss foca: 'foca' is not one of ['ce', 'focal', 'attloss'] (did you mean 'focal'?)",
+        ),
+        ("ok", ["--batch-size", "3", "--nproc", "2"], "--batch-size: 3 does not split evenly over 2 processes"),
+        ("ok", ["--batch-size", "64"], "64 is more than the 4 training images"),
+        ("ok", ["--weights", "missing.pt"], "missing.pt: no such weights file"),
+        ("ok", ["--stop-after", "0"], "--stop-after 0: an epoch from 1 to 10"),
+    ],
+)
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, case, extra, message):
     data = _bad_data(tmp_path / "data", case)
-    rc, out, err = train(SPEC, "--set", "image_size=16", "--data", data, "-o", tmp_path / "run", "--batch-size", "2",
-                         *extra)
+    rc, out, err = train(
+        SPEC, "--set", "image_size=16", "--data", data, "-o", tmp_path / "run", "--batch-size", "2", *extra
+    )
     assert rc == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
 

@@ -1,6 +1,7 @@
 """`tcc train model.onnx`: imported in memory with its weights as the starting point, the import kept in the run
 (RUN/spec.yaml, RUN/imported.pt) so that --resume and `tcc build RUN/spec.yaml` need no ONNX file; the Python API's
 tcc.train_model with values, not flag texts; mistakes refused before anything is written."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import yaml
 
 import tcc
 from tcc.lower.to_torch import init_weights
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import run
 from tests.helpers.train_data import texture_patches
@@ -37,12 +37,32 @@ def onnx_model(tmp_path_factory):
 def test_a_run_from_an_onnx_file_keeps_the_import_and_resumes_without_it(onnx_model, tmp_path):
     path, data, work = onnx_model
     run_dir = tmp_path / "run"
-    rc, out, err = tcc_cli("train", path, "--data", data, "-o", run_dir, *TRAIN, "--stop-after", "1",
-                           "--set", "mean=[0.45,0.45,0.45]", "--set", "std=[0.25,0.25,0.25]")
+    rc, out, err = tcc_cli(
+        "train",
+        path,
+        "--data",
+        data,
+        "-o",
+        run_dir,
+        *TRAIN,
+        "--stop-after",
+        "1",
+        "--set",
+        "mean=[0.45,0.45,0.45]",
+        "--set",
+        "std=[0.25,0.25,0.25]",
+    )
     assert rc == 0, err
     assert f"tcc train --resume {run_dir}" in out
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.yaml", "curves.png", "imported.pt",
-                                                       "last.pt", "log.json", "spec.yaml"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "curves.png",
+        "imported.pt",
+        "last.pt",
+        "log.json",
+        "spec.yaml",
+    ]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["weights"] == "imported.pt" and config["set"] == {}
     log = json.loads((run_dir / "log.json").read_text())
@@ -59,8 +79,15 @@ def test_a_run_from_an_onnx_file_keeps_the_import_and_resumes_without_it(onnx_mo
     assert "best: epoch" in out and f"tcc build {run_dir / 'spec.yaml'}" in out
     assert [e["epoch"] for e in json.loads((run_dir / "log.json").read_text())["epochs"]] == [1, 2]
     # the same run through the Python API, with values: equal weights (one process, the same seed)
-    trained = tcc.train_model(path, data=data, output=tmp_path / "api", epochs=2, batch_size=8, lr=0.05,
-                              overrides={"mean": [0.45] * 3, "std": [0.25] * 3})
+    trained = tcc.train_model(
+        path,
+        data=data,
+        output=tmp_path / "api",
+        epochs=2,
+        batch_size=8,
+        lr=0.05,
+        overrides={"mean": [0.45] * 3, "std": [0.25] * 3},
+    )
     assert trained.run == tmp_path / "api" and [e["epoch"] for e in trained.history.epochs] == [1, 2]
     ours = torch.load(tmp_path / "api" / "best.pt", weights_only=True)
     cli = torch.load(run_dir / "best.pt", weights_only=True)
@@ -70,7 +97,10 @@ def test_a_run_from_an_onnx_file_keeps_the_import_and_resumes_without_it(onnx_mo
 def test_mistakes_are_refused_before_anything_is_written(onnx_model, tmp_path):
     path, data, work = onnx_model
     cases = [
-        (["--weights", work / "nosuch.pt"], "an ONNX file carries its weights, the run's starting point: drop --weights"),
+        (
+            ["--weights", work / "nosuch.pt"],
+            "an ONNX file carries its weights, the run's starting point: drop --weights",
+        ),
         (["--set", "num_classes=3"], "--set num_classes does not apply (its --set options are the import's"),
         (["--set", "size=[0,4]"], "--set size=[0, 4]: give a positive side or [H, W]"),
     ]
@@ -94,13 +124,35 @@ def test_qat_of_an_onnx_file_writes_the_spec_its_weights_are_for(onnx_model, tmp
     model = tcc.Model.load(path)
     table = model.calibrate(data, target="ort", method="kl", calib_size=16)
     table.save(tmp_path / "table.json")
-    rc, out, err = tcc_cli("qat", path, "--calib", tmp_path / "table.json", "--data", data, "-o", tmp_path / "qat",
-                           "--epochs", "1", "--calib-size", "16")
+    rc, out, err = tcc_cli(
+        "qat",
+        path,
+        "--calib",
+        tmp_path / "table.json",
+        "--data",
+        data,
+        "-o",
+        tmp_path / "qat",
+        "--epochs",
+        "1",
+        "--calib-size",
+        "16",
+    )
     assert rc == 0, err
-    assert sorted(p.name for p in (tmp_path / "qat").iterdir()) == ["calib.json", "log.json", "tiny.yaml",
-                                                                   "weights.pt"]
+    assert sorted(p.name for p in (tmp_path / "qat").iterdir()) == ["calib.json", "log.json", "tiny.yaml", "weights.pt"]
     assert f"tcc build {tmp_path / 'qat' / 'tiny.yaml'} --weights" in out
-    rc, out, err = tcc_cli("build", tmp_path / "qat" / "tiny.yaml", "--weights", tmp_path / "qat" / "weights.pt",
-                           "--calib", tmp_path / "qat" / "calib.json", "--precision", "int8", "--target", "ort",
-                           "-o", tmp_path / "bundle")
+    rc, out, err = tcc_cli(
+        "build",
+        tmp_path / "qat" / "tiny.yaml",
+        "--weights",
+        tmp_path / "qat" / "weights.pt",
+        "--calib",
+        tmp_path / "qat" / "calib.json",
+        "--precision",
+        "int8",
+        "--target",
+        "ort",
+        "-o",
+        tmp_path / "bundle",
+    )
     assert rc == 0 and "self-check vs the integer reference: bit-exact" in out, err

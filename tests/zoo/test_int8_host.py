@@ -1,6 +1,7 @@
 """INT8 for every zoo spec on the TVM host target (`tcc build --target host --precision int8` at test sizes): the
 module equals the integer reference bit for bit, and the bundle's quality vs FP32 on held-out inputs stays at or
 above its recorded floor (tests/int8_zoo.json)."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,9 @@ pytest.importorskip("tvm")
 HOST_SLOW = CI_SUBSET + ("regnet_y_400mf", "mobilevit_xxs", "maxvit_t")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HOST_SLOW else n
-                                  for n in zoo_names(int8=True)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HOST_SLOW else n for n in zoo_names(int8=True)]
+)
 def test_int8_host(name, tmp_path):
     manifest, cosine = build_and_measure(name, "host", tmp_path)
     result = manifest["self_check"]["result"]
@@ -29,8 +31,10 @@ def test_int8_host(name, tmp_path):
     # within 1 LSB of the reference's (the self-check's rule)
     assert result["passed"] and (result["bit_exact"] or result["per_op"]["max_lsb_integer"] == 0), result
     want = recorded(name, "host")
-    print(f"\n[int8 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
-          f"integer ops {manifest['quantization']['integer_ops']}")
+    print(
+        f"\n[int8 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
+        f"integer ops {manifest['quantization']['integer_ops']}"
+    )
     assert cosine >= want["floor"]
 
 
@@ -49,6 +53,8 @@ def test_w8a16_host(name, tmp_path):
     widths = manifest["quantization"]["activation_bits"]
     assert set(widths) <= {str(b) for b in range(9, 17)} and "16" in widths, widths
     want, a8 = recorded(name, "host_w8a16"), recorded(name, "host")
-    print(f"\n[w8a16 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}; "
-          f"W8A8 {a8['measured']}), activation widths {widths}")
+    print(
+        f"\n[w8a16 host] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}; "
+        f"W8A8 {a8['measured']}), activation widths {widths}"
+    )
     assert cosine >= want["floor"]

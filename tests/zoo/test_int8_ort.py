@@ -1,6 +1,7 @@
 """INT8 for every zoo spec on ONNX Runtime (`tcc build --target ort --precision int8` at test sizes): the build's
 self-check passes (every integer op within 1 LSB of the reference on ORT's own codes), and the bundle's quality vs
 FP32 on held-out inputs stays at or above its recorded floor (tests/int8_zoo.json)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,6 +17,8 @@ def test_int8_ort(name, tmp_path):
     islands = manifest["quantization"].get("float_islands", [])  # checked too (MobileViT's softmax, LayerNorm)
     assert result["per_op"]["ops_checked"] == sum(manifest["quantization"]["integer_ops"].values()) + len(islands)
     want = recorded(name, "ort")
-    print(f"\n[int8 ort] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
-          f"end to end {result['max_abs_lsb']} LSB from the reference")
+    print(
+        f"\n[int8 ort] {name}: cosine vs FP32 {cosine:.6f} (recorded {want['measured']}, floor {want['floor']}), "
+        f"end to end {result['max_abs_lsb']} LSB from the reference"
+    )
     assert cosine >= want["floor"]

@@ -9,6 +9,7 @@ The runs use a small configuration of the same architecture (torchvision's MaxVi
 96 x 96 input and 3 x 3 partitions: block attention in 3 x 3 windows, grid attention over grids of 8 x 8 and
 4 x 4 cells, so window and grid partitions differ in both blocks).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -18,20 +19,39 @@ import tcc
 from tcc.errors import SpecError
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import match_weights
-
 from tests.helpers import torchvision_reference as tv
-from tests.helpers.reference_check import (assert_logits_equal, assert_ort_build_self_checks, flop_count_macs,
-                                           hyperparameters, predict_with_state_dict, set_args)
-from tests.helpers.zoo import BASELINES, load_baseline as load
+from tests.helpers.reference_check import (
+    assert_logits_equal,
+    assert_ort_build_self_checks,
+    flop_count_macs,
+    hyperparameters,
+    predict_with_state_dict,
+    set_args,
+)
+from tests.helpers.zoo import BASELINES
+from tests.helpers.zoo import load_baseline as load
 
 SPEC = BASELINES / "maxvit_t.yaml"
 # torchvision constructor: (trainable params, MACs) at 224 with num_classes 6
 NUMBERS = {"maxvit_t": (30_410_696, 5_557_537_792)}
 # a small configuration of the same architecture for the runs: torchvision's MaxVit class with these
-SMALL = {"input_size": (96, 96), "stem_channels": 8, "block_channels": [8, 16], "block_layers": [1, 2],
-         "head_dim": 4, "partition_size": 3, "stochastic_depth_prob": 0.2}
-SMALL_SET = {"image_size": 96, "stem_channels": 8, "block_channels": [8, 16], "block_layers": [1, 2],
-             "head_dim": 4, "partition_size": 3}
+SMALL = {
+    "input_size": (96, 96),
+    "stem_channels": 8,
+    "block_channels": [8, 16],
+    "block_layers": [1, 2],
+    "head_dim": 4,
+    "partition_size": 3,
+    "stochastic_depth_prob": 0.2,
+}
+SMALL_SET = {
+    "image_size": 96,
+    "stem_channels": 8,
+    "block_channels": [8, 16],
+    "block_layers": [1, 2],
+    "head_dim": 4,
+    "partition_size": 3,
+}
 
 
 def test_params_and_macs_equal_torchvision():
@@ -54,8 +74,12 @@ def test_hyperparameters_equal_torchvision():
     for kind in ("bn", "ln", "dropout"):
         assert hyperparameters(module, kind) == hyperparameters(reference, kind), kind
     ours = sorted((m.p, m.mode) for m in module.modules() if type(m).__name__ == "StochasticDepth")
-    theirs = sorted(x for name, m in reference.named_modules() if type(m).__name__ == "StochasticDepth" and m.p > 0
-                    for x in [(m.p, m.mode)] * (2 if name.endswith(".stochastic_dropout") else 1))
+    theirs = sorted(
+        x
+        for name, m in reference.named_modules()
+        if type(m).__name__ == "StochasticDepth" and m.p > 0
+        for x in [(m.p, m.mode)] * (2 if name.endswith(".stochastic_dropout") else 1)
+    )
     assert len(theirs) == 10 * (1 + 2 * 2)  # 11 layers (MBConv, 2 x 2 branches); the first one's p is 0
     assert ours == theirs
 

@@ -8,6 +8,7 @@ ORT FP32 build self-checks.
 The numbers are also written out (num_classes 6, at timm's default 256 x 256 input), so that they are pinned even
 where timm is not importable.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -19,10 +20,14 @@ import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import load_weights, match_weights
 from tcc.tolerance import compare
-
 from tests.helpers import timm_reference as timm_ref
-from tests.helpers.reference_check import (assert_logits_equal, assert_ort_build_self_checks, hyperparameters,
-                                           predict_with_state_dict, set_args as set_values)
+from tests.helpers.reference_check import (
+    assert_logits_equal,
+    assert_ort_build_self_checks,
+    hyperparameters,
+    predict_with_state_dict,
+)
+from tests.helpers.reference_check import set_args as set_values
 from tests.helpers.zoo import BASELINES, load_baseline
 
 # timm name: (trainable params, MACs): timm 1.0.x with num_classes=6 at 3 x 256 x 256 (timm_reference.macs:
@@ -36,8 +41,11 @@ SIZE = 256
 NAMES = sorted(NUMBERS)
 # timm name: (spec, --set overrides); mobilevit_xs is mobilevit_s with its widths
 XS = {"channels": [32, 48, 64, 80, 96], "transformer_dims": [96, 120, 144], "num_features": 384}
-SPECS = {"mobilevit_xxs": ("mobilevit_xxs", {}), "mobilevit_xs": ("mobilevit_s", XS),
-         "mobilevit_s": ("mobilevit_s", {})}
+SPECS = {
+    "mobilevit_xxs": ("mobilevit_xxs", {}),
+    "mobilevit_xs": ("mobilevit_s", XS),
+    "mobilevit_s": ("mobilevit_s", {}),
+}
 
 
 def load(name: str, **overrides) -> tcc.Model:
@@ -59,8 +67,10 @@ def test_params_and_macs_equal_timm(name):
     assert list(model.graph.shape(model.graph.output)) == [6]
     reference = timm_ref.build(name, num_classes=6)
     assert reference.pretrained_cfg["input_size"] == (3, SIZE, SIZE)
-    assert (sum(p.numel() for p in reference.parameters() if p.requires_grad),
-            timm_ref.macs(reference, SIZE)) == (params, macs)
+    assert (sum(p.numel() for p in reference.parameters() if p.requires_grad), timm_ref.macs(reference, SIZE)) == (
+        params,
+        macs,
+    )
 
 
 def test_preprocess_is_timms():
@@ -115,8 +125,9 @@ def test_logits_equal_timm_with_its_state_dict(name, classes, size, tmp_path, ca
     reference = init_weights(timm_ref.build(name, num_classes=classes), seed=2)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(3))
     spec = BASELINES / f"{SPECS[name][0]}.yaml"
-    logits, err = predict_with_state_dict(spec, reference, x, tmp_path, capsys,
-                                          ["--set", f"image_size={size}", *set_args(name)])
+    logits, err = predict_with_state_dict(
+        spec, reference, x, tmp_path, capsys, ["--set", f"image_size={size}", *set_args(name)]
+    )
     assert "by the spec's checkpoint layout 'timm' (by name through its key map)" in err
     assert ("num_classes=3 read from the checkpoint" in err) == (classes != 6)
     assert logits.shape == (1, classes)
@@ -134,13 +145,16 @@ def test_mobilevit_block_alone_equals_timm(tmp_path):
     layers = get_layer_fns(ByoModelCfg(blocks=(), act_layer="silu"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        block = MobileVitBlock(24, 20, transformer_dim=32, transformer_depth=3, patch_size=4, num_heads=2,
-                               layers=layers)
+        block = MobileVitBlock(
+            24, 20, transformer_dim=32, transformer_depth=3, patch_size=4, num_heads=2, layers=layers
+        )
     reference = init_weights(torch.nn.Sequential(OrderedDict(block=block)), seed=4).eval()
     spec = tmp_path / "mobilevit_block_check.yaml"
-    spec.write_text("kind: model\nname: mobilevit_block_check\ninput: {shape: [24, 8, 12]}\nlayers:\n"
-                    "  - {id: block, block: mobilevit_block, out: 20, transformer_dim: 32, transformer_depth: 3,\n"
-                    "     patch_size: 4, heads: 2}\n")
+    spec.write_text(
+        "kind: model\nname: mobilevit_block_check\ninput: {shape: [24, 8, 12]}\nlayers:\n"
+        "  - {id: block, block: mobilevit_block, out: 20, transformer_dim: 32, transformer_depth: 3,\n"
+        "     patch_size: 4, heads: 2}\n"
+    )
     graph = tcc.load_model(spec).graph
     assert graph.param_count == sum(p.numel() for p in reference.parameters())
     assert list(graph.shape(graph.output)) == [20, 8, 12]

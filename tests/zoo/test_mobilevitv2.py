@@ -8,6 +8,7 @@ timm's LinearSelfAttention and used by a user's own small spec (a new attention 
 The numbers are written out (num_classes 6, input 256, timm's default), so tcc's side is checked even where timm
 is not importable.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,8 @@ from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import match_weights
 from tcc.tolerance import compare
-
 from tests.helpers import timm_reference as timm_ref
-from tests.helpers.reference_check import (assert_logits_equal, assert_ort_build_self_checks,
-                                           predict_with_state_dict)
+from tests.helpers.reference_check import assert_logits_equal, assert_ort_build_self_checks, predict_with_state_dict
 from tests.helpers.zoo import BASELINES, load_baseline
 
 SPEC = BASELINES / "mobilevitv2_050.yaml"
@@ -50,8 +49,10 @@ def test_params_and_macs_equal_timm(name):
     assert list(model.graph.shape(model.graph.output)) == [6]
     assert (model.graph.param_count, model.graph.macs) == (params, macs)
     reference = timm_ref.build(name)
-    assert (sum(p.numel() for p in reference.parameters() if p.requires_grad),
-            timm_ref.macs(reference, 256)) == (params, macs)
+    assert (sum(p.numel() for p in reference.parameters() if p.requires_grad), timm_ref.macs(reference, 256)) == (
+        params,
+        macs,
+    )
     layout = [(k, tuple(t.shape)) for k, t in reference.state_dict().items()]
     assert [(k, tuple(p.shape)) for k, p in model.graph.parameters()] == layout
 
@@ -79,8 +80,9 @@ def test_norm_hyperparameters_equal_timm():
 
     def hyper(m):
         bn = sorted((b.eps, b.momentum) for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d))
-        gn = sorted((g.num_groups, g.num_channels, g.eps, g.affine) for g in m.modules()
-                    if isinstance(g, torch.nn.GroupNorm))
+        gn = sorted(
+            (g.num_groups, g.num_channels, g.eps, g.affine) for g in m.modules() if isinstance(g, torch.nn.GroupNorm)
+        )
         drop = sorted(d.p for d in m.modules() if isinstance(d, torch.nn.Dropout) and d.p > 0)
         return bn, gn, drop
 
@@ -103,8 +105,9 @@ def test_logits_equal_timm_with_its_state_dict(classes, tmp_path, capsys):
     assert "by name" in err
     assert ("num_classes=3 read from the checkpoint" in err) == (classes != 6)
     assert logits.shape == (1, classes)
-    assert_logits_equal(reference, load_baseline("mobilevitv2_050", image_size=SIZE), x, logits,
-                        tmp_path / "reference.pth")
+    assert_logits_equal(
+        reference, load_baseline("mobilevitv2_050", image_size=SIZE), x, logits, tmp_path / "reference.pth"
+    )
 
 
 def test_logits_equal_timm_with_several_patches():
@@ -151,7 +154,7 @@ def test_separable_self_attention_block_equals_timms_linear_self_attention(tmp_p
         got, want = module(x), reference(x)
         qkv = torch.nn.functional.conv2d(x, reference.qkv_proj.weight, reference.qkv_proj.bias)
         q, k, v = qkv[:, :1], qkv[:, 1:9], qkv[:, 9:]
-        context = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)       # [B, d, P, 1]
+        context = (k * q.softmax(dim=-1)).sum(dim=-1, keepdim=True)  # [B, d, P, 1]
         formula = torch.nn.functional.conv2d(v.relu() * context, reference.out_proj.weight, reference.out_proj.bias)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got, formula, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ linear layers. They were cross-checked against torchvision-structured nn.Modules
 copied by order, equal outputs); here the checkpoint layout is pinned by generating torchvision's state_dict
 (key, shape) list, which is what name-based and by-order weight import rely on.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ import sys
 import pytest
 
 import tcc
-
 from tests.helpers import REPO
-from tests.helpers.zoo import BASELINES, assert_forward_batch1, load_baseline as load
+from tests.helpers.zoo import BASELINES, assert_forward_batch1
+from tests.helpers.zoo import load_baseline as load
 
 # name: (trainable params, MACs, params removed by num_classes 6 -> 2 (4 x (fan_in + 1) of the last layer))
 NUMBERS = {
@@ -57,8 +58,11 @@ def tv_vgg(cfg, nc=6):
         if v != "M":
             out += _conv(f"features.{sum(2 if u != 'M' else 1 for u in cfg[:i])}", v, cin, 3)
             cin = v
-    return out + _linear("classifier.0", 4096, 512 * 7 * 7) + _linear("classifier.3", 4096, 4096) + _linear(
-        "classifier.6", nc, 4096
+    return (
+        out
+        + _linear("classifier.0", 4096, 512 * 7 * 7)
+        + _linear("classifier.3", 4096, 4096)
+        + _linear("classifier.6", nc, 4096)
     )
 
 
@@ -79,15 +83,39 @@ def tv_resnet(depths, nc=6):
 
 def tv_squeezenet(version, nc=6):
     if version == "1_0":
-        stem, fires = (96, 7), {3: (16, 64), 4: (16, 64), 5: (32, 128), 7: (32, 128), 8: (48, 192), 9: (48, 192),
-                                10: (64, 256), 12: (64, 256)}
+        stem, fires = (
+            (96, 7),
+            {
+                3: (16, 64),
+                4: (16, 64),
+                5: (32, 128),
+                7: (32, 128),
+                8: (48, 192),
+                9: (48, 192),
+                10: (64, 256),
+                12: (64, 256),
+            },
+        )
     else:
-        stem, fires = (64, 3), {3: (16, 64), 4: (16, 64), 6: (32, 128), 7: (32, 128), 9: (48, 192), 10: (48, 192),
-                                11: (64, 256), 12: (64, 256)}
+        stem, fires = (
+            (64, 3),
+            {
+                3: (16, 64),
+                4: (16, 64),
+                6: (32, 128),
+                7: (32, 128),
+                9: (48, 192),
+                10: (48, 192),
+                11: (64, 256),
+                12: (64, 256),
+            },
+        )
     out, cin = _conv("features.0", stem[0], 3, stem[1]), stem[0]
     for i, (sq, ex) in fires.items():
         p = f"features.{i}"
-        out += _conv(f"{p}.squeeze", sq, cin, 1) + _conv(f"{p}.expand1x1", ex, sq, 1) + _conv(f"{p}.expand3x3", ex, sq, 3)
+        out += (
+            _conv(f"{p}.squeeze", sq, cin, 1) + _conv(f"{p}.expand1x1", ex, sq, 1) + _conv(f"{p}.expand3x3", ex, sq, 3)
+        )
         cin = 2 * ex
     return out + _conv("classifier.1", nc, 512, 1)
 
@@ -117,7 +145,7 @@ TORCHVISION = {
     "resnet34": lambda: tv_resnet([3, 4, 6, 3]),
     "squeezenet1_0": lambda: tv_squeezenet("1_0"),
     "squeezenet1_1": lambda: tv_squeezenet("1_1"),
-    "densenet121": lambda: tv_densenet(),
+    "densenet121": tv_densenet,
 }
 # VGG's stages are blocks (features.stage3.1.conv); torchvision's make_layers numbers a flat nn.Sequential
 # (features.8): same order and shapes, different names, so VGG imports by order (or with a key map).
@@ -167,9 +195,20 @@ def test_resnet_shortcuts():
 
 def test_cli_check_json():
     out = subprocess.run(
-        [sys.executable, "-m", "tcc.cli.main", "check", str(BASELINES / "squeezenet1_1.yaml"), "--json",
-         "--set", "num_classes=2"],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "tcc.cli.main",
+            "check",
+            str(BASELINES / "squeezenet1_1.yaml"),
+            "--json",
+            "--set",
+            "num_classes=2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     ).stdout
     data = json.loads(out)
     params, macs, last_layer = NUMBERS["squeezenet1_1"]
@@ -217,8 +256,12 @@ def test_resnet_bottleneck_block_is_torchvision_resnet50(tmp_path):
     assert add("layer1.0.add") == ["layer1.0.bn3", "layer1.0.downsample.1"]  # 64 -> 256 channels at stride 1
     assert add("layer1.1.add") == ["layer1.1.bn3", "layer1.0.relu_2"]
     assert [k for k, _ in g.parameters()][6:12] == [
-        "layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias", "layer1.0.bn1.running_mean",
-        "layer1.0.bn1.running_var", "layer1.0.bn1.num_batches_tracked",
+        "layer1.0.conv1.weight",
+        "layer1.0.bn1.weight",
+        "layer1.0.bn1.bias",
+        "layer1.0.bn1.running_mean",
+        "layer1.0.bn1.running_var",
+        "layer1.0.bn1.num_batches_tracked",
     ]
 
 
@@ -231,7 +274,7 @@ def test_conv_bn_relu_block(tmp_path):
         "  - {id: c, block: conv_bn_relu, out: 8, kernel: 1, act: false, eps: 0.001}\n"
     )
     g = tcc.load_model(spec).graph
-    assert [n for n in g.nodes][1:] == ["a.conv", "a.bn", "a.relu", "b.conv", "b.bn", "b.relu", "c.conv", "c.bn"]
+    assert list(g.nodes)[1:] == ["a.conv", "a.bn", "a.relu", "b.conv", "b.bn", "b.relu", "c.conv", "c.bn"]
     assert g.nodes["a.conv"].shape == (16, 16, 16)
     assert g.nodes["b.conv"].shape == (16, 16, 16)  # padding (5 - 1) // 2 * 2 keeps the size
     assert g.nodes["c.bn"].attrs["eps"] == 0.001

@@ -3,12 +3,14 @@ mnasnet1_0, regnet_x_400mf, regnet_y_400mf, resnext50_32x4d, wide_resnet50_2, ef
 alexnet}.yaml) and their blocks (mbconv, fused_mbconv, mnasnet_inverted_residual, regnet_bottleneck, convnext_block,
 convnext_downsample), checked against torchvision 0.28's own model definitions
 (tests/helpers/torchvision_reference.py): trainable parameters and MACs (conv and linear layers) exactly, the
-state_dict's layout, and logits with a torchvision state_dict imported by the plain `tcc predict --weights` (each spec declares
+state_dict's layout, and logits with a torchvision state_dict imported by the plain `tcc predict --weights` (each spec
+declares
 the layout of torchvision's checkpoints). Every zoo spec's torchvision layout is checked here too.
 
 The numbers are also written out (num_classes 6, at the spec's default input), so the README's zoo table and these
 tests agree even where torchvision is not importable.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +23,10 @@ from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import load_weights, match_weights
 from tcc.tolerance import compare
-
 from tests.helpers import torchvision_reference as tv
 from tests.helpers.reference_check import assert_logits_equal, hyperparameters, predict_with_state_dict
-from tests.helpers.zoo import BASELINES, load_baseline as load
+from tests.helpers.zoo import BASELINES
+from tests.helpers.zoo import load_baseline as load
 
 # name: (trainable params, MACs, input size): torchvision 0.28 with num_classes=6
 NUMBERS = {
@@ -43,11 +45,28 @@ NEW = sorted(NUMBERS)
 # Every zoo spec is one torchvision constructor; these import torchvision's state_dict by name, the rest by order.
 # (the timm models' specs, MobileViT, are checked against timm in zoo/test_mobilevit*.py)
 ZOO = sorted(p.stem for p in BASELINES.glob("*.yaml") if "- name: torchvision" in p.read_text())
-BY_NAME = {"vit_b_16", "swin_t", "maxvit_t", "alexnet", "convnext_tiny", "densenet121", "googlenet", "inception_v3",
-           "mnasnet1_0", "resnet18", "resnet34", "resnext50_32x4d", "squeezenet1_0", "squeezenet1_1", "wide_resnet50_2"}
+BY_NAME = {
+    "vit_b_16",
+    "swin_t",
+    "maxvit_t",
+    "alexnet",
+    "convnext_tiny",
+    "densenet121",
+    "googlenet",
+    "inception_v3",
+    "mnasnet1_0",
+    "resnet18",
+    "resnet34",
+    "resnext50_32x4d",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "wide_resnet50_2",
+}
 # torchvision's constructor arguments that the spec's defaults correspond to
-TV_ARGS = {"inception_v3": {"aux_logits": False, "init_weights": False}, "googlenet": {"aux_logits": False,
-                                                                                   "init_weights": False}}
+TV_ARGS = {
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+}
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -71,9 +90,11 @@ def test_hyperparameters_equal_torchvision(name):
     for kind in ("bn", "ln", "dropout"):
         assert hyperparameters(module, kind) == hyperparameters(reference, kind), kind
     ours = sorted((m.p, m.mode) for m in module.modules() if type(m).__name__ == "StochasticDepth")
-    theirs = sorted((b.stochastic_depth.p, b.stochastic_depth.mode) for b in reference.modules()
-                    if hasattr(b, "stochastic_depth") and getattr(b, "use_res_connect", True)
-                    and b.stochastic_depth.p > 0)
+    theirs = sorted(
+        (b.stochastic_depth.p, b.stochastic_depth.mode)
+        for b in reference.modules()
+        if hasattr(b, "stochastic_depth") and getattr(b, "use_res_connect", True) and b.stochastic_depth.p > 0
+    )
     assert ours == theirs  # the same arithmetic (p k / blocks), so equal to the last bit
 
 
@@ -90,9 +111,13 @@ def test_torchvision_state_dict_imports_with_the_plain_command(name):
     assert [c.name for c in model.checkpoints] == ["torchvision"]
     state = {k: torch.zeros(s) for k, s in layout}
     match = match_weights(model.graph, state, layouts=model.checkpoints)
-    assert match.how.startswith("by the spec's checkpoint layout 'torchvision' (by order): torchvision.models."
-                                if name not in BY_NAME else "by name" if not key_map else
-                                "by the spec's checkpoint layout 'torchvision' (by name through its key map)")
+    assert match.how.startswith(
+        "by the spec's checkpoint layout 'torchvision' (by order): torchvision.models."
+        if name not in BY_NAME
+        else "by name"
+        if not key_map
+        else "by the spec's checkpoint layout 'torchvision' (by name through its key map)"
+    )
     assert sorted(match.assignment.values()) == sorted(state)
 
 
@@ -109,10 +134,13 @@ def test_logits_equal_torchvision_with_its_state_dict(name, classes, size, tmp_p
     (tcc.tolerance), and a checkpoint for another number of classes sets num_classes itself."""
     reference = init_weights(tv.build(name, num_classes=classes), seed=2)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(3))
-    logits, err = predict_with_state_dict(BASELINES / f"{name}.yaml", reference, x, tmp_path, capsys,
-                                          ["--set", f"image_size={size}"])
-    how = {"mnasnet1_0": "by name", "convnext_tiny": "by the spec's checkpoint layout 'torchvision' (by name through "
-           "its key map)"}.get(name, "by the spec's checkpoint layout 'torchvision' (by order)")
+    logits, err = predict_with_state_dict(
+        BASELINES / f"{name}.yaml", reference, x, tmp_path, capsys, ["--set", f"image_size={size}"]
+    )
+    how = {
+        "mnasnet1_0": "by name",
+        "convnext_tiny": "by the spec's checkpoint layout 'torchvision' (by name through its key map)",
+    }.get(name, "by the spec's checkpoint layout 'torchvision' (by order)")
     assert how in err
     assert ("num_classes=3 read from the checkpoint" in err) == (classes != 6)
     assert logits.shape == (1, classes)
@@ -132,11 +160,13 @@ def test_convnext_imports_by_order_too(tmp_path):
     assert match.how == "by order"
     assert match.assignment["features.5.8.layer_scale.weight"] == "features.5.8.layer_scale"
     assert [k.replace(".layer_scale.weight", ".layer_scale") for k in module.state_dict()] == list(
-        reference.state_dict())
+        reference.state_dict()
+    )
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        assert compare(reference(x).numpy(), module(x).numpy(), "fp32",
-                       exact=module.double()(x.double()).numpy())["passed"]
+        assert compare(reference(x).numpy(), module(x).numpy(), "fp32", exact=module.double()(x.double()).numpy())[
+            "passed"
+        ]
 
 
 def test_tcc_check_prints_the_numbers(capsys):
@@ -144,5 +174,8 @@ def test_tcc_check_prints_the_numbers(capsys):
     data = json.loads(capsys.readouterr().out)
     assert (data["params"], data["macs"]) == NUMBERS["convnext_tiny"][:2]
     assert cli(["check", str(BASELINES / "regnet_y_400mf.yaml")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith(
-        "regnet_y_400mf: 270 nodes, params 3,905,790, MACs 401,405,488")
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("regnet_y_400mf: 270 nodes, params 3,905,790, MACs 401,405,488")
+    )

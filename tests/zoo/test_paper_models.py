@@ -2,6 +2,7 @@
 references in tests/helpers/reference_models.py (exact parameter and MAC counts, equal outputs under the same weights)
 and, for DDSNet, against the published checkpoints in /work/shared/fixtures/ddsnet (skipped when that folder is absent).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ import tcc
 from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import load_weights, match_weights, read_state_dict
-
 from tests.helpers import FIXTURES, REPO
 from tests.helpers.reference_models import DDSNet, FastNet, count_macs, count_params, ddsnet_checkpoint_state
 
@@ -81,11 +81,17 @@ def test_reference_fastnet_counts(residual):
 
 
 # ------------------------------------------------------------------------------------------------ tcc check
-@pytest.mark.parametrize("spec,params,macs", [("ddsnet.yaml", DDSNET_PARAMS, DDSNET_MACS),
-                                              ("fastnet.yaml", FASTNET_PARAMS, FASTNET_MACS)])
+@pytest.mark.parametrize(
+    "spec,params,macs", [("ddsnet.yaml", DDSNET_PARAMS, DDSNET_MACS), ("fastnet.yaml", FASTNET_PARAMS, FASTNET_MACS)]
+)
 def test_cli_check_numbers(spec, params, macs):
-    out = subprocess.run([sys.executable, "-m", "tcc.cli.main", "check", str(SPEC / spec), "--json"],
-                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "tcc.cli.main", "check", str(SPEC / spec), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert (summary["params"], summary["macs"]) == (params, macs)
@@ -104,9 +110,19 @@ def test_ddsnet_spec_shape_and_labels():
         assert name in names
     # channel plan 64 -> 192 -> 96 -> 224 -> 112 -> 240 -> 120 -> 248
     g = model.graph
-    plan = [g.nodes[n].shape[0] for n in ("stem.pool", "dense1.layer3_concat", "trans1.pool", "dense2.layer3_concat",
-                                          "trans2.pool", "dense3.layer3_concat", "trans3.pool",
-                                          "dense4.layer3_concat")]
+    plan = [
+        g.nodes[n].shape[0]
+        for n in (
+            "stem.pool",
+            "dense1.layer3_concat",
+            "trans1.pool",
+            "dense2.layer3_concat",
+            "trans2.pool",
+            "dense3.layer3_concat",
+            "trans3.pool",
+            "dense4.layer3_concat",
+        )
+    ]
     assert plan == [64, 192, 96, 224, 112, 240, 120, 248]
 
 
@@ -142,12 +158,16 @@ def test_set_num_classes_changes_only_the_linear_layer():
 
 
 # ------------------------------------------------------------------------------------------------ numerics
-@pytest.mark.parametrize("spec,overrides,make_ref,shape", [
-    ("ddsnet.yaml", {}, lambda: DDSNet(6), (3, 224, 224)),
-    ("ddsnet.yaml", {"num_classes": 2}, lambda: DDSNet(2), (3, 224, 224)),
-    ("fastnet.yaml", {}, lambda: FastNet(2, residual=False), (3, 256, 256)),
-    ("fastnet.yaml", {"residual": True}, lambda: FastNet(2, residual=True), (3, 256, 256)),
-], ids=["ddsnet", "ddsnet-2cls", "fastnet", "fastnet-residual"])
+@pytest.mark.parametrize(
+    "spec,overrides,make_ref,shape",
+    [
+        ("ddsnet.yaml", {}, lambda: DDSNet(6), (3, 224, 224)),
+        ("ddsnet.yaml", {"num_classes": 2}, lambda: DDSNet(2), (3, 224, 224)),
+        ("fastnet.yaml", {}, lambda: FastNet(2, residual=False), (3, 256, 256)),
+        ("fastnet.yaml", {"residual": True}, lambda: FastNet(2, residual=True), (3, 256, 256)),
+    ],
+    ids=["ddsnet", "ddsnet-2cls", "fastnet", "fastnet-residual"],
+)
 def test_torch_lowering_matches_reference(spec, overrides, make_ref, shape):
     model = _load(spec, **overrides)
     module = init_weights(tcc.to_torch(model.graph), seed=1)
@@ -219,9 +239,23 @@ def test_ddsnet_checkpoint_predictions(name, classes, image, top1):
 @needs_fixtures
 def test_cli_predict_gc_checkpoint():
     out = subprocess.run(
-        [sys.executable, "-m", "tcc.cli.main", "predict", str(SPEC / "ddsnet.yaml"), "--weights",
-         str(FIXTURES / "GC_DDS_0.0064.pth"), "--by-order", "--image", str(FIXTURES / "GC.png"), "--json"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "tcc.cli.main",
+            "predict",
+            str(SPEC / "ddsnet.yaml"),
+            "--weights",
+            str(FIXTURES / "GC_DDS_0.0064.pth"),
+            "--by-order",
+            "--image",
+            str(FIXTURES / "GC.png"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -245,12 +279,15 @@ def _params_under(g, prefix: str) -> int:
     return sum(n.param_count() for name, n in g.nodes.items() if name.startswith(prefix))
 
 
-@pytest.mark.parametrize("args,params", [
-    ("out: 16", 8 * 9 + 2 * 8 + 8 * 16 + 2 * 16),  # MobileNet-v1 style: BN between dw and pw
-    ("out: 16, mid: false", 8 * 9 + 8 * 16 + 2 * 16),  # Keras SeparableConv2D + BN
-    ("out: 16, bias: true", 8 * 9 + 8 + 2 * 8 + 8 * 16 + 16 + 2 * 16),
-    ("out: 4, kernel: 1, mid: false, act: relu6", 8 + 8 * 4 + 2 * 4),
-])
+@pytest.mark.parametrize(
+    "args,params",
+    [
+        ("out: 16", 8 * 9 + 2 * 8 + 8 * 16 + 2 * 16),  # MobileNet-v1 style: BN between dw and pw
+        ("out: 16, mid: false", 8 * 9 + 8 * 16 + 2 * 16),  # Keras SeparableConv2D + BN
+        ("out: 16, bias: true", 8 * 9 + 8 + 2 * 8 + 8 * 16 + 16 + 2 * 16),
+        ("out: 4, kernel: 1, mid: false, act: relu6", 8 + 8 * 4 + 2 * 4),
+    ],
+)
 def test_dw_separable_block(tmp_path, args, params):
     g = _tiny_model(tmp_path, f"{{id: sep, block: dw_separable, {args}}}").graph
     assert _params_under(g, "sep.") == params
@@ -263,15 +300,26 @@ def test_dw_separable_stride(tmp_path):
 
 
 def test_fastnet_blocks_residual_keep_shape(tmp_path):
-    for node in ("{id: b, block: fastnet_multiscale, channels: 8, expansion: 2, width: 4, residual: true}",
-                 "{id: b, block: fastnet_multibranch, channels: 8, expansion: 2, num_branches: 3, residual: true}"):
+    for node in (
+        "{id: b, block: fastnet_multiscale, channels: 8, expansion: 2, width: 4, residual: true}",
+        "{id: b, block: fastnet_multibranch, channels: 8, expansion: 2, num_branches: 3, residual: true}",
+    ):
         g = _tiny_model(tmp_path, node).graph
         assert g.shape(g.output) == (8, 16, 16) and g.nodes["b.residual"].op == "add"
 
 
-@pytest.mark.parametrize("path", ["spec/ddsnet.yaml", "spec/fastnet.yaml", "zoo/blocks/dw_separable.yaml",
-                                  "zoo/blocks/dds_layer.yaml", "zoo/blocks/dds_transition.yaml",
-                                  "zoo/blocks/fastnet_multiscale.yaml", "zoo/blocks/fastnet_multibranch.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "spec/ddsnet.yaml",
+        "spec/fastnet.yaml",
+        "zoo/blocks/dw_separable.yaml",
+        "zoo/blocks/dds_layer.yaml",
+        "zoo/blocks/dds_transition.yaml",
+        "zoo/blocks/fastnet_multiscale.yaml",
+        "zoo/blocks/fastnet_multibranch.yaml",
+    ],
+)
 def test_files_validate_against_schema(path):
     import jsonschema
     import yaml

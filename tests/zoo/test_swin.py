@@ -4,6 +4,7 @@ and MACs exactly (MACs as torch's FlopCounterMode counts them), for swin_t and, 
 swin_s and swin_b; hyperparameters (stochastic depth of every block); the state_dict's layout; logits with
 torchvision's state_dict imported by the plain `tcc predict --weights`, within the FP32 rule; the ONNX form on ONNX
 Runtime. The relative position index and the shifted-window mask equal torchvision's own."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,14 +12,20 @@ import pytest
 import torch
 
 import tcc
-from tcc.ops.attention import relative_position_index, shifted_window_mask
 from tcc.cli.main import main as cli
 from tcc.lower.to_torch import init_weights
-
+from tcc.ops.attention import relative_position_index, shifted_window_mask
 from tests.helpers import torchvision_reference as tv
-from tests.helpers.reference_check import (assert_logits_equal, assert_ort_build_self_checks, flop_count_macs,
-                                           hyperparameters, predict_with_state_dict, set_args)
-from tests.helpers.zoo import BASELINES, load_baseline as load
+from tests.helpers.reference_check import (
+    assert_logits_equal,
+    assert_ort_build_self_checks,
+    flop_count_macs,
+    hyperparameters,
+    predict_with_state_dict,
+    set_args,
+)
+from tests.helpers.zoo import BASELINES
+from tests.helpers.zoo import load_baseline as load
 
 SPEC = BASELINES / "swin_t.yaml"
 # torchvision constructor: (spec overrides, trainable params, MACs) at 224 with num_classes 6
@@ -29,8 +36,14 @@ NUMBERS = {
 }
 # a small configuration of the same architecture at 224 (maps of 56, 28, 14 and 7: shifted windows in three
 # stages, none in the last): torchvision's SwinTransformer class with these, the spec with SMALL_SET
-SMALL = {"patch_size": [4, 4], "embed_dim": 24, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4],
-         "window_size": [7, 7], "stochastic_depth_prob": 0.2}
+SMALL = {
+    "patch_size": [4, 4],
+    "embed_dim": 24,
+    "depths": [2, 2, 2, 2],
+    "num_heads": [1, 2, 2, 4],
+    "window_size": [7, 7],
+    "stochastic_depth_prob": 0.2,
+}
 SMALL_SET = {"embed_dim": 24, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4]}
 
 

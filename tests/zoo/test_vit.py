@@ -3,6 +3,7 @@ multihead_attention), checked against torchvision 0.28's own model: trainable pa
 torch's FlopCounterMode counts them: convolutions, linear layers and attention's two matrix products), for vit_b_16
 and, through the spec's parameters, vit_b_32 and vit_l_16; hyperparameters; torchvision's state_dict imported by the
 plain `tcc predict --weights` with logits equal within the FP32 rule; the ONNX form on ONNX Runtime."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,11 +11,17 @@ import torch
 
 import tcc
 from tcc.lower.to_torch import init_weights
-
 from tests.helpers import torchvision_reference as tv
-from tests.helpers.reference_check import (assert_logits_equal, assert_ort_build_self_checks, flop_count_macs,
-                                           hyperparameters, predict_with_state_dict, set_args)
-from tests.helpers.zoo import BASELINES, load_baseline as load
+from tests.helpers.reference_check import (
+    assert_logits_equal,
+    assert_ort_build_self_checks,
+    flop_count_macs,
+    hyperparameters,
+    predict_with_state_dict,
+    set_args,
+)
+from tests.helpers.zoo import BASELINES
+from tests.helpers.zoo import load_baseline as load
 
 SPEC = BASELINES / "vit_b_16.yaml"
 # torchvision constructor: (spec overrides, trainable params, MACs) at 224 with num_classes 6

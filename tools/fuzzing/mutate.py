@@ -1,5 +1,6 @@
 """Mutations every kind shares: of bytes, of a parsed YAML / JSON tree, of text. Each draws from the case's numpy
 Generator and returns what it did in words, which becomes the case's description: a failure says what broke."""
+
 from __future__ import annotations
 
 import copy
@@ -7,9 +8,46 @@ import copy
 import numpy as np
 
 # Values a user's file may hold where another was expected: wrong types, edges, non-finite numbers, odd strings.
-NASTY = (None, True, False, 0, -1, 1, 2, 3, 7, 2**31, 2**63, 10**30, -(10**30), 0.5, -0.5, 1e-30, 1e308,
-         float("nan"), float("inf"), float("-inf"), "", "x", "none", "auto", "../nope", "\u00f8\u00e9", "1e9", "0x10",
-         "-1", [], [1], [0.5, 0.5], ["a", "b", "c"], [[1]], {}, {"a": 1}, {"": None}, "a" * 300)
+NASTY = (
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2,
+    3,
+    7,
+    2**31,
+    2**63,
+    10**30,
+    -(10**30),
+    0.5,
+    -0.5,
+    1e-30,
+    1e308,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    "",
+    "x",
+    "none",
+    "auto",
+    "../nope",
+    "\u00f8\u00e9",
+    "1e9",
+    "0x10",
+    "-1",
+    [],
+    [1],
+    [0.5, 0.5],
+    ["a", "b", "c"],
+    [[1]],
+    {},
+    {"a": 1},
+    {"": None},
+    "a" * 300,
+)
 UNKNOWN_KEYS = ("bogus", "", "Epochs", "data ", "__proto__", "0", "files", "sha256", "format", "models")
 TEXT_CHARS = "{}[]:,&*!|>-#%@`'\"?\t\n \\$0123456789.eE+xyz\u00e9\x00"
 
@@ -27,7 +65,7 @@ def pick_weighted(rng: np.random.Generator, weights: dict):
 
 def show(value, width: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------- bytes
@@ -53,19 +91,20 @@ def truncate(data: bytes, rng) -> tuple[bytes, str]:
 def insert_bytes(data: bytes, rng) -> tuple[bytes, str]:
     at, n = _position(data, rng), int(rng.integers(1, 65))
     filler = pick(rng, ["random", "zeros", "ones"])
-    chunk = {"random": rng.integers(256, size=n, dtype=np.uint8).tobytes(), "zeros": bytes(n),
-             "ones": b"\xff" * n}[filler]
+    chunk = {"random": rng.integers(256, size=n, dtype=np.uint8).tobytes(), "zeros": bytes(n), "ones": b"\xff" * n}[
+        filler
+    ]
     return data[:at] + chunk + data[at:], f"insert {n} {filler} bytes at {at}"
 
 
 def delete_range(data: bytes, rng) -> tuple[bytes, str]:
     at, n = _position(data, rng), int(rng.integers(1, 65))
-    return data[:at] + data[at + n:], f"delete bytes {at}..{at + n}"
+    return data[:at] + data[at + n :], f"delete bytes {at}..{at + n}"
 
 
 def duplicate_range(data: bytes, rng) -> tuple[bytes, str]:
     at, n = _position(data, rng), int(rng.integers(1, 257))
-    return data[:at + n] + data[at:at + n] + data[at + n:], f"duplicate bytes {at}..{at + n}"
+    return data[: at + n] + data[at : at + n] + data[at + n :], f"duplicate bytes {at}..{at + n}"
 
 
 EDGE_INTS = (0, 1, 0x7F, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
@@ -76,11 +115,17 @@ def overwrite_int(data: bytes, rng) -> tuple[bytes, str]:
         return flip_bytes(data, rng)
     at = int(rng.integers(len(data) - 3)) & ~3
     value, order = pick(rng, EDGE_INTS), pick(rng, ["little", "big"])
-    return data[:at] + value.to_bytes(4, order) + data[at + 4:], f"write {value:#x} ({order}-endian) at {at}"
+    return data[:at] + value.to_bytes(4, order) + data[at + 4 :], f"write {value:#x} ({order}-endian) at {at}"
 
 
-BYTE_MUTATIONS = {"flip": flip_bytes, "truncate": truncate, "insert": insert_bytes, "delete": delete_range,
-                  "duplicate": duplicate_range, "int": overwrite_int}
+BYTE_MUTATIONS = {
+    "flip": flip_bytes,
+    "truncate": truncate,
+    "insert": insert_bytes,
+    "delete": delete_range,
+    "duplicate": duplicate_range,
+    "int": overwrite_int,
+}
 BYTE_WEIGHTS = {"flip": 4, "truncate": 2, "insert": 1, "delete": 1, "duplicate": 1, "int": 2}
 
 
@@ -135,8 +180,9 @@ def mutate_tree(doc, rng, values=NASTY, keys=UNKNOWN_KEYS) -> tuple[object, str]
     parent = _get(doc, parent_path)
     where = ".".join(map(str, (*parent_path, key)))
     old = parent[key]
-    what = pick_weighted(rng, {"delete": 2, "replace": 3, "edge": 3, "insert": 2, "duplicate": 1, "swap": 1,
-                               "clear": 1})
+    what = pick_weighted(
+        rng, {"delete": 2, "replace": 3, "edge": 3, "insert": 2, "duplicate": 1, "swap": 1, "clear": 1}
+    )
     if what == "delete":
         del parent[key]
         return doc, f"delete {where}"
@@ -187,9 +233,9 @@ def mutate_text(text: str, rng) -> tuple[str, str]:
         if how == "insert":
             text = text[:at] + chars + text[at:]
         elif how == "delete":
-            text = text[:at] + text[at + len(chars):]
+            text = text[:at] + text[at + len(chars) :]
         elif how == "replace":
-            text = text[:at] + chars + text[at + len(chars):]
+            text = text[:at] + chars + text[at + len(chars) :]
         else:
             text = text[:at]
         said.append(f"{how} {chars!r} at {at}" if how != "cut" else f"cut at {at}")

@@ -11,6 +11,7 @@ The fuzzer itself must not compute with PyTorch or ONNX Runtime: a thread pool s
 the child, and GNU OpenMP waits for it forever. Base inputs that need a tcc command (a bundle, a golden set) are made
 by children too (`setup_command`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,17 +63,23 @@ def run_tcc(argv: list[str], cwd: Path, timeout: float, logs: Path) -> Ended:
     seconds = time.monotonic() - start
     _kill_group(pid)  # what the command started and left behind (DataLoader workers, a compile worker)
     code = os.waitstatus_to_exitcode(status)
-    return Ended(code=code if code >= 0 else None, signal=-code if code < 0 else None,
-                 timed_out=not ended_in_time or seconds >= timeout, seconds=seconds,
-                 stdout=_tail(out), stderr=_tail(err))
+    return Ended(
+        code=code if code >= 0 else None,
+        signal=-code if code < 0 else None,
+        timed_out=not ended_in_time or seconds >= timeout,
+        seconds=seconds,
+        stdout=_tail(out),
+        stderr=_tail(err),
+    )
 
 
 def setup_command(argv: list[str], cwd: Path, logs: Path, timeout: float = 600.0) -> None:
     """A command that makes a base input (`tcc build`, `tcc golden update`): it must succeed."""
     ended = run_tcc(argv, cwd, timeout, logs)
     if ended.code != 0 or ended.timed_out:
-        raise RuntimeError(f"setting up the base inputs failed: tcc {' '.join(argv)} (exit {ended.code}):\n"
-                           f"{ended.stderr[-3000:]}")
+        raise RuntimeError(
+            f"setting up the base inputs failed: tcc {' '.join(argv)} (exit {ended.code}):\n{ended.stderr[-3000:]}"
+        )
 
 
 def verdict(ended: Ended, ok_codes: frozenset[int]) -> tuple[str, str]:
@@ -101,9 +108,9 @@ def _child(argv: list[str], cwd: Path, out: Path, err: Path, timeout: float):
         _redirect(1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         _redirect(2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         # streams on the new descriptors: the parent's sys.stdout may be no file at all (pytest's capture)
-        sys.stdin = open(0, encoding="utf-8", closefd=False)
-        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own streams)
+        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115
         os.chdir(cwd)
         faulthandler.enable(file=sys.stderr)  # a crash's stack goes with the case's output
         faulthandler.dump_traceback_later(timeout, exit=True)
@@ -169,4 +176,4 @@ def _hang_site(stderr: str) -> str:
     start = next((i for i in heads if lines[i].startswith("Current thread")), heads[0] if heads else None)
     if start is None:
         return last_line(stderr)
-    return " <- ".join(line.strip() for line in lines[start + 1:start + 4])
+    return " <- ".join(line.strip() for line in lines[start + 1 : start + 4])

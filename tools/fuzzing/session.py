@@ -1,5 +1,6 @@
 """A fuzzing session: the base inputs of one kind made once, then N cases, each drawn from its own Generator
 seeded by (SEED, case number) so that any case replays alone (`--case K`), run and judged; the summary at the end."""
+
 from __future__ import annotations
 
 import collections
@@ -46,21 +47,27 @@ class Report:
 
     def exit_codes(self) -> dict:
         """exit code -> cases; a case ended by a signal or the timeout counts under that name."""
-        codes = collections.Counter("hang" if o.ended.timed_out else f"signal {o.ended.signal}"
-                                    if o.ended.signal is not None else o.ended.code for o in self.outcomes)
+        codes = collections.Counter(
+            "hang" if o.ended.timed_out else f"signal {o.ended.signal}" if o.ended.signal is not None else o.ended.code
+            for o in self.outcomes
+        )
         return dict(sorted(codes.items(), key=lambda kv: str(kv[0])))
 
     def summary(self) -> str:
         n = len(self.outcomes)
-        lines = [f"{self.kind}: {n} cases (seed {self.seed}) in {self.seconds:.1f} s "
-                 f"({self.seconds / max(n, 1):.2f} s a case; base inputs {self.base_seconds:.1f} s)",
-                 "  exit codes: " + ", ".join(f"{code}: {count}" for code, count in self.exit_codes().items()),
-                 f"  tracebacks {self.count('traceback')}, hangs {self.count('hang')}, crashes "
-                 f"{self.count('crash')}, other exit codes {self.count('exit')}"]
+        lines = [
+            f"{self.kind}: {n} cases (seed {self.seed}) in {self.seconds:.1f} s "
+            f"({self.seconds / max(n, 1):.2f} s a case; base inputs {self.base_seconds:.1f} s)",
+            "  exit codes: " + ", ".join(f"{code}: {count}" for code, count in self.exit_codes().items()),
+            f"  tracebacks {self.count('traceback')}, hangs {self.count('hang')}, crashes "
+            f"{self.count('crash')}, other exit codes {self.count('exit')}",
+        ]
         for o in self.failures:
-            lines.append(f"  FAIL case {o.index} ({o.verdict}): {o.case.mutation}\n"
-                         f"    tcc {' '.join(o.case.argv)}\n    -> {o.detail}\n"
-                         f"    replay: {replay_command(self.kind, self.seed, o.index)}")
+            lines.append(
+                f"  FAIL case {o.index} ({o.verdict}): {o.case.mutation}\n"
+                f"    tcc {' '.join(o.case.argv)}\n    -> {o.detail}\n"
+                f"    replay: {replay_command(self.kind, self.seed, o.index)}"
+            )
         return "\n".join(lines)
 
 
@@ -68,8 +75,17 @@ def replay_command(kind: str, seed: int, index: int) -> str:
     return f".venv/bin/python tools/fuzz.py {kind} 1 {seed} --case {index}"
 
 
-def run_kind(kind: Kind, n: int, seed: int, *, timeout: float | None = None, keep: Path | None = None,
-             only: int | None = None, log=print, verbose: bool = False) -> Report:
+def run_kind(
+    kind: Kind,
+    n: int,
+    seed: int,
+    *,
+    timeout: float | None = None,
+    keep: Path | None = None,
+    only: int | None = None,
+    log=print,
+    verbose: bool = False,
+) -> Report:
     """N cases of `kind` (or only case `only`), each in a fresh folder; failing cases copied under `keep`."""
     for module in kind.preload:  # once here, not once per forked case
         importlib.import_module(module)
@@ -87,11 +103,15 @@ def run_kind(kind: Kind, n: int, seed: int, *, timeout: float | None = None, kee
                 if keep is not None:
                     _keep(outcome, work, keep / f"{kind.name}-{seed}-{index}", report)
             elif verbose:
-                log(f"case {index}: exit {outcome.ended.code} in {outcome.ended.seconds:.2f} s: "
-                    f"{outcome.case.mutation} -> {last_line(outcome.ended.stderr)}")
+                log(
+                    f"case {index}: exit {outcome.ended.code} in {outcome.ended.seconds:.2f} s: "
+                    f"{outcome.case.mutation} -> {last_line(outcome.ended.stderr)}"
+                )
             elif (index + 1) % 100 == 0:
-                log(f"{kind.name}: {index + 1} of {n} cases, {len(report.failures)} failed, "
-                    f"{time.monotonic() - start:.0f} s")
+                log(
+                    f"{kind.name}: {index + 1} of {n} cases, {len(report.failures)} failed, "
+                    f"{time.monotonic() - start:.0f} s"
+                )
     report.seconds = time.monotonic() - start
     return report
 
@@ -119,4 +139,6 @@ def _keep(outcome: Outcome, work: Path, dest: Path, report: Report) -> None:
         f"{report.kind} case {outcome.index} (seed {report.seed}): {outcome.verdict}\n"
         f"mutation: {outcome.case.mutation}\ncommand (in case/): tcc {' '.join(outcome.case.argv)}\n"
         f"result: {outcome.detail}\nreplay (from the repository root): "
-        f"{replay_command(report.kind, report.seed, outcome.index)}\n", encoding="utf-8")
+        f"{replay_command(report.kind, report.seed, outcome.index)}\n",
+        encoding="utf-8",
+    )

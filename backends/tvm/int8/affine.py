@@ -16,6 +16,7 @@ On x86 (AVX-512) a vector of 16 codes then costs 9 vector instructions (a wideni
 multiply, two clamps, the narrowing and its store), where the int16-tap conv with the float64 requantization took
 12: DDSNet host INT8 x 0.988 (Zen 4).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,13 +69,14 @@ def start_params(w: np.ndarray, b: np.ndarray, rq: Requant) -> tuple[np.ndarray,
     """The search's start: (q + b / w + zp / (M w)) * M w in float32, M the real multiplier; a zero weight (a
     constant channel): its constant far past float32's resolution of the codes (q + shift rounds to shift), times a
     tiny scale."""
-    real = np.broadcast_to(np.asarray(rq.mult.q, np.float64) * np.exp2(np.asarray(rq.mult.shift, np.float64) - 31),
-                           w.shape)
+    real = np.broadcast_to(
+        np.asarray(rq.mult.q, np.float64) * np.exp2(np.asarray(rq.mult.shift, np.float64) - 31), w.shape
+    )
     zero = w == 0
     safe = np.where(zero, 1, w)
     constant = np.clip(np.rint(real * b) + rq.zp, rq.lo, rq.hi)
-    scale = np.where(zero, 2.0 ** -40, real * safe).astype(np.float32)
-    shift = np.where(zero, constant * 2.0 ** 40, b / safe + rq.zp / (real * safe)).astype(np.float32)
+    scale = np.where(zero, 2.0**-40, real * safe).astype(np.float32)
+    shift = np.where(zero, constant * 2.0**40, b / safe + rq.zp / (real * safe)).astype(np.float32)
     return shift, scale
 
 
@@ -109,8 +111,9 @@ def affine_primfunc(shape, in_dtype: str, out_dtype: str, lo: int, hi: int):
     shift = te.placeholder([dims[-1]], "float32", name="shift")
     scale = te.placeholder([dims[-1]], "float32", name="scale")
 
-    out = te.compute(dims, lambda n, h, w, c: mapped(x[n, h, w, c], shift[c], scale[c], lo, hi).astype(out_dtype),
-                     name=AFFINE_BLOCK)
+    out = te.compute(
+        dims, lambda n, h, w, c: mapped(x[n, h, w, c], shift[c], scale[c], lo, hi).astype(out_dtype), name=AFFINE_BLOCK
+    )
     # opaque: a kernel of its own (fused with a concat before it and a pool's window sums after it, DDSNet's
     # transitions ran 1.31x the model's time: the fused loops test the concat's bounds per element)
     return te.create_prim_func([x, shift, scale, out]).without_attr("global_symbol").with_attr("tcc.op_pattern", 8)

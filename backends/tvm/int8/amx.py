@@ -25,6 +25,7 @@ process, kernel 5.16 and later): the PrimFunc asks on every call (a system call,
 with a clear error where the kernel refuses, instead of dying on the first tile instruction (SIGILL). Whether a
 build takes AMX is decided from the target's CPU (`available`): the host target is -mcpu=native.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -52,8 +53,12 @@ def available(target) -> bool:
     """Whether a build for the LLVM target takes AMX: its CPU has AMX-INT8 (and the tile registers), and this
     machine's OS hands the tile state to a process (the x86 targets build for this machine's CPU, `native`, and
     check the module here)."""
-    return str(target.attrs.get("mtriple", "")).startswith("x86_64") and target_has(target, "amx-int8") \
-        and target_has(target, "amx-tile") and os_grants()
+    return (
+        str(target.attrs.get("mtriple", "")).startswith("x86_64")
+        and target_has(target, "amx-int8")
+        and target_has(target, "amx-tile")
+        and os_grants()
+    )
 
 
 @functools.cache
@@ -91,13 +96,15 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     of (kx, c) order side by side in its int32 column (`tdpbusd`'s layout), zeros past kw x c."""
     co, rows = shape.co, row_codes(shape)
     w = np.zeros((shape.kh, co, rows), np.int8)
-    w[:, :, :shape.kw * shape.c] = np.asarray(w_oihw).transpose(2, 0, 3, 1).reshape(shape.kh, co, -1)
+    w[:, :, : shape.kw * shape.c] = np.asarray(w_oihw).transpose(2, 0, 3, 1).reshape(shape.kh, co, -1)
     return np.ascontiguousarray(
-        w.reshape(shape.kh, co // TILE_CHANNELS, TILE_CHANNELS, rows // GROUP, GROUP).transpose(0, 1, 3, 2, 4)
-        .reshape(shape.kh, co // TILE_CHANNELS, rows // GROUP, TILE_CHANNELS * GROUP))
+        w.reshape(shape.kh, co // TILE_CHANNELS, TILE_CHANNELS, rows // GROUP, GROUP)
+        .transpose(0, 1, 3, 2, 4)
+        .reshape(shape.kh, co // TILE_CHANNELS, rows // GROUP, TILE_CHANNELS * GROUP)
+    )
 
 
-def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
+def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  # noqa: PLR0915
     """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
     -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
     pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
@@ -121,7 +128,7 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
     ph, pw = pool["out_hw"]
     parts = min(ph, POOL_PARTS)
     per_part = -(-ph // parts)
-    lowest = -(2 ** 31)
+    lowest = -(2**31)
 
     @T.macro
     def load_tile_config():
@@ -143,33 +150,69 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
         for xt, g in T.grid(x_tiles, groups):
             x0 = T.meta_var(T.min(xt * TILE_PIXELS, ow - TILE_PIXELS))
             for t in T.unroll(per_group):
-                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(t), T.address_of(
-                    bias[(g * per_group + t) * TILE_CHANNELS]), T.int64(0)))
+                T.evaluate(
+                    T.call_llvm_intrin(
+                        "void",
+                        "llvm.x86.tileloadd64",
+                        T.int8(t),
+                        T.address_of(bias[(g * per_group + t) * TILE_CHANNELS]),
+                        T.int64(0),
+                    )
+                )
             for ky in range(kh):
-                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(4), T.address_of(
-                    rows[(yy * sh + ky) * row + x0 * sw * c]), T.int64(sw * c)))
+                T.evaluate(
+                    T.call_llvm_intrin(
+                        "void",
+                        "llvm.x86.tileloadd64",
+                        T.int8(4),
+                        T.address_of(rows[(yy * sh + ky) * row + x0 * sw * c]),
+                        T.int64(sw * c),
+                    )
+                )
                 for t in T.unroll(per_group):
-                    T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tileloadd64", T.int8(5 + t % 3), T.address_of(
-                        weights[ky, g * per_group + t, 0, 0]), T.int64(TILE_CHANNELS * GROUP)))
+                    T.evaluate(
+                        T.call_llvm_intrin(
+                            "void",
+                            "llvm.x86.tileloadd64",
+                            T.int8(5 + t % 3),
+                            T.address_of(weights[ky, g * per_group + t, 0, 0]),
+                            T.int64(TILE_CHANNELS * GROUP),
+                        )
+                    )
                     T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tdpbusd", T.int8(t), T.int8(4), T.int8(5 + t % 3)))
             for t in T.unroll(per_group):
-                T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilestored64", T.int8(t), T.address_of(
-                    dst[slot, x0, (g * per_group + t) * TILE_CHANNELS]), T.int64(co * 4)))
+                T.evaluate(
+                    T.call_llvm_intrin(
+                        "void",
+                        "llvm.x86.tilestored64",
+                        T.int8(t),
+                        T.address_of(dst[slot, x0, (g * per_group + t) * TILE_CHANNELS]),
+                        T.int64(co * 4),
+                    )
+                )
 
     padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, slack)
 
     @T.macro
     def prologue(rows, x):
         """the OS asked for the tile state (once per process, but cheap to ask again), the input padded into rows"""
-        granted = T.call_extern("int64", "syscall", T.int64(SYS_ARCH_PRCTL), T.int64(ARCH_REQ_XCOMP_PERM),
-                                T.int64(XFEATURE_XTILEDATA))
-        T.Assert(granted == T.int64(0), "the OS refused this process AMX's tile state (arch_prctl "
-                 "ARCH_REQ_XCOMP_PERM, Linux 5.16 or later): this module was built on a machine whose OS did")
+        granted = T.call_extern(
+            "int64", "syscall", T.int64(SYS_ARCH_PRCTL), T.int64(ARCH_REQ_XCOMP_PERM), T.int64(XFEATURE_XTILEDATA)
+        )
+        T.Assert(
+            granted == T.int64(0),
+            "the OS refused this process AMX's tile state (arch_prctl "
+            "ARCH_REQ_XCOMP_PERM, Linux 5.16 or later): this module was built on a machine whose OS did",
+        )
         padded_rows(rows, T.decl_buffer((h * w * c,), "uint8", data=x.data))
 
     @T.prim_func(s_tir=True)
-    def amx_conv(x: T.Buffer((1, h, w, c), "uint8"), weights: T.Buffer(wshape, "int8"),
-                 bias: T.Buffer((co,), "int32"), out: T.Buffer((1, oh, ow, co), "int32")):
+    def amx_conv(
+        x: T.Buffer((1, h, w, c), "uint8"),
+        weights: T.Buffer(wshape, "int8"),
+        bias: T.Buffer((co,), "int32"),
+        out: T.Buffer((1, oh, ow, co), "int32"),
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
@@ -181,8 +224,12 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
 
     @T.prim_func(s_tir=True)
-    def amx_conv_max_pool(x: T.Buffer((1, h, w, c), "uint8"), weights: T.Buffer(wshape, "int8"),
-                          bias: T.Buffer((co,), "int32"), out: T.Buffer((1, ph, pw, co), "int32")):
+    def amx_conv_max_pool(
+        x: T.Buffer((1, h, w, c), "uint8"),
+        weights: T.Buffer(wshape, "int8"),
+        bias: T.Buffer((co,), "int32"),
+        out: T.Buffer((1, ph, pw, co), "int32"),
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")

@@ -3,6 +3,7 @@ kernel from its ISA (`kernel_for`, `dot_kernel`), whether the input's quantizati
 (`reciprocal_division`), and per layer whether the kernel takes the conv (`supports`), its narrower twin
 (`narrow_kernel`), its one-product-per-lane twin for weights that would overflow (`layer_kernel`) and, on ARMv7,
 the dot or broadcast form with or without an im2col copy (`dot_form`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,15 +17,26 @@ from .kernels import KERNELS, ConvShape, DotKernel
 # (FastNet's 4-channel branches: 8 -> 4 1 x 1 convs took the generic int16 conv, 4x slower than their FP32 twins)
 # (FastNet on the AVX-512 VNNI Xeon, host INT8 / FP32: 1.086 with its 8- and 24-channel convs on the generic conv,
 # 0.70-0.72 with the ymm twin). The VNNI twins' vpdpbusd ymm / xmm: AVX512-VL (EVEX) or AVX-VNNI (VEX) encoded.
-NARROW = {"tcc_dot_avx512_madd": "tcc_dot_avx2_madd", "tcc_dot_avx2_madd": "tcc_dot_sse2_madd",
-          "tcc_dot_avx512_vnni": "tcc_dot_avx_vnni", "tcc_dot_avx_vnni": "tcc_dot_vnni_xmm"}
+NARROW = {
+    "tcc_dot_avx512_madd": "tcc_dot_avx2_madd",
+    "tcc_dot_avx2_madd": "tcc_dot_sse2_madd",
+    "tcc_dot_avx512_vnni": "tcc_dot_avx_vnni",
+    "tcc_dot_avx_vnni": "tcc_dot_vnni_xmm",
+}
 # the kernel for weights that put two -128 codes on one int16 lane
-NEON_SAFE = {"tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs", "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs",
-             "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs", "tcc_dot_a64_dot16": "tcc_dot_a64_dot16_pairs"}
+NEON_SAFE = {
+    "tcc_dot_neon_s8": "tcc_dot_neon_s8_pairs",
+    "tcc_dot_neon_dot16": "tcc_dot_neon_dot16_pairs",
+    "tcc_dot_a64_s8": "tcc_dot_a64_s8_pairs",
+    "tcc_dot_a64_dot16": "tcc_dot_a64_dot16_pairs",
+}
 # x86: a layer on int16 codes (W8A16, or an activation the placement widened) takes the kernel that multiplies int16
 # pairs (`vpmaddwd`, exact for s16 x s8) where the target's own kernel reads 8-bit codes (VNNI), not the generic conv
-INT16_TWINS = {"tcc_dot_avx512_vnni": "tcc_dot_avx512_madd", "tcc_dot_avx_vnni": "tcc_dot_avx2_madd",
-               "tcc_dot_vnni_xmm": "tcc_dot_sse2_madd"}
+INT16_TWINS = {
+    "tcc_dot_avx512_vnni": "tcc_dot_avx512_madd",
+    "tcc_dot_avx_vnni": "tcc_dot_avx2_madd",
+    "tcc_dot_vnni_xmm": "tcc_dot_sse2_madd",
+}
 IM2COL_MAX_CHANNELS = 15  # a dot form conv on fewer input channels reads an im2col copy of its input
 IM2COL_MAX_BYTES = 4 << 20  # AArch64 `sdot`: the largest im2col copy a conv of ragged width reads (dot_form)
 
@@ -34,6 +46,7 @@ def kernel_for(target) -> DotKernel | None:
     target's CPU (the host build is -mcpu=native: this machine's ISA), ARMv7 from the triple, AArch64 from
     whether its CPU / mattr has ARMv8.2's dot product (`dotprod`: Cortex-A55 and later; else ARMv8.0's widening
     multiply-accumulates, Cortex-A53)."""
+
     def has(feature: str) -> bool:
         return target_has(target, feature)
 
@@ -59,8 +72,11 @@ def reciprocal_division(target) -> bool:
     """Whether float32 division is better done by multiply-adds (int8.tir.exact_quotient): ARMv7 NEON has no
     vector division (one scalar vdiv.f32 per element) but VFPv4's fused multiply-add; x86 and AArch64 divide
     vectors exactly."""
-    return str(target.attrs.get("mtriple", "")).startswith("arm") and target_has(target, "neon") \
+    return (
+        str(target.attrs.get("mtriple", "")).startswith("arm")
+        and target_has(target, "neon")
         and target_has(target, "vfp4")
+    )
 
 
 def supports(shape: ConvShape, k: DotKernel) -> str | None:
@@ -102,8 +118,12 @@ def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
     return k
 
 
-DOT_TWINS = {"tcc_dot_neon_s8": "tcc_dot_neon_dot16", "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs",
-             "tcc_dot_a64_s8": "tcc_dot_a64_dot16", "tcc_dot_a64_s8_pairs": "tcc_dot_a64_dot16_pairs"}
+DOT_TWINS = {
+    "tcc_dot_neon_s8": "tcc_dot_neon_dot16",
+    "tcc_dot_neon_s8_pairs": "tcc_dot_neon_dot16_pairs",
+    "tcc_dot_a64_s8": "tcc_dot_a64_dot16",
+    "tcc_dot_a64_s8_pairs": "tcc_dot_a64_dot16_pairs",
+}
 
 
 def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
@@ -142,7 +162,6 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
 
 def _tvm_target(target: str):
     import tvm
-
 
     return tvm.target.Target(resolve_tvm_target(target))
 

@@ -1,6 +1,7 @@
 """`_Codes`: a quantized tensor of the INT8 Relax lowering -- the Relax expression holding its codes and their
 quantization parameters -- as the interpreter (lower.py) passes it between layers and the PrimFunc builders that
 read its Relax type (tir.add_primfunc) take it."""
+
 from __future__ import annotations
 
 from tcc.quant.intgraph.qtypes import QParams

@@ -4,6 +4,7 @@ turns a conv on few input channels into a 1 x 1 one (`im2col_primfunc`, `im2col_
 depthwise conv on int16 taps (`depthwise_primfunc`), on 4 rows a lane (`depthwise_rows_primfunc`) or on pairs of
 rows (`depthwise_pairs_primfunc`), and the weights in the kernels' layout (`pack_weights`) with
 the bias that takes back the codes' shift (`bias_correction`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,7 +58,7 @@ def im2col_weights(w_oihw: np.ndarray, reduction: int) -> np.ndarray:
     co = len(w_oihw)
     w = np.zeros((co, reduction), np.int64)
     flat = np.asarray(w_oihw, np.int64).transpose(0, 2, 3, 1).reshape(co, -1)
-    w[:, :flat.shape[1]] = flat
+    w[:, : flat.shape[1]] = flat
     return w.reshape(co, reduction, 1, 1)
 
 
@@ -74,7 +75,7 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape, k: DotKernel) -> np.ndarr
         return np.ascontiguousarray(packed).astype(k.weight_dtype)
     if shape.flat(k):
         row = np.zeros((co, kh, shape.steps(k) * step), np.int64)
-        row[:, :, :kw * ci] = w.reshape(co, kh, kw * ci)
+        row[:, :, : kw * ci] = w.reshape(co, kh, kw * ci)
         w = row.reshape(co // (k.lanes * m), m, k.lanes, kh, 1, shape.steps(k), k.pairs, k.group)
     else:
         w = w.reshape(co // (k.lanes * m), m, k.lanes, kh, kw, ci // step, k.pairs, k.group)
@@ -133,8 +134,16 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
     flat = shape.flat(k)
     m = shape.tile_vectors(k)
-    wshape = [shape.co // (k.lanes * m), shape.kh, *(() if flat else (shape.kw,)), shape.steps(k), m,
-              *((k.pairs,) if k.pairs > 1 else ()), k.lanes, k.group]
+    wshape = [
+        shape.co // (k.lanes * m),
+        shape.kh,
+        *(() if flat else (shape.kw,)),
+        shape.steps(k),
+        m,
+        *((k.pairs,) if k.pairs > 1 else ()),
+        k.lanes,
+        k.group,
+    ]
     weights = te.placeholder([i64(d) for d in wshape], k.weight_dtype, name="weights")
     extra = shape.extra_columns(k)
     if any((pt, pl, pb, pr, extra)):
@@ -163,17 +172,24 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
             a = src[n, y * sh + ky, tirx.floordiv(f, shape.c), tirx.floormod(f, shape.c)]
         else:
             a = src[n, y * sh + ky * dh, xx * sw + kx * dw, e]
-        return te.sum(a.astype("int32") * w.astype("int32"),
-                      axis=[ky, *(() if flat else (kx,)), g, *((h,) if h is not None else ()), j])
+        return te.sum(
+            a.astype("int32") * w.astype("int32"),
+            axis=[ky, *(() if flat else (kx,)), g, *((h,) if h is not None else ()), j],
+        )
 
-    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)], acc, name=CONV_BLOCK,
-                     attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m})
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.co)],
+        acc,
+        name=CONV_BLOCK,
+        attrs={KERNEL_ATTR: k.name, FLAT_ATTR: shape.c if flat else 0, VECTORS_ATTR: m},
+    )
     func = reduction_primfunc([x, weights, cropped(out, width)], shape.co, CONV_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)  # kOutEWiseFusable: the bias add and requantization fuse after it
 
 
-def dense_conv(shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray, biased: bool = False,
-               width: int | None = None):
+def dense_conv(
+    shape: ConvShape, k: DotKernel, pad_code: int, packed: np.ndarray, biased: bool = False, width: int | None = None
+):
     """(PrimFunc, packed weights, started) for a dense conv: the packed weights (`pack_weights`) in the shape that
     PrimFunc reads; the ARM micro-kernel's 1 x 1 conv (microkernel.py) where one takes the layer, else the dot
     form (`dot_conv_primfunc`) or the kernel's steps (`conv_primfunc`). biased: its accumulators start from a
@@ -202,8 +218,9 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     return func.with_attr("tcc.op_pattern", 4)
 
 
-def microkernel_primfunc(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, biased: bool = False,
-                         width: int | None = None):
+def microkernel_primfunc(
+    shape: ConvShape, k: DotKernel, tile: microkernel.Tile, biased: bool = False, width: int | None = None
+):
     """A 1 x 1 conv for an ARM micro-kernel (microkernel.py): acc[n, y, x, co] the sum over every step g and code e
     of x[n, y, x, group g + e] * weights[co / t, 0, 0, g, co % t, e], t the tile's channels (from bias[co] where
     `biased`); cropped to `width` (CROP_BLOCK) where that is less than the shape's."""
@@ -219,16 +236,21 @@ def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, 
     oh, ow = shape.out_hw
     t, group = tile.channels, tile.group
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (shape.co // t, 1, 1, shape.c // group, t, group)], k.weight_dtype,
-                             name="weights")
+    weights = te.placeholder(
+        [i64(d) for d in (shape.co // t, 1, 1, shape.c // group, t, group)], k.weight_dtype, name="weights"
+    )
     g = te.reduce_axis((i64(0), i64(shape.c // group)), name="g")
     e = te.reduce_axis((i64(0), i64(group)), name="e")
     out = te.compute(
         [i64(d) for d in (shape.n, oh, ow, shape.co)],
-        lambda n, y, xx, co: te.sum(x[n, y, xx, g * group + e].astype("int32")
-                                    * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
-                                    axis=[g, e]),
-        name=CONV_BLOCK, attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: tile.encode()})
+        lambda n, y, xx, co: te.sum(
+            x[n, y, xx, g * group + e].astype("int32")
+            * weights[co // i64(t), i64(0), i64(0), g, co % i64(t), e].astype("int32"),
+            axis=[g, e],
+        ),
+        name=CONV_BLOCK,
+        attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t, MICROKERNEL_ATTR: tile.encode()},
+    )
     return x, weights, cropped(out, width)
 
 
@@ -242,8 +264,9 @@ def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):
     pt, pl, pb, pr = shape.pads
     t = shape.tile_channels(k)
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], k.act_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (shape.co // t, shape.kh, shape.kw, shape.c // 16, t, 16)],
-                             k.weight_dtype, name="weights")
+    weights = te.placeholder(
+        [i64(d) for d in (shape.co // t, shape.kh, shape.kw, shape.c // 16, t, 16)], k.weight_dtype, name="weights"
+    )
     src = _padded(x, shape, pad_code, k.act_dtype) if any((pt, pl, pb, pr)) else x
     ky, kx = te.reduce_axis((i64(0), i64(shape.kh)), name="ky"), te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     g = te.reduce_axis((i64(0), i64(shape.c // 16)), name="g")
@@ -252,14 +275,26 @@ def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):
     def partial(n, y, xx, co, lane):
         e = h * 8 + lane * 2 + j
         a = src[n, y * sh + ky * dh, xx * sw + kx * dw, g * 16 + e]
-        return te.sum(a.astype("int32") * weights[co // i64(t), ky, kx, g, co % i64(t), e].astype("int32"),
-                      axis=[ky, kx, g, h, j])
+        return te.sum(
+            a.astype("int32") * weights[co // i64(t), ky, kx, g, co % i64(t), e].astype("int32"), axis=[ky, kx, g, h, j]
+        )
 
-    part = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co, 4)], partial, name=CONV_BLOCK,
-                      attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t})
-    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.co)],
-                     lambda n, y, xx, co: part[n, y, xx, co, i64(0)] + part[n, y, xx, co, i64(1)]
-                     + part[n, y, xx, co, i64(2)] + part[n, y, xx, co, i64(3)], name=SUM_BLOCK)
+    part = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.co, 4)],
+        partial,
+        name=CONV_BLOCK,
+        attrs={KERNEL_ATTR: k.name, FLAT_ATTR: 0, VECTORS_ATTR: t},
+    )
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.co)],
+        lambda n, y, xx, co: (
+            part[n, y, xx, co, i64(0)]
+            + part[n, y, xx, co, i64(1)]
+            + part[n, y, xx, co, i64(2)]
+            + part[n, y, xx, co, i64(3)]
+        ),
+        name=SUM_BLOCK,
+    )
     return x, weights, out
 
 
@@ -370,8 +405,13 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
     return im2col.without_attr("global_symbol")
 
 
-def window_digits_primfunc(shape: tuple[int, int, int, int], kernel: tuple[int, int], strides: tuple[int, int],
-                           dtype: str, mapped: tuple | None = None):
+def window_digits_primfunc(
+    shape: tuple[int, int, int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dtype: str,
+    mapped: tuple | None = None,
+):
     """A pooled conv's input (lower.py, `pooled_conv`): x [n, h, w, c] of 8-bit codes at zero point 0 -> two
     tensors [n, oh, ow, c] in x's type, per unpadded window of A = 2^k pixels its sum S as the digits S >> k (the
     window's floor mean: in the codes' own range, signed where they are) and S & (A - 1), so S = 2^k high + low,
@@ -394,8 +434,10 @@ def window_digits_primfunc(shape: tuple[int, int, int, int], kernel: tuple[int, 
 
     def digits(b, i, j, ch):
         total = sum(code(b, i * sh + ky, j * sw + kx, ch) for ky in range(kh) for kx in range(kw))
-        return ((total >> tirx.const(area.bit_length() - 1, "int16")).astype(dtype),
-                (total & tirx.const(area - 1, "int16")).astype(dtype))
+        return (
+            (total >> tirx.const(area.bit_length() - 1, "int16")).astype(dtype),
+            (total & tirx.const(area - 1, "int16")).astype(dtype),
+        )
 
     high, low = te.compute([i64(d) for d in (n, oh, ow, c)], digits, name=WINDOW_DIGITS_BLOCK)
     # opaque: a kernel of its own (with a dense block's concat fused in, DDSNet host INT8 ran 1.33x its time: the
@@ -422,14 +464,19 @@ def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False
         inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
         return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
 
-    src = te.compute([i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded,
-                     name=DEPTHWISE_PAD_BLOCK)
+    src = te.compute(
+        [i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK
+    )
     ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
-    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
-                     lambda n, y, xx, c: te.sum(src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32")
-                                                * weights[ky, kx, c].astype("int32"), axis=[ky, kx]),
-                     name=DEPTHWISE_BLOCK)
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.c)],
+        lambda n, y, xx, c: te.sum(
+            src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32") * weights[ky, kx, c].astype("int32"),
+            axis=[ky, kx],
+        ),
+        name=DEPTHWISE_BLOCK,
+    )
     return reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_BLOCK, biased).with_attr("tcc.op_pattern", 4)
 
 
@@ -482,8 +529,9 @@ def _column_padded(x, shape: ConvShape, height: int, offset: int, dtype: str):
     return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=DEPTHWISE_PAD_BLOCK)
 
 
-def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False,
-                            direct: bool = False):
+def depthwise_rows_primfunc(
+    shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False, direct: bool = False
+):
     """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
     `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
     weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
@@ -525,11 +573,15 @@ def depthwise_rows_primfunc(shape: ConvShape, offset: int, act_dtype: str = "int
         rows = te.compute(rows_shape, lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
-    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
-                     lambda n, y, xx, c: te.sum(
-                         rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, c, r].astype("int32")
-                         * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"), axis=[kx, r]),
-                     name=DEPTHWISE_DOT_BLOCK)
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.c)],
+        lambda n, y, xx, c: te.sum(
+            rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, c, r].astype("int32")
+            * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"),
+            axis=[kx, r],
+        ),
+        name=DEPTHWISE_DOT_BLOCK,
+    )
     func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_DOT_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)
 
@@ -561,16 +613,22 @@ def depthwise_pairs_primfunc(shape: ConvShape, source_dtype: str, biased: bool =
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
     weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, pairs, shape.c, 2)], "int16", name="weights")
     src = _column_padded(x, shape, (windows - 1) * step + ROWS, 0, source_dtype)
-    rows = te.compute([i64(d) for d in (shape.n, windows, shape.w + pl + pr, pairs, shape.c, 2)],
-                      lambda n, t, xx, p, c, r: src[n, xx, t * step + 2 * p + r, c].astype("int16"),
-                      name=DEPTHWISE_PAIRS_BLOCK)
+    rows = te.compute(
+        [i64(d) for d in (shape.n, windows, shape.w + pl + pr, pairs, shape.c, 2)],
+        lambda n, t, xx, p, c, r: src[n, xx, t * step + 2 * p + r, c].astype("int16"),
+        name=DEPTHWISE_PAIRS_BLOCK,
+    )
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     p = te.reduce_axis((i64(0), i64(pairs)), name="p")
     r = te.reduce_axis((i64(0), i64(2)), name="r")
-    out = te.compute([i64(d) for d in (shape.n, oh, ow, shape.c)],
-                     lambda n, y, xx, c: te.sum(
-                         rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, p, c, r].astype("int32")
-                         * weights[tirx.floormod(y, j_rows), kx, p, c, r].astype("int32"), axis=[kx, p, r]),
-                     name=DEPTHWISE_MADD_BLOCK)
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.c)],
+        lambda n, y, xx, c: te.sum(
+            rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, p, c, r].astype("int32")
+            * weights[tirx.floormod(y, j_rows), kx, p, c, r].astype("int32"),
+            axis=[kx, p, r],
+        ),
+        name=DEPTHWISE_MADD_BLOCK,
+    )
     func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_MADD_BLOCK, biased)
     return func.with_attr("tcc.op_pattern", 4)

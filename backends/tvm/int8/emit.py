@@ -3,6 +3,7 @@
 PrimFuncs are requantize.py's and requantize_float32.py's), moving codes to another tensor's parameters, the
 dequantization of graph outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm), then lower.py
 (every other kind)."""
+
 from __future__ import annotations
 
 import functools
@@ -17,14 +18,14 @@ from .requantize import (
     int32_requantize_params,
     neon_requantize_params,
     neon_tie_free_params,
-    tie_free_params,
     requantize_float64_primfunc,
     requantize_int32_primfunc,
     requantize_neon_primfunc,
     requantize_neon_tie_free_primfunc,
-    requantize_tie_free_primfunc,
     requantize_params,
     requantize_primfunc,
+    requantize_tie_free_primfunc,
+    tie_free_params,
 )
 from .requantize_float32 import float32_requantize_params, requantize_float32_primfunc
 
@@ -45,6 +46,7 @@ class RelaxEmitter:
         self.kernel = kernel
         self.reciprocal = reciprocal
         self.amx = amx
+
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
         return self.relax.const(np.asarray(value).astype(dtype), dtype)
@@ -108,10 +110,10 @@ class RelaxEmitter:
         x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
         fma_params = float32_requantize_params(rq, channels, bound) if x86 else None
         if fma_params is not None:
-            func = self.bb.add_func(requantize_float32_primfunc(dtype, shape, rq.lo, rq.hi),
-                                    f"tcc_requantize_{dtype}")
-            return self.emit(relax.call_tir(func, [acc, self.const(fma_params, "float32")],
-                                            relax.TensorType(shape, dtype)))
+            func = self.bb.add_func(requantize_float32_primfunc(dtype, shape, rq.lo, rq.hi), f"tcc_requantize_{dtype}")
+            return self.emit(
+                relax.call_tir(func, [acc, self.const(fma_params, "float32")], relax.TensorType(shape, dtype))
+            )
         multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
         if multiplier is not None:
             rows, make = multiplier[1], requantize_float64_primfunc
@@ -156,8 +158,11 @@ class RelaxEmitter:
     def dequantize(self, c: _Codes):
         """QTensor.dequant: ((q - zp) * float32(scale)), computed by numpy in float64, rounded to float32."""
         x = self.centered(c, "int32")
-        y = self.emit(self.relax.op.multiply(self.relax.op.astype(x, "float64"),
-                                             self.const(np.float64(np.float32(c.scale)), "float64")))
+        y = self.emit(
+            self.relax.op.multiply(
+                self.relax.op.astype(x, "float64"), self.const(np.float64(np.float32(c.scale)), "float64")
+            )
+        )
         return self.nchw(self.cast(y, "float32"))
 
     def _window_sums(self, x: _Codes, g: dict):
@@ -165,6 +170,15 @@ class RelaxEmitter:
         reference's pad value 0): a depthwise all-ones conv."""
         kh, kw = g["kernel"]
         c = int(x.expr.ty.shape[-1])
-        return self.emit(self.relax.op.nn.conv2d(
-            self.centered(x, "int32"), self.const(np.ones((kh, kw, 1, c)), "int32"), strides=g["strides"],
-            padding=g["pads"], groups=c, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        return self.emit(
+            self.relax.op.nn.conv2d(
+                self.centered(x, "int32"),
+                self.const(np.ones((kh, kw, 1, c)), "int32"),
+                strides=g["strides"],
+                padding=g["pads"],
+                groups=c,
+                data_layout="NHWC",
+                kernel_layout="HWIO",
+                out_dtype="int32",
+            )
+        )

@@ -4,6 +4,7 @@
 tap (`depthwise_intrin`), the depthwise steps on 4 rows a lane (`depthwise_dot_intrin`) or on int16 pairs of rows
 (`depthwise_madd_intrin`) with their interleaves, and the sum of the dot form's partial lanes (`partial_sum_intrin`);
 each registered once per process."""
+
 from __future__ import annotations
 
 from .kernels import DEPTHWISE_DOT_KERNELS, DOT_TILE_SCOPE, KERNELS, TILE_SCOPE, DotKernel
@@ -14,6 +15,7 @@ def _desc(k: DotKernel):
     from tvm.script import tirx as T
 
     if k.form == "dot":
+
         @T.prim_func(s_tir=True)
         def desc_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (16,), "int8", offset_factor=1)
@@ -26,12 +28,15 @@ def _desc(k: DotKernel):
                     with T.sblock("update"):
                         vl, vh, vj = T.axis.remap("SRR", [lane, hh, jj])
                         C[vl] = C[vl] + T.Cast("int32", A[vh * 8 + vl * 2 + vj]) * T.Cast(
-                            "int32", B[vh * 8 + vl * 2 + vj])
+                            "int32", B[vh * 8 + vl * 2 + vj]
+                        )
+
         return desc_dot
 
     L, J, H = k.lanes, k.group, k.pairs
     a_t, w_t = k.act_dtype, k.weight_dtype
     if H == 1:
+
         @T.prim_func(s_tir=True)
         def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), a_t, offset_factor=1)
@@ -44,6 +49,7 @@ def _desc(k: DotKernel):
                     with T.sblock("update"):
                         vi, vk = T.axis.remap("SR", [i, kk])
                         C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+
         return desc
 
     @T.prim_func(s_tir=True)
@@ -52,16 +58,17 @@ def _desc(k: DotKernel):
         B = T.match_buffer(b, (H, L, J), w_t, offset_factor=1)
         C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
-            T.reads(C[0:L], A[0:H * J], B[0:H, 0:L, 0:J])
+            T.reads(C[0:L], A[0 : H * J], B[0:H, 0:L, 0:J])
             T.writes(C[0:L])
             for hh, i, kk in T.grid(H, L, J):
                 with T.sblock("update"):
                     vi, vh, vk = T.axis.remap("SRR", [i, hh, kk])
                     C[vi] = C[vi] + T.Cast("int32", A[vh * J + vk]) * T.Cast("int32", B[vh, vi, vk])
+
     return desc_pairs
 
 
-def _impl(k: DotKernel, values: bool = False):
+def _impl(k: DotKernel, values: bool = False):  # noqa: PLR0915
     """values: the dot form's 16-code operands as values (`dot_intrin`), else local buffers."""
     from tvm.script import tirx as T
 
@@ -81,8 +88,9 @@ def _impl(k: DotKernel, values: bool = False):
                 pair = T.meta_var(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"))
                 pairs = T.meta_var(T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}"))
                 C[T.ramp(0, 1, L)] = C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"),
-                    dtype=f"int32x{L}")
+                    T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"), dtype=f"int32x{L}"
+                )
+
         return impl
     if k.name in ("tcc_dot_avx512_vnni", "tcc_dot_avx_vnni", "tcc_dot_vnni_xmm"):
         dpbusd = f"llvm.x86.avx512.vpdpbusd.{32 * L}"  # zmm, ymm or xmm: 16, 8 or 4 int32 lanes
@@ -98,9 +106,13 @@ def _impl(k: DotKernel, values: bool = False):
                 quad = T.meta_var(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"))
                 # LLVM 22's vpdpbusd takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)
                 C[T.ramp(0, 1, L)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(dpbusd), C.vload([0], f"int32x{L}"),
-                    T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"), B.vload([0, 0], f"int8x{4 * L}"),
-                    dtype=f"int32x{L}")
+                    T.llvm_lookup_intrinsic_id(dpbusd),
+                    C.vload([0], f"int32x{L}"),
+                    T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"),
+                    B.vload([0, 0], f"int8x{4 * L}"),
+                    dtype=f"int32x{L}",
+                )
+
         return impl_vnni
     if k.form == "dot":  # 16 codes x 16 weights: vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes
         mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
@@ -118,7 +130,8 @@ def _impl(k: DotKernel, values: bool = False):
                 C[T.ramp(0, 1, 4)] = padal(
                     C.vload([0], "int32x4"),
                     mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
-                    + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")))
+                    + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
+                )
 
         @T.prim_func(s_tir=True)
         def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
@@ -131,11 +144,15 @@ def _impl(k: DotKernel, values: bool = False):
                 va = operand(A.vload([0], "int8x16"))
                 vb = operand(B.vload([0], "int8x16"))
                 C[T.ramp(0, 1, 4)] = padal(
-                    padal(C.vload([0], "int32x4"),
-                          mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))),
-                    mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")))
+                    padal(
+                        C.vload([0], "int32x4"), mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
+                    ),
+                    mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
+                )
+
         return impl_dot_pairs if k.name.endswith("_pairs") else impl_dot
     if k.name == "tcc_dot_a64_sdot":  # an s8 quad broadcast to 4 lanes against 4 channels x 4 codes: one sdot
+
         @T.prim_func(s_tir=True)
         def impl_sdot(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (4,), "int8", offset_factor=1)
@@ -146,15 +163,20 @@ def _impl(k: DotKernel, values: bool = False):
                 T.writes(C[0:4])
                 quad = T.meta_var(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"))
                 C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"), C.vload([0], "int32x4"),
-                    T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([0, 0], "int8x16"),
-                    dtype="int32x4")
+                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"),
+                    C.vload([0], "int32x4"),
+                    T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"),
+                    B.vload([0, 0], "int8x16"),
+                    dtype="int32x4",
+                )
+
         return impl_sdot
     # ARM NEON: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16 lane
     # (vmull.s8, then vmlal.s8 for the second pair), pairwise-added into the int32 accumulators (vpadal.s16);
     # AArch64 the same in smull / smlal / sadalp (LLVM has no sadalp intrinsic: saddlp plus the add selects it)
     mull, padal = _widening(k.arch)
     if H == 1:
+
         @T.prim_func(s_tir=True)
         def impl_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (J,), "int8", offset_factor=1)
@@ -163,9 +185,11 @@ def _impl(k: DotKernel, values: bool = False):
             with T.sblock("root"):
                 T.reads(C[0:L], A[0:J], B[0:L, 0:J])
                 T.writes(C[0:L])
-                a01 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
-                                    dtype="int8x8"))
+                a01 = T.meta_var(
+                    T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
+                )
                 C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), mull(a01, B.vload([0, 0], "int8x8")))
+
         return impl_pairs
 
     @T.prim_func(s_tir=True)
@@ -176,13 +200,16 @@ def _impl(k: DotKernel, values: bool = False):
         with T.sblock("root"):
             T.reads(C[0:4], A[0:4], B[0:2, 0:4, 0:2])
             T.writes(C[0:4])
-            a01 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4),
-                                dtype="int8x8"))
-            a23 = T.meta_var(T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4),
-                                dtype="int8x8"))
+            a01 = T.meta_var(
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
+            )
+            a23 = T.meta_var(
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4), dtype="int8x8")
+            )
             b = T.meta_var(B.vload([0, 0, 0], "int8x16"))  # one load; its halves: the two d registers of a q
             prod = mull(a01, T.vectorlow(b, dtype="int8x8")) + mull(a23, T.vectorhigh(b, dtype="int8x8"))
             C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), prod)
+
     return impl_neon
 
 
@@ -195,15 +222,21 @@ def _widening(arch: str):
         return tirx.call_llvm_pure_intrin(dtype, name, *args)
 
     if arch == "armv7":
-        return (lambda a, b: call("llvm.arm.neon.vmulls", a, b, dtype="int16x8"),
-                lambda acc, p: call("llvm.arm.neon.vpadals", acc, p, dtype="int32x4"))
-    return (lambda a, b: call("llvm.aarch64.neon.smull", a, b, dtype="int16x8"),
-            lambda acc, p: acc + call("llvm.aarch64.neon.saddlp", p, dtype="int32x4"))
+        return (
+            lambda a, b: call("llvm.arm.neon.vmulls", a, b, dtype="int16x8"),
+            lambda acc, p: call("llvm.arm.neon.vpadals", acc, p, dtype="int32x4"),
+        )
+    return (
+        lambda a, b: call("llvm.aarch64.neon.smull", a, b, dtype="int16x8"),
+        lambda acc, p: acc + call("llvm.aarch64.neon.saddlp", p, dtype="int32x4"),
+    )
 
 
 # C[8] += A[8] * B[8] on int16 codes: two vmlal.s16 (ARMv7), two smlal (AArch64)
-DEPTHWISE_NEON = {"arm": ("tcc_dw_neon_s16", "llvm.arm.neon.vmulls"),
-                  "aarch64": ("tcc_dw_a64_s16", "llvm.aarch64.neon.smull")}
+DEPTHWISE_NEON = {
+    "arm": ("tcc_dw_neon_s16", "llvm.arm.neon.vmulls"),
+    "aarch64": ("tcc_dw_a64_s16", "llvm.aarch64.neon.smull"),
+}
 
 
 def depthwise_intrin(target) -> str | None:
@@ -244,11 +277,17 @@ def depthwise_intrin(target) -> str | None:
                 a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
                 b = T.meta_var(B.vload([0], "int16x8"))
                 C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(mull), T.vectorlow(a, dtype="int16x4"),
-                    T.vectorlow(b, dtype="int16x4"), dtype="int32x4")
+                    T.llvm_lookup_intrinsic_id(mull),
+                    T.vectorlow(a, dtype="int16x4"),
+                    T.vectorlow(b, dtype="int16x4"),
+                    dtype="int32x4",
+                )
                 C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(mull), T.vectorhigh(a, dtype="int16x4"),
-                    T.vectorhigh(b, dtype="int16x4"), dtype="int32x4")
+                    T.llvm_lookup_intrinsic_id(mull),
+                    T.vectorhigh(a, dtype="int16x4"),
+                    T.vectorhigh(b, dtype="int16x4"),
+                    dtype="int32x4",
+                )
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)
@@ -272,13 +311,16 @@ def _lane_rows_desc(lanes: int, rows: int, act: str, weight: str):
                 with T.sblock("update"):
                     vl, vr = T.axis.remap("SR", [lane, r])
                     C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
+
     return desc
 
 
 # the depthwise dot step per instruction set: (TensorIntrin name, the LLVM intrinsic); its lanes (channels per
 # instruction) and codes' type are its dot kernel's (kernels.DEPTHWISE_DOT_KERNELS)
-DEPTHWISE_DOT = {"aarch64": ("tcc_dw_a64_sdot", "llvm.aarch64.neon.sdot"),
-                 "x86_64": ("tcc_dw_avx512_vnni", "llvm.x86.avx512.vpdpbusd.512")}
+DEPTHWISE_DOT = {
+    "aarch64": ("tcc_dw_a64_sdot", "llvm.aarch64.neon.sdot"),
+    "x86_64": ("tcc_dw_avx512_vnni", "llvm.x86.avx512.vpdpbusd.512"),
+}
 
 
 def depthwise_dot_intrin(arch: str) -> str:
@@ -301,9 +343,12 @@ def depthwise_dot_intrin(arch: str) -> str:
                 T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:lanes, 0:4])
                 T.writes(C[0:lanes])
                 C[T.ramp(0, 1, lanes)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(llvm), C.vload([0], f"int32x{lanes}"),
-                    A.vload([0, 0], f"{act}x{4 * lanes}"), B.vload([0, 0], f"int8x{4 * lanes}"),
-                    dtype=f"int32x{lanes}")
+                    T.llvm_lookup_intrinsic_id(llvm),
+                    C.vload([0], f"int32x{lanes}"),
+                    A.vload([0, 0], f"{act}x{4 * lanes}"),
+                    B.vload([0, 0], f"int8x{4 * lanes}"),
+                    dtype=f"int32x{lanes}",
+                )
 
         TensorIntrin.register(name, _lane_rows_desc(lanes, 4, act, "int8"), impl, override=True)
         _registered.add(name)
@@ -334,8 +379,11 @@ def depthwise_madd_intrin(lanes: int) -> str:
                 T.reads(C[0:lanes], A[0:lanes, 0:2], B[0:lanes, 0:2])
                 T.writes(C[0:lanes])
                 C[T.ramp(0, 1, lanes)] = C.vload([0], f"int32x{lanes}") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(madd), A.vload([0, 0], half), B.vload([0, 0], half),
-                    dtype=f"int32x{lanes}")
+                    T.llvm_lookup_intrinsic_id(madd),
+                    A.vload([0, 0], half),
+                    B.vload([0, 0], half),
+                    dtype=f"int32x{lanes}",
+                )
 
         TensorIntrin.register(name, _lane_rows_desc(lanes, 2, "int16", "int16"), impl, override=True)
         _registered.add(name)
@@ -372,8 +420,10 @@ def interleave_pairs_intrin(dtype: str, lanes: int) -> str:
             with T.sblock("root"):
                 T.reads(S[0:2, 0:lanes])
                 T.writes(D[0:lanes, 0:2])
-                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 2 * lanes)] = T.Cast(f"int16x{2 * lanes}", T.Shuffle(
-                    [S.vload([T.int64(r), T.int64(0)], f"{dtype}x{lanes}") for r in range(2)], order))
+                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 2 * lanes)] = T.Cast(
+                    f"int16x{2 * lanes}",
+                    T.Shuffle([S.vload([T.int64(r), T.int64(0)], f"{dtype}x{lanes}") for r in range(2)], order),
+                )
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)
@@ -413,7 +463,8 @@ def interleave_rows_intrin(dtype: str = "int8") -> str:
                 T.reads(S[0:4, 0:16])
                 T.writes(D[0:16, 0:4])
                 D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
-                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER)
+                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER
+                )
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)
@@ -430,33 +481,49 @@ def gather_rows_ir(shifted: bool, vbmi: bool) -> tuple[str, str]:
     into 8 unpacks and 3 inserts on 16-byte pieces, all on the shuffle port; without it, those unpacks."""
     name = "tcc_gather_rows4" + ("_shifted" if shifted else "") + ("_vbmi" if vbmi else "")
     order = ", ".join(f"i32 {i}" for i in ROWS4_ORDER)
-    lines = ["declare <16 x i8> @llvm.masked.load.v16i8.p0(ptr, i32 immarg, <16 x i1>, <16 x i8>)",
-             f"define i32 @{name}(ptr %dst, ptr %src, i64 %pitch, i32 %valid) #0 {{", "entry:"]
+    lines = [
+        "declare <16 x i8> @llvm.masked.load.v16i8.p0(ptr, i32 immarg, <16 x i1>, <16 x i8>)",
+        f"define i32 @{name}(ptr %dst, ptr %src, i64 %pitch, i32 %valid) #0 {{",
+        "entry:",
+    ]
     for r in range(4):
-        lines += [f"  %bit{r} = and i32 %valid, {1 << r}",
-                  f"  %in{r} = icmp ne i32 %bit{r}, 0",
-                  f"  %one{r} = insertelement <16 x i1> poison, i1 %in{r}, i64 0",
-                  f"  %mask{r} = shufflevector <16 x i1> %one{r}, <16 x i1> poison, <16 x i32> zeroinitializer",
-                  f"  %at{r} = mul i64 %pitch, {r}",
-                  f"  %ptr{r} = getelementptr i8, ptr %src, i64 %at{r}",
-                  f"  %row{r} = call <16 x i8> @llvm.masked.load.v16i8.p0(ptr %ptr{r}, i32 1, <16 x i1> %mask{r},"
-                  " <16 x i8> zeroinitializer)"]
+        lines += [
+            f"  %bit{r} = and i32 %valid, {1 << r}",
+            f"  %in{r} = icmp ne i32 %bit{r}, 0",
+            f"  %one{r} = insertelement <16 x i1> poison, i1 %in{r}, i64 0",
+            f"  %mask{r} = shufflevector <16 x i1> %one{r}, <16 x i1> poison, <16 x i32> zeroinitializer",
+            f"  %at{r} = mul i64 %pitch, {r}",
+            f"  %ptr{r} = getelementptr i8, ptr %src, i64 %at{r}",
+            f"  %row{r} = call <16 x i8> @llvm.masked.load.v16i8.p0(ptr %ptr{r}, i32 1, <16 x i1> %mask{r},"
+            " <16 x i8> zeroinitializer)",
+        ]
     halves = ", ".join(f"i32 {i}" for i in range(32))
-    lines += [f"  %rows01 = shufflevector <16 x i8> %row0, <16 x i8> %row1, <32 x i32> <{halves}>",
-              f"  %rows23 = shufflevector <16 x i8> %row2, <16 x i8> %row3, <32 x i32> <{halves}>",
-              "  %rows = shufflevector <32 x i8> %rows01, <32 x i8> %rows23, <64 x i32> <"
-              + ", ".join(f"i32 {i}" for i in range(64)) + ">"]
+    lines += [
+        f"  %rows01 = shufflevector <16 x i8> %row0, <16 x i8> %row1, <32 x i32> <{halves}>",
+        f"  %rows23 = shufflevector <16 x i8> %row2, <16 x i8> %row3, <32 x i32> <{halves}>",
+        "  %rows = shufflevector <32 x i8> %rows01, <32 x i8> %rows23, <64 x i32> <"
+        + ", ".join(f"i32 {i}" for i in range(64))
+        + ">",
+    ]
     codes = "%rows"
     if shifted:
         lines.append("  %flipped = xor <64 x i8> %rows, <" + ", ".join(["i8 -128"] * 64) + ">")
         codes = "%flipped"
     if vbmi:
-        lines.append(f"  %out = call <64 x i8> asm \"vpermb $1, $2, $0\", \"=v,v,v\"(<64 x i8> {codes}, <64 x i8> <"
-                     + ", ".join(f"i8 {i}" for i in ROWS4_ORDER) + ">)")
+        lines.append(
+            f'  %out = call <64 x i8> asm "vpermb $1, $2, $0", "=v,v,v"(<64 x i8> {codes}, <64 x i8> <'
+            + ", ".join(f"i8 {i}" for i in ROWS4_ORDER)
+            + ">)"
+        )
     else:
         lines.append(f"  %out = shufflevector <64 x i8> {codes}, <64 x i8> poison, <64 x i32> <{order}>")
-    lines += ["  store <64 x i8> %out, ptr %dst, align 1", "  ret i32 0", "}",
-              "attributes #0 = { alwaysinline nounwind }", ""]
+    lines += [
+        "  store <64 x i8> %out, ptr %dst, align 1",
+        "  ret i32 0",
+        "}",
+        "attributes #0 = { alwaysinline nounwind }",
+        "",
+    ]
     return name, "\n".join(lines)
 
 
@@ -472,11 +539,12 @@ def _rows_inside(source, destination, image: tuple[int, int, int], pads: tuple[i
     first = tirx.floormod(tirx.floordiv(source - channel - column * c, w * c) + pt, h) - pt
     flag = lambda condition: tirx.Cast("int32", condition)  # noqa: E731
     inside = [flag(tirx.all(-r <= first, first < h - r)) * (1 << r) for r in range(4)]
-    return flag(tirx.all(0 <= column, column < w)) * (inside[0] + inside[1] + inside[2] + inside[3])
+    return flag(tirx.all(column >= 0, column < w)) * (inside[0] + inside[1] + inside[2] + inside[3])
 
 
-def gather_rows_intrin(image: tuple[int, int, int], pads: tuple[int, int], rows: tuple[int, int], src: str,
-                       vbmi: bool) -> tuple[str, str]:
+def gather_rows_intrin(
+    image: tuple[int, int, int], pads: tuple[int, int], rows: tuple[int, int], src: str, vbmi: bool
+) -> tuple[str, str]:
     """The TensorIntrin of a window's interleave read straight from the input (compute.depthwise_rows_primfunc,
     direct): 4 rows of 16 codes of type `src` from the input [n, h, w, c] (`image`: (h, w, c); the conv may read
     only its first channels, as a dense block's layers do of their concat), shifted to the u8 codes of x86's
@@ -522,16 +590,19 @@ def gather_rows_intrin(image: tuple[int, int, int], pads: tuple[int, int], rows:
                 T.reads(S[0:4, 0:1, 0:16])
                 T.writes(D[0:16, 0:4])
                 valid = T.meta_var(_rows_inside(S.elem_offset, D.elem_offset, image, pads, rows))
-                T.evaluate(T.call_extern("int32", function, D.access_ptr("w"), S.access_ptr("r"), T.int64(w * c),
-                                         valid))
+                T.evaluate(
+                    T.call_extern("int32", function, D.access_ptr("w"), S.access_ptr("r"), T.int64(w * c), valid)
+                )
 
         TensorIntrin.register(name, desc, impl, override=True)
         _registered.add(name)
     return name, ir
 
 
-PARTIAL_SUM = {"armv7": "tcc_dot_neon_sum4",  # 4 channels' 4 partial lanes summed: 6 vpadd.i32
-               "aarch64": "tcc_dot_a64_sum4"}  # 3 addp of q registers
+PARTIAL_SUM = {
+    "armv7": "tcc_dot_neon_sum4",  # 4 channels' 4 partial lanes summed: 6 vpadd.i32
+    "aarch64": "tcc_dot_a64_sum4",
+}  # 3 addp of q registers
 
 
 def partial_sum_intrin(arch: str = "armv7") -> str:
@@ -554,8 +625,9 @@ def partial_sum_intrin(arch: str = "armv7") -> str:
                         vi = T.axis.remap("S", [i])
                         O[vi] = P[vi, 0] + P[vi, 1] + P[vi, 2] + P[vi, 3]
 
-        TensorIntrin.register(name, desc, _partial_sum_a64() if arch == "aarch64" else _partial_sum_neon(),
-                              override=True)
+        TensorIntrin.register(
+            name, desc, _partial_sum_a64() if arch == "aarch64" else _partial_sum_neon(), override=True
+        )
         _registered.add(name)
     return name
 
@@ -577,20 +649,37 @@ def _partial_sum_neon():
             p3 = T.meta_var(P.vload([3, 0], "int32x4"))
             O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                        T.vectorlow(p0, dtype="int32x2"), T.vectorhigh(p0, dtype="int32x2"),
-                                        dtype="int32x2"),
-                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                        T.vectorlow(p1, dtype="int32x2"), T.vectorhigh(p1, dtype="int32x2"),
-                                        dtype="int32x2"), dtype="int32x2")
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.vectorlow(p0, dtype="int32x2"),
+                    T.vectorhigh(p0, dtype="int32x2"),
+                    dtype="int32x2",
+                ),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.vectorlow(p1, dtype="int32x2"),
+                    T.vectorhigh(p1, dtype="int32x2"),
+                    dtype="int32x2",
+                ),
+                dtype="int32x2",
+            )
             O[T.ramp(2, 1, 2)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                        T.vectorlow(p2, dtype="int32x2"), T.vectorhigh(p2, dtype="int32x2"),
-                                        dtype="int32x2"),
-                T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                                        T.vectorlow(p3, dtype="int32x2"), T.vectorhigh(p3, dtype="int32x2"),
-                                        dtype="int32x2"), dtype="int32x2")
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.vectorlow(p2, dtype="int32x2"),
+                    T.vectorhigh(p2, dtype="int32x2"),
+                    dtype="int32x2",
+                ),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
+                    T.vectorlow(p3, dtype="int32x2"),
+                    T.vectorhigh(p3, dtype="int32x2"),
+                    dtype="int32x2",
+                ),
+                dtype="int32x2",
+            )
+
     return impl
 
 
@@ -608,10 +697,11 @@ def _partial_sum_a64():
             addp = T.meta_var(T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp"))
             O[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
                 addp,
-                T.call_llvm_pure_intrin(addp, P.vload([0, 0], "int32x4"), P.vload([1, 0], "int32x4"),
-                                        dtype="int32x4"),
-                T.call_llvm_pure_intrin(addp, P.vload([2, 0], "int32x4"), P.vload([3, 0], "int32x4"),
-                                        dtype="int32x4"), dtype="int32x4")
+                T.call_llvm_pure_intrin(addp, P.vload([0, 0], "int32x4"), P.vload([1, 0], "int32x4"), dtype="int32x4"),
+                T.call_llvm_pure_intrin(addp, P.vload([2, 0], "int32x4"), P.vload([3, 0], "int32x4"), dtype="int32x4"),
+                dtype="int32x4",
+            )
+
     return impl
 
 

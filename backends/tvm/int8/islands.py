@@ -1,6 +1,7 @@
 """Float-island inlining for the INT8 Relax lowering: a float island's FP32 sub-model (tcc.quant.table.placement)
 imported by TVM's ONNX frontend as a private Relax function of the lowering's module (`island_function`), which
 RelaxLowering.float_island calls and lowering inlines into main."""
+
 from __future__ import annotations
 
 from tcc.quant.intgraph.qtypes import QNode
@@ -15,13 +16,15 @@ def island_function(bb, n: QNode, shapes: list[list[int]]):
 
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
-
     names = [i.name for i in n.float_model.graph.input]
     with warnings.catch_warnings():  # the frontend renames tensors with dots, loudly: names are not kept here
         warnings.simplefilter("ignore", UserWarning)
         imported = import_onnx(n.float_model, shape_dict=dict(zip(names, shapes)))
-    moved = {gv: bb.add_func(f, f"tcc_island_{gv.name_hint}") for gv, f in imported.functions_items()
-             if gv.name_hint != "main"}
+    moved = {
+        gv: bb.add_func(f, f"tcc_island_{gv.name_hint}")
+        for gv, f in imported.functions_items()
+        if gv.name_hint != "main"
+    }
 
     @mutator
     class Retarget(PyExprMutator):

@@ -48,6 +48,7 @@ This module holds the kernels' table (`DotKernel`, `KERNELS`), the names of the 
 schedule rules look for, and a dense conv's shape (`ConvShape`); which kernel a target and a layer take is
 choose.py's, the convs' TE computes and the weight packing compute.py's, the TensorIntrins intrinsics.py's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -126,34 +127,38 @@ class DotKernel:
         return 0
 
 
-KERNELS = {k.name: k for k in (
-    # AVX-512 VNNI: 6 pixels x 4 vectors (24 of the 32 zmm; 6 broadcasts and 4 weight loads per 24 vpdpbusd): host
-    # INT8 DDSNet -4.3%, FastNet -4.5% against 6 x 2 (Zen 5, interleaved; 4 x 4, 4 x 6, 5 x 4 within 0.2% of it,
-    # 7 x 4 -2.0%, 4 x 8 -2.7%, 3 x 8 +1.0%)
-    DotKernel("tcc_dot_avx512_vnni", 16, 4, 1, "uint8", "int8", (6, 4), "avx512vnni"),
-    DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
-    DotKernel("tcc_dot_vnni_xmm", 4, 4, 1, "uint8", "int8", (4, 1), "avx512vnni + avx512vl, or avxvnni"),
-    DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
-    DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
-    DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2"),  # the AVX2 kernel's narrow twin
-    # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
-    # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
-    # 2 x 8: FastNet 5.6% more (spills; measured)
-    DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
-    DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
-    DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
-    DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
-    # AArch64: 32 vector registers hold a larger tile than ARMv7's 16; sdot: 6 x 4 (4 x 4: FastNet 0.25% more
-    # executed instructions, DDSNet the same; measured)
-    DotKernel("tcc_dot_a64_sdot", 4, 4, 1, "int8", "int8", (6, 4), "ARMv8.2 dotprod", arch="aarch64"),
-    DotKernel("tcc_dot_a64_s8", 4, 2, 2, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
-    DotKernel("tcc_dot_a64_s8_pairs", 4, 2, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
-    # AArch64's twins of ARMv7's dot form: smull / smlal2 / sadalp. 4 pixels x 4 channels (32 registers): DDSNet
-    # 110.3 M -> 104.0 M instructions against 2 x 4, FastNet at 64 0.8% more; 8 x 4 and 2 x 8 more (measured)
-    DotKernel("tcc_dot_a64_dot16", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot", arch="aarch64"),
-    DotKernel("tcc_dot_a64_dot16_pairs", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot",
-              arch="aarch64"),
-)}
+KERNELS = {
+    k.name: k
+    for k in (
+        # AVX-512 VNNI: 6 pixels x 4 vectors (24 of the 32 zmm; 6 broadcasts and 4 weight loads per 24 vpdpbusd): host
+        # INT8 DDSNet -4.3%, FastNet -4.5% against 6 x 2 (Zen 5, interleaved; 4 x 4, 4 x 6, 5 x 4 within 0.2% of it,
+        # 7 x 4 -2.0%, 4 x 8 -2.7%, 3 x 8 +1.0%)
+        DotKernel("tcc_dot_avx512_vnni", 16, 4, 1, "uint8", "int8", (6, 4), "avx512vnni"),
+        DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
+        DotKernel("tcc_dot_vnni_xmm", 4, 4, 1, "uint8", "int8", (4, 1), "avx512vnni + avx512vl, or avxvnni"),
+        DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
+        DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
+        DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2"),  # the AVX2 kernel's narrow twin
+        # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
+        # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
+        # 2 x 8: FastNet 5.6% more (spills; measured)
+        DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
+        DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
+        DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
+        DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
+        # AArch64: 32 vector registers hold a larger tile than ARMv7's 16; sdot: 6 x 4 (4 x 4: FastNet 0.25% more
+        # executed instructions, DDSNet the same; measured)
+        DotKernel("tcc_dot_a64_sdot", 4, 4, 1, "int8", "int8", (6, 4), "ARMv8.2 dotprod", arch="aarch64"),
+        DotKernel("tcc_dot_a64_s8", 4, 2, 2, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
+        DotKernel("tcc_dot_a64_s8_pairs", 4, 2, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
+        # AArch64's twins of ARMv7's dot form: smull / smlal2 / sadalp. 4 pixels x 4 channels (32 registers): DDSNet
+        # 110.3 M -> 104.0 M instructions against 2 x 4, FastNet at 64 0.8% more; 8 x 4 and 2 x 8 more (measured)
+        DotKernel("tcc_dot_a64_dot16", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot", arch="aarch64"),
+        DotKernel(
+            "tcc_dot_a64_dot16_pairs", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot", arch="aarch64"
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,10 @@ class ConvShape:
     def out_hw(self) -> tuple[int, int]:
         (sh, sw), (dh, dw) = self.strides, self.dilations
         pt, pl, pb, pr = self.pads
-        return ((self.h + pt + pb - dh * (self.kh - 1) - 1) // sh + 1,
-                (self.w + pl + pr - dw * (self.kw - 1) - 1) // sw + 1)
+        return (
+            (self.h + pt + pb - dh * (self.kh - 1) - 1) // sh + 1,
+            (self.w + pl + pr - dw * (self.kw - 1) - 1) // sw + 1,
+        )
 
     def flat(self, k: DotKernel) -> bool:
         """Steps along the flattened (x, channel) row of the window: input channels not a multiple of the step."""

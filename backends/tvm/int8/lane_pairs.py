@@ -24,6 +24,7 @@ is a vector call of `llvm.lrint` on `Cast(float64xN, int32xN) * M`: TVM exposes 
 function is edited in its serialized form (`backends/tvm/tir_json.py`). Bit-exact by the argument above;
 tested against the integer reference.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,8 +54,9 @@ def _even_odd(acc: tirx.PrimExpr, multiplier: tirx.PrimExpr, lanes: int) -> tirx
 
     def rounded(codes_high, first):
         m = tirx.Shuffle([multiplier], [tirx.IntImm("int32", first + 2 * i) for i in range(pairs)]) * scale
-        r = tirx.call_llvm_pure_intrin(f"float64x{pairs}", "llvm.fma", tirx.Cast(f"float64x{pairs}", codes_high), m,
-                                       rounding)
+        r = tirx.call_llvm_pure_intrin(
+            f"float64x{pairs}", "llvm.fma", tirx.Cast(f"float64x{pairs}", codes_high), m, rounding
+        )
         return tirx.reinterpret(f"int64x{pairs}", r)
 
     even = rounded(tirx.shift_left(word, shift), 0)
@@ -63,10 +65,11 @@ def _even_odd(acc: tirx.PrimExpr, multiplier: tirx.PrimExpr, lanes: int) -> tirx
     return tirx.reinterpret(f"int32x{lanes}", tirx.bitwise_or(low, tirx.shift_left(odd, shift)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(lanes: int) -> Template:
-    return Template(_even_odd(tirx.Var(_PLACEHOLDERS[0], f"int32x{lanes}"),
-                              tirx.Var(_PLACEHOLDERS[1], f"float64x{lanes}"), lanes))
+    return Template(
+        _even_odd(tirx.Var(_PLACEHOLDERS[0], f"int32x{lanes}"), tirx.Var(_PLACEHOLDERS[1], f"float64x{lanes}"), lanes)
+    )
 
 
 def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
@@ -81,7 +84,7 @@ def _matches(nodes: list, at: int, lrint: int) -> tuple[int, int, int] | None:
         return None
     if nodes[nodes[args[0]]["data"]["value"]]["data"] != lrint:
         return None
-    lanes = int(dtype[len("int32x"):])
+    lanes = int(dtype[len("int32x") :])
     product = nodes[args[1]]
     if product["type"] != "prim.Mul" or lanes % 2 or lanes < 4:
         return None

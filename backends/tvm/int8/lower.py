@@ -46,6 +46,7 @@ PrimFuncs they call are built in tir.py (input quantization, Add, the fixed-poin
 requantization forms), the dot-product kernels' convs in compute.py; a float island's import is islands.py's; which
 kernel a target and a layer get, choose.py's (the kernels themselves: kernels.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -105,8 +106,9 @@ class RelaxLowering(WeightedLowering, Interpreter):
                 # x86 only: on ARM it executed 0.3-1% fewer instructions (DDSNet), but LLVM 22 aborted compiling an
                 # ARMv7 module that also exposes the conv's codes, as the self-check's does ("Do not know how to
                 # widen the result of this operator")
-                self.pool_readers = _pooled_outputs(qg) if self.kernel is not None and self.kernel.arch == "x86_64" \
-                    else set()
+                self.pool_readers = (
+                    _pooled_outputs(qg) if self.kernel is not None and self.kernel.arch == "x86_64" else set()
+                )
                 self.pooled_accs = {}
                 self.amx_pools = {}
                 for node in qg.nodes:
@@ -173,18 +175,25 @@ class RelaxLowering(WeightedLowering, Interpreter):
     def softmax(self, n: QNode, x: _Codes) -> list:
         """reference.softmax_codes in int32 along the graph's last axis (a 4-D tensor back in NCHW for it)."""
         if n.attrs.get("form") == "gemmlowp":
-            raise BuildError(f"softmax {n.name!r}: a table made under LiteRT's rules (its int8 SOFTMAX); TVM's "
-                             "integer softmax takes tables of the tvm rules (`tcc calibrate --target host`)")
+            raise BuildError(
+                f"softmax {n.name!r}: a table made under LiteRT's rules (its int8 SOFTMAX); TVM's "
+                "integer softmax takes tables of the tvm rules (`tcc calibrate --target host`)"
+            )
         op = self.relax.op
         q = self.cast(self.nchw(x.expr), "int32")
         top = self.emit(op.max(q, axis=-1, keepdims=True))
         d = self.emit(op.minimum(self.emit(op.subtract(top, q)), self.const(len(n.table) - 1, "int32")))
         e = self.emit(op.take(self.const(n.table, "int32"), d, axis=0))
-        r = self.emit(op.floor_divide(self.const(n.attrs["numerator"], "int32"),
-                                      self.emit(op.sum(e, axis=-1, keepdims=True))))
+        r = self.emit(
+            op.floor_divide(self.const(n.attrs["numerator"], "int32"), self.emit(op.sum(e, axis=-1, keepdims=True)))
+        )
         k = n.attrs["shift"]
-        y = self.emit(op.right_shift(self.emit(op.add(self.emit(op.multiply(e, r)), self.const(1 << (k - 1), "int32"))),
-                                     self.const(k, "int32")))
+        y = self.emit(
+            op.right_shift(
+                self.emit(op.add(self.emit(op.multiply(e, r)), self.const(1 << (k - 1), "int32"))),
+                self.const(k, "int32"),
+            )
+        )
         out = n.qout[0]
         y = self.clip(self.emit(op.add(y, self.const(out.zp, "int32"))) if out.zp else y, out.lo, out.hi, "int32")
         return [_Codes(self.nhwc(self.cast(y, out.dtype)), out)]
@@ -199,8 +208,10 @@ class RelaxLowering(WeightedLowering, Interpreter):
         moved = rank > 2 and rank != 4
         if moved:
             d = self.emit(op.permute_dims(d, [0, *range(2, rank), 1]))
-        above, below = (self.requantize(self.emit(op.multiply(d, self.const(k, "int32"))), rq)
-                        for k, rq in ((n.factors[0], n.requant), (n.factors[1], n.below)))
+        above, below = (
+            self.requantize(self.emit(op.multiply(d, self.const(k, "int32"))), rq)
+            for k, rq in ((n.factors[0], n.requant), (n.factors[1], n.below))
+        )
         y = self.emit(op.where(self.emit(op.greater_equal(d, self.const(0, "int32"))), above, below))
         if moved:
             y = self.emit(op.permute_dims(y, [0, rank - 1, *range(1, rank - 1)]))
@@ -226,11 +237,15 @@ class RelaxLowering(WeightedLowering, Interpreter):
             if n.inputs[0] in self.amx_pools:  # AMX: the accumulators pooled as the kernel computes them
                 shape, offset, args = self.amx_pools[n.inputs[0]]
                 func = self.bb.add_func(amx.conv_primfunc(shape, offset, g), "tcc_amx_conv_max_pool")
-                y = self.emit(self.relax.call_tir(func, args, self.relax.TensorType(
-                    [shape.n, *g["out_hw"], shape.co], "int32")))
+                y = self.emit(
+                    self.relax.call_tir(func, args, self.relax.TensorType([shape.n, *g["out_hw"], shape.co], "int32"))
+                )
             else:
-                y = self.emit(op.nn.max_pool2d(acc, pool_size=g["kernel"], strides=g["strides"],
-                                               padding=(pt, pl, pb, pr), layout="NHWC"))
+                y = self.emit(
+                    op.nn.max_pool2d(
+                        acc, pool_size=g["kernel"], strides=g["strides"], padding=(pt, pl, pb, pr), layout="NHWC"
+                    )
+                )
             return [_Codes(self.requantize(y, rq, False, bound), n.qout[0])]
         expr, padding = x.expr, (pt, pl, pb, pr)
         if any(padding) and x.lo != np.iinfo(str(expr.ty.dtype)).min:
@@ -239,8 +254,9 @@ class RelaxLowering(WeightedLowering, Interpreter):
             # padding is that value and needs no pass of its own (DDSNet's stem: a scalar 20 us pad, Zen 5)
             expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
             padding = (0, 0, 0, 0)
-        y = self.emit(op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], padding=padding,
-                                       layout="NHWC"))
+        y = self.emit(
+            op.nn.max_pool2d(expr, pool_size=g["kernel"], strides=g["strides"], padding=padding, layout="NHWC")
+        )
         y = self.cast(y, storage_dtype(x.lo, x.hi))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
@@ -294,9 +310,10 @@ class RelaxLowering(WeightedLowering, Interpreter):
             axis = NHWC_AXIS[axis]
         cuts = [int(c) for c in np.cumsum(n.attrs["sizes"])[:-1]]
         parts = self.emit(relax.op.split(x.expr, cuts, axis=axis))
-        return [self.moved(x, self.emit(relax.TupleGetItem(parts, k)), rs, q)
-                for k, (rs, q) in enumerate(zip(n.rescale, n.qout))]
-
+        return [
+            self.moved(x, self.emit(relax.TupleGetItem(parts, k)), rs, q)
+            for k, (rs, q) in enumerate(zip(n.rescale, n.qout))
+        ]
 
     # ------------------------------------------------------------------------------------------ float islands
     def float_island(self, n: QNode, *xs) -> list:
@@ -312,8 +329,11 @@ class RelaxLowering(WeightedLowering, Interpreter):
             ins.append(x)
         func = island_function(self.bb, n, [[int(d) for d in v.ty.shape] for v in ins])
         result = self.emit(relax.Call(self.bb.add_func(func, "tcc_island"), ins))
-        ys = [self.emit(relax.TupleGetItem(result, k)) for k in range(len(n.outputs))] \
-            if len(n.outputs) > 1 else [result]
+        ys = (
+            [self.emit(relax.TupleGetItem(result, k)) for k in range(len(n.outputs))]
+            if len(n.outputs) > 1
+            else [result]
+        )
         out = []
         for y, q in zip(ys, n.qout):
             if q is None:
@@ -324,16 +344,28 @@ class RelaxLowering(WeightedLowering, Interpreter):
                 func = self.bb.add_func(quantize_input_primfunc(shape, q, self.reciprocal), "tcc_quantize_island")
                 codes = self.emit(relax.call_tir(func, [y], relax.TensorType(shape, q.dtype)))
             else:
-                codes = self.emit(op.add(op.round(op.divide(y, self.const(np.float32(q.scale), "float32"))),
-                                         self.const(np.float32(q.zp), "float32")))
-                codes = self.cast(self.emit(op.minimum(op.maximum(codes, self.const(q.lo, "float32")),
-                                                       self.const(q.hi, "float32"))), q.dtype)
+                codes = self.emit(
+                    op.add(
+                        op.round(op.divide(y, self.const(np.float32(q.scale), "float32"))),
+                        self.const(np.float32(q.zp), "float32"),
+                    )
+                )
+                codes = self.cast(
+                    self.emit(op.minimum(op.maximum(codes, self.const(q.lo, "float32")), self.const(q.hi, "float32"))),
+                    q.dtype,
+                )
             out.append(_Codes(self.nhwc(codes), q))
         return out
 
 
-def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: tuple[str, ...] = (),
-               batch: int | None = None, target: str | None = None):
+def lower_int8(
+    onnx_model: onnx.ModelProto,
+    table: CalibrationTable,
+    *,
+    expose: tuple[str, ...] = (),
+    batch: int | None = None,
+    target: str | None = None,
+):
     """The FP32 ONNX graph `onnx_model` (the graph `table` was calibrated on) as an integer Relax IRModule whose
     main(x: float32 NCHW) returns the float32 output equal to reference.run_reference(onnx_model, table, x).
 
@@ -345,8 +377,11 @@ def lower_int8(onnx_model: onnx.ModelProto, table: CalibrationTable, *, expose: 
     graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
 
     tvm_target = None if target is None else _tvm_target(target)
-    lowering = RelaxLowering(dot_kernel(target), tvm_target is not None and reciprocal_division(tvm_target),
-                             tvm_target is not None and amx.available(tvm_target))
+    lowering = RelaxLowering(
+        dot_kernel(target),
+        tvm_target is not None and reciprocal_division(tvm_target),
+        tvm_target is not None and amx.available(tvm_target),
+    )
     return lowering.lower(quantize_graph(graph, table), tuple(expose), batch)
 
 

@@ -25,6 +25,7 @@ all its input channels by one call.
 The kernel is a function of LLVM IR (`llvm_ir`) that TVM links into the module (`pragma_import_llvm` on the
 conv's loop) and inlines; the TensorIntrin (`tile_intrin`) calls it on a tile's input rows, packed weights
 ([steps, channels, codes of a step], `compute.pack_weights`'s layout) and int32 sums [pixels, channels]."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Tile:
     """One micro-kernel: the ISA's form, pixels x channels of a register tile, the codes a step reads per
     channel (`group`), the input's pixel stride in bytes (AArch64's offsets are immediates), the pairs kernel
     (ARMv7: each 8-code half widened on its own)."""
+
     arch: str
     pixels: int
     channels: int
@@ -90,8 +92,11 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
         return None
     fitting = [p for p in range(MAX_PIXELS[k.arch], 0, -1) if shape.out_hw[1] % p == 0]
     if sdot:
-        return next(t for p in fitting if _pixel_bases(t := Tile("aarch64", p, 4 * shape.tile_vectors(k), 4,
-                                                                   shape.c)) is not None)
+        return next(
+            t
+            for p in fitting
+            if _pixel_bases(t := Tile("aarch64", p, 4 * shape.tile_vectors(k), 4, shape.c)) is not None
+        )
     pixels = fitting[0]
     if k.form == "dot" and k.arch == "armv7" and shape.c >= 32:
         return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
@@ -109,14 +114,34 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
 # pixel p in q{p}, channel c in q{2 + c}, products q6 / q7, partial lanes q{8 + 4 p + c}; AArch64 v{p}, v{4 + c},
 # v{8 + p}, v{16 + 4 p + c}.
 _DOT16 = {
-    "armv7": dict(a_lo=lambda p: f"d{2 * p}", a_hi=lambda p: f"d{2 * p + 1}", w_lo=lambda c: f"d{4 + 2 * c}",
-                  w_hi=lambda c: f"d{5 + 2 * c}", prod=lambda p: f"q{6 + p}", acc=lambda p, c: f"q{8 + 4 * p + c}",
-                  mull="vmull.s8", mull_hi="vmull.s8", mlal_hi="vmlal.s8", start="vpaddl.s16", add="vpadal.s16",
-                  branch="bne"),
-    "aarch64": dict(a_lo=lambda p: f"v{p}.8b", a_hi=lambda p: f"v{p}.16b", w_lo=lambda c: f"v{4 + c}.8b",
-                    w_hi=lambda c: f"v{4 + c}.16b", prod=lambda p: f"v{8 + p}.8h",
-                    acc=lambda p, c: f"v{16 + 4 * p + c}.4s",
-                    mull="smull", mull_hi="smull2", mlal_hi="smlal2", start="saddlp", add="sadalp", branch="b.ne"),
+    "armv7": dict(
+        a_lo=lambda p: f"d{2 * p}",
+        a_hi=lambda p: f"d{2 * p + 1}",
+        w_lo=lambda c: f"d{4 + 2 * c}",
+        w_hi=lambda c: f"d{5 + 2 * c}",
+        prod=lambda p: f"q{6 + p}",
+        acc=lambda p, c: f"q{8 + 4 * p + c}",
+        mull="vmull.s8",
+        mull_hi="vmull.s8",
+        mlal_hi="vmlal.s8",
+        start="vpaddl.s16",
+        add="vpadal.s16",
+        branch="bne",
+    ),
+    "aarch64": dict(
+        a_lo=lambda p: f"v{p}.8b",
+        a_hi=lambda p: f"v{p}.16b",
+        w_lo=lambda c: f"v{4 + c}.8b",
+        w_hi=lambda c: f"v{4 + c}.16b",
+        prod=lambda p: f"v{8 + p}.8h",
+        acc=lambda p, c: f"v{16 + 4 * p + c}.4s",
+        mull="smull",
+        mull_hi="smull2",
+        mlal_hi="smlal2",
+        start="saddlp",
+        add="sadalp",
+        branch="b.ne",
+    ),
 }
 
 
@@ -124,8 +149,11 @@ def _dot16_loads(t: Tile) -> list[str]:
     """A step's loads: the pixels' 16 codes (ARMv7 by register post-increments, +stride then 16 - stride: `vld1` has
     no offset addressing; AArch64 at immediate offsets), the 4 channels' 64 weight codes."""
     if t.arch == "aarch64":
-        return [*(f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)), "add $0, $0, #16",
-                "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64"]
+        return [
+            *(f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)),
+            "add $0, $0, #16",
+            "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64",
+        ]
     pixels = ["vld1.8 {d0-d1}, [$0], $8", "vld1.8 {d2-d3}, [$0], $9"] if t.pixels == 2 else ["vld1.8 {d0-d1}, [$0]!"]
     return [*pixels, "vld1.8 {d4-d7}, [$1]!", "vld1.8 {d8-d11}, [$1]!"]
 
@@ -137,14 +165,18 @@ def _dot16_step(t: Tile, first: bool) -> list[str]:
     start = r["start"] if first else r["add"]
     lines = _dot16_loads(t)
     for c in range(4):
-        acc = lambda p: r["acc"](p, c)  # noqa: E731
+        acc = lambda p: r["acc"](p, c)  # noqa: E731, B023 (used within the iteration)
         if t.pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
             for p in pixels:
-                lines += [f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}",
-                          f"{start} {acc(p)}, {r['prod'](p)}"]
+                lines += [
+                    f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}",
+                    f"{start} {acc(p)}, {r['prod'](p)}",
+                ]
             for p in pixels:
-                lines += [f"{r['mull_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}",
-                          f"{r['add']} {acc(p)}, {r['prod'](p)}"]
+                lines += [
+                    f"{r['mull_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}",
+                    f"{r['add']} {acc(p)}, {r['prod'](p)}",
+                ]
         else:
             lines += [f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}" for p in pixels]
             lines += [f"{r['mlal_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}" for p in pixels]
@@ -156,18 +188,35 @@ def _dot16_assembly(t: Tile) -> list[str]:
     """The dot form: the first step, the loop over the others (steps >= 2), then per pixel its 4 channels' lanes
     summed (ARMv7 `vpadd`, AArch64 `addp`) and added to its sums. Operands: $0 input, $1 weights, $2 steps, $3 sums
     (each advanced; $4 to $7 are the same, tied); ARMv7 also $8 the pixel stride, $9 16 - stride."""
-    lines = [*_dot16_step(t, first=True), "subs $2, $2, #1", "1:", *_dot16_step(t, first=False),
-             "subs $2, $2, #1", f"{_DOT16[t.arch]['branch']} 1b"]
+    lines = [
+        *_dot16_step(t, first=True),
+        "subs $2, $2, #1",
+        "1:",
+        *_dot16_step(t, first=False),
+        "subs $2, $2, #1",
+        f"{_DOT16[t.arch]['branch']} 1b",
+    ]
     for p in range(t.pixels):
         if t.arch == "armv7":  # channel c's lanes: d{2 a}, d{2 a + 1} of q{a}, a = 8 + 4 p + c
             d = [2 * (8 + 4 * p + c) for c in range(4)]
             lines += [f"vpadd.i32 d{c}, d{d[c]}, d{d[c] + 1}" for c in range(4)]
-            lines += ["vpadd.i32 d0, d0, d1", "vpadd.i32 d1, d2, d3",
-                      "vld1.32 {d2-d3}, [$3]", "vadd.i32 q0, q0, q1", "vst1.32 {d0-d1}, [$3]!"]
+            lines += [
+                "vpadd.i32 d0, d0, d1",
+                "vpadd.i32 d1, d2, d3",
+                "vld1.32 {d2-d3}, [$3]",
+                "vadd.i32 q0, q0, q1",
+                "vst1.32 {d0-d1}, [$3]!",
+            ]
         else:
             a = [_DOT16["aarch64"]["acc"](p, c) for c in range(4)]
-            lines += [f"addp v0.4s, {a[0]}, {a[1]}", f"addp v1.4s, {a[2]}, {a[3]}", "addp v0.4s, v0.4s, v1.4s",
-                      "ld1 {v1.4s}, [$3]", "add v0.4s, v0.4s, v1.4s", "st1 {v0.4s}, [$3], #16"]
+            lines += [
+                f"addp v0.4s, {a[0]}, {a[1]}",
+                f"addp v1.4s, {a[2]}, {a[3]}",
+                "addp v0.4s, v0.4s, v1.4s",
+                "ld1 {v1.4s}, [$3]",
+                "add v0.4s, v0.4s, v1.4s",
+                "st1 {v0.4s}, [$3], #16",
+            ]
     return lines
 
 
@@ -187,8 +236,11 @@ def _sdot_assembly(t: Tile) -> list[str]:
     for step in range(4):
         w = 4 + 4 * (step % 2)
         lines.append(f"ld1 {{{', '.join(f'v{w + v}.16b' for v in range(vectors))}}}, [$1], #{16 * vectors}")
-        lines += [f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, v{p}.4b[{step}]"
-                  for v in range(vectors) for p in range(t.pixels)]
+        lines += [
+            f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, v{p}.4b[{step}]"
+            for v in range(vectors)
+            for p in range(t.pixels)
+        ]
     lines += ["subs $2, $2, #1", "b.ne 1b"]
     lines += _sdot_tail(t, vectors)
     lines += [f"st1 {{{acc(p)}}}, [$3], #{16 * vectors}" for p in range(t.pixels)]
@@ -219,8 +271,11 @@ def _pixel_bases(t: Tile):
     bases, of = [("$0", 0)], {}
     for p in range(t.pixels):
         offset = p * t.stride
-        fits = [b for b, (_, o) in enumerate(bases)
-                if all(_addressable(offset - o + extra, size) for size, extra in _loads(t))]
+        fits = [
+            b
+            for b, (_, o) in enumerate(bases)
+            if all(_addressable(offset - o + extra, size) for size, extra in _loads(t))
+        ]
         if not fits:
             if len(bases) > len(BASE_REGISTERS) or offset > 4095:
                 return None
@@ -249,9 +304,12 @@ def _sdot_tail(t: Tile, vectors: int) -> list[str]:
     for step in range(steps):
         w = 4 + 4 * (step % 2)
         lines.append(f"ld1 {{{', '.join(f'v{w + v}.16b' for v in range(vectors))}}}, [$1], #{16 * vectors}")
-        lines += [f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, " + (f"v{p}.4b[{step}]" if step < 2 else
-                                                                         f"v{12 + p}.4b[0]")
-                  for v in range(vectors) for p in range(t.pixels)]
+        lines += [
+            f"sdot v{16 + p * vectors + v}.4s, v{w + v}.16b, "
+            + (f"v{p}.4b[{step}]" if step < 2 else f"v{12 + p}.4b[0]")
+            for v in range(vectors)
+            for p in range(t.pixels)
+        ]
     return lines
 
 
@@ -272,11 +330,12 @@ def llvm_ir(t: Tile) -> str:
         f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights, i32 %count, i32 %stride) #0 {{\n"
         "entry:\n"
         f"{prologue}"
-        f"  %r = call {{ ptr, ptr, {count.split()[0]}, ptr }} asm sideeffect \"{text}\", "
-        f"\"{constraints},{clobbers}\"({args})\n"
+        f'  %r = call {{ ptr, ptr, {count.split()[0]}, ptr }} asm sideeffect "{text}", '
+        f'"{constraints},{clobbers}"({args})\n'
         "  ret i32 0\n"
         "}\n"
-        "attributes #0 = { alwaysinline nounwind }\n")
+        "attributes #0 = { alwaysinline nounwind }\n"
+    )
 
 
 _registered: set[str] = set()
@@ -312,8 +371,17 @@ def _tile_func(t: Tile, K: int, call: bool):
             T.reads(Acc[0:P, 0:C], A[0:P, 0:K], B[0:S, 0:C, 0:G])
             T.writes(Acc[0:P, 0:C])
             if call:
-                T.evaluate(T.call_extern("int32", fn, Acc.access_ptr("rw"), A.access_ptr("r"), B.access_ptr("r"),
-                                         T.int32(K // 16), T.int32(K)))
+                T.evaluate(
+                    T.call_extern(
+                        "int32",
+                        fn,
+                        Acc.access_ptr("rw"),
+                        A.access_ptr("r"),
+                        B.access_ptr("r"),
+                        T.int32(K // 16),
+                        T.int32(K),
+                    )
+                )
             elif P == 1:
                 for ch, g, e in T.grid(C, S, G):
                     with T.sblock("update"):
@@ -323,6 +391,6 @@ def _tile_func(t: Tile, K: int, call: bool):
                 for p, ch, g, e in T.grid(P, C, S, G):
                     with T.sblock("update"):
                         vp, vc, vg, ve = T.axis.remap("SSRR", [p, ch, g, e])
-                        Acc[vp, vc] = Acc[vp, vc] + T.Cast("int32", A[vp, vg * G + ve]) * T.Cast(
-                            "int32", B[vg, vc, ve])
+                        Acc[vp, vc] = Acc[vp, vc] + T.Cast("int32", A[vp, vg * G + ve]) * T.Cast("int32", B[vg, vc, ve])
+
     return func

@@ -13,6 +13,7 @@ once LLVM assigns the registers), an epilogue is vectorized over 16 channels, an
 The rewrite runs in tcc's TIR pipeline right after vectorization (`tir_pipeline.py`), on the function's serialized
 form (`backends/tvm/tir_json.py`); a call within one register is left as it is.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,12 +30,12 @@ NAMES = sorted({name for names in NEON_REQUANTIZE_INTRINSICS.values() for name i
 REWRITTEN = tuple(NAMES)  # in a kernel's TVMScript before lowering: it may hold a wide call
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ids() -> dict[int, str]:
     return {int(codegen.llvm_lookup_intrinsic_id(name)): name for name in NAMES}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(name: str, dtypes: tuple[str, ...], split: tuple[bool, ...], dtype: str) -> Template:
     """call_llvm_pure_intrin(dtype, name, *args) on placeholders of `dtypes`, as one call per register joined by
     a shuffle. Argument k: its lanes of each register taken by a shuffle (placeholder a{k}); or, where `split[k]`
@@ -52,8 +53,12 @@ def _template(name: str, dtypes: tuple[str, ...], split: tuple[bool, ...], dtype
             args.append([tirx.Var(f"a{k}", t)] * registers)
         else:
             x = tirx.Var(f"a{k}", t)
-            args.append([tirx.Shuffle([x], [tirx.IntImm("int32", r * per_register + j) for j in range(per_register)])
-                         for r in range(registers)])
+            args.append(
+                [
+                    tirx.Shuffle([x], [tirx.IntImm("int32", r * per_register + j) for j in range(per_register)])
+                    for r in range(registers)
+                ]
+            )
     calls = [tirx.call_llvm_pure_intrin(narrow, name, *(a[r] for a in args)) for r in range(registers)]
     return Template(tirx.Shuffle(calls, [tirx.IntImm("int32", j) for j in range(wide.lanes)]))
 

@@ -14,6 +14,7 @@ channels last) and the parameter rows each takes, one form per target (RelaxLowe
 - `requantize_float64_primfunc` (`float64_requantize_params`): x86, where the accumulator bound makes float64 exact;
 - `requantize_int32_primfunc` (`int32_requantize_params`): x86 otherwise, int32 lanes but the product's high half.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,18 @@ def neon_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     if np.any(s < 1) or np.any(s > 22) or rq.lo < -(1 << 15) or rq.hi > (1 << 15) or np.any(q <= 0):
         return None
     trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
-    rows = np.stack([q, (1 << (s - 1)) - 1, 1 << s, (1 << (31 - trailing)) - 1, -s,
-                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    rows = np.stack(
+        [
+            q,
+            (1 << (s - 1)) - 1,
+            1 << s,
+            (1 << (31 - trailing)) - 1,
+            -s,
+            np.full(channels, rq.lo - rq.zp),
+            np.full(channels, rq.hi - rq.zp),
+            np.full(channels, rq.zp),
+        ]
+    )
     return rows.astype(np.int32)
 
 
@@ -87,8 +98,9 @@ def neon_tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -
     if found is None:
         return None
     q, s = found
-    rows = np.stack([q, -s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp),
-                     np.full(channels, rq.zp)])
+    rows = np.stack(
+        [q, -s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)]
+    )
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
@@ -99,8 +111,16 @@ def tie_free_params(rq: Requant, channels: int, bound: np.ndarray | None) -> np.
     if found is None:
         return None
     q, s = found
-    rows = np.stack([q, np.int64(1) << (s - 1), s, np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp),
-                     np.full(channels, rq.zp)])
+    rows = np.stack(
+        [
+            q,
+            np.int64(1) << (s - 1),
+            s,
+            np.full(channels, rq.lo - rq.zp),
+            np.full(channels, rq.hi - rq.zp),
+            np.full(channels, rq.zp),
+        ]
+    )
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
@@ -116,6 +136,7 @@ def _saturating_codes(y, dtype: str, lo_zp: int, hi_zp: int, zp: int):
 
     info = np.iinfo(dtype)
     lo, hi = lo_zp + zp, hi_zp + zp
+
     def clamp(x, low, high, dtype_of_bounds):
         return tirx.min(tirx.max(x, tirx.const(low, dtype_of_bounds)), tirx.const(high, dtype_of_bounds))
 
@@ -130,8 +151,9 @@ def _saturating_codes(y, dtype: str, lo_zp: int, hi_zp: int, zp: int):
     return codes
 
 
-def _rows_primfunc(dtype: str, shape, uniform: dict[int, int] | None, count: int, rounded, extra=None,
-                   saturating: bool = False):
+def _rows_primfunc(
+    dtype: str, shape, uniform: dict[int, int] | None, count: int, rounded, extra=None, saturating: bool = False
+):
     """The PrimFunc every row-parameter form shares: acc int32 [.., C], (an `extra(dims)` input,) params int32
     [rows, C], out `dtype` [.., C] = clamp(rounded(acc, rows, c), lo - zp, hi - zp) + zp. The form has `count`
     rows per channel, the last three lo - zp, hi - zp, zp; `rounded` gets the value of each other row at the
@@ -178,9 +200,10 @@ def requantize_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | No
 
 # the NEON requantization's doubling high half, shift by a lane's (negative) count and rounding shift, per
 # instruction set
-NEON_REQUANTIZE_INTRINSICS = {"armv7": ("llvm.arm.neon.vqdmulh", "llvm.arm.neon.vshifts", "llvm.arm.neon.vrshifts"),
-                              "aarch64": ("llvm.aarch64.neon.sqdmulh", "llvm.aarch64.neon.sshl",
-                                          "llvm.aarch64.neon.srshl")}
+NEON_REQUANTIZE_INTRINSICS = {
+    "armv7": ("llvm.arm.neon.vqdmulh", "llvm.arm.neon.vshifts", "llvm.arm.neon.vrshifts"),
+    "aarch64": ("llvm.aarch64.neon.sqdmulh", "llvm.aarch64.neon.sshl", "llvm.aarch64.neon.srshl"),
+}
 
 
 def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None, arch: str = "armv7"):
@@ -218,8 +241,7 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     return _rows_primfunc(dtype, shape, uniform, 8, rounded, saturating=dtype in ("int8", "uint8"))
 
 
-def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None,
-                                      arch: str = "armv7"):
+def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int] | None = None, arch: str = "armv7"):
     """`requantize_neon_primfunc` where no tie can occur (`neon_tie_free_params`): with hi = floor(P / 2^31)
     (sqdmulh) and no tie, the reference's rounding of P / 2^k is up exactly where hi mod 2^s >= 2^(s-1) (its
     remainder, hi's low s bits and P's low 31, is above half there, below it elsewhere), which is the rounding
@@ -290,8 +312,19 @@ def int32_requantize_params(rq: Requant, channels: int) -> np.ndarray | None:
     if np.any(s < 1) or np.any(s > 30) or np.any(q <= 0) or np.any(q > INT32_MAX):
         return None
     trailing = np.array([(int(v) & -int(v)).bit_length() - 1 for v in q], np.int64)
-    rows = np.stack([q, (1 << (31 - trailing)) - 1, s, (1 << s) - 1, 1 << (s - 1), 1 << s,
-                     np.full(channels, rq.lo - rq.zp), np.full(channels, rq.hi - rq.zp), np.full(channels, rq.zp)])
+    rows = np.stack(
+        [
+            q,
+            (1 << (31 - trailing)) - 1,
+            s,
+            (1 << s) - 1,
+            1 << (s - 1),
+            1 << s,
+            np.full(channels, rq.lo - rq.zp),
+            np.full(channels, rq.hi - rq.zp),
+            np.full(channels, rq.zp),
+        ]
+    )
     return np.clip(rows, INT32_MIN, INT32_MAX).astype(np.int32)
 
 

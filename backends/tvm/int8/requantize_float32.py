@@ -26,6 +26,7 @@ it is proven equal to the reference:
 Every depthwise conv of DDSNet passes (its accumulator's step, M ~ 1e-2 of a code, is far above float32's
 resolution near a code, 2^-17); so do most pointwise convs; the transitions' (M ~ 1e-4) and the stem's do not.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -91,16 +92,23 @@ def float32_requantize_params(rq: Requant, channels: int, bound: np.ndarray | No
     if bad.size == 0:
         return np.stack([scale, offset])
     # the candidates nearest the start first: a tilt of i ulps of the scale, a shift of j offset steps
-    trials = sorted(((i, j) for i in range(-SCALE_STEPS, SCALE_STEPS + 1)
-                     for j in range(-OFFSET_STEPS, OFFSET_STEPS + 1)), key=lambda t: (abs(t[0]) + abs(t[1]), t))
+    trials = sorted(
+        ((i, j) for i in range(-SCALE_STEPS, SCALE_STEPS + 1) for j in range(-OFFSET_STEPS, OFFSET_STEPS + 1)),
+        key=lambda t: (abs(t[0]) + abs(t[1]), t),
+    )
     tilts = np.array([t[0] for t in trials]) + SCALE_STEPS
     offsets = (rq.zp + np.array([t[1] for t in trials], np.float64) * OFFSET_STEP).astype(np.float32)
     for c in bad:  # a channel's trials in batches, nearest first; the first channel without a pair ends the search
-        scales = np.array([float32_ulps(scale[c:c + 1], i)[0] for i in range(-SCALE_STEPS, SCALE_STEPS + 1)])[tilts]
+        scales = np.array([float32_ulps(scale[c : c + 1], i)[0] for i in range(-SCALE_STEPS, SCALE_STEPS + 1)])[tilts]
         for start in range(0, len(trials), TRIAL_BATCH):
             batch = slice(start, start + TRIAL_BATCH)
-            got = _float_codes(np.broadcast_to(points[c], (len(tilts[batch]), points.shape[1])), scales[batch],
-                               offsets[batch], rq.lo, rq.hi)
+            got = _float_codes(
+                np.broadcast_to(points[c], (len(tilts[batch]), points.shape[1])),
+                scales[batch],
+                offsets[batch],
+                rq.lo,
+                rq.hi,
+            )
             good = np.flatnonzero(np.all(got == want[c][None, :], axis=1))
             if good.size:
                 scale[c], offset[c] = scales[batch][good[0]], offsets[batch][good[0]]
@@ -123,8 +131,7 @@ def requantize_float32_primfunc(dtype: str, shape, lo: int, hi: int):
 
     def one(*idx):
         c = idx[-1]
-        y = tirx.call_llvm_pure_intrin("float32", "llvm.fma", acc[idx].astype("float32"), params[0, c],
-                                       params[1, c])
+        y = tirx.call_llvm_pure_intrin("float32", "llvm.fma", acc[idx].astype("float32"), params[0, c], params[1, c])
         y = tirx.min(tirx.max(y, tirx.const(float(lo), "float32")), tirx.const(float(hi), "float32"))
         return tirx.call_llvm_pure_intrin("int32", "llvm.lrint", y).astype(dtype)
 

@@ -7,6 +7,7 @@
   a vector division (`exact_quotient`, choose.reciprocal_division);
 - TFLite's integer ADD as one kernel (`add_primfunc`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -88,8 +89,10 @@ def _dims(shape):
     (a symbolic batch) becomes a symbolic dimension."""
     from tvm import tirx
 
-    return [tirx.IntImm("int64", int(d)) if isinstance(d, (int, tirx.IntImm)) else tirx.Var(f"d{i}", "int64")
-            for i, d in enumerate(shape)]
+    return [
+        tirx.IntImm("int64", int(d)) if isinstance(d, (int, tirx.IntImm)) else tirx.Var(f"d{i}", "int64")
+        for i, d in enumerate(shape)
+    ]
 
 
 def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
@@ -102,7 +105,6 @@ def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
     reciprocal: x / s as `exact_quotient` computes it, by multiply-adds (targets without a vector division,
     `reciprocal_division`); where its bounds do not hold for these parameters, the division."""
     from tvm import te, tirx
-
 
     dims = _dims(shape)
     x = te.placeholder(dims, "float32", name="x")
@@ -136,8 +138,9 @@ QUOTIENT_CLAMP = 1024
 
 
 def exact_quotient_applies(p: QParams) -> bool:
-    return (QUOTIENT_SCALES[0] <= p.scale <= QUOTIENT_SCALES[1]
-            and max(abs(p.lo - p.zp), abs(p.hi - p.zp)) < QUOTIENT_CLAMP)
+    return (
+        QUOTIENT_SCALES[0] <= p.scale <= QUOTIENT_SCALES[1] and max(abs(p.lo - p.zp), abs(p.hi - p.zp)) < QUOTIENT_CLAMP
+    )
 
 
 def exact_quotient(x, scale: float, fma, clamp):
@@ -165,6 +168,7 @@ def _tie_free_add(a: QParams, b: QParams, p) -> tuple | None:
     """((q, s) of input a, of input b, of the output) where each of the ADD's three multiplies can be `tie_free` on
     the values it meets: (code - zp) << left_shift (its low left_shift bits 0), their rescaled sum (bounded by the
     inputs' code ranges); None where one cannot, or a clamp bound leaves int32."""
+
     def input_bound(x: QParams) -> int:
         return max(x.hi - x.zp, x.zp - x.lo) << p.left_shift
 
@@ -181,7 +185,7 @@ def _tie_free_add(a: QParams, b: QParams, p) -> tuple | None:
         total += int(np.ceil(bound * q / 2.0 ** (31 + s))) + 1
     q, shift = int(np.ravel(p.out.mult.q)[0]), int(np.ravel(p.out.mult.shift)[0])
     s = tie_free(q, shift, total)
-    if s is None or not (-(1 << 31) <= p.out.lo - p.out.zp and p.out.hi - p.out.zp < 1 << 31):
+    if s is None or not (p.out.lo - p.out.zp >= -(1 << 31) and p.out.hi - p.out.zp < 1 << 31):
         return None
     return (*steps, (q, s))
 
@@ -221,8 +225,9 @@ def add_primfunc(a: _Codes, b: _Codes, p, shape):
         def one32(*idx):
             total = scaled32(ta, bcast_a, a.zp, qa, sa, idx) + scaled32(tb, bcast_b, b.zp, qb, sb, idx)
             y = _tie_free_mul(total, qo, so)
-            return (tirx.min(tirx.max(y, c32(p.out.lo - p.out.zp)), c32(p.out.hi - p.out.zp))
-                    + c32(p.out.zp)).astype(p.out.out.dtype)
+            return (tirx.min(tirx.max(y, c32(p.out.lo - p.out.zp)), c32(p.out.hi - p.out.zp)) + c32(p.out.zp)).astype(
+                p.out.out.dtype
+            )
 
         out = te.compute(dims, one32, name="add")
         func = te.create_prim_func([ta, tb, out]).without_attr("global_symbol")

@@ -8,10 +8,11 @@ smaller to serialize, as the rewrites edit it: `backends/tvm/tir_json.py`):
 `for_kernels` names the pipeline for a target and the kernels of one compiled part: TVM's default where no rewrite
 applies (a rewrite serializes every kernel of the part: only parts whose TVMScript holds its pattern take it).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import tvm
 from tvm import tirx
@@ -30,8 +31,10 @@ class Rewrite:
     patterns: tuple[str, ...]
 
 
-REWRITES = {"lane_pairs": Rewrite(lane_pairs.lane_pairs_pass, "avx512dq", (lane_pairs.REWRITTEN,)),
-            "register_split": Rewrite(register_split.register_split_pass, "neon", register_split.REWRITTEN)}
+REWRITES = {
+    "lane_pairs": Rewrite(lane_pairs.lane_pairs_pass, "avx512dq", (lane_pairs.REWRITTEN,)),
+    "register_split": Rewrite(register_split.register_split_pass, "neon", register_split.REWRITTEN),
+}
 PREFIX = "tcc_tir"
 
 
@@ -44,27 +47,44 @@ def _pipeline(name: str, rewrites: tuple[str, ...]):
     def run(mod, _ctx):
         config = tvm.transform.PassContext.current().config
         passes = [
-            s_tir.transform.CanonicalizeLoop(), s_tir.transform.LowerCrossThreadReduction(),
-            s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
-            s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.LiftThreadBinding(),
-            s_tir.transform.ManifestSharedMemoryLocalStage(), s_tir.transform.CompactBufferAllocation(),
-            s_tir.transform.LowerAutoCopy(), s_tir.transform.UnifyThreadBinding(), s_tir.transform.LowerMatchBuffer(),
-            s_tir.transform.StmtSimplify(), s_tir.transform.InjectPermutedLayout(),
-            s_tir.transform.AnnotateIrregularLoop(), s_tir.transform.InjectSoftwarePipeline(),
-            s_tir.transform.TransformMmaBufferLayout(), s_tir.transform.LowerOpaqueBlock(),
-            tirx.transform.FlattenBuffer(), tirx.transform.BF16ComputeLegalize(), tirx.transform.NarrowDataType(32),
+            s_tir.transform.CanonicalizeLoop(),
+            s_tir.transform.LowerCrossThreadReduction(),
+            s_tir.transform.LowerInitBlock(),
+            s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+            s_tir.transform.ConvertBlocksToOpaque(),
+            s_tir.transform.LiftThreadBinding(),
+            s_tir.transform.ManifestSharedMemoryLocalStage(),
+            s_tir.transform.CompactBufferAllocation(),
+            s_tir.transform.LowerAutoCopy(),
+            s_tir.transform.UnifyThreadBinding(),
+            s_tir.transform.LowerMatchBuffer(),
+            s_tir.transform.StmtSimplify(),
+            s_tir.transform.InjectPermutedLayout(),
+            s_tir.transform.AnnotateIrregularLoop(),
+            s_tir.transform.InjectSoftwarePipeline(),
+            s_tir.transform.TransformMmaBufferLayout(),
+            s_tir.transform.LowerOpaqueBlock(),
+            tirx.transform.FlattenBuffer(),
+            tirx.transform.BF16ComputeLegalize(),
+            tirx.transform.NarrowDataType(32),
             s_tir.transform.LoopPartition(),
             tirx.transform.VectorizeLoop(not bool(config.get("tirx.disable_vectorize", False))),
             *(REWRITES[r].make() for r in rewrites),
-            s_tir.transform.InjectVirtualThread(), s_tir.transform.InjectDoubleBuffer(),
+            s_tir.transform.InjectVirtualThread(),
+            s_tir.transform.InjectDoubleBuffer(),
         ]
         if not bool(config.get("tirx.disable_storage_rewrite", False)):
             passes.append(tirx.transform.StorageRewrite())
         if config.get("tirx.use_async_copy", False):
             passes.append(s_tir.transform.LowerAsyncDMA())
-        passes += [s_tir.transform.HoistIfThenElse(), tirx.transform.UnrollLoop(),
-                   s_tir.transform.RenormalizeSplitPattern(), tirx.transform.StmtSimplify(),
-                   tirx.transform.RemoveNoOp(), s_tir.transform.RewriteUnsafeSelect()]
+        passes += [
+            s_tir.transform.HoistIfThenElse(),
+            tirx.transform.UnrollLoop(),
+            s_tir.transform.RenormalizeSplitPattern(),
+            tirx.transform.StmtSimplify(),
+            tirx.transform.RemoveNoOp(),
+            s_tir.transform.RewriteUnsafeSelect(),
+        ]
         if bool(config.get("tirx.instrument_bound_checkers", False)):
             passes.append(s_tir.transform.InstrumentBoundCheckers())
         if bool(config.get("tirx.s_tir.ldg32", False)):
@@ -73,18 +93,29 @@ def _pipeline(name: str, rewrites: tuple[str, ...]):
             passes.append(tirx.transform.CommonSubexprElim())
         if bool(config.get("tirx.instrument_lwp", False)):
             passes.append(s_tir.transform.InstrumentProfileIntrinsics())
-        passes += [tirx.transform.FP8ComputeLegalize(), s_tir.transform.VerifyVTCMLimit(),
-                   s_tir.transform.LowerVtcmAlloc(), tirx.transform.VerifyMemory(), tirx.transform.AnnotateEntryFunc(),
-                   s_tir.transform.ThreadSync("shared"), s_tir.transform.ThreadSync("shared.dyn"),
-                   s_tir.transform.ThreadSync("warp"), s_tir.transform.InferFragment(),
-                   s_tir.transform.LowerThreadAllreduce()]
+        passes += [
+            tirx.transform.FP8ComputeLegalize(),
+            s_tir.transform.VerifyVTCMLimit(),
+            s_tir.transform.LowerVtcmAlloc(),
+            tirx.transform.VerifyMemory(),
+            tirx.transform.AnnotateEntryFunc(),
+            s_tir.transform.ThreadSync("shared"),
+            s_tir.transform.ThreadSync("shared.dyn"),
+            s_tir.transform.ThreadSync("warp"),
+            s_tir.transform.InferFragment(),
+            s_tir.transform.LowerThreadAllreduce(),
+        ]
         if bool(config.get("tirx.use_async_copy", False)):
             passes.append(s_tir.transform.InjectPTXAsyncCopy())
         if bool(config.get("tirx.s_tir.ldg32", False)):
             passes.append(s_tir.transform.InjectPTXLDG32())
-        passes += [s_tir.transform.MergeSharedMemoryAllocations(), tirx.transform.SplitHostDevice(),
-                   tirx.transform.MakePackedAPI(), tirx.transform.FP8StorageLegalize(),
-                   tirx.transform.BF16StorageLegalize()]
+        passes += [
+            s_tir.transform.MergeSharedMemoryAllocations(),
+            tirx.transform.SplitHostDevice(),
+            tirx.transform.MakePackedAPI(),
+            tirx.transform.FP8StorageLegalize(),
+            tirx.transform.BF16StorageLegalize(),
+        ]
         return tvm.transform.Sequential(passes)(mod)
 
     return run, finalize_host_passes, finalize_device_passes
@@ -95,8 +126,11 @@ def for_kernels(target, scripts: Iterable[str] | None = None) -> str:
     (None: any kernel): with each rewrite whose feature the target has and whose pattern a script holds, TVM's
     default where none applies."""
     scripts = None if scripts is None else list(scripts)
-    rewrites = tuple(r for r, rw in REWRITES.items() if target_has(target, rw.feature)
-                     and (scripts is None or any(p in s for s in scripts for p in rw.patterns)))
+    rewrites = tuple(
+        r
+        for r, rw in REWRITES.items()
+        if target_has(target, rw.feature) and (scripts is None or any(p in s for s in scripts for p in rw.patterns))
+    )
     if not rewrites:
         return "default"
     name = "_".join((PREFIX, *rewrites))

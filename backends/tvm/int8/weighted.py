@@ -3,6 +3,7 @@ which kernel each layer takes: the two-digit form (`_digits_conv`), the dot-prod
 with im2col for few input channels), AMX for a pooled stem (`_amx_conv`), the depthwise row kernels, or the generic
 int16 conv; then the bias and the requantization (`_accumulated`). lower.py's `RelaxLowering` adds the other
 kinds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def _digits_fit(weight: np.ndarray, bias) -> bool:
     the low digit's, the kernel's shift and the bias)."""
     sums = np.abs(weight.astype(np.int64)).reshape(len(weight), -1).sum(axis=1)
     extra = np.abs(np.asarray(bias, np.int64)) if bias is not None else 0
-    return bool(np.max(sums * (2 ** 15 + 256) + extra) <= INT32_MAX)
+    return bool(np.max(sums * (2**15 + 256) + extra) <= INT32_MAX)
 
 
 class WeightedLowering(RelaxEmitter):
@@ -57,8 +58,15 @@ class WeightedLowering(RelaxEmitter):
         """The arguments a kernel's PrimFunc takes after its weights: the vector its accumulators start from."""
         return [] if bias is None else [self.const(bias.reshape(-1), "int32")]
 
-    def _accumulated(self, n: QNode, acc, x: QParams, correction: np.ndarray | None = None,
-                     in_kernel: bool = False, started: bool = False) -> list:
+    def _accumulated(
+        self,
+        n: QNode,
+        acc,
+        x: QParams,
+        correction: np.ndarray | None = None,
+        in_kernel: bool = False,
+        started: bool = False,
+    ) -> list:
         """acc (+ `_bias(n, correction)`, unless the kernel `started` its accumulators from it) requantized, or
         dequantized where it is a float graph output. x: the input's parameters, whose code range bounds acc (a
         pooled conv's: its window sums')."""
@@ -69,8 +77,11 @@ class WeightedLowering(RelaxEmitter):
         if bias is not None:
             acc = self.emit(op.add(acc, self.const(bias.reshape(ch), "int32")))
         if n.qout[0] is None:  # a float graph output: dequantize the accumulator
-            y = self.emit(op.multiply(op.astype(acc, "float64"),
-                                      self.const(n.acc_scale.astype(np.float64).reshape(ch), "float64")))
+            y = self.emit(
+                op.multiply(
+                    op.astype(acc, "float64"), self.const(n.acc_scale.astype(np.float64).reshape(ch), "float64")
+                )
+            )
             if n.float_clamp is not None:
                 lo, hi = n.float_clamp
                 if lo is not None:
@@ -95,9 +106,13 @@ class WeightedLowering(RelaxEmitter):
         if shape is not None:  # `sdot` / `vpdpbusd`: 4 rows of a channel in one lane
             offset = self.kernel.act_offset(x.expr.ty.dtype)
             bias = self._bias(n, compute.bias_correction(n.weight, offset))
-            func = compute.depthwise_rows_primfunc(shape, offset, self.kernel.act_dtype, bias is not None,
-                                                   direct=self.kernel.arch == "x86_64"
-                                                   and compute.reads_rows_directly(shape))
+            func = compute.depthwise_rows_primfunc(
+                shape,
+                offset,
+                self.kernel.act_dtype,
+                bias is not None,
+                direct=self.kernel.arch == "x86_64" and compute.reads_rows_directly(shape),
+            )
             weights = self.const(compute.depthwise_rows_weights(n.weight, shape), "int8")
             return self._depthwise(n, x, shape, func, "tcc_dw_dot", weights, bias)
         shape = self._depthwise_pairs_shape(n, x)
@@ -107,12 +122,16 @@ class WeightedLowering(RelaxEmitter):
             weights = self.const(compute.depthwise_pairs_weights(n.weight, shape), "int16")
             return self._depthwise(n, x, shape, func, "tcc_dw_madd", weights, bias)
         shape = self._affine_shape(n, x)
-        params = (affine.affine_params(n.weight[:, 0, 0, 0], n.bias, n.requant, str(x.expr.ty.dtype))
-                  if shape is not None else None)
+        params = (
+            affine.affine_params(n.weight[:, 0, 0, 0], n.bias, n.requant, str(x.expr.ty.dtype))
+            if shape is not None
+            else None
+        )
         if params is not None:  # a 1 x 1 depthwise conv on x86: float32, checked against the reference's table
             out, dims = n.qout[0], [shape.n, shape.h, shape.w, shape.c]
-            func = self.bb.add_func(affine.affine_primfunc(dims, str(x.expr.ty.dtype), out.dtype, n.requant.lo,
-                                                           n.requant.hi), "tcc_affine")
+            func = self.bb.add_func(
+                affine.affine_primfunc(dims, str(x.expr.ty.dtype), out.dtype, n.requant.lo, n.requant.hi), "tcc_affine"
+            )
             args = [x.expr, *(self.const(p, "float32") for p in params)]
             y = self.emit(self.relax.call_tir(func, args, self.relax.TensorType(dims, out.dtype)))
             self.affine_maps.append((y, args, n.requant.lo, n.requant.hi))
@@ -121,20 +140,40 @@ class WeightedLowering(RelaxEmitter):
         if shape is not None:
             bias = self._bias(n)
             weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
-            return self._depthwise(n, x, shape, depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None),
-                                   "tcc_dw_conv", self.const(weights, "int16"), bias)
+            return self._depthwise(
+                n,
+                x,
+                shape,
+                depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None),
+                "tcc_dw_conv",
+                self.const(weights, "int16"),
+                bias,
+            )
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = self.operand_dtype(x)
-        acc = self.emit(self.relax.op.nn.conv2d(
-            self.centered(x, wide), self.const(hwio, wide), strides=a["strides"], padding=a["pads"],
-            dilation=a["dilations"], groups=a["group"], data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        acc = self.emit(
+            self.relax.op.nn.conv2d(
+                self.centered(x, wide),
+                self.const(hwio, wide),
+                strides=a["strides"],
+                padding=a["pads"],
+                dilation=a["dilations"],
+                groups=a["group"],
+                data_layout="NHWC",
+                kernel_layout="HWIO",
+                out_dtype="int32",
+            )
+        )
         return self._accumulated(n, acc, x.params)
 
     def _depthwise(self, n: QNode, x: _Codes, shape: ConvShape, func, name: str, weights, bias) -> list:
         """A depthwise conv's PrimFunc `func` (added as `name`) called on x and its `weights` constant, its
         accumulators started from `bias` (None: from zero), requantized in its kernel."""
-        call = self.relax.call_tir(self.bb.add_func(func, name), [x.expr, weights, *self._started(bias)],
-                                   self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32"))
+        call = self.relax.call_tir(
+            self.bb.add_func(func, name),
+            [x.expr, weights, *self._started(bias)],
+            self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32"),
+        )
         return self._accumulated(n, self.emit(call), x.params, in_kernel=True, started=True)
 
     def pooled_conv(self, n: QNode, x: _Codes) -> list:
@@ -148,15 +187,23 @@ class WeightedLowering(RelaxEmitter):
         sums = window_sums(x.params, area)
         dims = [_static(d) for d in x.expr.ty.shape]
         oh, ow = g["out_hw"]
-        shape = (ConvShape(dims[0], oh, ow, dims[3], int(n.weight.shape[0]), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-                 if self.kernel is not None and area & (area - 1) == 0 and x.params.bits == 8 and not x.zp
-                 and n.attrs["group"] == 1 and None not in dims else None)
+        shape = (
+            ConvShape(dims[0], oh, ow, dims[3], int(n.weight.shape[0]), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
+            if self.kernel is not None
+            and area & (area - 1) == 0
+            and x.params.bits == 8
+            and not x.zp
+            and n.attrs["group"] == 1
+            and None not in dims
+            else None
+        )
         if shape is not None and supports(shape, narrow_kernel(shape, self.kernel)) is None:
             dtype = x.expr.ty.dtype
             source = next((m for m in self.affine_maps if m[0].same_as(x.expr)), None)
             mapped = None if source is None else (str(source[1][0].ty.dtype), source[2], source[3])
-            func = self.bb.add_func(compute.window_digits_primfunc(dims, (kh, kw), g["strides"], dtype, mapped),
-                                    "tcc_window_digits")
+            func = self.bb.add_func(
+                compute.window_digits_primfunc(dims, (kh, kw), g["strides"], dtype, mapped), "tcc_window_digits"
+            )
             digit = self.relax.TensorType([dims[0], oh, ow, dims[3]], dtype)
             pair = self.emit(self.relax.call_tir(func, [x.expr] if source is None else source[1], [digit, digit]))
             high, low = (self.emit(self.relax.TupleGetItem(pair, k)) for k in (0, 1))
@@ -168,9 +215,19 @@ class WeightedLowering(RelaxEmitter):
         total = self._window_sums(x, g)
         hwio = np.ascontiguousarray(n.weight.transpose(2, 3, 1, 0))
         wide = "int16" if sums.dtype in ("int8", "uint8", "int16") else "int32"
-        acc = self.emit(op.nn.conv2d(self.cast(total, wide), self.const(hwio, wide), strides=n.attrs["strides"],
-                                     padding=n.attrs["pads"], dilation=n.attrs["dilations"], groups=n.attrs["group"],
-                                     data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        acc = self.emit(
+            op.nn.conv2d(
+                self.cast(total, wide),
+                self.const(hwio, wide),
+                strides=n.attrs["strides"],
+                padding=n.attrs["pads"],
+                dilation=n.attrs["dilations"],
+                groups=n.attrs["group"],
+                data_layout="NHWC",
+                kernel_layout="HWIO",
+                out_dtype="int32",
+            )
+        )
         return self._accumulated(n, acc, sums)
 
     def _conv_shape(self, n: QNode, x: _Codes, int16: bool = False):
@@ -182,8 +239,15 @@ class WeightedLowering(RelaxEmitter):
         if x.zp or x.expr.ty.dtype not in codes or len(dims) != 4 or None in dims:
             return None
         kh, kw = n.weight.shape[2:]
-        return ConvShape(*dims, int(n.weight.shape[0]), int(kh), int(kw), tuple(a["strides"]), tuple(a["pads"]),
-                         tuple(a["dilations"]))
+        return ConvShape(
+            *dims,
+            int(n.weight.shape[0]),
+            int(kh),
+            int(kw),
+            tuple(a["strides"]),
+            tuple(a["pads"]),
+            tuple(a["dilations"]),
+        )
 
     def _depthwise_shape(self, n: QNode, x: _Codes):
         """A depthwise conv's shape (one input channel per output channel), when a dot-product kernel is in use (its
@@ -199,8 +263,14 @@ class WeightedLowering(RelaxEmitter):
         if self.kernel is None or self.kernel.arch != "x86_64" or n.qout[0] is None:
             return None
         shape = self._conv_shape(n, x)
-        if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or (shape.kh, shape.kw) != (1, 1)
-                or shape.strides != (1, 1) or any(shape.pads)):
+        if (
+            shape is None
+            or n.attrs["group"] != shape.c
+            or shape.co != shape.c
+            or (shape.kh, shape.kw) != (1, 1)
+            or shape.strides != (1, 1)
+            or any(shape.pads)
+        ):
             return None
         return shape
 
@@ -212,8 +282,14 @@ class WeightedLowering(RelaxEmitter):
         if self.kernel is None or self.kernel.name not in DEPTHWISE_DOT_KERNELS.values():
             return None
         shape = self._conv_shape(n, x)
-        if (shape is None or n.attrs["group"] != shape.c or shape.co != shape.c or shape.c % 16 or shape.kh < 2
-                or compute.rows_per_window(shape) == 0):
+        if (
+            shape is None
+            or n.attrs["group"] != shape.c
+            or shape.co != shape.c
+            or shape.c % 16
+            or shape.kh < 2
+            or compute.rows_per_window(shape) == 0
+        ):
             return None
         return shape
 
@@ -281,16 +357,23 @@ class WeightedLowering(RelaxEmitter):
         n_weight = n.weight if weight is None else weight
         if codes is None and self._takes_amx(n, x, shape):
             return self._amx_conv(n, x, shape)
-        acc, correction, started = self._dot_acc(x, shape, x.expr if codes is None else codes, n_weight,
-                                                 lambda c: self._bias(n, c))
+        acc, correction, started = self._dot_acc(
+            x, shape, x.expr if codes is None else codes, n_weight, lambda c: self._bias(n, c)
+        )
         return self._accumulated(n, acc, x.params, correction, in_kernel=True, started=started)
 
     def _takes_amx(self, n: QNode, x: _Codes, shape) -> bool:
         """AMX takes a conv on few input channels (a stem) whose int32 accumulators a max pool alone reads (no
         requantization fuses into its kernel), on 8-bit codes."""
-        return self.amx and n.outputs[0] in self.pool_readers and shape.c <= choose.IM2COL_MAX_CHANNELS \
-            and shape.kh * shape.kw > 1 and str(x.expr.ty.dtype) in ("int8", "uint8") \
-            and self.kernel.act_dtype == "uint8" and amx.supports(shape) is None
+        return (
+            self.amx
+            and n.outputs[0] in self.pool_readers
+            and shape.c <= choose.IM2COL_MAX_CHANNELS
+            and shape.kh * shape.kw > 1
+            and str(x.expr.ty.dtype) in ("int8", "uint8")
+            and self.kernel.act_dtype == "uint8"
+            and amx.supports(shape) is None
+        )
 
     def _amx_conv(self, n: QNode, x: _Codes, shape) -> list:
         """The conv on AMX tiles (amx.conv_primfunc) of u8 codes (s8 shifted by +128, the bias taking it back).
@@ -302,12 +385,16 @@ class WeightedLowering(RelaxEmitter):
         if offset:
             codes = self.cast(self.emit(op.add(self.cast(codes, "int16"), self.const(offset, "int16"))), "uint8")
         bias = self._bias(n, compute.bias_correction(n.weight, offset))
-        args = [codes, self.const(amx.pack_weights(n.weight, shape), "int8"),
-                self.const((np.zeros(shape.co, np.int64) if bias is None else bias).reshape(-1), "int32")]
+        args = [
+            codes,
+            self.const(amx.pack_weights(n.weight, shape), "int8"),
+            self.const((np.zeros(shape.co, np.int64) if bias is None else bias).reshape(-1), "int32"),
+        ]
         self.amx_pools[n.outputs[0]] = shape, offset, args
         func = self.bb.add_func(amx.conv_primfunc(shape, offset), "tcc_amx_conv")
-        acc = self.emit(self.relax.call_tir(func, args, self.relax.TensorType([shape.n, *shape.out_hw, shape.co],
-                                                                              "int32")))
+        acc = self.emit(
+            self.relax.call_tir(func, args, self.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32"))
+        )
         return self._accumulated(n, acc, x.params, started=True)
 
     def _dot_acc(self, x: _Codes, shape, codes, n_weight: np.ndarray, start=None):
@@ -326,10 +413,14 @@ class WeightedLowering(RelaxEmitter):
         weights, out_hw = n_weight, shape.out_hw
         if im2col:  # the windows of few input channels, copied out: the conv becomes 1 x 1 on them
             flat = compute.im2col_shape(shape, kernel)
-            func = self.bb.add_func(compute.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset, flat.w),
-                                    "tcc_im2col")
-            codes = self.emit(self.relax.call_tir(func, [codes], self.relax.TensorType(
-                [flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)))
+            func = self.bb.add_func(
+                compute.im2col_primfunc(shape, flat.c, kernel.act_dtype, offset, flat.w), "tcc_im2col"
+            )
+            codes = self.emit(
+                self.relax.call_tir(
+                    func, [codes], self.relax.TensorType([flat.n, flat.h, flat.w, flat.c], kernel.act_dtype)
+                )
+            )
             shape, weights = flat, compute.im2col_weights(n_weight, flat.c)
         packed = compute.pack_weights(weights, shape, kernel)
         layer = choose.layer_kernel(kernel, packed)
@@ -339,9 +430,13 @@ class WeightedLowering(RelaxEmitter):
         bias = None if start is None else start(correction)
         func, packed, started = compute.dense_conv(shape, layer, offset, packed, bias is not None, out_hw[1])
         func = self.bb.add_func(func, "tcc_dot_conv")
-        acc = self.emit(self.relax.call_tir(func, [codes, self.const(packed, layer.weight_dtype),
-                                                   *self._started(bias if started else None)],
-                                            self.relax.TensorType([shape.n, *out_hw, shape.co], "int32")))
+        acc = self.emit(
+            self.relax.call_tir(
+                func,
+                [codes, self.const(packed, layer.weight_dtype), *self._started(bias if started else None)],
+                self.relax.TensorType([shape.n, *out_hw, shape.co], "int32"),
+            )
+        )
         return acc, correction, started
 
     def gemm(self, n: QNode, x: _Codes) -> list:

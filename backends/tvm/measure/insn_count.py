@@ -6,11 +6,13 @@ thread) running the model three times (``--runs 2``, untimed) minus the count ru
 output and the first inference's allocations cancel, and what remains is one warm inference and one turn of the
 runner's loop. Nothing in it depends on a clock, so the count is the same on every run (the manifest stays
 byte-identical); the allocator may take a different path from one inference to the next, and the instructions
-that moved that way are recorded (`path_differences`: hundreds against hundreds of millions). Each text is classified as SIMD or scalar by the rule of the static instruction mix
+that moved that way are recorded (`path_differences`: hundreds against hundreds of millions). Each text is classified
+as SIMD or scalar by the rule of the static instruction mix
 (:func:`tcc.backends.tvm.measure.instruction_mix.is_simd`).
 
 The plugin is compiled once per source hash with the host C compiler into the runtime cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,10 +36,36 @@ PLUGIN_SOURCE = Path(__file__).with_name("qemu_plugin") / "insn_count.c"
 # Integer multiply-accumulates on 8-bit data widened on the way (what ARM's own int8 kernels are made of), and
 # float multiply(-accumulate)s: the two kinds of arithmetic a conv's inner loop is built from.
 _INT8_MAC = {
-    "armv7": ("vmull.s8", "vmull.u8", "vmlal.s8", "vmlal.u8", "vpadal.s16", "vpadal.u16", "vmla.i8", "vmla.i16",
-              "vmlal.s16", "vmull.s16", "vmlal.u16", "vdot.s8", "vsdot.s8"),
-    "aarch64": ("smull", "smull2", "smlal", "smlal2", "umull", "umull2", "umlal", "umlal2", "sadalp", "uadalp",
-                "sdot", "udot", "mla"),
+    "armv7": (
+        "vmull.s8",
+        "vmull.u8",
+        "vmlal.s8",
+        "vmlal.u8",
+        "vpadal.s16",
+        "vpadal.u16",
+        "vmla.i8",
+        "vmla.i16",
+        "vmlal.s16",
+        "vmull.s16",
+        "vmlal.u16",
+        "vdot.s8",
+        "vsdot.s8",
+    ),
+    "aarch64": (
+        "smull",
+        "smull2",
+        "smlal",
+        "smlal2",
+        "umull",
+        "umull2",
+        "umlal",
+        "umlal2",
+        "sadalp",
+        "uadalp",
+        "sdot",
+        "udot",
+        "mla",
+    ),
 }
 _FLOAT_MAC = {
     "armv7": ("vmla.f32", "vfma.f32", "vmul.f32", "vmls.f32", "vfms.f32"),
@@ -53,12 +81,16 @@ def plugin_path() -> Path:
         return out
     cc = next((c for c in ("cc", "gcc", "clang") if _which(c)), None)
     if cc is None:
-        raise ToolchainMissing("counting ARM instructions needs a host C compiler (Debian package gcc) to build "
-                               "the qemu plugin")
+        raise ToolchainMissing(
+            "counting ARM instructions needs a host C compiler (Debian package gcc) to build the qemu plugin"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(tmp), str(PLUGIN_SOURCE)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(tmp), str(PLUGIN_SOURCE)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RunError(f"building the qemu instruction-count plugin failed:\n{proc.stderr.strip()}")
     os.replace(tmp, out)  # atomic: a concurrent build writes the same bytes
@@ -100,8 +132,9 @@ def count_command(argv: list[str], qemu: list[str] | tuple[str, ...], timeout: f
         if "unknown option --runs" in proc.stderr:
             raise RunError(f"{argv[0]} predates `--runs` (instruction counting); rebuild the bundle with this tcc")
         if proc.returncode != 0 or not out.exists():
-            raise RunError(f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                           f"{proc.stderr.strip()}")
+            raise RunError(
+                f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}"
+            )
         counts: Counter = Counter()
         for line in out.read_text().splitlines():
             n, _, text = line.partition("\t")
@@ -120,15 +153,23 @@ def summarize(counts: Counter, arch: str) -> dict[str, Any]:
         if is_simd(arch, mnemonic, operands):
             simd += n
         base = mnemonic.lower()
-        if base.startswith(_INT8_MAC.get(arch, ())) and (arch != "aarch64" or ".8b" in operands or ".16b" in operands
-                                                          or ".8h" in operands or ".4h" in operands):
+        if base.startswith(_INT8_MAC.get(arch, ())) and (
+            arch != "aarch64" or ".8b" in operands or ".16b" in operands or ".8h" in operands or ".4h" in operands
+        ):
             int8_mac += n
         elif base.startswith(_FLOAT_MAC.get(arch, ())):
             float_mac += n
         by_mnemonic[base] += n
-    return {"arch": arch, "total": total, "simd": simd, "scalar": total - simd,
-            "simd_fraction": round(simd / total, 4) if total else 0.0, "int8_mac": int8_mac, "float_mac": float_mac,
-            "top_mnemonics": dict(by_mnemonic.most_common(12))}
+    return {
+        "arch": arch,
+        "total": total,
+        "simd": simd,
+        "scalar": total - simd,
+        "simd_fraction": round(simd / total, 4) if total else 0.0,
+        "int8_mac": int8_mac,
+        "float_mac": float_mac,
+        "top_mnemonics": dict(by_mnemonic.most_common(12)),
+    }
 
 
 def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner: str | os.PathLike) -> dict:
@@ -144,8 +185,10 @@ def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner
         write_tensor_file(inp, x)
 
         def run(runs: int) -> Counter:
-            return count_command([str(runner), "--quiet", "--threads", "1", "--runs", str(runs), str(so_path),
-                                  str(inp), str(out)], platform.qemu)
+            return count_command(
+                [str(runner), "--quiet", "--threads", "1", "--runs", str(runs), str(so_path), str(inp), str(out)],
+                platform.qemu,
+            )
 
         one, two = run(1), run(2)
     diff = Counter(two)
@@ -155,6 +198,8 @@ def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner
     # instructions moved between such paths is recorded beside them.
     result = summarize(diff, platform.arch)
     result["path_differences"] = -sum(v for v in diff.values() if v < 0)
-    result["method"] = ("qemu TCG plugin, executed instructions of tcc-run --threads 1 --runs 2 minus --runs 1 "
-                        f"(one warm inference, batch {x.shape[0]}, plus the two instructions of the runner's loop)")
+    result["method"] = (
+        "qemu TCG plugin, executed instructions of tcc-run --threads 1 --runs 2 minus --runs 1 "
+        f"(one warm inference, batch {x.shape[0]}, plus the two instructions of the runner's loop)"
+    )
     return result

@@ -13,6 +13,7 @@ One inference is the difference of the runner doing two and one inferences, as i
 taken per function: the module's kernels (``fused_conv2d_add_relu_compute_``, ...) and the runtime around them
 (``libtvm_runtime.so:...``, ``libc.so.6:memcpy``). The total equals `insn_count.per_inference`'s total.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 UNATTRIBUTED = "<unattributed>"  # an address in no image the log named (the dynamic loader's first steps)
 
 _OPEN = re.compile(r'^\d+ open(?:at)?\((?:[^,]*,)?"([^"]+)",.*\) = (\d+)$')
-_MMAP = re.compile(r'^\d+ mmap2?\([^,]*,(\d+),[^,]*,[^,]*,(\d+),(\w+)\) = (0x[0-9a-f]+)$')
+_MMAP = re.compile(r"^\d+ mmap2?\([^,]*,(\d+),[^,]*,[^,]*,(\d+),(\w+)\) = (0x[0-9a-f]+)$")
 _START_CODE = re.compile(r"^start_code\s+(0x[0-9a-f]+)$")
 _ENTRY = re.compile(r"^entry\s+(0x[0-9a-f]+)$")
 
@@ -79,8 +80,10 @@ def mapped_images(log: str, program: str, sysroot: str | None = None) -> list[Im
                 spans[fd][2] = max(spans[fd][2], at + size)
     images += [Image(*span) for span in spans.values()]
     images.sort(key=lambda im: im.start)
-    return [im if im.end >= 0 else Image(im.path, im.start, nxt.start if nxt else 1 << 64)
-            for im, nxt in zip(images, [*images[1:], None])]
+    return [
+        im if im.end >= 0 else Image(im.path, im.start, nxt.start if nxt else 1 << 64)
+        for im, nxt in zip(images, [*images[1:], None])
+    ]
 
 
 def _interpreter(program: str, sysroot: str | None) -> tuple[str, int, int] | None:
@@ -102,9 +105,12 @@ def _interpreter(program: str, sysroot: str | None) -> tuple[str, int, int] | No
         at = phoff + i * phentsize
         if struct.unpack_from("<I", data, at)[0] != 3:  # PT_INTERP
             continue
-        offset, size = (struct.unpack_from("<Q", data, at + 8)[0], struct.unpack_from("<Q", data, at + 32)[0]) \
-            if wide else (struct.unpack_from("<I", data, at + 4)[0], struct.unpack_from("<I", data, at + 16)[0])
-        path = data[offset:offset + size].rstrip(b"\0").decode()
+        offset, size = (
+            (struct.unpack_from("<Q", data, at + 8)[0], struct.unpack_from("<Q", data, at + 32)[0])
+            if wide
+            else (struct.unpack_from("<I", data, at + 4)[0], struct.unpack_from("<I", data, at + 16)[0])
+        )
+        path = data[offset : offset + size].rstrip(b"\0").decode()
         path = os.path.join(sysroot, path.lstrip("/")) if sysroot else path
         try:
             loader = Path(path).read_bytes()
@@ -158,19 +164,31 @@ class Symbols:
         return self.names[i] if i >= 0 else None
 
 
-def count_by_function(argv: list[str], qemu: list[str] | tuple[str, ...], nm: str,
-                      timeout: float = 900) -> dict[str, Counter]:
+def count_by_function(
+    argv: list[str], qemu: list[str] | tuple[str, ...], nm: str, timeout: float = 900
+) -> dict[str, Counter]:
     """Executed instructions of `argv` under the qemu prefix `qemu`, per function: {name: {text: count}}. A name
     is the function's symbol for the program's first argument's module (argv[-3], the model) and
     ``image:symbol`` elsewhere; ``image:?`` for an address between an image's symbols."""
     with tempfile.TemporaryDirectory(prefix="tcc-insn-fn-") as tmp:
         out, log = Path(tmp) / "counts.tsv", Path(tmp) / "qemu.log"
-        cmd = [qemu[0], "-plugin", f"{plugin_path()},out={out},addresses=on", "-strace", "-d", "page", "-D",
-               str(log), *qemu[1:], *argv]
+        cmd = [
+            qemu[0],
+            "-plugin",
+            f"{plugin_path()},out={out},addresses=on",
+            "-strace",
+            "-d",
+            "page",
+            "-D",
+            str(log),
+            *qemu[1:],
+            *argv,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
-            raise RunError(f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-                           f"{proc.stderr.strip()}")
+            raise RunError(
+                f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}"
+            )
         sysroot = qemu[qemu.index("-L") + 1] if "-L" in qemu else None
         images = mapped_images(log.read_text(errors="replace"), argv[0], sysroot)
         table = out.read_text()
@@ -220,8 +238,21 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
         write_tensor_file(inp, x)
 
         def run(runs: int) -> dict[str, Counter]:
-            return count_by_function([str(runner), "--quiet", "--threads", "1", "--runs", str(runs),
-                                      str(Path(so_path).resolve()), str(inp), str(out)], platform.qemu, nm)
+            return count_by_function(
+                [
+                    str(runner),
+                    "--quiet",
+                    "--threads",
+                    "1",
+                    "--runs",
+                    str(runs),
+                    str(Path(so_path).resolve()),
+                    str(inp),
+                    str(out),
+                ],
+                platform.qemu,
+                nm,
+            )
 
         one, two = run(1), run(2)
     rows = []
@@ -237,12 +268,22 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
             mnemonic, _, operands = text.partition(" ")
             mnemonics[mnemonic.lower()] += k
             simd += k if is_simd(platform.arch, mnemonic, operands) else 0
-        rows.append({"name": name, "instructions": n, "simd": simd,
-                     "mnemonics": {m: k for m, k in mnemonics.most_common() if k > 0}})
+        rows.append(
+            {
+                "name": name,
+                "instructions": n,
+                "simd": simd,
+                "mnemonics": {m: k for m, k in mnemonics.most_common() if k > 0},
+            }
+        )
     rows.sort(key=lambda r: (-r["instructions"], r["name"]))
-    return {"arch": platform.arch, "total": sum(r["instructions"] for r in rows), "functions": rows,
-            "method": "qemu TCG plugin by address, attributed with the images' symbol tables; tcc-run --threads 1 "
-                      "--runs 2 minus --runs 1, per function"}
+    return {
+        "arch": platform.arch,
+        "total": sum(r["instructions"] for r in rows),
+        "functions": rows,
+        "method": "qemu TCG plugin by address, attributed with the images' symbol tables; tcc-run --threads 1 "
+        "--runs 2 minus --runs 1, per function",
+    }
 
 
 def kind(name: str) -> str:

@@ -17,7 +17,8 @@ from ..runtime import ToolchainMissing, _which
 _ARMV7_NEON_ONLY = re.compile(
     r"^v(ld[1-4]|st[1-4]|dup|ext|zip|uzp|trn|tbl|tbx|bsl|bit|bif|rev(16|32|64)|movl|movn|qmovn|qmovun|"
     r"pad[dl]?|pmax|pmin|padal|recpe|recps|rsqrte|rsqrts|cnt|clz|cls|swp|shl|shr|sra|sli|sri|qshl|rshr|"
-    r"rsra|qrshl|qrshr|addl|addw|subl|subw|mull|mlal|mlsl|qdmull|qdmulh|qrdmulh|tst|and|orr|eor|bic|orn)")
+    r"rsra|qrshl|qrshr|addl|addw|subl|subw|mull|mlal|mlsl|qdmull|qdmulh|qrdmulh|tst|and|orr|eor|bic|orn)"
+)
 
 
 def _is_armv7_neon(mnemonic: str, operands: str) -> bool:
@@ -29,13 +30,18 @@ def _is_armv7_neon(mnemonic: str, operands: str) -> bool:
     if _ARMV7_NEON_ONLY.match(base):
         return True
     # VFP's only d-register arithmetic is .f64; any other typed op on d registers is NEON.
-    return bool(re.search(r"\bd\d+\b", operands) and re.search(r"\.(f32|f16|[isu]\d+)\b", mnemonic)
-                and base not in ("vmov", "vldr", "vstr", "vpush", "vpop", "vldmia", "vstmia", "vcvt"))
+    return bool(
+        re.search(r"\bd\d+\b", operands)
+        and re.search(r"\.(f32|f16|[isu]\d+)\b", mnemonic)
+        and base not in ("vmov", "vldr", "vstr", "vpush", "vpop", "vldmia", "vstmia", "vcvt")
+    )
 
 
 def _is_aarch64_simd(mnemonic: str, operands: str) -> bool:
-    return bool(re.search(r"\bv\d+\.\d*[bhsd]\b", operands) or
-                (mnemonic.startswith(("ld", "st")) and re.search(r"\bq\d+\b", operands)))
+    return bool(
+        re.search(r"\bv\d+\.\d*[bhsd]\b", operands)
+        or (mnemonic.startswith(("ld", "st")) and re.search(r"\bq\d+\b", operands))
+    )
 
 
 def is_simd(arch: str, mnemonic: str, operands: str) -> bool:
@@ -65,8 +71,9 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
     objdump = spec.objdump
     if not _which(objdump):
         raise ToolchainMissing(f"`{objdump}` not found (Debian package {spec.apt_packages[0]})")
-    text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(so_path)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", str(so_path)], capture_output=True, text=True, check=True
+    ).stdout
     total, simd = 0, 0
     by_base: Counter[str] = Counter()
     by_full: Counter[str] = Counter()
@@ -85,6 +92,11 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
             simd += 1
             by_base[mnem.split(".")[0]] += 1
             by_full[mnem] += 1
-    return {"arch": spec.arch, "total": total, "simd": simd,
-            "simd_by_mnemonic": dict(by_base.most_common()), "simd_by_full_mnemonic": dict(by_full.most_common()),
-            "amx_by_mnemonic": dict(amx.most_common())}
+    return {
+        "arch": spec.arch,
+        "total": total,
+        "simd": simd,
+        "simd_by_mnemonic": dict(by_base.most_common()),
+        "simd_by_full_mnemonic": dict(by_full.most_common()),
+        "amx_by_mnemonic": dict(amx.most_common()),
+    }

@@ -11,6 +11,7 @@ of a 2 x 2 / 2 pool). The same products, sums and order, except that LLVM may no
 add after it into one multiply-add (one rounding fewer): DDSNet's logits moved by at most 1.4e-6.
 DDSNet host FP32 (Zen 4, interleaved): x 0.994 for the multiply alone, x 0.979 more with the pool.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,6 @@ from .concat import static_shape
 from .relax_rewrite import OUT_ELEMWISE_FUSABLE, call_rewrite_pass
 
 
-
 def depthwise_1x1_to_multiply():
     """The module pass: NHWC / HWIO 1 x 1 depthwise convs, unstrided, unpadded, with constant float32 weights,
     become `data * weights[c]`."""
@@ -30,12 +30,19 @@ def depthwise_1x1_to_multiply():
         a = call.attrs
         data, weight = call.args
         weight = _constant(mutator_, weight)
-        if ((a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC")
-                or a.out_dtype not in (None, "", "float32") or weight is None):
+        if (
+            (a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC")
+            or a.out_dtype not in (None, "", "float32")
+            or weight is None
+        ):
             return None
         w = weight.value.numpy()
-        if (w.shape[:3] != (1, 1, 1) or int(a.groups) != w.shape[3]
-                or any(int(s) != 1 for s in a.strides) or any(int(p) != 0 for p in a.padding)):
+        if (
+            w.shape[:3] != (1, 1, 1)
+            or int(a.groups) != w.shape[3]
+            or any(int(s) != 1 for s in a.strides)
+            or any(int(p) != 0 for p in a.padding)
+        ):
             return None
         return relax.op.multiply(data, relax.const(np.ascontiguousarray(w.reshape(-1))))
 
@@ -73,24 +80,43 @@ def affine_into_avg_pool():
         a = call.attrs
         steps, source = _channel_steps(mutator_, call.args[0])
         shape, out = static_shape(source.ty), static_shape(call.ty)
-        if (not steps or a.layout != "NHWC" or a.out_layout != "NHWC" or shape is None or out is None
-                or source.ty.dtype != "float32"):
+        if (
+            not steps
+            or a.layout != "NHWC"
+            or a.out_layout != "NHWC"
+            or shape is None
+            or out is None
+            or source.ty.dtype != "float32"
+        ):
             return None
         constants = [c for _, c in steps if c is not None]
         x = te.placeholder(shape, "float32", name="x")
-        params = [te.placeholder([int(d) for d in c.value.shape], "float32", name=f"c{i}")
-                  for i, c in enumerate(constants)]
+        params = [
+            te.placeholder([int(d) for d in c.value.shape], "float32", name=f"c{i}") for i, c in enumerate(constants)
+        ]
         y, taken = x, iter(params)
         for name, _ in steps:
-            y = topi.nn.relu(y) if name == "relax.nn.relu" else (
-                topi.add if name == "relax.add" else topi.multiply)(y, next(taken))
-        pooled = topi.nn.pool2d(y, kernel=a.pool_size, stride=a.strides, dilation=a.dilation, padding=a.padding,
-                                pool_type="avg", ceil_mode=a.ceil_mode, layout="NHWC",
-                                count_include_pad=a.count_include_pad)
+            y = (
+                topi.nn.relu(y)
+                if name == "relax.nn.relu"
+                else (topi.add if name == "relax.add" else topi.multiply)(y, next(taken))
+            )
+        pooled = topi.nn.pool2d(
+            y,
+            kernel=a.pool_size,
+            stride=a.strides,
+            dilation=a.dilation,
+            padding=a.padding,
+            pool_type="avg",
+            ceil_mode=a.ceil_mode,
+            layout="NHWC",
+            count_include_pad=a.count_include_pad,
+        )
         func = te.create_prim_func([x, *params, pooled]).without_attr("global_symbol")
         func = func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)  # no producer (a concat) fused into it
         gv = mutator_.builder_.add_func(func, "tcc_affine_avg_pool2d")
         return relax.call_tir(gv, [source, *constants], relax.TensorType(out, "float32"))
 
-    return call_rewrite_pass("relax.nn.avg_pool2d", rewrite, "TccAffineIntoAvgPool",
-                             cleanup=relax.transform.DeadCodeElimination())
+    return call_rewrite_pass(
+        "relax.nn.avg_pool2d", rewrite, "TccAffineIntoAvgPool", cleanup=relax.transform.DeadCodeElimination()
+    )

@@ -15,6 +15,7 @@ does not leave the dataflow block). The PrimFuncs are edited in their serialized
 TVM exposes no TIR mutator to Python; the edits change a parameter's shape and add the offset to the indices
 and regions that address it, and refuse a function that uses the buffer in any other way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,12 +46,12 @@ class _Serialized(SerializedFunc):
 
     def int_imm(self, like: int, value: int) -> int:
         """A new integer constant of the type of node `like`."""
-        return self.add("ir.IntImm", {"span": 0, "ty": self.nodes[like]["data"]["ty"], "value":
-                                      self.add("int", value)})
+        return self.add("ir.IntImm", {"span": 0, "ty": self.nodes[like]["data"]["ty"], "value": self.add("int", value)})
 
     def plus(self, expr: int, offset: int) -> int:
-        return self.add("prim.Add", {"span": 0, "ty": self.nodes[expr]["data"]["ty"], "a": expr,
-                                     "b": self.int_imm(expr, offset)})
+        return self.add(
+            "prim.Add", {"span": 0, "ty": self.nodes[expr]["data"]["ty"], "a": expr, "b": self.int_imm(expr, offset)}
+        )
 
     def uses(self, var: int) -> list[dict]:
         """The nodes that address buffer `var` (loads, stores, block regions); any other use is refused."""
@@ -75,7 +76,7 @@ class _Serialized(SerializedFunc):
         self.uses(var)
         old = self.nodes[self.nodes[var]["data"]["ty"]]
         dims = self.nodes[old["data"]["shape"]]["data"]
-        if len(dims) != len(shape) or old["data"]["strides"] and self.nodes[old["data"]["strides"]]["data"]:
+        if len(dims) != len(shape) or (old["data"]["strides"] and self.nodes[old["data"]["strides"]]["data"]):
             raise _Unsupported("a buffer parameter of another rank, or strided")
         data = dict(old["data"], shape=self.add("ffi.Array", [self.int_imm(d, s) for d, s in zip(dims, shape)]))
         self.nodes[var]["data"]["ty"] = self.add(old["type"], data)
@@ -130,8 +131,11 @@ def concat_axis(func, shapes: list[list[int]], out: list[int], dtype: str) -> in
     if not isinstance(func, tirx.PrimFunc) or len(func.params) != 3 or not len(a) == len(b) == len(out):
         return None
     axes = [k for k in range(len(out)) if out[k] != a[k]]
-    if len(axes) != 1 or out[axes[0]] != a[axes[0]] + b[axes[0]] or any(
-            a[k] != b[k] for k in range(len(a)) if k != axes[0]):
+    if (
+        len(axes) != 1
+        or out[axes[0]] != a[axes[0]] + b[axes[0]]
+        or any(a[k] != b[k] for k in range(len(a)) if k != axes[0])
+    ):
         return None
     x, y = (te.placeholder(s, dtype) for s in shapes)
     reference = te.create_prim_func([x, y, topi.concatenate((x, y), axes[0])], index_dtype_override="int64")
@@ -212,8 +216,14 @@ class _Block:
                 chain.append((v, links[v]))
                 v = self.bindings[links[v].concat].var
             members = {v for v, _ in chain}
-            cut = next((k for k, (_, link) in enumerate(chain)
-                        if members & set(_call_args(self.bindings[link.producer].value))), len(chain))
+            cut = next(
+                (
+                    k
+                    for k, (_, link) in enumerate(chain)
+                    if members & set(_call_args(self.bindings[link.producer].value))
+                ),
+                len(chain),
+            )
             chain = chain[:cut]
             while chain and (chain[0][0] not in self.index or self.kernel(self.index[chain[0][0]]) is None):
                 chain.pop(0)  # x_0 a parameter, say: the next concat becomes the head and copies it once
@@ -252,13 +262,15 @@ class _Block:
                 args = [*_call_args(made), w[x]]
                 gv = self.bb.add_func(funcs[i], f"{made.args[0].name_hint}_w")
                 var = w.get(b.var, b.var)  # x_n keeps its variable
-                out.append(relax.VarBinding(var, relax.op.call_tir_inplace(gv, relax.Tuple(args), [len(args) - 1],
-                                                                           last.ty)))
+                out.append(
+                    relax.VarBinding(var, relax.op.call_tir_inplace(gv, relax.Tuple(args), [len(args) - 1], last.ty))
+                )
             elif i in funcs:
                 args = [w.get(a, a) for a in _call_args(call)]
                 ty_args = [last.ty] if i == head else call.ty_args
-                value = relax.Call(CALL_TIR, [self.bb.add_func(funcs[i], name), relax.Tuple(args), *call.args[2:]],
-                                   call.attrs, ty_args)
+                value = relax.Call(
+                    CALL_TIR, [self.bb.add_func(funcs[i], name), relax.Tuple(args), *call.args[2:]], call.attrs, ty_args
+                )
                 out.append(relax.VarBinding(w[b.var] if i == head else b.var, value))
             else:
                 out.append(b)
@@ -287,10 +299,15 @@ def concat_in_place():
             if not isinstance(func, relax.Function) or not isinstance(func.body, relax.SeqExpr):
                 continue
             escaping = set(relax.analysis.free_vars(func.body.body))
-            blocks = [_rewrite_block(bb, b, escaping) if isinstance(b, relax.DataflowBlock) else b
-                      for b in func.body.blocks]
-            bb.update_func(gv, relax.Function(func.params, relax.SeqExpr(blocks, func.body.body), func.ret_ty,
-                                              func.is_pure, func.attrs))
+            blocks = [
+                _rewrite_block(bb, b, escaping) if isinstance(b, relax.DataflowBlock) else b for b in func.body.blocks
+            ]
+            bb.update_func(
+                gv,
+                relax.Function(
+                    func.params, relax.SeqExpr(blocks, func.body.body), func.ret_ty, func.is_pure, func.attrs
+                ),
+            )
         return relax.transform.DeadCodeElimination()(bb.get())
 
     return apply

@@ -8,6 +8,7 @@ a few float32 ulps: within the FP32 rule the build checks (tcc.tolerance). INT8 
 float islands are checked within 0 LSB of the integer reference), and ARM modules theirs (their FP32 instruction
 counts are the INT8 ratios' reference).
 """
+
 from __future__ import annotations
 
 from tvm import relax

@@ -9,6 +9,7 @@ by rows, vectorized) and convolves the padded planes into NHWC: the transpose ke
 bit-identical to the module without the pass; only where the input values are read from changes.
 The PrimFunc declares FuseOps' out-elementwise-fusable pattern, so the bias and activation still fuse into it.
 """
+
 from __future__ import annotations
 
 from tvm import relax, te, tirx, topi
@@ -55,10 +56,13 @@ def nchw_input_conv_primfunc(x_shape, w_shape, strides, padding, dilation, width
     ry, rx, rc = (te.reduce_axis(i64(0, k), name=name) for k, name in ((kh, "ry"), (kw, "rx"), (c, "rc")))
     out = te.compute(
         i64(*out_shape[:2], out_shape[2] + extra, out_shape[3]),
-        lambda b, y, xx, f: te.sum(padded[b, rc, y * sh + ry * dh, te.min(xx * sw + rx * dw, last) if extra else
-                                          xx * sw + rx * dw] * weight[ry, rx, rc, f],
-                                   axis=[ry, rx, rc]),
-        name=CONV_BLOCK)
+        lambda b, y, xx, f: te.sum(
+            padded[b, rc, y * sh + ry * dh, te.min(xx * sw + rx * dw, last) if extra else xx * sw + rx * dw]
+            * weight[ry, rx, rc, f],
+            axis=[ry, rx, rc],
+        ),
+        name=CONV_BLOCK,
+    )
     func = te.create_prim_func([x, weight, cropped(out, out_shape[2])]).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)
 
@@ -73,13 +77,20 @@ def conv_reads_nchw_input(target):
 
     def rewrite(mutator_, call):
         a = call.attrs
-        if ((a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC") or int(a.groups) != 1
-                or a.out_dtype not in (None, "float32")):
+        if (
+            (a.data_layout, a.kernel_layout, a.out_layout) != ("NHWC", "HWIO", "NHWC")
+            or int(a.groups) != 1
+            or a.out_dtype not in (None, "float32")
+        ):
             return None
         data, weight = call.args
         producer = mutator_.lookup_binding(data) if isinstance(data, relax.Var) else None
-        if (not isinstance(producer, relax.Call) or getattr(producer.op, "name", None) != "relax.permute_dims"
-                or producer.attrs.axes is None or [int(i) for i in producer.attrs.axes] != NCHW_TO_NHWC):
+        if (
+            not isinstance(producer, relax.Call)
+            or getattr(producer.op, "name", None) != "relax.permute_dims"
+            or producer.attrs.axes is None
+            or [int(i) for i in producer.attrs.axes] != NCHW_TO_NHWC
+        ):
             return None
         x = producer.args[0]
         x_shape, w_shape, out_shape = _float_shape(x), _float_shape(weight), _float_shape(call)

@@ -1,8 +1,9 @@
 """The module pass that rewrites the calls of one Relax op in every Relax function of a module: what tcc's graph
 rewrites before legalization (nchw_input, channel_pad, fast_math, softmax) share."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tvm
 from tvm import relax

@@ -9,6 +9,7 @@ would have used) in a row-sized buffer, and the output as the exponentials times
 FP32 only (the exponential and the reciprocal are within the FP32 rule, not bit-exact with TOPI's); INT8 modules
 keep their softmax islands exact.
 """
+
 from __future__ import annotations
 
 from tvm import relax, te, tirx, topi

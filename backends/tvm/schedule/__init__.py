@@ -23,6 +23,7 @@ base), so a rule can be imported, applied and tested alone; `default_schedule_pa
 `layout_passes()` converts the layout: `float_rules` and `int8_rules` hold the rules, `tiles` their register tiles,
 `loops` the primitives they share. This package imports TVM: only TVM code paths import it (compile.py, tune.py).
 """
+
 from __future__ import annotations
 
 from tvm import relax
@@ -39,8 +40,16 @@ def default_schedule_pass():
     """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8DepthwiseDot,
     Int8DepthwisePairs, Int8Depthwise, RowReduction, WindowReduction, QuantizeInput, then Injective) to every
     PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(Int8DotConv(), Int8DepthwiseDot(), Int8DepthwisePairs(), Int8Depthwise(),
-                                   RowReduction(), WindowReduction(), QuantizeInput(), Injective())
+    return dl.ApplyDefaultSchedule(
+        Int8DotConv(),
+        Int8DepthwiseDot(),
+        Int8DepthwisePairs(),
+        Int8Depthwise(),
+        RowReduction(),
+        WindowReduction(),
+        QuantizeInput(),
+        Injective(),
+    )
 
 
 def layout_passes():

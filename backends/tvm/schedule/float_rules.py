@@ -1,6 +1,7 @@
 """The float rules: `WindowReduction` (convs, pools, dense layers as register-blocked micro-kernels),
 `RowReduction` (a reduction along each row: softmax, layer norm) and `Injective` (what is left).
 """
+
 from __future__ import annotations
 
 from tvm import tirx
@@ -53,7 +54,7 @@ class WindowReduction(Rule):
     contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
     and consumers (bias, activation, the average's division)."""
 
-    def schedule(self, sch, blocks, simd) -> bool:
+    def schedule(self, sch, blocks, simd) -> bool:  # noqa: PLR0915
         reductions = [b for b in blocks if is_reduction(sch, b)]
         if len(reductions) != 1:
             return False
@@ -96,17 +97,36 @@ class WindowReduction(Rule):
         nc = loop_extent(sch, channels)
         f = channels_per_tile(nc, simd)  # integer reductions too: 23-lane int32 vectors (184 channels) ran 4x slower
         update = sch.get(red)
-        pool_tile = (is_x86(self.target) and work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max)
-                     and update.writes[0].source.dtype == "float32")  # INT8 modules keep theirs
+        pool_tile = (
+            is_x86(self.target)
+            and work <= X86_UNROLLED_TAPS
+            and isinstance(update.body.value, tirx.Max)
+            and update.writes[0].source.dtype == "float32"
+        )  # INT8 modules keep theirs
         if pool_tile:  # a float max pool's window: one pixel x as many whole vectors of channels as fit
-            pool_f = next((v * simd.lanes for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
-                           if nc % (v * simd.lanes) == 0), None)
+            pool_f = next(
+                (
+                    v * simd.lanes
+                    for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
+                    if nc % (v * simd.lanes) == 0
+                ),
+                None,
+            )
             pool_tile, f = pool_f is not None, pool_f or f
         tiled = n_spatial >= 2 and loop_extent(sch, spatial[-2]) > 1
         # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
-        tile = (x86_register_tile(nc, loop_extent(sch, spatial[-2]), work, simd)
-                if (tiled and is_x86(self.target) and simd.lanes >= 16 and floats
-                    and (work > INLINE_PADDING_MAX_WORK or broadcast) and not pool_tile) else None)
+        tile = (
+            x86_register_tile(nc, loop_extent(sch, spatial[-2]), work, simd)
+            if (
+                tiled
+                and is_x86(self.target)
+                and simd.lanes >= 16
+                and floats
+                and (work > INLINE_PADDING_MAX_WORK or broadcast)
+                and not pool_tile
+            )
+            else None
+        )
         vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
         # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
         if tile is not None:
@@ -147,7 +167,7 @@ class WindowReduction(Rule):
         parallelize(sch, outer)
         init = sch.decompose_reduction(red, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
-        after = names[red_at + 1:]
+        after = names[red_at + 1 :]
         for name in after:  # consumers that could not be fused into the write-back
             if name in done:
                 attempt(lambda name=name: vectorize_spatial(sch, sch.get_sblock(name), simd))
@@ -190,7 +210,9 @@ class RowReduction(Rule):
         reductions = [b for b in blocks if is_reduction(sch, b)]
         if not reductions or not all(_along_rows(sch, r, n) for r in reductions):
             return False
-        if any(block_domain(sch, b)[:len(sch.get(b).writes[0].region)] not in (full, rows, rows + [1]) for b in blocks):
+        if any(
+            block_domain(sch, b)[: len(sch.get(b).writes[0].region)] not in (full, rows, rows + [1]) for b in blocks
+        ):
             return False
         for b in reversed(blocks[:-1]):  # elementwise steps over the whole tensor with one reader: into it
             if not is_reduction(sch, b) and block_domain(sch, b) == full and len(sch.get_consumers(b)) == 1:
@@ -201,8 +223,9 @@ class RowReduction(Rule):
         if lanes is not None:
             for reduction in reductions:
                 sch.split(sch.get_loops(reduction)[-1], [None, lanes])
-                partials.append(sch.rfactor(sch.get_loops(reduction)[-1],
-                                            factor_axis=len(sch.get(reduction).writes[0].region)))
+                partials.append(
+                    sch.rfactor(sch.get_loops(reduction)[-1], factor_axis=len(sch.get(reduction).writes[0].region))
+                )
         row = sch.fuse(*sch.get_loops(last)[:-1])
         if lanes is not None:
             sch.vectorize(sch.split(sch.get_loops(last)[-1], [None, lanes])[1])

@@ -4,6 +4,7 @@ int8/kernels.py) tiled in registers and tensorized with the target's dot-product
 pairs of rows (`Int8DepthwisePairs`), and
 the input's quantization (`QuantizeInput`).
 """
+
 from __future__ import annotations
 
 from ..int8 import microkernel
@@ -28,8 +29,8 @@ from ..int8.kernels import (
     DEPTHWISE_ROWS_BLOCK,
     DOT_TILE_SCOPE,
     FLAT_ATTR,
-    KERNELS,
     KERNEL_ATTR,
+    KERNELS,
     MICROKERNEL_ATTR,
     PAD_BLOCK,
     QUANTIZE_BLOCK,
@@ -108,7 +109,7 @@ class Int8DotConv(Rule):
             return self._microkernel(sch, names, conv, microkernel.Tile.decode(annotations[MICROKERNEL_ATTR]))
         if kernel.form == "dot":
             return self._dot(sch, names, conv, kernel, intrin, int(annotations[VECTORS_ATTR]), simd)
-        for name in names[:names.index(CONV_BLOCK)]:
+        for name in names[: names.index(CONV_BLOCK)]:
             if name != PAD_BLOCK:
                 return False
             pad = sch.get_sblock(PAD_BLOCK)
@@ -128,10 +129,9 @@ class Int8DotConv(Rule):
         x_out, x_in = sch.split(x, [None, pixels])
         c_out, c_mid, c_in = sch.split(co, [None, vectors, kernel.lanes])
         step = reduce[-2:] if kernel.pairs > 1 else reduce[-1:]  # (pairs,) group: inside the intrinsic
-        sch.reorder(n, y_out, x_out, c_out, *reduce[:-len(step)], *y_in, x_in, c_mid, *step[:-1], c_in, step[-1])
+        sch.reorder(n, y_out, x_out, c_out, *reduce[: -len(step)], *y_in, x_in, c_mid, *step[:-1], c_in, step[-1])
         lanes = kernel.lanes if is_x86(self.target) else neon_epilogue_lanes(vectors * kernel.lanes)
-        fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=lanes,
-                       scope=TILE_SCOPE)
+        fuse_epilogue(sch, conv, names, names.index(CONV_BLOCK), c_out, unroll=True, lanes=lanes, scope=TILE_SCOPE)
         parallelize(sch, [n, y_out])
         init = sch.decompose_reduction(conv, reduce[0])
         sch.vectorize(sch.get_loops(init)[-1])
@@ -150,7 +150,7 @@ class Int8DotConv(Rule):
         at = names.index(CONV_BLOCK)
         crop = crop_of(sch, conv, names, at)
         domain = block_domain(sch, sch.get_sblock(crop) if crop else conv)[:4]
-        epilogue = [m for m in names[at + 1:] if m != crop and block_domain(sch, sch.get_sblock(m)) == domain]
+        epilogue = [m for m in names[at + 1 :] if m != crop and block_domain(sch, sch.get_sblock(m)) == domain]
         if at or not epilogue or len(epilogue) + (crop is not None) != len(names) - 1:
             return False
         n, y, x, co, *_ = sch.get_loops(conv)
@@ -174,13 +174,13 @@ class Int8DotConv(Rule):
         registers over the whole reduction, one intrinsic call per 16 codes; then the lanes summed and the
         epilogue applied, 4 channels per vector."""
         at = names.index(CONV_BLOCK)
-        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1:at + 2] != [SUM_BLOCK] or tile_channels % 4:
+        if names[:at] not in ([], [PAD_BLOCK]) or names[at + 1 : at + 2] != [SUM_BLOCK] or tile_channels % 4:
             return False
         if names[:at]:
             vectorize_spatial(sch, sch.get_sblock(PAD_BLOCK), simd)
         total = sch.get_sblock(SUM_BLOCK)
         domain = block_domain(sch, total)
-        epilogue = [m for m in names[at + 2:] if block_domain(sch, sch.get_sblock(m)) == domain]
+        epilogue = [m for m in names[at + 2 :] if block_domain(sch, sch.get_sblock(m)) == domain]
         if not epilogue or len(epilogue) != len(names) - at - 2:
             return False
         for name in epilogue[:-1]:  # one block: the chain bias / requantization / casts
@@ -247,8 +247,9 @@ class Int8Depthwise(Rule):
         if loop_extent(sch, c) % width:
             return False
         c_out, c_in = sch.split(c, [None, width])
-        pixels = largest_divisor(loop_extent(sch, x), DEPTHWISE_PIXELS_A64 if is_aarch64(self.target) else
-                                  DEPTHWISE_PIXELS)
+        pixels = largest_divisor(
+            loop_extent(sch, x), DEPTHWISE_PIXELS_A64 if is_aarch64(self.target) else DEPTHWISE_PIXELS
+        )
         one_pixel = pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
         x_out, x_in = sch.split(x, [None, pixels])
         if one_pixel and all(loop_extent(sch, tap) == 1 for tap in taps):
@@ -266,7 +267,7 @@ class Int8Depthwise(Rule):
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(c_in, intrin)
         sch.unroll(x_in)
-        for tap in (taps if one_pixel or is_aarch64(self.target) else taps[-1:]):
+        for tap in taps if one_pixel or is_aarch64(self.target) else taps[-1:]:
             sch.unroll(tap)
         return True
 
@@ -309,8 +310,18 @@ class Int8DepthwiseDot(Rule):
         lanes = KERNELS[DEPTHWISE_DOT_KERNELS[arch]].lanes
         channels = block_domain(sch, rows)[3]
         tile = next(w for w in (DEPTHWISE_DOT_CHANNELS[arch], 16) if channels % w == 0)  # 16k (lowering)
-        window_tiles(sch, names, conv_at, rows, DEPTHWISE_DOT_BLOCK, lanes, tile, DEPTHWISE_DOT_PIXELS[arch],
-                     simd.lanes if arch == "x86_64" else neon_epilogue_lanes(tile), depthwise_dot_intrin(arch))
+        window_tiles(
+            sch,
+            names,
+            conv_at,
+            rows,
+            DEPTHWISE_DOT_BLOCK,
+            lanes,
+            tile,
+            DEPTHWISE_DOT_PIXELS[arch],
+            simd.lanes if arch == "x86_64" else neon_epilogue_lanes(tile),
+            depthwise_dot_intrin(arch),
+        )
         window, _, c_rows, _ = sch.get_loops(rows)[-4:]  # (window, x, c, r) under the fused loop
         group = sch.split(c_rows, [None, 16])[1]
         if conv_at == 1:
@@ -318,8 +329,9 @@ class Int8DepthwiseDot(Rule):
             image = tuple(int(d) for d in source.shape[1:])
             pads = tuple(int(p) for p in str(sch.get(rows).annotations[ROWS_PADS_ATTR]).split(","))
             width, channels = (int(d) for d in sch.get(rows).writes[0].source.shape[2:4])
-            intrin, ir = gather_rows_intrin(image, pads, (width, channels), str(source.dtype),
-                                            target_has(self.target, "avx512vbmi"))
+            intrin, ir = gather_rows_intrin(
+                image, pads, (width, channels), str(source.dtype), target_has(self.target, "avx512vbmi")
+            )
             sch.tensorize(group, intrin)
             sch.annotate(window, microkernel.IMPORT_PRAGMA, ir)
         else:
@@ -327,7 +339,7 @@ class Int8DepthwiseDot(Rule):
         return True
 
 
-def window_tiles(sch, names, conv_at, rows, conv_name, lanes, tile, pixels, epilogue_lanes, step) -> None:
+def window_tiles(sch, names, conv_at, rows, conv_name, lanes, tile, pixels, epilogue_lanes, step) -> None:  # noqa: PLR0913
     """The depthwise conv of a window kernel (`names[conv_at]`, block `conv_name`: output [n, y, x, c], reduction
     over the kernel's columns then the rows of a lane: (kx, r) or (kx, pair, r)) in register tiles of the window's
     output rows x pixels (`pixels` / rows a window) x `tile` channels in vectors of `lanes`, accumulated over the
@@ -375,8 +387,9 @@ class Int8DepthwisePairs(Rule):
         parallelize(sch, [n, x])
         pixels, tile = DEPTHWISE_PAIRS_TILE[lanes]
         tile = lanes * largest_divisor(channels // lanes, tile // lanes)
-        window_tiles(sch, names, 2, rows, DEPTHWISE_MADD_BLOCK, lanes, tile, pixels, simd.lanes,
-                     depthwise_madd_intrin(lanes))
+        window_tiles(
+            sch, names, 2, rows, DEPTHWISE_MADD_BLOCK, lanes, tile, pixels, simd.lanes, depthwise_madd_intrin(lanes)
+        )
         c_rows = sch.get_loops(rows)[-2]  # (window, x, pair, c, r) under the fused loop
         group = sch.split(c_rows, [None, lanes])[1]
         sch.tensorize(group, interleave_pairs_intrin(str(sch.get(pad).writes[0].source.dtype), lanes))

@@ -2,6 +2,7 @@
 injective blocks vectorized, padding written by rows, epilogues fused into a tile's write-back, and `Rule`,
 the rules' common base (a dlight ScheduleRule on static-shaped PrimFuncs).
 """
+
 from __future__ import annotations
 
 from tvm import ir, s_tir, tirx
@@ -9,6 +10,7 @@ from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
 
 from ..isa import Simd, simd_of
+
 
 def loop_extent(sch, loop) -> int:
     return int(sch.get(loop).extent)
@@ -122,7 +124,7 @@ def _concat_cuts(sch, block, extent: int) -> list[int] | None:
             visit(e.b)
 
     visit(b.body.value)
-    return sorted(set(c for c in cuts if 0 < c < extent)) or None
+    return sorted({c for c in cuts if 0 < c < extent}) or None
 
 
 def crop_of(sch, red, names, red_at) -> str | None:
@@ -133,12 +135,16 @@ def crop_of(sch, red, names, red_at) -> str | None:
     block = sch.get(sch.get_sblock(names[red_at + 1]))
     store = block.body
     ivs = [iv.var for iv in block.iter_vars]
-    if (not isinstance(store, tirx.BufferStore) or not isinstance(store.value, ir.TensorLoad)
-            or not store.value.source.same_as(sch.get(red).writes[0].source)
-            or len(store.indices) != len(ivs) or len(store.value.indices) != len(ivs)
-            or any(not i.same_as(v) or not j.same_as(v) for i, j, v in zip(store.indices, store.value.indices, ivs))):
+    if (
+        not isinstance(store, tirx.BufferStore)
+        or not isinstance(store.value, ir.TensorLoad)
+        or not store.value.source.same_as(sch.get(red).writes[0].source)
+        or len(store.indices) != len(ivs)
+        or len(store.value.indices) != len(ivs)
+        or any(not i.same_as(v) or not j.same_as(v) for i, j, v in zip(store.indices, store.value.indices, ivs))
+    ):
         return None
-    kept, computed = block_domain(sch, sch.get_sblock(names[red_at + 1])), block_domain(sch, red)[:len(ivs)]
+    kept, computed = block_domain(sch, sch.get_sblock(names[red_at + 1])), block_domain(sch, red)[: len(ivs)]
     return names[red_at + 1] if kept != computed and all(k <= c for k, c in zip(kept, computed)) else None
 
 
@@ -152,13 +158,25 @@ def _inline_consumers(sch, block, domain) -> None:
     as each is the only reader of what `block` writes and iterates over the same `domain`."""
     while True:
         consumers = sch.get_consumers(block)
-        if (len(consumers) != 1 or block_domain(sch, consumers[0]) != domain
-                or not attempt(lambda: sch.reverse_compute_inline(consumers[0]))):
+        if (
+            len(consumers) != 1
+            or block_domain(sch, consumers[0]) != domain
+            or not attempt(lambda: sch.reverse_compute_inline(consumers[0]))  # noqa: B023 (called at once)
+        ):
             return
 
 
-def fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes: int = 0,
-                   scope: str = "local", vectors_outer: bool = False) -> set[str]:
+def fuse_epilogue(  # noqa: PLR0913
+    sch,
+    red,
+    names,
+    red_at,
+    at_loop,
+    unroll: bool = False,
+    lanes: int = 0,
+    scope: str = "local",
+    vectors_outer: bool = False,
+) -> set[str]:
     """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
     with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
     where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
@@ -174,7 +192,7 @@ def fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes:
     crop = crop_of(sch, red, names, red_at)
     if crop is not None:  # the epilogue runs on the kept part: the tile is written back through the crop
         domain = block_domain(sch, sch.get_sblock(crop))
-    epilogue = [n for n in names[red_at + 1:] if block_domain(sch, sch.get_sblock(n)) == domain and n != crop]
+    epilogue = [n for n in names[red_at + 1 :] if block_domain(sch, sch.get_sblock(n)) == domain and n != crop]
     for name in epilogue[:-1]:
         attempt(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
     acc = sch.cache_write(red, 0, scope)
@@ -187,7 +205,7 @@ def fuse_epilogue(sch, red, names, red_at, at_loop, unroll: bool = False, lanes:
     at = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(at_loop)))
     # the write-back's own loops: none when the tile is one element (19 channels, a vector of 1), and then
     # loops[-1] is `at_loop` itself, around the reduction: vectorizing it computed every channel's sum wrongly
-    own = loops[at + 1:]
+    own = loops[at + 1 :]
     if unroll and lanes and own and loop_extent(sch, own[-1]) > lanes and loop_extent(sch, own[-1]) % lanes == 0:
         own = [*own[:-1], *sch.split(own[-1], [None, lanes])]  # one register per vector
         if vectors_outer:

@@ -2,6 +2,7 @@
 width and register count (tcc.backends.tvm.isa.Simd), AVX-512's float tiles costed in loads per
 multiply-add (also what channel_pad weighs padded channel counts by), and the NEON epilogues' vectors.
 """
+
 from __future__ import annotations
 
 from ..isa import Simd, simd_of
@@ -35,8 +36,11 @@ def streaming_simd(work: int, simd: Simd, floats: bool) -> Simd:
     conv, pool) streams a new input vector per tap and output, in half-width (ymm) vectors, whose loads from a
     channel window of a concat buffer split fewer cache lines (DDSNet's depthwise convs: 90 -> 72 us, interleaved,
     AVX-512 EPYC)."""
-    return Simd(simd.lanes // 2, simd.registers) if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16 and floats \
+    return (
+        Simd(simd.lanes // 2, simd.registers)
+        if work <= INLINE_PADDING_MAX_WORK and simd.lanes >= 16 and floats
         else simd
+    )
 
 
 def pixel_limit(channel_tile: int, simd: Simd) -> int:
@@ -79,7 +83,7 @@ def _x86_tiles(channels: int, width: int, work: int, simd: Simd):
     220 us."""
     weight_cost = 1 if work * channels * 4 <= X86_L1_WEIGHTS else X86_L2_LOAD_COST
     best = None
-    for lanes in ((simd.lanes, simd.lanes // 2, simd.lanes // 4) if simd.lanes >= 16 else (simd.lanes,)):
+    for lanes in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if simd.lanes >= 16 else (simd.lanes,):
         for v in range(1, simd.registers):
             limit = min(8, (simd.registers - v - 1) // v)  # the accumulators, v weights and a broadcast input
             if limit < 1:

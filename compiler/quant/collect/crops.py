@@ -2,6 +2,7 @@
 DDSNet fixture images (``../shared/fixtures/ddsnet``) and scikit-image's immunohistochemistry image, written as
 PNG files so that they go through a spec's own preprocessing like any user's images. Calibration and judging sets
 use different seeds and never share a crop."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,7 @@ def source_images() -> list[np.ndarray]:
         import skimage.data
 
         ims.append(skimage.data.immunohistochemistry())
-    except Exception:  # noqa: BLE001  (skimage data missing: fixtures alone)
+    except Exception:
         pass
     return ims
 
@@ -44,7 +45,7 @@ def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96, images: l
         h, w = im.shape[:2]
         side = int(rng.integers(min(min_side, h, w), min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = im[y:y + side, x:x + side]
+        crop = im[y : y + side, x : x + side]
         crop = np.rot90(crop, int(rng.integers(4)))
         if rng.random() < 0.5:
             crop = crop[:, ::-1]

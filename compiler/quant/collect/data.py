@@ -9,6 +9,7 @@ The N samples are chosen deterministically: the sorted file list (or the array's
 `DataError` naming the file, or, with `skip_bad=True`, a warning naming it (the sample is replaced by the next
 one in the permutation so N still holds when enough good files exist).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,10 @@ class CalibrationData:
 def find_images(root: str | Path) -> list[Path]:
     """Every image file under `root` (recursive, ImageFolder-style or flat), sorted by relative path."""
     root = Path(root)
-    return sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                  key=lambda p: p.relative_to(root).as_posix())
+    return sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
 
 
 def _order(n: int, seed: int) -> np.ndarray:
@@ -56,13 +59,19 @@ def _check_batch(arr: np.ndarray, input_shape: tuple, where: str) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4:
-        raise DataError(f"{where}: array of shape {list(arr.shape)}, expected NCHW [N, {', '.join(map(str, input_shape))}]")
+        raise DataError(
+            f"{where}: array of shape {list(arr.shape)}, expected NCHW [N, {', '.join(map(str, input_shape))}]"
+        )
     if arr.shape[1] != input_shape[0]:
-        raise DataError(f"{where}: {arr.shape[1]} channel(s) (shape {list(arr.shape)}), the model expects "
-                        f"{input_shape[0]} (input shape {list(input_shape)})")
+        raise DataError(
+            f"{where}: {arr.shape[1]} channel(s) (shape {list(arr.shape)}), the model expects "
+            f"{input_shape[0]} (input shape {list(input_shape)})"
+        )
     if tuple(arr.shape[2:]) != tuple(input_shape[1:]):
-        raise DataError(f"{where}: spatial size {arr.shape[2]}x{arr.shape[3]}, the model expects "
-                        f"{input_shape[1]}x{input_shape[2]} (input shape {list(input_shape)})")
+        raise DataError(
+            f"{where}: spatial size {arr.shape[2]}x{arr.shape[3]}, the model expects "
+            f"{input_shape[1]}x{input_shape[2]} (input shape {list(input_shape)})"
+        )
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{where}: dtype {arr.dtype}, expected float32 (already preprocessed NCHW)")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -84,15 +93,24 @@ def _load_array_file(path: Path, input_shape: tuple) -> np.ndarray:
                 raise DataError(f"{path}: the .npz holds no arrays")
             key = "input" if "input" in keys else keys[0] if len(keys) == 1 else None
             if key is None:
-                raise DataError(f"{path}: the .npz holds {len(keys)} arrays ({', '.join(keys)}); name the "
-                                f"calibration array 'input' or store only one")
+                raise DataError(
+                    f"{path}: the .npz holds {len(keys)} arrays ({', '.join(keys)}); name the "
+                    f"calibration array 'input' or store only one"
+                )
             obj = obj[key]
     return _check_batch(obj, input_shape, str(path))
 
 
-def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_shape: tuple,
-                          calib_size: int | None = None, seed: int = 0, skip_bad: bool = False,
-                          progress: bool | None = None, what: str = "calibration") -> CalibrationData:
+def load_calibration_data(  # noqa: PLR0915
+    source: str | Path | np.ndarray,
+    preprocess,
+    input_shape: tuple,
+    calib_size: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    progress: bool | None = None,
+    what: str = "calibration",
+) -> CalibrationData:
     """Load calibration samples from an image directory, a .npy/.npz file or an in-memory array.
 
     `preprocess` is the spec's `Preprocess` (only used for images), `input_shape` the model's per-sample (C, H, W).
@@ -124,6 +142,7 @@ def load_calibration_data(source: str | Path | np.ndarray, preprocess, input_sha
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=want, desc=f"{what} images", unit="img", file=sys.stderr)
     chosen: list[int] = []
     samples: dict[int, np.ndarray] = {}

@@ -6,6 +6,7 @@ batch; each batch updates, per tensor, min/max and a 2048-bin histogram of |x|. 
 (exact: no count changes bin boundaries). Everything is vectorised numpy (one `bincount` per slice of 64 Ki values
 of a tensor's batch: the passes over a slice stay in cache).
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,8 @@ class Histogram:
         inv, top = np.float32(1.0 / self.width), np.float32(self.bins - 1)
         a = np.empty(min(x.size, CHUNK), np.float32)
         for i in range(0, x.size, CHUNK):  # a slice at a time: the passes over it run in cache
-            part = x[i:i + CHUNK]
-            b = a[:len(part)]
+            part = x[i : i + CHUNK]
+            b = a[: len(part)]
             if lo < 0:  # bin of |x|
                 np.abs(part, out=b)
                 b *= inv
@@ -110,8 +111,14 @@ class Histogram:
         self.width *= f
 
     def to_json(self) -> dict:
-        return {"bins": self.bins, "width": self.width, "min": self.min, "max": self.max, "count": self.count,
-                "zeros": self.zeros}
+        return {
+            "bins": self.bins,
+            "width": self.width,
+            "min": self.min,
+            "max": self.max,
+            "count": self.count,
+            "zeros": self.zeros,
+        }
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
@@ -146,8 +153,14 @@ def input_name(model: onnx.ModelProto) -> str:
     return ins[0]
 
 
-def run_batches(model: onnx.ModelProto, data: np.ndarray, names: list[str], batch_size: int = 8,
-                threads: int | None = None, progress: bool = False):
+def run_batches(
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    names: list[str],
+    batch_size: int = 8,
+    threads: int | None = None,
+    progress: bool = False,
+):
     """Yield {name: array} for each batch of `data`, with the `names` tensors exposed. ORT's threads do not spin
     between batches: the caller's threads count the batch meanwhile (calibration: 1 CPU s less of 21, DDSNet)."""
     sess = session(expose(model, names), threads, spin=False)
@@ -155,14 +168,16 @@ def run_batches(model: onnx.ModelProto, data: np.ndarray, names: list[str], batc
     batches = range(0, len(data), batch_size)
     if progress:
         from tqdm import tqdm
+
         batches = tqdm(batches, desc="statistics", unit="batch", file=sys.stderr)
     for b in batches:
-        outs = sess.run(names, {inp: data[b:b + batch_size]})
+        outs = sess.run(names, {inp: data[b : b + batch_size]})
         yield dict(zip(names, outs))
 
 
-def run_fp32(model: onnx.ModelProto, data: np.ndarray, names: list[str], batch_size: int = 8,
-             threads: int | None = None) -> dict[str, np.ndarray]:
+def run_fp32(
+    model: onnx.ModelProto, data: np.ndarray, names: list[str], batch_size: int = 8, threads: int | None = None
+) -> dict[str, np.ndarray]:
     """The `names` tensors for all of `data`, concatenated over batches."""
     parts: dict[str, list] = {n: [] for n in names}
     for outs in run_batches(model, data, names, batch_size, threads):
@@ -205,20 +220,29 @@ def weight_stats(model: onnx.ModelProto, layers: list[Layer] | None = None) -> d
 def update_histograms(hists: dict, outs: dict, pool=None) -> None:
     """Add one batch of exposed tensors to their histograms; NaN or inf is a data error naming the tensor. With a
     thread `pool`, the tensors are counted in parallel (each histogram is its own: the counts do not change)."""
+
     def one(n):
         try:
             hists[n].update(outs[n])
         except NonFinite:
-            raise DataError(f"tensor {n!r} holds NaN or infinite values on the calibration data "
-                            f"(check the weights and the input preprocessing)") from None
+            raise DataError(
+                f"tensor {n!r} holds NaN or infinite values on the calibration data "
+                f"(check the weights and the input preprocessing)"
+            ) from None
 
-    for _ in (pool.map(one, hists) if pool is not None else map(one, hists)):
+    for _ in pool.map(one, hists) if pool is not None else map(one, hists):
         pass
 
 
-def collect_stats(model: onnx.ModelProto, data: np.ndarray, batch_size: int = 8, bins: int = BINS,
-                  tensors: list[str] | None = None, threads: int | None = None,
-                  progress: bool | None = None) -> Stats:
+def collect_stats(
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    batch_size: int = 8,
+    bins: int = BINS,
+    tensors: list[str] | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+) -> Stats:
     """Histograms of every float activation tensor over `data` [N, C, H, W], and the weights' channel ranges."""
     names = tensors if tensors is not None else float_tensors(model)
     hists = {n: Histogram(bins) for n in names}

@@ -1,6 +1,7 @@
 """Fixed-point multipliers: a real multiplier M as (q, shift) with M ~ q * 2^(shift - 31), and acc * M in integers
 under each target's rounding rule (tcc.quant.table.rules.ROUNDINGS). The quantizer (tcc.quant.intgraph.qgraph) makes the
 multipliers, the integer reference (tcc.quant.intgraph.reference) and the TFLite kernels' tables apply them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -104,5 +105,9 @@ def multiply(acc: np.ndarray, m, axis: int = 1) -> np.ndarray:
     return ROUNDING_FUNCTIONS[m.rounding](acc, q, shift)
 
 
-ROUNDING_FUNCTIONS = {"half_even": multiply_by_quantized_multiplier, "gemmlowp": gemmlowp_multiply,
-                      "single_half_away": single_half_away_multiply, "tflite_int64": tflite_int64_multiply}
+ROUNDING_FUNCTIONS = {
+    "half_even": multiply_by_quantized_multiplier,
+    "gemmlowp": gemmlowp_multiply,
+    "single_half_away": single_half_away_multiply,
+    "tflite_int64": tflite_int64_multiply,
+}

@@ -6,6 +6,7 @@ the rounding and saturation of its C++ original, so that `softmax_codes` equals 
 A FixedPoint<int32, I> holds x * 2^(31 - I) in its raw int32: `I` integer bits. The kernel's scaled differences are
 Q5.26 (I = 5), its sum of exponentials Q12.19, the probabilities Q0.31.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -77,7 +78,7 @@ def exp_on_negative_values(a) -> np.ndarray:
     result = exp_on_interval(rescale(mod_minus_quarter, SCALED_DIFF_INTEGER_BITS, 0))
     remainder = wrap(mod_minus_quarter - a)
     for exponent, multiplier in _BARREL:
-        if SCALED_DIFF_INTEGER_BITS > exponent:
+        if exponent < SCALED_DIFF_INTEGER_BITS:
             bit = np.int64(1) << (fractional + exponent)
             result = np.where((remainder & bit) != 0, high_mul(result, multiplier), result)
     return np.where(a == 0, INT32_MAX, result)

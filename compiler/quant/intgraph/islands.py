@@ -10,6 +10,7 @@ graph inputs. So an island's meaning is the FP32 op's meaning, written once: the
 on ONNX Runtime's float kernels (`FloatOps`), the TVM lowering imports it with TVM's ONNX frontend, ORT's QDQ model
 simply leaves the nodes without Q/DQ, TFLite lowers the kind with its float builtins.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,13 @@ def island_model(graph: IntGraph, node: INode) -> onnx.ModelProto:
         shape = ["N", *[d if isinstance(d, int) else None for d in dims[1:]]] if dims else None
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
 
-    g = helper.make_graph(nodes, f"island:{node.name}", [value(i) for i in dict.fromkeys(node.inputs)],
-                          [value(o) for o in node.outputs], inits)
+    g = helper.make_graph(
+        nodes,
+        f"island:{node.name}",
+        [value(i) for i in dict.fromkeys(node.inputs)],
+        [value(o) for o in node.outputs],
+        inits,
+    )
     m = helper.make_model(g, opset_imports=list(graph.model.opset_import), ir_version=graph.model.ir_version)
     return m
 

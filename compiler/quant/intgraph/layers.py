@@ -2,6 +2,7 @@
 calibration steps see it (im2col rows of the FP32 input at sampled output positions, the weight grouped as
 [groups, C_out per group, K]). The statistics, the cosine search, rounding and bias correction all read layers
 through here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,12 +35,21 @@ def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 def layer_of(node) -> Layer:
     """The Layer of a weighted node of the integer graph (tcc.quant.intgraph.plan.INode): its raw output is the tensor
     before a folded activation."""
-    return Layer(node.name, node.op_type, node.inputs[0], node.weight, node.bias, node.raw_output or node.outputs[0],
-                 node.w_axis, node.attrs)
+    return Layer(
+        node.name,
+        node.op_type,
+        node.inputs[0],
+        node.weight,
+        node.bias,
+        node.raw_output or node.outputs[0],
+        node.w_axis,
+        node.attrs,
+    )
 
 
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """The conv / gemm nodes of the model's integer graph (tcc.quant.intgraph.plan), in topological order (nodes without an
+    """The conv / gemm nodes of the model's integer graph (tcc.quant.intgraph.plan), in topological order (nodes
+    without an
     integer form are let through: they are no layers)."""
     return [layer_of(n) for n in plan(model, integer=False).weighted]
 
@@ -73,8 +83,12 @@ def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.
         rows_x = (xi * sw)[:, None] + kx.ravel()[None, :] - pl
         h, w = x.shape[2:]
         pad = (rows_y < 0) | (rows_y >= h) | (rows_x < 0) | (rows_x >= w)  # taps on the zero padding
-        patches = x[bi[:, None, None], np.arange(c)[None, :, None], np.clip(rows_y, 0, h - 1)[:, None, :],
-                    np.clip(rows_x, 0, w - 1)[:, None, :]].astype(np.float32, copy=False)  # [R, C, kk]
+        patches = x[
+            bi[:, None, None],
+            np.arange(c)[None, :, None],
+            np.clip(rows_y, 0, h - 1)[:, None, :],
+            np.clip(rows_x, 0, w - 1)[:, None, :],
+        ].astype(np.float32, copy=False)  # [R, C, kk]
         np.copyto(patches, np.float32(0), where=pad[:, None, :])  # no padded copy of x
         return patches.reshape(len(pick), groups, (c // groups) * kh * kw)  # -> groups
     x2 = x.reshape(-1, x.shape[-1]) if layer.op == "MatMul" else x.reshape(x.shape[0], -1)

@@ -1,6 +1,7 @@
 """How the quantizer turns a node's float facts into integer constants where a target's kernels fix the rule: LiteRT's
 lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry, the integer softmax's
 exp table and normalizer (LiteRT's: its multiplier and radius)."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,6 @@ from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
 from .plan import INode
 from .qtypes import QParams
 
-
 SOFTMAX_ONE = 1 << 15  # exp(0) in the integer softmax's table: a row of up to 65,535 entries sums within int32
 
 
@@ -24,7 +24,7 @@ def softmax_table(s_in: float, span: int) -> np.ndarray:
     d = np.arange(span, dtype=np.float64)
     table = np.rint(np.exp(-d * np.float64(np.float32(s_in))) * SOFTMAX_ONE).astype(np.int64)
     zeros = np.flatnonzero(table == 0)
-    return table[:zeros[0] + 1] if zeros.size else table
+    return table[: zeros[0] + 1] if zeros.size else table
 
 
 def softmax_normalizer(s_out: float) -> tuple[int, int]:
@@ -32,7 +32,7 @@ def softmax_normalizer(s_out: float) -> tuple[int, int]:
     r = C // sum(e) per row, and e r <= C (e <= sum), so C + 2^(k-1) < 2^31 bounds every product. The rounding of r
     costs at most e / 2^k of an output step: 1/256 for an 8-bit output at 1/255 per step (k = 23)."""
     for k in range(30, 0, -1):
-        c = int(round(2.0 ** k / np.float64(np.float32(s_out))))
+        c = int(round(2.0**k / np.float64(np.float32(s_out))))  # noqa: RUF046 (numpy float: an int for certain)
         if c + (1 << (k - 1)) <= INT32_MAX:
             return c, k
     raise ValueError(f"output step {s_out!r} is too coarse for the integer softmax")
@@ -75,24 +75,267 @@ def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.nd
 # 255, read at |x| 2^-9 of an input at 1 / (3 * 4096), interpolated over the 9 bits below, mirrored for x < 0. The
 # table is the target's constant (kernels/internal/common.h, sigmoid_table_uint16), not a rounding of sigmoid: 44
 # of its entries are one above round(65536 sigmoid(i / 24)), lifted for the interpolation between them
-LOGISTIC16_TABLE = np.array([
-    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794, 41432, 42064, 42688,
-    43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409,
-    51865, 52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
-    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110,
-    61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186,
-    63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
-    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900,
-    64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208,
-    65221, 65234, 65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
-    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433, 65438, 65442, 65445, 65449,
-    65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
-    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
-    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
-    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530,
-    65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
-    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
-], np.int64)
+LOGISTIC16_TABLE = np.array(
+    [
+        32768,
+        33451,
+        34133,
+        34813,
+        35493,
+        36169,
+        36843,
+        37513,
+        38180,
+        38841,
+        39498,
+        40149,
+        40794,
+        41432,
+        42064,
+        42688,
+        43304,
+        43912,
+        44511,
+        45102,
+        45683,
+        46255,
+        46817,
+        47369,
+        47911,
+        48443,
+        48964,
+        49475,
+        49975,
+        50464,
+        50942,
+        51409,
+        51865,
+        52311,
+        52745,
+        53169,
+        53581,
+        53983,
+        54374,
+        54755,
+        55125,
+        55485,
+        55834,
+        56174,
+        56503,
+        56823,
+        57133,
+        57433,
+        57724,
+        58007,
+        58280,
+        58544,
+        58800,
+        59048,
+        59288,
+        59519,
+        59743,
+        59959,
+        60168,
+        60370,
+        60565,
+        60753,
+        60935,
+        61110,
+        61279,
+        61441,
+        61599,
+        61750,
+        61896,
+        62036,
+        62172,
+        62302,
+        62428,
+        62549,
+        62666,
+        62778,
+        62886,
+        62990,
+        63090,
+        63186,
+        63279,
+        63368,
+        63454,
+        63536,
+        63615,
+        63691,
+        63765,
+        63835,
+        63903,
+        63968,
+        64030,
+        64090,
+        64148,
+        64204,
+        64257,
+        64308,
+        64357,
+        64405,
+        64450,
+        64494,
+        64536,
+        64576,
+        64614,
+        64652,
+        64687,
+        64721,
+        64754,
+        64786,
+        64816,
+        64845,
+        64873,
+        64900,
+        64926,
+        64950,
+        64974,
+        64997,
+        65019,
+        65039,
+        65060,
+        65079,
+        65097,
+        65115,
+        65132,
+        65149,
+        65164,
+        65179,
+        65194,
+        65208,
+        65221,
+        65234,
+        65246,
+        65258,
+        65269,
+        65280,
+        65291,
+        65301,
+        65310,
+        65319,
+        65328,
+        65337,
+        65345,
+        65352,
+        65360,
+        65367,
+        65374,
+        65381,
+        65387,
+        65393,
+        65399,
+        65404,
+        65410,
+        65415,
+        65420,
+        65425,
+        65429,
+        65433,
+        65438,
+        65442,
+        65445,
+        65449,
+        65453,
+        65456,
+        65459,
+        65462,
+        65465,
+        65468,
+        65471,
+        65474,
+        65476,
+        65479,
+        65481,
+        65483,
+        65485,
+        65488,
+        65489,
+        65491,
+        65493,
+        65495,
+        65497,
+        65498,
+        65500,
+        65501,
+        65503,
+        65504,
+        65505,
+        65507,
+        65508,
+        65509,
+        65510,
+        65511,
+        65512,
+        65513,
+        65514,
+        65515,
+        65516,
+        65517,
+        65517,
+        65518,
+        65519,
+        65520,
+        65520,
+        65521,
+        65522,
+        65522,
+        65523,
+        65523,
+        65524,
+        65524,
+        65525,
+        65525,
+        65526,
+        65526,
+        65526,
+        65527,
+        65527,
+        65528,
+        65528,
+        65528,
+        65529,
+        65529,
+        65529,
+        65529,
+        65530,
+        65530,
+        65530,
+        65530,
+        65531,
+        65531,
+        65531,
+        65531,
+        65531,
+        65532,
+        65532,
+        65532,
+        65532,
+        65532,
+        65532,
+        65533,
+        65533,
+        65533,
+        65533,
+        65533,
+        65533,
+        65533,
+        65533,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65534,
+        65535,
+    ],
+    np.int64,
+)
 
 
 def tflite_logistic16(codes: np.ndarray, s_in: float) -> np.ndarray:
@@ -111,8 +354,10 @@ def tflite_logistic16(codes: np.ndarray, s_in: float) -> np.ndarray:
     multiplier = int(multiplier)
     round_ = (1 << (shift - 1)) if shift > 0 else 0
     if 32768 * multiplier + round_ > INT32_MAX:  # the kernel's int32 product of a code and the multiplier
-        raise ValueError(f"input step {s!r} (codes to +-{32768 * s:.4g}) overflows LiteRT's int16 LOGISTIC: its "
-                         f"multiplier {multiplier} times a code exceeds int32 (steps up to 2^16 / (3 * 4096))")
+        raise ValueError(
+            f"input step {s!r} (codes to +-{32768 * s:.4g}) overflows LiteRT's int16 LOGISTIC: its "
+            f"multiplier {multiplier} times a code exceeds int32 (steps up to 2^16 / (3 * 4096))"
+        )
     x = (np.asarray(codes, np.int64) * multiplier + round_) >> shift
     ax = np.abs(x)
     uh = ax >> 9
@@ -181,14 +426,19 @@ def window_geometry(pool_attrs: dict, in_shape) -> dict:
     kh, kw = pool_attrs["kernel_shape"]
     sh, sw = pool_attrs.get("strides", [1, 1])
     _, _, h, w = in_shape
-    return {"kernel": [kh, kw], "strides": [sh, sw], "pads": [0, 0, 0, 0],
-            "out_hw": [(h - kh) // sh + 1, (w - kw) // sw + 1]}
+    return {
+        "kernel": [kh, kw],
+        "strides": [sh, sw],
+        "pads": [0, 0, 0, 0],
+        "out_hw": [(h - kh) // sh + 1, (w - kw) // sw + 1],
+    }
 
 
 def slice_ranges(node, shape, inits: dict) -> list[list[int]]:
     """An ONNX Slice's starts / ends / axes / steps (constant inputs) made explicit: one [axis, start, stop, step]
     per sliced axis, sorted by axis, clamped to the axis as ONNX does and read as Python's range (a reversed range
     that runs to the first element has stop -1)."""
+
     def values(name):  # an initializer (or its array)
         v = inits[name]
         return (v if isinstance(v, np.ndarray) else numpy_helper.to_array(v)).astype(np.int64).reshape(-1).tolist()

@@ -19,6 +19,7 @@ between islands stays float.
 Used before any work: `tcc build --precision int8` and `tcc calibrate` call `plan` right after the passes, so a
 model with an op that has no integer form is refused in seconds, naming the node, the op and why.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,8 +54,11 @@ class UnsupportedOps(BuildError):
         lines = [f"  node '{name}' (op {op}): {why}" for name, op, why in problems[:MAX_LISTED]]
         if len(problems) > MAX_LISTED:
             lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
-        super().__init__(f"{what} cannot take {len(problems)} node(s) of this model:\n" + "\n".join(lines)
-                         + "\nnothing was calibrated or written")
+        super().__init__(
+            f"{what} cannot take {len(problems)} node(s) of this model:\n"
+            + "\n".join(lines)
+            + "\nnothing was calibrated or written"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,7 @@ class IntGraph:
 
     def view(self, node: INode) -> NodeView:
         """What the op table's per-kind facts see of a planned node (tcc.intops: NodeView)."""
-        return NodeView(node.op_type, node.attrs, tuple(node.inputs), tuple(node.outputs), self.shapes,
-                        self.constants)
+        return NodeView(node.op_type, node.attrs, tuple(node.inputs), tuple(node.outputs), self.shapes, self.constants)
 
     @property
     def islands(self) -> list[INode]:
@@ -144,7 +147,7 @@ class IntGraph:
         """The integer conv / gemm nodes: the layers calibration searches."""
         return [n for n in self.nodes if n.op.role is Role.WEIGHTED and n.integer]
 
-    def replan(self, floats) -> "IntGraph":
+    def replan(self, floats) -> IntGraph:
         """The same model planned with another placement (`floats`: anchor names kept in float)."""
         return plan(self.model, floats=floats, **self.how)
 
@@ -154,8 +157,7 @@ class IntGraph:
     def output_amax(self) -> dict[str, float]:
         """{tensor: the largest magnitude it can hold} for the outputs of kinds whose values lie in a range fixed
         by the op (tcc.intops.IntOp.output_range: a softmax's [0, 1])."""
-        return {o: max(abs(v) for v in n.op.output_range) for n in self.nodes if n.op.output_range
-                for o in n.outputs}
+        return {o: max(abs(v) for v in n.op.output_range) for n in self.nodes if n.op.output_range for o in n.outputs}
 
     def share_groups(self, share_concat: bool, shared_kinds: tuple[str, ...] = ()) -> list[list[str]]:
         """Tensors that must share one scale: the outputs of scale-sharing kinds (and of `shared_kinds`, where a
@@ -243,8 +245,7 @@ def quantized_form(model: onnx.ModelProto, rules=None, lowering: str | None = No
     lowering) take no pooled conv (TargetRules.pooled_conv) each 1 x 1 conv before its average pool again
     (tcc.passes.pool), so that the conv's output is requantized at full size and then pooled, as those targets'
     8-bit kernels compute it. The model itself where nothing changes."""
-    pairs = ((rules is None or get_rules(rules).pooled_conv)
-             and (lowering is None or supported("pooled_conv", lowering)))
+    pairs = (rules is None or get_rules(rules).pooled_conv) and (lowering is None or supported("pooled_conv", lowering))
     if pairs or not _pool_pairs(model):
         return model
     from ...passes.pool import conv_before_pool  # deferred for start-up: loads onnx_graphsurgeon
@@ -263,10 +264,17 @@ def _pool_pairs(model: onnx.ModelProto) -> bool:
     return any(_pooled_conv(n, consumers, outputs, initializers) is not None for n in g.node)
 
 
-def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None = None, rules=None,
-         integer: bool = True, floats=()) -> IntGraph:
+def plan(  # noqa: PLR0915
+    model: onnx.ModelProto,
+    lowering: str | None = None,
+    what: str | None = None,
+    rules=None,
+    integer: bool = True,
+    floats=(),
+) -> IntGraph:
     """The IntGraph of `model` (an FP32 ONNX graph after the passes). Raises UnsupportedOps listing every node the
-    integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.table.rules: a name or
+    integer op table cannot take (or, given `lowering`, that this lowering lacks). rules (tcc.quant.table.rules: a name
+    or
     TargetRules; default: tcc's own): whether x * g(x) is one lookup (TFLite computes LOGISTIC, then MUL), whether
     nodes without an integer form become float islands. floats: the nodes the placement keeps in float (their
     anchor names; tcc.quant.table.placement.float_nodes of a table). integer=False: the structure for a float lowering
@@ -277,8 +285,10 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
     floats = frozenset(floats)
     if floats and integer and target_rules is not None and not float_ok:
-        raise CalibrationError(f"the placement keeps {len(floats)} node(s) in float ({sorted(floats)[0]!r}, ...), "
-                               f"but the {target_rules.name} rules keep no float ops; recalibrate without placement")
+        raise CalibrationError(
+            f"the placement keeps {len(floats)} node(s) in float ({min(floats)!r}, ...), "
+            f"but the {target_rules.name} rules keep no float ops; recalibrate without placement"
+        )
     from ...passes.base import infer_value_shapes  # deferred for start-up: loads onnx_graphsurgeon
     from ...passes.batch import shape_arithmetic  # deferred for start-up: loads onnx_graphsurgeon
     from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
@@ -292,8 +302,10 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
     inputs = [i.name for i in g.input if i.name not in constants]
     problems: list[tuple[str, str, str]] = []
     if len(inputs) != 1:
-        raise UnsupportedOps([("(graph)", "-", f"the INT8 path takes one graph input, this graph has {len(inputs)}")],
-                             what or "the INT8 path")
+        raise UnsupportedOps(
+            [("(graph)", "-", f"the INT8 path takes one graph input, this graph has {len(inputs)}")],
+            what or "the INT8 path",
+        )
     typed = infer_value_shapes(model)
     shapes = {name: dims for name, (_dtype, dims) in typed.items()}
     shapes.update({t.name: tuple(t.dims) for t in g.initializer})
@@ -331,8 +343,13 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             covered.add(name)
         pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns and name not in last_of else None
         view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
-        kind, why = (("lookup", None) if pattern else ("pooled_conv", INT_OPS["pooled_conv"].check(view)) if pool
-                     else _choose_kind(view))
+        kind, why = (
+            ("lookup", None)
+            if pattern
+            else ("pooled_conv", INT_OPS["pooled_conv"].check(view))
+            if pool
+            else _choose_kind(view)
+        )
         if kind is None:
             problems.append((name, node.op_type, why))
             continue
@@ -349,12 +366,18 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             if unknown:
                 why = f"tensor {unknown[0]!r} is not a float tensor of known type"
         if why is None and no_integer_form and not island:
-            why = ((f"the {target_rules.name} rules have no integer {kind}" if kept_float else
-                    f"no integer form ({INT_OPS[kind].doc})")
-                   + (f", and the {target_rules.name} rules keep no float ops" if target_rules else ""))
+            why = (
+                f"the {target_rules.name} rules have no integer {kind}"
+                if kept_float
+                else f"no integer form ({INT_OPS[kind].doc})"
+            ) + (f", and the {target_rules.name} rules keep no float ops" if target_rules else "")
         # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
-        if why is None and lowering is not None and not supported(kind, lowering) and not (island and
-                                                                                         lowering != TFLITE):
+        if (
+            why is None
+            and lowering is not None
+            and not supported(kind, lowering)
+            and not (island and lowering != TFLITE)
+        ):
             why = f"the {lowering} lowering has no {kind} (see tcc.intops)"
         if why is None and integer and not island and lowering in INT_OPS[kind].limits:  # its integer form there
             why = INT_OPS[kind].limits[lowering](view)
@@ -372,8 +395,11 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
             outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
             covered.add(mul.name)
         # TFLite's BATCH_MATMUL derives its requantization from the tensors' scales: no factor of its own
-        scaled = (_scaled_product(node, consumers, graph_outputs, initializers) if kind == "matmul" and fuse_patterns
-                  else None)
+        scaled = (
+            _scaled_product(node, consumers, graph_outputs, initializers)
+            if kind == "matmul" and fuse_patterns
+            else None
+        )
         if scaled is not None:  # a float island computes the scaled product too: the product stays internal,
             # as the calibration saw it (kept apart, the scale's input would need an entry the table lacks)
             if not island:
@@ -390,16 +416,30 @@ def plan(model: onnx.ModelProto, lowering: str | None = None, what: str | None =
         if pool:  # the pooled tensor is never quantized: the node sums the pool's windows of codes itself
             attrs = {**attrs, "pool": _attrs(pool)}
             covers, internal = (pool.name or pool.output[0], *covers), (pool.output[0], *internal)
-        nodes.append(INode(kind, name, node.op_type, acts, outputs, attrs, covers=covers, internal=internal,
-                           precision="float" if island else "int8", **fields))
+        nodes.append(
+            INode(
+                kind,
+                name,
+                node.op_type,
+                acts,
+                outputs,
+                attrs,
+                covers=covers,
+                internal=internal,
+                precision="float" if island else "int8",
+                **fields,
+            )
+        )
     if problems:
         raise UnsupportedOps(problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path"))
     unknown = sorted(floats - {n.name for n in nodes})
     if unknown:
         anchors = {c: n.name for n in nodes for c in n.covers}
         hint = f" (it is computed by {anchors[unknown[0]]!r}: name that node)" if unknown[0] in anchors else ""
-        raise CalibrationError(f"the placement keeps {unknown[0]!r} in float, which is no node of the model's "
-                               f"integer graph{hint}; recalibrate")
+        raise CalibrationError(
+            f"the placement keeps {unknown[0]!r} in float, which is no node of the model's "
+            f"integer graph{hint}; recalibrate"
+        )
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
     return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
 
@@ -429,11 +469,16 @@ def _pooled_conv(node, consumers, graph_outputs, initializers) -> onnx.NodeProto
     if len(readers) != 1 or readers[0].op_type != "Conv" or readers[0].domain not in ("", "ai.onnx"):
         return None
     conv = readers[0]
-    if list(conv.input).count(node.output[0]) != 1 or conv.input[0] != node.output[0] or len(conv.input) < 2 \
-            or conv.input[1] not in initializers:
+    if (
+        list(conv.input).count(node.output[0]) != 1
+        or conv.input[0] != node.output[0]
+        or len(conv.input) < 2
+        or conv.input[1] not in initializers
+    ):
         return None
-    return conv if pool_commutes_with_conv(_attrs(node), _attrs(conv), tuple(initializers[conv.input[1]].dims)) \
-        else None
+    return (
+        conv if pool_commutes_with_conv(_attrs(node), _attrs(conv), tuple(initializers[conv.input[1]].dims)) else None
+    )
 
 
 def _gated_lookup(node, consumers, graph_outputs):

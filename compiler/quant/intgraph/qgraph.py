@@ -1,4 +1,5 @@
-"""The quantized graph: an IntGraph (tcc.quant.intgraph.plan) + a calibration table -> every integer constant, computed once.
+"""The quantized graph: an IntGraph (tcc.quant.intgraph.plan) + a calibration table -> every integer constant, computed
+once.
 
     qgraph = quantize_graph(plan(fp32), table)     # raises CalibrationError naming the tensor for a bad table
     Reference().run(qgraph, x)                     # tcc.quant.intgraph.reference: numpy integers, the golden INT8 model
@@ -8,8 +9,10 @@ Here, and only here, scales become integers: weight codes, int32 bias codes at s
 (q, shift) of every requantization, clamp bounds of folded activations, the 256-entry tables of lookup ops. Every
 interpreter of a QGraph translates these constants; none recomputes them, so backends cannot drift apart.
 
-Float islands (tcc.quant.table.placement) carry no integer constants: their QNode holds the parameters of their quantized
-inputs and outputs (None for a float tensor) and the island's FP32 ONNX sub-model (tcc.quant.intgraph.islands), which every
+Float islands (tcc.quant.table.placement) carry no integer constants: their QNode holds the parameters of their
+quantized
+inputs and outputs (None for a float tensor) and the island's FP32 ONNX sub-model (tcc.quant.intgraph.islands), which
+every
 interpreter runs with its own float lowering. `quantize_graph` plans the model again when the table's placement
 differs from the graph's, so every caller gets the graph the table describes.
 
@@ -19,6 +22,7 @@ code range, weight scales are one per output channel; and what the integer kerne
 (requantization multipliers below 2^30, bias codes and the worst-case accumulator within int32). A failure is a
 CalibrationError (exit 2) that names the tensor or layer.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +40,20 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
-from .node_constants import (SOFTMAX_ONE, clamp_codes, clip_bounds, constant_codes, pool_geometry, slice_ranges,
-                             softmax_normalizer, softmax_table, tflite_logistic16, tflite_softmax_params, tflite_table,
-                             window_geometry)
+from .node_constants import (
+    SOFTMAX_ONE,
+    clamp_codes,
+    clip_bounds,
+    constant_codes,
+    pool_geometry,
+    slice_ranges,
+    softmax_normalizer,
+    softmax_table,
+    tflite_logistic16,
+    tflite_softmax_params,
+    tflite_table,
+    window_geometry,
+)
 from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
@@ -68,8 +83,9 @@ class Quantizer(Interpreter):
 
     lowering = QUANTIZE
 
-    def __init__(self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str,
-                 headroom: dict | None = None):
+    def __init__(
+        self, graph: IntGraph, table: CalibrationTable, rules: TargetRules, where: str, headroom: dict | None = None
+    ):
         self.graph, self.table, self.rules, self.where = graph, table, rules, where
         self.headroom = headroom  # a dict: accumulators that can overflow are collected here, not refused
         self.inits = {t.name: t for t in graph.model.graph.initializer}
@@ -78,7 +94,9 @@ class Quantizer(Interpreter):
         self.outputs = set(graph.outputs)
         self.quantized = set(graph.quantized)
         self._q: dict[str, QParams] = {}
-        self.reached: dict[str, tuple[int, int] | None] = {}  # tensor -> the codes it can hold (tcc.quant.intgraph.reach)
+        self.reached: dict[
+            str, tuple[int, int] | None
+        ] = {}  # tensor -> the codes it can hold (tcc.quant.intgraph.reach)
 
     # ------------------------------------------------------------------------------------------ table entries
     def fail(self, message: str):
@@ -89,8 +107,10 @@ class Quantizer(Interpreter):
         if t is None:
             self.fail(f"no entry for {kind} tensor {name!r}, which the INT8 graph quantizes")
         if not isinstance(t, dict) or t.get("kind") != kind:
-            self.fail(f"tensor {name!r} is listed as {t.get('kind') if isinstance(t, dict) else t!r}, "
-                      f"the model needs it as {kind}")
+            self.fail(
+                f"tensor {name!r} is listed as {t.get('kind') if isinstance(t, dict) else t!r}, "
+                f"the model needs it as {kind}"
+            )
         return t
 
     def q(self, name: str) -> QParams:
@@ -103,8 +123,10 @@ class Quantizer(Interpreter):
             self.fail(f"tensor {name!r}: scale {scale!r} is not a finite positive float32 number")
         scale = float(np.float32(scale))  # every format stores scales as float32, and every kernel reads those
         if not isinstance(bits, int) or isinstance(bits, bool) or not self.rules.takes_activation_bits(bits):
-            self.fail(f"tensor {name!r}: {bits!r}-bit activations are not supported under rules "
-                      f"{self.rules.name!r} ({' or '.join(map(str, self.rules.activation_bits))})")
+            self.fail(
+                f"tensor {name!r}: {bits!r}-bit activations are not supported under rules "
+                f"{self.rules.name!r} ({' or '.join(map(str, self.rules.activation_bits))})"
+            )
         if not isinstance(signed, bool):
             self.fail(f"tensor {name!r}: `signed` must be true or false, not {signed!r}")
         if bits > 8 and not signed:  # one wide type: int16 (its zero point anywhere in range)
@@ -113,8 +135,10 @@ class Quantizer(Interpreter):
         if not isinstance(zp, int) or isinstance(zp, bool) or not lo <= zp <= hi:
             self.fail(f"tensor {name!r}: zero point {zp!r} is outside its code range [{lo}, {hi}]")
         if bits > 8 and self.rules.wide.symmetric and zp != 0:
-            self.fail(f"tensor {name!r}: zero point {zp}; rules {self.rules.name!r} take {bits}-bit activations at "
-                      "zero point 0 only (symmetric int16)")
+            self.fail(
+                f"tensor {name!r}: zero point {zp}; rules {self.rules.name!r} take {bits}-bit activations at "
+                "zero point 0 only (symmetric int16)"
+            )
         self._q[name] = QParams(scale, int(zp), lo, hi)
         return self._q[name]
 
@@ -164,14 +188,18 @@ class Quantizer(Interpreter):
             self.fail(f"{what}: the requantization multiplier is not a finite positive number")
         q, shift = quantize_multiplier(m)
         if (shift > MAX_MULTIPLIER_SHIFT).any():
-            self.fail(f"{what}: requantization multiplier {float(m.max()):.3g} is >= 2^{MAX_MULTIPLIER_SHIFT}, "
-                      "beyond the integer kernels (the scales are implausible)")
+            self.fail(
+                f"{what}: requantization multiplier {float(m.max()):.3g} is >= 2^{MAX_MULTIPLIER_SHIFT}, "
+                "beyond the integer kernels (the scales are implausible)"
+            )
         rounding = rounding or self.rules.rounding
         if rounding not in ROUNDINGS:
             self.fail(f"rules {self.rules.name!r}: unknown rounding {rounding!r}")
         if rounding == "tflite_int64" and ((shift >= 8) | (shift < -31)).any():  # TFLite's int64 overload's range
-            self.fail(f"{what}: requantization multiplier {float(m.max()):.3g} / {float(m.min()):.3g} is outside "
-                      "[2^-32, 2^7), the range of TFLite's 16x8 requantization (the scales are implausible)")
+            self.fail(
+                f"{what}: requantization multiplier {float(m.max()):.3g} / {float(m.min()):.3g} is outside "
+                "[2^-32, 2^7), the range of TFLite's 16x8 requantization (the scales are implausible)"
+            )
         return Multiplier(q, shift, rounding, real=m if rounding == "double_half_away" else None)
 
     def requant(self, m, out: QParams, what: str, activation=None, rounding: str | None = None) -> Requant:
@@ -208,8 +236,10 @@ class Quantizer(Interpreter):
             b = self.array(n.bias).astype(np.float64)
             codes = np.rint(b / s_acc.astype(np.float64))
             if not (np.isfinite(codes).all() and (np.abs(codes) < 2.0 ** (bias_bits - 1)).all()):
-                self.fail(f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
-                          f"weight scales) does not fit int{bias_bits}: those scales are implausibly small")
+                self.fail(
+                    f"layer {n.name!r}: bias {n.bias!r} at the accumulator scale (input {n.inputs[0]!r} x "
+                    f"weight scales) does not fit int{bias_bits}: those scales are implausibly small"
+                )
             bias = codes.astype(np.int64)
         # the accumulator must fit the kernels' (int32; TFLite's 16x8: int64, |acc| < 2^47) for every code the
         # input can hold (tcc.quant.intgraph.reach)
@@ -223,17 +253,31 @@ class Quantizer(Interpreter):
             self.headroom[n.inputs[0]] = max(bits, self.headroom.get(n.inputs[0], (0, ""))[0]), n.name
         elif per_channel.max(initial=0) > limit:
             worst = int(np.argmax(per_channel))
-            why = (f"its input {n.inputs[0]!r} (codes {reached[0]:,}..{reached[1]:,}, zero point {x.zp}) times output "
-                   f"channel {worst}'s weight codes exceed {acc_type.split(' ')[0]} (a 16-bit calibration narrows such "
-                   f"an input's grid, down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit "
-                   "activations)" if wide_input else "the bias or weight scales are implausible")
-            self.fail(f"layer {n.name!r}: its {acc_type} accumulator can overflow (worst case "
-                      f"{int(per_channel.max()):,} > {limit:,}): {why}")
+            why = (
+                f"its input {n.inputs[0]!r} (codes {reached[0]:,}..{reached[1]:,}, zero point {x.zp}) times output "
+                f"channel {worst}'s weight codes exceed {acc_type.split(' ')[0]} (a 16-bit calibration narrows such "
+                f"an input's grid, down to {NARROWEST_WIDE_GRID} bits; past that: calibrate this model with 8-bit "
+                "activations)"
+                if wide_input
+                else "the bias or weight scales are implausible"
+            )
+            self.fail(
+                f"layer {n.name!r}: its {acc_type} accumulator can overflow (worst case "
+                f"{int(per_channel.max()):,} > {limit:,}): {why}"
+            )
         out = n.outputs[0]
         act = (n.activation.min, n.activation.max) if n.activation else None
         if out in self.outputs and self.rules.float_outputs:  # a float graph output: from the accumulator
-            return self.node(n, qout=(None,), attrs=attrs, weight=weight, weight_scale=sw, bias=bias,
-                             acc_scale=s_acc, float_clamp=act)
+            return self.node(
+                n,
+                qout=(None,),
+                attrs=attrs,
+                weight=weight,
+                weight_scale=sw,
+                bias=bias,
+                acc_scale=s_acc,
+                float_clamp=act,
+            )
         qo = self.q(out)
         # M = s_in s_w / s_out in float64 from the float32 scales (TFLite's PopulateConvolutionQuantizationParams)
         m = np.float64(x.scale) * sw.astype(np.float64) / np.float64(qo.scale)
@@ -267,8 +311,12 @@ class Quantizer(Interpreter):
         c = self.array(n.factor)
         codes, scale = constant_codes(c.reshape((1,) * (len(self.graph.shapes[n.inputs[0]]) - c.ndim) + c.shape))
         qc = QParams(scale, 0, -127, 127)
-        return self.node(n, add=self._add_params(n, self.q(n.inputs[0]), qc), weight=codes,
-                         weight_scale=np.array([scale], np.float32))
+        return self.node(
+            n,
+            add=self._add_params(n, self.q(n.inputs[0]), qc),
+            weight=codes,
+            weight_scale=np.array([scale], np.float32),
+        )
 
     def _add_params(self, n: INode, qa: QParams, qb: QParams) -> AddParams:
         qo = self.q(n.outputs[0])
@@ -278,19 +326,26 @@ class Quantizer(Interpreter):
         reach = max(qa.reach, qb.reach)
         shift = ADD_LEFT_SHIFT if reach <= 255 else ADD_LEFT_SHIFT_16
         if reach << shift > INT32_MAX:  # the kernels shift the zero-point-free codes in int32
-            self.fail(f"{what}: codes {reach:,} from the zero point, << {shift}, do not fit int32 (a 16-bit input "
-                      "needs its zero point near 0)")
-        p = AddParams(shift, self.multiplier(qa.scale / twice_max, what),
-                      self.multiplier(qb.scale / twice_max, what),
-                      self.requant(twice_max / ((1 << shift) * qo.scale), qo, what, act))
+            self.fail(
+                f"{what}: codes {reach:,} from the zero point, << {shift}, do not fit int32 (a 16-bit input "
+                "needs its zero point near 0)"
+            )
+        p = AddParams(
+            shift,
+            self.multiplier(qa.scale / twice_max, what),
+            self.multiplier(qb.scale / twice_max, what),
+            self.requant(twice_max / ((1 << shift) * qo.scale), qo, what, act),
+        )
         return p
 
     def mul(self, n: INode) -> QNode:
         qa, qb = self.q(n.inputs[0]), self.q(n.inputs[1])
         qo = self.q(n.outputs[0])
         if qa.reach * qb.reach > INT32_MAX:  # the product of zero-point-free codes is int32 in every kernel
-            self.fail(f"mul {n.name!r}: the product of its inputs' codes ({qa.reach:,} x {qb.reach:,} from their "
-                      "zero points) can overflow int32")
+            self.fail(
+                f"mul {n.name!r}: the product of its inputs' codes ({qa.reach:,} x {qb.reach:,} from their "
+                "zero points) can overflow int32"
+            )
         return self.node(n, requant=self.requant(mul_ratio(qa, qb, qo), qo, f"mul {n.name!r}"))
 
     def matmul(self, n: INode) -> QNode:
@@ -310,8 +365,10 @@ class Quantizer(Interpreter):
                 share = math.ceil(bits / len(wide))
                 self.headroom[t] = max(share, self.headroom.get(t, (0, ""))[0]), n.name
         elif bound > limit:
-            self.fail(f"matmul {n.name!r}: {depth} products of its inputs' codes ({qa.reach:,} x {qb.reach:,} from "
-                      f"their zero points) can overflow int{limit.bit_length() + 1}")
+            self.fail(
+                f"matmul {n.name!r}: {depth} products of its inputs' codes ({qa.reach:,} x {qb.reach:,} from "
+                f"their zero points) can overflow int{limit.bit_length() + 1}"
+            )
         factor = float(self.array(n.factor).reshape(-1)[0]) if n.factor else 1.0  # a covered Mul (plan: > 0)
         qo = self.q(n.outputs[0])
         m = matmul_ratio(qa, qb, qo) * factor
@@ -322,9 +379,11 @@ class Quantizer(Interpreter):
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
         codes = np.arange(qi.lo, qi.hi + 1, dtype=np.int64)
         if self.rules.lookup_arithmetic == "float32" and qi.bits > 8:
-            if n.lookup != "Sigmoid" or (qo.scale, qo.zp) != (2.0 ** -15, 0) or qi.zp != 0:
-                self.fail(f"lookup {n.name!r} ({n.lookup}): LiteRT's int16 kernels here are LOGISTIC's, from codes "
-                          "at zero point 0 to 2^-15")
+            if n.lookup != "Sigmoid" or (qo.scale, qo.zp) != (2.0**-15, 0) or qi.zp != 0:
+                self.fail(
+                    f"lookup {n.name!r} ({n.lookup}): LiteRT's int16 kernels here are LOGISTIC's, from codes "
+                    "at zero point 0 to 2^-15"
+                )
             try:
                 rounded = tflite_logistic16(codes, qi.scale)
             except ValueError as e:
@@ -353,20 +412,24 @@ class Quantizer(Interpreter):
             numerator, shift = softmax_normalizer(qo.scale)
         except ValueError as e:
             self.fail(f"softmax {n.name!r}: {e}")
-        return self.node(n, table=softmax_table(qi.scale, qi.hi - qi.lo + 1),
-                         attrs={"numerator": numerator, "shift": shift})
+        return self.node(
+            n, table=softmax_table(qi.scale, qi.hi - qi.lo + 1), attrs={"numerator": numerator, "shift": shift}
+        )
 
     def _gemmlowp_softmax(self, n: INode, qi: QParams, qo: QParams) -> QNode:
         if (qi.lo, qi.hi) != (-128, 127) or (qo.scale, qo.zp, qo.lo, qo.hi) != (1 / 256, -128, -128, 127):
-            self.fail(f"softmax {n.name!r}: rules {self.rules.name!r} (LiteRT's int8 SOFTMAX) take int8 codes in and "
-                      f"the output at step 1/256, zero point -128 (the table: {n.outputs[0]!r} at {qo.scale:.6g} / "
-                      f"{qo.zp}); a table for other rules?")
+            self.fail(
+                f"softmax {n.name!r}: rules {self.rules.name!r} (LiteRT's int8 SOFTMAX) take int8 codes in and "
+                f"the output at step 1/256, zero point -128 (the table: {n.outputs[0]!r} at {qo.scale:.6g} / "
+                f"{qo.zp}); a table for other rules?"
+            )
         try:
             multiplier, left_shift, diff_min = tflite_softmax_params(qi.scale)
         except ValueError as e:
             self.fail(f"softmax {n.name!r}: {e}")
-        return self.node(n, attrs={"form": "gemmlowp", "multiplier": multiplier, "left_shift": left_shift,
-                                   "diff_min": diff_min})
+        return self.node(
+            n, attrs={"form": "gemmlowp", "multiplier": multiplier, "left_shift": left_shift, "diff_min": diff_min}
+        )
 
     def channel_scale(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
@@ -379,12 +442,21 @@ class Quantizer(Interpreter):
         if self.rules.channel_factors == "int8":
             sides, fields = self._int8_factors(n, below, qi, qo)
         else:  # each factor its own fixed-point multiplier; its sign (or a zero) multiplies the code first
-            sides = [(np.sign(f).astype(np.int64),
-                      np.float64(qi.scale) * np.where(f == 0, 1.0, np.abs(f)) / np.float64(qo.scale))
-                     for f in (above, below)]
+            sides = [
+                (
+                    np.sign(f).astype(np.int64),
+                    np.float64(qi.scale) * np.where(f == 0, 1.0, np.abs(f)) / np.float64(qo.scale),
+                )
+                for f in (above, below)
+            ]
         (k_above, m_above), (k_below, m_below) = sides
-        return self.node(n, factors=np.stack([k_above, k_below]), requant=self.requant(m_above, qo, what),
-                         below=self.requant(m_below, qo, what), **fields)
+        return self.node(
+            n,
+            factors=np.stack([k_above, k_below]),
+            requant=self.requant(m_above, qo, what),
+            below=self.requant(m_below, qo, what),
+            **fields,
+        )
 
     def _int8_factors(self, n: INode, factor: np.ndarray, qi: QParams, qo: QParams):
         """The factors as TFLite's kernels store them, with the multipliers as those kernels compute them: PReLU's
@@ -398,8 +470,10 @@ class Quantizer(Interpreter):
             s_alpha = f32(max(np.abs(factor).max(), 1e-12) / 127)
             codes = np.clip(np.rint(factor / np.float64(s_alpha)), -127, 127).astype(np.int64)
             m_above, m_below = f32(s_in / s_out), f32(f32(s_in * s_alpha) / s_out)
-            sides = [(np.ones_like(codes), np.full(len(codes), np.float64(m_above))),
-                     (codes, np.full(len(codes), np.float64(m_below)))]
+            sides = [
+                (np.ones_like(codes), np.full(len(codes), np.float64(m_above))),
+                (codes, np.full(len(codes), np.float64(m_below))),
+            ]
             return sides, {"weight_scale": np.array([s_alpha], np.float32)}
         s_w = (np.where(factor == 0, max(np.abs(factor).max(), 1e-12), np.abs(factor)) / 127).astype(np.float32)
         codes = np.clip(np.rint(factor / s_w.astype(np.float64)), -127, 127).astype(np.int64)
@@ -416,8 +490,9 @@ class Quantizer(Interpreter):
 
     def max_pool(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
-        return self.node(n, attrs=pool_geometry(n, self.graph.shapes),
-                         rescale=(self.rescale(qi, qo, f"max pool {n.name!r}"),))
+        return self.node(
+            n, attrs=pool_geometry(n, self.graph.shapes), rescale=(self.rescale(qi, qo, f"max pool {n.name!r}"),)
+        )
 
     def global_max_pool(self, n: INode) -> QNode:
         qi, qo = self.q(n.inputs[0]), self.q(n.outputs[0])
@@ -429,12 +504,15 @@ class Quantizer(Interpreter):
             self.fail(f"pool {n.name!r}: the sum of {count:,} codes of {n.inputs[0]!r} can overflow int32")
         if self.rules.pool_division:  # the mean of codes: input and output must be one grid
             if qi != qo:
-                self.fail(f"pool {n.name!r}: rules {self.rules.name!r} need its input and output at one scale and "
-                          f"zero point ({n.inputs[0]!r}: {qi.scale:.6g}/{qi.zp}, {n.outputs[0]!r}: "
-                          f"{qo.scale:.6g}/{qo.zp}); a table for other rules?")
+                self.fail(
+                    f"pool {n.name!r}: rules {self.rules.name!r} need its input and output at one scale and "
+                    f"zero point ({n.inputs[0]!r}: {qi.scale:.6g}/{qi.zp}, {n.outputs[0]!r}: "
+                    f"{qo.scale:.6g}/{qo.zp}); a table for other rules?"
+                )
             return self.node(n, attrs=attrs, count=count, divide=True)
-        return self.node(n, attrs=attrs, count=count,
-                         requant=self.requant(qi.scale / (qo.scale * count), qo, f"pool {n.name!r}"))
+        return self.node(
+            n, attrs=attrs, count=count, requant=self.requant(qi.scale / (qo.scale * count), qo, f"pool {n.name!r}")
+        )
 
     def avg_pool(self, n: INode) -> QNode:
         geo = pool_geometry(n, self.graph.shapes)
@@ -492,8 +570,18 @@ class Quantizer(Interpreter):
         # its parameters as the table's steps left them (equalized weights: its neighbours' channels were rescaled)
         changed = {t.name: self.array(t.name) for t in model.graph.initializer if t.name in self.calibrated()}
         model = with_initializers(model, changed)
-        return QNode(n.kind, n.name, n.inputs, n.outputs, q[0], q[1], attrs=dict(n.attrs), precision="float",
-                     float_model=model, rounding=self.rules.input_rounding)
+        return QNode(
+            n.kind,
+            n.name,
+            n.inputs,
+            n.outputs,
+            q[0],
+            q[1],
+            attrs=dict(n.attrs),
+            precision="float",
+            float_model=model,
+            rounding=self.rules.input_rounding,
+        )
 
 
 def mul_ratio(qa: QParams, qb: QParams, qo: QParams) -> np.float64:
@@ -512,12 +600,21 @@ def matmul_ratio(qa: QParams, qb: QParams, qo: QParams) -> np.float64:
 
 
 def _conv_attrs(a: dict) -> dict:
-    return {"strides": list(a.get("strides", [1, 1])), "pads": list(a.get("pads", [0, 0, 0, 0])),
-            "dilations": list(a.get("dilations", [1, 1])), "group": int(a.get("group", 1))}
+    return {
+        "strides": list(a.get("strides", [1, 1])),
+        "pads": list(a.get("pads", [0, 0, 0, 0])),
+        "dilations": list(a.get("dilations", [1, 1])),
+        "group": int(a.get("group", 1)),
+    }
 
 
-def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules | str | None = None,
-                   where: str = "calibration table", headroom: dict | None = None) -> QGraph:
+def quantize_graph(
+    graph: IntGraph,
+    table: CalibrationTable,
+    rules: TargetRules | str | None = None,
+    where: str = "calibration table",
+    headroom: dict | None = None,
+) -> QGraph:
     """The QGraph of `graph` under `table` (made under `rules`; default: the rules the table records), planned
     again first when the table keeps other nodes in float than `graph` does. `headroom`: a dict that collects,
     instead of refusing, each wide input whose readers' int32 accumulators can overflow: tensor -> (the bits its
@@ -534,8 +631,16 @@ def quantize_graph(graph: IntGraph, table: CalibrationTable, rules: TargetRules 
     for n in graph.nodes:  # in order: a node's guards read the intervals of its inputs
         nodes.append(qz.run_node(n))
         qz.reached.update(zip(n.outputs, reach.run_node(nodes[-1], *(qz.reached.get(i) for i in n.inputs))))
-    return QGraph(nodes, graph.input, input_q, list(graph.outputs), rules,
-                  tuple(graph.shapes.get(graph.input) or ()), rules.input_rounding,
-                  # every output's step, also a float output's: what integer outputs are compared in (an entry
-                  # the table lacks is refused here, not met as a KeyError where the self-check reads it)
-                  {o: qz.q(o).scale for o in graph.outputs}, reached=qz.reached)
+    return QGraph(
+        nodes,
+        graph.input,
+        input_q,
+        list(graph.outputs),
+        rules,
+        tuple(graph.shapes.get(graph.input) or ()),
+        rules.input_rounding,
+        # every output's step, also a float output's: what integer outputs are compared in (an entry
+        # the table lacks is refused here, not met as a KeyError where the self-check reads it)
+        {o: qz.q(o).scale for o in graph.outputs},
+        reached=qz.reached,
+    )

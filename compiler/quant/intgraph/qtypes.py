@@ -1,5 +1,6 @@
 """The records of a quantized graph (a QGraph of QNodes): each quantized tensor's parameters and every integer
 constant of a node, as tcc.quant.intgraph.qgraph's Quantizer computes them once and every interpreter reads them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ def window_sums(x: QParams, area: int) -> QParams:
     return QParams(x.scale / area, 0, area * (x.lo - x.zp), area * (x.hi - x.zp))
 
 
-def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams,
-                      codes: tuple[int, int] | None = None) -> np.ndarray:
+def accumulator_bound(
+    kind: str, weight: np.ndarray, bias: np.ndarray | None, x: QParams, codes: tuple[int, int] | None = None
+) -> np.ndarray:
     """The largest |accumulator| per output channel of a conv (OIHW weight codes) or gemm ([K, N]) on input codes
     in `codes` (default: x's whole code range), zero point subtracted, bias included; it bounds every partial sum
     too, in any order (each side sums the products of that sign only), so no kernel's int32 running sum wraps."""
@@ -62,11 +64,11 @@ def accumulator_bound(kind: str, weight: np.ndarray, bias: np.ndarray | None, x:
 
 
 def storage_dtype(lo: int, hi: int) -> str:
-    if -128 <= lo and hi <= 127:
+    if lo >= -128 and hi <= 127:
         return "int8"
-    if 0 <= lo and hi <= 255:
+    if lo >= 0 and hi <= 255:
         return "uint8"
-    if -32768 <= lo and hi <= 32767:
+    if lo >= -32768 and hi <= 32767:
         return "int16"
     return "int32"
 

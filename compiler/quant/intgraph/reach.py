@@ -1,14 +1,17 @@
 """The codes each tensor of a quantized graph can hold, for every input: an interval per tensor, from the graph
 input's full code range through each node's integer constants (its clamp, its table, a monotone requantization).
 
-The quantizer's int32 guards (tcc.quant.intgraph.qgraph) bound an accumulator by the codes its input can hold, not by the
+The quantizer's int32 guards (tcc.quant.intgraph.qgraph) bound an accumulator by the codes its input can hold, not by
+the
 input's whole code range: a ReLU'd tensor holds codes at or above its zero point only, a hard-swish table's
 output hardly any below it, so a 16-bit conv after a ReLU sums half the worst case that the full int16 range
 implies (17 of 20 zoo specs were refused at 16 bits as if every input took both signs: MobileNetV3's classifier,
 ShuffleNet's fc, ResNet-18's layer2.0.conv2; the 9 whose worst case still overflows get narrower grids,
-tcc.quant.intgraph.widths.fit_accumulators). The intervals are sound (nothing outside can occur), not tight: a requantizing node is bounded by its clamp, a move
+tcc.quant.intgraph.widths.fit_accumulators). The intervals are sound (nothing outside can occur), not tight: a
+requantizing node is bounded by its clamp, a move
 or a pool by its input's interval mapped through its (monotone) requantization.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,7 +70,7 @@ class Reach(Interpreter):
         return [(min(n.requant.lo, n.below.lo), max(n.requant.hi, n.below.hi))]
 
     def lookup(self, n, x) -> list:
-        used = n.table[x[0] - n.qin[0].lo:x[1] - n.qin[0].lo + 1]  # the entries the input's codes index
+        used = n.table[x[0] - n.qin[0].lo : x[1] - n.qin[0].lo + 1]  # the entries the input's codes index
         return [(int(used.min()), int(used.max()))]
 
     def softmax(self, n, x) -> list:  # (e r + 2^(k-1)) >> k >= 0: at or above the zero point

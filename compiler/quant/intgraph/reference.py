@@ -1,4 +1,5 @@
-"""The integer reference executor: runs a quantized graph (tcc.quant.intgraph.qgraph) with integer arithmetic only, exactly
+"""The integer reference executor: runs a quantized graph (tcc.quant.intgraph.qgraph) with integer arithmetic only,
+exactly
 as an integer backend does: the golden INT8 model of the TVM (and later TFLite and AX) backends.
 
     y = run_reference(fp32_onnx, table, x)                       # plan + quantize_graph + Reference().run
@@ -32,6 +33,7 @@ Conventions (TFLite / gemmlowp):
   sub-model on ONNX Runtime's float kernels (tcc.quant.intgraph.islands) and quantizes the outputs an integer node reads
   with the graph input's equation (8); a tensor between islands stays float.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,6 +41,7 @@ import onnx
 
 from ...intops import REFERENCE, Interpreter
 from ..table.file import CalibrationTable
+from . import gemmlowp
 from .fixed_point import (  # noqa: F401 (re-exported)
     INT32_MAX,
     INT32_MIN,
@@ -49,16 +52,26 @@ from .fixed_point import (  # noqa: F401 (re-exported)
     quantize_multiplier,
     single_half_away_multiply,
 )
-from . import gemmlowp
 from .islands import FloatOps
 from .plan import plan
 from .qgraph import quantize_graph
 from .qtypes import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant
 
-__all__ = ["ADD_LEFT_SHIFT", "INT32_MAX", "INT32_MIN", "QTensor", "Reference", "add_int", "add_params",
-           "backend_tensors",
-           "multiply_by_quantized_multiplier", "per_op_deviation", "quantize_multiplier", "requantize",
-           "run_reference"]
+__all__ = [
+    "ADD_LEFT_SHIFT",
+    "INT32_MAX",
+    "INT32_MIN",
+    "QTensor",
+    "Reference",
+    "add_int",
+    "add_params",
+    "backend_tensors",
+    "multiply_by_quantized_multiplier",
+    "per_op_deviation",
+    "quantize_multiplier",
+    "requantize",
+    "run_reference",
+]
 
 
 def apply_requant(acc: np.ndarray, rq: Requant, axis: int = 1) -> np.ndarray:
@@ -82,8 +95,12 @@ def add_params(s_a: float, s_b: float, s_o: float) -> dict:
         q, shift = quantize_multiplier(m)
         return int(q[0]), int(shift[0])
 
-    return {"left_shift": ADD_LEFT_SHIFT, "a": qm(float(s_a) / twice_max), "b": qm(float(s_b) / twice_max),
-            "out": qm(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_o)))}
+    return {
+        "left_shift": ADD_LEFT_SHIFT,
+        "a": qm(float(s_a) / twice_max),
+        "b": qm(float(s_b) / twice_max),
+        "out": qm(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_o))),
+    }
 
 
 def add_codes(a_q: np.ndarray, a_zp: int, b_q: np.ndarray, b_zp: int, p: AddParams) -> np.ndarray:
@@ -95,8 +112,18 @@ def add_codes(a_q: np.ndarray, a_zp: int, b_q: np.ndarray, b_zp: int, p: AddPara
     return apply_requant(sa + sb, p.out)
 
 
-def add_int(a_q: np.ndarray, a_zp: int, s_a: float, b_q: np.ndarray, b_zp: int, s_b: float,
-            s_o: float, zp_o: int, lo: int, hi: int) -> np.ndarray:
+def add_int(  # noqa: PLR0913
+    a_q: np.ndarray,
+    a_zp: int,
+    s_a: float,
+    b_q: np.ndarray,
+    b_zp: int,
+    s_b: float,
+    s_o: float,
+    zp_o: int,
+    lo: int,
+    hi: int,
+) -> np.ndarray:
     """Integer a + b (codes at their own scales) -> codes at (s_o, zp_o), clamped to [lo, hi]."""
     p = add_params(s_a, s_b, s_o)
 
@@ -105,8 +132,13 @@ def add_int(a_q: np.ndarray, a_zp: int, s_a: float, b_q: np.ndarray, b_zp: int, 
         return Multiplier(np.array([q], np.int64), np.array([shift], np.int64))
 
     out = QParams(float(s_o), int(zp_o), int(lo), int(hi))
-    return add_codes(a_q, a_zp, b_q, b_zp, AddParams(p["left_shift"], mult("a"), mult("b"),
-                                                      Requant(mult("out"), int(zp_o), int(lo), int(hi), out)))
+    return add_codes(
+        a_q,
+        a_zp,
+        b_q,
+        b_zp,
+        AddParams(p["left_shift"], mult("a"), mult("b"), Requant(mult("out"), int(zp_o), int(lo), int(hi), out)),
+    )
 
 
 def softmax_codes(q: np.ndarray, table: np.ndarray, numerator: int, shift: int, out: QParams) -> np.ndarray:
@@ -121,7 +153,7 @@ def softmax_codes(q: np.ndarray, table: np.ndarray, numerator: int, shift: int, 
 class QTensor:
     """Codes (int64) with their quantization parameters."""
 
-    __slots__ = ("q", "params")
+    __slots__ = ("params", "q")
 
     def __init__(self, q: np.ndarray, params: QParams):
         self.q, self.params = q, params
@@ -169,7 +201,9 @@ def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     cols = np.empty((n, c, kh, kw, oh, ow), np.int64)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            cols[:, :, i, j] = xp[
+                :, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw
+            ]
     cols = cols.reshape(n, g, cg * kh * kw, oh * ow)
     wg = w.reshape(g, co // g, cg * kh * kw).astype(np.int64)
     out = np.einsum("gok,ngkp->ngop", wg, cols)
@@ -186,7 +220,7 @@ def _windows(x: np.ndarray, geo: dict, kind: str, pad_value) -> np.ndarray:
     out = None
     for i in range(kh):
         for j in range(kw):
-            v = xp[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+            v = xp[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
             out = v.copy() if out is None else (np.maximum(out, v) if kind == "max" else out + v)
     return out
 
@@ -203,8 +237,11 @@ class Reference(Interpreter):
     def run(self, qg: QGraph, x: np.ndarray, return_all: bool = False):
         """The float graph output(s) for float input x [N, C, H, W]; with return_all also {tensor: QTensor}."""
         self.batch = len(x)
-        env: dict[str, object] = {qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)
-                                  if qg.input_q is not None else np.asarray(x, np.float32)}
+        env: dict[str, object] = {
+            qg.input: QTensor(quantize_input(x, qg.input_q, qg.input_rounding), qg.input_q)
+            if qg.input_q is not None
+            else np.asarray(x, np.float32)
+        }
         for node in qg.nodes:
             env.update(zip(node.outputs, self.run_node(node, *(env[i] for i in node.inputs))))
         outs = [env[o].dequant() if isinstance(env[o], QTensor) else env[o] for o in qg.outputs]
@@ -423,6 +460,14 @@ def per_op_deviation(qg: QGraph, codes: dict, outputs: dict, floats: dict | None
             if worst_op is None or m > worst:
                 worst, worst_op = m, n.name
         checked += compared == to_compare
-    return {"ops_checked": checked, "max_lsb": worst, "worst_op": worst_op, "differing_elements": differ,
-            "elements": total, "max_lsb_by_kind": dict(sorted(by_kind.items())), "max_lsb_integer": part[True],
-            "max_lsb_islands": part[False], "islands": len(qg.islands)}
+    return {
+        "ops_checked": checked,
+        "max_lsb": worst,
+        "worst_op": worst_op,
+        "differing_elements": differ,
+        "elements": total,
+        "max_lsb_by_kind": dict(sorted(by_kind.items())),
+        "max_lsb_integer": part[True],
+        "max_lsb_islands": part[False],
+        "islands": len(qg.islands),
+    }

@@ -4,6 +4,7 @@ to 16 bits (the placement's cheaper remedy than a float island, where the rules'
     fit_accumulators(table, graph)               # a W8A16 calibration: narrow the grids an accumulator overflows on
     table = widened(table, graph, {"s2.pw.conv"}) # these tensors (and their scale groups) at 16 bits
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,7 +59,8 @@ def group_members(table: CalibrationTable, name: str) -> list[str]:
 def widened(table: CalibrationTable, graph: IntGraph, names) -> CalibrationTable:
     """A copy of `table` whose activations `names`, with every tensor of their scale groups, are signed 16-bit on
     the whole range the calibration saw (the entries' min / max: a group takes its widest; a softmax's output
-    its [0, 1]), then fitted to the readers' accumulators (fit_accumulators). A group that no grid of 9 to 16 bits fits (a reader summing tens of
+    its [0, 1]), then fitted to the readers' accumulators (fit_accumulators). A group that no grid of 9 to 16 bits fits
+    (a reader summing tens of
     thousands of products) stays as `table` has it: its kernels offer no such choice. The other entries are
     untouched; `names` empty gives `table`."""
     if not names:
@@ -90,8 +92,16 @@ def _on_wide_grids(table: CalibrationTable, members: set, fixed: dict[str, float
         amax = max(max(abs(tensors[m]["min"]), abs(tensors[m]["max"]), fixed.get(m, 0.0)) for m in group)
         scale = float(scale_for_threshold(amax, WIDE_BITS, True))
         for m in group:
-            tensors[m].update(scale=scale, zero_point=0, bits=WIDE_BITS, symmetric=True, signed=True,
-                              method=WIDE_METHOD, threshold=float(amax), widened=True)
+            tensors[m].update(
+                scale=scale,
+                zero_point=0,
+                bits=WIDE_BITS,
+                symmetric=True,
+                signed=True,
+                method=WIDE_METHOD,
+                threshold=float(amax),
+                widened=True,
+            )
             tensors[m].pop("headroom_for", None)
         done.update(group)
     return out

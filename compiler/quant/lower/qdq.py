@@ -18,6 +18,7 @@ arithmetic in three plain ops: a DequantizeLinear in front of a float Conv / Gem
 weights itself (its WeightBiasQuantization pass: per-tensor int8, not what the island means), and in front of any
 other op lets its QDQ fusions take the node back into an integer kernel.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,20 +51,28 @@ def planned(model: onnx.ModelProto, table: CalibrationTable):
 def quant_points(model: onnx.ModelProto, table: CalibrationTable, graph=None) -> list[str]:
     """Activation tensors that get a Q/DQ pair, in table order: every activation of the table that the model
     consumes and its integer graph quantizes, except graph outputs and tensors computed inside one integer op (a
-    conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.intgraph.plan says
+    conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.intgraph.plan
+    says
     which."""
     graph = graph or planned(model, table)
     model = graph.model  # the table's quantized form of the model
     outputs = {o.name for o in model.graph.output}
     consumed = {i for n in model.graph.node for i in n.input}
     inside, quantized = graph.internal, set(graph.quantized)
-    return [name for name, t in table.tensors.items()
-            if t["kind"] == "activation" and name in consumed and name not in outputs and name not in inside
-            and name in quantized]
+    return [
+        name
+        for name, t in table.tensors.items()
+        if t["kind"] == "activation"
+        and name in consumed
+        and name not in outputs
+        and name not in inside
+        and name in quantized
+    ]
 
 
-def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = False,
-           rewrites: bool | None = None) -> onnx.ModelProto:
+def to_qdq(  # noqa: PLR0915
+    model: onnx.ModelProto, table: CalibrationTable, compact: bool = False, rewrites: bool | None = None
+) -> onnx.ModelProto:
     """The QDQ model, at the model's own opset. rewrites (default: the table rules' `kernel_rewrites`, on for ORT):
     exact graph rewrites that let ORT pick its fast integer kernels (AveragePool -> depthwise conv, space-to-depth
     stem). compact: the deployment form (`compact_qdq`): short names, no redundant nodes or tensors; the same values.
@@ -106,12 +115,27 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
         domain = wide_domain if wide else ""
         new_inits.append(helper.make_tensor(f"{name}/scale", TensorProto.FLOAT, [], [s]))
         new_inits.append(helper.make_tensor(f"{name}/zero_point", ztype, [], [zp]))
-        new_nodes.append((name, [
-            helper.make_node("QuantizeLinear", [name, f"{name}/scale", f"{name}/zero_point"], [f"{name}/q"],
-                             name=f"{name}/quantize", domain=domain),
-            helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
-                             [f"{name}/dq"], name=f"{name}/dequantize", domain=domain),
-        ]))
+        new_nodes.append(
+            (
+                name,
+                [
+                    helper.make_node(
+                        "QuantizeLinear",
+                        [name, f"{name}/scale", f"{name}/zero_point"],
+                        [f"{name}/q"],
+                        name=f"{name}/quantize",
+                        domain=domain,
+                    ),
+                    helper.make_node(
+                        "DequantizeLinear",
+                        [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
+                        [f"{name}/dq"],
+                        name=f"{name}/dequantize",
+                        domain=domain,
+                    ),
+                ],
+            )
+        )
         rename[name] = f"{name}/dq"
     dequantized = {}  # quantized tensor -> its Cast/Sub/Mul dequantization, made once, for float islands
     for n in g.node:
@@ -165,7 +189,6 @@ def to_qdq(model: onnx.ModelProto, table: CalibrationTable, compact: bool = Fals
     return m
 
 
-
 class QdqLowering(Interpreter):
     """The QDQ form's part of each kind (tcc.intops: every kind whose lowerings name QDQ has its method here): a
     weighted producer's int8 weights per output channel and int32 bias behind DequantizeLinears; every other kind
@@ -174,8 +197,16 @@ class QdqLowering(Interpreter):
 
     lowering = QDQ
 
-    def __init__(self, table: CalibrationTable, inits: dict, nodes_by_name: dict, rename: dict, s2d: dict,
-                 head: list, new_inits: list):
+    def __init__(
+        self,
+        table: CalibrationTable,
+        inits: dict,
+        nodes_by_name: dict,
+        rename: dict,
+        s2d: dict,
+        head: list,
+        new_inits: list,
+    ):
         self.table, self.inits, self.nodes_by_name, self.rename, self.s2d = table, inits, nodes_by_name, rename, s2d
         self.head, self.new_inits = head, new_inits
         self.drop: set[str] = set()  # float initializers replaced by their codes
@@ -188,24 +219,50 @@ class QdqLowering(Interpreter):
             return
         if l.weight in self.drop:  # a weight shared by several layers: one int8 copy
             if l.bias and l.input in self.rename:
-                _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits, unique=True,
-                      area=area)
+                _bias(
+                    l,
+                    self.inits,
+                    table,
+                    self.nodes_by_name,
+                    self.drop,
+                    self.head,
+                    self.new_inits,
+                    unique=True,
+                    area=area,
+                )
             return
         w = numpy_helper.to_array(self.inits[l.weight]).astype(np.float32)
         sw = table.weight_scale(l.weight)
         wq = weight_codes(table, l.weight, w).astype(np.int8)
         if l.name in self.s2d:
             wq = self.s2d[l.name](wq)
-        self.head.append(helper.make_node("DequantizeLinear",
-                                          [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],
-                                          [l.weight], name=f"{l.weight}/dequantize", axis=l.w_axis))
-        self.new_inits += [numpy_helper.from_array(wq, f"{l.weight}/q"),
-                           numpy_helper.from_array(sw.astype(np.float32), f"{l.weight}/scale"),
-                           numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point")]
+        self.head.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],
+                [l.weight],
+                name=f"{l.weight}/dequantize",
+                axis=l.w_axis,
+            )
+        )
+        self.new_inits += [
+            numpy_helper.from_array(wq, f"{l.weight}/q"),
+            numpy_helper.from_array(sw.astype(np.float32), f"{l.weight}/scale"),
+            numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point"),
+        ]
         self.drop.add(l.weight)
         if l.bias and l.input in self.rename:
-            _bias(l, self.inits, table, self.nodes_by_name, self.drop, self.head, self.new_inits,
-                  unique=l.bias in self.drop, area=area)
+            _bias(
+                l,
+                self.inits,
+                table,
+                self.nodes_by_name,
+                self.drop,
+                self.head,
+                self.new_inits,
+                unique=l.bias in self.drop,
+                area=area,
+            )
 
     def add_constant(self, node) -> None:
         """The constant as its int8 codes behind a DequantizeLinear (node_constants.constant_codes), so that ONNX
@@ -214,11 +271,19 @@ class QdqLowering(Interpreter):
         if name in self.drop:  # shared by several adds: one copy
             return
         codes, scale = constant_codes(numpy_helper.to_array(self.inits[name]))
-        self.head.append(helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
-                                          [name], name=f"{name}/dequantize"))
-        self.new_inits += [numpy_helper.from_array(codes.astype(np.int8), f"{name}/q"),
-                           numpy_helper.from_array(np.array(scale, np.float32), f"{name}/scale"),
-                           numpy_helper.from_array(np.array(0, np.int8), f"{name}/zero_point")]
+        self.head.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
+                [name],
+                name=f"{name}/dequantize",
+            )
+        )
+        self.new_inits += [
+            numpy_helper.from_array(codes.astype(np.int8), f"{name}/q"),
+            numpy_helper.from_array(np.array(scale, np.float32), f"{name}/scale"),
+            numpy_helper.from_array(np.array(0, np.int8), f"{name}/zero_point"),
+        ]
         self.drop.add(name)
 
     def _own_op(self, node) -> None:
@@ -236,7 +301,8 @@ class QdqLowering(Interpreter):
     def float_island(self, node) -> None:
         """Float weights and biases stay; its quantized inputs reach it dequantized in plain ops (above)."""
 
-def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+
+def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
     """The deployment form of a QDQ model: ONNX Runtime fuses it into the same integer kernels, and run as float
     fake-quant it gives the same values (bit for bit on DDSNet). DDSNet: 0.43x -> 0.2995x of the FP32 file, of
     which the int8 weights are 0.24x and float32 biases + per-channel weight scales 0.045x; the rest was names
@@ -273,8 +339,13 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
 
     drop_nodes = set()
     for n in g.node:
-        if (n.op_type == "Relu" and n.output[0] not in outputs and len(consumers.get(n.output[0], [])) == 1
-                and consumers[n.output[0]][0].op_type == "QuantizeLinear" and at_code_min(consumers[n.output[0]][0])):
+        if (
+            n.op_type == "Relu"
+            and n.output[0] not in outputs
+            and len(consumers.get(n.output[0], [])) == 1
+            and consumers[n.output[0]][0].op_type == "QuantizeLinear"
+            and at_code_min(consumers[n.output[0]][0])
+        ):
             consumers[n.output[0]][0].input[0] = n.input[0]
             drop_nodes.add(id(n))
     new_inits = []
@@ -294,8 +365,13 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
         new_inits.append(numpy_helper.from_array(b, dq.output[0]))
         drop_nodes.add(id(dq))
     for n in g.node:  # conv weights: no all-zero int8 zero point (activations and Gemm weights keep theirs)
-        if (id(n) not in drop_nodes and n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2
-                and all(c.op_type == "Conv" for c in consumers.get(n.output[0], []))):
+        if (
+            id(n) not in drop_nodes
+            and n.op_type == "DequantizeLinear"
+            and n.input[0] in inits
+            and len(n.input) > 2
+            and all(c.op_type == "Conv" for c in consumers.get(n.output[0], []))
+        ):
             zp = const(n.input[2])
             if zp is not None and zp.dtype == np.int8 and not zp.any():
                 del n.input[2]
@@ -304,12 +380,22 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
         if id(n) in drop_nodes or n.op_type != "DequantizeLinear" or n.input[0] not in inits:
             continue
         w = const(n.input[0])
-        if (w.size < 16 or not (w == w.reshape(-1)[0]).all() or n.input[0] in {f.output[0] for f in fills}
-                or len(consumers[n.input[0]]) != 1):
+        if (
+            w.size < 16
+            or not (w == w.reshape(-1)[0]).all()
+            or n.input[0] in {f.output[0] for f in fills}
+            or len(consumers[n.input[0]]) != 1
+        ):
             continue
         new_inits.append(numpy_helper.from_array(np.array(w.shape, np.int64), f"{n.input[0]}/shape"))
-        fills.append(helper.make_node("ConstantOfShape", [f"{n.input[0]}/shape"], [n.input[0]],
-                                      value=numpy_helper.from_array(w.reshape(-1)[:1])))
+        fills.append(
+            helper.make_node(
+                "ConstantOfShape",
+                [f"{n.input[0]}/shape"],
+                [n.input[0]],
+                value=numpy_helper.from_array(w.reshape(-1)[:1]),
+            )
+        )
     nodes = fills + [n for n in g.node if id(n) not in drop_nodes]
     for n in nodes:
         n.ClearField("doc_string")
@@ -317,8 +403,12 @@ def compact_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             keep = []
             for a in n.attribute:
                 v = helper.get_attribute_value(a)
-                if not ((a.name in ("dilations", "strides") and all(x == 1 for x in v)) or a.name == "kernel_shape"
-                        or (a.name == "pads" and not any(v)) or (a.name == "group" and v == 1)):
+                if not (
+                    (a.name in ("dilations", "strides") and all(x == 1 for x in v))
+                    or a.name == "kernel_shape"
+                    or (a.name == "pads" and not any(v))
+                    or (a.name == "group" and v == 1)
+                ):
                     keep.append(a)
             del n.attribute[:]
             n.attribute.extend(keep)
@@ -382,16 +472,23 @@ def _float_dequantize(name: str, table: CalibrationTable, new_inits: list) -> li
     same float32 arithmetic as DequantizeLinear, in ops ONNX Runtime's QDQ passes leave alone. Its tensors are named
     `NAME/island_*`: the ONNX lowering names a node's own tensors `NODE/SUFFIX` (a layer norm's `NAME/centered`)."""
     s, zp, _ = table.act_scale(name)
-    nodes = [helper.make_node("Cast", [f"{name}/q"], [f"{name}/island_codes"], name=f"{name}/island_cast",
-                              to=TensorProto.FLOAT)]
+    nodes = [
+        helper.make_node(
+            "Cast", [f"{name}/q"], [f"{name}/island_codes"], name=f"{name}/island_cast", to=TensorProto.FLOAT
+        )
+    ]
     value = f"{name}/island_codes"
     if zp:
         new_inits.append(helper.make_tensor(f"{name}/island_zero_point", TensorProto.FLOAT, [], [float(zp)]))
-        nodes.append(helper.make_node("Sub", [value, f"{name}/island_zero_point"], [f"{name}/island_centered"],
-                                      name=f"{name}/island_center"))
+        nodes.append(
+            helper.make_node(
+                "Sub", [value, f"{name}/island_zero_point"], [f"{name}/island_centered"], name=f"{name}/island_center"
+            )
+        )
         value = f"{name}/island_centered"
-    nodes.append(helper.make_node("Mul", [value, f"{name}/scale"], [f"{name}/island_float"],
-                                  name=f"{name}/island_dequantize"))
+    nodes.append(
+        helper.make_node("Mul", [value, f"{name}/scale"], [f"{name}/island_float"], name=f"{name}/island_dequantize")
+    )
     return nodes
 
 
@@ -403,8 +500,14 @@ def _pools_as_convs(model, g, rename, points, new_inits, islands=frozenset()) ->
     from onnx import shape_inference
 
     head = []
-    pools = [n for n in g.node if n.op_type == "AveragePool" and n.input[0] in rename.values()
-             and n.output[0] in points and (n.name or n.output[0]) not in islands]
+    pools = [
+        n
+        for n in g.node
+        if n.op_type == "AveragePool"
+        and n.input[0] in rename.values()
+        and n.output[0] in points
+        and (n.name or n.output[0]) not in islands
+    ]
     if not pools:
         return head
     vi = {v.name: v for v in shape_inference.infer_shapes(model).graph.value_info}
@@ -415,21 +518,35 @@ def _pools_as_convs(model, g, rename, points, new_inits, islands=frozenset()) ->
         area = int(np.prod(k)) if k else 0
         t = vi.get(orig[n.input[0]])
         dims = t.type.tensor_type.shape.dim if t is not None else []
-        if (len(k) != 2 or area & (area - 1) or area > 64 or any(a.get("pads", [0])) or a.get("ceil_mode", 0)
-                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or len(dims) != 4
-                or not dims[1].HasField("dim_value")):
+        if (
+            len(k) != 2
+            or area & (area - 1)
+            or area > 64
+            or any(a.get("pads", [0]))
+            or a.get("ceil_mode", 0)
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or len(dims) != 4
+            or not dims[1].HasField("dim_value")
+        ):
             continue
         c = dims[1].dim_value
         w = f"{n.name or n.output[0]}/avg"
-        new_inits += [numpy_helper.from_array(np.full((c, 1, *k), 64, np.int8), f"{w}/q"),
-                      numpy_helper.from_array(np.float32(1.0 / (64 * area)), f"{w}/scale")]
+        new_inits += [
+            numpy_helper.from_array(np.full((c, 1, *k), 64, np.int8), f"{w}/q"),
+            numpy_helper.from_array(np.float32(1.0 / (64 * area)), f"{w}/scale"),
+        ]
         head.append(helper.make_node("DequantizeLinear", [f"{w}/q", f"{w}/scale"], [w], name=f"{w}/dequantize"))
         strides = list(a.get("strides", [1, 1]))
         del n.attribute[:]
         n.op_type = "Conv"
         n.input.append(w)
-        n.attribute.extend([helper.make_attribute("kernel_shape", k), helper.make_attribute("strides", strides),
-                            helper.make_attribute("group", c)])
+        n.attribute.extend(
+            [
+                helper.make_attribute("kernel_shape", k),
+                helper.make_attribute("strides", strides),
+                helper.make_attribute("group", c),
+            ]
+        )
     return head
 
 
@@ -452,17 +569,31 @@ def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, islands=fro
     for l in find_layers(model):
         src = inputs.get(l.input)
         node = nodes_by_name.get(l.name)
-        if (l.op != "Conv" or src is None or len(consumers.get(l.input, [])) != 1 or l.input not in rename
-                or node is None or l.weight not in inits or l.name in islands):
+        if (
+            l.op != "Conv"
+            or src is None
+            or len(consumers.get(l.input, [])) != 1
+            or l.input not in rename
+            or node is None
+            or l.weight not in inits
+            or l.name in islands
+        ):
             continue
         wshape = list(inits[l.weight].dims)
         dims = src.type.tensor_type.shape.dim
         a = l.attrs
         k = list(a.get("kernel_shape", wshape[2:]))
         pads = list(a.get("pads", [0] * 4))
-        if (len(wshape) != 4 or wshape[1] % 4 == 0 or a.get("group", 1) != 1 or list(a.get("strides", [1, 1])) != [2, 2]
-                or any(d != 1 for d in a.get("dilations", [1, 1])) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-                or len(dims) != 4 or not all(d.HasField("dim_value") and d.dim_value % 2 == 0 for d in dims[2:])):
+        if (
+            len(wshape) != 4
+            or wshape[1] % 4 == 0
+            or a.get("group", 1) != 1
+            or list(a.get("strides", [1, 1])) != [2, 2]
+            or any(d != 1 for d in a.get("dilations", [1, 1]))
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or len(dims) != 4
+            or not all(d.HasField("dim_value") and d.dim_value % 2 == 0 for d in dims[2:])
+        ):
             continue
         size = [d.dim_value for d in dims[2:]]
         e = [p % 2 for p in pads[:2]]  # leading zero taps so that the window starts on an even row / column
@@ -476,23 +607,29 @@ def _stem_space_to_depth(model, g, nodes_by_name, rename, new_nodes, islands=fro
 
         def rewrite(wq, c=c, e=e, kk=kk, k=k):
             wp = np.zeros((wq.shape[0], c, 2 * kk[0], 2 * kk[1]), wq.dtype)
-            wp[:, :, e[0]:e[0] + k[0], e[1]:e[1] + k[1]] = wq
+            wp[:, :, e[0] : e[0] + k[0], e[1] : e[1] + k[1]] = wq
             # SpaceToDepth channel order: (row offset * 2 + column offset) * C + c
             return np.concatenate([wp[:, :, rh::2, rw::2] for rh in range(2) for rw in range(2)], axis=1)
 
         out[l.name] = rewrite
         del node.attribute[:]
-        node.attribute.extend([helper.make_attribute("kernel_shape", kk), helper.make_attribute("strides", [1, 1]),
-                               helper.make_attribute("pads", begin + end)])
+        node.attribute.extend(
+            [
+                helper.make_attribute("kernel_shape", kk),
+                helper.make_attribute("strides", [1, 1]),
+                helper.make_attribute("pads", begin + end),
+            ]
+        )
         for name, pair in new_nodes:  # the input's QuantizeLinear reads SpaceToDepth(input)
             if name == l.input:
                 pair[0].input[0] = f"{name}/s2d"
-                pair.insert(0, helper.make_node("SpaceToDepth", [name], [f"{name}/s2d"], name=f"{name}/s2d",
-                                                blocksize=2))
+                pair.insert(
+                    0, helper.make_node("SpaceToDepth", [name], [f"{name}/s2d"], name=f"{name}/s2d", blocksize=2)
+                )
     return out
 
 
-def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool, area: int = 1) -> None:
+def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool, area: int = 1) -> None:  # noqa: PLR0913
     """int32 bias at s_in * s_w (a pooled conv's: / area) behind a DequantizeLinear; a bias shared by layers with
     different inputs gets one copy per layer (its scale depends on the layer's input scale)."""
     b = numpy_helper.to_array(inits[l.bias]).astype(np.float64)
@@ -504,10 +641,20 @@ def _bias(l, inits, table, nodes_by_name, drop, head, new_inits, unique: bool, a
     if unique:
         node = nodes_by_name[l.name]
         node.input[2] = name
-    head.append(helper.make_node("DequantizeLinear", [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
-                                 [name], name=f"{name}/dequantize", axis=0))
-    new_inits += [numpy_helper.from_array(bq, f"{name}/q"), numpy_helper.from_array(sb, f"{name}/scale"),
-                  numpy_helper.from_array(np.zeros(len(sb), np.int32), f"{name}/zero_point")]
+    head.append(
+        helper.make_node(
+            "DequantizeLinear",
+            [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
+            [name],
+            name=f"{name}/dequantize",
+            axis=0,
+        )
+    )
+    new_inits += [
+        numpy_helper.from_array(bq, f"{name}/q"),
+        numpy_helper.from_array(sb, f"{name}/scale"),
+        numpy_helper.from_array(np.zeros(len(sb), np.int32), f"{name}/zero_point"),
+    ]
     drop.add(l.bias)
 
 

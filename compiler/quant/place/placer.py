@@ -22,17 +22,19 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
   (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per candidate, then one per node
   added; the nodes' interactions are measured as they are added, never assumed.
 
-The search evaluates with ONNX Runtime running the QDQ model as float fake-quant (tcc.quant.lower.qdq: equation (8) at every
+The search evaluates with ONNX Runtime running the QDQ model as float fake-quant (tcc.quant.lower.qdq: equation (8) at
+every
 quantization point, within one LSB per op of the integer reference and two orders of magnitude faster); the result
 is then judged by the integer reference itself on the same samples, and nodes are added (judged by the reference)
 until it reaches the floor too. Deterministic: the same table and data give the same placement, except for the
 speed objective, which measures time (the table records what it measured).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -66,14 +68,18 @@ class PlaceOptions:
 
     @property
     def active(self) -> bool:
-        return (self.min_cos is not None or self.min_worst_cos is not None or self.speed is not None
-                or bool(self.keep_float))
+        return (
+            self.min_cos is not None
+            or self.min_worst_cos is not None
+            or self.speed is not None
+            or bool(self.keep_float)
+        )
 
     @property
     def floor(self) -> float | None:
         return self.min_cos if self.min_cos is not None else (SPEED_FLOOR if self.speed else None)
 
-    def shortfall(self, score: "Score") -> float:
+    def shortfall(self, score: Score) -> float:
         """How far `score` is below the floors (0: every floor met)."""
         short = 0.0
         if self.floor is not None:
@@ -82,7 +88,7 @@ class PlaceOptions:
             short += max(self.min_worst_cos - score.worst, 0.0)
         return short
 
-    def gain(self, old: "Score", new: "Score") -> float:
+    def gain(self, old: Score, new: Score) -> float:
         """What `new` gains on `old` in the objectives `old` misses, or in all of them where it misses none (a ranking
         by fake-quant, which may meet the floors while the integer reference does not); the mean's gain alone with
         --min-cos only."""
@@ -101,14 +107,17 @@ def check_options(options: PlaceOptions, rules: str) -> None:
     if options.speed not in (None, "ort"):
         raise DataError(f"--speed {options.speed!r}: the speed objective measures ONNX Runtime's kernels ('ort')")
     if options.speed and rules != "ort":
-        raise DataError(f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
-                        f"not {rules!r}")
+        raise DataError(
+            f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, not {rules!r}"
+        )
     if options.samples < 1:
         raise DataError(f"--place-samples must be at least 1, not {options.samples}")
     if options.active and not get_rules(rules).float_ops:
-        raise DataError(f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "
-                        "precision): --min-cos, --min-worst-cos, --speed and --keep-float need a target that runs "
-                        "float islands (ort, tvm, tflite, pulsar2)")
+        raise DataError(
+            f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "
+            "precision): --min-cos, --min-worst-cos, --speed and --keep-float need a target that runs "
+            "float islands (ort, tvm, tflite, pulsar2)"
+        )
 
 
 def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
@@ -117,8 +126,11 @@ def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
     unknown = [k for k in options.keep_float if k not in anchors]
     if unknown:
         covered = {c: n.name for n in graph.nodes for c in n.covers}
-        hint = f" (computed by node {covered[unknown[0]]!r})" if unknown[0] in covered else \
-            f"; its nodes are, e.g., {', '.join(anchors[:4])}"
+        hint = (
+            f" (computed by node {covered[unknown[0]]!r})"
+            if unknown[0] in covered
+            else f"; its nodes are, e.g., {', '.join(anchors[:4])}"
+        )
         raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
 
 
@@ -183,8 +195,13 @@ class Widths:
         return Remedy(WIDE, names, self.cost, set, complete=False)
 
 
-def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, options: PlaceOptions,
-          log: Callable[[str], None] = lambda s: None) -> CalibrationTable:
+def place(  # noqa: PLR0915
+    fp32: onnx.ModelProto,
+    table: CalibrationTable,
+    data: np.ndarray,
+    options: PlaceOptions,
+    log: Callable[[str], None] = lambda s: None,
+) -> CalibrationTable:
     """`table` with the placement the options ask for (the table itself when they ask for none)."""
     if not options.active:
         return table
@@ -200,8 +217,9 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     x = np.ascontiguousarray(data[idx])
     fq = FakeQuant(fp32, x)
     widths = Widths(graph, table)
-    chosen: dict[str, dict] = {k: {"precision": FLOAT, "reason": "pinned", "kind": anchors[k].kind}
-                               for k in options.keep_float}
+    chosen: dict[str, dict] = {
+        k: {"precision": FLOAT, "reason": "pinned", "kind": anchors[k].kind} for k in options.keep_float
+    }
     wide: dict[str, dict] = {}  # nodes whose outputs are widened to 16 bits
 
     def table_for(floats, wides) -> CalibrationTable:
@@ -214,12 +232,18 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         return reference_score(fp32, table_for(floats, wides), x, fq.ref)
 
     before = fake(set(), set())
-    record: dict = {"objectives": {"min_cos": options.floor, **({"min_worst_cos": options.min_worst_cos}
-                                                                 if options.min_worst_cos is not None else {}),
-                                   "speed": options.speed, "pinned": sorted(options.keep_float),
-                                   "wide": widens(options, rules)},
-                    "samples": int(len(x)), "cos_before": round(before.mean, 7),
-                    **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {})}
+    record: dict = {
+        "objectives": {
+            "min_cos": options.floor,
+            **({"min_worst_cos": options.min_worst_cos} if options.min_worst_cos is not None else {}),
+            "speed": options.speed,
+            "pinned": sorted(options.keep_float),
+            "wide": widens(options, rules),
+        },
+        "samples": len(x),
+        "cos_before": round(before.mean, 7),
+        **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {}),
+    }
     if options.speed:
         found, profile = speed_nodes(fp32, table, set(chosen), data[:1], log)
         for name, numbers in found.items():
@@ -233,11 +257,29 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         missed the floors it kept every candidate wide (the most it can do); the float nodes may do without: then
         none stays widened."""
         if short(cos) > 0 and widens(options, rules):
-            cos = greedy(widths.remedy(), graph, lambda w: judge(set(chosen), w), wide, options, cos, log, what,
-                         rank=rank and (lambda w: rank(set(chosen), w)))
+            cos = greedy(
+                widths.remedy(),
+                graph,
+                lambda w: judge(set(chosen), w),
+                wide,
+                options,
+                cos,
+                log,
+                what,
+                rank=rank and (lambda w: rank(set(chosen), w)),
+            )
         if short(cos) > 0:
-            cos = greedy(floating, graph, lambda f: judge(f, set(wide)), chosen, options, cos, log, what,
-                         rank=rank and (lambda f: rank(f, set(wide))))
+            cos = greedy(
+                floating,
+                graph,
+                lambda f: judge(f, set(wide)),
+                chosen,
+                options,
+                cos,
+                log,
+                what,
+                rank=rank and (lambda f: rank(f, set(wide))),
+            )
             if wide and short(alone := judge(set(chosen), set())) == 0:
                 log(f"placement: the float nodes meet the floors without widening: {what} output cosine {alone}")
                 wide.clear()
@@ -254,8 +296,9 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
     producer = {o: n.name for n in graph.nodes for o in n.outputs}
     for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
         # the reason of the float node it moves codes for (a required island's output: the search's, accuracy)
-        source = next((chosen[producer[i]] for i in anchors[name].inputs if producer.get(i) in chosen),
-                      {"reason": "accuracy"})
+        source = next(
+            (chosen[producer[i]] for i in anchors[name].inputs if producer.get(i) in chosen), {"reason": "accuracy"}
+        )
         chosen[name] = {"precision": FLOAT, "reason": source["reason"], "kind": anchors[name].kind}
     record["float_cost_share"] = round(cost_share(graph, set(chosen)), 4)
     final = widened(table, graph, widths.tensors(set(wide)))
@@ -266,18 +309,24 @@ def place(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, opti
         record["widened_tensors"] = len(on_wide)
         record["widened_cost_share"] = round(widths.readers_cost(on_wide) / total_cost(graph), 4)
     # (no wall time in the table: the same table and data must give byte-identical bundles)
-    log(f"placement: {len(chosen)} node(s) in float, {len(wide)} widened to 16 bits; output cosine {before} -> "
+    log(
+        f"placement: {len(chosen)} node(s) in float, {len(wide)} widened to 16 bits; output cosine {before} -> "
         f"{cos} (fake-quant), {ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
-        f"{time.perf_counter() - t0:.1f} s")
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     return with_placement(final, placement_doc(chosen, record, wide))
 
 
 def float_remedy(graph: IntGraph) -> Remedy:
     """The FLOAT remedy: the computing nodes of the integer graph kept in float with the moves between them."""
     anchors = {n.name: n for n in graph.nodes}
-    return Remedy(FLOAT, tuple(n.name for n in graph.nodes if n.integer and n.op.placeable),
-                  lambda names: sum(node_cost(graph, anchors[n]) for n in names),
-                  lambda names: names | absorbed(graph, names), complete=True)
+    return Remedy(
+        FLOAT,
+        tuple(n.name for n in graph.nodes if n.integer and n.op.placeable),
+        lambda names: sum(node_cost(graph, anchors[n]) for n in names),
+        lambda names: names | absorbed(graph, names),
+        complete=True,
+    )
 
 
 def absorbed(graph: IntGraph, names: set) -> set:
@@ -297,9 +346,14 @@ def absorbed(graph: IntGraph, names: set) -> set:
     while shrunk:
         shrunk = False
         for n in graph.nodes:
-            if n.name in out and n.name not in fixed and not (
+            if (
+                n.name in out
+                and n.name not in fixed
+                and not (
                     all(writer.get(i) in out for i in n.inputs)
-                    and all(r in out for o in n.outputs for r in readers.get(o, []))):
+                    and all(r in out for o in n.outputs for r in readers.get(o, []))
+                )
+            ):
                 out.discard(n.name)
                 shrunk = True
     return out - {n.name for n in graph.islands}
@@ -313,28 +367,36 @@ def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
         return []
     o = p.get("objectives", {})
     worst = f", worst sample {o['min_worst_cos']}" if "min_worst_cos" in o else ""
-    lines = [f"precision placement: {len(float_nodes(table))} node(s) kept in float (objectives: min cosine "
-             f"{o.get('min_cos')}{worst}, speed {o.get('speed') or '-'}, pinned {len(o.get('pinned', []))}); output "
-             f"cosine vs FP32 on {p.get('samples')} samples {p.get('cos_before')} -> {p.get('cos_after')} (fake-quant), "
-             f"{p.get('reference_cos_after')} (integer reference)"
-             + (f"; worst sample {p.get('worst_cos_before')} -> {p.get('reference_worst_cos_after')} (integer "
-                "reference)" if worst else "")]
+    lines = [
+        f"precision placement: {len(float_nodes(table))} node(s) kept in float (objectives: min cosine "
+        f"{o.get('min_cos')}{worst}, speed {o.get('speed') or '-'}, pinned {len(o.get('pinned', []))}); output "
+        f"cosine vs FP32 on {p.get('samples')} samples {p.get('cos_before')} -> {p.get('cos_after')} (fake-quant), "
+        f"{p.get('reference_cos_after')} (integer reference)"
+        + (
+            f"; worst sample {p.get('worst_cos_before')} -> {p.get('reference_worst_cos_after')} (integer reference)"
+            if worst
+            else ""
+        )
+    ]
     share = p.get("float_cost_share")
     if share is not None:
         lines[0] += f"; {100 * share:.1f}% of the model's cost (MACs, output elements) in float"
     if p.get(WIDENED):
-        lines[0] += (f"; {len(p[WIDENED])} node(s) widened to 16-bit outputs ({p.get('widened_tensors')} tensors, "
-                     f"read by {100 * p.get('widened_cost_share', 0):.1f}% of the model's cost)")
+        lines[0] += (
+            f"; {len(p[WIDENED])} node(s) widened to 16-bit outputs ({p.get('widened_tensors')} tensors, "
+            f"read by {100 * p.get('widened_cost_share', 0):.1f}% of the model's cost)"
+        )
     if share is not None and share > HEAVY_SHARE:
-        lines.append(f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
-                     "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)")
+        lines.append(
+            f"warning: the placement keeps {100 * share:.0f}% of the model in float: little of it runs "
+            "as INT8 (lower --min-cos / --min-worst-cos, or calibrate with more steps or data)"
+        )
     for name, e in p["nodes"].items() if nodes else ():
-        extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + \
-            (f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else "")
+        extra = (f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else "") + (
+            f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else ""
+        )
         lines.append(f"  {name} ({e.get('kind', '?')}): {e['reason']}{extra}")
     for name, e in p.get(WIDENED, {}).items() if nodes else ():
         extra = f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else ""
         lines.append(f"  {name} ({e.get('kind', '?')}): outputs widened to 16 bits ({e['reason']}){extra}")
     return lines
-
-

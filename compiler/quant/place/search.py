@@ -13,10 +13,11 @@ measures with the others is lower (quantization errors partly cancel: gains do n
 what was kept while that helps (ROUNDS passes); the last resort is the shortest tail of the graph that meets the
 floors (bisection). A judge maps the remedy's set of nodes to a Score; the placer closes over the other remedy's.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class Score:
     worst: float
 
     @classmethod
-    def of(cls, cosines: np.ndarray) -> "Score":
+    def of(cls, cosines: np.ndarray) -> Score:
         return cls(float(np.mean(cosines)), float(np.min(cosines)))
 
     def __str__(self) -> str:
@@ -70,8 +71,12 @@ def total_cost(graph: IntGraph) -> int:
 
 def _entry(remedy: Remedy, graph: IntGraph, name: str, gain: float | None = None) -> dict:
     kind = next((n.kind for n in graph.nodes if n.name == name), "input")  # WIDE may take the graph input
-    return {"precision": remedy.precision, "reason": "accuracy", "kind": kind,
-            **({"cos_gain": round(gain, 7)} if gain is not None else {})}
+    return {
+        "precision": remedy.precision,
+        "reason": "accuracy",
+        "kind": kind,
+        **({"cos_gain": round(gain, 7)} if gain is not None else {}),
+    }
 
 
 def _ranked(remedy: Remedy, judge, options, base: set, cos: Score, log) -> list[tuple[str, float, int]]:
@@ -88,8 +93,9 @@ def _ranked(remedy: Remedy, judge, options, base: set, cos: Score, log) -> list[
     return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
 
 
-def greedy(remedy: Remedy, graph: IntGraph, judge, chosen: dict, options, cos: Score, log, what: str,
-           rank=None) -> Score:
+def greedy(  # noqa: PLR0913
+    remedy: Remedy, graph: IntGraph, judge, chosen: dict, options, cos: Score, log, what: str, rank=None
+) -> Score:
     """Give nodes the remedy (reason "accuracy", added to `chosen`: the remedy's nodes, {name: entry}) until
     judge(its nodes) meets every floor of `options`, or the remedy can do no more. `rank` (default: `judge`)
     measures the gains that order the candidates. Returns the last score."""
@@ -115,8 +121,9 @@ def greedy(remedy: Remedy, graph: IntGraph, judge, chosen: dict, options, cos: S
     return cos
 
 
-def tail(remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, options, cos: Score, log,
-         what: str) -> Score:
+def tail(  # noqa: PLR0913
+    remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, options, cos: Score, log, what: str
+) -> Score:
     """The last resort of the greedy: the shortest tail of the graph (its last candidates, in graph order) given the
     remedy that meets the floors, found by bisection (the output cosine rises with the tail). A tail, because errors
     made late reach the output undamped and a CNN's late layers are its cheapest (small feature maps: DDSNet's last
@@ -133,7 +140,7 @@ def tail(remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, optio
             del chosen[name]
 
     def tail_of(base: set, rest: list, k: int) -> set:
-        return remedy.closure(base | set(rest[len(rest) - k:]))
+        return remedy.closure(base | set(rest[len(rest) - k :]))
 
     if not remedy.complete:
         every = remedy.closure(set(remedy.candidates) | mine)
@@ -159,7 +166,9 @@ def tail(remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, optio
     names, best = min(found, key=lambda t: (remedy.cost(t[0]), len(t[0])))
     set_to(names)
     cos = best if best is not None else judge(set(chosen))
-    log(f"placement: no node gains alone; the floors need a tail of the graph at {remedy.precision}: "
+    log(
+        f"placement: no node gains alone; the floors need a tail of the graph at {remedy.precision}: "
         f"{len(chosen)} node(s), {100 * remedy.cost(names) / total_cost(graph):.1f}% of the "
-        f"graph's cost: {what} output cosine {cos}")
+        f"graph's cost: {what} output cosine {cos}"
+    )
     return cos

@@ -16,10 +16,11 @@ its float ones; with VNNI they mostly win):
 3. the whole placed model must measure faster than the INT8 model without it (interleaved rounds, the median of
    per-round ratios at most ACCEPT), else no node is kept for speed.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -94,8 +95,14 @@ def island_runs(prof: list[dict], names: dict[str, str], islands: set[str]) -> l
     return runs
 
 
-def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np.ndarray,
-                log: Callable[[str], None] = lambda s: None, runs: int = 30) -> tuple[dict, dict]:
+def speed_nodes(
+    fp32: onnx.ModelProto,
+    table: CalibrationTable,
+    base: set,
+    x: np.ndarray,
+    log: Callable[[str], None] = lambda s: None,
+    runs: int = 30,
+) -> tuple[dict, dict]:
     """({node: {"int8_us", "float_us"}} kept in float for speed, the profile record) on top of the float nodes
     `base`, measured with ONNX Runtime on sample x [1, ...]."""
     fp32 = quantized_form(fp32, table.doc["target"])  # the graph the table describes
@@ -108,8 +115,11 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
     int8_prof = _profile(placed(base), x, runs)
     t8 = _times(int8_prof, names, floating=False)
     tf = _times(_profile(fp32, x, runs), names, floating=None)
-    candidates = {n.name for n in graph.nodes if n.integer and n.kind not in MOVES
-                  and t8.get(n.name, 0.0) > tf.get(n.name, np.inf)}
+    candidates = {
+        n.name
+        for n in graph.nodes
+        if n.integer and n.kind not in MOVES and t8.get(n.name, 0.0) > tf.get(n.name, np.inf)
+    }
     log(f"placement (speed): {len(candidates)} node(s) whose ORT integer kernel is slower than its float twin here")
     kept, numbers = set(candidates), {}
     for _ in range(ROUNDS):
@@ -127,9 +137,12 @@ def speed_nodes(fp32: onnx.ModelProto, table: CalibrationTable, base: set, x: np
             break
         kept = keep
     numbers = {m: v for m, v in numbers.items() if m in kept}
-    record = {"runtime": "onnxruntime", "machine": {k: v for k, v in machine_info().items()
-                                                    if k in ("cpu", "isa", "isa_class", "int8_dot")},
-              "candidates": len(candidates), "kept": len(kept)}
+    record = {
+        "runtime": "onnxruntime",
+        "machine": {k: v for k, v in machine_info().items() if k in ("cpu", "isa", "isa_class", "int8_dot")},
+        "candidates": len(candidates),
+        "kept": len(kept),
+    }
     if kept:
         ratio = _measured_ratio(placed(base | kept, True), placed(base, True), x)
         record["latency_ratio_vs_int8"] = round(ratio, 4)
@@ -155,16 +168,20 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
     attributed = sum(t8.values())
     int8_us, fp32_us = sum(p["us"] for p in int8_prof), sum(p["us"] for p in fp32_prof)
     bound_us = int8_us - attributed + sum(min(t, tf.get(a, t)) for a, t in t8.items())
-    return {"fp32_us": round(fp32_us, 1), "int8_us": round(int8_us, 1), "bound_us": round(bound_us, 1),
-            "int8_ratio": round(int8_us / fp32_us, 4), "bound_ratio": round(bound_us / fp32_us, 4),
-            "integer_slower": sorted(a for a, t in t8.items() if t > tf.get(a, t))}
+    return {
+        "fp32_us": round(fp32_us, 1),
+        "int8_us": round(int8_us, 1),
+        "bound_us": round(bound_us, 1),
+        "int8_ratio": round(int8_us / fp32_us, 4),
+        "bound_ratio": round(bound_us / fp32_us, 4),
+        "integer_slower": sorted(a for a, t in t8.items() if t > tf.get(a, t)),
+    }
 
 
 def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, rounds: int = 7, runs: int = 15) -> float:
     """Median over interleaved rounds of latency(a) / latency(b), 1 thread, batch 1 (tcc.benchmark.timing)."""
     import tempfile
     from pathlib import Path
-
 
     with tempfile.TemporaryDirectory() as d:
         paths = {k: Path(d) / f"{k}.onnx" for k in "ab"}

@@ -16,6 +16,7 @@ End to end, on the graph's first output: the integer reference, tcc's QDQ model 
 ORT's `quantize_static` (QDQ, per-channel s8 weights, u8 activations) with MinMax and Entropy calibration on
 the full calibration data tcc used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,9 +76,14 @@ def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
     r = np.asarray(ref, np.float64)
     d = np.asarray(got, np.float64) - r
     norm = float(np.linalg.norm(r))
-    return {"cosine_mean": _cos(cos.mean()), "cosine_min": _cos(cos.min()), "cosine_overall": _cos(overall),
-            "mse": _sig(np.mean(d * d)), "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
-            "top1_agreement": round(top1_agreement(ref, got), 6)}
+    return {
+        "cosine_mean": _cos(cos.mean()),
+        "cosine_min": _cos(cos.min()),
+        "cosine_overall": _cos(overall),
+        "mse": _sig(np.mean(d * d)),
+        "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
+        "top1_agreement": round(top1_agreement(ref, got), 6),
+    }
 
 
 def _cos(v) -> float:
@@ -116,7 +122,7 @@ def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) ->
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{name: data[i:i + 1]} for i in range(len(data))])
+            self.it = iter([{name: data[i : i + 1]} for i in range(len(data))])
 
         def get_next(self):
             return next(self.it, None)
@@ -124,9 +130,16 @@ def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) ->
     with tempfile.TemporaryDirectory() as d, _quiet_ort_quantization():
         src, dst = Path(d) / "fp32.onnx", Path(d) / "int8.onnx"
         onnx.save(fp32, src)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, method))
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, method),
+        )
         return onnx.load(dst)
 
 
@@ -135,7 +148,7 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8, optimize
     none (optimize=False: float fake-quant)."""
     sess = session(model, optimize=optimize)
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[b:b + batch_size]})[0] for b in range(0, len(x), batch_size)])
+    return np.concatenate([sess.run(None, {name: x[b : b + batch_size]})[0] for b in range(0, len(x), batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------------- the report
@@ -177,8 +190,16 @@ def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, floa
     return out
 
 
-def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndarray, samples: int | None = 32,
-                   seed: int = 0, compare: bool = True, batch_size: int = 4, held_out: HeldOut | None = None) -> dict:
+def quality_report(  # noqa: PLR0915
+    fp32: onnx.ModelProto,
+    table: CalibrationTable,
+    data: np.ndarray,
+    samples: int | None = 32,
+    seed: int = 0,
+    compare: bool = True,
+    batch_size: int = 4,
+    held_out: HeldOut | None = None,
+) -> dict:
     """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
     for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
     `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part).
@@ -210,7 +231,7 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     qgraph = quantize_graph(graph, table)
     reference = Reference()
     for b in range(0, len(x), batch_size):
-        xb = x[b:b + batch_size]
+        xb = x[b : b + batch_size]
         fp = dict(zip(exposed, sess.run(exposed, {inp: xb})))
         fp[inp] = xb
         # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the DDSNet report at
@@ -245,10 +266,16 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
         if not cos_parts[n]:
             continue
         cos = np.concatenate(cos_parts[n])
-        row = {"tensor": n, "op": ops.get(n, "?"), "node": writer.get(n, n), "shape": shapes[n],
-               "cosine": _cos(cos.mean()), "cosine_min": _cos(cos.min()),
-               "mse": _sig(sq_err[n] / max(count[n], 1)),
-               "rel_l2": _sig(float(np.sqrt(sq_err[n] / sq_ref[n])) if sq_ref[n] > 0 else 0.0)}
+        row = {
+            "tensor": n,
+            "op": ops.get(n, "?"),
+            "node": writer.get(n, n),
+            "shape": shapes[n],
+            "cosine": _cos(cos.mean()),
+            "cosine_min": _cos(cos.min()),
+            "mse": _sig(sq_err[n] / max(count[n], 1)),
+            "rel_l2": _sig(float(np.sqrt(sq_err[n] / sq_ref[n])) if sq_ref[n] > 0 else 0.0),
+        }
         if n in search:
             row["search_layer"], before, after = search[n]
             row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)
@@ -264,8 +291,10 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
     # a table for another target runs as float fake-quant there, the values its exact integer kernels give
     ort_rules = table.doc.get("target") == "ort"
     tcc_ort = run_ort(to_qdq(fp32, table), x, batch_size, optimize=ort_rules)
-    models["tcc_ort"] = {"label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
-                         **output_metrics(fp_out, tcc_ort)}
+    models["tcc_ort"] = {
+        "label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
+        **output_metrics(fp_out, tcc_ort),
+    }
     timing["tcc_end_to_end"] = time.perf_counter() - t1
     if compare:
         for method in ORT_METHODS:
@@ -274,30 +303,48 @@ def quality_report(fp32: onnx.ModelProto, table: CalibrationTable, data: np.ndar
             try:
                 q = ort_quantize_static(fp32, np.ascontiguousarray(data), method)
                 calib_s = time.perf_counter() - t2
-                models[key] = {"label": label, **output_metrics(fp_out, run_ort(q, x, batch_size)),
-                               "calib_s": round(calib_s, 2)}
-            except Exception as e:  # noqa: BLE001  (the comparison is optional: report why it is missing)
+                models[key] = {
+                    "label": label,
+                    **output_metrics(fp_out, run_ort(q, x, batch_size)),
+                    "calib_s": round(calib_s, 2),
+                }
+            except Exception as e:
                 models[key] = {"label": label, "error": f"{type(e).__name__}: {e}"}
             timing[key] = time.perf_counter() - t2
     timing["total"] = time.perf_counter() - t0
 
     doc = table.doc
     return {
-        "format": "tcc-quality-report", "version": 1,
+        "format": "tcc-quality-report",
+        "version": 1,
         "model_hash": model_sha256(fp32),
-        "calibration": {"target": doc.get("target"), "method": doc.get("method"), "samples": doc.get("samples"),
-                        "data_fingerprint": doc.get("data_fingerprint"), "summary": doc.get("summary") or {},
-                        "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()}},
-        "samples": {"used": int(len(idx)), "of": int(len(judged)), "seed": seed,
-                    "subset": bool(len(idx) < len(judged)), "indices": [int(i) for i in idx],
-                    **({"source": "calibration"} if held_out is None else held_out.describe(data))},
+        "calibration": {
+            "target": doc.get("target"),
+            "method": doc.get("method"),
+            "samples": doc.get("samples"),
+            "data_fingerprint": doc.get("data_fingerprint"),
+            "summary": doc.get("summary") or {},
+            "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()},
+        },
+        "samples": {
+            "used": len(idx),
+            "of": len(judged),
+            "seed": seed,
+            "subset": bool(len(idx) < len(judged)),
+            "indices": [int(i) for i in idx],
+            **({"source": "calibration"} if held_out is None else held_out.describe(data)),
+        },
         "definitions": DEFINITIONS,
         "per_layer_source": "integer reference",
         "layers": layers,
         "worst_layers": worst,
         "not_compared": not_compared,
-        "end_to_end": {"output": outputs[0], "compared_with_ort": compare,
-                       "ort_calibration_samples": int(len(data)) if compare else 0, "models": models},
+        "end_to_end": {
+            "output": outputs[0],
+            "compared_with_ort": compare,
+            "ort_calibration_samples": len(data) if compare else 0,
+            "models": models,
+        },
         "timing_s": {k: round(v, 2) for k, v in timing.items()},
     }
 
@@ -311,17 +358,21 @@ def format_report(report: dict, top: int | None = None) -> list[str]:
         rows = sorted(rows, key=lambda r: r["cosine"])[:top]
     worst = set(report["worst_layers"])
     which = samples_phrase(report["samples"])
-    out = [f"INT8 ({report['per_layer_source']}) vs FP32 per tensor, on {which}; search = the fine search's "
-           f"cosine of the layer alone (before -> after)"]
+    out = [
+        f"INT8 ({report['per_layer_source']}) vs FP32 per tensor, on {which}; search = the fine search's "
+        f"cosine of the layer alone (before -> after)"
+    ]
     wt = max([len(r["tensor"]) for r in rows] + [6])
     wo = max([len(r["op"]) for r in rows] + [2])
     out.append(f"{'tensor'.ljust(wt)}  {'op'.ljust(wo)}  {'cosine':>9}  {'cos min':>9}  {'MSE':>10}  search")
     for r in rows:
-        search = (f"{r['search_cos_before']:.6f} -> {r['search_cos_after']:.6f}" if "search_cos_after" in r
-                  else "")
+        search = f"{r['search_cos_before']:.6f} -> {r['search_cos_after']:.6f}" if "search_cos_after" in r else ""
         flag = "  << worst" if r["tensor"] in worst else ""
-        out.append(f"{r['tensor'].ljust(wt)}  {r['op'].ljust(wo)}  {r['cosine']:9.6f}  {r['cosine_min']:9.6f}  "
-                   f"{r['mse']:10.3e}  {search}".rstrip() + flag)
+        out.append(
+            f"{r['tensor'].ljust(wt)}  {r['op'].ljust(wo)}  {r['cosine']:9.6f}  {r['cosine_min']:9.6f}  "
+            f"{r['mse']:10.3e}  {search}".rstrip()
+            + flag
+        )
     if report["not_compared"]:
         out.append(f"not compared (no quantized value of its own): {', '.join(report['not_compared'])}")
     out += [""] + summary_lines(report)
@@ -341,12 +392,16 @@ class HeldOut:
         set that overlaps the calibration set flatters the numbers; the CLI warns)."""
         seen = {hashlib.sha256(row.tobytes()).digest() for row in np.ascontiguousarray(calibration)}
         overlap = sum(hashlib.sha256(row.tobytes()).digest() in seen for row in np.ascontiguousarray(self.array))
-        return {"source": "held-out", "path": self.source, "fingerprint": self.fingerprint,
-                "also_calibration_samples": int(overlap)}
+        return {
+            "source": "held-out",
+            "path": self.source,
+            "fingerprint": self.fingerprint,
+            "also_calibration_samples": int(overlap),
+        }
 
 
 def samples_phrase(s: dict) -> str:
-    """"all 64 calibration samples", "32 of 200 held-out samples from eval/ (seeded subset, seed 0)"."""
+    """ "all 64 calibration samples", "32 of 200 held-out samples from eval/ (seeded subset, seed 0)"."""
     kind = "held-out samples from " + s["path"] if s.get("source") == "held-out" else "calibration samples"
     if s["subset"]:
         return f"{s['used']} of {s['of']} {kind} (seeded subset, seed {s['seed']})"
@@ -357,9 +412,14 @@ def summary_lines(report: dict) -> list[str]:
     """The end-to-end block: one row per INT8 model, side by side."""
     e = report["end_to_end"]
     s = report["samples"]
-    out = [f"end to end, output {e['output']!r} vs FP32 on {samples_phrase(s)}"
-           + (f" (ORT quantize_static calibrated on the same {e['ort_calibration_samples']} samples as tcc)"
-              if e["compared_with_ort"] else " (ORT quantize_static comparison skipped: --no-compare)")]
+    out = [
+        f"end to end, output {e['output']!r} vs FP32 on {samples_phrase(s)}"
+        + (
+            f" (ORT quantize_static calibrated on the same {e['ort_calibration_samples']} samples as tcc)"
+            if e["compared_with_ort"]
+            else " (ORT quantize_static comparison skipped: --no-compare)"
+        )
+    ]
     rows = [(m["label"], m) for m in e["models"].values()]
     wl = max(len(label) for label, _ in rows)
     out.append(f"{'model'.ljust(wl)}  {'cos mean':>9}  {'cos min':>9}  {'cos all':>9}  {'MSE':>10}  {'top-1':>7}")
@@ -367,26 +427,34 @@ def summary_lines(report: dict) -> list[str]:
         if "error" in m:
             out.append(f"{label.ljust(wl)}  failed: {m['error']}")
             continue
-        out.append(f"{label.ljust(wl)}  {m['cosine_mean']:9.6f}  {m['cosine_min']:9.6f}  {m['cosine_overall']:9.6f}"
-                   f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%")
+        out.append(
+            f"{label.ljust(wl)}  {m['cosine_mean']:9.6f}  {m['cosine_min']:9.6f}  {m['cosine_overall']:9.6f}"
+            f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%"
+        )
     ort = [e["models"].get(k) for k in ("ort_minmax", "ort_entropy")]
     metrics = ("cosine_mean", "cosine_min", "cosine_overall", "mse", "top1_agreement")
     if all(m and "error" not in m for m in ort) and all(ort[0][k] == ort[1][k] for k in metrics):
-        out.append("(ORT's Entropy equals its MinMax: quantize_static leaves the entropy calibrator at 128 histogram "
-                   "bins and 128 quantized bins, so the only candidate threshold is the full range)")
+        out.append(
+            "(ORT's Entropy equals its MinMax: quantize_static leaves the entropy calibrator at 128 histogram "
+            "bins and 128 quantized bins, so the only candidate threshold is the full range)"
+        )
     c = report["calibration"]
     t = c["timing_s"]
     if t:
-        out.append(f"{c['method']} calibration of {c['samples']} samples for target {c['target']}: "
-                   f"{t.get('total', 0):.1f} s; report {report['timing_s']['total']:.1f} s")
+        out.append(
+            f"{c['method']} calibration of {c['samples']} samples for target {c['target']}: "
+            f"{t.get('total', 0):.1f} s; report {report['timing_s']['total']:.1f} s"
+        )
     return out
 
 
 def validate_report(report: dict) -> None:
     import jsonschema
 
-    errors = sorted(jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(report),
-                    key=lambda e: list(e.path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(report),
+        key=lambda e: list(e.path),
+    )
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"

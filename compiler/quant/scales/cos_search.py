@@ -19,6 +19,7 @@ matrix A^T A of the quantized input: for output channel o with quantized weights
 so all candidates of all channels cost O(C_out K^2) each, and channels are then chosen by coordinate ascent on the
 global cosine. Cosines here are pre-activation (the conv/linear output before any fused ReLU).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class _LayerEval:
         wt = wq.transpose(0, 2, 1)
         for g0 in range(0, len(self.a), self.step):
             g1 = min(g0 + self.step, len(self.a))
-            part = self.q(s_act, self.a[g0:g1], self.slice_buf[:g1 - g0])
+            part = self.q(s_act, self.a[g0:g1], self.slice_buf[: g1 - g0])
             np.matmul(part, wt[g0:g1], out=self.out[g0:g1])
         if self.bias is not None:
             self.out += self.bias.reshape(self.wg.shape[0], 1, self.wg.shape[1])
@@ -148,11 +149,21 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
     return cands.reshape(len(cands), -1)[choice, np.arange(g * o)].reshape(s_w.shape).astype(np.float32)
 
 
-def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dict[str, np.ndarray],
-               act_scales: dict[str, float], act_signed: dict[str, bool], steps: int = 100, rounds: int = 2,
-               lo: float = 0.5, hi: float = 2.0, stride: int = 4,
-               weight_bits: dict[str, int] | None = None, threads: int = 1,
-               act_limits: dict[str, float] | None = None) -> SearchResult:
+def cos_search(  # noqa: PLR0913
+    layers: list[Layer],
+    weights: dict[str, np.ndarray],
+    samples: dict[str, np.ndarray],
+    act_scales: dict[str, float],
+    act_signed: dict[str, bool],
+    steps: int = 100,
+    rounds: int = 2,
+    lo: float = 0.5,
+    hi: float = 2.0,
+    stride: int = 4,
+    weight_bits: dict[str, int] | None = None,
+    threads: int = 1,
+    act_limits: dict[str, float] | None = None,
+) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
     `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
@@ -173,8 +184,19 @@ def cos_search(layers: list[Layer], weights: dict[str, np.ndarray], samples: dic
 
     def search(item):
         tensor, group = item
-        return _search_input(tensor, group, weights, samples, act_scales[tensor], act_signed.get(tensor, True),
-                             factors, rounds, stride, weight_bits or {}, (act_limits or {}).get(tensor))
+        return _search_input(
+            tensor,
+            group,
+            weights,
+            samples,
+            act_scales[tensor],
+            act_signed.get(tensor, True),
+            factors,
+            rounds,
+            stride,
+            weight_bits or {},
+            (act_limits or {}).get(tensor),
+        )
 
     if threads > 1 and len(by_input) > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -209,8 +231,7 @@ def _scan(score, grid: np.ndarray, stride: int, scored: dict) -> int:
     return max((k for k in scored if k >= 0), key=lambda k: scored[k])
 
 
-def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits,
-                  limit=None):
+def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits, limit=None):  # noqa: PLR0913, PLR0915
     """The search of one input tensor's scale and its consumers' weight scales: (scale, (mean cosine before,
     after), {layer name: LayerResult})."""
     s_a = s0_a
@@ -221,8 +242,7 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
         bias = weights[l.bias].astype(np.float32) if l.bias else None
         bits = weight_bits.get(l.weight, 8)
         s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
-        st.append({"layer": l, "ev": _LayerEval(a, wg, bias, signed_a), "s0_w": s0_w, "s_w": s0_w.copy(),
-                   "bits": bits})
+        st.append({"layer": l, "ev": _LayerEval(a, wg, bias, signed_a), "s0_w": s0_w, "s_w": s0_w.copy(), "bits": bits})
 
     def wq_of(item, s_w):
         return fake_quant(item["ev"].wg, s_w[..., None], bits=item["bits"])
@@ -230,7 +250,7 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
     # each layer's cosine at the current scales (s_a, its s_w) is kept: every step starts from it
     current = [it["ev"].cos(s_a, wq_of(it, it["s_w"])) for it in st]
     before = list(current)
-    hist = [list([c]) for c in before]
+    hist = [[c] for c in before]
     at = None  # the grid index of the activation scale once a round has searched it
     grid = s0_a * factors  # the activation candidates (the first round may extend it past the window)
     for _ in range(rounds):
@@ -249,9 +269,9 @@ def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, roun
         per_layer: dict[float, list[float]] = {}  # scale -> each consumer's cosine
 
         def score(s):
-            if float(s) not in per_layer:
-                per_layer[float(s)] = [it["ev"].cos(s, wq) for it, wq in zip(st, wqs)]
-            return sum(per_layer[float(s)])
+            if float(s) not in per_layer:  # noqa: B023
+                per_layer[float(s)] = [it["ev"].cos(s, wq) for it, wq in zip(st, wqs)]  # noqa: B023
+            return sum(per_layer[float(s)])  # noqa: B023 (score is called within the iteration only)
 
         scored = {-1: score(s_a)}  # -1: the current scale
         if at is None:  # the first round scans the whole grid coarsely, then finely around its best; when that

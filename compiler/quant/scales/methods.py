@@ -12,6 +12,7 @@ Thresholds become scales with `quantizer.scale_for_threshold`. `kl_divergences` 
 thresholds at once (cumulative sums, no Python loop over thresholds); the test suite checks it against a literal
 loop implementation.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,8 +38,9 @@ def minmax_threshold(counts: np.ndarray, bin_width: float, amax: float | None = 
     return Threshold(float((nz[-1] + 1) * bin_width) if len(nz) else 0.0)
 
 
-def percentile_threshold(counts: np.ndarray, bin_width: float, percentile: float = 99.99,
-                         amax: float | None = None) -> Threshold:
+def percentile_threshold(
+    counts: np.ndarray, bin_width: float, percentile: float = 99.99, amax: float | None = None
+) -> Threshold:
     """The |x| at `percentile` % of the mass, linearly interpolated inside its bin, never above amax."""
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
@@ -58,8 +60,9 @@ def percentile_threshold(counts: np.ndarray, bin_width: float, percentile: float
     return Threshold(float(t))
 
 
-def kl_divergences(counts: np.ndarray, num_levels: int = 128, start: int | None = None,
-                   chunk: int = 64, eps: float = SMOOTH_EPS) -> tuple[np.ndarray, np.ndarray]:
+def kl_divergences(
+    counts: np.ndarray, num_levels: int = 128, start: int | None = None, chunk: int = 64, eps: float = SMOOTH_EPS
+) -> tuple[np.ndarray, np.ndarray]:
     """(thresholds in bins, KL(P || Q) for each) for every bin count i = start .. len(counts).
 
     For bin count i: P = counts[:i] with counts[i:].sum() added to P[i-1]; the i bins are split evenly into
@@ -106,7 +109,7 @@ def kl_divergences(counts: np.ndarray, num_levels: int = 128, start: int | None 
             lp = np.log(np.where(inside, p, 1.0))
             kl = ((p * (lp - lq)).sum(axis=1)) / psum - np.log(psum) + np.log(qsum)
         kl[~np.isfinite(kl) | (psum <= 0)] = np.inf
-        out[c0:c0 + chunk] = kl
+        out[c0 : c0 + chunk] = kl
     return all_i, out
 
 
@@ -118,7 +121,7 @@ def _chunks(nb: int, num_levels: int, start: int, chunk: int) -> tuple:
     out = []
     all_i = np.arange(start, nb + 1)
     for c0 in range(0, len(all_i), chunk):
-        ii = all_i[c0:c0 + chunk]
+        ii = all_i[c0 : c0 + chunk]
         j = np.arange(int(ii[-1]))
         group = np.minimum(j[None, :] * num_levels // ii[:, None], num_levels - 1)
         level_at = np.arange(len(ii))[:, None] * num_levels + group
@@ -147,8 +150,14 @@ def kl_threshold(counts: np.ndarray, bin_width: float, num_levels: int = 128, am
     return Threshold(float(t), float(kl[best]), int(ii[best]))
 
 
-def threshold(method: str, counts: np.ndarray, bin_width: float, amax: float | None = None,
-              percentile: float = 99.99, num_levels: int = 128) -> Threshold:
+def threshold(
+    method: str,
+    counts: np.ndarray,
+    bin_width: float,
+    amax: float | None = None,
+    percentile: float = 99.99,
+    num_levels: int = 128,
+) -> Threshold:
     if method == "minmax":
         return minmax_threshold(counts, bin_width, amax)
     if method == "percentile":

@@ -14,6 +14,7 @@ counts a shift made upstream again downstream, and the corrections diverge withi
 
 The corrected float bias (bias + shift) is what the integer graph quantizes to int32 at s_in * s_w.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ import numpy as np
 from ..intgraph.layers import grouped_weight
 
 
-def layer_shift(layer, w: np.ndarray, codes: np.ndarray, s_w: np.ndarray, rows: np.ndarray,
-                quantized_rows: np.ndarray) -> np.ndarray:
+def layer_shift(
+    layer, w: np.ndarray, codes: np.ndarray, s_w: np.ndarray, rows: np.ndarray, quantized_rows: np.ndarray
+) -> np.ndarray:
     """The per-output-channel shift of one layer (tcc.quant.collect.stats.Layer): weights w (float), their codes and
     per-channel scales s_w, FP32 input rows [R, G, K] and the same rows quantized."""
     wg = grouped_weight(layer, w).astype(np.float64)  # [G, O, K]

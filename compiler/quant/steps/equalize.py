@@ -20,8 +20,10 @@ their largest value, weights per channel at max |w|), is closest to FP32 on samp
 
     pairs = find_pairs(graph)                                  # tcc.quant.intgraph.plan.IntGraph -> [Pair]
     measured = measure(model, data, pairs)                     # one ONNX Runtime pass
-    records = choose(pairs, measured, inits, weight_bits)      # -> the table's records (tcc.quant.table.steps applies them)
+    records = choose(pairs, measured, inits, weight_bits)      # -> the table's records (tcc.quant.table.steps applies
+    them)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -111,8 +113,15 @@ class Measured:
     rows: dict[str, np.ndarray]
 
 
-def measure(model: onnx.ModelProto, data: np.ndarray, pairs: list[Pair], rows: int = 2048, batch_size: int = 8,
-            threads: int | None = None, seed: int = 0) -> dict[str, Measured]:
+def measure(
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    pairs: list[Pair],
+    rows: int = 2048,
+    batch_size: int = 8,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, Measured]:
     """Per pair (by its tensor): channel ranges of the tensor and of its consumers' inputs (|x| where the producer
     has no ReLU), and up to `rows` input rows per consumer, drawn evenly from every batch (seeded)."""
     inits = initializers(model)
@@ -130,8 +139,14 @@ def measure(model: onnx.ModelProto, data: np.ndarray, pairs: list[Pair], rows: i
             for c in p.consumers:
                 layer = layer_of(c)
                 parts[c.name].append(layer_rows(layer, outs[c.inputs[0]], inits[c.weight].shape, per_batch, rng))
-    return {p.tensor: Measured(maxima[p.tensor], {c.name: maxima[c.inputs[0]] for c in p.consumers},
-                               {c.name: np.concatenate(parts[c.name]) for c in p.consumers}) for p in pairs}
+    return {
+        p.tensor: Measured(
+            maxima[p.tensor],
+            {c.name: maxima[c.inputs[0]] for c in p.consumers},
+            {c.name: np.concatenate(parts[c.name]) for c in p.consumers},
+        )
+        for p in pairs
+    }
 
 
 def factors(ranges: np.ndarray, strength: float) -> np.ndarray:
@@ -145,8 +160,9 @@ def factors(ranges: np.ndarray, strength: float) -> np.ndarray:
     return np.minimum(c, MAX_FACTOR).astype(np.float32)
 
 
-def consumer_error(layer: INode, w: np.ndarray, rows: np.ndarray, in_range: np.ndarray, c: np.ndarray, bits: int,
-                   signed: bool) -> tuple[float, float]:
+def consumer_error(
+    layer: INode, w: np.ndarray, rows: np.ndarray, in_range: np.ndarray, c: np.ndarray, bits: int, signed: bool
+) -> tuple[float, float]:
     """(squared error, squared norm) of a consumer's output on its input rows [R, G, K] with its input channels
     times c and its weight's divided by c, both quantized: the input per tensor at its largest value, the weight
     per output channel at max |w| with `bits`."""
@@ -173,8 +189,9 @@ def _per_k(c: np.ndarray, shape: tuple, groups: int) -> np.ndarray:
     return np.repeat(per_group, k // per_group.shape[1], axis=1)
 
 
-def choose(pairs: list[Pair], measured: dict[str, Measured], inits: dict[str, np.ndarray],
-           weight_bits: dict[str, int]) -> list[dict]:
+def choose(
+    pairs: list[Pair], measured: dict[str, Measured], inits: dict[str, np.ndarray], weight_bits: dict[str, int]
+) -> list[dict]:
     """Per pair, the strength whose consumers' relative output error is lowest (ties: the weaker); a pair whose
     best strength is 0 is left out. Returns the records the calibration table stores (tcc.quant.table.steps applies
     them). weight_bits: consumer weight -> its code width."""
@@ -187,8 +204,9 @@ def choose(pairs: list[Pair], measured: dict[str, Measured], inits: dict[str, np
             c = factors(m.ranges, strength)
             err = norm = 0.0
             for n in pair.consumers:
-                e, y = consumer_error(n, inits[n.weight], m.rows[n.name], m.consumer_ranges[n.name], c,
-                                      weight_bits[n.weight], signed)
+                e, y = consumer_error(
+                    n, inits[n.weight], m.rows[n.name], m.consumer_ranges[n.name], c, weight_bits[n.weight], signed
+                )
                 err, norm = err + e, norm + y
             scores.append(np.sqrt(err / norm) if norm > 0 else 0.0)
         best = int(np.argmin(scores))
@@ -196,12 +214,25 @@ def choose(pairs: list[Pair], measured: dict[str, Measured], inits: dict[str, np
             continue
         p = pair.producer
         live = m.ranges[m.ranges > 0]
-        records.append({"tensor": pair.tensor, "producer": p.name, "weight": p.weight, "bias": p.bias,
-                        "consumers": [{"layer": n.name, "weight": n.weight, "axis": _input_axis(n),
-                                       "groups": int(n.attrs.get("group", 1)) if n.op_type == "Conv" else 1}
-                                      for n in pair.consumers],
-                        "strength": STRENGTHS[best],
-                        "error": {str(s): float(v) for s, v in zip(STRENGTHS, scores)},
-                        "range_before": [float(live.min()), float(live.max())] if live.size else [0.0, 0.0],
-                        "scales": [float(v) for v in factors(m.ranges, STRENGTHS[best])]})
+        records.append(
+            {
+                "tensor": pair.tensor,
+                "producer": p.name,
+                "weight": p.weight,
+                "bias": p.bias,
+                "consumers": [
+                    {
+                        "layer": n.name,
+                        "weight": n.weight,
+                        "axis": _input_axis(n),
+                        "groups": int(n.attrs.get("group", 1)) if n.op_type == "Conv" else 1,
+                    }
+                    for n in pair.consumers
+                ],
+                "strength": STRENGTHS[best],
+                "error": {str(s): float(v) for s, v in zip(STRENGTHS, scores)},
+                "range_before": [float(live.min()), float(live.max())] if live.size else [0.0, 0.0],
+                "scales": [float(v) for v in factors(m.ranges, STRENGTHS[best])],
+            }
+        )
     return records

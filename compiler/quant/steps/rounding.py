@@ -19,6 +19,7 @@ layers it reached.
 The codes are stored as one bit per weight (the code above floor(w / s) or not) in the calibration table, and
 every backend reads them through tcc.quant.table.weight_codes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ from ..intgraph.layers import grouped_weight
 from ..table.weight_codes import code_range
 
 
-def optimise(a: np.ndarray, a_q: np.ndarray, wg: np.ndarray, s_w: np.ndarray, bits: int, narrow: bool,
-             sweeps: int = 8) -> tuple[np.ndarray, float, float]:
+def optimise(
+    a: np.ndarray, a_q: np.ndarray, wg: np.ndarray, s_w: np.ndarray, bits: int, narrow: bool, sweeps: int = 8
+) -> tuple[np.ndarray, float, float]:
     """Codes [G, O, K] (float array of integers) of grouped weights wg [G, O, K] at per-channel scales s_w [G, O]
     minimising the layer's output error on rows a (FP32) / a_q (quantized) [G, R, K]; with the relative output
     error before and after (||error|| / ||A w^T||)."""
@@ -65,22 +67,31 @@ def optimise(a: np.ndarray, a_q: np.ndarray, wg: np.ndarray, s_w: np.ndarray, bi
                 continue
             flips += int(take.sum())
             d = np.where(take, step, 0.0)
-            codes[:, :, k], other[:, :, k] = np.where(take, other[:, :, k], codes[:, :, k]), \
-                np.where(take, codes[:, :, k], other[:, :, k])
+            codes[:, :, k], other[:, :, k] = (
+                np.where(take, other[:, :, k], codes[:, :, k]),
+                np.where(take, codes[:, :, k], other[:, :, k]),
+            )
             r += d[:, :, None] * h[:, k, :][:, None, :]
         if not flips:
             break
     return codes, before, error(codes)
 
 
-def layer_codes(layer, w: np.ndarray, rows: np.ndarray, quantized_rows: np.ndarray, s_w: np.ndarray, bits: int,
-                narrow: bool, sweeps: int = 8):
+def layer_codes(
+    layer,
+    w: np.ndarray,
+    rows: np.ndarray,
+    quantized_rows: np.ndarray,
+    s_w: np.ndarray,
+    bits: int,
+    narrow: bool,
+    sweeps: int = 8,
+):
     """(codes in the weight's own layout, relative error before, after) of one layer (tcc.quant.collect.stats.Layer)."""
     a = np.ascontiguousarray(rows.transpose(1, 0, 2))  # [G, R, K]
     aq = np.ascontiguousarray(quantized_rows.transpose(1, 0, 2))
     wg = grouped_weight(layer, w)
-    codes, before, after = optimise(a, aq, wg, np.asarray(s_w, np.float32).reshape(wg.shape[:2]), bits, narrow,
-                                    sweeps)
+    codes, before, after = optimise(a, aq, wg, np.asarray(s_w, np.float32).reshape(wg.shape[:2]), bits, narrow, sweeps)
     if layer.op == "Conv":
         out = codes.reshape(w.shape)
     else:

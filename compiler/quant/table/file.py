@@ -1,10 +1,11 @@
 """The calibration table: JSON documented by spec/schema/calibration.schema.json.
 
-    table = CalibrationTable(doc)       # doc: the JSON object
-    table.save("calib.json")            # atomic write
-    table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(w))  # validated
-    table.act_scale("dense1.layer0.relu")  -> (scale, zero_point, signed)
+table = CalibrationTable(doc)       # doc: the JSON object
+table.save("calib.json")            # atomic write
+table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(w))  # validated
+table.act_scale("dense1.layer0.relu")  -> (scale, zero_point, signed)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,19 +112,30 @@ class CalibrationTable:
             raise
         return path
 
-    def check(self, spec_hash: str | None = None, weights_hash: str | None = None, model_hash: str | None = None,
-              where: str = "calibration table") -> None:
+    def check(
+        self,
+        spec_hash: str | None = None,
+        weights_hash: str | None = None,
+        model_hash: str | None = None,
+        where: str = "calibration table",
+    ) -> None:
         """Raise CalibrationError when the table was made for another spec, weights file or FP32 graph."""
-        for key, want, what in (("spec_hash", spec_hash, "spec"), ("weights_hash", weights_hash, "weights"),
-                                ("model_hash", model_hash, "FP32 model")):
+        for key, want, what in (
+            ("spec_hash", spec_hash, "spec"),
+            ("weights_hash", weights_hash, "weights"),
+            ("model_hash", model_hash, "FP32 model"),
+        ):
             have = self.doc.get(key)
             if want is not None and have is not None and have != want:
-                raise CalibrationError(f"{where}: made for a different {what} ({key} {have[:12]}..., this "
-                                       f"{what} is {want[:12]}...); recalibrate with `tcc calibrate`")
+                raise CalibrationError(
+                    f"{where}: made for a different {what} ({key} {have[:12]}..., this "
+                    f"{what} is {want[:12]}...); recalibrate with `tcc calibrate`"
+                )
 
     def check_model(self, model, where: str = "calibration table") -> None:
         """Every tensor the table names exists in `model` (a table for another model says so at once). Whether the
-        entries fit the model's integer graph, channel by channel, is quantize_graph's check (tcc.quant.intgraph.qgraph)."""
+        entries fit the model's integer graph, channel by channel, is quantize_graph's check
+        (tcc.quant.intgraph.qgraph)."""
         names = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
         inits = {t.name for t in model.graph.initializer}
         for name, t in self.tensors.items():
@@ -133,8 +145,9 @@ class CalibrationTable:
                 raise CalibrationError(f"{where}: weight {name!r} is not in the model; recalibrate")
 
 
-def load_table(path: str | Path, spec_hash: str | None = None, weights_hash: str | None = None,
-               model_hash: str | None = None) -> CalibrationTable:
+def load_table(
+    path: str | Path, spec_hash: str | None = None, weights_hash: str | None = None, model_hash: str | None = None
+) -> CalibrationTable:
     """A table from JSON (`.json`, or gzip-compressed `.json.gz`), validated and checked against the hashes given."""
     import gzip
 

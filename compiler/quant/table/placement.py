@@ -17,6 +17,7 @@ reason: what the manifest records and `tcc build` prints.
 
 The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.placer.
 """
+
 from __future__ import annotations
 
 from .file import CalibrationTable
@@ -47,8 +48,11 @@ def placement_doc(nodes, record: dict | None = None, widened: dict | None = None
     the nodes whose outputs it widened ({name: entry}; their tensors are the table's to widen)."""
     if not isinstance(nodes, dict):
         nodes = {name: {"precision": "float", "reason": "pinned"} for name in nodes}
-    return {**(record or {}), "nodes": dict(sorted(nodes.items())),
-            **({WIDENED: dict(sorted(widened.items()))} if widened else {})}
+    return {
+        **(record or {}),
+        "nodes": dict(sorted(nodes.items())),
+        **({WIDENED: dict(sorted(widened.items()))} if widened else {}),
+    }
 
 
 def with_placement(table: CalibrationTable, placement: dict) -> CalibrationTable:

@@ -8,6 +8,7 @@ ONNX QuantizeLinear, so `fake_quant` here equals a QuantizeLinear -> DequantizeL
 for bit. A threshold T (the largest magnitude kept) becomes the scale T / (N_I/2 - 1) (signed: T -> 127) or
 T / (N_I - 1) (unsigned: T -> 255).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,9 @@ def dequantize(q, scale, axis: int | None = None) -> np.ndarray:
     return (q.astype(np.float32) * _bshape(scale, q, axis)).astype(np.float32)
 
 
-def fake_quant(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None,
-               zero_point: int = 0) -> np.ndarray:
+def fake_quant(
+    x, scale, bits: int = 8, signed: bool = True, axis: int | None = None, zero_point: int = 0
+) -> np.ndarray:
     """dequantize(quantize(x)): the float value an integer backend sees (float32, like ORT's Q/DQ pair); with a
     zero point, codes round(x / s) + zero_point clamped to the code range (u8 with zero point 128, int8 with -128)."""
     x = np.asarray(x, dtype=np.float32)

@@ -4,10 +4,12 @@
     rules = rules_for("arm-a7")          # a build target -> the rules its backend needs (tcc.targets)
 
 A calibration table is made under one set of rules (`tcc calibrate --target`), and the integer reference
-(tcc.quant.intgraph.reference) computes with that table's rules, so it reproduces the target bit for bit where the target's
+(tcc.quant.intgraph.reference) computes with that table's rules, so it reproduces the target bit for bit where the
+target's
 kernels are exact. Build targets name their rules in the one target registry (tcc.targets); this module is
 the registry of rules, not of targets.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -159,59 +161,124 @@ def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
     return int(attrs.get("group", 1)) > 1 and weight.shape[1] == 1
 
 
-RULES: dict[str, TargetRules] = {r.name: r for r in [
-    TargetRules("ort", "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
-                "weights, 7-bit dense weights", unsigned_ok=True, split_mixed_groups=True, signed_as_u8=True,
-                kernel_rewrites=True, dense_weight_bits=7, float_kinds=("softmax",), pooled_conv=False),
-    TargetRules("tvm", "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
-                "(`tcc calibrate --activation-bits 16`), s8 per-channel weights", unsigned_ok=True,
-                activation_bits=(8, 16)),
-    TargetRules("tflite", "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
-                "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: one rounding); "
-                "or its 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int64 bias",
-                unsigned_ok=False, asymmetric=True, rounding="gemmlowp", gemm_rounding="double_half_away",
-                input_rounding="half_away",
-                lookup_arithmetic="float32", pool_division=True, narrow_weights=True, float_outputs=False,
-                fuse_patterns=False, shared_kinds=("global_avg_pool", "clamp"), channel_factors="int8",
-                fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0), ("Softmax", 1 / 256, -128)),
-                # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island:
-                # MobileViT-XXS at 256 ran 6.39 ms with its islands, 10.08 ms with int8 SOFTMAX on LiteRT's
-                # default kernels, and its INT8 output cosine went 0.99524 -> 0.99367 (golden inputs; measured)
-                softmax="gemmlowp", float_kinds=("softmax",), pooled_conv=False,
-                # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
-                # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
-                # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation, reshape, transpose,
-                # slices, splits and clamps move int16 codes by their int8 rules; ADD, MUL and BATCH_MATMUL at
-                # int16; LOGISTIC by its int16 kernel (a 256-entry table of sigmoid(i / 24) interpolated, output at
-                # 2^-15); softmax and the norms float islands. Kinds measured bit for bit against LiteRT's reference
-                # kernels (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
-                activation_bits=(8, 16),
-                wide=WideRules(kinds=("conv", "gemm", "max_pool", "avg_pool", "global_avg_pool", "concat",
-                                      "reshape", "transpose", "slice", "split", "add", "mul", "matmul",
-                                      "lookup", "channel_scale", "clamp"),
-                               lookups=("Sigmoid",), fixed_outputs=(("Sigmoid", 2.0 ** -15, 0),),
-                               matmul_rounding="tflite_int64", matmul_accumulator_bits=48,
-                               # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
-                               # as at 8 bits
-                               rounding="tflite_int64", gemm_rounding="double_half_away", bias_bits=64,
-                               accumulator_bits=48, symmetric=True)),
-    # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
-    # tcc.backends.ax.chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
-    # `input_feature_type: UINT8`; Pulsar2 `data_type` default U8, per tensor, asymmetric: its quant_axmodel.json
-    # says PER_TENSOR, ASYMMETRICAL, quant_min 0), weights signed 8-bit (`weight_type: INT8`, `weight_data_type`
-    # S8), Pulsar2's conv bias S32 at s_in * s_w (`conv_bias_data_type` S32). From Axera's own QDQ exporter for
-    # Pulsar2: weights per output channel, symmetric, in [-127, 127]. Not documented: the rounding (half to even
-    # assumed, ONNX QuantizeLinear's; Pulsar2's docs say its board and its reference differ by at most one code).
-    # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
-    TargetRules("ax620", "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
-                "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_ops=False, float_kinds=("softmax",),
-                pooled_conv=False),
-    TargetRules("pulsar2", "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
-                "per-channel symmetric weights in [-127, 127], s32 conv bias",
-                unsigned_ok=True, signed_as_u8=True, narrow_weights=True, float_kinds=("softmax",),
-                pooled_conv=False),
-]}
+RULES: dict[str, TargetRules] = {
+    r.name: r
+    for r in [
+        TargetRules(
+            "ort",
+            "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
+            "weights, 7-bit dense weights",
+            unsigned_ok=True,
+            split_mixed_groups=True,
+            signed_as_u8=True,
+            kernel_rewrites=True,
+            dense_weight_bits=7,
+            float_kinds=("softmax",),
+            pooled_conv=False,
+        ),
+        TargetRules(
+            "tvm",
+            "tcc's TVM integer kernels: s8 / u8 activations (zero point 0), or s16 ones "
+            "(`tcc calibrate --activation-bits 16`), s8 per-channel weights",
+            unsigned_ok=True,
+            activation_bits=(8, 16),
+        ),
+        TargetRules(
+            "tflite",
+            "TFLite int8 (its quantization spec; LiteRT's reference kernels bit for bit): asymmetric "
+            "int8 activations, symmetric per-channel int8 weights in [-127, 127], gemmlowp rounding (FULLY_CONNECTED: "
+            "one rounding); "
+            "or its 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int64 bias",
+            unsigned_ok=False,
+            asymmetric=True,
+            rounding="gemmlowp",
+            gemm_rounding="double_half_away",
+            input_rounding="half_away",
+            lookup_arithmetic="float32",
+            pool_division=True,
+            narrow_weights=True,
+            float_outputs=False,
+            fuse_patterns=False,
+            shared_kinds=("global_avg_pool", "clamp"),
+            channel_factors="int8",
+            fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0), ("Softmax", 1 / 256, -128)),
+            # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island:
+            # MobileViT-XXS at 256 ran 6.39 ms with its islands, 10.08 ms with int8 SOFTMAX on LiteRT's
+            # default kernels, and its INT8 output cosine went 0.99524 -> 0.99367 (golden inputs; measured)
+            softmax="gemmlowp",
+            float_kinds=("softmax",),
+            pooled_conv=False,
+            # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
+            # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
+            # requantized by the int64 MultiplyByQuantizedMultiplier; pools, concatenation, reshape, transpose,
+            # slices, splits and clamps move int16 codes by their int8 rules; ADD, MUL and BATCH_MATMUL at
+            # int16; LOGISTIC by its int16 kernel (a 256-entry table of sigmoid(i / 24) interpolated, output at
+            # 2^-15); softmax and the norms float islands. Kinds measured bit for bit against LiteRT's reference
+            # kernels (tests/backends/test_tflite16.py); the others are refused at 16 bits before any work
+            activation_bits=(8, 16),
+            wide=WideRules(
+                kinds=(
+                    "conv",
+                    "gemm",
+                    "max_pool",
+                    "avg_pool",
+                    "global_avg_pool",
+                    "concat",
+                    "reshape",
+                    "transpose",
+                    "slice",
+                    "split",
+                    "add",
+                    "mul",
+                    "matmul",
+                    "lookup",
+                    "channel_scale",
+                    "clamp",
+                ),
+                lookups=("Sigmoid",),
+                fixed_outputs=(("Sigmoid", 2.0**-15, 0),),
+                matmul_rounding="tflite_int64",
+                matmul_accumulator_bits=48,
+                # FULLY_CONNECTED (per channel) rounds acc x its double scale once, half away,
+                # as at 8 bits
+                rounding="tflite_int64",
+                gemm_rounding="double_half_away",
+                bias_bits=64,
+                accumulator_bits=48,
+                symmetric=True,
+            ),
+        ),
+        # Axera's NPUs, from their toolchains' public docs (AXERA-TECH/pulsar-docs, pulsar2-docs(-en), QAT.axera;
+        # tcc.backends.ax.chips cites them per chip). Documented: activations unsigned 8-bit (Pulsar v1
+        # `input_feature_type: UINT8`; Pulsar2 `data_type` default U8, per tensor, asymmetric: its quant_axmodel.json
+        # says PER_TENSOR, ASYMMETRICAL, quant_min 0), weights signed 8-bit (`weight_type: INT8`, `weight_data_type`
+        # S8), Pulsar2's conv bias S32 at s_in * s_w (`conv_bias_data_type` S32). From Axera's own QDQ exporter for
+        # Pulsar2: weights per output channel, symmetric, in [-127, 127]. Not documented: the rounding (half to even
+        # assumed, ONNX QuantizeLinear's; Pulsar2's docs say its board and its reference differ by at most one code).
+        # tcc's tables use two points of the U8 grid: zero point 0 (non-negative tensors) and 128 (signed ones).
+        TargetRules(
+            "ax620",
+            "Axera AX620A/U NPU (Pulsar v1): u8 activations per tensor, s8 per-channel weights in "
+            "[-127, 127] (its own calibration: tcc predicts it with tcc's scales)",
+            unsigned_ok=True,
+            signed_as_u8=True,
+            narrow_weights=True,
+            float_ops=False,
+            float_kinds=("softmax",),
+            pooled_conv=False,
+        ),
+        TargetRules(
+            "pulsar2",
+            "Axera AX620E / AX650 NPUs (Pulsar2): u8 asymmetric activations per tensor, s8 "
+            "per-channel symmetric weights in [-127, 127], s32 conv bias",
+            unsigned_ok=True,
+            signed_as_u8=True,
+            narrow_weights=True,
+            float_kinds=("softmax",),
+            pooled_conv=False,
+        ),
+    ]
+}
 # LiteRT's other 16x8 path: CONV_2D and FULLY_CONNECTED with int32 bias (`quantized_bias_type` INT32: without it
 # LiteRT reads a 16x8 bias as int64). conv.cc's
 # EvalQuantizedPerChannel16x8 runs it on optimized_integer_ops::ConvPerChannel (im2col + gemm) when every zero point
@@ -221,21 +288,28 @@ RULES: dict[str, TargetRules] = {r.name: r for r in [
 # (tcc.quant.intgraph.widths.fit_accumulators). DEPTHWISE_CONV_2D at 16x8 takes an int64 bias only: the `tflite`
 # rules'.
 RULES["tflite16-i32"] = replace(
-    RULES["tflite"], name="tflite16-i32",
+    RULES["tflite"],
+    name="tflite16-i32",
     description="TFLite's 16x8 mode with int32 bias (`--target tflite16-i32 --activation-bits 16`): int16 "
-                "activations at zero point 0, int8 per-channel weights, int32 bias and accumulators for CONV_2D and "
-                "FULLY_CONNECTED (LiteRT's optimized 16x8 kernels), int64 for DEPTHWISE_CONV_2D",
+    "activations at zero point 0, int8 per-channel weights, int32 bias and accumulators for CONV_2D and "
+    "FULLY_CONNECTED (LiteRT's optimized 16x8 kernels), int64 for DEPTHWISE_CONV_2D",
     activation_bits=(16,),
-    wide=replace(RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32,
-                 depthwise=RULES["tflite"].wide))
+    wide=replace(
+        RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32, depthwise=RULES["tflite"].wide
+    ),
+)
 
 # TFLite with integer builtins only (int8-only runtimes and delegates: LiteRT for Microcontrollers, NPU delegates):
 # no float islands, softmax as LiteRT's int8 SOFTMAX; a node without an int8 builtin (LayerNorm) is refused
 RULES["tflite-int"] = replace(
-    RULES["tflite"], name="tflite-int",
+    RULES["tflite"],
+    name="tflite-int",
     description="TFLite with int8 builtins only (`--target tflite-int`): the tflite rules without float islands, "
-                "softmax as LiteRT's int8 SOFTMAX (output at 1/256, zero point -128)",
-    float_ops=False, float_kinds=(), pooled_conv=False)
+    "softmax as LiteRT's int8 SOFTMAX (output at 1/256, zero point -128)",
+    float_ops=False,
+    float_kinds=(),
+    pooled_conv=False,
+)
 
 
 def get_rules(rules: str | TargetRules) -> TargetRules:
@@ -245,8 +319,9 @@ def get_rules(rules: str | TargetRules) -> TargetRules:
     try:
         return RULES[rules]
     except (KeyError, TypeError):
-        raise DataError(f"unknown calibration target {rules!r} (quantization rules); expected one of "
-                        f"{', '.join(RULES)}") from None
+        raise DataError(
+            f"unknown calibration target {rules!r} (quantization rules); expected one of {', '.join(RULES)}"
+        ) from None
 
 
 def rules_for(target: str) -> TargetRules:

@@ -20,6 +20,7 @@ quantized graph quantize the same weights and biases:
     equalized_model(model, table)        # the FP32 function with equalized parameters (per-tensor FP32 references)
     weight_codes(table, name, w)         # codes, with the stored rounding (tcc.quant.table.weight_codes)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -69,31 +70,40 @@ class Steps:
         """The steps left to choose, in STEP_NAMES order."""
         return tuple(name for name in STEP_NAMES if getattr(self, name) is None)
 
-    def deciding(self, on: Iterable[str]) -> "Steps":
+    def deciding(self, on: Iterable[str]) -> Steps:
         """Itself with every free step decided: on when named in `on`, else off."""
         return replace(self, **{name: name in set(on) for name in self.free})
 
     @classmethod
-    def chosen(cls, spec_section: dict | None, **switches) -> "Steps":
+    def chosen(cls, spec_section: dict | None, **switches) -> Steps:
         """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
         spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); bias correction that neither
         fixes is chosen per model (None), equalization and rounding stay off (UNCHOSEN). Other keyword arguments
         (rounding_budget, choice_budget; None: the default) pass through."""
         section = spec_section or {}
-        picked = {name: bool(switches[name]) if switches.get(name) is not None else
-                  bool(section[name]) if section.get(name) is not None else
-                  (False if name in UNCHOSEN else None) for name in STEP_NAMES}
+        picked = {
+            name: bool(switches[name])
+            if switches.get(name) is not None
+            else bool(section[name])
+            if section.get(name) is not None
+            else (False if name in UNCHOSEN else None)
+            for name in STEP_NAMES
+        }
         rest = {k: v for k, v in switches.items() if k not in STEP_NAMES and v is not None}
         return cls(**picked, **rest)
 
-    def checked(self) -> "Steps":
+    def checked(self) -> Steps:
         """Itself, if its settings fit together (a rounding budget needs the rounding step and seconds > 0)."""
         if self.rounding_budget is not None and not (self.rounding is not False and self.rounding_budget > 0):
-            raise DataError("--rounding-budget needs --rounding (or the rounding step left to the choice) and a "
-                            "positive number of seconds")
+            raise DataError(
+                "--rounding-budget needs --rounding (or the rounding step left to the choice) and a "
+                "positive number of seconds"
+            )
         if self.choice_budget is not None and self.choice_budget < 0:
-            raise DataError(f"--choice-budget {self.choice_budget:g}: expected seconds >= 0 (0: no choosing, the "
-                            "undecided steps stay off)")
+            raise DataError(
+                f"--choice-budget {self.choice_budget:g}: expected seconds >= 0 (0: no choosing, the "
+                "undecided steps stay off)"
+            )
         return self
 
 
@@ -127,8 +137,7 @@ def equalize_arrays(records: list[dict], inits: dict[str, np.ndarray]) -> dict[s
         for cons in rec["consumers"]:
             w = get(cons["weight"])
             _fits(cons["weight"], w.shape[cons["axis"]] * cons.get("groups", 1), len(c), "equalization factors")
-            new[cons["weight"]] = (w / per_input_channel(w, c, cons["axis"], cons.get("groups", 1))).astype(
-                np.float32)
+            new[cons["weight"]] = (w / per_input_channel(w, c, cons["axis"], cons.get("groups", 1))).astype(np.float32)
     return new
 
 
@@ -218,19 +227,29 @@ def summary_lines(doc: dict) -> list[str]:
         elif s["name"] == "equalization":
             pairs = s.get("pairs", [])
             strengths = sorted({p["strength"] for p in pairs})
-            lines.append(f"{name}: {len(pairs)} producer -> consumer pairs rescaled"
-                         + (f" (strengths {', '.join(f'{v:g}' for v in strengths)})" if pairs else ""))
+            lines.append(
+                f"{name}: {len(pairs)} producer -> consumer pairs rescaled"
+                + (f" (strengths {', '.join(f'{v:g}' for v in strengths)})" if pairs else "")
+            )
         elif s["name"] == "rounding":
             layers = s.get("layers", {})
             worst = max(layers.items(), key=lambda kv: kv[1]["error_before"], default=None)
-            lines.append(f"{name}: {len(s.get('weights', {}))} weights rounded per layer"
-                         + ("" if s.get("complete", True) else " (time budget reached before the last layers)")
-                         + (f"; worst layer {worst[0]}: relative output error {worst[1]['error_before']:.4g} -> "
-                            f"{worst[1]['error_after']:.4g}" if worst else ""))
+            lines.append(
+                f"{name}: {len(s.get('weights', {}))} weights rounded per layer"
+                + ("" if s.get("complete", True) else " (time budget reached before the last layers)")
+                + (
+                    f"; worst layer {worst[0]}: relative output error {worst[1]['error_before']:.4g} -> "
+                    f"{worst[1]['error_after']:.4g}"
+                    if worst
+                    else ""
+                )
+            )
         else:
             skipped = s.get("skipped_without_bias", [])
-            lines.append(f"{name}: {len(s.get('layers', {}))} layers' biases corrected"
-                         + (f" ({len(skipped)} without a bias left as they are)" if skipped else ""))
+            lines.append(
+                f"{name}: {len(s.get('layers', {}))} layers' biases corrected"
+                + (f" ({len(skipped)} without a bias left as they are)" if skipped else "")
+            )
     return lines
 
 
@@ -248,15 +267,22 @@ def choice_lines(choice: dict | None, seconds: float | None = None) -> list[str]
     trials = choice["trials"]
     best = next(t for t in trials if t["steps"] == choice["chosen"])
     plain = trials[0]
-    line = (f"steps chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: "
-            f"{named(choice['chosen'])}, INT8 output cosine mean {best['mean_cos']:.6f} / min {best['min_cos']:.6f}"
-            + (f" (vs {named(plain['steps'])}: {plain['mean_cos']:.6f} / {plain['min_cos']:.6f})" if best is not plain
-               else "") + f"; {len(trials)} combinations judged" + (f" in {seconds:.1f} s" if seconds is not None
-                                                                    else ""))
+    line = (
+        f"steps chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: "
+        f"{named(choice['chosen'])}, INT8 output cosine mean {best['mean_cos']:.6f} / min {best['min_cos']:.6f}"
+        + (
+            f" (vs {named(plain['steps'])}: {plain['mean_cos']:.6f} / {plain['min_cos']:.6f})"
+            if best is not plain
+            else ""
+        )
+        + f"; {len(trials)} combinations judged"
+        + (f" in {seconds:.1f} s" if seconds is not None else "")
+    )
     gain = choice.get("best_gain")
     if gain and best is not plain:
         line += f", gain per sample {gain['mean']:.2g} +- {gain['standard_error']:.2g}"
     if not choice.get("complete", True):
-        line += (f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's "
-                 "speed)")
+        line += (
+            f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's speed)"
+        )
     return [line]

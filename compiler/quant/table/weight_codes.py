@@ -2,6 +2,7 @@
 lowering, the quantized graph (so the integer reference and every backend lowering) and the calibration steps
 share. Equation (8) per output channel, or the rounding that the table's rounding step chose and stored as one bit
 per weight (tcc.quant.steps.rounding chooses it; this module reads and writes the stored form)."""
+
 from __future__ import annotations
 
 import base64
@@ -45,13 +46,17 @@ def _check_fits(name: str, entry: dict, shape: tuple, axis) -> None:
     """One scale per channel along the weight's channel axis, as quantize_graph checks it: the QDQ lowering reads the
     table here without that check first (a damaged table was numpy's broadcast error in `tcc diff`)."""
     if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < len(shape):
-        raise CalibrationError(f"calibration table: weight {name!r}: channel axis {axis!r} is not one of its "
-                               f"{len(shape)}; recalibrate with `tcc calibrate`")
+        raise CalibrationError(
+            f"calibration table: weight {name!r}: channel axis {axis!r} is not one of its "
+            f"{len(shape)}; recalibrate with `tcc calibrate`"
+        )
     scale = entry.get("scale")
     if not isinstance(scale, list) or len(scale) != shape[axis]:
-        raise CalibrationError(f"calibration table: weight {name!r} has {shape[axis]} output channels, the table "
-                               f"{len(scale) if isinstance(scale, list) else scale!r} scales; recalibrate with "
-                               "`tcc calibrate`")
+        raise CalibrationError(
+            f"calibration table: weight {name!r} has {shape[axis]} output channels, the table "
+            f"{len(scale) if isinstance(scale, list) else scale!r} scales; recalibrate with "
+            "`tcc calibrate`"
+        )
 
 
 def encode(codes: np.ndarray, w: np.ndarray, scale: np.ndarray, axis: int) -> str:

@@ -9,6 +9,7 @@ al., Learned Step Size Quantization, 2020).
 (tcc.quant.table.rules): half to even (ONNX QuantizeLinear, the integer reference's requantization) or half away
 from zero (TFLite's QUANTIZE and its gemmlowp requantization).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,7 @@ def rounding_of(rule: str) -> str:
     return "half_even" if rule == "half_even" else "half_away"
 
 
-def fake_quant(x: torch.Tensor, scale, zero_point: int, lo: int, hi: int, rounding: str = "half_even"
-               ) -> torch.Tensor:
+def fake_quant(x: torch.Tensor, scale, zero_point: int, lo: int, hi: int, rounding: str = "half_even") -> torch.Tensor:
     """(clamp(round(x / s) + zp, lo, hi) - zp) * s. Gradients: to x, 1 where the code is not clamped, else 0; to
     a scale that is a tensor with gradients, LSQ's (round(x / s) - x / s inside, the clamped code outside)."""
     v = x / scale

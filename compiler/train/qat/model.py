@@ -15,6 +15,7 @@ BatchNorm's gamma / beta (running statistics unchanged: the build folds them aga
 float32 rounding). The rest of the model (nothing, for a CNN of conv / BN / linear layers) trains as it is. The model
 runs in eval mode: BatchNorm on its running statistics, no dropout.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .fake_quant import fake_quant
 from .plan import QatPlan, WeightQuant
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-INT32 = (-(2 ** 31), 2 ** 31 - 1)
+INT32 = (-(2**31), 2**31 - 1)
 
 
 def fx_name(tensor: str) -> str:
@@ -80,9 +81,11 @@ class QatModel(nn.Module):
             if node is None and (tensor in plan.moves or tensor in moved_from):
                 continue  # the same codes as a move's input or output, fake-quantized where that is computed
             if node is None:
-                raise DataError(f"{where}: the integer graph quantizes tensor {tensor!r}, which the PyTorch model does "
-                                "not compute as one value; quantization-aware training cannot place its fake "
-                                "quantization")
+                raise DataError(
+                    f"{where}: the integer graph quantizes tensor {tensor!r}, which the PyTorch model does "
+                    "not compute as one value; quantization-aware training cannot place its fake "
+                    "quantization"
+                )
             self.activations[node.name] = q
         if plan.input_q is not None:
             self.activations[placeholder.name] = plan.input_q
@@ -107,8 +110,13 @@ class QatModel(nn.Module):
 
     def free_parameters(self) -> list[nn.Parameter]:
         """The module's parameters that no folded layer holds (trained as they are)."""
-        held = {id(p) for layer in self.layers.values()
-                for m in (layer.module, layer.after, layer.before) if m is not None for p in m.parameters()}
+        held = {
+            id(p)
+            for layer in self.layers.values()
+            for m in (layer.module, layer.after, layer.before)
+            if m is not None
+            for p in m.parameters()
+        }
         return [p for p in self.module.parameters() if id(p) not in held]
 
     def _scales(self, plan: QatPlan, input_node: str) -> None:
@@ -160,24 +168,35 @@ class QatModel(nn.Module):
     def _layer(self, node: fx.Node | None, name: str, wq: WeightQuant) -> None:
         module = self._submodule(node)
         if not isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
-            raise DataError(f"{self.where}: layer {name!r} of the integer graph is not a Conv2d, Linear or BatchNorm2d "
-                            "module of the PyTorch model; quantization-aware training cannot fake-quantize its weight")
+            raise DataError(
+                f"{self.where}: layer {name!r} of the integer graph is not a Conv2d, Linear or BatchNorm2d "
+                "module of the PyTorch model; quantization-aware training cannot fake-quantize its weight"
+            )
         if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
-            raise DataError(f"{self.where}: layer {name!r} pads with {module.padding_mode!r}; its folded form takes "
-                            "zeros")
+            raise DataError(
+                f"{self.where}: layer {name!r} pads with {module.padding_mode!r}; its folded form takes zeros"
+            )
         out = module.weight.shape[0]
         if wq.scale.shape != (out,):
-            raise DataError(f"{self.where}: layer {name!r} has {out} output channels, the table {wq.scale.size} "
-                            "scales")
+            raise DataError(f"{self.where}: layer {name!r} has {out} output channels, the table {wq.scale.size} scales")
         rank = 4 if isinstance(module, nn.BatchNorm2d) else module.weight.dim()
-        layer = Layer(module, wq, torch.from_numpy(wq.scale.reshape((out,) + (1,) * (rank - 1))),
-                      None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale))
+        layer = Layer(
+            module,
+            wq,
+            torch.from_numpy(wq.scale.reshape((out,) + (1,) * (rank - 1))),
+            None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale),
+        )
         if not isinstance(module, nn.BatchNorm2d):  # a lone BatchNorm folds nothing more
             source, users = node.args[0], list(node.users)
             before = self._submodule(source)
-            if (isinstance(module, nn.Conv2d) and isinstance(before, nn.BatchNorm2d) and source.name not in self.folded
-                    and source.name not in self.activations and source.target not in self.plan.weighted
-                    and getattr(source.args[0], "name", None) in self.activations):
+            if (
+                isinstance(module, nn.Conv2d)
+                and isinstance(before, nn.BatchNorm2d)
+                and source.name not in self.folded
+                and source.name not in self.activations
+                and source.target not in self.plan.weighted
+                and getattr(source.args[0], "name", None) in self.activations
+            ):
                 layer.before = before  # read by unpadded convs only: the passes' bn_conv rule folded it into them
                 self.folded.add(source.name)
             after = self._submodule(users[0]) if len(users) == 1 else None
@@ -270,8 +289,9 @@ class QatModel(nn.Module):
 def _input_channels(w: torch.Tensor, groups: int) -> torch.Tensor:
     """[O, I/g, 1, 1]: the input channel each row of a grouped conv's weight reads."""
     out, per_group = w.shape[:2]
-    return ((torch.arange(out)[:, None] // (out // groups)) * per_group
-            + torch.arange(per_group)[None, :]).reshape(out, per_group, 1, 1)
+    return ((torch.arange(out)[:, None] // (out // groups)) * per_group + torch.arange(per_group)[None, :]).reshape(
+        out, per_group, 1, 1
+    )
 
 
 def _affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,8 +357,10 @@ def absorb_bias_correction(qat: QatModel, shifts: dict) -> tuple[list[str], list
             continue
         shift = torch.as_tensor(shift, dtype=torch.float64)
         if layer is None or layer.bias_codes is None or shift.shape != layer.bias_codes.shape:
-            raise DataError(f"{qat.where}: the table's bias correction of layer {name!r} does not fit the integer "
-                            "graph's layers; recalibrate")
+            raise DataError(
+                f"{qat.where}: the table's bias correction of layer {name!r} does not fit the integer "
+                "graph's layers; recalibrate"
+            )
         layer.bias_codes.copy_((layer.bias_codes.double() + shift / layer.bias_unit).float())
         done.append(name)
     return done, dropped

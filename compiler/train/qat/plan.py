@@ -10,6 +10,7 @@ inside a code step, so the fake-quantized forward equals the integer reference's
 on ties (tests/train/test_qat.py measures how many). The constants of a channel scale, an added constant or a
 broadcast train in float and are quantized by the build as usual (`float_constants` names them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,11 +58,19 @@ class QatPlanner(Interpreter):
     lowering = QAT
 
     def __init__(self, qgraph: QGraph, graph: IntGraph, table: CalibrationTable):
-        self.weight_bits = {n.name: table.tensors[n.weight].get("bits", 8) for n in graph.nodes if n.weight
-                            and table.tensors.get(n.weight, {}).get("kind") == "weight"}
+        self.weight_bits = {
+            n.name: table.tensors[n.weight].get("bits", 8)
+            for n in graph.nodes
+            if n.weight and table.tensors.get(n.weight, {}).get("kind") == "weight"
+        }
         self.output_scales, self.rules = qgraph.output_scales, qgraph.rules
-        self.plan = QatPlan(qgraph.input, qgraph.input_q, rounding_of(qgraph.input_rounding),
-                            rounding_of(qgraph.rules.rounding), groups=[list(g) for g in table.doc.get("groups", [])])
+        self.plan = QatPlan(
+            qgraph.input,
+            qgraph.input_q,
+            rounding_of(qgraph.input_rounding),
+            rounding_of(qgraph.rules.rounding),
+            groups=[list(g) for g in table.doc.get("groups", [])],
+        )
 
     @classmethod
     def of(cls, qgraph: QGraph, graph: IntGraph, table: CalibrationTable) -> QatPlan:

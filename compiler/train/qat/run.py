@@ -15,6 +15,7 @@ before training; rounding: replaced by training) and the new weights' hashes. Th
 fake-quantized outputs are closest to the teacher's on the un-augmented data (epoch 0: the weights as given), so the
 result is never worse there than the start.
 """
+
 from __future__ import annotations
 
 import copy
@@ -82,8 +83,10 @@ class Options:
         if self.augment not in AUGMENTS:
             raise DataError(f"--augment {self.augment!r}: one of {', '.join(AUGMENTS)}")
         if self.augment in ("dihedral", "crops") and input_shape[-1] != input_shape[-2]:
-            raise DataError(f"--augment dihedral turns images by quarter turns: the model's input is "
-                            f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)")
+            raise DataError(
+                f"--augment dihedral turns images by quarter turns: the model's input is "
+                f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)"
+            )
         if not (self.label_weight >= 0 and np.isfinite(self.label_weight)):
             raise DataError(f"--label-weight {self.label_weight}: 0 (distillation only) or a positive weight")
         if samples is not None and samples < 2:
@@ -107,33 +110,74 @@ def _crop(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     h, w = x.shape[-2:]
     side = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
     top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    part = x[None, :, top:top + side, left:left + side]
+    part = x[None, :, top : top + side, left : left + side]
     return torch.nn.functional.interpolate(part, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
 def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Per sample: |s - t|^2 / |t|^2 over the flattened tensor."""
     s, t = student.flatten(1), teacher.flatten(1)
-    return ((s - t) ** 2).sum(1) / (t ** 2).sum(1).clamp_min(1e-12)
+    return ((s - t) ** 2).sum(1) / (t**2).sum(1).clamp_min(1e-12)
 
 
-def quantization_aware(spec, weights: Path, table: CalibrationTable, data: np.ndarray, options: Options,
-                       out: Path, *, by_order: bool = False, key_map=None, opset: int = 13, data_fingerprint: str = "",
-                       labels: np.ndarray | None = None, kept: dict[str, bytes] | None = None, log=print) -> Result:
+def quantization_aware(  # noqa: PLR0913
+    spec,
+    weights: Path,
+    table: CalibrationTable,
+    data: np.ndarray,
+    options: Options,
+    out: Path,
+    *,
+    by_order: bool = False,
+    key_map=None,
+    opset: int = 13,
+    data_fingerprint: str = "",
+    labels: np.ndarray | None = None,
+    kept: dict[str, bytes] | None = None,
+    log=print,
+) -> Result:
     """Fine-tune and write OUT/weights.pt, OUT/calib.json, OUT/log.json (all three, or none; `kept`, name -> bytes,
-    beside them: an imported model's spec). `labels`: a class index per sample, for options.label_weight. Under torchrun every process trains on its share of each batch
+    beside them: an imported model's spec). `labels`: a class index per sample, for options.label_weight. Under
+    torchrun every process trains on its share of each batch
     (gradients summed over the processes, as one process would compute them); the main process alone checks, logs
     and writes."""
     if options.label_weight and labels is None:
         raise DataError("--label-weight needs labelled data: DIR/<class>/image files, the classes in output order")
     with processes("cpu") as procs:
-        return _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset,
-                                   data_fingerprint, labels, kept or {}, log if procs.main else (lambda s: None),
-                                   procs)
+        return _quantization_aware(
+            spec,
+            weights,
+            table,
+            data,
+            options,
+            out,
+            by_order,
+            key_map,
+            opset,
+            data_fingerprint,
+            labels,
+            kept or {},
+            log if procs.main else (lambda s: None),
+            procs,
+        )
 
 
-def _quantization_aware(spec, weights, table, data, options, out, by_order, key_map, opset, data_fingerprint, labels,
-                        kept, log, procs: Processes) -> Result:
+def _quantization_aware(  # noqa: PLR0913
+    spec,
+    weights,
+    table,
+    data,
+    options,
+    out,
+    by_order,
+    key_map,
+    opset,
+    data_fingerprint,
+    labels,
+    kept,
+    log,
+    procs: Processes,
+) -> Result:
     started = time.perf_counter()
     fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
     options.check(len(data), tuple(fe.model.input_shape))
@@ -141,24 +185,33 @@ def _quantization_aware(spec, weights, table, data, options, out, by_order, key_
     table.check_model(quantized_form(fe.onnx, table.doc["target"]))
     equalized = step(table.doc, "equalization")
     if equalized and equalized.get("enabled"):
-        raise DataError("the calibration table was made with cross-layer equalization; quantization-aware training "
-                        "starts from a table without it (tcc calibrate --no-equalization)")
+        raise DataError(
+            "the calibration table was made with cross-layer equalization; quantization-aware training "
+            "starts from a table without it (tcc calibrate --no-equalization)"
+        )
     graph = plan(fe.onnx, rules=table.doc["target"])
     qgraph = quantize_graph(graph, table)
     teacher = fe.module.eval().requires_grad_(False)
     student = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))
     corrected = step(table.doc, "bias_correction")
-    absorbed, dropped = absorb_bias_correction(student, {k: v["shift"] for k, v in corrected["layers"].items()}) \
-        if corrected and corrected.get("enabled") else ([], [])
+    absorbed, dropped = (
+        absorb_bias_correction(student, {k: v["shift"] for k, v in corrected["layers"].items()})
+        if corrected and corrected.get("enabled")
+        else ([], [])
+    )
     if dropped:
-        log(f"qat: the bias correction of {len(dropped)} layers is left to training (no bias of their own to hold "
-            f"it): {', '.join(dropped[:4])}" + (", ..." if len(dropped) > 4 else ""))
+        log(
+            f"qat: the bias correction of {len(dropped)} layers is left to training (no bias of their own to hold "
+            f"it): {', '.join(dropped[:4])}" + (", ..." if len(dropped) > 4 else "")
+        )
     judged = data[:JUDGED]
     before = _int8_cosines(fe.onnx, table, judged, teacher) if procs.main else None
-    log(f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
+    log(
+        f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
         f"{table.doc['target']} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
         f"{options.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
-        + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else ""))
+        + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else "")
+    )
     epochs, best = _train(student, teacher, data, labels, options, procs, log)
     student.load_state_dict(best["state"])
     student.write_back()
@@ -172,22 +225,41 @@ def _quantization_aware(spec, weights, table, data, options, out, by_order, key_
         trained_file = Path(tmp) / WEIGHTS
         trained_file.write_bytes(blob)
         trained = lower_spec(spec, weights=trained_file, by_order=False, opset=opset)
-        doc = _table_doc(table, trained.onnx, trained_file, absorbed, options, best["epoch"], data_fingerprint,
-                         len(data), time.perf_counter() - started, student.learned_scales())
+        doc = _table_doc(
+            table,
+            trained.onnx,
+            trained_file,
+            absorbed,
+            options,
+            best["epoch"],
+            data_fingerprint,
+            len(data),
+            time.perf_counter() - started,
+            student.learned_scales(),
+        )
         new_table = CalibrationTable(doc)
         after = _int8_cosines(trained.onnx, new_table, judged, teacher)
     doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
-    record = {"spec": str(spec), "weights": str(weights), "options": asdict(options), "processes": procs.world,
-              "epochs": epochs, "kept_epoch": best["epoch"], "int8_cosine": doc["qat"]["int8_cosine"]}
+    record = {
+        "spec": str(spec),
+        "weights": str(weights),
+        "options": asdict(options),
+        "processes": procs.world,
+        "epochs": epochs,
+        "kept_epoch": best["epoch"],
+        "int8_cosine": doc["qat"]["int8_cosine"],
+    }
     out.mkdir(parents=True, exist_ok=True)
     for name, data_bytes in kept.items():
         atomic_write(out / name, lambda f, b=data_bytes: f.write(b))
     weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
     new_table.save(out / TABLE)
     atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
-    log(f"qat: INT8 vs FP32 output cosine on {len(judged)} of its samples (integer reference), mean / min: "
+    log(
+        f"qat: INT8 vs FP32 output cosine on {len(judged)} of its samples (integer reference), mean / min: "
         f"{before['mean']:.6f} / {before['min']:.6f} -> {after['mean']:.6f} / {after['min']:.6f} (epoch "
-        f"{best['epoch']} kept)")
+        f"{best['epoch']} kept)"
+    )
     return Result(weights_out, new_table, record)
 
 
@@ -206,15 +278,16 @@ def _fake_quant_cosine(student, share: np.ndarray, fp32: list, batch: int, procs
     cos = []
     with torch.no_grad():
         for i, t in zip(range(0, len(share), batch), fp32):
-            s = student(torch.from_numpy(share[i:i + batch])).flatten(1).double()
+            s = student(torch.from_numpy(share[i : i + batch])).flatten(1).double()
             cos += torch.nn.functional.cosine_similarity(s, t.flatten(1).double(), dim=1).tolist()
     cos = [c for part in gather(cos, procs) for c in part]
     # 6 decimals: the epoch kept must not hang on float rounding (the process count changes summation orders)
     return round(float(np.mean(cos)), 6), round(float(np.min(cos)), 6)
 
 
-def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | None, o: Options, procs: Processes,
-           log) -> tuple[list[dict], dict]:
+def _train(
+    student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | None, o: Options, procs: Processes, log
+) -> tuple[list[dict], dict]:
     """Adam over the global batch: every process draws the same order and views, computes its share's summed loss
     over the global batch size, and the gradients are summed over the processes."""
     torch.manual_seed(o.seed)
@@ -235,9 +308,9 @@ def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | No
     optimizer = torch.optim.Adam(groups)
     steps = o.epochs * -(-len(data) // o.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    share = data[procs.rank::procs.world]  # the epochs are judged on the un-augmented data, each process its share
+    share = data[procs.rank :: procs.world]  # the epochs are judged on the un-augmented data, each process its share
     with torch.no_grad():
-        fp32 = [teacher(torch.from_numpy(share[i:i + o.batch_size])) for i in range(0, len(share), o.batch_size)]
+        fp32 = [teacher(torch.from_numpy(share[i : i + o.batch_size])) for i in range(0, len(share), o.batch_size)]
     mean, worst = _fake_quant_cosine(student, share, fp32, o.batch_size, procs)
     epochs = [{"epoch": 0, "cos_mean": mean, "cos_min": worst}]
     best = {"epoch": 0, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
@@ -247,12 +320,12 @@ def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | No
         order = rng.permutation(len(data))
         turns = rng.choice(views, size=len(data))
         for i in range(0, len(data), o.batch_size):
-            idx = order[i:i + o.batch_size]
+            idx = order[i : i + o.batch_size]
             x = torch.stack([_view(torch.from_numpy(data[j]), int(turns[j])) for j in idx])
             if o.augment == "crops":
                 x = torch.stack([_crop(v, rng) for v in x])
-            mine = x[procs.rank::procs.world]
-            y = None if labels is None else torch.from_numpy(labels[idx][procs.rank::procs.world])
+            mine = x[procs.rank :: procs.world]
+            y = None if labels is None else torch.from_numpy(labels[idx][procs.rank :: procs.world])
             optimizer.zero_grad(set_to_none=True)
             loss = _loss(student, teacher, mine, y, o).sum() if len(mine) else torch.zeros((), dtype=torch.float32)
             if len(mine):
@@ -266,10 +339,19 @@ def _train(student: QatModel, teacher, data: np.ndarray, labels: np.ndarray | No
         kept = (mean, worst) > best["key"]
         if kept:
             best = {"epoch": epoch, "key": (mean, worst), "state": copy.deepcopy(student.state_dict())}
-        epochs.append({"epoch": epoch, "loss": total / len(data), "cos_mean": mean, "cos_min": worst,
-                       "seconds": round(time.perf_counter() - start, 3)})
-        log(f"qat: epoch {epoch}/{o.epochs}: loss {total / len(data):.3e}, fake-quantized vs FP32 cosine "
-            f"{mean:.6f} / {worst:.6f}" + ("  [best]" if kept else ""))
+        epochs.append(
+            {
+                "epoch": epoch,
+                "loss": total / len(data),
+                "cos_mean": mean,
+                "cos_min": worst,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+        log(
+            f"qat: epoch {epoch}/{o.epochs}: loss {total / len(data):.3e}, fake-quantized vs FP32 cosine "
+            f"{mean:.6f} / {worst:.6f}" + ("  [best]" if kept else "")
+        )
     return epochs, best
 
 
@@ -303,26 +385,52 @@ def _sum_gradients(params: list, procs: Processes) -> None:
             dist.all_reduce(p.grad)
 
 
-def _table_doc(table: CalibrationTable, fp32_onnx, weights: Path, absorbed: list[str], o: Options, epoch: int,
-               data_fingerprint: str, samples: int, seconds: float, scales: dict[str, float]) -> dict:
+def _table_doc(  # noqa: PLR0913
+    table: CalibrationTable,
+    fp32_onnx,
+    weights: Path,
+    absorbed: list[str],
+    o: Options,
+    epoch: int,
+    data_fingerprint: str,
+    samples: int,
+    seconds: float,
+    scales: dict[str, float],
+) -> dict:
     doc = copy.deepcopy(table.doc)
     for tensor, scale in scales.items():
         if tensor in doc["tensors"]:
             doc["tensors"][tensor]["scale"] = scale
     source = hashlib.sha256(table.to_json().encode()).hexdigest()
-    changed = [s["name"] for s in doc.get("steps", []) if s["name"] in ("bias_correction", "rounding")
-               and s.get("enabled")]
-    doc["steps"] = [s if s["name"] not in changed else {"name": s["name"], "enabled": False}
-                    for s in doc.get("steps", [])]
+    changed = [
+        s["name"] for s in doc.get("steps", []) if s["name"] in ("bias_correction", "rounding") and s.get("enabled")
+    ]
+    doc["steps"] = [
+        s if s["name"] not in changed else {"name": s["name"], "enabled": False} for s in doc.get("steps", [])
+    ]
     doc.pop("steps_choice", None)
     doc["weights_hash"] = sha256_file(weights)
     doc["model_hash"] = model_sha256(fp32_onnx)
     doc["created_by"] = "tcc qat"
-    doc["qat"] = {"source_table_sha256": source, "steps_replaced": changed, "absorbed_bias_correction": len(absorbed),
-                  "epochs": o.epochs, "kept_epoch": epoch, "lr": o.lr, "bias_lr": o.bias_lr, "free_lr": o.free_lr,
-                  "scale_lr": o.scale_lr, "scales_learned": len(scales),
-                  "feature_weight": o.feature_weight, "label_weight": o.label_weight, "batch_size": o.batch_size,
-                  "augment": o.augment, "seed": o.seed, "loss": "relative squared logit error (distilled)",
-                  "samples": samples, "data_fingerprint": data_fingerprint}
+    doc["qat"] = {
+        "source_table_sha256": source,
+        "steps_replaced": changed,
+        "absorbed_bias_correction": len(absorbed),
+        "epochs": o.epochs,
+        "kept_epoch": epoch,
+        "lr": o.lr,
+        "bias_lr": o.bias_lr,
+        "free_lr": o.free_lr,
+        "scale_lr": o.scale_lr,
+        "scales_learned": len(scales),
+        "feature_weight": o.feature_weight,
+        "label_weight": o.label_weight,
+        "batch_size": o.batch_size,
+        "augment": o.augment,
+        "seed": o.seed,
+        "loss": "relative squared logit error (distilled)",
+        "samples": samples,
+        "data_fingerprint": data_fingerprint,
+    }
     doc.setdefault("timing_s", {})["qat"] = round(seconds, 3)
     return doc

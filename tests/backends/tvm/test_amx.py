@@ -1,6 +1,7 @@
 """AMX-INT8 stems (backends/tvm/int8/amx.py): the weights' tile layout and the tiles' addressing against a plain
 conv (everywhere, emulated in numpy), the kernel compiled to tile instructions (everywhere), and run bit-exact,
 alone, pooled and in a lowered model, on a CPU with AMX whose OS grants the tile state."""
+
 from __future__ import annotations
 
 import re
@@ -11,29 +12,35 @@ from onnx import helper, numpy_helper
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile  # noqa: E402
-from tcc.backends.tvm.int8 import amx, kernels as kn  # noqa: E402
-from tcc.backends.tvm.isa import target_has  # noqa: E402
-from tcc.backends.tvm.measure.instruction_mix import instruction_mix, is_amx  # noqa: E402
-from tcc.cli.build import _target_check_line  # noqa: E402
-from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
-from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
-from tcc.quant.intgraph.plan import plan  # noqa: E402
-from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
-from tcc.quant.intgraph.reference import run_reference  # noqa: E402
-
-from tests.helpers.onnx_util import make_model  # noqa: E402
-from tests.helpers.tvm_util import run_lowered, skip_unless_runtime  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm.int8 import amx
+from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm.int8.lower import RelaxLowering
+from tcc.backends.tvm.isa import target_has
+from tcc.backends.tvm.measure.instruction_mix import instruction_mix, is_amx
+from tcc.cli.build import _target_check_line
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import run_reference
+from tests.helpers.onnx_util import make_model
+from tests.helpers.tvm_util import run_lowered, skip_unless_runtime
 
 PAD = 128  # the shifted zero of s8 codes
 SHAPES = [  # (shape, pool geometry or None)
-    (kn.ConvShape(1, 40, 38, 3, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1)),  # DDSNet's stem, small: 19 wide, ragged
-     {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "out_hw": [10, 10]}),
+    (
+        kn.ConvShape(1, 40, 38, 3, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1)),  # DDSNet's stem, small: 19 wide, ragged
+        {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "out_hw": [10, 10]},
+    ),
     (kn.ConvShape(1, 35, 37, 3, 32, 3, 3, (2, 2), (0, 0, 0, 0), (1, 1)), None),  # FastNet's: 'valid', 18 wide
-    (kn.ConvShape(1, 21, 41, 3, 32, 3, 5, (1, 2), (1, 2, 0, 1), (1, 1)),  # uneven strides and pads
-     {"kernel": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 1], "out_hw": [20, 10]}),
-    (kn.ConvShape(1, 18, 18, 4, 80, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # 5 tiles of channels: groups of 1
-     {"kernel": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "out_hw": [9, 9]}),
+    (
+        kn.ConvShape(1, 21, 41, 3, 32, 3, 5, (1, 2), (1, 2, 0, 1), (1, 1)),  # uneven strides and pads
+        {"kernel": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 1], "out_hw": [20, 10]},
+    ),
+    (
+        kn.ConvShape(1, 18, 18, 4, 80, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),  # 5 tiles of channels: groups of 1
+        {"kernel": [3, 3], "strides": [2, 2], "pads": [0, 0, 1, 1], "out_hw": [9, 9]},
+    ),
 ]
 
 
@@ -41,12 +48,15 @@ def _conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shape: kn.ConvShape) -
     """int64 acc [1, oh, ow, co] of NHWC codes x padded with PAD and OIHW w."""
     pt, pl, pb, pr = shape.pads
     xp = np.full((shape.h + pt + pb, shape.w + pl + pr, shape.c), PAD, np.int64)
-    xp[pt:pt + shape.h, pl:pl + shape.w] = x[0]
+    xp[pt : pt + shape.h, pl : pl + shape.w] = x[0]
     (oh, ow), (sh, sw) = shape.out_hw, shape.strides
     out = np.zeros((oh, ow, shape.co), np.int64) + bias
     for ky in range(shape.kh):
         for kx in range(shape.kw):
-            out += xp[ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw] @ w[:, :, ky, kx].astype(np.int64).T
+            out += (
+                xp[ky : ky + sh * (oh - 1) + 1 : sh, kx : kx + sw * (ow - 1) + 1 : sw]
+                @ w[:, :, ky, kx].astype(np.int64).T
+            )
     return out[None]
 
 
@@ -56,7 +66,7 @@ def _max_pool(acc: np.ndarray, pool: dict) -> np.ndarray:
     out = np.empty((1, *pool["out_hw"], c), np.int64)
     for py, px in np.ndindex(*pool["out_hw"]):
         y, x = py * sh - pt, px * sw - pl
-        out[0, py, px] = acc[0, max(y, 0):min(y + kh, h), max(x, 0):min(x + kw, w)].reshape(-1, c).max(0)
+        out[0, py, px] = acc[0, max(y, 0) : min(y + kh, h), max(x, 0) : min(x + kw, w)].reshape(-1, c).max(0)
     return out
 
 
@@ -81,8 +91,9 @@ def test_tiles_of_the_packed_weights_compute_the_conv(shape, pool):
     pt, pl, pb, pr = shape.pads
     row = (shape.w + pl + pr) * shape.c
     rows = np.full((shape.h + pt + pb) * row + amx.TILE_CODES, PAD, np.int64)
-    rows[:-amx.TILE_CODES].reshape(-1, row)[pt:pt + shape.h, pl * shape.c:pl * shape.c + shape.w * shape.c] = \
-        x[0].reshape(shape.h, -1)
+    rows[: -amx.TILE_CODES].reshape(-1, row)[pt : pt + shape.h, pl * shape.c : pl * shape.c + shape.w * shape.c] = x[
+        0
+    ].reshape(shape.h, -1)
     (oh, ow), (sh, sw) = shape.out_hw, shape.strides
     got = np.zeros((1, oh, ow, shape.co), np.int64)
     weights = packed.astype(np.int64).reshape(shape.kh, shape.co // 16, codes // 4, 16, 4)
@@ -92,10 +103,10 @@ def test_tiles_of_the_packed_weights_compute_the_conv(shape, pool):
             tile = np.tile(bias.astype(np.int64), (16, 1))
             for ky in range(shape.kh):
                 base = (yy * sh + ky) * row + x0 * sw * shape.c
-                a = np.stack([rows[base + i * sw * shape.c:base + i * sw * shape.c + codes] for i in range(16)])
+                a = np.stack([rows[base + i * sw * shape.c : base + i * sw * shape.c + codes] for i in range(16)])
                 b = weights[ky].transpose(1, 3, 0, 2).reshape(codes, shape.co)  # [codes, co]
                 tile += a @ b
-            got[0, yy, x0:x0 + 16] = tile
+            got[0, yy, x0 : x0 + 16] = tile
     np.testing.assert_array_equal(got, _conv(x, w, bias, shape))
 
 
@@ -117,7 +128,8 @@ def test_the_kernel_compiles_to_tile_instructions_compiled_only(pooled):
     shape, pool = SHAPES[0]
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids"})
     assert target_has_amx(target) and not target_has_amx(
-        tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"}))
+        tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"})
+    )
     func = amx.conv_primfunc(shape, PAD, pool if pooled else None).with_attr("global_symbol", "main")
     asm = tvm.compile(func, target=target).mod.inspect_source("s")
     for instruction in ("ldtilecfg", "tileloadd", "tdpbusd", "tilestored", "tilerelease", "syscall"):
@@ -158,8 +170,10 @@ def test_the_kernel_is_bit_exact_on_this_cpu(shape, pool):
         func = amx.conv_primfunc(shape, PAD, geometry).with_attr("global_symbol", "main")
         mod = tvm.compile(func, target=target)
         dev = tvm.cpu()
-        args = [tvm.runtime.tensor(a, dev) for a in (x, amx.pack_weights(w, shape), bias,
-                                                     np.zeros((1, *out_hw, shape.co), np.int32))]
+        args = [
+            tvm.runtime.tensor(a, dev)
+            for a in (x, amx.pack_weights(w, shape), bias, np.zeros((1, *out_hw, shape.co), np.int32))
+        ]
         mod(*args)
         want = ref if geometry is None else _max_pool(ref, geometry)
         np.testing.assert_array_equal(args[-1].numpy(), want, err_msg=str(geometry))
@@ -173,8 +187,9 @@ def stem_model(seed: int = 0):
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
     nodes = [
-        helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[7, 7], strides=[2, 2],
-                         pads=[3, 3, 3, 3]),
+        helper.make_node(
+            "Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]
+        ),
         helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
         helper.make_node("MaxPool", ["r1"], ["p1"], name="p1", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("GlobalAveragePool", ["p1"], ["gap"], name="gap"),

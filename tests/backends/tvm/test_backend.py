@@ -5,8 +5,10 @@ TVM cannot lower, --tune for ARM, a failing compile leaves nothing behind), and 
 net: database written, reused without tuning; the refusal when MetaSchedule cannot run here).
 
 Skips cleanly without apache-tvm, without the cross toolchains / qemu, or without a cached runtime (like
-test_infra.py; tools/setup_arm.sh installs and builds them). Slow parts are shared through module-scoped fixtures: one host DDSNet bundle, one arm-a7 and one aarch64 DDSNet bundle.
+test_infra.py; tools/setup_arm.sh installs and builds them). Slow parts are shared through module-scoped fixtures: one
+host DDSNet bundle, one arm-a7 and one aarch64 DDSNet bundle.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,11 +23,13 @@ from onnx import helper, numpy_helper
 
 from tcc import targets as tg
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
-from tcc.backends.tvm import compile as tvm_compile, runtime as rt, tensor_file, tune as tvm_tune
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm import tensor_file
+from tcc.backends.tvm import tune as tvm_tune
 from tcc.build import build
 from tcc.cli.main import main
 from tcc.errors import BuildError
-
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, run
 from tests.helpers.tvm_util import TINY, needs_tvm, require_runtime
@@ -39,8 +43,10 @@ ARM_TARGETS = ["arm-a7", pytest.param("aarch64", marks=pytest.mark.slow)]
 def _build(spec, target, out, **kw):
     t0 = time.perf_counter()
     result = build(REPO / spec, target, out, **kw)
-    print(f"\n[tvm] build {spec} --target {target}: {time.perf_counter() - t0:.1f} s "
-          f"({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())})")
+    print(
+        f"\n[tvm] build {spec} --target {target}: {time.perf_counter() - t0:.1f} s "
+        f"({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())})"
+    )
     return result
 
 
@@ -95,8 +101,10 @@ def test_capabilities():
 def _celu_model():
     """Conv -> Celu: Celu is a standard op (opset 12) that TVM's Relax ONNX frontend has no converter for."""
     w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "c.weight")
-    nodes = [helper.make_node("Conv", ["input", "c.weight"], ["c"], name="stem.conv"),
-             helper.make_node("Celu", ["c"], ["output"], name="head.act")]
+    nodes = [
+        helper.make_node("Conv", ["input", "c.weight"], ["c"], name="stem.conv"),
+        helper.make_node("Celu", ["c"], ["output"], name="head.act"),
+    ]
     return make_model(nodes, {"input": ["N", 3, 8, 8]}, {"output": ["N", 4, 8, 8]}, [w], name="m", ir_version=7)
 
 
@@ -130,8 +138,9 @@ def test_missing_qemu_names_the_package(monkeypatch, tmp_path):
 
 @needs_tvm
 def test_tune_is_rejected_for_arm(tmp_path, capsys):
-    code = main(["build", str(REPO / "spec/ddsnet.yaml"), "--target", "arm-a7", "--tune", "4",
-                 "-o", str(tmp_path / "b")])
+    code = main(
+        ["build", str(REPO / "spec/ddsnet.yaml"), "--target", "arm-a7", "--tune", "4", "-o", str(tmp_path / "b")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--tune is host-only" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
@@ -171,8 +180,16 @@ def test_host_fp32_matches_pytorch_and_ort(bundles, spec):
 def test_host_bundle_contents(bundles):
     result = bundles("spec/ddsnet.yaml", "host")
     out, m = result.out, result.manifest
-    for f in ("model.so", "kit/bin/tcc-run", "kit/lib/libtvm_runtime.so", "kit/lib/libtvm_ffi.so", "kit/README.md",
-              "kit/run.sh", "kit/kit.json", "README.md"):
+    for f in (
+        "model.so",
+        "kit/bin/tcc-run",
+        "kit/lib/libtvm_runtime.so",
+        "kit/lib/libtvm_ffi.so",
+        "kit/README.md",
+        "kit/run.sh",
+        "kit/kit.json",
+        "README.md",
+    ):
         assert f in m["files"] or f == "manifest.json", f
         assert (out / f).is_file()
     assert os.access(out / "kit/bin/tcc-run", os.X_OK) and os.access(out / "kit/run.sh", os.X_OK)
@@ -192,8 +209,13 @@ def test_kit_runs_on_its_own(bundles, tmp_path):
     result = bundles("spec/ddsnet.yaml", "host")
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     tensor_file.write_tensor_file(tmp_path / "in.bin", x)
-    proc = subprocess.run([str(result.out / "kit/run.sh"), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
-                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    proc = subprocess.run(
+        [str(result.out / "kit/run.sh"), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd="/",
+    )
     assert proc.returncode == 0, proc.stderr
     (y,) = tensor_file.read_tensor_file(tmp_path / "out.bin")
     backend = get_backend("tvm")
@@ -216,8 +238,13 @@ def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
     from tcc.frontend import lower_spec
 
     m = json.loads((bundle / "manifest.json").read_text())
-    om = lower_spec(REPO / "spec" / m["model"]["spec"], {"image_size": x.shape[-1]}, seed=m["weights"]["random_seed"],
-                    opset=m["opset"], simplify=m["simplify"]).onnx
+    om = lower_spec(
+        REPO / "spec" / m["model"]["spec"],
+        {"image_size": x.shape[-1]},
+        seed=m["weights"]["random_seed"],
+        opset=m["opset"],
+        simplify=m["simplify"],
+    ).onnx
     return run(om, x)
 
 
@@ -240,8 +267,10 @@ def test_arm_bundle_under_qemu_matches_host(bundles, target, tmp_path, capsys):
     assert arm["passed"] and arm["max_abs"] <= 1e-5 and "kit/bin/tcc-run" in arm["description"]
     assert m["self_check"]["result"]["passed"]
     mix = checks["instruction_mix"]
-    print(f"\n[tvm] ddsnet {target}: arm vs host max abs {arm['max_abs']}, {mix['simd_kind']} {mix['simd']} of "
-          f"{mix['instructions']} instructions; top {mix['top_simd']}")
+    print(
+        f"\n[tvm] ddsnet {target}: arm vs host max abs {arm['max_abs']}, {mix['simd_kind']} {mix['simd']} of "
+        f"{mix['instructions']} instructions; top {mix['top_simd']}"
+    )
     assert mix["arch"] == tg.get_platform(target).arch and mix["simd"] > 0
     # the kit is for the board: an ARM runner and ARM libraries
     machine = {"arm-a7": 40, "aarch64": 183}[target]  # ELF e_machine: EM_ARM, EM_AARCH64
@@ -298,8 +327,15 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     x = np.where(rng.random(x.shape) < 0.7, ties, x).astype(np.float32)
     x[0, 0, 0, 0] = 5.36
     np.save(tmp_path / "calib.npy", x)
-    result = build(spec, "arm-a7", tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
-                   calib_options={"method": "minmax", "calib_size": 8}, host_twin=True)
+    result = build(
+        spec,
+        "arm-a7",
+        tmp_path / "b",
+        precision="int8",
+        data=tmp_path / "calib.npy",
+        calib_options={"method": "minmax", "calib_size": 8},
+        host_twin=True,
+    )
     m = result.manifest
     table = json.loads((result.out / "calibration.json").read_text())
     assert table["tensors"]["input"]["scale"] == s
@@ -320,8 +356,14 @@ def test_int8_aarch64_bundle_runs_its_dot_kernel_bit_exact(write, tmp_path, targ
     require_runtime(target)
     spec = write("tiny.yaml", TINY)
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
-    result = build(spec, target, tmp_path / "b", precision="int8", data=tmp_path / "calib.npy",
-                   calib_options={"method": "minmax", "calib_size": 8})
+    result = build(
+        spec,
+        target,
+        tmp_path / "b",
+        precision="int8",
+        data=tmp_path / "calib.npy",
+        calib_options={"method": "minmax", "calib_size": 8},
+    )
     m = result.manifest
     assert m["self_check"]["result"]["bit_exact"] and m["self_check"]["result"]["passed"]
     assert instruction in instruction_mix(result.out / "model.so", target)["simd_by_mnemonic"]

@@ -1,6 +1,7 @@
 """The parallel LLVM code generation (backends/tvm/codegen.py): the split of a model's kernels into parts, and the
 library linked from the parts computing what TVM's own one-module build computes, byte-identical whatever the
 number of threads."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,10 @@ from tcc.backends.tvm.codegen import PARTS, partition
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import codegen as tvm_codegen, compile as tvm_compile, run as tvm_run
-
-from tests.helpers.onnx_util import make_model  # noqa: E402
+from tcc.backends.tvm import codegen as tvm_codegen
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import run as tvm_run
+from tests.helpers.onnx_util import make_model
 
 
 def test_partition_heaviest_first_to_the_lightest_group():
@@ -41,9 +43,12 @@ def _model():
     for i, (co, ci, k, group) in enumerate(((8, 3, 3, 1), (8, 8, 3, 8), (16, 8, 1, 1), (16, 16, 3, 16))):
         w = numpy_helper.from_array((rng.standard_normal((co, ci // group, k, k)) * 0.3).astype(np.float32), f"w{i}")
         b = numpy_helper.from_array(rng.standard_normal(co).astype(np.float32), f"b{i}")
-        nodes += [helper.make_node("Conv", [x, w.name, b.name], [f"c{i}"], kernel_shape=[k, k], group=group,
-                                   pads=[k // 2] * 4),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        nodes += [
+            helper.make_node(
+                "Conv", [x, w.name, b.name], [f"c{i}"], kernel_shape=[k, k], group=group, pads=[k // 2] * 4
+            ),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+        ]
         inits += [w, b]
         x = f"r{i}"
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["output"]))

@@ -1,5 +1,6 @@
 """The depthwise conv on x86's `vpmaddwd` (compute.depthwise_pairs_primfunc, schedule Int8DepthwisePairs): a window's
 rows widened to int16 pairs, each channel's 2 rows one 32-bit lane, exact against numpy and the integer reference."""
+
 from __future__ import annotations
 
 import re
@@ -9,13 +10,14 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile  # noqa: E402
-from tcc.backends.tvm.int8 import compute, kernels as kn  # noqa: E402
-from tcc.backends.tvm.isa import target_has  # noqa: E402
-from tcc.backends.tvm.schedule import int8_rules as ts  # noqa: E402
-
-from tests.helpers.tvm_int8 import depthwise_case, prim_scripts as _scripts  # noqa: E402
-from tests.helpers.tvm_util import check_all, run_lowered  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm.int8 import compute
+from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm.isa import target_has
+from tcc.backends.tvm.schedule import int8_rules as ts
+from tests.helpers.tvm_int8 import depthwise_case
+from tests.helpers.tvm_int8 import prim_scripts as _scripts
+from tests.helpers.tvm_util import check_all, run_lowered
 
 # (LLVM CPU, the host feature it needs to run here, the vector register its `vpmaddwd` takes)
 CPUS = [("haswell", "avx2", "ymm"), ("skylake-avx512", "avx512bw", "zmm")]
@@ -30,18 +32,24 @@ def _numpy_depthwise(x: np.ndarray, weights: np.ndarray, shape: kn.ConvShape) ->
     (oh, ow), s = shape.out_hw, shape.strides[0]
     pt, pl, pb, pr = shape.pads
     padded = np.pad(x.astype(np.int64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    return sum(padded[:, ky:ky + s * (oh - 1) + 1:s, kx:kx + s * (ow - 1) + 1:s] * weights[:, 0, ky, kx]
-               for ky in range(shape.kh) for kx in range(shape.kw))
+    return sum(
+        padded[:, ky : ky + s * (oh - 1) + 1 : s, kx : kx + s * (ow - 1) + 1 : s] * weights[:, 0, ky, kx]
+        for ky in range(shape.kh)
+        for kx in range(shape.kw)
+    )
 
 
 @pytest.mark.parametrize("mcpu, feature, register", CPUS)
-@pytest.mark.parametrize("n, h, w, c, k, stride, pads, dtype", [
-    (1, 9, 7, 32, 3, 1, (1, 1, 1, 1), "uint8"),   # 2 output rows a window, a width no pixel tile divides
-    (2, 10, 9, 16, 3, 2, (1, 0, 0, 1), "int8"),   # strided, asymmetric pads, a batch of 2
-    (1, 5, 6, 24, 3, 1, (0, 1, 1, 0), "int16"),   # int16 codes at their extremes; 24 channels: 8-lane vectors
-    (1, 6, 6, 8, 2, 1, (1, 1, 1, 1), "uint8"),    # 2 x 2: 3 output rows a window; one vector of channels
-])
-def test_pairs_depthwise_is_exact(mcpu, feature, register, n, h, w, c, k, stride, pads, dtype):
+@pytest.mark.parametrize(
+    "n, h, w, c, k, stride, pads, dtype",
+    [
+        (1, 9, 7, 32, 3, 1, (1, 1, 1, 1), "uint8"),  # 2 output rows a window, a width no pixel tile divides
+        (2, 10, 9, 16, 3, 2, (1, 0, 0, 1), "int8"),  # strided, asymmetric pads, a batch of 2
+        (1, 5, 6, 24, 3, 1, (0, 1, 1, 0), "int16"),  # int16 codes at their extremes; 24 channels: 8-lane vectors
+        (1, 6, 6, 8, 2, 1, (1, 1, 1, 1), "uint8"),  # 2 x 2: 3 output rows a window; one vector of channels
+    ],
+)
+def test_pairs_depthwise_is_exact(mcpu, feature, register, n, h, w, c, k, stride, pads, dtype):  # noqa: PLR0913
     """Every output equals numpy's conv of the padded codes, whatever the window's output rows, the pads (rows
     outside the image are zero pairs), the batch or the codes' type (u8, s8, int16 from -32768 to 32767: a pair's
     two products stay far inside int32), on `vpmaddwd` of the CPU's vectors (run where this CPU has them)."""
@@ -49,13 +57,12 @@ def test_pairs_depthwise_is_exact(mcpu, feature, register, n, h, w, c, k, stride
         pytest.skip(f"this CPU has no {feature}")
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     shape = kn.ConvShape(n, h, w, c, c, k, k, (stride, stride), pads, (1, 1))
-    sch = ts.Int8DepthwisePairs().apply(compute.depthwise_pairs_primfunc(shape, dtype).with_attr("global_symbol",
-                                                                                                  "main"),
-                                        target, False)
+    sch = ts.Int8DepthwisePairs().apply(
+        compute.depthwise_pairs_primfunc(shape, dtype).with_attr("global_symbol", "main"), target, False
+    )
     assert sch is not None
     lib = tvm.compile(sch.mod, target=target)
-    assert re.search(rf"vpmaddwd\s[^\n]*%{register if c % 16 == 0 else 'ymm'}",
-                     lib.mod.inspect_source("s"))
+    assert re.search(rf"vpmaddwd\s[^\n]*%{register if c % 16 == 0 else 'ymm'}", lib.mod.inspect_source("s"))
     rng = np.random.default_rng(h * 100 + c)
     info = np.iinfo(dtype)
     x = rng.integers(info.min, int(info.max) + 1, (n, h, w, c)).astype(dtype)
@@ -75,7 +82,7 @@ def test_pairs_weights_are_the_rows_weights_in_pairs():
     rows, pairs = compute.depthwise_rows_weights(w, shape), compute.depthwise_pairs_weights(w, shape)
     assert pairs.shape == (2, 3, 2, 16, 2) and pairs.dtype == np.int16
     for p in range(2):
-        np.testing.assert_array_equal(pairs[:, :, p], rows[:, :, :, 2 * p:2 * p + 2])
+        np.testing.assert_array_equal(pairs[:, :, p], rows[:, :, :, 2 * p : 2 * p + 2])
     np.testing.assert_array_equal(pairs[0, 1, 0, 5], [w[5, 0, 0, 1], w[5, 0, 1, 1]])  # output row 0: kernel rows 0, 1
     np.testing.assert_array_equal(pairs[1, 1, 0, 5], [0, w[5, 0, 0, 1]])  # output row 1: window row 0 unused
 

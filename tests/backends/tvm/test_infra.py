@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from tcc import targets as tg
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run, runtime as rt, tensor_file
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runtime as rt
+from tcc.backends.tvm import tensor_file
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix
 from tcc.errors import BuildError, TccError
-
 from tests.helpers.onnx_util import make_model, session
 from tests.helpers.tvm_util import needs_tvm, ready_runtime, skip_unless_tools
 
@@ -77,12 +79,14 @@ def test_tensor_file_roundtrip(tmp_path):
 def test_runtime_and_tensor_files_import_neither_tvm_nor_numpy():
     """tools/setup_arm.sh runs `python -m tcc.backends.tvm.runtime` before TVM (and maybe numpy) is installed;
     the compile / tune / run modules import TVM only where they use it."""
-    code = ("import sys\n"
-            "import tcc.backends.tvm.runtime, tcc.backends.tvm.tensor_file\n"
-            "assert 'tvm' not in sys.modules and 'numpy' not in sys.modules, 'numpy/tvm imported'\n"
-            "import tcc.backends.tvm.compile, tcc.backends.tvm.tune, tcc.backends.tvm.run\n"
-            "import tcc.backends.tvm.measure.instruction_mix\n"
-            "assert 'tvm' not in sys.modules, 'tvm imported'\n")
+    code = (
+        "import sys\n"
+        "import tcc.backends.tvm.runtime, tcc.backends.tvm.tensor_file\n"
+        "assert 'tvm' not in sys.modules and 'numpy' not in sys.modules, 'numpy/tvm imported'\n"
+        "import tcc.backends.tvm.compile, tcc.backends.tvm.tune, tcc.backends.tvm.run\n"
+        "import tcc.backends.tvm.measure.instruction_mix\n"
+        "assert 'tvm' not in sys.modules, 'tvm imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -119,8 +123,16 @@ def _tiny_model():
         helper.make_node("Flatten", ["g"], ["f"], axis=1, name="flatten"),
         helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1, name="fc"),
     ]
-    return make_model(nodes, {"x": [1, 3, 32, 32]}, {"y": [1, 4]}, {"w": w, "b": b, "fw": fw, "fb": fb}, name="tiny",
-                      opset=17, ir_version=8, check=True)
+    return make_model(
+        nodes,
+        {"x": [1, 3, 32, 32]},
+        {"y": [1, 4]},
+        {"w": w, "b": b, "fw": fw, "fb": fb},
+        name="tiny",
+        opset=17,
+        ir_version=8,
+        check=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +183,10 @@ def test_host_runner_matches_ort(tiny, built):
         t0 = time.perf_counter()
         tiny["sess"].run(None, {"x": tiny["x"]})
         ts.append((time.perf_counter() - t0) * 1e3)
-    print(f"\n[tvm_infra] host latency tiny model, 1 thread: tcc-run {tvm_ms:.3f} ms, "
-          f"onnxruntime {float(np.median(ts)):.3f} ms (median of 50)")
+    print(
+        f"\n[tvm_infra] host latency tiny model, 1 thread: tcc-run {tvm_ms:.3f} ms, "
+        f"onnxruntime {float(np.median(ts)):.3f} ms (median of 50)"
+    )
 
 
 @needs_tvm
@@ -182,18 +196,22 @@ def test_runner_rejects_bad_input(tiny, built, tmp_path):
     cmd = rt.runner_command("host")
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"\0" * 10)
-    proc = subprocess.run([*cmd, str(so), str(bad), str(tmp_path / "o.bin")], check=False,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, str(so), str(bad), str(tmp_path / "o.bin")], check=False, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "--shape" in proc.stderr
     # the same data raw, with --shape, is accepted; --raw-output writes data only
     raw = tmp_path / "raw.bin"
     raw.write_bytes(tiny["x"].tobytes())
     out = tmp_path / "o.bin"
-    proc = subprocess.run([*cmd, "--shape", "1,3,32,32", "--raw-output", str(so), str(raw), str(out)],
-                          check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*cmd, "--shape", "1,3,32,32", "--raw-output", str(so), str(raw), str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(np.frombuffer(out.read_bytes(), "<f4").reshape(1, 4), tiny["ref"],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.frombuffer(out.read_bytes(), "<f4").reshape(1, 4), tiny["ref"], rtol=1e-5, atol=1e-5)
 
 
 @needs_tvm
@@ -262,9 +280,24 @@ def test_support_headers_selftest(tmp_path):
     ffi = os.path.dirname(tvm_ffi.__file__)
     src = rt.RUNTIME_SRC
     exe = tmp_path / "selftest"
-    subprocess.run(["g++", "-std=c++17", "-O1", f"-I{src / 'support' / 'include'}", f"-I{src / 'support' / 'src'}",
-                    f"-I{ffi}/include", f"-I{ffi}/3rdparty/dlpack/include", str(src / "tests" / "support_selftest.cc"),
-                    f"-L{ffi}/lib", "-ltvm_ffi", f"-Wl,-rpath,{ffi}/lib", "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-O1",
+            f"-I{src / 'support' / 'include'}",
+            f"-I{src / 'support' / 'src'}",
+            f"-I{ffi}/include",
+            f"-I{ffi}/3rdparty/dlpack/include",
+            str(src / "tests" / "support_selftest.cc"),
+            f"-L{ffi}/lib",
+            "-ltvm_ffi",
+            f"-Wl,-rpath,{ffi}/lib",
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     proc = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
@@ -284,8 +317,11 @@ def test_numpy_constant_folding_equals_relax_fold_constant():
             r = bb.emit(relax.op.reshape(c, (6, 20)))
             nan = bb.emit(relax.op.isnan(c))
             g = bb.emit(relax.op.where(nan, relax.const(np.float32(-1)), c))
-            bound = bb.emit(relax.op.where(relax.op.isnan(relax.const(np.float32(6))), relax.const(np.float32(0)),
-                                           relax.const(np.float32(6))))  # a Clip bound's guard: a scalar stays 0-d
+            bound = bb.emit(
+                relax.op.where(
+                    relax.op.isnan(relax.const(np.float32(6))), relax.const(np.float32(0)), relax.const(np.float32(6))
+                )
+            )  # a Clip bound's guard: a scalar stays 0-d
             s = bb.emit(relax.op.add(x, t))  # not constant: stays a call
             out = bb.emit_output(relax.Tuple([t, r, g, s]))
         bb.emit_func_output(out)

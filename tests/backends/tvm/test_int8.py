@@ -5,6 +5,7 @@ Every test compares np.array_equal against compiler/quant/reference.py: the grap
 Relax VM in-process; the exported .so runs once through tcc-run (host) and once under qemu (arm-a7), skipped with
 the reason when the toolchain, qemu or the ARM runtime is missing (like tests/backends/tvm/test_infra.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,16 +13,16 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-from tcc.backends.tvm.int8.lower import lower_int8  # noqa: E402
-from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
-from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference  # noqa: E402
-
-from tests.helpers import REPO  # noqa: E402
-from tests.helpers.onnx_util import make_model  # noqa: E402
-from tests.helpers.quant_models import residual_model, tiny_cnn, tiny_data  # noqa: E402
-from tests.helpers.tvm_int8 import multiplier_module, requantize_module  # noqa: E402
-from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm.int8.lower import lower_int8
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference
+from tests.helpers import REPO
+from tests.helpers.onnx_util import make_model
+from tests.helpers.quant_models import residual_model, tiny_cnn, tiny_data
+from tests.helpers.tvm_int8 import multiplier_module, requantize_module
+from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime
 
 
 def _lowered(model, table, x):
@@ -34,11 +35,13 @@ def _lowered(model, table, x):
 def _edge_cases():
     """Multipliers and accumulators that hit every branch of the fixed-point requantization."""
     rng = np.random.default_rng(0)
-    ms = np.concatenate([
-        [0.5, 0.25, 0.75, 1.0, 1.5, 2.0**29, 3.0e8, 1e-3, 1e-9, 2.0**-40],  # ties, large M (k = 1..2), tiny M
-        rng.uniform(1e-6, 1.0, 3000),  # shift <= 0: the usual conv requantization
-        rng.uniform(1.0, 2.0**20, 1000),  # shift > 0
-    ])
+    ms = np.concatenate(
+        [
+            [0.5, 0.25, 0.75, 1.0, 1.5, 2.0**29, 3.0e8, 1e-3, 1e-9, 2.0**-40],  # ties, large M (k = 1..2), tiny M
+            rng.uniform(1e-6, 1.0, 3000),  # shift <= 0: the usual conv requantization
+            rng.uniform(1.0, 2.0**20, 1000),  # shift > 0
+        ]
+    )
     q, shift = quantize_multiplier(ms)
     accs = rng.integers(-(2**31), 2**31, len(q))
     accs[:10] = [-7, -5, -3, -1, 1, 3, 5, -(2**31), 2**31 - 1, -1]  # negative and positive ties under M = 1/2, 1/4
@@ -63,9 +66,8 @@ def test_requantize_kernel_bit_exact_on_edge_cases():
 def test_requantize_narrow_form_bit_exact():
     """Multipliers below 1 (every conv's): the kernel clamps on int32 lanes (int8.requantize.requantize_params says why
     that is exact), with ties, the int32 extremes and zero points that push y + zp past int32."""
-    from tests.helpers.tvm_int8 import _requant
-
     from tcc.backends.tvm.int8.requantize import requantize_params
+    from tests.helpers.tvm_int8 import _requant
 
     accs, q, shift = _edge_cases()
     keep = shift <= 0
@@ -73,8 +75,13 @@ def test_requantize_narrow_form_bit_exact():
     assert requantize_params(_requant(q, shift, 0, -128, 127, "int8"), len(q))[0]  # the narrow form
     want = multiply_by_quantized_multiplier(accs, q, shift)
     x = tvm.runtime.tensor(accs.astype(np.int32).reshape(1, -1))
-    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (7, -(2**31), 2**31 - 1, "int32"),
-                              (-7, -(2**31), 2**31 - 1, "int32"), (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+    for zp, lo, hi, dtype in (
+        (0, -(2**31), 2**31 - 1, "int32"),
+        (7, -(2**31), 2**31 - 1, "int32"),
+        (-7, -(2**31), 2**31 - 1, "int32"),
+        (3, 0, 255, "uint8"),
+        (-3, -128, 127, "int8"),
+    ):
         got = host_vm(requantize_module(q, shift, zp=zp, lo=lo, hi=hi, dtype=dtype))["main"](x).numpy().ravel()
         np.testing.assert_array_equal(got, np.clip(want + zp, lo, hi), err_msg=f"zp {zp}, {dtype}")
 
@@ -86,10 +93,10 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form, monkeypatch):
     edge cases: ties (M = 2^-s), q with trailing zero bits (the int32 form's low-bits test), the int32 extremes,
     accumulators at the float64 form's bound, zero points. Plain TIR: they run on any host. The float32 form, which
     the lowering tries first, is off (its own tests: test_int8_requantize_float32.py)."""
-    from tcc.backends.tvm.int8 import kernels as kn, requantize_float32
-    from tests.helpers.tvm_int8 import _requant
-
+    from tcc.backends.tvm.int8 import kernels as kn
+    from tcc.backends.tvm.int8 import requantize_float32
     from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
+    from tests.helpers.tvm_int8 import _requant
 
     accs, q, shift = _edge_cases()
     keep = (shift <= -1) & (shift >= -30)  # multipliers below 1/2: where both forms apply
@@ -101,13 +108,17 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form, monkeypatch):
         rng = np.random.default_rng(1)
         accs = rng.integers(-bound, bound + 1)
         accs[:64] = bound[:64] * np.array([1, -1] * 32)  # at the bound
-        ties = (q == 2**30)  # M = 2^(shift - 1): every odd multiple of 2^(-shift) is a tie
+        ties = q == 2**30  # M = 2^(shift - 1): every odd multiple of 2^(-shift) is a tie
         accs[ties] = (rng.integers(-(2**8), 2**8, ties.sum()) * 2 + 1) << (-shift[ties] - 1).clip(0, 20)
         assert ties.sum() >= 10
     monkeypatch.setattr(requantize_float32, "FLOAT32_EXACT", 0)
     kernel = kn.KERNELS["tcc_dot_avx2_madd"]
-    for zp, lo, hi, dtype in ((0, -(2**31), 2**31 - 1, "int32"), (-7, -(2**31), 2**31 - 1, "int32"),
-                              (3, 0, 255, "uint8"), (-3, -128, 127, "int8")):
+    for zp, lo, hi, dtype in (
+        (0, -(2**31), 2**31 - 1, "int32"),
+        (-7, -(2**31), 2**31 - 1, "int32"),
+        (3, 0, 255, "uint8"),
+        (-3, -128, 127, "int8"),
+    ):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         assert int32_requantize_params(rq, len(q)) is not None
         assert (float64_requantize_params(rq, len(q), bound) is not None) == (form == "float64")
@@ -121,9 +132,8 @@ def test_x86_requantization_forms_bit_exact_on_edge_cases(form, monkeypatch):
 def test_x86_requantization_falls_back_outside_its_bounds():
     """Where a form's arithmetic would not be exact, the lowering takes the next: float64 needs |acc q| < 2^53
     (one more than the bound refuses it), the int32 form multipliers below 1/2 (M in [1/2, 1): the int64 form)."""
-    from tests.helpers.tvm_int8 import _requant
-
     from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT, float64_requantize_params, int32_requantize_params
+    from tests.helpers.tvm_int8 import _requant
 
     q, shift = np.array([2**30 + 1, 2**31 - 1]), np.array([-3, -1])
     rq = _requant(q, shift, 0, -128, 127, "int8")
@@ -170,8 +180,14 @@ def test_tiny_cnn_with_every_calibration_step_bit_exact():
     from tcc.quant.table.steps import Steps
 
     m = tiny_cnn()
-    t = calibrate_onnx(m, tiny_data(24), target="tvm", cos_steps=10, cos_rounds=1,
-                       steps=Steps(equalization=True, bias_correction=True, rounding=True))
+    t = calibrate_onnx(
+        m,
+        tiny_data(24),
+        target="tvm",
+        cos_steps=10,
+        cos_rounds=1,
+        steps=Steps(equalization=True, bias_correction=True, rounding=True),
+    )
     assert all(s["enabled"] for s in t.doc["steps"])
     x = tiny_data(3, seed=7)
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
@@ -202,12 +218,20 @@ def test_padded_max_pool_bit_exact(bits):
 
     rng = np.random.default_rng(3)
     w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5, "w")
-    nodes = [helper.make_node("Conv", ["input", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("MaxPool", ["conv"], ["output"], name="pool", kernel_shape=[3, 3], strides=[2, 2],
-                              pads=[1, 1, 1, 1])]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "MaxPool", ["conv"], ["output"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+    ]
     m = make_model(nodes, {"input": ["N", 3, 9, 9]}, {"output": ["N", 8, 5, 5]}, [w])
-    t = calibrate_onnx(m, rng.standard_normal((16, 3, 9, 9)).astype(np.float32), method="minmax", target="tvm",
-                       activation_bits=16 if bits > 8 else 8)
+    t = calibrate_onnx(
+        m,
+        rng.standard_normal((16, 3, 9, 9)).astype(np.float32),
+        method="minmax",
+        target="tvm",
+        activation_bits=16 if bits > 8 else 8,
+    )
     if bits > 8:  # the conv's and the pool's grids narrowed to `bits`, their ranges kept
         doc = copy.deepcopy(t.doc)
         for name in ("conv", "output"):
@@ -233,9 +257,12 @@ def test_pooled_conv_on_digits_bit_exact(relu):
     w2 = numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3, "w2")
     nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1])]
     nodes += [helper.make_node("Relu", ["c1"], ["r"], name="c1.relu")] if relu else []
-    nodes += [helper.make_node("AveragePool", ["r" if relu else "c1"], ["p"], name="pool", kernel_shape=[2, 2],
-                               strides=[2, 2]),
-              helper.make_node("Conv", ["p", "w2"], ["output"], name="pw")]
+    nodes += [
+        helper.make_node(
+            "AveragePool", ["r" if relu else "c1"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Conv", ["p", "w2"], ["output"], name="pw"),
+    ]
     m = make_model(nodes, {"input": ["N", 3, 10, 10]}, {"output": ["N", 32, 5, 5]}, [w1, w2])
     t = calibrate_onnx(m, rng.standard_normal((16, 3, 10, 10)).astype(np.float32), method="minmax", target="tvm")
     x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32) * 2
@@ -258,16 +285,20 @@ def test_pooled_conv_computes_a_batch_norm_map_in_its_window_sums():
     if dot_kernel("host") is None or dot_kernel("host").arch != "x86_64":
         pytest.skip("the float32 map is x86's (this CPU has no x86 dot-product kernel)")
     rng = np.random.default_rng(5)
-    inits = [numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.5, "w1"),
-             numpy_helper.from_array(rng.uniform(0.5, 2, (16, 1, 1, 1)).astype(np.float32), "s"),
-             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "t"),
-             numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3, "w2")]
-    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r"], name="c1.relu"),
-             helper.make_node("Conv", ["r", "s", "t"], ["bn"], name="bn", group=16),
-             helper.make_node("Relu", ["bn"], ["a"], name="bn.relu"),
-             helper.make_node("AveragePool", ["a"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Conv", ["p", "w2"], ["output"], name="pw")]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.5, "w1"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, (16, 1, 1, 1)).astype(np.float32), "s"),
+        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "t"),
+        numpy_helper.from_array(rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3, "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r"], name="c1.relu"),
+        helper.make_node("Conv", ["r", "s", "t"], ["bn"], name="bn", group=16),
+        helper.make_node("Relu", ["bn"], ["a"], name="bn.relu"),
+        helper.make_node("AveragePool", ["a"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p", "w2"], ["output"], name="pw"),
+    ]
     m = make_model(nodes, {"input": ["N", 3, 10, 10]}, {"output": ["N", 32, 5, 5]}, inits)
     t = calibrate_onnx(m, rng.standard_normal((16, 3, 10, 10)).astype(np.float32), method="minmax", target="tvm")
     x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32) * 2
@@ -283,8 +314,12 @@ def test_unsupported_op_is_named():
     from onnx import helper
     from onnx.defs import onnx_opset_version
 
-    m = make_model([helper.make_node("Softsign", ["input"], ["output"], name="soft")], {"input": [1, 1, 2, 2]},
-                   {"output": [1, 1, 2, 2]}, opset=onnx_opset_version())
+    m = make_model(
+        [helper.make_node("Softsign", ["input"], ["output"], name="soft")],
+        {"input": [1, 1, 2, 2]},
+        {"output": [1, 1, 2, 2]},
+        opset=onnx_opset_version(),
+    )
     from tcc.quant.intgraph.plan import UnsupportedOps
     from tcc.quant.table.file import CalibrationTable
 
@@ -308,8 +343,9 @@ def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
 # MobileNetV2 repeats DDSNet's structures (depthwise-separable convs, residual adds) at a larger scale: slow
 # DDSNet at 64 (the numpy reference of every tensor is this test's cost; the golden suite holds its host INT8
 # bit-exact at 224)
-@pytest.mark.parametrize("spec, side", [("ddsnet.yaml", 64),
-                                        pytest.param("baselines/mobilenet_v2.yaml", 64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "spec, side", [("ddsnet.yaml", 64), pytest.param("baselines/mobilenet_v2.yaml", 64, marks=pytest.mark.slow)]
+)
 def test_network_bit_exact_on_host(spec, side):
     """Every quantized tensor of DDSNet (concat, pools, dense blocks) and MobileNetV2 (ReLU6, residual Add) bit for
     bit; every kind alone: tests/quant/test_int8_ops.py; the outputs of the whole zoo: tests/zoo/test_int8_host.py."""

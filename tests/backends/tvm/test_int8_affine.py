@@ -1,6 +1,7 @@
 """A 1 x 1 depthwise conv as a float32 map (backends/tvm/int8/affine.py): parameters that equal the integer
 reference on every 8-bit code of every channel, the kernel run on this CPU bit-exact with it, a layer with no such
 parameters left to the generic kernel."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,10 +20,11 @@ def _layer(rng, channels: int, out_dtype: str):
 
     w = rng.integers(-127, 128, channels)
     w[:4] = 0
-    b = rng.integers(-2**15, 2**15, channels)
+    b = rng.integers(-(2**15), 2**15, channels)
     q, shift = quantize_multiplier(np.exp(rng.uniform(np.log(1e-4), np.log(0.5), channels)))
-    zp, lo, hi = (int(rng.integers(0, 40)), None, 255) if out_dtype == "uint8" else (int(rng.integers(-20, 20)),
-                                                                                    -128, 127)
+    zp, lo, hi = (
+        (int(rng.integers(0, 40)), None, 255) if out_dtype == "uint8" else (int(rng.integers(-20, 20)), -128, 127)
+    )
     lo = zp if lo is None else lo
     out = QParams(0.05, zp, lo, hi)
     return w, b, Requant(Multiplier(q, shift), zp, lo, hi, out)
@@ -40,7 +42,8 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
     """The kernel (scheduled by tcc's rules) on a [1, 1, 256, C] tensor holding every code in every channel."""
     from tvm import relax
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.int8.affine import affine_primfunc
 
     channels = len(params[0])
@@ -50,8 +53,11 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
     with bb.function("main", [x]):
         with bb.dataflow():
             gv = bb.add_func(affine_primfunc(shape, in_dtype, out_dtype, rq.lo, rq.hi), "tcc_affine")
-            out = bb.emit_output(relax.call_tir(gv, [x, *(relax.const(p, "float32") for p in params)],
-                                                relax.TensorType(shape, out_dtype)))
+            out = bb.emit_output(
+                relax.call_tir(
+                    gv, [x, *(relax.const(p, "float32") for p in params)], relax.TensorType(shape, out_dtype)
+                )
+            )
         bb.emit_func_output(out)
     so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "affine.so", ieee=True)
     x = np.broadcast_to(codes[:, None], shape[2:]).astype(in_dtype).reshape(shape)

@@ -3,6 +3,7 @@ integer reference on odd shapes (input channels not a multiple of the step, stri
 stem on 3 channels, signed and unsigned codes, output channels the kernel cannot take), the weight packing, the
 per-layer fallback of the ARM kernel, and the instruction each x86 kernel compiles to for CPUs this machine may
 not have (compiled, not run: say so in the test names)."""
+
 from __future__ import annotations
 
 import re
@@ -13,18 +14,20 @@ from onnx import helper, numpy_helper
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
-from tcc.backends.tvm.int8 import choose, compute, kernels as kn
-from tcc.backends.tvm.int8.lower import RelaxLowering  # noqa: E402
-from tcc.quant.calibrate import calibrate_onnx  # noqa: E402
-from tcc.quant.intgraph.plan import plan  # noqa: E402
-from tcc.quant.intgraph.qgraph import quantize_graph  # noqa: E402
-from tcc.quant.intgraph.reference import run_reference  # noqa: E402
-
-from tests.helpers.onnx_util import make_model  # noqa: E402
-from tests.helpers.tvm_int8 import depthwise_case, lowered as _lowered  # noqa: E402
-from tests.helpers.tvm_int8 import prim_scripts as _scripts  # noqa: E402
-from tests.helpers.tvm_util import run_lowered, skip_unless_runtime  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm.int8 import choose, compute
+from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm.int8.lower import RelaxLowering
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import run_reference
+from tests.helpers.onnx_util import make_model
+from tests.helpers.tvm_int8 import depthwise_case
+from tests.helpers.tvm_int8 import lowered as _lowered
+from tests.helpers.tvm_int8 import prim_scripts as _scripts
+from tests.helpers.tvm_util import run_lowered, skip_unless_runtime
 
 
 def odd_convs_model(seed: int = 0):
@@ -35,34 +38,53 @@ def odd_convs_model(seed: int = 0):
     16) -> GAP -> gemm."""
     rng = np.random.default_rng(seed)
 
-    def conv(name, x, co, ci, k, stride=1, pads=(0, 0, 0, 0), group=1, relu=False):
+    def conv(name, x, co, ci, k, stride=1, pads=(0, 0, 0, 0), group=1, relu=False):  # noqa: PLR0913
         w = rng.standard_normal((co, ci // group, k, k)) * 0.3
         w = numpy_helper.from_array(w.astype(np.float32), f"{name}.w")
         b = numpy_helper.from_array((rng.standard_normal(co) * 0.2).astype(np.float32), f"{name}.b")
-        nodes = [helper.make_node("Conv", [x, w.name, b.name], [name], name=name, kernel_shape=[k, k],
-                                  strides=[stride, stride], pads=list(pads), group=group)]
+        nodes = [
+            helper.make_node(
+                "Conv",
+                [x, w.name, b.name],
+                [name],
+                name=name,
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=list(pads),
+                group=group,
+            )
+        ]
         if relu:
             nodes.append(helper.make_node("Relu", [name], [f"{name}.relu"], name=f"{name}.relu"))
         return nodes, [w, b], nodes[-1].output[0]
 
     nodes, inits, x = [], [], "input"
-    for args in (("stem", 16, 3, 7, 2, (3, 3, 3, 3), 1, True), ("c2", 24, 16, 3, 1, (1, 1, 1, 1)),
-                 ("dw", 24, 24, 3, 2, (1, 0, 0, 1), 24, True), ("c3", 16, 24, 1, 1),
-                 ("c4", 8, 16, 3, 2, (0, 1, 1, 0), 1, True), ("dw2", 8, 8, 3, 1, (1, 1, 1, 1), 8),
-                 ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
-                 ("c6", 16, 5, 3, 1, (1, 1, 1, 1), 1, True), ("g", 16, 16, 1, 1, (0, 0, 0, 0), 2),
-                 ("c7", 12, 16, 1, 1)):
+    for args in (
+        ("stem", 16, 3, 7, 2, (3, 3, 3, 3), 1, True),
+        ("c2", 24, 16, 3, 1, (1, 1, 1, 1)),
+        ("dw", 24, 24, 3, 2, (1, 0, 0, 1), 24, True),
+        ("c3", 16, 24, 1, 1),
+        ("c4", 8, 16, 3, 2, (0, 1, 1, 0), 1, True),
+        ("dw2", 8, 8, 3, 1, (1, 1, 1, 1), 8),
+        ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
+        ("c6", 16, 5, 3, 1, (1, 1, 1, 1), 1, True),
+        ("g", 16, 16, 1, 1, (0, 0, 0, 0), 2),
+        ("c7", 12, 16, 1, 1),
+    ):
         name, co, ci, k, *rest = args
         n, i, x = conv(name, x, co, ci, k, *rest)
         nodes += n
         inits += i
     wf = numpy_helper.from_array((rng.standard_normal((3, 12)) * 0.5).astype(np.float32), "fc.w")
     bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
-              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
-              helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1)]
-    return make_model(nodes, {"input": ["N", 3, 19, 17]}, {"output": ["N", 3]}, inits + [wf, bf], name="odd",
-                      ir_version=8)
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["output"], name="fc", transB=1),
+    ]
+    return make_model(
+        nodes, {"input": ["N", 3, 19, 17]}, {"output": ["N", 3]}, inits + [wf, bf], name="odd", ir_version=8
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +101,19 @@ def _out_channels(model, node) -> int:
     return next(len(numpy_helper.to_array(t)) for t in model.graph.initializer if t.name == node.input[1])
 
 
-@pytest.mark.parametrize("target, kernel", [
-    ("host", None),  # this machine's kernel (kernel_for: AVX2 vpmaddwd here, vpdpbusd on a VNNI CPU)
-    ("arm-a7", "tcc_dot_neon_s8"),
-    ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallbacks for weights pairing two -128 codes, on every layer
-    ("arm-a7", "tcc_dot_neon_dot16_pairs"),
-    ("aarch64-dotprod", None),  # kernel_for: sdot (ARMv8.2 dotprod), run by qemu's cortex-a76
-    ("aarch64", None),  # kernel_for: smull / smlal / sadalp (ARMv8.0)
-    ("aarch64", "tcc_dot_a64_s8_pairs"),
-    ("aarch64", "tcc_dot_a64_dot16_pairs"),  # AArch64's dot form, its pairs twin on every layer
-])
+@pytest.mark.parametrize(
+    "target, kernel",
+    [
+        ("host", None),  # this machine's kernel (kernel_for: AVX2 vpmaddwd here, vpdpbusd on a VNNI CPU)
+        ("arm-a7", "tcc_dot_neon_s8"),
+        ("arm-a7", "tcc_dot_neon_s8_pairs"),  # the fallbacks for weights pairing two -128 codes, on every layer
+        ("arm-a7", "tcc_dot_neon_dot16_pairs"),
+        ("aarch64-dotprod", None),  # kernel_for: sdot (ARMv8.2 dotprod), run by qemu's cortex-a76
+        ("aarch64", None),  # kernel_for: smull / smlal / sadalp (ARMv8.0)
+        ("aarch64", "tcc_dot_a64_s8_pairs"),
+        ("aarch64", "tcc_dot_a64_dot16_pairs"),  # AArch64's dot form, its pairs twin on every layer
+    ],
+)
 def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     skip_unless_runtime(target)
     model, table, x, ref_out, ref_codes = odd
@@ -106,8 +131,13 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
     while narrow.name in choose.NARROW:
         narrow = kn.KERNELS[choose.NARROW[narrow.name]]
-    takes = [n for n in model.graph.node if n.op_type == "Conv" and helper.get_attribute_value(
-        next(a for a in n.attribute if a.name == "group")) == 1 and _out_channels(model, n) % narrow.lanes == 0]
+    takes = [
+        n
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and helper.get_attribute_value(next(a for a in n.attribute if a.name == "group")) == 1
+        and _out_channels(model, n) % narrow.lanes == 0
+    ]
     assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's (or twin's) vectors
     if narrow is not k:  # c7's 12 output channels: not a multiple of 8 or 16
         assert any(narrow.name in s for s in _scripts(mod))
@@ -121,7 +151,8 @@ def test_x86_int32_requantization_bit_exact_on_odd_convs(odd, monkeypatch, tmp_p
     """The odd convs on this machine's kernel with the float32 and float64 requantizations turned off (no
     accumulator bound small enough): every layer's epilogue in the int32 form
     (int8.requantize.requantize_int32_primfunc), bit-exact."""
-    from tcc.backends.tvm.int8 import requantize as tvm_requantize, requantize_float32
+    from tcc.backends.tvm.int8 import requantize as tvm_requantize
+    from tcc.backends.tvm.int8 import requantize_float32
 
     skip_unless_runtime("host")
     model, table, x, ref_out, ref_codes = odd
@@ -194,12 +225,15 @@ def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
     assert choose.layer_kernel(dot, compute.pack_weights(w, shape16, dot)).name == "tcc_dot_neon_dot16_pairs"
 
 
-@pytest.mark.parametrize("mcpu, kernel, instruction", [
-    ("icelake-server", "tcc_dot_avx512_vnni", r"vpdpbusd\s[^\n]*%zmm"),
-    ("alderlake", "tcc_dot_avx_vnni", r"vpdpbusd\s[^\n]*%ymm"),
-    ("skylake-avx512", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
-    ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
-])
+@pytest.mark.parametrize(
+    "mcpu, kernel, instruction",
+    [
+        ("icelake-server", "tcc_dot_avx512_vnni", r"vpdpbusd\s[^\n]*%zmm"),
+        ("alderlake", "tcc_dot_avx_vnni", r"vpdpbusd\s[^\n]*%ymm"),
+        ("skylake-avx512", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
+        ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
+    ],
+)
 def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     """The kernel each x86 CPU class gets, compiled for that CPU (not run: this machine may lack the ISA) into the
     instruction it is for."""
@@ -216,12 +250,15 @@ def test_x86_kernel_follows_the_isa_compiled_only(mcpu, kernel, instruction):
     assert re.search(instruction, asm)
 
 
-@pytest.mark.parametrize("mcpu, co, kernel, instruction", [
-    ("icelake-server", 24, "tcc_dot_avx_vnni", r"vpdpbusd\s[^\n]*%ymm"),  # AVX512-VL: the EVEX ymm form
-    ("icelake-server", 12, "tcc_dot_vnni_xmm", r"vpdpbusd\s[^\n]*%xmm"),
-    ("alderlake", 12, "tcc_dot_vnni_xmm", r"vpdpbusd\s[^\n]*%xmm"),  # AVX-VNNI: the VEX form
-    ("skylake-avx512", 24, "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
-])
+@pytest.mark.parametrize(
+    "mcpu, co, kernel, instruction",
+    [
+        ("icelake-server", 24, "tcc_dot_avx_vnni", r"vpdpbusd\s[^\n]*%ymm"),  # AVX512-VL: the EVEX ymm form
+        ("icelake-server", 12, "tcc_dot_vnni_xmm", r"vpdpbusd\s[^\n]*%xmm"),
+        ("alderlake", 12, "tcc_dot_vnni_xmm", r"vpdpbusd\s[^\n]*%xmm"),  # AVX-VNNI: the VEX form
+        ("skylake-avx512", 24, "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
+    ],
+)
 def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, kernel, instruction):
     """A conv whose output channels fill only part of the CPU kernel's vector takes its narrower twin, compiled for
     that CPU into the narrower instruction (DDSNet on the AVX-512 VNNI Xeon: host INT8 / FP32 0.72 -> 0.43)."""
@@ -237,11 +274,14 @@ def test_narrow_layers_take_the_kernels_narrower_twin_compiled_only(mcpu, co, ke
     assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
-@pytest.mark.parametrize("mcpu, kernel, instruction", [
-    ("icelake-server", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
-    ("alderlake", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
-    ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),  # its own kernel reads int16 already
-])
+@pytest.mark.parametrize(
+    "mcpu, kernel, instruction",
+    [
+        ("icelake-server", "tcc_dot_avx512_madd", r"vpmaddwd\s[^\n]*%zmm"),
+        ("alderlake", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),
+        ("znver2", "tcc_dot_avx2_madd", r"vpmaddwd\s[^\n]*%ymm"),  # its own kernel reads int16 already
+    ],
+)
 def test_x86_int16_codes_take_the_kernel_of_int16_pairs_compiled_only(mcpu, kernel, instruction):
     """A layer on 16-bit codes (W8A16, or widened by the placement) takes the kernel that multiplies int16 pairs
     where the CPU's own kernel reads 8-bit codes (VNNI), not the generic conv of 32-bit products; ARM's s8 kernels
@@ -257,17 +297,21 @@ def test_x86_int16_codes_take_the_kernel_of_int16_pairs_compiled_only(mcpu, kern
     sch = ts.Int8DotConv().apply(func, target, False)
     assert sch is not None
     assert re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
-    arm = choose.kernel_for(tvm.target.Target({"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf",
-                                               "mattr": ["+neon"]}))
+    arm = choose.kernel_for(
+        tvm.target.Target({"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mattr": ["+neon"]})
+    )
     assert choose.codes_kernel(arm, "int16") is None and choose.codes_kernel(arm, "int8") is arm
 
 
-@pytest.mark.parametrize("target, kernel", [
-    ({"mattr": ["+neon"]}, "tcc_dot_a64_s8"),  # the registry's aarch64 (ARMv8.0)
-    ({"mcpu": "cortex-a53"}, "tcc_dot_a64_s8"),
-    ({"mcpu": "cortex-a55"}, "tcc_dot_a64_sdot"),  # the CPU has dotprod (ARMv8.2)
-    ({"mattr": ["+neon", "+dotprod"]}, "tcc_dot_a64_sdot"),
-])
+@pytest.mark.parametrize(
+    "target, kernel",
+    [
+        ({"mattr": ["+neon"]}, "tcc_dot_a64_s8"),  # the registry's aarch64 (ARMv8.0)
+        ({"mcpu": "cortex-a53"}, "tcc_dot_a64_s8"),
+        ({"mcpu": "cortex-a55"}, "tcc_dot_a64_sdot"),  # the CPU has dotprod (ARMv8.2)
+        ({"mattr": ["+neon", "+dotprod"]}, "tcc_dot_a64_sdot"),
+    ],
+)
 def test_aarch64_kernel_is_sdot_only_with_dotprod(target, kernel):
     target = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", **target})
     assert choose.kernel_for(target).name == kernel
@@ -282,8 +326,12 @@ def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
 
     from tcc.backends.tvm.measure.insn_count import named, summarize
 
-    for word, text in ((0x4E819420, "sdot v0.4s, v1.16b, v1.16b"), (0x2E9F9441, "udot v1.2s, v2.8b, v31.8b"),
-                       (0x4FB1E8A3, "sdot v3.4s, v5.16b, v17.4b[3]"), (0x6F89E907, "udot v7.4s, v8.16b, v9.4b[2]")):
+    for word, text in (
+        (0x4E819420, "sdot v0.4s, v1.16b, v1.16b"),
+        (0x2E9F9441, "udot v1.2s, v2.8b, v31.8b"),
+        (0x4FB1E8A3, "sdot v3.4s, v5.16b, v17.4b[3]"),
+        (0x6F89E907, "udot v7.4s, v8.16b, v9.4b[2]"),
+    ):
         assert named(".byte " + ", ".join(hex(b) for b in word.to_bytes(4, "little"))) == text
     lse = ".byte 0x41, 0x7c, 0xe0, 0x88"  # casa (LSE atomics): left as it is
     assert named(lse) == lse
@@ -291,13 +339,16 @@ def test_counter_names_the_dot_products_that_qemu_prints_as_bytes():
     assert (s["total"], s["simd"], s["int8_mac"]) == (4, 3, 3)
 
 
-@pytest.mark.parametrize("target, kernel, instructions", [
-    ("aarch64-dotprod", "tcc_dot_a64_sdot", (r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b",)),
-    ("aarch64", "tcc_dot_a64_s8", (r"smull\s", r"smlal\s", r"sadalp\s")),
-    ("aarch64", "tcc_dot_a64_s8_pairs", (r"smull\s", r"sadalp\s")),
-    ("aarch64", "tcc_dot_a64_dot16", (r"smull\s", r"smlal2\s", r"sadalp\s", r"addp\s+v\d+\.4s")),
-    ("aarch64", "tcc_dot_a64_dot16_pairs", (r"smull\s", r"smull2\s", r"sadalp\s")),
-])
+@pytest.mark.parametrize(
+    "target, kernel, instructions",
+    [
+        ("aarch64-dotprod", "tcc_dot_a64_sdot", (r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b",)),
+        ("aarch64", "tcc_dot_a64_s8", (r"smull\s", r"smlal\s", r"sadalp\s")),
+        ("aarch64", "tcc_dot_a64_s8_pairs", (r"smull\s", r"sadalp\s")),
+        ("aarch64", "tcc_dot_a64_dot16", (r"smull\s", r"smlal2\s", r"sadalp\s", r"addp\s+v\d+\.4s")),
+        ("aarch64", "tcc_dot_a64_dot16_pairs", (r"smull\s", r"smull2\s", r"sadalp\s")),
+    ],
+)
 def test_aarch64_kernel_compiles_to_its_instructions(target, kernel, instructions):
     """Each AArch64 kernel's conv, scheduled and compiled for its target, is made of the instructions it is for."""
     from tcc.backends.tvm.schedule import int8_rules as ts
@@ -330,17 +381,19 @@ def _run_requantize(func, params, acc, dtype, target, so, lanes: int = 4):
     x = relax.Var("acc", relax.TensorType([1, n], "int32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
-                             "requantize")
-            out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")],
-                                                relax.TensorType([1, n], dtype)))
+            gv = bb.add_func(
+                sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"), "requantize"
+            )
+            out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")], relax.TensorType([1, n], dtype)))
         bb.emit_func_output(out)
     so = tvm_compile.compile_module(bb.get(), target, so, ieee=True)
     return tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
 
 
-@pytest.mark.parametrize("target, arch, lanes", [("arm-a7", "armv7", 4), ("aarch64", "aarch64", 4),
-                                                ("arm-a7", "armv7", 16), ("aarch64", "aarch64", 16)])
+@pytest.mark.parametrize(
+    "target, arch, lanes",
+    [("arm-a7", "armv7", 4), ("aarch64", "aarch64", 4), ("arm-a7", "armv7", 16), ("aarch64", "aarch64", 16)],
+)
 def test_neon_requantization_bit_exact_on_edge_cases(target, arch, lanes, tmp_path):
     """ARM's 32-bit requantization (int8.requantize.requantize_neon_primfunc; ARMv7 vqdmulh / vshl, AArch64 sqdmulh /
     sshl), run under qemu on the accumulators and multipliers that hit its branches: ties (q = 2^30: M = 2^-s,
@@ -348,10 +401,9 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, lanes, tmp_pa
     sums, zero points; 8-bit codes through the saturating narrowings, the int32 extremes past int16 included;
     vectors of one register and of four (the calls split by register)."""
     skip_unless_runtime(target)
-    from tests.helpers.tvm_int8 import _requant
-
     from tcc.backends.tvm.int8.requantize import neon_requantize_params, requantize_neon_primfunc
     from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+    from tests.helpers.tvm_int8 import _requant
 
     rng = np.random.default_rng(0)
     n = 4096
@@ -361,21 +413,40 @@ def test_neon_requantization_bit_exact_on_edge_cases(target, arch, lanes, tmp_pa
     acc = rng.integers(-(2**31), 2**31, n)
     acc[:1024] = rng.integers(-(2**12), 2**12, 1024) * rng.choice([1, 2**10, 2**19], 1024) + 1  # ties and near
     acc[1024:1032] = [-(2**31), 2**31 - 1, 0, -1, 1, 2**30, -(2**30), 12345]
-    for zp, lo, hi, dtype in ((-3, -128, 127, "int8"), (0, 0, 255, "uint8"), (100, -(2**15), 2**15 - 1, "int16"),
-                              (-128, -128, -1, "int8"), (7, 10, 200, "uint8")):
+    for zp, lo, hi, dtype in (
+        (-3, -128, 127, "int8"),
+        (0, 0, 255, "uint8"),
+        (100, -(2**15), 2**15 - 1, "int16"),
+        (-128, -128, -1, "int8"),
+        (7, 10, 200, "uint8"),
+    ):
         rq = _requant(q, shift, zp, lo, hi, dtype)
         params = neon_requantize_params(rq, n)
         assert params is not None
         uniform = {k: int(params[k, 0]) for k in (5, 6, 7)}  # the bounds and zero point, as the lowering makes them
-        got = _run_requantize(requantize_neon_primfunc(dtype, [1, n], uniform, arch=arch), params[:5], acc, dtype,
-                              target, tmp_path / f"rq-{dtype}-{lo}.so", lanes)
+        got = _run_requantize(
+            requantize_neon_primfunc(dtype, [1, n], uniform, arch=arch),
+            params[:5],
+            acc,
+            dtype,
+            target,
+            tmp_path / f"rq-{dtype}-{lo}.so",
+            lanes,
+        )
         want = np.clip(multiply_by_quantized_multiplier(acc, q, shift) + zp, lo, hi)
         np.testing.assert_array_equal(got, want, err_msg=dtype)
 
 
-@pytest.mark.parametrize("target, arch, form, lanes", [
-    ("arm-a7", "armv7", "neon", 4), ("aarch64", "aarch64", "neon", 4), ("aarch64", "aarch64", "neon", 16),
-    ("arm-a7", "armv7", "plain", 4), ("host", "x86_64", "plain", 4)])
+@pytest.mark.parametrize(
+    "target, arch, form, lanes",
+    [
+        ("arm-a7", "armv7", "neon", 4),
+        ("aarch64", "aarch64", "neon", 4),
+        ("aarch64", "aarch64", "neon", 16),
+        ("arm-a7", "armv7", "plain", 4),
+        ("host", "x86_64", "plain", 4),
+    ],
+)
 def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, lanes, tmp_path):
     """The one-rounding-shift forms (requantize_neon_tie_free_primfunc: sqdmulh, then srshl / vrshl;
     requantize_tie_free_primfunc: the int64 product's high half, a rounding shift in int32) equal the reference's
@@ -386,14 +457,15 @@ def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, 
         skip_unless_runtime(target)
     import functools
 
-    from tests.helpers.tvm_int8 import _requant
-
     from tcc.backends.tvm.int8 import requantize as rqz
     from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+    from tests.helpers.tvm_int8 import _requant
 
-    params_for, make = ((rqz.neon_tie_free_params, functools.partial(rqz.requantize_neon_tie_free_primfunc,
-                                                                      arch=arch))
-                        if form == "neon" else (rqz.tie_free_params, rqz.requantize_tie_free_primfunc))
+    params_for, make = (
+        (rqz.neon_tie_free_params, functools.partial(rqz.requantize_neon_tie_free_primfunc, arch=arch))
+        if form == "neon"
+        else (rqz.tie_free_params, rqz.requantize_tie_free_primfunc)
+    )
 
     rng = np.random.default_rng(1)
     n = 4096
@@ -428,8 +500,9 @@ def test_tie_free_requantization_bit_exact_within_its_bound(target, arch, form, 
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("target, width, unrolled", [("arm-a7", 15, ("ky", "kx")), ("arm-a7", 16, ("kx",)),
-                                                      ("aarch64", 16, ("ky", "kx"))])
+@pytest.mark.parametrize(
+    "target, width, unrolled", [("arm-a7", 15, ("ky", "kx")), ("arm-a7", 16, ("kx",)), ("aarch64", 16, ("ky", "kx"))]
+)
 def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
     """ARM depthwise: a width with no two-pixel tile (FastNet's 127, 63, 31, 15) has its 3 x 3 taps unrolled
     (the per-tap loop was a third of its instructions); ARMv7's two-pixel tiles unroll a row's taps (all nine
@@ -444,8 +517,11 @@ def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
     sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target(target)), False)
     assert isinstance(sch, s_tir.Schedule)
     loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
-    taps = {re.match(r"for (ky|kx)\b", line).group(1): "T.unroll" in line for line in loops
-            if re.match(r"for (ky|kx)\b", line)}
+    taps = {
+        re.match(r"for (ky|kx)\b", line).group(1): "T.unroll" in line
+        for line in loops
+        if re.match(r"for (ky|kx)\b", line)
+    }
     assert taps == {tap: tap in unrolled for tap in ("ky", "kx")}, loops
 
 
@@ -471,8 +547,10 @@ def _add_case(rng, signed_a: bool, signed_b: bool):
     mult = lambda key: Multiplier(np.array([p[key][0]], np.int64), np.array([p[key][1]], np.int64))  # noqa: E731
     out = QParams(float(s_o), int(rng.integers(-20, 20)), -128, 127)
     params = AddParams(p["left_shift"], mult("a"), mult("b"), Requant(mult("out"), out.zp, -128, 127, out))
-    qa, qb = (QParams(float(s), int(rng.integers(-5, 5)) if signed else 0, -128 if signed else 0,
-                      127 if signed else 255) for s, signed in ((s_a, signed_a), (s_b, signed_b)))
+    qa, qb = (
+        QParams(float(s), int(rng.integers(-5, 5)) if signed else 0, -128 if signed else 0, 127 if signed else 255)
+        for s, signed in ((s_a, signed_a), (s_b, signed_b))
+    )
     a = np.arange(qa.lo, qa.hi + 1).reshape(-1, 1)
     b = np.arange(qb.lo, qb.hi + 1).reshape(1, -1)
     return params, qa, qb, a, b
@@ -515,17 +593,33 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=f"case {case}")
 
 
-@pytest.mark.parametrize("target, pixels, width, channels, out_channels, kernel, crop", [(*case, None) for case in [
-    ("arm-a7", 2, 8, 32, 8, "tcc_dot_neon_dot16"), ("arm-a7", 1, 7, 48, 12, "tcc_dot_neon_dot16"),
-    ("arm-a7", 2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"), ("arm-a7", 1, 5, 64, 8, "tcc_dot_neon_dot16_pairs"),
-    ("aarch64-dotprod", 4, 8, 32, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 3, 6, 16, 12, "tcc_dot_a64_sdot"),
-    ("aarch64-dotprod", 1, 7, 160, 8, "tcc_dot_a64_sdot"), ("aarch64", 4, 8, 32, 8, "tcc_dot_a64_dot16"),
-    ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"), ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16"),
-    ("aarch64-dotprod", 4, 8, 148, 16, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 2, 10, 40, 8, "tcc_dot_a64_sdot"),
-    ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"), ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot"),
-    ("aarch64-dotprod", 2, 8, 1500, 4, "tcc_dot_a64_sdot")]] + [
-    ("aarch64-dotprod", 4, 8, 28, 16, "tcc_dot_a64_sdot", 7),
-    ("aarch64-dotprod", 4, 16, 576, 8, "tcc_dot_a64_sdot", 13)])
+@pytest.mark.parametrize(
+    "target, pixels, width, channels, out_channels, kernel, crop",
+    [
+        (*case, None)
+        for case in [
+            ("arm-a7", 2, 8, 32, 8, "tcc_dot_neon_dot16"),
+            ("arm-a7", 1, 7, 48, 12, "tcc_dot_neon_dot16"),
+            ("arm-a7", 2, 6, 160, 4, "tcc_dot_neon_dot16_pairs"),
+            ("arm-a7", 1, 5, 64, 8, "tcc_dot_neon_dot16_pairs"),
+            ("aarch64-dotprod", 4, 8, 32, 16, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 3, 6, 16, 12, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 1, 7, 160, 8, "tcc_dot_a64_sdot"),
+            ("aarch64", 4, 8, 32, 8, "tcc_dot_a64_dot16"),
+            ("aarch64", 2, 10, 48, 4, "tcc_dot_a64_dot16_pairs"),
+            ("aarch64", 3, 9, 32, 12, "tcc_dot_a64_dot16"),
+            ("aarch64-dotprod", 4, 8, 148, 16, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 2, 10, 40, 8, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 3, 6, 28, 12, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 1, 7, 20, 4, "tcc_dot_a64_sdot"),
+            ("aarch64-dotprod", 2, 8, 1500, 4, "tcc_dot_a64_sdot"),
+        ]
+    ]
+    + [
+        ("aarch64-dotprod", 4, 8, 28, 16, "tcc_dot_a64_sdot", 7),
+        ("aarch64-dotprod", 4, 16, 576, 8, "tcc_dot_a64_sdot", 13),
+    ],
+)
 def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_channels, kernel, crop, tmp_path):
     """The ARM micro-kernels (int8/microkernel.py: a 1 x 1 conv's whole reduction per call; the dot form on ARMv7
     and AArch64, AArch64's `sdot` by element) equal the exact sums on codes of the whole s8 range, the extremes
@@ -560,8 +654,7 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     rng = np.random.default_rng(pixels)
     codes = rng.integers(-128, 128, (1, 3, width, channels))
     codes[0, 0] = -128  # a row of the extremes
-    weights = rng.integers(-127 if kernel.endswith("_s8") or kernel.endswith("dot16") else -128, 128,
-                           (out_channels, channels, 1, 1))
+    weights = rng.integers(-127 if kernel.endswith(("_s8", "dot16")) else -128, 128, (out_channels, channels, 1, 1))
     weights[0] = -128 if kernel.endswith("_pairs") else 127
     weights[-1, ::2] = -127
     packed = compute.pack_weights(weights, shape, k)
@@ -572,20 +665,17 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     xv = relax.Var("x", relax.TensorType(list(codes.shape), "int8"))
     with bb.function("main", [xv]):
         with bb.dataflow():
-            gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"),
-                             "conv")
+            gv = bb.add_func(sch.mod["main"].with_attr("tirx.is_scheduled", True).without_attr("global_symbol"), "conv")
             args = [xv, relax.const(packed, "int8")] + ([relax.const(bias.astype(np.int32))] if biased else [])
-            y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, crop or width, out_channels],
-                                                                          "int32")))
+            y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, crop or width, out_channels], "int32")))
         bb.emit_func_output(y)
     so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
     want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
-    np.testing.assert_array_equal(got, want[:, :, :crop or width])
+    np.testing.assert_array_equal(got, want[:, :, : crop or width])
 
 
-@pytest.mark.parametrize("target, kernel", [("aarch64-dotprod", "tcc_dot_a64_sdot"),
-                                            ("host", "tcc_dot_avx512_vnni")])
+@pytest.mark.parametrize("target, kernel", [("aarch64-dotprod", "tcc_dot_a64_sdot"), ("host", "tcc_dot_avx512_vnni")])
 def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
     """Depthwise convs on a 4-products-a-lane instruction (compute.depthwise_rows_primfunc): AArch64's `sdot`
     (s8 x s8, run by qemu's cortex-a76) and AVX-512's `vpdpbusd` (u8 x s8, on this CPU where it has VNNI); a
@@ -611,22 +701,33 @@ def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
         np.testing.assert_array_equal(got, ref_codes[name].q, err_msg=name)
 
 
-@pytest.mark.parametrize("mtriple, mcpu, instruction, vpermb", [
-    ("aarch64-linux-gnu", "cortex-a55", r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", False),
-    ("x86_64-linux-gnu", "icelake-server", r"vpdpbusd\s[^\n]*%zmm", True),
-    ("x86_64-linux-gnu", "cascadelake", r"vpdpbusd\s[^\n]*%zmm", False)])  # VNNI without VBMI
+@pytest.mark.parametrize(
+    "mtriple, mcpu, instruction, vpermb",
+    [
+        ("aarch64-linux-gnu", "cortex-a55", r"sdot\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", False),
+        ("x86_64-linux-gnu", "icelake-server", r"vpdpbusd\s[^\n]*%zmm", True),
+        ("x86_64-linux-gnu", "cascadelake", r"vpdpbusd\s[^\n]*%zmm", False),
+    ],
+)  # VNNI without VBMI
 def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, instruction, vpermb):
     """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors, and on x86
     with AVX-512 VBMI a window's interleave into one `vpermb` of its 64 contiguous bytes (the blocked padded copy)
     (compiled for a CPU this machine may not have, not run)."""
     from tcc.backends.tvm.schedule import int8_rules as ts
 
-    target = tvm.target.Target({"kind": "llvm", "mtriple": mtriple, "mcpu": mcpu,
-                                **({"mattr": ["+neon", "+dotprod"]} if mtriple.startswith("aarch64") else {})})
+    target = tvm.target.Target(
+        {
+            "kind": "llvm",
+            "mtriple": mtriple,
+            "mcpu": mcpu,
+            **({"mattr": ["+neon", "+dotprod"]} if mtriple.startswith("aarch64") else {}),
+        }
+    )
     k = choose.kernel_for(target)
     shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype,
-                                           direct=mtriple.startswith("x86")).with_attr("global_symbol", "main")
+    func = compute.depthwise_rows_primfunc(
+        shape, k.act_offset("uint8"), k.act_dtype, direct=mtriple.startswith("x86")
+    ).with_attr("global_symbol", "main")
     sch = ts.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
     assembly = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
@@ -643,8 +744,10 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     assert sch is not None and re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
-@pytest.mark.parametrize("h, w, stride, pads, signed", [
-    (9, 7, 1, (1, 1, 1, 1), False), (10, 9, 2, (1, 0, 0, 1), True), (5, 6, 1, (0, 1, 1, 0), True)])
+@pytest.mark.parametrize(
+    "h, w, stride, pads, signed",
+    [(9, 7, 1, (1, 1, 1, 1), False), (10, 9, 2, (1, 0, 0, 1), True), (5, 6, 1, (0, 1, 1, 0), True)],
+)
 def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads, signed):
     """x86's windows read straight from the input (compute.depthwise_rows_primfunc, direct): the rows outside the
     image load as the shifted zero whatever the window, column, image of a batch of 2, or pads, against a numpy
@@ -662,17 +765,25 @@ def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads,
     sch = ts.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
     rng = np.random.default_rng(h)
-    x = rng.integers(-128, 128, (2, h, w, c)).astype(np.int8) if signed else rng.integers(0, 256, (2, h, w, c)).astype(
-        np.uint8)
+    x = (
+        rng.integers(-128, 128, (2, h, w, c)).astype(np.int8)
+        if signed
+        else rng.integers(0, 256, (2, h, w, c)).astype(np.uint8)
+    )
     weights = rng.integers(-128, 128, (c, 1, 3, 3)).astype(np.int8)
     oh, ow = shape.out_hw
     pt, pl, pb, pr = pads
     padded = np.pad(x.astype(np.int64) + offset, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=offset)
-    want = sum(padded[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
-               * weights[:, 0, ky, kx] for ky in range(3) for kx in range(3))
+    want = sum(
+        padded[:, ky : ky + stride * (oh - 1) + 1 : stride, kx : kx + stride * (ow - 1) + 1 : stride]
+        * weights[:, 0, ky, kx]
+        for ky in range(3)
+        for kx in range(3)
+    )
     got = tvm.runtime.tensor(np.zeros((2, oh, ow, c), np.int32))
-    tvm.compile(sch.mod, target=target)["main"](tvm.runtime.tensor(x),
-                                                tvm.runtime.tensor(compute.depthwise_rows_weights(weights, shape)), got)
+    tvm.compile(sch.mod, target=target)["main"](
+        tvm.runtime.tensor(x), tvm.runtime.tensor(compute.depthwise_rows_weights(weights, shape)), got
+    )
     np.testing.assert_array_equal(got.numpy(), want)
 
 
@@ -721,8 +832,14 @@ def pooled_model(seed: int = 0):
     def w(name, *shape):
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.4).astype(np.float32), name)
 
-    inits = [w("c1.w", 16, 3, 3, 3), w("c1.b", 16), w("c2.w", 16, 16, 1, 1), w("c2.b", 16), w("fc.w", 3, 16),
-             w("fc.b", 3)]
+    inits = [
+        w("c1.w", 16, 3, 3, 3),
+        w("c1.b", 16),
+        w("c2.w", 16, 16, 1, 1),
+        w("c2.b", 16),
+        w("fc.w", 3, 16),
+        w("fc.b", 3),
+    ]
     nodes = [
         helper.make_node("Conv", ["input", "c1.w", "c1.b"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
@@ -781,11 +898,20 @@ def test_im2col_copies_each_window_row_in_whole_vectors():
         assert covered == set(range(run)) and tail <= run, run
 
 
-@pytest.mark.parametrize("size, channels, stride, width, im2col", [
-    (256, 3, 2, 128, True), (127, 64, 2, 64, True), (31, 16, 2, 16, True), (224, 3, 2, 112, True), (11, 3, 2, 8, True),
-    (58, 64, 1, None, False), (57, 32, 2, None, False), (255, 256, 1, None, False)])
-def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, channels, stride, width, im2col,
-                                                                       tmp_path):
+@pytest.mark.parametrize(
+    "size, channels, stride, width, im2col",
+    [
+        (256, 3, 2, 128, True),
+        (127, 64, 2, 64, True),
+        (31, 16, 2, 16, True),
+        (224, 3, 2, 112, True),
+        (11, 3, 2, 8, True),
+        (58, 64, 1, None, False),
+        (57, 32, 2, None, False),
+        (255, 256, 1, None, False),
+    ],
+)
+def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, channels, stride, width, im2col, tmp_path):
     """AArch64's `sdot` takes a 3 x 3 valid conv through an im2col copy where its input channels are few (a stem) or
     its output width is no multiple of 4 pixels (FastNet's 127, 63 and 15: the direct form's tiles would be one or
     three pixels), unless the copy would pass IM2COL_MAX_BYTES (253 x 256 x 2,304 codes: 149 MB); the copy's width
@@ -822,8 +948,8 @@ def test_sdot_convs_of_ragged_width_read_an_im2col_copy_of_whole_tiles(size, cha
     want = np.zeros((1, oh, flat.w, flat.c), np.int8)
     for y in range(oh):
         for x in range(ow):
-            window = codes[0, y * stride:y * stride + 3, x * stride:x * stride + 3, :].reshape(-1)
-            want[0, y, x, :window.size] = window
+            window = codes[0, y * stride : y * stride + 3, x * stride : x * stride + 3, :].reshape(-1)
+            want[0, y, x, : window.size] = window
     np.testing.assert_array_equal(got, want)
 
 
@@ -860,8 +986,11 @@ def test_broadcast_conv_on_a_padded_im2col_width_cropped_bit_exact(target, kerne
     with bb.function("main", [xv]):
         with bb.dataflow():
             conv = bb.add_func(func, "conv")
-            y = bb.emit(relax.call_tir(conv, [xv, relax.const(packed, k.weight_dtype),
-                                              relax.const(bias.astype(np.int32))], out_type))
+            y = bb.emit(
+                relax.call_tir(
+                    conv, [xv, relax.const(packed, k.weight_dtype), relax.const(bias.astype(np.int32))], out_type
+                )
+            )
             y = bb.emit_output(relax.op.add(y, relax.const(np.int32(1))))
         bb.emit_func_output(y)
     so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)

@@ -3,6 +3,7 @@
 float32 emulation of the fused multiply-add at every tie k + 1/2 (and a few ulps around it) for random scales,
 and the compiled module (host, and arm-a7 under qemu where the toolchain is set up) gives the integer
 reference's codes, infinities, subnormals and values past the clamp included."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,6 @@ import pytest
 from tcc.backends.tvm.int8.tir import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
 from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import quantize_input
-
 from tests.helpers.tvm_util import skip_unless_runtime
 
 
@@ -54,8 +54,9 @@ def test_fma32_emulation_rounds_once():
 
 def test_exact_quotient_equals_division_at_ties():
     rng = np.random.default_rng(0)
-    scales = np.concatenate([[1 / 255, 1 / 127, 2.0**-7, 1.0, 3.0, 0.1, 1e-3],
-                             10 ** rng.uniform(-8, 4, 200)]).astype(np.float32)
+    scales = np.concatenate([[1 / 255, 1 / 127, 2.0**-7, 1.0, 3.0, 0.1, 1e-3], 10 ** rng.uniform(-8, 4, 200)]).astype(
+        np.float32
+    )
     for s in scales:
         x = np.concatenate([near_ties(s), (rng.standard_normal(500) * s * 200).astype(np.float32)])
         want = x / s
@@ -106,7 +107,8 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     """Compiled with the multiply-adds and with the division: both give the reference's codes, and a NaN's code
     (which the reference leaves undefined) is the same in both forms. (AArch64: LLVM's loop vectorizer, `st3`.)"""
     pytest.importorskip("tvm")
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
 
     skip_unless_runtime(target)
     x = _inputs(p, 16)
@@ -117,8 +119,9 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     nan.flat[-1] = np.nan
     got_nan = {}
     for name, reciprocal in forms.items():
-        so = tvm_compile.compile_module(_module(list(x.shape), p, reciprocal), target, tmp_path / f"{name}.so",
-                                        ieee=True)
+        so = tvm_compile.compile_module(
+            _module(list(x.shape), p, reciprocal), target, tmp_path / f"{name}.so", ieee=True
+        )
         outs, _ = tvm_run.run_module(so, target, [x])
         np.testing.assert_array_equal(outs[0].astype(np.int64), want, err_msg=f"{target} {name}")
         got_nan[name] = tvm_run.run_module(so, target, [nan])[0][0].reshape(-1)[-1]

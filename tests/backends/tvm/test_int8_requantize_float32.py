@@ -1,6 +1,7 @@
 """The requantization as one float32 multiply-add (backends/tvm/int8/requantize_float32.py): parameters checked at
 the reference's rounding boundaries equal it on every accumulator of the range, the kernel run on this CPU is
 bit-exact with it, and a layer whose multipliers are too fine for float32 keeps the float64 form."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,9 @@ def test_the_search_moves_the_channels_the_real_multiplier_misses(monkeypatch):
     assert 0 < len(moved) < channels // 4
     acc = _every_accumulator(bound, len(moved))
     sub = type(rq)(type(rq.mult)(rq.mult.q[moved], rq.mult.shift[moved]), rq.zp, rq.lo, rq.hi, rq.out)
-    np.testing.assert_array_equal(f32._float_codes(acc, params[0, moved], params[1, moved], rq.lo, rq.hi),
-                                  apply_requant(acc, sub, axis=0))
+    np.testing.assert_array_equal(
+        f32._float_codes(acc, params[0, moved], params[1, moved], rq.lo, rq.hi), apply_requant(acc, sub, axis=0)
+    )
     monkeypatch.setattr(f32, "SCALE_STEPS", 0)
     monkeypatch.setattr(f32, "OFFSET_STEPS", 0)
     assert f32.float32_requantize_params(rq, channels, np.full(channels, bound)) is None
@@ -86,7 +88,8 @@ def test_the_kernel_equals_the_reference_on_every_accumulator(out_dtype, tmp_pat
     [-bound, bound] in every channel."""
     from tvm import relax
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.int8.requantize_float32 import float32_requantize_params, requantize_float32_primfunc
     from tcc.quant.intgraph.reference import apply_requant
 
@@ -100,8 +103,9 @@ def test_the_kernel_equals_the_reference_on_every_accumulator(out_dtype, tmp_pat
     with bb.function("main", [x]):
         with bb.dataflow():
             gv = bb.add_func(requantize_float32_primfunc(out_dtype, shape, rq.lo, rq.hi), "tcc_requantize")
-            out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "float32")],
-                                                relax.TensorType(shape, out_dtype)))
+            out = bb.emit_output(
+                relax.call_tir(gv, [x, relax.const(params, "float32")], relax.TensorType(shape, out_dtype))
+            )
         bb.emit_func_output(out)
     so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "requantize.so", ieee=True)
     acc = _every_accumulator(bound, channels)

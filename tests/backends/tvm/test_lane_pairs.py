@@ -1,6 +1,7 @@
 """The float64 requantization on int64 lane pairs (backends/tvm/int8/lane_pairs.py): bit-exact with the reference's
 half-to-even rounding on its edge cases at every vector width, what it compiles to on an AVX-512 CPU and that an
 AVX2 CPU keeps TVM's pipeline (compiled, not run: say so in the test names)."""
+
 from __future__ import annotations
 
 import re
@@ -10,13 +11,13 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import compile as tvm_compile  # noqa: E402
-from tcc.backends.tvm.int8 import lane_pairs, tir_pipeline  # noqa: E402
-from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT  # noqa: E402
-from tcc.backends.tvm.isa import target_has  # noqa: E402
-from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier  # noqa: E402
+from tcc.backends.tvm import compile as tvm_compile
+from tcc.backends.tvm.int8 import lane_pairs, tir_pipeline
+from tcc.backends.tvm.int8.requantize import FLOAT64_EXACT
+from tcc.backends.tvm.isa import target_has
+from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier
+from tests.helpers.tir_rewrites import HASWELL, ICELAKE, lrint_requantize
 
-from tests.helpers.tir_rewrites import HASWELL, ICELAKE, lrint_requantize  # noqa: E402
 
 def _edge_cases(n: int):
     """Multipliers below 1 and accumulators within the float64 form's bound (|acc q| < 2^53): ties (q = 2^30,
@@ -32,7 +33,7 @@ def _edge_cases(n: int):
     half = np.round((rng.integers(-(2**10), 2**10, n) + 0.5) * np.ldexp(1.0, k) / q).astype(np.int64)
     near = (np.arange(n) % 4 == 1) & ~ties & (np.abs(half) <= bound)
     acc[near] = half[near] + rng.integers(-1, 2, n)[near]
-    acc[n // 4: n // 4 + 8] = [0, 1, -1, 2, -2, 3, -3, 7]
+    acc[n // 4 : n // 4 + 8] = [0, 1, -1, 2, -2, 3, -3, 7]
     acc[-8:] = bound[-8:] * np.array([1, -1] * 4)
     m = np.ldexp(q.astype(np.float64), -k.astype(np.int32))
     return acc.astype(np.int32), m, multiply_by_quantized_multiplier(acc, q, shift)
@@ -48,8 +49,9 @@ def test_lane_pairs_bit_exact_on_edge_cases(lanes):
     n = 4096
     acc, m, want = _edge_cases(n)
     mod = lrint_requantize(n, lanes)
-    lowered = lane_pairs.lane_pairs_pass()(tvm.tirx.get_tir_pipeline("default")[0](
-        tvm.tirx.transform.BindTarget(target.with_host(target))(mod)))
+    lowered = lane_pairs.lane_pairs_pass()(
+        tvm.tirx.get_tir_pipeline("default")[0](tvm.tirx.transform.BindTarget(target.with_host(target))(mod))
+    )
     script = lowered.script()
     assert "llvm.lrint" not in script and script.count("llvm.fma") >= 2
     ex = tvm.compile(mod, target=target, tir_pipeline=tir_pipeline.for_kernels(target))

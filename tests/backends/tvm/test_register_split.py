@@ -1,6 +1,7 @@
 """The NEON requantization's intrinsics one call per register (backends/tvm/int8/register_split.py): what the split
 leaves and what an epilogue of 16 lanes compiles to on AArch64 (compiled, not run: say so in the test names). Its
 results under qemu: test_int8_kernels.py's requantization tests at 16 lanes, and the golden outputs."""
+
 from __future__ import annotations
 
 import re
@@ -9,19 +10,24 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm.int8 import register_split, tir_pipeline  # noqa: E402
-
-from tests.helpers.tir_rewrites import AARCH64, neon_epilogue  # noqa: E402
+from tcc.backends.tvm.int8 import register_split, tir_pipeline
+from tests.helpers.tir_rewrites import AARCH64, neon_epilogue
 
 
 def _through_vectorize(mod):
     """The module lowered as TVM's default pipeline lowers it up to its vectorization (the rewrite's input)."""
     from tvm import s_tir
 
-    steps = [s_tir.transform.LowerInitBlock(), s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
-             s_tir.transform.ConvertBlocksToOpaque(), s_tir.transform.CompactBufferAllocation(),
-             s_tir.transform.LowerMatchBuffer(), s_tir.transform.LowerOpaqueBlock(), tvm.tirx.transform.FlattenBuffer(),
-             tvm.tirx.transform.VectorizeLoop(True)]
+    steps = [
+        s_tir.transform.LowerInitBlock(),
+        s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
+        s_tir.transform.ConvertBlocksToOpaque(),
+        s_tir.transform.CompactBufferAllocation(),
+        s_tir.transform.LowerMatchBuffer(),
+        s_tir.transform.LowerOpaqueBlock(),
+        tvm.tirx.transform.FlattenBuffer(),
+        tvm.tirx.transform.VectorizeLoop(True),
+    ]
     return tvm.transform.Sequential(steps)(mod)
 
 
@@ -44,7 +50,12 @@ def test_epilogue_of_16_lanes_narrows_by_saturating_compiled_only():
     target = tvm.target.Target(AARCH64)
     mod = neon_epilogue(64, 16)
     asm = tvm.compile(mod, target=target, tir_pipeline=tir_pipeline.for_kernels(target)).mod.inspect_source("s")
-    for instruction in (r"sqdmulh\s+v\d+\.4s", r"srshl\s+v\d+\.4s", r"sqxtn2\s+v\d+\.8h", r"sqadd\s+v\d+\.8h",
-                        r"sqxtun2\s+v\d+\.16b"):
+    for instruction in (
+        r"sqdmulh\s+v\d+\.4s",
+        r"srshl\s+v\d+\.4s",
+        r"sqxtn2\s+v\d+\.8h",
+        r"sqadd\s+v\d+\.8h",
+        r"sqxtun2\s+v\d+\.16b",
+    ):
         assert re.search(instruction, asm), instruction
     assert not re.search(r"\b(smax|smin)\s+v\d+\.4s|\bxtn\s|\buzp1\s", asm)

@@ -1,6 +1,7 @@
 """tcc's default CPU schedules for TVM (backends/tvm/schedule/): which functions they take, what they do to
 them, that they change no numbers, and the frontend clean-up (Clip) that keeps the graph channels-last.
 Speed is measured by tools/bench_tvm.py, not here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,8 @@ def _legalized(onnx_model, target_name="host"):
     import tvm
     from tvm.relax.backend.cpu_generic import pipeline as cg
 
-    from tcc.backends.tvm import compile as tvm_compile, schedule as ts
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import schedule as ts
 
     inp = onnx_model.graph.input[0]
     dims = [d.dim_value or 1 for d in inp.type.tensor_type.shape.dim]
@@ -57,9 +59,17 @@ def _small_net():
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
     ]
-    inits = [init("w1", 12, 3, 3, 3), init("b1", 12), init("w2", 12, 1, 3, 3), init("w3", 10, 12, 1, 1),
-             init("b3", 10), init("wf", 5, 22), init("bf", 5),
-             numpy_helper.from_array(np.float32(0.0), "lo"), numpy_helper.from_array(np.float32(6.0), "hi")]
+    inits = [
+        init("w1", 12, 3, 3, 3),
+        init("b1", 12),
+        init("w2", 12, 1, 3, 3),
+        init("w3", 10, 12, 1, 1),
+        init("b3", 10),
+        init("wf", 5, 22),
+        init("bf", 5),
+        numpy_helper.from_array(np.float32(0.0), "lo"),
+        numpy_helper.from_array(np.float32(6.0), "hi"),
+    ]
     return make_model(nodes, {"x": [1, 3, 30, 30]}, {"y": [1, 5]}, inits, name="small")
 
 
@@ -75,12 +85,16 @@ def test_simd_of_registry_targets():
     assert host.lanes in (4, 8, 16) and host.accumulators >= 8
 
 
-@pytest.mark.parametrize("spec, channels_last", [
-    ("spec/ddsnet.yaml", True), ("spec/fastnet.yaml", True),
-    pytest.param("spec/baselines/mobilenet_v2.yaml", True, marks=pytest.mark.slow),  # DDSNet's structures
-    ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
-    ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
-])
+@pytest.mark.parametrize(
+    "spec, channels_last",
+    [
+        ("spec/ddsnet.yaml", True),
+        ("spec/fastnet.yaml", True),
+        pytest.param("spec/baselines/mobilenet_v2.yaml", True, marks=pytest.mark.slow),  # DDSNet's structures
+        ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
+        ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
+    ],
+)
 def test_every_function_of_the_zoo_cpu_models_gets_a_schedule(spec, channels_last):
     """No function of the zoo's CPU-relevant models is left to TVM's unscheduled default; where the model has no
     reshapes of feature maps the graph stays channels-last: the only layout transposes are at the input (NCHW ->
@@ -106,8 +120,11 @@ def test_conv_schedule_is_a_register_tile():
     from tcc.backends.tvm.schedule.float_rules import Injective, WindowReduction
 
     mod, target = _legalized(_small_net())
-    conv = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
-                and "conv2d" in gv.name_hint and "maximum" in gv.name_hint)
+    conv = next(
+        f
+        for gv, f in mod.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint and "maximum" in gv.name_hint
+    )
     assert Injective().apply(conv, target, False) is None  # a reduction: WindowReduction's, not Injective's
     text = WindowReduction().apply(conv, target, False).mod["main"].script()
     assert 'scope="local"' in text and "T.vectorized" in text and "T.unroll" in text and "T.parallel" in text
@@ -128,13 +145,19 @@ def test_short_reductions_are_unrolled_on_x86_only():
         for gv, func in mod.functions_items():
             if isinstance(func, tvm.tirx.PrimFunc) and gv.name_hint.startswith("fused_conv2d"):
                 text = WindowReduction().apply(func, target, False).mod["main"].script()
-                loops[gv.name_hint] = [line.strip() for line in text.splitlines()
-                                       if line.strip().startswith(("for ry", "for rx", "for rc"))]
+                loops[gv.name_hint] = [
+                    line.strip()
+                    for line in text.splitlines()
+                    if line.strip().startswith(("for ry", "for rx", "for rc"))
+                ]
         return loops
 
     host, arm = reduction_loops("host"), reduction_loops("arm-a7")
-    assert host["fused_conv2d1_relu"] == ["for ry in T.unroll(T.int64(3)):", "for rx in T.unroll(T.int64(3)):",
-                                          "for rc in T.unroll(T.int64(1)):"]
+    assert host["fused_conv2d1_relu"] == [
+        "for ry in T.unroll(T.int64(3)):",
+        "for rx in T.unroll(T.int64(3)):",
+        "for rc in T.unroll(T.int64(1)):",
+    ]
     assert host["fused_conv2d_add_maximum_minimum"][0] == "for ry in range(T.int64(3)):"
     assert "T.unroll" not in host["fused_conv2d2_add1"][0]  # the 1x1 conv's 12 input channels
     assert all("T.unroll" not in line for lines in arm.values() for line in lines), arm
@@ -148,22 +171,27 @@ def test_relax_clips_become_layout_aware_ops():
     mod = tvm_compile.import_onnx(_small_net(), {"x": [1, 3, 30, 30]})
     text = mod["main"].script()
     assert "R.maximum(" in text and "R.minimum(" in text
-    assert not any(gv.name_hint.startswith(("maximum", "minimum")) for gv, f in mod.functions_items()
-                   if isinstance(f, tvm.tirx.PrimFunc))
+    assert not any(
+        gv.name_hint.startswith(("maximum", "minimum"))
+        for gv, f in mod.functions_items()
+        if isinstance(f, tvm.tirx.PrimFunc)
+    )
 
 
 def test_schedules_change_no_numbers(tmp_path):
     """The same module with and without tcc's schedules, and ONNX Runtime: vectorization runs across output
     channels, never along a reduction, so each output is summed in the same order; only FMA contraction may
     differ (float32 ulps)."""
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
 
     model = _small_net()
     x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
     outs = {}
     for sched in (True, False):
-        so = tvm_compile.compile_onnx(model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched,
-                                      shape_dict={"x": [1, 3, 30, 30]})
+        so = tvm_compile.compile_onnx(
+            model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched, shape_dict={"x": [1, 3, 30, 30]}
+        )
         outs[sched] = tvm_run.run_module(so, "host", x)[0][0]
     ref = run(model, x)
     np.testing.assert_allclose(outs[True], outs[False], atol=1e-5, rtol=1e-5)
@@ -216,12 +244,15 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     x 2 vectors); on an odd width the host module equals ONNX Runtime exactly (a max is exact in any order)."""
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     shape = [1, 48, 13, 17]  # 6 AVX2 or 3 AVX-512 vectors: whole vectors on both x86 classes
-    nodes = [helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
-             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    nodes = [
+        helper.make_node("Conv", ["x", "eye"], ["c"]),  # 1 x 1, identity weights: exact, and makes it NHWC
+        helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    ]
     eye = numpy_helper.from_array(np.eye(48, dtype=np.float32).reshape(48, 48, 1, 1), "eye")
     model = make_model(nodes, {"x": shape}, {"y": [1, 48, 7, 9]}, [eye], name="pool")
 
@@ -262,11 +293,15 @@ def test_avx512_tiles_whole_vectors_and_streams_light_reductions_in_ymm():
     unrolled); its depthwise conv (9 taps) in 2 ymm vectors (16); 120 output channels, which no zmm count divides,
     in ymm vectors (8), not 30 ragged lanes. AVX2 keeps its widths (2 ymm where they divide)."""
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
-             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=128),
-             helper.make_node("Conv", ["c2", "w3"], ["y"])]
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-             for n, s in (("w1", (128, 64, 1, 1)), ("b1", (128,)), ("w2", (128, 1, 3, 3)), ("w3", (120, 128, 1, 1)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+        helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=128),
+        helper.make_node("Conv", ["c2", "w3"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+        for n, s in (("w1", (128, 64, 1, 1)), ("b1", (128,)), ("w2", (128, 1, 3, 3)), ("w3", (120, 128, 1, 1)))
+    ]
     model = make_model(nodes, {"x": [1, 64, 14, 14]}, {"y": [1, 120, 14, 14]}, inits, name="widths")
     avx512, avx2 = _vector_widths(model, "skylake-avx512"), _vector_widths(model, "haswell")
     assert avx512 == {"fused_conv2d_add": {"16"}, "conv2d1": {"16"}, "conv2d2": {"8"}}, avx512
@@ -284,11 +319,17 @@ def test_avx512_light_tiles_write_back_unrolled():
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], group=32),
-             helper.make_node("Relu", ["c"], ["y"])]
-    model = make_model(nodes, {"x": [1, 32, 16, 16]}, {"y": [1, 32, 16, 16]},
-                       [numpy_helper.from_array(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), "w")],
-                       name="depthwise")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], group=32),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    model = make_model(
+        nodes,
+        {"x": [1, 32, 16, 16]},
+        {"y": [1, 32, 16, 16]},
+        [numpy_helper.from_array(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), "w")],
+        name="depthwise",
+    )
     mod, _ = _legalized(model)
 
     def write_back(mcpu):
@@ -301,13 +342,16 @@ def test_avx512_light_tiles_write_back_unrolled():
     assert write_back("haswell") == [("ax0", "range"), ("ax1", "T.vectorized")]
 
 
-@pytest.mark.parametrize("channels, width, work, tile", [
-    (120, 14, 240, (24, 7)),  # DDSNet's third transition: 3 ymm x 7 pixels (was 1 ymm: 7 multiply-adds, 8 loads)
-    (112, 28, 224, (16, 7)),  # its second: weights past L1, so more channels per tile would not read fewer
-    (32, 15, 1024, (32, 5)),  # FastNet's 1024 -> 32: 2 zmm x 5 pixels
-    (64, 112, 147, (32, 8)),  # DDSNet's 7 x 7 x 3 stem: 2 zmm x 8 pixels
-    (58, 28, 116, None),  # no whole vector divides 58 channels: the general rule's tile
-])
+@pytest.mark.parametrize(
+    "channels, width, work, tile",
+    [
+        (120, 14, 240, (24, 7)),  # DDSNet's third transition: 3 ymm x 7 pixels (was 1 ymm: 7 multiply-adds, 8 loads)
+        (112, 28, 224, (16, 7)),  # its second: weights past L1, so more channels per tile would not read fewer
+        (32, 15, 1024, (32, 5)),  # FastNet's 1024 -> 32: 2 zmm x 5 pixels
+        (64, 112, 147, (32, 8)),  # DDSNet's 7 x 7 x 3 stem: 2 zmm x 8 pixels
+        (58, 28, 116, None),  # no whole vector divides 58 channels: the general rule's tile
+    ],
+)
 def test_avx512_register_tile_costs_loads_per_multiply_add(channels, width, work, tile):
     from tcc.backends.tvm.isa import Simd
     from tcc.backends.tvm.schedule.tiles import x86_register_tile
@@ -321,20 +365,28 @@ def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
     ONNX Runtime's."""
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     rng = np.random.default_rng(2)
-    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")]
-    model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-                        helper.make_node("Relu", ["c"], ["y"])], {"x": [1, 3, 31, 31]}, {"y": [1, 16, 31, 31]},
-                       inits, name="prime")
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b"),
+    ]
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])],
+        {"x": [1, 3, 31, 31]},
+        {"y": [1, 16, 31, 31]},
+        inits,
+        name="prime",
+    )
 
     def tile(target_name):
         mod, target = _legalized(model, target_name)
-        func = next(f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)
-                    and "conv2d" in gv.name_hint)
+        func = next(
+            f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint
+        )
         text = WindowReduction().apply(func, target, False).mod["main"].script()
         return text
 
@@ -356,13 +408,17 @@ def test_dense_convs_and_matmuls_broadcast_depthwise_convs_and_pools_stream():
     from tcc.backends.tvm.schedule.loops import is_reduction
 
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"]),  # dense 1x1: 16 multiply-adds an output
-             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=32),  # depthwise
-             helper.make_node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Reshape", ["p", "s"], ["r"]),
-             helper.make_node("MatMul", ["r", "r2"], ["y"])]
-    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-             for n, s in (("w1", (32, 16, 1, 1)), ("w2", (32, 1, 3, 3)), ("r2", (16, 8)))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"]),  # dense 1x1: 16 multiply-adds an output
+        helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=32),  # depthwise
+        helper.make_node("MaxPool", ["c2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Reshape", ["p", "s"], ["r"]),
+        helper.make_node("MatMul", ["r", "r2"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+        for n, s in (("w1", (32, 16, 1, 1)), ("w2", (32, 1, 3, 3)), ("r2", (16, 8)))
+    ]
     inits.append(numpy_helper.from_array(np.array([1, 32, 16], np.int64), "s"))
     model = make_model(nodes, {"x": [1, 16, 8, 8]}, {"y": [1, 32, 8]}, inits, name="kinds")
     mod, _ = _legalized(model)
@@ -382,19 +438,31 @@ def test_a_layer_norm_runs_row_by_row_on_x86_and_keeps_its_numbers(tmp_path):
     rows in parallel; the module equals ONNX Runtime within float32 rounding."""
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.schedule.float_rules import RowReduction
 
     rng = np.random.default_rng(6)
     inits = [numpy_helper.from_array(rng.standard_normal(48).astype(np.float32), n) for n in ("g", "b")]
-    model = make_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
-                       {"x": [1, 64, 48]}, {"y": [1, 64, 48]}, inits, opset=17, name="layer_norm")
+    model = make_model(
+        [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+        {"x": [1, 64, 48]},
+        {"y": [1, 64, 48]},
+        inits,
+        opset=17,
+        name="layer_norm",
+    )
 
     def reductions(target_name):
         mod, target = _legalized(model, target_name)
         with target:
-            mod = tvm.transform.Sequential([tvm.relax.transform.AnnotateTIROpPattern(), tvm.relax.transform.FuseOps(),
-                                            tvm.relax.transform.FuseTIR()])(mod)
+            mod = tvm.transform.Sequential(
+                [
+                    tvm.relax.transform.AnnotateTIROpPattern(),
+                    tvm.relax.transform.FuseOps(),
+                    tvm.relax.transform.FuseTIR(),
+                ]
+            )(mod)
         funcs = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "T.init()" in f.script()]
         return [RowReduction().apply(f, target, False) for f in funcs]
 

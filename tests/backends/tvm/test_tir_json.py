@@ -1,4 +1,5 @@
 """Editing PrimFuncs in their serialized form (backends/tvm/tir_json.py): a reduction started from a parameter."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm import tir_json  # noqa: E402
+from tcc.backends.tvm import tir_json
 
 
 def test_a_reduction_starts_from_its_bias_parameter():

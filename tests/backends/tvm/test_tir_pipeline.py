@@ -1,14 +1,14 @@
 """tcc's TIR pipeline (backends/tvm/int8/tir_pipeline.py): TVM's default pass for pass, with each rewrite right after
 vectorization, and the pipeline each target and kernel takes (compiled, not run)."""
+
 from __future__ import annotations
 
 import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tcc.backends.tvm.int8 import tir_pipeline  # noqa: E402
-
-from tests.helpers.tir_rewrites import AARCH64, ICELAKE, lrint_requantize, neon_epilogue  # noqa: E402
+from tcc.backends.tvm.int8 import tir_pipeline
+from tests.helpers.tir_rewrites import AARCH64, ICELAKE, lrint_requantize, neon_epilogue
 
 
 def _pass_names(mod, target, pipeline) -> list[str]:
@@ -26,9 +26,13 @@ def _pass_names(mod, target, pipeline) -> list[str]:
     return [n for n in seen if n not in ("_pipeline", "sequential") and not n.startswith(tir_pipeline.PREFIX)]
 
 
-@pytest.mark.parametrize("target, mod, rewrite", [
-    (ICELAKE, lambda: lrint_requantize(64, 16), "tcc.RequantizeOnLanePairs"),
-    (AARCH64, lambda: neon_epilogue(64, 16), "tcc.SplitNeonIntrinsics")])
+@pytest.mark.parametrize(
+    "target, mod, rewrite",
+    [
+        (ICELAKE, lambda: lrint_requantize(64, 16), "tcc.RequantizeOnLanePairs"),
+        (AARCH64, lambda: neon_epilogue(64, 16), "tcc.SplitNeonIntrinsics"),
+    ],
+)
 def test_pipeline_is_tvms_default_with_the_rewrite_after_vectorization(target, mod, rewrite):
     """The pipeline copies TVM's default TIR pipeline pass for pass (so that a TVM upgrade that changes it fails
     here), with the target's rewrite inserted right after VectorizeLoop."""

@@ -1,6 +1,7 @@
 """Issue 17's zoo on the ARM path: MobileNetV3-Small (hardswish, squeeze-excitation gated by hardsigmoid) built FP32
 for arm-a7, its kit's own runner run under qemu by the build's self-check against the PyTorch lowering in float64
 (the FP32 contract of tcc.tolerance), and `tcc predict --artifact` giving the same numbers here."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import pytest
 
 from tcc.build import build
 from tcc.cli.main import main
-
 from tests.helpers import REPO
 from tests.helpers.tvm_util import needs_tvm, require_runtime
 
@@ -33,5 +33,7 @@ def test_mobilenet_v3_small_arm_a7_fp32_under_qemu(tmp_path, capsys):
     assert main(["predict", "--artifact", str(result.out), "--input", str(tmp_path / "x.npy"), "--json"]) == 0
     logits = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["logits"]
     assert len(logits) == 6 and np.isfinite(logits).all()
-    print(f"\n[tvm] mobilenet_v3_small arm-a7 fp32: {json.dumps(check['result'])}; {mix['simd_kind']} {mix['simd']} of "
-          f"{mix['instructions']} instructions")
+    print(
+        f"\n[tvm] mobilenet_v3_small arm-a7 fp32: {json.dumps(check['result'])}; {mix['simd_kind']} {mix['simd']} of "
+        f"{mix['instructions']} instructions"
+    )

@@ -1,4 +1,5 @@
 """The registry of kinds: what `tools/fuzz.py KIND` fuzzes, one module each (its base inputs, one mutated case)."""
+
 from __future__ import annotations
 
 from . import bundle, golden, image, tiff, train

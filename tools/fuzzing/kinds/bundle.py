@@ -5,6 +5,7 @@ manifest.json, model.onnx, model.tflite, tflite.json, calibration.json, README.m
 A changed byte is refused by the manifest's sha256 before anything parses the file, so most mutations of a file
 other than the manifest also write its new sha256 and size into the manifest: they reach the file's reader, as a
 bundle edited on purpose, or produced by a faulty build, would."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,11 +20,34 @@ import onnx
 from ..mutate import NASTY, mutate_bytes, mutate_text, mutate_tree_rounds, pick, pick_weighted
 from .common import Case, Kind, image_folder, tissue_image, write_spec
 
-BUILDS = {"ort": ["--target", "ort"], "ort-int8": ["--target", "ort", "--precision", "int8", "--data", "data"],
-          "tflite-int8": ["--target", "tflite", "--precision", "int8", "--data", "data"]}
-MANIFEST_VALUES = (*NASTY, "ort", "tflite", "host", "ax620", "int8", "fp16", "model.onnx", "model.tflite", "../x",
-                   "tcc-bundle/0", ["N", 3, 16, 16], ["N", 2], [1, 3, 16, 16], {"sha256": "0" * 64, "bytes": 1},
-                   {"color": "RGB"}, ["a", "b", "c"], "BGR", "L", "nearest", "lanczos")
+BUILDS = {
+    "ort": ["--target", "ort"],
+    "ort-int8": ["--target", "ort", "--precision", "int8", "--data", "data"],
+    "tflite-int8": ["--target", "tflite", "--precision", "int8", "--data", "data"],
+}
+MANIFEST_VALUES = (
+    *NASTY,
+    "ort",
+    "tflite",
+    "host",
+    "ax620",
+    "int8",
+    "fp16",
+    "model.onnx",
+    "model.tflite",
+    "../x",
+    "tcc-bundle/0",
+    ["N", 3, 16, 16],
+    ["N", 2],
+    [1, 3, 16, 16],
+    {"sha256": "0" * 64, "bytes": 1},
+    {"color": "RGB"},
+    ["a", "b", "c"],
+    "BGR",
+    "L",
+    "nearest",
+    "lanczos",
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +73,21 @@ def _mutate_onnx(data: bytes, rng) -> tuple[bytes, str]:
     except Exception:  # protobuf's DecodeError, or whatever its parse of damaged bytes meets
         return mutate_bytes(data, rng)
     g = model.graph
-    how = pick(rng, ["drop node", "rename input", "rename output", "op type", "initializer dims", "drop initializer",
-                     "initializer bytes", "opset", "input shape", "ir version"])
+    how = pick(
+        rng,
+        [
+            "drop node",
+            "rename input",
+            "rename output",
+            "op type",
+            "initializer dims",
+            "drop initializer",
+            "initializer bytes",
+            "opset",
+            "input shape",
+            "ir version",
+        ],
+    )
     if how == "drop node" and len(g.node):
         del g.node[int(rng.integers(len(g.node)))]
     elif how == "rename input" and len(g.input):
@@ -66,8 +103,9 @@ def _mutate_onnx(data: bytes, rng) -> tuple[bytes, str]:
         elif how == "initializer dims":
             g.initializer[i].dims[:] = [int(d) for d in pick(rng, [[1], [0], [2**31], [3, 3, 3, 3, 3]])]
         else:
-            g.initializer[i].raw_data = g.initializer[i].raw_data[:int(rng.integers(len(g.initializer[i].raw_data)
-                                                                                     + 1))]
+            g.initializer[i].raw_data = g.initializer[i].raw_data[
+                : int(rng.integers(len(g.initializer[i].raw_data) + 1))
+            ]
     elif how == "opset" and len(model.opset_import):
         model.opset_import[0].version = pick(rng, [1, 7, 99, 0])
     elif how == "input shape" and len(g.input):
@@ -151,16 +189,44 @@ def _mutate_bundle(bundle: Path, rng) -> str:
 
 def _commands(bundle: str, int8: bool) -> dict:
     """name -> (argv, weight) of the commands that read a bundle."""
-    commands = {"predict": (["predict", "--artifact", bundle, "--input", "x.npy", "--json"], 5),
-                "predict-image": (["predict", "--artifact", bundle, "--image", "image.png"], 2),
-                "diff": (["diff", bundle, "pytorch", "--spec", "tiny.yaml", "--input", "x.npy"], 2),
-                "slide": (["slide", "--artifact", bundle, "--image", "image.png", "-o", "slide", "--patch-size", "16",
-                           "--no-progress"], 1),
-                "report": (["report", "--bundles", bundle, "--rounds", "1", "--runs", "1", "-o", "report"], 1)}
+    commands = {
+        "predict": (["predict", "--artifact", bundle, "--input", "x.npy", "--json"], 5),
+        "predict-image": (["predict", "--artifact", bundle, "--image", "image.png"], 2),
+        "diff": (["diff", bundle, "pytorch", "--spec", "tiny.yaml", "--input", "x.npy"], 2),
+        "slide": (
+            [
+                "slide",
+                "--artifact",
+                bundle,
+                "--image",
+                "image.png",
+                "-o",
+                "slide",
+                "--patch-size",
+                "16",
+                "--no-progress",
+            ],
+            1,
+        ),
+        "report": (["report", "--bundles", bundle, "--rounds", "1", "--runs", "1", "-o", "report"], 1),
+    }
     if int8:
         commands["diff-reference"] = (["diff", bundle, "reference", "--spec", "tiny.yaml", "--input", "x.npy"], 2)
-        commands["build-calib"] = (["build", "tiny.yaml", "--target", "ort", "--precision", "int8", "--calib",
-                                    f"{bundle}/calibration.json", "-o", "rebuilt"], 2)
+        commands["build-calib"] = (
+            [
+                "build",
+                "tiny.yaml",
+                "--target",
+                "ort",
+                "--precision",
+                "int8",
+                "--calib",
+                f"{bundle}/calibration.json",
+                "-o",
+                "rebuilt",
+            ],
+            2,
+        )
     return commands
 
 
@@ -173,8 +239,21 @@ def make_case(base: BundleBase, rng: np.random.Generator, case: Path) -> Case:
     return Case(f"{command}: {bundle}: {'; '.join(said)}", commands[command][0])
 
 
-KIND = Kind("bundle", "every file of ORT / TFLite bundles, read by predict --artifact, diff, slide, report, "
-                      "build --calib",
-            make_base, make_case, timeout_s=90.0,
-            preload=("torch", "onnxruntime", "onnx", "tcc.api", "tcc.backends.ort.backend",
-                     "tcc.backends.tflite.backend", "tcc.slide.pipeline", "tcc.benchmark.report", "matplotlib.pyplot"))
+KIND = Kind(
+    "bundle",
+    "every file of ORT / TFLite bundles, read by predict --artifact, diff, slide, report, build --calib",
+    make_base,
+    make_case,
+    timeout_s=90.0,
+    preload=(
+        "torch",
+        "onnxruntime",
+        "onnx",
+        "tcc.api",
+        "tcc.backends.ort.backend",
+        "tcc.backends.tflite.backend",
+        "tcc.slide.pipeline",
+        "tcc.benchmark.report",
+        "matplotlib.pyplot",
+    ),
+)

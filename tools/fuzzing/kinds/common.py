@@ -1,5 +1,6 @@
 """What the kinds share: the Kind record, the tiny model every case runs, and small valid images that look like
 stained tissue (so that `tcc slide`'s mask finds some and its patches reach the model)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@ the plan (golden.yaml) and the record (golden.json) structurally and as text, th
 bytes and in their arrays (shapes, dtypes, NaN, members missing or extra), the gzip'd calibration table in its bytes
 and in its JSON; then `tcc golden check` (or update) on it. Exit 1 passes too: it is check's verdict that a stored
 output differs, which a mutated output must give."""
+
 from __future__ import annotations
 
 import gzip
@@ -20,12 +21,38 @@ from ..mutate import mutate_bytes, mutate_text, mutate_tree_rounds, pick, pick_w
 from .common import Case, Kind, tissue_image, write_spec
 
 ENTRIES = ["pytorch-fp32", "ort-fp32", "ort-int8", "reference-ort", "calibration-ort", "tflite-fp32"]
-PLAN = {"format": "tcc-golden/1",
-        "defaults": {"inputs": {"seeded": 1, "images": ["a.png"]},
-                     "calibration": {"method": "minmax", "crops": 2, "seed": 0, "images": ["a.png", "b.png"]}},
-        "models": {"tiny": {"spec": "tiny.yaml", "set": {"image_size": 16}, "entries": ENTRIES}}}
-PLAN_VALUES = (*ENTRIES, "host-int8", "nope", "tiny.yaml", "missing.png", "../a.png", "kl+cos", "kl", -1, 0, 2, 10**9,
-               None, [], {}, {"cosine": 2}, {"top1": -1}, "tcc-golden/2", 1.5, float("nan"), [None], ["a.png"])
+PLAN = {
+    "format": "tcc-golden/1",
+    "defaults": {
+        "inputs": {"seeded": 1, "images": ["a.png"]},
+        "calibration": {"method": "minmax", "crops": 2, "seed": 0, "images": ["a.png", "b.png"]},
+    },
+    "models": {"tiny": {"spec": "tiny.yaml", "set": {"image_size": 16}, "entries": ENTRIES}},
+}
+PLAN_VALUES = (
+    *ENTRIES,
+    "host-int8",
+    "nope",
+    "tiny.yaml",
+    "missing.png",
+    "../a.png",
+    "kl+cos",
+    "kl",
+    -1,
+    0,
+    2,
+    10**9,
+    None,
+    [],
+    {},
+    {"cosine": 2},
+    {"top1": -1},
+    "tcc-golden/2",
+    1.5,
+    float("nan"),
+    [None],
+    ["a.png"],
+)
 
 
 @dataclass(frozen=True)
@@ -118,11 +145,31 @@ def _mutate_plan(path: Path, rng) -> str:
 
 
 def _mutate_file(case: Path, rng) -> str:
-    target = pick_weighted(rng, {"golden.yaml": 3, "golden.json": 3, "tiny/outputs.npz": 3, "tiny/inputs.npz": 2,
-                                 "tiny/calibration/ort.json.gz": 3, "delete": 1})
+    target = pick_weighted(
+        rng,
+        {
+            "golden.yaml": 3,
+            "golden.json": 3,
+            "tiny/outputs.npz": 3,
+            "tiny/inputs.npz": 2,
+            "tiny/calibration/ort.json.gz": 3,
+            "delete": 1,
+        },
+    )
     if target == "delete":
-        victim = pick(rng, ["golden.json", "tiny/outputs.npz", "tiny/inputs.npz", "tiny/calibration/ort.json.gz",
-                            "tiny/calibration", "tiny", "a.png", "tiny.yaml"])
+        victim = pick(
+            rng,
+            [
+                "golden.json",
+                "tiny/outputs.npz",
+                "tiny/inputs.npz",
+                "tiny/calibration/ort.json.gz",
+                "tiny/calibration",
+                "tiny",
+                "a.png",
+                "tiny.yaml",
+            ],
+        )
         path = case / victim
         if path.is_dir():
             shutil.rmtree(path)
@@ -154,7 +201,20 @@ def make_case(base: GoldenBase, rng: np.random.Generator, case: Path) -> Case:
     return Case("; ".join(said), argv)
 
 
-KIND = Kind("golden", "golden sets: golden.yaml, golden.json, the .npz outputs and inputs, calibration tables",
-            make_base, make_case, ok_codes=frozenset({0, 1, 2}), timeout_s=120.0,
-            preload=("torch", "onnxruntime", "onnx", "tcc.golden", "tcc.api", "tcc.backends.ort.backend",
-                     "tcc.backends.tflite.backend"))
+KIND = Kind(
+    "golden",
+    "golden sets: golden.yaml, golden.json, the .npz outputs and inputs, calibration tables",
+    make_base,
+    make_case,
+    ok_codes=frozenset({0, 1, 2}),
+    timeout_s=120.0,
+    preload=(
+        "torch",
+        "onnxruntime",
+        "onnx",
+        "tcc.golden",
+        "tcc.api",
+        "tcc.backends.ort.backend",
+        "tcc.backends.tflite.backend",
+    ),
+)

@@ -1,6 +1,7 @@
 """`image`: PNG, JPEG and BMP files, valid and small, mutated (bytes, header fields such as the declared size,
 chunks and segments), given to the commands that read a user's images: predict, explain, slide (plain images),
 calibrate --data and train --data."""
+
 from __future__ import annotations
 
 import shutil
@@ -33,8 +34,9 @@ def make_base(folder: Path, setup) -> ImageBase:
         "grey.png": lambda p: tissue_image(WIDTH, HEIGHT, 2, "L").save(p),
         "rgba.png": lambda p: tissue_image(WIDTH, HEIGHT, 3, "RGBA").save(p),
         "palette.png": lambda p: tissue_image(WIDTH, HEIGHT, 4).quantize(16).save(p, transparency=0),
-        "grey16.png": lambda p: Image.fromarray(tissue_pixels(WIDTH, HEIGHT, 5, 1)[:, :, 0].astype(np.uint16) * 257)
-        .save(p),
+        "grey16.png": lambda p: Image.fromarray(
+            tissue_pixels(WIDTH, HEIGHT, 5, 1)[:, :, 0].astype(np.uint16) * 257
+        ).save(p),
         "rgb.jpg": lambda p: tissue_image(WIDTH, HEIGHT, 6).save(p, quality=85),
         "progressive.jpg": lambda p: tissue_image(WIDTH, HEIGHT, 7).save(p, quality=85, progressive=True),
         "grey.jpg": lambda p: tissue_image(WIDTH, HEIGHT, 8, "L").save(p),
@@ -61,8 +63,19 @@ def _explain(base: ImageBase, image: Path, case: Path, rng) -> list[str]:
 
 
 def _slide(base: ImageBase, image: Path, case: Path, rng) -> list[str]:
-    argv = ["slide", str(base.spec), "--image", image.name, "-o", "slide", "--patch-size", "16", "--batch-size", "4",
-            "--no-progress"]
+    argv = [
+        "slide",
+        str(base.spec),
+        "--image",
+        image.name,
+        "-o",
+        "slide",
+        "--patch-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     return argv + (["--max-pixels", str(pick(rng, [1, 1280, 10**6]))] if rng.random() < 0.15 else [])
 
 
@@ -76,19 +89,52 @@ def _in_folder(base: ImageBase, image: Path, case: Path) -> Path:
 
 def _calibrate(base: ImageBase, image: Path, case: Path, rng) -> list[str]:
     _in_folder(base, image, case)
-    argv = ["calibrate", str(base.spec), "--data", "data", "--method", "minmax", "--calib-size", "4",
-            "--no-compare", "-o", "calib.json"]
+    argv = [
+        "calibrate",
+        str(base.spec),
+        "--data",
+        "data",
+        "--method",
+        "minmax",
+        "--calib-size",
+        "4",
+        "--no-compare",
+        "-o",
+        "calib.json",
+    ]
     return argv + (["--skip-bad"] if rng.random() < 0.3 else [])
 
 
 def _train(base: ImageBase, image: Path, case: Path, rng) -> list[str]:
     _in_folder(base, image, case)
-    return ["train", str(base.spec), "--data", "data", "-o", "run", "--epochs", "1", "--batch-size", "2",
-            "--precise-bn", "0", "--no-progress", "--num-workers", "0", "--nproc", "1"]
+    return [
+        "train",
+        str(base.spec),
+        "--data",
+        "data",
+        "-o",
+        "run",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--precise-bn",
+        "0",
+        "--no-progress",
+        "--num-workers",
+        "0",
+        "--nproc",
+        "1",
+    ]
 
 
-COMMANDS = {"predict": (_predict, 5), "explain": (_explain, 2), "slide": (_slide, 2), "calibrate": (_calibrate, 1),
-            "train": (_train, 1)}
+COMMANDS = {
+    "predict": (_predict, 5),
+    "explain": (_explain, 2),
+    "slide": (_slide, 2),
+    "calibrate": (_calibrate, 1),
+    "train": (_train, 1),
+}
 
 
 def make_case(base: ImageBase, rng: np.random.Generator, case: Path) -> Case:
@@ -109,7 +155,20 @@ def make_case(base: ImageBase, rng: np.random.Generator, case: Path) -> Case:
     return Case(f"{command}: {name}: {'; '.join(said)}", argv)
 
 
-KIND = Kind("image", "PNG / JPEG / BMP files to predict, explain, slide, calibrate --data, train --data",
-            make_base, make_case, timeout_s=60.0,
-            preload=("torch", "onnxruntime", "onnx", "tcc.api", "tcc.explain", "tcc.slide.pipeline", "tcc.train.loop",
-                     "matplotlib.pyplot"))
+KIND = Kind(
+    "image",
+    "PNG / JPEG / BMP files to predict, explain, slide, calibrate --data, train --data",
+    make_base,
+    make_case,
+    timeout_s=60.0,
+    preload=(
+        "torch",
+        "onnxruntime",
+        "onnx",
+        "tcc.api",
+        "tcc.explain",
+        "tcc.slide.pipeline",
+        "tcc.train.loop",
+        "matplotlib.pyplot",
+    ),
+)

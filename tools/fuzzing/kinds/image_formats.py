@@ -2,6 +2,7 @@
 chunks and segments removed, duplicated, reordered or given wrong lengths, compressed data broken. Each returns the
 new bytes and what it did. A PNG chunk's CRC is recomputed unless the mutation is about the CRC, so the change gets
 past the CRC check to the decoder."""
+
 from __future__ import annotations
 
 import zlib
@@ -11,15 +12,31 @@ from ..mutate import mutate_bytes, pick, pick_weighted
 # ---------------------------------------------------------------------------------------------------- PNG
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SIZES = (0, 1, 2, 7, 255, 4097, 60_000, 2**31 - 1, 2**32 - 1)
-STRAY_CHUNKS = (b"abCD", b"ABCD", b"tEXt", b"zTXt", b"iCCP", b"PLTE", b"tRNS", b"sBIT", b"pHYs", b"gAMA", b"acTL",
-                b"fcTL", b"fdAT", b"eXIf", b"iTXt", b"sPLT")
+STRAY_CHUNKS = (
+    b"abCD",
+    b"ABCD",
+    b"tEXt",
+    b"zTXt",
+    b"iCCP",
+    b"PLTE",
+    b"tRNS",
+    b"sBIT",
+    b"pHYs",
+    b"gAMA",
+    b"acTL",
+    b"fcTL",
+    b"fdAT",
+    b"eXIf",
+    b"iTXt",
+    b"sPLT",
+)
 
 
 def _png_chunks(data: bytes) -> list[list]:
     chunks, pos = [], len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
-        chunks.append([data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]])
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append([data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]])
         pos += 12 + n
     return chunks
 
@@ -42,8 +59,21 @@ def mutate_png(data: bytes, rng) -> tuple[bytes, str]:
     chunks = _png_chunks(data)
     if not chunks:
         return mutate_bytes(data, rng)
-    what = pick_weighted(rng, {"ihdr_size": 3, "ihdr_field": 2, "remove": 2, "duplicate": 2, "swap": 1, "stray": 2,
-                               "length": 1, "crc": 1, "idat": 2, "bomb": 1})
+    what = pick_weighted(
+        rng,
+        {
+            "ihdr_size": 3,
+            "ihdr_field": 2,
+            "remove": 2,
+            "duplicate": 2,
+            "swap": 1,
+            "stray": 2,
+            "length": 1,
+            "crc": 1,
+            "idat": 2,
+            "bomb": 1,
+        },
+    )
     if what == "ihdr_size":
         i = _index_of(chunks, b"IHDR", rng)
         body = bytearray(chunks[i][1].ljust(13, b"\0"))
@@ -58,10 +88,16 @@ def mutate_png(data: bytes, rng) -> tuple[bytes, str]:
     if what == "ihdr_field":
         i = _index_of(chunks, b"IHDR", rng)
         body = bytearray(chunks[i][1].ljust(13, b"\0"))
-        field, at, values = pick(rng, [("bit depth", 8, (0, 1, 2, 3, 4, 8, 16, 32, 255)),
-                                       ("color type", 9, (0, 1, 2, 3, 4, 5, 6, 7, 255)),
-                                       ("compression", 10, (1, 255)), ("filter", 11, (1, 255)),
-                                       ("interlace", 12, (1, 2, 255))])
+        field, at, values = pick(
+            rng,
+            [
+                ("bit depth", 8, (0, 1, 2, 3, 4, 8, 16, 32, 255)),
+                ("color type", 9, (0, 1, 2, 3, 4, 5, 6, 7, 255)),
+                ("compression", 10, (1, 255)),
+                ("filter", 11, (1, 255)),
+                ("interlace", 12, (1, 2, 255)),
+            ],
+        )
         body[at] = pick(rng, values)
         chunks[i][1] = bytes(body)
         return _png_bytes(chunks), f"png: IHDR {field} -> {body[at]}"
@@ -96,15 +132,17 @@ def mutate_png(data: bytes, rng) -> tuple[bytes, str]:
         return mutate_bytes(data, rng)
     if what == "bomb":  # compressed zeros far past what the header declares: the decoder must stop at its size
         body = zlib.compress(bytes(8 << 20), 9)
-        return _png_bytes(chunks[:idat[0]] + [[b"IDAT", body]] + chunks[idat[-1] + 1:]), \
-            "png: IDAT replaced by 8 MiB of compressed zeros"
+        return _png_bytes(
+            chunks[: idat[0]] + [[b"IDAT", body]] + chunks[idat[-1] + 1 :]
+        ), "png: IDAT replaced by 8 MiB of compressed zeros"
     try:
         raw = zlib.decompress(b"".join(chunks[i][1] for i in idat))
     except zlib.error:
         return mutate_bytes(data, rng)
     raw, said = mutate_bytes(raw, rng, rounds=1)  # filter bytes and pixels, after decompression
-    return _png_bytes(chunks[:idat[0]] + [[b"IDAT", zlib.compress(raw)]] + chunks[idat[-1] + 1:]), \
-        f"png: decompressed IDAT: {said}"
+    return _png_bytes(
+        chunks[: idat[0]] + [[b"IDAT", zlib.compress(raw)]] + chunks[idat[-1] + 1 :]
+    ), f"png: decompressed IDAT: {said}"
 
 
 # ---------------------------------------------------------------------------------------------------- JPEG
@@ -120,8 +158,8 @@ def _jpeg_segments(data: bytes) -> list[list]:
             segments.append([marker, b""])
             pos += 2
             continue
-        n = int.from_bytes(data[pos + 2:pos + 4], "big")
-        segments.append([marker, data[pos + 4:pos + 2 + n]])
+        n = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segments.append([marker, data[pos + 4 : pos + 2 + n]])
         pos += 2 + n
         if marker == 0xDA:
             break
@@ -146,8 +184,20 @@ def mutate_jpeg(data: bytes, rng) -> tuple[bytes, str]:
     segments = _jpeg_segments(data)
     if len(segments) < 3:
         return mutate_bytes(data, rng)
-    what = pick_weighted(rng, {"sof_size": 3, "sof_field": 2, "remove": 2, "duplicate": 2, "length": 1,
-                               "tables": 2, "scan": 2, "sos": 1, "stray": 1})
+    what = pick_weighted(
+        rng,
+        {
+            "sof_size": 3,
+            "sof_field": 2,
+            "remove": 2,
+            "duplicate": 2,
+            "length": 1,
+            "tables": 2,
+            "scan": 2,
+            "sos": 1,
+            "stray": 1,
+        },
+    )
     sof = [i for i, (m, _) in enumerate(segments) if m in (0xC0, 0xC1, 0xC2)]
     if what in ("sof_size", "sof_field") and sof:
         i = sof[0]
@@ -155,12 +205,19 @@ def mutate_jpeg(data: bytes, rng) -> tuple[bytes, str]:
         if what == "sof_size" and len(body) >= 5:
             at, name = pick(rng, [(1, "height"), (3, "width")])
             value = pick(rng, [0, 1, 65_535, 16_385, 60_000])
-            body[at:at + 2] = value.to_bytes(2, "big")
+            body[at : at + 2] = value.to_bytes(2, "big")
             segments[i][1] = bytes(body)
             return _jpeg_bytes(segments), f"jpeg: SOF {name} -> {value}"
         if len(body) >= 9:
-            at, name, values = pick(rng, [(0, "precision", (0, 12, 16, 255)), (5, "components", (0, 2, 4, 255)),
-                                          (7, "sampling", (0x00, 0x44, 0xFF, 0x13)), (8, "table", (3, 4, 255))])
+            at, name, values = pick(
+                rng,
+                [
+                    (0, "precision", (0, 12, 16, 255)),
+                    (5, "components", (0, 2, 4, 255)),
+                    (7, "sampling", (0x00, 0x44, 0xFF, 0x13)),
+                    (8, "table", (3, 4, 255)),
+                ],
+            )
             body[at] = pick(rng, values)
             segments[i][1] = bytes(body)
             return _jpeg_bytes(segments), f"jpeg: SOF {name} -> {body[at]:#x}"
@@ -190,8 +247,9 @@ def mutate_jpeg(data: bytes, rng) -> tuple[bytes, str]:
             segments[sos[0]][1] = bytes(body)
             return _jpeg_bytes(segments), f"jpeg: SOS byte {at} -> {body[at]:#x}"
     if what == "stray":
-        marker, payload = pick(rng, [(0xDD, b"\x00\x00"), (0xDD, b"\x00\x01"), (0xDC, b"\xff\xff"), (0xC8, b""),
-                                     (0xFE, b"\x00" * 70_000)])
+        marker, payload = pick(
+            rng, [(0xDD, b"\x00\x00"), (0xDD, b"\x00\x01"), (0xDC, b"\xff\xff"), (0xC8, b""), (0xFE, b"\x00" * 70_000)]
+        )
         i = int(rng.integers(1, len(segments)))
         segments.insert(i, [marker, payload[:65_533]])
         return _jpeg_bytes(segments), f"jpeg: stray FF{marker:02X} segment at {i}"
@@ -222,7 +280,7 @@ def mutate_bmp(data: bytes, rng) -> tuple[bytes, str]:
         name = pick(rng, list(BMP_FIELDS))
         at, size, values = BMP_FIELDS[name]
         value = pick(rng, values) & ((1 << 8 * size) - 1)
-        out[at:at + size] = value.to_bytes(size, "little")
+        out[at : at + size] = value.to_bytes(size, "little")
         said.append(f"{name} -> {value:#x}")
     return bytes(out), "bmp: " + ", ".join(said)
 
@@ -245,9 +303,18 @@ def rle8_bmp(pixels) -> bytes:
     palette = b"".join(bytes([g, g, g, 0]) for g in range(256))
     offset = 14 + 40 + len(palette)
     header = b"BM" + (offset + len(body)).to_bytes(4, "little") + bytes(4) + offset.to_bytes(4, "little")
-    info = (40).to_bytes(4, "little") + width.to_bytes(4, "little") + height.to_bytes(4, "little") + \
-        (1).to_bytes(2, "little") + (8).to_bytes(2, "little") + (1).to_bytes(4, "little") + \
-        len(body).to_bytes(4, "little") + bytes(8) + (256).to_bytes(4, "little") + bytes(4)
+    info = (
+        (40).to_bytes(4, "little")
+        + width.to_bytes(4, "little")
+        + height.to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + (8).to_bytes(2, "little")
+        + (1).to_bytes(4, "little")
+        + len(body).to_bytes(4, "little")
+        + bytes(8)
+        + (256).to_bytes(4, "little")
+        + bytes(4)
+    )
     return header + info + palette + bytes(body)
 
 

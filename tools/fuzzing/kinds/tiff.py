@@ -2,6 +2,7 @@
 and JPEG), written small with tifffile and Pillow, mutated in their IFDs (declared sizes, tile and strip offsets and
 byte counts, entry types and counts, next-IFD loops), their header and their bytes, and given to `tcc slide` (OpenSlide,
 then tifffile) and `tcc predict` (Pillow)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ def _levels(seed: int, count: int, channels: int = 3) -> list[np.ndarray]:
     level = tissue_pixels(WIDTH, HEIGHT, seed, channels)
     out = [level]
     for _ in range(count - 1):
-        level = np.asarray(Image.fromarray(level.squeeze()).reduce(2)).reshape(level.shape[0] // 2,
-                                                                                level.shape[1] // 2, -1)
+        level = np.asarray(Image.fromarray(level.squeeze()).reduce(2)).reshape(
+            level.shape[0] // 2, level.shape[1] // 2, -1
+        )
         out.append(level)
     return out
 
@@ -64,8 +66,9 @@ def make_base(folder: Path, setup) -> TiffBase:
         "subifds.tif": _subifd_pyramid,
         "subifds-big.tif": lambda p: _subifd_pyramid(p, bigtiff=True, compression="zlib"),
         "pages.tif": _page_pyramid,
-        "planar.tif": lambda p: tifffile.imwrite(p, np.moveaxis(rgb, 2, 0), tile=(TILE, TILE), photometric="rgb",
-                                                 planarconfig="separate"),
+        "planar.tif": lambda p: tifffile.imwrite(
+            p, np.moveaxis(rgb, 2, 0), tile=(TILE, TILE), photometric="rgb", planarconfig="separate"
+        ),
         "uint16.tif": lambda p: tifffile.imwrite(p, grey[:, :, 0].astype(np.uint16) * 257, tile=(TILE, TILE)),
         "jpeg-strips.tif": lambda p: Image.fromarray(rgb).save(p, compression="jpeg"),
         "lzw-strips.tif": lambda p: Image.fromarray(rgb).save(p, compression="tiff_lzw"),
@@ -76,8 +79,19 @@ def make_base(folder: Path, setup) -> TiffBase:
 
 
 def _slide(base: TiffBase, image: str, rng) -> list[str]:
-    argv = ["slide", str(base.spec), "--image", image, "-o", "slide", "--patch-size", "16", "--batch-size", "8",
-            "--no-progress"]
+    argv = [
+        "slide",
+        str(base.spec),
+        "--image",
+        image,
+        "-o",
+        "slide",
+        "--patch-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
     if rng.random() < 0.2:
         argv += ["--mask-level", str(pick(rng, [0, 1, 2, 5]))]
     return argv
@@ -101,6 +115,11 @@ def make_case(base: TiffBase, rng: np.random.Generator, case: Path) -> Case:
     return Case(f"{command}: {name}: {'; '.join(said)}", COMMANDS[command][0](base, "input.tif", rng))
 
 
-KIND = Kind("tiff", "tiled / stripped / pyramidal TIFFs to slide (OpenSlide, tifffile) and predict (Pillow)",
-            make_base, make_case, timeout_s=60.0,
-            preload=("torch", "onnxruntime", "onnx", "tcc.api", "tcc.slide.pipeline", "openslide", "tifffile"))
+KIND = Kind(
+    "tiff",
+    "tiled / stripped / pyramidal TIFFs to slide (OpenSlide, tifffile) and predict (Pillow)",
+    make_base,
+    make_case,
+    timeout_s=60.0,
+    preload=("torch", "onnxruntime", "onnx", "tcc.api", "tcc.slide.pipeline", "openslide", "tifffile"),
+)

@@ -1,6 +1,7 @@
 """A TIFF's image file directories (IFDs) located in its bytes, classic and BigTIFF, SubIFDs included, and the
 mutations that use them: a tag's value (declared sizes, tile and strip offsets and byte counts, SubIFD offsets), an
 entry's type or count, an IFD's entry count, the chain of next-IFD offsets (loops among them), the header."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,11 +9,28 @@ from dataclasses import dataclass
 from ..mutate import mutate_bytes, pick, pick_weighted
 
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
-TAG_NAMES = {254: "NewSubfileType", 256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 259: "Compression",
-             262: "Photometric", 273: "StripOffsets", 277: "SamplesPerPixel", 278: "RowsPerStrip",
-             279: "StripByteCounts", 284: "PlanarConfiguration", 317: "Predictor", 322: "TileWidth",
-             323: "TileLength", 324: "TileOffsets", 325: "TileByteCounts", 330: "SubIFDs", 338: "ExtraSamples",
-             339: "SampleFormat", 347: "JPEGTables"}
+TAG_NAMES = {
+    254: "NewSubfileType",
+    256: "ImageWidth",
+    257: "ImageLength",
+    258: "BitsPerSample",
+    259: "Compression",
+    262: "Photometric",
+    273: "StripOffsets",
+    277: "SamplesPerPixel",
+    278: "RowsPerStrip",
+    279: "StripByteCounts",
+    284: "PlanarConfiguration",
+    317: "Predictor",
+    322: "TileWidth",
+    323: "TileLength",
+    324: "TileOffsets",
+    325: "TileByteCounts",
+    330: "SubIFDs",
+    338: "ExtraSamples",
+    339: "SampleFormat",
+    347: "JPEGTables",
+}
 MAX_IFDS = 64
 
 
@@ -44,7 +62,7 @@ class Layout:
 
 
 def _int(data: bytes, at: int, size: int, order: str) -> int:
-    return int.from_bytes(data[at:at + size], order)
+    return int.from_bytes(data[at : at + size], order)
 
 
 def read_layout(data: bytes) -> Layout | None:
@@ -84,13 +102,33 @@ def read_layout(data: bytes) -> Layout | None:
 
 
 def _edge_values(value: int, size: int, file_size: int) -> list[int]:
-    return [0, 1, 2, 3, 7, 8, 15, 17, 255, 256, 65_535, 2**31 - 1, 2**32 - 1, file_size, file_size + 100, value + 1,
-            max(value - 1, 0), value * 2, value // 2, (1 << 8 * size) - 1]
+    return [
+        0,
+        1,
+        2,
+        3,
+        7,
+        8,
+        15,
+        17,
+        255,
+        256,
+        65_535,
+        2**31 - 1,
+        2**32 - 1,
+        file_size,
+        file_size + 100,
+        value + 1,
+        max(value - 1, 0),
+        value * 2,
+        value // 2,
+        (1 << 8 * size) - 1,
+    ]
 
 
 def _write(data: bytearray, at: int, value: int, size: int, order: str) -> None:
-    if 0 <= at and at + size <= len(data):
-        data[at:at + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, order)
+    if at >= 0 and at + size <= len(data):
+        data[at : at + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, order)
 
 
 def mutate_tiff(data: bytes, rng) -> tuple[bytes, str]:
@@ -100,8 +138,21 @@ def mutate_tiff(data: bytes, rng) -> tuple[bytes, str]:
     out, order, size = bytearray(data), layout.order, layout.offset_size
     ifd_index = int(rng.integers(len(layout.ifds)))
     ifd = layout.ifds[ifd_index]
-    what = pick_weighted(rng, {"tag_value": 6, "entry_type": 1, "entry_count": 1, "entry_tag": 1, "ifd_count": 1,
-                               "next_ifd": 2, "header": 1, "ifd_bytes": 1, "truncate": 1, "bytes": 1})
+    what = pick_weighted(
+        rng,
+        {
+            "tag_value": 6,
+            "entry_type": 1,
+            "entry_count": 1,
+            "entry_tag": 1,
+            "ifd_count": 1,
+            "next_ifd": 2,
+            "header": 1,
+            "ifd_bytes": 1,
+            "truncate": 1,
+            "bytes": 1,
+        },
+    )
     if what.startswith("entry") or what == "tag_value":
         interesting = [e for e in ifd.entries if e.tag in TAG_NAMES]
         if not (interesting or ifd.entries):
@@ -132,8 +183,15 @@ def mutate_tiff(data: bytes, rng) -> tuple[bytes, str]:
         _write(out, ifd.at, value, 8 if layout.big else 2, order)
         return bytes(out), f"tiff: IFD {ifd_index} entry count {len(ifd.entries)} -> {value}"
     if what == "next_ifd":
-        targets = {"itself": ifd.at, "the first IFD": layout.ifds[0].at, "another IFD": pick(rng, layout.ifds).at,
-                   "nowhere": 0, "past the end": len(data) + 8, "offset 1": 1, "an odd offset": ifd.at + 3}
+        targets = {
+            "itself": ifd.at,
+            "the first IFD": layout.ifds[0].at,
+            "another IFD": pick(rng, layout.ifds).at,
+            "nowhere": 0,
+            "past the end": len(data) + 8,
+            "offset 1": 1,
+            "an odd offset": ifd.at + 3,
+        }
         name = pick(rng, sorted(targets))
         _write(out, ifd.next_at, targets[name], size, order)
         return bytes(out), f"tiff: IFD {ifd_index}'s next IFD -> {name}"
@@ -148,9 +206,10 @@ def mutate_tiff(data: bytes, rng) -> tuple[bytes, str]:
         return bytes(out), f"tiff: header {field} changed"
     if what == "ifd_bytes":
         end = ifd.next_at + size
-        region, said = mutate_bytes(bytes(out[ifd.at:end]), rng, rounds=1)
-        return bytes(out[:ifd.at]) + region[:end - ifd.at].ljust(end - ifd.at, b"\0") + bytes(out[end:]), \
-            f"tiff: IFD {ifd_index}: {said}"
+        region, said = mutate_bytes(bytes(out[ifd.at : end]), rng, rounds=1)
+        return bytes(out[: ifd.at]) + region[: end - ifd.at].ljust(end - ifd.at, b"\0") + bytes(
+            out[end:]
+        ), f"tiff: IFD {ifd_index}: {said}"
     if what == "truncate":
         at = int(rng.integers(len(data)))
         return data[:at], f"tiff: truncate to {at} of {len(data)} bytes"

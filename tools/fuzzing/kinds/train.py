@@ -4,6 +4,7 @@ types, unknown keys, deleted keys, broken YAML), and the data folder's layout. E
 tiny model: every command line ends in `--stop-after 1 --num-workers 0 --nproc 1` (flags outrank a file's values,
 and a file's values are still checked), so a mutated `epochs: 1000000` trains one epoch, and the spec's image_size
 has a maximum."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,53 @@ import yaml
 from ..mutate import NASTY, mutate_bytes, mutate_text, mutate_tree, pick, pick_weighted, show
 from .common import TINY_SPEC, Case, Kind, image_folder, write_spec
 
-SPEC_SECTION = {"data": "data", "epochs": 2, "batch_size": 2, "val_fraction": 0.34, "optimizer": "adam", "lr": 0.01,
-                "schedule": "step", "step_every": 1, "loss": "focal", "alpha": 0.25, "augment": ["hflip", "rot90"],
-                "metric": "accuracy", "precise_bn": 2}
-CONFIG = {"data": "data", "val_fraction": 0.25, "epochs": 3, "batch_size": 2, "optimizer": "sgd", "lr": 0.05,
-          "momentum": 0.9, "weight_decay": 0.0001, "schedule": "cosine", "step_every": 1, "step_factor": 0.5,
-          "loss": "ce", "alpha": None, "gamma": 2.0, "class_weights": [1.0, 2.0], "aux_weight": 0.3,
-          "augment": ["hflip", "vflip"], "metric": "macro_f1", "seed": 3, "weights": None, "by_order": False,
-          "head": None, "freeze": [], "precise_bn": 4, "key_map": None, "set": {"image_size": 16}, "max_pixels": None,
-          "num_workers": 0, "device": "cpu", "nproc": 1}
+SPEC_SECTION = {
+    "data": "data",
+    "epochs": 2,
+    "batch_size": 2,
+    "val_fraction": 0.34,
+    "optimizer": "adam",
+    "lr": 0.01,
+    "schedule": "step",
+    "step_every": 1,
+    "loss": "focal",
+    "alpha": 0.25,
+    "augment": ["hflip", "rot90"],
+    "metric": "accuracy",
+    "precise_bn": 2,
+}
+CONFIG = {
+    "data": "data",
+    "val_fraction": 0.25,
+    "epochs": 3,
+    "batch_size": 2,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 0.0001,
+    "schedule": "cosine",
+    "step_every": 1,
+    "step_factor": 0.5,
+    "loss": "ce",
+    "alpha": None,
+    "gamma": 2.0,
+    "class_weights": [1.0, 2.0],
+    "aux_weight": 0.3,
+    "augment": ["hflip", "vflip"],
+    "metric": "macro_f1",
+    "seed": 3,
+    "weights": None,
+    "by_order": False,
+    "head": None,
+    "freeze": [],
+    "precise_bn": 4,
+    "key_map": None,
+    "set": {"image_size": 16},
+    "max_pixels": None,
+    "num_workers": 0,
+    "device": "cpu",
+    "nproc": 1,
+}
 # Each option's values a user may write: valid ones (so that cases also train) and those just outside.
 VALUES = {
     "data": ["data", "split", "missing", "tiny.yaml", ".", "data/normal", ""],
@@ -53,8 +92,15 @@ VALUES = {
     "freeze": [[], ["stem"], ["backbone"], ["fc"], ["nope"], ["stem", "block", "fc"]],
     "precise_bn": [0, 1, 10**9, -1],
     "key_map": [None, "keymap.yaml", "tiny.yaml", "missing.yaml", "start.pt"],
-    "set": [{}, {"image_size": 8}, {"image_size": 32}, {"image_size": 33}, {"num_classes": 3}, {"nope": 1},
-            {"image_size": "x"}],
+    "set": [
+        {},
+        {"image_size": 8},
+        {"image_size": 32},
+        {"image_size": 33},
+        {"num_classes": 3},
+        {"nope": 1},
+        {"image_size": "x"},
+    ],
     "max_pixels": [None, 1, 255, 256, 10**12],
     "num_workers": [0, 1, -1],
     "device": ["auto", "cpu", "cuda", "tpu"],
@@ -135,8 +181,19 @@ def _flag(rng) -> tuple[list[str], str]:
 
 def _mutate_data(case: Path, rng) -> str:
     data = case / "data"
-    how = pick(rng, ["one class", "empty class", "one image each", "train without val", "val classes differ",
-                     "a text file", "a nested folder", "no images"])
+    how = pick(
+        rng,
+        [
+            "one class",
+            "empty class",
+            "one image each",
+            "train without val",
+            "val classes differ",
+            "a text file",
+            "a nested folder",
+            "no images",
+        ],
+    )
     if how == "one class":
         shutil.rmtree(data / "tumour")
     elif how == "empty class":
@@ -202,6 +259,11 @@ def _mutate_run(run: Path, what: str, rng) -> str:
     return f"run/last.pt: {said}"
 
 
-KIND = Kind("train", "train: sections, --config files, a run's config.yaml (--resume), flags and data layouts",
-            make_base, make_case, timeout_s=90.0,
-            preload=("torch", "tcc.train.loop", "tcc.train.plan", "tcc.lower.to_torch", "matplotlib.pyplot"))
+KIND = Kind(
+    "train",
+    "train: sections, --config files, a run's config.yaml (--resume), flags and data layouts",
+    make_base,
+    make_case,
+    timeout_s=90.0,
+    preload=("torch", "tcc.train.loop", "tcc.train.plan", "tcc.lower.to_torch", "matplotlib.pyplot"),
+)

@@ -1,6 +1,7 @@
 """Per-channel affine steps into the average pool (backends/tvm/passes/channel_scale.py), x86 host FP32: a 1 x 1
 depthwise conv (a batch norm after a ReLU) becomes a multiply, and it, the bias and the ReLU are computed inside the
 pool's kernel; the outputs agree with ONNX Runtime's. Speed is measured by `tcc bench`, not here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,25 +19,34 @@ def _transition(channels: int = 48):
     """DDSNet's transition in small: a ReLU, the batch norm as a 1 x 1 depthwise conv with bias, a ReLU, a 2 x 2
     average pool, a 1 x 1 conv."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array((rng.standard_normal((channels, 1, 1, 1)) * 0.5).astype(np.float32), "s"),
-             numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "t"),
-             numpy_helper.from_array((rng.standard_normal((16, channels, 1, 1)) * 0.1).astype(np.float32), "w")]
-    nodes = [helper.make_node("Relu", ["x"], ["r"]),
-             helper.make_node("Conv", ["r", "s", "t"], ["bn"], group=channels),
-             helper.make_node("Relu", ["bn"], ["a"]),
-             helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Conv", ["p", "w"], ["y"])]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((channels, 1, 1, 1)) * 0.5).astype(np.float32), "s"),
+        numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "t"),
+        numpy_helper.from_array((rng.standard_normal((16, channels, 1, 1)) * 0.1).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Conv", ["r", "s", "t"], ["bn"], group=channels),
+        helper.make_node("Relu", ["bn"], ["a"]),
+        helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p", "w"], ["y"]),
+    ]
     return make_model(nodes, {"x": [1, channels, 12, 12]}, {"y": [1, 16, 6, 6]}, inits, name="transition")
 
 
 def _rewritten(model):
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, schedule as tvm_schedule
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import schedule as tvm_schedule
     from tcc.backends.tvm.passes.channel_scale import affine_into_avg_pool, depthwise_1x1_to_multiply
 
-    passes = [*tvm_schedule.layout_passes(), tvm_compile.fold_numpy_constants(), depthwise_1x1_to_multiply(),
-              affine_into_avg_pool()]
+    passes = [
+        *tvm_schedule.layout_passes(),
+        tvm_compile.fold_numpy_constants(),
+        depthwise_1x1_to_multiply(),
+        affine_into_avg_pool(),
+    ]
     with tvm.target.Target(AVX512):
         return tvm.transform.Sequential(passes)(tvm_compile.import_onnx(model, {"x": [1, 48, 12, 12]}))
 

@@ -1,6 +1,7 @@
 """Dense-block concats without copies (backends/tvm/passes/concat.py): which concats the pass removes, which it leaves,
 that the module computes exactly what it computes without the pass (INT8: the integer reference's codes), and that
 ARM modules keep their kernels. Speed is measured by `tcc bench`, not here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,12 +24,16 @@ def _dense_block(layers: int = 3, growth: int = 4, y_also_read: bool = False, st
     inits, nodes = [], []
 
     def conv(x, out, c_in, c_out, k=1, group=1):
-        w = numpy_helper.from_array((rng.standard_normal((c_out, c_in // group, k, k)) * 0.4).astype(np.float32),
-                                    f"w_{out}")
+        w = numpy_helper.from_array(
+            (rng.standard_normal((c_out, c_in // group, k, k)) * 0.4).astype(np.float32), f"w_{out}"
+        )
         b = numpy_helper.from_array((rng.standard_normal(c_out) * 0.1).astype(np.float32), f"b_{out}")
         inits.extend([w, b])
-        nodes.append(helper.make_node("Conv", [x, w.name, b.name], [f"{out}_c"], kernel_shape=[k, k], group=group,
-                                      pads=[k // 2] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv", [x, w.name, b.name], [f"{out}_c"], kernel_shape=[k, k], group=group, pads=[k // 2] * 4
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"{out}_c"], [out]))
         return out
 
@@ -63,11 +68,16 @@ def _concat_kernels(mod) -> int:
 
 
 def _outputs(model, tmp_path, concat_in_place: bool) -> np.ndarray:
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
 
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
-    so = tvm_compile.compile_module(tvm_compile.import_onnx(model, {"input": SHAPE}), "host",
-                                    tmp_path / f"m{int(concat_in_place)}.so", concat_in_place=concat_in_place)
+    so = tvm_compile.compile_module(
+        tvm_compile.import_onnx(model, {"input": SHAPE}),
+        "host",
+        tmp_path / f"m{int(concat_in_place)}.so",
+        concat_in_place=concat_in_place,
+    )
     return tvm_run.run_module(so, "host", x)[0][0]
 
 

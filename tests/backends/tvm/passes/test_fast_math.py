@@ -1,6 +1,8 @@
-"""backends/tvm/passes/fast_math.py and softmax.py: sigmoid through exp, softmax over the last axis row by row, and TVM's
+"""backends/tvm/passes/fast_math.py and softmax.py: sigmoid through exp, softmax over the last axis row by row, and
+TVM's
 polynomial exp / softmax on x86 host FP32 modules: the Relax graph holds no sigmoid and no exact softmax any more,
 and the module's numbers stay within the FP32 rule of ONNX Runtime's."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,19 +18,24 @@ pytestmark = needs_tvm
 def _silu_softmax():
     """conv -> SiLU (x * sigmoid(x)) -> softmax over the last axis, at sizes with wide value ranges."""
     rng = np.random.default_rng(3)
-    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 2).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")]
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Sigmoid", ["c"], ["s"]),
-             helper.make_node("Mul", ["c", "s"], ["silu"]),
-             helper.make_node("Softmax", ["silu"], ["y"], axis=-1)]
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 2).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["s"]),
+        helper.make_node("Mul", ["c", "s"], ["silu"]),
+        helper.make_node("Softmax", ["silu"], ["y"], axis=-1),
+    ]
     return make_model(nodes, {"x": [1, 3, 16, 32]}, {"y": [1, 16, 16, 32]}, inits, name="silu_softmax")
 
 
 def test_sigmoid_and_softmax_become_polynomials_and_keep_their_numbers(tmp_path):
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.passes.fast_math import fast_math_passes
 
     model = _silu_softmax()
@@ -42,8 +49,9 @@ def test_sigmoid_and_softmax_become_polynomials_and_keep_their_numbers(tmp_path)
     x = np.random.default_rng(4).standard_normal((1, 3, 16, 32)).astype(np.float32) * 3
     want = run(model, x)
     for fast in (True, False):
-        so = tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": [1, 3, 16, 32]}), "host",
-                                        tmp_path / f"m{int(fast)}.so", fast_math=fast)
+        so = tvm_compile.compile_module(
+            tvm_compile.import_onnx(model, {"x": [1, 3, 16, 32]}), "host", tmp_path / f"m{int(fast)}.so", fast_math=fast
+        )
         got = tvm_run.run_module(so, "host", x)[0][0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -54,8 +62,13 @@ def test_a_softmax_over_another_axis_keeps_topis_form():
     from tcc.backends.tvm import compile as tvm_compile
     from tcc.backends.tvm.passes.fast_math import fast_math_passes
 
-    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]},
-                       [], name="softmax_axis1")
+    model = make_model(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=1)],
+        {"x": [1, 8, 4, 4]},
+        {"y": [1, 8, 4, 4]},
+        [],
+        name="softmax_axis1",
+    )
     mod = tvm_compile.import_onnx(model, {"x": [1, 8, 4, 4]})
     with tvm.transform.PassContext(opt_level=3):
         text = tvm.transform.Sequential(fast_math_passes())(mod).script()
@@ -69,8 +82,8 @@ def test_row_softmax_runs_rows_in_parallel_with_vector_partials(shape):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.schedule.float_rules import RowReduction
     from tcc.backends.tvm.passes.softmax import row_softmax_primfunc
+    from tcc.backends.tvm.schedule.float_rules import RowReduction
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     func = RowReduction().apply(row_softmax_primfunc(shape), target, False).mod["main"]

@@ -1,6 +1,7 @@
 """The first conv reading the NCHW input itself (backends/tvm/passes/nchw_input.py) and heavy convs' padding by rows
 (schedule.loops.pad_by_rows), x86 host FP32 only: bit-identical outputs, the transpose kernel gone, the padding
 without bounds tests, ARM untouched. Speed is measured by `tcc bench`, not here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,8 @@ def _rewritten(target_name="host"):
     """The Relax module after the layout passes, the constant folds and the rewrite, and its target."""
     import tvm
 
-    from tcc.backends.tvm import compile as tvm_compile, schedule as tvm_schedule
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import schedule as tvm_schedule
     from tcc.backends.tvm.passes.nchw_input import conv_reads_nchw_input
 
     mod = tvm_compile.import_onnx(_stem_net(), {"x": SHAPE})
@@ -79,9 +81,11 @@ def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
         mod, target = _rewritten(target_name)
         with target:
             mod = tvm.transform.Sequential(list(cg.legalize_passes(target)))(mod)
-        return {gv.name_hint: WindowReduction().apply(f, target, False).mod["main"].script()
-                for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint
-                or "nchw_input" in gv.name_hint}
+        return {
+            gv.name_hint: WindowReduction().apply(f, target, False).mod["main"].script()
+            for gv, f in mod.functions_items()
+            if (isinstance(f, tvm.tirx.PrimFunc) and "conv2d" in gv.name_hint) or "nchw_input" in gv.name_hint
+        }
 
     host = scheduled("host")
     stem = next(text for name, text in host.items() if "nchw_input" in name)
@@ -100,8 +104,8 @@ def test_a_width_no_register_tile_divides_is_computed_whole_and_cropped():
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm.passes.nchw_input import nchw_input_conv_primfunc
     from tcc.backends.tvm.int8.kernels import CROP_BLOCK
+    from tcc.backends.tvm.passes.nchw_input import nchw_input_conv_primfunc
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
     from tcc.backends.tvm.schedule.tiles import float_pixel_tile
 
@@ -123,19 +127,30 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     kernel of its own, the padding vectorized with its bounds tests), and ONNX Runtime (float32 ulps)."""
     from tvm.s_tir.schedule import ScheduleError
 
-    from tcc.backends.tvm import compile as tvm_compile, run as tvm_run
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import run as tvm_run
     from tcc.backends.tvm.schedule import float_rules
 
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
-    new = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",
-                                                        tmp_path / "new.so", nchw_input=True), "host", x)[0][0]
+    new = tvm_run.run_module(
+        tvm_compile.compile_module(
+            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "new.so", nchw_input=True
+        ),
+        "host",
+        x,
+    )[0][0]
 
     def by_rows_refused(*_args):
         raise ScheduleError("disabled")
 
     monkeypatch.setattr(float_rules, "pad_by_rows", by_rows_refused)  # WindowReduction's padding by rows
-    old = tvm_run.run_module(tvm_compile.compile_module(tvm_compile.import_onnx(model, {"x": SHAPE}), "host",
-                                                        tmp_path / "old.so", nchw_input=False), "host", x)[0][0]
+    old = tvm_run.run_module(
+        tvm_compile.compile_module(
+            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "old.so", nchw_input=False
+        ),
+        "host",
+        x,
+    )[0][0]
     assert new.shape == old.shape == (1, 8, 8, 9) and np.array_equal(new, old)
     ref = run(model, x)
     np.testing.assert_allclose(new, ref, atol=1e-5, rtol=1e-4)
