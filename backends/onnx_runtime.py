@@ -24,7 +24,7 @@ class OrtLoaded:
 
 def load_bundle(bundle_dir: Path) -> OrtLoaded:
     """The bundle's model.onnx in an ONNX Runtime session (CPU)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred for start-up: loads onnxruntime
 
     path = Path(bundle_dir) / ARTIFACT
     so = ort.SessionOptions()
@@ -57,8 +57,8 @@ def qdq_codes(model, qdq, table, x: np.ndarray, optimize: bool = True) -> tuple[
     """Run the QDQ model `qdq` (made from `model` and `table` by tcc.quant.lower.qdq.to_qdq, readable names) with every
     QuantizeLinear output as an extra graph output: (its output, {quantized tensor: codes}). optimize=False runs it
     as float fake-quant (each QuantizeLinear exactly ONNX's equation)."""
-    import onnx
-    import onnxruntime as ort
+    import onnx  # deferred for start-up: loads onnx
+    import onnxruntime as ort  # deferred for start-up: loads onnxruntime
 
     from tcc.quant.lower.qdq import quant_points  # deferred for start-up: loads onnx
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import hashlib
 import json
 import math
@@ -123,8 +124,6 @@ def _age(p: Path) -> float:
 
 
 def glob_escape(s: str) -> str:
-    import glob
-
     return glob.escape(s)
 
 

@@ -48,7 +48,7 @@ _HINT = "If the image is real and the memory is there (3 bytes a pixel), raise -
 def _own_size_check():
     """Pillow's decompression-bomb guard off while a header is read (it refuses above twice its cap without telling
     the size): open_image checks the declared size itself before anything is decoded, and says what to do."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
@@ -64,7 +64,7 @@ def _own_size_check():
 def open_image(path: str | Path, cap: int | None = None, hint: str = _HINT):
     """PIL's image of `path` (only its header read), its declared size checked against the pixel cap; a file that
     is missing, not an image or too large is a DataError naming it."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # deferred for start-up: loads PIL
 
     cap = cap or _max_pixels
     path = Path(path)

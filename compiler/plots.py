@@ -15,10 +15,10 @@ _METADATA = {".png": {"Software": None}, ".svg": {"Date": None}, ".pdf": {"Creat
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # deferred for start-up: loads matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred for start-up: loads matplotlib
 
     plt.rcParams["svg.hashsalt"] = "tcc"  # stable element ids in SVG output
     return plt

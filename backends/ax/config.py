@@ -304,7 +304,7 @@ def pulsar2_schema() -> dict:
 
 
 def validate_pulsar2(config: dict, where: str = "config.json") -> None:
-    import jsonschema
+    import jsonschema  # deferred for start-up: loads jsonschema
 
     try:
         jsonschema.validate(config, pulsar2_schema())

@@ -34,7 +34,7 @@ def _safe(name: str) -> str:
 def _png(path: Path, pre) -> bytes:
     """The pixels tcc's preprocessing starts from (BGR models too are stored RGB: the toolchain reorders them,
     tensor_format), as a PNG."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     pixels = load_pixels(path, pre)
     buf = io.BytesIO()
@@ -79,7 +79,7 @@ def write_archive(path: Path, members: list[tuple[str, bytes]]) -> None:
 def read_back(path: Path, fmt: str, pre, shape: tuple) -> np.ndarray:
     """The archive as the toolchain's preprocessing sees it: [N, C, H, W] float32 after (x - mean) / std in pixel
     units (images) or as stored (arrays). Used to check that the archive reproduces tcc's calibration tensors."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     out = []
     with tarfile.open(path) as tar:

@@ -119,7 +119,7 @@ def _class_name(k: int, labels: list[str] | None) -> str:
 
 
 def _gradcam(args, model) -> int:
-    import numpy as np
+    import numpy as np  # deferred for start-up: loads numpy
 
     from ..explain.plot import gradcam_figure  # deferred for start-up: loads numpy
     from ..plots import save  # deferred for start-up: loads numpy

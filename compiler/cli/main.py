@@ -3,7 +3,10 @@ own code, never a traceback)."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 
 from ..errors import Interrupted, TccError, environment_failure
 from .parser import build_parser
@@ -45,10 +48,6 @@ def run() -> None:
     is still running, which it would wait for (daemon threads -- tqdm's monitor, library helpers -- are not waited
     for either way, and the normal exit's teardown once aborted a torchrun rank that had finished its work:
     "terminate called without an active exception")."""
-    import atexit
-    import os
-    import threading
-
     code = main()
     if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)

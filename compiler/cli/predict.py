@@ -73,7 +73,7 @@ def _predict_artifact(args) -> int:
 
 
 def _print_predictions(logits, labels, as_json: bool) -> None:
-    import numpy as np
+    import numpy as np  # deferred for start-up: loads numpy
 
     results = []
     for row in logits.reshape(len(logits), -1):

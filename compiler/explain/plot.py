@@ -24,8 +24,8 @@ def gradcam_figure(pixels: np.ndarray, cam: np.ndarray, peak: tuple[int, int] | 
     """Left: the input as the model sees it (uint8 [H, W, C], resized); right: the same with the normalised map
     over it in jet (red: strong evidence for the class, blue: none) and its peak (row, column) marked."""
     plt = pyplot()
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.cm import ScalarMappable  # deferred for start-up: loads matplotlib
+    from matplotlib.colors import Normalize  # deferred for start-up: loads matplotlib
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 4.6))
     _show_pixels(left, pixels)

@@ -79,7 +79,7 @@ def perplexity_for(n: int, requested: float | None) -> float:
 def features(gm, model, files: list[Path], layer: Layer, progress: bool | None = None) -> tuple[np.ndarray, list[int]]:
     """[N, F] features at `layer` (flattened) and the predicted class of each file, in batches of BATCH images;
     a tqdm bar over the images (default: when stderr is a terminal)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred for start-up: loads tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
     feats, predicted = [], []
@@ -97,7 +97,7 @@ def features(gm, model, files: list[Path], layer: Layer, progress: bool | None =
 
 def embed(feats: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
     """[N, 2] t-SNE points (PCA initialisation and scikit-learn's automatic learning rate, seeded)."""
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # deferred for start-up: loads scikit-learn
 
     if not np.isfinite(feats).all():
         raise DataError("the features hold NaN or infinite values: check the weights")

@@ -60,7 +60,7 @@ class GoldenPlan:
 
 
 def load_plan(root: str | Path) -> GoldenPlan:
-    import jsonschema
+    import jsonschema  # deferred for start-up: loads jsonschema
 
     root = Path(root)
     path = root / PLAN_FILE

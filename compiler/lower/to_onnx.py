@@ -23,6 +23,7 @@ version the lowest the opset allows.
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,6 @@ COMPOSITES_KEY = "tcc.composites"
 
 def _producer_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("tcc")
     except Exception:  # not installed (running from a checkout)
         return "0.0.0"
@@ -181,7 +180,7 @@ def _to_numpy(t) -> np.ndarray:
     if isinstance(t, np.ndarray):
         return t
     try:
-        import torch
+        import torch  # deferred for start-up: loads torch
 
         if isinstance(t, torch.Tensor):
             return t.detach().cpu().numpy()

@@ -27,7 +27,7 @@ def session(
     """An ONNX Runtime CPU session; optimize=False: no graph optimisations (a QDQ model runs as float fake-quant);
     `profile`: ORT's profiler writes per-kernel times to files with this prefix; spin=False: idle worker threads
     sleep at once instead of spinning (for runs whose results other threads work on in between)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred for start-up: loads onnxruntime
 
     so = ort.SessionOptions()
     if threads:

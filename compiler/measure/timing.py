@@ -32,7 +32,7 @@ class Runner:
 
 
 def torch_runner(module, x: np.ndarray) -> Runner:
-    import torch
+    import torch  # deferred for start-up: loads torch
 
     torch.set_num_threads(1)
     xt = torch.from_numpy(np.ascontiguousarray(x[:1]))

@@ -133,9 +133,9 @@ class OpDef:
 
 # ---------------------------------------------------------------------------------------------------- helpers
 def torch_modules():
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+    import torch  # deferred for start-up: loads torch
+    import torch.nn.functional as F  # deferred for start-up: loads torch
+    from torch import nn  # deferred for start-up: loads torch
 
     return torch, nn, F
 

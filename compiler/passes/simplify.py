@@ -13,7 +13,7 @@ def _import_onnxsim():
     """onnxsim, imported without sympy where sympy is not loaded yet: onnxsim takes it (0.4 s to import) only to
     print symbolic MAC formulas in its model_info, which tcc does not use; sympy imports normally afterwards."""
     with hidden("sympy"):
-        import onnxsim
+        import onnxsim  # deferred for start-up: loads onnxsim
     return onnxsim
 
 

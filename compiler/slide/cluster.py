@@ -31,7 +31,7 @@ def predict_on_dask(
     """predict_batch(source, *task, threads) for every task, on the cluster; `on_done(patches)` as each batch
     finishes. On the local cluster `threads` defaults to the cores shared among the workers; on an existing one,
     to whatever the workers have."""
-    from distributed import as_completed
+    from distributed import as_completed  # deferred for start-up: loads dask.distributed
 
     with _client(scheduler, workers) as client:
         _warm_up(client, source)
@@ -62,7 +62,7 @@ def _load_model(source: ModelSource) -> None:
 
 @contextlib.contextmanager
 def _client(scheduler: str | None, workers: int | None):
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # deferred for start-up: loads dask.distributed
 
     if scheduler:
         try:

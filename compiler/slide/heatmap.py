@@ -13,7 +13,7 @@ OVERLAY_ALPHA = 0.55
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     """A copy of uint8 RGB no larger than THUMBNAIL_SIDE on its longest side."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     im = Image.fromarray(rgb)
     im.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
@@ -25,8 +25,8 @@ def heatmap_figure(
 ):
     """`image` (downscaled) spans level-0 `size` (width, height); `probabilities` is [I, J] with NaN for the
     patches not kept (None without a grid)."""
-    import matplotlib
-    from matplotlib.figure import Figure
+    import matplotlib  # deferred for start-up: loads matplotlib
+    from matplotlib.figure import Figure  # deferred for start-up: loads matplotlib
 
     w0, h0 = size
     right, bottom = w0, h0

@@ -78,7 +78,7 @@ def predict_batch(
     pairs) of `image`, through the model's preprocessing. The one function both the single-process run and the
     Dask workers call, so both compute the same numbers. `threads`: PyTorch's intra-op threads in this process
     from now on (a Dask worker is dedicated to the run; the single-process run uses torch_threads instead)."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     runner = load_runner(source)
     if threads and not source.artifact:
@@ -108,7 +108,7 @@ def torch_threads(source: ModelSource, threads: int | None):
     if not threads or source.artifact:  # ONNX Runtime sessions keep their own thread pool
         yield
         return
-    import torch
+    import torch  # deferred for start-up: loads torch
 
     before = torch.get_num_threads()
     _set_torch_threads(threads)
@@ -119,14 +119,14 @@ def torch_threads(source: ModelSource, threads: int | None):
 
 
 def _set_torch_threads(threads: int) -> None:
-    import torch
+    import torch  # deferred for start-up: loads torch
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    from scipy.special import softmax as _softmax
+    from scipy.special import softmax as _softmax  # deferred for start-up: loads scipy
 
     return _softmax(logits, axis=1)
 
@@ -148,7 +148,7 @@ def positive_class(runner: Runner, choice: str | None) -> int:
 
 
 def _torch_runner(source: ModelSource) -> Runner:
-    import torch
+    import torch  # deferred for start-up: loads torch
 
     from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 

@@ -95,7 +95,7 @@ def choose_level(reader, patch_size: int, requested: int | None, max_pixels: int
 
 
 def _otsu(counts: np.ndarray) -> int:
-    from skimage.filters import threshold_otsu
+    from skimage.filters import threshold_otsu  # deferred for start-up: loads scikit-image
 
     if np.count_nonzero(counts) < 2:  # one value only: no two classes; that value is the (dark) class
         return int(np.flatnonzero(counts)[0]) if counts.any() else 0

@@ -72,7 +72,7 @@ def probability_grid(plan, probabilities: np.ndarray, positive: int) -> np.ndarr
 
 def mask_png(mask: np.ndarray) -> bytes:
     """The tissue mask as a 1-bit PNG (kept in memory until the image is done)."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     buffer = io.BytesIO()
     Image.fromarray(mask).save(buffer, format="PNG")

@@ -184,7 +184,7 @@ def _check_options(options: Options) -> None:
 
 
 def _bar(total: int, enabled: bool | None, description: str):
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred for start-up: loads tqdm
 
     return tqdm(
         total=total,

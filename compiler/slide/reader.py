@@ -76,7 +76,7 @@ class OpenSlideImage(Reader):
     kind = "openslide"
 
     def __init__(self, path: Path):
-        import openslide
+        import openslide  # deferred for start-up: loads OpenSlide
 
         try:
             self.slide = openslide.OpenSlide(str(path))
@@ -85,7 +85,7 @@ class OpenSlideImage(Reader):
         super().__init__(path, [tuple(d) for d in self.slide.level_dimensions])
 
     def read_region(self, x, y, width, height, level=0):
-        import openslide
+        import openslide  # deferred for start-up: loads OpenSlide
 
         sx, sy = self.scale(level)  # OpenSlide places a region by its level-0 corner
         try:
@@ -105,7 +105,7 @@ class TiffImage(Reader):
     kind = "tifffile"
 
     def __init__(self, path: Path):
-        import tifffile
+        import tifffile  # deferred for start-up: loads tifffile
 
         # tifffile parses a corrupt file with whatever its code then meets, not only TiffFileError (fuzzed: a zero
         # TileLength divides by zero, a SamplesPerPixel of two values is a TypeError): any exception while it
@@ -265,7 +265,7 @@ _TILE_HINT = (
 def _on_white(im) -> np.ndarray:
     """A PIL image as RGB, transparent pixels composited onto white (OpenSlide's area outside the scanned
     region is transparent)."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads PIL
 
     if "A" not in im.getbands() and "transparency" not in im.info:
         return np.asarray(im.convert("RGB"))
@@ -278,7 +278,7 @@ def _to_rgb(chunk: np.ndarray) -> np.ndarray:
     if chunk.shape[-1] == 1:
         return np.repeat(chunk, 3, axis=-1)
     if chunk.shape[-1] == 4:
-        from PIL import Image
+        from PIL import Image  # deferred for start-up: loads PIL
 
         return _on_white(Image.fromarray(np.ascontiguousarray(chunk), "RGBA"))
     return chunk

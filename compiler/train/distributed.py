@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import DataError
 
@@ -82,8 +83,6 @@ def wrap(module: torch.nn.Module, procs: Processes) -> torch.nn.Module:
     """DistributedDataParallel (gradients averaged over the processes) when there are several."""
     if procs.world == 1:
         return module
-    from torch.nn.parallel import DistributedDataParallel
-
     return DistributedDataParallel(module, device_ids=[procs.device.index] if procs.device.type == "cuda" else None)
 
 

@@ -207,7 +207,7 @@ class Trainer:
     def _bar(self, loader, epoch: int):
         if not self.progress:
             return batches(loader)
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred for start-up: loads tqdm
 
         return tqdm(
             batches(loader),

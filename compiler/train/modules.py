@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..torch_ops import StochasticDepth, stochastic_depth
@@ -90,8 +91,6 @@ class _SumOverProcesses(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         x = x.clone()
         dist.all_reduce(x)
         return x
