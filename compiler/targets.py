@@ -89,7 +89,7 @@ _PLATFORMS: tuple[Platform, ...] = (
         arch="x86_64",
         # mcpu=native (resolved to this machine's CPU name by tvm_compile.resolve_tvm_target):
         # the host build is for verification and benchmarks on the build machine and is not
-        # portable to older x86_64 CPUs.  Measured 2x faster than generic x86-64.
+        # portable to older x86_64 CPUs; it is faster than generic x86-64 (docs/notes/tolerances.md).
         tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "native"}),
         triple=None,
         apt_packages=("g++",),

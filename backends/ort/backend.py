@@ -176,8 +176,8 @@ def _quantize_dynamic(model):
         root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing advice on every call
         try:
             # reduce_range: 7-bit weights. Without VNNI, ORT's u8 x s8 kernels add pairs of products in int16
-            # (VPMADDUBSW) and saturate on 8-bit weights (measured on AVX2, FastNet: cosine to FP32 0.68, 0.75;
-            # 0.999+ with VNNI). The artifact must not depend on the build machine's ISA, so always 7 bits.
+            # (VPMADDUBSW) and saturate on 8-bit weights (docs/notes/tolerances.md). The artifact must not depend
+            # on the build machine's ISA, so always 7 bits.
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
         finally:
             root.setLevel(level)
