@@ -104,6 +104,9 @@ def test_placement_reads_its_candidates_and_costs_off_the_kind():
 def test_weight_codes_read_by_the_kinds_layout():
     """A weighted kind's weight codes in the quantized graph (a conv's OIHW, a gemm's [K, N]) as [output channels,
     products]: what the accumulator bounds sum over."""
+    assert {k for k, op in INT_OPS.items() if op.weight_layout} == {
+        k for k, op in INT_OPS.items() if op.role is Role.WEIGHTED
+    }
     w = np.arange(16 * 8 * 9).reshape(16, 8, 3, 3)
     np.testing.assert_array_equal(INT_OPS["conv"].weight_rows(w), w.reshape(16, 72))
     np.testing.assert_array_equal(INT_OPS["pooled_conv"].weight_rows(w[:, :, :1, :1]), w[:, :, 0, 0])
