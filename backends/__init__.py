@@ -1,8 +1,8 @@
-"""Backends and targets, as plain data: a target name -> its description (the one registry, backends/targets.py);
+"""Backends and targets, as plain data: a target name -> its description (the one registry, compiler/targets.py);
 a backend name -> "module:Class".
 
 Nothing registers itself on import; `get_backend` imports the one module a build needs. Adding a backend is one
-line in BACKENDS and its targets in backends/targets.py.
+line in BACKENDS and its targets in compiler/targets.py.
 """
 
 from __future__ import annotations

@@ -5,29 +5,37 @@ An `IntOp` states, for one kind of integer node:
 - the ONNX ops it stands for (`onnx`; two-node patterns such as x * sigmoid(x) are in `PATTERNS`; an op the ONNX
   lowering wrote as several nodes, GELU below opset 20, counts as its ONNX op: tcc.passes.composites) and the
   limits of its integer form (`check`: the reason a node cannot be taken, or None; where two kinds take one ONNX
-  op, Mul, the first whose check passes takes the node);
+  op, Mul, the first whose check passes takes the node), and what a lowering further takes (`limits`: TFLite's
+  int8 builtins, e.g. the unary ops LiteRT has an int8 kernel for, TFLITE_LOOKUPS; how those kernels compute is
+  LiteRT's, reproduced in tcc.quant.intgraph.litert_unary);
 - which of the node's inputs are the activations it computes on (`reads`), the rest being constants;
 - whether a following Relu / Clip folds into it (`fuses_activation`; the pass `mark_fused_activations` reads this);
 - what the plan records of a node of the kind beyond its inputs and outputs (`fields`: the weight and bias of a
-  weighted producer, the factor of a channel scale, the function of a lookup);
-- whether it is a candidate for a float island when placement weighs accuracy and speed (`placeable`: the kinds
-  that compute; moving codes gains nothing), and whether it commutes with a positive factor per channel
-  (`channelwise`: cross-layer equalization rescales through it);
+  weighted producer, the factor of a channel scale, the function of a lookup), and the layout of a weighted
+  producer's weight codes in the quantized graph (`weight_layout`);
+- whether it is a candidate for a float island when placement weighs accuracy and speed (`placeable`, from its role:
+  the roles that compute, COMPUTING_ROLES; moving codes gains nothing), what it costs there (`macs_per_output`), and
+  whether it commutes with a positive factor per channel (`channelwise`: cross-layer equalization rescales through
+  it);
+- whether calibration takes its tensors' whole range (`full_range`), and the range its outputs lie in whatever the
+  input (`output_range`);
 - the interpreters that implement it (`lowerings`).
 
 What a kind computes is written once per stage, as the method named after the kind of one interpreter class:
 
-    tcc.quant.intgraph.plan.plan(onnx)             FP32 ONNX after the passes -> IntGraph (matching; refuses what no
-    entry takes)
-    tcc.quant.intgraph.qgraph.Quantizer            IntGraph + calibration table -> QGraph: every integer constant
-    (weight and
-                                          bias codes, fixed-point multipliers, clamp bounds, lookup tables)
-    tcc.quant.intgraph.reference.Reference         QGraph -> numpy integer results (the golden INT8 model)
+    tcc.quant.intgraph.plan.plan(onnx)          FP32 ONNX after the passes -> IntGraph (matching; refuses what no
+                                                entry takes)
+    tcc.quant.intgraph.qgraph.Quantizer         IntGraph + calibration table -> QGraph: every integer constant
+                                                (weight and bias codes, fixed-point multipliers, clamp bounds, lookup
+                                                tables)
+    tcc.quant.intgraph.reach.Reach              QGraph -> the codes each tensor can hold (the quantizer's int32
+                                                guards)
+    tcc.quant.intgraph.reference.Reference      QGraph -> numpy integer results (the golden INT8 model)
     tcc.backends.tvm.int8.lower.RelaxLowering   QGraph -> TVM Relax integer ops (a translation of the same constants)
-    tcc.backends.tflite.lower.TfliteLowering   QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
-    tcc.quant.lower.qdq.QdqLowering            the QDQ form's part of each kind (ORT, the AX kits): weights and bias
-    codes
-    tcc.train.qat.plan.QatPlanner              QGraph -> where quantization-aware training fake-quantizes (PyTorch)
+    tcc.backends.tflite.lower.TfliteLowering    QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
+    tcc.quant.lower.qdq.QdqLowering             the QDQ form's part of each kind (ORT, the AX kits): weight and bias
+                                                codes
+    tcc.train.qat.plan.QatPlanner               QGraph -> where quantization-aware training fake-quantizes (PyTorch)
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend
@@ -44,7 +52,6 @@ interpreter handles islands in one method, `float_island`, which runs the node's
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +74,14 @@ class Role(Enum):
     # one integer division per row
     FLOAT = "float only"  # no integer form: float lowerings of the same graph (TFLite fp32 / fp16 / dynamic), and
     # in an INT8 graph a float island where the target rules allow float ops (TargetRules.float_ops)
+
+
+# The roles whose integer form computes (sums of products or of codes, two tensors combined, codes mapped through a
+# function or normalized): placement weighs keeping a node of them in float, for accuracy and for speed. The others
+# move codes or only rescale them (pass-through, concat, clamp, channel scale, a constant's broadcast): an island
+# there gains no integer kernel and costs a rounding, so placement keeps them in float only between float nodes
+# (tcc.quant.place.placer.absorbed). FLOAT has no integer form to weigh.
+COMPUTING_ROLES = frozenset({Role.WEIGHTED, Role.ELEMENTWISE, Role.LOOKUP, Role.POOL, Role.SOFTMAX})
 
 
 # Lowerings: the interpreters of a quantized graph. `quantize` and `reference` take every kind; `qat` is
@@ -115,7 +130,9 @@ class IntOp:
     limits: dict = field(default_factory=dict)  # lowering -> a further check of what that lowering takes
     # the plan's record of a node of this kind: INode fields, and under "attrs" the attributes it keeps if not all
     fields: Callable[[NodeView], dict] = lambda view: {}
-    placeable: bool = False  # computes: placement weighs keeping it in float (moving codes gains nothing)
+    # weighted: the layout of its weight codes in the quantized graph (QNode.weight; "O" the output channels): a
+    # conv's OIHW, a gemm's [K, N] ("IO"), whatever the ONNX node's own (IntOp.fields' w_axis)
+    weight_layout: str | None = None
     # commutes with a positive factor per channel (c * f(x) == f(c * x) channel by channel), so cross-layer
     # equalization rescales through it; a function of the node's view where it depends on the shapes
     channelwise: bool | Callable[[NodeView], bool] = False
@@ -125,12 +142,34 @@ class IntOp:
     full_range: bool = False
     # the values every output lies in whatever the input (a softmax's probabilities: [0, 1]): a 16-bit grid covers
     # it whole (32,768 levels over it lose nothing), where the range calibration saw can be exceeded by data it did
-    # not see (measured: a MobileViTv2 softmax calibrated to 0.54 on 8 inputs reached 0.70 on 4 others, and that
-    # clipping alone took its W8A16 output cosine from 0.9998 to 0.985)
+    # not see (MobileViTv2's W8A16 softmax, measured in
+    # docs/notes/attention-int8.md#three-fixes-and-where-orts-8-bits-stop-2026-11-26-later)
     output_range: tuple[float, float] | None = None
 
     def commutes_per_channel(self, view: NodeView) -> bool:
         return self.channelwise(view) if callable(self.channelwise) else self.channelwise
+
+    @property
+    def placeable(self) -> bool:
+        """Placement weighs keeping a node of the kind in float, for accuracy and for speed: its role computes
+        (COMPUTING_ROLES)."""
+        return self.role in COMPUTING_ROLES
+
+    def macs_per_output(self, weight_shape: tuple, w_axis: int) -> int:
+        """Multiply-accumulates per output element, what placement costs a node by (tcc.quant.place.search): a
+        weighted producer's weight elements per output channel (`weight_shape` as the ONNX node has it, `w_axis` its
+        output-channel axis: a conv's C_in / group x kh x kw, a pooled conv's C_in, a gemm's K); 1 for the other
+        kinds, whose work grows with their outputs."""
+        if self.role is not Role.WEIGHTED or not weight_shape or not weight_shape[w_axis]:
+            return 1
+        return max(math.prod(weight_shape) // weight_shape[w_axis], 1)
+
+    def weight_rows(self, codes: np.ndarray) -> np.ndarray:
+        """A weighted node's weight codes (`weight_layout`) as [output channels, products per output channel]."""
+        if self.weight_layout is None:
+            raise TypeError(f"{self.kind} has no weight")
+        axis = self.weight_layout.index("O")
+        return np.moveaxis(codes, axis, 0).reshape(codes.shape[axis], -1)
 
 
 # ---------------------------------------------------------------------------------------------------- limits
@@ -369,62 +408,32 @@ def _check_layernorm(v: NodeView) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- TFLite limits
-@functools.cache
-def _libm(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The C library's float32 function `name` (erfcf, expm1f, tanhf), elementwise: the very function LiteRT's
-    kernels call through libm to fill their tables, so a table made here equals LiteRT's bit for bit on this
-    machine (numpy's own float32 functions may differ from libm's in the last place)."""
-    import ctypes
-    import ctypes.util
-
-    fn = getattr(ctypes.CDLL(ctypes.util.find_library("m")), name)
-    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
-    return lambda x: np.array([fn(float(v)) for v in np.asarray(x, np.float32).reshape(-1)], np.float32).reshape(
-        np.shape(x)
-    )
-
-
-def _gelu32(x: np.ndarray, a: dict) -> np.ndarray:
-    """LiteRT's GeluTransform / GeluTransformApproximate (reference/gelu.h), in float32 as its LUTPopulate calls
-    them: 0.5f * x * erfcf(x * -M_SQRT1_2), or 0.5f * x * (1 + tanhf(sqrt(2 / pi) * (x + 0.044715f x x x)))."""
-    x = np.asarray(x, np.float32)
-    f = np.float32
-    if a.get("approximate", "none") == "tanh":
-        inner = x + f(0.044715) * x * x * x
-        return (f(0.5) * x * (f(1) + _libm("tanhf")(f(math.sqrt(2 / math.pi)) * inner))).astype(np.float32)
-    return (f(0.5) * x * _libm("erfcf")(x * f(-math.sqrt(0.5)))).astype(np.float32)
-
-
 @dataclass(frozen=True)
-class TfliteUnary:
-    """One of TFLite's int8 kernels of a unary op, as tcc's `tflite` rules reproduce it: `lut` the float32
-    function its LUTPopulate samples (dequantize, f, rescale in float32, round half away from zero), None where the
-    kernel is integer arithmetic instead (LEAKY_RELU: the zero-point-free code times one of two fixed-point
-    multipliers, by its sign); `takes` the reason an attribute value has no such kernel."""
+class TfliteLookup:
+    """One of LiteRT's int8 kernels of a unary op: the builtin the `tflite` lowering writes for the ONNX op, and
+    `takes`, the reason an attribute value has no such kernel. What the lowering takes of the lookup kind; how each
+    kernel computes its table is LiteRT's, reproduced beside the integer reference (tcc.quant.intgraph.litert_unary)."""
 
     builtin: str
-    lut: Callable[[np.ndarray, dict], np.ndarray] | None = None
     takes: Callable[[dict], str | None] = lambda attrs: None
 
 
-TFLITE_UNARY: dict[str, TfliteUnary] = {
-    "Sigmoid": TfliteUnary("LOGISTIC", lambda x, a: (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)),
-    "Tanh": TfliteUnary("TANH", lambda x, a: np.tanh(x).astype(np.float32)),
-    "Gelu": TfliteUnary("GELU", _gelu32),
-    # LiteRT's optimized int8 ELU is this table; its reference op resolver, which the int8 self-check runs bit for
+TFLITE_LOOKUPS: dict[str, TfliteLookup] = {
+    "Sigmoid": TfliteLookup("LOGISTIC"),
+    "Tanh": TfliteLookup("TANH"),
+    "Gelu": TfliteLookup("GELU"),
+    # LiteRT's optimized int8 ELU is a table; its reference op resolver, which the int8 self-check runs bit for
     # bit, has no ELU kernel at all: refused for an int8 build (float ELU builds), the table serves predictions
-    "Elu": TfliteUnary(
+    "Elu": TfliteLookup(
         "ELU",
-        lambda x, a: np.where(x < 0, _libm("expm1f")(x), x).astype(np.float32),
         lambda a: (
             f"ELU with alpha {float(a['alpha']):g}: TFLite's ELU has alpha 1 only"
             if float(a.get("alpha", 1.0)) != 1.0
             else "LiteRT's reference kernels, which an int8 build is checked on bit for bit, have no ELU"
         ),
     ),
-    "LeakyRelu": TfliteUnary(
+    "LeakyRelu": TfliteLookup(
         "LEAKY_RELU",
-        None,
         lambda a: (
             None
             if float(a.get("alpha", 0.01)) >= 0
@@ -443,11 +452,11 @@ def _tflite_conv(v: NodeView) -> str | None:
 
 
 def _tflite_lookup(v: NodeView) -> str | None:
-    kernel = TFLITE_UNARY.get(v.op_type)
+    kernel = TFLITE_LOOKUPS.get(v.op_type)
     if kernel is None:
         return (
             f"{v.op_type} has no TFLite int8 kernel that computes it as one table or rounding (TFLite's: "
-            f"{', '.join(k.builtin for k in TFLITE_UNARY.values())})"
+            f"{', '.join(k.builtin for k in TFLITE_LOOKUPS.values())})"
         )
     return kernel.takes(v.attrs)
 
@@ -475,7 +484,7 @@ def _hardswish(x, a):
 
 
 def _gelu(x, a):
-    from scipy.special import erfc
+    from scipy.special import erfc  # deferred for start-up: loads scipy, for GELU's tables only
 
     if a.get("approximate", "none") == "tanh":
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
@@ -591,7 +600,7 @@ INT_OPS: dict[str, IntOp] = {
             fuses_activation=True,
             limits={TFLITE: _tflite_conv},
             fields=_weighted_fields,
-            placeable=True,
+            weight_layout="OIHW",
         ),
         # no ONNX op of its own: the plan pairs an unpadded AveragePool with the 1 x 1 conv that alone reads it
         # (the pool first: tcc.passes.pool), under rules that take the pair (TargetRules.pooled_conv)
@@ -606,7 +615,7 @@ INT_OPS: dict[str, IntOp] = {
             _check_conv,
             fuses_activation=True,
             fields=_weighted_fields,
-            placeable=True,
+            weight_layout="OIHW",
             lowerings=ALL_LOWERINGS - {TFLITE},
         ),
         IntOp(
@@ -618,7 +627,7 @@ INT_OPS: dict[str, IntOp] = {
             _check_gemm,
             fuses_activation=True,
             fields=_weighted_fields,
-            placeable=True,
+            weight_layout="IO",
         ),
         IntOp(
             "add",
@@ -629,7 +638,6 @@ INT_OPS: dict[str, IntOp] = {
             _check_binary,
             fuses_activation=True,
             reads="all",
-            placeable=True,
         ),
         IntOp(
             "add_constant",
@@ -641,7 +649,6 @@ INT_OPS: dict[str, IntOp] = {
             _check_add_constant,
             reads="variable",
             fields=_channel_scale_fields,
-            placeable=True,
         ),
         IntOp(
             "mul",
@@ -651,7 +658,6 @@ INT_OPS: dict[str, IntOp] = {
             "by s_a s_b / s_out); broadcasting, e.g. squeeze-excite scaling",
             _check_binary,
             reads="all",
-            placeable=True,
         ),
         IntOp(
             "channel_scale",
@@ -675,7 +681,6 @@ INT_OPS: dict[str, IntOp] = {
             _check_lookup,
             limits={TFLITE: _tflite_lookup},
             fields=_lookup_fields,
-            placeable=True,
         ),
         IntOp(
             "clamp",
@@ -701,7 +706,6 @@ INT_OPS: dict[str, IntOp] = {
             "window sums of zero-point-free codes, requantized by s_in / (s_out * window area)",
             _check_pool,
             shares_scale=True,
-            placeable=True,
             channelwise=True,
         ),
         IntOp(
@@ -710,7 +714,6 @@ INT_OPS: dict[str, IntOp] = {
             ("GlobalAveragePool",),
             "sum over H x W, requantized by s_in / (s_out * H * W)",
             _check_pool,
-            placeable=True,
             channelwise=True,
         ),
         IntOp(
@@ -771,7 +774,6 @@ INT_OPS: dict[str, IntOp] = {
             "int32, requantized by s_a s_b / s_out (times the scalar of a Mul it covers)",
             _check_matmul,
             reads="all",
-            placeable=True,
             full_range=True,
         ),
         IntOp(
@@ -796,7 +798,6 @@ INT_OPS: dict[str, IntOp] = {
             _check_softmax,
             reads="first",
             lowerings=ALL_LOWERINGS,
-            placeable=True,
             full_range=True,
             output_range=(0.0, 1.0),
         ),

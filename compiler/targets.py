@@ -209,7 +209,7 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
                 rules="tflite16-i32",
             ),
             *(_tvm(n, p) for p in _PLATFORMS for n in (p.name, *p.aliases)),
-            # Axera's NPUs: a kit for the toolchain (backends/ax.py; chips as data in backends/ax_chips.py)
+            # Axera's NPUs: a kit for the toolchain (backends/ax/backend.py; chips as data in backends/ax/chips.py)
             Target(
                 "ax620",
                 "ax",

@@ -2,12 +2,12 @@
 own Docker images, so a build writes a kit for them and checks here everything that can be checked without them:
 
     model.onnx               the graph after tcc's passes (BN folded), at an opset the toolchain takes, with the
-                             op checker's exact rewrites applied (backends/ax_ops.py); self-checked in ONNX Runtime
+                             op checker's exact rewrites applied (backends/ax/ops.py); self-checked in ONNX Runtime
                              against the PyTorch lowering, as every FP32 build is
     model_qdq.onnx           ax650 only: the QDQ model carrying tcc's own KL+cosine scales (model_type QuantONNX),
                              checked op by op in ONNX Runtime against the integer reference
-    config.prototxt | config.json (+ config_calibrate.json on ax650)   validated and read back (ax_config.py)
-    calibration.tar          the samples tcc calibrated on, in the toolchain's format (ax_dataset.py), read back
+    config.prototxt | config.json (+ config_calibrate.json on ax650)   validated and read back (ax/config.py)
+    calibration.tar          the samples tcc calibrated on, in the toolchain's format (ax/dataset.py), read back
                              and compared with tcc's calibration tensors
     build.sh                 the toolchain's exact command (and its own ONNX-vs-NPU comparison)
     op_check.json            every node against the chip's op list: rewrites made, advisories, the CPU split

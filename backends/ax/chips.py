@@ -1,6 +1,6 @@
 """Axera's NPUs as plain data: which toolchain builds for each chip, its command, what it accepts, and where the
-docs say so. Nothing here imports a backend; backends/ax.py, the op checker (ax_ops.py) and the config writers
-(ax_config.py) read it.
+docs say so. Nothing here imports a backend; backends/ax/backend.py, the op checker (ax/ops.py) and the config
+writers (ax/config.py) read it.
 
     AX620A / AX620U  Pulsar v1 (neuwizard) -> .joint     `pulsar build ... --target_hardware AX620`
     AX620E family    Pulsar2               -> .axmodel   `pulsar2 build ... --target_hardware AX620E`

@@ -8,7 +8,7 @@ An op table maps an ONNX op type to an `OpRule`: where the chip runs it (NPU, CP
 choice) and its constraints. A `Constraint` names a check (a module-level function of this file, in CHECKS), the
 docs' words, and the exact rewrite (REWRITES) tried when a node violates it. An op missing from a chip's table is
 unsupported there. Sources: [pulsar-docs] source/appendix/op_support_list.rst (AX620A/U, Chinese, translated
-below), [pulsar2-docs-en] source/appendix/op_support_list_ax620e.md and op_support_list_ax650.md (backends/ax_chips.py
+below), [pulsar2-docs-en] source/appendix/op_support_list_ax620e.md and op_support_list_ax650.md (backends/ax/chips.py
 lists the repositories).
 """
 

@@ -1,1 +1,1 @@
-"""tcc.backends.tflite"""
+"""The TFLite backend: .tflite models written by tcc (FP32, FP16, dynamic, INT8), run by LiteRT."""

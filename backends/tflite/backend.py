@@ -1,7 +1,7 @@
 """The TFLite backend: target `tflite`, precisions fp32, fp16, dynamic and int8, run here by LiteRT
 (`ai-edge-litert`, no TensorFlow).
 
-A bundle holds `model.tflite` (written by backends/tflite_lower.py from the graph after the passes) and
+A bundle holds `model.tflite` (written by backends/tflite/lower.py from the graph after the passes) and
 `tflite.json`: the input's layout (NHWC), type and, for int8 I/O, its scale and zero point; the output's; and
 which TFLite tensor holds each tensor of the graph (for `tcc diff` and the per-op check).
 
@@ -17,6 +17,7 @@ LSB on the same input codes, gated) and end to end (recorded).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def _rules(options: EmitOptions) -> str:
 
 def _litert_missing() -> str | None:
     try:
-        import ai_edge_litert.interpreter  # noqa: F401
+        import ai_edge_litert.interpreter  # noqa: F401 (the check itself: is the optional package there)
     except ImportError:
         return "the TFLite backend needs the Python package ai-edge-litert (pip install ai-edge-litert)"
     return None
@@ -211,9 +212,7 @@ class TfliteBackend(Backend):
         return TfliteLoaded(bundle, data, _read_info(bundle), kernels)
 
     def interpreter(self, loaded: TfliteLoaded, preserve: bool = False, threads: int = 1):
-        import warnings
-
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # deferred: ai-edge-litert is optional
 
         try:
             with warnings.catch_warnings():  # keeping every tensor is what the per-op check is for

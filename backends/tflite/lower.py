@@ -26,7 +26,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from tcc.errors import BuildError
-from tcc.intops import TFLITE, TFLITE_UNARY, Interpreter
+from tcc.intops import TFLITE, TFLITE_LOOKUPS, Interpreter
 from tcc.passes.base import infer_value_shapes
 from tcc.quant.intgraph.node_constants import clamp_codes, clip_bounds, pool_geometry, slice_ranges
 from tcc.quant.intgraph.plan import INode, IntGraph
@@ -432,11 +432,11 @@ class TfliteLowering(Normalizations, Interpreter):
         return [self.unary(n.lookup, n.attrs, x, n.outputs[0], self.out(n))]
 
     def unary(self, op: str, attrs: dict, x: Value, name: str, y: Value | None = None) -> Value:
-        """TFLite's own op for an ONNX unary op (its int8 kernel where the plan allowed one: tcc.intops.TFLITE_UNARY),
-        or, float only, a few float ops: hard-sigmoid, an ELU with another alpha than 1."""
+        """TFLite's own op for an ONNX unary op (its int8 kernel where the plan allowed one:
+        tcc.intops.TFLITE_LOOKUPS), or, float only, a few float ops: hard-sigmoid, an ELU with another alpha than 1."""
         shape = self.m.shape(x.index)
         y = y if y is not None else self.act(name, shape, None, x.nhwc)
-        kernel = TFLITE_UNARY.get(op)
+        kernel = TFLITE_LOOKUPS.get(op)
         if op == "HardSwish":
             self.m.operator("HARD_SWISH", [x.index], [y.index])
         elif op == "HardSigmoid":  # float: clip(alpha x + beta, 0, 1)

@@ -37,7 +37,7 @@ class Quant:
 
 
 def schema():
-    from ai_edge_litert import schema_py_generated
+    from ai_edge_litert import schema_py_generated  # deferred: ai-edge-litert is optional (and loads slowly)
 
     return schema_py_generated
 
@@ -258,7 +258,7 @@ class TfliteModel:
 
     # ------------------------------------------------------------------------------------------ serialization
     def to_bytes(self, inputs: list[int], outputs: list[int]) -> bytes:
-        import flatbuffers
+        import flatbuffers  # deferred: comes with the optional ai-edge-litert
 
         s = self.s
         versions: dict[str, int] = {}

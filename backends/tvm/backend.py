@@ -10,7 +10,7 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
     kit/run.sh            `./run.sh input.bin output.bin` from anywhere
 
 kit.py names these files and writes the kit (`write_kit`).
-Everything target-specific (TVM target, cross compiler, qemu) comes from backends/targets.py; compiling is
+Everything target-specific (TVM target, cross compiler, qemu) comes from compiler/targets.py; compiling is
 backends/tvm/compile.py (MetaSchedule tuning: tune.py), the runtimes and their cache backends/tvm/runtime.py,
 running backends/tvm/run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
 FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules

@@ -4,7 +4,7 @@ these and print; a notebook calls them directly.
     import tcc
     model = tcc.Model.load("ddsnet", weights="GC_DDS_0.0064.pth", by_order=True)   # a zoo name or a spec path
     logits = model.predict("GC.png")                          # PyTorch, the spec's preprocessing; or an array
-    table = model.calibrate("crops/", target="ort")           # kl+cos by default -> tcc.quant.table.CalibrationTable
+    table = model.calibrate("crops/", target="ort")           # kl+cos -> tcc.quant.table.file.CalibrationTable
     bundle = model.build("arm-a7", precision="int8", calib=table, out="out/a7-int8")
     bundle.run(x)                                             # float32 [N, C, H, W] -> logits
     tcc.Bundle.open("out/a7-int8").check()                    # every file against the manifest's hashes

@@ -1,1 +1,2 @@
-"""tcc.lower"""
+"""The lowerings of the IR: to a torch.fx module and to ONNX, weight import, and the PyTorch lowering run as the
+checks' reference."""

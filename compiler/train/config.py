@@ -156,7 +156,7 @@ def _flag_value(option: Option, text):
             value = option.parse(text) if option.parse else parse_scalar(text, option.flag)
         except SpecError:
             raise SpecError(f"{option.flag}: cannot read {text!r}") from None
-    else:  # the Python API's value (tcc.api.train), checked as the flag's
+    else:  # the Python API's value (tcc.api.commands.train_model), checked as the flag's
         value = list(text) if isinstance(text, tuple) else str(text) if isinstance(text, Path) else text
     if (bad := _non_finite(value)) is not None:
         raise SpecError(f"{option.flag} {text}: {bad} is not a finite number")

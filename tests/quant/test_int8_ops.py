@@ -442,7 +442,7 @@ def test_tflite_unary_tables_equal_litert_kernels(op, attrs):
 
     from tcc.backends.tflite.lower import options
     from tcc.backends.tflite.model import Quant, TfliteModel
-    from tcc.intops import TFLITE_UNARY
+    from tcc.quant.intgraph.litert_unary import TFLITE_UNARY
     from tcc.quant.intgraph.node_constants import tflite_table
     from tcc.quant.intgraph.qtypes import QParams
 

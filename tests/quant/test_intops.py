@@ -12,7 +12,19 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tcc.intops import FUSES_ACTIVATION, INT_OPS, QDQ, REFERENCE, TFLITE, TVM, Interpreter, Role, supported
+from tcc.intops import (
+    COMPUTING_ROLES,
+    FUSES_ACTIVATION,
+    INT_OPS,
+    QDQ,
+    REFERENCE,
+    TFLITE,
+    TFLITE_LOOKUPS,
+    TVM,
+    Interpreter,
+    Role,
+    supported,
+)
 from tcc.passes.fusion import FUSABLE
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
 from tests.helpers import REPO
@@ -61,6 +73,59 @@ def test_fusion_pass_and_planner_share_the_table():
 
     m.metadata_props.add(key=KEY, value="{}")  # the pass decided: nothing fused
     assert [n.kind for n in plan(m).nodes] == ["conv", "clamp"]
+
+
+def test_placement_reads_its_candidates_and_costs_off_the_kind():
+    """Which kinds placement weighs (for accuracy and for speed alike) follows from the role: the roles that compute;
+    the others move or rescale codes. A weighted kind costs its weight's elements per output channel for every
+    output element, whatever the ONNX node's weight layout (a gemm with or without transB); the rest one each."""
+    placeable = {k for k, op in INT_OPS.items() if op.placeable}
+    assert placeable == {
+        "conv",
+        "pooled_conv",
+        "gemm",
+        "add",
+        "add_constant",
+        "mul",
+        "lookup",
+        "avg_pool",
+        "global_avg_pool",
+        "matmul",
+        "softmax",
+    }
+    assert all(op.placeable == (op.role in COMPUTING_ROLES) for op in INT_OPS.values())
+    conv, pooled, gemm = INT_OPS["conv"], INT_OPS["pooled_conv"], INT_OPS["gemm"]
+    assert conv.macs_per_output((16, 8, 3, 3), 0) == 72 and pooled.macs_per_output((16, 8, 1, 1), 0) == 8
+    assert conv.macs_per_output((16, 1, 3, 3), 0) == 9  # depthwise: one input channel per group
+    assert gemm.macs_per_output((10, 64), 0) == gemm.macs_per_output((64, 10), 1) == 64
+    assert conv.macs_per_output((), 0) == 1 and INT_OPS["add"].macs_per_output((16, 8), 0) == 1
+
+
+def test_weight_codes_read_by_the_kinds_layout():
+    """A weighted kind's weight codes in the quantized graph (a conv's OIHW, a gemm's [K, N]) as [output channels,
+    products]: what the accumulator bounds sum over."""
+    assert {k for k, op in INT_OPS.items() if op.weight_layout} == {
+        k for k, op in INT_OPS.items() if op.role is Role.WEIGHTED
+    }
+    w = np.arange(16 * 8 * 9).reshape(16, 8, 3, 3)
+    np.testing.assert_array_equal(INT_OPS["conv"].weight_rows(w), w.reshape(16, 72))
+    np.testing.assert_array_equal(INT_OPS["pooled_conv"].weight_rows(w[:, :, :1, :1]), w[:, :, 0, 0])
+    kn = np.arange(64 * 10).reshape(64, 10)
+    np.testing.assert_array_equal(INT_OPS["gemm"].weight_rows(kn), kn.T)
+    with pytest.raises(TypeError, match="add has no weight"):
+        INT_OPS["add"].weight_rows(kn)
+
+
+def test_litert_kernels_sit_beside_the_reference_and_cover_what_tflite_takes():
+    """The table says which unary ops the tflite lowering takes, by LiteRT builtin (TFLITE_LOOKUPS); how those
+    kernels compute their tables is LiteRT's, reproduced in the quant layer beside the integer reference: one per
+    op the table lists, a float32 function for each but LEAKY_RELU (integer arithmetic)."""
+    from tcc.quant.intgraph.litert_unary import TFLITE_UNARY
+
+    assert set(TFLITE_UNARY) == set(TFLITE_LOOKUPS) <= set(INT_OPS["lookup"].onnx)
+    assert {op for op, k in TFLITE_UNARY.items() if k.lut is None} == {"LeakyRelu"}
+    assert all(TFLITE_UNARY[op].builtin == k.builtin for op, k in TFLITE_LOOKUPS.items())
+    assert TFLITE_LOOKUPS["LeakyRelu"].takes({"alpha": -0.1}) and TFLITE_LOOKUPS["LeakyRelu"].takes({}) is None
 
 
 def test_patterns_become_one_lookup():

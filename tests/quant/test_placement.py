@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from onnx import helper
 
 from tcc.build import TOLERANCES, build, int8_self_check
 from tcc.cli.main import main
@@ -21,7 +22,7 @@ from tcc.quant.place.placer import PlaceOptions, place, reference_score
 from tcc.quant.report.quality import per_sample_cosine, run_ort
 from tcc.quant.table.placement import float_nodes, with_placement
 from tests.helpers import REPO
-from tests.helpers.onnx_util import optimized_ops
+from tests.helpers.onnx_util import make_model, optimized_ops
 
 SPEC = """kind: model
 name: islands
@@ -236,6 +237,37 @@ def test_speed_placement_follows_the_measured_profile(case, monkeypatch):
     assert record["candidates"] == 1 and record["kept"] == 1 and record["latency_ratio_vs_int8"] == 0.8
     monkeypatch.setattr(place_speed, "_measured_ratio", lambda a, b, x: 1.02)  # the whole model not faster
     assert place_speed.speed_nodes(case["fp32"], case["tables"]["ort"], set(), case["x"][:1])[0] == {}
+
+
+def test_speed_candidates_are_the_kinds_placement_weighs(monkeypatch):
+    """The speed objective takes its candidates from the table as the accuracy search does (IntOp.placeable): a max
+    pool and a concat move codes, so their integer kernels are never islands for speed, however slow ORT measured
+    them (both were candidates before: the speed step kept its own list of moves)."""
+    from tcc.quant.place import speed as place_speed
+
+    w1 = np.random.default_rng(0).standard_normal((8, 4, 3, 3)).astype(np.float32) * 0.2
+    w2 = np.random.default_rng(1).standard_normal((8, 8, 1, 1)).astype(np.float32) * 0.2
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c1"], ["mp"], name="mp", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["mp", "w2"], ["c2"], name="c2"),
+        helper.make_node("Concat", ["mp", "c2"], ["y"], name="cat", axis=1),
+    ]
+    fp32 = make_model(nodes, {"x": ("N", 4, 8, 8)}, {"y": ("N", 16, 4, 4)}, [("w1", w1), ("w2", w2)], opset=13)
+    x = np.random.default_rng(2).standard_normal((8, 4, 8, 8)).astype(np.float32)
+    table = calibrate_onnx(fp32, x, method="minmax", target="ort", progress=False)
+
+    def slower_integer_kernels(model, x, runs):  # every node's integer kernel slower than its float one
+        quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+        kind = ["uint8"] if quantized else ["float"]
+        return [
+            {"node": f"{k}_token_1", "op": "K", "in": kind, "out": kind, "us": 2.0 if quantized else 1.0}
+            for k in ("c1", "mp", "c2", "cat")
+        ]
+
+    monkeypatch.setattr(place_speed, "_profile", slower_integer_kernels)
+    found, record = place_speed.speed_nodes(fp32, table, set(), x[:1])
+    assert record["candidates"] == 2 and found == {}  # c1, c2; no float kernel measured cheaper in the placed model
 
 
 def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch):
@@ -482,6 +514,25 @@ def test_spread_error_gets_the_cheapest_float_tail():
     assert len(calls) <= 2 * (len(computing).bit_length() + 1) + 1  # two bisections
     anchors = {n.name: n for n in graph.nodes}
     assert sum(node_cost(graph, anchors[n]) for n in chosen) < 0.2 * sum(node_cost(graph, n) for n in graph.nodes)
+
+
+def test_a_pooled_conv_costs_its_multiply_accumulates():
+    """A pooled conv (the tvm rules' 1 x 1 conv on an average pool's window sums) costs its output elements times
+    its input channels, as a conv does: the same conv before its pool (the ort rules' order) costs 4 times as much,
+    on 4 times the pixels. Before, a pooled conv cost its output elements alone, C_in times too little, and the
+    accuracy search ranked it first among nodes of equal gain."""
+    from tcc.quant.intgraph.plan import quantized_form
+    from tcc.quant.place.search import node_cost
+
+    fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
+    ort, tvm = (plan(quantized_form(fe.onnx, r), rules=r) for r in ("ort", "tvm"))
+    convs = {n.name: n for n in ort.nodes}
+    pooled = [n for n in tvm.nodes if n.kind == "pooled_conv"]
+    assert [n.name for n in pooled] == ["trans1.conv", "trans2.conv", "trans3.conv"]
+    for n in pooled:
+        outputs = int(np.prod(tvm.shapes[n.outputs[0]][1:]))
+        assert node_cost(tvm, n) == outputs * tvm.shapes[n.weight][1]
+        assert node_cost(ort, convs[n.name]) == 4 * node_cost(tvm, n)
 
 
 def test_calibrate_says_how_much_of_the_model_a_placement_keeps_in_float(case):

@@ -1,1 +1,1 @@
-"""tcc.backends.tvm.int8"""
+"""TVM's INT8 lowering: a quantized graph as Relax integer ops and the kernels they call."""

@@ -1,1 +1,2 @@
-"""tcc.quant.collect"""
+"""Calibration data and what calibration collects from it: images and arrays in, histology crops, activation
+ranges and histograms."""

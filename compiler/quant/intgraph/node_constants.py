@@ -9,8 +9,8 @@ import math
 import numpy as np
 from onnx import numpy_helper
 
-from ...intops import TFLITE_UNARY
 from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
+from .litert_unary import TFLITE_UNARY
 from .plan import INode
 from .qtypes import QParams
 
@@ -53,7 +53,7 @@ def tflite_softmax_params(s_in: float, beta: float = 1.0) -> tuple[int, int, int
 
 def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.ndarray:
     """The zero-point-free output codes (before + zp and the clamp) that LiteRT's int8 kernel of the lookup op n
-    gives for each input code (tcc.intops.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
+    gives for each input code (litert_unary.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
     round half away from zero), or LEAKY_RELU's integer path (LeakyReluPrepare's two multipliers, applied by sign
     with TFLite's MultiplyByQuantizedMultiplier)."""
     kernel = TFLITE_UNARY[n.lookup]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...intops import INT_OPS
 from ..table.rules import TargetRules
 
 ADD_LEFT_SHIFT = 20  # TFLite's int8 ADD: headroom bits so the per-input rescaling keeps ~20 bits of precision
@@ -53,7 +54,7 @@ def accumulator_bound(
     lo, hi = (x.lo, x.hi) if codes is None else codes
     a, b = np.int64(lo - x.zp), np.int64(hi - x.zp)
     w = np.asarray(weight, np.int64)
-    w = w.reshape(w.shape[0], -1) if kind in ("conv", "pooled_conv") else w.T  # [channels, products]
+    w = INT_OPS[kind].weight_rows(w)  # [channels, products]
     wa, wb = w * a, w * b
     top = np.maximum(np.maximum(wa, wb), 0).sum(axis=1)
     bottom = np.minimum(np.minimum(wa, wb), 0).sum(axis=1)

@@ -1,1 +1,1 @@
-"""tcc.quant.lower"""
+"""The QDQ form of a quantized graph: the ONNX model that ONNX Runtime and the Axera kits run."""

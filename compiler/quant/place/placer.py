@@ -17,7 +17,7 @@ One step, two objectives, applied in this order on top of the nodes pinned by ha
   node's outputs are widened to 16 bits (the graph stays integer); then, for what is still missing, nodes are kept
   in float. A node's gain is the output cosine gained with the remedy on that node
   alone (every candidate measured once, end to end); its cost is what the remedy costs an integer target: in float,
-  its multiply-accumulates (conv / gemm) or output elements (the rest); widened, those of its outputs' readers,
+  its multiply-accumulates (weighted kinds) or output elements (the rest); widened, those of its outputs' readers,
   whose kernels then work on int16 codes. Greedy by measured sensitivity per cost, as mixed-precision searches do
   (HAWQ's sensitivity / size, Pulsar2's per-layer precision table): one evaluation per candidate, then one per node
   added; the nodes' interactions are measured as they are added, never assumed.

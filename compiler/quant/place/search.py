@@ -54,15 +54,13 @@ class Remedy:
 
 
 def node_cost(graph: IntGraph, n) -> int:
-    """What keeping `n` in float costs an integer target: its multiply-accumulates (conv / gemm), else its output
-    elements (batch 1)."""
+    """What keeping `n` in float costs an integer target (batch 1): its output elements times its kind's
+    multiply-accumulates per output element (tcc.intops.IntOp.macs_per_output: a weighted producer's, a conv's,
+    pooled conv's or gemm's, from its weight; 1 for the rest)."""
     out = graph.shapes.get(n.outputs[0]) or ()
     elements = int(np.prod([d for d in out[1:] if isinstance(d, int)] or [1]))
-    if n.kind in ("conv", "gemm"):
-        w = graph.shapes.get(n.weight) or ()
-        per_output = int(np.prod(w[1:])) if n.kind == "conv" else int(w[1 - n.w_axis] if len(w) == 2 else 1)
-        return elements * max(per_output, 1)
-    return elements
+    weight = (graph.shapes.get(n.weight) or ()) if n.weight else ()
+    return elements * n.op.macs_per_output(tuple(weight), n.w_axis)
 
 
 def total_cost(graph: IntGraph) -> int:

@@ -7,7 +7,8 @@ VNNI the u8s8 kernels multiply through saturating 16-bit pairs, and ORT's depthw
 its float ones; with VNNI they mostly win):
 
 1. candidates: the nodes whose integer kernel in the INT8 model (its QDQ, as ORT fuses it) takes longer than the
-   same node's float kernel in the FP32 model;
+   same node's float kernel in the FP32 model, of the kinds placement weighs (tcc.intops.IntOp.placeable: the ones
+   that compute; a move's kernel is never an island, whatever it measured);
 2. islands cost more than their float kernel: a float island in ORT's integer graph is a layout change (its integer
    kernels run NHWC, its float convs NCHWc), the dequantize, the float kernel, the quantize and the layout change
    back. The INT8 model with every candidate in float is profiled, its kernels cut into runs between integer
@@ -20,7 +21,9 @@ its float ones; with VNNI they mostly win):
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -38,7 +41,6 @@ ROUNDS = 3  # profiles of the placed model at most (the kept set is usually stab
 MARGIN = 0.9  # a run of island kernels is kept when it costs less than this share of the integer kernels it replaces
 ACCEPT = 0.97  # the placed model must measure at most this share of the INT8 model's time (timing noise on a shared
 # machine is a few percent round to round: a smaller gain is not told apart from none)
-MOVES = ("reshape", "transpose", "split", "slice", "clamp")  # they compute nothing: never islands for speed
 LAYOUT_KERNELS = ("Transpose", "ReorderInput", "ReorderOutput")  # what ORT inserts between NHWC and NCHW(c) kernels
 SUFFIX = re.compile(r"(_token_\d+|_nchwc|_nchw)+$")
 
@@ -116,9 +118,7 @@ def speed_nodes(
     t8 = _times(int8_prof, names, floating=False)
     tf = _times(_profile(fp32, x, runs), names, floating=None)
     candidates = {
-        n.name
-        for n in graph.nodes
-        if n.integer and n.kind not in MOVES and t8.get(n.name, 0.0) > tf.get(n.name, np.inf)
+        n.name for n in graph.nodes if n.integer and n.op.placeable and t8.get(n.name, 0.0) > tf.get(n.name, np.inf)
     }
     log(f"placement (speed): {len(candidates)} node(s) whose ORT integer kernel is slower than its float twin here")
     kept, numbers = set(candidates), {}
@@ -180,9 +180,6 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
 
 def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, rounds: int = 7, runs: int = 15) -> float:
     """Median over interleaved rounds of latency(a) / latency(b), 1 thread, batch 1 (tcc.benchmark.timing)."""
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as d:
         paths = {k: Path(d) / f"{k}.onnx" for k in "ab"}
         for k, m in (("a", a), ("b", b)):

@@ -106,7 +106,7 @@ def _input_axis(n: INode) -> int:
 @dataclass
 class Measured:
     """What one pass over the data found for a pair: its tensor's per-channel largest value, and per consumer the
-    largest value of each input channel and im2col rows of its input (tcc.quant.scales.cos_search.layer_rows)."""
+    largest value of each input channel and im2col rows of its input (tcc.quant.intgraph.layers.layer_rows)."""
 
     ranges: np.ndarray
     consumer_ranges: dict[str, np.ndarray]

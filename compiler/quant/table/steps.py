@@ -44,7 +44,7 @@ DEFAULT_CHOICE_BUDGET = 300.0  # seconds: every combination for DDSNet at 224 to
 
 @dataclass(frozen=True)
 class Steps:
-    """Which steps calibration runs: True / False, or None to choose per model (tcc.quant.steps.choose: each
+    """Which steps calibration runs: True / False, or None to choose per model (tcc.quant.choose: each
     combination of the undecided steps judged by the INT8 output cosine on calibration samples held back from the
     statistics). A fixed choice is no good default, because none helps every model and data set (measured, README,
     INT8): bias correction wins on all four DDSNet checkpoints calibrated and judged on crops of their own dataset,

@@ -74,7 +74,7 @@ def test_tvm_targets_come_from_the_target_registry():
     for name, spec in tg.PLATFORMS.items():
         t = get_target(name)
         assert t.backend == "tvm" and t.precisions == ("fp32", "int8")
-        assert spec.description in t.description  # described once, in backends/targets.py
+        assert spec.description in t.description  # described once, in compiler/targets.py
     assert {"host", "arm-a7", "aarch64", "arm-a53"} <= set(TARGETS)
     assert "alias of aarch64" in get_target("arm-a53").description
 
