@@ -103,6 +103,7 @@ def hash_bundles(work: Path, tables_from: Path | None = None) -> dict:
         "code": {},
     }
     tables = tables_from or work
+    result["tables_dir"] = str(tables)  # the tables these bundles were built from (a later --compare builds from them)
     for rules, target in CALIBRATIONS.items():
         table = work / f"calib-{rules}.json"
         table.unlink(missing_ok=True)
@@ -166,7 +167,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     before = json.loads(Path(args.compare).read_text()) if args.compare else None
-    result = hash_bundles(work.resolve(), Path(before["work"]) if before else None)
+    result = hash_bundles(work.resolve(), Path(before.get("tables_dir", before["work"])) if before else None)
     Path(args.output).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     if args.compare:
         diff, debug_only = differences(before, result)
