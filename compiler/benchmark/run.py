@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tcc.backends import get_target
-from tcc.build import build
+from tcc.backends import TvmOptions, get_target
+from tcc.build import BuildSettings, Int8Source, build
 from tcc.errors import TccError
-from tcc.frontend import lower_spec
+from tcc.frontend import Weights, lower_spec
 from tcc.quant.collect.crops import FIXTURES, make_crops
 from tcc.quant.collect.data import load_calibration_data
+from tcc.quant.settings import Provenance
 from tcc.quant.table.file import file_sha256, load_table
 
 from ..measure.machine import machine_info, source_revision
@@ -174,7 +175,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
 
 def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:  # noqa: PLR0915
     work = config.work / m.key
-    fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
+    fe = lower_spec(m.spec, m.overrides, Weights(m.weights, m.by_order))
     model, fp32 = fe.model, fe.onnx
     calib = load_calibration_data(
         make_crops(work / "calib", config.calib_images, 0), model.preprocess, model.input_shape, progress=False
@@ -183,7 +184,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         make_crops(work / "held", config.held_out, 1), model.preprocess, model.input_shape, progress=False
     )
     bar.step(f"{m.key}: crops")
-    hashes = {"spec_hash": model.spec_hash, "weights_hash": file_sha256(m.weights) if m.weights else None}
+    hashes = Provenance(spec_hash=model.spec_hash, weights_hash=file_sha256(m.weights) if m.weights else None)
     summary = model.graph.summary()
     out: dict = {
         "spec": _rel(m.spec),
@@ -199,7 +200,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     rules_needed = sorted({get_target(t).rules for t, p in config.matrix if p == "int8" and get_target(t).rules})
     tables, cal = {}, {"tcc": {}, "onnxruntime": {}}
     for rules in rules_needed:
-        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, **hashes)
+        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, hashes)
         path = work / f"calib-{rules}.json"
         table.save(path)
         tables[rules] = path
@@ -319,19 +320,15 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     tgt = get_target(target)
     count = bool(tgt.platform and tgt.platform.qemu)
     try:
-        r = build(
-            m.spec,
+        settings = BuildSettings(
             target,
-            out,
-            precision=precision,
-            weights=m.weights,
-            by_order=m.by_order,
+            precision,
+            weights=Weights(m.weights, m.by_order),
             overrides=m.overrides,
-            force=True,
-            calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None,
-            count_instructions=count,
-            log=log,
+            int8=Int8Source(calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None),
+            tvm=TvmOptions(count_instructions=count),
         )
+        r = build(m.spec, settings, out, force=True, log=log)
     except TccError as e:
         return {"error": str(e).splitlines()[0]}
     man = r.manifest
