@@ -90,7 +90,7 @@ class Backend:
 
     def unsupported(self, model) -> list[tuple[str, str]]:
         """(node name, reason) for every node the target cannot express."""
-        import onnx
+        import onnx  # deferred for start-up: every command imports the backend registry, few check a model
 
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         allowed = self.capabilities.onnx_ops
@@ -166,7 +166,7 @@ class Backend:
         graph's tensor names, as float32 NCHW values (integer tensors dequantized, with their scale). `model`: the
         FP32 ONNX the bundle was built from, when the caller has it (a backend that renames tensors needs it to
         name them). Default: the final output alone, under the graph output's name."""
-        import numpy as np
+        import numpy as np  # deferred for start-up: every command imports the backend registry
 
         name = read_manifest(bundle_dir)["outputs"][0]["name"]
         return {
@@ -177,7 +177,7 @@ class Backend:
 
 
 def _since_version(op_type: str) -> int | None:
-    import onnx
+    import onnx  # deferred for start-up: every command imports the backend registry, few check a model
 
     versions = [
         s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type and s.domain == ""

@@ -14,15 +14,18 @@ samples (or the seeded inputs) and keep the table in the bundle. Backends may ad
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from onnx import helper
 
 from tcc.backends import (
     Backend,
@@ -436,8 +439,6 @@ def _kind_counts(qgraph) -> dict[str, int]:
 
 
 def _io(values, initializers) -> list[dict]:
-    from onnx import helper
-
     skip = {t.name for t in initializers}
     out = []
     for v in values:
@@ -451,8 +452,6 @@ def _io(values, initializers) -> list[dict]:
 
 def _report_json(report):
     """The pass report as JSON data, without its wall times (a bundle must not depend on when it was built)."""
-    import dataclasses
-
     if hasattr(report, "to_json"):
         data = report.to_json()
     elif dataclasses.is_dataclass(report):
@@ -473,8 +472,6 @@ def _drop_times(data):
 
 
 def _version(dist: str) -> str | None:
-    from importlib import metadata
-
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

@@ -137,8 +137,6 @@ class TfliteLoaded:
 
 
 class TfliteBackend(Backend):
-    options_type = TfliteOptions
-
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -151,6 +149,8 @@ class TfliteBackend(Backend):
             int8_lowering="tflite",
             int8_exact=True,
         )
+
+    options_type = TfliteOptions  # --io: EmitOptions.backend
 
     # ------------------------------------------------------------------ checks
     def check(self, model, options: EmitOptions) -> None:

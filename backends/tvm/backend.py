@@ -114,8 +114,6 @@ def _precision_options(precision: str) -> dict:
 
 
 class TvmBackend(Backend):
-    options_type = TvmOptions
-
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -130,6 +128,8 @@ class TvmBackend(Backend):
             int8_lowering="tvm",  # backends/tvm/int8/lower.py: RelaxLowering over the integer op table
             int8_exact=True,  # integer kernels with the reference's fixed-point requantization: bit for bit
         )
+
+    options_type = TvmOptions  # --tune, --count-instructions, --host-twin: EmitOptions.backend
 
     # ------------------------------------------------------------------ checks
     def unsupported(self, model) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ targets are judged on the result (tcc.benchmark.targets) and the whole is writte
 from __future__ import annotations
 
 import datetime
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -124,7 +125,7 @@ class Progress:
     """A tqdm bar on stderr over the run's steps (off when stderr is not a terminal unless forced)."""
 
     def __init__(self, total: int, enabled: bool | None):
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred for start-up: a bench without a terminal draws no bar
 
         self.bar = tqdm(
             total=total,
@@ -260,7 +261,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     bar.step(f"{m.key}: runners")
 
     if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
-        import onnx
+        import onnx  # deferred for start-up: loads onnx
 
         from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
 
@@ -347,8 +348,6 @@ def command_build_seconds(m: BenchModel, target: str, out: Path) -> dict:
     """The wall time of the command a user types, `tcc build SPEC --target T` (FP32), run as its own process:
     interpreter start and imports included, no instruction count (the bench's own builds add one, in a process
     whose imports are warm). What the build-time target judges."""
-    import subprocess
-
     args = ["build", _rel(m.spec), "--target", target]
     if m.weights is not None:
         args += ["--weights", _rel(m.weights)] + (["--by-order"] if m.by_order else [])
