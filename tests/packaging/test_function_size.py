@@ -20,8 +20,6 @@ STILL_LONG: dict[str, str] = {
     "backends/tvm/int8/intrinsics.py:_impl": "an if-chain over the intrinsics' names",
     "backends/tvm/int8/amx.py:conv_primfunc": "the AMX kernel's TVMScript",
     "backends/tvm/schedule/float_rules.py:schedule": "the float schedule's cases",
-    "compiler/golden/suite.py:_update_model": "a golden model's update in one function",
-    "compiler/benchmark/run.py:bench_model": "every bench measurement of a model",
     "compiler/quant/place/placer.py:place": "the placement search in one function",
     "backends/tflite/model.py:version": "TFLite's operator version rules",
     "compiler/benchmark/markdown.py:to_markdown": "every bench table in one function",
