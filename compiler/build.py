@@ -249,7 +249,7 @@ def _write(b: _Build, out: Path, force: bool) -> dict:
     """Emit the artifact into the bundle being built, self-check it, run the target's checks and write the
     manifest; the bundle appears at `out` only when all of it passed. Returns the manifest."""
     caps, precision, options, fe, q = b.backend.capabilities, b.options.precision, b.options, b.fe, b.quantized
-    x = q.x if q is not None and q.x is not None else None
+    x = q.x if q is not None else None
     if x is None:
         x = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, *fe.model.input_shape)).astype(np.float32)
     # PyTorch's references run on a thread while the backend emits (an emit in a worker process leaves this one
