@@ -2,7 +2,8 @@
 a backend name -> "module:Class".
 
 Nothing registers itself on import; `get_backend` imports the one module a build needs. Adding a backend is one
-line in BACKENDS and its targets in compiler/targets.py.
+line in BACKENDS and its targets in compiler/targets.py (and, where it has options of its own, their record: a light
+module of its package, re-exported here for tcc.build.BuildSettings).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import importlib
 from tcc.errors import BuildError
 
 from ..targets import TARGETS, Target
+from .ax.options import KitOptions
 from .base import Backend, Capabilities, EmitOptions
+from .tflite.options import TfliteOptions
+from .tvm.options import TvmOptions
 
 BACKENDS: dict[str, str] = {
     "ort": "tcc.backends.ort.backend:OrtBackend",
@@ -57,7 +61,10 @@ __all__ = [
     "Backend",
     "Capabilities",
     "EmitOptions",
+    "KitOptions",
     "Target",
+    "TfliteOptions",
+    "TvmOptions",
     "check_precision",
     "get_backend",
     "get_target",

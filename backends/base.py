@@ -54,25 +54,26 @@ class Exposed:
 
 @dataclass(frozen=True)
 class EmitOptions:
+    """What every backend's emit is told; a backend's own options are a record of its package (`backend`)."""
+
     target: str
     precision: str = "fp32"
     opset: int = 13
     table: Any = field(default=None, compare=False)  # INT8: the tcc.quant CalibrationTable of `model`
-    tune: int = 0  # backends that tune (TVM MetaSchedule): trial budget; 0 = untuned default schedules
-    tune_log: str | None = None  # where tuning records are kept and reused (None: the backend's cache)
-    io: str = "float"  # INT8 models that can take and give int8 codes (TFLite): "float" or "int8"
-    allow_cpu_fallback: bool = False  # NPU kits: build although some nodes must run on the CPU (recorded)
-    npu_mode: str | None = None  # NPU kits: the toolchain's NPU / virtual-NPU mode (None: the chip's default)
-    data: Any = field(
-        default=None, compare=False
-    )  # kits: the calibration samples (tcc.quant.collect.data.CalibrationData)
+    data: Any = field(default=None, compare=False)  # kits: the calibration samples (tcc.quant.collect.data)
     preprocess: Any = field(default=None, compare=False)  # kits: the spec's preprocessing (for the archive)
-    count_instructions: bool = False  # ARM targets: executed instructions per inference under qemu (insn_count)
-    host_twin: bool = False  # ARM targets: also compile for the host and compare (ARM-specific codegen problems)
+    # the target's backend's own options (tcc.backends.TvmOptions, KitOptions, TfliteOptions); None: its
+    # defaults (Backend.own_options)
+    backend: Any = None
 
 
 class Backend:
     capabilities: Capabilities
+    options_type: Any = None  # its own options record (EmitOptions.backend), where it has one
+
+    def own_options(self, options: EmitOptions) -> Any:
+        """The backend's own options record in `options`, or its defaults where none was given."""
+        return options.backend if options.backend is not None else self.options_type()
 
     # ------------------------------------------------------------------ shared
     def check(self, model, options: EmitOptions) -> None:
@@ -89,7 +90,7 @@ class Backend:
 
     def unsupported(self, model) -> list[tuple[str, str]]:
         """(node name, reason) for every node the target cannot express."""
-        import onnx
+        import onnx  # deferred for start-up: every command imports the backend registry, few check a model
 
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         allowed = self.capabilities.onnx_ops
@@ -165,7 +166,7 @@ class Backend:
         graph's tensor names, as float32 NCHW values (integer tensors dequantized, with their scale). `model`: the
         FP32 ONNX the bundle was built from, when the caller has it (a backend that renames tensors needs it to
         name them). Default: the final output alone, under the graph output's name."""
-        import numpy as np
+        import numpy as np  # deferred for start-up: every command imports the backend registry
 
         name = read_manifest(bundle_dir)["outputs"][0]["name"]
         return {
@@ -176,7 +177,7 @@ class Backend:
 
 
 def _since_version(op_type: str) -> int | None:
-    import onnx
+    import onnx  # deferred for start-up: every command imports the backend registry, few check a model
 
     versions = [
         s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type and s.domain == ""

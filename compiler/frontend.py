@@ -1,6 +1,6 @@
 """The front of every pipeline: spec (+ weights) -> the PyTorch reference module and the FP32 ONNX after the passes.
 
-    fe = lower_spec("spec/ddsnet.yaml", weights="GC.pth", by_order=True)
+    fe = lower_spec("spec/ddsnet.yaml", weights=Weights("GC.pth", by_order=True))
     fe.model        # the loaded spec (tcc.spec.loader.Model)
     fe.module       # its inference-only PyTorch lowering with those weights (the FP32 reference)
     fe.onnx         # ONNX at `opset`, after the pass pipeline (tcc.passes): what calibration and backends take
@@ -13,12 +13,17 @@ for is exactly the graph a build quantizes (its hash is checked).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .bundle import sha256_file
+from .spec.loader import Model as Spec
 from .spec.loader import load_model
+
+if TYPE_CHECKING:
+    import onnx
 
 RANDOM_WEIGHTS_WARNING = (
     "NO WEIGHTS GIVEN: this bundle uses seeded random weights (seed {seed}); its outputs are "
@@ -26,13 +31,28 @@ RANDOM_WEIGHTS_WARNING = (
 )
 
 
+@dataclass(frozen=True)
+class Weights:
+    """The weights a spec is lowered with: a checkpoint, or seeded random ones."""
+
+    file: str | Path | None = None  # a PyTorch state_dict (.pt/.pth); None: seeded random weights
+    by_order: bool = False  # match the checkpoint's tensors to the spec's in order, not by name
+    key_map: str | Path | None = None  # YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names
+    seed: int = 0  # the random weights' seed (a command's one seed: also its calibration samples' and draws')
+
+    @classmethod
+    def of(cls, weights: Weights | str | Path | None) -> Weights:
+        """A Weights record from itself, a checkpoint's path (matched by name) or None (seeded random weights)."""
+        return weights if isinstance(weights, Weights) else cls(weights)
+
+
 @dataclass
 class Frontend:
-    model: object  # tcc.spec.loader.Model
-    module: object  # torch.fx.GraphModule, eval mode
+    model: Spec  # the loaded spec, fitted to the weights
+    module: Any  # torch.fx.GraphModule, eval mode
     weights: dict
-    onnx: object  # onnx.ModelProto after the passes
-    report: object  # tcc.passes.pipeline.PipelineReport
+    onnx: onnx.ModelProto  # after the passes
+    report: Any  # tcc.passes.pipeline.PipelineReport
     opset: int
     simplify: bool
     seconds: dict = field(default_factory=dict)
@@ -68,32 +88,30 @@ def reference_module(model, weights, by_order=False, key_map=None, seed: int = 0
     return ref, info
 
 
-def lower_spec(  # noqa: PLR0913
+def lower_spec(
     spec,
-    overrides: dict | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    weights: Weights | str | Path | None = None,
     *,
-    weights=None,
-    by_order: bool = False,
-    key_map=None,
-    seed: int = 0,
     opset: int = 13,
     simplify: bool = True,
     log: Callable[[str], None] = lambda s: None,
 ) -> Frontend:
-    """Load `spec` (a path, or an already loaded Model), import the weights (or seed random ones), lower to ONNX
-    at `opset` and run the pass pipeline."""
+    """Load `spec` (a path, or an already loaded Spec), import the weights (a Weights record, a checkpoint's path, or
+    None: seeded random ones), lower to ONNX at `opset` and run the pass pipeline."""
     from .lower.to_onnx import to_onnx  # deferred for start-up: loads numpy, onnx
     from .passes.pipeline import run_pipeline  # deferred for start-up: loads numpy, onnx, onnx_graphsurgeon
 
     t0 = time.perf_counter()
     from .lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
-    model = spec if hasattr(spec, "graph") else load_model(spec, overrides or {})
-    fitted = fit_to_checkpoint(model, weights, by_order, key_map)
+    w = Weights.of(weights)
+    model = spec if hasattr(spec, "graph") else load_model(spec, dict(overrides or {}))
+    fitted = fit_to_checkpoint(model, w.file, w.by_order, w.key_map)
     for note in fitted.notes if fitted is not model else []:
         log(f"note: {note}")
     model = fitted
-    module, info = reference_module(model, weights, by_order, key_map, seed, log)
+    module, info = reference_module(model, w.file, w.by_order, w.key_map, w.seed, log)
     t1 = time.perf_counter()
     lowered = to_onnx(model.graph, module.state_dict(), opset)
     t2 = time.perf_counter()

@@ -25,7 +25,7 @@ from .artifact import manifest_preprocess
 from .bundle import read_manifest, stable_float
 from .data import load_array, load_image
 from .errors import BuildError, TccError
-from .frontend import lower_spec
+from .frontend import Weights, lower_spec
 from .quant.table.file import load_table, model_sha256
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -65,9 +65,7 @@ class Context:
             if not self.spec:
                 raise DiffError(f"{why} needs the model: give --spec SPEC (and --weights W)")
 
-            self._fe = lower_spec(
-                self.spec, self.overrides, weights=self.weights, by_order=self.by_order, key_map=self.key_map
-            )
+            self._fe = lower_spec(self.spec, self.overrides, Weights(self.weights, self.by_order, self.key_map))
         return self._fe
 
 

@@ -47,7 +47,7 @@ def io_of(path: Path) -> dict:
 def main(argv=None) -> int:  # noqa: PLR0915
     from tcc.backends import get_backend
     from tcc.backends.base import EmitOptions
-    from tcc.frontend import lower_spec
+    from tcc.frontend import Weights, lower_spec
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.collect.crops import FIXTURES, make_crops
     from tcc.quant.collect.data import load_calibration_data
@@ -64,7 +64,7 @@ def main(argv=None) -> int:  # noqa: PLR0915
         print("ai-edge-quantizer is not installed: .venv/bin/pip install ai-edge-quantizer", file=sys.stderr)
         return 2
 
-    fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", weights=args.weights, by_order=True)
+    fe = lower_spec(ROOT / "spec" / "ddsnet.yaml", weights=Weights(args.weights, by_order=True))
     backend = get_backend("tflite")
     with tempfile.TemporaryDirectory(prefix="tcc-bench-tflite-") as tmp:
         tmp = Path(tmp)

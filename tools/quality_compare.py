@@ -216,7 +216,7 @@ def compare(  # noqa: PLR0913, PLR0915
     tvm_latency: bool = False,
 ) -> dict:
     from tcc.benchmark.quality import evaluate, ort_static
-    from tcc.frontend import lower_spec
+    from tcc.frontend import Weights, lower_spec
     from tcc.quant.calibrate import calibrate_onnx
     from tcc.quant.collect.data import load_calibration_data
     from tcc.quant.lower.qdq import to_qdq
@@ -227,8 +227,7 @@ def compare(  # noqa: PLR0913, PLR0915
     fe = lower_spec(
         ROOT / "spec" / "ddsnet.yaml",
         {"num_classes": CHECKPOINTS[name]},
-        weights=fixtures / f"{name}_DDS_0.0064.pth",
-        by_order=True,
+        Weights(fixtures / f"{name}_DDS_0.0064.pth", by_order=True),
     )
     model, fp32 = fe.model, fe.onnx
     images = (OWN_IMAGE[name],) if crop_images == "own" else IMAGES
@@ -327,7 +326,8 @@ def build_latency(  # noqa: PLR0913
     `wide_table`'s 16-bit ones, each self-checked, timed interleaved (1 thread, batch 1): ms per round's median,
     and the ratios round by round."""
     from tcc.benchmark.timing import TvmRunner, interleave, litert_runner, ratio
-    from tcc.build import build
+    from tcc.build import build, build_settings
+    from tcc.frontend import Weights
     from tcc.quant.calibrate import calibrate_onnx
 
     rules = wide_table.doc["target"]
@@ -351,17 +351,14 @@ def build_latency(  # noqa: PLR0913
         calib_file = None
         if table is not None:
             calib_file = table.save(work / f"{table.doc['target']}-{label}.json")
-        build(
-            ROOT / "spec" / "ddsnet.yaml",
+        settings = build_settings(
             tgt,
-            out,
             precision="int8" if table else "fp32",
-            weights=weights,
-            by_order=True,
+            weights=Weights(weights, by_order=True),
             overrides={"num_classes": CHECKPOINTS[name]},
-            force=True,
             calib=calib_file,
         )
+        build(ROOT / "spec" / "ddsnet.yaml", settings, out, force=True)
         bundles[label] = (
             TvmRunner(out / "model.so", "host", x, out / "kit" / "bin" / "tcc-run")
             if target == "host"

@@ -44,6 +44,7 @@ from .chips import CHIPS, get_chip
 from .config import Enum, write_prototxt, write_pulsar2
 from .dataset import ARCHIVE, pixel_normalization, read_back, samples, write_archive
 from .ops import check_model, cpu_split
+from .options import KitOptions
 
 MODEL = "model.onnx"
 QDQ_MODEL = "model_qdq.onnx"
@@ -55,6 +56,8 @@ QDQ_LSB = 1.0  # ORT's float fake-quant of the QDQ model, per op on its own inpu
 
 
 class AxBackend(Backend):
+    options_type = KitOptions
+
     def __init__(self):
         self._kit: dict = {}
 
@@ -81,13 +84,14 @@ class AxBackend(Backend):
                 f"target {options.target}: {chip.toolchain.name} takes ONNX opset {lo}..{hi} for "
                 f"{chip.hardware}, not {options.opset} (--opset)"
             )
-        if options.npu_mode is not None and options.npu_mode not in chip.npu_modes:
+        own = self.own_options(options)
+        if own.npu_mode is not None and own.npu_mode not in chip.npu_modes:
             raise BuildError(
-                f"target {options.target}: --npu-mode {options.npu_mode!r} is not one of {', '.join(chip.npu_modes)}"
+                f"target {options.target}: --npu-mode {own.npu_mode!r} is not one of {', '.join(chip.npu_modes)}"
             )
         result = check_model(_compiled_form(model, chip), chip.ops)
         bad = result.unsupported
-        if bad and not options.allow_cpu_fallback:
+        if bad and not own.allow_cpu_fallback:
             lines = "\n".join(f"  {f.line()}" for f in bad)
             raise BuildError(
                 f"target {options.target}: {len(bad)} node(s) the {chip.hardware} NPU cannot run "
@@ -117,7 +121,7 @@ class AxBackend(Backend):
         files.append(ARCHIVE)
         input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
         channels = int(cd.array.shape[1])
-        npu_mode = options.npu_mode or chip.npu_modes[0]
+        npu_mode = self.own_options(options).npu_mode or chip.npu_modes[0]
         floats = _float_layers(model, options.table)  # float islands: Pulsar2 pins them to FP32 (the rules refuse
         # islands for Pulsar v1, whose documented config has no per-layer precision)
         if chip.toolchain.name == "pulsar":

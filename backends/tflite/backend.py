@@ -30,6 +30,7 @@ from tcc.quant.table.placement import float_nodes
 
 from ...targets import TARGETS
 from ..base import Backend, Capabilities, EmitOptions, Exposed
+from .options import TfliteOptions
 
 ARTIFACT = "model.tflite"
 INFO = "tflite.json"
@@ -150,14 +151,17 @@ class TfliteBackend(Backend):
             int8_exact=True,
         )
 
+    options_type = TfliteOptions  # --io: EmitOptions.backend
+
     # ------------------------------------------------------------------ checks
     def check(self, model, options: EmitOptions) -> None:
         missing = _litert_missing()
         if missing:
             raise BuildError(f"target {options.target}: {missing}")
-        if options.io not in ("float", "int8"):
-            raise BuildError(f"--io {options.io}: expected float or int8")
-        if options.io == "int8" and options.precision != "int8":
+        io = self.own_options(options).io
+        if io not in ("float", "int8"):
+            raise BuildError(f"--io {io}: expected float or int8")
+        if io == "int8" and options.precision != "int8":
             raise BuildError("--io int8 applies to --precision int8 only")
         super().check(model, options)
         self._graph(model, options)  # every node has a TFLite form (int8: planned already, with its limits)
@@ -189,13 +193,14 @@ class TfliteBackend(Backend):
             if options.table is None:
                 raise BuildError("precision int8 needs a calibration table")
             qgraph = quantize_graph(graph, options.table, _rules(options))
+        kind = self.own_options(options).io
         data, io = TfliteLowering(
-            graph, options.precision, qgraph, options.io, f"tcc {options.precision} ({options.io} I/O)"
+            graph, options.precision, qgraph, kind, f"tcc {options.precision} ({kind} I/O)"
         ).lower()
         out_dir = Path(out_dir)
         (out_dir / ARTIFACT).write_bytes(data)
         (out_dir / INFO).write_text(
-            json.dumps({"precision": options.precision, "io": options.io, **io}, indent=1, sort_keys=True) + "\n"
+            json.dumps({"precision": options.precision, "io": kind, **io}, indent=1, sort_keys=True) + "\n"
         )
         return [ARTIFACT, INFO]
 
@@ -356,7 +361,7 @@ class TfliteBackend(Backend):
     def runtime_info(self, options: EmitOptions) -> dict:
         io = (
             "float32 NHWC input, float32 output"
-            if options.io == "float"
+            if self.own_options(options).io == "float"
             else "int8 NHWC input and int8 output: scale and zero point in tflite.json"
         )
         return {

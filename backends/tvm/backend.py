@@ -49,6 +49,7 @@ from .import_tvm import import_tvm_first
 from .kit import ARTIFACT, KIT, KIT_INFO, write_kit
 from .measure.insn_count import per_inference
 from .measure.instruction_mix import instruction_mix
+from .options import TvmOptions
 from .runtime import TVM_FFI_PIN, TVM_PIN
 
 DEPLOY_BATCH = 1  # modules are compiled for one image per call (see the module docstring)
@@ -128,6 +129,8 @@ class TvmBackend(Backend):
             int8_exact=True,  # integer kernels with the reference's fixed-point requantization: bit for bit
         )
 
+    options_type = TvmOptions  # --tune, --count-instructions, --host-twin: EmitOptions.backend
+
     # ------------------------------------------------------------------ checks
     def unsupported(self, model) -> list[tuple[str, str]]:
         bad = super().unsupported(model)
@@ -145,17 +148,17 @@ class TvmBackend(Backend):
         missing = _tvm_missing()
         if missing:
             raise BuildError(f"target {options.target}: {missing}")
-        spec = _spec(options.target)
-        if options.tune and spec.is_cross:
+        spec, own = _spec(options.target), self.own_options(options)
+        if own.tune and spec.is_cross:
             raise BuildError(
                 f"--tune is host-only: MetaSchedule measures every candidate schedule, and {spec.name} "
                 "code cannot be timed on this machine (qemu timings say nothing about a Cortex core; "
                 "tuning for a board needs an RPC runner on it). Build without --tune, or tune the "
                 "host target."
             )
-        if options.tune < 0:
-            raise BuildError(f"--tune must be a number of trials >= 0, not {options.tune}")
-        if options.tune or options.tune_log:
+        if own.tune < 0:
+            raise BuildError(f"--tune must be a number of trials >= 0, not {own.tune}")
+        if own.tune or own.tune_log:
             problem = tvm_tune.meta_schedule_problem()
             if problem:
                 raise BuildError(f"--tune/--tune-log: {problem}. Build without them (untuned default schedules).")
@@ -214,7 +217,7 @@ class TvmBackend(Backend):
         except Exception as e:  # TVM raises TVMError/InternalError subclasses with C++ backtraces
             raise BuildError(f"TVM failed to compile the model for {options.target}: {_first_line(e)}") from None
         if tune_dir and tune_trials:
-            _write_tune_stamp(tune_dir, options.tune)
+            _write_tune_stamp(tune_dir, self.own_options(options).tune)
         with phase("kit"):
             kit_files = write_kit(out_dir, spec, runtime, _input_shape(mod), options)
         return [ARTIFACT, *kit_files]
@@ -245,11 +248,12 @@ class TvmBackend(Backend):
         """(MetaSchedule work dir, trials still to run). The database is kept per target + CPU + model + precision
         (or in --tune-log) and reused: a later build with the same or a smaller budget applies it without tuning,
         one with a larger budget runs only the difference (tcc-tune.json there holds the budget tuned so far)."""
-        if not options.tune and not options.tune_log:
+        own = self.own_options(options)
+        if not own.tune and not own.tune_log:
             return None, 0
-        if options.tune_log:
-            work = Path(options.tune_log)
-            if not options.tune and not (work / "database_tuning_record.json").is_file():
+        if own.tune_log:
+            work = Path(own.tune_log)
+            if not own.tune and not (work / "database_tuning_record.json").is_file():
                 raise BuildError(
                     f"--tune-log {work}: no MetaSchedule database there "
                     "(database_tuning_record.json); pass --tune N to make one"
@@ -260,7 +264,7 @@ class TvmBackend(Backend):
             work = rt.cache_root() / "tune" / f"{options.target}-{cpu}-{key}"
         work.mkdir(parents=True, exist_ok=True)
         done = _read_tune_stamp(work)  # trials the database holds already: only the rest of the budget is run
-        return str(work), max(0, options.tune - done)
+        return str(work), max(0, own.tune - done)
 
     # ------------------------------------------------------------------ run
     def load(self, bundle_dir: Path) -> TvmLoaded:
@@ -364,10 +368,10 @@ class TvmBackend(Backend):
         }
 
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        spec = _spec(options.target)
+        spec, own = _spec(options.target), self.own_options(options)
         bundle = Path(bundle_dir)
         checks: dict = {}
-        if spec.is_cross and options.host_twin:
+        if spec.is_cross and own.host_twin:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
             # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request
             # (--host-twin): the self-check already runs the ARM module under qemu against PyTorch (INT8: against
@@ -408,7 +412,7 @@ class TvmBackend(Backend):
                     f"build by max abs {float(d.max()):.3g} (required: {required}); "
                     "no bundle was written"
                 )
-        if spec.is_cross and options.count_instructions:
+        if spec.is_cross and own.count_instructions:
             with phase("instruction-count"):
                 checks["instructions_per_inference"] = per_inference(
                     bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run"
@@ -439,10 +443,11 @@ class TvmBackend(Backend):
                 + ".",
             ],
         }
-        if options.tune or options.tune_log:
+        own = self.own_options(options)
+        if own.tune or own.tune_log:
             info["tuning"] = {
-                "meta_schedule_trials": options.tune,
-                "database": "--tune-log" if options.tune_log else "tcc cache (target + model hash)",
+                "meta_schedule_trials": own.tune,
+                "database": "--tune-log" if own.tune_log else "tcc cache (target + model hash)",
             }
         info["note"] = (
             "compiled for a batch of 1 image per call (fixed shapes: vectorized, tunable kernels); "

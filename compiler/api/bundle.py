@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Bundle:
     manifest: dict
     report: object = None  # the pass pipeline's report, for a bundle just built
     seconds: dict = field(default_factory=dict)  # wall time by phase, for a bundle just built
-    _artifact: object = None
+    _artifact: Any = None  # the opened artifact (tcc.artifact), made on the first run
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:

@@ -3,8 +3,11 @@ golden sets and reports."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +39,8 @@ def diff(
     array. Returns the comparison (`tcc.tensor_diff.format_diff` prints it as the CLI does)."""
     ctx = Context(calib=str(calib) if calib else None)
     if model is not None:
-        ctx.spec, ctx.weights, ctx.by_order, ctx.key_map = model.spec, model.weights, model.by_order, model.key_map
+        ctx.spec, ctx.by_order = model.spec, model.by_order
+        ctx.weights, ctx.key_map = _text(model.weights), _text(model.key_map)
     ends = [str(e.path) if isinstance(e, Bundle) else str(e) for e in (a, b)]
     if not isinstance(x, (str, Path)):
         x = as_batch(x, model.spec.preprocess, model.input_shape) if model is not None else np.asarray(x, np.float32)
@@ -115,48 +119,51 @@ def import_onnx(
             raise DataError(f"{target}: exists; pass force=True (--force) to replace it")
     imported = convert(path, size=size, mean=mean, std=std)
     atomic_write(weights_out, lambda f: torch.save(imported.state_dict, f))
-    atomic_write(out, lambda f: f.write(imported.spec_text.encode("utf-8")))
+    atomic_write(out, lambda f: _write(f, imported.spec_text.encode("utf-8")))
     return imported
 
 
-def train_model(  # noqa: PLR0913
+@dataclass(frozen=True)
+class TrainRun:
+    """`tcc train`'s flags besides the training options: where the run goes and how it starts."""
+
+    output: str | Path | None = None  # RUN: best.pt, last.pt, log.json, curves.png, config.yaml
+    resume: str | Path | None = None  # a run to continue (the spec may then be left out)
+    config: str | Path | None = None  # a YAML file of training options (the keys of a spec's train: section)
+    force: bool = False  # replace an existing run in RUN
+    stop_after: int | None = None  # stop after this epoch (for job time limits; `resume` continues)
+    overrides: dict | None = None  # the model parameters (--set); an ONNX file's import options
+    progress: bool = False  # progress bars
+
+
+def train_model(
     spec: str | Path | None = None,
     *,
-    output: str | Path | None = None,
-    resume: str | Path | None = None,
-    config: str | Path | None = None,
-    force: bool = False,
-    stop_after: int | None = None,
-    overrides: dict | None = None,
-    progress: bool = False,
-    log=lambda s: None,
-    epoch_log=None,
-    **options,
+    log: Callable[[str], None] = lambda s: None,
+    epoch_log: Callable[[str], None] | None = None,
+    **options: Any,
 ):
     """`tcc train`: `spec` (a spec file, a zoo name or an ONNX file, imported with its weights) trained on
     `data=DIR` into `output` (RUN: best.pt, last.pt, log.json, curves.png, config.yaml), or the run `resume`
-    continued (`spec` may then be left out). `options`: the training options by their names, as values (`tcc train
-    --help`; a spec's train: section: epochs, lr, batch_size, augment, weights, nproc, ...); `overrides` the model
-    parameters (--set; an ONNX file's import options). `log` hears the notes, `epoch_log` (default `log`) a line
-    per epoch. Returns tcc.train.session.Trained (.run; .history: the epochs and the best one, None where
-    torchrun's processes trained: RUN/log.json has them)."""
+    continued (`spec` may then be left out). `options`: TrainRun's fields (output, resume, config, force,
+    stop_after, overrides: the model parameters (--set; an ONNX file's import options), progress) and the training
+    options by their names, as values (`tcc train --help`; a spec's train: section: epochs, lr, batch_size, augment,
+    weights, nproc, ...). `log` hears the notes, `epoch_log` (default `log`) a line per epoch. Returns
+    tcc.train.session.Trained (.run; .history: the epochs and the best one, None where torchrun's processes
+    trained: RUN/log.json has them)."""
     from ..train.session import train  # deferred for start-up: loads torch
 
-    unknown = sorted(k for k in options if k not in TRAIN_OPTIONS or k == "set")
+    run_fields = {f.name for f in fields(TrainRun)}
+    run = TrainRun(**{k: v for k, v in options.items() if k in run_fields})
+    unknown = sorted(k for k in options if k not in run_fields and (k not in TRAIN_OPTIONS or k == "set"))
     if unknown:
         raise DataError(f"train: unknown option {unknown[0]!r}{suggest(unknown[0], list(TRAIN_OPTIONS))}")
     args = SimpleNamespace(
         spec=str(spec) if spec is not None else None,
-        output=output,
-        resume=resume,
-        config=config,
-        force=force,
-        stop_after=stop_after,
-        overrides=overrides,
-        progress=progress,
+        **vars(run),
         **{name: options.get(name) for name in TRAIN_OPTIONS if name != "set"},
     )
-    return train(args, log, progress, epoch_log)
+    return train(args, log, run.progress, epoch_log)
 
 
 def golden_check(
@@ -191,8 +198,8 @@ def golden_update(
 
 
 def report(
-    specs: list[str | Path] = (),
-    bundles: list[str | Path] = (),
+    specs: Sequence[str | Path] = (),
+    bundles: Sequence[str | Path] = (),
     out: str | Path = "out/report",
     *,
     overrides: dict | None = None,
@@ -216,3 +223,11 @@ def report(
     return table_one(
         paths, [str(b) for b in bundles], Path(out), {} if any(imported) else overrides, rounds=rounds, runs=runs
     )
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _write(f, data: bytes) -> None:
+    f.write(data)

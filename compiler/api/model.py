@@ -4,22 +4,28 @@ quantization-aware training."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from ..build import build as build_bundle
+from ..build import build_settings
 from ..bundle import sha256_file
 from ..errors import DataError
 from ..files import is_onnx_file
-from ..frontend import lower_spec, reference_module
+from ..frontend import Weights, lower_spec, reference_module
+from ..keywords import with_keywords
 from ..quant.calibrate import calibrate as calibrate_spec
 from ..quant.collect.data import load_calibration_data
+from ..quant.settings import CalibrationRequest, CalibrationSettings
 from ..quant.table.file import CalibrationTable, load_table
 from ..slide.infer import ModelSource
 from ..spec.loader import Model as Spec
 from ..spec.loader import load_model
+from ..train.qat.options import Options, QatSettings
 from .bundle import Bundle, as_batch, score_slides
 
 
@@ -98,6 +104,11 @@ class Model:
         fit."""
         return list(self.spec.notes)
 
+    @property
+    def weights_source(self) -> Weights:
+        """The weights as the functions under the API take them (tcc.frontend.Weights)."""
+        return Weights(self.weights, self.by_order, self.key_map, self.seed)
+
     # ------------------------------------------------------------------------------------------------ the spec
     @property
     def name(self) -> str:
@@ -119,20 +130,13 @@ class Model:
     def torch(self, log=lambda s: None):
         """The inference-only PyTorch lowering with the weights, in eval mode (a torch.fx.GraphModule); `log`
         hears how the checkpoint's tensors were matched."""
-        module, _ = reference_module(self.spec, self.weights, self.by_order, self.key_map, self.seed, log)
+        w = self.weights_source
+        module, _ = reference_module(self.spec, w.file, w.by_order, w.key_map, w.seed, log)
         return module
 
     def onnx(self, opset: int = 13, simplify: bool = True):
         """The ONNX graph every build starts from: the lowering at `opset` after tcc's fold / fuse passes."""
-        return lower_spec(
-            self.spec,
-            weights=self.weights,
-            by_order=self.by_order,
-            key_map=self.key_map,
-            seed=self.seed,
-            opset=opset,
-            simplify=simplify,
-        ).onnx
+        return lower_spec(self.spec, weights=self.weights_source, opset=opset, simplify=simplify).onnx
 
     def predict(self, x, log=lambda s: None) -> np.ndarray:
         """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
@@ -158,7 +162,8 @@ class Model:
         tcc.explain.plot.gradcam_figure draws it."""
         from ..explain.gradcam import explain_image  # deferred for start-up: loads torch
 
-        return explain_image(self.spec, self._reference(log), image, layer, target)
+        chosen = None if target is None else str(target)  # an index or a label, as `tcc explain --class` reads it
+        return explain_image(self.spec, self._reference(log), image, layer, chosen)
 
     def tsne(
         self,
@@ -193,43 +198,41 @@ class Model:
         return score_slides(source, images, out, log, options)
 
     # ------------------------------------------------------------------------------------------------ INT8, bundles
-    def calibrate(  # noqa: PLR0913
+    @overload
+    def calibrate(
         self,
         data,
         *,
-        target: str = "ort",
-        method: str = "kl+cos",
-        calib_size: int | None = 128,
-        skip_bad: bool = False,
-        opset: int = 13,
-        progress: bool | None = False,
-        placement=None,
-        step_switches: dict | None = None,
-        log=lambda s: None,
+        opset: int = ...,
+        return_inputs: Literal[False] = ...,
+        log: Callable[[str], None] = ...,
         **options,
-    ) -> CalibrationTable:
-        """The INT8 calibration table for `target`'s rules (`tcc calibrate`): `data` an image folder, a .npy/.npz
-        file or an array [N, C, H, W]. `step_switches` (equalization=..., bias_correction=..., rounding=...)
-        override the spec's `calibrate:` section; `options` go to tcc.quant.calibrate.calibrate (method settings,
-        activation_bits, ...). `table.save(path)` writes it for `tcc build --calib`."""
-        return calibrate_spec(
-            self.spec,
-            self.weights,
-            data,
-            target=target,
-            method=method,
-            calib_size=calib_size,
-            seed=self.seed,
-            skip_bad=skip_bad,
-            by_order=self.by_order,
-            key_map=self.key_map,
-            opset=opset,
-            progress=progress,
-            placement=placement,
-            step_switches=step_switches,
-            log=log,
-            **options,
-        )
+    ) -> CalibrationTable: ...
+
+    @overload
+    def calibrate(
+        self, data, *, opset: int = ..., return_inputs: Literal[True], log: Callable[[str], None] = ..., **options
+    ) -> tuple[CalibrationTable, Any, np.ndarray]: ...
+
+    def calibrate(
+        self,
+        data,
+        *,
+        opset: int = 13,
+        return_inputs: bool = False,
+        log: Callable[[str], None] = lambda s: None,
+        **options: Any,
+    ) -> CalibrationTable | tuple[CalibrationTable, Any, np.ndarray]:
+        """The INT8 calibration table for a target's rules (`tcc calibrate`): `data` an image folder, a .npy/.npz file
+        or an array [N, C, H, W]. `options`: tcc.quant.settings.CalibrationRequest's fields and its settings'
+        (target="ort", method="kl+cos", calib_size=128, skip_bad, progress, percentile, cos_steps, cos_rounds,
+        activation_bits, steps, placement, step_switches={"equalization": ..., "bias_correction": ...,
+        "rounding": ...}: over the spec's `calibrate:` section, ...). `table.save(path)` writes it for `tcc build
+        --calib`. `return_inputs`: (table, the FP32 graph, the samples) instead."""
+        defaults = CalibrationRequest(CalibrationSettings(progress=False))
+        request = with_keywords(defaults, options, "calibrate")
+        made = calibrate_spec(self.spec, data, request, weights=self.weights_source, opset=opset, log=log)
+        return (made.table, made.fp32, made.samples) if return_inputs else made.table
 
     def build(
         self,
@@ -240,108 +243,86 @@ class Model:
         calib: CalibrationTable | str | Path | None = None,
         data=None,
         force: bool = False,
-        log=lambda s: None,
-        **options,
+        log: Callable[[str], None] = lambda s: None,
+        **options: Any,
     ) -> Bundle:
         """A self-checked bundle for `target` at `out` (default out/NAME-TARGET[-PRECISION]), written atomically
         (`tcc build`). INT8 takes a table (`calib`: one from `calibrate` or a file) or calibrates now on `data`.
-        `options` are tcc.build.build's (opset, calib_options, io, tune, count_instructions, ...)."""
+        `options`: tcc.build.BuildSettings' fields and those of the records it holds (opset, simplify, io, tune,
+        tune_log, count_instructions, host_twin, allow_cpu_fallback, npu_mode, ...), and `calib_options`, the
+        calibration's (CalibrationRequest's and its settings': method, calib_size, activation_bits, ...)."""
         out = Path(out or f"out/{self.name}-{target}" + (f"-{precision}" if precision else ""))
+        if "calib_options" in options:  # the calibration's keywords, under the name this API has always taken
+            options["calibration"] = options.pop("calib_options") or {}
         with tempfile.TemporaryDirectory(prefix="tcc-table-") as tmp:
             if isinstance(calib, CalibrationTable):  # as a file, named as `tcc calibrate` users name theirs
                 calib = calib.save(Path(tmp) / "calibration.json")
-            # the spec as loaded: the build fits it to the weights (and says so through `log`) after it has started
-            # its compile worker
-            result = build_bundle(
-                self.loaded,
+            settings = build_settings(
                 target,
-                out,
                 precision=precision,
-                weights=self.weights,
-                by_order=self.by_order,
-                key_map=self.key_map,
-                seed=self.seed,
-                force=force,
+                weights=self.weights_source,
                 calib=calib,
                 data=data,
                 source=self.source,
-                log=log,
                 **options,
             )
+            # the spec as loaded: the build fits it to the weights (and says so through `log`) after it has started
+            # its compile worker
+            result = build_bundle(self.loaded, settings, out, force=force, log=log)
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
-    def qat(  # noqa: PLR0913
+    def qat(
         self,
         data,
         calib: CalibrationTable | str | Path,
         out: str | Path,
         *,
-        epochs: int = 20,
-        lr: float = 0.01,
-        bias_lr: float = 0.01,
-        scale_lr: float = 0.01,
-        feature_weight: float = 3.0,
-        label_weight: float = 0.0,
-        batch_size: int = 16,
-        augment: str = "dihedral",
-        calib_size: int | None = None,
-        opset: int = 13,
-        skip_bad: bool = False,
         force: bool = False,
         check_only: bool = False,
-        log=lambda s: None,
+        log: Callable[[str], None] = lambda s: None,
+        **options: Any,
     ):
         """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
-        add a cross-entropy term); the folded layers and the activation scales (LSQ) train.
+        add a cross-entropy term); the folded layers and the activation scales (LSQ) train. `options`:
+        tcc.train.qat.options.QatSettings' fields and its training options' (epochs=20, lr=0.01, bias_lr,
+        scale_lr, feature_weight, label_weight, batch_size, augment, calib_size, skip_bad, opset).
         Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and OUT/log.json (and, for a model
         imported from an ONNX file, OUT/NAME.yaml, the spec those weights are for); returns
         tcc.train.qat.run.Result (.weights, .table, .log). Then
         `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`.
         `check_only`: the options, the output folder and the table checked, nothing trained (returns None)."""
-        from ..train.qat.run import Options, quantization_aware  # deferred for start-up: loads torch
-
+        settings = with_keywords(QatSettings(Options(seed=self.seed)), options, "qat")
         if self.weights is None:
             raise DataError(f"{self.name}: quantization-aware training fine-tunes trained weights; pass --weights")
         out = Path(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
             raise DataError(f"{out} exists and is not an empty folder; --force writes into it")
         table = calib if isinstance(calib, CalibrationTable) else load_table(calib)
-        options = Options(
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            augment=augment,
-            scale_lr=scale_lr,
-            feature_weight=feature_weight,
-            bias_lr=bias_lr,
-            label_weight=label_weight,
-            seed=self.seed,
-        )
         spec = self.spec
-        options.check(None, tuple(spec.input_shape))
+        settings.options.check(None, tuple(spec.input_shape))
         if check_only:
             return None
+        return self._quantization_aware(data, table, out, settings, log)
+
+    def _quantization_aware(self, data, table: CalibrationTable, out: Path, settings: QatSettings, log):
+        from ..train.qat.run import QatSamples, QatSource, quantization_aware  # deferred for start-up: loads torch
+
+        spec = self.spec
         samples = load_calibration_data(
-            data, spec.preprocess, spec.input_shape, calib_size, self.seed, skip_bad, what="training"
+            data, spec.preprocess, spec.input_shape, settings.calib_size, self.seed, settings.skip_bad, what="training"
         )
-        labels = _folder_labels(samples, spec, data) if label_weight else None
+        labels = _folder_labels(samples, spec, data) if settings.options.label_weight else None
         # an ONNX file's weights come back by its imported spec's names: the spec goes beside them, by the name the
         # table's spec hash was made with (OUT/NAME.yaml)
         kept = {self.loaded.path.name: self.loaded.path.read_bytes()} if self.source else {}
         return quantization_aware(
-            spec,
-            self.weights,
+            QatSource(spec, self.weights_source, settings.opset),
             table,
-            samples.array,
-            options,
+            QatSamples(samples.array, samples.fingerprint, labels),
+            settings.options,
             out,
-            by_order=self.by_order,
-            key_map=self.key_map,
-            opset=opset,
-            data_fingerprint=samples.fingerprint,
-            labels=labels,
             kept=kept,
             log=log,
         )
@@ -353,6 +334,7 @@ def _folder_labels(samples, spec: Spec, data) -> np.ndarray:
     if not parts or any(len(p) < 2 for p in parts):
         raise DataError(f"{data}: --label-weight needs labelled images, DIR/<class>/image (one folder per class)")
     classes = sorted({p[0] for p in parts})
+    assert spec.graph.output is not None  # a loaded spec has its output
     width = int(np.prod(spec.graph.shape(spec.graph.output)))
     if len(classes) != width:
         raise DataError(f"{data}: {len(classes)} class folders ({', '.join(classes)}) for a model of {width} outputs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,14 +30,14 @@ def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
     return out
 
 
-def timed_calibration(fp32, data, rules: str, method: str, **hashes):
-    """(table, seconds) of tcc's calibration of `fp32` on `data` (a CalibrationData) under `rules`."""
+def timed_calibration(fp32, data, rules: str, method: str, provenance):
+    """(table, seconds) of tcc's calibration of `fp32` on `data` (a CalibrationData) under `rules`; `provenance`
+    (tcc.quant.settings.Provenance): the spec's and weights' hashes (the data's fingerprint is data's)."""
     from tcc.quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
 
     t = time.perf_counter()
-    table = calibrate_onnx(
-        fp32, data.array, method=method, target=rules, progress=False, data_fingerprint=data.fingerprint, **hashes
-    )
+    provenance = replace(provenance, data_fingerprint=data.fingerprint)
+    table = calibrate_onnx(fp32, data.array, method=method, target=rules, progress=False, provenance=provenance)
     return table, time.perf_counter() - t
 
 

@@ -11,6 +11,7 @@ targets are judged on the result (tcc.benchmark.targets) and the whole is writte
 from __future__ import annotations
 
 import datetime
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tcc.backends import get_target
-from tcc.build import build
+from tcc.backends import TvmOptions, get_target
+from tcc.build import BuildSettings, Int8Source, build
 from tcc.errors import TccError
-from tcc.frontend import lower_spec
+from tcc.frontend import Frontend, Weights, lower_spec
 from tcc.quant.collect.crops import FIXTURES, make_crops
-from tcc.quant.collect.data import load_calibration_data
+from tcc.quant.collect.data import CalibrationData, load_calibration_data
+from tcc.quant.settings import Provenance
 from tcc.quant.table.file import file_sha256, load_table
 
 from ..measure.machine import machine_info, source_revision
@@ -123,7 +125,7 @@ class Progress:
     """A tqdm bar on stderr over the run's steps (off when stderr is not a terminal unless forced)."""
 
     def __init__(self, total: int, enabled: bool | None):
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred for start-up: a bench without a terminal draws no bar
 
         self.bar = tqdm(
             total=total,
@@ -172,10 +174,43 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
     return doc
 
 
-def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:  # noqa: PLR0915
+@dataclass
+class _ModelBench:
+    """One model's bench run: what its steps share, and the section of bench.json they fill (in order)."""
+
+    m: BenchModel
+    config: BenchConfig
+    bar: Progress
+    log: Callable[[str], None]
+    fe: Frontend
+    calib: CalibrationData  # the calibration crops
+    held: CalibrationData  # the held-out crops every quality and latency number is taken on
+    out: dict
+    tables: dict[str, Path] = field(default_factory=dict)  # rules (and "ort-placed") -> its table file
+    runners: dict = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        return self.config.work / self.m.key
+
+
+def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
+    b = _start(m, config, bar, log)
+    calibration = _calibrate(b)
+    _quality(b, calibration)
+    _builds(b)
+    _profile(b)
+    if config.tvm_variants:
+        b.out["tvm_variants"] = time_variants(b.fe.onnx, b.held.array, b.work / "variants", config.runs)
+    _latency(b)
+    return b.out
+
+
+def _start(m: BenchModel, config: BenchConfig, bar: Progress, log) -> _ModelBench:
+    """The model lowered, its calibration and held-out crops, and what bench.json says of it."""
     work = config.work / m.key
-    fe = lower_spec(m.spec, m.overrides, weights=m.weights, by_order=m.by_order)
-    model, fp32 = fe.model, fe.onnx
+    fe = lower_spec(m.spec, m.overrides, Weights(m.weights, m.by_order))
+    model = fe.model
     calib = load_calibration_data(
         make_crops(work / "calib", config.calib_images, 0), model.preprocess, model.input_shape, progress=False
     )
@@ -183,7 +218,6 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         make_crops(work / "held", config.held_out, 1), model.preprocess, model.input_shape, progress=False
     )
     bar.step(f"{m.key}: crops")
-    hashes = {"spec_hash": model.spec_hash, "weights_hash": file_sha256(m.weights) if m.weights else None}
     summary = model.graph.summary()
     out: dict = {
         "spec": _rel(m.spec),
@@ -193,36 +227,48 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         "params": summary["params"],
         "macs": summary["macs"],
     }
+    return _ModelBench(m, config, bar, log, fe, calib, held, out)
 
-    # calibration: one table per rules the INT8 bundles need; the ort one is the timed comparison
 
-    rules_needed = sorted({get_target(t).rules for t, p in config.matrix if p == "int8" and get_target(t).rules})
-    tables, cal = {}, {"tcc": {}, "onnxruntime": {}}
+def _calibrate(b: _ModelBench) -> dict:
+    """One table per rules the INT8 bundles need; the ort one is the timed comparison. Returns bench.json's
+    "calibration" (tcc's; ONNX Runtime's are added by _quality)."""
+    config, fp32, calib, model = b.config, b.fe.onnx, b.calib, b.fe.model
+    weights = b.m.weights
+    hashes = Provenance(spec_hash=model.spec_hash, weights_hash=file_sha256(weights) if weights else None)
+    rules_needed = sorted({r for t, p in config.matrix if p == "int8" and (r := get_target(t).rules)})
+    cal: dict = {"tcc": {}, "onnxruntime": {}}
     for rules in rules_needed:
-        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, **hashes)
-        path = work / f"calib-{rules}.json"
+        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, hashes)
+        path = b.work / f"calib-{rules}.json"
         table.save(path)
-        tables[rules] = path
+        b.tables[rules] = path
         cal["tcc"][rules] = {"method": config.method, "seconds": round(secs, 2), "samples": len(calib)}
-    bar.step(f"{m.key}: calibration")
+    b.bar.step(f"{b.m.key}: calibration")
     if config.memory and "ort" in rules_needed:
         quarter = max(1, len(calib) // 4)
         cal["tcc"]["ort"]["peak_bytes"] = {
             str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method) for n in (quarter, len(calib))
         }
+    return cal
+
+
+def _quality(b: _ModelBench, cal: dict) -> None:
+    """INT8 against FP32 on the held-out crops: tcc's table, its speed placement, ONNX Runtime's quantize_static."""
     from tcc.quant.lower.qdq import to_qdq  # deferred for start-up: loads onnx
 
+    config, fp32, tables, held = b.config, b.fe.onnx, b.tables, b.held
     qual = {}
     if "ort" in tables:
         qual[f"tcc {config.method}"] = quality.evaluate(
             fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True), held.array
         )["ort"]
     if config.placement and "ort" in tables and any(t == "ort" and p == "int8" for t, p in config.matrix):
-        placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), calib.array, log)
-        tables["ort-placed"] = work / "calib-ort-placed.json"
+        placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), b.calib.array, b.log)
+        tables["ort-placed"] = b.work / "calib-ort-placed.json"
         placed.save(tables["ort-placed"])
         p = placed.doc.get("placement", {})
-        out["placement"] = {
+        b.out["placement"] = {
             "objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
             "seconds": round(secs, 2),
             "float_nodes": sorted(p.get("nodes", {})),
@@ -232,48 +278,59 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
             fp32, to_qdq(fp32, placed, compact=True), held.array
         )["ort"]
     for method in config.ort_methods:
-        q, secs = quality.ort_static(fp32, calib.array, method)
-        cal["onnxruntime"][method] = {"seconds": round(secs, 2), "samples": len(calib)}
+        q, secs = quality.ort_static(fp32, b.calib.array, method)
+        cal["onnxruntime"][method] = {"seconds": round(secs, 2), "samples": len(b.calib)}
         qual[f"onnxruntime {method}"] = quality.evaluate(fp32, q, held.array)["ort"]
-    out["calibration"] = cal
-    out["quality"] = {"held_out": len(held), "vs": "FP32 (ONNX Runtime)", "results": qual}
-    bar.step(f"{m.key}: quality")
+    b.out["calibration"] = cal
+    b.out["quality"] = {"held_out": len(held), "vs": "FP32 (ONNX Runtime)", "results": qual}
+    b.bar.step(f"{b.m.key}: quality")
 
-    builds, runners = {}, {"pytorch-fp32": timing.torch_runner(fe.module, held.array)}
-    bundles = [(t, p, f"{t}-{p}", None) for t, p in config.matrix]
-    if "ort-placed" in tables:  # the same INT8 bundle with the speed placement, timed beside it
-        bundles.append(("ort", "int8", "ort-int8-placed", tables["ort-placed"]))
+
+def _builds(b: _ModelBench) -> None:
+    """Every bundle of the matrix built (`tcc build`), and a runner for each that runs here."""
+    m, config, held = b.m, b.config, b.held.array
+    builds: dict = {}
+    b.runners["pytorch-fp32"] = timing.torch_runner(b.fe.module, held)
+    bundles: list[tuple[str, str, str, Path | None]] = [(t, p, f"{t}-{p}", None) for t, p in config.matrix]
+    if "ort-placed" in b.tables:  # the same INT8 bundle with the speed placement, timed beside it
+        bundles.append(("ort", "int8", "ort-int8-placed", b.tables["ort-placed"]))
     for target, precision, key, calib in bundles:
-        builds[key] = _build_one(m, target, precision, tables, work / "bundles" / key, log, calib)
-        bar.step(f"{m.key}: build {key}")
-        runner = (
-            runner_for(target, precision, work / "bundles" / key, held.array) if "error" not in builds[key] else None
-        )
+        folder = b.work / "bundles" / key
+        builds[key] = _build_one(m, target, precision, b.tables, folder, b.log, calib)
+        b.bar.step(f"{m.key}: build {key}")
+        runner = runner_for(target, precision, folder, held) if "error" not in builds[key] else None
         if runner is not None:
-            runners[key] = runner
+            b.runners[key] = runner
         for threads in (t for t in config.threads if t != 1 and key in THREADED and runner is not None):
-            runners[threaded(key, threads)] = runner_for(target, precision, work / "bundles" / key, held.array, threads)
+            b.runners[threaded(key, threads)] = runner_for(target, precision, folder, held, threads)
     if not config.quick and "seconds" in builds.get("arm-a7-fp32", {}):
-        builds["arm-a7-fp32"]["command"] = command_build_seconds(m, "arm-a7", work / "bundles" / "arm-a7-cli")
-    out["builds"] = builds
-    bar.step(f"{m.key}: runners")
+        builds["arm-a7-fp32"]["command"] = command_build_seconds(m, "arm-a7", b.work / "bundles" / "arm-a7-cli")
+    b.out["builds"] = builds
+    b.bar.step(f"{m.key}: runners")
 
-    if "ort-int8" in runners:  # where ORT's INT8 time goes: the kernels still on float data
-        import onnx
 
-        from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
+def _profile(b: _ModelBench) -> None:
+    """Where ORT's INT8 time goes: the kernels still on float data."""
+    if "ort-int8" not in b.runners:
+        return
+    import onnx  # deferred for start-up: loads onnx
 
-        prof = profile_nodes(onnx.load(work / "bundles" / "ort-int8" / "model.onnx"), held.array)
-        out["ort_int8_profile"] = {
-            "kernels": len(prof),
-            "sum_us": round(sum(p["us"] for p in prof), 1),
-            "float_nodes": float_nodes(prof),
-            "placement_bound": placement_bound(fp32, load_table(tables["ort"]), held.array),
-        }
-    if config.tvm_variants:
-        out["tvm_variants"] = time_variants(fp32, held.array, work / "variants", config.runs)
-    per_round = timing.interleave(runners, config.rounds, config.runs, lambda: bar.step(f"{m.key}: latency"))
-    out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
+    from tcc.quant.place.speed import placement_bound  # deferred for start-up: loads onnx
+
+    prof = profile_nodes(onnx.load(b.work / "bundles" / "ort-int8" / "model.onnx"), b.held.array)
+    b.out["ort_int8_profile"] = {
+        "kernels": len(prof),
+        "sum_us": round(sum(p["us"] for p in prof), 1),
+        "float_nodes": float_nodes(prof),
+        "placement_bound": placement_bound(b.fe.onnx, load_table(b.tables["ort"]), b.held.array),
+    }
+
+
+def _latency(b: _ModelBench) -> None:
+    """Every runner timed in interleaved rounds, and the ratios taken round by round."""
+    config = b.config
+    per_round = timing.interleave(b.runners, config.rounds, config.runs, lambda: b.bar.step(f"{b.m.key}: latency"))
+    b.out["latency_ms"] = {k: timing.spread(v) for k, v in per_round.items()}
     ratios = {
         **RATIOS,
         **{
@@ -283,10 +340,9 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
             for key in THREADED
         },
     }
-    out["latency_ratios"] = {
-        name: r for name, (a, b) in ratios.items() if (r := timing.ratio(per_round, a, b)) is not None
+    b.out["latency_ratios"] = {
+        name: r for name, (a, b_) in ratios.items() if (r := timing.ratio(per_round, a, b_)) is not None
     }
-    return out
 
 
 # the bundles timed at every thread count of --threads (PyTorch eager stays at one: its thread count is global)
@@ -319,19 +375,15 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     tgt = get_target(target)
     count = bool(tgt.platform and tgt.platform.qemu)
     try:
-        r = build(
-            m.spec,
+        settings = BuildSettings(
             target,
-            out,
-            precision=precision,
-            weights=m.weights,
-            by_order=m.by_order,
+            precision,
+            weights=Weights(m.weights, m.by_order),
             overrides=m.overrides,
-            force=True,
-            calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None,
-            count_instructions=count,
-            log=log,
+            int8=Int8Source(calib=(calib or tables.get(tgt.rules)) if precision == "int8" else None),
+            tvm=TvmOptions(count_instructions=count),
         )
+        r = build(m.spec, settings, out, force=True, log=log)
     except TccError as e:
         return {"error": str(e).splitlines()[0]}
     man = r.manifest
@@ -350,8 +402,6 @@ def command_build_seconds(m: BenchModel, target: str, out: Path) -> dict:
     """The wall time of the command a user types, `tcc build SPEC --target T` (FP32), run as its own process:
     interpreter start and imports included, no instruction count (the bench's own builds add one, in a process
     whose imports are warm). What the build-time target judges."""
-    import subprocess
-
     args = ["build", _rel(m.spec), "--target", target]
     if m.weights is not None:
         args += ["--weights", _rel(m.weights)] + (["--by-order"] if m.by_order else [])

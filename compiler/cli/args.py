@@ -121,16 +121,32 @@ def steps_args(p) -> None:
     )
 
 
-def step_switches(args) -> dict:
-    """The steps' switches as given (None: not given); tcc.quant.table.steps.Steps.chosen resolves them against the
-    spec's `calibrate:` section where the model is loaded."""
-    return {
-        "equalization": args.equalization,
-        "bias_correction": args.bias_correction,
-        "rounding": args.rounding,
-        "rounding_budget": args.rounding_budget,
-        "choice_budget": args.choice_budget,
-    }
+def step_switches(args):
+    """The steps' switches as given (None: not given); tcc.quant.settings.StepSwitches.steps resolves them against
+    the spec's `calibrate:` section where the model is loaded."""
+    from ..quant.settings import StepSwitches  # deferred for start-up: loads numpy, onnx
+
+    return StepSwitches(
+        equalization=args.equalization,
+        bias_correction=args.bias_correction,
+        rounding=args.rounding,
+        rounding_budget=args.rounding_budget,
+        choice_budget=args.choice_budget,
+    )
+
+
+def calibration_request(args, **settings):
+    """The calibration `tcc calibrate` and `tcc build --data` ask for, from the flags they share (steps_args,
+    placement_args, --method, --calib-size, --skip-bad); `settings`: the command's own CalibrationSettings fields."""
+    from ..quant.settings import CalibrationRequest, CalibrationSettings  # deferred for start-up: loads numpy, onnx
+
+    return CalibrationRequest(
+        CalibrationSettings(method=args.method, activation_bits=args.activation_bits, **settings),
+        step_switches(args),
+        place_options(args),
+        args.calib_size,
+        args.skip_bad,
+    )
 
 
 def specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..bundle import check_out
 from ..spec.loader import parse_overrides
-from .args import max_pixels_arg, place_options, placement_args, spec_args, step_switches, steps_args, weights_args
+from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,10 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from tcc.backends import check_precision, get_target  # deferred for start-up: loads numpy
+    # deferred for start-up: loads numpy
+    from tcc.backends import KitOptions, TfliteOptions, TvmOptions, check_precision, get_target
 
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
-    from ..quant.table.placement import summary_line  # deferred for start-up: loads numpy
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -117,72 +117,87 @@ def run(args) -> int:
         force=args.force,
         opset=args.opset,
         simplify=not args.no_simplify,
-        calib_options=_calib_options(args),
-        tune=args.tune,
-        tune_log=args.tune_log,
-        io=args.io,
-        allow_cpu_fallback=args.allow_cpu_fallback,
-        npu_mode=args.npu_mode,
-        count_instructions=args.count_instructions,
-        host_twin=args.host_twin,
+        calibration=calibration_request(args),
+        tvm=TvmOptions(
+            tune=args.tune,
+            tune_log=args.tune_log,
+            count_instructions=args.count_instructions,
+            host_twin=args.host_twin,
+        ),
+        kit=KitOptions(allow_cpu_fallback=args.allow_cpu_fallback, npu_mode=args.npu_mode),
+        tflite=TfliteOptions(io=args.io),
         compile_worker=True,
         log=log,
     )
+    for line in summary_lines(result):
+        print(line)
+    if "random_seed" in result.manifest["weights"]:
+        log(f"WARNING: {result.manifest['weights']['warning']}")
+    return 0
+
+
+def summary_lines(result) -> list[str]:
+    """What `tcc build` prints of a bundle it wrote: the pass report, the self-check, the float islands, the target's
+    checks, the files and the time by phase."""
+    from ..quant.table.placement import summary_line  # deferred for start-up: loads numpy
+
     m = result.manifest
-    print(result.report)
-    r = m["self_check"]["result"]
-    if "checked" in m["self_check"]:  # a kit: its float model here, the INT8 result predicted
-        print(
-            f"self-check of {m['self_check']['checked']} vs PyTorch: max abs {r['max_abs']}, cosine {r['cosine']} "
-            f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed"
-        )
-    elif m["precision"] == "int8":
-        f = m["self_check"]["vs_fp32"]
-        if r["bit_exact"]:
-            exact = "bit-exact"
-        elif "per_op" in r and r["per_op"].get("islands"):
-            p = r["per_op"]
-            exact = (
-                f"each of {p['ops_checked']} ops on its own inputs: integer ops within {p['max_lsb_integer']} "
-                f"LSB, the {p['islands']} float islands within {p['max_lsb_islands']} LSB (end to end: max "
-                f"{r['max_abs_lsb']} LSB of the output)"
-            )
-        elif "per_op" in r:
-            exact = (
-                f"each of {r['per_op']['ops_checked']} integer ops within {r['per_op']['max_lsb']} LSB on its own "
-                f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)"
-            )
-        else:
-            exact = f"max {r['max_abs_lsb']} LSB of the output"
-        print(
-            f"self-check vs the integer reference: {exact} (required: {r['required']}) -> passed; vs FP32: "
-            f"cosine {f['cosine']}, max abs {f['max_abs']} ({f['max_abs_over_scale']} of the output scale)"
-        )
-    else:
-        print(
-            f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
-            f"(tolerance: {m['self_check']['tolerance']['rule']}) -> passed"
-        )
+    lines = [str(result.report), _self_check_line(m["self_check"], m["precision"])]
     islands = summary_line(m.get("quantization", {}).get("float_islands", []))
     if islands:  # the float / integer split of an INT8 graph is printed, never silent
-        print(islands)
+        lines.append(islands)
     if "float16_activations" in m["self_check"]:
         e = m["self_check"]["float16_activations"]
-        print(
+        lines.append(
             f"float16 activations (emulated): max abs {e['max_abs']} ({e['max_abs_over_scale']} of the output "
             f"scale), cosine {e['cosine']}"
         )
     for name, c in m.get("target_checks", {}).items():  # backend checks (TVM: ARM under qemu vs host, SIMD share)
-        print(_target_check_line(name, c))
+        lines.append(_target_check_line(name, c))
     files = ", ".join(f"{f} ({v['bytes']:,} B)" for f, v in m["files"].items())
-    print(
+    lines.append(
         f"wrote {result.path}/: {files}, manifest.json  [{m['target']} {m['precision']}, opset {m['opset']}, "
         f"{result.seconds['total']:.1f} s]"
     )
-    print("time by phase: " + format_phases(result.seconds))
-    if "random_seed" in m["weights"]:
-        log(f"WARNING: {m['weights']['warning']}")
-    return 0
+    lines.append("time by phase: " + format_phases(result.seconds))
+    return lines
+
+
+def _self_check_line(check: dict, precision: str) -> str:
+    r = check["result"]
+    if "checked" in check:  # a kit: its float model here, the INT8 result predicted
+        return (
+            f"self-check of {check['checked']} vs PyTorch: max abs {r['max_abs']}, cosine {r['cosine']} "
+            f"(tolerance: {check['tolerance']['rule']}) -> passed"
+        )
+    if precision == "int8":
+        f = check["vs_fp32"]
+        return (
+            f"self-check vs the integer reference: {_int8_exactness(r)} (required: {r['required']}) -> passed; vs "
+            f"FP32: cosine {f['cosine']}, max abs {f['max_abs']} ({f['max_abs_over_scale']} of the output scale)"
+        )
+    return (
+        f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
+        f"(tolerance: {check['tolerance']['rule']}) -> passed"
+    )
+
+
+def _int8_exactness(r: dict) -> str:
+    if r["bit_exact"]:
+        return "bit-exact"
+    if "per_op" in r and r["per_op"].get("islands"):
+        p = r["per_op"]
+        return (
+            f"each of {p['ops_checked']} ops on its own inputs: integer ops within {p['max_lsb_integer']} "
+            f"LSB, the {p['islands']} float islands within {p['max_lsb_islands']} LSB (end to end: max "
+            f"{r['max_abs_lsb']} LSB of the output)"
+        )
+    if "per_op" in r:
+        return (
+            f"each of {r['per_op']['ops_checked']} integer ops within {r['per_op']['max_lsb']} LSB on its own "
+            f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)"
+        )
+    return f"max {r['max_abs_lsb']} LSB of the output"
 
 
 def format_phases(seconds: dict) -> str:
@@ -217,16 +232,3 @@ def _target_check_line(name: str, c: dict) -> str:
         ops = f"each of {per_op['ops_checked']} ops within {per_op['max_lsb']} LSB, " if per_op else ""
         return f"{c['kernels']}: {ops}end to end {c['end_to_end_max_lsb']} LSB from the reference{verdict}"
     return f"{name}: " + ", ".join(f"{k} {v}" for k, v in c.items())
-
-
-def _calib_options(args) -> dict:
-    """Calibration settings for `tcc build --data` (on-the-fly calibration), as calibrate_onnx takes them, the
-    post-training steps (tcc.quant.table.steps) and the placement step's (tcc.quant.place.placer)."""
-    return {
-        "calib_size": args.calib_size,
-        "skip_bad": args.skip_bad,
-        "method": args.method,
-        "step_switches": step_switches(args),
-        "placement": place_options(args),
-        "activation_bits": args.activation_bits,
-    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import load_model, parse_overrides
-from .args import max_pixels_arg, place_options, placement_args, spec_args, step_switches, steps_args
+from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +71,7 @@ def run(args) -> int:
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
     # deferred for start-up: loads numpy, onnx
-    from ..quant.report.quality import check_report_path, format_report, quality_report, save_report
+    from ..quant.report.quality import check_report_path, quality_report, save_report
 
     # user mistakes in the report options fail now, not after the (long) calibration
     if args.report:
@@ -89,33 +89,24 @@ def run(args) -> int:
     )
     for note in model.notes:
         print(f"note: {note}", file=sys.stderr)
-    table, fp32, samples = model.calibrate(
-        args.data,
+    request = calibration_request(
+        args,
         target=args.target,
-        method=args.method,
-        calib_size=args.calib_size,
-        skip_bad=args.skip_bad,
-        opset=args.opset,
-        progress=None,
-        placement=place_options(args),
-        step_switches=step_switches(args),
-        log=lambda msg: print(msg, file=sys.stderr),
         percentile=args.percentile,
         cos_steps=args.cos_steps,
         cos_rounds=args.cos_rounds,
+        progress=None,
+    )
+    table, fp32, samples = model.calibrate(
+        args.data,
+        opset=args.opset,
         return_inputs=True,
-        activation_bits=args.activation_bits,
+        log=lambda msg: print(msg, file=sys.stderr),
+        **vars(request),
     )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
-    from ..quant.place.placer import placement_lines  # deferred for start-up: loads numpy, onnx
-    from ..quant.table.steps import choice_lines, summary_lines  # deferred for start-up: loads numpy, onnx
-
-    for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
-        print(line)
-    print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
-    for line in placement_lines(table):
-        print(line)
+    _print_steps(table)
     report = quality_report(
         fp32,
         table,
@@ -125,6 +116,35 @@ def run(args) -> int:
         compare=not args.no_compare,
         held_out=held_out,
     )
+    _print_report(args, report)
+    if args.report:
+        save_report(report, args.report)
+        print(f"wrote {args.report}")
+        if Path(args.report).suffix.lower() != ".json":
+            judged = samples if held_out is None else held_out.array
+            print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
+    return 0
+
+
+def _print_steps(table) -> None:
+    """The steps' choice, each step's summary and the placement."""
+    from ..quant.place.placer import placement_lines  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import choice_lines, summary_lines  # deferred for start-up: loads numpy, onnx
+
+    for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+        print(line)
+    print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
+    for line in placement_lines(table):
+        print(line)
+
+
+def _print_report(args, report: dict) -> None:
+    """The quality report, a warning where held-out samples were also calibration samples, and for an AX chip the
+    predicted NPU result in the shape of its toolchain's table."""
+    from tcc.backends.ax.chips import CHIPS  # deferred for start-up: loads numpy
+
+    from ..quant.report.quality import format_report  # deferred for start-up: loads numpy, onnx
+
     print("\n".join(format_report(report)))
     overlap = report["samples"].get("also_calibration_samples")
     if overlap:
@@ -133,8 +153,6 @@ def run(args) -> int:
             "calibration samples: the held-out numbers are flattered",
             file=sys.stderr,
         )
-    from tcc.backends.ax.chips import CHIPS  # deferred for start-up: loads numpy
-
     if args.target in CHIPS:  # the predicted NPU result, in the shape of the toolchain's own table
         from ..quant.report.npu_tables import npu_table  # deferred for start-up: loads numpy
 
@@ -144,13 +162,6 @@ def run(args) -> int:
             f"the chip's rules, on {report['samples']['used']} samples):"
         )
         print("\n".join(npu_table(report, chip.toolchain.name)))
-    if args.report:
-        save_report(report, args.report)
-        print(f"wrote {args.report}")
-        if Path(args.report).suffix.lower() != ".json":
-            judged = samples if held_out is None else held_out.array
-            print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
-    return 0
 
 
 def _held_out(args):

@@ -221,14 +221,15 @@ def vs_fp32(got, r32, names, floor: dict | None) -> Verdict:
 
 # calibration: activation ranges come from histograms and a discrete search (a KL threshold bin, a cosine-search
 # step of 1.5% of the scale: 100 factors over [0.5, 2]), and kl+cos searches weight scales on the same grid, so
-# float32 rounding on another CPU can move one to the next bin or step. SCALE_RANGE_RTOL allows one step; a changed
-# method moves most ranges by more (docs/notes/tolerances.md).
+# float32 rounding on another CPU can move one to the next bin or step. SCALE_RANGE_RTOL allows one step (not
+# measured across CPUs: no second CPU class was available); a changed method moves ranges by far more
+# (docs/notes/golden-scale-tolerances.md).
 SCALE_RANGE_RTOL = 0.02
 WEIGHT_SCALE_RTOL = 0.02  # kl+cos's weight step; without it a weight scale is max |w| / 127, exact
 # The weight search maximises a layer's cosine over 100 scales per channel; one channel's share of the layer's
 # cosine is tiny, so its optimum is flat and float32 rounding on another CPU class can move the choice far while the
-# layer's cosine hardly moves (docs/notes/tolerances.md). A weight move beyond WEIGHT_SCALE_RTOL is therefore an
-# equal optimum when the layer's searched cosine is within LAYER_COS_TIE of the stored one.
+# layer's cosine barely moves (docs/notes/golden-scale-tolerances.md). A weight move beyond WEIGHT_SCALE_RTOL is
+# therefore an equal optimum when the layer's searched cosine is within LAYER_COS_TIE of the stored one.
 LAYER_COS_TIE = 1e-6
 
 

@@ -22,7 +22,7 @@ from ..bundle import sha256_file
 from ..data import load_image
 from ..errors import BuildError
 from ..files import is_onnx_file
-from ..frontend import lower_spec
+from ..frontend import Weights, lower_spec
 from ..lower.run import torch_run
 from ..onnx_import import import_options, import_to_files
 from ..quant.collect.crops import make_crops
@@ -51,9 +51,7 @@ class ModelRun:
         if is_onnx_file(spec):  # imported in memory, as every command takes one; `set:` holds the import's options
             spec, weights = import_to_files(spec, self._work.name, **import_options(overrides, spec))
             overrides = {}
-        self.fe = lower_spec(
-            spec, overrides, weights=weights, by_order=plan.by_order, key_map=plan.key_map, opset=plan.opset
-        )
+        self.fe = lower_spec(spec, overrides, Weights(weights, plan.by_order, plan.key_map), opset=plan.opset)
         self.model = self.fe.model
         self._data = None
         self._tables: dict = {}  # path -> the stored table, loaded and checked once
@@ -110,24 +108,22 @@ class ModelRun:
 
     def calibrate(self, rules: str):
         from ..quant.calibrate import calibrate_onnx  # deferred for start-up: loads onnx
+        from ..quant.settings import CalibrationSettings, Provenance  # deferred for start-up: loads onnx
         from ..quant.table.steps import Steps  # deferred for start-up: loads onnx
 
         data = self.calibration_data()
         self.log(
             f"{self.plan.name}: calibrating under the {rules} rules ({self.plan.calibration.method}, {len(data)} crops)"
         )
-        table = calibrate_onnx(
-            self.fe.onnx,
-            data.array,
+        settings = CalibrationSettings(
             method=self.plan.calibration.method,
             target=rules,
             seed=self.plan.calibration.seed,
-            data_fingerprint=data.fingerprint,
-            spec_hash=self.model.spec_hash,
-            weights_hash=self.weights_hash,
             progress=False,
             steps=Steps.chosen(self.model.calibrate),
         )  # as `tcc calibrate` runs it
+        provenance = Provenance(data.fingerprint, self.model.spec_hash, self.weights_hash)
+        table = calibrate_onnx(self.fe.onnx, data.array, settings, provenance)
         return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
 
     def load_table(self, path: Path, rules: str):

@@ -274,134 +274,158 @@ def update(
     return rows
 
 
-def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):  # noqa: PLR0915
-    run = ModelRun(mp, log)
-    rows, writes = [], []
-    try:
-        x, inputs = run.inputs()
-        ident = run.identity()
-        record = {
-            "identity": ident,
-            "inputs": inputs,
-            "entries": dict((old or {}).get("entries", {})),
-            "int8_floor": mp.int8_floor,
-        }
-        old_x = read_npz(gp.root / mp.name / INPUTS).get("x")
-        if old_x is not None and (old_x.shape != x.shape or not np.array_equal(old_x, x)):
-            record["entries"] = {}  # other inputs: every stored output is void
-            rows.append(Row(mp.name, "inputs", "changed", "the inputs changed: every entry is stored again"))
-            chosen = [ENTRIES[e] for e in mp.entries]
-        writes.append((gp.root / mp.name / INPUTS, npz_bytes({"x": x})))
-        outs = read_npz(gp.root / mp.name / OUTPUTS) if old_x is not None and np.array_equal(old_x, x) else {}
-        names = [i["name"] for i in inputs]
-        # an entry judged against another's output (INT8 against its integer reference) brings that entry along
-        # where its stored output is missing or unusable
-        chosen = chosen + [
-            ENTRIES[a]
-            for a in dict.fromkeys(e.against for e in chosen if e.against)
-            if not _stored_usable(outs, a) and a in mp.entries and ENTRIES[a] not in chosen
-        ]
+@dataclass
+class _Update:
+    """One model's update: what its steps share, and the record, rows and writes they fill."""
 
-        # the references every other entry is judged by: PyTorch (float32 and float64) and the tables. Float
-        # results move by float rounding from one CPU to the next (oneDNN and MLAS pick kernels by instruction
-        # set): a stored float output that still passes its rule against this machine's references is kept, so
-        # an update on another CPU rewrites only what really changed.
-        pt = ENTRIES["pytorch-fp32"]
-        r64 = run.pytorch_float64(x)
-        new_outs = {FLOAT64: _kept_float64(outs.get(FLOAT64), r64)}
-        chosen_ids = {e.id for e in chosen}
-        if pt.id in chosen_ids or "pytorch-fp32" not in outs:
-            r32 = run.produce(pt, x).output
-            old32 = outs.get("pytorch-fp32")
-            keep = (
-                old32 is not None
-                and old32.shape == r32.shape
-                and judge.fp32(old32, r32, new_outs[FLOAT64], names).passed
-            )
-            new_outs["pytorch-fp32"] = old32 if keep else r32
-        refs = {**outs, **new_outs}
-        tables = {}
-        for rules in sorted({e.rules for e in chosen if e.int8}):
-            path = table_path(gp.root, mp.name, rules)
-            table, how = _table(run, path, rules, recalibrate)
-            tables[rules] = table
-            if how:
-                writes.append((path, gzip.compress((table.to_json() + "\n").encode(), 9, mtime=0)))
-                rows.append(Row(mp.name, f"calibration-{rules}", "new" if how == "new" else "changed", how))
-        order = sorted(chosen, key=lambda e: (e.target is not None, e.rule == "scales"))  # references first
-        for e in order:
-            if e.id == "pytorch-fp32" or e.rule == "scales":
-                if e.rule == "scales":
-                    record["entries"][e.id] = {"rule": e.rule, "table": f"calibration/{e.rules}.json.gz"}
-                continue
-            log(f"{mp.name}: {e.id}")
-            try:
-                produced = run.produce(e, x, tables.get(e.rules))
-            except TccError as err:
-                rows.append(Row(mp.name, e.id, "FAIL", f"{type(err).__name__}: {err}"))
-                continue
-            old_rec = record["entries"].get(e.id)
-            refs[e.id] = new_outs[e.id] = produced.output
-            rec = {"rule": e.rule, "description": e.describe()}
-            if e.rule == "measured":
-                tol, parts = judge.measured_tolerance(
-                    judge.measure_noise(produced, x), produced.output, refs["pytorch-fp32"], refs[FLOAT64]
-                )
-                rec["tolerance"] = {
-                    "max_abs_over_scale": tol,
-                    **parts,
-                    "how": f"the largest of {judge.NOISE_FACTOR:g} x perturbation_noise (relative "
-                    f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
-                    f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
-                    f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)",
-                }
-            unusable = _unusable_stored(e, produced.output, refs)
-            if unusable:  # its reference, unusable as stored, is not among the plan's entries to store again
-                rows.append(Row(mp.name, e.id, "FAIL", f"{unusable}; {e.against} is not among the plan's entries"))
-                continue
-            v = _verdict(e, produced, x, names, refs, rec, mp.int8_floor)
-            if v.passed and _stored_still_holds(e, produced.output, outs.get(e.id), old_rec, refs, names):
-                refs[e.id] = new_outs[e.id] = outs[e.id]
-                rows.append(
-                    Row(
-                        mp.name,
-                        e.id,
-                        "unchanged",
-                        "float rounding only: the stored output passes its rule here and is kept",
-                    )
-                )
-                continue
-            rec["recorded"] = {k: val for k, val in v.numbers.items() if k != "notes"}
-            record["entries"][e.id] = rec
-            rows.append(_change_row(mp.name, e, produced.output, outs.get(e.id), _lsb(produced), v))
-        if "pytorch-fp32" in new_outs and new_outs["pytorch-fp32"] is outs.get("pytorch-fp32"):
-            rows.insert(
-                0,
-                Row(
-                    mp.name,
-                    pt.id,
-                    "unchanged",
-                    "the stored output is within the FP32 bound of this machine's and is kept",
-                ),
-            )
-        elif "pytorch-fp32" in new_outs:
-            record["entries"]["pytorch-fp32"] = {"rule": "fp32", "description": pt.describe()}
-            rows.insert(
-                0,
-                _change_row(
-                    mp.name,
-                    pt,
-                    new_outs["pytorch-fp32"],
-                    outs.get("pytorch-fp32"),
-                    None,
-                    judge.fp32(new_outs["pytorch-fp32"], new_outs["pytorch-fp32"], new_outs[FLOAT64], names),
-                ),
-            )
-        writes.append((gp.root / mp.name / OUTPUTS, npz_bytes({**outs, **new_outs})))
-        record["entries"] = dict(sorted(record["entries"].items()))
+    gp: GoldenPlan
+    mp: ModelPlan
+    run: ModelRun
+    log: Callable[[str], None]
+    x: np.ndarray  # the inputs
+    names: list[str]  # their names
+    record: dict  # the model's golden.json record
+    rows: list[Row]
+    writes: list[tuple[Path, bytes]]
+    outs: dict  # the stored outputs still valid for these inputs
+    new_outs: dict = field(default_factory=dict)
+    refs: dict = field(default_factory=dict)  # every output an entry is judged against: stored, then new
+    tables: dict = field(default_factory=dict)  # rules -> the calibration table
+
+
+def _update_model(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], recalibrate: bool, log):
+    run = ModelRun(mp, log)
+    try:
+        u, chosen = _begin(gp, mp, old, chosen, run, log)
+        _references(u, chosen)
+        _tables(u, chosen, recalibrate)
+        for e in sorted(chosen, key=lambda e: (e.target is not None, e.rule == "scales")):  # references first
+            _update_entry(u, e)
+        _pytorch_row(u)
+        u.writes.append((gp.root / mp.name / OUTPUTS, npz_bytes({**u.outs, **u.new_outs})))
+        u.record["entries"] = dict(sorted(u.record["entries"].items()))
     finally:
         run.close()
-    return rows, writes, record
+    return u.rows, u.writes, u.record
+
+
+def _begin(gp, mp: ModelPlan, old: dict | None, chosen: list[Entry], run: ModelRun, log) -> tuple[_Update, list]:
+    """The inputs (every stored output is void when they changed) and the entries to store: the chosen ones, and
+    the references they are judged against where those are not stored usably."""
+    x, inputs = run.inputs()
+    ident = run.identity()
+    record = {
+        "identity": ident,
+        "inputs": inputs,
+        "entries": dict((old or {}).get("entries", {})),
+        "int8_floor": mp.int8_floor,
+    }
+    rows: list[Row] = []
+    old_x = read_npz(gp.root / mp.name / INPUTS).get("x")
+    if old_x is not None and (old_x.shape != x.shape or not np.array_equal(old_x, x)):
+        record["entries"] = {}  # other inputs: every stored output is void
+        rows.append(Row(mp.name, "inputs", "changed", "the inputs changed: every entry is stored again"))
+        chosen = [ENTRIES[e] for e in mp.entries]
+    writes = [(gp.root / mp.name / INPUTS, npz_bytes({"x": x}))]
+    outs = read_npz(gp.root / mp.name / OUTPUTS) if old_x is not None and np.array_equal(old_x, x) else {}
+    names = [i["name"] for i in inputs]
+    # an entry judged against another's output (INT8 against its integer reference) brings that entry along
+    # where its stored output is missing or unusable
+    chosen = chosen + [
+        ENTRIES[a]
+        for a in dict.fromkeys(e.against for e in chosen if e.against)
+        if not _stored_usable(outs, a) and a in mp.entries and ENTRIES[a] not in chosen
+    ]
+    return _Update(gp, mp, run, log, x, names, record, rows, writes, outs), chosen
+
+
+def _references(u: _Update, chosen: list[Entry]) -> None:
+    """The references every other entry is judged by: PyTorch in float32 and float64. Float results move by float
+    rounding from one CPU to the next (oneDNN and MLAS pick kernels by instruction set): a stored float output that
+    still passes its rule against this machine's references is kept, so an update on another CPU rewrites only what
+    really changed."""
+    pt = ENTRIES["pytorch-fp32"]
+    r64 = u.run.pytorch_float64(u.x)
+    u.new_outs = {FLOAT64: _kept_float64(u.outs.get(FLOAT64), r64)}
+    if pt.id in {e.id for e in chosen} or "pytorch-fp32" not in u.outs:
+        r32 = u.run.produce(pt, u.x).output
+        old32 = u.outs.get("pytorch-fp32")
+        keep = (
+            old32 is not None
+            and old32.shape == r32.shape
+            and judge.fp32(old32, r32, u.new_outs[FLOAT64], u.names).passed
+        )
+        u.new_outs["pytorch-fp32"] = old32 if keep else r32
+    u.refs = {**u.outs, **u.new_outs}
+
+
+def _tables(u: _Update, chosen: list[Entry], recalibrate: bool) -> None:
+    """The calibration table of every rules an INT8 entry needs: the stored one, or made again."""
+    for rules in sorted({e.rules for e in chosen if e.int8}):
+        path = table_path(u.gp.root, u.mp.name, rules)
+        table, how = _table(u.run, path, rules, recalibrate)
+        u.tables[rules] = table
+        if how:
+            u.writes.append((path, gzip.compress((table.to_json() + "\n").encode(), 9, mtime=0)))
+            u.rows.append(Row(u.mp.name, f"calibration-{rules}", "new" if how == "new" else "changed", how))
+
+
+def _update_entry(u: _Update, e: Entry) -> None:
+    """One entry produced and judged by its rule: stored anew, kept (float rounding only), or failed."""
+    name = u.mp.name
+    if e.id == "pytorch-fp32" or e.rule == "scales":
+        if e.rule == "scales":
+            u.record["entries"][e.id] = {"rule": e.rule, "table": f"calibration/{e.rules}.json.gz"}
+        return
+    u.log(f"{name}: {e.id}")
+    try:
+        produced = u.run.produce(e, u.x, u.tables.get(e.rules))
+    except TccError as err:
+        u.rows.append(Row(name, e.id, "FAIL", f"{type(err).__name__}: {err}"))
+        return
+    old_rec = u.record["entries"].get(e.id)
+    u.refs[e.id] = u.new_outs[e.id] = produced.output
+    rec = {"rule": e.rule, "description": e.describe()}
+    if e.rule == "measured":
+        tol, parts = judge.measured_tolerance(
+            judge.measure_noise(produced, u.x), produced.output, u.refs["pytorch-fp32"], u.refs[FLOAT64]
+        )
+        rec["tolerance"] = {
+            "max_abs_over_scale": tol,
+            **parts,
+            "how": f"the largest of {judge.NOISE_FACTOR:g} x perturbation_noise (relative "
+            f"{judge.PERTURB_RELATIVE:g} input perturbations, {judge.PERTURB_SEEDS} "
+            f"seeds), {judge.DISTANCE_FRACTION:g} x distance_to_fp32 and "
+            f"{judge.FP32_ALLOWANCE_FACTOR:g} x fp32_allowance (tcc.golden.judge)",
+        }
+    unusable = _unusable_stored(e, produced.output, u.refs)
+    if unusable:  # its reference, unusable as stored, is not among the plan's entries to store again
+        u.rows.append(Row(name, e.id, "FAIL", f"{unusable}; {e.against} is not among the plan's entries"))
+        return
+    v = _verdict(e, produced, u.x, u.names, u.refs, rec, u.mp.int8_floor)
+    if v.passed and _stored_still_holds(e, produced.output, u.outs.get(e.id), old_rec, u.refs, u.names):
+        u.refs[e.id] = u.new_outs[e.id] = u.outs[e.id]
+        u.rows.append(
+            Row(name, e.id, "unchanged", "float rounding only: the stored output passes its rule here and is kept")
+        )
+        return
+    rec["recorded"] = {k: val for k, val in v.numbers.items() if k != "notes"}
+    u.record["entries"][e.id] = rec
+    u.rows.append(_change_row(name, e, produced.output, u.outs.get(e.id), _lsb(produced), v))
+
+
+def _pytorch_row(u: _Update) -> None:
+    """The PyTorch FP32 entry's row, first: kept within the FP32 bound, or stored anew."""
+    pt, new_outs, name = ENTRIES["pytorch-fp32"], u.new_outs, u.mp.name
+    if "pytorch-fp32" in new_outs and new_outs["pytorch-fp32"] is u.outs.get("pytorch-fp32"):
+        u.rows.insert(
+            0, Row(name, pt.id, "unchanged", "the stored output is within the FP32 bound of this machine's and is kept")
+        )
+    elif "pytorch-fp32" in new_outs:
+        u.record["entries"]["pytorch-fp32"] = {"rule": "fp32", "description": pt.describe()}
+        new = new_outs["pytorch-fp32"]
+        check = judge.fp32(new, new, new_outs[FLOAT64], u.names)
+        u.rows.insert(0, _change_row(name, pt, new, u.outs.get("pytorch-fp32"), None, check))
 
 
 def _kept_float64(old, new):

@@ -2,7 +2,9 @@
 KL + cosine fine search), the calibration table, QDQ lowering and the integer reference executor.
 
     from tcc.quant.calibrate import calibrate, report_lines       # spec + weights + data -> CalibrationTable
-    table = calibrate("spec/ddsnet.yaml", "GC.pth", "calib/", target="ort", method="kl+cos", calib_size=128)
+    from tcc.quant.settings import CalibrationRequest, CalibrationSettings  # what a calibration is asked for
+    request = CalibrationRequest(CalibrationSettings(target="ort", method="kl+cos"), calib_size=128)
+    table = calibrate("spec/ddsnet.yaml", "calib/", request, weights="GC.pth").table
     print("\n".join(report_lines(table, top=10))); table.save("calib.json")
 
     from tcc.quant.table.file import load_table, file_sha256            # tcc build --calib calib.json
@@ -14,8 +16,9 @@ KL + cosine fine search), the calibration table, QDQ lowering and the integer re
 
 Modules: data (calibration samples), stats (ORT pass, histograms), methods (thresholds), quantizer (equation 8,
 the one quantizer), cos_search (EasyQuant fine search), rules (target quantization rules), calibrate
-(orchestration), table (JSON + schema + hash checks), plan (matching onto the integer op table), qgraph (the
-quantized graph and the table's validation against it), qdq, reference, report, crops (histology crops for
+(orchestration), settings (its settings records), prepare (the INT8 preflight), table (JSON + schema + hash
+checks), plan (matching onto the integer op table), qgraph (the quantized graph and the table's validation against
+it), qdq, reference, report, crops (histology crops for
 calibration and judging). Benchmarks: `tcc bench` (tcc.benchmark).
 """
 

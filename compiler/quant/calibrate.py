@@ -1,23 +1,28 @@
 """Calibration: FP32 ONNX graph + calibration batch -> calibration table. The one call a CLI makes.
 
-    table = calibrate("spec/ddsnet.yaml", weights="GC.pth", data="calib/", target="ort", method="kl+cos")
-    table.save("calib.json")
+    request = CalibrationRequest(CalibrationSettings(method="kl+cos", target="ort"))
+    calibrate("spec/ddsnet.yaml", "calib/", request, weights="GC.pth").table.save("calib.json")
+    table = calibrate_onnx(fp32, x, method="kl", target="tvm")   # an FP32 graph after the passes, samples in hand
 
 `calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower.to_onnx and
-tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work:
+tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work (the
+settings: tcc.quant.settings; the checks before it: tcc.quant.prepare), one function per phase over a `_Stage`:
 
-0. cross-layer equalization (equalize.py; `steps`, tcc.quant.table.steps): producer -> consumer pairs through a ReLU
-   rescaled per channel, the same function with evened-out channel ranges; the later phases see that model;
-1. one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x| histogram per
-   tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
-2. a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8): tensors
-   never negative on the data are unsigned (0..255, zero point 0) where the target allows, others signed
-   (-128..127); weights get max |w| per output channel;
-3. kl+cos: the cosine fine search (cos_search.py) of every layer's weight scales and input scale;
-4. target constraints: concat inputs and output share one scale, max/avg pooling and reshapes pass it through
-   (union of tensor groups; a group takes the widest threshold); asymmetric targets get zero points;
-5. on the final scales: optional per-layer weight rounding (rounding.py), then empirical per-channel bias
-   correction (bias_correction.py), each layer on its sampled input rows.
+0. _equalize: cross-layer equalization (equalize.py; `steps`, tcc.quant.table.steps): producer -> consumer pairs
+   through a ReLU rescaled per channel, the same function with evened-out channel ranges; the later phases see that
+   model;
+1. _statistics: one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x|
+   histogram per tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
+2. _thresholds: a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8):
+   tensors never negative on the data are unsigned (0..255, zero point 0) where the target allows, others signed
+   (-128..127);
+3. _weight_scales: max |w| per output channel; kl+cos: the cosine fine search (cos_search.py) of every layer's
+   weight scales and input scale;
+4. _share_groups, _fixed_scales: target constraints: concat inputs and output share one scale, max/avg pooling and
+   reshapes pass it through (union of tensor groups; a group takes the widest threshold), scales the target fixes;
+   asymmetric targets get zero points (_activation_entries);
+5. _layer_steps, on the final scales: optional per-layer weight rounding (rounding.py), then empirical per-channel
+   bias correction (bias_correction.py), each layer on its sampled input rows.
 The table records every step (its `steps` list) and stays tied to the FP32 graph it was given (model_hash).
 """
 
@@ -28,118 +33,89 @@ import hashlib
 import math
 import sys
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from threadpoolctl import threadpool_limits
 
-from ..errors import DataError
-from ..frontend import lower_spec
+from ..frontend import Weights, lower_spec
 from ..intops import INT_OPS
+from ..keywords import with_keywords
+from . import prepare
 from .choose import choose_steps
 from .collect.data import load_calibration_data
-from .collect.stats import BINS, Histogram, run_batches, update_histograms, weight_stats
+from .collect.stats import Histogram, run_batches, update_histograms, weight_stats
 from .intgraph.layers import initializers, layer_of, layer_rows
 from .intgraph.plan import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
-from .place.placer import check_nodes, check_options, place
-from .scales.cos_search import cos_search
-from .scales.methods import METHODS, threshold
+from .place.placer import place
+from .scales.cos_search import SearchResult, cos_search
+from .scales.methods import threshold
+from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
 from .steps.bias_correction import layer_shift
 from .steps.equalize import STRENGTHS, choose, find_pairs, measure
 from .steps.rounding import layer_codes
 from .table.file import CalibrationTable, file_sha256, model_sha256
 from .table.quantizer import fake_quant, qrange, scale_for_threshold
-from .table.rules import RULES, TargetRules, get_rules, rules_for
+from .table.rules import TargetRules, get_rules, rules_for
 from .table.steps import Steps, equalize_arrays, with_initializers
 from .table.weight_codes import encode, weight_codes
 
 
-def calibrate_onnx(  # noqa: PLR0913
+def calibrate_onnx(
     model: onnx.ModelProto,
     data: np.ndarray,
-    method: str = "kl+cos",
-    target: str | TargetRules = "ort",
-    percentile: float = 99.99,
-    cos_steps: int = 100,
-    cos_rounds: int = 2,
-    cos_rows: int = 4096,
-    cos_samples: int | None = None,
-    batch_size: int = 8,
-    seed: int = 0,
-    bins: int = BINS,
-    threads: int | None = None,
-    progress: bool | None = None,
-    data_fingerprint: str | None = None,
-    spec_hash: str | None = None,
-    weights_hash: str | None = None,
+    settings: CalibrationSettings | None = None,
+    provenance: Provenance = Provenance(),
+    *,
     graph: IntGraph | None = None,
-    steps: Steps = Steps(),
-    activation_bits: int = 8,
+    **keywords: Any,
 ) -> CalibrationTable:
-    """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 under the quantization rules
-    `target` (a rules name or TargetRules); returns the table. `graph`: the model's IntGraph when the caller has
-    planned it already (tcc.quant.intgraph.plan; otherwise planned here, refusing a model without an integer form).
-    `steps`: the post-training steps around the method (tcc.quant.table.steps). activation_bits: 8, or 16 (signed int16
-    activations, where the rules' kernels take them: `wide_method` says how their ranges are chosen)."""
-    if method not in METHODS:
-        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
-    rules = get_rules(target)
-    check_activation_bits(activation_bits, rules)
+    """Calibrate an FP32 ONNX model (after passes) on `data` [N, C, H, W] float32 by `settings` (without steps: none
+    runs; without activation_bits: 8); `keywords` are CalibrationSettings' fields over them
+    (`calibrate_onnx(fp32, x, method="kl", target="tvm")`). `provenance`: what the table records of its inputs (the
+    data's fingerprint, when not given, the samples' sha256). `graph`: the model's IntGraph when the caller has
+    planned it already (tcc.quant.intgraph.plan; otherwise planned here, refusing a model without an integer
+    form). Returns the table."""
+    run = _run(
+        model, data, with_keywords(settings or CalibrationSettings(), keywords, "calibrate_onnx"), provenance, graph
+    )
+    if run.steps.free:
+        return choose_steps(run, lambda d, eq: _scaled(run, d, eq, rows_needed=True), _with_layer_steps)
+    steps = run.steps
+    stage = _scaled(run, data, bool(steps.equalization), rows_needed=bool(steps.rounding or steps.bias_correction))
+    return _with_layer_steps(stage, steps)
+
+
+def _run(
+    model: onnx.ModelProto,
+    data: np.ndarray,
+    settings: CalibrationSettings,
+    provenance: Provenance,
+    graph: IntGraph | None,
+) -> CalibrationRun:
+    """calibrate_onnx's inputs checked (tcc.quant.prepare) and resolved into what its phases share."""
+    prepare.check_method(settings.method)
+    rules = get_rules(settings.target)
+    bits = 8 if settings.activation_bits is None else settings.activation_bits
+    prepare.check_activation_bits(bits, rules)
     model_hash = model_sha256(model)  # the FP32 graph a build reads the table with
     model = quantized_form(model, rules)
     graph = graph if graph is not None else plan(model, rules=rules)
-    check_wide_kinds(graph, activation_bits, rules)
-    if len(data) == 0:
-        raise DataError("no calibration samples")
-    if not np.isfinite(data).all():
-        raise DataError("calibration data holds NaN or infinite values")
-    settings = dict(
-        method=method,
-        rules=rules,
-        percentile=percentile,
-        cos_steps=cos_steps,
-        cos_rounds=cos_rounds,
-        cos_rows=cos_rows,
-        cos_samples=cos_samples,
-        batch_size=batch_size,
-        seed=seed,
-        bins=bins,
-        threads=threads,
-        progress=progress,
-        spec_hash=spec_hash,
-        weights_hash=weights_hash,
-        graph=graph,
-        activation_bits=activation_bits,
-        model_hash=model_hash,
-    )
-    if data_fingerprint is None and len(data):
-        data_fingerprint = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
-    if steps.free:
-        return choose_steps(
-            model,
-            data,
-            steps,
-            graph,
-            rules,
-            seed,
-            lambda d, eq: _scaled(
-                model, d, equalization=eq, rows_needed=True, data_fingerprint=data_fingerprint, **settings
-            ),
-            _with_layer_steps,
+    prepare.check_wide_kinds(graph, bits, rules)
+    prepare.check_samples(data)
+    if provenance.data_fingerprint is None:
+        provenance = replace(
+            provenance, data_fingerprint=hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
         )
-    stage = _scaled(
-        model,
-        data,
-        equalization=bool(steps.equalization),
-        rows_needed=bool(steps.rounding or steps.bias_correction),
-        data_fingerprint=data_fingerprint,
-        **settings,
-    )
-    return _with_layer_steps(stage, steps)
+    steps = settings.steps if settings.steps is not None else Steps()
+    resolved = replace(settings, target=rules, activation_bits=bits, steps=steps)
+    return CalibrationRun(model, data, graph, rules, resolved, provenance, model_hash)
 
 
 @dataclass
@@ -175,100 +151,144 @@ def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
     return table
 
 
-def _scaled(  # noqa: PLR0913, PLR0915
-    model: onnx.ModelProto,
-    data: np.ndarray,
-    method: str,
-    rules: TargetRules,
-    percentile: float,
-    cos_steps: int,
-    cos_rounds: int,
-    cos_rows: int,
-    cos_samples: int | None,
-    batch_size: int,
-    seed: int,
-    bins: int,
-    threads: int | None,
-    progress: bool | None,
-    data_fingerprint: str | None,
-    spec_hash: str | None,
-    weights_hash: str | None,
-    graph: IntGraph,
-    activation_bits: int,
-    equalization: bool,
-    rows_needed: bool,
-    model_hash: str,
-) -> Scaled:
+# ---------------------------------------------------------------------------------------------------- the phases
+@dataclass
+class _Stage:
+    """What the phases of one calibration up to its per-layer steps share: its samples and switches, then what each
+    phase adds (in the order they run)."""
+
+    data: np.ndarray  # the samples this stage calibrates on (the steps' choice calibrates trials on a part)
+    equalization: bool
+    rows_needed: bool  # sample the layers' input rows for the per-layer steps
+    model: onnx.ModelProto  # the run's model, equalized when asked
+    names: list[str]  # every node output: a placement may quantize an island's output later
+    layers: list
+    base: str  # the activation method at this width (kl+cos: kl, then the search)
+    searching: bool  # the cosine fine search runs
+    n_cos: int  # samples the rows are drawn from
+    started: float
+    timing: dict[str, float] = field(default_factory=dict)
+    pairs: list[dict] = field(default_factory=list)  # equalization's records
+    # _statistics
+    inits: dict = field(default_factory=dict)
+    hists: dict[str, Histogram] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    # _thresholds (signed and act_scale change again in _weight_scales and _share_groups)
+    thr: dict = field(default_factory=dict)
+    signed: dict[str, bool] = field(default_factory=dict)
+    act_scale: dict[str, float] = field(default_factory=dict)
+    coarse_scale: dict[str, float] = field(default_factory=dict)
+    full_range: set[str] = field(default_factory=set)
+    groups: list = field(default_factory=list)
+    # _weight_scales
+    w_bits: dict[str, int] = field(default_factory=dict)
+    w_scale: dict = field(default_factory=dict)
+    w_method: dict[str, str] = field(default_factory=dict)
+    result: SearchResult | None = None
+    # _share_groups, _fixed_scales
+    group_of: dict[str, int] = field(default_factory=dict)
+    fixed: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> _Stage:
+        s, bits = run.settings, run.activation_bits
+        return cls(
+            data,
+            equalization,
+            rows_needed,
+            run.model,
+            run.graph.calibrated,
+            [layer_of(n) for n in run.graph.weighted],
+            wide_method(s.method) if bits > 8 else "kl" if s.method == "kl+cos" else s.method,
+            # the fine search models 8-bit activations; at 16 bits their rounding error is ~1/128 of that: left out
+            s.method == "kl+cos" and s.cos_steps > 0 and s.cos_rounds > 0 and bits == 8,
+            len(data) if s.cos_samples is None else min(s.cos_samples, len(data)),
+            time.perf_counter(),
+        )
+
+
+def _scaled(run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> Scaled:
     """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
     the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
-    timing = {}
-    t0 = time.perf_counter()
-    fp32_hash = model_hash
-    names = graph.calibrated  # every node output: a placement may quantize an island's output later
-    layers = [layer_of(n) for n in graph.weighted]
+    stage = _Stage.of(run, data, equalization, rows_needed)
+    for name, phase in (
+        ("equalization", _equalize),
+        ("statistics", _statistics),
+        ("thresholds", _thresholds),
+        ("cos_search", _weight_scales),
+    ):
+        t = time.perf_counter()
+        phase(run, stage)
+        stage.timing[name] = time.perf_counter() - t
+    _share_groups(run, stage)
+    _fixed_scales(run, stage)
+    table = CalibrationTable(_doc(run, stage))
+    return Scaled(table, run.graph, stage.layers, stage.inits, stage.samples, run.settings.threads, stage.started)
 
-    # ---- cross-layer equalization: the same function, channels of the rescalable tensors evened out
-    pairs_doc: list[dict] = []
-    if equalization:
-        pairs = find_pairs(graph)
-        if pairs:
-            inits = initializers(model)
-            bits = {
-                c.weight: rules.weight_bits(c.op_type, c.attrs, inits[c.weight]) for p in pairs for c in p.consumers
-            }
-            pairs_doc = choose(
-                pairs, measure(model, data, pairs, batch_size=batch_size, threads=threads, seed=seed), inits, bits
-            )
-            model = with_initializers(model, equalize_arrays(pairs_doc, inits))
-    timing["equalization"] = time.perf_counter() - t0
 
-    t0s = time.perf_counter()
-    inits = initializers(model)
-    hists = {n: Histogram(bins) for n in names}
-    rng = np.random.default_rng(seed)
-    base = wide_method(method) if activation_bits > 8 else "kl" if method == "kl+cos" else method
-    # the fine search models 8-bit activations; at 16 bits their rounding error is ~1/128 of that and it is left out
-    searching = method == "kl+cos" and cos_steps > 0 and cos_rounds > 0 and activation_bits == 8
-    n_cos = len(data) if cos_samples is None else min(cos_samples, len(data))
-    sampling_rows = searching or rows_needed  # the fine search and the per-layer steps work on the layers' input rows
+def _equalize(run: CalibrationRun, stage: _Stage) -> None:
+    """Cross-layer equalization: the same function, channels of the rescalable tensors evened out."""
+    pairs = find_pairs(run.graph) if stage.equalization else []
+    if pairs:
+        s, inits = run.settings, initializers(stage.model)
+        bits = {
+            w: run.rules.weight_bits(c.op_type, c.attrs, inits[w])
+            for p in pairs
+            for c in p.consumers
+            if (w := c.weight) is not None  # a pair's consumers are weighted
+        }
+        measured = measure(stage.model, stage.data, pairs, batch_size=s.batch_size, threads=s.threads, seed=s.seed)
+        stage.pairs = choose(pairs, measured, inits, bits)
+        stage.model = with_initializers(stage.model, equalize_arrays(stage.pairs, inits))
+
+
+def _statistics(run: CalibrationRun, stage: _Stage) -> None:
+    """One ONNX Runtime pass: a histogram per tensor and, where the search or the per-layer steps need them, each
+    layer's sampled input rows."""
+    s, data, layers, n_cos = run.settings, stage.data, stage.layers, stage.n_cos
+    stage.inits = inits = initializers(stage.model)
+    stage.hists = {n: Histogram(s.bins) for n in stage.names}
+    rng = np.random.default_rng(s.seed)
+    sampling_rows = stage.searching or stage.rows_needed
     # each layer's rows go straight into one buffer (no concatenation of per-batch parts at the end): room for
     # every batch's draw, ceil(cos_rows * take / n_cos) rows, of which a batch smaller than that fills less
-    capacity = sum(math.ceil(cos_rows * min(batch_size, n_cos - s) / n_cos) for s in range(0, n_cos, batch_size))
+    capacity = sum(math.ceil(s.cos_rows * min(s.batch_size, n_cos - b) / n_cos) for b in range(0, n_cos, s.batch_size))
     rows: dict[str, np.ndarray] = {}
     filled = {l.name: 0 for l in layers}
-    if progress is None:
-        progress = sys.stderr.isatty() and len(data) > 64
+    progress = s.progress if s.progress is not None else sys.stderr.isatty() and len(data) > 64
     seen = 0
-    exposed = names + sorted({l.input for l in layers} - set(names))
+    exposed = stage.names + sorted({l.input for l in layers} - set(stage.names))
 
     def sample_rows(outs, take):  # every layer in order: one generator draws all positions
         for l in layers:
-            per_batch = math.ceil(cos_rows * take / n_cos)
+            per_batch = math.ceil(s.cos_rows * take / n_cos)
             part = layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng)
             if l.name not in rows:
                 rows[l.name] = np.empty((capacity, *part.shape[1:]), np.float32)
             rows[l.name][filled[l.name] : filled[l.name] + len(part)] = part
             filled[l.name] += len(part)
 
-    with ThreadPoolExecutor(max_workers=threads or 2) as counting:
-        for outs in run_batches(model, data, exposed, batch_size, threads, progress):
+    with ThreadPoolExecutor(max_workers=s.threads or 2) as counting:
+        for outs in run_batches(stage.model, data, exposed, s.batch_size, s.threads, progress):
             nb = len(next(iter(outs.values())))
             # the rows are sampled on one thread while the others count the histograms
             sampling = (
                 counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if sampling_rows and seen < n_cos else None
             )
-            update_histograms(hists, outs, counting)
+            update_histograms(stage.hists, outs, counting)
             if sampling is not None:
                 sampling.result()
             seen += nb
-    timing["statistics"] = time.perf_counter() - t0s
+    stage.samples = {name: buf[: filled[name]] for name, buf in rows.items()}  # the buffers live on as these views
 
-    # ---- coarse thresholds
-    t1 = time.perf_counter()
+
+def _thresholds(run: CalibrationRun, stage: _Stage) -> None:
+    """The coarse threshold of every tensor by the method, and its scale."""
+    rules, bits, graph, hists = run.rules, run.activation_bits, run.graph, stage.hists
     # never negative on the data: 256 levels over [0, T] (u8 with zero point 0, or int8 with zero point -128
     # on asymmetric targets); otherwise 255 levels over [-T, T]
     signed = {
-        n: activation_bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in names
+        n: bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in stage.names
     }  # 16 bits: int16 always (one wide type)
 
     full_range = {t for node in graph.nodes if INT_OPS[node.kind].full_range for t in (*node.inputs, *node.outputs)}
@@ -278,254 +298,218 @@ def _scaled(  # noqa: PLR0913, PLR0915
     def one(n):
         h = hists[n]
         levels = 128 if signed[n] else 256
-        how = "minmax" if n in full_range and base in ("kl", "percentile") else base
+        how = "minmax" if n in full_range and stage.base in ("kl", "percentile") else stage.base
         counts = h.counts if how == "kl" else h.with_zeros  # KL ignores exact zeros (ncnn): a ReLU's spike at
         # 0 merged with its neighbours into one level dominates the divergence and drives thresholds far too low
-        return n, threshold(how, counts, h.width, amax=h.amax, percentile=percentile, num_levels=levels)
+        return n, threshold(how, counts, h.width, amax=h.amax, percentile=run.settings.percentile, num_levels=levels)
 
-    with ThreadPoolExecutor(max_workers=threads or 2) as pool:
-        thr = dict(pool.map(one, names))
-    if activation_bits > 8:  # a range fixed by the op is covered whole (IntOp.output_range); its group follows
+    with ThreadPoolExecutor(max_workers=run.settings.threads or 2) as pool:
+        thr = dict(pool.map(one, stage.names))
+    if bits > 8:  # a range fixed by the op is covered whole (IntOp.output_range); its group follows
         for n, amax in graph.output_amax().items():
             if n in thr and amax > thr[n].value:
                 thr[n] = replace(thr[n], value=amax)
-    act_scale = {n: float(scale_for_threshold(thr[n].value, activation_bits, signed[n])) for n in names}
-    coarse_scale = dict(act_scale)
-    timing["thresholds"] = time.perf_counter() - t1
+    stage.thr, stage.signed, stage.full_range, stage.groups = thr, signed, full_range, groups
+    stage.act_scale = {n: float(scale_for_threshold(thr[n].value, bits, signed[n])) for n in stage.names}
+    stage.coarse_scale = dict(stage.act_scale)
 
-    # ---- weights: max |w| per output channel, then the fine search
-    t2 = time.perf_counter()
-    wstats = weight_stats(model, layers)
-    w_bits = {l.weight: rules.weight_bits(l.op, l.attrs, inits[l.weight]) for l in layers}
-    w_scale = {w: scale_for_threshold(s.ch_absmax, w_bits[w]) for w, s in wstats.items()}
-    w_method = dict.fromkeys(wstats, "minmax")
-    result = None
-    samples = {name: buf[: filled[name]] for name, buf in rows.items()}
-    rows.clear()  # the buffers live on only as the samples' views
-    if searching:
-        with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
-            # a full-range tensor keeps its range (the search would clip it as KL does), and a layer writing one
-            # is left out: its own output's cosine does not see how a softmax after it amplifies its errors
-            result = cos_search(
-                [l for l in layers if l.input in act_scale and not full_range.intersection((l.input, l.output))],
-                inits,
-                samples,
-                act_scale,
-                signed,
-                steps=cos_steps,
-                rounds=cos_rounds,
-                weight_bits=w_bits,
-                threads=threads or 2,
-                act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n])) for n in act_scale},
-            )
-        act_scale.update(result.act_scales)
-        for lr in result.layers.values():
-            w_scale[lr.weight] = lr.w_scale.astype(np.float32)
-            w_method[lr.weight] = "minmax+cos"
-    timing["cos_search"] = time.perf_counter() - t2
 
-    # ---- target constraints: shared scales (a group takes its widest range)
-    group_of = {}
-    for gi, g in enumerate(groups):
+def _weight_scales(run: CalibrationRun, stage: _Stage) -> None:
+    """Weights: max |w| per output channel, then the fine search (kl+cos) of weight and input scales."""
+    layers, inits, s = stage.layers, stage.inits, run.settings
+    wstats = weight_stats(stage.model, layers)
+    stage.w_bits = w_bits = {l.weight: run.rules.weight_bits(l.op, l.attrs, inits[l.weight]) for l in layers}
+    stage.w_scale = {w: scale_for_threshold(st.ch_absmax, w_bits[w]) for w, st in wstats.items()}
+    stage.w_method = dict.fromkeys(wstats, "minmax")
+    if not stage.searching:
+        return
+    with threadpool_limits(1, user_api="blas"):  # thousands of small products: no thread wake-ups
+        # a full-range tensor keeps its range (the search would clip it as KL does), and a layer writing one
+        # is left out: its own output's cosine does not see how a softmax after it amplifies its errors
+        result = cos_search(
+            [
+                l
+                for l in layers
+                if l.input in stage.act_scale and not stage.full_range.intersection((l.input, l.output))
+            ],
+            inits,
+            stage.samples,
+            stage.act_scale,
+            stage.signed,
+            steps=s.cos_steps,
+            rounds=s.cos_rounds,
+            weight_bits=w_bits,
+            threads=s.threads or 2,
+            act_limits={
+                n: float(scale_for_threshold(stage.hists[n].amax, 8, stage.signed[n])) for n in stage.act_scale
+            },
+        )
+    stage.act_scale.update(result.act_scales)
+    for lr in result.layers.values():
+        stage.w_scale[lr.weight] = lr.w_scale.astype(np.float32)
+        stage.w_method[lr.weight] = "minmax+cos"
+    stage.result = result
+
+
+def _share_groups(run: CalibrationRun, stage: _Stage) -> None:
+    """Target constraints: shared scales (a group takes its widest range)."""
+    signed, act_scale, result, bits = stage.signed, stage.act_scale, stage.result, run.activation_bits
+    for gi, g in enumerate(stage.groups):
         # split_mixed_groups: a ReLU output forced signed by a signed neighbour keeps its ReLU as a float op in
         # ORT (only a zero point at the code minimum lets ORT drop it), so members share the step size but keep
         # their signedness (zero point 0 vs 128 for ORT)
-        keep_sign = rules.split_mixed_groups and len({signed[n] for n in g}) > 1
+        keep_sign = run.rules.split_mixed_groups and len({signed[n] for n in g}) > 1
         any_signed = any(signed[n] for n in g)
         # the widest range in the group; when the fine search set some members (conv inputs), only theirs count:
         # in a dense block the concat outputs feed the next convs, and the search tuned exactly those scales
         searched = [n for n in g if result is not None and n in result.act_scales]
-        widest = max(act_scale[n] * qrange(activation_bits, signed[n])[1] for n in (searched or g))
+        widest = max(act_scale[n] * qrange(bits, signed[n])[1] for n in (searched or g))
         for n in g:
             if not keep_sign:
                 signed[n] = any_signed
             # one step size for the whole group (T/127 when any member is signed): unsigned members keep zero
             # point 0 (their ReLU stays fusable) on the same grid, so the concat only shifts zero points, exactly
-            act_scale[n] = float(scale_for_threshold(widest, activation_bits, any_signed))
-            group_of[n] = gi
+            act_scale[n] = float(scale_for_threshold(widest, bits, any_signed))
+            stage.group_of[n] = gi
 
-    # ---- scales the target fixes (TFLite: LOGISTIC's and SOFTMAX's output 1/256 with zero point -128), with their
-    # groups
-    fixed: dict[str, tuple[float, int]] = {}
-    for node in graph.nodes:
-        for op, scale, zp in rules.fixed_outputs_at(activation_bits):
+
+def _fixed_scales(run: CalibrationRun, stage: _Stage) -> None:
+    """Scales the target fixes (TFLite: LOGISTIC's and SOFTMAX's output 1/256 with zero point -128), with their
+    groups."""
+    for node in run.graph.nodes:
+        for op, scale, zp in run.rules.fixed_outputs_at(run.activation_bits):
             if (node.kind == "lookup" and node.lookup == op and not node.gate) or (
                 node.kind == "softmax" and op == "Softmax" and node.integer
             ):
                 out = node.outputs[0]
-                members = next((g for g in groups if out in g), [out])
-                fixed.update({m: (float(np.float32(scale)), zp) for m in members})
+                members = next((g for g in stage.groups if out in g), [out])
+                stage.fixed.update({m: (float(np.float32(scale)), zp) for m in members})
 
-    # ---- the table
-    tensors: dict[str, dict] = {}
-    for n in names:
-        h = hists[n]
-        t = thr[n]
-        s = act_scale[n]
+
+# ---------------------------------------------------------------------------------------------------- the table
+def _doc(run: CalibrationRun, stage: _Stage) -> dict:
+    s, source = run.settings, run.provenance
+    return {
+        "format": "tcc-calibration",
+        "version": 1,
+        "target": run.rules.name,
+        "method": s.method,
+        "spec_hash": source.spec_hash,
+        "weights_hash": source.weights_hash,
+        "model_hash": run.model_hash,
+        "data_fingerprint": source.data_fingerprint,
+        "samples": len(stage.data),
+        "settings": {
+            "percentile": s.percentile,
+            "bins": s.bins,
+            "levels_signed": 128,
+            "levels_unsigned": 256,
+            "activation_bits": run.activation_bits,
+            "activation_method": stage.base,
+            "cos_steps": s.cos_steps,
+            "cos_rounds": s.cos_rounds,
+            "cos_rows": s.cos_rows,
+            "cos_samples": stage.n_cos if stage.searching else 0,
+            "cos_range": [0.5, 2.0],
+            "seed": s.seed,
+        },
+        "created_by": "tcc.quant.calibrate",
+        "timing_s": stage.timing,
+        "summary": _summary(stage.result),
+        "tensors": {**_activation_entries(run, stage), **_weight_entries(run, stage)},
+        "layers": _layer_entries(stage),
+        "groups": stage.groups,
+        "steps": [
+            {
+                "name": "equalization",
+                "enabled": bool(stage.equalization),
+                **({"settings": {"strengths": list(STRENGTHS)}, "pairs": stage.pairs} if stage.equalization else {}),
+            }
+        ],
+    }
+
+
+def _activation_entries(run: CalibrationRun, stage: _Stage) -> dict[str, dict]:
+    rules, result, tensors = run.rules, stage.result, {}
+    for n in stage.names:
+        h = stage.hists[n]
+        t = stage.thr[n]
+        s = stage.act_scale[n]
         zp = 0
-        is_signed = signed[n]
+        is_signed = stage.signed[n]
         sym = True
-        if n in fixed:
-            s, zp = fixed[n]  # int8 codes, or int16 ones at zero point 0
+        if n in stage.fixed:
+            s, zp = stage.fixed[n]  # int8 codes, or int16 ones at zero point 0
             is_signed, sym = True, zp == 0
         elif rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
             zp, is_signed, sym = -128, True, False
         elif rules.signed_as_u8 and is_signed:  # u8 with zero point 128 covers [-128 s, 127 s]
             zp, is_signed = 128, False
-        diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": coarse_scale[n]}
+        diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": stage.coarse_scale[n]}
         if result and n in result.act_cos:
             diag["cos_before"], diag["cos_after"] = result.act_cos[n]
-        how = method if result and n in result.act_scales else base
+        how = run.settings.method if result and n in result.act_scales else stage.base
         entry = {
             "kind": "activation",
             "scale": s,
             "zero_point": zp,
-            "bits": activation_bits,
+            "bits": run.activation_bits,
             "symmetric": sym,
             "signed": is_signed,
-            "method": "fixed by the target" if n in fixed else how,
+            "method": "fixed by the target" if n in stage.fixed else how,
             "threshold": t.value,
             "min": h.min,
             "max": h.max,
             "diagnostics": diag,
         }
-        if n in group_of:
-            entry["group"] = group_of[n]
+        if n in stage.group_of:
+            entry["group"] = stage.group_of[n]
         tensors[n] = entry
-    layer_doc = {}
-    for l in layers:
-        sc = np.asarray(w_scale[l.weight], dtype=np.float64)
+    return tensors
+
+
+def _weight_entries(run: CalibrationRun, stage: _Stage) -> dict[str, dict]:
+    tensors = {}
+    for l in stage.layers:
+        sc = np.asarray(stage.w_scale[l.weight], dtype=np.float64)
         tensors[l.weight] = {
             "kind": "weight",
             "scale": [float(v) for v in sc],
             "zero_point": 0,
-            "bits": w_bits[l.weight],
+            "bits": stage.w_bits[l.weight],
             "symmetric": True,
             "signed": True,
             "axis": l.w_axis,
-            "method": w_method[l.weight],
+            "method": stage.w_method[l.weight],
             "layer": l.name,
-            **({"narrow_range": True} if rules.narrow_weights else {}),
+            **({"narrow_range": True} if run.rules.narrow_weights else {}),
         }
+    return tensors
+
+
+def _layer_entries(stage: _Stage) -> dict[str, dict]:
+    layer_doc = {}
+    for l in stage.layers:
         entry = {"op": l.op, "input": l.input, "weight": l.weight, "bias": l.bias, "output": l.output}
-        if result and l.name in result.layers:
-            lr = result.layers[l.name]
+        if stage.result and l.name in stage.result.layers:
+            lr = stage.result.layers[l.name]
             entry["cos_before"], entry["cos_after"] = lr.cos_before, lr.cos_after
         layer_doc[l.name] = entry
-    summary = {}
-    if result and result.layers:
-        b = [r.cos_before for r in result.layers.values()]
-        a = [r.cos_after for r in result.layers.values()]
-        summary = {
-            "layers_searched": len(a),
-            "mean_cos_before": float(np.mean(b)),
-            "mean_cos_after": float(np.mean(a)),
-            "min_cos_before": float(np.min(b)),
-            "min_cos_after": float(np.min(a)),
-        }
-    doc = {
-        "format": "tcc-calibration",
-        "version": 1,
-        "target": rules.name,
-        "method": method,
-        "spec_hash": spec_hash,
-        "weights_hash": weights_hash,
-        "model_hash": fp32_hash,
-        "data_fingerprint": data_fingerprint,
-        "samples": len(data),
-        "settings": {
-            "percentile": percentile,
-            "bins": bins,
-            "levels_signed": 128,
-            "levels_unsigned": 256,
-            "activation_bits": activation_bits,
-            "activation_method": base,
-            "cos_steps": cos_steps,
-            "cos_rounds": cos_rounds,
-            "cos_rows": cos_rows,
-            "cos_samples": n_cos if searching else 0,
-            "cos_range": [0.5, 2.0],
-            "seed": seed,
-        },
-        "created_by": "tcc.quant.calibrate",
-        "timing_s": timing,
-        "summary": summary,
-        "tensors": tensors,
-        "layers": layer_doc,
-        "groups": groups,
-        "steps": [
-            {
-                "name": "equalization",
-                "enabled": bool(equalization),
-                **({"settings": {"strengths": list(STRENGTHS)}, "pairs": pairs_doc} if equalization else {}),
-            }
-        ],
+    return layer_doc
+
+
+def _summary(result: SearchResult | None) -> dict:
+    if not (result and result.layers):
+        return {}
+    b = [r.cos_before for r in result.layers.values()]
+    a = [r.cos_after for r in result.layers.values()]
+    return {
+        "layers_searched": len(a),
+        "mean_cos_before": float(np.mean(b)),
+        "mean_cos_after": float(np.mean(a)),
+        "min_cos_before": float(np.min(b)),
+        "min_cos_after": float(np.min(a)),
     }
-    return Scaled(CalibrationTable(doc), graph, layers, inits, samples, threads, t0)
-
-
-ACTIVATION_BITS = (8, 16)
-
-
-def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -> None:
-    """`tcc calibrate --activation-bits`: a width the rules' integer kernels take, else a DataError (exit 2)."""
-    if bits not in ACTIVATION_BITS:
-        raise DataError(f"--activation-bits {bits}: expected one of {', '.join(map(str, ACTIVATION_BITS))}")
-    if bits not in rules.activation_bits:
-        takes = [r.name for r in RULES.values() if bits in r.activation_bits]
-        where = (
-            f"--target {target} (rules {rules.name!r})"
-            if target and target != rules.name
-            else f"target rules {rules.name!r}"
-        )
-        raise DataError(
-            f"--activation-bits {bits}: {where} take "
-            f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
-            f"read {' or '.join(map(str, rules.activation_bits))}-bit codes: add --activation-bits "
-            f"{rules.activation_bits[0]}); {bits}-bit activations: --target {' or '.join(takes)}"
-        )
-
-
-def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
-    """At 16 bits, every integer node of the integer graph (tcc.quant.intgraph.plan.IntGraph; float islands aside) must
-    be of a kind, and a lookup of a function, that the rules' 16-bit kernels take (TargetRules.wide.kinds, .lookups):
-    else a DataError (exit 2) naming the node, its kind and the target, before any data is read."""
-    kinds = rules.wide.kinds
-    if bits <= 8 or kinds is None:
-        return
-    lookups = rules.wide.lookups
-    # a float island (softmax, layer norm under TFLite's rules) dequantizes and quantizes at either width
-    bad = next(
-        (
-            n
-            for n in graph.nodes
-            if n.integer
-            and (
-                n.kind not in kinds
-                or (n.kind == "lookup" and lookups is not None and (n.lookup not in lookups or n.gate))
-            )
-        ),
-        None,
-    )
-    if bad is not None:
-        where = f"target {target or rules.name} (rules {rules.name!r})"
-        raise DataError(
-            f"--activation-bits {bits}: node {bad.name!r} ({bad.op_type}, integer kind {bad.kind!r}) has "
-            f"no {bits}-bit form for {where}: its {bits}-bit kernels are done for "
-            f"{', '.join(kinds)}{_lookups_note(lookups)}; calibrate with --activation-bits 8, or build "
-            "W8A16 for TVM"
-        )
-
-
-def _lookups_note(lookups) -> str:
-    return "" if lookups is None else f" (lookups: {', '.join(lookups)})"
-
-
-def activation_bits(spec_section: dict | None, given: int | None, rules: TargetRules | None = None) -> int:
-    """The activation width a calibration uses: the command line's, else the spec's `calibrate:` section's, else 8
-    (or the one width `rules` take, where that is not 8: `tflite16-i32`, 16)."""
-    default = 8 if rules is None or 8 in rules.activation_bits else rules.activation_bits[0]
-    return int(given if given is not None else (spec_section or {}).get("activation_bits", default))
 
 
 def wide_method(method: str) -> str:
@@ -603,69 +587,50 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
     timing["bias_correction"] = time.perf_counter() - t
 
 
-def calibrate(  # noqa: PLR0913
-    spec: str | Path,
-    weights: str | Path | None,
+@dataclass(frozen=True)
+class Calibrated:
+    """`calibrate`'s result: the table, and the FP32 graph and samples it was made from (the quality report's)."""
+
+    table: CalibrationTable
+    fp32: onnx.ModelProto
+    samples: np.ndarray = field(repr=False)
+
+
+def calibrate(
+    spec,
     data,
-    target: str = "ort",
-    method: str = "kl+cos",
-    calib_size: int | None = 128,
-    seed: int = 0,
-    skip_bad: bool = False,
-    overrides: dict | None = None,
-    by_order: bool = False,
-    key_map=None,
+    request: CalibrationRequest = CalibrationRequest(),
+    *,
+    weights: Weights | str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
     opset: int = 13,
-    progress: bool | None = None,
-    return_inputs: bool = False,
-    placement=None,
-    step_switches: dict | None = None,
-    log=lambda s: None,
-    **kwargs,
-):
+    log: Callable[[str], None] = lambda s: None,
+) -> Calibrated:
     """`tcc calibrate SPEC --weights W --data DIR --target T --method M`: spec + weights + data -> table.
 
     The FP32 graph is the one `tcc build` makes for the same spec, weights and opset (tcc.frontend), so the table
-    fits `tcc build --calib`. The model is planned onto the integer op table before any data is read: a node
-    without an integer form is refused at once. kwargs go to `calibrate_onnx` (percentile, cos_steps,
-    cos_rounds, cos_rows, batch_size, threads, steps: the post-training steps). Without `steps`, the steps are the
-    spec's `calibrate:` section's with `step_switches` (Steps.chosen: the command line's) on top. placement
-    (tcc.quant.place.placer.PlaceOptions): the placement step, run on the table calibration made.
-    """
-    rules = rules_for(target)
-    if method not in METHODS:
-        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
-    if kwargs.get("activation_bits") is not None:  # given: checked before any work (the spec's, once it is read)
-        check_activation_bits(kwargs["activation_bits"], rules, target)
-    if placement is not None:
-        check_options(placement, rules.name)  # before minutes of work
-    fe = lower_spec(spec, overrides, weights=weights, by_order=by_order, key_map=key_map, seed=seed, opset=opset)
+    fits `tcc build --calib`. The request is checked before the spec is read, and the model planned onto the integer
+    op table and checked before any data is read (tcc.quant.prepare): a node without an integer form is refused at
+    once. Without steps in the request's settings, the steps are the spec's `calibrate:` section's with the request's
+    switches on top; its placement step runs on the table calibration made. The weights' seed is the command's one
+    seed (the random weights, the samples picked, the calibration's draws)."""
+    target = request.settings.target
+    rules = target if isinstance(target, TargetRules) else rules_for(target)
+    named = target if isinstance(target, str) else None
+    prepare.check_request(request, rules, named)  # before minutes of work
+    w = Weights.of(weights)
+    fe = lower_spec(spec, overrides, w, opset=opset)
     graph = plan(fe.onnx, rules=rules)
-    if placement is not None:
-        check_nodes(placement, graph)  # a misspelt --keep-float fails before the data is read
+    settings = prepare.resolve(request, fe.model.calibrate, graph, rules, named)
     model = fe.model
-    bits = kwargs["activation_bits"] = activation_bits(model.calibrate, kwargs.get("activation_bits"), rules)
-    check_activation_bits(bits, rules, target)
-    check_wide_kinds(graph, bits, rules, target)
-    if "steps" not in kwargs:  # resolved before the data is read: a bad --rounding-budget fails now
-        kwargs["steps"] = Steps.chosen(model.calibrate, **(step_switches or {})).checked()
-    cd = load_calibration_data(data, model.preprocess, model.input_shape, calib_size, seed, skip_bad, progress)
-    table = calibrate_onnx(
-        fe.onnx,
-        cd.array,
-        method=method,
-        target=rules,
-        seed=seed,
-        progress=progress,
-        data_fingerprint=cd.fingerprint,
-        spec_hash=model.spec_hash,
-        weights_hash=file_sha256(weights) if weights else None,
-        graph=graph,
-        **kwargs,
+    cd = load_calibration_data(
+        data, model.preprocess, model.input_shape, request.calib_size, w.seed, request.skip_bad, settings.progress
     )
-    if placement is not None:
-        table = place(fe.onnx, table, cd.array, placement, log)
-    return (table, fe.onnx, cd.array) if return_inputs else table
+    provenance = Provenance(cd.fingerprint, model.spec_hash, file_sha256(w.file) if w.file else None)
+    table = calibrate_onnx(fe.onnx, cd.array, replace(settings, target=rules, seed=w.seed), provenance, graph=graph)
+    if request.placement is not None:
+        table = place(fe.onnx, table, cd.array, request.placement, log)
+    return Calibrated(table, fe.onnx, cd.array)
 
 
 def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:

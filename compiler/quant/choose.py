@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -34,6 +36,7 @@ from .intgraph.qgraph import quantize_graph
 from .intgraph.reference import Reference
 from .lower.qdq import to_qdq
 from .report.quality import run_ort
+from .settings import CalibrationRun
 from .table.file import CalibrationTable
 from .table.rules import TargetRules
 from .table.steps import STEP_NAMES, Steps
@@ -43,24 +46,20 @@ JUDGED_MIN = 8
 JUDGED_FRACTION = 0.25
 DECIMALS = 6
 POST_STEPS = ("rounding", "bias_correction")  # run on the final scales: one statistics pass serves each subset
+Stage = TypeVar("Stage")  # a calibration up to its per-layer steps (tcc.quant.calibrate.Scaled)
 
 
 def choose_steps(
-    model: onnx.ModelProto,
-    data: np.ndarray,
-    steps: Steps,
-    graph: IntGraph,
-    rules: TargetRules,
-    seed: int,
-    scaled: Callable[[np.ndarray, bool], object],
-    with_layer_steps: Callable[[object, Steps], CalibrationTable],
+    run: CalibrationRun,
+    scaled: Callable[[np.ndarray, bool], Stage],
+    with_layer_steps: Callable[[Stage, Steps], CalibrationTable],
 ) -> CalibrationTable:
-    """The table of the best combination of `steps`' free steps. scaled(data, equalization): a calibration up to
+    """The table of the best combination of the run's free steps. scaled(data, equalization): a calibration up to
     its per-layer steps; with_layer_steps(stage, steps): its table with them (tcc.quant.calibrate)."""
     started = time.perf_counter()
-    free = steps.free
-    fixed = {name: bool(getattr(steps, name)) for name in STEP_NAMES if name not in free}
-    record = {"free": list(free), "fixed": fixed, "budget_s": steps.choice_budget}
+    data, steps = run.data, run.steps
+    fixed = {name: bool(getattr(steps, name)) for name in STEP_NAMES if name not in steps.free}
+    record: dict[str, Any] = {"free": list(steps.free), "fixed": fixed, "budget_s": steps.choice_budget}
     if steps.choice_budget == 0 or len(data) < SAMPLES_MIN:
         why = (
             "choice budget 0"
@@ -70,56 +69,74 @@ def choose_steps(
         plain = steps.deciding(())
         table = with_layer_steps(scaled(data, bool(plain.equalization)), plain)
         record.update(chosen=[], skipped=why, trials=[])
-        table.doc["steps_choice"] = record
-        table.doc["timing_s"]["choice"] = time.perf_counter() - started
-        return table
+    else:
+        trials = _trials(run, scaled, with_layer_steps, started)
+        # recorded, not a gate: on the few judged samples no gain cleared 2 standard errors, where the best trial
+        # was better on other samples (docs/notes/steps-choice.md)
+        gain = trials.best_cosines - trials.first_cosines  # per judged sample, against the fixed steps alone
+        standard_error = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
+        # the table itself from every sample: one from three quarters of them lost more held-out cosine than the
+        # choice gained (docs/notes/steps-choice.md)
+        table = with_layer_steps(scaled(data, bool(trials.best.equalization)), trials.best)
+        record.update(
+            chosen=trials.best_record["steps"],
+            judged_samples=trials.judged,
+            statistics_samples=len(data) - trials.judged,
+            seed=run.settings.seed,
+            complete=trials.complete,
+            trials=trials.records,
+            best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
+        )
+    table.doc["steps_choice"] = record
+    table.doc["timing_s"]["choice"] = time.perf_counter() - started  # the whole choice, the table's own run included
+    return table
 
-    statistics, judged = split(len(data), seed)
-    judge = Judge(model, data[judged], graph, rules)
-    trials, best, complete, stages, per_sample = [], None, True, {}, []
+
+@dataclass
+class _Trials:
+    """Every candidate tried on the statistics samples and judged on the held-back ones, and the best."""
+
+    records: list[dict]  # per candidate: its steps and the judged mean and min cosine
+    best: Steps
+    best_record: dict
+    best_cosines: np.ndarray  # per judged sample
+    first_cosines: np.ndarray  # the first candidate's (the fixed steps alone)
+    judged: int  # samples held back
+    complete: bool  # every candidate tried within the budget
+
+
+def _trials(
+    run: CalibrationRun,
+    scaled: Callable[[np.ndarray, bool], Stage],
+    with_layer_steps: Callable[[Stage, Steps], CalibrationTable],
+    started: float,
+) -> _Trials:
+    data, steps = run.data, run.steps
+    statistics, judged = split(len(data), run.settings.seed)
+    judge = Judge(run.model, data[judged], run.graph, run.rules)
+    records: list[dict] = []
+    per_sample: list[np.ndarray] = []
+    best: tuple[dict, Steps, np.ndarray] | None = None
+    complete, stages = True, {}
     for equalization, post in candidates(steps):
-        if trials and steps.choice_budget is not None and time.perf_counter() - started > steps.choice_budget:
+        if records and steps.choice_budget is not None and time.perf_counter() - started > steps.choice_budget:
             complete = False
             break
         if equalization not in stages:  # one statistics pass per equalization setting, for all its candidates
             stages = {equalization: scaled(data[statistics], equalization)}
-        stage = stages[equalization]
         decided = steps.deciding([*(["equalization"] if equalization else []), *post])
-        table = with_layer_steps(stage, decided)
-        cosines = judge.cosines(table)
+        cosines = judge.cosines(with_layer_steps(stages[equalization], decided))
         trial = {
             "steps": [n for n in STEP_NAMES if decided.enabled(n)],
-            "equalization": equalization,
             "mean_cos": float(cosines.mean()),
             "min_cos": float(cosines.min()),
         }
-        trials.append(trial)
+        records.append(trial)
         per_sample.append(cosines)
         if best is None or _key(trial) > _key(best[0]):
             best = (trial, decided, cosines)
-    trial, decided, cosines = best
-    # recorded, not a gate: a gate at 2 standard errors kept the fixed steps alone on every DDSNet checkpoint (16
-    # judged crops), where the best of the trials was better on 32 other crops (PCam mean 0.99945 -> 0.99973)
-    gain = cosines - per_sample[0]  # per judged sample, against the first candidate: the fixed steps alone
-    standard_error = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
-    # the table itself from every sample: calibrated on three quarters, the held-out cosine of DDSNet's PCam and
-    # Sipak checkpoints fell by more than the choice gained (PCam mean 0.99973 -> 0.99961 with every step on)
-    stages = {}
-    table = with_layer_steps(scaled(data, bool(decided.equalization)), decided)
-    for t in trials:
-        del t["equalization"]
-    record.update(
-        chosen=trial["steps"],
-        judged_samples=len(judged),
-        statistics_samples=len(statistics),
-        seed=seed,
-        complete=complete,
-        trials=trials,
-        best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
-    )
-    table.doc["steps_choice"] = record
-    table.doc["timing_s"]["choice"] = time.perf_counter() - started  # the whole choice, the table's own run included
-    return table
+    assert best is not None  # the first candidate always runs
+    return _Trials(records, best[1], best[0], best[2], per_sample[0], len(judged), complete)
 
 
 def candidates(steps: Steps) -> list[tuple[bool, tuple[str, ...]]]:
@@ -147,8 +164,8 @@ class Judge:
     """The per-sample cosine of a table's INT8 output and the FP32 output, on held-back samples. The INT8 output is
     exactly what the target computes: under ONNX Runtime's rules the table's QDQ graph on ORT's integer kernels
     (bit-exact with tcc's integer reference there, and fast), under other rules the integer reference itself.
-    Float fake-quant would be faster still, but its cosine error on DDSNet differed from the integer one by a
-    third (GC: 1.6e-5 against 2.2e-5), as large as the differences between the candidates."""
+    Float fake-quant would be faster still, but on DDSNet its cosine error was as far from the integer one as the
+    candidates from each other (docs/notes/steps-choice.md)."""
 
     def __init__(self, model: onnx.ModelProto, x: np.ndarray, graph: IntGraph, rules: TargetRules):
         self.model, self.x, self.graph, self.rules = model, np.ascontiguousarray(x), graph, rules

@@ -98,6 +98,24 @@ def test_errors_are_the_typed_exceptions_the_cli_maps_to_exit_2(built, tmp_path)
         tcc.Bundle.open(tmp_path / "copy")
 
 
+def test_keywords_keep_their_meaning_and_a_misspelt_one_is_named(built, tmp_path):
+    """`calib_options` (the calibration's keywords, as Model.build has always taken them) calibrates as
+    `model.calibrate` does: the same table in the bundle; a misspelt keyword of any method is a TypeError naming the
+    nearest one, before any work."""
+    model, data, bundle, work = built
+    options = {"method": "kl", "calib_size": 16}
+    now = model.build("ort", precision="int8", data=data, calib_options=options, out=tmp_path / "now")
+    assert (now.path / "calibration.json").read_bytes() == (work / "api" / "calibration.json").read_bytes()
+    assert now.manifest["quantization"]["from"] == "data"
+    with pytest.raises(TypeError, match="did you mean 'calib_size'"):
+        model.calibrate(data, calib_sise=16)
+    with pytest.raises(TypeError, match="did you mean 'tune'"):
+        model.build("host", tunes=2, out=tmp_path / "x")
+    with pytest.raises(TypeError, match="did you mean 'epochs'"):
+        model.qat(data, work / "calibration.json", tmp_path / "q", epoch=2, check_only=True)
+    assert not (tmp_path / "x").exists()
+
+
 @needs_fixtures
 def test_the_docs_page_example_runs_as_written(monkeypatch, capsys):
     """docs/python-api.md's example, from the repository root, prints what its comments say."""

@@ -19,7 +19,7 @@ from PIL import Image
 from tcc.backends.ax.chips import CHIPS
 from tcc.backends.ax.config import Enum, check_prototxt, dump_prototxt, parse_prototxt, validate_pulsar2
 from tcc.backends.ax.ops import check_model
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tcc.errors import BuildError
 from tcc.passes.batch import fixed_batch
@@ -59,7 +59,9 @@ def kits(images, tmp_path_factory):
     def get(spec: str, chip: str):
         if (spec, chip) not in cache:
             cache[spec, chip] = build(
-                SPECS[spec], chip, out / f"{spec}-{chip}", overrides=SIZE, data=images, calib_options=dict(CALIB)
+                SPECS[spec],
+                build_settings(chip, overrides=SIZE, data=images, calibration=dict(CALIB)),
+                out / f"{spec}-{chip}",
             )
         return cache[spec, chip]
 
@@ -168,7 +170,9 @@ def test_ax650_qdq_model_carries_the_tables_scales_exactly(kits):
 def test_a_kit_built_twice_is_byte_identical(kits, images, tmp_path):
     first = kits("fastnet", "ax620e")
     again = build(
-        SPECS["fastnet"], "ax620e", tmp_path / "again", overrides=SIZE, data=images, calib_options=dict(CALIB)
+        SPECS["fastnet"],
+        build_settings("ax620e", overrides=SIZE, data=images, calibration=dict(CALIB)),
+        tmp_path / "again",
     )
     assert first.manifest["files"] == again.manifest["files"]
     for f in first.manifest["files"]:
@@ -544,11 +548,8 @@ def test_a_vit_kit_is_compiled_at_batch_1_with_its_shape_arithmetic_folded(image
 
     r = build(
         spec_path("vit_b_16"),
-        "ax650",
+        build_settings("ax650", overrides=SMALL["vit_b_16"], data=images, calibration=dict(CALIB)),
         tmp_path / "vit",
-        overrides=SMALL["vit_b_16"],
-        data=images,
-        calib_options=dict(CALIB),
     )
     m = r.manifest
     assert m["self_check"]["result"]["passed"] and m["target_checks"]["qdq"]["passed"]

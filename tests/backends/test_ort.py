@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
 from tcc.backends.ort.fp16 import to_fp16
-from tcc.build import TOLERANCES, build
+from tcc.build import TOLERANCES, build, build_settings
 from tcc.cli.main import main
 from tcc.errors import BuildError
 from tests.helpers import FIXTURES, REPO
@@ -109,7 +109,7 @@ def test_fp16_conversion_rejects_values_beyond_its_range():
 
 @pytest.mark.parametrize("spec", ["ddsnet", "fastnet"])
 def test_fp16_build_records_its_deviation(spec, tmp_path):
-    m = build(REPO / "spec" / f"{spec}.yaml", "ort", tmp_path / "b", precision="fp16").manifest
+    m = build(REPO / "spec" / f"{spec}.yaml", build_settings("ort", precision="fp16"), tmp_path / "b").manifest
     sc = m["self_check"]
     assert m["precision"] == "fp16" and sc["tolerance"] == TOLERANCES["fp16"]
     for r in (sc["result"], sc["float16_activations"]):
@@ -122,7 +122,7 @@ def test_fp16_build_records_its_deviation(spec, tmp_path):
 
 
 def test_opset_11_build(tmp_path):
-    m = build(REPO / "spec" / "fastnet.yaml", "onnx", tmp_path / "b", opset=11).manifest
+    m = build(REPO / "spec" / "fastnet.yaml", build_settings("onnx", opset=11), tmp_path / "b").manifest
     assert m["opset"] == 11 and m["self_check"]["result"]["passed"]
     assert onnx.load(tmp_path / "b" / "model.onnx").opset_import[0].version == 11
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 from tcc.backends import TARGETS, get_backend
-from tcc.build import TOLERANCES, build
+from tcc.build import TOLERANCES, build, build_settings
 from tcc.cli.main import main
 from tests.helpers.int8_zoo import SMALL, spec_path, zoo_names
 
@@ -39,14 +39,11 @@ def _build(name, tmp_path, precision, data=None, overrides=None, **kw):
 
     overrides = SMALL[name] if overrides is None else overrides
     shape = lower_spec(spec_path(name), overrides).model.input_shape
-    extra = {"data": data(shape), "calib_options": dict(CALIB)} if precision == "int8" else {}
+    extra = {"data": data(shape), "calibration": dict(CALIB)} if precision == "int8" else {}
     return build(
         spec_path(name),
-        "tflite",
+        build_settings("tflite", precision=precision, overrides=overrides, **{**extra, **kw}),
         tmp_path / f"{name}-{precision}",
-        precision=precision,
-        overrides=overrides,
-        **{**extra, **kw},
     )
 
 
@@ -133,7 +130,7 @@ def test_int8_with_every_calibration_step_is_bit_exact(tmp_path, data):
     from tcc.quant.table.steps import Steps
 
     steps = Steps(equalization=True, bias_correction=True, rounding=True)
-    r = _build("fastnet", tmp_path, "int8", data, calib_options={**CALIB, "steps": steps})
+    r = _build("fastnet", tmp_path, "int8", data, calibration={**CALIB, "steps": steps})
     assert all(s["enabled"] for s in json.loads((r.out / "calibration.json").read_text())["steps"])
     check = r.manifest["self_check"]
     assert check["result"]["passed"] and check["result"]["bit_exact"]
@@ -411,11 +408,13 @@ def test_fully_connected_requantizes_with_one_rounding(tmp_path):
     model = (
         build(
             spec,
-            "tflite",
+            build_settings(
+                "tflite",
+                precision="int8",
+                data=tmp_path / "calib.npy",
+                calibration={"method": "minmax", "calib_size": 32},
+            ),
             tmp_path / "b",
-            precision="int8",
-            data=tmp_path / "calib.npy",
-            calib_options={"method": "minmax", "calib_size": 32},
         ).out
         / "model.tflite"
     )
@@ -460,7 +459,7 @@ def test_grouped_conv_is_a_grouped_conv_2d(tmp_path):
 
     spec = tmp_path / "grouped.yaml"
     spec.write_text(GROUPED_SPEC)
-    r = build(spec, "tflite", tmp_path / "b")
+    r = build(spec, build_settings("tflite"), tmp_path / "b")
     assert r.manifest["self_check"]["result"]["passed"]
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
     names = {getattr(S.BuiltinOperator, k): k for k in dir(S.BuiltinOperator) if not k.startswith("_")}

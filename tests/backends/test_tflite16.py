@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("ai_edge_litert")
 
 from tcc.backends import get_backend
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tests.helpers.int8_zoo import SMALL, spec_path
 
@@ -37,12 +37,14 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
 
     r = build(
         spec_path(name),
-        target,
+        build_settings(
+            target,
+            precision="int8",
+            overrides=SMALL[name],
+            data=data,
+            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
+        ),
         tmp_path / "b",
-        precision="int8",
-        overrides=SMALL[name],
-        data=data,
-        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
     )
     m = r.manifest
     assert m["self_check"]["result"]["bit_exact"]
@@ -108,12 +110,14 @@ def test_16x8_file_types_and_versions(data, tmp_path):
 
     r = build(
         spec_path("ddsnet"),
-        "tflite",
+        build_settings(
+            "tflite",
+            precision="int8",
+            overrides=SMALL["ddsnet"],
+            data=data,
+            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
+        ),
         tmp_path / "b",
-        precision="int8",
-        overrides=SMALL["ddsnet"],
-        data=data,
-        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
     )
     table = json.loads((r.out / "calibration.json").read_text())["tensors"]
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
@@ -157,12 +161,14 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
 
     r = build(
         spec_path("ddsnet"),
-        "tflite16-i32",
+        build_settings(
+            "tflite16-i32",
+            precision="int8",
+            overrides=SMALL["ddsnet"],
+            data=data,
+            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
+        ),
         tmp_path / "b",
-        precision="int8",
-        overrides=SMALL["ddsnet"],
-        data=data,
-        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
     )
     assert r.manifest["quantization"]["rules"] == "tflite16-i32"
     assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
@@ -212,10 +218,10 @@ def test_int16_io(data, tmp_path):
         precision="int8",
         overrides=SMALL["ddsnet"],
         data=data,
-        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
+        calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
     )
-    a = build(spec_path("ddsnet"), "tflite", tmp_path / "a", **kw)
-    c = build(spec_path("ddsnet"), "tflite", tmp_path / "c", io="int8", **kw)
+    a = build(spec_path("ddsnet"), build_settings("tflite", **kw), tmp_path / "a")
+    c = build(spec_path("ddsnet"), build_settings("tflite", io="int8", **kw), tmp_path / "c")
     info = json.loads((c.out / "tflite.json").read_text())
     assert info["input_dtype"] == "int16" and info["output_dtype"] == "int16"
     backend = get_backend("tflite")
@@ -281,8 +287,8 @@ def test_lookup_without_16_bit_kernel_is_refused():
     from onnx import TensorProto, helper
 
     from tcc.errors import DataError
-    from tcc.quant.calibrate import check_wide_kinds
     from tcc.quant.intgraph.plan import plan
+    from tcc.quant.prepare import check_wide_kinds
     from tcc.quant.table.rules import RULES
 
     def graph(op):
@@ -430,12 +436,14 @@ def test_16x8_attention_every_integer_op_exact(tmp_path):
     np.save(x, np.random.default_rng(0).standard_normal((8, 3, 128, 128)).astype(np.float32))
     r = build(
         spec_path("mobilevit_xxs"),
-        "tflite",
+        build_settings(
+            "tflite",
+            precision="int8",
+            overrides=SMALL["mobilevit_xxs"],
+            data=x,
+            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
+        ),
         tmp_path / "b",
-        precision="int8",
-        overrides=SMALL["mobilevit_xxs"],
-        data=x,
-        calib_options={"method": "kl", "calib_size": 8, "activation_bits": 16},
     )
     m = r.manifest
     check = m["self_check"]["result"]
@@ -470,12 +478,14 @@ def test_16x8_mobilevitv2_every_integer_op_exact(tmp_path):
     np.save(x, np.random.default_rng(0).standard_normal((4, 3, 128, 128)).astype(np.float32))
     r = build(
         spec_path("mobilevitv2_050"),
-        "tflite",
+        build_settings(
+            "tflite",
+            precision="int8",
+            overrides={**SMALL["mobilevitv2_050"], "transformer_depths": [1, 1, 1]},
+            data=x,
+            calibration={"method": "kl", "calib_size": 4, "activation_bits": 16},
+        ),
         tmp_path / "b",
-        precision="int8",
-        overrides={**SMALL["mobilevitv2_050"], "transformer_depths": [1, 1, 1]},
-        data=x,  # one layer a block
-        calib_options={"method": "kl", "calib_size": 4, "activation_bits": 16},
     )
     check = r.manifest["self_check"]["result"]
     by_kind = check["per_op"]["max_lsb_by_kind"]

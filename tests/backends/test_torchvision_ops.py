@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tcc.backends.ax.ops import check_model
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.intgraph.plan import UnsupportedOps, plan
@@ -54,14 +54,14 @@ def _passed(result) -> dict:
     ],
 )
 def test_float_builds(tmp_path, target, precision, opset):
-    _passed(build(SPEC, target, tmp_path / "b", precision=precision, opset=opset))
+    _passed(build(SPEC, build_settings(target, precision=precision, opset=opset), tmp_path / "b"))
 
 
 @pytest.mark.parametrize("target, opset", [("arm-a7", 13), ("aarch64", 17)])
 def test_arm_builds_under_qemu(tmp_path, target, opset):
     """The kit's own runner under qemu, against PyTorch (the build's self-check)."""
     pytest.importorskip("tvm")
-    result = build(SPEC, target, tmp_path / "b", opset=opset)
+    result = build(SPEC, build_settings(target, opset=opset), tmp_path / "b")
     check = _passed(result)
     assert check["result"]["cosine"] > 0.9999
 
@@ -71,7 +71,11 @@ def test_int8_builds(tmp_path, data, target):
     """Every new op in its integer form; the two layer norms (no integer form) as float islands, recorded in the
     manifest with their reason."""
     overrides = {"tflite_int8": True} if target == "tflite" else {}
-    result = build(SPEC, target, tmp_path / "b", precision="int8", data=data, calib_options=CALIB, overrides=overrides)
+    result = build(
+        SPEC,
+        build_settings(target, precision="int8", data=data, calibration=CALIB, overrides=overrides),
+        tmp_path / "b",
+    )
     check = _passed(result)
     q = result.manifest["quantization"]
     kinds = q["integer_ops"]
@@ -104,7 +108,7 @@ def test_int8_refuses_layernorm_where_the_rules_keep_no_float_ops(tmp_path, data
 
 def test_tflite_int8_names_the_ops_it_cannot_compute_exactly(tmp_path, data):
     with pytest.raises(UnsupportedOps) as e:
-        build(SPEC, "tflite", tmp_path / "b", precision="int8", data=data, calib_options=CALIB)
+        build(SPEC, build_settings("tflite", precision="int8", data=data, calibration=CALIB), tmp_path / "b")
     text = str(e.value)
     assert "node 'hs' (op HardSigmoid)" in text and "node 'el' (op Elu): ELU with alpha 0.7" in text
 

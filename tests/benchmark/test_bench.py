@@ -84,12 +84,12 @@ def test_phases_nest_and_add_up():
 
 
 def test_count_instructions_and_host_twin_only_on_arm(tmp_path):
-    from tcc.build import build
+    from tcc.build import build, build_settings
     from tcc.errors import BuildError
 
     for flag in ("count_instructions", "host_twin"):
         with pytest.raises(BuildError, match="applies to the ARM targets"):
-            build(REPO / "spec" / "fastnet.yaml", "ort", tmp_path / "b", **{flag: True})
+            build(REPO / "spec" / "fastnet.yaml", build_settings("ort", **{flag: True}), tmp_path / "b")
         assert not (tmp_path / "b").exists()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tcc.build import TOLERANCES, build
+from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import MANIFEST, read_manifest, sha256_file
 from tcc.cli.main import main
 from tcc.errors import BuildError, SelfCheckError
@@ -62,8 +62,8 @@ def files_of(d: Path) -> dict[str, bytes]:
 
 # ---------------------------------------------------------------------------------------------------- determinism
 def test_two_builds_are_byte_identical(tiny, tmp_path):
-    a = build(tiny, "ort", tmp_path / "a").out
-    b = build(tiny, "ort", tmp_path / "b").out
+    a = build(tiny, build_settings("ort"), tmp_path / "a").out
+    b = build(tiny, build_settings("ort"), tmp_path / "b").out
     fa, fb = files_of(a), files_of(b)
     assert set(fa) == {"manifest.json", "model.onnx", "README.md"}
     assert fa == fb
@@ -71,14 +71,14 @@ def test_two_builds_are_byte_identical(tiny, tmp_path):
 
 def test_fp16_and_onnx_targets_are_deterministic(tiny, tmp_path):
     for target, precision in [("onnx", None), ("ort", "fp16")]:
-        a = build(tiny, target, tmp_path / f"{target}-a", precision=precision).out
-        b = build(tiny, target, tmp_path / f"{target}-b", precision=precision).out
+        a = build(tiny, build_settings(target, precision=precision), tmp_path / f"{target}-a").out
+        b = build(tiny, build_settings(target, precision=precision), tmp_path / f"{target}-b").out
         assert files_of(a) == files_of(b)
 
 
 # ---------------------------------------------------------------------------------------------------- manifest
 def test_manifest_contents(tiny, tmp_path):
-    out = build(tiny, "ort", tmp_path / "b", seed=3, overrides={"num_classes": 3}).out
+    out = build(tiny, build_settings("ort", seed=3, overrides={"num_classes": 3}), tmp_path / "b").out
     m = json.loads((out / MANIFEST).read_text())
     assert m["format"] == "tcc-bundle/1"
     assert m["target"] == "ort" and m["backend"] == "ort" and m["precision"] == "fp32" and m["opset"] == 13
@@ -117,7 +117,7 @@ def test_manifest_records_real_weights(tiny, tmp_path):
     module = init_weights(to_torch(load_model(tiny).graph), 7)
     ckpt = tmp_path / "w.pt"
     torch.save(module.state_dict(), ckpt)
-    m = build(tiny, "ort", tmp_path / "b", weights=ckpt).manifest
+    m = build(tiny, build_settings("ort", weights=ckpt), tmp_path / "b").manifest
     assert m["weights"]["sha256"] == sha256_file(ckpt) and m["weights"]["file"] == "w.pt"
     assert m["weights"]["import"] == "by_name" and "random_seed" not in m["weights"]
     assert m["self_check"]["result"]["passed"]
@@ -125,12 +125,12 @@ def test_manifest_records_real_weights(tiny, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- overwrite
 def test_refuses_to_overwrite_then_force_replaces(tiny, tmp_path):
-    out = build(tiny, "ort", tmp_path / "b", seed=0).out
+    out = build(tiny, build_settings("ort", seed=0), tmp_path / "b").out
     before = files_of(out)
     with pytest.raises(BuildError, match="already exists; pass --force"):
-        build(tiny, "ort", out, seed=1)
+        build(tiny, build_settings("ort", seed=1), out)
     assert files_of(out) == before
-    build(tiny, "ort", out, seed=1, force=True)
+    build(tiny, build_settings("ort", seed=1), out, force=True)
     assert json.loads((out / MANIFEST).read_text())["weights"]["random_seed"] == 1
     assert leftovers(tmp_path) == []
 
@@ -140,7 +140,7 @@ def test_force_never_deletes_a_non_bundle(tiny, tmp_path):
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     with pytest.raises(BuildError, match="not a tcc bundle"):
-        build(tiny, "ort", precious, force=True)
+        build(tiny, build_settings("ort"), precious, force=True)
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
@@ -154,7 +154,7 @@ def test_failure_midway_leaves_no_bundle(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(OrtBackend, "emit", broken_emit)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        build(tiny, "ort", tmp_path / "b")
+        build(tiny, build_settings("ort"), tmp_path / "b")
     assert not (tmp_path / "b").exists()
     assert leftovers(tmp_path) == []
 
@@ -162,11 +162,11 @@ def test_failure_midway_leaves_no_bundle(tiny, tmp_path, monkeypatch):
 def test_failed_force_rebuild_keeps_the_old_bundle(tiny, tmp_path, monkeypatch):
     from tcc.backends.ort.backend import OrtBackend
 
-    out = build(tiny, "ort", tmp_path / "b").out
+    out = build(tiny, build_settings("ort"), tmp_path / "b").out
     before = files_of(out)
     monkeypatch.setattr(OrtBackend, "emit", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
-        build(tiny, "ort", out, force=True, seed=5)
+        build(tiny, build_settings("ort", seed=5), out, force=True)
     assert files_of(out) == before and leftovers(tmp_path) == []
 
 
@@ -245,7 +245,7 @@ def test_sigkill_leaves_a_temp_dir_that_the_next_build_removes(slow_builds):
     b.proc.communicate(timeout=60)
     assert not b.out.exists()
     assert len(leftovers(b.workdir)) == 1
-    build(spec, "ort", b.out)
+    build(spec, build_settings("ort"), b.out)
     assert b.out.is_dir() and leftovers(b.workdir) == []
 
 
@@ -264,7 +264,7 @@ def test_corrupted_weight_fails_the_self_check(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(OrtBackend, "emit", corrupt)
     with pytest.raises(SelfCheckError) as e:
-        build(tiny, "ort", tmp_path / "b")
+        build(tiny, build_settings("ort"), tmp_path / "b")
     msg = str(e.value)
     assert "self-check failed" in msg and "max_abs" in msg and "atol" in msg and "no bundle" in msg
     assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
@@ -272,7 +272,7 @@ def test_corrupted_weight_fails_the_self_check(tiny, tmp_path, monkeypatch):
 
 def test_self_check_numbers_within_fp32_tolerance(tiny, tmp_path):
     """FP32: against the module in float64, within the scale-aware atol or k times PyTorch's own float32 error."""
-    r = build(tiny, "onnx", tmp_path / "b").manifest["self_check"]["result"]
+    r = build(tiny, build_settings("onnx"), tmp_path / "b").manifest["self_check"]["result"]
     tol = TOLERANCES["fp32"]
     assert r["passed"] and r["max_abs_vs_float64"] <= r["bound"]
     assert r["bound"] == pytest.approx(
@@ -335,7 +335,7 @@ def test_cli_weight_mismatch_names_the_node(tiny, tmp_path, capsys):
 
 
 def test_cli_predict_artifact_bad_input(tiny, tmp_path, capsys):
-    out = build(tiny, "ort", tmp_path / "b").out
+    out = build(tiny, build_settings("ort"), tmp_path / "b").out
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     rc, _, err = run_cli(["predict", "--artifact", out, "--image", bad], capsys)
@@ -354,7 +354,7 @@ def test_cli_predict_artifact_bad_input(tiny, tmp_path, capsys):
 
 
 def test_cli_refuses_existing_out(tiny, tmp_path, capsys):
-    out = build(tiny, "ort", tmp_path / "b").out
+    out = build(tiny, build_settings("ort"), tmp_path / "b").out
     rc, _, err = run_cli(["build", tiny, "--target", "ort", "-o", out], capsys)
     assert rc == 2 and "--force" in err
     rc, _, err = run_cli(["build", tiny, "--target", "ort", "-o", out, "--force", "--seed", "2"], capsys)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tcc.build import TOLERANCES, build
+from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import read_manifest
 from tcc.cli.main import main
 from tests.helpers import REPO
@@ -47,11 +47,11 @@ def data(tmp_path_factory) -> Path:
 
 def _build(out, **kw):
     kw.setdefault("overrides", SMALL)
-    return build(DDSNET, "ort", out, **kw)
+    return build(DDSNET, build_settings("ort", **kw), out)
 
 
 def test_int8_build_from_data(tmp_path, data):
-    r = _build(tmp_path / "b", precision="int8", data=data, calib_options={"method": "kl", "calib_size": 16})
+    r = _build(tmp_path / "b", precision="int8", data=data, calibration={"method": "kl", "calib_size": 16})
     m = r.manifest
     assert m["precision"] == "int8" and m["quantization"]["from"] == "data"
     assert m["quantization"]["calibration_samples"] == 16 and m["quantization"]["rules"] == "ort"
@@ -75,8 +75,8 @@ def test_int8_build_from_data(tmp_path, data):
 def test_int8_build_is_deterministic_and_equals_table_build(tmp_path, data):
     """Two --data builds are byte-identical; a build from the table `tcc calibrate` wrote gives the same model."""
     opts = {"method": "kl", "calib_size": 16}
-    _build(tmp_path / "a", precision="int8", data=data, calib_options=opts)
-    _build(tmp_path / "b", precision="int8", data=data, calib_options=opts)
+    _build(tmp_path / "a", precision="int8", data=data, calibration=opts)
+    _build(tmp_path / "b", precision="int8", data=data, calibration=opts)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
     for f in files:
@@ -330,7 +330,7 @@ def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
 def test_opset_11_int8_is_opset_11_in_the_file(tmp_path, data):
     """Per-channel weights below opset 13: ONNX Runtime's contrib DequantizeLinear (com.microsoft, per-axis), which
     it fuses into QLinearConv all the same; the standard domain stays at the requested opset."""
-    r = _build(tmp_path / "b", precision="int8", opset=11, data=data, calib_options={"method": "kl", "calib_size": 8})
+    r = _build(tmp_path / "b", precision="int8", opset=11, data=data, calibration={"method": "kl", "calib_size": 8})
     assert r.manifest["opset"] == 11 and r.manifest["self_check"]["result"]["passed"]
     model = onnx.load(str(tmp_path / "b" / "model.onnx"))
     opsets = {o.domain: o.version for o in model.opset_import}

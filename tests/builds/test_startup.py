@@ -44,7 +44,7 @@ print(json.dumps({{"code": code, "tvm": "tvm" in sys.modules, "torch": "torch" i
 def test_cli_build_compiles_in_a_worker_and_builds_the_same_bundle(write, tmp_path):
     """`tcc build` for an ARM target: its own process never imports TVM (the worker compiles), the worker's phases
     are reported under emit, and the module is byte-identical to the one the Python API compiles in-process."""
-    from tcc.build import build
+    from tcc.build import build, build_settings
 
     require_runtime("arm-a7")
     spec = write("tiny.yaml", TINY)
@@ -61,7 +61,7 @@ def test_cli_build_compiles_in_a_worker_and_builds_the_same_bundle(write, tmp_pa
     phases = next(line for line in proc.stdout.splitlines() if line.startswith("time by phase"))
     assert "emit" in phases and "compile" in phases and "codegen" in phases and "preload" in phases
 
-    api = build(spec, "arm-a7", tmp_path / "api")
+    api = build(spec, build_settings("arm-a7"), tmp_path / "api")
     assert (tmp_path / "cli" / "model.so").read_bytes() == (api.out / "model.so").read_bytes()
     assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["runtime"] == api.manifest["runtime"]
 

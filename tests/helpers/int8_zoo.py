@@ -97,7 +97,7 @@ def build_and_measure(name: str, target: str, tmp: Path, activation_bits: int = 
     import torch
 
     from tcc.backends import get_backend
-    from tcc.build import build
+    from tcc.build import build, build_settings
     from tcc.frontend import lower_spec
 
     fe = lower_spec(spec_path(name), SMALL[name])
@@ -106,12 +106,14 @@ def build_and_measure(name: str, target: str, tmp: Path, activation_bits: int = 
     np.save(data, inputs(shape, CALIBRATION["calib_size"], 0))
     result = build(
         spec_path(name),
-        target,
+        build_settings(
+            target,
+            precision="int8",
+            overrides=SMALL[name],
+            data=data,
+            calibration=dict(CALIBRATION, activation_bits=activation_bits),
+        ),
         tmp / "bundle",
-        precision="int8",
-        overrides=SMALL[name],
-        data=data,
-        calib_options=dict(CALIBRATION, activation_bits=activation_bits),
     )
     x = inputs(shape, HELD_OUT, 1)
     backend = get_backend(result.manifest["backend"])

@@ -155,9 +155,9 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     inputs that saturate the narrowed codes."""
     tvm = pytest.importorskip("tvm")
     from tcc.backends.tvm.int8.lower import lower_int8
-    from tcc.build import check_table_bits
     from tcc.quant.intgraph.plan import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.prepare import check_table_bits
     from tcc.quant.table.rules import get_rules
 
     m, x = _wide_conv(64)
@@ -230,10 +230,10 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
 
 
 def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
-    from tcc.build import check_table_bits
     from tcc.errors import DataError
     from tcc.quant.intgraph.plan import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
+    from tcc.quant.prepare import check_table_bits
     from tcc.quant.table.rules import get_rules
 
     m, t = a16
@@ -301,7 +301,7 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
     """`calibrate: {activation_bits: 16}` in a spec is the default width; the command line's wins; another value is
     a spec error naming the place."""
     import tcc
-    from tcc.quant.calibrate import activation_bits
+    from tcc.quant.prepare import activation_bits
     from tcc.spec.loader import load_model
 
     text = (REPO / "spec" / "ddsnet.yaml").read_text()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from tcc.build import TOLERANCES, build, int8_self_check
+from tcc.build import TOLERANCES, build, build_settings, int8_self_check
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
@@ -155,7 +155,7 @@ def test_the_island_contract_judges_integer_ops_exactly(case):
 def test_a_graph_without_islands_stays_bit_exact(case, tmp_path):
     path = tmp_path / "calib.json"
     case["tables"]["tvm"].save(path)
-    r = build(case["spec"], "host", tmp_path / "b", precision="int8", calib=path)
+    r = build(case["spec"], build_settings("host", precision="int8", calib=path), tmp_path / "b")
     result = r.manifest["self_check"]["result"]
     assert result["bit_exact"] and result["required"] == "bit-exact" and "per_op" not in result
     assert "float_islands" not in r.manifest["quantization"]
@@ -585,7 +585,7 @@ def test_tvm_placement_widens_activations_before_it_keeps_nodes_in_float(case, c
     floats_only = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
     assert float_nodes(floats_only) and "widened" not in floats_only.doc["placement"]
     path = placed.save(tmp_path / "wide.json")
-    r = build(case["spec"], "host", tmp_path / "b", precision="int8", calib=path)
+    r = build(case["spec"], build_settings("host", precision="int8", calib=path), tmp_path / "b")
     result = r.manifest["self_check"]["result"]
     assert result["bit_exact"] and result["required"] == "bit-exact"
     assert "16" in r.manifest["quantization"]["activation_bits"]

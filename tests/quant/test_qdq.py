@@ -205,31 +205,26 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     FP32 top-2 margin is clear of the INT8 error (crop 7's is 0.18 logits: it flips)."""
     pytest.importorskip("tcc.passes")
     import tcc
-    from tcc.frontend import lower_spec
+    from tcc.frontend import Weights, lower_spec
     from tcc.quant.calibrate import calibrate, report_lines
     from tcc.quant.collect import crops
     from tcc.quant.collect.data import load_calibration_data
     from tcc.quant.intgraph.plan import quantized_form
+    from tcc.quant.settings import CalibrationRequest, CalibrationSettings
     from tcc.quant.table.file import CalibrationError, file_sha256, load_table
 
     spec, weights = REPO / "spec" / "ddsnet.yaml", FIXTURES / "GC_DDS_0.0064.pth"
+    request = CalibrationRequest(CalibrationSettings(method="kl+cos", target="ort", cos_rows=2048), calib_size=32)
     table = calibrate(
-        spec,
-        weights,
-        crops.make_crops(tmp_path / "c", 32, 0),
-        target="ort",
-        method="kl+cos",
-        calib_size=32,
-        cos_rows=2048,
-        by_order=True,
-    )
+        spec, crops.make_crops(tmp_path / "c", 32, 0), request, weights=Weights(weights, by_order=True)
+    ).table
     assert any("mean layer cosine" in line for line in report_lines(table, top=5))
     model = tcc.load_model(spec)
     table.save(tmp_path / "calib.json")
     table = load_table(tmp_path / "calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
     with pytest.raises(CalibrationError, match="different weights"):
         load_table(tmp_path / "calib.json", weights_hash=file_sha256(FIXTURES / "PCam_DDS_0.0064.pth"))
-    fp32 = lower_spec(model, weights=weights, by_order=True).onnx
+    fp32 = lower_spec(model, weights=Weights(weights, by_order=True)).onnx
     table.check_model(quantized_form(fp32, "ort"))  # ORT's INT8 graph: each conv before its pool (tcc.passes.pool)
     held = load_calibration_data(crops.make_crops(tmp_path / "h", 8, 1), model.preprocess, model.input_shape)
     qdq = to_qdq(fp32, table)

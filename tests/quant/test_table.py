@@ -9,6 +9,7 @@ import pytest
 
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.settings import Provenance
 from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate
 from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
@@ -16,7 +17,9 @@ from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 @pytest.fixture(scope="module")
 def tables(model, data):
     return {
-        m: calibrate_onnx(model, data, method=m, cos_steps=40, cos_rows=1500, spec_hash="a" * 64, weights_hash="b" * 64)
+        m: calibrate_onnx(
+            model, data, method=m, cos_steps=40, cos_rows=1500, provenance=Provenance(None, "a" * 64, "b" * 64)
+        )
         for m in ("minmax", "percentile", "kl", "kl+cos")
     }
 

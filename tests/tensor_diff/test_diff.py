@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 
 SPEC = "spec/ddsnet.yaml"
@@ -38,18 +38,12 @@ def setup(tmp_path_factory):
     np.save(tmp / "calib.npy", np.random.default_rng(4).standard_normal((8, *model.input_shape)).astype(np.float32))
     for target, precision in [("ort", "fp32"), ("tflite", "int8"), ("ort", "int8"), ("host", "int8")]:
         extra = (
-            {"data": tmp / "calib.npy", "calib_options": {"method": "kl", "calib_size": 8}}
-            if precision == "int8"
-            else {}
+            {"data": tmp / "calib.npy", "calibration": {"method": "kl", "calib_size": 8}} if precision == "int8" else {}
         )
         build(
             SPEC,
-            target,
+            build_settings(target, precision=precision, overrides={"image_size": 64}, weights=tmp / "w.pt", **extra),
             tmp / f"{target}-{precision}",
-            precision=precision,
-            overrides={"image_size": 64},
-            weights=tmp / "w.pt",
-            **extra,
         )
     return tmp
 

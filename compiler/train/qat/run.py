@@ -1,6 +1,7 @@
 """Quantization-aware fine-tuning from a calibration table, distilled from the FP32 model (`tcc qat`).
 
-    result = quantization_aware(model, weights, table, data, Options(epochs=20), out="qat/")
+    source = QatSource("spec/ddsnet.yaml", Weights("GC.pth", by_order=True))
+    result = quantization_aware(source, table, QatSamples(x), Options(epochs=20), Path("qat"))
     # qat/weights.pt: the spec's state_dict;  qat/calib.json: the table for it;  qat/log.json: the epochs
 
 The student is the spec's PyTorch model fake-quantized exactly where, and at the parameters with which, the integer
@@ -24,8 +25,10 @@ import io
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +37,7 @@ import torch.distributed as dist
 from ...bundle import sha256_file
 from ...errors import DataError
 from ...files import atomic_write
-from ...frontend import lower_spec
+from ...frontend import Weights, lower_spec
 from ...quant.intgraph.plan import plan, quantized_form
 from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
@@ -43,54 +46,11 @@ from ...quant.table.quantizer import cosine
 from ...quant.table.steps import step
 from ..distributed import Processes, gather, processes
 from .model import Features, QatModel, absorb_bias_correction
+from .options import AUGMENTS, Options
 from .plan import QatPlanner
 
-# view: k quarter turns, then a flip if >= 4; "crops" also cuts a random square of 50-100% of the side out of each
-# view and scales it back to the input size (bilinear): more distinct inputs from the same few images
-AUGMENTS = {"none": (0,), "flip": (0, 4), "dihedral": tuple(range(8)), "crops": tuple(range(8))}
 WEIGHTS, TABLE, LOG = "weights.pt", "calib.json", "log.json"
 JUDGED = 32  # samples the integer reference judges before and after (the integer reference is slow in numpy)
-
-
-@dataclass(frozen=True)
-class Options:
-    epochs: int = 20
-    lr: float = 0.01  # Adam's step for the folded layers, in codes (of each weight's channel, of each bias's output)
-    bias_lr: float = 0.01  # the same for the folded biases, in steps of the layer's output
-    free_lr: float = 1e-5  # for parameters outside the folded layers
-    scale_lr: float = 0.01  # Adam's step for the activation scales' log (LSQ); 0 keeps the table's scales
-    # the weight of every quantized tensor's relative error against the FP32 model's value of it, beside the
-    # logits' (averaged over the tensors). Skin, 64 crops, held-out mean / min, single runs: 0 -> 0.999673 / 0.997089
-    # (scales fixed), 1 -> 0.999740 / 0.998413, 3 -> 0.999769 / 0.998935, 10 -> 0.999724 / 0.998176
-    # (docs/notes/qat.md: differences of this size are within the run-to-run spread)
-    feature_weight: float = 3.0
-    label_weight: float = 0.0  # with labels: the weight of the cross-entropy against them, beside the distillation
-    batch_size: int = 16
-    augment: str = "dihedral"
-    seed: int = 0
-
-    def check(self, samples: int | None, input_shape: tuple) -> None:
-        """Each setting (and, given `samples`, the number of training samples): a DataError naming the option."""
-        if self.epochs < 1:
-            raise DataError(f"--epochs {self.epochs}: at least 1")
-        if not (self.scale_lr >= 0 and np.isfinite(self.scale_lr)):
-            raise DataError(f"--scale-lr {self.scale_lr}: 0 (keep the table's scales) or a positive learning rate")
-        for name, lr in (("lr", self.lr), ("bias-lr", self.bias_lr), ("free-lr", self.free_lr)):
-            if not (lr >= 0 and np.isfinite(lr)):
-                raise DataError(f"--{name} {lr}: 0 (frozen) or a positive learning rate")
-        if self.batch_size < 1:
-            raise DataError(f"--batch-size {self.batch_size}: at least 1")
-        if self.augment not in AUGMENTS:
-            raise DataError(f"--augment {self.augment!r}: one of {', '.join(AUGMENTS)}")
-        if self.augment in ("dihedral", "crops") and input_shape[-1] != input_shape[-2]:
-            raise DataError(
-                f"--augment dihedral turns images by quarter turns: the model's input is "
-                f"{input_shape[-2]}x{input_shape[-1]}, not square (use --augment flip)"
-            )
-        if not (self.label_weight >= 0 and np.isfinite(self.label_weight)):
-            raise DataError(f"--label-weight {self.label_weight}: 0 (distillation only) or a positive weight")
-        if samples is not None and samples < 2:
-            raise DataError(f"{samples} training sample(s): quantization-aware training needs at least 2")
 
 
 @dataclass
@@ -120,68 +80,91 @@ def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
     return ((s - t) ** 2).sum(1) / (t**2).sum(1).clamp_min(1e-12)
 
 
-def quantization_aware(  # noqa: PLR0913
-    spec,
-    weights: Path,
+@dataclass(frozen=True)
+class QatSource:
+    """The model quantization-aware training fine-tunes: its spec, the trained weights, the table's opset."""
+
+    spec: Any  # a spec's path, or a loaded Spec (tcc.spec.loader)
+    weights: Weights  # the trained checkpoint and how its tensors match the spec's
+    opset: int = 13  # the ONNX opset the table was calibrated at
+
+
+@dataclass(frozen=True)
+class QatSamples:
+    """The samples it trains on."""
+
+    array: np.ndarray = field(repr=False)  # [N, C, H, W] float32, through the spec's preprocessing
+    fingerprint: str = ""  # the data's (tcc.quant.collect.data), recorded in the table
+    labels: np.ndarray | None = field(default=None, repr=False)  # a class index per sample, for label_weight
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: QatSource
+    table: CalibrationTable
+    samples: QatSamples
+    options: Options
+    out: Path
+    kept: dict[str, bytes]
+    log: Callable[[str], None]
+
+
+def quantization_aware(
+    source: QatSource,
     table: CalibrationTable,
-    data: np.ndarray,
+    samples: QatSamples,
     options: Options,
     out: Path,
     *,
-    by_order: bool = False,
-    key_map=None,
-    opset: int = 13,
-    data_fingerprint: str = "",
-    labels: np.ndarray | None = None,
     kept: dict[str, bytes] | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> Result:
     """Fine-tune and write OUT/weights.pt, OUT/calib.json, OUT/log.json (all three, or none; `kept`, name -> bytes,
-    beside them: an imported model's spec). `labels`: a class index per sample, for options.label_weight. Under
-    torchrun every process trains on its share of each batch
+    beside them: an imported model's spec). Under torchrun every process trains on its share of each batch
     (gradients summed over the processes, as one process would compute them); the main process alone checks, logs
     and writes."""
-    if options.label_weight and labels is None:
+    if options.label_weight and samples.labels is None:
         raise DataError("--label-weight needs labelled data: DIR/<class>/image files, the classes in output order")
     with processes("cpu") as procs:
-        return _quantization_aware(
-            spec,
-            weights,
-            table,
-            data,
-            options,
-            out,
-            by_order,
-            key_map,
-            opset,
-            data_fingerprint,
-            labels,
-            kept or {},
-            log if procs.main else (lambda s: None),
-            procs,
-        )
+        job = _Job(source, table, samples, options, out, kept or {}, log if procs.main else (lambda s: None))
+        return _quantization_aware(job, procs)
 
 
-def _quantization_aware(  # noqa: PLR0913
-    spec,
-    weights,
-    table,
-    data,
-    options,
-    out,
-    by_order,
-    key_map,
-    opset,
-    data_fingerprint,
-    labels,
-    kept,
-    log,
-    procs: Processes,
-) -> Result:
+@dataclass(frozen=True)
+class _Setup:
+    """What training starts from: the FP32 graph, teacher and student, the bias correction absorbed, the INT8 cosine
+    before."""
+
+    fp32: Any  # onnx.ModelProto after the passes
+    teacher: Any  # the FP32 PyTorch lowering, frozen
+    student: QatModel
+    absorbed: list[str]
+    judged: np.ndarray
+    before: dict | None  # the integer reference's cosines before training (the main process's)
+    world: int  # the training processes
+
+
+def _quantization_aware(job: _Job, procs: Processes) -> Result:
     started = time.perf_counter()
-    fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
-    options.check(len(data), tuple(fe.model.input_shape))
-    table.check(spec_hash=fe.model.spec_hash, weights_hash=sha256_file(weights), model_hash=model_sha256(fe.onnx))
+    setup = _setup(job, procs)
+    data, options = job.samples.array, job.options
+    epochs, best = _train(setup.student, setup.teacher, data, job.samples.labels, options, procs, job.log)
+    setup.student.load_state_dict(best["state"])
+    setup.student.write_back()
+    if not procs.main:
+        return Result(job.out / WEIGHTS, job.table, {})
+    return _write(job, setup, epochs, best, started)
+
+
+def _setup(job: _Job, procs: Processes) -> _Setup:
+    """The table checked against the model (its hashes, its tensors, no equalization), the student fake-quantized
+    as the table's integer graph quantizes it, its bias correction absorbed."""
+    table, source, log = job.table, job.source, job.log
+    fe = lower_spec(source.spec, weights=source.weights, opset=source.opset)
+    job.options.check(len(job.samples.array), tuple(fe.model.input_shape))
+    table.check(
+        spec_hash=fe.model.spec_hash, weights_hash=sha256_file(source.weights.file), model_hash=model_sha256(fe.onnx)
+    )
     table.check_model(quantized_form(fe.onnx, table.doc["target"]))
     equalized = step(table.doc, "equalization")
     if equalized and equalized.get("enabled"):
@@ -204,59 +187,56 @@ def _quantization_aware(  # noqa: PLR0913
             f"qat: the bias correction of {len(dropped)} layers is left to training (no bias of their own to hold "
             f"it): {', '.join(dropped[:4])}" + (", ..." if len(dropped) > 4 else "")
         )
+    data, o = job.samples.array, job.options
     judged = data[:JUDGED]
     before = _int8_cosines(fe.onnx, table, judged, teacher) if procs.main else None
     log(
         f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
-        f"{table.doc['target']} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
-        f"{options.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
+        f"{table.doc['target']} rules; {len(data)} samples, {o.epochs} epochs, lr {o.lr:g}, augment "
+        f"{o.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
         + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else "")
     )
-    epochs, best = _train(student, teacher, data, labels, options, procs, log)
-    student.load_state_dict(best["state"])
-    student.write_back()
-    if not procs.main:
-        return Result(out / WEIGHTS, table, {})
-    state = {k: v.detach().clone().contiguous() for k, v in student.module.state_dict().items()}
+    return _Setup(fe.onnx, teacher, student, absorbed, judged, before, procs.world)
+
+
+def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: float) -> Result:
+    """The trained weights, the table for them and the log, checked in a temporary folder, then written to OUT."""
+    state = {k: v.detach().clone().contiguous() for k, v in setup.student.module.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
+    source, out = job.source, job.out
     with tempfile.TemporaryDirectory(prefix="tcc-qat-") as tmp:  # checked before anything lands in OUT
         trained_file = Path(tmp) / WEIGHTS
         trained_file.write_bytes(blob)
-        trained = lower_spec(spec, weights=trained_file, by_order=False, opset=opset)
+        trained = lower_spec(source.spec, weights=trained_file, opset=source.opset)
         doc = _table_doc(
-            table,
-            trained.onnx,
-            trained_file,
-            absorbed,
-            options,
-            best["epoch"],
-            data_fingerprint,
-            len(data),
-            time.perf_counter() - started,
-            student.learned_scales(),
+            job,
+            _Trained(trained.onnx, trained_file, setup.absorbed, best["epoch"], time.perf_counter() - started),
+            setup.student.learned_scales(),
         )
         new_table = CalibrationTable(doc)
-        after = _int8_cosines(trained.onnx, new_table, judged, teacher)
-    doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
+        after = _int8_cosines(trained.onnx, new_table, setup.judged, setup.teacher)
+    before = setup.before
+    assert before is not None  # the main process's
+    doc["qat"]["int8_cosine"] = {"judged_samples": len(setup.judged), "before": before, "after": after}
     record = {
-        "spec": str(spec),
-        "weights": str(weights),
-        "options": asdict(options),
-        "processes": procs.world,
+        "spec": str(source.spec),
+        "weights": str(source.weights.file),
+        "options": asdict(job.options),
+        "processes": setup.world,
         "epochs": epochs,
         "kept_epoch": best["epoch"],
         "int8_cosine": doc["qat"]["int8_cosine"],
     }
     out.mkdir(parents=True, exist_ok=True)
-    for name, data_bytes in kept.items():
+    for name, data_bytes in job.kept.items():
         atomic_write(out / name, lambda f, b=data_bytes: f.write(b))
     weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
     new_table.save(out / TABLE)
     atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
-    log(
-        f"qat: INT8 vs FP32 output cosine on {len(judged)} of its samples (integer reference), mean / min: "
+    job.log(
+        f"qat: INT8 vs FP32 output cosine on {len(setup.judged)} of its samples (integer reference), mean / min: "
         f"{before['mean']:.6f} / {before['min']:.6f} -> {after['mean']:.6f} / {after['min']:.6f} (epoch "
         f"{best['epoch']} kept)"
     )
@@ -385,18 +365,21 @@ def _sum_gradients(params: list, procs: Processes) -> None:
             dist.all_reduce(p.grad)
 
 
-def _table_doc(  # noqa: PLR0913
-    table: CalibrationTable,
-    fp32_onnx,
-    weights: Path,
-    absorbed: list[str],
-    o: Options,
-    epoch: int,
-    data_fingerprint: str,
-    samples: int,
-    seconds: float,
-    scales: dict[str, float],
-) -> dict:
+@dataclass(frozen=True)
+class _Trained:
+    """The weights training kept, as the table for them records them."""
+
+    fp32: Any  # their FP32 graph after the passes
+    weights: Path  # their file
+    absorbed: list[str]  # layers whose bias correction went into the weights
+    epoch: int  # the epoch kept
+    seconds: float  # the whole run's wall time
+
+
+def _table_doc(job: _Job, trained: _Trained, scales: dict[str, float]) -> dict:
+    """The input table with the learned scales, the steps training replaced switched off, the new hashes and the
+    run's record."""
+    table, o = job.table, job.options
     doc = copy.deepcopy(table.doc)
     for tensor, scale in scales.items():
         if tensor in doc["tensors"]:
@@ -409,15 +392,15 @@ def _table_doc(  # noqa: PLR0913
         s if s["name"] not in changed else {"name": s["name"], "enabled": False} for s in doc.get("steps", [])
     ]
     doc.pop("steps_choice", None)
-    doc["weights_hash"] = sha256_file(weights)
-    doc["model_hash"] = model_sha256(fp32_onnx)
+    doc["weights_hash"] = sha256_file(trained.weights)
+    doc["model_hash"] = model_sha256(trained.fp32)
     doc["created_by"] = "tcc qat"
     doc["qat"] = {
         "source_table_sha256": source,
         "steps_replaced": changed,
-        "absorbed_bias_correction": len(absorbed),
+        "absorbed_bias_correction": len(trained.absorbed),
         "epochs": o.epochs,
-        "kept_epoch": epoch,
+        "kept_epoch": trained.epoch,
         "lr": o.lr,
         "bias_lr": o.bias_lr,
         "free_lr": o.free_lr,
@@ -429,8 +412,8 @@ def _table_doc(  # noqa: PLR0913
         "augment": o.augment,
         "seed": o.seed,
         "loss": "relative squared logit error (distilled)",
-        "samples": samples,
-        "data_fingerprint": data_fingerprint,
+        "samples": len(job.samples.array),
+        "data_fingerprint": job.samples.fingerprint,
     }
-    doc.setdefault("timing_s", {})["qat"] = round(seconds, 3)
+    doc.setdefault("timing_s", {})["qat"] = round(trained.seconds, 3)
     return doc

@@ -22,12 +22,12 @@ import pytest
 from onnx import helper, numpy_helper
 
 from tcc import targets as tg
-from tcc.backends import BACKENDS, TARGETS, EmitOptions, get_backend, get_target
+from tcc.backends import BACKENDS, TARGETS, EmitOptions, TvmOptions, get_backend, get_target
 from tcc.backends.tvm import compile as tvm_compile
 from tcc.backends.tvm import runtime as rt
 from tcc.backends.tvm import tensor_file
 from tcc.backends.tvm import tune as tvm_tune
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tcc.errors import BuildError
 from tests.helpers import REPO
@@ -42,7 +42,7 @@ ARM_TARGETS = ["arm-a7", pytest.param("aarch64", marks=pytest.mark.slow)]
 
 def _build(spec, target, out, **kw):
     t0 = time.perf_counter()
-    result = build(REPO / spec, target, out, **kw)
+    result = build(REPO / spec, build_settings(target, **kw), out)
     print(
         f"\n[tvm] build {spec} --target {target}: {time.perf_counter() - t0:.1f} s "
         f"({', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())})"
@@ -122,7 +122,7 @@ def test_missing_cross_compiler_names_the_package(monkeypatch, tmp_path):
     monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd.startswith("arm-linux-gnueabihf") else real(cmd))
     out = tmp_path / "b"
     with pytest.raises(BuildError) as e:
-        build(REPO / "spec/ddsnet.yaml", "arm-a7", out)
+        build(REPO / "spec/ddsnet.yaml", build_settings("arm-a7"), out)
     assert "g++-arm-linux-gnueabihf" in str(e.value) and "apt-get install" in str(e.value)
     assert not out.exists() and not list(tmp_path.iterdir())
 
@@ -132,7 +132,7 @@ def test_missing_qemu_names_the_package(monkeypatch, tmp_path):
     real = rt._which
     monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd == "qemu-aarch64" else real(cmd))
     with pytest.raises(BuildError, match="qemu-user"):
-        build(REPO / "spec/ddsnet.yaml", "aarch64", tmp_path / "b")
+        build(REPO / "spec/ddsnet.yaml", build_settings("aarch64"), tmp_path / "b")
     assert not list(tmp_path.iterdir())
 
 
@@ -156,7 +156,7 @@ def test_failed_compile_leaves_no_bundle(monkeypatch, tmp_path):
     monkeypatch.setattr(tvm_compile, "compile_module", broken)
     out = tmp_path / "b"
     with pytest.raises(BuildError, match="TVM failed to compile the model for host: .*simulated codegen failure"):
-        build(REPO / "spec/ddsnet.yaml", "host", out)
+        build(REPO / "spec/ddsnet.yaml", build_settings("host"), out)
     assert not list(tmp_path.iterdir())  # neither OUT nor a temp dir beside it
 
 
@@ -235,13 +235,13 @@ def test_predict_artifact_host(bundles, tmp_path, capsys):
 def _ort_run(bundle: Path, x: np.ndarray) -> np.ndarray:
     """ONNX Runtime on the bundle's own FP32 graph, rebuilt from the spec with the bundle's seed."""
 
-    from tcc.frontend import lower_spec
+    from tcc.frontend import Weights, lower_spec
 
     m = json.loads((bundle / "manifest.json").read_text())
     om = lower_spec(
         REPO / "spec" / m["model"]["spec"],
         {"image_size": x.shape[-1]},
-        seed=m["weights"]["random_seed"],
+        Weights(seed=m["weights"]["random_seed"]),
         opset=m["opset"],
         simplify=m["simplify"],
     ).onnx
@@ -329,12 +329,14 @@ def test_int8_arm_bundle_is_bit_exact_with_host_and_reference(write, tmp_path):
     np.save(tmp_path / "calib.npy", x)
     result = build(
         spec,
-        "arm-a7",
+        build_settings(
+            "arm-a7",
+            precision="int8",
+            data=tmp_path / "calib.npy",
+            calibration={"method": "minmax", "calib_size": 8},
+            host_twin=True,
+        ),
         tmp_path / "b",
-        precision="int8",
-        data=tmp_path / "calib.npy",
-        calib_options={"method": "minmax", "calib_size": 8},
-        host_twin=True,
     )
     m = result.manifest
     table = json.loads((result.out / "calibration.json").read_text())
@@ -358,11 +360,10 @@ def test_int8_aarch64_bundle_runs_its_dot_kernel_bit_exact(write, tmp_path, targ
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
     result = build(
         spec,
-        target,
+        build_settings(
+            target, precision="int8", data=tmp_path / "calib.npy", calibration={"method": "minmax", "calib_size": 8}
+        ),
         tmp_path / "b",
-        precision="int8",
-        data=tmp_path / "calib.npy",
-        calib_options={"method": "minmax", "calib_size": 8},
     )
     m = result.manifest
     assert m["self_check"]["result"]["bit_exact"] and m["self_check"]["result"]["passed"]
@@ -402,7 +403,7 @@ def test_tune_writes_and_reuses_the_database(write, tmp_path, monkeypatch):
     spec = write("tiny.yaml", TINY)
     db = tmp_path / "db"
     t0 = time.perf_counter()
-    first = build(spec, "host", tmp_path / "b1", tune=2, tune_log=db)
+    first = build(spec, build_settings("host", tune=2, tune_log=db), tmp_path / "b1")
     print(f"\n[tvm] tiny --tune 2: {time.perf_counter() - t0:.1f} s")
     m = first.manifest
     assert m["self_check"]["result"]["passed"]
@@ -417,11 +418,11 @@ def test_tune_writes_and_reuses_the_database(write, tmp_path, monkeypatch):
 
     budgets = _no_tuning(monkeypatch)
     for n in (2, 1):
-        again = build(spec, "host", tmp_path / f"again{n}", tune=n, tune_log=db)
+        again = build(spec, build_settings("host", tune=n, tune_log=db), tmp_path / f"again{n}")
         assert (again.out / "model.so").read_bytes() == (first.out / "model.so").read_bytes()
     assert budgets == []  # neither build tuned
     assert {p.name: p.read_bytes() for p in db.glob("database_*.json")} == before
-    build(spec, "host", tmp_path / "more", tune=3, tune_log=db)
+    build(spec, build_settings("host", tune=3, tune_log=db), tmp_path / "more")
     assert budgets == [1] and json.loads((db / "tcc-tune.json").read_text()) == {"trials": 3}
 
 
@@ -432,13 +433,13 @@ def test_tune_database_defaults_to_the_cache(monkeypatch, tmp_path):
 
     monkeypatch.setattr(rt, "cache_root", lambda: tmp_path)
     model = _celu_model()
-    work, trials = TvmBackend()._tuning(model, EmitOptions("host", tune=8))
+    work, trials = TvmBackend()._tuning(model, EmitOptions("host", backend=TvmOptions(tune=8)))
     assert Path(work).parent == tmp_path / "tune" and Path(work).name.startswith("host-") and trials == 8
     (Path(work) / "tcc-tune.json").write_text('{"trials": 8}')
-    assert TvmBackend()._tuning(model, EmitOptions("host", tune=8)) == (work, 0)
-    assert TvmBackend()._tuning(model, EmitOptions("host", tune=20)) == (work, 12)
+    assert TvmBackend()._tuning(model, EmitOptions("host", backend=TvmOptions(tune=8))) == (work, 0)
+    assert TvmBackend()._tuning(model, EmitOptions("host", backend=TvmOptions(tune=20))) == (work, 12)
     with pytest.raises(BuildError, match="no MetaSchedule database there"):
-        TvmBackend()._tuning(model, EmitOptions("host", tune_log=str(tmp_path / "empty")))
+        TvmBackend()._tuning(model, EmitOptions("host", backend=TvmOptions(tune_log=str(tmp_path / "empty"))))
 
 
 @needs_tvm

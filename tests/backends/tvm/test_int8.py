@@ -334,9 +334,9 @@ def _seeded_fp32(spec: str, seed: int = 0, side: int | None = None):
     """The spec's FP32 graph after the passes, seeded weights; `side`: --set image_size=side (the numpy reference is
     the slow part of these tests)."""
     pytest.importorskip("torch")
-    from tcc.frontend import lower_spec
+    from tcc.frontend import Weights, lower_spec
 
-    fe = lower_spec(REPO / "spec" / spec, {"image_size": side} if side else None, seed=seed)
+    fe = lower_spec(REPO / "spec" / spec, {"image_size": side} if side else None, Weights(seed=seed))
     return fe.onnx, tuple(fe.model.input_shape)
 
 

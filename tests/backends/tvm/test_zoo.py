@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tcc.build import build
+from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tests.helpers import REPO
 from tests.helpers.tvm_util import needs_tvm, require_runtime
@@ -20,7 +20,7 @@ from tests.helpers.tvm_util import needs_tvm, require_runtime
 def test_mobilenet_v3_small_arm_a7_fp32_under_qemu(tmp_path, capsys):
     require_runtime("arm-a7")
     spec = REPO / "spec" / "baselines" / "mobilenet_v3_small.yaml"
-    result = build(spec, "arm-a7", tmp_path / "bundle", overrides={"image_size": 64})
+    result = build(spec, build_settings("arm-a7", overrides={"image_size": 64}), tmp_path / "bundle")
     m = result.manifest
     check = m["self_check"]
     assert m["target"] == "arm-a7" and m["precision"] == "fp32"
