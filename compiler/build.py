@@ -30,8 +30,8 @@ from .lower.run import torch_run
 from .process.background import Background
 from .process.phases import phase, recording
 from .quant.collect.data import load_calibration_data
-from .quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
-from .quant.table.placement import KEY, islands
+from .quant.table.file import CalibrationError, load_table, model_sha256
+from .quant.table.placement import islands
 from .quant.table.rules import RULES, get_rules
 from .tolerance import TOLERANCES, compare
 
@@ -326,7 +326,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
     )
     from .quant.intgraph.plan import quantized_form  # deferred for start-up: loads onnx
     from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
-    from .quant.table.steps import Steps, choice_lines  # deferred for start-up: loads onnx
+    from .quant.table.steps import Steps, table_choice_lines  # deferred for start-up: loads onnx
 
     weights_hash = sha256_file(weights) if weights else None
     opts = dict(opts)
@@ -359,7 +359,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         table = load_table(
             calib, spec_hash=model.spec_hash, weights_hash=weights_hash, model_hash=model_sha256(onnx_model)
         )
-        table.check_model(quantized_form(onnx_model, table.doc["target"]), str(calib))
+        table.check_model(quantized_form(onnx_model, table.target), str(calib))
         check_table_bits(table, rule_set, f"{calib}: target {target or rules}")
         widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
         if asked_bits is not None and (asked_bits > 8) != (widest > 8):  # the width is the calibration's choice
@@ -369,12 +369,12 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
                 f"--activation-bits {asked_bits} (or build from --data), or leave the flag out"
             )
         check_wide_kinds(graph, widest, rule_set, target or rules)
-        if table.doc["target"] != rules:
+        if table.target != rules:
             raise CalibrationError(
-                f"{calib}: calibrated for target rules '{table.doc['target']}', this build "
+                f"{calib}: calibrated for target rules '{table.target}', this build "
                 f"needs '{rules}'; recalibrate with `tcc calibrate ... --target {rules}`"
             )
-        if cd is not None and table.doc["data_fingerprint"] != cd.fingerprint:
+        if cd is not None and table.data_fingerprint != cd.fingerprint:
             raise CalibrationError(
                 f"{calib}: made from other calibration data than --data {data} (data "
                 "fingerprints differ; the same files, --calib-size and --seed give the same)"
@@ -395,7 +395,7 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
             graph=graph,
             **opts,
         )
-        for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+        for line in table_choice_lines(table):
             log(line)
         if placement is not None and placement.active:
             from .quant.place.placer import place, placement_lines  # deferred for start-up: loads onnx
@@ -406,29 +406,28 @@ def _calibration_table(model, onnx_model, graph, weights, calib, data, opts, rul
         source = {"from": "data", "samples": len(cd.array)}
     x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
     # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles
-    table = CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
+    table = table.without_timing()
     qgraph = quantize_graph(graph, table, where=str(calib) if calib is not None else "calibration table")
     info = {
         "table": CALIBRATION_FILE,
         **source,
-        "method": table.doc["method"],
+        "method": table.method,
         "rules": rules,
-        "data_fingerprint": table.doc["data_fingerprint"],
-        "calibration_samples": table.doc["samples"],
+        "data_fingerprint": table.data_fingerprint,
+        "calibration_samples": table.samples,
         "quantized_tensors": sum(1 for t in table.tensors.values() if t["kind"] == "activation"),
         "quantized_weights": sum(1 for t in table.tensors.values() if t["kind"] == "weight"),
         "activation_bits": _width_counts(table),
         "integer_ops": _kind_counts(qgraph),
     }
 
-    settings = table.doc.get("settings") or {}
-    if settings.get("activation_bits", 8) > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
-        info["activation_method"] = settings.get("activation_method")
+    if table.activation_bits > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
+        info["activation_method"] = table.settings.get("activation_method")
     found = islands(qgraph, table)
     if found:  # never silent: the manifest lists every node the INT8 graph runs in float, and why
         info["float_islands"] = found
-    if table.doc.get(KEY):
-        info["placement"] = {k: v for k, v in table.doc[KEY].items() if k != "nodes"}
+    if table.placement:
+        info["placement"] = {k: v for k, v in table.placement.items() if k != "nodes"}
     check_inputs = (
         {
             "source": "calibration data",

@@ -221,7 +221,7 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
         placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), calib.array, log)
         tables["ort-placed"] = work / "calib-ort-placed.json"
         placed.save(tables["ort-placed"])
-        p = placed.doc.get("placement", {})
+        p = placed.placement or {}
         out["placement"] = {
             "objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
             "seconds": round(secs, 2),

@@ -159,19 +159,18 @@ class Scaled:
 def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
     """The stage's table (a copy: one stage serves several step choices) with rounding and bias correction run as
     `steps` say."""
-    table = CalibrationTable(copy.deepcopy(stage.table.doc))
-    timing = table.doc["timing_s"]
-    wide = table.doc["settings"]["activation_bits"] > 8  # the steps fit to the grids the integer graph will have
+    table = stage.table.copy()
+    wide = table.activation_bits > 8  # the steps fit to the grids the integer graph will have
     t3 = time.perf_counter()
     if wide:
         fit_accumulators(table, stage.graph)
-    timing["headroom"] = time.perf_counter() - t3
+    table.record_time("headroom", time.perf_counter() - t3)
     _layer_steps(table, stage, steps)
     t3 = time.perf_counter()
     if wide:
         fit_accumulators(table, stage.graph)
-    timing["headroom"] += time.perf_counter() - t3
-    timing["total"] = time.perf_counter() - stage.started
+    table.record_time("headroom", time.perf_counter() - t3, add=True)
+    table.record_time("total", time.perf_counter() - stage.started)
     return table
 
 
@@ -538,8 +537,7 @@ def wide_method(method: str) -> str:
 def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
     """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
     its input; appended to the table's steps. The stage's initializers are the (equalized) model's."""
-    doc, timing = table.doc, table.doc["timing_s"]
-    tensors = doc["tensors"]
+    tensors = table.tensors
     layers, inits, samples = stage.layers, stage.inits, stage.samples
 
     def quantized_rows(l):
@@ -582,8 +580,8 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
             layers=errors,
         )
         stage.rounding = copy.deepcopy(record)
-    doc["steps"].append(record)
-    timing["rounding"] = time.perf_counter() - t
+    table.add_step(record)
+    table.record_time("rounding", time.perf_counter() - t)
 
     t = time.perf_counter()
     record = {"name": "bias_correction", "enabled": bool(steps.bias_correction)}
@@ -599,8 +597,8 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
             )
             shifts[l.name] = {"bias": l.bias, "shift": [float(v) for v in shift.astype(np.float32)]}
         record.update(layers=shifts, **({"skipped_without_bias": skipped} if skipped else {}))
-    doc["steps"].append(record)
-    timing["bias_correction"] = time.perf_counter() - t
+    table.add_step(record)
+    table.record_time("bias_correction", time.perf_counter() - t)
 
 
 def calibrate(  # noqa: PLR0913
@@ -673,8 +671,7 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
     isolation, before/after the search (worst first when `top` is given), then the summary. `tcc calibrate`
     prints the full quality report instead (tcc.quant.report.quality.format_report: INT8 vs FP32 per tensor and end to
     end, these cosines in its `search` column)."""
-    doc = table.doc
-    rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]
+    rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in table.layers.items()]
     if top is not None:
         rows = sorted(rows, key=lambda r: r[2] if r[2] is not None else 1.0)[:top]
     width = max([len(r[0]) for r in rows] + [5])
@@ -683,15 +680,15 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
         fb = f"{b:.6f}" if b is not None else "-"
         fa = f"{a:.6f}" if a is not None else "-"
         out.append(f"{name.ljust(width)}  {fb:>17}  {fa:>16}")
-    s = doc.get("summary") or {}
+    s = table.summary
     if s:
         out.append(
             f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "
             f"{s['min_cos_before']:.6f} -> {s['min_cos_after']:.6f} ({s['layers_searched']} layers)"
         )
-    t = doc.get("timing_s", {})
+    t = table.timing
     out.append(
-        f"{doc['method']} calibration of {doc['samples']} samples for target {doc['target']}: "
+        f"{table.method} calibration of {table.samples} samples for target {table.target}: "
         f"{t.get('total', 0):.1f} s (statistics {t.get('statistics', 0):.1f}, thresholds "
         f"{t.get('thresholds', 0):.1f}, cosine search {t.get('cos_search', 0):.1f})"
     )

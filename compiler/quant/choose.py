@@ -70,8 +70,7 @@ def choose_steps(
         plain = steps.deciding(())
         table = with_layer_steps(scaled(data, bool(plain.equalization)), plain)
         record.update(chosen=[], skipped=why, trials=[])
-        table.doc["steps_choice"] = record
-        table.doc["timing_s"]["choice"] = time.perf_counter() - started
+        table.record_choice(record, time.perf_counter() - started)
         return table
 
     statistics, judged = split(len(data), seed)
@@ -117,8 +116,7 @@ def choose_steps(
         trials=trials,
         best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
     )
-    table.doc["steps_choice"] = record
-    table.doc["timing_s"]["choice"] = time.perf_counter() - started  # the whole choice, the table's own run included
+    table.record_choice(record, time.perf_counter() - started)  # the whole choice, the table's own run included
     return table
 
 

@@ -48,7 +48,7 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
     from tcc.quant.table.steps import equalized_model
 
     for name in ("dw.relu", "pw", "cat"):  # the equalized FP32 graph: its tensors are channel-scaled as the INT8 ones
-        ref = _fp32_tensor(equalized_model(model, table.doc), x, name).astype(np.float64)
+        ref = _fp32_tensor(equalized_model(model, table), x, name).astype(np.float64)
         got = q[name].dequant().astype(np.float64)
         cos = [float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(ref, got)]
         assert rows[name]["cosine"] == pytest.approx(np.mean(cos), abs=2e-7)
@@ -68,7 +68,7 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
     ]
     assert rows["stem.relu"]["op"] == "Conv+Relu" and rows["output"]["op"] == "Gemm"
     # the fine search's own per-layer cosines, from the table
-    assert rows["pw"]["search_cos_after"] == pytest.approx(table.doc["layers"]["pw"]["cos_after"], abs=1e-7)
+    assert rows["pw"]["search_cos_after"] == pytest.approx(table.layers["pw"]["cos_after"], abs=1e-7)
     assert rows["stem.relu"]["search_layer"] == "stem.conv"
     assert report["worst_layers"][0] == min(report["layers"], key=lambda r: r["cosine"])["tensor"]
 

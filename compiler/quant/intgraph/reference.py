@@ -395,8 +395,8 @@ class Reference(Interpreter):
 def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
     """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W]: the graph
     output(s), dequantized; with return_all also {tensor: QTensor} of every quantized tensor."""
-    rules = table.doc.get("target", "tvm")
-    return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)  # the table's placement
+    graph = plan(model, rules=table.rules)
+    return Reference().run(quantize_graph(graph, table), x, return_all)  # quantize_graph: with the table's placement
 
 
 def backend_tensors(qg: QGraph, x: np.ndarray, values: dict) -> tuple[dict, dict]:

@@ -32,7 +32,6 @@ from ..intgraph.node_constants import constant_codes
 from ..intgraph.plan import plan, quantized_form
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
-from ..table.rules import RULES
 from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import weight_codes
 
@@ -45,7 +44,7 @@ Q_TYPES = {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True
 
 def planned(model: onnx.ModelProto, table: CalibrationTable):
     """The model's integer graph under the table's rules and placement (tcc.quant.intgraph.plan)."""
-    return plan(model, rules=table.doc.get("target", "ort"), floats=float_nodes(table))
+    return plan(model, rules=table.rules, floats=float_nodes(table))
 
 
 def quant_points(model: onnx.ModelProto, table: CalibrationTable, graph=None) -> list[str]:
@@ -81,11 +80,10 @@ def to_qdq(  # noqa: PLR0915
     it (opset 11 for the AX toolchains) the weights' DequantizeLinear is ONNX Runtime's contrib op of the same
     name and meaning (domain com.microsoft), which ORT fuses into QLinearConv all the same, and the model keeps
     the opset it was asked for."""
-    model = quantized_form(model, table.doc.get("target", "ort"))  # the graph the table was calibrated on
+    model = quantized_form(model, table.rules)  # the graph the table was calibrated on
     if rewrites is None:
-        rules = RULES.get(table.doc.get("target", "ort"))
-        rewrites = bool(rules and rules.kernel_rewrites)
-    model = with_initializers(model, calibrated_parameters(model, table.doc))  # the table's steps: equalized
+        rewrites = table.rules.kernel_rewrites
+    model = with_initializers(model, calibrated_parameters(model, table))  # the table's steps: equalized
     # weights, corrected biases (its rounding is in tcc.quant.table.weight_codes)
     m = onnx.ModelProto()
     m.CopyFrom(model)

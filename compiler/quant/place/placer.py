@@ -47,7 +47,7 @@ from ..intgraph.widths import group_members, widened
 from ..lower.qdq import to_qdq
 from ..report.quality import per_sample_cosine, run_ort
 from ..table.file import CalibrationTable
-from ..table.placement import KEY, WIDENED, float_nodes, placement_doc, with_placement
+from ..table.placement import WIDENED, float_nodes, placement_doc, with_placement
 from ..table.rules import get_rules
 from .search import FLOAT, WIDE, Remedy, Score, greedy, node_cost, total_cost
 from .speed import speed_nodes
@@ -157,7 +157,7 @@ class FakeQuant:
 
 def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> Score:
     """Output cosine of the integer reference (with the table's placement) vs FP32 `ref`, mean and worst sample."""
-    qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
+    qg = quantize_graph(plan(fp32, rules=table.rules), table)
     y = Reference().run(qg, x)
     return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
 
@@ -205,7 +205,7 @@ def place(  # noqa: PLR0915
     """`table` with the placement the options ask for (the table itself when they ask for none)."""
     if not options.active:
         return table
-    rules = table.doc["target"]
+    rules = table.target
     check_options(options, rules)
     fp32 = quantized_form(fp32, rules)  # the graph the table describes
     t0 = time.perf_counter()
@@ -362,7 +362,7 @@ def absorbed(graph: IntGraph, names: set) -> set:
 def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
     """What `tcc calibrate` prints about the table's placement: a summary, a warning when most of the model stays
     float, and (`nodes`) one line per node kept in float or widened."""
-    p = table.doc.get(KEY)
+    p = table.placement
     if not p:
         return []
     o = p.get("objectives", {})

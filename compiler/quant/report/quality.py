@@ -183,7 +183,7 @@ def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, floa
     writes (after a folded activation)."""
     written = {n.name: n.outputs[0] for n in graph.weighted}
     out = {}
-    for name, layer in table.doc.get("layers", {}).items():
+    for name, layer in table.layers.items():
         if "cos_after" not in layer or name not in written:
             continue
         out[written[name]] = (name, layer["cos_before"], layer["cos_after"])
@@ -208,7 +208,7 @@ def quality_report(  # noqa: PLR0915
     `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
     if len(data) == 0:
         raise DataError("no samples for the quality report")
-    fp32 = quantized_form(fp32, table.doc.get("target", "tvm"))  # the graph the table describes
+    fp32 = quantized_form(fp32, table.rules)  # the graph the table describes
     t0 = time.perf_counter()
     timing = {}
     judged = data if held_out is None else held_out.array
@@ -219,7 +219,7 @@ def quality_report(  # noqa: PLR0915
     acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
     exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
     # FP32 tensors of the equalized graph (the same function): the integer graph's channels are rescaled as they are
-    sess = session(expose(equalized_model(fp32, table.doc), exposed))
+    sess = session(expose(equalized_model(fp32, table), exposed))
 
     cos_parts: dict[str, list] = {n: [] for n in acts}
     sq_err = dict.fromkeys(acts, 0.0)
@@ -227,7 +227,7 @@ def quality_report(  # noqa: PLR0915
     count = dict.fromkeys(acts, 0)
     shapes: dict[str, list[int]] = {}
     fp_out, ref_out = [], []
-    graph = plan(fp32, rules=table.doc.get("target", "tvm"))
+    graph = plan(fp32, rules=table.rules)
     qgraph = quantize_graph(graph, table)
     reference = Reference()
     for b in range(0, len(x), batch_size):
@@ -289,7 +289,7 @@ def quality_report(  # noqa: PLR0915
     models = {"tcc_reference": {"label": label, **output_metrics(fp_out, ref_out)}}
     # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
     # a table for another target runs as float fake-quant there, the values its exact integer kernels give
-    ort_rules = table.doc.get("target") == "ort"
+    ort_rules = table.target == "ort"
     tcc_ort = run_ort(to_qdq(fp32, table), x, batch_size, optimize=ort_rules)
     models["tcc_ort"] = {
         "label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
@@ -313,18 +313,17 @@ def quality_report(  # noqa: PLR0915
             timing[key] = time.perf_counter() - t2
     timing["total"] = time.perf_counter() - t0
 
-    doc = table.doc
     return {
         "format": "tcc-quality-report",
         "version": 1,
         "model_hash": model_sha256(fp32),
         "calibration": {
-            "target": doc.get("target"),
-            "method": doc.get("method"),
-            "samples": doc.get("samples"),
-            "data_fingerprint": doc.get("data_fingerprint"),
-            "summary": doc.get("summary") or {},
-            "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()},
+            "target": table.target,
+            "method": table.method,
+            "samples": table.samples,
+            "data_fingerprint": table.data_fingerprint,
+            "summary": table.summary,
+            "timing_s": {k: round(float(v), 2) for k, v in table.timing.items()},
         },
         "samples": {
             "used": len(idx),

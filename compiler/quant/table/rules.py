@@ -312,6 +312,12 @@ RULES["tflite-int"] = replace(
 )
 
 
+# The rules a calibration table is read under when it records none (`target`): only a hand-made table; every table
+# tcc writes records the rules it was made under, and its readers take them from it (CalibrationTable.rules).
+# tcc's own integer kernels: every kind of the integer op table, 8- and 16-bit activations.
+DEFAULT_RULES = "tvm"
+
+
 def get_rules(rules: str | TargetRules) -> TargetRules:
     """A rules object from its name (what a table records) or itself."""
     if isinstance(rules, TargetRules):

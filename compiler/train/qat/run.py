@@ -19,7 +19,6 @@ result is never worse there than the start.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import tempfile
@@ -40,7 +39,6 @@ from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
 from ...quant.table.file import CalibrationTable, model_sha256
 from ...quant.table.quantizer import cosine
-from ...quant.table.steps import step
 from ..distributed import Processes, gather, processes
 from .model import Features, QatModel, absorb_bias_correction
 from .plan import QatPlanner
@@ -182,21 +180,20 @@ def _quantization_aware(  # noqa: PLR0913
     fe = lower_spec(spec, weights=weights, by_order=by_order, key_map=key_map, opset=opset)
     options.check(len(data), tuple(fe.model.input_shape))
     table.check(spec_hash=fe.model.spec_hash, weights_hash=sha256_file(weights), model_hash=model_sha256(fe.onnx))
-    table.check_model(quantized_form(fe.onnx, table.doc["target"]))
-    equalized = step(table.doc, "equalization")
-    if equalized and equalized.get("enabled"):
+    table.check_model(quantized_form(fe.onnx, table.target))
+    if table.step("equalization"):
         raise DataError(
             "the calibration table was made with cross-layer equalization; quantization-aware training "
             "starts from a table without it (tcc calibrate --no-equalization)"
         )
-    graph = plan(fe.onnx, rules=table.doc["target"])
+    graph = plan(fe.onnx, rules=table.target)
     qgraph = quantize_graph(graph, table)
     teacher = fe.module.eval().requires_grad_(False)
     student = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))
-    corrected = step(table.doc, "bias_correction")
+    corrected = table.step("bias_correction")
     absorbed, dropped = (
         absorb_bias_correction(student, {k: v["shift"] for k, v in corrected["layers"].items()})
-        if corrected and corrected.get("enabled")
+        if corrected
         else ([], [])
     )
     if dropped:
@@ -208,7 +205,7 @@ def _quantization_aware(  # noqa: PLR0913
     before = _int8_cosines(fe.onnx, table, judged, teacher) if procs.main else None
     log(
         f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
-        f"{table.doc['target']} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
+        f"{table.target} rules; {len(data)} samples, {options.epochs} epochs, lr {options.lr:g}, augment "
         f"{options.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
         + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else "")
     )
@@ -225,7 +222,7 @@ def _quantization_aware(  # noqa: PLR0913
         trained_file = Path(tmp) / WEIGHTS
         trained_file.write_bytes(blob)
         trained = lower_spec(spec, weights=trained_file, by_order=False, opset=opset)
-        doc = _table_doc(
+        new_table = _trained_table(
             table,
             trained.onnx,
             trained_file,
@@ -237,9 +234,8 @@ def _quantization_aware(  # noqa: PLR0913
             time.perf_counter() - started,
             student.learned_scales(),
         )
-        new_table = CalibrationTable(doc)
         after = _int8_cosines(trained.onnx, new_table, judged, teacher)
-    doc["qat"]["int8_cosine"] = {"judged_samples": len(judged), "before": before, "after": after}
+    new_table.record_qat_cosine({"judged_samples": len(judged), "before": before, "after": after})
     record = {
         "spec": str(spec),
         "weights": str(weights),
@@ -247,7 +243,7 @@ def _quantization_aware(  # noqa: PLR0913
         "processes": procs.world,
         "epochs": epochs,
         "kept_epoch": best["epoch"],
-        "int8_cosine": doc["qat"]["int8_cosine"],
+        "int8_cosine": new_table.qat["int8_cosine"],
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, data_bytes in kept.items():
@@ -385,7 +381,7 @@ def _sum_gradients(params: list, procs: Processes) -> None:
             dist.all_reduce(p.grad)
 
 
-def _table_doc(  # noqa: PLR0913
+def _trained_table(  # noqa: PLR0913
     table: CalibrationTable,
     fp32_onnx,
     weights: Path,
@@ -396,25 +392,8 @@ def _table_doc(  # noqa: PLR0913
     samples: int,
     seconds: float,
     scales: dict[str, float],
-) -> dict:
-    doc = copy.deepcopy(table.doc)
-    for tensor, scale in scales.items():
-        if tensor in doc["tensors"]:
-            doc["tensors"][tensor]["scale"] = scale
-    source = hashlib.sha256(table.to_json().encode()).hexdigest()
-    changed = [
-        s["name"] for s in doc.get("steps", []) if s["name"] in ("bias_correction", "rounding") and s.get("enabled")
-    ]
-    doc["steps"] = [
-        s if s["name"] not in changed else {"name": s["name"], "enabled": False} for s in doc.get("steps", [])
-    ]
-    doc.pop("steps_choice", None)
-    doc["weights_hash"] = sha256_file(weights)
-    doc["model_hash"] = model_sha256(fp32_onnx)
-    doc["created_by"] = "tcc qat"
-    doc["qat"] = {
-        "source_table_sha256": source,
-        "steps_replaced": changed,
+) -> CalibrationTable:
+    record = {
         "absorbed_bias_correction": len(absorbed),
         "epochs": o.epochs,
         "kept_epoch": epoch,
@@ -432,5 +411,4 @@ def _table_doc(  # noqa: PLR0913
         "samples": samples,
         "data_fingerprint": data_fingerprint,
     }
-    doc.setdefault("timing_s", {})["qat"] = round(seconds, 3)
-    return doc
+    return table.retrained(scales, sha256_file(weights), model_sha256(fp32_onnx), record, seconds)
