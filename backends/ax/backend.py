@@ -35,7 +35,7 @@ from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
 from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.report.npu_tables import npu_table
-from tcc.quant.report.quality import quality_report
+from tcc.quant.report.quality import ReportSettings, quality_report
 from tcc.quant.table.placement import float_nodes
 
 from ..base import Backend, Capabilities, EmitOptions
@@ -172,7 +172,7 @@ class AxBackend(Backend):
         """The integer reference under the table's (the chip's) rules vs FP32: tcc.quant.report.quality's numbers,
         without
         its wall times (a kit is byte-identical when rebuilt), and the toolchain-shaped table."""
-        report = quality_report(model, table, data, samples=samples, compare=False)
+        report = quality_report(model, table, data, ReportSettings(samples=samples, compare=False))
         report.pop("timing_s", None)
         report["end_to_end"]["models"].pop("tcc_ort", None)  # fake-quant on ORT: the QDQ check's business
         report["table_lines"] = npu_table(report, toolchain)

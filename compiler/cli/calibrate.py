@@ -71,7 +71,7 @@ def run(args) -> int:
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
     # deferred for start-up: loads numpy, onnx
-    from ..quant.report.quality import check_report_path, format_report, quality_report, save_report
+    from ..quant.report.quality import ReportSettings, check_report_path, format_report, quality_report, save_report
 
     # user mistakes in the report options fail now, not after the (long) calibration
     if args.report:
@@ -120,9 +120,7 @@ def run(args) -> int:
         fp32,
         table,
         samples,
-        samples=args.report_samples,
-        seed=args.seed,
-        compare=not args.no_compare,
+        ReportSettings(samples=args.report_samples, seed=args.seed, compare=not args.no_compare),
         held_out=held_out,
     )
     print("\n".join(format_report(report)))

@@ -46,7 +46,7 @@ from .intgraph.layers import initializers, layer_of, layer_rows
 from .intgraph.plan import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
 from .place.placer import check_nodes, check_options, place
-from .scales.cos_search import cos_search
+from .scales.cos_search import Inputs, SearchSettings, cos_search
 from .scales.methods import METHODS, threshold
 from .steps.bias_correction import layer_shift
 from .steps.equalize import STRENGTHS, choose, find_pairs, measure
@@ -309,13 +309,11 @@ def _scaled(  # noqa: PLR0913, PLR0915
                 [l for l in layers if l.input in act_scale and not full_range.intersection((l.input, l.output))],
                 inits,
                 samples,
-                act_scale,
-                signed,
-                steps=cos_steps,
-                rounds=cos_rounds,
+                Inputs(
+                    act_scale, signed, {n: float(scale_for_threshold(hists[n].amax, 8, signed[n])) for n in act_scale}
+                ),
+                SearchSettings(steps=cos_steps, rounds=cos_rounds, threads=threads or 2),
                 weight_bits=w_bits,
-                threads=threads or 2,
-                act_limits={n: float(scale_for_threshold(hists[n].amax, 8, signed[n])) for n in act_scale},
             )
         act_scale.update(result.act_scales)
         for lr in result.layers.values():

@@ -14,10 +14,6 @@ FOLDERS = ("compiler", "backends")
 # path:function -> why it is still long (an op table's entry, or debt to pay)
 STILL_LONG: dict[str, str] = {
     "compiler/quant/calibrate.py:_scaled": "the calibration's phases in one function",
-    "compiler/quant/intgraph/plan.py:plan": "matching, checks and the refusal message in one function",
-    "compiler/quant/lower/qdq.py:compact_qdq": "every compaction rule inline",
-    "compiler/quant/lower/qdq.py:to_qdq": "the QDQ emission's walk",
-    "compiler/quant/report/quality.py:quality_report": "the report's runs and tables",
     "backends/tvm/int8/intrinsics.py:_impl": "an if-chain over the intrinsics' names",
     "backends/tvm/int8/amx.py:conv_primfunc": "the AMX kernel's TVMScript",
     "compiler/build.py:build": "the build's steps in one function",
@@ -25,13 +21,11 @@ STILL_LONG: dict[str, str] = {
     "compiler/build.py:_calibration_table": "the table's checks, loading and calibration",
     "compiler/golden/suite.py:_update_model": "a golden model's update in one function",
     "compiler/benchmark/run.py:bench_model": "every bench measurement of a model",
-    "compiler/quant/place/placer.py:place": "the placement search in one function",
     "backends/tflite/model.py:version": "TFLite's operator version rules",
     "compiler/cli/build.py:run": "the build summary's lines inline",
     "compiler/benchmark/markdown.py:to_markdown": "every bench table in one function",
     "compiler/train/qat/run.py:_quantization_aware": "the QAT loop and its set-up in one function",
     "compiler/cli/calibrate.py:run": "the calibration summary's lines inline",
-    "compiler/quant/collect/data.py:load_calibration_data": "every data source in one function",
     "compiler/quant/calibrate.py:calibrate_onnx": "a keyword bag of 20 settings",
     "backends/tvm/int8/tir_pipeline.py:_pipeline": "the TIR passes listed inline",
 }

@@ -459,7 +459,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
     head is in float, and with nothing else, stands for such a model."""
 
     from tcc.quant.place.placer import float_remedy
-    from tcc.quant.place.search import Score, node_cost, tail
+    from tcc.quant.place.search import Score, Search, node_cost, tail
 
     fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -474,7 +474,8 @@ def test_spread_error_gets_the_cheapest_float_tail():
     options = PlaceOptions(min_cos=0.9999)
     early = {computing[0]: {"precision": "float", "reason": "accuracy", "kind": "conv"}}  # a scattered, costly pick
     chosen = dict(early)
-    got = tail(float_remedy(graph), graph, judge, chosen, set(), options, judge(set(chosen)), lambda s: None, "test")
+    search = Search(float_remedy(graph), graph, judge, options, lambda s: None, "test")
+    got = tail(search, chosen, set(), judge(set(chosen)))
     assert options.shortfall(got) == 0
     assert set(late) <= set(chosen) and computing[0] not in chosen  # the tail without the greedy's costly pick
     assert not set(computing[:-6]) & set(chosen)  # and no computing node before the tail

@@ -13,6 +13,7 @@ from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.report.quality import (
+    ReportSettings,
     check_report_path,
     format_report,
     quality_report,
@@ -31,7 +32,7 @@ def table(model, data):
 
 @pytest.fixture(scope="module")
 def report(model, table, data):
-    return quality_report(model, table, data, samples=10, seed=3)
+    return quality_report(model, table, data, ReportSettings(samples=10, seed=3))
 
 
 def _fp32_tensor(model, x, name):
@@ -85,7 +86,7 @@ def test_end_to_end_entries_side_by_side(model, table, data, report):
     got = run_reference(model, table, x)
     assert models["tcc_reference"]["top1_agreement"] == np.mean(ref.argmax(1) == got.argmax(1))
     assert report["end_to_end"]["ort_calibration_samples"] == 24
-    fast = quality_report(model, table, data, samples=4, compare=False)
+    fast = quality_report(model, table, data, ReportSettings(samples=4, compare=False))
     assert list(fast["end_to_end"]["models"]) == ["tcc_reference", "tcc_ort"]
     assert "comparison skipped" in "\n".join(format_report(fast))
 
@@ -222,7 +223,9 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     from tcc.quant.report.quality import HeldOut, output_metrics
 
     held = tiny_data(30)[24:]  # rows beyond the calibration set's 24 (same generator, so not equal to any of them)
-    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(held, "eval/", "f" * 64))
+    rep = quality_report(
+        model, table, data, ReportSettings(samples=None, compare=False), held_out=HeldOut(held, "eval/", "f" * 64)
+    )
     validate_report(rep)
     s = rep["samples"]
     assert (s["source"], s["path"], s["used"], s["of"], s["also_calibration_samples"]) == ("held-out", "eval/", 6, 6, 0)
@@ -233,7 +236,9 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     assert "all 6 held-out samples from eval/" in "\n".join(format_report(rep))
     # two calibration rows among the held-out ones are counted
     mixed = np.concatenate([held, data[:2]])
-    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(mixed, "x", "f" * 64))
+    rep = quality_report(
+        model, table, data, ReportSettings(samples=None, compare=False), held_out=HeldOut(mixed, "x", "f" * 64)
+    )
     assert rep["samples"]["also_calibration_samples"] == 2
 
 

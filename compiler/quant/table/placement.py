@@ -20,13 +20,13 @@ The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.p
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Final, cast
 
 from .file import CalibrationTable
 from .records import Placement
 
 KEY = "placement"
-WIDENED = "widened"
+WIDENED: Final = "widened"
 REASONS = {
     "required": "no integer form on this target: kept in float where the target allows float ops",
     "accuracy": "kept in float to reach the output cosine floor (--min-cos)",

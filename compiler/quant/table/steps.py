@@ -37,12 +37,13 @@ from .placement import float_nodes
 from .records import StepsChoice
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
-# left out of the automatic choice (off unless asked): equalization, because with it chosen for DDSNet (GC
-# checkpoint, 64 crops) the AX650 kit's per-op check of its QDQ model on ONNX Runtime found a depthwise conv 2 LSB
-# from the integer reference (at most 1); rounding, because the choice on 16 held-back crops took it for PCam where
-# it lost on other crops (bias correction + rounding 0.99957 / 0.99481 against bias correction's 0.99977 / 0.99822)
+# left out of the automatic choice (off unless asked): chosen, each lost where the choice could not see it
+# (equalization: an NPU kit's per-op check off by 2 LSB; rounding: worse on crops the choice did not judge; measured:
+# docs/int8.md, Defaults)
 UNCHOSEN = ("equalization", "rounding")
-DEFAULT_CHOICE_BUDGET = 300.0  # seconds: every combination for DDSNet at 224 took 48-110 s on 2 busy cores
+DEFAULT_CHOICE_BUDGET = (
+    300.0  # seconds: room for every combination of DDSNet's steps (docs/notes/quantizer-measurements.md)
+)
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,7 @@ def calibrated_parameters(model: onnx.ModelProto, table: CalibrationTable) -> di
     """The weights and biases that the table's steps change, as the integer graph must quantize them: equalized,
     then each corrected bias plus its shift (float32). Initializers not listed are the model's own. A layer the
     table's placement keeps in float (a float island) keeps its bias uncorrected: the shift makes up for its own
-    quantization, which an island does not have (with it, every node in float measured further from FP32 than
-    Sipak's INT8 model)."""
+    quantization, which an island does not have (measured: docs/notes/quantizer-measurements.md)."""
     eq = table.step("equalization")
     bc = table.step("bias_correction")
     records = eq["pairs"] if eq else []
