@@ -22,6 +22,7 @@ other op lets its QDQ fusions take the node back into an integer kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -246,20 +247,7 @@ class QdqLowering(Interpreter):
         wq = weight_codes(table, l.weight, w).astype(np.int8)
         if l.name in self.s2d:
             wq = self.s2d[l.name](wq)
-        self.head.append(
-            helper.make_node(
-                "DequantizeLinear",
-                [f"{l.weight}/q", f"{l.weight}/scale", f"{l.weight}/zero_point"],
-                [l.weight],
-                name=f"{l.weight}/dequantize",
-                axis=l.w_axis,
-            )
-        )
-        self.new_inits += [
-            numpy_helper.from_array(wq, f"{l.weight}/q"),
-            numpy_helper.from_array(sw.astype(np.float32), f"{l.weight}/scale"),
-            numpy_helper.from_array(np.zeros(len(sw), np.int8), f"{l.weight}/zero_point"),
-        ]
+        self._dequantized(l.weight, wq, sw.astype(np.float32), np.zeros(len(sw), np.int8), l.w_axis)
         self.drop.add(l.weight)
         if l.bias and l.input in self.rename:
             self._bias(l, unique=l.bias in self.drop, area=area)
@@ -275,21 +263,27 @@ class QdqLowering(Interpreter):
         name = f"{l.bias}@{l.name}" if unique else l.bias
         if unique:
             self.nodes_by_name[l.name].input[2] = name
+        self._dequantized(name, bq, sb, np.zeros(len(sb), np.int32), axis=0)
+        self.drop.add(l.bias)
+
+    def _dequantized(self, name: str, codes, scale, zero_point, axis: int | None = None) -> None:
+        """Initializer `name` as `codes` (NAME/q) at `scale` and `zero_point` behind a DequantizeLinear (per `axis`
+        where given) in front of the graph."""
+        per_axis: dict[str, Any] = {"axis": axis} if axis is not None else {}
         self.head.append(
             helper.make_node(
                 "DequantizeLinear",
                 [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
                 [name],
                 name=f"{name}/dequantize",
-                axis=0,
+                **per_axis,
             )
         )
         self.new_inits += [
-            numpy_helper.from_array(bq, f"{name}/q"),
-            numpy_helper.from_array(sb, f"{name}/scale"),
-            numpy_helper.from_array(np.zeros(len(sb), np.int32), f"{name}/zero_point"),
+            numpy_helper.from_array(codes, f"{name}/q"),
+            numpy_helper.from_array(scale, f"{name}/scale"),
+            numpy_helper.from_array(zero_point, f"{name}/zero_point"),
         ]
-        self.drop.add(l.bias)
 
     def add_constant(self, node) -> None:
         """The constant as its int8 codes behind a DequantizeLinear (node_constants.constant_codes), so that ONNX
@@ -298,19 +292,7 @@ class QdqLowering(Interpreter):
         if name in self.drop:  # shared by several adds: one copy
             return
         codes, scale = constant_codes(numpy_helper.to_array(self.inits[name]))
-        self.head.append(
-            helper.make_node(
-                "DequantizeLinear",
-                [f"{name}/q", f"{name}/scale", f"{name}/zero_point"],
-                [name],
-                name=f"{name}/dequantize",
-            )
-        )
-        self.new_inits += [
-            numpy_helper.from_array(codes.astype(np.int8), f"{name}/q"),
-            numpy_helper.from_array(np.array(scale, np.float32), f"{name}/scale"),
-            numpy_helper.from_array(np.array(0, np.int8), f"{name}/zero_point"),
-        ]
+        self._dequantized(name, codes.astype(np.int8), np.array(scale, np.float32), np.array(0, np.int8))
         self.drop.add(name)
 
     def _own_op(self, node) -> None:

@@ -17,9 +17,9 @@ import math
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
@@ -86,6 +86,41 @@ def _non_finite(value, path: str):
     return None
 
 
+T = TypeVar("T")
+
+
+class _Field(Generic[T]):
+    """A top-level field of a table's document, read as it stands: None where the document has none."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    @overload
+    def __get__(self, table: None, owner: type) -> _Field[T]: ...
+    @overload
+    def __get__(self, table: CalibrationTable, owner: type) -> T | None: ...
+    def __get__(self, table, owner):
+        return self if table is None else table._doc.get(self.key)
+
+
+class _Section(Generic[T]):
+    """A section of a table's document (`key`, default the attribute's name): empty (`empty()`) where the document
+    has none."""
+
+    def __init__(self, empty: Callable[[], Any], key: str | None = None) -> None:
+        self.empty, self.key = empty, key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = self.key or name
+
+    @overload
+    def __get__(self, table: None, owner: type) -> _Section[T]: ...
+    @overload
+    def __get__(self, table: CalibrationTable, owner: type) -> T: ...
+    def __get__(self, table, owner):
+        return self if table is None else table._doc.get(self.key) or self.empty()
+
+
 class CalibrationTable:
     """A calibration table: its JSON document (spec/schema/calibration.schema.json) behind typed accessors, the only
     way in (nothing outside tcc.quant.table reads the document as a dict). Readers take the records
@@ -115,35 +150,23 @@ class CalibrationTable:
         """The quantization rules the table was made under (tcc.quant.table.rules)."""
         return get_rules(self.target)
 
-    @property
-    def method(self) -> str | None:
-        return self._doc.get("method")
-
-    @property
-    def samples(self) -> int | None:
-        """How many calibration samples it was made from."""
-        return self._doc.get("samples")
-
-    @property
-    def data_fingerprint(self) -> str | None:
-        return self._doc.get("data_fingerprint")
-
-    @property
-    def spec_hash(self) -> str | None:
-        return self._doc.get("spec_hash")
-
-    @property
-    def weights_hash(self) -> str | None:
-        return self._doc.get("weights_hash")
-
-    @property
-    def model_hash(self) -> str | None:
-        """sha256 of the FP32 graph it was calibrated on (tcc.quant.table.file.model_sha256)."""
-        return self._doc.get("model_hash")
-
-    @property
-    def settings(self) -> Settings:
-        return cast(Settings, self._doc.get("settings") or {})
+    # the document's fields as they stand (None where absent)
+    method = _Field[str]()  # minmax | percentile | kl | kl+cos
+    samples = _Field[int]()  # how many calibration samples it was made from
+    data_fingerprint = _Field[str]()
+    spec_hash = _Field[str]()
+    weights_hash = _Field[str]()
+    model_hash = _Field[str]()  # sha256 of the FP32 graph it was calibrated on (model_sha256)
+    steps_choice = _Field[StepsChoice]()  # how the free steps were chosen (tcc.quant.choose); None: all were given
+    placement = _Field[Placement]()  # float islands and widened nodes (tcc.quant.table.placement)
+    qat = _Field[dict[str, Any]]()  # quantization-aware training's record, in a table it made (tcc.train.qat)
+    # its sections (empty where absent)
+    settings = _Section[Settings](dict)  # the method's parameters
+    timing = _Section[dict[str, float]](dict, "timing_s")  # seconds per phase (none in a bundle's copy)
+    summary = _Section[SearchSummary](dict)  # the fine search's (empty without a search)
+    layers = _Section[dict[str, LayerRecord]](dict)  # conv / linear layers, with the fine search's cosines
+    groups = _Section[list[list[str]]](list)  # tensors sharing one scale (a tensor entry's `group` indexes them)
+    steps = _Section[list[StepRecord]](list)  # the post-training steps in the order they ran, off ones included
 
     @property
     def activation_bits(self) -> int:
@@ -151,53 +174,13 @@ class CalibrationTable:
         return self.settings.get("activation_bits", 8)
 
     @property
-    def timing(self) -> dict[str, float]:
-        """Seconds per phase (`timing_s`; empty in a bundle's copy: without_timing)."""
-        return self._doc.get("timing_s") or {}
-
-    @property
-    def summary(self) -> SearchSummary:
-        """The fine search's summary (empty without a search)."""
-        return cast(SearchSummary, self._doc.get("summary") or {})
-
-    @property
     def tensors(self) -> dict[str, TensorEntry]:
         """Every quantized tensor by its ONNX name, activations in topological order."""
         return self._doc["tensors"]
 
-    @property
-    def layers(self) -> dict[str, LayerRecord]:
-        """Every conv / linear layer by name, with the fine search's cosines where it searched the layer."""
-        return self._doc.get("layers") or {}
-
-    @property
-    def groups(self) -> list[list[str]]:
-        """The tensors that share one scale, by group (a tensor entry's `group` indexes them)."""
-        return self._doc.get("groups") or []
-
-    @property
-    def steps(self) -> list[StepRecord]:
-        """Every post-training step in the order they ran, the ones switched off included."""
-        return self._doc.get("steps", [])
-
     def step(self, name: str) -> StepRecord | None:
         """The record of step `name` when it ran, else None (tables from before the steps have none)."""
         return next((s for s in self.steps if s.get("name") == name and s.get("enabled")), None)
-
-    @property
-    def steps_choice(self) -> StepsChoice | None:
-        """How the free steps were chosen (tcc.quant.choose), None when the steps were all given."""
-        return self._doc.get("steps_choice")
-
-    @property
-    def placement(self) -> Placement | None:
-        """Float islands and widened nodes (tcc.quant.table.placement), None without a placement."""
-        return self._doc.get("placement")
-
-    @property
-    def qat(self) -> dict[str, Any] | None:
-        """Quantization-aware training's record, in a table it made (tcc.train.qat)."""
-        return self._doc.get("qat")
 
     def act_scale(self, name: str) -> tuple[float, int, bool]:
         t = self.tensors[name]
