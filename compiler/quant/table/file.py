@@ -136,7 +136,8 @@ class CalibrationTable:
     __hash__ = None  # type: ignore[assignment]  # mutable, as its records are
 
     def __repr__(self) -> str:
-        return f"CalibrationTable(target={self.target!r}, method={self.method!r}, tensors={len(self.tensors)})"
+        tensors = len(self._doc.get("tensors", {}))
+        return f"CalibrationTable(target={self.target!r}, method={self.method!r}, tensors={tensors})"
 
     # ------------------------------------------------------------------------------------------------ reading
     @property
