@@ -54,9 +54,9 @@ from .quant.intgraph.qgraph import quantize_graph
 from .quant.place.placer import place, placement_lines
 from .quant.settings import CalibrationRequest, CalibrationSettings, Provenance
 from .quant.table.file import CalibrationTable, load_table, model_sha256
-from .quant.table.placement import KEY, islands
+from .quant.table.placement import islands
 from .quant.table.rules import TargetRules, get_rules
-from .quant.table.steps import choice_lines
+from .quant.table.steps import table_choice_lines
 from .self_check import CHECK_BATCH, CHECK_SEED, CheckInputs, failure_message, run_self_check
 from .self_check import int8_self_check as int8_self_check  # re-exported: tcc.golden and the tests judge with it
 from .spec.loader import Model as Spec
@@ -348,7 +348,7 @@ def _quantized(settings: BuildSettings, tgt: Target, backend: Backend, fe: Front
             table = _calibrated(fe, cd.array, graph, calibration, provenance, request, log)
             source = {"from": "data", "samples": len(cd.array)}
         # the bundle keeps the table without its wall times: the same inputs must give byte-identical bundles
-        table = CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
+        table = table.without_timing()
         where = str(int8.calib) if int8.calib is not None else "calibration table"
         qgraph = quantize_graph(graph, table, where=where)
         x = np.ascontiguousarray(cd.array[:CHECK_BATCH]) if cd is not None else None
@@ -390,7 +390,7 @@ def _calibrated(
     """A table calibrated now on `x` by the resolved settings, then placed as the request asks."""
     log(f"calibrating on {len(x)} samples ({calibration.method}, rules {calibration.target})")
     table = calibrate_onnx(fe.onnx, x, calibration, provenance, graph=graph)
-    for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+    for line in table_choice_lines(table):
         log(line)
     if request.placement is not None:
         table = place(fe.onnx, table, x, request.placement, log)
@@ -404,23 +404,22 @@ def _quantization(table: CalibrationTable, qgraph, source: dict, rules: TargetRu
     info = {
         "table": CALIBRATION_FILE,
         **source,
-        "method": table.doc["method"],
+        "method": table.method,
         "rules": rules.name,
-        "data_fingerprint": table.doc["data_fingerprint"],
-        "calibration_samples": table.doc["samples"],
+        "data_fingerprint": table.data_fingerprint,
+        "calibration_samples": table.samples,
         "quantized_tensors": sum(1 for t in table.tensors.values() if t["kind"] == "activation"),
         "quantized_weights": sum(1 for t in table.tensors.values() if t["kind"] == "weight"),
         "activation_bits": _width_counts(table),
         "integer_ops": _kind_counts(qgraph),
     }
-    settings = table.doc.get("settings") or {}
-    if settings.get("activation_bits", 8) > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
-        info["activation_method"] = settings.get("activation_method")
+    if table.activation_bits > 8:  # at 16 bits kl / kl+cos ranges are minmax ones (tcc.quant.calibrate)
+        info["activation_method"] = table.settings.get("activation_method")
     found = islands(qgraph, table)
     if found:  # never silent: the manifest lists every node the INT8 graph runs in float, and why
         info["float_islands"] = found
-    if table.doc.get(KEY):
-        info["placement"] = {k: v for k, v in table.doc[KEY].items() if k != "nodes"}
+    if table.placement:
+        info["placement"] = {k: v for k, v in table.placement.items() if k != "nodes"}
     return info
 
 

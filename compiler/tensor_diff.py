@@ -177,9 +177,9 @@ def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) ->
         )
     fe = ctx.frontend("the integer reference")
     table = load_table(calib, spec_hash=fe.model.spec_hash, model_hash=model_sha256(fe.onnx))
-    rules = endpoint.split(":", 1)[1] if ":" in endpoint else table.doc["target"]
-    if rules != table.doc["target"]:
-        raise DiffError(f"{endpoint}: {calib} was calibrated under the {table.doc['target']} rules, not {rules}")
+    rules = endpoint.split(":", 1)[1] if ":" in endpoint else table.target
+    if rules != table.target:
+        raise DiffError(f"{endpoint}: {calib} was calibrated under the {table.target} rules, not {rules}")
     qg = quantize_graph(plan(fe.onnx, rules=rules), table, where=calib)
     y, values = Reference().run(qg, x, return_all=True)
     tensors = {}

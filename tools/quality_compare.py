@@ -263,14 +263,14 @@ def compare(  # noqa: PLR0913, PLR0915
         rows[f"tcc {config}"] = {
             **got,
             "calib_s": round(secs, 1),
-            "timing_s": {k: round(v, 2) for k, v in table.doc["timing_s"].items()},
+            "timing_s": {k: round(v, 2) for k, v in table.timing.items()},
             **extra,
         }
     if latency and len(models) > 1:
         for config, r in ort_latency(models, hd.array[:1]).items():
             rows[f"tcc {config}"]["ort_latency_vs_fp32"] = r
     for config, table in wide_tables.items():
-        key = "tvm_host_latency" if table.doc["target"] == "tvm" else "tflite_latency"
+        key = "tvm_host_latency" if table.target == "tvm" else "tflite_latency"
         rows[f"tcc {config}"][key] = build_latency(
             name, fixtures, work, fp32, table, cd.array, hd.array[:1], Steps(**CONFIGS[config]["steps"])
         )
@@ -306,7 +306,7 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     from tcc.quant.lower.qdq import run
     from tcc.quant.table.quantizer import cosine
 
-    qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
+    qg = quantize_graph(plan(fp32, rules=table.target), table)
     y = np.concatenate([Reference().run(qg, x[i : i + batch]) for i in range(0, len(x), batch)])
     ref = run(fp32, x)
     cos = [cosine(a, b) for a, b in zip(ref, y)]
@@ -330,7 +330,7 @@ def build_latency(  # noqa: PLR0913
     from tcc.frontend import Weights
     from tcc.quant.calibrate import calibrate_onnx
 
-    rules = wide_table.doc["target"]
+    rules = wide_table.target
     target = {"tvm": "host", "tflite": "tflite", "tflite16-i32": "tflite16-i32"}[rules]
     weights = fixtures / f"{name}_DDS_0.0064.pth"
     narrow = "tflite" if rules == "tflite16-i32" else rules  # 8-bit activations: the rules' 8-bit sibling
@@ -350,7 +350,7 @@ def build_latency(  # noqa: PLR0913
         out = work / f"{tgt}-{label}"
         calib_file = None
         if table is not None:
-            calib_file = table.save(work / f"{table.doc['target']}-{label}.json")
+            calib_file = table.save(work / f"{table.target}-{label}.json")
         settings = build_settings(
             tgt,
             precision="int8" if table else "fp32",

@@ -35,7 +35,7 @@ from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
 from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.report.npu_tables import npu_table
-from tcc.quant.report.quality import quality_report
+from tcc.quant.report.quality import ReportSettings, quality_report
 from tcc.quant.table.placement import float_nodes
 
 from ..base import Backend, Capabilities, EmitOptions
@@ -176,7 +176,7 @@ class AxBackend(Backend):
         """The integer reference under the table's (the chip's) rules vs FP32: tcc.quant.report.quality's numbers,
         without
         its wall times (a kit is byte-identical when rebuilt), and the toolchain-shaped table."""
-        report = quality_report(model, table, data, samples=samples, compare=False)
+        report = quality_report(model, table, data, ReportSettings(samples=samples, compare=False))
         report.pop("timing_s", None)
         report["end_to_end"]["models"].pop("tcc_ort", None)  # fake-quant on ORT: the QDQ check's business
         report["table_lines"] = npu_table(report, toolchain)
@@ -424,7 +424,7 @@ class AxBackend(Backend):
         exactly ONNX's equation), its codes of every quantized tensor against the integer reference op by op."""
         import onnx
 
-        qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.doc["target"]), options.table)
+        qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.target), options.table)
         qdq = onnx.load(str(Path(bundle_dir) / QDQ_MODEL))  # what the kit ships, read back
         y, exposed = qdq_codes(model, qdq, options.table, x, optimize=False)
         codes, floats = backend_tensors(qgraph, x, exposed)
@@ -532,7 +532,7 @@ def _compiled_form(model, chip):
 
 def _float_layers(model, table) -> list[str]:
     """The ONNX nodes of the table's float islands (every node an island covers), in graph order."""
-    graph = plan(model, rules=table.doc["target"], floats=float_nodes(table))
+    graph = plan(model, rules=table.target, floats=float_nodes(table))
     return [c for n in graph.islands for c in n.covers]
 
 

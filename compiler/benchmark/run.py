@@ -267,7 +267,7 @@ def _quality(b: _ModelBench, cal: dict) -> None:
         placed, secs = quality.timed_placement(fp32, load_table(tables["ort"]), b.calib.array, b.log)
         tables["ort-placed"] = b.work / "calib-ort-placed.json"
         placed.save(tables["ort-placed"])
-        p = placed.doc.get("placement", {})
+        p = placed.placement or {}
         b.out["placement"] = {
             "objective": "speed (ort), cosine floor " + str(p.get("objectives", {}).get("min_cos")),
             "seconds": round(secs, 2),

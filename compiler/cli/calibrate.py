@@ -71,7 +71,7 @@ def run(args) -> int:
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
     # deferred for start-up: loads numpy, onnx
-    from ..quant.report.quality import check_report_path, quality_report, save_report
+    from ..quant.report.quality import ReportSettings, check_report_path, quality_report, save_report
 
     # user mistakes in the report options fail now, not after the (long) calibration
     if args.report:
@@ -111,9 +111,7 @@ def run(args) -> int:
         fp32,
         table,
         samples,
-        samples=args.report_samples,
-        seed=args.seed,
-        compare=not args.no_compare,
+        ReportSettings(samples=args.report_samples, seed=args.seed, compare=not args.no_compare),
         held_out=held_out,
     )
     _print_report(args, report)
@@ -129,11 +127,11 @@ def run(args) -> int:
 def _print_steps(table) -> None:
     """The steps' choice, each step's summary and the placement."""
     from ..quant.place.placer import placement_lines  # deferred for start-up: loads numpy, onnx
-    from ..quant.table.steps import choice_lines, summary_lines  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.steps import summary_lines, table_choice_lines  # deferred for start-up: loads numpy, onnx
 
-    for line in choice_lines(table.doc.get("steps_choice"), table.doc["timing_s"].get("choice")):
+    for line in table_choice_lines(table):
         print(line)
-    print("\n".join(f"step {line}" for line in summary_lines(table.doc)))
+    print("\n".join(f"step {line}" for line in summary_lines(table)))
     for line in placement_lines(table):
         print(line)
 
@@ -184,11 +182,11 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     from ..quant.collect.stats import run_fp32  # deferred for start-up: loads numpy, onnx
     from ..quant.table.steps import equalized_model  # deferred for start-up: loads numpy, onnx
 
-    tensors = table.doc["tensors"]
+    tensors = table.tensors
     names = [n for n in report["worst_layers"] if tensors.get(n, {}).get("kind") == "activation"][:6]
     if not names:  # no activation among the worst: the first six quantized activations
         names = [n for n, t in tensors.items() if t.get("kind") == "activation"][:6]
-    values = run_fp32(equalized_model(fp32, table.doc), samples[report["samples"]["indices"]], names)
+    values = run_fp32(equalized_model(fp32, table), samples[report["samples"]["indices"]], names)
     return save(
         activation_histograms(values, {n: tensors[n] for n in names}),
         chart.with_name(f"{chart.stem}.histograms{chart.suffix}"),

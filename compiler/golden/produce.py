@@ -27,7 +27,7 @@ from ..lower.run import torch_run
 from ..onnx_import import import_options, import_to_files
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data
-from ..quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
+from ..quant.table.file import CalibrationError, load_table, model_sha256
 from .entries import Entry
 from .plan import ModelPlan
 
@@ -124,7 +124,7 @@ class ModelRun:
         )  # as `tcc calibrate` runs it
         provenance = Provenance(data.fingerprint, self.model.spec_hash, self.weights_hash)
         table = calibrate_onnx(self.fe.onnx, data.array, settings, provenance)
-        return CalibrationTable({k: v for k, v in table.doc.items() if k != "timing_s"})
+        return table.without_timing()
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
@@ -136,9 +136,9 @@ class ModelRun:
             table = load_table(
                 path, spec_hash=self.model.spec_hash, weights_hash=self.weights_hash, model_hash=self.onnx_hash
             )
-            table.check_model(quantized_form(self.fe.onnx, table.doc["target"]), str(path))
-            if table.doc["target"] != rules:
-                raise CalibrationError(f"{path}: a table for the {table.doc['target']} rules, expected {rules}")
+            table.check_model(quantized_form(self.fe.onnx, table.target), str(path))
+            if table.target != rules:
+                raise CalibrationError(f"{path}: a table for the {table.target} rules, expected {rules}")
             self._tables[path] = table
         return self._tables[path]
 

@@ -234,7 +234,7 @@ def _lsb(produced) -> float | None:
 def _scales_verdict(gp, run, e: Entry) -> judge.Verdict:
     stored = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules)
     now = run.calibrate(e.rules)
-    return judge.scales(now.tensors, stored.tensors, now.doc.get("layers"), stored.doc.get("layers"))
+    return judge.scales(now.tensors, stored.tensors, now.layers, stored.layers)
 
 
 # ---------------------------------------------------------------------------------------------------- update
@@ -471,7 +471,7 @@ def _table(run, path: Path, rules: str, recalibrate: bool):
     except CalibrationError:
         old = None
     if old is not None:
-        v = judge.scales(table.tensors, old.tensors, table.doc.get("layers"), old.doc.get("layers"))
+        v = judge.scales(table.tensors, old.tensors, table.layers, old.layers)
         numbers = v.numbers
         why += (
             f"; {numbers['changed']} of {numbers['tensors']} tensors changed (max {numbers['max_range_change']} of "

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -54,7 +54,7 @@ from .intgraph.layers import initializers, layer_of, layer_rows
 from .intgraph.plan import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
 from .place.placer import place
-from .scales.cos_search import SearchResult, cos_search
+from .scales.cos_search import Inputs, SearchResult, SearchSettings, cos_search
 from .scales.methods import threshold
 from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
 from .steps.bias_correction import layer_shift
@@ -62,6 +62,7 @@ from .steps.equalize import STRENGTHS, choose, find_pairs, measure
 from .steps.rounding import layer_codes
 from .table.file import CalibrationTable, file_sha256, model_sha256
 from .table.quantizer import fake_quant, qrange, scale_for_threshold
+from .table.records import StepRecord
 from .table.rules import TargetRules, get_rules, rules_for
 from .table.steps import Steps, equalize_arrays, with_initializers
 from .table.weight_codes import encode, weight_codes
@@ -135,19 +136,18 @@ class Scaled:
 def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
     """The stage's table (a copy: one stage serves several step choices) with rounding and bias correction run as
     `steps` say."""
-    table = CalibrationTable(copy.deepcopy(stage.table.doc))
-    timing = table.doc["timing_s"]
-    wide = table.doc["settings"]["activation_bits"] > 8  # the steps fit to the grids the integer graph will have
+    table = stage.table.copy()
+    wide = table.activation_bits > 8  # the steps fit to the grids the integer graph will have
     t3 = time.perf_counter()
     if wide:
         fit_accumulators(table, stage.graph)
-    timing["headroom"] = time.perf_counter() - t3
+    table.record_time("headroom", time.perf_counter() - t3)
     _layer_steps(table, stage, steps)
     t3 = time.perf_counter()
     if wide:
         fit_accumulators(table, stage.graph)
-    timing["headroom"] += time.perf_counter() - t3
-    timing["total"] = time.perf_counter() - stage.started
+    table.record_time("headroom", time.perf_counter() - t3, add=True)
+    table.record_time("total", time.perf_counter() - stage.started)
     return table
 
 
@@ -334,15 +334,13 @@ def _weight_scales(run: CalibrationRun, stage: _Stage) -> None:
             ],
             inits,
             stage.samples,
-            stage.act_scale,
-            stage.signed,
-            steps=s.cos_steps,
-            rounds=s.cos_rounds,
+            Inputs(
+                stage.act_scale,
+                stage.signed,
+                {n: float(scale_for_threshold(stage.hists[n].amax, 8, stage.signed[n])) for n in stage.act_scale},
+            ),
+            SearchSettings(steps=s.cos_steps, rounds=s.cos_rounds, threads=s.threads or 2),
             weight_bits=w_bits,
-            threads=s.threads or 2,
-            act_limits={
-                n: float(scale_for_threshold(stage.hists[n].amax, 8, stage.signed[n])) for n in stage.act_scale
-            },
         )
     stage.act_scale.update(result.act_scales)
     for lr in result.layers.values():
@@ -522,8 +520,7 @@ def wide_method(method: str) -> str:
 def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
     """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
     its input; appended to the table's steps. The stage's initializers are the (equalized) model's."""
-    doc, timing = table.doc, table.doc["timing_s"]
-    tensors = doc["tensors"]
+    tensors = table.tensors
     layers, inits, samples = stage.layers, stage.inits, stage.samples
 
     def quantized_rows(l):
@@ -566,8 +563,8 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
             layers=errors,
         )
         stage.rounding = copy.deepcopy(record)
-    doc["steps"].append(record)
-    timing["rounding"] = time.perf_counter() - t
+    table.add_step(cast(StepRecord, record))
+    table.record_time("rounding", time.perf_counter() - t)
 
     t = time.perf_counter()
     record = {"name": "bias_correction", "enabled": bool(steps.bias_correction)}
@@ -583,8 +580,8 @@ def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
             )
             shifts[l.name] = {"bias": l.bias, "shift": [float(v) for v in shift.astype(np.float32)]}
         record.update(layers=shifts, **({"skipped_without_bias": skipped} if skipped else {}))
-    doc["steps"].append(record)
-    timing["bias_correction"] = time.perf_counter() - t
+    table.add_step(cast(StepRecord, record))
+    table.record_time("bias_correction", time.perf_counter() - t)
 
 
 @dataclass(frozen=True)
@@ -638,8 +635,7 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
     isolation, before/after the search (worst first when `top` is given), then the summary. `tcc calibrate`
     prints the full quality report instead (tcc.quant.report.quality.format_report: INT8 vs FP32 per tensor and end to
     end, these cosines in its `search` column)."""
-    doc = table.doc
-    rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in doc.get("layers", {}).items()]
+    rows = [(name, l.get("cos_before"), l.get("cos_after")) for name, l in table.layers.items()]
     if top is not None:
         rows = sorted(rows, key=lambda r: r[2] if r[2] is not None else 1.0)[:top]
     width = max([len(r[0]) for r in rows] + [5])
@@ -648,15 +644,15 @@ def report_lines(table: CalibrationTable, top: int | None = None) -> list[str]:
         fb = f"{b:.6f}" if b is not None else "-"
         fa = f"{a:.6f}" if a is not None else "-"
         out.append(f"{name.ljust(width)}  {fb:>17}  {fa:>16}")
-    s = doc.get("summary") or {}
+    s = table.summary
     if s:
         out.append(
             f"mean layer cosine {s['mean_cos_before']:.6f} -> {s['mean_cos_after']:.6f}, worst "
             f"{s['min_cos_before']:.6f} -> {s['min_cos_after']:.6f} ({s['layers_searched']} layers)"
         )
-    t = doc.get("timing_s", {})
+    t = table.timing
     out.append(
-        f"{doc['method']} calibration of {doc['samples']} samples for target {doc['target']}: "
+        f"{table.method} calibration of {table.samples} samples for target {table.target}: "
         f"{t.get('total', 0):.1f} s (statistics {t.get('statistics', 0):.1f}, thresholds "
         f"{t.get('thresholds', 0):.1f}, cosine search {t.get('cos_search', 0):.1f})"
     )

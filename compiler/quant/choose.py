@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import onnx
@@ -38,6 +38,7 @@ from .lower.qdq import to_qdq
 from .report.quality import run_ort
 from .settings import CalibrationRun
 from .table.file import CalibrationTable
+from .table.records import StepsChoice
 from .table.rules import TargetRules
 from .table.steps import STEP_NAMES, Steps
 
@@ -87,8 +88,9 @@ def choose_steps(
             trials=trials.records,
             best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
         )
-    table.doc["steps_choice"] = record
-    table.doc["timing_s"]["choice"] = time.perf_counter() - started  # the whole choice, the table's own run included
+    table.record_choice(
+        cast(StepsChoice, record), time.perf_counter() - started
+    )  # the whole choice, the table's own run included
     return table
 
 

@@ -190,7 +190,7 @@ def check_table(
     """A table given to a build (`where`: its file) against the build's FP32 graph, its integer graph and its
     rules: every tensor it names in the graph, activation widths the rules take (and the width asked, if one was),
     made for these rules. The hashes are load_table's check."""
-    table.check_model(quantized_form(fp32, table.doc["target"]), where)
+    table.check_model(quantized_form(fp32, table.target), where)
     check_table_bits(table, rules, f"{where}: target {target}")
     widest = max((t.get("bits", 8) for t in table.tensors.values() if t.get("kind") == "activation"), default=8)
     if asked_bits is not None and (asked_bits > 8) != (widest > 8):  # the width is the calibration's choice
@@ -200,16 +200,16 @@ def check_table(
             f"--activation-bits {asked_bits} (or build from --data), or leave the flag out"
         )
     check_wide_kinds(graph, widest, rules, target)
-    if table.doc["target"] != rules.name:
+    if table.target != rules.name:
         raise CalibrationError(
-            f"{where}: calibrated for target rules '{table.doc['target']}', this build "
+            f"{where}: calibrated for target rules '{table.target}', this build "
             f"needs '{rules.name}'; recalibrate with `tcc calibrate ... --target {rules.name}`"
         )
 
 
 def check_table_data(table: CalibrationTable, where: str, data, fingerprint: str) -> None:
     """A kit's table (--calib) made from the samples given with --data."""
-    if table.doc["data_fingerprint"] != fingerprint:
+    if table.data_fingerprint != fingerprint:
         raise CalibrationError(
             f"{where}: made from other calibration data than --data {data} (data "
             "fingerprints differ; the same files, --calib-size and --seed give the same)"

@@ -125,7 +125,7 @@ def test_kit(kits, images, spec, chip):
     assert m["target_checks"]["archive"]["passed"]
     # the prediction: the integer reference under the chip's rules, per layer, in the toolchain's table shape
     table = load_table(kit / "calibration.json")
-    assert table.doc["target"] == c.rules
+    assert table.target == c.rules
     prediction = json.loads((kit / "prediction.json").read_text())
     assert len(prediction["layers"]) >= 10 and prediction["per_layer_source"] == "integer reference"
     text = (kit / "precision_table.txt").read_text()

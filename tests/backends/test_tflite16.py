@@ -16,6 +16,7 @@ from tcc.backends import get_backend
 from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tests.helpers.int8_zoo import SMALL, spec_path
+from tests.helpers.quant_models import table_json
 
 
 @pytest.fixture(scope="module")
@@ -505,7 +506,7 @@ def test_16_bit_zero_point_must_be_zero(data):
     fe = lower_spec(spec_path("ddsnet"), SMALL["ddsnet"])
     g = plan(fe.onnx, rules="tflite")
     t = calibrate_onnx(fe.onnx, np.load(data)[:4], target="tflite", method="minmax", activation_bits=16, graph=g)
-    doc = json.loads(json.dumps(t.doc))
+    doc = table_json(t)
     name = g.nodes[3].outputs[0]
     doc["tensors"][name]["zero_point"] = 5
     with pytest.raises(

@@ -146,3 +146,10 @@ def tiny_spec_and_data(folder: Path, n: int, spec: str = TINY_SPEC) -> tuple[Pat
     path.write_text(spec)
     np.save(data, np.random.default_rng(0).standard_normal((n, 3, 16, 16)).astype(np.float32))
     return path, data
+
+
+def table_json(table) -> dict:
+    """A calibration table's document as its file holds it (a fresh dict: the tests edit it into damaged tables)."""
+    import json  # deferred: only the table tests read documents
+
+    return json.loads(table.to_json())

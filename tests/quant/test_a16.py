@@ -15,7 +15,7 @@ from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, run_all
-from tests.helpers.quant_models import tiny_cnn, tiny_data
+from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data
 from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime
 
 
@@ -30,19 +30,13 @@ def test_table_is_int16_and_round_trips_the_schema(a16, tmp_path):
     acts = {n: e for n, e in t.tensors.items() if e["kind"] == "activation"}
     assert acts and all(e["bits"] == 16 and e["signed"] and e["zero_point"] == 0 for e in acts.values())
     assert all(e["method"] == "minmax" for e in acts.values())  # kl+cos at 16 bits: the range seen
-    assert t.doc["settings"]["activation_bits"] == 16
+    assert t.activation_bits == 16
     # the whole range seen, on 32767 steps: the threshold is the largest |x| (a tensor that shares no scale)
     e = acts["dw.relu"]
     assert "group" not in e
     assert e["scale"] == pytest.approx(max(abs(e["min"]), abs(e["max"])) / 32767, rel=1e-6)
     back = load_table(t.save(tmp_path / "t16.json"))
-    assert back.doc == json_roundtrip(t.doc)
-
-
-def json_roundtrip(doc):
-    import json
-
-    return json.loads(json.dumps(doc))
+    assert table_json(back) == table_json(t)
 
 
 def test_reference_equals_ort_fake_quant_of_int16_qdq(a16):
@@ -168,7 +162,7 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     assert {n for n, e in t.tensors.items() if e["kind"] == "activation" and e["bits"] != 16} == {"input"}
     qg = quantize_graph(plan(m, rules="tvm"), t)
     assert (qg.input_q.lo, qg.input_q.hi, qg.input_q.dtype) == (-16384, 16383, "int16")
-    assert load_table(t.save(tmp_path / "t.json")).doc == json_roundtrip(t.doc)
+    assert table_json(load_table(t.save(tmp_path / "t.json"))) == table_json(t)
     check_table_bits(t, get_rules("tvm"), "t.json: target host")
     with pytest.raises(CalibrationError, match="tensor 'input' is 15-bit.*rules tvm"):
         check_table_bits(t, get_rules("ort"), "t.json: target ort")
@@ -244,7 +238,7 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     ):
         check_table_bits(t, get_rules("ort"), "calib.json: target ort")
     check_table_bits(t, get_rules("tvm"), "calib.json: target host")
-    ort_table = CalibrationTable({**t.doc, "target": "ort"})
+    ort_table = CalibrationTable({**table_json(t), "target": "ort"})
     with pytest.raises(CalibrationError, match="tensor 'input': 16-bit activations are not supported under rules"):
         quantize_graph(plan(m, rules="ort"), ort_table)
     with pytest.raises(DataError, match="--activation-bits 16: target rules 'pulsar2' take 8-bit"):

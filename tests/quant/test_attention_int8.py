@@ -229,10 +229,8 @@ def test_a_16_bit_softmax_output_covers_its_whole_range(tiny):
     of it, from a W8A16 calibration (here the data reached 0.999) and from widening an 8-bit table's tensor (its
     entry edited to a range of 0.4 seen: flatter attention). Data the calibration did not see may reach more, and
     clipped, the largest weights are the tokens attended to. The 8-bit grid keeps the range seen."""
-    import copy
 
     from tcc.quant.intgraph.widths import widened
-    from tcc.quant.table.file import CalibrationTable
 
     fe, graph, table = tiny
     (probs,) = [o for n in graph.nodes if n.kind == "softmax" for o in n.outputs]
@@ -241,7 +239,7 @@ def test_a_16_bit_softmax_output_covers_its_whole_range(tiny):
     assert seen < 1.0 and table.tensors[probs]["scale"] * 255 <= seen * (1 + 1e-6)
     data = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(np.float32)
     w16 = calibrate_onnx(fe.onnx, data, method="kl", target="tvm", graph=graph, activation_bits=16)
-    flat = CalibrationTable(copy.deepcopy(table.doc))
+    flat = table.copy()
     flat.tensors[probs]["max"] = 0.4
     for t in (w16, widened(flat, graph, {probs})):
         e = t.tensors[probs]

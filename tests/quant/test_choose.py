@@ -14,10 +14,9 @@ from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.choose import JUDGED_MIN, SAMPLES_MIN, candidates, split
 from tcc.quant.collect.stats import per_sample_cosine, run_fp32
 from tcc.quant.intgraph.reference import run_reference
-from tcc.quant.table.file import validate
-from tcc.quant.table.steps import Steps, choice_lines, step
+from tcc.quant.table.steps import Steps, choice_lines
 from tests.helpers.onnx_util import make_model
-from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
+from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data, tiny_spec_and_data
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}
 CHOOSE_ALL = Steps(equalization=None, bias_correction=None, rounding=None)
@@ -66,10 +65,10 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     on all of them; the same inputs give the same table."""
     model, x = tiny_cnn(), tiny_data(32)
     table = calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST)
-    choice = table.doc["steps_choice"]
+    choice = table.steps_choice
     trials = choice["trials"]
     assert len(trials) == 8 and choice["complete"] and choice["free"] == ["equalization", "rounding", "bias_correction"]
-    assert choice["judged_samples"] == 8 and choice["statistics_samples"] == 24 and table.doc["samples"] == 32
+    assert choice["judged_samples"] == 8 and choice["statistics_samples"] == 24 and table.samples == 32
 
     def key(t):
         return round(t["mean_cos"], 6), round(t["min_cos"], 6)
@@ -77,7 +76,7 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     best = next(t for t in trials if key(t) == key(max(trials, key=key)))  # the earliest of the best
     assert choice["chosen"] == best["steps"]
     assert choice["best_gain"]["mean"] == pytest.approx(best["mean_cos"] - trials[0]["mean_cos"], abs=1e-12)
-    assert {s["name"] for s in table.doc["steps"] if s["enabled"]} == set(choice["chosen"])
+    assert {s["name"] for s in table.steps if s["enabled"]} == set(choice["chosen"])
     statistics, judged = split(32, 0)
     reference = run_fp32(model, x[judged], ["output"])["output"]
     for trial in (trials[0], trials[-1]):
@@ -87,12 +86,14 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
         assert trial["mean_cos"] == pytest.approx(cos.mean(), abs=1e-9)
         assert trial["min_cos"] == pytest.approx(cos.min(), abs=1e-9)
     decided = Steps(**{name: name in choice["chosen"] for name in ("equalization", "rounding", "bias_correction")})
-    plain = calibrate_onnx(model, x, steps=decided, **FAST).doc
+    plain = table_json(calibrate_onnx(model, x, steps=decided, **FAST))
     assert {k: v for k, v in plain.items() if k != "timing_s"} == {
-        k: v for k, v in table.doc.items() if k not in ("timing_s", "steps_choice")
+        k: v for k, v in table_json(table).items() if k not in ("timing_s", "steps_choice")
     }
-    validate(table.doc)
-    assert _without_times(table.doc) == _without_times(calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST).doc)
+    table.check_schema()
+    assert _without_times(table_json(table)) == _without_times(
+        table_json(calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST))
+    )
     assert choice_lines(choice)[0].startswith(
         "steps chosen per model (equalization, rounding, bias correction) on 8 held-back calibration samples: "
     )
@@ -121,12 +122,12 @@ def test_a_step_that_clearly_helps_is_chosen():
     table = calibrate_onnx(
         model, x, method="minmax", steps=Steps(equalization=False, bias_correction=None, rounding=None)
     )
-    choice = table.doc["steps_choice"]
+    choice = table.steps_choice
     error = {tuple(t["steps"]): 1 - t["mean_cos"] for t in choice["trials"]}
     assert error[("rounding",)] < 0.5 * error[()] and error[("bias_correction",)] < 0.5 * error[()]
     assert choice["chosen"] and error[tuple(choice["chosen"])] < 0.5 * error[()]
     assert choice["best_gain"]["mean"] > 2 * choice["best_gain"]["standard_error"]  # clear on every judged sample
-    assert all(step(table.doc, name) for name in choice["chosen"])
+    assert all(table.step(name) for name in choice["chosen"])
 
 
 @pytest.mark.parametrize(
@@ -139,9 +140,9 @@ def test_too_few_samples_or_no_budget_choose_nothing(samples, budget, skipped):
         steps=Steps(equalization=None, bias_correction=None, rounding=None, choice_budget=budget),
         **FAST,
     )
-    choice = table.doc["steps_choice"]
+    choice = table.steps_choice
     assert choice["skipped"].startswith(skipped) and choice["chosen"] == [] and choice["trials"] == []
-    assert not any(s["enabled"] for s in table.doc["steps"]) and table.doc["samples"] == samples
+    assert not any(s["enabled"] for s in table.steps) and table.samples == samples
     assert "none tried" in choice_lines(choice)[0]
 
 
@@ -152,7 +153,7 @@ def test_a_budget_stops_the_trials_and_says_so():
         steps=Steps(equalization=None, bias_correction=None, rounding=None, choice_budget=1e-9),
         **FAST,
     )
-    choice = table.doc["steps_choice"]
+    choice = table.steps_choice
     assert len(choice["trials"]) == 1 and not choice["complete"] and choice["chosen"] == []
     assert "depends on this machine's speed" in choice_lines(choice)[0]
 

@@ -8,7 +8,7 @@ from onnx import numpy_helper
 
 from tcc.quant.collect.stats import run_fp32
 from tcc.quant.intgraph.layers import find_layers, grouped_weight, layer_output, layer_rows
-from tcc.quant.scales.cos_search import _cos, _weight_step, cos_search
+from tcc.quant.scales.cos_search import Inputs, SearchSettings, _cos, _weight_step, cos_search
 from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 
@@ -67,7 +67,7 @@ def test_search_never_lowers_cosine(start):
     scales = {
         l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * start, signed=signed[l.input])) for l in layers
     }
-    res = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2)
+    res = cos_search(layers, w, samples, Inputs(scales, signed), SearchSettings(steps=40, rounds=2))
     assert set(res.layers) == {"stem.conv", "dw", "pw", "fc"}
     for r in res.layers.values():
         assert r.cos_after >= r.cos_before - 1e-9, r
@@ -88,8 +88,8 @@ def test_searches_on_threads_give_the_same_result():
     scales = {
         l.input: float(scale_for_threshold(np.abs(acts[l.input]).max() * 0.5, signed=signed[l.input])) for l in layers
     }
-    one = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=1)
-    two = cos_search(layers, w, samples, scales, signed, steps=40, rounds=2, threads=3)
+    one = cos_search(layers, w, samples, Inputs(scales, signed), SearchSettings(steps=40, rounds=2, threads=1))
+    two = cos_search(layers, w, samples, Inputs(scales, signed), SearchSettings(steps=40, rounds=2, threads=3))
     assert list(one.act_scales.items()) == list(two.act_scales.items()) and one.act_cos == two.act_cos
     assert list(one.layers) == list(two.layers)
     for name, r in one.layers.items():
@@ -106,8 +106,8 @@ def test_input_scale_search_goes_past_the_window_up_to_the_tensors_largest_value
     signed = {l.input: bool(acts[l.input].min() < 0) for l in layers}
     top = {l.input: float(scale_for_threshold(np.abs(acts[l.input]).max(), signed=signed[l.input])) for l in layers}
     start = {t: s / 8 for t, s in top.items()}
-    window = cos_search(layers, w, samples, start, signed, steps=40, rounds=2)
-    wider = cos_search(layers, w, samples, start, signed, steps=40, rounds=2, act_limits=top)
+    window = cos_search(layers, w, samples, Inputs(start, signed), SearchSettings(steps=40, rounds=2))
+    wider = cos_search(layers, w, samples, Inputs(start, signed, top), SearchSettings(steps=40, rounds=2))
     pw = next(l for l in layers if l.name == "pw").input
     assert window.act_scales[pw] <= 2 * start[pw] * (1 + 1e-6)
     assert 2 * start[pw] < wider.act_scales[pw] <= top[pw] * (1 + 1e-6)

@@ -169,7 +169,7 @@ def test_placement_meets_a_floor_pure_int8_cannot(case):
     pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8])).mean
     assert pure < floor
     placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
-    p = placed.doc["placement"]
+    p = placed.placement
     assert p["reference_cos_after"] >= floor and p["objectives"]["min_cos"] == floor and "widened" not in p
     assert 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
     assert all(e["reason"] == "accuracy" for e in p["nodes"].values())
@@ -177,7 +177,7 @@ def test_placement_meets_a_floor_pure_int8_cannot(case):
     judged = per_sample_cosine(run_ort(fp32, x[:8]), Reference().run(qg, x[:8])).mean()
     assert judged >= floor - 1e-6
     again = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
-    assert placed.doc["placement"] == again.doc["placement"]
+    assert placed.placement == again.placement
 
 
 def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
@@ -192,7 +192,7 @@ def test_placement_meets_a_worst_sample_floor_the_mean_floor_leaves_unmet(case):
     mean_only = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, samples=8, wide=False))
     assert not float_nodes(mean_only)
     placed = place(fp32, table, x, PlaceOptions(min_cos=mean_floor, min_worst_cos=floor, samples=8, wide=False))
-    p = placed.doc["placement"]
+    p = placed.placement
     assert p["objectives"]["min_worst_cos"] == floor and p["reference_worst_cos_after"] >= floor
     assert p["worst_cos_before"] < floor and 0 < len(float_nodes(placed)) < len(plan(fp32, rules="tvm").nodes)
     judged = reference_score(fp32, placed, x[:8], run_ort(fp32, x[:8]))
@@ -401,7 +401,7 @@ def test_an_island_computes_with_the_equalized_parameters(case, tmp_path, capsys
 
     fp32, x = case["fp32"], case["x"]
     table = calibrate_onnx(fp32, x, method="kl", target="tflite", progress=False, steps=Steps(equalization=True))
-    equalized = calibrated_parameters(fp32, table.doc)
+    equalized = calibrated_parameters(fp32, table)
     assert "pw.weight" in equalized  # the dw -> relu -> pw pair was equalized: the test means something
     table = _pinned(table, "pw")
     island = next(n for n in quantize_graph(plan(fp32, rules="tflite"), table).islands if n.name == "pw")
@@ -440,16 +440,16 @@ def test_an_island_keeps_its_bias_uncorrected(case):
         fp32, x, method="kl", target="ort", progress=False, steps=Steps(equalization=True, bias_correction=True)
     )
     plain = calibrate_onnx(fp32, x, method="kl", target="ort", progress=False, steps=Steps(equalization=True))
-    shifted = calibrated_parameters(fp32, corrected.doc)
-    assert not np.array_equal(shifted["pw.bias"], calibrated_parameters(fp32, plain.doc)["pw.bias"])
+    shifted = calibrated_parameters(fp32, corrected)
+    assert not np.array_equal(shifted["pw.bias"], calibrated_parameters(fp32, plain)["pw.bias"])
     weighted = [n.name for n in plan(fp32, rules="ort").weighted]
     ref = run_ort(fp32, x[:8])
     outs = []
     for t in (corrected, plain):
         placed = _pinned(t, *weighted)
         assert (
-            calibrated_parameters(fp32, placed.doc)["pw.bias"].tobytes()
-            == calibrated_parameters(fp32, plain.doc)["pw.bias"].tobytes()
+            calibrated_parameters(fp32, placed)["pw.bias"].tobytes()
+            == calibrated_parameters(fp32, plain)["pw.bias"].tobytes()
         )
         outs.append(run_ort(to_qdq(fp32, placed), x[:8], optimize=False))
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -491,7 +491,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
     head is in float, and with nothing else, stands for such a model."""
 
     from tcc.quant.place.placer import float_remedy
-    from tcc.quant.place.search import Score, node_cost, tail
+    from tcc.quant.place.search import Score, Search, node_cost, tail
 
     fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -506,7 +506,8 @@ def test_spread_error_gets_the_cheapest_float_tail():
     options = PlaceOptions(min_cos=0.9999)
     early = {computing[0]: {"precision": "float", "reason": "accuracy", "kind": "conv"}}  # a scattered, costly pick
     chosen = dict(early)
-    got = tail(float_remedy(graph), graph, judge, chosen, set(), options, judge(set(chosen)), lambda s: None, "test")
+    search = Search(float_remedy(graph), graph, judge, options, lambda s: None, "test")
+    got = tail(search, chosen, set(), judge(set(chosen)))
     assert options.shortfall(got) == 0
     assert set(late) <= set(chosen) and computing[0] not in chosen  # the tail without the greedy's costly pick
     assert not set(computing[:-6]) & set(chosen)  # and no computing node before the tail
@@ -543,12 +544,12 @@ def test_calibrate_says_how_much_of_the_model_a_placement_keeps_in_float(case):
     graph = plan(case["fp32"], rules="tvm")
     computing = tuple(n.name for n in graph.nodes if n.integer and n.kind in ("conv", "gemm"))
     placed = place(case["fp32"], case["tables"]["tvm"], case["x"], PlaceOptions(keep_float=computing))
-    share = placed.doc["placement"]["float_cost_share"]
+    share = placed.placement["float_cost_share"]
     assert 0.9 < share <= 1.0
     lines = placement_lines(placed)
     assert f"{100 * share:.1f}% of the model's cost" in lines[0] and lines[1].startswith("warning: the placement keeps")
     one = place(case["fp32"], case["tables"]["tvm"], case["x"], PlaceOptions(keep_float=("fc",)))
-    assert one.doc["placement"]["float_cost_share"] < 0.05
+    assert one.placement["float_cost_share"] < 0.05
     assert not any(line.startswith("warning") for line in placement_lines(one))
 
 
@@ -573,7 +574,7 @@ def test_tvm_placement_widens_activations_before_it_keeps_nodes_in_float(case, c
     pure = reference_score(fp32, table, x[:8], run_ort(fp32, x[:8]))
     assert pure.mean < 0.999
     placed = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
-    p = placed.doc["placement"]
+    p = placed.placement
     assert p["reference_cos_after"] >= floor and p["objectives"]["wide"] is True
     assert not float_nodes(placed) and 0 < len(p["widened"]) < len([n for n in graph.nodes if n.op.placeable])
     wide = {k for k, e in placed.tensors.items() if e.get("widened")}
@@ -581,9 +582,9 @@ def test_tvm_placement_widens_activations_before_it_keeps_nodes_in_float(case, c
     assert {k: e for k, e in placed.tensors.items() if k not in wide} == {
         k: e for k, e in table.tensors.items() if k not in wide
     }
-    assert placed.doc == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8)).doc
+    assert placed == place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8))
     floats_only = place(fp32, table, x, PlaceOptions(min_cos=floor, samples=8, wide=False))
-    assert float_nodes(floats_only) and "widened" not in floats_only.doc["placement"]
+    assert float_nodes(floats_only) and "widened" not in floats_only.placement
     path = placed.save(tmp_path / "wide.json")
     r = build(case["spec"], build_settings("host", precision="int8", calib=path), tmp_path / "b")
     result = r.manifest["self_check"]["result"]
@@ -598,10 +599,10 @@ def test_widening_that_misses_the_floor_is_dropped_where_float_nodes_do_without(
     from tcc.quant.place.placer import widens
 
     fp32, x = case["fp32"], coarse[1]
-    both = place(fp32, coarse[0], x, PlaceOptions(min_cos=0.999999, samples=8)).doc["placement"]
+    both = place(fp32, coarse[0], x, PlaceOptions(min_cos=0.999999, samples=8)).placement
     assert both["nodes"] and both["widened"] and both["reference_cos_after"] >= 0.999999
     placed = place(fp32, coarse[0], x, PlaceOptions(min_cos=0.9999999, samples=8))
-    p = placed.doc["placement"]
+    p = placed.placement
     assert float_nodes(placed) and p["reference_cos_after"] >= 0.9999999
     assert "widened" not in p and not any(e.get("widened") for e in placed.tensors.values())
     assert widens(PlaceOptions(min_cos=0.9), "tvm") and not widens(PlaceOptions(min_cos=0.9, wide=False), "tvm")
@@ -644,7 +645,7 @@ def test_placement_passes_over_a_tensor_no_wide_grid_fits():
     fp32, x = wide_fan_in_model(), tiny_data(12, size=34)
     table = calibrate_onnx(fp32, x, method="minmax", target="tvm", progress=False)
     placed = place(fp32, table, x, PlaceOptions(min_cos=0.999999, samples=8))
-    p = placed.doc["placement"]
+    p = placed.placement
     assert p["objectives"]["wide"] and p["reference_cos_after"] >= 0.999999 and "c1" in p["nodes"]
     assert placed.tensors["c1"] == table.tensors["c1"] and "widened" not in p
     quantize_graph(plan(fp32, rules="tvm"), placed)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.reference import ADD_LEFT_SHIFT, add_int, add_params, run_reference
+from tcc.quant.intgraph.qtypes import QParams
+from tcc.quant.intgraph.reference import ADD_LEFT_SHIFT, QTensor, add_int, add_params, run_reference
 from tests.helpers.quant_models import residual_model
 
 
-def _float_add_codes(a_q, a_zp, s_a, b_q, b_zp, s_b, s_o, zp_o, lo, hi):  # noqa: PLR0913
+def _codes(q, zp: int, scale: float) -> QTensor:
+    """An input of the add: its codes at (scale, zp) (its code range is not the add's business)."""
+    return QTensor(np.asarray(q), QParams(scale, zp, -(1 << 15), (1 << 15) - 1))
+
+
+def _float_add_codes(a: QTensor, b: QTensor, out: QParams):
     """What a float backend does: dequantize both, add in float64, quantize (round half to even)."""
-    y = (a_q - a_zp) * np.float64(s_a) + (b_q - b_zp) * np.float64(s_b)
-    return np.clip(np.rint(y / np.float64(s_o)) + zp_o, lo, hi)
+    y = (a.q - a.zp) * np.float64(a.scale) + (b.q - b.zp) * np.float64(b.scale)
+    return np.clip(np.rint(y / np.float64(out.scale)) + out.zp, out.lo, out.hi)
 
 
 def test_add_params_are_tflite_style():
@@ -37,8 +43,8 @@ def test_add_int_within_one_lsb_of_float():
         lo, hi = (-128, 127) if o_signed else (0, 255)
         a = rng.integers(rng_a[0], rng_a[1] + 1, 4096)
         b = rng.integers(rng_b[0], rng_b[1] + 1, 4096)
-        got = add_int(a, 0, s_a, b, 0, s_b, s_o, 0, lo, hi)
-        want = _float_add_codes(a, 0, s_a, b, 0, s_b, s_o, 0, lo, hi)
+        args = _codes(a, 0, s_a), _codes(b, 0, s_b), QParams(s_o, 0, lo, hi)
+        got, want = add_int(*args), _float_add_codes(*args)
         worst = max(worst, int(np.abs(got - want).max()))
     assert worst <= 1, worst
 
@@ -47,13 +53,15 @@ def test_add_int_zero_points_and_exact_cases():
     # equal scales: the sum is exact (no rounding): codes add
     a = np.arange(-60, 60)
     b = np.arange(60, -60, -1) // 2
-    np.testing.assert_array_equal(add_int(a, 0, 0.1, b, 0, 0.1, 0.1, 0, -128, 127), a + b)
+    s8 = QParams(0.1, 0, -128, 127)
+    np.testing.assert_array_equal(add_int(_codes(a, 0, 0.1), _codes(b, 0, 0.1), s8), a + b)
     # zero points are subtracted from the inputs and added to the output
-    got = add_int(np.array([10, 70]), 10, 0.1, np.array([-5, 5]), -5, 0.1, 0.1, 3, -128, 127)
+    got = add_int(_codes([10, 70], 10, 0.1), _codes([-5, 5], -5, 0.1), QParams(0.1, 3, -128, 127))
     np.testing.assert_array_equal(got, [3, 3 + 60 + 10])
     # saturation at the output range
-    assert add_int(np.array([127]), 0, 1.0, np.array([127]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [127]
-    assert add_int(np.array([-128]), 0, 1.0, np.array([-128]), 0, 1.0, 1.0, 0, -128, 127).tolist() == [-128]
+    one = QParams(1.0, 0, -128, 127)
+    assert add_int(_codes([127], 0, 1.0), _codes([127], 0, 1.0), one).tolist() == [127]
+    assert add_int(_codes([-128], 0, 1.0), _codes([-128], 0, 1.0), one).tolist() == [-128]
 
 
 def test_reference_runs_residual_add_within_one_lsb():
@@ -66,7 +74,7 @@ def test_reference_runs_residual_add_within_one_lsb():
         out = q["res"]
         assert "c2" in q and "r1" in q
         a, b = q["c2"], q["r1"]
-        want = _float_add_codes(a.q, a.zp, a.scale, b.q, b.zp, b.scale, out.scale, out.zp, out.lo, out.hi)
+        want = _float_add_codes(a, b, out.params)
         if fused:  # the fused ReLU clamps at the zero point
             want = np.maximum(want, out.zp)
         diff = np.abs(out.q - want)

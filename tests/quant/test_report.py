@@ -13,6 +13,7 @@ from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.report.quality import (
+    ReportSettings,
     check_report_path,
     format_report,
     quality_report,
@@ -31,7 +32,7 @@ def table(model, data):
 
 @pytest.fixture(scope="module")
 def report(model, table, data):
-    return quality_report(model, table, data, samples=10, seed=3)
+    return quality_report(model, table, data, ReportSettings(samples=10, seed=3))
 
 
 def _fp32_tensor(model, x, name):
@@ -48,7 +49,7 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
     from tcc.quant.table.steps import equalized_model
 
     for name in ("dw.relu", "pw", "cat"):  # the equalized FP32 graph: its tensors are channel-scaled as the INT8 ones
-        ref = _fp32_tensor(equalized_model(model, table.doc), x, name).astype(np.float64)
+        ref = _fp32_tensor(equalized_model(model, table), x, name).astype(np.float64)
         got = q[name].dequant().astype(np.float64)
         cos = [float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(ref, got)]
         assert rows[name]["cosine"] == pytest.approx(np.mean(cos), abs=2e-7)
@@ -68,7 +69,7 @@ def test_per_tensor_cosine_and_mse_match_a_direct_computation(model, table, data
     ]
     assert rows["stem.relu"]["op"] == "Conv+Relu" and rows["output"]["op"] == "Gemm"
     # the fine search's own per-layer cosines, from the table
-    assert rows["pw"]["search_cos_after"] == pytest.approx(table.doc["layers"]["pw"]["cos_after"], abs=1e-7)
+    assert rows["pw"]["search_cos_after"] == pytest.approx(table.layers["pw"]["cos_after"], abs=1e-7)
     assert rows["stem.relu"]["search_layer"] == "stem.conv"
     assert report["worst_layers"][0] == min(report["layers"], key=lambda r: r["cosine"])["tensor"]
 
@@ -85,7 +86,7 @@ def test_end_to_end_entries_side_by_side(model, table, data, report):
     got = run_reference(model, table, x)
     assert models["tcc_reference"]["top1_agreement"] == np.mean(ref.argmax(1) == got.argmax(1))
     assert report["end_to_end"]["ort_calibration_samples"] == 24
-    fast = quality_report(model, table, data, samples=4, compare=False)
+    fast = quality_report(model, table, data, ReportSettings(samples=4, compare=False))
     assert list(fast["end_to_end"]["models"]) == ["tcc_reference", "tcc_ort"]
     assert "comparison skipped" in "\n".join(format_report(fast))
 
@@ -222,7 +223,9 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     from tcc.quant.report.quality import HeldOut, output_metrics
 
     held = tiny_data(30)[24:]  # rows beyond the calibration set's 24 (same generator, so not equal to any of them)
-    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(held, "eval/", "f" * 64))
+    rep = quality_report(
+        model, table, data, ReportSettings(samples=None, compare=False), held_out=HeldOut(held, "eval/", "f" * 64)
+    )
     validate_report(rep)
     s = rep["samples"]
     assert (s["source"], s["path"], s["used"], s["of"], s["also_calibration_samples"]) == ("held-out", "eval/", 6, 6, 0)
@@ -233,7 +236,9 @@ def test_held_out_report_judges_on_the_held_out_samples(model, table, data):
     assert "all 6 held-out samples from eval/" in "\n".join(format_report(rep))
     # two calibration rows among the held-out ones are counted
     mixed = np.concatenate([held, data[:2]])
-    rep = quality_report(model, table, data, samples=None, compare=False, held_out=HeldOut(mixed, "x", "f" * 64))
+    rep = quality_report(
+        model, table, data, ReportSettings(samples=None, compare=False), held_out=HeldOut(mixed, "x", "f" * 64)
+    )
     assert rep["samples"]["also_calibration_samples"] == 2
 
 

@@ -18,12 +18,13 @@ from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.lower.qdq import run, to_qdq
 from tcc.quant.steps.bias_correction import layer_shift
 from tcc.quant.steps.rounding import optimise
+from tcc.quant.table.file import CalibrationTable
 from tcc.quant.table.quantizer import fake_quant
-from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model, step
+from tcc.quant.table.steps import NONE, Steps, calibrated_parameters, equalized_model
 from tcc.quant.table.weight_codes import decode, encode, weight_codes
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, tensors
-from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
+from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data, tiny_spec_and_data
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}
 
@@ -51,7 +52,7 @@ def _pointwise(w, b):
 
 
 def _table_doc(t):
-    return json.dumps({k: v for k, v in t.doc.items() if k != "timing_s"}, sort_keys=True)
+    return json.dumps({k: v for k, v in table_json(t).items() if k != "timing_s"}, sort_keys=True)
 
 
 # ------------------------------------------------------------------------------------------------ bias correction
@@ -91,7 +92,7 @@ def test_bias_correction_removes_a_planted_per_channel_shift():
         inp = table.tensors["input"]
         xq = fake_quant(x, inp["scale"], 8, inp["signed"], zero_point=inp["zero_point"]).astype(np.float64)
         wq = weight_codes(table, "w", w) * table.weight_scale("w").astype(np.float64)[:, None, None, None]
-        b = calibrated_parameters(model, table.doc).get("b", numpy_helper.to_array(model.graph.initializer[1]))
+        b = calibrated_parameters(model, table).get("b", numpy_helper.to_array(model.graph.initializer[1]))
         y_q = np.einsum("nchw,oc->nohw", xq, wq.reshape(c_out, c_in)) + b[None, :, None, None]
         y = run_fp32(model, x, ["output"])["output"]
         return (y_q - y).mean(axis=(0, 2, 3)), table.tensors["output"]["scale"]
@@ -100,7 +101,7 @@ def test_bias_correction_removes_a_planted_per_channel_shift():
     before, step_out = mean_error(calibrate_onnx(model, x, method="kl", steps=NONE))
     assert np.abs(before).max() > 5 * step_out  # planted: several output steps
     table = calibrate_onnx(model, x, method="kl", steps=Steps(bias_correction=True))
-    assert set(step(table.doc, "bias_correction")["layers"]) == {"pw"}
+    assert set(table.step("bias_correction")["layers"]) == {"pw"}
     after, _ = mean_error(table)
     np.testing.assert_allclose(after, 0.0, atol=1e-5 * np.abs(before).max())  # float32 bias storage
 
@@ -141,9 +142,9 @@ def test_equalization_keeps_the_function_and_narrows_the_channel_ranges():
     model = _separable(gains)
     x = tiny_data(32, c=len(gains), size=8, seed=2)
     table = calibrate_onnx(model, x, steps=Steps(equalization=True), **FAST)
-    (pair,) = step(table.doc, "equalization")["pairs"]
+    (pair,) = table.step("equalization")["pairs"]
     assert pair["producer"] == "dw" and [c["layer"] for c in pair["consumers"]] == ["pw"]
-    eq = equalized_model(model, table.doc)
+    eq = equalized_model(model, table)
     before, after = run_fp32(model, x, ["output", "dw.relu"]), run_fp32(eq, x, ["output", "dw.relu"])
     # the same function: float32 products of rescaled weights, relative to the output's range
     np.testing.assert_allclose(after["output"], before["output"], rtol=0, atol=1e-5 * np.abs(before["output"]).max())
@@ -170,7 +171,7 @@ def test_equalization_refuses_relu6():
     relu.input.extend(["lo", "hi"])
     model.graph.initializer.extend(tensors({"lo": np.float32(0), "hi": np.float32(6)}))
     table = calibrate_onnx(model, tiny_data(8, c=3, size=8), steps=Steps(equalization=True), **FAST)
-    assert step(table.doc, "equalization")["pairs"] == []
+    assert table.step("equalization")["pairs"] == []
 
 
 # ------------------------------------------------------------------------------------------------------ rounding
@@ -199,12 +200,12 @@ def test_steps_are_recorded_deterministic_and_shared_by_every_consumer(steps):
     the QDQ model on ONNX Runtime (which reads the table's steps through tcc.quant.table.steps) give the same codes."""
     model, x, xe = tiny_cnn(), tiny_data(16), tiny_data(8, seed=9)
     table = calibrate_onnx(model, x, steps=steps, **FAST)
-    assert [s["name"] for s in table.doc["steps"]] == ["equalization", "rounding", "bias_correction"]
-    assert [s["enabled"] for s in table.doc["steps"]] == [steps.equalization, steps.rounding, steps.bias_correction]
+    assert [s["name"] for s in table.steps] == ["equalization", "rounding", "bias_correction"]
+    assert [s["enabled"] for s in table.steps] == [steps.equalization, steps.rounding, steps.bias_correction]
     assert _table_doc(table) == _table_doc(calibrate_onnx(model, x, steps=steps, **FAST))
     np.testing.assert_array_equal(run_reference(model, table, xe), run(to_qdq(model, table), xe))
     if steps.rounding:
-        assert step(table.doc, "rounding")["complete"]
+        assert table.step("rounding")["complete"]
     plan(model)  # the FP32 graph itself is untouched: the steps live in the table
     assert model == tiny_cnn()
 
@@ -252,7 +253,7 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     ]
     assert cli(args + ["--equalization", "--bias-correction", "--no-rounding"]) == 0
     printed = capsys.readouterr().out
-    pairs = step(json.loads(out.read_text()), "equalization")["pairs"]
+    pairs = CalibrationTable(json.loads(out.read_text())).step("equalization")["pairs"]
     assert f"step equalization: {len(pairs)} producer -> consumer pairs rescaled" in printed
     assert "step bias correction: 4 layers' biases corrected" in printed and "step rounding: off" in printed
     assert cli(args + ["--no-rounding", "--rounding-budget", "5"]) == 2

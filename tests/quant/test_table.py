@@ -10,7 +10,7 @@ import pytest
 from tcc.errors import DataError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.settings import Provenance
-from tcc.quant.table.file import CalibrationError, load_table, model_sha256, validate
+from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table, model_sha256
 from tests.helpers.quant_models import tiny_cnn, tiny_data, tiny_spec_and_data
 
 
@@ -26,8 +26,8 @@ def tables(model, data):
 
 def test_every_method_gives_a_valid_table(tables, model):
     for method, t in tables.items():
-        validate(t.doc)
-        assert t.doc["method"] == method and t.doc["samples"] == 24 and t.doc["model_hash"] == model_sha256(model)
+        t.check_schema()
+        assert t.method == method and t.samples == 24 and t.model_hash == model_sha256(model)
         acts = {k: v for k, v in t.tensors.items() if v["kind"] == "activation"}
         assert "stem.conv" not in acts and "stem.relu" in acts  # fused conv output: no scale
         for v in acts.values():
@@ -46,16 +46,16 @@ def test_every_method_gives_a_valid_table(tables, model):
         assert len(t.tensors["pw.weight"]["scale"]) == 6 and t.tensors["fc.weight"]["axis"] == 0
     mm, pc, kl = (tables[m].tensors["dw.relu"]["threshold"] for m in ("minmax", "percentile", "kl"))
     assert kl <= mm and pc <= mm
-    s = tables["kl+cos"].doc["summary"]
+    s = tables["kl+cos"].summary
     assert s["layers_searched"] == 4 and s["mean_cos_after"] >= s["mean_cos_before"]
-    layer = tables["kl+cos"].doc["layers"]["pw"]
+    layer = tables["kl+cos"].layers["pw"]
     assert layer["cos_after"] >= layer["cos_before"] and layer["input"] == "dw.relu"
     assert tables["kl+cos"].tensors["pw.weight"]["method"] == "minmax+cos"
 
 
 def test_concat_and_pool_share_one_scale(tables):
     t = tables["kl"]  # target ort
-    group = next(g for g in t.doc["groups"] if "cat" in g)
+    group = next(g for g in t.groups if "cat" in g)
     assert set(group) == {"cat", "pool", "pw", "stem.relu"}
     assert len({t.tensors[n]["scale"] for n in group}) == 1
     tvm = calibrate_onnx(tiny_cnn(), tiny_data(24), method="kl", target="tvm")
@@ -85,7 +85,7 @@ def test_save_load_and_hash_checks(tables, tmp_path):
     t = tables["kl+cos"]
     p = t.save(tmp_path / "calib.json")
     back = load_table(p, spec_hash="a" * 64, weights_hash="b" * 64)
-    assert back.doc == json.loads(t.to_json())
+    assert back == CalibrationTable(json.loads(t.to_json()))
     with pytest.raises(CalibrationError, match="different weights"):
         load_table(p, weights_hash="c" * 64)
     with pytest.raises(CalibrationError, match="different spec"):

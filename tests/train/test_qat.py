@@ -21,7 +21,7 @@ from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
-from tcc.quant.table.steps import Steps, step
+from tcc.quant.table.steps import Steps
 from tcc.train.qat.model import QatModel, absorb_bias_correction, fx_name
 from tcc.train.qat.plan import QatPlanner
 from tests.helpers.train_data import texture_patches
@@ -58,7 +58,7 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
     qgraph = quantize_graph(graph, table)
     qat = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))
     if steps.bias_correction:
-        absorb_bias_correction(qat, {k: v["shift"] for k, v in step(table.doc, "bias_correction")["layers"].items()})
+        absorb_bias_correction(qat, {k: v["shift"] for k, v in table.step("bias_correction")["layers"].items()})
     y, codes = Reference().run(qgraph, x[:4], return_all=True)
     given = {("x" if k == qgraph.input else fx_name(k)): torch.from_numpy(v.dequant()) for k, v in codes.items()}
     with torch.no_grad():

@@ -374,7 +374,7 @@ def lower_int8(
     dimension (the deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own.
     target: the registry target it is compiled for: its integer dot-product kernel (tvm_int8_kernels) takes the
     dense convs; None: the generic form, which compiles for any target."""
-    graph = plan(onnx_model, lowering=TVM, rules=table.doc.get("target", "tvm"))
+    graph = plan(onnx_model, lowering=TVM, rules=table.target)
 
     tvm_target = None if target is None else _tvm_target(target)
     lowering = RelaxLowering(

@@ -14,7 +14,7 @@ FIXTURES = ROOT.parent / "shared" / "fixtures" / "ddsnet"
 
 
 def source_images() -> list[np.ndarray]:
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads Pillow
 
     ims = []
     for name in ("GC.png", "PCam.png", "SC.jpg", "Sipak.bmp"):
@@ -23,7 +23,7 @@ def source_images() -> list[np.ndarray]:
             with Image.open(p) as im:
                 ims.append(np.asarray(im.convert("RGB")))
     try:
-        import skimage.data
+        import skimage.data  # deferred for start-up: loads scikit-image (its sample image: fetched, may fail)
 
         ims.append(skimage.data.immunohistochemistry())
     except Exception:
@@ -34,7 +34,7 @@ def source_images() -> list[np.ndarray]:
 def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96, images: list | None = None) -> Path:
     """n random crops (random size, position, flip, 90-degree rotation) of the source images (or of the image
     files `images`, in that order) as PNG files."""
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads Pillow
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def make_crops(out: str | Path, n: int, seed: int, min_side: int = 96, images: l
 
 
 def _rgb(path) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # deferred for start-up: loads Pillow
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...data import load_image
 from ...errors import DataError
+from ...spec.loader import Preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -101,7 +102,7 @@ def _load_array_file(path: Path, input_shape: tuple) -> np.ndarray:
     return _check_batch(obj, input_shape, str(path))
 
 
-def load_calibration_data(  # noqa: PLR0915
+def load_calibration_data(
     source: str | Path | np.ndarray,
     preprocess,
     input_shape: tuple,
@@ -136,54 +137,77 @@ def load_calibration_data(  # noqa: PLR0915
     if preprocess is None or preprocess.color is None:
         raise DataError(f"{path}: this model's input is not an image (no color order); calibrate with a .npy/.npz")
     want = len(files) if calib_size is None else min(calib_size, len(files))
-    order = _order(len(files), seed)
     if progress is None:
         progress = sys.stderr.isatty() and want > 64
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=want, desc=f"{what} images", unit="img", file=sys.stderr)
-    chosen: list[int] = []
-    samples: dict[int, np.ndarray] = {}
-    skipped: list[str] = []
-    try:
-        for idx in order:
-            if len(chosen) == want:
-                break
-            f = files[idx]
-            try:
-                x = load_image(f, preprocess)
-            except DataError as e:
-                if not skip_bad:
-                    raise
-                warnings.warn(f"skipping unreadable {what} image {e}", BadImageWarning, stacklevel=2)
-                skipped.append(str(f))
-                continue
-            if x.shape != input_shape:
-                raise DataError(f"{f}: preprocessed to {list(x.shape)}, the model expects {list(input_shape)}")
-            if not np.isfinite(x).all():
-                raise DataError(f"{f}: preprocessing produced NaN or infinite values")
-            chosen.append(int(idx))
-            samples[int(idx)] = x
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    if not chosen:
+    reading = _ImageReading(preprocess, input_shape, skip_bad, what)
+    samples, skipped = reading.first(files, _order(len(files), seed), want, progress)
+    if not samples:
         raise DataError(f"{path}: none of the {len(files)} images could be read")
-    chosen.sort()
+    chosen = sorted(samples)
+    arr = np.stack([samples[i] for i in chosen])
+    rel = [files[idx].relative_to(path).as_posix() for idx in chosen]
+    return CalibrationData(arr, _fingerprint(files, chosen, rel, preprocess), str(path), rel, skipped)
+
+
+@dataclass(frozen=True)
+class _ImageReading:
+    """How calibration images are read: the spec's preprocessing to the model's per-sample shape; unreadable ones
+    skipped with a warning (`skip_bad`) or refused; `what` names the data in errors."""
+
+    preprocess: Preprocess
+    input_shape: tuple
+    skip_bad: bool
+    what: str
+
+    def first(self, files: list[Path], order, want: int, progress: bool) -> tuple[dict[int, np.ndarray], list[str]]:
+        """({index: sample} of the first `want` readable files in `order`, the files skipped)."""
+        bar = None
+        if progress:
+            from tqdm import tqdm  # deferred for start-up: a progress bar only on a terminal
+
+            bar = tqdm(total=want, desc=f"{self.what} images", unit="img", file=sys.stderr)
+        samples: dict[int, np.ndarray] = {}
+        skipped: list[str] = []
+        try:
+            for idx in order:
+                if len(samples) == want:
+                    break
+                x = self.read(files[idx], skipped)
+                if x is None:
+                    continue
+                samples[int(idx)] = x
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return samples, skipped
+
+    def read(self, f: Path, skipped: list[str]) -> np.ndarray | None:
+        """One preprocessed sample, or None when it is unreadable and skipped (noted in `skipped`)."""
+        try:
+            x = load_image(f, self.preprocess)
+        except DataError as e:
+            if not self.skip_bad:
+                raise
+            warnings.warn(f"skipping unreadable {self.what} image {e}", BadImageWarning, stacklevel=4)
+            skipped.append(str(f))
+            return None
+        if x.shape != self.input_shape:
+            raise DataError(f"{f}: preprocessed to {list(x.shape)}, the model expects {list(self.input_shape)}")
+        if not np.isfinite(x).all():
+            raise DataError(f"{f}: preprocessing produced NaN or infinite values")
+        return x
+
+
+def _fingerprint(files: list[Path], chosen: list[int], rel: list[str], preprocess) -> str:
+    """sha256 over the chosen files (their names under the folder and their bytes) and the preprocessing."""
     h = hashlib.sha256()
-    rel = []
-    for idx in chosen:
-        name = files[idx].relative_to(path).as_posix()
-        rel.append(name)
+    for idx, name in zip(chosen, rel):
         h.update(name.encode() + b"\0")
         h.update(hashlib.sha256(files[idx].read_bytes()).digest())
     h.update(repr(preprocess.to_json()).encode())
-    arr = np.stack([samples[i] for i in chosen])
-    return CalibrationData(arr, h.hexdigest(), str(path), rel, skipped)
+    return h.hexdigest()
 
 
 def _pick_rows(arr: np.ndarray, calib_size: int | None, seed: int, source: str) -> CalibrationData:

@@ -167,7 +167,7 @@ def run_batches(
     inp = input_name(model)
     batches = range(0, len(data), batch_size)
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # deferred for start-up: a progress bar only on a terminal
 
         batches = tqdm(batches, desc="statistics", unit="batch", file=sys.stderr)
     for b in batches:

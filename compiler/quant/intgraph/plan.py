@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 import onnx
 from onnx import helper, numpy_helper
@@ -41,7 +42,7 @@ from ...intops import (
     pool_commutes_with_conv,
     supported,
 )
-from ..table.rules import get_rules
+from ..table.rules import TargetRules, get_rules
 
 MAX_LISTED = 8
 
@@ -264,7 +265,7 @@ def _pool_pairs(model: onnx.ModelProto) -> bool:
     return any(_pooled_conv(n, consumers, outputs, initializers) is not None for n in g.node)
 
 
-def plan(  # noqa: PLR0915
+def plan(
     model: onnx.ModelProto,
     lowering: str | None = None,
     what: str | None = None,
@@ -281,157 +282,35 @@ def plan(  # noqa: PLR0915
     of the same graph (kinds without an integer form allowed, no islands). The IntGraph's model is the
     quantized_form of `model` under the rules."""
     target_rules = get_rules(rules) if rules is not None else None
-    fuse_patterns = target_rules.fuse_patterns if target_rules is not None else True
-    float_ok = target_rules.float_ops if target_rules is not None else False  # islands need a target's rules
     floats = frozenset(floats)
-    if floats and integer and target_rules is not None and not float_ok:
+    if floats and integer and target_rules is not None and not target_rules.float_ops:
         raise CalibrationError(
             f"the placement keeps {len(floats)} node(s) in float ({min(floats)!r}, ...), "
             f"but the {target_rules.name} rules keep no float ops; recalibrate without placement"
         )
-    from ...passes.base import infer_value_shapes  # deferred for start-up: loads onnx_graphsurgeon
-    from ...passes.batch import shape_arithmetic  # deferred for start-up: loads onnx_graphsurgeon
-    from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
-    from ...passes.fusion import fused_activations  # deferred for start-up: loads onnx_graphsurgeon
-
     if integer:
         model = quantized_form(model, target_rules, lowering)
     g = model.graph
     constants = frozenset(t.name for t in g.initializer)
-    initializers = {t.name: t for t in g.initializer}
     inputs = [i.name for i in g.input if i.name not in constants]
-    problems: list[tuple[str, str, str]] = []
     if len(inputs) != 1:
         raise UnsupportedOps(
             [("(graph)", "-", f"the INT8 path takes one graph input, this graph has {len(inputs)}")],
             what or "the INT8 path",
         )
-    typed = infer_value_shapes(model)
-    shapes = {name: dims for name, (_dtype, dims) in typed.items()}
-    shapes.update({t.name: tuple(t.dims) for t in g.initializer})
-    float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
-    marks = fused_activations(model, mark_if_unmarked=True)
-    regions = composites(model)
-    last_of = {r.nodes[-1]: r for r in regions.values()}
-    inside = {n for r in regions.values() for n in r.nodes[:-1]}
-    by_name = {n.name: n for n in g.node}
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    graph_outputs = {o.name for o in g.output}
-    shape_nodes = shape_arithmetic(g, float_type, consumers, graph_outputs)
-    covered: set[str] = set()
-    nodes: list[INode] = []
-    for k, node in enumerate(g.node):
-        name = node.name or node.output[0] or f"node{k}"
-        if name in covered or name in inside or name in shape_nodes:
-            continue
-        if name in last_of:  # the region's last node: the whole region, as the ONNX op it computes
-            r = last_of[name]
-            node = _Region(r.name, r.function, (r.input,), (r.output,), r.nodes, r.internal)
-            attrs = dict(r.attrs)
-        elif node.domain not in ("", "ai.onnx"):
-            problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
-            continue
-        else:
-            attrs = _attrs(node)
-        pool = _pooled_conv(node, consumers, graph_outputs, initializers) if integer and name not in last_of else None
-        if pool is not None:  # the pair is one node anchored on the conv (its weights' layer)
-            pool, node = node, pool
-            name, attrs = node.name or node.output[0], _attrs(node)
-            covered.add(name)
-        pattern = _gated_lookup(node, consumers, graph_outputs) if fuse_patterns and name not in last_of else None
-        view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), shapes, constants)
-        kind, why = (
-            ("lookup", None)
-            if pattern
-            else ("pooled_conv", INT_OPS["pooled_conv"].check(view))
-            if pool
-            else _choose_kind(view)
+    matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats))
+    nodes = [n for k, node in enumerate(g.node) if (n := matcher.match(k, node)) is not None]
+    if matcher.problems:
+        raise UnsupportedOps(
+            matcher.problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path")
         )
-        if kind is None:
-            problems.append((name, node.op_type, why))
-            continue
-        acts = (pool.input[0],) if pool else _activation_inputs(kind, view)
-        kept_float = target_rules is not None and kind in target_rules.float_kinds  # no such kernel there
-        no_integer_form = integer and (not supported(kind, QUANTIZE) or kept_float)
-        island = integer and (name in floats or (no_integer_form and float_ok))
-        if why is None:
-            const = [i for i in acts if i in constants or not i]
-            if const:
-                why = f"input {const[0]!r} is a constant: every integer input must be a quantized activation"
-        if why is None:
-            unknown = [t for t in (*acts, *node.output) if t not in float_type]
-            if unknown:
-                why = f"tensor {unknown[0]!r} is not a float tensor of known type"
-        if why is None and no_integer_form and not island:
-            why = (
-                f"the {target_rules.name} rules have no integer {kind}"
-                if kept_float
-                else f"no integer form ({INT_OPS[kind].doc})"
-            ) + (f", and the {target_rules.name} rules keep no float ops" if target_rules else "")
-        # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
-        if (
-            why is None
-            and lowering is not None
-            and not supported(kind, lowering)
-            and not (island and lowering != TFLITE)
-        ):
-            why = f"the {lowering} lowering has no {kind} (see tcc.intops)"
-        if why is None and integer and not island and lowering in INT_OPS[kind].limits:  # its integer form there
-            why = INT_OPS[kind].limits[lowering](view)
-        if why:
-            problems.append((name, node.op_type, why))
-            continue
-        fields = dict(INT_OPS[kind].fields(view))  # what the kind records of the node (tcc.intops)
-        attrs = fields.pop("attrs", attrs)
-        outputs = tuple(node.output)
-        covers = tuple(node.covers) if isinstance(node, _Region) else (name,)
-        internal: tuple[str, ...] = tuple(node.internal) if isinstance(node, _Region) else ()
-        if pattern is not None:
-            mul, pname = pattern
-            fields.update(lookup=pname, gate=node.op_type)
-            outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
-            covered.add(mul.name)
-        # TFLite's BATCH_MATMUL derives its requantization from the tensors' scales: no factor of its own
-        scaled = (
-            _scaled_product(node, consumers, graph_outputs, initializers)
-            if kind == "matmul" and fuse_patterns
-            else None
-        )
-        if scaled is not None:  # a float island computes the scaled product too: the product stays internal,
-            # as the calibration saw it (kept apart, the scale's input would need an entry the table lacks)
-            if not island:
-                fields["factor"] = next(i for i in scaled.input if i != node.output[0])
-            outputs, covers, internal = tuple(scaled.output), (name, scaled.name), (node.output[0],)
-            covered.add(scaled.name)
-        mark = marks.get(name)
-        if mark is not None and INT_OPS[kind].fuses_activation:
-            act = by_name[mark["node"]]
-            fields["activation"] = Activation(act.name, act.op_type, mark["min"], mark["max"])
-            fields["raw_output"] = node.output[0]
-            outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
-            covered.add(act.name)
-        if pool:  # the pooled tensor is never quantized: the node sums the pool's windows of codes itself
-            attrs = {**attrs, "pool": _attrs(pool)}
-            covers, internal = (pool.name or pool.output[0], *covers), (pool.output[0], *internal)
-        nodes.append(
-            INode(
-                kind,
-                name,
-                node.op_type,
-                acts,
-                outputs,
-                attrs,
-                covers=covers,
-                internal=internal,
-                precision="float" if island else "int8",
-                **fields,
-            )
-        )
-    if problems:
-        raise UnsupportedOps(problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path"))
+    _check_placed(floats, nodes)
+    how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
+    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], matcher.shapes, floats, how)
+
+
+def _check_placed(floats: frozenset, nodes: list[INode]) -> None:
+    """Every node the placement keeps in float is a node of the integer graph (an anchor), else CalibrationError."""
     unknown = sorted(floats - {n.name for n in nodes})
     if unknown:
         anchors = {c: n.name for n in nodes for c in n.covers}
@@ -440,8 +319,240 @@ def plan(  # noqa: PLR0915
             f"the placement keeps {unknown[0]!r} in float, which is no node of the model's "
             f"integer graph{hint}; recalibrate"
         )
-    how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
-    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], shapes, floats, how)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What plan matches the nodes under."""
+
+    rules: TargetRules | None  # None: tcc's own (every pattern fused, no islands)
+    lowering: str | None
+    integer: bool
+    floats: frozenset  # the placement's float nodes
+
+    @property
+    def fuse_patterns(self) -> bool:
+        return self.rules.fuse_patterns if self.rules is not None else True
+
+    @property
+    def float_ok(self) -> bool:
+        return self.rules.float_ops if self.rules is not None else False  # islands need a target's rules
+
+
+@dataclass
+class _Candidate:
+    """One unit being matched onto a kind: an ONNX node, a composite region, or a pool and its conv (anchored on
+    the conv), with the x * gate(x) pattern it starts, if any."""
+
+    name: str
+    node: Any  # onnx.NodeProto or _Region
+    attrs: dict
+    pool: onnx.NodeProto | None
+    pattern: tuple[onnx.NodeProto, str] | None
+    view: NodeView
+
+
+@dataclass
+class _Kinded:
+    """A candidate's kind and what follows from it under the settings."""
+
+    kind: str
+    acts: tuple[str, ...]  # the inputs it computes on
+    kept_float: bool  # the rules have no kernel of the kind (their float_kinds)
+    no_integer_form: bool
+    island: bool
+
+
+@dataclass
+class _Matcher:
+    """One plan's matching, node by node in graph order: the model's facts each match reads, the nodes already
+    covered by an earlier one, and the problems found (plan raises them all at once)."""
+
+    settings: _Settings
+    constants: frozenset
+    initializers: dict
+    shapes: dict
+    float_type: set
+    marks: dict  # node -> the activation folded into it (tcc.passes.fusion)
+    last_of: dict  # a composite region's last node -> the region
+    inside: set  # the other nodes of regions
+    by_name: dict
+    consumers: dict[str, list]
+    graph_outputs: set
+    shape_nodes: set  # shape arithmetic: no node of the integer graph
+    covered: set[str] = field(default_factory=set)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto, settings: _Settings) -> _Matcher:
+        from ...passes.base import infer_value_shapes  # deferred for start-up: loads onnx_graphsurgeon
+        from ...passes.batch import shape_arithmetic  # deferred for start-up: loads onnx_graphsurgeon
+        from ...passes.composites import composites  # deferred for start-up: loads onnx_graphsurgeon
+        from ...passes.fusion import fused_activations  # deferred for start-up: loads onnx_graphsurgeon
+
+        g = model.graph
+        typed = infer_value_shapes(model)
+        shapes = {name: dims for name, (_dtype, dims) in typed.items()}
+        shapes.update({t.name: tuple(t.dims) for t in g.initializer})
+        float_type = {name for name, (dtype, _dims) in typed.items() if dtype is not None and dtype.kind == "f"}
+        marks = fused_activations(model, mark_if_unmarked=True)
+        regions = composites(model)
+        consumers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        graph_outputs = {o.name for o in g.output}
+        return cls(
+            settings,
+            frozenset(t.name for t in g.initializer),
+            {t.name: t for t in g.initializer},
+            shapes,
+            float_type,
+            marks,
+            {r.nodes[-1]: r for r in regions.values()},
+            {n for r in regions.values() for n in r.nodes[:-1]},
+            {n.name: n for n in g.node},
+            consumers,
+            graph_outputs,
+            shape_arithmetic(g, float_type, consumers, graph_outputs),
+        )
+
+    def match(self, k: int, node: onnx.NodeProto) -> INode | None:
+        """The INode of the k-th ONNX node, or None: covered by an earlier one, or refused (a problem noted)."""
+        name = node.name or node.output[0] or f"node{k}"
+        if name in self.covered or name in self.inside or name in self.shape_nodes:
+            return None
+        c = self._candidate(name, node)
+        if c is None:
+            return None
+        kind, why = (
+            ("lookup", None)
+            if c.pattern
+            else ("pooled_conv", INT_OPS["pooled_conv"].check(c.view))
+            if c.pool
+            else _choose_kind(c.view)
+        )
+        if kind is None:  # no kind takes it: `why` says why
+            self.problems.append((c.name, c.node.op_type, why or ""))
+            return None
+        kinded = self._kinded(c, kind)
+        why = why or self._refusal(c, kinded)
+        if why:
+            self.problems.append((c.name, c.node.op_type, why))
+            return None
+        return self._inode(c, kinded)
+
+    def _candidate(self, name: str, node) -> _Candidate | None:
+        """The unit the node starts (a region at its last node, a pool with the conv it feeds), or None when its
+        domain is not ONNX's (a problem noted)."""
+        s = self.settings
+        region = self.last_of.get(name)
+        if region is not None:  # the region's last node: the whole region, as the ONNX op it computes
+            r = region
+            node = _Region(r.name, r.function, (r.input,), (r.output,), r.nodes, r.internal)
+            attrs = dict(r.attrs)
+        elif node.domain not in ("", "ai.onnx"):
+            self.problems.append((name, f"{node.domain}.{node.op_type}", "outside the standard ONNX domain"))
+            return None
+        else:
+            attrs = _attrs(node)
+        pool = (
+            _pooled_conv(node, self.consumers, self.graph_outputs, self.initializers)
+            if s.integer and region is None
+            else None
+        )
+        if pool is not None:  # the pair is one node anchored on the conv (its weights' layer)
+            pool, node = node, pool
+            name, attrs = node.name or node.output[0], _attrs(node)
+            self.covered.add(name)
+        pattern = (
+            _gated_lookup(node, self.consumers, self.graph_outputs)
+            if s.fuse_patterns and name not in self.last_of
+            else None
+        )
+        view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), self.shapes, self.constants)
+        return _Candidate(name, node, attrs, pool, pattern, view)
+
+    def _kinded(self, c: _Candidate, kind: str) -> _Kinded:
+        s = self.settings
+        acts = (c.pool.input[0],) if c.pool else _activation_inputs(kind, c.view)
+        kept_float = s.rules is not None and kind in s.rules.float_kinds  # no such kernel there
+        no_integer_form = s.integer and (not supported(kind, QUANTIZE) or kept_float)
+        island = s.integer and (c.name in s.floats or (no_integer_form and s.float_ok))
+        return _Kinded(kind, acts, kept_float, no_integer_form, island)
+
+    def _refusal(self, c: _Candidate, k: _Kinded) -> str | None:
+        """Why the integer graph (or the lowering) cannot take the candidate as its kind, else None."""
+        s = self.settings
+        const = [i for i in k.acts if i in self.constants or not i]
+        if const:
+            return f"input {const[0]!r} is a constant: every integer input must be a quantized activation"
+        unknown = [t for t in (*k.acts, *c.node.output) if t not in self.float_type]
+        if unknown:
+            return f"tensor {unknown[0]!r} is not a float tensor of known type"
+        if k.no_integer_form and not k.island:
+            rules = s.rules
+            return (
+                f"the {rules.name} rules have no integer {k.kind}"
+                if k.kept_float and rules is not None
+                else f"no integer form ({INT_OPS[k.kind].doc})"
+            ) + (f", and the {rules.name} rules keep no float ops" if rules else "")
+        # an island runs the kind's float lowering: TFLite needs the kind's method, the others run any float op
+        if s.lowering is not None and not supported(k.kind, s.lowering) and not (k.island and s.lowering != TFLITE):
+            return f"the {s.lowering} lowering has no {k.kind} (see tcc.intops)"
+        if s.integer and not k.island and s.lowering in INT_OPS[k.kind].limits:  # its integer form there
+            return INT_OPS[k.kind].limits[s.lowering](c.view)
+        return None
+
+    def _inode(self, c: _Candidate, k: _Kinded) -> INode:
+        """The INode of a candidate its kind takes, with the nodes it covers: a gate's Mul, a matmul's scaling Mul,
+        a folded activation, a pool."""
+        node, name, kind = c.node, c.name, k.kind
+        fields = dict(INT_OPS[kind].fields(c.view))  # what the kind records of the node (tcc.intops)
+        attrs = fields.pop("attrs", c.attrs)
+        outputs = tuple(node.output)
+        covers = tuple(node.covers) if isinstance(node, _Region) else (name,)
+        internal: tuple[str, ...] = tuple(node.internal) if isinstance(node, _Region) else ()
+        if c.pattern is not None:
+            mul, pname = c.pattern
+            fields.update(lookup=pname, gate=node.op_type)
+            outputs, covers, internal = tuple(mul.output), (name, mul.name), (node.output[0],)
+            self.covered.add(mul.name)
+        # TFLite's BATCH_MATMUL derives its requantization from the tensors' scales: no factor of its own
+        scaled = (
+            _scaled_product(node, self.consumers, self.graph_outputs, self.initializers)
+            if kind == "matmul" and self.settings.fuse_patterns
+            else None
+        )
+        if scaled is not None:  # a float island computes the scaled product too: the product stays internal,
+            # as the calibration saw it (kept apart, the scale's input would need an entry the table lacks)
+            if not k.island:
+                fields["factor"] = next(i for i in scaled.input if i != node.output[0])
+            outputs, covers, internal = tuple(scaled.output), (name, scaled.name), (node.output[0],)
+            self.covered.add(scaled.name)
+        mark = self.marks.get(name)
+        if mark is not None and INT_OPS[kind].fuses_activation:
+            act = self.by_name[mark["node"]]
+            fields["activation"] = Activation(act.name, act.op_type, mark["min"], mark["max"])
+            fields["raw_output"] = node.output[0]
+            outputs, covers, internal = tuple(act.output), (name, act.name), (node.output[0],)
+            self.covered.add(act.name)
+        if c.pool:  # the pooled tensor is never quantized: the node sums the pool's windows of codes itself
+            attrs = {**attrs, "pool": _attrs(c.pool)}
+            covers, internal = (c.pool.name or c.pool.output[0], *covers), (c.pool.output[0], *internal)
+        precision = "float" if k.island else "int8"
+        return INode(
+            kind,
+            name,
+            node.op_type,
+            k.acts,
+            outputs,
+            attrs,
+            covers=covers,
+            internal=internal,
+            precision=precision,
+            **fields,
+        )
 
 
 def _scaled_product(node, consumers, graph_outputs, initializers) -> onnx.NodeProto | None:

@@ -172,7 +172,7 @@ class Quantizer(Interpreter):
         """The initializers the table's steps change (tcc.quant.table.steps.calibrated_parameters), computed once."""
         if self._params is None:
             try:
-                self._params = calibrated_parameters(self.graph.model, self.table.doc)
+                self._params = calibrated_parameters(self.graph.model, self.table)
             except CalibrationError as e:
                 self.fail(str(e))
         return self._params
@@ -619,7 +619,7 @@ def quantize_graph(
     again first when the table keeps other nodes in float than `graph` does. `headroom`: a dict that collects,
     instead of refusing, each wide input whose readers' int32 accumulators can overflow: tensor -> (the bits its
     grid must lose, the layer); the QGraph is then not one to run (tcc.quant.calibrate narrows those grids)."""
-    rules = get_rules(rules if rules is not None else table.doc.get("target", "tvm"))
+    rules = get_rules(rules) if rules is not None else table.rules
     floats = float_nodes(table)
     if floats != graph.placed:
         graph = graph.replan(floats)

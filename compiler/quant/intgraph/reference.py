@@ -112,33 +112,18 @@ def add_codes(a_q: np.ndarray, a_zp: int, b_q: np.ndarray, b_zp: int, p: AddPara
     return apply_requant(sa + sb, p.out)
 
 
-def add_int(  # noqa: PLR0913
-    a_q: np.ndarray,
-    a_zp: int,
-    s_a: float,
-    b_q: np.ndarray,
-    b_zp: int,
-    s_b: float,
-    s_o: float,
-    zp_o: int,
-    lo: int,
-    hi: int,
-) -> np.ndarray:
-    """Integer a + b (codes at their own scales) -> codes at (s_o, zp_o), clamped to [lo, hi]."""
-    p = add_params(s_a, s_b, s_o)
+def add_int(a: QTensor, b: QTensor, out: QParams) -> np.ndarray:
+    """Integer a + b (codes at their own scales and zero points) -> codes at `out`'s scale and zero point, clamped to
+    its range."""
+    p = add_params(a.scale, b.scale, out.scale)
 
     def mult(key):
         q, shift = p[key]
         return Multiplier(np.array([q], np.int64), np.array([shift], np.int64))
 
-    out = QParams(float(s_o), int(zp_o), int(lo), int(hi))
-    return add_codes(
-        a_q,
-        a_zp,
-        b_q,
-        b_zp,
-        AddParams(p["left_shift"], mult("a"), mult("b"), Requant(mult("out"), int(zp_o), int(lo), int(hi), out)),
-    )
+    out = QParams(float(out.scale), int(out.zp), int(out.lo), int(out.hi))
+    requant = Requant(mult("out"), out.zp, out.lo, out.hi, out)
+    return add_codes(a.q, a.zp, b.q, b.zp, AddParams(p["left_shift"], mult("a"), mult("b"), requant))
 
 
 def softmax_codes(q: np.ndarray, table: np.ndarray, numerator: int, shift: int, out: QParams) -> np.ndarray:
@@ -395,8 +380,8 @@ class Reference(Interpreter):
 def run_reference(model: onnx.ModelProto, table: CalibrationTable, x: np.ndarray, return_all: bool = False):
     """Run `model` (the FP32 graph the table was made for) in integers on float input x [N, C, H, W]: the graph
     output(s), dequantized; with return_all also {tensor: QTensor} of every quantized tensor."""
-    rules = table.doc.get("target", "tvm")
-    return Reference().run(quantize_graph(plan(model, rules=rules), table), x, return_all)  # the table's placement
+    graph = plan(model, rules=table.rules)
+    return Reference().run(quantize_graph(graph, table), x, return_all)  # quantize_graph: with the table's placement
 
 
 def backend_tensors(qg: QGraph, x: np.ndarray, values: dict) -> tuple[dict, dict]:

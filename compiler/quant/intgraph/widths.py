@@ -7,8 +7,6 @@ to 16 bits (the placement's cheaper remedy than a float island, where the rules'
 
 from __future__ import annotations
 
-import copy
-
 from ..table.file import CalibrationTable
 from ..table.quantizer import qrange, scale_for_threshold
 from .plan import IntGraph
@@ -81,9 +79,8 @@ def widened(table: CalibrationTable, graph: IntGraph, names) -> CalibrationTable
 def _on_wide_grids(table: CalibrationTable, members: set, fixed: dict[str, float]) -> CalibrationTable:
     """A copy of `table` with the tensors `members` (whole scale groups) on 16-bit grids over their range, or over
     the range their op fixes where that is wider (`fixed`: IntGraph.output_amax)."""
-    doc = copy.deepcopy(table.doc)
-    tensors = doc["tensors"]
-    out = CalibrationTable(doc)
+    out = table.copy()
+    tensors = out.tensors
     done: set[str] = set()
     for name in sorted(members, key=list(tensors).index):
         if name in done:
@@ -93,14 +90,16 @@ def _on_wide_grids(table: CalibrationTable, members: set, fixed: dict[str, float
         scale = float(scale_for_threshold(amax, WIDE_BITS, True))
         for m in group:
             tensors[m].update(
-                scale=scale,
-                zero_point=0,
-                bits=WIDE_BITS,
-                symmetric=True,
-                signed=True,
-                method=WIDE_METHOD,
-                threshold=float(amax),
-                widened=True,
+                {
+                    "scale": scale,
+                    "zero_point": 0,
+                    "bits": WIDE_BITS,
+                    "symmetric": True,
+                    "signed": True,
+                    "method": WIDE_METHOD,
+                    "threshold": float(amax),
+                    "widened": True,
+                }
             )
             tensors[m].pop("headroom_for", None)
         done.update(group)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -47,9 +47,9 @@ from ..intgraph.widths import group_members, widened
 from ..lower.qdq import to_qdq
 from ..report.quality import per_sample_cosine, run_ort
 from ..table.file import CalibrationTable
-from ..table.placement import KEY, WIDENED, float_nodes, placement_doc, with_placement
+from ..table.placement import WIDENED, float_nodes, placement_doc, with_placement
 from ..table.rules import get_rules
-from .search import FLOAT, WIDE, Remedy, Score, greedy, node_cost, total_cost
+from .search import FLOAT, WIDE, Remedy, Score, Search, greedy, node_cost, total_cost
 from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
@@ -92,8 +92,9 @@ class PlaceOptions:
         """What `new` gains on `old` in the objectives `old` misses, or in all of them where it misses none (a ranking
         by fake-quant, which may meet the floors while the integer reference does not); the mean's gain alone with
         --min-cos only."""
-        means, worsts = self.floor is not None, self.min_worst_cos is not None
-        missed = (means and old.mean < self.floor, worsts and old.worst < self.min_worst_cos)
+        floor, worst_floor = self.floor, self.min_worst_cos
+        means, worsts = floor is not None, worst_floor is not None
+        missed = (floor is not None and old.mean < floor, worst_floor is not None and old.worst < worst_floor)
         if any(missed):
             means, worsts = missed
         return (new.mean - old.mean if means else 0.0) + (new.worst - old.worst if worsts else 0.0)
@@ -157,7 +158,7 @@ class FakeQuant:
 
 def reference_score(fp32, table: CalibrationTable, x: np.ndarray, ref: np.ndarray) -> Score:
     """Output cosine of the integer reference (with the table's placement) vs FP32 `ref`, mean and worst sample."""
-    qg = quantize_graph(plan(fp32, rules=table.doc["target"]), table)
+    qg = quantize_graph(plan(fp32, rules=table.rules), table)
     y = Reference().run(qg, x)
     return Score.of(per_sample_cosine(ref, y[0] if isinstance(y, list) else y))
 
@@ -195,7 +196,7 @@ class Widths:
         return Remedy(WIDE, names, self.cost, set, complete=False)
 
 
-def place(  # noqa: PLR0915
+def place(
     fp32: onnx.ModelProto,
     table: CalibrationTable,
     data: np.ndarray,
@@ -205,116 +206,161 @@ def place(  # noqa: PLR0915
     """`table` with the placement the options ask for (the table itself when they ask for none)."""
     if not options.active:
         return table
-    rules = table.doc["target"]
-    check_options(options, rules)
-    fp32 = quantized_form(fp32, rules)  # the graph the table describes
+    check_options(options, table.target)
     t0 = time.perf_counter()
-    graph = plan(fp32, rules=rules)  # without placement: the nodes a placement may name
-    check_nodes(options, graph)
-    anchors = {n.name: n for n in graph.nodes}
-    rng = np.random.default_rng(options.seed)
-    idx = np.sort(rng.choice(len(data), size=min(options.samples, len(data)), replace=False))
-    x = np.ascontiguousarray(data[idx])
-    fq = FakeQuant(fp32, x)
-    widths = Widths(graph, table)
-    chosen: dict[str, dict] = {
-        k: {"precision": FLOAT, "reason": "pinned", "kind": anchors[k].kind} for k in options.keep_float
-    }
-    wide: dict[str, dict] = {}  # nodes whose outputs are widened to 16 bits
-
-    def table_for(floats, wides) -> CalibrationTable:
-        return with_placement(widened(table, graph, widths.tensors(wides)), placement_doc(absorbed(graph, floats)))
-
-    def fake(floats, wides):
-        return fq.score(table_for(floats, wides))
-
-    def judged(floats, wides):  # the integer reference itself (slower: the last word)
-        return reference_score(fp32, table_for(floats, wides), x, fq.ref)
-
-    before = fake(set(), set())
-    record: dict = {
-        "objectives": {
-            "min_cos": options.floor,
-            **({"min_worst_cos": options.min_worst_cos} if options.min_worst_cos is not None else {}),
-            "speed": options.speed,
-            "pinned": sorted(options.keep_float),
-            "wide": widens(options, rules),
-        },
-        "samples": len(x),
-        "cos_before": round(before.mean, 7),
-        **({"worst_cos_before": round(before.worst, 7)} if options.min_worst_cos is not None else {}),
-    }
+    run = _Placing.of(fp32, table, data, options, log)
+    before = run.fake(set(), set())
+    record = run.objectives(before)
     if options.speed:
-        found, profile = speed_nodes(fp32, table, set(chosen), data[:1], log)
-        for name, numbers in found.items():
-            chosen[name] = {"precision": FLOAT, "reason": "speed", "kind": anchors[name].kind, **numbers}
-        record["profile"] = profile
-    short = options.shortfall
-    floating = float_remedy(graph)
+        record["profile"] = run.keep_fast(data[:1])
+    cos = run.search(run.fake, run.fake(set(run.chosen), set()) if run.chosen else before, "fake-quant")
+    record["cos_after"] = round(cos.mean, 7)
+    # fake-quant reached the floors; the integer reference may not yet
+    ref_cos = run.search(run.judged, run.judged(set(run.chosen), set(run.wide)), "integer reference", rank=run.fake)
+    record["reference_cos_after"] = round(ref_cos.mean, 7)
+    if options.min_worst_cos is not None:
+        record["worst_cos_after"], record["reference_worst_cos_after"] = round(cos.worst, 7), round(ref_cos.worst, 7)
+    run.add_moves()
+    record["float_cost_share"] = round(cost_share(run.graph, set(run.chosen)), 4)
+    final = run.widened_table(record)
+    # (no wall time in the table: the same table and data must give byte-identical bundles)
+    log(
+        f"placement: {len(run.chosen)} node(s) in float, {len(run.wide)} widened to 16 bits; output cosine "
+        f"{before} -> {cos} (fake-quant), {ref_cos} (integer reference), {len(run.x)} samples, "
+        f"{run.fq.evaluations} evaluations, {time.perf_counter() - t0:.1f} s"
+    )
+    return with_placement(final, placement_doc(run.chosen, record, run.wide))
 
-    def search(judge, cos: Score, what: str, rank=None) -> Score:
+
+@dataclass
+class _Placing:
+    """One placement run: the table's graph, the search samples and their judges, and the nodes chosen so far
+    (`chosen`: in float, {name: entry}; `wide`: widened to 16 bits)."""
+
+    fp32: onnx.ModelProto  # the graph the table describes
+    table: CalibrationTable
+    graph: IntGraph  # without placement: the nodes a placement may name
+    options: PlaceOptions
+    log: Callable[[str], None]
+    x: np.ndarray  # the search samples
+    fq: FakeQuant
+    widths: Widths
+    chosen: dict[str, dict]
+    wide: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fp32, table: CalibrationTable, data: np.ndarray, options: PlaceOptions, log) -> _Placing:
+        fp32 = quantized_form(fp32, table.target)
+        graph = plan(fp32, rules=table.target)
+        check_nodes(options, graph)
+        anchors = {n.name: n for n in graph.nodes}
+        rng = np.random.default_rng(options.seed)
+        idx = np.sort(rng.choice(len(data), size=min(options.samples, len(data)), replace=False))
+        x = np.ascontiguousarray(data[idx])
+        pinned = {k: {"precision": FLOAT, "reason": "pinned", "kind": anchors[k].kind} for k in options.keep_float}
+        return cls(fp32, table, graph, options, log, x, FakeQuant(fp32, x), Widths(graph, table), pinned)
+
+    @property
+    def anchors(self) -> dict:
+        return {n.name: n for n in self.graph.nodes}
+
+    def table_for(self, floats, wides) -> CalibrationTable:
+        widened_table = widened(self.table, self.graph, self.widths.tensors(wides))
+        return with_placement(widened_table, placement_doc(absorbed(self.graph, floats)))
+
+    def fake(self, floats, wides) -> Score:
+        return self.fq.score(self.table_for(floats, wides))
+
+    def judged(self, floats, wides) -> Score:
+        """The integer reference itself (slower: the last word)."""
+        return reference_score(self.fp32, self.table_for(floats, wides), self.x, self.fq.ref)
+
+    def objectives(self, before: Score) -> dict:
+        """The placement's record before the search: its objectives, samples and the cosine it starts from."""
+        o = self.options
+        return {
+            "objectives": {
+                "min_cos": o.floor,
+                **({"min_worst_cos": o.min_worst_cos} if o.min_worst_cos is not None else {}),
+                "speed": o.speed,
+                "pinned": sorted(o.keep_float),
+                "wide": widens(o, self.table.target),
+            },
+            "samples": len(self.x),
+            "cos_before": round(before.mean, 7),
+            **({"worst_cos_before": round(before.worst, 7)} if o.min_worst_cos is not None else {}),
+        }
+
+    def keep_fast(self, x: np.ndarray) -> dict:
+        """The speed objective: the nodes ORT runs faster in float on this CPU, kept in float; the profile."""
+        found, profile = speed_nodes(self.fp32, self.table, set(self.chosen), x, self.log)
+        anchors = self.anchors
+        for name, numbers in found.items():
+            self.chosen[name] = {"precision": FLOAT, "reason": "speed", "kind": anchors[name].kind, **numbers}
+        return profile
+
+    def search(self, judge, cos: Score, what: str, rank=None) -> Score:
         """Widening first (where `widens`), then float nodes for what is still missing. Where widening alone
         missed the floors it kept every candidate wide (the most it can do); the float nodes may do without: then
         none stays widened."""
-        if short(cos) > 0 and widens(options, rules):
+        short, chosen, wide = self.options.shortfall, self.chosen, self.wide
+        if short(cos) > 0 and widens(self.options, self.table.target):
             cos = greedy(
-                widths.remedy(),
-                graph,
-                lambda w: judge(set(chosen), w),
+                Search(
+                    self.widths.remedy(),
+                    self.graph,
+                    lambda w: judge(set(chosen), w),
+                    self.options,
+                    self.log,
+                    what,
+                    rank=rank and (lambda w: rank(set(chosen), w)),
+                ),
                 wide,
-                options,
                 cos,
-                log,
-                what,
-                rank=rank and (lambda w: rank(set(chosen), w)),
             )
         if short(cos) > 0:
             cos = greedy(
-                floating,
-                graph,
-                lambda f: judge(f, set(wide)),
+                Search(
+                    float_remedy(self.graph),
+                    self.graph,
+                    lambda f: judge(f, set(wide)),
+                    self.options,
+                    self.log,
+                    what,
+                    rank=rank and (lambda f: rank(f, set(wide))),
+                ),
                 chosen,
-                options,
                 cos,
-                log,
-                what,
-                rank=rank and (lambda f: rank(f, set(wide))),
             )
             if wide and short(alone := judge(set(chosen), set())) == 0:
-                log(f"placement: the float nodes meet the floors without widening: {what} output cosine {alone}")
+                self.log(f"placement: the float nodes meet the floors without widening: {what} output cosine {alone}")
                 wide.clear()
                 cos = alone
         return cos
 
-    cos = search(fake, fake(set(chosen), set()) if chosen else before, "fake-quant")
-    record["cos_after"] = round(cos.mean, 7)
-    # fake-quant reached the floors; the integer reference may not yet
-    ref_cos = search(judged, judged(set(chosen), set(wide)), "integer reference", rank=fake)
-    record["reference_cos_after"] = round(ref_cos.mean, 7)
-    if options.min_worst_cos is not None:
-        record["worst_cos_after"], record["reference_worst_cos_after"] = round(cos.worst, 7), round(ref_cos.worst, 7)
-    producer = {o: n.name for n in graph.nodes for o in n.outputs}
-    for name in sorted(absorbed(graph, set(chosen)) - set(chosen), key=list(anchors).index):
-        # the reason of the float node it moves codes for (a required island's output: the search's, accuracy)
-        source = next(
-            (chosen[producer[i]] for i in anchors[name].inputs if producer.get(i) in chosen), {"reason": "accuracy"}
-        )
-        chosen[name] = {"precision": FLOAT, "reason": source["reason"], "kind": anchors[name].kind}
-    record["float_cost_share"] = round(cost_share(graph, set(chosen)), 4)
-    final = widened(table, graph, widths.tensors(set(wide)))
-    on_wide = {k for k, e in final.tensors.items() if e.get("widened")}
-    for name in [n for n in wide if not widths.tensors({n}) & on_wide]:  # no grid fits a reader: stays 8-bit
-        del wide[name]
-    if wide:
-        record["widened_tensors"] = len(on_wide)
-        record["widened_cost_share"] = round(widths.readers_cost(on_wide) / total_cost(graph), 4)
-    # (no wall time in the table: the same table and data must give byte-identical bundles)
-    log(
-        f"placement: {len(chosen)} node(s) in float, {len(wide)} widened to 16 bits; output cosine {before} -> "
-        f"{cos} (fake-quant), {ref_cos} (integer reference), {len(x)} samples, {fq.evaluations} evaluations, "
-        f"{time.perf_counter() - t0:.1f} s"
-    )
-    return with_placement(final, placement_doc(chosen, record, wide))
+    def add_moves(self) -> None:
+        """The moves between float nodes (absorbed), in float too, each with the reason of the float node it moves
+        codes for (a required island's output: the search's, accuracy)."""
+        anchors, chosen = self.anchors, self.chosen
+        producer = {o: n.name for n in self.graph.nodes for o in n.outputs}
+        for name in sorted(absorbed(self.graph, set(chosen)) - set(chosen), key=list(anchors).index):
+            source = next(
+                (chosen[producer[i]] for i in anchors[name].inputs if producer.get(i) in chosen),
+                {"reason": "accuracy"},
+            )
+            chosen[name] = {"precision": FLOAT, "reason": source["reason"], "kind": anchors[name].kind}
+
+    def widened_table(self, record: dict) -> CalibrationTable:
+        """The table with the widened nodes' tensors on 16-bit grids (a node none of whose tensors a grid fits
+        stays 8-bit: no longer in `wide`); what they cost in `record`."""
+        final = widened(self.table, self.graph, self.widths.tensors(set(self.wide)))
+        on_wide = {k for k, e in final.tensors.items() if e.get("widened")}
+        for name in [n for n in self.wide if not self.widths.tensors({n}) & on_wide]:
+            del self.wide[name]
+        if self.wide:
+            record["widened_tensors"] = len(on_wide)
+            record["widened_cost_share"] = round(self.widths.readers_cost(on_wide) / total_cost(self.graph), 4)
+        return final
 
 
 def float_remedy(graph: IntGraph) -> Remedy:
@@ -362,7 +408,7 @@ def absorbed(graph: IntGraph, names: set) -> set:
 def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
     """What `tcc calibrate` prints about the table's placement: a summary, a warning when most of the model stays
     float, and (`nodes`) one line per node kept in float or widened."""
-    p = table.doc.get(KEY)
+    p = table.placement
     if not p:
         return []
     o = p.get("objectives", {})
@@ -381,9 +427,10 @@ def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
     share = p.get("float_cost_share")
     if share is not None:
         lines[0] += f"; {100 * share:.1f}% of the model's cost (MACs, output elements) in float"
-    if p.get(WIDENED):
+    widened_nodes = p.get(WIDENED) or {}
+    if widened_nodes:
         lines[0] += (
-            f"; {len(p[WIDENED])} node(s) widened to 16-bit outputs ({p.get('widened_tensors')} tensors, "
+            f"; {len(widened_nodes)} node(s) widened to 16-bit outputs ({p.get('widened_tensors')} tensors, "
             f"read by {100 * p.get('widened_cost_share', 0):.1f}% of the model's cost)"
         )
     if share is not None and share > HEAVY_SHARE:
@@ -396,7 +443,7 @@ def placement_lines(table: CalibrationTable, nodes: bool = True) -> list[str]:
             f", integer kernel {e['int8_us']} us -> float island {e['float_us']} us" if "int8_us" in e else ""
         )
         lines.append(f"  {name} ({e.get('kind', '?')}): {e['reason']}{extra}")
-    for name, e in p.get(WIDENED, {}).items() if nodes else ():
+    for name, e in widened_nodes.items() if nodes else ():
         extra = f", cosine gain alone {e['cos_gain']}" if "cos_gain" in e else ""
         lines.append(f"  {name} ({e.get('kind', '?')}): outputs widened to 16 bits ({e['reason']}){extra}")
     return lines

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,37 +92,56 @@ def _ranked(remedy: Remedy, judge, options, base: set, cos: Score, log) -> list[
     return sorted(out, key=lambda r: (-r[1] / max(r[2], 1), r[0]))
 
 
-def greedy(  # noqa: PLR0913
-    remedy: Remedy, graph: IntGraph, judge, chosen: dict, options, cos: Score, log, what: str, rank=None
-) -> Score:
+@dataclass(frozen=True)
+class Search:
+    """One remedy's search: the remedy, the graph, the judge of a set of its nodes (`rank`, default `judge`: what
+    measures the gains that order the candidates), the floors (`options`: tcc.quant.place.placer.PlaceOptions), and
+    the log with the judge's name in it (`what`)."""
+
+    remedy: Remedy
+    graph: IntGraph
+    judge: Callable[[set], Score]
+    options: Any
+    log: Callable[[str], None]
+    what: str
+    rank: Callable[[set], Score] | None = None
+
+    def short(self, cos: Score) -> float:
+        return self.options.shortfall(cos)
+
+    def entry(self, name: str, gain: float | None = None) -> dict:
+        return _entry(self.remedy, self.graph, name, gain)
+
+
+def greedy(search: Search, chosen: dict, cos: Score) -> Score:
     """Give nodes the remedy (reason "accuracy", added to `chosen`: the remedy's nodes, {name: entry}) until
-    judge(its nodes) meets every floor of `options`, or the remedy can do no more. `rank` (default: `judge`)
-    measures the gains that order the candidates. Returns the last score."""
-    rank = rank or judge
-    short = options.shortfall
+    search.judge(its nodes) meets every floor, or the remedy can do no more. Returns the last score."""
+    remedy, judge, short = search.remedy, search.judge, search.short
+    rank = search.rank or judge
     start = set(chosen)
     for _ in range(ROUNDS):
         mine = set(chosen)
-        ranked = _ranked(remedy, rank, options, mine, rank(mine) if rank is not judge else cos, log)
+        ranked = _ranked(remedy, rank, search.options, mine, rank(mine) if rank is not judge else cos, search.log)
         before = short(cos)
         for name, gain, _cost in ranked:
             if short(cos) == 0:
                 return cos
             trial = judge(set(chosen) | {name})
             if short(trial) < short(cos):
-                chosen[name] = _entry(remedy, graph, name, gain)
+                chosen[name] = search.entry(name, gain)
                 cos = trial
-                log(f"placement: + {name} ({chosen[name]['kind']}, {remedy.precision}): {what} output cosine {cos}")
+                search.log(
+                    f"placement: + {name} ({chosen[name]['kind']}, {remedy.precision}): {search.what} output "
+                    f"cosine {cos}"
+                )
         if short(cos) == 0 or short(cos) >= before:
             break
     if short(cos) > 0:  # no node gains alone: the error is spread over many layers
-        cos = tail(remedy, graph, judge, chosen, start, options, cos, log, what)
+        cos = tail(search, chosen, start, cos)
     return cos
 
 
-def tail(  # noqa: PLR0913
-    remedy: Remedy, graph: IntGraph, judge, chosen: dict, start: set, options, cos: Score, log, what: str
-) -> Score:
+def tail(search: Search, chosen: dict, start: set, cos: Score) -> Score:
     """The last resort of the greedy: the shortest tail of the graph (its last candidates, in graph order) given the
     remedy that meets the floors, found by bisection (the output cosine rises with the tail). A tail, because errors
     made late reach the output undamped and a CNN's late layers are its cheapest (small feature maps: DDSNet's last
@@ -129,44 +149,51 @@ def tail(  # noqa: PLR0913
     had the remedy before it: the greedy's picks may be scattered over the expensive early layers), and the
     cheaper one is kept. A remedy that is not complete may miss the floors with every candidate: then every
     candidate takes it (the most it can do; the next remedy goes on from there)."""
+    remedy, judge = search.remedy, search.judge
     mine = set(chosen)
 
     def set_to(names: set) -> None:
         for name in [n for n in remedy.candidates if n in names and n not in chosen]:
-            chosen[name] = _entry(remedy, graph, name)
+            chosen[name] = search.entry(name)
         for name in [n for n in mine if n not in names]:  # the greedy's picks the cheaper tail does without
             del chosen[name]
 
-    def tail_of(base: set, rest: list, k: int) -> set:
-        return remedy.closure(base | set(rest[len(rest) - k :]))
-
     if not remedy.complete:
         every = remedy.closure(set(remedy.candidates) | mine)
-        best = judge(every)
-        if options.shortfall(best) > 0:
+        most = judge(every)
+        if search.short(most) > 0:
             set_to(every)
-            log(f"placement: every candidate at {remedy.precision} reaches only {what} output cosine {best}")
-            return best
-
-    def shortest(base: set) -> tuple[set, Score | None]:
-        rest = [n for n in remedy.candidates if n not in base]
-        lo, hi, best = 0, len(rest), None  # tail_of(hi): every candidate, which meets the floors
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            trial = judge(tail_of(base, rest, mid))
-            if options.shortfall(trial) > 0:
-                lo = mid
-            else:
-                hi, best = mid, trial
-        return tail_of(base, rest, hi), best
-
-    found = [shortest(mine)] + ([shortest(set(start))] if set(start) != mine else [])
+            search.log(
+                f"placement: every candidate at {remedy.precision} reaches only {search.what} output cosine {most}"
+            )
+            return most
+    found = [_shortest_tail(search, mine)] + ([_shortest_tail(search, set(start))] if set(start) != mine else [])
     names, best = min(found, key=lambda t: (remedy.cost(t[0]), len(t[0])))
     set_to(names)
     cos = best if best is not None else judge(set(chosen))
-    log(
+    search.log(
         f"placement: no node gains alone; the floors need a tail of the graph at {remedy.precision}: "
-        f"{len(chosen)} node(s), {100 * remedy.cost(names) / total_cost(graph):.1f}% of the "
-        f"graph's cost: {what} output cosine {cos}"
+        f"{len(chosen)} node(s), {100 * remedy.cost(names) / total_cost(search.graph):.1f}% of the "
+        f"graph's cost: {search.what} output cosine {cos}"
     )
     return cos
+
+
+def _shortest_tail(search: Search, base: set) -> tuple[set, Score | None]:
+    """The shortest tail of the remedy's candidates (not in `base`) that meets the floors on top of `base`, by
+    bisection, with its score (None: only every candidate, not judged here)."""
+    remedy = search.remedy
+    rest = [n for n in remedy.candidates if n not in base]
+
+    def tail_of(k: int) -> set:
+        return remedy.closure(base | set(rest[len(rest) - k :]))
+
+    lo, hi, best = 0, len(rest), None  # tail_of(hi): every candidate, which meets the floors
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = search.judge(tail_of(mid))
+        if search.short(trial) > 0:
+            lo = mid
+        else:
+            hi, best = mid, trial
+    return tail_of(hi), best

@@ -107,12 +107,12 @@ def speed_nodes(
 ) -> tuple[dict, dict]:
     """({node: {"int8_us", "float_us"}} kept in float for speed, the profile record) on top of the float nodes
     `base`, measured with ONNX Runtime on sample x [1, ...]."""
-    fp32 = quantized_form(fp32, table.doc["target"])  # the graph the table describes
+    fp32 = quantized_form(fp32, table.rules)  # the graph the table describes
 
     def placed(floats, compact=False):
         return to_qdq(fp32, with_placement(table, placement_doc(set(floats))), compact=compact)
 
-    graph = plan(fp32, rules=table.doc["target"], floats=base)
+    graph = plan(fp32, rules=table.rules, floats=base)
     names = _names(graph)
     int8_prof = _profile(placed(base), x, runs)
     t8 = _times(int8_prof, names, floating=False)
@@ -160,8 +160,8 @@ def placement_bound(fp32: onnx.ModelProto, table: CalibrationTable, x: np.ndarra
     conversions between them free, the INT8 model's other kernels (the input's quantize, layout changes) as
     measured. Kernel times summed (1 thread, medians), so the ratio is of kernel time, not of wall time: a
     latency bound below it cannot be met by placement with these kernels."""
-    fp32 = quantized_form(fp32, table.doc["target"])  # the graph the table describes (its FP32 profile too)
-    graph = plan(fp32, rules=table.doc["target"])
+    fp32 = quantized_form(fp32, table.rules)  # the graph the table describes (its FP32 profile too)
+    graph = plan(fp32, rules=table.rules)
     names = _names(graph)
     int8_prof, fp32_prof = _profile(to_qdq(fp32, table), x, runs), _profile(fp32, x, runs)
     t8, tf = _times(int8_prof, names, floating=False), _times(fp32_prof, names, floating=None)

@@ -26,8 +26,9 @@ import logging
 import tempfile
 import time
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -110,7 +111,7 @@ def _quiet_ort_quantization():
 def ort_quantize_static(fp32: onnx.ModelProto, data: np.ndarray, method: str) -> onnx.ModelProto:
     """ONNX Runtime's own quantize_static on `fp32` calibrated with `data` [N, ...] (one sample a batch): QDQ
     format, per-channel s8 weights, u8 activations, calibration method MinMax | Entropy | Percentile."""
-    from onnxruntime.quantization import (
+    from onnxruntime.quantization import (  # deferred for start-up: ORT's quantizer, only for the comparison
         CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,
@@ -183,153 +184,69 @@ def _search_cosines(graph, table: CalibrationTable) -> dict[str, tuple[str, floa
     writes (after a folded activation)."""
     written = {n.name: n.outputs[0] for n in graph.weighted}
     out = {}
-    for name, layer in table.doc.get("layers", {}).items():
+    for name, layer in table.layers.items():
         if "cos_after" not in layer or name not in written:
             continue
         out[written[name]] = (name, layer["cos_before"], layer["cos_after"])
     return out
 
 
-def quality_report(  # noqa: PLR0915
+@dataclass(frozen=True)
+class ReportSettings:
+    """How a quality report is taken: on a seeded subset of at most `samples` samples (None: all), with ORT's
+    quantize_static beside tcc (`compare`: the slow part), the integer reference `batch_size` samples at a time."""
+
+    samples: int | None = 32
+    seed: int = 0
+    compare: bool = True
+    batch_size: int = 4  # small batches keep the int64 codes' memory low (docs/notes/quantizer-measurements.md)
+
+
+def quality_report(
     fp32: onnx.ModelProto,
     table: CalibrationTable,
     data: np.ndarray,
-    samples: int | None = 32,
-    seed: int = 0,
-    compare: bool = True,
-    batch_size: int = 4,
+    settings: ReportSettings = ReportSettings(),
     held_out: HeldOut | None = None,
 ) -> dict:
     """The report (a JSON-able dict, keys in a fixed order) for `table` on `fp32` (the ONNX graph it was made
-    for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of at most
-    `samples` samples (None: all); compare=False leaves out ORT's quantize_static (the slow part).
+    for) and the calibration data [N, ...]: per-tensor and end-to-end numbers on a seeded subset of samples
+    (`settings`).
 
     With `held_out`, the numbers are taken on those samples instead (data calibration never saw; at most
-    `samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
+    `settings.samples` of them, seeded), while ORT's quantize_static still calibrates on `data`, as tcc did."""
     if len(data) == 0:
         raise DataError("no samples for the quality report")
-    fp32 = quantized_form(fp32, table.doc.get("target", "tvm"))  # the graph the table describes
+    fp32 = quantized_form(fp32, table.rules)  # the graph the table describes
     t0 = time.perf_counter()
-    timing = {}
     judged = data if held_out is None else held_out.array
-    idx = _subset(len(judged), samples, seed)
+    idx = _subset(len(judged), settings.samples, settings.seed)
     x = np.ascontiguousarray(judged[idx])
-    inp = input_name(fp32)
-    outputs = [o.name for o in fp32.graph.output]
-    acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
-    exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
-    # FP32 tensors of the equalized graph (the same function): the integer graph's channels are rescaled as they are
-    sess = session(expose(equalized_model(fp32, table.doc), exposed))
-
-    cos_parts: dict[str, list] = {n: [] for n in acts}
-    sq_err = dict.fromkeys(acts, 0.0)
-    sq_ref = dict.fromkeys(acts, 0.0)
-    count = dict.fromkeys(acts, 0)
-    shapes: dict[str, list[int]] = {}
-    fp_out, ref_out = [], []
-    graph = plan(fp32, rules=table.doc.get("target", "tvm"))
-    qgraph = quantize_graph(graph, table)
-    reference = Reference()
-    for b in range(0, len(x), batch_size):
-        xb = x[b : b + batch_size]
-        fp = dict(zip(exposed, sess.run(exposed, {inp: xb})))
-        fp[inp] = xb
-        # int64 codes, dequantized one tensor at a time below: with batches of 4 this keeps the DDSNet report at
-        # a 1.45 GB peak (2.7 GB with batches of 8, every tensor dequantized at once)
-        result, q = reference.run(qgraph, xb, return_all=True)
-        result = result if isinstance(result, list) else [result]
-        got = dict(q)
-        got.update(zip(outputs, result))  # graph outputs of a conv / gemm stay float (dequantized accumulators)
-        for n in acts:
-            if n not in got:
-                continue
-            value = got[n].dequant() if hasattr(got[n], "dequant") else got[n]
-            if value.shape != fp[n].shape:
-                continue
-            cos_parts[n].append(per_sample_cosine(fp[n], value))
-            d = value.astype(np.float64) - fp[n].astype(np.float64)
-            sq_err[n] += float(np.sum(d * d))
-            sq_ref[n] += float(np.sum(np.square(fp[n], dtype=np.float64)))
-            count[n] += d.size
-            shapes[n] = [1, *fp[n].shape[1:]]
-        fp_out.append(fp[outputs[0]])
-        ref_out.append(got[outputs[0]])
-        del fp, got
-    timing["per_layer"] = time.perf_counter() - t0
-    fp_out, ref_out = np.concatenate(fp_out), np.concatenate(ref_out)
-
-    ops = _op_labels(graph)
-    writer = {o: n.name or n.output[0] for n in fp32.graph.node for o in n.output}
-    search = _search_cosines(graph, table)
-    layers = []
-    for n in acts:
-        if not cos_parts[n]:
-            continue
-        cos = np.concatenate(cos_parts[n])
-        row = {
-            "tensor": n,
-            "op": ops.get(n, "?"),
-            "node": writer.get(n, n),
-            "shape": shapes[n],
-            "cosine": _cos(cos.mean()),
-            "cosine_min": _cos(cos.min()),
-            "mse": _sig(sq_err[n] / max(count[n], 1)),
-            "rel_l2": _sig(float(np.sqrt(sq_err[n] / sq_ref[n])) if sq_ref[n] > 0 else 0.0),
-        }
-        if n in search:
-            row["search_layer"], before, after = search[n]
-            row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)
-        layers.append(row)
-    not_compared = [n for n in acts if not cos_parts[n]]
+    graph = plan(fp32, rules=table.rules)
+    errors = _TensorErrors.of(fp32, table)
+    errors.run(quantize_graph(graph, table), x, settings.batch_size)
+    timing = {"per_layer": time.perf_counter() - t0}
+    layers = errors.rows(graph, fp32, _search_cosines(graph, table))
     n_worst = max(1, min(WORST, len(layers) // 5))
     worst = [r["tensor"] for r in sorted(layers, key=lambda r: (r["cosine"], r["tensor"]))[:n_worst]]
-
-    t1 = time.perf_counter()
-    label = "tcc, integer reference"
-    models = {"tcc_reference": {"label": label, **output_metrics(fp_out, ref_out)}}
-    # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
-    # a table for another target runs as float fake-quant there, the values its exact integer kernels give
-    ort_rules = table.doc.get("target") == "ort"
-    tcc_ort = run_ort(to_qdq(fp32, table), x, batch_size, optimize=ort_rules)
-    models["tcc_ort"] = {
-        "label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
-        **output_metrics(fp_out, tcc_ort),
-    }
-    timing["tcc_end_to_end"] = time.perf_counter() - t1
-    if compare:
-        for method in ORT_METHODS:
-            key, label = f"ort_{method.lower()}", f"ORT quantize_static {method}"
-            t2 = time.perf_counter()
-            try:
-                q = ort_quantize_static(fp32, np.ascontiguousarray(data), method)
-                calib_s = time.perf_counter() - t2
-                models[key] = {
-                    "label": label,
-                    **output_metrics(fp_out, run_ort(q, x, batch_size)),
-                    "calib_s": round(calib_s, 2),
-                }
-            except Exception as e:
-                models[key] = {"label": label, "error": f"{type(e).__name__}: {e}"}
-            timing[key] = time.perf_counter() - t2
+    models = _end_to_end(fp32, table, data, x, errors, settings, timing)
     timing["total"] = time.perf_counter() - t0
-
-    doc = table.doc
     return {
         "format": "tcc-quality-report",
         "version": 1,
         "model_hash": model_sha256(fp32),
         "calibration": {
-            "target": doc.get("target"),
-            "method": doc.get("method"),
-            "samples": doc.get("samples"),
-            "data_fingerprint": doc.get("data_fingerprint"),
-            "summary": doc.get("summary") or {},
-            "timing_s": {k: round(float(v), 2) for k, v in (doc.get("timing_s") or {}).items()},
+            "target": table.target,
+            "method": table.method,
+            "samples": table.samples,
+            "data_fingerprint": table.data_fingerprint,
+            "summary": table.summary,
+            "timing_s": {k: round(float(v), 2) for k, v in table.timing.items()},
         },
         "samples": {
             "used": len(idx),
             "of": len(judged),
-            "seed": seed,
+            "seed": settings.seed,
             "subset": bool(len(idx) < len(judged)),
             "indices": [int(i) for i in idx],
             **({"source": "calibration"} if held_out is None else held_out.describe(data)),
@@ -338,15 +255,147 @@ def quality_report(  # noqa: PLR0915
         "per_layer_source": "integer reference",
         "layers": layers,
         "worst_layers": worst,
-        "not_compared": not_compared,
+        "not_compared": [n for n in errors.acts if not errors.cos_parts[n]],
         "end_to_end": {
-            "output": outputs[0],
-            "compared_with_ort": compare,
-            "ort_calibration_samples": len(data) if compare else 0,
+            "output": errors.outputs[0],
+            "compared_with_ort": settings.compare,
+            "ort_calibration_samples": len(data) if settings.compare else 0,
             "models": models,
         },
         "timing_s": {k: round(v, 2) for k, v in timing.items()},
     }
+
+
+@dataclass
+class _TensorErrors:
+    """The integer reference's activations against FP32's, tensor by tensor, summed over the batches; and the
+    first graph output of both, for the end-to-end numbers."""
+
+    sess: Any  # ONNX Runtime's session of the FP32 graph with every activation exposed
+    inp: str
+    outputs: list[str]
+    acts: list[str]  # the table's activations, in table order (topological)
+    exposed: list[str]
+    cos_parts: dict[str, list] = field(default_factory=dict)
+    sq_err: dict[str, float] = field(default_factory=dict)
+    sq_ref: dict[str, float] = field(default_factory=dict)
+    count: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+    fp_out: list = field(default_factory=list)
+    ref_out: list = field(default_factory=list)
+
+    @classmethod
+    def of(cls, fp32: onnx.ModelProto, table: CalibrationTable) -> _TensorErrors:
+        inp = input_name(fp32)
+        outputs = [o.name for o in fp32.graph.output]
+        acts = [n for n, t in table.tensors.items() if t["kind"] == "activation"]  # table order: topological
+        exposed = list(dict.fromkeys([n for n in acts if n != inp] + outputs))
+        # FP32 tensors of the equalized graph (the same function): the integer graph's channels are rescaled as
+        # they are
+        sess = session(expose(equalized_model(fp32, table), exposed))
+        errors = cls(sess, inp, outputs, acts, exposed)
+        errors.cos_parts = {n: [] for n in acts}
+        errors.sq_err, errors.sq_ref = dict.fromkeys(acts, 0.0), dict.fromkeys(acts, 0.0)
+        errors.count = dict.fromkeys(acts, 0)
+        return errors
+
+    def run(self, qgraph, x: np.ndarray, batch_size: int) -> None:
+        reference = Reference()
+        for b in range(0, len(x), batch_size):
+            xb = x[b : b + batch_size]
+            fp = dict(zip(self.exposed, self.sess.run(self.exposed, {self.inp: xb})))
+            fp[self.inp] = xb
+            result, q = reference.run(qgraph, xb, return_all=True)  # int64 codes, dequantized one tensor at a time
+            result = result if isinstance(result, list) else [result]
+            got = dict(q)
+            got.update(zip(self.outputs, result))  # graph outputs of a conv / gemm stay float (dequantized)
+            self.add(fp, got)
+            self.fp_out.append(fp[self.outputs[0]])
+            self.ref_out.append(got[self.outputs[0]])
+            del fp, got
+
+    def add(self, fp: dict, got: dict) -> None:
+        """One batch: FP32's tensors `fp` and the reference's `got` (QTensors, or float graph outputs)."""
+        for n in self.acts:
+            if n not in got:
+                continue
+            value = got[n].dequant() if hasattr(got[n], "dequant") else got[n]
+            if value.shape != fp[n].shape:
+                continue
+            self.cos_parts[n].append(per_sample_cosine(fp[n], value))
+            d = value.astype(np.float64) - fp[n].astype(np.float64)
+            self.sq_err[n] += float(np.sum(d * d))
+            self.sq_ref[n] += float(np.sum(np.square(fp[n], dtype=np.float64)))
+            self.count[n] += d.size
+            self.shapes[n] = [1, *fp[n].shape[1:]]
+
+    def rows(self, graph, fp32: onnx.ModelProto, search: dict) -> list[dict]:
+        """The per-tensor rows: every activation compared, with the fine search's cosines where it searched."""
+        ops = _op_labels(graph)
+        writer = {o: n.name or n.output[0] for n in fp32.graph.node for o in n.output}
+        layers = []
+        for n in self.acts:
+            if not self.cos_parts[n]:
+                continue
+            cos = np.concatenate(self.cos_parts[n])
+            sq_err, sq_ref = self.sq_err[n], self.sq_ref[n]
+            row = {
+                "tensor": n,
+                "op": ops.get(n, "?"),
+                "node": writer.get(n, n),
+                "shape": self.shapes[n],
+                "cosine": _cos(cos.mean()),
+                "cosine_min": _cos(cos.min()),
+                "mse": _sig(sq_err / max(self.count[n], 1)),
+                "rel_l2": _sig(float(np.sqrt(sq_err / sq_ref)) if sq_ref > 0 else 0.0),
+            }
+            if n in search:
+                row["search_layer"], before, after = search[n]
+                row["search_cos_before"], row["search_cos_after"] = _cos(before), _cos(after)
+            layers.append(row)
+        return layers
+
+
+def _end_to_end(
+    fp32: onnx.ModelProto,
+    table: CalibrationTable,
+    data: np.ndarray,
+    x: np.ndarray,
+    errors: _TensorErrors,
+    settings: ReportSettings,
+    timing: dict,
+) -> dict:
+    """The end-to-end numbers on the first graph output: the integer reference, tcc's QDQ model on ORT, and
+    (settings.compare) ORT's quantize_static with each of ORT_METHODS calibrated on `data`; their times in
+    `timing`."""
+    t1 = time.perf_counter()
+    fp_out, ref_out = np.concatenate(errors.fp_out), np.concatenate(errors.ref_out)
+    models = {"tcc_reference": {"label": "tcc, integer reference", **output_metrics(fp_out, ref_out)}}
+    # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
+    # a table for another target runs as float fake-quant there, the values its exact integer kernels give
+    ort_rules = table.target == "ort"
+    tcc_ort = run_ort(to_qdq(fp32, table), x, settings.batch_size, optimize=ort_rules)
+    models["tcc_ort"] = {
+        "label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",
+        **output_metrics(fp_out, tcc_ort),
+    }
+    timing["tcc_end_to_end"] = time.perf_counter() - t1
+    if settings.compare:
+        for method in ORT_METHODS:
+            key, label = f"ort_{method.lower()}", f"ORT quantize_static {method}"
+            t2 = time.perf_counter()
+            try:
+                q = ort_quantize_static(fp32, np.ascontiguousarray(data), method)
+                calib_s = time.perf_counter() - t2
+                models[key] = {
+                    "label": label,
+                    **output_metrics(fp_out, run_ort(q, x, settings.batch_size)),
+                    "calib_s": round(calib_s, 2),
+                }
+            except Exception as e:
+                models[key] = {"label": label, "error": f"{type(e).__name__}: {e}"}
+            timing[key] = time.perf_counter() - t2
+    return models
 
 
 # ---------------------------------------------------------------------------------------------------- output
@@ -449,7 +498,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def validate_report(report: dict) -> None:
-    import jsonschema
+    import jsonschema  # deferred for start-up: read only when a report is validated
 
     errors = sorted(
         jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(report),
@@ -468,6 +517,10 @@ def save_report(report: dict, path: str | Path) -> Path:
     if path.suffix.lower() == ".json":
         validate_report(report)
         payload = (json.dumps(report, indent=1, allow_nan=False) + "\n").encode()
-        return atomic_write(path, lambda f: f.write(payload))
+
+        def write(f) -> None:
+            f.write(payload)
+
+        return atomic_write(path, write)
 
     return save(quality_chart(report, summary_lines(report)), path)

@@ -5,11 +5,9 @@ max |w| per output channel for the weights), search the per-output-channel weigh
 activation scale, each over [0.5 s0, 2 s0] (`steps` candidates, plus the current value), maximising the cosine
 similarity between the layer's FP32 output and its quantized output (equation 8 on both operands); alternate the
 two searches for `rounds` rounds. When the best input scale is the window's top, the window goes on, in steps of
-the same size, up to the scale of the tensor's largest value on the data (`act_limits`): KL's threshold can lie
-far below the clip the layer wants (measured on DDSNet's PCam checkpoint after equalization: KL clipped two
-depthwise outputs at a quarter of their range, the search stopped at twice that, and the held-out output cosine
-fell to 0.83 from 0.998). Every step keeps the current value unless a candidate is strictly better, so the
-search never lowers the cosine.
+the same size, up to the scale of the tensor's largest value on the data (`Inputs.limits`): KL's threshold can
+lie far below the clip the layer wants (measured: docs/notes/quantizer-measurements.md). Every step keeps the
+current value unless a candidate is strictly better, so the search never lowers the cosine.
 
 The layer is evaluated on sampled output positions: `LayerSamples` holds, per layer, the im2col rows of its FP32
 input at up to `rows` output positions drawn from the calibration batch, so one evaluation is a small matmul and the
@@ -22,6 +20,7 @@ global cosine. Cosines here are pre-activation (the conv/linear output before an
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +47,9 @@ class _Quant:
 
     def __call__(self, scale: float, x: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """`x` quantized at `scale` into `out` (default: the whole array, into the reused buffer)."""
-        x, b = (self.x, self.buf) if x is None else (x, out)
+        if x is None:
+            x, out = self.x, self.buf
+        b = out if out is not None else np.empty_like(x)
         np.divide(x, np.float32(scale), out=b)
         np.rint(b, out=b)
         np.clip(b, self.lo, self.hi, out=b)
@@ -149,34 +150,51 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
     return cands.reshape(len(cands), -1)[choice, np.arange(g * o)].reshape(s_w.shape).astype(np.float32)
 
 
-def cos_search(  # noqa: PLR0913
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the fine search scans: `steps` factors over [lo, hi] times the coarse scale, weights and activation
+    alternated for `rounds` rounds; the activation grid coarse to fine, every `stride`-th factor then all within
+    `stride` of the best (stride=1: the full grid); on `threads` threads."""
+
+    steps: int = 100
+    rounds: int = 2
+    lo: float = 0.5
+    hi: float = 2.0
+    stride: int = 4
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The layers' input tensors as the search starts from them: their coarse (KL) scales, whether signed, and the
+    scale of each one's largest value on the data (`limits`: how far the grid may go past the window)."""
+
+    scales: dict[str, float]
+    signed: dict[str, bool]
+    limits: dict[str, float] = field(default_factory=dict)
+
+
+def cos_search(
     layers: list[Layer],
     weights: dict[str, np.ndarray],
     samples: dict[str, np.ndarray],
-    act_scales: dict[str, float],
-    act_signed: dict[str, bool],
-    steps: int = 100,
-    rounds: int = 2,
-    lo: float = 0.5,
-    hi: float = 2.0,
-    stride: int = 4,
+    inputs: Inputs,
+    settings: SearchSettings = SearchSettings(),
     weight_bits: dict[str, int] | None = None,
-    threads: int = 1,
-    act_limits: dict[str, float] | None = None,
 ) -> SearchResult:
     """Fine-search weight and input-activation scales of every layer in `samples` (layer name -> im2col rows).
 
-    `weights` maps initializer names to arrays (weights and biases); `act_scales` holds the coarse (KL) scales of
-    the layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
-    cosine. The activation grid is scanned coarse to fine: every `stride`-th of the `steps` factors, then all
-    factors within `stride` of the best (stride=1: the full grid); later rounds, after the weights moved, scan only
-    the factors within 2 `stride` of the scale chosen. `weight_bits`: weight name -> bit width of its
-    codes (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
+    `weights` maps initializer names to arrays (weights and biases); `inputs` holds the coarse (KL) scales of the
+    layers' input tensors. Layers sharing an input tensor share its scale: its search maximises their mean
+    cosine. The activation grid is scanned coarse to fine (`settings`); later rounds, after the weights moved, scan
+    only the factors within 2 `stride` of the scale chosen. `weight_bits`: weight name -> bit width of its codes
+    (default 8). Returns the new input scales, per-channel weight scales and before/after cosines.
 
     Each input tensor's search reads only FP32 samples, never another search's result, so the searches run on
-    `threads` threads (numpy releases the GIL in its loops) and the result does not depend on their number.
+    `settings.threads` threads (numpy releases the GIL in its loops) and the result does not depend on their
+    number.
     """
-    factors = np.linspace(lo, hi, steps)
+    factors = np.linspace(settings.lo, settings.hi, settings.steps)
     by_input: dict[str, list[Layer]] = {}
     for l in layers:
         if l.name in samples:
@@ -184,26 +202,18 @@ def cos_search(  # noqa: PLR0913
 
     def search(item):
         tensor, group = item
-        return _search_input(
-            tensor,
-            group,
-            weights,
-            samples,
-            act_scales[tensor],
-            act_signed.get(tensor, True),
-            factors,
-            rounds,
-            stride,
-            weight_bits or {},
-            (act_limits or {}).get(tensor),
-        )
+        consumers = [
+            _Consumer.of(l, weights, samples, (weight_bits or {}).get(l.weight, 8), inputs.signed.get(tensor, True))
+            for l in group
+        ]
+        return _InputSearch.of(
+            consumers, inputs.scales[tensor], factors, settings.stride, inputs.limits.get(tensor)
+        ).run(settings.rounds)
 
-    if threads > 1 and len(by_input) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
+    if settings.threads > 1 and len(by_input) > 1:
         # the costliest searches first (their rows' size), so that no thread is left with a long one at the end
         order = sorted(by_input, key=lambda t: -sum(samples[l.name].size for l in by_input[t]))
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with ThreadPoolExecutor(max_workers=settings.threads) as pool:
             done = dict(zip(order, pool.map(search, ((t, by_input[t]) for t in order))))
         found = [done[t] for t in by_input]
     else:
@@ -231,74 +241,105 @@ def _scan(score, grid: np.ndarray, stride: int, scored: dict) -> int:
     return max((k for k in scored if k >= 0), key=lambda k: scored[k])
 
 
-def _search_input(tensor, group, weights, samples, s0_a, signed_a, factors, rounds, stride, weight_bits, limit=None):  # noqa: PLR0913, PLR0915
-    """The search of one input tensor's scale and its consumers' weight scales: (scale, (mean cosine before,
-    after), {layer name: LayerResult})."""
-    s_a = s0_a
-    st = []
-    for l in group:
+@dataclass
+class _Consumer:
+    """A layer reading the searched tensor: its evaluation, its coarse (minmax) and current weight scales [G, O]."""
+
+    layer: Layer
+    ev: _LayerEval
+    s0_w: np.ndarray
+    s_w: np.ndarray
+    bits: int
+
+    @classmethod
+    def of(cls, l: Layer, weights: dict, samples: dict, bits: int, signed: bool) -> _Consumer:
         a = np.ascontiguousarray(samples[l.name].transpose(1, 0, 2))  # [G, R, K]
         wg = grouped_weight(l, weights[l.weight])
         bias = weights[l.bias].astype(np.float32) if l.bias else None
-        bits = weight_bits.get(l.weight, 8)
         s0_w = scale_for_threshold(np.abs(wg).max(axis=2), bits)  # [G, O], minmax
-        st.append({"layer": l, "ev": _LayerEval(a, wg, bias, signed_a), "s0_w": s0_w, "s_w": s0_w.copy(), "bits": bits})
+        return cls(l, _LayerEval(a, wg, bias, signed), s0_w, s0_w.copy(), bits)
 
-    def wq_of(item, s_w):
-        return fake_quant(item["ev"].wg, s_w[..., None], bits=item["bits"])
+    def wq(self, s_w: np.ndarray) -> np.ndarray:
+        return fake_quant(self.ev.wg, s_w[..., None], bits=self.bits)
 
-    # each layer's cosine at the current scales (s_a, its s_w) is kept: every step starts from it
-    current = [it["ev"].cos(s_a, wq_of(it, it["s_w"])) for it in st]
-    before = list(current)
-    hist = [[c] for c in before]
-    at = None  # the grid index of the activation scale once a round has searched it
-    grid = s0_a * factors  # the activation candidates (the first round may extend it past the window)
-    for _ in range(rounds):
-        for i, it in enumerate(st):  # weights, activation fixed
-            ev = it["ev"]
-            a_q = ev.q(s_a)
-            new = _weight_step(a_q, ev.wg, ev.bias, ev.y_fp, it["s_w"], it["s0_w"], factors, it["bits"])
-            c_new, c_old = ev.cos(s_a, wq_of(it, new), a_q), current[i]
+
+@dataclass
+class _InputSearch:
+    """The search of one input tensor's scale and its consumers' weight scales, round by round. Each consumer's
+    cosine at the current scales (s_a, its s_w) is kept in `current`: every step starts from it."""
+
+    consumers: list[_Consumer]
+    factors: np.ndarray
+    stride: int
+    limit: float | None  # how far the activation grid may go past the window
+    s_a: float
+    grid: np.ndarray  # the activation candidates (the first round may extend it past the window)
+    current: list[float]
+    hist: list[list[float]]  # each consumer's cosine after each step
+    at: int | None = None  # the grid index of the activation scale once a round has searched it
+
+    @classmethod
+    def of(cls, consumers, s0_a: float, factors, stride: int, limit: float | None) -> _InputSearch:
+        current = [c.ev.cos(s0_a, c.wq(c.s_w)) for c in consumers]
+        return cls(consumers, factors, stride, limit, s0_a, s0_a * factors, current, [[v] for v in current])
+
+    def run(self, rounds: int) -> tuple[float, tuple[float, float], dict[str, LayerResult]]:
+        """(scale, (mean cosine before, after), {layer name: LayerResult})."""
+        before = list(self.current)
+        for _ in range(rounds):
+            self.weights_step()
+            self.activation_step()
+        after = [h[-1] for h in self.hist]
+        results = {}
+        for c, b, a, h in zip(self.consumers, before, after, self.hist):
+            l = c.layer
+            results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, c.s_w.reshape(-1), h)
+        return self.s_a, (float(np.mean(before)), float(np.mean(after))), results
+
+    def weights_step(self) -> None:
+        """Each consumer's weight scales, the activation fixed."""
+        for i, c in enumerate(self.consumers):
+            ev = c.ev
+            a_q = ev.q(self.s_a)
+            new = _weight_step(a_q, ev.wg, ev.bias, ev.y_fp, c.s_w, c.s0_w, self.factors, c.bits)
+            c_new, c_old = ev.cos(self.s_a, c.wq(new), a_q), self.current[i]
             if c_new >= c_old:  # exact by construction; guard against float summation order
-                it["s_w"] = new
-            current[i] = max(c_new, c_old)
-            hist[i].append(current[i])
-        # activation, weights fixed: mean cosine over the consumers; coarse grid (every `stride`-th factor)
-        # then every factor around the best coarse one
-        wqs = [wq_of(it, it["s_w"]) for it in st]
+                c.s_w = new
+            self.current[i] = max(c_new, c_old)
+            self.hist[i].append(self.current[i])
+
+    def activation_step(self) -> None:
+        """The activation scale, the weights fixed: the mean cosine over the consumers; a coarse grid (every
+        `stride`-th factor), then every factor around the best coarse one."""
+        wqs = [c.wq(c.s_w) for c in self.consumers]
         per_layer: dict[float, list[float]] = {}  # scale -> each consumer's cosine
 
         def score(s):
-            if float(s) not in per_layer:  # noqa: B023
-                per_layer[float(s)] = [it["ev"].cos(s, wq) for it, wq in zip(st, wqs)]  # noqa: B023
-            return sum(per_layer[float(s)])  # noqa: B023 (score is called within the iteration only)
+            if float(s) not in per_layer:
+                per_layer[float(s)] = [c.ev.cos(s, wq) for c, wq in zip(self.consumers, wqs)]
+            return sum(per_layer[float(s)])
 
-        scored = {-1: score(s_a)}  # -1: the current scale
-        if at is None:  # the first round scans the whole grid coarsely, then finely around its best; when that
-            # is the window's top, the grid goes on up to the limit (and stays so for the later rounds)
+        scored = {-1: score(self.s_a)}  # -1: the current scale
+        stride, grid = self.stride, self.grid
+        if self.at is None:  # the first round scans the whole grid coarsely, then finely around its best; when
+            # that is the window's top, the grid goes on up to the limit (and stays so for the later rounds)
             kb = _scan(score, grid, stride, scored)
-            if kb == len(grid) - 1 and limit is not None and limit > grid[-1]:
+            if kb == len(grid) - 1 and self.limit is not None and self.limit > grid[-1]:
                 step = grid[1] - grid[0]
-                more = grid[-1] + step * np.arange(1, int(np.ceil((limit - grid[-1]) / step)) + 1)
-                grid = np.concatenate([grid, more])
+                more = grid[-1] + step * np.arange(1, int(np.ceil((self.limit - grid[-1]) / step)) + 1)
+                grid = self.grid = np.concatenate([grid, more])
                 _scan(score, grid, stride, scored)
         else:  # later rounds, whose weights moved only a little, scan every factor within two coarse steps of the
             # scale the first one chose
-            for k in range(max(at - 2 * stride + 1, 0), min(at + 2 * stride, len(grid))):
+            for k in range(max(self.at - 2 * stride + 1, 0), min(self.at + 2 * stride, len(grid))):
                 if k not in scored:
                     scored[k] = score(grid[k])
         best = max(scored, key=lambda k: (scored[k], k == -1))
         if best != -1 and scored[best] > scored[-1]:
-            s_a = float(grid[best])
-            at = best
-        elif at is None:
-            at = int(np.argmin(np.abs(grid - s_a)))  # the coarse scale stayed: refine around it
-        current = list(per_layer[float(s_a)])
-        for i in range(len(st)):
-            hist[i].append(current[i])
-    after = [h[-1] for h in hist]
-    results = {}
-    for it, b, a, h in zip(st, before, after, hist):
-        l = it["layer"]
-        results[l.name] = LayerResult(l.name, l.input, l.weight, b, a, it["s_w"].reshape(-1), h)
-    return s_a, (float(np.mean(before)), float(np.mean(after))), results
+            self.s_a = float(grid[best])
+            self.at = best
+        elif self.at is None:
+            self.at = int(np.argmin(np.abs(grid - self.s_a)))  # the coarse scale stayed: refine around it
+        self.current = list(per_layer[float(self.s_a)])
+        for i in range(len(self.consumers)):
+            self.hist[i].append(self.current[i])

@@ -20,10 +20,13 @@ The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.p
 
 from __future__ import annotations
 
+from typing import Final, cast
+
 from .file import CalibrationTable
+from .records import Placement
 
 KEY = "placement"
-WIDENED = "widened"
+WIDENED: Final = "widened"
 REASONS = {
     "required": "no integer form on this target: kept in float where the target allows float ops",
     "accuracy": "kept in float to reach the output cosine floor (--min-cos)",
@@ -34,38 +37,31 @@ REASONS = {
 
 def float_nodes(table: CalibrationTable) -> frozenset:
     """The anchor names the table keeps in float (empty without a placement)."""
-    return doc_float_nodes(table.doc)
-
-
-def doc_float_nodes(doc: dict) -> frozenset:
-    """float_nodes of a table's document."""
-    nodes = (doc.get(KEY) or {}).get("nodes") or {}
+    nodes = (table.placement or {}).get("nodes") or {}
     return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
 
 
-def placement_doc(nodes, record: dict | None = None, widened: dict | None = None) -> dict:
+def placement_doc(nodes, record: dict | None = None, widened: dict | None = None) -> Placement:
     """A placement for the table: `nodes` in float ({name: entry}, or names, pinned), what the step measured, and
     the nodes whose outputs it widened ({name: entry}; their tensors are the table's to widen)."""
     if not isinstance(nodes, dict):
         nodes = {name: {"precision": "float", "reason": "pinned"} for name in nodes}
-    return {
+    doc = {
         **(record or {}),
         "nodes": dict(sorted(nodes.items())),
         **({WIDENED: dict(sorted(widened.items()))} if widened else {}),
     }
+    return cast(Placement, doc)
 
 
-def with_placement(table: CalibrationTable, placement: dict) -> CalibrationTable:
+def with_placement(table: CalibrationTable, placement: Placement) -> CalibrationTable:
     """A copy of `table` carrying `placement` (no placement when it keeps no node in float and widens none)."""
-    doc = {k: v for k, v in table.doc.items() if k != KEY}
-    if placement.get("nodes") or placement.get(WIDENED):
-        doc[KEY] = placement
-    return CalibrationTable(doc)
+    return table.with_placement(placement)
 
 
 def islands(graph, table: CalibrationTable | None = None) -> list[dict]:
     """Every float island of `graph` (an IntGraph or QGraph): node, kind, ONNX op and why, in graph order."""
-    placed = ((table.doc.get(KEY) or {}).get("nodes") or {}) if table is not None else {}
+    placed = ((table.placement or {}).get("nodes") or {}) if table is not None else {}
     out = []
     for n in graph.nodes:
         if n.integer:

@@ -85,10 +85,10 @@ class TargetRules:
     dense_weight_bits: int = 8  # weights of non-depthwise convs and of linear layers (depthwise: always 8).
     # ORT: 7. Its x86 u8s8 kernels without VNNI (AVX2, AVX-512 before Cascade Lake) multiply with VPMADDUBSW, which
     # adds two u8 x s8 products in a saturating int16: 255 * (127 + 127) overflows it and the result is silently
-    # wrong (measured on an AVX2 EPYC: DDSNet INT8 vs FP32 cosine 0.9916, worst image 0.895, top-1 98.4%). Codes
-    # in [-64, 63] keep 255 * (64 + 64) = 32640 inside int16, so the integer result is exact on every CPU (ORT's
-    # `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point 128) avoid
-    # it too, through the u8u8 kernels, but those measured no faster than FP32 on that machine.
+    # wrong. Codes in [-64, 63] keep 255 * (64 + 64) = 32640 inside int16, so the integer result is exact on every
+    # CPU (ORT's `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point
+    # 128) avoid it too, through the u8u8 kernels, but are no faster than FP32 (measured: docs/targets/ort.md,
+    # 7-bit dense weights).
     rounding: str = "half_even"  # a key of ROUNDINGS
     gemm_rounding: str | None = None  # a linear layer's, where the target's kernel differs (None: `rounding`)
     # the graph input's quantization: x / s rounded half to even (ONNX QuantizeLinear) or half away from zero
@@ -129,8 +129,8 @@ class TargetRules:
     activation_bits: tuple[int, ...] = (8,)
     # an average pool before a 1 x 1 conv (tcc.passes.pool) is one `pooled_conv` node on the exact window sums of
     # its input's codes (tcc's TVM kernels: two dot products of 8-bit digits of the sums). False: the pool is an
-    # 8-bit tensor of its own, then the conv: ORT's and TFLite's integer convs read 8-bit codes only (as a float
-    # island ORT ran DDSNet INT8 18% slower than conv-first, the 8-bit pool 8% faster: measured), and the NPUs'
+    # 8-bit tensor of its own, then the conv: ORT's and TFLite's integer convs read 8-bit codes only (ORT's
+    # alternatives, slower or less close, measured: docs/notes/pool-before-conv.md, Tried, not kept), and the NPUs'
     # toolchains quantize every tensor they are given
     pooled_conv: bool = True
     wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
@@ -202,9 +202,8 @@ RULES: dict[str, TargetRules] = {
             shared_kinds=("global_avg_pool", "clamp"),
             channel_factors="int8",
             fixed_outputs=(("Sigmoid", 1 / 256, -128), ("Tanh", 1 / 128, 0), ("Softmax", 1 / 256, -128)),
-            # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island:
-            # MobileViT-XXS at 256 ran 6.39 ms with its islands, 10.08 ms with int8 SOFTMAX on LiteRT's
-            # default kernels, and its INT8 output cosine went 0.99524 -> 0.99367 (golden inputs; measured)
+            # LiteRT's int8 SOFTMAX, bit for bit, where softmax is integer (`tflite-int`); here a float island,
+            # faster and closer to FP32 on LiteRT's default kernels (measured: docs/notes/attention-int8.md)
             softmax="gemmlowp",
             float_kinds=("softmax",),
             pooled_conv=False,
@@ -310,6 +309,12 @@ RULES["tflite-int"] = replace(
     float_kinds=(),
     pooled_conv=False,
 )
+
+
+# The rules a calibration table is read under when it records none (`target`): only a hand-made table; every table
+# tcc writes records the rules it was made under, and its readers take them from it (CalibrationTable.rules).
+# tcc's own integer kernels: every kind of the integer op table, 8- and 16-bit activations.
+DEFAULT_RULES = "tvm"
 
 
 def get_rules(rules: str | TargetRules) -> TargetRules:

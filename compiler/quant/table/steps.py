@@ -25,21 +25,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from ...errors import CalibrationError, DataError
-from .placement import doc_float_nodes
+from .file import CalibrationTable
+from .placement import float_nodes
+from .records import StepsChoice
 
 STEP_NAMES = ("equalization", "rounding", "bias_correction")
-# left out of the automatic choice (off unless asked): equalization, because with it chosen for DDSNet (GC
-# checkpoint, 64 crops) the AX650 kit's per-op check of its QDQ model on ONNX Runtime found a depthwise conv 2 LSB
-# from the integer reference (at most 1); rounding, because the choice on 16 held-back crops took it for PCam where
-# it lost on other crops (bias correction + rounding 0.99957 / 0.99481 against bias correction's 0.99977 / 0.99822)
+# left out of the automatic choice (off unless asked): chosen, each lost where the choice could not see it
+# (equalization: an NPU kit's per-op check off by 2 LSB; rounding: worse on crops the choice did not judge; measured:
+# docs/int8.md, Defaults)
 UNCHOSEN = ("equalization", "rounding")
-DEFAULT_CHOICE_BUDGET = 300.0  # seconds: every combination for DDSNet at 224 took 48-110 s on 2 busy cores
+DEFAULT_CHOICE_BUDGET = (
+    300.0  # seconds: room for every combination of DDSNet's steps (docs/notes/quantizer-measurements.md)
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Steps:
         fixes is chosen per model (None), equalization and rounding stay off (UNCHOSEN). Other keyword arguments
         (rounding_budget, choice_budget; None: the default) pass through."""
         section = spec_section or {}
-        picked = {
+        picked: dict[str, Any] = {
             name: bool(switches[name])
             if switches.get(name) is not None
             else bool(section[name])
@@ -108,14 +112,6 @@ class Steps:
 
 
 NONE = Steps(equalization=False, bias_correction=False, rounding=False)
-
-
-def step(doc: dict, name: str) -> dict | None:
-    """A table's record of step `name` when it ran, else None (tables from before the steps have none)."""
-    for s in doc.get("steps", ()):
-        if s.get("name") == name and s.get("enabled"):
-            return s
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
@@ -172,16 +168,15 @@ def _equalization_names(records: list[dict]) -> set[str]:
     return names
 
 
-def calibrated_parameters(model: onnx.ModelProto, doc: dict) -> dict[str, np.ndarray]:
+def calibrated_parameters(model: onnx.ModelProto, table: CalibrationTable) -> dict[str, np.ndarray]:
     """The weights and biases that the table's steps change, as the integer graph must quantize them: equalized,
     then each corrected bias plus its shift (float32). Initializers not listed are the model's own. A layer the
     table's placement keeps in float (a float island) keeps its bias uncorrected: the shift makes up for its own
-    quantization, which an island does not have (with it, every node in float measured further from FP32 than
-    Sipak's INT8 model)."""
-    eq = step(doc, "equalization")
-    bc = step(doc, "bias_correction")
+    quantization, which an island does not have (measured: docs/notes/quantizer-measurements.md)."""
+    eq = table.step("equalization")
+    bc = table.step("bias_correction")
     records = eq["pairs"] if eq else []
-    floats = doc_float_nodes(doc)
+    floats = float_nodes(table)
     shifts = {k: v for k, v in (bc["layers"] if bc else {}).items() if k not in floats}
     names = _equalization_names(records) | {v["bias"] for v in shifts.values()}
     if not names:
@@ -207,20 +202,20 @@ def with_initializers(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) -> 
     return m
 
 
-def equalized_model(model: onnx.ModelProto, doc: dict) -> onnx.ModelProto:
+def equalized_model(model: onnx.ModelProto, table: CalibrationTable) -> onnx.ModelProto:
     """The FP32 graph with the table's equalization applied: the same function (within float rounding), with the
     intermediate tensors' channels rescaled as the integer graph has them; per-tensor comparisons use it."""
-    eq = step(doc, "equalization")
+    eq = table.step("equalization")
     if not eq:
         return model
     records = eq["pairs"]
     return with_initializers(model, equalize_arrays(records, _initializers(model, _equalization_names(records))))
 
 
-def summary_lines(doc: dict) -> list[str]:
+def summary_lines(table: CalibrationTable) -> list[str]:
     """One line per step of a table, as `tcc calibrate` prints them (how they were chosen: choice_lines)."""
     lines = []
-    for s in doc.get("steps", ()):
+    for s in table.steps:
         name = s["name"].replace("_", " ")
         if not s.get("enabled"):
             lines.append(f"{name}: off")
@@ -253,8 +248,9 @@ def summary_lines(doc: dict) -> list[str]:
     return lines
 
 
-def choice_lines(choice: dict | None, seconds: float | None = None) -> list[str]:
-    """How the undecided steps were chosen (tcc.quant.choose), in one line; `seconds`: the time it took."""
+def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> list[str]:
+    """How the undecided steps were chosen (tcc.quant.choose), in one line; `seconds`: the time it took
+    (table_choice_lines: a table's)."""
     if not choice or not choice["free"]:
         return []
     free = ", ".join(n.replace("_", " ") for n in choice["free"])
@@ -286,3 +282,8 @@ def choice_lines(choice: dict | None, seconds: float | None = None) -> list[str]
             f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's speed)"
         )
     return [line]
+
+
+def table_choice_lines(table: CalibrationTable) -> list[str]:
+    """choice_lines of a table's own choice and its time."""
+    return choice_lines(table.steps_choice, table.timing.get("choice"))

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import CalibrationError
 from .file import CalibrationTable
 from .quantizer import quantize
-from .steps import step
+from .records import TensorEntry
 
 
 def code_range(bits: int, narrow: bool) -> tuple[int, int]:
@@ -22,8 +22,13 @@ def code_range(bits: int, narrow: bool) -> tuple[int, int]:
 
 def rounded(table: CalibrationTable, name: str) -> bool:
     """Whether the table's rounding step chose the codes of weight `name` (tcc.quant.steps.rounding)."""
-    rounding = step(table.doc, "rounding")
-    return bool(rounding and name in rounding.get("weights", {}))
+    return _stored_rounding(table, name) is not None
+
+
+def _stored_rounding(table: CalibrationTable, name: str) -> str | None:
+    """The rounding bits the table's rounding step stored for weight `name` (None: equation (8)'s rounding)."""
+    rounding = table.step("rounding")
+    return rounding.get("weights", {}).get(name) if rounding else None
 
 
 def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarray:
@@ -33,8 +38,8 @@ def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarra
     t = table.tensors[name]
     bits, narrow, axis = t.get("bits", 8), bool(t.get("narrow_range")), t.get("axis", 0)
     _check_fits(name, t, np.shape(w), axis)
-    if rounded(table, name):
-        stored = step(table.doc, "rounding")["weights"][name]
+    stored = _stored_rounding(table, name)
+    if stored is not None:
         return decode(stored, np.asarray(w, np.float32), table.weight_scale(name), axis, bits, narrow)
     codes = quantize(w, table.weight_scale(name), bits, True, axis)
     if narrow:  # symmetric codes [-(2^(b-1) - 1), 2^(b-1) - 1] (TFLite's int8 weights)
@@ -42,7 +47,7 @@ def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarra
     return codes
 
 
-def _check_fits(name: str, entry: dict, shape: tuple, axis) -> None:
+def _check_fits(name: str, entry: TensorEntry, shape: tuple, axis) -> None:
     """One scale per channel along the weight's channel axis, as quantize_graph checks it: the QDQ lowering reads the
     table here without that check first (a damaged table was numpy's broadcast error in `tcc diff`)."""
     if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < len(shape):

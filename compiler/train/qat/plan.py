@@ -69,7 +69,7 @@ class QatPlanner(Interpreter):
             qgraph.input_q,
             rounding_of(qgraph.input_rounding),
             rounding_of(qgraph.rules.rounding),
-            groups=[list(g) for g in table.doc.get("groups", [])],
+            groups=[list(g) for g in table.groups],
         )
 
     @classmethod

@@ -20,7 +20,6 @@ result is never worse there than the start.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import tempfile
@@ -43,7 +42,6 @@ from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
 from ...quant.table.file import CalibrationTable, model_sha256
 from ...quant.table.quantizer import cosine
-from ...quant.table.steps import step
 from ..distributed import Processes, gather, processes
 from .model import Features, QatModel, absorb_bias_correction
 from .options import AUGMENTS, Options
@@ -165,18 +163,17 @@ def _setup(job: _Job, procs: Processes) -> _Setup:
     table.check(
         spec_hash=fe.model.spec_hash, weights_hash=sha256_file(source.weights.file), model_hash=model_sha256(fe.onnx)
     )
-    table.check_model(quantized_form(fe.onnx, table.doc["target"]))
-    equalized = step(table.doc, "equalization")
-    if equalized and equalized.get("enabled"):
+    table.check_model(quantized_form(fe.onnx, table.target))
+    if table.step("equalization"):
         raise DataError(
             "the calibration table was made with cross-layer equalization; quantization-aware training "
             "starts from a table without it (tcc calibrate --no-equalization)"
         )
-    graph = plan(fe.onnx, rules=table.doc["target"])
+    graph = plan(fe.onnx, rules=table.target)
     qgraph = quantize_graph(graph, table)
     teacher = fe.module.eval().requires_grad_(False)
     student = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))
-    corrected = step(table.doc, "bias_correction")
+    corrected = table.step("bias_correction")
     absorbed, dropped = (
         absorb_bias_correction(student, {k: v["shift"] for k, v in corrected["layers"].items()})
         if corrected and corrected.get("enabled")
@@ -192,7 +189,7 @@ def _setup(job: _Job, procs: Processes) -> _Setup:
     before = _int8_cosines(fe.onnx, table, judged, teacher) if procs.main else None
     log(
         f"qat: {len(student.layers)} layers, {len(student.activations)} tensors fake-quantized under the "
-        f"{table.doc['target']} rules; {len(data)} samples, {o.epochs} epochs, lr {o.lr:g}, augment "
+        f"{table.target} rules; {len(data)} samples, {o.epochs} epochs, lr {o.lr:g}, augment "
         f"{o.augment}, {procs.world} process{'es' if procs.world > 1 else ''}"
         + (f"; bias correction of {len(absorbed)} layers absorbed" if absorbed else "")
     )
@@ -210,16 +207,16 @@ def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: fl
         trained_file = Path(tmp) / WEIGHTS
         trained_file.write_bytes(blob)
         trained = lower_spec(source.spec, weights=trained_file, opset=source.opset)
-        doc = _table_doc(
+        new_table = _trained_table(
             job,
             _Trained(trained.onnx, trained_file, setup.absorbed, best["epoch"], time.perf_counter() - started),
             setup.student.learned_scales(),
         )
-        new_table = CalibrationTable(doc)
         after = _int8_cosines(trained.onnx, new_table, setup.judged, setup.teacher)
     before = setup.before
     assert before is not None  # the main process's
-    doc["qat"]["int8_cosine"] = {"judged_samples": len(setup.judged), "before": before, "after": after}
+    int8_cosine = {"judged_samples": len(setup.judged), "before": before, "after": after}
+    new_table.record_qat_cosine(int8_cosine)
     record = {
         "spec": str(source.spec),
         "weights": str(source.weights.file),
@@ -227,7 +224,7 @@ def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: fl
         "processes": setup.world,
         "epochs": epochs,
         "kept_epoch": best["epoch"],
-        "int8_cosine": doc["qat"]["int8_cosine"],
+        "int8_cosine": int8_cosine,
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, data_bytes in job.kept.items():
@@ -376,28 +373,11 @@ class _Trained:
     seconds: float  # the whole run's wall time
 
 
-def _table_doc(job: _Job, trained: _Trained, scales: dict[str, float]) -> dict:
+def _trained_table(job: _Job, trained: _Trained, scales: dict[str, float]) -> CalibrationTable:
     """The input table with the learned scales, the steps training replaced switched off, the new hashes and the
-    run's record."""
-    table, o = job.table, job.options
-    doc = copy.deepcopy(table.doc)
-    for tensor, scale in scales.items():
-        if tensor in doc["tensors"]:
-            doc["tensors"][tensor]["scale"] = scale
-    source = hashlib.sha256(table.to_json().encode()).hexdigest()
-    changed = [
-        s["name"] for s in doc.get("steps", []) if s["name"] in ("bias_correction", "rounding") and s.get("enabled")
-    ]
-    doc["steps"] = [
-        s if s["name"] not in changed else {"name": s["name"], "enabled": False} for s in doc.get("steps", [])
-    ]
-    doc.pop("steps_choice", None)
-    doc["weights_hash"] = sha256_file(trained.weights)
-    doc["model_hash"] = model_sha256(trained.fp32)
-    doc["created_by"] = "tcc qat"
-    doc["qat"] = {
-        "source_table_sha256": source,
-        "steps_replaced": changed,
+    run's record (CalibrationTable.retrained)."""
+    o = job.options
+    record = {
         "absorbed_bias_correction": len(trained.absorbed),
         "epochs": o.epochs,
         "kept_epoch": trained.epoch,
@@ -415,5 +395,6 @@ def _table_doc(job: _Job, trained: _Trained, scales: dict[str, float]) -> dict:
         "samples": len(job.samples.array),
         "data_fingerprint": job.samples.fingerprint,
     }
-    doc.setdefault("timing_s", {})["qat"] = round(trained.seconds, 3)
-    return doc
+    return job.table.retrained(
+        scales, sha256_file(trained.weights), model_sha256(trained.fp32), record, trained.seconds
+    )

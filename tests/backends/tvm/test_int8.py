@@ -188,7 +188,7 @@ def test_tiny_cnn_with_every_calibration_step_bit_exact():
         cos_rounds=1,
         steps=Steps(equalization=True, bias_correction=True, rounding=True),
     )
-    assert all(s["enabled"] for s in t.doc["steps"])
+    assert all(s["enabled"] for s in t.steps)
     x = tiny_data(3, seed=7)
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
     assert check_all(host_vm(mod)["main"](tvm.runtime.tensor(x)), ref_out, ref_codes, names) > 3000
@@ -210,11 +210,8 @@ def test_padded_max_pool_bit_exact(bits):
     """A padded max pool pads with the tensor's lowest code: where that is its type's minimum (8-bit codes)
     max_pool2d's own padding, otherwise (a 12-bit grid stored in int16, as W8A16 narrows a grid) an explicit pad
     of that code; both bit-exact with the reference."""
-    import copy
 
     from onnx import helper, numpy_helper
-
-    from tcc.quant.table.file import CalibrationTable
 
     rng = np.random.default_rng(3)
     w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5, "w")
@@ -233,12 +230,11 @@ def test_padded_max_pool_bit_exact(bits):
         activation_bits=16 if bits > 8 else 8,
     )
     if bits > 8:  # the conv's and the pool's grids narrowed to `bits`, their ranges kept
-        doc = copy.deepcopy(t.doc)
+        t = t.copy()
         for name in ("conv", "output"):
-            entry = doc["tensors"][name]
+            entry = t.tensors[name]
             entry["scale"] *= 2.0 ** (entry["bits"] - bits)
             entry["bits"] = bits
-        t = CalibrationTable(doc)
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32) * 2
     mod, ref_out, ref_codes, names = _lowered(m, t, x)
     assert ("R.nn.pad" in mod.script()) == (bits > 8)
