@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import IEEE, needs_tvm
 
 pytestmark = needs_tvm
 
@@ -59,7 +59,7 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
                 )
             )
         bb.emit_func_output(out)
-    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "affine.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "affine.so", IEEE)
     x = np.broadcast_to(codes[:, None], shape[2:]).astype(in_dtype).reshape(shape)
     return tvm_run.run_module(so, "host", x)[0][0].reshape(len(codes), channels)
 

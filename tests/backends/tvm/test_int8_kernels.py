@@ -27,7 +27,7 @@ from tests.helpers.onnx_util import make_model
 from tests.helpers.tvm_int8 import depthwise_case
 from tests.helpers.tvm_int8 import lowered as _lowered
 from tests.helpers.tvm_int8 import prim_scripts as _scripts
-from tests.helpers.tvm_util import run_lowered, skip_unless_runtime
+from tests.helpers.tvm_util import IEEE, run_lowered, skip_unless_runtime
 
 
 def odd_convs_model(seed: int = 0):
@@ -386,7 +386,7 @@ def _run_requantize(func, params, acc, dtype, target, so, lanes: int = 4):
             )
             out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")], relax.TensorType([1, n], dtype)))
         bb.emit_func_output(out)
-    so = tvm_compile.compile_module(bb.get(), target, so, ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, so, IEEE)
     return tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
 
 
@@ -669,7 +669,7 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
             args = [xv, relax.const(packed, "int8")] + ([relax.const(bias.astype(np.int32))] if biased else [])
             y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, crop or width, out_channels], "int32")))
         bb.emit_func_output(y)
-    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", IEEE)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
     want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
     np.testing.assert_array_equal(got, want[:, :, : crop or width])
@@ -993,7 +993,7 @@ def test_broadcast_conv_on_a_padded_im2col_width_cropped_bit_exact(target, kerne
             )
             y = bb.emit_output(relax.op.add(y, relax.const(np.int32(1))))
         bb.emit_func_output(y)
-    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", IEEE)
     got = tvm_run.run_module(so, target, codes.astype(k.act_dtype))[0][0]
     want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
     np.testing.assert_array_equal(got, want[:, :, :width])
