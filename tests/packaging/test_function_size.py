@@ -18,7 +18,6 @@ STILL_LONG: dict[str, str] = {
     "compiler/quant/lower/qdq.py:compact_qdq": "every compaction rule inline",
     "compiler/quant/lower/qdq.py:to_qdq": "the QDQ emission's walk",
     "compiler/quant/report/quality.py:quality_report": "the report's runs and tables",
-    "backends/tvm/int8/intrinsics.py:_impl": "an if-chain over the intrinsics' names",
     "backends/tvm/int8/amx.py:conv_primfunc": "the AMX kernel's TVMScript",
     "compiler/build.py:build": "the build's steps in one function",
     "backends/tvm/schedule/float_rules.py:schedule": "the float schedule's cases",

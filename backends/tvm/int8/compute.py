@@ -42,7 +42,7 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     ARMv8.0's broadcast form: its kernel's pixels), the conv cropped after."""
     oh, ow = shape.out_hw
     reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
-    if k.name == "tcc_dot_a64_sdot":  # and the width in whole tiles of pixels (cropped after the conv)
+    if k.instruction == "sdot":  # and the width in whole tiles of pixels (cropped after the conv)
         reduction, ow = max(reduction, microkernel.BLOCK), microkernel.padded_width(ow)
     elif k.arch == "aarch64" and k.form == "broadcast":
         # ARMv8.0's broadcast form (a width with no divisor up to its tile's pixels, choose.dot_form): whole tiles

@@ -1,5 +1,5 @@
 """The TensorIntrins of the INT8 schedules, one per instruction set: each dot-product kernel's step
-(`ensure_registered`: its description `_desc` and its implementation `_impl` by LLVM intrinsics -- x86
+(`ensure_registered`: its description `_desc` and its implementation by LLVM intrinsics, STEPS -- x86
 `vpmaddwd` / `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`), the ARM depthwise
 tap (`depthwise_intrin`), the depthwise steps on 4 rows a lane (`depthwise_dot_intrin`) or on int16 pairs of rows
 (`depthwise_madd_intrin`) with their interleaves, and the sum of the dot form's partial lanes (`partial_sum_intrin`);
@@ -7,7 +7,7 @@ each registered once per process."""
 
 from __future__ import annotations
 
-from .kernels import DEPTHWISE_DOT_KERNELS, DOT_TILE_SCOPE, KERNELS, TILE_SCOPE, DotKernel
+from .kernels import DOT_TILE_SCOPE, TILE_SCOPE, DotKernel, depthwise_rows_kernel
 
 
 def _desc(k: DotKernel):
@@ -68,112 +68,133 @@ def _desc(k: DotKernel):
     return desc_pairs
 
 
-def _impl(k: DotKernel, values: bool = False):  # noqa: PLR0915
-    """values: the dot form's 16-code operands as values (`dot_intrin`), else local buffers."""
+def _madd_step(k: DotKernel, values: bool):
+    """x86 `vpmaddwd`: an int16 pair broadcast to every lane against the lanes' pairs, summed into int32, added."""
+    from tvm.script import tirx as T
+
+    L, J = k.lanes, k.group
+    madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (J,), "int16", offset_factor=1)
+        B = T.match_buffer(b, (L, J), "int16", offset_factor=1)
+        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:L], A[0:J], B[0:L, 0:J])
+            T.writes(C[0:L])
+            pair = T.meta_var(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"))
+            pairs = T.meta_var(T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}"))
+            C[T.ramp(0, 1, L)] = C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"), dtype=f"int32x{L}"
+            )
+
+    return impl
+
+
+def _dpbusd_step(k: DotKernel, values: bool):
+    """x86 VNNI `vpdpbusd`: a u8 quad broadcast to every lane against the lanes' s8 quads, added into int32."""
+    from tvm.script import tirx as T
+
+    L, J = k.lanes, k.group
+    dpbusd = f"llvm.x86.avx512.vpdpbusd.{32 * L}"  # zmm, ymm or xmm: 16, 8 or 4 int32 lanes
+
+    @T.prim_func(s_tir=True)
+    def impl_vnni(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (J,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
+        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:L], A[0:J], B[0:L, 0:J])
+            T.writes(C[0:L])
+            quad = T.meta_var(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"))
+            # LLVM 22's vpdpbusd takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)
+            C[T.ramp(0, 1, L)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(dpbusd),
+                C.vload([0], f"int32x{L}"),
+                T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"),
+                B.vload([0, 0], f"int8x{4 * L}"),
+                dtype=f"int32x{L}",
+            )
+
+    return impl_vnni
+
+
+def _dot16_step(k: DotKernel, values: bool):
+    """ARM's dot form: 16 codes x 16 weights, vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes (the safe
+    twin widens each half on its own). values: the 16-code operands as values (`ensure_registered`), else local
+    buffers."""
+    from tvm.script import tirx as T
+
+    operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
+    mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
+
+    @T.prim_func(s_tir=True)
+    def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (16,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (16,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:16], B[0:16])
+            T.writes(C[0:4])
+            va = operand(A.vload([0], "int8x16"))
+            vb = operand(B.vload([0], "int8x16"))
+            C[T.ramp(0, 1, 4)] = padal(
+                C.vload([0], "int32x4"),
+                mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
+                + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
+            )
+
+    @T.prim_func(s_tir=True)
+    def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
+        A = T.match_buffer(a, (16,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (16,), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:16], B[0:16])
+            T.writes(C[0:4])
+            va = operand(A.vload([0], "int8x16"))
+            vb = operand(B.vload([0], "int8x16"))
+            C[T.ramp(0, 1, 4)] = padal(
+                padal(C.vload([0], "int32x4"), mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))),
+                mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
+            )
+
+    return impl_dot_pairs if k.safe else impl_dot
+
+
+def _sdot_step(k: DotKernel, values: bool):
+    """AArch64 `sdot`: an s8 quad broadcast to 4 lanes against 4 channels x 4 codes, one instruction."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl_sdot(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
+            T.writes(C[0:4])
+            quad = T.meta_var(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"))
+            C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"),
+                C.vload([0], "int32x4"),
+                T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"),
+                B.vload([0, 0], "int8x16"),
+                dtype="int32x4",
+            )
+
+    return impl_sdot
+
+
+def _mull_padal_step(k: DotKernel, values: bool):
+    """ARM's broadcast form: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16
+    lane (vmull.s8, then vmlal.s8 for the second pair; the safe twin: one), pairwise-added into the int32
+    accumulators (vpadal.s16); AArch64 the same in smull / smlal / sadalp (LLVM has no sadalp intrinsic: saddlp plus
+    the add selects it)."""
     from tvm.script import tirx as T
 
     L, J, H = k.lanes, k.group, k.pairs
-    operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
-    if k.name in ("tcc_dot_sse2_madd", "tcc_dot_avx2_madd", "tcc_dot_avx512_madd"):
-        madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
-
-        @T.prim_func(s_tir=True)
-        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (J,), "int16", offset_factor=1)
-            B = T.match_buffer(b, (L, J), "int16", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-                T.writes(C[0:L])
-                pair = T.meta_var(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"))
-                pairs = T.meta_var(T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}"))
-                C[T.ramp(0, 1, L)] = C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"), dtype=f"int32x{L}"
-                )
-
-        return impl
-    if k.name in ("tcc_dot_avx512_vnni", "tcc_dot_avx_vnni", "tcc_dot_vnni_xmm"):
-        dpbusd = f"llvm.x86.avx512.vpdpbusd.{32 * L}"  # zmm, ymm or xmm: 16, 8 or 4 int32 lanes
-
-        @T.prim_func(s_tir=True)
-        def impl_vnni(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (J,), "uint8", offset_factor=1)
-            B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-                T.writes(C[0:L])
-                quad = T.meta_var(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"))
-                # LLVM 22's vpdpbusd takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)
-                C[T.ramp(0, 1, L)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(dpbusd),
-                    C.vload([0], f"int32x{L}"),
-                    T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"),
-                    B.vload([0, 0], f"int8x{4 * L}"),
-                    dtype=f"int32x{L}",
-                )
-
-        return impl_vnni
-    if k.form == "dot":  # 16 codes x 16 weights: vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes
-        mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
-
-        @T.prim_func(s_tir=True)
-        def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:4], A[0:16], B[0:16])
-                T.writes(C[0:4])
-                va = operand(A.vload([0], "int8x16"))
-                vb = operand(B.vload([0], "int8x16"))
-                C[T.ramp(0, 1, 4)] = padal(
-                    C.vload([0], "int32x4"),
-                    mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
-                    + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
-                )
-
-        @T.prim_func(s_tir=True)
-        def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
-            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:4], A[0:16], B[0:16])
-                T.writes(C[0:4])
-                va = operand(A.vload([0], "int8x16"))
-                vb = operand(B.vload([0], "int8x16"))
-                C[T.ramp(0, 1, 4)] = padal(
-                    padal(
-                        C.vload([0], "int32x4"), mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
-                    ),
-                    mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
-                )
-
-        return impl_dot_pairs if k.name.endswith("_pairs") else impl_dot
-    if k.name == "tcc_dot_a64_sdot":  # an s8 quad broadcast to 4 lanes against 4 channels x 4 codes: one sdot
-
-        @T.prim_func(s_tir=True)
-        def impl_sdot(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (4,), "int8", offset_factor=1)
-            B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-                T.writes(C[0:4])
-                quad = T.meta_var(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"))
-                C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"),
-                    C.vload([0], "int32x4"),
-                    T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"),
-                    B.vload([0, 0], "int8x16"),
-                    dtype="int32x4",
-                )
-
-        return impl_sdot
-    # ARM NEON: products of an s8 pair broadcast to 4 lanes against 4 channels x 2 codes, 2 per int16 lane
-    # (vmull.s8, then vmlal.s8 for the second pair), pairwise-added into the int32 accumulators (vpadal.s16);
-    # AArch64 the same in smull / smlal / sadalp (LLVM has no sadalp intrinsic: saddlp plus the add selects it)
     mull, padal = _widening(k.arch)
     if H == 1:
 
@@ -211,6 +232,17 @@ def _impl(k: DotKernel, values: bool = False):  # noqa: PLR0915
             C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), prod)
 
     return impl_neon
+
+
+# each kernel's step, by its instruction (DotKernel.instruction): (kernel, values) -> the TensorIntrin's
+# implementation
+STEPS = {
+    "vpmaddwd": _madd_step,
+    "vpdpbusd": _dpbusd_step,
+    "dot16": _dot16_step,
+    "sdot": _sdot_step,
+    "mull+padal": _mull_padal_step,
+}
 
 
 def _widening(arch: str):
@@ -316,7 +348,7 @@ def _lane_rows_desc(lanes: int, rows: int, act: str, weight: str):
 
 
 # the depthwise dot step per instruction set: (TensorIntrin name, the LLVM intrinsic); its lanes (channels per
-# instruction) and codes' type are its dot kernel's (kernels.DEPTHWISE_DOT_KERNELS)
+# instruction) and codes' type are its dot kernel's (kernels.depthwise_rows_kernel)
 DEPTHWISE_DOT = {
     "aarch64": ("tcc_dw_a64_sdot", "llvm.aarch64.neon.sdot"),
     "x86_64": ("tcc_dw_avx512_vnni", "llvm.x86.avx512.vpdpbusd.512"),
@@ -328,7 +360,7 @@ def depthwise_dot_intrin(arch: str) -> str:
     interleaved rows of codes against their L x 4 weights, each channel's 4 products summed into its int32 lane:
     one AArch64 `sdot` (L = 4) or one AVX-512 `vpdpbusd` (L = 16) of two vectors."""
     name, llvm = DEPTHWISE_DOT[arch]
-    kernel = KERNELS[DEPTHWISE_DOT_KERNELS[arch]]
+    kernel = depthwise_rows_kernel(arch)
     lanes, act = kernel.lanes, kernel.act_dtype
     if name not in _registered:
         from tvm.s_tir import TensorIntrin
@@ -548,7 +580,7 @@ def gather_rows_intrin(
     """The TensorIntrin of a window's interleave read straight from the input (compute.depthwise_rows_primfunc,
     direct): 4 rows of 16 codes of type `src` from the input [n, h, w, c] (`image`: (h, w, c); the conv may read
     only its first channels, as a dense block's layers do of their concat), shifted to the u8 codes of x86's
-    depthwise kernel (DEPTHWISE_DOT_KERNELS, its `act_offset`), into 16 x 4 interleaved per channel in the rows
+    depthwise kernel (kernels.depthwise_rows_kernel, its `act_offset`), into 16 x 4 interleaved per channel in the rows
     [.., width, channels, 4] (`rows`: (width, channels)); rows and columns outside the image (top and left `pads`)
     as the shifted zero. Returns its name, registered, and the IR (`gather_rows_ir`) that the loop must import
     (`pragma_import_llvm`).
@@ -559,7 +591,7 @@ def gather_rows_intrin(
     the loops' indices, so the bounds tests are on those (and LLVM hoists them)."""
     h, w, c = image
     pt, pl = pads
-    kernel = KERNELS[DEPTHWISE_DOT_KERNELS["x86_64"]]
+    kernel = depthwise_rows_kernel("x86_64")
     act, shift = kernel.act_dtype, kernel.act_offset(src)
     function, ir = gather_rows_ir(shift != 0, vbmi)
     name = f"tcc_gather_rows4_{h}x{w}x{c}_{pt}_{pl}_{rows[0]}x{rows[1]}_{src}_{act}" + ("_vbmi" if vbmi else "")
@@ -717,6 +749,6 @@ def ensure_registered(k: DotKernel, values: bool = False) -> str:
     if name not in _registered:
         from tvm.s_tir import TensorIntrin
 
-        TensorIntrin.register(name, _desc(k), _impl(k, values), override=True)
+        TensorIntrin.register(name, _desc(k), STEPS[k.instruction](k, values), override=True)
         _registered.add(name)
     return name

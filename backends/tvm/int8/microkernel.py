@@ -83,7 +83,7 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     at least and then whole steps of 4. The kernels: the dot form (ARMv7, and AArch64 on tiles of 2 pixels or
     more) on two blocks at least (one step has no loop to save, and its block has no step iterator for the
     intrinsic to match); AArch64's `sdot`, on as many pixels as its loads can address (`_pixel_bases`)."""
-    sdot = k.name == "tcc_dot_a64_sdot"
+    sdot = k.instruction == "sdot"
     if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads):
         return None
     if shape.c % (4 if sdot else BLOCK) or shape.c < BLOCK:
@@ -99,12 +99,12 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
         )
     pixels = fitting[0]
     if k.form == "dot" and k.arch == "armv7" and shape.c >= 32:
-        return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+        return Tile("armv7", pixels, 4, 16, shape.c, k.safe)
     if k.arch != "aarch64" or (pixels - 1) * shape.c > 65520:  # AArch64's `ldr q` offsets: up to 65520
         return None
     if k.form == "dot" and shape.c >= 32 and pixels > 1:
         # one-pixel tiles (odd widths) keep LLVM's code: FastNet's executed 0.7 M more instructions in the kernel
-        return Tile("aarch64", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+        return Tile("aarch64", pixels, 4, 16, shape.c, k.safe)
     return None
 
 

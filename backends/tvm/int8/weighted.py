@@ -16,7 +16,7 @@ from .choose import narrow_kernel, supports
 from .codes import _Codes
 from .compute import depthwise_primfunc
 from .emit import RelaxEmitter
-from .kernels import DEPTHWISE_DOT_KERNELS, ConvShape
+from .kernels import ConvShape
 from .tir import _static
 
 
@@ -279,7 +279,7 @@ class WeightedLowering(RelaxEmitter):
         (compute.depthwise_rows_primfunc): 8-bit codes, 16k channels (a tile of 4 `sdot` lanes of 4 channels, one
         zmm), a kernel of 2 to 4 rows, not dilated. (A 1 x 1 one, a BN after a ReLU, uses a quarter of each
         instruction: DDSNet's three executed 4% more than on int16 taps.)"""
-        if self.kernel is None or self.kernel.name not in DEPTHWISE_DOT_KERNELS.values():
+        if self.kernel is None or not self.kernel.depthwise_rows:
             return None
         shape = self._conv_shape(n, x)
         if (

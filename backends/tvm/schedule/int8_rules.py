@@ -22,7 +22,6 @@ from ..int8.kernels import (
     CONV_BLOCK,
     DEPTHWISE_BLOCK,
     DEPTHWISE_DOT_BLOCK,
-    DEPTHWISE_DOT_KERNELS,
     DEPTHWISE_MADD_BLOCK,
     DEPTHWISE_PAD_BLOCK,
     DEPTHWISE_PAIRS_BLOCK,
@@ -38,6 +37,7 @@ from ..int8.kernels import (
     SUM_BLOCK,
     TILE_SCOPE,
     VECTORS_ATTR,
+    depthwise_rows_kernel,
 )
 from ..isa import target_has
 from .loops import (
@@ -307,7 +307,7 @@ class Int8DepthwiseDot(Rule):
         """The rows and the conv, the conv's block at names[conv_at] (1: the windows read the input itself)."""
         rows = sch.get_sblock(DEPTHWISE_ROWS_BLOCK)
         arch = "x86_64" if is_x86(self.target) else "aarch64"
-        lanes = KERNELS[DEPTHWISE_DOT_KERNELS[arch]].lanes
+        lanes = depthwise_rows_kernel(arch).lanes
         channels = block_domain(sch, rows)[3]
         tile = next(w for w in (DEPTHWISE_DOT_CHANNELS[arch], 16) if channels % w == 0)  # 16k (lowering)
         window_tiles(

@@ -129,8 +129,8 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     pairs = sum("tcc_dw_pairs" in s for s in _scripts(mod))
     assert pairs == (k.arch == "x86_64") and sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2 - pairs
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
-    while narrow.name in choose.NARROW:
-        narrow = kn.KERNELS[choose.NARROW[narrow.name]]
+    while narrow.narrow is not None:
+        narrow = kn.KERNELS[narrow.narrow]
     takes = [
         n
         for n in model.graph.node
@@ -203,6 +203,31 @@ def test_pack_weights_layout_and_bias_correction():
     for offset in (-128, 128):
         shifted = (a + offset) @ ww.T
         np.testing.assert_array_equal(shifted + compute.bias_correction(ww[:, :, None, None], offset), a @ ww.T)
+
+
+def test_the_kernels_relations_name_kernels_of_their_kind():
+    """Each twin a kernel record names (kernels.DotKernel) is a record of KERNELS of the relation's kind: the
+    narrower twin half the lanes of the same instruction, the int16 twin reading int16 codes, the safe twin one
+    product per 16-bit lane in the same form, the form twin the other form and back; every instruction has its
+    step's implementation (intrinsics.STEPS), every target kernel (choose.TARGET_KERNELS) a record."""
+    from tcc.backends.tvm.int8.intrinsics import STEPS
+
+    for k in kn.KERNELS.values():
+        assert k.instruction in STEPS, k.name
+        if k.narrow is not None:
+            twin = kn.KERNELS[k.narrow]
+            assert (twin.lanes, twin.instruction, twin.act_dtype) == (k.lanes // 2, k.instruction, k.act_dtype)
+        if k.int16_twin is not None:
+            twin = kn.KERNELS[k.int16_twin]
+            assert k.act_dtype != "int16" and (twin.act_dtype, twin.lanes) == ("int16", k.lanes)
+        if k.safe_twin is not None:
+            twin = kn.KERNELS[k.safe_twin]
+            assert twin.safe and not k.safe and (twin.form, twin.arch, twin.lanes) == (k.form, k.arch, k.lanes)
+        if k.form_twin is not None:
+            twin = kn.KERNELS[k.form_twin]
+            assert twin.form != k.form and twin.form_twin == k.name and twin.safe == k.safe
+    assert all(name in kn.KERNELS for _, _, name in choose.TARGET_KERNELS)
+    assert {k.arch for k in kn.KERNELS.values() if k.depthwise_rows} == {"aarch64", "x86_64"}
 
 
 def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
