@@ -27,7 +27,9 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +71,6 @@ class TvmLoaded:
 
 
 def _tvm_missing() -> str | None:
-    from importlib import metadata
 
     try:
         metadata.version("apache-tvm")
@@ -83,7 +84,7 @@ def _tvm_missing() -> str | None:
 
 def converted_ops() -> frozenset[str]:
     """The ONNX ops TVM's Relax ONNX frontend converts."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map  # deferred for start-up: loads tvm
 
     return frozenset(_get_convert_map()) | {"Constant", "If"}  # the two the frontend handles itself
 
@@ -473,7 +474,7 @@ def _input_shape(mod) -> list:
 
 def _all_outputs_module(model):
     """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
-    import onnx
+    import onnx  # deferred for start-up: loads onnx
 
     m = onnx.shape_inference.infer_shapes(model)
     out = m.graph.output[0].name
@@ -492,7 +493,6 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
     parts = [x] if batch is None or batch == len(x) else [x[i : i + batch] for i in range(0, len(x), batch)]
     # one runner process per chunk (each qemu start costs ~0.1 s, small against the model), as many at once as
     # there are cores: under qemu one DDSNet inference takes seconds
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(parts), os.cpu_count() or 1))) as pool:
         outs = list(pool.map(lambda p: tvm_run.run_module(so, target, p, runner=runner)[0][0], parts))
@@ -509,13 +509,13 @@ def _mix_summary(mix: dict) -> dict:
         "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
         "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8]),
     }
-    if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/amx.py: a stem on them)
+    if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/variants/amx_stem.py: a stem on them)
         summary["amx"] = mix["amx_by_mnemonic"]
     return summary
 
 
 def _vs_ort(model, x, got, target) -> dict:
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred for start-up: loads onnxruntime
 
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -20,6 +20,7 @@ import numpy as np
 from ...targets import get_platform
 from . import codegen as tvm_codegen
 from . import tune as tvm_tune
+from .isa import resolve_tvm_target
 from .runtime import require_tools
 
 
@@ -59,11 +60,13 @@ class CompileOptions:
 
 def _x86_graph_rewrites(target: Any, x86: X86Passes) -> list:
     """The x86 rewrites of the Relax graph that `x86` turns on, in their order (before legalization)."""
-    # deferred for start-up: each pass module loads tvm and tvm_ffi
-    from .passes.channel_pad import conv_channels_to_whole_vectors
-    from .passes.channel_scale import affine_into_avg_pool, depthwise_1x1_to_multiply
-    from .passes.fast_math import fast_math_passes
-    from .passes.nchw_input import conv_reads_nchw_input
+    from .passes.channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
+    from .passes.channel_scale import (  # deferred for start-up: loads tvm, tvm_ffi
+        affine_into_avg_pool,
+        depthwise_1x1_to_multiply,
+    )
+    from .passes.fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
+    from .passes.nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
 
     rewrites = (
         (x86.whole_vectors, lambda: [conv_channels_to_whole_vectors(target)]),
@@ -79,11 +82,11 @@ def _relax_pipeline(target: Any, options: CompileOptions):
     graph in NHWC, the x86 rewrites asked for, and tcc's default CPU schedules (backends/tvm/schedule/) on the fused
     TIR; optionally dlight's own CPU rules and MetaSchedule."""
     import tvm  # deferred for start-up: loads tvm
-    from tvm import relax
-    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # deferred for start-up: loads tvm
 
     from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
-    from .schedule.loops import is_x86
+    from .schedule.loops import is_x86  # deferred for start-up: loads tvm
 
     o = options
     if not o.fuse and not o.dlight and not o.tune_dir and not o.schedule:
@@ -111,7 +114,7 @@ def _relax_pipeline(target: Any, options: CompileOptions):
     if o.schedule:  # after MetaSchedule: what it tuned is marked scheduled and left alone
         passes.append(tvm_schedule.default_schedule_pass())
     if o.dlight:
-        from tvm.s_tir import dlight as dl
+        from tvm.s_tir import dlight as dl  # deferred for start-up: loads tvm
 
         passes.append(dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction()))
     passes += list(cpu_generic.dataflow_lower_passes(target)) + list(cpu_generic.finalize_passes(target))
@@ -135,9 +138,9 @@ def fold_numpy_constants():
     numpy computes. Why: Relax's FoldConstant compiles and runs one kernel per folded call (about 75 ms each with
     LLVM): DDSNet's 80 weight transposes and 40 bias reshapes took 8.6 of its 17 s of compile, FastNet's 128 Clip
     guards 10 s. FoldConstant still runs after it, for anything else."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred for start-up: loads tvm
 
     @mutator
     class Fold(PyExprMutator):
@@ -166,7 +169,7 @@ def fold_numpy_constants():
 def _declared_op_patterns():
     """A module pass: PrimFuncs carrying "tcc.op_pattern" get that as their "op_pattern" (which FuseOps reads),
     overriding AnnotateTIROpPattern's guess (see int8.requantize.requantize_primfunc)."""
-    import tvm
+    import tvm  # deferred for start-up: loads tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccDeclaredOpPatterns")
     def apply(mod, _ctx):
@@ -179,21 +182,10 @@ def _declared_op_patterns():
     return apply
 
 
-def resolve_tvm_target(target_name: str) -> dict[str, Any]:
-    """The registry's TVM target dict, with ``"mcpu": "native"`` replaced by this machine's CPU
-    name (LLVM refuses "native" next to an explicit mtriple)."""
-    d = get_platform(target_name).tvm_target_dict()
-    if d.get("mcpu") == "native":
-        import tvm  # only here: an ARM build's own process need not import TVM (tvm_worker)
-
-        d["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
-    return d
-
-
 def import_onnx(onnx_model: Any, shape_dict: dict[str, list[int]] | None = None) -> Any:
     """ONNX (ModelProto or path) -> Relax IRModule with the weights as constants."""
-    import onnx
-    from tvm.relax.frontend.onnx import from_onnx
+    import onnx  # deferred for start-up: loads onnx
+    from tvm.relax.frontend.onnx import from_onnx  # deferred for start-up: loads tvm
 
     model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
     return relax_clips(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False))
@@ -204,9 +196,9 @@ def relax_clips(mod: Any) -> Any:
     as the Relax ops R.maximum / R.minimum: the same values. Why: Relax's ConvertLayout cannot move a call_tir to
     NHWC, so every ReLU6 of FastNet / MobileNetV2 was wrapped in two transposes. (Rewriting the ONNX Clip as
     Max / Min instead does not work: the frontend turns those into broadcast + stack + reduce.)"""
-    import tvm
-    from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred for start-up: loads tvm
 
     call_tir = tvm.ir.Op.get("relax.call_tir")
     ops = {"maximum": (relax.op.maximum, "T.max("), "minimum": (relax.op.minimum, "T.min(")}
@@ -238,7 +230,7 @@ def relax_clips(mod: Any) -> Any:
 
 def _physical_cores() -> int:
     try:
-        import psutil
+        import psutil  # optional: psutil may be missing
 
         return psutil.cpu_count(logical=False) or os.cpu_count() or 1
     except ImportError:
@@ -252,8 +244,8 @@ def compile_module(
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm.codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
     `options`: CompileOptions."""
-    import tvm
-    from tvm.support import cc
+    import tvm  # deferred for start-up: loads tvm
+    from tvm.support import cc  # deferred for start-up: loads tvm
 
     platform = get_platform(target_name)
     require_tools(target_name, build=False, run=False)

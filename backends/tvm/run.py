@@ -38,7 +38,7 @@ def run_module(
     ``runner``: a tcc-run to use instead of the cache's (a bundle's kit/bin/tcc-run).
     Returns (outputs, median latency in ms if repeat > 0).  threads=None: runtime default.
     """
-    import numpy as np
+    import numpy as np  # deferred for start-up: loads numpy
 
     if runner is None:
         cmd_prefix = runner_command(target_name)

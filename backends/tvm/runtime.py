@@ -33,9 +33,11 @@ Command line (used by tools/setup_arm.sh):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -46,6 +48,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +92,6 @@ class RunError(TccError):
 
 def tvm_versions() -> tuple[str, str]:
     """(apache-tvm, apache-tvm-ffi) versions installed in this environment."""
-    from importlib import metadata
 
     try:
         return metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi")
@@ -116,7 +118,6 @@ def runtime_dir(target_name: str) -> Path:
 
 def _site_dirs() -> tuple[Path, Path]:
     """site-packages/tvm and site-packages/tvm_ffi (located without importing tvm)."""
-    import importlib.util
 
     out = []
     for mod in ("tvm", "tvm_ffi"):
@@ -487,7 +488,6 @@ def _dir_size(d: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m tcc.backends.tvm.runtime", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

@@ -18,9 +18,8 @@ STILL_LONG: dict[str, str] = {
     "compiler/quant/lower/qdq.py:compact_qdq": "every compaction rule inline",
     "compiler/quant/lower/qdq.py:to_qdq": "the QDQ emission's walk",
     "compiler/quant/report/quality.py:quality_report": "the report's runs and tables",
-    "backends/tvm/int8/amx.py:conv_primfunc": "the AMX kernel's TVMScript",
+    "backends/tvm/int8/variants/amx_stem.py:conv_primfunc": "the AMX kernel's TVMScript",
     "compiler/build.py:build": "the build's steps in one function",
-    "backends/tvm/schedule/float_rules.py:schedule": "the float schedule's cases",
     "compiler/build.py:_calibration_table": "the table's checks, loading and calibration",
     "compiler/golden/suite.py:_update_model": "a golden model's update in one function",
     "compiler/benchmark/run.py:bench_model": "every bench measurement of a model",
@@ -32,7 +31,6 @@ STILL_LONG: dict[str, str] = {
     "compiler/cli/calibrate.py:run": "the calibration summary's lines inline",
     "compiler/quant/collect/data.py:load_calibration_data": "every data source in one function",
     "compiler/quant/calibrate.py:calibrate_onnx": "a keyword bag of 20 settings",
-    "backends/tvm/int8/tir_pipeline.py:_pipeline": "the TIR passes listed inline",
 }
 
 

@@ -1,15 +1,15 @@
 """Which integer dot-product kernel (kernels.py) a target and a layer of the INT8 lowering take: the target's
-kernel from its ISA (`kernel_for`, `dot_kernel`), whether the input's quantization divides by multiply-adds
-(`reciprocal_division`), and per layer whether the kernel takes the conv (`supports`), its narrower twin
-(`narrow_kernel`), its one-product-per-lane twin for weights that would overflow (`layer_kernel`) and, on ARMv7,
-the dot or broadcast form with or without an im2col copy (`dot_form`)."""
+kernel from its ISA (`TARGET_KERNELS`, `kernel_for`, `dot_kernel`), whether the input's quantization divides by
+multiply-adds (`reciprocal_division`), and per layer whether the kernel takes the conv (`supports`), the twin the
+layer's codes need (`codes_kernel`), its narrower twin (`narrow_kernel`), its one-product-per-lane twin for weights
+that would overflow (`layer_kernel`) and, on ARM, the dot or broadcast form with or without an im2col copy
+(`dot_form`). The twins are fields of the kernel records; the variants (variants/) call these per layer."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..compile import resolve_tvm_target
-from ..isa import target_has
+from ..isa import target_has, tvm_target
 from . import microkernel
 from .kernels import KERNELS, ConvShape, DotKernel
 
@@ -86,7 +86,7 @@ def layer_kernel(k: DotKernel, packed: np.ndarray) -> DotKernel:
     if k.safe_twin is None:
         return k
     if k.form == "dot":  # a step's 16 codes: vmull on 0..7, vmlal on 8..15: lanes m and m + 8 share
-        pairs = packed.reshape(-1, 2, 8)
+        pairs: np.ndarray = packed.reshape(-1, 2, 8)
     else:
         pairs = packed.reshape(-1, k.pairs, k.lanes, k.group)  # (pairs, lanes, group) innermost
     if np.any((pairs == -128).all(axis=1)):
@@ -103,10 +103,9 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     the output width is no multiple of 4 pixels."""
     few = shape.c <= IM2COL_MAX_CHANNELS and shape.kh * shape.kw > 1 and shape.n == 1  # im2col: one image
     if k.instruction == "sdot":  # im2col rows for its micro-kernel (microkernel.py): few input channels, or
-        # a width that whole 4-pixel tiles do not cover (the copy's width is padded, microkernel.padded_width):
-        # FastNet's 64 -> 8 down conv at 63 x 63 executed 3.42 M instructions in the broadcast form's one-pixel
-        # tiles, 1.62 M + 0.31 M for its im2col copy (576 codes a pixel: 2.3 MB) on the micro-kernel's 4 x 8;
-        # a copy past IM2COL_MAX_BYTES keeps the direct form (a large layer's would outgrow the caches and memory)
+        # a width that whole 4-pixel tiles do not cover (the copy's width is padded, microkernel.padded_width; fewer
+        # instructions than one-pixel tiles: docs/notes/aarch64-dot-kernels.md); a copy past IM2COL_MAX_BYTES keeps
+        # the direct form (a large layer's would outgrow the caches and memory)
         oh, ow = shape.out_hw
         ragged = shape.kh * shape.kw > 1 and shape.n == 1 and ow % microkernel.MAX_PIXELS["aarch64"] != 0
         copy = oh * microkernel.padded_width(ow) * shape.kh * shape.kw * shape.c
@@ -120,20 +119,13 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     if few:
         # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
         # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
-        # sums) on the same im2col copy executed 15% fewer instructions (FastNet's stem, ARMv7: 25.2 M -> 21.5 M;
-        # DDSNet's even-width stem: its total 3% more), and on FastNet's dense layers of odd widths (16 input
-        # channels and more) its total 4.5% more (measured)
+        # sums) on the same im2col copy executes fewer instructions; on even widths, and on dense layers of 16
+        # input channels and more, more (docs/notes/fastnet-odd-widths.md)
         one_pixel = all(shape.out_hw[1] % p for p in range(2, dot.tile[0] + 1))
         return (broadcast if one_pixel else dot), True
     return broadcast, False
 
 
-def _tvm_target(target: str):
-    import tvm
-
-    return tvm.target.Target(resolve_tvm_target(target))
-
-
 def dot_kernel(target: str | None):
     """The integer dot-product kernel for a target of the registry (None: none, the generic form)."""
-    return None if target is None else kernel_for(_tvm_target(target))
+    return None if target is None else kernel_for(tvm_target(target))

@@ -1,8 +1,8 @@
 """The Relax emission the INT8 lowering's interpreter (lower.py's `RelaxLowering`) is built on: the small helpers
 (constants, casts, clamps, layouts), the requantization in the form the target's kernel allows (`requantize`; the
-PrimFuncs are requantize.py's and requantize_float32.py's), moving codes to another tensor's parameters, the
-dequantization of graph outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm), then lower.py
-(every other kind)."""
+forms are requantize_forms.py's table), moving codes to another tensor's parameters, the dequantization of graph
+outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm, through the kernel variants), then
+lower.py (every other kind)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ class RelaxEmitter:
         """kernel: the target's integer dot-product kernel (int8.kernels.DotKernel) for dense convs; None:
         the generic int16 form everywhere (compiles for any target). reciprocal: the input's x / s by
         multiply-adds (`quantize_input_primfunc`; int8.choose.reciprocal_division). amx: the target's CPU
-        has AMX-INT8 (amx.py), which takes a stem whose accumulators a max pool reads."""
-        from tvm import relax
+        has AMX-INT8 (variants/amx_stem.py), which takes a stem whose accumulators a max pool reads."""
+        from tvm import relax  # deferred: TVM loads where a PrimFunc is built
 
         self.relax = relax
         self.bb = relax.BlockBuilder()
@@ -117,7 +117,7 @@ class RelaxEmitter:
         )
         return self.nchw(self.cast(y, "float32"))
 
-    def _window_sums(self, x: _Codes, g: dict):
+    def sum_windows(self, x: _Codes, g: dict):
         """int32 sums of x's zero-point-free codes over the windows of `g` (pool_geometry; zero padding = the
         reference's pad value 0): a depthwise all-ones conv."""
         kh, kw = g["kernel"]

@@ -44,9 +44,11 @@ On ARM a 1 x 1 conv of the dot form (and AArch64's `sdot`) runs its whole reduct
 (microkernel.py): LLVM's code for ARMv7's step intrinsic spent 11 instructions on loads, pointers and the loop per
 24 multiplies.
 
-This module holds the kernels' table (`DotKernel`, `KERNELS`), the names of the blocks and annotations that the
-schedule rules look for, and a dense conv's shape (`ConvShape`); which kernel a target and a layer take is
-choose.py's, the convs' TE computes and the weight packing compute.py's, the TensorIntrins intrinsics.py's.
+This module holds the kernels' table (`DotKernel`, `KERNELS`: each record names its related kernels -- its narrower,
+int16, safe and form twins), the names of the shared blocks and annotations that the schedule rules look for, and a
+dense conv's shape (`ConvShape`); which kernel a target and a layer take is choose.py's, the convs' TE computes and
+the weight packing compute.py's, the TensorIntrins intrinsics.py's; which variant of the lowering a layer takes
+(the dot conv, digits, depthwise rows, ...) is decided in variants/.
 """
 
 from __future__ import annotations
@@ -55,40 +57,27 @@ from dataclasses import dataclass
 
 CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule rule looks for
 PAD_BLOCK = "tcc_dot_pad"
-DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
+# a depthwise conv's padded input (variants/depthwise_taps.py: int16; the windows' padded copy, variants/windows.py);
+# the block names of each variant's own computes are its module's
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
-# The depthwise conv on AArch64's `sdot` / AVX-512's `vpdpbusd` (`depthwise_rows_primfunc`): the input's rows, 4
-# at a time, interleaved per channel so that a channel's 4 rows are one 32-bit lane, and the conv on them
-DEPTHWISE_ROWS_BLOCK = "tcc_dw_rows"
-DEPTHWISE_DOT_BLOCK = "tcc_dw_dot"
-ROWS_PADS_ATTR = "tcc.dw_rows_pads"  # x86's windows read straight from the input: its top and left pads, "pt,pl"
-ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
-# The depthwise conv on x86 without VNNI (`depthwise_pairs_primfunc`): the same windows of ROWS rows as int16 pairs
-# of rows, a channel's 2 rows one 32-bit lane, so that one `vpmaddwd` sums 2 taps of a column per channel
-DEPTHWISE_PAIRS_BLOCK = "tcc_dw_pairs"
-DEPTHWISE_MADD_BLOCK = "tcc_dw_madd"
-AFFINE_BLOCK = "tcc_affine"  # a 1 x 1 depthwise conv as float32 (int8.affine.affine_primfunc)
-WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (int8.tir.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
 # A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input float
 # stem, the im2col'd INT8 stem on AArch64's `sdot`), whose result this block crops to the output's width: the tile
-# accumulates without a predicate, only the crop's stores have one (FastNet's stem, 127 wide: float 486 -> 249 us,
-# see schedule.float_pixel_tile; on `sdot`'s micro-kernel, 4-pixel tiles where one-pixel ones executed 5.48 M
-# instructions: 3.99 M, microkernel.padded_width)
+# accumulates without a predicate, only the crop's stores have one (schedule.float_pixel_tile,
+# microkernel.padded_width; measured: docs/notes/avx512-host-fp32.md, docs/notes/aarch64-dot-kernels.md)
 CROP_BLOCK = "tcc_crop"
 # The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"
 # scope, not "local". Both are stack arrays to LLVM, which keeps them in registers; but TVM 0.27's LowerTVMBuiltin
 # leaves only small "global" allocations on the stack and serves every "local" one with a TVMBackendAllocWorkspace
-# / FreeWorkspace pair, per tile and row inside the parallel loop (DDSNet INT8 on arm-a7: ~13,000 runtime calls,
-# ~3 M instructions per inference), behind a pointer LLVM cannot promote to registers.
+# / FreeWorkspace pair, per tile and row inside the parallel loop, behind a pointer LLVM cannot promote to
+# registers (docs/notes/int8-tiles-off-workspace.md).
 TILE_SCOPE = "global"
 # Except the ARMv7 dot form's tile (2 pixels x 4 channels x 4 partial lanes, `Int8DotConv._dot`): in registers
-# that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot convs 98 M -> 121 M
-# instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a load and a store per
-# step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel summed,
-# `partial_sum_intrin`) are a stack array in registers (FastNet -1.0 M instructions, DDSNet -3.6 M), and on
-# one-pixel tiles its intrinsic's operands are values (`ensure_registered`). The 1 x 1 convs of two steps or more
+# that tile and its operands need all 16 q registers and LLVM spills; behind the workspace pointer it stays a load
+# and a store per step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel
+# summed, `partial_sum_intrin`) are a stack array in registers, and on one-pixel tiles its intrinsic's operands are
+# values (`ensure_registered`); measured: docs/notes/int8-tiles-off-workspace.md. The 1 x 1 convs of two steps or more
 # take the assembly tile instead (microkernel.py: its registers are its own); this is the others' (padded or
 # strided 1 x 1 convs, k x k convs on 16 channels or more).
 DOT_TILE_SCOPE = "local"

@@ -1,6 +1,7 @@
-"""Intel AMX-INT8 for a conv on few input channels (a stem on RGB): `tdpbusd` adds to each int32 of a 16 x 16 tile
-(16 pixels x 16 output channels) the dot product of up to 64 u8 codes with 64 s8 weights, one instruction, where
-AVX-512's `vpdpbusd` sums 4 per lane (Sapphire Rapids and later; LLVM's `amx-int8`, `amx-tile`).
+"""Intel AMX-INT8 for a conv on few input channels (a stem on RGB), the kernel variant `amx_stem`: `tdpbusd` adds
+to each int32 of a 16 x 16 tile (16 pixels x 16 output channels) the dot product of up to 64 u8 codes with 64 s8
+weights, one instruction, where AVX-512's `vpdpbusd` sums 4 per lane (Sapphire Rapids and later; LLVM's
+`amx-int8`, `amx-tile`).
 
 No im2col copy: a tile's rows may start anywhere in memory, so one kernel row of 16 windows is one tile load from
 the padded input, row r at the window's first code (its pixel x stride x channels), kw x c codes long (rounded up
@@ -15,8 +16,9 @@ tile of 16 pixels (the last one ending at the row's end, overlapping the one bef
 where the width is no multiple of 16) and group of up to 4 tiles of output channels: the accumulators started
 from the bias (a tile load of stride 0), kh products, the stores. Nothing fuses into it (op pattern opaque).
 
-The lowering takes it for a stem whose accumulators a max pool alone reads (lower.py's `pooled_accs`, which
-requantizes after pooling), and then the kernel pools too: output rows go to a ring of the pool's kh rows (L2),
+The lowering takes it (`match`) for a stem the dot kernel would take whose accumulators a max pool alone reads
+(lower.py's `pooled_accs`, which requantizes after pooling), on 8-bit codes, and then the kernel pools too
+(`emit_pooled`): output rows go to a ring of the pool's kh rows (L2),
 and each pooled row is taken from the ring as soon as its last row is computed, so the conv's int32 output (3.2 MB
 for DDSNet's stem at 224) is never written out and read back. The rows run in `POOL_PARTS` parallel parts.
 
@@ -34,10 +36,16 @@ import platform
 import sys
 
 import numpy as np
+from tvm.script import tirx as T
 
-from ..isa import target_has
-from . import compute
-from .kernels import ConvShape
+from tcc.quant.intgraph.qtypes import QNode
+
+from ...isa import target_has
+from .. import choose, compute
+from ..codes import _Codes
+from ..kernels import ConvShape
+from .base import Layer, Match, Variant
+from .dot_conv import conv_shape as dot_conv_shape
 
 TILE_PIXELS = 16  # rows of a tile of accumulators
 TILE_CHANNELS = 16  # int32 lanes of a tile row: 64 bytes
@@ -108,7 +116,6 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
     """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
     -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
     pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
-    from tvm.script import tirx as T
 
     assert supports(shape) is None, supports(shape)
     pooled = pool
@@ -208,10 +215,10 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
 
     @T.prim_func(s_tir=True)
     def amx_conv(
-        x: T.Buffer((1, h, w, c), "uint8"),
-        weights: T.Buffer(wshape, "int8"),
-        bias: T.Buffer((co,), "int32"),
-        out: T.Buffer((1, oh, ow, co), "int32"),
+        x: T.Buffer((1, h, w, c), "uint8"),  # type: ignore[valid-type]
+        weights: T.Buffer(wshape, "int8"),  # type: ignore[valid-type]
+        bias: T.Buffer((co,), "int32"),  # type: ignore[valid-type]
+        out: T.Buffer((1, oh, ow, co), "int32"),  # type: ignore[valid-type]
     ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
@@ -225,10 +232,10 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
 
     @T.prim_func(s_tir=True)
     def amx_conv_max_pool(
-        x: T.Buffer((1, h, w, c), "uint8"),
-        weights: T.Buffer(wshape, "int8"),
-        bias: T.Buffer((co,), "int32"),
-        out: T.Buffer((1, ph, pw, co), "int32"),
+        x: T.Buffer((1, h, w, c), "uint8"),  # type: ignore[valid-type]
+        weights: T.Buffer(wshape, "int8"),  # type: ignore[valid-type]
+        bias: T.Buffer((co,), "int32"),  # type: ignore[valid-type]
+        out: T.Buffer((1, ph, pw, co), "int32"),  # type: ignore[valid-type]
     ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
@@ -261,3 +268,71 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
 
     return (amx_conv if pooled is None else amx_conv_max_pool).without_attr("global_symbol")
+
+
+# ---------------------------------------------------------------------------------------------------- the variant
+def match(layer: Layer) -> Match | None:
+    """A conv the dot kernel would take on few input channels (a stem, not 1 x 1) whose int32 accumulators a max
+    pool alone reads (no requantization fuses into its kernel), on 8-bit codes, where the CPU has AMX-INT8 and the
+    kernel reads u8 codes."""
+    shape = dot_conv_shape(layer)
+    if (
+        shape is None
+        or layer.kernel is None
+        or not (layer.amx and layer.pooled)
+        or shape.c > choose.IM2COL_MAX_CHANNELS
+        or shape.kh * shape.kw <= 1
+        or layer.dtype not in ("int8", "uint8")
+        or layer.kernel.act_dtype != "uint8"
+        or supports(shape) is not None
+    ):
+        return None
+    return Match(
+        kernel="amx_tdpbusd",
+        why=f"a {shape.kh} x {shape.kw} stem on {shape.c} channels read by a max pool alone: AMX tiles, pooled as "
+        "they are computed",
+        shape=shape,
+    )
+
+
+def emit(low, n: QNode, x: _Codes, m: Match) -> list:
+    """The conv on AMX tiles (`conv_primfunc`) of u8 codes (s8 shifted by +128, the bias taking it back). Its max
+    pool (`emit_pooled`) calls the kernel that pools the accumulators as it computes them; the conv's own call stays
+    only where something else reads its codes (the self-check's exposed layers)."""
+    shape = m.shape
+    assert shape is not None and n.weight is not None
+    op, dtype = low.relax.op, str(x.expr.ty.dtype)
+    offset = low.kernel.act_offset(dtype)
+    codes = x.expr
+    if offset:
+        codes = low.cast(low.emit(op.add(low.cast(codes, "int16"), low.const(offset, "int16"))), "uint8")
+    bias = low.bias(n, compute.bias_correction(n.weight, offset))
+    args = [
+        codes,
+        low.const(pack_weights(n.weight, shape), "int8"),
+        low.const((np.zeros(shape.co, np.int64) if bias is None else bias).reshape(-1), "int32"),
+    ]
+    low.amx_pools[n.outputs[0]] = shape, offset, args
+    func = low.bb.add_func(conv_primfunc(shape, offset), "tcc_amx_conv")
+    acc = low.emit(low.relax.call_tir(func, args, low.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
+    return low.accumulated(n, acc, x.params, started=True)
+
+
+def emit_pooled(low, pool: dict, stem: tuple):
+    """The max pool (geometry `pool`) of an AMX stem's accumulators (`stem`: what `emit` kept in low.amx_pools): the
+    kernel that pools them as it computes them."""
+    shape, offset, args = stem
+    func = low.bb.add_func(conv_primfunc(shape, offset, pool), "tcc_amx_conv_max_pool")
+    out = low.relax.TensorType([shape.n, *pool["out_hw"], shape.co], "int32")
+    return low.emit(low.relax.call_tir(func, args, out))
+
+
+VARIANT = Variant(
+    "amx_stem",
+    ("conv",),
+    match,
+    emit,
+    "x86 AMX-INT8: a stem on few input channels whose max pool alone reads it, on `tdpbusd` tiles, pooled as it goes",
+    compute=(conv_primfunc, pack_weights),
+    requantize="after",
+)
