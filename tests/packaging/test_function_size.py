@@ -18,7 +18,6 @@ STILL_LONG: dict[str, str] = {
     "compiler/quant/lower/qdq.py:compact_qdq": "every compaction rule inline",
     "compiler/quant/lower/qdq.py:to_qdq": "the QDQ emission's walk",
     "compiler/quant/report/quality.py:quality_report": "the report's runs and tables",
-    "backends/tvm/int8/variants/amx_stem.py:conv_primfunc": "the AMX kernel's TVMScript",
     "compiler/build.py:build": "the build's steps in one function",
     "compiler/build.py:_calibration_table": "the table's checks, loading and calibration",
     "compiler/golden/suite.py:_update_model": "a golden model's update in one function",

@@ -34,6 +34,7 @@ import ctypes
 import functools
 import platform
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from tvm.script import tirx as T
@@ -112,30 +113,76 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     )
 
 
-def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  # noqa: PLR0915
-    """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
-    -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
-    pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
+@dataclass(frozen=True)
+class _Geometry:
+    """conv_primfunc's numbers: the input (h, w, c) and its rows padded ((hp, row) codes, `slack` past the last),
+    the conv (co, kh, its output oh x ow, strides), a window row's codes, the tiles (x_tiles of pixels a row,
+    `groups` of `per_group` accumulator tiles), the weights' shape, and the max pool's window, strides, top and left
+    pads, output and its rows' parallel parts (1 x 1 / 1 and the conv's output where there is none)."""
 
-    assert supports(shape) is None, supports(shape)
-    pooled = pool
-    h, w, c, co, kh = shape.h, shape.w, shape.c, shape.co, shape.kh
+    h: int
+    w: int
+    c: int
+    co: int
+    kh: int
+    oh: int
+    ow: int
+    sh: int
+    sw: int
+    codes: int
+    hp: int
+    row: int
+    slack: int
+    x_tiles: int
+    per_group: int
+    groups: int
+    wshape: tuple[int, int, int, int]
+    pool_kernel: tuple[int, int]
+    pool_strides: tuple[int, int]
+    pool_pads: tuple[int, int]
+    pool_hw: tuple[int, int]
+    parts: int
+    per_part: int
+
+
+def _geometry(shape: ConvShape, pool: dict | None) -> _Geometry:
     oh, ow = shape.out_hw
-    sh, sw = shape.strides
     pt, pl, pb, pr = shape.pads
     codes = row_codes(shape)
-    hp, row = h + pt + pb, (w + pl + pr) * c
-    slack = TILE_CODES  # a window row's last product reads up to its codes past the row's end (zero weights)
-    x_tiles, c_tiles = -(-ow // TILE_PIXELS), co // TILE_CHANNELS
+    c_tiles = shape.co // TILE_CHANNELS
     per_group = max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
-    groups = c_tiles // per_group
-    wshape = (kh, c_tiles, codes // GROUP, TILE_CHANNELS * GROUP)
     pool = pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)}
-    (pkh, pkw), (psh, psw), (ppt, ppl, _, _) = pool["kernel"], pool["strides"], pool["pads"]
     ph, pw = pool["out_hw"]
     parts = min(ph, POOL_PARTS)
-    per_part = -(-ph // parts)
-    lowest = -(2**31)
+    return _Geometry(
+        h=shape.h,
+        w=shape.w,
+        c=shape.c,
+        co=shape.co,
+        kh=shape.kh,
+        oh=oh,
+        ow=ow,
+        sh=shape.strides[0],
+        sw=shape.strides[1],
+        codes=codes,
+        hp=shape.h + pt + pb,
+        row=(shape.w + pl + pr) * shape.c,
+        slack=TILE_CODES,  # a window row's last product reads up to its codes past the row's end (zero weights)
+        x_tiles=-(-ow // TILE_PIXELS),
+        per_group=per_group,
+        groups=c_tiles // per_group,
+        wshape=(shape.kh, c_tiles, codes // GROUP, TILE_CHANNELS * GROUP),
+        pool_kernel=tuple(pool["kernel"]),
+        pool_strides=tuple(pool["strides"]),
+        pool_pads=tuple(pool["pads"][:2]),
+        pool_hw=(ph, pw),
+        parts=parts,
+        per_part=-(-ph // parts),
+    )
+
+
+def _tile_config_macro(g: _Geometry):
+    codes = g.codes
 
     @T.macro
     def load_tile_config():
@@ -149,6 +196,23 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
             cfg[16 + 2 * t] = T.Select(t == 4, T.uint8(codes), T.uint8(TILE_CHANNELS * 4))
             cfg[48 + t] = T.Select(t <= 4, T.uint8(TILE_PIXELS), T.uint8(codes // GROUP))
         T.evaluate(T.call_llvm_intrin("void", "llvm.x86.ldtilecfg", T.address_of(cfg[0])))
+
+    return load_tile_config
+
+
+def _conv_row_macro(g: _Geometry):
+    x_tiles, groups, per_group, ow, kh, sh, sw, c, row, co = (
+        g.x_tiles,
+        g.groups,
+        g.per_group,
+        g.ow,
+        g.kh,
+        g.sh,
+        g.sw,
+        g.c,
+        g.row,
+        g.co,
+    )
 
     @T.macro
     def conv_row(rows, weights, bias, dst, yy, slot):
@@ -198,7 +262,12 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                     )
                 )
 
-    padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, slack)
+    return conv_row
+
+
+def _prologue_macro(shape: ConvShape, pad_code: int, g: _Geometry):
+    h, w, c = g.h, g.w, g.c
+    padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, g.slack)
 
     @T.macro
     def prologue(rows, x):
@@ -212,6 +281,13 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
             "ARCH_REQ_XCOMP_PERM, Linux 5.16 or later): this module was built on a machine whose OS did",
         )
         padded_rows(rows, T.decl_buffer((h * w * c,), "uint8", data=x.data))
+
+    return prologue
+
+
+def _conv(g: _Geometry, prologue, load_tile_config, conv_row):
+    """The conv's PrimFunc: per output row (rows in parallel) the tile configuration and the row's tiles."""
+    h, w, c, co, oh, ow, hp, row, slack, wshape = g.h, g.w, g.c, g.co, g.oh, g.ow, g.hp, g.row, g.slack, g.wshape
 
     @T.prim_func(s_tir=True)
     def amx_conv(
@@ -229,6 +305,17 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                 load_tile_config()
                 conv_row(rows, weights, bias, acc, yy, yy)
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
+
+    return amx_conv
+
+
+def _conv_max_pool(g: _Geometry, prologue, load_tile_config, conv_row):
+    """The conv's PrimFunc with its max pool: per part of the pooled rows (in parallel) the conv's rows in a ring of
+    the pool's window rows, each pooled row taken from the ring as soon as its last row is computed."""
+    h, w, c, co, oh, ow, hp, row, slack, wshape = g.h, g.w, g.c, g.co, g.oh, g.ow, g.hp, g.row, g.slack, g.wshape
+    (pkh, pkw), (psh, psw), (ppt, ppl) = g.pool_kernel, g.pool_strides, g.pool_pads
+    (ph, pw), parts, per_part = g.pool_hw, g.parts, g.per_part
+    lowest = -(2**31)
 
     @T.prim_func(s_tir=True)
     def amx_conv_max_pool(
@@ -267,7 +354,18 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                                 out[0, py, px, e] = best[e]
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
 
-    return (amx_conv if pooled is None else amx_conv_max_pool).without_attr("global_symbol")
+    return amx_conv_max_pool
+
+
+def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
+    """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
+    -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
+    pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
+    assert supports(shape) is None, supports(shape)
+    g = _geometry(shape, pool)
+    macros = (_prologue_macro(shape, pad_code, g), _tile_config_macro(g), _conv_row_macro(g))
+    func = _conv(g, *macros) if pool is None else _conv_max_pool(g, *macros)
+    return func.without_attr("global_symbol")
 
 
 # ---------------------------------------------------------------------------------------------------- the variant
