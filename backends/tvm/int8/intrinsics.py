@@ -67,56 +67,68 @@ def _desc(k: DotKernel):
     return desc_pairs
 
 
-def _madd_step(k: DotKernel, values: bool):
-    """x86 `vpmaddwd`: an int16 pair broadcast to every lane against the lanes' pairs, summed into int32, added."""
+def _broadcast_step(k: DotKernel, update):
+    """A broadcast kernel's step: C[lanes] = update(A, B, C), of A [group] codes and B [lanes, group] weights in
+    the kernel's types, C its int32 accumulators; `update` builds the instructions' expression as the TVMScript is
+    parsed."""
     from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
-    L, J = k.lanes, k.group
-    madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
+    L, J, a_t, w_t = k.lanes, k.group, k.act_dtype, k.weight_dtype
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (J,), "int16", offset_factor=1)
-        B = T.match_buffer(b, (L, J), "int16", offset_factor=1)
+        A = T.match_buffer(a, (J,), a_t, offset_factor=1)
+        B = T.match_buffer(b, (L, J), w_t, offset_factor=1)
         C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
             T.reads(C[0:L], A[0:J], B[0:L, 0:J])
             T.writes(C[0:L])
-            pair = T.meta_var(T.reinterpret(A.vload([0], "int16x2"), dtype="int32"))
-            pairs = T.meta_var(T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}"))
-            C[T.ramp(0, 1, L)] = C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"), dtype=f"int32x{L}"
-            )
+            C[T.ramp(0, 1, L)] = update(A, B, C)
 
     return impl
 
 
-def _dpbusd_step(k: DotKernel, values: bool):
-    """x86 VNNI `vpdpbusd`: a u8 quad broadcast to every lane against the lanes' s8 quads, added into int32."""
+def _madd_step(k: DotKernel, values: bool):
+    """x86 `vpmaddwd`: an int16 pair broadcast to every lane against the lanes' pairs, summed into int32, added."""
     from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
-    L, J = k.lanes, k.group
-    dpbusd = f"llvm.x86.avx512.vpdpbusd.{32 * L}"  # zmm, ymm or xmm: 16, 8 or 4 int32 lanes
+    L = k.lanes
+    madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
 
-    @T.prim_func(s_tir=True)
-    def impl_vnni(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (J,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
-        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-            T.writes(C[0:L])
-            quad = T.meta_var(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"))
-            # LLVM 22's vpdpbusd takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)
-            C[T.ramp(0, 1, L)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(dpbusd),
-                C.vload([0], f"int32x{L}"),
-                T.reinterpret(T.broadcast(quad, L), dtype=f"uint8x{4 * L}"),
-                B.vload([0, 0], f"int8x{4 * L}"),
-                dtype=f"int32x{L}",
-            )
+    def update(A, B, C):
+        pair = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+        pairs = T.reinterpret(T.broadcast(pair, L), dtype=f"int16x{2 * L}")
+        return C.vload([0], f"int32x{L}") + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(madd), pairs, B.vload([0, 0], f"int16x{2 * L}"), dtype=f"int32x{L}"
+        )
 
-    return impl_vnni
+    return _broadcast_step(k, update)
+
+
+def _quad_step(k: DotKernel, instruction: str):
+    """A quad of codes broadcast to every lane against the lanes' quads of weights, the 4 products of each added
+    into its int32 lane by one `instruction` (LLVM's name) of three vectors: accumulators, codes, weights."""
+    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
+
+    L, a_t, w_t = k.lanes, k.act_dtype, k.weight_dtype
+
+    def update(A, B, C):
+        quad = T.reinterpret(A.vload([0], f"{a_t}x4"), dtype="int32")
+        return T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(instruction),
+            C.vload([0], f"int32x{L}"),
+            T.reinterpret(T.broadcast(quad, L), dtype=f"{a_t}x{4 * L}"),
+            B.vload([0, 0], f"{w_t}x{4 * L}"),
+            dtype=f"int32x{L}",
+        )
+
+    return _broadcast_step(k, update)
+
+
+def _dpbusd_step(k: DotKernel, values: bool):
+    """x86 VNNI `vpdpbusd` (zmm, ymm or xmm: 16, 8 or 4 int32 lanes): u8 quads against s8 ones. LLVM 22's vpdpbusd
+    takes byte vectors (TVM's own dot_16x4_vnni still passes i32 ones)."""
+    return _quad_step(k, f"llvm.x86.avx512.vpdpbusd.{32 * k.lanes}")
 
 
 def _dot16_step(k: DotKernel, values: bool):
@@ -128,6 +140,17 @@ def _dot16_step(k: DotKernel, values: bool):
     operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
     mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
 
+    def low(v):
+        return T.vectorlow(v, dtype="int8x8")
+
+    def high(v):
+        return T.vectorhigh(v, dtype="int8x8")
+
+    def update(va, vb, C):  # called as the TVMScript is parsed
+        if k.safe:  # each half widened on its own
+            return padal(padal(C.vload([0], "int32x4"), mull(low(va), low(vb))), mull(high(va), high(vb)))
+        return padal(C.vload([0], "int32x4"), mull(low(va), low(vb)) + mull(high(va), high(vb)))
+
     @T.prim_func(s_tir=True)
     def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (16,), "int8", offset_factor=1)
@@ -138,52 +161,14 @@ def _dot16_step(k: DotKernel, values: bool):
             T.writes(C[0:4])
             va = operand(A.vload([0], "int8x16"))
             vb = operand(B.vload([0], "int8x16"))
-            C[T.ramp(0, 1, 4)] = padal(
-                C.vload([0], "int32x4"),
-                mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))
-                + mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
-            )
+            C[T.ramp(0, 1, 4)] = update(va, vb, C)
 
-    @T.prim_func(s_tir=True)
-    def impl_dot_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:  # each half widened on its own
-        A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:16], B[0:16])
-            T.writes(C[0:4])
-            va = operand(A.vload([0], "int8x16"))
-            vb = operand(B.vload([0], "int8x16"))
-            C[T.ramp(0, 1, 4)] = padal(
-                padal(C.vload([0], "int32x4"), mull(T.vectorlow(va, dtype="int8x8"), T.vectorlow(vb, dtype="int8x8"))),
-                mull(T.vectorhigh(va, dtype="int8x8"), T.vectorhigh(vb, dtype="int8x8")),
-            )
-
-    return impl_dot_pairs if k.safe else impl_dot
+    return impl_dot
 
 
 def _sdot_step(k: DotKernel, values: bool):
     """AArch64 `sdot`: an s8 quad broadcast to 4 lanes against 4 channels x 4 codes, one instruction."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
-    @T.prim_func(s_tir=True)
-    def impl_sdot(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (4, 4), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-            T.writes(C[0:4])
-            quad = T.meta_var(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"))
-            C[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot"),
-                C.vload([0], "int32x4"),
-                T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"),
-                B.vload([0, 0], "int8x16"),
-                dtype="int32x4",
-            )
-
-    return impl_sdot
+    return _quad_step(k, "llvm.aarch64.neon.sdot")
 
 
 def _mull_padal_step(k: DotKernel, values: bool):
@@ -193,24 +178,14 @@ def _mull_padal_step(k: DotKernel, values: bool):
     the add selects it)."""
     from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
-    L, J, H = k.lanes, k.group, k.pairs
     mull, padal = _widening(k.arch)
-    if H == 1:
+    if k.pairs == 1:
 
-        @T.prim_func(s_tir=True)
-        def impl_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (J,), "int8", offset_factor=1)
-            B = T.match_buffer(b, (L, J), "int8", offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-                T.writes(C[0:L])
-                a01 = T.meta_var(
-                    T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
-                )
-                C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), mull(a01, B.vload([0, 0], "int8x8")))
+        def update(A, B, C):
+            a01 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
+            return padal(C.vload([0], "int32x4"), mull(a01, B.vload([0, 0], "int8x8")))
 
-        return impl_pairs
+        return _broadcast_step(k, update)
 
     @T.prim_func(s_tir=True)
     def impl_neon(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -296,6 +271,12 @@ def _partial_sum_neon():
     """ARMv7: vpadd of each channel's two halves, then of two channels' results."""
     from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
+    def vpadd(a, b):  # called while the TVMScript is parsed: the intrinsic's call, written once
+        return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"), a, b, dtype="int32x2")
+
+    def halves(p):  # a channel's 4 partial lanes summed in pairs
+        return vpadd(T.vectorlow(p, dtype="int32x2"), T.vectorhigh(p, dtype="int32x2"))
+
     @T.prim_func(s_tir=True)
     def impl(p: T.handle, o: T.handle) -> None:
         P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
@@ -307,38 +288,8 @@ def _partial_sum_neon():
             p1 = T.meta_var(P.vload([1, 0], "int32x4"))
             p2 = T.meta_var(P.vload([2, 0], "int32x4"))
             p3 = T.meta_var(P.vload([3, 0], "int32x4"))
-            O[T.ramp(0, 1, 2)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.vectorlow(p0, dtype="int32x2"),
-                    T.vectorhigh(p0, dtype="int32x2"),
-                    dtype="int32x2",
-                ),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.vectorlow(p1, dtype="int32x2"),
-                    T.vectorhigh(p1, dtype="int32x2"),
-                    dtype="int32x2",
-                ),
-                dtype="int32x2",
-            )
-            O[T.ramp(2, 1, 2)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.vectorlow(p2, dtype="int32x2"),
-                    T.vectorhigh(p2, dtype="int32x2"),
-                    dtype="int32x2",
-                ),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"),
-                    T.vectorlow(p3, dtype="int32x2"),
-                    T.vectorhigh(p3, dtype="int32x2"),
-                    dtype="int32x2",
-                ),
-                dtype="int32x2",
-            )
+            O[T.ramp(0, 1, 2)] = vpadd(halves(p0), halves(p1))
+            O[T.ramp(2, 1, 2)] = vpadd(halves(p2), halves(p3))
 
     return impl
 

@@ -115,70 +115,58 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Geometry:
-    """conv_primfunc's numbers: the input (h, w, c) and its rows padded ((hp, row) codes, `slack` past the last),
-    the conv (co, kh, its output oh x ow, strides), a window row's codes, the tiles (x_tiles of pixels a row,
-    `groups` of `per_group` accumulator tiles), the weights' shape, and the max pool's window, strides, top and left
-    pads, output and its rows' parallel parts (1 x 1 / 1 and the conv's output where there is none)."""
+    """conv_primfunc's numbers, from the conv's shape and its max pool's geometry (`pool`: kernel, strides, pads,
+    out_hw; a 1 x 1 / 1 pool over the conv's output where there is none): the input's rows padded, the tiles, the
+    weights' tiles, the pool's rows in parallel parts."""
 
-    h: int
-    w: int
-    c: int
-    co: int
-    kh: int
-    oh: int
-    ow: int
-    sh: int
-    sw: int
-    codes: int
-    hp: int
-    row: int
-    slack: int
-    x_tiles: int
-    per_group: int
-    groups: int
-    wshape: tuple[int, int, int, int]
-    pool_kernel: tuple[int, int]
-    pool_strides: tuple[int, int]
-    pool_pads: tuple[int, int]
-    pool_hw: tuple[int, int]
-    parts: int
-    per_part: int
+    shape: ConvShape
+    pool: dict
+
+    @property
+    def codes(self) -> int:  # the codes of a window row's product
+        return row_codes(self.shape)
+
+    @property
+    def hp(self) -> int:  # padded input rows
+        return self.shape.h + self.shape.pads[0] + self.shape.pads[2]
+
+    @property
+    def row(self) -> int:  # codes of a padded input row
+        return (self.shape.w + self.shape.pads[1] + self.shape.pads[3]) * self.shape.c
+
+    @property
+    def slack(self) -> int:  # a window row's last product reads up to its codes past the row's end (zero weights)
+        return TILE_CODES
+
+    @property
+    def x_tiles(self) -> int:  # tiles of pixels an output row
+        return -(-self.shape.out_hw[1] // TILE_PIXELS)
+
+    @property
+    def per_group(self) -> int:  # accumulator tiles a group
+        c_tiles = self.shape.co // TILE_CHANNELS
+        return max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
+
+    @property
+    def groups(self) -> int:
+        return self.shape.co // TILE_CHANNELS // self.per_group
+
+    @property
+    def wshape(self) -> tuple[int, int, int, int]:  # the weights' tiles (`pack_weights`)
+        return (self.shape.kh, self.shape.co // TILE_CHANNELS, self.codes // GROUP, TILE_CHANNELS * GROUP)
+
+    @property
+    def parts(self) -> int:  # the pooled rows' parallel parts
+        return min(self.pool["out_hw"][0], POOL_PARTS)
+
+    @property
+    def per_part(self) -> int:
+        return -(-self.pool["out_hw"][0] // self.parts)
 
 
 def _geometry(shape: ConvShape, pool: dict | None) -> _Geometry:
     oh, ow = shape.out_hw
-    pt, pl, pb, pr = shape.pads
-    codes = row_codes(shape)
-    c_tiles = shape.co // TILE_CHANNELS
-    per_group = max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
-    pool = pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)}
-    ph, pw = pool["out_hw"]
-    parts = min(ph, POOL_PARTS)
-    return _Geometry(
-        h=shape.h,
-        w=shape.w,
-        c=shape.c,
-        co=shape.co,
-        kh=shape.kh,
-        oh=oh,
-        ow=ow,
-        sh=shape.strides[0],
-        sw=shape.strides[1],
-        codes=codes,
-        hp=shape.h + pt + pb,
-        row=(shape.w + pl + pr) * shape.c,
-        slack=TILE_CODES,  # a window row's last product reads up to its codes past the row's end (zero weights)
-        x_tiles=-(-ow // TILE_PIXELS),
-        per_group=per_group,
-        groups=c_tiles // per_group,
-        wshape=(shape.kh, c_tiles, codes // GROUP, TILE_CHANNELS * GROUP),
-        pool_kernel=tuple(pool["kernel"]),
-        pool_strides=tuple(pool["strides"]),
-        pool_pads=tuple(pool["pads"][:2]),
-        pool_hw=(ph, pw),
-        parts=parts,
-        per_part=-(-ph // parts),
-    )
+    return _Geometry(shape, pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)})
 
 
 def _tile_config_macro(g: _Geometry):
@@ -201,18 +189,9 @@ def _tile_config_macro(g: _Geometry):
 
 
 def _conv_row_macro(g: _Geometry):
-    x_tiles, groups, per_group, ow, kh, sh, sw, c, row, co = (
-        g.x_tiles,
-        g.groups,
-        g.per_group,
-        g.ow,
-        g.kh,
-        g.sh,
-        g.sw,
-        g.c,
-        g.row,
-        g.co,
-    )
+    x_tiles, groups, per_group, row = g.x_tiles, g.groups, g.per_group, g.row
+    shape = g.shape
+    ow, kh, (sh, sw), c, co = shape.out_hw[1], shape.kh, shape.strides, shape.c, shape.co
 
     @T.macro
     def conv_row(rows, weights, bias, dst, yy, slot):
@@ -265,9 +244,9 @@ def _conv_row_macro(g: _Geometry):
     return conv_row
 
 
-def _prologue_macro(shape: ConvShape, pad_code: int, g: _Geometry):
-    h, w, c = g.h, g.w, g.c
-    padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, g.slack)
+def _prologue_macro(pad_code: int, g: _Geometry):
+    h, w, c = g.shape.h, g.shape.w, g.shape.c
+    padded_rows = compute.padded_rows_macro(g.shape, "uint8", pad_code, g.slack)
 
     @T.macro
     def prologue(rows, x):
@@ -285,17 +264,19 @@ def _prologue_macro(shape: ConvShape, pad_code: int, g: _Geometry):
     return prologue
 
 
+def _inputs(g: _Geometry) -> tuple:
+    """The PrimFuncs' parameters but the output, as TVMScript annotations: the codes, the weights, the bias."""
+    h, w, c = g.shape.h, g.shape.w, g.shape.c
+    return T.Buffer((1, h, w, c), "uint8"), T.Buffer(g.wshape, "int8"), T.Buffer((g.shape.co,), "int32")
+
+
 def _conv(g: _Geometry, prologue, load_tile_config, conv_row):
     """The conv's PrimFunc: per output row (rows in parallel) the tile configuration and the row's tiles."""
-    h, w, c, co, oh, ow, hp, row, slack, wshape = g.h, g.w, g.c, g.co, g.oh, g.ow, g.hp, g.row, g.slack, g.wshape
+    co, (oh, ow), (X, W, B) = g.shape.co, g.shape.out_hw, _inputs(g)
+    hp, row, slack = g.hp, g.row, g.slack
 
     @T.prim_func(s_tir=True)
-    def amx_conv(
-        x: T.Buffer((1, h, w, c), "uint8"),  # type: ignore[valid-type]
-        weights: T.Buffer(wshape, "int8"),  # type: ignore[valid-type]
-        bias: T.Buffer((co,), "int32"),  # type: ignore[valid-type]
-        out: T.Buffer((1, oh, ow, co), "int32"),  # type: ignore[valid-type]
-    ):
+    def amx_conv(x: X, weights: W, bias: B, out: T.Buffer((1, oh, ow, co), "int32")):  # type: ignore[valid-type]
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
@@ -312,18 +293,14 @@ def _conv(g: _Geometry, prologue, load_tile_config, conv_row):
 def _conv_max_pool(g: _Geometry, prologue, load_tile_config, conv_row):
     """The conv's PrimFunc with its max pool: per part of the pooled rows (in parallel) the conv's rows in a ring of
     the pool's window rows, each pooled row taken from the ring as soon as its last row is computed."""
-    h, w, c, co, oh, ow, hp, row, slack, wshape = g.h, g.w, g.c, g.co, g.oh, g.ow, g.hp, g.row, g.slack, g.wshape
-    (pkh, pkw), (psh, psw), (ppt, ppl) = g.pool_kernel, g.pool_strides, g.pool_pads
-    (ph, pw), parts, per_part = g.pool_hw, g.parts, g.per_part
+    co, (oh, ow), (X, W, B) = g.shape.co, g.shape.out_hw, _inputs(g)
+    hp, row, slack = g.hp, g.row, g.slack
+    (pkh, pkw), (psh, psw), (ppt, ppl, _, _) = g.pool["kernel"], g.pool["strides"], g.pool["pads"]
+    (ph, pw), parts, per_part = g.pool["out_hw"], g.parts, g.per_part
     lowest = -(2**31)
 
     @T.prim_func(s_tir=True)
-    def amx_conv_max_pool(
-        x: T.Buffer((1, h, w, c), "uint8"),  # type: ignore[valid-type]
-        weights: T.Buffer(wshape, "int8"),  # type: ignore[valid-type]
-        bias: T.Buffer((co,), "int32"),  # type: ignore[valid-type]
-        out: T.Buffer((1, ph, pw, co), "int32"),  # type: ignore[valid-type]
-    ):
+    def amx_conv_max_pool(x: X, weights: W, bias: B, out: T.Buffer((1, ph, pw, co), "int32")):  # type: ignore[valid-type]
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
@@ -363,7 +340,7 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
     pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
     assert supports(shape) is None, supports(shape)
     g = _geometry(shape, pool)
-    macros = (_prologue_macro(shape, pad_code, g), _tile_config_macro(g), _conv_row_macro(g))
+    macros = (_prologue_macro(pad_code, g), _tile_config_macro(g), _conv_row_macro(g))
     func = _conv(g, *macros) if pool is None else _conv_max_pool(g, *macros)
     return func.without_attr("global_symbol")
 

@@ -212,13 +212,7 @@ def emit(low, n: QNode, x: _Codes, m: Match) -> list:
     return low.depthwise_call(n, x, shape, func, "tcc_dw_madd", weights, bias)
 
 
-VARIANT = Variant(
-    "depthwise_pairs",
-    ("conv",),
-    match,
-    emit,
-    "a depthwise conv on x86 `vpmaddwd`, 2 rows of a channel as an int16 pair in one lane",
-    compute=(depthwise_pairs_primfunc, depthwise_pairs_weights),
-    intrinsics=(depthwise_madd_intrin, interleave_pairs_intrin),
-    schedule=Int8DepthwisePairs,
-)
+ABOUT = "a depthwise conv on x86 `vpmaddwd`, 2 rows of a channel as an int16 pair in one lane"
+COMPUTE = (depthwise_pairs_primfunc, depthwise_pairs_weights)
+INTRINSICS = (depthwise_madd_intrin, interleave_pairs_intrin)
+VARIANT = Variant("depthwise_pairs", ("conv",), match, emit, ABOUT, COMPUTE, INTRINSICS, Int8DepthwisePairs)

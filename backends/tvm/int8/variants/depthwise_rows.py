@@ -426,13 +426,7 @@ def emit(low, n: QNode, x: _Codes, m: Match) -> list:
     return low.depthwise_call(n, x, shape, func, "tcc_dw_dot", weights, bias)
 
 
-VARIANT = Variant(
-    "depthwise_rows",
-    ("conv",),
-    match,
-    emit,
-    "a depthwise conv, 4 rows of a channel in one lane of `sdot` (AArch64) / `vpdpbusd` (AVX-512 VNNI)",
-    compute=(depthwise_rows_primfunc, depthwise_rows_weights),
-    intrinsics=(depthwise_dot_intrin, interleave_rows_intrin, gather_rows_intrin),
-    schedule=Int8DepthwiseDot,
-)
+ABOUT = "a depthwise conv, 4 rows of a channel in one lane of `sdot` (AArch64) / `vpdpbusd` (AVX-512 VNNI)"
+COMPUTE = (depthwise_rows_primfunc, depthwise_rows_weights)
+INTRINSICS = (depthwise_dot_intrin, interleave_rows_intrin, gather_rows_intrin)
+VARIANT = Variant("depthwise_rows", ("conv",), match, emit, ABOUT, COMPUTE, INTRINSICS, Int8DepthwiseDot)

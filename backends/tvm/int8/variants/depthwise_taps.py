@@ -231,13 +231,7 @@ def emit(low, n: QNode, x: _Codes, m: Match) -> list:
     )
 
 
+ABOUT = "a depthwise conv on int16 taps (ARM: `vmlal.s16` / `smlal`; x86: LLVM's vectors)"
 VARIANT = Variant(
-    "depthwise_taps",
-    ("conv",),
-    match,
-    emit,
-    "a depthwise conv on int16 taps (ARM: `vmlal.s16` / `smlal`; x86: LLVM's vectors)",
-    compute=(depthwise_primfunc,),
-    intrinsics=(depthwise_intrin,),
-    schedule=Int8Depthwise,
+    "depthwise_taps", ("conv",), match, emit, ABOUT, (depthwise_primfunc,), (depthwise_intrin,), Int8Depthwise
 )

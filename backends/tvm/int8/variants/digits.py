@@ -18,12 +18,10 @@ import numpy as np
 from tcc.quant.intgraph.fixed_point import INT32_MAX
 from tcc.quant.intgraph.qtypes import QNode
 
-from ...schedule.int8_rules import Int8DotConv
 from .. import choose
 from ..codes import _Codes
-from .base import Layer, Variant
-from .dot_conv import CONV as DOT_CONV
-from .dot_conv import DotMatch, describe, dot_call, dot_plan, on_rows, rows_shape
+from .base import Layer
+from .dot_conv import DotMatch, dot_call, dot_match, dot_variant, on_rows, rows_shape
 
 
 def digits_fit(weight: np.ndarray, bias) -> bool:
@@ -44,14 +42,8 @@ def _match(layer: Layer, shape, weight: np.ndarray, what: str) -> DotMatch | Non
     assert layer.kernel is not None
     if not digits_fit(weight, layer.node.bias):
         return None
-    plan = dot_plan(shape, layer.kernel, weight)  # the digits are 8-bit codes: the target's own kernel
-    return DotMatch(
-        kernel=plan.kernel.name,
-        why=f"{what} on int16 codes: two 8-bit digits, two calls of the kernel" + describe(plan, layer.kernel),
-        shape=shape,
-        plan=plan,
-        weight=weight,
-    )
+    # the digits are 8-bit codes: the target's own kernel
+    return dot_match(layer, shape, layer.kernel, weight, f"{what} on int16 codes: two 8-bit digits, two calls")
 
 
 def match_conv(layer: Layer) -> DotMatch | None:
@@ -92,23 +84,7 @@ def emit_rows(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     return on_rows(low, n, x, m, lambda codes: digits_call(low, n, x, codes, m))
 
 
-CONV = Variant(
-    "digits_conv",
-    ("conv",),
-    match_conv,
-    emit_conv,
-    "AArch64: a dense conv on int16 codes as two 8-bit digits, two calls of the dot kernel",
-    compute=DOT_CONV.compute,
-    intrinsics=DOT_CONV.intrinsics,
-    schedule=Int8DotConv,
-)
-ROWS = Variant(
-    "digits_rows",
-    ("gemm",),
-    match_rows,
-    emit_rows,
-    "AArch64: a linear layer over rows of int16 codes as two 8-bit digits on the dot kernel",
-    compute=DOT_CONV.compute,
-    intrinsics=DOT_CONV.intrinsics,
-    schedule=Int8DotConv,
-)
+ABOUT_CONV = "AArch64: a dense conv on int16 codes as two 8-bit digits, two calls of the dot kernel"
+ABOUT_ROWS = "AArch64: a linear layer over rows of int16 codes as two 8-bit digits on the dot kernel"
+CONV = dot_variant("digits_conv", "conv", match_conv, emit_conv, ABOUT_CONV)
+ROWS = dot_variant("digits_rows", "gemm", match_rows, emit_rows, ABOUT_ROWS)

@@ -122,6 +122,30 @@ class DotMatch(Match):
     weight: np.ndarray  # the conv's OIHW weight codes (a linear layer's as a 1 x 1 conv's)
 
 
+def dot_match(layer: Layer, shape: ConvShape, base: DotKernel, weight: np.ndarray, why: str) -> DotMatch:
+    """The match of a conv of `shape` and OIHW `weight` codes on the kernel `base`: its plan, why (+ how the plan
+    runs: `describe`)."""
+    plan = dot_plan(shape, base, weight)
+    why += describe(plan, layer.kernel)
+    return DotMatch(kernel=plan.kernel.name, why=why, shape=shape, plan=plan, weight=weight)
+
+
+# what a variant on the dot-product kernels is made of: compute.py's convs, intrinsics.py's steps, their rule
+DOT_COMPUTE = (
+    compute.conv_primfunc,
+    compute.dot_conv_primfunc,
+    compute.microkernel_primfunc,
+    compute.im2col_primfunc,
+    compute.pack_weights,
+)
+DOT_INTRINSICS = (intrinsics.ensure_registered, intrinsics.partial_sum_intrin, microkernel.tile_intrin)
+
+
+def dot_variant(name: str, kind: str, match, emit, about: str, extra_compute: tuple = ()) -> Variant:
+    """A variant on the dot-product kernels (`dot_call`): their computes, intrinsics and schedule rule."""
+    return Variant(name, (kind,), match, emit, about, (*extra_compute, *DOT_COMPUTE), DOT_INTRINSICS, Int8DotConv)
+
+
 # ---------------------------------------------------------------------------------------------------- dot_conv
 def conv_shape(layer: Layer) -> ConvShape | None:
     """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes: the
@@ -139,15 +163,8 @@ def match_conv(layer: Layer) -> DotMatch | None:
     base = choose.codes_kernel(layer.kernel, layer.dtype)
     if shape is None or base is None:
         return None
-    plan = dot_plan(shape, base, layer.weight)
-    return DotMatch(
-        kernel=plan.kernel.name,
-        why=f"dense {shape.kh} x {shape.kw} / {shape.strides[0]}, {shape.c} -> {shape.co} channels ({layer.dtype})"
-        + describe(plan, layer.kernel),
-        shape=shape,
-        plan=plan,
-        weight=layer.weight,
-    )
+    what = f"dense {shape.kh} x {shape.kw} / {shape.strides[0]}, {shape.c} -> {shape.co} channels ({layer.dtype})"
+    return dot_match(layer, shape, base, layer.weight, what)
 
 
 def conv_call(low, n: QNode, x: _Codes, codes, m: DotMatch) -> list:
@@ -160,22 +177,10 @@ def emit_conv(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     return conv_call(low, n, x, x.expr, m)
 
 
-CONV = Variant(
-    "dot_conv",
-    ("conv",),
-    match_conv,
-    emit_conv,
-    "a dense conv on the target's dot-product kernel (or a twin), im2col for few input channels, ARM micro-kernels",
-    compute=(
-        compute.conv_primfunc,
-        compute.dot_conv_primfunc,
-        compute.microkernel_primfunc,
-        compute.im2col_primfunc,
-        compute.pack_weights,
-    ),
-    intrinsics=(intrinsics.ensure_registered, intrinsics.partial_sum_intrin, microkernel.tile_intrin),
-    schedule=Int8DotConv,
+ABOUT_CONV = (
+    "a dense conv on the target's dot-product kernel (or a twin), im2col for few input channels, ARM micro-kernels"
 )
+CONV = dot_variant("dot_conv", "conv", match_conv, emit_conv, ABOUT_CONV)
 
 
 # ---------------------------------------------------------------------------------------------------- dot_rows
@@ -201,15 +206,8 @@ def match_rows(layer: Layer) -> DotMatch | None:
     if found is None or kernel is None:
         return None
     shape, weight = found
-    plan = dot_plan(shape, kernel, weight)
-    return DotMatch(
-        kernel=plan.kernel.name,
-        why=f"linear over {shape.w} rows, {shape.c} -> {shape.co} ({layer.dtype}): a 1 x 1 conv on one image row"
-        + describe(plan, layer.kernel),
-        shape=shape,
-        plan=plan,
-        weight=weight,
-    )
+    what = f"linear over {shape.w} rows, {shape.c} -> {shape.co} ({layer.dtype}): a 1 x 1 conv on one image row"
+    return dot_match(layer, shape, kernel, weight, what)
 
 
 def on_rows(low, n: QNode, x: _Codes, m: DotMatch, conv: Callable) -> list:
@@ -227,13 +225,5 @@ def emit_rows(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     return on_rows(low, n, x, m, lambda codes: conv_call(low, n, x, codes, m))
 
 
-ROWS = Variant(
-    "dot_rows",
-    ("gemm",),
-    match_rows,
-    emit_rows,
-    "a linear layer over rows (attention's projections, MLPs over tokens) as a 1 x 1 conv on the dot kernel",
-    compute=CONV.compute,
-    intrinsics=CONV.intrinsics,
-    schedule=Int8DotConv,
-)
+ABOUT_ROWS = "a linear layer over rows (attention's projections, MLPs over tokens) as a 1 x 1 conv on the dot kernel"
+ROWS = dot_variant("dot_rows", "gemm", match_rows, emit_rows, ABOUT_ROWS)

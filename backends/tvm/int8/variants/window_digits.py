@@ -19,14 +19,12 @@ from tvm import te, tirx
 
 from tcc.quant.intgraph.qtypes import QNode, window_sums
 
-from ...schedule.int8_rules import Int8DotConv
 from .. import choose
 from ..codes import _Codes
 from ..kernels import ConvShape
 from .affine_map import mapped as affine_mapped
-from .base import Layer, Variant
-from .dot_conv import CONV as DOT_CONV
-from .dot_conv import DotMatch, describe, dot_call, dot_plan
+from .base import Layer
+from .dot_conv import DotMatch, dot_call, dot_match, dot_variant
 
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (`window_digits_primfunc`)
 
@@ -91,15 +89,11 @@ def match(layer: Layer) -> DotMatch | None:
     shape = ConvShape(dims[0], oh, ow, dims[3], int(layer.weight.shape[0]), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
     if choose.supports(shape, choose.narrow_kernel(shape, kernel)) is not None:
         return None
-    plan = dot_plan(shape, kernel, layer.weight)  # the digits are codes of the layer's 8-bit type
-    return DotMatch(
-        kernel=plan.kernel.name,
-        why=f"{kh} x {kw} average pool, then 1 x 1 {shape.c} -> {shape.co}: the window sums as two 8-bit digits, two "
-        "calls of the kernel on the pooled pixels" + describe(plan, kernel),
-        shape=shape,
-        plan=plan,
-        weight=layer.weight,
+    what = (
+        f"{kh} x {kw} average pool, then 1 x 1 {shape.c} -> {shape.co}: the window sums as two 8-bit digits, two "
+        "calls of the kernel on the pooled pixels"
     )
+    return dot_match(layer, shape, kernel, layer.weight, what)  # the digits are codes of the layer's 8-bit type
 
 
 def emit(low, n: QNode, x: _Codes, m: DotMatch) -> list:
@@ -125,13 +119,5 @@ def emit(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     return low.accumulated(n, acc, sums, c_high * area + c_low, in_kernel=True, started=started)
 
 
-VARIANT = Variant(
-    "window_digits",
-    ("pooled_conv",),
-    match,
-    emit,
-    "a pooled conv: the window sums as two 8-bit digits, two calls of the dot kernel on the pooled pixels",
-    compute=(window_digits_primfunc, *DOT_CONV.compute),
-    intrinsics=DOT_CONV.intrinsics,
-    schedule=Int8DotConv,
-)
+ABOUT = "a pooled conv: the window sums as two 8-bit digits, two calls of the dot kernel on the pooled pixels"
+VARIANT = dot_variant("window_digits", "pooled_conv", match, emit, ABOUT, extra_compute=(window_digits_primfunc,))
