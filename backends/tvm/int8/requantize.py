@@ -1,5 +1,5 @@
 """The requantization PrimFuncs of the INT8 Relax lowering (reference.apply_requant: int32 accumulators -> codes,
-channels last) and the parameter rows each takes, one form per target (RelaxLowering.requantize chooses):
+channels last) and the parameter rows each takes, one form per target (which one: requantize_forms.FORMS):
 
 - `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
 - `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
