@@ -27,7 +27,9 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +72,6 @@ class TvmLoaded:
 
 
 def _tvm_missing() -> str | None:
-    from importlib import metadata
 
     try:
         metadata.version("apache-tvm")
@@ -84,33 +85,31 @@ def _tvm_missing() -> str | None:
 
 def converted_ops() -> frozenset[str]:
     """The ONNX ops TVM's Relax ONNX frontend converts."""
-    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map  # deferred for start-up: loads tvm
 
     return frozenset(_get_convert_map()) | {"Constant", "If"}  # the two the frontend handles itself
 
 
-def _spec(target: str) -> tvm_targets.Platform:
+def _platform(target: str) -> tvm_targets.Platform:
     try:
         return tvm_targets.get_platform(target)
     except tvm_targets.UnknownTargetError as e:
         raise BuildError(str(e)) from None
 
 
-def _precision_options(precision: str) -> dict:
-    """compile_module's options that follow the precision, the same for a build and its host twin: every x86
-    module has its dense-block concats in place (only memory moves: INT8 outputs bit-identical); INT8 modules
-    round their float steps exactly (no fast-math) and keep their input transpose; FP32 ones get the other x86
-    rewrites (the first conv reading the NCHW input, exponentials as polynomials, output channels in whole
-    vectors)."""
-    int8 = precision == "int8"
-    return {
-        "ieee": int8,
-        "concat_in_place": True,
-        "nchw_input": not int8,
-        "fast_math": not int8,
-        "whole_vectors": not int8,
-        "channel_scale": not int8,
-    }
+# compile_module's options that follow the precision, the same for a build and its host twin: every x86 module has
+# its dense-block concats in place (only memory moves: INT8 outputs bit-identical); INT8 modules round their float
+# steps exactly (no fast-math) and keep their input transpose; FP32 ones get the other x86 rewrites (the first conv
+# reading the NCHW input, exponentials as polynomials, output channels in whole vectors, 1 x 1 depthwise convs as
+# multiplies)
+PRECISION_OPTIONS = {
+    "int8": tvm_compile.CompileOptions(ieee=True, x86=tvm_compile.X86Passes(concat_in_place=True)),
+    "fp32": tvm_compile.CompileOptions(
+        x86=tvm_compile.X86Passes(
+            concat_in_place=True, nchw_input=True, fast_math=True, whole_vectors=True, channel_scale=True
+        )
+    ),
+}
 
 
 class TvmBackend(Backend):
@@ -148,10 +147,10 @@ class TvmBackend(Backend):
         missing = _tvm_missing()
         if missing:
             raise BuildError(f"target {options.target}: {missing}")
-        spec, own = _spec(options.target), self.own_options(options)
-        if own.tune and spec.is_cross:
+        platform, own = _platform(options.target), self.own_options(options)
+        if own.tune and platform.is_cross:
             raise BuildError(
-                f"--tune is host-only: MetaSchedule measures every candidate schedule, and {spec.name} "
+                f"--tune is host-only: MetaSchedule measures every candidate schedule, and {platform.name} "
                 "code cannot be timed on this machine (qemu timings say nothing about a Cortex core; "
                 "tuning for a board needs an RPC runner on it). Build without --tune, or tune the "
                 "host target."
@@ -198,7 +197,7 @@ class TvmBackend(Backend):
     def emit_here(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         """The emit step in this process."""
         out_dir = Path(out_dir)
-        spec = _spec(options.target)
+        platform = _platform(options.target)
         runtime = self._runtime(options.target)  # before the compile: a missing runtime fails fast
         with phase("import"):
             mod = self._relax_module(model, options)
@@ -208,9 +207,7 @@ class TvmBackend(Backend):
                 mod,
                 options.target,
                 out_dir / ARTIFACT,
-                tune_dir=tune_dir,
-                tune_trials=tune_trials,
-                **_precision_options(options.precision),
+                replace(PRECISION_OPTIONS[options.precision], tune_dir=tune_dir, tune_trials=tune_trials),
             )
         except BuildError:  # ToolchainMissing: names the package to install
             raise
@@ -219,7 +216,7 @@ class TvmBackend(Backend):
         if tune_dir and tune_trials:
             _write_tune_stamp(tune_dir, self.own_options(options).tune)
         with phase("kit"):
-            kit_files = write_kit(out_dir, spec, runtime, _input_shape(mod), options)
+            kit_files = write_kit(out_dir, platform, runtime, _input_shape(mod), options)
         return [ARTIFACT, *kit_files]
 
     def _runtime(self, target: str) -> Path:
@@ -274,10 +271,10 @@ class TvmBackend(Backend):
         except (OSError, ValueError) as e:
             raise BuildError(f"{bundle}: not a TVM bundle ({KIT_INFO}: {e})") from None
         target = info["target"]
-        spec = _spec(target)
-        if spec.qemu and not shutil.which(spec.qemu[0]):
+        platform = _platform(target)
+        if platform.qemu and not shutil.which(platform.qemu[0]):
             raise BuildError(
-                f"{bundle}: a {target} bundle runs here only under `{spec.qemu[0]}` "
+                f"{bundle}: a {target} bundle runs here only under `{platform.qemu[0]}` "
                 "(Debian package qemu-user: apt-get install -y qemu-user)"
             )
         shape = info.get("input_shape") or []
@@ -311,7 +308,7 @@ class TvmBackend(Backend):
                 mod = lower_int8(model, table, expose=tuple(names), batch=1, target="host")
             else:
                 names, mod = _all_outputs_module(model)
-            so = tvm_compile.compile_module(mod, "host", Path(tmp) / ARTIFACT, ieee=int8)
+            so = tvm_compile.compile_module(mod, "host", Path(tmp) / ARTIFACT, tvm_compile.CompileOptions(ieee=int8))
             outs = tvm_run.run_module(so, "host", np.ascontiguousarray(x, np.float32))[0]
         twin = np.asarray(outs[0], np.float32)
         same = np.array_equal(twin, y) if int8 else np.allclose(twin, y, rtol=1e-4, atol=1e-5 * max(1, np.abs(y).max()))
@@ -348,7 +345,7 @@ class TvmBackend(Backend):
                 lower_int8(model, options.table, expose=tuple(names), batch=DEPLOY_BATCH),
                 options.target,
                 Path(tmp) / ARTIFACT,
-                ieee=True,
+                tvm_compile.CompileOptions(ieee=True),
             )
             runs = [
                 tvm_run.run_module(so, options.target, np.ascontiguousarray(x[i : i + 1], np.float32), runner=runner)[0]
@@ -363,15 +360,14 @@ class TvmBackend(Backend):
 
     # ------------------------------------------------------------------ target checks
     def artifact_checks(self, options: EmitOptions, bundle_dir: Path) -> dict:
-        return {
-            "instruction_mix": _mix_summary(instruction_mix(Path(bundle_dir) / ARTIFACT, _spec(options.target).name))
-        }
+        mix = instruction_mix(Path(bundle_dir) / ARTIFACT, _platform(options.target).name)
+        return {"instruction_mix": _mix_summary(mix)}
 
     def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
-        spec, own = _spec(options.target), self.own_options(options)
+        platform, own = _platform(options.target), self.own_options(options)
         bundle = Path(bundle_dir)
         checks: dict = {}
-        if spec.is_cross and own.host_twin:
+        if platform.is_cross and own.host_twin:
             # The same model compiled for the host, run natively, against the ARM module run by the kit's own
             # runner under qemu: tells ARM codegen / runtime problems apart from the model's own error. On request
             # (--host-twin): the self-check already runs the ARM module under qemu against PyTorch (INT8: against
@@ -381,7 +377,7 @@ class TvmBackend(Backend):
                 host_so = Path(tmp) / ARTIFACT
                 host_opts = EmitOptions("host", options.precision, options.opset, options.table)
                 tvm_compile.compile_module(
-                    self._relax_module(model, host_opts), "host", host_so, **_precision_options(options.precision)
+                    self._relax_module(model, host_opts), "host", host_so, PRECISION_OPTIONS[options.precision]
                 )
                 with phase("run"):
                     host = _run_batched(host_so, "host", x, self.load(bundle).batch)
@@ -399,8 +395,8 @@ class TvmBackend(Backend):
                 passed = a.shape == h.shape and bool(np.all(d <= tol["atol"] + tol["rtol"] * np.abs(h)))
                 required = f"|arm - host| <= {tol['atol']} + {tol['rtol']} * |host|"
             checks["arm_vs_host"] = {
-                "description": f"{spec.name} module run by kit/bin/tcc-run under `{' '.join(spec.qemu or ())}` vs "
-                "the same model compiled for the host, on the self-check inputs",
+                "description": f"{platform.name} module run by kit/bin/tcc-run under "
+                f"`{' '.join(platform.qemu or ())}` vs the same model compiled for the host, on the self-check inputs",
                 "max_abs": stable_float(float(d.max()) if d.size else 0.0),
                 "bit_exact": bool(np.array_equal(got, host)),
                 "required": required,
@@ -408,27 +404,27 @@ class TvmBackend(Backend):
             }
             if not passed:
                 raise SelfCheckError(
-                    f"target check failed: the {spec.name} module under qemu differs from the host "
+                    f"target check failed: the {platform.name} module under qemu differs from the host "
                     f"build by max abs {float(d.max()):.3g} (required: {required}); "
                     "no bundle was written"
                 )
-        if spec.is_cross and own.count_instructions:
+        if platform.is_cross and own.count_instructions:
             with phase("instruction-count"):
                 checks["instructions_per_inference"] = per_inference(
-                    bundle / ARTIFACT, spec.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run"
+                    bundle / ARTIFACT, platform.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run"
                 )
         if options.precision == "fp32":
-            checks["vs_onnxruntime"] = _vs_ort(model, x, got, spec.name)
+            checks["vs_onnxruntime"] = _vs_ort(model, x, got, platform.name)
         return checks
 
     def runtime_info(self, options: EmitOptions) -> dict:
-        spec = _spec(options.target)
+        platform = _platform(options.target)
         run = "./bin/tcc-run ../model.so input.bin output.bin"
         info = {
             "runtime": f"TVM {rt.tvm_versions()[0]} Relax VM (kit/bin/tcc-run, kit/lib)",
             "artifact": ARTIFACT,
-            "target": spec.name,
-            "tvm_target": dict(tvm_compile.resolve_tvm_target(spec.name)),
+            "target": platform.name,
+            "tvm_target": dict(tvm_compile.resolve_tvm_target(platform.name)),
             "batch": DEPLOY_BATCH,
             "kit": f"{KIT}/",
             "readme_run": [
@@ -439,7 +435,7 @@ class TvmBackend(Backend):
                 "```",
                 "",
                 "Here: `tcc predict --artifact THIS_DIR --image picture.png --json`"
-                + (f" (runs under `{spec.qemu[0]}`)" if spec.qemu else "")
+                + (f" (runs under `{platform.qemu[0]}`)" if platform.qemu else "")
                 + ".",
             ],
         }
@@ -483,7 +479,7 @@ def _input_shape(mod) -> list:
 
 def _all_outputs_module(model):
     """(names, Relax module) of the FP32 ONNX `model` at batch 1 with every node output also a graph output."""
-    import onnx
+    import onnx  # deferred for start-up: loads onnx
 
     m = onnx.shape_inference.infer_shapes(model)
     out = m.graph.output[0].name
@@ -502,7 +498,6 @@ def _run_batched(so: Path, target: str, x: np.ndarray, batch: int | None, runner
     parts = [x] if batch is None or batch == len(x) else [x[i : i + batch] for i in range(0, len(x), batch)]
     # one runner process per chunk (each qemu start costs ~0.1 s, small against the model), as many at once as
     # there are cores: under qemu one DDSNet inference takes seconds
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(parts), os.cpu_count() or 1))) as pool:
         outs = list(pool.map(lambda p: tvm_run.run_module(so, target, p, runner=runner)[0][0], parts))
@@ -519,13 +514,13 @@ def _mix_summary(mix: dict) -> dict:
         "simd_kind": {"armv7": "NEON", "aarch64": "AdvSIMD (NEON)", "x86_64": "SSE/AVX"}[mix["arch"]],
         "top_simd": dict(list(mix["simd_by_mnemonic"].items())[:8]),
     }
-    if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/amx.py: a stem on them)
+    if mix.get("amx_by_mnemonic"):  # x86 AMX tiles (int8/variants/amx_stem.py: a stem on them)
         summary["amx"] = mix["amx_by_mnemonic"]
     return summary
 
 
 def _vs_ort(model, x, got, target) -> dict:
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred for start-up: loads onnxruntime
 
     so = ort.SessionOptions()
     so.log_severity_level = 3

@@ -42,10 +42,10 @@ def compile_and_export(
 ) -> Path:
     """`tvm.compile(mod, target, relax_pipeline=pipeline)` followed by `export_library(out_path, fcompile=...)`,
     with the kernels' LLVM build and object emission spread over `workers` threads (default: the CPU count)."""
-    import tvm
-    from tvm import relax
-    from tvm.relax import vm_build
-    from tvm.support import cc
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax import vm_build  # deferred for start-up: loads tvm
+    from tvm.support import cc  # deferred for start-up: loads tvm
 
     from .int8 import tir_pipeline  # deferred for start-up: loads tvm
 
@@ -61,7 +61,7 @@ def compile_and_export(
     if tir is None:
         raise BuildError("TVM: the model has no kernels to compile")
     funcs = {g.name_hint: tir[g] for g in tir.get_global_vars()}
-    # a kernel's printed size is a fair guess of its LLVM time (correlation 0.65 on DDSNet; 40 ms to print them)
+    # a kernel's printed size is a fair guess of its LLVM time, and cheap to get (docs/notes/build-time.md)
     scripts = {name: f.script() for name, f in funcs.items()}
     groups = partition({name: len(s) for name, s in scripts.items()})
     pipelines = [tir_pipeline.for_kernels(target, (scripts[n] for n in g)) for g in groups]

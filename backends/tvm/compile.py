@@ -11,81 +11,110 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...targets import get_platform as get_target
+from ...targets import get_platform
 from . import codegen as tvm_codegen
 from . import tune as tvm_tune
+from .isa import resolve_tvm_target
 from .runtime import require_tools
 
 
-def _relax_pipeline(  # noqa: PLR0913
-    target: Any,
-    fuse: bool,
-    dlight: bool,
-    tune_dir: str | None = None,
-    tune_trials: int = 0,
-    schedule: bool = True,
-    concat_in_place: bool = False,
-    nchw_input: bool = False,
-    fast_math: bool = False,
-    whole_vectors: bool = False,
-    channel_scale: bool = False,
-):
-    """Relax lowering for CPU: cpu_generic (fusion + constant folding) with ``schedule``: the graph in NHWC and
-    tcc's default CPU schedules (backends/tvm/schedule/) on the fused TIR; optionally dlight's own CPU rules,
-    and MetaSchedule: with ``tune_dir`` the fused TIR functions are tuned (``tune_trials`` > 0, records appended
-    to the JSON database in ``tune_dir``) and/or the best records of that database are applied.
-    Nothing set: tvm.compile's default (unfused, unscheduled)."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
+@dataclass(frozen=True)
+class X86Passes:
+    """tcc's graph rewrites of x86 modules, each on or off (ARM modules take none of them: their instruction counts
+    stay the references); backend.py's PRECISION_OPTIONS chooses them per precision."""
+
+    concat_in_place: bool = False  # a dense block's concats written in place (passes/concat.py; fused TIR)
+    nchw_input: bool = False  # the first conv reads the NCHW input itself (passes/nchw_input.py)
+    fast_math: bool = False  # exp, sigmoid, softmax, tanh, erf as vectorizing polynomials (passes/fast_math.py)
+    whole_vectors: bool = False  # output channels no zmm divides computed rounded up (passes/channel_pad.py)
+    channel_scale: bool = False  # 1 x 1 depthwise convs as multiplies, into average pools (passes/channel_scale.py)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How compile_module lowers and compiles a Relax module. fuse: cpu_generic's pipeline (FuseOps / FuseTIR /
+    FoldConstant) instead of tvm.compile's unfused default; schedule: the graph in NHWC and tcc's CPU schedules
+    (backends/tvm/schedule/; DDSNet 217 ms -> 7.9 ms on one core); dlight: dlight's own CPU rules (GEMV,
+    Reduction) too -- off by default: on a conv + GAP + gemm net they made the host code 4x slower (0.09 ms vs
+    0.02 ms), they target LLM-style GEMV; tune_dir / tune_trials: MetaSchedule, the fused TIR functions tuned
+    (tune_trials > 0, records appended to the JSON database in tune_dir) and / or that database's best records
+    applied (tuning measures candidates on this machine: the host target); ieee: the target's fast-math dropped
+    (INT8 modules: their float steps -- quantizing the input, dequantizing the output -- must round exactly like
+    the reference; fast-math turns x / s into x * (1 / s), which moves codes at ties); x86: the x86 rewrites.
+    Nothing set (no fuse, dlight, tuning or schedule): tvm.compile's default, unfused and unscheduled."""
+
+    fuse: bool = True
+    dlight: bool = False
+    schedule: bool = True
+    tune_dir: str | None = None
+    tune_trials: int = 0
+    ieee: bool = False
+    x86: X86Passes = X86Passes()
+
+
+def _x86_graph_rewrites(target: Any, x86: X86Passes) -> list:
+    """The x86 rewrites of the Relax graph that `x86` turns on, in their order (before legalization)."""
+    from .passes.channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
+    from .passes.channel_scale import (  # deferred for start-up: loads tvm, tvm_ffi
+        affine_into_avg_pool,
+        depthwise_1x1_to_multiply,
+    )
+    from .passes.fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
+    from .passes.nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
+
+    rewrites = (
+        (x86.whole_vectors, lambda: [conv_channels_to_whole_vectors(target)]),
+        (x86.channel_scale, lambda: [depthwise_1x1_to_multiply(), affine_into_avg_pool()]),
+        (x86.nchw_input, lambda: [conv_reads_nchw_input(target)]),
+        (x86.fast_math, fast_math_passes),
+    )
+    return [p for on, make in rewrites if on for p in make()]
+
+
+def _relax_pipeline(target: Any, options: CompileOptions):
+    """Relax lowering for CPU (see CompileOptions): cpu_generic (fusion + constant folding) with the schedule: the
+    graph in NHWC, the x86 rewrites asked for, and tcc's default CPU schedules (backends/tvm/schedule/) on the fused
+    TIR; optionally dlight's own CPU rules and MetaSchedule."""
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # deferred for start-up: loads tvm
 
     from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
-    from .schedule.loops import is_x86
+    from .schedule.loops import is_x86  # deferred for start-up: loads tvm
 
-    if not fuse and not dlight and not tune_dir and not schedule:
+    o = options
+    if not o.fuse and not o.dlight and not o.tune_dir and not o.schedule:
         return "default"
-    passes: list[Any] = [*tvm_schedule.layout_passes(), fold_numpy_constants()] if schedule else []
-    if schedule and whole_vectors and is_x86(target):  # ARM's instruction counts stay
-        from .passes.channel_pad import conv_channels_to_whole_vectors  # deferred for start-up: loads tvm, tvm_ffi
-
-        passes.append(conv_channels_to_whole_vectors(target))
-    if schedule and channel_scale and is_x86(target):  # ARM's instruction counts stay
-        from .passes.channel_scale import affine_into_avg_pool, depthwise_1x1_to_multiply  # deferred: loads tvm
-
-        passes += [depthwise_1x1_to_multiply(), affine_into_avg_pool()]
-    if schedule and nchw_input and is_x86(target):  # ARM's instruction counts stay
-        from .passes.nchw_input import conv_reads_nchw_input  # deferred for start-up: loads tvm, tvm_ffi
-
-        passes.append(conv_reads_nchw_input(target))
-    if schedule and fast_math and is_x86(target):  # ARM's instruction counts stay
-        from .passes.fast_math import fast_math_passes  # deferred for start-up: loads tvm, tvm_ffi
-
-        passes += fast_math_passes()
+    passes: list[Any] = [*tvm_schedule.layout_passes(), fold_numpy_constants()] if o.schedule else []
+    x86 = o.schedule and is_x86(target)  # ARM's instruction counts stay
+    if x86:
+        passes += _x86_graph_rewrites(target, o.x86)
     passes += list(cpu_generic.library_dispatch_passes(target))
-    if fuse:  # cpu_generic's legalization, with PrimFuncs that declare their fusion pattern keeping it
+    if o.fuse:  # cpu_generic's legalization, with PrimFuncs that declare their fusion pattern keeping it
         legalize = list(cpu_generic.legalize_passes(target))
         at = next(i for i, p in enumerate(legalize) if p.info.name == "AnnotateTIROpPattern") + 1
         passes += legalize[:at] + [_declared_op_patterns()] + legalize[at:]
-        if concat_in_place and schedule and is_x86(target):  # ARM's instruction counts stay
-            from .passes.concat import concat_in_place as in_place  # deferred for start-up: loads tvm, tvm_ffi
+        if x86 and o.x86.concat_in_place:
+            from .passes.concat import concat_in_place  # deferred for start-up: loads tvm, tvm_ffi
 
-            passes.append(in_place())
+            passes.append(concat_in_place())
     else:
         passes.append(relax.transform.LegalizeOps())
-    if tune_dir:
-        if tune_trials > 0:
-            passes.append(tvm_tune._meta_schedule_tune(target, tune_dir, tune_trials))
+    if o.tune_dir:
+        if o.tune_trials > 0:
+            passes.append(tvm_tune._meta_schedule_tune(target, o.tune_dir, o.tune_trials))
         with target:  # the pass reads the target when it is constructed
-            passes.append(relax.transform.MetaScheduleApplyDatabase(tune_dir))
-    if schedule:  # after MetaSchedule: what it tuned is marked scheduled and left alone
+            passes.append(relax.transform.MetaScheduleApplyDatabase(o.tune_dir))
+    if o.schedule:  # after MetaSchedule: what it tuned is marked scheduled and left alone
         passes.append(tvm_schedule.default_schedule_pass())
-    if dlight:
-        from tvm.s_tir import dlight as dl
+    if o.dlight:
+        from tvm.s_tir import dlight as dl  # deferred for start-up: loads tvm
 
         passes.append(dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction()))
     passes += list(cpu_generic.dataflow_lower_passes(target)) + list(cpu_generic.finalize_passes(target))
@@ -109,9 +138,9 @@ def fold_numpy_constants():
     numpy computes. Why: Relax's FoldConstant compiles and runs one kernel per folded call (about 75 ms each with
     LLVM): DDSNet's 80 weight transposes and 40 bias reshapes took 8.6 of its 17 s of compile, FastNet's 128 Clip
     guards 10 s. FoldConstant still runs after it, for anything else."""
-    import tvm
-    from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred for start-up: loads tvm
 
     @mutator
     class Fold(PyExprMutator):
@@ -140,7 +169,7 @@ def fold_numpy_constants():
 def _declared_op_patterns():
     """A module pass: PrimFuncs carrying "tcc.op_pattern" get that as their "op_pattern" (which FuseOps reads),
     overriding AnnotateTIROpPattern's guess (see int8.requantize.requantize_primfunc)."""
-    import tvm
+    import tvm  # deferred for start-up: loads tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccDeclaredOpPatterns")
     def apply(mod, _ctx):
@@ -153,21 +182,10 @@ def _declared_op_patterns():
     return apply
 
 
-def resolve_tvm_target(target_name: str) -> dict[str, Any]:
-    """The registry's TVM target dict, with ``"mcpu": "native"`` replaced by this machine's CPU
-    name (LLVM refuses "native" next to an explicit mtriple)."""
-    d = get_target(target_name).tvm_target_dict()
-    if d.get("mcpu") == "native":
-        import tvm  # only here: an ARM build's own process need not import TVM (tvm_worker)
-
-        d["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
-    return d
-
-
 def import_onnx(onnx_model: Any, shape_dict: dict[str, list[int]] | None = None) -> Any:
     """ONNX (ModelProto or path) -> Relax IRModule with the weights as constants."""
-    import onnx
-    from tvm.relax.frontend.onnx import from_onnx
+    import onnx  # deferred for start-up: loads onnx
+    from tvm.relax.frontend.onnx import from_onnx  # deferred for start-up: loads tvm
 
     model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
     return relax_clips(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False))
@@ -178,9 +196,9 @@ def relax_clips(mod: Any) -> Any:
     as the Relax ops R.maximum / R.minimum: the same values. Why: Relax's ConvertLayout cannot move a call_tir to
     NHWC, so every ReLU6 of FastNet / MobileNetV2 was wrapped in two transposes. (Rewriting the ONNX Clip as
     Max / Min instead does not work: the frontend turns those into broadcast + stack + reduce.)"""
-    import tvm
-    from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
+    import tvm  # deferred for start-up: loads tvm
+    from tvm import relax  # deferred for start-up: loads tvm
+    from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred for start-up: loads tvm
 
     call_tir = tvm.ir.Op.get("relax.call_tir")
     ops = {"maximum": (relax.op.maximum, "T.max("), "minimum": (relax.op.minimum, "T.min(")}
@@ -212,109 +230,52 @@ def relax_clips(mod: Any) -> Any:
 
 def _physical_cores() -> int:
     try:
-        import psutil
+        import psutil  # optional: psutil may be missing
 
         return psutil.cpu_count(logical=False) or os.cpu_count() or 1
     except ImportError:
         return os.cpu_count() or 1
 
 
-def compile_module(  # noqa: PLR0913
-    mod: Any,
-    target_name: str,
-    out_path: str | os.PathLike | None = None,
-    *,
-    fuse: bool = True,
-    dlight: bool = False,
-    tune_dir: str | os.PathLike | None = None,
-    tune_trials: int = 0,
-    schedule: bool = True,
-    ieee: bool = False,
-    concat_in_place: bool = False,
-    nchw_input: bool = False,
-    fast_math: bool = False,
-    whole_vectors: bool = False,
-    channel_scale: bool = False,
+def compile_module(
+    mod: Any, target_name: str, out_path: str | os.PathLike | None = None, options: CompileOptions = CompileOptions()
 ) -> Path:
     """Compile a Relax IRModule (``main``) for a target and export it as a shared library linked
     by the target's (cross) C++ compiler; returns the .so path. The kernels' LLVM code is generated on all
     cores (tcc.backends.tvm.codegen): phases "compile" (Relax), "codegen" (LLVM, objects), "link".
-    See compile_onnx for the options;
-    ``ieee``: drop the target's fast-math (INT8 modules: their float steps -- quantizing the input,
-    dequantizing the output -- must round exactly like the reference; fast-math turns x / s into
-    x * (1 / s), which moves codes at ties); ``concat_in_place``: see _relax_pipeline (FP32 modules: INT8 ones
-    keep their concat kernels); ``nchw_input``: the first conv reads the NCHW input itself (x86 FP32 modules:
-    backends/tvm/passes/nchw_input.py); ``fast_math``: exp, sigmoid, softmax, tanh and erf as vectorizing polynomials
-    (x86 FP32 modules: backends/tvm/passes/fast_math.py); ``whole_vectors``: convs whose output channels no zmm divides
-    compute them rounded up and slice (AVX-512 FP32 modules: backends/tvm/passes/channel_pad.py)."""
-    import tvm
-    from tvm.support import cc
+    `options`: CompileOptions."""
+    import tvm  # deferred for start-up: loads tvm
+    from tvm.support import cc  # deferred for start-up: loads tvm
 
-    spec = get_target(target_name)
+    platform = get_platform(target_name)
     require_tools(target_name, build=False, run=False)
     target_dict = resolve_tvm_target(target_name)
-    if ieee:
+    if options.ieee:
         target_dict.pop("fast-math", None)
-    if tune_dir:  # MetaSchedule sizes its parallel schedules by the threads the candidates are timed with
-        Path(tune_dir).mkdir(parents=True, exist_ok=True)
+    if options.tune_dir:  # MetaSchedule sizes its parallel schedules by the threads the candidates are timed with
+        Path(options.tune_dir).mkdir(parents=True, exist_ok=True)
         threads = os.environ.get("TVM_NUM_THREADS", "")
         target_dict["num-cores"] = int(threads) if threads.isdigit() and int(threads) > 0 else _physical_cores()
     target = tvm.target.Target(target_dict)
-    pipeline = _relax_pipeline(
-        target,
-        fuse,
-        dlight,
-        str(tune_dir) if tune_dir else None,
-        tune_trials,
-        schedule,
-        concat_in_place,
-        nchw_input,
-        fast_math,
-        whole_vectors,
-        channel_scale,
-    )
+    pipeline = _relax_pipeline(target, options)
     if out_path is None:
-        out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{spec.name}-"))
-        out_path = out_dir / f"model-{spec.name}.so"
+        out_dir = Path(tempfile.mkdtemp(prefix=f"tcc-{platform.name}-"))
+        out_path = out_dir / f"model-{platform.name}.so"
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fcompile = cc.cross_compiler(spec.cxx) if spec.is_cross else None
+    fcompile = cc.cross_compiler(platform.cxx) if platform.is_cross else None
     tvm_codegen.compile_and_export(mod, target, pipeline, out_path, fcompile)
     return out_path
 
 
-def compile_onnx(  # noqa: PLR0913
+def compile_onnx(
     onnx_model: Any,
     target_name: str,
     out_path: str | os.PathLike | None = None,
-    *,
-    fuse: bool = True,
-    dlight: bool = False,
     shape_dict: dict[str, list[int]] | None = None,
-    tune_dir: str | os.PathLike | None = None,
-    tune_trials: int = 0,
-    schedule: bool = True,
+    options: CompileOptions = CompileOptions(),
 ) -> Path:
-    """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so.
-
-    Relax ONNX frontend -> compiled as tvm.compile would (target dict from the registry; kernels on all
-    cores) -> one shared library linked by the target's (cross) C++ compiler.  ``fuse``: cpu_generic
-    pipeline (FuseOps/FuseTIR/FoldConstant) instead of tvm.compile's unfused default; ``schedule``: NHWC layout
-    and tcc's CPU schedules (backends/tvm/schedule/; DDSNet 217 ms -> 7.9 ms on one core);
-    ``dlight``: add dlight's CPU rules (GEMV, Reduction) -- off by default: on a conv+GAP+gemm
-    net they made the host code 4x slower (0.09 ms vs 0.02 ms), they target LLM-style GEMV.
-    ``tune_dir``/``tune_trials``: MetaSchedule (see _relax_pipeline); tuning measures candidates
-    on this machine, so it is meant for the host target.
-    """
+    """Compile an ONNX model (ModelProto or path) FP32 for a target; returns the exported .so: the Relax ONNX
+    frontend (`shape_dict`: its input shapes), then compile_module with `options` (CompileOptions)."""
     require_tools(target_name, build=False, run=False)
-    mod = import_onnx(onnx_model, shape_dict)
-    return compile_module(
-        mod,
-        target_name,
-        out_path,
-        fuse=fuse,
-        dlight=dlight,
-        tune_dir=tune_dir,
-        tune_trials=tune_trials,
-        schedule=schedule,
-    )
+    return compile_module(import_onnx(onnx_model, shape_dict), target_name, out_path, options)

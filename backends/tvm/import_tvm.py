@@ -21,5 +21,5 @@ def import_tvm_first() -> None:
     if "tvm" in sys.modules or "torch" in sys.modules:
         return
     with hidden("torch"):
-        import tvm
+        import tvm  # deferred: this function is what imports TVM, in its order
         import tvm.relax.frontend.onnx  # noqa: F401

@@ -1,10 +1,14 @@
-"""What a TVM target's CPU offers: ISA features from LLVM, and the float32 SIMD shape (lanes, vector registers) that
-the schedules tile for. TVM is imported when a target is asked about, not when this module loads: the INT8 kernels'
-table (int8/kernels.py) is read before the build's worker has imported TVM."""
+"""A registry target as TVM sees it (`resolve_tvm_target`, `tvm_target`) and what its CPU offers: ISA features from
+LLVM, and the float32 SIMD shape (lanes, vector registers) that the schedules tile for. TVM is imported when a
+target is asked about, not when this module loads: the INT8 kernels' table (int8/kernels.py) is read before the
+build's worker has imported TVM."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from ...targets import get_platform
 
 ACCUMULATOR_RESERVE = 4  # vector registers kept for the weight vectors and the broadcast input of a step
 
@@ -19,6 +23,24 @@ class Simd:
     @property
     def accumulators(self) -> int:
         return self.registers - ACCUMULATOR_RESERVE
+
+
+def resolve_tvm_target(target_name: str) -> dict[str, Any]:
+    """The registry's TVM target dict, with ``"mcpu": "native"`` replaced by this machine's CPU
+    name (LLVM refuses "native" next to an explicit mtriple)."""
+    d = get_platform(target_name).tvm_target_dict()
+    if d.get("mcpu") == "native":
+        import tvm  # deferred: an ARM build's own process need not import TVM (tvm_worker)
+
+        d["mcpu"] = str(tvm.target.codegen.llvm_get_system_cpu())
+    return d
+
+
+def tvm_target(target_name: str):
+    """The tvm.target.Target of a registry target (`resolve_tvm_target`)."""
+    import tvm  # deferred: see the module's docstring
+
+    return tvm.target.Target(resolve_tvm_target(target_name))
 
 
 def target_has(target, feature: str) -> bool:

@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ...targets import Platform
 from ..base import EmitOptions
 from . import runtime as rt
 
@@ -17,7 +18,7 @@ KIT = "kit"
 KIT_INFO = "kit/kit.json"
 
 
-def write_kit(out_dir: Path, spec, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
+def write_kit(out_dir: Path, platform: Platform, runtime: Path, input_shape, options: EmitOptions) -> list[str]:
     kit = out_dir / KIT
     (kit / "bin").mkdir(parents=True)
     (kit / "lib").mkdir()
@@ -29,16 +30,16 @@ def write_kit(out_dir: Path, spec, runtime: Path, input_shape, options: EmitOpti
             shutil.copy2(lib, kit / "lib" / lib.name)
             files.append(f"{KIT}/lib/{lib.name}")
     info = {
-        "target": spec.name,
-        "arch": spec.arch,
+        "target": platform.name,
+        "arch": platform.arch,
         "precision": options.precision,
         "tvm_version": rt.tvm_versions()[0],
         "module": f"../{ARTIFACT}",
         "input_shape": input_shape,
-        "qemu": list(spec.qemu) if spec.qemu else None,
+        "qemu": list(platform.qemu) if platform.qemu else None,
     }
     (out_dir / KIT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    (kit / "README.md").write_text(_kit_readme(spec, input_shape, options.precision))
+    (kit / "README.md").write_text(_kit_readme(platform, input_shape, options.precision))
     run_sh = kit / "run.sh"
     run_sh.write_text(_RUN_SH)
     run_sh.chmod(0o755)
@@ -56,14 +57,14 @@ exec "$KIT/bin/tcc-run" "$@" "$KIT/../model.so" "$IN" "$OUT"
 """
 
 
-def _kit_readme(spec, input_shape, precision: str) -> str:
+def _kit_readme(platform: Platform, input_shape, precision: str) -> str:
     shape = "x".join(str(d) for d in input_shape)
-    qemu = " ".join(spec.qemu) if spec.qemu else None
+    qemu = " ".join(platform.qemu) if platform.qemu else None
     lines = [
-        f"# Deployment kit: {spec.name} ({spec.description}), {precision}",
+        f"# Deployment kit: {platform.name} ({platform.description}), {precision}",
         "",
         "This folder runs `../model.so` without Python: `bin/tcc-run` (the runner) and `lib/` (the TVM runtime"
-        + (", libstdc++ and libgcc_s" if spec.is_cross else "")
+        + (", libstdc++ and libgcc_s" if platform.is_cross else "")
         + "; found through the runner's RUNPATH "
         "`$ORIGIN/../lib`, no LD_LIBRARY_PATH needed).",
         "",
@@ -79,10 +80,10 @@ def _kit_readme(spec, input_shape, precision: str) -> str:
         "input without header, `--raw-output`. Exit status 0 ok, 1 runtime error, 2 bad command line or input.",
         "",
     ]
-    if spec.is_cross:
+    if platform.is_cross:
         lines += [
             "Board requirements: Linux with glibc >= 2.34"
-            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if spec.arch == "armv7" else ", ARMv8-A (64-bit)")
+            + (", a VFPv4 + NEON core (Cortex-A7 and up)" if platform.arch == "armv7" else ", ARMv8-A (64-bit)")
             + ".",
             "",
             "On this x86_64 machine the same kit runs under qemu-user:",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...targets import get_platform as get_target
+from ...targets import get_platform
 from .runtime import RunError, runner_command
 from .tensor_file import read_tensor_file, write_tensor_file
 
@@ -38,12 +38,12 @@ def run_module(
     ``runner``: a tcc-run to use instead of the cache's (a bundle's kit/bin/tcc-run).
     Returns (outputs, median latency in ms if repeat > 0).  threads=None: runtime default.
     """
-    import numpy as np
+    import numpy as np  # deferred for start-up: loads numpy
 
     if runner is None:
         cmd_prefix = runner_command(target_name)
     else:
-        cmd_prefix = [*(get_target(target_name).qemu or ()), str(runner)]
+        cmd_prefix = [*(get_platform(target_name).qemu or ()), str(runner)]
     arrays = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     with tempfile.TemporaryDirectory(prefix="tcc-run-") as tmp:
         in_paths = []

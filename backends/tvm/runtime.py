@@ -33,9 +33,11 @@ Command line (used by tools/setup_arm.sh):
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -46,6 +48,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +57,7 @@ from tcc.errors import BuildError, TccError
 # Run as `python -m tcc.backends.tvm.runtime`, never as a script: a script's folder (backends/tvm/, named like the real
 # one)
 # would come first on sys.path and shadow the real `tvm` package.
-from ...targets import Platform as TargetSpec
-from ...targets import get_platform as get_target
-from ...targets import known_platforms as known_targets
+from ...targets import Platform, get_platform, known_platforms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)
@@ -91,7 +92,6 @@ class RunError(TccError):
 
 def tvm_versions() -> tuple[str, str]:
     """(apache-tvm, apache-tvm-ffi) versions installed in this environment."""
-    from importlib import metadata
 
     try:
         return metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi")
@@ -112,13 +112,12 @@ def cache_root() -> Path:
 
 def runtime_dir(target_name: str) -> Path:
     """Cache folder of the target's runtime (whether or not it is built yet)."""
-    spec = get_target(target_name)
-    return cache_root() / spec.runtime_cache_key(tvm_versions()[0])
+    platform = get_platform(target_name)
+    return cache_root() / platform.runtime_cache_key(tvm_versions()[0])
 
 
 def _site_dirs() -> tuple[Path, Path]:
     """site-packages/tvm and site-packages/tvm_ffi (located without importing tvm)."""
-    import importlib.util
 
     out = []
     for mod in ("tvm", "tvm_ffi"):
@@ -157,13 +156,13 @@ def _cmake() -> str | None:
 
 def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> list[tuple[str, str]]:
     """[(command, how to get it)] that the target still needs on this machine."""
-    spec = get_target(target_name)
+    platform = get_platform(target_name)
     missing: list[tuple[str, str]] = []
-    pkg = spec.apt_packages[0]
-    if not _which(spec.cxx):
-        missing.append((spec.cxx, f"Debian package {pkg} (apt-get install -y {pkg})"))
-    if run and spec.qemu and not _which(spec.qemu[0]):
-        missing.append((spec.qemu[0], "Debian package qemu-user (apt-get install -y qemu-user)"))
+    pkg = platform.apt_packages[0]
+    if not _which(platform.cxx):
+        missing.append((platform.cxx, f"Debian package {pkg} (apt-get install -y {pkg})"))
+    if run and platform.qemu and not _which(platform.qemu[0]):
+        missing.append((platform.qemu[0], "Debian package qemu-user (apt-get install -y qemu-user)"))
     if build and _cmake() is None:
         missing.append((f"cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]}", "pip install cmake ninja"))
     return missing
@@ -173,9 +172,9 @@ def missing_apt_packages(target_names: Iterable[str]) -> list[str]:
     """Debian packages to install so the targets' compiler and emulator commands exist."""
     pkgs: list[str] = []
     for name in target_names:
-        spec = get_target(name)
-        cmds = [spec.cxx] + ([spec.qemu[0]] if spec.qemu else [])
-        for cmd, pkg in zip(cmds, (spec.apt_packages[0], "qemu-user")):
+        platform = get_platform(name)
+        cmds = [platform.cxx] + ([platform.qemu[0]] if platform.qemu else [])
+        for cmd, pkg in zip(cmds, (platform.apt_packages[0], "qemu-user")):
             if not _which(cmd) and pkg not in pkgs:
                 pkgs.append(pkg)
     return pkgs
@@ -201,25 +200,25 @@ def _hash_files(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _recipe_hashes(spec: TargetSpec) -> dict[str, str]:
+def _recipe_hashes(platform: Platform) -> dict[str, str]:
     common = [RUNTIME_SRC / "CMakeLists.txt"]
-    if spec.cmake_toolchain:
-        common.append(RUNTIME_SRC / "toolchains" / spec.cmake_toolchain)
+    if platform.cmake_toolchain:
+        common.append(RUNTIME_SRC / "toolchains" / platform.cmake_toolchain)
     lib_files: list[Path] = []  # wheel libraries depend on the versions only
-    if spec.runtime == "source":
+    if platform.runtime == "source":
         lib_files = common + [p for p in (RUNTIME_SRC / "support").rglob("*") if p.is_file()]
     runner_files = common + [RUNTIME_SRC / "runner" / "tcc_run.cc"]
     return {"libs": _hash_files(lib_files), "runner": _hash_files(runner_files)}
 
 
-def _expected_stamp(spec: TargetSpec) -> dict[str, Any]:
+def _expected_stamp(platform: Platform) -> dict[str, Any]:
     tvm_v, ffi_v = tvm_versions()
     return {
         "tvm_version": tvm_v,
         "tvm_ffi_version": ffi_v,
-        "arch": spec.arch,
-        "runtime_source": spec.runtime,
-        "recipe": _recipe_hashes(spec),
+        "arch": platform.arch,
+        "runtime_source": platform.runtime,
+        "recipe": _recipe_hashes(platform),
     }
 
 
@@ -231,13 +230,13 @@ def read_stamp(target_name: str) -> dict[str, Any] | None:
         return None
 
 
-def _cache_state(spec: TargetSpec, d: Path) -> str:
+def _cache_state(platform: Platform, d: Path) -> str:
     """'ok', 'runner' (only the runner is stale), or 'stale'."""
     try:
         stamp = json.loads((d / "stamp.json").read_text())
     except (OSError, ValueError):
         return "stale"
-    want = _expected_stamp(spec)
+    want = _expected_stamp(platform)
     libs_ok = all((d / "lib" / f).is_file() for f in ("libtvm_ffi.so", "libtvm_runtime.so"))
     same = all(stamp.get(k) == want[k] for k in ("tvm_version", "tvm_ffi_version", "arch", "runtime_source"))
     if not (libs_ok and same and stamp.get("recipe", {}).get("libs") == want["recipe"]["libs"]):
@@ -266,7 +265,7 @@ def _run_logged(
         )
 
 
-def _cmake_configure_args(spec: TargetSpec, build_dir: Path, mode: str, lib_dir: Path | None) -> list[str]:
+def _cmake_configure_args(platform: Platform, build_dir: Path, mode: str, lib_dir: Path | None) -> list[str]:
     tvm_dir, ffi_dir = _site_dirs()
     cmake = _cmake()
     if cmake is None:
@@ -288,24 +287,24 @@ def _cmake_configure_args(spec: TargetSpec, build_dir: Path, mode: str, lib_dir:
     ninja = _which("ninja")
     if ninja:
         args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
-    if spec.cmake_toolchain:
-        args.append(f"-DCMAKE_TOOLCHAIN_FILE={RUNTIME_SRC / 'toolchains' / spec.cmake_toolchain}")
+    if platform.cmake_toolchain:
+        args.append(f"-DCMAKE_TOOLCHAIN_FILE={RUNTIME_SRC / 'toolchains' / platform.cmake_toolchain}")
     if lib_dir is not None:
         args.append(f"-DTCC_PREBUILT_LIB_DIR={lib_dir}")
     return args
 
 
-def _build_libs_from_source(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+def _build_libs_from_source(platform: Platform, stage: Path, work: Path, log_file: Path, log: Log) -> None:
     build_dir = work / "build-libs"
-    _run_logged(_cmake_configure_args(spec, build_dir, "source", None), log_file, log)
+    _run_logged(_cmake_configure_args(platform, build_dir, "source", None), log_file, log)
     jobs = str(os.cpu_count() or 2)
     _run_logged([_cmake(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs], log_file, log)
     for name in ("libtvm_ffi.so", "libtvm_runtime.so"):
         shutil.copy2(build_dir / name, stage / "lib" / name)
 
 
-def _fetch_wheel_libs(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
-    platform = spec.runtime.split(":", 1)[1]
+def _fetch_wheel_libs(platform: Platform, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+    wheel_platform = platform.runtime.split(":", 1)[1]
     tvm_v, ffi_v = tvm_versions()
     dl = work / "wheels"
     pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -319,7 +318,7 @@ def _fetch_wheel_libs(spec: TargetSpec, stage: Path, work: Path, log_file: Path,
             "--no-deps",
             "--only-binary=:all:",
             "--platform",
-            platform,
+            wheel_platform,
             "--python-version",
             pyver,
             "-d",
@@ -350,29 +349,29 @@ def _copy_host_wheel_libs(stage: Path) -> None:
     shutil.copy2(ffi_dir / "lib" / "libtvm_ffi.so", stage / "lib" / "libtvm_ffi.so")
 
 
-def _copy_cxx_runtime(spec: TargetSpec, stage: Path) -> None:
+def _copy_cxx_runtime(platform: Platform, stage: Path) -> None:
     """Ship the cross toolchain's libstdc++/libgcc_s with the kit (found via RUNPATH)."""
     for name in ("libstdc++.so.6", "libgcc_s.so.1"):
         out = subprocess.run(
-            [spec.cxx, f"-print-file-name={name}"], check=False, capture_output=True, text=True
+            [platform.cxx, f"-print-file-name={name}"], check=False, capture_output=True, text=True
         ).stdout.strip()
         src = Path(out)
         if src.is_absolute() and src.exists():
             shutil.copy2(src.resolve(), stage / "lib" / name)
 
 
-def _build_runner(spec: TargetSpec, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+def _build_runner(platform: Platform, stage: Path, work: Path, log_file: Path, log: Log) -> None:
     build_dir = work / "build-runner"
-    _run_logged(_cmake_configure_args(spec, build_dir, "prebuilt", stage / "lib"), log_file, log)
+    _run_logged(_cmake_configure_args(platform, build_dir, "prebuilt", stage / "lib"), log_file, log)
     _run_logged([_cmake(), "--build", str(build_dir), "--target", "tcc-run"], log_file, log)
     (stage / "bin").mkdir(exist_ok=True)
     shutil.copy2(build_dir / "tcc-run", stage / "bin" / "tcc-run")
 
 
-def _smoke_test(spec: TargetSpec, stage: Path, log_file: Path, log: Log) -> None:
+def _smoke_test(platform: Platform, stage: Path, log_file: Path, log: Log) -> None:
     """Start the runner with every symbol bound now: catches unresolved runtime symbols."""
     env = dict(os.environ, LD_BIND_NOW="1")
-    _run_logged([*(spec.qemu or ()), str(stage / "bin" / "tcc-run"), "--help"], log_file, log, env=env)
+    _run_logged([*(platform.qemu or ()), str(stage / "bin" / "tcc-run"), "--help"], log_file, log, env=env)
 
 
 def _remove_dead_staging(final: Path) -> None:
@@ -390,8 +389,8 @@ def _remove_dead_staging(final: Path) -> None:
 def runtime_state(target_name: str) -> str:
     """Without building anything: 'ok' (cached and current), 'runner' (only tcc-run is out of
     date: quick to rebuild) or 'stale' (missing or outdated; a source build takes minutes)."""
-    spec = get_target(target_name)
-    return _cache_state(spec, runtime_dir(target_name))
+    platform = get_platform(target_name)
+    return _cache_state(platform, runtime_dir(target_name))
 
 
 @contextlib.contextmanager
@@ -413,22 +412,22 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
     the package to install, RuntimeBuildError with the log's tail.
     """
     log = log or _default_log
-    spec = get_target(target_name)
+    platform = get_platform(target_name)
     final = runtime_dir(target_name)
     with _locked(final.parent / f".{final.name}.lock"):
-        state = "stale" if rebuild else _cache_state(spec, final)
+        state = "stale" if rebuild else _cache_state(platform, final)
         if state == "ok":
             return final
         require_tools(target_name, build=True, run=True)
         t0 = time.monotonic()
-        stamp = _expected_stamp(spec)  # the recipe as it is when the build starts
+        stamp = _expected_stamp(platform)  # the recipe as it is when the build starts
         _remove_dead_staging(final)
         stage = final.parent / f".{final.name}.staging-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         (stage / "lib").mkdir(parents=True)
         log_file = stage / "build.log"
         try:
-            with tempfile.TemporaryDirectory(prefix=f"tcc-build-{spec.arch}-") as tmp:
+            with tempfile.TemporaryDirectory(prefix=f"tcc-build-{platform.arch}-") as tmp:
                 work = Path(tmp)
                 if state == "runner":
                     log(f"{target_name}: runtime cached in {final}; rebuilding tcc-run only")
@@ -438,24 +437,24 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
                         shutil.copy2(final / "build.log", log_file)
                     old = json.loads((final / "stamp.json").read_text())
                 else:
-                    log(f"{target_name}: preparing the TVM runtime for {spec.arch} ({spec.runtime}) in {final}")
+                    log(f"{target_name}: preparing the TVM runtime for {platform.arch} ({platform.runtime}) in {final}")
                     old = {}
-                    if spec.runtime == "source":
+                    if platform.runtime == "source":
                         log(
                             "building libtvm_ffi + libtvm_runtime from the wheel's sources "
                             "(several minutes; cached afterwards)"
                         )
-                        _build_libs_from_source(spec, stage, work, log_file, log)
-                    elif spec.runtime.startswith("wheel:"):
-                        _fetch_wheel_libs(spec, stage, work, log_file, log)
-                    elif spec.runtime == "host-wheel":
+                        _build_libs_from_source(platform, stage, work, log_file, log)
+                    elif platform.runtime.startswith("wheel:"):
+                        _fetch_wheel_libs(platform, stage, work, log_file, log)
+                    elif platform.runtime == "host-wheel":
                         _copy_host_wheel_libs(stage)
                     else:
-                        raise RuntimeBuildError(f"unknown runtime source {spec.runtime!r}")
-                    if spec.is_cross:
-                        _copy_cxx_runtime(spec, stage)
-                _build_runner(spec, stage, work, log_file, log)
-                _smoke_test(spec, stage, log_file, log)
+                        raise RuntimeBuildError(f"unknown runtime source {platform.runtime!r}")
+                    if platform.is_cross:
+                        _copy_cxx_runtime(platform, stage)
+                _build_runner(platform, stage, work, log_file, log)
+                _smoke_test(platform, stage, log_file, log)
             secs = round(time.monotonic() - t0, 1)
             stamp["libs_build_seconds"] = old.get("libs_build_seconds", secs)
             stamp["last_build_seconds"] = secs
@@ -476,9 +475,9 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
 
 def runner_command(target_name: str) -> list[str]:
     """argv prefix that runs tcc-run for the target on this machine (qemu for ARM)."""
-    spec = get_target(target_name)
+    platform = get_platform(target_name)
     d = ensure_runtime(target_name)
-    return [*(spec.qemu or ()), str(d / "bin" / "tcc-run")]
+    return [*(platform.qemu or ()), str(d / "bin" / "tcc-run")]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -489,20 +488,19 @@ def _dir_size(d: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m tcc.backends.tvm.runtime", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("ensure", "check", "info", "apt-missing"):
         p = sub.add_parser(name)
-        p.add_argument("targets", nargs="+", metavar="TARGET", help=f"one of {', '.join(known_targets())}")
+        p.add_argument("targets", nargs="+", metavar="TARGET", help=f"one of {', '.join(known_platforms())}")
         if name == "ensure":
             p.add_argument("--rebuild", action="store_true", help="ignore the cache")
     args = ap.parse_args(argv)
     status = 0
     try:
         for t in args.targets:
-            get_target(t)  # unknown names fail before any work
+            get_platform(t)  # unknown names fail before any work
         if args.cmd == "apt-missing":
             print(" ".join(missing_apt_packages(args.targets)))
             return 0

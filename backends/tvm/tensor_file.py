@@ -22,7 +22,7 @@ _MAGIC = b"TCCT"
 
 def _dtype_table() -> dict[Any, tuple[int, int]]:
     """numpy dtype -> (DLPack type code, bits)."""
-    import numpy as np
+    import numpy as np  # deferred: tools/setup_arm.sh imports this module before numpy is installed
 
     return {
         np.dtype(np.float32): (2, 32),
@@ -38,7 +38,7 @@ def _dtype_table() -> dict[Any, tuple[int, int]]:
 
 def tensor_file_bytes(arr: np.ndarray) -> bytes:
     """One TCCT record (the runner's tensor file format) for ``arr``."""
-    import numpy as np
+    import numpy as np  # deferred: tools/setup_arm.sh imports this module before numpy is installed
 
     table = _dtype_table()
     arr = np.ascontiguousarray(arr)
@@ -55,7 +55,7 @@ def write_tensor_file(path: str | os.PathLike, arr: np.ndarray) -> None:
 
 def read_tensor_file(path: str | os.PathLike) -> list[np.ndarray]:
     """All TCCT records in a file (an output file holds one per model output)."""
-    import numpy as np
+    import numpy as np  # deferred: tools/setup_arm.sh imports this module before numpy is installed
 
     from_code = {v: k for k, v in _dtype_table().items()}
     buf = Path(path).read_bytes()

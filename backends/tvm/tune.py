@@ -10,6 +10,9 @@ TVM is imported where used, not when this module is imported.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import inspect
+import linecache
 import subprocess
 import sys
 from typing import Any
@@ -32,7 +35,6 @@ def meta_schedule_problem() -> str | None:
     `apache-tvm-ffi>=0.1.14.post0`) crashes there (SIGSEGV in ffi::ToJSONGraph: the two binaries disagree), even for
     a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0, which tools/setup_arm.sh pins (TVM_FFI_PIN), the same
     call works and tuning runs.  The probe runs in a child process so the crash cannot take the build down."""
-    import importlib.util
 
     proc = subprocess.run([sys.executable, "-c", _SAVE_JSON_PROBE], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
@@ -60,8 +62,8 @@ def _meta_schedule_build(mod: Any, target: Any, _params: Any) -> Any:
     sys.modules for each of them); LocalBuilder starts fresh workers for every batch, so with the default each
     build hit the 30 s timeout and no candidate was ever measured.  Building lowers already scheduled (and, for
     tensorized candidates, already tensorized) TIR: the registry is not needed here."""
-    from tvm.driver import build as tvm_build
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from tvm.driver import build as tvm_build  # deferred for start-up: loads tvm
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock  # deferred for start-up: loads tvm
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm_build(mod, target=target)
@@ -77,8 +79,6 @@ def _quick_inspect_stack():
     import took 30-60 s here, scaling with the number of loaded modules.  This stand-in returns the same
     FrameInfo records (frame, file, line number, function, the current line as code_context) straight from the
     frames, without the module scan: the import takes ~3 s."""
-    import inspect
-    import linecache
 
     original = inspect.stack
 
@@ -114,7 +114,7 @@ def _tune_plan(tasks: list[Any], trials: int) -> tuple[list[Any], int, int]:
     would tune the first few functions in whatever order the extraction gives.  Instead the budget goes to the
     functions with the most floating-point work (weight x estimated FLOPs; DDSNet's 7x7 stem conv alone is 41% of
     the model), at least TUNE_TRIALS_PER_TASK trials each; everything else keeps tcc's default schedules."""
-    import tvm
+    import tvm  # deferred for start-up: loads tvm
 
     def work(task) -> float:
         return float(task.weight) * float(tvm.s_tir.analysis.estimate_tir_flops(task.dispatched[0]))
@@ -136,7 +136,7 @@ def _record_default_schedules(tasks: list[Any], target: Any, database: Any, buil
     it: MetaScheduleApplyDatabase applies whichever measured faster, a small budget never leaves a function slower
     than the untuned build (up to timing noise), and the evolutionary search's initial population includes it.
     Returns the number of records added."""
-    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir import meta_schedule as ms  # deferred for start-up: loads tvm
 
     from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
 
@@ -184,13 +184,12 @@ def _meta_schedule_tune(target: Any, work_dir: str, trials: int):
     is not installed (MetaScheduleTuneIRMod insists on xgboost), the search is seeded, and the builder skips the
     tensor-intrinsic registry (_meta_schedule_build).  Candidates are timed with the TVM runtime's default thread
     count (TVM_NUM_THREADS when set)."""
-    import tvm
+    import tvm  # deferred for start-up: loads tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccMetaScheduleTune")
     def tune(mod, _ctx):
-        import importlib.util
 
-        from tvm.s_tir import meta_schedule as ms
+        from tvm.s_tir import meta_schedule as ms  # deferred for start-up: loads tvm
 
         with _quick_inspect_stack():
             import tvm.s_tir.tensor_intrin  # noqa: F401  (what TuneContext imports first)

@@ -13,10 +13,10 @@ from tcc.backends.tvm import compile as tvm_compile
 from tcc.backends.tvm.run import run_module
 
 VARIANTS = {
-    "default": {"fuse": True, "dlight": False, "schedule": True, "concat_in_place": True, "nchw_input": True},
-    "unscheduled": {"fuse": True, "dlight": False, "schedule": False},
-    "unfused": {"fuse": False, "dlight": False, "schedule": False},
-    "dlight": {"fuse": True, "dlight": True, "schedule": False},
+    "default": tvm_compile.CompileOptions(x86=tvm_compile.X86Passes(concat_in_place=True, nchw_input=True)),
+    "unscheduled": tvm_compile.CompileOptions(schedule=False),
+    "unfused": tvm_compile.CompileOptions(fuse=False, schedule=False),
+    "dlight": tvm_compile.CompileOptions(dlight=True, schedule=False),
 }
 
 
@@ -24,11 +24,11 @@ def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
     inp = onnx_model.graph.input[0].name
     one = np.ascontiguousarray(x[:1])
     out = {}
-    for name, kw in VARIANTS.items():
+    for name, options in VARIANTS.items():
         t = time.perf_counter()
         try:
             mod = tvm_compile.import_onnx(onnx_model, {inp: list(one.shape)})
-            so = tvm_compile.compile_module(mod, "host", work / f"{name}.so", **kw)
+            so = tvm_compile.compile_module(mod, "host", work / f"{name}.so", options)
         except Exception as e:
             out[name] = {"error": f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[-1]}
             continue

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..bundle import check_out
+from ..errors import BuildError
 from ..spec.loader import parse_overrides
 from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
@@ -79,6 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     placement_args(p, "with --data: ")
     weights_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
+    p.add_argument(
+        "--explain-kernels",
+        action="store_true",
+        help="TVM INT8 builds: also print which kernel variant each weighted layer takes, and why (one line a layer)",
+    )
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
@@ -92,7 +98,13 @@ def run(args) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    check_precision(get_target(args.target), args.precision)  # an unknown target lists the known ones, exit 2
+    target = get_target(args.target)
+    precision = check_precision(target, args.precision)  # an unknown target lists the known ones, exit 2
+    if args.explain_kernels and (target.backend != "tvm" or precision != "int8"):
+        raise BuildError(
+            f"--explain-kernels applies to the TVM targets' INT8 builds (--precision int8), not {args.target} "
+            f"{precision}: only their integer lowering chooses a kernel variant per layer"
+        )
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
     model = Model.load(
@@ -131,6 +143,8 @@ def run(args) -> int:
     )
     for line in summary_lines(result):
         print(line)
+    if args.explain_kernels:
+        print("\n".join(_kernel_lines(model, args, result.path)))
     if "random_seed" in result.manifest["weights"]:
         log(f"WARNING: {result.manifest['weights']['warning']}")
     return 0
@@ -198,6 +212,19 @@ def _int8_exactness(r: dict) -> str:
             f"inputs (end to end: max {r['max_abs_lsb']} LSB of the output)"
         )
     return f"max {r['max_abs_lsb']} LSB of the output"
+
+
+def _kernel_lines(model, args, bundle: Path) -> list[str]:
+    """`--explain-kernels`: each weighted layer of the TVM INT8 module with its kernel variant
+    (tcc.backends.tvm.int8.explain), from the FP32 graph the build started from and the table the bundle holds."""
+    from tcc.backends.tvm.int8.explain import explain, lines  # deferred for start-up: loads tvm, onnx
+
+    from ..build import CALIBRATION_FILE  # deferred for start-up: loads numpy, onnx
+    from ..quant.table.file import load_table  # deferred for start-up: loads numpy
+
+    onnx_model = model.onnx(args.opset, not args.no_simplify)
+    rows = explain(onnx_model, load_table(Path(bundle) / CALIBRATION_FILE), args.target)
+    return ["kernel variants (backends/tvm/int8/variants):", *lines(rows)]
 
 
 def format_phases(seconds: dict) -> str:

@@ -20,6 +20,13 @@ NO_TVM = (
     None if importlib.util.find_spec("tvm") is not None else "apache-tvm not installed (tools/setup_arm.sh installs it)"
 )
 needs_tvm = pytest.mark.skipif(NO_TVM is not None, reason=NO_TVM or "")
+IEEE = tvm_compile.CompileOptions(ieee=True)  # INT8 modules: float steps rounded as the reference rounds them
+
+
+def x86_options(**passes: bool) -> tvm_compile.CompileOptions:
+    """compile_module's default options with the x86 rewrites `passes` (tvm_compile.X86Passes' fields) set."""
+    return tvm_compile.CompileOptions(x86=tvm_compile.X86Passes(**passes))
+
 
 # a tiny model for the TVM builds (FP32 and INT8, host and ARM): conv + batchnorm + relu, a pool, a linear layer
 TINY = """
@@ -93,7 +100,7 @@ def host_vm(mod):
     ex = tvm.compile(
         mod,
         target=target,
-        relax_pipeline=tvm_compile._relax_pipeline(target, True, False),
+        relax_pipeline=tvm_compile._relax_pipeline(target, tvm_compile.CompileOptions()),
         tir_pipeline=tir_pipeline.for_kernels(target),
     )  # the TIR pipeline of tcc's builds
     return relax.VirtualMachine(ex, tvm.cpu())
@@ -101,7 +108,7 @@ def host_vm(mod):
 
 def run_lowered(mod, target: str, x: np.ndarray, tmp_path) -> list:
     """A lowered Relax module compiled for `target` (IEEE float semantics) and run on x: its outputs."""
-    so = tvm_compile.compile_module(mod, target, tmp_path / f"lowered-{target}.so", ieee=True)
+    so = tvm_compile.compile_module(mod, target, tmp_path / f"lowered-{target}.so", IEEE)
     return tvm_run.run_module(so, target, x)[0]
 
 
@@ -115,7 +122,7 @@ def host_outputs_with_and_without(model, x: np.ndarray, option: str, tmp_path) -
                 tvm_compile.import_onnx(model, {inp: list(x.shape)}),
                 "host",
                 tmp_path / f"{option}-{int(on)}.so",
-                **{option: on},
+                x86_options(**{option: on}),
             ),
             "host",
             x,

@@ -13,12 +13,8 @@ MAX_LINES = 80
 FOLDERS = ("compiler", "backends")
 # path:function -> why it is still long (an op table's entry, or debt to pay)
 STILL_LONG: dict[str, str] = {
-    "backends/tvm/int8/intrinsics.py:_impl": "an if-chain over the intrinsics' names",
-    "backends/tvm/int8/amx.py:conv_primfunc": "the AMX kernel's TVMScript",
-    "backends/tvm/schedule/float_rules.py:schedule": "the float schedule's cases",
     "backends/tflite/model.py:version": "TFLite's operator version rules",
     "compiler/benchmark/markdown.py:to_markdown": "every bench table in one function",
-    "backends/tvm/int8/tir_pipeline.py:_pipeline": "the TIR passes listed inline",
 }
 
 

@@ -314,7 +314,7 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
 def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     """The .so as the TVM backend exports it, with the target's kernels, gives the reference's bits. ARM's dense
     kernels read s8 codes: on arm-a7 int16 ones take the generic conv, on AArch64 two 8-bit digits through the
-    kernel (`sdot`, or ARMv8.0's widening form: lower._digits_conv), cross-compiled and run under qemu."""
+    kernel (`sdot`, or ARMv8.0's widening form: variants/digits.py), cross-compiled and run under qemu."""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile
     from tcc.backends.tvm import run as tvm_run
@@ -335,7 +335,7 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
 @pytest.mark.parametrize("target", ["aarch64", "aarch64-dotprod"])
 def test_w8a16_linear_over_rows_bit_exact_on_aarch64_digits(target, tmp_path):
     """A linear layer over rows of int16 codes ([R, K] @ [K, F]: attention's projections) takes AArch64's two-digit
-    form through the 8-bit kernel (lower._dot_rows), bit-exact with the reference under qemu, negative codes and a
+    form through the 8-bit kernel (variants/digits.py), bit-exact with the reference under qemu, negative codes and a
     wide grid included."""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile

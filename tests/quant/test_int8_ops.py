@@ -278,7 +278,7 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     tvm = pytest.importorskip("tvm")
     from tvm import relax
 
-    from tcc.backends.tvm.compile import _relax_pipeline, resolve_tvm_target
+    from tcc.backends.tvm.compile import CompileOptions, _relax_pipeline, resolve_tvm_target
     from tcc.backends.tvm.int8.lower import lower_int8
 
     model, kinds = CASES[name]
@@ -294,7 +294,7 @@ def test_each_kind_tvm_bit_exact_and_ort_within_one_lsb(name):
     ex = tvm.compile(
         lower_int8(model, table, expose=names, batch=len(x)),
         target=target,
-        relax_pipeline=_relax_pipeline(target, True, False),
+        relax_pipeline=_relax_pipeline(target, CompileOptions()),
     )
     got = list(relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)))  # output, then the codes
     np.testing.assert_array_equal(got[0].numpy(), out)

@@ -1,9 +1,9 @@
-"""The TE computes of the INT8 convs that tcc's schedule rules tile (backends/tvm/schedule/): a dense conv in the
-steps of its dot-product kernel (`conv_primfunc`, ARMv7's dot form `dot_conv_primfunc`), the im2col copy that
-turns a conv on few input channels into a 1 x 1 one (`im2col_primfunc`, `im2col_shape`, `im2col_weights`), the
-depthwise conv on int16 taps (`depthwise_primfunc`), on 4 rows a lane (`depthwise_rows_primfunc`) or on pairs of
-rows (`depthwise_pairs_primfunc`), and the weights in the kernels' layout (`pack_weights`) with
-the bias that takes back the codes' shift (`bias_correction`)."""
+"""The TE computes of the dot-product kernels' convs that schedule.int8_rules.Int8DotConv tiles: a dense conv in the
+steps of its dot-product kernel (`conv_primfunc`, ARM's dot form `dot_conv_primfunc`, the ARM micro-kernels'
+`microkernel_primfunc`; `dense_conv` picks one), the im2col copy that turns a conv on few input channels into a 1 x 1
+one (`im2col_primfunc`, `im2col_shape`, `im2col_weights`), and the weights in the kernels' layout (`pack_weights`)
+with the bias that takes back the codes' shift (`bias_correction`); the pieces the variants share (`reduction_primfunc`,
+`cropped`, `padded_rows_macro`). The variants' own computes are their modules' (variants/)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,15 @@ import numpy as np
 
 from .. import tir_json
 from . import microkernel
-from .affine import mapped as affine_mapped
 from .kernels import (
     CONV_BLOCK,
     CROP_BLOCK,
-    DEPTHWISE_BLOCK,
-    DEPTHWISE_DOT_BLOCK,
-    DEPTHWISE_MADD_BLOCK,
-    DEPTHWISE_PAD_BLOCK,
-    DEPTHWISE_PAIRS_BLOCK,
-    DEPTHWISE_ROWS_BLOCK,
     FLAT_ATTR,
     KERNEL_ATTR,
     MICROKERNEL_ATTR,
     PAD_BLOCK,
-    ROWS,
-    ROWS_PADS_ATTR,
     SUM_BLOCK,
     VECTORS_ATTR,
-    WINDOW_DIGITS_BLOCK,
     ConvShape,
     DotKernel,
 )
@@ -42,12 +32,11 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     ARMv8.0's broadcast form: its kernel's pixels), the conv cropped after."""
     oh, ow = shape.out_hw
     reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
-    if k.name == "tcc_dot_a64_sdot":  # and the width in whole tiles of pixels (cropped after the conv)
+    if k.instruction == "sdot":  # and the width in whole tiles of pixels (cropped after the conv)
         reduction, ow = max(reduction, microkernel.BLOCK), microkernel.padded_width(ow)
     elif k.arch == "aarch64" and k.form == "broadcast":
         # ARMv8.0's broadcast form (a width with no divisor up to its tile's pixels, choose.dot_form): whole tiles
-        # of them too (FastNet `aarch64` 35.75 -> 35.10 M executed instructions; ARMv7's 2-pixel tiles: 50.19 ->
-        # 53.17 M, not there)
+        # of them too (ARMv7's 2-pixel tiles executed more that way, not there: docs/notes/aarch64-dot-kernels.md)
         ow = microkernel.padded_width(ow, k.tile[0])
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
@@ -101,7 +90,7 @@ def reduction_primfunc(tensors: list, channels: int, block: str, biased: bool):
     """The PrimFunc of TE `tensors` (inputs, then the output), with a `bias` parameter int32 [channels] before the
     output that the reduction `block` starts from (tir_json.init_from) where `biased`: the bias is then a load per
     accumulator vector in place of its zeroing, not an add per output vector after the reduction."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     if not biased:
         return te.create_prim_func(tensors).without_attr("global_symbol")
@@ -113,7 +102,7 @@ def reduction_primfunc(tensors: list, channels: int, block: str, biased: bool):
 def cropped(out, width: int | None):
     """A TE conv output [n, oh, ow, co] computed over more columns than the layer has, cropped to its `width`
     (block CROP_BLOCK: the schedules write their tiles back through it); `out` itself where width is None or ow."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     n, oh, ow, co = (int(d) for d in out.shape)
     if width is None or width >= ow:
@@ -125,7 +114,7 @@ def conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int, biased: bool = 
     """The conv as a TE compute in the kernel's steps: int32 acc [n, oh, ow, co] of x [n, h, w, c] (the kernel's
     activation type, NHWC) and the packed weights, padded with `pad_code` (the shifted zero); cropped to `width`
     (CROP_BLOCK) where that is less than ow (an im2col copy of padded width)."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731  (Relax's shapes are int64)
     oh, ow = shape.out_hw
@@ -212,7 +201,7 @@ def dot_conv_primfunc(shape: ConvShape, k: DotKernel, pad_code: int):
     """The dot form (input channels a multiple of 16): int32 partial sums [n, oh, ow, co, 4], lane l holding the
     products of codes 16 g + 8 h + 2 l + j (h, j in 0, 1: what vmull.s8 / vmlal.s8 / vpadal.s16 add into it),
     then acc [n, oh, ow, co] = the sum of the 4 lanes (`SUM_BLOCK`). Weights as `pack_weights` lays them out."""
-    from tvm import te
+    from tvm import te  # deferred: TVM loads where a PrimFunc is built
 
     func = te.create_prim_func(list(dot_conv_tensors(shape, k, pad_code))).without_attr("global_symbol")
     return func.with_attr("tcc.op_pattern", 4)
@@ -230,7 +219,7 @@ def microkernel_primfunc(
 
 def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, width: int | None = None):
     """microkernel_primfunc's TE tensors: (input codes, weights, acc); the tile in the block's annotations."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
     oh, ow = shape.out_hw
@@ -256,7 +245,7 @@ def microkernel_tensors(shape: ConvShape, k: DotKernel, tile: microkernel.Tile, 
 
 def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):
     """dot_conv_primfunc's TE tensors: (input codes, packed weights, acc)."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
     oh, ow = shape.out_hw
@@ -299,7 +288,7 @@ def dot_conv_tensors(shape: ConvShape, k: DotKernel, pad_code: int):
 
 
 def _padded(x, shape: ConvShape, pad_code: int, dtype: str, extra: int = 0):
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     pt, pl, pb, pr = shape.pads
 
@@ -324,8 +313,9 @@ def _runs(run: int) -> tuple[int, int, int]:
 def padded_rows_macro(shape: ConvShape, dtype: str, pad_code: int, slack: int = 0):
     """A TVMScript macro (rows, flat): the input `flat` [h * w * c] padded once into `rows` [(h + pt + pb) * (w + pl +
     pr) * c + slack] (rows of (x, c) codes, `pad_code` in the padding and the `slack` past the last row), each input
-    row copied by 64-code vectors, rows in parallel: the im2col copy's first step, and AMX's windows (amx.py)."""
-    from tvm.script import tirx as T
+    row copied by 64-code vectors, rows in parallel: the im2col copy's first step, and AMX's windows
+    (variants/amx_stem.py)."""
+    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
     h, w, c = shape.h, shape.w, shape.c
     pt, pl, pb, pr = shape.pads
@@ -359,7 +349,7 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
     loops (and marked scheduled): the input padded once into rows of (x, c), each input row copied by 64-code
     vectors, then each window row copied as one run of kw * c codes in whole vectors (`_runs`), no division per
     element."""
-    from tvm.script import tirx as T
+    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
     n, h, w, c = shape.n, shape.h, shape.w, shape.c
     oh, ow = shape.out_hw
@@ -376,7 +366,10 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
     padded_rows = padded_rows_macro(shape, dtype, pad_code)
 
     @T.prim_func(s_tir=True)
-    def im2col(x: T.Buffer((1, h, w, c), dtype), col: T.Buffer((1, oh, padded, reduction), dtype)):
+    def im2col(
+        x: T.Buffer((1, h, w, c), dtype),  # type: ignore[valid-type]
+        col: T.Buffer((1, oh, padded, reduction), dtype),  # type: ignore[valid-type]
+    ):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp, row), dtype)
@@ -403,232 +396,3 @@ def im2col_primfunc(shape: ConvShape, reduction: int, dtype: str, pad_code: int,
                         col_flat[(yy * padded + ow) * reduction + zeros // 16 * 16 + e] = T.Cast(dtype, 0)
 
     return im2col.without_attr("global_symbol")
-
-
-def window_digits_primfunc(
-    shape: tuple[int, int, int, int],
-    kernel: tuple[int, int],
-    strides: tuple[int, int],
-    dtype: str,
-    mapped: tuple | None = None,
-):
-    """A pooled conv's input (lower.py, `pooled_conv`): x [n, h, w, c] of 8-bit codes at zero point 0 -> two
-    tensors [n, oh, ow, c] in x's type, per unpadded window of A = 2^k pixels its sum S as the digits S >> k (the
-    window's floor mean: in the codes' own range, signed where they are) and S & (A - 1), so S = 2^k high + low,
-    exactly; one pass over x. `mapped` (source dtype, lo, hi): x is the per-channel float32 map of source codes
-    (int8.affine, its shift and scale the function's next arguments), computed here as the windows read it."""
-    from tvm import te, tirx
-
-    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
-    n, h, w, c = shape
-    (kh, kw), (sh, sw) = kernel, strides
-    area = kh * kw
-    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-    x = te.placeholder([i64(d) for d in shape], dtype if mapped is None else mapped[0], name="x")
-    params = [] if mapped is None else [te.placeholder([i64(c)], "float32", name=nm) for nm in ("shift", "scale")]
-
-    def code(b, y, xx, ch):
-        if mapped is None:
-            return x[b, y, xx, ch].astype("int16")
-        return affine_mapped(x[b, y, xx, ch], params[0][ch], params[1][ch], mapped[1], mapped[2]).astype("int16")
-
-    def digits(b, i, j, ch):
-        total = sum(code(b, i * sh + ky, j * sw + kx, ch) for ky in range(kh) for kx in range(kw))
-        return (
-            (total >> tirx.const(area.bit_length() - 1, "int16")).astype(dtype),
-            (total & tirx.const(area - 1, "int16")).astype(dtype),
-        )
-
-    high, low = te.compute([i64(d) for d in (n, oh, ow, c)], digits, name=WINDOW_DIGITS_BLOCK)
-    # opaque: a kernel of its own (with a dense block's concat fused in, DDSNet host INT8 ran 1.33x its time: the
-    # fused loops test the concat's bounds per element)
-    func = te.create_prim_func([x, *params, high, low]).without_attr("global_symbol")
-    return func.with_attr("tcc.op_pattern", 8)
-
-
-def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
-    """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
-    weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
-    so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
-    widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`)."""
-    from tvm import te, tirx
-
-    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
-    oh, ow = shape.out_hw
-    (sh, sw), (dh, dw) = shape.strides, shape.dilations
-    pt, pl, pb, pr = shape.pads
-    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, shape.c)], "int16", name="weights")
-
-    def padded(n, y, xx, c):
-        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
-        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
-
-    src = te.compute(
-        [i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK
-    )
-    ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
-    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
-    out = te.compute(
-        [i64(d) for d in (shape.n, oh, ow, shape.c)],
-        lambda n, y, xx, c: te.sum(
-            src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32") * weights[ky, kx, c].astype("int32"),
-            axis=[ky, kx],
-        ),
-        name=DEPTHWISE_BLOCK,
-    )
-    return reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_BLOCK, biased).with_attr("tcc.op_pattern", 4)
-
-
-def rows_per_window(shape: ConvShape) -> int:
-    """Output rows one window of ROWS interleaved input rows serves (`depthwise_rows_primfunc`): as many as fit
-    (3 x 3, stride 1: 2), fewer until they divide the output's height; 0 where the kernel does not fit a window
-    (taller than ROWS, or dilated)."""
-    (sh, _), (dh, _) = shape.strides, shape.dilations
-    if shape.kh > ROWS or dh != 1:
-        return 0
-    j = 1 + (ROWS - shape.kh) // sh
-    while shape.out_hw[0] % j:
-        j -= 1
-    return j
-
-
-def depthwise_rows_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
-    """Depthwise weight codes [C, 1, kh, kw] as `depthwise_rows_primfunc` reads them: [J, kw, C, ROWS], the
-    weight of window row r for the j-th output row of the window (kernel row r - j * stride, zero outside)."""
-    j_rows, sh = rows_per_window(shape), shape.strides[0]
-    c, _, kh, kw = w_oihw.shape
-    out = np.zeros((j_rows, kw, c, ROWS), np.int64)
-    for j in range(j_rows):
-        for ky in range(kh):
-            out[j, :, :, j * sh + ky] = np.asarray(w_oihw, np.int64)[:, 0, ky, :].T
-    return out.astype(np.int8)
-
-
-def reads_rows_directly(shape: ConvShape) -> bool:
-    """Whether `depthwise_rows_primfunc(direct=True)` can take `shape`: its interleave (intrinsics.gather_rows_intrin)
-    finds a window's first row from its offset in the input, which needs the windows' first rows to span fewer rows
-    than the image has (true unless the pads add up to the kernel's height or more)."""
-    j_rows = rows_per_window(shape)
-    return j_rows > 0 and (shape.out_hw[0] // j_rows - 1) * j_rows * shape.strides[0] < shape.h
-
-
-def _column_padded(x, shape: ConvShape, height: int, offset: int, dtype: str):
-    """`x` [n, h, w, c] shifted by `offset` to `dtype` and padded with the shifted zero, column-major (block
-    DEPTHWISE_PAD_BLOCK [n, w + pads, height, c]): a window's rows of one column are consecutive blocks of c codes."""
-    from tvm import te, tirx
-
-    pt, pl, pb, pr = shape.pads
-
-    def padded(n, xx, y, c):
-        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
-        code = (x[n, y - pt, xx - pl, c].astype("int16") + tirx.const(offset, "int16")).astype(dtype)
-        return tirx.if_then_else(inside, code, tirx.const(offset, dtype))
-
-    dims = (shape.n, shape.w + pl + pr, height, shape.c)
-    return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=DEPTHWISE_PAD_BLOCK)
-
-
-def depthwise_rows_primfunc(
-    shape: ConvShape, offset: int, act_dtype: str = "int8", biased: bool = False, direct: bool = False
-):
-    """A depthwise conv on a dot-product instruction that sums 4 byte products into each int32 lane (AArch64's
-    `sdot`: s8 x s8; x86's `vpdpbusd`: u8 x s8): int32 acc [n, oh, ow, c] of 8-bit codes x [n, h, w, c] and
-    weights [J, kw, c, ROWS] (`depthwise_rows_weights`). The input is shifted to the instruction's `act_dtype` by
-    `offset` (u8 codes for `sdot`: -128; s8 ones for `vpdpbusd`: +128; the bias takes it back) and copied as windows
-    of ROWS rows interleaved per channel (`tcc_dw_rows` [n, windows, w + pads, c, ROWS]), so that one vector load
-    holds 4 rows of each of its channels and one instruction against the weights sums a column of the kernel per
-    channel; a window serves J output rows (`rows_per_window`), each with its own weights. The padding is the
-    shifted zero: AArch64 pads the input first (`tcc_dw_pad`, column-major [n, x, y, c], so that a window's 4 rows
-    of 16 channels are one (4, 16) block of its last two axes); `direct` (x86, `reads_rows_directly`): the windows
-    read the input itself, past its edges too, and their interleave (intrinsics.gather_rows_intrin) loads the rows
-    outside the image as zeros (masked loads), annotated with the pads (ROWS_PADS_ATTR) it needs for that."""
-    from tvm import te, tirx
-
-    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
-    oh, ow = shape.out_hw
-    j_rows = rows_per_window(shape)
-    (sh, sw), (_, dw) = shape.strides, shape.dilations
-    pt, pl, pb, pr = shape.pads
-    step = j_rows * sh  # input rows between windows
-    windows = oh // j_rows
-    height = (windows - 1) * step + ROWS  # padded rows the windows read (the last ones may reach past the padding)
-    dtype = act_dtype if offset == 0 else {"int8": "uint8", "uint8": "int8"}[act_dtype]
-    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, shape.c, ROWS)], "int8", name="weights")
-
-    width = shape.w + pl + pr
-    rows_shape = [i64(d) for d in (shape.n, windows, width, shape.c, ROWS)]
-    if direct:
-        if not reads_rows_directly(shape):
-            raise ValueError(f"the windows of {shape} cannot read their input directly")
-
-        def window(n, t, xx, c, r):
-            code = x[n, t * step + r - pt, xx - pl, c]
-            return code if offset == 0 else (code.astype("int16") + tirx.const(offset, "int16")).astype(act_dtype)
-
-        rows = te.compute(rows_shape, window, name=DEPTHWISE_ROWS_BLOCK, attrs={ROWS_PADS_ATTR: f"{pt},{pl}"})
-    else:
-        src = _column_padded(x, shape, height, offset, act_dtype)
-        rows = te.compute(rows_shape, lambda n, t, xx, c, r: src[n, xx, t * step + r, c], name=DEPTHWISE_ROWS_BLOCK)
-    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
-    r = te.reduce_axis((i64(0), i64(ROWS)), name="r")
-    out = te.compute(
-        [i64(d) for d in (shape.n, oh, ow, shape.c)],
-        lambda n, y, xx, c: te.sum(
-            rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, c, r].astype("int32")
-            * weights[tirx.floormod(y, j_rows), kx, c, r].astype("int32"),
-            axis=[kx, r],
-        ),
-        name=DEPTHWISE_DOT_BLOCK,
-    )
-    func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_DOT_BLOCK, biased)
-    return func.with_attr("tcc.op_pattern", 4)
-
-
-def depthwise_pairs_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
-    """Depthwise weight codes [C, 1, kh, kw] as `depthwise_pairs_primfunc` reads them: int16 [J, kw, ROWS / 2, C,
-    2], `depthwise_rows_weights`' window rows as pairs, a pair's two weights of a channel adjacent."""
-    rows = depthwise_rows_weights(w_oihw, shape)  # [J, kw, C, ROWS]
-    j_rows, kw, c, _ = rows.shape
-    return np.ascontiguousarray(rows.reshape(j_rows, kw, c, ROWS // 2, 2).transpose(0, 1, 3, 2, 4)).astype(np.int16)
-
-
-def depthwise_pairs_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
-    """A depthwise conv on x86's `vpmaddwd` (two int16 products summed into each int32 lane): int32 acc [n, oh, ow,
-    c] of codes x [n, h, w, c] (8-bit or int16, zero point 0) and int16 weights [J, kw, ROWS / 2, c, 2]
-    (`depthwise_pairs_weights`). As in `depthwise_rows_primfunc`, a window of ROWS padded rows serves J output rows
-    (`rows_per_window`); here its rows are widened to int16 as ROWS / 2 pairs interleaved per channel (`tcc_dw_pairs`
-    [n, windows, w + pads, ROWS / 2, c, 2], from the padded copy `tcc_dw_pad`), so that one instruction sums 2 taps
-    of a kernel column per channel: a 3 x 3 conv of stride 1 takes 2 products a tap for its 2 output rows (4 rows
-    of 2 pairs, each against its own weights), where the int16 taps' `vpmaddwd` had one lane of each pair zero."""
-    from tvm import te, tirx
-
-    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
-    oh, ow = shape.out_hw
-    j_rows = rows_per_window(shape)
-    (sh, sw), (_, dw) = shape.strides, shape.dilations
-    pl, pr = shape.pads[1], shape.pads[3]
-    step, windows, pairs = j_rows * sh, oh // j_rows, ROWS // 2
-    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (j_rows, shape.kw, pairs, shape.c, 2)], "int16", name="weights")
-    src = _column_padded(x, shape, (windows - 1) * step + ROWS, 0, source_dtype)
-    rows = te.compute(
-        [i64(d) for d in (shape.n, windows, shape.w + pl + pr, pairs, shape.c, 2)],
-        lambda n, t, xx, p, c, r: src[n, xx, t * step + 2 * p + r, c].astype("int16"),
-        name=DEPTHWISE_PAIRS_BLOCK,
-    )
-    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
-    p = te.reduce_axis((i64(0), i64(pairs)), name="p")
-    r = te.reduce_axis((i64(0), i64(2)), name="r")
-    out = te.compute(
-        [i64(d) for d in (shape.n, oh, ow, shape.c)],
-        lambda n, y, xx, c: te.sum(
-            rows[n, tirx.floordiv(y, j_rows), xx * sw + kx * dw, p, c, r].astype("int32")
-            * weights[tirx.floormod(y, j_rows), kx, p, c, r].astype("int32"),
-            axis=[kx, p, r],
-        ),
-        name=DEPTHWISE_MADD_BLOCK,
-    )
-    func = reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_MADD_BLOCK, biased)
-    return func.with_attr("tcc.op_pattern", 4)

@@ -1,33 +1,17 @@
 """The Relax emission the INT8 lowering's interpreter (lower.py's `RelaxLowering`) is built on: the small helpers
 (constants, casts, clamps, layouts), the requantization in the form the target's kernel allows (`requantize`; the
-PrimFuncs are requantize.py's and requantize_float32.py's), moving codes to another tensor's parameters, the
-dequantization of graph outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm), then lower.py
-(every other kind)."""
+forms are requantize_forms.py's table), moving codes to another tensor's parameters, the dequantization of graph
+outputs, and pooled window sums. Subclassed by weighted.py (convs and gemm, through the kernel variants), then
+lower.py (every other kind)."""
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
 from tcc.quant.intgraph.qtypes import QParams, Requant, storage_dtype
 
+from . import requantize_forms
 from .codes import _Codes
-from .requantize import (
-    float64_requantize_params,
-    int32_requantize_params,
-    neon_requantize_params,
-    neon_tie_free_params,
-    requantize_float64_primfunc,
-    requantize_int32_primfunc,
-    requantize_neon_primfunc,
-    requantize_neon_tie_free_primfunc,
-    requantize_params,
-    requantize_primfunc,
-    requantize_tie_free_primfunc,
-    tie_free_params,
-)
-from .requantize_float32 import float32_requantize_params, requantize_float32_primfunc
 
 
 class RelaxEmitter:
@@ -38,14 +22,15 @@ class RelaxEmitter:
         """kernel: the target's integer dot-product kernel (int8.kernels.DotKernel) for dense convs; None:
         the generic int16 form everywhere (compiles for any target). reciprocal: the input's x / s by
         multiply-adds (`quantize_input_primfunc`; int8.choose.reciprocal_division). amx: the target's CPU
-        has AMX-INT8 (amx.py), which takes a stem whose accumulators a max pool reads."""
-        from tvm import relax
+        has AMX-INT8 (variants/amx_stem.py), which takes a stem whose accumulators a max pool reads."""
+        from tvm import relax  # deferred: TVM loads where a PrimFunc is built
 
         self.relax = relax
         self.bb = relax.BlockBuilder()
         self.kernel = kernel
         self.reciprocal = reciprocal
         self.amx = amx
+        self.last_form = ""  # the requantization form of the last `requantize` (requantize_forms.FORMS)
 
     # ------------------------------------------------------------------------------------------ small helpers
     def const(self, value, dtype: str):
@@ -92,55 +77,22 @@ class RelaxEmitter:
     # ------------------------------------------------------------------------------------------ requantization
     def requantize(self, acc, rq: Requant, in_kernel: bool = False, bound: np.ndarray | None = None):
         """reference.apply_requant(acc, rq) -> codes in the output's storage type; acc: an integer expression,
-        channels on its last axis. One call of the requantization PrimFunc (`requantize_primfunc`). in_kernel:
-        it is the epilogue of one of the dot-product kernels' convs, whose schedules apply it to vectors of
-        channels: on ARM it may then take the NEON form (`neon_requantize_params`). bound: |acc| <= bound per
-        channel (a conv's, from its weights and input range; a matmul's or product's, from its inputs' code
-        ranges), which on x86 may allow the float32 form (`float32_requantize_params`: checked equal at every
-        rounding boundary) or else the float64 one (`float64_requantize_params`), and may rule out ties: in
-        a kernel on ARM the NEON form's (`neon_tie_free_params`), elsewhere `tie_free_params`' plain int32 form;
-        else x86 takes the int32 form (`int32_requantize_params`), ARM outside its kernels the int64 one."""
+        channels on its last axis. One call of the PrimFunc of the first form in requantize_forms.FORMS that applies
+        (its name kept in `last_form`): in_kernel: it is the epilogue of one of the dot-product kernels' convs,
+        whose schedules apply it to vectors of channels (on ARM the NEON forms); bound: |acc| <= bound per channel
+        (a conv's, from its weights and input range; a matmul's or product's, from its inputs' code ranges), which
+        may allow the float forms on x86 and rule out ties."""
         relax = self.relax
         shape = list(acc.ty.shape)
         if acc.ty.dtype != "int32":
             acc = self.cast(acc, "int32")
         dtype = rq.out.dtype
-        channels = int(shape[-1])
-        neon = self.kernel is not None and self.kernel.arch != "x86_64"
-        x86 = self.kernel is not None and not neon  # every requantization, in or out of a kernel
-        fma_params = float32_requantize_params(rq, channels, bound) if x86 else None
-        if fma_params is not None:
-            func = self.bb.add_func(requantize_float32_primfunc(dtype, shape, rq.lo, rq.hi), f"tcc_requantize_{dtype}")
-            return self.emit(
-                relax.call_tir(func, [acc, self.const(fma_params, "float32")], relax.TensorType(shape, dtype))
-            )
-        multiplier = float64_requantize_params(rq, channels, bound) if x86 else None
-        if multiplier is not None:
-            rows, make = multiplier[1], requantize_float64_primfunc
-        elif neon and in_kernel:
-            rows = neon_tie_free_params(rq, channels, bound)
-            make = functools.partial(requantize_neon_tie_free_primfunc, arch=self.kernel.arch)
-            if rows is None:
-                rows = neon_requantize_params(rq, channels)
-                make = functools.partial(requantize_neon_primfunc, arch=self.kernel.arch)
-        else:  # fewer steps than the int32 form; the int64 form runs as scalar code on ARMv7
-            rows, make = tie_free_params(rq, channels, bound), requantize_tie_free_primfunc
-            if rows is None and x86:
-                rows, make = int32_requantize_params(rq, channels), requantize_int32_primfunc
-        if rows is not None:
-            varying = [k for k in range(len(rows)) if np.any(rows[k] != rows[k, 0])]
-            params = [self.const(rows[varying] if varying else rows[:1], "int32")]
-            uniform = {k: int(rows[k, 0]) for k in range(len(rows)) if k not in varying}
-            if multiplier is not None:
-                params.insert(0, self.const(multiplier[0][None], "float64"))
-            func = make(dtype, shape, uniform)
-        else:
-            narrow, p32, p64 = requantize_params(rq, channels)
-            params = [self.const(p32, "int32"), self.const(p64, "int64")]
-            func = requantize_primfunc(dtype, shape, narrow)
+        form, found = requantize_forms.choose(rq, int(shape[-1]), bound, self.kernel, in_kernel)
+        self.last_form = form.name
         # one function per call: FuseTIR cannot map one function called twice inside a fused group
-        func = self.bb.add_func(func, f"tcc_requantize_{dtype}")
-        return self.emit(relax.call_tir(func, [acc, *params], relax.TensorType(shape, dtype)))
+        func = self.bb.add_func(found.make(dtype, shape), f"tcc_requantize_{dtype}")
+        constants = [self.const(value, value_dtype) for value, value_dtype in found.constants]
+        return self.emit(relax.call_tir(func, [acc, *constants], relax.TensorType(shape, dtype)))
 
     def moved(self, c: _Codes, expr, rs: Requant | None, out: QParams):
         """reference._moved: codes `expr` (taken from c) at the output's parameters: a copy (clamped where the
@@ -165,7 +117,7 @@ class RelaxEmitter:
         )
         return self.nchw(self.cast(y, "float32"))
 
-    def _window_sums(self, x: _Codes, g: dict):
+    def sum_windows(self, x: _Codes, g: dict):
         """int32 sums of x's zero-point-free codes over the windows of `g` (pool_geometry; zero padding = the
         reference's pad value 0): a depthwise all-ones conv."""
         kh, kw = g["kernel"]

@@ -4,6 +4,8 @@ RelaxLowering.float_island calls and lowering inlines into main."""
 
 from __future__ import annotations
 
+import warnings
+
 from tcc.quant.intgraph.qtypes import QNode
 
 from ..compile import import_onnx
@@ -12,9 +14,8 @@ from ..compile import import_onnx
 def island_function(bb, n: QNode, shapes: list[list[int]]):
     """The island's sub-model (QNode.float_model) as a private Relax function: TVM's ONNX frontend with the given
     input shapes; the PrimFuncs it calls (call_tir) are added to `bb`'s module and the calls pointed at them."""
-    import warnings
 
-    from tvm.relax.expr_functor import PyExprMutator, mutator
+    from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred: TVM loads where a PrimFunc is built
 
     names = [i.name for i in n.float_model.graph.input]
     with warnings.catch_warnings():  # the frontend renames tensors with dots, loudly: names are not kept here

@@ -44,9 +44,11 @@ On ARM a 1 x 1 conv of the dot form (and AArch64's `sdot`) runs its whole reduct
 (microkernel.py): LLVM's code for ARMv7's step intrinsic spent 11 instructions on loads, pointers and the loop per
 24 multiplies.
 
-This module holds the kernels' table (`DotKernel`, `KERNELS`), the names of the blocks and annotations that the
-schedule rules look for, and a dense conv's shape (`ConvShape`); which kernel a target and a layer take is
-choose.py's, the convs' TE computes and the weight packing compute.py's, the TensorIntrins intrinsics.py's.
+This module holds the kernels' table (`DotKernel`, `KERNELS`: each record names its related kernels -- its narrower,
+int16, safe and form twins), the names of the shared blocks and annotations that the schedule rules look for, and a
+dense conv's shape (`ConvShape`); which kernel a target and a layer take is choose.py's, the convs' TE computes and
+the weight packing compute.py's, the TensorIntrins intrinsics.py's; which variant of the lowering a layer takes
+(the dot conv, digits, depthwise rows, ...) is decided in variants/.
 """
 
 from __future__ import annotations
@@ -55,42 +57,27 @@ from dataclasses import dataclass
 
 CONV_BLOCK = "tcc_dot_conv"  # the TE compute's name: the block tcc's schedule rule looks for
 PAD_BLOCK = "tcc_dot_pad"
-DEPTHWISE_BLOCK = "tcc_dw_conv"  # the depthwise conv's (`depthwise_primfunc`), and its padded int16 input
+# a depthwise conv's padded input (variants/depthwise_taps.py: int16; the windows' padded copy, variants/windows.py);
+# the block names of each variant's own computes are its module's
 DEPTHWISE_PAD_BLOCK = "tcc_dw_pad"
-# The depthwise conv on AArch64's `sdot` / AVX-512's `vpdpbusd` (`depthwise_rows_primfunc`): the input's rows, 4
-# at a time, interleaved per channel so that a channel's 4 rows are one 32-bit lane, and the conv on them
-DEPTHWISE_ROWS_BLOCK = "tcc_dw_rows"
-DEPTHWISE_DOT_BLOCK = "tcc_dw_dot"
-ROWS_PADS_ATTR = "tcc.dw_rows_pads"  # x86's windows read straight from the input: its top and left pads, "pt,pl"
-ROWS = 4  # the rows of one lane: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
-# the dot kernels whose instruction the depthwise conv takes, per instruction set (their lanes and code type too)
-DEPTHWISE_DOT_KERNELS = {"aarch64": "tcc_dot_a64_sdot", "x86_64": "tcc_dot_avx512_vnni"}
-# The depthwise conv on x86 without VNNI (`depthwise_pairs_primfunc`): the same windows of ROWS rows as int16 pairs
-# of rows, a channel's 2 rows one 32-bit lane, so that one `vpmaddwd` sums 2 taps of a column per channel
-DEPTHWISE_PAIRS_BLOCK = "tcc_dw_pairs"
-DEPTHWISE_MADD_BLOCK = "tcc_dw_madd"
-AFFINE_BLOCK = "tcc_affine"  # a 1 x 1 depthwise conv as float32 (int8.affine.affine_primfunc)
-WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (window_digits_primfunc)
 QUANTIZE_BLOCK = "quantize"  # the graph input's quantization (int8.tir.quantize_input_primfunc)
 SUM_BLOCK = "tcc_dot_sum"  # the dot form's sum of a tile's partial lanes
 # A reduction computed over a width rounded up to whole register tiles (tcc's own PrimFuncs: the NCHW-input float
 # stem, the im2col'd INT8 stem on AArch64's `sdot`), whose result this block crops to the output's width: the tile
-# accumulates without a predicate, only the crop's stores have one (FastNet's stem, 127 wide: float 486 -> 249 us,
-# see schedule.float_pixel_tile; on `sdot`'s micro-kernel, 4-pixel tiles where one-pixel ones executed 5.48 M
-# instructions: 3.99 M, microkernel.padded_width)
+# accumulates without a predicate, only the crop's stores have one (schedule.float_pixel_tile,
+# microkernel.padded_width; measured: docs/notes/avx512-host-fp32.md, docs/notes/aarch64-dot-kernels.md)
 CROP_BLOCK = "tcc_crop"
 # The register tiles of the INT8 schedules (accumulators, partial sums) and their intrinsics' operands: "global"
 # scope, not "local". Both are stack arrays to LLVM, which keeps them in registers; but TVM 0.27's LowerTVMBuiltin
 # leaves only small "global" allocations on the stack and serves every "local" one with a TVMBackendAllocWorkspace
-# / FreeWorkspace pair, per tile and row inside the parallel loop (DDSNet INT8 on arm-a7: ~13,000 runtime calls,
-# ~3 M instructions per inference), behind a pointer LLVM cannot promote to registers.
+# / FreeWorkspace pair, per tile and row inside the parallel loop, behind a pointer LLVM cannot promote to
+# registers (docs/notes/int8-tiles-off-workspace.md).
 TILE_SCOPE = "global"
 # Except the ARMv7 dot form's tile (2 pixels x 4 channels x 4 partial lanes, `Int8DotConv._dot`): in registers
-# that tile and its operands need all 16 q registers and LLVM spills (measured: DDSNet's dot convs 98 M -> 121 M
-# instructions; a 1 x 4 or 1 x 8 tile 108 M / 182 M); behind the workspace pointer it stays a load and a store per
-# step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel summed,
-# `partial_sum_intrin`) are a stack array in registers (FastNet -1.0 M instructions, DDSNet -3.6 M), and on
-# one-pixel tiles its intrinsic's operands are values (`ensure_registered`). The 1 x 1 convs of two steps or more
+# that tile and its operands need all 16 q registers and LLVM spills; behind the workspace pointer it stays a load
+# and a store per step, fewer instructions, at one workspace pair per row. Its partial sums (4 lanes per channel
+# summed, `partial_sum_intrin`) are a stack array in registers, and on one-pixel tiles its intrinsic's operands are
+# values (`ensure_registered`); measured: docs/notes/int8-tiles-off-workspace.md. The 1 x 1 convs of two steps or more
 # take the assembly tile instead (microkernel.py: its registers are its own); this is the others' (padded or
 # strided 1 x 1 convs, k x k convs on 16 channels or more).
 DOT_TILE_SCOPE = "local"
@@ -102,6 +89,9 @@ MICROKERNEL_ATTR = "tcc.dot_microkernel"  # an ARM assembly tile (microkernel.py
 
 @dataclass(frozen=True)
 class DotKernel:
+    """One dot-product kernel: its step's shape and types, how a target gets it, and its relations to the other
+    kernels (by name, each a key of KERNELS): choose.py follows them, a layer at a time."""
+
     name: str  # the TensorIntrin's name
     lanes: int  # int32 accumulators per vector: output channels per step
     group: int  # consecutive input codes per product pair / quad, read as one broadcast
@@ -112,6 +102,13 @@ class DotKernel:
     features: str  # what the target must have, for the docs and the manifest
     form: str = "broadcast"  # or "dot": lanes along the reduction (`dot_conv_primfunc`)
     arch: str = "x86_64"  # the instruction set's (targets.Platform.arch): which requantization form it takes
+    instruction: str = ""  # what its step executes: the key of its implementation (intrinsics.STEPS)
+    narrow: str | None = None  # x86: the twin of half the lanes, for output channels that fill part of a vector
+    int16_twin: str | None = None  # x86: the twin that reads int16 codes (`vpmaddwd`) where this one reads 8-bit ones
+    safe_twin: str | None = None  # ARM: the twin of one product per 16-bit lane, for weights that pair two -128 codes
+    safe: bool = False  # ARM: one product per 16-bit lane (each half of a step widened on its own)
+    form_twin: str | None = None  # ARM: the same instructions' other form (broadcast <-> dot)
+    depthwise_rows: bool = False  # its instruction takes the depthwise convs too, 4 rows a lane (variants/)
 
     @property
     def step(self) -> int:
@@ -127,38 +124,51 @@ class DotKernel:
         return 0
 
 
+# fmt: off
+# The register tiles (`tile`) are the best measured: AVX-512 VNNI 6 x 4 (docs/notes/x86-int8-zen5.md), ARMv7's
+# broadcast form 2 x 4 (docs/notes/fastnet-odd-widths.md), AArch64's `sdot` 6 x 4 and dot form 4 x 4
+# (docs/notes/aarch64-dot-kernels.md)
 KERNELS = {
     k.name: k
     for k in (
-        # AVX-512 VNNI: 6 pixels x 4 vectors (24 of the 32 zmm; 6 broadcasts and 4 weight loads per 24 vpdpbusd): host
-        # INT8 DDSNet -4.3%, FastNet -4.5% against 6 x 2 (Zen 5, interleaved; 4 x 4, 4 x 6, 5 x 4 within 0.2% of it,
-        # 7 x 4 -2.0%, 4 x 8 -2.7%, 3 x 8 +1.0%)
-        DotKernel("tcc_dot_avx512_vnni", 16, 4, 1, "uint8", "int8", (6, 4), "avx512vnni"),
-        DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni"),
-        DotKernel("tcc_dot_vnni_xmm", 4, 4, 1, "uint8", "int8", (4, 1), "avx512vnni + avx512vl, or avxvnni"),
-        DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw"),
-        DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2"),
-        DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2"),  # the AVX2 kernel's narrow twin
-        # ARMv7 broadcast form: 2 pixels x 4 vectors (16 output channels); 2 x 2 executed 3.5% more on FastNet (one
-        # pixel per tile on its odd widths: the broadcast input amortized over fewer channels), 0.1% on DDSNet;
-        # 2 x 8: FastNet 5.6% more (spills; measured)
-        DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
-        DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7"),
-        DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
-        DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", "dot", arch="armv7"),
-        # AArch64: 32 vector registers hold a larger tile than ARMv7's 16; sdot: 6 x 4 (4 x 4: FastNet 0.25% more
-        # executed instructions, DDSNet the same; measured)
-        DotKernel("tcc_dot_a64_sdot", 4, 4, 1, "int8", "int8", (6, 4), "ARMv8.2 dotprod", arch="aarch64"),
-        DotKernel("tcc_dot_a64_s8", 4, 2, 2, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
-        DotKernel("tcc_dot_a64_s8_pairs", 4, 2, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64"),
-        # AArch64's twins of ARMv7's dot form: smull / smlal2 / sadalp. 4 pixels x 4 channels (32 registers): DDSNet
-        # 110.3 M -> 104.0 M instructions against 2 x 4, FastNet at 64 0.8% more; 8 x 4 and 2 x 8 more (measured)
-        DotKernel("tcc_dot_a64_dot16", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot", arch="aarch64"),
-        DotKernel(
-            "tcc_dot_a64_dot16_pairs", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", "dot", arch="aarch64"
-        ),
+        DotKernel("tcc_dot_avx512_vnni", 16, 4, 1, "uint8", "int8", (6, 4), "avx512vnni", instruction="vpdpbusd",
+                  narrow="tcc_dot_avx_vnni", int16_twin="tcc_dot_avx512_madd", depthwise_rows=True),
+        DotKernel("tcc_dot_avx_vnni", 8, 4, 1, "uint8", "int8", (6, 2), "avxvnni", instruction="vpdpbusd",
+                  narrow="tcc_dot_vnni_xmm", int16_twin="tcc_dot_avx2_madd"),
+        DotKernel("tcc_dot_vnni_xmm", 4, 4, 1, "uint8", "int8", (4, 1), "avx512vnni + avx512vl, or avxvnni",
+                  instruction="vpdpbusd", int16_twin="tcc_dot_sse2_madd"),
+        DotKernel("tcc_dot_avx512_madd", 16, 2, 1, "int16", "int16", (6, 2), "avx512bw", instruction="vpmaddwd",
+                  narrow="tcc_dot_avx2_madd"),
+        DotKernel("tcc_dot_avx2_madd", 8, 2, 1, "int16", "int16", (4, 2), "avx2", instruction="vpmaddwd",
+                  narrow="tcc_dot_sse2_madd"),
+        DotKernel("tcc_dot_sse2_madd", 4, 2, 1, "int16", "int16", (4, 1), "sse2", instruction="vpmaddwd"),
+        DotKernel("tcc_dot_neon_s8", 4, 2, 2, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7",
+                  instruction="mull+padal", safe_twin="tcc_dot_neon_s8_pairs", form_twin="tcc_dot_neon_dot16"),
+        DotKernel("tcc_dot_neon_s8_pairs", 4, 2, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7",
+                  instruction="mull+padal", safe=True, form_twin="tcc_dot_neon_dot16_pairs"),
+        DotKernel("tcc_dot_neon_dot16", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7", form="dot",
+                  instruction="dot16", safe_twin="tcc_dot_neon_dot16_pairs", form_twin="tcc_dot_neon_s8"),
+        DotKernel("tcc_dot_neon_dot16_pairs", 4, 16, 1, "int8", "int8", (2, 4), "ARMv7 NEON", arch="armv7",
+                  form="dot", instruction="dot16", safe=True, form_twin="tcc_dot_neon_s8_pairs"),
+        DotKernel("tcc_dot_a64_sdot", 4, 4, 1, "int8", "int8", (6, 4), "ARMv8.2 dotprod", arch="aarch64",
+                  instruction="sdot", depthwise_rows=True),
+        DotKernel("tcc_dot_a64_s8", 4, 2, 2, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64",
+                  instruction="mull+padal", safe_twin="tcc_dot_a64_s8_pairs", form_twin="tcc_dot_a64_dot16"),
+        DotKernel("tcc_dot_a64_s8_pairs", 4, 2, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64",
+                  instruction="mull+padal", safe=True, form_twin="tcc_dot_a64_dot16_pairs"),
+        DotKernel("tcc_dot_a64_dot16", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64",
+                  form="dot", instruction="dot16", safe_twin="tcc_dot_a64_dot16_pairs", form_twin="tcc_dot_a64_s8"),
+        DotKernel("tcc_dot_a64_dot16_pairs", 4, 16, 1, "int8", "int8", (4, 4), "AArch64 AdvSIMD", arch="aarch64",
+                  form="dot", instruction="dot16", safe=True, form_twin="tcc_dot_a64_s8_pairs"),
     )
 }
+# fmt: on
+
+
+def depthwise_rows_kernel(arch: str) -> DotKernel:
+    """The dot kernel of an instruction set whose instruction takes the depthwise convs on 4 rows a lane (its lanes
+    and code type are theirs)."""
+    return next(k for k in KERNELS.values() if k.depthwise_rows and k.arch == arch)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,11 @@ tables): the module computes what the reference computes, bit for bit, and canno
 
 This module holds the interpreter (`RelaxLowering`: the graph, and every kind but the weighted ones) and its entry
 point (`lower_int8`). It is built in layers: emit.py's `RelaxEmitter` (the helpers, the requantization, the
-dequantization), weighted.py's `WeightedLowering` (conv, pooled conv, gemm and the kernel each layer takes). The
-PrimFuncs they call are built in tir.py (input quantization, Add, the fixed-point multiply) and requantize.py (the
-requantization forms), the dot-product kernels' convs in compute.py; a float island's import is islands.py's; which
-kernel a target and a layer get, choose.py's (the kernels themselves: kernels.py).
+dequantization), weighted.py's `WeightedLowering` (conv, pooled conv, gemm: each layer through its kernel variant,
+variants/). The PrimFuncs they call are built in tir.py (input quantization, Add, the fixed-point multiply) and
+requantize.py (the requantization forms; which one a layer takes: requantize_forms.py), the dot-product kernels'
+convs in compute.py; a float island's import is islands.py's; which kernel a target and a layer get, choose.py's
+(the kernels themselves: kernels.py).
 """
 
 from __future__ import annotations
@@ -54,16 +55,18 @@ import onnx
 
 from tcc.errors import BuildError
 from tcc.intops import TVM, Interpreter
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.plan import IntGraph, plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, storage_dtype
 from tcc.quant.table.file import CalibrationTable
 
-from . import amx
-from .choose import _tvm_target, dot_kernel, reciprocal_division
+from ..isa import tvm_target
+from .choose import dot_kernel, reciprocal_division
 from .codes import _Codes
 from .islands import island_function
 from .tir import _static, add_primfunc, quantize_input_primfunc
+from .variants import amx_stem
+from .variants.base import pooled_outputs
 from .weighted import WeightedLowering
 
 
@@ -83,7 +86,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
     # ------------------------------------------------------------------------------------------ the graph
     def lower(self, qg: QGraph, expose=(), batch: int | None = None):
         relax = self.relax
-        from tvm import tirx as tir
+        from tvm import tirx as tir  # deferred: TVM loads where a PrimFunc is built
 
         dims = []
         for k, d in enumerate(qg.input_shape):
@@ -103,12 +106,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
                     func = self.bb.add_func(quantize_input_primfunc(dims, p, self.reciprocal), "tcc_quantize_input")
                     codes = self.emit(relax.call_tir(func, [x], relax.TensorType(dims, p.dtype)))
                     env[qg.input] = _Codes(self.nhwc(codes), p)
-                # x86 only: on ARM it executed 0.3-1% fewer instructions (DDSNet), but LLVM 22 aborted compiling an
-                # ARMv7 module that also exposes the conv's codes, as the self-check's does ("Do not know how to
-                # widen the result of this operator")
-                self.pool_readers = (
-                    _pooled_outputs(qg) if self.kernel is not None and self.kernel.arch == "x86_64" else set()
-                )
+                self.pool_readers = pooled_outputs(qg, self.kernel)
                 self.pooled_accs = {}
                 self.amx_pools = {}
                 for node in qg.nodes:
@@ -231,15 +229,11 @@ class RelaxLowering(WeightedLowering, Interpreter):
         if n.inputs[0] in self.pooled_accs:
             # the conv's int32 accumulators pooled, then requantized: a requantization is non-decreasing (M > 0,
             # rounding and clamping monotone), so max(requant(a)) = requant(max(a)), and the window's padding (the
-            # lowest int32) never wins. A quarter of the requantizations for a 3 x 3 / 2 pool (DDSNet's stem: 802 K
-            # -> 200 K)
+            # lowest int32) never wins. A quarter of the requantizations for a 3 x 3 / 2 pool
+            # (docs/notes/x86-int8-zen5.md)
             acc, rq, bound = self.pooled_accs[n.inputs[0]]
             if n.inputs[0] in self.amx_pools:  # AMX: the accumulators pooled as the kernel computes them
-                shape, offset, args = self.amx_pools[n.inputs[0]]
-                func = self.bb.add_func(amx.conv_primfunc(shape, offset, g), "tcc_amx_conv_max_pool")
-                y = self.emit(
-                    self.relax.call_tir(func, args, self.relax.TensorType([shape.n, *g["out_hw"], shape.co], "int32"))
-                )
+                y = amx_stem.emit_pooled(self, g, self.amx_pools[n.inputs[0]])
             else:
                 y = self.emit(
                     op.nn.max_pool2d(
@@ -251,7 +245,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
         if any(padding) and x.lo != np.iinfo(str(expr.ty.dtype)).min:
             # pad with the lowest code explicitly (the reference's pad value; it is a code of the tensor's own
             # type), then pool unpadded; where it is the type's minimum (a ReLU's u8 codes), max_pool2d's own
-            # padding is that value and needs no pass of its own (DDSNet's stem: a scalar 20 us pad, Zen 5)
+            # padding is that value and needs no pass of its own (a scalar pad pass cost: docs/notes/x86-int8-zen5.md)
             expr = self.emit(op.nn.pad(expr, [0, 0, pt, pb, pl, pr, 0, 0], pad_value=float(x.lo)))
             padding = (0, 0, 0, 0)
         y = self.emit(
@@ -265,7 +259,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
     def avg_pool(self, n: QNode, x: _Codes) -> list:
-        return [_Codes(self.requantize(self._window_sums(x, n.attrs), n.requant), n.qout[0])]
+        return [_Codes(self.requantize(self.sum_windows(x, n.attrs), n.requant), n.qout[0])]
 
     def global_avg_pool(self, n: QNode, x: _Codes) -> list:
         total = self.emit(self.relax.op.sum(self.centered(x, "int32"), axis=[1, 2], keepdims=True))
@@ -358,6 +352,24 @@ class RelaxLowering(WeightedLowering, Interpreter):
         return out
 
 
+def int8_graph(onnx_model: onnx.ModelProto, table: CalibrationTable) -> tuple[IntGraph, QGraph]:
+    """The integer graph of `onnx_model` under the rules `table` was made for, planned for the TVM lowering, and
+    quantized with `table` (what `lower_int8` lowers and explain.py reads)."""
+    graph = plan(onnx_model, lowering=TVM, rules=table.target)
+    return graph, quantize_graph(graph, table)
+
+
+def lowering_for(target: str | None) -> RelaxLowering:
+    """The interpreter for a registry target: its integer dot-product kernel, whether its input's quantization
+    divides by multiply-adds, whether its CPU takes AMX; None: the generic forms, which compile for any target."""
+    compiled_for = None if target is None else tvm_target(target)
+    return RelaxLowering(
+        dot_kernel(target),
+        compiled_for is not None and reciprocal_division(compiled_for),
+        compiled_for is not None and amx_stem.available(compiled_for),
+    )
+
+
 def lower_int8(
     onnx_model: onnx.ModelProto,
     table: CalibrationTable,
@@ -372,32 +384,7 @@ def lower_int8(
     expose: quantized tensors whose codes (in their int8 / uint8 storage type) main also returns, after the graph
     output(s) -- for comparing every layer with the reference's `return_all` codes. batch: fix the input's batch
     dimension (the deployed module: static shapes, which tcc's CPU schedules need); None keeps the model's own.
-    target: the registry target it is compiled for: its integer dot-product kernel (tvm_int8_kernels) takes the
-    dense convs; None: the generic form, which compiles for any target."""
-    graph = plan(onnx_model, lowering=TVM, rules=table.target)
-
-    tvm_target = None if target is None else _tvm_target(target)
-    lowering = RelaxLowering(
-        dot_kernel(target),
-        tvm_target is not None and reciprocal_division(tvm_target),
-        tvm_target is not None and amx.available(tvm_target),
-    )
-    return lowering.lower(quantize_graph(graph, table), tuple(expose), batch)
-
-
-def _pooled_outputs(qg: QGraph) -> set[str]:
-    """The outputs of conv / gemm nodes whose only reader is a max pool that keeps their quantization (no rescale),
-    not graph outputs: RelaxLowering.max_pool pools their accumulators instead."""
-    readers: dict[str, list[QNode]] = {}
-    for node in qg.nodes:
-        for i in node.inputs:
-            readers.setdefault(i, []).append(node)
-    out = set()
-    for node in qg.nodes:
-        if node.kind not in ("conv", "gemm") or node.qout[0] is None or node.outputs[0] in qg.outputs:
-            continue
-        r = readers.get(node.outputs[0], [])
-        pool = r[0] if len(r) == 1 and r[0].kind == "max_pool" else None
-        if pool is not None and not (pool.rescale or (None,))[0] and pool.qout[0] == node.qout[0]:
-            out.add(node.outputs[0])
-    return out
+    target: the registry target it is compiled for (`lowering_for`): its integer dot-product kernel takes the
+    layers its kernel variants take (variants/); None: the generic form, which compiles for any target."""
+    _, qg = int8_graph(onnx_model, table)
+    return lowering_for(target).lower(qg, tuple(expose), batch)

@@ -29,6 +29,7 @@ conv's loop) and inlines; the TensorIntrin (`tile_intrin`) calls it on a tile's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .kernels import TILE_SCOPE, ConvShape, DotKernel
 
@@ -83,7 +84,7 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     at least and then whole steps of 4. The kernels: the dot form (ARMv7, and AArch64 on tiles of 2 pixels or
     more) on two blocks at least (one step has no loop to save, and its block has no step iterator for the
     intrinsic to match); AArch64's `sdot`, on as many pixels as its loads can address (`_pixel_bases`)."""
-    sdot = k.name == "tcc_dot_a64_sdot"
+    sdot = k.instruction == "sdot"
     if (shape.kh, shape.kw) != (1, 1) or tuple(shape.strides) != (1, 1) or any(shape.pads):
         return None
     if shape.c % (4 if sdot else BLOCK) or shape.c < BLOCK:
@@ -99,12 +100,13 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
         )
     pixels = fitting[0]
     if k.form == "dot" and k.arch == "armv7" and shape.c >= 32:
-        return Tile("armv7", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+        return Tile("armv7", pixels, 4, 16, shape.c, k.safe)
     if k.arch != "aarch64" or (pixels - 1) * shape.c > 65520:  # AArch64's `ldr q` offsets: up to 65520
         return None
     if k.form == "dot" and shape.c >= 32 and pixels > 1:
-        # one-pixel tiles (odd widths) keep LLVM's code: FastNet's executed 0.7 M more instructions in the kernel
-        return Tile("aarch64", pixels, 4, 16, shape.c, k.name.endswith("_pairs"))
+        # one-pixel tiles (odd widths) keep LLVM's code: the micro-kernel executed more there
+        # (docs/notes/arm-dot-microkernel.md)
+        return Tile("aarch64", pixels, 4, 16, shape.c, k.safe)
     return None
 
 
@@ -113,7 +115,7 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
 # its accumulating twin, the lanes' first pairwise add, the accumulating one, the loop's branch. Registers: ARMv7
 # pixel p in q{p}, channel c in q{2 + c}, products q6 / q7, partial lanes q{8 + 4 p + c}; AArch64 v{p}, v{4 + c},
 # v{8 + p}, v{16 + 4 p + c}.
-_DOT16 = {
+_DOT16: dict[str, dict[str, Any]] = {
     "armv7": dict(
         a_lo=lambda p: f"d{2 * p}",
         a_hi=lambda p: f"d{2 * p + 1}",
@@ -347,7 +349,7 @@ def tile_intrin(t: Tile) -> str:
     returns its name."""
     name = f"{t.name}_k{t.stride}"
     if name not in _registered:
-        from tvm.s_tir import TensorIntrin
+        from tvm.s_tir import TensorIntrin  # deferred: TVM loads where a PrimFunc is built
 
         desc, impl = (_tile_func(t, t.stride, call) for call in (False, True))
         TensorIntrin.register(name, desc, impl, override=True)
@@ -358,7 +360,7 @@ def tile_intrin(t: Tile) -> str:
 def _tile_func(t: Tile, K: int, call: bool):
     """The TensorIntrin's description (call False: the sums as the conv's block computes them) or its
     implementation (the kernel's call). A one-pixel tile's block has no pixel iterator (a unit loop is not one)."""
-    from tvm.script import tirx as T
+    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
     P, C, G, S, fn = t.pixels, t.channels, t.group, K // t.group, t.name
 

@@ -1,5 +1,5 @@
 """The requantization PrimFuncs of the INT8 Relax lowering (reference.apply_requant: int32 accumulators -> codes,
-channels last) and the parameter rows each takes, one form per target (RelaxLowering.requantize chooses):
+channels last) and the parameter rows each takes, one form per target (which one: requantize_forms.FORMS):
 
 - `requantize_primfunc` (`requantize_params`): the exact int64 product, on any target;
 - `requantize_neon_primfunc` (`neon_requantize_params`): ARM NEON (ARMv7, AArch64), 32-bit lanes, in the kernels'
@@ -132,7 +132,7 @@ def _saturating_codes(y, dtype: str, lo_zp: int, hi_zp: int, zp: int):
     `vqmovn`, `vqadd`, `vqmovun`) for them: 16 codes in 6 instructions after the rounding (8 with a zero point),
     where the int32 clamp, `xtn`, `uzp1`, a lane move and the clamp's constants took 12 per 8 codes (DDSNet's stem
     on `aarch64-dotprod`, disassembled)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     info = np.iinfo(dtype)
     lo, hi = lo_zp + zp, hi_zp + zp
@@ -160,7 +160,7 @@ def _rows_primfunc(
     element's channel c (and the extra input). uniform: rows equal for every channel (row -> value), compiled in
     as constants; the params tensor holds the others, in order (at least one row). Op pattern kElemWise, as
     `requantize_primfunc`: it fuses into the producing op."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     uniform = uniform or {}
     varying = [k for k in range(count) if k not in uniform]
@@ -225,7 +225,7 @@ def requantize_neon_primfunc(dtype: str, shape, uniform: dict[int, int] | None =
     uniform: rows of `neon_requantize_params` equal for every channel (row -> value), compiled in as constants
     (the bounds and zero point always; the shift where the layer has one): the params tensor holds the others,
     in order (at least one row)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     doubling_high, shift, _ = NEON_REQUANTIZE_INTRINSICS[arch]
 
@@ -250,7 +250,7 @@ def requantize_neon_tie_free_primfunc(dtype: str, shape, uniform: dict[int, int]
     `_saturating_codes`). uniform: rows of
     `neon_tie_free_params` equal for every channel, compiled in as constants; the params tensor holds the others,
     in order (at least one row)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     doubling_high, _, rounding_shift = NEON_REQUANTIZE_INTRINSICS[arch]
 
@@ -291,7 +291,7 @@ def requantize_float64_primfunc(dtype: str, shape, uniform: dict[int, int] | Non
     widening, shifts and shuffles (a light layer -- depthwise, a stem on 3 channels -- spends more on its
     requantization than on its products). Params: float64 [1, C] (M), int32 [rows, C]: the rows of
     `float64_requantize_params` not in `uniform` (row -> value, compiled in as constants; at least one row)."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     def multiplier(dims):
         return te.placeholder((tirx.IntImm("int64", 1), dims[-1]), "float64", name="multiplier")
@@ -343,7 +343,7 @@ def requantize_int32_primfunc(dtype: str, shape, uniform: dict[int, int] | None 
     split so that no int32 sum can overflow: the second term is 0 or 1. Then clamp(y, lo - zp, hi - zp) + zp as
     in the narrow form. uniform: rows of `int32_requantize_params` equal for every channel, compiled in as
     constants; the params tensor holds the others, in order (at least one row)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     def rounded(x, rows, c):
         q, low_mask, s, mask, half, bit = rows
@@ -362,7 +362,7 @@ def requantize_primfunc(dtype: str, shape, narrow: bool = True):
 
     acc int32 [D0, .., C]; p32 int32 [4, C], p64 int64 [2, C] and `narrow` as `requantize_params` makes them;
     out `dtype`. (Sign and magnitude, for AVX2's missing arithmetic 64-bit shift, measured no faster.)"""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     dims = _dims(shape)
     acc = te.placeholder(dims, "int32", name="acc")

@@ -34,7 +34,6 @@ import numpy as np
 from tcc.quant.intgraph.qtypes import Requant
 from tcc.quant.intgraph.reference import apply_requant
 
-from .affine import float32_ulps
 from .tir import _dims
 
 FLOAT32_EXACT = 2**24  # |integer| below this: exact in float32
@@ -44,6 +43,14 @@ OFFSET_STEPS = 32  # offsets tried: zp + j * OFFSET_STEP, |j| <= OFFSET_STEPS
 OFFSET_STEP = 2.0**-18  # a quarter of float32's step at codes in [64, 128)
 TRIAL_BATCH = 64  # trials evaluated at once
 NO_CODE = np.iinfo(np.int64).min  # what `_float_codes` gives a channel it cannot emulate: equal to no code
+
+
+def float32_ulps(v: np.ndarray, k: int) -> np.ndarray:
+    """v moved k float32 steps (toward +inf for k > 0)."""
+    out = v.copy()
+    for _ in range(abs(k)):
+        out = np.nextafter(out, np.float32(np.inf if k > 0 else -np.inf)).astype(np.float32)
+    return out
 
 
 def _check_points(rq: Requant, m: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -123,7 +130,7 @@ def requantize_float32_primfunc(dtype: str, shape, lo: int, hi: int):
     [.., C]; params float32 [2, C] from `float32_requantize_params`. Clamped as floats, so the conversion
     (`vcvtps2dq`, rounding half to even) only sees values in [lo, hi]; then narrowed. Op pattern kElemWise, as the
     other requantizations: it fuses into the producing kernel as its epilogue."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     dims = _dims(shape)
     acc = te.placeholder(dims, "int32", name="acc")

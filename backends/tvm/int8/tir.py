@@ -36,7 +36,7 @@ def _half_even_mul(x, q, k, below_half):
     remainder r, that is f + 1 exactly where r + 2^(k-1) - 1 + b >= 2^k: r > 2^(k-1), or r = 2^(k-1) with f odd.
     No comparison: only multiplies, shifts, ands and adds, which vectorize on every target (ARMv7 NEON has no
     64-bit compare; the compare form ran as scalar code there)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     prod = x * q
     odd = (prod >> k) & tirx.const(1, "int64")
@@ -62,7 +62,7 @@ def tie_free(q: int, shift: int, bound: int, zeros: int = 0) -> int | None:
 
 def high_half(x, q):
     """TIR: floor(x q / 2^31) in int32 for int32 x and q (the int64 product shifted; |x q| / 2^31 must fit)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     return ((x.astype("int64") * q.astype("int64")) >> tirx.const(31, "int64")).astype("int32")
 
@@ -71,7 +71,7 @@ def _tie_free_mul(x, q: int, s: int):
     """TIR: x M for int32 x as `tie_free` allows it: the high half of the int64 product, then one rounding shift, in
     int32 (vectorizes on every target: ARMv7 vmull.s32 and shifts, where the int64 half-even form ran as scalar
     code; x86 vpmuldq)."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     high = high_half(x, tirx.const(q, "int32"))
     return high if s == 0 else (high + tirx.const(1 << (s - 1), "int32")) >> tirx.const(s, "int32")
@@ -87,7 +87,7 @@ def _static(d) -> int | None:
 def _dims(shape):
     """int64 extents, like Relax's shapes (int32 ones make FuseTIR see two different buffers); anything but an int
     (a symbolic batch) becomes a symbolic dimension."""
-    from tvm import tirx
+    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     return [
         tirx.IntImm("int64", int(d)) if isinstance(d, (int, tirx.IntImm)) else tirx.Var(f"d{i}", "int64")
@@ -104,7 +104,7 @@ def quantize_input_primfunc(shape, p: QParams, reciprocal: bool = False):
     keeps the simplifier from folding (v + c) - c to v.
     reciprocal: x / s as `exact_quotient` computes it, by multiply-adds (targets without a vector division,
     `reciprocal_division`); where its bounds do not hold for these parameters, the division."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     dims = _dims(shape)
     x = te.placeholder(dims, "float32", name="x")
@@ -201,7 +201,7 @@ def add_primfunc(a: _Codes, b: _Codes, p, shape):
     the same arithmetic, a tenth of the compile time (ResNet-34 INT8 at 64 x 64: 93 s -> 9 s). Where no multiply
     can meet a tie (`_tie_free_add`: 8-bit codes, the zoo's scales) the same results in int32 lanes, each multiply
     a high half and one rounding shift (`_tie_free_mul`)."""
-    from tvm import te, tirx
+    from tvm import te, tirx  # deferred: TVM loads where a PrimFunc is built
 
     dims = _dims(shape)
     one_ = tirx.IntImm("int64", 1)

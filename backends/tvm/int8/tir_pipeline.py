@@ -38,85 +38,85 @@ REWRITES = {
 PREFIX = "tcc_tir"
 
 
+def _passes(config, rewrites: tuple[str, ...]) -> list:
+    """TVM 0.27's default TIR passes (tvm/s_tir/pipeline.py's, in its order) with `rewrites` (names of REWRITES)
+    right after VectorizeLoop. A row: the PassContext option that turns the pass on ("tirx.x") or off ("!tirx.x"),
+    "" for none, and its maker."""
+    from tvm import s_tir  # deferred: `import tvm.s_tir` registers its passes; only a build needs them
+
+    t, st = tirx.transform, s_tir.transform
+    vectorize = not config.get("tirx.disable_vectorize", False)
+    rows = [
+        ("", st.CanonicalizeLoop),
+        ("", st.LowerCrossThreadReduction),
+        ("", st.LowerInitBlock),
+        ("", st.PlanAndUpdateBufferAllocationLocation),
+        ("", st.ConvertBlocksToOpaque),
+        ("", st.LiftThreadBinding),
+        ("", st.ManifestSharedMemoryLocalStage),
+        ("", st.CompactBufferAllocation),
+        ("", st.LowerAutoCopy),
+        ("", st.UnifyThreadBinding),
+        ("", st.LowerMatchBuffer),
+        ("", st.StmtSimplify),
+        ("", st.InjectPermutedLayout),
+        ("", st.AnnotateIrregularLoop),
+        ("", st.InjectSoftwarePipeline),
+        ("", st.TransformMmaBufferLayout),
+        ("", st.LowerOpaqueBlock),
+        ("", t.FlattenBuffer),
+        ("", t.BF16ComputeLegalize),
+        ("", lambda: t.NarrowDataType(32)),
+        ("", st.LoopPartition),
+        ("", lambda: t.VectorizeLoop(bool(vectorize))),
+        *(("", REWRITES[r].make) for r in rewrites),
+        ("", st.InjectVirtualThread),
+        ("", st.InjectDoubleBuffer),
+        ("!tirx.disable_storage_rewrite", t.StorageRewrite),
+        ("tirx.use_async_copy", st.LowerAsyncDMA),
+        ("", st.HoistIfThenElse),
+        ("", t.UnrollLoop),
+        ("", st.RenormalizeSplitPattern),
+        ("", t.StmtSimplify),
+        ("", t.RemoveNoOp),
+        ("", st.RewriteUnsafeSelect),
+        ("tirx.instrument_bound_checkers", st.InstrumentBoundCheckers),
+        ("tirx.s_tir.ldg32", lambda: st.InjectPTXLDG32(True)),
+        ("!tirx.disable_cse_tir", t.CommonSubexprElim),
+        ("tirx.instrument_lwp", st.InstrumentProfileIntrinsics),
+        ("", t.FP8ComputeLegalize),
+        ("", st.VerifyVTCMLimit),
+        ("", st.LowerVtcmAlloc),
+        ("", t.VerifyMemory),
+        ("", t.AnnotateEntryFunc),
+        ("", lambda: st.ThreadSync("shared")),
+        ("", lambda: st.ThreadSync("shared.dyn")),
+        ("", lambda: st.ThreadSync("warp")),
+        ("", st.InferFragment),
+        ("", st.LowerThreadAllreduce),
+        ("tirx.use_async_copy", st.InjectPTXAsyncCopy),
+        ("tirx.s_tir.ldg32", st.InjectPTXLDG32),
+        ("", st.MergeSharedMemoryAllocations),
+        ("", t.SplitHostDevice),
+        ("", t.MakePackedAPI),
+        ("", t.FP8StorageLegalize),
+        ("", t.BF16StorageLegalize),
+    ]
+
+    def runs(option: str) -> bool:
+        return not option or bool(config.get(option.lstrip("!"), False)) != option.startswith("!")
+
+    return [make() for option, make in rows if runs(option)]
+
+
 def _pipeline(name: str, rewrites: tuple[str, ...]):
     """The pipeline `name`: TVM's default with `rewrites` (names of REWRITES) right after VectorizeLoop."""
-    from tvm import s_tir
-    from tvm.s_tir.pipeline import finalize_device_passes, finalize_host_passes
+    from tvm.s_tir.pipeline import finalize_device_passes, finalize_host_passes  # deferred: see `_passes`
 
     @tvm.transform.module_pass(opt_level=0, name=name)
     def run(mod, _ctx):
         config = tvm.transform.PassContext.current().config
-        passes = [
-            s_tir.transform.CanonicalizeLoop(),
-            s_tir.transform.LowerCrossThreadReduction(),
-            s_tir.transform.LowerInitBlock(),
-            s_tir.transform.PlanAndUpdateBufferAllocationLocation(),
-            s_tir.transform.ConvertBlocksToOpaque(),
-            s_tir.transform.LiftThreadBinding(),
-            s_tir.transform.ManifestSharedMemoryLocalStage(),
-            s_tir.transform.CompactBufferAllocation(),
-            s_tir.transform.LowerAutoCopy(),
-            s_tir.transform.UnifyThreadBinding(),
-            s_tir.transform.LowerMatchBuffer(),
-            s_tir.transform.StmtSimplify(),
-            s_tir.transform.InjectPermutedLayout(),
-            s_tir.transform.AnnotateIrregularLoop(),
-            s_tir.transform.InjectSoftwarePipeline(),
-            s_tir.transform.TransformMmaBufferLayout(),
-            s_tir.transform.LowerOpaqueBlock(),
-            tirx.transform.FlattenBuffer(),
-            tirx.transform.BF16ComputeLegalize(),
-            tirx.transform.NarrowDataType(32),
-            s_tir.transform.LoopPartition(),
-            tirx.transform.VectorizeLoop(not bool(config.get("tirx.disable_vectorize", False))),
-            *(REWRITES[r].make() for r in rewrites),
-            s_tir.transform.InjectVirtualThread(),
-            s_tir.transform.InjectDoubleBuffer(),
-        ]
-        if not bool(config.get("tirx.disable_storage_rewrite", False)):
-            passes.append(tirx.transform.StorageRewrite())
-        if config.get("tirx.use_async_copy", False):
-            passes.append(s_tir.transform.LowerAsyncDMA())
-        passes += [
-            s_tir.transform.HoistIfThenElse(),
-            tirx.transform.UnrollLoop(),
-            s_tir.transform.RenormalizeSplitPattern(),
-            tirx.transform.StmtSimplify(),
-            tirx.transform.RemoveNoOp(),
-            s_tir.transform.RewriteUnsafeSelect(),
-        ]
-        if bool(config.get("tirx.instrument_bound_checkers", False)):
-            passes.append(s_tir.transform.InstrumentBoundCheckers())
-        if bool(config.get("tirx.s_tir.ldg32", False)):
-            passes.append(s_tir.transform.InjectPTXLDG32(True))
-        if not bool(config.get("tirx.disable_cse_tir", False)):
-            passes.append(tirx.transform.CommonSubexprElim())
-        if bool(config.get("tirx.instrument_lwp", False)):
-            passes.append(s_tir.transform.InstrumentProfileIntrinsics())
-        passes += [
-            tirx.transform.FP8ComputeLegalize(),
-            s_tir.transform.VerifyVTCMLimit(),
-            s_tir.transform.LowerVtcmAlloc(),
-            tirx.transform.VerifyMemory(),
-            tirx.transform.AnnotateEntryFunc(),
-            s_tir.transform.ThreadSync("shared"),
-            s_tir.transform.ThreadSync("shared.dyn"),
-            s_tir.transform.ThreadSync("warp"),
-            s_tir.transform.InferFragment(),
-            s_tir.transform.LowerThreadAllreduce(),
-        ]
-        if bool(config.get("tirx.use_async_copy", False)):
-            passes.append(s_tir.transform.InjectPTXAsyncCopy())
-        if bool(config.get("tirx.s_tir.ldg32", False)):
-            passes.append(s_tir.transform.InjectPTXLDG32())
-        passes += [
-            s_tir.transform.MergeSharedMemoryAllocations(),
-            tirx.transform.SplitHostDevice(),
-            tirx.transform.MakePackedAPI(),
-            tirx.transform.FP8StorageLegalize(),
-            tirx.transform.BF16StorageLegalize(),
-        ]
-        return tvm.transform.Sequential(passes)(mod)
+        return tvm.transform.Sequential(_passes(config, rewrites))(mod)
 
     return run, finalize_host_passes, finalize_device_passes
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+import struct
 import subprocess
 import tempfile
 from collections import Counter, defaultdict
@@ -88,7 +89,6 @@ def mapped_images(log: str, program: str, sysroot: str | None = None) -> list[Im
 
 def _interpreter(program: str, sysroot: str | None) -> tuple[str, int, int] | None:
     """(path, entry point, file size) of a dynamic program's loader (its PT_INTERP under `sysroot`), else None."""
-    import struct
 
     try:
         data = Path(program).read_bytes()

@@ -11,7 +11,7 @@ import subprocess
 from collections import Counter
 from typing import Any
 
-from ....targets import get_platform as get_target
+from ....targets import get_platform
 from ..runtime import ToolchainMissing, _which
 
 _ARMV7_NEON_ONLY = re.compile(
@@ -67,10 +67,10 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
     (Counter, base mnemonic without type suffix), "simd_by_full_mnemonic", "amx_by_mnemonic"}.  host: AVX/SSE
     (ymm/zmm/xmm operands) is counted as simd, AMX's tile instructions apart (`is_amx`).
     """
-    spec = get_target(target_name)
-    objdump = spec.objdump
+    platform = get_platform(target_name)
+    objdump = platform.objdump
     if not _which(objdump):
-        raise ToolchainMissing(f"`{objdump}` not found (Debian package {spec.apt_packages[0]})")
+        raise ToolchainMissing(f"`{objdump}` not found (Debian package {platform.apt_packages[0]})")
     text = subprocess.run(
         [objdump, "-d", "--no-show-raw-insn", str(so_path)], capture_output=True, text=True, check=True
     ).stdout
@@ -86,14 +86,14 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
         if mnem.startswith(".") or mnem == "(bad)":
             continue
         total += 1
-        if spec.arch == "x86_64" and is_amx(mnem, ops):
+        if platform.arch == "x86_64" and is_amx(mnem, ops):
             amx[mnem] += 1
-        elif is_simd(spec.arch, mnem, ops):
+        elif is_simd(platform.arch, mnem, ops):
             simd += 1
             by_base[mnem.split(".")[0]] += 1
             by_full[mnem] += 1
     return {
-        "arch": spec.arch,
+        "arch": platform.arch,
         "total": total,
         "simd": simd,
         "simd_by_mnemonic": dict(by_base.most_common()),

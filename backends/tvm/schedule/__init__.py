@@ -20,8 +20,10 @@ A function no rule matches keeps TVM's default lowering; one MetaSchedule has tu
 
 Like TVM's own dlight, each rule is one `dlight.ScheduleRule` class at module level (`Rule` is their common
 base), so a rule can be imported, applied and tested alone; `default_schedule_pass()` applies them in order,
-`layout_passes()` converts the layout: `float_rules` and `int8_rules` hold the rules, `tiles` their register tiles,
-`loops` the primitives they share. This package imports TVM: only TVM code paths import it (compile.py, tune.py).
+`layout_passes()` converts the layout: `float_rules` and `int8_rules` hold the rules (the INT8 kernel variants'
+own rules live with their variants, backends/tvm/int8/variants/, and come in the variants table's order), `tiles`
+their register tiles, `loops` the primitives they share. This package imports TVM: only TVM code paths import it
+(compile.py, tune.py, the INT8 lowering).
 """
 
 from __future__ import annotations
@@ -30,26 +32,19 @@ from tvm import relax
 from tvm.s_tir import dlight as dl
 
 from .float_rules import Injective, RowReduction, WindowReduction
-from .int8_rules import Int8Depthwise, Int8DepthwiseDot, Int8DepthwisePairs, Int8DotConv, QuantizeInput
+from .int8_rules import QuantizeInput
 
 # Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
 LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 
 
 def default_schedule_pass():
-    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule: Int8DotConv, Int8DepthwiseDot,
-    Int8DepthwisePairs, Int8Depthwise, RowReduction, WindowReduction, QuantizeInput, then Injective) to every
-    PrimFunc not yet scheduled."""
-    return dl.ApplyDefaultSchedule(
-        Int8DotConv(),
-        Int8DepthwiseDot(),
-        Int8DepthwisePairs(),
-        Int8Depthwise(),
-        RowReduction(),
-        WindowReduction(),
-        QuantizeInput(),
-        Injective(),
-    )
+    """The module pass applying tcc's rules (dlight ApplyDefaultSchedule) to every PrimFunc not yet scheduled: the
+    INT8 kernel variants' rules in the variants table's order (Int8DotConv, Int8DepthwiseDot, Int8DepthwisePairs,
+    Int8Depthwise), then RowReduction, WindowReduction, QuantizeInput and Injective."""
+    from ..int8.variants import schedule_rules  # deferred: the variants' modules import this package's loops
+
+    return dl.ApplyDefaultSchedule(*schedule_rules(), RowReduction(), WindowReduction(), QuantizeInput(), Injective())
 
 
 def layout_passes():

@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tvm import tirx
 
 from .loops import (
     Rule,
+    WriteBack,
     attempt,
     block_domain,
     crop_of,
@@ -31,11 +34,11 @@ from .tiles import (
 )
 
 # x86 only: the innermost reduction loops of at most this many steps in all are unrolled (a 3 x 3 depthwise conv's
-# or pool's 9 taps, the stem's 3 input channels): DDSNet host FP32 0.3-0.7% faster (interleaved, idle AVX2 EPYC);
-# 21 steps (the stem's 7 x 3) was 3% slower. ARM keeps its loops: its FP32 instruction counts are a reference.
+# or pool's 9 taps, the stem's 3 input channels; 21, the stem's 7 x 3, was slower: docs/notes/host-fp32-vs-ort.md).
+# ARM keeps its loops: its FP32 instruction counts are a reference.
 X86_UNROLLED_TAPS = 9
-# x86 float max pools: a tile of one pixel x up to this many vectors of channels, not X pixels x 2 vectors (DDSNet's
-# 3 x 3 / s2 max pool on 112 x 112 x 64: 0.19 ms against 0.26 ms, interleaved; see the README)
+# x86 float max pools: a tile of one pixel x up to this many vectors of channels, not X pixels x 2 vectors (faster on
+# DDSNet's 3 x 3 / s2 max pool: docs/notes/host-fp32-vs-ort.md)
 X86_POOL_VECTORS = 8
 
 
@@ -49,129 +52,168 @@ def _broadcasts(sch, red) -> bool:
     return any(not r.source.same_as(out) and not reads_var(r, inner) for r in block.reads)
 
 
+@dataclass(frozen=True)
+class _Window:
+    """What WindowReduction reads off its reduction before it schedules: the block and the blocks' names (its place
+    among them), its spatial and reduction loops, the operations per output (`work`), whether it is float32,
+    broadcasts one input against a vector of weights (a dense conv), is cropped after (CROP_BLOCK), and a float
+    max pool's window on x86 (its own tile)."""
+
+    red: object
+    names: list
+    red_at: int
+    spatial: list
+    reduce: list
+    work: int
+    floats: bool
+    broadcast: bool
+    cropped: bool
+    max_pool: bool
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """WindowReduction's register tile: `f` channels (in vectors of `vector` lanes where several are unrolled, 0: one
+    vector type) x `x` pixels (None: no pixel loop to tile), and whether it is a max pool's one-pixel tile."""
+
+    f: int
+    x: int | None
+    vector: int
+    pool_tile: bool
+
+
+def _window(sch, blocks) -> _Window | None:
+    """The one reduction of `blocks` whose output index is its spatial iterators in order, read off; None: not one."""
+    reductions = [b for b in blocks if is_reduction(sch, b)]
+    if len(reductions) != 1:
+        return None
+    red = reductions[0]
+    loops = sch.get_loops(red)
+    ivs = sch.get(red).iter_vars
+    kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
+    n_spatial = kinds.index(True)
+    if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
+        return None
+    update = sch.get(red)
+    if len(update.writes[0].region) != n_spatial or any(
+        not r.min.same_as(iv.var) for r, iv in zip(update.writes[0].region, ivs)
+    ):
+        return None
+    names = [sch.get(b).name_hint for b in blocks]
+    red_at = names.index(update.name_hint)
+    work = 1  # multiply-adds (or max / add) per output element
+    for loop in loops[n_spatial:]:
+        work *= loop_extent(sch, loop)
+    floats = update.writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
+    max_pool = work <= X86_UNROLLED_TAPS and isinstance(update.body.value, tirx.Max) and floats
+    return _Window(
+        red,
+        names,
+        red_at,
+        loops[:n_spatial],
+        loops[n_spatial:],
+        work,
+        floats,
+        _broadcasts(sch, red),
+        crop_of(sch, red, names, red_at) is not None,
+        max_pool,
+    )
+
+
 class WindowReduction(Rule):
     """One reduction block S..S R..R whose output index is its spatial iterators in order (the innermost one
     contiguous: channels in NHWC, the output features of a dense layer), with injective producers (padding)
     and consumers (bias, activation, the average's division)."""
 
-    def schedule(self, sch, blocks, simd) -> bool:  # noqa: PLR0915
-        reductions = [b for b in blocks if is_reduction(sch, b)]
-        if len(reductions) != 1:
+    def schedule(self, sch, blocks, simd) -> bool:
+        w = _window(sch, blocks)
+        if w is None:
             return False
-        red = reductions[0]
-        loops = sch.get_loops(red)
-        ivs = sch.get(red).iter_vars
-        kinds = [iv.iter_type == tirx.IterVar.CommReduce for iv in ivs]
-        n_spatial = kinds.index(True)
-        if len(loops) != len(ivs) or any(not k for k in kinds[n_spatial:]) or n_spatial == 0:
-            return False
-        write = sch.get(red).writes[0].region
-        if len(write) != n_spatial or any(not r.min.same_as(iv.var) for r, iv in zip(write, ivs)):
-            return False
-        names = [sch.get(b).name_hint for b in blocks]
-        red_at = names.index(sch.get(red).name_hint)
-        before = blocks[:red_at]
-        work = 1  # multiply-adds (or max / add) per output element
-        for loop in loops[n_spatial:]:
-            work *= loop_extent(sch, loop)
-        floats = sch.get(red).writes[0].source.dtype == "float32"  # INT8 modules' pools keep their tiles
-        broadcast = _broadcasts(sch, red)
         avx512 = is_x86(self.target) and simd.lanes >= 16
-        simd = streaming_simd(work, simd, floats and not broadcast)
-        cropped = crop_of(sch, red, names, red_at) is not None
+        simd = streaming_simd(w.work, simd, w.floats and not w.broadcast)
+        if not self._producers(sch, blocks[: w.red_at], w, simd):
+            return False
+        tile = self._tile(sch, w, simd)
+        channels = w.spatial[-1]
+        c_out, c_in = sch.split(channels, [None, tile.f])
+        if tile.x is not None:
+            x_out, x_in = sch.split(w.spatial[-2], [None, tile.x])
+            outer = w.spatial[:-2]
+            sch.reorder(*outer, x_out, c_out, *w.reduce, x_in, c_in)
+            sch.unroll(x_in)
+        else:
+            outer = w.spatial[:-1]
+            sch.reorder(*outer, c_out, *w.reduce, c_in)
+        if tile.vector and tile.f > tile.vector:
+            c_vectors, c_in = sch.split(c_in, [None, tile.vector])
+            sch.unroll(c_vectors)
+        sch.vectorize(c_in)
+        if is_x86(self.target):
+            unroll_short_reduction(sch, w.reduce, X86_UNROLLED_TAPS)
+        # AVX-512, a light float reduction's tile of pixels (a depthwise conv, an average pool; a max pool's tile is
+        # one pixel): its write-back unrolled as well, so that the tile stays in registers (its loop over pixels
+        # kept it on the stack: docs/notes/x86-int8-zen4.md); AVX2 keeps its write-back until measured there
+        light_tile = avx512 and w.floats and not w.broadcast and tile.x is not None and not tile.pool_tile
+        unroll = tile.f > tile.vector > 0 or (light_tile and not tile.vector)
+        done = fuse_epilogue(sch, w.red, w.names, w.red_at, c_out, WriteBack(unroll=unroll, lanes=tile.vector))
+        parallelize(sch, outer)
+        init = sch.decompose_reduction(w.red, w.reduce[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        for name in w.names[w.red_at + 1 :]:  # consumers that could not be fused into the write-back
+            if name in done:
+                attempt(lambda name=name: vectorize_spatial(sch, sch.get_sblock(name), simd))
+        return True
+
+    def _producers(self, sch, before, w: _Window, simd) -> bool:
+        """The reduction's producers (padding), each inlined or written as a pass of its own; False: one is a
+        reduction. A plain copy is inlined, and so is real padding in front of a light reduction (depthwise conv,
+        pooling: ~9 operations per output), where a separate pass over the input cost more than the reduction; in
+        front of a heavy one (the 7 x 7 x 3 stem) it stays a pass of its own (x86: by rows, pad_by_rows), as in front
+        of a cropped one, whose tiles would otherwise test the bounds of every input they read (measured:
+        docs/notes/host-fp32-vs-ort.md)."""
         for b in before:
             if is_reduction(sch, b):
                 return False
-            # padding: a plain copy is inlined; so is real padding in front of a light reduction (depthwise
-            # conv, pooling: ~9 operations per output), where a separate padding pass over the input cost
-            # more than the reduction (measured: DDSNet depthwise -18%, max pool -50%); in front of a heavy
-            # one (DDSNet's 7x7x3 stem: +35% inlined) it stays a pass of its own (x86: by rows, pad_by_rows),
-            # as in front of a cropped one, whose tiles would otherwise test the bounds of every input they read
-            if "if_then_else" in str(sch.get(b).body) and (work > INLINE_PADDING_MAX_WORK or cropped):
+            if "if_then_else" in str(sch.get(b).body) and (w.work > INLINE_PADDING_MAX_WORK or w.cropped):
                 if not (is_x86(self.target) and attempt(lambda b=b: pad_by_rows(sch, b, simd))):
                     vectorize_spatial(sch, b, simd)
             else:
                 sch.compute_inline(b)
-        spatial, reduce = loops[:n_spatial], loops[n_spatial:]
-        channels = spatial[-1]
-        nc = loop_extent(sch, channels)
-        f = channels_per_tile(nc, simd)  # integer reductions too: 23-lane int32 vectors (184 channels) ran 4x slower
-        update = sch.get(red)
-        pool_tile = (
-            is_x86(self.target)
-            and work <= X86_UNROLLED_TAPS
-            and isinstance(update.body.value, tirx.Max)
-            and update.writes[0].source.dtype == "float32"
-        )  # INT8 modules keep theirs
-        if pool_tile:  # a float max pool's window: one pixel x as many whole vectors of channels as fit
-            pool_f = next(
-                (
-                    v * simd.lanes
-                    for v in range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
-                    if nc % (v * simd.lanes) == 0
-                ),
-                None,
-            )
-            pool_tile, f = pool_f is not None, pool_f or f
-        tiled = n_spatial >= 2 and loop_extent(sch, spatial[-2]) > 1
-        # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
-        tile = (
-            x86_register_tile(nc, loop_extent(sch, spatial[-2]), work, simd)
-            if (
-                tiled
-                and is_x86(self.target)
-                and simd.lanes >= 16
-                and floats
-                and (work > INLINE_PADDING_MAX_WORK or broadcast)
-                and not pool_tile
-            )
-            else None
-        )
-        vector = 0  # the lanes of one vector of a tile of several (their loop unrolled): LLVM splits a wider
-        # vector type badly (48 floats, three zmm: DDSNet's first transition 0.46 -> 15 ms)
-        if tile is not None:
-            f, x = tile
-            vector = next(w for w in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if f % w == 0)
-        c_out, c_in = sch.split(channels, [None, f])
-        if tiled:
-            width = spatial[-2]
-            if tile is None:
-                limit = pixel_limit(f, simd)
-                x = 1 if pool_tile else largest_divisor(loop_extent(sch, width), limit)
-                if is_x86(self.target) and not pool_tile and 2 * x < limit:
-                    # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one
-                    # runs past the row, predicated, not one-pixel tiles (FastNet host FP32 1.657 -> 1.599 ms, its
-                    # stem 520 -> 475 us, interleaved, AVX-512 EPYC); ARM keeps exact tiles (its counts are
-                    # references)
-                    x = limit
-            x_out, x_in = sch.split(width, [None, x])
-            outer = spatial[:-2]
-            sch.reorder(*outer, x_out, c_out, *reduce, x_in, c_in)
-            sch.unroll(x_in)
-        else:
-            outer = spatial[:-1]
-            sch.reorder(*outer, c_out, *reduce, c_in)
-        if vector and f > vector:
-            c_vectors, c_in = sch.split(c_in, [None, vector])
-            sch.unroll(c_vectors)
-        sch.vectorize(c_in)
-        if is_x86(self.target):
-            unroll_short_reduction(sch, reduce, X86_UNROLLED_TAPS)
-        # AVX-512, a light float reduction's tile of pixels (a depthwise conv, an average pool; a max pool's tile is one
-        # pixel): its write-back unrolled as well, so that the tile stays in registers. Its loop over pixels kept
-        # the tile on the stack, and LLVM's branches around the inline padding stored and reloaded accumulators:
-        # DDSNet host FP32 x 0.961 (interleaved, Zen 4), its largest depthwise conv (56 x 56 x 160) 143 -> 101 us
-        # (perf's shares), a C version of the same tile 92 us; AVX2 keeps its write-back until measured there
-        light_tile = avx512 and floats and not broadcast and tiled and not pool_tile and tile is None
-        done = fuse_epilogue(sch, red, names, red_at, c_out, unroll=f > vector > 0 or light_tile, lanes=vector)
-        parallelize(sch, outer)
-        init = sch.decompose_reduction(red, reduce[0])
-        sch.vectorize(sch.get_loops(init)[-1])
-        after = names[red_at + 1 :]
-        for name in after:  # consumers that could not be fused into the write-back
-            if name in done:
-                attempt(lambda name=name: vectorize_spatial(sch, sch.get_sblock(name), simd))
         return True
+
+    def _tile(self, sch, w: _Window, simd) -> _Tile:
+        """The register tile: channels_per_tile's channels (integer reductions too: int32 vectors of odd lanes ran
+        4x slower, docs/notes/host-int8-requantization.md), x86_register_tile's on AVX-512 float convs, a float max
+        pool's one pixel x whole vectors on x86, else as many pixels as the accumulators allow."""
+        x86 = is_x86(self.target)
+        nc = loop_extent(sch, w.spatial[-1])
+        f = channels_per_tile(nc, simd)
+        pool_f = None
+        if x86 and w.max_pool:  # a float max pool's window: one pixel x as many whole vectors of channels as fit
+            vectors = range(min(X86_POOL_VECTORS, simd.accumulators), 0, -1)
+            pool_f = next((v * simd.lanes for v in vectors if nc % (v * simd.lanes) == 0), None)
+        pool_tile, f = pool_f is not None, pool_f or f
+        tiled = len(w.spatial) >= 2 and loop_extent(sch, w.spatial[-2]) > 1
+        if not tiled:
+            return _Tile(f, None, 0, pool_tile)
+        width = loop_extent(sch, w.spatial[-2])
+        # AVX-512 only: measured there; AVX2's tiles stay as they were until measured on that class
+        heavy = w.work > INLINE_PADDING_MAX_WORK or w.broadcast
+        wide = x86 and simd.lanes >= 16 and w.floats and heavy and not pool_tile
+        register = x86_register_tile(nc, width, w.work, simd) if wide else None
+        if register is not None:
+            f, x = register
+            # one vector of a tile of several (their loop unrolled): LLVM splits a wider vector type badly (48
+            # floats, three zmm: docs/notes/avx512-host-fp32.md)
+            return _Tile(f, x, next(v for v in (simd.lanes, simd.lanes // 2, simd.lanes // 4) if f % v == 0), False)
+        limit = pixel_limit(f, simd)
+        x = 1 if pool_tile else largest_divisor(width, limit)
+        if x86 and not pool_tile and 2 * x < limit:
+            # a width with no divisor near the tile (FastNet's 127, 63, 31): a full tile whose last one runs past
+            # the row, predicated, not one-pixel tiles (docs/notes/avx512-host-fp32.md); ARM keeps exact tiles (its
+            # counts are references)
+            x = limit
+        return _Tile(f, x, 0, pool_tile)
 
 
 def _along_rows(sch, block, n: int) -> bool:

@@ -5,6 +5,8 @@ the rules' common base (a dlight ScheduleRule on static-shaped PrimFuncs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tvm import ir, s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.schedule import ScheduleError
@@ -166,27 +168,27 @@ def _inline_consumers(sch, block, domain) -> None:
             return
 
 
-def fuse_epilogue(  # noqa: PLR0913
-    sch,
-    red,
-    names,
-    red_at,
-    at_loop,
-    unroll: bool = False,
-    lanes: int = 0,
-    scope: str = "local",
-    vectors_outer: bool = False,
-) -> set[str]:
-    """Accumulate the reduction `red` in a register tile (cache_write to `scope`) written back under `at_loop`,
-    with its epilogue -- the blocks over the same output domain -- fused into that write-back, as one block
-    where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger domain (squeeze-excite's
-    broadcast multiply) stays a block of its own. Returns the names of the blocks still at the root, the
-    write-back not among them.
-    unroll: unroll the write-back's outer loops too, so that every access to the tile has a constant index and
-    LLVM keeps the whole tile in registers (a loop over it puts it on the stack: a store and a load per
-    accumulator, which a short reduction -- a depthwise conv's 9 taps -- does not amortize), in vectors of
-    `lanes` (ARM: up to 16, `neon_epilogue_lanes`), vectors_outer: those vectors outside the pixels (a vector's
-    requantization parameters loaded once per tile)."""
+@dataclass(frozen=True)
+class WriteBack:
+    """How `fuse_epilogue` writes a register tile back. unroll: the write-back's outer loops unrolled too, so that
+    every access to the tile has a constant index and LLVM keeps the whole tile in registers (a loop over it puts it
+    on the stack: a store and a load per accumulator, which a short reduction -- a depthwise conv's 9 taps -- does
+    not amortize), in vectors of `lanes` (ARM: up to 16, `neon_epilogue_lanes`; 0: one vector); scope: the tile's
+    storage scope; vectors_outer: those vectors outside the pixels (a vector's requantization parameters loaded
+    once per tile)."""
+
+    unroll: bool = False
+    lanes: int = 0
+    scope: str = "local"
+    vectors_outer: bool = False
+
+
+def fuse_epilogue(sch, red, names, red_at, at_loop, write: WriteBack = WriteBack()) -> set[str]:
+    """Accumulate the reduction `red` in a register tile (cache_write to `write.scope`) written back under
+    `at_loop` as `write` says, with its epilogue -- the blocks over the same output domain -- fused into that
+    write-back, as one block where it is a chain (swish: x * sigmoid(x) reads x twice); a consumer over a larger
+    domain (squeeze-excite's broadcast multiply) stays a block of its own. Returns the names of the blocks still at
+    the root, the write-back not among them."""
     n_spatial = len(sch.get(red).writes[0].region)
     domain = block_domain(sch, red)[:n_spatial]
     crop = crop_of(sch, red, names, red_at)
@@ -195,7 +197,7 @@ def fuse_epilogue(  # noqa: PLR0913
     epilogue = [n for n in names[red_at + 1 :] if block_domain(sch, sch.get_sblock(n)) == domain and n != crop]
     for name in epilogue[:-1]:
         attempt(lambda name=name: sch.compute_inline(sch.get_sblock(name)))
-    acc = sch.cache_write(red, 0, scope)
+    acc = sch.cache_write(red, 0, write.scope)
     if crop is not None:
         sch.compute_inline(acc)
         acc = sch.get_sblock(crop)
@@ -206,14 +208,15 @@ def fuse_epilogue(  # noqa: PLR0913
     # the write-back's own loops: none when the tile is one element (19 channels, a vector of 1), and then
     # loops[-1] is `at_loop` itself, around the reduction: vectorizing it computed every channel's sum wrongly
     own = loops[at + 1 :]
-    if unroll and lanes and own and loop_extent(sch, own[-1]) > lanes and loop_extent(sch, own[-1]) % lanes == 0:
+    lanes = write.lanes
+    if write.unroll and lanes and own and loop_extent(sch, own[-1]) > lanes and loop_extent(sch, own[-1]) % lanes == 0:
         own = [*own[:-1], *sch.split(own[-1], [None, lanes])]  # one register per vector
-        if vectors_outer:
+        if write.vectors_outer:
             sch.reorder(own[-2], *own[:-2])
             own = [own[-2], *own[:-2], own[-1]]
     if own:
         sch.vectorize(own[-1])
-    if unroll:
+    if write.unroll:
         for loop in own[:-1]:
             sch.unroll(loop)
     return {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))} - {sch.get(acc).name_hint}

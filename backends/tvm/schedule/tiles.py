@@ -13,8 +13,8 @@ INLINE_PADDING_MAX_WORK = 32  # reductions of at most this many steps per output
 X86_L1_WEIGHTS = 32 * 1024
 X86_L2_LOAD_COST = 4
 # ARM INT8 epilogues: vectors of up to 16 int32 lanes (int8/register_split.py splits the NEON requantization's
-# calls by register), so that 16 codes narrow with the saturating narrowings (was one vector of 4; up to 8 lanes:
-# DDSNet aarch64-dotprod 30.57 M instructions against 30.36 M, FastNet 19.50 against 19.58 M; up to 32: the same)
+# calls by register), so that 16 codes narrow with the saturating narrowings (8 and 32 measured:
+# docs/notes/aarch64-dot-kernels.md)
 NEON_EPILOGUE_LANES = (16, 8, 4)
 
 
@@ -92,7 +92,7 @@ def _x86_tiles(channels: int, width: int, work: int, simd: Simd):
                 continue
             x = largest_divisor(width, limit)
             # a width with no divisor near the limit: full tiles, the last one predicated, which keeps LLVM from
-            # holding the accumulators in registers (FastNet's stem ran 2x its unpredicated time): counted twice
+            # holding the accumulators in registers (about twice the time: FastNet's stem): counted twice
             predicated = 2 * x < limit
             x = limit if predicated else x
             cost = ((x + v * weight_cost) / (x * v * lanes) * (2 if predicated else 1), -lanes)

@@ -58,7 +58,7 @@ def _model():
 def test_split_library_equals_tvm_compile_and_is_byte_identical_on_any_thread_count(tmp_path):
     mod = tvm_compile.import_onnx(_model())
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    pipeline = tvm_compile._relax_pipeline(target, True, False)
+    pipeline = tvm_compile._relax_pipeline(target, tvm_compile.CompileOptions())
     x = np.random.default_rng(2).standard_normal((1, 3, 12, 10)).astype(np.float32)
 
     one, two = tmp_path / "one.so", tmp_path / "two.so"

@@ -1,4 +1,4 @@
-"""The depthwise conv on x86's `vpmaddwd` (compute.depthwise_pairs_primfunc, schedule Int8DepthwisePairs): a window's
+"""The depthwise conv on x86's `vpmaddwd` (backends/tvm/int8/variants/depthwise_pairs.py): a window's
 rows widened to int16 pairs, each channel's 2 rows one 32-bit lane, exact against numpy and the integer reference."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import pytest
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm.int8 import compute
 from tcc.backends.tvm.int8 import kernels as kn
+from tcc.backends.tvm.int8.variants import depthwise_pairs, depthwise_rows
 from tcc.backends.tvm.isa import target_has
-from tcc.backends.tvm.schedule import int8_rules as ts
 from tests.helpers.tvm_int8 import depthwise_case
 from tests.helpers.tvm_int8 import prim_scripts as _scripts
 from tests.helpers.tvm_util import check_all, run_lowered
@@ -57,8 +56,8 @@ def test_pairs_depthwise_is_exact(mcpu, feature, register, n, h, w, c, k, stride
         pytest.skip(f"this CPU has no {feature}")
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu})
     shape = kn.ConvShape(n, h, w, c, c, k, k, (stride, stride), pads, (1, 1))
-    sch = ts.Int8DepthwisePairs().apply(
-        compute.depthwise_pairs_primfunc(shape, dtype).with_attr("global_symbol", "main"), target, False
+    sch = depthwise_pairs.Int8DepthwisePairs().apply(
+        depthwise_pairs.depthwise_pairs_primfunc(shape, dtype).with_attr("global_symbol", "main"), target, False
     )
     assert sch is not None
     lib = tvm.compile(sch.mod, target=target)
@@ -70,7 +69,7 @@ def test_pairs_depthwise_is_exact(mcpu, feature, register, n, h, w, c, k, stride
     weights = rng.integers(-128, 128, (c, 1, k, k)).astype(np.int8)
     weights.flat[:2] = (-128, 127)
     got = tvm.runtime.tensor(np.zeros((n, *shape.out_hw, c), np.int32))
-    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(compute.depthwise_pairs_weights(weights, shape)), got)
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(depthwise_pairs.depthwise_pairs_weights(weights, shape)), got)
     np.testing.assert_array_equal(got.numpy(), _numpy_depthwise(x, weights, shape))
 
 
@@ -79,7 +78,7 @@ def test_pairs_weights_are_the_rows_weights_in_pairs():
     depthwise_rows_weights' [J, kw, c, 4]."""
     shape = kn.ConvShape(1, 8, 8, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
     w = np.random.default_rng(0).integers(-128, 128, (16, 1, 3, 3)).astype(np.int8)
-    rows, pairs = compute.depthwise_rows_weights(w, shape), compute.depthwise_pairs_weights(w, shape)
+    rows, pairs = depthwise_rows.depthwise_rows_weights(w, shape), depthwise_pairs.depthwise_pairs_weights(w, shape)
     assert pairs.shape == (2, 3, 2, 16, 2) and pairs.dtype == np.int16
     for p in range(2):
         np.testing.assert_array_equal(pairs[:, :, p], rows[:, :, :, 2 * p : 2 * p + 2])

@@ -19,6 +19,7 @@ from tcc.backends.tvm import run as tvm_run
 from tcc.backends.tvm.int8 import choose, compute
 from tcc.backends.tvm.int8 import kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering
+from tcc.backends.tvm.int8.variants import depthwise_rows, depthwise_taps, windows
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.plan import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
@@ -27,7 +28,7 @@ from tests.helpers.onnx_util import make_model
 from tests.helpers.tvm_int8 import depthwise_case
 from tests.helpers.tvm_int8 import lowered as _lowered
 from tests.helpers.tvm_int8 import prim_scripts as _scripts
-from tests.helpers.tvm_util import run_lowered, skip_unless_runtime
+from tests.helpers.tvm_util import IEEE, run_lowered, skip_unless_runtime
 
 
 def odd_convs_model(seed: int = 0):
@@ -129,8 +130,8 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     pairs = sum("tcc_dw_pairs" in s for s in _scripts(mod))
     assert pairs == (k.arch == "x86_64") and sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2 - pairs
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
-    while narrow.name in choose.NARROW:
-        narrow = kn.KERNELS[choose.NARROW[narrow.name]]
+    while narrow.narrow is not None:
+        narrow = kn.KERNELS[narrow.narrow]
     takes = [
         n
         for n in model.graph.node
@@ -203,6 +204,31 @@ def test_pack_weights_layout_and_bias_correction():
     for offset in (-128, 128):
         shifted = (a + offset) @ ww.T
         np.testing.assert_array_equal(shifted + compute.bias_correction(ww[:, :, None, None], offset), a @ ww.T)
+
+
+def test_the_kernels_relations_name_kernels_of_their_kind():
+    """Each twin a kernel record names (kernels.DotKernel) is a record of KERNELS of the relation's kind: the
+    narrower twin half the lanes of the same instruction, the int16 twin reading int16 codes, the safe twin one
+    product per 16-bit lane in the same form, the form twin the other form and back; every instruction has its
+    step's implementation (intrinsics.STEPS), every target kernel (choose.TARGET_KERNELS) a record."""
+    from tcc.backends.tvm.int8.intrinsics import STEPS
+
+    for k in kn.KERNELS.values():
+        assert k.instruction in STEPS, k.name
+        if k.narrow is not None:
+            twin = kn.KERNELS[k.narrow]
+            assert (twin.lanes, twin.instruction, twin.act_dtype) == (k.lanes // 2, k.instruction, k.act_dtype)
+        if k.int16_twin is not None:
+            twin = kn.KERNELS[k.int16_twin]
+            assert k.act_dtype != "int16" and (twin.act_dtype, twin.lanes) == ("int16", k.lanes)
+        if k.safe_twin is not None:
+            twin = kn.KERNELS[k.safe_twin]
+            assert twin.safe and not k.safe and (twin.form, twin.arch, twin.lanes) == (k.form, k.arch, k.lanes)
+        if k.form_twin is not None:
+            twin = kn.KERNELS[k.form_twin]
+            assert twin.form != k.form and twin.form_twin == k.name and twin.safe == k.safe
+    assert all(name in kn.KERNELS for _, _, name in choose.TARGET_KERNELS)
+    assert {k.arch for k in kn.KERNELS.values() if k.depthwise_rows} == {"aarch64", "x86_64"}
 
 
 def test_neon_kernel_falls_back_where_two_minus_128_share_a_lane():
@@ -386,7 +412,7 @@ def _run_requantize(func, params, acc, dtype, target, so, lanes: int = 4):
             )
             out = bb.emit_output(relax.call_tir(gv, [x, relax.const(params, "int32")], relax.TensorType([1, n], dtype)))
         bb.emit_func_output(out)
-    so = tvm_compile.compile_module(bb.get(), target, so, ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, so, IEEE)
     return tvm_run.run_module(so, target, acc.astype(np.int32).reshape(1, -1))[0][0].ravel()
 
 
@@ -510,11 +536,9 @@ def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
     all nine."""
     from tvm import s_tir
 
-    from tcc.backends.tvm.schedule.int8_rules import Int8Depthwise
-
     shape = kn.ConvShape(1, width, width, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
-    sch = Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target(target)), False)
+    func = depthwise_taps.depthwise_primfunc(shape, "int8").with_attr("global_symbol", "main")
+    sch = depthwise_taps.Int8Depthwise().apply(func, tvm.target.Target(tvm_compile.resolve_tvm_target(target)), False)
     assert isinstance(sch, s_tir.Schedule)
     loops = [line.strip() for line in sch.mod["main"].script().splitlines() if line.strip().startswith("for ")]
     taps = {
@@ -669,7 +693,7 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
             args = [xv, relax.const(packed, "int8")] + ([relax.const(bias.astype(np.int32))] if biased else [])
             y = bb.emit_output(relax.call_tir(gv, args, relax.TensorType([1, 3, crop or width, out_channels], "int32")))
         bb.emit_func_output(y)
-    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", IEEE)
     got = tvm_run.run_module(so, target, codes.astype(np.int8))[0][0]
     want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
     np.testing.assert_array_equal(got, want[:, :, : crop or width])
@@ -677,12 +701,13 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
 
 @pytest.mark.parametrize("target, kernel", [("aarch64-dotprod", "tcc_dot_a64_sdot"), ("host", "tcc_dot_avx512_vnni")])
 def test_dot_depthwise_bit_exact(target, kernel, tmp_path):
-    """Depthwise convs on a 4-products-a-lane instruction (compute.depthwise_rows_primfunc): AArch64's `sdot`
+    """Depthwise convs on a 4-products-a-lane instruction (depthwise_rows.depthwise_rows_primfunc): AArch64's `sdot`
     (s8 x s8, run by qemu's cortex-a76) and AVX-512's `vpdpbusd` (u8 x s8, on this CPU where it has VNNI); a
     channel's 4 rows in one lane, a window of 4 interleaved rows serving 1, 2 or 3 output rows; codes shifted to
     the instruction's type (the bias takes the shift back) or not; x86's windows read from the input with its
     padding as masked loads, asymmetric pads included; every tensor equal to the integer reference's.
-    Kernels of 5 rows keep the int16 taps, and so does the 1 x 1 one on AArch64 (x86: a float32 map, int8.affine)."""
+    Kernels of 5 rows keep the int16 taps, and so does the 1 x 1 one on AArch64 (x86: a float32 map,
+    variants/affine_map.py)."""
     skip_unless_runtime(target)
     k = kn.KERNELS[kernel]
     if target == "host" and choose.kernel_for(tvm.target.Target(tvm_compile.resolve_tvm_target("host"))) is not k:
@@ -713,7 +738,6 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     """The dot depthwise's schedule tensorizes the step into `sdot` / `vpdpbusd` of two whole vectors, and on x86
     with AVX-512 VBMI a window's interleave into one `vpermb` of its 64 contiguous bytes (the blocked padded copy)
     (compiled for a CPU this machine may not have, not run)."""
-    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target(
         {
@@ -725,10 +749,10 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     )
     k = choose.kernel_for(target)
     shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.depthwise_rows_primfunc(
+    func = depthwise_rows.depthwise_rows_primfunc(
         shape, k.act_offset("uint8"), k.act_dtype, direct=mtriple.startswith("x86")
     ).with_attr("global_symbol", "main")
-    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    sch = depthwise_rows.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
     assembly = tvm.compile(sch.mod, target=target).mod.inspect_source("s")
     assert re.search(instruction, assembly)
@@ -736,11 +760,13 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     assert ("punpcklbw" in assembly) == (mtriple.startswith("x86") and not vpermb)  # the unpacks it replaces
     assert bool(re.search(r"vmovdqu8\s[^\n]*\{%k\d\} ?\{z\}", assembly)) == mtriple.startswith("x86")  # the padding
     # pads that add up to the kernel's height: the windows' first rows span the whole image, so x86 takes the
-    # padded copy too (compute.reads_rows_directly)
+    # padded copy too (depthwise_rows.reads_rows_directly)
     odd = kn.ConvShape(1, 6, 6, 32, 32, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))
-    assert not compute.reads_rows_directly(odd)
-    func = compute.depthwise_rows_primfunc(odd, k.act_offset("uint8"), k.act_dtype).with_attr("global_symbol", "main")
-    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    assert not depthwise_rows.reads_rows_directly(odd)
+    func = depthwise_rows.depthwise_rows_primfunc(odd, k.act_offset("uint8"), k.act_dtype).with_attr(
+        "global_symbol", "main"
+    )
+    sch = depthwise_rows.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None and re.search(instruction, tvm.compile(sch.mod, target=target).mod.inspect_source("s"))
 
 
@@ -749,10 +775,9 @@ def test_dot_depthwise_compiles_to_its_instruction_compiled_only(mtriple, mcpu, 
     [(9, 7, 1, (1, 1, 1, 1), False), (10, 9, 2, (1, 0, 0, 1), True), (5, 6, 1, (0, 1, 1, 0), True)],
 )
 def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads, signed):
-    """x86's windows read straight from the input (compute.depthwise_rows_primfunc, direct): the rows outside the
+    """x86's windows read straight from the input (depthwise_rows.depthwise_rows_primfunc, direct): the rows outside the
     image load as the shifted zero whatever the window, column, image of a batch of 2, or pads, against a numpy
     conv of the padded codes (run where this CPU has AVX-512 VNNI)."""
-    from tcc.backends.tvm.schedule import int8_rules as ts
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
     k = choose.kernel_for(target)
@@ -761,8 +786,10 @@ def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads,
     c = 32
     shape = kn.ConvShape(2, h, w, c, c, 3, 3, (stride, stride), pads, (1, 1))
     offset = k.act_offset("int8" if signed else "uint8")
-    func = compute.depthwise_rows_primfunc(shape, offset, k.act_dtype, direct=True).with_attr("global_symbol", "main")
-    sch = ts.Int8DepthwiseDot().apply(func, target, False)
+    func = depthwise_rows.depthwise_rows_primfunc(shape, offset, k.act_dtype, direct=True).with_attr(
+        "global_symbol", "main"
+    )
+    sch = depthwise_rows.Int8DepthwiseDot().apply(func, target, False)
     assert sch is not None
     rng = np.random.default_rng(h)
     x = (
@@ -782,7 +809,7 @@ def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads,
     )
     got = tvm.runtime.tensor(np.zeros((2, oh, ow, c), np.int32))
     tvm.compile(sch.mod, target=target)["main"](
-        tvm.runtime.tensor(x), tvm.runtime.tensor(compute.depthwise_rows_weights(weights, shape)), got
+        tvm.runtime.tensor(x), tvm.runtime.tensor(depthwise_rows.depthwise_rows_weights(weights, shape)), got
     )
     np.testing.assert_array_equal(got.numpy(), want)
 
@@ -790,7 +817,6 @@ def test_dot_depthwise_windows_read_from_the_input_are_exact(h, w, stride, pads,
 def test_dot_depthwise_windows_read_from_the_input_are_never_left_to_a_generic_schedule(monkeypatch):
     """Those windows read past the input's edges, which only their interleave's masked loads make right: where the
     rule cannot schedule them it raises, rather than let the module fall back to a generic schedule."""
-    from tcc.backends.tvm.schedule import int8_rules as ts
 
     def refused(*_args):
         raise RuntimeError("no")
@@ -798,11 +824,11 @@ def test_dot_depthwise_windows_read_from_the_input_are_never_left_to_a_generic_s
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"})
     k = choose.kernel_for(target)
     shape = kn.ConvShape(1, 8, 10, 32, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    func = compute.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype, direct=True)
-    assert ts.Int8DepthwiseDot().apply(func, target, False) is not None
-    monkeypatch.setattr(ts, "gather_rows_intrin", refused)
-    with pytest.raises(ts.DirectRowsUnscheduled, match="tcc_dw_dot"):
-        ts.Int8DepthwiseDot().apply(func, target, False)
+    func = depthwise_rows.depthwise_rows_primfunc(shape, k.act_offset("uint8"), k.act_dtype, direct=True)
+    assert depthwise_rows.Int8DepthwiseDot().apply(func, target, False) is not None
+    monkeypatch.setattr(depthwise_rows, "gather_rows_intrin", refused)
+    with pytest.raises(depthwise_rows.DirectRowsUnscheduled, match="tcc_dw_dot"):
+        depthwise_rows.Int8DepthwiseDot().apply(func, target, False)
 
 
 def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
@@ -811,17 +837,17 @@ def test_depthwise_rows_weights_place_each_kernel_row_for_each_output_row():
     output's height."""
     w = np.arange(2 * 3 * 3).reshape(2, 1, 3, 3) - 9
     s1 = kn.ConvShape(1, 8, 8, 2, 2, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1))
-    got = compute.depthwise_rows_weights(w, s1)
+    got = depthwise_rows.depthwise_rows_weights(w, s1)
     assert got.shape == (2, 3, 2, 4)
     np.testing.assert_array_equal(got[0, :, :, :3], w[:, 0].transpose(2, 0, 1))
     np.testing.assert_array_equal(got[1, :, :, 1:], w[:, 0].transpose(2, 0, 1))
     assert not got[0, :, :, 3].any() and not got[1, :, :, 0].any()
     s2 = kn.ConvShape(1, 8, 8, 2, 2, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1))
-    assert compute.rows_per_window(s2) == 1
+    assert windows.rows_per_window(s2) == 1
     two = kn.ConvShape(1, 6, 6, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))  # 7 output rows: 3 does not divide
-    assert compute.rows_per_window(two) == 1
-    assert compute.rows_per_window(kn.ConvShape(1, 5, 5, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))) == 3
-    assert compute.rows_per_window(kn.ConvShape(1, 8, 8, 2, 2, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1))) == 0
+    assert windows.rows_per_window(two) == 1
+    assert windows.rows_per_window(kn.ConvShape(1, 5, 5, 2, 2, 2, 2, (1, 1), (1, 1, 1, 1), (1, 1))) == 3
+    assert windows.rows_per_window(kn.ConvShape(1, 8, 8, 2, 2, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1))) == 0
 
 
 def pooled_model(seed: int = 0):
@@ -860,14 +886,15 @@ def test_a_max_pool_alone_after_a_conv_pools_its_accumulators(tmp_path):
     outputs: requantization is non-decreasing, so max and requantization commute exactly, and the pool's padding
     never wins. Every tensor equals the integer reference's; a conv with a second reader keeps its order; ARM
     keeps it everywhere (RelaxLowering.lower says why)."""
-    from tcc.backends.tvm.int8.lower import _pooled_outputs
+    from tcc.backends.tvm.int8.variants.base import pooled_outputs
 
     m = pooled_model()
     rng = np.random.default_rng(1)
     table = calibrate_onnx(m, rng.standard_normal((16, 3, 15, 13)).astype(np.float32), method="kl", target="tvm")
     qg = quantize_graph(plan(m, lowering="tvm", rules="tvm"), table)
     conv = next(n for n in qg.nodes if n.kind == "conv")
-    assert _pooled_outputs(qg) == {conv.outputs[0]}
+    assert pooled_outputs(qg, kn.KERNELS["tcc_dot_avx2_madd"]) == {conv.outputs[0]}
+    assert pooled_outputs(qg, kn.KERNELS["tcc_dot_neon_s8"]) == set()
     arm = RelaxLowering(kn.KERNELS["tcc_dot_neon_s8"])
     arm.lower(qg, (), batch=1)
     assert not arm.pooled_accs
@@ -993,7 +1020,7 @@ def test_broadcast_conv_on_a_padded_im2col_width_cropped_bit_exact(target, kerne
             )
             y = bb.emit_output(relax.op.add(y, relax.const(np.int32(1))))
         bb.emit_func_output(y)
-    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), target, tmp_path / "conv.so", IEEE)
     got = tvm_run.run_module(so, target, codes.astype(k.act_dtype))[0][0]
     want = np.einsum("nhwc,oc->nhwo", codes, weights[:, :, 0, 0]) + bias + 1
     np.testing.assert_array_equal(got, want[:, :, :width])

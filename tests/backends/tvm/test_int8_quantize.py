@@ -12,7 +12,7 @@ import pytest
 from tcc.backends.tvm.int8.tir import QUOTIENT_CLAMP, exact_quotient, exact_quotient_applies
 from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import quantize_input
-from tests.helpers.tvm_util import skip_unless_runtime
+from tests.helpers.tvm_util import IEEE, skip_unless_runtime
 
 
 def fma32(a, b, c):
@@ -119,9 +119,7 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     nan.flat[-1] = np.nan
     got_nan = {}
     for name, reciprocal in forms.items():
-        so = tvm_compile.compile_module(
-            _module(list(x.shape), p, reciprocal), target, tmp_path / f"{name}.so", ieee=True
-        )
+        so = tvm_compile.compile_module(_module(list(x.shape), p, reciprocal), target, tmp_path / f"{name}.so", IEEE)
         outs, _ = tvm_run.run_module(so, target, [x])
         np.testing.assert_array_equal(outs[0].astype(np.int64), want, err_msg=f"{target} {name}")
         got_nan[name] = tvm_run.run_module(so, target, [nan])[0][0].reshape(-1)[-1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import IEEE, needs_tvm
 
 
 def _layer(rng, channels: int, out_dtype: str, low: float = 3e-3, high: float = 3e-2):
@@ -107,7 +107,7 @@ def test_the_kernel_equals_the_reference_on_every_accumulator(out_dtype, tmp_pat
                 relax.call_tir(gv, [x, relax.const(params, "float32")], relax.TensorType(shape, out_dtype))
             )
         bb.emit_func_output(out)
-    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "requantize.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "requantize.so", IEEE)
     acc = _every_accumulator(bound, channels)
     got = tvm_run.run_module(so, "host", acc.T.astype(np.int32).reshape(shape))[0][0].reshape(-1, channels)
     np.testing.assert_array_equal(got.T, apply_requant(acc, rq, axis=0))

@@ -190,7 +190,11 @@ def test_schedules_change_no_numbers(tmp_path):
     outs = {}
     for sched in (True, False):
         so = tvm_compile.compile_onnx(
-            model, "host", tmp_path / f"m{int(sched)}.so", schedule=sched, shape_dict={"x": [1, 3, 30, 30]}
+            model,
+            "host",
+            tmp_path / f"m{int(sched)}.so",
+            {"x": [1, 3, 30, 30]},
+            tvm_compile.CompileOptions(schedule=sched),
         )
         outs[sched] = tvm_run.run_module(so, "host", x)[0][0]
     ref = run(model, x)
@@ -265,7 +269,7 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     assert "T.vectorized(T.int64(48))" in host and "T.unroll(T.int64(1))" in host.split("pool_max_update")[0]
     assert "T.vectorized(T.int64(8))" in arm and "T.vectorized(T.int64(48))" not in arm
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
-    so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", shape_dict={"x": shape})
+    so = tvm_compile.compile_onnx(model, "host", tmp_path / "pool.so", {"x": shape})
     ref = run(model, x)
     assert np.array_equal(tvm_run.run_module(so, "host", x)[0][0], ref)
 
@@ -394,7 +398,7 @@ def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
     assert "in T.unroll(T.int64(8))" in host and "T.where(" in host
     assert "in T.unroll(T.int64(8))" not in arm and "T.where(" not in arm
     x = rng.standard_normal((1, 3, 31, 31)).astype(np.float32)
-    so = tvm_compile.compile_onnx(model, "host", tmp_path / "prime.so", shape_dict={"x": [1, 3, 31, 31]})
+    so = tvm_compile.compile_onnx(model, "host", tmp_path / "prime.so", {"x": [1, 3, 31, 31]})
     np.testing.assert_allclose(tvm_run.run_module(so, "host", x)[0][0], run(model, x), atol=1e-5, rtol=1e-4)
 
 

@@ -9,7 +9,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from tests.helpers.onnx_util import make_model
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import needs_tvm, x86_options
 
 pytestmark = needs_tvm
 
@@ -58,7 +58,7 @@ def _lowered(model, target_name: str, concat_in_place: bool):
     from tcc.backends.tvm import compile as tvm_compile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
-    pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=concat_in_place)
+    pipeline = tvm_compile._relax_pipeline(target, x86_options(concat_in_place=concat_in_place))
     with target:
         return pipeline(tvm_compile.import_onnx(model, {"input": SHAPE}))
 
@@ -76,7 +76,7 @@ def _outputs(model, tmp_path, concat_in_place: bool) -> np.ndarray:
         tvm_compile.import_onnx(model, {"input": SHAPE}),
         "host",
         tmp_path / f"m{int(concat_in_place)}.so",
-        concat_in_place=concat_in_place,
+        x86_options(concat_in_place=concat_in_place),
     )
     return tvm_run.run_module(so, "host", x)[0][0]
 
@@ -141,10 +141,10 @@ def test_int8_dense_block_concats_are_removed_and_the_codes_stay_the_reference(s
     x = np.random.default_rng(2).standard_normal((8, *SHAPE[1:])).astype(np.float32)
     table = calibrate_onnx(model, x, method="minmax", target="tvm", batch_size=1)
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    pipeline = tvm_compile._relax_pipeline(target, True, False, concat_in_place=True)
+    pipeline = tvm_compile._relax_pipeline(target, x86_options(concat_in_place=True))
     mod = lower_int8(model, table, batch=1, target="host")  # this CPU's kernels (VNNI: the dot depthwise convs)
     with target:
-        assert _concat_kernels(tvm_compile._relax_pipeline(target, True, False)(mod)) >= 2  # without (2 or 3:
+        assert _concat_kernels(tvm_compile._relax_pipeline(target, x86_options())(mod)) >= 2  # without (2 or 3:
         # which of them fuse with a neighbour depends on the kernels this CPU's convs take)
         assert _concat_kernels(pipeline(mod)) == 0
     vm = relax.VirtualMachine(tvm.compile(mod, target=target, relax_pipeline=pipeline), tvm.cpu())

@@ -10,7 +10,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from tests.helpers.onnx_util import make_model, run
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import needs_tvm, x86_options
 
 pytestmark = needs_tvm
 
@@ -50,7 +50,10 @@ def test_sigmoid_and_softmax_become_polynomials_and_keep_their_numbers(tmp_path)
     want = run(model, x)
     for fast in (True, False):
         so = tvm_compile.compile_module(
-            tvm_compile.import_onnx(model, {"x": [1, 3, 16, 32]}), "host", tmp_path / f"m{int(fast)}.so", fast_math=fast
+            tvm_compile.import_onnx(model, {"x": [1, 3, 16, 32]}),
+            "host",
+            tmp_path / f"m{int(fast)}.so",
+            x86_options(fast_math=fast),
         )
         got = tvm_run.run_module(so, "host", x)[0][0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

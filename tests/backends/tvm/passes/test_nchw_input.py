@@ -9,7 +9,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from tests.helpers.onnx_util import make_model, run
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import needs_tvm, x86_options
 
 pytestmark = needs_tvm
 
@@ -65,9 +65,11 @@ def test_the_rewrite_is_in_the_x86_pipeline_only(target_name, applied):
     from tcc.backends.tvm import compile as tvm_compile
 
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
-    names = {p.info.name for p in tvm_compile._relax_pipeline(target, True, False, nchw_input=True).passes}
+    names = {p.info.name for p in tvm_compile._relax_pipeline(target, x86_options(nchw_input=True)).passes}
     assert ("TccConvReadsNchwInput" in names) == applied
-    assert "TccConvReadsNchwInput" not in {p.info.name for p in tvm_compile._relax_pipeline(target, True, False).passes}
+    assert "TccConvReadsNchwInput" not in {
+        p.info.name for p in tvm_compile._relax_pipeline(target, x86_options()).passes
+    }
 
 
 def test_padding_by_rows_has_no_bounds_tests_on_x86_and_is_not_used_on_arm():
@@ -134,7 +136,7 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3
     new = tvm_run.run_module(
         tvm_compile.compile_module(
-            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "new.so", nchw_input=True
+            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "new.so", x86_options(nchw_input=True)
         ),
         "host",
         x,
@@ -146,7 +148,7 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     monkeypatch.setattr(float_rules, "pad_by_rows", by_rows_refused)  # WindowReduction's padding by rows
     old = tvm_run.run_module(
         tvm_compile.compile_module(
-            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "old.so", nchw_input=False
+            tvm_compile.import_onnx(model, {"x": SHAPE}), "host", tmp_path / "old.so", x86_options()
         ),
         "host",
         x,

@@ -1,6 +1,7 @@
-"""Intel AMX-INT8 for a conv on few input channels (a stem on RGB): `tdpbusd` adds to each int32 of a 16 x 16 tile
-(16 pixels x 16 output channels) the dot product of up to 64 u8 codes with 64 s8 weights, one instruction, where
-AVX-512's `vpdpbusd` sums 4 per lane (Sapphire Rapids and later; LLVM's `amx-int8`, `amx-tile`).
+"""Intel AMX-INT8 for a conv on few input channels (a stem on RGB), the kernel variant `amx_stem`: `tdpbusd` adds
+to each int32 of a 16 x 16 tile (16 pixels x 16 output channels) the dot product of up to 64 u8 codes with 64 s8
+weights, one instruction, where AVX-512's `vpdpbusd` sums 4 per lane (Sapphire Rapids and later; LLVM's
+`amx-int8`, `amx-tile`).
 
 No im2col copy: a tile's rows may start anywhere in memory, so one kernel row of 16 windows is one tile load from
 the padded input, row r at the window's first code (its pixel x stride x channels), kw x c codes long (rounded up
@@ -15,8 +16,9 @@ tile of 16 pixels (the last one ending at the row's end, overlapping the one bef
 where the width is no multiple of 16) and group of up to 4 tiles of output channels: the accumulators started
 from the bias (a tile load of stride 0), kh products, the stores. Nothing fuses into it (op pattern opaque).
 
-The lowering takes it for a stem whose accumulators a max pool alone reads (lower.py's `pooled_accs`, which
-requantizes after pooling), and then the kernel pools too: output rows go to a ring of the pool's kh rows (L2),
+The lowering takes it (`match`) for a stem the dot kernel would take whose accumulators a max pool alone reads
+(lower.py's `pooled_accs`, which requantizes after pooling), on 8-bit codes, and then the kernel pools too
+(`emit_pooled`): output rows go to a ring of the pool's kh rows (L2),
 and each pooled row is taken from the ring as soon as its last row is computed, so the conv's int32 output (3.2 MB
 for DDSNet's stem at 224) is never written out and read back. The rows run in `POOL_PARTS` parallel parts.
 
@@ -32,12 +34,19 @@ import ctypes
 import functools
 import platform
 import sys
+from dataclasses import dataclass
 
 import numpy as np
+from tvm.script import tirx as T
 
-from ..isa import target_has
-from . import compute
-from .kernels import ConvShape
+from tcc.quant.intgraph.qtypes import QNode
+
+from ...isa import target_has
+from .. import choose, compute
+from ..codes import _Codes
+from ..kernels import ConvShape
+from .base import Layer, Match, Variant
+from .dot_conv import conv_shape as dot_conv_shape
 
 TILE_PIXELS = 16  # rows of a tile of accumulators
 TILE_CHANNELS = 16  # int32 lanes of a tile row: 64 bytes
@@ -104,31 +113,64 @@ def pack_weights(w_oihw: np.ndarray, shape: ConvShape) -> np.ndarray:
     )
 
 
-def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  # noqa: PLR0915
-    """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
-    -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
-    pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
-    from tvm.script import tirx as T
+@dataclass(frozen=True)
+class _Geometry:
+    """conv_primfunc's numbers, from the conv's shape and its max pool's geometry (`pool`: kernel, strides, pads,
+    out_hw; a 1 x 1 / 1 pool over the conv's output where there is none): the input's rows padded, the tiles, the
+    weights' tiles, the pool's rows in parallel parts."""
 
-    assert supports(shape) is None, supports(shape)
-    pooled = pool
-    h, w, c, co, kh = shape.h, shape.w, shape.c, shape.co, shape.kh
+    shape: ConvShape
+    pool: dict
+
+    @property
+    def codes(self) -> int:  # the codes of a window row's product
+        return row_codes(self.shape)
+
+    @property
+    def hp(self) -> int:  # padded input rows
+        return self.shape.h + self.shape.pads[0] + self.shape.pads[2]
+
+    @property
+    def row(self) -> int:  # codes of a padded input row
+        return (self.shape.w + self.shape.pads[1] + self.shape.pads[3]) * self.shape.c
+
+    @property
+    def slack(self) -> int:  # a window row's last product reads up to its codes past the row's end (zero weights)
+        return TILE_CODES
+
+    @property
+    def x_tiles(self) -> int:  # tiles of pixels an output row
+        return -(-self.shape.out_hw[1] // TILE_PIXELS)
+
+    @property
+    def per_group(self) -> int:  # accumulator tiles a group
+        c_tiles = self.shape.co // TILE_CHANNELS
+        return max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
+
+    @property
+    def groups(self) -> int:
+        return self.shape.co // TILE_CHANNELS // self.per_group
+
+    @property
+    def wshape(self) -> tuple[int, int, int, int]:  # the weights' tiles (`pack_weights`)
+        return (self.shape.kh, self.shape.co // TILE_CHANNELS, self.codes // GROUP, TILE_CHANNELS * GROUP)
+
+    @property
+    def parts(self) -> int:  # the pooled rows' parallel parts
+        return min(self.pool["out_hw"][0], POOL_PARTS)
+
+    @property
+    def per_part(self) -> int:
+        return -(-self.pool["out_hw"][0] // self.parts)
+
+
+def _geometry(shape: ConvShape, pool: dict | None) -> _Geometry:
     oh, ow = shape.out_hw
-    sh, sw = shape.strides
-    pt, pl, pb, pr = shape.pads
-    codes = row_codes(shape)
-    hp, row = h + pt + pb, (w + pl + pr) * c
-    slack = TILE_CODES  # a window row's last product reads up to its codes past the row's end (zero weights)
-    x_tiles, c_tiles = -(-ow // TILE_PIXELS), co // TILE_CHANNELS
-    per_group = max(d for d in range(1, ACCUMULATOR_TILES + 1) if c_tiles % d == 0)
-    groups = c_tiles // per_group
-    wshape = (kh, c_tiles, codes // GROUP, TILE_CHANNELS * GROUP)
-    pool = pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)}
-    (pkh, pkw), (psh, psw), (ppt, ppl, _, _) = pool["kernel"], pool["strides"], pool["pads"]
-    ph, pw = pool["out_hw"]
-    parts = min(ph, POOL_PARTS)
-    per_part = -(-ph // parts)
-    lowest = -(2**31)
+    return _Geometry(shape, pool or {"kernel": (1, 1), "strides": (1, 1), "pads": (0, 0, 0, 0), "out_hw": (oh, ow)})
+
+
+def _tile_config_macro(g: _Geometry):
+    codes = g.codes
 
     @T.macro
     def load_tile_config():
@@ -142,6 +184,14 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
             cfg[16 + 2 * t] = T.Select(t == 4, T.uint8(codes), T.uint8(TILE_CHANNELS * 4))
             cfg[48 + t] = T.Select(t <= 4, T.uint8(TILE_PIXELS), T.uint8(codes // GROUP))
         T.evaluate(T.call_llvm_intrin("void", "llvm.x86.ldtilecfg", T.address_of(cfg[0])))
+
+    return load_tile_config
+
+
+def _conv_row_macro(g: _Geometry):
+    x_tiles, groups, per_group, row = g.x_tiles, g.groups, g.per_group, g.row
+    shape = g.shape
+    ow, kh, (sh, sw), c, co = shape.out_hw[1], shape.kh, shape.strides, shape.c, shape.co
 
     @T.macro
     def conv_row(rows, weights, bias, dst, yy, slot):
@@ -191,7 +241,12 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                     )
                 )
 
-    padded_rows = compute.padded_rows_macro(shape, "uint8", pad_code, slack)
+    return conv_row
+
+
+def _prologue_macro(pad_code: int, g: _Geometry):
+    h, w, c = g.shape.h, g.shape.w, g.shape.c
+    padded_rows = compute.padded_rows_macro(g.shape, "uint8", pad_code, g.slack)
 
     @T.macro
     def prologue(rows, x):
@@ -206,13 +261,22 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
         )
         padded_rows(rows, T.decl_buffer((h * w * c,), "uint8", data=x.data))
 
+    return prologue
+
+
+def _inputs(g: _Geometry) -> tuple:
+    """The PrimFuncs' parameters but the output, as TVMScript annotations: the codes, the weights, the bias."""
+    h, w, c = g.shape.h, g.shape.w, g.shape.c
+    return T.Buffer((1, h, w, c), "uint8"), T.Buffer(g.wshape, "int8"), T.Buffer((g.shape.co,), "int32")
+
+
+def _conv(g: _Geometry, prologue, load_tile_config, conv_row):
+    """The conv's PrimFunc: per output row (rows in parallel) the tile configuration and the row's tiles."""
+    co, (oh, ow), (X, W, B) = g.shape.co, g.shape.out_hw, _inputs(g)
+    hp, row, slack = g.hp, g.row, g.slack
+
     @T.prim_func(s_tir=True)
-    def amx_conv(
-        x: T.Buffer((1, h, w, c), "uint8"),
-        weights: T.Buffer(wshape, "int8"),
-        bias: T.Buffer((co,), "int32"),
-        out: T.Buffer((1, oh, ow, co), "int32"),
-    ):
+    def amx_conv(x: X, weights: W, bias: B, out: T.Buffer((1, oh, ow, co), "int32")):  # type: ignore[valid-type]
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
@@ -223,13 +287,20 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                 conv_row(rows, weights, bias, acc, yy, yy)
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
 
+    return amx_conv
+
+
+def _conv_max_pool(g: _Geometry, prologue, load_tile_config, conv_row):
+    """The conv's PrimFunc with its max pool: per part of the pooled rows (in parallel) the conv's rows in a ring of
+    the pool's window rows, each pooled row taken from the ring as soon as its last row is computed."""
+    co, (oh, ow), (X, W, B) = g.shape.co, g.shape.out_hw, _inputs(g)
+    hp, row, slack = g.hp, g.row, g.slack
+    (pkh, pkw), (psh, psw), (ppt, ppl, _, _) = g.pool["kernel"], g.pool["strides"], g.pool["pads"]
+    (ph, pw), parts, per_part = g.pool["out_hw"], g.parts, g.per_part
+    lowest = -(2**31)
+
     @T.prim_func(s_tir=True)
-    def amx_conv_max_pool(
-        x: T.Buffer((1, h, w, c), "uint8"),
-        weights: T.Buffer(wshape, "int8"),
-        bias: T.Buffer((co,), "int32"),
-        out: T.Buffer((1, ph, pw, co), "int32"),
-    ):
+    def amx_conv_max_pool(x: X, weights: W, bias: B, out: T.Buffer((1, ph, pw, co), "int32")):  # type: ignore[valid-type]
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
         with T.sblock("root"):
             rows = T.sblock_alloc_buffer((hp * row + slack,), "uint8")
@@ -260,4 +331,83 @@ def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):  #
                                 out[0, py, px, e] = best[e]
                 T.evaluate(T.call_llvm_intrin("void", "llvm.x86.tilerelease"))
 
-    return (amx_conv if pooled is None else amx_conv_max_pool).without_attr("global_symbol")
+    return amx_conv_max_pool
+
+
+def conv_primfunc(shape: ConvShape, pad_code: int, pool: dict | None = None):
+    """x [1, h, w, c] u8 (the shifted codes), weights (`pack_weights`), bias [co] int32 (the accumulators' start)
+    -> int32 acc [1, oh, ow, co], the padding `pad_code`; or, with `pool` (a max pool's geometry: kernel, strides,
+    pads, out_hw), the accumulators max-pooled, [1, ph, pw, co]. See the module's docstring."""
+    assert supports(shape) is None, supports(shape)
+    g = _geometry(shape, pool)
+    macros = (_prologue_macro(pad_code, g), _tile_config_macro(g), _conv_row_macro(g))
+    func = _conv(g, *macros) if pool is None else _conv_max_pool(g, *macros)
+    return func.without_attr("global_symbol")
+
+
+# ---------------------------------------------------------------------------------------------------- the variant
+def match(layer: Layer) -> Match | None:
+    """A conv the dot kernel would take on few input channels (a stem, not 1 x 1) whose int32 accumulators a max
+    pool alone reads (no requantization fuses into its kernel), on 8-bit codes, where the CPU has AMX-INT8 and the
+    kernel reads u8 codes."""
+    shape = dot_conv_shape(layer)
+    if (
+        shape is None
+        or layer.kernel is None
+        or not (layer.amx and layer.pooled)
+        or shape.c > choose.IM2COL_MAX_CHANNELS
+        or shape.kh * shape.kw <= 1
+        or layer.dtype not in ("int8", "uint8")
+        or layer.kernel.act_dtype != "uint8"
+        or supports(shape) is not None
+    ):
+        return None
+    return Match(
+        kernel="amx_tdpbusd",
+        why=f"a {shape.kh} x {shape.kw} stem on {shape.c} channels read by a max pool alone: AMX tiles, pooled as "
+        "they are computed",
+        shape=shape,
+    )
+
+
+def emit(low, n: QNode, x: _Codes, m: Match) -> list:
+    """The conv on AMX tiles (`conv_primfunc`) of u8 codes (s8 shifted by +128, the bias taking it back). Its max
+    pool (`emit_pooled`) calls the kernel that pools the accumulators as it computes them; the conv's own call stays
+    only where something else reads its codes (the self-check's exposed layers)."""
+    shape = m.shape
+    assert shape is not None and n.weight is not None
+    op, dtype = low.relax.op, str(x.expr.ty.dtype)
+    offset = low.kernel.act_offset(dtype)
+    codes = x.expr
+    if offset:
+        codes = low.cast(low.emit(op.add(low.cast(codes, "int16"), low.const(offset, "int16"))), "uint8")
+    bias = low.bias(n, compute.bias_correction(n.weight, offset))
+    args = [
+        codes,
+        low.const(pack_weights(n.weight, shape), "int8"),
+        low.const((np.zeros(shape.co, np.int64) if bias is None else bias).reshape(-1), "int32"),
+    ]
+    low.amx_pools[n.outputs[0]] = shape, offset, args
+    func = low.bb.add_func(conv_primfunc(shape, offset), "tcc_amx_conv")
+    acc = low.emit(low.relax.call_tir(func, args, low.relax.TensorType([shape.n, *shape.out_hw, shape.co], "int32")))
+    return low.accumulated(n, acc, x.params, started=True)
+
+
+def emit_pooled(low, pool: dict, stem: tuple):
+    """The max pool (geometry `pool`) of an AMX stem's accumulators (`stem`: what `emit` kept in low.amx_pools): the
+    kernel that pools them as it computes them."""
+    shape, offset, args = stem
+    func = low.bb.add_func(conv_primfunc(shape, offset, pool), "tcc_amx_conv_max_pool")
+    out = low.relax.TensorType([shape.n, *pool["out_hw"], shape.co], "int32")
+    return low.emit(low.relax.call_tir(func, args, out))
+
+
+VARIANT = Variant(
+    "amx_stem",
+    ("conv",),
+    match,
+    emit,
+    "x86 AMX-INT8: a stem on few input channels whose max pool alone reads it, on `tdpbusd` tiles, pooled as it goes",
+    compute=(conv_primfunc, pack_weights),
+    requantize="after",
+)

@@ -1,6 +1,6 @@
-"""AMX-INT8 stems (backends/tvm/int8/amx.py): the weights' tile layout and the tiles' addressing against a plain
-conv (everywhere, emulated in numpy), the kernel compiled to tile instructions (everywhere), and run bit-exact,
-alone, pooled and in a lowered model, on a CPU with AMX whose OS grants the tile state."""
+"""AMX-INT8 stems (backends/tvm/int8/variants/amx_stem.py): the weights' tile layout and the tiles' addressing
+against a plain conv (everywhere, emulated in numpy), the kernel compiled to tile instructions (everywhere), and run
+bit-exact, alone, pooled and in a lowered model, on a CPU with AMX whose OS grants the tile state."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from onnx import helper, numpy_helper
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm.int8 import amx
 from tcc.backends.tvm.int8 import kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering
+from tcc.backends.tvm.int8.variants import amx_stem
 from tcc.backends.tvm.isa import target_has
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix, is_amx
 from tcc.cli.build import _target_check_line
@@ -85,15 +85,15 @@ def test_tiles_of_the_packed_weights_compute_the_conv(shape, pool):
     kernel row, a tile of `row_codes` codes read from the padded rows at a stride of sw x c codes, times the
     packed weights' tile (`tdpbusd`: each int32 column sums 4 codes x 4 weights per row), equals the conv."""
     x, w, bias = _case(shape)
-    packed = amx.pack_weights(w, shape)
-    codes = amx.row_codes(shape)
+    packed = amx_stem.pack_weights(w, shape)
+    codes = amx_stem.row_codes(shape)
     assert packed.shape == (shape.kh, shape.co // 16, codes // 4, 64) and packed.dtype == np.int8
     pt, pl, pb, pr = shape.pads
     row = (shape.w + pl + pr) * shape.c
-    rows = np.full((shape.h + pt + pb) * row + amx.TILE_CODES, PAD, np.int64)
-    rows[: -amx.TILE_CODES].reshape(-1, row)[pt : pt + shape.h, pl * shape.c : pl * shape.c + shape.w * shape.c] = x[
-        0
-    ].reshape(shape.h, -1)
+    rows = np.full((shape.h + pt + pb) * row + amx_stem.TILE_CODES, PAD, np.int64)
+    rows[: -amx_stem.TILE_CODES].reshape(-1, row)[
+        pt : pt + shape.h, pl * shape.c : pl * shape.c + shape.w * shape.c
+    ] = x[0].reshape(shape.h, -1)
     (oh, ow), (sh, sw) = shape.out_hw, shape.strides
     got = np.zeros((1, oh, ow, shape.co), np.int64)
     weights = packed.astype(np.int64).reshape(shape.kh, shape.co // 16, codes // 4, 16, 4)
@@ -113,12 +113,12 @@ def test_tiles_of_the_packed_weights_compute_the_conv(shape, pool):
 def test_what_the_tiles_take():
     """A conv the kernel cannot take says why (a window row past a tile row, ragged channels, narrow rows)."""
     ok = kn.ConvShape(1, 40, 38, 3, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1))
-    assert amx.supports(ok) is None and amx.row_codes(ok) == 24
-    assert "tile row" in amx.supports(kn.ConvShape(1, 40, 38, 16, 64, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1)))
-    assert "multiple of 16" in amx.supports(kn.ConvShape(1, 40, 38, 3, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
-    assert "under 16" in amx.supports(kn.ConvShape(1, 40, 15, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
-    assert "dilated" in amx.supports(kn.ConvShape(1, 40, 38, 3, 32, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2)))
-    assert "batch" in amx.supports(kn.ConvShape(2, 40, 38, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
+    assert amx_stem.supports(ok) is None and amx_stem.row_codes(ok) == 24
+    assert "tile row" in amx_stem.supports(kn.ConvShape(1, 40, 38, 16, 64, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1)))
+    assert "multiple of 16" in amx_stem.supports(kn.ConvShape(1, 40, 38, 3, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
+    assert "under 16" in amx_stem.supports(kn.ConvShape(1, 40, 15, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
+    assert "dilated" in amx_stem.supports(kn.ConvShape(1, 40, 38, 3, 32, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2)))
+    assert "batch" in amx_stem.supports(kn.ConvShape(2, 40, 38, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)))
 
 
 @pytest.mark.parametrize("pooled", [False, True])
@@ -130,7 +130,7 @@ def test_the_kernel_compiles_to_tile_instructions_compiled_only(pooled):
     assert target_has_amx(target) and not target_has_amx(
         tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "icelake-server"})
     )
-    func = amx.conv_primfunc(shape, PAD, pool if pooled else None).with_attr("global_symbol", "main")
+    func = amx_stem.conv_primfunc(shape, PAD, pool if pooled else None).with_attr("global_symbol", "main")
     asm = tvm.compile(func, target=target).mod.inspect_source("s")
     for instruction in ("ldtilecfg", "tileloadd", "tdpbusd", "tilestored", "tilerelease", "syscall"):
         assert re.search(rf"\b{instruction}\b", asm), instruction
@@ -154,7 +154,7 @@ def target_has_amx(target) -> bool:
 def _host_amx():
     skip_unless_runtime("host")
     target = tvm.target.Target(tvm_compile.resolve_tvm_target("host"))
-    if not amx.available(target):
+    if not amx_stem.available(target):
         pytest.skip("this CPU has no AMX-INT8, or its OS does not grant the tile state")
     return target
 
@@ -167,12 +167,12 @@ def test_the_kernel_is_bit_exact_on_this_cpu(shape, pool):
     ref = _conv(x, w, bias, shape)
     for geometry in (None, pool) if pool else (None,):
         out_hw = shape.out_hw if geometry is None else geometry["out_hw"]
-        func = amx.conv_primfunc(shape, PAD, geometry).with_attr("global_symbol", "main")
+        func = amx_stem.conv_primfunc(shape, PAD, geometry).with_attr("global_symbol", "main")
         mod = tvm.compile(func, target=target)
         dev = tvm.cpu()
         args = [
             tvm.runtime.tensor(a, dev)
-            for a in (x, amx.pack_weights(w, shape), bias, np.zeros((1, *out_hw, shape.co), np.int32))
+            for a in (x, amx_stem.pack_weights(w, shape), bias, np.zeros((1, *out_hw, shape.co), np.int32))
         ]
         mod(*args)
         want = ref if geometry is None else _max_pool(ref, geometry)

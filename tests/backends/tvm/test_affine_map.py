@@ -1,4 +1,4 @@
-"""A 1 x 1 depthwise conv as a float32 map (backends/tvm/int8/affine.py): parameters that equal the integer
+"""A 1 x 1 depthwise conv as a float32 map (backends/tvm/int8/variants/affine_map.py): parameters that equal the integer
 reference on every 8-bit code of every channel, the kernel run on this CPU bit-exact with it, a layer with no such
 parameters left to the generic kernel."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers.tvm_util import needs_tvm
+from tests.helpers.tvm_util import IEEE, needs_tvm
 
 pytestmark = needs_tvm
 
@@ -44,7 +44,7 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
 
     from tcc.backends.tvm import compile as tvm_compile
     from tcc.backends.tvm import run as tvm_run
-    from tcc.backends.tvm.int8.affine import affine_primfunc
+    from tcc.backends.tvm.int8.variants.affine_map import affine_primfunc
 
     channels = len(params[0])
     shape = [1, 1, len(codes), channels]
@@ -59,14 +59,14 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
                 )
             )
         bb.emit_func_output(out)
-    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "affine.so", ieee=True)
+    so = tvm_compile.compile_module(bb.get(), "host", tmp_path / "affine.so", IEEE)
     x = np.broadcast_to(codes[:, None], shape[2:]).astype(in_dtype).reshape(shape)
     return tvm_run.run_module(so, "host", x)[0][0].reshape(len(codes), channels)
 
 
 @pytest.mark.parametrize("in_dtype, out_dtype", [("uint8", "uint8"), ("int8", "int8"), ("uint8", "int8")])
 def test_the_kernel_equals_the_reference_on_every_code(in_dtype, out_dtype, tmp_path):
-    from tcc.backends.tvm.int8.affine import affine_params
+    from tcc.backends.tvm.int8.variants.affine_map import affine_params
 
     w, b, rq = _layer(np.random.default_rng(7), 64, out_dtype)
     params = affine_params(w, b, rq, in_dtype)
@@ -80,16 +80,16 @@ def test_the_float32_neighbours_fix_the_channels_the_real_multiplier_misses(monk
     """Among 2,048 random channels some land a code on the wrong side of a rounding boundary from the real
     multiplier's float32 (shift, scale): without the search over their neighbours the layer has no parameters;
     with it, the kernel is exact on those channels too."""
-    from tcc.backends.tvm.int8 import affine
+    from tcc.backends.tvm.int8.variants import affine_map
 
     w, b, rq = _layer(np.random.default_rng(3), 2048, "uint8")
     codes, want = _reference(w, b, rq, "uint8")
-    params = affine.affine_params(w, b, rq, "uint8")
+    params = affine_map.affine_params(w, b, rq, "uint8")
     assert params is not None
-    monkeypatch.setattr(affine, "SCALE_STEPS", 0)
-    monkeypatch.setattr(affine, "SHIFT_STEPS", 0)
-    assert affine.affine_params(w, b, rq, "uint8") is None
-    start = affine.start_params(w, b, rq)
+    monkeypatch.setattr(affine_map, "SCALE_STEPS", 0)
+    monkeypatch.setattr(affine_map, "SHIFT_STEPS", 0)
+    assert affine_map.affine_params(w, b, rq, "uint8") is None
+    start = affine_map.start_params(w, b, rq)
     moved = np.flatnonzero((params[0] != start[0]) | (params[1] != start[1]))
     assert 0 < len(moved) < len(w) // 10
     pick = np.unique(np.concatenate([moved[:32], np.arange(8)]))  # the searched channels and the zero weights

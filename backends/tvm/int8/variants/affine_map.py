@@ -1,5 +1,8 @@
 """A per-channel affine map of 8-bit codes (a 1 x 1 depthwise conv: a batch norm after a ReLU, DDSNet's transitions)
-as float32 arithmetic whose every result is checked against the integer reference at build time.
+as float32 arithmetic whose every result is checked against the integer reference at build time: the kernel variant
+`affine_map` (x86), in one place -- its matcher (`match`: a 1 x 1 depthwise conv, not strided or padded, on 8-bit
+codes, codes out, whose map `affine_params` finds), its compute (`affine_primfunc`, an elementwise block that
+schedule.float_rules.Injective vectorizes), no intrinsic, no requantization (the map computes the codes).
 
 Each channel's output depends on one 8-bit code, so the integer reference -- acc = q w + b, requantized -- is a
 table of 256 codes per channel. `affine_params` finds float32 (shift, scale) per channel such that
@@ -19,12 +22,19 @@ multiply, two clamps, the narrowing and its store), where the int16-tap conv wit
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from tcc.quant.intgraph.qtypes import Requant
+import numpy as np
+from tvm import te, tirx
+
+from tcc.quant.intgraph.qtypes import QNode, Requant
 from tcc.quant.intgraph.reference import apply_requant
 
-from .kernels import AFFINE_BLOCK
+from ..codes import _Codes
+from ..requantize_float32 import float32_ulps
+from .base import Layer, Match, Variant
+
+AFFINE_BLOCK = "tcc_affine"  # the map's block (`affine_primfunc`)
 
 # the float32 neighbours of the real multiplier's (shift, scale) tried for a channel with a mismatch, in ulps
 SCALE_STEPS = 4
@@ -80,19 +90,10 @@ def start_params(w: np.ndarray, b: np.ndarray, rq: Requant) -> tuple[np.ndarray,
     return shift, scale
 
 
-def float32_ulps(v: np.ndarray, k: int) -> np.ndarray:
-    """v moved k float32 steps (toward +inf for k > 0)."""
-    out = v.copy()
-    for _ in range(abs(k)):
-        out = np.nextafter(out, np.float32(np.inf if k > 0 else -np.inf)).astype(np.float32)
-    return out
-
-
 def mapped(code, shift, scale, lo: int, hi: int):
     """One code's map as a TIR expression (int32): clamp(rint((float32(code) + shift) * scale), lo, hi), clamped
     from above as a float (what converts to int32 stays in range: a larger one would convert to int32's minimum),
     rounded by the conversion (`vcvtps2dq`), clamped from below as an integer."""
-    from tvm import tirx
 
     y = (code.astype("float32") + shift) * scale
     rounded = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", tirx.min(y, tirx.const(float(hi), "float32")))
@@ -103,7 +104,6 @@ def affine_primfunc(shape, in_dtype: str, out_dtype: str, lo: int, hi: int):
     """codes out [n, h, w, c] (`out_dtype`) = clamp(rint((float32(x) + shift[c]) * scale[c]), lo, hi) of 8-bit codes
     x [n, h, w, c]; the parameters from `affine_params`. An elementwise block (`AFFINE_BLOCK`): the Injective rule
     vectorizes it along the channels."""
-    from tvm import te, tirx
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
     dims = [i64(d) for d in shape]
@@ -114,6 +114,60 @@ def affine_primfunc(shape, in_dtype: str, out_dtype: str, lo: int, hi: int):
     out = te.compute(
         dims, lambda n, h, w, c: mapped(x[n, h, w, c], shift[c], scale[c], lo, hi).astype(out_dtype), name=AFFINE_BLOCK
     )
-    # opaque: a kernel of its own (fused with a concat before it and a pool's window sums after it, DDSNet's
-    # transitions ran 1.31x the model's time: the fused loops test the concat's bounds per element)
+    # opaque: a kernel of its own (fused with a concat before it and a pool's window sums after it, the loops test
+    # the concat's bounds per element: slower, docs/notes/x86-int8-zen4.md)
     return te.create_prim_func([x, shift, scale, out]).without_attr("global_symbol").with_attr("tcc.op_pattern", 8)
+
+
+# ---------------------------------------------------------------------------------------------------- the variant
+@dataclass(frozen=True, kw_only=True)
+class AffineMatch(Match):
+    params: tuple[np.ndarray, np.ndarray]  # (shift, scale) per channel (`affine_params`)
+
+
+def match(layer: Layer) -> AffineMatch | None:
+    n = layer.node
+    if not layer.x86 or n.qout[0] is None or n.requant is None:
+        return None
+    shape = layer.conv_shape()
+    if (
+        shape is None
+        or not layer.depthwise(shape)
+        or (shape.kh, shape.kw) != (1, 1)
+        or shape.strides != (1, 1)
+        or any(shape.pads)
+    ):
+        return None
+    params = affine_params(layer.weight[:, 0, 0, 0], n.bias, n.requant, layer.dtype)
+    if params is None:
+        return None
+    return AffineMatch(
+        kernel=AFFINE_BLOCK,
+        why=f"1 x 1 depthwise on {shape.c} channels: a float32 map per channel, equal to the reference on every code",
+        shape=shape,
+        params=params,
+    )
+
+
+def emit(low, n: QNode, x: _Codes, m: AffineMatch) -> list:
+    """The map as one call of `affine_primfunc` (its parameters float32 constants), kept in `low.affine_maps`: a
+    pooled conv reading it computes the map in its window sums (window_digits.py; this call is then dead code)."""
+    shape, out, rq = m.shape, n.qout[0], n.requant
+    assert shape is not None and out is not None and rq is not None
+    dims = [shape.n, shape.h, shape.w, shape.c]
+    func = low.bb.add_func(affine_primfunc(dims, str(x.expr.ty.dtype), out.dtype, rq.lo, rq.hi), "tcc_affine")
+    args = [x.expr, *(low.const(p, "float32") for p in m.params)]
+    y = low.emit(low.relax.call_tir(func, args, low.relax.TensorType(dims, out.dtype)))
+    low.affine_maps.append((y, args, rq.lo, rq.hi))
+    return [_Codes(y, out)]
+
+
+VARIANT = Variant(
+    "affine_map",
+    ("conv",),
+    match,
+    emit,
+    "x86: a 1 x 1 depthwise conv as a float32 map per channel, checked equal to the reference on every code",
+    compute=(affine_primfunc,),
+    requantize="none",
+)

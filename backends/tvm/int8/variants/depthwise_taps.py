@@ -1,0 +1,237 @@
+"""The depthwise conv on int16 taps, a tap an int16 x int16 product summed into int32 (`vmlal.s16` on ARMv7, `smlal`
+on AArch64, `vpmaddwd` on x86): the kernel variant `depthwise_taps`, in one place. The depthwise convs the row
+variants do not take (strided or tall kernels, 8k channels that are not 16k) and int16 codes.
+
+- takes (`match`): a depthwise conv on 8-bit or int16 codes at zero point 0, 8k channels, on a target with a
+  dot-product kernel;
+- compute (`depthwise_primfunc`): the codes widened to int16 once, with the padding, then the taps;
+- intrinsic: ARM's widening multiply-accumulate of 8 channels (`depthwise_intrin`); x86 none (LLVM's vectorizer);
+- schedule rule `Int8Depthwise` on ARM; on x86 schedule.float_rules.WindowReduction takes it (its padding inlined);
+  the requantization in the tile's epilogue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+from tvm.script import tirx as T
+
+from tcc.quant.intgraph.qtypes import QNode
+
+from ...schedule.loops import (
+    Rule,
+    WriteBack,
+    attempt,
+    block_domain,
+    fuse_epilogue,
+    is_aarch64,
+    loop_extent,
+    pad_by_rows,
+    parallelize,
+    vectorize_spatial,
+)
+from ...schedule.tiles import largest_divisor, neon_epilogue_lanes
+from .. import compute
+from ..codes import _Codes
+from ..intrinsics import register, registered
+from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape
+from .base import Layer, Match, Variant
+
+DEPTHWISE_BLOCK = "tcc_dw_conv"  # the conv (its padded int16 input: DEPTHWISE_PAD_BLOCK)
+
+
+# ---------------------------------------------------------------------------------------------------- compute
+def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
+    """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
+    weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
+    so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
+    widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`)."""
+
+    i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
+    oh, ow = shape.out_hw
+    (sh, sw), (dh, dw) = shape.strides, shape.dilations
+    pt, pl, pb, pr = shape.pads
+    x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
+    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, shape.c)], "int16", name="weights")
+
+    def padded(n, y, xx, c):
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
+
+    src = te.compute(
+        [i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK
+    )
+    ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
+    kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
+    out = te.compute(
+        [i64(d) for d in (shape.n, oh, ow, shape.c)],
+        lambda n, y, xx, c: te.sum(
+            src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32") * weights[ky, kx, c].astype("int32"),
+            axis=[ky, kx],
+        ),
+        name=DEPTHWISE_BLOCK,
+    )
+    return compute.reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_BLOCK, biased).with_attr(
+        "tcc.op_pattern", 4
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- intrinsics
+# C[8] += A[8] * B[8] on int16 codes: two vmlal.s16 (ARMv7), two smlal (AArch64)
+DEPTHWISE_NEON = {
+    "arm": ("tcc_dw_neon_s16", "llvm.arm.neon.vmulls"),
+    "aarch64": ("tcc_dw_a64_s16", "llvm.aarch64.neon.smull"),
+}
+
+
+def depthwise_intrin(target) -> str | None:
+    """The TensorIntrin of a depthwise tap (8 channels) for a target, registered; None: LLVM's vectorizer. On
+    ARMv7 LLVM hoisted the widened weights out of the pixel loop (int32, spilled) and multiplied 32-bit lanes;
+    the intrinsic keeps the widening multiply-accumulate. On AArch64 LLVM 22 failed on the vectorized int16 conv
+    ("Do not know how to split the result of this operator")."""
+    triple = str(target.attrs.get("mtriple", ""))
+    arch = next((a for a in DEPTHWISE_NEON if triple.startswith(a)), None)
+    if arch is None:
+        return None
+    name, mull = DEPTHWISE_NEON[arch]
+    if not registered(name):
+
+        @T.prim_func(s_tir=True)
+        def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            with T.sblock("root"):
+                T.reads(C[0:8], A[0:8], B[0:8])
+                T.writes(C[0:8])
+                for i in T.serial(8):
+                    with T.sblock("update"):
+                        vi = T.axis.remap("S", [i])
+                        C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+
+        @T.prim_func(s_tir=True)
+        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
+            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
+            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
+            with T.sblock("root"):
+                T.reads(C[0:8], A[0:8], B[0:8])
+                T.writes(C[0:8])
+                a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
+                b = T.meta_var(B.vload([0], "int16x8"))
+                C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(mull),
+                    T.vectorlow(a, dtype="int16x4"),
+                    T.vectorlow(b, dtype="int16x4"),
+                    dtype="int32x4",
+                )
+                C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(mull),
+                    T.vectorhigh(a, dtype="int16x4"),
+                    T.vectorhigh(b, dtype="int16x4"),
+                    dtype="int32x4",
+                )
+
+        register(name, desc, impl)
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------- schedule
+# The depthwise tile: pixels x 2 vectors, the pixels the best measured (executed instructions): ARMv7 2
+# (docs/notes/tie-free-requantization.md), AArch64's 32 registers 8 (docs/notes/aarch64-dot-kernels.md,
+# docs/notes/tie-free-requantization.md). A one-pixel ARMv7 tile (odd widths) has its taps unrolled (the loop's
+# compare, branch and address arithmetic per tap); a two-pixel one unrolled executed more (its weights and inputs
+# no longer fit the registers: docs/notes/fastnet-odd-widths.md).
+DEPTHWISE_PIXELS = 2
+DEPTHWISE_PIXELS_A64 = 8
+# The int16 padded input of an ARM INT8 depthwise conv on fewer channels than this is written by rows (pad_by_rows),
+# not pixel by pixel behind a bounds test (~25 instructions a pixel on 8 channels); by rows on every channel count,
+# wider layers executed more (docs/notes/aarch64-dot-kernels.md)
+DEPTHWISE_PAD_BY_ROWS_CHANNELS = 16
+
+
+class Int8Depthwise(Rule):
+    """The INT8 depthwise conv of backends/tvm/int8/kernels.py (block `tcc_dw_conv`, its int16 padded input
+    `tcc_dw_pad` written once beforehand, vectorized; by rows on few channels, DEPTHWISE_PAD_BY_ROWS_CHANNELS) with
+    its epilogue, on ARMv7: a register tile of pixels x two vectors of int32 channels, accumulated over the taps
+    (the NEON widening intrinsic), the epilogue fused into its write-back; on AArch64 the same with more pixels a
+    tile. x86 leaves it to `WindowReduction`."""
+
+    def schedule(self, sch, blocks, simd) -> bool:
+        names = [sch.get(b).name_hint for b in blocks]
+        if names[:2] != [DEPTHWISE_PAD_BLOCK, DEPTHWISE_BLOCK]:
+            return False
+        intrin = depthwise_intrin(self.target)
+        if intrin is None:
+            # x86: WindowReduction's schedule (the padding inlined, up to 6 pixels a tile) -- this one's separate
+            # int16 pass was slower (docs/notes/host-int8-requantization.md)
+            return False
+        pad = sch.get_sblock(DEPTHWISE_PAD_BLOCK)
+        few = block_domain(sch, pad)[-1] < DEPTHWISE_PAD_BY_ROWS_CHANNELS
+        if not (few and attempt(lambda: pad_by_rows(sch, pad, simd))):
+            vectorize_spatial(sch, pad, simd)
+        conv = sch.get_sblock(DEPTHWISE_BLOCK)
+        n, y, x, c, *taps = sch.get_loops(conv)
+        width = 8
+        if loop_extent(sch, c) % width:
+            return False
+        c_out, c_in = sch.split(c, [None, width])
+        pixels = largest_divisor(
+            loop_extent(sch, x), DEPTHWISE_PIXELS_A64 if is_aarch64(self.target) else DEPTHWISE_PIXELS
+        )
+        one_pixel = pixels == 1  # ARMv7, a width with no divisor <= DEPTHWISE_PIXELS (FastNet's)
+        x_out, x_in = sch.split(x, [None, pixels])
+        if one_pixel and all(loop_extent(sch, tap) == 1 for tap in taps):
+            # 1 x 1 (a BN after a ReLU): channels outside pixels, so that a vector's requantization parameters
+            # are loaded once per row, not once per pixel (one-pixel tiles only: docs/notes/fastnet-odd-widths.md)
+            sch.reorder(n, y, c_out, x_out, *taps, x_in, c_in)
+            at = x_out
+        else:
+            sch.reorder(n, y, x_out, c_out, *taps, x_in, c_in)
+            at = c_out
+        fuse_epilogue(
+            sch, conv, names, 1, at, WriteBack(unroll=True, lanes=neon_epilogue_lanes(width), scope=TILE_SCOPE)
+        )
+        parallelize(sch, [n, y])
+        init = sch.decompose_reduction(conv, taps[0])
+        sch.vectorize(sch.get_loops(init)[-1])
+        sch.tensorize(c_in, intrin)
+        sch.unroll(x_in)
+        for tap in taps if one_pixel or is_aarch64(self.target) else taps[-1:]:
+            sch.unroll(tap)
+        return True
+
+
+# ---------------------------------------------------------------------------------------------------- the variant
+def match(layer: Layer) -> Match | None:
+    shape = layer.depthwise_shape()
+    if shape is None:
+        return None
+    return Match(
+        kernel="tcc_dw_conv",
+        why=f"depthwise {shape.kh} x {shape.kw} / {shape.strides[0]} on {shape.c} channels ({layer.dtype}): int16 taps",
+        shape=shape,
+    )
+
+
+def emit(low, n: QNode, x: _Codes, m: Match) -> list:
+    """The conv as one call of `depthwise_primfunc` on int16 weights [kh, kw, c], requantized in its kernel."""
+    shape = m.shape
+    assert shape is not None and n.weight is not None
+    bias = low.bias(n)
+    weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
+    return low.depthwise_call(
+        n,
+        x,
+        shape,
+        depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None),
+        "tcc_dw_conv",
+        low.const(weights, "int16"),
+        bias,
+    )
+
+
+ABOUT = "a depthwise conv on int16 taps (ARM: `vmlal.s16` / `smlal`; x86: LLVM's vectors)"
+VARIANT = Variant(
+    "depthwise_taps", ("conv",), match, emit, ABOUT, (depthwise_primfunc,), (depthwise_intrin,), Int8Depthwise
+)
