@@ -13,7 +13,7 @@ The Python API (tcc.api; the command line is a thin layer over it):
 
 The spec layer underneath:
 
-    spec = tcc.load_model("spec/ddsnet.yaml", {"num_classes": 2})   # spec -> IR (spec.graph), a tcc.Spec
+    spec = tcc.load_spec("spec/ddsnet.yaml", {"num_classes": 2})   # spec -> IR (spec.graph), a tcc.Spec
     module = tcc.to_torch(spec.graph)                                # IR -> torch.fx GraphModule
     proto = tcc.to_onnx(spec.graph, module.state_dict())             # IR -> onnx.ModelProto (opset 13)
 """
@@ -31,8 +31,7 @@ from .errors import (
 )
 from .ir import Graph, Node, Ref
 from .ops import OPS
-from .spec.loader import Model as Spec
-from .spec.loader import load_model, parse_overrides
+from .spec.loader import Spec, load_spec, parse_overrides
 
 # tcc.api, imported on first use: it loads numpy and onnx
 _API = ("Model", "Bundle", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report", "train_model")
@@ -81,6 +80,7 @@ __all__ = [
     "golden_update",
     "import_onnx",
     "load_model",
+    "load_spec",
     "parse_overrides",
     "report",
     "to_onnx",

@@ -43,13 +43,13 @@ from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file
 from .errors import BuildError, SelfCheckError
 from .frontend import Frontend, Weights, lower_spec
 from .keywords import with_keywords
-from .lower.run import torch_run
+from .lower.torch_run import torch_run
 from .process.background import Background
 from .process.phases import phase, recording
 from .quant import prepare
 from .quant.calibrate import calibrate_onnx
 from .quant.collect.data import CalibrationData, load_calibration_data
-from .quant.intgraph.plan import IntGraph, plan
+from .quant.intgraph.match import IntGraph, plan
 from .quant.intgraph.qgraph import quantize_graph
 from .quant.place.placer import place, placement_lines
 from .quant.settings import CalibrationRequest, CalibrationSettings, Provenance
@@ -59,7 +59,7 @@ from .quant.table.rules import TargetRules, get_rules
 from .quant.table.steps import table_choice_lines
 from .self_check import CHECK_BATCH, CHECK_SEED, CheckInputs, failure_message, run_self_check
 from .self_check import int8_self_check as int8_self_check  # re-exported: tcc.golden and the tests judge with it
-from .spec.loader import Model as Spec
+from .spec.loader import Spec
 from .tolerance import TOLERANCES as TOLERANCES  # re-exported: the tests read the tolerances here
 
 CALIBRATION_FILE = "calibration.json"

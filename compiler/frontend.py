@@ -1,7 +1,7 @@
 """The front of every pipeline: spec (+ weights) -> the PyTorch reference module and the FP32 ONNX after the passes.
 
     fe = lower_spec("spec/ddsnet.yaml", weights=Weights("GC.pth", by_order=True))
-    fe.model        # the loaded spec (tcc.spec.loader.Model)
+    fe.model        # the loaded spec (tcc.spec.loader.Spec)
     fe.module       # its inference-only PyTorch lowering with those weights (the FP32 reference)
     fe.onnx         # ONNX at `opset`, after the pass pipeline (tcc.passes): what calibration and backends take
     fe.report       # what each pass did;  fe.weights: the manifest's description of the weights
@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .bundle import sha256_file
-from .spec.loader import Model as Spec
-from .spec.loader import load_model
+from .spec.loader import Spec, load_spec
 
 if TYPE_CHECKING:
     import onnx
@@ -106,7 +105,7 @@ def lower_spec(
     from .lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
     w = Weights.of(weights)
-    model = spec if hasattr(spec, "graph") else load_model(spec, dict(overrides or {}))
+    model = spec if hasattr(spec, "graph") else load_spec(spec, dict(overrides or {}))
     fitted = fit_to_checkpoint(model, w.file, w.by_order, w.key_map)
     for note in fitted.notes if fitted is not model else []:
         log(f"note: {note}")

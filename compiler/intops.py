@@ -23,7 +23,7 @@ An `IntOp` states, for one kind of integer node:
 
 What a kind computes is written once per stage, as the method named after the kind of one interpreter class:
 
-    tcc.quant.intgraph.plan.plan(onnx)          FP32 ONNX after the passes -> IntGraph (matching; refuses what no
+    tcc.quant.intgraph.match.plan(onnx)          FP32 ONNX after the passes -> IntGraph (matching; refuses what no
                                                 entry takes)
     tcc.quant.intgraph.qgraph.Quantizer         IntGraph + calibration table -> QGraph: every integer constant
                                                 (weight and bias codes, fixed-point multipliers, clamp bounds, lookup
@@ -35,7 +35,8 @@ What a kind computes is written once per stage, as the method named after the ki
     tcc.backends.tflite.lower.TfliteLowering    QGraph -> a LiteRT flatbuffer (the same constants as TFLite tensors)
     tcc.quant.lower.qdq.QdqLowering             the QDQ form's part of each kind (ORT, the AX kits): weight and bias
                                                 codes
-    tcc.train.qat.plan.QatPlanner               QGraph -> where quantization-aware training fake-quantizes (PyTorch)
+    tcc.train.qat.quant_points.QatPlanner       QGraph -> where quantization-aware training fake-quantizes
+                                                (PyTorch)
 
 A subclass of `Interpreter` names its lowering; at class creation it must implement exactly the kinds whose
 `lowerings` name it, so the table is the queryable list of what each backend takes (`supported`), and a backend

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, TypeVar
 
-from .spec.build import suggest
+from .spec.expand import suggest
 
 R = TypeVar("R")
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import stable_float
-from .lower.run import torch_run
+from .lower.torch_run import torch_run
 from .tolerance import TOLERANCES, compare
 
 CHECK_SEED = 0

@@ -48,7 +48,7 @@ class Side:
 
 @dataclass
 class Context:
-    spec: object = None  # a spec path or zoo name, or a loaded tcc.spec.loader.Model (the Python API's)
+    spec: object = None  # a spec path or zoo name, or a loaded tcc.spec.loader.Spec (the Python API's)
     overrides: dict = field(default_factory=dict)
     weights: str | None = None
     by_order: bool = False
@@ -163,7 +163,7 @@ def _pytorch(x: np.ndarray, ctx: Context) -> Side:
 
 
 def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
-    from .quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+    from .quant.intgraph.match import plan  # deferred for start-up: loads onnx
     from .quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
     from .quant.intgraph.reference import QTensor, Reference  # deferred for start-up: loads onnx
 

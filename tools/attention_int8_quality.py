@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 import tcc
-from tcc.backends.tvm.run import run_module
+from tcc.backends.tvm.runner import run_module
 from tcc.data import load_image
 from tcc.lower.to_torch import init_weights
 from tcc.quant.collect.crops import make_crops

@@ -26,7 +26,7 @@ from tcc.spec.zoo import zoo_models
 
 def row(name: str, work: Path) -> tuple[str, bool, bool]:
     """The table row of one spec; whether it round-trips equal; whether it has blocks within 2x the lines."""
-    model = tcc.load_model(name)
+    model = tcc.load_spec(name)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=1)
     path = work / f"{name}.onnx"
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())
@@ -35,7 +35,7 @@ def row(name: str, work: Path) -> tuple[str, bool, bool]:
     seconds = time.perf_counter() - start
     spec = work / f"{name}.yaml"
     spec.write_text(imported.spec_text)
-    back = tcc.load_model(spec)
+    back = tcc.load_spec(spec)
     equal = (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
     equal = equal and imported.check["passed"] and not imported.notes
     original, lines = len(model.path.read_text().splitlines()), len(imported.spec_text.splitlines())

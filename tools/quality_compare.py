@@ -300,7 +300,7 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     computes: the TVM builds, bit for bit)."""
     import numpy as np
 
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.intgraph.reference import Reference
     from tcc.quant.lower.qdq import run

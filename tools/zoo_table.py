@@ -18,7 +18,7 @@ def main() -> int:
         ROOT / "spec/fastnet.yaml",
         *sorted((ROOT / "spec/baselines").glob("*.yaml")),
     ]:
-        g = tcc.load_model(path).graph
+        g = tcc.load_spec(path).graph
         rel = path.relative_to(ROOT)
         size = g.size_bytes_fp32 / 2**20
         print(f"| `{rel}` | {'x'.join(map(str, g.input.shape))} | {g.param_count:,} | {g.macs:,} | {size:.2f} MiB |")

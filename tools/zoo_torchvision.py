@@ -45,7 +45,7 @@ def check(name: str, classes: int, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / f"{name}.pth"
         torch.save(reference.state_dict(), weights)
-        model = fit_to_checkpoint(tcc.load_model(ROOT / "spec" / "baselines" / f"{name}.yaml"), weights)
+        model = fit_to_checkpoint(tcc.load_spec(ROOT / "spec" / "baselines" / f"{name}.yaml"), weights)
         module = tcc.to_torch(model.graph).eval()
         match = load_weights(module, model.graph, weights, layouts=model.checkpoints)
     x = torch.randn(1, *model.input_shape, generator=torch.Generator().manual_seed(seed + 2))

@@ -30,7 +30,7 @@ from tcc.bundle import stable_float
 from tcc.errors import BuildError, SelfCheckError
 from tcc.passes.base import PassError
 from tcc.passes.batch import fixed_batch
-from tcc.quant.intgraph.plan import plan, quantized_form
+from tcc.quant.intgraph.match import plan, quantized_form
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import backend_tensors, per_op_deviation
 from tcc.quant.lower.qdq import to_qdq

@@ -168,7 +168,7 @@ class TfliteBackend(Backend):
 
     @staticmethod
     def _graph(model, options: EmitOptions):
-        from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+        from tcc.quant.intgraph.match import plan  # deferred for start-up: loads onnx
 
         int8 = options.precision == "int8"
         floats = float_nodes(options.table) if int8 and options.table is not None else ()

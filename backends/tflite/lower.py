@@ -1,4 +1,4 @@
-"""The integer graph (tcc.quant.intgraph.plan) as a .tflite model: one method per kind of the integer op table.
+"""The integer graph (tcc.quant.intgraph.match) as a .tflite model: one method per kind of the integer op table.
 
     data, info = TfliteLowering(graph, "int8", qgraph, io="float").lower()
 
@@ -28,8 +28,8 @@ from onnx import numpy_helper
 from tcc.errors import BuildError
 from tcc.intops import TFLITE, TFLITE_LOOKUPS, Interpreter
 from tcc.passes.base import infer_value_shapes
+from tcc.quant.intgraph.match import INode, IntGraph
 from tcc.quant.intgraph.node_constants import clamp_codes, clip_bounds, pool_geometry, slice_ranges
-from tcc.quant.intgraph.plan import INode, IntGraph
 from tcc.quant.intgraph.qtypes import QGraph, QParams
 
 from .model import Quant, TfliteModel, options

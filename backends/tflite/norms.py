@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tcc.quant.intgraph.plan import INode
+from tcc.quant.intgraph.match import INode
 
 from .model import options
 from .values import NHWC, Value

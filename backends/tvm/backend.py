@@ -12,7 +12,7 @@ A bundle holds the compiled module and a deployment kit that runs it without Pyt
 kit.py names these files and writes the kit (`write_kit`).
 Everything target-specific (TVM target, cross compiler, qemu) comes from compiler/targets.py; compiling is
 backends/tvm/compile.py (MetaSchedule tuning: tune.py), the runtimes and their cache backends/tvm/runtime.py,
-running backends/tvm/run.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
+running backends/tvm/runner.py (tensor files: tensor_file.py), the vector-instruction counts instruction_mix.py.
 FP32: the Relax ONNX frontend with a fixed batch of 1 (the deployment case; fixed shapes let tcc's schedules
 (backends/tvm/schedule/) vectorize and MetaSchedule tune; larger batches run sample by sample). INT8:
 backends/tvm/int8/lower.py lowers the graph + calibration table to integer Relax ops (channels-last, batch 1 too),
@@ -43,7 +43,7 @@ from tcc.quant.table.placement import float_nodes
 from ... import targets as tvm_targets
 from ..base import Backend, Capabilities, EmitOptions, Exposed
 from . import compile as tvm_compile
-from . import run as tvm_run
+from . import runner as tvm_run
 from . import runtime as rt
 from . import tune as tvm_tune
 from . import worker as tvm_worker
@@ -332,7 +332,7 @@ class TvmBackend(Backend):
         float result may round a code the other way at a tie): the codes of every quantized tensor, from a twin of
         the module that also returns them (lower_int8's `expose`), compiled for the same target and run by the
         kit's runner (under qemu for ARM). Its final output must be the bundle's, bit for bit."""
-        from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+        from tcc.quant.intgraph.match import plan  # deferred for start-up: loads onnx
         from tcc.quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
         from .int8.lower import lower_int8  # deferred for start-up: loads onnx
@@ -460,7 +460,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _has_islands(model, table) -> bool:
-    from tcc.quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+    from tcc.quant.intgraph.match import plan  # deferred for start-up: loads onnx
 
     return bool(plan(model, lowering="tvm", rules=table.target, floats=float_nodes(table)).islands)
 

@@ -3,7 +3,7 @@
 Everything target-specific comes from :mod:`tcc.targets`; the cross compiler is checked by
 :mod:`tcc.backends.tvm.runtime` (require_tools).  The pipeline (_relax_pipeline) puts the graph in NHWC and applies
 tcc's default CPU schedules (:mod:`tcc.backends.tvm.schedule`), and MetaSchedule tuning when asked
-(:mod:`tcc.backends.tvm.tune`).  The exported module runs with :mod:`tcc.backends.tvm.run`.
+(:mod:`tcc.backends.tvm.tune`).  The exported module runs with :mod:`tcc.backends.tvm.runner`.
 TVM is imported where used, not when this module is imported.
 """
 

@@ -20,7 +20,7 @@ numpy.  The rest of the TVM machinery lives in modules that may import this one 
 
     tcc.backends.tvm.compile       ONNX / Relax -> tcc's CPU pipeline -> a shared library for the target
     tcc.backends.tvm.tune          MetaSchedule tuning (host only)
-    tcc.backends.tvm.run           running a compiled module with tcc-run (under qemu for ARM targets)
+    tcc.backends.tvm.runner           running a compiled module with tcc-run (under qemu for ARM targets)
     tcc.backends.tvm.tensor_file       the TCCT tensor files tcc-run reads and writes
     tcc.backends.tvm.measure.instruction_mix   vector-instruction counts of a compiled module (objdump)
 

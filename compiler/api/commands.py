@@ -14,7 +14,7 @@ import numpy as np
 from ..benchmark.report import report as table_one
 from ..errors import DataError
 from ..files import atomic_write, check_output, is_onnx_file
-from ..spec.build import suggest
+from ..spec.expand import suggest
 from ..spec.train_options import BY_NAME as TRAIN_OPTIONS
 from ..spec.zoo import resolve_spec
 from ..tensor_diff import Context

@@ -23,8 +23,7 @@ from ..quant.collect.data import load_calibration_data
 from ..quant.settings import CalibrationRequest, CalibrationSettings
 from ..quant.table.file import CalibrationTable, load_table
 from ..slide.infer import ModelSource
-from ..spec.loader import Model as Spec
-from ..spec.loader import load_model
+from ..spec.loader import Spec, load_spec
 from ..train.qat.options import Options, QatSettings
 from .bundle import Bundle, as_batch, score_slides
 
@@ -68,7 +67,7 @@ class Model:
                 )
             return cls._from_onnx(Path(spec), seed, overrides)
         return cls(
-            load_model(spec, overrides),
+            load_spec(spec, overrides),
             Path(weights) if weights else None,
             by_order,
             Path(key_map) if key_map else None,
@@ -84,11 +83,11 @@ class Model:
         workdir = tempfile.TemporaryDirectory(prefix="tcc-onnx-")
         spec_file, weights_file = import_to_files(path, workdir.name, **options)
         source = source_record(path.name, sha256_file(path), options)
-        return cls(load_model(spec_file), weights_file, False, None, seed, source, _workdir=workdir)
+        return cls(load_spec(spec_file), weights_file, False, None, seed, source, _workdir=workdir)
 
     @property
     def spec(self) -> Spec:
-        """The spec fitted to the weights (graph, params, preprocessing, labels: tcc.spec.loader.Model)."""
+        """The spec fitted to the weights (graph, params, preprocessing, labels: tcc.spec.loader.Spec)."""
         if self._fitted is None and self.weights is None:
             self._fitted = self.loaded  # nothing to fit to (and torch stays unloaded for `tcc check`)
         if self._fitted is None:
@@ -290,7 +289,7 @@ class Model:
         scale_lr, feature_weight, label_weight, batch_size, augment, calib_size, skip_bad, opset).
         Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and OUT/log.json (and, for a model
         imported from an ONNX file, OUT/NAME.yaml, the spec those weights are for); returns
-        tcc.train.qat.run.Result (.weights, .table, .log). Then
+        tcc.train.qat.distill.Result (.weights, .table, .log). Then
         `Model.load(spec, weights=result.weights).build(target, precision="int8", calib=result.table)`.
         `check_only`: the options, the output folder and the table checked, nothing trained (returns None)."""
         settings = with_keywords(QatSettings(Options(seed=self.seed)), options, "qat")
@@ -307,7 +306,7 @@ class Model:
         return self._quantization_aware(data, table, out, settings, log)
 
     def _quantization_aware(self, data, table: CalibrationTable, out: Path, settings: QatSettings, log):
-        from ..train.qat.run import QatSamples, QatSource, quantization_aware  # deferred for start-up: loads torch
+        from ..train.qat.distill import QatSamples, QatSource, quantization_aware  # deferred for start-up: loads torch
 
         spec = self.spec
         samples = load_calibration_data(

@@ -15,7 +15,7 @@ from ..frontend import lower_spec
 from ..plots import layer_cosine_bars, model_size_chart, save
 from ..quant.table.file import load_table
 from . import timing
-from .run import runner_for
+from .bench import runner_for
 
 # INT8 storage: conv / linear weights one byte each, their biases int32 (the integer kernels' accumulators);
 # everything else (scales, shapes) stays 4-byte float. Counted on the graph after fold/fuse, as it is deployed.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tcc.backends import get_backend
-from tcc.backends.tvm.run import run_module
+from tcc.backends.tvm.runner import run_module
 
 # the engine-independent runners and rounds live in tcc.measure.timing (calibration's speed placement times with
 # them too); bench reads every runner through this module

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm.run import run_module
+from tcc.backends.tvm.runner import run_module
 
 VARIANTS = {
     "default": tvm_compile.CompileOptions(x86=tvm_compile.X86Passes(concat_in_place=True, nchw_input=True)),

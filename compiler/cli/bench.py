@@ -75,8 +75,8 @@ def run(args) -> int:
     """`tcc bench`: one run, every engine side by side; bench.json + bench.md in --output, targets printed."""
     from ..api import bench  # deferred for start-up: loads numpy, onnx, torch
     from ..benchmark import to_markdown  # deferred for start-up: loads numpy
+    from ..benchmark.bench import FULL_MATRIX  # deferred for start-up: loads numpy
     from ..benchmark.docs_page import section_key, write_page  # deferred for start-up: tcc.benchmark loads numpy
-    from ..benchmark.run import FULL_MATRIX  # deferred for start-up: loads numpy
 
     out = Path(args.output)
     if args.docs:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from ..spec.loader import load_model, parse_overrides
+from ..spec.loader import load_spec, parse_overrides
 from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args
 
 
@@ -168,7 +168,7 @@ def _held_out(args):
     from ..quant.collect.data import load_calibration_data  # deferred for start-up: loads numpy
     from ..quant.report.quality import HeldOut  # deferred for start-up: loads numpy, onnx
 
-    model = load_model(args.spec, parse_overrides(args.overrides))
+    model = load_spec(args.spec, parse_overrides(args.overrides))
     data = load_calibration_data(
         args.eval, model.preprocess, model.input_shape, None, args.seed, args.skip_bad, what="held-out"
     )

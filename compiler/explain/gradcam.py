@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..data import load_pixels, normalize_pixels, open_image
 from ..errors import DataError
-from ..spec.build import suggest
+from ..spec.expand import suggest
 from .capture import record
 from .layers import Layer, LayerIndex
 

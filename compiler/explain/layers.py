@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 from ..ir import INPUT, Graph, Ref
-from ..spec.build import suggest
+from ..spec.expand import suggest
 
 GRADCAM_OPS = ("conv2d", "concat", "add")
 GLOBAL_POOL_OPS = ("global_avgpool", "adaptive_avgpool")

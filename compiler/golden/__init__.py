@@ -14,7 +14,7 @@ Entries and how each is judged: tcc.golden.entries; the tolerances: tcc.toleranc
 """
 
 from .entries import ENTRIES, Entry
-from .plan import load_plan
+from .golden_yaml import load_plan
 from .suite import Row, check, format_rows, update
 
 __all__ = ["ENTRIES", "Entry", "Row", "check", "format_rows", "load_plan", "update"]

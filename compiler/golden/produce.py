@@ -23,13 +23,13 @@ from ..data import load_image
 from ..errors import BuildError
 from ..files import is_onnx_file
 from ..frontend import Weights, lower_spec
-from ..lower.run import torch_run
+from ..lower.torch_run import torch_run
 from ..onnx_import import import_options, import_to_files
 from ..quant.collect.crops import make_crops
 from ..quant.collect.data import load_calibration_data
 from ..quant.table.file import CalibrationError, load_table, model_sha256
 from .entries import Entry
-from .plan import ModelPlan
+from .golden_yaml import ModelPlan
 
 
 @dataclass
@@ -128,7 +128,7 @@ class ModelRun:
 
     def load_table(self, path: Path, rules: str):
         """The stored table, checked against this spec, weights and FP32 graph (CalibrationError if not)."""
-        from ..quant.intgraph.plan import quantized_form  # deferred for start-up: loads onnx
+        from ..quant.intgraph.match import quantized_form  # deferred for start-up: loads onnx
 
         if path not in self._tables:
             if not path.is_file():
@@ -154,7 +154,7 @@ class ModelRun:
         return torch_run(self.fe.module, x, float64=True)
 
     def qgraph(self, rules: str, table, lowering: str | None = None):
-        from ..quant.intgraph.plan import plan  # deferred for start-up: loads onnx
+        from ..quant.intgraph.match import plan  # deferred for start-up: loads onnx
         from ..quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
         key = (rules, lowering, id(table))

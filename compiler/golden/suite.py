@@ -13,7 +13,7 @@ from ..errors import SpecError, TccError
 from ..quant.table.file import CalibrationError, load_table
 from . import judge
 from .entries import ENTRIES, Entry
-from .plan import FORMAT, GoldenPlan, ModelPlan, load_plan
+from .golden_yaml import FORMAT, GoldenPlan, ModelPlan, load_plan
 from .produce import ModelRun
 from .store import GOLDEN_JSON, json_bytes, npz_bytes, read_json, read_npz, write_if_changed
 

@@ -18,7 +18,7 @@ import torch
 from ..errors import SpecError, WeightsError
 from ..ir import Graph
 from ..spec.checkpoint_layouts import CheckpointLayout, KeyMap, read_key_map
-from ..spec.loader import load_model
+from ..spec.loader import load_spec
 
 __all__ = [
     "WeightMatch",
@@ -251,7 +251,7 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
         if not changed:
             continue
         try:
-            fitted = load_model(model.path, {**model.overrides, **changed})
+            fitted = load_spec(model.path, {**model.overrides, **changed})
             match_weights(fitted.graph, state, source=str(weights), inference_only=inference_only, layouts=[layout])
         except (WeightsError, SpecError):
             continue

@@ -24,11 +24,11 @@ import torch
 
 from ..errors import DataError, SelfCheckError
 from ..ir import INPUT
-from ..lower.run import torch_run
 from ..lower.to_torch import to_torch
+from ..lower.torch_run import torch_run
 from ..lower.weights import load_weights
 from ..measure.ort import session
-from ..spec.loader import load_model
+from ..spec.loader import load_spec
 from ..tolerance import compare
 from .blocks import choose_blocks
 from .fusion import conv_bn_act, gated_activations, nary_adds
@@ -205,7 +205,7 @@ def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool
         spec_file, weights_file = Path(tmp) / f"{g.name}.yaml", Path(tmp) / "weights.pt"
         spec_file.write_text(text, encoding="utf-8")
         torch.save(state, weights_file)
-        model = load_model(spec_file)  # a converter's mistake shows here, as the spec loader's error
+        model = load_spec(spec_file)  # a converter's mistake shows here, as the spec loader's error
         module = to_torch(model.graph, inference_only=True)
         if state:  # a model without parameters (all activations and pools) has nothing to load
             load_weights(module, model.graph, weights_file)

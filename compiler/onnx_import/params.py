@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..spec.build import COMMON_KEYS, NODE_KINDS
+from ..spec.expand import COMMON_KEYS, NODE_KINDS
 
 _RESERVED = {*COMMON_KEYS, *NODE_KINDS, "in_ch", "in_h", "in_w"}  # node keys and the shape names of expressions
 _PLACEHOLDER = re.compile(r"\$\{\x00(\d+)\}")

@@ -27,7 +27,7 @@ from .base import Pass, Stats, const, import_graph, only_feeds, producer
 
 KEY = "tcc.fused_activations"
 # the integer op table (tcc.intops) says which producers fold a following activation into their clamp: the
-# quantizer and every INT8 backend read these marks (tcc.quant.intgraph.plan), nothing recomputes them
+# quantizer and every INT8 backend read these marks (tcc.quant.intgraph.match), nothing recomputes them
 FUSABLE = FUSES_ACTIVATION
 
 

@@ -64,7 +64,7 @@ pool_before_conv = rewrite_pass(
 )
 
 # the inverse, for INT8 graphs of targets whose integer convs read 8-bit codes only (TargetRules.pooled_conv):
-# the conv's output requantized at full size, then pooled (tcc.quant.intgraph.plan.quantized_form)
+# the conv's output requantized at full size, then pooled (tcc.quant.intgraph.match.quantized_form)
 conv_before_pool = rewrite_pass(
     "conv_before_pool",
     "a 1x1 stride-1 Conv that alone reads an unpadded AveragePool runs before it again (pool_before_conv undone)",

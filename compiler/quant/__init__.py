@@ -10,7 +10,7 @@ KL + cosine fine search), the calibration table, QDQ lowering and the integer re
     from tcc.quant.table.file import load_table, file_sha256            # tcc build --calib calib.json
     table = load_table("calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
     from tcc.quant.lower.qdq import to_qdq                               # FP32 ONNX (after passes) + table -> QDQ ONNX
-    from tcc.quant.intgraph.plan import plan                                # FP32 ONNX -> integer graph (tcc.intops)
+    from tcc.quant.intgraph.match import plan                                # FP32 ONNX -> integer graph (tcc.intops)
     from tcc.quant.intgraph.qgraph import quantize_graph                    # + table -> every integer constant
     from tcc.quant.intgraph.reference import Reference, run_reference       # integer golden model
 

@@ -51,7 +51,7 @@ from .choose import choose_steps
 from .collect.data import load_calibration_data
 from .collect.stats import Histogram, run_batches, update_histograms, weight_stats
 from .intgraph.layers import initializers, layer_of, layer_rows
-from .intgraph.plan import IntGraph, plan, quantized_form
+from .intgraph.match import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
 from .place.placer import place
 from .scales.cos_search import Inputs, SearchResult, SearchSettings, cos_search
@@ -81,7 +81,7 @@ def calibrate_onnx(
     runs; without activation_bits: 8); `keywords` are CalibrationSettings' fields over them
     (`calibrate_onnx(fp32, x, method="kl", target="tvm")`). `provenance`: what the table records of its inputs (the
     data's fingerprint, when not given, the samples' sha256). `graph`: the model's IntGraph when the caller has
-    planned it already (tcc.quant.intgraph.plan; otherwise planned here, refusing a model without an integer
+    planned it already (tcc.quant.intgraph.match; otherwise planned here, refusing a model without an integer
     form). Returns the table."""
     run = _run(
         model, data, with_keywords(settings or CalibrationSettings(), keywords, "calibrate_onnx"), provenance, graph

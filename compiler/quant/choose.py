@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from .collect.stats import per_sample_cosine
-from .intgraph.plan import IntGraph
+from .intgraph.match import IntGraph
 from .intgraph.qgraph import quantize_graph
 from .intgraph.reference import Reference
 from .lower.qdq import to_qdq

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BuildError, CalibrationError, DataError
-from .intgraph.plan import quantized_form
+from .intgraph.match import quantized_form
 from .place.placer import check_nodes, check_options
 from .scales.methods import METHODS
 from .settings import CalibrationRequest, CalibrationSettings
@@ -30,7 +30,7 @@ from .table.rules import RULES, TargetRules
 
 if TYPE_CHECKING:
     from ..targets import Target
-    from .intgraph.plan import IntGraph
+    from .intgraph.match import IntGraph
     from .place.placer import PlaceOptions
     from .table.file import CalibrationTable
 
@@ -136,7 +136,7 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
 
 
 def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
-    """At 16 bits, every integer node of the integer graph (tcc.quant.intgraph.plan.IntGraph; float islands aside) must
+    """At 16 bits, every integer node of the integer graph (tcc.quant.intgraph.match.IntGraph; float islands aside) must
     be of a kind, and a lookup of a function, that the rules' 16-bit kernels take (TargetRules.wide.kinds, .lookups):
     else a DataError (exit 2) naming the node, its kind and the target, before any data is read."""
     kinds = rules.wide.kinds

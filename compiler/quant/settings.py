@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from .intgraph.plan import IntGraph
+    from .intgraph.match import IntGraph
     from .place.placer import PlaceOptions
     from .table.rules import TargetRules
 
@@ -95,7 +95,7 @@ class CalibrationRun:
     """One calibration's inputs, checked and resolved: what its phases (tcc.quant.calibrate) and the steps' choice
     (tcc.quant.choose) share."""
 
-    model: onnx.ModelProto  # the FP32 graph in the rules' quantized form (tcc.quant.intgraph.plan.quantized_form)
+    model: onnx.ModelProto  # the FP32 graph in the rules' quantized form (tcc.quant.intgraph.match.quantized_form)
     data: np.ndarray = field(repr=False)  # the calibration samples [N, ...], float32
     graph: IntGraph  # the model's integer graph
     rules: TargetRules

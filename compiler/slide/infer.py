@@ -17,7 +17,7 @@ from ..artifact import open_artifact
 from ..data import model_pixels, normalize_pixels
 from ..errors import DataError
 from ..frontend import reference_module
-from ..spec.loader import load_model
+from ..spec.loader import load_spec
 from .reader import cached_image
 
 
@@ -154,7 +154,7 @@ def _torch_runner(source: ModelSource) -> Runner:
 
     messages = []
     model = fit_to_checkpoint(
-        load_model(source.spec, json.loads(source.overrides)), source.weights, source.by_order, source.key_map
+        load_spec(source.spec, json.loads(source.overrides)), source.weights, source.by_order, source.key_map
     )
     messages += [f"note: {n}" for n in model.notes]
     module, info = reference_module(

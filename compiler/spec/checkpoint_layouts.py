@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Location, SpecError, WeightsError
-from .build import suggest
+from .expand import suggest
 from .yamlpos import PosDict, load_file
 
 MATCHES = ("by_name", "by_order")

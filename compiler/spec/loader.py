@@ -11,8 +11,8 @@ from pathlib import Path
 from ..errors import Location, SpecError
 from ..ir import Graph
 from ..resources import blocks_dir
-from .build import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .checkpoint_layouts import parse_layouts
+from .expand import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .expr import evaluate
 from .schema import validate
 from .yamlpos import PosDict, load_file, parse_scalar
@@ -105,7 +105,7 @@ class Preprocess:
 
 
 @dataclass
-class Model:
+class Spec:
     name: str
     path: Path
     params: dict
@@ -237,7 +237,7 @@ def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
     )
 
 
-def load_model(path: str | Path, overrides: dict | None = None) -> Model:
+def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
     """Load, validate and expand a model spec into its IR graph. `path`: a spec file, or a zoo model's name."""
     path = resolve_spec(path)
     doc = load_document(path)
@@ -289,7 +289,7 @@ def load_model(path: str | Path, overrides: dict | None = None) -> Model:
             labels = None
         else:
             raise SpecError(f"{len(labels)} labels for a model output of shape {list(out_shape)}", doc.where("labels"))
-    return Model(
+    return Spec(
         name=doc["name"],
         path=path,
         params=params,

@@ -11,7 +11,7 @@ import jsonschema
 
 from ..errors import SpecError
 from ..ops import OPS
-from .build import COMMON_KEYS, NODE_KINDS, suggest
+from .expand import COMMON_KEYS, NODE_KINDS, suggest
 from .train_options import train_schema
 from .yamlpos import PosDict, PosList
 

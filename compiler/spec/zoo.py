@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import SpecError
 from ..resources import specs_dir
-from .build import suggest
+from .expand import suggest
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

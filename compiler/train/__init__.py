@@ -2,7 +2,7 @@
 
 config.py      the options resolved from the spec, a config file and the command line (the option table
                itself is tcc.spec.train_options; the subcommand is tcc.cli.train)
-plan.py        a run planned: spec, data and options checked before anything runs
+preflight.py   a run planned: spec, data and options checked before anything runs
 data.py        class folders, the split, the dataset (augmentation, the spec's preprocessing)
 sampling.py    sample order and batches, the same for one process and N
 sample_rng.py  randomness keyed by (seed, epoch, sample): augmentation and dropout

@@ -19,7 +19,7 @@ import jsonschema
 import yaml
 
 from ..errors import Location, SpecError
-from ..spec.build import suggest
+from ..spec.expand import suggest
 from ..spec.loader import as_overrides, load_document
 from ..spec.schema import validate_train
 from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option

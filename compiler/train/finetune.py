@@ -10,7 +10,7 @@ BatchNorm layers keep their running statistics (eval mode in training; precise B
 from __future__ import annotations
 
 from ..ir import INPUT, Graph, Node
-from ..spec.build import suggest
+from ..spec.expand import suggest
 
 BACKBONE = "backbone"  # --freeze backbone: every node with parameters outside the head
 

@@ -27,8 +27,8 @@ from .distributed import Processes, gather, wrap
 from .losses import Loss, class_weights
 from .metrics import classification_metrics, improves
 from .modules import global_batchnorm, key_dropout, key_stochastic_depth
-from .plan import model_fingerprint
 from .precise_bn import BatchNorm, recompute_statistics
+from .preflight import model_fingerprint
 from .sample_rng import BatchKeys
 from .sampling import batches, train_loader, train_sampler, val_loader
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import render
 from .distributed import LostPeer, launch, lost_peer, main_process, processes, under_torchrun
 from .loop import History, Trainer, deterministic
-from .plan import Plan, prepare
+from .preflight import Plan, prepare
 from .rundir import clear_run
 
 

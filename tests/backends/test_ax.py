@@ -72,7 +72,7 @@ def kits(images, tmp_path_factory):
 @pytest.mark.parametrize("spec", sorted(SPECS))
 def test_kit(kits, images, spec, chip):
     from tcc.quant.collect.data import load_calibration_data
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
     result = kits(spec, chip)
     kit, m = result.out, result.manifest
@@ -96,7 +96,7 @@ def test_kit(kits, images, spec, chip):
     assert c.opsets[0] <= m["opset"] <= c.opsets[1]
     assert onnx.load(str(kit / "model.onnx")).opset_import[0].version == m["opset"]
     # the archive: exactly the samples calibration picked, reproducing its tensors through the config's mean / std
-    model = load_model(SPECS[spec], SIZE)
+    model = load_spec(SPECS[spec], SIZE)
     cd = load_calibration_data(images, model.preprocess, model.input_shape, CALIB["calib_size"], 0)
     with tarfile.open(kit / "calibration.tar") as tar:
         names = [t.name for t in tar.getmembers()]

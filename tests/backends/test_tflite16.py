@@ -32,7 +32,7 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     equals the integer reference's codes, on inputs that saturate the input's int16 codes too. `tflite16-i32`:
     int32 bias and accumulators on CONV_2D / FULLY_CONNECTED (gemmlowp rounding), int64 on DEPTHWISE_CONV_2D."""
     from tcc.frontend import lower_spec
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.table.file import CalibrationTable
 
@@ -69,7 +69,7 @@ def test_16x8_int32_narrowed_grids_equal_litert_reference_kernels(tmp_path):
     LiteRT's reference kernels, inputs that saturate included."""
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
 
     fe = lower_spec(spec_path("alexnet"), SMALL["alexnet"])
@@ -288,7 +288,7 @@ def test_lookup_without_16_bit_kernel_is_refused():
     from onnx import TensorProto, helper
 
     from tcc.errors import DataError
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.prepare import check_wide_kinds
     from tcc.quant.table.rules import RULES
 
@@ -499,7 +499,7 @@ def test_16_bit_zero_point_must_be_zero(data):
     """LiteRT's 16x8 kernels take zero point 0 only: a table with another is refused naming the tensor."""
     from tcc.frontend import lower_spec
     from tcc.quant.calibrate import calibrate_onnx
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.table.file import CalibrationError, CalibrationTable
 

@@ -15,7 +15,7 @@ from tcc.backends.ax.ops import check_model
 from tcc.build import build, build_settings
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
-from tcc.quant.intgraph.plan import UnsupportedOps, plan
+from tcc.quant.intgraph.match import UnsupportedOps, plan
 from tests.helpers import REPO
 
 SPEC = REPO / "tests" / "specs" / "torchvision_ops.yaml"

@@ -360,7 +360,7 @@ def test_the_build_target_judges_the_users_command():
 def test_the_users_build_command_is_timed_as_its_own_process(tmp_path):
     """command_build_seconds runs `tcc build` in a new interpreter (what the build target judges): its argv as the
     user would type it, its wall seconds; a failing command is an error record, not a crash."""
-    from tcc.benchmark.run import ROOT, BenchModel, command_build_seconds
+    from tcc.benchmark.bench import ROOT, BenchModel, command_build_seconds
 
     model = BenchModel("fastnet-32", ROOT / "spec" / "fastnet.yaml", overrides={"image_size": 32})
     got = command_build_seconds(model, "ort", tmp_path / "b")

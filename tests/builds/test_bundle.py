@@ -111,10 +111,10 @@ def test_manifest_contents(tiny, tmp_path):
 def test_manifest_records_real_weights(tiny, tmp_path):
     import torch
 
-    from tcc import load_model, to_torch
+    from tcc import load_spec, to_torch
     from tcc.lower.to_torch import init_weights
 
-    module = init_weights(to_torch(load_model(tiny).graph), 7)
+    module = init_weights(to_torch(load_spec(tiny).graph), 7)
     ckpt = tmp_path / "w.pt"
     torch.save(module.state_dict(), ckpt)
     m = build(tiny, build_settings("ort", weights=ckpt), tmp_path / "b").manifest
@@ -323,9 +323,9 @@ def test_cli_bad_build_input(tiny, tmp_path, capsys, args, needle):
 def test_cli_weight_mismatch_names_the_node(tiny, tmp_path, capsys):
     import torch
 
-    from tcc import load_model, to_torch
+    from tcc import load_spec, to_torch
 
-    state = to_torch(load_model(tiny, {"num_classes": 5}).graph).state_dict()
+    state = to_torch(load_spec(tiny, {"num_classes": 5}).graph).state_dict()
     torch.save(state, tmp_path / "w.pt")
     rc, _, err = run_cli(
         ["build", tiny, "--target", "ort", "-o", tmp_path / "b", "--weights", tmp_path / "w.pt"], capsys

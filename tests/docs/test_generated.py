@@ -25,7 +25,9 @@ def test_the_sections_say_what_the_code_has():
     kinds, modules = gen_docs.kinds(), gen_docs.modules()
     assert all(f"| `{k}` |" in kinds for k in INT_OPS)
     assert "7 interpreters" in kinds and "`tcc.backends.tvm.int8.lower.RelaxLowering` | tvm" in kinds
-    assert "| `tcc.onnx_import` | `compiler/onnx_import/` |" in modules and "| `tcc.train.qat.plan` |" in modules
+    assert (
+        "| `tcc.onnx_import` | `compiler/onnx_import/` |" in modules and "| `tcc.train.qat.quant_points` |" in modules
+    )
     assert modules.count("\n") + 1 == 2 + len(list((REPO / "compiler").rglob("*.py"))) + len(
         list((REPO / "backends").rglob("*.py"))
     )

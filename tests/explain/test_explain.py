@@ -15,7 +15,7 @@ from tcc.explain.gradcam import explain_image, grad_cam, normalise
 from tcc.explain.layers import LayerIndex
 from tcc.frontend import reference_module
 from tcc.lower.to_torch import init_weights, to_torch
-from tcc.spec.loader import load_model
+from tcc.spec.loader import load_spec
 from tests.helpers import FIXTURES, REPO
 
 GC_WEIGHTS, GC_IMAGE = FIXTURES / "GC_DDS_0.0064.pth", FIXTURES / "GC.png"
@@ -57,7 +57,7 @@ def one_thread():
 
 
 def _tiny(path, softmax=False):
-    model = load_model(path, {"softmax": softmax})
+    model = load_spec(path, {"softmax": softmax})
     gm = init_weights(to_torch(model.graph, inference_only=True), seed=3).eval()
     return model, gm
 
@@ -73,7 +73,7 @@ def tiny_spec(tmp_path_factory):
 def gc_model():
     if not GC_WEIGHTS.is_file():
         pytest.skip("needs ../shared/fixtures/ddsnet (CI has it)")
-    model = load_model(DDSNET, {})
+    model = load_spec(DDSNET, {})
     gm, _ = reference_module(model, GC_WEIGHTS, by_order=True)
     return model, gm
 
@@ -190,7 +190,7 @@ def test_a_final_softmax_is_looked_through(tiny_spec):
     ],
 )
 def test_default_layers_are_read_off_the_graph(tiny_spec, spec, gradcam, features):
-    model = load_model(tiny_spec if spec == "tiny" else REPO / spec, {})
+    model = load_spec(tiny_spec if spec == "tiny" else REPO / spec, {})
     index = LayerIndex(model.graph, to_torch(model.graph, inference_only=True).meta["value_names"])
     assert index.default_gradcam().name == gradcam and index.features().name == features
 

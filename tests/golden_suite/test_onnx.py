@@ -19,7 +19,7 @@ ENTRIES = ["pytorch-fp32", "ort-fp32", "calibration-ort", "reference-ort", "ort-
 
 
 def _onnx(path, seed: int):
-    model = tcc.load_model(SPEC)
+    model = tcc.load_spec(SPEC)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=seed)
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())
     return path

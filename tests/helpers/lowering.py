@@ -43,7 +43,7 @@ def seeded(path, overrides: tuple = ()):
     key = (str(path), overrides)
     if key in _CACHE:
         return _CACHE[key]
-    model = tcc.load_model(path, dict(overrides))
+    model = tcc.load_spec(path, dict(overrides))
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), SEED)
     result = model, module, module.state_dict()
     if model.graph.param_count < CACHE_PARAMS:

@@ -15,7 +15,7 @@ from tcc.backends.tvm.int8.lower import RelaxLowering
 from tcc.backends.tvm.int8.tir import _half_even_mul, fixed_point
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.fixed_point import INT32_MAX, INT32_MIN
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import Multiplier, QParams, Requant
 from tcc.quant.intgraph.reference import run_reference

@@ -13,7 +13,7 @@ import pytest
 
 from tcc import targets as tg
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runner as tvm_run
 from tcc.backends.tvm import runtime as rt
 
 NO_TVM = (

@@ -12,7 +12,7 @@ BASELINES = REPO / "spec" / "baselines"
 
 def load_baseline(name: str, **overrides) -> tcc.Model:
     """spec/baselines/<name>.yaml with --set overrides."""
-    return tcc.load_model(BASELINES / f"{name}.yaml", overrides or None)
+    return tcc.load_spec(BASELINES / f"{name}.yaml", overrides or None)
 
 
 def assert_forward_batch1(name: str) -> None:

@@ -113,7 +113,7 @@ def _model(write, name):
           - {nodes}
     """,
     )
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
     return model, module, fn
 
@@ -157,7 +157,7 @@ def test_multihead_attention_block_equals_torch_nn_multiheadattention(write):
           - {id: attn, block: multihead_attention, heads: 3}   # [P, S, D] tokens, P leading
     """,
     )
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     module = tcc.to_torch(model.graph)
     torch.manual_seed(0)
     reference = torch.nn.MultiheadAttention(12, 3, batch_first=True).eval()

@@ -154,7 +154,7 @@ def test_pool_ceil_mode(write, tmp_path):
     for k, s, p in [(2, 2, 0), (2, 2, 1), (3, 2, 1), (3, 3, 1), (3, 2, 0), (5, 3, 2), (3, 1, 1)]:
         for h, w in [(5, 6), (7, 8), (11, 12), (10, 13)]:
             spec = _pool_spec(write, h, w, k, s, p)
-            model = tcc.load_model(spec)
+            model = tcc.load_spec(spec)
             module = tcc.to_torch(model.graph, inference_only=True)
             x = sample(model, batch=2)
             for opset in (9, 13):
@@ -195,7 +195,7 @@ def test_adaptive_pool_not_divisible(write):
           - {op: flatten}
     """,
     )
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     state = tcc.to_torch(model.graph).state_dict()
     with pytest.raises(ExportError) as e:
         to_onnx(model.graph, state)
@@ -273,7 +273,7 @@ def test_output_is_a_pass_through_value(write):
     """,
     )
     for spec, nodes in ((tail, [("flatten", "Flatten"), ("fc", "Gemm")]), (bare, [("drop", "Identity")])):
-        model = tcc.load_model(spec)
+        model = tcc.load_spec(spec)
         module = tcc.to_torch(model.graph, inference_only=True)
         m = to_onnx(model.graph, module.state_dict())
         onnx.checker.check_model(m, full_check=True)

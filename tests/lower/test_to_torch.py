@@ -37,7 +37,7 @@ layers:
 def model(tmp_path):
     path = tmp_path / "mixed.yaml"
     path.write_text(SPEC)
-    return tcc.load_model(path)
+    return tcc.load_spec(path)
 
 
 def test_parameters_follow_ir_names_and_counts(model):

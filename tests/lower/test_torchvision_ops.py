@@ -18,7 +18,7 @@ from tcc.lower.to_onnx import COMPOSITES_KEY, to_onnx
 from tcc.lower.to_torch import init_weights
 from tcc.passes import run_pipeline
 from tcc.passes.composites import composites
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tests.helpers import LOCAL_SPECS
 from tests.helpers.lowering import assert_one_op_equals_reference
 
@@ -80,7 +80,7 @@ def _one_op(write, name):
           - {{id: op, {node[1:]}
     """,
     )
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
     return model, module, (lambda x, p: fn(x.flatten(1), p)) if features else fn
 
@@ -105,7 +105,7 @@ def test_each_op_alone_equals_pytorch_functional(name, write):
 def test_onnx_forms_by_opset():
     """GELU is one Gelu node from opset 20 (Erf or Tanh and arithmetic below); layer norm over the channels is
     LayerNormalization between two Transposes from opset 17 (reductions below); both are marked as composites."""
-    model = tcc.load_model(LOCAL_SPECS / "torchvision_ops.yaml")
+    model = tcc.load_spec(LOCAL_SPECS / "torchvision_ops.yaml")
     state = init_weights(tcc.to_torch(model.graph), 0).state_dict()
     ops = {}
     for opset in (13, 17, 20):
@@ -126,7 +126,7 @@ def test_onnx_forms_by_opset():
 def test_composites_survive_the_passes_as_one_function(opset):
     """After the pipeline (onnxsim included) each GELU is one lookup and each layer norm one float node for the
     planner; their inner tensors are never quantized."""
-    model = tcc.load_model(LOCAL_SPECS / "torchvision_ops.yaml")
+    model = tcc.load_spec(LOCAL_SPECS / "torchvision_ops.yaml")
     state = init_weights(tcc.to_torch(model.graph), 0).state_dict()
     m, _ = run_pipeline(to_onnx(model.graph, state, opset))
     g = plan(m, integer=False)
@@ -144,7 +144,7 @@ def test_composites_survive_the_passes_as_one_function(opset):
 def test_a_broken_composite_is_dropped():
     """A mark whose region a rewrite opened (an inner tensor read outside) no longer describes one function: the
     planner then sees, and names, the plain nodes."""
-    model = tcc.load_model(LOCAL_SPECS / "torchvision_ops.yaml", {"layernorm": False})
+    model = tcc.load_spec(LOCAL_SPECS / "torchvision_ops.yaml", {"layernorm": False})
     state = init_weights(tcc.to_torch(model.graph), 0).state_dict()
     m = to_onnx(model.graph, state, 13)
     assert "g" in composites(m)
@@ -156,7 +156,7 @@ def test_a_broken_composite_is_dropped():
 def test_parameters_are_torch_nn_modules_and_macs():
     """Parameter names and shapes as nn.LayerNorm, nn.PReLU, nn.Linear (applied over the channels) and
     torchvision's layer scale ([C, 1, 1]); linear over the channels counts H x W x in x out MACs."""
-    model = tcc.load_model(LOCAL_SPECS / "torchvision_ops.yaml")
+    model = tcc.load_spec(LOCAL_SPECS / "torchvision_ops.yaml")
     shapes = {k: tuple(v.shape) for k, v in tcc.to_torch(model.graph).state_dict().items()}
     assert shapes["block.norm.weight"] == shapes["block.norm.bias"] == (8,)
     assert shapes["block.fc1.weight"] == (16, 8) and shapes["block.fc1.bias"] == (16,)
@@ -184,7 +184,7 @@ def test_stochastic_depth_trains_as_torchvision_and_is_the_identity_at_inference
         outs = [full(x) for _ in range(40)]
     assert all(o.unique().numel() == 1 for o in outs)  # batch mode: the whole batch kept or dropped
     assert {round(float(o.max()), 5) for o in outs} == {0.0, round(1 / 0.6, 5)}
-    row = tcc.load_model(
+    row = tcc.load_spec(
         write(
             "row.yaml",
             """

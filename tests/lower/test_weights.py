@@ -22,7 +22,7 @@ CHECKPOINTS = [("GC", 6), ("PCam", 2), ("Sipak", 5), ("Skin", 7)]
 @pytest.mark.parametrize("name,classes", CHECKPOINTS)
 def test_ddsnet_checkpoints_load_with_every_tensor_used(name, classes):
     path = FIXTURES / f"{name}_DDS_0.0064.pth"
-    model = tcc.load_model(REPO / "spec" / "ddsnet.yaml", {"num_classes": classes})
+    model = tcc.load_spec(REPO / "spec" / "ddsnet.yaml", {"num_classes": classes})
     module = tcc.to_torch(model.graph)
     match = load_weights(module, model.graph, path, by_order=True)
     state = read_state_dict(path)
@@ -67,7 +67,7 @@ def _tiny(tmp_path, classes=3) -> tcc.Model:
         "  - {op: flatten}\n"
         "  - {id: fc, op: linear, out: '${num_classes}'}\n"
     )
-    return tcc.load_model(spec, {"num_classes": classes})
+    return tcc.load_spec(spec, {"num_classes": classes})
 
 
 class Reference(torch.nn.Module):

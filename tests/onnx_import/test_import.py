@@ -41,7 +41,7 @@ ROUND_TRIP = [
 
 def round_trip(name: str, tmp_path, **overrides):
     """The zoo spec lowered to ONNX by tcc (seeded weights), imported; the original and the import."""
-    model = tcc.load_model(name, overrides)
+    model = tcc.load_spec(name, overrides)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=1)
     path = tmp_path / f"{name}.onnx"
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())
@@ -54,7 +54,7 @@ def read_back_equal(name: str, tmp_path, **overrides):
     model, imported = round_trip(name, tmp_path, **overrides)
     spec = tmp_path / "imported.yaml"
     spec.write_text(imported.spec_text)
-    back = tcc.load_model(spec)
+    back = tcc.load_spec(spec)
     assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
     assert imported.check["passed"] and not imported.notes
     return model, imported, back
@@ -62,7 +62,7 @@ def read_back_equal(name: str, tmp_path, **overrides):
 
 @pytest.mark.parametrize("name", ROUND_TRIP)
 def test_a_zoo_spec_exported_by_tcc_reads_back_equal_and_in_blocks(name, tmp_path):
-    small = {"image_size": 64} if "image_size" in tcc.load_model(name).params else {}
+    small = {"image_size": 64} if "image_size" in tcc.load_spec(name).params else {}
     model, imported, _ = read_back_equal(name, tmp_path, **small)
     lines = len(imported.spec_text.splitlines())
     assert "\nblocks:\n" in imported.spec_text and lines <= 2 * len(model.path.read_text().splitlines())
@@ -312,7 +312,7 @@ def test_an_onnx_file_is_taken_wherever_a_spec_is(mobilenet, tmp_path):
     rc, printed, err = tcc_cli("build", path, "--weights", work / "m.pt", "--target", "ort", "-o", tmp_path / "b3")
     assert rc == 2 and "an ONNX file carries its weights" in err
     rc, printed, err = tcc_cli("check", path, "--json")
-    assert rc == 0 and json.loads(printed)["params"] == tcc.load_model(work / "m.yaml").graph.param_count
+    assert rc == 0 and json.loads(printed)["params"] == tcc.load_spec(work / "m.yaml").graph.param_count
 
 
 def test_constant_nodes_of_every_attribute_form_are_read(tmp_path):
@@ -357,7 +357,7 @@ def test_explain_slide_and_report_take_an_onnx_file(mobilenet, tmp_path):
     assert doc["kept"] > 0 and len(doc["patches"][0]["probabilities"]) == 5
     rc, printed, err = tcc_cli("report", path, "-o", tmp_path / "report", "--json")
     assert rc == 0, err
-    assert json.loads(printed)["models"][0]["params"] == tcc.load_model(work / "m.yaml").graph.param_count
+    assert json.loads(printed)["models"][0]["params"] == tcc.load_spec(work / "m.yaml").graph.param_count
     for command in ("explain", "slide"):
         rc, printed, err = tcc_cli(
             command, path, "--weights", work / "m.pt", "--image", image, "-o", tmp_path / f"{command}-bad.png"

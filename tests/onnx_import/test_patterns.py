@@ -120,7 +120,7 @@ def test_torchvision_convnext_and_shufflenet_import(tmp_path):
         spec = tmp_path / f"{name}.yaml"
         spec.write_text(imported.spec_text)
         if name == "convnext_tiny":
-            assert tcc.load_model(spec).graph.param_count == tv.trainable_params(model)
+            assert tcc.load_spec(spec).graph.param_count == tv.trainable_params(model)
 
 
 class Unsupported(nn.Module):

@@ -24,14 +24,14 @@ def imported_from(layers: str, tmp_path, name: str = "small"):
     """The spec with these layers (stem and head around them), lowered by tcc, imported; both, and the text."""
     spec = tmp_path / f"{name}.yaml"
     spec.write_text(HEAD.format(name=name) + layers + TAIL)
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=1)
     path = tmp_path / f"{name}.onnx"
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())
     imported = import_onnx(path)
     out = tmp_path / f"{name}-imported.yaml"
     out.write_text(imported.spec_text)
-    back = tcc.load_model(out)
+    back = tcc.load_spec(out)
     assert (back.graph.param_count, back.graph.macs) == (model.graph.param_count, model.graph.macs)
     assert imported.check["passed"] and not imported.notes
     return imported.spec_text, imported
@@ -101,7 +101,7 @@ def test_a_failing_structure_falls_back_to_the_flat_list_with_a_note(tmp_path, m
     monkeypatch.setattr(onnx_import, "choose_blocks", broken)
     spec = tmp_path / "s.yaml"
     spec.write_text(HEAD.format(name="s") + "  - {id: stem, block: conv_bn_act, out: 8}\n" + TAIL)
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     path = tmp_path / "s.onnx"
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=1)
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())

@@ -52,7 +52,7 @@ def test_contracts_kept(tmp_path):
         ("errors.py", "import tcc.cli  # noqa", "tcc.errors is not allowed to import tcc.cli"),
         (
             "backends/ort/backend.py",
-            "import tcc.backends.tvm.run  # noqa",
+            "import tcc.backends.tvm.runner  # noqa",
             "tcc.backends.ort is not allowed to import tcc.backends.tvm",
         ),
         (

@@ -431,7 +431,7 @@ def test_real_ddsnet_checkpoint():
     from tcc.data import load_image
     from tcc.lower.weights import load_weights
 
-    model = tcc.load_model(DDSNET)
+    model = tcc.load_spec(DDSNET)
     module = tcc.to_torch(model.graph, inference_only=True)
     load_weights(module, model.graph, FIXTURES / "GC_DDS_0.0064.pth", by_order=True, inference_only=True)
     x = load_image(FIXTURES / "GC.png", model.preprocess)[None]

@@ -120,7 +120,7 @@ def test_accumulator_guard_names_the_overflowing_16_bit_conv():
     2.397e9 in all) exceed int32: a table that keeps the input at 16 bits is refused naming the layer and the
     input's codes; the calibration gives that input one bit less (below); 8 bits, or 7 input channels at 16 bits
     (2.6e8), need nothing."""
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
 
     m, x = _wide_conv(64)
@@ -149,7 +149,7 @@ def test_16_bit_calibration_narrows_the_grid_an_accumulator_needs(target, tmp_pa
     inputs that saturate the narrowed codes."""
     tvm = pytest.importorskip("tvm")
     from tcc.backends.tvm.int8.lower import lower_int8
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.prepare import check_table_bits
     from tcc.quant.table.rules import get_rules
@@ -200,7 +200,7 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
     output >= 0), and both TVM lowerings equal the reference bit for bit."""
     tvm = pytest.importorskip("tvm")
     from tcc.backends.tvm.int8.lower import lower_int8
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.intgraph.qtypes import accumulator_bound
 
@@ -225,7 +225,7 @@ def test_16_bit_conv_after_relu_is_bounded_by_the_codes_it_can_hold(target):
 
 def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     from tcc.errors import DataError
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.prepare import check_table_bits
     from tcc.quant.table.rules import get_rules
@@ -296,18 +296,18 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
     a spec error naming the place."""
     import tcc
     from tcc.quant.prepare import activation_bits
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
     text = (REPO / "spec" / "ddsnet.yaml").read_text()
     assert "  bias_correction: true\n" in text
     spec = tmp_path / "ddsnet.yaml"
     spec.write_text(text.replace("  bias_correction: true\n", "  bias_correction: true\n  activation_bits: 16\n"))
-    section = load_model(spec).calibrate
+    section = load_spec(spec).calibrate
     assert section == {"bias_correction": True, "activation_bits": 16}
     assert activation_bits(section, None) == 16 and activation_bits(section, 8) == 8 and activation_bits({}, None) == 8
     spec.write_text(text.replace("  bias_correction: true\n", "  activation_bits: 12\n"))
     with pytest.raises(tcc.SpecError, match=r"ddsnet\.yaml:\d+:\d+.*activation_bits"):
-        load_model(spec)
+        load_spec(spec)
 
 
 @pytest.mark.parametrize("target", ["host", "arm-a7", "aarch64", "aarch64-dotprod"])
@@ -317,7 +317,7 @@ def test_exported_w8a16_module_bit_exact_with_tcc_run(a16, target, tmp_path):
     kernel (`sdot`, or ARMv8.0's widening form: variants/digits.py), cross-compiled and run under qemu."""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 
     skip_unless_runtime(target)
@@ -339,7 +339,7 @@ def test_w8a16_linear_over_rows_bit_exact_on_aarch64_digits(target, tmp_path):
     wide grid included."""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.int8.lower import lower_int8
 
     skip_unless_runtime(target)

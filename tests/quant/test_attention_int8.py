@@ -19,8 +19,8 @@ from onnx import numpy_helper
 from tcc.frontend import lower_spec
 from tcc.intops import QDQ, TFLITE, TVM, supported
 from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.intgraph.match import UnsupportedOps, plan
 from tcc.quant.intgraph.node_constants import softmax_normalizer, softmax_table
-from tcc.quant.intgraph.plan import UnsupportedOps, plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import QParams
 from tcc.quant.intgraph.reference import Reference, softmax_codes

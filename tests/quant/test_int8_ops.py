@@ -13,7 +13,7 @@ from onnx import helper
 from tcc.backends.base import EmitOptions
 from tcc.backends.ort.backend import OrtBackend
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference, per_op_deviation, quantize_input
 from tcc.quant.lower.qdq import run, to_qdq

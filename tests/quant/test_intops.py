@@ -1,4 +1,4 @@
-"""The integer op table (tcc.intops) and the planner (tcc.quant.intgraph.plan): one entry per kind, every interpreter
+"""The integer op table (tcc.intops) and the planner (tcc.quant.intgraph.match): one entry per kind, every interpreter
 implementing exactly its kinds, patterns, fusion marks read from the pass, up-front refusal, deterministic groups."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tcc.intops import (
     supported,
 )
 from tcc.passes.fusion import FUSABLE
-from tcc.quant.intgraph.plan import UnsupportedOps, plan
+from tcc.quant.intgraph.match import UnsupportedOps, plan
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model
 
@@ -42,7 +42,7 @@ def test_every_interpreter_implements_exactly_its_kinds():
     from tcc.backends.tvm.int8.lower import RelaxLowering
     from tcc.quant.intgraph.qgraph import Quantizer
     from tcc.quant.intgraph.reference import Reference
-    from tcc.train.qat.plan import QatPlanner
+    from tcc.train.qat.quant_points import QatPlanner
 
     integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
     for cls in (Quantizer, Reference, RelaxLowering, QatPlanner):

@@ -14,7 +14,7 @@ from tcc.build import TOLERANCES, build, build_settings, int8_self_check
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.lower.qdq import to_qdq
@@ -522,7 +522,7 @@ def test_a_pooled_conv_costs_its_multiply_accumulates():
     its input channels, as a conv does: the same conv before its pool (the ort rules' order) costs 4 times as much,
     on 4 times the pixels. Before, a pooled conv cost its output elements alone, C_in times too little, and the
     accuracy search ranked it first among nodes of equal gain."""
-    from tcc.quant.intgraph.plan import quantized_form
+    from tcc.quant.intgraph.match import quantized_form
     from tcc.quant.place.search import node_cost
 
     fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})

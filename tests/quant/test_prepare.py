@@ -70,7 +70,7 @@ def test_an_inactive_placement_is_no_placement_in_a_build(tmp_path):
 
 
 def test_resolve_takes_the_switches_over_the_spec_and_the_width_from_it():
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
 
     graph = plan(tiny_cnn(), rules="tvm")
     section = {"bias_correction": True, "activation_bits": 16}

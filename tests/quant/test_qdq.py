@@ -209,7 +209,7 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
     from tcc.quant.calibrate import calibrate, report_lines
     from tcc.quant.collect import crops
     from tcc.quant.collect.data import load_calibration_data
-    from tcc.quant.intgraph.plan import quantized_form
+    from tcc.quant.intgraph.match import quantized_form
     from tcc.quant.settings import CalibrationRequest, CalibrationSettings
     from tcc.quant.table.file import CalibrationError, file_sha256, load_table
 
@@ -219,7 +219,7 @@ def test_ddsnet_real_checkpoint_int8_cosine(tmp_path):
         spec, crops.make_crops(tmp_path / "c", 32, 0), request, weights=Weights(weights, by_order=True)
     ).table
     assert any("mean layer cosine" in line for line in report_lines(table, top=5))
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     table.save(tmp_path / "calib.json")
     table = load_table(tmp_path / "calib.json", spec_hash=model.spec_hash, weights_hash=file_sha256(weights))
     with pytest.raises(CalibrationError, match="different weights"):

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from tcc.errors import DataError
 from tcc.quant.collect.stats import Histogram, collect_stats, run_fp32
 from tcc.quant.intgraph.layers import find_layers
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import tiny_cnn, tiny_data
 

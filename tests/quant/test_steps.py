@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.collect.stats import run_fp32
 from tcc.quant.intgraph.layers import find_layers
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.lower.qdq import run, to_qdq
 from tcc.quant.steps.bias_correction import layer_shift
@@ -264,7 +264,7 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     """A spec's `calibrate:` section sets the steps calibration runs unless a switch is given; an unknown key in it
     is a spec error at its file:line:column (exit 2). DDSNet's spec turns bias correction on (measured, README)."""
     from tcc.cli.main import main as cli
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
     body = (
         "kind: model\nname: tiny\ninput: {shape: [3, 16, 16]}\nlayers:\n"
@@ -291,7 +291,7 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     assert Steps.chosen({"rounding": True}, rounding=None).rounding
     assert not Steps.chosen({"rounding": True}, rounding=False, rounding_budget=3.0).rounding
     root = REPO
-    assert load_model(root / "spec" / "ddsnet.yaml").calibrate == {"bias_correction": True}
+    assert load_spec(root / "spec" / "ddsnet.yaml").calibrate == {"bias_correction": True}
 
     before = out.read_bytes()
     spec.write_text(body + "calibrate:\n  bias_corection: true\n")

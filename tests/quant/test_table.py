@@ -107,7 +107,7 @@ def test_save_load_and_hash_checks(tables, tmp_path):
 def test_table_must_fit_the_model(tables):
     other = tiny_cnn(seed=1)
     tables["kl"].check_model(other)  # same structure: fine
-    from tcc.quant.intgraph.plan import plan
+    from tcc.quant.intgraph.match import plan
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tests.helpers.quant_models import tiny_cnn as make
 

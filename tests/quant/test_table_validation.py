@@ -15,7 +15,7 @@ from tcc.backends.ort.backend import OrtBackend
 from tcc.cli.main import main
 from tcc.errors import TccError
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.file import CalibrationTable, validate

@@ -9,7 +9,7 @@ import pytest
 
 from tcc.errors import CalibrationError
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan, quantized_form
+from tcc.quant.intgraph.match import plan, quantized_form
 from tcc.quant.intgraph.reference import run_reference
 from tcc.quant.intgraph.widths import group_members, widened
 from tcc.quant.report.quality import run_ort

@@ -90,7 +90,7 @@ def test_key_map_pattern_file_on_the_command_line(write, tmp_path):
     spec = write("tiny.yaml", TINY)
     ckpt = _checkpoint(tmp_path)
     key_map = write("map.yaml", "'features.0.*': conv.*\n'features.1.*': bn.*\n'classifier.*': fc.*\n")
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     match = load_weights(tcc.to_torch(model.graph), model.graph, ckpt, key_map_path=key_map)
     assert match.how == "by the key map" and match.assignment["bn.running_var"] == "features.1.running_var"
 
@@ -115,7 +115,7 @@ checkpoints:
 
 
 def test_plain_weights_try_the_names_then_each_layout_in_order(write, tmp_path):
-    model = tcc.load_model(write("tiny.yaml", LAYOUTS))
+    model = tcc.load_spec(write("tiny.yaml", LAYOUTS))
     assert [c.name for c in model.checkpoints] == ["wrong-first", "reference", "in-order"]
     state = torch.load(_checkpoint(tmp_path), weights_only=True)
     match = match_weights(model.graph, state, layouts=model.checkpoints)
@@ -131,7 +131,7 @@ def test_plain_weights_try_the_names_then_each_layout_in_order(write, tmp_path):
 
 
 def test_when_no_layout_matches_each_says_why(write, tmp_path):
-    model = tcc.load_model(write("tiny.yaml", LAYOUTS))
+    model = tcc.load_spec(write("tiny.yaml", LAYOUTS))
     state = torch.load(_checkpoint(tmp_path), weights_only=True)
     del state["classifier.bias"]
     with pytest.raises(WeightsError) as err:
@@ -146,7 +146,7 @@ def test_when_no_layout_matches_each_says_why(write, tmp_path):
 def test_a_checkpoint_for_other_classes_sets_the_parameter(write, tmp_path, capsys):
     spec = write("tiny.yaml", LAYOUTS)
     ckpt = _checkpoint(tmp_path, classes=5)
-    model = fit_to_checkpoint(tcc.load_model(spec), ckpt)
+    model = fit_to_checkpoint(tcc.load_spec(spec), ckpt)
     assert model.params["num_classes"] == 5 and model.labels is None
     assert model.notes[0] == (
         "num_classes=5 read from the checkpoint (classifier.weight [5, 4]; the spec's checkpoint "
@@ -172,7 +172,7 @@ def test_by_order_layout_reads_its_parameter_by_position(write, tmp_path):
         TINY + "checkpoints:\n  - name: ref\n    match: by_order\n"
         "    params: {num_classes: {tensor: fc.weight, dim: 0}}\n",
     )
-    model = fit_to_checkpoint(tcc.load_model(spec), _checkpoint(tmp_path, classes=2))
+    model = fit_to_checkpoint(tcc.load_spec(spec), _checkpoint(tmp_path, classes=2))
     assert model.params["num_classes"] == 2
     assert "(classifier.weight [2, 4]; the spec's checkpoint layout 'ref' (by order))" in model.notes[0]
 
@@ -180,7 +180,7 @@ def test_by_order_layout_reads_its_parameter_by_position(write, tmp_path):
 def test_key_map_file_beside_the_spec(write, tmp_path):
     write("maps/ref.yaml", "'features.0.': conv.\n'features.1.': bn.\n'classifier.': fc.\n")
     spec = write("tiny.yaml", TINY + "checkpoints:\n  - {name: ref, match: by_name, key_map: maps/ref.yaml}\n")
-    model = tcc.load_model(spec)
+    model = tcc.load_spec(spec)
     assert any(k.endswith("ref.yaml") for k in model.sources)  # the map is part of the spec's hash
     match = load_weights(tcc.to_torch(model.graph), model.graph, _checkpoint(tmp_path), layouts=model.checkpoints)
     assert match.how == "by the spec's checkpoint layout 'ref' (by name through its key map)"
@@ -270,7 +270,7 @@ class Ordered(nn.Module):
 
 
 def test_order_first_puts_a_nodes_tensors_before_its_body(write, tmp_path):
-    model = tcc.load_model(write("ordered.yaml", ORDERED))
+    model = tcc.load_spec(write("ordered.yaml", ORDERED))
     names = [n for n, _ in model.graph.parameters()]
     assert names[2:5] == ["stage.0.gamma.weight", "stage.0.block.0.weight", "stage.0.block.0.bias"]
     assert [n.replace(".gamma.weight", ".gamma") for n in names] == list(Ordered().state_dict())

@@ -618,6 +618,6 @@ def test_the_tcc_executable_exits_2_without_traceback(write, case):
 def test_spec_error_is_a_tcc_error_with_a_location(write):
     spec = write("m.yaml", HEAD + "layers:\n  - {op: conv2d, out: 4}\n")
     with pytest.raises(tcc.SpecError) as info:
-        tcc.load_model(spec)
+        tcc.load_spec(spec)
     assert isinstance(info.value, tcc.TccError) and info.value.exit_code == 2
     assert (info.value.where.line, info.value.where.col) == (7, 5)

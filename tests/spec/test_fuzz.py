@@ -332,7 +332,7 @@ def _load(tmp_path, seed: str, text: str, overrides=None):
     model_text = {"block": IMPORT_MODEL}.get(seed, text)
     path = tmp_path / "m.yaml"
     path.write_text(model_text, encoding="utf-8")
-    model = tcc.load_model(path, overrides)
+    model = tcc.load_spec(path, overrides)
     model.graph.summary()  # every node's shape, parameters and MACs are computable
     return model
 
@@ -540,7 +540,7 @@ def test_generated_specs_load_cleanly_and_run_with_the_shapes_of_the_ir(tmp_path
     path = tmp_path_factory.mktemp("g") / "m.yaml"
     path.write_text(_dump(doc), encoding="utf-8")
     try:
-        model = tcc.load_model(path)
+        model = tcc.load_spec(path)
     except tcc.SpecError as e:
         assert e.where is not None, str(e)
         return

@@ -25,7 +25,7 @@ HERE = tcc.Location("test", 1, 1)
 
 
 def load(write, text: str, overrides: dict | None = None, name: str = "m.yaml") -> tcc.Model:
-    return tcc.load_model(write(name, text), overrides)
+    return tcc.load_spec(write(name, text), overrides)
 
 
 def shapes(model) -> dict[str, list]:
@@ -401,7 +401,7 @@ def test_set_overrides(write):
 def test_json_spec_equals_yaml_spec(write):
     yaml_path = write("m.yaml", REPEATS)
     json_path = write("m.json", json.dumps(yaml.safe_load(yaml_path.read_text()), indent=1))
-    a, b = tcc.load_model(yaml_path), tcc.load_model(json_path)
+    a, b = tcc.load_spec(yaml_path), tcc.load_spec(json_path)
     assert a.graph.summary() == b.graph.summary()
     assert [n.attrs for n in a.graph.nodes.values()] == [n.attrs for n in b.graph.nodes.values()]
     assert b.graph.nodes["dense2.1.dw"].where.file == str(json_path)
@@ -682,10 +682,10 @@ def test_spec_hash_does_not_depend_on_how_or_where_the_spec_is_named(tmp_path, m
     """A table calibrated from `spec/ddsnet.yaml` builds with `tcc build ddsnet` (the hash checks the table's spec):
     the relative path, the absolute one, the zoo name and a copy elsewhere hash alike; an edit does not."""
     monkeypatch.chdir(REPO)
-    want = tcc.load_model(REPO / "spec" / "ddsnet.yaml").spec_hash
+    want = tcc.load_spec(REPO / "spec" / "ddsnet.yaml").spec_hash
     copy = tmp_path / "elsewhere" / "ddsnet.yaml"
     copy.parent.mkdir()
     copy.write_text((REPO / "spec" / "ddsnet.yaml").read_text())
-    assert [tcc.load_model(p).spec_hash for p in ("spec/ddsnet.yaml", "ddsnet", copy)] == [want] * 3
+    assert [tcc.load_spec(p).spec_hash for p in ("spec/ddsnet.yaml", "ddsnet", copy)] == [want] * 3
     copy.write_text(copy.read_text() + "\n# an edit\n")
-    assert tcc.load_model(copy).spec_hash != want
+    assert tcc.load_spec(copy).spec_hash != want

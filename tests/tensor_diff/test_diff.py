@@ -22,10 +22,10 @@ def setup(tmp_path_factory):
     import torch
 
     from tcc.lower.to_torch import init_weights, to_torch
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
     tmp = tmp_path_factory.mktemp("diff")
-    model = load_model(SPEC, {"image_size": 64})
+    model = load_spec(SPEC, {"image_size": 64})
     module = to_torch(model.graph)
     init_weights(module, 0)
     state = module.state_dict()

@@ -12,7 +12,7 @@ from tcc.cli.parser import build_parser
 from tcc.lower.to_torch import init_weights
 from tcc.lower.weights import load_weights
 from tcc.train.finetune import find_head
-from tcc.train.plan import prepare
+from tcc.train.preflight import prepare
 from tests.helpers import FIXTURES, REPO
 from tests.helpers import torchvision_reference as tv
 from tests.helpers.marks import needs_fixtures
@@ -33,7 +33,7 @@ from tests.train.test_train import SPEC, train, weights
     ],
 )
 def test_the_head_is_the_last_weighted_layers_before_the_outputs(name, aux, head):
-    assert find_head(tcc.load_model(name, aux).graph) == head
+    assert find_head(tcc.load_spec(name, aux).graph) == head
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def three_classes(tmp_path_factory):
 def two_class_checkpoint(tmp_path_factory):
     """train_tiny's weights for 2 classes (seeded, saved as tcc train writes them)."""
     path = tmp_path_factory.mktemp("ckpt") / "two.pt"
-    module = init_weights(tcc.to_torch(tcc.load_model(SPEC).graph), seed=4)
+    module = init_weights(tcc.to_torch(tcc.load_spec(SPEC).graph), seed=4)
     torch.save(module.state_dict(), path)
     return path
 
@@ -162,7 +162,7 @@ def test_ddsnet_gc_checkpoint_to_three_classes(tmp_path, three_classes):
     )
     assert plan.model.params["num_classes"] == 3 and plan.head == ["head.fc"]
     assert "head.fc.weight [3, 248] (checkpoint net.12.weight [6, 248])" in notes
-    six = tcc.load_model(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
+    six = tcc.load_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
     reference = tcc.to_torch(six.graph)
     load_weights(reference, six.graph, FIXTURES / "GC_DDS_0.0064.pth", layouts=six.checkpoints)
     _assert_only_head_differs(plan.module, reference.state_dict(), ["head.fc"], 3)

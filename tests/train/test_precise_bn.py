@@ -96,7 +96,7 @@ def _held_out_accuracy(run, root) -> float:
     import tcc
     from tcc.train.data import ImageFolderSet
 
-    model = tcc.load_model(REPO / "spec" / "fastnet.yaml", {"image_size": 64})
+    model = tcc.load_spec(REPO / "spec" / "fastnet.yaml", {"image_size": 64})
     module = tcc.to_torch(model.graph, inference_only=True)
     module.load_state_dict(weights(run / "best.pt"))
     files = [(p, k) for k, cls in enumerate(("brick", "grass")) for p in sorted((root / "held_out" / cls).glob("*"))]

@@ -18,12 +18,12 @@ import tcc
 from tcc.cli.main import main
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.steps import Steps
 from tcc.train.qat.model import QatModel, absorb_bias_correction, fx_name
-from tcc.train.qat.plan import QatPlanner
+from tcc.train.qat.quant_points import QatPlanner
 from tests.helpers.train_data import texture_patches
 
 
@@ -51,7 +51,7 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
     """Each quantized tensor of the integer reference against the QAT model's value of it, computed from the
     reference's own values of its inputs: {tensor: (codes that differ, max |difference| in steps, elements)}."""
     weights = realistic_weights(spec, tmp / f"{Path(spec).stem}.pt", image_size=size)
-    fe = lower_spec(tcc.load_model(spec, {"image_size": size}), weights=weights)
+    fe = lower_spec(tcc.load_spec(spec, {"image_size": size}), weights=weights)
     x = images(16, size)
     table = calibrate_onnx(fe.onnx, x, method="kl", target=rules, steps=steps)
     graph = plan(fe.onnx, rules=rules)
@@ -106,7 +106,7 @@ def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, 
 def test_a_tensor_the_model_does_not_compute_is_refused_before_training(tmp_path):
     """TFLite's rules split SiLU into LOGISTIC and MUL, quantizing the sigmoid between them; the PyTorch model computes
     SiLU as one op, so there is no value to fake-quantize: refused, naming the tensor."""
-    fe = lower_spec(tcc.load_model("mobilevit_xxs", {"image_size": 128}))
+    fe = lower_spec(tcc.load_spec("mobilevit_xxs", {"image_size": 128}))
     table = calibrate_onnx(fe.onnx, images(2, 128), method="minmax", target="tflite")
     graph = plan(fe.onnx, rules="tflite")
     with pytest.raises(tcc.errors.DataError, match=r"tensor 'stem\.act/sigmoid'.*cannot place"):
@@ -125,7 +125,7 @@ def test_the_folded_layers_unfold_into_the_specs_parameters(spec, size, tmp_path
     """write_back inverts the folds: untrained, the module's parameters come back to float32 rounding (the BN
     statistics are never touched)."""
     weights = realistic_weights(spec, tmp_path / "w.pt", image_size=size)
-    fe = lower_spec(tcc.load_model(spec, {"image_size": size}), weights=weights)
+    fe = lower_spec(tcc.load_spec(spec, {"image_size": size}), weights=weights)
     table = calibrate_onnx(fe.onnx, images(8, size), method="minmax", target="ort")
     graph = plan(fe.onnx, rules="ort")
     qat = QatModel(copy.deepcopy(fe.module), QatPlanner.of(quantize_graph(graph, table), graph, table))

@@ -111,9 +111,9 @@ def test_a_short_run_lowers_the_loss_and_beats_chance(one_process):
 def test_best_checkpoint_is_a_state_dict_by_the_specs_names(one_process):
     best = weights(one_process / "best.pt")
     from tcc.lower.to_torch import to_torch
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
-    assert list(best) == list(to_torch(load_model(SPEC).graph).state_dict())
+    assert list(best) == list(to_torch(load_spec(SPEC).graph).state_dict())
     run = log(one_process)
     assert run["best"]["epoch"] == max(run["epochs"], key=lambda e: e["macro_f1"])["epoch"]
 
@@ -265,7 +265,7 @@ def test_best_checkpoint_builds_for_ort_and_predicts_the_same_class(work, data, 
     from tcc.artifact import open_artifact
     from tcc.data import load_image
     from tcc.frontend import reference_module
-    from tcc.spec.loader import load_model
+    from tcc.spec.loader import load_spec
 
     out = work / "bundle"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -273,7 +273,7 @@ def test_best_checkpoint_builds_for_ort_and_predicts_the_same_class(work, data, 
             main(["build", str(SPEC), "--target", "ort", "-o", str(out), "--weights", str(one_process / "best.pt")])
             == 0
         )
-    model = load_model(SPEC)
+    model = load_spec(SPEC)
     module, _ = reference_module(model, one_process / "best.pt")
     images = sorted(data.glob("*/*_03?.png"))
     x = np.stack([load_image(p, model.preprocess) for p in images])

@@ -27,7 +27,7 @@ TRAIN = ["--epochs", "2", "--batch-size", "8", "--lr", "0.05", "--no-progress"]
 def onnx_model(tmp_path_factory):
     """train_tiny lowered to ONNX by tcc with seeded weights (the user's trained model), and two texture classes."""
     work = tmp_path_factory.mktemp("train-onnx")
-    model = tcc.load_model(SPEC)
+    model = tcc.load_spec(SPEC)
     module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=3)
     path = work / "tiny.onnx"
     path.write_bytes(tcc.to_onnx(model.graph, module.state_dict()).SerializeToString())

@@ -155,7 +155,7 @@ def test_mobilevit_block_alone_equals_timm(tmp_path):
         "  - {id: block, block: mobilevit_block, out: 20, transformer_dim: 32, transformer_depth: 3,\n"
         "     patch_size: 4, heads: 2}\n"
     )
-    graph = tcc.load_model(spec).graph
+    graph = tcc.load_spec(spec).graph
     assert graph.param_count == sum(p.numel() for p in reference.parameters())
     assert list(graph.shape(graph.output)) == [20, 8, 12]
     weights = tmp_path / "block.pth"

@@ -146,7 +146,7 @@ def test_separable_self_attention_block_equals_timms_linear_self_attention(tmp_p
     LinearSelfAttention = timm_ref.timm_module().models.mobilevit.LinearSelfAttention
     spec = tmp_path / "alone.yaml"
     spec.write_text(BLOCK_ALONE)
-    module = tcc.to_torch(tcc.load_model(spec).graph).eval()
+    module = tcc.to_torch(tcc.load_spec(spec).graph).eval()
     reference = init_weights(LinearSelfAttention(8), seed=7).eval()
     module.load_state_dict({f"attn.{k}": v for k, v in reference.state_dict().items()})
     x = torch.randn(3, 8, 4, 6, generator=torch.Generator().manual_seed(8))

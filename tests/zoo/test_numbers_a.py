@@ -248,7 +248,7 @@ layers:
 def test_resnet_bottleneck_block_is_torchvision_resnet50(tmp_path):
     spec = tmp_path / "resnet50.yaml"
     spec.write_text(RESNET50)
-    g = tcc.load_model(spec).graph
+    g = tcc.load_spec(spec).graph
     # torchvision resnet50: 25,557,032 params and 4,089,184,256 MACs at 1000 classes
     assert g.param_count == 25_557_032 - 994 * 2049
     assert g.macs == 4_089_184_256 - 994 * 2048
@@ -273,7 +273,7 @@ def test_conv_bn_relu_block(tmp_path):
         "  - {id: b, block: conv_bn_relu, out: 16, kernel: 5, dilation: 2, groups: 16}\n"
         "  - {id: c, block: conv_bn_relu, out: 8, kernel: 1, act: false, eps: 0.001}\n"
     )
-    g = tcc.load_model(spec).graph
+    g = tcc.load_spec(spec).graph
     assert list(g.nodes)[1:] == ["a.conv", "a.bn", "a.relu", "b.conv", "b.bn", "b.relu", "c.conv", "c.bn"]
     assert g.nodes["a.conv"].shape == (16, 16, 16)
     assert g.nodes["b.conv"].shape == (16, 16, 16)  # padding (5 - 1) // 2 * 2 keeps the size

@@ -40,7 +40,7 @@ CHECKPOINTS = [
 
 
 def _load(spec: str, **overrides):
-    return tcc.load_model(SPEC / spec, overrides)
+    return tcc.load_spec(SPEC / spec, overrides)
 
 
 def _copy_by_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
@@ -272,7 +272,7 @@ def _tiny_model(tmp_path: Path, node: str, channels: int = 8, size: int = 16) ->
         f"  - {{id: pre, op: conv2d, out: {channels}, kernel: 1}}\n  - {node}\n",
         encoding="utf-8",
     )
-    return tcc.load_model(p)
+    return tcc.load_spec(p)
 
 
 def _params_under(g, prefix: str) -> int:

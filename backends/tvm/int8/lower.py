@@ -55,7 +55,7 @@ import onnx
 
 from tcc.errors import BuildError
 from tcc.intops import TVM, Interpreter
-from tcc.quant.intgraph.plan import IntGraph, plan
+from tcc.quant.intgraph.match import IntGraph, plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, storage_dtype
 from tcc.quant.table.file import CalibrationTable

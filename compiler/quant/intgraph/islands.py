@@ -18,7 +18,7 @@ import onnx
 from onnx import helper
 
 from ...measure.ort import session
-from .plan import INode, IntGraph
+from .match import INode, IntGraph
 
 
 def island_model(graph: IntGraph, node: INode) -> onnx.ModelProto:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .plan import plan
+from .match import plan
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def layer_of(node) -> Layer:
-    """The Layer of a weighted node of the integer graph (tcc.quant.intgraph.plan.INode): its raw output is the tensor
+    """The Layer of a weighted node of the integer graph (tcc.quant.intgraph.match.INode): its raw output is the tensor
     before a folded activation."""
     return Layer(
         node.name,
@@ -48,7 +48,7 @@ def layer_of(node) -> Layer:
 
 
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """The conv / gemm nodes of the model's integer graph (tcc.quant.intgraph.plan), in topological order (nodes
+    """The conv / gemm nodes of the model's integer graph (tcc.quant.intgraph.match), in topological order (nodes
     without an
     integer form are let through: they are no layers)."""
     return [layer_of(n) for n in plan(model, integer=False).weighted]

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
 from .litert_unary import TFLITE_UNARY
-from .plan import INode
+from .match import INode
 from .qtypes import QParams
 
 SOFTMAX_ONE = 1 << 15  # exp(0) in the integer softmax's table: a row of up to 65,535 entries sums within int32

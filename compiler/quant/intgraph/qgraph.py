@@ -1,4 +1,4 @@
-"""The quantized graph: an IntGraph (tcc.quant.intgraph.plan) + a calibration table -> every integer constant, computed
+"""The quantized graph: an IntGraph (tcc.quant.intgraph.match) + a calibration table -> every integer constant, computed
 once.
 
     qgraph = quantize_graph(plan(fp32), table)     # raises CalibrationError naming the tensor for a bad table
@@ -40,6 +40,7 @@ from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
 from .fixed_point import INT32_MAX, quantize_multiplier
 from .islands import island_model
+from .match import INode, IntGraph
 from .node_constants import (
     SOFTMAX_ONE,
     clamp_codes,
@@ -54,7 +55,6 @@ from .node_constants import (
     tflite_table,
     window_geometry,
 )
-from .plan import INode, IntGraph
 from .qtypes import (
     ADD_LEFT_SHIFT,
     ADD_LEFT_SHIFT_16,

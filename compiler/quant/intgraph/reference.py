@@ -53,7 +53,7 @@ from .fixed_point import (  # noqa: F401 (re-exported)
     single_half_away_multiply,
 )
 from .islands import FloatOps
-from .plan import plan
+from .match import plan
 from .qgraph import quantize_graph
 from .qtypes import ADD_LEFT_SHIFT, AddParams, Multiplier, QGraph, QNode, QParams, Requant
 

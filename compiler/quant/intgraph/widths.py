@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..table.file import CalibrationTable
 from ..table.quantizer import qrange, scale_for_threshold
-from .plan import IntGraph
+from .match import IntGraph
 from .qgraph import NARROWEST_WIDE_GRID, quantize_graph
 
 WIDE_BITS = 16

@@ -30,8 +30,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...intops import QDQ, Interpreter
 from ..intgraph.layers import layer_of
+from ..intgraph.match import IntGraph, plan, quantized_form
 from ..intgraph.node_constants import constant_codes
-from ..intgraph.plan import IntGraph, plan, quantized_form
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
 from ..table.steps import calibrated_parameters, with_initializers
@@ -46,14 +46,14 @@ Q_TYPES = {(8, True): TensorProto.INT8, (8, False): TensorProto.UINT8, (16, True
 
 
 def planned(model: onnx.ModelProto, table: CalibrationTable):
-    """The model's integer graph under the table's rules and placement (tcc.quant.intgraph.plan)."""
+    """The model's integer graph under the table's rules and placement (tcc.quant.intgraph.match)."""
     return plan(model, rules=table.rules, floats=float_nodes(table))
 
 
 def quant_points(model: onnx.ModelProto, table: CalibrationTable, graph=None) -> list[str]:
     """Activation tensors that get a Q/DQ pair, in table order: every activation of the table that the model
     consumes and its integer graph quantizes, except graph outputs and tensors computed inside one integer op (a
-    conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.intgraph.plan
+    conv output read only by its ReLU, the gate of x * sigmoid(x)) or between float islands: tcc.quant.intgraph.match
     says
     which."""
     graph = graph or planned(model, table)

@@ -40,7 +40,7 @@ import numpy as np
 import onnx
 
 from ...errors import DataError
-from ..intgraph.plan import IntGraph, plan, quantized_form
+from ..intgraph.match import IntGraph, plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
 from ..intgraph.widths import group_members, widened

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..intgraph.plan import IntGraph
+from ..intgraph.match import IntGraph
 
 ROUNDS = 3  # ranking passes of the accuracy greedy
 FLOAT, WIDE = "float", "int16"  # a placement entry's precision

@@ -32,7 +32,7 @@ from tcc.measure.machine import machine_info
 from tcc.measure.ort import profile_nodes
 
 from ...measure.timing import interleave, ort_runner, ratio
-from ..intgraph.plan import plan, quantized_form
+from ..intgraph.match import plan, quantized_form
 from ..lower.qdq import to_qdq
 from ..table.file import CalibrationTable
 from ..table.placement import placement_doc, with_placement

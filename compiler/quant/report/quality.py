@@ -39,7 +39,7 @@ from ...measure.ort import session
 from ...plots import quality_chart, save
 from ...resources import schema_path
 from ..collect.stats import expose, input_name, per_sample_cosine
-from ..intgraph.plan import plan, quantized_form
+from ..intgraph.match import plan, quantized_form
 from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
 from ..lower.qdq import to_qdq

@@ -18,7 +18,7 @@ on the calibration data (strength 1: every channel spans the widest one's range,
 takes the strength among STRENGTHS whose consumers' output, with their inputs and weights quantized (inputs at
 their largest value, weights per channel at max |w|), is closest to FP32 on sampled input rows.
 
-    pairs = find_pairs(graph)                                  # tcc.quant.intgraph.plan.IntGraph -> [Pair]
+    pairs = find_pairs(graph)                                  # tcc.quant.intgraph.match.IntGraph -> [Pair]
     measured = measure(model, data, pairs)                     # one ONNX Runtime pass
     records = choose(pairs, measured, inits, weight_bits)      # -> the table's records (tcc.quant.table.steps applies
     them)
@@ -34,7 +34,7 @@ import onnx
 from ...intops import Role
 from ..collect.stats import run_batches
 from ..intgraph.layers import grouped_weight, initializers, layer_of, layer_output, layer_rows
-from ..intgraph.plan import INode, IntGraph
+from ..intgraph.match import INode, IntGraph
 from ..table.quantizer import fake_quant, scale_for_threshold
 from ..table.steps import per_input_channel
 

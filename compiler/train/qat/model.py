@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from ...errors import DataError
 from .fake_quant import fake_quant
-from .plan import QatPlan, WeightQuant
+from .quant_points import QatPlan, WeightQuant
 
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 INT32 = (-(2**31), 2**31 - 1)

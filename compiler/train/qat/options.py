@@ -1,5 +1,5 @@
 """`tcc qat`'s settings: the training options (recorded in OUT/log.json) and how its data and table are read.
-Light (no PyTorch): the API checks them before it loads anything (tcc.train.qat.run trains)."""
+Light (no PyTorch): the API checks them before it loads anything (tcc.train.qat.distill trains)."""
 
 from __future__ import annotations
 

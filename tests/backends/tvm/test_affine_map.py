@@ -43,7 +43,7 @@ def _run(params, codes, in_dtype, out_dtype, rq, tmp_path):
     from tvm import relax
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.int8.variants.affine_map import affine_primfunc
 
     channels = len(params[0])

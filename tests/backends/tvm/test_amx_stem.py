@@ -20,7 +20,7 @@ from tcc.backends.tvm.isa import target_has
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix, is_amx
 from tcc.cli.build import _target_check_line
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import run_reference
 from tests.helpers.onnx_util import make_model

@@ -14,7 +14,7 @@ tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import codegen as tvm_codegen
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runner as tvm_run
 from tests.helpers.onnx_util import make_model
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tcc import targets as tg
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runner as tvm_run
 from tcc.backends.tvm import runtime as rt
 from tcc.backends.tvm import tensor_file
 from tcc.backends.tvm.measure.instruction_mix import instruction_mix
@@ -83,7 +83,7 @@ def test_runtime_and_tensor_files_import_neither_tvm_nor_numpy():
         "import sys\n"
         "import tcc.backends.tvm.runtime, tcc.backends.tvm.tensor_file\n"
         "assert 'tvm' not in sys.modules and 'numpy' not in sys.modules, 'numpy/tvm imported'\n"
-        "import tcc.backends.tvm.compile, tcc.backends.tvm.tune, tcc.backends.tvm.run\n"
+        "import tcc.backends.tvm.compile, tcc.backends.tvm.tune, tcc.backends.tvm.runner\n"
         "import tcc.backends.tvm.measure.instruction_mix\n"
         "assert 'tvm' not in sys.modules, 'tvm imported'\n"
     )

@@ -14,7 +14,7 @@ import pytest
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runner as tvm_run
 from tcc.backends.tvm.int8.lower import lower_int8
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.reference import multiply_by_quantized_multiplier, quantize_multiplier, run_reference
@@ -316,7 +316,7 @@ def test_unsupported_op_is_named():
         {"output": [1, 1, 2, 2]},
         opset=onnx_opset_version(),
     )
-    from tcc.quant.intgraph.plan import UnsupportedOps
+    from tcc.quant.intgraph.match import UnsupportedOps
     from tcc.quant.table.file import CalibrationTable
 
     entry = {"kind": "activation", "scale": 0.1, "zero_point": 0, "bits": 8, "signed": True}

@@ -15,13 +15,13 @@ from onnx import helper, numpy_helper
 tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile
-from tcc.backends.tvm import run as tvm_run
+from tcc.backends.tvm import runner as tvm_run
 from tcc.backends.tvm.int8 import choose, compute
 from tcc.backends.tvm.int8 import kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering
 from tcc.backends.tvm.int8.variants import depthwise_rows, depthwise_taps, windows
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.intgraph.plan import plan
+from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import run_reference
 from tests.helpers.onnx_util import make_model

@@ -108,7 +108,7 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
     (which the reference leaves undefined) is the same in both forms. (AArch64: LLVM's loop vectorizer, `st3`.)"""
     pytest.importorskip("tvm")
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
 
     skip_unless_runtime(target)
     x = _inputs(p, 16)

@@ -89,7 +89,7 @@ def test_the_kernel_equals_the_reference_on_every_accumulator(out_dtype, tmp_pat
     from tvm import relax
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.int8.requantize_float32 import float32_requantize_params, requantize_float32_primfunc
     from tcc.quant.intgraph.reference import apply_requant
 

@@ -183,7 +183,7 @@ def test_schedules_change_no_numbers(tmp_path):
     channels, never along a reduction, so each output is summed in the same order; only FMA contraction may
     differ (float32 ulps)."""
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
 
     model = _small_net()
     x = np.random.default_rng(1).standard_normal((1, 3, 30, 30)).astype(np.float32) * 3
@@ -249,7 +249,7 @@ def test_x86_float_max_pool_tiles_one_pixel_and_is_exact(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     shape = [1, 48, 13, 17]  # 6 AVX2 or 3 AVX-512 vectors: whole vectors on both x86 classes
@@ -370,7 +370,7 @@ def test_x86_tiles_a_prime_width_past_the_row_and_stays_exact(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.schedule.float_rules import WindowReduction
 
     rng = np.random.default_rng(2)
@@ -443,7 +443,7 @@ def test_a_layer_norm_runs_row_by_row_on_x86_and_keeps_its_numbers(tmp_path):
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.schedule.float_rules import RowReduction
 
     rng = np.random.default_rng(6)

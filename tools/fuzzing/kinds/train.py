@@ -265,5 +265,5 @@ KIND = Kind(
     make_base,
     make_case,
     timeout_s=90.0,
-    preload=("torch", "tcc.train.loop", "tcc.train.plan", "tcc.lower.to_torch", "matplotlib.pyplot"),
+    preload=("torch", "tcc.train.loop", "tcc.train.preflight", "tcc.lower.to_torch", "matplotlib.pyplot"),
 )

@@ -69,7 +69,7 @@ def _concat_kernels(mod) -> int:
 
 def _outputs(model, tmp_path, concat_in_place: bool) -> np.ndarray:
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
 
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
     so = tvm_compile.compile_module(

@@ -35,7 +35,7 @@ def test_sigmoid_and_softmax_become_polynomials_and_keep_their_numbers(tmp_path)
     import tvm
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.passes.fast_math import fast_math_passes
 
     model = _silu_softmax()

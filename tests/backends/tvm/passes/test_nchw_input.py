@@ -130,7 +130,7 @@ def test_outputs_bit_identical_with_and_without_the_changes(tmp_path, monkeypatc
     from tvm.s_tir.schedule import ScheduleError
 
     from tcc.backends.tvm import compile as tvm_compile
-    from tcc.backends.tvm import run as tvm_run
+    from tcc.backends.tvm import runner as tvm_run
     from tcc.backends.tvm.schedule import float_rules
 
     model, x = _stem_net(), np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32) * 3

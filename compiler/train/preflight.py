@@ -17,7 +17,7 @@ from ..errors import DataError, SpecError
 from ..files import is_onnx_file
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
-from ..spec.loader import Model, load_model
+from ..spec.loader import Spec, load_spec
 from ..spec.train_options import AUGMENTATIONS
 from ..spec.zoo import resolve_spec
 from .config import Config, resolve
@@ -33,7 +33,7 @@ from .rundir import check_new_run, read_last
 class Plan:
     spec: Path
     config: Config
-    model: Model
+    model: Spec
     split: Split
     run: Path
     world: int  # training processes
@@ -70,7 +70,7 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     imported = import_for_training(args) if is_onnx_file(args.spec) else None
     args.spec = str(resolve_spec(args.spec))  # a zoo model's name, as `tcc build` takes it: its spec file
     config = resolve(args.spec, args, run if resuming else None)
-    model = fit_to_checkpoint(load_model(args.spec, config.set), config.weights, config.by_order, config.key_map)
+    model = fit_to_checkpoint(load_spec(args.spec, config.set), config.weights, config.by_order, config.key_map)
     if config.data is None:
         raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
     split = find_split(config.data, config.val_fraction, config.seed)
@@ -102,13 +102,13 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen, imported)
 
 
-def _fit_classes(model: Model, c: Config, classes: list[str]) -> Model:
+def _fit_classes(model: Spec, c: Config, classes: list[str]) -> Spec:
     """Fine-tuning to another class count: with --weights, the data's classes decide num_classes (unless --set
     gives it); the checkpoint's head of another width is then re-initialised when the weights load."""
     k = len(classes)
     if not c.weights or "num_classes" not in model.params or "num_classes" in c.set or model.params["num_classes"] == k:
         return model
-    fitted = load_model(model.path, {**model.overrides, "num_classes": k})
+    fitted = load_spec(model.path, {**model.overrides, "num_classes": k})
     fitted.notes = (
         [n for n in model.notes if not n.startswith("num_classes=")]
         + fitted.notes
@@ -168,7 +168,7 @@ def _run_folder(args) -> tuple[Path, bool]:
     return Path(args.output), False
 
 
-def _check_model(model: Model, split: Split, log, source: Path) -> None:
+def _check_model(model: Spec, split: Split, log, source: Path) -> None:
     """The model takes images and gives one score per class folder (its auxiliary heads too); `source` names it in
     the errors (the spec, or the ONNX file it was imported from)."""
     g, k = model.graph, len(split.classes)
@@ -201,7 +201,7 @@ def _check_model(model: Model, split: Split, log, source: Path) -> None:
         )
 
 
-def _check_options(c: Config, model: Model, split: Split, world: int) -> None:
+def _check_options(c: Config, model: Spec, split: Split, world: int) -> None:
     """What the option schema cannot know: the number of classes, the input shape, the process count."""
     k, names = len(split.classes), ", ".join(split.classes)
     if c.loss == "ce" and c.alpha is not None:
@@ -239,7 +239,7 @@ def _stop_after(stop_after: int | None, epochs: int) -> int | None:
     return stop_after
 
 
-def model_fingerprint(model: Model) -> str:
+def model_fingerprint(model: Spec) -> str:
     """sha256 of what training depends on in a spec: the graph (nodes, ops, arguments, shapes, heads) and the
     preprocessing; not the text (a spec's train: section may change: --resume takes the run's own options)."""
     g = model.graph
@@ -249,7 +249,7 @@ def model_fingerprint(model: Model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -> None:
+def _check_resumable(state: dict, model: Spec, classes: list[str], run: Path) -> None:
     if state["model_sha256"] != model_fingerprint(model):
         raise DataError(
             f"{run}: trained from another model than {model.path} (its layers, parameters or "
@@ -259,7 +259,7 @@ def _check_resumable(state: dict, model: Model, classes: list[str], run: Path) -
         raise DataError(f"{run}: trained on the classes {list(state['classes'])}, the data now has {classes}")
 
 
-def _initial_module(model: Model, c: Config, resumed: dict | None, head: list[str], log) -> torch.nn.Module:
+def _initial_module(model: Spec, c: Config, resumed: dict | None, head: list[str], log) -> torch.nn.Module:
     """The lowered model (train-mode outputs: main and auxiliary heads) with PyTorch's default initialization
     drawn under the seed, then the resumed run's or the checkpoint's weights (a head of another width keeps the
     seeded initialization)."""

@@ -5,8 +5,8 @@
     # qat/weights.pt: the spec's state_dict;  qat/calib.json: the table for it;  qat/log.json: the epochs
 
 The student is the spec's PyTorch model fake-quantized exactly where, and at the parameters with which, the integer
-graph of the table quantizes it (tcc.train.qat.plan, .model); the teacher is the same model in FP32. With no labels,
-the loss is the student's squared logit error relative to the teacher's logits, per sample (the quantity whose
+graph of the table quantizes it (tcc.train.qat.quant_points, .model); the teacher is the same model in FP32. With no
+labels, the loss is the student's squared logit error relative to the teacher's logits, per sample (the quantity whose
 smallness makes the INT8 vs FP32 cosine high: 1 - cos <= error / 2), plus `feature_weight` times the same error of
 every quantized tensor against the teacher's value of it (each layer is told where it went wrong, not only the
 output). What trains: the folded conv / linear layers in code units (tcc.train.qat.model) and the activation scales
@@ -37,7 +37,7 @@ from ...bundle import sha256_file
 from ...errors import DataError
 from ...files import atomic_write
 from ...frontend import Weights, lower_spec
-from ...quant.intgraph.plan import plan, quantized_form
+from ...quant.intgraph.match import plan, quantized_form
 from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
 from ...quant.table.file import CalibrationTable, model_sha256
@@ -45,7 +45,7 @@ from ...quant.table.quantizer import cosine
 from ..distributed import Processes, gather, processes
 from .model import Features, QatModel, absorb_bias_correction
 from .options import AUGMENTS, Options
-from .plan import QatPlanner
+from .quant_points import QatPlanner
 
 WEIGHTS, TABLE, LOG = "weights.pt", "calib.json", "log.json"
 JUDGED = 32  # samples the integer reference judges before and after (the integer reference is slow in numpy)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...intops import QAT, Interpreter
-from ...quant.intgraph.plan import IntGraph
+from ...quant.intgraph.match import IntGraph
 from ...quant.intgraph.qtypes import QGraph, QNode, QParams
 from ...quant.table.file import CalibrationTable
 from ...quant.table.quantizer import qrange
