@@ -122,7 +122,7 @@ def side(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
 
 
 def _pytorch(x: np.ndarray, ctx: Context) -> Side:
-    import torch
+    import torch  # deferred for start-up: `tcc diff` between two bundles needs no torch
     from torch import fx
 
     fe = ctx.frontend("the PyTorch side")

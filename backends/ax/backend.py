@@ -422,7 +422,7 @@ class AxBackend(Backend):
     def _qdq_check(model, options, bundle_dir, x) -> dict:
         """model_qdq.onnx in ONNX Runtime as float fake-quant (graph optimizations off: each QuantizeLinear is
         exactly ONNX's equation), its codes of every quantized tensor against the integer reference op by op."""
-        import onnx
+        import onnx  # deferred for start-up: tcc's CLI loads every backend
 
         qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.target), options.table)
         qdq = onnx.load(str(Path(bundle_dir) / QDQ_MODEL))  # what the kit ships, read back

@@ -7,6 +7,9 @@ sessions: backends/onnx_runtime.py (shared with the AX kits' checks).
 
 from __future__ import annotations
 
+import json
+import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ class OrtBackend(Backend):
     )
 
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
-        import onnx
+        import onnx  # deferred for start-up: tcc's CLI loads every backend
 
         if options.precision == "fp16":
             from .fp16 import to_fp16  # deferred for start-up: loads onnx
@@ -87,9 +90,7 @@ class OrtBackend(Backend):
         whose tensors have short names; with `model` (the FP32 graph) the readable QDQ model of the bundle's
         table is rebuilt, its final output checked equal to the artifact's, and every quantized tensor exposed
         through its QuantizeLinear (tcc.backends.onnx_runtime.qdq_codes); without it, the final output alone."""
-        import json
-
-        import onnx
+        import onnx  # deferred for start-up: tcc's CLI loads every backend
 
         bundle = Path(bundle_dir)
         precision = json.loads((bundle / "manifest.json").read_text())["precision"]
@@ -120,7 +121,7 @@ class OrtBackend(Backend):
         names = [o for n in art.graph.node for o in n.output if o and o != out_name]
         have = {o.name for o in art.graph.output}
         art.graph.output.extend(onnx.ValueInfoProto(name=o) for o in names if o not in have)
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred for start-up: loads ORT's native library
 
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -162,10 +163,7 @@ class OrtBackend(Backend):
 
 def _quantize_dynamic(model):
     """ONNX Runtime's dynamic quantization of an FP32 model (its API works on files)."""
-    import logging
-    import tempfile
-
-    import onnx
+    import onnx  # deferred for start-up: onnx and ORT's quantizer load only for this target
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="tcc-dynamic-") as tmp:
