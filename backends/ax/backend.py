@@ -22,6 +22,7 @@ the docs' constraint and the rewrite tried, unless --allow-cpu-fallback (the spl
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,11 @@ from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.report.npu_tables import npu_table
 from tcc.quant.report.quality import ReportSettings, quality_report
 from tcc.quant.table.placement import float_nodes
+from tcc.spec.loader import Preprocess
 
 from ..base import Backend, Capabilities, EmitOptions
 from ..onnx_runtime import load_bundle, qdq_codes, run_loaded
-from .chips import CHIPS, get_chip
+from .chips import CHIPS, Chip, get_chip
 from .config import Enum, write_prototxt, write_pulsar2
 from .dataset import ARCHIVE, pixel_normalization, read_back, samples, write_archive
 from .ops import check_model, cpu_split
@@ -53,6 +55,20 @@ ARCHIVE_ATOL = 1e-5  # the archive's tensors vs tcc's: both compute (x * scale -
 # same 8-bit pixels, so only a different pixel (a lossy or misaligned image) moves them; one pixel level is 1/255/std
 QDQ_LSB = 1.0  # ORT's float fake-quant of the QDQ model, per op on its own inputs, vs the integer reference: the
 # float32 sum may round a code the other way where the exact value is within float error of a tie
+
+
+@dataclass(frozen=True)
+class _KitInput:
+    """What a toolchain's config says of the model's input: the chip, the calibration samples' format and count, the
+    spec's preprocessing, the input's channels and tensor name, and the NPU mode."""
+
+    chip: Chip
+    fmt: str
+    count: int
+    pre: Preprocess
+    channels: int
+    npu_mode: str
+    input_name: str
 
 
 class AxBackend(Backend):
@@ -124,12 +140,11 @@ class AxBackend(Backend):
         npu_mode = self.own_options(options).npu_mode or chip.npu_modes[0]
         floats = _float_layers(model, options.table)  # float islands: Pulsar2 pins them to FP32 (the rules refuse
         # islands for Pulsar v1, whose documented config has no per-layer precision)
+        kit = _KitInput(chip, fmt, len(members), pre, channels, npu_mode, input_name)
         if chip.toolchain.name == "pulsar":
-            configs = self._pulsar_config(chip, fmt, len(members), pre, channels, npu_mode, out_dir)
+            configs = self._pulsar_config(kit, out_dir)
         else:
-            configs = self._pulsar2_configs(
-                chip, fmt, len(members), pre, channels, npu_mode, input_name, out_dir, floats
-            )
+            configs = self._pulsar2_configs(kit, out_dir, floats)
         files += configs
 
         split = None
@@ -184,7 +199,8 @@ class AxBackend(Backend):
 
     # ------------------------------------------------------------------ configs
     @staticmethod
-    def _pulsar_config(chip, fmt, n, pre, channels, npu_mode, out_dir) -> list[str]:
+    def _pulsar_config(kit: _KitInput, out_dir) -> list[str]:
+        chip, fmt, n, pre, channels, npu_mode = kit.chip, kit.fmt, kit.count, kit.pre, kit.channels, kit.npu_mode
         color = {"RGB": "TENSOR_COLOR_SPACE_RGB", "BGR": "TENSOR_COLOR_SPACE_BGR", "L": "TENSOR_COLOR_SPACE_GRAY"}
         attributes = []
         if fmt == "Image":
@@ -247,7 +263,9 @@ class AxBackend(Backend):
         return [chip.toolchain.config_file]
 
     @staticmethod
-    def _pulsar2_configs(chip, fmt, n, pre, channels, npu_mode, input_name, out_dir, floats=()) -> list[str]:  # noqa: PLR0913
+    def _pulsar2_configs(kit: _KitInput, out_dir, floats=()) -> list[str]:
+        chip, fmt, n, pre, channels, npu_mode = kit.chip, kit.fmt, kit.count, kit.pre, kit.channels, kit.npu_mode
+        input_name = kit.input_name
         calib = {
             "tensor_name": input_name,
             "calibration_dataset": ARCHIVE,

@@ -21,7 +21,7 @@ from tests.helpers import REPO, load_tool
 
 FUZZ = load_tool("fuzz")  # it puts tools/ on sys.path for its package, tools/fuzzing
 RUNNER = importlib.import_module("fuzzing.runner")
-CASES = {"image": 10, "tiff": 12, "train": 4, "golden": 8, "bundle": 6}
+CASES = {"image": 5, "tiff": 6, "train": 2, "golden": 4, "bundle": 3}
 
 
 # The fuzzer forks a child per case, which must not inherit a started OpenMP pool (GNU OpenMP waits for it forever:
