@@ -21,23 +21,37 @@ from tcc.errors import BuildError
 
 FP16_MAX = float(np.finfo(np.float16).max)
 KEEP_FP32 = {"Resize": {1, 2}, "Upsample": {1}}  # (op, input index) that ONNX types as tensor(float)
+FLOAT = TensorProto.FLOAT
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    inits = {t.name: t for t in g.initializer}
-    FLOAT = TensorProto.FLOAT
+    init_names = {t.name for t in g.initializer}
+    _initializers_to_half(g)
+    _constants_to_half(g)
+    _cast_at_the_boundary(g, init_names | {t.name for t in g.initializer})
+    del g.value_info[:]
+    try:
+        out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True)
+        onnx.checker.check_model(out, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise BuildError(f"float16 conversion produced an invalid model: {str(e).strip().splitlines()[0]}") from None
+    return out
 
-    # ---------------------------------------------------------------- initializers
+
+def _initializers_to_half(g: onnx.GraphProto) -> None:
+    """Every float32 initializer to float16, but for the inputs ONNX types as float32 (KEEP_FP32); one used both
+    ways gets a float16 copy for its other uses."""
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for node in g.node:
         for i, name in enumerate(node.input):
             uses.setdefault(name, []).append((node, i))
-    for name, t in list(inits.items()):
-        if t.data_type != FLOAT:
+    for t in list(g.initializer):
+        if t.data_type != TensorProto.FLOAT:
             continue
+        name = t.name
         where = uses.get(name, [])
         keep = [(n, i) for n, i in where if i in KEEP_FP32.get(n.op_type, ())]
         if len(keep) == len(where) and where:
@@ -52,7 +66,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
         else:
             t.CopyFrom(numpy_helper.from_array(half, name))
 
-    # ---------------------------------------------------------------- constants and casts inside the graph
+
+def _constants_to_half(g: onnx.GraphProto) -> None:
+    """Constants' float32 values to float16; Casts to float32 inside the graph cast to float16."""
     for node in g.node:
         for attr in node.attribute:
             if node.op_type in ("Constant", "ConstantOfShape") and attr.name == "value" and attr.t.data_type == FLOAT:
@@ -64,8 +80,10 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
                 attr.i = TensorProto.FLOAT16
 
-    # ---------------------------------------------------------------- the boundary
-    init_names = set(inits) | {t.name for t in g.initializer}
+
+def _cast_at_the_boundary(g: onnx.GraphProto, init_names: set[str]) -> None:
+    """A Cast to float16 after each float32 graph input and one back to float32 before each output, under the
+    same names."""
     front, back = [], []
     for vi in g.input:
         if vi.name in init_names or vi.type.tensor_type.elem_type != FLOAT:
@@ -91,13 +109,6 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:  # noqa: PLR0915
     nodes = front + list(g.node) + back
     del g.node[:]
     g.node.extend(nodes)
-    del g.value_info[:]
-    try:
-        out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True)
-        onnx.checker.check_model(out, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise BuildError(f"float16 conversion produced an invalid model: {str(e).strip().splitlines()[0]}") from None
-    return out
 
 
 def _half(a: np.ndarray, name: str, where) -> np.ndarray:
