@@ -54,9 +54,8 @@ from typing import Any
 
 from tcc.errors import BuildError, TccError
 
-# Run as `python -m tcc.backends.tvm.runtime`, never as a script: a script's folder (backends/tvm/, named like the real
-# one)
-# would come first on sys.path and shadow the real `tvm` package.
+# Run as `python -m tcc.backends.tvm.runtime`, never as a script: a script's folder (backends/tvm/, named like the
+# real one) would come first on sys.path and shadow the real `tvm` package.
 from ...targets import Platform, get_platform, known_platforms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -404,7 +403,7 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None = None) -> Path:  # noqa: PLR0915
+def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None = None) -> Path:
     """The cache folder with ``lib/`` (TVM runtime) and ``bin/tcc-run`` for the target.
 
     Reused when the stamp matches; otherwise built (``source``), downloaded (``wheel:``) or copied
@@ -431,28 +430,11 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
                 work = Path(tmp)
                 if state == "runner":
                     log(f"{target_name}: runtime cached in {final}; rebuilding tcc-run only")
-                    for p in (final / "lib").iterdir():
-                        shutil.copy2(p, stage / "lib" / p.name)
-                    if (final / "build.log").exists():  # keep the library build's log
-                        shutil.copy2(final / "build.log", log_file)
-                    old = json.loads((final / "stamp.json").read_text())
+                    old = _reuse_cached_libs(final, stage, log_file)
                 else:
                     log(f"{target_name}: preparing the TVM runtime for {platform.arch} ({platform.runtime}) in {final}")
                     old = {}
-                    if platform.runtime == "source":
-                        log(
-                            "building libtvm_ffi + libtvm_runtime from the wheel's sources "
-                            "(several minutes; cached afterwards)"
-                        )
-                        _build_libs_from_source(platform, stage, work, log_file, log)
-                    elif platform.runtime.startswith("wheel:"):
-                        _fetch_wheel_libs(platform, stage, work, log_file, log)
-                    elif platform.runtime == "host-wheel":
-                        _copy_host_wheel_libs(stage)
-                    else:
-                        raise RuntimeBuildError(f"unknown runtime source {platform.runtime!r}")
-                    if platform.is_cross:
-                        _copy_cxx_runtime(platform, stage)
+                    _prepare_libs(platform, stage, work, log_file, log)
                 _build_runner(platform, stage, work, log_file, log)
                 _smoke_test(platform, stage, log_file, log)
             secs = round(time.monotonic() - t0, 1)
@@ -471,6 +453,30 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
             raise
         log(f"{target_name}: ready in {final} ({secs} s)")
         return final
+
+
+def _reuse_cached_libs(final: Path, stage: Path, log_file: Path) -> dict:
+    """The cached runtime libraries (and their build log) into the staging folder; the cache's old stamp."""
+    for p in (final / "lib").iterdir():
+        shutil.copy2(p, stage / "lib" / p.name)
+    if (final / "build.log").exists():  # keep the library build's log
+        shutil.copy2(final / "build.log", log_file)
+    return json.loads((final / "stamp.json").read_text())
+
+
+def _prepare_libs(platform: Platform, stage: Path, work: Path, log_file: Path, log: Log) -> None:
+    """The TVM runtime libraries into the staging folder, from the platform's runtime source."""
+    if platform.runtime == "source":
+        log("building libtvm_ffi + libtvm_runtime from the wheel's sources (several minutes; cached afterwards)")
+        _build_libs_from_source(platform, stage, work, log_file, log)
+    elif platform.runtime.startswith("wheel:"):
+        _fetch_wheel_libs(platform, stage, work, log_file, log)
+    elif platform.runtime == "host-wheel":
+        _copy_host_wheel_libs(stage)
+    else:
+        raise RuntimeBuildError(f"unknown runtime source {platform.runtime!r}")
+    if platform.is_cross:
+        _copy_cxx_runtime(platform, stage)
 
 
 def runner_command(target_name: str) -> list[str]:
