@@ -85,7 +85,7 @@ def kind_of(endpoint: str) -> str:
     )
 
 
-def load_input(path: str | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
+def load_input(path: str | Path | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
     """The input, [1, C, H, W] (or the .npy's batch): an image through the spec's (or a bundle's) preprocessing;
     an array (the Python API's) as it is."""
     if isinstance(path, np.ndarray):
@@ -274,7 +274,7 @@ def compare_sides(
 def diff(
     a: str,
     b: str,
-    input_path: str | np.ndarray,
+    input_path: str | Path | np.ndarray,
     ctx: Context,
     min_cosine: float = DEFAULT_MIN_COSINE,
     max_lsb: float = DEFAULT_MAX_LSB,
