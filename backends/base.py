@@ -69,7 +69,11 @@ class EmitOptions:
 
 
 class Backend:
-    capabilities: Capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the backend declares (a class attribute or a property of each backend)."""
+        raise NotImplementedError
+
     options_type: Any = None  # its own options record (EmitOptions.backend), where it has one
 
     def own_options(self, options: EmitOptions) -> Any:

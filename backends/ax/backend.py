@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ QDQ_LSB = 1.0  # ORT's float fake-quant of the QDQ model, per op on its own inpu
 class AxBackend(Backend):
     options_type = KitOptions
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._kit: dict = {}
 
     @property
@@ -186,7 +187,7 @@ class AxBackend(Backend):
     @staticmethod
     def _pulsar_config(chip, fmt, n, pre, channels, npu_mode, out_dir) -> list[str]:
         color = {"RGB": "TENSOR_COLOR_SPACE_RGB", "BGR": "TENSOR_COLOR_SPACE_BGR", "L": "TENSOR_COLOR_SPACE_GRAY"}
-        attributes = []
+        attributes: list[tuple[str, Any]] = []
         if fmt == "Image":
             mean, std = pixel_normalization(pre)
             mean, std = _per_channel(mean, channels), _per_channel(std, channels)

@@ -21,7 +21,7 @@ import numpy as np
 from ...targets import get_platform
 from . import codegen as tvm_codegen
 from . import tune as tvm_tune
-from .isa import resolve_tvm_target
+from .isa import resolve_tvm_target as resolve_tvm_target  # re-exported: the target the compile step uses
 from .runtime import require_tools
 
 

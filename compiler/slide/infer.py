@@ -17,7 +17,7 @@ from ..artifact import open_artifact
 from ..data import model_pixels, normalize_pixels
 from ..errors import DataError
 from ..frontend import reference_module
-from ..spec.loader import load_spec
+from ..spec.loader import Preprocess, load_spec
 from .reader import cached_image
 
 
@@ -58,7 +58,7 @@ class Runner:
     """A loaded model: float32 [N, C, H, W] -> logits [N, classes]."""
 
     run: Callable[[np.ndarray], np.ndarray]
-    preprocess: object  # tcc.spec.loader.Preprocess
+    preprocess: Preprocess
     input_shape: tuple
     num_classes: int
     labels: list | None
