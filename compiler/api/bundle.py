@@ -22,6 +22,7 @@ from ..spec.loader import Preprocess
 
 Inputs = str | Path | npt.ArrayLike  # an image file, a .npy file, or an array [C, H, W] / [N, C, H, W]
 Log = Callable[[str], None]  # what hears progress lines
+Images = str | Path | Iterable[str | Path]  # image files or folders (tcc.slide)
 
 
 def as_batch(x: Inputs, preprocess: Preprocess, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -91,20 +92,13 @@ class Bundle:
         return y
 
     def slide(
-        self,
-        images: str | Path | Iterable[str | Path],
-        out: str | Path = "out/slide",
-        *,
-        log: Log = lambda s: None,
-        **options: Any,
-    ) -> list[Any]:
+        self, images: Images, out: str | Path = "out/slide", *, log: Log = lambda s: None, **options: Any
+    ) -> list:
         """Model.slide with this bundle scoring the patches (`tcc slide --artifact`), its own preprocessing."""
         return score_slides(ModelSource.create(artifact=self.path), images, out, log, options)
 
 
-def score_slides(
-    source: ModelSource, images: str | Path | Iterable[str | Path], out: str | Path, log: Log, options: dict[str, Any]
-) -> list[Any]:
+def score_slides(source: ModelSource, images: Images, out: str | Path, log: Log, options: dict[str, Any]) -> list[Any]:
     """tcc.slide's pipeline over `images` (files or folders) with `options` (tcc.slide.pipeline.Options' fields)."""
     unknown = sorted(set(options) - {f.name for f in fields(SlideOptions)})
     if unknown:

@@ -4,7 +4,7 @@ quantization-aware training."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -25,7 +25,7 @@ from ..quant.table.file import CalibrationTable, load_table
 from ..slide.infer import ModelSource
 from ..spec.loader import Spec, load_spec
 from ..train.qat.options import Options, QatSettings
-from .bundle import Bundle, Inputs, Log, as_batch, score_slides
+from .bundle import Bundle, Images, Inputs, Log, as_batch, score_slides
 
 if TYPE_CHECKING:
     import onnx
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..train.qat.distill import Result
 
 Data = str | Path | np.ndarray  # calibration or training samples: an image folder, a .npy/.npz file or an array
+Table = CalibrationTable | str | Path  # a calibration table, or its file
 
 
 @dataclass
@@ -195,13 +196,8 @@ class Model:
 
     # ------------------------------------------------------------------------------------------------ slides
     def slide(
-        self,
-        images: str | Path | Iterable[str | Path],
-        out: str | Path = "out/slide",
-        *,
-        log: Log = lambda s: None,
-        **options: Any,
-    ) -> list[Any]:
+        self, images: Images, out: str | Path = "out/slide", *, log: Log = lambda s: None, **options: Any
+    ) -> list:
         """FastNet's tumour heat map of whole slides or large images (`tcc slide`): `images` files or folders;
         `options` tcc.slide.pipeline.Options' fields (patch_size, batch_size, positive, mask_level, max_pixels,
         dask, scheduler, workers, threads, progress). Writes OUT/heatmap.png, mask.png, patches.json (OUT/NAME/...
@@ -296,31 +292,12 @@ class Model:
             result = build_bundle(self.loaded, settings, out, force=force, log=log)
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
-    @overload
+    @overload  # (force, log and the options as below)
     def qat(
-        self,
-        data: Data,
-        calib: CalibrationTable | str | Path,
-        out: str | Path,
-        *,
-        force: bool = ...,
-        check_only: Literal[False] = ...,
-        log: Callable[[str], None] = ...,
-        **options: Any,
+        self, data: Data, calib: Table, out: str | Path, *, check_only: Literal[False] = ..., **kw: Any
     ) -> Result: ...
-
-    @overload
-    def qat(
-        self,
-        data: Data,
-        calib: CalibrationTable | str | Path,
-        out: str | Path,
-        *,
-        force: bool = ...,
-        check_only: Literal[True],
-        log: Callable[[str], None] = ...,
-        **options: Any,
-    ) -> None: ...
+    @overload  # check_only: nothing trained
+    def qat(self, data: Data, calib: Table, out: str | Path, *, check_only: Literal[True], **kw: Any) -> None: ...
 
     def qat(
         self,

@@ -9,24 +9,11 @@ per-sample axis, negative axes count from the end. `ops.py` puts these `OpDef`s 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import ShapeError
-from .base import (
-    REQUIRED,
-    Arg,
-    Attrs,
-    OnnxEmit,
-    OnnxRule,
-    OpDef,
-    ParamSpec,
-    Shape,
-    TorchEmit,
-    TorchRule,
-    axis_of,
-    torch_modules,
-)
+from .base import REQUIRED, Arg, Attrs, OnnxEmit, OpDef, ParamSpec, Shape, TorchEmit, axis_of, torch_modules
 
 MAX_RANK = 8  # per-sample axes (a window partition has 5, MobileViT's unfold 5)
 _AXES: dict[str, Any] = dict(lo=-MAX_RANK, hi=MAX_RANK)
@@ -292,7 +279,7 @@ def _reduce_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     return [tuple(1 if i in a["at"] else d for i, d in enumerate(s) if a["keepdims"] or i not in a["at"])]
 
 
-def _reduce_torch(fn: str) -> TorchRule:
+def _reduce_torch(fn: str) -> Callable[[TorchEmit, Attrs, Any], Any]:
     def lower(emit: TorchEmit, a: Attrs, x: Any) -> Any:
         torch, nn, F = torch_modules()
         return emit.call(getattr(torch, fn), x, [ax + 1 for ax in a["at"]], a["keepdims"])
@@ -300,7 +287,7 @@ def _reduce_torch(fn: str) -> TorchRule:
     return lower
 
 
-def _reduce_onnx(op_type: str, axes_input_from: int) -> OnnxRule:
+def _reduce_onnx(op_type: str, axes_input_from: int) -> Callable[[OnnxEmit, Attrs, str], str]:
     def lower(emit: OnnxEmit, a: Attrs, x: str) -> str:
         axes, keep = [ax + 1 for ax in a["at"]], int(a["keepdims"])
         if emit.opset >= axes_input_from:  # the axes became an input (ReduceSum: opset 13, the others: 18)
