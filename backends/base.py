@@ -26,6 +26,7 @@ from tcc.errors import BuildError
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnx
 
 PRECISIONS = ("fp32", "fp16", "int8", "dynamic")  # dynamic: int8 weights, activations quantized at run time
 
@@ -68,7 +69,11 @@ class EmitOptions:
 
 
 class Backend:
-    capabilities: Capabilities
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the backend declares (a class attribute or a property of each backend)."""
+        raise NotImplementedError
+
     options_type: Any = None  # its own options record (EmitOptions.backend), where it has one
 
     def own_options(self, options: EmitOptions) -> Any:
@@ -76,7 +81,7 @@ class Backend:
         return options.backend if options.backend is not None else self.options_type()
 
     # ------------------------------------------------------------------ shared
-    def check(self, model, options: EmitOptions) -> None:
+    def check(self, model: onnx.ModelProto, options: EmitOptions) -> None:
         """Raise BuildError if the target cannot express `model` (an onnx.ModelProto) at `options`."""
         caps = self.capabilities
         lo, hi = caps.opsets
@@ -88,7 +93,7 @@ class Backend:
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
             raise BuildError(f"target {options.target} cannot express {len(bad)} node(s): {listed}{more}")
 
-    def unsupported(self, model) -> list[tuple[str, str]]:
+    def unsupported(self, model: onnx.ModelProto) -> list[tuple[str, str]]:
         """(node name, reason) for every node the target cannot express."""
         import onnx  # deferred for start-up: every command imports the backend registry, few check a model
 
@@ -124,7 +129,7 @@ class Backend:
     def close(self) -> None:
         """Called when the build ends, whether it succeeded or not: ends what preload started."""
 
-    def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
+    def emit(self, model: onnx.ModelProto, options: EmitOptions, out_dir: Path) -> list[str]:
         raise NotImplementedError
 
     def load(self, bundle_dir: Path) -> Any:
@@ -138,7 +143,9 @@ class Backend:
         backend whose bit-exact kernels are not its default ones (TFLite: the reference kernels) says so here."""
         return self.run(self.load(bundle_dir), x)
 
-    def int8_codes(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+    def int8_codes(
+        self, model: onnx.ModelProto, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray
+    ) -> dict:
         """A backend that is not bit-exact with the integer reference (`int8_exact` False) returns here the codes
         its built artifact computes for every quantized tensor on input x ({tensor: codes}), so the build checks
         it op by op (tcc.quant.intgraph.reference.per_op_deviation). It must raise SelfCheckError if the way it obtains
@@ -151,7 +158,9 @@ class Backend:
         "target_checks" with extra_checks'. The build runs them on a thread while the self-check runs the artifact."""
         return {}
 
-    def extra_checks(self, model, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray) -> dict:
+    def extra_checks(
+        self, model: onnx.ModelProto, options: EmitOptions, bundle_dir: Path, x: np.ndarray, got: np.ndarray
+    ) -> dict:
         """Checks beyond the builder's self-check (e.g. an ARM build run under qemu against the host build), run
         after `emit` on the bundle being built; the result goes into the manifest under "target_checks". Raise
         tcc.errors.SelfCheckError when one fails (the bundle is then not written)."""
@@ -161,7 +170,7 @@ class Backend:
         """What the manifest and the README say about running the artifact (runtime, providers, a snippet)."""
         return {}
 
-    def tensors(self, bundle_dir: Path, x: np.ndarray, model=None) -> dict[str, Exposed]:
+    def tensors(self, bundle_dir: Path, x: np.ndarray, model: onnx.ModelProto | None = None) -> dict[str, Exposed]:
         """Every tensor the built artifact can expose on input x (`tcc diff`), in graph order, keyed by the FP32
         graph's tensor names, as float32 NCHW values (integer tensors dequantized, with their scale). `model`: the
         FP32 ONNX the bundle was built from, when the caller has it (a backend that renames tensors needs it to

@@ -70,4 +70,4 @@ def open_artifact(path: str | Path) -> Artifact:
         )
     if not backend.capabilities.runs_here:
         raise BuildError(f"{path}: a {manifest['target']} bundle cannot run on this machine")
-    return Artifact(Path(path), manifest, backend, backend.load(path))
+    return Artifact(Path(path), manifest, backend, backend.load(Path(path)))

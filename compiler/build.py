@@ -18,11 +18,11 @@ import dataclasses
 import functools
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
 from onnx import helper
@@ -61,6 +61,14 @@ from .self_check import CHECK_BATCH, CHECK_SEED, CheckInputs, failure_message, r
 from .self_check import int8_self_check as int8_self_check  # re-exported: tcc.golden and the tests judge with it
 from .spec.loader import Spec
 from .tolerance import TOLERANCES as TOLERANCES  # re-exported: the tests read the tolerances here
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .quant.intgraph.qtypes import QGraph
+
+Log = Callable[[str], None]
+P = ParamSpec("P")
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -148,11 +156,11 @@ class _Build:
 
 
 # ---------------------------------------------------------------------------------------------------- the build
-def _with_phases(fn):
+def _with_phases(fn: Callable[P, BuildResult]) -> Callable[P, BuildResult]:
     """Run `fn` (a build) inside tcc.process.phases.recording() and add the phases to its result's `seconds`."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs) -> BuildResult:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> BuildResult:
         with recording() as phases:
             result = fn(*args, **kwargs)
         result.seconds.update(phases)
@@ -240,7 +248,7 @@ def _rules(tgt: Target) -> str:
     return tgt.rules
 
 
-def _references(ref, x: np.ndarray, float64: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _references(ref: Any, x: np.ndarray, float64: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """The PyTorch lowering's output on the check inputs in float32, and in float64 if asked."""
     return torch_run(ref, x), (torch_run(ref, x, float64=True) if float64 else None)
 
@@ -316,7 +324,7 @@ def _manifest(b: _Build, files: list[str], check: dict, target_checks: dict) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- INT8
-def _quantized(settings: BuildSettings, tgt: Target, backend: Backend, fe: Frontend, log) -> Quantized:
+def _quantized(settings: BuildSettings, tgt: Target, backend: Backend, fe: Frontend, log: Log) -> Quantized:
     """The INT8 build's table, loaded and checked against this spec, weights and FP32 graph (and validated entry by
     entry against its integer graph; against `data` too when both are given, as kits take them), or made now from
     `data`; with its quantized graph, the manifest's record and the self-check's inputs."""
@@ -385,7 +393,7 @@ def _calibrated(
     calibration: CalibrationSettings,
     provenance: Provenance,
     request: CalibrationRequest,
-    log,
+    log: Log,
 ) -> CalibrationTable:
     """A table calibrated now on `x` by the resolved settings, then placed as the request asks."""
     log(f"calibrating on {len(x)} samples ({calibration.method}, rules {calibration.target})")
@@ -399,7 +407,9 @@ def _calibrated(
     return table
 
 
-def _quantization(table: CalibrationTable, qgraph, source: dict, rules: TargetRules) -> dict:
+def _quantization(
+    table: CalibrationTable, qgraph: QGraph, source: dict[str, Any], rules: TargetRules
+) -> dict[str, Any]:
     """The manifest's "quantization" record."""
     info = {
         "table": CALIBRATION_FILE,
@@ -423,13 +433,13 @@ def _quantization(table: CalibrationTable, qgraph, source: dict, rules: TargetRu
     return info
 
 
-def _width_counts(table) -> dict:
+def _width_counts(table: CalibrationTable) -> dict[str, int]:
     """How many activation tensors the table gives each width ({"8": 64}, or {"16": 64} for W8A16)."""
     widths = [t.get("bits", 8) for t in table.tensors.values() if t["kind"] == "activation"]
     return {str(b): widths.count(b) for b in sorted(set(widths))}
 
 
-def _kind_counts(qgraph) -> dict[str, int]:
+def _kind_counts(qgraph: QGraph) -> dict[str, int]:
     counts: dict[str, int] = {}
     for n in qgraph.nodes:
         if n.integer:
@@ -437,7 +447,7 @@ def _kind_counts(qgraph) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _io(values, initializers) -> list[dict]:
+def _io(values: Iterable[onnx.ValueInfoProto], initializers: Iterable[onnx.TensorProto]) -> list[dict[str, Any]]:
     skip = {t.name for t in initializers}
     out = []
     for v in values:
@@ -449,11 +459,11 @@ def _io(values, initializers) -> list[dict]:
     return out
 
 
-def _report_json(report):
+def _report_json(report: object) -> Any:
     """The pass report as JSON data, without its wall times (a bundle must not depend on when it was built)."""
     if hasattr(report, "to_json"):
         data = report.to_json()
-    elif dataclasses.is_dataclass(report):
+    elif dataclasses.is_dataclass(report) and not isinstance(report, type):
         data = dataclasses.asdict(report)
     elif isinstance(report, (dict, list)):
         data = report
@@ -462,7 +472,7 @@ def _report_json(report):
     return _drop_times(data)
 
 
-def _drop_times(data):
+def _drop_times(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _drop_times(v) for k, v in data.items() if k not in ("seconds", "time", "elapsed")}
     if isinstance(data, list):

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import BuildError, Interrupted
 
@@ -361,7 +362,7 @@ def read_manifest(bundle: str | Path, verify: bool = True) -> dict:
 
 
 _NAME = {"type": "string", "minLength": 1}
-_TENSOR = {
+_TENSOR: dict[str, Any] = {
     "type": "object",
     "required": ["name", "shape"],
     "properties": {

@@ -122,7 +122,7 @@ def model_pixels(im, pre: Preprocess) -> np.ndarray:
 def normalize_pixels(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
     """uint8 [H, W, C] pixels (RGB or L, as load_pixels gives them) -> float32 [C, H, W]: channel order, scale,
     (x - mean) / std."""
-    arr = np.asarray(pixels, np.float32)
+    arr: np.ndarray = np.asarray(pixels, np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if pre.color == "BGR":

@@ -33,7 +33,7 @@ def check_output(path: str | Path, suffixes: tuple[str, ...], rule: str) -> Path
     return path
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(f)` on a temporary file beside `path`, then rename it to `path`; on any failure the temporary
     file is removed and `path` is left as it was."""
     path = Path(path)

@@ -57,6 +57,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -104,8 +105,10 @@ class NodeView:
     shapes: dict
     constants: frozenset
 
-    def shape(self, name: str):
-        return self.shapes.get(name)
+    def shape(self, name: str | None) -> tuple[Any, ...] | None:
+        """The tensor's shape; None where unknown (or for no tensor: `channel_factor_input`'s None)."""
+        shape: tuple[Any, ...] | None = self.shapes.get(name) if name is not None else None
+        return shape
 
     def rank(self, name: str) -> int | None:
         s = self.shapes.get(name)
@@ -156,7 +159,7 @@ class IntOp:
         (COMPUTING_ROLES)."""
         return self.role in COMPUTING_ROLES
 
-    def macs_per_output(self, weight_shape: tuple, w_axis: int) -> int:
+    def macs_per_output(self, weight_shape: tuple[int, ...], w_axis: int) -> int:
         """Multiply-accumulates per output element, what placement costs a node by (tcc.quant.place.search): a
         weighted producer's weight elements per output channel (`weight_shape` as the ONNX node has it, `w_axis` its
         output-channel axis: a conv's C_in / group x kh x kw, a pooled conv's C_in, a gemm's K); 1 for the other
@@ -300,11 +303,11 @@ def _check_pool(v: NodeView) -> str | None:
     return None
 
 
-def _unset(auto_pad) -> bool:
+def _unset(auto_pad: str | bytes | None) -> bool:
     return auto_pad in ("NOTSET", b"NOTSET", "VALID", b"VALID")
 
 
-def pool_commutes_with_conv(pool: dict, conv: dict, weight_shape) -> bool:
+def pool_commutes_with_conv(pool: dict[str, Any], conv: dict[str, Any], weight_shape: tuple[int, ...]) -> bool:
     """Whether an average pool (its ONNX attributes) and a conv (attributes, weight shape) commute, so that the pool
     can run first and the conv on the pooled pixels only (tcc.passes.pool) and the pair be one `pooled_conv`: the
     conv 1 x 1 at stride 1 unpadded (it acts on each pixel alone), the pool unpadded over whole 2-D windows (the
@@ -339,7 +342,9 @@ def _check_slice(v: NodeView) -> str | None:
     wrong = _check_shape_op(v)
     if wrong:
         return wrong
-    if v.shape(v.inputs[0])[0] != v.shape(v.outputs[0])[0]:
+    src, out = v.shape(v.inputs[0]), v.shape(v.outputs[0])
+    assert src is not None and out is not None  # _check_shape_op: both known
+    if src[0] != out[0]:
         return "a slice of the batch axis"
     return None
 
@@ -472,31 +477,32 @@ def _tflite_channel_scale(v: NodeView) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- lookup tables
-def _sigmoid(x, a):
+def _sigmoid(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)) without overflow for large |x|
 
 
-def _hardsigmoid(x, a):
+def _hardsigmoid(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     return np.clip(float(a.get("alpha", 0.2)) * x + float(a.get("beta", 0.5)), 0.0, 1.0)
 
 
-def _hardswish(x, a):
+def _hardswish(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
-def _gelu(x, a):
+def _gelu(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     from scipy.special import erfc  # deferred for start-up: loads scipy, for GELU's tables only
 
     if a.get("approximate", "none") == "tanh":
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * erfc(-x / math.sqrt(2.0))  # = x Phi(x), without erf's cancellation for large negative x
+    y: np.ndarray = 0.5 * x * erfc(-x / math.sqrt(2.0))  # = x Phi(x), without erf's cancellation for large negative x
+    return y
 
 
-def _leaky_relu(x, a):
+def _leaky_relu(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     return np.where(x >= 0, x, float(a.get("alpha", 0.01)) * x)
 
 
-def _elu(x, a):
+def _elu(x: np.ndarray, a: dict[str, Any]) -> np.ndarray:
     return np.where(x > 0, x, float(a.get("alpha", 1.0)) * np.expm1(np.minimum(x, 0.0)))
 
 
@@ -858,7 +864,7 @@ class Interpreter:
 
     lowering: str = ""
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.lowering:
             return
@@ -875,7 +881,7 @@ class Interpreter:
                 "lowering of a quantized graph takes float islands"
             )
 
-    def run_node(self, node, *args):
+    def run_node(self, node: Any, *args: Any) -> Any:
         if getattr(node, "precision", "int8") == "float":
             return getattr(self, FLOAT_ISLAND)(node, *args)
         return getattr(self, node.kind)(node, *args)

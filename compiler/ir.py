@@ -7,12 +7,14 @@ earlier node) and the parameter order used by `--by-order` weight import. The IR
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
 from .errors import Location
-from .ops import OPS, ParamSpec
+from .ops import OPS, OpDef, ParamSpec, Shape
 
 INPUT = "input"
 
@@ -33,18 +35,18 @@ class Node:
     name: str  # hierarchical, e.g. dense2.layer3.dw
     op: str  # a key of OPS, or "input"
     inputs: tuple[Ref, ...]
-    attrs: dict
-    shapes: tuple[tuple, ...]  # one per output, per sample
+    attrs: dict[str, Any]
+    shapes: tuple[Shape, ...]  # one per output, per sample
     params: dict[str, ParamSpec] = field(default_factory=dict)
     macs: int = 0
     where: Location | None = None
 
     @property
-    def shape(self) -> tuple:
+    def shape(self) -> Shape:
         return self.shapes[0]
 
     @property
-    def opdef(self):
+    def opdef(self) -> OpDef:
         return OPS[self.op]
 
     def param_count(self, trainable_only: bool = True) -> int:
@@ -70,12 +72,18 @@ class Graph:
         """`node` for single-output nodes, `node.k` for outputs of multi-output nodes (split)."""
         return f"{ref.node}.{ref.index}" if len(self.nodes[ref.node].shapes) > 1 else ref.node
 
-    def shape(self, ref: Ref) -> tuple:
+    def shape(self, ref: Ref) -> Shape:
         return self.nodes[ref.node].shapes[ref.index]
 
     @property
     def input(self) -> Node:
         return self.nodes[INPUT]
+
+    @property
+    def main_output(self) -> Ref:
+        """The output (a graph being built has none yet; every loaded spec's has one)."""
+        assert self.output is not None, f"graph {self.name} has no output yet"
+        return self.output
 
     # ------------------------------------------------------------------ analysis
     def to_networkx(self) -> nx.DiGraph:
@@ -89,12 +97,14 @@ class Graph:
     def inference_nodes(self) -> set[str]:
         """Nodes the main output depends on (auxiliary heads excluded)."""
         g = self.to_networkx()
-        return nx.ancestors(g, self.output.node) | {self.output.node}
+        out = self.main_output.node
+        ancestors: set[str] = nx.ancestors(g, out)
+        return ancestors | {out}
 
     def live_nodes(self) -> set[str]:
         g = self.to_networkx()
         live = set()
-        for r in [self.output, *self.aux_outputs.values()]:
+        for r in [self.main_output, *self.aux_outputs.values()]:
             live |= nx.ancestors(g, r.node) | {r.node}
         return live
 
@@ -126,7 +136,7 @@ class Graph:
         """Bytes of every float tensor the model stores (trainable parameters and BN statistics)."""
         return sum(4 * p.numel for _, p in self.parameters() if p.dtype == "float32")
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         live = self.inference_nodes()
         layers = [
             {
@@ -143,7 +153,7 @@ class Graph:
         return {
             "name": self.name,
             "input": list(self.input.shape),
-            "output": list(self.shape(self.output)),
+            "output": list(self.shape(self.main_output)),
             "params": self.param_count,
             "macs": self.macs,
             "size_bytes_fp32": self.size_bytes_fp32,
@@ -152,5 +162,5 @@ class Graph:
         }
 
 
-def numel(shape) -> int:
+def numel(shape: Iterable[int]) -> int:
     return math.prod(shape)

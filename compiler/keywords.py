@@ -38,17 +38,17 @@ def with_keywords(record: R, keywords: Mapping[str, Any], what: str) -> R:
     return replace(record, **changes)  # type: ignore[type-var]
 
 
-def keyword_names(record) -> list[str]:
+def keyword_names(record: object) -> list[str]:
     """Every keyword `with_keywords` takes for `record`: its fields, then those of the records it holds."""
     own = _field_names(record)
     return own + [n for f in own for n in _field_names(getattr(record, f)) if n not in own]
 
 
-def _field_names(record) -> list[str]:
+def _field_names(record: object) -> list[str]:
     return [f.name for f in fields(record)] if is_dataclass(record) and not isinstance(record, type) else []
 
 
-def _holder(record, key: str, what: str) -> str:
+def _holder(record: object, key: str, what: str) -> str:
     """The one field of `record` holding a record with a field `key`."""
     holders = [f for f in _field_names(record) if key in _field_names(getattr(record, f))]
     if len(holders) == 1:

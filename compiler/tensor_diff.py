@@ -27,6 +27,7 @@ from .data import load_array, load_image
 from .errors import BuildError, TccError
 from .frontend import Weights, lower_spec
 from .quant.table.file import load_table, model_sha256
+from .spec.loader import Spec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MIN_COSINE = 0.9999  # below this a float tensor "diverges"
@@ -48,7 +49,7 @@ class Side:
 
 @dataclass
 class Context:
-    spec: object = None  # a spec path or zoo name, or a loaded tcc.spec.loader.Spec (the Python API's)
+    spec: str | Spec | None = None  # a spec path or zoo name, or a loaded tcc.spec.loader.Spec (the Python API's)
     overrides: dict = field(default_factory=dict)
     weights: str | None = None
     by_order: bool = False
@@ -58,7 +59,7 @@ class Context:
 
     @property
     def spec_label(self) -> str:
-        return self.spec.path.name if hasattr(self.spec, "path") else Path(str(self.spec)).name
+        return self.spec.path.name if isinstance(self.spec, Spec) else Path(str(self.spec)).name
 
     def frontend(self, why: str):
         if self._fe is None:
@@ -85,7 +86,7 @@ def kind_of(endpoint: str) -> str:
     )
 
 
-def load_input(path: str | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
+def load_input(path: str | Path | np.ndarray, ctx: Context, bundles: list[str]) -> np.ndarray:
     """The input, [1, C, H, W] (or the .npy's batch): an image through the spec's (or a bundle's) preprocessing;
     an array (the Python API's) as it is."""
     if isinstance(path, np.ndarray):
@@ -107,7 +108,7 @@ def load_input(path: str | np.ndarray, ctx: Context, bundles: list[str]) -> np.n
 def side(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
     kind = kind_of(endpoint)
     if kind == "spec":
-        given = ctx.spec.path if hasattr(ctx.spec, "path") else ctx.spec
+        given = ctx.spec.path if isinstance(ctx.spec, Spec) else ctx.spec
         if given and Path(given).resolve() != Path(endpoint).resolve():
             raise DiffError(
                 f"{endpoint}: a second spec; diff compares implementations of one model (--spec {ctx.spec_label})"
@@ -254,7 +255,11 @@ def compare_sides(
         }
         both_int = ta.scale is not None and tb.scale is not None
         rel = float(d.max()) / ref_scale if ref_scale and d.size else 0.0
-        row["diverges"] = bool(lsb > max_lsb * (1 + 1e-6)) if both_int else bool(cos < min_cosine or rel > max_rel)
+        row["diverges"] = (
+            bool(lsb is not None and lsb > max_lsb * (1 + 1e-6))
+            if both_int
+            else bool(cos < min_cosine or rel > max_rel)
+        )
         row["diverges"] |= not np.isfinite([cos, rel, lsb or 0.0]).all()  # NaN compares false with any bound
         rows.append(row)
     first = next((r for r in rows if r["diverges"]), None)
@@ -274,7 +279,7 @@ def compare_sides(
 def diff(
     a: str,
     b: str,
-    input_path: str | np.ndarray,
+    input_path: str | Path | np.ndarray,
     ctx: Context,
     min_cosine: float = DEFAULT_MIN_COSINE,
     max_lsb: float = DEFAULT_MAX_LSB,

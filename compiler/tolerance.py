@@ -11,6 +11,8 @@ docs/notes/tolerances.md.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 
 from .bundle import stable_float
@@ -30,7 +32,21 @@ from .bundle import stable_float
 # meaningless for logits near 0, so the FP16 rule compares against the output's scale:
 #   max |a - r| <= 5e-2 * max |r|   and   cosine(a, r) >= 0.999 (the INT8 contract's cosine: FP16 must do as well)
 # 5e-2 leaves 3x over the worst model measured (docs/notes/tolerances.md).
-TOLERANCES = {
+
+
+class Tolerance(TypedDict, total=False):
+    """One precision's rule: its bounds (each rule uses some) and the rule in words."""
+
+    atol: float
+    float32_error_factor: float
+    scaled_atol: float
+    min_cosine: float
+    lsb_tolerance: float
+    island_lsb_tolerance: float
+    rule: str
+
+
+TOLERANCES: dict[str, Tolerance] = {
     "fp32": {
         "atol": 1e-5,
         "float32_error_factor": 4.0,

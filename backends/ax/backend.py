@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class _KitInput:
 class AxBackend(Backend):
     options_type = KitOptions
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._kit: dict = {}
 
     @property
@@ -202,7 +203,7 @@ class AxBackend(Backend):
     def _pulsar_config(kit: _KitInput, out_dir) -> list[str]:
         chip, fmt, n, pre, channels, npu_mode = kit.chip, kit.fmt, kit.count, kit.pre, kit.channels, kit.npu_mode
         color = {"RGB": "TENSOR_COLOR_SPACE_RGB", "BGR": "TENSOR_COLOR_SPACE_BGR", "L": "TENSOR_COLOR_SPACE_GRAY"}
-        attributes = []
+        attributes: list[tuple[str, Any]] = []
         if fmt == "Image":
             mean, std = pixel_normalization(pre)
             mean, std = _per_channel(mean, channels), _per_channel(std, channels)

@@ -84,7 +84,9 @@ def read_back(path: Path, fmt: str, pre, shape: tuple) -> np.ndarray:
     out = []
     with tarfile.open(path) as tar:
         for m in sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name):
-            data = tar.extractfile(m).read()
+            member = tar.extractfile(m)
+            assert member is not None  # a regular file (isfile above)
+            data = member.read()
             if fmt == "Image":
                 with Image.open(io.BytesIO(data)) as im:
                     out.append(normalize_pixels(np.asarray(im), pre))

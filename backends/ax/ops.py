@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 import numpy as np
 import onnx
@@ -272,33 +273,29 @@ def pow_scalar_exponent(node, ctx):
     return None if e is not None and e.size == 1 else "exponent is not a scalar initializer"
 
 
-CHECKS: Mapping[str, Callable] = MappingProxyType(
-    {
-        f.__name__: f
-        for f in [
-            two_inputs,
-            attr_absent,
-            attr_is,
-            pads_symmetric,
-            ones,
-            after_conv,
-            input_rank,
-            conv_groups_divide,
-            conv_kernel_size,
-            conv_strides_ax620,
-            conv_input_width,
-            conv_output_width_stride,
-            conv_kernel_volume,
-            pad_constant,
-            slice_steps_one,
-            gemm_alpha_beta,
-            resize_modes,
-            gather_indices_1d,
-            prelu_slope,
-            pow_scalar_exponent,
-        ]
-    }
-)
+_CHECK_FUNCTIONS: list[Callable[..., str | None]] = [
+    two_inputs,
+    attr_absent,
+    attr_is,
+    pads_symmetric,
+    ones,
+    after_conv,
+    input_rank,
+    conv_groups_divide,
+    conv_kernel_size,
+    conv_strides_ax620,
+    conv_input_width,
+    conv_output_width_stride,
+    conv_kernel_volume,
+    pad_constant,
+    slice_steps_one,
+    gemm_alpha_beta,
+    resize_modes,
+    gather_indices_1d,
+    prelu_slope,
+    pow_scalar_exponent,
+]
+CHECKS: Mapping[str, Callable[..., str | None]] = MappingProxyType({f.__name__: f for f in _CHECK_FUNCTIONS})
 
 
 # ---------------------------------------------------------------------------------------------------- rewrites
@@ -655,7 +652,7 @@ def kind_unit(table: str, kind: str) -> str:
         return "-"
     if None in units:
         return "partly"
-    return units.pop() if len(units) == 1 else "CPU/NPU"
+    return cast(str, units.pop()) if len(units) == 1 else "CPU/NPU"  # (None is excluded above)
 
 
 # ---------------------------------------------------------------------------------------------------- checker

@@ -88,24 +88,26 @@ def _cast_at_the_boundary(g: onnx.GraphProto, init_names: set[str]) -> None:
     for vi in g.input:
         if vi.name in init_names or vi.type.tensor_type.elem_type != FLOAT:
             continue
-        half = f"{vi.name}.fp16"
+        half_name = f"{vi.name}.fp16"
         for node in g.node:
             for i, name in enumerate(node.input):
                 if name == vi.name:
-                    node.input[i] = half
-        front.append(helper.make_node("Cast", [vi.name], [half], name=f"{vi.name}.cast_fp16", to=TensorProto.FLOAT16))
+                    node.input[i] = half_name
+        front.append(
+            helper.make_node("Cast", [vi.name], [half_name], name=f"{vi.name}.cast_fp16", to=TensorProto.FLOAT16)
+        )
     for vi in g.output:
         if vi.type.tensor_type.elem_type != FLOAT:
             continue
-        half = f"{vi.name}.fp16"
+        half_name = f"{vi.name}.fp16"
         for node in g.node:
             for i, name in enumerate(node.output):
                 if name == vi.name:
-                    node.output[i] = half
+                    node.output[i] = half_name
             for i, name in enumerate(node.input):
                 if name == vi.name:
-                    node.input[i] = half
-        back.append(helper.make_node("Cast", [half], [vi.name], name=f"{vi.name}.cast_fp32", to=FLOAT))
+                    node.input[i] = half_name
+        back.append(helper.make_node("Cast", [half_name], [vi.name], name=f"{vi.name}.cast_fp32", to=FLOAT))
     nodes = front + list(g.node) + back
     del g.node[:]
     g.node.extend(nodes)

@@ -20,6 +20,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, overload
 
 import jsonschema
 import numpy as np
@@ -235,13 +236,22 @@ class TfliteBackend(Backend):
             ) from None
         return it
 
-    def run(self, loaded: TfliteLoaded, x: np.ndarray, preserve: dict | None = None) -> np.ndarray:
+    @overload
+    def run(self, loaded: TfliteLoaded, x: np.ndarray, preserve: None = None) -> np.ndarray: ...
+    @overload
+    def run(
+        self, loaded: TfliteLoaded, x: np.ndarray, preserve: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+    def run(
+        self, loaded: TfliteLoaded, x: np.ndarray, preserve: dict[str, Any] | None = None
+    ) -> np.ndarray | tuple[np.ndarray, dict[str, np.ndarray]]:
         """Float32 NCHW batch in, float32 output out, one sample per invocation (the model's batch is 1). With
         `preserve` ({graph tensor: {index, nhwc}}), also the codes of those tensors (NCHW), per sample stacked."""
         it = self.interpreter(loaded, preserve is not None)
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
         info = loaded.info
-        outs, kept = [], {name: [] for name in (preserve or {})}
+        outs: list[np.ndarray] = []
+        kept: dict[str, list[np.ndarray]] = {name: [] for name in (preserve or {})}
         for sample in np.ascontiguousarray(x, np.float32):
             v = sample.transpose(1, 2, 0)[None]  # NCHW -> NHWC, once at the boundary
             if info.get("input_dtype") in ("int8", "int16"):

@@ -12,6 +12,7 @@ TensorFlow: tensors, constant buffers, operators, and each builtin operator's ve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class TfliteModel:
         self.model.description = description
         self.model.buffers = [s.BufferT()]  # buffer 0: the empty buffer of every non-constant tensor
         self.tensors: list = []
-        self.operators: list[tuple[str, list[int], list[int], object]] = []
+        self.operators: list[tuple[str, list[int], list[int], tuple[str, Any] | None]] = []
         self.names: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ tensors
@@ -123,7 +124,7 @@ class TfliteModel:
         return q is not None and q.scale is not None and len(q.scale) > 1
 
     # ------------------------------------------------------------------------------------------ operators
-    def operator(self, op: str, inputs: list[int], outputs: list[int], opts: tuple | None = None) -> None:
+    def operator(self, op: str, inputs: list[int], outputs: list[int], opts: tuple[str, Any] | None = None) -> None:
         self.operators.append((op, list(inputs), list(outputs), opts))
 
     def version(self, op: str, inputs: list[int], outputs: list[int], opts) -> int:

@@ -468,7 +468,7 @@ def _has_islands(model, table) -> bool:
 def _input_shape(mod) -> list:
     """The shape of main's first parameter: ints, or the symbolic dimension's name."""
     ty = mod["main"].params[0].ty  # relax TensorType (TVM 0.27 names it `ty`, earlier versions `struct_info`)
-    out = []
+    out: list[int | str] = []
     for d in ty.shape.values:
         try:
             out.append(int(d))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from ...targets import get_platform
 from . import codegen as tvm_codegen
 from . import tune as tvm_tune
-from .isa import resolve_tvm_target
+from .isa import resolve_tvm_target as resolve_tvm_target  # re-exported: the target the compile step uses
 from .runtime import require_tools
 
 
@@ -77,7 +78,7 @@ def _x86_graph_rewrites(target: Any, x86: X86Passes) -> list:
     return [p for on, make in rewrites if on for p in make()]
 
 
-def _relax_pipeline(target: Any, options: CompileOptions):
+def _relax_pipeline(target: Any, options: CompileOptions) -> Any:
     """Relax lowering for CPU (see CompileOptions): cpu_generic (fusion + constant folding) with the schedule: the
     graph in NHWC, the x86 rewrites asked for, and tcc's default CPU schedules (backends/tvm/schedule/) on the fused
     TIR; optionally dlight's own CPU rules and MetaSchedule."""
@@ -123,7 +124,7 @@ def _relax_pipeline(target: Any, options: CompileOptions):
 
 # Relax ops on constants that numpy computes exactly (they move, reshape or test values; no arithmetic): the
 # frontend's bias reshapes and Clip NaN guards, ConvertLayout's weight transposes
-NUMPY_FOLDS = {
+NUMPY_FOLDS: dict[str | None, Callable[..., Any]] = {  # (the relax call, its constant tensors) -> the value
     "relax.permute_dims": lambda call, x: np.transpose(
         x, None if call.attrs.axes is None else [int(a) for a in call.attrs.axes]
     ),
@@ -133,7 +134,7 @@ NUMPY_FOLDS = {
 }
 
 
-def fold_numpy_constants():
+def fold_numpy_constants() -> Any:
     """A function pass: each call of a NUMPY_FOLDS op whose tensor arguments are constants becomes the constant
     numpy computes. Why: Relax's FoldConstant compiles and runs one kernel per folded call (about 75 ms each with
     LLVM): DDSNet's 80 weight transposes and 40 bias reshapes took 8.6 of its 17 s of compile, FastNet's 128 Clip
@@ -144,7 +145,7 @@ def fold_numpy_constants():
 
     @mutator
     class Fold(PyExprMutator):
-        def visit_call_(self, call):
+        def visit_call_(self, call: Any) -> Any:
             call = super().visit_call_(call)
             fold = NUMPY_FOLDS.get(getattr(call.op, "name", None))
             if fold is None:
@@ -160,19 +161,19 @@ def fold_numpy_constants():
             return relax.const(np.asarray(fold(call, *tensors), order="C"))  # (ascontiguousarray makes 0-d 1-d)
 
     @relax.transform.function_pass(opt_level=0, name="TccFoldNumpyConstants")
-    def apply(func, mod, _ctx):
+    def apply(func: Any, mod: Any, _ctx: Any) -> Any:
         return Fold(mod).visit_expr(func)
 
     return apply
 
 
-def _declared_op_patterns():
+def _declared_op_patterns() -> Any:
     """A module pass: PrimFuncs carrying "tcc.op_pattern" get that as their "op_pattern" (which FuseOps reads),
     overriding AnnotateTIROpPattern's guess (see int8.requantize.requantize_primfunc)."""
     import tvm  # deferred for start-up: loads tvm
 
     @tvm.transform.module_pass(opt_level=0, name="TccDeclaredOpPatterns")
-    def apply(mod, _ctx):
+    def apply(mod: Any, _ctx: Any) -> Any:
         for gv, func in list(mod.functions_items()):
             pattern = func.attrs.get("tcc.op_pattern") if isinstance(func, tvm.tirx.PrimFunc) and func.attrs else None
             if pattern is not None:
@@ -205,7 +206,7 @@ def relax_clips(mod: Any) -> Any:
 
     @mutator
     class Clips(PyExprMutator):
-        def visit_call_(self, call):
+        def visit_call_(self, call: Any) -> Any:
             call = super().visit_call_(call)
             if call.op != call_tir or not isinstance(call.args[1], relax.Tuple) or len(call.args[1].fields) != 2:
                 return call

@@ -153,6 +153,13 @@ def _cmake() -> str | None:
     return None
 
 
+def _cmake_checked() -> str:
+    """_cmake() where require_tools has found it."""
+    cmake = _cmake()
+    assert cmake is not None, "cmake: require_tools checks it first"
+    return cmake
+
+
 def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> list[tuple[str, str]]:
     """[(command, how to get it)] that the target still needs on this machine."""
     platform = get_platform(target_name)
@@ -297,7 +304,9 @@ def _build_libs_from_source(platform: Platform, stage: Path, work: Path, log_fil
     build_dir = work / "build-libs"
     _run_logged(_cmake_configure_args(platform, build_dir, "source", None), log_file, log)
     jobs = str(os.cpu_count() or 2)
-    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs], log_file, log)
+    _run_logged(
+        [_cmake_checked(), "--build", str(build_dir), "--target", "tvm_ffi", "tvm_runtime", "-j", jobs], log_file, log
+    )
     for name in ("libtvm_ffi.so", "libtvm_runtime.so"):
         shutil.copy2(build_dir / name, stage / "lib" / name)
 
@@ -362,7 +371,7 @@ def _copy_cxx_runtime(platform: Platform, stage: Path) -> None:
 def _build_runner(platform: Platform, stage: Path, work: Path, log_file: Path, log: Log) -> None:
     build_dir = work / "build-runner"
     _run_logged(_cmake_configure_args(platform, build_dir, "prebuilt", stage / "lib"), log_file, log)
-    _run_logged([_cmake(), "--build", str(build_dir), "--target", "tcc-run"], log_file, log)
+    _run_logged([_cmake_checked(), "--build", str(build_dir), "--target", "tcc-run"], log_file, log)
     (stage / "bin").mkdir(exist_ok=True)
     shutil.copy2(build_dir / "tcc-run", stage / "bin" / "tcc-run")
 

@@ -15,6 +15,7 @@ import inspect
 import linecache
 import subprocess
 import sys
+import types
 from typing import Any
 
 from .runtime import TVM_FFI_PIN, tvm_versions
@@ -83,7 +84,8 @@ def _quick_inspect_stack():
     original = inspect.stack
 
     def stack(context: int = 1):
-        out, frame = [], sys._getframe(1)
+        out: list[inspect.FrameInfo] = []
+        frame: types.FrameType | None = sys._getframe(1)
         while frame is not None:
             code = frame.f_code
             line = linecache.getline(code.co_filename, frame.f_lineno, frame.f_globals) if context > 0 else ""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,21 +19,26 @@ from ..spec.train_options import BY_NAME as TRAIN_OPTIONS
 from ..spec.zoo import resolve_spec
 from ..tensor_diff import Context
 from ..tensor_diff import diff as diff_endpoints
-from .bundle import Bundle, as_batch
+from .bundle import Bundle, Inputs, Log, as_batch
 from .model import Model
+
+if TYPE_CHECKING:
+    from ..golden import Row
+    from ..onnx_import import Imported
+    from ..train.session import Trained
 
 
 def diff(
     a: str | Path | Bundle,
     b: str | Path | Bundle,
-    x,
+    x: Inputs,
     *,
     model: Model | None = None,
     calib: str | Path | None = None,
     min_cosine: float = 0.9999,
     max_lsb: float = 1.0,
     max_rel: float = 1e-3,
-) -> dict:
+) -> dict[str, Any]:
     """`tcc diff A B`: both sides on one input, every tensor both expose compared in graph order. A side is a bundle
     (or its folder), "pytorch" or "reference[:RULES]" (those two need `model`); `x` an image file, a .npy file or an
     array. Returns the comparison (`tcc.tensor_diff.format_diff` prints it as the CLI does)."""
@@ -52,12 +57,12 @@ def bench(
     *,
     weights: str | Path | None = None,
     by_order: bool = False,
-    overrides: dict | None = None,
+    overrides: dict[str, Any] | None = None,
     quick: bool = False,
     out: str | Path = "out/bench",
     progress: bool | None = False,
-    **settings,
-) -> dict:
+    **settings: Any,
+) -> dict[str, Any]:
     """`tcc bench`: every engine on the same model(s), side by side; returns bench.json's document (the CLI also
     writes bench.json / bench.md). `models`: spec paths or zoo names (default: DDSNet with the GC checkpoint and
     FastNet; `weights` / `by_order` / `overrides` for one model); `settings`: BenchConfig's fields (rounds, runs,
@@ -100,10 +105,10 @@ def import_onnx(
     *,
     weights_out: str | Path | None = None,
     size: tuple[int, int] | None = None,
-    mean=None,
-    std=None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
     force: bool = False,
-):
+) -> Imported:
     """`tcc import`: the ONNX image classifier at `path` as a spec at `out` (.yaml) and its weights at `weights_out`
     (default: beside the spec, .pt), both written whole only after the spec loaded and its PyTorch lowering matched
     ONNX Runtime on the original (the FP32 rule). Returns the import (tcc.onnx_import.Imported);
@@ -132,7 +137,7 @@ class TrainRun:
     config: str | Path | None = None  # a YAML file of training options (the keys of a spec's train: section)
     force: bool = False  # replace an existing run in RUN
     stop_after: int | None = None  # stop after this epoch (for job time limits; `resume` continues)
-    overrides: dict | None = None  # the model parameters (--set); an ONNX file's import options
+    overrides: dict[str, Any] | None = None  # the model parameters (--set); an ONNX file's import options
     progress: bool = False  # progress bars
 
 
@@ -142,7 +147,7 @@ def train_model(
     log: Callable[[str], None] = lambda s: None,
     epoch_log: Callable[[str], None] | None = None,
     **options: Any,
-):
+) -> Trained:
     """`tcc train`: `spec` (a spec file, a zoo name or an ONNX file, imported with its weights) trained on
     `data=DIR` into `output` (RUN: best.pt, last.pt, log.json, curves.png, config.yaml), or the run `resume`
     continued (`spec` may then be left out). `options`: TrainRun's fields (output, resume, config, force,
@@ -172,8 +177,8 @@ def golden_check(
     models: list[str] | None = None,
     entries: list[str] | None = None,
     everything: bool = False,
-    log=lambda s: None,
-) -> list:
+    log: Log = lambda s: None,
+) -> list[Row]:
     """`tcc golden check FOLDER`: every entry of a golden set against its stored outputs (`everything`: also the
     ones its plan marks slow). Returns a tcc.golden.Row per entry (.failed, .status, .to_json())."""
     from ..golden import check  # deferred for start-up: loads torch
@@ -187,8 +192,8 @@ def golden_update(
     models: list[str] | None = None,
     entries: list[str] | None = None,
     recalibrate: bool = False,
-    log=lambda s: None,
-) -> list:
+    log: Log = lambda s: None,
+) -> list[Row]:
     """`tcc golden update FOLDER`: the entries' outputs stored again on purpose (`recalibrate`: the tables too),
     after checking that they agree by the rules `check` applies; nothing of a model one of whose entries fails its
     rule is written. Returns a tcc.golden.Row per entry saying whether and by how much it changed."""
@@ -202,10 +207,10 @@ def report(
     bundles: Sequence[str | Path] = (),
     out: str | Path = "out/report",
     *,
-    overrides: dict | None = None,
+    overrides: dict[str, Any] | None = None,
     rounds: int = 5,
     runs: int = 10,
-) -> dict:
+) -> dict[str, Any]:
     """`tcc report`: the paper's Table 1 for `specs` (spec files, zoo names or ONNX files) and, for built `bundles`,
     latency (`rounds` interleaved rounds of `runs` inferences), fidelity and instruction counts; writes
     OUT/report.md, report.json and the plots, returns report.json's document."""
@@ -229,5 +234,5 @@ def _text(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
-def _write(f, data: bytes) -> None:
+def _write(f: IO[bytes], data: bytes) -> None:
     f.write(data)

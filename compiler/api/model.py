@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -25,7 +25,18 @@ from ..quant.table.file import CalibrationTable, load_table
 from ..slide.infer import ModelSource
 from ..spec.loader import Spec, load_spec
 from ..train.qat.options import Options, QatSettings
-from .bundle import Bundle, as_batch, score_slides
+from .bundle import Bundle, Images, Inputs, Log, as_batch, score_slides
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..explain.gradcam import ImageExplanation
+    from ..explain.tsne import Embedding
+    from ..quant.collect.data import CalibrationData
+    from ..train.qat.distill import Result
+
+Data = str | Path | np.ndarray  # calibration or training samples: an image folder, a .npy/.npz file or an array
+Table = CalibrationTable | str | Path  # a calibration table, or its file
 
 
 @dataclass
@@ -38,7 +49,9 @@ class Model:
     by_order: bool = False
     key_map: Path | None = None
     seed: int = 0
-    source: dict | None = None  # an ONNX file imported in memory: its name and sha256 (every manifest records it)
+    source: dict[str, Any] | None = (
+        None  # an ONNX file imported in memory: its name and sha256 (every manifest records it)
+    )
     _fitted: Spec | None = None
     _module: object = None  # the PyTorch lowering predict() runs, made once
     _workdir: object = None  # the imported spec and weights live here as long as the model does
@@ -52,7 +65,7 @@ class Model:
         by_order: bool = False,
         key_map: str | Path | None = None,
         seed: int = 0,
-        **overrides,
+        **overrides: Any,
     ) -> Model:
         """`spec`: a spec file, a zoo model's name (`tcc zoo`) or an ONNX file (imported in memory, `tcc import`'s
         way: it carries its weights); `overrides`: model parameters (`--set`), e.g. num_classes=2; for an ONNX file,
@@ -75,7 +88,7 @@ class Model:
         )
 
     @classmethod
-    def _from_onnx(cls, path: Path, seed: int, overrides: dict) -> Model:
+    def _from_onnx(cls, path: Path, seed: int, overrides: dict[str, Any]) -> Model:
         # deferred for start-up: loads onnxruntime, onnxsim and torch (a build then compiles in its own process)
         from ..onnx_import import import_options, import_to_files, source_record
 
@@ -114,47 +127,48 @@ class Model:
         return self.loaded.name
 
     @property
-    def input_shape(self) -> tuple:
+    def input_shape(self) -> tuple[int, ...]:
         return tuple(self.spec.input_shape)
 
     @property
     def labels(self) -> list[str] | None:
         return self.spec.labels
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Layers, parameters, MACs and sizes (`tcc check --json`): tcc.ir.Graph.summary of the fitted spec."""
         return self.spec.graph.summary()
 
     # ------------------------------------------------------------------------------------------------ lowerings
-    def torch(self, log=lambda s: None):
+    def torch(self, log: Log = lambda s: None) -> Any:
         """The inference-only PyTorch lowering with the weights, in eval mode (a torch.fx.GraphModule); `log`
         hears how the checkpoint's tensors were matched."""
         w = self.weights_source
         module, _ = reference_module(self.spec, w.file, w.by_order, w.key_map, w.seed, log)
         return module
 
-    def onnx(self, opset: int = 13, simplify: bool = True):
+    def onnx(self, opset: int = 13, simplify: bool = True) -> onnx.ModelProto:
         """The ONNX graph every build starts from: the lowering at `opset` after tcc's fold / fuse passes."""
         return lower_spec(self.spec, weights=self.weights_source, opset=opset, simplify=simplify).onnx
 
-    def predict(self, x, log=lambda s: None) -> np.ndarray:
+    def predict(self, x: Inputs, log: Log = lambda s: None) -> np.ndarray:
         """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
         preprocessing), a .npy file or an array [C, H, W] / [N, C, H, W]."""
         import torch  # deferred for start-up: a build imports torch only after forking its TVM compile worker
 
         batch = as_batch(x, self.spec.preprocess, self.input_shape)
         with torch.no_grad():
-            return self._reference(log)(torch.from_numpy(batch)).numpy()
+            logits: np.ndarray = self._reference(log)(torch.from_numpy(batch)).numpy()
+        return logits
 
-    def _reference(self, log):
+    def _reference(self, log: Log) -> Any:
         if self._module is None:  # a notebook's loop of predictions or explanations reads the checkpoint once
             self._module = self.torch(log)
         return self._module
 
     # ------------------------------------------------------------------------------------------------ explanations
     def explain(
-        self, image: str | Path, *, layer: str | None = None, target: int | str | None = None, log=lambda s: None
-    ):
+        self, image: str | Path, *, layer: str | None = None, target: int | str | None = None, log: Log = lambda s: None
+    ) -> ImageExplanation:
         """Grad-CAM of one image file (`tcc explain --image`) at `layer` (a name as `tcc check` prints it; default:
         the last spatial conv, concat or add) for class `target` (an index or a label; default: the predicted one).
         Returns tcc.explain.gradcam.ImageExplanation (.gradcam.cam the map, .layer, .pixels, .peak_in_image());
@@ -171,8 +185,8 @@ class Model:
         layer: str | None = None,
         perplexity: float | None = None,
         progress: bool = False,
-        log=lambda s: None,
-    ):
+        log: Log = lambda s: None,
+    ) -> Embedding:
         """t-SNE of every image in `folder` (`tcc explain --tsne`; class subfolders give the colours) at `layer`
         (default: the classifier's input), seeded by the model's seed. Returns tcc.explain.tsne.Embedding
         (.points, .classes, .files; .to_json(labels)); tcc.explain.plot.tsne_figure draws it."""
@@ -181,7 +195,9 @@ class Model:
         return embed_folder(self.spec, self._reference(log), folder, layer, perplexity, self.seed, progress)
 
     # ------------------------------------------------------------------------------------------------ slides
-    def slide(self, images, out: str | Path = "out/slide", *, log=lambda s: None, **options) -> list:
+    def slide(
+        self, images: Images, out: str | Path = "out/slide", *, log: Log = lambda s: None, **options: Any
+    ) -> list:
         """FastNet's tumour heat map of whole slides or large images (`tcc slide`): `images` files or folders;
         `options` tcc.slide.pipeline.Options' fields (patch_size, batch_size, positive, mask_level, max_pixels,
         dask, scheduler, workers, threads, progress). Writes OUT/heatmap.png, mask.png, patches.json (OUT/NAME/...
@@ -200,22 +216,28 @@ class Model:
     @overload
     def calibrate(
         self,
-        data,
+        data: Data,
         *,
         opset: int = ...,
         return_inputs: Literal[False] = ...,
         log: Callable[[str], None] = ...,
-        **options,
+        **options: Any,
     ) -> CalibrationTable: ...
 
     @overload
     def calibrate(
-        self, data, *, opset: int = ..., return_inputs: Literal[True], log: Callable[[str], None] = ..., **options
+        self,
+        data: Data,
+        *,
+        opset: int = ...,
+        return_inputs: Literal[True],
+        log: Callable[[str], None] = ...,
+        **options: Any,
     ) -> tuple[CalibrationTable, Any, np.ndarray]: ...
 
     def calibrate(
         self,
-        data,
+        data: Data,
         *,
         opset: int = 13,
         return_inputs: bool = False,
@@ -240,7 +262,7 @@ class Model:
         precision: str | None = None,
         out: str | Path | None = None,
         calib: CalibrationTable | str | Path | None = None,
-        data=None,
+        data: Data | None = None,
         force: bool = False,
         log: Callable[[str], None] = lambda s: None,
         **options: Any,
@@ -270,9 +292,16 @@ class Model:
             result = build_bundle(self.loaded, settings, out, force=force, log=log)
         return Bundle(result.out, result.manifest, result.report, result.seconds)
 
+    @overload  # (force, log and the options as below)
+    def qat(
+        self, data: Data, calib: Table, out: str | Path, *, check_only: Literal[False] = ..., **kw: Any
+    ) -> Result: ...
+    @overload  # check_only: nothing trained
+    def qat(self, data: Data, calib: Table, out: str | Path, *, check_only: Literal[True], **kw: Any) -> None: ...
+
     def qat(
         self,
-        data,
+        data: Data,
         calib: CalibrationTable | str | Path,
         out: str | Path,
         *,
@@ -280,7 +309,7 @@ class Model:
         check_only: bool = False,
         log: Callable[[str], None] = lambda s: None,
         **options: Any,
-    ):
+    ) -> Result | None:
         """Quantization-aware fine-tuning (`tcc qat`): the model fake-quantized as the table's integer graph
         quantizes it, distilled from its own FP32 model (logits and every quantized tensor) on `data` (unlabelled:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
@@ -305,7 +334,9 @@ class Model:
             return None
         return self._quantization_aware(data, table, out, settings, log)
 
-    def _quantization_aware(self, data, table: CalibrationTable, out: Path, settings: QatSettings, log):
+    def _quantization_aware(
+        self, data: Data, table: CalibrationTable, out: Path, settings: QatSettings, log: Log
+    ) -> Result:
         from ..train.qat.distill import QatSamples, QatSource, quantization_aware  # deferred for start-up: loads torch
 
         spec = self.spec
@@ -327,7 +358,7 @@ class Model:
         )
 
 
-def _folder_labels(samples, spec: Spec, data) -> np.ndarray:
+def _folder_labels(samples: CalibrationData, spec: Spec, data: Data) -> np.ndarray:
     """A class index per sample from DATA/<class>/... (the class folders sorted by name: output i is the i-th)."""
     parts = [Path(f).parts for f in samples.files]
     if not parts or any(len(p) < 2 for p in parts):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ class Progress:
 def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
     steps = sum(4 + len(config.matrix) + config.placement + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
-    doc = {
+    doc: dict[str, Any] = {
         "format": FORMAT,
         "quick": config.quick,
         "machine": machine_info(),

@@ -9,6 +9,7 @@ median. One thread, batch 1, everywhere. Here: the runners of built bundles (Lit
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -19,11 +20,14 @@ from tcc.backends.tvm.runner import run_module
 # them too); bench reads every runner through this module
 from ..measure.timing import Runner, interleave, ort_runner, ratio, spread, torch_runner  # noqa: F401
 
+if TYPE_CHECKING:
+    from tcc.backends.tflite.backend import TfliteBackend
+
 
 def litert_runner(bundle: str | Path, x: np.ndarray, threads: int = 1) -> Runner:
     """LiteRT's interpreter, `threads` threads, on the first sample of `x` (NCHW) in the model's own layout (NHWC);
     a model that takes int8 codes gets seeded codes of its shape (the kernels' time does not depend on them)."""
-    backend = get_backend("tflite")
+    backend = cast("TfliteBackend", get_backend("tflite"))
     it = backend.interpreter(backend.load(Path(bundle)), threads=threads)
     d = it.get_input_details()[0]
     one = np.ascontiguousarray(x[:1], np.float32)
@@ -53,4 +57,5 @@ class TvmRunner:
 
     def time(self, runs: int) -> list[float]:
         _, ms = run_module(self.so, self.target, self.x, threads=self.threads, repeat=runs, runner=self.runner)
+        assert ms is not None  # repeat > 0 times it
         return [float(ms)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ VARIANTS = {
 def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
     inp = onnx_model.graph.input[0].name
     one = np.ascontiguousarray(x[:1])
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, options in VARIANTS.items():
         t = time.perf_counter()
         try:
@@ -34,5 +35,6 @@ def time_variants(onnx_model, x: np.ndarray, work: Path, runs: int) -> dict:
             continue
         compile_s = time.perf_counter() - t
         _, ms = run_module(so, "host", one, threads=1, repeat=runs)
+        assert ms is not None  # repeat > 0 times it
         out[name] = {"ms": round(float(ms), 4), "compile_s": round(compile_s, 1)}
     return out

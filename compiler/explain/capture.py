@@ -6,6 +6,8 @@ A torch.fx Interpreter rather than forward hooks, because the layer may be a fun
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import fx
 
 
@@ -19,7 +21,8 @@ class Recorder(fx.Interpreter):
         super().__init__(gm)
         unknown = (keep | ({cut} if cut else set())) - {n.name for n in gm.graph.nodes}
         assert not unknown, f"no such fx nodes: {sorted(unknown)}"
-        self.keep, self.cut, self.values = keep, cut, {}
+        self.keep, self.cut = keep, cut
+        self.values: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node):
         value = super().run_node(n)

@@ -118,11 +118,11 @@ class LayerIndex:
         """The class scores Grad-CAM differentiates when they are not the model's output: the input of a final
         softmax (whose gradients vanish where one class dominates). None when the output is the scores. A model
         whose output is not a vector of classes is refused."""
-        out = self.graph.shape(self.graph.output)
+        out = self.graph.shape(self.graph.main_output)
         if len(out) != 1:
             raise SpecError(
                 f"model '{self.graph.name}' outputs {'x'.join(map(str, out))}, not a vector of class "
                 "scores: explain needs a classifier"
             )
-        node = self.graph.nodes[self.graph.output.node]
+        node = self.graph.nodes[self.graph.main_output.node]
         return self._layer(self.graph.ref_name(node.inputs[0])) if node.op == "softmax" else None

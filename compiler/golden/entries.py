@@ -40,6 +40,12 @@ class Entry:
     def int8(self) -> bool:
         return self.precision == "int8"
 
+    @property
+    def table_rules(self) -> str:
+        """The rules of the calibration table an INT8 (or scales) entry is made from: every such entry names them."""
+        assert self.rules is not None, f"{self.id}: no rules"
+        return self.rules
+
     def describe(self) -> str:
         if self.id == "pytorch-fp32":
             return "PyTorch lowering, FP32"

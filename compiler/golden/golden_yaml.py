@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import Location, SpecError
 from ..files import is_onnx_file
 from ..resources import schema_path
-from ..spec.yamlpos import load_file
+from ..spec.yamlpos import PosDict, load_file
 from .entries import ENTRIES
 
 PLAN_FILE = "golden.yaml"
@@ -80,6 +80,7 @@ def load_plan(root: str | Path) -> GoldenPlan:
             extra = [k for k in e.instance if k not in e.schema.get("properties", {})]
             where = e.instance.key_pos.get(extra[0], where) if extra else where
         raise SpecError(e.message, where)
+    assert isinstance(doc, PosDict)  # the schema takes a mapping
     defaults = doc.get("defaults", {})
     models = {}
     for name, m in doc["models"].items():

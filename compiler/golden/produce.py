@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,13 +32,17 @@ from ..quant.table.file import CalibrationError, load_table, model_sha256
 from .entries import Entry
 from .golden_yaml import ModelPlan
 
+if TYPE_CHECKING:
+    from ..quant.intgraph.qtypes import QGraph
+
 
 @dataclass
 class Produced:
     output: np.ndarray  # [N, ...] float32 (float64 for the PyTorch float64 twin)
     rerun: Callable[[np.ndarray], np.ndarray]  # the same artifact on other inputs (tolerance measurement)
-    codes: dict | None = None  # per_op entries: the backend's codes of every quantized tensor
-    qgraph: object = None  # INT8: the quantized graph (output scale, per-op check)
+    # per_op entries: the backend's codes of every quantized tensor (or how to get them, where asked only if needed)
+    codes: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    qgraph: QGraph | None = None  # INT8: the quantized graph (output scale, per-op check)
 
 
 class ModelRun:
@@ -153,7 +158,7 @@ class ModelRun:
     def pytorch_float64(self, x: np.ndarray) -> np.ndarray:
         return torch_run(self.fe.module, x, float64=True)
 
-    def qgraph(self, rules: str, table, lowering: str | None = None):
+    def qgraph(self, rules: str, table: Any, lowering: str | None = None) -> QGraph:
         from ..quant.intgraph.match import plan  # deferred for start-up: loads onnx
         from ..quant.intgraph.qgraph import quantize_graph  # deferred for start-up: loads onnx
 
@@ -165,6 +170,7 @@ class ModelRun:
     def _reference(self, entry: Entry, x: np.ndarray, table) -> Produced:
         from ..quant.intgraph.reference import Reference  # deferred for start-up: loads onnx
 
+        assert entry.rules is not None  # a reference entry names its rules
         qg = self.qgraph(entry.rules, table)
 
         def run(v):
@@ -174,6 +180,7 @@ class ModelRun:
         return Produced(run(x), run, qgraph=qg)
 
     def _artifact(self, entry: Entry, x: np.ndarray, table) -> Produced:
+        assert entry.target is not None  # an artifact entry names its target
         tgt = get_target(entry.target)
         backend = get_backend(tgt.backend)
         if not backend.capabilities.runs_here:
@@ -188,7 +195,10 @@ class ModelRun:
         backend.check(self.fe.onnx, options)
         # an INT8 table checked against the model before anything is built from it, as tcc build does: a stored table
         # whose entries do not fit the model is a CalibrationError naming the tensor, not numpy's broadcast error
-        qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering) if entry.int8 else None
+        qgraph = None
+        if entry.int8:
+            assert tgt.rules is not None  # an INT8 entry's target has rules
+            qgraph = self.qgraph(tgt.rules, table, backend.capabilities.int8_lowering)
         out = Path(self._work.name) / entry.id
         out.mkdir()
         backend.emit(self.fe.onnx, options, out)
@@ -200,8 +210,9 @@ class ModelRun:
         produced = Produced(got, run)
         if entry.int8:
             produced.qgraph = qgraph
+            assert qgraph is not None
             if entry.rule == "per_op":
                 produced.codes = backend.int8_codes(self.fe.onnx, options, out, x, got)
-            elif produced.qgraph.islands:  # asked only if float islands keep it from the reference's bits
+            elif qgraph.islands:  # asked only if float islands keep it from the reference's bits
                 produced.codes = lambda: backend.int8_codes(self.fe.onnx, options, out, x, got)
         return produced

@@ -6,6 +6,7 @@ import gzip
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -164,7 +165,7 @@ def _check_entry(gp, run, e: Entry, x, names, outs, record) -> Row:
         if e.rule == "scales":
             v = _scales_verdict(gp, run, e)
         else:
-            table = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules) if e.int8 else None
+            table = run.load_table(table_path(gp.root, run.plan.name, e.table_rules), e.table_rules) if e.int8 else None
             produced = run.produce(e, x, table)
             unusable = _unusable_stored(e, produced.output, outs)
             if unusable:
@@ -232,8 +233,8 @@ def _lsb(produced) -> float | None:
 
 
 def _scales_verdict(gp, run, e: Entry) -> judge.Verdict:
-    stored = run.load_table(table_path(gp.root, run.plan.name, e.rules), e.rules)
-    now = run.calibrate(e.rules)
+    stored = run.load_table(table_path(gp.root, run.plan.name, e.table_rules), e.table_rules)
+    now = run.calibrate(e.table_rules)
     return judge.scales(now.tensors, stored.tensors, now.layers, stored.layers)
 
 
@@ -361,7 +362,7 @@ def _references(u: _Update, chosen: list[Entry]) -> None:
 
 def _tables(u: _Update, chosen: list[Entry], recalibrate: bool) -> None:
     """The calibration table of every rules an INT8 entry needs: the stored one, or made again."""
-    for rules in sorted({e.rules for e in chosen if e.int8}):
+    for rules in sorted({e.table_rules for e in chosen if e.int8}):
         path = table_path(u.gp.root, u.mp.name, rules)
         table, how = _table(u.run, path, rules, recalibrate)
         u.tables[rules] = table
@@ -385,7 +386,7 @@ def _update_entry(u: _Update, e: Entry) -> None:
         return
     old_rec = u.record["entries"].get(e.id)
     u.refs[e.id] = u.new_outs[e.id] = produced.output
-    rec = {"rule": e.rule, "description": e.describe()}
+    rec: dict[str, Any] = {"rule": e.rule, "description": e.describe()}
     if e.rule == "measured":
         tol, parts = judge.measured_tolerance(
             judge.measure_noise(produced, u.x), produced.output, u.refs["pytorch-fp32"], u.refs[FLOAT64]

@@ -224,7 +224,7 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
         assert len(outs) == len(node.shapes), f"{node.name}: {len(outs)} outputs for {len(node.shapes)} shapes"
         values.update({Ref(node.name, i): o for i, o in enumerate(outs)})
 
-    final = values[graph.output]
+    final = values[graph.main_output]
     producers = {o: nd for nd in b.nodes for o in nd.output}
     if final in producers and final != INPUT_NAME:  # rename the value, the node keeps its IR name
         for nd in b.nodes:
@@ -233,10 +233,10 @@ def to_onnx(graph: Graph, state: dict, opset: int = DEFAULT_OPSET) -> onnx.Model
                     if t == final:
                         seq[i] = OUTPUT_NAME
     else:  # the output is the graph input itself (every node passed it through): an Identity writes `output`
-        b.nodes.append(helper.make_node("Identity", [final], [OUTPUT_NAME], name=graph.output.node))
+        b.nodes.append(helper.make_node("Identity", [final], [OUTPUT_NAME], name=graph.main_output.node))
 
-    in_shape = [BATCH_DIM, *graph.input.shape]
-    out_shape = [BATCH_DIM, *graph.shape(graph.output)]
+    in_shape: list[str | int] = [BATCH_DIM, *graph.input.shape]
+    out_shape: list[str | int] = [BATCH_DIM, *graph.shape(graph.main_output)]
     g = helper.make_graph(
         b.nodes,
         graph.name,

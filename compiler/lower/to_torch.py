@@ -69,7 +69,7 @@ def to_torch(graph: Graph, inference_only: bool = False) -> fx.GraphModule:
             values.update({Ref(node.name, i): o for i, o in enumerate(out)})
         else:
             values[Ref(node.name)] = out
-    main = values[graph.output]
+    main = values[graph.main_output]
     if graph.aux_outputs and not inference_only:
         aux = {name: values[r] for name, r in graph.aux_outputs.items()}
         g.output(g.call_function(main_and_aux, (main, aux, g.get_attr("training"))))

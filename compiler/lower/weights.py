@@ -10,6 +10,7 @@ the original code (the same module under two names) are detected as aliases, rep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,8 @@ class _Shapes:
     head being fine-tuned to another class count), which are left out and recorded."""
 
     def __init__(self, source: str, fresh: frozenset[str]):
-        self.source, self.fresh, self.left_out = source, fresh, []
+        self.source, self.fresh = source, fresh
+        self.left_out: list[tuple[str, list[int], str, list[int]]] = []
 
     def keep(self, name: str, shape, key: str, tensor) -> bool:
         if tuple(shape) == tuple(tensor.shape):
@@ -175,7 +177,7 @@ def match_weights(
     key_map: KeyMap | dict | None = None,
     source: str = "checkpoint",
     inference_only: bool = False,
-    layouts: list[CheckpointLayout] = (),
+    layouts: Sequence[CheckpointLayout] = (),
     fresh: frozenset[str] = frozenset(),
 ) -> WeightMatch:
     """Map checkpoint keys onto the spec's tensors, shapes checked. `--by-order` / `--key-map` say how; without
@@ -288,7 +290,7 @@ def load_weights(
     by_order: bool = False,
     key_map_path: str | Path | None = None,
     inference_only: bool = False,
-    layouts: list[CheckpointLayout] = (),
+    layouts: Sequence[CheckpointLayout] = (),
     fresh: frozenset[str] = frozenset(),
 ) -> WeightMatch:
     """Load the checkpoint at `path` into `module`; tensors of `fresh` nodes whose shapes differ keep the

@@ -223,6 +223,7 @@ FLOAT32_ORDERS = (1, 2)
 def _check(g: ImportedGraph, module) -> dict:
     """The imported lowering against ONNX Runtime on the original graph, on a seeded input (the FP32 rule)."""
     x = np.random.default_rng(0).standard_normal((1, *g.input_shape)).astype(np.float32)
+    assert g.onnx is not None  # the graph as read, kept for this check
     sess = session(g.onnx)
     want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     exact = torch_run(module, x, float64=True)

@@ -58,6 +58,7 @@ def _wiring(nodes) -> tuple:
 def signature(item: Item, memo: dict) -> tuple:
     key = id(item)
     if key not in memo:
+        sig: tuple[object, ...]
         if isinstance(item, Leaf):
             sig = ("leaf", node_signature(item.node.node))
         elif isinstance(item, Flat):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import cast
 
 from .reader import ImportedNode
 
@@ -188,6 +189,7 @@ def _fork_join(seg: list[ImportedNode], entry: str) -> Item | None:
     if op == "add" and len(paths) == 2:
         # the path with more nodes is the main one (a projection shortcut is the shorter)
         main, shortcut = sorted(paths, key=lambda p: -sum(len(it.leaves()) for it in p[0]) if p else 0)
+        assert main is not None  # the longer path has nodes
         return Residual(
             entry=entry,
             exit=merge.id,
@@ -197,10 +199,11 @@ def _fork_join(seg: list[ImportedNode], entry: str) -> Item | None:
             shortcut_prefix=shortcut[1] if shortcut else (),
             add=merge,
         )
-    if None in paths:
+    found = [p for p in paths if p is not None]
+    if len(found) != len(paths):
         return None  # concat(x, f(x)): written with `in:`
     return Branches(
-        entry=entry, exit=merge.id, branches=[p[0] for p in paths], prefixes=[p[1] for p in paths], merge=merge
+        entry=entry, exit=merge.id, branches=[p[0] for p in found], prefixes=[p[1] for p in found], merge=merge
     )
 
 
@@ -228,14 +231,18 @@ def _dense_runs(items: list[Item]) -> list[Item]:
     out: list[Item] = []
     k = 0
     while k < len(items):
-        run = []
+        run: list[Flat] = []
         while k + len(run) < len(items) and _dense_layer(items[k + len(run)]) is not None:
-            run.append(items[k + len(run)])
+            run.append(cast(Flat, items[k + len(run)]))  # (_dense_layer takes Flats only)
         if len(run) < 2:
             out.append(items[k])
             k += 1
             continue
-        layers = [decompose(_dense_layer(f), f.entry, common_path(n.path for n in f.nodes)) for f in run]
+        # (each f has a dense layer: checked above)
+        layers = [
+            decompose(cast(list[ImportedNode], _dense_layer(f)), f.entry, common_path(n.path for n in f.nodes))
+            for f in run
+        ]
         out.append(
             Dense(
                 entry=run[0].entry,

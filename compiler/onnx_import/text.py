@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
@@ -65,10 +66,12 @@ def _copies(nodes: list[dict], start: int) -> int:
 def fold_repeats(nodes: list[dict]) -> list[dict]:
     """Runs of copies as one `repeat` node named as they were (`name: "${i + 1}"`), in every nested body; a body
     that is one such run from 0 becomes `repeat` on its own node (copies nest under its id as id.0, id.1, ...)."""
-    out = []
+    out: list[dict[str, Any]] = []
     k = 0
     while k < len(nodes):
-        node = {key: fold_repeats(v) if key in _NESTED and isinstance(v, list) else v for key, v in nodes[k].items()}
+        node: dict[str, Any] = {
+            key: fold_repeats(v) if key in _NESTED and isinstance(v, list) else v for key, v in nodes[k].items()
+        }
         n = _copies(nodes, k)
         if n > 1:
             first = int(node["id"])
@@ -80,8 +83,12 @@ def fold_repeats(nodes: list[dict]) -> list[dict]:
         out.append(node)
         k += n
     for k, node in enumerate(out):
-        body = node.get("body")
-        if set(node) == {"id", "body"} and len(body) == 1 and body[0].get("name") == "${i}" and "id" not in body[0]:
+        if (
+            set(node) == {"id", "body"}
+            and len(body := node["body"]) == 1
+            and body[0].get("name") == "${i}"
+            and "id" not in body[0]
+        ):
             out[k] = {"id": node["id"], **{key: v for key, v in body[0].items() if key != "name"}}
     _name_repeats(out)
     return out

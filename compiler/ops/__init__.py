@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 from ..errors import ShapeError
 from .attention import ATTENTION_OPS
@@ -22,9 +23,14 @@ from .base import (
     MAX_SPATIAL,
     REQUIRED,
     Arg,
+    Attrs,
+    OnnxEmit,
+    OnnxRule,
     OpDef,
     ParamSpec,
     Shape,
+    TorchEmit,
+    TorchRule,
     axis_of,
     check_rank,
     f32_const,
@@ -56,7 +62,7 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- conv2d
-def _conv_prepare(a, shapes):
+def _conv_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     check_rank(shapes[0], 3, "conv2d")
     c, h, w = shapes[0]
     (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["stride"], a["dilation"]
@@ -74,7 +80,7 @@ def _conv_prepare(a, shapes):
     return {**a, "pads": pads, "in_channels": c}
 
 
-def _conv_infer(a, shapes):
+def _conv_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     check_rank(shapes[0], 3, "conv2d")
     c, h, w = shapes[0]
     g = a["groups"]
@@ -85,7 +91,7 @@ def _conv_infer(a, shapes):
     return [(a["out"], _window_out(h, kh, sh, t, b, dh, False), _window_out(w, kw, sw, l, r, dw, False))]
 
 
-def _conv_params(a, shapes):
+def _conv_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     kh, kw = a["kernel"]
     p = {"weight": ParamSpec((a["out"], a["in_channels"] // a["groups"], kh, kw))}
     if a["bias"]:
@@ -93,12 +99,13 @@ def _conv_params(a, shapes):
     return p
 
 
-def _conv_macs(a, shapes, outs):
+def _conv_macs(a: Attrs, shapes: list[Shape], outs: list[Shape]) -> int:
     kh, kw = a["kernel"]
-    return math.prod(outs[0]) * (a["in_channels"] // a["groups"]) * kh * kw
+    per_output: int = (a["in_channels"] // a["groups"]) * kh * kw
+    return math.prod(outs[0]) * per_output
 
 
-def _conv_torch(emit, a, x):
+def _conv_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     t, l, b, r = a["pads"]
     symmetric = t == b and l == r
@@ -117,7 +124,7 @@ def _conv_torch(emit, a, x):
     return emit.module(conv, x)
 
 
-def _conv_onnx(emit, a, x):
+def _conv_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     inputs = [x, emit.param("weight")] + ([emit.param("bias")] if a["bias"] else [])
     return emit.op(
         "Conv",
@@ -131,13 +138,13 @@ def _conv_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- batchnorm
-def _bn_infer(a, shapes):
+def _bn_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     if len(shapes[0]) not in (1, 3):
         raise ShapeError(f"batchnorm expects [C, H, W] or [F], got {list(shapes[0])}")
     return [shapes[0]]
 
 
-def _bn_params(a, shapes):
+def _bn_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     c = shapes[0][0]
     return {
         "weight": ParamSpec((c,)),
@@ -148,38 +155,38 @@ def _bn_params(a, shapes):
     }
 
 
-def _bn_torch(emit, a, x):
+def _bn_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     cls = nn.BatchNorm2d if len(emit.in_shapes[0]) == 3 else nn.BatchNorm1d
     return emit.module(cls(emit.in_shapes[0][0], eps=a["eps"], momentum=a["momentum"]), x)
 
 
-def _bn_onnx(emit, a, x):
+def _bn_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     stats = [emit.param(k) for k in ("weight", "bias", "running_mean", "running_var")]
     return emit.op("BatchNormalization", [x, *stats], epsilon=a["eps"])
 
 
 # ---------------------------------------------------------------------------------------------------- elementwise
-def _unary(fn_name: str):
-    def lower(emit, a, x):
+def _unary(fn_name: str) -> TorchRule:
+    def lower(emit: TorchEmit, a: Attrs, x: Any) -> Any:
         torch, nn, F = torch_modules()
         return emit.call(getattr(F, fn_name), x)
 
     return lower
 
 
-def _onnx_op(op_type: str):
-    def lower(emit, a, x):
+def _onnx_op(op_type: str) -> OnnxRule:
+    def lower(emit: OnnxEmit, a: Attrs, x: str) -> str:
         return emit.op(op_type, [x])
 
     return lower
 
 
-def _relu6_onnx(emit, a, x):
+def _relu6_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.clip(x, 0.0, 6.0)
 
 
-def _hardswish_onnx(emit, a, x):
+def _hardswish_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     if emit.opset >= 14:
         return emit.op("HardSwish", [x])
     # x * relu6(x + 3) / 6 == x * HardSigmoid(x; alpha=1/6, beta=1/2) (HardSwish is opset 14)
@@ -187,11 +194,11 @@ def _hardswish_onnx(emit, a, x):
     return emit.op("Mul", [x, gate])
 
 
-def _silu_onnx(emit, a, x):
+def _silu_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("Mul", [x, emit.op("Sigmoid", [x], suffix="sigmoid")])
 
 
-def _broadcast_infer(a, shapes):
+def _broadcast_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     out = list(shapes[0])
     for s in shapes[1:]:
         if len(s) != len(out):  # the batch axis is implicit: shapes of two ranks would align it with a sample axis
@@ -206,8 +213,8 @@ def _broadcast_infer(a, shapes):
     return [tuple(out)]
 
 
-def _nary(fn_name: str):
-    def lower(emit, a, *xs):
+def _nary(fn_name: str) -> TorchRule:
+    def lower(emit: TorchEmit, a: Attrs, *xs: Any) -> Any:
         torch, nn, F = torch_modules()
         fn = getattr(torch, fn_name)
         out = xs[0]
@@ -218,8 +225,8 @@ def _nary(fn_name: str):
     return lower
 
 
-def _nary_onnx(op_type: str):
-    def lower(emit, a, *xs):
+def _nary_onnx(op_type: str) -> OnnxRule:
+    def lower(emit: OnnxEmit, a: Attrs, *xs: str) -> str:
         out = xs[0]
         for k, x in enumerate(xs[1:], 1):  # a left fold of binary ops, as the PyTorch lowering; the last is the node
             last = k == len(xs) - 1
@@ -229,7 +236,7 @@ def _nary_onnx(op_type: str):
     return lower
 
 
-def _concat_infer(a, shapes):
+def _concat_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     ax = axis_of(a, shapes)
     first = shapes[0]
     for s in shapes[1:]:
@@ -240,22 +247,22 @@ def _concat_infer(a, shapes):
     return [tuple(sum(s[ax] for s in shapes) if i == ax else d for i, d in enumerate(first))]
 
 
-def _concat_torch(emit, a, *xs):
+def _concat_torch(emit: TorchEmit, a: Attrs, *xs: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.cat, list(xs), a["axis"])
 
 
-def _concat_onnx(emit, a, *xs):
+def _concat_onnx(emit: OnnxEmit, a: Attrs, *xs: str) -> str:
     return emit.op("Concat", list(xs), axis=axis_of(a, emit.in_shapes) + 1)
 
 
-def channel_shuffle(x, groups: int):
+def channel_shuffle(x: Any, groups: int) -> Any:
     """ShuffleNet's shuffle written with view/transpose so torch.compile and exporters see plain ops."""
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-def _shuffle_onnx(emit, a, x):
+def _shuffle_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     c, h, w = emit.in_shapes[0]
     g = a["groups"]
     x = emit.op("Reshape", [x, emit.const("shape5", [-1, g, c // g, h, w])], suffix="reshape")
@@ -263,14 +270,14 @@ def _shuffle_onnx(emit, a, x):
     return emit.op("Reshape", [x, emit.const("shape4", [-1, c, h, w])])
 
 
-def _shuffle_infer(a, shapes):
+def _shuffle_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     check_rank(shapes[0], 3, "channel_shuffle")
     if shapes[0][0] % a["groups"]:
         raise ShapeError(f"groups={a['groups']} does not divide {shapes[0][0]} channels")
     return [shapes[0]]
 
 
-def _split_prepare(a, shapes):
+def _split_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     ax = axis_of(a, shapes)
     size = shapes[0][ax]
     if (a["parts"] is None) == (a["sizes"] is None):
@@ -286,18 +293,18 @@ def _split_prepare(a, shapes):
     return {**a, "split_sizes": sizes}
 
 
-def _split_infer(a, shapes):
+def _split_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     ax = axis_of(a, shapes)
     return [tuple(n if i == ax else d for i, d in enumerate(shapes[0])) for n in a["split_sizes"]]
 
 
-def _split_torch(emit, a, x):
+def _split_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     parts = emit.call(torch.split, x, list(a["split_sizes"]), a["axis"])
     return [emit.getitem(parts, i) for i in range(len(a["split_sizes"]))]
 
 
-def _split_onnx(emit, a, x):
+def _split_onnx(emit: OnnxEmit, a: Attrs, x: str) -> list[str]:
     axis, sizes, n = axis_of(a, emit.in_shapes) + 1, list(a["split_sizes"]), len(a["split_sizes"])
     if emit.opset >= 13:  # split sizes became an input in opset 13
         return emit.op("Split", [x, emit.const("split", sizes)], outputs=n, axis=axis)
@@ -305,11 +312,11 @@ def _split_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- pooling
-def _pool_prepare(a, shapes):
+def _pool_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     return {**a, "stride": a["stride"] if a["stride"] is not None else a["kernel"]}
 
 
-def _pool_infer(a, shapes):
+def _pool_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     check_rank(shapes[0], 3, "pooling")
     c, h, w = shapes[0]
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
@@ -320,12 +327,12 @@ def _pool_infer(a, shapes):
     return [(c, _window_out(h, kh, sh, ph, ph, dh, ceil), _window_out(w, kw, sw, pw, pw, dw, ceil))]
 
 
-def _maxpool_torch(emit, a, x):
+def _maxpool_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(F.max_pool2d, x, a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
 
 
-def _avgpool_torch(emit, a, x):
+def _avgpool_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(
         F.avg_pool2d,
@@ -338,7 +345,7 @@ def _avgpool_torch(emit, a, x):
     )
 
 
-def _pool_onnx_geometry(emit, a) -> tuple[list[int], int, bool]:
+def _pool_onnx_geometry(emit: OnnxEmit, a: Attrs) -> tuple[list[int], int, bool]:
     """ONNX pads, ceil_mode, and whether the pads were extended at the end to emulate PyTorch's ceil_mode.
 
     ONNX's shape inference uses the plain ceil formula, PyTorch (and ONNX Runtime) drop a last window that would
@@ -367,20 +374,21 @@ def _pool_onnx_geometry(emit, a) -> tuple[list[int], int, bool]:
     return [ph, pw, max(ends[0], ph), max(ends[1], pw)], 0, True
 
 
-def _maxpool_onnx(emit, a, x):
+def _maxpool_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     pads, ceil, _ = _pool_onnx_geometry(emit, a)
-    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "pads": pads}
+    attrs: dict[str, Any] = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]), "pads": pads}
     if ceil:
         attrs["ceil_mode"] = 1
     if tuple(a["dilation"]) != (1, 1):
         emit.require(10, "dilation")
         attrs["dilations"] = list(a["dilation"])
-    return emit.op("MaxPool", [x], **attrs)
+    out: str = emit.op("MaxPool", [x], **attrs)  # (an attrs dict of Any leaves the overload to pick open)
+    return out
 
 
-def _avgpool_onnx(emit, a, x):
+def _avgpool_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     pads, ceil, extended = _pool_onnx_geometry(emit, a)
-    attrs = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
+    attrs: dict[str, Any] = {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"])}
     include = a["count_include_pad"] and any(a["padding"])
     if extended and include:
         # PyTorch divides by the window's overlap with the padded input: pad explicitly, count what is inside.
@@ -392,30 +400,31 @@ def _avgpool_onnx(emit, a, x):
         include = False  # no padding counted: the extra end padding must not count either
     if ceil:
         attrs["ceil_mode"] = 1
-    return emit.op("AveragePool", [x], pads=pads, count_include_pad=int(include), **attrs)
+    out: str = emit.op("AveragePool", [x], pads=pads, count_include_pad=int(include), **attrs)
+    return out
 
 
-def _gap_infer(a, shapes):
+def _gap_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     check_rank(shapes[0], 3, "global_avgpool")
     return [(shapes[0][0], 1, 1)]
 
 
-def _gap_torch(emit, a, x):
+def _gap_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.mean, x, (2, 3), keepdim=True)
 
 
-def _adaptive_infer(a, shapes):
+def _adaptive_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     check_rank(shapes[0], 3, "adaptive_avgpool")
     return [(shapes[0][0], *a["size"])]
 
 
-def _adaptive_torch(emit, a, x):
+def _adaptive_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(F.adaptive_avg_pool2d, x, a["size"])
 
 
-def _adaptive_onnx(emit, a, x):
+def _adaptive_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     _, h, w = emit.in_shapes[0]
     oh, ow = a["size"]
     if (oh, ow) == (h, w):
@@ -431,7 +440,7 @@ def _adaptive_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- shape ops
-def _linear_axis(a, shape) -> int:
+def _linear_axis(a: Attrs, shape: Shape) -> int:
     """The per-sample axis a linear layer applies over: [F]'s only axis, the channels of [C, H, W], or the last."""
     if a["axis"] is None:
         if len(shape) != 1:
@@ -450,24 +459,24 @@ def _linear_axis(a, shape) -> int:
     return ax
 
 
-def _linear_prepare(a, shapes):
+def _linear_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     _linear_axis(a, shapes[0])
     return a
 
 
-def _linear_infer(a, shapes):
+def _linear_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     ax = _linear_axis(a, shapes[0])
     return [tuple(a["out"] if i == ax else d for i, d in enumerate(shapes[0]))]
 
 
-def _linear_params(a, shapes):
+def _linear_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     p = {"weight": ParamSpec((a["out"], shapes[0][_linear_axis(a, shapes[0])]))}
     if a["bias"]:
         p["bias"] = ParamSpec((a["out"],))
     return p
 
 
-def _linear_onnx(emit, a, x):
+def _linear_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     shape = emit.in_shapes[0]
     ax, c_in = _linear_axis(a, shape), shape[_linear_axis(a, shape)]
     if len(shape) == 3 and ax == 0:  # over the channels at every position: a 1x1 conv with the same parameters
@@ -488,7 +497,7 @@ def _linear_onnx(emit, a, x):
     return emit.op("Gemm", inputs, transB=1)
 
 
-def _linear_torch(emit, a, x):
+def _linear_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     shape = emit.in_shapes[0]
     ax = _linear_axis(a, shape)
@@ -499,22 +508,22 @@ def _linear_torch(emit, a, x):
     return emit.module(nn.Linear(shape[ax], a["out"], a["bias"]), x)
 
 
-def _dropout_torch(emit, a, x):
+def _dropout_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.module(nn.Dropout(a["p"]), x)  # a module, so .train()/.eval() switch it
 
 
-def _softmax_infer(a, shapes):
+def _softmax_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     axis_of(a, shapes)
     return [shapes[0]]
 
 
-def _softmax_torch(emit, a, x):
+def _softmax_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.softmax, x, a["axis"])
 
 
-def _softmax_onnx(emit, a, x):
+def _softmax_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     rank = len(emit.in_shapes[0]) + 1
     axis = axis_of(a, emit.in_shapes) + 1
     if emit.opset >= 13 or axis == rank - 1:
@@ -527,21 +536,21 @@ def _softmax_onnx(emit, a, x):
     return emit.op("Transpose", [x], perm=inverse)
 
 
-def _identity_torch(emit, a, x):
+def _identity_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     return x
 
 
 # ---------------------------------------------------------------------------------------------------- more activations
-def _hardsigmoid_onnx(emit, a, x):
+def _hardsigmoid_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("HardSigmoid", [x], alpha=1 / 6, beta=0.5)  # relu6(x + 3) / 6 == clip(x / 6 + 1 / 2, 0, 1)
 
 
-def _gelu_torch(emit, a, x):
+def _gelu_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(F.gelu, x, approximate=a["approximate"])
 
 
-def _gelu_onnx(emit, a, x):
+def _gelu_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     approximate = a["approximate"]
     emit.composite("Gelu", approximate=approximate)
     if emit.opset >= 20:
@@ -561,51 +570,51 @@ def _gelu_onnx(emit, a, x):
     return emit.op("Mul", [x, emit.op("Mul", [t, f32_const(emit, "half", 0.5)], suffix="gate")])
 
 
-def _leaky_relu_torch(emit, a, x):
+def _leaky_relu_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(F.leaky_relu, x, a["negative_slope"])
 
 
-def _elu_torch(emit, a, x):
+def _elu_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(F.elu, x, a["alpha"])
 
 
-def _channel_shape(shape) -> tuple:
+def _channel_shape(shape: Shape) -> Shape:
     """A per-channel parameter's shape that broadcasts along the other per-sample axes: [C, 1, 1] or [F]."""
     return (shape[0], *[1] * (len(shape) - 1))
 
 
-def _prelu_prepare(a, shapes):
+def _prelu_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     c, n = shapes[0][0], a["num_parameters"]
     if n not in (1, c):
         raise ShapeError(f"num_parameters={n} must be 1 (one slope) or the input's {c} channels", "num_parameters")
     return a
 
 
-def _prelu_torch(emit, a, x):
+def _prelu_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.module(nn.PReLU(a["num_parameters"]), x)
 
 
-def _prelu_onnx(emit, a, x):
+def _prelu_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     slope = emit.param("weight", (a["num_parameters"], *[1] * (len(emit.in_shapes[0]) - 1)))  # along the channels
     return emit.op("PRelu", [x, slope])
 
 
-def _scale_torch(emit, a, x):
+def _scale_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import Scale  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(Scale(_channel_shape(emit.in_shapes[0]), a["init"]), x)
 
 
-def _global_maxpool_torch(emit, a, x):
+def _global_maxpool_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import global_max_pool  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.call(global_max_pool, x)
 
 
-def _stochastic_depth_torch(emit, a, x):
+def _stochastic_depth_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import StochasticDepth  # deferred for start-up: loads jsonschema, networkx, torch
 
     return emit.module(StochasticDepth(a["p"], a["mode"]), x)  # a module, so .train()/.eval() switch it

@@ -10,23 +10,29 @@ buffer and the ONNX initializer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..errors import ShapeError
-from .base import MAX_SPATIAL, REQUIRED, Arg, OpDef, ParamSpec
+from .base import MAX_SPATIAL, REQUIRED, Arg, Attrs, OnnxEmit, OpDef, ParamSpec, Shape, TorchEmit
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MASKED = -100.0  # torchvision's value for positions of different regions (softmax makes them ~e^-100)
 
 
-def relative_position_index(h: int, w: int):
+def relative_position_index(h: int, w: int) -> np.ndarray:
     """[h w, h w] int64: for positions i, j of an h x w window, the row of their offset (dy, dx) in a table of
     (2h - 1)(2w - 1) rows, (dy + h - 1)(2w - 1) + dx + w - 1 (torchvision's Swin and MaxViT)."""
     import numpy as np  # deferred for start-up: `import tcc` loads no numpy (tools/setup_arm.sh runs without it)
 
     coords = np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij")).reshape(2, -1)
     offsets = coords[:, :, None] - coords[:, None, :]
-    return ((offsets[0] + h - 1) * (2 * w - 1) + offsets[1] + w - 1).astype(np.int64)
+    index: np.ndarray = ((offsets[0] + h - 1) * (2 * w - 1) + offsets[1] + w - 1).astype(np.int64)
+    return index
 
 
-def shifted_window_mask(size: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]):
+def shifted_window_mask(size: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]) -> np.ndarray:
     """[windows, 1, N, N] float32: 0 between positions of one region of the shifted map, -100 between regions, as
     torchvision's shifted_window_attention builds it (regions by its slices, windows in row-major order)."""
     import numpy as np  # deferred for start-up, as above
@@ -43,7 +49,7 @@ def shifted_window_mask(size: tuple[int, int], window: tuple[int, int], shift: t
     return np.where(differs, np.float32(MASKED), np.float32(0.0))[:, None]
 
 
-def _window_of(a, shapes, what: str) -> tuple[int, int]:
+def _window_of(a: Attrs, shapes: list[Shape], what: str) -> tuple[int, int]:
     s = shapes[0]
     h, w = a["window"]
     if len(s) < 3 or s[-1] != s[-2] or s[-1] != h * w:
@@ -56,12 +62,12 @@ def _window_of(a, shapes, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- bias
-def _bias_prepare(a, shapes):
+def _bias_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     _window_of(a, shapes, "relative_position_bias")
     return a
 
 
-def _bias_params(a, shapes):
+def _bias_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     h, w = _window_of(a, shapes, "relative_position_bias")
     n = h * w
     index_shape = (n * n,) if a["index_layout"] == "flat" else (n, n)
@@ -71,7 +77,7 @@ def _bias_params(a, shapes):
     }
 
 
-def _bias_torch(emit, a, x):
+def _bias_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import RelativePositionBias  # deferred for start-up: loads torch
 
     h, w = a["window"]
@@ -81,7 +87,7 @@ def _bias_torch(emit, a, x):
     return emit.module(RelativePositionBias(emit.in_shapes[0][-3], (h, w), index), x)
 
 
-def _bias_onnx(emit, a, x):
+def _bias_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     """Gather the table by the index, [N, N, heads] -> [heads, N, N], added to the scores (a constant subgraph:
     ONNX Runtime and onnxsim fold it)."""
     h, w = a["window"]
@@ -94,7 +100,7 @@ def _bias_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- mask
-def _mask_prepare(a, shapes):
+def _mask_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     h, w = _window_of(a, shapes, "window_mask")
     (H, W), (sh, sw) = a["size"], a["shift"]
     if H % h or W % w:
@@ -111,13 +117,13 @@ def _mask_prepare(a, shapes):
     return a
 
 
-def _mask_torch(emit, a, x):
+def _mask_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import AddConstant  # deferred for start-up: loads torch
 
     return emit.module(AddConstant(shifted_window_mask(a["size"], a["window"], a["shift"])), x)
 
 
-def _mask_onnx(emit, a, x):
+def _mask_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("Add", [x, emit.const("mask", shifted_window_mask(a["size"], a["window"], a["shift"]), "float32")])
 
 

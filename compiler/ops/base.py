@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, overload
 
 from ..errors import ShapeError
 
@@ -18,7 +19,46 @@ MAX_CHANNELS = 65_536
 MAX_SPATIAL = 16_384
 MAX_KERNEL = 64
 
-Shape = tuple
+Shape = tuple[int, ...]
+Attrs = dict[str, Any]  # an op's arguments as coerced by `Arg.coerce`, plus what its `prepare` rule derives
+
+
+# ---------------------------------------------------------------------------------------------------- lowerings
+class TorchEmit(Protocol):
+    """What an op's `to_torch` rule sees (tcc.lower.to_torch.TorchEmitter); values are torch.fx nodes (Any here)."""
+
+    in_shapes: list[Shape]
+
+    def module(self, module: Any, *args: Any) -> Any: ...
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
+    def getitem(self, value: Any, index: int) -> Any: ...
+
+
+class OnnxEmit(Protocol):
+    """What an op's `to_onnx` rule sees (tcc.lower.to_onnx.OnnxEmitter); values are ONNX tensor names."""
+
+    name: str
+    in_shapes: list[Shape]
+    out_shapes: list[Shape]
+    opset: int
+
+    @overload  # several outputs: a list of their names
+    def op(
+        self, op_type: str, inputs: list[str], suffix: str | None = None, *, outputs: int, **attrs: Any
+    ) -> list[str]: ...
+    @overload
+    def op(self, op_type: str, inputs: list[str], suffix: str | None = None, **attrs: Any) -> str: ...
+    def clip(self, x: str, lo: float, hi: float, suffix: str | None = None) -> str: ...
+    def pad(self, x: str, pads: list[int], suffix: str = "pad") -> str: ...
+    def param(self, key: str, shape: tuple[int, ...] | None = None) -> str: ...
+    def const(self, suffix: str, values: Any, dtype: str = "int64") -> str: ...
+    def composite(self, function: str, **attrs: Any) -> None: ...
+    def require(self, opset: int, what: str) -> None: ...
+    def unsupported(self, message: str) -> Any: ...
+
+
+TorchRule = Callable[..., Any]  # (emit: TorchEmit, attrs, *input values) -> output value(s)
+OnnxRule = Callable[..., Any]  # (emit: OnnxEmit, attrs, *input names) -> output name(s)
 
 
 # ---------------------------------------------------------------------------------------------------- arguments
@@ -38,7 +78,7 @@ class Arg:
     def required(self) -> bool:
         return self.default is REQUIRED
 
-    def coerce(self, value):
+    def coerce(self, value: Any) -> Any:
         """Validate and normalise one value; raises ValueError with a user-facing message."""
         k = self.kind
         if k == "int":
@@ -70,7 +110,7 @@ class Arg:
             return tuple(self._bounded(_as_int(v)) for v in value)
         raise AssertionError(k)
 
-    def _bounded(self, v):
+    def _bounded(self, v: Any) -> Any:
         if self.lo is not None and v < self.lo:
             raise ValueError(f"must be >= {self.lo}, got {v}")
         if self.hi is not None and v > self.hi:
@@ -78,20 +118,20 @@ class Arg:
         return v
 
 
-def _as_int(value) -> int:
+def _as_int(value: Any) -> int:
     if not _finite(value) or value != int(value):
         raise ValueError(f"expected an integer, got {value!r}")
     return int(value)
 
 
-def _finite(value) -> bool:
+def _finite(value: Any) -> bool:
     """A real, finite number (not a bool, NaN or infinity)."""
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _as_pair(value) -> tuple:
+def _as_pair(value: Any) -> tuple[int, int]:
     if isinstance(value, list):
         if len(value) != 2:
             raise ValueError(f"expected an integer or a list of 2 integers, got {value!r}")
@@ -102,7 +142,7 @@ def _as_pair(value) -> tuple:
 
 @dataclass(frozen=True)
 class ParamSpec:
-    shape: tuple
+    shape: tuple[int, ...]
     trainable: bool = True
     dtype: str = "float32"
 
@@ -116,23 +156,23 @@ class ParamSpec:
 class OpDef:
     name: str
     args: tuple[Arg, ...]
-    infer: Callable[[dict, list[Shape]], list[Shape]]
-    to_torch: Callable  # (emit, attrs, *inputs) -> output(s); see lower_torch.TorchEmitter
+    infer: Callable[[Attrs, list[Shape]], list[Shape]]
+    to_torch: TorchRule  # (emit, attrs, *inputs) -> output(s); see lower_torch.TorchEmitter
     arity: tuple[int, int] = (1, 1)  # min, max inputs (max -1: any)
-    prepare: Callable[[dict, list[Shape]], dict] | None = None  # derive attrs that depend on input shapes
-    params: Callable[[dict, list[Shape]], dict[str, ParamSpec]] = lambda a, s: {}
-    macs: Callable[[dict, list[Shape], list[Shape]], int] = lambda a, s, o: 0
+    prepare: Callable[[Attrs, list[Shape]], Attrs] | None = None  # derive attrs that depend on input shapes
+    params: Callable[[Attrs, list[Shape]], dict[str, ParamSpec]] = lambda a, s: {}
+    macs: Callable[[Attrs, list[Shape], list[Shape]], int] = lambda a, s, o: 0
     doc: str = ""
     # (emit, attrs, *input tensor names) -> output tensor name(s); see lower_onnx.OnnxEmitter. None: no ONNX form.
-    to_onnx: Callable | None = None
-    fields: dict = field(default_factory=dict)  # room for later lowerings (reference)
+    to_onnx: OnnxRule | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # room for later lowerings (reference)
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def torch_modules():
+def torch_modules() -> tuple[Any, Any, Any]:
     import torch  # deferred for start-up: loads torch
     import torch.nn.functional as F  # deferred for start-up: loads torch
     from torch import nn  # deferred for start-up: loads torch
@@ -140,20 +180,20 @@ def torch_modules():
     return torch, nn, F
 
 
-def check_rank(shape, want: int, what: str):
+def check_rank(shape: Shape, want: int, what: str) -> None:
     if len(shape) != want:
         kind = {3: "[C, H, W]", 1: "[F]"}[want]
         raise ShapeError(f"{what} expects a {kind} input, got {list(shape)}")
 
 
-def same_shape(a, shapes):
+def same_shape(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     return [shapes[0]]
 
 
-def axis_of(a, shapes) -> int:
+def axis_of(a: Attrs, shapes: list[Shape]) -> int:
     """The per-sample axis of an NCHW `axis` argument."""
     rank = len(shapes[0])
-    ax = a["axis"]
+    ax: int = a["axis"]
     if ax < 0:
         ax += rank + 1
     if not 1 <= ax <= rank:
@@ -163,6 +203,6 @@ def axis_of(a, shapes) -> int:
     return ax - 1
 
 
-def f32_const(emit, suffix: str, value: float) -> str:
+def f32_const(emit: OnnxEmit, suffix: str, value: float) -> str:
     """A float32 scalar constant `name/suffix`."""
     return emit.const(suffix, value, "float32")

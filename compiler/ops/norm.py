@@ -5,31 +5,33 @@ MobileViTv2's GroupNorm1 is one group). Batch norm, folded into convs, stays wit
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ShapeError
-from .base import Arg, OpDef, ParamSpec, axis_of, f32_const, torch_modules
+from .base import Arg, Attrs, OnnxEmit, OpDef, ParamSpec, Shape, TorchEmit, axis_of, f32_const, torch_modules
 
 
 # ---------------------------------------------------------------------------------------------------- layernorm
-def _layernorm_infer(a, shapes):
+def _layernorm_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     axis_of(a, shapes)
     return [shapes[0]]
 
 
-def _layernorm_params(a, shapes):
+def _layernorm_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     if not a["affine"]:
         return {}
     size = shapes[0][axis_of(a, shapes)]
     return {"weight": ParamSpec((size,)), "bias": ParamSpec((size,))}
 
 
-def _layernorm_torch(emit, a, x):
+def _layernorm_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import AxisLayerNorm  # deferred for start-up: loads jsonschema, networkx, torch
 
     ax = axis_of(a, emit.in_shapes)
     return emit.module(AxisLayerNorm(emit.in_shapes[0][ax], ax + 1, a["eps"], a["affine"]), x)
 
 
-def _layernorm_onnx(emit, a, x):
+def _layernorm_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     shape = emit.in_shapes[0]
     ax = axis_of(a, emit.in_shapes)
     axis, rank, size, eps, affine = ax + 1, len(shape) + 1, shape[ax], a["eps"], a["affine"]
@@ -70,7 +72,7 @@ def _layernorm_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- groupnorm
-def _groupnorm_prepare(a, shapes):
+def _groupnorm_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     c = shapes[0][0]
     if len(shapes[0]) < 2:
         raise ShapeError(f"groupnorm normalizes channels and positions: a {list(shapes[0])} input has no positions")
@@ -79,16 +81,16 @@ def _groupnorm_prepare(a, shapes):
     return a
 
 
-def _groupnorm_params(a, shapes):
+def _groupnorm_params(a: Attrs, shapes: list[Shape]) -> dict[str, ParamSpec]:
     return {"weight": ParamSpec((shapes[0][0],)), "bias": ParamSpec((shapes[0][0],))} if a["affine"] else {}
 
 
-def _groupnorm_torch(emit, a, x):
+def _groupnorm_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.module(nn.GroupNorm(a["groups"], emit.in_shapes[0][0], a["eps"], a["affine"]), x)
 
 
-def _groupnorm_onnx(emit, a, x):
+def _groupnorm_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     """Reshape to [N, groups, -1], normalize each group (InstanceNormalization, every opset), reshape back, then
     the per-channel affine."""
     shape, groups, eps = emit.in_shapes[0], a["groups"], a["eps"]

@@ -9,15 +9,17 @@ per-sample axis, negative axes count from the end. `ops.py` puts these `OpDef`s 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import ShapeError
-from .base import REQUIRED, Arg, OpDef, ParamSpec, axis_of, torch_modules
+from .base import REQUIRED, Arg, Attrs, OnnxEmit, OpDef, ParamSpec, Shape, TorchEmit, axis_of, torch_modules
 
 MAX_RANK = 8  # per-sample axes (a window partition has 5, MobileViT's unfold 5)
-_AXES = dict(lo=-MAX_RANK, hi=MAX_RANK)
+_AXES: dict[str, Any] = dict(lo=-MAX_RANK, hi=MAX_RANK)
 
 
-def _axes_of(axes, shape, what: str, arg: str) -> list[int]:
+def _axes_of(axes: Iterable[int], shape: Shape, what: str, arg: str) -> list[int]:
     """Per-sample indices of NCHW `axes` (the batch axis refused), each once."""
     out = [axis_of({"axis": a}, [shape]) for a in axes]
     if len(set(out)) != len(out):
@@ -25,12 +27,12 @@ def _axes_of(axes, shape, what: str, arg: str) -> list[int]:
     return out
 
 
-def _shape_str(shape) -> str:
+def _shape_str(shape: Shape) -> str:
     return str(list(shape))
 
 
 # ---------------------------------------------------------------------------------------------------- reshape
-def _reshape_prepare(a, shapes):
+def _reshape_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     shape, n = list(a["shape"]), math.prod(shapes[0])
     if len(shape) > MAX_RANK:
         raise ShapeError(f"reshape to rank {len(shape)}: at most {MAX_RANK} per-sample axes", "shape")
@@ -54,18 +56,18 @@ def _reshape_prepare(a, shapes):
     return {**a, "resolved": tuple(shape)}
 
 
-def _reshape_torch(emit, a, x):
+def _reshape_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import reshape  # deferred for start-up: loads torch
 
     return emit.call(reshape, x, a["resolved"])
 
 
-def _reshape_onnx(emit, a, x):
+def _reshape_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("Reshape", [x, emit.const("shape", [-1, *a["resolved"]])])
 
 
 # ---------------------------------------------------------------------------------------------------- permute
-def _permute_prepare(a, shapes):
+def _permute_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     perm, rank = list(a["perm"]), len(shapes[0])
     if perm and perm[0] == 0 and all(p >= 0 for p in perm):  # the full NCHW form: [0, 2, 1]
         if sorted(perm) != list(range(rank + 1)):
@@ -93,20 +95,20 @@ def _permute_prepare(a, shapes):
     return {**a, "full": tuple(full)}
 
 
-def _permuted(a, shapes):
+def _permuted(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     return [tuple(shapes[0][p - 1] for p in a["full"][1:])]
 
 
-def _permute_torch(emit, a, x):
+def _permute_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.permute, x, a["full"])
 
 
-def _permute_onnx(emit, a, x):
+def _permute_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("Transpose", [x], perm=list(a["full"]))
 
 
-def _transpose_prepare(a, shapes):
+def _transpose_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     if len(a["axes"]) != 2:
         raise ShapeError(f"transpose swaps two axes, got {list(a['axes'])}", "axes")
     i, j = _axes_of(a["axes"], shapes[0], "transpose", "axes")
@@ -116,25 +118,25 @@ def _transpose_prepare(a, shapes):
 
 
 # ---------------------------------------------------------------------------------------------------- flatten
-def _flatten_range(a, shape) -> tuple[int, int]:
+def _flatten_range(a: Attrs, shape: Shape) -> tuple[int, int]:
     start, end = _axes_of([a["start"]], shape, "flatten", "start")[0], _axes_of([a["end"]], shape, "flatten", "end")[0]
     if start > end:
         raise ShapeError(f"flatten from axis {a['start']} to axis {a['end']}: the start comes after the end", "start")
     return start, end
 
 
-def _flatten_infer(a, shapes):
+def _flatten_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     s = shapes[0]
     start, end = _flatten_range(a, s)
     return [(*s[:start], math.prod(s[start : end + 1]), *s[end + 1 :])]
 
 
-def _whole(a, shape) -> bool:
+def _whole(a: Attrs, shape: Shape) -> bool:
     """flatten of every per-sample axis, the classifier's [C, H, W] -> [F] (written as before: Flatten axis 1)."""
     return _flatten_range(a, shape) == (0, len(shape) - 1)
 
 
-def _flatten_torch(emit, a, x):
+def _flatten_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     if _whole(a, emit.in_shapes[0]):
         return emit.call(torch.flatten, x, 1)
@@ -142,14 +144,14 @@ def _flatten_torch(emit, a, x):
     return emit.call(torch.flatten, x, start + 1, end + 1)
 
 
-def _flatten_onnx(emit, a, x):
+def _flatten_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     if _whole(a, emit.in_shapes[0]):
         return emit.op("Flatten", [x], axis=1)
     return emit.op("Reshape", [x, emit.const("shape", [-1, *emit.out_shapes[0]])])
 
 
 # ---------------------------------------------------------------------------------------------------- select / slice
-def _select_prepare(a, shapes):
+def _select_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     ax = _axes_of([a["axis"]], shapes[0], "select", "axis")[0]
     size, index = shapes[0][ax], a["index"]
     if not -size <= index < size:
@@ -161,18 +163,18 @@ def _select_prepare(a, shapes):
     return {**a, "at": ax, "position": index % size}
 
 
-def _select_infer(a, shapes):
+def _select_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     if len(shapes[0]) < 2:
         raise ShapeError(f"select removes an axis; a {_shape_str(shapes[0])} input has only one per sample", "axis")
     return [tuple(d for i, d in enumerate(shapes[0]) if i != a["at"])]
 
 
-def _select_torch(emit, a, x):
+def _select_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.select, x, a["at"] + 1, a["position"])
 
 
-def _select_onnx(emit, a, x):
+def _select_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     """A one-wide Slice, then a Reshape that drops the axis: plainer for the targets than a Gather with a scalar
     index (Pulsar2's Gather takes 1-D indices only; TVM's take warns on every one)."""
     if emit.opset < 10:
@@ -186,7 +188,7 @@ def _select_onnx(emit, a, x):
     return emit.op("Reshape", [one, emit.const("shape", [-1, *emit.out_shapes[0]])])
 
 
-def _slice_prepare(a, shapes):
+def _slice_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     ax = _axes_of([a["axis"]], shapes[0], "slice", "axis")[0]
     size = shapes[0][ax]
     start, stop, step = slice(a["start"], a["end"], a["step"]).indices(size)
@@ -198,17 +200,17 @@ def _slice_prepare(a, shapes):
     return {**a, "at": ax, "bounds": (start, start + (count - 1) * step + 1, step), "count": count}
 
 
-def _slice_infer(a, shapes):
+def _slice_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     return [tuple(a["count"] if i == a["at"] else d for i, d in enumerate(shapes[0]))]
 
 
-def _slice_torch(emit, a, x):
+def _slice_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import slice_axis  # deferred for start-up: loads torch
 
     return emit.call(slice_axis, x, a["at"] + 1, *a["bounds"])
 
 
-def _slice_onnx(emit, a, x):
+def _slice_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     emit.require(10, "inputs for its bounds (Slice)")
     start, stop, step = a["bounds"]
     ins = [x, emit.const("starts", [start]), emit.const("ends", [stop]), emit.const("axes", [a["at"] + 1])]
@@ -216,7 +218,7 @@ def _slice_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- roll
-def _roll_prepare(a, shapes):
+def _roll_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     if len(a["shifts"]) != len(a["axes"]):
         raise ShapeError(
             f"roll needs one shift per axis, got shifts {list(a['shifts'])} and axes {list(a['axes'])}", "shifts"
@@ -225,12 +227,12 @@ def _roll_prepare(a, shapes):
     return {**a, "at": tuple(axes)}
 
 
-def _roll_torch(emit, a, x):
+def _roll_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     torch, nn, F = torch_modules()
     return emit.call(torch.roll, x, list(a["shifts"]), [ax + 1 for ax in a["at"]])
 
 
-def _roll_onnx(emit, a, x):
+def _roll_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     """torch.roll as slices and concats: y = concat(x[size - s:], x[:size - s]) along each axis."""
     emit.require(10, "inputs for its bounds (Slice)")
     moves = [(ax, shift % emit.in_shapes[0][ax]) for ax, shift in zip(a["at"], a["shifts"])]
@@ -264,11 +266,11 @@ def _roll_onnx(emit, a, x):
 
 
 # ---------------------------------------------------------------------------------------------------- mean / sum
-def _reduce_prepare(a, shapes):
+def _reduce_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
     return {**a, "at": tuple(sorted(_axes_of(a["axes"], shapes[0], "a reduction", "axes")))}
 
 
-def _reduce_infer(a, shapes):
+def _reduce_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     s = shapes[0]
     if not a["keepdims"] and len(a["at"]) == len(s):
         raise ShapeError(
@@ -277,16 +279,16 @@ def _reduce_infer(a, shapes):
     return [tuple(1 if i in a["at"] else d for i, d in enumerate(s) if a["keepdims"] or i not in a["at"])]
 
 
-def _reduce_torch(fn: str):
-    def lower(emit, a, x):
+def _reduce_torch(fn: str) -> Callable[[TorchEmit, Attrs, Any], Any]:
+    def lower(emit: TorchEmit, a: Attrs, x: Any) -> Any:
         torch, nn, F = torch_modules()
         return emit.call(getattr(torch, fn), x, [ax + 1 for ax in a["at"]], a["keepdims"])
 
     return lower
 
 
-def _reduce_onnx(op_type: str, axes_input_from: int):
-    def lower(emit, a, x):
+def _reduce_onnx(op_type: str, axes_input_from: int) -> Callable[[OnnxEmit, Attrs, str], str]:
+    def lower(emit: OnnxEmit, a: Attrs, x: str) -> str:
         axes, keep = [ax + 1 for ax in a["at"]], int(a["keepdims"])
         if emit.opset >= axes_input_from:  # the axes became an input (ReduceSum: opset 13, the others: 18)
             return emit.op(op_type, [x, emit.const("axes", axes)], keepdims=keep)
@@ -308,7 +310,7 @@ def _reduce(name: str, doc: str, onnx: str, axes_input_from: int) -> OpDef:
 
 
 # ---------------------------------------------------------------------------------------------------- matmul
-def _matmul_infer(a, shapes):
+def _matmul_infer(a: Attrs, shapes: list[Shape]) -> list[Shape]:
     sa, sb = shapes
     if len(sa) < 2 or len(sb) < 2:
         raise ShapeError(
@@ -338,13 +340,13 @@ def _matmul_infer(a, shapes):
     return [(*lead, sa[-2], n)]
 
 
-def _matmul_torch(emit, a, x, y):
+def _matmul_torch(emit: TorchEmit, a: Attrs, x: Any, y: Any) -> Any:
     from ..torch_ops import matmul  # deferred for start-up: loads torch
 
     return emit.call(matmul, x, y, a["transpose_b"], a["scale"])
 
 
-def _matmul_onnx(emit, a, x, y):
+def _matmul_onnx(emit: OnnxEmit, a: Attrs, x: str, y: str) -> str:
     if a["transpose_b"]:
         rank = len(emit.in_shapes[1]) + 1
         y = emit.op("Transpose", [y], suffix="transpose_b", perm=[*range(rank - 2), rank - 1, rank - 2])
@@ -355,13 +357,13 @@ def _matmul_onnx(emit, a, x, y):
 
 
 # ---------------------------------------------------------------------------------------------------- param
-def _param_torch(emit, a, x):
+def _param_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
     from ..torch_ops import LearnedTensor  # deferred for start-up: loads torch
 
     return emit.module(LearnedTensor(a["shape"], a["std"]), x)
 
 
-def _param_onnx(emit, a, x):
+def _param_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     """The [1, ...] tensor expanded to the batch of the input (the batch is dynamic: Shape -> Slice -> Expand)."""
     emit.require(10, "the batch taken from its input (Slice)")
     batch = emit.op(

@@ -177,6 +177,13 @@ def const(t: gs.Tensor | None) -> np.ndarray | None:
     return np.asarray(t.values) if isinstance(t, gs.Constant) else None
 
 
+def const_value(t: gs.Tensor) -> np.ndarray:
+    """The values of a tensor a rule's match found constant."""
+    value = const(t)
+    assert value is not None, f"{t.name}: not a constant"
+    return value
+
+
 def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> None:
     """Every reader of `old` (nodes and graph outputs) reads `new` instead."""
     for consumer in list(old.outputs):

@@ -17,15 +17,16 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from .base import Rule, const, disconnect, fresh_name, only_feeds, producer, replace_uses, rewrite_pass
+from .base import Rule, const, const_value, disconnect, fresh_name, only_feeds, producer, replace_uses, rewrite_pass
 
 
 def _bn_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, shift) in float64 with y = scale * x + shift per channel, or None if the statistics are not constant."""
     params = [const(t) for t in bn.inputs[1:5]]
-    if len(params) != 4 or any(p is None for p in params) or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
+    values = [p for p in params if p is not None]
+    if len(params) != 4 or len(values) != 4 or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
         return None  # batch statistics (training mode), or its running-statistics outputs are in use
-    gamma, beta, mean, var = (p.astype(np.float64) for p in params)
+    gamma, beta, mean, var = (p.astype(np.float64) for p in values)
     scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
     return scale, beta - mean * scale
 
@@ -52,7 +53,9 @@ def _match_producer(bn: gs.Node, graph: gs.Graph, op: str) -> dict | None:
     if prod is None or prod.op != op or not only_feeds(x, bn, graph):
         return None
     weights = _producer_weights(prod)
-    affine = _bn_affine(bn) if weights is not None else None
+    if weights is None:
+        return None
+    affine = _bn_affine(bn)
     if affine is None:
         return None
     return {"bn": bn, "node": prod, **weights, "scale": affine[0], "shift": affine[1]}
@@ -68,21 +71,24 @@ def _producer_weights(prod: gs.Node) -> dict | None:
     return {"weight": weight, "bias": bias}
 
 
-def _output_channels(prod: gs.Node):
+def _output_channels(prod: gs.Node) -> int:
     """How many output channels (Conv: the weight's axis 0; Gemm: B's output axis) `prod` has."""
-    w = const(prod.inputs[1])
+    w = const_value(prod.inputs[1])
     if prod.op == "Conv":
         return w.shape[0]
     return w.shape[0] if prod.attrs.get("transB", 0) else w.shape[1]
 
 
 def _match_scale(mul: gs.Node, graph: gs.Graph, op: str) -> dict | None:
-    x = next((t for t in mul.inputs if producer(t) is not None and producer(t).op == op), None)
+    x = next((t for t in mul.inputs if (p := producer(t)) is not None and p.op == op), None)
     if x is None or not only_feeds(x, mul, graph):
         return None
     prod = producer(x)
+    assert prod is not None  # found by its producer above
     weights = _producer_weights(prod)
-    factor = _channel_factor(mul, x, _output_channels(prod)) if weights is not None else None
+    if weights is None:
+        return None
+    factor = _channel_factor(mul, x, _output_channels(prod))
     if factor is None:
         return None
     return {"bn": mul, "node": prod, **weights, "scale": factor, "shift": np.zeros_like(factor)}
@@ -97,7 +103,7 @@ def _match_gemm_bn(bn, graph):
     if m is None or m["node"].attrs.get("transA", 0):
         return None
     if m["bias"] is not None:  # C must broadcast along the batch, not vary per row
-        c = const(m["bias"])
+        c = const_value(m["bias"])
         if c.ndim == 2 and c.shape[0] != 1:
             return None
     return m
@@ -124,9 +130,9 @@ def _put_bias(graph: gs.Graph, node: gs.Node, values: np.ndarray) -> None:
 
 
 def _fold_into_conv(graph: gs.Graph, m: dict) -> None:
-    conv, w, b, scale, shift = m["node"], const(m["weight"]), m["bias"], m["scale"], m["shift"]
+    conv, w, b, scale, shift = m["node"], const_value(m["weight"]), m["bias"], m["scale"], m["shift"]
     w_new = (w.astype(np.float64) * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype)
-    b_old = const(b).astype(np.float64) if b is not None else 0.0
+    b_old = const_value(b).astype(np.float64) if b is not None else 0.0
     b_new = (b_old * scale + shift).astype(w.dtype)
     conv.inputs[1] = gs.Constant(m["weight"].name, w_new)
     _put_bias(graph, conv, b_new)
@@ -134,13 +140,13 @@ def _fold_into_conv(graph: gs.Graph, m: dict) -> None:
 
 
 def _fold_into_gemm(graph: gs.Graph, m: dict) -> None:
-    gemm, w, c, scale, shift = m["node"], const(m["weight"]), m["bias"], m["scale"], m["shift"]
+    gemm, w, c, scale, shift = m["node"], const_value(m["weight"]), m["bias"], m["scale"], m["shift"]
     alpha = float(gemm.attrs.get("alpha", 1.0))
     beta = float(gemm.attrs.get("beta", 1.0))
     cols = scale[:, None] if gemm.attrs.get("transB", 0) else scale[None, :]  # output channels of B
     w_new = (w.astype(np.float64) * alpha * cols).astype(w.dtype)
     n_out = scale.shape[0]
-    c_old = np.broadcast_to(const(c).astype(np.float64).reshape(-1), (n_out,)) * beta if c is not None else 0.0
+    c_old = np.broadcast_to(const_value(c).astype(np.float64).reshape(-1), (n_out,)) * beta if c is not None else 0.0
     c_new = (c_old * scale + shift).astype(w.dtype)
     gemm.inputs[1] = gs.Constant(m["weight"].name, w_new)
     _put_bias(graph, gemm, c_new)
@@ -183,7 +189,7 @@ def _fold_into_readers(graph: gs.Graph, m: dict) -> None:
     bn, scale, shift = m["bn"], m["scale"], m["shift"]
     x = bn.inputs[0]
     for conv in m["readers"]:
-        w = const(conv.inputs[1])
+        w = const_value(conv.inputs[1])
         out_ch, per_group = w.shape[0], w.shape[1]
         groups = int(conv.attrs.get("group", 1))
         channel = (np.arange(out_ch)[:, None] // (out_ch // groups)) * per_group + np.arange(per_group)[None, :]
@@ -191,7 +197,7 @@ def _fold_into_readers(graph: gs.Graph, m: dict) -> None:
         w64 = w.astype(np.float64)
         w_new = (w64 * scale[channel].reshape(*channel.shape, *spatial)).astype(w.dtype)
         b_add = (w64 * shift[channel].reshape(*channel.shape, *spatial)).sum(axis=tuple(range(1, w.ndim)))
-        b = const(conv.inputs[2]).astype(np.float64) if len(conv.inputs) > 2 else 0.0
+        b = const_value(conv.inputs[2]).astype(np.float64) if len(conv.inputs) > 2 else 0.0
         conv.inputs[1] = gs.Constant(conv.inputs[1].name, w_new)
         _put_bias(graph, conv, (b + b_add).astype(w.dtype))
         conv.inputs[0] = x

@@ -34,7 +34,7 @@ FUSABLE = FUSES_ACTIVATION
 def _clip_range(node: gs.Node) -> tuple[float | None, float | None] | None:
     if "min" in node.attrs or "max" in node.attrs:  # opset < 11
         return float(node.attrs.get("min", -np.inf)), float(node.attrs.get("max", np.inf))
-    bounds = []
+    bounds: list[float | None] = []
     for i in (1, 2):
         t = node.inputs[i] if len(node.inputs) > i else None
         if t is None or not t.name:
@@ -52,6 +52,8 @@ def find_fusions(graph: gs.Graph) -> dict[str, dict]:
     for act in graph.nodes:
         if act.op not in ACTIVATION_OPS:
             continue
+        lo: float | None
+        hi: float | None
         if act.op == "Relu":
             lo, hi = 0.0, None
         elif act.op == "Clip":

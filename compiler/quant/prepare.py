@@ -16,6 +16,7 @@ exit code 2).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,10 @@ from .settings import CalibrationRequest, CalibrationSettings
 from .table.rules import RULES, TargetRules
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import onnx
+
     from ..targets import Target
     from .intgraph.match import IntGraph
     from .place.placer import PlaceOptions
@@ -38,7 +43,14 @@ ACTIVATION_BITS = (8, 16)
 
 
 # ---------------------------------------------------------------------------------------------------- a build's inputs
-def check_sources(precision: str, calib, data, target: Target, lowering: str | None, kit: bool) -> None:
+def check_sources(
+    precision: str,
+    calib: str | Path | None,
+    data: str | Path | np.ndarray | None,
+    target: Target,
+    lowering: str | None,
+    kit: bool,
+) -> None:
     """A build's --calib / --data against its precision and target (`lowering`: the backend's integer lowering;
     `kit`: it writes a kit whose calibration archive holds the samples)."""
     if precision != "int8":
@@ -64,7 +76,7 @@ def check_sources(precision: str, calib, data, target: Target, lowering: str | N
         raise BuildError("give either --calib (a table) or --data (calibrate now), not both")
 
 
-def check_placement_source(placement: PlaceOptions | None, calib) -> None:
+def check_placement_source(placement: PlaceOptions | None, calib: str | Path | None) -> None:
     """A placement is chosen while calibrating: a table given with --calib carries its own."""
     if placement is not None and calib is not None:
         raise BuildError(
@@ -116,7 +128,7 @@ def activation_bits(spec_section: dict | None, given: int | None, rules: TargetR
     return int(given if given is not None else (spec_section or {}).get("activation_bits", default))
 
 
-def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -> None:
+def check_activation_bits(bits: int, rules: TargetRules, target: str | None = None) -> None:
     """`tcc calibrate --activation-bits`: a width the rules' integer kernels take, else a DataError (exit 2)."""
     if bits not in ACTIVATION_BITS:
         raise DataError(f"--activation-bits {bits}: expected one of {', '.join(map(str, ACTIVATION_BITS))}")
@@ -135,7 +147,7 @@ def check_activation_bits(bits, rules: TargetRules, target: str | None = None) -
         )
 
 
-def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = None) -> None:
+def check_wide_kinds(graph: IntGraph, bits: int, rules: TargetRules, target: str | None = None) -> None:
     """At 16 bits, every integer node of the integer graph (tcc.quant.intgraph.match.IntGraph; float islands aside) must
     be of a kind, and a lookup of a function, that the rules' 16-bit kernels take (TargetRules.wide.kinds, .lookups):
     else a DataError (exit 2) naming the node, its kind and the target, before any data is read."""
@@ -166,7 +178,7 @@ def check_wide_kinds(graph, bits: int, rules: TargetRules, target: str | None = 
         )
 
 
-def _lookups_note(lookups) -> str:
+def _lookups_note(lookups: Iterable[str] | None) -> str:
     return "" if lookups is None else f" (lookups: {', '.join(lookups)})"
 
 
@@ -181,7 +193,7 @@ def check_samples(data: np.ndarray) -> None:
 def check_table(
     table: CalibrationTable,
     where: str,
-    fp32,
+    fp32: onnx.ModelProto,
     graph: IntGraph,
     rules: TargetRules,
     target: str,
@@ -207,7 +219,9 @@ def check_table(
         )
 
 
-def check_table_data(table: CalibrationTable, where: str, data, fingerprint: str) -> None:
+def check_table_data(
+    table: CalibrationTable, where: str, data: str | Path | np.ndarray | None, fingerprint: str
+) -> None:
     """A kit's table (--calib) made from the samples given with --data."""
     if table.data_fingerprint != fingerprint:
         raise CalibrationError(
@@ -216,7 +230,7 @@ def check_table_data(table: CalibrationTable, where: str, data, fingerprint: str
         )
 
 
-def check_table_bits(table, rules, where: str) -> None:
+def check_table_bits(table: CalibrationTable, rules: TargetRules, where: str) -> None:
     """A table's activation widths against the rules a build needs: the first tensor of a width they do not take,
     named, with the rules whose targets take it."""
     odd = next(

@@ -35,6 +35,7 @@ def heatmap_figure(
     ax.imshow(image, extent=(0, w0, h0, 0), interpolation="antialiased")
     cmap = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad=(0, 0, 0, 0))  # NaN (not kept): transparent
     if grid is not None:
+        assert probabilities is not None  # given with a grid
         right = max(w0, grid.min_x + grid.cols * grid.width)  # the grid's padding may reach past the image
         bottom = max(h0, grid.min_y + grid.rows * grid.width)
         shown = ax.imshow(

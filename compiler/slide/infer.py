@@ -17,7 +17,7 @@ from ..artifact import open_artifact
 from ..data import model_pixels, normalize_pixels
 from ..errors import DataError
 from ..frontend import reference_module
-from ..spec.loader import load_spec
+from ..spec.loader import Preprocess, load_spec
 from .reader import cached_image
 
 
@@ -40,14 +40,16 @@ class ModelSource:
     def create(
         cls, *, artifact=None, spec=None, overrides=None, weights=None, by_order=False, key_map=None, seed=0
     ) -> ModelSource:
-        paths = [_absolute(p) for p in (artifact, spec, weights, key_map)]
-        files = [p for p in paths if p] + ([str(Path(paths[0]) / "manifest.json")] if artifact else [])
+        bundle, spec_file, weights_file, key_map_file = (_absolute(p) for p in (artifact, spec, weights, key_map))
+        paths = [bundle, spec_file, weights_file, key_map_file]
+        files = [p for p in paths if p] + ([str(Path(bundle) / "manifest.json")] if bundle else [])
         return cls(
-            *paths[:2],
+            bundle,
+            spec_file,
             json.dumps(overrides or {}, sort_keys=True),
-            paths[2],
+            weights_file,
             by_order,
-            paths[3],
+            key_map_file,
             seed,
             tuple(_mtime(f) for f in files),
         )
@@ -58,7 +60,7 @@ class Runner:
     """A loaded model: float32 [N, C, H, W] -> logits [N, classes]."""
 
     run: Callable[[np.ndarray], np.ndarray]
-    preprocess: object  # tcc.spec.loader.Preprocess
+    preprocess: Preprocess
     input_shape: tuple
     num_classes: int
     labels: list | None
@@ -152,7 +154,8 @@ def _torch_runner(source: ModelSource) -> Runner:
 
     from ..lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
-    messages = []
+    messages: list[str] = []
+    assert source.spec is not None  # a PyTorch source has its spec
     model = fit_to_checkpoint(
         load_spec(source.spec, json.loads(source.overrides)), source.weights, source.by_order, source.key_map
     )
@@ -189,6 +192,7 @@ def _torch_runner(source: ModelSource) -> Runner:
 
 
 def _artifact_runner(source: ModelSource) -> Runner:
+    assert source.artifact is not None  # an artifact source has its bundle
     artifact = open_artifact(source.artifact)
     m = artifact.manifest
     messages = [f"WARNING: {artifact.warning}"] if artifact.warning else []

@@ -233,6 +233,7 @@ def _open_tiff(path: Path, max_pixels: int) -> Reader:
         return slide
     if slide is not None:  # e.g. a pyramid in SubIFDs: OpenSlide sees level 0 only
         slide.close()
+    assert tiff is not None  # one of the two opened
     return tiff
 
 

@@ -33,6 +33,10 @@ class KeyMap:
     """checkpoint key -> spec name: exact keys, `*` patterns and `prefix.` renames."""
 
     entries: tuple[tuple[str, str], ...] = ()
+    # derived from `entries` in __post_init__
+    _exact: dict[str, str] = field(init=False, repr=False, compare=False)
+    _patterns: list[tuple[re.Pattern[str], str]] = field(init=False, repr=False, compare=False)
+    _prefixes: list[tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         exact, patterns, prefixes = {}, [], []

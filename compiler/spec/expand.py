@@ -83,7 +83,9 @@ class ParamDecl:
 def parse_params(decls: PosDict | None, reserved: tuple = ()) -> dict[str, ParamDecl]:
     """`params:` of a block or model: `name: default` shorthand or `name: {type, default, min, max, choices}`."""
     out: dict[str, ParamDecl] = {}
-    for name, d in (decls or {}).items():
+    if decls is None:
+        return out
+    for name, d in decls.items():
         where = decls.where(name)
         if name in reserved:
             raise SpecError(
@@ -135,7 +137,7 @@ class Scope:
     def ahead(self, name: str):
         """(where, is_current) when `name` is the id of the current or a later node of this or an enclosing
         body: an `in:` naming it would be a forward reference or a cycle."""
-        s = self
+        s: Scope | None = self
         while s is not None:
             if name in s.ids and s.ids[name][0] >= s.cursor:
                 return s.ids[name][1], s.ids[name][0] == s.cursor
@@ -156,7 +158,7 @@ class Scope:
         self.used[local] = 1
 
     def lookup(self, name: str):
-        s = self
+        s: Scope | None = self
         while s is not None:
             if name in s.names:
                 return s.names[name]
@@ -164,7 +166,8 @@ class Scope:
         return None
 
     def visible(self) -> list[str]:
-        out, s = [], self
+        out: list[str] = []
+        s: Scope | None = self
         while s is not None:
             out += list(s.names)
             s = s.parent
@@ -283,7 +286,7 @@ class Builder:
         nested = "name" not in spec
         home = Scope(prefix=scope.full(base), parent=scope) if nested else scope
         template = spec.get("name", "${index}")
-        x0 = inputs if len(inputs) > 1 else inputs[0]
+        x0: Value | list[Ref] = inputs if len(inputs) > 1 else inputs[0]
         v, outs = x0, []
         for index, item in enumerate(items):
             cenv = {**env, var: item, "index": index}
@@ -374,7 +377,7 @@ class Builder:
         add_name = f"{name}_residual" if kind == "op" else f"{name}.residual"
         return self._emit(add_name, "add", [self._single_value(out, spec), shortcut], {}, spec.pos)
 
-    def _merge(self, spec, name, outs) -> Ref:
+    def _merge(self, spec, name, outs) -> Value:
         how = spec.get("merge", "concat")
         if how not in ("concat", "add"):
             raise SpecError(f"`merge` must be concat or add, got {how!r}", spec.where("merge"))

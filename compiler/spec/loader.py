@@ -7,11 +7,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ..errors import Location, SpecError
 from ..ir import Graph
 from ..resources import blocks_dir
-from .checkpoint_layouts import parse_layouts
+from .checkpoint_layouts import CheckpointLayout, parse_layouts
 from .expand import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
 from .expr import evaluate
 from .schema import validate
@@ -200,7 +201,8 @@ def _dims(values, positions, env: dict, what: str, fallback) -> tuple[int, ...]:
 
 def _input_shape(doc: PosDict, env: dict) -> tuple[int, int, int]:
     shape = doc["input"]["shape"]
-    return _dims(shape, getattr(shape, "item_pos", []), env, "input shape entries", doc["input"].pos)
+    dims = _dims(shape, getattr(shape, "item_pos", []), env, "input shape entries", doc["input"].pos)
+    return cast(tuple[int, int, int], dims)  # the schema takes 3 entries
 
 
 def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
@@ -214,7 +216,7 @@ def _preprocess(doc: PosDict, shape, env: dict) -> Preprocess:
         positions = [where, where]
     else:
         positions = getattr(resize, "item_pos", [])
-    resize = _dims(resize, positions, env, "preprocess resize entries", where)
+    resize = cast(tuple[int, int], _dims(resize, positions, env, "preprocess resize entries", where))  # 2 (schema)
     color = pre.get("color", {1: "L", 3: "RGB"}.get(channels))
     want = 1 if color == "L" else 3
     if color is not None and want != channels:
@@ -271,14 +273,14 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
     graph = build_graph(doc["name"], shape, doc["input"].pos, doc["layers"], dict(params), registry)
     for name, file in registry.files.items():
         sources[str(file)] = file.read_text(encoding="utf-8")
-    checkpoints = []
+    checkpoints: list[CheckpointLayout] = []
     if "checkpoints" in doc:
         tensors = {name: p.shape for name, p in graph.parameters()}
         checkpoints, files = parse_layouts(doc["checkpoints"], path, params, tensors)
         sources.update({str(f): f.read_text(encoding="utf-8") for f in files})
     labels = list(doc["labels"]) if "labels" in doc else None
     notes = []
-    out_shape = graph.shape(graph.output)
+    out_shape = graph.shape(graph.main_output)
     if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
         if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
             changed = ", ".join(f"{k}={v}" for k, v in overrides.items())

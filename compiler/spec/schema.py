@@ -332,7 +332,7 @@ def _rank(err):
     return (-len(err.absolute_path), combinator, err.validator == "required", str(err.message))
 
 
-def _fitting_branch(err):
+def _fitting_branch(err: jsonschema.ValidationError) -> jsonschema.ValidationError | None:
     """The most specific error of the one anyOf/oneOf branch whose type fits the value, if exactly one fits.
 
     `choices: 3` in a parameter declaration fails both forms of a parameter; only the mapping form fits a mapping,

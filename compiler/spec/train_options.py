@@ -67,7 +67,8 @@ class Option:
             return self.metavar
         if "enum" in self.schema:
             return "{" + ",".join(self.schema["enum"]) + "}"
-        return {"integer": "N", "number": "X"}.get(self.schema.get("type"), "VALUE")
+        kind: str | None = self.schema.get("type")
+        return {"integer": "N", "number": "X"}.get(kind or "", "VALUE")
 
     @property
     def flag(self) -> str:

@@ -253,12 +253,12 @@ def _convert(node, file: str, loader, budget: list) -> object:
             out.value_pos[key] = _loc(file, value_node.start_mark)
         return out
     if isinstance(node, yaml.SequenceNode):
-        out = PosList()
-        out.pos, out.item_pos = where, []
+        seq = PosList()
+        seq.pos, seq.item_pos = where, []
         for item in node.value:
-            out.append(_convert(item, file, loader, budget))
-            out.item_pos.append(_loc(file, item.start_mark))
-        return out
+            seq.append(_convert(item, file, loader, budget))
+            seq.item_pos.append(_loc(file, item.start_mark))
+        return seq
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as e:

@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
@@ -82,7 +83,7 @@ def resolve(spec: str | Path, args, run: Path | None = None) -> Config:
 
 
 def _merge(layers: list[Layer]) -> Config:
-    values = {o.name: o.default for o in OPTIONS}
+    values: dict[str, Any] = {o.name: o.default for o in OPTIONS}
     origins = {}
     for layer in layers:
         for name, (value, origin) in layer.items():

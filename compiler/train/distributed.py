@@ -111,7 +111,7 @@ def launch(nproc: int, argv: list[str], command: str = "train") -> int:
     """Run `tcc COMMAND ARGV` (train, qat) in `nproc` processes under torchrun (`--standalone`: this machine, a free
     port), through tcc.train.launcher, which turns a dead process into one line (and, for a training run, the command
     that resumes it)."""
-    command = [
+    argv_all = [
         sys.executable,
         "-m",
         "tcc.train.launcher",
@@ -123,4 +123,4 @@ def launch(nproc: int, argv: list[str], command: str = "train") -> int:
         *argv,
     ]
     sys.stdout.flush()
-    return subprocess.run(command).returncode
+    return subprocess.run(argv_all).returncode

@@ -23,7 +23,7 @@ def _weighted(node: Node) -> bool:
 def find_head(graph: Graph) -> list[str]:
     """The classifier head's nodes, in graph order: from each output back to the last weighted layers."""
     head, seen = set(), set()
-    todo = [r.node for r in [graph.output, *graph.aux_outputs.values()]]
+    todo = [r.node for r in [graph.main_output, *graph.aux_outputs.values()]]
     while todo:
         name = todo.pop()
         if name in seen or name == INPUT:

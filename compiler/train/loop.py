@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.optim import SGD, Adam
@@ -190,7 +191,7 @@ class Trainer:
         """Validation loss and metrics over the whole validation set (every process's share, gathered); the main
         process computes them, the others return None."""
         self.module.eval()
-        rows = []
+        rows: list[Any] = []
         for x, y, index in batches(self.val_loader):
             logits = self.module(x.to(self.procs.device))
             losses = self.loss.per_sample(logits, y.to(self.procs.device))

@@ -21,10 +21,9 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm as BatchNorm
 
 from .distributed import Processes, gather
-
-BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 class _Moments:

@@ -174,7 +174,7 @@ def _check_model(model: Spec, split: Split, log, source: Path) -> None:
     g, k = model.graph, len(split.classes)
     if model.preprocess.color is None:
         raise DataError(f"{source}: the model's input is not an image (no color order); tcc train reads images")
-    heads = {"output": g.output, **{f"auxiliary output '{n}'": r for n, r in g.aux_outputs.items()}}
+    heads = {"output": g.main_output, **{f"auxiliary output '{n}'": r for n, r in g.aux_outputs.items()}}
     for what, ref in heads.items():
         shape = list(g.shape(ref))
         if shape != [k]:
@@ -189,7 +189,7 @@ def _check_model(model: Spec, split: Split, log, source: Path) -> None:
                 f"{source}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
                 f"({', '.join(split.classes)}){hint}"
             )
-    if g.nodes[g.output.node].op == "softmax":
+    if g.nodes[g.main_output.node].op == "softmax":
         raise DataError(
             f"{source}: the model ends in a softmax; the losses take the scores before it (remove "
             "the final softmax layer: the predicted class stays the same)"

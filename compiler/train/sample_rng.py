@@ -33,7 +33,8 @@ class BatchKeys:
     the batch being trained on, shared by the model's dropout and stochastic-depth layers."""
 
     def __init__(self, seed: int):
-        self.seed, self.epoch, self.step, self.indices = seed, 0, 0, []
+        self.seed, self.epoch, self.step = seed, 0, 0
+        self.indices: list[int] = []
 
     def set(self, epoch: int, indices: torch.Tensor, step: int = 0) -> None:
         self.epoch, self.step, self.indices = epoch, int(step), [int(i) for i in indices]

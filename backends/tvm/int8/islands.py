@@ -17,6 +17,7 @@ def island_function(bb, n: QNode, shapes: list[list[int]]):
 
     from tvm.relax.expr_functor import PyExprMutator, mutator  # deferred: TVM loads where a PrimFunc is built
 
+    assert n.float_model is not None  # an island carries its sub-model
     names = [i.name for i in n.float_model.graph.input]
     with warnings.catch_warnings():  # the frontend renames tensors with dots, loudly: names are not kept here
         warnings.simplefilter("ignore", UserWarning)

@@ -82,8 +82,9 @@ def _wide_call(doc: SerializedFunc, at: int) -> tuple[str, list[int], tuple[str,
     name = _ids().get(int(nodes[nodes[args[0]]["data"]["value"]]["data"]))
     if name is None:
         return None
-    dtypes = tuple(node_dtype(nodes, a) for a in args[1:])
-    if any(t is None for t in dtypes):
+    found = tuple(node_dtype(nodes, a) for a in args[1:])
+    dtypes = tuple(t for t in found if t is not None)
+    if len(dtypes) != len(found):
         return None
     return name, list(args[1:]), dtypes, dtype
 

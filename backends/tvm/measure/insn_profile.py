@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, _which
@@ -197,8 +197,8 @@ def count_by_function(
     by_function: dict[str, Counter] = defaultdict(Counter)
     names: dict[int, str] = {}
     for line in table.splitlines():
-        n, address, text = line.split("\t", 2)
-        address = int(address, 16)
+        n, hex_address, text = line.split("\t", 2)
+        address = int(hex_address, 16)
         name = names.get(address)
         if name is None:
             i = bisect.bisect_right(starts, address) - 1
@@ -233,6 +233,7 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
     nm = next((c for c in (f"{platform.triple}-nm", "nm") if _which(c)), None)
     if nm is None:
         raise ToolchainMissing(f"`{platform.triple}-nm` not found (Debian package binutils-{platform.triple})")
+    qemu = platform.qemu  # (checked above: an ARM target runs under qemu)
     with tempfile.TemporaryDirectory(prefix="tcc-insn-fn-run-") as tmp:
         inp, out = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
         write_tensor_file(inp, x)
@@ -250,12 +251,12 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
                     str(inp),
                     str(out),
                 ],
-                platform.qemu,
+                qemu,
                 nm,
             )
 
         one, two = run(1), run(2)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in set(one) | set(two):
         diff = Counter(two.get(name, {}))
         diff.subtract(one.get(name, {}))

@@ -34,7 +34,9 @@ def padded_channels(channels: int, width: int, work: int, simd: Simd) -> int | N
     for wide in sorted({channels - channels % -simd.lanes, channels - channels % -(2 * simd.lanes)}):
         if wide == channels or 4 * (wide - channels) > channels:
             continue
-        cost = x86_tile_cost(wide, width, work, simd) * wide / channels
+        wide_cost = x86_tile_cost(wide, width, work, simd)
+        assert wide_cost is not None  # whole vectors divide `wide`
+        cost = wide_cost * wide / channels
         if (base is None or cost < base) and (best is None or cost < best[0]):
             best = cost, wide
     return best[1] if best else None

@@ -101,6 +101,7 @@ def multiply(acc: np.ndarray, m, axis: int = 1) -> np.ndarray:
     else:
         q, shift, real = q[0], shift[0], None if real is None else real.reshape(-1)[0]
     if m.rounding == "double_half_away":
+        assert real is not None  # a "double_half_away" multiplier carries M itself
         return double_half_away_multiply(acc, real)
     return ROUNDING_FUNCTIONS[m.rounding](acc, q, shift)
 

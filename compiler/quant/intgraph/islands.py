@@ -50,7 +50,7 @@ class FloatOps:
     """Runs islands' sub-models on ONNX Runtime's CPU float kernels, one session per island (kept for the life of
     this object), one thread: the same result whatever the machine's core count."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._sessions: dict[int, tuple] = {}  # id(sub-model) -> (session, the sub-model: keeps the id taken)
 
     def run(self, node, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -56,6 +56,7 @@ def tflite_table(n: INode, codes: np.ndarray, qi: QParams, qo: QParams) -> np.nd
     gives for each input code (litert_unary.TFLITE_UNARY): LUTPopulate's table (dequantize, f and rescale in float32,
     round half away from zero), or LEAKY_RELU's integer path (LeakyReluPrepare's two multipliers, applied by sign
     with TFLite's MultiplyByQuantizedMultiplier)."""
+    assert n.lookup is not None  # a lookup node names its function
     kernel = TFLITE_UNARY[n.lookup]
     if kernel.lut is not None:
         x32 = (np.float32(qi.scale) * (codes - qi.zp).astype(np.float32)).astype(np.float32)
@@ -445,6 +446,7 @@ def slice_ranges(node, shape, inits: dict) -> list[list[int]]:
 
     args = [values(i) if i else None for i in list(node.input[1:5]) + [""] * (5 - len(node.input))]
     starts, ends = args[0], args[1]
+    assert starts is not None and ends is not None  # Slice's required inputs
     axes = args[2] if args[2] is not None else list(range(len(starts)))
     steps = args[3] if args[3] is not None else [1] * len(starts)
     ranges = []

@@ -26,6 +26,7 @@ CalibrationError (exit 2) that names the tensor or layer.
 from __future__ import annotations
 
 import math
+from typing import NoReturn, cast
 
 import numpy as np
 from onnx import numpy_helper
@@ -35,6 +36,7 @@ from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
 from ..table.quantizer import qrange, quantize
+from ..table.records import TensorEntry
 from ..table.rules import ROUNDINGS, TargetRules, get_rules
 from ..table.steps import calibrated_parameters, with_initializers
 from ..table.weight_codes import rounded, weight_codes
@@ -99,10 +101,10 @@ class Quantizer(Interpreter):
         ] = {}  # tensor -> the codes it can hold (tcc.quant.intgraph.reach)
 
     # ------------------------------------------------------------------------------------------ table entries
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise CalibrationError(f"{self.where}: {message}; recalibrate with `tcc calibrate`")
 
-    def entry(self, name: str, kind: str) -> dict:
+    def entry(self, name: str, kind: str) -> TensorEntry:
         t = self.table.tensors.get(name)
         if t is None:
             self.fail(f"no entry for {kind} tensor {name!r}, which the INT8 graph quantizes")
@@ -144,6 +146,7 @@ class Quantizer(Interpreter):
 
     def weight_codes(self, n: INode) -> tuple[np.ndarray, np.ndarray]:
         """(int codes, float32 per-channel scales) of a weighted node's weight."""
+        assert n.weight is not None  # a weighted node has its weight
         t = self.entry(n.weight, "weight")
         channels = self.inits[n.weight].dims[n.w_axis]
         scale, bits = t.get("scale"), t.get("bits", 8)
@@ -202,7 +205,14 @@ class Quantizer(Interpreter):
             )
         return Multiplier(q, shift, rounding, real=m if rounding == "double_half_away" else None)
 
-    def requant(self, m, out: QParams, what: str, activation=None, rounding: str | None = None) -> Requant:
+    def requant(
+        self,
+        m,
+        out: QParams,
+        what: str,
+        activation: tuple[float | None, float | None] | None = None,
+        rounding: str | None = None,
+    ) -> Requant:
         lo, hi = out.lo, out.hi
         if activation is not None:
             lo, hi = clamp_codes(out, *activation, self.rules.input_rounding)
@@ -226,7 +236,8 @@ class Quantizer(Interpreter):
         # 16-bit input: the target's wide kernels (TFLite 16x8: int64 bias and accumulator, its own rounding; or int32
         # ones for CONV_2D / FULLY_CONNECTED, `tflite16-i32`)
         wide = self.rules.wide_for(n.kind, attrs, weight) if x.bits > 8 else None
-        reached = self.reached.get(n.inputs[0], (x.lo, x.hi))
+        # (None, for a tensor kept float, reads as the whole code range, as accumulator_bound reads it)
+        reached = self.reached.get(n.inputs[0]) or (x.lo, x.hi)
         if area > 1:
             x, reached = window_sums(x, area), (area * (reached[0] - x.zp), area * (reached[1] - x.zp))
         bias_bits, acc_bits = (wide.bias_bits, wide.accumulator_bits) if wide else (32, 32)
@@ -308,6 +319,7 @@ class Quantizer(Interpreter):
 
     def add_constant(self, n: INode) -> QNode:
         """The constant's codes (node_constants.constant_codes) in the input's rank, as the add's second operand."""
+        assert n.factor is not None  # an add_constant node has its constant
         c = self.array(n.factor)
         codes, scale = constant_codes(c.reshape((1,) * (len(self.graph.shapes[n.inputs[0]]) - c.ndim) + c.shape))
         qc = QParams(scale, 0, -127, 127)
@@ -393,6 +405,7 @@ class Quantizer(Interpreter):
         else:
             # the input codes' real values (float32 scale, as QuantizeLinear / DequantizeLinear have it), f in
             # float64, one rounding half to even
+            assert n.lookup is not None  # a lookup node names its function
             fn = gated(n.gate) if n.gate else LOOKUP_FUNCTIONS[n.lookup]
             x = (codes - qi.zp).astype(np.float64) * np.float64(qi.scale)
             rounded = np.rint(fn(x, n.attrs) / np.float64(qo.scale))
@@ -552,6 +565,7 @@ class Quantizer(Interpreter):
     def broadcast(self, n: INode) -> QNode:
         """The constant's codes at the output's scale ([1, ...]; every interpreter repeats them over the batch)."""
         qo = self.q(n.outputs[0])
+        assert n.weight is not None  # a broadcast node has its constant
         c = self.array(n.weight).astype(np.float64)
         codes = np.clip(np.rint(c / np.float64(np.float32(qo.scale))) + qo.zp, qo.lo, qo.hi).astype(np.int64)
         return self.node(n, weight=codes)
@@ -575,7 +589,7 @@ class Quantizer(Interpreter):
             n.name,
             n.inputs,
             n.outputs,
-            q[0],
+            cast(tuple[QParams, ...], q[0]),  # an island's float tensors are None (QNode.qin says "QParams")
             q[1],
             attrs=dict(n.attrs),
             precision="float",

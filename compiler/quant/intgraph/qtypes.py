@@ -4,8 +4,12 @@ constant of a node, as tcc.quant.intgraph.qgraph's Quantizer computes them once 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 from ...intops import INT_OPS
 from ..table.rules import TargetRules
@@ -142,7 +146,9 @@ class QNode:
     count: int = 0  # pools: the window area
     divide: bool = False  # pools (rules.pool_division): the sum of codes divided by the area, half away from zero
     precision: str = "int8"  # "float": a float island (qin / qout None where a tensor stays float)
-    float_model: object = None  # island: its FP32 ONNX sub-model (tcc.quant.intgraph.islands.island_model)
+    float_model: onnx.ModelProto | None = (
+        None  # island: its FP32 ONNX sub-model (tcc.quant.intgraph.islands.island_model)
+    )
     rounding: str = "half_even"  # island: how its outputs are quantized (the target's QuantizeLinear / QUANTIZE)
 
     @property

@@ -121,7 +121,8 @@ def speed_nodes(
         n.name for n in graph.nodes if n.integer and n.op.placeable and t8.get(n.name, 0.0) > tf.get(n.name, np.inf)
     }
     log(f"placement (speed): {len(candidates)} node(s) whose ORT integer kernel is slower than its float twin here")
-    kept, numbers = set(candidates), {}
+    kept = set(candidates)
+    numbers: dict[str, dict[str, float]] = {}
     for _ in range(ROUNDS):
         if not kept:
             break
@@ -185,4 +186,6 @@ def _measured_ratio(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, round
         for k, m in (("a", a), ("b", b)):
             onnx.save(m, paths[k])
         per_round = interleave({k: ort_runner(p, x) for k, p in paths.items()}, rounds, runs)
-    return float(ratio(per_round, "a", "b")["median"])
+    spread_ab = ratio(per_round, "a", "b")
+    assert spread_ab is not None  # both were timed
+    return float(spread_ab["median"])

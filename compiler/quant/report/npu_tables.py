@@ -34,7 +34,7 @@ def _layers(report: dict) -> tuple[list[dict], dict | None]:
 def pulsar2_rows(report: dict) -> list[tuple[str, ...]]:
     """One row per quantized tensor, then the model output (dequantized: QDType FP32), as Pulsar2 prints them."""
     layers, last = _layers(report)
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             r.get("node", r["tensor"]),
             r["op"],

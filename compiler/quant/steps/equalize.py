@@ -73,7 +73,10 @@ def find_pairs(graph: IntGraph) -> list[Pair]:
     uses = _uses(graph)
     pairs = []
     for p in graph.weighted:
-        if p.op_type != "Conv" or uses.get(p.weight, 0) != 1 or (p.bias and uses.get(p.bias, 0) != 1):
+        if p.op_type != "Conv":
+            continue
+        assert p.weight is not None  # a conv's weight
+        if uses.get(p.weight, 0) != 1 or (p.bias and uses.get(p.bias, 0) != 1):
             continue
         act = p.activation
         if act is not None and not (act.min == 0.0 and act.max is None):  # ReLU6 and other clamps: no
@@ -85,7 +88,12 @@ def find_pairs(graph: IntGraph) -> list[Pair]:
                 ok = False
                 break
             for r in readers[t]:
-                if r.op.role is Role.WEIGHTED and r.inputs[0] == t and uses.get(r.weight, 0) == 1:
+                if (
+                    r.op.role is Role.WEIGHTED
+                    and r.inputs[0] == t
+                    and r.weight is not None
+                    and uses.get(r.weight, 0) == 1
+                ):
                     consumers.append(r)
                 elif r.op.commutes_per_channel(graph.view(r)):
                     through.append(r.outputs[0])
@@ -137,6 +145,7 @@ def measure(
             maxima[t] = m if t not in maxima else np.maximum(maxima[t], m)
         for p in pairs:
             for c in p.consumers:
+                assert c.weight is not None  # a consumer was taken for its weight
                 layer = layer_of(c)
                 parts[c.name].append(layer_rows(layer, outs[c.inputs[0]], inits[c.weight].shape, per_batch, rng))
     return {
@@ -204,6 +213,7 @@ def choose(
             c = factors(m.ranges, strength)
             err = norm = 0.0
             for n in pair.consumers:
+                assert n.weight is not None  # a consumer was taken for its weight
                 e, y = consumer_error(
                     n, inits[n.weight], m.rows[n.name], m.consumer_ranges[n.name], c, weight_bits[n.weight], signed
                 )

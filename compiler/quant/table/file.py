@@ -19,26 +19,32 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import numpy as np
 
-from ...bundle import sha256_file as file_sha256  # noqa: F401  (re-exported: tables name weights by it)
-from ...errors import CalibrationError, TccError  # noqa: F401  (CalibrationError: the table's own error)
+from ...bundle import sha256_file
+from ...errors import CalibrationError as CalibrationError  # re-exported: the table's own error
+from ...errors import TccError  # noqa: F401
 from ...resources import schema_path
 from .records import LayerRecord, Placement, SearchSummary, Settings, StepRecord, StepsChoice, TensorEntry
 from .rules import DEFAULT_RULES, TargetRules, get_rules
 
+if TYPE_CHECKING:
+    import onnx
+
 SCHEMA_PATH = schema_path("calibration")
+file_sha256 = sha256_file  # re-exported: tables name weights by it
 
 
-def model_sha256(model) -> str:
+def model_sha256(model: onnx.ModelProto) -> str:
     """sha256 of an ONNX model's graph (deterministic serialisation)."""
     return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _schema() -> dict:
-    return json.loads(SCHEMA_PATH.read_text())
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
 
 
 INTEGER_FIELDS = ("bits", "zero_point", "axis", "group")  # JSON Schema's "integer" also admits 8.0: these may not
@@ -68,7 +74,7 @@ def validate(doc: dict, where: str = "calibration table") -> None:
                     raise CalibrationError(f"{where}: invalid at tensors/{name}/{key}: {v!r} is not an integer")
 
 
-def _non_finite(value, path: str):
+def _non_finite(value: Any, path: str) -> tuple[str, Any] | None:
     """(path, value) of the first NaN or infinite number in a JSON document, or None."""
     if isinstance(value, float) and not math.isfinite(value):
         return path or "(top level)", value
@@ -99,7 +105,7 @@ class _Field(Generic[T]):
     def __get__(self, table: None, owner: type) -> _Field[T]: ...
     @overload
     def __get__(self, table: CalibrationTable, owner: type) -> T | None: ...
-    def __get__(self, table, owner):
+    def __get__(self, table: CalibrationTable | None, owner: type) -> Any:
         return self if table is None else table._doc.get(self.key)
 
 
@@ -108,16 +114,16 @@ class _Section(Generic[T]):
     has none."""
 
     def __init__(self, empty: Callable[[], Any], key: str | None = None) -> None:
-        self.empty, self.key = empty, key
+        self.empty, self._key = empty, key
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.key = self.key or name
+        self.key = self._key or name
 
     @overload
     def __get__(self, table: None, owner: type) -> _Section[T]: ...
     @overload
     def __get__(self, table: CalibrationTable, owner: type) -> T: ...
-    def __get__(self, table, owner):
+    def __get__(self, table: CalibrationTable | None, owner: type) -> Any:
         return self if table is None else table._doc.get(self.key) or self.empty()
 
 
@@ -127,7 +133,7 @@ class CalibrationTable:
     (tcc.quant.table.records); writers go through the methods below, which keep the document's keys in the order
     the file has always had them, so a saved table is byte for byte what it was."""
 
-    def __init__(self, doc: dict) -> None:
+    def __init__(self, doc: dict[str, Any]) -> None:
         self._doc = doc
 
     def __eq__(self, other: object) -> bool:
@@ -144,7 +150,8 @@ class CalibrationTable:
     def target(self) -> str:
         """The name of the quantization rules the table was made under (DEFAULT_RULES for a table that records
         none: only a hand-made one; every table tcc writes records its rules)."""
-        return self._doc.get("target", DEFAULT_RULES)
+        target: str = self._doc.get("target", DEFAULT_RULES)
+        return target
 
     @property
     def rules(self) -> TargetRules:
@@ -177,7 +184,8 @@ class CalibrationTable:
     @property
     def tensors(self) -> dict[str, TensorEntry]:
         """Every quantized tensor by its ONNX name, activations in topological order."""
-        return self._doc["tensors"]
+        tensors: dict[str, TensorEntry] = self._doc["tensors"]
+        return tensors
 
     def step(self, name: str) -> StepRecord | None:
         """The record of step `name` when it ran, else None (tables from before the steps have none)."""
@@ -291,7 +299,7 @@ class CalibrationTable:
                     f"{what} is {want[:12]}...); recalibrate with `tcc calibrate`"
                 )
 
-    def check_model(self, model, where: str = "calibration table") -> None:
+    def check_model(self, model: onnx.ModelProto, where: str = "calibration table") -> None:
         """Every tensor the table names exists in `model` (a table for another model says so at once). Whether the
         entries fit the model's integer graph, channel by channel, is quantize_graph's check
         (tcc.quant.intgraph.qgraph)."""

@@ -20,7 +20,8 @@ The step that chooses the nodes (accuracy floor, ORT speed) is tcc.quant.place.p
 
 from __future__ import annotations
 
-from typing import Final, cast
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Protocol, cast
 
 from .file import CalibrationTable
 from .records import Placement
@@ -41,7 +42,9 @@ def float_nodes(table: CalibrationTable) -> frozenset:
     return frozenset(name for name, entry in nodes.items() if entry.get("precision") == "float")
 
 
-def placement_doc(nodes, record: dict | None = None, widened: dict | None = None) -> Placement:
+def placement_doc(
+    nodes: dict[str, Any] | Iterable[str], record: dict[str, Any] | None = None, widened: dict[str, Any] | None = None
+) -> Placement:
     """A placement for the table: `nodes` in float ({name: entry}, or names, pinned), what the step measured, and
     the nodes whose outputs it widened ({name: entry}; their tensors are the table's to widen)."""
     if not isinstance(nodes, dict):
@@ -59,7 +62,21 @@ def with_placement(table: CalibrationTable, placement: Placement) -> Calibration
     return table.with_placement(placement)
 
 
-def islands(graph, table: CalibrationTable | None = None) -> list[dict]:
+class _Node(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def integer(self) -> bool: ...
+
+
+class _Graph(Protocol):  # tcc.quant.intgraph's IntGraph and QGraph (a layer above this one)
+    @property
+    def nodes(self) -> Sequence[_Node]: ...
+
+
+def islands(graph: _Graph, table: CalibrationTable | None = None) -> list[dict[str, str]]:
     """Every float island of `graph` (an IntGraph or QGraph): node, kind, ONNX op and why, in graph order."""
     placed = ((table.placement or {}).get("nodes") or {}) if table is not None else {}
     out = []
@@ -72,7 +89,7 @@ def islands(graph, table: CalibrationTable | None = None) -> list[dict]:
     return out
 
 
-def summary_line(found: list[dict]) -> str | None:
+def summary_line(found: list[dict[str, str]]) -> str | None:
     """One line for `tcc build` / `tcc calibrate`: how many islands, which, and why (None without islands)."""
     if not found:
         return None

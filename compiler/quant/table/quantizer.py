@@ -12,6 +12,7 @@ T / (N_I - 1) (unsigned: T -> 255).
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 TINY = np.float32(1e-12)  # the smallest scale handed out: an all-zero tensor still gets a valid (positive) scale
 
@@ -22,55 +23,68 @@ def qrange(bits: int = 8, signed: bool = True) -> tuple[int, int]:
     return (-(n // 2), n // 2 - 1) if signed else (0, n - 1)
 
 
-def scale_for_threshold(threshold, bits: int = 8, signed: bool = True):
+def scale_for_threshold(threshold: npt.ArrayLike, bits: int = 8, signed: bool = True) -> np.ndarray:
     """The scale that maps `threshold` (scalar or per-channel array) onto the largest positive code."""
     top = qrange(bits, signed)[1]
     t = np.asarray(threshold, dtype=np.float64)
-    return np.maximum(t / top, TINY).astype(np.float32)
+    scale: np.ndarray = np.maximum(t / top, TINY).astype(np.float32)
+    return scale
 
 
-def _bshape(scale, x: np.ndarray, axis: int | None):
-    scale = np.asarray(scale, dtype=np.float32)
-    if scale.ndim == 0 or axis is None:
-        return scale
+def _bshape(scale: npt.ArrayLike, x: np.ndarray, axis: int | None) -> np.ndarray:
+    s = np.asarray(scale, dtype=np.float32)
+    if s.ndim == 0 or axis is None:
+        return s
     shape = [1] * x.ndim
     shape[axis] = -1
-    return scale.reshape(shape)
+    return s.reshape(shape)
 
 
-def quantize(x, scale, bits: int = 8, signed: bool = True, axis: int | None = None) -> np.ndarray:
+def quantize(
+    x: npt.ArrayLike, scale: npt.ArrayLike, bits: int = 8, signed: bool = True, axis: int | None = None
+) -> np.ndarray:
     """Equation (8): integer codes (int32 array) of x at `scale` (per-tensor, or per-channel along `axis`)."""
-    x = np.asarray(x, dtype=np.float32)
+    xf = np.asarray(x, dtype=np.float32)
     lo, hi = qrange(bits, signed)
-    q = np.rint(x / _bshape(scale, x, axis))
-    return np.clip(q, lo, hi).astype(np.int32)
+    q = np.rint(xf / _bshape(scale, xf, axis))
+    codes: np.ndarray = np.clip(q, lo, hi).astype(np.int32)
+    return codes
 
 
-def dequantize(q, scale, axis: int | None = None) -> np.ndarray:
-    q = np.asarray(q)
-    return (q.astype(np.float32) * _bshape(scale, q, axis)).astype(np.float32)
+def dequantize(q: npt.ArrayLike, scale: npt.ArrayLike, axis: int | None = None) -> np.ndarray:
+    codes = np.asarray(q)
+    values: np.ndarray = (codes.astype(np.float32) * _bshape(scale, codes, axis)).astype(np.float32)
+    return values
 
 
 def fake_quant(
-    x, scale, bits: int = 8, signed: bool = True, axis: int | None = None, zero_point: int = 0
+    x: npt.ArrayLike,
+    scale: npt.ArrayLike,
+    bits: int = 8,
+    signed: bool = True,
+    axis: int | None = None,
+    zero_point: int = 0,
 ) -> np.ndarray:
     """dequantize(quantize(x)): the float value an integer backend sees (float32, like ORT's Q/DQ pair); with a
     zero point, codes round(x / s) + zero_point clamped to the code range (u8 with zero point 128, int8 with -128)."""
-    x = np.asarray(x, dtype=np.float32)
-    s = _bshape(scale, x, axis)
+    xf = np.asarray(x, dtype=np.float32)
+    s = _bshape(scale, xf, axis)
     lo, hi = qrange(bits, signed)
+    seen: np.ndarray
     if zero_point:
-        return ((np.clip(np.rint(x / s) + zero_point, lo, hi) - zero_point) * s).astype(np.float32)
-    return (np.clip(np.rint(x / s), lo, hi) * s).astype(np.float32)
+        seen = ((np.clip(np.rint(xf / s) + zero_point, lo, hi) - zero_point) * s).astype(np.float32)
+    else:
+        seen = (np.clip(np.rint(xf / s), lo, hi) * s).astype(np.float32)
+    return seen
 
 
-def cosine(a, b) -> float:
+def cosine(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Cosine similarity of two tensors taken as flat vectors (1.0 for two zero tensors)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    u = np.asarray(a, dtype=np.float64).ravel()
+    v = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(u), np.linalg.norm(v)
     if na == 0 and nb == 0:
         return 1.0
     if na == 0 or nb == 0:
         return 0.0
-    return float(a @ b / (na * nb))
+    return float(u @ v / (na * nb))

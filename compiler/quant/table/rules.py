@@ -135,7 +135,7 @@ class TargetRules:
     pooled_conv: bool = True
     wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
 
-    def takes_activation_bits(self, bits) -> bool:
+    def takes_activation_bits(self, bits: int) -> bool:
         """Whether a table entry of `bits` bits runs here: one of `activation_bits`, or 9..15 where 16 is one (a
         16-bit calibration narrows the grid of a tensor whose readers' int32 accumulators need the headroom,
         tcc.quant.calibrate: its codes stay int16)."""

@@ -79,7 +79,7 @@ class Steps:
         return replace(self, **{name: name in set(on) for name in self.free})
 
     @classmethod
-    def chosen(cls, spec_section: dict | None, **switches) -> Steps:
+    def chosen(cls, spec_section: dict[str, Any] | None, **switches: Any) -> Steps:
         """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
         spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); bias correction that neither
         fixes is chosen per model (None), equalization and rounding stay off (UNCHOSEN). Other keyword arguments
@@ -120,7 +120,7 @@ def equalize_arrays(records: list[dict], inits: dict[str, np.ndarray]) -> dict[s
     channel i (weight row, bias) times c_i, each consumer's input channel i divided by c_i."""
     new: dict[str, np.ndarray] = {}
 
-    def get(name):
+    def get(name: str) -> np.ndarray:
         return new[name] if name in new else np.asarray(inits[name], np.float32)
 
     for rec in records:
@@ -257,7 +257,7 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
     if choice.get("skipped"):
         return [f"steps chosen per model ({free}): none tried ({choice['skipped']}); those steps are off"]
 
-    def named(steps):
+    def named(steps: list[str]) -> str:
         return " + ".join(n.replace("_", " ") for n in steps) or "none"
 
     trials = choice["trials"]

@@ -47,7 +47,7 @@ def weight_codes(table: CalibrationTable, name: str, w: np.ndarray) -> np.ndarra
     return codes
 
 
-def _check_fits(name: str, entry: TensorEntry, shape: tuple, axis) -> None:
+def _check_fits(name: str, entry: TensorEntry, shape: tuple[int, ...], axis: object) -> None:
     """One scale per channel along the weight's channel axis, as quantize_graph checks it: the QDQ lowering reads the
     table here without that check first (a damaged table was numpy's broadcast error in `tcc diff`)."""
     if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < len(shape):
@@ -77,7 +77,8 @@ def decode(bits_b64: str, w: np.ndarray, scale: np.ndarray, axis: int, bits: int
         raise ValueError(f"{len(packed) * 8} rounding bits stored for {w.size} weights")
     up = np.unpackbits(packed, count=w.size).reshape(w.shape)
     lo, hi = code_range(bits, narrow)
-    return np.clip(np.floor(w / _along(scale, w, axis)) + up, lo, hi).astype(np.int32)
+    codes: np.ndarray = np.clip(np.floor(w / _along(scale, w, axis)) + up, lo, hi).astype(np.int32)
+    return codes
 
 
 def _along(scale: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:

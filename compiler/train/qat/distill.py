@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -160,6 +160,7 @@ def _setup(job: _Job, procs: Processes) -> _Setup:
     table, source, log = job.table, job.source, job.log
     fe = lower_spec(source.spec, weights=source.weights, opset=source.opset)
     job.options.check(len(job.samples.array), tuple(fe.model.input_shape))
+    assert source.weights.file is not None  # QAT fine-tunes trained weights (Model.qat refuses none)
     table.check(
         spec_hash=fe.model.spec_hash, weights_hash=sha256_file(source.weights.file), model_hash=model_sha256(fe.onnx)
     )
@@ -228,7 +229,11 @@ def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: fl
     }
     out.mkdir(parents=True, exist_ok=True)
     for name, data_bytes in job.kept.items():
-        atomic_write(out / name, lambda f, b=data_bytes: f.write(b))
+
+        def write(f: BinaryIO, b: bytes = data_bytes) -> None:
+            f.write(b)
+
+        atomic_write(out / name, write)
     weights_out = atomic_write(out / WEIGHTS, lambda f: f.write(blob))
     new_table.save(out / TABLE)
     atomic_write(out / LOG, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
@@ -275,7 +280,7 @@ def _train(
         p.requires_grad_(True)
     weights = [layer.codes for layer in student.layers.values()]
     biases = [layer.bias_codes for layer in student.layers.values() if layer.bias_codes is not None]
-    groups = [{"params": weights, "lr": o.lr}, {"params": biases, "lr": o.bias_lr}]
+    groups: list[dict[str, Any]] = [{"params": weights, "lr": o.lr}, {"params": biases, "lr": o.bias_lr}]
     groups += [{"params": free, "lr": o.free_lr}] if free else []
     if o.scale_lr:
         for p in student.log_scales:
@@ -347,6 +352,7 @@ def _loss(student: QatModel, teacher, x: torch.Tensor, y: torch.Tensor | None, o
     if o.label_weight:
         loss = loss + o.label_weight * torch.nn.functional.cross_entropy(logits, y, reduction="none")
     if o.feature_weight:
+        assert got is not None  # collected with feature_weight
         terms = [relative_error(v, features.values[k]) for k, v in got.items() if k in features.values]
         loss = loss + o.feature_weight * torch.stack(terms).mean(0)
     return loss

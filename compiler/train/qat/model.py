@@ -19,6 +19,7 @@ runs in eval mode: BatchNorm on its running statistics, no dropout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,11 +134,12 @@ class QatModel(nn.Module):
             root = tensor
             while root not in group_of and root in plan.moves:  # a move keeps its input's scale
                 root = plan.moves[root]
-            key = ("group", group_of[root]) if root in group_of else ("tensor", root)
+            group = group_of.get(root)
+            key = ("group", group) if group is not None else ("tensor", root)
             if key not in keys:
                 keys[key] = len(self.log_scales)
                 self.log_scales.append(nn.Parameter(torch.zeros((), dtype=torch.float64), requires_grad=False))
-                self.tensors_of[keys[key]] = list(plan.groups[key[1]]) if key[0] == "group" else []
+                self.tensors_of[keys[key]] = list(plan.groups[group]) if group is not None else []
             if key[0] == "tensor":
                 self.tensors_of[keys[key]].append(tensor)
             self.scale_of[input_node if tensor == plan.input else fx_name(tensor)] = keys[key]
@@ -172,6 +174,7 @@ class QatModel(nn.Module):
                 f"{self.where}: layer {name!r} of the integer graph is not a Conv2d, Linear or BatchNorm2d "
                 "module of the PyTorch model; quantization-aware training cannot fake-quantize its weight"
             )
+        assert node is not None  # it has a module
         if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
             raise DataError(
                 f"{self.where}: layer {name!r} pads with {module.padding_mode!r}; its folded form takes zeros"
@@ -306,7 +309,8 @@ class Features(fx.Interpreter):
 
     def __init__(self, module: fx.GraphModule, names):
         super().__init__(module, garbage_collect_values=True)
-        self.names, self.values = set(names), {}
+        self.names = set(names)
+        self.values: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node):
         result = super().run_node(n)
@@ -321,7 +325,8 @@ class _Run(fx.Interpreter):
 
     def __init__(self, qat: QatModel, given: dict | None = None, capture: dict | None = None):
         super().__init__(qat.module, garbage_collect_values=False)
-        self.qat, self.given, self.results, self.capture = qat, given, {}, capture
+        self.qat, self.given, self.capture = qat, given, capture
+        self.results: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node):
         qat = self.qat
