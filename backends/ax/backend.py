@@ -205,6 +205,7 @@ class AxBackend(Backend):
         color = {"RGB": "TENSOR_COLOR_SPACE_RGB", "BGR": "TENSOR_COLOR_SPACE_BGR", "L": "TENSOR_COLOR_SPACE_GRAY"}
         attributes: list[tuple[str, Any]] = []
         if fmt == "Image":
+            assert pre.color is not None  # calibration images are read by an image input's preprocessing
             mean, std = pixel_normalization(pre)
             mean, std = _per_channel(mean, channels), _per_channel(std, channels)
             attributes = [("input_modifications", [("input_normalization", [("mean", mean), ("std", std)])])]
@@ -267,14 +268,15 @@ class AxBackend(Backend):
     def _pulsar2_configs(kit: _KitInput, out_dir, floats=()) -> list[str]:
         chip, fmt, n, pre, channels, npu_mode = kit.chip, kit.fmt, kit.count, kit.pre, kit.channels, kit.npu_mode
         input_name = kit.input_name
-        calib = {
+        calib: dict[str, Any] = {
             "tensor_name": input_name,
             "calibration_dataset": ARCHIVE,
             "calibration_format": fmt,
             "calibration_size": n,
         }
-        proc = {"tensor_name": input_name, "tensor_layout": "NCHW"}
+        proc: dict[str, Any] = {"tensor_name": input_name, "tensor_layout": "NCHW"}
         if fmt == "Image":
+            assert pre.color is not None  # calibration images are read by an image input's preprocessing
             mean, std = pixel_normalization(pre)
             calib.update(calibration_mean=_per_channel(mean, channels), calibration_std=_per_channel(std, channels))
             fmt_name = {"RGB": "RGB", "BGR": "BGR", "L": "GRAY"}[pre.color]
