@@ -59,12 +59,13 @@ def weights_args(p: argparse.ArgumentParser, flags: tuple[str, ...] = tuple(WEIG
         p.add_argument(flag, **options)
 
 
-def load_model(args, spec=None):
+def load_model(args, spec=None, *, notes: bool = False):
     """The model of the command's SPEC (or `spec`), with its --weights, --by-order, --key-map, --seed (0 where the
-    command has none) and --set overrides: tcc.api.Model.load as every command calls it."""
+    command has none) and --set overrides: tcc.api.Model.load as every command calls it; `notes`: also print what
+    the loading decided on its own (`print_notes`)."""
     from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
 
-    return Model.load(
+    model = Model.load(
         spec or args.spec,
         args.weights,
         by_order=args.by_order,
@@ -72,6 +73,9 @@ def load_model(args, spec=None):
         seed=getattr(args, "seed", 0),
         **parse_overrides(args.overrides),
     )
+    if notes:
+        print_notes(model)
+    return model
 
 
 def print_notes(model) -> None:

@@ -8,15 +8,7 @@ from pathlib import Path
 
 from ..bundle import check_out
 from ..errors import BuildError
-from .args import (
-    calibration_request,
-    load_model,
-    max_pixels_arg,
-    placement_args,
-    spec_args,
-    steps_args,
-    weights_args,
-)
+from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,16 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import load_spec, parse_overrides
-from .args import (
-    calibration_request,
-    load_model,
-    max_pixels_arg,
-    placement_args,
-    print_notes,
-    spec_args,
-    steps_args,
-    weights_args,
-)
+from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,8 +80,7 @@ def run(args) -> int:
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
     held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
-    model = load_model(args)
-    print_notes(model)
+    model = load_model(args, notes=True)
     request = calibration_request(
         args,
         target=args.target,

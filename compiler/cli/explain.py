@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import atomic_write, check_output
-from .args import load_model, max_pixels_arg, print_notes, progress_arg, spec_args, weights_args
+from .args import load_model, max_pixels_arg, progress_arg, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -70,8 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     _check_options(args)  # mistakes in the options fail before the model is built
-    model = load_model(args)
-    print_notes(model)
+    model = load_model(args, notes=True)
     if model.weights is None:  # an ONNX file brings its own
         _log(
             f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "

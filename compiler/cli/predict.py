@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..errors import BuildError
-from .args import load_model, max_pixels_arg, overrides_arg, print_notes, refuse_with_artifact, weights_args
+from .args import load_model, max_pixels_arg, overrides_arg, refuse_with_artifact, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,7 @@ def run(args) -> int:
         return _predict_artifact(args)
     if not args.spec:
         raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
-    model = load_model(args)
-    print_notes(model)
+    model = load_model(args, notes=True)
     if model.weights is None:  # an ONNX file brings its own
         print(
             f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are meaningless",

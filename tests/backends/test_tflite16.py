@@ -26,6 +26,14 @@ def data(tmp_path_factory):
     return path
 
 
+def _build16(name: str, target: str, data, out):
+    """The zoo model `name` at its small size (SMALL) built for `target` with 16-bit activations, calibrated on
+    `data` (kl, 8 samples)."""
+    calibration = {"method": "kl", "calib_size": 8, "activation_bits": 16}
+    settings = build_settings(target, precision="int8", overrides=SMALL[name], data=data, calibration=calibration)
+    return build(spec_path(name), settings, out)
+
+
 @pytest.mark.parametrize("name,target", [("ddsnet", "tflite"), ("fastnet", "tflite"), ("ddsnet", "tflite16-i32")])
 def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, data, tmp_path):
     """Every tensor the integer graph quantizes, as LiteRT's reference kernels compute it (preserve-all-tensors),
@@ -36,17 +44,7 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.table.file import CalibrationTable
 
-    r = build(
-        spec_path(name),
-        build_settings(
-            target,
-            precision="int8",
-            overrides=SMALL[name],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16(name, target, data, tmp_path / "b")
     m = r.manifest
     assert m["self_check"]["result"]["bit_exact"]
     assert m["quantization"]["activation_bits"] == {"16": m["quantization"]["quantized_tensors"]}
@@ -109,17 +107,7 @@ def test_16x8_file_types_and_versions(data, tmp_path):
     TFLite's versioning rules give them for 16x8 (op_version.cc)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(
-        spec_path("ddsnet"),
-        build_settings(
-            "tflite",
-            precision="int8",
-            overrides=SMALL["ddsnet"],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16("ddsnet", "tflite", data, tmp_path / "b")
     table = json.loads((r.out / "calibration.json").read_text())["tensors"]
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
     g = model.subgraphs[0]
@@ -160,17 +148,7 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     (its default): an 8-bit calibration is refused before any work (exit 2)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(
-        spec_path("ddsnet"),
-        build_settings(
-            "tflite16-i32",
-            precision="int8",
-            overrides=SMALL["ddsnet"],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16("ddsnet", "tflite16-i32", data, tmp_path / "b")
     assert r.manifest["quantization"]["rules"] == "tflite16-i32"
     assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)

@@ -14,6 +14,7 @@ from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import read_manifest
 from tcc.cli.main import main
 from tests.helpers import REPO
+from tests.helpers.cli import build_from_table, calibrate
 from tests.helpers.onnx_util import optimized_ops
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
@@ -30,6 +31,7 @@ SMALL_ARGS = [
     "--set",
     "num_classes=4",
 ]
+SMALL_SPEC = [DDSNET, *SMALL_ARGS]  # the spec and its overrides, as a command line starts
 
 
 @pytest.fixture(scope="module")
@@ -82,45 +84,8 @@ def test_int8_build_is_deterministic_and_equals_table_build(tmp_path, data):
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     table = tmp_path / "calib.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "16",
-                "--method",
-                "kl",
-                "--target",
-                "ort",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "16", "--method", "kl", "--target", "ort") == 0
+    assert build_from_table(SMALL_SPEC, "ort", table, tmp_path / "c") == 0
     assert (tmp_path / "c" / "model.onnx").read_bytes() == (tmp_path / "a" / "model.onnx").read_bytes()
     m = read_manifest(tmp_path / "c")
     assert m["quantization"]["from"] == "table" and m["self_check"]["inputs"]["distribution"] == "standard normal"
@@ -158,70 +123,14 @@ def test_int8_user_mistakes(tmp_path, capsys, argv, message):
 
 def test_table_for_other_weights_or_target_is_refused(tmp_path, capsys, data):
     table = tmp_path / "calib.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "--target",
-                "tvm",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "8", "--method", "kl", "--target", "tvm") == 0
     capsys.readouterr()
     out = tmp_path / "o"
     # rules of another target
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", table, out) == 2
     assert "calibrated for target rules 'tvm'" in capsys.readouterr().err
     # another model (a different spec parameter gives another spec graph)
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--set",
-                "growth=4",
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", table, out, "--set", "growth=4") == 2
     err = capsys.readouterr().err
     assert "recalibrate" in err and "Traceback" not in err
     assert not out.exists()
@@ -418,24 +327,7 @@ def test_w8a16_host_build_from_data(tmp_path, data):
     assert q["activation_method"] == "minmax"
     table = json.loads((tmp_path / "h" / "calibration.json").read_text())
     assert {e["bits"] for e in table["tensors"].values() if e["kind"] == "activation"} == {16}
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(tmp_path / "h" / "calibration.json"),
-                "-o",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", tmp_path / "h" / "calibration.json", tmp_path / "o") == 2
     assert not (tmp_path / "o").exists()
 
 
@@ -443,68 +335,12 @@ def test_activation_bits_against_a_table_of_another_width_is_refused(tmp_path, d
     """The width is the calibration's: --activation-bits 16 with an 8-bit table is an error (exit 2, nothing
     written), not a silent W8A8 build; a target that runs 16-bit tables only says to recalibrate at 16 bits."""
     table = tmp_path / "t8.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "--target",
-                "tflite",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "8", "--method", "kl", "--target", "tflite") == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "tflite",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "--activation-bits",
-                "16",
-                "-o",
-                str(tmp_path / "a"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "tflite", table, tmp_path / "a", "--activation-bits", "16") == 2
     err = capsys.readouterr().err
     assert "activations are 8-bit, --activation-bits 16" in err and not (tmp_path / "a").exists(), err
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "tflite16-i32",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "tflite16-i32", table, tmp_path / "b") == 2
     err = capsys.readouterr().err
     assert "runs 16-bit activations only" in err and "recalibrate with --activation-bits 16" in err, err
     assert "8-bit codes" not in err and not (tmp_path / "b").exists()
