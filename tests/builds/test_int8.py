@@ -149,6 +149,14 @@ layers:
 """
 
 
+def _softmax_model(tmp_path: Path, data: np.ndarray | None = None) -> tuple[Path, Path]:
+    """SOFTMAX_SPEC written to TMP/m.yaml and its data (default: 8 seeded normal images) to TMP/d.npy."""
+    spec, path = tmp_path / "m.yaml", tmp_path / "d.npy"
+    spec.write_text(SOFTMAX_SPEC)
+    np.save(path, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32) if data is None else data)
+    return spec, path
+
+
 @pytest.mark.parametrize("command", ["build", "calibrate"])
 def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys, command):
     """An op with no integer form under a target's rules (softmax: tcc's integer softmax is its TVM kernels'), for a
@@ -157,10 +165,7 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
     written."""
     import time
 
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.zeros((4, 3, 32, 32), np.float32))
+    spec, data = _softmax_model(tmp_path, np.zeros((4, 3, 32, 32), np.float32))
     out = tmp_path / "out"
     argv = (
         ["build", str(spec), "--target", "ax620", "--precision", "int8", "--data", str(data), "-o", str(out)]
@@ -181,10 +186,7 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
 def test_calibrate_reports_an_integer_softmax(tmp_path, capsys, target):
     """`tcc calibrate` under rules whose softmax is integer (tcc's on TVM, LiteRT's on tflite-int): its quality
     report runs the table's QDQ form on ONNX Runtime, the softmax there as float between its Q / DQ pairs."""
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    spec, data = _softmax_model(tmp_path)
     out = tmp_path / "t.json"
     assert (
         main(["calibrate", str(spec), "--target", target, "--data", str(data), "--method", "kl", "-o", str(out)]) == 0
@@ -199,10 +201,7 @@ def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from tcc.backends.tflite.model import schema
 
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    spec, data = _softmax_model(tmp_path)
     out = tmp_path / "out"
     assert (
         main(
