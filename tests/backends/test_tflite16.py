@@ -15,6 +15,7 @@ pytest.importorskip("ai_edge_litert")
 from tcc.backends import get_backend
 from tcc.build import build, build_settings
 from tcc.cli.main import main
+from tests.helpers.cli import int8_build_argv, tcc
 from tests.helpers.int8_zoo import SMALL, spec_path
 from tests.helpers.quant_models import table_json
 
@@ -169,24 +170,8 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     }
     versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
     assert (versions["CONV_2D"], versions["FULLY_CONNECTED"], versions["DEPTHWISE_CONV_2D"]) == (8, 11, 1)
-    code = main(
-        [
-            "build",
-            str(spec_path("ddsnet")),
-            "--set",
-            "image_size=64",
-            "--target",
-            "tflite16-i32",
-            "--precision",
-            "int8",
-            "--data",
-            str(data),
-            "--activation-bits",
-            "8",
-            "-o",
-            str(tmp_path / "c"),
-        ]
-    )
+    small = [spec_path("ddsnet"), "--set", "image_size=64"]
+    code = tcc(*int8_build_argv(small, "tflite16-i32", tmp_path / "c", "--data", data, "--activation-bits", "8"))
     err = capsys.readouterr().err
     assert code == 2 and "16-bit" in err and not (tmp_path / "c").exists(), err
 
@@ -217,23 +202,7 @@ def test_kind_without_16_bit_form_is_refused_before_any_work(tmp_path, capsys):
     spec = str(spec_path("vit_b_16"))
     sets = [a for k, v in SMALL["vit_b_16"].items() for a in ("--set", f"{k}={v}")]
     missing = str(tmp_path / "missing")
-    code = main(
-        [
-            "build",
-            spec,
-            *sets,
-            "--target",
-            "tflite",
-            "--precision",
-            "int8",
-            "--data",
-            missing,
-            "--activation-bits",
-            "16",
-            "-o",
-            str(tmp_path / "b"),
-        ]
-    )
+    code = tcc(*int8_build_argv([spec, *sets], "tflite", tmp_path / "b", "--data", missing, "--activation-bits", "16"))
     err = capsys.readouterr().err
     assert code == 2 and "--activation-bits 16: node 'class_token'" in err and "kind 'broadcast'" in err, err
     assert "target tflite" in err and not (tmp_path / "b").exists()

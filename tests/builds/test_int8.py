@@ -14,7 +14,7 @@ from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import read_manifest
 from tcc.cli.main import main
 from tests.helpers import REPO
-from tests.helpers.cli import build_from_table, calibrate
+from tests.helpers.cli import build_from_table, calibrate, int8_build_argv, tcc
 from tests.helpers.onnx_util import optimized_ops
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
@@ -260,30 +260,11 @@ def test_int8_bundle_is_byte_identical_across_processes(tmp_path, data):
     import subprocess
     import sys
 
-    outs = []
+    outs, calibration = [], ["--calib-size", "8", "--method", "kl"]
     for seed in ("3", "4"):
         out = tmp_path / f"b{seed}"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tcc",
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "-o",
-                str(out),
-            ],
+            [sys.executable, "-m", "tcc", *int8_build_argv(SMALL_SPEC, "ort", out, "--data", data, *calibration)],
             check=True,
             capture_output=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
@@ -299,28 +280,8 @@ def test_w8a16_host_build_from_data(tmp_path, data):
     """`tcc build --target host --data ... --activation-bits 16`: int16 activations calibrated, lowered and
     self-checked bit-exact against the integer reference; the manifest says the width and the range method."""
     pytest.importorskip("tvm")
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "host",
-                "--precision",
-                "int8",
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--activation-bits",
-                "16",
-                "-o",
-                str(tmp_path / "h"),
-            ]
-        )
-        == 0
-    )
+    w8a16 = ["--data", data, "--calib-size", "8", "--activation-bits", "16"]
+    assert tcc(*int8_build_argv(SMALL_SPEC, "host", tmp_path / "h", *w8a16)) == 0
     q = read_manifest(tmp_path / "h")["quantization"]
     assert q["rules"] == "tvm" and q["activation_bits"] == {"16": q["quantized_tensors"]}
     assert q["activation_method"] == "minmax"

@@ -1,5 +1,6 @@
 """The `tcc` commands the tests run in this process, each command line spelled once: `tcc(...)` with every argument
-str()-ed, and the two that calibration tests repeat (calibrate a spec to a table, build from that table)."""
+str()-ed, and the ones that calibration tests repeat (calibrate a spec to a table, an INT8 build from a table or from
+data)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def calibrate(spec_argv, data, table, *options) -> int:
     return tcc("calibrate", *spec_argv, "--data", data, "-o", table, "--no-compare", *options)
 
 
+def int8_build_argv(spec_argv, target: str, out, *options) -> list[str]:
+    """`build SPEC [--set ...] --target TARGET --precision int8 -o OUT OPTIONS...`, each argument as str (the
+    calibration in `options`: --calib TABLE, or --data DATA and its options)."""
+    return [str(a) for a in ("build", *spec_argv, "--target", target, "--precision", "int8", "-o", out, *options)]
+
+
 def build_from_table(spec_argv, target: str, table, out, *options) -> int:
     """`tcc build SPEC [--set ...] --target TARGET --precision int8 --calib TABLE -o OUT OPTIONS...`."""
-    return tcc("build", *spec_argv, "--target", target, "--precision", "int8", "--calib", table, "-o", out, *options)
+    return tcc(*int8_build_argv(spec_argv, target, out, "--calib", table, *options))
