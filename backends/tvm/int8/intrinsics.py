@@ -217,7 +217,8 @@ def partial_sum_intrin(arch: str = "armv7") -> str:
 
 def _partial_sum_func(body):
     """The sum's function (description or implementation): a tile's 4 x 4 partial lanes P into 4 int32 lanes O;
-    `body(P, O)`, a `T.macro`. (Its own buffers' names, P and O, which the tensorized blocks keep.)"""
+    `body(P, O)`, a `T.macro` (its own template, not copy_func: that one names the buffers S and D, and the
+    registered TIR keeps the names it always had)."""
 
     @T.prim_func(s_tir=True)
     def func(p: T.handle, o: T.handle) -> None:
