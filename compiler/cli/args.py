@@ -4,24 +4,29 @@ options, a bundle that replaces them), so each command's parser says them the sa
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import BuildError
+from ..spec.loader import parse_overrides
+
+SET_HELP = (
+    "override a model parameter (repeatable), e.g. --set num_classes=2; for an ONNX file the "
+    "import's options: --set size=[H,W] --set mean=[...] --set std=[...]"
+)
 
 
 def spec_args(p: argparse.ArgumentParser) -> None:
+    """SPEC and its --set overrides, as most commands take them."""
     p.add_argument(
         "spec",
         help="model spec (YAML or JSON), a zoo model's name, or an ONNX file (imported in memory with its weights)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model parameter (repeatable), e.g. --set num_classes=2; for an ONNX file the "
-        "import's options: --set size=[H,W] --set mean=[...] --set std=[...]",
-    )
+    overrides_arg(p, SET_HELP)
+
+
+def overrides_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--set KEY=VALUE (repeatable, into args.overrides); `help_text`: what it overrides in this command."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
 def max_pixels_arg(p: argparse.ArgumentParser) -> None:
@@ -34,11 +39,59 @@ def max_pixels_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def weights_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth), loaded with weights_only=True")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
-    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights used without --weights")
+# the options that say where a model's weights come from; a command's own help text replaces one by its dest
+WEIGHTS_OPTIONS: dict[str, dict] = {
+    "--weights": {"help": "PyTorch state_dict (.pt/.pth), loaded with weights_only=True"},
+    "--by-order": {"action": "store_true", "help": "match checkpoint tensors to the spec in order"},
+    "--key-map": {"help": "YAML/JSON mapping of checkpoint keys (or 'prefix.') to spec names"},
+    "--seed": {"type": int, "default": 0, "help": "seed of the random weights used without --weights"},
+}
+
+
+def weights_args(p: argparse.ArgumentParser, flags: tuple[str, ...] = tuple(WEIGHTS_OPTIONS), **help_texts) -> None:
+    """The weights options named in `flags` (default: all four), in that order; `help_texts`, by dest (e.g.
+    key_map="..."): a command's own wording of one."""
+    for flag in flags:
+        options = dict(WEIGHTS_OPTIONS[flag])
+        dest = flag[2:].replace("-", "_")
+        if dest in help_texts:
+            options["help"] = help_texts[dest]
+        p.add_argument(flag, **options)
+
+
+def load_model(args, spec=None, *, notes: bool = False):
+    """The model of the command's SPEC (or `spec`), with its --weights, --by-order, --key-map, --seed (0 where the
+    command has none) and --set overrides: tcc.api.Model.load as every command calls it; `notes`: also print what
+    the loading decided on its own (`print_notes`)."""
+    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
+
+    model = Model.load(
+        spec or args.spec,
+        args.weights,
+        by_order=args.by_order,
+        key_map=args.key_map,
+        seed=getattr(args, "seed", 0),
+        **parse_overrides(args.overrides),
+    )
+    if notes:
+        print_notes(model)
+    return model
+
+
+def print_notes(model) -> None:
+    """What loading the model decided on its own (e.g. num_classes from the checkpoint), on stderr."""
+    for note in model.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def progress_arg(p: argparse.ArgumentParser, applies_to: str = "") -> None:
+    """--progress / --no-progress (None: a bar when stderr is a terminal); `applies_to`: e.g. "t-SNE: "."""
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{applies_to}progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def refuse_with_artifact(args) -> None:
@@ -151,14 +204,7 @@ def calibration_request(args, **settings):
 
 def specs_args(p: argparse.ArgumentParser, specs_help: str, set_applies_to: str) -> None:
     p.add_argument("specs", nargs="*", help=specs_help)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a model parameter ({set_applies_to})",
-    )
+    overrides_arg(p, f"override a model parameter ({set_applies_to})")
 
 
 def placement_args(p: argparse.ArgumentParser, when: str) -> None:

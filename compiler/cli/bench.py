@@ -11,7 +11,7 @@ from ..errors import DataError
 from ..files import check_output
 from ..spec.loader import parse_overrides
 from ..spec.zoo import resolve_spec
-from .args import specs_args
+from .args import progress_arg, specs_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build phases, sizes, ARM instruction counts; writes bench.json and bench.md",
     )
     specs_args(p, "model specs (default: ddsnet with the GC checkpoint, and fastnet)", "one spec")
-    p.add_argument("--weights", help="PyTorch state_dict (one spec; default: seeded random weights)")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
+    weights_args(
+        p, ("--weights", "--by-order"), weights="PyTorch state_dict (one spec; default: seeded random weights)"
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -54,12 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    progress_arg(p)
     p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
     p.add_argument(
         "--docs",

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..bundle import check_out
 from ..errors import BuildError
-from ..spec.loader import parse_overrides
-from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
+from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,8 +92,6 @@ def run(args) -> int:
     # deferred for start-up: loads numpy
     from tcc.backends import KitOptions, TfliteOptions, TvmOptions, check_precision, get_target
 
-    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
-
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
@@ -107,14 +104,7 @@ def run(args) -> int:
         )
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    model = Model.load(
-        args.spec,
-        args.weights,
-        by_order=args.by_order,
-        key_map=args.key_map,
-        seed=args.seed,
-        **parse_overrides(args.overrides),
-    )
+    model = load_model(args)
     if model.weights is None:  # an ONNX file brings its own
         log(
             f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "

@@ -8,15 +8,18 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..spec.loader import load_spec, parse_overrides
-from .args import calibration_request, max_pixels_arg, placement_args, spec_args, steps_args
+from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="calibrate INT8 scales (KL coarse, cosine fine) and write a table")
     spec_args(p)
-    p.add_argument("--weights", help="PyTorch state_dict (.pt/.pth)")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
-    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
+    weights_args(
+        p,
+        ("--weights", "--by-order", "--key-map"),
+        weights="PyTorch state_dict (.pt/.pth)",
+        key_map="YAML/JSON mapping of checkpoint keys to spec names",
+    )
     p.add_argument("--data", required=True, help="image folder (recursive) or .npy/.npz of NCHW float32")
     p.add_argument(
         "--target",
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=13,
         help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    weights_args(p, ("--seed",), seed=None)
     p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
     p.add_argument(
         "--report",
@@ -68,8 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
-
     # deferred for start-up: loads numpy, onnx
     from ..quant.report.quality import ReportSettings, check_report_path, quality_report, save_report
 
@@ -79,16 +80,7 @@ def run(args) -> int:
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
     held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
-    model = Model.load(
-        args.spec,
-        args.weights,
-        by_order=args.by_order,
-        key_map=args.key_map,
-        seed=args.seed,
-        **parse_overrides(args.overrides),
-    )
-    for note in model.notes:
-        print(f"note: {note}", file=sys.stderr)
+    model = load_model(args, notes=True)
     request = calibration_request(
         args,
         target=args.target,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..spec.loader import parse_overrides
-from .args import max_pixels_arg
+from .args import load_model, max_pixels_arg, overrides_arg, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,17 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="the same kinds as A")
     p.add_argument("--input", required=True, help="an image (through the spec's or bundle's preprocessing) or a .npy")
     p.add_argument("--spec", help="the model's spec (needed by pytorch, reference and an ORT INT8 bundle's tensors)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model parameter (as the bundle was built)",
+    overrides_arg(p, "override a model parameter (as the bundle was built)")
+    weights_args(
+        p,
+        ("--weights", "--by-order", "--key-map"),
+        weights="PyTorch state_dict the model was built with",
+        key_map="YAML/JSON mapping of checkpoint keys to spec names",
     )
-    p.add_argument("--weights", help="PyTorch state_dict the model was built with")
-    p.add_argument("--by-order", action="store_true", help="match checkpoint tensors to the spec in order")
-    p.add_argument("--key-map", help="YAML/JSON mapping of checkpoint keys to spec names")
     p.add_argument("--calib", help="calibration table for reference[:RULES] (default: the INT8 bundle's own)")
     p.add_argument("--min-cosine", type=float, default=0.9999, help="a float tensor below this diverges")
     p.add_argument(
@@ -55,15 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     """`tcc diff A B --input X`: both on one input, every tensor both expose compared in graph order."""
-    from ..api import Model, diff  # deferred for start-up: loads numpy, onnx, torch
+    from ..api import diff  # deferred for start-up: loads numpy, onnx, torch
     from ..tensor_diff import format_diff, kind_of  # deferred for start-up: loads numpy
 
     spec = args.spec or next((e for e in (args.a, args.b) if kind_of(e) == "spec"), None)
-    model = None
-    if spec:
-        model = Model.load(
-            spec, args.weights, by_order=args.by_order, key_map=args.key_map, **parse_overrides(args.overrides)
-        )
+    model = load_model(args, spec) if spec else None
     result = diff(
         args.a,
         args.b,

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..files import atomic_write, check_output
-from ..spec.loader import parse_overrides
-from .args import max_pixels_arg, spec_args, weights_args
+from .args import load_model, max_pixels_arg, progress_arg, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -63,31 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="t-SNE perplexity (default min(30, images - 1); must be below the number of images)",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="t-SNE: progress bar on stderr (default: when stderr is a terminal)",
-    )
+    progress_arg(p, "t-SNE: ")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..api import Model  # deferred for start-up: loads numpy, onnx
-
     _check_options(args)  # mistakes in the options fail before the model is built
-    model = Model.load(
-        args.spec,
-        args.weights,
-        by_order=args.by_order,
-        key_map=args.key_map,
-        seed=args.seed,
-        **parse_overrides(args.overrides),
-    )
-    for note in model.notes:
-        _log(f"note: {note}")
+    model = load_model(args, notes=True)
     if model.weights is None:  # an ONNX file brings its own
         _log(
             f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); the explanation is "

@@ -7,22 +7,14 @@ import json
 import sys
 
 from ..errors import BuildError
-from ..spec.loader import parse_overrides
-from .args import max_pixels_arg, refuse_with_artifact, weights_args
+from .args import load_model, max_pixels_arg, overrides_arg, refuse_with_artifact, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run the PyTorch lowering of a spec, or a built bundle, on an image or array")
     p.add_argument("spec", nargs="?", help="model spec (YAML or JSON); omit with --artifact")
     p.add_argument("--artifact", metavar="BUNDLE_DIR", help="run a bundle made by `tcc build` (its own preprocessing)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model parameter (repeatable), e.g. --set num_classes=2",
-    )
+    overrides_arg(p, "override a model parameter (repeatable), e.g. --set num_classes=2")
     weights_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
@@ -37,18 +29,7 @@ def run(args) -> int:
         return _predict_artifact(args)
     if not args.spec:
         raise BuildError("predict needs a SPEC or --artifact BUNDLE_DIR")
-    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
-
-    model = Model.load(
-        args.spec,
-        args.weights,
-        by_order=args.by_order,
-        key_map=args.key_map,
-        seed=args.seed,
-        **parse_overrides(args.overrides),
-    )
-    for note in model.notes:
-        print(f"note: {note}", file=sys.stderr)
+    model = load_model(args, notes=True)
     if model.weights is None:  # an ONNX file brings its own
         print(
             f"WARNING: no --weights given: using seeded random weights (seed {args.seed}); predictions are meaningless",

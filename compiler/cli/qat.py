@@ -7,8 +7,7 @@ import argparse
 import sys
 
 from ..errors import DataError
-from ..spec.loader import parse_overrides
-from .args import max_pixels_arg, spec_args, weights_args
+from .args import load_model, max_pixels_arg, print_notes, spec_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,19 +110,11 @@ FORWARDED = (
 
 
 def run(args) -> int:
-    from ..api import Model  # deferred for start-up: loads numpy, onnx, torch
     from ..train.distributed import launch, main_process, under_torchrun  # deferred for start-up: loads torch
 
     if args.nproc < 1:
         raise DataError(f"--nproc {args.nproc}: at least 1")
-    model = Model.load(
-        args.spec,
-        args.weights,
-        by_order=args.by_order,
-        key_map=args.key_map,
-        seed=args.seed,
-        **parse_overrides(args.overrides),
-    )
+    model = load_model(args)
     options = dict(
         epochs=args.epochs,
         lr=args.lr,
@@ -142,8 +133,7 @@ def run(args) -> int:
         model.qat(args.data, args.calib, args.output, check_only=True, **options)
         return launch(args.nproc, _argv(args), command="qat")
     if main_process():
-        for note in model.notes:
-            print(f"note: {note}", file=sys.stderr)
+        print_notes(model)
     result = model.qat(args.data, args.calib, args.output, log=lambda msg: print(msg, file=sys.stderr), **options)
     if not main_process():
         return 0

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from ..spec.loader import parse_overrides
-from .args import refuse_with_artifact, weights_args
+from .args import load_model, overrides_arg, progress_arg, refuse_with_artifact, weights_args
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -35,14 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BUNDLE_DIR",
         help="score patches with a bundle made by `tcc build` that runs here (its own preprocessing)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model parameter (repeatable), e.g. --set image_size=128",
-    )
+    overrides_arg(p, "override a model parameter (repeatable), e.g. --set image_size=128")
     weights_args(p)  # --weights, --by-order, --key-map, --seed as `tcc predict` and `tcc build` take them
     p.add_argument(
         "--image", nargs="+", required=True, metavar="IMAGE_OR_DIR", help="slides or images, or folders of them"
@@ -90,30 +82,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cores; on a local Dask cluster the cores shared among the workers). "
         "Runs with the same --threads give bit-identical probabilities",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    progress_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..api import Bundle, Model  # deferred for start-up: loads numpy, onnx
+    from ..api import Bundle  # deferred for start-up: loads numpy, onnx
 
     if args.artifact:
         refuse_with_artifact(args)
         scorer = Bundle.open(args.artifact)
     elif args.spec:  # an ONNX file: imported in memory, with its weights (Dask workers read the files)
-        scorer = Model.load(
-            args.spec,
-            args.weights,
-            by_order=args.by_order,
-            key_map=args.key_map,
-            seed=args.seed,
-            **parse_overrides(args.overrides),
-        )
+        scorer = load_model(args)
     else:
         raise DataError("slide needs a SPEC (with --weights) or --artifact BUNDLE_DIR")
     results = scorer.slide(

@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from ..spec.train_options import OPTIONS
+from .args import overrides_arg, progress_arg
 
 _DESCRIPTION = """\
 Train a spec's PyTorch lowering on a folder of labelled images: DIR/<class>/*.png (a seeded stratified split) or
@@ -35,14 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with its weights, kept in RUN/spec.yaml); with --resume RUN it may be "
         "left out (the run's own is used)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a model parameter (repeatable), e.g. --set num_classes=3",
-    )
+    overrides_arg(p, "override a model parameter (repeatable), e.g. --set num_classes=3")
     p.add_argument("-o", "--output", metavar="RUN", help="the run's folder (appears with the first finished epoch)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last finished epoch, with its options")
     p.add_argument("--config", metavar="FILE", help="YAML of options (the keys of a spec's train: section)")
@@ -53,12 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="EPOCH",
         help="stop after this epoch (for job time limits); --resume RUN continues",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    progress_arg(p)
     options = p.add_argument_group("training options (also in a train: section or --config file)")
     for o in OPTIONS:
         if o.name == "set":  # the --set above

@@ -25,6 +25,7 @@ from tcc.errors import BuildError
 from tcc.passes.batch import fixed_batch
 from tcc.quant.table.file import load_table
 from tests.helpers import REPO
+from tests.helpers.cli import calibrate, tcc
 from tests.helpers.onnx_util import make_model, run
 
 SPECS = {
@@ -183,100 +184,25 @@ def test_a_kit_built_twice_is_byte_identical(kits, images, tmp_path):
 def test_kit_from_a_table_made_by_tcc_calibrate(images, tmp_path, capsys):
     """`tcc calibrate --target ax620` prints the prediction as Pulsar's table; the build takes that table with the
     same --data, and refuses it with other data."""
-    args = ["--set", "image_size=64"]
+    resnet = [SPECS["resnet18"], "--set", "image_size=64"]
     table = tmp_path / "ax620.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(SPECS["resnet18"]),
-                *args,
-                "--data",
-                str(images),
-                "--calib-size",
-                "6",
-                "--method",
-                "kl",
-                "--target",
-                "ax620",
-                "--report-samples",
-                "4",
-                "--no-compare",
-                "-o",
-                str(table),
-            ]
-        )
-        == 0
-    )
+    options = ["--method", "kl", "--target", "ax620", "--report-samples", "4"]
+    assert calibrate(resnet, images, table, "--calib-size", "6", *options) == 0
     out = capsys.readouterr().out
     assert "predicted AX620 NPU result" in out and "Score compare table:" in out and "cosine-sim:" in out
-    assert (
-        main(
-            [
-                "build",
-                str(SPECS["resnet18"]),
-                *args,
-                "--target",
-                "ax620",
-                "--calib",
-                str(table),
-                "--data",
-                str(images),
-                "--calib-size",
-                "6",
-                "-o",
-                str(tmp_path / "kit"),
-            ]
-        )
-        == 0
-    )
+
+    def kit(calib_size: str, out):  # a kit from the table, on the images calibrated on or on other ones
+        data = ["--data", images, "--calib-size", calib_size]
+        return tcc("build", *resnet, "--target", "ax620", "--calib", table, *data, "-o", out)
+
+    assert kit("6", tmp_path / "kit") == 0
     m = json.loads((tmp_path / "kit" / "manifest.json").read_text())
     assert m["quantization"]["from"] == "table"
-    assert (
-        main(
-            [
-                "build",
-                str(SPECS["resnet18"]),
-                *args,
-                "--target",
-                "ax620",
-                "--calib",
-                str(table),
-                "--data",
-                str(images),
-                "--calib-size",
-                "5",
-                "-o",
-                str(tmp_path / "other"),
-            ]
-        )
-        == 2
-    )
+    assert kit("5", tmp_path / "other") == 2
     assert "other calibration data" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
-    assert (
-        main(
-            [
-                "calibrate",
-                str(SPECS["resnet18"]),
-                *args,
-                "--data",
-                str(images),
-                "--calib-size",
-                "4",
-                "--method",
-                "kl",
-                "--target",
-                "ax650",
-                "--report-samples",
-                "2",
-                "--no-compare",
-                "-o",
-                str(tmp_path / "t.json"),
-            ]
-        )
-        == 0
-    )
+    options = ["--method", "kl", "--target", "ax650", "--report-samples", "2"]
+    assert calibrate(resnet, images, tmp_path / "t.json", "--calib-size", "4", *options) == 0
     assert "Quant Precision Table【PerLayer Reference】" in capsys.readouterr().out
 
 

@@ -15,6 +15,7 @@ pytest.importorskip("ai_edge_litert")
 from tcc.backends import TARGETS, get_backend
 from tcc.build import TOLERANCES, build, build_settings
 from tcc.cli.main import main
+from tests.helpers.cli import build_from_table, calibrate
 from tests.helpers.int8_zoo import SMALL, spec_path, zoo_names
 
 CALIB = {"method": "kl", "calib_size": 8}
@@ -199,93 +200,16 @@ def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
 
 
 def test_calibrate_for_tflite_then_build_from_the_table(tmp_path, data, capsys):
-    spec, args = str(spec_path("ddsnet")), ["--set", "image_size=64"]
+    small = [spec_path("ddsnet"), "--set", "image_size=64"]
+    options = ["--method", "kl", "--calib-size", "8", "--report-samples", "2"]
     table = tmp_path / "t.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                spec,
-                *args,
-                "--data",
-                str(data((3, 64, 64))),
-                "--target",
-                "tflite",
-                "--method",
-                "kl",
-                "--calib-size",
-                "8",
-                "-o",
-                str(table),
-                "--no-compare",
-                "--report-samples",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(small, data((3, 64, 64)), table, "--target", "tflite", *options) == 0
     assert json.loads(table.read_text())["target"] == "tflite"
-    assert (
-        main(
-            [
-                "build",
-                spec,
-                *args,
-                "--target",
-                "tflite",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 0
-    )
+    assert build_from_table(small, "tflite", table, tmp_path / "b") == 0
     other = tmp_path / "ort.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                spec,
-                *args,
-                "--data",
-                str(data((3, 64, 64))),
-                "--target",
-                "ort",
-                "--method",
-                "kl",
-                "--calib-size",
-                "8",
-                "-o",
-                str(other),
-                "--no-compare",
-                "--report-samples",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(small, data((3, 64, 64)), other, "--target", "ort", *options) == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "build",
-                spec,
-                *args,
-                "--target",
-                "tflite",
-                "--precision",
-                "int8",
-                "--calib",
-                str(other),
-                "-o",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(small, "tflite", other, tmp_path / "c") == 2
     assert "--target tflite" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 

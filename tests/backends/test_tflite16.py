@@ -15,6 +15,7 @@ pytest.importorskip("ai_edge_litert")
 from tcc.backends import get_backend
 from tcc.build import build, build_settings
 from tcc.cli.main import main
+from tests.helpers.cli import int8_build_argv, tcc
 from tests.helpers.int8_zoo import SMALL, spec_path
 from tests.helpers.quant_models import table_json
 
@@ -24,6 +25,14 @@ def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data16") / "x.npy"
     np.save(path, np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32))
     return path
+
+
+def _build16(name: str, target: str, data, out):
+    """The zoo model `name` at its small size (SMALL) built for `target` with 16-bit activations, calibrated on
+    `data` (kl, 8 samples)."""
+    calibration = {"method": "kl", "calib_size": 8, "activation_bits": 16}
+    settings = build_settings(target, precision="int8", overrides=SMALL[name], data=data, calibration=calibration)
+    return build(spec_path(name), settings, out)
 
 
 @pytest.mark.parametrize("name,target", [("ddsnet", "tflite"), ("fastnet", "tflite"), ("ddsnet", "tflite16-i32")])
@@ -36,17 +45,7 @@ def test_16x8_equals_litert_reference_kernels_tensor_by_tensor(name, target, dat
     from tcc.quant.intgraph.qgraph import quantize_graph
     from tcc.quant.table.file import CalibrationTable
 
-    r = build(
-        spec_path(name),
-        build_settings(
-            target,
-            precision="int8",
-            overrides=SMALL[name],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16(name, target, data, tmp_path / "b")
     m = r.manifest
     assert m["self_check"]["result"]["bit_exact"]
     assert m["quantization"]["activation_bits"] == {"16": m["quantization"]["quantized_tensors"]}
@@ -109,17 +108,7 @@ def test_16x8_file_types_and_versions(data, tmp_path):
     TFLite's versioning rules give them for 16x8 (op_version.cc)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(
-        spec_path("ddsnet"),
-        build_settings(
-            "tflite",
-            precision="int8",
-            overrides=SMALL["ddsnet"],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16("ddsnet", "tflite", data, tmp_path / "b")
     table = json.loads((r.out / "calibration.json").read_text())["tensors"]
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
     g = model.subgraphs[0]
@@ -160,17 +149,7 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     (its default): an 8-bit calibration is refused before any work (exit 2)."""
     from ai_edge_litert import schema_py_generated as S
 
-    r = build(
-        spec_path("ddsnet"),
-        build_settings(
-            "tflite16-i32",
-            precision="int8",
-            overrides=SMALL["ddsnet"],
-            data=data,
-            calibration={"method": "kl", "calib_size": 8, "activation_bits": 16},
-        ),
-        tmp_path / "b",
-    )
+    r = _build16("ddsnet", "tflite16-i32", data, tmp_path / "b")
     assert r.manifest["quantization"]["rules"] == "tflite16-i32"
     assert r.manifest["target_checks"]["optimized"]["per_op"]["max_lsb"] <= 1.0
     model = S.ModelT.InitFromPackedBuf((r.out / "model.tflite").read_bytes(), 0)
@@ -191,24 +170,8 @@ def test_16x8_int32_bias_file_and_refusals(data, tmp_path, capsys):
     }
     versions = {ops[c.builtinCode]: c.version for c in model.operatorCodes}
     assert (versions["CONV_2D"], versions["FULLY_CONNECTED"], versions["DEPTHWISE_CONV_2D"]) == (8, 11, 1)
-    code = main(
-        [
-            "build",
-            str(spec_path("ddsnet")),
-            "--set",
-            "image_size=64",
-            "--target",
-            "tflite16-i32",
-            "--precision",
-            "int8",
-            "--data",
-            str(data),
-            "--activation-bits",
-            "8",
-            "-o",
-            str(tmp_path / "c"),
-        ]
-    )
+    small = [spec_path("ddsnet"), "--set", "image_size=64"]
+    code = tcc(*int8_build_argv(small, "tflite16-i32", tmp_path / "c", "--data", data, "--activation-bits", "8"))
     err = capsys.readouterr().err
     assert code == 2 and "16-bit" in err and not (tmp_path / "c").exists(), err
 
@@ -239,23 +202,7 @@ def test_kind_without_16_bit_form_is_refused_before_any_work(tmp_path, capsys):
     spec = str(spec_path("vit_b_16"))
     sets = [a for k, v in SMALL["vit_b_16"].items() for a in ("--set", f"{k}={v}")]
     missing = str(tmp_path / "missing")
-    code = main(
-        [
-            "build",
-            spec,
-            *sets,
-            "--target",
-            "tflite",
-            "--precision",
-            "int8",
-            "--data",
-            missing,
-            "--activation-bits",
-            "16",
-            "-o",
-            str(tmp_path / "b"),
-        ]
-    )
+    code = tcc(*int8_build_argv([spec, *sets], "tflite", tmp_path / "b", "--data", missing, "--activation-bits", "16"))
     err = capsys.readouterr().err
     assert code == 2 and "--activation-bits 16: node 'class_token'" in err and "kind 'broadcast'" in err, err
     assert "target tflite" in err and not (tmp_path / "b").exists()

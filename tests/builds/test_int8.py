@@ -14,6 +14,7 @@ from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import read_manifest
 from tcc.cli.main import main
 from tests.helpers import REPO
+from tests.helpers.cli import build_from_table, calibrate, int8_build_argv, tcc
 from tests.helpers.onnx_util import optimized_ops
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
@@ -30,6 +31,7 @@ SMALL_ARGS = [
     "--set",
     "num_classes=4",
 ]
+SMALL_SPEC = [DDSNET, *SMALL_ARGS]  # the spec and its overrides, as a command line starts
 
 
 @pytest.fixture(scope="module")
@@ -82,45 +84,8 @@ def test_int8_build_is_deterministic_and_equals_table_build(tmp_path, data):
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     table = tmp_path / "calib.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "16",
-                "--method",
-                "kl",
-                "--target",
-                "ort",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "16", "--method", "kl", "--target", "ort") == 0
+    assert build_from_table(SMALL_SPEC, "ort", table, tmp_path / "c") == 0
     assert (tmp_path / "c" / "model.onnx").read_bytes() == (tmp_path / "a" / "model.onnx").read_bytes()
     m = read_manifest(tmp_path / "c")
     assert m["quantization"]["from"] == "table" and m["self_check"]["inputs"]["distribution"] == "standard normal"
@@ -158,70 +123,14 @@ def test_int8_user_mistakes(tmp_path, capsys, argv, message):
 
 def test_table_for_other_weights_or_target_is_refused(tmp_path, capsys, data):
     table = tmp_path / "calib.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "--target",
-                "tvm",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "8", "--method", "kl", "--target", "tvm") == 0
     capsys.readouterr()
     out = tmp_path / "o"
     # rules of another target
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", table, out) == 2
     assert "calibrated for target rules 'tvm'" in capsys.readouterr().err
     # another model (a different spec parameter gives another spec graph)
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--set",
-                "growth=4",
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", table, out, "--set", "growth=4") == 2
     err = capsys.readouterr().err
     assert "recalibrate" in err and "Traceback" not in err
     assert not out.exists()
@@ -240,6 +149,14 @@ layers:
 """
 
 
+def _softmax_model(tmp_path: Path, data: np.ndarray | None = None) -> tuple[Path, Path]:
+    """SOFTMAX_SPEC written to TMP/m.yaml and its data (default: 8 seeded normal images) to TMP/d.npy."""
+    spec, path = tmp_path / "m.yaml", tmp_path / "d.npy"
+    spec.write_text(SOFTMAX_SPEC)
+    np.save(path, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32) if data is None else data)
+    return spec, path
+
+
 @pytest.mark.parametrize("command", ["build", "calibrate"])
 def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys, command):
     """An op with no integer form under a target's rules (softmax: tcc's integer softmax is its TVM kernels'), for a
@@ -248,10 +165,7 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
     written."""
     import time
 
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.zeros((4, 3, 32, 32), np.float32))
+    spec, data = _softmax_model(tmp_path, np.zeros((4, 3, 32, 32), np.float32))
     out = tmp_path / "out"
     argv = (
         ["build", str(spec), "--target", "ax620", "--precision", "int8", "--data", str(data), "-o", str(out)]
@@ -272,10 +186,7 @@ def test_model_without_integer_form_is_refused_before_any_work(tmp_path, capsys,
 def test_calibrate_reports_an_integer_softmax(tmp_path, capsys, target):
     """`tcc calibrate` under rules whose softmax is integer (tcc's on TVM, LiteRT's on tflite-int): its quality
     report runs the table's QDQ form on ONNX Runtime, the softmax there as float between its Q / DQ pairs."""
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    spec, data = _softmax_model(tmp_path)
     out = tmp_path / "t.json"
     assert (
         main(["calibrate", str(spec), "--target", target, "--data", str(data), "--method", "kl", "-o", str(out)]) == 0
@@ -290,10 +201,7 @@ def test_tflite_int_builds_softmax_as_int8_softmax(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from tcc.backends.tflite.model import schema
 
-    spec = tmp_path / "m.yaml"
-    spec.write_text(SOFTMAX_SPEC)
-    data = tmp_path / "d.npy"
-    np.save(data, np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    spec, data = _softmax_model(tmp_path)
     out = tmp_path / "out"
     assert (
         main(
@@ -352,30 +260,11 @@ def test_int8_bundle_is_byte_identical_across_processes(tmp_path, data):
     import subprocess
     import sys
 
-    outs = []
+    outs, calibration = [], ["--calib-size", "8", "--method", "kl"]
     for seed in ("3", "4"):
         out = tmp_path / f"b{seed}"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tcc",
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "-o",
-                str(out),
-            ],
+            [sys.executable, "-m", "tcc", *int8_build_argv(SMALL_SPEC, "ort", out, "--data", data, *calibration)],
             check=True,
             capture_output=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
@@ -391,51 +280,14 @@ def test_w8a16_host_build_from_data(tmp_path, data):
     """`tcc build --target host --data ... --activation-bits 16`: int16 activations calibrated, lowered and
     self-checked bit-exact against the integer reference; the manifest says the width and the range method."""
     pytest.importorskip("tvm")
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "host",
-                "--precision",
-                "int8",
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--activation-bits",
-                "16",
-                "-o",
-                str(tmp_path / "h"),
-            ]
-        )
-        == 0
-    )
+    w8a16 = ["--data", data, "--calib-size", "8", "--activation-bits", "16"]
+    assert tcc(*int8_build_argv(SMALL_SPEC, "host", tmp_path / "h", *w8a16)) == 0
     q = read_manifest(tmp_path / "h")["quantization"]
     assert q["rules"] == "tvm" and q["activation_bits"] == {"16": q["quantized_tensors"]}
     assert q["activation_method"] == "minmax"
     table = json.loads((tmp_path / "h" / "calibration.json").read_text())
     assert {e["bits"] for e in table["tensors"].values() if e["kind"] == "activation"} == {16}
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(tmp_path / "h" / "calibration.json"),
-                "-o",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", tmp_path / "h" / "calibration.json", tmp_path / "o") == 2
     assert not (tmp_path / "o").exists()
 
 
@@ -443,68 +295,12 @@ def test_activation_bits_against_a_table_of_another_width_is_refused(tmp_path, d
     """The width is the calibration's: --activation-bits 16 with an 8-bit table is an error (exit 2, nothing
     written), not a silent W8A8 build; a target that runs 16-bit tables only says to recalibrate at 16 bits."""
     table = tmp_path / "t8.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--calib-size",
-                "8",
-                "--method",
-                "kl",
-                "--target",
-                "tflite",
-                "-o",
-                str(table),
-                "--no-compare",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--calib-size", "8", "--method", "kl", "--target", "tflite") == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "tflite",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "--activation-bits",
-                "16",
-                "-o",
-                str(tmp_path / "a"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "tflite", table, tmp_path / "a", "--activation-bits", "16") == 2
     err = capsys.readouterr().err
     assert "activations are 8-bit, --activation-bits 16" in err and not (tmp_path / "a").exists(), err
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "tflite16-i32",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "tflite16-i32", table, tmp_path / "b") == 2
     err = capsys.readouterr().err
     assert "runs 16-bit activations only" in err and "recalibrate with --activation-bits 16" in err, err
     assert "8-bit codes" not in err and not (tmp_path / "b").exists()

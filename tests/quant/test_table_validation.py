@@ -12,7 +12,6 @@ import pytest
 
 from tcc.backends.base import EmitOptions
 from tcc.backends.ort.backend import OrtBackend
-from tcc.cli.main import main
 from tcc.errors import TccError
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.match import plan
@@ -20,6 +19,7 @@ from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.file import CalibrationTable, validate
 from tests.helpers import REPO
+from tests.helpers.cli import build_from_table, calibrate
 from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data
 
 DDSNET = REPO / "spec" / "ddsnet.yaml"
@@ -35,6 +35,7 @@ SMALL_ARGS = [
     "--set",
     "num_classes=3",
 ]
+SMALL_SPEC = [DDSNET, *SMALL_ARGS]  # the spec and its overrides, as a command line starts
 
 
 @pytest.fixture(scope="module")
@@ -134,27 +135,7 @@ def test_bad_table_build_exits_2_naming_the_tensor(tmp_path, capsys, edit, messa
     data = tmp_path / "d.npy"
     np.save(data, np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32))
     table = tmp_path / "calib.json"
-    assert (
-        main(
-            [
-                "calibrate",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--data",
-                str(data),
-                "--method",
-                "kl",
-                "--target",
-                "ort",
-                "-o",
-                str(table),
-                "--no-compare",
-                "--report-samples",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert calibrate(SMALL_SPEC, data, table, "--method", "kl", "--target", "ort", "--report-samples", "2") == 0
     doc = json.loads(table.read_text())
     t = doc["tensors"]
     if edit == "nan":
@@ -172,24 +153,7 @@ def test_bad_table_build_exits_2_naming_the_tensor(tmp_path, capsys, edit, messa
     table.write_text(json.dumps(doc))  # json writes NaN as the (non-standard) NaN token
     capsys.readouterr()
     out = tmp_path / "bundle"
-    assert (
-        main(
-            [
-                "build",
-                str(DDSNET),
-                *SMALL_ARGS,
-                "--target",
-                "ort",
-                "--precision",
-                "int8",
-                "--calib",
-                str(table),
-                "-o",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert build_from_table(SMALL_SPEC, "ort", table, out) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err, err
     assert not out.exists() and not list(tmp_path.glob(".*tcc*"))

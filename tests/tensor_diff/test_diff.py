@@ -48,6 +48,21 @@ def setup(tmp_path_factory):
     return tmp
 
 
+def _on_x(setup, a, bundle: str, *options, weights: str = "w.pt") -> list[str]:
+    """`tcc diff`'s arguments for A against the setup's BUNDLE on its input, the small spec with the setup's
+    WEIGHTS; `options` (e.g. --spec SPEC) between the input and the spec's."""
+    return [
+        a,
+        str(setup / bundle),
+        "--input",
+        str(setup / "x.npy"),
+        *options,
+        *SMALL,
+        "--weights",
+        str(setup / weights),
+    ]
+
+
 def _diff(capsys, *args):
     rc = main(["diff", *args, "--json"])
     out = capsys.readouterr()
@@ -56,59 +71,26 @@ def _diff(capsys, *args):
 
 
 def test_pytorch_and_ort_agree_on_every_tensor(setup, capsys):
-    r = _diff(
-        capsys, SPEC, str(setup / "ort-fp32"), "--input", str(setup / "x.npy"), *SMALL, "--weights", str(setup / "w.pt")
-    )
+    r = _diff(capsys, *_on_x(setup, SPEC, "ort-fp32"))
     assert r["first_divergence"] is None and r["compared"] >= 90
     assert min(row["cosine"] for row in r["rows"]) >= 0.99999
 
 
 def test_a_perturbed_weight_diverges_first_at_its_layer(setup, capsys):
-    r = _diff(
-        capsys,
-        SPEC,
-        str(setup / "ort-fp32"),
-        "--input",
-        str(setup / "x.npy"),
-        *SMALL,
-        "--weights",
-        str(setup / "bad.pt"),
-    )
+    r = _diff(capsys, *_on_x(setup, SPEC, "ort-fp32", weights="bad.pt"))
     assert r["first_divergence"]["tensor"] == INJECTED
     names = [row["tensor"] for row in r["rows"]]
     assert all(not row["diverges"] for row in r["rows"][: names.index(INJECTED)])
 
 
 def test_integer_reference_and_tflite_int8_agree_bit_for_bit(setup, capsys):
-    r = _diff(
-        capsys,
-        "reference",
-        str(setup / "tflite-int8"),
-        "--input",
-        str(setup / "x.npy"),
-        "--spec",
-        SPEC,
-        *SMALL,
-        "--weights",
-        str(setup / "w.pt"),
-    )
+    r = _diff(capsys, *_on_x(setup, "reference", "tflite-int8", "--spec", SPEC))
     assert r["first_divergence"] is None and r["compared"] >= 50
     assert max(row["lsb"] for row in r["rows"] if row["lsb"] is not None) == 0
 
 
 def test_ort_int8_exposes_every_quantized_tensor_within_its_bound(setup, capsys):
-    r = _diff(
-        capsys,
-        "reference:ort",
-        str(setup / "ort-int8"),
-        "--input",
-        str(setup / "x.npy"),
-        "--spec",
-        SPEC,
-        *SMALL,
-        "--weights",
-        str(setup / "w.pt"),
-    )
+    r = _diff(capsys, *_on_x(setup, "reference:ort", "ort-int8", "--spec", SPEC))
     assert r["compared"] >= 50
     first = r["first_divergence"]
     assert "input" not in [row["tensor"] for row in r["rows"]]
@@ -116,18 +98,7 @@ def test_ort_int8_exposes_every_quantized_tensor_within_its_bound(setup, capsys)
 
 
 def test_tvm_host_int8_debug_twin_exposes_every_tensor_bit_exact(setup, capsys):
-    r = _diff(
-        capsys,
-        "reference",
-        str(setup / "host-int8"),
-        "--input",
-        str(setup / "x.npy"),
-        "--spec",
-        SPEC,
-        *SMALL,
-        "--weights",
-        str(setup / "w.pt"),
-    )
+    r = _diff(capsys, *_on_x(setup, "reference", "host-int8", "--spec", SPEC))
     assert r["first_divergence"] is None and r["compared"] >= 50
     assert all(row["lsb"] == 0 for row in r["rows"])
 
@@ -137,39 +108,12 @@ def test_a_perturbed_scale_diverges_first_at_its_tensor(setup, capsys, tmp_path)
     scaled = "dense2.layer1.dw.relu"  # not in a concat's shared-scale group
     doc["tensors"][scaled]["scale"] *= 1.5
     (tmp_path / "t.json").write_text(json.dumps(doc))
-    r = _diff(
-        capsys,
-        "reference",
-        str(setup / "tflite-int8"),
-        "--input",
-        str(setup / "x.npy"),
-        "--spec",
-        SPEC,
-        *SMALL,
-        "--weights",
-        str(setup / "w.pt"),
-        "--calib",
-        str(tmp_path / "t.json"),
-    )
+    r = _diff(capsys, *_on_x(setup, "reference", "tflite-int8", "--spec", SPEC), "--calib", str(tmp_path / "t.json"))
     assert r["first_divergence"]["tensor"] == scaled, r["first_divergence"]
 
 
 def test_table_output_and_bad_endpoints(setup, capsys):
-    assert (
-        main(
-            [
-                "diff",
-                SPEC,
-                str(setup / "ort-fp32"),
-                "--input",
-                str(setup / "x.npy"),
-                *SMALL,
-                "--weights",
-                str(setup / "bad.pt"),
-            ]
-        )
-        == 0
-    )
+    assert main(["diff", *_on_x(setup, SPEC, "ort-fp32", weights="bad.pt")]) == 0
     out = capsys.readouterr().out
     assert f"first divergence: {INJECTED}" in out and "\n! " in out
     assert main(["diff", "nowhere", str(setup / "ort-fp32"), "--input", str(setup / "x.npy")]) == 2

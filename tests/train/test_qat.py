@@ -147,6 +147,13 @@ SPEC = str(Path(__file__).resolve().parents[1] / "specs" / "train_tiny.yaml")
 QAT = ["--epochs", "3", "--batch-size", "8"]
 
 
+def qat(tiny, out, *extra, calib=None, data=None) -> tuple[int, str, str]:
+    """`tcc qat SPEC --weights W --calib TABLE --data DATA -o OUT` of three epochs on the tiny model: its weights,
+    by default its ort table and its patches; `extra`: more options."""
+    calib, data = calib or tiny["tables"]["ort"], data or tiny["data"]
+    return run("qat", SPEC, "--weights", tiny["weights"], "--calib", calib, "--data", data, "-o", out, *QAT, *extra)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tests' tiny CNN with realistic weights, 24 texture patches, and a table per rules family."""
@@ -163,19 +170,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("rules, target", [("ort", "ort"), ("tvm", "host"), ("tflite", "tflite")])
 def test_qat_weights_and_table_build_int8_bit_exact(tiny, rules, target):
     out = tiny["root"] / f"qat-{rules}"
-    rc, stdout, err = run(
-        "qat",
-        SPEC,
-        "--weights",
-        tiny["weights"],
-        "--calib",
-        tiny["tables"][rules],
-        "--data",
-        tiny["data"],
-        "-o",
-        out,
-        *QAT,
-    )
+    rc, stdout, err = qat(tiny, out, calib=tiny["tables"][rules])
     assert rc == 0, err
     assert "epoch 3/3" in err and "INT8 vs FP32 output cosine" in err
     doc = json.loads((out / "calib.json").read_text())
@@ -194,19 +189,7 @@ def test_qat_is_deterministic(tiny):
     outs = []
     for k in range(2):
         out = tiny["root"] / f"again-{k}"
-        rc, _, err = run(
-            "qat",
-            SPEC,
-            "--weights",
-            tiny["weights"],
-            "--calib",
-            tiny["tables"]["ort"],
-            "--data",
-            tiny["data"],
-            "-o",
-            out,
-            *QAT,
-        )
+        rc, _, err = qat(tiny, out)
         assert rc == 0, err
         doc = json.loads((out / "calib.json").read_text())
         doc.pop("timing_s")
@@ -236,19 +219,7 @@ def test_qat_bad_input(tiny, tmp_path):
     equalized = tcc.Model.load(SPEC, tiny["weights"]).calibrate(
         tiny["data"], target="ort", calib_size=None, step_switches={"equalization": True}
     )
-    rc, _, err = run(
-        "qat",
-        SPEC,
-        "--weights",
-        tiny["weights"],
-        "--calib",
-        equalized.save(tmp_path / "eq.json"),
-        "--data",
-        tiny["data"],
-        "-o",
-        tmp_path / "eq",
-        *QAT,
-    )
+    rc, _, err = qat(tiny, tmp_path / "eq", calib=equalized.save(tmp_path / "eq.json"))
     assert rc == 2 and "equalization" in err
 
 
@@ -258,21 +229,7 @@ def test_two_processes_give_the_one_process_result(tiny):
     outs = {}
     for n in (1, 2):
         out = tiny["root"] / f"procs-{n}"
-        rc, _, err = run(
-            "qat",
-            SPEC,
-            "--weights",
-            tiny["weights"],
-            "--calib",
-            tiny["tables"]["ort"],
-            "--data",
-            tiny["data"],
-            "-o",
-            out,
-            *QAT,
-            "--nproc",
-            n,
-        )
+        rc, _, err = qat(tiny, out, "--nproc", n)
         assert rc == 0, err
         outs[n] = (torch.load(out / "weights.pt", weights_only=True), json.loads((out / "log.json").read_text()))
     assert outs[2][1]["processes"] == 2 and outs[1][1]["kept_epoch"] == outs[2][1]["kept_epoch"]
@@ -284,40 +241,12 @@ def test_labels_mix_with_the_distillation(tiny, tmp_path):
     """--label-weight reads DATA/<class>/image folders (the classes in output order) and adds their cross-entropy;
     unlabelled data or the wrong number of classes is refused."""
     out = tmp_path / "labelled"
-    rc, _, err = run(
-        "qat",
-        SPEC,
-        "--weights",
-        tiny["weights"],
-        "--calib",
-        tiny["tables"]["ort"],
-        "--data",
-        tiny["data"],
-        "-o",
-        out,
-        *QAT,
-        "--label-weight",
-        "0.5",
-    )
+    rc, _, err = qat(tiny, out, "--label-weight", "0.5")
     assert rc == 0, err
     assert json.loads((out / "calib.json").read_text())["qat"]["label_weight"] == 0.5
     flat = tmp_path / "flat"
     flat.mkdir()
     for i, f in enumerate(sorted(Path(tiny["data"]).rglob("*.png"))[:8]):
         (flat / f"{i}.png").write_bytes(f.read_bytes())
-    rc, _, err = run(
-        "qat",
-        SPEC,
-        "--weights",
-        tiny["weights"],
-        "--calib",
-        tiny["tables"]["ort"],
-        "--data",
-        flat,
-        "-o",
-        tmp_path / "no",
-        *QAT,
-        "--label-weight",
-        "1",
-    )
+    rc, _, err = qat(tiny, tmp_path / "no", "--label-weight", "1", data=flat)
     assert rc == 2 and "DIR/<class>/image" in err and not (tmp_path / "no").exists()

@@ -2,96 +2,69 @@
 its description `_desc` and its implementation by LLVM intrinsics, a table keyed by the kernel's instruction,
 `STEPS` -- x86 `vpmaddwd` / `vpdpbusd`, ARMv7 `vmull.s8` / `vpadal.s16`, AArch64 `sdot` or `smull` / `sadalp`) and
 the sum of the dot form's partial lanes (`partial_sum_intrin`); each registered once per process (`register`,
-which the kernel variants' own intrinsics use too: variants/)."""
+which the kernel variants' own intrinsics use too: variants/). Their buffers are declared once (intrin_funcs.py):
+a kernel's by `_operands`."""
 
 from __future__ import annotations
 
+from tvm import tirx
+from tvm.script import tirx as T
+
+from .intrin_funcs import Operand, step_func, store_func
 from .kernels import DOT_TILE_SCOPE, TILE_SCOPE, DotKernel
+
+
+def _operands(k: DotKernel) -> tuple[Operand, Operand, Operand]:
+    """The buffers of a kernel's step, A (codes), B (weights), C (int32 lanes): the dot form's 16 codes against 16
+    weights into 4 partial lanes; a broadcast kernel's [group] codes against [lanes, group] weights, or with pairs
+    [pairs x group] against [pairs, lanes, group]."""
+    if k.form == "dot":
+        return Operand((16,), "int8"), Operand((16,), "int8"), Operand((4,), "int32", DOT_TILE_SCOPE)
+    L, J, H = k.lanes, k.group, k.pairs
+    lanes = Operand((L,), "int32", TILE_SCOPE)
+    if H == 1:
+        return Operand((J,), k.act_dtype), Operand((L, J), k.weight_dtype), lanes
+    return Operand((H * J,), k.act_dtype), Operand((H, L, J), k.weight_dtype), lanes
 
 
 def _desc(k: DotKernel):
     """C[lanes] += sum over (pairs, group) of A[...] * B[..., lane, ...], as the conv's step computes it."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
-    if k.form == "dot":
-
-        @T.prim_func(s_tir=True)
-        def desc_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-            B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-            C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:4], A[0:16], B[0:16])
-                T.writes(C[0:4])
-                for lane, hh, jj in T.grid(4, 2, 2):
-                    with T.sblock("update"):
-                        vl, vh, vj = T.axis.remap("SRR", [lane, hh, jj])
-                        C[vl] = C[vl] + T.Cast("int32", A[vh * 8 + vl * 2 + vj]) * T.Cast(
-                            "int32", B[vh * 8 + vl * 2 + vj]
-                        )
-
-        return desc_dot
-
     L, J, H = k.lanes, k.group, k.pairs
-    a_t, w_t = k.act_dtype, k.weight_dtype
-    if H == 1:
 
-        @T.prim_func(s_tir=True)
-        def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (J,), a_t, offset_factor=1)
-            B = T.match_buffer(b, (L, J), w_t, offset_factor=1)
-            C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-                T.writes(C[0:L])
-                for i, kk in T.grid(L, J):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, kk])
-                        C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+    @T.macro
+    def dot(A, B, C):
+        for lane, hh, jj in T.grid(4, 2, 2):
+            with T.sblock("update"):
+                vl, vh, vj = T.axis.remap("SRR", [lane, hh, jj])
+                C[vl] = C[vl] + T.Cast("int32", A[vh * 8 + vl * 2 + vj]) * T.Cast("int32", B[vh * 8 + vl * 2 + vj])
 
-        return desc
+    @T.macro
+    def broadcast(A, B, C):
+        for i, kk in T.grid(L, J):
+            with T.sblock("update"):
+                vi, vk = T.axis.remap("SR", [i, kk])
+                C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
 
-    @T.prim_func(s_tir=True)
-    def desc_pairs(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (H * J,), a_t, offset_factor=1)
-        B = T.match_buffer(b, (H, L, J), w_t, offset_factor=1)
-        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:L], A[0 : H * J], B[0:H, 0:L, 0:J])
-            T.writes(C[0:L])
-            for hh, i, kk in T.grid(H, L, J):
-                with T.sblock("update"):
-                    vi, vh, vk = T.axis.remap("SRR", [i, hh, kk])
-                    C[vi] = C[vi] + T.Cast("int32", A[vh * J + vk]) * T.Cast("int32", B[vh, vi, vk])
+    @T.macro
+    def pairs(A, B, C):
+        for hh, i, kk in T.grid(H, L, J):
+            with T.sblock("update"):
+                vi, vh, vk = T.axis.remap("SRR", [i, hh, kk])
+                C[vi] = C[vi] + T.Cast("int32", A[vh * J + vk]) * T.Cast("int32", B[vh, vi, vk])
 
-    return desc_pairs
+    body = dot if k.form == "dot" else broadcast if H == 1 else pairs
+    return step_func(*_operands(k), body)
 
 
 def _broadcast_step(k: DotKernel, update):
     """A broadcast kernel's step: C[lanes] = update(A, B, C), of A [group] codes and B [lanes, group] weights in
     the kernel's types, C its int32 accumulators; `update` builds the instructions' expression as the TVMScript is
     parsed."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
-    L, J, a_t, w_t = k.lanes, k.group, k.act_dtype, k.weight_dtype
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (J,), a_t, offset_factor=1)
-        B = T.match_buffer(b, (L, J), w_t, offset_factor=1)
-        C = T.match_buffer(c, (L,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:L], A[0:J], B[0:L, 0:J])
-            T.writes(C[0:L])
-            C[T.ramp(0, 1, L)] = update(A, B, C)
-
-    return impl
+    return store_func(*_operands(k), update)
 
 
 def _madd_step(k: DotKernel, values: bool):
     """x86 `vpmaddwd`: an int16 pair broadcast to every lane against the lanes' pairs, summed into int32, added."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
     L = k.lanes
     madd = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[L]
 
@@ -108,8 +81,6 @@ def _madd_step(k: DotKernel, values: bool):
 def _quad_step(k: DotKernel, instruction: str):
     """A quad of codes broadcast to every lane against the lanes' quads of weights, the 4 products of each added
     into its int32 lane by one `instruction` (LLVM's name) of three vectors: accumulators, codes, weights."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
     L, a_t, w_t = k.lanes, k.act_dtype, k.weight_dtype
 
     def update(A, B, C):
@@ -135,8 +106,6 @@ def _dot16_step(k: DotKernel, values: bool):
     """ARM's dot form: 16 codes x 16 weights, vmull.s8 (0..7), vmlal.s8 (8..15), vpadal.s16 into 4 lanes (the safe
     twin widens each half on its own). values: the 16-code operands as values (`ensure_registered`), else local
     buffers."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
     operand = T.meta_var if values else (lambda v: v)  # TVMScript: an assigned expression is a local buffer
     mull, padal = _widening(k.arch)  # AArch64: smull, smlal2, sadalp
 
@@ -151,19 +120,13 @@ def _dot16_step(k: DotKernel, values: bool):
             return padal(padal(C.vload([0], "int32x4"), mull(low(va), low(vb))), mull(high(va), high(vb)))
         return padal(C.vload([0], "int32x4"), mull(low(va), low(vb)) + mull(high(va), high(vb)))
 
-    @T.prim_func(s_tir=True)
-    def impl_dot(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (16,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (16,), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:16], B[0:16])
-            T.writes(C[0:4])
-            va = operand(A.vload([0], "int8x16"))
-            vb = operand(B.vload([0], "int8x16"))
-            C[T.ramp(0, 1, 4)] = update(va, vb, C)
+    @T.macro
+    def body(A, B, C):
+        va = operand(A.vload([0], "int8x16"))
+        vb = operand(B.vload([0], "int8x16"))
+        C[T.ramp(0, 1, 4)] = update(va, vb, C)
 
-    return impl_dot
+    return step_func(*_operands(k), body)
 
 
 def _sdot_step(k: DotKernel, values: bool):
@@ -176,36 +139,27 @@ def _mull_padal_step(k: DotKernel, values: bool):
     lane (vmull.s8, then vmlal.s8 for the second pair; the safe twin: one), pairwise-added into the int32
     accumulators (vpadal.s16); AArch64 the same in smull / smlal / sadalp (LLVM has no sadalp intrinsic: saddlp plus
     the add selects it)."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
-
     mull, padal = _widening(k.arch)
+
+    def broadcast_pair(A, at: int):  # codes at, at + 1 as an int16 broadcast to 4 lanes, seen as 8 codes
+        return T.reinterpret(T.broadcast(T.reinterpret(A.vload([at], "int8x2"), dtype="int16"), 4), dtype="int8x8")
+
     if k.pairs == 1:
 
         def update(A, B, C):
-            a01 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
-            return padal(C.vload([0], "int32x4"), mull(a01, B.vload([0, 0], "int8x8")))
+            return padal(C.vload([0], "int32x4"), mull(broadcast_pair(A, 0), B.vload([0, 0], "int8x8")))
 
         return _broadcast_step(k, update)
 
-    @T.prim_func(s_tir=True)
-    def impl_neon(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (2, 4, 2), "int8", offset_factor=1)
-        C = T.match_buffer(c, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:2, 0:4, 0:2])
-            T.writes(C[0:4])
-            a01 = T.meta_var(
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "int8x2"), dtype="int16"), 4), dtype="int8x8")
-            )
-            a23 = T.meta_var(
-                T.reinterpret(T.broadcast(T.reinterpret(A.vload([2], "int8x2"), dtype="int16"), 4), dtype="int8x8")
-            )
-            b = T.meta_var(B.vload([0, 0, 0], "int8x16"))  # one load; its halves: the two d registers of a q
-            prod = mull(a01, T.vectorlow(b, dtype="int8x8")) + mull(a23, T.vectorhigh(b, dtype="int8x8"))
-            C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), prod)
+    @T.macro
+    def body(A, B, C):
+        a01 = T.meta_var(broadcast_pair(A, 0))
+        a23 = T.meta_var(broadcast_pair(A, 2))
+        b = T.meta_var(B.vload([0, 0, 0], "int8x16"))  # one load; its halves: the two d registers of a q
+        prod = mull(a01, T.vectorlow(b, dtype="int8x8")) + mull(a23, T.vectorhigh(b, dtype="int8x8"))
+        C[T.ramp(0, 1, 4)] = padal(C.vload([0], "int32x4"), prod)
 
-    return impl_neon
+    return step_func(*_operands(k), body)
 
 
 # each kernel's step, by its instruction (DotKernel.instruction): (kernel, values) -> the TensorIntrin's
@@ -222,7 +176,6 @@ STEPS = {
 def _widening(arch: str):
     """(mull, padal) of the ARM broadcast kernels: int8x8 x int8x8 -> int16x8, and acc int32x4 + the pairwise
     sums of an int16x8; ARMv7's intrinsics or AArch64's."""
-    from tvm import tirx  # deferred: TVM loads where a PrimFunc is built
 
     def call(name, *args, dtype):
         return tirx.call_llvm_pure_intrin(dtype, name, *args)
@@ -249,27 +202,38 @@ def partial_sum_intrin(arch: str = "armv7") -> str:
     LLVM's own reduction of a [4, 4] tile transposed it element by element (vtrn / vext / vorr)."""
     name = PARTIAL_SUM[arch]
     if not registered(name):
-        from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
-        @T.prim_func(s_tir=True)
-        def desc(p: T.handle, o: T.handle) -> None:
-            P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-            O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(P[0:4, 0:4])
-                T.writes(O[0:4])
-                for i in T.serial(4):
-                    with T.sblock("sum"):
-                        vi = T.axis.remap("S", [i])
-                        O[vi] = P[vi, 0] + P[vi, 1] + P[vi, 2] + P[vi, 3]
+        @T.macro
+        def desc(P, O):
+            for i in T.serial(4):
+                with T.sblock("sum"):
+                    vi = T.axis.remap("S", [i])
+                    O[vi] = P[vi, 0] + P[vi, 1] + P[vi, 2] + P[vi, 3]
 
-        register(name, desc, _partial_sum_a64() if arch == "aarch64" else _partial_sum_neon())
+        impl = _partial_sum_a64() if arch == "aarch64" else _partial_sum_neon()
+        register(name, _partial_sum_func(desc), _partial_sum_func(impl))
     return name
+
+
+def _partial_sum_func(body):
+    """The sum's function (description or implementation): a tile's 4 x 4 partial lanes P into 4 int32 lanes O;
+    `body(P, O)`, a `T.macro` (its own template, not copy_func: that one names the buffers S and D, and the
+    registered TIR keeps the names it always had)."""
+
+    @T.prim_func(s_tir=True)
+    def func(p: T.handle, o: T.handle) -> None:
+        P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
+        O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
+        with T.sblock("root"):
+            T.reads(P[0:4, 0:4])
+            T.writes(O[0:4])
+            body(P, O)
+
+    return func
 
 
 def _partial_sum_neon():
     """ARMv7: vpadd of each channel's two halves, then of two channels' results."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
     def vpadd(a, b):  # called while the TVMScript is parsed: the intrinsic's call, written once
         return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.arm.neon.vpadd"), a, b, dtype="int32x2")
@@ -277,41 +241,30 @@ def _partial_sum_neon():
     def halves(p):  # a channel's 4 partial lanes summed in pairs
         return vpadd(T.vectorlow(p, dtype="int32x2"), T.vectorhigh(p, dtype="int32x2"))
 
-    @T.prim_func(s_tir=True)
-    def impl(p: T.handle, o: T.handle) -> None:
-        P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-        O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(P[0:4, 0:4])
-            T.writes(O[0:4])
-            p0 = T.meta_var(P.vload([0, 0], "int32x4"))
-            p1 = T.meta_var(P.vload([1, 0], "int32x4"))
-            p2 = T.meta_var(P.vload([2, 0], "int32x4"))
-            p3 = T.meta_var(P.vload([3, 0], "int32x4"))
-            O[T.ramp(0, 1, 2)] = vpadd(halves(p0), halves(p1))
-            O[T.ramp(2, 1, 2)] = vpadd(halves(p2), halves(p3))
+    @T.macro
+    def impl(P, O):
+        p0 = T.meta_var(P.vload([0, 0], "int32x4"))
+        p1 = T.meta_var(P.vload([1, 0], "int32x4"))
+        p2 = T.meta_var(P.vload([2, 0], "int32x4"))
+        p3 = T.meta_var(P.vload([3, 0], "int32x4"))
+        O[T.ramp(0, 1, 2)] = vpadd(halves(p0), halves(p1))
+        O[T.ramp(2, 1, 2)] = vpadd(halves(p2), halves(p3))
 
     return impl
 
 
 def _partial_sum_a64():
     """AArch64: addp of channels 0 / 1 and 2 / 3, then of the two results."""
-    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
-    @T.prim_func(s_tir=True)
-    def impl(p: T.handle, o: T.handle) -> None:
-        P = T.match_buffer(p, (4, 4), "int32", offset_factor=1, scope=DOT_TILE_SCOPE)
-        O = T.match_buffer(o, (4,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(P[0:4, 0:4])
-            T.writes(O[0:4])
-            addp = T.meta_var(T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp"))
-            O[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
-                addp,
-                T.call_llvm_pure_intrin(addp, P.vload([0, 0], "int32x4"), P.vload([1, 0], "int32x4"), dtype="int32x4"),
-                T.call_llvm_pure_intrin(addp, P.vload([2, 0], "int32x4"), P.vload([3, 0], "int32x4"), dtype="int32x4"),
-                dtype="int32x4",
-            )
+    @T.macro
+    def impl(P, O):
+        addp = T.meta_var(T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.addp"))
+        O[T.ramp(0, 1, 4)] = T.call_llvm_pure_intrin(
+            addp,
+            T.call_llvm_pure_intrin(addp, P.vload([0, 0], "int32x4"), P.vload([1, 0], "int32x4"), dtype="int32x4"),
+            T.call_llvm_pure_intrin(addp, P.vload([2, 0], "int32x4"), P.vload([3, 0], "int32x4"), dtype="int32x4"),
+            dtype="int32x4",
+        )
 
     return impl
 

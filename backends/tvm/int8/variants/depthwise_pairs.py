@@ -25,11 +25,12 @@ from ...schedule.loops import Rule, block_domain, parallelize
 from ...schedule.tiles import largest_divisor
 from .. import compute
 from ..codes import _Codes
+from ..intrin_funcs import Operand, copy_func, store_func
 from ..intrinsics import register, registered
-from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape
+from ..kernels import DEPTHWISE_PAD_BLOCK, ConvShape
 from .base import Layer, Match, Variant
 from .depthwise_rows import depthwise_rows_weights
-from .windows import ROWS, WindowTile, column_padded, lane_rows_desc, rows_per_window, window_tiles
+from .windows import ROWS, WindowTile, column_padded, lane_rows_desc, lane_rows_operands, rows_per_window, window_tiles
 
 # The blocks: the windows of ROWS rows as int16 pairs of rows, a channel's 2 rows one 32-bit lane, and the conv on
 # them (one `vpmaddwd` sums 2 taps of a column per channel)
@@ -98,21 +99,12 @@ def depthwise_madd_intrin(lanes: int) -> str:
     if not registered(name):
         madd, half = DEPTHWISE_MADD[lanes], f"int16x{2 * lanes}"
 
-        @T.prim_func(s_tir=True)
-        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (lanes, 2), "int16", offset_factor=1)
-            B = T.match_buffer(b, (lanes, 2), "int16", offset_factor=1)
-            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:lanes], A[0:lanes, 0:2], B[0:lanes, 0:2])
-                T.writes(C[0:lanes])
-                C[T.ramp(0, 1, lanes)] = C.vload([0], f"int32x{lanes}") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(madd),
-                    A.vload([0, 0], half),
-                    B.vload([0, 0], half),
-                    dtype=f"int32x{lanes}",
-                )
+        def update(A, B, C):
+            return C.vload([0], f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(madd), A.vload([0, 0], half), B.vload([0, 0], half), dtype=f"int32x{lanes}"
+            )
 
+        impl = store_func(*lane_rows_operands(lanes, 2, "int16", "int16"), update)
         register(name, lane_rows_desc(lanes, 2, "int16", "int16"), impl)
     return name
 
@@ -125,31 +117,23 @@ def interleave_pairs_intrin(dtype: str, lanes: int) -> str:
     if not registered(name):
         order = [r * lanes + c for c in range(lanes) for r in range(2)]
 
-        @T.prim_func(s_tir=True)
-        def desc(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (2, lanes), dtype, offset_factor=1, strides=[T.int64(), 1])
-            D = T.match_buffer(d, (lanes, 2), "int16", offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:2, 0:lanes])
-                T.writes(D[0:lanes, 0:2])
-                for c, r in T.grid(lanes, 2):
-                    with T.sblock("copy"):
-                        vc, vr = T.axis.remap("SS", [c, r])
-                        D[vc, vr] = T.Cast("int16", S[vr, vc])
+        rows, pairs = Operand((2, lanes), dtype, strides=(None, 1)), Operand((lanes, 2), "int16")
 
-        @T.prim_func(s_tir=True)
-        def impl(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (2, lanes), dtype, offset_factor=1, strides=[T.int64(), 1])
-            D = T.match_buffer(d, (lanes, 2), "int16", offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:2, 0:lanes])
-                T.writes(D[0:lanes, 0:2])
-                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 2 * lanes)] = T.Cast(
-                    f"int16x{2 * lanes}",
-                    T.Shuffle([S.vload([T.int64(r), T.int64(0)], f"{dtype}x{lanes}") for r in range(2)], order),
-                )
+        @T.macro
+        def desc(S, D):
+            for c, r in T.grid(lanes, 2):
+                with T.sblock("copy"):
+                    vc, vr = T.axis.remap("SS", [c, r])
+                    D[vc, vr] = T.Cast("int16", S[vr, vc])
 
-        register(name, desc, impl)
+        @T.macro
+        def impl(S, D):
+            D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 2 * lanes)] = T.Cast(
+                f"int16x{2 * lanes}",
+                T.Shuffle([S.vload([T.int64(r), T.int64(0)], f"{dtype}x{lanes}") for r in range(2)], order),
+            )
+
+        register(name, copy_func(rows, pairs, desc), copy_func(rows, pairs, impl))
     return name
 
 

@@ -26,10 +26,11 @@ from ...schedule.loops import Rule, block_domain, is_x86, parallelize
 from ...schedule.tiles import neon_epilogue_lanes
 from .. import compute, microkernel
 from ..codes import _Codes
+from ..intrin_funcs import Operand, copy_func, store_func
 from ..intrinsics import register, registered
-from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape, depthwise_rows_kernel
+from ..kernels import DEPTHWISE_PAD_BLOCK, ConvShape, depthwise_rows_kernel
 from .base import Layer, Match, Variant
-from .windows import ROWS, WindowTile, column_padded, lane_rows_desc, rows_per_window, window_tiles
+from .windows import ROWS, WindowTile, column_padded, lane_rows_desc, lane_rows_operands, rows_per_window, window_tiles
 
 # The blocks: the input's rows, 4 at a time, interleaved per channel so that a channel's 4 rows are one 32-bit
 # lane, and the conv on them
@@ -133,22 +134,16 @@ def depthwise_dot_intrin(arch: str) -> str:
     lanes, act = kernel.lanes, kernel.act_dtype
     if not registered(name):
 
-        @T.prim_func(s_tir=True)
-        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (lanes, 4), act, offset_factor=1)
-            B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
-            C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:lanes], A[0:lanes, 0:4], B[0:lanes, 0:4])
-                T.writes(C[0:lanes])
-                C[T.ramp(0, 1, lanes)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(llvm),
-                    C.vload([0], f"int32x{lanes}"),
-                    A.vload([0, 0], f"{act}x{4 * lanes}"),
-                    B.vload([0, 0], f"int8x{4 * lanes}"),
-                    dtype=f"int32x{lanes}",
-                )
+        def update(A, B, C):
+            return T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm),
+                C.vload([0], f"int32x{lanes}"),
+                A.vload([0, 0], f"{act}x{4 * lanes}"),
+                B.vload([0, 0], f"int8x{4 * lanes}"),
+                dtype=f"int32x{lanes}",
+            )
 
+        impl = store_func(*lane_rows_operands(lanes, 4, act, "int8"), update)
         register(name, lane_rows_desc(lanes, 4, act, "int8"), impl)
     return name
 
@@ -163,31 +158,22 @@ def interleave_rows_intrin(dtype: str = "int8") -> str:
     shuffle of the 64 bytes (one `st4`)."""
     name = f"tcc_interleave_rows4_{dtype}"
     if not registered(name):
+        rows, interleaved = Operand((4, 16), dtype, strides=(None, 1)), Operand((16, 4), dtype)
 
-        @T.prim_func(s_tir=True)
-        def desc(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[T.int64(), 1])
-            D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:4, 0:16])
-                T.writes(D[0:16, 0:4])
-                for c, r in T.grid(16, 4):
-                    with T.sblock("copy"):
-                        vc, vr = T.axis.remap("SS", [c, r])
-                        D[vc, vr] = S[vr, vc]
+        @T.macro
+        def desc(S, D):
+            for c, r in T.grid(16, 4):
+                with T.sblock("copy"):
+                    vc, vr = T.axis.remap("SS", [c, r])
+                    D[vc, vr] = S[vr, vc]
 
-        @T.prim_func(s_tir=True)
-        def impl(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 16), dtype, offset_factor=1, strides=[T.int64(), 1])
-            D = T.match_buffer(d, (16, 4), dtype, offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:4, 0:16])
-                T.writes(D[0:16, 0:4])
-                D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
-                    [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER
-                )
+        @T.macro
+        def impl(S, D):
+            D[T.int64(0), T.ramp(T.int64(0), T.int64(1), 64)] = T.Shuffle(
+                [S.vload([T.int64(k), T.int64(0)], f"{dtype}x16") for k in range(4)], ROWS4_ORDER
+            )
 
-        register(name, desc, impl)
+        register(name, copy_func(rows, interleaved, desc), copy_func(rows, interleaved, impl))
     return name
 
 
@@ -283,35 +269,24 @@ def gather_rows_intrin(
     function, ir = gather_rows_ir(shift != 0, vbmi)
     name = f"tcc_gather_rows4_{h}x{w}x{c}_{pt}_{pl}_{rows[0]}x{rows[1]}_{src}_{act}" + ("_vbmi" if vbmi else "")
     if not registered(name):
+        source, interleaved = Operand((4, 1, 16), src, strides=(w * c, c, 1)), Operand((16, 4), act)
 
-        @T.prim_func(s_tir=True)
-        def desc(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 1, 16), src, offset_factor=1, strides=[w * c, c, 1])
-            D = T.match_buffer(d, (16, 4), act, offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:4, 0:1, 0:16])
-                T.writes(D[0:16, 0:4])
-                for k, r in T.grid(16, 4):
-                    with T.sblock("copy"):
-                        vk, vr = T.axis.remap("SS", [k, r])
-                        if shift == 0:
-                            D[vk, vr] = S[vr, 0, vk]
-                        else:
-                            D[vk, vr] = T.Cast(act, T.Cast("int16", S[vr, 0, vk]) + T.int16(shift))
+        @T.macro
+        def desc(S, D):
+            for k, r in T.grid(16, 4):
+                with T.sblock("copy"):
+                    vk, vr = T.axis.remap("SS", [k, r])
+                    if shift == 0:
+                        D[vk, vr] = S[vr, 0, vk]
+                    else:
+                        D[vk, vr] = T.Cast(act, T.Cast("int16", S[vr, 0, vk]) + T.int16(shift))
 
-        @T.prim_func(s_tir=True)
-        def impl(s: T.handle, d: T.handle) -> None:
-            S = T.match_buffer(s, (4, 1, 16), src, offset_factor=1, strides=[w * c, c, 1])
-            D = T.match_buffer(d, (16, 4), act, offset_factor=1)
-            with T.sblock("root"):
-                T.reads(S[0:4, 0:1, 0:16])
-                T.writes(D[0:16, 0:4])
-                valid = T.meta_var(_rows_inside(S.elem_offset, D.elem_offset, image, pads, rows))
-                T.evaluate(
-                    T.call_extern("int32", function, D.access_ptr("w"), S.access_ptr("r"), T.int64(w * c), valid)
-                )
+        @T.macro
+        def impl(S, D):
+            valid = T.meta_var(_rows_inside(S.elem_offset, D.elem_offset, image, pads, rows))
+            T.evaluate(T.call_extern("int32", function, D.access_ptr("w"), S.access_ptr("r"), T.int64(w * c), valid))
 
-        register(name, desc, impl)
+        register(name, copy_func(source, interleaved, desc), copy_func(source, interleaved, impl))
     return name, ir
 
 

@@ -33,6 +33,7 @@ from ...schedule.loops import (
 from ...schedule.tiles import largest_divisor, neon_epilogue_lanes
 from .. import compute
 from ..codes import _Codes
+from ..intrin_funcs import Operand, step_func
 from ..intrinsics import register, registered
 from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape
 from .base import Layer, Match, Variant
@@ -95,44 +96,28 @@ def depthwise_intrin(target) -> str | None:
         return None
     name, mull = DEPTHWISE_NEON[arch]
     if not registered(name):
+        codes, lanes = Operand((8,), "int16"), Operand((8,), "int32", TILE_SCOPE)
 
-        @T.prim_func(s_tir=True)
-        def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
-            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
-            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:8], A[0:8], B[0:8])
-                T.writes(C[0:8])
-                for i in T.serial(8):
-                    with T.sblock("update"):
-                        vi = T.axis.remap("S", [i])
-                        C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
+        @T.macro
+        def desc(A, B, C):
+            for i in T.serial(8):
+                with T.sblock("update"):
+                    vi = T.axis.remap("S", [i])
+                    C[vi] = C[vi] + T.Cast("int32", A[vi]) * T.Cast("int32", B[vi])
 
-        @T.prim_func(s_tir=True)
-        def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-            A = T.match_buffer(a, (8,), "int16", offset_factor=1)
-            B = T.match_buffer(b, (8,), "int16", offset_factor=1)
-            C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope=TILE_SCOPE)
-            with T.sblock("root"):
-                T.reads(C[0:8], A[0:8], B[0:8])
-                T.writes(C[0:8])
-                a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
-                b = T.meta_var(B.vload([0], "int16x8"))
-                C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(mull),
-                    T.vectorlow(a, dtype="int16x4"),
-                    T.vectorlow(b, dtype="int16x4"),
-                    dtype="int32x4",
-                )
-                C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id(mull),
-                    T.vectorhigh(a, dtype="int16x4"),
-                    T.vectorhigh(b, dtype="int16x4"),
-                    dtype="int32x4",
-                )
+        def product(half, a, b):  # the widening multiply of one half of the 8 channels (low / high: d registers)
+            return T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(mull), half(a, dtype="int16x4"), half(b, dtype="int16x4"), dtype="int32x4"
+            )
 
-        register(name, desc, impl)
+        @T.macro
+        def impl(A, B, C):
+            a = T.meta_var(A.vload([0], "int16x8"))  # one q load each; the halves are its d registers
+            b = T.meta_var(B.vload([0], "int16x8"))
+            C[T.ramp(0, 1, 4)] = C.vload([0], "int32x4") + product(T.vectorlow, a, b)
+            C[T.ramp(4, 1, 4)] = C.vload([4], "int32x4") + product(T.vectorhigh, a, b)
+
+        register(name, step_func(codes, codes, lanes, desc), step_func(codes, codes, lanes, impl))
     return name
 
 

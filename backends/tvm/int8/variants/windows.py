@@ -13,6 +13,7 @@ from tvm.script import tirx as T
 
 from ...schedule.loops import WriteBack, block_domain, fuse_epilogue, loop_extent
 from ...schedule.tiles import largest_divisor
+from ..intrin_funcs import Operand, step_func
 from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape
 
 ROWS = 4  # the rows of one window: a kernel of up to 4 rows (3 x 3: 2 output rows per interleaved window)
@@ -46,24 +47,23 @@ def column_padded(x, shape: ConvShape, height: int, offset: int, dtype: str):
     return te.compute([tirx.IntImm("int64", d) for d in dims], padded, name=DEPTHWISE_PAD_BLOCK)
 
 
+def lane_rows_operands(lanes: int, rows: int, act: str, weight: str) -> tuple[Operand, Operand, Operand]:
+    """A depthwise step's buffers: A [lanes, rows] codes, B [lanes, rows] weights, C [lanes] int32."""
+    return Operand((lanes, rows), act), Operand((lanes, rows), weight), Operand((lanes,), "int32", TILE_SCOPE)
+
+
 def lane_rows_desc(lanes: int, rows: int, act: str, weight: str):
     """A depthwise step's description: C[lanes] += sum over r < rows of A[lane, r] * B[lane, r] (each channel's
     rows of one kernel column against their weights, summed into its int32 lane)."""
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (lanes, rows), act, offset_factor=1)
-        B = T.match_buffer(b, (lanes, rows), weight, offset_factor=1)
-        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope=TILE_SCOPE)
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:lanes, 0:rows], B[0:lanes, 0:rows])
-            T.writes(C[0:lanes])
-            for lane, r in T.grid(lanes, rows):
-                with T.sblock("update"):
-                    vl, vr = T.axis.remap("SR", [lane, r])
-                    C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
+    @T.macro
+    def desc(A, B, C):
+        for lane, r in T.grid(lanes, rows):
+            with T.sblock("update"):
+                vl, vr = T.axis.remap("SR", [lane, r])
+                C[vl] = C[vl] + T.Cast("int32", A[vl, vr]) * T.Cast("int32", B[vl, vr])
 
-    return desc
+    return step_func(*lane_rows_operands(lanes, rows, act, weight), desc)
 
 
 @dataclass(frozen=True)
