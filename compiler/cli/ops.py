@@ -59,8 +59,8 @@ def run(args) -> int:
     )
     chips = list(OP_TABLES)
     print("\nAxera NPUs, by kind (the toolchains' op lists; 'partly': some of the kind's ONNX ops are not listed):")
-    rows = [("kind", *chips)] + [(k, *(kind_unit(c, k) for c in chips)) for k in INT_OPS]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    chip_rows = [("kind", *chips)] + [(k, *(kind_unit(c, k) for c in chips)) for k in INT_OPS]
+    widths = [max(len(r[i]) for r in chip_rows) for i in range(len(chip_rows[0]))]
+    for chip_row in chip_rows:
+        print("  ".join(c.ljust(w) for c, w in zip(chip_row, widths)).rstrip())
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from ..errors import BuildError
 from .args import load_model, max_pixels_arg, overrides_arg, refuse_with_artifact, weights_args
@@ -56,10 +57,10 @@ def _predict_artifact(args) -> int:
 def _print_predictions(logits, labels, as_json: bool) -> None:
     import numpy as np  # deferred for start-up: loads numpy
 
-    results = []
+    results: list[dict[str, Any]] = []
     for row in logits.reshape(len(logits), -1):
         cls = int(np.argmax(row))
-        r = {"logits": [float(v) for v in row], "class": cls}
+        r: dict[str, Any] = {"logits": [float(v) for v in row], "class": cls}
         if labels:
             r["label"] = labels[cls]
         results.append(r)
