@@ -69,6 +69,33 @@ def test_the_search_moves_the_channels_the_real_multiplier_misses(monkeypatch):
     assert f32.float32_requantize_params(rq, channels, np.full(channels, bound)) is None
 
 
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_the_screened_search_picks_the_first_trial_exact_everywhere(seed):
+    """The search screens trials on a few check points before checking one on all of them: the trial it picks is
+    the first, in the search's order, that a check of every trial on every point picks."""
+    from tcc.backends.tvm.int8 import requantize_float32 as f32
+    from tcc.quant.intgraph.reference import apply_requant
+
+    channels, bound = 64, 100_000
+    rq = _layer(np.random.default_rng(seed), channels, "uint8")
+    m = np.asarray(rq.mult.q, np.float64) * np.exp2(np.asarray(rq.mult.shift, np.float64) - 31)
+    points = f32._check_points(rq, m, np.full(channels, bound))
+    want = apply_requant(points, rq, axis=0)
+    start = f32._float_codes(points, m.astype(np.float32), np.full(channels, rq.zp, np.float32), rq.lo, rq.hi)
+    missed = [c for c in range(channels) if np.any(start[c] != want[c])]
+    assert missed  # the layer needs the search
+    rng = np.random.default_rng(seed)
+    for c in missed:
+        scales = f32.float32_ulps(np.full(400, m[c], np.float32), 0) + rng.integers(-8, 9, 400) * np.spacing(
+            np.float32(m[c])
+        )
+        offsets = (rq.zp + rng.integers(-32, 33, 400) * f32.OFFSET_STEP).astype(np.float32)
+        every = f32._float_codes(np.broadcast_to(points[c], (400, points.shape[1])), scales, offsets, rq.lo, rq.hi)
+        exact = np.flatnonzero(np.all(every == want[c][None, :], axis=1))
+        got = f32._first_exact_trial(points[c], want[c], scales, offsets, (rq.lo, rq.hi), start[c] != want[c])
+        assert got == (int(exact[0]) if exact.size else None)
+
+
 def test_too_fine_a_multiplier_or_too_wide_a_range_keeps_the_float64_form():
     """A transition's multipliers (about 1e-4 over accumulators up to 1.5e6: DDSNet's trans convs) leave no float32
     pair for some channel; an accumulator range of 2^24 or more, or an unknown one, is not tried."""
