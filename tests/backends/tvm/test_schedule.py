@@ -89,7 +89,7 @@ def test_simd_of_registry_targets():
     "spec, channels_last",
     [
         ("spec/ddsnet.yaml", True),
-        ("spec/fastnet.yaml", True),
+        pytest.param("spec/fastnet.yaml", True, marks=pytest.mark.slow),  # DDSNet's ops, multiscale
         pytest.param("spec/baselines/mobilenet_v2.yaml", True, marks=pytest.mark.slow),  # DDSNet's structures
         ("spec/baselines/efficientnet_b0.yaml", True),  # squeeze-excite: a broadcast multiply after a 1x1 conv
         ("spec/baselines/shufflenet_v2_x1_0.yaml", False),  # channel shuffle: reshape / transpose / split
