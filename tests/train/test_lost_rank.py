@@ -17,7 +17,7 @@ from tests.helpers import REPO
 from tests.helpers.train_data import texture_patches
 
 SPEC = REPO / "tests" / "specs" / "train_tiny.yaml"
-OPTIONS = ["--epochs", "8", "--batch-size", "8", "--no-progress", "--nproc", "2"]
+OPTIONS = ["--epochs", "4", "--batch-size", "8", "--no-progress", "--nproc", "2"]
 
 
 def _tcc(*argv, cwd: Path) -> subprocess.Popen:

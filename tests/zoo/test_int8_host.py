@@ -16,8 +16,8 @@ pytest.importorskip("tvm")
 # reference) and on host with tools/slow_tests.sh (~85 s together). MobileViT-XXS's host INT8 (50 s of CI's 16.6
 # minutes, the third-longest test) is in the golden set, whose CI run builds it for host and holds it bit-exact
 # (tests/golden_suite): here with tools/slow_tests.sh. MaxViT's one kind the others lack, a constant added to the
-# scores, is checked on every backend on a small graph (quant/test_int8_ops.py) and MaxViT itself on ORT
-# (zoo/test_int8_ort.py): its host build (27 s in CI) here with tools/slow_tests.sh
+# scores, is checked on every backend on a small graph (quant/test_int8_ops.py); MaxViT's ORT and host builds
+# (zoo/test_int8_ort.py, here) with tools/slow_tests.sh
 HOST_SLOW = CI_SUBSET + ("regnet_y_400mf", "mobilevit_xxs", "maxvit_t")
 
 
