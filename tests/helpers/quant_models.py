@@ -12,6 +12,22 @@ from onnx import helper
 from tests.helpers.onnx_util import make_model
 
 
+def rows_gemm(rng: np.random.Generator | None = None) -> onnx.ModelProto:
+    """A linear layer over rows ([16, 32] @ [32, 12]: attention's projections) after a reshape; its weights drawn
+    from `rng` (default: seed 4), which a caller may go on drawing its inputs from."""
+    rng = rng if rng is not None else np.random.default_rng(4)
+    nodes = [
+        helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
+        helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
+    ]
+    inits = {
+        "#rows.shape": [16, 32],
+        "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
+        "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32),
+    }
+    return make_model(nodes, {"input": [1, 32, 4, 4]}, {"output": [16, 12]}, inits)
+
+
 def tiny_cnn(seed: int = 0, c_in: int = 3, size: int = 16, classes: int = 5) -> onnx.ModelProto:
     """conv3x3+relu -> depthwise3x3+relu -> conv1x1 -> concat(relu1, pw) -> maxpool -> gap -> flatten -> gemm."""
     rng = np.random.default_rng(seed)

@@ -21,6 +21,17 @@ def tcc_cli(*argv) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def assert_builds_int8_bit_exact(work, target: str) -> None:
+    """`tcc build WORK/m.yaml --weights WORK/m.pt --target TARGET --precision int8 --data WORK/x.npy --method kl`
+    (an imported spec and its weights) exits 0, its self-check bit-exact with the integer reference."""
+    rc, printed, err = tcc_cli(
+        "build", work / "m.yaml", "--weights", work / "m.pt", "--target", target, "--precision", "int8",
+        "--data", work / "x.npy", "--method", "kl", "-o", work / f"b-{target}",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "self-check vs the integer reference: bit-exact" in printed
+
+
 def assert_predicts_as_onnx_runtime(spec, weights, onnx_path, x_file) -> None:
     """`tcc predict SPEC --weights W` on the saved batch equals ONNX Runtime on the original file (the FP32 rule's
     scale-aware bound)."""

@@ -18,7 +18,7 @@ from tcc.onnx_import import import_onnx
 from tcc.spec.zoo import zoo_models
 from tests.helpers import torchvision_reference as tv
 from tests.helpers.onnx_util import make_model, run
-from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
+from tests.onnx_import.common import assert_builds_int8_bit_exact, assert_predicts_as_onnx_runtime, tcc_cli
 
 # tcc's own lowering, read back: every op kind of these (convs of every shape, BN, the activations, residual adds,
 # concats, pools, linear heads, SE blocks' muls, ShuffleNet's split and channel shuffle, ConvNeXt's layer norms, GELU
@@ -209,24 +209,7 @@ def test_torch_export_imports_and_predicts_as_onnx_runtime(mobilenet):
 @pytest.mark.parametrize("target", ["ort", pytest.param("host", marks=pytest.mark.slow)])
 def test_an_imported_model_builds_int8(mobilenet, target):
     path, work, out = mobilenet
-    rc, printed, err = tcc_cli(
-        "build",
-        work / "m.yaml",
-        "--weights",
-        work / "m.pt",
-        "--target",
-        target,
-        "--precision",
-        "int8",
-        "--data",
-        work / "x.npy",
-        "--method",
-        "kl",
-        "-o",
-        work / f"b-{target}",
-    )
-    assert rc == 0, err
-    assert "self-check vs the integer reference: bit-exact" in printed
+    assert_builds_int8_bit_exact(work, target)
 
 
 def test_dynamic_height_and_width_take_size(tmp_path):

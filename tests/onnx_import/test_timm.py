@@ -14,7 +14,7 @@ import torch
 from tcc.lower.to_torch import init_weights
 from tcc.onnx_import import import_onnx
 from tests.helpers import torchvision_reference as tv
-from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
+from tests.onnx_import.common import assert_builds_int8_bit_exact, assert_predicts_as_onnx_runtime, tcc_cli
 
 FAST = ["lcnet_050", "ghostnet_050"]  # LCNet (hardswish, SE late), GhostNet (ghost modules: concat, no-op slices)
 FULL = ["lcnet_050", "ghostnet_100", "mixnet_s", "rexnet_100", "mobilenetv4_conv_small"]
@@ -68,24 +68,7 @@ def test_a_timm_model_imports_and_predicts_as_onnx_runtime(imported):
 )
 def test_a_timm_model_builds_int8(imported, target):
     path, work, x = imported
-    rc, printed, err = tcc_cli(
-        "build",
-        work / "m.yaml",
-        "--weights",
-        work / "m.pt",
-        "--target",
-        target,
-        "--precision",
-        "int8",
-        "--data",
-        work / "x.npy",
-        "--method",
-        "kl",
-        "-o",
-        work / f"b-{target}",
-    )
-    assert rc == 0, err
-    assert "self-check vs the integer reference: bit-exact" in printed
+    assert_builds_int8_bit_exact(work, target)
 
 
 @pytest.mark.slow

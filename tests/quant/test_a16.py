@@ -15,7 +15,7 @@ from tcc.quant.table.file import CalibrationError, CalibrationTable, load_table
 from tcc.tolerance import TOLERANCES
 from tests.helpers import REPO
 from tests.helpers.onnx_util import make_model, run_all
-from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data
+from tests.helpers.quant_models import rows_gemm, table_json, tiny_cnn, tiny_data
 from tests.helpers.tvm_util import check_all, host_vm, skip_unless_runtime
 
 
@@ -344,16 +344,7 @@ def test_w8a16_linear_over_rows_bit_exact_on_aarch64_digits(target, tmp_path):
 
     skip_unless_runtime(target)
     rng = np.random.default_rng(4)
-    nodes = [
-        helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
-        helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
-    ]
-    inits = {
-        "#rows.shape": [16, 32],
-        "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
-        "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32),
-    }
-    m = make_model(nodes, {"input": [1, 32, 4, 4]}, {"output": [16, 12]}, inits)
+    m = rows_gemm(rng)
     t = calibrate_onnx(
         m,
         rng.standard_normal((8, 32, 4, 4)).astype(np.float32) * 3,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper
 
 pytest.importorskip("tvm")
 
@@ -21,7 +20,7 @@ from tcc.passes.base import infer_value_shapes
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.table.file import load_table
 from tests.helpers import REPO
-from tests.helpers.onnx_util import make_model
+from tests.helpers.quant_models import rows_gemm
 from tests.helpers.tvm_int8 import depthwise_model
 from tests.helpers.tvm_util import skip_unless_runtime
 
@@ -63,21 +62,6 @@ def test_the_docs_table_is_the_variants_table():
     assert want in text, f"docs/targets/tvm.md's kernel variants table is stale; it should read:\n{want}"
 
 
-def _rows_model():
-    """A linear layer over rows ([16, 32] @ [32, 12]: attention's projections) after a reshape."""
-    rng = np.random.default_rng(4)
-    nodes = [
-        helper.make_node("Reshape", ["input", "rows.shape"], ["rows"], name="rows"),
-        helper.make_node("Gemm", ["rows", "fc.weight", "fc.bias"], ["output"], name="fc", transB=1),
-    ]
-    inits = {
-        "#rows.shape": [16, 32],
-        "fc.weight": (rng.standard_normal((12, 32)) * 0.4).astype(np.float32),
-        "fc.bias": (rng.standard_normal(12) * 0.1).astype(np.float32),
-    }
-    return make_model(nodes, {"input": [1, 32, 4, 4]}, {"output": [16, 12]}, inits)
-
-
 @pytest.fixture(scope="module")
 def graphs():
     """(name, FP32 ONNX, table): DDSNet in small (a stem and its max pool, dense blocks of depthwise-separable
@@ -96,7 +80,7 @@ def graphs():
         out.append(
             (f"depthwise-{bits}", dw, calibrate_onnx(dw, x, method="minmax", target="tvm", activation_bits=bits))
         )
-    rows = _rows_model()
+    rows = rows_gemm()
     x = rng.standard_normal((8, 32, 4, 4)).astype(np.float32)
     for bits in (8, 16):
         table = calibrate_onnx(rows, x, method="minmax", target="tvm", activation_bits=bits, batch_size=1)
