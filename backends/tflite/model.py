@@ -12,7 +12,7 @@ TensorFlow: tensors, constant buffers, operators, and each builtin operator's ve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,15 @@ def options(name: str, **fields):
             raise AttributeError(f"{name} has no field {key!r}")
         setattr(obj, key, value)
     return name, obj
+
+
+class _OperandTypes(NamedTuple):
+    """The element types an operator's version depends on: its first input's, its weights' (second input), its
+    first output's (None where the input is absent)."""
+
+    i0: str | None
+    w: str | None
+    o0: str
 
 
 class TfliteModel:
@@ -129,10 +138,20 @@ class TfliteModel:
 
     def version(self, op: str, inputs: list[int], outputs: list[int], opts) -> int:
         """The builtin version TFLite's versioning rules give this operator (op_version.cc), for the cases tcc
-        writes."""
-        i0 = self.dtype(inputs[0]) if inputs and inputs[0] >= 0 else None
-        w = self.dtype(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else None
-        o0 = self.dtype(outputs[0])
+        writes: the int16 rules first, then the weighted ops', then the others'."""
+        t = _OperandTypes(
+            self.dtype(inputs[0]) if inputs and inputs[0] >= 0 else None,
+            self.dtype(inputs[1]) if len(inputs) > 1 and inputs[1] >= 0 else None,
+            self.dtype(outputs[0]),
+        )
+        for rule in (self._int16_version, self._weighted_version):
+            v = rule(op, inputs, opts, t)
+            if v is not None:
+                return v
+        return self._other_version(op, inputs, outputs, t)
+
+    def _int16_version(self, op: str, inputs: list[int], opts, t: _OperandTypes) -> int | None:
+        i0, w, o0 = t
         o = opts[1] if opts else None
         # 16x8: int16 activations, int8 weights. op_version.cc's int16 rules as written there: CONV_2D and
         # FULLY_CONNECTED are versions 8 and 11 through `quantized_bias_type` (their int16 x int16 rules never match
@@ -186,6 +205,10 @@ class TfliteModel:
                 return wide[op]
         if op == "QUANTIZE" and o0 == "int16":
             return 2
+        return None
+
+    def _weighted_version(self, op: str, inputs: list[int], opts, t: _OperandTypes) -> int | None:
+        i0, w, o0 = t
         if op == "CONV_2D":
             if self.shape(inputs[0])[-1] != self.shape(inputs[1])[-1]:  # grouped: filter depth < input depth
                 return 6
@@ -212,6 +235,10 @@ class TfliteModel:
             if i0 == "float32" and w == "int8":
                 return 9 if o is not None and o.asymmetricQuantizeInputs else 3
             return 1
+        return None
+
+    def _other_version(self, op: str, inputs: list[int], outputs: list[int], t: _OperandTypes) -> int:
+        i0 = t.i0
         if op == "MUL":
             if i0 == "int8":
                 q = [self.tensors[k].quantization for k in (*inputs[:2], outputs[0])]
