@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv setup-arm demo lint test clean
+.PHONY: venv setup-arm demo tour lint test clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,11 @@ setup-arm: venv
 
 demo: venv setup-arm
 	tools/demo.sh
+
+# the long tour after the demo (its crops, tables and trained model): ARM and x86 twins, QAT, W8A16, t-SNE,
+# your own ONNX model, attention in YAML
+tour: demo
+	tools/tour.sh
 
 # ruff (lint, then the formatting as a check) and mypy (tools/typecheck.py); settings in pyproject.toml
 lint: venv

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from tcc.errors import BuildError
+from tcc.errors import BuildError, suggest
 
 from ..targets import TARGETS, Target
 from .ax.options import KitOptions
@@ -28,9 +28,17 @@ BACKENDS: dict[str, str] = {
 
 def get_target(name: str) -> Target:
     if name not in TARGETS:
-        known = "\n".join(f"  {t.name:<8} {', '.join(t.precisions):<12} {t.description}" for t in TARGETS.values())
-        raise BuildError(f"unknown target '{name}'; known targets:\n{known}")
+        raise BuildError(
+            f"unknown target '{name}'{suggest(name, TARGETS)}; known targets:\n" + "\n".join(target_lines())
+        )
     return TARGETS[name]
+
+
+def target_lines() -> list[str]:
+    """The targets as a table: name, precisions, description, in columns (`tcc build` with an unknown target)."""
+    rows = [(t.name, ", ".join(t.precisions), t.description) for t in TARGETS.values()]
+    name_width, precision_width = (max(len(r[i]) for r in rows) for i in (0, 1))
+    return [f"  {n:<{name_width}}  {p:<{precision_width}}  {d}" for n, p, d in rows]
 
 
 def check_precision(target: Target, precision: str | None) -> str:
@@ -43,7 +51,8 @@ def check_precision(target: Target, precision: str | None) -> str:
             f" (available: {', '.join(target.precisions)})"
         )
     raise BuildError(
-        f"target {target.name}: unknown precision '{precision}' (available: {', '.join(target.precisions)})"
+        f"target {target.name}: unknown precision '{precision}'{suggest(precision, target.precisions)}; available: "
+        + ", ".join(target.precisions)
     )
 
 
@@ -68,4 +77,5 @@ __all__ = [
     "check_precision",
     "get_backend",
     "get_target",
+    "target_lines",
 ]

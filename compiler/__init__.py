@@ -25,6 +25,7 @@ from .errors import (
     ExportError,
     Location,
     OpsetError,
+    OutputExists,
     SpecError,
     TccError,
     WeightsError,
@@ -34,7 +35,19 @@ from .ops import OPS
 from .spec.loader import Spec, load_spec, parse_overrides
 
 # tcc.api, imported on first use: it loads numpy and onnx
-_API = ("Model", "Bundle", "bench", "diff", "golden_check", "golden_update", "import_onnx", "report", "train_model")
+_API = (
+    "Model",
+    "Bundle",
+    "bench",
+    "diff",
+    "golden_check",
+    "golden_update",
+    "import_onnx",
+    "make_crops",
+    "report",
+    "setup",
+    "train_model",
+)
 
 
 def __getattr__(name: str):
@@ -69,6 +82,7 @@ __all__ = [
     "Model",
     "Node",
     "OpsetError",
+    "OutputExists",
     "Ref",
     "Spec",
     "SpecError",
@@ -81,8 +95,10 @@ __all__ = [
     "import_onnx",
     "load_model",
     "load_spec",
+    "make_crops",
     "parse_overrides",
     "report",
+    "setup",
     "to_onnx",
     "to_torch",
     "train_model",

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildError, Interrupted
+from .errors import BuildError, Interrupted, OutputExists
 
 FORMAT = "tcc-bundle/1"
 MANIFEST = "manifest.json"
@@ -99,7 +99,7 @@ def check_out(out: Path, force: bool) -> None:
     if not out.exists() and not out.is_symlink():
         return
     if not force:
-        raise BuildError(f"{out} already exists; pass --force to replace it")
+        raise OutputExists(out)
     if out.is_symlink() or not out.is_dir():
         raise BuildError(f"{out} exists and is not a directory; not replacing it")
     if any(out.iterdir()) and not (out / MANIFEST).is_file():

@@ -6,8 +6,16 @@ traceback. A `Location` is carried by every spec value, so errors raised long af
 
 from __future__ import annotations
 
+import difflib
 import errno
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def suggest(word: object, options: Iterable[object]) -> str:
+    """ " (did you mean 'arm-a7'?)" for the closest of `options` to a mistyped `word` (difflib), or ""."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,16 @@ class TccError(Exception):
     """Base of every error tcc reports to a user."""
 
     exit_code = 1
+
+    def __init__(self, *args: object, cli: str | None = None):
+        """`cli`: the message as the command line says it, where it names flags the Python message names as
+        keywords ("pass --weights" for "weights=")."""
+        super().__init__(*args)
+        self._cli = cli
+
+    def for_cli(self) -> str:
+        """The message as the command line says it."""
+        return str(self) if self._cli is None else self._cli
 
 
 class SpecError(TccError):
@@ -89,6 +107,28 @@ class BuildError(TccError):
     express, an existing output directory, an unreadable bundle. Exit code 2."""
 
     exit_code = 2
+
+
+class OutputExists(TccError):
+    """An output is already there and replacing it was not asked for. Exit code 2. The Python message names the
+    keyword (`force=True`), the command line's the flag (`--force`)."""
+
+    exit_code = 2
+
+    def __init__(self, path: object, hint: str = ""):
+        super().__init__(path)
+        self.path = path
+        self.hint = hint  # what else the user may mean, e.g. "--resume RUN continues it"
+
+    def _text(self, force: str) -> str:
+        other = f"{self.hint}, " if self.hint else ""
+        return f"{self.path} already exists; {other}pass {force} to replace it"
+
+    def __str__(self) -> str:
+        return self._text("force=True")
+
+    def for_cli(self) -> str:
+        return self._text("--force")
 
 
 class CalibrationError(TccError):

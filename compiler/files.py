@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DataError
+from .errors import DataError, OutputExists
 
 
 def is_onnx_file(path) -> bool:
@@ -30,6 +30,24 @@ def check_output(path: str | Path, suffixes: tuple[str, ...], rule: str) -> Path
         raise DataError(f"{path}: directory {str(parent)!r} is not writable")
     if path.is_dir():
         raise DataError(f"{path}: is a directory")
+    return path
+
+
+def check_replaceable(path: str | Path, force: bool, hint: str = "") -> Path:
+    """An output about to be written: refused (OutputExists, exit 2) where something is already there and `force`
+    was not given, before any work; `hint`: another way out the error names (e.g. "--resume RUN continues it")."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not force:
+        raise OutputExists(path, hint)
+    return path
+
+
+def check_replaceable_folder(path: str | Path, force: bool) -> Path:
+    """An output folder a command writes files into: refused where it holds files and `force` was not given (an
+    empty folder is taken as a new one; a file there is left to the command's own check of its output)."""
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise OutputExists(path)
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .bundle import sha256_file
+from .process.phases import announce
 from .spec.loader import Spec, load_spec
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def lower_spec(
     from .passes.pipeline import run_pipeline  # deferred for start-up: loads numpy, onnx, onnx_graphsurgeon
 
     t0 = time.perf_counter()
+    announce("load")
     from .lower.weights import fit_to_checkpoint  # deferred for start-up: loads torch
 
     w = Weights.of(weights)
@@ -112,8 +114,10 @@ def lower_spec(
     model = fitted
     module, info = reference_module(model, w.file, w.by_order, w.key_map, w.seed, log)
     t1 = time.perf_counter()
+    announce("lower")
     lowered = to_onnx(model.graph, module.state_dict(), opset)
     t2 = time.perf_counter()
+    announce("passes")
     proto, report = run_pipeline(lowered, simplify=simplify)
     return Frontend(
         model,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, TypeVar
 
-from .spec.expand import suggest
+from .errors import suggest
 
 R = TypeVar("R")
 

@@ -11,7 +11,7 @@ Runtime sources (``Platform.runtime``):
   ``host-wheel``     the x86_64 libraries of the installed apache-tvm / apache-tvm-ffi wheels
   ``wheel:<plat>``   the same-version wheels for pip platform <plat> (downloaded, libraries only)
   ``source``         built from the C++ sources inside the x86_64 wheels with the cross compiler
-                     (tools/arm_runtime/CMakeLists.txt), for architectures PyPI has no wheel for
+                     (backends/tvm/runtime_recipe/CMakeLists.txt), for architectures PyPI has no wheel for
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Platform:
     apt_packages: tuple[str, ...]  # Debian packages that provide the toolchain / emulator
     runtime: str  # "host-wheel" | "wheel:<pip platform>" | "source"
     qemu: tuple[str, ...] | None = None  # prefix that runs a target binary here; None: native
-    cmake_toolchain: str | None = None  # file in tools/arm_runtime/toolchains/
+    cmake_toolchain: str | None = None  # file in backends/tvm/runtime_recipe/toolchains/
     aliases: tuple[str, ...] = field(default=())
 
     @property

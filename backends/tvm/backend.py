@@ -77,8 +77,8 @@ def _tvm_missing() -> str | None:
         metadata.version("apache-tvm")
     except metadata.PackageNotFoundError:
         return (
-            "the TVM backend needs the Python package apache-tvm (tools/setup_arm.sh installs it; by hand: "
-            f"pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})"
+            "the TVM backend needs the Python package apache-tvm: `tcc setup TARGET` installs it with the target's "
+            f"toolchain and runtime (by hand: pip install apache-tvm=={TVM_PIN} apache-tvm-ffi=={TVM_FFI_PIN})"
         )
     return None
 
@@ -170,7 +170,7 @@ class TvmBackend(Backend):
         missing = rt.missing_tools(target, build=False, run=run)
         if missing:
             what = "; ".join(f"`{cmd}` ({how})" for cmd, how in missing)
-            raise BuildError(f"target {target} needs {what}; or run tools/setup_arm.sh as root")
+            raise BuildError(f"target {target} needs {what}; or run `tcc setup {target}` (as root)")
 
     # ------------------------------------------------------------------ emit
     _worker = None  # set by preload(worker=True): tcc.backends.tvm.worker

@@ -108,7 +108,7 @@ def _kit_readme(platform: Platform, input_shape, precision: str) -> str:
         "```",
         "",
         "(`tcc.backends.tensor_file.write_tensor_file` / `read_tensor_file` do the same; the full description is in",
-        "tools/arm_runtime/README.md of the tcc repository.)",
+        "backends/tvm/runtime_recipe/README.md of the tcc repository, also in the installed package.)",
         "",
     ]
     return "\n".join(lines)

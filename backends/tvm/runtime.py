@@ -11,7 +11,7 @@ cache holds, outside the repository,
         build.log                                       the last build's output
 
 so ``bin/`` + ``lib/`` is the deployment kit's runtime part: copy the folder to the board.
-A cached runtime is reused while the TVM versions and the recipe (tools/arm_runtime) are
+A cached runtime is reused while the TVM versions and the recipe (runtime_recipe/, package data) are
 unchanged; if only the runner changed, only the runner is rebuilt.
 
 This module also holds the TVM pins (TVM_PIN, TVM_FFI_PIN) and the errors of the TVM modules (ToolchainMissing,
@@ -24,7 +24,7 @@ numpy.  The rest of the TVM machinery lives in modules that may import this one 
     tcc.backends.tvm.tensor_file       the TCCT tensor files tcc-run reads and writes
     tcc.backends.tvm.measure.instruction_mix   vector-instruction counts of a compiled module (objdump)
 
-Command line (used by tools/setup_arm.sh):
+Command line (`tcc setup` is the user's; these are the pieces):
     python -m tcc.backends.tvm.runtime ensure [--rebuild] TARGET...
     python -m tcc.backends.tvm.runtime check TARGET...      # what is missing, exit 1 if any
     python -m tcc.backends.tvm.runtime info TARGET...       # cache folders and stamps
@@ -59,11 +59,11 @@ from tcc.errors import BuildError, TccError
 from ...targets import Platform, get_platform, known_platforms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TVM_PIN = "0.27.0.post1"  # what tools/setup_arm.sh installs (TVM_VERSION, TVM_FFI_VERSION there)
+TVM_PIN = "0.27.0.post1"  # what `tcc setup` installs (tcc.backends.tvm.setup)
 TVM_FFI_PIN = "0.1.14.post0"  # 0.1.15.post2, pip's pick for apache-tvm 0.27.0.post1, crashes MetaSchedule
-RUNTIME_SRC = REPO_ROOT / "tools" / "arm_runtime"
+RUNTIME_SRC = Path(__file__).resolve().parent / "runtime_recipe"  # package data: the wheel carries it
 MIN_CMAKE = (3, 18)
-SETUP_HINT = "run tools/setup_arm.sh (as root) to install the toolchains and build the runtimes"
+SETUP_HINT = "`tcc setup TARGET` installs the toolchains and builds the runtimes (as root for the Debian packages)"
 
 Log = Callable[[str], None]
 
@@ -130,7 +130,7 @@ def _site_dirs() -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- toolchain checks
 
 
-def _which(cmd: str) -> str | None:
+def find_command(cmd: str) -> str | None:
     # Look next to the interpreter first: `pip install cmake ninja` puts them in the venv.
     local = Path(sys.executable).parent / cmd
     if local.exists() and os.access(local, os.X_OK):
@@ -138,7 +138,8 @@ def _which(cmd: str) -> str | None:
     return shutil.which(cmd)
 
 
-def _cmake() -> str | None:
+def find_cmake() -> str | None:
+    """A cmake of at least MIN_CMAKE, beside the interpreter (pip's) or on PATH; None when there is none."""
     for cand in (Path(sys.executable).parent / "cmake", shutil.which("cmake")):
         if cand and Path(cand).exists():
             try:
@@ -154,8 +155,8 @@ def _cmake() -> str | None:
 
 
 def _cmake_checked() -> str:
-    """_cmake() where require_tools has found it."""
-    cmake = _cmake()
+    """find_cmake() where require_tools has found it."""
+    cmake = find_cmake()
     assert cmake is not None, "cmake: require_tools checks it first"
     return cmake
 
@@ -165,11 +166,11 @@ def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> 
     platform = get_platform(target_name)
     missing: list[tuple[str, str]] = []
     pkg = platform.apt_packages[0]
-    if not _which(platform.cxx):
+    if not find_command(platform.cxx):
         missing.append((platform.cxx, f"Debian package {pkg} (apt-get install -y {pkg})"))
-    if run and platform.qemu and not _which(platform.qemu[0]):
+    if run and platform.qemu and not find_command(platform.qemu[0]):
         missing.append((platform.qemu[0], "Debian package qemu-user (apt-get install -y qemu-user)"))
-    if build and _cmake() is None:
+    if build and find_cmake() is None:
         missing.append((f"cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]}", "pip install cmake ninja"))
     return missing
 
@@ -181,7 +182,7 @@ def missing_apt_packages(target_names: Iterable[str]) -> list[str]:
         platform = get_platform(name)
         cmds = [platform.cxx] + ([platform.qemu[0]] if platform.qemu else [])
         for cmd, pkg in zip(cmds, (platform.apt_packages[0], "qemu-user")):
-            if not _which(cmd) and pkg not in pkgs:
+            if not find_command(cmd) and pkg not in pkgs:
                 pkgs.append(pkg)
     return pkgs
 
@@ -273,7 +274,7 @@ def _run_logged(
 
 def _cmake_configure_args(platform: Platform, build_dir: Path, mode: str, lib_dir: Path | None) -> list[str]:
     tvm_dir, ffi_dir = _site_dirs()
-    cmake = _cmake()
+    cmake = find_cmake()
     if cmake is None:
         raise ToolchainMissing(
             f"building the TVM runtime needs cmake>={MIN_CMAKE[0]}.{MIN_CMAKE[1]} "
@@ -290,7 +291,7 @@ def _cmake_configure_args(platform: Platform, build_dir: Path, mode: str, lib_di
         f"-DTCC_RUNTIME_MODE={mode}",
         "-DCMAKE_BUILD_TYPE=Release",
     ]
-    ninja = _which("ninja")
+    ninja = find_command("ninja")
     if ninja:
         args += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
     if platform.cmake_toolchain:
@@ -422,6 +423,10 @@ def ensure_runtime(target_name: str, *, rebuild: bool = False, log: Log | None =
     log = log or _default_log
     platform = get_platform(target_name)
     final = runtime_dir(target_name)
+    if not (RUNTIME_SRC / "CMakeLists.txt").is_file():  # the package data, not the user's files, is incomplete
+        raise RuntimeBuildError(
+            f"the TVM runtime's recipe is missing from the installed tcc ({RUNTIME_SRC}): reinstall tcc"
+        )
     with _locked(final.parent / f".{final.name}.lock"):
         state = "stale" if rebuild else _cache_state(platform, final)
         if state == "ok":

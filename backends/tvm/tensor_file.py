@@ -1,8 +1,9 @@
-"""TCCT tensor files: the format tcc-run (tools/arm_runtime/runner) reads its inputs from and writes its outputs to.
+"""TCCT tensor files: the format tcc-run (backends/tvm/runtime_recipe/runner) reads its inputs from and writes its
+outputs to.
 
 A record is a 24-byte little-endian header -- ``TCCT``, u32 version 1, u32 dtype code (0 int, 1 uint, 2 float,
 as in DLPack), u32 bits, u32 ndim, u32 0 -- then ndim int64 dimensions, then the data in C order; an output file
-holds one record per model output (tools/arm_runtime/README.md has the full description).
+holds one record per model output (backends/tvm/runtime_recipe/README.md has the full description).
 
 Imports neither tvm nor, at module level, numpy.
 """

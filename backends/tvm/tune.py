@@ -34,7 +34,7 @@ def meta_schedule_problem() -> str | None:
     MetaSchedule serializes every IRModule it tunes (its database, TuneContext, the builder's worker processes)
     with tvm.ir.save_json.  apache-tvm 0.27.0.post1 next to apache-tvm-ffi 0.1.15.post2 (pip's choice for
     `apache-tvm-ffi>=0.1.14.post0`) crashes there (SIGSEGV in ffi::ToJSONGraph: the two binaries disagree), even for
-    a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0, which tools/setup_arm.sh pins (TVM_FFI_PIN), the same
+    a 4-element PrimFunc; with apache-tvm-ffi 0.1.14.post0, which `tcc setup` pins (TVM_FFI_PIN), the same
     call works and tuning runs.  The probe runs in a child process so the crash cannot take the build down."""
 
     proc = subprocess.run([sys.executable, "-c", _SAVE_JSON_PROBE], capture_output=True, text=True, timeout=300)
@@ -44,14 +44,14 @@ def meta_schedule_problem() -> str | None:
         return (
             f"MetaSchedule tuning is not usable with apache-tvm {tvm_v} + apache-tvm-ffi {ffi_v}: serializing "
             f"an IRModule (tvm.ir.save_json, which MetaSchedule needs) {why}; apache-tvm-ffi {TVM_FFI_PIN} "
-            f"does not have this problem (tools/setup_arm.sh installs it; by hand: pip install "
-            f"apache-tvm-ffi=={TVM_FFI_PIN}, then tools/setup_arm.sh to rebuild the cached runtimes)"
+            f"does not have this problem (`tcc setup host` installs it; by hand: pip install "
+            f"apache-tvm-ffi=={TVM_FFI_PIN}, then `tcc setup host --rebuild` to rebuild the cached runtimes)"
         )
     missing = [m for m in ("psutil", "cloudpickle") if importlib.util.find_spec(m) is None]
     if missing:
         return (
             f"MetaSchedule tuning needs the Python package(s) {', '.join(missing)} (pip install "
-            f"{' '.join(missing)}; tools/setup_arm.sh installs them)"
+            f"{' '.join(missing)}; `tcc setup host` installs them)"
         )
     return None
 

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ..artifact import manifest_preprocess, open_artifact
 from ..bundle import read_manifest
-from ..data import load_array, load_image
+from ..data import load_array, load_image, model_pixels, normalize_pixels
 from ..errors import DataError
 from ..slide.infer import ModelSource
 from ..slide.pipeline import Options as SlideOptions
@@ -20,21 +20,61 @@ from ..slide.pipeline import run_slides
 from ..slide.reader import list_images
 from ..spec.loader import Preprocess
 
-Inputs = str | Path | npt.ArrayLike  # an image file, a .npy file, or an array [C, H, W] / [N, C, H, W]
+# an image file, a .npy file, a PIL image, uint8 pixels [H, W, C] / [N, H, W, C] (or [H, W], grey), or the model's
+# input itself: float [C, H, W] / [N, C, H, W]
+Inputs = str | Path | npt.ArrayLike | Any
 Log = Callable[[str], None]  # what hears progress lines
 Images = str | Path | Iterable[str | Path]  # image files or folders (tcc.slide)
 
 
 def as_batch(x: Inputs, preprocess: Preprocess, input_shape: tuple[int, ...]) -> np.ndarray:
-    """An image file (through the preprocessing), a .npy file, or an array [C, H, W] / [N, C, H, W]."""
+    """The model's input batch, float32 [N, C, H, W], from what a user has at hand: an image file or a PIL image
+    (through the preprocessing), uint8 pixels [H, W, C] / [N, H, W, C] (the same; [H, W] for grey), a .npy file,
+    or an array that is already the model's input, [C, H, W] / [N, C, H, W]."""
     if isinstance(x, (str, Path)):
         return load_array(x, input_shape) if Path(x).suffix.lower() == ".npy" else load_image(x, preprocess)[None]
-    batch = np.asarray(x, dtype=np.float32)
+    if _is_pil_image(x):
+        return _pixels_batch([x], preprocess)
+    arr = np.asarray(x)
+    if arr.dtype == np.uint8:  # pixels as PIL, OpenCV (BGR: say so in the spec) or skimage give them
+        images = [arr] if arr.ndim in (2, 3) else list(arr) if arr.ndim == 4 else None
+        if images is None:
+            raise DataError(f"uint8 pixels of shape {list(arr.shape)}: expected [H, W, C], [N, H, W, C] or [H, W]")
+        return _pixels_batch(images, preprocess)
+    batch = np.asarray(arr, dtype=np.float32)
     if batch.ndim == len(input_shape):
         batch = batch[None]
     if tuple(batch.shape[1:]) != tuple(input_shape):
-        raise DataError(f"input of shape {list(batch.shape)}: the model takes [N, {', '.join(map(str, input_shape))}]")
+        raise DataError(
+            f"input of shape {list(batch.shape)}: the model takes float [N, {', '.join(map(str, input_shape))}] "
+            "(or give an image: a path, a PIL image or uint8 pixels [H, W, C])"
+        )
     return np.ascontiguousarray(batch)
+
+
+def _is_pil_image(x: object) -> bool:
+    from PIL import Image  # deferred for start-up: loads Pillow
+
+    return isinstance(x, Image.Image)
+
+
+def _pixels_batch(images: list, preprocess: Preprocess) -> np.ndarray:
+    """PIL images or uint8 pixel arrays through the preprocessing, as an image file would go (tcc.data)."""
+    from PIL import Image  # deferred for start-up: loads Pillow
+
+    if preprocess.color is None:
+        raise DataError("this model's input is not an image (no color order); pass a float array [N, C, H, W]")
+    out = []
+    for im in images:
+        if not isinstance(im, Image.Image):
+            pixels = np.asarray(im)
+            if pixels.ndim == 3 and pixels.shape[2] == 1:
+                pixels = pixels[:, :, 0]
+            if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+                raise DataError(f"uint8 pixels of shape {list(pixels.shape)}: expected [H, W], [H, W, 3] or [H, W, 4]")
+            im = Image.fromarray(np.ascontiguousarray(pixels))
+        out.append(normalize_pixels(model_pixels(im, preprocess), preprocess))
+    return np.stack(out).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -64,7 +104,18 @@ class Bundle:
 
     @property
     def labels(self) -> list[str] | None:
+        """The class names the model was built with, or None."""
         return self.manifest.get("labels")
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names (as `labels`; the name torchvision's and timm's users look for), or None."""
+        return self.labels
+
+    @property
+    def num_classes(self) -> int:
+        """The width of the model's output (its last axis)."""
+        return int(self.manifest["outputs"][0]["shape"][-1])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -83,9 +134,14 @@ class Bundle:
         self_check: dict[str, Any] = self.manifest["self_check"]
         return self_check
 
+    def predict(self, x: Inputs) -> np.ndarray:
+        """The bundle's output for `x`, as Model.predict takes it (an image file, a PIL image or uint8 pixels
+        through the bundle's own preprocessing, a .npy file or a float array); a kit for an NPU, or a bundle for
+        another machine, is refused with a clear error."""
+        return self.run(x)
+
     def run(self, x: Inputs) -> np.ndarray:
-        """The bundle's output for `x` (an image file through the bundle's own preprocessing, a .npy file or an
-        array); a kit for an NPU, or a bundle for another machine, is refused with a clear error."""
+        """The same as `predict` (the name of earlier versions, kept)."""
         if self._artifact is None:
             self._artifact = open_artifact(self.path)
         y: np.ndarray = self._artifact.run(as_batch(x, manifest_preprocess(self.manifest), self.input_shape))

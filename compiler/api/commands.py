@@ -12,9 +12,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ..benchmark.report import report as table_one
-from ..errors import DataError
-from ..files import atomic_write, check_output, is_onnx_file
-from ..spec.expand import suggest
+from ..errors import BuildError, DataError, suggest
+from ..files import atomic_write, check_output, check_replaceable, is_onnx_file
 from ..spec.train_options import BY_NAME as TRAIN_OPTIONS
 from ..spec.zoo import resolve_spec
 from ..tensor_diff import Context
@@ -120,8 +119,7 @@ def import_onnx(
     out = check_output(out, (".yaml", ".yml"), "a spec is written as .yaml")
     weights_out = check_output(weights_out or out.with_suffix(".pt"), (".pt", ".pth"), "weights are written as .pt")
     for target in (out, weights_out):
-        if target.exists() and not force:
-            raise DataError(f"{target}: exists; pass force=True (--force) to replace it")
+        check_replaceable(target, force)
     imported = convert(path, size=size, mean=mean, std=std)
     atomic_write(weights_out, lambda f: torch.save(imported.state_dict, f))
     atomic_write(out, lambda f: _write(f, imported.spec_text.encode("utf-8")))
@@ -215,9 +213,12 @@ def report(
     latency (`rounds` interleaved rounds of `runs` inferences), fidelity and instruction counts; writes
     OUT/report.md, report.json and the plots, returns report.json's document."""
     if not specs and not bundles:
-        raise DataError("give at least one spec or --bundles DIR")
+        raise DataError("give at least one spec or bundle", cli="give at least one spec or --bundles DIR")
     if rounds < 1 or runs < 1:
-        raise DataError(f"--rounds and --runs must be at least 1, not {rounds} and {runs}")
+        raise DataError(
+            f"rounds and runs must be at least 1, not {rounds} and {runs}",
+            cli=f"--rounds and --runs must be at least 1, not {rounds} and {runs}",
+        )
     for b in bundles:
         if not (Path(b) / "manifest.json").is_file():
             raise DataError(f"{b}: not a tcc bundle (no manifest.json)")
@@ -236,3 +237,25 @@ def _text(path: Path | None) -> str | None:
 
 def _write(f: IO[bytes], data: bytes) -> None:
     f.write(data)
+
+
+def setup(
+    targets: Sequence[str] | None = None, *, apt: bool = True, rebuild: bool = False, log: Log = print
+) -> dict[str, Path]:
+    """`tcc setup`: prepare this machine for `targets` (default: host, arm-a7, aarch64): for the TVM targets their
+    Debian packages (`apt`: apt-get as root or with sudo; else the error names them), the pinned TVM wheels and
+    cmake / ninja in this environment, and their runtimes in the cache (`rebuild`: again). ONNX Runtime, TFLite and
+    the AX kits need nothing (`log` says so). Returns {TVM target: its runtime's cache folder}."""
+    from ..backends.tvm.setup import DEFAULT_TARGETS, SetupSettings  # deferred for start-up
+    from ..backends.tvm.setup import setup as setup_tvm
+    from ..targets import PLATFORMS, TARGETS
+
+    names = list(targets or DEFAULT_TARGETS)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        raise BuildError(f"unknown target '{unknown[0]}'{suggest(unknown[0], TARGETS)}; `tcc build --help` lists them")
+    for name in names:
+        if name not in PLATFORMS:
+            log(f"setup: {name} needs no set-up (its runtime is a Python package tcc depends on, or a kit)")
+    tvm = [n for n in names if n in PLATFORMS]
+    return setup_tvm(tvm, SetupSettings(apt=apt, rebuild=rebuild), log) if tvm else {}

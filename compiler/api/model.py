@@ -15,7 +15,7 @@ from ..build import build as build_bundle
 from ..build import build_settings
 from ..bundle import sha256_file
 from ..errors import DataError
-from ..files import is_onnx_file
+from ..files import check_replaceable_folder, is_onnx_file
 from ..frontend import Weights, lower_spec, reference_module
 from ..keywords import with_keywords
 from ..quant.calibrate import calibrate as calibrate_spec
@@ -132,7 +132,19 @@ class Model:
 
     @property
     def labels(self) -> list[str] | None:
+        """The class names of the spec (or its checkpoint's), or None."""
         return self.spec.labels
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names (as `labels`; the name torchvision's and timm's users look for), or None."""
+        return self.labels
+
+    @property
+    def num_classes(self) -> int:
+        """The width of the model's output (its last axis), with the weights' class count where they set it."""
+        graph = self.spec.graph
+        return int(graph.shape(graph.main_output)[-1])
 
     def summary(self) -> dict[str, Any]:
         """Layers, parameters, MACs and sizes (`tcc check --json`): tcc.ir.Graph.summary of the fitted spec."""
@@ -151,8 +163,9 @@ class Model:
         return lower_spec(self.spec, weights=self.weights_source, opset=opset, simplify=simplify).onnx
 
     def predict(self, x: Inputs, log: Log = lambda s: None) -> np.ndarray:
-        """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file (through the spec's
-        preprocessing), a .npy file or an array [C, H, W] / [N, C, H, W]."""
+        """Logits of the PyTorch lowering (float32, [N, classes]): `x` an image file, a PIL image or uint8 pixels
+        [H, W, C] / [N, H, W, C] (through the spec's preprocessing), a .npy file, or a float array that is the
+        model's input, [C, H, W] / [N, C, H, W]."""
         import torch  # deferred for start-up: a build imports torch only after forking its TVM compile worker
 
         batch = as_batch(x, self.spec.preprocess, self.input_shape)
@@ -323,10 +336,10 @@ class Model:
         `check_only`: the options, the output folder and the table checked, nothing trained (returns None)."""
         settings = with_keywords(QatSettings(Options(seed=self.seed)), options, "qat")
         if self.weights is None:
-            raise DataError(f"{self.name}: quantization-aware training fine-tunes trained weights; pass --weights")
+            what = f"{self.name}: quantization-aware training fine-tunes trained weights"
+            raise DataError(f"{what}; load the model with weights=", cli=f"{what}; pass --weights")
         out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-            raise DataError(f"{out} exists and is not an empty folder; --force writes into it")
+        check_replaceable_folder(out, force)
         table = calib if isinstance(calib, CalibrationTable) else load_table(calib)
         spec = self.spec
         settings.options.check(None, tuple(spec.input_shape))
@@ -362,7 +375,8 @@ def _folder_labels(samples: CalibrationData, spec: Spec, data: Data) -> np.ndarr
     """A class index per sample from DATA/<class>/... (the class folders sorted by name: output i is the i-th)."""
     parts = [Path(f).parts for f in samples.files]
     if not parts or any(len(p) < 2 for p in parts):
-        raise DataError(f"{data}: --label-weight needs labelled images, DIR/<class>/image (one folder per class)")
+        needs = "needs labelled images, DIR/<class>/image (one folder per class)"
+        raise DataError(f"{data}: label_weight {needs}", cli=f"{data}: --label-weight {needs}")
     classes = sorted({p[0] for p in parts})
     assert spec.graph.output is not None  # a loaded spec has its output
     width = int(np.prod(spec.graph.shape(spec.graph.output)))

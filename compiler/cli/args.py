@@ -29,6 +29,12 @@ def overrides_arg(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
+def force_arg(p, what: str) -> None:
+    """--force: replace `what` (e.g. "an existing OUT folder"); without it a command refuses to replace an output
+    (tcc.files.check_replaceable), before any work."""
+    p.add_argument("--force", action="store_true", help=f"replace {what}")
+
+
 def max_pixels_arg(p: argparse.ArgumentParser) -> None:
     """--max-pixels: the largest image read (tcc.data.open_image checks the declared size before decoding)."""
     p.add_argument(

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..files import check_output
+from ..files import check_output, check_replaceable_folder
 from ..spec.loader import parse_overrides
 from ..spec.zoo import resolve_spec
-from .args import progress_arg, specs_args, weights_args
+from .args import force_arg, progress_arg, specs_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     progress_arg(p)
     p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
+    force_arg(p, "an earlier bench's OUTPUT folder")
     p.add_argument(
         "--docs",
         metavar="PAGE",
@@ -74,7 +75,7 @@ def run(args) -> int:
     from ..benchmark.bench import FULL_MATRIX  # deferred for start-up: loads numpy
     from ..benchmark.docs_page import section_key, write_page  # deferred for start-up: tcc.benchmark loads numpy
 
-    out = Path(args.output)
+    out = check_replaceable_folder(args.output, args.force)
     if args.docs:
         check_output(args.docs, (".md",), "a docs page is markdown")
         if not Path(args.docs).is_file():

@@ -8,92 +8,105 @@ from pathlib import Path
 
 from ..bundle import check_out
 from ..errors import BuildError
-from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
+from ..process.phases import phase
+from ..targets import TARGETS
+from .args import (
+    calibration_request,
+    load_model,
+    max_pixels_arg,
+    placement_args,
+    progress_arg,
+    spec_args,
+    steps_args,
+    weights_args,
+)
+from .progress import PhaseStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="compile a spec into a self-checked artifact bundle for a target")
+    p = sub.add_parser(
+        "build",
+        help="compile a spec into a self-checked artifact bundle for a target",
+        description="compile a spec into a self-checked artifact bundle for a target",
+    )
     spec_args(p)
-    p.add_argument(
+    what = p.add_argument_group("what to build and where")
+    what.add_argument(
         "--target",
         required=True,
-        help="onnx | ort | tflite | host | arm-a7 | aarch64 | aarch64-dotprod | ax620 | ax620e | ax650 (an "
-        "unknown name lists the known targets)",
+        help=" | ".join(TARGETS) + " (an unknown name lists them with their precisions)",
     )
-    p.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
-    p.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic (see the target list)")
-    p.add_argument("--calib", metavar="TABLE", help="int8: calibration table made by `tcc calibrate`")
-    p.add_argument(
+    what.add_argument("--precision", help="fp32 (default) | fp16 | int8 | dynamic, as the target offers")
+    what.add_argument("-o", "--output", metavar="OUT", help="bundle directory (default out/SPEC-TARGET[-PRECISION])")
+    what.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
+    progress_arg(what, "the phase running now: ")
+    weights_args(p.add_argument_group("weights (default: seeded random weights, loudly flagged)"))
+    int8 = p.add_argument_group("INT8 (--precision int8): the calibration table, or calibrating now on --data")
+    int8.add_argument("--calib", metavar="TABLE", help="calibration table made by `tcc calibrate`")
+    int8.add_argument(
         "--data",
-        help="int8: calibrate now on this image folder or .npy/.npz (instead of --calib); "
+        help="calibrate now on this image folder or .npy/.npz (instead of --calib); "
         "AX kits: always (the archive holds these samples; --calib, if given, must be made from them)",
     )
-    p.add_argument(
+    int8.add_argument(
         "--method",
         default="kl+cos",
         choices=["minmax", "percentile", "kl", "kl+cos"],
-        help="with --data: calibration method (default kl+cos)",
+        help="with --data: calibration method",
     )
-    p.add_argument("--calib-size", type=int, default=128, help="with --data: samples picked (seeded)")
-    p.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
-    steps_args(p)
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default 13)")
-    p.add_argument(
+    int8.add_argument("--calib-size", type=int, default=128, metavar="N", help="with --data: samples picked (seeded)")
+    int8.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
+    steps_args(int8)
+    placement_args(p.add_argument_group("INT8 placement: float islands, 16-bit activations"), "with --data: ")
+    tvm = p.add_argument_group("TVM targets (host, arm-a7, aarch64, aarch64-dotprod and their aliases)")
+    tvm.add_argument(
+        "--tune", type=int, default=0, metavar="N", help="host: MetaSchedule tuning with N trials (database cached)"
+    )
+    tvm.add_argument("--tune-log", metavar="DIR", help="keep/reuse the MetaSchedule database in DIR")
+    tvm.add_argument(
+        "--count-instructions",
+        action="store_true",
+        help="ARM: count the instructions one inference executes (qemu plugin; NEON vs scalar) into the manifest; "
+        "adds two runs under qemu",
+    )
+    tvm.add_argument(
+        "--host-twin",
+        action="store_true",
+        help="ARM: also compile the model for this machine and compare the ARM module under qemu with it (FP32 "
+        "within 1e-5, INT8 bit-exact); doubles the compile time",
+    )
+    tvm.add_argument(
+        "--explain-kernels",
+        action="store_true",
+        help="INT8: also print which kernel variant each weighted layer takes, and why (one line a layer)",
+    )
+    tflite = p.add_argument_group("TFLite targets")
+    tflite.add_argument(
         "--io",
         default="float",
         choices=["float", "int8"],
-        help="tflite int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes",
+        help="int8: float input/output (QUANTIZE / DEQUANTIZE in the model) or int8 codes",
     )
-    p.add_argument(
+    ax = p.add_argument_group("AX kits (ax620, ax620e, ax650)")
+    ax.add_argument(
         "--allow-cpu-fallback",
         action="store_true",
-        help="AX kits: build although some nodes are outside the NPU's op list (they run on the CPU; "
-        "the split is recorded)",
+        help="build although some nodes are outside the NPU's op list (they run on the CPU; the split is recorded)",
     )
-    p.add_argument(
+    ax.add_argument(
         "--npu-mode",
-        help="AX kits: Pulsar v1 AX620_VIRTUAL_NPU_MODE_111 (default) | _112 | _0; Pulsar2 "
-        "NPU1 (default) | NPU2 | NPU3 (ax650)",
+        help="Pulsar v1 AX620_VIRTUAL_NPU_MODE_111 (default) | _112 | _0; Pulsar2 NPU1 (default) | NPU2 | NPU3 (ax650)",
     )
-    p.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
-    p.add_argument(
-        "--tune",
-        type=int,
-        default=0,
-        metavar="N",
-        help="TVM host target: MetaSchedule tuning with N trials (database cached and reused)",
-    )
-    p.add_argument("--tune-log", metavar="DIR", help="TVM: keep/reuse the MetaSchedule database in DIR")
-    p.add_argument(
-        "--count-instructions",
-        action="store_true",
-        help="the ARM targets: count the instructions one inference executes (qemu plugin; NEON vs scalar) "
-        "into the manifest; adds two runs under qemu",
-    )
-    p.add_argument(
-        "--host-twin",
-        action="store_true",
-        help="the ARM targets: also compile the model for this machine and compare the ARM module under "
-        "qemu with it (FP32 within 1e-5, INT8 bit-exact); doubles the compile time",
-    )
-    placement_args(p, "with --data: ")
-    weights_args(p)
-    p.add_argument("--force", action="store_true", help="replace an existing bundle at OUT (atomically)")
-    p.add_argument(
-        "--explain-kernels",
-        action="store_true",
-        help="TVM INT8 builds: also print which kernel variant each weighted layer takes, and why (one line a layer)",
-    )
-    max_pixels_arg(p)
+    graph = p.add_argument_group("the ONNX graph and the inputs read")
+    graph.add_argument("--opset", type=int, default=13, help="ONNX opset")
+    graph.add_argument("--no-simplify", action="store_true", help="skip the onnxsim step of the pass pipeline")
+    max_pixels_arg(graph)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     # deferred for start-up: loads numpy
-    from tcc.backends import KitOptions, TfliteOptions, TvmOptions, check_precision, get_target
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr)
+    from tcc.backends import check_precision, get_target
 
     target = get_target(args.target)
     precision = check_precision(target, args.precision)  # an unknown target lists the known ones, exit 2
@@ -104,7 +117,23 @@ def run(args) -> int:
         )
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    model = load_model(args)
+    with PhaseStatus("build", args.progress) as status:
+        model, result = _build(args, out, status.log)
+    for line in summary_lines(result):
+        print(line)
+    if args.explain_kernels:
+        print("\n".join(_kernel_lines(model, args, result.path)))
+    if "random_seed" in result.manifest["weights"]:
+        print(f"WARNING: {result.manifest['weights']['warning']}", file=sys.stderr)
+    return 0
+
+
+def _build(args, out: str, log):
+    """The model of the command line, and its bundle built (`log`: the build's notes, above the status line)."""
+    from tcc.backends import KitOptions, TfliteOptions, TvmOptions  # deferred for start-up: loads numpy
+
+    with phase("load"):
+        model = load_model(args)
     if model.weights is None:  # an ONNX file brings its own
         log(
             f"WARNING: no --weights given: building with seeded random weights (seed {args.seed}); the bundle's "
@@ -131,13 +160,7 @@ def run(args) -> int:
         compile_worker=True,
         log=log,
     )
-    for line in summary_lines(result):
-        print(line)
-    if args.explain_kernels:
-        print("\n".join(_kernel_lines(model, args, result.path)))
-    if "random_seed" in result.manifest["weights"]:
-        log(f"WARNING: {result.manifest['weights']['warning']}")
-    return 0
+    return model, result
 
 
 def summary_lines(result) -> list[str]:

@@ -4,108 +4,132 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..errors import DataError
+from ..files import check_replaceable
+from ..process.phases import phase
 from ..spec.loader import load_spec, parse_overrides
-from .args import calibration_request, load_model, max_pixels_arg, placement_args, spec_args, steps_args, weights_args
+from .args import (
+    calibration_request,
+    load_model,
+    max_pixels_arg,
+    placement_args,
+    progress_arg,
+    spec_args,
+    steps_args,
+    weights_args,
+)
+from .progress import PhaseStatus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="calibrate INT8 scales (KL coarse, cosine fine) and write a table")
-    spec_args(p)
-    weights_args(
-        p,
-        ("--weights", "--by-order", "--key-map"),
-        weights="PyTorch state_dict (.pt/.pth)",
-        key_map="YAML/JSON mapping of checkpoint keys to spec names",
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate INT8 scales (KL coarse, cosine fine) and write a table",
+        description="calibrate INT8 scales (KL coarse, cosine fine) and write a table, with its quality report",
     )
+    spec_args(p)
     p.add_argument("--data", required=True, help="image folder (recursive) or .npy/.npz of NCHW float32")
     p.add_argument(
         "--target",
         default="ort",
-        help="target whose quantization rules apply (default ort): a rules name or a build target; for "
-        "ax620 / ax620e / ax650 the report is also printed as the toolchain's precision table",
+        help="target whose quantization rules apply: a rules name or a build target; for ax620 / ax620e / ax650 "
+        "the report is also printed as the toolchain's precision table",
     )
-    p.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
-    p.add_argument("--calib-size", type=int, default=128, help="samples picked (seeded) from the data")
-    p.add_argument("--percentile", type=float, default=99.99)
-    p.add_argument("--cos-steps", type=int, default=100, help="scale candidates in [0.5 s, 2 s]")
-    p.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
-    steps_args(p)
-    p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
-    p.add_argument(
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
+    out.add_argument("--force", action="store_true", help="replace an existing table (and --report files)")
+    weights = p.add_argument_group("weights (default: seeded random weights)")
+    weights_args(
+        weights,
+        ("--weights", "--by-order", "--key-map"),
+        weights="PyTorch state_dict (.pt/.pth)",
+        key_map="YAML/JSON mapping of checkpoint keys to spec names",
+    )
+    weights_args(weights, ("--seed",), seed=None)
+    method = p.add_argument_group("the calibration")
+    method.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
+    method.add_argument(
+        "--calib-size", type=int, default=128, metavar="N", help="samples picked (seeded) from the data"
+    )
+    method.add_argument("--percentile", type=float, default=99.99, help="--method percentile: the percentile kept")
+    method.add_argument("--cos-steps", type=int, default=100, help="scale candidates in [0.5 s, 2 s]")
+    method.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
+    method.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
+    method.add_argument(
         "--opset",
         type=int,
         default=13,
         help="ONNX opset of the graph calibrated (as `tcc build --opset`; the table fits that build)",
     )
-    weights_args(p, ("--seed",), seed=None)
-    p.add_argument("-o", "--output", default="calib.json", help="calibration table (JSON)")
-    p.add_argument(
+    steps_args(method)
+    placement_args(p.add_argument_group("placement: float islands, 16-bit activations"), "")
+    report = p.add_argument_group("the quality report (after the table is written)")
+    report.add_argument(
         "--report",
         metavar="OUT.json|OUT.png",
         help="also save the quality report: JSON, or a chart (.png, .svg, .pdf) with the worst tensors' "
         "activation histograms beside it (OUT.histograms.png)",
     )
-    p.add_argument(
+    report.add_argument(
         "--report-samples",
         type=int,
         default=32,
-        help="samples (seeded subset) the quality report runs on (default 32): calibration samples, or --eval's",
+        metavar="N",
+        help="samples (seeded subset) the quality report runs on: calibration samples, or --eval's",
     )
-    p.add_argument(
+    report.add_argument(
         "--eval",
         metavar="DIR",
         help="judge the INT8 model on these held-out images (folder, recursive) or .npy/.npz instead of "
         "on calibration samples; ORT's quantize_static is still calibrated on --data",
     )
-    p.add_argument(
+    report.add_argument(
         "--no-compare",
         action="store_true",
-        help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster)",
+        help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster: it calibrates and "
+        "runs two more models)",
     )
-    placement_args(p, "")
-    max_pixels_arg(p)
+    max_pixels_arg(report)
+    progress_arg(out, "the phase running now: ")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     # deferred for start-up: loads numpy, onnx
-    from ..quant.report.quality import ReportSettings, check_report_path, quality_report, save_report
+    from ..quant.report.quality import check_report_path, save_report
 
-    # user mistakes in the report options fail now, not after the (long) calibration
+    # user mistakes in the outputs and the report options fail now, not after the (long) calibration
+    check_replaceable(args.output, args.force)
     if args.report:
         check_report_path(args.report)
+        for path in _report_files(Path(args.report)):
+            check_replaceable(path, args.force)
     if args.report_samples < 1:
         raise DataError(f"--report-samples must be at least 1, not {args.report_samples}")
     held_out = _held_out(args) if args.eval else None  # read before the (long) calibration: a bad path fails now
-    model = load_model(args, notes=True)
-    request = calibration_request(
-        args,
-        target=args.target,
-        percentile=args.percentile,
-        cos_steps=args.cos_steps,
-        cos_rounds=args.cos_rounds,
-        progress=None,
-    )
-    table, fp32, samples = model.calibrate(
-        args.data,
-        opset=args.opset,
-        return_inputs=True,
-        log=lambda msg: print(msg, file=sys.stderr),
-        **vars(request),
-    )
+    with PhaseStatus("calibrate", args.progress) as status:
+        with phase("load"):
+            model = load_model(args)
+        for note in model.notes:
+            status.log(f"note: {note}")
+        request = calibration_request(
+            args,
+            target=args.target,
+            percentile=args.percentile,
+            cos_steps=args.cos_steps,
+            cos_rounds=args.cos_rounds,
+            progress=args.progress,
+        )
+        table, fp32, samples = model.calibrate(
+            args.data, opset=args.opset, return_inputs=True, log=status.log, **vars(request)
+        )
     table.save(args.output)  # before the report: a long calibration is kept whatever happens next
     print(f"wrote {args.output}")
     _print_steps(table)
-    report = quality_report(
-        fp32,
-        table,
-        samples,
-        ReportSettings(samples=args.report_samples, seed=args.seed, compare=not args.no_compare),
-        held_out=held_out,
-    )
+    report = _quality_report(args, (fp32, table, samples), held_out)
     _print_report(args, report)
     if args.report:
         save_report(report, args.report)
@@ -114,6 +138,38 @@ def run(args) -> int:
             judged = samples if held_out is None else held_out.array
             print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
     return 0
+
+
+def _quality_report(args, calibrated, held_out) -> dict:
+    """The quality report, announced with what it runs and timed (with ONNX Runtime's quantize_static it
+    calibrates and runs two more models, which can take longer than the calibration)."""
+    from ..quant.report.quality import ReportSettings, quality_report  # deferred for start-up: loads numpy, onnx
+
+    fp32, table, samples = calibrated
+    rivals = "" if args.no_compare else ", beside ONNX Runtime's quantize_static MinMax and Entropy (--no-compare: not)"
+    print(f"quality report: INT8 vs FP32 on {args.report_samples} samples{rivals} ...", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    with PhaseStatus("quality report", args.progress):
+        report = quality_report(
+            fp32,
+            table,
+            samples,
+            ReportSettings(samples=args.report_samples, seed=args.seed, compare=not args.no_compare),
+            held_out=held_out,
+        )
+    print(f"quality report: {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return report
+
+
+def _report_files(report: Path) -> list[Path]:
+    """The files --report writes: the report, and beside a chart its histograms (_save_histograms)."""
+    if report.suffix.lower() == ".json":
+        return [report]
+    return [report, _histograms_path(report)]
+
+
+def _histograms_path(chart: Path) -> Path:
+    return chart.with_name(f"{chart.stem}.histograms{chart.suffix}")
 
 
 def _print_steps(table) -> None:
@@ -181,5 +237,5 @@ def _save_histograms(fp32, table, samples, report: dict, chart: Path) -> Path:
     values = run_fp32(equalized_model(fp32, table), samples[report["samples"]["indices"]], names)
     return save(
         activation_histograms(values, {n: tensors[n] for n in names}),
-        chart.with_name(f"{chart.stem}.histograms{chart.suffix}"),
+        _histograms_path(chart),
     )

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from ..files import atomic_write, check_output
-from .args import load_model, max_pixels_arg, progress_arg, spec_args, weights_args
+from ..files import atomic_write, check_output, check_replaceable
+from .args import force_arg, load_model, max_pixels_arg, progress_arg, spec_args, weights_args
 
 DEFAULT_ALPHA = 0.45
 IMAGE_ONLY = {"target": "--class", "npy": "--npy", "alpha": "--alpha"}
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="t-SNE perplexity (default min(30, images - 1); must be below the number of images)",
     )
     progress_arg(p, "t-SNE: ")
+    force_arg(p, "existing output files (the plot, its .json, --npy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     max_pixels_arg(p)
     p.set_defaults(func=run)
@@ -92,9 +93,13 @@ def _check_options(args) -> None:
         raise DataError(f"{', '.join(stray)} does not apply to {mode}")
     if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise DataError(f"--alpha {args.alpha:g}: must be between 0 and 1")
-    check_output(args.output, IMAGE_SUFFIXES, "the plot is written as .png, .svg or .pdf")
+    check_replaceable(
+        check_output(args.output, IMAGE_SUFFIXES, "the plot is written as .png, .svg or .pdf"), args.force
+    )
+    if args.tsne:
+        check_replaceable(Path(args.output).with_suffix(".json"), args.force)
     if args.npy:
-        check_output(args.npy, (".npy",), "the map is written as .npy")
+        check_replaceable(check_output(args.npy, (".npy",), "the map is written as .npy"), args.force)
 
 
 def _class_name(k: int, labels: list[str] | None) -> str:

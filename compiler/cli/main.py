@@ -13,7 +13,11 @@ from .parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `tcc`: what it can do, not an error
+        parser.print_help()
+        return 0
     try:
         if hasattr(args, "max_pixels"):  # every image this command reads: one cap (train's is read with its options)
             from ..data import DEFAULT_MAX_PIXELS, set_max_pixels  # deferred for start-up: loads numpy
@@ -22,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TccError as e:
         # A positioned error already reads "file:line:col: message", like a compiler's.
-        print(str(e) if getattr(e, "where", None) else f"error: {e}", file=sys.stderr)
+        print(e.for_cli() if getattr(e, "where", None) else f"error: {e.for_cli()}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # e.g. `tcc check --json | head`
         sys.stderr.close()

@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..files import check_replaceable_folder
 from ..spec.loader import parse_overrides
-from .args import specs_args
+from .args import force_arg, specs_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds (default 5)")
     p.add_argument("--runs", type=int, default=10, help="inferences per bundle per round (default 10)")
     p.add_argument("-o", "--output", default="out/report", help="where report.md, report.json and the plots go")
+    force_arg(p, "an earlier report's OUTPUT folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -30,6 +32,7 @@ def run(args) -> int:
     from ..api import report  # deferred for start-up: loads numpy, onnx
     from ..benchmark.report import to_markdown  # deferred for start-up: loads numpy
 
+    check_replaceable_folder(args.output, args.force)
     doc = report(
         args.specs,
         args.bundles or [],

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError
-from .args import load_model, overrides_arg, progress_arg, refuse_with_artifact, weights_args
+from ..files import check_replaceable_folder
+from .args import force_arg, load_model, overrides_arg, progress_arg, refuse_with_artifact, weights_args
 
 DESCRIPTION = """\
 FastNet's tumour-fast-identification pipeline (section III-B of the paper) over whole images and slides: a tissue
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--image", nargs="+", required=True, metavar="IMAGE_OR_DIR", help="slides or images, or folders of them"
     )
     p.add_argument("-o", "--output", default="out/slide", metavar="OUT", help="output folder (default out/slide)")
+    force_arg(p, "an earlier run's OUT folder")
     p.add_argument(
         "--patch-size",
         type=int,
@@ -89,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args) -> int:
     from ..api import Bundle  # deferred for start-up: loads numpy, onnx
 
+    check_replaceable_folder(args.output, args.force)
     if args.artifact:
         refuse_with_artifact(args)
         scorer = Bundle.open(args.artifact)
@@ -124,6 +127,7 @@ def _summary(doc: dict, out: Path) -> str:
     highest = f", max P({label}) {max(probs):.3f}" if probs else ""
     return (
         f"{doc['image']}: mask on level {mask['level']} ({mask['size'][0]} x {mask['size'][1]}), tissue "
-        f"{100 * mask['tissue_fraction']:.1f}%, grid {grid['rows']} x {grid['cols']}, kept {doc['kept']} "
-        f"patches{highest} -> {out}/ (heatmap.png, mask.png, patches.json)"
+        f"{100 * mask['tissue_fraction']:.1f}%, grid {grid['rows']} x {grid['cols']}, kept {doc['kept']} of "
+        f"{grid['rows'] * grid['cols']} patches (those at least half tissue, FastNet's eq. 4; the heat map leaves the "
+        f"others blank){highest} -> {out}/ (heatmap.png, mask.png, patches.json)"
     )

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import load_pixels, normalize_pixels, open_image
-from ..errors import DataError
-from ..spec.expand import suggest
+from ..errors import DataError, suggest
 from .capture import record
 from .layers import Layer, LayerIndex
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import SpecError
+from ..errors import SpecError, suggest
 from ..ir import INPUT, Graph, Ref
-from ..spec.expand import suggest
 
 GRADCAM_OPS = ("conv2d", "concat", "add")
 GLOBAL_POOL_OPS = ("global_avgpool", "adaptive_avgpool")

@@ -40,6 +40,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: no such weights file") from None
     except Exception as e:  # torch raises many types for bad/unsafe files; all mean "not a usable checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        kind = _file_kind(path)
+        if kind:  # say what the file is rather than what torch.load tripped on
+            raise WeightsError(f"{path}: not a PyTorch checkpoint: {kind}") from None
         raise WeightsError(f"{path}: not a loadable PyTorch state_dict ({first})") from None
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
@@ -47,6 +50,30 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: expected a state_dict (a mapping of names to tensors)")
     return dict(obj)
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file that torch.load refused is, by its first bytes, when it is plainly not a checkpoint (None: it
+    may be a damaged one; torch's own words then say more)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return None
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file (load it with safetensors.torch.load_file and torch.save the dict)"
+    if path.suffix.lower() == ".onnx" or head[:2] == b"\x08\x07" or b"onnx" in head[:64].lower():
+        return "an ONNX model (give it as the SPEC: tcc imports it with its weights)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unknown binary data (starts {head[:8].hex(' ')})"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file (it starts {first!r})"
 
 
 def find_aliases(state: dict[str, torch.Tensor]) -> dict[str, str]:

@@ -46,6 +46,7 @@ from threadpoolctl import threadpool_limits
 from ..frontend import Weights, lower_spec
 from ..intops import INT_OPS
 from ..keywords import with_keywords
+from ..process.phases import phase
 from . import prepare
 from .choose import choose_steps
 from .collect.data import load_calibration_data
@@ -87,7 +88,8 @@ def calibrate_onnx(
         model, data, with_keywords(settings or CalibrationSettings(), keywords, "calibrate_onnx"), provenance, graph
     )
     if run.steps.free:
-        return choose_steps(run, lambda d, eq: _scaled(run, d, eq, rows_needed=True), _with_layer_steps)
+        with phase("steps-choice"):
+            return choose_steps(run, lambda d, eq: _scaled(run, d, eq, rows_needed=True), _with_layer_steps)
     steps = run.steps
     stage = _scaled(run, data, bool(steps.equalization), rows_needed=bool(steps.rounding or steps.bias_correction))
     return _with_layer_steps(stage, steps)
@@ -142,7 +144,8 @@ def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
     if wide:
         fit_accumulators(table, stage.graph)
     table.record_time("headroom", time.perf_counter() - t3)
-    _layer_steps(table, stage, steps)
+    with phase("layer-steps"):
+        _layer_steps(table, stage, steps)
     t3 = time.perf_counter()
     if wide:
         fit_accumulators(table, stage.graph)
@@ -211,14 +214,15 @@ def _scaled(run: CalibrationRun, data: np.ndarray, equalization: bool, rows_need
     """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
     the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
     stage = _Stage.of(run, data, equalization, rows_needed)
-    for name, phase in (
+    for name, step in (
         ("equalization", _equalize),
         ("statistics", _statistics),
         ("thresholds", _thresholds),
         ("cos_search", _weight_scales),
     ):
         t = time.perf_counter()
-        phase(run, stage)
+        with phase(name):
+            step(run, stage)
         stage.timing[name] = time.perf_counter() - t
     _share_groups(run, stage)
     _fixed_scales(run, stage)
@@ -620,13 +624,15 @@ def calibrate(
     graph = plan(fe.onnx, rules=rules)
     settings = prepare.resolve(request, fe.model.calibrate, graph, rules, named)
     model = fe.model
-    cd = load_calibration_data(
-        data, model.preprocess, model.input_shape, request.calib_size, w.seed, request.skip_bad, settings.progress
-    )
+    with phase("data"):
+        cd = load_calibration_data(
+            data, model.preprocess, model.input_shape, request.calib_size, w.seed, request.skip_bad, settings.progress
+        )
     provenance = Provenance(cd.fingerprint, model.spec_hash, file_sha256(w.file) if w.file else None)
     table = calibrate_onnx(fe.onnx, cd.array, replace(settings, target=rules, seed=w.seed), provenance, graph=graph)
     if request.placement is not None:
-        table = place(fe.onnx, table, cd.array, request.placement, log)
+        with phase("placement"):
+            table = place(fe.onnx, table, cd.array, request.placement, log)
     return Calibrated(table, fe.onnx, cd.array)
 
 

@@ -55,25 +55,34 @@ def check_sources(
     `kit`: it writes a kit whose calibration archive holds the samples)."""
     if precision != "int8":
         if calib is not None or data is not None:
-            raise BuildError(f"--calib/--data apply to --precision int8 only (this build is {precision})")
+            raise BuildError(
+                f"calib= / data= apply to precision='int8' only (this build is {precision})",
+                cli=f"--calib/--data apply to --precision int8 only (this build is {precision})",
+            )
         return
     if target.rules is None or lowering is None:
         raise BuildError(f"target {target.name} has no INT8 quantization rules or integer lowering")
     if kit:
         if data is None:
+            kit_holds = f"target {target.name} writes a kit whose calibration archive holds the calibration samples"
             raise BuildError(
-                f"target {target.name} writes a kit whose calibration archive holds the calibration "
-                "samples: give them with --data DIR|FILE.npy (and, optionally, the table made from "
-                "them with --calib)"
+                f"{kit_holds}: give them as data= (and, optionally, the table made from them as calib=)",
+                cli=f"{kit_holds}: give them with --data DIR|FILE.npy (and, optionally, the table made from them "
+                "with --calib)",
             )
         return
     if calib is None and data is None:
         raise BuildError(
-            "--precision int8 needs a calibration table (--calib calib.json, made by `tcc calibrate`) "
-            "or calibration data to calibrate on the fly (--data DIR|FILE.npy)"
+            "precision='int8' needs a calibration table (calib=, made by Model.calibrate or `tcc calibrate`) or "
+            "calibration data to calibrate on the fly (data=: an image folder, a .npy file or an array)",
+            cli="--precision int8 needs a calibration table (--calib calib.json, made by `tcc calibrate`) "
+            "or calibration data to calibrate on the fly (--data DIR|FILE.npy)",
         )
     if calib is not None and data is not None:
-        raise BuildError("give either --calib (a table) or --data (calibrate now), not both")
+        raise BuildError(
+            "give either calib= (a table) or data= (calibrate now), not both",
+            cli="give either --calib (a table) or --data (calibrate now), not both",
+        )
 
 
 def check_placement_source(placement: PlaceOptions | None, calib: str | Path | None) -> None:

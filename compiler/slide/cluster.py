@@ -16,8 +16,10 @@ import os
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, WorkerDied
 from .infer import ModelSource, load_runner, predict_batch
+
+START_ATTEMPTS = 3  # starts of a local cluster before a lost worker ends the run
 
 
 def predict_on_dask(
@@ -27,13 +29,14 @@ def predict_on_dask(
     workers: int | None,
     threads: int | None,
     on_done=lambda n: None,
+    log=lambda s: None,
 ) -> list[np.ndarray]:
     """predict_batch(source, *task, threads) for every task, on the cluster; `on_done(patches)` as each batch
-    finishes. On the local cluster `threads` defaults to the cores shared among the workers; on an existing one,
-    to whatever the workers have."""
+    finishes; `log` hears a local cluster started again. On the local cluster `threads` defaults to the cores
+    shared among the workers; on an existing one, to whatever the workers have."""
     from distributed import as_completed  # deferred for start-up: loads dask.distributed
 
-    with _client(scheduler, workers) as client:
+    with _client(scheduler, workers, log) as client:
         _warm_up(client, source)
         if threads is None and not scheduler:
             threads = max(1, (os.cpu_count() or 1) // len(client.scheduler_info()["workers"]))
@@ -61,8 +64,8 @@ def _load_model(source: ModelSource) -> None:
 
 
 @contextlib.contextmanager
-def _client(scheduler: str | None, workers: int | None):
-    from distributed import Client, LocalCluster  # deferred for start-up: loads dask.distributed
+def _client(scheduler: str | None, workers: int | None, log):
+    from distributed import Client  # deferred for start-up: loads dask.distributed
 
     if scheduler:
         try:
@@ -72,11 +75,29 @@ def _client(scheduler: str | None, workers: int | None):
         with client:
             yield client
         return
-    # one thread per worker process: the model runs one batch at a time on each, with the process's own BLAS
-    with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with _local_cluster(workers, log) as cluster, Client(cluster) as client:
         yield client
+
+
+def _local_cluster(workers: int | None, log):
+    """A LocalCluster of `workers` processes, started again (up to START_ATTEMPTS times) where a worker is lost
+    while it starts: distributed then fails the whole start ("Nanny failed to start"), and a busy machine's
+    out-of-memory killer or a user's signal can do that; once started, a lost worker's tasks move to the others."""
+    from distributed import LocalCluster  # deferred for start-up: loads dask.distributed
+
+    n = workers or os.cpu_count() or 1
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            # one thread per worker process: the model runs one batch at a time on each, with the process's own BLAS
+            return LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+            )
+        except (RuntimeError, OSError, TimeoutError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if attempt == START_ATTEMPTS:
+                raise WorkerDied(
+                    f"the local Dask cluster of {n} worker processes did not start in {attempt} tries (last: "
+                    f"{reason}); fewer --workers, or a machine with more free memory"
+                ) from None
+            log(f"slide: a Dask worker was lost while the local cluster started ({reason}); starting it again")
+    raise AssertionError("unreachable")

@@ -153,7 +153,9 @@ def _run_on_dask(images, outs, source, runner, positive, options, log) -> list:
             tasks.append((str(plan.path.absolute()), options.max_pixels, batch, plan.patch_size))
             owner.append(k)
     with _bar(sum(len(p.kept) for p in plans), options.progress, "patches") as bar:
-        outputs = predict_on_dask(source, tasks, options.scheduler, options.workers, options.threads, bar.update)
+        outputs = predict_on_dask(
+            source, tasks, options.scheduler, options.workers, options.threads, bar.update, log=log
+        )
     return [
         _finish(plan, [o for o, k in zip(outputs, owner) if k == index], runner, positive)
         for index, plan in enumerate(plans)

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import Location, SpecError, WeightsError
-from .expand import suggest
+from ..errors import Location, SpecError, WeightsError, suggest
 from .yamlpos import PosDict, load_file
 
 MATCHES = ("by_name", "by_order")

@@ -7,11 +7,10 @@ Every error names the spec position of the node that caused it.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 
-from ..errors import Location, ShapeError, SpecError
+from ..errors import Location, ShapeError, SpecError, suggest
 from ..ir import INPUT, Graph, Node, Ref
 from ..ops import MAX_CHANNELS, MAX_SPATIAL, OPS, REQUIRED
 from .expr import evaluate
@@ -26,11 +25,6 @@ MAX_BLOCK_DEPTH = 32
 MAX_NESTING = 64  # nested bodies (groups, branches' bodies, shortcuts, block bodies) in the expanded model
 
 Value = Ref | tuple  # a tuple of Refs for multi-output nodes
-
-
-def suggest(word, options) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass

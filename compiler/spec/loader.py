@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from ..errors import Location, SpecError
+from ..errors import Location, SpecError, suggest
 from ..ir import Graph
 from ..resources import blocks_dir
 from .checkpoint_layouts import CheckpointLayout, parse_layouts
-from .expand import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params, suggest
+from .expand import COMMON_KEYS, NODE_KINDS, REQUIRED, BlockDef, build_graph, parse_params
 from .expr import evaluate
 from .schema import validate
 from .yamlpos import PosDict, load_file, parse_scalar

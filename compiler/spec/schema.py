@@ -9,9 +9,9 @@ import functools
 
 import jsonschema
 
-from ..errors import SpecError
+from ..errors import SpecError, suggest
 from ..ops import OPS
-from .expand import COMMON_KEYS, NODE_KINDS, suggest
+from .expand import COMMON_KEYS, NODE_KINDS
 from .train_options import train_schema
 from .yamlpos import PosDict, PosList
 

@@ -8,9 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SpecError
+from ..errors import SpecError, suggest
 from ..resources import specs_dir
-from .expand import suggest
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -19,7 +18,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 class ZooModel:
     name: str  # the spec's file stem: what a command takes
     path: Path
-    group: str  # "paper" (the seed papers' models) | "baseline" (torchvision's families)
+    group: str  # "paper" (the seed papers' models) | "baseline" (torchvision's and timm's families)
     summary: str  # the spec's first comment line
 
 

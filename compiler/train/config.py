@@ -19,8 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from ..errors import Location, SpecError
-from ..spec.expand import suggest
+from ..errors import Location, SpecError, suggest
 from ..spec.loader import as_overrides, load_document
 from ..spec.schema import validate_train
 from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option

@@ -9,8 +9,8 @@ BatchNorm layers keep their running statistics (eval mode in training; precise B
 
 from __future__ import annotations
 
+from ..errors import suggest
 from ..ir import INPUT, Graph, Node
-from ..spec.expand import suggest
 
 BACKBONE = "backbone"  # --freeze backbone: every node with parameters outside the head
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, OutputExists
 from ..files import atomic_write
 from .config import CONFIG_FILE as CONFIG
 
@@ -60,7 +60,7 @@ def check_new_run(run: Path, force: bool) -> None:
     if not (run / CONFIG).is_file():
         raise DataError(f"{run} is a non-empty folder without {CONFIG} (not a tcc train run); not writing into it")
     if not force:
-        raise DataError(f"{run} already holds a run; --resume {run} continues it, --force replaces it")
+        raise OutputExists(run, f"it holds a run: --resume {run} continues it")
 
 
 def clear_run(run: Path) -> None:

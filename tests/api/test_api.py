@@ -85,7 +85,7 @@ def test_errors_are_the_typed_exceptions_the_cli_maps_to_exit_2(built, tmp_path)
     model, data, bundle, work = built
     with pytest.raises(tcc.SpecError, match="no zoo model named 'ddsnt'.*did you mean 'ddsnet'"):
         tcc.Model.load("ddsnt")
-    with pytest.raises(tcc.DataError, match=r"input of shape \[2, 3, 16, 16\]: the model takes \[N, 3, 32, 32\]"):
+    with pytest.raises(tcc.DataError, match=r"input of shape \[2, 3, 16, 16\]: the model takes float \[N, 3, 32, 32\]"):
         model.predict(np.zeros((2, 3, 16, 16), np.float32))
     with pytest.raises(tcc.BuildError, match="unknown target"):
         model.build("nosuch", out=tmp_path / "x")
@@ -117,25 +117,29 @@ def test_keywords_keep_their_meaning_and_a_misspelt_one_is_named(built, tmp_path
 
 
 @needs_fixtures
-def test_the_docs_page_example_runs_as_written(monkeypatch, capsys):
-    """docs/python-api.md's example, from the repository root, prints what its comments say."""
-    monkeypatch.chdir(REPO)
+def test_the_docs_page_example_runs_as_written(monkeypatch, capsys, tmp_path):
+    """docs/python-api.md's example prints what its comments say, run from a folder outside the checkout that has
+    the fixtures' `shared/` beside it, as the page says."""
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     code = re.search(r"```python\n(.*?)```", (REPO / "docs" / "python-api.md").read_text(), re.DOTALL).group(1)
     exec(compile(code, "docs/python-api.md", "exec"), {})
-    assert capsys.readouterr().out.split() == ["TUM", "True", "True", "63", "True"]
+    assert capsys.readouterr().out.split() == ["TUM", "6", "True", "True", "63", "True"]
+    assert len(list((tmp_path / "work" / "out" / "api" / "crops").glob("*.png"))) == 32
 
 
 def test_every_command_stands_on_the_api():
     """Each command module's work goes through tcc.api (the CLI parses, calls the API, prints): it imports from it,
     or loads its model by tcc.cli.args.load_model, which is tcc.api's Model.load; only the listings of what tcc
-    ships (zoo, ops, schema) read the spec layer directly."""
+    ships (zoo, ops, schema) read the spec layer directly, and completion the parser."""
     import inspect
 
     import tcc.cli.args as args
     import tcc.cli.parser as parser
 
     assert "from ..api import Model" in inspect.getsource(args.load_model)
-    listings = {"zoo", "ops", "schema"}
+    listings = {"zoo", "ops", "schema", "completion"}  # completion: the parser itself
     for module in parser.COMMANDS:
         name = module.__name__.rsplit(".", 1)[1]
         source = Path(module.__file__).read_text()

@@ -16,7 +16,7 @@ import pytest
 from tcc.build import TOLERANCES, build, build_settings
 from tcc.bundle import MANIFEST, read_manifest, sha256_file
 from tcc.cli.main import main
-from tcc.errors import BuildError, SelfCheckError
+from tcc.errors import BuildError, OutputExists, SelfCheckError
 
 TINY = """\
 kind: model
@@ -127,7 +127,7 @@ def test_manifest_records_real_weights(tiny, tmp_path):
 def test_refuses_to_overwrite_then_force_replaces(tiny, tmp_path):
     out = build(tiny, build_settings("ort", seed=0), tmp_path / "b").out
     before = files_of(out)
-    with pytest.raises(BuildError, match="already exists; pass --force"):
+    with pytest.raises(OutputExists, match="already exists; pass force=True"):
         build(tiny, build_settings("ort", seed=1), out)
     assert files_of(out) == before
     build(tiny, build_settings("ort", seed=1), out, force=True)

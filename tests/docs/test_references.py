@@ -242,3 +242,13 @@ def test_the_checks_catch_what_is_gone():
     assert missing_module("tcc.intops.IntOp.placeable") is None and missing_module("tcc.quant.reference")
     assert missing_module("tcc.quant.table.file.CalibrationTable") is None
     assert missing_module("tcc.intops.TFLITE_UNARY")
+
+
+def test_the_zoo_counts_the_pages_state_are_the_zoos():
+    """README and the docs home say how many baselines the zoo holds: the number `tcc zoo` lists."""
+    from tcc.spec.zoo import zoo_models
+
+    baselines = sum(1 for model in zoo_models().values() if model.group == "baseline")
+    for page in (REPO / "README.md", REPO / "docs" / "index.md"):
+        stated = re.findall(r"(\d+) baselines from torchvision and timm", page.read_text(encoding="utf-8"))
+        assert stated == [str(baselines)], page

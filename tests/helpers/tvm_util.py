@@ -1,5 +1,5 @@
 """The TVM tests' shared skips and runners: apache-tvm present (`needs_tvm`), a target's cross toolchain, qemu and
-TVM runtime (tools/setup_arm.sh installs and builds them; an armv7 runtime build from source takes minutes, left to
+TVM runtime (`tcc setup` installs and builds them; an armv7 runtime build from source takes minutes, left to
 it unless TCC_BUILD_RUNTIMES=1), and the INT8 checks against the integer reference. Importable without TVM: it is
 imported where it is used."""
 
@@ -17,7 +17,7 @@ from tcc.backends.tvm import runner as tvm_run
 from tcc.backends.tvm import runtime as rt
 
 NO_TVM = (
-    None if importlib.util.find_spec("tvm") is not None else "apache-tvm not installed (tools/setup_arm.sh installs it)"
+    None if importlib.util.find_spec("tvm") is not None else "apache-tvm not installed (`tcc setup host` installs it)"
 )
 needs_tvm = pytest.mark.skipif(NO_TVM is not None, reason=NO_TVM or "")
 IEEE = tvm_compile.CompileOptions(ieee=True)  # INT8 modules: float steps rounded as the reference rounds them
@@ -49,7 +49,9 @@ def skip_unless_tools(target: str, *, build: bool = True, run: bool = True) -> N
     """Skip unless the target's cross compiler (and with `run` its qemu, with `build` cmake) is on this machine."""
     missing = rt.missing_tools(target, build=build, run=run)
     if missing:
-        pytest.skip(f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + " - run tools/setup_arm.sh")
+        pytest.skip(
+            f"{target}: missing " + "; ".join(f"{c} ({h})" for c, h in missing) + f" - run `tcc setup {target}`"
+        )
 
 
 def _skip_if_left_to_setup(target: str) -> None:
@@ -60,7 +62,7 @@ def _skip_if_left_to_setup(target: str) -> None:
         and os.environ.get("TCC_BUILD_RUNTIMES") != "1"
     ):
         pytest.skip(
-            f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh "
+            f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run `tcc setup {target}` "
             "(or set TCC_BUILD_RUNTIMES=1 to build it from the tests)"
         )
 
@@ -71,7 +73,7 @@ def require_runtime(target: str) -> None:
     skip_unless_tools(target, build=False, run=True)
     _skip_if_left_to_setup(target)
     if rt.runtime_state(target) != "ok" and rt.missing_tools(target, build=True, run=True):
-        pytest.skip(f"{target}: runtime out of date and cmake missing - run tools/setup_arm.sh")
+        pytest.skip(f"{target}: runtime out of date and cmake missing - run `tcc setup {target}`")
 
 
 def ready_runtime(target: str) -> None:
@@ -85,7 +87,7 @@ def skip_unless_runtime(target: str) -> None:
     """Skip unless the target's toolchain, qemu and an up-to-date TVM runtime are all there now (nothing built)."""
     skip_unless_tools(target)
     if rt.runtime_state(target) != "ok":
-        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run tools/setup_arm.sh")
+        pytest.skip(f"{target}: TVM runtime not built in {rt.runtime_dir(target)} - run `tcc setup {target}`")
 
 
 def host_vm(mod):

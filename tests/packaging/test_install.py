@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
+from tests.helpers.tvm_util import needs_tvm, skip_unless_runtime
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,9 @@ def test_wheel_holds_code_and_data(wheel):
         ("spec", "tcc/specs", "*.yaml"),
         ("spec/baselines", "tcc/specs/baselines", "*.yaml"),
         ("spec/schema", "tcc/specs/schema", "*.json"),
+        ("backends/tvm/runtime_recipe", "tcc/backends/tvm/runtime_recipe", "**/*.*"),
     ):
-        files = {f"{package}/{p.name}" for p in (REPO / folder).glob(pattern)}
+        files = {f"{package}/{p.relative_to(REPO / folder).as_posix()}" for p in (REPO / folder).glob(pattern)}
         assert files and files <= names, f"{folder}/{pattern} not shipped: {sorted(files - names)[:3]}"
 
 
@@ -106,6 +108,24 @@ def test_installed_package_runs_outside_the_checkout(installed, tmp_path):
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["target"] == "ort"
+
+
+@needs_tvm
+def test_tvm_targets_set_up_and_build_from_the_wheel(installed, tmp_path):
+    """`tcc setup` from the installed package finds everything done (the recipe it hashes is the wheel's own copy,
+    equal to the checkout's, so the cached runtimes are reused); host and arm-a7 bundles are built and self-checked
+    (arm-a7 under qemu) from outside the checkout."""
+    for target in ("host", "arm-a7"):
+        skip_unless_runtime(target)
+    r = _tcc(installed, tmp_path, "setup", "host", "arm-a7", "ort", "--no-apt")
+    assert r.returncode == 0, r.stderr
+    assert "ort needs no set-up" in r.stderr and "arm-a7: runtime and tcc-run in" in r.stderr
+    spec = REPO / "tests" / "specs" / "train_tiny.yaml"  # seconds to compile
+    for target in ("host", "arm-a7"):
+        r = _tcc(installed, tmp_path, "build", str(spec), "--target", target, "-o", target)
+        assert r.returncode == 0, r.stderr
+        manifest = json.loads((tmp_path / target / "manifest.json").read_text())
+        assert manifest["target"] == target and manifest["self_check"]["result"]["passed"]
 
 
 def test_unknown_model_name_is_refused(installed, tmp_path):

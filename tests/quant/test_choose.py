@@ -169,7 +169,7 @@ def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
     assert Steps.chosen({"bias_correction": True}).free == ()  # DDSNet's spec: nothing left to choose
     spec, data = tiny_spec_and_data(tmp_path, SAMPLES_MIN)
     out = tmp_path / "calib.json"
-    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out), "--force"]
     assert cli(args) == 0
     assert "steps chosen per model (bias correction) on 8 held-back" in capsys.readouterr().out
     assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 2

@@ -43,9 +43,9 @@ def test_a_width_the_rules_do_not_take_is_refused_everywhere_before_any_work(tmp
 def test_a_build_says_what_its_int8_inputs_lack(tmp_path):
     spec, data = tiny_spec_and_data(tmp_path, 4)
     cases = [
-        ({"data": data}, "--calib/--data apply to --precision int8 only"),
-        ({"precision": "int8"}, "--precision int8 needs a calibration table"),
-        ({"precision": "int8", "data": data, "calib": data}, "give either --calib"),
+        ({"data": data}, "calib= / data= apply to precision='int8' only"),  # Python's words for Python's callers
+        ({"precision": "int8"}, "precision='int8' needs a calibration table"),
+        ({"precision": "int8", "data": data, "calib": data}, "give either calib="),
         (
             {"precision": "int8", "calib": data, "calibration": {"placement": PlaceOptions(min_cos=0.999)}},
             "choose the placement while calibrating",

@@ -240,7 +240,7 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
         ),
     )
     out = tmp_path / "calib.json"
-    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out), "--force"]
     assert cli(args + ["--no-equalization", "--rounding"]) == 0
     printed = capsys.readouterr().out
     assert "step equalization: off" in printed and "step bias correction: off" in printed
@@ -277,7 +277,7 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     data = tmp_path / "calib.npy"
     np.save(data, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
     out = tmp_path / "calib.json"
-    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out)]
+    args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out), "--force"]
 
     def enabled():
         return {s["name"]: s["enabled"] for s in json.loads(out.read_text())["steps"]}

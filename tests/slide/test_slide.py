@@ -287,6 +287,29 @@ def test_dask_local_cluster_equals_one_process(single, spec, images, work):
         assert json.loads((out / stem / "patches.json").read_text()) == single[name]
 
 
+def test_a_worker_lost_while_the_local_cluster_starts_is_survived(single, spec, images, work, monkeypatch, capsys):
+    """The first worker process dies while the cluster starts ("Nanny failed to start" from distributed): the
+    cluster is started again, one line says so, and the run's result is the single process's."""
+    import functools
+
+    import distributed
+
+    monkeypatch.setenv("TCC_TEST_KILL_MARK", str(work / "killed-once"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers import the preload by name
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setattr(
+        distributed, "LocalCluster", functools.partial(distributed.LocalCluster, preload=["dask_kill_first_worker"])
+    )
+    capsys.readouterr()
+    doc = slide(spec, images["ihc"], work / "dask-lost", "--workers", "2", *THREADS)
+    err = capsys.readouterr().err
+    assert (work / "killed-once").exists()
+    assert doc == single["ihc"]
+    lines = [line for line in err.splitlines() if "local cluster" in line]
+    assert len(lines) == 1 and "worker was lost while the local cluster started" in lines[0], err
+    assert "Traceback" not in err
+
+
 def test_existing_scheduler_equals_one_process(single, spec, images, work):
     """--scheduler ADDRESS: a cluster started elsewhere (here in this process, worker threads)."""
     import logging

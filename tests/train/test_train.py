@@ -491,6 +491,6 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, case, extra, me
 
 def test_an_existing_run_is_not_overwritten(one_process, data):
     rc, _, err = train(SPEC, "--data", data, "-o", one_process)
-    assert rc == 2 and "already holds a run; --resume" in err
+    assert rc == 2 and "holds a run: --resume" in err
     rc, _, err = train(SPEC, "--resume", one_process.parent / "nothing")
     assert rc == 2 and "nothing to resume" in err

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ....targets import get_platform
-from ..runtime import RunError, ToolchainMissing, _which, cache_root
+from ..runtime import RunError, ToolchainMissing, cache_root, find_command
 from ..tensor_file import write_tensor_file
 from .instruction_mix import is_simd
 
@@ -79,7 +79,7 @@ def plugin_path() -> Path:
     out = cache_root() / "qemu-plugin" / f"insn_count-{hashlib.sha256(source).hexdigest()[:16]}.so"
     if out.exists():
         return out
-    cc = next((c for c in ("cc", "gcc", "clang") if _which(c)), None)
+    cc = next((c for c in ("cc", "gcc", "clang") if find_command(c)), None)
     if cc is None:
         raise ToolchainMissing(
             "counting ARM instructions needs a host C compiler (Debian package gcc) to build the qemu plugin"
@@ -178,7 +178,7 @@ def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner
     platform = get_platform(target)
     if not platform.qemu:
         raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")
-    if not _which(platform.qemu[0]):
+    if not find_command(platform.qemu[0]):
         raise ToolchainMissing(f"`{platform.qemu[0]}` not found (Debian package qemu-user)")
     with tempfile.TemporaryDirectory(prefix="tcc-insn-run-") as tmp:
         inp, out = Path(tmp) / "input.bin", Path(tmp) / "output.bin"

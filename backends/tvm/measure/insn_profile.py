@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ....targets import get_platform
-from ..runtime import RunError, ToolchainMissing, _which
+from ..runtime import RunError, ToolchainMissing, find_command
 from ..tensor_file import write_tensor_file
 from .insn_count import named, plugin_path
 from .instruction_mix import is_simd
@@ -228,9 +228,9 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
     platform = get_platform(target)
     if not platform.qemu:
         raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")
-    if not _which(platform.qemu[0]):
+    if not find_command(platform.qemu[0]):
         raise ToolchainMissing(f"`{platform.qemu[0]}` not found (Debian package qemu-user)")
-    nm = next((c for c in (f"{platform.triple}-nm", "nm") if _which(c)), None)
+    nm = next((c for c in (f"{platform.triple}-nm", "nm") if find_command(c)), None)
     if nm is None:
         raise ToolchainMissing(f"`{platform.triple}-nm` not found (Debian package binutils-{platform.triple})")
     qemu = platform.qemu  # (checked above: an ARM target runs under qemu)

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from ....targets import get_platform
-from ..runtime import ToolchainMissing, _which
+from ..runtime import ToolchainMissing, find_command
 
 _ARMV7_NEON_ONLY = re.compile(
     r"^v(ld[1-4]|st[1-4]|dup|ext|zip|uzp|trn|tbl|tbx|bsl|bit|bif|rev(16|32|64)|movl|movn|qmovn|qmovun|"
@@ -69,7 +69,7 @@ def instruction_mix(so_path: str | os.PathLike, target_name: str) -> dict[str, A
     """
     platform = get_platform(target_name)
     objdump = platform.objdump
-    if not _which(objdump):
+    if not find_command(objdump):
         raise ToolchainMissing(f"`{objdump}` not found (Debian package {platform.apt_packages[0]})")
     text = subprocess.run(
         [objdump, "-d", "--no-show-raw-insn", str(so_path)], capture_output=True, text=True, check=True

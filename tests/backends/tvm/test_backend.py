@@ -118,8 +118,8 @@ def test_an_op_tvm_cannot_lower_is_named():
 
 @needs_tvm
 def test_missing_cross_compiler_names_the_package(monkeypatch, tmp_path):
-    real = rt._which
-    monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd.startswith("arm-linux-gnueabihf") else real(cmd))
+    real = rt.find_command
+    monkeypatch.setattr(rt, "find_command", lambda cmd: None if cmd.startswith("arm-linux-gnueabihf") else real(cmd))
     out = tmp_path / "b"
     with pytest.raises(BuildError) as e:
         build(REPO / "spec/ddsnet.yaml", build_settings("arm-a7"), out)
@@ -129,8 +129,8 @@ def test_missing_cross_compiler_names_the_package(monkeypatch, tmp_path):
 
 @needs_tvm
 def test_missing_qemu_names_the_package(monkeypatch, tmp_path):
-    real = rt._which
-    monkeypatch.setattr(rt, "_which", lambda cmd: None if cmd == "qemu-aarch64" else real(cmd))
+    real = rt.find_command
+    monkeypatch.setattr(rt, "find_command", lambda cmd: None if cmd == "qemu-aarch64" else real(cmd))
     with pytest.raises(BuildError, match="qemu-user"):
         build(REPO / "spec/ddsnet.yaml", build_settings("aarch64"), tmp_path / "b")
     assert not list(tmp_path.iterdir())
