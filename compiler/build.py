@@ -48,10 +48,11 @@ from .process.background import Background
 from .process.phases import phase, recording
 from .quant import prepare
 from .quant.calibrate import calibrate_onnx
-from .quant.collect.data import CalibrationData, load_calibration_data
+from .quant.collect.data import CalibrationData, held_back, load_calibration_data
 from .quant.intgraph.match import IntGraph, plan
 from .quant.intgraph.qgraph import quantize_graph
 from .quant.place.placer import place, placement_lines
+from .quant.report.fidelity import JUDGE_SAMPLES, Fidelity, FidelityFloor, judge, measure_int8
 from .quant.settings import CalibrationRequest, CalibrationSettings, Provenance
 from .quant.table.file import CalibrationTable, load_table, model_sha256
 from .quant.table.placement import islands
@@ -84,6 +85,8 @@ class Int8Source:
     # with data and no table: how to calibrate. Its rules are the target's and its seed the weights' (the build's
     # one seed); its placement runs only where it places (an inactive one is no placement)
     calibration: CalibrationRequest = field(default_factory=CalibrationRequest)
+    # the fidelity below which the build warns (or, required, stops): judged on samples of `data`
+    floor: FidelityFloor = field(default_factory=FidelityFloor)
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Quantized:
     x: np.ndarray | None  # the self-check's inputs: the first calibration samples (None: seeded ones)
     described: dict | None  # the manifest's description of x
     data: CalibrationData | None  # the calibration samples (kits keep them in the archive)
+    fidelity: Fidelity | None = None  # judged on samples of the data (None: built from a table alone)
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,12 @@ def _check(settings: BuildSettings, tgt: Target, backend: Backend, out: Path, fo
     if precision == "int8":
         request = _request(settings, tgt)
         prepare.check_placement_source(request.placement, int8.calib)
+        if int8.floor.required and int8.data is None:
+            raise BuildError(
+                "require_cos judges the INT8 model on samples: give data= too",
+                cli="--require-cos judges the INT8 model on samples: build with --data (or judge a table with "
+                "`tcc calibrate --eval DIR --require-cos C`)",
+            )
         if int8.calib is None:  # calibrating now
             prepare.check_request(request, get_rules(_rules(tgt)), settings.target)
 
@@ -367,7 +377,31 @@ def _quantized(settings: BuildSettings, tgt: Target, backend: Backend, fe: Front
                 "samples": CHECK_BATCH,
                 "description": f"the first {CHECK_BATCH} calibration samples",
             }
-        return Quantized(table, qgraph, _quantization(table, qgraph, source, rules), x, described, cd)
+    manifest = _quantization(table, qgraph, source, rules)
+    fidelity = None
+    if cd is not None:
+        with phase("fidelity"):
+            fidelity = _fidelity(settings, fe, cd, qgraph)
+        manifest["fidelity"] = fidelity.to_json(int8.floor)
+        judge(fidelity, int8.floor)  # below a required floor: nothing is written
+    return Quantized(table, qgraph, manifest, x, described, cd, fidelity)
+
+
+def _fidelity(settings: BuildSettings, fe: Frontend, cd: CalibrationData, qgraph: QGraph) -> Fidelity:
+    """The INT8 model (the integer reference) against FP32 on up to JUDGE_SAMPLES samples of the data that
+    calibration did not pick, or, where it took them all, on calibration samples (said so)."""
+    model, request = fe.model, settings.int8.calibration
+    assert settings.int8.data is not None  # the caller has calibration data
+    rest = held_back(settings.int8.data, cd, model.preprocess, model.input_shape, settings.weights.seed, JUDGE_SAMPLES)
+    if rest is not None:
+        x, judged_on = rest, f"{len(rest)} held-back samples (of the data, not calibrated on)"
+    else:
+        x = np.ascontiguousarray(cd.array[:JUDGE_SAMPLES])
+        judged_on = (
+            f"{len(x)} calibration samples (the data has none left over: --calib-size {request.calib_size} took "
+            "them all; a larger folder judges on others)"
+        )
+    return measure_int8(fe.module, qgraph, x, judged_on)
 
 
 def _given_table(

@@ -4,9 +4,11 @@ options, a bundle that replaces them), so each command's parser says them the sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
 
-from ..errors import BuildError
+from ..errors import BuildError, DataError
 from ..spec.loader import parse_overrides
 
 SET_HELP = (
@@ -259,6 +261,52 @@ def placement_args(p: argparse.ArgumentParser, when: str) -> None:
         metavar="N",
         help=f"{when}calibration samples (seeded subset) the placement judges the cosine on (default 16)",
     )
+
+
+def fidelity_args(p, judged_on: str) -> None:
+    """--fidelity-floor / --require-cos: below the floor an INT8 model is reported (a WARNING line), or refused
+    (exit 2, nothing written); `judged_on`: the samples the command judges on."""
+    p.add_argument(
+        "--fidelity-floor",
+        type=float,
+        default=0.99,
+        metavar="C",
+        help=f"warn when the INT8 output's mean cosine vs FP32 on {judged_on} is below C, or a top-1 class changed",
+    )
+    p.add_argument(
+        "--require-cos",
+        type=float,
+        metavar="C",
+        help="as --fidelity-floor C, but an error (exit 2, nothing written) instead of a warning",
+    )
+
+
+def fidelity_floor(args):
+    """The floor the fidelity flags ask for (tcc.quant.report.fidelity.FidelityFloor)."""
+    from ..quant.report.fidelity import FidelityFloor  # deferred for start-up: loads numpy
+
+    for flag, value in (("--fidelity-floor", args.fidelity_floor), ("--require-cos", args.require_cos)):
+        if value is not None and not 0.0 < value <= 1.0:
+            raise DataError(f"{flag} {value:g}: a cosine in (0, 1]")
+    if args.require_cos is not None:
+        return FidelityFloor(cosine=args.require_cos, required=True)
+    return FidelityFloor(cosine=args.fidelity_floor)
+
+
+@contextlib.contextmanager
+def fidelity_warnings(print_line):
+    """Inside, the library's FidelityWarnings are collected, then each printed as one WARNING line by
+    `print_line` after the block (at the end of the command's output, where a user reads)."""
+    from ..quant.report.fidelity import FidelityWarning  # deferred for start-up: loads numpy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FidelityWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, FidelityWarning):
+            print_line(f"WARNING: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def place_options(args):

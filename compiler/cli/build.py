@@ -12,6 +12,9 @@ from ..process.phases import phase
 from ..targets import TARGETS
 from .args import (
     calibration_request,
+    fidelity_args,
+    fidelity_floor,
+    fidelity_warnings,
     load_model,
     max_pixels_arg,
     placement_args,
@@ -56,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     int8.add_argument("--calib-size", type=int, default=128, metavar="N", help="with --data: samples picked (seeded)")
     int8.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
+    fidelity_args(int8, "up to 8 samples of --data that calibration did not take (else calibration samples)")
     steps_args(int8)
     placement_args(p.add_argument_group("INT8 placement: float islands, 16-bit activations"), "with --data: ")
     tvm = p.add_argument_group("TVM targets (host, arm-a7, aarch64, aarch64-dotprod and their aliases)")
@@ -117,10 +121,11 @@ def run(args) -> int:
         )
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    with PhaseStatus("build", args.progress) as status:
-        model, result = _build(args, out, status.log)
-    for line in summary_lines(result):
-        print(line)
+    with fidelity_warnings(lambda line: print(line, file=sys.stderr)):
+        with PhaseStatus("build", args.progress) as status:
+            model, result = _build(args, out, status.log)
+        for line in summary_lines(result):
+            print(line)
     if args.explain_kernels:
         print("\n".join(_kernel_lines(model, args, result.path)))
     if "random_seed" in result.manifest["weights"]:
@@ -149,6 +154,7 @@ def _build(args, out: str, log):
         opset=args.opset,
         simplify=not args.no_simplify,
         calibration=calibration_request(args),
+        floor=fidelity_floor(args),
         tvm=TvmOptions(
             tune=args.tune,
             tune_log=args.tune_log,
@@ -170,6 +176,9 @@ def summary_lines(result) -> list[str]:
 
     m = result.manifest
     lines = [str(result.report), _self_check_line(m["self_check"], m["precision"])]
+    fidelity = m.get("quantization", {}).get("fidelity")
+    if fidelity:  # INT8 from data: judged on samples, one line
+        lines.append(_fidelity_line(fidelity))
     islands = summary_line(m.get("quantization", {}).get("float_islands", []))
     if islands:  # the float / integer split of an INT8 graph is printed, never silent
         lines.append(islands)
@@ -207,6 +216,13 @@ def _self_check_line(check: dict, precision: str) -> str:
         f"self-check vs PyTorch: max abs {r['max_abs']}, max rel {r['max_rel']}, cosine {r['cosine']} "
         f"(tolerance: {check['tolerance']['rule']}) -> passed"
     )
+
+
+def _fidelity_line(record: dict) -> str:
+    from ..quant.report.fidelity import Fidelity  # deferred for start-up: loads numpy
+
+    verdict = f" -> BELOW THE FLOOR ({record['below_floor']})" if record["below_floor"] else ""
+    return Fidelity.from_json(record).line() + verdict
 
 
 def _int8_exactness(r: dict) -> str:

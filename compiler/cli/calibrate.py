@@ -13,6 +13,9 @@ from ..process.phases import phase
 from ..spec.loader import load_spec, parse_overrides
 from .args import (
     calibration_request,
+    fidelity_args,
+    fidelity_floor,
+    fidelity_warnings,
     load_model,
     max_pixels_arg,
     placement_args,
@@ -92,13 +95,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave ONNX Runtime's quantize_static (MinMax, Entropy) out of the report (faster: it calibrates and "
         "runs two more models)",
     )
+    fidelity_args(report, "the report's samples (calibration samples, or --eval's)")
     max_pixels_arg(report)
     progress_arg(out, "the phase running now: ")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    fidelity_floor(args)  # a floor out of range fails now
+    with fidelity_warnings(lambda line: print(line, file=sys.stderr)):
+        return _run(args)
+
+
+def _run(args) -> int:
     # deferred for start-up: loads numpy, onnx
+    from ..quant.report.fidelity import Fidelity, judge
     from ..quant.report.quality import check_report_path, save_report
 
     # user mistakes in the outputs and the report options fail now, not after the (long) calibration
@@ -126,11 +137,17 @@ def run(args) -> int:
         table, fp32, samples = model.calibrate(
             args.data, opset=args.opset, return_inputs=True, log=status.log, **vars(request)
         )
-    table.save(args.output)  # before the report: a long calibration is kept whatever happens next
-    print(f"wrote {args.output}")
+    floor = fidelity_floor(args)
+    if not floor.required:
+        _save_table(table, args.output)  # before the report: a long calibration is kept whatever happens next
     _print_steps(table)
     report = _quality_report(args, (fp32, table, samples), held_out)
     _print_report(args, report)
+    fidelity = Fidelity.from_json(report["fidelity"])
+    print(fidelity.line())
+    judge(fidelity, floor)  # below a required floor: an error, and no table written
+    if floor.required:
+        _save_table(table, args.output)
     if args.report:
         save_report(report, args.report)
         print(f"wrote {args.report}")
@@ -138,6 +155,11 @@ def run(args) -> int:
             judged = samples if held_out is None else held_out.array
             print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
     return 0
+
+
+def _save_table(table, path: str) -> None:
+    table.save(path)
+    print(f"wrote {path}")
 
 
 def _quality_report(args, calibrated, held_out) -> dict:

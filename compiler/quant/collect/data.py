@@ -149,6 +149,38 @@ def load_calibration_data(
     return CalibrationData(arr, _fingerprint(files, chosen, rel, preprocess), str(path), rel, skipped)
 
 
+def held_back(
+    source: str | Path | np.ndarray,
+    calibration: CalibrationData,
+    preprocess,
+    input_shape: tuple,
+    seed: int,
+    n: int,
+) -> np.ndarray | None:
+    """Up to `n` samples of `source` that `calibration` (load_calibration_data of the same source and seed) did not
+    pick, next in the same seeded order: samples to judge a calibration on that it never saw. None where it took
+    every sample. Unreadable images are passed over (calibration already said so, or refused them)."""
+    input_shape = tuple(int(v) for v in input_shape)
+    if isinstance(source, np.ndarray) or Path(source).is_file():
+        arr = source if isinstance(source, np.ndarray) else _load_array_file(Path(source), input_shape)
+        arr = _check_batch(arr, input_shape, "calibration array")
+        if len(calibration) >= len(arr):
+            return None
+        rest = _order(len(arr), seed)[len(calibration) :][:n]
+        return np.ascontiguousarray(arr[np.sort(rest)])
+    path = Path(source)
+    files = find_images(path)
+    taken = set(calibration.files) | {Path(f).relative_to(path).as_posix() for f in calibration.skipped}
+    left = [int(i) for i in _order(len(files), seed) if files[i].relative_to(path).as_posix() not in taken]
+    if not left:
+        return None
+    reading = _ImageReading(preprocess, input_shape, skip_bad=True, what="held-back")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadImageWarning)  # a held-back image that does not read is just not used
+        samples, _ = reading.first(files, left, n, progress=False)
+    return np.stack([samples[i] for i in sorted(samples)]) if samples else None
+
+
 @dataclass(frozen=True)
 class _ImageReading:
     """How calibration images are read: the spec's preprocessing to the model's per-sample shape; unreadable ones

@@ -45,6 +45,7 @@ from ..intgraph.reference import Reference
 from ..lower.qdq import to_qdq
 from ..table.file import CalibrationTable, model_sha256
 from ..table.steps import equalized_model
+from .fidelity import Fidelity
 
 SUFFIXES = (".json", ".png", ".svg", ".pdf")
 SCHEMA_PATH = schema_path("quality_report")
@@ -231,6 +232,14 @@ def quality_report(
     worst = [r["tensor"] for r in sorted(layers, key=lambda r: (r["cosine"], r["tensor"]))[:n_worst]]
     models = _end_to_end(fp32, table, data, x, errors, settings, timing)
     timing["total"] = time.perf_counter() - t0
+    samples = {
+        "used": len(idx),
+        "of": len(judged),
+        "seed": settings.seed,
+        "subset": bool(len(idx) < len(judged)),
+        "indices": [int(i) for i in idx],
+        **({"source": "calibration"} if held_out is None else held_out.describe(data)),
+    }
     return {
         "format": "tcc-quality-report",
         "version": 1,
@@ -243,19 +252,15 @@ def quality_report(
             "summary": table.summary,
             "timing_s": {k: round(float(v), 2) for k, v in table.timing.items()},
         },
-        "samples": {
-            "used": len(idx),
-            "of": len(judged),
-            "seed": settings.seed,
-            "subset": bool(len(idx) < len(judged)),
-            "indices": [int(i) for i in idx],
-            **({"source": "calibration"} if held_out is None else held_out.describe(data)),
-        },
+        "samples": samples,
         "definitions": DEFINITIONS,
         "per_layer_source": "integer reference",
         "layers": layers,
         "worst_layers": worst,
         "not_compared": [n for n in errors.acts if not errors.cos_parts[n]],
+        "fidelity": Fidelity.measure(
+            np.concatenate(errors.fp_out), np.concatenate(errors.ref_out), samples_phrase(samples)
+        ).to_json(),
         "end_to_end": {
             "output": errors.outputs[0],
             "compared_with_ort": settings.compare,
