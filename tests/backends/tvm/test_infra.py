@@ -55,6 +55,36 @@ def test_aarch64_dotprod_target_runs_its_sdot_under_a_qemu_cpu_that_has_it():
     assert a55.qemu[a55.qemu.index("-cpu") + 1] in ("cortex-a76", "max")
 
 
+@pytest.mark.parametrize("target, runs", [("aarch64", False), ("aarch64-dotprod", True)])
+def test_each_aarch64_class_runs_under_its_own_core(tmp_path, target, runs):
+    """A self-check runs on the class's own core: an ARMv8.2 dot product (sdot) in a program for the v8.0 class dies
+    under its qemu prefix (-cpu cortex-a53: SIGILL), so a stray v8.2 instruction in a v8.0 build cannot pass; the
+    dot-product class's core executes it."""
+    import subprocess
+
+    platform = tg.get_platform(target)
+    if rt.missing_tools(target, build=False, run=True):
+        pytest.skip(f"{target}: cross compiler or qemu missing")
+    src = tmp_path / "sdot.c"
+    src.write_text(
+        "#include <arm_neon.h>\n"
+        "int main(void) {\n"
+        "  int8x16_t a = vdupq_n_s8(2), b = vdupq_n_s8(3);\n"
+        "  int32x4_t acc = vdotq_s32(vdupq_n_s32(0), a, b);\n"
+        "  return vgetq_lane_s32(acc, 0) == 24 ? 0 : 1;\n"
+        "}\n"
+    )
+    exe = tmp_path / "sdot"
+    subprocess.run(
+        [platform.cxx, "-x", "c", "-O1", "-march=armv8.2-a+dotprod", "-static", str(src), "-o", str(exe)], check=True
+    )
+    done = subprocess.run([*platform.qemu, str(exe)], capture_output=True, timeout=60)
+    if runs:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode in (-4, 132), (done.returncode, done.stderr)  # SIGILL: the core has no sdot
+
+
 def test_unknown_target_lists_known_ones():
     with pytest.raises(tg.UnknownTargetError) as e:
         tg.get_platform("arm-a9")
