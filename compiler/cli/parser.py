@@ -62,7 +62,7 @@ class DefaultsFormatter(argparse.HelpFormatter):
             or "default" in text.lower()
             or default is None
             or default is False
-            or default == []
+            or default in ([], "")
             or default == argparse.SUPPRESS
             or action.nargs == 0
         ):

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _default(value) -> str:
-    if value is None:
+    if value is None or value in ([], ""):  # nothing by default (an empty list: none frozen)
         return ""
     return f" (default: {','.join(value) if isinstance(value, list) else value})"
 

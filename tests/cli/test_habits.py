@@ -166,3 +166,13 @@ def test_the_console_script_has_no_traceback_for_a_mistake():
         [sys.executable, "-m", "tcc", "build", str(TINY), "--target", "arm7"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "did you mean 'arm-a7'" in done.stderr
+
+
+def test_no_command_states_an_empty_or_none_default():
+    from tcc.cli.parser import COMMANDS
+
+    for command in COMMANDS:
+        name = command.__name__.rsplit(".", 1)[1].replace("import_onnx", "import")
+        rc, out, _ = tcc(name, "--help")
+        flat = " ".join(out.split())
+        assert rc == 0 and "(default: )" not in flat and "(default: None)" not in flat, name
