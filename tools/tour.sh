@@ -35,7 +35,7 @@ section "2. Quantization-aware fine-tuning (tcc qat) where it gains: the Skin ch
 if [ -f "$FIX/Skin_DDS_0.0064.pth" ]; then
   echo "   post-training (tcc calibrate's defaults) vs the same table after tcc qat, ORT INT8 vs the published FP32, on"
   echo "   32 held-out crops (docs/notes/qat.md: the worst crop gains; the mean moves within the run-to-run spread)"
-  .venv/bin/python tools/qat_quality.py --checkpoints Skin -o "$OUT/qat-skin.json" 2>/dev/null | tail -n 4 \
+  .venv/bin/python tools/qat_quality.py --checkpoints Skin -o "$OUT/qat-skin.json" 2>/dev/null | tail -n 3 \
     | cut -c 1-200
 else
   echo "   (skipped: the DDSNet fixtures are not in $FIX)"

@@ -102,6 +102,7 @@ def _python_packages(targets: Sequence[str], settings: SetupSettings, log: Log) 
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
         raise ToolchainMissing(f"pip install {' '.join(wanted)} failed (exit {done.returncode}):\n{tail}")
+    importlib.invalidate_caches()  # the runtimes' step looks the new packages up in this process
 
 
 def _runtimes(targets: Sequence[str], settings: SetupSettings, log: Log) -> None:

@@ -83,6 +83,9 @@ def test_wheel_holds_code_and_data(wheel):
 
 def _run(py: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TCC_BLOCK_PATH")}
+    # the borrowed environment's commands (cmake, ninja: pip put them beside its interpreter) on PATH, as a user
+    # who installed them has them: `tcc setup` in the fresh venv then finds them and installs nothing
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run([str(py), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -120,6 +123,7 @@ def test_tvm_targets_set_up_and_build_from_the_wheel(installed, tmp_path):
     r = _tcc(installed, tmp_path, "setup", "host", "arm-a7", "ort", "--no-apt")
     assert r.returncode == 0, r.stderr
     assert "ort needs no set-up" in r.stderr and "arm-a7: runtime and tcc-run in" in r.stderr
+    assert "installing" not in r.stderr and "preparing" not in r.stderr, r.stderr  # nothing installed or built
     spec = REPO / "tests" / "specs" / "train_tiny.yaml"  # seconds to compile
     for target in ("host", "arm-a7"):
         r = _tcc(installed, tmp_path, "build", str(spec), "--target", target, "-o", target)
