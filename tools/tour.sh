@@ -116,6 +116,7 @@ grep -cE "op: (relative_position_bias|window_mask)" "$OUT/imported-swin/swin_t.y
 echo "   Pulsar v1 (AX620) has no rank-6 reshape or LayerNorm: refused before calibration, naming the nodes"
 { $TCC build mobilevit_xxs --set image_size=128 --target ax620 --precision int8 --data "$OUT/crops" \
   -o "$OUT/mobilevit-ax620-int8" 2>&1 1>/dev/null || true; } | { grep -E "^error|^  node" || true; } | head -n 3 \
-  | cut -c 1-160section
+  | cut -c 1-160
+section
 echo "more in $OUT/: ddsnet-a55-int8/ and ddsnet-host-int8/, ddsnet-tflite-w8a16/, ddsnet-ax650/ (sh build.sh in"
 echo "Pulsar2's Docker image), imported-a7-int8/, mobilevit-*/; tsne.png, qat-skin.json"
