@@ -51,6 +51,8 @@ $TCC build spec/ddsnet.yaml --target tflite --precision int8 --calib "$OUT/calib
   -o "$OUT/ddsnet-tflite-int8" --force 2>/dev/null | tail -n 5
 $TCC predict --artifact "$OUT/ddsnet-tflite-int8" "${INPUT[@]}" --json 2>/dev/null
 section "6. Axera NPUs: an AX620 kit (Pulsar v1) with its predicted precision table"
+echo "   every calibration and INT8 build from data ends with its fidelity line; below the floor (mean cosine 0.99,"
+echo "   or a top-1 class changed on a judged sample) a WARNING names the fix, and --require-cos makes it an error"
 $TCC calibrate spec/ddsnet.yaml "${WEIGHTS[@]}" --data "$OUT/crops" --target ax620 -o "$OUT/calib-ax620.json" \
   --force --no-compare --report-samples 8 | tail -n 8
 $TCC build spec/ddsnet.yaml --target ax620 --calib "$OUT/calib-ax620.json" --data "$OUT/crops" "${WEIGHTS[@]}" \

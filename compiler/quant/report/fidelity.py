@@ -105,7 +105,7 @@ class Fidelity:
 
 
 def warning_text(shortfall: str) -> str:
-    return f"INT8 fidelity below the floor ({shortfall}): this INT8 model is not faithful to its FP32 model. {FIX}"
+    return f"INT8 fidelity below the floor ({shortfall}). {FIX}"
 
 
 def judge(fidelity: Fidelity, floor: FidelityFloor) -> None:
