@@ -398,8 +398,8 @@ def _fidelity(settings: BuildSettings, fe: Frontend, cd: CalibrationData, qgraph
     else:
         x = np.ascontiguousarray(cd.array[:JUDGE_SAMPLES])
         judged_on = (
-            f"{len(x)} calibration samples (the data has none left over: --calib-size {request.calib_size} took "
-            "them all; a larger folder judges on others)"
+            f"{len(x)} calibration samples (calibration took every sample of the data; with more samples than "
+            f"calib_size ({request.calib_size}) the build judges on others)"
         )
     return measure_int8(fe.module, qgraph, x, judged_on)
 

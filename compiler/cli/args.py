@@ -294,19 +294,22 @@ def fidelity_floor(args):
 
 
 @contextlib.contextmanager
-def fidelity_warnings(print_line):
-    """Inside, the library's FidelityWarnings are collected, then each printed as one WARNING line by
-    `print_line` after the block (at the end of the command's output, where a user reads)."""
+def quiet_fidelity_warnings():
+    """Inside, the library's FidelityWarning (Python callers' signal) is not shown: the command prints its own
+    WARNING line from what it measured (`fidelity_warning`), at the end of its output."""
     from ..quant.report.fidelity import FidelityWarning  # deferred for start-up: loads numpy
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FidelityWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidelityWarning)
         yield
-    for w in caught:
-        if issubclass(w.category, FidelityWarning):
-            print_line(f"WARNING: {w.message}")
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def fidelity_warning(shortfall: str | None) -> None:
+    """The WARNING line of a fidelity below the floor (`shortfall`: what fell below it; None: nothing)."""
+    from ..quant.report.fidelity import warning_text  # deferred for start-up: loads numpy
+
+    if shortfall:
+        print(f"WARNING: {warning_text(shortfall)}", file=sys.stderr)
 
 
 def place_options(args):

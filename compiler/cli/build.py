@@ -14,11 +14,12 @@ from .args import (
     calibration_request,
     fidelity_args,
     fidelity_floor,
-    fidelity_warnings,
+    fidelity_warning,
     load_model,
     max_pixels_arg,
     placement_args,
     progress_arg,
+    quiet_fidelity_warnings,
     spec_args,
     steps_args,
     weights_args,
@@ -121,19 +122,20 @@ def run(args) -> int:
         )
     out = args.output or f"out/{Path(args.spec).stem}-{args.target}" + (f"-{args.precision}" if args.precision else "")
     check_out(Path(out), args.force)
-    with fidelity_warnings(lambda line: print(line, file=sys.stderr)):
-        with PhaseStatus("build", args.progress) as status:
-            model, result = _build(args, out, status.log)
-        for line in summary_lines(result):
-            print(line)
+    floor = fidelity_floor(args)  # a floor out of range fails before any work
+    with quiet_fidelity_warnings(), PhaseStatus("build", args.progress) as status:
+        model, result = _build(args, out, floor, status.log)
+    for line in summary_lines(result):
+        print(line)
     if args.explain_kernels:
         print("\n".join(_kernel_lines(model, args, result.path)))
+    fidelity_warning(result.manifest.get("quantization", {}).get("fidelity", {}).get("below_floor"))
     if "random_seed" in result.manifest["weights"]:
         print(f"WARNING: {result.manifest['weights']['warning']}", file=sys.stderr)
     return 0
 
 
-def _build(args, out: str, log):
+def _build(args, out: str, floor, log):
     """The model of the command line, and its bundle built (`log`: the build's notes, above the status line)."""
     from tcc.backends import KitOptions, TfliteOptions, TvmOptions  # deferred for start-up: loads numpy
 
@@ -154,7 +156,7 @@ def _build(args, out: str, log):
         opset=args.opset,
         simplify=not args.no_simplify,
         calibration=calibration_request(args),
-        floor=fidelity_floor(args),
+        floor=floor,
         tvm=TvmOptions(
             tune=args.tune,
             tune_log=args.tune_log,

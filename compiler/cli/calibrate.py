@@ -15,11 +15,12 @@ from .args import (
     calibration_request,
     fidelity_args,
     fidelity_floor,
-    fidelity_warnings,
+    fidelity_warning,
     load_model,
     max_pixels_arg,
     placement_args,
     progress_arg,
+    quiet_fidelity_warnings,
     spec_args,
     steps_args,
     weights_args,
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     steps_args(method)
     placement_args(p.add_argument_group("placement: float islands, 16-bit activations"), "")
-    report = p.add_argument_group("the quality report (after the table is written)")
+    report = p.add_argument_group("the quality report and the INT8 fidelity it judges")
     report.add_argument(
         "--report",
         metavar="OUT.json|OUT.png",
@@ -102,12 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    fidelity_floor(args)  # a floor out of range fails now
-    with fidelity_warnings(lambda line: print(line, file=sys.stderr)):
-        return _run(args)
+    floor = fidelity_floor(args)  # a floor out of range fails before any work
+    with quiet_fidelity_warnings():
+        return _run(args, floor)
 
 
-def _run(args) -> int:
+def _run(args, floor) -> int:
     # deferred for start-up: loads numpy, onnx
     from ..quant.report.fidelity import Fidelity, judge
     from ..quant.report.quality import check_report_path, save_report
@@ -137,7 +138,6 @@ def _run(args) -> int:
         table, fp32, samples = model.calibrate(
             args.data, opset=args.opset, return_inputs=True, log=status.log, **vars(request)
         )
-    floor = fidelity_floor(args)
     if not floor.required:
         _save_table(table, args.output)  # before the report: a long calibration is kept whatever happens next
     _print_steps(table)
@@ -154,6 +154,7 @@ def _run(args) -> int:
         if Path(args.report).suffix.lower() != ".json":
             judged = samples if held_out is None else held_out.array
             print(f"wrote {_save_histograms(fp32, table, judged, report, Path(args.report))}")
+    fidelity_warning(fidelity.shortfall(floor))  # below the floor (not required): said last, where it is read
     return 0
 
 

@@ -156,3 +156,11 @@ def test_summary_and_report_are_the_commands(tmp_path):
         tcc.report([], out=tmp_path / "none")
     with pytest.raises(tcc.DataError, match="unknown option 'patch'"):
         model.slide([tmp_path], tmp_path / "slide", patch=64)
+
+
+def test_the_top_level_names_the_api_lazily_are_the_apis():
+    """`tcc.X` reaches tcc.api without importing it at start-up: its list (tcc._API) is tcc.api.__all__."""
+    import tcc.api
+
+    assert sorted(tcc._API) == sorted(tcc.api.__all__)
+    assert all(getattr(tcc, name) is getattr(tcc.api, name) for name in tcc.api.__all__)
