@@ -413,6 +413,85 @@ def _check_layernorm(v: NodeView) -> str | None:
     return None
 
 
+def _attr_text(v: NodeView, name: str, default: str) -> str:
+    value = v.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _check_resize(v: NodeView) -> str | None:
+    """A resize of H and W whose sampling tcc.ops.spatial defines: static shapes, constant scales (or sizes)."""
+    if v.rank(v.inputs[0]) != 4 or not (_static(v, v.inputs[0]) and _static(v, v.outputs[0])):
+        return "only a resize of an NCHW input whose C, H, W and output size are known"
+    src, out = v.shape(v.inputs[0]), v.shape(v.outputs[0])
+    assert src is not None and out is not None  # _static: both known
+    if src[1] != out[1]:
+        return "a resize of the channels"
+    coordinates = _attr_text(v, "coordinate_transformation_mode", "half_pixel")
+    if len(v.inputs) > 2 and coordinates not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"):
+        return f"coordinate_transformation_mode {coordinates}"
+    scales = v.inputs[2] if len(v.inputs) > 2 else (v.inputs[1] if len(v.inputs) == 2 else "")
+    if scales and scales not in v.constants:
+        return "the scales must be a constant"
+    return None
+
+
+def _check_resize_nearest(v: NodeView) -> str | None:
+    if _attr_text(v, "mode", "nearest") != "nearest":
+        return "a bilinear or cubic resize moves no codes: it interpolates"
+    return _check_resize(v)
+
+
+RESIZE_DENOMINATOR_MAX = 1 << 15  # d_h d_w: times a 16-bit code range it stays within int32
+
+
+def _check_resize_bilinear(v: NodeView) -> str | None:
+    """A bilinear resize whose exact weights (tcc.ops.spatial.linear_rational) keep its sums within int32."""
+    from .ops.spatial import linear_denominator  # deferred: the op table is not this table's dependency at import
+
+    why = _check_resize_linear(v)
+    if why:
+        return why
+    src, out = v.shape(v.inputs[0]) or (), v.shape(v.outputs[0]) or ()
+    coordinates = _attr_text(v, "coordinate_transformation_mode", "half_pixel")
+    if len(v.inputs) == 2:  # Resize-10
+        coordinates = "asymmetric"
+    d = math.prod(linear_denominator(int(i), int(o), coordinates) for i, o in zip(src[2:], out[2:]))
+    if d > RESIZE_DENOMINATOR_MAX:
+        return f"its exact weights need a denominator of {d:,} (at most {RESIZE_DENOMINATOR_MAX:,} keeps int32 sums)"
+    return None
+
+
+def _check_resize_linear(v: NodeView) -> str | None:
+    if _attr_text(v, "mode", "nearest") != "linear":
+        return "only nearest and bilinear resizes"
+    return _check_resize(v)
+
+
+def _check_pad(v: NodeView) -> str | None:
+    mode = _attr_text(v, "mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        return f"mode {mode}"
+    if any(i and i not in v.constants for i in v.inputs[1:]):
+        return "the pads and the value must be constants"
+    if v.rank(v.inputs[0]) != 4 or not _static(v, v.inputs[0]):
+        return "only a pad of an NCHW input whose C, H, W are known"
+    src, out = v.shape(v.inputs[0]), v.shape(v.outputs[0])
+    if src is None or out is None or src[1] != out[1]:
+        return "a pad of the channels"
+    return None
+
+
+def _check_instancenorm(v: NodeView) -> str | None:
+    if v.rank(v.inputs[0]) not in (3, 4) or any(i not in v.constants for i in v.inputs[1:]):
+        return "an NCHW or NCL input and a constant scale and bias"
+    return None
+
+
+def _pad_channelwise(v: NodeView) -> bool:
+    """A pad commutes with a positive factor per channel unless it writes a constant other than 0."""
+    return _attr_text(v, "mode", "constant") != "constant" or len(v.inputs) < 3 or not v.inputs[2]
+
+
 # ---------------------------------------------------------------------------------------------------- TFLite limits
 @dataclass(frozen=True)
 class TfliteLookup:
@@ -454,6 +533,21 @@ def _tflite_conv(v: NodeView) -> str | None:
     c_in = (v.shape(v.inputs[0]) or (None, None))[1]
     if group not in (1, c_in):
         return f"grouped convolution (group={group}) has no TFLite int8 kernel: only group 1 or depthwise"
+    return None
+
+
+def _tflite_resize(v: NodeView) -> str | None:
+    src, out = v.shape(v.inputs[0]) or (), v.shape(v.outputs[0]) or ()
+    scales = v.inputs[2] if len(v.inputs) > 2 else ""
+    uneven = any(o % i and i % o for i, o in zip(src[2:], out[2:]))
+    if scales and uneven:  # a stated scale may differ from out / in where neither divides the other
+        return "a resize by a scale that is not out / in: TFLite's RESIZE_BILINEAR samples at in / out"
+    return None
+
+
+def _tflite_conv_transpose(v: NodeView) -> str | None:
+    if int(v.attrs.get("group", 1)) != 1 or any(d != 1 for d in v.attrs.get("dilations", [1, 1])):
+        return "a grouped or dilated transposed convolution: TFLite's TRANSPOSE_CONV takes neither"
     return None
 
 
@@ -807,6 +901,67 @@ INT_OPS: dict[str, IntOp] = {
             lowerings=ALL_LOWERINGS,
             full_range=True,
             output_range=(0.0, 1.0),
+        ),
+        IntOp(
+            "resize_nearest",
+            Role.PASS_THROUGH,
+            ("Resize",),
+            "nearest resize of H and W: a gather of codes, the input row and "
+            "column each output reads as ONNX Runtime chooses them (tcc.ops.spatial.nearest_indices)",
+            _check_resize_nearest,
+            shares_scale=True,
+            channelwise=True,
+        ),
+        IntOp(
+            "resize_bilinear",
+            Role.POOL,
+            ("Resize",),
+            "bilinear resize of H and W in exact integers: per output the four "
+            "codes it reads times their weights (d_h - r_h or r_h, times d_w - r_w or r_w), summed, then divided by "
+            "d_h d_w rounding half up (tcc.ops.spatial.linear_rational); LiteRT's int8 RESIZE_BILINEAR where it "
+            "computes the same (an integer upsampling factor, half-pixel or asymmetric)",
+            _check_resize_bilinear,
+            shares_scale=True,
+            channelwise=True,
+        ),
+        IntOp(
+            "pad",
+            Role.PASS_THROUGH,
+            ("Pad",),
+            "pads H and W: the constant's code (0: the zero point), or a gather of codes (reflect, edge)",
+            _check_pad,
+            shares_scale=True,
+            channelwise=_pad_channelwise,
+        ),
+        IntOp(
+            "resize",
+            Role.FLOAT,
+            ("Resize",),
+            "bilinear resize: no integer form yet; in an INT8 graph a float island where the target allows float ops",
+            _check_resize_linear,
+            lowerings=frozenset({TFLITE}),
+            limits={TFLITE: _tflite_resize},
+        ),
+        IntOp(
+            "conv_transpose",
+            Role.FLOAT,
+            ("ConvTranspose",),
+            "transposed convolution: no integer form yet; in an INT8 graph a "
+            "float island where the target allows float ops",
+            _check_conv,
+            lowerings=frozenset({TFLITE}),
+            limits={TFLITE: _tflite_conv_transpose},
+            fields=_weighted_fields,
+        ),
+        IntOp(
+            "instancenorm",
+            Role.FLOAT,
+            ("InstanceNormalization",),
+            "instance normalization (each channel over its positions): no "
+            "integer form; in an INT8 graph a float island where the target allows float ops",
+            _check_instancenorm,
+            lowerings=frozenset({TFLITE}),
+            fields=_norm_fields,
         ),
         IntOp(
             "groupnorm",

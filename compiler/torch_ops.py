@@ -142,3 +142,35 @@ class AddConstant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.constant
+
+
+class Resize(nn.Module):
+    """A resize of H and W by gathers along each axis (tcc.ops.spatial.resize_axis's tables, ONNX Runtime's
+    sampling): nearest reads one row per output row, bilinear two, mixed by their weight. The tables are buffers
+    kept out of the state_dict (derived from the spec, never weights)."""
+
+    def __init__(self, axes: list[dict]):
+        super().__init__()
+        self.keys = []
+        for axis, table in enumerate(axes):
+            for key, values in table.items():
+                self.register_buffer(f"{key}_{axis}", torch.from_numpy(values), persistent=False)
+            self.keys.append(tuple(table))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for axis, keys in enumerate(self.keys):
+            dim = 2 + axis
+            if keys == ("index",):
+                x = x.index_select(dim, getattr(self, f"index_{axis}"))
+                continue
+            w = getattr(self, f"w_{axis}").to(x.dtype).reshape([-1] + [1] * (1 - axis))
+            lo = x.index_select(dim, getattr(self, f"i0_{axis}"))
+            hi = x.index_select(dim, getattr(self, f"i1_{axis}"))
+            x = lo * (1 - w) + hi * w
+        return x
+
+
+def crop(x: torch.Tensor, pads: tuple) -> torch.Tensor:
+    """x[..., t : H - b, l : W - r]: the full output of a transposed convolution cut by its pads."""
+    t, l, b, r = pads
+    return x[..., t : x.shape[-2] - b, l : x.shape[-1] - r]

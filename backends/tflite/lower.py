@@ -34,10 +34,11 @@ from tcc.quant.intgraph.qtypes import QGraph, QParams
 
 from .model import Quant, TfliteModel, options
 from .norms import Normalizations
+from .spatial import Spatial
 from .values import FLOAT_LOWEST, FUSED, NCHW, NHWC, PRECISIONS, Value, code_type, same_pads, to_nhwc
 
 
-class TfliteLowering(Normalizations, Interpreter):
+class TfliteLowering(Normalizations, Spatial, Interpreter):
     lowering = TFLITE
 
     def __init__(

@@ -13,13 +13,14 @@ from .values import NHWC, Value
 
 
 class Normalizations:
-    def normalized(self, x: Value, ax: int, eps: float, name: str, y: Value | None = None) -> Value:
-        """(x - mean) * rsqrt(variance + eps) over axis `ax` of x's own layout (MEAN, SUB, MUL, MEAN, ADD, RSQRT,
-        MUL), float only, into `y` (else a new tensor)."""
+    def normalized(self, x: Value, ax: int | list[int], eps: float, name: str, y: Value | None = None) -> Value:
+        """(x - mean) * rsqrt(variance + eps) over axis `ax` (or axes) of x's own layout (MEAN, SUB, MUL, MEAN, ADD,
+        RSQRT, MUL), float only, into `y` (else a new tensor)."""
         shape = self.m.shape(x.index)
         keep = options("ReducerOptions", keepDims=True)
-        axes = self.const(f"{name}/axes", np.array([ax], np.int32), "int32")
-        reduced = [d if i != ax else 1 for i, d in enumerate(shape)]
+        over = [ax] if isinstance(ax, int) else list(ax)
+        axes = self.const(f"{name}/axes", np.array(over, np.int32), "int32")
+        reduced = [d if i not in over else 1 for i, d in enumerate(shape)]
         mean = self.act(f"{name}/mean", reduced, None, x.nhwc)
         self.m.operator("MEAN", [x.index, axes], [mean.index], keep)
         centered = self.act(f"{name}/centered", shape, None, x.nhwc)

@@ -9,73 +9,15 @@ alias their input.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from onnx import helper
 
 from ..ops.attention import relative_position_index
+from .nodes import OnnxNode, SpecNode, Unsupported, float_arg, pads_arg, pair_arg, weight_and_bias
+from .spatial import SPATIAL_CONVERTERS
 
-
-class Unsupported(Exception):
-    """This node has no spec equivalent (the message says why)."""
-
-
-@dataclass
-class OnnxNode:
-    proto: object  # onnx.NodeProto
-    const: dict[str, np.ndarray]  # constant inputs (initializers, folded constants) by name
-    shapes: dict[str, tuple]  # inferred per-sample shapes of value names
-
-    @property
-    def op_type(self) -> str:
-        return self.proto.op_type
-
-    def attr(self, name: str, default=None):
-        for a in self.proto.attribute:
-            if a.name == name:
-                return helper.get_attribute_value(a)
-        return default
-
-    def inputs(self) -> list[str]:
-        return [i for i in self.proto.input if i]
-
-    def activations(self) -> list[str]:
-        """The inputs that are computed values (not constants)."""
-        return [i for i in self.inputs() if i not in self.const]
-
-    def constant(self, k: int) -> np.ndarray | None:
-        ins = list(self.proto.input)
-        return self.const.get(ins[k]) if k < len(ins) and ins[k] else None
-
-
-@dataclass
-class SpecNode:
-    op: str
-    args: dict = field(default_factory=dict)
-    tensors: dict[str, np.ndarray] = field(default_factory=dict)  # parameter name -> value (the state_dict's)
-    weight_name: str | None = None  # the ONNX initializer that names the node (`features.0.weight` -> features.0)
-    block: bool = False  # `op` names a block (the zoo's conv_bn_act), not an op of the table
-
-
-def _pads(node: OnnxNode, spatial: int = 2):
-    """ONNX pads [x1_begin, x2_begin, x1_end, x2_end] as the spec's padding: an int, [h, w] or [t, l, b, r]."""
-    auto = node.attr("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto not in ("NOTSET", "VALID"):
-        raise Unsupported(f"auto_pad {auto} (export with explicit pads)")
-    pads = list(node.attr("pads", [0] * 2 * spatial)) if auto == "NOTSET" else [0] * 2 * spatial
-    top, left, bottom, right = pads
-    if (top, left) == (bottom, right):
-        return top if top == left else [top, left]
-    return [top, left, bottom, right]
-
-
-def _pair(values, what: str):
-    values = list(values)
-    if len(values) != 2:
-        raise Unsupported(f"{what} of {len(values)} dimensions (2-D only)")
-    return values[0] if values[0] == values[1] else values
+__all__ = ["ALIASES", "CONVERTERS", "OnnxNode", "SpecNode", "Unsupported"]
 
 
 def _conv(node: OnnxNode) -> SpecNode:
@@ -85,21 +27,14 @@ def _conv(node: OnnxNode) -> SpecNode:
     if w.ndim != 4:
         raise Unsupported(f"a {w.ndim - 2}-D convolution (2-D only)")
     co, _, kh, kw = w.shape
-    args = {"out": int(co), "kernel": _pair([kh, kw], "kernel")}
-    stride = _pair(node.attr("strides", [1, 1]), "strides")
-    dilation = _pair(node.attr("dilations", [1, 1]), "dilations")
-    padding = _pads(node)
+    args = {"out": int(co), "kernel": pair_arg([kh, kw], "kernel")}
+    stride = pair_arg(node.attr("strides", [1, 1]), "strides")
+    dilation = pair_arg(node.attr("dilations", [1, 1]), "dilations")
+    padding = pads_arg(node)
     groups = int(node.attr("group", 1))
     defaults = (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1), ("groups", groups, 1))
     args.update({key: value for key, value, default in defaults if value != default})
-    bias = node.constant(2)
-    if len(node.inputs()) > 2 and bias is None:
-        raise Unsupported("its bias is computed, not a constant")
-    tensors = {"weight": w}
-    if bias is None:
-        args["bias"] = False
-    else:
-        tensors["bias"] = bias
+    tensors = weight_and_bias(node, w, args)
     return SpecNode("conv2d", args, tensors, node.proto.input[1])
 
 
@@ -112,21 +47,16 @@ def _batchnorm(node: OnnxNode) -> SpecNode:
     args = {}
     eps = float(node.attr("epsilon", 1e-5))
     if not math.isclose(eps, 1e-5, rel_tol=1e-6):
-        args["eps"] = _float(eps)
+        args["eps"] = float_arg(eps)
     momentum = 1.0 - float(node.attr("momentum", 0.9))  # ONNX keeps the old statistics' share; PyTorch the new's
     if not math.isclose(momentum, 0.1, rel_tol=1e-6):
-        args["momentum"] = _float(momentum)
+        args["momentum"] = float_arg(momentum)
     return SpecNode(
         "batchnorm",
         args,
         {"weight": scale, "bias": bias, "running_mean": mean, "running_var": var},
         node.proto.input[1],
     )
-
-
-def _float(v: float) -> float:
-    """A float32 attribute as the shortest decimal that reads back to it (1e-3, not 0.0010000000474974513)."""
-    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
 
 def _clip(node: OnnxNode) -> SpecNode:
@@ -152,8 +82,8 @@ def _hardsigmoid(node: OnnxNode) -> SpecNode:
 def _pool(op: str):
     def convert(node: OnnxNode) -> SpecNode:
         kernel = list(node.attr("kernel_shape"))
-        args = {"kernel": _pair(kernel, "kernel"), "stride": _pair(node.attr("strides", kernel), "strides")}
-        padding = _pads(node)
+        args = {"kernel": pair_arg(kernel, "kernel"), "stride": pair_arg(node.attr("strides", kernel), "strides")}
+        padding = pads_arg(node)
         if isinstance(padding, list) and len(padding) == 4:
             raise Unsupported(f"asymmetric pads {padding} (a pool takes [h, w] padding)")
         if padding != 0:
@@ -161,7 +91,7 @@ def _pool(op: str):
         if node.attr("ceil_mode", 0):
             args["ceil_mode"] = True
         if op == "maxpool":
-            dilation = _pair(node.attr("dilations", [1, 1]), "dilations")
+            dilation = pair_arg(node.attr("dilations", [1, 1]), "dilations")
             if dilation != 1:
                 args["dilation"] = dilation
             if len(node.proto.output) > 1 and any(node.proto.output[1:]):
@@ -327,7 +257,7 @@ def _window_mask(node: OnnxNode) -> SpecNode:
 
 def _scaled_matmul(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' ScaledMatMul: the spec's matmul with its constant `scale` (and `transpose_b`)."""
-    args = {"scale": _float(float(node.attr("scale")))}
+    args = {"scale": float_arg(float(node.attr("scale")))}
     return SpecNode("matmul", args | ({"transpose_b": True} if node.attr("transpose_b", 0) else {}))
 
 
@@ -344,7 +274,7 @@ def _simple(op: str, **attrs):
         for onnx_name, (spec_name, default) in attrs.items():
             value = float(node.attr(onnx_name, default))
             if not math.isclose(value, default, rel_tol=1e-6):
-                args[spec_name] = _float(value)
+                args[spec_name] = float_arg(value)
         return SpecNode(op, args)
 
     return convert
@@ -402,7 +332,7 @@ def _layer_norm(node: OnnxNode) -> SpecNode:
     args = {} if axis == 1 else {"axis": -1 if axis == rank - 1 else axis}
     eps = float(node.attr("epsilon", 1e-5))
     if not math.isclose(eps, 1e-5, rel_tol=1e-6):
-        args["eps"] = _float(eps)
+        args["eps"] = float_arg(eps)
     tensors = {"weight": weight.astype(np.float32).copy(), "bias": bias.astype(np.float32).copy()}
     return SpecNode("layernorm", args, tensors, node.proto.input[1] if len(node.inputs()) > 1 else None)
 
@@ -484,4 +414,5 @@ CONVERTERS = {
     LEARNED_TENSOR: _learned_tensor,
     RELATIVE_POSITION_BIAS: _relative_position_bias,
     WINDOW_MASK: _window_mask,
+    **SPATIAL_CONVERTERS,
 }

@@ -3,7 +3,7 @@
 An `OpDef` holds an op's arguments (types, defaults, limits), its shape rule, its parameters (shapes, which are
 trainable), its MAC count, its PyTorch lowering and its ONNX lowering. The spec checker, the JSON Schema generator,
 the IR, weight import and every lowering read this table; none of them re-describes an op. Later lowerings (the
-integer reference) add their rule as one more field. The tensor, norm and attention ops are defined in this
+integer reference) add their rule as one more field. The tensor, norm, spatial and attention ops are defined in this
 package's modules of those names and join `OPS` here; `base` holds what every definition is made of.
 
 Shapes are per sample (`(C, H, W)` or `(F,)`), the batch is implicit. Axes in arguments are NCHW axes (1 = C).
@@ -22,6 +22,13 @@ from .base import (
     MAX_KERNEL,
     MAX_SPATIAL,
     REQUIRED,
+    WINDOW_BIAS,
+    WINDOW_DILATION,
+    WINDOW_GROUPS,
+    WINDOW_KERNEL,
+    WINDOW_OUT,
+    WINDOW_PADDING,
+    WINDOW_STRIDE,
     Arg,
     Attrs,
     OnnxEmit,
@@ -38,6 +45,7 @@ from .base import (
     torch_modules,
 )
 from .norm import NORM_OPS
+from .spatial import SPATIAL_OPS
 from .tensor import TENSOR_OPS
 
 __all__ = ["MAX_CHANNELS", "MAX_KERNEL", "MAX_SPATIAL", "OPS", "REQUIRED", "Arg", "OpDef", "ParamSpec", "Shape"]
@@ -623,10 +631,10 @@ def _stochastic_depth_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------- the table
 _AXIS = Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis")
 _CEIL = Arg("ceil_mode", "bool", False)
-_K = Arg("kernel", "pair", REQUIRED, lo=1, hi=MAX_KERNEL)
+_K = WINDOW_KERNEL
 _S_POOL = Arg("stride", "pair", None, lo=1, hi=MAX_KERNEL)
 _PAD_POOL = Arg("padding", "pair", 0, lo=0, hi=MAX_KERNEL)
-_OUT = Arg("out", "int", REQUIRED, lo=1, hi=MAX_CHANNELS)
+_OUT = WINDOW_OUT
 _ANY = (2, -1)
 
 
@@ -640,13 +648,13 @@ OPS: dict[str, OpDef] = {
         OpDef(
             "conv2d",
             (
-                _OUT,
-                _K,
-                Arg("stride", "pair", 1, lo=1, hi=MAX_KERNEL),
-                Arg("padding", "padding", 0, lo=0, hi=MAX_KERNEL),
-                Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL),
-                Arg("groups", "int", 1, lo=1, hi=MAX_CHANNELS),
-                Arg("bias", "bool", True),
+                WINDOW_OUT,
+                WINDOW_KERNEL,
+                WINDOW_STRIDE,
+                WINDOW_PADDING,
+                WINDOW_DILATION,
+                WINDOW_GROUPS,
+                WINDOW_BIAS,
             ),
             _conv_infer,
             _conv_torch,
@@ -850,6 +858,7 @@ OPS: dict[str, OpDef] = {
         ),
         OpDef("softmax", (_AXIS,), _softmax_infer, _softmax_torch, doc="softmax along an axis", to_onnx=_softmax_onnx),
         *NORM_OPS,
+        *SPATIAL_OPS,
         *ATTENTION_OPS,
         *TENSOR_OPS,
     ]

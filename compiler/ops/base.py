@@ -64,7 +64,7 @@ OnnxRule = Callable[..., Any]  # (emit: OnnxEmit, attrs, *input names) -> output
 # ---------------------------------------------------------------------------------------------------- arguments
 @dataclass(frozen=True)
 class Arg:
-    """One op argument. kind: int | float | bool | pair | padding | ints | str."""
+    """One op argument. kind: int | float | bool | pair | float_pair | padding | ints | str."""
 
     name: str
     kind: str
@@ -98,6 +98,11 @@ class Arg:
         if k == "pair":
             pair = _as_pair(value)
             return tuple(self._bounded(v) for v in pair)
+        if k == "float_pair":
+            values = value if isinstance(value, list) else [value, value]
+            if len(values) != 2 or not all(_finite(v) for v in values):
+                raise ValueError(f"expected a number or a list of 2 numbers, got {value!r}")
+            return tuple(self._bounded(float(v)) for v in values)
         if k == "padding":
             if value in ("same", "valid"):
                 return value
@@ -149,6 +154,16 @@ class ParamSpec:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+
+# the arguments of a sliding window of weights (conv2d, conv_transpose)
+WINDOW_OUT = Arg("out", "int", REQUIRED, lo=1, hi=MAX_CHANNELS)
+WINDOW_KERNEL = Arg("kernel", "pair", REQUIRED, lo=1, hi=MAX_KERNEL)
+WINDOW_STRIDE = Arg("stride", "pair", 1, lo=1, hi=MAX_KERNEL)
+WINDOW_PADDING = Arg("padding", "padding", 0, lo=0, hi=MAX_KERNEL)
+WINDOW_DILATION = Arg("dilation", "pair", 1, lo=1, hi=MAX_KERNEL)
+WINDOW_GROUPS = Arg("groups", "int", 1, lo=1, hi=MAX_CHANNELS)
+WINDOW_BIAS = Arg("bias", "bool", True)
 
 
 # ---------------------------------------------------------------------------------------------------- the OpDef

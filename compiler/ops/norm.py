@@ -1,6 +1,7 @@
 """The op table's normalizations over axes other than the batch: layer norm over one axis (the channels of
-[C, H, W] as ConvNeXt's LayerNorm2d, the last axis of tokens as nn.LayerNorm) and group norm (nn.GroupNorm;
-MobileViTv2's GroupNorm1 is one group). Batch norm, folded into convs, stays with them in `ops.py`.
+[C, H, W] as ConvNeXt's LayerNorm2d, the last axis of tokens as nn.LayerNorm), group norm (nn.GroupNorm;
+MobileViTv2's GroupNorm1 is one group) and instance norm (nn.InstanceNorm2d: each channel over its positions, the
+U-Nets of MONAI). Batch norm, folded into convs, stays with them in `ops.py`.
 """
 
 from __future__ import annotations
@@ -113,6 +114,26 @@ def _groupnorm_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("Add", [y, emit.param("bias", along)])
 
 
+# ---------------------------------------------------------------------------------------------------- instance_norm
+def _instancenorm_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
+    if len(shapes[0]) not in (2, 3):
+        raise ShapeError(f"instance_norm expects a [C, H, W] or [C, L] input, got {list(shapes[0])}")
+    return a
+
+
+def _instancenorm_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
+    torch, nn, F = torch_modules()
+    cls = nn.InstanceNorm2d if len(emit.in_shapes[0]) == 3 else nn.InstanceNorm1d
+    return emit.module(cls(emit.in_shapes[0][0], eps=a["eps"], affine=a["affine"]), x)
+
+
+def _instancenorm_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
+    c = emit.in_shapes[0][0]
+    scale = emit.param("weight") if a["affine"] else emit.const("ones", [1.0] * c, "float32")
+    bias = emit.param("bias") if a["affine"] else emit.const("zeros", [0.0] * c, "float32")
+    return emit.op("InstanceNormalization", [x, scale, bias], epsilon=a["eps"])
+
+
 NORM_OPS = [
     OpDef(
         "layernorm",
@@ -139,5 +160,16 @@ NORM_OPS = [
         doc="group normalization (nn.GroupNorm): the channels in `groups` groups, each normalized over its "
         "channels and every position, then a learnable weight and bias per channel (1 group: "
         "MobileViTv2's GroupNorm1)",
+    ),
+    OpDef(
+        "instance_norm",
+        (Arg("eps", "float", 1e-5, lo=0, hi=1), Arg("affine", "bool", False)),
+        lambda a, s: [s[0]],
+        _instancenorm_torch,
+        prepare=_instancenorm_prepare,
+        params=_groupnorm_params,
+        to_onnx=_instancenorm_onnx,
+        doc="instance normalization (nn.InstanceNorm2d, without running statistics): each channel of each "
+        "sample normalized over its positions, then (affine) a learnable weight and bias per channel",
     ),
 ]

@@ -18,7 +18,7 @@ from onnx.reference import ReferenceEvaluator
 from .base import PassError, infer_value_shapes
 
 SHAPE_OPS = ("Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast")
-SHAPE_INPUTS = {"Expand": 1, "Reshape": 1}  # the ops' input that is a shape
+SHAPE_INPUTS = {"Expand": 1, "Reshape": 1, "Resize": 3}  # the ops' input that is a shape (Resize: its sizes)
 
 
 def shape_arithmetic(g: onnx.GraphProto, float_type: set, consumers: dict, graph_outputs: set) -> set[str]:

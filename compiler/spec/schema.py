@@ -40,6 +40,8 @@ def _arg_schema(arg) -> dict:
         return _BOOL
     if k == "pair":
         return _PAIR
+    if k == "float_pair":
+        return _or_expr({"anyOf": [{"type": "number"}, {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2}]})
     if k == "padding":
         four = {"type": "array", "items": _INT, "minItems": 4, "maxItems": 4}
         return {"anyOf": [_PAIR, four, {"enum": ["same", "valid"]}]}

@@ -144,3 +144,34 @@ def assert_one_op_equals_reference(model, module, x: np.ndarray, r32: np.ndarray
         for form, m in (("raw", lowered), ("passes", run_pipeline(lowered)[0])):
             verdict = compare(run(m, x), r32, "fp32", r64)
             assert verdict["passed"], (what, opset, form, verdict)
+
+
+def one_op_spec(write, name: str, case: tuple) -> tuple:
+    """A CASES entry of the one-op tests (the nodes after the input as YAML, the input shape, the reference: a
+    function of x and the parameters by key) as a spec: (the model, its seeded PyTorch module, the reference)."""
+    nodes, shape, fn = case
+    spec = write(
+        f"{name}.yaml",
+        f"""
+        kind: model
+        name: {name}
+        input: {{shape: {list(shape)}}}
+        layers:
+          - {nodes}
+    """,
+    )
+    model = tcc.load_spec(spec)
+    module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
+    return model, module, fn
+
+
+def assert_case_equals_pytorch(write, name: str, case: tuple, opsets) -> None:
+    """One CASES entry's spec, its PyTorch lowering and ONNX forms at `opsets`, against its reference evaluated in
+    float32 and float64 on an odd-sized input (assert_one_op_equals_reference)."""
+    model, module, fn = one_op_spec(write, name, case)
+    x = (np.random.default_rng(0).standard_normal((3, *model.input_shape)) * 3).astype(np.float32)
+    params = dict(module.state_dict())
+    with torch.no_grad():
+        r32 = fn(torch.from_numpy(x), params).numpy()
+        r64 = fn(torch.from_numpy(x).double(), {k: v.double() for k, v in params.items()}).numpy()
+    assert_one_op_equals_reference(model, module, x, r32, r64, opsets, name)

@@ -6,16 +6,14 @@ state_dict."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import tcc
-from tcc.lower.to_torch import init_weights
 from tcc.ops.attention import shifted_window_mask
 from tcc.tolerance import compare
-from tests.helpers.lowering import assert_one_op_equals_reference
+from tests.helpers.lowering import assert_case_equals_pytorch, one_op_spec
 
 OPSETS = (13, 17, 18, 21)  # 18: ReduceMean's axes became an input; 13: ReduceSum's and Softmax over one axis
 SHAPE = (5, 7, 9)  # odd C, H, W
@@ -102,31 +100,12 @@ CASES = {
 
 
 def _model(write, name):
-    nodes, shape, fn = CASES[name]
-    spec = write(
-        f"{name}.yaml",
-        f"""
-        kind: model
-        name: {name}
-        input: {{shape: {list(shape)}}}
-        layers:
-          - {nodes}
-    """,
-    )
-    model = tcc.load_spec(spec)
-    module = init_weights(tcc.to_torch(model.graph, inference_only=True), seed=4)
-    return model, module, fn
+    return one_op_spec(write, name, CASES[name])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_each_op_alone_equals_pytorch(name, write):
-    model, module, fn = _model(write, name)
-    x = (np.random.default_rng(0).standard_normal((3, *model.input_shape)) * 3).astype(np.float32)
-    params = dict(module.state_dict())
-    with torch.no_grad():
-        r32 = fn(torch.from_numpy(x), params).numpy()
-        r64 = fn(torch.from_numpy(x).double(), {k: v.double() for k, v in params.items()}).numpy()
-    assert_one_op_equals_reference(model, module, x, r32, r64, OPSETS, name)
+    assert_case_equals_pytorch(write, name, CASES[name], OPSETS)
 
 
 def test_matmul_macs_and_parameter_layouts(write):

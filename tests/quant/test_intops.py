@@ -90,6 +90,7 @@ def test_placement_reads_its_candidates_and_costs_off_the_kind():
         "lookup",
         "avg_pool",
         "global_avg_pool",
+        "resize_bilinear",
         "matmul",
         "softmax",
     }
@@ -236,7 +237,8 @@ PLAN_CI = (
 )
 
 
-IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool"}
+SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "conv_transpose", "instancenorm"}
+IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool"} - SPATIAL
 
 
 def _plan_kinds(names) -> set[str]:
@@ -255,7 +257,8 @@ def _plan_kinds(names) -> set[str]:
 def test_plan_of_the_zoo_uses_every_kind():
     """CI's zoo specs plan without a refused node, and between them use every kind but `clamp` (a Relu / Clip no
     producer folds: the passes leave none in the zoo), the float-only layernorm, and the kinds of ops the
-    zoo does not use yet (PReLU / layer scale, global max pooling: tests/quant/test_int8_ops.py builds each)."""
+    zoo does not use yet (PReLU / layer scale, global max pooling: tests/quant/test_int8_ops.py builds each; the
+    spatial kinds of dense prediction: tests/quant/test_spatial_int8.py)."""
     from tests.helpers.int8_zoo import SMALL
 
     specs = sorted((REPO / "spec").glob("*.yaml")) + sorted((REPO / "spec" / "baselines").glob("*.yaml"))

@@ -297,6 +297,49 @@ class RelaxLowering(WeightedLowering, Interpreter):
                 y = self.emit(op.take(y, self.const(np.arange(start, stop, step), "int32"), axis=at))
         return [self.moved(x, y, n.rescale[0], n.qout[0])]
 
+    def resize_nearest(self, n: QNode, x: _Codes) -> list:
+        """reference.resize_nearest: takes of the channels-last codes' rows and columns."""
+        return [self.moved(x, self.gathered(x.expr, n.attrs), n.rescale[0], n.qout[0])]
+
+    def resize_bilinear(self, n: QNode, x: _Codes) -> list:
+        """reference.bilinear_codes on the channels-last codes: takes of the rows' and the columns' two taps times
+        their weights in int32, then |sum| + d_h d_w / 2 floor-divided by d_h d_w (a shift where it is a power of 2),
+        its sign given back."""
+        op = self.relax.op
+        rows, cols = n.attrs["rows"], n.attrs["cols"]
+        v = self.cast(x.expr, "int32")
+        for axis, taps, shape in ((1, rows, (-1, 1, 1)), (2, cols, (-1, 1))):
+            r = np.asarray(taps["r"]).reshape(shape)
+            lo = self.emit(op.take(v, self.const(np.array(taps["i0"]), "int32"), axis=axis))
+            hi = self.emit(op.take(v, self.const(np.array(taps["i1"]), "int32"), axis=axis))
+            lo = self.emit(op.multiply(lo, self.const(taps["d"] - r, "int32")))
+            v = self.emit(op.add(lo, self.emit(op.multiply(hi, self.const(r, "int32")))))
+        dd = rows["d"] * cols["d"]
+        magnitude = self.emit(op.add(self.emit(op.abs(v)), self.const(dd // 2, "int32")))
+        if dd & (dd - 1) == 0:
+            magnitude = self.emit(op.right_shift(magnitude, self.const(dd.bit_length() - 1, "int32")))
+        else:
+            magnitude = self.emit(op.floor_divide(magnitude, self.const(dd, "int32")))
+        negative = self.emit(op.less(v, self.const(0, "int32")))
+        v = self.emit(op.where(negative, self.emit(op.negative(magnitude)), magnitude))
+        y = self.cast(v, storage_dtype(x.lo, x.hi))
+        return [self.moved(x, y, n.rescale[0], n.qout[0])]
+
+    def pad(self, n: QNode, x: _Codes) -> list:
+        """reference.pad: the constant's code around H and W of the channels-last codes, or takes (reflect, edge)."""
+        a = n.attrs
+        if a["mode"] != "constant":
+            return [self.moved(x, self.gathered(x.expr, a), n.rescale[0], n.qout[0])]
+        t, l, b, r = a["pads"]
+        y = self.emit(self.relax.op.nn.pad(x.expr, [0, 0, t, b, l, r, 0, 0], pad_value=float(a["code"])))
+        return [self.moved(x, y, n.rescale[0], n.qout[0])]
+
+    def gathered(self, expr, attrs: dict):
+        """NHWC codes at the rows attrs index_h and the columns index_w."""
+        take = self.relax.op.take
+        rows = self.emit(take(expr, self.const(np.array(attrs["index_h"]), "int32"), axis=1))
+        return self.emit(take(rows, self.const(np.array(attrs["index_w"]), "int32"), axis=2))
+
     def split(self, n: QNode, x: _Codes) -> list:
         relax = self.relax
         axis = n.attrs["axis"]

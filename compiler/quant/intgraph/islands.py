@@ -23,9 +23,18 @@ from .match import INode, IntGraph
 
 def island_model(graph: IntGraph, node: INode) -> onnx.ModelProto:
     """The FP32 ONNX model of one island: the ONNX nodes it covers (in graph order), their initializers, its
-    inputs and outputs as float32 graph inputs and outputs (batch dimension symbolic)."""
+    inputs and outputs as float32 graph inputs and outputs (batch dimension symbolic), and the shape arithmetic
+    that computes a shape input of theirs from those inputs (a Resize's sizes: the batch read by Shape)."""
     src = graph.model.graph
     covered = set(node.covers)
+    known = set(node.inputs) | {t.name for t in src.initializer}
+    producer = {o: n for n in src.node for o in n.output}
+    wanted = [i for n in src.node if (n.name or n.output[0]) in covered for i in n.input if i and i not in known]
+    while wanted:
+        p = producer.get(wanted.pop())
+        if p is not None and (p.name or p.output[0]) not in covered:
+            covered.add(p.name or p.output[0])
+            wanted.extend(i for i in p.input if i and i not in known)
     nodes = [n for n in src.node if (n.name or n.output[0]) in covered]
     used = {i for n in nodes for i in n.input if i}
     inits = [t for t in src.initializer if t.name in used]

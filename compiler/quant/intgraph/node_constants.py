@@ -1,14 +1,16 @@
 """How the quantizer turns a node's float facts into integer constants where a target's kernels fix the rule: LiteRT's
 lookup tables, the code range of a clamp, a Relu's or Clip's real bounds, a pool's geometry, the integer softmax's
-exp table and normalizer (LiteRT's: its multiplier and radius)."""
+exp table and normalizer (LiteRT's: its multiplier and radius), the gathers of a nearest resize and a pad."""
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
+from ...ops.spatial import linear_rational, nearest_indices
 from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
 from .litert_unary import TFLITE_UNARY
 from .match import INode
@@ -462,3 +464,78 @@ def constant_codes(value: np.ndarray) -> tuple[np.ndarray, float]:
     c = np.asarray(value, np.float64)
     scale = float(np.float32(max(float(np.abs(c).max(initial=0.0)), 1e-12) / 127))
     return np.clip(np.rint(c / np.float64(scale)), -127, 127).astype(np.int64), scale
+
+
+def _attr(node, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def _array(inits: dict, name: str) -> np.ndarray | None:
+    if not name or name not in inits:
+        return None
+    v = inits[name]
+    return v if isinstance(v, np.ndarray) else numpy_helper.to_array(v)
+
+
+def resize_sampling(node, in_shape, out_shape, inits: dict) -> dict:
+    """An ONNX Resize of H and W as the spec's resize attributes (mode, coordinates, rounding, the scale of each
+    axis: the stated one, else out / in as ONNX defines it for sizes), and for a nearest resize the input row and
+    column each output reads (`index_h`, `index_w`: tcc.ops.spatial.nearest_indices), for a bilinear one its exact
+    taps per axis (`rows`, `cols`: tcc.ops.spatial.linear_rational)."""
+    resize10 = len(node.input) == 2
+    stated = _array(inits, node.input[1] if resize10 else (node.input[2] if len(node.input) > 2 else ""))
+    (h, w), (oh, ow) = in_shape[2:], out_shape[2:]
+    scales = [float(s) for s in stated.reshape(-1)[2:]] if stated is not None and stated.size else [oh / h, ow / w]
+    attrs = {
+        "mode": _attr(node, "mode", "nearest"),
+        "coordinates": "asymmetric" if resize10 else _attr(node, "coordinate_transformation_mode", "half_pixel"),
+        "nearest_mode": "floor" if resize10 else _attr(node, "nearest_mode", "round_prefer_floor"),
+        "scales": scales,
+        "out_hw": [int(oh), int(ow)],
+    }
+    if attrs["mode"] == "nearest":
+        attrs["index_h"] = nearest_indices(h, oh, scales[0], attrs["coordinates"], attrs["nearest_mode"]).tolist()
+        attrs["index_w"] = nearest_indices(w, ow, scales[1], attrs["coordinates"], attrs["nearest_mode"]).tolist()
+    elif attrs["mode"] == "linear":
+        exact = (
+            [Fraction(float(np.float32(s))) for s in scales] if stated is not None and stated.size else
+            [Fraction(int(oh), int(h)), Fraction(int(ow), int(w))]
+        )  # fmt: skip
+        attrs["rows"] = linear_rational(int(h), int(oh), exact[0], attrs["coordinates"])
+        attrs["cols"] = linear_rational(int(w), int(ow), exact[1], attrs["coordinates"])
+    return attrs
+
+
+def _pad_indices(size: int, before: int, after: int, mode: str) -> list[int]:
+    """The input index each padded position reads: the edge repeated (edge) or mirrored without it (reflect)."""
+    i = np.arange(-before, size + after)
+    if mode == "edge":
+        return np.clip(i, 0, size - 1).tolist()
+    i = np.abs(i)
+    return np.where(i > size - 1, 2 * (size - 1) - i, i).tolist()
+
+
+def pad_geometry(node, in_shape, inits: dict) -> dict:
+    """An ONNX Pad of H and W: its pads (t, l, b, r), mode and constant; for reflect and edge the input row and
+    column each output reads (`index_h`, `index_w`)."""
+    pads = _array(inits, node.input[1]) if len(node.input) > 1 and node.input[1] else np.array(_attr(node, "pads", []))
+    p = [int(v) for v in np.asarray(pads).reshape(-1)]
+    axes = _array(inits, node.input[3]) if len(node.input) > 3 else None
+    if axes is not None:  # Pad-18: pads of the listed axes only
+        full = [0] * 8
+        k = len(axes.reshape(-1))
+        for j, a in enumerate(int(v) % 4 for v in axes.reshape(-1)):
+            full[a], full[a + 4] = p[j], p[j + k]
+        p = full
+    t, l, b, r = p[2], p[3], p[6], p[7]
+    value = _array(inits, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    mode = _attr(node, "mode", "constant")
+    attrs = {"pads": [t, l, b, r], "mode": mode, "value": float(value.reshape(-1)[0]) if value is not None else 0.0}
+    if mode != "constant":
+        h, w = in_shape[2:]
+        attrs["index_h"], attrs["index_w"] = _pad_indices(h, t, b, mode), _pad_indices(w, l, r, mode)
+    return attrs

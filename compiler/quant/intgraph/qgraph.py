@@ -32,7 +32,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from ...errors import CalibrationError
-from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, Interpreter, gated
+from ...intops import LOOKUP_FUNCTIONS, QUANTIZE, RESIZE_DENOMINATOR_MAX, Interpreter, gated
 from ..table.file import CalibrationTable
 from ..table.placement import float_nodes
 from ..table.quantizer import qrange, quantize
@@ -48,7 +48,9 @@ from .node_constants import (
     clamp_codes,
     clip_bounds,
     constant_codes,
+    pad_geometry,
     pool_geometry,
+    resize_sampling,
     slice_ranges,
     softmax_normalizer,
     softmax_table,
@@ -569,6 +571,31 @@ class Quantizer(Interpreter):
         c = self.array(n.weight).astype(np.float64)
         codes = np.clip(np.rint(c / np.float64(np.float32(qo.scale))) + qo.zp, qo.lo, qo.hi).astype(np.int64)
         return self.node(n, weight=codes)
+
+    def resize_nearest(self, n: INode) -> QNode:
+        """node_constants.resize_sampling: the input row and column each output reads."""
+        shapes = self.graph.shapes
+        a = resize_sampling(self.onnx_nodes[n.name], shapes[n.inputs[0]], shapes[n.outputs[0]], self.inits)
+        return self._moves(n, {"index_h": a["index_h"], "index_w": a["index_w"]})
+
+    def resize_bilinear(self, n: INode) -> QNode:
+        """node_constants.resize_sampling: the exact taps of each axis (a stated scale whose fraction needs larger
+        weights than int32 sums allow is refused here: the table's check bounds the sizes' form)."""
+        shapes = self.graph.shapes
+        a = resize_sampling(self.onnx_nodes[n.name], shapes[n.inputs[0]], shapes[n.outputs[0]], self.inits)
+        if a["rows"]["d"] * a["cols"]["d"] > RESIZE_DENOMINATOR_MAX:
+            self.fail(
+                f"resize {n.name!r} by the stated scales {a['scales']}: their exact weights need a denominator of "
+                f"{a['rows']['d'] * a['cols']['d']:,}; resize to a size instead"
+            )
+        return self._moves(n, {"rows": a["rows"], "cols": a["cols"]})
+
+    def pad(self, n: INode) -> QNode:
+        """node_constants.pad_geometry, and a constant pad's value as a code of the input (0: its zero point)."""
+        a = pad_geometry(self.onnx_nodes[n.name], self.graph.shapes[n.inputs[0]], self.inits)
+        x = self.q(n.inputs[0])
+        code = int(np.clip(np.rint(a["value"] / np.float64(np.float32(x.scale))) + x.zp, x.lo, x.hi))
+        return self._moves(n, {**a, "code": code})
 
     def slice(self, n: INode) -> QNode:
         """node_constants.slice_ranges: one (axis, start, stop, step) per sliced axis (never the batch axis)."""

@@ -103,7 +103,14 @@ class Reach(Interpreter):
     def _moves(self, n, x) -> list:
         return [self._moved(x, n.qin[0].zp, rs, q) for rs, q in zip(n.rescale, n.qout)]
 
-    reshape = transpose = split = slice = _moves
+    reshape = transpose = split = slice = resize_nearest = _moves
+    resize_bilinear = _moves  # weights that sum to the whole: within the codes it reads
+
+    def pad(self, n, x) -> list:  # the codes moved, and a constant pad's own code
+        if n.attrs["mode"] != "constant" or x is None:
+            return self._moves(n, x)
+        code = n.attrs["code"]
+        return self._moves(n, (min(x[0], code), max(x[1], code)))
 
     def float_island(self, n, *xs) -> list:
         return [None if q is None else (q.lo, q.hi) for q in n.qout]

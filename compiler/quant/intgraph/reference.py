@@ -172,6 +172,24 @@ def _moved(x: QTensor, codes: np.ndarray, rs: Requant | None, out: QParams) -> Q
     return QTensor(apply_requant(codes - x.zp, rs), out)
 
 
+def _gathered(codes: np.ndarray, attrs: dict) -> np.ndarray:
+    """NCHW codes at the rows attrs index_h and the columns index_w."""
+    return np.take(np.take(codes, attrs["index_h"], axis=2), attrs["index_w"], axis=3)
+
+
+def bilinear_codes(codes: np.ndarray, rows: dict, cols: dict) -> np.ndarray:
+    """NCHW codes resized bilinearly in integers: the rows' two taps weighted (d - r, r), then the columns', the
+    sum of the codes (zero point included) divided by d_h d_w rounding half away from zero: LiteRT's int8
+    RESIZE_BILINEAR's sums and rounding (its MultiplyByQuantizedMultiplier), where it resizes by an integer factor."""
+    v = codes.astype(np.int64)
+    r = np.asarray(rows["r"]).reshape(-1, 1)
+    v = np.take(v, rows["i0"], axis=2) * (rows["d"] - r) + np.take(v, rows["i1"], axis=2) * r
+    c = np.asarray(cols["r"])
+    v = np.take(v, cols["i0"], axis=3) * (cols["d"] - c) + np.take(v, cols["i1"], axis=3) * c
+    dd = rows["d"] * cols["d"]
+    return np.sign(v) * ((np.abs(v) + dd // 2) // dd)
+
+
 def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     """Integer NCHW conv (int64 accumulate): im2col + integer matmul per group."""
     n, c, h, wd = x.shape
@@ -344,6 +362,24 @@ class Reference(Interpreter):
         """Each input at the output's parameters (a copy where they are equal), concatenated along attrs axis."""
         parts = [_moved(x, x.q, rs, n.qout[0]).q for x, rs in zip(xs, n.rescale)]
         return [QTensor(np.concatenate(parts, axis=n.attrs["axis"]), n.qout[0])]
+
+    def resize_nearest(self, n: QNode, x: QTensor) -> list:
+        """The codes at the input rows attrs index_h and columns index_w (a nearest resize), then rescaled."""
+        return [_moved(x, _gathered(x.q, n.attrs), n.rescale[0], n.qout[0])]
+
+    def resize_bilinear(self, n: QNode, x: QTensor) -> list:
+        """Per output the four codes it reads times their exact weights, summed in int64, divided by d_h d_w
+        rounding half away from zero (attrs rows, cols: tcc.ops.spatial.linear_rational), then rescaled."""
+        return [_moved(x, bilinear_codes(x.q, n.attrs["rows"], n.attrs["cols"]), n.rescale[0], n.qout[0])]
+
+    def pad(self, n: QNode, x: QTensor) -> list:
+        """The codes padded with attrs code (mode constant) or gathered (reflect, edge), then rescaled."""
+        a = n.attrs
+        if a["mode"] != "constant":
+            return [_moved(x, _gathered(x.q, a), n.rescale[0], n.qout[0])]
+        t, l, b, r = a["pads"]
+        padded = np.pad(x.q, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=a["code"])
+        return [_moved(x, padded, n.rescale[0], n.qout[0])]
 
     def reshape(self, n: QNode, x: QTensor) -> list:
         """The codes in the shape [N, *attrs shape] (element order unchanged)."""

@@ -304,7 +304,7 @@ class QdqLowering(Interpreter):
     pooled_conv = _weighted
     add = mul = matmul = channel_scale = lookup = clamp = _own_op
     max_pool = avg_pool = global_avg_pool = global_max_pool = concat = reshape = transpose = split = _own_op
-    slice = broadcast = _own_op
+    slice = broadcast = resize_nearest = resize_bilinear = pad = _own_op
     softmax = _own_op  # a table of rules whose softmax is integer (tvm, tflite-int) runs it as float fake-quant here
 
     def float_island(self, node) -> None:

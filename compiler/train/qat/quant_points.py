@@ -114,6 +114,6 @@ class QatPlanner(Interpreter):
     conv = gemm = pooled_conv = weighted  # a pooled conv's window sums are exact: nothing to fake-quantize
     channel_scale = add_constant = broadcast = float_constant
     add = mul = clamp = max_pool = avg_pool = global_avg_pool = global_max_pool = outputs
-    reshape = transpose = move
-    concat = split = slice = matmul = outputs
+    reshape = transpose = resize_nearest = pad = move
+    concat = split = slice = matmul = resize_bilinear = outputs
     float_island = outputs  # its inputs arrive as codes; the outputs an integer node reads are quantized again

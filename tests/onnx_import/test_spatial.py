@@ -1,0 +1,145 @@
+"""Dense prediction's ONNX forms read back as spec ops (tcc/onnx_import/spatial.py): a small U-Net written in
+PyTorch (instance norms, PReLU, reflect padding, a transposed conv, bilinear and nearest upsampling to a scale and
+to a skip's size) and torchvision's LRASPP, exported by torch.onnx.export, imported by the command line, predicting
+as ONNX Runtime does on the original file; refusals name the node and the reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import helper
+from torch import nn
+
+from tcc.lower.to_torch import init_weights
+from tests.helpers.onnx_util import run
+from tests.helpers.torchvision_reference import torchvision_models
+from tests.onnx_import.common import tcc_cli
+
+
+class TinyUNet(nn.Module):
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8), nn.PReLU(8))
+        self.enc2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.InstanceNorm2d(16, affine=True), nn.ReLU())
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.dec = nn.Sequential(nn.Conv2d(16, 8, 3), nn.PReLU())
+        self.deep = nn.Conv2d(16, 8, 1)
+        self.head = nn.Conv2d(24, classes, 1)
+
+    def forward(self, x):
+        a = self.enc1(x)
+        b = self.enc2(F.max_pool2d(a, 2))
+        u = torch.cat([self.up(b), a], 1)
+        d = self.dec(F.pad(u, (1, 1, 1, 1), mode="reflect"))
+        deep = F.interpolate(self.deep(b), size=d.shape[-2:], mode="bilinear", align_corners=False)
+        near = F.interpolate(d, scale_factor=0.5, mode="nearest")
+        near = F.interpolate(near, scale_factor=2.0, mode="nearest")
+        return self.head(torch.cat([d, deep, near], 1))
+
+
+def _export(module: nn.Module, path, size: int, opset: int):
+    torch.onnx.export(
+        module.eval(), torch.randn(1, 3, size, size), path, dynamo=False, opset_version=opset,
+        input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}},
+    )  # fmt: skip
+    return path
+
+
+def _assert_predicts_as_onnx_runtime(work, onnx_path, x) -> None:
+    np.save(work / "x.npy", x)
+    rc, printed, err = tcc_cli(
+        "predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "x.npy", "--json"
+    )
+    assert rc == 0, err
+    rows = json.loads(printed)
+    got = np.array([row["logits"] for row in (rows if isinstance(rows, list) else [rows])], np.float32)
+    want = run(onnx.load(onnx_path), x).reshape(len(x), -1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_a_unet_imports_and_predicts_as_onnx_runtime(opset, tmp_path):
+    torch.manual_seed(0)
+    path = _export(init_weights(TinyUNet(), seed=2), tmp_path / "unet.onnx", 32, opset)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    text = (tmp_path / "m.yaml").read_text()
+    for op in ("instance_norm", "prelu", "conv_transpose", "op: pad", "mode: reflect", "mode: bilinear", "resize"):
+        assert op in text, op
+    assert "affine: true" in text and "(FP32 rule: passed)" in out
+    _assert_predicts_as_onnx_runtime(
+        tmp_path, path, np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    )
+
+
+def test_torchvision_lraspp_imports_and_predicts_as_onnx_runtime(tmp_path):
+    """torchvision's LRASPP-MobileNetV3 (its segmentation head upsamples bilinearly to the high-resolution branch
+    and to the input), seeded weights, its dense [N, K, H, W] output."""
+    segmentation = torchvision_models().segmentation
+
+    class Out(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+
+        def forward(self, x):
+            return self.net(x)["out"]
+
+    path = _export(init_weights(Out(), seed=3), tmp_path / "lraspp.onnx", 64, 17)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    assert "mode: bilinear" in (tmp_path / "m.yaml").read_text()
+    _assert_predicts_as_onnx_runtime(
+        tmp_path, path, np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    )
+
+
+def _one_node(tmp_path, node, inits, out_shape):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["a"], name="first"), node], "g", [x], [y], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+
+
+@pytest.mark.parametrize(
+    ("node", "inits", "out_shape", "message"),
+    [
+        (
+            helper.make_node("Resize", ["a", "", "s"], ["y"], name="up", mode="cubic"),
+            {"s": np.array([1, 1, 2, 2], np.float32)},
+            [1, 3, 16, 16],
+            "node 'up' (Resize): mode cubic (the spec's resize is nearest or bilinear)",
+        ),
+        (
+            helper.make_node(
+                "Resize", ["a", "", "s"], ["y"], name="up", coordinate_transformation_mode="tf_crop_and_resize"
+            ),
+            {"s": np.array([1, 1, 2, 2], np.float32)},
+            [1, 3, 16, 16],
+            "node 'up' (Resize): coordinate_transformation_mode tf_crop_and_resize",
+        ),
+        (
+            helper.make_node("Pad", ["a", "p"], ["y"], name="wrap", mode="wrap"),
+            {"p": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)},
+            [1, 3, 10, 10],
+            "node 'wrap' (Pad): mode wrap",
+        ),
+        (
+            helper.make_node("Pad", ["a", "p"], ["y"], name="chan"),
+            {"p": np.array([0, 1, 0, 0, 0, 1, 0, 0], np.int64)},
+            [1, 5, 8, 8],
+            "node 'chan' (Pad): pads [0, 1, 0, 0, 0, 1, 0, 0] pad the batch or the channels",
+        ),
+    ],
+)
+def test_what_the_spec_cannot_say_is_refused_by_name(node, inits, out_shape, message, tmp_path):
+    rc, out, err = _one_node(tmp_path, node, [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()], out_shape)
+    assert rc == 2 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -1,0 +1,160 @@
+"""INT8 of dense prediction's spatial ops (issue 70): the integer op table's `resize_nearest` and `pad` (moves of
+codes), `resize_bilinear` (exact integer weights), and `resize` / `conv_transpose` / `instancenorm` (float only:
+islands). A small U-Net (instance norm, transposed conv, reflect pad, bilinear upsampling to a skip's size, nearest
+upsampling) and a model of odd resizes (non-integer factors, align_corners, a stated scale, round_prefer_ceil, edge
+padding) build INT8 on ORT (each integer op within 1 LSB of the reference), TVM host and TFLite (bit-exact with the
+reference, LiteRT's reference kernels; native RESIZE_BILINEAR where it resizes by an integer factor, int32 builtins
+otherwise), and arm-a7 under qemu. The reference's bilinear integers against ONNX Runtime's float Resize: within
+half a code, the rounding LiteRT's (half away from zero)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tcc.cli.main import main
+from tcc.frontend import lower_spec
+from tcc.intops import INT_OPS, QDQ, TFLITE, TVM, Role, supported
+from tcc.ops.spatial import linear_rational
+from tcc.quant.intgraph.match import plan
+from tcc.quant.intgraph.reference import bilinear_codes
+from tests.helpers.cli import int8_build_argv
+from tests.helpers.onnx_util import run
+
+UNET = """\
+kind: model
+name: tiny_unet
+input: {shape: [3, 32, 32]}
+layers:
+  - {id: enc1, op: conv2d, out: 8, kernel: 3, padding: 1}
+  - {id: act1, op: relu}
+  - {id: down, op: maxpool, kernel: 2}
+  - {id: enc2, op: conv2d, out: 16, kernel: 3, padding: 1}
+  - {id: norm2, op: instance_norm, affine: true}
+  - {id: act2, op: relu}
+  - {id: up, op: conv_transpose, out: 8, kernel: 2, stride: 2}
+  - {id: cat, op: concat, in: [up, act1]}
+  - {id: pad, op: pad, pads: 1, mode: reflect}
+  - {id: dec, op: conv2d, out: 8, kernel: 3}
+  - {id: act3, op: relu}
+  - {id: deep, op: conv2d, out: 8, kernel: 1, in: act2}
+  - {id: deep_up, op: resize, mode: bilinear, in: [deep, act3]}
+  - {id: near, op: resize, scale: 2, coordinates: asymmetric, in: act2}
+  - {id: near_c, op: conv2d, out: 8, kernel: 1}
+  - {id: merge, op: concat, in: [act3, deep_up, near_c]}
+  - {id: head, op: conv2d, out: 3, kernel: 1}
+"""
+
+ODD = """\
+kind: model
+name: odd_resizes
+input: {shape: [3, 20, 20]}
+layers:
+  - {id: c1, op: conv2d, out: 6, kernel: 3, stride: 2, padding: 1}
+  - {id: a1, op: relu}
+  - {id: up1, op: resize, mode: bilinear, size: [15, 27], in: a1}
+  - {id: up2, op: resize, mode: bilinear, size: [15, 27], coordinates: align_corners, in: a1}
+  - {id: up3, op: resize, size: [15, 27], nearest_mode: round_prefer_ceil, in: a1}
+  - {id: up4, op: resize, mode: bilinear, scale: 1.5, in: a1}
+  - {id: p4, op: pad, pads: [0, 6, 0, 6], mode: edge}
+  - {id: p5, op: pad, pads: [1, 2], value: 0.25, in: a1}
+  - {id: up5, op: resize, mode: bilinear, size: [15, 27], in: p5}
+  - {id: cat, op: concat, in: [up1, up2, up3, p4, up5]}
+  - {id: head, op: conv2d, out: 2, kernel: 1}
+"""
+
+SPECS = {"unet": (UNET, (3, 32, 32)), "odd": (ODD, (3, 20, 20))}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spatial")
+    for name, (text, shape) in SPECS.items():
+        (root / f"{name}.yaml").write_text(text)
+        data = np.random.default_rng(0).random((16, *shape)).astype(np.float32)
+        np.save(root / f"{name}.npy", data)
+    return root
+
+
+def _build(work, name: str, target: str) -> str:
+    out = io.StringIO()
+    argv = int8_build_argv([work / f"{name}.yaml"], target, work / f"{name}-{target}", "--data", work / f"{name}.npy")
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(argv)
+    assert rc == 0, out.getvalue()[-2000:]
+    return out.getvalue()
+
+
+def test_the_kinds_and_their_lowerings():
+    for kind in ("resize_nearest", "resize_bilinear", "pad"):
+        assert all(supported(kind, lowering) for lowering in (TVM, QDQ, TFLITE)), kind
+    for kind in ("resize", "conv_transpose", "instancenorm"):
+        assert INT_OPS[kind].role is Role.FLOAT and supported(kind, TFLITE) and not supported(kind, TVM)
+
+
+def test_the_plan_takes_every_node(work):
+    graph = plan(lower_spec(work / "unet.yaml").onnx, lowering=TVM, rules="tvm")
+    kinds = {n.name: n.kind for n in graph.nodes}
+    assert kinds["deep_up"] == "resize_bilinear" and kinds["near"] == "resize_nearest" and kinds["pad"] == "pad"
+    assert kinds["up"] == "conv_transpose" and kinds["norm2"] == "instancenorm"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("target", ["host", "tflite"])
+def test_bit_exact_with_the_reference(work, name, target):
+    assert "self-check vs the integer reference: bit-exact" in _build(work, name, target)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_onnx_runtime_within_one_code_of_the_reference(work, name):
+    printed = _build(work, name, "ort")
+    assert "-> passed" in printed and "integer ops within" in printed
+    result = json.loads((work / f"{name}-ort" / "manifest.json").read_text())["self_check"]["result"]
+    by_kind = result["per_op"]["max_lsb_by_kind"]
+    assert result["passed"] and by_kind["resize_bilinear"] <= 1.0  # ORT: float Resize between Q/DQ, half to even
+    assert by_kind["resize_nearest"] == by_kind["pad"] == 0.0  # moves of codes, exactly
+
+
+def test_arm_a7_bit_exact_under_qemu(work):
+    assert "self-check vs the integer reference: bit-exact" in _build(work, "odd", "arm-a7")
+
+
+def _ort_linear(x: np.ndarray, out_hw, coordinates: str, scales=None) -> np.ndarray:
+    inits = (
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, *scales])]
+        if scales
+        else [helper.make_tensor("sizes", TensorProto.INT64, [4], [*x.shape[:2], *out_hw])]
+    )
+    inputs = ["x", "", "scales"] if scales else ["x", "", "", "sizes"]
+    node = helper.make_node("Resize", inputs, ["y"], mode="linear", coordinate_transformation_mode=coordinates)
+    graph = helper.make_graph(
+        [node], "r", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    return run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), x)
+
+
+@pytest.mark.parametrize(
+    ("hw", "out_hw", "coordinates"),
+    [((4, 5), (8, 10), "half_pixel"), ((7, 7), (14, 21), "asymmetric"), ((5, 3), (17, 11), "half_pixel"),
+     ((6, 9), (13, 4), "align_corners"), ((8, 8), (5, 3), "pytorch_half_pixel")],
+)  # fmt: skip
+def test_bilinear_integers_round_onnx_runtimes_float_resize(hw, out_hw, coordinates):
+    """The exact weights' sum divided and rounded half away from zero: ORT's float Resize of the same codes, rounded
+    the same way, where it is not within float rounding of a tie."""
+    from fractions import Fraction
+
+    codes = np.random.default_rng(1).integers(-128, 128, (1, 4, *hw)).astype(np.int64)
+    rows, cols = (linear_rational(i, o, Fraction(o, i), coordinates) for i, o in zip(hw, out_hw))
+    ours = bilinear_codes(codes, rows, cols)
+    exact = _ort_linear(codes.astype(np.float32), out_hw, coordinates).astype(np.float64)
+    assert np.abs(ours - exact).max() <= 0.5 + 1e-4
+    clear = np.abs(np.abs(exact - np.trunc(exact)) - 0.5) > 1e-3
+    assert np.array_equal(ours[clear], (np.sign(exact) * np.floor(np.abs(exact) + 0.5))[clear])
+    assert onnx  # the helper builds ONNX models
