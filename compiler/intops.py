@@ -946,8 +946,9 @@ INT_OPS: dict[str, IntOp] = {
             "conv_transpose",
             Role.FLOAT,
             ("ConvTranspose",),
-            "transposed convolution: no integer form yet; in an INT8 graph a "
-            "float island where the target allows float ops",
+            "transposed convolution where the rules keep it one (the NPUs': their "
+            "toolchains take ConvTranspose): a float island; elsewhere the graph the rules quantize computes it as "
+            "the integer conv of its stride's phases (tcc.passes.conv_transpose)",
             _check_conv,
             lowerings=frozenset({TFLITE}),
             limits={TFLITE: _tflite_conv_transpose},

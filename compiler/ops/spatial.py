@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ShapeError
 from .base import (
@@ -37,6 +35,9 @@ from .base import (
     torch_modules,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
 RESIZE_MODES = ("nearest", "bilinear")
 COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
@@ -47,6 +48,8 @@ def source_coordinates(in_size: int, out_size: int, scale: float, coordinates: s
     """ONNX Resize's coordinate transformation: the input coordinate of each output position (`scale`: out / in,
     or the scale the model states, a float32). In float64: that is what equals ONNX Runtime's indices where a
     coordinate lands on a half (x / (16 / 7) at x = 8 is 3.5, not float32's 3.4999998)."""
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
     x = np.arange(out_size, dtype=np.float64)
     if coordinates == "half_pixel":
         return (x + 0.5) / scale - 0.5
@@ -61,6 +64,8 @@ def source_coordinates(in_size: int, out_size: int, scale: float, coordinates: s
 
 def nearest_indices(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str) -> np.ndarray:
     """The input index each output position of a nearest resize reads (int64), clamped to the input."""
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
     c = source_coordinates(in_size, out_size, scale, coordinates)
     if rounding == "floor":
         i = np.floor(c)
@@ -76,6 +81,8 @@ def nearest_indices(in_size: int, out_size: int, scale: float, coordinates: str,
 def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str) -> tuple[np.ndarray, np.ndarray, Any]:
     """A linear resize along one axis: (i0, i1, w), each output = in[i0] * (1 - w) + in[i1] * w; the coordinate
     clamped to [0, in - 1] first, as ONNX Runtime's bilinear kernel does."""
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
     c = np.clip(source_coordinates(in_size, out_size, scale, coordinates), 0, in_size - 1)
     i0 = np.floor(c).astype(np.int64)
     i1 = np.minimum(i0 + 1, in_size - 1)
@@ -86,6 +93,8 @@ def linear_rational(in_size: int, out_size: int, scale: Fraction, coordinates: s
     """A linear resize along one axis in exact integers, the INT8 kinds' form: output = (in[i0] (d - r) + in[i1] r)
     / d, the coordinate N / d as a fraction (`scale`: the exact out / in, or the stated float32 scale as the
     fraction it is). The taps and weights of `linear_taps`, without its float rounding."""
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
     y = np.arange(out_size, dtype=np.int64)
     if coordinates == "align_corners" or (coordinates == "pytorch_half_pixel" and out_size == 1):
         step = Fraction(in_size - 1, out_size - 1) if out_size > 1 and coordinates == "align_corners" else Fraction(0)
@@ -118,6 +127,8 @@ def resize_axis(a: Attrs, axis: int) -> dict[str, Any]:
 
 
 def _resize_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
     if len(shapes[0]) != 3:
         raise ShapeError(f"resize expects a [C, H, W] input, got {list(shapes[0])}")
     _, h, w = shapes[0]

@@ -1,11 +1,12 @@
 """INT8 of dense prediction's spatial ops (issue 70): the integer op table's `resize_nearest` and `pad` (moves of
-codes), `resize_bilinear` (exact integer weights), and `resize` / `conv_transpose` / `instancenorm` (float only:
-islands). A small U-Net (instance norm, transposed conv, reflect pad, bilinear upsampling to a skip's size, nearest
-upsampling) and a model of odd resizes (non-integer factors, align_corners, a stated scale, round_prefer_ceil, edge
-padding) build INT8 on ORT (each integer op within 1 LSB of the reference), TVM host and TFLite (bit-exact with the
-reference, LiteRT's reference kernels; native RESIZE_BILINEAR where it resizes by an integer factor, int32 builtins
-otherwise), and arm-a7 under qemu. The reference's bilinear integers against ONNX Runtime's float Resize: within
-half a code, the rounding LiteRT's (half away from zero)."""
+codes), `resize_bilinear` (exact integer weights), a transposed conv as the integer conv of its phases
+(tcc.passes.conv_transpose), and `resize` / `conv_transpose` / `instancenorm` (float only: islands). A small U-Net
+(instance norm, transposed conv, reflect pad, bilinear upsampling to a skip's size, nearest upsampling) and a model
+of odd resizes (non-integer factors, align_corners, a stated scale, round_prefer_ceil, edge and constant padding,
+MONAI's 3 x 3 / 2 transposed conv) build INT8 on ORT (each integer op within 1 LSB of the reference), TVM host and
+TFLite (bit-exact with the reference, LiteRT's reference kernels; native RESIZE_BILINEAR where it resizes by an
+integer factor, int32 builtins otherwise), and arm-a7 under qemu. The reference's bilinear integers against ONNX
+Runtime's float Resize: within half a code, the rounding LiteRT's (half away from zero)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,9 @@ layers:
   - {id: p4, op: pad, pads: [0, 6, 0, 6], mode: edge}
   - {id: p5, op: pad, pads: [1, 2], value: 0.25, in: a1}
   - {id: up5, op: resize, mode: bilinear, size: [15, 27], in: p5}
-  - {id: cat, op: concat, in: [up1, up2, up3, p4, up5]}
+  - {id: up6, op: conv_transpose, out: 4, kernel: 3, stride: 2, padding: 1, output_padding: 1, in: a1}  # MONAI's
+  - {id: up6r, op: resize, mode: bilinear, size: [15, 27]}
+  - {id: cat, op: concat, in: [up1, up2, up3, p4, up5, up6r]}
   - {id: head, op: conv2d, out: 2, kernel: 1}
 """
 
@@ -99,10 +102,14 @@ def test_the_kinds_and_their_lowerings():
 
 
 def test_the_plan_takes_every_node(work):
-    graph = plan(lower_spec(work / "unet.yaml").onnx, lowering=TVM, rules="tvm")
-    kinds = {n.name: n.kind for n in graph.nodes}
+    """The transposed conv is an integer conv of its phases (tcc.passes.conv_transpose) except under the NPUs'
+    rules, whose toolchains take ConvTranspose itself (a float island in tcc's prediction)."""
+    onnx_model = lower_spec(work / "unet.yaml").onnx
+    kinds = {n.name: n.kind for n in plan(onnx_model, lowering=TVM, rules="tvm").nodes}
     assert kinds["deep_up"] == "resize_bilinear" and kinds["near"] == "resize_nearest" and kinds["pad"] == "pad"
-    assert kinds["up"] == "conv_transpose" and kinds["norm2"] == "instancenorm"
+    assert kinds["up"] == "conv" and kinds["up/split"] == "reshape" and kinds["norm2"] == "instancenorm"
+    npu = {n.name: (n.kind, n.precision) for n in plan(onnx_model, lowering=QDQ, rules="pulsar2").nodes}
+    assert npu["up"] == ("conv_transpose", "float")
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

@@ -245,8 +245,15 @@ def quantized_form(model: onnx.ModelProto, rules=None, lowering: str | None = No
     """The FP32 graph that an INT8 lowering under `rules` quantizes: the passes' graph, or where the rules (or the
     lowering) take no pooled conv (TargetRules.pooled_conv) each 1 x 1 conv before its average pool again
     (tcc.passes.pool), so that the conv's output is requantized at full size and then pooled, as those targets'
-    8-bit kernels compute it. The model itself where nothing changes."""
-    pairs = (rules is None or get_rules(rules).pooled_conv) and (lowering is None or supported("pooled_conv", lowering))
+    8-bit kernels compute it; and each ConvTranspose as a Conv of its phases (tcc.passes.conv_transpose) where the
+    rules say so (TargetRules.transposed_conv_as_conv). The model itself where nothing changes."""
+    target = get_rules(rules) if rules is not None else None
+    deconvs = any(n.op_type == "ConvTranspose" for n in model.graph.node)
+    if deconvs and (target is None or target.transposed_conv_as_conv):
+        from ...passes.conv_transpose import conv_transpose_as_conv  # deferred for start-up: loads onnx_graphsurgeon
+
+        model = conv_transpose_as_conv(model)
+    pairs = (target is None or target.pooled_conv) and (lowering is None or supported("pooled_conv", lowering))
     if pairs or not _pool_pairs(model):
         return model
     from ...passes.pool import conv_before_pool  # deferred for start-up: loads onnx_graphsurgeon

@@ -6,7 +6,9 @@ the rest was names (a tensor name is stored at every use) and redundant tensors.
     compact_qdq(model)    # a compacted copy
 
 The rules, in the order they run (RULES; each one pass over the nodes):
-- a Relu in front of a QuantizeLinear whose zero point is the code minimum is dropped (Q clamps there anyway);
+- a Relu in front of a QuantizeLinear whose zero point is the code minimum is dropped (Q clamps there anyway),
+  unless it reads a DequantizeLinear at another scale: ONNX Runtime would merge the DequantizeLinear -> QuantizeLinear
+  left behind with the pair before it (its double-QDQ removal), which changes the codes;
 - conv biases are float initializers holding exactly DQ(int32 bias) (ORT quantizes a float bias back to the
   same int32 at s_in * s_w when it fuses QLinearConv): no int32 copy, per-channel bias scale or zero point
   (from opset 13: ORT's re-quantization writes a per-axis DequantizeLinear);
@@ -69,6 +71,14 @@ class Compaction:
     def const(self, name: str):
         return numpy_helper.to_array(self.inits[name]) if name in self.inits else None
 
+    def requantizes(self, value: str, q) -> bool:
+        """Whether `value` is a DequantizeLinear's output at another scale than the QuantizeLinear q's."""
+        dq = self.producer.get(value)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return False
+        s_dq, s_q = self.const(dq.input[1]), self.const(q.input[1])
+        return s_dq is None or s_q is None or not np.array_equal(s_dq, s_q)
+
     def at_code_min(self, q) -> bool:
         """A QuantizeLinear whose zero point is the lowest code of its type."""
         zp = self.const(q.input[2]) if len(q.input) > 2 and q.input[2] else np.uint8(0)
@@ -88,6 +98,7 @@ def _drop_relus_before_code_min(c: Compaction) -> None:
             and len(readers) == 1
             and readers[0].op_type == "QuantizeLinear"
             and c.at_code_min(readers[0])
+            and not c.requantizes(n.input[0], readers[0])
         ):
             readers[0].input[0] = n.input[0]
             c.drop_nodes.add(id(n))

@@ -122,6 +122,9 @@ class TargetRules:
     # (where float_ops allows one, else refused). Softmax: ONNX Runtime's QLinearSoftmax rounds otherwise than
     # either of tcc's forms (`softmax`), and the NPUs' toolchains quantize it themselves
     float_kinds: tuple[str, ...] = ()
+    # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
+    # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
+    transposed_conv_as_conv: bool = True
     # the widths an activation tensor may have (a table entry's `bits`): 16 where the target's integer kernels take
     # int16 codes (tcc's TVM lowering: every kind widens its codes anyway; TFLite's 16x8 mode: `wide` says which
     # kinds and how). ORT's integer kernels (QLinearConv, ConvInteger) take 8-bit activations only; the NPUs' int16
@@ -265,6 +268,7 @@ RULES: dict[str, TargetRules] = {
             float_ops=False,
             float_kinds=("softmax",),
             pooled_conv=False,
+            transposed_conv_as_conv=False,
         ),
         TargetRules(
             "pulsar2",
@@ -275,6 +279,7 @@ RULES: dict[str, TargetRules] = {
             narrow_weights=True,
             float_kinds=("softmax",),
             pooled_conv=False,
+            transposed_conv_as_conv=False,
         ),
     ]
 }
