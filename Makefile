@@ -16,12 +16,15 @@ TORCHVISION := torchvision==0.28.0
 # --no-deps like torchvision: built with pretrained=False, timm needs neither huggingface_hub nor safetensors (it
 # imports them only to download weights), and nothing is downloaded at run time.
 TIMM := timm==1.0.29
+# MONAI's 2-D networks (U-Net, BasicUNet, SegResNet, ...) are the import census's and tests' segmentation models
+# (tools/import_census.py, tests/tools/test_import_census.py). --no-deps: its networks need only torch and numpy.
+MONAI := monai==1.6.1
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip install --quiet --no-deps $(TORCHVISION) $(TIMM)
+	$(BIN)/pip install --quiet --no-deps $(TORCHVISION) $(TIMM) $(MONAI)
 	touch $(STAMP)
 
 # TVM backend: cross compilers + qemu-user (apt-get, as root), apache-tvm/cmake/ninja (venv), and the TVM

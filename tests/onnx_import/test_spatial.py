@@ -99,6 +99,22 @@ def test_torchvision_lraspp_imports_and_predicts_as_onnx_runtime(tmp_path):
     )
 
 
+def test_monai_basic_unet_imports_and_predicts_as_onnx_runtime(tmp_path):
+    """MONAI's BasicUNet (2-D): transposed-conv upsampling, its replicate padding to the skip's size, instance norms
+    and LeakyReLU; seeded weights."""
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    net = init_weights(BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(8, 8, 16, 32, 64, 8)), 4)
+    path = _export(net, tmp_path / "basic_unet.onnx", 32, 17)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    text = (tmp_path / "m.yaml").read_text()
+    assert "conv_transpose" in text and "instance_norm" in text
+    x = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    _assert_predicts_as_onnx_runtime(tmp_path, path, x)
+
+
 def _one_node(tmp_path, node, inits, out_shape):
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)

@@ -1,0 +1,38 @@
+"""tools/import_census.py, the census of models users bring (issue 70): on one of its models at a small size, MONAI's
+U-Net (instance norms, PReLU, 3 x 3 / 2 transposed convs, skip concats), a row is the import, the spec predicting as
+ONNX Runtime on the original, and INT8 judged on natural crops beside ONNX Runtime's best quantize_static; BatchNorm
+statistics come from the crops, so the outputs depend on the image. (MONAI's BasicUNet imports in
+tests/onnx_import/test_spatial.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.helpers import load_tool
+
+
+def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path):
+    tool = load_tool("import_census")
+    rows = {}
+    for name in ("monai_unet",):
+        entry = next(e for e in tool.MODELS if e.name == name)
+        entry = tool.Entry(entry.name, entry.source, entry.build, 32)
+        (tmp_path / name).mkdir()
+        rows[name] = tool.census(entry, tmp_path / name)
+    for name, row in rows.items():
+        assert row["stage"] == "done", (name, row)
+        assert row["predict_equal"], row
+        assert row["tcc"]["cosine_mean"] > 0.9 and row["rival"]["method"] in tool.METHODS  # a measurement, not a bar
+    assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in tool.summary(list(rows.values()))
+
+
+def test_the_batchnorm_statistics_come_from_the_crops():
+    tool = load_tool("import_census")
+    entry = tool.Entry("segresnet", "monai", tool._monai("SegResNet", init_filters=8), 32)
+    model = tool.seeded_with_natural_statistics(entry)
+    x = torch.from_numpy(tool.natural_crops(4, 32, seed=5))
+    with torch.no_grad():
+        y = model(x).numpy().reshape(4, -1)
+    cos = y @ y.T / np.outer(np.linalg.norm(y, axis=1), np.linalg.norm(y, axis=1))
+    assert cos[~np.eye(4, dtype=bool)].min() < 0.99  # different images, different outputs
