@@ -965,6 +965,26 @@ INT_OPS: dict[str, IntOp] = {
             fields=_norm_fields,
         ),
         IntOp(
+            "sub",
+            Role.FLOAT,
+            ("Sub",),
+            "difference of two tensors: no integer form yet; in an INT8 graph a float island where the target allows "
+            "float ops (a constant subtrahend is imported as the sum with its negation: `add`)",
+            _check_binary,
+            reads="all",
+            lowerings=frozenset({TFLITE}),
+        ),
+        IntOp(
+            "div",
+            Role.FLOAT,
+            ("Div",),
+            "quotient of two tensors: no integer form; in an INT8 graph a float island where the target allows float "
+            "ops (a constant divisor is imported as the product with its reciprocal)",
+            _check_binary,
+            reads="all",
+            lowerings=frozenset({TFLITE}),
+        ),
+        IntOp(
             "groupnorm",
             Role.FLOAT,
             ("GroupNormalization",),

@@ -25,10 +25,12 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import sys
 import tempfile
 import time
 import types
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -162,12 +164,20 @@ def _tcc(*argv) -> tuple[int, str, str]:
 
 
 def _first_error(text: str) -> str:
+    """The refusal in one cell: the refused nodes counted by op and reason (`node 'N' (Op): reason` lines), else the
+    error line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    if not errors:
-        return lines[-1][:160] if lines else ""
-    head = lines[errors[0]]
-    return (head + (" " + lines[errors[0] + 1] if errors[0] + 1 < len(lines) else ""))[:200]
+    refused = Counter(re.sub(r"\[[^]]*\]|'[^']*'|\d+", "#", line.split("): ", 1)[1])[:90] for line in lines
+                      if line.startswith("node '") and "): " in line)  # fmt: skip
+    ops = Counter(m.group(1) for line in lines if (m := re.match(r"node '[^']*' \((\w+)\)", line)))
+    if refused:
+        return (
+            "; ".join(f"{op} x{k}" for op, k in ops.most_common())
+            + ": "
+            + "; ".join(r for r, _ in refused.most_common(3))
+        )
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors[0] if errors else lines[-1] if lines else "")[:200]
 
 
 def census(entry: Entry, work: Path) -> dict:

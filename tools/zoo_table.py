@@ -16,6 +16,7 @@ def main() -> int:
     for path in [
         ROOT / "spec/ddsnet.yaml",
         ROOT / "spec/fastnet.yaml",
+        ROOT / "spec/unet.yaml",
         *sorted((ROOT / "spec/baselines").glob("*.yaml")),
     ]:
         g = tcc.load_spec(path).graph

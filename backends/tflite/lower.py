@@ -411,6 +411,18 @@ class TfliteLowering(Normalizations, Spatial, Interpreter):
         self.m.operator("MUL", [a.index, b.index], [y.index], options("MulOptions"))
         return [y]
 
+    def sub(self, n: INode, a: Value, b: Value) -> list:
+        """SUB, float only (in an INT8 graph a float island)."""
+        y = self.out(n)
+        self.m.operator("SUB", [a.index, b.index], [y.index], options("SubOptions"))
+        return [y]
+
+    def div(self, n: INode, a: Value, b: Value) -> list:
+        """DIV, float only (in an INT8 graph a float island)."""
+        y = self.out(n)
+        self.m.operator("DIV", [a.index, b.index], [y.index], options("DivOptions"))
+        return [y]
+
     def matmul(self, n: INode, a: Value, b: Value) -> list:
         """BATCH_MATMUL in the graph's axis order (LiteRT's int8 kernel: zero-point-free codes summed in int32,
         requantized by s_a s_b / s_out with its rounding, as the reference under the tflite rules)."""

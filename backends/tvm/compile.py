@@ -184,12 +184,16 @@ def _declared_op_patterns() -> Any:
 
 
 def import_onnx(onnx_model: Any, shape_dict: dict[str, list[int]] | None = None) -> Any:
-    """ONNX (ModelProto or path) -> Relax IRModule with the weights as constants."""
+    """ONNX (ModelProto or path) -> Relax IRModule with the weights as constants; each Resize as gathers first
+    (passes.resize: TOPI's resize2d computed wrong values on ARMv7)."""
     import onnx  # deferred for start-up: loads onnx
     from tvm.relax.frontend.onnx import from_onnx  # deferred for start-up: loads tvm
 
+    from .passes.resize import resize_as_gathers, takes_clipped  # deferred for start-up: loads onnx
+
     model = onnx.load(str(onnx_model)) if isinstance(onnx_model, (str, os.PathLike)) else onnx_model
-    return relax_clips(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False))
+    imported = from_onnx(resize_as_gathers(model), shape_dict=shape_dict, keep_params_in_input=False)
+    return relax_clips(takes_clipped(imported))
 
 
 def relax_clips(mod: Any) -> Any:

@@ -189,14 +189,23 @@ def measured(got, stored_self, r32, names, precision: str, tolerance: float) -> 
     return Verdict(not failures, {"max_abs_over_scale": stable_float(worst), "tolerance": tolerance}, failures)
 
 
+def _agreement(a: np.ndarray, r: np.ndarray) -> float:
+    """Top-1 agreement of one input's output: its class (1 or 0), or for a dense [C, H, W] output the fraction of
+    positions whose class (the argmax over C) agrees."""
+    if a.ndim >= 2:
+        return float(np.mean(a.argmax(axis=0) == r.argmax(axis=0)))
+    return float(int(np.argmax(a)) == int(np.argmax(r)))
+
+
 def vs_fp32(got, r32, names, floor: dict | None) -> Verdict:
-    """INT8 against FP32: per-input cosine (mean, min) and top-1 agreement, against the model's floor."""
+    """INT8 against FP32: per-input cosine (mean, min) and top-1 agreement (per position for a dense output),
+    against the model's floor."""
     cos, top = [], []
     for i in range(len(names)):
         a, r = np.asarray(got[i], np.float64).ravel(), np.asarray(r32[i], np.float64).ravel()
         na, nr = np.linalg.norm(a), np.linalg.norm(r)
         cos.append(float(a @ r / (na * nr)) if na and nr else float(na == nr))
-        top.append(int(np.argmax(a)) == int(np.argmax(r)))
+        top.append(_agreement(np.asarray(got[i], np.float64), np.asarray(r32[i], np.float64)))
     numbers = {
         "cosine_mean": stable_float(float(np.mean(cos)), 6),
         "cosine_min": stable_float(min(cos), 6),
@@ -211,7 +220,9 @@ def vs_fp32(got, r32, names, floor: dict | None) -> Verdict:
                 f"lowest on input {names[worst]} ({cos[worst]:.6f})"
             )
         if float(np.mean(top)) < floor["top1"]:
-            missed = [names[i] for i, t in enumerate(top) if not t]
+            missed = [
+                f"{names[i]}" + (f" ({t:.3f})" if 0 < t < 1 else "") for i, t in enumerate(top) if t < floor["top1"]
+            ]
             failures.append(
                 f"INT8 top-1 agreement {np.mean(top):.3f} is below the floor {floor['top1']} "
                 f"(class changed on {', '.join(missed)})"

@@ -163,21 +163,33 @@ def _flatten(node: OnnxNode) -> SpecNode:
     return SpecNode("flatten")
 
 
+def _sample_shape(dims: list[int], given: tuple | None) -> list[int] | None:
+    """A Reshape's target dimensions after the batch as explicit sizes (0: the input's, -1: inferred), or None where
+    they do not hold the sample's elements."""
+    if not given:
+        return None
+    n = math.prod(given)
+    out = [int(given[i]) if d == 0 and i < len(given) else int(d) for i, d in enumerate(dims)]
+    if out.count(-1) > 1 or any(d == 0 or d < -1 for d in out):
+        return None
+    known = math.prod(d for d in out if d != -1)
+    if -1 in out:
+        if known == 0 or n % known:
+            return None
+        out[out.index(-1)] = n // known
+    return out if math.prod(out) == n else None
+
+
 def _reshape(node: OnnxNode) -> SpecNode:
     shape = node.constant(1)
     if shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[1] == -1 and shape[0] in (0, 1, -1):
         return SpecNode("flatten")  # x.view(x.size(0), -1): the flatten torch writes through Reshape
     given = node.shapes.get(node.proto.input[0])
-    if (
-        shape is not None
-        and shape.ndim == 1
-        and len(shape) > 1
-        and shape[0] in (0, -1)
-        and given
-        and all(d > 0 for d in shape[1:])
-        and math.prod(int(d) for d in shape[1:]) == math.prod(given)
-    ):
-        return SpecNode("reshape", {"shape": [int(d) for d in shape[1:]]})  # per sample: the batch axis kept
+    # per sample: the batch axis kept (0, -1, or 1: the import folds the graph at batch 1, so a batch the exporter
+    # computed from the input's shape reads 1); a 0 copies the input's dimension, one -1 is inferred
+    per_sample = _sample_shape(shape[1:].tolist(), given) if shape is not None and shape.ndim == 1 else None
+    if per_sample is not None and len(shape) > 1 and shape[0] in (0, 1, -1):
+        return SpecNode("reshape", {"shape": per_sample})
     raise Unsupported(
         f"Reshape to {None if shape is None else shape.tolist()} (the spec reshapes each sample: "
         "[N, ...] with the sample's element count, or a flatten to [N, -1])"
@@ -286,7 +298,7 @@ def _gelu(node: OnnxNode) -> SpecNode:
     return SpecNode("gelu", {"approximate": approximate} if approximate != "none" else {})
 
 
-def _per_channel(factors: np.ndarray, shape: tuple) -> np.ndarray | None:
+def per_channel(factors: np.ndarray, shape: tuple) -> np.ndarray | None:
     """Constant factors as one per channel of a [C, ...] or [F] value, where they broadcast along it alone."""
     channels = shape[0]
     if factors.size == 1:
@@ -305,7 +317,7 @@ def _mul(node: OnnxNode) -> SpecNode:
         return SpecNode("mul")
     shape = node.shapes.get(node.proto.input[1 - consts[0]], ())
     factors = node.constant(consts[0])
-    weight = _per_channel(factors, shape) if len(consts) == 1 and shape else None
+    weight = per_channel(factors, shape) if len(consts) == 1 and shape else None
     if weight is None:
         raise Unsupported(f"Mul by a constant of shape {list(factors.shape)} (a scale takes one factor per channel)")
     weight = weight.reshape((-1,) + (1,) * (len(shape) - 1))  # the spec's scale: [C, 1, ...] per sample
@@ -391,6 +403,8 @@ CONVERTERS = {
     "Gelu": _gelu,
     "Clip": _clip,
     "Add": _elementwise("add"),
+    "Sub": _elementwise("sub"),
+    "Div": _elementwise("div"),
     "Mul": _mul,
     "Concat": _axis_op("concat", 1),
     "Softmax": _axis_op("softmax", -1),

@@ -24,6 +24,7 @@ from .ops import (
     ROWS_LINEAR,
     SCALED_MATMUL,
     WINDOW_MASK,
+    per_channel,
     slice_ranges,
 )
 
@@ -552,10 +553,48 @@ def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_
     return name
 
 
+def constant_operands(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """An Add / Sub / Mul / Div of a computed value and a float constant that no other pattern took (a bias after a
+    MatMul, a layer scale, a position embedding of any broadcast shape): a divisor as the product with its
+    reciprocal, a subtrahend as the sum with its negation; then, but for a Mul by one factor per channel (the
+    spec's scale), the constant in the output's rank as a LearnedTensor (the spec's param) in front of the node."""
+    out = []
+    for n in nodes:
+        operands = [i in const for i in n.input]
+        if n.op_type not in ("Add", "Sub", "Mul", "Div") or len(n.input) != 2 or operands.count(True) != 1:
+            out.append(n)
+            continue
+        at = operands.index(True)
+        c, x = const[n.input[at]], n.input[1 - at]
+        rank = len(shapes.get(n.output[0], ())) + 1
+        if c.dtype.kind != "f" or c.ndim > rank or rank < 2:
+            out.append(n)
+            continue
+        c = c.reshape((1,) * (rank - c.ndim) + c.shape)
+        if c.shape[0] != 1:
+            out.append(n)
+            continue
+        op, suffix = n.op_type, "sample"
+        if at == 1 and op == "Div":
+            op, c, suffix = "Mul", (1 / c).astype(c.dtype), "reciprocal"
+        elif at == 1 and op == "Sub":
+            op, c, suffix = "Add", -c, "negated"
+        name = f"{n.input[at]}/{suffix}"
+        const[name] = c
+        operand = name
+        shape = shapes.get(x)
+        if op != "Mul" or not shape or per_channel(c, shape) is None:
+            operand = f"{name}/learned"
+            out.append(helper.make_node(LEARNED_TENSOR, [x, name], [operand], name=name))
+        inputs = [operand, x] if at == 0 else [x, operand]
+        out.append(helper.make_node(op, inputs, list(n.output), name=n.name))
+    return out
+
+
 def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
-    then the reductions the layer norms did not take."""
+    then the reductions the layer norms did not take, last the constant operands no pattern took."""
     nodes = window_attention_constants(single_axis_slices(nodes, const, shapes), const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
-    return global_reductions(channels_last_runs(nodes, const), const, shapes)
+    return constant_operands(global_reductions(channels_last_runs(nodes, const), const, shapes), const, shapes)

@@ -192,10 +192,6 @@ def _resize_onnx(emit: OnnxEmit, a: Attrs, x: str, *like: str) -> str:
     return out
 
 
-def _resize_macs(a: Attrs, shapes: list[Shape], outs: list[Shape]) -> int:
-    return 0 if a["mode"] == "nearest" else 2 * math.prod(outs[0])  # two lerps per output: not a MAC of a layer
-
-
 # ---------------------------------------------------------------------------------------------------- conv_transpose
 def _numbers(padding: Any, what: str, arg: str) -> Any:
     if isinstance(padding, str):
@@ -346,7 +342,6 @@ SPATIAL_OPS = [
         _resize_torch,
         arity=(1, 2),
         prepare=_resize_prepare,
-        macs=_resize_macs,
         to_onnx=_resize_onnx,
         doc="upsampling or downsampling of H and W, nearest or bilinear, by `scale`, to `size`, or to the size "
         "of a second input; ONNX Resize's coordinate modes (PyTorch's bilinear: half_pixel; align_corners=True: "

@@ -57,6 +57,8 @@ SMALL = {
     "vit_b_16": {"image_size": 32, "patch_size": 8, "layers": 2, "heads": 4, "hidden": 48, "mlp_dim": 96},
     # MobileViTv2: group norm and the context's ReduceSum as float islands; 128 so that its softmax has patches
     "mobilevitv2_050": {"image_size": 128},
+    # U-Net (dense output; transposed convs as the integer conv of their phases, skip concats)
+    "unet": {"image_size": 64, "base": 8, "depth": 3},
 }
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
 # shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
@@ -83,7 +85,7 @@ def zoo_names(int8: bool = False) -> list[str]:
 
 
 def spec_path(name: str) -> Path:
-    return REPO / "spec" / (f"{name}.yaml" if name in ("ddsnet", "fastnet") else f"baselines/{name}.yaml")
+    return REPO / "spec" / (f"{name}.yaml" if name in ("ddsnet", "fastnet", "unet") else f"baselines/{name}.yaml")
 
 
 def inputs(shape, n: int, seed: int) -> np.ndarray:

@@ -115,6 +115,38 @@ def test_monai_basic_unet_imports_and_predicts_as_onnx_runtime(tmp_path):
     _assert_predicts_as_onnx_runtime(tmp_path, path, x)
 
 
+class ConstantOperands(nn.Module):
+    """What timm's hybrids write with constants: a layer scale, a position embedding, a bias after a product, a
+    constant subtracted from and divided by, and the quotient and difference of two computed values."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.gamma = nn.Parameter(torch.rand(6, 1, 1) + 0.5)
+        self.pos = nn.Parameter(torch.randn(1, 6, 16, 16))
+        self.divisor = nn.Parameter(torch.rand(6, 1, 1) + 0.5)
+        self.row_bias = nn.Parameter(torch.randn(16))
+
+    def forward(self, x):
+        y = self.conv(x) * self.gamma + self.pos
+        y = (y - 0.5) / self.divisor + self.row_bias
+        y = 2.0 - y
+        return y / (torch.relu(y) + 1.0) - torch.sigmoid(y)
+
+
+def test_constant_operands_import_as_params_and_scales(tmp_path):
+    """A constant operand of any broadcast shape becomes the spec's param (a divisor its reciprocal, a subtrahend
+    its negation; one factor per channel the spec's scale); sub and div of computed values are spec ops."""
+    torch.manual_seed(0)
+    path = _export(ConstantOperands(), tmp_path / "constants.onnx", 16, 17)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    text = (tmp_path / "m.yaml").read_text()
+    assert "op: param" in text and "op: scale" in text and "op: sub" in text and "op: div" in text
+    x = np.random.default_rng(5).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    _assert_predicts_as_onnx_runtime(tmp_path, path, x)
+
+
 def _one_node(tmp_path, node, inits, out_shape):
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out_shape)

@@ -237,7 +237,7 @@ PLAN_CI = (
 )
 
 
-SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "conv_transpose", "instancenorm"}
+SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "conv_transpose", "instancenorm", "sub", "div"}
 IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool"} - SPATIAL
 
 

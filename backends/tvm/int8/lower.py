@@ -310,8 +310,8 @@ class RelaxLowering(WeightedLowering, Interpreter):
         v = self.cast(x.expr, "int32")
         for axis, taps, shape in ((1, rows, (-1, 1, 1)), (2, cols, (-1, 1))):
             r = np.asarray(taps["r"]).reshape(shape)
-            lo = self.emit(op.take(v, self.const(np.array(taps["i0"]), "int32"), axis=axis))
-            hi = self.emit(op.take(v, self.const(np.array(taps["i1"]), "int32"), axis=axis))
+            lo = self.emit(op.take(v, self.const(np.array(taps["i0"]), "int32"), axis=axis, mode="clip"))
+            hi = self.emit(op.take(v, self.const(np.array(taps["i1"]), "int32"), axis=axis, mode="clip"))
             lo = self.emit(op.multiply(lo, self.const(taps["d"] - r, "int32")))
             v = self.emit(op.add(lo, self.emit(op.multiply(hi, self.const(r, "int32")))))
         dd = rows["d"] * cols["d"]
@@ -337,8 +337,8 @@ class RelaxLowering(WeightedLowering, Interpreter):
     def gathered(self, expr, attrs: dict):
         """NHWC codes at the rows attrs index_h and the columns index_w."""
         take = self.relax.op.take
-        rows = self.emit(take(expr, self.const(np.array(attrs["index_h"]), "int32"), axis=1))
-        return self.emit(take(rows, self.const(np.array(attrs["index_w"]), "int32"), axis=2))
+        rows = self.emit(take(expr, self.const(np.array(attrs["index_h"]), "int32"), axis=1, mode="clip"))
+        return self.emit(take(rows, self.const(np.array(attrs["index_w"]), "int32"), axis=2, mode="clip"))
 
     def split(self, n: QNode, x: _Codes) -> list:
         relax = self.relax

@@ -34,8 +34,10 @@ from tvm.s_tir import dlight as dl
 from .float_rules import Injective, RowReduction, WindowReduction
 from .int8_rules import QuantizeInput
 
-# Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data.
-LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+# Relax ConvertLayout: conv2d as NHWC data / HWIO weights; pooling, concat and elementwise ops follow the data; a
+# transposed conv stays NCHW (Relax legalizes conv2d_transpose in NCHW only: following NHWC data it reached the VM
+# codegen unlowered on aarch64)
+LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 def default_schedule_pass():
