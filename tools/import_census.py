@@ -152,6 +152,8 @@ def seeded_with_natural_statistics(entry: Entry) -> torch.nn.Module:
     with torch.no_grad():
         for batch in np.split(natural_crops(32, entry.size, seed=99), 4):
             model(torch.from_numpy(batch))
+    for m in norms:
+        m.momentum = 0.1  # PyTorch's default again: the exported graph's momentum is a user's
     return model.eval()
 
 

@@ -196,6 +196,22 @@ def _reshape(node: OnnxNode) -> SpecNode:
     )
 
 
+def _squeeze(node: OnnxNode) -> SpecNode:
+    """Squeeze / Unsqueeze of axes other than the batch: the spec's reshape to the output's per-sample shape."""
+    axes = node.constant(1) if len(node.inputs()) > 1 else node.attr("axes")
+    given, out = node.shapes.get(node.proto.input[0]), node.shapes.get(node.proto.output[0])
+    if axes is None and node.op_type == "Squeeze":
+        raise Unsupported("a Squeeze of every size-1 axis (the batch's too)")
+    rank = len(out if node.op_type == "Unsqueeze" else given or ()) + 1
+    if axes is None or any(int(a) % rank == 0 for a in np.asarray(axes).reshape(-1)):
+        raise Unsupported(
+            f"{node.op_type} of axes {None if axes is None else np.asarray(axes).tolist()} (the batch axis)"
+        )
+    if not out or not given or math.prod(out) != math.prod(given):
+        raise Unsupported("its output shape is not known")
+    return SpecNode("reshape", {"shape": [int(d) for d in out]})
+
+
 def _transpose(node: OnnxNode) -> SpecNode:
     perm = [int(p) for p in node.attr("perm", [])]
     if not perm or perm[0] != 0:
@@ -414,6 +430,8 @@ CONVERTERS = {
     "GlobalMaxPool": _simple("global_maxpool"),
     "Flatten": _flatten,
     "Reshape": _reshape,
+    "Squeeze": _squeeze,
+    "Unsqueeze": _squeeze,
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Split": _split,

@@ -56,6 +56,7 @@ def check_valid(model, m: onnx.ModelProto, tmp_path) -> Path:
 # the largest specs at full size (10-35 s each): tools/slow_tests.sh; their ops and blocks are in smaller specs here,
 # and zoo/test_numbers_c.py matches ConvNeXt-T, MNASNet and RegNetY logits with torchvision's at reduced sizes
 BIG = (
+    "unet",  # 31 M parameters, 48 G MACs at 256 x 256: its ops at 32 x 32 in the golden set (unet, unet_bilinear)
     "alexnet",
     "convnext_tiny",
     "efficientnet_v2_s",

@@ -191,3 +191,32 @@ def test_what_the_spec_cannot_say_is_refused_by_name(node, inits, out_shape, mes
     rc, out, err = _one_node(tmp_path, node, [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()], out_shape)
     assert rc == 2 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_squeeze_and_unsqueeze_of_sample_axes_read_back_as_reshapes(tmp_path):
+    """x.unsqueeze(2).squeeze(2) and a pooled [N, C, 1, 1] squeezed to [N, C]: reshapes; a squeeze of the batch axis
+    is refused by name."""
+
+    class Squeezes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            y = self.conv(x).unsqueeze(2).squeeze(2)
+            return self.fc(y.mean((2, 3), keepdim=True).squeeze(-1).squeeze(-1))
+
+    path = _export(Squeezes(), tmp_path / "squeezes.onnx", 8, 13)
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    assert "op: reshape" in (tmp_path / "m.yaml").read_text()
+    _assert_predicts_as_onnx_runtime(
+        tmp_path, path, np.random.default_rng(6).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    )
+    node = helper.make_node("Squeeze", ["a", "axes"], ["y"], name="drop_batch")
+    (tmp_path / "b").mkdir()
+    rc, out, err = _one_node(
+        tmp_path / "b", node, [onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")], [3, 8, 8]
+    )
+    assert rc == 2 and "node 'drop_batch' (Squeeze): Squeeze of axes [0] (the batch axis)" in err, err
