@@ -157,6 +157,17 @@ def identifier(path: tuple[str, ...], fallback: str = "node") -> str:
     return name if name[0].isalpha() or name[0] == "_" or name.isdigit() else f"n{name}"
 
 
+def restates_float(proto, const: dict) -> bool:
+    """A Cast to float32 of a computed value: every computed value of an image model is float32 already (integer
+    values, shapes, are constants once the graph is folded at batch 1), so the Cast only restates the type (timm's
+    `.float()` before an attention's normalization)."""
+    return (
+        proto.op_type == "Cast"
+        and helper.get_attribute_value(next(a for a in proto.attribute if a.name == "to")) == onnx.TensorProto.FLOAT
+        and proto.input[0] not in const
+    )
+
+
 def _convert_nodes(protos: list, const: dict, shapes: dict, producer: dict[str, str]):
     """Every node converted (ImportedNodes, ids unique, in order) and every refusal, one line per node."""
     nodes: list[ImportedNode] = []
@@ -168,7 +179,7 @@ def _convert_nodes(protos: list, const: dict, shapes: dict, producer: dict[str, 
             continue
         onnx_node = OnnxNode(proto, const, shapes)
         label = proto.name or proto.output[0]
-        if proto.op_type in ALIASES:
+        if proto.op_type in ALIASES or restates_float(proto, const):
             if proto.input[0] in producer:
                 producer[proto.output[0]] = producer[proto.input[0]]
             else:

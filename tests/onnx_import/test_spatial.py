@@ -220,3 +220,24 @@ def test_squeeze_and_unsqueeze_of_sample_axes_read_back_as_reshapes(tmp_path):
         tmp_path / "b", node, [onnx.numpy_helper.from_array(np.array([0], np.int64), "axes")], [3, 8, 8]
     )
     assert rc == 2 and "node 'drop_batch' (Squeeze): Squeeze of axes [0] (the batch axis)" in err, err
+
+
+def test_a_cast_to_float_of_a_computed_value_is_no_node(tmp_path):
+    """timm's `.float()` before an attention's normalization: a Cast to float32 of a float32 value reads back as
+    nothing (its input passes on)."""
+
+    class Casts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x).float())
+
+    path = _export(Casts(), tmp_path / "casts.onnx", 8, 17)
+    assert "Cast" in {n.op_type for n in onnx.load(path).graph.node}
+    rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    _assert_predicts_as_onnx_runtime(
+        tmp_path, path, np.random.default_rng(7).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    )
