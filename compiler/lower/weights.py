@@ -171,10 +171,13 @@ def _by_order(targets, keys, aliases, state, shapes: _Shapes) -> dict[str, str]:
     return {name: key for (name, spec), key in zip(targets, keys) if shapes.keep(name, spec.shape, key, state[key])}
 
 
-def _by_name(targets, keys, state, key_map: KeyMap, shapes: _Shapes) -> dict[str, str]:
+def _by_name(targets, keys, state, key_map: KeyMap, shapes: _Shapes, aliases=()) -> dict[str, str]:
+    """By the spec's names (through the key map); an aliased key (equal to an earlier one) still fills the spec
+    tensor of its own name: two tensors may hold equal values (two BatchNorms on one input, their statistics)."""
     source = shapes.source
-    renamed = {key_map.rename(k): k for k in keys}
     names = {n for n, _ in targets}
+    keys = [*keys, *(a for a in aliases if key_map.rename(a) in names)]
+    renamed = {key_map.rename(k): k for k in keys}
     missing = [n for n, _ in targets if n not in renamed]
     unused = [renamed[r] for r in renamed if r not in names]
     if missing or unused:
@@ -194,7 +197,7 @@ def _by_name(targets, keys, state, key_map: KeyMap, shapes: _Shapes) -> dict[str
 def _by_layout(layout: CheckpointLayout, targets, keys, aliases, state, shapes: _Shapes) -> dict[str, str]:
     if layout.match == "by_order":
         return _by_order(targets, keys, aliases, state, shapes)
-    return _by_name(targets, keys, state, layout.key_map, shapes)
+    return _by_name(targets, keys, state, layout.key_map, shapes, aliases)
 
 
 def match_weights(
@@ -224,10 +227,10 @@ def match_weights(
         return matched(_by_order(targets, keys, aliases, state, shapes), "by_order", shapes)
     if key_map:
         shapes = _Shapes(source, fresh)
-        return matched(_by_name(targets, keys, state, key_map, shapes), "key_map", shapes)
+        return matched(_by_name(targets, keys, state, key_map, shapes, aliases), "key_map", shapes)
     try:
         shapes = _Shapes(source, fresh)
-        return matched(_by_name(targets, keys, state, KeyMap(), shapes), "by_name", shapes)
+        return matched(_by_name(targets, keys, state, KeyMap(), shapes, aliases), "by_name", shapes)
     except WeightsError as by_name:
         failures = []
         for layout in layouts:

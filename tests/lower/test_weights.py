@@ -120,6 +120,22 @@ def test_aliases_shared_storage_and_equal_copies():
     assert find_aliases(state) == {"b.weight": "a.weight", "c.weight": "a.weight"}  # constants are never aliases
 
 
+def test_equal_tensors_of_two_spec_names_load_by_name(tmp_path):
+    """Two BatchNorms on one input hold equal running statistics (FastViT's RepMixer): each spec name takes its own
+    key, though the second is an equal copy of the first (an alias for by-order matching only)."""
+    spec = tmp_path / "twins.yaml"
+    spec.write_text(
+        "kind: model\nname: twins\ninput: {shape: [16, 4, 4]}\nlayers:\n"
+        "  - {id: a, op: batchnorm, in: input}\n  - {id: b, op: batchnorm, in: input}\n  - {op: add, in: [a, b]}\n"
+    )
+    model = tcc.load_spec(spec)
+    stats = torch.randn(16)
+    state = {f"{n}.{k}": (stats.clone() if k.startswith("running") else torch.randn(16)) for n in "ab"
+             for k in ("weight", "bias", "running_mean", "running_var")}  # fmt: skip
+    match = match_weights(model.graph, state)
+    assert match.assignment["b.running_mean"] == "b.running_mean" and "b.running_mean" in find_aliases(state)
+
+
 def test_unsafe_or_corrupt_checkpoint_is_a_clean_error(tmp_path, capsys):
     import pickle
 
