@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from .ops.spatial import COORDINATES, linear_denominator
+
 
 class Role(Enum):
     WEIGHTED = "weighted producer"  # int8 weights x codes -> int32 accumulator + int32 bias -> requantized
@@ -427,7 +429,7 @@ def _check_resize(v: NodeView) -> str | None:
     if src[1] != out[1]:
         return "a resize of the channels"
     coordinates = _attr_text(v, "coordinate_transformation_mode", "half_pixel")
-    if len(v.inputs) > 2 and coordinates not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"):
+    if len(v.inputs) > 2 and coordinates not in COORDINATES:
         return f"coordinate_transformation_mode {coordinates}"
     scales = v.inputs[2] if len(v.inputs) > 2 else (v.inputs[1] if len(v.inputs) == 2 else "")
     if scales and scales not in v.constants:
@@ -446,8 +448,6 @@ RESIZE_DENOMINATOR_MAX = 1 << 15  # d_h d_w: times a 16-bit code range it stays 
 
 def _check_resize_bilinear(v: NodeView) -> str | None:
     """A bilinear resize whose exact weights (tcc.ops.spatial.linear_rational) keep its sums within int32."""
-    from .ops.spatial import linear_denominator  # deferred: the op table is not this table's dependency at import
-
     why = _check_resize_linear(v)
     if why:
         return why
@@ -533,21 +533,6 @@ def _tflite_conv(v: NodeView) -> str | None:
     c_in = (v.shape(v.inputs[0]) or (None, None))[1]
     if group not in (1, c_in):
         return f"grouped convolution (group={group}) has no TFLite int8 kernel: only group 1 or depthwise"
-    return None
-
-
-def _tflite_resize(v: NodeView) -> str | None:
-    src, out = v.shape(v.inputs[0]) or (), v.shape(v.outputs[0]) or ()
-    scales = v.inputs[2] if len(v.inputs) > 2 else ""
-    uneven = any(o % i and i % o for i, o in zip(src[2:], out[2:]))
-    if scales and uneven:  # a stated scale may differ from out / in where neither divides the other
-        return "a resize by a scale that is not out / in: TFLite's RESIZE_BILINEAR samples at in / out"
-    return None
-
-
-def _tflite_conv_transpose(v: NodeView) -> str | None:
-    if int(v.attrs.get("group", 1)) != 1 or any(d != 1 for d in v.attrs.get("dilations", [1, 1])):
-        return "a grouped or dilated transposed convolution: TFLite's TRANSPOSE_CONV takes neither"
     return None
 
 
@@ -940,7 +925,6 @@ INT_OPS: dict[str, IntOp] = {
             "bilinear resize: no integer form yet; in an INT8 graph a float island where the target allows float ops",
             _check_resize_linear,
             lowerings=frozenset({TFLITE}),
-            limits={TFLITE: _tflite_resize},
         ),
         IntOp(
             "conv_transpose",
@@ -951,7 +935,6 @@ INT_OPS: dict[str, IntOp] = {
             "the integer conv of its stride's phases (tcc.passes.conv_transpose)",
             _check_conv,
             lowerings=frozenset({TFLITE}),
-            limits={TFLITE: _tflite_conv_transpose},
             fields=_weighted_fields,
         ),
         IntOp(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tcc.errors import BuildError
 from tcc.quant.intgraph.match import INode, IntGraph
 from tcc.quant.intgraph.node_constants import pad_geometry, resize_sampling
 from tcc.quant.intgraph.qtypes import QParams
@@ -64,8 +65,8 @@ class Spatial:
         if q is None:
             return self.resize(n, x)
         a, (_, _, h, w), (_, _, oh, ow) = q.attrs, self.graph.shapes[n.inputs[0]], self.graph.shapes[n.outputs[0]]
-        coordinates = resize_sampling(self.onnx_nodes[n.name], (1, 1, h, w), (1, 1, oh, ow), self.inits)["coordinates"]
-        native = oh % h == 0 and ow % w == 0 and coordinates in ("half_pixel", "pytorch_half_pixel", "asymmetric")
+        upsampled = oh % h == 0 and ow % w == 0
+        native = upsampled and a["coordinates"] in ("half_pixel", "pytorch_half_pixel", "asymmetric")
         if native and x.q is not None and x.q.bits == 8 and q.rescale[0] is None:
             return self.resize(n, x)
         x, y = self.as_nhwc(x, f"{n.name}/nhwc"), self.out(n)
@@ -132,9 +133,15 @@ class Spatial:
     # ------------------------------------------------------------------------------------------ float only
     def resize(self, n: INode, x: Value) -> list:
         """RESIZE_BILINEAR: its half-pixel centres are ONNX's half_pixel, align_corners its align_corners, neither
-        asymmetric (each at scale in / out: the limits refuse a stated scale that differs)."""
+        asymmetric; it samples at in / out, so a stated scale that differs has no TFLite form (BuildError)."""
         shapes = self.graph.shapes
+        (_, _, h, w), (_, _, oh, ow) = shapes[n.inputs[0]], shapes[n.outputs[0]]
         a = resize_sampling(self.onnx_nodes[n.name], shapes[n.inputs[0]], shapes[n.outputs[0]], self.inits)
+        if any(abs(s - o / i) > 1e-6 * s for s, o, i in zip(a["scales"], (oh, ow), (h, w))):
+            raise BuildError(
+                f"TFLite: resize {n.name!r} states scales {a['scales']}, but RESIZE_BILINEAR samples at in / out "
+                f"({h}x{w} -> {oh}x{ow}); resize to a size instead"
+            )
         x, y = self.as_nhwc(x, f"{n.name}/nhwc"), self.out(n)
         size = self.const(f"{n.name}/size", np.array(a["out_hw"], np.int32), "int32")
         half = a["coordinates"] in ("half_pixel", "pytorch_half_pixel")
@@ -146,8 +153,12 @@ class Spatial:
         """TRANSPOSE_CONV (VALID) into its full output, output_padding's rows and columns included, then the window
         of the graph's output cut by the pads (STRIDED_SLICE) where there are any."""
         a = n.attrs
+        if int(a.get("group", 1)) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise BuildError(
+                f"TFLite: transposed conv {n.name!r} is grouped or dilated: TFLite's TRANSPOSE_CONV takes neither"
+            )
         assert n.weight is not None  # a ConvTranspose's weight: the table's check
-        w = self.inits[n.weight]  # [in, out, kh, kw] (one group: the limits)
+        w = self.inits[n.weight]  # [in, out, kh, kw]
         _, c_out, kh, kw = w.shape
         (sh, sw), (oph, opw) = a.get("strides", [1, 1]), a.get("output_padding", [0, 0])
         t, l, _, _ = a.get("pads", [0, 0, 0, 0])

@@ -202,11 +202,12 @@ def _squeeze(node: OnnxNode) -> SpecNode:
     given, out = node.shapes.get(node.proto.input[0]), node.shapes.get(node.proto.output[0])
     if axes is None and node.op_type == "Squeeze":
         raise Unsupported("a Squeeze of every size-1 axis (the batch's too)")
-    rank = len(out if node.op_type == "Unsqueeze" else given or ()) + 1
-    if axes is None or any(int(a) % rank == 0 for a in np.asarray(axes).reshape(-1)):
-        raise Unsupported(
-            f"{node.op_type} of axes {None if axes is None else np.asarray(axes).tolist()} (the batch axis)"
-        )
+    listed = [int(a) for a in np.asarray(axes).reshape(-1)] if axes is not None else None
+    ranked = out if node.op_type == "Unsqueeze" else given  # the axes count in the larger of the two
+    if ranked is None:
+        raise Unsupported("its output shape is not known")
+    if listed is None or any(a % (len(ranked) + 1) == 0 for a in listed):
+        raise Unsupported(f"{node.op_type} of axes {listed} (the batch axis)")
     if not out or not given or math.prod(out) != math.prod(given):
         raise Unsupported("its output shape is not known")
     return SpecNode("reshape", {"shape": [int(d) for d in out]})

@@ -143,9 +143,9 @@ def _resize_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
         scales = tuple(float(np.float32(s)) for s in a["scale"])
         out = (math.floor(h * scales[0]), math.floor(w * scales[1]))
     else:
-        out = (a["size"][0], a["size"][1]) if a["size"] is not None else (shapes[1][-2], shapes[1][-1])
         if len(shapes) > 1 and len(shapes[1]) != 3:
             raise ShapeError(f"resize to the size of a [C, H, W] input, got {list(shapes[1])}")
+        out = (a["size"][0], a["size"][1]) if a["size"] is not None else (shapes[1][-2], shapes[1][-1])
         scales = (out[0] / h, out[1] / w)
     if min(out) < 1 or max(out) > MAX_SPATIAL:
         raise ShapeError(f"resize of {h}x{w} gives {out[0]}x{out[1]}: each side must be 1 to {MAX_SPATIAL}")

@@ -171,3 +171,19 @@ def test_parameter_layouts_and_macs(write):
     _, module, _ = _model(write, "bilinear_scale2")
     assert dict(module.state_dict()) == {}
     assert onnx  # the ONNX checker runs in assert_one_op_equals_reference
+
+
+def test_a_resize_to_a_flat_inputs_size_is_a_clear_error(write):
+    spec = write(
+        "like_flat.yaml",
+        """
+        kind: model
+        name: like_flat
+        input: {shape: [5, 7, 9]}
+        layers:
+          - {id: flat, op: flatten}
+          - {op: resize, in: [input, flat]}
+    """,
+    )
+    with pytest.raises(SpecError, match=r"resize to the size of a \[C, H, W\] input, got \[315\]"):
+        tcc.load_spec(spec)

@@ -588,7 +588,7 @@ class Quantizer(Interpreter):
                 f"resize {n.name!r} by the stated scales {a['scales']}: their exact weights need a denominator of "
                 f"{a['rows']['d'] * a['cols']['d']:,}; resize to a size instead"
             )
-        return self._moves(n, {"rows": a["rows"], "cols": a["cols"]})
+        return self._moves(n, {"rows": a["rows"], "cols": a["cols"], "coordinates": a["coordinates"]})
 
     def pad(self, n: INode) -> QNode:
         """node_constants.pad_geometry, and a constant pad's value as a code of the input (0: its zero point)."""
