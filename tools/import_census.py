@@ -6,7 +6,8 @@ random BN statistics give nearly the same output for every input, and a cosine t
 torch.onnx.export (opset 17); then
 - `tcc import MODEL.onnx` (refused up front, or a spec), and the spec's PyTorch lowering on held-out crops against
   ONNX Runtime on the original file: max |difference| within 1e-4 x max(1, max |output|);
-- `tcc build MODEL.onnx --target ort --precision int8 --data CALIB` (24 crops), judged on 8 others against the FP32
+- `tcc build MODEL.onnx --target ort --precision int8 --data CALIB` (32 crops: the fewest that let the method and
+  the steps be chosen per model), judged on 8 others against the FP32
   original: mean / worst output cosine and argmax agreement (per pixel for a dense output);
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
   mean cosine), judged the same way.
@@ -42,7 +43,7 @@ import torch
 from tcc.cli.main import main as tcc_main
 from tcc.quant.report.quality import ort_quantize_static, output_metrics, run_ort
 
-CALIB, JUDGED = 24, 8
+CALIB, JUDGED = 32, 8
 METHODS = ("MinMax", "Percentile", "Entropy")
 
 
@@ -235,6 +236,9 @@ def census(entry: Entry, work: Path) -> dict:
         return row | {"stage": "int8", "error": _first_error(err)}
     int8 = run_ort(onnx.load(work / "b" / "model.onnx"), judged)
     row["tcc"] = output_metrics(fp32, int8)
+    table = work / "b" / "calibration.json"  # the method the build chose (`--method auto`)
+    if table.exists():
+        row["tcc"]["method"] = json.loads(table.read_text())["method"]
     rivals = {m: output_metrics(fp32, run_ort(ort_quantize_static(original, calib, m), judged)) for m in METHODS}
     best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
     row["rival"] = rivals[best] | {"method": best}
@@ -261,8 +265,10 @@ def markdown(rows: list[dict]) -> list[str]:
         t, o = r["tcc"], r["rival"]
         wins = t["cosine_mean"] >= o["cosine_mean"] and t["top1_agreement"] >= o["top1_agreement"]
         lines.append(
-            f"| {r['name']} | {r['source']} | yes | {predicted} | {t['cosine_mean']:.5f} / {t['cosine_min']:.5f} | "
-            f"{t['top1_agreement']:.3f} | {o['cosine_mean']:.5f} / {o['cosine_min']:.5f} ({o['method']}) | "
+            f"| {r['name']} | {r['source']} | yes | {predicted} | {t['cosine_mean']:.5f} / {t['cosine_min']:.5f}"
+            + (f" ({t['method']})" if "method" in t else "")
+            + " | "
+            + f"{t['top1_agreement']:.3f} | {o['cosine_mean']:.5f} / {o['cosine_min']:.5f} ({o['method']}) | "
             f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} |"
         )
     return lines

@@ -64,6 +64,9 @@ CONFIGS = {
 CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False}}
 CONFIGS["auto+rounding"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
 CONFIGS["auto+eq"] = {"steps": {"equalization": None, "bias_correction": None, "rounding": None}}
+# what `tcc calibrate` / `tcc build --data` run on DDSNet by default: its spec's bias correction and the method chosen
+# per model (`--method auto`: kl+cos, minmax or percentile judged on held-back calibration crops)
+CONFIGS["default"] = {"steps": {"equalization": False, "bias_correction": True, "rounding": False}, "method": "auto"}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the targets as the placement's floors (search samples)
 CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})
 # what-if: the same table with every activation on a 16-bit grid (no tcc target runs these yet; ONNX Runtime runs
@@ -238,11 +241,12 @@ def compare(  # noqa: PLR0913, PLR0915
     for config in configs:
         c = CONFIGS[config]
         wide = {"target": c["rules"], "activation_bits": c["activation_bits"]} if "activation_bits" in c else {}
-        key = json.dumps([c["steps"], wide], sort_keys=True)
+        method = c.get("method", "kl+cos")
+        key = json.dumps([c["steps"], wide, method], sort_keys=True)
         if key not in tables:  # "X+place" places the table of "X" (calibration is deterministic)
             t = time.perf_counter()
             table = calibrate_onnx(
-                fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**c["steps"]), **wide
+                fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**c["steps"]), method=method, **wide
             )
             tables[key] = table, time.perf_counter() - t
         table, secs = tables[key]
@@ -262,6 +266,7 @@ def compare(  # noqa: PLR0913, PLR0915
             got = evaluate(fp32, models[config], hd.array)["ort"]
         rows[f"tcc {config}"] = {
             **got,
+            **({"method": table.method} if method == "auto" else {}),
             "calib_s": round(secs, 1),
             "timing_s": {k: round(v, 2) for k, v in table.timing.items()},
             **extra,

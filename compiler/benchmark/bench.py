@@ -27,6 +27,7 @@ from tcc.errors import TccError
 from tcc.frontend import Frontend, Weights, lower_spec
 from tcc.quant.collect.crops import FIXTURES, make_crops
 from tcc.quant.collect.data import CalibrationData, load_calibration_data
+from tcc.quant.prepare import method_for
 from tcc.quant.settings import Provenance
 from tcc.quant.table.file import file_sha256, load_table
 
@@ -80,7 +81,7 @@ class BenchConfig:
     runs: int = 20
     calib_images: int = 128
     held_out: int = 64
-    method: str = "kl+cos"
+    method: str | None = None  # None: each model's default (its spec's `calibrate:` method, else auto)
     ort_methods: tuple = ("MinMax", "Entropy")
     memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
     quick: bool = False
@@ -152,7 +153,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[
             "runs_per_round": config.runs,
             "calib_images": config.calib_images,
             "held_out": config.held_out,
-            "method": config.method,
+            "method": config.method or "each model's default (its spec's `calibrate:` method, else auto)",
             "ort_methods": list(config.ort_methods),
         },
         "models": {},
@@ -187,6 +188,11 @@ class _ModelBench:
     @property
     def work(self) -> Path:
         return self.config.work / self.m.key
+
+    @property
+    def method(self) -> str:
+        """tcc's calibration method for this model: the bench's --method, else the model's default."""
+        return method_for(self.config.method, self.fe.model.calibrate)
 
 
 def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
@@ -234,16 +240,21 @@ def _calibrate(b: _ModelBench) -> dict:
     rules_needed = sorted({r for t, p in config.matrix if p == "int8" and (r := get_target(t).rules)})
     cal: dict = {"tcc": {}, "onnxruntime": {}}
     for rules in rules_needed:
-        table, secs = quality.timed_calibration(fp32, calib, rules, config.method, hashes)
+        table, secs = quality.timed_calibration(fp32, calib, rules, b.method, hashes)
         path = b.work / f"calib-{rules}.json"
         table.save(path)
         b.tables[rules] = path
-        cal["tcc"][rules] = {"method": config.method, "seconds": round(secs, 2), "samples": len(calib)}
+        cal["tcc"][rules] = {
+            "method": table.method,
+            "asked": b.method,
+            "seconds": round(secs, 2),
+            "samples": len(calib),
+        }
     b.bar.step(f"{b.m.key}: calibration")
     if config.memory and "ort" in rules_needed:
         quarter = max(1, len(calib) // 4)
         cal["tcc"]["ort"]["peak_bytes"] = {
-            str(n): quality.peak_memory(fp32, calib.array[:n], "ort", config.method) for n in (quarter, len(calib))
+            str(n): quality.peak_memory(fp32, calib.array[:n], "ort", b.method) for n in (quarter, len(calib))
         }
     return cal
 
@@ -255,7 +266,7 @@ def _quality(b: _ModelBench, cal: dict) -> None:
     config, fp32, tables, held = b.config, b.fe.onnx, b.tables, b.held
     qual = {}
     if "ort" in tables:
-        qual[f"tcc {config.method}"] = quality.evaluate(
+        qual[f"tcc {b.method}"] = quality.evaluate(
             fp32, to_qdq(fp32, load_table(tables["ort"]), compact=True), held.array
         )["ort"]
     if config.placement and "ort" in tables and any(t == "ort" and p == "int8" for t, p in config.matrix):
@@ -269,7 +280,7 @@ def _quality(b: _ModelBench, cal: dict) -> None:
             "float_nodes": sorted(p.get("nodes", {})),
             **{k: p[k] for k in ("cos_before", "cos_after", "reference_cos_after", "profile") if k in p},
         }
-        qual[f"tcc {config.method} + speed placement"] = quality.evaluate(
+        qual[f"tcc {b.method} + speed placement"] = quality.evaluate(
             fp32, to_qdq(fp32, placed, compact=True), held.array
         )["ort"]
     for method in config.ort_methods:

@@ -66,7 +66,8 @@ def _calibration_lines(m: dict) -> list[str]:
     cal = m["calibration"]
     rows = [
         [
-            f"tcc {v['method']} ({r} rules)",
+            f"tcc {v['method'] if v.get('asked', v['method']) == v['method'] else v['asked'] + ': ' + v['method']}"
+            f" ({r} rules)",
             v["samples"],
             f"{v['seconds']:.2f}",
             " / ".join(f"{n}: {b / 2**20:.0f} MiB" for n, b in v.get("peak_bytes", {}).items()),

@@ -36,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, help="inferences per engine per round (default 20)")
     p.add_argument("--calib-images", type=int, help="calibration crops (default 128)")
     p.add_argument("--held-out", type=int, help="judging crops, never calibrated on (default 64)")
-    p.add_argument("--method", choices=["minmax", "percentile", "kl", "kl+cos"], help="tcc's calibration method")
+    p.add_argument(
+        "--method",
+        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
+        help="tcc's calibration method (default: each model's spec's `calibrate:` method, else auto; --quick: kl)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
     p.add_argument(
         "--no-placement",

@@ -54,9 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     int8.add_argument(
         "--method",
-        default="kl+cos",
-        choices=["minmax", "percentile", "kl", "kl+cos"],
-        help="with --data: calibration method",
+        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
+        help="with --data: calibration method (default: the spec's `calibrate:` method, else auto: kl+cos, minmax "
+        "or percentile, judged per model on held-back samples)",
     )
     int8.add_argument("--calib-size", type=int, default=128, metavar="N", help="with --data: samples picked (seeded)")
     int8.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")

@@ -54,7 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     weights_args(weights, ("--seed",), seed=None)
     method = p.add_argument_group("the calibration")
-    method.add_argument("--method", default="kl+cos", choices=["minmax", "percentile", "kl", "kl+cos"])
+    method.add_argument(
+        "--method",
+        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
+        help="auto: kl+cos, minmax or percentile, judged per model on held-back samples (default: the spec's "
+        "`calibrate:` method, else auto)",
+    )
     method.add_argument(
         "--calib-size", type=int, default=128, metavar="N", help="samples picked (seeded) from the data"
     )

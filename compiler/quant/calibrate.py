@@ -6,7 +6,9 @@
 
 `calibrate` loads the spec, imports the weights, lowers to ONNX and runs the pass pipeline (tcc.lower.to_onnx and
 tcc.passes), loads the data with the spec's preprocessing and calls `calibrate_onnx`, which does the work (the
-settings: tcc.quant.settings; the checks before it: tcc.quant.prepare), one function per phase over a `_Stage`:
+settings: tcc.quant.settings; the checks before it: tcc.quant.prepare), one function per phase over the stages of
+tcc.quant.stage (a Measured, then one method's Stage). With the method `auto` or steps left free, tcc.quant.choose
+judges the candidates on held-back samples first:
 
 0. _equalize: cross-layer equalization (equalize.py; `steps`, tcc.quant.table.steps): producer -> consumer pairs
    through a ReLU rescaled per channel, the same function with evened-out channel ranges; the later phases see that
@@ -48,18 +50,20 @@ from ..intops import INT_OPS
 from ..keywords import with_keywords
 from ..process.phases import phase
 from . import prepare
-from .choose import choose_steps
+from .choose import choose
 from .collect.data import load_calibration_data
 from .collect.stats import Histogram, run_batches, update_histograms, weight_stats
-from .intgraph.layers import initializers, layer_of, layer_rows
+from .intgraph.layers import initializers, layer_rows
 from .intgraph.match import IntGraph, plan, quantized_form
 from .intgraph.widths import fit_accumulators
 from .place.placer import place
-from .scales.cos_search import Inputs, SearchResult, SearchSettings, cos_search
-from .scales.methods import threshold
+from .scales.cos_search import Inputs, SearchSettings, cos_search
+from .scales.methods import AUTO, threshold
 from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
+from .stage import Measured, Scaled, Stage, searching, table_document
 from .steps.bias_correction import layer_shift
-from .steps.equalize import STRENGTHS, choose, find_pairs, measure
+from .steps.equalize import choose as choose_factors
+from .steps.equalize import find_pairs, measure
 from .steps.rounding import layer_codes
 from .table.file import CalibrationTable, file_sha256, model_sha256
 from .table.quantizer import fake_quant, qrange, scale_for_threshold
@@ -87,12 +91,15 @@ def calibrate_onnx(
     run = _run(
         model, data, with_keywords(settings or CalibrationSettings(), keywords, "calibrate_onnx"), provenance, graph
     )
-    if run.steps.free:
-        with phase("steps-choice"):
-            return choose_steps(run, lambda d, eq: _scaled(run, d, eq, rows_needed=True), _with_layer_steps)
-    steps = run.steps
-    stage = _scaled(run, data, bool(steps.equalization), rows_needed=bool(steps.rounding or steps.bias_correction))
-    return _with_layer_steps(stage, steps)
+    if run.steps.free or run.method == AUTO:
+        with phase("choice"):
+            return choose(run, _Phases(run))
+    s, steps = run.settings, run.steps
+    rows_needed = bool(steps.rounding or steps.bias_correction) or searching(
+        run.method, s.cos_steps, s.cos_rounds, run.activation_bits
+    )
+    measured = _measured(run, data, bool(steps.equalization), rows_needed)
+    return _with_layer_steps(_scaled(run, measured, run.method), steps)
 
 
 def _run(
@@ -117,22 +124,9 @@ def _run(
             provenance, data_fingerprint=hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
         )
     steps = settings.steps if settings.steps is not None else Steps()
-    resolved = replace(settings, target=rules, activation_bits=bits, steps=steps)
+    method = settings.method if settings.method is not None else "kl+cos"  # the library's default
+    resolved = replace(settings, method=method, target=rules, activation_bits=bits, steps=steps)
     return CalibrationRun(model, data, graph, rules, resolved, provenance, model_hash)
-
-
-@dataclass
-class Scaled:
-    """A calibration before its per-layer steps: the table with every scale, and what the steps work on."""
-
-    table: CalibrationTable
-    graph: IntGraph
-    layers: list
-    inits: dict
-    samples: dict  # layer -> its sampled input rows (float32)
-    threads: int | None
-    started: float  # perf_counter at the start, for the table's total time
-    rounding: dict | None = None  # the rounding step's record once run: the same for every choice on this stage
 
 
 def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
@@ -155,105 +149,73 @@ def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
 
 
 # ---------------------------------------------------------------------------------------------------- the phases
-@dataclass
-class _Stage:
-    """What the phases of one calibration up to its per-layer steps share: its samples and switches, then what each
-    phase adds (in the order they run)."""
+class _Phases:
+    """A run's phases as the choice of method and steps calls them (tcc.quant.choose.Phases)."""
 
-    data: np.ndarray  # the samples this stage calibrates on (the steps' choice calibrates trials on a part)
-    equalization: bool
-    rows_needed: bool  # sample the layers' input rows for the per-layer steps
-    model: onnx.ModelProto  # the run's model, equalized when asked
-    names: list[str]  # every node output: a placement may quantize an island's output later
-    layers: list
-    base: str  # the activation method at this width (kl+cos: kl, then the search)
-    searching: bool  # the cosine fine search runs
-    n_cos: int  # samples the rows are drawn from
-    started: float
-    timing: dict[str, float] = field(default_factory=dict)
-    pairs: list[dict] = field(default_factory=list)  # equalization's records
-    # _statistics
-    inits: dict = field(default_factory=dict)
-    hists: dict[str, Histogram] = field(default_factory=dict)
-    samples: dict[str, np.ndarray] = field(default_factory=dict)
-    # _thresholds (signed and act_scale change again in _weight_scales and _share_groups)
-    thr: dict = field(default_factory=dict)
-    signed: dict[str, bool] = field(default_factory=dict)
-    act_scale: dict[str, float] = field(default_factory=dict)
-    coarse_scale: dict[str, float] = field(default_factory=dict)
-    full_range: set[str] = field(default_factory=set)
-    groups: list = field(default_factory=list)
-    # _weight_scales
-    w_bits: dict[str, int] = field(default_factory=dict)
-    w_scale: dict = field(default_factory=dict)
-    w_method: dict[str, str] = field(default_factory=dict)
-    result: SearchResult | None = None
-    # _share_groups, _fixed_scales
-    group_of: dict[str, int] = field(default_factory=dict)
-    fixed: dict[str, tuple[float, int]] = field(default_factory=dict)
+    def __init__(self, run: CalibrationRun):
+        self.run = run
 
-    @classmethod
-    def of(cls, run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> _Stage:
-        s, bits = run.settings, run.activation_bits
-        return cls(
-            data,
-            equalization,
-            rows_needed,
-            run.model,
-            run.graph.calibrated,
-            [layer_of(n) for n in run.graph.weighted],
-            wide_method(s.method) if bits > 8 else "kl" if s.method == "kl+cos" else s.method,
-            # the fine search models 8-bit activations; at 16 bits their rounding error is ~1/128 of that: left out
-            s.method == "kl+cos" and s.cos_steps > 0 and s.cos_rounds > 0 and bits == 8,
-            len(data) if s.cos_samples is None else min(s.cos_samples, len(data)),
-            time.perf_counter(),
-        )
+    def measured(self, data: np.ndarray, equalization: bool) -> Measured:
+        return _measured(self.run, data, equalization, rows_needed=True)
+
+    def scaled(self, measured: Measured, method: str) -> Scaled:
+        return _scaled(self.run, measured, method)
+
+    def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable:
+        return _with_layer_steps(scaled, steps)
 
 
-def _scaled(run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> Scaled:
-    """Equalization (when asked), the statistics, the thresholds, the fine search and the target's constraints:
-    the table before its per-layer steps. rows_needed: sample the layers' input rows for those steps."""
-    stage = _Stage.of(run, data, equalization, rows_needed)
-    for name, step in (
-        ("equalization", _equalize),
-        ("statistics", _statistics),
-        ("thresholds", _thresholds),
-        ("cos_search", _weight_scales),
-    ):
+def _measured(run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> Measured:
+    """Equalization (when asked) and the statistics pass. rows_needed: sample the layers' input rows (for the fine
+    search or the per-layer steps)."""
+    measured = Measured.of(run, data, equalization)
+    for name, step in (("equalization", _equalize), ("statistics", _statistics)):
+        t = time.perf_counter()
+        with phase(name):
+            step(run, measured, rows_needed)
+        measured.timing[name] = time.perf_counter() - t
+    return measured
+
+
+def _scaled(run: CalibrationRun, measured: Measured, method: str) -> Scaled:
+    """One method's thresholds, the fine search and the target's constraints on the statistics: the table before
+    its per-layer steps."""
+    stage = Stage.of(run, measured, method)
+    for name, step in (("thresholds", _thresholds), ("cos_search", _weight_scales)):
         t = time.perf_counter()
         with phase(name):
             step(run, stage)
         stage.timing[name] = time.perf_counter() - t
     _share_groups(run, stage)
     _fixed_scales(run, stage)
-    table = CalibrationTable(_doc(run, stage))
-    return Scaled(table, run.graph, stage.layers, stage.inits, stage.samples, run.settings.threads, stage.started)
+    m = measured
+    table = CalibrationTable(table_document(run, stage))
+    return Scaled(table, run.graph, m.layers, m.inits, m.samples, run.settings.threads, m.started)
 
 
-def _equalize(run: CalibrationRun, stage: _Stage) -> None:
+def _equalize(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
     """Cross-layer equalization: the same function, channels of the rescalable tensors evened out."""
-    pairs = find_pairs(run.graph) if stage.equalization else []
+    pairs = find_pairs(run.graph) if m.equalization else []
     if pairs:
-        s, inits = run.settings, initializers(stage.model)
+        s, inits = run.settings, initializers(m.model)
         bits = {
             w: run.rules.weight_bits(c.op_type, c.attrs, inits[w])
             for p in pairs
             for c in p.consumers
             if (w := c.weight) is not None  # a pair's consumers are weighted
         }
-        measured = measure(stage.model, stage.data, pairs, batch_size=s.batch_size, threads=s.threads, seed=s.seed)
-        stage.pairs = choose(pairs, measured, inits, bits)
-        stage.model = with_initializers(stage.model, equalize_arrays(stage.pairs, inits))
+        ranges = measure(m.model, m.data, pairs, batch_size=s.batch_size, threads=s.threads, seed=s.seed)
+        m.pairs = choose_factors(pairs, ranges, inits, bits)
+        m.model = with_initializers(m.model, equalize_arrays(m.pairs, inits))
 
 
-def _statistics(run: CalibrationRun, stage: _Stage) -> None:
+def _statistics(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
     """One ONNX Runtime pass: a histogram per tensor and, where the search or the per-layer steps need them, each
     layer's sampled input rows."""
-    s, data, layers, n_cos = run.settings, stage.data, stage.layers, stage.n_cos
-    stage.inits = inits = initializers(stage.model)
-    stage.hists = {n: Histogram(s.bins) for n in stage.names}
+    s, data, layers, n_cos = run.settings, m.data, m.layers, m.n_cos
+    m.inits = inits = initializers(m.model)
+    m.hists = {n: Histogram(s.bins) for n in m.names}
     rng = np.random.default_rng(s.seed)
-    sampling_rows = stage.searching or stage.rows_needed
     # each layer's rows go straight into one buffer (no concatenation of per-batch parts at the end): room for
     # every batch's draw, ceil(cos_rows * take / n_cos) rows, of which a batch smaller than that fills less
     capacity = sum(math.ceil(s.cos_rows * min(s.batch_size, n_cos - b) / n_cos) for b in range(0, n_cos, s.batch_size))
@@ -261,7 +223,7 @@ def _statistics(run: CalibrationRun, stage: _Stage) -> None:
     filled = {l.name: 0 for l in layers}
     progress = s.progress if s.progress is not None else sys.stderr.isatty() and len(data) > 64
     seen = 0
-    exposed = stage.names + sorted({l.input for l in layers} - set(stage.names))
+    exposed = m.names + sorted({l.input for l in layers} - set(m.names))
 
     def sample_rows(outs, take):  # every layer in order: one generator draws all positions
         for l in layers:
@@ -273,26 +235,27 @@ def _statistics(run: CalibrationRun, stage: _Stage) -> None:
             filled[l.name] += len(part)
 
     with ThreadPoolExecutor(max_workers=s.threads or 2) as counting:
-        for outs in run_batches(stage.model, data, exposed, s.batch_size, s.threads, progress):
+        for outs in run_batches(m.model, data, exposed, s.batch_size, s.threads, progress):
             nb = len(next(iter(outs.values())))
             # the rows are sampled on one thread while the others count the histograms
             sampling = (
-                counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if sampling_rows and seen < n_cos else None
+                counting.submit(sample_rows, outs, min(nb, n_cos - seen)) if rows_needed and seen < n_cos else None
             )
-            update_histograms(stage.hists, outs, counting)
+            update_histograms(m.hists, outs, counting)
             if sampling is not None:
                 sampling.result()
             seen += nb
-    stage.samples = {name: buf[: filled[name]] for name, buf in rows.items()}  # the buffers live on as these views
+    m.samples = {name: buf[: filled[name]] for name, buf in rows.items()}  # the buffers live on as these views
 
 
-def _thresholds(run: CalibrationRun, stage: _Stage) -> None:
+def _thresholds(run: CalibrationRun, stage: Stage) -> None:
     """The coarse threshold of every tensor by the method, and its scale."""
-    rules, bits, graph, hists = run.rules, run.activation_bits, run.graph, stage.hists
+    rules, bits, graph = run.rules, run.activation_bits, run.graph
+    hists, names = stage.measured.hists, stage.measured.names
     # never negative on the data: 256 levels over [0, T] (u8 with zero point 0, or int8 with zero point -128
     # on asymmetric targets); otherwise 255 levels over [-T, T]
     signed = {
-        n: bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in stage.names
+        n: bits > 8 or not ((rules.unsigned_ok or rules.asymmetric) and hists[n].min >= 0) for n in names
     }  # 16 bits: int16 always (one wide type)
 
     full_range = {t for node in graph.nodes if INT_OPS[node.kind].full_range for t in (*node.inputs, *node.outputs)}
@@ -308,20 +271,21 @@ def _thresholds(run: CalibrationRun, stage: _Stage) -> None:
         return n, threshold(how, counts, h.width, amax=h.amax, percentile=run.settings.percentile, num_levels=levels)
 
     with ThreadPoolExecutor(max_workers=run.settings.threads or 2) as pool:
-        thr = dict(pool.map(one, stage.names))
+        thr = dict(pool.map(one, names))
     if bits > 8:  # a range fixed by the op is covered whole (IntOp.output_range); its group follows
         for n, amax in graph.output_amax().items():
             if n in thr and amax > thr[n].value:
                 thr[n] = replace(thr[n], value=amax)
     stage.thr, stage.signed, stage.full_range, stage.groups = thr, signed, full_range, groups
-    stage.act_scale = {n: float(scale_for_threshold(thr[n].value, bits, signed[n])) for n in stage.names}
+    stage.act_scale = {n: float(scale_for_threshold(thr[n].value, bits, signed[n])) for n in names}
     stage.coarse_scale = dict(stage.act_scale)
 
 
-def _weight_scales(run: CalibrationRun, stage: _Stage) -> None:
+def _weight_scales(run: CalibrationRun, stage: Stage) -> None:
     """Weights: max |w| per output channel, then the fine search (kl+cos) of weight and input scales."""
-    layers, inits, s = stage.layers, stage.inits, run.settings
-    wstats = weight_stats(stage.model, layers)
+    m, s = stage.measured, run.settings
+    layers, inits = m.layers, m.inits
+    wstats = weight_stats(m.model, layers)
     stage.w_bits = w_bits = {l.weight: run.rules.weight_bits(l.op, l.attrs, inits[l.weight]) for l in layers}
     stage.w_scale = {w: scale_for_threshold(st.ch_absmax, w_bits[w]) for w, st in wstats.items()}
     stage.w_method = dict.fromkeys(wstats, "minmax")
@@ -337,11 +301,11 @@ def _weight_scales(run: CalibrationRun, stage: _Stage) -> None:
                 if l.input in stage.act_scale and not stage.full_range.intersection((l.input, l.output))
             ],
             inits,
-            stage.samples,
+            m.samples,
             Inputs(
                 stage.act_scale,
                 stage.signed,
-                {n: float(scale_for_threshold(stage.hists[n].amax, 8, stage.signed[n])) for n in stage.act_scale},
+                {n: float(scale_for_threshold(m.hists[n].amax, 8, stage.signed[n])) for n in stage.act_scale},
             ),
             SearchSettings(steps=s.cos_steps, rounds=s.cos_rounds, threads=s.threads or 2),
             weight_bits=w_bits,
@@ -353,7 +317,7 @@ def _weight_scales(run: CalibrationRun, stage: _Stage) -> None:
     stage.result = result
 
 
-def _share_groups(run: CalibrationRun, stage: _Stage) -> None:
+def _share_groups(run: CalibrationRun, stage: Stage) -> None:
     """Target constraints: shared scales (a group takes its widest range)."""
     signed, act_scale, result, bits = stage.signed, stage.act_scale, stage.result, run.activation_bits
     for gi, g in enumerate(stage.groups):
@@ -375,7 +339,7 @@ def _share_groups(run: CalibrationRun, stage: _Stage) -> None:
             stage.group_of[n] = gi
 
 
-def _fixed_scales(run: CalibrationRun, stage: _Stage) -> None:
+def _fixed_scales(run: CalibrationRun, stage: Stage) -> None:
     """Scales the target fixes (TFLite: LOGISTIC's and SOFTMAX's output 1/256 with zero point -128), with their
     groups."""
     for node in run.graph.nodes:
@@ -386,139 +350,6 @@ def _fixed_scales(run: CalibrationRun, stage: _Stage) -> None:
                 out = node.outputs[0]
                 members = next((g for g in stage.groups if out in g), [out])
                 stage.fixed.update({m: (float(np.float32(scale)), zp) for m in members})
-
-
-# ---------------------------------------------------------------------------------------------------- the table
-def _doc(run: CalibrationRun, stage: _Stage) -> dict:
-    s, source = run.settings, run.provenance
-    return {
-        "format": "tcc-calibration",
-        "version": 1,
-        "target": run.rules.name,
-        "method": s.method,
-        "spec_hash": source.spec_hash,
-        "weights_hash": source.weights_hash,
-        "model_hash": run.model_hash,
-        "data_fingerprint": source.data_fingerprint,
-        "samples": len(stage.data),
-        "settings": {
-            "percentile": s.percentile,
-            "bins": s.bins,
-            "levels_signed": 128,
-            "levels_unsigned": 256,
-            "activation_bits": run.activation_bits,
-            "activation_method": stage.base,
-            "cos_steps": s.cos_steps,
-            "cos_rounds": s.cos_rounds,
-            "cos_rows": s.cos_rows,
-            "cos_samples": stage.n_cos if stage.searching else 0,
-            "cos_range": [0.5, 2.0],
-            "seed": s.seed,
-        },
-        "created_by": "tcc.quant.calibrate",
-        "timing_s": stage.timing,
-        "summary": _summary(stage.result),
-        "tensors": {**_activation_entries(run, stage), **_weight_entries(run, stage)},
-        "layers": _layer_entries(stage),
-        "groups": stage.groups,
-        "steps": [
-            {
-                "name": "equalization",
-                "enabled": bool(stage.equalization),
-                **({"settings": {"strengths": list(STRENGTHS)}, "pairs": stage.pairs} if stage.equalization else {}),
-            }
-        ],
-    }
-
-
-def _activation_entries(run: CalibrationRun, stage: _Stage) -> dict[str, dict]:
-    rules, result, tensors = run.rules, stage.result, {}
-    for n in stage.names:
-        h = stage.hists[n]
-        t = stage.thr[n]
-        s = stage.act_scale[n]
-        zp = 0
-        is_signed = stage.signed[n]
-        sym = True
-        if n in stage.fixed:
-            s, zp = stage.fixed[n]  # int8 codes, or int16 ones at zero point 0
-            is_signed, sym = True, zp == 0
-        elif rules.asymmetric and not is_signed:  # int8 with zero point -128 covers [0, 255 s]
-            zp, is_signed, sym = -128, True, False
-        elif rules.signed_as_u8 and is_signed:  # u8 with zero point 128 covers [-128 s, 127 s]
-            zp, is_signed = 128, False
-        diag = {"kl": t.kl, "kl_bin": t.bin, "coarse_scale": stage.coarse_scale[n]}
-        if result and n in result.act_cos:
-            diag["cos_before"], diag["cos_after"] = result.act_cos[n]
-        how = run.settings.method if result and n in result.act_scales else stage.base
-        entry = {
-            "kind": "activation",
-            "scale": s,
-            "zero_point": zp,
-            "bits": run.activation_bits,
-            "symmetric": sym,
-            "signed": is_signed,
-            "method": "fixed by the target" if n in stage.fixed else how,
-            "threshold": t.value,
-            "min": h.min,
-            "max": h.max,
-            "diagnostics": diag,
-        }
-        if n in stage.group_of:
-            entry["group"] = stage.group_of[n]
-        tensors[n] = entry
-    return tensors
-
-
-def _weight_entries(run: CalibrationRun, stage: _Stage) -> dict[str, dict]:
-    tensors = {}
-    for l in stage.layers:
-        sc = np.asarray(stage.w_scale[l.weight], dtype=np.float64)
-        tensors[l.weight] = {
-            "kind": "weight",
-            "scale": [float(v) for v in sc],
-            "zero_point": 0,
-            "bits": stage.w_bits[l.weight],
-            "symmetric": True,
-            "signed": True,
-            "axis": l.w_axis,
-            "method": stage.w_method[l.weight],
-            "layer": l.name,
-            **({"narrow_range": True} if run.rules.narrow_weights else {}),
-        }
-    return tensors
-
-
-def _layer_entries(stage: _Stage) -> dict[str, dict]:
-    layer_doc = {}
-    for l in stage.layers:
-        entry = {"op": l.op, "input": l.input, "weight": l.weight, "bias": l.bias, "output": l.output}
-        if stage.result and l.name in stage.result.layers:
-            lr = stage.result.layers[l.name]
-            entry["cos_before"], entry["cos_after"] = lr.cos_before, lr.cos_after
-        layer_doc[l.name] = entry
-    return layer_doc
-
-
-def _summary(result: SearchResult | None) -> dict:
-    if not (result and result.layers):
-        return {}
-    b = [r.cos_before for r in result.layers.values()]
-    a = [r.cos_after for r in result.layers.values()]
-    return {
-        "layers_searched": len(a),
-        "mean_cos_before": float(np.mean(b)),
-        "mean_cos_after": float(np.mean(a)),
-        "min_cos_before": float(np.min(b)),
-        "min_cos_after": float(np.min(a)),
-    }
-
-
-def wide_method(method: str) -> str:
-    """The activation method at 16 bits. KL picks a threshold for 128 / 256 levels, trading clipping for 8-bit
-    rounding; with 32768 levels the rounding error is negligible and clipping is what remains, so kl and kl+cos
-    take the whole range seen (minmax); percentile and minmax stay as asked."""
-    return "minmax" if method in ("kl", "kl+cos") else method
 
 
 def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:

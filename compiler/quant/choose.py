@@ -1,31 +1,41 @@
-"""Choosing the post-training steps per model: which of equalization, weight rounding and bias correction a
-calibration runs, when neither the command line nor the spec's `calibrate:` section fixes them.
+"""Choosing per model what neither the command line nor the spec fixed: the activation method (`auto`: one of
+tcc.quant.scales.methods.CANDIDATES) and the post-training steps (equalization, weight rounding, bias correction).
 
-No fixed choice helps every model (tcc.quant.table.steps.Steps), so each combination of the undecided steps is tried
-and judged: a seeded quarter of the calibration samples (at least JUDGED_MIN) is held back from the statistics, the
-rest calibrates, and every candidate table's INT8 model (exactly as the target computes it: Judge) runs on the
-held-back samples against the FP32 graph on ONNX Runtime. The best mean output cosine wins, then the
-best worst-sample cosine, both to 6 decimals (finer differences are noise on a few dozen samples); a tie goes to
-the earlier candidate, and candidates go from fewer steps to more. The winner's paired per-sample gain over the first
-candidate (the fixed steps alone) is recorded with its standard error: how far the judged samples support the
-choice. Samples the user holds out are never seen: only the calibration data is split.
+No fixed choice helps every model (tcc.quant.table.steps.Steps; the methods: docs/notes/method-choice.md), so the
+candidates are tried and judged: a seeded quarter of the calibration samples (at least JUDGED_MIN) is held back from
+the statistics, the rest calibrates, and every candidate table's INT8 model (exactly as the target computes it:
+Judge) runs on the held-back samples against the FP32 graph on ONNX Runtime. The objective guards the worst case and
+the class, not the mean cosine alone (best):
 
-One statistics pass serves every candidate with the same equalization (rounding and bias correction work on the
-final scales and the layers' sampled rows), so all 8 combinations cost two calibrations plus the per-layer steps and
-the judging. The chosen steps then calibrate on every sample (the table's statistics are the whole data's; the recorded
-cosines are those of the trial tables, made from three quarters of it). Its `steps_choice` says what was tried, what
-each measured and what won (the
-time taken is in `timing_s`, with the table's other times); a choice budget that stopped the trials early is
-recorded too (the table then depends on the machine's speed).
+    1. top-1 agreement with FP32 (per sample; per position too for a dense output): only the candidates within
+       AGREEMENT_TOLERANCE of the best agreement stay (less is noise at a mask's borders; one judged sample of a
+       classifier is more);
+    2. of those, the best mean of the per-sample cosine averaged with its 10th percentile, to 6 decimals;
+    3. then the best mean cosine, to 6 decimals (finer differences are noise on a few dozen samples)
+
+and a tie goes to the earlier candidate. Another method than the first wins only with a guarded cosine SWITCH_MARGIN
+above the first's (kl+cos is the default, and the methods' small differences are noise on few samples).
+The methods come first, each with the fixed steps alone (the free ones
+off); then every combination of the free steps with the method that won, fewer steps first (the combination the
+methods were judged with is not judged again). The winner's paired per-sample cosine gain over the first candidate
+(kl+cos or the method given, fixed steps alone) is recorded with its standard error: how far the judged samples
+support the choice. Samples the user holds out are never seen: only the calibration data is split.
+
+One statistics pass (tcc.quant.stage.Measured) serves every method and every post-step subset with the same
+equalization, so the whole choice costs one pass per equalization setting, each method's thresholds and search, the
+per-layer steps and the judging. The chosen method and steps then calibrate on every sample (the table's statistics
+are the whole data's; the recorded cosines are those of the trial tables, made from three quarters of it). Its
+`steps_choice` says what was tried, what each measured and what won (the time taken is in `timing_s`, with the
+table's other times); a choice budget that stopped the trials early is recorded too (the table then depends on the
+machine's speed).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import onnx
@@ -36,7 +46,9 @@ from .intgraph.qgraph import quantize_graph
 from .intgraph.reference import Reference
 from .lower.qdq import to_qdq
 from .report.quality import run_ort
+from .scales.methods import AUTO, CANDIDATES
 from .settings import CalibrationRun
+from .stage import Measured, Scaled, wide_method
 from .table.file import CalibrationTable
 from .table.records import StepsChoice
 from .table.rules import TargetRules
@@ -45,41 +57,66 @@ from .table.steps import STEP_NAMES, Steps
 SAMPLES_MIN = 32  # fewer: no choice (8 judged samples and 24 for the statistics at least)
 JUDGED_MIN = 8
 JUDGED_FRACTION = 0.25
-DECIMALS = 6
+LOW_PERCENTILE = 10  # the objective's worst-case guard: the per-sample cosine's 10th percentile
 POST_STEPS = ("rounding", "bias_correction")  # run on the final scales: one statistics pass serves each subset
-Stage = TypeVar("Stage")  # a calibration up to its per-layer steps (tcc.quant.calibrate.Scaled)
+AGREEMENT_TOLERANCE = 0.01
+# another method than the first (kl+cos, the default tuned on DDSNet) wins only with a guarded cosine at least this
+# much above it: on DDSNet's checkpoints the methods differ by less, as noise of the judged crops (PCam: min-max
+# judged 0.0004 better, worse on other crops), where KL's clipping costs the models it fails 0.01 to 0.3
+# (docs/notes/method-choice.md); a 2-standard-error gate on the paired gain refused those too (the gain sits on the
+# few samples that reach the clipped range)
+SWITCH_MARGIN = 0.001
+COSINE_DECIMALS = 6
 
 
-def choose_steps(
-    run: CalibrationRun,
-    scaled: Callable[[np.ndarray, bool], Stage],
-    with_layer_steps: Callable[[Stage, Steps], CalibrationTable],
-) -> CalibrationTable:
-    """The table of the best combination of the run's free steps. scaled(data, equalization): a calibration up to
-    its per-layer steps; with_layer_steps(stage, steps): its table with them (tcc.quant.calibrate)."""
+class Phases(Protocol):
+    """A calibration's phases as the choice calls them (tcc.quant.calibrate)."""
+
+    def measured(self, data: np.ndarray, equalization: bool) -> Measured: ...  # equalization + statistics
+
+    def scaled(self, measured: Measured, method: str) -> Scaled: ...  # one method's scales
+
+    def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable: ...  # with the per-layer steps
+
+
+@dataclass(frozen=True)
+class Candidate:
+    method: str
+    equalization: bool
+    post: tuple[str, ...]  # post-steps on
+
+
+def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
+    """The table of the best candidate: the run's method (or, for `auto`, each of CANDIDATES) with the best
+    combination of its free steps."""
     started = time.perf_counter()
-    data, steps = run.data, run.steps
+    data, steps, method = run.data, run.steps, run.method
     fixed = {name: bool(getattr(steps, name)) for name in STEP_NAMES if name not in steps.free}
-    record: dict[str, Any] = {"free": list(steps.free), "fixed": fixed, "budget_s": steps.choice_budget}
+    free = [*(["method"] if method == AUTO else []), *steps.free]
+    record: dict[str, Any] = {"free": free, "fixed": fixed, "budget_s": steps.choice_budget}
+    if method == AUTO:
+        record["methods"] = list(method_candidates(run.activation_bits))
     if steps.choice_budget == 0 or len(data) < SAMPLES_MIN:
         why = (
             "choice budget 0"
             if steps.choice_budget == 0
             else f"{len(data)} calibration samples; choosing needs {SAMPLES_MIN} ({JUDGED_MIN} held back to judge)"
         )
-        plain = steps.deciding(())
-        table = with_layer_steps(scaled(data, bool(plain.equalization)), plain)
-        record.update(chosen=[], skipped=why, trials=[])
+        plain = _plain(run)
+        table = _final(phases, data, plain, _decided(steps, plain))
+        record.update(method=plain.method, chosen=[], skipped=why, trials=[])
     else:
-        trials = _trials(run, scaled, with_layer_steps, started)
+        trials = _Trials.run(run, phases, started)
         # recorded, not a gate: on the few judged samples no gain cleared 2 standard errors, where the best trial
         # was better on other samples (docs/notes/steps-choice.md)
-        gain = trials.best_cosines - trials.first_cosines  # per judged sample, against the fixed steps alone
+        gain = trials.best_cosines - trials.first_cosines  # per judged sample, against the first candidate
         standard_error = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
         # the table itself from every sample: one from three quarters of them lost more held-out cosine than the
         # choice gained (docs/notes/steps-choice.md)
-        table = with_layer_steps(scaled(data, bool(trials.best.equalization)), trials.best)
+        best = trials.best
+        table = _final(phases, data, best, _decided(steps, best))
         record.update(
+            method=best.method,
             chosen=trials.best_record["steps"],
             judged_samples=trials.judged,
             statistics_samples=len(data) - trials.judged,
@@ -88,57 +125,108 @@ def choose_steps(
             trials=trials.records,
             best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
         )
-    table.record_choice(
-        cast(StepsChoice, record), time.perf_counter() - started
-    )  # the whole choice, the table's own run included
+    table.record_choice(cast(StepsChoice, record), time.perf_counter() - started)  # the table's own run included
     return table
+
+
+def _final(phases: Phases, data: np.ndarray, candidate: Candidate, steps: Steps) -> CalibrationTable:
+    return phases.table(phases.scaled(phases.measured(data, candidate.equalization), candidate.method), steps)
+
+
+def _plain(run: CalibrationRun) -> Candidate:
+    """The first candidate: kl+cos (or the method given) with the fixed steps alone."""
+    equalization, post = candidates(run.steps)[0]
+    return Candidate(CANDIDATES[0] if run.method == AUTO else run.method, equalization, post)
+
+
+def _decided(steps: Steps, candidate: Candidate) -> Steps:
+    return steps.deciding([*(["equalization"] if candidate.equalization else []), *candidate.post])
+
+
+def method_candidates(bits: int) -> tuple[str, ...]:
+    """The methods `auto` tries at this activation width: at 16 bits kl and kl+cos take the whole range seen
+    (tcc.quant.stage.wide_method), so a method equal there to an earlier one is not tried again."""
+    seen: set[str] = set()
+    out = []
+    for method in CANDIDATES:
+        effective = wide_method(method) if bits > 8 else method
+        if effective not in seen:
+            seen.add(effective)
+            out.append(method)
+    return tuple(out)
 
 
 @dataclass
 class _Trials:
     """Every candidate tried on the statistics samples and judged on the held-back ones, and the best."""
 
-    records: list[dict]  # per candidate: its steps and the judged mean and min cosine
-    best: Steps
+    records: list[dict]  # per candidate: its method, steps and what the judge measured
+    best: Candidate
     best_record: dict
     best_cosines: np.ndarray  # per judged sample
-    first_cosines: np.ndarray  # the first candidate's (the fixed steps alone)
+    first_cosines: np.ndarray  # the first candidate's
     judged: int  # samples held back
     complete: bool  # every candidate tried within the budget
 
+    @classmethod
+    def run(cls, run: CalibrationRun, phases: Phases, started: float) -> _Trials:
+        statistics, held = split(len(run.data), run.settings.seed)
+        trying = _Trying(run, phases, run.data[statistics], Judge(run.model, run.data[held], run.graph, run.rules))
+        plain = _plain(run)
+        methods = method_candidates(run.activation_bits) if run.method == AUTO else (plain.method,)
+        complete = trying.each([Candidate(m, plain.equalization, plain.post) for m in methods], started)
+        if complete:  # the methods judged: every combination of the steps with the winner
+            won = trying.best()[1].method
+            steps = [Candidate(won, eq, post) for eq, post in candidates(run.steps)]
+            complete = trying.each([c for c in steps if c != Candidate(won, plain.equalization, plain.post)], started)
+        record, best, cosines = trying.best()
+        return cls(trying.records, best, record, cosines, trying.per_sample[0], len(held), complete)
 
-def _trials(
-    run: CalibrationRun,
-    scaled: Callable[[np.ndarray, bool], Stage],
-    with_layer_steps: Callable[[Stage, Steps], CalibrationTable],
-    started: float,
-) -> _Trials:
-    data, steps = run.data, run.steps
-    statistics, judged = split(len(data), run.settings.seed)
-    judge = Judge(run.model, data[judged], run.graph, run.rules)
-    records: list[dict] = []
-    per_sample: list[np.ndarray] = []
-    best: tuple[dict, Steps, np.ndarray] | None = None
-    complete, stages = True, {}
-    for equalization, post in candidates(steps):
-        if records and steps.choice_budget is not None and time.perf_counter() - started > steps.choice_budget:
-            complete = False
-            break
-        if equalization not in stages:  # one statistics pass per equalization setting, for all its candidates
-            stages = {equalization: scaled(data[statistics], equalization)}
-        decided = steps.deciding([*(["equalization"] if equalization else []), *post])
-        cosines = judge.cosines(with_layer_steps(stages[equalization], decided))
-        trial = {
-            "steps": [n for n in STEP_NAMES if decided.enabled(n)],
-            "mean_cos": float(cosines.mean()),
-            "min_cos": float(cosines.min()),
-        }
-        records.append(trial)
-        per_sample.append(cosines)
-        if best is None or _key(trial) > _key(best[0]):
-            best = (trial, decided, cosines)
-    assert best is not None  # the first candidate always runs
-    return _Trials(records, best[1], best[0], best[2], per_sample[0], len(judged), complete)
+
+class _Trying:
+    """Candidates judged one by one, each statistics pass and method's scales made once and reused."""
+
+    def __init__(self, run: CalibrationRun, phases: Phases, data: np.ndarray, judge: Judge):
+        self.run, self.phases, self.data, self.judge = run, phases, data, judge
+        self.records: list[dict] = []
+        self.per_sample: list[np.ndarray] = []
+        self.candidates: list[Candidate] = []
+        self._measured: dict[bool, Measured] = {}
+        self._scaled: dict[tuple[bool, str], Scaled] = {}
+
+    def each(self, queue: list[Candidate], started: float) -> bool:
+        """Judge the queue's candidates in order; False when the budget stopped it first."""
+        for candidate in queue:
+            if _over_budget(self.run.steps, started, self.records):
+                return False
+            self.trial(candidate)
+        return True
+
+    def trial(self, candidate: Candidate) -> None:
+        eq, method = candidate.equalization, candidate.method
+        if eq not in self._measured:  # one statistics pass per equalization setting (the candidates go in order)
+            self._measured = {eq: self.phases.measured(self.data, eq)}
+            self._scaled = {}
+        if (eq, method) not in self._scaled:
+            self._scaled[eq, method] = self.phases.scaled(self._measured[eq], method)
+        decided = _decided(self.run.steps, candidate)
+        judgement = self.judge.judgement(self.phases.table(self._scaled[eq, method], decided))
+        record = {"method": method, "steps": [n for n in STEP_NAMES if decided.enabled(n)], **judgement.summary()}
+        if self.records and method != self.records[0]["method"]:  # another method than the first: a switch
+            record["eligible"] = record["guarded_cos"] >= self.records[0]["guarded_cos"] + SWITCH_MARGIN
+        self.records.append(record)
+        self.per_sample.append(judgement.cosines)
+        self.candidates.append(candidate)
+
+    def best(self) -> tuple[dict, Candidate, np.ndarray]:
+        """The best trial so far (best_trial) of those that may win, its candidate and per-sample cosines."""
+        i = best_trial(self.records)
+        return self.records[i], self.candidates[i], self.per_sample[i]
+
+
+def _over_budget(steps: Steps, started: float, records: list[dict]) -> bool:
+    """No new trial after the first once the budget is spent."""
+    return bool(records) and steps.choice_budget is not None and time.perf_counter() - started > steps.choice_budget
 
 
 def candidates(steps: Steps) -> list[tuple[bool, tuple[str, ...]]]:
@@ -158,28 +246,65 @@ def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[judged_count:]), np.sort(order[:judged_count])
 
 
-def _key(trial: dict) -> tuple[float, float]:
-    return round(trial["mean_cos"], DECIMALS), round(trial["min_cos"], DECIMALS)
+def best_trial(trials: list[dict]) -> int:
+    """The index of the best trial that may win (not another method below the switch margin): of those within
+    AGREEMENT_TOLERANCE of the best top-1 agreement, the best guarded cosine, then mean cosine (COSINE_DECIMALS);
+    the earliest on ties."""
+    eligible = [(i, t) for i, t in enumerate(trials) if t.get("eligible", True)]
+    top = max(t["agreement"] for _, t in eligible)
+    kept = [i for i, t in eligible if t["agreement"] >= top - AGREEMENT_TOLERANCE]
+    return max(kept, key=lambda i: (*_cosines(trials[i]), -i))
+
+
+def _cosines(trial: dict) -> tuple[float, float]:
+    return round(trial["guarded_cos"], COSINE_DECIMALS), round(trial["mean_cos"], COSINE_DECIMALS)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One candidate's INT8 output against FP32 on the judged samples."""
+
+    cosines: np.ndarray  # per sample
+    agreement: np.ndarray  # per sample: the fraction of its argmax positions (one for a classifier) that agree
+
+    def summary(self) -> dict[str, float]:
+        mean, low = float(self.cosines.mean()), float(np.percentile(self.cosines, LOW_PERCENTILE))
+        return {
+            "mean_cos": mean,
+            "min_cos": float(self.cosines.min()),
+            "low_cos": low,
+            "guarded_cos": (mean + low) / 2,
+            "agreement": float(self.agreement.mean()),
+        }
 
 
 class Judge:
-    """The per-sample cosine of a table's INT8 output and the FP32 output, on held-back samples. The INT8 output is
-    exactly what the target computes: under ONNX Runtime's rules the table's QDQ graph on ORT's integer kernels
-    (bit-exact with tcc's integer reference there, and fast), under other rules the integer reference itself.
-    Float fake-quant would be faster still, but on DDSNet its cosine error was as far from the integer one as the
-    candidates from each other (docs/notes/steps-choice.md)."""
+    """The per-sample cosine and argmax agreement of a table's INT8 output and the FP32 output, on held-back samples.
+    The INT8 output is exactly what the target computes: under ONNX Runtime's rules the table's QDQ graph on ORT's
+    integer kernels (bit-exact with tcc's integer reference there, and fast), under other rules the integer
+    reference itself. Float fake-quant would be faster still, but on DDSNet its cosine error was as far from the
+    integer one as the candidates from each other (docs/notes/steps-choice.md)."""
 
     def __init__(self, model: onnx.ModelProto, x: np.ndarray, graph: IntGraph, rules: TargetRules):
         self.model, self.x, self.graph, self.rules = model, np.ascontiguousarray(x), graph, rules
         self.fp32 = run_ort(model, self.x)
 
-    def cosines(self, table: CalibrationTable) -> np.ndarray:
+    def judgement(self, table: CalibrationTable) -> Judgement:
         if self.rules.name == "ort":
             got = run_ort(to_qdq(self.model, table), self.x)
         else:
             qgraph, reference = quantize_graph(self.graph, table), Reference()
             got = np.concatenate([_first(reference.run(qgraph, self.x[b : b + 4])) for b in range(0, len(self.x), 4)])
-        return per_sample_cosine(self.fp32, got)
+        return Judgement(per_sample_cosine(self.fp32, got), per_sample_agreement(self.fp32, got))
+
+
+def per_sample_agreement(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per sample, the fraction of positions whose argmax over axis 1 agrees (a classifier's: 0 or 1; an output
+    without a class axis agrees everywhere: there is no class to lose)."""
+    ref, got = np.asarray(ref), np.asarray(got)
+    if ref.ndim < 2 or ref.shape[1] < 2:
+        return np.ones(len(ref))
+    return (ref.argmax(axis=1) == got.argmax(axis=1)).reshape(len(ref), -1).mean(axis=1)
 
 
 def _first(result):

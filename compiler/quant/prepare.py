@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import BuildError, CalibrationError, DataError
 from .intgraph.match import quantized_form
 from .place.placer import check_nodes, check_options
-from .scales.methods import METHODS
+from .scales.methods import AUTO, METHODS
 from .settings import CalibrationRequest, CalibrationSettings
 from .table.rules import RULES, TargetRules
 
@@ -95,9 +95,9 @@ def check_placement_source(placement: PlaceOptions | None, calib: str | Path | N
 
 
 # ---------------------------------------------------------------------------------------------------- the settings
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+def check_method(method: str | None) -> None:
+    if method is not None and method not in (*METHODS, AUTO):
+        raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join((*METHODS, AUTO))}")
 
 
 def check_request(request: CalibrationRequest, rules: TargetRules, target: str | None) -> None:
@@ -125,9 +125,18 @@ def resolve(
     steps = request.settings.steps
     return replace(
         request.settings,
+        method=method_for(request.settings.method, spec_section),
         activation_bits=bits,
         steps=steps if steps is not None else request.step_switches.steps(spec_section),
     )
+
+
+def method_for(given: str | None, spec_section: dict | None) -> str:
+    """A command's calibration method: the one given, else the spec's `calibrate:` section's, else auto (chosen per
+    model, tcc.quant.choose)."""
+    method = given if given is not None else (spec_section or {}).get("method", AUTO)
+    check_method(method)
+    return str(method)
 
 
 def activation_bits(spec_section: dict | None, given: int | None, rules: TargetRules | None = None) -> int:

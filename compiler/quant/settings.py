@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 class CalibrationSettings:
     """How a calibration chooses its scales (tcc.quant.calibrate's docstring lists its phases)."""
 
-    method: str = "kl+cos"  # minmax | percentile | kl | kl+cos (tcc.quant.scales.methods.METHODS)
+    # minmax | percentile | kl | kl+cos (tcc.quant.scales.methods.METHODS), or auto: one of them chosen per model on
+    # held-back samples (tcc.quant.choose); None: a command's is the spec's `calibrate:` section's method, else auto
+    # (tcc.quant.prepare.method_for), and calibrate_onnx's kl+cos
+    method: str | None = None
     # the quantization rules the table is made for: a rules name (tcc.quant.table.rules.RULES) or TargetRules; `tcc
     # calibrate` also takes a build target's name (rules_for); a build sets its target's rules
     target: str | TargetRules = "ort"
@@ -102,6 +105,11 @@ class CalibrationRun:
     settings: CalibrationSettings  # with steps and activation_bits resolved
     provenance: Provenance  # with the data's fingerprint
     model_hash: str  # the FP32 graph's (the one a build reads the table with)
+
+    @property
+    def method(self) -> str:
+        assert self.settings.method is not None  # resolved by calibrate_onnx
+        return self.settings.method
 
     @property
     def steps(self) -> Steps:

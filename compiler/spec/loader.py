@@ -118,7 +118,7 @@ class Spec:
     notes: list[str] = field(default_factory=list)  # things the user should hear about (printed by the CLI)
     checkpoints: list = field(default_factory=list)  # the checkpoint layouts it declares (tcc.spec.checkpoint_layouts)
     overrides: dict = field(default_factory=dict)  # the --set values it was loaded with
-    calibrate: dict = field(default_factory=dict)  # its `calibrate:` section: default post-training steps
+    calibrate: dict = field(default_factory=dict)  # its `calibrate:` section: default method and post-training steps
 
     @property
     def spec_hash(self) -> str:
@@ -304,6 +304,8 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
         checkpoints=checkpoints,
         overrides=dict(overrides or {}),
         calibrate={
-            k: v if k == "activation_bits" else bool(v) for k, v in doc.get("calibrate", {}).items() if k != "doc"
+            k: v if k in ("activation_bits", "method") else bool(v)
+            for k, v in doc.get("calibrate", {}).items()
+            if k != "doc"
         },
     )

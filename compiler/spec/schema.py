@@ -208,15 +208,21 @@ _CHECKPOINT = {
 }
 
 
-# the post-training steps a model's INT8 calibration runs by default (tcc.quant.table.steps.Steps); a command-line
-# switch
-# (--bias-correction / --no-bias-correction, ...) overrides it
+# the method and post-training steps a model's INT8 calibration runs by default (tcc.quant.prepare.method_for,
+# tcc.quant.table.steps.Steps); a command-line flag (--method, --bias-correction / --no-bias-correction, ...)
+# overrides it
 _CALIBRATE = {
     "type": "object",
-    "description": "INT8 calibration defaults for this model: which post-training steps `tcc calibrate` and `tcc "
-    "build --data` run unless their switches say otherwise (tcc's own default: none)",
+    "description": "INT8 calibration defaults for this model: the method and which post-training steps `tcc "
+    "calibrate` and `tcc build --data` run unless their flags say otherwise (tcc's own default: the method and bias "
+    "correction chosen per model)",
     "properties": {
         "doc": {"type": "string", "description": "why (what was measured)"},
+        "method": {
+            "enum": ["auto", "kl+cos", "minmax", "percentile", "kl"],
+            "description": "activation method (`--method`): auto chooses kl+cos, minmax or percentile per model on "
+            "held-back calibration samples",
+        },
         "equalization": {"type": "boolean"},
         "bias_correction": {"type": "boolean"},
         "rounding": {"type": "boolean"},

@@ -14,7 +14,7 @@ from tests.helpers import load_tool
 
 def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
     tool = load_tool("import_census")
-    monkeypatch.setattr(tool, "CALIB", 8)  # the tool's 24 / 8 crops measure; these check the row's making
+    monkeypatch.setattr(tool, "CALIB", 8)  # the tool's 32 / 8 crops measure; these check the row's making
     monkeypatch.setattr(tool, "JUDGED", 4)
     rows = {}
     for name in ("monai_unet",):

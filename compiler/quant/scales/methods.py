@@ -21,6 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("minmax", "percentile", "kl", "kl+cos")
+# `auto`: the method chosen per model among CANDIDATES, each judged on held-back samples (tcc.quant.choose); kl+cos
+# first, so a tie keeps it. No one method wins everywhere: KL clips the wide activations after squeeze-excite gates
+# and hard-swish that min-max keeps (docs/notes/method-choice.md)
+AUTO = "auto"
+CANDIDATES = ("kl+cos", "minmax", "percentile")
 SMOOTH_EPS = 1e-4
 
 

@@ -83,9 +83,12 @@ class StepRecord(TypedDict, total=False):
 
 
 class StepsChoice(TypedDict, total=False):
-    """How the steps neither the command line nor the spec fixed were chosen (tcc.quant.choose)."""
+    """How the method (`auto`) and the steps neither the command line nor the spec fixed were chosen
+    (tcc.quant.choose)."""
 
-    free: list[str]
+    free: list[str]  # "method" first when it was free, then the free steps
+    methods: list[str]  # the methods tried (auto)
+    method: str  # the table's
     fixed: dict[str, bool]
     budget_s: float | None
     chosen: list[str]

@@ -249,39 +249,50 @@ def summary_lines(table: CalibrationTable) -> list[str]:
 
 
 def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> list[str]:
-    """How the undecided steps were chosen (tcc.quant.choose), in one line; `seconds`: the time it took
-    (table_choice_lines: a table's)."""
+    """How the method and the undecided steps were chosen (tcc.quant.choose), in one line; `seconds`: the time it
+    took (table_choice_lines: a table's)."""
     if not choice or not choice["free"]:
         return []
     free = ", ".join(n.replace("_", " ") for n in choice["free"])
     if choice.get("skipped"):
-        return [f"steps chosen per model ({free}): none tried ({choice['skipped']}); those steps are off"]
-
-    def named(steps: list[str]) -> str:
-        return " + ".join(n.replace("_", " ") for n in steps) or "none"
-
+        method = f"{choice['method']}, " if "method" in choice["free"] else ""
+        return [f"chosen per model ({free}): none tried ({choice['skipped']}); {method}the free steps off"]
     trials = choice["trials"]
-    best = next(t for t in trials if t["steps"] == choice["chosen"])
-    plain = trials[0]
+    best = next(t for t in trials if _names(t) == _names(choice))
+    first = trials[0]
     line = (
-        f"steps chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: "
-        f"{named(choice['chosen'])}, INT8 output cosine mean {best['mean_cos']:.6f} / min {best['min_cos']:.6f}"
-        + (
-            f" (vs {named(plain['steps'])}: {plain['mean_cos']:.6f} / {plain['min_cos']:.6f})"
-            if best is not plain
-            else ""
-        )
-        + f"; {len(trials)} combinations judged"
+        f"chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: {_named(best)}, "
+        f"INT8 {_judged(best)}"
+        + (f" (vs {_named(first)}: {_judged(first)})" if best is not first else "")
+        + f"; {len(trials)} candidates judged"
         + (f" in {seconds:.1f} s" if seconds is not None else "")
     )
     gain = choice.get("best_gain")
-    if gain and best is not plain:
-        line += f", gain per sample {gain['mean']:.2g} +- {gain['standard_error']:.2g}"
+    if gain and best is not first:
+        line += f", cosine gain per sample {gain['mean']:.2g} +- {gain['standard_error']:.2g}"
     if not choice.get("complete", True):
         line += (
             f" (budget {choice['budget_s']:g} s reached before the rest: the choice depends on this machine's speed)"
         )
     return [line]
+
+
+def _names(trial: Any) -> tuple[str | None, tuple[str, ...]]:
+    """A trial's (or the choice's) method and steps; tables of earlier versions name no method."""
+    return trial.get("method"), tuple(trial["steps"] if "steps" in trial else trial["chosen"])
+
+
+def _named(trial: dict[str, Any]) -> str:
+    steps = " + ".join(n.replace("_", " ") for n in trial["steps"]) or "no step"
+    return f"{trial['method']} with {steps}" if "method" in trial else steps
+
+
+def _judged(trial: dict[str, Any]) -> str:
+    """What the judge measured: cosine mean / 10th percentile / min, top-1 agreement (earlier tables: no the
+    last two)."""
+    low = f" / p10 {trial['low_cos']:.6f}" if "low_cos" in trial else ""
+    agreement = f", top-1 agreement {100 * trial['agreement']:.1f}%" if "agreement" in trial else ""
+    return f"cosine mean {trial['mean_cos']:.6f}{low} / min {trial['min_cos']:.6f}{agreement}"
 
 
 def table_choice_lines(table: CalibrationTable) -> list[str]:
