@@ -21,6 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--image", help="an image file; the spec's (or bundle's) preprocessing is applied")
     src.add_argument("--input", help="a .npy float32 array, NCHW, used as is")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--masks",
+        metavar="DIR",
+        default="out/masks",
+        help="a segmentation model (dense output): where each image's mask PNG (the class per pixel, with a palette) "
+        "and its overlay go (default out/masks)",
+    )
+    p.add_argument("--force", action="store_true", help="replace masks already in --masks")
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
@@ -37,7 +45,7 @@ def run(args) -> int:
             file=sys.stderr,
         )
     logits = model.predict(args.image or args.input, log=lambda msg: print(msg, file=sys.stderr))
-    _print_predictions(logits, model.labels, args.json)
+    _print_predictions(logits, model.labels, args)
     return 0
 
 
@@ -50,13 +58,19 @@ def _predict_artifact(args) -> int:
     logits = bundle.run(args.image or args.input)
     if bundle.warning:
         print(f"WARNING: {bundle.warning}", file=sys.stderr)
-    _print_predictions(logits, bundle.labels, args.json)
+    _print_predictions(logits, bundle.labels, args)
     return 0
 
 
-def _print_predictions(logits, labels, as_json: bool) -> None:
+def _print_predictions(logits, labels, args) -> None:
     import numpy as np  # deferred for start-up: loads numpy
 
+    from ..segmentation.masks import is_dense  # deferred for start-up: loads numpy
+
+    if is_dense(logits):
+        _write_masks(logits, labels, args)
+        return
+    as_json = args.json
     results: list[dict[str, Any]] = []
     for row in logits.reshape(len(logits), -1):
         cls = int(np.argmax(row))
@@ -75,3 +89,18 @@ def _print_predictions(logits, labels, as_json: bool) -> None:
                 + "  logits "
                 + " ".join(f"{v:.4f}" for v in r["logits"])
             )
+
+
+def _write_masks(logits, labels, args) -> None:
+    """A dense output: each sample's mask (and overlay, for an image) written to --masks, one line or JSON each."""
+    from pathlib import Path
+
+    from ..segmentation.predict import Source, describe, write_predictions  # deferred for start-up: loads numpy
+
+    source = Source(Path(args.image or args.input), image=args.image is not None)
+    results = write_predictions(logits, source, Path(args.masks), labels, args.force)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+    else:
+        for r in results:
+            print(describe(r))

@@ -281,7 +281,8 @@ def load_spec(path: str | Path, overrides: dict | None = None) -> Spec:
     labels = list(doc["labels"]) if "labels" in doc else None
     notes = []
     out_shape = graph.shape(graph.main_output)
-    if labels is not None and (len(out_shape) != 1 or out_shape[0] != len(labels)):
+    # a label per class: a classifier's [C] output, or a segmenter's [C, H, W] (a class per pixel)
+    if labels is not None and (len(out_shape) not in (1, 3) or out_shape[0] != len(labels)):
         if overrides:  # e.g. --set num_classes=2 on a spec whose labels name 6 classes
             changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
             notes.append(

@@ -291,7 +291,7 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
     assert Steps.chosen({"rounding": True}, rounding=None).rounding
     assert not Steps.chosen({"rounding": True}, rounding=False, rounding_budget=3.0).rounding
     root = REPO
-    assert load_spec(root / "spec" / "ddsnet.yaml").calibrate == {"bias_correction": True}
+    assert load_spec(root / "spec" / "ddsnet.yaml").calibrate == {"method": "kl+cos", "bias_correction": True}
 
     before = out.read_bytes()
     spec.write_text(body + "calibrate:\n  bias_corection: true\n")
