@@ -595,6 +595,11 @@ LOOKUP_FUNCTIONS: dict[str, Callable[[np.ndarray, dict], np.ndarray]] = {
     "LeakyRelu": _leaky_relu,
     "Elu": _elu,
 }
+# the lookups whose outputs are bounded, and so used as gates (a squeeze-excite's sigmoid scales whole channels):
+# calibration takes their whole observed range, never KL's clipping (tcc.quant.intgraph.match.IntGraph.gates). KL on
+# a gate's few values far from zero clipped SemNASNet's first one at its minimum (0.218 of values up to 0.778): every
+# channel then scaled alike (docs/notes/method-choice.md)
+BOUNDED_LOOKUPS = ("Sigmoid", "HardSigmoid", "Tanh")
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ def census(entry: Entry, work: Path) -> dict:
         return row | {"stage": "import", "error": _first_error(err)}
     fp32 = run_ort(original, judged)
     rc, printed, err = _tcc(
-        "predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "judged.npy", "--json"
+        "predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "judged.npy", "--json", "--logits"
     )
     if rc != 0:
         return row | {"stage": "predict", "error": _first_error(err)}

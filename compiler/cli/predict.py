@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and its overlay go (default out/masks)",
     )
     p.add_argument("--force", action="store_true", help="replace masks already in --masks")
+    p.add_argument(
+        "--logits", action="store_true", help="a segmentation model: print its logits per pixel instead of masks"
+    )
     max_pixels_arg(p)
     p.set_defaults(func=run)
 
@@ -67,16 +70,21 @@ def _print_predictions(logits, labels, args) -> None:
 
     from ..segmentation.masks import is_dense  # deferred for start-up: loads numpy
 
-    if is_dense(logits):
+    dense = is_dense(logits)
+    if dense and not args.logits:
         _write_masks(logits, labels, args)
         return
     as_json = args.json
     results: list[dict[str, Any]] = []
-    for row in logits.reshape(len(logits), -1):
-        cls = int(np.argmax(row))
-        r: dict[str, Any] = {"logits": [float(v) for v in row], "class": cls}
-        if labels:
-            r["label"] = labels[cls]
+    for sample in logits:
+        row = sample.ravel()
+        r: dict[str, Any] = {"logits": [float(v) for v in row]}
+        if dense:  # a class per pixel: the masks say it (without --logits)
+            r["shape"] = list(sample.shape)
+        else:
+            r["class"] = cls = int(np.argmax(row))
+            if labels:
+                r["label"] = labels[cls]
         results.append(r)
     out = results[0] if len(results) == 1 else results
     if as_json:
@@ -84,7 +92,7 @@ def _print_predictions(logits, labels, args) -> None:
     else:
         for r in results:
             print(
-                f"class {r['class']}"
+                (f"class {r['class']}" if "class" in r else f"shape {' x '.join(map(str, r['shape']))}")
                 + (f" ({r['label']})" if "label" in r else "")
                 + "  logits "
                 + " ".join(f"{v:.4f}" for v in r["logits"])

@@ -15,7 +15,8 @@ judges the candidates on held-back samples first:
    model;
 1. _statistics: one ONNX Runtime pass over the data with every float tensor exposed: min/max and a 2048-bin |x|
    histogram per tensor, and (for kl+cos) im2col rows of every conv/linear input at sampled output positions;
-2. _thresholds: a threshold per activation tensor by the method (minmax | percentile | kl), a scale by equation (8):
+2. _thresholds: a threshold per activation tensor by the method (minmax | percentile | kl; the whole range for the
+   full-range kinds' tensors and the gates, IntGraph.gates), a scale by equation (8):
    tensors never negative on the data are unsigned (0..255, zero point 0) where the target allows, others signed
    (-128..127);
 3. _weight_scales: max |w| per output channel; kl+cos: the cosine fine search (cos_search.py) of every layer's
@@ -259,6 +260,7 @@ def _thresholds(run: CalibrationRun, stage: Stage) -> None:
     }  # 16 bits: int16 always (one wide type)
 
     full_range = {t for node in graph.nodes if INT_OPS[node.kind].full_range for t in (*node.inputs, *node.outputs)}
+    full_range |= graph.gates()
     groups = graph.share_groups(rules.share_concat, rules.shared_kinds)
     full_range |= {t for g in groups if full_range.intersection(g) for t in g}  # codes moved keep the range
 

@@ -35,7 +35,7 @@ def assert_builds_int8_bit_exact(work, target: str) -> None:
 def assert_predicts_as_onnx_runtime(spec, weights, onnx_path, x_file) -> None:
     """`tcc predict SPEC --weights W` on the saved batch equals ONNX Runtime on the original file (the FP32 rule's
     scale-aware bound)."""
-    rc, printed, err = tcc_cli("predict", spec, "--weights", weights, "--input", x_file, "--json")
+    rc, printed, err = tcc_cli("predict", spec, "--weights", weights, "--input", x_file, "--json", "--logits")
     assert rc == 0, err
     logits = np.array([row["logits"] for row in json.loads(printed)], np.float32)
     want = run(onnx.load(onnx_path), np.load(x_file))

@@ -53,7 +53,7 @@ def _export(module: nn.Module, path, size: int, opset: int):
 def _assert_predicts_as_onnx_runtime(work, onnx_path, x) -> None:
     np.save(work / "x.npy", x)
     rc, printed, err = tcc_cli(
-        "predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "x.npy", "--json"
+        "predict", work / "m.yaml", "--weights", work / "m.pt", "--input", work / "x.npy", "--json", "--logits"
     )
     assert rc == 0, err
     rows = json.loads(printed)

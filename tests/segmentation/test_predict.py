@@ -72,3 +72,15 @@ def test_a_segmentation_bundle_writes_the_same_mask(tmp_path, capsys):
     assert cli(["predict", *UNET, "--image", str(image), "--masks", str(tmp_path / "s")]) == 0
     with Image.open(tmp_path / "a" / "Sipak.mask.png") as a, Image.open(tmp_path / "s" / "Sipak.mask.png") as s:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(s))
+
+
+def test_logits_of_a_segmentation_model_on_request(tmp_path, capsys):
+    spec = tmp_path / "pixels.yaml"
+    spec.write_text(DENSE_SPEC)
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    args = ["predict", str(spec), "--input", str(tmp_path / "x.npy"), "--json", "--logits"]
+    assert cli([*args, "--masks", str(tmp_path / "m")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(printed["logits"], Model.load(str(spec)).predict(x).ravel(), rtol=1e-6, atol=1e-6)
+    assert not (tmp_path / "m").exists()  # no masks written

@@ -31,6 +31,7 @@ from onnx import helper, numpy_helper
 
 from ...errors import BuildError, CalibrationError
 from ...intops import (
+    BOUNDED_LOOKUPS,
     INT_OPS,
     LOOKUP_FUNCTIONS,
     ONNX_TO_KINDS,
@@ -154,6 +155,16 @@ class IntGraph:
 
     def producer(self) -> dict[str, INode]:
         return {o: n for n in self.nodes for o in n.outputs}
+
+    def gates(self) -> set[str]:
+        """The outputs of lookups of a bounded function (tcc.intops.BOUNDED_LOOKUPS: a sigmoid, not x * sigmoid(x)),
+        whose every value is signal."""
+        return {
+            o
+            for n in self.nodes
+            if n.kind == "lookup" and not n.gate and n.lookup in BOUNDED_LOOKUPS
+            for o in n.outputs
+        }
 
     def output_amax(self) -> dict[str, float]:
         """{tensor: the largest magnitude it can hold} for the outputs of kinds whose values lie in a range fixed
