@@ -14,6 +14,7 @@ from ..artifact import manifest_preprocess, open_artifact
 from ..bundle import read_manifest
 from ..data import load_array, load_image, model_pixels, normalize_pixels
 from ..errors import DataError
+from ..segmentation.masks import class_masks
 from ..slide.infer import ModelSource
 from ..slide.pipeline import Options as SlideOptions
 from ..slide.pipeline import run_slides
@@ -139,6 +140,11 @@ class Bundle:
         through the bundle's own preprocessing, a .npy file or a float array); a kit for an NPU, or a bundle for
         another machine, is refused with a clear error."""
         return self.run(x)
+
+    def segment(self, x: Inputs) -> np.ndarray:
+        """A segmentation bundle's masks: the class of every pixel of its dense output, int64 [N, H, W]
+        (tcc.segmentation.masks.class_masks; `tcc predict --artifact` writes them as PNGs)."""
+        return class_masks(self.predict(x))
 
     def run(self, x: Inputs) -> np.ndarray:
         """The same as `predict` (the name of earlier versions, kept)."""

@@ -22,6 +22,7 @@ from ..quant.calibrate import calibrate as calibrate_spec
 from ..quant.collect.data import load_calibration_data
 from ..quant.settings import CalibrationRequest, CalibrationSettings
 from ..quant.table.file import CalibrationTable, load_table
+from ..segmentation.masks import class_masks
 from ..slide.infer import ModelSource
 from ..spec.loader import Spec, load_spec
 from ..train.qat.options import Options, QatSettings
@@ -172,6 +173,12 @@ class Model:
         with torch.no_grad():
             logits: np.ndarray = self._reference(log)(torch.from_numpy(batch)).numpy()
         return logits
+
+    def segment(self, x: Inputs, log: Log = lambda s: None) -> np.ndarray:
+        """A segmentation model's masks: the class of every pixel of its dense output, int64 [N, H, W] at the
+        output's resolution (tcc.segmentation.masks.class_masks: the argmax over classes, or a single logit above 0;
+        `tcc predict` writes them as PNGs at the image's size). A classifier's output is refused (DataError)."""
+        return class_masks(self.predict(x, log))
 
     def _reference(self, log: Log) -> Any:
         if self._module is None:  # a notebook's loop of predictions or explanations reads the checkpoint once

@@ -72,6 +72,13 @@ def test_a_segmentation_bundle_writes_the_same_mask(tmp_path, capsys):
     assert cli(["predict", *UNET, "--image", str(image), "--masks", str(tmp_path / "s")]) == 0
     with Image.open(tmp_path / "a" / "Sipak.mask.png") as a, Image.open(tmp_path / "s" / "Sipak.mask.png") as s:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(s))
+    from tcc.api import Bundle  # the Python API's masks: the same classes at the output's resolution
+
+    masks = Bundle.open(tmp_path / "b").segment(str(image))
+    model = Model.load("spec/unet.yaml", image_size=32, base=4, depth=2)
+    assert masks.shape == (1, 32, 32)
+    np.testing.assert_array_equal(masks, model.segment(str(image)))
+    np.testing.assert_array_equal(masks, model.predict(str(image)).argmax(axis=1))
 
 
 def test_logits_of_a_segmentation_model_on_request(tmp_path, capsys):
@@ -84,3 +91,16 @@ def test_logits_of_a_segmentation_model_on_request(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose(printed["logits"], Model.load(str(spec)).predict(x).ravel(), rtol=1e-6, atol=1e-6)
     assert not (tmp_path / "m").exists()  # no masks written
+
+
+def test_a_classifier_has_no_masks(tmp_path):
+    import pytest
+
+    from tcc.errors import DataError
+    from tests.helpers.quant_models import TINY_SPEC
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    with pytest.raises(DataError, match=r"an output of shape \[1, 3\] is not dense"):
+        Model.load(str(spec)).segment(x)
