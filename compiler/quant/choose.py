@@ -45,7 +45,7 @@ from .intgraph.match import IntGraph
 from .intgraph.qgraph import quantize_graph
 from .intgraph.reference import Reference
 from .lower.qdq import to_qdq
-from .report.quality import run_ort
+from .report.quality import per_sample_agreement, run_ort
 from .scales.methods import AUTO, CANDIDATES
 from .settings import CalibrationRun
 from .stage import Measured, Scaled, wide_method
@@ -296,15 +296,6 @@ class Judge:
             qgraph, reference = quantize_graph(self.graph, table), Reference()
             got = np.concatenate([_first(reference.run(qgraph, self.x[b : b + 4])) for b in range(0, len(self.x), 4)])
         return Judgement(per_sample_cosine(self.fp32, got), per_sample_agreement(self.fp32, got))
-
-
-def per_sample_agreement(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """Per sample, the fraction of positions whose argmax over axis 1 agrees (a classifier's: 0 or 1; an output
-    without a class axis agrees everywhere: there is no class to lose)."""
-    ref, got = np.asarray(ref), np.asarray(got)
-    if ref.ndim < 2 or ref.shape[1] < 2:
-        return np.ones(len(ref))
-    return (ref.argmax(axis=1) == got.argmax(axis=1)).reshape(len(ref), -1).mean(axis=1)
 
 
 def _first(result):

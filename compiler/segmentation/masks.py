@@ -60,12 +60,11 @@ def class_masks(logits: np.ndarray) -> np.ndarray:
 
 
 def resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A class mask [h, w] at `size` (width, height), nearest neighbour (pixel centres, as PIL's NEAREST)."""
-    h, w = mask.shape
-    width, height = size
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
-    return mask[rows[:, None], cols[None, :]]
+    """A class mask [h, w] at `size` (width, height) by PIL's nearest neighbour (classes are not blended), int64."""
+    from PIL import Image  # deferred for start-up: loads Pillow
+
+    im = Image.fromarray(np.ascontiguousarray(mask, np.int32))  # mode "I": any class count
+    return np.asarray(im.resize(size, Image.Resampling.NEAREST), np.int64)
 
 
 def write_mask(path: str | Path, mask: np.ndarray, classes: int) -> Path:

@@ -19,11 +19,11 @@ from tcc.quant.choose import (
     best_trial,
     candidates,
     method_candidates,
-    per_sample_agreement,
     split,
 )
 from tcc.quant.collect.stats import per_sample_cosine, run_fp32
 from tcc.quant.intgraph.reference import run_reference
+from tcc.quant.report.quality import per_sample_agreement
 from tcc.quant.table.steps import Steps, choice_lines
 from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import table_json, tiny_cnn, tiny_data, tiny_spec_and_data

@@ -65,10 +65,18 @@ DEFINITIONS = {
 # ---------------------------------------------------------------------------------------------------- metrics
 def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
     """Fraction of samples (and spatial positions, for dense outputs) whose argmax over axis 1 agrees."""
-    ref, got = np.asarray(ref), np.asarray(got)
-    if ref.ndim < 2:
+    if np.ndim(ref) < 2:
         raise ValueError("top-1 agreement needs an output with a class axis (axis 1)")
-    return float(np.mean(ref.argmax(axis=1) == got.argmax(axis=1)))
+    return float(per_sample_agreement(ref, got).mean())
+
+
+def per_sample_agreement(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per sample, the fraction of positions whose argmax over axis 1 agrees (a classifier's: 0 or 1; an output
+    without a class axis, or with one class, agrees everywhere: there is no class to lose)."""
+    ref, got = np.asarray(ref), np.asarray(got)
+    if ref.ndim < 2 or ref.shape[1] < 2:
+        return np.ones(len(ref))
+    return (ref.argmax(axis=1) == got.argmax(axis=1)).reshape(len(ref), -1).mean(axis=1)
 
 
 def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
