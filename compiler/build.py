@@ -41,6 +41,7 @@ from tcc.targets import Target
 
 from .bundle import FORMAT, atomic_dir, check_out, finish_bundle, sha256_file
 from .errors import BuildError, SelfCheckError
+from .field import tiling_record
 from .frontend import Frontend, Weights, lower_spec
 from .keywords import with_keywords
 from .lower.torch_run import torch_run
@@ -296,6 +297,13 @@ def _write(b: _Build, out: Path, force: bool) -> dict:
             return finish_bundle(tmp, manifest)
 
 
+def _tiling(b: _Build) -> dict | None:
+    """A segmenter's stride and receptive field, measured on the FP32 lowering (tcc.field), for `tcc slide --segment`
+    to tile the bundle with; None for other models."""
+    model = b.fe.model
+    return tiling_record(model.graph, tuple(model.input_shape), lambda x: torch_run(b.fe.module, x))
+
+
 def _manifest(b: _Build, files: list[str], check: dict, target_checks: dict) -> dict:
     model, onnx_model, settings, q = b.fe.model, b.fe.onnx, b.settings, b.quantized
     return {
@@ -318,6 +326,7 @@ def _manifest(b: _Build, files: list[str], check: dict, target_checks: dict) -> 
         "outputs": _io(onnx_model.graph.output, []),
         "preprocess": model.preprocess.to_json(),
         "labels": model.labels,
+        **({"tiling": tiling} if (tiling := _tiling(b)) else {}),
         "weights": b.fe.weights,
         "passes": _report_json(b.fe.report),
         **({"quantization": q.manifest} if q else {}),

@@ -433,6 +433,21 @@ MANIFEST_SCHEMA = {  # what tcc reads back from a manifest (a build writes more:
             },
         },
         "weights": {"type": "object", "properties": {"warning": {"type": "string"}}},
+        "tiling": {
+            "type": "object",
+            "required": ["stride", "field"],
+            "properties": {
+                "stride": {"type": "integer", "minimum": 1},
+                "field": {
+                    "type": "object",
+                    "required": ["radius", "method"],
+                    "properties": {
+                        "radius": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 0}]},
+                        "method": {"type": "string"},
+                    },
+                },
+            },
+        },
         "runtime": {"type": "object"},
         "quantization": {"type": "object"},
         "self_check": {"type": "object", "required": ["result"], "properties": {"result": {"type": "object"}}},

@@ -54,16 +54,27 @@ def check_replaceable_folder(path: str | Path, force: bool) -> Path:
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(f)` on a temporary file beside `path`, then rename it to `path`; on any failure the temporary
     file is removed and `path` is left as it was."""
+
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return atomic_file(path, write_file)
+
+
+def atomic_file(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """atomic_write for a writer that wants a file name (tifffile's): `write(tmp)` fills the temporary file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(name)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # as open() would create it: mkstemp's 0600 makes it private to this user
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        os.close(fd)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -3,6 +3,7 @@
 
     .venv/bin/python tools/slide_scale.py                       # 100,000 x 80,000 against 25,000 x 20,000
     .venv/bin/python tools/slide_scale.py --sizes 20000x16000 5000x4000 --workers 1 2 --out out/slide-scale
+    .venv/bin/python tools/slide_scale.py --segment --workers 1    # `tcc slide --segment`: the level-0 mask
 
 Each slide is generated tile by tile (never whole in memory): a tiled, deflate-compressed TIFF with OpenSlide's
 generic pyramid (levels at 1/2, 1/4, ... as top-level pages, down to under 1,024 pixels), mostly white glass with
@@ -102,11 +103,16 @@ def write_slide(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def ensure_model(out: Path) -> Path:
-    bundle = out / "fastnet-ort"
+SEGMENTER = ["spec/unet.yaml", "--set", "base=8", "--set", "depth=3", "--set", "image_size=256"]
+
+
+def ensure_model(out: Path, segment: bool) -> Path:
+    """FastNet's bundle for the heat map; for --segment a U-Net (8 channels, depth 3, 256-pixel tiles)."""
+    bundle = out / ("unet-ort" if segment else "fastnet-ort")
+    spec = SEGMENTER if segment else ["spec/fastnet.yaml"]
     if not (bundle / "manifest.json").exists():
         subprocess.run(
-            [*TCC, "build", str(ROOT / "spec/fastnet.yaml"), "--target", "ort", "-o", str(bundle), "--force"],
+            [*TCC, "build", str(ROOT / spec[0]), *spec[1:], "--target", "ort", "-o", str(bundle), "--force"],
             check=True,
         )
     return bundle
@@ -155,9 +161,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2], help="Dask workers per run (default 1 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "out/slide-scale")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--segment", action="store_true", help="`tcc slide --segment` with a small U-Net: the whole level-0 mask"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    bundle = ensure_model(args.out)
+    bundle = ensure_model(args.out, args.segment)
+    mode = "segment" if args.segment else "heatmap"
     rows = []
     for size in args.sizes:
         width, height = map(int, size.lower().split("x"))
@@ -170,7 +180,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
         for workers in args.workers:
-            result_dir = args.out / f"run-{width}x{height}-w{workers}"
+            result_dir = args.out / f"run-{mode}-{width}x{height}-w{workers}"
             command = [
                 *TCC,
                 "slide",
@@ -185,15 +195,19 @@ def main(argv=None) -> int:
                 "--workers",
                 str(workers),
                 "--progress",
+                "--force",
+                *(["--segment"] if args.segment else []),
             ]
             seconds, peak, done = run_measured(command)
             if done.returncode:
                 sys.stderr.write(done.stderr)
                 return done.returncode
-            document = json.loads((result_dir / "patches.json").read_text())
-            kept = len(document["patches"])
+            if args.segment:  # tiles run (those whose core holds tissue)
+                kept = json.loads((result_dir / "segmentation.json").read_text())["tiles"]["inferred"]
+            else:
+                kept = len(json.loads((result_dir / "patches.json").read_text())["patches"])
             bar = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
-            rate = re.search(r"([\d.]+)patch/s", bar)  # tqdm's rate over the scoring alone (no start-up, no mask)
+            rate = re.search(r"([\d.]+)(patch|tile)/s", bar)  # tqdm: the scoring alone (no start-up, no mask)
             rows.append(
                 dict(
                     width=width,
@@ -209,13 +223,15 @@ def main(argv=None) -> int:
                 )
             )
             print(
-                f"{width}x{height}, {workers} worker(s): {kept} patches in {seconds:.1f} s, "
+                f"{width}x{height}, {workers} worker(s): {kept} {'tiles' if args.segment else 'patches'} in "
+                f"{seconds:.1f} s, "
                 f"peak {peak / 2**20:.0f} MiB",
                 file=sys.stderr,
             )
-    (args.out / "slide_scale.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (args.out / f"slide_scale_{mode}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    unit = "tiles" if args.segment else "patches"
     print(
-        "| slide | TIFF MiB | Dask workers | kept patches | seconds | patches/s (wall) | patches/s (scoring) | "
+        f"| slide | TIFF MiB | Dask workers | {unit} run | seconds | {unit}/s (wall) | {unit}/s (scoring) | "
         "peak MiB (tree) | peak / smallest slide's |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

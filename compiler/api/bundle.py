@@ -16,7 +16,7 @@ from ..data import load_array, load_image, model_pixels, normalize_pixels
 from ..errors import DataError
 from ..segmentation.masks import class_masks
 from ..slide.infer import ModelSource
-from ..slide.pipeline import Options as SlideOptions
+from ..slide.options import Options as SlideOptions
 from ..slide.pipeline import run_slides
 from ..slide.reader import list_images
 from ..spec.loader import Preprocess
@@ -161,7 +161,7 @@ class Bundle:
 
 
 def score_slides(source: ModelSource, images: Images, out: str | Path, log: Log, options: dict[str, Any]) -> list[Any]:
-    """tcc.slide's pipeline over `images` (files or folders) with `options` (tcc.slide.pipeline.Options' fields)."""
+    """tcc.slide's pipeline over `images` (files or folders) with `options` (tcc.slide.options.Options' fields)."""
     unknown = sorted(set(options) - {f.name for f in fields(SlideOptions)})
     if unknown:
         raise DataError(

@@ -219,9 +219,11 @@ class Model:
         self, images: Images, out: str | Path = "out/slide", *, log: Log = lambda s: None, **options: Any
     ) -> list:
         """FastNet's tumour heat map of whole slides or large images (`tcc slide`): `images` files or folders;
-        `options` tcc.slide.pipeline.Options' fields (patch_size, batch_size, positive, mask_level, max_pixels,
+        `options` tcc.slide.options.Options' fields (patch_size, batch_size, positive, mask_level, max_pixels,
         dask, scheduler, workers, threads, progress). Writes OUT/heatmap.png, mask.png, patches.json (OUT/NAME/...
-        for several images); returns [(patches.json's document, its folder)] per image."""
+        for several images); returns [(patches.json's document, its folder)] per image. With segment=True (and
+        level, margin, every_tile) a segmenter's mask of every pixel instead (`tcc slide --segment`):
+        OUT/segmentation.tiff, .png, overlay.png and segmentation.json, whose document is returned."""
         source = ModelSource.create(
             spec=self.loaded.path,
             overrides=self.loaded.overrides,

@@ -99,6 +99,10 @@ def write_overlay(path: str | Path, rgb: np.ndarray, mask: np.ndarray, classes: 
 
 def pixel_counts(mask: np.ndarray, classes: int, labels: list[str] | None = None) -> dict[str, int]:
     """Pixels of each class, every class listed (0 where absent), by label where the model has labels."""
-    counts = np.bincount(mask.ravel(), minlength=classes)
-    names = labels if labels is not None and len(labels) == classes else [str(i) for i in range(classes)]
+    return named_counts(np.bincount(mask.ravel(), minlength=classes), labels)
+
+
+def named_counts(counts: np.ndarray, labels: list[str] | None = None) -> dict[str, int]:
+    """Pixels per class index as {label or index: pixels}."""
+    names = labels if labels is not None and len(labels) == len(counts) else [str(i) for i in range(len(counts))]
     return {name: int(n) for name, n in zip(names, counts)}

@@ -1,11 +1,11 @@
 """Patch batches on a Dask distributed cluster: an existing one (--scheduler ADDRESS) or a LocalCluster of worker
 processes started for the run (--dask / --workers N).
 
-Each batch is one task calling `predict_batch`, the function the single-process run calls, so the numbers are the
-same. The model is loaded once per worker process (`load_runner` is cached by the model's identity, and a task
-pinned to each worker loads it before the first batch, which also reports a model that fails to load once, not
-per batch). Workers read the patches themselves: the images, spec, weights or bundle must be at the same paths on them
-(a shared file system). Results are gathered in submission order.
+Each batch is one task calling `predict_batch` (`segment_batch` for `--segment`), the function the single-process
+run calls, so the numbers are the same. The model is loaded once per worker process (`load_runner` is cached by the
+model's identity, and a task pinned to each worker loads it before the first batch, which also reports a model that
+fails to load once, not per batch). Workers read the patches themselves: the images, spec, weights or bundle must be
+at the same paths on them (a shared file system). Results are gathered in submission order.
 """
 
 from __future__ import annotations
@@ -32,21 +32,34 @@ def predict_on_dask(
     log=lambda s: None,
 ) -> list[np.ndarray]:
     """predict_batch(source, *task, threads) for every task, on the cluster; `on_done(patches)` as each batch
-    finishes; `log` hears a local cluster started again. On the local cluster `threads` defaults to the cores
-    shared among the workers; on an existing one, to whatever the workers have."""
+    finishes; `log` hears a local cluster started again."""
+    with dask_batches(source, scheduler, workers, threads, log) as run:
+        return run(predict_batch, tasks, [len(task[2]) for task in tasks], on_done)
+
+
+@contextlib.contextmanager
+def dask_batches(source: ModelSource, scheduler: str | None, workers: int | None, threads: int | None, log):
+    """A cluster with the model loaded on every worker, as `run(function, tasks, counts, on_done)`: function(source,
+    *task, threads) for every task on the workers, `on_done(count)` as each finishes, the results in task order.
+    One cluster serves many calls (`tcc slide --segment` sends one band of tiles at a time). On the local cluster
+    `threads` defaults to the cores shared among the workers; on an existing one, to whatever the workers have."""
     from distributed import as_completed  # deferred for start-up: loads dask.distributed
 
     with _client(scheduler, workers, log) as client:
         _warm_up(client, source)
         if threads is None and not scheduler:
             threads = max(1, (os.cpu_count() or 1) // len(client.scheduler_info()["workers"]))
-        futures = [client.submit(predict_batch, source, *task, threads, pure=False) for task in tasks]
-        patches = {f.key: len(task[2]) for f, task in zip(futures, tasks)}
-        for done in as_completed(futures):
-            if done.status == "error":
-                done.result()  # raises the worker's exception here (a DataError keeps its message and exit code)
-            on_done(patches[done.key])
-        return client.gather(futures)
+
+        def run(function, tasks: list[tuple], counts: list[int], on_done=lambda n: None) -> list:
+            futures = [client.submit(function, source, *task, threads, pure=False) for task in tasks]
+            sizes = {f.key: n for f, n in zip(futures, counts)}
+            for done in as_completed(futures):
+                if done.status == "error":
+                    done.result()  # raises the worker's exception here (a DataError keeps its message and exit code)
+                on_done(sizes[done.key])
+            return client.gather(futures)
+
+        yield run
 
 
 def _warm_up(client, source: ModelSource) -> None:

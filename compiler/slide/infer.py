@@ -16,6 +16,7 @@ import numpy as np
 from ..artifact import open_artifact
 from ..data import model_pixels, normalize_pixels
 from ..errors import DataError
+from ..field import Field, assumed_stride, graph_stride
 from ..frontend import reference_module
 from ..spec.loader import Preprocess, load_spec
 from .reader import cached_image
@@ -57,15 +58,30 @@ class ModelSource:
 
 @dataclass
 class Runner:
-    """A loaded model: float32 [N, C, H, W] -> logits [N, classes]."""
+    """A loaded model: float32 [N, C, H, W] -> its output, logits [N, classes] (a classifier, for the heat map) or
+    [N, classes, H, W] (a segmenter, for `--segment`)."""
 
     run: Callable[[np.ndarray], np.ndarray]
     preprocess: Preprocess
     input_shape: tuple
-    num_classes: int
+    output_shape: tuple  # per sample
     labels: list | None
     description: dict  # what patches.json says of the model
+    where: str  # the spec or bundle, for messages
+    stride: int  # the product of its downsampling steps (tcc.field; a bundle's from its manifest, or assumed)
+    receptive_field: Field | None = None  # a bundle's, as its build measured it (None: measured when needed)
     messages: list = field(default_factory=list)  # what the CLI prints once (weights report, notes, WARNING)
+
+    @property
+    def num_classes(self) -> int:
+        """The classes of a classifier's [classes] output; the heat map needs a softmax over at least two."""
+        shape = self.output_shape
+        if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 2:
+            raise DataError(
+                f"{self.where}: the model's output is {list(shape)}; tcc slide needs class logits, [classes] "
+                "with at least 2 classes (a segmenter's [classes, H, W]: --segment)"
+            )
+        return int(shape[0])
 
 
 @functools.lru_cache(maxsize=2)
@@ -84,7 +100,7 @@ def predict_batch(
 
     runner = load_runner(source)
     if threads and not source.artifact:
-        _set_torch_threads(threads)
+        set_torch_threads(threads)
     reader = cached_image(image, max_pixels)
     pre = runner.preprocess
     x = np.stack(
@@ -113,14 +129,14 @@ def torch_threads(source: ModelSource, threads: int | None):
     import torch  # deferred for start-up: loads torch
 
     before = torch.get_num_threads()
-    _set_torch_threads(threads)
+    set_torch_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(before)
 
 
-def _set_torch_threads(threads: int) -> None:
+def set_torch_threads(threads: int) -> None:
     import torch  # deferred for start-up: loads torch
 
     if torch.get_num_threads() != threads:
@@ -178,7 +194,7 @@ def _torch_runner(source: ModelSource) -> Runner:
         run,
         model.preprocess,
         tuple(model.input_shape),
-        _classes(model.graph.shape(model.graph.output), source.spec),
+        tuple(model.graph.shape(model.graph.output)),
         model.labels,
         {
             "kind": "pytorch",
@@ -187,6 +203,9 @@ def _torch_runner(source: ModelSource) -> Runner:
             "params": model.params,
             "weights": weights,
         },
+        source.spec,
+        graph_stride(model.graph, tuple(model.input_shape)),
+        None,  # measured on the module itself when --segment needs it
         messages,
     )
 
@@ -195,12 +214,13 @@ def _artifact_runner(source: ModelSource) -> Runner:
     assert source.artifact is not None  # an artifact source has its bundle
     artifact = open_artifact(source.artifact)
     m = artifact.manifest
+    tiling = m.get("tiling")  # a dense model's stride and receptive field, from its build
     messages = [f"WARNING: {artifact.warning}"] if artifact.warning else []
     return Runner(
         artifact.run,
         artifact.preprocess,
         artifact.input_shape,
-        _classes(m["outputs"][0]["shape"][1:], source.artifact),
+        tuple(m["outputs"][0]["shape"][1:]),
         artifact.labels,
         {
             "kind": "artifact",
@@ -209,18 +229,11 @@ def _artifact_runner(source: ModelSource) -> Runner:
             "target": m["target"],
             "precision": m["precision"],
         },
+        source.artifact,
+        tiling["stride"] if tiling else assumed_stride(artifact.input_shape),
+        Field.from_json(tiling["field"]) if tiling else None,
         messages,
     )
-
-
-def _classes(shape, where) -> int:
-    """The number of classes of a [classes] output; the heat map needs a softmax over at least two."""
-    if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 2:
-        raise DataError(
-            f"{where}: the model's output is {list(shape)}; tcc slide needs class logits, [classes] "
-            "with at least 2 classes"
-        )
-    return shape[0]
 
 
 def _absolute(path) -> str | None:

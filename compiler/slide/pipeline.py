@@ -1,10 +1,10 @@
 """`tcc slide` end to end: per image the tissue mask on a low-resolution level, the patch grid and the patches kept
 (mask.py, grid.py), their probabilities in batches (infer.py, here or on Dask: cluster.py), then the heat map,
-the mask and the JSON (heatmap.py, output.py)."""
+the mask and the JSON (heatmap.py, output.py). `--segment` takes segment.py's way instead: a segmenter's mask of
+the whole slide from overlapping tiles."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from .infer import (
     torch_threads,
 )
 from .mask import Thresholds, choose_level, tissue_mask
+from .options import Options, check_options, output_dirs, progress_bar
 from .output import (
     check_dir,
     mask_png,
@@ -30,21 +31,8 @@ from .output import (
     probability_grid,
     write_image_outputs,
 )
-from .reader import DEFAULT_MAX_PIXELS, cached_image
-
-
-@dataclass
-class Options:
-    patch_size: int = 256
-    batch_size: int = 32
-    mask_level: int | None = None  # None: chosen by mask.choose_level
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    positive: str | None = None  # --positive-class
-    dask: bool = False
-    scheduler: str | None = None
-    workers: int | None = None
-    threads: int | None = None  # PyTorch intra-op threads (None: PyTorch's default; Dask: see cluster.py)
-    progress: bool | None = None  # None: when stderr is a terminal
+from .reader import cached_image
+from .segment import segment_slides
 
 
 @dataclass
@@ -73,13 +61,15 @@ class Plan:
 
 def run_slides(images: list[Path], source: ModelSource, out: Path, options: Options, log=lambda s: None) -> list:
     """Every image through the pipeline; returns each image's patches.json document and output directory."""
-    _check_options(options)
+    check_options(options)
     outs = output_dirs(images, out)
     runner = load_runner(source)
     for message in runner.messages:
         log(message)
     if runner.preprocess.color is None:
         raise DataError("this model's input is not an image (its spec has no color order); tcc slide needs one")
+    if options.segment:
+        return segment_slides(images, outs, source, runner, options, log)
     positive = positive_class(runner, options.positive)
     for d in set(outs):  # writable, checked now; created with the first outputs (a failure leaves no folder)
         check_dir(d)
@@ -90,7 +80,7 @@ def run_slides(images: list[Path], source: ModelSource, out: Path, options: Opti
         for path, image_out in zip(images, outs):
             plan = plan_image(path, image_out, options, log)
             batches = []
-            with _bar(len(plan.kept), options.progress, path.name) as bar:
+            with progress_bar(len(plan.kept), options.progress, path.name) as bar:
                 for batch in plan.batches(options.batch_size):
                     batches.append(
                         predict_batch(source, str(path.absolute()), options.max_pixels, batch, plan.patch_size)
@@ -133,18 +123,6 @@ def plan_image(path: Path, out: Path, options: Options, log=lambda s: None) -> P
     )
 
 
-def output_dirs(images: list[Path], out: Path) -> list[Path]:
-    """OUT itself for one image; OUT/STEM for each of several (two images with one stem are an error)."""
-    if len(images) == 1:
-        return [out]
-    stems = [p.stem for p in images]
-    twins = sorted({s for s in stems if stems.count(s) > 1})
-    if twins:
-        clash = [str(p) for p in images if p.stem in twins]
-        raise DataError(f"images with the same name would share an output folder under {out}: {', '.join(clash)}")
-    return [out / s for s in stems]
-
-
 def _run_on_dask(images, outs, source, runner, positive, options, log) -> list:
     plans = [plan_image(path, image_out, options, log) for path, image_out in zip(images, outs)]
     tasks, owner = [], []
@@ -152,7 +130,7 @@ def _run_on_dask(images, outs, source, runner, positive, options, log) -> list:
         for batch in plan.batches(options.batch_size):
             tasks.append((str(plan.path.absolute()), options.max_pixels, batch, plan.patch_size))
             owner.append(k)
-    with _bar(sum(len(p.kept) for p in plans), options.progress, "patches") as bar:
+    with progress_bar(sum(len(p.kept) for p in plans), options.progress, "patches") as bar:
         outputs = predict_on_dask(
             source, tasks, options.scheduler, options.workers, options.threads, bar.update, log=log
         )
@@ -174,25 +152,3 @@ def _finish(plan: Plan, batches: list[np.ndarray], runner: Runner, positive: int
     )
     write_image_outputs(plan.out, plan.mask_png, figure, document)
     return document, plan.out
-
-
-def _check_options(options: Options) -> None:
-    for name in ("patch_size", "batch_size", "max_pixels", "workers", "threads"):
-        value = getattr(options, name)
-        if value is not None and value < 1:
-            raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    if options.scheduler and options.workers:
-        raise DataError("--workers starts a local Dask cluster; with --scheduler the cluster's own workers are used")
-
-
-def _bar(total: int, enabled: bool | None, description: str):
-    from tqdm import tqdm  # deferred for start-up: loads tqdm
-
-    return tqdm(
-        total=total,
-        desc=description,
-        unit="patch",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        disable=not (sys.stderr.isatty() if enabled is None else enabled),
-    )
