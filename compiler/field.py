@@ -58,9 +58,9 @@ def measure_field(run: Callable[[np.ndarray], np.ndarray], input_shape: tuple, s
         block = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
         rng = np.random.default_rng(0)
         for _ in range(PERTURBATION_DRAWS):
-            before = rng.standard_normal(x.shape).astype(np.float32)
+            before = np.asarray(rng.standard_normal(x.shape), np.float32)
             after = before.copy()
-            after[block] = rng.standard_normal(after[block].shape).astype(np.float32) * 4
+            after[block] = np.asarray(rng.standard_normal(after[block].shape), np.float32) * 4
             reached |= (np.asarray(run(before)) != np.asarray(run(after))).any(axis=(0, 1))
     rows, cols = np.flatnonzero(reached.any(axis=1)), np.flatnonzero(reached.any(axis=0))
     if rows.size == 0:  # nothing the block changed reached the output

@@ -13,8 +13,8 @@ import numpy.typing as npt
 from ..artifact import manifest_preprocess, open_artifact
 from ..bundle import read_manifest
 from ..data import load_array, load_image, model_pixels, normalize_pixels
+from ..dense import class_masks
 from ..errors import DataError
-from ..segmentation.masks import class_masks
 from ..slide.infer import ModelSource
 from ..slide.options import Options as SlideOptions
 from ..slide.pipeline import run_slides
@@ -143,7 +143,7 @@ class Bundle:
 
     def segment(self, x: Inputs) -> np.ndarray:
         """A segmentation bundle's masks: the class of every pixel of its dense output, int64 [N, H, W]
-        (tcc.segmentation.masks.class_masks; `tcc predict --artifact` writes them as PNGs)."""
+        (tcc.dense.class_masks; `tcc predict --artifact` writes them as PNGs)."""
         return class_masks(self.predict(x))
 
     def run(self, x: Inputs) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from ..build import build as build_bundle
 from ..build import build_settings
 from ..bundle import sha256_file
+from ..dense import class_masks
 from ..errors import DataError
 from ..files import check_replaceable_folder, is_onnx_file
 from ..frontend import Weights, lower_spec, reference_module
@@ -22,7 +23,6 @@ from ..quant.calibrate import calibrate as calibrate_spec
 from ..quant.collect.data import load_calibration_data
 from ..quant.settings import CalibrationRequest, CalibrationSettings
 from ..quant.table.file import CalibrationTable, load_table
-from ..segmentation.masks import class_masks
 from ..slide.infer import ModelSource
 from ..spec.loader import Spec, load_spec
 from ..train.qat.options import Options, QatSettings
@@ -176,7 +176,7 @@ class Model:
 
     def segment(self, x: Inputs, log: Log = lambda s: None) -> np.ndarray:
         """A segmentation model's masks: the class of every pixel of its dense output, int64 [N, H, W] at the
-        output's resolution (tcc.segmentation.masks.class_masks: the argmax over classes, or a single logit above 0;
+        output's resolution (tcc.dense.class_masks: the argmax over classes, or a single logit above 0;
         `tcc predict` writes them as PNGs at the image's size). A classifier's output is refused (DataError)."""
         return class_masks(self.predict(x, log))
 

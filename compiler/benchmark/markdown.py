@@ -85,11 +85,16 @@ def _calibration_lines(m: dict) -> list[str]:
 def _quality_and_placement_lines(m: dict) -> list[str]:
     lines: list[str] = []
     q = m["quality"]
+    dense = any("dice_min" in v for v in q["results"].values())  # a segmenter: agreement per pixel, and Dice
     rows = [
-        [k, f"{v['cos_mean']:.6f}", f"{v['cos_min']:.6f}", f"{100 * v['top1']:.1f}%"] for k, v in q["results"].items()
+        [k, f"{v['cos_mean']:.6f}", f"{v['cos_min']:.6f}", f"{100 * v['top1']:.1f}%"]
+        + ([f"{v['dice_min']:.4f}" if v.get("dice_min") is not None else "-"] if dense else [])
+        for k, v in q["results"].items()
     ]
     lines += [f"INT8 vs FP32 on {q['held_out']} held-out crops (ONNX Runtime's integer kernels):", ""]
-    lines += _table(["quantizer", "cosine mean", "cosine min", "top-1 agreement"], rows)
+    header = ["quantizer", "cosine mean", "cosine min"]
+    header += ["pixels agreeing", "lowest class Dice"] if dense else ["top-1 agreement"]
+    lines += _table(header, rows)
     p = m.get("placement")
     if p:
         prof = p.get("profile", {})

@@ -9,12 +9,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from tcc.dense import MaskAgreement, is_dense
 from tcc.quant.table.quantizer import cosine
 
 
 def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
-    """Output cosine (mean, min) and top-1 agreement of an INT8 ONNX model against its FP32 model on `x`:
-    "ort" runs ORT's integer kernels, "fakequant" the same graph unoptimized (float Q/DQ arithmetic)."""
+    """Output cosine (mean, min) and top-1 agreement (per pixel for a dense output, with the lowest Dice of a class,
+    INT8 mask vs FP32 mask) of an INT8 ONNX model against its FP32 model on `x`: "ort" runs ORT's integer kernels,
+    "fakequant" the same graph unoptimized (float Q/DQ arithmetic)."""
     from tcc.quant.lower.qdq import run  # deferred for start-up: loads onnx
 
     ref = run(fp32, x)
@@ -26,8 +28,14 @@ def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
             "cos_mean": round(float(np.mean(cos)), 7),
             "cos_min": round(float(np.min(cos)), 7),
             "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4),
+            **({"dice_min": _lowest_dice(ref, y)} if is_dense(ref) else {}),
         }
     return out
+
+
+def _lowest_dice(ref: np.ndarray, y: np.ndarray) -> float | None:
+    worst = MaskAgreement.measure(ref, y).worst()
+    return round(worst[1], 4) if worst else None
 
 
 def timed_calibration(fp32, data, rules: str, method: str, provenance):

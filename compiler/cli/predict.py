@@ -68,7 +68,7 @@ def _predict_artifact(args) -> int:
 def _print_predictions(logits, labels, args) -> None:
     import numpy as np  # deferred for start-up: loads numpy
 
-    from ..segmentation.masks import is_dense  # deferred for start-up: loads numpy
+    from ..dense import is_dense  # deferred for start-up: loads numpy
 
     dense = is_dense(logits)
     if dense and not args.logits:

@@ -1,7 +1,7 @@
 """Masks from a dense output: the class of every pixel, written as a palette PNG, tinted over the image it came from,
 and counted per class (`tcc predict` on a segmentation model or bundle).
 
-    masks = class_masks(logits)            # [N, H, W] class indices: argmax over C (C == 1: the logit above 0)
+    masks = tcc.dense.class_masks(logits)  # [N, H, W] class indices: argmax over C (C == 1: the logit above 0)
     mask = resized(masks[0], (w, h))       # to the image's own size (nearest: classes are not blended)
     write_mask("a.mask.png", mask, classes)  # "P" PNG: the class index per pixel, with PALETTE (16-bit grey past 256)
     overlay(rgb, mask)                     # the image with every class but 0 (background, by convention) tinted
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
 from ..files import atomic_write
 
 OVERLAY_ALPHA = 0.45  # the tint's weight over the image
@@ -36,27 +35,6 @@ def palette(classes: int) -> np.ndarray:
         r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
         colours.append((round(255 * r), round(255 * g), round(255 * b)))
     return np.asarray(colours[:classes], np.uint8)
-
-
-def is_dense(logits: np.ndarray) -> bool:
-    """A segmentation output: [N, C, H, W] with a spatial extent (a classifier's is [N, C] or [N, C, 1, 1])."""
-    return logits.ndim == 4 and logits.shape[2] * logits.shape[3] > 1
-
-
-def classes_of(logits: np.ndarray) -> int:
-    """The classes a dense output tells apart: C, or 2 for a single logit per pixel (foreground where above 0)."""
-    return max(2, int(logits.shape[1]))
-
-
-def class_masks(logits: np.ndarray) -> np.ndarray:
-    """[N, H, W] class indices (int64) of dense logits [N, C, H, W]: the argmax over C (the first of equal ones, as
-    torch.argmax), or for C == 1 the pixels whose logit is above 0 (a sigmoid above 0.5)."""
-    logits = np.asarray(logits)
-    if not is_dense(logits):
-        raise DataError(f"an output of shape {list(logits.shape)} is not dense: masks need [N, C, H, W]")
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).astype(np.int64)
-    return logits.argmax(axis=1)
 
 
 def resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

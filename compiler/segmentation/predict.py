@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ..dense import class_masks, classes_of
 from ..errors import DataError
 from ..files import check_replaceable
-from .masks import class_masks, classes_of, pixel_counts, resized, write_mask, write_overlay
+from .masks import pixel_counts, resized, write_mask, write_overlay
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ SMALLEST_LEVEL = 1024  # levels are halved until both sides are at most this
 class StitchedMask:
     """The class of every pixel of one level, in a temporary file beside the outputs (removed on close)."""
 
-    def __init__(self, path: Path, size: tuple[int, int], dtype: np.dtype):
+    def __init__(self, path: Path, size: tuple[int, int], dtype: np.dtype | type):
         self.path, self.size, self.dtype = path, size, np.dtype(dtype)
         self.fd = os.open(path, os.O_RDWR)
         os.ftruncate(self.fd, size[0] * size[1] * self.dtype.itemsize)  # sparse: all class 0 until written
@@ -38,7 +38,7 @@ class StitchedMask:
     def create(cls, folder: Path, size: tuple[int, int], classes: int) -> StitchedMask:
         fd, name = tempfile.mkstemp(prefix=".segmentation.", suffix=".raw", dir=folder)
         os.close(fd)
-        return cls(Path(name), size, np.uint8 if classes <= 256 else np.uint16)
+        return cls(Path(name), size, np.dtype(np.uint8 if classes <= 256 else np.uint16))
 
     def __enter__(self) -> StitchedMask:
         return self

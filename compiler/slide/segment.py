@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data import model_pixels, normalize_pixels
+from ..dense import class_masks
 from ..errors import DataError
 from ..field import Field, measure_field
 from ..files import atomic_file, atomic_write
-from ..segmentation.masks import class_masks, named_counts, palette, write_mask, write_overlay
+from ..segmentation.masks import named_counts, palette, write_mask, write_overlay
 from .cluster import dask_batches
 from .infer import ModelSource, Runner, load_runner, set_torch_threads, torch_threads
 from .mask import choose_level, tissue_mask

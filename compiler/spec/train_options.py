@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 AUGMENTATIONS = ("hflip", "vflip", "rot90")  # the order they are applied in, whatever order they are listed in
-METRICS = ("macro_f1", "accuracy", "macro_precision", "macro_recall", "val_loss")
+CLASSIFIER_METRICS = ("macro_f1", "accuracy", "macro_precision", "macro_recall")
+SEGMENTER_METRICS = ("mean_iou", "mean_dice", "pixel_accuracy")
+METRICS = (*CLASSIFIER_METRICS, *SEGMENTER_METRICS, "val_loss")
 LOSSES = ("ce", "focal", "attloss")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
@@ -80,8 +82,8 @@ OPTIONS: tuple[Option, ...] = (
         "data",
         {"type": "string"},
         None,
-        "image folder: one folder per class (sorted names are the labels), or "
-        "train/ and val/ each holding the class folders",
+        "image folder: one folder per class (sorted names are the labels), or train/ and val/ each holding the "
+        "class folders; for a segmenter images/ and masks/ (class index per pixel; train/ and val/ may hold them)",
         path=True,
         metavar="DIR",
     ),
@@ -119,6 +121,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("aux_weight", _number(minimum=0), 0.3, "weight of each auxiliary head's loss (GoogLeNet-style heads)"),
     Option(
+        "dice_weight",
+        _number(minimum=0),
+        1.0,
+        "masks: weight of the soft Dice loss added to each sample's mean per-pixel loss (0: the per-pixel loss alone)",
+    ),
+    Option(
         "augment",
         {"type": "array", "items": _enum(AUGMENTATIONS), "uniqueItems": True},
         list(AUGMENTATIONS),
@@ -127,7 +135,12 @@ OPTIONS: tuple[Option, ...] = (
         parse=_comma_list,
         metavar="LIST",
     ),
-    Option("metric", _enum(METRICS), "macro_f1", "validation metric that picks best.pt"),
+    Option(
+        "metric",
+        _or_null(_enum(METRICS)),
+        None,
+        "validation metric that picks best.pt (default: macro_f1 for a classifier, mean_iou for a segmenter)",
+    ),
     Option("seed", _int(0), 0, "seed of the initial weights, the split, the sample order, augmentation and dropout"),
     Option(
         "weights",

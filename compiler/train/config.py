@@ -22,8 +22,17 @@ import yaml
 from ..errors import Location, SpecError, suggest
 from ..spec.loader import as_overrides, load_document
 from ..spec.schema import validate_train
-from ..spec.train_options import BY_NAME, DEFAULT_ALPHA, DEFAULT_LR, OPTIONS, Option
+from ..spec.train_options import (
+    BY_NAME,
+    CLASSIFIER_METRICS,
+    DEFAULT_ALPHA,
+    DEFAULT_LR,
+    OPTIONS,
+    SEGMENTER_METRICS,
+    Option,
+)
 from ..spec.yamlpos import PosDict, load_file, parse_scalar, plain
+from .layout import is_mask_folder
 
 CONFIG_FILE = "config.yaml"
 _HEADER = (
@@ -93,6 +102,9 @@ def _merge(layers: list[Layer]) -> Config:
         values["lr"] = DEFAULT_LR[values["optimizer"]]
     if values["alpha"] is None:
         values["alpha"] = DEFAULT_ALPHA.get(values["loss"])
+    if values["metric"] is None:  # the task's: told by the data folder's layout
+        segmenter = values["data"] is not None and is_mask_folder(values["data"])
+        values["metric"] = SEGMENTER_METRICS[0] if segmenter else CLASSIFIER_METRICS[0]
     return Config(values, origins)
 
 

@@ -11,7 +11,10 @@ _METRICS = (
     ("macro_precision", "macro precision"),
     ("macro_recall", "macro recall"),
     ("macro_f1", "macro F1"),
-)
+    ("pixel_accuracy", "pixel accuracy"),
+    ("mean_iou", "mean IoU"),
+    ("mean_dice", "mean Dice"),
+)  # a classifier's first four, a segmenter's last three: those the records hold are drawn
 
 
 def training_curves(history: list[dict], metric: str, best_epoch: int | None):
@@ -21,7 +24,7 @@ def training_curves(history: list[dict], metric: str, best_epoch: int | None):
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", ms=3, label="validation")
     loss_ax.set_title("loss")
-    for key, label in _METRICS:
+    for key, label in (m for m in _METRICS if m[0] in history[0]):
         metric_ax.plot(epochs, [r[key] for r in history], "o-", ms=3, label=label)
     metric_ax.set_ylim(-0.02, 1.02)
     metric_ax.set_title("validation")

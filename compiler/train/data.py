@@ -22,25 +22,35 @@ from ..errors import DataError
 from ..quant.collect.data import IMAGE_SUFFIXES, find_images
 from .sample_rng import AUGMENT_STREAM, sample_rng
 
-Sample = tuple[Path, int]  # image file, label
+Sample = tuple[Path, int]  # image file, label (a segmenter's: image file, mask file; tcc.train.masks)
 
 
 @dataclass
 class Split:
     root: Path
     classes: list[str]
-    train: list[Sample]
-    val: list[Sample]
+    train: list
+    val: list
     given: bool  # DIR/train and DIR/val, not a seeded split
+    task: str = "classify"  # or "segment": image / mask pairs (tcc.train.masks)
+    pixels: list[int] | None = None  # a segmenter's training pixels per class (its class weights' counts)
+
+    @property
+    def segment(self) -> bool:
+        return self.task == "segment"
 
     def counts(self, samples: list[Sample]) -> list[int]:
+        if self.segment:
+            assert self.pixels is not None and samples is self.train  # counted once, by the preflight
+            return self.pixels
         return np.bincount([label for _, label in samples], minlength=len(self.classes)).tolist()
 
     def describe(self) -> str:
-        how = "given split" if self.given else "seeded stratified split"
+        how = "given split" if self.given else "seeded split" if self.segment else "seeded stratified split"
+        what = "image / mask pairs" if self.segment else "images"
         return (
             f"{len(self.classes)} classes ({', '.join(self.classes)}), {len(self.train)} train / "
-            f"{len(self.val)} val images ({how})"
+            f"{len(self.val)} val {what} ({how})"
         )
 
 
@@ -100,12 +110,13 @@ def _stratified_split(samples: list[Sample], num_classes: int, fraction: float, 
     return train, val
 
 
-def check_images(samples: list[Sample]) -> None:
+def check_images(samples: list) -> None:
     """Every file opens as an image of an acceptable size (its header only; decoding errors still name the file
-    when it is read)."""
-    for path, _ in samples:
-        with open_image(path):
-            pass
+    when it is read); a segmenter's masks too."""
+    for path, other in samples:
+        for file in (path, other) if isinstance(other, Path) else (path,):
+            with open_image(file):
+                pass
 
 
 # ---------------------------------------------------------------------------------------------------- augmentation
@@ -135,7 +146,7 @@ def augment_pixels(pixels: np.ndarray, names, rng: np.random.Generator) -> np.nd
 class ImageFolderSet(torch.utils.data.Dataset):
     """(input [C, H, W] float32, label, sample index). Set `epoch` before each epoch: augmentation depends on it."""
 
-    def __init__(self, samples: list[Sample], preprocess, augment=(), seed: int = 0):
+    def __init__(self, samples: list, preprocess, augment=(), seed: int = 0):  # Samples, or (image, mask) pairs
         self.samples, self.preprocess, self.augment, self.seed = samples, preprocess, tuple(augment), seed
         self.epoch = 0
 

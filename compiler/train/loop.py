@@ -26,7 +26,8 @@ from .curves import write_curves
 from .data import ImageFolderSet
 from .distributed import Processes, gather, wrap
 from .losses import Loss, class_weights
-from .metrics import classification_metrics, improves
+from .masks import MaskPairSet
+from .metrics import classification_metrics, improves, pixel_confusion, segmentation_metrics
 from .modules import global_batchnorm, key_dropout, key_stochastic_depth
 from .precise_bn import BatchNorm, recompute_statistics
 from .preflight import model_fingerprint
@@ -108,12 +109,13 @@ class Trainer:
         self.model = wrap(self.module, procs)
         self.optimizer = OPTIMIZERS[c.optimizer]([p for p in self.module.parameters() if p.requires_grad], c)
         self.scheduler = SCHEDULES[c.schedule](self.optimizer, c)
-        self.loss = Loss(c.loss, class_weights(c, split.counts(split.train)), c.gamma)
-        pre = plan.model.preprocess
-        self.train_set = ImageFolderSet(split.train, pre, c.augment, c.seed)
+        weights = class_weights(c, split.counts(split.train))
+        self.loss = Loss(c.loss, weights, c.gamma, c.dice_weight if split.segment else 0.0)
+        pre, dataset = plan.model.preprocess, MaskPairSet if split.segment else ImageFolderSet
+        self.train_set = dataset(split.train, pre, c.augment, c.seed)
         self.sampler = train_sampler(self.train_set, procs, c.seed)
         self.train_loader = train_loader(self.train_set, self.sampler, c.batch_size, procs, c.num_workers)
-        self.val_loader = val_loader(ImageFolderSet(split.val, pre), c.batch_size, procs, c.num_workers)
+        self.val_loader = val_loader(dataset(split.val, pre), c.batch_size, procs, c.num_workers)
         self.history = History()
         self.first_epoch = 0
         self.curves_drawn = time.monotonic()
@@ -189,20 +191,31 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict | None:
         """Validation loss and metrics over the whole validation set (every process's share, gathered); the main
-        process computes them, the others return None."""
+        process computes them, the others return None. A segmenter's sample contributes its pixels' confusion
+        matrix (summed in sample order, so one process and many agree)."""
         self.module.eval()
+        split = self.plan.split
         rows: list[Any] = []
         for x, y, index in batches(self.val_loader):
             logits = self.module(x.to(self.procs.device))
             losses = self.loss.per_sample(logits, y.to(self.procs.device))
-            rows += zip(index.tolist(), y.tolist(), logits.argmax(1).tolist(), losses.tolist())
-        rows = sorted(r for part in gather(rows, self.procs) for r in part)
+            predicted = logits.argmax(1).cpu().numpy()
+            if split.segment:
+                k = len(split.classes)
+                scores: list[Any] = [pixel_confusion(m, p, k) for m, p in zip(y.numpy(), predicted)]
+                labels: list[Any] = [None] * len(scores)
+            else:
+                scores, labels = predicted.tolist(), y.tolist()
+            rows += zip(index.tolist(), labels, scores, losses.tolist())
+        rows = sorted((r for part in gather(rows, self.procs) for r in part), key=lambda r: r[0])
         if not self.procs.main:
             return None
-        _, labels, predictions, losses = zip(*rows)
+        _, truths, predictions, losses = zip(*rows)
+        if split.segment:
+            return {"val_loss": sum(losses) / len(losses), **segmentation_metrics(sum(predictions), split.classes)}
         return {
             "val_loss": sum(losses) / len(losses),
-            **classification_metrics(labels, predictions, self.plan.split.classes),
+            **classification_metrics(truths, predictions, split.classes),
         }
 
     def _bar(self, loader, epoch: int):
@@ -267,6 +280,12 @@ class Trainer:
 
 
 def _epoch_line(r: dict, c, best: bool) -> str:
+    if "mean_iou" in r:
+        return (
+            f"epoch {r['epoch']}/{c.epochs}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, "
+            f"pixel accuracy {r['pixel_accuracy']:.4f}, mean IoU {r['mean_iou']:.4f}, mean Dice {r['mean_dice']:.4f}, "
+            f"lr {r['lr']:.3g}" + ("  [best]" if best else "")
+        )
     return (
         f"epoch {r['epoch']}/{c.epochs}: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, "
         f"accuracy {r['accuracy']:.4f}, macro P/R/F1 {r['macro_precision']:.4f}/{r['macro_recall']:.4f}/"

@@ -1,4 +1,5 @@
-"""The losses of `tcc train`: cross-entropy, focal loss and FastNet's AttLoss, for K >= 2 classes.
+"""The losses of `tcc train`: cross-entropy, focal loss and FastNet's AttLoss, for K >= 2 classes; for a segmenter
+the same per pixel, plus the soft Dice loss.
 
 Every loss is the mean over the batch of  -w[y] * f(p_t) * log p_t,  with p_t the softmax probability of the
 sample's true class, w a weight per class and f a focusing factor:
@@ -14,7 +15,8 @@ class and every other class a positive one; `alpha` may also be a list, one weig
 
 The mean is the plain mean over the batch (the papers' 1/N), also with class weights (not PyTorch's weighted
 mean, which divides by the sum of the weights): so the mean over a global batch is the mean of the per-process
-means, and DistributedDataParallel's gradient averaging gives exactly the one-process gradient.
+means, and DistributedDataParallel's gradient averaging gives exactly the one-process gradient. A segmenter's
+sample loss is the mean of its pixels' losses plus dice_weight (1- soft Dice), so the same holds.
 """
 
 from __future__ import annotations
@@ -66,20 +68,37 @@ LOSSES = {
 
 
 class Loss:
-    """loss(logits [N, K], target [N]) -> scalar; per_sample(...) -> [N]."""
+    """loss(logits [N, K], target [N]) -> scalar; per_sample(...) -> [N]. A segmenter's logits [N, K, H, W] and
+    masks [N, H, W]: each sample's loss is the mean over its pixels, plus `dice_weight` times the soft Dice loss."""
 
-    def __init__(self, name: str, class_weights: list[float], gamma: float = 0.0):
-        self.name, self.gamma = name, gamma
+    def __init__(self, name: str, class_weights: list[float], gamma: float = 0.0, dice_weight: float = 0.0):
+        self.name, self.gamma, self.dice_weight = name, gamma, dice_weight
         self.focus = LOSSES[name].focus
         self.weights = torch.tensor(class_weights, dtype=torch.float32)
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_pt = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None])[:, 0]
+        log_p = F.log_softmax(logits.float(), dim=1)
+        log_pt = log_p.gather(1, target.unsqueeze(1)).squeeze(1)
         w = self.weights.to(logits.device)[target]
-        return -w * self.focus(log_pt, self.gamma) * log_pt
+        loss = -w * self.focus(log_pt, self.gamma) * log_pt
+        if loss.ndim == 1:
+            return loss
+        loss = loss.reshape(len(loss), -1).mean(dim=1)  # the mean over each sample's pixels
+        return loss + self.dice_weight * soft_dice_loss(log_p.exp(), target) if self.dice_weight else loss
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.per_sample(logits, target).mean()
+
+
+def soft_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Per sample, 1 - the mean over classes of the soft Dice 2 sum(p t) / (sum(p) + sum(t)) of the softmax
+    probabilities p [N, K, H, W] and the one-hot mask t (Milletari et al. 2016, V-Net; `smooth` keeps a class absent
+    from both at Dice 1 and the gradient finite)."""
+    k = probabilities.shape[1]
+    onehot = F.one_hot(target, k).movedim(-1, 1).to(probabilities.dtype)
+    p, t = probabilities.flatten(2), onehot.flatten(2)
+    dice = (2 * (p * t).sum(2) + smooth) / (p.sum(2) + t.sum(2) + smooth)
+    return 1 - dice.mean(dim=1)
 
 
 def class_weights(config, train_counts: list[int]) -> list[float]:

@@ -1,4 +1,5 @@
-"""Validation metrics: accuracy, macro precision / recall / F1 (scikit-learn) and the confusion matrix."""
+"""Validation metrics: accuracy, macro precision / recall / F1 (scikit-learn) and the confusion matrix; for a
+segmenter, from the pixels' confusion matrix, pixel accuracy and per-class and mean IoU and Dice."""
 
 from __future__ import annotations
 
@@ -25,6 +26,34 @@ def classification_metrics(labels, predictions, classes: list[str]) -> dict:
             for name, p, r, f, s in zip(classes, precision, recall, f1, support)
         },
         "confusion_matrix": confusion_matrix(labels, predictions, labels=ks).tolist(),
+    }
+
+
+def pixel_confusion(masks, predictions, classes: int) -> np.ndarray:
+    """[K, K] pixel counts (rows: the mask's class, columns: the predicted one) of a batch of [H, W] masks."""
+    masks, predictions = np.asarray(masks).ravel(), np.asarray(predictions).ravel()
+    return np.bincount(masks * classes + predictions, minlength=classes * classes).reshape(classes, classes)
+
+
+def segmentation_metrics(confusion: np.ndarray, classes: list[str]) -> dict:
+    """Pixel accuracy; per class IoU = TP / (TP + FP + FN) and Dice = 2 TP / (2 TP + FP + FN) over all validation
+    pixels; their means over the classes present in the masks or the predictions (a class absent from both has
+    nothing to score and is left out, as torchmetrics' and MONAI's means do); the confusion matrix."""
+    confusion = np.asarray(confusion, np.int64)
+    tp = np.diag(confusion).astype(np.float64)
+    fp, fn = confusion.sum(0) - tp, confusion.sum(1) - tp
+    present = (tp + fp + fn) > 0
+    iou = np.divide(tp, tp + fp + fn, out=np.zeros_like(tp), where=present)
+    dice = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=present)
+    return {
+        "pixel_accuracy": float(tp.sum() / max(1, confusion.sum())),
+        "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
+        "mean_dice": float(dice[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {"iou": float(i), "dice": float(d), "pixels": int(n), "present": bool(p)}
+            for name, i, d, n, p in zip(classes, iou, dice, confusion.sum(1), present)
+        },
+        "confusion_matrix": confusion.tolist(),
     }
 
 

@@ -18,13 +18,15 @@ from ..files import is_onnx_file
 from ..lower.to_torch import to_torch
 from ..lower.weights import fit_to_checkpoint, load_weights
 from ..spec.loader import Spec, load_spec
-from ..spec.train_options import AUGMENTATIONS
+from ..spec.train_options import AUGMENTATIONS, CLASSIFIER_METRICS, SEGMENTER_METRICS
 from ..spec.zoo import resolve_spec
 from .config import Config, resolve
 from .data import Split, check_images, find_split
 from .distributed import world_size
 from .finetune import describe_reinitialised, frozen_nodes, head_nodes
 from .imported import SPEC_FILE, WEIGHTS_FILE, ImportedOnnx, import_for_training
+from .layout import is_mask_folder
+from .masks import find_mask_split, segmenter_classes
 from .precise_bn import momentum_lag
 from .rundir import check_new_run, read_last
 
@@ -73,10 +75,14 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     model = fit_to_checkpoint(load_spec(args.spec, config.set), config.weights, config.by_order, config.key_map)
     if config.data is None:
         raise SpecError("no training data: pass --data DIR (or data: in the spec's train: section or --config)")
-    split = find_split(config.data, config.val_fraction, config.seed)
+    segment = is_mask_folder(Path(config.data))
+    split = (find_mask_split if segment else find_split)(Path(config.data), config.val_fraction, config.seed)
+    _resolve_metric(config, split)
     if config.max_pixels is not None:
         set_max_pixels(config.max_pixels)  # the DataLoader's workers, forked later, inherit it
     check_images(split.train + split.val)
+    if segment:
+        model, split = segmenter_classes(model, split)
     model = _fit_classes(model, config, split.classes)
     for note in model.notes:
         log(f"note: {note}")
@@ -100,6 +106,16 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
             + (", ..." if len(trainable) > 6 else "")
         )
     return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen, imported)
+
+
+def _resolve_metric(c: Config, split: Split) -> None:
+    """The metric that picks best.pt: the task's default, or the one given if it scores this task."""
+    mine, other = (SEGMENTER_METRICS, CLASSIFIER_METRICS) if split.segment else (CLASSIFIER_METRICS, SEGMENTER_METRICS)
+    if c.metric is None:
+        c.values["metric"] = mine[0]
+    elif c.metric in other:
+        what = "image / mask pairs (a segmenter)" if split.segment else "class folders (a classifier)"
+        raise c.error("metric", f"{c.metric} does not score {what}; choose from {', '.join((*mine, 'val_loss'))}")
 
 
 def _fit_classes(model: Spec, c: Config, classes: list[str]) -> Spec:
@@ -175,9 +191,10 @@ def _check_model(model: Spec, split: Split, log, source: Path) -> None:
     if model.preprocess.color is None:
         raise DataError(f"{source}: the model's input is not an image (no color order); tcc train reads images")
     heads = {"output": g.main_output, **{f"auxiliary output '{n}'": r for n, r in g.aux_outputs.items()}}
+    expected = [k, *model.input_shape[1:]] if split.segment else [k]  # a segmenter: a class score per pixel
     for what, ref in heads.items():
         shape = list(g.shape(ref))
-        if shape != [k]:
+        if shape != expected:
             hint = (
                 f"; pass --set num_classes={k}"
                 if "num_classes" in model.params
@@ -185,8 +202,13 @@ def _check_model(model: Spec, split: Split, log, source: Path) -> None:
                 if is_onnx_file(source)
                 else ""
             )
+            holds = (
+                f"image / mask pairs of {k} classes for [{k}, H, W] at the input's size"
+                if split.segment
+                else f"{k} classes"
+            )
             raise DataError(
-                f"{source}: the model's {what} has shape {shape} but {split.root} holds {k} classes "
+                f"{source}: the model's {what} has shape {shape} but {split.root} holds {holds} "
                 f"({', '.join(split.classes)}){hint}"
             )
     if g.nodes[g.main_output.node].op == "softmax":

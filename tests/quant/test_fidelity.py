@@ -47,6 +47,25 @@ def test_the_measure_the_line_and_the_floor():
     assert dense.top1_kept is None and dense.cosine_min == 1.0 and "top-1" not in dense.line()
 
 
+def test_a_segmenter_is_judged_by_its_mask():
+    """A dense output: the pixels whose class agrees and each class's Dice join the line, the floor and the record."""
+    fp32 = np.zeros((2, 2, 10, 10), np.float32)
+    fp32[:, 1, :, :5] = 1  # class 1 on the left half of both samples
+    int8 = fp32.copy()
+    int8[0, 1, 0, :2] = -1  # two of its 100 pixels become class 0 in the first sample
+    f = Fidelity.measure(fp32, int8, "2 samples")
+    assert f.masks is not None and f.masks.pixels == 0.99
+    # class 0: FP32 100 pixels, INT8 102, shared 100 -> 200 / 202; class 1: 100, 98, 98 -> 196 / 198
+    assert f.masks.dice == (round(200 / 202, 6), round(196 / 198, 6))
+    assert f.line().endswith("; pixels of the same class 99.00%, Dice (INT8 mask vs FP32 mask) lowest 0.9899 (class 1)")
+    assert f.shortfall(FidelityFloor(cosine=0.5)) is None  # 99% of pixels: at the default floor
+    assert f.shortfall(FidelityFloor(cosine=0.5, pixels=0.995)) == "99.00% of the pixels keep their class < 99.5%"
+    assert f.shortfall(FidelityFloor(cosine=0.5, pixels=0.995, top1=False)) is None
+    record = f.to_json(FidelityFloor())
+    assert record["pixel_agreement"] == 0.99 and record["floor"]["pixels"] == 0.99
+    assert Fidelity.from_json(record) == f
+
+
 def test_held_back_samples_are_the_ones_calibration_did_not_pick(tmp_path):
     spec_path, data = tiny_spec_and_data(tmp_path, 20)
     spec = load_spec(spec_path)

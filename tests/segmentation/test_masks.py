@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tcc.dense import class_masks, classes_of, is_dense
 from tcc.errors import DataError
 from tcc.segmentation.masks import (
-    class_masks,
-    classes_of,
-    is_dense,
     overlay,
     palette,
     pixel_counts,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...dense import MaskAgreement, is_dense
 from ...errors import DataError
 from ...files import atomic_write, check_output
 from ...measure.ort import session
@@ -58,6 +59,7 @@ DEFINITIONS = {
     "mse": "mean over all elements and samples of (INT8 - FP32)^2",
     "rel_l2": "||INT8 - FP32||_2 / ||FP32||_2 over all elements and samples (Pulsar's 2-norm relative error)",
     "top1_agreement": "fraction of samples (and positions, for dense outputs) whose argmax over axis 1 agrees",
+    "dice": "a dense output's Dice per class, 2|INT8 n FP32| / (|INT8| + |FP32|) of the pixels each mask gives it",
     "search_cos": "the fine search's cosine of a layer's output with only that layer quantized (before/after)",
 }
 
@@ -93,7 +95,14 @@ def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
         "mse": _sig(np.mean(d * d)),
         "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
         "top1_agreement": round(top1_agreement(ref, got), 6),
+        **(_dice(ref, got) if is_dense(ref) else {}),
     }
+
+
+def _dice(ref: np.ndarray, got: np.ndarray) -> dict:
+    masks = MaskAgreement.measure(ref, got)
+    worst = masks.worst()
+    return {"dice": list(masks.dice), "dice_min": worst[1] if worst else None}
 
 
 def _cos(v) -> float:
@@ -484,14 +493,19 @@ def summary_lines(report: dict) -> list[str]:
     ]
     rows = [(m["label"], m) for m in e["models"].values()]
     wl = max(len(label) for label, _ in rows)
-    out.append(f"{'model'.ljust(wl)}  {'cos mean':>9}  {'cos min':>9}  {'cos all':>9}  {'MSE':>10}  {'top-1':>7}")
+    dense = any("dice" in m for _, m in rows)  # top-1 is then per pixel, and each class's Dice is shown
+    out.append(
+        f"{'model'.ljust(wl)}  {'cos mean':>9}  {'cos min':>9}  {'cos all':>9}  {'MSE':>10}  "
+        + ("pixels  Dice min" if dense else f"{'top-1':>7}")
+    )
     for label, m in rows:
         if "error" in m:
             out.append(f"{label.ljust(wl)}  failed: {m['error']}")
             continue
+        dice = f"  {m['dice_min']:8.4f}" if dense and m.get("dice_min") is not None else ""
         out.append(
             f"{label.ljust(wl)}  {m['cosine_mean']:9.6f}  {m['cosine_min']:9.6f}  {m['cosine_overall']:9.6f}"
-            f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%"
+            f"  {m['mse']:10.3e}  {100 * m['top1_agreement']:6.2f}%{dice}"
         )
     ort = [e["models"].get(k) for k in ("ort_minmax", "ort_entropy")]
     metrics = ("cosine_mean", "cosine_min", "cosine_overall", "mse", "top1_agreement")

@@ -1,0 +1,204 @@
+"""`tcc train` on masks: a U-Net learns a real stain's mask (scikit-image's IHC image, DAB above Otsu's threshold),
+one process and two (torchrun) agree, augmentation moves image and mask together, the per-pixel loss and the soft
+Dice loss against PyTorch's cross-entropy and MONAI's DiceLoss, IoU and Dice against scikit-learn, and bad data as
+clean errors (exit 2)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.color
+import skimage.data
+import skimage.filters
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.metrics import f1_score, jaccard_score
+
+from tcc.spec.loader import load_spec
+from tcc.train.losses import Loss, soft_dice_loss
+from tcc.train.masks import MaskPairSet, find_mask_split
+from tcc.train.metrics import pixel_confusion, segmentation_metrics
+from tests.helpers import REPO
+from tests.train.test_train import PROCESS_TOL, log, train, trained, weights
+
+UNET = REPO / "spec" / "unet.yaml"
+SETS = ["--set", "base=4", "--set", "depth=2", "--set", "image_size=32"]
+TRAIN = ["--epochs", "5", "--batch-size", "4", "--optimizer", "adam", "--lr", "0.01", "--no-progress"]
+
+
+def stain_tiles(root: Path, tiles: int = 64, size: int = 32) -> Path:
+    """IHC tiles with their mask: 1 where the DAB stain (scikit-image's colour deconvolution) is above Otsu's
+    threshold of the whole image, as palette PNGs; classes.txt names the two classes."""
+    image = skimage.data.immunohistochemistry()
+    dab = skimage.color.rgb2hed(image)[..., 2]
+    mask = (dab > skimage.filters.threshold_otsu(dab)).astype(np.uint8)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    per_row = image.shape[1] // size
+    for k in range(tiles):
+        y, x = (k // per_row) * size * 2 % image.shape[0], (k % per_row) * size
+        Image.fromarray(image[y : y + size, x : x + size]).save(root / "images" / f"t{k:02d}.jpg")
+        m = Image.fromarray(mask[y : y + size, x : x + size], mode="P")
+        m.putpalette([0, 0, 0, 255, 0, 0])
+        m.save(root / "masks" / f"t{k:02d}.png")
+    (root / "classes.txt").write_text("background\nDAB\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("masks")
+
+
+@pytest.fixture(scope="module")
+def data(work) -> Path:
+    return stain_tiles(work / "data")
+
+
+@pytest.fixture(scope="module")
+def one_process(work, data) -> Path:
+    trained(UNET, *SETS, "--data", data, "-o", work / "run1", *TRAIN)
+    return work / "run1"
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def test_a_short_run_learns_the_stain(one_process):
+    record = log(one_process)
+    epochs = record["epochs"]
+    assert record["metric"] == "mean_iou" and record["classes"] == ["background", "DAB"]
+    assert epochs[-1]["train_loss"] < 0.9 * epochs[0]["train_loss"]
+    # the first epochs' argmax is background everywhere (a quarter of the pixels are DAB): mean IoU 0.37
+    assert epochs[0]["mean_iou"] < 0.5 and max(e["mean_iou"] for e in epochs) > 0.8
+    last = epochs[-1]
+    assert set(last["per_class"]) == {"background", "DAB"} and np.sum(last["confusion_matrix"]) == 13 * 32 * 32
+    assert {"pixel_accuracy", "mean_dice", "val_loss", "lr"} <= set(last)
+
+
+# slow (tools/slow_tests.sh), not CI, as the classifier's twin in test_train.py: with one thread per process (xdist's
+# workers) the batches of 4 and of 2 take different float conv kernels on the AMD EPYC, and SGD amplifies the
+# difference (8e-5 after 2 epochs here, measured; with 2 threads in the one-process run it passes, below 1e-5)
+@pytest.mark.slow
+def test_two_processes_train_the_same_weights(work, data):
+    """SGD, as the classifier's check: Adam divides each step by the gradient's running size, so the float32
+    rounding of another summation order grows where a gradient is near 0 (1.3e-3 after 5 epochs, measured)."""
+    sgd = ["--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--no-progress"]
+    for n in (1, 2):
+        trained(UNET, *SETS, "--data", data, "-o", work / f"sgd{n}", *sgd, "--nproc", n)
+    a, b = (weights(work / f"sgd{n}" / "last.pt")["model"] for n in (1, 2))
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < PROCESS_TOL
+    assert log(work / "sgd1")["epochs"][-1]["confusion_matrix"] == log(work / "sgd2")["epochs"][-1]["confusion_matrix"]
+
+
+def test_the_trained_unet_builds_and_draws_masks(one_process, data, work, capsys):
+    from tcc.cli.main import main
+
+    bundle = work / "bundle"
+    args = ["build", str(UNET), *SETS, "--weights", str(one_process / "best.pt"), "--target", "ort", "-o", str(bundle)]
+    assert main(args) == 0
+    image = next((data / "images").iterdir())
+    assert main(["predict", "--artifact", str(bundle), "--image", str(image), "--masks", str(work / "m")]) == 0
+    mask = np.asarray(Image.open(work / "m" / f"{image.stem}.mask.png"))
+    truth = np.asarray(Image.open(data / "masks" / f"{image.stem}.png"))
+    assert (mask == truth).mean() > 0.8
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def test_augmentation_moves_image_and_mask_together(data):
+    """A mask drawn from the image itself (red above its median) must still be that function of the augmented
+    image: any flip or turn applied to one and not the other breaks it."""
+    spec = load_spec(UNET, {"base": 4, "depth": 2, "image_size": 32})
+    split = find_mask_split(data, 0.2, 0)
+    own = data.parent / "own"
+    (own / "images").mkdir(parents=True, exist_ok=True)
+    (own / "masks").mkdir(exist_ok=True)
+    samples = []
+    for k, (image, _) in enumerate(split.train[:6]):
+        red = np.asarray(Image.open(image).convert("RGB"))[..., 0]
+        Image.fromarray((red > np.median(red)).astype(np.uint8)).save(own / "masks" / f"{k}.png")
+        samples.append((image, own / "masks" / f"{k}.png"))
+    dataset = MaskPairSet(samples, spec.preprocess, ("hflip", "vflip", "rot90"), seed=3)
+    pre = spec.preprocess
+    turned = 0
+    for epoch in range(4):
+        dataset.epoch = epoch
+        for index in range(len(samples)):
+            x, mask, _ = dataset[index]
+            red = x[0].numpy() * pre.std[0] + pre.mean[0]  # back to 0..1
+            assert torch.equal(mask, torch.from_numpy((red * 255 > np.median(red * 255)).astype(np.int64)))
+            plain = np.asarray(Image.open(samples[index][1]), np.int64)
+            turned += not np.array_equal(mask.numpy(), plain)
+    assert turned > 6  # the augmentations did act
+
+
+def test_pixel_loss_is_cross_entropy_and_dice_is_monais():
+    from monai.losses import DiceLoss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(3, 4, 8, 8), torch.randint(0, 4, (3, 8, 8))
+    plain = Loss("ce", [1.0] * 4).per_sample(logits, target)
+    expected = F.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2))
+    assert torch.allclose(plain, expected, atol=1e-6)
+    monai = DiceLoss(softmax=True, to_onehot_y=True, reduction="none", smooth_nr=1.0, smooth_dr=1.0)
+    reference = monai(logits, target[:, None]).reshape(3, 4).mean(dim=1)
+    assert torch.allclose(soft_dice_loss(logits.softmax(1), target), reference, atol=1e-6)
+    both = Loss("ce", [1.0] * 4, dice_weight=0.5).per_sample(logits, target)
+    assert torch.allclose(both, expected + 0.5 * reference, atol=1e-6)
+
+
+def test_iou_and_dice_are_scikit_learns():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, (4, 16, 16))
+    predicted = np.where(rng.random(truth.shape) < 0.7, truth, rng.integers(0, 3, truth.shape))
+    confusion = sum(pixel_confusion(t, p, 4) for t, p in zip(truth, predicted))
+    m = segmentation_metrics(confusion, ["a", "b", "c", "never"])
+    iou = jaccard_score(truth.ravel(), predicted.ravel(), average=None, labels=[0, 1, 2])
+    dice = f1_score(truth.ravel(), predicted.ravel(), average=None, labels=[0, 1, 2])
+    assert m["mean_iou"] == pytest.approx(iou.mean()) and m["mean_dice"] == pytest.approx(dice.mean())
+    assert m["pixel_accuracy"] == pytest.approx((truth == predicted).mean())
+    assert m["per_class"]["never"] == {"iou": 0.0, "dice": 0.0, "pixels": 0, "present": False}
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+def _broken(work: Path, data: Path, name: str, damage) -> Path:
+    root = work / name
+    if not root.exists():
+        shutil.copytree(data, root)
+        damage(root)
+    return root
+
+
+def _too_large(root: Path) -> None:
+    Image.fromarray(np.full((32, 32), 5, np.uint8)).save(root / "masks" / "t03.png")
+
+
+def _rgb_mask(root: Path) -> None:
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "masks" / "t04.png")
+
+
+def _missing_mask(root: Path) -> None:
+    (root / "masks" / "t05.png").unlink()
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "extra", "message"),
+    [
+        ("too_large", _too_large, [], "t03.png: class index 5 in a mask, but the model tells 2 classes apart"),
+        ("rgb", _rgb_mask, [], "t04.png: a RGB image; a mask is single-channel"),
+        ("missing", _missing_mask, [], "t05.jpg: no mask"),
+        ("metric", lambda root: None, ["--metric", "macro_f1"], "macro_f1 does not score image / mask pairs"),
+    ],
+)
+def test_bad_mask_data_exit_2(work, data, name, damage, extra, message):
+    root = _broken(work, data, name, damage)
+    rc, _, err = train(UNET, *SETS, "--data", root, "-o", work / f"bad-{name}", *TRAIN, *extra)
+    assert rc == 2 and message in err, err
+    assert not (work / f"bad-{name}").exists()
+
+
+def test_a_classifier_on_masks_is_refused(work, data):
+    rc, _, err = train(REPO / "tests" / "specs" / "train_tiny.yaml", "--data", data, "-o", work / "cls", *TRAIN)
+    assert rc == 2 and "image / mask pairs of 2 classes for [2, H, W]" in err, err
