@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on built-in defaults (about 3 minutes on 2 idle cores after `make setup-arm`), on the
+# `make demo`: the main job on built-in defaults (about 4 minutes on 2 idle cores after `make setup-arm`), on the
 # DDSNet spec and the authors' GC checkpoint (seeded random weights, loudly flagged, when ../shared is absent); each
 # section's wall time is printed after it:
 #   1. check the spec (and one by its zoo name); classify the real GC image with the PyTorch lowering
@@ -14,6 +14,9 @@
 #   8. tcc train in 2 processes (DistributedDataParallel) on crops of two real histology images, the trained
 #      checkpoint built for ONNX Runtime and run; a slide's tumour map with the GC checkpoint (tcc slide: FastNet's
 #      tissue mask and patch grid); Grad-CAM on the GC image (tcc explain)
+#   9. segmentation: DDS-U-Net (tcc's light U-Net) trained on tiles of a real IHC image whose mask is the DAB stain
+#      above Otsu's threshold, built INT8 for the Cortex-A7 (self-checked under qemu) and TFLite, judged by the mask;
+#      its mask and overlay of a tile, and a slide's mask from tiles that stitch without seams
 # `make tour` (tools/tour.sh) continues from here with the long tour: the Cortex-A55 and x86 INT8 twins, QAT, W8A16,
 # the AX650 kit, t-SNE and fine-tuning, bringing your own ONNX model, attention in YAML.
 # shellcheck source=tools/demo_common.sh
@@ -78,8 +81,23 @@ echo "   the heat map scores the patches at least half tissue (FastNet's eq. 4);
 $TCC slide spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$OUT/tfi/slide.png" --patch-size 128 --positive-class TUM \
   -o "$OUT/slide" --force --no-progress 2>/dev/null
 $TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" --force 2>/dev/null
+section "9. Segmentation: DDS-U-Net learns a stain's mask; INT8 for the Cortex-A7 and TFLite; masks of a tile and a slide"
+.venv/bin/python tools/demo_masks.py "$OUT/seg"   # IHC tiles; the mask: DAB stain above Otsu's threshold
+DU=(spec/dds_unet.yaml --set image_size=64)
+$TCC check "${DU[@]}" | tail -n 1
+$TCC train "${DU[@]}" --data "$OUT/seg/tiles" --epochs 6 --batch-size 8 --optimizer adam --lr 0.01 \
+  -o "$OUT/seg/train" --force --no-progress 2>/dev/null | tail -n 2
+for target in arm-a7 tflite; do
+  $TCC build "${DU[@]}" --weights "$OUT/seg/train/best.pt" --target $target --precision int8 \
+    --data "$OUT/seg/tiles/images" -o "$OUT/seg/$target-int8" --force 2>/dev/null | grep -E "^(self-check|INT8 fid)"
+done
+$TCC predict --artifact "$OUT/seg/arm-a7-int8" --image "$OUT/seg/tiles/images/t27.jpg" --masks "$OUT/seg/masks" \
+  --force 2>/dev/null
+$TCC slide spec/dds_unet.yaml --set image_size=512 --weights "$OUT/seg/train/best.pt" --image "$OUT/seg/slide.png" \
+  --segment -o "$OUT/seg/slide" --force --no-progress 2>&1 | grep -v "^WARNING"
 section
 echo "bundles in $OUT/: copy ddsnet-a7/ (or ddsnet-a7-int8/) to the board and run kit/run.sh input.bin output.bin;"
 echo "ddsnet-tflite/ and ddsnet-tflite-int8/ run in LiteRT on a phone (their README.md says how); ddsnet-ax620/ is a"
 echo "kit for Axera's toolchain: sh build.sh inside its Docker image; train/ (best.pt, log.json, curves.png), slide/"
-echo "(heatmap.png, mask.png, patches.json), gradcam.png. \`make tour\` shows the rest."
+echo "(heatmap.png, mask.png, patches.json), gradcam.png; seg/ (the U-Net's run, its arm-a7 and TFLite INT8 bundles,"
+echo "masks/ of a tile, slide/segmentation.tiff). \`make tour\` shows the rest."

@@ -17,6 +17,7 @@ def main() -> int:
         ROOT / "spec/ddsnet.yaml",
         ROOT / "spec/fastnet.yaml",
         ROOT / "spec/unet.yaml",
+        ROOT / "spec/dds_unet.yaml",
         *sorted((ROOT / "spec/baselines").glob("*.yaml")),
     ]:
         g = tcc.load_spec(path).graph

@@ -20,8 +20,9 @@ MODELS = [m for m in load_plan(GOLDEN).models if m != "ddsnet"] if FIXTURES.is_d
 # the integer reference in CI on ORT (zoo/test_int8_ort.py), TFLite (backends/test_tflite.py), TFLite 16x8
 # (backends/test_tflite16.py) and QAT (train/test_qat.py); its golden entries, the longest CI test after DDSNet's,
 # are with the three in tools/slow_tests.sh. The U-Nets' transposed convs (the integer conv of their phases) and
-# bilinear resizes (exact integers) are held to the reference on every backend by quant/test_spatial_int8.py
-SLOW = ("resnet18", "mobilenet_v2", "efficientnet_b0", "mobilevit_xxs", "unet", "unet_bilinear")
+# bilinear resizes (exact integers) are held to the reference on every backend by quant/test_spatial_int8.py, and
+# DDS-U-Net adds only DDSNet's layers (CI's golden DDSNet) to them
+SLOW = ("resnet18", "mobilenet_v2", "efficientnet_b0", "mobilevit_xxs", "unet", "unet_bilinear", "dds_unet")
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in MODELS])

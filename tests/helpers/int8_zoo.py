@@ -59,6 +59,8 @@ SMALL = {
     "mobilevitv2_050": {"image_size": 128},
     # U-Net (dense output; transposed convs as the integer conv of their phases, skip concats)
     "unet": {"image_size": 64, "base": 8, "depth": 3},
+    # DDS-U-Net (DDSNet's dense blocks as a U-Net's encoder, bilinear decoder steps)
+    "dds_unet": {"image_size": 64},
 }
 # CI builds the specs that between them use every integer kind and structure of the zoo (lookups and gates, channel
 # shuffle, ceil-mode pools, dense concats, residual adds and clamps, the paper models); the rest repeat those at more
@@ -85,7 +87,11 @@ def zoo_names(int8: bool = False) -> list[str]:
 
 
 def spec_path(name: str) -> Path:
-    return REPO / "spec" / (f"{name}.yaml" if name in ("ddsnet", "fastnet", "unet") else f"baselines/{name}.yaml")
+    return (
+        REPO
+        / "spec"
+        / (f"{name}.yaml" if name in ("ddsnet", "fastnet", "unet", "dds_unet") else f"baselines/{name}.yaml")
+    )
 
 
 def inputs(shape, n: int, seed: int) -> np.ndarray:

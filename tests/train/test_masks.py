@@ -10,9 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.color
-import skimage.data
-import skimage.filters
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -22,31 +19,13 @@ from tcc.spec.loader import load_spec
 from tcc.train.losses import Loss, soft_dice_loss
 from tcc.train.masks import MaskPairSet, find_mask_split
 from tcc.train.metrics import pixel_confusion, segmentation_metrics
-from tests.helpers import REPO
+from tests.helpers import REPO, load_tool
 from tests.train.test_train import PROCESS_TOL, log, train, trained, weights
 
 UNET = REPO / "spec" / "unet.yaml"
 SETS = ["--set", "base=4", "--set", "depth=2", "--set", "image_size=32"]
+stain_tiles = load_tool("demo_masks").stain_tiles  # IHC tiles, their DAB stain above Otsu's threshold the mask
 TRAIN = ["--epochs", "5", "--batch-size", "4", "--optimizer", "adam", "--lr", "0.01", "--no-progress"]
-
-
-def stain_tiles(root: Path, tiles: int = 64, size: int = 32) -> Path:
-    """IHC tiles with their mask: 1 where the DAB stain (scikit-image's colour deconvolution) is above Otsu's
-    threshold of the whole image, as palette PNGs; classes.txt names the two classes."""
-    image = skimage.data.immunohistochemistry()
-    dab = skimage.color.rgb2hed(image)[..., 2]
-    mask = (dab > skimage.filters.threshold_otsu(dab)).astype(np.uint8)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    per_row = image.shape[1] // size
-    for k in range(tiles):
-        y, x = (k // per_row) * size * 2 % image.shape[0], (k % per_row) * size
-        Image.fromarray(image[y : y + size, x : x + size]).save(root / "images" / f"t{k:02d}.jpg")
-        m = Image.fromarray(mask[y : y + size, x : x + size], mode="P")
-        m.putpalette([0, 0, 0, 255, 0, 0])
-        m.save(root / "masks" / f"t{k:02d}.png")
-    (root / "classes.txt").write_text("background\nDAB\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +50,8 @@ def test_a_short_run_learns_the_stain(one_process):
     epochs = record["epochs"]
     assert record["metric"] == "mean_iou" and record["classes"] == ["background", "DAB"]
     assert epochs[-1]["train_loss"] < 0.9 * epochs[0]["train_loss"]
-    # the first epochs' argmax is background everywhere (a quarter of the pixels are DAB): mean IoU 0.37
-    assert epochs[0]["mean_iou"] < 0.5 and max(e["mean_iou"] for e in epochs) > 0.8
+    # one class everywhere (what a net that learned nothing draws) scores a mean IoU of at most 0.5
+    assert max(e["mean_iou"] for e in epochs) > 0.8
     last = epochs[-1]
     assert set(last["per_class"]) == {"background", "DAB"} and np.sum(last["confusion_matrix"]) == 13 * 32 * 32
     assert {"pixel_accuracy", "mean_dice", "val_loss", "lr"} <= set(last)
