@@ -19,6 +19,7 @@ def main() -> int:
         ROOT / "spec/unet.yaml",
         ROOT / "spec/dds_unet.yaml",
         *sorted((ROOT / "spec/baselines").glob("*.yaml")),
+        *sorted((ROOT / "spec/segmentation").glob("*.yaml")),
     ]:
         g = tcc.load_spec(path).graph
         rel = path.relative_to(ROOT)

@@ -27,7 +27,12 @@ def run(args) -> int:
         )
         return 0
     width = max(len(name) for name in models)
-    for group, title in (("paper", "the seed papers' models"), ("baseline", "baselines (torchvision's families)")):
+    groups = (
+        ("paper", "the seed papers' models and tcc's own"),
+        ("baseline", "baselines (torchvision's families)"),
+        ("segmentation", "segmenters (torchvision's)"),
+    )
+    for group, title in groups:
         print(f"{title}:")
         for m in models.values():
             if m.group == group:

@@ -97,24 +97,24 @@ def segment_image(path: Path, out: Path, runner: Runner, segmenter: Segmenter, o
     size = levels[options.level]
     tiling = tile_image(size, segmenter.tile, segmenter.margin, segmenter.stride)
     keep, tissue = _tissue_tiles(reader, tiling, options)
-    prepare_dir(out)
-    counts = np.zeros(segmenter.classes, np.int64)
-    with StitchedMask.create(out, size, segmenter.classes) as mask:
-        with progress_bar(int(keep.sum()), options.progress, path.name, unit="tile") as bar:
-            job = _Job(str(path.absolute()), tiling, mask.dtype, options, run, bar.update)
-            for i, row in enumerate(tiling.rows):
-                band = _band(job, row, keep[i])
-                mask.write_rows(row.start, band)
-                counts += np.bincount(band.ravel(), minlength=segmenter.classes)[: segmenter.classes]
-        colours = palette(segmenter.classes) if segmenter.classes <= 256 else None
-        pyramid = []
-        atomic_file(out / TIFF, lambda tmp: pyramid.extend(write_pyramid(tmp, mask, colours)))
-        factor = -(-max(size) // PREVIEW)
-        preview = mask.downsampled(factor).astype(np.int64)
-    write_mask(out / PNG, preview, segmenter.classes)
-    rgb = _image_preview(reader, (preview.shape[1], preview.shape[0]), options.max_pixels)
-    if rgb is not None:
-        write_overlay(out / OVERLAY, rgb, preview, segmenter.classes)
+    with _new_folder(out):  # a failure before the first file leaves no empty folder
+        counts = np.zeros(segmenter.classes, np.int64)
+        with StitchedMask.create(out, size, segmenter.classes) as mask:
+            with progress_bar(int(keep.sum()), options.progress, path.name, unit="tile") as bar:
+                job = _Job(str(path.absolute()), tiling, mask.dtype, options, run, bar.update)
+                for i, row in enumerate(tiling.rows):
+                    band = _band(job, row, keep[i])
+                    mask.write_rows(row.start, band)
+                    counts += np.bincount(band.ravel(), minlength=segmenter.classes)[: segmenter.classes]
+            colours = palette(segmenter.classes) if segmenter.classes <= 256 else None
+            pyramid = []
+            atomic_file(out / TIFF, lambda tmp: pyramid.extend(write_pyramid(tmp, mask, colours)))
+            factor = -(-max(size) // PREVIEW)
+            preview = mask.downsampled(factor).astype(np.int64)
+        write_mask(out / PNG, preview, segmenter.classes)
+        rgb = _image_preview(reader, (preview.shape[1], preview.shape[0]), options.max_pixels)
+        if rgb is not None:
+            write_overlay(out / OVERLAY, rgb, preview, segmenter.classes)
     document = {
         "image": path.name,
         "size": list(reader.dimensions),
@@ -254,6 +254,20 @@ def _field_words(field: Field) -> str:
         return "not measured: --margin given"
     how = "NaN spread" if field.method == "nan" else "estimated by perturbation (an integer model)"
     return f"radius {field.radius} pixels, {how}"
+
+
+@contextlib.contextmanager
+def _new_folder(out: Path):
+    """OUT created for the image's files (it holds the stitched mask meanwhile); removed again where the image fails
+    before any of its files is written."""
+    created = not out.exists()
+    prepare_dir(out)
+    try:
+        yield
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
 
 @contextlib.contextmanager

@@ -31,11 +31,14 @@ def _summary(path: Path) -> str:
 
 
 def _spec_files() -> list[tuple[str, Path]]:
-    """(group, file) of every shipped spec: the papers' models first, then the baselines, each group by name."""
+    """(group, file) of every shipped spec: the papers' models first, then the baselines, then the segmenters
+    (spec/segmentation), each group by name."""
     root = specs_dir()
-    return [("paper", p) for p in sorted(root.glob("*.yaml"))] + [
-        ("baseline", p) for p in sorted((root / "baselines").glob("*.yaml"))
-    ]
+    return (
+        [("paper", p) for p in sorted(root.glob("*.yaml"))]
+        + [("baseline", p) for p in sorted((root / "baselines").glob("*.yaml"))]
+        + [("segmentation", p) for p in sorted((root / "segmentation").glob("*.yaml"))]
+    )
 
 
 def zoo_models() -> dict[str, ZooModel]:

@@ -268,3 +268,15 @@ def test_a_classifier_is_refused_and_a_segmenter_has_no_heat_map(image, work, ca
     assert "needs a dense output at the input's resolution" in capsys.readouterr().err
     assert main(["slide", UNET, *SETS, "--image", str(image), "-o", str(work / "heat")]) == 2
     assert "(a segmenter's [classes, H, W]: --segment)" in capsys.readouterr().err
+
+
+def test_a_failure_mid_run_leaves_no_folder(model, image, work, monkeypatch):
+    import tcc.slide.segment as segment_module
+
+    def failing(*args):
+        raise DataError("a tile that does not decode")
+
+    monkeypatch.setattr(segment_module, "segment_batch", failing)
+    with pytest.raises(DataError, match="does not decode"):
+        segment(model, image, work / "failed", every_tile=True)
+    assert not (work / "failed").exists()
