@@ -37,7 +37,9 @@ def reference(name: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize(("name", "size"), [("fcn_resnet50", 64)])
+@pytest.mark.parametrize(
+    ("name", "size"), [("fcn_resnet50", 64), ("lraspp_mobilenet_v3_large", 64), ("deeplabv3_mobilenet_v3_large", 64)]
+)
 def test_logits_per_pixel_equal_torchvisions(name, size, tmp_path: Path, capsys):
     model = reference(name, 5)
     for m in model.modules():  # BN statistics that are not 0 / 1, so a mismatched BN shows
