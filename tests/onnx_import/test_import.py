@@ -151,15 +151,17 @@ def test_a_constant_added_to_scores_is_read_back_only_where_its_values_are_a_win
 @pytest.mark.parametrize("name", [n for n in zoo_models() if n not in NOT_READ_BACK_YET])
 def test_every_zoo_spec_reads_back_equal_at_full_size(name, tmp_path):
     """docs/import.md's table (tools/import_round_trip.py): each equal; all but AlexNet (nothing repeats) and
-    Inception v3 (its blocks are zoo files outside its spec's lines) in local blocks within twice the lines; the
+    Inception v3 and DDS-U-Net (their blocks are zoo files outside the spec's lines) in local blocks within twice the
+    lines; the
     MobileViTs, Swin and MaxViT equal, in local blocks, longer. The FP32 rule's verdict does not depend on the
     threads PyTorch runs on (onnx_import.FLOAT32_ORDERS): a pytest worker runs one."""
     model, imported, _ = read_back_equal(name, tmp_path)
     if name not in ("alexnet", "inception_v3"):
         assert imported.blocks
-    if name not in ("alexnet", "inception_v3", "mobilevit_xxs", "mobilevit_s", "swin_t", "maxvit_t"):  # MobileViT,
-        # Swin, MaxViT: their transformer layers are written out one by one (292, 336, 320 lines; local blocks for
-        # the rest)
+    longer = ("alexnet", "inception_v3", "mobilevit_xxs", "mobilevit_s", "swin_t", "maxvit_t", "dds_unet")
+    if name not in longer:  # MobileViT, Swin, MaxViT: their transformer layers are written out one by one (292, 336,
+        # 320 lines; local blocks for the rest); DDS-U-Net's blocks are zoo files (dds_layer, dds_transition,
+        # dw_separable) outside its 62 lines, as Inception v3's: 135 lines imported
         assert len(imported.spec_text.splitlines()) <= 2 * len(model.path.read_text().splitlines())
 
 
