@@ -29,19 +29,26 @@ class DenseOut(torch.nn.Module):
         return self.model(x)["out"]
 
 
-def reference(name: str, num_classes: int, seed: int = 0) -> torch.nn.Module:
+def reference(name: str, num_classes: int, seed: int = 0, **options) -> torch.nn.Module:
     segmentation = tv.torchvision_models().segmentation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes)
+        model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes, **options)
     return model.eval()
 
 
+# FCN and DeepLabV3 with torchvision's auxiliary head (what its published weights carry; the spec's aux_loss), LRASPP
+# has none
 @pytest.mark.parametrize(
-    ("name", "size"), [("fcn_resnet50", 64), ("lraspp_mobilenet_v3_large", 64), ("deeplabv3_mobilenet_v3_large", 64)]
+    ("name", "size", "options"),
+    [
+        ("fcn_resnet50", 64, {"aux_loss": True}),
+        ("lraspp_mobilenet_v3_large", 64, {}),
+        ("deeplabv3_mobilenet_v3_large", 64, {"aux_loss": True}),
+    ],
 )
-def test_logits_per_pixel_equal_torchvisions(name, size, tmp_path: Path, capsys):
-    model = reference(name, 5)
+def test_logits_per_pixel_equal_torchvisions(name, size, options, tmp_path: Path, capsys):
+    model = reference(name, 5, **options)
     for m in model.modules():  # BN statistics that are not 0 / 1, so a mismatched BN shows
         if isinstance(m, torch.nn.BatchNorm2d):
             with torch.no_grad():
@@ -49,13 +56,14 @@ def test_logits_per_pixel_equal_torchvisions(name, size, tmp_path: Path, capsys)
                 m.running_var.uniform_(0.5, 1.5)
     weights = tmp_path / "torchvision.pth"
     torch.save(model.state_dict(), weights)
-    spec = load_spec(SPECS / f"{name}.yaml", {"image_size": size})
-    ours = tcc.Model.load(SPECS / f"{name}.yaml", weights, image_size=size)
+    spec = load_spec(SPECS / f"{name}.yaml", {"image_size": size, **options})
+    ours = tcc.Model.load(SPECS / f"{name}.yaml", weights, image_size=size, **options)
     assert ours.spec.params["num_classes"] == 5  # read from the checkpoint's classifier
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     logits = ours.predict(x.numpy())
     assert logits.shape == (2, 5, size, size)
     assert_logits_equal(DenseOut(model), spec, x, logits, weights)
-    assert tcc.load_spec(SPECS / f"{name}.yaml", {"num_classes": 5}).graph.param_count == tv.trainable_params(model)
-    sets = ["--set", f"image_size={size}", "--set", "num_classes=5"]
+    counted = tcc.load_spec(SPECS / f"{name}.yaml", {"num_classes": 5, **options}).graph.param_count
+    assert counted == tv.trainable_params(model)
+    sets = ["--set", f"image_size={size}", "--set", "num_classes=5", *(["--set", "aux_loss=true"] if options else [])]
     assert_ort_build_self_checks(SPECS / f"{name}.yaml", sets, tmp_path / "ort", capsys, "--weights", str(weights))
