@@ -21,7 +21,7 @@ OpenSlide (tifffile for TIFFs OpenSlide cannot open); PNG/JPEG/BMP are decoded w
 With --segment, a segmenter (a dense [classes, H, W] output) maps every pixel of --level instead: tiles of the
 model's input size overlap by its receptive field (measured on the model), so the stitched mask equals one run over
 the whole image; tiles without tissue are class 0 (--every-tile runs them too). Writes OUT/segmentation.tiff (a
-tiled pyramidal TIFF, class index per pixel with a palette: OpenSlide and QuPath open it), segmentation.png and
+tiled pyramidal TIFF, class index per pixel with a palette: OpenSlide opens it), segmentation.png and
 overlay.png (downsampled) and segmentation.json (the tiling and the pixels per class)."""
 
 

@@ -10,7 +10,7 @@ The mask is a raw row-major file (sparse: bands without tissue are never written
 back band by band with plain reads, not a memory map, whose touched pages would count against the process.
 The TIFF has OpenSlide's generic pyramid: every level a top-level tiled page, deflate-compressed, in palette mode
 (the pixel values are the class indices, the colour map the classes' colours) up to 256 classes, 16-bit grey beyond.
-OpenSlide and QuPath open it as a slide, tifffile gives the class indices back.
+OpenSlide opens it as a slide (as QuPath's OpenSlide reader does), tifffile gives the class indices back.
 """
 
 from __future__ import annotations
