@@ -258,9 +258,19 @@ def _param_values(layout: CheckpointLayout, graph: Graph, state: dict, inference
     out = {}
     for src in layout.params:
         key = where.get(src.tensor)
-        if key is not None and src.dim < state[key].dim():
+        if not src.present and key is not None and src.dim < state[key].dim():
             out[src.param] = (int(state[key].shape[src.dim]), key, list(state[key].shape))
     return out
+
+
+def _presence_values(layout: CheckpointLayout, state: dict) -> dict[str, tuple]:
+    """{param: (whether the checkpoint holds the key, the key, "present" or "absent")} of the layout's presence
+    sources (an auxiliary head the checkpoint carries)."""
+    return {
+        src.param: (src.present in state, src.present, "present" if src.present in state else "absent")
+        for src in layout.params
+        if src.present
+    }
 
 
 def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, inference_only: bool = False):
@@ -278,11 +288,15 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
     except WeightsError:
         pass
     for layout in model.checkpoints:
-        found = _param_values(layout, model.graph, state, inference_only)
-        changed = {p: v for p, (v, _, _) in found.items() if p not in model.overrides and v != model.params.get(p)}
-        if not changed:
-            continue
         try:
+            # the heads the checkpoint has first (they move the tensors' order), then the sizes read through them
+            found = _presence_values(layout, state)
+            present = _changed(model, found)
+            graph = load_spec(model.path, {**model.overrides, **present}).graph if present else model.graph
+            found.update(_param_values(layout, graph, state, inference_only))
+            changed = _changed(model, found)
+            if not changed:
+                continue
             fitted = load_spec(model.path, {**model.overrides, **changed})
             match_weights(fitted.graph, state, source=str(weights), inference_only=inference_only, layouts=[layout])
         except (WeightsError, SpecError):
@@ -293,6 +307,11 @@ def fit_to_checkpoint(model, weights, by_order: bool = False, key_map=None, infe
         ]
         return fitted
     return model
+
+
+def _changed(model, found: dict[str, tuple]) -> dict:
+    """The values read from a checkpoint that differ from the model's and were not --set."""
+    return {p: v for p, (v, _, _) in found.items() if p not in model.overrides and v != model.params.get(p)}
 
 
 def _first_mismatch(targets, keys, state) -> str:

@@ -102,12 +102,14 @@ def read_key_map(path: str | Path) -> KeyMap:
 
 @dataclass(frozen=True)
 class ParamSource:
-    """A model parameter read from a checkpoint: the size of `dim` of the tensor that imports into `tensor`."""
+    """A model parameter read from a checkpoint: the size of `dim` of the tensor that imports into `tensor`, or (a
+    boolean parameter) whether the checkpoint holds the key `present`."""
 
     param: str
-    tensor: str  # a spec tensor name (node.param)
-    dim: int
+    tensor: str = ""  # a spec tensor name (node.param)
+    dim: int = 0
     where: Location | None = None
+    present: str = ""  # a checkpoint key
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,11 @@ def parse_layouts(section, spec_path: Path, params: dict, tensors: dict) -> tupl
             pwhere = item["params"].key_pos[pname]
             if pname not in params:
                 raise SpecError(f"'{pname}' is not a parameter of the model{suggest(pname, params)}", pwhere)
+            if "present" in src:
+                if not isinstance(params[pname], bool):
+                    raise SpecError(f"'{pname}' is not a boolean parameter, so a key's presence cannot set it", pwhere)
+                sources.append(ParamSource(pname, where=pwhere, present=src["present"]))
+                continue
             if src["tensor"] not in tensors:
                 raise SpecError(
                     f"no spec tensor '{src['tensor']}'{suggest(src['tensor'], tensors)} (the names "

@@ -194,12 +194,23 @@ _CHECKPOINT = {
         "params": {
             "type": "object",
             "description": "model parameters read from the checkpoint: the size of `dim` of the checkpoint tensor "
-            "that imports into the spec tensor `tensor` (e.g. num_classes from the classifier)",
+            "that imports into the spec tensor `tensor` (e.g. num_classes from the classifier), or, for a boolean "
+            "parameter, whether the checkpoint has the key `present` (e.g. an auxiliary head's weights)",
             "additionalProperties": {
-                "type": "object",
-                "properties": {"tensor": {"type": "string"}, "dim": {"type": "integer", "minimum": 0}},
-                "required": ["tensor", "dim"],
-                "additionalProperties": False,
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {"tensor": {"type": "string"}, "dim": {"type": "integer", "minimum": 0}},
+                        "required": ["tensor", "dim"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"present": {"type": "string", "minLength": 1}},
+                        "required": ["present"],
+                        "additionalProperties": False,
+                    },
+                ]
             },
         },
     },

@@ -215,6 +215,11 @@ def test_key_map_file_beside_the_spec(write, tmp_path):
             "1}}}",
             ["fc.bias has 1 dimensions; dim 1 does not exist"],
         ),
+        (
+            "  - {name: a, match: by_name, params: {num_classes: {present: aux.weight}}}\n",
+            "num_classes: {present",
+            ["'num_classes' is not a boolean parameter, so a key's presence cannot set it"],
+        ),
     ],
 )
 def test_layout_mistakes_point_at_the_spec(write, capsys, layout, at, fragments):

@@ -37,8 +37,8 @@ def reference(name: str, num_classes: int, seed: int = 0, **options) -> torch.nn
     return model.eval()
 
 
-# FCN and DeepLabV3 with torchvision's auxiliary head (what its published weights carry; the spec's aux_loss), LRASPP
-# has none
+# FCN and DeepLabV3 with torchvision's auxiliary head (what its published weights carry: the spec's aux_loss, set by
+# the plain --weights from the head's presence), LRASPP has none
 @pytest.mark.parametrize(
     ("name", "size", "options"),
     [
@@ -56,9 +56,10 @@ def test_logits_per_pixel_equal_torchvisions(name, size, options, tmp_path: Path
                 m.running_var.uniform_(0.5, 1.5)
     weights = tmp_path / "torchvision.pth"
     torch.save(model.state_dict(), weights)
-    spec = load_spec(SPECS / f"{name}.yaml", {"image_size": size, **options})
-    ours = tcc.Model.load(SPECS / f"{name}.yaml", weights, image_size=size, **options)
+    spec = load_spec(SPECS / f"{name}.yaml", {"image_size": size})
+    ours = tcc.Model.load(SPECS / f"{name}.yaml", weights, image_size=size)
     assert ours.spec.params["num_classes"] == 5  # read from the checkpoint's classifier
+    assert ours.spec.params.get("aux_loss", False) == bool(options)  # from the auxiliary head's presence
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     logits = ours.predict(x.numpy())
     assert logits.shape == (2, 5, size, size)
