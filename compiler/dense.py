@@ -58,6 +58,12 @@ class MaskAgreement:
         ref, got = class_masks(reference), class_masks(other)
         return cls(round(float(np.mean(ref == got)), 6), tuple(dice(ref, got, classes_of(reference))))
 
+    @property
+    def lowest_dice(self) -> float | None:
+        """The lowest Dice of a class present in either mask (None where none is)."""
+        worst = self.worst()
+        return worst[1] if worst else None
+
     def worst(self) -> tuple[int, float] | None:
         """(class, Dice) of the class with the lowest Dice; None where no class is present."""
         present = [(c, d) for c, d in enumerate(self.dice) if d is not None]

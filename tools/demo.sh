@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on built-in defaults (about 4 minutes on 2 idle cores after `make setup-arm`), on the
-# DDSNet spec and the authors' GC checkpoint (seeded random weights, loudly flagged, when ../shared is absent); each
-# section's wall time is printed after it:
+# `make demo`: the main job on built-in defaults (about 3 minutes on 2 idle cores after `make setup-arm` before
+# section 9, which adds 66 s), on the DDSNet spec and the authors' GC checkpoint (seeded random weights, loudly
+# flagged, when ../shared is absent); each section's wall time is printed after it:
 #   1. check the spec (and one by its zoo name); classify the real GC image with the PyTorch lowering
 #   2. an ONNX Runtime bundle, run
 #   3. the headline: a Cortex-A7 (arm-a7) TVM bundle with its deployment kit, run here under qemu-arm
@@ -81,7 +81,7 @@ echo "   the heat map scores the patches at least half tissue (FastNet's eq. 4);
 $TCC slide spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$OUT/tfi/slide.png" --patch-size 128 --positive-class TUM \
   -o "$OUT/slide" --force --no-progress 2>/dev/null
 $TCC explain spec/ddsnet.yaml "${WEIGHTS[@]}" --image "$GRADCAM_IMAGE" -o "$OUT/gradcam.png" --force 2>/dev/null
-section "9. Segmentation: DDS-U-Net learns a stain's mask; INT8 for the Cortex-A7 and TFLite; masks of a tile and a slide"
+section "9. Segmentation: DDS-U-Net learns a stain's mask; INT8 for the Cortex-A7 and TFLite; a tile's and a slide's mask"
 .venv/bin/python tools/demo_masks.py "$OUT/seg"   # IHC tiles; the mask: DAB stain above Otsu's threshold
 DU=(spec/dds_unet.yaml --set image_size=64)
 $TCC check "${DU[@]}" | tail -n 1

@@ -28,14 +28,9 @@ def evaluate(fp32, int8, x: np.ndarray, modes=(("ort", True),)) -> dict:
             "cos_mean": round(float(np.mean(cos)), 7),
             "cos_min": round(float(np.min(cos)), 7),
             "top1": round(float(np.mean(ref.argmax(1) == y.argmax(1))), 4),
-            **({"dice_min": _lowest_dice(ref, y)} if is_dense(ref) else {}),
+            **({"dice_min": MaskAgreement.measure(ref, y).lowest_dice} if is_dense(ref) else {}),
         }
     return out
-
-
-def _lowest_dice(ref: np.ndarray, y: np.ndarray) -> float | None:
-    worst = MaskAgreement.measure(ref, y).worst()
-    return round(worst[1], 4) if worst else None
 
 
 def timed_calibration(fp32, data, rules: str, method: str, provenance):

@@ -130,9 +130,8 @@ def run(args) -> int:
     else:
         raise DataError("slide needs a SPEC (with --weights) or --artifact BUNDLE_DIR")
     if args.segment:
-        heat_map_only = [flag for flag, value in (("--patch-size", args.patch_size),) if value is not None]
-        if heat_map_only:
-            raise DataError(f"{heat_map_only[0]} sizes the heat map's patches; --segment tiles by the model's input")
+        if args.patch_size is not None:
+            raise DataError("--patch-size sizes the heat map's patches; --segment tiles by the model's input")
         segment = {"segment": True, "level": args.level, "margin": args.margin, "every_tile": args.every_tile}
     else:
         segment_only = [

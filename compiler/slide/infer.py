@@ -96,6 +96,22 @@ def predict_batch(
     pairs) of `image`, through the model's preprocessing. The one function both the single-process run and the
     Dask workers call, so both compute the same numbers. `threads`: PyTorch's intra-op threads in this process
     from now on (a Dask worker is dedicated to the run; the single-process run uses torch_threads instead)."""
+    scores = model_outputs(source, image, max_pixels, origins, (width, width), threads=threads)
+    return softmax(np.asarray(scores, np.float64).reshape(len(origins), -1))
+
+
+def model_outputs(
+    source: ModelSource,
+    image: str,
+    max_pixels: int,
+    origins: tuple,
+    size: tuple[int, int],
+    level: int = 0,
+    threads: int | None = None,
+) -> np.ndarray:
+    """The model's outputs on the regions of `image` at `origins` ((x, y) pairs in `level`'s pixels), each `size`
+    (width, height) pixels, through the model's preprocessing (resized to its input); a region scored NaN or
+    infinity (damaged weights or bundle: no probability or mask can be made of it) is an error naming it."""
     from PIL import Image  # deferred for start-up: loads PIL
 
     runner = load_runner(source)
@@ -105,17 +121,19 @@ def predict_batch(
     pre = runner.preprocess
     x = np.stack(
         [
-            normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, width, width)), pre), pre)
+            normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, *size, level)), pre), pre)
             for px, py in origins
         ]
     )
-    scores = np.asarray(runner.run(x), np.float64).reshape(len(origins), -1)
-    if not np.isfinite(scores).all():  # damaged weights or bundle: no probability or heat map can be made of them
-        (px, py), *_ = (o for o, row in zip(origins, scores) if not np.isfinite(row).all())
+    outputs = np.asarray(runner.run(x))
+    if not np.isfinite(outputs).all():
+        (px, py), *_ = (o for o, out in zip(origins, outputs) if not np.isfinite(out).all())
+        where = f" of level {level}" if level else ""
         raise DataError(
-            f"{image}: the model scores the patch at ({px}, {py}) with NaN or infinity (damaged weights or bundle?)"
+            f"{image}: the model scores the patch at ({px}, {py}){where} with NaN or infinity (damaged weights or "
+            "bundle?)"
         )
-    return softmax(scores)
+    return outputs
 
 
 @contextlib.contextmanager

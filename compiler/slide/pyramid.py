@@ -10,7 +10,7 @@ The mask is a raw row-major file (sparse: bands without tissue are never written
 back band by band with plain reads, not a memory map, whose touched pages would count against the process.
 The TIFF has OpenSlide's generic pyramid: every level a top-level tiled page, deflate-compressed, in palette mode
 (the pixel values are the class indices, the colour map the classes' colours) up to 256 classes, 16-bit grey beyond.
-OpenSlide opens it as a slide (as QuPath's OpenSlide reader does), tifffile gives the class indices back.
+OpenSlide opens it as a slide (tested; QuPath not tried), tifffile gives the class indices back.
 """
 
 from __future__ import annotations
@@ -118,20 +118,10 @@ def write_pyramid(path: Path, mask: StitchedMask, colours: np.ndarray | None) ->
 
 
 def _tiles(bands: Iterator[np.ndarray], width: int, dtype: np.dtype) -> Iterator[np.ndarray]:
-    """TILE x TILE tiles in row-major order (zero-padded past the edge) from bands of rows of any height."""
-    pending = np.zeros((0, width), dtype)
-    for band in bands:
-        pending = np.concatenate((pending, band))
-        while len(pending) >= TILE:
-            yield from _row_of_tiles(pending[:TILE], width, dtype)
-            pending = pending[TILE:]
-    if len(pending):
-        yield from _row_of_tiles(pending, width, dtype)
-
-
-def _row_of_tiles(rows: np.ndarray, width: int, dtype: np.dtype) -> Iterator[np.ndarray]:
-    for left in range(0, width, TILE):
-        tile = np.zeros((TILE, TILE), dtype)
-        part = rows[:, left : left + TILE]
-        tile[: part.shape[0], : part.shape[1]] = part
-        yield tile
+    """TILE x TILE tiles in row-major order (zero-padded past the edge) from bands of TILE rows (the last fewer)."""
+    for rows in bands:
+        for left in range(0, width, TILE):
+            tile = np.zeros((TILE, TILE), dtype)
+            part = rows[:, left : left + TILE]
+            tile[: part.shape[0], : part.shape[1]] = part
+            yield tile

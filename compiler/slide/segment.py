@@ -14,19 +14,18 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data import model_pixels, normalize_pixels
 from ..dense import class_masks
 from ..errors import DataError
 from ..field import Field, measure_field
 from ..files import atomic_file, atomic_write
 from ..segmentation.masks import named_counts, palette, write_mask, write_overlay
 from .cluster import dask_batches
-from .infer import ModelSource, Runner, load_runner, set_torch_threads, torch_threads
+from .infer import ModelSource, Runner, load_runner, model_outputs, torch_threads
 from .mask import choose_level, tissue_mask
 from .options import Options, progress_bar
 from .output import check_dir, prepare_dir
@@ -155,27 +154,8 @@ def segment_batch(
     """The class masks of the tiles at `origins` ((x, y) in `level`'s pixels) of `image`, each cut to its crop
     (top, bottom, left, right within the tile). The function both the single-process run and the Dask workers
     call, so both compute the same masks."""
-    from PIL import Image  # deferred for start-up: loads PIL
-
-    runner = load_runner(source)
-    if threads and not source.artifact:
-        set_torch_threads(threads)
-    reader = cached_image(image, max_pixels)
-    _, height, width = runner.input_shape
-    pre = replace(runner.preprocess, resize=(height, width))  # a tile is read at the input's size: no resize
-    x = np.stack(
-        [
-            normalize_pixels(model_pixels(Image.fromarray(reader.read_region(px, py, width, height, level)), pre), pre)
-            for px, py in origins
-        ]
-    )
-    logits = np.asarray(runner.run(x))
-    if not np.isfinite(logits).all():
-        (px, py), *_ = (o for o, t in zip(origins, logits) if not np.isfinite(t).all())
-        raise DataError(
-            f"{image}: the model gives NaN or infinity on the tile at ({px}, {py}) of level {level} (damaged "
-            "weights or bundle?)"
-        )
+    _, height, width = load_runner(source).input_shape  # a tile is read at the input's size: no resize
+    logits = model_outputs(source, image, max_pixels, origins, (width, height), level, threads)
     return [m[top:bottom, left:right] for m, (top, bottom, left, right) in zip(class_masks(logits), crops)]
 
 

@@ -39,10 +39,13 @@ class Split:
     def segment(self) -> bool:
         return self.task == "segment"
 
-    def counts(self, samples: list[Sample]) -> list[int]:
-        if self.segment:
-            assert self.pixels is not None and samples is self.train  # counted once, by the preflight
+    def train_counts(self) -> list[int]:
+        """Training samples per class (a segmenter's: training pixels per class, counted by the preflight)."""
+        if self.pixels is not None:
             return self.pixels
+        return self.counts(self.train)
+
+    def counts(self, samples: list[Sample]) -> list[int]:
         return np.bincount([label for _, label in samples], minlength=len(self.classes)).tolist()
 
     def describe(self) -> str:

@@ -109,7 +109,7 @@ class Trainer:
         self.model = wrap(self.module, procs)
         self.optimizer = OPTIMIZERS[c.optimizer]([p for p in self.module.parameters() if p.requires_grad], c)
         self.scheduler = SCHEDULES[c.schedule](self.optimizer, c)
-        weights = class_weights(c, split.counts(split.train))
+        weights = class_weights(c, split.train_counts())
         self.loss = Loss(c.loss, weights, c.gamma, c.dice_weight if split.segment else 0.0)
         pre, dataset = plan.model.preprocess, MaskPairSet if split.segment else ImageFolderSet
         self.train_set = dataset(split.train, pre, c.augment, c.seed)

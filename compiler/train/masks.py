@@ -47,7 +47,11 @@ def _class_names(root: Path) -> list[str]:
     path = root / CLASSES
     if not path.is_file():
         return []
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the class names ({e})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) < 2:
         raise DataError(f"{path}: {len(names)} class name(s); a segmenter tells at least 2 classes apart")
     return names
@@ -89,26 +93,22 @@ def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
             )
         if size is not None and im.size != (size[1], size[0]):
             im = im.resize((size[1], size[0]), Image.Resampling.NEAREST)
-        return np.asarray(im, dtype=np.int64)
+        mask = np.asarray(im, dtype=np.int64)
+    if mask.size and mask.min() < 0:  # a 32-bit grey image can hold them
+        raise DataError(f"{path}: class index {int(mask.min())} in a mask; class indices are 0 or more")
+    return mask
 
 
-def class_pixels(pairs: list[tuple[Path, Path]], classes: int, size: tuple[int, int]) -> list[int]:
-    """Pixels of each class over the masks at the model's input size (a class index out of range: a DataError)."""
-    counts = np.zeros(classes, np.int64)
+def class_pixels(pairs: list[tuple[Path, Path]], size: tuple[int, int]) -> tuple[np.ndarray, Path | None]:
+    """Pixels of each class index over the masks at the model's input size (as long as the largest index + 1),
+    and the mask that holds the largest index (None without masks). Each mask is read once."""
+    counts, largest = np.zeros(0, np.int64), None
     for _, mask_path in pairs:
-        mask = read_mask(mask_path, size)
-        if mask.size and (mask.min() < 0 or mask.max() >= classes):
-            raise DataError(
-                f"{mask_path}: class index {int(mask.max())} in a mask, but the model tells {classes} classes apart "
-                f"(0..{classes - 1})"
-            )
-        counts += np.bincount(mask.ravel(), minlength=classes)
-    return counts.tolist()
-
-
-def largest_class(pairs: list[tuple[Path, Path]]) -> int:
-    """The largest class index any mask holds."""
-    return max(int(read_mask(m).max(initial=0)) for _, m in pairs)
+        found = np.bincount(read_mask(mask_path, size).ravel())
+        if len(found) > len(counts):
+            counts, largest = np.pad(counts, (0, len(found) - len(counts))), mask_path
+        counts[: len(found)] += found
+    return counts, largest
 
 
 def segmenter_classes(model, split: Split):
@@ -118,14 +118,21 @@ def segmenter_classes(model, split: Split):
     classifier's head is). Every mask's indices are checked against them, and the training pixels counted."""
     output = model.graph.shape(model.graph.main_output)
     channels = int(output[0]) if len(output) == 3 else 0
+    size = tuple(model.preprocess.resize)
+    (train, train_largest), (val, val_largest) = class_pixels(split.train, size), class_pixels(split.val, size)
     names = split.classes
     if not names:
-        needed = max(2, largest_class(split.train + split.val) + 1)
-        k = max(channels, needed)
+        k = max(channels, 2, len(train), len(val))
         names = model.labels if model.labels and len(model.labels) == k else [str(i) for i in range(k)]
-    k, size = len(names), tuple(model.preprocess.resize)
-    class_pixels(split.val, k, size)  # their indices checked too
-    return model, replace(split, classes=list(names), pixels=class_pixels(split.train, k, size))
+    k = len(names)
+    for counts, largest in ((train, train_largest), (val, val_largest)):
+        if len(counts) > k:
+            raise DataError(
+                f"{largest}: class index {len(counts) - 1} in a mask, but the model tells {k} classes apart "
+                f"(0..{k - 1})"
+            )
+    pixels = np.pad(train, (0, k - len(train))).tolist()
+    return model, replace(split, classes=list(names), pixels=pixels)
 
 
 class MaskPairSet(ImageFolderSet):

@@ -109,13 +109,12 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
 
 
 def _resolve_metric(c: Config, split: Split) -> None:
-    """The metric that picks best.pt: the task's default, or the one given if it scores this task."""
-    mine, other = (SEGMENTER_METRICS, CLASSIFIER_METRICS) if split.segment else (CLASSIFIER_METRICS, SEGMENTER_METRICS)
-    if c.metric is None:
-        c.values["metric"] = mine[0]
-    elif c.metric in other:
+    """The metric that picks best.pt must score this task (the default, the data layout's, does)."""
+    other = CLASSIFIER_METRICS if split.segment else SEGMENTER_METRICS
+    if c.metric in other:
         what = "image / mask pairs (a segmenter)" if split.segment else "class folders (a classifier)"
-        raise c.error("metric", f"{c.metric} does not score {what}; choose from {', '.join((*mine, 'val_loss'))}")
+        mine = (*(SEGMENTER_METRICS if split.segment else CLASSIFIER_METRICS), "val_loss")
+        raise c.error("metric", f"{c.metric} does not score {what}; choose from {', '.join(mine)}")
 
 
 def _fit_classes(model: Spec, c: Config, classes: list[str]) -> Spec:

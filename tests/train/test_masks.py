@@ -158,6 +158,15 @@ def _rgb_mask(root: Path) -> None:
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "masks" / "t04.png")
 
 
+def _negative(root: Path) -> None:
+    (root / "masks" / "t06.png").unlink()  # a 32-bit signed grey TIFF (mode "I") in its place: PNG has no negatives
+    Image.fromarray(np.full((32, 32), -1, np.int32)).save(root / "masks" / "t06.tif")
+
+
+def _undecodable_names(root: Path) -> None:
+    (root / "classes.txt").write_bytes(b"background\n\xff\xfe\n")
+
+
 def _missing_mask(root: Path) -> None:
     (root / "masks" / "t05.png").unlink()
 
@@ -168,6 +177,8 @@ def _missing_mask(root: Path) -> None:
         ("too_large", _too_large, [], "t03.png: class index 5 in a mask, but the model tells 2 classes apart"),
         ("rgb", _rgb_mask, [], "t04.png: a RGB image; a mask is single-channel"),
         ("missing", _missing_mask, [], "t05.jpg: no mask"),
+        ("negative", _negative, [], "t06.tif: class index -1 in a mask; class indices are 0 or more"),
+        ("names", _undecodable_names, [], "classes.txt: cannot read the class names"),
         ("metric", lambda root: None, ["--metric", "macro_f1"], "macro_f1 does not score image / mask pairs"),
     ],
 )

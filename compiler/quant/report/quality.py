@@ -95,14 +95,12 @@ def output_metrics(ref: np.ndarray, got: np.ndarray) -> dict:
         "mse": _sig(np.mean(d * d)),
         "rel_l2": _sig(float(np.linalg.norm(d)) / norm if norm else 0.0),
         "top1_agreement": round(top1_agreement(ref, got), 6),
-        **(_dice(ref, got) if is_dense(ref) else {}),
+        **(_dice(MaskAgreement.measure(ref, got)) if is_dense(ref) else {}),
     }
 
 
-def _dice(ref: np.ndarray, got: np.ndarray) -> dict:
-    masks = MaskAgreement.measure(ref, got)
-    worst = masks.worst()
-    return {"dice": list(masks.dice), "dice_min": worst[1] if worst else None}
+def _dice(masks: MaskAgreement) -> dict:
+    return {"dice": list(masks.dice), "dice_min": masks.lowest_dice}
 
 
 def _cos(v) -> float:
