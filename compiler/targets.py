@@ -36,6 +36,7 @@ class Platform:
     qemu: tuple[str, ...] | None = None  # prefix that runs a target binary here; None: native
     cmake_toolchain: str | None = None  # file in backends/tvm/runtime_recipe/toolchains/
     aliases: tuple[str, ...] = field(default=())
+    cycle_model: str | None = None  # the board core's cycle model (tcc.backends.tvm.measure.cycle_models.CYCLE_MODELS)
 
     @property
     def cxx(self) -> str:
@@ -116,6 +117,7 @@ _PLATFORMS: tuple[Platform, ...] = (
         runtime="source",
         qemu=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf", "-cpu", "cortex-a7"),
         cmake_toolchain="armv7.cmake",
+        cycle_model="cortex-a7",
     ),
     Platform(
         name="aarch64",
@@ -130,6 +132,7 @@ _PLATFORMS: tuple[Platform, ...] = (
         qemu=("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-cpu", "cortex-a53"),
         cmake_toolchain="aarch64.cmake",
         aliases=("arm-a53",),
+        cycle_model="cortex-a53",
     ),
     Platform(
         name="aarch64-dotprod",
@@ -146,6 +149,7 @@ _PLATFORMS: tuple[Platform, ...] = (
         qemu=("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", "-cpu", "cortex-a76"),
         cmake_toolchain="aarch64.cmake",
         aliases=("arm-a55", "ax650-a55", "ax620e-a55"),
+        cycle_model="cortex-a55",
     ),
 )
 

@@ -49,7 +49,8 @@ from . import tune as tvm_tune
 from . import worker as tvm_worker
 from .import_tvm import import_tvm_first
 from .kit import ARTIFACT, KIT, KIT_INFO, write_kit
-from .measure.insn_count import per_inference
+from .measure import cycles
+from .measure.blocks import inference_blocks, instruction_summary
 from .measure.instruction_mix import instruction_mix
 from .options import TvmOptions
 from .runtime import TVM_FFI_PIN, TVM_PIN
@@ -410,9 +411,19 @@ class TvmBackend(Backend):
                 )
         if platform.is_cross and own.count_instructions:
             with phase("instruction-count"):
-                checks["instructions_per_inference"] = per_inference(
-                    bundle / ARTIFACT, platform.name, np.ascontiguousarray(x[:1]), bundle / "kit" / "bin" / "tcc-run"
+                if platform.cycle_model:
+                    cycles.require_llvm()  # before minutes under qemu
+                run = inference_blocks(
+                    bundle / ARTIFACT,
+                    platform.name,
+                    np.ascontiguousarray(x[:1]),
+                    bundle / "kit" / "bin" / "tcc-run",
+                    log=platform.cycle_model is not None,
                 )
+                checks["instructions_per_inference"] = instruction_summary(run, platform.arch, 1)
+            if platform.cycle_model:
+                with phase("cycle-estimate"):
+                    checks["cycles_per_inference"] = cycles.estimate(run, platform.name)
         if options.precision == "fp32":
             checks["vs_onnxruntime"] = _vs_ort(model, x, got, platform.name)
         return checks

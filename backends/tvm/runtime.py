@@ -176,12 +176,15 @@ def missing_tools(target_name: str, *, build: bool = True, run: bool = True) -> 
 
 
 def missing_apt_packages(target_names: Iterable[str]) -> list[str]:
-    """Debian packages to install so the targets' compiler and emulator commands exist."""
+    """Debian packages to install so the targets' compiler and emulator commands exist, and LLVM's llvm-mca for
+    the cycle estimate of the cores that have one."""
     pkgs: list[str] = []
     for name in target_names:
         platform = get_platform(name)
-        cmds = [platform.cxx] + ([platform.qemu[0]] if platform.qemu else [])
-        for cmd, pkg in zip(cmds, (platform.apt_packages[0], "qemu-user")):
+        wanted = [(platform.cxx, platform.apt_packages[0])]
+        wanted += [(platform.qemu[0], "qemu-user")] if platform.qemu else []
+        wanted += [("llvm-mca", "llvm")] if platform.cycle_model else []
+        for cmd, pkg in wanted:
             if not find_command(cmd) and pkg not in pkgs:
                 pkgs.append(pkg)
     return pkgs

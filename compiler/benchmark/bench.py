@@ -401,6 +401,8 @@ def _build_one(m: BenchModel, target: str, precision: str, tables: dict, out: Pa
     checks = man.get("target_checks", {})
     if "instructions_per_inference" in checks:
         res["instructions"] = checks["instructions_per_inference"]
+    if "cycles_per_inference" in checks:
+        res["cycles"] = checks["cycles_per_inference"]
     return res
 
 

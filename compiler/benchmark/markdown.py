@@ -148,4 +148,16 @@ def _build_lines(m: dict) -> list[str]:
     if rows:
         lines += ["Executed instructions per inference (qemu plugin, exact):", ""]
         lines += _table(["bundle", "total", "SIMD", "SIMD share", "int8 MACs", "float MACs"], rows)
+    rows = [
+        [k, b["cycles"]["core"], f"{b['cycles']['total']:,}", f"{b['cycles']['cycles_per_instruction']:.2f}"]
+        for k, b in m["builds"].items()
+        if "cycles" in b
+    ]
+    if rows:
+        lines += [
+            "Estimated cycles per inference on the board's core (qemu's blocks priced by LLVM's scheduling model; "
+            "no caches or memory stalls):",
+            "",
+        ]
+        lines += _table(["bundle", "core", "cycles", "cycles / instruction"], rows)
     return lines

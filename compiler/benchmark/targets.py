@@ -34,7 +34,7 @@ def _ratio(*names: str) -> Callable[[dict], float | None]:
 
 def _build_seconds(key: str) -> Callable[[dict], float | None]:
     """The build's wall time as the user's command takes it (its own process: `command`), else the bench's
-    in-process build without the instruction count it adds (imports warm: a lower bound)."""
+    in-process build without the instruction count and cycle estimate it adds (imports warm: a lower bound)."""
 
     def get(m: dict) -> float | None:
         b = m.get("builds", {}).get(key, {})
@@ -42,17 +42,18 @@ def _build_seconds(key: str) -> Callable[[dict], float | None]:
             return b["command"]["seconds"]
         phases = b.get("seconds") or {}
         total = phases.get("total")
-        return None if total is None else round(total - phases.get("target-checks/instruction-count", 0.0), 2)
+        added = phases.get("target-checks/instruction-count", 0.0) + phases.get("target-checks/cycle-estimate", 0.0)
+        return None if total is None else round(total - added, 2)
 
     return get
 
 
-def _instruction_ratio(target: str):
-    """INT8 / FP32 executed instructions of one ARM target's two bundles."""
+def _instruction_ratio(target: str, what: str = "instructions"):
+    """INT8 / FP32 executed instructions (or estimated cycles: `what` "cycles") of one ARM target's two bundles."""
 
     def measure(m: dict) -> float | None:
         b = m.get("builds", {})
-        i8, f32 = (b.get(f"{target}-{p}", {}).get("instructions") for p in ("int8", "fp32"))
+        i8, f32 = (b.get(f"{target}-{p}", {}).get(what) for p in ("int8", "fp32"))
         return i8["total"] / f32["total"] if i8 and f32 else None
 
     return measure
@@ -162,6 +163,24 @@ TARGETS = (
         "aarch64-dotprod (ARMv8.2, A55) INT8 executed instructions / FP32",
         lambda mach: 0.3,
         _instruction_ratio("aarch64-dotprod"),
+    ),
+    Target(
+        "arm-a7-int8-cycles",
+        "arm-a7 INT8 / FP32 estimated cycles (Cortex-A7; the Cortex-R52's LLVM model stands in)",
+        lambda mach: 0.4,
+        _instruction_ratio("arm-a7", "cycles"),
+    ),
+    Target(
+        "aarch64-int8-cycles",
+        "aarch64 INT8 / FP32 estimated cycles (Cortex-A53)",
+        lambda mach: 0.5,
+        _instruction_ratio("aarch64", "cycles"),
+    ),
+    Target(
+        "aarch64-dotprod-int8-cycles",
+        "aarch64-dotprod INT8 / FP32 estimated cycles (Cortex-A55)",
+        lambda mach: 0.3,
+        _instruction_ratio("aarch64-dotprod", "cycles"),
     ),
     Target(
         "threads-host",

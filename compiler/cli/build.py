@@ -71,8 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     tvm.add_argument(
         "--count-instructions",
         action="store_true",
-        help="ARM: count the instructions one inference executes (qemu plugin; NEON vs scalar) into the manifest; "
-        "adds two runs under qemu",
+        help="ARM: count the instructions one inference executes (qemu plugin; NEON vs scalar) and estimate its "
+        "cycles on the board's core (LLVM's scheduling model, llvm-mca) into the manifest; adds two runs under qemu",
     )
     tvm.add_argument(
         "--host-twin",
@@ -278,6 +278,12 @@ def _target_check_line(name: str, c: dict) -> str:
         return (
             f"executed instructions per inference ({c['arch']}, under qemu): {c['total']:,}, of them "
             f"{c['simd']:,} SIMD, int8 multiply-accumulates {c['int8_mac']:,}, float {c['float_mac']:,}"
+        )
+    if name == "cycles_per_inference":
+        model = c["model"] + (", standing in" if c.get("stand_in") else "")
+        return (
+            f"estimated cycles per inference ({c['core']}; {model}; no caches or memory stalls): {c['total']:,}, "
+            f"{c['cycles_per_instruction']:.2f} per instruction"
         )
     if name == "instruction_mix":
         amx = c.get("amx") or {}

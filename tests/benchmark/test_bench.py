@@ -212,7 +212,7 @@ def test_bench_quick_writes_a_valid_result(tmp_path, capsys):
     if "arm-a7-int8" in built:
         import numpy as np
 
-        from tcc.backends.tvm.measure.insn_count import per_inference
+        from tcc.backends.tvm.measure.blocks import per_inference
 
         ins = m["builds"]["arm-a7-int8"]["instructions"]
         assert ins["arch"] == "armv7" and ins["total"] > 1_000_000 and ins["int8_mac"] > 0

@@ -1,13 +1,9 @@
 """Executed ARM instructions per inference, counted exactly under qemu-user: the ARM cost measure that runs here.
 
 qemu cannot time ARM code, but a TCG plugin (``qemu_plugin/insn_count.c``) counts every instruction it executes,
-by disassembled text. A module's cost per inference is the count of the target's own runner (``tcc-run``, one
-thread) running the model three times (``--runs 2``, untimed) minus the count running it twice: loading, input,
-output and the first inference's allocations cancel, and what remains is one warm inference and one turn of the
-runner's loop. Nothing in it depends on a clock, so the count is the same on every run (the manifest stays
-byte-identical); the allocator may take a different path from one inference to the next, and the instructions
-that moved that way are recorded (`path_differences`: hundreds against hundreds of millions). Each text is classified
-as SIMD or scalar by the rule of the static instruction mix
+by disassembled text. A module's cost per inference is counted from the blocks one inference executes
+(`tcc.backends.tvm.measure.blocks`); here: the plugin itself, the names of the texts qemu cannot name, and the
+totals of a {text: count} table, each text classified as SIMD or scalar by the rule of the static instruction mix
 (:func:`tcc.backends.tvm.measure.instruction_mix.is_simd`).
 
 The plugin is compiled once per source hash with the host C compiler into the runtime cache.
@@ -21,15 +17,10 @@ import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, cache_root, find_command
-from ..tensor_file import write_tensor_file
 from .instruction_mix import is_simd
-
-if TYPE_CHECKING:
-    import numpy as np
 
 PLUGIN_SOURCE = Path(__file__).with_name("qemu_plugin") / "insn_count.c"
 
@@ -170,38 +161,3 @@ def summarize(counts: Counter, arch: str) -> dict[str, Any]:
         "float_mac": float_mac,
         "top_mnemonics": dict(by_mnemonic.most_common(12)),
     }
-
-
-def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner: str | os.PathLike) -> dict:
-    """Executed instructions of one inference of a compiled module on `x` (batch as given) by the target's runner
-    under qemu, one thread: count(--runs 2) - count(--runs 1). Returns summarize()'s dict with "method"."""
-    platform = get_platform(target)
-    if not platform.qemu:
-        raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")
-    if not find_command(platform.qemu[0]):
-        raise ToolchainMissing(f"`{platform.qemu[0]}` not found (Debian package qemu-user)")
-    with tempfile.TemporaryDirectory(prefix="tcc-insn-run-") as tmp:
-        inp, out = Path(tmp) / "input.bin", Path(tmp) / "output.bin"
-        write_tensor_file(inp, x)
-
-        qemu = platform.qemu  # (checked above: an ARM target runs under qemu)
-
-        def run(runs: int) -> Counter:
-            return count_command(
-                [str(runner), "--quiet", "--threads", "1", "--runs", str(runs), str(so_path), str(inp), str(out)],
-                qemu,
-            )
-
-        one, two = run(1), run(2)
-    diff = Counter(two)
-    diff.subtract(one)
-    # An instruction text may run fewer times in the run with one more inference: the runtime's allocator takes
-    # a different path when the VM frees and allocates the output again. The totals stay exact; how many
-    # instructions moved between such paths is recorded beside them.
-    result = summarize(diff, platform.arch)
-    result["path_differences"] = -sum(v for v in diff.values() if v < 0)
-    result["method"] = (
-        "qemu TCG plugin, executed instructions of tcc-run --threads 1 --runs 2 minus --runs 1 "
-        f"(one warm inference, batch {x.shape[0]}, plus the two instructions of the runner's loop)"
-    )
-    return result

@@ -164,12 +164,50 @@ class Symbols:
         return self.names[i] if i >= 0 else None
 
 
+class Attributor:
+    """Names the function an address of a run lies in: the images qemu's log of the run shows mapped, each
+    image's symbol table. A name is the function's symbol for the module the program loads (its argument ending
+    in .so: the model) and ``image:symbol`` elsewhere; ``image:?`` for an address between an image's symbols."""
+
+    def __init__(self, log: str, argv: list[str] | tuple[str, ...], sysroot: str | None, nm: str):
+        self.images = mapped_images(log, argv[0], sysroot)
+        self.starts = [im.start for im in self.images]
+        self.module = _module(list(argv))
+        self.nm = nm
+        self.symbols: dict[str, Symbols] = {}
+        self.names: dict[int, str] = {}
+
+    def name(self, address: int) -> str:
+        name = self.names.get(address)
+        if name is None:
+            i = bisect.bisect_right(self.starts, address) - 1
+            if i < 0 or address >= self.images[i].end:
+                name = UNATTRIBUTED
+            else:
+                im = self.images[i]
+                if im.path not in self.symbols:
+                    self.symbols[im.path] = Symbols(im.path, self.nm)
+                base = os.path.basename(im.path)
+                fn = self.symbols[im.path].name(address - im.start)
+                name = fn if base.endswith(".so") and im.path == self.module and fn else f"{base}:{fn or '?'}"
+            self.names[address] = name
+        return name
+
+
+def nm_for(target: str) -> str:
+    """The symbol lister for a target's images (the cross binutils' nm, else the host's)."""
+    platform = get_platform(target)
+    nm = next((c for c in (f"{platform.triple}-nm", "nm") if find_command(c)), None)
+    if nm is None:
+        raise ToolchainMissing(f"`{platform.triple}-nm` not found (Debian package binutils-{platform.triple})")
+    return nm
+
+
 def count_by_function(
     argv: list[str], qemu: list[str] | tuple[str, ...], nm: str, timeout: float = 900
 ) -> dict[str, Counter]:
-    """Executed instructions of `argv` under the qemu prefix `qemu`, per function: {name: {text: count}}. A name
-    is the function's symbol for the program's first argument's module (argv[-3], the model) and
-    ``image:symbol`` elsewhere; ``image:?`` for an address between an image's symbols."""
+    """Executed instructions of `argv` under the qemu prefix `qemu`, per function (`Attributor`'s names):
+    {name: {text: count}}."""
     with tempfile.TemporaryDirectory(prefix="tcc-insn-fn-") as tmp:
         out, log = Path(tmp) / "counts.tsv", Path(tmp) / "qemu.log"
         cmd = [
@@ -190,29 +228,12 @@ def count_by_function(
                 f"counting instructions failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}"
             )
         sysroot = qemu[qemu.index("-L") + 1] if "-L" in qemu else None
-        images = mapped_images(log.read_text(errors="replace"), argv[0], sysroot)
+        attributor = Attributor(log.read_text(errors="replace"), argv, sysroot, nm)
         table = out.read_text()
-    starts = [im.start for im in images]
-    symbols: dict[str, Symbols] = {}
     by_function: dict[str, Counter] = defaultdict(Counter)
-    names: dict[int, str] = {}
     for line in table.splitlines():
         n, hex_address, text = line.split("\t", 2)
-        address = int(hex_address, 16)
-        name = names.get(address)
-        if name is None:
-            i = bisect.bisect_right(starts, address) - 1
-            if i < 0 or address >= images[i].end:
-                name = UNATTRIBUTED
-            else:
-                im = images[i]
-                if im.path not in symbols:
-                    symbols[im.path] = Symbols(im.path, nm)
-                base = os.path.basename(im.path)
-                fn = symbols[im.path].name(address - im.start)
-                name = fn if base.endswith(".so") and im.path == _module(argv) and fn else f"{base}:{fn or '?'}"
-            names[address] = name
-        by_function[name][named(text.strip())] += int(n)
+        by_function[attributor.name(int(hex_address, 16))][named(text.strip())] += int(n)
     return by_function
 
 
@@ -230,9 +251,7 @@ def per_function(so_path: str | os.PathLike, target: str, x: np.ndarray, runner:
         raise ToolchainMissing(f"target {target} runs natively here; instruction counts are for the ARM targets")
     if not find_command(platform.qemu[0]):
         raise ToolchainMissing(f"`{platform.qemu[0]}` not found (Debian package qemu-user)")
-    nm = next((c for c in (f"{platform.triple}-nm", "nm") if find_command(c)), None)
-    if nm is None:
-        raise ToolchainMissing(f"`{platform.triple}-nm` not found (Debian package binutils-{platform.triple})")
+    nm = nm_for(target)
     qemu = platform.qemu  # (checked above: an ARM target runs under qemu)
     with tempfile.TemporaryDirectory(prefix="tcc-insn-fn-run-") as tmp:
         inp, out = Path(tmp) / "input.bin", Path(tmp) / "output.bin"

@@ -7,6 +7,9 @@
  * caller (tcc.backends.insn_count), with the same rules as the static instruction mix.
  * With the argument addresses=on every instruction is counted by "address<TAB>text" instead (the guest virtual
  * address in hex), so that the caller can attribute the counts to the functions of the program's symbol tables.
+ * With blocks=on every translated block is counted instead, one inline add per execution, and written as
+ * "count<TAB>address<TAB>bytes<TAB>text|text|..." (its instructions' encodings in hex, space-separated, and their
+ * disassembly): what a cycle model (tcc.backends.tvm.measure.cycles) needs to price each block once.
  *
  * qemu ships no header for the plugin API in Debian's qemu-user, so the few declarations used are written out
  * below (qemu's include/qemu/qemu-plugin.h, API version 1: opaque handles, QEMU_PLUGIN_INLINE_ADD_U64 = 0).
@@ -31,6 +34,8 @@ extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 extern char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
 extern uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
+extern const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+extern size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
 extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
                                                      void *ptr, uint64_t imm);
 
@@ -45,7 +50,11 @@ enum { CHUNK = 4096 };
 static uint64_t *chunk;
 static size_t chunk_used = CHUNK;
 static char out_path[4096];
-static int by_address;
+static int by_address, by_block;
+
+/* blocks=on: one record per translation (a block translated again gets a second record; the caller sums them) */
+typedef struct Block { char *line; uint64_t *count; struct Block *next; } Block;
+static Block *blocks;
 
 static uint64_t hash(const char *s) {
     uint64_t h = 1469598103934665603ull;  /* FNV-1a */
@@ -70,24 +79,67 @@ static void grow(void) {
     n_slots = n;
 }
 
+static uint64_t *new_counter(void) {
+    if (chunk_used == CHUNK) {
+        chunk = calloc(CHUNK, sizeof(uint64_t));
+        if (!chunk) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
+        chunk_used = 0;
+    }
+    return &chunk[chunk_used++];
+}
+
 static uint64_t *counter(const char *text) {
     if (2 * (n_used + 1) > n_slots) grow();
     Slot *s = find(slots, n_slots, text);
     if (!s->text) {
-        if (chunk_used == CHUNK) {
-            chunk = calloc(CHUNK, sizeof(uint64_t));
-            if (!chunk) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
-            chunk_used = 0;
-        }
         s->text = strdup(text);
-        s->count = &chunk[chunk_used++];
+        s->count = new_counter();
         ++n_used;
     }
     return s->count;
 }
 
+static void on_translate_block(struct qemu_plugin_tb *tb) {
+    size_t n = qemu_plugin_tb_n_insns(tb), cap = 256, len = 0;
+    char *line = malloc(cap);
+    Block *b = malloc(sizeof(Block));
+    if (!line || !b) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
+    for (int part = 0; part < 2; ++part)  /* the encodings, then the disassembly */
+        for (size_t i = 0; i < n; ++i) {
+            struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+            char piece[600];
+            int k = 0;
+            if (i == 0 && part == 0)
+                k = snprintf(piece, sizeof piece, "%llx\t", (unsigned long long)qemu_plugin_insn_vaddr(insn));
+            if (part == 0) {
+                const unsigned char *data = qemu_plugin_insn_data(insn);
+                size_t size = qemu_plugin_insn_size(insn);
+                for (size_t j = 0; j < size && k < 500; ++j) k += snprintf(piece + k, sizeof piece - k, "%02x", data[j]);
+                k += snprintf(piece + k, sizeof piece - k, "%s", i + 1 < n ? " " : "\t");
+            } else {
+                char *text = qemu_plugin_insn_disas(insn);
+                k += snprintf(piece + k, sizeof piece - k, "%s%s", text ? text : "?", i + 1 < n ? "|" : "");
+                free(text);
+            }
+            if (len + k + 1 > cap) {
+                while (len + k + 1 > cap) cap *= 2;
+                line = realloc(line, cap);
+                if (!line) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
+            }
+            memcpy(line + len, piece, k);
+            len += k;
+            line[len] = 0;
+        }
+    b->line = line;
+    b->count = new_counter();
+    b->next = blocks;
+    blocks = b;
+    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, b->count, 1);
+}
+
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
+    if (by_block) { on_translate_block(tb); return; }
     size_t n = qemu_plugin_tb_n_insns(tb);
     uint64_t *ptrs[n ? n : 1];
     uint64_t times[n ? n : 1];
@@ -118,6 +170,8 @@ static void write_counts(qemu_plugin_id_t id, void *userdata) {
     (void)id; (void)userdata;
     FILE *f = fopen(out_path, "w");
     if (!f) { fprintf(stderr, "insn_count: cannot write %s\n", out_path); return; }
+    for (Block *b = blocks; b; b = b->next)
+        if (*b->count) fprintf(f, "%llu\t%s\n", (unsigned long long)*b->count, b->line);
     for (size_t i = 0; i < n_slots; ++i)
         if (slots[i].text && *slots[i].count) fprintf(f, "%llu\t%s\n", (unsigned long long)*slots[i].count,
                                                       slots[i].text);
@@ -130,6 +184,7 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
     for (int i = 0; i < argc; ++i)
         if (strncmp(argv[i], "out=", 4) == 0) snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
         else if (strcmp(argv[i], "addresses=on") == 0) by_address = 1;
+        else if (strcmp(argv[i], "blocks=on") == 0) by_block = 1;
     if (!out_path[0]) { fprintf(stderr, "insn_count: give the plugin out=PATH\n"); return -1; }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);
