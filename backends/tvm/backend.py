@@ -51,6 +51,8 @@ from .import_tvm import import_tvm_first
 from .kit import ARTIFACT, KIT, KIT_INFO, write_kit
 from .measure import cycles
 from .measure.blocks import inference_blocks, instruction_summary
+from .measure.cycle_models import CYCLE_MODELS
+from .measure.insn_profile import nm_for
 from .measure.instruction_mix import instruction_mix
 from .options import TvmOptions
 from .runtime import TVM_FFI_PIN, TVM_PIN
@@ -423,7 +425,8 @@ class TvmBackend(Backend):
                 checks["instructions_per_inference"] = instruction_summary(run, platform.arch, 1)
             if platform.cycle_model:
                 with phase("cycle-estimate"):
-                    checks["cycles_per_inference"] = cycles.estimate(run, platform.name)
+                    core = CYCLE_MODELS[platform.cycle_model]
+                    checks["cycles_per_inference"] = cycles.estimate(run, core, nm_for(platform.name))
         if options.precision == "fp32":
             checks["vs_onnxruntime"] = _vs_ort(model, x, got, platform.name)
         return checks

@@ -65,7 +65,7 @@ def bench(
     """`tcc bench`: every engine on the same model(s), side by side; returns bench.json's document (the CLI also
     writes bench.json / bench.md). `models`: spec paths or zoo names (default: DDSNet with the GC checkpoint and
     FastNet; `weights` / `by_order` / `overrides` for one model); `settings`: BenchConfig's fields (rounds, runs,
-    calib_images, held_out, method, matrix, memory, placement, tvm_variants)."""
+    calib_images, held_out, method, matrix, memory, placement, tvm_variants, peers)."""
     # deferred for start-up: tcc.benchmark loads TVM, which a `tcc build` leaves to its compile worker
     from ..benchmark import BenchConfig, BenchModel, default_models, quick_config, run_bench
 

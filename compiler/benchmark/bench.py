@@ -34,6 +34,7 @@ from tcc.quant.table.file import file_sha256, load_table
 from ..measure.machine import machine_info, source_revision
 from ..measure.ort import float_nodes, profile_nodes
 from . import quality, timing
+from .peers.compare import arm_peers
 from .targets import judge
 from .tvm_variants import time_variants
 
@@ -86,6 +87,7 @@ class BenchConfig:
     memory: bool = True  # peak memory of calibration at a quarter of the samples and at all of them
     quick: bool = False
     tvm_variants: bool = False  # also TVM host FP32 without tcc's schedules, unfused, and with dlight
+    peers: bool = False  # ARM: ONNX Runtime and LiteRT for AArch64 under qemu beside tcc's bundles (peers.measure)
     placement: bool = True  # the ort table's speed placement (tcc.quant.place.placer, --speed): ort-int8-placed
     threads: tuple = (1,)  # thread counts timed: 1 for every engine, each other count for the THREADED bundles
 
@@ -139,7 +141,7 @@ class Progress:
 
 
 def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
-    steps = sum(4 + len(config.matrix) + config.placement + config.rounds for _ in config.models)
+    steps = sum(4 + len(config.matrix) + config.placement + config.peers + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -200,6 +202,9 @@ def bench_model(m: BenchModel, config: BenchConfig, bar: Progress, log) -> dict:
     calibration = _calibrate(b)
     _quality(b, calibration)
     _builds(b)
+    if config.peers:
+        b.out["arm_peers"] = arm_peers(b.work / "bundles", b.held.array[:1], b.log)
+        b.bar.step(f"{m.key}: ARM peers")
     _profile(b)
     if config.tvm_variants:
         b.out["tvm_variants"] = time_variants(b.fe.onnx, b.held.array, b.work / "variants", config.runs)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .peers.compare import tcc_vs_best_peer
+from .peers.sysroot import CORE_CLASSES
+
 
 def _table(head: list[str], rows: list[list]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -160,4 +163,31 @@ def _build_lines(m: dict) -> list[str]:
             "",
         ]
         lines += _table(["bundle", "core", "cycles", "cycles / instruction"], rows)
+    return lines + _peer_lines(m)
+
+
+def _peer_lines(m: dict) -> list[str]:
+    """The ARM peers beside tcc's bundles, per class: instructions and estimated cycles, and tcc's ratio."""
+    lines: list[str] = []
+    for core, rows in m.get("arm_peers", {}).items():
+        table = []
+        for precision in ("fp32", "int8"):
+            tcc = m["builds"].get(f"{CORE_CLASSES[core].target}-{precision}", {})
+            entries = [(f"tcc {CORE_CLASSES[core].target}-{precision}", tcc)]
+            entries += [(k, r) for k, r in rows.items() if k.endswith(f"-{precision}")]
+            for name, r in entries:
+                if "cycles" not in r:
+                    table.append([name, "skipped: " + r.get("error", "not built")[:70], "", ""])
+                    continue
+                ratio = tcc_vs_best_peer(m, core, precision)
+                table.append(
+                    [
+                        name,
+                        f"{r['instructions']['total']:,}",
+                        f"{r['cycles']['total']:,}",
+                        f"{ratio[0]:.3f} of {ratio[1]}" if ratio and name.startswith("tcc ") else "",
+                    ]
+                )
+        lines += [f"ARM peers on the {core.upper()} class (one inference under qemu, estimated cycles):", ""]
+        lines += _table(["engine", "instructions", "cycles", "tcc / best peer"], table)
     return lines

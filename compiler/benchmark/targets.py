@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .peers.compare import tcc_vs_best_peer
+
 
 @dataclass(frozen=True)
 class Target:
@@ -57,6 +59,28 @@ def _instruction_ratio(target: str, what: str = "instructions"):
         return i8["total"] / f32["total"] if i8 and f32 else None
 
     return measure
+
+
+def _constant(bound: float) -> Callable[[dict], float]:
+    return lambda mach: bound
+
+
+def _peer_ratio(core: str, precision: str) -> Callable[[dict], float | None]:
+    """tcc's estimated cycles on an AArch64 class over the best peer's (ORT, LiteRT) at the same precision."""
+
+    def measure(m: dict) -> float | None:
+        found = tcc_vs_best_peer(m, core, precision)
+        return found[0] if found else None
+
+    return measure
+
+
+def _best_peer(core: str, precision: str) -> Callable[[dict], str | None]:
+    def context(m: dict) -> str | None:
+        found = tcc_vs_best_peer(m, core, precision)
+        return f"the best peer: {found[1]}" if found else None
+
+    return context
 
 
 def _calibration_seconds(m: dict) -> float | None:
@@ -181,6 +205,22 @@ TARGETS = (
         "aarch64-dotprod INT8 / FP32 estimated cycles (Cortex-A55)",
         lambda mach: 0.3,
         _instruction_ratio("aarch64-dotprod", "cycles"),
+    ),
+    *(
+        Target(
+            f"peers-{core}-{precision}",
+            f"tcc {precision.upper()} / the best peer's {precision.upper()} (ORT, LiteRT), estimated Cortex-"
+            f"{core.upper()} cycles",
+            _constant(bound),
+            _peer_ratio(core, precision),
+            context=_best_peer(core, precision),
+        )
+        for core, precision, bound in (
+            ("a53", "int8", 0.7),
+            ("a55", "int8", 0.6),
+            ("a53", "fp32", 0.9),
+            ("a55", "fp32", 0.9),
+        )
     ),
     Target(
         "threads-host",

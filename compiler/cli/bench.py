@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time TVM host FP32 without tcc's schedules, unfused, and with dlight",
     )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="ARM: also run ONNX Runtime and LiteRT (XNNPACK and builtin) for AArch64 under qemu on the A53 and A55 "
+        "classes, counted as tcc's bundles are (instructions, estimated cycles); the first run makes their "
+        "sysroot (Debian arm64 packages + the registry's aarch64 wheels); slow: minutes per model",
+    )
     progress_arg(p)
     p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")
     force_arg(p, "an earlier bench's OUTPUT folder")
@@ -118,6 +125,7 @@ def run(args) -> int:
         memory=False if args.no_memory else None,
         placement=False if args.no_placement else None,
         tvm_variants=args.tvm_variants,
+        peers=args.peers,
         threads=threads,
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,31 +43,47 @@ class Block:
 
 @dataclass(frozen=True)
 class BlockRun:
-    """The blocks one run executed, {block: executions}, and qemu's log of the run (``-strace -d page``: where
-    each image was mapped), empty unless asked for."""
+    """The blocks one run executed, {block: executions}, qemu's log of the run (``-strace -d page``: where each
+    image was mapped), empty unless asked for, and with marks the blocks' counts at each mark the program made."""
 
     blocks: Counter
     log: str = ""
+    marks: tuple[Counter, ...] = ()
+
+
+WRITE_SYSCALL = {"aarch64": 64, "armv7": 4}  # write(2) on the guest: a write to fd -1 is a mark (insn_count.c)
 
 
 def count_blocks(
-    argv: list[str], qemu: tuple[str, ...] | list[str], log: bool = False, timeout: float = 900
+    argv: list[str],
+    qemu: tuple[str, ...] | list[str],
+    log: bool = False,
+    timeout: float = 900,
+    marks_arch: str | None = None,
 ) -> BlockRun:
-    """The blocks `argv` (a target program) executes under the qemu prefix `qemu`, with their execution counts."""
+    """The blocks `argv` (a target program) executes under the qemu prefix `qemu`, with their execution counts;
+    with `marks_arch` (the guest's architecture) also their counts at each write(2) to fd -1 the program makes."""
     with tempfile.TemporaryDirectory(prefix="tcc-blocks-") as tmp:
         out, log_path = Path(tmp) / "blocks.tsv", Path(tmp) / "qemu.log"
         logging = ["-strace", "-d", "page", "-D", str(log_path)] if log else []
-        cmd = [qemu[0], "-plugin", f"{plugin_path()},out={out},blocks=on", *logging, *qemu[1:], *argv]
+        marking = f",marks=on,write={WRITE_SYSCALL[marks_arch]}" if marks_arch else ""
+        cmd = [qemu[0], "-plugin", f"{plugin_path()},out={out},blocks=on{marking}", *logging, *qemu[1:], *argv]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if "unknown option --runs" in proc.stderr:
             raise RunError(f"{argv[0]} predates `--runs` (instruction counting); rebuild the bundle with this tcc")
         if proc.returncode != 0 or not out.exists():
             raise RunError(f"counting blocks failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
         blocks: Counter = Counter()
+        at: list[Counter] = []
         for line in out.read_text(errors="replace").splitlines():
-            n, address, encodings, texts = line.split("\t", 3)
-            blocks[Block(int(address, 16), tuple(encodings.split()), tuple(texts.split("|")))] += int(n)
-        return BlockRun(blocks, log_path.read_text(errors="replace") if log else "")
+            counts, address, encodings, texts = line.split("\t", 3)
+            block = Block(int(address, 16), tuple(encodings.split()), tuple(texts.split("|")))
+            final, *marked = (int(c) for c in counts.split(","))
+            blocks[block] += final
+            at += [Counter() for _ in range(len(marked) - len(at))]
+            for k, n in enumerate(marked):
+                at[k][block] += n
+        return BlockRun(blocks, log_path.read_text(errors="replace") if log else "", tuple(at))
 
 
 def instruction_counts(blocks: Mapping[Block, int]) -> Counter:
@@ -87,12 +103,38 @@ class InferenceBlocks:
     two: BlockRun
     one: BlockRun
     argv: tuple[str, ...]  # the longer run's command (its program and module name the images)
+    qemu: tuple[str, ...]  # the qemu prefix both ran under (its -L sysroot holds the images' files)
+
+    @property
+    def sysroot(self) -> str | None:
+        return self.qemu[self.qemu.index("-L") + 1] if "-L" in self.qemu else None
 
     @property
     def difference(self) -> Counter:
         diff = Counter(self.two.blocks)
         diff.subtract(self.one.blocks)
         return Counter({b: n for b, n in diff.items() if n})
+
+
+def runs_blocks(
+    argv: Callable[[int], list[str]], qemu: tuple[str, ...], log: bool = False, timeout: float = 900
+) -> InferenceBlocks:
+    """The blocks of one inference of any program under `qemu`: `argv(n)` runs n inferences; the blocks of two
+    minus those of one."""
+    one = count_blocks(argv(1), qemu, log, timeout)
+    two = count_blocks(argv(2), qemu, log, timeout)
+    return InferenceBlocks(two, one, tuple(argv(2)), tuple(qemu))
+
+
+def marked_blocks(
+    argv: list[str], qemu: tuple[str, ...], arch: str, log: bool = False, timeout: float = 900
+) -> InferenceBlocks:
+    """The blocks a program executes between its first two marks (write(2) to fd -1), in one run: for a runtime
+    whose start-up differs from run to run (Python, ONNX Runtime), where two runs' difference would carry that."""
+    run = count_blocks(argv, qemu, log, timeout, marks_arch=arch)
+    if len(run.marks) < 2:
+        raise RunError(f"{argv[0]} made {len(run.marks)} marks; two are needed (a write to fd -1 around the inference)")
+    return InferenceBlocks(BlockRun(run.marks[1], run.log), BlockRun(run.marks[0], run.log), tuple(argv), tuple(qemu))
 
 
 def inference_blocks(
@@ -115,9 +157,7 @@ def inference_blocks(
             module = str(Path(so_path).resolve())
             return [str(runner), "--quiet", "--threads", "1", "--runs", str(runs), module, str(inp), str(out)]
 
-        one = count_blocks(argv(1), qemu, log)
-        two = count_blocks(argv(2), qemu, log)
-        return InferenceBlocks(two, one, tuple(argv(2)))
+        return runs_blocks(argv, qemu, log)
 
 
 def instruction_summary(run: InferenceBlocks, arch: str, batch: int) -> dict:

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ....targets import get_platform
 from ..runtime import RunError, ToolchainMissing, find_command
 from .blocks import Block, InferenceBlocks
-from .cycle_models import CycleModel, beats, model_for
+from .cycle_models import CycleModel, beats
 from .disassembly import Reading, decode
-from .insn_profile import Attributor, nm_for
+from .insn_profile import Attributor
 
 ITERATIONS = 50  # llvm-mca's repetitions of each block: the first turn's pipeline fill is 1/50 of the price
 
@@ -175,12 +174,9 @@ def _substitution(text: str, twin: str) -> str:
     return f"{a} as {b}" if a != b else f"{_shape(text)} as {_shape(twin)}"
 
 
-def estimate(run: InferenceBlocks, target: str, top: int = 12) -> dict[str, Any]:
-    """One inference's cycles on the target's core: the blocks that run differs by, priced (`price`), summed in
-    total and per function (with qemu's logs in `run`)."""
-    model = model_for(target)
-    if model is None:
-        raise ToolchainMissing(f"target {target} has no cycle model (the estimate is for the ARM cores)")
+def estimate(run: InferenceBlocks, model: CycleModel, nm: str | None = None, top: int = 12) -> dict[str, Any]:
+    """One inference's cycles on the model's core: the blocks that run differs by, priced (`price`), summed in
+    total and per function (where `run` kept qemu's logs, the functions named by the symbols `nm` lists)."""
     require_llvm()
     diff = run.difference
     priced = price(diff, model)
@@ -189,11 +185,8 @@ def estimate(run: InferenceBlocks, target: str, top: int = 12) -> dict[str, Any]
     instructions = sum(n * len(b.encodings) for b, n in diff.items())
     by_function: dict[str, float] = defaultdict(float)
     insn_by_function: Counter = Counter()
-    if run.two.log:
-        platform = get_platform(target)
-        qemu = platform.qemu or ()
-        sysroot = qemu[qemu.index("-L") + 1] if "-L" in qemu else None
-        names = Attributor(run.two.log, run.argv, sysroot, nm_for(target))
+    if run.two.log and nm:
+        names = Attributor(run.two.log, run.argv, run.sysroot, nm)
         for b, n in diff.items():
             by_function[names.name(b.address)] += n * cycles[b]
             insn_by_function[names.name(b.address)] += n * len(b.encodings)

@@ -153,3 +153,40 @@ def test_every_arm_core_has_a_cycle_model():
         assert model is not None and model.arch == tg.get_platform(name).arch
     assert cycle_models.model_for("host") is None
     assert cycle_models.CYCLE_MODELS["cortex-a7"].stand_in and not cycle_models.CYCLE_MODELS["cortex-a55"].stand_in
+
+
+# Marks: a write(2) to fd -1 before and after a loop of 10 turns (3 instructions each: 30); before the first mark a
+# loop of 1,000 turns the difference must leave out
+MARKED = """
+.global _start
+_start:
+    mov x9, #1000
+1:  subs x9, x9, #1
+    b.ne 1b
+    mov x0, #-1
+    mov x8, #64
+    svc #0
+    mov x9, #10
+2:  add x1, x1, #1
+    subs x9, x9, #1
+    b.ne 2b
+    mov x0, #-1
+    mov x8, #64
+    svc #0
+    mov x0, #0
+    mov x8, #93
+    svc #0
+"""
+
+
+def test_marks_take_exactly_what_ran_between_them(tmp_path):
+    from tcc.backends.tvm.measure.blocks import marked_blocks
+
+    platform, cc = _needs("aarch64")
+    (tmp_path / "m.S").write_text(MARKED)
+    subprocess.run([cc, "-nostdlib", "-static", "-o", str(tmp_path / "m"), str(tmp_path / "m.S")], check=True)
+    run = marked_blocks([str(tmp_path / "m")], platform.qemu, "aarch64")
+    between = instruction_counts(run.difference)
+    # after the first mark's svc: its block's tail (mov x9, #10) and the loop's 30, up to the second mark's svc
+    assert between["add x1, x1, #1"] == 10 and between["subs x9, x9, #1"] == 10
+    assert sum(between.values()) == 1 + 30 + 3  # mov x9; 10 turns; mov x0, mov x8, svc of the second mark

@@ -10,6 +10,10 @@
  * With blocks=on every translated block is counted instead, one inline add per execution, and written as
  * "count<TAB>address<TAB>bytes<TAB>text|text|..." (its instructions' encodings in hex, space-separated, and their
  * disassembly): what a cycle model (tcc.backends.tvm.measure.cycles) needs to price each block once.
+ * With marks=on as well, the guest marks points of its run with a write(2) to file descriptor -1 (which fails,
+ * EBADF, and does nothing else): at each, every block's count so far is kept, and the count field becomes
+ * "final,at mark 1,at mark 2,...", so the caller can take exactly what ran between two marks (one inference of a
+ * runtime whose start-up is not the same from run to run).
  *
  * qemu ships no header for the plugin API in Debian's qemu-user, so the few declarations used are written out
  * below (qemu's include/qemu/qemu-plugin.h, API version 1: opaque handles, QEMU_PLUGIN_INLINE_ADD_U64 = 0).
@@ -27,9 +31,13 @@ struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num,
+                                              uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                                              uint64_t a6, uint64_t a7, uint64_t a8);
 
 extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
+extern void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 extern char *qemu_plugin_insn_disas(const struct qemu_plugin_insn *insn);
@@ -50,11 +58,23 @@ enum { CHUNK = 4096 };
 static uint64_t *chunk;
 static size_t chunk_used = CHUNK;
 static char out_path[4096];
-static int by_address, by_block;
+static int by_address, by_block, marks;
 
-/* blocks=on: one record per translation (a block translated again gets a second record; the caller sums them) */
-typedef struct Block { char *line; uint64_t *count; struct Block *next; } Block;
+/* blocks=on: one record per translation (a block translated again gets a second record; the caller sums them);
+ * marks=on: its counts at each mark, `at[k]` for mark k (blocks translated after a mark hold 0 for it) */
+enum { MAX_MARKS = 16 };
+typedef struct Block { char *line; uint64_t *count; uint64_t at[MAX_MARKS]; struct Block *next; } Block;
 static Block *blocks;
+static int n_marks;
+static int64_t write_syscall;  /* write(2)'s number on the guest: 64 (AArch64), 4 (ARM) */
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num, uint64_t a1, uint64_t a2,
+                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
+    (void)id; (void)vcpu_index; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7; (void)a8;
+    if (num != write_syscall || (uint32_t)a1 != 0xffffffffu || n_marks == MAX_MARKS) return;
+    for (Block *b = blocks; b; b = b->next) b->at[n_marks] = *b->count;
+    ++n_marks;
+}
 
 static uint64_t hash(const char *s) {
     uint64_t h = 1469598103934665603ull;  /* FNV-1a */
@@ -102,7 +122,7 @@ static uint64_t *counter(const char *text) {
 static void on_translate_block(struct qemu_plugin_tb *tb) {
     size_t n = qemu_plugin_tb_n_insns(tb), cap = 256, len = 0;
     char *line = malloc(cap);
-    Block *b = malloc(sizeof(Block));
+    Block *b = calloc(1, sizeof(Block));
     if (!line || !b) { fprintf(stderr, "insn_count: out of memory\n"); exit(1); }
     for (int part = 0; part < 2; ++part)  /* the encodings, then the disassembly */
         for (size_t i = 0; i < n; ++i) {
@@ -170,8 +190,12 @@ static void write_counts(qemu_plugin_id_t id, void *userdata) {
     (void)id; (void)userdata;
     FILE *f = fopen(out_path, "w");
     if (!f) { fprintf(stderr, "insn_count: cannot write %s\n", out_path); return; }
-    for (Block *b = blocks; b; b = b->next)
-        if (*b->count) fprintf(f, "%llu\t%s\n", (unsigned long long)*b->count, b->line);
+    for (Block *b = blocks; b; b = b->next) {
+        if (!*b->count) continue;
+        fprintf(f, "%llu", (unsigned long long)*b->count);
+        for (int k = 0; k < (marks ? n_marks : 0); ++k) fprintf(f, ",%llu", (unsigned long long)b->at[k]);
+        fprintf(f, "\t%s\n", b->line);
+    }
     for (size_t i = 0; i < n_slots; ++i)
         if (slots[i].text && *slots[i].count) fprintf(f, "%llu\t%s\n", (unsigned long long)*slots[i].count,
                                                       slots[i].text);
@@ -185,8 +209,11 @@ int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, 
         if (strncmp(argv[i], "out=", 4) == 0) snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
         else if (strcmp(argv[i], "addresses=on") == 0) by_address = 1;
         else if (strcmp(argv[i], "blocks=on") == 0) by_block = 1;
+        else if (strcmp(argv[i], "marks=on") == 0) marks = 1;
+        else if (strncmp(argv[i], "write=", 6) == 0) write_syscall = strtoll(argv[i] + 6, NULL, 10);
     if (!out_path[0]) { fprintf(stderr, "insn_count: give the plugin out=PATH\n"); return -1; }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);
+    if (marks) qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     return 0;
 }
