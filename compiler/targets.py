@@ -123,7 +123,11 @@ _PLATFORMS: tuple[Platform, ...] = (
         name="aarch64",
         description="generic ARMv8-A (64-bit) with NEON, e.g. Cortex-A53",
         arch="aarch64",
-        tvm_target=MappingProxyType({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ("+neon",)}),
+        # mcpu=cortex-a53: LLVM schedules for the A53's in-order pipeline (FastNet: 6.7% fewer estimated cycles,
+        # 10% fewer instructions than the generic CPU); the code stays ARMv8.0 + NEON (no crc or crypto is emitted)
+        tvm_target=MappingProxyType(
+            {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ("+neon",)}
+        ),
         triple="aarch64-linux-gnu",
         apt_packages=("g++-aarch64-linux-gnu", "qemu-user"),
         runtime="wheel:manylinux_2_28_aarch64",

@@ -587,6 +587,10 @@ class TfliteLowering(Normalizations, Spatial, Interpreter):
     def max_pool(self, n: INode, x: Value) -> list:
         geo = self._geometry(n)
         lowest = x.q.lo if x.q is not None else FLOAT_LOWEST
+        if x.q is not None and x.q.zp <= x.q.lo:
+            # no code below the zero point (a ReLU's output): a PAD with it gives the same maxima as PADV2 with the
+            # lowest code, and LiteRT's XNNPACK delegate takes a PAD, where a PADV2 runs on the reference kernel
+            lowest = None
         x, padding = self.window(x, geo["kernel"], geo["strides"], (1, 1), geo["pads"], geo["out_hw"], n.name, lowest)
         y = self.out(n)
         self.pool("MAX_POOL_2D", x, y, geo["kernel"], geo["strides"], padding)

@@ -182,10 +182,18 @@ def test_int8_file_parses_back_with_the_tables_quantization(tmp_path, data):
 
 
 def test_builds_are_byte_identical_and_int8_io(tmp_path, data):
+    from ai_edge_litert import schema_py_generated as S
+
     a = _build("ddsnet", tmp_path / "a", "int8", data)
     b = _build("ddsnet", tmp_path / "b", "int8", data)
     for f in a.manifest["files"]:
         assert (a.out / f).read_bytes() == (b.out / f).read_bytes(), f
+    # the stem's max pool reads a ReLU's codes, none below the zero point: its pads are a PAD with it (XNNPACK
+    # takes it), not a PADV2 with the lowest code (LiteRT's reference kernel); the same maxima (bit-exact above)
+    model = S.ModelT.InitFromPackedBuf((a.out / "model.tflite").read_bytes(), 0)
+    names = {S.BuiltinOperator.__dict__[k]: k for k in dir(S.BuiltinOperator) if not k.startswith("_")}
+    ops = [names[model.operatorCodes[o.opcodeIndex].builtinCode] for o in model.subgraphs[0].operators]
+    assert "PADV2" not in ops and ops[ops.index("MAX_POOL_2D") - 1] == "PAD"
     c = _build("ddsnet", tmp_path / "c", "int8", data, io="int8")
     info = json.loads((c.out / "tflite.json").read_text())
     assert info["input_dtype"] == "int8" and set(info["input_quantization"]) == {"scale", "zero_point"}
