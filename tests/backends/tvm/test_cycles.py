@@ -64,13 +64,20 @@ def _needs(target: str):
     return platform, cc
 
 
+def _program(target: str, source: str, folder) -> tuple[tg.Platform, str]:
+    """A static program assembled from `source` for the target: (its platform, the program's path)."""
+    platform, cc = _needs(target)
+    (folder / "p.S").write_text(source)
+    flags = ["-mfpu=neon"] if platform.arch == "armv7" else []
+    subprocess.run([cc, "-nostdlib", "-static", *flags, "-o", str(folder / "p"), str(folder / "p.S")], check=True)
+    return platform, str(folder / "p")
+
+
 @pytest.mark.parametrize("kernel", list(KERNELS))
 def test_estimate_within_ten_percent_of_the_derived_cycles(kernel, tmp_path):
-    platform, cc = _needs("aarch64-dotprod")
     body, derived = KERNELS[kernel]
-    (tmp_path / "k.S").write_text(_aarch64_loop(body))
-    subprocess.run([cc, "-nostdlib", "-static", "-o", str(tmp_path / "k"), str(tmp_path / "k.S")], check=True)
-    run = count_blocks([str(tmp_path / "k")], platform.qemu)
+    platform, program = _program("aarch64-dotprod", _aarch64_loop(body), tmp_path)
+    run = count_blocks([program], platform.qemu)
     for core, per_turn in derived.items():
         priced = cycles.price(run.blocks, cycle_models.CYCLE_MODELS[core])
         total = sum(n * priced.cycles[b] for b, n in run.blocks.items())
@@ -104,12 +111,8 @@ thumb_part:
 
 
 def test_armv7_blocks_read_in_their_own_instruction_set(tmp_path):
-    platform, cc = _needs("arm-a7")
-    (tmp_path / "p.S").write_text(MIXED_STATES)
-    subprocess.run(
-        [cc, "-nostdlib", "-static", "-mfpu=neon", "-o", str(tmp_path / "p"), str(tmp_path / "p.S")], check=True
-    )
-    run = count_blocks([str(tmp_path / "p")], platform.qemu)
+    platform, program = _program("arm-a7", MIXED_STATES, tmp_path)
+    run = count_blocks([program], platform.qemu)
     readings = disassembly.decode(run.blocks, cycle_models.CYCLE_MODELS["cortex-a7"])
     by_first = {r.texts[0]: r for r in readings.values()}
     assert by_first["vadd.i32 q0, q0, q1"].triple == "armv7a"
@@ -117,7 +120,7 @@ def test_armv7_blocks_read_in_their_own_instruction_set(tmp_path):
     assert "add.w r3, r3, #4" in by_first["adds r2, #1"].texts
     assert all(t is not None for r in readings.values() for t in r.texts)
     # the block counts give exactly the text counts of the plugin's text mode
-    assert instruction_counts(run.blocks) == count_command([str(tmp_path / "p")], platform.qemu)
+    assert instruction_counts(run.blocks) == count_command([program], platform.qemu)
     priced = cycles.price(run.blocks, cycle_models.CYCLE_MODELS["cortex-a7"])
     assert all(c > 0 for c in priced.cycles.values()) and not any(priced.outside.values())
 
@@ -182,10 +185,8 @@ _start:
 def test_marks_take_exactly_what_ran_between_them(tmp_path):
     from tcc.backends.tvm.measure.blocks import marked_blocks
 
-    platform, cc = _needs("aarch64")
-    (tmp_path / "m.S").write_text(MARKED)
-    subprocess.run([cc, "-nostdlib", "-static", "-o", str(tmp_path / "m"), str(tmp_path / "m.S")], check=True)
-    run = marked_blocks([str(tmp_path / "m")], platform.qemu, "aarch64")
+    platform, program = _program("aarch64", MARKED, tmp_path)
+    run = marked_blocks([program], platform.qemu, "aarch64")
     between = instruction_counts(run.difference)
     # after the first mark's svc: its block's tail (mov x9, #10) and the loop's 30, up to the second mark's svc
     assert between["add x1, x1, #1"] == 10 and between["subs x9, x9, #1"] == 10
