@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,17 @@ FULL_MATRIX = (
     ("aarch64-dotprod", "fp32"),
     ("aarch64-dotprod", "int8"),
 )
+# --peers: the peers' bundles (ORT, TFLite) and tcc's on their two AArch64 classes, added to any matrix
+PEER_MATRIX = tuple((t, p) for t in ("ort", "tflite", "aarch64", "aarch64-dotprod") for p in ("fp32", "int8"))
 # --quick: FP32 and INT8 on ONNX Runtime, TVM host, TFLite and ARMv7, in FULL_MATRIX's order
 QUICK_MATRIX = tuple(
     (t, p) for t, p in FULL_MATRIX if t in ("ort", "host", "tflite", "arm-a7") and p in ("fp32", "int8")
 )
+
+
+def with_peer_bundles(matrix: tuple) -> tuple:
+    """The matrix with the bundles the peers run and the ones they are compared with (PEER_MATRIX) added, in order."""
+    return matrix + tuple(b for b in PEER_MATRIX if b not in matrix)
 
 
 @dataclass
@@ -141,6 +148,8 @@ class Progress:
 
 
 def run_bench(config: BenchConfig, progress: bool | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
+    if config.peers:
+        config = replace(config, matrix=with_peer_bundles(config.matrix))
     steps = sum(4 + len(config.matrix) + config.placement + config.peers + config.rounds for _ in config.models)
     bar = Progress(steps, progress)
     doc: dict[str, Any] = {

@@ -194,18 +194,6 @@ TARGETS = (
         lambda mach: 0.4,
         _instruction_ratio("arm-a7", "cycles"),
     ),
-    Target(
-        "aarch64-int8-cycles",
-        "aarch64 INT8 / FP32 estimated cycles (Cortex-A53)",
-        lambda mach: 0.5,
-        _instruction_ratio("aarch64", "cycles"),
-    ),
-    Target(
-        "aarch64-dotprod-int8-cycles",
-        "aarch64-dotprod INT8 / FP32 estimated cycles (Cortex-A55)",
-        lambda mach: 0.3,
-        _instruction_ratio("aarch64-dotprod", "cycles"),
-    ),
     *(
         Target(
             f"peers-{core}-{precision}",

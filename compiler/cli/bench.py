@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--peers",
         action="store_true",
         help="ARM: also run ONNX Runtime and LiteRT (XNNPACK and builtin) for AArch64 under qemu on the A53 and A55 "
-        "classes, counted as tcc's bundles are (instructions, estimated cycles); the first run makes their "
-        "sysroot (Debian arm64 packages + the registry's aarch64 wheels); slow: minutes per model",
+        "classes, counted as tcc's bundles are (instructions, estimated cycles), beside tcc's aarch64 and "
+        "aarch64-dotprod bundles (their ort, tflite and aarch64 bundles are built whatever --only says); the first "
+        "run makes their sysroot (Debian arm64 packages + the registry's aarch64 wheels); slow: minutes per model",
     )
     progress_arg(p)
     p.add_argument("-o", "--output", default="out/bench", help="where bench.json, bench.md and the bundles go")

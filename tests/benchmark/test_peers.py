@@ -50,6 +50,14 @@ def test_tcc_is_judged_against_its_best_peer_of_the_same_class_and_precision():
     assert "| litert-builtin-int8 | skipped: no tflite-int8 bundle was built |" in lines
 
 
+def test_peers_bring_their_bundles_into_any_matrix():
+    from tcc.benchmark.bench import QUICK_MATRIX, with_peer_bundles
+
+    got = with_peer_bundles(QUICK_MATRIX)
+    assert got[: len(QUICK_MATRIX)] == QUICK_MATRIX and len(set(got)) == len(got)
+    assert {("aarch64", "int8"), ("aarch64-dotprod", "fp32"), ("tflite", "int8"), ("ort", "fp32")} <= set(got)
+
+
 def test_each_class_reads_the_hwcaps_qemu_gives_its_cpu():
     if not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")):
         pytest.skip("aarch64-linux-gnu-gcc or qemu-aarch64 missing (make setup-arm)")
