@@ -191,3 +191,11 @@ def test_marks_take_exactly_what_ran_between_them(tmp_path):
     # after the first mark's svc: its block's tail (mov x9, #10) and the loop's 30, up to the second mark's svc
     assert between["add x1, x1, #1"] == 10 and between["subs x9, x9, #1"] == 10
     assert sum(between.values()) == 1 + 30 + 3  # mov x9; 10 turns; mov x0, mov x8, svc of the second mark
+
+
+def test_without_llvm_the_estimate_names_the_package(monkeypatch):
+    from tcc.backends.tvm.runtime import ToolchainMissing
+
+    monkeypatch.setattr(cycles, "find_command", lambda name: None)
+    with pytest.raises(ToolchainMissing, match="Debian package llvm; `tcc setup` installs it"):
+        cycles.require_llvm()
