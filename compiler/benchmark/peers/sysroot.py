@@ -126,6 +126,8 @@ def sysroot() -> Path:
     for tool in ("apt-get", "dpkg", "aarch64-linux-gnu-gcc", "qemu-aarch64"):
         if shutil.which(tool) is None:
             raise ToolchainMissing(f"the ARM peers' sysroot needs `{tool}` (make setup-arm)")
+    wanted = ", ".join(f"{k} {v}" for k, v in pins.items())
+    print(f"tcc: making the ARM peers' sysroot in {root} (once): Debian's arm64 Python 3.11, {wanted}", file=sys.stderr)
     shutil.rmtree(root, ignore_errors=True)
     tree = root / "tree"
     tree.mkdir(parents=True)
@@ -185,6 +187,7 @@ def _download_debs(into: Path) -> list[Path]:
                 "downloading Debian's arm64 Python failed; as root: dpkg --add-architecture arm64 && apt-get "
                 f"update (apt-get said: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'})"
             )
+        print("tcc: dpkg --add-architecture arm64 && apt-get update (to download arm64 packages)", file=sys.stderr)
         _run(["dpkg", "--add-architecture", "arm64"], "adding the arm64 architecture")
         _run(["apt-get", "update", "-qq"], "apt-get update")
         _run(command, "downloading Debian's arm64 Python", cwd=into)
