@@ -14,7 +14,8 @@ the core's issue and execution limits, for comparing code on the same core, not 
 
 LLVM 14 has no model of the Cortex-A7 (its ARMv7 models are itineraries llvm-mca cannot read, or out of order);
 the Cortex-R52's, an in-order dual-issue ARMv8-R AArch32 core, stands in for it, with the A7's 64-bit NEON unit as
-a floor and a few NEON forms the R52's model lacks priced as a twin it has (`CycleModel.substitutes`).
+a floor; the many NEON forms the R52's model has no timing for (its integer multiplies, `vmul.f32`, ...) are priced
+as a twin on the same unit (`CycleModel.substitutes`), and the estimate lists each substitution and how often it ran.
 """
 
 from __future__ import annotations
