@@ -41,7 +41,8 @@ def profile(bundle: Path, cycles: bool = False) -> dict:
 
         model = model_for(manifest["target"])
         if model is None:
-            raise SystemExit(f"error: {bundle}: target {manifest['target']} has no cycle model")
+            print(f"error: {bundle}: target {manifest['target']} has no cycle model (ARM targets)", file=sys.stderr)
+            raise SystemExit(2)
         run = inference_blocks(module, manifest["target"], x, runner, log=True)
         est = estimate(run, model, nm_for(manifest["target"]), top=1 << 30)
         by_name = {f["name"]: f["cycles"] for f in est["functions"]}

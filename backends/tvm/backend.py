@@ -422,7 +422,7 @@ class TvmBackend(Backend):
                     bundle / "kit" / "bin" / "tcc-run",
                     log=platform.cycle_model is not None,
                 )
-                checks["instructions_per_inference"] = instruction_summary(run, platform.arch, 1)
+                checks["instructions_per_inference"] = instruction_summary(run, platform.arch)
             if platform.cycle_model:
                 with phase("cycle-estimate"):
                     core = CYCLE_MODELS[platform.cycle_model]

@@ -104,6 +104,7 @@ class InferenceBlocks:
     one: BlockRun
     argv: tuple[str, ...]  # the longer run's command (its program and module name the images)
     qemu: tuple[str, ...]  # the qemu prefix both ran under (its -L sysroot holds the images' files)
+    method: str  # how the inference was isolated, in words (the records' "method" say it)
 
     @property
     def sysroot(self) -> str | None:
@@ -117,24 +118,27 @@ class InferenceBlocks:
 
 
 def runs_blocks(
-    argv: Callable[[int], list[str]], qemu: tuple[str, ...], log: bool = False, timeout: float = 900
+    argv: Callable[[int], list[str]], qemu: tuple[str, ...], method: str, log: bool = False, timeout: float = 900
 ) -> InferenceBlocks:
     """The blocks of one inference of any program under `qemu`: `argv(n)` runs n inferences; the blocks of two
-    minus those of one."""
+    minus those of one. `method` says what ran, for the records."""
     one = count_blocks(argv(1), qemu, log, timeout)
     two = count_blocks(argv(2), qemu, log, timeout)
-    return InferenceBlocks(two, one, tuple(argv(2)), tuple(qemu))
+    return InferenceBlocks(two, one, tuple(argv(2)), tuple(qemu), method)
 
 
 def marked_blocks(
-    argv: list[str], qemu: tuple[str, ...], arch: str, log: bool = False, timeout: float = 900
+    argv: list[str], qemu: tuple[str, ...], arch: str, method: str, log: bool = False, timeout: float = 900
 ) -> InferenceBlocks:
     """The blocks a program executes between its first two marks (write(2) to fd -1), in one run: for a runtime
-    whose start-up differs from run to run (Python, ONNX Runtime), where two runs' difference would carry that."""
+    whose start-up differs from run to run (Python, ONNX Runtime), where two runs' difference would carry that.
+    `method` says what ran, for the records."""
     run = count_blocks(argv, qemu, log, timeout, marks_arch=arch)
     if len(run.marks) < 2:
         raise RunError(f"{argv[0]} made {len(run.marks)} marks; two are needed (a write to fd -1 around the inference)")
-    return InferenceBlocks(BlockRun(run.marks[1], run.log), BlockRun(run.marks[0], run.log), tuple(argv), tuple(qemu))
+    return InferenceBlocks(
+        BlockRun(run.marks[1], run.log), BlockRun(run.marks[0], run.log), tuple(argv), tuple(qemu), method
+    )
 
 
 def inference_blocks(
@@ -157,10 +161,14 @@ def inference_blocks(
             module = str(Path(so_path).resolve())
             return [str(runner), "--quiet", "--threads", "1", "--runs", str(runs), module, str(inp), str(out)]
 
-        return runs_blocks(argv, qemu, log)
+        method = (
+            f"tcc-run --threads 1 --runs 2 minus --runs 1 (one warm inference, batch {x.shape[0]}, plus the two "
+            "instructions of the runner's loop)"
+        )
+        return runs_blocks(argv, qemu, method, log)
 
 
-def instruction_summary(run: InferenceBlocks, arch: str, batch: int) -> dict:
+def instruction_summary(run: InferenceBlocks, arch: str) -> dict:
     """Executed instructions of one inference (`run`): `insn_count.summarize`'s totals, the instructions that
     moved between the allocator's paths, and how they were counted."""
     diff = instruction_counts(run.two.blocks)
@@ -170,10 +178,7 @@ def instruction_summary(run: InferenceBlocks, arch: str, batch: int) -> dict:
     # instructions moved between such paths is recorded beside them.
     result = summarize(diff, arch)
     result["path_differences"] = -sum(v for v in diff.values() if v < 0)
-    result["method"] = (
-        "qemu TCG plugin, executed instructions of tcc-run --threads 1 --runs 2 minus --runs 1 "
-        f"(one warm inference, batch {batch}, plus the two instructions of the runner's loop)"
-    )
+    result["method"] = f"qemu TCG plugin, executed instructions of {run.method}"
     return result
 
 
@@ -181,4 +186,4 @@ def per_inference(so_path: str | os.PathLike, target: str, x: np.ndarray, runner
     """Executed instructions of one inference of a compiled module on `x` (batch as given) by the target's runner
     under qemu, one thread (`instruction_summary`)."""
     run = inference_blocks(so_path, target, x, runner)
-    return instruction_summary(run, get_platform(target).arch, x.shape[0])
+    return instruction_summary(run, get_platform(target).arch)

@@ -213,7 +213,7 @@ def estimate(run: InferenceBlocks, model: CycleModel, nm: str | None = None, top
             {"name": name, "cycles": round(c), "instructions": insn_by_function[name]}
             for name, c in sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
         ],
-        "method": "qemu TCG plugin: the translated blocks of tcc-run --threads 1 --runs 2 minus --runs 1, each "
+        "method": f"qemu TCG plugin: the translated blocks of {run.method}, each "
         f"priced by llvm-mca in steady state ({ITERATIONS} turns back to back), conditional branches as predicted, "
         "under the core's issue rules; times its executions, summed",
         "not_modelled": "caches and memory (every load hits the L1), branch mispredictions, effects across blocks",

@@ -4,7 +4,7 @@ own bundles are (`tcc.backends.tvm.measure`), and its output against the same en
 The peer is the guest program (`guest.py`) running ONNX Runtime or LiteRT inside the AArch64 sysroot under qemu;
 one inference is what ran between the two marks it makes around its second inference (the plugin keeps every
 block's count at each mark): Python's start, the imports and the session, which differ from run to run under ONNX
-Runtime by tens of millions of instructions, stay out.
+Runtime by millions of instructions (a run of two inferences once counted fewer than a run of one), stay out.
 """
 
 from __future__ import annotations
@@ -76,17 +76,15 @@ def measure(engine: str, model_file: Path, core: str, x: np.ndarray, functions: 
         np.save(inp, x)
 
         argv = [str(root / "tree" / PYTHON), str(GUEST), engine, str(model_file), str(inp), str(out), "1"]
-        run = marked_blocks(argv, qemu_prefix(core), "aarch64", log=True, timeout=3600)
+        how = (
+            f"{engine} running {model_file.name}: one warm inference between two marks, in Debian's arm64 Python "
+            "3.11 under qemu, one thread"
+        )
+        run = marked_blocks(argv, qemu_prefix(core), "aarch64", how, log=True, timeout=3600)
         got = np.load(out)
     platform = get_platform(CORE_CLASSES[core].target)
-    instructions = instruction_summary(run, "aarch64", 1)
-    how = (
-        f"{engine} running {model_file.name}: one warm inference between two marks, in Debian's arm64 Python 3.11 "
-        "under qemu, one thread"
-    )
-    instructions["method"] = f"qemu TCG plugin, executed instructions of {how}"
+    instructions = instruction_summary(run, "aarch64")
     cycles = estimate(run, CYCLE_MODELS[platform.cycle_model or ""], "aarch64-linux-gnu-nm", top=functions)
-    cycles["method"] = cycles["method"].replace("tcc-run --threads 1 --runs 2 minus --runs 1", how)
     reference = host_output(engine, model_file, x)
     diff = np.abs(got.astype(np.float64) - reference.astype(np.float64))
     return {

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from tcc.backends.tvm.runtime import RunError, ToolchainMissing, cache_root
@@ -211,6 +212,7 @@ def _write_view(root: Path, core: CoreClass) -> None:
         (folder / "proc" / "cpuinfo").write_text(cpuinfo)
 
 
+@cache
 def _hwcaps(core: CoreClass) -> list[str]:
     """The HWCAP names qemu gives a program under the class's -cpu (a probe compiled and run there)."""
     platform = get_platform(core.target)

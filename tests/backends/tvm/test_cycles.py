@@ -186,7 +186,7 @@ def test_marks_take_exactly_what_ran_between_them(tmp_path):
     from tcc.backends.tvm.measure.blocks import marked_blocks
 
     platform, program = _program("aarch64", MARKED, tmp_path)
-    run = marked_blocks([program], platform.qemu, "aarch64")
+    run = marked_blocks([program], platform.qemu, "aarch64", "the loop between the marks")
     between = instruction_counts(run.difference)
     # after the first mark's svc: its block's tail (mov x9, #10) and the loop's 30, up to the second mark's svc
     assert between["add x1, x1, #1"] == 10 and between["subs x9, x9, #1"] == 10
