@@ -61,12 +61,18 @@ CONFIGS = {
 }
 # the steps chosen per model on held-back calibration crops (tcc.quant.choose), as `tcc calibrate` chooses them
 # (bias correction; equalization and rounding off unless asked); +rounding / +eq: those left to the choice too
-CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False}}
+CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False, "asymmetric": None}}
 CONFIGS["auto+rounding"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
 CONFIGS["auto+eq"] = {"steps": {"equalization": None, "bias_correction": None, "rounding": None}}
-# what `tcc calibrate` / `tcc build --data` run on DDSNet by default: its spec's bias correction and the method chosen
-# per model (`--method auto`: kl+cos, minmax or percentile judged on held-back calibration crops)
-CONFIGS["default"] = {"steps": {"equalization": False, "bias_correction": True, "rounding": False}, "method": "auto"}
+# what `tcc calibrate` / `tcc build --data` run on DDSNet by default: its spec's bias correction and asymmetric grids
+# (ORT's rules), and the method chosen per model (`--method auto`: kl+cos, minmax or percentile judged on held-back
+# calibration crops; DDSNet's spec names kl+cos, which auto keeps on all four checkpoints)
+CONFIGS["default"] = {
+    "steps": {"equalization": False, "bias_correction": True, "rounding": False, "asymmetric": True},
+    "method": "auto",
+}
+# the same on symmetric grids (DDSNet's default before the asymmetric step)
+CONFIGS["default-symmetric"] = {**CONFIGS["default"], "steps": {**CONFIGS["default"]["steps"], "asymmetric": False}}
 PLACE = {"min_cos": 0.9999, "min_worst_cos": 0.999}  # the targets as the placement's floors (search samples)
 CONFIGS.update({f"{name}+place": {**c, "place": PLACE} for name, c in list(CONFIGS.items())})
 # what-if: the same table with every activation on a 16-bit grid (no tcc target runs these yet; ONNX Runtime runs

@@ -270,8 +270,9 @@ class Model:
         or an array [N, C, H, W]. `options`: tcc.quant.settings.CalibrationRequest's fields and its settings'
         (target="ort", method (default: the spec's `calibrate:` method, else "auto"), calib_size=128, skip_bad,
         progress, percentile, cos_steps, cos_rounds, activation_bits, steps, placement, step_switches={"equalization":
-        ..., "bias_correction": ..., "rounding": ...}: over the spec's `calibrate:` section, ...). `table.save(path)`
-        writes it for `tcc build --calib`. `return_inputs`: (table, the FP32 graph, the samples) instead."""
+        ..., "bias_correction": ..., "rounding": ..., "asymmetric": ...}: over the spec's `calibrate:` section, ...).
+        `table.save(path)` writes it for `tcc build --calib`. `return_inputs`: (table, the FP32 graph, the samples)
+        instead."""
         defaults = CalibrationRequest(CalibrationSettings(progress=False))
         request = with_keywords(defaults, options, "calibrate")
         made = calibrate_spec(self.spec, data, request, weights=self.weights_source, opset=opset, log=log)

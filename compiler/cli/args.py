@@ -148,6 +148,13 @@ def steps_args(p) -> None:
         help="empirical per-channel bias correction on the calibration data (" + state("bias_correction") + ")",
     )
     p.add_argument(
+        "--asymmetric",
+        action=on_off,
+        default=None,
+        help="ORT's rules: signed activations on u8 grids over their clipped range, the zero point where 0 falls, "
+        "instead of [-T, T] around 128 (" + state("asymmetric") + "; other rules: symmetric)",
+    )
+    p.add_argument(
         "--rounding",
         action=on_off,
         default=None,
@@ -191,6 +198,7 @@ def step_switches(args):
         equalization=args.equalization,
         bias_correction=args.bias_correction,
         rounding=args.rounding,
+        asymmetric=args.asymmetric,
         rounding_budget=args.rounding_budget,
         choice_budget=args.choice_budget,
     )

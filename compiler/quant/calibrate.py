@@ -24,8 +24,9 @@ judges the candidates on held-back samples first:
 4. _share_groups, _fixed_scales: target constraints: concat inputs and output share one scale, max/avg pooling and
    reshapes pass it through (union of tensor groups; a group takes the widest threshold), scales the target fixes;
    asymmetric targets get zero points (_activation_entries);
-5. _layer_steps, on the final scales: optional per-layer weight rounding (rounding.py), then empirical per-channel
-   bias correction (bias_correction.py), each layer on its sampled input rows.
+5. _layer_steps, on the final scales: asymmetric grids where the rules take them (asymmetric.py: a signed tensor
+   on 255 steps over its clipped range), optional per-layer weight rounding (rounding.py), then empirical
+   per-channel bias correction (bias_correction.py), each layer on its sampled input rows.
 The table records every step (its `steps` list) and stays tied to the FP32 graph it was given (model_hash).
 """
 
@@ -62,6 +63,7 @@ from .scales.cos_search import Inputs, SearchSettings, cos_search
 from .scales.methods import AUTO, threshold
 from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
 from .stage import Measured, Scaled, Stage, searching, table_document
+from .steps.asymmetric import asymmetric_grids
 from .steps.bias_correction import layer_shift
 from .steps.equalize import choose as choose_factors
 from .steps.equalize import find_pairs, measure
@@ -124,15 +126,15 @@ def _run(
         provenance = replace(
             provenance, data_fingerprint=hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
         )
-    steps = settings.steps if settings.steps is not None else Steps()
+    steps = prepare.applicable_steps(settings.steps if settings.steps is not None else Steps(), rules, bits)
     method = settings.method if settings.method is not None else "kl+cos"  # the library's default
     resolved = replace(settings, method=method, target=rules, activation_bits=bits, steps=steps)
     return CalibrationRun(model, data, graph, rules, resolved, provenance, model_hash)
 
 
 def _with_layer_steps(stage: Scaled, steps: Steps) -> CalibrationTable:
-    """The stage's table (a copy: one stage serves several step choices) with rounding and bias correction run as
-    `steps` say."""
+    """The stage's table (a copy: one stage serves several step choices) with asymmetric grids, rounding and bias
+    correction run as `steps` say."""
     table = stage.table.copy()
     wide = table.activation_bits > 8  # the steps fit to the grids the integer graph will have
     t3 = time.perf_counter()
@@ -191,7 +193,7 @@ def _scaled(run: CalibrationRun, measured: Measured, method: str) -> Scaled:
     _fixed_scales(run, stage)
     m = measured
     table = CalibrationTable(table_document(run, stage))
-    return Scaled(table, run.graph, m.layers, m.inits, m.samples, run.settings.threads, m.started)
+    return Scaled(table, run.graph, m.layers, m.inits, m.samples, run.settings.threads, m.started, run.rules)
 
 
 def _equalize(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
@@ -354,11 +356,21 @@ def _fixed_scales(run: CalibrationRun, stage: Stage) -> None:
                 stage.fixed.update({m: (float(np.float32(scale)), zp) for m in members})
 
 
+def _asymmetric_step(table: CalibrationTable, steps: Steps, rules: TargetRules) -> None:
+    """Asymmetric grids as `steps` say, recorded under rules that take them (8-bit u8 at any zero point: ORT)."""
+    if rules.ranged and table.activation_bits == 8:
+        t = time.perf_counter()
+        moved = asymmetric_grids(table) if steps.asymmetric else []
+        table.add_step(cast(StepRecord, {"name": "asymmetric", "enabled": bool(steps.asymmetric), "tensors": moved}))
+        table.record_time("asymmetric", time.perf_counter() - t)
+
+
 def _layer_steps(table: CalibrationTable, stage: Scaled, steps: Steps) -> None:
     """Weight rounding, then bias correction, each layer on its sampled input rows quantized at the final scale of
     its input; appended to the table's steps. The stage's initializers are the (equalized) model's."""
     tensors = table.tensors
     layers, inits, samples = stage.layers, stage.inits, stage.samples
+    _asymmetric_step(table, steps, stage.rules)
 
     def quantized_rows(l):
         e = tensors[l.input]

@@ -15,11 +15,12 @@ the class, not the mean cosine alone (best):
 
 and a tie goes to the earlier candidate. Another method than the first wins only with a guarded cosine SWITCH_MARGIN
 above the first's (kl+cos is the default, and the methods' small differences are noise on few samples).
-The methods come first, each with the fixed steps alone (the free ones
-off); then every combination of the free steps with the method that won, fewer steps first (the combination the
-methods were judged with is not judged again). The winner's paired per-sample cosine gain over the first candidate
-(kl+cos or the method given, fixed steps alone) is recorded with its standard error: how far the judged samples
-support the choice. Samples the user holds out are never seen: only the calibration data is split.
+The methods come first, each with the fixed steps alone (the free ones off, but asymmetric grids on where they are
+free: _method_base); then every combination of the free steps with the method that won, fewer steps first (the
+combination the methods were judged with is not judged again). The winner's paired per-sample cosine gain over the
+first candidate (kl+cos or the method given, with the steps the methods were judged with) is recorded with its
+standard error: how far the judged samples support the choice. Samples the user holds out are never seen: only the
+calibration data is split.
 
 One statistics pass (tcc.quant.stage.Measured) serves every method and every post-step subset with the same
 equalization, so the whole choice costs one pass per equalization setting, each method's thresholds and search, the
@@ -58,7 +59,11 @@ SAMPLES_MIN = 32  # fewer: no choice (8 judged samples and 24 for the statistics
 JUDGED_MIN = 8
 JUDGED_FRACTION = 0.25
 LOW_PERCENTILE = 10  # the objective's worst-case guard: the per-sample cosine's 10th percentile
-POST_STEPS = ("rounding", "bias_correction")  # run on the final scales: one statistics pass serves each subset
+POST_STEPS = (
+    "asymmetric",
+    "rounding",
+    "bias_correction",
+)  # on the final scales: one statistics pass serves each subset
 AGREEMENT_TOLERANCE = 0.01
 # another method than the first (kl+cos, the default tuned on DDSNet) wins only with a guarded cosine at least this
 # much above it: on DDSNet's checkpoints the methods differ by less, as noise of the judged crops (PCam: min-max
@@ -139,6 +144,17 @@ def _plain(run: CalibrationRun) -> Candidate:
     return Candidate(CANDIDATES[0] if run.method == AUTO else run.method, equalization, post)
 
 
+def _method_base(run: CalibrationRun) -> Candidate:
+    """The first candidate the methods are judged with: the fixed steps, and asymmetric grids where they are free.
+    A method's ranges are judged on the grids they will most likely get: on the census of imported models KL's
+    ranges lost to min-max's on symmetric grids and won on asymmetric ones (MobileOne, FastViT;
+    docs/notes/asymmetric-activations.md)."""
+    plain = _plain(run)
+    if "asymmetric" not in run.steps.free:
+        return plain
+    return Candidate(plain.method, plain.equalization, tuple(n for n in POST_STEPS if n in {*plain.post, "asymmetric"}))
+
+
 def _decided(steps: Steps, candidate: Candidate) -> Steps:
     return steps.deciding([*(["equalization"] if candidate.equalization else []), *candidate.post])
 
@@ -172,13 +188,13 @@ class _Trials:
     def run(cls, run: CalibrationRun, phases: Phases, started: float) -> _Trials:
         statistics, held = split(len(run.data), run.settings.seed)
         trying = _Trying(run, phases, run.data[statistics], Judge(run.model, run.data[held], run.graph, run.rules))
-        plain = _plain(run)
-        methods = method_candidates(run.activation_bits) if run.method == AUTO else (plain.method,)
-        complete = trying.each([Candidate(m, plain.equalization, plain.post) for m in methods], started)
+        base = _method_base(run)
+        methods = method_candidates(run.activation_bits) if run.method == AUTO else (base.method,)
+        complete = trying.each([Candidate(m, base.equalization, base.post) for m in methods], started)
         if complete:  # the methods judged: every combination of the steps with the winner
             won = trying.best()[1].method
             steps = [Candidate(won, eq, post) for eq, post in candidates(run.steps)]
-            complete = trying.each([c for c in steps if c != Candidate(won, plain.equalization, plain.post)], started)
+            complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)], started)
         record, best, cosines = trying.best()
         return cls(trying.records, best, record, cosines, trying.per_sample[0], len(held), complete)
 

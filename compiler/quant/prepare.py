@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .intgraph.match import IntGraph
     from .place.placer import PlaceOptions
     from .table.file import CalibrationTable
+    from .table.steps import Steps
 
 ACTIVATION_BITS = (8, 16)
 
@@ -106,6 +107,8 @@ def check_request(request: CalibrationRequest, rules: TargetRules, target: str |
     check_method(request.settings.method)
     if request.settings.activation_bits is not None:
         check_activation_bits(request.settings.activation_bits, rules, target)
+    if request.step_switches.asymmetric and not rules.ranged:
+        raise DataError(asymmetric_refused(rules, target))
     if request.placement is not None:
         check_options(request.placement, rules.name)
 
@@ -129,6 +132,22 @@ def resolve(
         activation_bits=bits,
         steps=steps if steps is not None else request.step_switches.steps(spec_section),
     )
+
+
+def asymmetric_refused(rules: TargetRules, target: str | None) -> str:
+    where = f"--target {target} (rules {rules.name!r})" if target and target != rules.name else f"rules {rules.name!r}"
+    return (
+        f"--asymmetric: {where} keep signed activations on symmetric grids (their kernels or toolchain fix the zero "
+        f"points); the asymmetric grids are for rules that take any u8 zero point: "
+        f"{', '.join(r.name for r in RULES.values() if r.ranged)}"
+    )
+
+
+def applicable_steps(steps: Steps, rules: TargetRules, bits: int) -> Steps:
+    """`steps` for a calibration under `rules` at `bits`: no asymmetric grids where the rules or the width do not
+    take them (a spec's `calibrate:` section speaks for every target; the switch given for other rules was refused
+    by check_request)."""
+    return steps if rules.ranged and bits == 8 else replace(steps, asymmetric=False)
 
 
 def method_for(given: str | None, spec_section: dict | None) -> str:

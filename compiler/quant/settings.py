@@ -74,6 +74,7 @@ class StepSwitches:
     equalization: bool | None = None
     bias_correction: bool | None = None
     rounding: bool | None = None
+    asymmetric: bool | None = None
     rounding_budget: float | None = None  # seconds for the rounding step
     choice_budget: float | None = None  # seconds for choosing the steps nobody fixed
 

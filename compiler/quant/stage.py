@@ -23,6 +23,7 @@ from .scales.methods import Threshold
 from .settings import CalibrationRun
 from .steps.equalize import STRENGTHS
 from .table.file import CalibrationTable
+from .table.rules import TargetRules
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Scaled:
     samples: dict  # layer -> its sampled input rows (float32)
     threads: int | None
     started: float  # perf_counter at the start, for the table's total time
+    rules: TargetRules  # the table's (the asymmetric step runs where they take any u8 zero point)
     rounding: dict | None = None  # the rounding step's record once run: the same for every choice on this stage
 
 

@@ -237,6 +237,11 @@ _CALIBRATE = {
         "equalization": {"type": "boolean"},
         "bias_correction": {"type": "boolean"},
         "rounding": {"type": "boolean"},
+        "asymmetric": {
+            "type": "boolean",
+            "description": "signed activations on u8 grids over their clipped range (`--asymmetric`; rules that "
+            "take any zero point: ort)",
+        },
         "activation_bits": {
             "enum": [8, 16],
             "description": "activation width (`--activation-bits`): 16 for int16 "

@@ -303,7 +303,7 @@ def test_spec_calibrate_section_sets_the_activation_width(tmp_path):
     spec = tmp_path / "ddsnet.yaml"
     spec.write_text(text.replace("  bias_correction: true\n", "  bias_correction: true\n  activation_bits: 16\n"))
     section = load_spec(spec).calibrate
-    assert section == {"method": "kl+cos", "bias_correction": True, "activation_bits": 16}
+    assert section == {"method": "kl+cos", "bias_correction": True, "activation_bits": 16, "asymmetric": True}
     assert activation_bits(section, None) == 16 and activation_bits(section, 8) == 8 and activation_bits({}, None) == 8
     spec.write_text(text.replace("  bias_correction: true\n", "  activation_bits: 12\n"))
     with pytest.raises(tcc.SpecError, match=r"ddsnet\.yaml:\d+:\d+.*activation_bits"):

@@ -169,30 +169,40 @@ def test_a_budget_stops_the_trials_and_says_so():
 
 
 def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
-    """`tcc calibrate` without switches chooses bias correction (equalization and rounding stay off unless asked),
-    prints the choice and records it; a switch fixes its step (no longer free); `--choice-budget 0` chooses
-    nothing; a negative budget is a clean exit 2."""
+    """`tcc calibrate` without switches chooses bias correction and, under ORT's rules, asymmetric grids
+    (equalization and rounding stay off unless asked), prints the choice and records it; a switch fixes its step (no
+    longer free); `--choice-budget 0` chooses nothing; a negative budget is a clean exit 2."""
     from tcc.cli.main import main as cli
 
-    assert Steps.chosen(None) == Steps(equalization=False, bias_correction=None, rounding=False)
-    assert Steps.chosen({"rounding": True}, rounding=None, choice_budget=None).free == ("bias_correction",)
-    assert Steps.chosen({"bias_correction": True}).free == ()  # DDSNet's spec: nothing left to choose
+    assert Steps.chosen(None) == Steps(equalization=False, bias_correction=None, rounding=False, asymmetric=None)
+    assert Steps.chosen({"rounding": True}, rounding=None, choice_budget=None).free == ("asymmetric", "bias_correction")
+    assert Steps.chosen({"bias_correction": True, "asymmetric": True}).free == ()  # DDSNet's spec: nothing left
     spec, data = tiny_spec_and_data(tmp_path, SAMPLES_MIN)
     out = tmp_path / "calib.json"
     args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out), "--force"]
     assert cli(args) == 0
-    assert "chosen per model (method, bias correction) on 8 held-back" in capsys.readouterr().out
+    assert "chosen per model (method, asymmetric, bias correction) on 8 held-back" in capsys.readouterr().out
     choice = json.loads(out.read_text())["steps_choice"]
-    # the three methods with bias correction off, then bias correction on with the winner
-    assert [t["method"] for t in choice["trials"][:3]] == ["kl+cos", "minmax", "percentile"]
+    # the three methods on asymmetric grids (free: on for them), then the steps' other combinations with the winner
+    assert [(t["method"], t["steps"]) for t in choice["trials"][:3]] == [
+        ("kl+cos", ["asymmetric"]),
+        ("minmax", ["asymmetric"]),
+        ("percentile", ["asymmetric"]),
+    ]
     won = choice["trials"][best_trial(choice["trials"][:3])]
-    assert len(choice["trials"]) == 4 and choice["trials"][3]["method"] == won["method"] == choice["method"]
+    assert [t["steps"] for t in choice["trials"][3:]] == [[], ["bias_correction"], ["asymmetric", "bias_correction"]]
+    assert {t["method"] for t in choice["trials"][3:]} == {won["method"]} == {choice["method"]}
+    args.append("--no-asymmetric")
     assert cli(args + ["--method", "kl+cos"]) == 0
     assert "chosen per model (bias correction) on 8 held-back" in capsys.readouterr().out
     assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 2
     assert cli(args + ["--method", "kl+cos", "--equalization", "--rounding"]) == 0
     choice = json.loads(out.read_text())["steps_choice"]
-    assert choice["free"] == ["bias_correction"] and choice["fixed"] == {"equalization": True, "rounding": True}
+    assert choice["free"] == ["bias_correction"] and choice["fixed"] == {
+        "equalization": True,
+        "asymmetric": False,
+        "rounding": True,
+    }
     assert len(choice["trials"]) == 2
     spec.write_text(spec.read_text() + "calibrate:\n  method: minmax\n")  # the spec names the method: no choice
     assert cli(args + ["--no-bias-correction"]) == 0
@@ -306,4 +316,4 @@ def test_a_spec_names_its_model_s_method_and_a_flag_wins():
     assert method_for("percentile", {"method": "minmax"}) == "percentile"
     with pytest.raises(DataError, match="unknown calibration method 'kl-cos'"):
         method_for(None, {"method": "kl-cos"})
-    assert load_spec("spec/ddsnet.yaml").calibrate == {"method": "kl+cos", "bias_correction": True}
+    assert load_spec("spec/ddsnet.yaml").calibrate == {"method": "kl+cos", "bias_correction": True, "asymmetric": True}

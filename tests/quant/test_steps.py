@@ -189,7 +189,7 @@ def test_rounding_never_raises_the_layer_error_and_round_trips():
 
 
 # ------------------------------------------------------------------------------------------ table and consumers
-ALL = Steps(equalization=True, bias_correction=True, rounding=True)
+ALL = Steps(equalization=True, bias_correction=True, rounding=True, asymmetric=True)
 
 
 @pytest.mark.parametrize(
@@ -200,8 +200,16 @@ def test_steps_are_recorded_deterministic_and_shared_by_every_consumer(steps):
     the QDQ model on ONNX Runtime (which reads the table's steps through tcc.quant.table.steps) give the same codes."""
     model, x, xe = tiny_cnn(), tiny_data(16), tiny_data(8, seed=9)
     table = calibrate_onnx(model, x, steps=steps, **FAST)
-    assert [s["name"] for s in table.steps] == ["equalization", "rounding", "bias_correction"]
-    assert [s["enabled"] for s in table.steps] == [steps.equalization, steps.rounding, steps.bias_correction]
+    assert [s["name"] for s in table.steps] == ["equalization", "asymmetric", "rounding", "bias_correction"]
+    assert [s["enabled"] for s in table.steps] == [
+        steps.equalization,
+        steps.asymmetric,
+        steps.rounding,
+        steps.bias_correction,
+    ]
+    if steps.asymmetric:  # the signed tensors moved off zero point 128, and every consumer computes alike below
+        moved = table.step("asymmetric")["tensors"]
+        assert moved and all(table.tensors[n]["zero_point"] not in (0, 128) for n in moved)
     assert _table_doc(table) == _table_doc(calibrate_onnx(model, x, steps=steps, **FAST))
     np.testing.assert_array_equal(run_reference(model, table, xe), run(to_qdq(model, table), xe))
     if steps.rounding:
@@ -248,11 +256,14 @@ def test_calibrate_cli_switches_and_shows_the_steps(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert [(s["name"], s["enabled"]) for s in doc["steps"]] == [
         ("equalization", False),
+        ("asymmetric", False),  # left to the choice too: off with 8 samples
         ("rounding", True),
         ("bias_correction", False),
     ]
-    assert cli(args + ["--equalization", "--bias-correction", "--no-rounding"]) == 0
+    assert cli(args + ["--equalization", "--bias-correction", "--no-rounding", "--asymmetric"]) == 0
     printed = capsys.readouterr().out
+    moved = CalibrationTable(json.loads(out.read_text())).step("asymmetric")["tensors"]
+    assert f"step asymmetric: {len(moved)} signed tensors on grids over their clipped range" in printed and moved
     pairs = CalibrationTable(json.loads(out.read_text())).step("equalization")["pairs"]
     assert f"step equalization: {len(pairs)} producer -> consumer pairs rescaled" in printed
     assert "step bias correction: 4 layers' biases corrected" in printed and "step rounding: off" in printed
@@ -283,15 +294,19 @@ def test_the_spec_chooses_default_steps_and_switches_win(tmp_path, capsys):
         return {s["name"]: s["enabled"] for s in json.loads(out.read_text())["steps"]}
 
     assert cli(args) == 0
-    assert enabled() == {"equalization": False, "rounding": False, "bias_correction": True}
+    assert enabled() == {"equalization": False, "asymmetric": False, "rounding": False, "bias_correction": True}
     assert cli(args + ["--no-bias-correction", "--rounding"]) == 0
-    assert enabled() == {"equalization": False, "rounding": True, "bias_correction": False}
+    assert enabled() == {"equalization": False, "asymmetric": False, "rounding": True, "bias_correction": False}
     capsys.readouterr()
-    assert Steps.chosen(None).free == ("bias_correction",) and not Steps.chosen(None).equalization
+    assert Steps.chosen(None).free == ("asymmetric", "bias_correction") and not Steps.chosen(None).equalization
     assert Steps.chosen({"rounding": True}, rounding=None).rounding
     assert not Steps.chosen({"rounding": True}, rounding=False, rounding_budget=3.0).rounding
     root = REPO
-    assert load_spec(root / "spec" / "ddsnet.yaml").calibrate == {"method": "kl+cos", "bias_correction": True}
+    assert load_spec(root / "spec" / "ddsnet.yaml").calibrate == {
+        "method": "kl+cos",
+        "bias_correction": True,
+        "asymmetric": True,
+    }
 
     before = out.read_bytes()
     spec.write_text(body + "calibrate:\n  bias_corection: true\n")

@@ -14,18 +14,18 @@ from tests.helpers import load_tool
 
 def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
     tool = load_tool("import_census")
-    monkeypatch.setattr(tool, "CALIB", 8)  # the tool's 32 / 8 crops measure; these check the row's making
-    monkeypatch.setattr(tool, "JUDGED", 4)
+    monkeypatch.setattr(tool, "CALIB", 8)  # the tool's 32 / 64 crops measure; these check the row's making
     rows = {}
     for name in ("monai_unet",):
         entry = next(e for e in tool.MODELS if e.name == name)
         entry = tool.Entry(entry.name, entry.source, entry.build, 32)
         (tmp_path / name).mkdir()
-        rows[name] = tool.census(entry, tmp_path / name)
+        rows[name] = tool.census(entry, tmp_path / name, judged_n=4)
     for name, row in rows.items():
         assert row["stage"] == "done", (name, row)
         assert row["predict_equal"], row
         assert row["tcc"]["cosine_mean"] > 0.9 and row["rival"]["method"] in tool.METHODS  # a measurement, not a bar
+        assert 0 < row["tcc"]["cosine_se"] < 0.05 and "±" in tool.markdown([row])[-1]
     assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in tool.summary(list(rows.values()))
 
 

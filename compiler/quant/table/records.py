@@ -72,7 +72,7 @@ class Settings(TypedDict, total=False):
 class StepRecord(TypedDict, total=False):
     """One post-training step: whether it ran, its settings and what it chose (tcc.quant.table.steps)."""
 
-    name: str  # equalization | rounding | bias_correction
+    name: str  # equalization | asymmetric | rounding | bias_correction
     enabled: bool
     settings: dict[str, Any]
     pairs: list[dict[str, Any]]  # equalization
@@ -80,6 +80,7 @@ class StepRecord(TypedDict, total=False):
     complete: bool  # rounding
     layers: dict[str, dict[str, Any]]  # rounding: errors; bias_correction: bias and shift
     skipped_without_bias: list[str]
+    tensors: list[str]  # asymmetric: the signed tensors moved to a grid over their clipped range
 
 
 class StepsChoice(TypedDict, total=False):

@@ -80,6 +80,10 @@ class TargetRules:
     split_mixed_groups: bool = False  # share only among tensors of one signedness (ORT: keeps ReLUs fusable)
     signed_as_u8: bool = False  # write signed tensors as u8 with zero point 128: the same grid as s8 zero point 0,
     # in the type ORT's x86 integer kernels take (s8 activations leave depthwise convs, concats, pools in float)
+    # the `asymmetric` step (tcc.quant.steps.asymmetric) may put a signed tensor on a u8 grid over its clipped range
+    # [max(min, -T), min(max, T)], the zero point where 0 falls (ONNX Runtime's own quantize_static form), instead
+    # of [-T, T] around 128: ORT's kernels take any zero point alike
+    ranged: bool = False
     kernel_rewrites: bool = False  # to_qdq's exact rewrites for ORT's kernels (AveragePool as depthwise conv,
     # space-to-depth stem): QLinearAveragePool and the 3-channel stem are ORT's slowest integer kernels
     dense_weight_bits: int = 8  # weights of non-depthwise convs and of linear layers (depthwise: always 8).
@@ -169,11 +173,12 @@ RULES: dict[str, TargetRules] = {
     for r in [
         TargetRules(
             "ort",
-            "ONNX Runtime QDQ: u8 activations (signed ones as u8 with zero point 128), s8 per-channel "
-            "weights, 7-bit dense weights",
+            "ONNX Runtime QDQ: u8 activations (non-negative ones at zero point 0; signed ones at 128, or with the "
+            "asymmetric step over their clipped range), s8 per-channel weights, 7-bit dense weights",
             unsigned_ok=True,
             split_mixed_groups=True,
             signed_as_u8=True,
+            ranged=True,
             kernel_rewrites=True,
             dense_weight_bits=7,
             float_kinds=("softmax",),

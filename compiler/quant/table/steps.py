@@ -3,12 +3,14 @@
     Steps(equalization=True, bias_correction=True, rounding=True)   # tcc calibrate --equalization --rounding ...
 
 Calibration runs them in this order (tcc.quant.calibrate): cross-layer equalization (tcc.quant.steps.equalize) before
-the statistics, the activation method (KL + the cosine search by default), then per-layer weight rounding
+the statistics, the activation method (KL + the cosine search by default), asymmetric activation grids where the
+rules take them (tcc.quant.steps.asymmetric), then per-layer weight rounding
 (tcc.quant.steps.rounding) and bias correction (tcc.quant.steps.bias_correction) on the final scales; the steps that
 neither the command line nor the spec fixes are chosen per model (tcc.quant.choose, recorded as `steps_choice`). The
 table's `steps` list records each step, whether it ran, its settings, its time and everything it chose:
 
     equalization      per pair: the producer, its consumers (weights, input-channel axis, groups), the factors
+    asymmetric        the tensors moved to a grid over their clipped range (their entries hold it)
     rounding          per weight: one bit per element (the code above floor(w / s)), base64
     bias_correction   per layer: the shift added to its float bias
 
@@ -36,7 +38,7 @@ from .file import CalibrationTable
 from .placement import float_nodes
 from .records import StepsChoice
 
-STEP_NAMES = ("equalization", "rounding", "bias_correction")
+STEP_NAMES = ("equalization", "asymmetric", "rounding", "bias_correction")
 # left out of the automatic choice (off unless asked): chosen, each lost where the choice could not see it
 # (equalization: an NPU kit's per-op check off by 2 LSB; rounding: worse on crops the choice did not judge; measured:
 # docs/int8.md, Defaults)
@@ -61,6 +63,7 @@ class Steps:
 
     equalization: bool | None = False
     bias_correction: bool | None = False
+    asymmetric: bool | None = False  # signed tensors on u8 grids over their clipped ranges (rules that take it)
     rounding: bool | None = False
     rounding_sweeps: int = 8
     rounding_budget: float | None = None
@@ -82,7 +85,8 @@ class Steps:
     def chosen(cls, spec_section: dict[str, Any] | None, **switches: Any) -> Steps:
         """The steps a calibration runs: each switch given (True / False; None: not given) wins over the model
         spec's `calibrate:` section (`spec_section`, as tcc.spec.loader reads it); bias correction that neither
-        fixes is chosen per model (None), equalization and rounding stay off (UNCHOSEN). Other keyword arguments
+        fixes is chosen per model (None), and so are asymmetric grids; equalization and rounding stay off
+        (UNCHOSEN). Other keyword arguments
         (rounding_budget, choice_budget; None: the default) pass through."""
         section = spec_section or {}
         picked: dict[str, Any] = {
@@ -226,6 +230,8 @@ def summary_lines(table: CalibrationTable) -> list[str]:
                 f"{name}: {len(pairs)} producer -> consumer pairs rescaled"
                 + (f" (strengths {', '.join(f'{v:g}' for v in strengths)})" if pairs else "")
             )
+        elif s["name"] == "asymmetric":
+            lines.append(f"{name}: {len(s.get('tensors', []))} signed tensors on grids over their clipped range")
         elif s["name"] == "rounding":
             layers = s.get("layers", {})
             worst = max(layers.items(), key=lambda kv: kv[1]["error_before"], default=None)
