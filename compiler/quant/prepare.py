@@ -119,18 +119,18 @@ def resolve(
     """The settings a command's calibration runs, once its model is planned: the placement's nodes checked, the
     activation width (the one given, the spec's `calibrate:` section's, else the rules' default) checked against the
     rules and every node of the integer graph, and the post-training steps chosen (those given, else the spec's with
-    the switches on top) and checked."""
+    the switches on top), checked, and those the rules cannot take off."""
     if request.placement is not None:
         check_nodes(request.placement, graph)  # a misspelt --keep-float fails before the data is read
     bits = activation_bits(spec_section, request.settings.activation_bits, rules)
     check_activation_bits(bits, rules, target)
     check_wide_kinds(graph, bits, rules, target)
-    steps = request.settings.steps
+    steps = request.settings.steps if request.settings.steps is not None else request.step_switches.steps(spec_section)
     return replace(
         request.settings,
         method=method_for(request.settings.method, spec_section),
         activation_bits=bits,
-        steps=steps if steps is not None else request.step_switches.steps(spec_section),
+        steps=applicable_steps(steps, rules, bits),
     )
 
 

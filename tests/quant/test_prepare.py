@@ -81,3 +81,12 @@ def test_resolve_takes_the_switches_over_the_spec_and_the_width_from_it():
     assert resolve(given, section, graph, RULES["tvm"], "host").steps == Steps()
     with pytest.raises(DataError, match="--rounding-budget needs --rounding"):
         resolve(CalibrationRequest(step_switches=StepSwitches(rounding_budget=5.0)), {}, graph, RULES["tvm"], None)
+    # a spec's asymmetric grids speak for the rules that take them (ORT's); elsewhere the step is off, not free
+    ort_graph = plan(tiny_cnn(), rules="ort")
+    assert resolve(CalibrationRequest(), {"asymmetric": True}, ort_graph, RULES["ort"], "ort").steps.asymmetric is True
+    assert resolve(CalibrationRequest(), {}, ort_graph, RULES["ort"], "ort").steps.free == (
+        "asymmetric",
+        "bias_correction",
+    )
+    assert resolve(CalibrationRequest(), {"asymmetric": True}, graph, RULES["tvm"], "host").steps.asymmetric is False
+    assert resolve(CalibrationRequest(), {}, graph, RULES["tvm"], "host").steps.free == ("bias_correction",)
