@@ -60,10 +60,11 @@ CONFIGS = {
     for name, on in STEP_SETS.items()
 }
 # the steps chosen per model on held-back calibration crops (tcc.quant.choose), as `tcc calibrate` chooses them
-# (bias correction; equalization and rounding off unless asked); +rounding / +eq: those left to the choice too
+# (bias correction and asymmetric grids; equalization and rounding off unless asked); +rounding / +eq: those left
+# to the choice too
 CONFIGS["auto"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": False, "asymmetric": None}}
-CONFIGS["auto+rounding"] = {"steps": {"equalization": False, "bias_correction": None, "rounding": None}}
-CONFIGS["auto+eq"] = {"steps": {"equalization": None, "bias_correction": None, "rounding": None}}
+CONFIGS["auto+rounding"] = {**CONFIGS["auto"], "steps": {**CONFIGS["auto"]["steps"], "rounding": None}}
+CONFIGS["auto+eq"] = {"steps": {**CONFIGS["auto+rounding"]["steps"], "equalization": None}}
 # what `tcc calibrate` / `tcc build --data` run on DDSNet by default: its spec's bias correction and asymmetric grids
 # (ORT's rules), and the method chosen per model (`--method auto`: kl+cos, minmax or percentile judged on held-back
 # calibration crops; DDSNet's spec names kl+cos, which auto keeps on all four checkpoints)

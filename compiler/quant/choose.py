@@ -59,11 +59,8 @@ SAMPLES_MIN = 32  # fewer: no choice (8 judged samples and 24 for the statistics
 JUDGED_MIN = 8
 JUDGED_FRACTION = 0.25
 LOW_PERCENTILE = 10  # the objective's worst-case guard: the per-sample cosine's 10th percentile
-POST_STEPS = (
-    "asymmetric",
-    "rounding",
-    "bias_correction",
-)  # on the final scales: one statistics pass serves each subset
+# run on the final scales: one statistics pass serves each subset
+POST_STEPS = ("asymmetric", "rounding", "bias_correction")
 AGREEMENT_TOLERANCE = 0.01
 # another method than the first (kl+cos, the default tuned on DDSNet) wins only with a guarded cosine at least this
 # much above it: on DDSNet's checkpoints the methods differ by less, as noise of the judged crops (PCam: min-max

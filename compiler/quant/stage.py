@@ -23,6 +23,7 @@ from .scales.methods import Threshold
 from .settings import CalibrationRun
 from .steps.equalize import STRENGTHS
 from .table.file import CalibrationTable
+from .table.records import FIXED_BY_TARGET
 from .table.rules import TargetRules
 
 
@@ -181,7 +182,7 @@ def _activation_entries(run: CalibrationRun, stage: Stage) -> dict[str, dict]:
             "bits": run.activation_bits,
             "symmetric": sym,
             "signed": is_signed,
-            "method": "fixed by the target" if n in stage.fixed else how,
+            "method": FIXED_BY_TARGET if n in stage.fixed else how,
             "threshold": t.value,
             "min": h.min,
             "max": h.max,

@@ -22,9 +22,9 @@ from collections import defaultdict
 import numpy as np
 
 from ..table.file import CalibrationTable
+from ..table.records import FIXED_BY_TARGET
 
 SIGNED_AS_U8 = 128  # the zero point of a signed tensor on the symmetric u8 grid (TargetRules.signed_as_u8)
-FIXED = "fixed by the target"  # an entry's method where the rules fix its scale and zero point
 
 
 def asymmetric_grids(table: CalibrationTable) -> list[str]:
@@ -33,7 +33,7 @@ def asymmetric_grids(table: CalibrationTable) -> list[str]:
     tensors = table.tensors
     grids: dict[object, list[str]] = defaultdict(list)  # a group's members share one grid; others stand alone
     for name, e in tensors.items():
-        if e["kind"] == "activation" and e["bits"] == 8 and e["method"] != FIXED:
+        if e["kind"] == "activation" and e["bits"] == 8 and e["method"] != FIXED_BY_TARGET:
             grids[("group", e["group"]) if "group" in e else name].append(name)
     moved = []
     for members in grids.values():

@@ -69,6 +69,10 @@ class Settings(TypedDict, total=False):
     seed: int
 
 
+# an activation entry's `method` where the rules fix its scale and zero point (TargetRules.fixed_outputs)
+FIXED_BY_TARGET = "fixed by the target"
+
+
 class StepRecord(TypedDict, total=False):
     """One post-training step: whether it ran, its settings and what it chose (tcc.quant.table.steps)."""
 
