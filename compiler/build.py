@@ -234,9 +234,8 @@ def _check(settings: BuildSettings, tgt: Target, backend: Backend, out: Path, fo
         prepare.check_placement_source(request.placement, int8.calib)
         if int8.floor.required and int8.data is None:
             raise BuildError(
-                "require_cos judges the INT8 model on samples: give data= too",
-                cli="--require-cos judges the INT8 model on samples: build with --data (or judge a table with "
-                "`tcc calibrate --eval DIR --require-cos C`)",
+                "--require-cos judges the INT8 model on samples: build with --data (or judge a table with "
+                "`tcc calibrate --eval DIR --require-cos C`)"
             )
         if int8.calib is None:  # calibrating now
             prepare.check_request(request, get_rules(_rules(tgt)), settings.target)

@@ -26,7 +26,7 @@ def set_max_pixels(value: int) -> None:
     """The cap for this process (`--max-pixels`): images declaring more pixels are refused before decoding."""
     global _max_pixels
     if value < 1:
-        raise DataError(f"--max-pixels must be at least 1, not {value}")
+        raise DataError(f"--max-pixels {value}: must be at least 1")
     _max_pixels = int(value)
 
 
@@ -105,7 +105,9 @@ def load_pixels(path: str | Path, pre: Preprocess) -> np.ndarray:
     uint8 [H, W, C], the pixels before any arithmetic (what an AX kit's calibration archive stores)."""
     path = Path(path)
     if pre.color is None:
-        raise DataError(f"{path}: this model's input is not an image (no color order); pass an array (--input)")
+        raise DataError(
+            f"{path}: this model's input is not an image (no color order); give its input as an array (a .npy file)"
+        )
     with open_image(path) as im:
         return model_pixels(im, pre)
 

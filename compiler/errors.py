@@ -11,6 +11,8 @@ import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .python_wording import python_wording
+
 
 def suggest(word: object, options: Iterable[object]) -> str:
     """ " (did you mean 'arm-a7'?)" for the closest of `options` to a mistyped `word` (difflib), or ""."""
@@ -29,19 +31,32 @@ class Location:
 
 
 class TccError(Exception):
-    """Base of every error tcc reports to a user."""
+    """Base of every error tcc reports to a user. A message is written as the command line says it (naming its
+    flags: "--calib-size 0: ..."); `str()` says it to a Python caller, the flags as the API's keywords
+    (tcc.python_wording), and `for_cli()` as written."""
 
     exit_code = 1
 
     def __init__(self, *args: object, cli: str | None = None):
-        """`cli`: the message as the command line says it, where it names flags the Python message names as
-        keywords ("pass --weights" for "weights=")."""
+        """`cli`: the command line's message where the table cannot translate it: then the message is the Python
+        caller's as given."""
         super().__init__(*args)
         self._cli = cli
 
+    def __str__(self) -> str:
+        raw = self._message()
+        return self._framed(raw if self._cli is not None else python_wording(raw))
+
     def for_cli(self) -> str:
         """The message as the command line says it."""
-        return str(self) if self._cli is None else self._cli
+        return self._framed(self._cli if self._cli is not None else self._message())
+
+    def _message(self) -> str:
+        return super().__str__()
+
+    def _framed(self, message: str) -> str:
+        """The message with what the error adds around it (a spec location, a node)."""
+        return message
 
 
 class SpecError(TccError):
@@ -51,11 +66,14 @@ class SpecError(TccError):
 
     def __init__(self, message: str, where: Location | None = None):
         super().__init__(message)
-        self.message = message
+        self.message = message  # callers add context to it ("in block 'x' used at ...")
         self.where = where
 
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+    def _message(self) -> str:
+        return self.message
+
+    def _framed(self, message: str) -> str:
+        return f"{self.where}: {message}" if self.where else message
 
 
 class ShapeError(Exception):
@@ -93,8 +111,11 @@ class ExportError(TccError):
         self.node = node
         self.where = where
 
-    def __str__(self) -> str:
-        text = f"node '{self.node}': {self.message}" if self.node else self.message
+    def _message(self) -> str:
+        return self.message
+
+    def _framed(self, message: str) -> str:
+        text = f"node '{self.node}': {message}" if self.node else message
         return f"{self.where}: {text}" if self.where else text
 
 
@@ -116,19 +137,9 @@ class OutputExists(TccError):
     exit_code = 2
 
     def __init__(self, path: object, hint: str = ""):
-        super().__init__(path)
+        """`hint`: what else the user may mean, e.g. "--resume RUN continues it"."""
+        super().__init__(f"{path} already exists; {f'{hint}, ' if hint else ''}pass --force to replace it")
         self.path = path
-        self.hint = hint  # what else the user may mean, e.g. "--resume RUN continues it"
-
-    def _text(self, force: str) -> str:
-        other = f"{self.hint}, " if self.hint else ""
-        return f"{self.path} already exists; {other}pass {force} to replace it"
-
-    def __str__(self) -> str:
-        return self._text("force=True")
-
-    def for_cli(self) -> str:
-        return self._text("--force")
 
 
 class CalibrationError(TccError):

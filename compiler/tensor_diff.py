@@ -111,7 +111,7 @@ def side(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) -> Side:
         given = ctx.spec.path if isinstance(ctx.spec, Spec) else ctx.spec
         if given and Path(given).resolve() != Path(endpoint).resolve():
             raise DiffError(
-                f"{endpoint}: a second spec; diff compares implementations of one model (--spec {ctx.spec_label})"
+                f"{endpoint}: a second spec; diff compares implementations of one model (--spec {ctx.spec_label!r})"
             )
         ctx.spec = ctx.spec or endpoint
         kind = "pytorch"

@@ -215,10 +215,7 @@ def report(
     if not specs and not bundles:
         raise DataError("give at least one spec or bundle", cli="give at least one spec or --bundles DIR")
     if rounds < 1 or runs < 1:
-        raise DataError(
-            f"rounds and runs must be at least 1, not {rounds} and {runs}",
-            cli=f"--rounds and --runs must be at least 1, not {rounds} and {runs}",
-        )
+        raise DataError(f"--rounds and --runs must be at least 1, not {rounds} and {runs}")
     for b in bundles:
         if not (Path(b) / "manifest.json").is_file():
             raise DataError(f"{b}: not a tcc bundle (no manifest.json)")

@@ -386,7 +386,7 @@ def _folder_labels(samples: CalibrationData, spec: Spec, data: Data) -> np.ndarr
     parts = [Path(f).parts for f in samples.files]
     if not parts or any(len(p) < 2 for p in parts):
         needs = "needs labelled images, DIR/<class>/image (one folder per class)"
-        raise DataError(f"{data}: label_weight {needs}", cli=f"{data}: --label-weight {needs}")
+        raise DataError(f"{data}: --label-weight {needs}")
     classes = sorted({p[0] for p in parts})
     assert spec.graph.output is not None  # a loaded spec has its output
     width = int(np.prod(spec.graph.shape(spec.graph.output)))

@@ -92,7 +92,7 @@ class LayerIndex:
         if not spatial:
             raise SpecError(
                 f"model '{self.graph.name}' has no conv, concat or add with a spatial output (H, W > 1) "
-                "to explain; name a layer with --layer"
+                "to explain; name a layer with --layer NAME"
             )
         return spatial[-1]
 
@@ -110,7 +110,7 @@ class LayerIndex:
             return self._layer(pools[-1].name)
         raise SpecError(
             f"model '{self.graph.name}' has neither a linear classifier nor global pooling to take the "
-            "penultimate features from; name a layer with --layer"
+            "penultimate features from; name a layer with --layer NAME"
         )
 
     def scores(self) -> Layer | None:

@@ -238,7 +238,7 @@ def match_weights(
             try:
                 assignment = _by_layout(layout, targets, keys, aliases, state, shapes)
             except WeightsError as e:
-                failures.append(f"{layout.describe()}: {str(e).removeprefix(f'{source}: ')}")
+                failures.append(f"{layout.describe()}: {e.for_cli().removeprefix(f'{source}: ')}")  # worded once, below
                 continue
             return matched(assignment, "layout", shapes, layout)
         tried = "".join(f"; {f}" for f in failures)

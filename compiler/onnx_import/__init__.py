@@ -139,8 +139,8 @@ def import_options(given: dict, path: str | Path) -> dict:
     unknown = sorted(set(given) - set(IMPORT_OPTIONS))
     if unknown:
         raise DataError(
-            f"{path}: an ONNX file carries its weights and fixed values; --set {unknown[0]} does not "
-            "apply (its --set options are the import's: "
+            f"{path}: an ONNX file carries its weights and fixed values; --set {unknown[0]}: not an import option "
+            "(the import's options: "
             + "; ".join(f"{k}: {v}" for k, v in IMPORT_OPTIONS.items())
             + "; or `tcc import` it and edit the spec)"
         )

@@ -56,10 +56,7 @@ def check_sources(
     `kit`: it writes a kit whose calibration archive holds the samples)."""
     if precision != "int8":
         if calib is not None or data is not None:
-            raise BuildError(
-                f"calib= / data= apply to precision='int8' only (this build is {precision})",
-                cli=f"--calib/--data apply to --precision int8 only (this build is {precision})",
-            )
+            raise BuildError(f"--calib / --data apply to --precision int8 only (this build is {precision})")
         return
     if target.rules is None or lowering is None:
         raise BuildError(f"target {target.name} has no INT8 quantization rules or integer lowering")
@@ -67,9 +64,8 @@ def check_sources(
         if data is None:
             kit_holds = f"target {target.name} writes a kit whose calibration archive holds the calibration samples"
             raise BuildError(
-                f"{kit_holds}: give them as data= (and, optionally, the table made from them as calib=)",
-                cli=f"{kit_holds}: give them with --data DIR|FILE.npy (and, optionally, the table made from them "
-                "with --calib)",
+                f"{kit_holds}: give them with --data DIR|FILE.npy (and, optionally, the table made from them "
+                "with --calib)"
             )
         return
     if calib is None and data is None:
@@ -80,10 +76,7 @@ def check_sources(
             "or calibration data to calibrate on the fly (--data DIR|FILE.npy)",
         )
     if calib is not None and data is not None:
-        raise BuildError(
-            "give either calib= (a table) or data= (calibrate now), not both",
-            cli="give either --calib (a table) or --data (calibrate now), not both",
-        )
+        raise BuildError("give either --calib (a table) or --data (calibrate now), not both")
 
 
 def check_placement_source(placement: PlaceOptions | None, calib: str | Path | None) -> None:
@@ -91,7 +84,7 @@ def check_placement_source(placement: PlaceOptions | None, calib: str | Path | N
     if placement is not None and calib is not None:
         raise BuildError(
             "--min-cos / --speed / --keep-float choose the placement while calibrating (--data); a "
-            "table from --calib carries its own placement (tcc calibrate ... --min-cos C)"
+            "table from --calib carries its own placement (calibrate with --min-cos C)"
         )
 
 
@@ -180,7 +173,7 @@ def check_activation_bits(bits: int, rules: TargetRules, target: str | None = No
             f"--activation-bits {bits}: {where} take "
             f"{' or '.join(map(str, rules.activation_bits))}-bit activations only (their integer kernels "
             f"read {' or '.join(map(str, rules.activation_bits))}-bit codes: add --activation-bits "
-            f"{rules.activation_bits[0]}); {bits}-bit activations: --target {' or '.join(takes)}"
+            f"{rules.activation_bits[0]}); {bits}-bit activations: --target {'|'.join(takes)}"
         )
 
 
@@ -246,7 +239,7 @@ def check_table(
         raise CalibrationError(
             f"{where}: its activations are {widest}-bit, --activation-bits {asked_bits} asks "
             f"for {asked_bits}; the width is chosen when calibrating: calibrate with "
-            f"--activation-bits {asked_bits} (or build from --data), or leave the flag out"
+            f"--activation-bits {asked_bits} (or build from --data), or leave it out"
         )
     check_wide_kinds(graph, widest, rules, target)
     if table.target != rules.name:
@@ -262,7 +255,7 @@ def check_table_data(
     """A kit's table (--calib) made from the samples given with --data."""
     if table.data_fingerprint != fingerprint:
         raise CalibrationError(
-            f"{where}: made from other calibration data than --data {data} (data "
+            f"{where}: made from other calibration data than --data {str(data)!r} (data "
             "fingerprints differ; the same files, --calib-size and --seed give the same)"
         )
 

@@ -33,13 +33,13 @@ def check_options(options: Options) -> None:
     for name in ("patch_size", "batch_size", "max_pixels", "workers", "threads"):
         value = getattr(options, name)
         if value is not None and value < 1:
-            raise DataError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+            raise DataError(f"--{name.replace('_', '-')} {value}: must be at least 1")
     if options.scheduler and options.workers:
         raise DataError("--workers starts a local Dask cluster; with --scheduler the cluster's own workers are used")
     if options.level < 0:
-        raise DataError(f"--level must be at least 0, not {options.level}")
+        raise DataError(f"--level {options.level}: must be at least 0")
     if options.margin is not None and options.margin < 0:
-        raise DataError(f"--margin must be at least 0, not {options.margin}")
+        raise DataError(f"--margin {options.margin}: must be at least 0")
     if options.segment and options.positive is not None:
         raise DataError("--positive-class picks the heat map's class; --segment maps every class")
 

@@ -222,7 +222,7 @@ def _open_tiff(path: Path, max_pixels: int) -> Reader:
         try:
             reader = opener(path)
         except DataError as e:
-            errors.append(str(e).removeprefix(f"{path}: "))
+            errors.append(e.for_cli().removeprefix(f"{path}: "))  # worded once, where raised
             continue
         slide, tiff = (reader, tiff) if opener is OpenSlideImage else (slide, reader)
     if slide is None and tiff is None:

@@ -73,7 +73,7 @@ def describe_segmenter(runner: Runner, margin: int | None) -> Segmenter:
     if len(shape) != 3 or tuple(shape[1:]) != (height, width):
         raise DataError(
             f"{runner.where}: the model's output is {list(shape)} for an input of {list(runner.input_shape)}; "
-            "tcc slide --segment needs a dense output at the input's resolution, [classes, H, W]"
+            "a slide's segmentation (--segment) needs a dense output at the input's resolution, [classes, H, W]"
         )
     classes, stride = max(2, int(shape[0])), runner.stride
     if margin is not None:

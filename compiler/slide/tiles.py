@@ -51,7 +51,7 @@ def tile_image(size: tuple[int, int], tile: tuple[int, int], margin: int, stride
     """The tiling of an image of `size` (width, height) by tiles of `tile` (height, width) pixels with at least
     `margin` pixels of context kept around each core (rounded up to a multiple of `stride`)."""
     if margin < 0:
-        raise DataError(f"--margin must be at least 0, not {margin}")
+        raise DataError(f"--margin {margin}: must be at least 0")
     margin = -(-margin // stride) * stride
     (width, height), (tile_h, tile_w) = size, tile
     return Tiling(

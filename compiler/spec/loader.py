@@ -140,7 +140,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpecError(f"--set expects key=value, got {pair!r}")
+            raise SpecError(f"--set KEY=VALUE expected, got {pair!r}")
         try:
             value = parse_scalar(text, f"--set {key}") if text.strip() else ""
         except SpecError:

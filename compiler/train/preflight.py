@@ -67,7 +67,7 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     resumed = read_last(run) if resuming else None
     if args.spec is None:
         if not resuming:
-            raise SpecError("tcc train needs a SPEC (or --resume RUN, which reads the spec from the run)")
+            raise SpecError("training needs a SPEC (or --resume RUN, which reads the spec from the run)")
         args.spec = _spec_of(run)
     imported = import_for_training(args) if is_onnx_file(args.spec) else None
     args.spec = str(resolve_spec(args.spec))  # a zoo model's name, as `tcc build` takes it: its spec file
@@ -178,7 +178,7 @@ def _run_folder(args) -> tuple[Path, bool]:
             raise SpecError("--resume RUN continues RUN in place; drop -o")
         return Path(args.resume), True
     if not args.output:
-        raise SpecError("tcc train needs -o RUN (the folder to write) or --resume RUN")
+        raise SpecError("no run folder: give -o RUN (the folder to write) or --resume RUN")
     check_new_run(Path(args.output), args.force)
     return Path(args.output), False
 
@@ -274,7 +274,7 @@ def _check_resumable(state: dict, model: Spec, classes: list[str], run: Path) ->
     if state["model_sha256"] != model_fingerprint(model):
         raise DataError(
             f"{run}: trained from another model than {model.path} (its layers, parameters or "
-            "preprocessing differ); resume with the spec and --set values the run started with"
+            "preprocessing differ); resume with the spec and model parameters the run started with"
         )
     if list(state["classes"]) != classes:
         raise DataError(f"{run}: trained on the classes {list(state['classes'])}, the data now has {classes}")

@@ -556,7 +556,7 @@ def test_mistyped_set_value_names_the_declaration(write, capsys):
         args=["--set", "width=sixteen"],
         capsys=capsys,
     )
-    assert_error(spec, None, "--set expects key=value", args=["--set", "width"], capsys=capsys)
+    assert_error(spec, None, "--set KEY=VALUE expected", args=["--set", "width"], capsys=capsys)
 
 
 def test_set_value_out_of_range(write, capsys):

@@ -101,7 +101,7 @@ def test_mistakes_are_refused_before_anything_is_written(onnx_model, tmp_path):
             ["--weights", work / "nosuch.pt"],
             "an ONNX file carries its weights, the run's starting point: drop --weights",
         ),
-        (["--set", "num_classes=3"], "--set num_classes does not apply (its --set options are the import's"),
+        (["--set", "num_classes=3"], "--set num_classes: not an import option (the import's options"),
         (["--set", "size=[0,4]"], "--set size=[0, 4]: give a positive side or [H, W]"),
     ]
     for extra, message in cases:

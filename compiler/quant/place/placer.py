@@ -109,10 +109,11 @@ def check_options(options: PlaceOptions, rules: str) -> None:
         raise DataError(f"--speed {options.speed!r}: the speed objective measures ONNX Runtime's kernels ('ort')")
     if options.speed and rules != "ort":
         raise DataError(
-            f"--speed measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, not {rules!r}"
+            "--speed ort measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
+            f"not {rules!r}"
         )
     if options.samples < 1:
-        raise DataError(f"--place-samples must be at least 1, not {options.samples}")
+        raise DataError(f"--place-samples {options.samples}: must be at least 1")
     if options.active and not get_rules(rules).float_ops:
         raise DataError(
             f"the {rules} rules keep no float ops (the toolchain's documented config has no per-layer "

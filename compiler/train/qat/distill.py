@@ -168,7 +168,7 @@ def _setup(job: _Job, procs: Processes) -> _Setup:
     if table.step("equalization"):
         raise DataError(
             "the calibration table was made with cross-layer equalization; quantization-aware training "
-            "starts from a table without it (tcc calibrate --no-equalization)"
+            "starts from a table without it (calibrate with --no-equalization)"
         )
     graph = plan(fe.onnx, rules=table.target)
     qgraph = quantize_graph(graph, table)
