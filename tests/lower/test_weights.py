@@ -94,7 +94,7 @@ def test_by_name_with_a_prefix_key_map(tmp_path):
 
 def test_by_name_mismatch_suggests_by_order(tmp_path):
     model = _tiny(tmp_path)
-    with pytest.raises(WeightsError, match="--by-order"):
+    with pytest.raises(WeightsError, match="by_order=True"):
         match_weights(model.graph, Reference().state_dict(), source="ref.pt")
 
 

@@ -363,7 +363,7 @@ def test_a_command_takes_the_import_options_of_an_onnx_file_by_set(tmp_path):
     assert list(model.spec.preprocess.mean) == [0.5, 0.4, 0.3] and list(model.spec.preprocess.resize) == [48, 40]
     assert model.source["import_options"] == {"size": [48, 40], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
     for bad, message in (
-        (["size=32", "num_classes=2"], "--set num_classes does not apply"),
+        (["size=32", "num_classes=2"], "--set num_classes: not an import option"),
         (["size=32", "mean=[0.5,0.5]"], "r.onnx: 2 mean values for an input of 3 channels"),
         (["size=32", "std=[1,0,1]"], "every std must be positive"),
         (["size=[32]"], "--set size=[32]: give a positive side or [H, W]"),

@@ -241,7 +241,7 @@ def test_rules_without_16_bit_kernels_refuse_a_16_bit_table(a16):
     ort_table = CalibrationTable({**table_json(t), "target": "ort"})
     with pytest.raises(CalibrationError, match="tensor 'input': 16-bit activations are not supported under rules"):
         quantize_graph(plan(m, rules="ort"), ort_table)
-    with pytest.raises(DataError, match="--activation-bits 16: target rules 'pulsar2' take 8-bit"):
+    with pytest.raises(DataError, match="activation_bits=16: target rules 'pulsar2' take 8-bit"):
         calibrate_onnx(m, tiny_data(4), target="pulsar2", activation_bits=16)
 
 

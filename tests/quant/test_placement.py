@@ -298,7 +298,7 @@ def test_placement_bound_takes_each_node_at_its_faster_kernel(case, monkeypatch)
             ["--keep-float", "relu_1"],
             "--keep-float 'relu_1': no node of the model's integer graph (computed by node 'dw')",
         ),
-        (["--speed", "--target", "tvm"], "--speed measures ONNX Runtime's integer kernels"),
+        (["--speed", "--target", "tvm"], "--speed ort measures ONNX Runtime's integer kernels"),
         (["--min-cos", "1.5"], "--min-cos 1.5: a cosine floor lies in (0, 1]"),
         (["--min-worst-cos", "0"], "--min-worst-cos 0.0: a cosine floor lies in (0, 1]"),
         (["--keep-float", "dw", "--target", "ax620"], "the ax620 rules keep no float ops"),

@@ -37,7 +37,7 @@ def test_an_unknown_method_is_refused_everywhere_before_any_work(tmp_path):
 
 
 def test_a_width_the_rules_do_not_take_is_refused_everywhere_before_any_work(tmp_path):
-    _everywhere(tmp_path, r"--activation-bits 16: target rules 'ort' take 8-bit activations only", activation_bits=16)
+    _everywhere(tmp_path, r"activation_bits=16: target rules 'ort' take 8-bit activations only", activation_bits=16)
 
 
 def test_a_build_says_what_its_int8_inputs_lack(tmp_path):
@@ -60,7 +60,7 @@ def test_an_inactive_placement_is_no_placement_in_a_build(tmp_path):
     """`tcc build` always passes the placement options; unless they place, a table given with --calib is fine and
     their values are not checked (`tcc calibrate` checks them whenever they are given)."""
     spec, data = tiny_spec_and_data(tmp_path, 4)
-    with pytest.raises(DataError, match="--place-samples must be at least 1"):
+    with pytest.raises(DataError, match="samples=0: must be at least 1"):
         calibrate(spec, data, CalibrationRequest(placement=PlaceOptions(samples=0)))
     settings = build_settings(
         "ort", precision="int8", calib=tmp_path / "none.json", calibration={"placement": PlaceOptions(samples=0)}
@@ -79,7 +79,7 @@ def test_resolve_takes_the_switches_over_the_spec_and_the_width_from_it():
     assert settings.activation_bits == 16 and settings.steps == Steps(bias_correction=False, rounding=True)
     given = CalibrationRequest(CalibrationSettings(steps=Steps(), activation_bits=8))
     assert resolve(given, section, graph, RULES["tvm"], "host").steps == Steps()
-    with pytest.raises(DataError, match="--rounding-budget needs --rounding"):
+    with pytest.raises(DataError, match="rounding_budget= needs rounding=True"):
         resolve(CalibrationRequest(step_switches=StepSwitches(rounding_budget=5.0)), {}, graph, RULES["tvm"], None)
     # a spec's asymmetric grids speak for the rules that take them (ORT's); elsewhere the step is off, not free
     ort_graph = plan(tiny_cnn(), rules="ort")

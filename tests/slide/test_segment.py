@@ -246,7 +246,7 @@ def test_int8_bundle_records_its_tiling_and_segments(model, image, work):
         (["--level", "3"], "the image has levels 0..0"),
         (["--positive-class", "1"], "--positive-class picks the heat map's class"),
         (["--patch-size", "128"], "--patch-size sizes the heat map's patches"),
-        (["--margin", "-1"], "--margin must be at least 0"),
+        (["--margin", "-1"], "--margin -1: must be at least 0"),
     ],
 )
 def test_bad_requests_exit_2(image, work, capsys, extra, message):

@@ -376,7 +376,7 @@ def bad_files(work) -> dict[str, Path]:
         (["--image", "{work}/ihc.png", "--positive-class", "cancer"], "not one of the model's classes: 0 (normal)"),
         (["--image", "{work}/ihc.png", "--positive-class", "2"], "--positive-class '2'"),
         (["--image", "{work}/ihc.png", "--mask-level", "3"], "image has levels 0..0"),
-        (["--image", "{work}/ihc.png", "--patch-size", "0"], "--patch-size must be at least 1"),
+        (["--image", "{work}/ihc.png", "--patch-size", "0"], "--patch-size 0: must be at least 1"),
         (["--image", "{work}/ihc.png", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers starts"),
         (["--image", "{work}/ihc.png", "-o", "{bad}/a-file"], "exists and is not a directory"),
         (["--image", "{work}/ihc.png", "--weights", "{work}/missing.pt"], "missing.pt"),

@@ -140,7 +140,7 @@ def test_when_no_layout_matches_each_says_why(write, tmp_path):
     assert msg.startswith("ref.pt: names do not match the spec")
     assert "checkpoint layout 'wrong-first' (by name through its key map): names do not match" in msg
     assert "checkpoint layout 'in-order' (by order): 8 tensors (after 0 aliases) but the spec has 9" in msg
-    assert msg.endswith("; use --by-order or --key-map")
+    assert msg.endswith("; use by_order=True or key_map=")  # Python's words (for_cli: the flags)
 
 
 def test_a_checkpoint_for_other_classes_sets_the_parameter(write, tmp_path, capsys):

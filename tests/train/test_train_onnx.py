@@ -112,7 +112,7 @@ def test_mistakes_are_refused_before_anything_is_written(onnx_model, tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(tcc.DataError, match="unknown option 'epoch'.*did you mean 'epochs'"):
         tcc.train_model(path, data=data, output=tmp_path / "run", epoch=2)
-    with pytest.raises(tcc.SpecError, match="--batch-size"):
+    with pytest.raises(tcc.SpecError, match="^batch_size=0: "):
         tcc.train_model(path, data=data, output=tmp_path / "run", batch_size=0)
     assert not (tmp_path / "run").exists()
 
