@@ -654,11 +654,11 @@ def _layernorm_fields(v: NodeView) -> dict:
     return fields | {"attrs": fields["attrs"] | {"axes": [layernorm_axis(v)]}}
 
 
-def _check_reduce_sum(v: NodeView) -> str | None:
+def _check_reduction(v: NodeView) -> str | None:
     if len(v.inputs) > 1 and v.inputs[1] and v.inputs[1] not in v.constants:
         return "the axes must be a constant"
     if len(v.inputs) < 2 and "axes" not in v.attrs:
-        return "a sum over every axis (the batch's too)"
+        return f"a {v.op_type} over every axis (the batch's too)"
     return None
 
 
@@ -987,7 +987,17 @@ INT_OPS: dict[str, IntOp] = {
             ("ReduceSum",),
             "sum over constant axes (MobileViTv2's context vector): "
             "no integer form; in an INT8 graph a float island where the target allows float ops",
-            _check_reduce_sum,
+            _check_reduction,
+            lowerings=frozenset({TFLITE}),
+        ),
+        IntOp(
+            "reduce_mean",
+            Role.FLOAT,
+            ("ReduceMean",),
+            "mean over constant axes other than H and W together (LeViT's over its tokens; a mean over H and W is "
+            "the global average pool): no integer form; in an INT8 graph a float island where the target allows "
+            "float ops",
+            _check_reduction,
             lowerings=frozenset({TFLITE}),
         ),
         IntOp(

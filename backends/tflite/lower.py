@@ -539,13 +539,20 @@ class TfliteLowering(Normalizations, Spatial, Interpreter):
 
     def reduce_sum(self, n: INode, x: Value) -> list:
         """SUM over the constant axes (the tensor's own layout), float only."""
+        return self._reduction(n, x, "SUM")
+
+    def reduce_mean(self, n: INode, x: Value) -> list:
+        """MEAN over the constant axes, float only."""
+        return self._reduction(n, x, "MEAN")
+
+    def _reduction(self, n: INode, x: Value, op: str) -> list:
         node = self.onnx_nodes[n.name]
         axes = self.inits[node.input[1]] if len(node.input) > 1 and node.input[1] else n.attrs["axes"]
         rank = len(self.m.shape(x.index))
         axes = [NHWC.index(int(a) % rank) if x.nhwc else int(a) % rank for a in np.asarray(axes).reshape(-1)]
         y = self.out(n)
         self.m.operator(
-            "SUM",
+            op,
             [x.index, self.const(f"{n.name}/axes", np.array(axes, np.int32), "int32")],
             [y.index],
             options("ReducerOptions", keepDims=bool(n.attrs.get("keepdims", 1))),

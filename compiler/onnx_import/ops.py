@@ -213,6 +213,40 @@ def _squeeze(node: OnnxNode) -> SpecNode:
     return SpecNode("reshape", {"shape": [int(d) for d in out]})
 
 
+def _sample_axes(node: OnnxNode, axes, what: str) -> list[int]:
+    """ONNX axes of `node`'s input as the spec's (NCHW, the batch 0), refused where one is the batch."""
+    given = node.shapes.get(node.proto.input[0])
+    if given is None:
+        raise Unsupported("its input shape is not known")
+    out = [int(a) % (len(given) + 1) for a in np.ravel(axes)]
+    if 0 in out:
+        raise Unsupported(f"{what} along the batch axis")
+    return out
+
+
+def _gather(node: OnnxNode) -> SpecNode:
+    """One constant position along a sample axis (a ViT's class token, `x[:, 0]`): the spec's select, or a slice of
+    one where the index keeps its axis ([i])."""
+    index = node.constant(1)
+    if index is None or index.size != 1 or index.ndim > 1:
+        raise Unsupported("a Gather of computed or several indices")
+    (axis,) = _sample_axes(node, [node.attr("axis", 0)], "a Gather")
+    i = int(index.reshape(-1)[0])
+    if index.ndim == 0:
+        return SpecNode("select", {"axis": axis, "index": i})
+    size = node.shapes[node.proto.input[0]][axis - 1]
+    return SpecNode("slice", {"axis": axis, "start": i % size, "end": i % size + 1})
+
+
+def _reduce_mean(node: OnnxNode) -> SpecNode:
+    """A mean over sample axes the global pooling did not take (LeViT's over its tokens): the spec's mean."""
+    axes = node.attr("axes") if len(node.inputs()) < 2 else node.constant(1)
+    if axes is None:
+        raise Unsupported("a ReduceMean over every axis (the batch's too) or over computed axes")
+    args: dict = {"axes": _sample_axes(node, axes, "a ReduceMean")}
+    return SpecNode("mean", args | ({"keepdims": True} if int(node.attr("keepdims", 1)) else {}))
+
+
 def _transpose(node: OnnxNode) -> SpecNode:
     perm = [int(p) for p in node.attr("perm", [])]
     if not perm or perm[0] != 0:
@@ -438,6 +472,8 @@ CONVERTERS = {
     "Split": _split,
     "Transpose": _transpose,
     "Slice": _slice,
+    "Gather": _gather,
+    "ReduceMean": _reduce_mean,
     "LayerNormalization": _layer_norm,
     CHANNEL_SHUFFLE: _channel_shuffle,
     LAYER_NORM: _layer_norm,

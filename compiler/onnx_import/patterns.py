@@ -553,6 +553,71 @@ def _reshape_node(made: list, const: dict, shapes: dict, x: str, name: str, per_
     return name
 
 
+def batch_axis_unbinds(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """Attention's `qkv.permute(2, 0, 3, 1, 4).unbind(0)` (timm's DeiT, EdgeNeXt): a Transpose that moves the batch
+    axis off the front, read only by a Split of its first axis into ones whose every part is squeezed, per sample:
+    a Split of the input's axis that went first, each part reshaped without it and permuted with the batch first.
+    The same values, in forms the spec says (its permute keeps the batch axis first)."""
+    index = _Index(nodes, const)
+    matches: list[tuple[object, list]] = []
+    for t in (n for n in nodes if n.op_type == "Transpose"):
+        perm = [int(p) for p in _attr(t, "perm", [])]
+        split = index.only_reader(t.output[0], "Split") if len(perm) > 2 and perm[0] != 0 and perm[1] == 0 else None
+        shape = shapes.get(t.input[0])
+        if split is None or shape is None or int(_attr(split, "axis", 0)) != 0:
+            continue
+        squeezes = [index.only_reader(o, "Squeeze") for o in split.output]
+        sizes = index.const.get(split.input[1]) if len(split.input) > 1 else _attr(split, "split")
+        if any(s is None or index.const.get(s.input[1] if len(s.input) > 1 else "") is None for s in squeezes):
+            continue
+        if [int(a) for s in squeezes for a in np.ravel(index.const[s.input[1]])] != [0] * len(squeezes):
+            continue
+        axis, dims = perm[0], (1, *shape)
+        if len(squeezes) != dims[axis] or (sizes is not None and list(np.ravel(sizes)) != [1] * len(squeezes)):
+            continue
+        name = split.name or split.output[0]
+        const[f"{name}/sizes"] = np.ones(len(squeezes), np.int64)
+        parts = [f"{name}/part{k}" for k in range(len(squeezes))]
+        made = [helper.make_node("Split", [t.input[0], f"{name}/sizes"], parts, name=name, axis=axis)]
+        kept = [d for i, d in enumerate(dims) if i != axis]  # a part without the split axis, the batch first
+        for k, (part, squeeze) in enumerate(zip(parts, squeezes)):
+            shapes[part] = tuple(1 if i == axis else d for i, d in enumerate(dims))[1:]
+            flat = _reshape_node(made, const, shapes, part, f"{name}/squeezed{k}", kept[1:])
+            inner = [p - (p > axis) for p in perm[1:]]
+            made.append(helper.make_node("Transpose", [flat], list(squeeze.output), name=squeeze.name, perm=inner))
+        matches.append((made, [t, split, *squeezes]))
+    return _replaced(nodes, matches)
+
+
+def folded_batch_norms(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """LeViT's BatchNorm1d over tokens, `bn(x.flatten(0, 1)).reshape_as(x)`: a Flatten of every axis but the last, a
+    BatchNormalization, a Reshape back. Per sample it is the inference BN's affine over the last axis, x * a + b,
+    written as a Mul and an Add of constants (the spec's params, tcc.onnx_import.patterns.constant_operands)."""
+    index = _Index(nodes, const)
+    matches: list[tuple[object, list]] = []
+    for flat in (n for n in nodes if n.op_type == "Flatten"):
+        shape = shapes.get(flat.input[0])
+        bn = index.only_reader(flat.output[0], "BatchNormalization")
+        back = index.only_reader(bn.output[0], "Reshape") if bn is not None else None
+        if shape is None or back is None or int(_attr(flat, "axis", 1)) != len(shape):
+            continue
+        target, params = index.const.get(back.input[1]), [index.const.get(i) for i in bn.input[1:5]]
+        if target is None or [int(d) for d in target] != [1, *shape] or any(p is None for p in params):
+            continue
+        gamma, beta, mean, var = (np.asarray(p, np.float64) for p in params)
+        a = gamma / np.sqrt(var + float(_attr(bn, "epsilon", 1e-5)))
+        name = bn.name or bn.output[0]
+        const[f"{name}/a"], const[f"{name}/b"] = a.astype(np.float32), (beta - mean * a).astype(np.float32)
+        scaled = f"{name}/scaled"
+        shapes[scaled] = tuple(shape)
+        made = [
+            helper.make_node("Mul", [flat.input[0], f"{name}/a"], [scaled], name=f"{name}/scale"),
+            helper.make_node("Add", [scaled, f"{name}/b"], [back.output[0]], name=name),
+        ]
+        matches.append((made, [flat, bn, back]))
+    return _replaced(nodes, matches)
+
+
 def constant_operands(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """An Add / Sub / Mul / Div of a computed value and a float constant that no other pattern took (a bias after a
     MatMul, a layer scale, a position embedding of any broadcast shape): a divisor as the product with its
@@ -595,6 +660,7 @@ def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str
     """Every ONNX-level pattern replaced, in order: the arithmetic forms first, then the NHWC runs made of them,
     then the reductions the layer norms did not take, last the constant operands no pattern took."""
     nodes = window_attention_constants(single_axis_slices(nodes, const, shapes), const, shapes)
+    nodes = folded_batch_norms(batch_axis_unbinds(nodes, const, shapes), const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return constant_operands(global_reductions(channels_last_runs(nodes, const), const, shapes), const, shapes)

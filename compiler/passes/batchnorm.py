@@ -240,7 +240,8 @@ def _to_affine(graph: gs.Graph, m: dict) -> None:
             gs.Node("Conv", bn.name, {"kernel_shape": [1] * spatial, "group": c}, inputs=[x, weight, bias], outputs=[y])
         )
     else:  # [N, C]: Mul then Add
-        scaled = gs.Variable(fresh_name(graph, f"{bn.name}/scale"), dtype=np.float32)
+        # not "<bn>/scale": the QDQ lowering names the scale of the tensor <bn> so
+        scaled = gs.Variable(fresh_name(graph, f"{bn.name}.scaled"), dtype=np.float32)
         weight = gs.Constant(fresh_name(graph, f"{bn.name}.weight"), scale)
         bias = gs.Constant(fresh_name(graph, f"{bn.name}.bias"), shift)
         graph.nodes.append(gs.Node("Mul", f"{bn.name}/scale", inputs=[x, weight], outputs=[scaled]))

@@ -4,6 +4,9 @@ slices; small torch modules exported by torch.onnx.export, imported, checked aga
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -12,7 +15,7 @@ import tcc
 from tcc.lower.to_torch import init_weights
 from tcc.onnx_import import import_onnx
 from tests.helpers import torchvision_reference as tv
-from tests.onnx_import.common import tcc_cli
+from tests.onnx_import.common import assert_predicts_as_onnx_runtime, tcc_cli
 
 
 def exported(module: nn.Module, path, shape=(1, 4, 8, 8), opset: int = 13):
@@ -140,3 +143,97 @@ def test_what_the_patterns_cannot_take_is_refused_by_node(tmp_path):
     assert rc == 2 and "LayerNormalization over axes 2..3 (the spec's layernorm takes one)" in err
     assert "(Tile): no spec op" in err and "Slice" not in err and "Conv" not in err
     assert not (tmp_path / "u.yaml").exists()
+
+
+class TinyVit(nn.Module):
+    """timm's ViT in miniature: patches, a class token, attention whose q, k, v come from
+    `qkv.permute(2, 0, 3, 1, 4).unbind(0)` (the batch axis moved off the front), the class token's features
+    (`x[:, 0]`) to the head."""
+
+    def __init__(self, dim: int = 8, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.patch = nn.Conv2d(4, dim, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.qkv, self.proj, self.head = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1) * (c // self.heads) ** -0.5).softmax(-1)
+        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.head(x[:, 0])
+
+
+def imported_with_a_batch(module: nn.Module, tmp_path) -> str:
+    """The module exported with a dynamic batch and imported; its spec's text, after `tcc predict` on a batch of 3
+    equals ONNX Runtime on the original (the per-sample forms must not mix the samples)."""
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(
+        module.eval(), torch.randn(1, 4, 8, 8), path, dynamo=False, opset_version=17, input_names=["x"],
+        output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+    )  # fmt: skip
+    rc, _, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
+    assert rc == 0, err
+    np.save(tmp_path / "x.npy", torch.randn(3, 4, 8, 8).numpy())
+    assert_predicts_as_onnx_runtime(tmp_path / "m.yaml", tmp_path / "m.pt", path, tmp_path / "x.npy")
+    return (tmp_path / "m.yaml").read_text()
+
+
+def test_attention_with_the_batch_axis_moved_and_a_class_token(tmp_path):
+    text = imported_with_a_batch(init_weights(TinyVit(), seed=1), tmp_path)
+    # per sample: the qkv axis split, each part reshaped without it and permuted with the batch first
+    assert "op: split, parts: 3, axis: 2}" in text and text.count("op: permute, perm: [0, 2, 1, 3]") >= 3
+    assert "op: select, axis: 1, index: 0}" in text  # x[:, 0]: the class token
+
+
+class MovedBatch(nn.Module):
+    def forward(self, x):  # the batch axis moved to the third place: no per-sample form
+        a, b = x.reshape(x.shape[0], 2, 2, 64).permute(1, 2, 0, 3).unbind(0)
+        return (a + b).permute(1, 0, 2).flatten(1)
+
+
+def test_a_batch_axis_moved_elsewhere_is_still_refused_by_node(tmp_path):
+    rc, _, err = tcc_cli("import", exported(MovedBatch(), tmp_path / "b.onnx", opset=17), "-o", tmp_path / "b.yaml")
+    assert rc == 2 and "Transpose with perm [1, 2, 0, 3] (the spec's permute keeps the batch axis first)" in err
+
+
+class TokenNorms(nn.Module):
+    """LeViT's pieces: a linear over tokens with BatchNorm1d on the flattened tokens (`bn(x.flatten(0, 1))
+    .reshape_as(x)`), then the mean over the tokens to the head."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.patch = nn.Conv2d(4, dim, 4, stride=4)
+        self.linear, self.bn, self.head = nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        y = self.linear(x)
+        x = x + self.bn(y.flatten(0, 1)).reshape_as(y)
+        return self.head(x.mean(1))
+
+
+def test_batch_norm_over_flattened_tokens_and_the_mean_over_tokens(tmp_path):
+    module = init_weights(TokenNorms(), seed=1)
+    module.bn.running_mean.uniform_(-1, 1)  # not the identity: the affine must be folded right
+    module.bn.running_var.uniform_(0.5, 2)
+    text = imported_with_a_batch(module, tmp_path)
+    assert "op: mean, axes: [1]}" in text and "op: mul" in text and "op: batchnorm" not in text
+
+
+@pytest.mark.parametrize("target", ["ort", "tflite"])
+def test_a_mean_over_tokens_is_a_float_island_of_an_int8_build(target, tmp_path):
+    module = init_weights(TokenNorms(), seed=1)
+    imported_with_a_batch(module, tmp_path)
+    np.save(tmp_path / "calib.npy", torch.randn(16, 4, 8, 8).numpy())
+    rc, printed, err = tcc_cli(
+        "build", tmp_path / "m.yaml", "--weights", tmp_path / "m.pt", "--target", target, "--precision", "int8",
+        "--data", tmp_path / "calib.npy", "--method", "kl", "-o", tmp_path / "b",
+    )  # fmt: skip
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert {i["kind"] for i in manifest["quantization"]["float_islands"]} == {"reduce_mean"}
+    assert manifest["self_check"]["result"]["passed"]
