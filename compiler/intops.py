@@ -662,6 +662,10 @@ def _check_reduction(v: NodeView) -> str | None:
     return None
 
 
+def _check_l2_normalize(v: NodeView) -> str | None:
+    return None if int(v.attrs.get("p", 2)) == 2 else f"an L{v.attrs.get('p')} normalization (only L2 has a form)"
+
+
 def _flattens_channels(v: NodeView) -> bool:
     """A reshape of [N, C, 1, 1] to [N, C]: channel i stays feature i."""
     src, dst = v.shape(v.inputs[0]), v.shape(v.outputs[0])
@@ -998,6 +1002,16 @@ INT_OPS: dict[str, IntOp] = {
             "the global average pool): no integer form; in an INT8 graph a float island where the target allows "
             "float ops",
             _check_reduction,
+            lowerings=frozenset({TFLITE}),
+        ),
+        IntOp(
+            "l2_normalize",
+            Role.FLOAT,
+            ("LpNormalization",),
+            "L2 normalization of one axis, x / max(||x||, eps) (F.normalize; tcc's ONNX lowering writes it as "
+            "ReduceL2, Max and Div, one region): no integer form; in an INT8 graph a float island where the target "
+            "allows float ops",
+            _check_l2_normalize,
             lowerings=frozenset({TFLITE}),
         ),
         IntOp(

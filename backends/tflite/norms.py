@@ -61,6 +61,25 @@ class Normalizations:
         along = [shape[ax]] + [1] * (len(shape) - 1 - ax)  # broadcasts along the axis (right-aligned)
         return [self.affine(y, n, along, self.out(n))]
 
+    def l2_normalize(self, n: INode, x: Value) -> list:
+        """x / max(sqrt(sum(x * x)), eps) over the axis, in the tensor's own layout (MUL, SUM, SQRT, MAXIMUM,
+        DIV), float only; LiteRT's L2_NORMALIZATION would floor the squared norm at 1e-6 instead."""
+        shape = self.m.shape(x.index)
+        axis = int(n.attrs["axis"]) % len(shape)
+        ax = NHWC.index(axis) if x.nhwc else axis
+        reduced = [d if i != ax else 1 for i, d in enumerate(shape)]
+        square = self.act(f"{n.name}/square", shape, None, x.nhwc)
+        self.m.operator("MUL", [x.index, x.index], [square.index], options("MulOptions"))
+        total = self.act(f"{n.name}/sum", reduced, None, x.nhwc)
+        axes = self.const(f"{n.name}/axes", np.array([ax], np.int32), "int32")
+        self.m.operator("SUM", [square.index, axes], [total.index], options("ReducerOptions", keepDims=True))
+        norm = self.act(f"{n.name}/norm", reduced, None, x.nhwc)
+        self.m.operator("SQRT", [total.index], [norm.index])
+        floored = self.binary_const("MAXIMUM", norm, float(n.attrs["epsilon"]), f"{n.name}/floored")
+        y = self.out(n)
+        self.m.operator("DIV", [x.index, floored.index], [y.index], options("DivOptions"))
+        return [y]
+
     def groupnorm(self, n: INode, x: Value) -> list:
         """In the graph's order: RESHAPE to [1, groups, C H W / groups], `normalized` over the last axis, RESHAPE
         back, then the per-channel affine (float only)."""

@@ -247,6 +247,15 @@ def _reduce_mean(node: OnnxNode) -> SpecNode:
     return SpecNode("mean", args | ({"keepdims": True} if int(node.attr("keepdims", 1)) else {}))
 
 
+def _l2_normalize(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' L2Normalize: the spec's l2_normalize (its axis in NCHW terms, the batch refused)."""
+    (axis,) = _sample_axes(node, [node.attr("axis")], "an L2 normalization")
+    rank = len(node.shapes[node.proto.input[0]]) + 1
+    eps = float(node.attr("epsilon"))
+    args: dict = {} if axis == 1 else {"axis": -1 if axis == rank - 1 else axis}
+    return SpecNode("l2_normalize", args | ({} if math.isclose(eps, 1e-12, rel_tol=1e-6) else {"eps": float_arg(eps)}))
+
+
 def _transpose(node: OnnxNode) -> SpecNode:
     perm = [int(p) for p in node.attr("perm", [])]
     if not perm or perm[0] != 0:
@@ -440,6 +449,7 @@ SCALED_MATMUL = "ScaledMatMul"  # MatMul of two computed values (the second mayb
 ROWS_LINEAR = "RowsLinear"  # Reshape to [-1, in] / Gemm / Reshape back: a linear layer over the last axis of tokens
 RELATIVE_POSITION_BIAS = "RelativePositionBias"  # scores + a folded [heads, N, N] that a relative-offset table makes
 WINDOW_MASK = "WindowMask"  # scores + a folded [windows, 1, N, N] that is Swin's shifted-window mask
+L2_NORMALIZE = "L2Normalize"  # ReduceL2 / Clip (min eps) / Expand / Div: F.normalize
 
 CONVERTERS = {
     "Conv": _conv,
@@ -483,5 +493,6 @@ CONVERTERS = {
     LEARNED_TENSOR: _learned_tensor,
     RELATIVE_POSITION_BIAS: _relative_position_bias,
     WINDOW_MASK: _window_mask,
+    L2_NORMALIZE: _l2_normalize,
     **SPATIAL_CONVERTERS,
 }

@@ -18,6 +18,7 @@ from ..ops.attention import relative_position_index, shifted_window_mask
 from .ops import (
     CHANNEL_LINEAR,
     CHANNEL_SHUFFLE,
+    L2_NORMALIZE,
     LAYER_NORM,
     LEARNED_TENSOR,
     RELATIVE_POSITION_BIAS,
@@ -589,6 +590,35 @@ def batch_axis_unbinds(nodes: list, const: dict[str, np.ndarray], shapes: dict[s
     return _replaced(nodes, matches)
 
 
+def l2_normalizations(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """`F.normalize(x, dim=d)` as torch exports it, x / expand(clip(ReduceL2(x, [d], keepdims), eps), shape(x)): one
+    L2Normalize of x (the Expand is optional; each inner value read only by the next)."""
+    index = _Index(nodes, const)
+    matches: list[tuple[object, list]] = []
+    for norm in (n for n in nodes if n.op_type == "ReduceL2" and int(_attr(n, "keepdims", 1))):
+        axes = _attr(norm, "axes") if len(norm.input) < 2 else index.const.get(norm.input[1])
+        clip = index.only_reader(norm.output[0], "Clip")
+        if axes is None or np.size(axes) != 1 or clip is None or len(clip.input) < 2:
+            continue
+        eps = index.const.get(clip.input[1])
+        if eps is None or eps.size != 1 or (len(clip.input) > 2 and clip.input[2]):
+            continue
+        found = [norm, clip]
+        expand = index.only_reader(clip.output[0], "Expand")
+        divisor = expand.output[0] if expand is not None else clip.output[0]
+        found += [expand] if expand is not None else []
+        div = index.only_reader(divisor, "Div")
+        if div is None or list(div.input) != [norm.input[0], divisor]:
+            continue
+        found.append(div)
+        made = helper.make_node(
+            L2_NORMALIZE, [norm.input[0]], [div.output[0]], name=div.name, axis=int(np.ravel(axes)[0]),
+            epsilon=float(eps.reshape(-1)[0]),
+        )  # fmt: skip
+        matches.append((made, found))
+    return _replaced(nodes, matches)
+
+
 def folded_batch_norms(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """LeViT's BatchNorm1d over tokens, `bn(x.flatten(0, 1)).reshape_as(x)`: a Flatten of every axis but the last, a
     BatchNormalization, a Reshape back. Per sample it is the inference BN's affine over the last axis, x * a + b,
@@ -661,6 +691,7 @@ def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str
     then the reductions the layer norms did not take, last the constant operands no pattern took."""
     nodes = window_attention_constants(single_axis_slices(nodes, const, shapes), const, shapes)
     nodes = folded_batch_norms(batch_axis_unbinds(nodes, const, shapes), const, shapes)
+    nodes = l2_normalizations(nodes, const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return constant_operands(global_reductions(channels_last_runs(nodes, const), const, shapes), const, shapes)

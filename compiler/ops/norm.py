@@ -1,7 +1,8 @@
 """The op table's normalizations over axes other than the batch: layer norm over one axis (the channels of
 [C, H, W] as ConvNeXt's LayerNorm2d, the last axis of tokens as nn.LayerNorm), group norm (nn.GroupNorm;
-MobileViTv2's GroupNorm1 is one group) and instance norm (nn.InstanceNorm2d: each channel over its positions, the
-U-Nets of MONAI). Batch norm, folded into convs, stays with them in `ops.py`.
+MobileViTv2's GroupNorm1 is one group), instance norm (nn.InstanceNorm2d: each channel over its positions, the
+U-Nets of MONAI) and the L2 normalization of one axis (F.normalize: EdgeNeXt's cross-covariance attention). Batch
+norm, folded into convs, stays with them in `ops.py`.
 """
 
 from __future__ import annotations
@@ -134,6 +135,29 @@ def _instancenorm_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
     return emit.op("InstanceNormalization", [x, scale, bias], epsilon=a["eps"])
 
 
+# ---------------------------------------------------------------------------------------------------- l2_normalize
+def _l2_normalize_torch(emit: TorchEmit, a: Attrs, x: Any) -> Any:
+    torch, nn, F = torch_modules()
+    return emit.call(F.normalize, x, 2.0, axis_of(a, emit.in_shapes) + 1, a["eps"])
+
+
+def _l2_normalize_onnx(emit: OnnxEmit, a: Attrs, x: str) -> str:
+    """x / max(sqrt(sum(x * x)), eps) over the axis (ReduceSumSquare with keepdims, Sqrt, Clip, Div: ReduceL2 is the
+    same, but TVM's layout conversion refuses it; the sum of squares is one node, so that two normalizations of one
+    tensor along other axes share nothing a pass could merge), marked as the one function ONNX has for it,
+    LpNormalization (which has no eps), so the INT8 planner takes it as one node."""
+    axis = axis_of(a, emit.in_shapes) + 1
+    emit.composite("LpNormalization", axis=axis, p=2, epsilon=a["eps"])
+    if emit.opset >= 18:  # the axes of ReduceSumSquare became an input
+        total = emit.op("ReduceSumSquare", [x, emit.const("axes", [axis])], suffix="sum", keepdims=1)
+    else:
+        total = emit.op("ReduceSumSquare", [x], suffix="sum", axes=[axis], keepdims=1)
+    norm = emit.op("Sqrt", [total], suffix="norm")
+    # a Clip from below, as torch exports it: TVM's layout conversion refuses a Max with a constant operand
+    floor = emit.op("Clip", [norm, f32_const(emit, "epsilon", a["eps"])], suffix="floored")
+    return emit.op("Div", [x, floor])
+
+
 NORM_OPS = [
     OpDef(
         "layernorm",
@@ -171,5 +195,17 @@ NORM_OPS = [
         to_onnx=_instancenorm_onnx,
         doc="instance normalization (nn.InstanceNorm2d, without running statistics): each channel of each "
         "sample normalized over its positions, then (affine) a learnable weight and bias per channel",
+    ),
+    OpDef(
+        "l2_normalize",
+        (
+            Arg("axis", "int", 1, lo=-8, hi=8, doc="NCHW axis whose vectors are scaled to unit length"),
+            Arg("eps", "float", 1e-12, lo=0, hi=1, doc="the smallest norm divided by"),
+        ),
+        _layernorm_infer,
+        _l2_normalize_torch,
+        to_onnx=_l2_normalize_onnx,
+        doc="L2 normalization (F.normalize): x / max(||x||_2, eps) along one axis (1: the channels; -1: the last "
+        "axis, EdgeNeXt's queries and keys)",
     ),
 ]

@@ -76,6 +76,8 @@ CASES = {
         SHAPE,
         lambda x, p: F.group_norm(x, 5, p["gn.weight"], p["gn.bias"], 1e-3),
     ),
+    "l2_normalize_last": ("{op: l2_normalize, axis: -1}", SHAPE, lambda x, p: F.normalize(x, dim=-1)),
+    "l2_normalize_channels": ("{op: l2_normalize, eps: 1.0}", SHAPE, lambda x, p: F.normalize(x, dim=1, eps=1.0)),
     "groupnorm_one": ("{id: gn, op: groupnorm}", SHAPE, lambda x, p: F.group_norm(x, 1, p["gn.weight"], p["gn.bias"])),
     "relative_position_bias": (
         "{id: bias, op: relative_position_bias, window: 2}",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import tcc
 from tcc.lower.to_torch import init_weights
@@ -236,4 +237,38 @@ def test_a_mean_over_tokens_is_a_float_island_of_an_int8_build(target, tmp_path)
     assert rc == 0, err
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert {i["kind"] for i in manifest["quantization"]["float_islands"]} == {"reduce_mean"}
+    assert manifest["self_check"]["result"]["passed"]
+
+
+class CrossCovariance(nn.Module):
+    """EdgeNeXt's cross-covariance attention in miniature: q and k scaled to unit length by F.normalize (ReduceL2,
+    Clip, Expand, Div in the export), then their product over the tokens."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.patch, self.head = nn.Conv2d(4, dim, 4, stride=4), nn.Linear(dim, 3)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2)  # [N, C, tokens]
+        q, k = F.normalize(x, dim=-1), F.normalize(x, dim=1)
+        return self.head((q @ k.transpose(-2, -1)).softmax(-1).mean(-1))
+
+
+def test_f_normalize_reads_back_as_l2_normalize(tmp_path):
+    text = imported_with_a_batch(init_weights(CrossCovariance(), seed=1), tmp_path)
+    assert "op: l2_normalize, axis: -1" in text and "op: l2_normalize" in text.replace("axis: -1", "", 1)
+    assert "ReduceL2" not in text
+
+
+@pytest.mark.parametrize("target", ["ort", "tflite", "host"])
+def test_l2_normalize_is_a_float_island_of_an_int8_build(target, tmp_path):
+    imported_with_a_batch(init_weights(CrossCovariance(), seed=1), tmp_path)
+    np.save(tmp_path / "calib.npy", torch.randn(16, 4, 8, 8).numpy())
+    rc, printed, err = tcc_cli(
+        "build", tmp_path / "m.yaml", "--weights", tmp_path / "m.pt", "--target", target, "--precision", "int8",
+        "--data", tmp_path / "calib.npy", "--method", "kl", "-o", tmp_path / "b",
+    )  # fmt: skip
+    assert rc == 0, err
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert {i["kind"] for i in manifest["quantization"]["float_islands"]} >= {"l2_normalize"}
     assert manifest["self_check"]["result"]["passed"]

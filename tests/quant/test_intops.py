@@ -241,7 +241,8 @@ PLAN_CI = (
 
 
 SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "conv_transpose", "instancenorm", "sub", "div"}
-IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool", "reduce_mean"} - SPATIAL
+IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool", "reduce_mean", "l2_normalize"}
+IN_USE -= SPATIAL
 
 
 def _plan_kinds(names) -> set[str]:
@@ -261,8 +262,8 @@ def test_plan_of_the_zoo_uses_every_kind():
     """CI's zoo specs plan without a refused node, and between them use every kind but `clamp` (a Relu / Clip no
     producer folds: the passes leave none in the zoo), the float-only layernorm, and the kinds of ops the
     zoo does not use yet (PReLU / layer scale, global max pooling: tests/quant/test_int8_ops.py builds each; the
-    spatial kinds of dense prediction: tests/quant/test_spatial_int8.py; an imported LeViT's mean over its tokens:
-    tests/onnx_import/test_patterns.py)."""
+    spatial kinds of dense prediction: tests/quant/test_spatial_int8.py; an imported LeViT's mean over its tokens
+    and EdgeNeXt's L2 normalization: tests/onnx_import/test_patterns.py)."""
     from tests.helpers.int8_zoo import SMALL
 
     specs = sorted((REPO / "spec").glob("*.yaml")) + sorted((REPO / "spec" / "baselines").glob("*.yaml"))
