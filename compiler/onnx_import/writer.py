@@ -210,7 +210,8 @@ class SpecWriter:
         if first.shortcut is None and len(first.main) == 1 and self.one_node(first.main[0]):
             mains = [it.main[0] for it in items]  # x + f(x), f one node: `residual` on that node
             return {**self.item(mains, [it.main_prefix for it in items], ctx, set(), node_id)[0], "residual": True}
-        taken = set(inner.reserved)  # the main path and the shortcut share the residual's names
+        # the main path and the shortcut share the residual's names; "residual" is its add's (`ID.residual`)
+        taken = set(inner.reserved) | {"residual"}
         main = self.body([it.main for it in items], [it.main_prefix for it in items], inner, taken)
         if first.shortcut is None:
             return {"id": node_id, "residual": True, "body": main}
@@ -310,8 +311,10 @@ class SpecWriter:
         residual_call = False
         if isinstance(first, Group):
             body = self.body([it.items for it in instances], [it.prefix for it in instances], ctx)
-        elif isinstance(first, Residual) and first.shortcut is None:
-            body = self.body([it.main for it in instances], [it.main_prefix for it in instances], ctx)
+        elif isinstance(first, Residual) and first.shortcut is None:  # called with `residual: true`: its add is
+            # `ID.residual`, a name no node of the body may take
+            inner = replace(ctx, reserved=ctx.reserved | {"residual"})
+            body = self.body([it.main for it in instances], [it.main_prefix for it in instances], inner)
             residual_call = True
         elif isinstance(first, Residual):
             body = [self.residual(instances, "residual", ctx)]

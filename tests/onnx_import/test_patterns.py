@@ -272,3 +272,22 @@ def test_l2_normalize_is_a_float_island_of_an_int8_build(target, tmp_path):
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert {i["kind"] for i in manifest["quantization"]["float_islands"]} >= {"l2_normalize"}
     assert manifest["self_check"]["result"]["passed"]
+
+
+class PositionedBlock(nn.Module):
+    """EdgeNeXt's block shape: x + f(x) where f adds a learned position table in the block's own module (the inner
+    add's id is the block's `residual`, as its outer add's name is `ID.residual`)."""
+
+    def __init__(self, c: int = 4):
+        super().__init__()
+        self.conv, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 1)
+        self.pos = nn.Parameter(torch.randn(1, c, 8, 8))
+
+    def forward(self, x):
+        return x + self.conv2(self.conv(x) + self.pos)
+
+
+def test_a_residual_inside_a_residual_body_gets_a_name_of_its_own(tmp_path):
+    text = spec_of(nn.Sequential(PositionedBlock(), nn.ReLU(), PositionedBlock()), tmp_path, 17)  # nested: no note
+    assert "{id: residual_2, op: param, shape: [4, 8, 8], residual: true}" in text
+    assert '{id: "0", block: block_0, residual: true}' in text
