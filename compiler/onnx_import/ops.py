@@ -238,13 +238,17 @@ def _gather(node: OnnxNode) -> SpecNode:
     return SpecNode("slice", {"axis": axis, "start": i % size, "end": i % size + 1})
 
 
-def _reduce_mean(node: OnnxNode) -> SpecNode:
-    """A mean over sample axes the global pooling did not take (LeViT's over its tokens): the spec's mean."""
-    axes = node.attr("axes") if len(node.inputs()) < 2 else node.constant(1)
-    if axes is None:
-        raise Unsupported("a ReduceMean over every axis (the batch's too) or over computed axes")
-    args: dict = {"axes": _sample_axes(node, axes, "a ReduceMean")}
-    return SpecNode("mean", args | ({"keepdims": True} if int(node.attr("keepdims", 1)) else {}))
+def _reduction(op: str):
+    def convert(node: OnnxNode) -> SpecNode:
+        """A reduction over sample axes (a mean the global pooling did not take, LeViT's over its tokens): the
+        spec's reduction `op`."""
+        axes = node.attr("axes") if len(node.inputs()) < 2 else node.constant(1)
+        if axes is None:
+            raise Unsupported(f"a {node.op_type} over every axis (the batch's too) or over computed axes")
+        args: dict = {"axes": _sample_axes(node, axes, f"a {node.op_type}")}
+        return SpecNode(op, args | ({"keepdims": True} if int(node.attr("keepdims", 1)) else {}))
+
+    return convert
 
 
 def _l2_normalize(node: OnnxNode) -> SpecNode:
@@ -483,7 +487,9 @@ CONVERTERS = {
     "Transpose": _transpose,
     "Slice": _slice,
     "Gather": _gather,
-    "ReduceMean": _reduce_mean,
+    "ReduceMean": _reduction("mean"),
+    # not ReduceSum yet: MobileViTv2's context sum comes with its group norm's ONNX form, which the import does not
+    # read back (a [1, C H W] reshape the spec's limits refuse); its refusal names the ReduceSums
     "LayerNormalization": _layer_norm,
     CHANNEL_SHUFFLE: _channel_shuffle,
     LAYER_NORM: _layer_norm,
