@@ -240,8 +240,8 @@ def _gather(node: OnnxNode) -> SpecNode:
 
 def _reduction(op: str):
     def convert(node: OnnxNode) -> SpecNode:
-        """A reduction over sample axes (a mean the global pooling did not take, LeViT's over its tokens): the
-        spec's reduction `op`."""
+        """A reduction over sample axes (a mean the global pooling did not take, LeViT's over its tokens;
+        MobileViTv2's context sum): the spec's reduction `op`."""
         axes = node.attr("axes") if len(node.inputs()) < 2 else node.constant(1)
         if axes is None:
             raise Unsupported(f"a {node.op_type} over every axis (the batch's too) or over computed axes")
@@ -413,6 +413,22 @@ def _layer_norm(node: OnnxNode) -> SpecNode:
     return SpecNode("layernorm", args, tensors, node.proto.input[1] if len(node.inputs()) > 1 else None)
 
 
+def _group_norm(node: OnnxNode) -> SpecNode:
+    """tcc.onnx_import.patterns' GroupNorm (tcc's own ONNX form of nn.GroupNorm, and torch's): the spec's groupnorm,
+    its weight and bias those of the Mul and Add after it (none: `affine: false`)."""
+    channels = node.shapes[node.proto.input[0]][0]
+    args: dict = {"groups": int(node.attr("groups"))}
+    eps = float(node.attr("epsilon"))
+    if not math.isclose(eps, 1e-5, rel_tol=1e-6):
+        args["eps"] = float_arg(eps)
+    weight, bias = node.constant(1), node.constant(2)
+    if weight is None:
+        return SpecNode("groupnorm", args | {"affine": False})
+    tensors = {k: np.broadcast_to(v.reshape(-1), (channels,)).astype(np.float32).copy() for k, v in
+               (("weight", weight), ("bias", bias))}  # fmt: skip
+    return SpecNode("groupnorm", args, tensors, node.proto.input[1])
+
+
 def _channel_linear(node: OnnxNode) -> SpecNode:
     """tcc.onnx_import.patterns' ChannelLinear: a MatMul (+ bias) over NHWC's last axis, read as the spec's linear
     over the channels (`axis: 1`, nn.Linear's [out, in] weight)."""
@@ -454,6 +470,7 @@ ROWS_LINEAR = "RowsLinear"  # Reshape to [-1, in] / Gemm / Reshape back: a linea
 RELATIVE_POSITION_BIAS = "RelativePositionBias"  # scores + a folded [heads, N, N] that a relative-offset table makes
 WINDOW_MASK = "WindowMask"  # scores + a folded [windows, 1, N, N] that is Swin's shifted-window mask
 L2_NORMALIZE = "L2Normalize"  # ReduceL2 / Clip (min eps) / Expand / Div: F.normalize
+GROUP_NORM = "GroupNorm"  # Reshape to [N, groups, -1] / InstanceNormalization / Reshape back (/ Mul / Add per channel)
 
 CONVERTERS = {
     "Conv": _conv,
@@ -488,8 +505,7 @@ CONVERTERS = {
     "Slice": _slice,
     "Gather": _gather,
     "ReduceMean": _reduction("mean"),
-    # not ReduceSum yet: MobileViTv2's context sum comes with its group norm's ONNX form, which the import does not
-    # read back (a [1, C H W] reshape the spec's limits refuse); its refusal names the ReduceSums
+    "ReduceSum": _reduction("sum"),
     "LayerNormalization": _layer_norm,
     CHANNEL_SHUFFLE: _channel_shuffle,
     LAYER_NORM: _layer_norm,
@@ -500,5 +516,6 @@ CONVERTERS = {
     RELATIVE_POSITION_BIAS: _relative_position_bias,
     WINDOW_MASK: _window_mask,
     L2_NORMALIZE: _l2_normalize,
+    GROUP_NORM: _group_norm,
     **SPATIAL_CONVERTERS,
 }

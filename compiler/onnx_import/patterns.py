@@ -18,6 +18,7 @@ from ..ops.attention import relative_position_index, shifted_window_mask
 from .ops import (
     CHANNEL_LINEAR,
     CHANNEL_SHUFFLE,
+    GROUP_NORM,
     L2_NORMALIZE,
     LAYER_NORM,
     LEARNED_TENSOR,
@@ -619,6 +620,46 @@ def l2_normalizations(nodes: list, const: dict[str, np.ndarray], shapes: dict[st
     return _replaced(nodes, matches)
 
 
+def group_norms(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
+    """nn.GroupNorm as tcc and torch export it: a Reshape of x to [N, groups, -1], an InstanceNormalization of unit
+    scale and zero bias, a Reshape back to x's shape, then (affine) a Mul and an Add of one value per channel: one
+    GroupNorm of x (its weight and bias the Mul's and Add's constants)."""
+    index = _Index(nodes, const)
+    matches: list[tuple[object, list]] = []
+    for grouped in (n for n in nodes if n.op_type == "Reshape" and len(n.input) == 2):
+        shape, target = shapes.get(grouped.input[0]), index.const.get(grouped.input[1])
+        norm = index.only_reader(grouped.output[0], "InstanceNormalization")
+        back = index.only_reader(norm.output[0], "Reshape") if norm is not None else None
+        if shape is None or target is None or back is None or len(target) != 3 or len(shape) < 2:
+            continue
+        groups, ones, zeros = int(target[1]), index.const.get(norm.input[1]), index.const.get(norm.input[2])
+        restored = index.const.get(back.input[1])
+        if ones is None or zeros is None or restored is None or groups < 1 or shape[0] % groups:
+            continue
+        if not (np.all(ones == 1) and np.all(zeros == 0)) or [int(d) for d in restored[1:]] != list(shape):
+            continue
+        found, out, params = [grouped, norm, back], back.output[0], []
+        along = (shape[0],) + (1,) * (len(shape) - 1)
+        for op in ("Mul", "Add"):  # the affine: one constant per channel each
+            step = index.only_reader(out, op)
+            operand = index.operands(step) if step is not None else None
+            if operand is None or operand[0] != out or _without_leading_ones(operand[1], len(along)) is None:
+                break
+            if _without_leading_ones(operand[1], len(along)).shape != along:
+                break
+            params.append(next(i for i in step.input if i in index.const))
+            found.append(step)
+            out = step.output[0]
+        if len(params) == 1:  # a scale without its shift: not the norm's affine
+            found, out, params = found[:3], back.output[0], []
+        made = helper.make_node(
+            GROUP_NORM, [grouped.input[0], *params], [out], name=found[-1].name, groups=groups,
+            epsilon=float(_attr(norm, "epsilon", 1e-5)),
+        )  # fmt: skip
+        matches.append((made, found))
+    return _replaced(nodes, matches)
+
+
 def folded_batch_norms(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tuple]) -> list:
     """LeViT's BatchNorm1d over tokens, `bn(x.flatten(0, 1)).reshape_as(x)`: a Flatten of every axis but the last, a
     BatchNormalization, a Reshape back. Per sample it is the inference BN's affine over the last axis, x * a + b,
@@ -691,7 +732,7 @@ def rewrite_patterns(nodes: list, const: dict[str, np.ndarray], shapes: dict[str
     then the reductions the layer norms did not take, last the constant operands no pattern took."""
     nodes = window_attention_constants(single_axis_slices(nodes, const, shapes), const, shapes)
     nodes = folded_batch_norms(batch_axis_unbinds(nodes, const, shapes), const, shapes)
-    nodes = l2_normalizations(nodes, const, shapes)
+    nodes = group_norms(l2_normalizations(nodes, const, shapes), const, shapes)
     nodes = learned_tensors(rows_linears(channel_shuffles(nodes, const), const, shapes), const, shapes)
     nodes = layer_norms_and_gelus(slices(scaled_products(nodes, const, shapes), const, shapes), const)
     return constant_operands(global_reductions(channels_last_runs(nodes, const), const, shapes), const, shapes)

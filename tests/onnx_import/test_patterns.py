@@ -288,3 +288,27 @@ def test_a_residual_inside_a_residual_body_gets_a_name_of_its_own(tmp_path):
     text = spec_of(nn.Sequential(PositionedBlock(), nn.ReLU(), PositionedBlock()), tmp_path, 17)  # nested: no note
     assert "{id: residual_2, op: param, shape: [4, 8, 8], residual: true}" in text
     assert '{id: "0", block: block_0, residual: true}' in text
+
+
+class GroupNorms(nn.Module):
+    """MobileViTv2's pieces: nn.GroupNorm (Reshape, InstanceNormalization, Reshape back, the affine in the export),
+    with and without its affine, and a sum over the tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=1)
+        self.norm, self.plain = nn.GroupNorm(2, 8), nn.GroupNorm(1, 8, affine=False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = self.plain(self.norm(self.conv(x)))
+        return self.head(y.flatten(2).sum(-1))
+
+
+def test_group_norm_and_a_sum_read_back(tmp_path):
+    module = init_weights(GroupNorms(), seed=1)
+    with torch.no_grad():
+        module.norm.weight.uniform_(0.5, 1.5), module.norm.bias.uniform_(-1, 1)  # not the identity affine
+    text = imported_with_a_batch(module, tmp_path)
+    assert "op: groupnorm, groups: 2}" in text and "op: groupnorm, affine: false}" in text
+    assert "op: sum, axes: [2]}" in text and "InstanceNormalization" not in text
