@@ -643,9 +643,8 @@ def group_norms(nodes: list, const: dict[str, np.ndarray], shapes: dict[str, tup
         for op in ("Mul", "Add"):  # the affine: one constant per channel each
             step = index.only_reader(out, op)
             operand = index.operands(step) if step is not None else None
-            if operand is None or operand[0] != out or _without_leading_ones(operand[1], len(along)) is None:
-                break
-            if _without_leading_ones(operand[1], len(along)).shape != along:
+            value = _without_leading_ones(operand[1], len(along)) if operand is not None else None
+            if operand is None or operand[0] != out or value is None or value.shape != along:
                 break
             params.append(next(i for i in step.input if i in index.const))
             found.append(step)
