@@ -4,7 +4,7 @@
     imported.spec_text          # YAML: spec ops, residuals, branches and local blocks; ids from the module names
     imported.state_dict         # {"layer1.0.conv1.conv.weight": tensor, ...}: tcc build SPEC --weights W takes it
 
-The stages: reader (check, fold, convert each node; patterns.py first rewrites what exporters write in parts),
+The stages: reader (check, fold, convert each node; the patterns package first rewrites what exporters write in parts),
 fusion (spec-level patterns: gated activations, Conv + BN + act as the zoo's conv_bn_act), structure (chains,
 residuals, branches, modules), blocks (which repeated pieces become local blocks), writer and text (the spec).
 The spec is checked by loading it (tcc.spec.loader) and its PyTorch lowering against ONNX Runtime on the original
