@@ -111,12 +111,24 @@ class WeightedLowering(RelaxEmitter):
             self.pooled_accs[n.outputs[0]] = acc, n.requant, bound
         return [_Codes(self.requantize(acc, n.requant, in_kernel, bound), n.qout[0])]
 
-    def depthwise_call(self, n: QNode, x: _Codes, shape: ConvShape, func, name: str, weights, bias) -> list:
+    def kept_channels(self, out: list, channels: int) -> list:
+        """A layer computed on more output channels than it has (variants.base.widened): its first `channels` (a
+        strided slice, which Relax fuses into the kernel's write-back): of its NHWC codes, or of its float NCHW
+        output where it is a graph output."""
+        (y,) = out
+        if not isinstance(y, _Codes):
+            return [self.emit(self.relax.op.strided_slice(y, [1], [0], [channels]))]
+        return [_Codes(self.emit(self.relax.op.strided_slice(y.expr, [3], [0], [channels])), y.params)]
+
+    def depthwise_call(
+        self, n: QNode, x: _Codes, shape: ConvShape, func, name: str, weights, bias, channels: int | None = None
+    ) -> list:
         """A depthwise conv's PrimFunc `func` (added as `name`) called on x and its `weights` constant, its
-        accumulators started from `bias` (None: from zero), requantized in its kernel."""
+        accumulators started from `bias` (None: from zero), requantized in its kernel; `channels` (default the
+        shape's): the channels it computes."""
         call = self.relax.call_tir(
             self.bb.add_func(func, name),
             [x.expr, weights, *self.start_args(bias)],
-            self.relax.TensorType([shape.n, *shape.out_hw, shape.c], "int32"),
+            self.relax.TensorType([shape.n, *shape.out_hw, channels or shape.c], "int32"),
         )
         return self.accumulated(n, self.emit(call), x.params, in_kernel=True, started=True)

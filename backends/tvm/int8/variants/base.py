@@ -5,7 +5,7 @@ no Relax), what a variant's matcher gives back when it takes the layer (`Match`)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,12 +94,12 @@ class Layer:
         """Whether the conv of `shape` is depthwise: one input channel per output channel."""
         return self.node.attrs["group"] == shape.c and shape.co == shape.c
 
-    def depthwise_shape(self) -> ConvShape | None:
-        """A depthwise conv's shape on 8-bit or int16 codes (int16 x int16 taps take int16 codes as they are), 8k
-        channels (the taps' vectors: depthwise_taps.Int8Depthwise), where the target has a dot-product kernel;
-        else None."""
+    def depthwise_shape(self, multiple: int = 8) -> ConvShape | None:
+        """A depthwise conv's shape on 8-bit or int16 codes (int16 x int16 taps take int16 codes as they are), on a
+        `multiple` of channels (8: the taps' vectors, depthwise_taps.Int8Depthwise; 1: any, the kernel computing
+        more), where the target has a dot-product kernel; else None."""
         shape = self.conv_shape(int16=True) if self.kernel is not None else None
-        if shape is None or not self.depthwise(shape) or shape.c % 8:
+        if shape is None or not self.depthwise(shape) or shape.c % multiple:
             return None
         return shape
 
@@ -136,3 +136,40 @@ class Variant:
 
     def __post_init__(self):
         assert self.requantize in REQUANTIZE_AT, self.requantize
+
+
+def widened(n: QNode, channels: int) -> QNode:
+    """The weighted layer `n` on `channels` output channels, more than its own, so that a kernel's whole vectors
+    take it (`kept_channels` keeps its own): zero filters past its own (weight [O, ...]), their bias and
+    per-channel multipliers (or a float output's scales) the last channel's: defined values that are dropped."""
+    assert n.weight is not None  # a weighted node's
+    requant = n.requant
+    if requant is not None and requant.mult.per_channel:
+        mult = requant.mult
+        real = None if mult.real is None else _repeated(mult.real, channels)
+        mult = replace(mult, q=_repeated(mult.q, channels), shift=_repeated(mult.shift, channels), real=real)
+        requant = replace(requant, mult=mult)
+    acc_scale = n.acc_scale
+    if acc_scale is not None and np.size(acc_scale) > 1:
+        acc_scale = _repeated(acc_scale, channels)
+    bias = None if n.bias is None else _repeated(n.bias, channels)
+    return replace(n, weight=zero_filters(n.weight, channels), bias=bias, requant=requant, acc_scale=acc_scale)
+
+
+def _repeated(per_channel: np.ndarray, channels: int) -> np.ndarray:
+    """A per-channel vector with its last value repeated up to `channels`."""
+    values = np.asarray(per_channel).reshape(-1)
+    return np.pad(values, (0, channels - values.size), mode="edge")
+
+
+def widens(layer_channels: int, channels: int, pooled: bool) -> bool:
+    """Whether a layer of `layer_channels` may be computed on `channels` (`widened`): not where a max pool reads
+    its accumulators (it takes the layer's own channels)."""
+    return channels == layer_channels or not pooled
+
+
+def zero_filters(weight: np.ndarray, channels: int) -> np.ndarray:
+    """A weight [O, ...] with zero filters appended up to `channels`."""
+    filters = np.zeros((channels, *weight.shape[1:]), weight.dtype)
+    filters[: weight.shape[0]] = weight
+    return filters

@@ -1,9 +1,10 @@
 """The depthwise conv on int16 taps, a tap an int16 x int16 product summed into int32 (`vmlal.s16` on ARMv7, `smlal`
 on AArch64, `vpmaddwd` on x86): the kernel variant `depthwise_taps`, in one place. The depthwise convs the row
-variants do not take (strided or tall kernels, 8k channels that are not 16k) and int16 codes.
+variants do not take (strided or tall kernels, 8k channels that are not 16k, any channels on ARM) and int16 codes.
 
-- takes (`match`): a depthwise conv on 8-bit or int16 codes at zero point 0, 8k channels, on a target with a
-  dot-product kernel;
+- takes (`match`): a depthwise conv on 8-bit or int16 codes at zero point 0, on a target with a dot-product kernel:
+  8k channels on x86, any number on ARM (computed on whole vectors of 8: zero filters past the layer's channels,
+  whose codes a strided slice drops after the requantization);
 - compute (`depthwise_primfunc`): the codes widened to int16 once, with the padding, then the taps;
 - intrinsic: ARM's widening multiply-accumulate of 8 channels (`depthwise_intrin`); x86 none (LLVM's vectorizer);
 - schedule rule `Int8Depthwise` on ARM; on x86 schedule.float_rules.WindowReduction takes it (its padding inlined);
@@ -36,45 +37,52 @@ from ..codes import _Codes
 from ..intrin_funcs import Operand, step_func
 from ..intrinsics import register, registered
 from ..kernels import DEPTHWISE_PAD_BLOCK, TILE_SCOPE, ConvShape
-from .base import Layer, Match, Variant
+from .base import Layer, Match, Variant, widened, widens
 
 DEPTHWISE_BLOCK = "tcc_dw_conv"  # the conv (its padded int16 input: DEPTHWISE_PAD_BLOCK)
+DEPTHWISE_LANES = 8  # channels a tap's vector holds: two d (ARMv7) or one q (AArch64) register of int16 codes
+
+
+def whole_vectors(channels: int) -> int:
+    """The channels a depthwise conv of `channels` computes: the next multiple of DEPTHWISE_LANES."""
+    return -(-channels // DEPTHWISE_LANES) * DEPTHWISE_LANES
 
 
 # ---------------------------------------------------------------------------------------------------- compute
-def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False):
+def depthwise_primfunc(shape: ConvShape, source_dtype: str, biased: bool = False, channels: int | None = None):
     """A depthwise conv (groups = channels) on 8-bit codes: int32 acc [n, oh, ow, c] of x [n, h, w, c] and int16
-    weights [kh, kw, c]. The codes are widened to int16 once, with the padding (zero), into a buffer of their own,
-    so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86), where
-    widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`)."""
+    weights [kh, kw, channels]. The codes are widened to int16 once, with the padding (zero), into a buffer of their
+    own, so that each tap is an int16 x int16 product summed into int32 (`vmlal.s16` on ARM, `vpmaddwd` on x86),
+    where widening in the loop made LLVM multiply 32-bit lanes (`vmovl` twice and `vmla.i32`). `channels` (default
+    c): the accumulators' channels; more than c (whole vectors: 36 channels as 5 vectors, not 4 and a scalar tail)
+    reads zero codes there (and the caller's zero weights)."""
 
     i64 = lambda v: tirx.IntImm("int64", int(v))  # noqa: E731
     oh, ow = shape.out_hw
     (sh, sw), (dh, dw) = shape.strides, shape.dilations
     pt, pl, pb, pr = shape.pads
+    wide = shape.c if channels is None else channels
     x = te.placeholder([i64(d) for d in (shape.n, shape.h, shape.w, shape.c)], source_dtype, name="x")
-    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, shape.c)], "int16", name="weights")
+    weights = te.placeholder([i64(d) for d in (shape.kh, shape.kw, wide)], "int16", name="weights")
 
     def padded(n, y, xx, c):
-        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w)
+        inside = tirx.all(y >= pt, y < pt + shape.h, xx >= pl, xx < pl + shape.w, *([c < shape.c] * (wide > shape.c)))
         return tirx.if_then_else(inside, x[n, y - pt, xx - pl, c].astype("int16"), tirx.const(0, "int16"))
 
     src = te.compute(
-        [i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, shape.c)], padded, name=DEPTHWISE_PAD_BLOCK
+        [i64(d) for d in (shape.n, shape.h + pt + pb, shape.w + pl + pr, wide)], padded, name=DEPTHWISE_PAD_BLOCK
     )
     ky = te.reduce_axis((i64(0), i64(shape.kh)), name="ky")
     kx = te.reduce_axis((i64(0), i64(shape.kw)), name="kx")
     out = te.compute(
-        [i64(d) for d in (shape.n, oh, ow, shape.c)],
+        [i64(d) for d in (shape.n, oh, ow, wide)],
         lambda n, y, xx, c: te.sum(
             src[n, y * sh + ky * dh, xx * sw + kx * dw, c].astype("int32") * weights[ky, kx, c].astype("int32"),
             axis=[ky, kx],
         ),
         name=DEPTHWISE_BLOCK,
     )
-    return compute.reduction_primfunc([x, weights, out], shape.c, DEPTHWISE_BLOCK, biased).with_attr(
-        "tcc.op_pattern", 4
-    )
+    return compute.reduction_primfunc([x, weights, out], wide, DEPTHWISE_BLOCK, biased).with_attr("tcc.op_pattern", 4)
 
 
 # ---------------------------------------------------------------------------------------------------- intrinsics
@@ -189,31 +197,45 @@ class Int8Depthwise(Rule):
 
 # ---------------------------------------------------------------------------------------------------- the variant
 def match(layer: Layer) -> Match | None:
-    shape = layer.depthwise_shape()
+    # x86 (LLVM's vectors, WindowReduction's schedule) takes whole vectors only
+    shape = layer.depthwise_shape(DEPTHWISE_LANES if layer.x86 else 1)
     if shape is None:
         return None
+    wide = whole_vectors(shape.c)
+    if not widens(shape.c, wide, layer.pooled):
+        return None
+    more = f" computed on {wide} (zero filters, sliced off)" if wide > shape.c else ""
     return Match(
         kernel="tcc_dw_conv",
-        why=f"depthwise {shape.kh} x {shape.kw} / {shape.strides[0]} on {shape.c} channels ({layer.dtype}): int16 taps",
+        why=f"depthwise {shape.kh} x {shape.kw} / {shape.strides[0]} on {shape.c} channels{more} ({layer.dtype}): "
+        "int16 taps",
         shape=shape,
     )
 
 
 def emit(low, n: QNode, x: _Codes, m: Match) -> list:
-    """The conv as one call of `depthwise_primfunc` on int16 weights [kh, kw, c], requantized in its kernel."""
+    """The conv as one call of `depthwise_primfunc` on int16 weights [kh, kw, channels], requantized in its
+    kernel; on whole vectors (`whole_vectors`) where the layer's channels are not (weighted.widened: zero filters),
+    its own channels kept after (a strided slice in the write-back, where a partial last vector scalarized the NEON
+    requantization)."""
     shape = m.shape
-    assert shape is not None and n.weight is not None
-    bias = low.bias(n)
-    weights = np.ascontiguousarray(n.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, c]
-    return low.depthwise_call(
-        n,
+    assert shape is not None
+    wide = whole_vectors(shape.c)
+    computed = widened(n, wide) if wide > shape.c else n
+    assert computed.weight is not None
+    bias = low.bias(computed)
+    weights = np.ascontiguousarray(computed.weight[:, 0].transpose(1, 2, 0))  # [kh, kw, channels]
+    out = low.depthwise_call(
+        computed,
         x,
         shape,
-        depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None),
+        depthwise_primfunc(shape, x.expr.ty.dtype, bias is not None, wide),
         "tcc_dw_conv",
         low.const(weights, "int16"),
         bias,
+        wide,
     )
+    return out if wide == shape.c else low.kept_channels(out, shape.c)
 
 
 ABOUT = "a depthwise conv on int16 taps (ARM: `vmlal.s16` / `smlal`; x86: LLVM's vectors)"

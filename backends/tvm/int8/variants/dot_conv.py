@@ -20,7 +20,7 @@ widening multiply-adds): the kernel variants `dot_conv` (a conv) and `dot_rows` 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from ...schedule.int8_rules import Int8DotConv
 from .. import choose, compute, intrinsics, microkernel
 from ..codes import _Codes
 from ..kernels import ConvShape, DotKernel
-from .base import Layer, Match, Variant
+from .base import Layer, Match, Variant, widened, widens, zero_filters
 
 
 @dataclass(frozen=True)
@@ -147,30 +147,62 @@ def dot_variant(name: str, kind: str, match, emit, about: str, extra_compute: tu
 
 
 # ---------------------------------------------------------------------------------------------------- dot_conv
+def _dense(layer: Layer) -> tuple[ConvShape, DotKernel] | None:
+    """A dense conv's shape and the kernel its codes take (choose.codes_kernel), whatever its output channels."""
+    kernel = choose.codes_kernel(layer.kernel, layer.dtype) if layer.node.attrs["group"] == 1 else None
+    shape = layer.conv_shape(int16=kernel.act_dtype == "int16") if kernel is not None else None
+    return None if kernel is None or shape is None else (shape, kernel)
+
+
 def conv_shape(layer: Layer) -> ConvShape | None:
     """The conv's shape when the target's dot-product kernel takes it (a dense conv), else None. int16 codes: the
     kernels that multiply int16 pairs (x86 `vpmaddwd`: each int16 x int16 pair summed into int32, exact for int8
     weights; a VNNI target's twin, choose.codes_kernel); ARM's s8 kernels leave them to the generic conv."""
-    kernel = choose.codes_kernel(layer.kernel, layer.dtype) if layer.node.attrs["group"] == 1 else None
-    shape = layer.conv_shape(int16=kernel.act_dtype == "int16") if kernel is not None else None
-    if kernel is None or shape is None or choose.supports(shape, choose.narrow_kernel(shape, kernel)) is not None:
+    found = _dense(layer)
+    if found is None or choose.supports(found[0], choose.narrow_kernel(*found)) is not None:
         return None
-    return shape
+    return found[0]
+
+
+def whole_lanes(layer: Layer, shape: ConvShape, kernel: DotKernel) -> ConvShape | None:
+    """The conv the kernel computes for the layer: `shape`, or where the narrowest twin's lanes do not divide its
+    output channels, the conv on the next multiple (zero filters, base.widened; a 2-class head's 16 -> 2 took the
+    generic conv at 1.6 instructions a multiply-add on ARMv7); None where the kernel cannot take it."""
+    lanes = choose.narrow_kernel(shape, kernel).lanes
+    wide = -(-shape.co // lanes) * lanes
+    if widens(shape.co, wide, layer.pooled):
+        shape = replace(shape, co=wide)
+    return shape if choose.supports(shape, choose.narrow_kernel(shape, kernel)) is None else None
+
+
+def widened_why(layer: Layer, shape: ConvShape) -> str:
+    """What the match's reason adds where the conv computes more output channels than the layer has."""
+    own = int(layer.weight.shape[0])
+    return f" computed on {shape.co} (zero filters, sliced off)" if shape.co > own else ""
 
 
 def match_conv(layer: Layer) -> DotMatch | None:
-    shape = conv_shape(layer)
-    base = choose.codes_kernel(layer.kernel, layer.dtype)
-    if shape is None or base is None:
+    found = _dense(layer)
+    wide = whole_lanes(layer, *found) if found is not None else None
+    if found is None or wide is None:
         return None
-    what = f"dense {shape.kh} x {shape.kw} / {shape.strides[0]}, {shape.c} -> {shape.co} channels ({layer.dtype})"
-    return dot_match(layer, shape, base, layer.weight, what)
+    shape, base = found
+    what = (
+        f"dense {shape.kh} x {shape.kw} / {shape.strides[0]}, {shape.c} -> {shape.co} channels"
+        f"{widened_why(layer, wide)} ({layer.dtype})"
+    )
+    return dot_match(layer, wide, base, zero_filters(layer.weight, wide.co), what)
 
 
 def conv_call(low, n: QNode, x: _Codes, codes, m: DotMatch) -> list:
-    """The conv of `m` as one call of its kernel on `codes`, requantized in its kernel."""
-    acc, correction, started = dot_call(low, codes, m.weight, m.plan, lambda c: low.bias(n, c))
-    return low.accumulated(n, acc, x.params, correction, in_kernel=True, started=started)
+    """The conv of `m` as one call of its kernel on `codes`, requantized in its kernel; on more output channels
+    than the layer's (whole_lanes: base.widened), its own kept after."""
+    assert m.shape is not None and n.weight is not None
+    own = int(n.weight.shape[0])
+    computed = widened(n, m.shape.co) if m.shape.co > own else n
+    acc, correction, started = dot_call(low, codes, m.weight, m.plan, lambda c: low.bias(computed, c))
+    out = low.accumulated(computed, acc, x.params, correction, in_kernel=True, started=started)
+    return out if computed is n else low.kept_channels(out, own)
 
 
 def emit_conv(low, n: QNode, x: _Codes, m: DotMatch) -> list:

@@ -5,8 +5,8 @@ a call of the kernel on the pooled pixels (dot_conv.dot_call), (acc_high << k) +
 multiply-adds of the conv before the pool. Where its input is an x86 affine map (affine_map.py), the digits
 compute the map as the windows read it.
 
-- takes: a pooled conv, groups 1, 8-bit codes at zero point 0, a window of 2^k pixels, static shapes, output
-  channels the kernel (or a narrower twin) divides;
+- takes: a pooled conv, groups 1, 8-bit codes at zero point 0, a window of 2^k pixels, static shapes (output
+  channels the kernel's lanes do not divide: computed on more, dot_conv.whole_lanes);
 - compute: `window_digits_primfunc` (opaque: a kernel of its own), then the dot conv's (dot_conv.py) twice;
   schedule: Int8DotConv (its digits: Injective); the requantization in the tile's epilogue.
 """
@@ -19,12 +19,11 @@ from tvm import te, tirx
 
 from tcc.quant.intgraph.qtypes import QNode, window_sums
 
-from .. import choose
 from ..codes import _Codes
 from ..kernels import ConvShape
 from .affine_map import mapped as affine_mapped
-from .base import Layer
-from .dot_conv import DotMatch, dot_call, dot_match, dot_variant
+from .base import Layer, widened, zero_filters
+from .dot_conv import DotMatch, dot_call, dot_match, dot_variant, whole_lanes, widened_why
 
 WINDOW_DIGITS_BLOCK = "tcc_window_digits"  # a pooled conv's window sums as 8-bit digits (`window_digits_primfunc`)
 
@@ -87,18 +86,25 @@ def match(layer: Layer) -> DotMatch | None:
         return None
     oh, ow = g["out_hw"]
     shape = ConvShape(dims[0], oh, ow, dims[3], int(layer.weight.shape[0]), 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
-    if choose.supports(shape, choose.narrow_kernel(shape, kernel)) is not None:
+    wide = whole_lanes(layer, shape, kernel)
+    if wide is None:
         return None
     what = (
-        f"{kh} x {kw} average pool, then 1 x 1 {shape.c} -> {shape.co}: the window sums as two 8-bit digits, two "
-        "calls of the kernel on the pooled pixels"
+        f"{kh} x {kw} average pool, then 1 x 1 {shape.c} -> {shape.co}{widened_why(layer, wide)}: the window sums "
+        "as two 8-bit digits, two calls of the kernel on the pooled pixels"
     )
-    return dot_match(layer, shape, kernel, layer.weight, what)  # the digits are codes of the layer's 8-bit type
+    # the digits are codes of the layer's 8-bit type
+    return dot_match(layer, wide, kernel, zero_filters(layer.weight, wide.co), what)
 
 
 def emit(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     """The window sums' digits (one call of `window_digits_primfunc`, on the affine map's input where x is one), the
-    kernel on each, (acc_high << k) + acc_low, requantized in the second's epilogue."""
+    kernel on each, (acc_high << k) + acc_low, requantized in the second's epilogue; on more output channels than
+    the layer's (dot_conv.whole_lanes), its own kept after."""
+    assert m.shape is not None and n.weight is not None
+    own = int(n.weight.shape[0])
+    if m.shape.co > own:
+        return low.kept_channels(emit(low, widened(n, m.shape.co), x, m), own)
     op, g = low.relax.op, n.attrs["pool"]
     kh, kw = g["kernel"]
     area = kh * kw
