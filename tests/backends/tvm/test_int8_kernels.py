@@ -34,9 +34,9 @@ from tests.helpers.tvm_util import IEEE, run_lowered, skip_unless_runtime
 def odd_convs_model(seed: int = 0):
     """stem 7x7 s2 on 3 channels (flat form) + ReLU (u8 codes) -> 3x3 16->24 (signed out) -> depthwise 3x3 s2,
     asymmetric pads + ReLU -> 1x1 24->16 -> 3x3 s2 asymmetric pads 16->8 + ReLU -> depthwise 3x3 on 8 channels (signed
-    out) -> 3x3 8->5 (5 outputs: the generic conv) -> 3x3 5->16 + ReLU (5
-    input channels: flat) -> grouped 1x1 (generic) -> 1x1 16->12 (a multiple of ARM's 4 lanes, not of x86's 8 or
-    16) -> GAP -> gemm."""
+    out) -> 3x3 8->5 (5 outputs: computed on 8, whole vectors of every kernel's narrowest twin, and sliced) -> 3x3
+    5->16 + ReLU (5 input channels: flat) -> grouped 1x1 (generic) -> 1x1 16->20 (a multiple of ARM's 4 lanes, not
+    of x86's 8 or 16) -> depthwise 3x3 on 20 channels (ARM: on 24, sliced; x86: the generic conv) -> GAP -> gemm."""
     rng = np.random.default_rng(seed)
 
     def conv(name, x, co, ci, k, stride=1, pads=(0, 0, 0, 0), group=1, relu=False):  # noqa: PLR0913
@@ -70,13 +70,14 @@ def odd_convs_model(seed: int = 0):
         ("c5", 5, 8, 3, 1, (1, 1, 1, 1)),
         ("c6", 16, 5, 3, 1, (1, 1, 1, 1), 1, True),
         ("g", 16, 16, 1, 1, (0, 0, 0, 0), 2),
-        ("c7", 12, 16, 1, 1),
+        ("c7", 20, 16, 1, 1),
+        ("dw3", 20, 20, 3, 1, (1, 1, 1, 1), 20),
     ):
         name, co, ci, k, *rest = args
         n, i, x = conv(name, x, co, ci, k, *rest)
         nodes += n
         inits += i
-    wf = numpy_helper.from_array((rng.standard_normal((3, 12)) * 0.5).astype(np.float32), "fc.w")
+    wf = numpy_helper.from_array((rng.standard_normal((3, 20)) * 0.5).astype(np.float32), "fc.w")
     bf = numpy_helper.from_array(np.zeros(3, np.float32), "fc.b")
     nodes += [
         helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
@@ -126,21 +127,22 @@ def test_dot_kernels_bit_exact_on_odd_convs(odd, target, kernel, tmp_path):
     mod = _lowered(model, table, k, names)
     assert any(k.name in s for s in _scripts(mod))
     calls = sum(s.count("tcc_dot_conv") > 0 for s in _scripts(mod))
-    # both depthwise convs (8k channels) on int16 taps; on x86 the one of stride 1 on int16 pairs of rows
+    # the depthwise convs of 8k channels on int16 taps (on x86 the one of stride 1 on int16 pairs of rows), and on
+    # ARM the one of 20 channels too, on 24
     pairs = sum("tcc_dw_pairs" in s for s in _scripts(mod))
-    assert pairs == (k.arch == "x86_64") and sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2 - pairs
+    arm = k.arch != "x86_64"
+    assert pairs == (not arm) and sum(s.count("tcc_dw_conv") > 0 for s in _scripts(mod)) == 2 - pairs + arm
     narrow = k  # x86: the narrowest of the kernel's half-width twins, for the others
     while narrow.narrow is not None:
         narrow = kn.KERNELS[narrow.narrow]
-    takes = [
+    dense = [
         n
         for n in model.graph.node
-        if n.op_type == "Conv"
-        and helper.get_attribute_value(next(a for a in n.attribute if a.name == "group")) == 1
-        and _out_channels(model, n) % narrow.lanes == 0
+        if n.op_type == "Conv" and helper.get_attribute_value(next(a for a in n.attribute if a.name == "group")) == 1
     ]
-    assert calls == len(takes) >= 5  # every dense conv whose output channels fill the kernel's (or twin's) vectors
-    if narrow is not k:  # c7's 12 output channels: not a multiple of 8 or 16
+    # every dense conv, c5's 5 output channels computed on 8 and sliced
+    assert calls == len(dense) >= 6 and any(_out_channels(model, n) % narrow.lanes for n in dense)
+    if narrow is not k:  # c7's 20 output channels: not a multiple of 8 or 16
         assert any(narrow.name in s for s in _scripts(mod))
     outs = run_lowered(mod, target, x, tmp_path)
     np.testing.assert_array_equal(outs[0], ref_out)

@@ -44,8 +44,12 @@ DEPTHWISE_LANES = 8  # channels a tap's vector holds: two d (ARMv7) or one q (AA
 
 
 def whole_vectors(channels: int) -> int:
-    """The channels a depthwise conv of `channels` computes: the next multiple of DEPTHWISE_LANES."""
-    return -(-channels // DEPTHWISE_LANES) * DEPTHWISE_LANES
+    """The channels a depthwise conv of `channels` computes on ARM: the next multiple of DEPTHWISE_LANES where that
+    is at most a quarter more work (DDS-U-Net's 36 -> 40 ... 190 -> 192 leave the generic conv: its arm-a7 INT8
+    255.0 M -> 246.0 M instructions); else its own, and the generic conv takes it (FastNet's 4-channel branch on
+    8 executed 0.2-0.35% more on arm-a7, aarch64 and aarch64-dotprod: docs/notes/segmentation.md)."""
+    wide = -(-channels // DEPTHWISE_LANES) * DEPTHWISE_LANES
+    return wide if 4 * (wide - channels) <= channels else channels
 
 
 # ---------------------------------------------------------------------------------------------------- compute
@@ -202,7 +206,7 @@ def match(layer: Layer) -> Match | None:
     if shape is None:
         return None
     wide = whole_vectors(shape.c)
-    if not widens(shape.c, wide, layer.pooled):
+    if wide % DEPTHWISE_LANES or not widens(shape.c, wide, layer.pooled):
         return None
     more = f" computed on {wide} (zero filters, sliced off)" if wide > shape.c else ""
     return Match(

@@ -120,14 +120,18 @@ def dot_call(low, codes, weight: np.ndarray, plan: DotPlan, start: Callable | No
 class DotMatch(Match):
     plan: DotPlan
     weight: np.ndarray  # the conv's OIHW weight codes (a linear layer's as a 1 x 1 conv's)
+    own: int | None = None  # the layer's output channels where the conv computes more (whole_lanes), else None
 
 
-def dot_match(layer: Layer, shape: ConvShape, base: DotKernel, weight: np.ndarray, why: str) -> DotMatch:
+def dot_match(
+    layer: Layer, shape: ConvShape, base: DotKernel, weight: np.ndarray, why: str, own: int | None = None
+) -> DotMatch:
     """The match of a conv of `shape` and OIHW `weight` codes on the kernel `base`: its plan, why (+ how the plan
-    runs: `describe`)."""
+    runs: `describe`); `own`: the layer's output channels where `shape` has more (`whole_lanes`)."""
     plan = dot_plan(shape, base, weight)
     why += describe(plan, layer.kernel)
-    return DotMatch(kernel=plan.kernel.name, why=why, shape=shape, plan=plan, weight=weight)
+    own = None if own == shape.co else own
+    return DotMatch(kernel=plan.kernel.name, why=why, shape=shape, plan=plan, weight=weight, own=own)
 
 
 # what a variant on the dot-product kernels is made of: compute.py's convs, intrinsics.py's steps, their rule
@@ -191,18 +195,17 @@ def match_conv(layer: Layer) -> DotMatch | None:
         f"dense {shape.kh} x {shape.kw} / {shape.strides[0]}, {shape.c} -> {shape.co} channels"
         f"{widened_why(layer, wide)} ({layer.dtype})"
     )
-    return dot_match(layer, wide, base, zero_filters(layer.weight, wide.co), what)
+    return dot_match(layer, wide, base, zero_filters(layer.weight, wide.co), what, shape.co)
 
 
 def conv_call(low, n: QNode, x: _Codes, codes, m: DotMatch) -> list:
     """The conv of `m` as one call of its kernel on `codes`, requantized in its kernel; on more output channels
     than the layer's (whole_lanes: base.widened), its own kept after."""
-    assert m.shape is not None and n.weight is not None
-    own = int(n.weight.shape[0])
-    computed = widened(n, m.shape.co) if m.shape.co > own else n
+    assert m.shape is not None
+    computed = n if m.own is None else widened(n, m.shape.co)
     acc, correction, started = dot_call(low, codes, m.weight, m.plan, lambda c: low.bias(computed, c))
     out = low.accumulated(computed, acc, x.params, correction, in_kernel=True, started=started)
-    return out if computed is n else low.kept_channels(out, own)
+    return out if m.own is None else low.kept_channels(out, m.own)
 
 
 def emit_conv(low, n: QNode, x: _Codes, m: DotMatch) -> list:

@@ -14,6 +14,7 @@ compute the map as the windows read it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from tvm import te, tirx
 
@@ -94,17 +95,16 @@ def match(layer: Layer) -> DotMatch | None:
         "as two 8-bit digits, two calls of the kernel on the pooled pixels"
     )
     # the digits are codes of the layer's 8-bit type
-    return dot_match(layer, wide, kernel, zero_filters(layer.weight, wide.co), what)
+    return dot_match(layer, wide, kernel, zero_filters(layer.weight, wide.co), what, shape.co)
 
 
 def emit(low, n: QNode, x: _Codes, m: DotMatch) -> list:
     """The window sums' digits (one call of `window_digits_primfunc`, on the affine map's input where x is one), the
     kernel on each, (acc_high << k) + acc_low, requantized in the second's epilogue; on more output channels than
     the layer's (dot_conv.whole_lanes), its own kept after."""
-    assert m.shape is not None and n.weight is not None
-    own = int(n.weight.shape[0])
-    if m.shape.co > own:
-        return low.kept_channels(emit(low, widened(n, m.shape.co), x, m), own)
+    assert m.shape is not None
+    if m.own is not None:
+        return low.kept_channels(emit(low, widened(n, m.shape.co), x, replace(m, own=None)), m.own)
     op, g = low.relax.op, n.attrs["pool"]
     kh, kw = g["kernel"]
     area = kh * kw
