@@ -467,6 +467,12 @@ def _check_resize_linear(v: NodeView) -> str | None:
     return _check_resize(v)
 
 
+def _check_resize_interpolating(v: NodeView) -> str | None:
+    if _attr_text(v, "mode", "nearest") not in ("linear", "cubic"):
+        return "only bilinear and bicubic resizes"
+    return _check_resize(v)
+
+
 def _check_pad(v: NodeView) -> str | None:
     mode = _attr_text(v, "mode", "constant")
     if mode not in ("constant", "reflect", "edge"):
@@ -931,8 +937,9 @@ INT_OPS: dict[str, IntOp] = {
             "resize",
             Role.FLOAT,
             ("Resize",),
-            "bilinear resize: no integer form yet; in an INT8 graph a float island where the target allows float ops",
-            _check_resize_linear,
+            "bilinear resize whose exact integer weights would overflow, and bicubic resize (its weights are no "
+            "small fractions): in an INT8 graph a float island where the target allows float ops",
+            _check_resize_interpolating,
             lowerings=frozenset({TFLITE}),
         ),
         IntOp(

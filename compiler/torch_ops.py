@@ -146,8 +146,8 @@ class AddConstant(nn.Module):
 
 class Resize(nn.Module):
     """A resize of H and W by gathers along each axis (tcc.ops.spatial.resize_axis's tables, ONNX Runtime's
-    sampling): nearest reads one row per output row, bilinear two, mixed by their weight. The tables are buffers
-    kept out of the state_dict (derived from the spec, never weights)."""
+    sampling): nearest reads one row per output row, bilinear two, mixed by their weight, bicubic four, summed with
+    theirs. The tables are buffers kept out of the state_dict (derived from the spec, never weights)."""
 
     def __init__(self, axes: list[dict]):
         super().__init__()
@@ -162,6 +162,12 @@ class Resize(nn.Module):
             dim = 2 + axis
             if keys == ("index",):
                 x = x.index_select(dim, getattr(self, f"index_{axis}"))
+                continue
+            if keys == ("taps", "weights"):
+                taps, weights = getattr(self, f"taps_{axis}"), getattr(self, f"weights_{axis}").to(x.dtype)
+                x = sum(  # type: ignore[assignment]
+                    x.index_select(dim, taps[:, k]) * weights[:, k].reshape([-1] + [1] * (1 - axis)) for k in range(4)
+                )
                 continue
             w = getattr(self, f"w_{axis}").to(x.dtype).reshape([-1] + [1] * (1 - axis))
             lo = x.index_select(dim, getattr(self, f"i0_{axis}"))

@@ -133,10 +133,13 @@ class Spatial:
     # ------------------------------------------------------------------------------------------ float only
     def resize(self, n: INode, x: Value) -> list:
         """RESIZE_BILINEAR: its half-pixel centres are ONNX's half_pixel, align_corners its align_corners, neither
-        asymmetric; it samples at in / out, so a stated scale that differs has no TFLite form (BuildError)."""
+        asymmetric; it samples at in / out, so a stated scale that differs has no TFLite form (BuildError). A cubic
+        resize (TFLite has none): `cubic`."""
         shapes = self.graph.shapes
         (_, _, h, w), (_, _, oh, ow) = shapes[n.inputs[0]], shapes[n.outputs[0]]
         a = resize_sampling(self.onnx_nodes[n.name], shapes[n.inputs[0]], shapes[n.outputs[0]], self.inits)
+        if a["mode"] == "cubic":
+            return [self.cubic(self.as_nhwc(x, f"{n.name}/nhwc"), a, self.out(n), n.name)]
         if any(abs(s - o / i) > 1e-6 * s for s, o, i in zip(a["scales"], (oh, ow), (h, w))):
             raise BuildError(
                 f"TFLite: resize {n.name!r} states scales {a['scales']}, but RESIZE_BILINEAR samples at in / out "
@@ -148,6 +151,34 @@ class Spatial:
         opts = options("ResizeBilinearOptions", alignCorners=a["coordinates"] == "align_corners", halfPixelCenters=half)
         self.m.operator("RESIZE_BILINEAR", [x.index, size], [y.index], opts)
         return [y]
+
+    def cubic(self, x: Value, a: dict, y: Value, name: str) -> Value:
+        """A float cubic resize of NHWC x into y (tcc.ops.spatial.cubic_taps' tables), along H then W: per axis the
+        four taps' rows (GATHER), each times its weights (MUL by a constant broadcast along the other axes) and
+        summed (ADD), in the taps' order."""
+        shape = list(self.m.shape(x.index))
+        src = x
+        for axis, key in ((1, "rows"), (2, "cols")):
+            taps, weights = np.array(a[key]["taps"], np.int32), np.array(a[key]["weights"], np.float32)
+            shape[axis] = len(taps)
+            broadcast = [len(taps)] + [1] * (3 - axis)  # [out, 1, 1] along H, [out, 1] along W
+            total = None
+            for k in range(4):
+                tap = self.act(f"{name}/{key}{k}", shape, None, True)
+                index = self.const(f"{name}/{key}{k}/index", taps[:, k], "int32")
+                self.m.operator("GATHER", [src.index, index], [tap.index], options("GatherOptions", axis=axis))
+                weight = self.float_weight(f"{name}/{key}{k}/weight", weights[:, k].reshape(broadcast))
+                last = axis == 2 and k == 3
+                scaled = self.act(f"{name}/{key}{k}/scaled", shape, None, True) if total is not None or not last else y
+                self.m.operator("MUL", [tap.index, weight], [scaled.index], options("MulOptions"))
+                if total is not None:
+                    summed = y if last else self.act(f"{name}/{key}{k}/sum", shape, None, True)
+                    self.m.operator("ADD", [total.index, scaled.index], [summed.index], options("AddOptions"))
+                    scaled = summed
+                total = scaled
+            assert total is not None
+            src = total
+        return y
 
     def conv_transpose(self, n: INode, x: Value) -> list:
         """TRANSPOSE_CONV (VALID) into its full output, output_padding's rows and columns included, then the window

@@ -4,7 +4,7 @@ spec's resize, conv_transpose, pad, instance_norm and prelu (tcc.ops.spatial, tc
 
 Each reads every form the exporters write (Resize's scales or sizes inputs, folded from the Shape arithmetic of
 `F.interpolate(size=x.shape[-2:])`; Resize-18's axes; Pad's pads as an attribute or an input) and refuses the rest
-by name: cubic or anti-aliased resizes, padding of the batch or channels, ConvTranspose's output_shape.
+by name: anti-aliased resizes, padding of the batch or channels, ConvTranspose's output_shape.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..ops.spatial import COORDINATES, NEAREST_MODES
+from ..ops.spatial import COORDINATES, CUBIC_COEFF_A, NEAREST_MODES
 from .nodes import OnnxNode, SpecNode, Unsupported, float_arg, pads_arg, pair_arg, weight_and_bias
 
 
@@ -41,8 +41,8 @@ def _spatial_values(node: OnnxNode, values: np.ndarray, what: str, unit) -> list
 
 def _resize(node: OnnxNode) -> SpecNode:
     mode = _text(node.attr("mode"), "nearest")
-    if mode not in ("nearest", "linear"):
-        raise Unsupported(f"mode {mode} (the spec's resize is nearest or bilinear)")
+    if mode not in ("nearest", "linear", "cubic"):
+        raise Unsupported(f"mode {mode} (the spec's resize is nearest, bilinear or bicubic)")
     coordinates = _text(node.attr("coordinate_transformation_mode"), "half_pixel")
     if len(node.proto.input) == 2:  # Resize-10: (X, scales), asymmetric
         coordinates = "asymmetric"
@@ -52,7 +52,13 @@ def _resize(node: OnnxNode) -> SpecNode:
         raise Unsupported("an anti-aliased resize (antialias=1)")
     if _text(node.attr("keep_aspect_ratio_policy"), "stretch") != "stretch":
         raise Unsupported("keep_aspect_ratio_policy other than stretch")
-    args: dict = {"mode": "bilinear"} if mode == "linear" else {}
+    args: dict = {"linear": {"mode": "bilinear"}, "cubic": {"mode": "bicubic"}}.get(mode, {})
+    if mode == "cubic":
+        a = float_arg(float(node.attr("cubic_coeff_a", CUBIC_COEFF_A)))
+        if a != CUBIC_COEFF_A:
+            args["cubic_coeff_a"] = a
+        if node.attr("exclude_outside", 0):
+            args["exclude_outside"] = True
     scales_at, sizes_at = (1, None) if len(node.proto.input) == 2 else (2, 3)
     sizes = node.constant(sizes_at) if sizes_at is not None else None
     scales = node.constant(scales_at)

@@ -1,5 +1,5 @@
-"""The op table's spatial ops of dense prediction: resize (nearest and bilinear, ONNX's coordinate and rounding
-modes), transposed convolution and explicit padding (constant, reflect, edge).
+"""The op table's spatial ops of dense prediction: resize (nearest, bilinear and bicubic, ONNX's coordinate and
+rounding modes), transposed convolution and explicit padding (constant, reflect, edge).
 
 Resize is computed everywhere from one definition of its sampling, `resize_axis`: per output row (or column) the
 input rows it reads and the weight of the second, exactly as ONNX Runtime's Resize computes them in float32. The
@@ -38,7 +38,8 @@ from .base import (
 if TYPE_CHECKING:
     import numpy as np
 
-RESIZE_MODES = ("nearest", "bilinear")
+RESIZE_MODES = ("nearest", "bilinear", "bicubic")
+CUBIC_COEFF_A = -0.75  # ONNX's default cubic_coeff_a, and PyTorch's bicubic (TensorFlow's is -0.5)
 COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 
@@ -89,6 +90,30 @@ def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str) -> 
     return i0, i1, (c - i0).astype(np.float32)
 
 
+def cubic_taps(
+    in_size: int, out_size: int, scale: float, coordinates: str, a: float = CUBIC_COEFF_A, exclude_outside: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """A cubic resize along one axis as ONNX Runtime computes it: (taps [out, 4] int64, weights [out, 4] float32),
+    each output = sum_k in[taps[k]] * weights[k]. The coordinate c (not clamped, unlike the linear one) reads the
+    rows floor(c) - 1 .. floor(c) + 2, clamped to the input (its edge repeated), weighted by Keys' kernel with
+    coefficient `a` at their distances; `exclude_outside` gives the rows outside the input weight 0 and renormalizes
+    the rest. PyTorch's bicubic is a = -0.75 with half_pixel (or align_corners), exclude_outside off."""
+    import numpy as np  # deferred: the op table loads without numpy (tcc.backends.tvm.runtime)
+
+    c = source_coordinates(in_size, out_size, scale, coordinates)
+    first = np.floor(c)
+    s = c - first
+    rows = first[:, None].astype(np.int64) + np.arange(-1, 3)
+    d = np.abs(s[:, None] - np.arange(-1, 3))  # each row's distance from c
+    near = ((a + 2) * d - (a + 3)) * d * d + 1  # |d| <= 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a  # 1 < |d| < 2
+    weights = np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+    if exclude_outside:
+        weights = np.where((rows < 0) | (rows >= in_size), 0.0, weights)
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    return np.clip(rows, 0, in_size - 1), weights.astype(np.float32)
+
+
 def linear_rational(in_size: int, out_size: int, scale: Fraction, coordinates: str) -> dict[str, Any]:
     """A linear resize along one axis in exact integers, the INT8 kinds' form: output = (in[i0] (d - r) + in[i1] r)
     / d, the coordinate N / d as a fraction (`scale`: the exact out / in, or the stated float32 scale as the
@@ -122,6 +147,9 @@ def resize_axis(a: Attrs, axis: int) -> dict[str, Any]:
     n_in, n_out, scale = a["in_hw"][axis], a["out_hw"][axis], a["scales"][axis]
     if a["mode"] == "nearest":
         return {"index": nearest_indices(n_in, n_out, scale, a["coordinates"], a["nearest_mode"])}
+    if a["mode"] == "bicubic":
+        taps, weights = cubic_taps(n_in, n_out, scale, a["coordinates"], a["cubic_coeff_a"], a["exclude_outside"])
+        return {"taps": taps, "weights": weights}
     i0, i1, w = linear_taps(n_in, n_out, scale, a["coordinates"])
     return {"i0": i0, "i1": i1, "w": w}
 
@@ -151,6 +179,9 @@ def _resize_prepare(a: Attrs, shapes: list[Shape]) -> Attrs:
         raise ShapeError(f"resize of {h}x{w} gives {out[0]}x{out[1]}: each side must be 1 to {MAX_SPATIAL}")
     if a["mode"] != "nearest" and a["nearest_mode"] != "floor":
         raise ShapeError("nearest_mode applies to mode nearest only", "nearest_mode")
+    for arg, default in (("cubic_coeff_a", CUBIC_COEFF_A), ("exclude_outside", False)):
+        if a["mode"] != "bicubic" and a[arg] != default:
+            raise ShapeError(f"{arg} applies to mode bicubic only", arg)
     return {**a, "in_hw": (h, w), "out_hw": out, "scales": scales}
 
 
@@ -163,11 +194,14 @@ def _resize_torch(emit: TorchEmit, a: Attrs, x: Any, *like: Any) -> Any:
 def _resize_onnx(emit: OnnxEmit, a: Attrs, x: str, *like: str) -> str:
     emit.require(11, "resize with ONNX's coordinate modes (Resize-11)")
     attrs: dict[str, Any] = {
-        "mode": "nearest" if a["mode"] == "nearest" else "linear",
+        "mode": {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}[a["mode"]],
         "coordinate_transformation_mode": a["coordinates"],
     }
     if a["mode"] == "nearest":
         attrs["nearest_mode"] = a["nearest_mode"]
+    if a["mode"] == "bicubic":
+        attrs["cubic_coeff_a"] = float(a["cubic_coeff_a"])
+        attrs["exclude_outside"] = int(a["exclude_outside"])
     # roi and (with sizes) scales: absent from opset 13, empty tensors before (some readers take an empty scales
     # tensor for given scales: TVM's ONNX frontend)
     roi = "" if emit.opset >= 13 else emit.const("roi", [], "float32")
@@ -337,15 +371,17 @@ SPATIAL_OPS = [
             Arg("size", "pair", None, lo=1, hi=MAX_SPATIAL, doc="the output's [H, W]"),
             Arg("coordinates", "str", "half_pixel", choices=COORDINATES, doc="ONNX's coordinate_transformation_mode"),
             Arg("nearest_mode", "str", "floor", choices=NEAREST_MODES, doc="ONNX's rounding of a nearest resize"),
+            Arg("cubic_coeff_a", "float", CUBIC_COEFF_A, lo=-1, hi=0, doc="a bicubic resize's kernel coefficient"),
+            Arg("exclude_outside", "bool", False, doc="a bicubic resize: rows outside the input weigh 0"),
         ),
         lambda a, s: [(s[0][0], *a["out_hw"])],
         _resize_torch,
         arity=(1, 2),
         prepare=_resize_prepare,
         to_onnx=_resize_onnx,
-        doc="upsampling or downsampling of H and W, nearest or bilinear, by `scale`, to `size`, or to the size "
-        "of a second input; ONNX Resize's coordinate modes (PyTorch's bilinear: half_pixel; align_corners=True: "
-        "align_corners; its nearest: asymmetric with floor)",
+        doc="upsampling or downsampling of H and W, nearest, bilinear or bicubic, by `scale`, to `size`, or to the "
+        "size of a second input; ONNX Resize's coordinate modes (PyTorch's bilinear and bicubic: half_pixel; "
+        "align_corners=True: align_corners; its nearest: asymmetric with floor)",
     ),
     OpDef(
         "conv_transpose",

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 import tcc
 from tcc.errors import SpecError
-from tcc.ops.spatial import COORDINATES, NEAREST_MODES, linear_taps, nearest_indices
+from tcc.ops.spatial import COORDINATES, NEAREST_MODES, cubic_taps, linear_taps, nearest_indices
 from tests.helpers.lowering import assert_case_equals_pytorch, one_op_spec
 
 OPSETS = (13, 17, 18, 21)  # 18: Resize's axes (sizes of H and W alone)
@@ -42,6 +42,12 @@ CASES = {
         "{op: resize, mode: bilinear, scale: [1.5, 0.5]}",
         SHAPE,
         _interp(scale_factor=(1.5, 0.5), mode="bilinear", recompute_scale_factor=False),
+    ),
+    "bicubic_scale2": ("{op: resize, mode: bicubic, scale: 2}", SHAPE, _interp(scale_factor=2, mode="bicubic")),
+    "bicubic_align_corners": (
+        "{op: resize, mode: bicubic, size: [13, 4], coordinates: align_corners}",
+        SHAPE,
+        _interp(size=(13, 4), mode="bicubic", align_corners=True),
     ),
     "nearest_pytorch": (
         "{op: resize, scale: 2, coordinates: asymmetric}",
@@ -96,9 +102,9 @@ def test_each_op_alone_equals_pytorch(name, write):
     assert_case_equals_pytorch(write, name, CASES[name], OPSETS)
 
 
-def _ort_resize(x: np.ndarray, out_hw, scale, mode: str, coordinates: str, rounding: str) -> np.ndarray:
+def _ort_resize(x: np.ndarray, out_hw, scale, mode: str, coordinates: str, rounding: str, **cubic) -> np.ndarray:
     inputs = ["x", "roi", "scales"] + ([] if scale else ["sizes"])
-    attrs = {"mode": mode, "coordinate_transformation_mode": coordinates}
+    attrs = {"mode": mode, "coordinate_transformation_mode": coordinates, **cubic}
     if mode == "nearest":
         attrs["nearest_mode"] = rounding
     inits = [
@@ -133,12 +139,27 @@ def test_sampling_tables_equal_onnx_runtime(coordinates, n_in, n_out, scale):
     np.testing.assert_allclose(got, i0 * (1 - w) + i1 * w, atol=1e-5)
 
 
+@pytest.mark.parametrize("coordinates", COORDINATES)
+@pytest.mark.parametrize(("n_in", "n_out", "scale"), [(7, 16, None), (9, 4, None), (5, 12, 2.5), (6, 1, None)])
+@pytest.mark.parametrize(("a", "exclude"), [(-0.75, 0), (-0.5, 1)])
+def test_cubic_tables_equal_onnx_runtime(coordinates, n_in, n_out, scale, a, exclude):
+    """The bicubic taps and weights (Keys' kernel, the edge repeated, or with exclude_outside renormalized) against
+    ONNX Runtime's cubic Resize, on a random column (a ramp is reproduced by any interpolating kernel)."""
+    column = np.random.default_rng(n_in).standard_normal((1, 1, n_in, 1)).astype(np.float32)
+    x = column * np.ones((1, 1, 1, n_in), np.float32)
+    s = scale if scale is not None else n_out / n_in
+    taps, weights = cubic_taps(n_in, n_out, s, coordinates, a, bool(exclude))
+    got = _ort_resize(x, (n_out, n_out), scale, "cubic", coordinates, "floor", cubic_coeff_a=a, exclude_outside=exclude)
+    np.testing.assert_allclose(got[0, 0, :, 0], (column[0, 0, :, 0][taps] * weights).sum(axis=1), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("node", "message"),
     [
         ("{op: resize}", "exactly one of `scale`, `size`"),
         ("{op: resize, scale: 2, size: [4, 4]}", "got scale and size"),
         ("{op: resize, mode: bilinear, scale: 2, nearest_mode: ceil}", "nearest_mode applies to mode nearest"),
+        ("{op: resize, mode: bilinear, scale: 2, cubic_coeff_a: -0.5}", "cubic_coeff_a applies to mode bicubic"),
         ("{op: pad, pads: same}", "takes its pads as numbers"),
         ("{op: pad, pads: 9, mode: reflect}", "must be smaller than the input's 7x9"),
         ("{op: pad, pads: 1, mode: edge, value: 2}", "value applies to mode constant only"),

@@ -1,7 +1,7 @@
 """Dense prediction's ONNX forms read back as spec ops (tcc/onnx_import/spatial.py): a small U-Net written in
-PyTorch (instance norms, PReLU, reflect padding, a transposed conv, bilinear and nearest upsampling to a scale and
-to a skip's size) and torchvision's LRASPP, exported by torch.onnx.export, imported by the command line, predicting
-as ONNX Runtime does on the original file; refusals name the node and the reason."""
+PyTorch (instance norms, PReLU, reflect padding, a transposed conv, bilinear, bicubic and nearest upsampling to a
+scale and to a skip's size) and torchvision's LRASPP, exported by torch.onnx.export, imported by the command line,
+predicting as ONNX Runtime does on the original file; refusals name the node and the reason."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class TinyUNet(nn.Module):
         self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
         self.dec = nn.Sequential(nn.Conv2d(16, 8, 3), nn.PReLU())
         self.deep = nn.Conv2d(16, 8, 1)
-        self.head = nn.Conv2d(24, classes, 1)
+        self.head = nn.Conv2d(32, classes, 1)
 
     def forward(self, x):
         a = self.enc1(x)
@@ -39,7 +39,9 @@ class TinyUNet(nn.Module):
         deep = F.interpolate(self.deep(b), size=d.shape[-2:], mode="bilinear", align_corners=False)
         near = F.interpolate(d, scale_factor=0.5, mode="nearest")
         near = F.interpolate(near, scale_factor=2.0, mode="nearest")
-        return self.head(torch.cat([d, deep, near], 1))
+        # PyTorch's bicubic: ONNX's cubic, cubic_coeff_a -0.75, exclude_outside 0
+        smooth = F.interpolate(F.interpolate(d, scale_factor=0.5, mode="bicubic"), size=d.shape[-2:], mode="bicubic")
+        return self.head(torch.cat([d, deep, near, smooth], 1))
 
 
 def _export(module: nn.Module, path, size: int, opset: int):
@@ -69,7 +71,8 @@ def test_a_unet_imports_and_predicts_as_onnx_runtime(opset, tmp_path):
     rc, out, err = tcc_cli("import", path, "-o", tmp_path / "m.yaml")
     assert rc == 0, err
     text = (tmp_path / "m.yaml").read_text()
-    for op in ("instance_norm", "prelu", "conv_transpose", "op: pad", "mode: reflect", "mode: bilinear", "resize"):
+    ops = ("instance_norm", "prelu", "conv_transpose", "op: pad", "mode: reflect", "mode: bilinear", "mode: bicubic")
+    for op in ops:
         assert op in text, op
     assert "affine: true" in text and "(FP32 rule: passed)" in out
     _assert_predicts_as_onnx_runtime(
@@ -160,10 +163,17 @@ def _one_node(tmp_path, node, inits, out_shape):
     ("node", "inits", "out_shape", "message"),
     [
         (
-            helper.make_node("Resize", ["a", "", "s"], ["y"], name="up", mode="cubic"),
+            helper.make_node(
+                "Resize",
+                ["a", "", "s"],
+                ["y"],
+                name="up",
+                mode="cubic",
+                coordinate_transformation_mode="tf_half_pixel_for_nn",
+            ),
             {"s": np.array([1, 1, 2, 2], np.float32)},
             [1, 3, 16, 16],
-            "node 'up' (Resize): mode cubic (the spec's resize is nearest or bilinear)",
+            "node 'up' (Resize): coordinate_transformation_mode tf_half_pixel_for_nn",
         ),
         (
             helper.make_node(

@@ -3,7 +3,8 @@ codes), `resize_bilinear` (exact integer weights), a transposed conv as the inte
 (tcc.passes.conv_transpose), and `resize` / `conv_transpose` / `instancenorm` (float only: islands). A small U-Net
 (instance norm, transposed conv, reflect pad, bilinear upsampling to a skip's size, nearest upsampling) and a model
 of odd resizes (non-integer factors, align_corners, a stated scale, round_prefer_ceil, edge and constant padding,
-MONAI's 3 x 3 / 2 transposed conv) build INT8 on ORT (each integer op within 1 LSB of the reference), TVM host and
+MONAI's 3 x 3 / 2 transposed conv, a bicubic resize: a float island)
+build INT8 on ORT (each integer op within 1 LSB of the reference), TVM host and
 TFLite (bit-exact with the reference, LiteRT's reference kernels; native RESIZE_BILINEAR where it resizes by an
 integer factor, int32 builtins otherwise), and arm-a7 under qemu. The reference's bilinear integers against ONNX
 Runtime's float Resize: within half a code, the rounding LiteRT's (half away from zero)."""
@@ -68,7 +69,8 @@ layers:
   - {id: up5, op: resize, mode: bilinear, size: [15, 27], in: p5}
   - {id: up6, op: conv_transpose, out: 4, kernel: 3, stride: 2, padding: 1, output_padding: 1, in: a1}  # MONAI's
   - {id: up6r, op: resize, mode: bilinear, size: [15, 27]}
-  - {id: cat, op: concat, in: [up1, up2, up3, p4, up5, up6r]}
+  - {id: up7, op: resize, mode: bicubic, size: [15, 27], in: a1}
+  - {id: cat, op: concat, in: [up1, up2, up3, p4, up5, up6r, up7]}
   - {id: head, op: conv2d, out: 2, kernel: 1}
 """
 
@@ -112,6 +114,9 @@ def test_the_plan_takes_every_node(work):
     assert kinds["up"] == "conv" and kinds["up/split"] == "reshape" and kinds["norm2"] == "instancenorm"
     npu = {n.name: (n.kind, n.precision) for n in plan(onnx_model, lowering=QDQ, rules="pulsar2").nodes}
     assert npu["up"] == ("conv_transpose", "float")
+    odd_plan = plan(lower_spec(work / "odd.yaml").onnx, lowering=TVM, rules="tvm")
+    odd = {n.name: (n.kind, n.precision) for n in odd_plan.nodes}
+    assert odd["up7"] == ("resize", "float")  # bicubic: a float island
 
 
 @pytest.mark.parametrize(("name", "target"), [("odd", "host"), ("unet", "tflite"), ("odd", "tflite")])

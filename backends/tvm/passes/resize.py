@@ -1,10 +1,12 @@
 """ONNX Resize as gathers, before TVM's ONNX frontend: a nearest resize as a Gather of rows and one of columns, a
-bilinear one as two Gathers per axis mixed by constant weights (a + (b - a) w), from the sampling tables the op table
-defines (tcc.ops.spatial, read off the node by tcc.quant.intgraph.node_constants.resize_sampling).
+bilinear one as two Gathers per axis mixed by constant weights (a + (b - a) w), a cubic one as four Gathers per axis
+times their weights, summed, from the sampling tables the op table defines (tcc.ops.spatial, read off the node by
+tcc.quant.intgraph.node_constants.resize_sampling).
 
 Why: TOPI's resize2d computes each output's source coordinate at run time (floor, rounding, clamps), and on the
 ARMv7 target (arm-a7) those modules computed wrong values (a bilinear 16 -> 32 resize off by up to 6.5 on
-outputs of magnitude 4: every mode but a nearest asymmetric one, fused or not, with or without fast-math), while
+outputs of magnitude 4: every mode but a nearest asymmetric one, fused or not, with or without fast-math; a cubic
+one gave NaN), while
 host and AArch64 matched ONNX Runtime. Gathers by precomputed indices compute no coordinate at all, take the
 same rows as the PyTorch lowering and the INT8 kinds (`resize_nearest`, `resize_bilinear`), and run on every target.
 """
@@ -21,8 +23,8 @@ from tcc.quant.intgraph.node_constants import resize_sampling
 
 
 def resize_as_gathers(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` with every Resize of a static [N, C, H, W] (nearest or linear) written as gathers; the
-    model itself where there is none."""
+    """A copy of `model` with every Resize of a static [N, C, H, W] (nearest, linear or cubic) written as gathers;
+    the model itself where there is none."""
     g = model.graph
     if not any(n.op_type == "Resize" for n in g.node):
         return model
@@ -41,7 +43,7 @@ def resize_as_gathers(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(n)
             continue
         a = resize_sampling(n, src, dst, inits)
-        if a["mode"] not in ("nearest", "linear"):
+        if a["mode"] not in ("nearest", "linear", "cubic"):
             nodes.append(n)
             continue
         name, value = n.name or n.output[0], n.input[0]
@@ -54,6 +56,8 @@ def resize_as_gathers(model: onnx.ModelProto) -> onnx.ModelProto:
             if a["mode"] == "nearest":
                 index = a["index_h" if axis == 2 else "index_w"]
                 nodes.append(_gather(name, value, index, axis, target, added))
+            elif a["mode"] == "cubic":
+                nodes += _cubic(name, value, a["rows" if axis == 2 else "cols"], axis, target, added)
             else:
                 i0, i1, w = linear_taps(int(size_in), int(size_out), scale, a["coordinates"])
                 shape = [1, 1, -1, 1] if axis == 2 else [1, 1, 1, -1]
@@ -72,6 +76,24 @@ def resize_as_gathers(model: onnx.ModelProto) -> onnx.ModelProto:
     out.graph.node.extend(nodes)
     out.graph.initializer.extend(added)
     return out
+
+
+def _cubic(name: str, value: str, table: dict, axis: int, target: str, added: list) -> list[onnx.NodeProto]:
+    """One axis of a cubic resize: the four taps' rows, each times its weights, summed in the taps' order."""
+    shape = [1, 1, -1, 1] if axis == 2 else [1, 1, 1, -1]
+    taps, weights = np.asarray(table["taps"]), np.asarray(table["weights"], np.float32)
+    nodes, total = [], ""
+    for k in range(4):
+        tap, weight, scaled = (f"{name}/{axis}/{part}{k}" for part in ("tap", "weight", "scaled"))
+        nodes.append(_gather(name, value, taps[:, k], axis, tap, added))
+        added.append(numpy_helper.from_array(weights[:, k].reshape(shape), weight))
+        nodes.append(helper.make_node("Mul", [tap, weight], [scaled], name=scaled))
+        if total:
+            summed = target if k == 3 else f"{name}/{axis}/sum{k}"
+            nodes.append(helper.make_node("Add", [total, scaled], [summed], name=summed))
+            scaled = summed
+        total = scaled
+    return nodes
 
 
 def _gather(name: str, value: str, indices, axis: int, target: str, added: list) -> onnx.NodeProto:

@@ -10,7 +10,7 @@ from fractions import Fraction
 import numpy as np
 from onnx import helper, numpy_helper
 
-from ...ops.spatial import linear_rational, nearest_indices
+from ...ops.spatial import CUBIC_COEFF_A, cubic_taps, linear_rational, nearest_indices
 from .fixed_point import INT32_MAX, gemmlowp_multiply, quantize_multiplier
 from .litert_unary import TFLITE_UNARY
 from .match import INode
@@ -485,7 +485,8 @@ def resize_sampling(node, in_shape, out_shape, inits: dict) -> dict:
     """An ONNX Resize of H and W as the spec's resize attributes (mode, coordinates, rounding, the scale of each
     axis: the stated one, else out / in as ONNX defines it for sizes), and for a nearest resize the input row and
     column each output reads (`index_h`, `index_w`: tcc.ops.spatial.nearest_indices), for a bilinear one its exact
-    taps per axis (`rows`, `cols`: tcc.ops.spatial.linear_rational)."""
+    taps per axis (`rows`, `cols`: tcc.ops.spatial.linear_rational), for a cubic one its four taps and float
+    weights per axis (`rows`, `cols`: tcc.ops.spatial.cubic_taps)."""
     resize10 = len(node.input) == 2
     stated = _array(inits, node.input[1] if resize10 else (node.input[2] if len(node.input) > 2 else ""))
     (h, w), (oh, ow) = in_shape[2:], out_shape[2:]
@@ -507,6 +508,11 @@ def resize_sampling(node, in_shape, out_shape, inits: dict) -> dict:
         )  # fmt: skip
         attrs["rows"] = linear_rational(int(h), int(oh), exact[0], attrs["coordinates"])
         attrs["cols"] = linear_rational(int(w), int(ow), exact[1], attrs["coordinates"])
+    elif attrs["mode"] == "cubic":
+        a, exclude = float(_attr(node, "cubic_coeff_a", CUBIC_COEFF_A)), bool(_attr(node, "exclude_outside", 0))
+        for key, n_in, n_out, scale in (("rows", h, oh, scales[0]), ("cols", w, ow, scales[1])):
+            taps, weights = cubic_taps(int(n_in), int(n_out), scale, attrs["coordinates"], a, exclude)
+            attrs[key] = {"taps": taps.tolist(), "weights": weights.tolist()}
     return attrs
 
 
