@@ -165,7 +165,7 @@ class Resize(nn.Module):
                 continue
             if keys == ("taps", "weights"):
                 taps, weights = getattr(self, f"taps_{axis}"), getattr(self, f"weights_{axis}").to(x.dtype)
-                x = sum(  # type: ignore[assignment]
+                x = sum(
                     x.index_select(dim, taps[:, k]) * weights[:, k].reshape([-1] + [1] * (1 - axis)) for k in range(4)
                 )
                 continue
