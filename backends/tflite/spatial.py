@@ -154,30 +154,30 @@ class Spatial:
 
     def cubic(self, x: Value, a: dict, y: Value, name: str) -> Value:
         """A float cubic resize of NHWC x into y (tcc.ops.spatial.cubic_taps' tables), along H then W: per axis the
-        four taps' rows (GATHER), each times its weights (MUL by a constant broadcast along the other axes) and
-        summed (ADD), in the taps' order."""
+        four taps' rows (GATHER), each times its weights (MUL by a constant broadcast along the other axes), summed
+        (ADD) in the taps' order."""
         shape = list(self.m.shape(x.index))
-        src = x
         for axis, key in ((1, "rows"), (2, "cols")):
             taps, weights = np.array(a[key]["taps"], np.int32), np.array(a[key]["weights"], np.float32)
             shape[axis] = len(taps)
             broadcast = [len(taps)] + [1] * (3 - axis)  # [out, 1, 1] along H, [out, 1] along W
-            total = None
+            parts = []
             for k in range(4):
-                tap = self.act(f"{name}/{key}{k}", shape, None, True)
+                tap, part = (self.act(f"{name}/{key}{k}{what}", shape, None, True) for what in ("", "/scaled"))
                 index = self.const(f"{name}/{key}{k}/index", taps[:, k], "int32")
-                self.m.operator("GATHER", [src.index, index], [tap.index], options("GatherOptions", axis=axis))
+                self.m.operator("GATHER", [x.index, index], [tap.index], options("GatherOptions", axis=axis))
                 weight = self.float_weight(f"{name}/{key}{k}/weight", weights[:, k].reshape(broadcast))
-                last = axis == 2 and k == 3
-                scaled = self.act(f"{name}/{key}{k}/scaled", shape, None, True) if total is not None or not last else y
-                self.m.operator("MUL", [tap.index, weight], [scaled.index], options("MulOptions"))
-                if total is not None:
-                    summed = y if last else self.act(f"{name}/{key}{k}/sum", shape, None, True)
-                    self.m.operator("ADD", [total.index, scaled.index], [summed.index], options("AddOptions"))
-                    scaled = summed
-                total = scaled
-            assert total is not None
-            src = total
+                self.m.operator("MUL", [tap.index, weight], [part.index], options("MulOptions"))
+                parts.append(part)
+            total = parts[0]
+            for k, part in enumerate(parts[1:], 1):
+                if k < 3:
+                    summed = self.act(f"{name}/{key}{k}/sum", shape, None, True)
+                else:  # the axis's result: the next axis's input, or y
+                    summed = y if axis == 2 else self.act(f"{name}/{key}", shape, None, True)
+                self.m.operator("ADD", [total.index, part.index], [summed.index], options("AddOptions"))
+                total = summed
+            x = total
         return y
 
     def conv_transpose(self, n: INode, x: Value) -> list:

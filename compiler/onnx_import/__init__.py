@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, SelfCheckError
+from ..errors import DataError, SelfCheckError, SpecError
 from ..ir import INPUT
 from ..lower.to_torch import to_torch
 from ..lower.torch_run import torch_run
@@ -205,7 +205,14 @@ def _written(g: ImportedGraph, source: str, mean, std, resize: bool, check: bool
         spec_file, weights_file = Path(tmp) / f"{g.name}.yaml", Path(tmp) / "weights.pt"
         spec_file.write_text(text, encoding="utf-8")
         torch.save(state, weights_file)
-        model = load_spec(spec_file)  # a converter's mistake shows here, as the spec loader's error
+        try:
+            model = load_spec(spec_file)
+        except SpecError as e:  # a value past the op table's limits (a resize by 100), or a converter's mistake
+            line = text.splitlines()[e.where.line - 1].strip() if e.where is not None else ""
+            raise DataError(
+                f"{source}: the spec written for it is refused{f' at `{line}`' if line else ''}: {e.message}; "
+                "nothing written"
+            ) from None
         module = to_torch(model.graph, inference_only=True)
         if state:  # a model without parameters (all activations and pools) has nothing to load
             load_weights(module, model.graph, weights_file)

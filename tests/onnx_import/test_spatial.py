@@ -195,6 +195,13 @@ def _one_node(tmp_path, node, inits, out_shape):
             [1, 5, 8, 8],
             "node 'chan' (Pad): pads [0, 1, 0, 0, 0, 1, 0, 0] pad the batch or the channels",
         ),
+        (  # a value past the op table's limits: the written spec's line, not a temporary file's position
+            helper.make_node("Resize", ["a", "", "s"], ["y"], name="up", mode="cubic", cubic_coeff_a=-1.5),
+            {"s": np.array([1, 1, 2, 2], np.float32)},
+            [1, 3, 16, 16],
+            "m.onnx: the spec written for it is refused at `- {id: up, op: resize, mode: bicubic, scale: 2.0, "
+            "cubic_coeff_a: -1.5}`: resize argument 'cubic_coeff_a': must be >= -1, got -1.5; nothing written",
+        ),
     ],
 )
 def test_what_the_spec_cannot_say_is_refused_by_name(node, inits, out_shape, message, tmp_path):
