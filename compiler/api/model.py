@@ -338,7 +338,9 @@ class Model:
         an image folder, a .npy/.npz file or an array; with `label_weight`, DATA/<class>/image folders whose labels
         add a cross-entropy term); the folded layers and the activation scales (LSQ) train. `options`:
         tcc.train.qat.options.QatSettings' fields and its training options' (epochs=20, lr=0.01, bias_lr,
-        scale_lr, feature_weight, label_weight, batch_size, augment, calib_size, skip_bad, opset).
+        scale_lr, feature_weight, label_weight, batch_size, augment, calib_size, held_out, skip_bad, opset);
+        `held_out` (samples neither calibration nor training saw) judges the INT8 model before and after against
+        the given FP32 model, recorded in the table's and the log's `int8_cosine.held_out`.
         Writes OUT/weights.pt, OUT/calib.json (the table for those weights) and OUT/log.json (and, for a model
         imported from an ONNX file, OUT/NAME.yaml, the spec those weights are for); returns
         tcc.train.qat.distill.Result (.weights, .table, .log). Then
@@ -367,13 +369,27 @@ class Model:
             data, spec.preprocess, spec.input_shape, settings.calib_size, self.seed, settings.skip_bad, what="training"
         )
         labels = _folder_labels(samples, spec, data) if settings.options.label_weight else None
+        held_out = None
+        if settings.held_out is not None:
+            from ..quant.report.quality import HeldOut  # deferred for start-up: loads onnx
+
+            judged = load_calibration_data(
+                settings.held_out,
+                spec.preprocess,
+                spec.input_shape,
+                None,
+                self.seed,
+                settings.skip_bad,
+                what="held-out",
+            )
+            held_out = HeldOut(judged.array, str(judged.source), judged.fingerprint)
         # an ONNX file's weights come back by its imported spec's names: the spec goes beside them, by the name the
         # table's spec hash was made with (OUT/NAME.yaml)
         kept = {self.loaded.path.name: self.loaded.path.read_bytes()} if self.source else {}
         return quantization_aware(
             QatSource(spec, self.weights_source, settings.opset),
             table,
-            QatSamples(samples.array, samples.fingerprint, labels),
+            QatSamples(samples.array, samples.fingerprint, labels, held_out),
             settings.options,
             out,
             kept=kept,

@@ -71,6 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "crops: also a random square of 50-100%% of the side, scaled back up)",
     )
     p.add_argument("--calib-size", type=int, help="samples picked (seeded) from the data (default: all)")
+    p.add_argument(
+        "--eval",
+        metavar="DIR",
+        help="held-out images (folder, recursive) or .npy/.npz: the INT8 model before and after, judged on them "
+        "against the given FP32 model (output cosine, top-1, a dense output's pixels and Dice)",
+    )
     p.add_argument("--opset", type=int, default=13, help="ONNX opset the table was calibrated at (default 13)")
     p.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty output folder")
@@ -102,6 +108,7 @@ FORWARDED = (
     "batch_size",
     "augment",
     "calib_size",
+    "eval",
     "opset",
     "skip_bad",
     "force",
@@ -125,6 +132,7 @@ def run(args) -> int:
         batch_size=args.batch_size,
         augment=args.augment,
         calib_size=args.calib_size,
+        held_out=args.eval,
         opset=args.opset,
         skip_bad=args.skip_bad,
         force=args.force,

@@ -20,6 +20,7 @@ from tcc.train.losses import Loss, soft_dice_loss
 from tcc.train.masks import MaskPairSet, find_mask_split
 from tcc.train.metrics import pixel_confusion, segmentation_metrics
 from tests.helpers import REPO, load_tool
+from tests.train.test_qat import run as run_cli
 from tests.train.test_train import PROCESS_TOL, log, train, trained, weights
 
 UNET = REPO / "spec" / "unet.yaml"
@@ -192,3 +193,66 @@ def test_bad_mask_data_exit_2(work, data, name, damage, extra, message):
 def test_a_classifier_on_masks_is_refused(work, data):
     rc, _, err = train(REPO / "tests" / "specs" / "train_tiny.yaml", "--data", data, "-o", work / "cls", *TRAIN)
     assert rc == 2 and "image / mask pairs of 2 classes for [2, H, W]" in err, err
+
+
+def test_the_tiles_never_repeat(work):
+    """More tiles than the image holds at the stride is refused (a repeated tile would be a calibration sample and a
+    held-out one at once); a smaller stride gives as many different tiles."""
+    with pytest.raises(ValueError, match="holds 16 different ones"):
+        stain_tiles(work / "too-many", tiles=17, size=128)
+    tiles = stain_tiles(work / "strided", tiles=20, size=128, stride=96)
+    images = sorted((tiles / "images").iterdir())
+    assert len(images) == 20 and len({f.read_bytes() for f in images}) == 20
+
+
+# ---------------------------------------------------------------------------------------------------- INT8
+def test_qat_judges_the_mask_on_held_out_tiles(one_process, data, work):
+    """`tcc qat --eval`: the INT8 U-Net before and after quantization-aware training, judged against the given FP32
+    model's mask on tiles neither calibration nor training saw; recorded as the integer reference of each table
+    computes it on its weights (the FP32 side by ONNX Runtime, not the teacher that trained); a held-out set that
+    overlaps the training samples is named."""
+    import json
+
+    import tcc
+    from tcc.cli.main import main
+    from tcc.dense import MaskAgreement
+    from tcc.frontend import Weights, lower_spec
+    from tcc.quant.collect.data import load_calibration_data
+    from tcc.quant.intgraph.reference import run_reference
+    from tcc.quant.report.quality import per_sample_cosine, run_ort
+    from tcc.quant.table.file import load_table
+
+    tiles = sorted((data / "images").iterdir())
+    cal, held = work / "qat-cal", work / "qat-held"
+    for folder, part in ((cal, tiles[:32]), (held, tiles[32:48])):
+        folder.mkdir()
+        for f in part:
+            shutil.copy(f, folder / f.name)
+    given = one_process / "best.pt"
+    overrides = {"base": 4, "depth": 2, "image_size": 32}
+    table = tcc.Model.load(UNET, given, **overrides).calibrate(cal, target="ort", method="kl").save(work / "qat.json")
+    out = work / "qat"
+    common = [UNET, *SETS, "--weights", given, "--calib", table, "--data", cal, "--epochs", "2", "--batch-size", "8"]
+    assert main([str(a) for a in ["qat", *common, "--eval", held, "-o", out]]) == 0
+    record = json.loads((out / "log.json").read_text())["int8_cosine"]["held_out"]
+    assert record == json.loads((out / "calib.json").read_text())["qat"]["int8_cosine"]["held_out"]
+    assert record["also_training_samples"] == 0 and record["path"] == str(held)
+
+    spec = tcc.load_spec(str(UNET), overrides)
+    x = load_calibration_data(held, spec.preprocess, spec.input_shape).array
+    fp32 = run_ort(lower_spec(spec, weights=Weights(given)).onnx, x)
+    for when, tuned, judged in (("before", given, table), ("after", out / "weights.pt", out / "calib.json")):
+        int8 = run_reference(lower_spec(spec, weights=Weights(tuned)).onnx, load_table(judged), x)
+        masks, cos = MaskAgreement.measure(fp32, int8), per_sample_cosine(fp32, int8)
+        doc = record[when]
+        assert doc["samples"] == 16 and doc["top1_kept"] is None, doc
+        assert doc["pixel_agreement"] == pytest.approx(masks.pixels, abs=1e-4), (when, doc, masks)
+        assert doc["dice"] == pytest.approx(list(masks.dice), abs=1e-4)
+        assert doc["cosine_mean"] == pytest.approx(cos.mean(), abs=1e-5)
+        assert doc["cosine_min"] == pytest.approx(cos.min(), abs=1e-5)
+    assert record["after"]["pixel_agreement"] > 0.9  # a trained U-Net's INT8 mask, not a constant one
+
+    again = work / "qat-overlap"
+    rc, _, err = run_cli("qat", *common, "--eval", cal, "-o", again)
+    assert rc == 0 and "32 of the 32 held-out samples" in err and "also training samples" in err, err
+    assert json.loads((again / "log.json").read_text())["int8_cosine"]["held_out"]["also_training_samples"] == 32

@@ -22,8 +22,10 @@ from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.table.steps import Steps
-from tcc.train.qat.model import QatModel, absorb_bias_correction, fx_name
+from tcc.train.qat.model import Features, QatModel, absorb_bias_correction, fx_name
 from tcc.train.qat.quant_points import QatPlanner
+from tests.helpers.lowering import assert_close
+from tests.helpers.onnx_util import run_all, with_outputs
 from tests.helpers.train_data import texture_patches
 
 
@@ -45,6 +47,9 @@ def realistic_weights(spec: str, path: Path, seed: int = 0, **overrides) -> Path
 
 def images(n: int, size: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1, (n, 3, size, size)).astype(np.float32)
+
+
+DECONV = str(Path(__file__).resolve().parents[1] / "specs" / "deconv_tiny.yaml")
 
 
 def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()) -> dict:
@@ -94,6 +99,10 @@ def per_node(spec: str, size: int, rules: str, tmp: Path, steps: Steps = Steps()
         pytest.param("mobilenet_v3_small", 64, "ort", marks=pytest.mark.slow),
         ("mobilenet_v3_small", 64, "tvm"),
         ("mobilevit_xxs", 128, "ort"),
+        # transposed convs: the integer graph's conv of their phases, a bias per phase channel
+        ("unet", 32, "ort"),
+        ("unet", 32, "tflite"),
+        (DECONV, 16, "ort"),
     ],
 )
 def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, size, rules, tmp_path):
@@ -102,6 +111,31 @@ def test_the_fake_quantized_forward_is_the_integer_reference_node_by_node(spec, 
     differing = sum(n for n, _, _ in nodes.values()) / sum(e for _, _, e in nodes.values())
     assert worst <= 1.0 + 1e-4, {k: v for k, v in nodes.items() if v[1] > 1.0001}
     assert differing < 2e-3, differing
+
+
+@pytest.mark.parametrize("spec, size", [("mobilenet_v3_small", 64), ("resnet18", 64), ("ddsnet", 64)])
+def test_the_teachers_features_are_the_fp32_graphs_values_of_the_quantized_tensors(spec, size, tmp_path):
+    """Feature distillation compares each quantized tensor with the FP32 model's value of it: for a layer with a
+    BatchNorm folded after it (MobileNet's projections, ResNet's convs before the add) that is the normalized output,
+    as ONNX Runtime computes it on the FP32 graph after the passes, not the bare conv's."""
+    weights = realistic_weights(spec, tmp_path / "w.pt", image_size=size)
+    fe = lower_spec(tcc.load_spec(spec, {"image_size": size}), weights=weights)
+    x = images(2, size)
+    table = calibrate_onnx(fe.onnx, x, method="minmax", target="ort")
+    graph = plan(fe.onnx, rules="ort")
+    qat = QatModel(copy.deepcopy(fe.module), QatPlanner.of(quantize_graph(graph, table), graph, table))
+    features = Features(fe.module.eval(), qat)
+    with torch.no_grad():
+        features.run(torch.from_numpy(x))
+    computed = {o for n in fe.onnx.graph.node for o in n.output}
+    names = [t for t in qat.plan.activations if fx_name(t) in features.values and t in computed]
+    assert len(names) > 0.9 * len(qat.activations)  # the rest are rewritten by the integer graph (pools moved)
+    normalized = [t for t in names if fx_name(t) in qat.normalized_by.values()]
+    assert normalized or spec == "ddsnet"  # DDSNet's convs read their BatchNorms: none folds after a layer
+    probed = with_outputs(fe.onnx, names)
+    values = dict(zip([o.name for o in probed.graph.output], run_all(probed, x)))
+    for t in names:
+        assert_close(features.values[fx_name(t)].numpy(), values[t], atol=1e-4, rtol=1e-4, what=t)
 
 
 def test_a_tensor_the_model_does_not_compute_is_refused_before_training(tmp_path):
@@ -121,7 +155,9 @@ def test_absorbed_bias_correction_is_the_tables(tmp_path):
     assert max(d for _, d, _ in nodes.values()) <= 1.0 + 1e-4
 
 
-@pytest.mark.parametrize("spec, size", [("ddsnet", 64), ("fastnet", 96), ("mobilenet_v3_small", 64)])
+@pytest.mark.parametrize(
+    "spec, size", [("ddsnet", 64), ("fastnet", 96), ("mobilenet_v3_small", 64), ("unet", 32), (DECONV, 16)]
+)
 def test_the_folded_layers_unfold_into_the_specs_parameters(spec, size, tmp_path):
     """write_back inverts the folds: untrained, the module's parameters come back to float32 rounding (the BN
     statistics are never touched)."""

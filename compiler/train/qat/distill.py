@@ -40,6 +40,8 @@ from ...frontend import Weights, lower_spec
 from ...quant.intgraph.match import plan, quantized_form
 from ...quant.intgraph.qgraph import quantize_graph
 from ...quant.intgraph.reference import run_reference
+from ...quant.report.fidelity import Fidelity, FidelityFloor, warning_text
+from ...quant.report.quality import HeldOut
 from ...quant.table.file import CalibrationTable, model_sha256
 from ...quant.table.quantizer import cosine
 from ..distributed import Processes, gather, processes
@@ -94,6 +96,9 @@ class QatSamples:
     array: np.ndarray = field(repr=False)  # [N, C, H, W] float32, through the spec's preprocessing
     fingerprint: str = ""  # the data's (tcc.quant.collect.data), recorded in the table
     labels: np.ndarray | None = field(default=None, repr=False)  # a class index per sample, for label_weight
+    # samples neither calibration nor training saw (`tcc qat --eval`): the INT8 model before and after is judged
+    # on them against the given FP32 model (masks too, for a dense output)
+    held_out: HeldOut | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,9 @@ def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: fl
         after = _int8_cosines(trained.onnx, new_table, setup.judged, setup.teacher)
     before = setup.before
     assert before is not None  # the main process's
-    int8_cosine = {"judged_samples": len(setup.judged), "before": before, "after": after}
+    int8_cosine: dict[str, Any] = {"judged_samples": len(setup.judged), "before": before, "after": after}
+    if job.samples.held_out is not None:
+        int8_cosine["held_out"] = _held_out(job, setup, _Judged(trained.onnx, new_table))
     new_table.record_qat_cosine(int8_cosine)
     record = {
         "spec": str(source.spec),
@@ -243,6 +250,43 @@ def _write(job: _Job, setup: _Setup, epochs: list[dict], best: dict, started: fl
         f"{best['epoch']} kept)"
     )
     return Result(weights_out, new_table, record)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """An INT8 model as the integer reference runs it: its FP32 graph after the passes and its table."""
+
+    fp32: Any  # onnx.ModelProto
+    table: CalibrationTable
+
+
+def _held_out(job: _Job, setup: _Setup, trained: _Judged) -> dict[str, Any]:
+    """The integer reference of the given table on the given weights, and of the trained ones, judged on the held-out
+    samples against the given FP32 model (the mask's agreement too, for a dense output); logged, and recorded."""
+    held = job.samples.held_out
+    assert held is not None  # called with --eval
+    with torch.no_grad():
+        fp32 = np.concatenate(
+            [setup.teacher(torch.from_numpy(held.array[i : i + 16])).numpy() for i in range(0, len(held.array), 16)]
+        )
+    where = f"{len(held.array)} held-out samples from {held.source}"
+    record = held.describe(job.samples.array)
+    overlap = record.pop("also_calibration_samples")
+    if overlap:
+        job.log(
+            f"WARNING: {overlap} of the {len(held.array)} held-out samples in {held.source} are also training "
+            "samples: the held-out numbers are flattered"
+        )
+    record["also_training_samples"] = overlap
+    floor = FidelityFloor()
+    for when, judged in (("before", _Judged(setup.fp32, job.table)), ("after", trained)):
+        fidelity = Fidelity.measure(fp32, run_reference(judged.fp32, judged.table, held.array), where)
+        job.log(f"qat: {when}: {fidelity.line()} (integer reference)")
+        record[when] = fidelity.to_json(floor)
+    short = record["after"]["below_floor"]
+    if short:  # never silently bad: the trained model's own judgement, where it is read
+        job.log(f"WARNING: after training, {warning_text(short)}")
+    return record
 
 
 def _int8_cosines(fp32_onnx, table: CalibrationTable, x: np.ndarray, teacher) -> dict:
@@ -342,7 +386,7 @@ def _loss(student: QatModel, teacher, x: torch.Tensor, y: torch.Tensor | None, o
     mean), plus label_weight times the cross-entropy against the label."""
     with torch.no_grad():
         if o.feature_weight:
-            features = Features(teacher, student.activations)
+            features = Features(teacher, student)
             target = features.run(x)
         else:
             target = teacher(x)

@@ -46,7 +46,7 @@ class Layer:
 
     module: nn.Module
     quant: WeightQuant
-    scale: torch.Tensor  # the weight's scales, broadcast over its shape
+    scale: torch.Tensor  # the weight's scales, broadcast over its shape (a transposed conv's: one per element)
     acc_scale: torch.Tensor | None
     after: nn.Module | None = None  # the BatchNorm after it
     before: nn.Module | None = None  # the BatchNorm before it, folded per input channel
@@ -55,6 +55,9 @@ class Layer:
     # a conv without a bias of its own that a BatchNorm before it gives one (sum_j W[o, j] shift[c]): that bias
     # follows the trained weight, (W' / k[c]) shift[c], as the spec can hold no other
     derived: torch.Tensor | None = None
+    # a transposed conv, which the integer graph computes as one conv of its stride's phases (tcc.passes.
+    # conv_transpose): its weights and bias quantized per phase channel (channel o s_h s_w + p_h s_w + p_w)
+    strides: tuple[int, int] | None = None
 
     @property
     def bias_unit(self) -> float:
@@ -93,6 +96,9 @@ class QatModel(nn.Module):
         self._scales(plan, placeholder.name)
         self.layers: dict[str, Layer] = {}  # fx node name -> its layer
         self.folded: set[str] = set()  # fx nodes of BatchNorms folded into a layer: they pass their input on
+        # a BatchNorm folded into the layer before it -> that layer: the FP32 model's value of the layer's output
+        # (its quantized tensor) is the BatchNorm's
+        self.normalized_by: dict[str, str] = {}
         for name, wq in plan.weighted.items():
             # a linear layer over tokens is Reshape -> Gemm (named LAYER/gemm) -> Reshape in ONNX
             node = nodes.get(fx_name(name)) or nodes.get(fx_name(name.rsplit("/", 1)[0]))
@@ -169,10 +175,14 @@ class QatModel(nn.Module):
 
     def _layer(self, node: fx.Node | None, name: str, wq: WeightQuant) -> None:
         module = self._submodule(node)
+        if isinstance(module, nn.ConvTranspose2d):
+            assert node is not None  # it has a module
+            self.layers[node.name] = _transposed_layer(module, name, wq, self.where)
+            return
         if not isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
             raise DataError(
-                f"{self.where}: layer {name!r} of the integer graph is not a Conv2d, Linear or BatchNorm2d "
-                "module of the PyTorch model; quantization-aware training cannot fake-quantize its weight"
+                f"{self.where}: layer {name!r} of the integer graph is not a Conv2d, ConvTranspose2d, Linear or "
+                "BatchNorm2d module of the PyTorch model; quantization-aware training cannot fake-quantize its weight"
             )
         assert node is not None  # it has a module
         if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
@@ -206,6 +216,7 @@ class QatModel(nn.Module):
             if isinstance(after, BATCHNORMS):
                 layer.after = after
                 self.folded.add(users[0].name)
+                self.normalized_by[users[0].name] = node.name
         self.layers[node.name] = layer
 
     def folded_parameters(self, layer: Layer) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -242,6 +253,11 @@ class QatModel(nn.Module):
                 m.weight.copy_(k * torch.sqrt(m.running_var.double() + float(np.float32(m.eps))))
                 m.bias.copy_(b + m.running_mean.double() * k)
                 continue
+            if layer.strides is not None:  # nothing folded into it
+                m.weight.copy_(w)
+                if b is not None:
+                    m.bias.copy_(b)
+                continue
             added = 0.0
             if layer.after is not None:
                 k_after, shift_after = _affine(layer.after)
@@ -265,9 +281,13 @@ class QatModel(nn.Module):
     def run_layer(self, layer: Layer, x: torch.Tensor) -> torch.Tensor:
         w, b = layer.weight(), layer.bias()
         w = fake_quant(w, layer.scale, 0, layer.quant.lo, layer.quant.hi)  # equation (8), as the table's codes
+        if b is not None and layer.strides is not None:  # one bias per phase channel, as the phase conv's
+            b = b.repeat_interleave(layer.strides[0] * layer.strides[1])
         if b is not None and layer.acc_scale is not None:
             b = fake_quant(b, layer.acc_scale, 0, *INT32)
         m = layer.module
+        if layer.strides is not None:
+            return _transposed(m, layer.strides, x, w, b)
         if isinstance(m, nn.Linear):
             return F.linear(x, w, b)
         if isinstance(m, nn.BatchNorm2d):
@@ -297,6 +317,39 @@ def _input_channels(w: torch.Tensor, groups: int) -> torch.Tensor:
     )
 
 
+def _transposed_layer(module: nn.ConvTranspose2d, name: str, wq: WeightQuant, where: str) -> Layer:
+    """A transposed conv as the integer graph quantizes it, one conv of its stride's phases: each element of its
+    [C_in, C_out / g, k_h, k_w] weight is one weight of phase channel o s_h s_w + (i_h mod s_h) s_w + (i_w mod s_w)
+    of output channel o (tcc.passes.conv_transpose.phase_weights), quantized at that channel's scale."""
+    (sh, sw), groups = module.stride, module.groups
+    c_in, per_group, kh, kw = module.weight.shape
+    if module.dilation != (1, 1) or module.padding_mode != "zeros" or isinstance(module.padding, str):
+        raise DataError(
+            f"{where}: transposed conv {name!r} is dilated or not zero-padded; its phase form takes neither"
+        )
+    phases = per_group * groups * sh * sw
+    if wq.scale.shape != (phases,):
+        raise DataError(
+            f"{where}: transposed conv {name!r} has {phases} phase channels, the table {wq.scale.size} scales"
+        )
+    ci = torch.arange(c_in)[:, None, None, None]
+    out = (ci // (c_in // groups)) * per_group + torch.arange(per_group)[None, :, None, None]
+    row = out * (sh * sw) + (torch.arange(kh)[:, None] % sh) * sw + torch.arange(kw)[None, :] % sw
+    acc = None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale)
+    return Layer(module, wq, torch.from_numpy(wq.scale)[row], acc, strides=(sh, sw))
+
+
+def _transposed(m: nn.Module, strides: tuple[int, int], x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
+    """The transposed conv with a bias per phase channel: output row u (column v) is phase (u + pad) mod s."""
+    assert isinstance(m, nn.ConvTranspose2d)
+    y = F.conv_transpose2d(x, w, None, m.stride, m.padding, m.output_padding, m.groups)
+    if b is None:
+        return y
+    (sh, sw), (ph, pw) = strides, m.padding
+    rows, cols = (torch.arange(y.shape[2]) + ph) % sh, (torch.arange(y.shape[3]) + pw) % sw
+    return y + b.reshape(-1, sh, sw)[:, rows][:, :, cols]
+
+
 def _affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """BatchNorm as y = k x + shift per channel, in float64."""
     eps = float(np.float32(bn.eps))  # an ONNX attribute is float32
@@ -305,17 +358,20 @@ def _affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Features(fx.Interpreter):
-    """The FP32 model's values of the named fx nodes (the teacher's side of feature distillation)."""
+    """The FP32 model's values of the student's quantized tensors (the teacher's side of feature distillation). A
+    layer with a BatchNorm folded after it outputs the normalized value: its BatchNorm's, not its own."""
 
-    def __init__(self, module: fx.GraphModule, names):
+    def __init__(self, module: fx.GraphModule, student: QatModel):
         super().__init__(module, garbage_collect_values=True)
-        self.names = set(names)
+        self.names = set(student.activations)
+        self.normalized_by = student.normalized_by
         self.values: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node):
         result = super().run_node(n)
-        if n.name in self.names:
-            self.values[n.name] = result
+        name = self.normalized_by.get(n.name, n.name)  # the BatchNorm runs after its layer: its value replaces it
+        if name in self.names:
+            self.values[name] = result
         return result
 
 
@@ -361,6 +417,12 @@ def absorb_bias_correction(qat: QatModel, shifts: dict) -> tuple[list[str], list
             dropped.append(name)
             continue
         shift = torch.as_tensor(shift, dtype=torch.float64)
+        if layer is not None and layer.strides is not None:  # a shift per phase channel: the spec holds one per channel
+            phases = shift.reshape(-1, layer.strides[0] * layer.strides[1])
+            if not bool((phases == phases[:, :1]).all()):
+                dropped.append(name)
+                continue
+            shift = phases[:, 0]
         if layer is None or layer.bias_codes is None or shift.shape != layer.bias_codes.shape:
             raise DataError(
                 f"{qat.where}: the table's bias correction of layer {name!r} does not fit the integer "

@@ -4,6 +4,7 @@ Light (no PyTorch): the API checks them before it loads anything (tcc.train.qat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -62,5 +63,8 @@ class QatSettings:
 
     options: Options = field(default_factory=Options)
     calib_size: int | None = None  # samples picked (seeded) from the data (None: all)
+    # held-out samples (a folder, a .npy/.npz file, an array) the result is judged on against the given FP32 model,
+    # before and after training (`tcc qat --eval`; None: judged on the training samples only)
+    held_out: Any = None
     skip_bad: bool = False  # warn about unreadable images instead of failing
     opset: int = 13  # the ONNX opset the table was calibrated at
