@@ -11,6 +11,7 @@ many (torchrun) see the same augmented samples.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,28 @@ def _stratified_split(samples: list[Sample], num_classes: int, fraction: float, 
         val += [s for i, s in enumerate(mine) if i in held]
         train += [s for i, s in enumerate(mine) if i not in held]
     return train, val
+
+
+def repeated_in_training(split: Split) -> list[tuple[Path, Path]]:
+    """(validation image, training image) for every validation image whose file is byte for byte a training image's
+    (a tile cut twice, a file copied into two class folders): a validation metric on them is a training metric.
+    Only files of equal size are read and hashed."""
+    by_size: dict[int, list[Path]] = {}
+    for path, _ in split.train:
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    digests: dict[Path, bytes] = {}
+
+    def digest(path: Path) -> bytes:
+        if path not in digests:
+            digests[path] = hashlib.sha256(path.read_bytes()).digest()
+        return digests[path]
+
+    repeats = []
+    for path, _ in split.val:
+        same = [t for t in by_size.get(path.stat().st_size, []) if digest(t) == digest(path)]
+        if same:
+            repeats.append((path, same[0]))
+    return repeats
 
 
 def check_images(samples: list) -> None:

@@ -21,7 +21,7 @@ from ..spec.loader import Spec, load_spec
 from ..spec.train_options import AUGMENTATIONS, CLASSIFIER_METRICS, SEGMENTER_METRICS
 from ..spec.zoo import resolve_spec
 from .config import Config, resolve
-from .data import Split, check_images, find_split
+from .data import Split, check_images, find_split, repeated_in_training
 from .distributed import world_size
 from .finetune import describe_reinitialised, frozen_nodes, head_nodes
 from .imported import SPEC_FILE, WEIGHTS_FILE, ImportedOnnx, import_for_training
@@ -81,6 +81,7 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
     if config.max_pixels is not None:
         set_max_pixels(config.max_pixels)  # the DataLoader's workers, forked later, inherit it
     check_images(split.train + split.val)
+    _warn_repeats(split, log)
     if segment:
         model, split = segmenter_classes(model, split)
     model = _fit_classes(model, config, split.classes)
@@ -106,6 +107,19 @@ def prepare(args, log=lambda s: print(s, file=sys.stderr)) -> Plan:
             + (", ..." if len(trainable) > 6 else "")
         )
     return Plan(Path(args.spec), config, model, split, run, world, module, resumed, stop_after, head, frozen, imported)
+
+
+def _warn_repeats(split: Split, log) -> None:
+    """A validation image that is also a training image flatters the validation metric and best.pt's choice: said
+    before training, with an example."""
+    repeats = repeated_in_training(split)
+    if repeats:
+        val, train = repeats[0]
+        log(
+            f"warning: {len(repeats)} of the {len(split.val)} validation images are byte for byte training images "
+            f"(e.g. {val} = {train}): the validation metric is partly a training metric; remove the copies, or give "
+            "DIR/train and DIR/val"
+        )
 
 
 def _resolve_metric(c: Config, split: Split) -> None:

@@ -205,6 +205,21 @@ def test_the_tiles_never_repeat(work):
     assert len(images) == 20 and len({f.read_bytes() for f in images}) == 20
 
 
+def test_validation_copies_of_training_tiles_are_named(work, data):
+    """Tiles repeated in the data (as `demo_masks --tiles 96 --size 128` once made them) land on both sides of the
+    seeded split: the run says so before training, naming a pair, and trains."""
+    repeated = work / "repeated"
+    shutil.copytree(data, repeated)
+    for folder, suffix in (("images", ".jpg"), ("masks", ".png")):
+        for k in range(8):  # t00..t07 again as t90..t97
+            shutil.copy(repeated / folder / f"t{k:02d}{suffix}", repeated / folder / f"t{90 + k}{suffix}")
+    rc, _, err = train(UNET, *SETS, "--data", repeated, "-o", work / "repeated-run", *TRAIN[:1], "1", *TRAIN[2:])
+    assert rc == 0, err
+    assert "validation images are byte for byte training images" in err, err
+    rc, _, err = train(UNET, *SETS, "--data", data, "-o", work / "distinct-run", *TRAIN[:1], "1", *TRAIN[2:])
+    assert rc == 0 and "byte for byte" not in err, err
+
+
 # ---------------------------------------------------------------------------------------------------- INT8
 def test_qat_judges_the_mask_on_held_out_tiles(one_process, data, work):
     """`tcc qat --eval`: the INT8 U-Net before and after quantization-aware training, judged against the given FP32
