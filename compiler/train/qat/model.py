@@ -319,24 +319,25 @@ def _input_channels(w: torch.Tensor, groups: int) -> torch.Tensor:
 
 def _transposed_layer(module: nn.ConvTranspose2d, name: str, wq: WeightQuant, where: str) -> Layer:
     """A transposed conv as the integer graph quantizes it, one conv of its stride's phases: each element of its
-    [C_in, C_out / g, k_h, k_w] weight is one weight of phase channel o s_h s_w + (i_h mod s_h) s_w + (i_w mod s_w)
-    of output channel o (tcc.passes.conv_transpose.phase_weights), quantized at that channel's scale."""
-    (sh, sw), groups = module.stride, module.groups
-    c_in, per_group, kh, kw = module.weight.shape
-    if module.dilation != (1, 1) or module.padding_mode != "zeros" or isinstance(module.padding, str):
+    [C_in, C_out / g, k_h, k_w] weight is one weight of a phase channel (tcc.passes.conv_transpose.phase_weights,
+    applied to the elements' numbers), quantized at that channel's scale."""
+    from ...passes.conv_transpose import phase_weights  # deferred for start-up: loads onnx_graphsurgeon
+
+    strides, groups = module.stride, module.groups
+    if module.dilation != (1, 1) or module.padding_mode != "zeros":
         raise DataError(
             f"{where}: transposed conv {name!r} is dilated or not zero-padded; its phase form takes neither"
         )
-    phases = per_group * groups * sh * sw
-    if wq.scale.shape != (phases,):
+    numbered = phase_weights(np.arange(1, module.weight.numel() + 1).reshape(module.weight.shape), strides, groups)
+    if wq.scale.shape != (len(numbered),):
         raise DataError(
-            f"{where}: transposed conv {name!r} has {phases} phase channels, the table {wq.scale.size} scales"
+            f"{where}: transposed conv {name!r} has {len(numbered)} phase channels, the table {wq.scale.size} scales"
         )
-    ci = torch.arange(c_in)[:, None, None, None]
-    out = (ci // (c_in // groups)) * per_group + torch.arange(per_group)[None, :, None, None]
-    row = out * (sh * sw) + (torch.arange(kh)[:, None] % sh) * sw + torch.arange(kw)[None, :] % sw
+    row = np.empty(module.weight.numel(), np.int64)  # each element's phase channel (0 in `numbered`: a padding tap)
+    row[numbered[numbered > 0] - 1] = np.nonzero(numbered)[0]
+    scale = torch.from_numpy(wq.scale)[torch.from_numpy(row).reshape(module.weight.shape)]
     acc = None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale)
-    return Layer(module, wq, torch.from_numpy(wq.scale)[row], acc, strides=(sh, sw))
+    return Layer(module, wq, scale, acc, strides=(strides[0], strides[1]))
 
 
 def _transposed(m: nn.Module, strides: tuple[int, int], x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
