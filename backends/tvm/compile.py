@@ -87,6 +87,7 @@ def _relax_pipeline(target: Any, options: CompileOptions) -> Any:
     from tvm.relax.backend.cpu_generic import pipeline as cpu_generic  # deferred for start-up: loads tvm
 
     from . import schedule as tvm_schedule  # deferred for start-up: loads tvm
+    from .schedule import float_tile  # deferred for start-up: loads tvm
     from .schedule.loops import is_x86  # deferred for start-up: loads tvm
 
     o = options
@@ -96,6 +97,10 @@ def _relax_pipeline(target: Any, options: CompileOptions) -> Any:
     x86 = o.schedule and is_x86(target)  # ARM's instruction counts stay
     if x86:
         passes += _x86_graph_rewrites(target, o.x86)
+    elif o.schedule and float_tile.takes(target):
+        from .passes.whole_tiles import conv_width_to_whole_tiles  # deferred for start-up: loads tvm, tvm_ffi
+
+        passes.append(conv_width_to_whole_tiles())
     passes += list(cpu_generic.library_dispatch_passes(target))
     if o.fuse:  # cpu_generic's legalization, with PrimFuncs that declare their fusion pattern keeping it
         legalize = list(cpu_generic.legalize_passes(target))

@@ -31,9 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..asm import IMPORT_PRAGMA, addressable
 from .kernels import TILE_SCOPE, ConvShape, DotKernel
 
-IMPORT_PRAGMA = "pragma_import_llvm"
+__all__ = ["IMPORT_PRAGMA", "Tile", "addressable", "llvm_ir", "padded_width", "tile_intrin", "tile_of"]
 MAX_PIXELS = {"armv7": 2, "aarch64": 4}  # accumulators, operands: ARMv7's 16 q registers, AArch64's 32
 BLOCK = 16  # input codes per loop iteration (ARMv7: one step; AArch64: 4 steps of `sdot`)
 
@@ -252,12 +253,6 @@ def _sdot_assembly(t: Tile) -> list[str]:
 BASE_REGISTERS = ("x9", "x10", "x11")  # the pixels' further input pointers (clobbered by the kernel)
 
 
-def _addressable(offset: int, size: int) -> bool:
-    """Whether AArch64's `ldr` of `size` bytes takes this immediate offset: a multiple of the size up to 4095 of
-    them (scaled), or any in [-256, 255] (`ldur`)."""
-    return (offset % size == 0 and 0 <= offset <= 4095 * size) or -256 <= offset <= 255
-
-
 def _loads(t: Tile) -> list[tuple[int, int]]:
     """(size, offset in the pixel's codes) of each load per pixel of the `sdot` tile: a block's 16 codes, then the
     tail's steps (`_sdot_tail`)."""
@@ -276,7 +271,7 @@ def _pixel_bases(t: Tile):
         fits = [
             b
             for b, (_, o) in enumerate(bases)
-            if all(_addressable(offset - o + extra, size) for size, extra in _loads(t))
+            if all(addressable(offset - o + extra, size) for size, extra in _loads(t))
         ]
         if not fits:
             if len(bases) > len(BASE_REGISTERS) or offset > 4095:

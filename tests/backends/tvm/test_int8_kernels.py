@@ -1045,4 +1045,4 @@ def test_sdot_tile_addresses_its_pixels_with_encodable_offsets():
             assert add is None or int(add.group(2)) < 4096, line
             load = re.fullmatch(r"ldr ([qds])\d+, \[(?:\$0|x9|x10|x11), #(-?\d+)\]", line)
             if load:
-                assert microkernel._addressable(int(load.group(2)), {"q": 16, "d": 8, "s": 4}[load.group(1)]), line
+                assert microkernel.addressable(int(load.group(2)), {"q": 16, "d": 8, "s": 4}[load.group(1)]), line

@@ -1,0 +1,203 @@
+"""An FP32 dense conv's register tile on AArch64 in assembly, scheduled for the in-order Cortex-A53: a tile of pixels
+x output channels summed over the conv's whole window (rows x columns x input channels) by one call.
+
+LLVM's code for WindowReduction's tile (8 pixels x 8 channels, one input value broadcast against two vectors of
+weights per step) ran at 2.3-2.7 estimated A53 cycles per instruction: unrolled by two steps, it put an
+accumulator's next `fmla` 7 instructions after its last (the A53 model's `fmla` latency is 10) and each scalar
+input's load right before its use. Here, per 4 steps of the window's run (its columns x input channels, contiguous
+in NHWC): each pixel's 4 inputs in one `ldr q` and `fmla` by element on lanes 0-3, so that an input load serves 4
+steps; all of a run's loads before its `fmla`s (in the A53 model a load behind an `fmla` waits to write back after
+it); the `fmla`s in pixel-major order (an accumulator every `pixels x vectors` instructions). The weights stay in HWIO:
+the step's vectors at the tile's first channel, `out_channels` floats a step further on (a post-incrementing
+`ld1`). Steps past the last whole 4 (a 7 x 3 run: 21) load one input a pixel (`ldr s`).
+
+The summation order is TOPI's, (row, column, input channel) with one fused multiply-add a step, as WindowReduction's
+vectorized code computes it: the same sums up to FMA contraction. The kernel is a function of LLVM IR (`llvm_ir`)
+that TVM links into the module (`pragma_import_llvm`) and inlines; the TensorIntrin (`tile_intrin`) calls it on the
+tile's input window, its weights and its sums [pixels, channels] (C += A B)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..asm import IMPORT_PRAGMA, addressable
+
+__all__ = ["IMPORT_PRAGMA", "FloatTile", "assembly", "llvm_ir", "tile_intrin"]
+
+MAX_ACCUMULATORS = 16  # v0-v15; the pixels' inputs take v16-v23, a run's 4 steps of weights v24-v31
+MAX_PIXELS = 8
+SCRATCH = ("x9", "x10", "x11", "x12", "x13")  # rows left, input pointer, runs of 4 left, weight step, row step
+
+
+@dataclass(frozen=True)
+class FloatTile:
+    """One kernel: `pixels` x `vectors` (4 channels each) of sums over a window of `rows` x `cols` x `channels`
+    floats, pixels `stride` columns apart; the input's rows `row_stride` floats apart, the weights' steps
+    `out_channels` apart (HWIO)."""
+
+    pixels: int
+    vectors: int
+    rows: int
+    cols: int
+    channels: int
+    stride: int
+    row_stride: int
+    out_channels: int
+
+    @property
+    def run(self) -> int:
+        """Floats of one window row: its columns' input channels, contiguous."""
+        return self.cols * self.channels
+
+    @property
+    def pixel_bytes(self) -> int:
+        return 4 * self.stride * self.channels
+
+    @property
+    def name(self) -> str:
+        return (
+            f"tcc_a64_f32_tile{self.pixels}x{4 * self.vectors}_w{self.rows}x{self.cols}x{self.channels}"
+            f"_s{self.stride}_r{self.row_stride}_o{self.out_channels}"
+        )
+
+    def fits(self) -> bool:
+        """Whether the kernel can take this tile: its accumulators fit, and every pixel's loads reach their inputs
+        by an immediate offset from one pointer (`ldr q` for the runs of 4, `ldr s` for the last steps)."""
+        if self.pixels > MAX_PIXELS or self.vectors > 2 or self.pixels * self.vectors > MAX_ACCUMULATORS:
+            return False
+        if (self.rows == 1) != (self.cols == 1):  # a 1 x k window: a unit loop the TensorIntrin does not describe
+            return False
+        offsets = [p * self.pixel_bytes for p in range(self.pixels)]
+        if self.run >= 4 and not all(addressable(o, 16) for o in offsets):
+            return False
+        return all(addressable(o + 4 * s, 4) for o in offsets for s in range(self.run % 4))
+
+
+def _load(size: int, reg: str, base: str, offset: int) -> str:
+    """A load at an immediate offset: `ldr` where the offset scales, `ldur` (unscaled, [-256, 255]) else."""
+    return f"{'ldr' if offset % size == 0 and offset >= 0 else 'ldur'} {reg}, [{base}, #{offset}]"
+
+
+def _move(reg: str, value: int) -> list[str]:
+    """A 32-bit constant into a register."""
+    return [f"movz {reg}, #{value & 0xFFFF}"] + ([f"movk {reg}, #{value >> 16}, lsl #16"] if value >> 16 else [])
+
+
+class _Registers:
+    """The tile's registers: sums (p, v) in v{p V + v}, pixel p's inputs in v16 + p, step s's weights (s = 0-3 of a
+    run) in v{24 + s V}."""
+
+    def __init__(self, t: FloatTile):
+        self.t = t
+
+    def acc(self, p: int, v: int) -> int:
+        return p * self.t.vectors + v
+
+    def weights(self, step: int) -> str:
+        """The load of a step's weight vectors, the pointer moved on to the next step's."""
+        first = 24 + step * self.t.vectors
+        return "ld1 {" + ", ".join(f"v{first + v}.4s" for v in range(self.t.vectors)) + "}, [$2], x12"
+
+    def step(self, step: int, lane: int) -> list[str]:
+        """One step's multiply-adds, pixel by pixel: input lane `lane` times the step's weight vectors."""
+        first = 24 + step * self.t.vectors
+        return [
+            f"fmla v{self.acc(p, v)}.4s, v{first + v}.4s, v{16 + p}.s[{lane}]"
+            for p in range(self.t.pixels)
+            for v in range(self.t.vectors)
+        ]
+
+
+def _runs_of_four(t: FloatTile, r: _Registers) -> list[str]:
+    """The loop over a row's runs of 4 steps: every load first (two steps' weights, the pixels' inputs, the other
+    two steps' weights), then the 4 steps' multiply-adds. In-order, a load after an `fmla` waits until it would
+    write back after it (the A53 model: 5 cycles of a load's 4 against the `fmla`'s 10), so the loads come
+    together, once a run."""
+    lines = [r.weights(0), r.weights(1)]
+    lines += [_load(16, f"q{16 + p}", "x10", p * t.pixel_bytes) for p in range(t.pixels)]
+    lines += ["add x10, x10, #16", r.weights(2), r.weights(3)]
+    for step in range(4):
+        lines += r.step(step, step)
+    return [f"mov x11, #{t.run // 4}", "2:", *lines, "subs x11, x11, #1", "b.ne 2b"]
+
+
+def assembly(t: FloatTile) -> list[str]:
+    """The kernel: the sums loaded, per window row the runs of 4 steps and the last steps, the sums stored.
+    Operands: $0 sums, $1 the window's first input, $2 the tile's first weight (each clobbered: tied)."""
+    r = _Registers(t)
+    sums = [(r.acc(p, v), 16 * r.acc(p, v)) for p in range(t.pixels) for v in range(t.vectors)]
+    lines = [f"ldr q{a}, [$0, #{offset}]" for a, offset in sums]
+    lines += _move("x12", 4 * t.out_channels) + _move("x13", 4 * t.row_stride)
+    if t.rows > 1:
+        lines += [f"mov x9, #{t.rows}", "1:"]
+    lines.append("mov x10, $1")
+    if t.run >= 4:
+        lines += _runs_of_four(t, r)
+    for step in range(t.run % 4):
+        lines.append(r.weights(step))
+        lines += [_load(4, f"s{16 + p}", "x10", p * t.pixel_bytes + 4 * step) for p in range(t.pixels)]
+        lines += r.step(step, 0)
+    if t.rows > 1:
+        lines += ["add $1, $1, x13", "subs x9, x9, #1", "b.ne 1b"]
+    return lines + [f"str q{a}, [$0, #{offset}]" for a, offset in sums]
+
+
+def llvm_ir(t: FloatTile) -> str:
+    """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights), returning 0."""
+    text = "\\0A".join(assembly(t))  # LLVM IR's escaped newline
+    clobbers = ",".join([f"~{{v{i}}}" for i in range(32)] + [f"~{{{x}}}" for x in SCRATCH] + ["~{memory}", "~{cc}"])
+    return (
+        f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights) #0 {{\n"
+        "entry:\n"
+        f'  %r = call {{ ptr, ptr, ptr }} asm sideeffect "{text}", "=r,=r,=r,0,1,2,{clobbers}"'
+        "(ptr %sums, ptr %input, ptr %weights)\n"
+        "  ret i32 0\n"
+        "}\n"
+        "attributes #0 = { alwaysinline nounwind }\n"
+    )
+
+
+_registered: set[str] = set()
+
+
+def tile_intrin(t: FloatTile) -> str:
+    """Register (once per process) the TensorIntrin of the tile: sums[p, c] += sum over (y, x, i) of
+    input[y, p stride + x, i] * weights[y, x, i, c]; returns its name."""
+    if t.name not in _registered:
+        from tvm.s_tir import TensorIntrin  # deferred: TVM loads where a PrimFunc is built
+
+        TensorIntrin.register(t.name, _tile_func(t, call=False), _tile_func(t, call=True), override=True)
+        _registered.add(t.name)
+    return t.name
+
+
+def _tile_func(t: FloatTile, call: bool):
+    """The TensorIntrin's description (call False: the sums as TOPI's NHWC conv block computes them) or its
+    implementation (the kernel's call)."""
+    from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
+
+    P, F, KH, KW, C, S, O = t.pixels, 4 * t.vectors, t.rows, t.cols, t.channels, t.stride, t.out_channels
+    span = (P - 1) * S + KW
+
+    @T.prim_func(s_tir=True)
+    def func(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (KH, span, C), "float32", strides=(t.row_stride, C, 1), offset_factor=1)
+        B = T.match_buffer(b, (KH, KW, C, F), "float32", strides=(KW * C * O, C * O, O, 1), offset_factor=1)
+        Acc = T.match_buffer(c, (P, F), "float32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(Acc[0:P, 0:F], A[0:KH, 0:span, 0:C], B[0:KH, 0:KW, 0:C, 0:F])
+            T.writes(Acc[0:P, 0:F])
+            if call:
+                T.evaluate(T.call_extern("int32", t.name, Acc.access_ptr("rw"), A.access_ptr("r"), B.access_ptr("r")))
+            elif KH == KW == 1:  # the conv's unit window loops fused into its channels' (A64FloatConv)
+                for p, f, rc in T.grid(P, F, C):
+                    with T.sblock("update"):
+                        vp, vf, vc = T.axis.remap("SSR", [p, f, rc])
+                        Acc[vp, vf] = Acc[vp, vf] + A[0, vp * S, vc] * B[0, 0, vc, vf]
+            else:
+                for p, f, ry, rx, rc in T.grid(P, F, KH, KW, C):
+                    with T.sblock("update"):
+                        vp, vf, vy, vx, vc = T.axis.remap("SSRRR", [p, f, ry, rx, rc])
+                        Acc[vp, vf] = Acc[vp, vf] + A[vy, vp * S + vx, vc] * B[vy, vx, vc, vf]
+
+    return func
