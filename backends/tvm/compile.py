@@ -100,7 +100,7 @@ def _relax_pipeline(target: Any, options: CompileOptions) -> Any:
     elif o.schedule and float_tile.takes(target):
         from .passes.whole_tiles import conv_width_to_whole_tiles  # deferred for start-up: loads tvm, tvm_ffi
 
-        passes.append(conv_width_to_whole_tiles())
+        passes.append(conv_width_to_whole_tiles(target))
     passes += list(cpu_generic.library_dispatch_passes(target))
     if o.fuse:  # cpu_generic's legalization, with PrimFuncs that declare their fusion pattern keeping it
         legalize = list(cpu_generic.legalize_passes(target))

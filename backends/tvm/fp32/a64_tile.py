@@ -18,22 +18,26 @@ tile's input window, its weights and its sums [pixels, channels] (C += A B)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..asm import IMPORT_PRAGMA, addressable
 
-__all__ = ["IMPORT_PRAGMA", "FloatTile", "assembly", "llvm_ir", "tile_intrin"]
+__all__ = ["IMPORT_PRAGMA", "RUN_FORMS", "FloatTile", "assembly", "llvm_ir", "tile_intrin"]
 
 MAX_ACCUMULATORS = 16  # v0-v15; the pixels' inputs take v16-v23, a run's 4 steps of weights v24-v31
 MAX_PIXELS = 8
-SCRATCH = ("x9", "x10", "x11", "x12", "x13")  # rows left, input pointer, runs of 4 left, weight step, row step
+# rows left, input pointer, runs of 4 left, weight step, row step, a weight vector's upper half
+SCRATCH = ("x9", "x10", "x11", "x12", "x13", "x14")
 
 
 @dataclass(frozen=True)
 class FloatTile:
     """One kernel: `pixels` x `vectors` (4 channels each) of sums over a window of `rows` x `cols` x `channels`
     floats, pixels `stride` columns apart; the input's rows `row_stride` floats apart, the weights' steps
-    `out_channels` apart (HWIO)."""
+    `out_channels` apart (HWIO); `core`: the core whose issue rules its runs of 4 are written for (RUN_FORMS)."""
 
     pixels: int
     vectors: int
@@ -43,6 +47,7 @@ class FloatTile:
     stride: int
     row_stride: int
     out_channels: int
+    core: str = "cortex-a53"
 
     @property
     def run(self) -> int:
@@ -57,7 +62,7 @@ class FloatTile:
     def name(self) -> str:
         return (
             f"tcc_a64_f32_tile{self.pixels}x{4 * self.vectors}_w{self.rows}x{self.cols}x{self.channels}"
-            f"_s{self.stride}_r{self.row_stride}_o{self.out_channels}"
+            f"_s{self.stride}_r{self.row_stride}_o{self.out_channels}_{self.core.replace('-', '_')}"
         )
 
     def fits(self) -> bool:
@@ -68,7 +73,8 @@ class FloatTile:
         if (self.rows == 1) != (self.cols == 1):  # a 1 x k window: a unit loop the TensorIntrin does not describe
             return False
         offsets = [p * self.pixel_bytes for p in range(self.pixels)]
-        if self.run >= 4 and not all(addressable(o, 16) for o in offsets):
+        run_loads = RUN_FORMS[self.core].loads  # (size, offset) of a pixel's loads in a run of 4
+        if self.run >= 4 and not all(addressable(o + extra, size) for o in offsets for size, extra in run_loads):
             return False
         return all(addressable(o + 4 * s, 4) for o in offsets for s in range(self.run % 4))
 
@@ -98,6 +104,15 @@ class _Registers:
         first = 24 + step * self.t.vectors
         return "ld1 {" + ", ".join(f"v{first + v}.4s" for v in range(self.t.vectors)) + "}, [$2], x12"
 
+    def weight_halves(self, step: int) -> list[str]:
+        """The load of a step's weight vectors in 64-bit halves (the upper through x14), the pointer moved on."""
+        first = 24 + step * self.t.vectors
+        lines = []
+        for v in range(self.t.vectors):
+            lines += [f"ldr d{first + v}, [$2, #{16 * v}]", f"ldr x14, [$2, #{16 * v + 8}]"]
+            lines.append(f"ins v{first + v}.d[1], x14")
+        return [*lines, "add $2, $2, x12"]
+
     def step(self, step: int, lane: int) -> list[str]:
         """One step's multiply-adds, pixel by pixel: input lane `lane` times the step's weight vectors."""
         first = 24 + step * self.t.vectors
@@ -108,17 +123,62 @@ class _Registers:
         ]
 
 
-def _runs_of_four(t: FloatTile, r: _Registers) -> list[str]:
-    """The loop over a row's runs of 4 steps: every load first (two steps' weights, the pixels' inputs, the other
-    two steps' weights), then the 4 steps' multiply-adds. In-order, a load after an `fmla` waits until it would
-    write back after it (the A53 model: 5 cycles of a load's 4 against the `fmla`'s 10), so the loads come
-    together, once a run."""
+def _bunched_run(t: FloatTile, r: _Registers) -> list[str]:
+    """A run of 4 steps for the Cortex-A53: every load first (two steps' weights, the pixels' inputs in one `ldr q`
+    each, the other two steps' weights), then the 4 steps' multiply-adds. In-order, a load behind an `fmla` waits
+    until it would write back after it (the A53 model: 5 cycles, a load's 4 against the `fmla`'s 10), so the loads
+    come together, once a run."""
     lines = [r.weights(0), r.weights(1)]
     lines += [_load(16, f"q{16 + p}", "x10", p * t.pixel_bytes) for p in range(t.pixels)]
     lines += ["add x10, x10, #16", r.weights(2), r.weights(3)]
     for step in range(4):
         lines += r.step(step, step)
-    return [f"mov x11, #{t.run // 4}", "2:", *lines, "subs x11, x11, #1", "b.ne 2b"]
+    return lines
+
+
+def _paired_run(t: FloatTile, r: _Registers) -> list[str]:
+    """A run of 4 steps for the Cortex-A55, whose 128-bit loads issue alone for 2 cycles and whose 64-bit loads pair
+    with a Q-form `fmla` (slot 0, one a cycle): the pixels' inputs in two `ldr d` each (steps 0-1, then 2-3, loaded
+    as step 1 frees each pixel's register), steps 2 and 3's weights in 64-bit halves (`ldr d`, `ldr x`, `ins`)
+    between step 0's `fmla`s; steps 0 and 1's weights in `ld1` as on the A53."""
+    lines = [r.weights(0), r.weights(1)]
+    lines += [_load(8, f"d{16 + p}", "x10", p * t.pixel_bytes) for p in range(t.pixels)]
+    halves = [line for step in (2, 3) for line in r.weight_halves(step)]
+    for i, fmla in enumerate(r.step(0, 0)):
+        lines += [fmla, *halves[i : i + 1]]
+    lines += halves[len(r.step(0, 0)) :]
+    step1 = r.step(1, 1)
+    for p in range(t.pixels):
+        lines += step1[p * t.vectors : (p + 1) * t.vectors]
+        lines.append(_load(8, f"d{16 + p}", "x10", p * t.pixel_bytes + 8))
+    return [*lines, "add x10, x10, #16", *r.step(2, 0), *r.step(3, 1)]
+
+
+@dataclass(frozen=True)
+class RunForm:
+    """How a core's runs of 4 steps are written: the function, a pixel's loads in them as (size, offset), and
+    whether a 1 x 1 conv whose width whole tiles divide takes the kernel (else it keeps WindowReduction's code)."""
+
+    write: Callable[[FloatTile, _Registers], list[str]]
+    loads: tuple[tuple[int, int], ...]
+    pointwise: bool
+
+
+# the cores (LLVM's mcpu of the target) the kernel is written for, and the form of their runs of 4
+RUN_FORMS: Mapping[str, RunForm] = MappingProxyType(
+    {
+        "cortex-a53": RunForm(_bunched_run, ((16, 0),), pointwise=True),
+        # DDSNet's 1 x 1 convs executed 2-3% more estimated cycles in the kernel than in LLVM's tile, and 1-4% more
+        # instructions (docs/notes/arm-cycle-estimate.md): there the A55 keeps LLVM's code
+        "cortex-a55": RunForm(_paired_run, ((8, 0), (8, 8)), pointwise=False),
+    }
+)
+
+
+def _runs_of_four(t: FloatTile, r: _Registers) -> list[str]:
+    """The loop over a row's runs of 4 steps in the core's form (each moves the input pointer on by 16 bytes)."""
+    body = RUN_FORMS[t.core].write(t, r)
+    return [f"mov x11, #{t.run // 4}", "2:", *body, "subs x11, x11, #1", "b.ne 2b"]
 
 
 def assembly(t: FloatTile) -> list[str]:
@@ -145,7 +205,8 @@ def assembly(t: FloatTile) -> list[str]:
 def llvm_ir(t: FloatTile) -> str:
     """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights), returning 0."""
     text = "\\0A".join(assembly(t))  # LLVM IR's escaped newline
-    clobbers = ",".join([f"~{{v{i}}}" for i in range(32)] + [f"~{{{x}}}" for x in SCRATCH] + ["~{memory}", "~{cc}"])
+    used = [x for x in SCRATCH if re.search(rf"\b{x}\b", text)]  # LLVM keeps the others for the code around
+    clobbers = ",".join([f"~{{v{i}}}" for i in range(32)] + [f"~{{{x}}}" for x in used] + ["~{memory}", "~{cc}"])
     return (
         f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights) #0 {{\n"
         "entry:\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from tvm import relax, te, tirx, topi
 
 from ..int8.compute import cropped
-from ..schedule.float_tile import ConvGeometry, choose_tile
+from ..schedule.float_tile import ConvGeometry, choose_tile, core_of
 from .concat import static_shape
 from .nchw_input import CONV_BLOCK, output_shape
 from .relax_rewrite import OUT_ELEMWISE_FUSABLE, call_rewrite_pass
@@ -51,7 +51,7 @@ def wider_conv_primfunc(x_shape, w_shape, strides, padding, width: int):
     return func.with_attr("tcc.op_pattern", OUT_ELEMWISE_FUSABLE)
 
 
-def whole_tile_width(x_shape, w_shape, strides, padding) -> int | None:
+def whole_tile_width(x_shape, w_shape, strides, padding, core: str = "cortex-a53") -> int | None:
     """The width to compute the conv over for whole kernel tiles, or None where it already has them or where no
     tile comes within MAX_EXTRA more columns."""
     n, h, w, c = x_shape
@@ -63,13 +63,15 @@ def whole_tile_width(x_shape, w_shape, strides, padding) -> int | None:
         padded = max(w + left + right, (width - 1) * strides[1] + kw)
         return ConvGeometry(kh, kw, c, strides[1], padded * c, width, co)
 
-    if choose_tile(geometry(ow)) is not None:
+    if choose_tile(geometry(ow), core) is not None:
         return None
-    return next((wd for wd in range(ow + 1, int(ow * (1 + MAX_EXTRA)) + 1) if choose_tile(geometry(wd))), None)
+    return next((wd for wd in range(ow + 1, int(ow * (1 + MAX_EXTRA)) + 1) if choose_tile(geometry(wd), core)), None)
 
 
-def conv_width_to_whole_tiles():
-    """The module pass (see the module's docstring); convs of any other form are left as they are."""
+def conv_width_to_whole_tiles(target):
+    """The module pass for `target`'s core (see the module's docstring); convs of any other form are left as they
+    are."""
+    core = core_of(target)
 
     def rewrite(mutator_, call):
         a = call.attrs
@@ -85,7 +87,7 @@ def conv_width_to_whole_tiles():
         if x_shape is None or w_shape is None or getattr(data.ty, "dtype", None) != "float32":
             return None
         strides, padding = [int(s) for s in a.strides], [int(p) for p in a.padding]
-        width = whole_tile_width(x_shape, w_shape, strides, padding)
+        width = whole_tile_width(x_shape, w_shape, strides, padding, core)
         if width is None:
             return None
         func = wider_conv_primfunc(x_shape, w_shape, strides, padding, width)

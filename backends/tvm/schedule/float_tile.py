@@ -15,6 +15,7 @@ from .loops import (
     WriteBack,
     attempt,
     block_domain,
+    crop_of,
     fuse_epilogue,
     is_aarch64,
     is_reduction,
@@ -27,15 +28,16 @@ from .loops import (
 # on the `fmla` latency (the A53 model's 10 cycles)
 TILES = ((2, 8), (1, 8))
 MIN_ACCUMULATORS = 8
-# the cores (LLVM's mcpu of the target) whose in-order issue the kernel's form is written for; the A55 class
-# (aarch64-dotprod) keeps WindowReduction: there 128-bit loads pair with nothing and LLVM's scalar input loads
-# pair, DDSNet 98.0 M estimated cycles against the kernel's 103.7 M (docs/notes/arm-cycle-estimate.md)
-KERNEL_CORES = ("cortex-a53",)
 
 
 def takes(target) -> bool:
     """Whether the target's FP32 dense convs take the kernel (`A64FloatConv`, passes/whole_tiles.py)."""
-    return is_aarch64(target) and str(target.attrs.get("mcpu", "")) in KERNEL_CORES
+    return is_aarch64(target) and core_of(target) in a64_tile.RUN_FORMS
+
+
+def core_of(target) -> str:
+    """The target's core, LLVM's mcpu (RUN_FORMS' keys)."""
+    return str(target.attrs.get("mcpu", ""))
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,16 @@ def conv_geometry(sch, conv) -> ConvGeometry | None:
     return ConvGeometry(kh, kw, c, stride, shape[2] * shape[3], width, o)
 
 
-def choose_tile(g: ConvGeometry) -> a64_tile.FloatTile | None:
+def choose_tile(g: ConvGeometry, core: str = "cortex-a53") -> a64_tile.FloatTile | None:
     """The first of TILES whose channels divide the conv's and whose pixels (the most of them dividing its width)
     give MIN_ACCUMULATORS at least and fit the kernel's loads; None: none does."""
     for vectors, most in TILES:
         pixels = next(p for p in range(min(most, g.width), 0, -1) if g.width % p == 0)
         if g.out_channels % (4 * vectors) or pixels * vectors < MIN_ACCUMULATORS:
             continue
-        tile = a64_tile.FloatTile(pixels, vectors, g.rows, g.cols, g.channels, g.stride, g.row_stride, g.out_channels)
+        tile = a64_tile.FloatTile(
+            pixels, vectors, g.rows, g.cols, g.channels, g.stride, g.row_stride, g.out_channels, core
+        )
         if tile.fits():
             return tile
     return None
@@ -123,11 +127,14 @@ class A64FloatConv(Rule):
             return False
         conv = reductions[0]
         geometry = conv_geometry(sch, conv)
-        tile = choose_tile(geometry) if geometry else None
+        tile = choose_tile(geometry, core_of(self.target)) if geometry else None
         if tile is None:
             return False
         names = [sch.get(b).name_hint for b in blocks]
         at = names.index(sch.get(conv).name_hint)
+        widened = crop_of(sch, conv, names, at) is not None
+        if tile.rows == tile.cols == 1 and not widened and not a64_tile.RUN_FORMS[tile.core].pointwise:
+            return False
         for b in blocks[:at]:  # padding, written once as a pass of its own
             vectorize_spatial(sch, b, simd)
         n, y, x, co, *window = sch.get_loops(conv)

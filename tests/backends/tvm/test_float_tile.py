@@ -1,7 +1,7 @@
 """The AArch64 FP32 conv tile in assembly (backends/tvm/fp32/a64_tile.py, schedule/float_tile.py,
-passes/whole_tiles.py): which convs take it, on which target, and that its sums are the conv's (run under qemu's
-cortex-a53 against ONNX Runtime). Its speed is measured by the cycle estimate (`tcc build --count-instructions`,
-docs/notes/arm-cycle-estimate.md), not here."""
+passes/whole_tiles.py): which convs take it, on which target and in which core's form, and that its sums are
+the conv's (run under qemu against ONNX Runtime). Its speed is measured by the cycle estimate (`tcc build
+--count-instructions`, docs/notes/arm-cycle-estimate.md), not here."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _scheduled(model, target_name: str) -> str:
     mod = tvm_compile.import_onnx(model, {inp.name: [d.dim_value for d in inp.type.tensor_type.shape.dim]})
     target = tvm.target.Target(tvm_compile.resolve_tvm_target(target_name))
     passes = ts.layout_passes() + [tvm_compile.fold_numpy_constants()]
-    passes += [conv_width_to_whole_tiles()] if takes(target) else []
+    passes += [conv_width_to_whole_tiles(target)] if takes(target) else []
     with target:
         mod = tvm.transform.Sequential([*passes, *cg.legalize_passes(target), ts.default_schedule_pass()])(mod)
     return "\n".join(f.script() for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
@@ -53,39 +53,43 @@ def _scheduled(model, target_name: str) -> str:
 # (input channels, output channels, size, kernel, stride, padding, the tile's name part): DDSNet's stem (7 x 7 / 2
 # on RGB: window rows of 21 floats, one step past the runs of 4, pixels 24 bytes apart: `ldur`), FastNet's (3 x 3 /
 # 2 valid on RGB, a width of 13 computed as 14 and cropped), a pointwise conv (runs of 4 only, one row), a 1 x 1 on 6
-# channels into 4 (one vector, a tail of 2), a padded 3 x 3 on 16 channels
+# channels into 4 (one vector, a tail of 2) and one of width 13 (computed as 14), a padded 3 x 3 on 16 channels
 CASES = [
     (3, 16, 32, 7, 2, 3, "tile8x8_w7x7x3_s2"),
     (3, 8, 28, 3, 2, 0, "tile7x8_w3x3x3_s2"),
     (12, 8, 16, 1, 1, 0, "tile8x8_w1x1x12_s1"),
     (6, 4, 8, 1, 1, 0, "tile8x4_w1x1x6_s1"),
+    (8, 8, 13, 1, 1, 0, "tile7x8_w1x1x8_s1"),
     (16, 16, 8, 3, 1, 1, "tile8x8_w3x3x16_s1"),
 ]
 
 
-@pytest.mark.parametrize("c, o, size, kernel, stride, pad, tile", CASES)
-def test_a53_float_tile_sums_equal_the_conv(c, o, size, kernel, stride, pad, tile, tmp_path):
-    """Each case takes the kernel's tile named (the schedule's TIR calls it) and computes the conv, bias and ReLU
-    as ONNX Runtime does, within float32 rounding, executed under qemu's cortex-a53."""
-    skip_unless_runtime("aarch64")
+@pytest.mark.parametrize("target, core", [("aarch64", "cortex_a53"), ("aarch64-dotprod", "cortex_a55")])
+@pytest.mark.parametrize("case", CASES, ids=[case[-1] for case in CASES])
+def test_float_tile_sums_equal_the_conv(target, core, case, tmp_path):
+    """Each case takes the kernel's tile named, in its core's form (the schedule's TIR calls it), and computes the
+    conv, bias and ReLU as ONNX Runtime does, within float32 rounding, executed under qemu. On the A55 a 1 x 1 conv
+    whose width whole tiles divide keeps WindowReduction's code (RunForm.pointwise)."""
+    skip_unless_runtime(target)
     from tcc.backends.tvm import compile as tvm_compile
     from tcc.backends.tvm import runner as tvm_run
 
-    model, _ = _conv_model(c, o, size, kernel, stride, pad)
-    assert f"tcc_a64_f32_{tile}" in _scheduled(model, "aarch64")
+    c, o, size, kernel, stride, pad, tile = case
+    model, out = _conv_model(c, o, size, kernel, stride, pad)
+    kept = core == "cortex_a55" and kernel == 1 and out % 8 in (0, out)
+    text = _scheduled(model, target)
+    assert (f"tcc_a64_f32_{tile}" in text and text.count(f"_{core}") > 0) != kept, tile
     x = np.random.default_rng(1).standard_normal((1, c, size, size)).astype(np.float32)
-    so = tvm_compile.compile_onnx(model, "aarch64", tmp_path / "conv.so", {"x": [1, c, size, size]})
-    got = tvm_run.run_module(so, "aarch64", x)[0][0]
+    so = tvm_compile.compile_onnx(model, target, tmp_path / "conv.so", {"x": [1, c, size, size]})
+    got = tvm_run.run_module(so, target, x)[0][0]
     np.testing.assert_allclose(got, run(model, x), atol=1e-5, rtol=1e-5)
 
 
-def test_the_a55_class_and_arm_a7_keep_window_reduction():
-    """The kernel's form is written for the A53's issue: aarch64-dotprod (the A55 class) and ARMv7 do not take it,
-    and no conv is widened there."""
+def test_armv7_keeps_window_reduction():
+    """The kernel is AArch64's: arm-a7 takes none, and widens no conv."""
     model, _ = _conv_model(3, 8, 28, 3, 2, 0)
-    for target in ("aarch64-dotprod", "arm-a7"):
-        text = _scheduled(model, target)
-        assert "tcc_a64_f32" not in text and "T.int64(14)" not in text
+    text = _scheduled(model, "arm-a7")
+    assert "tcc_a64_f32" not in text and "T.int64(14)" not in text
 
 
 def test_widths_rounded_up_only_where_no_tile_divides_them():
