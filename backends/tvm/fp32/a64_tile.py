@@ -1,15 +1,15 @@
-"""An FP32 dense conv's register tile on AArch64 in assembly, scheduled for the in-order Cortex-A53: a tile of pixels
-x output channels summed over the conv's whole window (rows x columns x input channels) by one call.
+"""An FP32 dense conv's register tile on AArch64 in assembly, scheduled for the in-order Cortex-A53 and A55: a tile of
+pixels x output channels summed over the conv's whole window (rows x columns x input channels) by one call.
 
 LLVM's code for WindowReduction's tile (8 pixels x 8 channels, one input value broadcast against two vectors of
 weights per step) ran at 2.3-2.7 estimated A53 cycles per instruction: unrolled by two steps, it put an
 accumulator's next `fmla` 7 instructions after its last (the A53 model's `fmla` latency is 10) and each scalar
 input's load right before its use. Here, per 4 steps of the window's run (its columns x input channels, contiguous
-in NHWC): each pixel's 4 inputs in one `ldr q` and `fmla` by element on lanes 0-3, so that an input load serves 4
-steps; all of a run's loads before its `fmla`s (in the A53 model a load behind an `fmla` waits to write back after
-it); the `fmla`s in pixel-major order (an accumulator every `pixels x vectors` instructions). The weights stay in HWIO:
-the step's vectors at the tile's first channel, `out_channels` floats a step further on (a post-incrementing
-`ld1`). Steps past the last whole 4 (a 7 x 3 run: 21) load one input a pixel (`ldr s`).
+in NHWC): each pixel's 4 inputs in one `ldr q` (the A55: two `ldr d`) and `fmla` by element on their lanes; the
+loads of a run placed for the core's issue (RUN_FORMS: the A53's all first, the A55's in 64-bit halves between
+the `fmla`s); the `fmla`s in pixel-major order (an accumulator every `pixels x vectors` instructions). The weights
+stay in HWIO: the step's vectors at the tile's first channel, `out_channels` floats a step further on (`ld1`, post-
+incremented). Steps past the last whole 4 (a 7 x 3 run: 21) load one input a pixel (`ldr s`).
 
 The summation order is TOPI's, (row, column, input channel) with one fused multiply-add a step, as WindowReduction's
 vectorized code computes it: the same sums up to FMA contraction. The kernel is a function of LLVM IR (`llvm_ir`)
