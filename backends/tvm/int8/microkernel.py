@@ -12,6 +12,10 @@ all its input channels by one call.
   in registers and added to the tile's sums in memory (the TensorIntrin's C += A B). The same products in the
   same int16 lanes (codes 8 h + 2 l + j of a step on lane l) as the step intrinsic, summed in int32: bit for bit
   its sums. DDSNet arm-a7 INT8: 102.5 M -> 93.0 M executed instructions (docs/notes/arm-dot-microkernel.md).
+  The products of several channels are held at once, each in its own register (`_Dot16Registers`: a channel
+  pair's with 2 pixels, the second pair's weights loaded after the first pair's last use; all 4 channels' with 1),
+  so that their multiply, accumulate and widen chains overlap on an in-order core: DDSNet arm-a7 INT8 239.7 M ->
+  189.0 M estimated cycles, the same instructions (docs/notes/arm-cycle-estimate.md).
 - **AArch64 with the dot product** (`sdot`; 1, 2 or 4 pixels x 1 to 4 vectors of 4 channels). The broadcast
   intrinsic read each pixel's 4 codes of a step with an `ld1r` (and an address addition); here each pixel's 16
   codes of 4 steps come in one `ldr q` at an immediate offset, and `sdot` by element takes the step's 4 of them,
@@ -19,8 +23,9 @@ all its input channels by one call.
   as it is: `sdot` adds into its lanes exactly). DDSNet aarch64-dotprod: 45.4 M -> 39.0 M (the stem through
   im2col rows of 16-code blocks).
 - **AArch64 without it** (ARMv8.0: the dot form, 2 to 4 pixels x 4 channels): ARMv7's loop in `smull` / `smlal2`
-  / `sadalp`, the pixels at immediate offsets, `saddlp` on the first step, `addp` for the lane sums. One-pixel
-  tiles keep LLVM's code (FastNet's executed more in the kernel).
+  / `sadalp`, the pixels at immediate offsets, `saddlp` on the first step, `addp` for the lane sums, products in
+  v8-v15 (4 channels at once up to 2 pixels, a pair beyond). One-pixel tiles keep LLVM's code (FastNet's executed
+  more in the kernel).
 
 The kernel is a function of LLVM IR (`llvm_ir`) that TVM links into the module (`pragma_import_llvm` on the
 conv's loop) and inlines; the TensorIntrin (`tile_intrin`) calls it on a tile's input rows, packed weights
@@ -111,19 +116,10 @@ def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
     return None
 
 
-# The dot form's operands and instructions per ISA: pixel p's codes 0..7 / 8..15, channel c's weights likewise, the
-# products (int16 lanes), (p, c)'s 4 partial lanes (int32); widening multiply of the low halves, of the high halves,
-# its accumulating twin, the lanes' first pairwise add, the accumulating one, the loop's branch. Registers: ARMv7
-# pixel p in q{p}, channel c in q{2 + c}, products q6 / q7, partial lanes q{8 + 4 p + c}; AArch64 v{p}, v{4 + c},
-# v{8 + p}, v{16 + 4 p + c}.
+# The dot form's instructions per ISA: widening multiply of the low halves, of the high halves, its accumulating
+# twin, the lanes' first pairwise add, the accumulating one, the loop's branch (registers: `_Dot16Registers`)
 _DOT16: dict[str, dict[str, Any]] = {
     "armv7": dict(
-        a_lo=lambda p: f"d{2 * p}",
-        a_hi=lambda p: f"d{2 * p + 1}",
-        w_lo=lambda c: f"d{4 + 2 * c}",
-        w_hi=lambda c: f"d{5 + 2 * c}",
-        prod=lambda p: f"q{6 + p}",
-        acc=lambda p, c: f"q{8 + 4 * p + c}",
         mull="vmull.s8",
         mull_hi="vmull.s8",
         mlal_hi="vmlal.s8",
@@ -132,12 +128,6 @@ _DOT16: dict[str, dict[str, Any]] = {
         branch="bne",
     ),
     "aarch64": dict(
-        a_lo=lambda p: f"v{p}.8b",
-        a_hi=lambda p: f"v{p}.16b",
-        w_lo=lambda c: f"v{4 + c}.8b",
-        w_hi=lambda c: f"v{4 + c}.16b",
-        prod=lambda p: f"v{8 + p}.8h",
-        acc=lambda p, c: f"v{16 + 4 * p + c}.4s",
         mull="smull",
         mull_hi="smull2",
         mlal_hi="smlal2",
@@ -148,9 +138,43 @@ _DOT16: dict[str, dict[str, Any]] = {
 }
 
 
+class _Dot16Registers:
+    """The dot form's registers for a tile: pixel p's codes 0..7 / 8..15, channel c's weights likewise, the product
+    (int16 lanes) of (p, c), (p, c)'s 4 partial lanes (int32), and `group`: the channels whose products are held at
+    once, each in a register of its own so that their multiply-adds and widenings are independent chains. ARMv7
+    (16 q registers): pixel p in q{p}, partial lanes q{8 + 4 p + c}; 2 pixels: one channel pair's weights at a
+    time in q2 / q3 (the other pair's loaded after the first's last use, `_next_weights`), products q4-q7; 1
+    pixel: the 4 channels' weights in q2-q5, products q6, q7, q12, q13. AArch64: v{p}, v{4 + c}, partial lanes
+    v{16 + 4 p + c}, products in v8-v15 (4 channels at once up to 2 pixels, a pair beyond)."""
+
+    def __init__(self, t: Tile):
+        self.t = t
+        self.group = 4 if t.pixels <= 2 and not (t.arch == "armv7" and t.pixels == 2) else 2
+
+    def a(self, half: str, p: int) -> str:
+        if self.t.arch == "aarch64":
+            return f"v{p}.{'8b' if half == 'lo' else '16b'}"
+        return f"d{2 * p + (half == 'hi')}"
+
+    def w(self, half: str, c: int) -> str:
+        if self.t.arch == "aarch64":
+            return f"v{4 + c}.{'8b' if half == 'lo' else '16b'}"
+        slot = c % 2 if self.group == 2 else c
+        return f"d{4 + 2 * slot + (half == 'hi')}"
+
+    def prod(self, p: int, c: int) -> str:
+        if self.t.arch == "aarch64":
+            return f"v{8 + (4 * p + c if self.group == 4 else 4 * (c % 2) + p)}.8h"
+        return f"q{4 + 2 * (c % 2) + p}" if self.group == 2 else f"q{(6, 7, 12, 13)[c]}"
+
+    def acc(self, p: int, c: int) -> str:
+        return f"v{16 + 4 * p + c}.4s" if self.t.arch == "aarch64" else f"q{8 + 4 * p + c}"
+
+
 def _dot16_loads(t: Tile) -> list[str]:
-    """A step's loads: the pixels' 16 codes (ARMv7 by register post-increments, +stride then 16 - stride: `vld1` has
-    no offset addressing; AArch64 at immediate offsets), the 4 channels' 64 weight codes."""
+    """A step's first loads: the pixels' 16 codes (ARMv7 by register post-increments, +stride then 16 - stride:
+    `vld1` has no offset addressing; AArch64 at immediate offsets), the weight codes of the 4 channels (AArch64) or
+    of the first 2 (ARMv7: its 16 q registers hold one pair's, `_next_weights` loads the other)."""
     if t.arch == "aarch64":
         return [
             *(f"ldr q{p}, [$0, #{p * t.stride}]" for p in range(t.pixels)),
@@ -158,32 +182,42 @@ def _dot16_loads(t: Tile) -> list[str]:
             "ld1 {v4.16b, v5.16b, v6.16b, v7.16b}, [$1], #64",
         ]
     pixels = ["vld1.8 {d0-d1}, [$0], $8", "vld1.8 {d2-d3}, [$0], $9"] if t.pixels == 2 else ["vld1.8 {d0-d1}, [$0]!"]
-    return [*pixels, "vld1.8 {d4-d7}, [$1]!", "vld1.8 {d8-d11}, [$1]!"]
+    return [*pixels, "vld1.8 {d4-d7}, [$1]!", *([] if t.pixels == 2 else ["vld1.8 {d8-d11}, [$1]!"])]
+
+
+def _next_weights(t: Tile, first: int) -> list[str]:
+    """ARMv7 with 2 pixels, after the first channel pair's last weight read: the second pair's 32 weight codes."""
+    return ["vld1.8 {d4-d7}, [$1]!"] if t.arch == "armv7" and t.pixels == 2 and first == 0 else []
 
 
 def _dot16_step(t: Tile, first: bool) -> list[str]:
-    """One step of 16 codes: the loads, then per channel and pixel the products widened into the partial lanes
-    (the first step starts them, so that no zeroing is needed)."""
-    r, pixels = _DOT16[t.arch], range(t.pixels)
-    start = r["start"] if first else r["add"]
+    """One step of 16 codes: the loads, then per group of channels (`_Dot16Registers`) the products of its pixels
+    and channels widened into the partial lanes (the first step starts them, so that no zeroing is needed). With one
+    product register per pixel, as before, each channel's chain waited on the last: DDSNet's stem on arm-a7 took
+    89 estimated cycles a step, 60 with a pair's 4 chains (docs/notes/arm-cycle-estimate.md)."""
+    r, regs, ops = _Dot16Registers(t), range(t.pixels), _DOT16[t.arch]
+    start = ops["start"] if first else ops["add"]
+
+    def multiply(op: str, half: str, c: int, p: int) -> str:
+        return f"{ops[op]} {r.prod(p, c)}, {r.a(half, p)}, {r.w(half, c)}"
+
+    def widen(op: str, c: int, p: int) -> str:
+        return f"{op} {r.acc(p, c)}, {r.prod(p, c)}"
+
     lines = _dot16_loads(t)
-    for c in range(4):
-        acc = lambda p: r["acc"](p, c)  # noqa: E731, B023 (used within the iteration)
+    for first_channel in range(0, 4, r.group):
+        products = [(c, p) for c in range(first_channel, first_channel + r.group) for p in regs]
         if t.pairs:  # each half widened on its own: two -128 x -128 products would overflow an int16 lane
-            for p in pixels:
-                lines += [
-                    f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}",
-                    f"{start} {acc(p)}, {r['prod'](p)}",
-                ]
-            for p in pixels:
-                lines += [
-                    f"{r['mull_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}",
-                    f"{r['add']} {acc(p)}, {r['prod'](p)}",
-                ]
+            lines += [multiply("mull", "lo", c, p) for c, p in products]
+            lines += [widen(start, c, p) for c, p in products]
+            lines += [multiply("mull_hi", "hi", c, p) for c, p in products]
+            lines += _next_weights(t, first_channel)
+            lines += [widen(ops["add"], c, p) for c, p in products]
         else:
-            lines += [f"{r['mull']} {r['prod'](p)}, {r['a_lo'](p)}, {r['w_lo'](c)}" for p in pixels]
-            lines += [f"{r['mlal_hi']} {r['prod'](p)}, {r['a_hi'](p)}, {r['w_hi'](c)}" for p in pixels]
-            lines += [f"{start} {acc(p)}, {r['prod'](p)}" for p in pixels]
+            lines += [multiply("mull", "lo", c, p) for c, p in products]
+            lines += [multiply("mlal_hi", "hi", c, p) for c, p in products]
+            lines += _next_weights(t, first_channel)
+            lines += [widen(start, c, p) for c, p in products]
     return lines
 
 
@@ -211,7 +245,7 @@ def _dot16_assembly(t: Tile) -> list[str]:
                 "vst1.32 {d0-d1}, [$3]!",
             ]
         else:
-            a = [_DOT16["aarch64"]["acc"](p, c) for c in range(4)]
+            a = [_Dot16Registers(t).acc(p, c) for c in range(4)]
             lines += [
                 f"addp v0.4s, {a[0]}, {a[1]}",
                 f"addp v1.4s, {a[2]}, {a[3]}",
@@ -315,7 +349,12 @@ def llvm_ir(t: Tile) -> str:
     steps of 16 codes (ARMv7) or blocks of 16 input channels (AArch64), stride: the input's pixel stride."""
     asm = _sdot_assembly(t) if t.group == 4 else _dot16_assembly(t)
     if t.arch == "armv7":  # the count as it is; the pixel stride and its way back in registers
-        regs, count, operands = [f"d{i}" for i in range(16 + 8 * t.pixels)], "i32 %count", "i32 %stride, i32 %back"
+        # through q13 (d27) with 1 pixel (products q12, q13), all 16 q registers with 2
+        regs, count, operands = (
+            [f"d{i}" for i in range(28 if t.pixels == 1 else 32)],
+            "i32 %count",
+            "i32 %stride, i32 %back",
+        )
         prologue, constraints = "  %back = sub i32 16, %stride\n", "=r,=r,=r,=r,0,1,2,3,r,r"
     else:  # a 64-bit count; the stride is in the offsets
         regs, count, operands = [f"v{i}" for i in range(32)] + list(BASE_REGISTERS), "i64 %blocks", ""
