@@ -10,18 +10,7 @@ from dataclasses import dataclass
 from tvm import ir, sym, tirx
 
 from ..fp32 import a64_tile
-from .loops import (
-    Rule,
-    WriteBack,
-    attempt,
-    block_domain,
-    crop_of,
-    fuse_epilogue,
-    is_aarch64,
-    is_reduction,
-    parallelize,
-    vectorize_spatial,
-)
+from . import loops
 
 # (vectors of 4 channels, most pixels) of the tiles tried, best first: 8 pixels x 8 channels loads 16 registers per
 # 64 `fmla` (8 pixels' inputs, 4 steps x 2 weight vectors), 8 x 4 loads 12 per 32; fewer than 8 accumulators wait
@@ -32,7 +21,7 @@ MIN_ACCUMULATORS = 8
 
 def takes(target) -> bool:
     """Whether the target's FP32 dense convs take the kernel (`A64FloatConv`, passes/whole_tiles.py)."""
-    return is_aarch64(target) and core_of(target) in a64_tile.RUN_FORMS
+    return loops.is_aarch64(target) and core_of(target) in a64_tile.RUN_FORMS
 
 
 def core_of(target) -> str:
@@ -94,7 +83,7 @@ def conv_geometry(sch, conv) -> ConvGeometry | None:
         return None
     kh, kw, c, o = (int(d) for d in weight.source.shape)
     shape = [int(d) for d in data.source.shape]
-    _, _, width, out_channels, *_ = block_domain(sch, conv)
+    _, _, width, out_channels, *_ = loops.block_domain(sch, conv)
     if out_channels != o:
         return None
     return ConvGeometry(kh, kw, c, stride, shape[2] * shape[3], width, o)
@@ -115,14 +104,14 @@ def choose_tile(g: ConvGeometry, core: str = "cortex-a53") -> a64_tile.FloatTile
     return None
 
 
-class A64FloatConv(Rule):
+class A64FloatConv(loops.Rule):
     """An AArch64 FP32 dense conv (`conv_geometry`) whose tile the assembly kernel takes (`choose_tile`): tiles of
     pixels x channels, rows in parallel, each tile's sums over the whole window by one kernel call."""
 
     def schedule(self, sch, blocks, simd) -> bool:
         if not takes(self.target):
             return False
-        reductions = [b for b in blocks if is_reduction(sch, b)]
+        reductions = [b for b in blocks if loops.is_reduction(sch, b)]
         if len(reductions) != 1:
             return False
         conv = reductions[0]
@@ -132,17 +121,17 @@ class A64FloatConv(Rule):
             return False
         names = [sch.get(b).name_hint for b in blocks]
         at = names.index(sch.get(conv).name_hint)
-        widened = crop_of(sch, conv, names, at) is not None
+        widened = loops.crop_of(sch, conv, names, at) is not None
         if tile.rows == tile.cols == 1 and not widened and not a64_tile.RUN_FORMS[tile.core].pointwise:
             return False
         for b in blocks[:at]:  # padding, written once as a pass of its own
-            vectorize_spatial(sch, b, simd)
+            loops.vectorize_spatial(sch, b, simd)
         n, y, x, co, *window = sch.get_loops(conv)
         x_out, x_in = sch.split(x, [None, tile.pixels])
         c_out, c_in = sch.split(co, [None, 4 * tile.vectors])
         sch.reorder(n, y, x_out, c_out, x_in, c_in, *window)
-        done = fuse_epilogue(sch, conv, names, at, c_out, WriteBack(True, 4, "global", vectors_outer=True))
-        parallelize(sch, [n, y])
+        done = loops.fuse_epilogue(sch, conv, names, at, c_out, loops.WriteBack(True, 4, "global", vectors_outer=True))
+        loops.parallelize(sch, [n, y])
         init = sch.decompose_reduction(conv, x_in)
         if tile.rows == tile.cols == 1:  # as the TensorIntrin describes a 1 x 1 window
             sch.fuse(*sch.get_loops(conv)[-3:])
@@ -152,5 +141,5 @@ class A64FloatConv(Rule):
         sch.annotate(c_out, a64_tile.IMPORT_PRAGMA, a64_tile.llvm_ir(tile))
         for name in names[at + 1 :]:  # consumers that could not be fused into the write-back
             if name in done:
-                attempt(lambda name=name: vectorize_spatial(sch, sch.get_sblock(name), simd))
+                loops.attempt(lambda name=name: loops.vectorize_spatial(sch, sch.get_sblock(name), simd))
         return True
