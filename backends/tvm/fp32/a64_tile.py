@@ -143,10 +143,10 @@ def _paired_run(t: FloatTile, r: _Registers) -> list[str]:
     between step 0's `fmla`s; steps 0 and 1's weights in `ld1` as on the A53."""
     lines = [r.weights(0), r.weights(1)]
     lines += [_load(8, f"d{16 + p}", "x10", p * t.pixel_bytes) for p in range(t.pixels)]
-    halves = [line for step in (2, 3) for line in r.weight_halves(step)]
-    for i, fmla in enumerate(r.step(0, 0)):
+    halves, step0 = [line for step in (2, 3) for line in r.weight_halves(step)], r.step(0, 0)
+    for i, fmla in enumerate(step0):
         lines += [fmla, *halves[i : i + 1]]
-    lines += halves[len(r.step(0, 0)) :]
+    lines += halves[len(step0) :]
     step1 = r.step(1, 1)
     for p in range(t.pixels):
         lines += step1[p * t.vectors : (p + 1) * t.vectors]

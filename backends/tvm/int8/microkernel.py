@@ -149,7 +149,7 @@ class _Dot16Registers:
 
     def __init__(self, t: Tile):
         self.t = t
-        self.group = 4 if t.pixels <= 2 and not (t.arch == "armv7" and t.pixels == 2) else 2
+        self.group = 2 if t.pixels > 2 or (t.arch, t.pixels) == ("armv7", 2) else 4
 
     def a(self, half: str, p: int) -> str:
         if self.t.arch == "aarch64":
