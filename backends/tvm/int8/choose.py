@@ -119,10 +119,12 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
     if few:
         # a width with no divisor <= the dot form's pixel tile (FastNet's 127 and 31) leaves it one pixel of 4
         # channels, a sum of partial lanes per output: there the broadcast form (1 pixel x 16 channels, no lane
-        # sums) on the same im2col copy executes fewer instructions; on even widths, and on dense layers of 16
-        # input channels and more, more (docs/notes/fastnet-odd-widths.md)
+        # sums) on the same im2col copy executes fewer instructions (docs/notes/fastnet-odd-widths.md); where the
+        # micro-kernel takes the copy it is padded to whole 2-pixel tiles instead, which executes more but takes
+        # fewer cycles on the in-order core (FastNet's stem, arm-a7: docs/notes/arm-cycle-estimate.md, part 7)
+        reduction = -(-shape.kh * shape.kw * shape.c // dot.group) * dot.group
         one_pixel = all(shape.out_hw[1] % p for p in range(2, dot.tile[0] + 1))
-        return (broadcast if one_pixel else dot), True
+        return (broadcast if one_pixel and not microkernel.pads_im2col(dot, reduction) else dot), True
     return broadcast, False
 
 

@@ -29,7 +29,8 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     """The 1 x 1 conv on the im2col copy: one pixel's window (kh, kw, c) padded to a multiple of the step (for
     AArch64's `sdot`, 4 codes, and one block of 16 at least: its micro-kernel's loop runs whole blocks, then the
     steps left); on AArch64 its width rounded up to whole tiles (`sdot`'s micro-kernel: `microkernel.padded_width`;
-    ARMv8.0's broadcast form: its kernel's pixels), the conv cropped after."""
+    ARMv8.0's broadcast form: its kernel's pixels), on ARMv7 to whole 2-pixel tiles of the dot form's micro-kernel
+    where it takes the copy (`microkernel.pads_im2col`), the conv cropped after."""
     oh, ow = shape.out_hw
     reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
     if k.instruction == "sdot":  # and the width in whole tiles of pixels (cropped after the conv)
@@ -38,6 +39,8 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
         # ARMv8.0's broadcast form (a width with no divisor up to its tile's pixels, choose.dot_form): whole tiles
         # of them too (ARMv7's 2-pixel tiles executed more that way, not there: docs/notes/aarch64-dot-kernels.md)
         ow = microkernel.padded_width(ow, k.tile[0])
+    elif microkernel.pads_im2col(k, reduction):  # ARMv7's dot form: whole tiles of its micro-kernel's 2 pixels
+        ow = microkernel.padded_width(ow, microkernel.MAX_PIXELS["armv7"])
     return ConvShape(shape.n, oh, ow, reduction, shape.co, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1))
 
 

@@ -61,6 +61,7 @@ from tcc.quant.intgraph.qtypes import QGraph, QNode, QParams, storage_dtype
 from tcc.quant.table.file import CalibrationTable
 
 from ..isa import tvm_target
+from . import quantize_rgb
 from .choose import dot_kernel, reciprocal_division
 from .codes import _Codes
 from .islands import island_function
@@ -103,9 +104,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
                 if p is None:  # only float islands read the input
                     env[qg.input] = x
                 else:
-                    func = self.bb.add_func(quantize_input_primfunc(dims, p, self.reciprocal), "tcc_quantize_input")
-                    codes = self.emit(relax.call_tir(func, [x], relax.TensorType(dims, p.dtype)))
-                    env[qg.input] = _Codes(self.nhwc(codes), p)
+                    env[qg.input] = self.quantize_input(x, dims, p)
                 self.pool_readers = pooled_outputs(qg, self.kernel)
                 self.pooled_accs = {}
                 self.amx_pools = {}
@@ -120,6 +119,17 @@ class RelaxLowering(WeightedLowering, Interpreter):
         if qg.islands:  # the islands' imported functions, inlined into main (and then dropped)
             mod = self.relax.transform.DeadCodeElimination(["main"])(self.relax.transform.InlinePrivateFunctions()(mod))
         return mod
+
+    def quantize_input(self, x, dims, p: QParams) -> _Codes:
+        """The graph input's codes, channels last: ARMv7's RGB kernel where it applies (quantize_rgb.py; the
+        division by multiply-adds is ARMv7's), else `quantize_input_primfunc` and the transpose."""
+        relax = self.relax
+        if self.reciprocal and quantize_rgb.applies(dims, p):
+            n, c, h, w = dims
+            func = self.bb.add_func(quantize_rgb.quantize_rgb_primfunc(dims, p), "tcc_quantize_input")
+            return _Codes(self.emit(relax.call_tir(func, [x], relax.TensorType([n, h, w, c], p.dtype))), p)
+        func = self.bb.add_func(quantize_input_primfunc(dims, p, self.reciprocal), "tcc_quantize_input")
+        return _Codes(self.nhwc(self.emit(relax.call_tir(func, [x], relax.TensorType(dims, p.dtype)))), p)
 
     # ------------------------------------------------------------------------------------------ elementwise
     def add(self, n: QNode, a: _Codes, b: _Codes) -> list:

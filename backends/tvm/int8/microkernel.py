@@ -29,7 +29,8 @@ all its input channels by one call.
 
 The kernel is a function of LLVM IR (`llvm_ir`) that TVM links into the module (`pragma_import_llvm` on the
 conv's loop) and inlines; the TensorIntrin (`tile_intrin`) calls it on a tile's input rows, packed weights
-([steps, channels, codes of a step], `compute.pack_weights`'s layout) and int32 sums [pixels, channels]."""
+([steps, channels, codes of a step], `compute.pack_weights`'s layout) and int32 sums [pixels, channels] (on ARMv7
+a part of a wider write-back's, its pixels a row apart: schedule.int8_rules.MICROKERNEL_CALLS)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from typing import Any
 from ..asm import IMPORT_PRAGMA, addressable
 from .kernels import TILE_SCOPE, ConvShape, DotKernel
 
-__all__ = ["IMPORT_PRAGMA", "Tile", "addressable", "llvm_ir", "padded_width", "tile_intrin", "tile_of"]
+__all__ = ["IMPORT_PRAGMA", "Tile", "addressable", "llvm_ir", "padded_width", "pads_im2col", "tile_intrin", "tile_of"]
 MAX_PIXELS = {"armv7": 2, "aarch64": 4}  # accumulators, operands: ARMv7's 16 q registers, AArch64's 32
 BLOCK = 16  # input codes per loop iteration (ARMv7: one step; AArch64: 4 steps of `sdot`)
 
@@ -82,6 +83,12 @@ def padded_width(width: int, pixels: int = MAX_PIXELS["aarch64"]) -> int:
     width with no divisor up to 4 (FastNet's 127) left it one-pixel tiles, which load the tile's weights once per
     pixel."""
     return -(-width // pixels) * pixels
+
+
+def pads_im2col(k: DotKernel, reduction: int) -> bool:
+    """Whether an im2col copy of `reduction` codes a pixel is padded to whole tiles of ARMv7's dot-form
+    micro-kernel (2 pixels; it takes two blocks of 16 codes at least, `tile_of`)."""
+    return k.arch == "armv7" and k.form == "dot" and reduction % BLOCK == 0 and reduction >= 2 * BLOCK
 
 
 def tile_of(k: DotKernel, shape: ConvShape) -> Tile | None:
@@ -224,7 +231,8 @@ def _dot16_step(t: Tile, first: bool) -> list[str]:
 def _dot16_assembly(t: Tile) -> list[str]:
     """The dot form: the first step, the loop over the others (steps >= 2), then per pixel its 4 channels' lanes
     summed (ARMv7 `vpadd`, AArch64 `addp`) and added to its sums. Operands: $0 input, $1 weights, $2 steps, $3 sums
-    (each advanced; $4 to $7 are the same, tied); ARMv7 also $8 the pixel stride, $9 16 - stride."""
+    (each advanced; $4 to $7 are the same, tied); ARMv7 also $8 the pixel stride, $9 16 - stride and with 2
+    pixels $10 the sums' pixel stride in bytes (a tile's sums may be a part of a wider tile's: `tile_intrin`)."""
     lines = [
         *_dot16_step(t, first=True),
         "subs $2, $2, #1",
@@ -242,7 +250,7 @@ def _dot16_assembly(t: Tile) -> list[str]:
                 "vpadd.i32 d1, d2, d3",
                 "vld1.32 {d2-d3}, [$3]",
                 "vadd.i32 q0, q0, q1",
-                "vst1.32 {d0-d1}, [$3]!",
+                "vst1.32 {d0-d1}, [$3], $10" if t.pixels > 1 else "vst1.32 {d0-d1}, [$3]!",
             ]
         else:
             a = [_Dot16Registers(t).acc(p, c) for c in range(4)]
@@ -345,17 +353,19 @@ def _sdot_tail(t: Tile, vectors: int) -> list[str]:
 
 
 def llvm_ir(t: Tile) -> str:
-    """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights, i32 count, i32 stride), returning 0; count:
-    steps of 16 codes (ARMv7) or blocks of 16 input channels (AArch64), stride: the input's pixel stride."""
+    """The kernel as LLVM IR: i32 f(ptr sums, ptr input, ptr weights, i32 count, i32 stride, i32 row), returning 0;
+    count: steps of 16 codes (ARMv7) or blocks of 16 input channels (AArch64), stride: the input's pixel stride,
+    row: the sums' pixel stride (ARMv7; AArch64's are the tile's own, compact)."""
     asm = _sdot_assembly(t) if t.group == 4 else _dot16_assembly(t)
     if t.arch == "armv7":  # the count as it is; the pixel stride and its way back in registers
         # through q13 (d27) with 1 pixel (products q12, q13), all 16 q registers with 2
         regs, count, operands = (
             [f"d{i}" for i in range(28 if t.pixels == 1 else 32)],
             "i32 %count",
-            "i32 %stride, i32 %back",
+            "i32 %stride, i32 %back" + (", i32 %row_bytes" if t.pixels > 1 else ""),
         )
-        prologue, constraints = "  %back = sub i32 16, %stride\n", "=r,=r,=r,=r,0,1,2,3,r,r"
+        prologue = "  %back = sub i32 16, %stride\n" + ("  %row_bytes = shl i32 %row, 2\n" if t.pixels > 1 else "")
+        constraints = "=r,=r,=r,=r,0,1,2,3,r,r" + (",r" if t.pixels > 1 else "")
     else:  # a 64-bit count; the stride is in the offsets
         regs, count, operands = [f"v{i}" for i in range(32)] + list(BASE_REGISTERS), "i64 %blocks", ""
         prologue, constraints = "  %blocks = zext i32 %count to i64\n", "=r,=r,=r,=r,0,1,2,3"
@@ -363,7 +373,7 @@ def llvm_ir(t: Tile) -> str:
     args = ", ".join(a for a in ("ptr %input, ptr %weights", count, "ptr %sums", operands) if a)
     text = "\\0A".join(asm)  # LLVM IR's escaped newline
     return (
-        f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights, i32 %count, i32 %stride) #0 {{\n"
+        f"define i32 @{t.name}(ptr %sums, ptr %input, ptr %weights, i32 %count, i32 %stride, i32 %row) #0 {{\n"
         "entry:\n"
         f"{prologue}"
         f'  %r = call {{ ptr, ptr, {count.split()[0]}, ptr }} asm sideeffect "{text}", '
@@ -397,12 +407,17 @@ def _tile_func(t: Tile, K: int, call: bool):
     from tvm.script import tirx as T  # deferred: TVM loads where a PrimFunc is built
 
     P, C, G, S, fn = t.pixels, t.channels, t.group, K // t.group, t.name
+    strided = t.arch == "armv7"  # ARMv7's sums may be a part of a wider tile's (the kernel's `row`)
 
     @T.prim_func(s_tir=True)
     def func(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (P, K), "int8", offset_factor=1)
         B = T.match_buffer(b, (S, C, G), "int8", offset_factor=1)
-        Acc = T.match_buffer(c, (P, C), "int32", offset_factor=1, scope=TILE_SCOPE)
+        row = T.int64()
+        if strided:
+            Acc = T.match_buffer(c, (P, C), "int32", offset_factor=1, scope=TILE_SCOPE, strides=[row, 1])
+        else:
+            Acc = T.match_buffer(c, (P, C), "int32", offset_factor=1, scope=TILE_SCOPE)
         with T.sblock("root"):
             T.reads(Acc[0:P, 0:C], A[0:P, 0:K], B[0:S, 0:C, 0:G])
             T.writes(Acc[0:P, 0:C])
@@ -416,6 +431,7 @@ def _tile_func(t: Tile, K: int, call: bool):
                         B.access_ptr("r"),
                         T.int32(K // 16),
                         T.int32(K),
+                        T.Cast("int32", row) if strided else T.int32(C),
                     )
                 )
             elif P == 1:

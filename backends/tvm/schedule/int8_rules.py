@@ -41,6 +41,13 @@ from .tiles import largest_divisor, neon_epilogue_lanes
 X86_ROW_TILE_ACCUMULATORS = 24
 
 
+# ARMv7's micro-kernel tiles are 4 channels wide (its 16 q registers); up to this many calls fill one write-back,
+# whose requantization then runs on 16-lane vectors, its codes narrowed and stored 16 at a time: FastNet arm-a7 INT8
+# 110.6 M -> 104.7 M estimated cycles, DDSNet 186.8 M -> 180.2 M (2 calls: 109.4 M; 8: 104.2 M and 184.6 M;
+# docs/notes/arm-cycle-estimate.md, part 7)
+MICROKERNEL_CALLS = {"armv7": 4}
+
+
 class Int8DotConv(Rule):
     """The dense INT8 conv of backends/tvm/int8/kernels.py (block `tcc_dot_conv`, its kernel in an annotation)
     with its epilogue (bias, requantization): a register tile of pixels x vectors of output channels (the
@@ -99,9 +106,10 @@ class Int8DotConv(Rule):
     @staticmethod
     def _microkernel(sch, names, conv, tile: microkernel.Tile) -> bool:
         """An ARM micro-kernel's tile (int8/microkernel.py): pixels x channels summed over the whole reduction by
-        one call, its sums in registers; the epilogue applied to them vector by vector (one vector's requantization
-        parameters at a time), through the crop where the conv is computed wider than its output (CROP_BLOCK: the
-        crop's stores past the width skipped, the tiles whole)."""
+        one call (ARMv7: by MICROKERNEL_CALLS calls, each on 4 of the tile's channels), its sums in registers; the
+        epilogue applied to them vector by vector (one vector's requantization parameters at a time), through the
+        crop where the conv is computed wider than its output (CROP_BLOCK: the crop's stores past the width
+        skipped, the tiles whole)."""
         at = names.index(CONV_BLOCK)
         crop = crop_of(sch, conv, names, at)
         domain = block_domain(sch, sch.get_sblock(crop) if crop else conv)[:4]
@@ -110,9 +118,10 @@ class Int8DotConv(Rule):
             return False
         n, y, x, co, *_ = sch.get_loops(conv)
         x_out, x_in = sch.split(x, [None, tile.pixels])
-        c_out, c_in = sch.split(co, [None, tile.channels])
-        sch.reorder(n, y, x_out, c_out, x_in, c_in)
-        lanes = neon_epilogue_lanes(tile.channels)
+        calls = largest_divisor(loop_extent(sch, co) // tile.channels, MICROKERNEL_CALLS.get(tile.arch, 1))
+        c_out, c_mid, c_in = sch.split(co, [None, calls, tile.channels])
+        sch.reorder(n, y, x_out, c_out, c_mid, x_in, c_in)
+        lanes = neon_epilogue_lanes(tile.channels * calls)
         fuse_epilogue(sch, conv, names, at, c_out, WriteBack(True, lanes, TILE_SCOPE, vectors_outer=True))
         parallelize(sch, [n, y])
         init = sch.decompose_reduction(conv, x_in)
@@ -120,6 +129,7 @@ class Int8DotConv(Rule):
         sch.vectorize(sch.get_loops(init)[-1])
         # a one-pixel tile's block has no pixel iterator: its loop of extent 1 is not part of the intrinsic
         sch.tensorize(x_in if tile.pixels > 1 else c_in, microkernel.tile_intrin(tile))
+        sch.unroll(c_mid)
         sch.annotate(c_out, microkernel.IMPORT_PRAGMA, microkernel.llvm_ir(tile))
         return True
 

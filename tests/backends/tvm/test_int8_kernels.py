@@ -16,7 +16,7 @@ tvm = pytest.importorskip("tvm")
 
 from tcc.backends.tvm import compile as tvm_compile
 from tcc.backends.tvm import runner as tvm_run
-from tcc.backends.tvm.int8 import choose, compute
+from tcc.backends.tvm.int8 import choose, compute, microkernel
 from tcc.backends.tvm.int8 import kernels as kn
 from tcc.backends.tvm.int8.lower import RelaxLowering
 from tcc.backends.tvm.int8.variants import depthwise_rows, depthwise_taps, windows
@@ -551,15 +551,22 @@ def test_arm_depthwise_unrolls_its_taps(target, width, unrolled):
     assert taps == {tap: tap in unrolled for tap in ("ky", "kx")}, loops
 
 
-@pytest.mark.parametrize("size, form", [(224, "dot"), (256, "broadcast")])  # outputs 112 and 127 pixels wide
-def test_arm_stem_takes_the_broadcast_form_on_an_odd_width(size, form):
-    """A 3 x 3 s2 stem on RGB reads an im2col copy; on an odd output width (FastNet's 127: one-pixel tiles) the
-    broadcast kernel takes it (no partial-lane sums), on an even one the dot form's two-pixel tiles."""
-    shape = kn.ConvShape(1, size, size, 3, 64, 3, 3, (2, 2), (0,) * 4 if size == 256 else (1,) * 4, (1, 1))
+@pytest.mark.parametrize(
+    "size, channels, form, width",
+    [(224, 3, "dot", 112), (256, 3, "dot", 128), (256, 1, "broadcast", 127)],  # outputs 112 and 127 pixels wide
+)
+def test_arm_stem_im2col_form(size, channels, form, width):
+    """A 3 x 3 s2 stem reads an im2col copy. Where the dot form's micro-kernel takes the copy (two blocks of 16
+    codes at least: RGB's 27 in 32), the dot form, on a copy padded to whole 2-pixel tiles (FastNet's 127 -> 128,
+    cropped after: fewer estimated cycles than the broadcast form's one-pixel tiles); a grey stem's 9 codes (one
+    block) on an odd width: the broadcast kernel (one-pixel tiles, no partial-lane sums)."""
+    shape = kn.ConvShape(1, size, size, channels, 64, 3, 3, (2, 2), (0,) * 4 if size == 256 else (1,) * 4, (1, 1))
     kernel, im2col = choose.dot_form(shape, kn.KERNELS["tcc_dot_neon_s8"])
-    assert im2col and kernel.form == form and shape.out_hw[1] == {224: 112, 256: 127}[size]
+    assert im2col and kernel.form == form
     flat = compute.im2col_shape(shape, kernel)
-    assert flat.c % kernel.step == 0 and flat.c - 27 < kernel.step and choose.supports(flat, kernel) is None
+    assert flat.w == width and flat.out_hw[1] == width
+    assert flat.c % kernel.group == 0 and flat.c - 9 * channels < kernel.step and choose.supports(flat, kernel) is None
+    assert (microkernel.tile_of(kernel, flat) is not None) == (form == "dot")
 
 
 def _add_case(rng, signed_a: bool, signed_b: bool):
@@ -642,6 +649,8 @@ def test_add_in_int32_lanes_bit_exact_on_every_pair_of_codes(target, tmp_path):
         ]
     ]
     + [
+        ("arm-a7", 2, 8, 32, 64, "tcc_dot_neon_dot16", 7),  # FastNet's stem: 4 calls a write-back, cropped
+        ("arm-a7", 1, 5, 32, 16, "tcc_dot_neon_dot16", None),
         ("aarch64-dotprod", 4, 8, 28, 16, "tcc_dot_a64_sdot", 7),
         ("aarch64-dotprod", 4, 16, 576, 8, "tcc_dot_a64_sdot", 13),
     ],
@@ -654,7 +663,8 @@ def test_arm_dot_microkernel_bit_exact(target, pixels, width, channels, out_chan
     after its blocks (148 codes: an im2col'd 7 x 7 x 3 window; pixel strides past `ldur`'s reach; 1,500 codes: a
     fourth pixel past what a pointer's `add` reaches, so two pixels a tile), its accumulators started from a
     bias; computed wider than its output and cropped (`crop`: an im2col copy of padded width, the last tile's
-    stores past the width skipped)."""
+    stores past the width skipped); on ARMv7 up to 4 calls of 4 channels filling one write-back (the sums' pixel
+    stride that of the wider tile)."""
     skip_unless_runtime(target)
     from tvm import relax, s_tir, te
 

@@ -124,3 +124,62 @@ def test_compiled_quantize_matches_reference(target, p, tmp_path):
         np.testing.assert_array_equal(outs[0].astype(np.int64), want, err_msg=f"{target} {name}")
         got_nan[name] = tvm_run.run_module(so, target, [nan])[0][0].reshape(-1)[-1]
     assert len(set(got_nan.values())) == 1, got_nan
+
+
+# ---------------------------------------------------------------------------------------------- ARMv7 RGB kernel
+def test_rgb_kernel_applies():
+    """One static RGB image of whole 8-pixel passes, 8-bit codes clamped only to their type, the quotient's bounds;
+    else the PrimFunc's form (a width of 12, a grey image, a batch of 2, a ReLU-like clamp, 16-bit codes)."""
+    from tcc.backends.tvm.int8.quantize_rgb import applies
+
+    u8, s8 = QParams(1 / 255, 0, 0, 255), QParams(0.0173, 11, -128, 127)
+    assert applies([1, 3, 224, 224], u8) and applies([1, 3, 16, 8], s8)
+    assert not applies([1, 3, 16, 12], u8)
+    assert not applies([1, 1, 16, 16], u8)
+    assert not applies([2, 3, 16, 16], u8)
+    assert not applies([1, 3, 16, 16], QParams(1 / 255, 0, 10, 255))
+    assert not applies([1, 3, 16, 16], QParams(0.01, 0, -32768, 32767))
+    assert not applies([1, 3, 16, 16], QParams(2.0**-110, 0, 0, 255))
+
+
+def _rgb_module(shape, p: QParams):
+    """main(x) = ARMv7's RGB kernel's codes (channels last), as the lowering calls it."""
+    from tvm import relax
+
+    from tcc.backends.tvm.int8.quantize_rgb import quantize_rgb_primfunc
+
+    n, c, h, w = shape
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            func = bb.add_func(quantize_rgb_primfunc(shape, p), "tcc_quantize_input")
+            gv = bb.emit_output(bb.emit(relax.call_tir(func, [x], relax.TensorType([n, h, w, c], p.dtype))))
+        bb.emit_func_output(gv)
+    return bb.get()
+
+
+@pytest.mark.parametrize(
+    "p", [QParams(1 / 255, 0, 0, 255), QParams(0.0173, 11, -128, 127), QParams(0.05, -7, -128, 127)]
+)
+def test_rgb_kernel_matches_reference(p, tmp_path):
+    """The assembly loop under qemu (Cortex-A7) gives the reference's codes at every tie, past both bounds, for
+    infinities and subnormals, on several rows (the planes' pointers advance by rows); a NaN gives the zero point's
+    code (the reference leaves it undefined)."""
+    pytest.importorskip("tvm")
+    from tcc.backends.tvm import compile as tvm_compile
+    from tcc.backends.tvm import runner as tvm_run
+
+    skip_unless_runtime("arm-a7")
+    x = _inputs(p, 16)
+    with np.errstate(over="ignore"):  # 3e38 / s: infinite, clamped
+        want = quantize_input(x, p).transpose(0, 2, 3, 1)
+    so = tvm_compile.compile_module(_rgb_module(list(x.shape), p), "arm-a7", tmp_path / "rgb.so", IEEE)
+    nan = x.copy()
+    nan[0, 1, -1, 5] = np.nan
+    outs, _ = tvm_run.run_module(so, "arm-a7", [x])
+    np.testing.assert_array_equal(outs[0].astype(np.int64), want)
+    got = tvm_run.run_module(so, "arm-a7", [nan])[0][0].astype(np.int64)
+    assert got[0, -1, 5, 1] == p.zp
+    got[0, -1, 5, 1] = want[0, -1, 5, 1]
+    np.testing.assert_array_equal(got, want)
