@@ -109,32 +109,60 @@ class SearchResult:
     layers: dict[str, LayerResult]
 
 
-def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
-    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent."""
-    g, o, k = wg.shape
-    a64 = a_q.astype(np.float64)  # [G, R, K]
-    gram = np.matmul(a64.transpose(0, 2, 1), a64)  # [G, K, K]
-    colsum = a64.sum(axis=1)  # [G, K]
-    y64 = y_fp.astype(np.float64)  # [G, R, O]
-    bfp = np.matmul(y64.transpose(0, 2, 1), a64)  # [G, O, K]
-    b = np.zeros((g, o)) if bias is None else bias.reshape(g, o).astype(np.float64)
-    ysum = y64.sum(axis=1)  # [G, O]
-    r = a_q.shape[1]
-    cands = np.concatenate([s_w.reshape(g, o)[None], s0_w.reshape(g, o)[None] * factors[:, None, None]])  # [F+1,G,O]
-    dots = np.empty(cands.shape)
-    nrms = np.empty(cands.shape)
-    for f in range(len(cands)):
-        wq = fake_quant(wg, cands[f].reshape(g, o, 1), bits=bits).astype(np.float64)
-        dots[f] = np.einsum("gok,gok->go", wq, bfp) + b * ysum
-        gw = np.matmul(wq, gram)  # gram is symmetric
-        nrms[f] = np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", colsum, wq) + r * b * b
-    dots = dots.reshape(len(cands), -1)
-    nrms = np.maximum(nrms.reshape(len(cands), -1), 0.0)
-    choice = np.zeros(g * o, np.int64)  # index 0 = the current scale
+# multiply-adds of one weight step's scan of every factor beyond which it scans coarse to fine (every 4th
+# factor, then each channel's neighbours of its choice): FCN-ResNet50's head, a 3 x 3 conv on 2,048 channels, costs
+# 101 x 512 x 18,432^2 = 1.8e13 through its Gram matrix (docs/notes/calibration-time.md); DDSNet's largest layer
+# 7e8, FastNet's 3.4e9
+WEIGHT_SCAN_BUDGET = 2e11
+COARSE_STRIDE = 4  # as the activation grid's (SearchSettings.stride)
+
+
+class _WeightCosines:
+    """Each output channel's terms of the layer's cosine, y_fp . y_q and |y_q|^2, for candidate weight scales, the
+    input quantized: through the Gram matrix A^T A (K^2 a channel), or `by_rows`, through the sampled rows
+    themselves (R K a channel: cheaper where the reduction K is longer than the rows R)."""
+
+    def __init__(self, a_q, wg, bias, y_fp, by_rows: bool):
+        g, o, k = wg.shape
+        self.wg, self.r = wg, a_q.shape[1]
+        self.a64 = a_q.astype(np.float64)  # [G, R, K]
+        y64 = y_fp.astype(np.float64)  # [G, R, O]
+        self.bfp = np.matmul(y64.transpose(0, 2, 1), self.a64)  # [G, O, K]
+        self.b = np.zeros((g, o)) if bias is None else bias.reshape(g, o).astype(np.float64)
+        self.ysum = y64.sum(axis=1)  # [G, O]
+        self.by_rows = by_rows
+        if not self.by_rows:
+            self.gram = np.matmul(self.a64.transpose(0, 2, 1), self.a64)  # [G, K, K]
+            self.colsum = self.a64.sum(axis=1)  # [G, K]
+
+    def __call__(self, cands: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dots, norms), each [F, G * O], of candidate scales [F, G, O]."""
+        g, o, _ = self.wg.shape
+        b = self.b
+        dots, nrms = np.empty(cands.shape), np.empty(cands.shape)
+        for f in range(len(cands)):
+            wq = fake_quant(self.wg, cands[f].reshape(g, o, 1), bits=bits).astype(np.float64)
+            dots[f] = np.einsum("gok,gok->go", wq, self.bfp) + b * self.ysum
+            if self.by_rows:
+                yq = np.matmul(self.a64, wq.transpose(0, 2, 1))  # [G, R, O]
+                nrms[f] = np.einsum("gro,gro->go", yq, yq) + 2 * b * yq.sum(axis=1) + self.r * b * b
+            else:
+                gw = np.matmul(wq, self.gram)  # gram is symmetric
+                nrms[f] = (
+                    np.einsum("gok,gok->go", wq, gw) + 2 * b * np.einsum("gk,gok->go", self.colsum, wq) + self.r * b * b
+                )
+        return dots.reshape(len(cands), -1), np.maximum(nrms.reshape(len(cands), -1), 0.0)
+
+
+def _ascent(dots: np.ndarray, nrms: np.ndarray) -> np.ndarray:
+    """Each channel's candidate (index into dots / nrms [F, channels]; 0: the current one) by coordinate ascent on
+    the global cosine sum(dots) / sqrt(sum(norms))."""
+    channels = dots.shape[1]
+    choice = np.zeros(channels, np.int64)
     d, n = dots[0].sum(), nrms[0].sum()
     for _sweep in range(2):
         changed = False
-        for ch in range(g * o):
+        for ch in range(channels):
             d_rest = d - dots[choice[ch], ch]
             n_rest = n - nrms[choice[ch], ch]
             dd = d_rest + dots[:, ch]
@@ -147,6 +175,35 @@ def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
             d, n = d_rest + dots[choice[ch], ch], n_rest + nrms[choice[ch], ch]
         if not changed:
             break
+    return choice
+
+
+def _weight_step(a_q, wg, bias, y_fp, s_w, s0_w, factors, bits=8):
+    """Choose per-channel weight scales among s0_w * factors (and the current s_w): exact coordinate ascent. Where
+    scanning every factor through the Gram matrix would cost more than WEIGHT_SCAN_BUDGET multiply-adds, through
+    the rows where they are fewer than the reduction, and every COARSE_STRIDE-th factor first, then each channel's
+    factors within COARSE_STRIDE of its choice, the ascent over both."""
+    g, o, k = wg.shape
+    r = a_q.shape[1]
+    s0 = s0_w.reshape(g, o)
+    full = np.concatenate([s_w.reshape(g, o)[None], s0[None] * factors[:, None, None]])  # [F+1, G, O]
+    if len(full) * g * o * k * k <= WEIGHT_SCAN_BUDGET:
+        cands = full
+        dots, nrms = _WeightCosines(a_q, wg, bias, y_fp, by_rows=False)(cands, bits)
+    else:  # a large layer: its rows where they are fewer than its reduction, coarse to fine
+        cosines = _WeightCosines(a_q, wg, bias, y_fp, by_rows=k > r)
+        stride = COARSE_STRIDE
+        coarse = np.concatenate([full[:1], full[1::stride]])
+        dots, nrms = cosines(coarse, bits)
+        chosen = coarse.reshape(len(coarse), -1)[_ascent(dots, nrms), np.arange(g * o)]  # [G * O]
+        at = np.abs(np.log(full[1:].reshape(len(factors), -1) / chosen)).argmin(axis=0)  # each channel's factor
+        near = [d for d in range(1 - stride, stride) if d]
+        index = np.clip(at[None] + np.array(near)[:, None], 0, len(factors) - 1)  # [len(near), G * O]
+        fine = (s0.reshape(-1)[None] * factors[index]).reshape(len(near), g, o)
+        fine_dots, fine_nrms = cosines(fine, bits)
+        cands = np.concatenate([coarse, fine])
+        dots, nrms = np.concatenate([dots, fine_dots]), np.concatenate([nrms, fine_nrms])
+    choice = _ascent(dots, nrms)
     return cands.reshape(len(cands), -1)[choice, np.arange(g * o)].reshape(s_w.shape).astype(np.float32)
 
 
