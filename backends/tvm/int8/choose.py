@@ -122,9 +122,8 @@ def dot_form(shape: ConvShape, k: DotKernel) -> tuple[DotKernel, bool]:
         # sums) on the same im2col copy executes fewer instructions (docs/notes/fastnet-odd-widths.md); where the
         # micro-kernel takes the copy it is padded to whole 2-pixel tiles instead, which executes more but takes
         # fewer cycles on the in-order core (FastNet's stem, arm-a7: docs/notes/arm-cycle-estimate.md, part 7)
-        reduction = -(-shape.kh * shape.kw * shape.c // dot.group) * dot.group
         one_pixel = all(shape.out_hw[1] % p for p in range(2, dot.tile[0] + 1))
-        return (broadcast if one_pixel and not microkernel.pads_im2col(dot, reduction) else dot), True
+        return (broadcast if one_pixel and not microkernel.pads_im2col(dot, shape.window_codes(dot)) else dot), True
     return broadcast, False
 
 

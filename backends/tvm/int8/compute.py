@@ -32,7 +32,7 @@ def im2col_shape(shape: ConvShape, k: DotKernel) -> ConvShape:
     ARMv8.0's broadcast form: its kernel's pixels), on ARMv7 to whole 2-pixel tiles of the dot form's micro-kernel
     where it takes the copy (`microkernel.pads_im2col`), the conv cropped after."""
     oh, ow = shape.out_hw
-    reduction = -(-shape.kh * shape.kw * shape.c // k.group) * k.group
+    reduction = shape.window_codes(k)
     if k.instruction == "sdot":  # and the width in whole tiles of pixels (cropped after the conv)
         reduction, ow = max(reduction, microkernel.BLOCK), microkernel.padded_width(ow)
     elif k.arch == "aarch64" and k.form == "broadcast":

@@ -195,6 +195,10 @@ class ConvShape:
             (self.w + pl + pr - dw * (self.kw - 1) - 1) // sw + 1,
         )
 
+    def window_codes(self, k: DotKernel) -> int:
+        """One pixel's window (kh, kw, c) in whole groups of the kernel's codes: an im2col copy's row."""
+        return -(-self.kh * self.kw * self.c // k.group) * k.group
+
     def flat(self, k: DotKernel) -> bool:
         """Steps along the flattened (x, channel) row of the window: input channels not a multiple of the step."""
         return self.c % k.step != 0 and k.form != "dot"
