@@ -487,6 +487,21 @@ def _check_pad(v: NodeView) -> str | None:
     return None
 
 
+def _check_conv_transpose(v: NodeView) -> str | None:
+    """A transposed conv the integer kind computes natively (the NPUs' rules, whose toolchains take ConvTranspose):
+    one group, no dilation, its pads stated (the other forms stay float: `conv_transpose_float`)."""
+    wrong = _check_conv(v)
+    if wrong:
+        return wrong
+    if int(v.attrs.get("group", 1)) != 1:
+        return "a grouped transposed conv: its weight's output-channel axis holds one group's channels"
+    if any(int(d) != 1 for d in v.attrs.get("dilations", [1, 1])):
+        return "a dilated transposed conv"
+    if "output_shape" in v.attrs:
+        return "output_shape instead of pads"
+    return None
+
+
 def _check_instancenorm(v: NodeView) -> str | None:
     if v.rank(v.inputs[0]) not in (3, 4) or any(i not in v.constants for i in v.inputs[1:]):
         return "an NCHW or NCL input and a constant scale and bias"
@@ -942,13 +957,30 @@ INT_OPS: dict[str, IntOp] = {
             _check_resize_interpolating,
             lowerings=frozenset({TFLITE}),
         ),
+        # the NPUs' rules keep a transposed conv one node (their toolchains take ConvTranspose); the other rules
+        # compute it as the integer conv of its stride's phases (tcc.passes.conv_transpose), so this kind never
+        # reaches TVM's lowering, nor TFLite's at int8 (its method is the FP32 TRANSPOSE_CONV)
         IntOp(
             "conv_transpose",
+            Role.WEIGHTED,
+            ("ConvTranspose",),
+            "transposed convolution kept one node (the NPUs' rules): int8 "
+            "weights per output channel ([C_in, C_out, k_h, k_w], axis 1), the zero-point-free input codes scattered "
+            "through them into an int32 accumulator with the int32 bias, requantized per channel",
+            _check_conv_transpose,
+            # (a ReLU after it stays a clamp: the activation marks are made before the other rules' phase rewrite,
+            # which puts the interleave between the phase conv and the ReLU)
+            fields=_weighted_fields,
+            weight_layout="IOHW",
+            lowerings=ALL_LOWERINGS - {TVM},
+        ),
+        IntOp(
+            "conv_transpose_float",
             Role.FLOAT,
             ("ConvTranspose",),
-            "transposed convolution where the rules keep it one (the NPUs': their "
-            "toolchains take ConvTranspose): a float island; elsewhere the graph the rules quantize computes it as "
-            "the integer conv of its stride's phases (tcc.passes.conv_transpose)",
+            "a grouped or dilated transposed convolution where the rules "
+            "keep it one node: a float island; elsewhere the graph the rules quantize computes a grouped one as the "
+            "integer conv of its stride's phases (tcc.passes.conv_transpose)",
             _check_conv,
             lowerings=frozenset({TFLITE}),
             fields=_weighted_fields,

@@ -184,6 +184,11 @@ class Spatial:
         """TRANSPOSE_CONV (VALID) into its full output, output_padding's rows and columns included, then the window
         of the graph's output cut by the pads (STRIDED_SLICE) where there are any."""
         a = n.attrs
+        if n.name in self.qnodes:  # the tflite rules compute it as the conv of its phases (tcc.passes.conv_transpose)
+            raise BuildError(
+                f"TFLite: transposed conv {n.name!r} is an integer node of a table made under other rules than "
+                "TFLite's (the NPUs' keep it one node): calibrate for tflite"
+            )
         if int(a.get("group", 1)) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
             raise BuildError(
                 f"TFLite: transposed conv {n.name!r} is grouped or dilated: TFLite's TRANSPOSE_CONV takes neither"
@@ -210,6 +215,8 @@ class Spatial:
         size = self.const(f"{n.name}/size", np.array(out_shape, np.int32), "int32")
         self.m.operator("SLICE", [whole.index, begin, size], [y.index])
         return [y]
+
+    conv_transpose_float = conv_transpose  # grouped or dilated: refused above, as TRANSPOSE_CONV takes neither
 
     def instancenorm(self, n: INode, x: Value) -> list:
         """`normalized` over the positions (NHWC: H and W; [N, C, L]: L), then the per-channel affine."""

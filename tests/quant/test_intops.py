@@ -45,11 +45,14 @@ def test_every_interpreter_implements_exactly_its_kinds():
     from tcc.train.qat.quant_points import QatPlanner
 
     integer = {k for k, op in INT_OPS.items() if op.role is not Role.FLOAT}
-    for cls in (Quantizer, Reference, RelaxLowering, QatPlanner):
+    for cls in (Quantizer, Reference, QatPlanner):
         assert {k for k in INT_OPS if callable(getattr(cls, k, None))} == integer
+    # a transposed conv reaches TVM's INT8 graph as the conv of its phases (TargetRules.transposed_conv_as_conv)
+    assert {k for k in INT_OPS if callable(getattr(RelaxLowering, k, None))} == integer - {"conv_transpose"}
     # TFLite's int8 builtins take no window sums: its INT8 graph runs the conv before the pool (TargetRules.pooled_conv)
     assert {k for k in INT_OPS if callable(getattr(TfliteLowering, k, None))} == set(INT_OPS) - {"pooled_conv"}
-    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, TVM, QDQ))
+    assert all(supported(k, lw) for k in integer for lw in (REFERENCE, QDQ))
+    assert all(supported(k, TVM) for k in integer - {"conv_transpose"})
     assert supported("softmax", TVM) and supported("softmax", TFLITE)
     with pytest.raises(TypeError, match=r"lists \['split'\] without a method"):
         type("Partial", (Reference,), {"split": None})
@@ -83,6 +86,7 @@ def test_placement_reads_its_candidates_and_costs_off_the_kind():
     assert placeable == {
         "conv",
         "pooled_conv",
+        "conv_transpose",
         "gemm",
         "add",
         "add_constant",
@@ -240,7 +244,8 @@ PLAN_CI = (
 )
 
 
-SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "conv_transpose", "instancenorm", "sub", "div"}
+SPATIAL = {"resize_nearest", "resize_bilinear", "resize", "pad", "instancenorm", "sub", "div"}
+SPATIAL |= {"conv_transpose", "conv_transpose_float"}  # kept one node under the NPUs' rules only
 IN_USE = set(INT_OPS) - {"clamp", "layernorm", "channel_scale", "global_max_pool", "reduce_mean", "l2_normalize"}
 IN_USE -= SPATIAL
 

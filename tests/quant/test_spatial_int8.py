@@ -1,6 +1,7 @@
 """INT8 of dense prediction's spatial ops (issue 70): the integer op table's `resize_nearest` and `pad` (moves of
 codes), `resize_bilinear` (exact integer weights), a transposed conv as the integer conv of its phases
-(tcc.passes.conv_transpose), and `resize` / `conv_transpose` / `instancenorm` (float only: islands). A small U-Net
+(tcc.passes.conv_transpose), or kept one integer node under the NPUs' rules (`conv_transpose`), and `resize` /
+`instancenorm` (float only: islands). A small U-Net
 (instance norm, transposed conv, reflect pad, bilinear upsampling to a skip's size, nearest upsampling) and a model
 of odd resizes (non-integer factors, align_corners, a stated scale, round_prefer_ceil, edge and constant padding,
 MONAI's 3 x 3 / 2 transposed conv, a bicubic resize: a float island)
@@ -26,6 +27,7 @@ from tcc.intops import INT_OPS, QDQ, TFLITE, TVM, Role, supported
 from tcc.ops.spatial import linear_rational
 from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.reference import bilinear_codes
+from tests.helpers import REPO
 from tests.helpers.cli import int8_build_argv
 from tests.helpers.onnx_util import run
 
@@ -101,8 +103,11 @@ def _build(work, name: str, target: str) -> str:
 def test_the_kinds_and_their_lowerings():
     for kind in ("resize_nearest", "resize_bilinear", "pad"):
         assert all(supported(kind, lowering) for lowering in (TVM, QDQ, TFLITE)), kind
-    for kind in ("resize", "conv_transpose", "instancenorm"):
+    for kind in ("resize", "conv_transpose_float", "instancenorm"):
         assert INT_OPS[kind].role is Role.FLOAT and supported(kind, TFLITE) and not supported(kind, TVM)
+    # kept one node under the NPUs' rules only (the others rewrite it to the conv of its phases first)
+    assert INT_OPS["conv_transpose"].role is Role.WEIGHTED and supported("conv_transpose", QDQ)
+    assert not supported("conv_transpose", TVM)
 
 
 def test_the_plan_takes_every_node(work):
@@ -113,7 +118,7 @@ def test_the_plan_takes_every_node(work):
     assert kinds["deep_up"] == "resize_bilinear" and kinds["near"] == "resize_nearest" and kinds["pad"] == "pad"
     assert kinds["up"] == "conv" and kinds["up/split"] == "reshape" and kinds["norm2"] == "instancenorm"
     npu = {n.name: (n.kind, n.precision) for n in plan(onnx_model, lowering=QDQ, rules="pulsar2").nodes}
-    assert npu["up"] == ("conv_transpose", "float")
+    assert npu["up"] == ("conv_transpose", "int8")
     odd_plan = plan(lower_spec(work / "odd.yaml").onnx, lowering=TVM, rules="tvm")
     odd = {n.name: (n.kind, n.precision) for n in odd_plan.nodes}
     assert odd["up7"] == ("resize", "float")  # bicubic: a float island
@@ -174,3 +179,82 @@ def test_bilinear_integers_round_onnx_runtimes_float_resize(hw, out_hw, coordina
     clear = np.abs(np.abs(exact - np.trunc(exact)) - 0.5) > 1e-3
     assert np.array_equal(ours[clear], (np.sign(exact) * np.floor(np.abs(exact) + 0.5))[clear])
     assert onnx  # the helper builds ONNX models
+
+
+# ---------------------------------------------------------------------------------------------------- conv_transpose
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"strides": [2, 2]},  # U-Net's 2 x 2 / 2
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},  # MONAI's 3 x 3 / 2
+        {"strides": [3, 2], "pads": [0, 2, 1, 0], "output_padding": [2, 1]},  # uneven, asymmetric
+        {"strides": [1, 1], "pads": [1, 1, 1, 1]},
+        {"strides": [2, 2], "dilations": [2, 1], "pads": [2, 0, 1, 1]},
+    ],
+)
+def test_the_integer_transposed_conv_is_pytorchs_on_integers(attrs):
+    """The reference's scatter (`_conv_transpose_int`) against F.conv_transpose2d in float64, whose sums of these
+    integers are exact: equal. PyTorch's padding is symmetric, so asymmetric pads are cut from its unpadded output."""
+    import torch
+    import torch.nn.functional as F
+
+    from tcc.quant.intgraph.reference import _conv_transpose_int
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (2, 5, 6, 7))
+    w = rng.integers(-127, 128, (5, 4, 3, 3))
+    got = _conv_transpose_int(x, w, attrs)
+    sh, sw = attrs["strides"]
+    pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
+    full = F.conv_transpose2d(
+        torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=(sh, sw),
+        dilation=tuple(attrs.get("dilations", [1, 1])), output_padding=tuple(attrs.get("output_padding", [0, 0])),
+    ).numpy()  # fmt: skip
+    assert got.dtype == np.int64 and np.array_equal(got, full[:, :, pt : full.shape[2] - pb, pl : full.shape[3] - pr])
+
+
+def test_the_calibration_reads_a_transposed_conv_as_the_conv_it_equals():
+    """layer_rows of a transposed conv (the zero-inserted input) times grouped_weight (the flipped weight): every
+    output position's values, as ONNX Runtime's ConvTranspose computes them; ungrouped_weight inverts the layout."""
+    from tcc.quant.intgraph.layers import Layer, grouped_weight, layer_output, layer_rows, ungrouped_weight
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 4, 5, 6)).astype(np.float32)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    attrs = {"strides": [2, 2], "pads": [1, 0, 1, 2], "output_padding": [1, 1]}
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)
+    graph = helper.make_graph(
+        [node], "ct", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [onnx.numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    ref = run(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), x)
+    layer = Layer("ct", "ConvTranspose", "x", "w", None, "y", 1, attrs)
+    rows = layer_rows(layer, x, w.shape, 10**9, np.random.default_rng(0))  # every position, shuffled
+    y = layer_output(rows.transpose(1, 0, 2), grouped_weight(layer, w), None)[0]
+    want = ref.transpose(0, 2, 3, 1).reshape(-1, ref.shape[1])
+    assert y.shape == want.shape
+    np.testing.assert_allclose(y[np.lexsort(y.T[::-1])], want[np.lexsort(want.T[::-1])], atol=1e-5)
+    assert np.array_equal(ungrouped_weight(layer, grouped_weight(layer, w), w.shape), w)
+
+
+@pytest.mark.parametrize("target", ["ax620", "ax650"])
+def test_the_npu_kits_take_transposed_convs_in_integers(work, target):
+    """Pulsar v1 keeps no float ops: the zoo U-Net's transposed convs were refused for ax620 before they had an
+    integer kind. Its kit builds from calibration data; on ax650 the QDQ
+    model's ConvTranspose (weights per channel along axis 1) is within one code of the reference, op by op, in ONNX
+    Runtime."""
+    unet = REPO / "spec" / "unet.yaml"
+    spec = [unet, "--set", "image_size=32", "--set", "base=8", "--set", "depth=2"]
+    np.save(work / "unet32.npy", np.random.default_rng(0).random((16, 3, 32, 32)).astype(np.float32))
+    onnx_model = lower_spec(unet, {"image_size": 32, "base": 8, "depth": 2}).onnx
+    graph = plan(onnx_model, lowering=QDQ, rules=target.replace("ax650", "pulsar2"))
+    deconvs = [(n.kind, n.precision) for n in graph.nodes if n.op_type == "ConvTranspose"]
+    assert deconvs == [("conv_transpose", "int8")] * 2
+    out = io.StringIO()
+    argv = int8_build_argv(spec, target, work / f"unet-{target}", "--data", work / "unet32.npy")
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(argv) == 0, out.getvalue()[-2000:]
+    checks = json.loads((work / f"unet-{target}" / "manifest.json").read_text())["target_checks"]
+    assert checks["prediction"]["output_cosine"] > 0.99
+    if target == "ax650":
+        assert checks["qdq"]["passed"] and checks["qdq"]["max_lsb"] <= 1.0

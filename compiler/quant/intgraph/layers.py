@@ -68,8 +68,35 @@ def _conv_geometry(layer: Layer, x_shape: tuple, w_shape: tuple):
     return (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr), (oh, ow)
 
 
+def _as_conv(layer: Layer, x: np.ndarray, w_shape: tuple) -> tuple[Layer, np.ndarray, tuple]:
+    """A transposed conv (one group) as the stride-1 conv it equals: x with s - 1 zeros between its pixels, padded
+    by d (k - 1) - pad at each end (output_padding's rows at the far end; a negative pad cuts), read by the flipped
+    weight [C_out, C_in, k_h, k_w] (`grouped_weight`) at the transposed conv's dilation."""
+    a = layer.attrs
+    (sh, sw), (dh, dw) = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    oph, opw = a.get("output_padding", [0, 0])
+    c_in, c_out, kh, kw = w_shape
+    n, c, h, w = x.shape
+    up = np.zeros((n, c, sh * (h - 1) + 1, sw * (w - 1) + 1), np.float32)
+    up[:, :, ::sh, ::sw] = x
+    ends = [(dh * (kh - 1) - pt, dh * (kh - 1) - pb + oph), (dw * (kw - 1) - pl, dw * (kw - 1) - pr + opw)]
+    up = np.pad(up, [(0, 0), (0, 0)] + [(max(b, 0), max(e, 0)) for b, e in ends])
+    up = up[
+        :,
+        :,
+        max(-ends[0][0], 0) : up.shape[2] - max(-ends[0][1], 0),
+        max(-ends[1][0], 0) : up.shape[3] - max(-ends[1][1], 0),
+    ]
+    conv = Layer(layer.name, "Conv", layer.input, layer.weight, layer.bias, layer.output, 0, {"dilations": [dh, dw]})
+    return conv, up, (c_out, c_in, kh, kw)
+
+
 def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.random.Generator) -> np.ndarray:
-    """im2col rows of input batch `x` at `count` random output positions: [R, groups, K_per_group]."""
+    """im2col rows of input batch `x` at `count` random output positions: [R, groups, K_per_group]; a transposed
+    conv's those of the conv it equals (`_as_conv`)."""
+    if layer.op == "ConvTranspose":
+        layer, x, w_shape = _as_conv(layer, x, w_shape)
     if layer.op == "Conv":
         (kh, kw), (sh, sw), (dh, dw), (pt, pl, pb, pr), (oh, ow) = _conv_geometry(layer, x.shape, w_shape)
         n, c = x.shape[:2]
@@ -97,12 +124,25 @@ def layer_rows(layer: Layer, x: np.ndarray, w_shape: tuple, count: int, rng: np.
 
 
 def grouped_weight(layer: Layer, w: np.ndarray) -> np.ndarray:
-    """The weight as [groups, C_out per group, K per group], output channels in their original order."""
+    """The weight as [groups, C_out per group, K per group], output channels in their original order; a transposed
+    conv's (one group, [C_in, C_out, k_h, k_w]) as the flipped weight of the conv it equals (`_as_conv`)."""
+    if layer.op == "ConvTranspose":
+        return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(1, w.shape[1], -1)
     if layer.op == "Conv":
         groups = int(layer.attrs.get("group", 1))
         return w.reshape(groups, w.shape[0] // groups, -1).astype(np.float32)
     wt = w if layer.w_axis == 0 else w.T  # [C_out, K]
     return wt[None].astype(np.float32)
+
+
+def ungrouped_weight(layer: Layer, wg: np.ndarray, shape: tuple) -> np.ndarray:
+    """`grouped_weight`'s inverse: [groups, C_out per group, K per group] back to the weight's own `shape`."""
+    if layer.op == "ConvTranspose":
+        c_in, c_out, kh, kw = shape
+        return np.ascontiguousarray(wg.reshape(c_out, c_in, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    if layer.op == "Conv":
+        return wg.reshape(shape)
+    return wg[0] if layer.w_axis == 0 else wg[0].T
 
 
 def layer_output(a: np.ndarray, wg: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

@@ -311,6 +311,13 @@ class Quantizer(Interpreter):
         geo = window_geometry(n.attrs["pool"], self.graph.shapes[n.inputs[0]])
         return self._weighted(n, _conv_attrs(n.attrs) | {"pool": geo}, codes, sw, geo["kernel"][0] * geo["kernel"][1])
 
+    def conv_transpose(self, n: INode) -> QNode:
+        """The weight codes in ConvTranspose's own [C_in, C_out, k_h, k_w] layout (scales along axis 1), attrs
+        output_padding beside the conv's."""
+        codes, sw = self.weight_codes(n)
+        attrs = _conv_attrs(n.attrs) | {"output_padding": list(n.attrs.get("output_padding", [0, 0]))}
+        return self._weighted(n, attrs, codes, sw)
+
     def gemm(self, n: INode) -> QNode:
         codes, sw = self.weight_codes(n)
         kn = codes.T if n.w_axis == 0 else codes  # [K, N]

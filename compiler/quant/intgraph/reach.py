@@ -51,7 +51,7 @@ class Reach(Interpreter):
     def conv(self, n, x) -> list:
         return [None] if n.qout[0] is None else self._clamped(n)
 
-    gemm = pooled_conv = conv
+    gemm = pooled_conv = conv_transpose = conv
 
     def add(self, n, *operands) -> list:
         return [(n.add.out.lo, n.add.out.hi)]

@@ -213,6 +213,25 @@ def _conv_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
     return out.reshape(n, co, oh, ow)
 
 
+def _conv_transpose_int(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
+    """Integer NCHW transposed conv (int64 accumulate), one group: input pixel (i, j) times tap (k_h, k_w) of the
+    [C_in, C_out, k_h, k_w] weight lands on the full output's (s_h i + d_h k_h, s_w j + d_w k_w); output_padding
+    appends rows and columns no tap reaches; the pads are cut from the full output's two ends."""
+    n, _, h, wd = x.shape
+    _, co, kh, kw = w.shape
+    sh, sw = attrs.get("strides", [1, 1])
+    dh, dw = attrs.get("dilations", [1, 1])
+    pt, pl, pb, pr = attrs.get("pads", [0, 0, 0, 0])
+    oph, opw = attrs.get("output_padding", [0, 0])
+    full = np.zeros((n, co, sh * (h - 1) + dh * (kh - 1) + 1 + oph, sw * (wd - 1) + dw * (kw - 1) + 1 + opw), np.int64)
+    xi, wi = x.astype(np.int64), w.astype(np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i * dh, i * dh + sh * (h - 1) + 1, sh), slice(j * dw, j * dw + sw * (wd - 1) + 1, sw)
+            full[:, :, rows, cols] += np.einsum("nchw,co->nohw", xi, wi[:, :, i, j])
+    return full[:, :, pt : full.shape[2] - pb, pl : full.shape[3] - pr]
+
+
 def _windows(x: np.ndarray, geo: dict, kind: str, pad_value) -> np.ndarray:
     """Max or sum over the pooling windows of geo (kernel, strides, pads t l b r) of NCHW codes."""
     kh, kw = geo["kernel"]
@@ -276,6 +295,11 @@ class Reference(Interpreter):
         """The conv (as `conv`) on the window sums of zero-point-free codes over attrs "pool" (exact: no rounding),
         its bias at s_in s_w / area and its requantization by s_in s_w / (area s_out) (the quantizer's)."""
         return self._accumulated(n, _conv_int(_windows(x.q - x.zp, n.attrs["pool"], "sum", 0), n.weight, n.attrs))
+
+    def conv_transpose(self, n: QNode, x: QTensor) -> list:
+        """Integer transposed conv of zero-point-free codes with the int8 weight codes ([C_in, C_out, k_h, k_w];
+        attrs: strides, pads, output_padding), int32 bias at s_in * s_w, per-channel requantization."""
+        return self._accumulated(n, _conv_transpose_int(x.q - x.zp, n.weight, n.attrs))
 
     def gemm(self, n: QNode, x: QTensor) -> list:
         """[N, K] zero-point-free codes @ int8 weight codes [K, F], + int32 bias, per-feature requantization."""

@@ -298,7 +298,7 @@ class QdqLowering(Interpreter):
     def _own_op(self, node) -> None:
         """Nothing of its own: the node keeps its float ONNX op, reading and writing through Q/DQ pairs."""
 
-    conv = gemm = _weighted
+    conv = gemm = conv_transpose = _weighted  # a transposed conv's weight per channel along its axis 1
     # its pool's windows summed in float (no Q/DQ pair between: the sums never round to 8 bits), under rules that
     # take the pair as an integer node (tvm: the QDQ form as the reference's fake quantization)
     pooled_conv = _weighted

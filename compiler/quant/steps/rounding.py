@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..intgraph.layers import grouped_weight
+from ..intgraph.layers import grouped_weight, ungrouped_weight
 from ..table.weight_codes import code_range
 
 
@@ -92,8 +92,4 @@ def layer_codes(
     aq = np.ascontiguousarray(quantized_rows.transpose(1, 0, 2))
     wg = grouped_weight(layer, w)
     codes, before, after = optimise(a, aq, wg, np.asarray(s_w, np.float32).reshape(wg.shape[:2]), bits, narrow, sweeps)
-    if layer.op == "Conv":
-        out = codes.reshape(w.shape)
-    else:
-        out = codes[0] if layer.w_axis == 0 else codes[0].T
-    return out.astype(np.int32), before, after
+    return ungrouped_weight(layer, codes, w.shape).astype(np.int32), before, after

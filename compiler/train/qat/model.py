@@ -18,6 +18,7 @@ runs in eval mode: BatchNorm on its running statistics, no dropout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,7 +321,8 @@ def _input_channels(w: torch.Tensor, groups: int) -> torch.Tensor:
 def _transposed_layer(module: nn.ConvTranspose2d, name: str, wq: WeightQuant, where: str) -> Layer:
     """A transposed conv as the integer graph quantizes it, one conv of its stride's phases: each element of its
     [C_in, C_out / g, k_h, k_w] weight is one weight of a phase channel (tcc.passes.conv_transpose.phase_weights,
-    applied to the elements' numbers), quantized at that channel's scale."""
+    applied to the elements' numbers), quantized at that channel's scale; or, where the rules keep it one node, per
+    output channel."""
     from ...passes.conv_transpose import phase_weights  # deferred for start-up: loads onnx_graphsurgeon
 
     strides, groups = module.stride, module.groups
@@ -328,6 +330,12 @@ def _transposed_layer(module: nn.ConvTranspose2d, name: str, wq: WeightQuant, wh
         raise DataError(
             f"{where}: transposed conv {name!r} is dilated or not zero-padded; its phase form takes neither"
         )
+    acc = None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale)
+    if groups == 1 and math.prod(strides) > 1 and wq.scale.shape == (module.out_channels,):
+        # kept one node (the NPUs' rules: intops' `conv_transpose`): a scale and a bias per output channel, the
+        # weight's axis 1; as a phase conv of stride 1, which adds the bias per channel alike
+        scale = torch.from_numpy(wq.scale.reshape(1, -1, 1, 1))
+        return Layer(module, wq, scale, acc, strides=(1, 1))
     numbered = phase_weights(np.arange(1, module.weight.numel() + 1).reshape(module.weight.shape), strides, groups)
     if wq.scale.shape != (len(numbered),):
         raise DataError(
@@ -336,7 +344,6 @@ def _transposed_layer(module: nn.ConvTranspose2d, name: str, wq: WeightQuant, wh
     row = np.empty(module.weight.numel(), np.int64)  # each element's phase channel (0 in `numbered`: a padding tap)
     row[numbered[numbered > 0] - 1] = np.nonzero(numbered)[0]
     scale = torch.from_numpy(wq.scale)[torch.from_numpy(row).reshape(module.weight.shape)]
-    acc = None if wq.acc_scale is None else torch.from_numpy(wq.acc_scale)
     return Layer(module, wq, scale, acc, strides=(strides[0], strides[1]))
 
 

@@ -111,7 +111,9 @@ class QatPlanner(Interpreter):
         self.plan.float_constants.append(n.name)
         self.outputs(n)
 
-    conv = gemm = pooled_conv = weighted  # a pooled conv's window sums are exact: nothing to fake-quantize
+    conv = gemm = pooled_conv = conv_transpose = (
+        weighted  # a pooled conv's window sums are exact: nothing to fake-quantize
+    )
     channel_scale = add_constant = broadcast = float_constant
     add = mul = clamp = max_pool = avg_pool = global_avg_pool = global_max_pool = outputs
     reshape = transpose = resize_nearest = pad = move
