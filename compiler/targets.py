@@ -196,6 +196,14 @@ TARGETS: Mapping[str, Target] = MappingProxyType(
                 rules="ort",
             ),
             Target(
+                "ort-w8",
+                "ort",
+                ("int8",),
+                "ONNX Runtime INT8 QDQ with 8-bit dense weights, for CPUs whose u8 x s8 kernels do not saturate "
+                "(x86 with AVX-VNNI / AVX-512 VNNI, ARM64); built and self-checked on such a CPU",
+                rules="ort-w8",
+            ),
+            Target(
                 "tflite",
                 "tflite",
                 ("fp32", "fp16", "dynamic", "int8"),

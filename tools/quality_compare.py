@@ -110,6 +110,9 @@ CONFIGS.update(
         for name in ("none", "bias_correction")
     }
 )
+# the same under the `ort-w8` rules (`--target ort-w8`: 8-bit dense weights, as ORT's quantize_static writes them),
+# judged on ONNX Runtime's integer kernels like the `ort` rows: exact on the CPUs the target is for (VNNI x86, ARM64)
+CONFIGS.update({f"{name}@ort-w8": {**CONFIGS[name], "target": "ort-w8"} for name in ("default", "auto")})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
@@ -248,12 +251,19 @@ def compare(  # noqa: PLR0913, PLR0915
     for config in configs:
         c = CONFIGS[config]
         wide = {"target": c["rules"], "activation_bits": c["activation_bits"]} if "activation_bits" in c else {}
-        method = c.get("method", "kl+cos")
-        key = json.dumps([c["steps"], wide, method], sort_keys=True)
+        method, target = c.get("method", "kl+cos"), {"target": c["target"]} if "target" in c else {}
+        key = json.dumps([c["steps"], wide, method, target], sort_keys=True)
         if key not in tables:  # "X+place" places the table of "X" (calibration is deterministic)
             t = time.perf_counter()
             table = calibrate_onnx(
-                fp32, cd.array, progress=False, cos_steps=cos_steps, steps=Steps(**c["steps"]), method=method, **wide
+                fp32,
+                cd.array,
+                progress=False,
+                cos_steps=cos_steps,
+                steps=Steps(**c["steps"]),
+                method=method,
+                **wide,
+                **target,
             )
             tables[key] = table, time.perf_counter() - t
         table, secs = tables[key]

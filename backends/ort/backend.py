@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX) and `ort` (FP32 or FP16 with FP32 I/O).
+"""The ONNX Runtime backend: targets `onnx` (portable FP32 ONNX), `ort` (FP32, FP16 with FP32 I/O, INT8 QDQ, dynamic
+INT8) and `ort-w8` (INT8 QDQ with 8-bit dense weights, for CPUs whose u8 x s8 kernels do not saturate).
 
 The artifact is one file, `model.onnx`, serialized deterministically (protobuf field order; no timestamps). Its IR
 version is lowered to the minimum its opset needs, so older runtimes load it. FP16 conversion: ort/fp16.py; the
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tcc.errors import BuildError, SelfCheckError
+from tcc.measure.machine import cpu_model
 from tcc.quant.table.file import load_table
+from tcc.quant.table.rules import RULES
+from tcc.targets import TARGETS
 
 from ..base import Backend, Capabilities, EmitOptions, Exposed
 from ..onnx_runtime import ARTIFACT, PROVIDERS, OrtLoaded, load_bundle, qdq_codes, run_loaded, session_run
@@ -24,7 +29,7 @@ from ..onnx_runtime import ARTIFACT, PROVIDERS, OrtLoaded, load_bundle, qdq_code
 class OrtBackend(Backend):
     capabilities = Capabilities(
         name="ort",
-        targets=("onnx", "ort"),
+        targets=("onnx", "ort", "ort-w8"),
         precisions=("fp32", "fp16", "int8", "dynamic"),
         onnx_ops=None,  # ONNX Runtime implements every standard op; check() still tests each against the opset
         opsets=(11, 21),
@@ -32,6 +37,20 @@ class OrtBackend(Backend):
         int8_lowering="qdq",  # QuantizeLinear / DequantizeLinear around the tensors of the table (tcc.quant.lower.qdq)
         int8_exact=False,  # ORT requantizes with a float multiplier: within LSBs of the fixed-point reference
     )
+
+    def check(self, model, options: EmitOptions) -> None:
+        """Also: 8-bit dense weights (`ort-w8`) are built where ONNX Runtime's u8 x s8 kernels compute them exactly,
+        so that the self-check runs the deployment's arithmetic (refused before any calibration elsewhere)."""
+        super().check(model, options)
+        rules = RULES.get(TARGETS[options.target].rules or "")
+        if options.precision == "int8" and rules is not None and not rules.exact_on_ort_here():
+            raise BuildError(
+                f"target {options.target}: this CPU ({cpu_model()}, {platform.machine()}) has no VNNI, so ONNX "
+                "Runtime's u8 x s8 kernels add two products in a saturating int16 here and 8-bit dense weights can "
+                "come out wrong: the build's self-check would not run the deployment's arithmetic. Build on an x86 "
+                "CPU with AVX-VNNI or AVX-512 VNNI or on ARM64, or use --target ort (7-bit dense weights, exact on "
+                "every CPU); nothing was written"
+            )
 
     def emit(self, model, options: EmitOptions, out_dir: Path) -> list[str]:
         import onnx  # deferred for start-up: tcc's CLI loads every backend

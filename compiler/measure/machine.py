@@ -41,6 +41,17 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def u8s8_exact(flags: set[str] | None = None, arch: str | None = None) -> bool:
+    """Whether ONNX Runtime's u8 x s8 integer kernels (MLAS) sum 8-bit products exactly on this CPU: ARM64 (dot
+    products or widening multiplies) and x86 with AVX-VNNI, AVX-512 VNNI or AMX (VPDPBUSD sums four products into
+    int32). Other x86 CPUs add two products in a saturating int16 (VPMADDUBSW): 255 x (127 + 127) does not fit, so
+    8-bit weights can give silently wrong sums there (the `ort` rules' 7-bit dense weights never do)."""
+    arch = (arch or platform.machine()).lower()
+    if arch in ("aarch64", "arm64"):
+        return True
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & (cpu_flags() if flags is None else flags))
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

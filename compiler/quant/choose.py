@@ -303,7 +303,7 @@ class Judge:
         self.fp32 = run_ort(model, self.x)
 
     def judgement(self, table: CalibrationTable) -> Judgement:
-        if self.rules.name == "ort":
+        if self.rules.exact_on_ort_here():
             got = run_ort(to_qdq(self.model, table), self.x)
         else:
             qgraph, reference = quantize_graph(self.graph, table), Reference()

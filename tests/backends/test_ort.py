@@ -17,8 +17,11 @@ from tcc.backends.ort.fp16 import to_fp16
 from tcc.build import TOLERANCES, build, build_settings
 from tcc.cli.main import main
 from tcc.errors import BuildError
+from tcc.measure.machine import u8s8_exact
 from tests.helpers import FIXTURES, REPO
+from tests.helpers.cli import int8_build_argv
 from tests.helpers.onnx_util import make_model, run
+from tests.helpers.quant_models import tiny_spec_and_data
 
 
 # ---------------------------------------------------------------------------------------------------- registry
@@ -37,7 +40,7 @@ def test_unknown_target_lists_the_known_ones():
 
 def test_capabilities():
     caps = get_backend("ort").capabilities
-    assert caps.name == "ort" and set(caps.targets) == {"onnx", "ort"} and "fp16" in caps.precisions
+    assert caps.name == "ort" and set(caps.targets) == {"onnx", "ort", "ort-w8"} and "fp16" in caps.precisions
     assert caps.runs_here and caps.opsets[0] <= 11 and caps.opsets[1] >= 13
 
 
@@ -144,3 +147,41 @@ def test_predict_artifact_equals_predict_on_the_spec_ddsnet_gc(tmp_path, capsys)
     b = json.loads(capsys.readouterr().out)
     assert a["class"] == b["class"] and a["label"] == b["label"]
     np.testing.assert_allclose(a["logits"], b["logits"], atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- ort-w8
+def test_which_cpus_sum_u8_s8_products_exactly():
+    """MLAS's u8 x s8 kernels: VPDPBUSD (AVX-VNNI, AVX-512 VNNI; AMX's tiles) sums four products into int32; without
+    it VPMADDUBSW adds two in a saturating int16; ARM64's kernels widen or use dot products."""
+    assert not u8s8_exact({"avx2", "fma"}, "x86_64") and not u8s8_exact({"avx512f", "avx512bw"}, "x86_64")
+    assert u8s8_exact({"avx2", "avx_vnni"}, "x86_64") and u8s8_exact({"avx512f", "avx512_vnni"}, "x86_64")
+    assert u8s8_exact(set(), "aarch64")
+
+
+def _dense_weight_reach(bundle) -> int:
+    """The largest |code| of the artifact's 4-D int8 initializers (the conv weights behind DequantizeLinear)."""
+    model = onnx.load(str(bundle / "model.onnx"))
+    codes = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8]
+    return max(int(np.abs(c.astype(np.int64)).max()) for c in codes if c.ndim == 4)
+
+
+@pytest.mark.skipif(not u8s8_exact(), reason="this CPU's ONNX Runtime u8 x s8 kernels saturate (x86 without VNNI)")
+def test_ort_w8_builds_8_bit_dense_weights_self_checked_on_ort(tmp_path):
+    """`--target ort-w8`: the `ort` rules with 8-bit dense weights, ONNX Runtime's integer kernels within one code of
+    the integer reference op by op on this CPU; `--target ort` keeps them within 7 bits."""
+    spec, data = tiny_spec_and_data(tmp_path, 24)
+    for target in ("ort", "ort-w8"):
+        assert main(int8_build_argv([spec], target, tmp_path / target, "--data", data)) == 0
+    manifest = json.loads((tmp_path / "ort-w8" / "manifest.json").read_text())
+    assert manifest["self_check"]["result"]["passed"] and manifest["self_check"]["result"]["per_op"]["max_lsb"] <= 1
+    assert json.loads((tmp_path / "ort-w8" / "calibration.json").read_text())["target"] == "ort-w8"
+    assert _dense_weight_reach(tmp_path / "ort") <= 64 < _dense_weight_reach(tmp_path / "ort-w8") <= 127
+
+
+def test_ort_w8_is_refused_before_any_work_where_the_products_saturate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("tcc.quant.table.rules.u8s8_exact", lambda: False)
+    spec, data = tiny_spec_and_data(tmp_path, 24)
+    assert main(int8_build_argv([spec], "ort-w8", tmp_path / "out", "--data", data)) == 2
+    err = capsys.readouterr().err
+    assert "no VNNI" in err and "--target ort" in err and "nothing was written" in err
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ from ..lower.qdq import to_qdq
 from ..report.quality import per_sample_cosine, run_ort
 from ..table.file import CalibrationTable
 from ..table.placement import WIDENED, float_nodes, placement_doc, with_placement
-from ..table.rules import get_rules
+from ..table.rules import RULES, get_rules
 from .search import FLOAT, WIDE, Remedy, Score, Search, greedy, node_cost, total_cost
 from .speed import speed_nodes
 
@@ -107,9 +107,10 @@ def check_options(options: PlaceOptions, rules: str) -> None:
             raise DataError(f"{flag} {value}: a cosine floor lies in (0, 1]")
     if options.speed not in (None, "ort"):
         raise DataError(f"--speed {options.speed!r}: the speed objective measures ONNX Runtime's kernels ('ort')")
-    if options.speed and rules != "ort":
+    if options.speed and not (rules in RULES and RULES[rules].ort_kernels):
+        ort = ", ".join(name for name, r in RULES.items() if r.ort_kernels)
         raise DataError(
-            "--speed ort measures ONNX Runtime's integer kernels: it applies to tables for the ort rules, "
+            f"--speed ort measures ONNX Runtime's integer kernels: it applies to tables for their rules ({ort}), "
             f"not {rules!r}"
         )
     if options.samples < 1:

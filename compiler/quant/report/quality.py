@@ -391,9 +391,10 @@ def _end_to_end(
     t1 = time.perf_counter()
     fp_out, ref_out = np.concatenate(errors.fp_out), np.concatenate(errors.ref_out)
     models = {"tcc_reference": {"label": "tcc, integer reference", **output_metrics(fp_out, ref_out)}}
-    # ORT's integer kernels need the ORT rules (7-bit dense weights: its AVX2 u8s8 kernels saturate otherwise);
-    # a table for another target runs as float fake-quant there, the values its exact integer kernels give
-    ort_rules = table.target == "ort"
+    # ORT's integer kernels need rules of ORT's kernels that this CPU computes exactly (7-bit dense weights, or 8-bit
+    # ones where u8 x s8 products do not saturate); a table for another target runs as float fake-quant there, the
+    # values its exact integer kernels give
+    ort_rules = table.rules.exact_on_ort_here()
     tcc_ort = run_ort(to_qdq(fp32, table), x, settings.batch_size, optimize=ort_rules)
     models["tcc_ort"] = {
         "label": "tcc QDQ, ORT integer kernels" if ort_rules else "tcc QDQ, ORT float fake-quant",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ...errors import DataError
+from ...measure.machine import u8s8_exact
 from ...targets import TARGETS
 
 ROUNDINGS = {
@@ -93,6 +94,10 @@ class TargetRules:
     # CPU (ORT's `reduce_range`). Depthwise kernels widen to int16 first and do not saturate. u8 weights (zero point
     # 128) avoid it too, through the u8u8 kernels, but are no faster than FP32 (measured: docs/targets/ort.md,
     # 7-bit dense weights).
+    # the QDQ form runs on ONNX Runtime's integer kernels (its QDQ fusions: QLinearConv, QGemm, ...), which
+    # requantize in float: exact (within one code per op) wherever their u8 x s8 products do not saturate
+    # (`exact_on_ort_here`)
+    ort_kernels: bool = False
     rounding: str = "half_even"  # a key of ROUNDINGS
     gemm_rounding: str | None = None  # a linear layer's, where the target's kernel differs (None: `rounding`)
     # the graph input's quantization: x / s rounded half to even (ONNX QuantizeLinear) or half away from zero
@@ -162,6 +167,12 @@ class TargetRules:
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         return 8 if op_type == "Conv" and _depthwise(attrs, weight) else self.dense_weight_bits
 
+    def exact_on_ort_here(self) -> bool:
+        """Whether ONNX Runtime's integer kernels on this machine compute what these rules describe: rules of ORT's
+        kernels whose dense weights keep within 7 bits (exact on every CPU), or 8-bit ones on a CPU whose u8 x s8
+        products do not saturate (tcc.measure.machine.u8s8_exact)."""
+        return self.ort_kernels and (self.dense_weight_bits <= 7 or u8s8_exact())
+
 
 def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
     """A conv with one input channel per group (OIHW weights: I == 1) and more than one group."""
@@ -181,6 +192,7 @@ RULES: dict[str, TargetRules] = {
             ranged=True,
             kernel_rewrites=True,
             dense_weight_bits=7,
+            ort_kernels=True,
             float_kinds=("softmax",),
             pooled_conv=False,
         ),
@@ -306,6 +318,18 @@ RULES["tflite16-i32"] = replace(
     wide=replace(
         RULES["tflite"].wide, rounding="gemmlowp", bias_bits=32, accumulator_bits=32, depthwise=RULES["tflite"].wide
     ),
+)
+
+# ONNX Runtime's QDQ form with 8-bit dense weights, as its own quantize_static writes them by default: for the CPUs
+# whose u8 x s8 kernels sum products exactly (x86 with AVX-VNNI / AVX-512 VNNI / AMX, ARM64), where the `ort` rules'
+# 7-bit dense weights give away one bit of every dense layer. A separate target, so that an artifact never depends on
+# the machine that built it; its build refuses, before any work, to self-check on a CPU that saturates them
+RULES["ort-w8"] = replace(
+    RULES["ort"],
+    name="ort-w8",
+    description="ONNX Runtime QDQ with 8-bit dense weights (`--target ort-w8`), exact on CPUs whose u8 x s8 kernels "
+    "do not saturate (x86 with AVX-VNNI / AVX-512 VNNI, ARM64): the ort rules otherwise",
+    dense_weight_bits=8,
 )
 
 # TFLite with integer builtins only (int8-only runtimes and delegates: LiteRT for Microcontrollers, NPU delegates):
