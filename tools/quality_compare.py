@@ -19,6 +19,8 @@ FP32 on ONNX Runtime, interleaved. `X@w8a16`: W8A16 for real, calibrated under t
 reference bit for bit); `--tvm-latency` then builds and times `--target tflite` on LiteRT's default kernels.
 `X@tflite16i32`: the same with int32 bias (`--target tflite16-i32`: LiteRT's optimized 16x8 CONV_2D and
 FULLY_CONNECTED); `--tvm-latency` times it beside the int64-bias build of the same 16-bit calibration.
+`X@ort-w8`: the config under the `ort-w8` rules (`--target ort-w8`: 8-bit dense weights), judged on ONNX Runtime's
+integer kernels like the plain rows (exact on the CPUs that target is for: VNNI x86, ARM64).
 
 The crops are random squares of the fixture images (../shared/fixtures/ddsnet, one test image per dataset, its
 SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and SC.jpg, HAM10000's image, for Skin),
@@ -112,7 +114,7 @@ CONFIGS.update(
 )
 # the same under the `ort-w8` rules (`--target ort-w8`: 8-bit dense weights, as ORT's quantize_static writes them),
 # judged on ONNX Runtime's integer kernels like the `ort` rows: exact on the CPUs the target is for (VNNI x86, ARM64)
-CONFIGS.update({f"{name}@ort-w8": {**CONFIGS[name], "target": "ort-w8"} for name in ("default", "auto")})
+CONFIGS.update({f"{name}@ort-w8": {**CONFIGS[name], "target": "ort-w8"} for name in ("none", "default", "auto")})
 RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
 
 
