@@ -117,6 +117,10 @@ def test_a_rival_closer_to_fp32_is_a_warning(report):
     assert "worst" in line and "top-1 kept" in line and "mean cosine" not in line, line
     hint = "--method minmax" if report["calibration"]["method"] in ("kl+cos", "kl", "percentile") else "more varied"
     assert hint in line
+    # a table of the ort rules (7-bit dense weights) against ORT's 8-bit model: the target that takes the eighth bit
+    assert ("--target ort-w8" in line) == (report["calibration"]["target"] == "ort"), line
+    r["calibration"]["target"] = "ort-w8"
+    assert "--target ort-w8" not in rival_line(r)
 
 
 def test_top1_agreement_on_a_crafted_case():

@@ -45,6 +45,7 @@ from ..intgraph.qgraph import quantize_graph
 from ..intgraph.reference import Reference
 from ..lower.qdq import to_qdq
 from ..table.file import CalibrationTable, model_sha256
+from ..table.rules import RULES
 from ..table.steps import equalized_model
 from .fidelity import Fidelity
 
@@ -560,6 +561,12 @@ def rival_line(report: dict) -> str | None:
         if method in CLIPPING_METHODS
         else "; calibrate on more, or more varied, data"
     )
+    rules = RULES.get(report["calibration"].get("target"))
+    if rules is not None and rules.ort_kernels and rules.dense_weight_bits < 8:  # quantize_static's are 8-bit
+        hint += (
+            f"; its dense weights have 8 bits, this table's {rules.dense_weight_bits} (exact on every CPU): for a "
+            "deployment on x86 with VNNI or on ARM64, --target ort-w8 takes the eighth bit"
+        )
     return f"WARNING: {best['label']} is closer to FP32 than this table on these samples: {'; '.join(lost)}{hint}"
 
 
