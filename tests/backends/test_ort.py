@@ -185,3 +185,31 @@ def test_ort_w8_is_refused_before_any_work_where_the_products_saturate(tmp_path,
     err = capsys.readouterr().err
     assert "no VNNI" in err and "--target ort" in err and "nothing was written" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not u8s8_exact(), reason="the x86 side needs u8 x s8 kernels that do not saturate (VNNI)")
+def test_ort_w8_on_arm64_onnx_runtime_equals_the_vnni_hosts(tmp_path):
+    """The registry's aarch64 ONNX Runtime wheel under qemu (the peers' sysroot, tcc.benchmark.peers), on an
+    A53-class core (no dot product: widening multiplies) and an A55-class one (dot product), computes an `ort-w8`
+    bundle's output bit for bit as this VNNI host's: ARM64 is one of the CPUs the target is for. Inputs pushed to
+    the top codes, where a saturating int16 pair sum would show."""
+    import shutil
+    import subprocess
+
+    from tcc.benchmark.peers import guest, sysroot
+
+    for tool in ("qemu-aarch64", "apt-get"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} missing")
+    spec, data = tiny_spec_and_data(tmp_path, 24)
+    assert main(int8_build_argv([spec], "ort-w8", tmp_path / "b", "--data", data)) == 0
+    x = np.abs(np.random.default_rng(5).standard_normal((4, 3, 16, 16))).astype(np.float32) * 4
+    np.save(tmp_path / "x.npy", x)
+    host = run(onnx.load(str(tmp_path / "b" / "model.onnx")), x)
+    for core in ("a53", "a55"):
+        python = sysroot.view(core) / "usr" / "bin" / "python3.11"
+        out = tmp_path / f"y-{core}.npy"
+        argv = [*sysroot.qemu_prefix(core), str(python), guest.__file__, "ort", str(tmp_path / "b" / "model.onnx")]
+        subprocess.run([*argv, str(tmp_path / "x.npy"), str(out), "0"], check=True, capture_output=True)
+        assert np.array_equal(np.load(out), host), core
