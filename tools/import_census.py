@@ -6,9 +6,10 @@ random BN statistics give nearly the same output for every input, and a cosine t
 torch.onnx.export (opset 17); then
 - `tcc import MODEL.onnx` (refused up front, or a spec), and the spec's PyTorch lowering on held-out crops against
   ONNX Runtime on the original file: max |difference| within 1e-4 x max(1, max |output|);
-- `tcc build MODEL.onnx --target ort --precision int8 --data CALIB` (32 crops: the fewest that let the method and
-  the steps be chosen per model), judged on 64 others (`--judged`) against the FP32 original: mean output cosine with
-  its standard error, the worst, and argmax agreement (per pixel for a dense output). With seeded weights a
+- `tcc build MODEL.onnx --target ort --precision int8 --data CALIB` (or `--target ort-w8`: 8-bit dense weights, as
+  quantize_static's; 32 crops: the fewest that let the method and the steps be chosen per model), judged on 64
+  others (`--judged`) against the FP32 original: mean output cosine with its standard error, the worst, and argmax
+  agreement (per pixel for a dense output). With seeded weights a
   5-logit output's per-sample cosine spreads widely: on 8 crops two quantizations of LCNet within 0.005 of each
   other on 128 crops read 0.66 and 0.83 (docs/notes/asymmetric-activations.md);
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
@@ -191,8 +192,8 @@ def _metrics(fp32: np.ndarray, int8: np.ndarray) -> dict:
     return output_metrics(fp32, int8) | {"cosine_se": round(float(cos.std(ddof=1) / np.sqrt(len(cos))), 5)}
 
 
-def census(entry: Entry, work: Path, judged_n: int = JUDGED) -> dict:
-    """One model's row: import, prediction, INT8 against the rival."""
+def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort") -> dict:
+    """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`) against the rival."""
     row: dict = {"name": entry.name, "source": entry.source, "size": entry.size}
     try:
         model = seeded_with_natural_statistics(entry)
@@ -230,7 +231,7 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED) -> dict:
         "build",
         path,
         "--target",
-        "ort",
+        target,
         "--precision",
         "int8",
         "--data",
@@ -309,6 +310,13 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, help="input height = width for every model (default: each model's)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--judged", type=int, default=JUDGED, help=f"crops each INT8 model is judged on (default {JUDGED})")
+    p.add_argument(
+        "--target",
+        choices=("ort", "ort-w8"),
+        default="ort",
+        help="tcc's INT8 target: ort (7-bit dense weights), or ort-w8 (8-bit, as quantize_static's; needs a CPU "
+        "with VNNI or ARM64)",
+    )
     args = p.parse_args(argv)
     known = {e.name: e for e in MODELS}
     unknown = [n for n in args.names if n not in known]
@@ -322,7 +330,7 @@ def main(argv=None) -> int:
     for entry in entries:
         with tempfile.TemporaryDirectory(prefix=f"census-{entry.name}-") as tmp:
             start = time.perf_counter()
-            row = census(entry, Path(tmp), args.judged)
+            row = census(entry, Path(tmp), args.judged, args.target)
             row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(markdown([row])[-1], flush=True)
