@@ -127,7 +127,7 @@ def grouped_weight(layer: Layer, w: np.ndarray) -> np.ndarray:
     """The weight as [groups, C_out per group, K per group], output channels in their original order; a transposed
     conv's (one group, [C_in, C_out, k_h, k_w]) as the flipped weight of the conv it equals (`_as_conv`)."""
     if layer.op == "ConvTranspose":
-        return np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]).reshape(1, w.shape[1], -1)
+        return w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1].reshape(1, w.shape[1], -1).astype(np.float32)
     if layer.op == "Conv":
         groups = int(layer.attrs.get("group", 1))
         return w.reshape(groups, w.shape[0] // groups, -1).astype(np.float32)
