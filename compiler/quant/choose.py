@@ -293,17 +293,19 @@ class Judgement:
 
 class Judge:
     """The per-sample cosine and argmax agreement of a table's INT8 output and the FP32 output, on held-back samples.
-    The INT8 output is exactly what the target computes: under ONNX Runtime's rules the table's QDQ graph on ORT's
-    integer kernels (bit-exact with tcc's integer reference there, and fast), under other rules the integer
-    reference itself. Float fake-quant would be faster still, but on DDSNet its cosine error was as far from the
-    integer one as the candidates from each other (docs/notes/steps-choice.md)."""
+    The INT8 output is exactly what the target computes: under ONNX Runtime's rules that every CPU computes exactly
+    (7-bit dense weights) the table's QDQ graph on ORT's integer kernels (within a code per op of tcc's integer
+    reference, and fast), under other rules the integer reference itself, so that the choice, and the table, are
+    the same on every machine (`ort-w8`'s 8-bit weights would be judged on saturating kernels on x86 without VNNI).
+    Float fake-quant would be faster still, but on DDSNet its cosine error was as far from the integer one as the
+    candidates from each other (docs/notes/steps-choice.md)."""
 
     def __init__(self, model: onnx.ModelProto, x: np.ndarray, graph: IntGraph, rules: TargetRules):
         self.model, self.x, self.graph, self.rules = model, np.ascontiguousarray(x), graph, rules
         self.fp32 = run_ort(model, self.x)
 
     def judgement(self, table: CalibrationTable) -> Judgement:
-        if self.rules.exact_on_ort_here():
+        if self.rules.exact_on_every_cpu():
             got = run_ort(to_qdq(self.model, table), self.x)
         else:
             qgraph, reference = quantize_graph(self.graph, table), Reference()

@@ -109,6 +109,33 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     )
 
 
+def test_an_ort_w8_table_is_judged_on_the_integer_reference_on_every_machine(monkeypatch):
+    """`ort-w8`'s 8-bit dense weights saturate ORT's kernels on x86 without VNNI: its candidates are judged on the
+    integer reference wherever the table is made, VNNI or not (the table is then the same on every machine); an `ort`
+    table's on ONNX Runtime's integer kernels, exact on every CPU."""
+    import tcc.quant.choose as choose
+    from tcc.quant.intgraph.match import plan
+    from tcc.quant.table.rules import RULES
+
+    model, x = tiny_cnn(), tiny_data(16)
+    fp32 = run_fp32(model, x, ["output"])["output"]
+    for name in ("ort", "ort-w8"):
+        table = calibrate_onnx(model, x, target=name, **FAST)
+        reference = per_sample_cosine(fp32, run_reference(model, table, x))
+        for exact in (True, False):
+            monkeypatch.setattr("tcc.quant.table.rules.u8s8_exact", lambda exact=exact: exact)
+            judge = choose.Judge(model, x, plan(model, rules=name), RULES[name])
+            on_ort = []
+            monkeypatch.setattr(
+                choose, "run_ort", lambda m, v, calls=on_ort: calls.append(m) or run_fp32(m, v, ["output"])["output"]
+            )
+            got = judge.judgement(table).cosines
+            monkeypatch.undo()
+            assert len(on_ort) == (name == "ort"), (name, exact)
+            if name == "ort-w8":
+                np.testing.assert_allclose(got, reference, rtol=0, atol=1e-12)
+
+
 def test_a_step_that_clearly_helps_is_chosen():
     """A 1x1 conv whose weights all sit 0.45 steps below their code (nearest rounding moves each one up) on
     positive inputs (ranges by minmax: no clipping error on top): the quantized output is biased by many output

@@ -167,11 +167,16 @@ class TargetRules:
     def weight_bits(self, op_type: str, attrs: dict, weight: np.ndarray) -> int:
         return 8 if op_type == "Conv" and _depthwise(attrs, weight) else self.dense_weight_bits
 
+    def exact_on_every_cpu(self) -> bool:
+        """Whether ONNX Runtime's integer kernels compute what these rules describe on every CPU: rules of ORT's
+        kernels whose dense weights keep within 7 bits (255 x 128 fits the int16 pair sums of x86 without VNNI)."""
+        return self.ort_kernels and self.dense_weight_bits <= 7
+
     def exact_on_ort_here(self) -> bool:
-        """Whether ONNX Runtime's integer kernels on this machine compute what these rules describe: rules of ORT's
-        kernels whose dense weights keep within 7 bits (exact on every CPU), or 8-bit ones on a CPU whose u8 x s8
-        products do not saturate (tcc.measure.machine.u8s8_exact)."""
-        return self.ort_kernels and (self.dense_weight_bits <= 7 or u8s8_exact())
+        """Whether ONNX Runtime's integer kernels on this machine compute what these rules describe: on every CPU
+        (`exact_on_every_cpu`), or, for 8-bit dense weights, on a CPU whose u8 x s8 products do not saturate
+        (tcc.measure.machine.u8s8_exact)."""
+        return self.exact_on_every_cpu() or (self.ort_kernels and u8s8_exact())
 
 
 def _depthwise(attrs: dict, weight: np.ndarray) -> bool:
