@@ -27,6 +27,9 @@ ISA_FLAGS = (
     "avx512_bf16",
     "amx_int8",
 )
+# the x86 flags of an 8-bit dot product summing four u8 x s8 products into int32 (VPDPBUSD; AMX's tiles): what makes
+# integer kernels pay off (`int8_dot`) and what keeps ONNX Runtime's u8 x s8 sums exact (`u8s8_exact`)
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 LIBRARIES = ("onnxruntime", "torch", "apache-tvm", "ai-edge-litert", "numpy", "onnx")
 
 
@@ -49,7 +52,7 @@ def u8s8_exact(flags: set[str] | None = None, arch: str | None = None) -> bool:
     arch = (arch or platform.machine()).lower()
     if arch in ("aarch64", "arm64"):
         return True
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & (cpu_flags() if flags is None else flags))
+    return bool(INT8_DOT_FLAGS & (cpu_flags() if flags is None else flags))
 
 
 def cpu_model() -> str:
@@ -89,7 +92,7 @@ def machine_info() -> dict:
         "cores": os.cpu_count(),
         "isa": sorted(f for f in ISA_FLAGS if f in flags),
         "isa_class": isa_class(flags),
-        "int8_dot": bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags),
+        "int8_dot": bool(INT8_DOT_FLAGS & flags),
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "python": platform.python_version(),
         "libraries": {lib: version(lib) for lib in LIBRARIES},
