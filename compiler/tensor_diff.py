@@ -181,7 +181,7 @@ def _reference(endpoint: str, x: np.ndarray, ctx: Context, other: str | None) ->
     rules = endpoint.split(":", 1)[1] if ":" in endpoint else table.target
     if rules != table.target:
         raise DiffError(f"{endpoint}: {calib} was calibrated under the {table.target} rules, not {rules}")
-    qg = quantize_graph(plan(fe.onnx, rules=rules), table, where=calib)
+    qg = quantize_graph(plan(fe.onnx, rules=table.rules), table, where=calib)
     y, values = Reference().run(qg, x, return_all=True)
     tensors = {}
     for name, v in values.items():

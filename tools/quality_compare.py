@@ -330,7 +330,7 @@ def evaluate_reference(fp32, table, x, batch: int = 8) -> dict:
     from tcc.quant.lower.qdq import run
     from tcc.quant.table.quantizer import cosine
 
-    qg = quantize_graph(plan(fp32, rules=table.target), table)
+    qg = quantize_graph(plan(fp32, rules=table.rules), table)
     y = np.concatenate([Reference().run(qg, x[i : i + batch]) for i in range(0, len(x), batch)])
     ref = run(fp32, x)
     cos = [cosine(a, b) for a, b in zip(ref, y)]

@@ -445,7 +445,7 @@ class AxBackend(Backend):
         exactly ONNX's equation), its codes of every quantized tensor against the integer reference op by op."""
         import onnx  # deferred for start-up: tcc's CLI loads every backend
 
-        qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.target), options.table)
+        qgraph = quantize_graph(plan(model, lowering="qdq", rules=options.table.rules), options.table)
         qdq = onnx.load(str(Path(bundle_dir) / QDQ_MODEL))  # what the kit ships, read back
         y, exposed = qdq_codes(model, qdq, options.table, x, optimize=False)
         codes, floats = backend_tensors(qgraph, x, exposed)
@@ -553,7 +553,7 @@ def _compiled_form(model, chip):
 
 def _float_layers(model, table) -> list[str]:
     """The ONNX nodes of the table's float islands (every node an island covers), in graph order."""
-    graph = plan(model, rules=table.target, floats=float_nodes(table))
+    graph = plan(model, rules=table.rules, floats=float_nodes(table))
     return [c for n in graph.islands for c in n.covers]
 
 

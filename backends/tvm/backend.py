@@ -340,7 +340,7 @@ class TvmBackend(Backend):
 
         from .int8.lower import lower_int8  # deferred for start-up: loads onnx
 
-        qg = quantize_graph(plan(model, lowering="tvm", rules=options.table.target), options.table)
+        qg = quantize_graph(plan(model, lowering="tvm", rules=options.table.rules), options.table)
         names = [t for n in qg.nodes for t, q in zip(n.outputs, n.qout) if q is not None]
         runner = Path(bundle_dir) / KIT / "bin" / "tcc-run"
         with tempfile.TemporaryDirectory(prefix="tcc-codes-twin-") as tmp:
@@ -476,7 +476,7 @@ def _first_line(e: Exception) -> str:
 def _has_islands(model, table) -> bool:
     from tcc.quant.intgraph.match import plan  # deferred for start-up: loads onnx
 
-    return bool(plan(model, lowering="tvm", rules=table.target, floats=float_nodes(table)).islands)
+    return bool(plan(model, lowering="tvm", rules=table.rules, floats=float_nodes(table)).islands)
 
 
 def _input_shape(mod) -> list:

@@ -167,6 +167,13 @@ class _Phases:
     def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable:
         return _with_layer_steps(scaled, steps)
 
+    def splitting(self, patterns: tuple[str, ...]) -> _Phases:
+        """The phases of the same run with `patterns` computed in two ops: another integer graph, so another
+        statistics pass."""
+        run, rules = self.run, self.run.rules.splitting(patterns)
+        graph = plan(run.model, rules=rules)
+        return _Phases(replace(run, graph=graph, rules=rules, settings=replace(run.settings, target=rules)))
+
 
 def _measured(run: CalibrationRun, data: np.ndarray, equalization: bool, rows_needed: bool) -> Measured:
     """Equalization (when asked) and the statistics pass. rows_needed: sample the layers' input rows (for the fine

@@ -17,10 +17,14 @@ and a tie goes to the earlier candidate. Another method than the first wins only
 above the first's (kl+cos is the default, and the methods' small differences are noise on few samples).
 The methods come first, each with the fixed steps alone (the free ones off, but asymmetric grids on where they are
 free: _method_base); then every combination of the free steps with the method that won, fewer steps first (the
-combination the methods were judged with is not judged again). The winner's paired per-sample cosine gain over the
-first candidate (kl+cos or the method given, with the steps the methods were judged with) is recorded with its
-standard error: how far the judged samples support the choice. Samples the user holds out are never seen: only the
-calibration data is split.
+combination the methods were judged with is not judged again); last, where the rules make x * g(x) patterns (SiLU,
+hard-swish) one lookup, the best so far with those patterns split into the gate's lookup and an integer multiply
+(TargetRules.split_patterns: two roundings, yet closer to FP32 on DeepLabV3's hard-swish; one exact lookup closer on
+LRASPP's: docs/notes/segmentation.md). The split form adds an op per pattern, so it wins only with a guarded cosine
+SWITCH_MARGIN above its fused self; it plans another integer graph, so it costs a statistics pass of its own.
+The winner's paired per-sample cosine gain over the first candidate (kl+cos or the method given, with the steps the
+methods were judged with) is recorded with its standard error: how far the judged samples support the choice.
+Samples the user holds out are never seen: only the calibration data is split.
 
 One statistics pass (tcc.quant.stage.Measured) serves every method and every post-step subset with the same
 equalization, so the whole choice costs one pass per equalization setting, each method's thresholds and search, the
@@ -34,7 +38,7 @@ machine's speed).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any, Protocol, cast
 
@@ -80,12 +84,15 @@ class Phases(Protocol):
 
     def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable: ...  # with the per-layer steps
 
+    def splitting(self, patterns: tuple[str, ...]) -> Phases: ...  # the phases with these patterns split
+
 
 @dataclass(frozen=True)
 class Candidate:
     method: str
     equalization: bool
     post: tuple[str, ...]  # post-steps on
+    split: tuple[str, ...] = ()  # x * g(x) patterns computed in two ops (TargetRules.split_patterns)
 
 
 def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
@@ -94,7 +101,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
     started = time.perf_counter()
     data, steps, method = run.data, run.steps, run.method
     fixed = {name: bool(getattr(steps, name)) for name in STEP_NAMES if name not in steps.free}
-    free = [*(["method"] if method == AUTO else []), *steps.free]
+    free = [*(["method"] if method == AUTO else []), *steps.free, *(["split_patterns"] if _splittable(run) else [])]
     record: dict[str, Any] = {"free": free, "fixed": fixed, "budget_s": steps.choice_budget}
     if method == AUTO:
         record["methods"] = list(method_candidates(run.activation_bits))
@@ -132,7 +139,13 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
 
 
 def _final(phases: Phases, data: np.ndarray, candidate: Candidate, steps: Steps) -> CalibrationTable:
+    phases = phases.splitting(candidate.split) if candidate.split else phases
     return phases.table(phases.scaled(phases.measured(data, candidate.equalization), candidate.method), steps)
+
+
+def _splittable(run: CalibrationRun) -> tuple[str, ...]:
+    """The x * g(x) patterns the run's plan makes one lookup each: the split candidate's (none: no such candidate)."""
+    return run.graph.fused_patterns
 
 
 def _plain(run: CalibrationRun) -> Candidate:
@@ -192,6 +205,8 @@ class _Trials:
             won = trying.best()[1].method
             steps = [Candidate(won, eq, post) for eq, post in candidates(run.steps)]
             complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)], started)
+        if complete and _splittable(run):  # the best so far, its patterns in two ops
+            complete = trying.each([replace(trying.best()[1], split=_splittable(run))], started)
         record, best, cosines = trying.best()
         return cls(trying.records, best, record, cosines, trying.per_sample[0], len(held), complete)
 
@@ -204,8 +219,8 @@ class _Trying:
         self.records: list[dict] = []
         self.per_sample: list[np.ndarray] = []
         self.candidates: list[Candidate] = []
-        self._measured: dict[bool, Measured] = {}
-        self._scaled: dict[tuple[bool, str], Scaled] = {}
+        self._measured: dict[tuple[tuple[str, ...], bool], Measured] = {}
+        self._scaled: dict[tuple[tuple[str, ...], bool, str], Scaled] = {}
 
     def each(self, queue: list[Candidate], started: float) -> bool:
         """Judge the queue's candidates in order; False when the budget stopped it first."""
@@ -216,16 +231,25 @@ class _Trying:
         return True
 
     def trial(self, candidate: Candidate) -> None:
-        eq, method = candidate.equalization, candidate.method
-        if eq not in self._measured:  # one statistics pass per equalization setting (the candidates go in order)
-            self._measured = {eq: self.phases.measured(self.data, eq)}
+        eq, method, split = candidate.equalization, candidate.method, candidate.split
+        phases = self.phases.splitting(split) if split else self.phases
+        if (split, eq) not in self._measured:  # one statistics pass per graph and equalization setting (in order)
+            self._measured = {(split, eq): phases.measured(self.data, eq)}
             self._scaled = {}
-        if (eq, method) not in self._scaled:
-            self._scaled[eq, method] = self.phases.scaled(self._measured[eq], method)
+        if (split, eq, method) not in self._scaled:
+            self._scaled[split, eq, method] = phases.scaled(self._measured[split, eq], method)
         decided = _decided(self.run.steps, candidate)
-        judgement = self.judge.judgement(self.phases.table(self._scaled[eq, method], decided))
-        record = {"method": method, "steps": [n for n in STEP_NAMES if decided.enabled(n)], **judgement.summary()}
-        if self.records and method != self.records[0]["method"]:  # another method than the first: a switch
+        judgement = self.judge.judgement(phases.table(self._scaled[split, eq, method], decided))
+        record = {
+            "method": method,
+            "steps": [n for n in STEP_NAMES if decided.enabled(n)],
+            **({"split_patterns": list(split)} if split else {}),
+            **judgement.summary(),
+        }
+        if split:  # the other form: it adds an op per pattern, so it wins only clearly closer than its fused self
+            fused = self.records[self.candidates.index(replace(candidate, split=()))]
+            record["eligible"] = record["guarded_cos"] >= fused["guarded_cos"] + SWITCH_MARGIN
+        elif self.records and method != self.records[0]["method"]:  # another method than the first: a switch
             record["eligible"] = record["guarded_cos"] >= self.records[0]["guarded_cos"] + SWITCH_MARGIN
         self.records.append(record)
         self.per_sample.append(judgement.cosines)

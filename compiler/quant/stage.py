@@ -119,6 +119,7 @@ def table_document(run: CalibrationRun, stage: Stage) -> dict:
         "format": "tcc-calibration",
         "version": 1,
         "target": run.rules.name,
+        **({"split_patterns": list(run.rules.split_patterns)} if run.rules.split_patterns else {}),
         "method": stage.method,
         "spec_hash": source.spec_hash,
         "weights_hash": source.weights_hash,

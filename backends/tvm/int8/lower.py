@@ -413,7 +413,7 @@ class RelaxLowering(WeightedLowering, Interpreter):
 def int8_graph(onnx_model: onnx.ModelProto, table: CalibrationTable) -> tuple[IntGraph, QGraph]:
     """The integer graph of `onnx_model` under the rules `table` was made for, planned for the TVM lowering, and
     quantized with `table` (what `lower_int8` lowers and explain.py reads)."""
-    graph = plan(onnx_model, lowering=TVM, rules=table.target)
+    graph = plan(onnx_model, lowering=TVM, rules=table.rules)
     return graph, quantize_graph(graph, table)
 
 

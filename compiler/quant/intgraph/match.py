@@ -149,9 +149,21 @@ class IntGraph:
         """The integer conv / gemm nodes: the layers calibration searches."""
         return [n for n in self.nodes if n.op.role is Role.WEIGHTED and n.integer]
 
-    def replan(self, floats) -> IntGraph:
-        """The same model planned with another placement (`floats`: anchor names kept in float)."""
-        return plan(self.model, floats=floats, **self.how)
+    def replan(self, floats, rules: TargetRules | None = None) -> IntGraph:
+        """The same model planned with another placement (`floats`: anchor names kept in float), and under other
+        rules when given (a table's split patterns: TargetRules.split_patterns)."""
+        return plan(self.model, floats=floats, **{**self.how, **({"rules": rules} if rules is not None else {})})
+
+    @property
+    def split_patterns(self) -> tuple[str, ...]:
+        """The x * g(x) patterns its rules compute in two ops although they could fuse them (TargetRules)."""
+        rules = self.how.get("rules")
+        return get_rules(rules).split_patterns if rules is not None else ()
+
+    @property
+    def fused_patterns(self) -> tuple[str, ...]:
+        """The names of the x * g(x) patterns (tcc.intops.PATTERNS) that its lookups compute, sorted."""
+        return tuple(sorted({n.lookup for n in self.nodes if n.gate is not None and n.lookup is not None}))
 
     def producer(self) -> dict[str, INode]:
         return {o: n for n in self.nodes for o in n.outputs}
@@ -352,6 +364,9 @@ class _Settings:
     def fuse_patterns(self) -> bool:
         return self.rules.fuse_patterns if self.rules is not None else True
 
+    def fuses(self, pattern: str) -> bool:
+        return self.rules.fuses(pattern) if self.rules is not None else True
+
     @property
     def float_ok(self) -> bool:
         return self.rules.float_ops if self.rules is not None else False  # islands need a target's rules
@@ -483,11 +498,9 @@ class _Matcher:
             pool, node = node, pool
             name, attrs = node.name or node.output[0], _attrs(node)
             self.covered.add(name)
-        pattern = (
-            _gated_lookup(node, self.consumers, self.graph_outputs)
-            if s.fuse_patterns and name not in self.last_of
-            else None
-        )
+        pattern = _gated_lookup(node, self.consumers, self.graph_outputs) if name not in self.last_of else None
+        if pattern is not None and not s.fuses(pattern[1]):
+            pattern = None
         view = NodeView(node.op_type, attrs, tuple(node.input), tuple(node.output), self.shapes, self.constants)
         return _Candidate(name, node, attrs, pool, pattern, view)
 

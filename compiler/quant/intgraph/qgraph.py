@@ -664,13 +664,14 @@ def quantize_graph(
     headroom: dict | None = None,
 ) -> QGraph:
     """The QGraph of `graph` under `table` (made under `rules`; default: the rules the table records), planned
-    again first when the table keeps other nodes in float than `graph` does. `headroom`: a dict that collects,
-    instead of refusing, each wide input whose readers' int32 accumulators can overflow: tensor -> (the bits its
-    grid must lose, the layer); the QGraph is then not one to run (tcc.quant.calibrate narrows those grids)."""
-    rules = get_rules(rules) if rules is not None else table.rules
+    again first when the table keeps other nodes in float than `graph` does, or splits other patterns.
+    `headroom`: a dict that collects, instead of refusing, each wide input whose readers' int32 accumulators can
+    overflow: tensor -> (the bits its grid must lose, the layer); the QGraph is then not one to run
+    (tcc.quant.calibrate narrows those grids)."""
+    rules = (get_rules(rules) if rules is not None else table.rules).splitting(table.split_patterns)
     floats = float_nodes(table)
-    if floats != graph.placed:
-        graph = graph.replan(floats)
+    if floats != graph.placed or graph.split_patterns != rules.split_patterns:
+        graph = graph.replan(floats, rules if graph.split_patterns != rules.split_patterns else None)
     qz = Quantizer(graph, table, rules, where, headroom)
     input_q = qz.q(graph.input) if graph.input in qz.quantized else None
     if input_q is not None:

@@ -253,7 +253,7 @@ class _Placing:
     @classmethod
     def of(cls, fp32, table: CalibrationTable, data: np.ndarray, options: PlaceOptions, log) -> _Placing:
         fp32 = quantized_form(fp32, table.target)
-        graph = plan(fp32, rules=table.target)
+        graph = plan(fp32, rules=table.rules)
         check_nodes(options, graph)
         anchors = {n.name: n for n in graph.nodes}
         rng = np.random.default_rng(options.seed)

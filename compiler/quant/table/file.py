@@ -155,8 +155,15 @@ class CalibrationTable:
 
     @property
     def rules(self) -> TargetRules:
-        """The quantization rules the table was made under (tcc.quant.table.rules)."""
-        return get_rules(self.target)
+        """The quantization rules the table was made under (tcc.quant.table.rules), with its split patterns: every
+        plan of a model that reads the table plans with these."""
+        return get_rules(self.target).splitting(self.split_patterns)
+
+    @property
+    def split_patterns(self) -> tuple[str, ...]:
+        """The x * g(x) patterns (tcc.intops.PATTERNS) this table computes as the gate's lookup, then a multiply,
+        where its rules would make each one lookup: the per-model choice (tcc.quant.choose) found that form closer."""
+        return tuple(self._doc.get("split_patterns", ()))
 
     # the document's fields as they stand (None where absent)
     method = _Field[str]()  # minmax | percentile | kl | kl+cos

@@ -12,6 +12,7 @@ the registry of rules, not of targets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -112,6 +113,10 @@ class TargetRules:
     narrow_weights: bool = False  # weight codes in [-127, 127] (TFLite's int8 spec), not [-128, 127]
     float_outputs: bool = True  # a conv / gemm graph output is dequantized from its int32 accumulator
     fuse_patterns: bool = True  # x * g(x) as one lookup table (TFLite has no such op: LOGISTIC, then MUL)
+    # the patterns (tcc.intops.PATTERNS names) computed as the gate's lookup, then an integer multiply, although
+    # the rules could make them one lookup: a table's per-model choice (CalibrationTable.split_patterns; on
+    # DeepLabV3 the hard-swish of two roundings is the closer one: docs/notes/segmentation.md)
+    split_patterns: tuple[str, ...] = ()
     # channel_scale (PReLU, layer scale): "exact", each factor its own fixed-point multiplier, or "int8", the factor
     # as int8 codes as TFLite's kernels store it (PRELU's alpha at one scale, a 1x1 depthwise conv's weights)
     channel_factors: str = "exact"
@@ -146,6 +151,15 @@ class TargetRules:
     # toolchains quantize every tensor they are given
     pooled_conv: bool = True
     wide: WideRules = WideRules()  # the 16-bit conventions where activation_bits has 16
+
+    def fuses(self, pattern: str) -> bool:
+        """Whether the pattern x * g(x) named `pattern` is one lookup under these rules."""
+        return self.fuse_patterns and pattern not in self.split_patterns
+
+    def splitting(self, patterns: Iterable[str]) -> TargetRules:
+        """These rules with `patterns` computed in two ops (the same rules when there are none)."""
+        patterns = tuple(sorted(set(patterns)))
+        return replace(self, split_patterns=patterns) if patterns != self.split_patterns else self
 
     def takes_activation_bits(self, bits: int) -> bool:
         """Whether a table entry of `bits` bits runs here: one of `activation_bits`, or 9..15 where 16 is one (a

@@ -175,7 +175,7 @@ def _setup(job: _Job, procs: Processes) -> _Setup:
             "the calibration table was made with cross-layer equalization; quantization-aware training "
             "starts from a table without it (calibrate with --no-equalization)"
         )
-    graph = plan(fe.onnx, rules=table.target)
+    graph = plan(fe.onnx, rules=table.rules)
     qgraph = quantize_graph(graph, table)
     teacher = fe.module.eval().requires_grad_(False)
     student = QatModel(copy.deepcopy(fe.module), QatPlanner.of(qgraph, graph, table))

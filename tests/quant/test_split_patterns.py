@@ -1,0 +1,122 @@
+"""The per-model form of x * g(x) (TargetRules.split_patterns, CalibrationTable.split_patterns): one lookup table, or
+the gate's lookup and an integer multiply. The choice (tcc.quant.choose) tries the split form last and records it;
+a table that splits carries it, and every reader of the table plans with it: the integer reference, the QDQ model
+on ONNX Runtime, a placement's replan."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.choose import best_trial
+from tcc.quant.intgraph.match import plan
+from tcc.quant.intgraph.qgraph import quantize_graph
+from tcc.quant.intgraph.reference import Reference
+from tcc.quant.lower.qdq import run as run_qdq
+from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.table.file import load_table
+from tcc.quant.table.quantizer import cosine
+from tcc.quant.table.rules import get_rules
+from tcc.quant.table.steps import Steps
+from tests.helpers.onnx_util import make_model
+
+FAST = {"cos_steps": 10, "cos_rounds": 1}
+
+
+def _hardswish_net(seed: int = 0, first_gate: str = "HardSigmoid") -> onnx.ModelProto:
+    """conv -> x * hardsigmoid(x) -> conv -> x * sigmoid(x) -> conv: two x * g(x) patterns (hard-swish below opset
+    14, SiLU), each the only reader of its gate."""
+    rng = np.random.default_rng(seed)
+    hard = {"alpha": 1 / 6, "beta": 0.5} if first_gate == "HardSigmoid" else {}
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["a"], name="conv1", kernel_shape=[3, 3], pads=[1] * 4),
+        helper.make_node(first_gate, ["a"], ["ga"], name="hsig", **hard),
+        helper.make_node("Mul", ["a", "ga"], ["ha"], name="hswish"),
+        helper.make_node("Conv", ["ha", "w2", "b2"], ["b"], name="conv2", kernel_shape=[3, 3], pads=[1] * 4),
+        helper.make_node("Sigmoid", ["b"], ["gb"], name="sig"),
+        helper.make_node("Mul", ["gb", "b"], ["sb"], name="silu"),
+        helper.make_node("Conv", ["sb", "w3", "b3"], ["output"], name="conv3", kernel_shape=[1, 1]),
+    ]
+    inits = {
+        "w1": (0.6 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32),
+        "b1": (0.5 * rng.standard_normal(8)).astype(np.float32),
+        "w2": (0.2 * rng.standard_normal((8, 8, 3, 3))).astype(np.float32),
+        "b2": (0.3 * rng.standard_normal(8)).astype(np.float32),
+        "w3": (0.3 * rng.standard_normal((4, 8, 1, 1))).astype(np.float32),
+        "b3": np.zeros(4, np.float32),
+    }
+    return make_model(nodes, {"input": ["N", 3, 8, 8]}, {"output": ["N", 4, 8, 8]}, inits, ir_version=8, check=True)
+
+
+def _data(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, 8, 8)).astype(np.float32)
+
+
+def _kinds(graph) -> list[tuple[str, str]]:
+    return [(n.kind, n.lookup or "") for n in graph.nodes]
+
+
+def test_the_rules_split_the_patterns_they_name():
+    model, ort = _hardswish_net(), get_rules("ort")
+    fused = plan(model, rules=ort)
+    assert fused.fused_patterns == ("hardswish", "silu") and fused.split_patterns == ()
+    assert ("lookup", "hardswish") in _kinds(fused) and ("mul", "") not in _kinds(fused)
+    split = plan(model, rules=ort.splitting(["hardswish"]))
+    assert split.fused_patterns == ("silu",) and split.split_patterns == ("hardswish",)
+    assert ("lookup", "HardSigmoid") in _kinds(split) and ("mul", "") in _kinds(split)
+    assert ort.splitting([]) is ort and ort.splitting(["silu", "silu"]).split_patterns == ("silu",)
+    # TFLite's rules split every pattern already: nothing left to choose
+    assert plan(model, rules="tflite").fused_patterns == ()
+
+
+def test_a_table_that_splits_is_read_with_its_split_everywhere(tmp_path):
+    """Calibrated with hard-swish split: the table records it (schema-valid, through a file), quantize_graph plans a
+    graph made with the plain rules again, and the integer reference, the QDQ model on ONNX Runtime and the FP32
+    model agree."""
+    model, x = _hardswish_net(), _data(16)
+    rules = get_rules("ort").splitting(["hardswish"])
+    table = calibrate_onnx(model, x, method="minmax", target=rules)
+    assert table.split_patterns == ("hardswish",) and table.rules == rules and table.target == "ort"
+    path = tmp_path / "calib.json"
+    table.save(path)
+    assert json.loads(path.read_text())["split_patterns"] == ["hardswish"]
+    loaded = load_table(path)
+    assert loaded.rules == rules
+    qg = quantize_graph(plan(model, rules="ort"), loaded)  # the plain plan: planned again with the split
+    assert [n.kind for n in qg.nodes] == ["conv", "lookup", "mul", "conv", "lookup", "conv"]
+    assert "ga" in qg.nodes[2].inputs  # the gate's output is a quantized tensor of its own
+    y = Reference().run(qg, x)
+    qdq = run_qdq(to_qdq(model, loaded), x)
+    fp32 = run_qdq(model, x)
+    step = qg.output_scales["output"]
+    assert np.abs(y - qdq).max() <= 2 * step  # within a code per op on ORT's kernels
+    assert cosine(y, fp32) > 0.99
+    # a table without the field reads as before: every pattern one lookup
+    plain = calibrate_onnx(model, x, method="minmax", target="ort")
+    assert plain.split_patterns == () and "split_patterns" not in plain._doc
+    assert "mul" not in [n.kind for n in quantize_graph(plan(model, rules="ort"), plain).nodes]
+
+
+def test_the_choice_judges_the_split_form_last_and_keeps_the_better():
+    model, x = _hardswish_net(), _data(32)
+    table = calibrate_onnx(model, x, target="ort", steps=Steps(bias_correction=None), **FAST)
+    choice = table.steps_choice
+    assert choice["free"] == ["bias_correction", "split_patterns"] and choice["complete"]
+    trials = choice["trials"]
+    assert [t.get("split_patterns") for t in trials] == [None, None, ["hardswish", "silu"]]
+    # the split trial is the best fused one with its patterns split, and the table is the best trial's form
+    assert trials[2]["steps"] == trials[best_trial(trials[:2])]["steps"]
+    assert table.split_patterns == tuple(trials[best_trial(trials)].get("split_patterns", ()))
+    again = calibrate_onnx(model, x, target="ort", steps=Steps(bias_correction=None), **FAST)
+    assert again.without_timing() == table.without_timing()
+
+
+def test_no_split_candidate_where_the_rules_split_already():
+    model, x = _hardswish_net(first_gate="Sigmoid"), _data(32)  # LiteRT has no int8 hard-sigmoid
+    table = calibrate_onnx(model, x, target="tflite", steps=Steps(bias_correction=None), **FAST)
+    assert "split_patterns" not in table.steps_choice["free"]
+    assert all("split_patterns" not in t for t in table.steps_choice["trials"])
