@@ -127,6 +127,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
         record.update(
             method=best.method,
             chosen=trials.best_record["steps"],
+            **({"split_patterns": list(best.split)} if best.split else {}),
             judged_samples=trials.judged,
             statistics_samples=len(data) - trials.judged,
             seed=run.settings.seed,

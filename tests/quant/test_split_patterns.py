@@ -21,8 +21,9 @@ from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.table.file import load_table
 from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.rules import get_rules
-from tcc.quant.table.steps import Steps
+from tcc.quant.table.steps import Steps, choice_lines
 from tests.helpers.onnx_util import make_model
+from tests.helpers.quant_models import table_json
 
 FAST = {"cos_steps": 10, "cos_rounds": 1}
 
@@ -97,7 +98,7 @@ def test_a_table_that_splits_is_read_with_its_split_everywhere(tmp_path):
     assert cosine(y, fp32) > 0.99
     # a table without the field reads as before: every pattern one lookup
     plain = calibrate_onnx(model, x, method="minmax", target="ort")
-    assert plain.split_patterns == () and "split_patterns" not in plain._doc
+    assert plain.split_patterns == () and "split_patterns" not in table_json(plain)
     assert "mul" not in [n.kind for n in quantize_graph(plan(model, rules="ort"), plain).nodes]
 
 
@@ -120,3 +121,22 @@ def test_no_split_candidate_where_the_rules_split_already():
     table = calibrate_onnx(model, x, target="tflite", steps=Steps(bias_correction=None), **FAST)
     assert "split_patterns" not in table.steps_choice["free"]
     assert all("split_patterns" not in t for t in table.steps_choice["trials"])
+
+
+def test_the_choice_line_names_a_split_that_won():
+    trial = {"method": "minmax", "steps": ["asymmetric"], "mean_cos": 0.99, "min_cos": 0.98, "agreement": 1.0}
+    choice = {
+        "free": ["asymmetric", "split_patterns"],
+        "fixed": {},
+        "budget_s": 300.0,
+        "method": "minmax",
+        "chosen": ["asymmetric"],
+        "split_patterns": ["hardswish"],
+        "judged_samples": 12,
+        "complete": True,
+        "trials": [trial, {**trial, "split_patterns": ["hardswish"], "mean_cos": 0.995}],
+    }
+    (line,) = choice_lines(choice)
+    assert "(asymmetric, split patterns)" in line
+    assert "minmax with asymmetric, hardswish as gate and multiply, INT8 cosine mean 0.995000" in line
+    assert "(vs minmax with asymmetric: cosine mean 0.990000" in line

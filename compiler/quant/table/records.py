@@ -97,6 +97,7 @@ class StepsChoice(TypedDict, total=False):
     fixed: dict[str, bool]
     budget_s: float | None
     chosen: list[str]
+    split_patterns: list[str]  # the x * g(x) patterns the chosen trial split (absent: none)
     skipped: str
     judged_samples: int
     statistics_samples: int

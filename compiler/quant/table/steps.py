@@ -283,14 +283,16 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
     return [line]
 
 
-def _names(trial: Any) -> tuple[str | None, tuple[str, ...]]:
-    """A trial's (or the choice's) method and steps; tables of earlier versions name no method."""
-    return trial.get("method"), tuple(trial["steps"] if "steps" in trial else trial["chosen"])
+def _names(trial: Any) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """A trial's (or the choice's) method, steps and split patterns; tables of earlier versions name no method."""
+    steps = tuple(trial["steps"] if "steps" in trial else trial["chosen"])
+    return trial.get("method"), steps, tuple(trial.get("split_patterns", ()))
 
 
 def _named(trial: dict[str, Any]) -> str:
     steps = " + ".join(n.replace("_", " ") for n in trial["steps"]) or "no step"
-    return f"{trial['method']} with {steps}" if "method" in trial else steps
+    split = f", {' and '.join(trial['split_patterns'])} as gate and multiply" if trial.get("split_patterns") else ""
+    return (f"{trial['method']} with {steps}" if "method" in trial else steps) + split
 
 
 def _judged(trial: dict[str, Any]) -> str:
