@@ -11,13 +11,14 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from tcc.quant.calibrate import calibrate_onnx
+from tcc.quant.calibrate import _Phases, _run, calibrate_onnx
 from tcc.quant.choose import best_trial
 from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.lower.qdq import run as run_qdq
 from tcc.quant.lower.qdq import to_qdq
+from tcc.quant.settings import CalibrationSettings, Provenance
 from tcc.quant.table.file import load_table
 from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.rules import get_rules
@@ -140,3 +141,20 @@ def test_the_choice_line_names_a_split_that_won():
     assert "(asymmetric, split patterns)" in line
     assert "minmax with asymmetric, hardswish as gate and multiply, INT8 cosine mean 0.995000" in line
     assert "(vs minmax with asymmetric: cosine mean 0.990000" in line
+
+
+def test_the_split_candidate_reuses_its_fused_self_s_search_and_gets_the_same_scales():
+    """The fine search reads the layers' inputs and rows only, which splitting leaves alone: the split phases take
+    the fused phases' search (one search for both) and make the table a search of their own would make."""
+    model, x = _hardswish_net(), _data(16)
+    run = _run(model, x, CalibrationSettings(method="kl+cos", target="ort", **FAST), Provenance(), None)
+    fused = _Phases(run)
+    fused.scaled(fused.measured(x, False), "kl+cos")
+    split = fused.splitting(("hardswish", "silu"))
+    reused = split.scaled(split.measured(x, False), "kl+cos")
+    assert len(fused.searches) == 1 and split.searches is fused.searches
+    fresh = _Phases(split.run)
+    alone = fresh.scaled(fresh.measured(x, False), "kl+cos")
+    assert len(fresh.searches) == 1
+    assert "ga" in reused.table.tensors  # the gate's output: a tensor of the split graph only
+    assert table_json(reused.table.without_timing()) == table_json(alone.table.without_timing())
