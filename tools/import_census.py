@@ -247,7 +247,9 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
     row["tcc"] = _metrics(fp32, int8)
     table = work / "b" / "calibration.json"  # the method the build chose (`--method auto`)
     if table.exists():
-        row["tcc"]["method"] = json.loads(table.read_text())["method"]
+        doc = json.loads(table.read_text())
+        row["tcc"]["method"] = doc["method"]
+        row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
     rivals = {m: _metrics(fp32, run_ort(ort_quantize_static(original, calib, m), judged)) for m in METHODS}
     best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
     row["rival"] = rivals[best] | {"method": best}
@@ -275,7 +277,11 @@ def markdown(rows: list[dict]) -> list[str]:
         wins = t["cosine_mean"] >= o["cosine_mean"] and t["top1_agreement"] >= o["top1_agreement"]
         lines.append(
             f"| {r['name']} | {r['source']} | yes | {predicted} | {_mean(t)} / {t['cosine_min']:.5f}"
-            + (f" ({t['method']})" if "method" in t else "")
+            + (
+                f" ({t['method']}{', split ' + ' and '.join(t['split']) if t.get('split') else ''})"
+                if "method" in t
+                else ""
+            )
             + " | "
             + f"{t['top1_agreement']:.3f} | {_mean(o)} / {o['cosine_min']:.5f} ({o['method']}) | "
             f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} |"

@@ -26,6 +26,9 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
         assert row["predict_equal"], row
         assert row["tcc"]["cosine_mean"] > 0.9 and row["rival"]["method"] in tool.METHODS  # a measurement, not a bar
         assert 0 < row["tcc"]["cosine_se"] < 0.05 and "±" in tool.markdown([row])[-1]
+        assert row["tcc"]["split"] == []  # no x * g(x) in a U-Net of PReLUs
+        split = {**row, "tcc": {**row["tcc"], "split": ["hardswish"]}}
+        assert f"({row['tcc']['method']}, split hardswish)" in tool.markdown([split])[-1]
     assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in tool.summary(list(rows.values()))
 
 
