@@ -21,7 +21,8 @@ combination the methods were judged with is not judged again); last, where the r
 hard-swish) one lookup, the best so far with those patterns split into the gate's lookup and an integer multiply
 (TargetRules.split_patterns: two roundings, yet closer to FP32 on DeepLabV3's hard-swish; one exact lookup closer on
 LRASPP's: docs/notes/segmentation.md). The split form adds an op per pattern, so it wins only with a guarded cosine
-SWITCH_MARGIN above its fused self; it plans another integer graph, so it costs a statistics pass of its own.
+SWITCH_MARGIN above its fused self; it plans another integer graph, so it costs a statistics pass of its own (the
+weight search is its fused self's: tcc.quant.calibrate._Phases).
 The winner's paired per-sample cosine gain over the first candidate (kl+cos or the method given, with the steps the
 methods were judged with) is recorded with its standard error: how far the judged samples support the choice.
 Samples the user holds out are never seen: only the calibration data is split.

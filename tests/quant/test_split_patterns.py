@@ -11,18 +11,23 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from tcc.quant.calibrate import _Phases, _run, calibrate_onnx
+from tcc.bundle import read_manifest
+from tcc.frontend import lower_spec
+from tcc.quant.calibrate import _Phases, _run, calibrate, calibrate_onnx
 from tcc.quant.choose import best_trial
+from tcc.quant.collect.crops import make_crops
 from tcc.quant.intgraph.match import plan
 from tcc.quant.intgraph.qgraph import quantize_graph
 from tcc.quant.intgraph.reference import Reference
 from tcc.quant.lower.qdq import run as run_qdq
 from tcc.quant.lower.qdq import to_qdq
-from tcc.quant.settings import CalibrationSettings, Provenance
+from tcc.quant.settings import CalibrationRequest, CalibrationSettings, Provenance
 from tcc.quant.table.file import load_table
 from tcc.quant.table.quantizer import cosine
 from tcc.quant.table.rules import get_rules
 from tcc.quant.table.steps import Steps, choice_lines
+from tests.helpers import REPO
+from tests.helpers.cli import build_from_table
 from tests.helpers.onnx_util import make_model
 from tests.helpers.quant_models import table_json
 
@@ -158,3 +163,22 @@ def test_the_split_candidate_reuses_its_fused_self_s_search_and_gets_the_same_sc
     assert len(fresh.searches) == 1
     assert "ga" in reused.table.tensors  # the gate's output: a tensor of the split graph only
     assert table_json(reused.table.without_timing()) == table_json(alone.table.without_timing())
+
+
+def test_a_build_from_a_table_that_splits_runs_the_split_and_checks_itself_bit_exact(tmp_path, capsys):
+    """MobileNetV3-Small's hard-swish under a table that splits it: `tcc build --calib` on ort plans the split (a
+    lookup and a mul per hard-swish in the manifest's op counts) and its self-check against the integer reference
+    passes."""
+    make_crops(tmp_path / "crops", 8, seed=0)
+    spec = REPO / "spec" / "baselines" / "mobilenet_v3_small.yaml"
+    request = CalibrationRequest(CalibrationSettings(method="minmax", target=get_rules("ort").splitting(["hardswish"])))
+    table = calibrate(spec, tmp_path / "crops", request, overrides={"image_size": 32}).table
+    assert table.split_patterns == ("hardswish",)
+    table.save(tmp_path / "calib.json")
+    assert build_from_table([spec, "--set", "image_size=32"], "ort", tmp_path / "calib.json", tmp_path / "b") == 0
+    assert "self-check vs the integer reference: bit-exact" in capsys.readouterr().out
+    ops = read_manifest(tmp_path / "b")["quantization"]["integer_ops"]
+    fused = plan(lower_spec(spec, {"image_size": 32}).onnx, rules="ort")
+    hard_swishes = sum(1 for n in fused.nodes if n.lookup == "hardswish")
+    fused_muls = sum(1 for n in fused.nodes if n.kind == "mul")  # the squeeze-excites' channel scales
+    assert hard_swishes > 0 and ops["mul"] == fused_muls + hard_swishes
