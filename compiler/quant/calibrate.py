@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import sys
 import time
@@ -302,9 +303,11 @@ def _thresholds(run: CalibrationRun, stage: Stage) -> None:
 
 
 def _search_key(stage: Stage) -> tuple:
-    """What a fine search depends on beyond the graph's layers: the samples, the equalization, the method."""
+    """What a fine search depends on beyond the graph's layers: the samples, the equalization's factors (its
+    records; none when off), the method."""
     m = stage.measured
-    return hashlib.sha256(np.ascontiguousarray(m.data).tobytes()).hexdigest(), m.equalization, stage.method
+    samples = hashlib.sha256(np.ascontiguousarray(m.data).tobytes()).hexdigest()
+    return samples, json.dumps(m.pairs, sort_keys=True), stage.method
 
 
 def _weight_scales(run: CalibrationRun, stage: Stage, searches: dict | None = None) -> None:

@@ -669,9 +669,9 @@ def quantize_graph(
     overflow: tensor -> (the bits its grid must lose, the layer); the QGraph is then not one to run
     (tcc.quant.calibrate narrows those grids)."""
     rules = (get_rules(rules) if rules is not None else table.rules).splitting(table.split_patterns)
-    floats = float_nodes(table)
-    if floats != graph.placed or graph.split_patterns != rules.split_patterns:
-        graph = graph.replan(floats, rules if graph.split_patterns != rules.split_patterns else None)
+    floats, other_split = float_nodes(table), graph.split_patterns != rules.split_patterns
+    if floats != graph.placed or other_split:
+        graph = graph.replan(floats, rules if other_split else None)
     qz = Quantizer(graph, table, rules, where, headroom)
     input_q = qz.q(graph.input) if graph.input in qz.quantized else None
     if input_q is not None:
