@@ -491,7 +491,7 @@ def test_spread_error_gets_the_cheapest_float_tail():
     head is in float, and with nothing else, stands for such a model."""
 
     from tcc.quant.place.placer import float_remedy
-    from tcc.quant.place.search import Score, Search, node_cost, tail
+    from tcc.quant.place.search import Score, Search, ends, node_cost
 
     fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
     graph = plan(fe.onnx, rules="ort")
@@ -507,14 +507,39 @@ def test_spread_error_gets_the_cheapest_float_tail():
     early = {computing[0]: {"precision": "float", "reason": "accuracy", "kind": "conv"}}  # a scattered, costly pick
     chosen = dict(early)
     search = Search(float_remedy(graph), graph, judge, options, lambda s: None, "test")
-    got = tail(search, chosen, set(), judge(set(chosen)))
+    got = ends(search, chosen, set(), judge(set(chosen)))
     assert options.shortfall(got) == 0
     assert set(late) <= set(chosen) and computing[0] not in chosen  # the tail without the greedy's costly pick
     assert not set(computing[:-6]) & set(chosen)  # and no computing node before the tail
     assert all(chosen[n]["reason"] == "accuracy" for n in chosen)
-    assert len(calls) <= 2 * (len(computing).bit_length() + 1) + 1  # two bisections
+    assert len(calls) <= 4 * (len(computing).bit_length() + 1) + 1  # four bisections: two ends, two bases
     anchors = {n.name: n for n in graph.nodes}
     assert sum(node_cost(graph, anchors[n]) for n in chosen) < 0.2 * sum(node_cost(graph, n) for n in graph.nodes)
+
+
+def test_error_made_early_gets_the_cheapest_float_head():
+    """Where the error that no node takes alone enters early (DeepLabV3-MobileNetV3's stem: docs/notes/
+    segmentation.md), the last resort is the shortest head of the graph in float that meets the floors, not a tail
+    reaching back to it (every node after the stem). A judge whose cosine rises with how much of the stem and first
+    block is in float, and with nothing else, stands for such a model; its log names the head."""
+
+    from tcc.quant.place.placer import float_remedy
+    from tcc.quant.place.search import Score, Search, ends
+
+    fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
+    graph = plan(fe.onnx, rules="ort")
+    computing = [n.name for n in graph.nodes if n.integer and n.op.placeable]
+    early = computing[:4]
+
+    def judge(names):
+        return Score(0.999 + 0.00099 * sum(n in names for n in early) / len(early) + 0.00002, 0.9995)
+
+    options, chosen, logged = PlaceOptions(min_cos=0.9999), {}, []
+    search = Search(float_remedy(graph), graph, judge, options, logged.append, "test")
+    got = ends(search, chosen, set(), judge(set()))
+    assert options.shortfall(got) == 0
+    assert set(early) <= set(chosen) and not set(computing[4:]) & set(chosen)
+    assert "a head of the graph at float" in logged[-1]
 
 
 def test_a_pooled_conv_costs_its_multiply_accumulates():
@@ -649,3 +674,29 @@ def test_placement_passes_over_a_tensor_no_wide_grid_fits():
     assert p["objectives"]["wide"] and p["reference_cos_after"] >= 0.999999 and "c1" in p["nodes"]
     assert placed.tensors["c1"] == table.tensors["c1"] and "widened" not in p
     quantize_graph(plan(fp32, rules="tvm"), placed)
+
+
+def test_nodes_the_floors_do_without_are_taken_back():
+    """The greedy keeps a cheap node for its gain alone, then a costly one that gains all it gave and more: with the
+    floors met, the cheap one is taken back (pruned), and the costly one, which the floors need, stays."""
+    from tcc.quant.place.placer import float_remedy
+    from tcc.quant.place.search import Score, Search, greedy, node_cost, pruned
+
+    fe = lower_spec(REPO / "spec" / "ddsnet.yaml", {"image_size": 32})
+    graph = plan(fe.onnx, rules="ort")
+    anchors = {n.name: n for n in graph.nodes}
+    computing = [n.name for n in graph.nodes if n.integer and n.op.placeable]
+    costly, cheap = computing[0], computing[-1]
+    assert node_cost(graph, anchors[costly]) > node_cost(graph, anchors[cheap])
+
+    def judge(names):
+        gain = 0.00097 if costly in names else 0.0005 if cheap in names else 0.0
+        return Score(0.999 + gain + 0.00002, 0.9995)
+
+    options, chosen, logged = PlaceOptions(min_cos=0.9999), {}, []
+    search = Search(float_remedy(graph), graph, judge, options, logged.append, "test")
+    got = greedy(search, chosen, judge(set()))
+    assert set(chosen) == {cheap, costly} and options.shortfall(got) == 0  # the greedy's order: gain per cost
+    got = pruned(search, chosen, set(), got)
+    assert set(chosen) == {costly} and options.shortfall(got) == 0
+    assert any(line.startswith(f"placement: - {cheap}") for line in logged)

@@ -49,7 +49,7 @@ from ..report.quality import per_sample_cosine, run_ort
 from ..table.file import CalibrationTable
 from ..table.placement import WIDENED, float_nodes, placement_doc, with_placement
 from ..table.rules import RULES, get_rules
-from .search import FLOAT, WIDE, Remedy, Score, Search, greedy, node_cost, total_cost
+from .search import FLOAT, WIDE, Remedy, Score, Search, greedy, node_cost, pruned, total_cost
 from .speed import speed_nodes
 
 SPEED_FLOOR = 0.9995  # the issue's floor for the speed objective: ORT INT8 output cosine vs FP32 at least this
@@ -304,41 +304,40 @@ class _Placing:
     def search(self, judge, cos: Score, what: str, rank=None) -> Score:
         """Widening first (where `widens`), then float nodes for what is still missing. Where widening alone
         missed the floors it kept every candidate wide (the most it can do); the float nodes may do without: then
-        none stays widened."""
+        none stays widened. With the floors met, the float nodes and then the widened ones the floors do without are
+        taken back (pruned)."""
         short, chosen, wide = self.options.shortfall, self.chosen, self.wide
+        widening, floating = set(wide), set(chosen)  # what had each remedy before: pruning leaves it
+
+        def wide_search() -> Search:
+            return self._search(self.widths.remedy(), lambda w: (set(chosen), w), judge, what, rank)
+
         if short(cos) > 0 and widens(self.options, self.table.target):
-            cos = greedy(
-                Search(
-                    self.widths.remedy(),
-                    self.graph,
-                    lambda w: judge(set(chosen), w),
-                    self.options,
-                    self.log,
-                    what,
-                    rank=rank and (lambda w: rank(set(chosen), w)),
-                ),
-                wide,
-                cos,
-            )
+            cos = greedy(wide_search(), wide, cos)
         if short(cos) > 0:
-            cos = greedy(
-                Search(
-                    float_remedy(self.graph),
-                    self.graph,
-                    lambda f: judge(f, set(wide)),
-                    self.options,
-                    self.log,
-                    what,
-                    rank=rank and (lambda f: rank(f, set(wide))),
-                ),
-                chosen,
-                cos,
-            )
+            float_search = self._search(float_remedy(self.graph), lambda f: (f, set(wide)), judge, what, rank)
+            cos = greedy(float_search, chosen, cos)
             if wide and short(alone := judge(set(chosen), set())) == 0:
                 self.log(f"placement: the float nodes meet the floors without widening: {what} output cosine {alone}")
                 wide.clear()
                 cos = alone
+            if short(cos) == 0:
+                cos = pruned(float_search, chosen, floating, cos)
+        if short(cos) == 0 and wide:
+            cos = pruned(wide_search(), wide, widening, cos)
         return cos
+
+    def _search(self, remedy: Remedy, sets: Callable[[set], tuple[set, set]], judge, what: str, rank) -> Search:
+        """One remedy's search: `sets` maps the remedy's nodes to the judges' (float nodes, widened nodes)."""
+        return Search(
+            remedy,
+            self.graph,
+            lambda names: judge(*sets(names)),
+            self.options,
+            self.log,
+            what,
+            rank=rank and (lambda names: rank(*sets(names))),
+        )
 
     def add_moves(self) -> None:
         """The moves between float nodes (absorbed), in float too, each with the reason of the float node it moves

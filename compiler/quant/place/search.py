@@ -9,9 +9,11 @@ Two remedies, tried in this order by tcc.quant.place.placer:
   float is the FP32 model, so this remedy meets any floor.
 
 For each: candidates ranked by the output cosine each gains alone, per cost; each kept only when the shortfall it
-measures with the others is lower (quantization errors partly cancel: gains do not add); ranked again on top of
-what was kept while that helps (ROUNDS passes); the last resort is the shortest tail of the graph that meets the
-floors (bisection). A judge maps the remedy's set of nodes to a Score; the placer closes over the other remedy's.
+measures with the others is lower (quantization errors partly cancel: gains do not add); ranked again on top of what was
+kept while that helps (ROUNDS passes); the last resort is the cheapest of the shortest tail and the shortest head of the
+graph that meet the floors (bisection). With the floors met, every node kept is taken back where the floors hold without
+it (pruned, once the other remedy is settled). A judge maps the remedy's set of nodes to a Score; the placer closes over
+the other remedy's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..intgraph.match import IntGraph
 
 ROUNDS = 3  # ranking passes of the accuracy greedy
 FLOAT, WIDE = "float", "int16"  # a placement entry's precision
+ENDS = ("tail", "head")  # the last resort's runs of nodes (ends): a tail wins a tie of cost and length
 
 
 @dataclass(frozen=True)
@@ -137,25 +140,45 @@ def greedy(search: Search, chosen: dict, cos: Score) -> Score:
         if short(cos) == 0 or short(cos) >= before:
             break
     if short(cos) > 0:  # no node gains alone: the error is spread over many layers
-        cos = tail(search, chosen, start, cos)
+        cos = ends(search, chosen, start, cos)
     return cos
 
 
-def tail(search: Search, chosen: dict, start: set, cos: Score) -> Score:
-    """The last resort of the greedy: the shortest tail of the graph (its last candidates, in graph order) given the
-    remedy that meets the floors, found by bisection (the output cosine rises with the tail). A tail, because errors
-    made late reach the output undamped and a CNN's late layers are its cheapest (small feature maps: DDSNet's last
-    dense block is 3% of its MACs). Two tails are tried, on top of what the greedy kept and on top of `start` (what
-    had the remedy before it: the greedy's picks may be scattered over the expensive early layers), and the
-    cheaper one is kept. A remedy that is not complete may miss the floors with every candidate: then every
-    candidate takes it (the most it can do; the next remedy goes on from there)."""
+def pruned(search: Search, chosen: dict, start: set, cos: Score) -> Score:
+    """With the floors met (the greedy's result, and the other remedy's settled: tcc.quant.place.placer), each node
+    given the remedy since `start` taken back where the floors stay met without it, the costliest first. A node's gain
+    alone orders the greedy, but the nodes kept later can make an earlier one needless (DeepLabV3-MobileNetV3: scattered
+    picks, then its stem's nodes, which alone meet the floor; docs/notes/segmentation.md).
+    One judgement per node kept."""
+    cost = search.remedy.cost
+    for name in sorted((n for n in chosen if n not in start), key=lambda n: (-cost({n}), n)):
+        trial = search.judge(set(chosen) - {name})
+        if search.short(trial) == 0:
+            del chosen[name]
+            cos = trial
+            search.log(f"placement: - {name} (the floors hold without it): {search.what} output cosine {cos}")
+    return cos
+
+
+def ends(search: Search, chosen: dict, start: set, cos: Score) -> Score:
+    """The last resort of the greedy: the shortest end of the graph (its last candidates in graph order, or its
+    first) given the remedy that meets the floors, found by bisection (the output cosine rises with an end's length).
+    An end, because a float island removes the quantization of the tensors between float nodes only, so a spread
+    error is taken away by a contiguous run of nodes, not by one node alone. A tail, because errors made late reach
+    the output undamped and a CNN's late layers are its cheapest (small feature maps: DDSNet's last dense block is 3%
+    of its MACs); a head, because an error made early passes through every later layer (DeepLabV3-MobileNetV3's
+    stem and first block hold the most of its INT8 error: docs/notes/segmentation.md). Each end is tried
+    on top of what the greedy kept and on top of `start` (what had the remedy before it: the greedy's picks may be
+    scattered over the expensive early layers), and the cheapest is kept. A remedy that is not complete may miss the
+    floors with every candidate: then every candidate takes it (the most it can do; the next remedy goes on from
+    there)."""
     remedy, judge = search.remedy, search.judge
     mine = set(chosen)
 
     def set_to(names: set) -> None:
         for name in [n for n in remedy.candidates if n in names and n not in chosen]:
             chosen[name] = search.entry(name)
-        for name in [n for n in mine if n not in names]:  # the greedy's picks the cheaper tail does without
+        for name in [n for n in mine if n not in names]:  # the greedy's picks the cheaper end does without
             del chosen[name]
 
     if not remedy.complete:
@@ -167,33 +190,34 @@ def tail(search: Search, chosen: dict, start: set, cos: Score) -> Score:
                 f"placement: every candidate at {remedy.precision} reaches only {search.what} output cosine {most}"
             )
             return most
-    found = [_shortest_tail(search, mine)] + ([_shortest_tail(search, set(start))] if set(start) != mine else [])
-    names, best = min(found, key=lambda t: (remedy.cost(t[0]), len(t[0])))
+    bases = [mine] + ([set(start)] if set(start) != mine else [])
+    found = [(end, *_shortest_end(search, base, end)) for end in ENDS for base in bases]
+    end, names, best = min(found, key=lambda t: (remedy.cost(t[1]), len(t[1])))
     set_to(names)
     cos = best if best is not None else judge(set(chosen))
     search.log(
-        f"placement: no node gains alone; the floors need a tail of the graph at {remedy.precision}: "
+        f"placement: no node gains alone; the floors need a {end} of the graph at {remedy.precision}: "
         f"{len(chosen)} node(s), {100 * remedy.cost(names) / total_cost(search.graph):.1f}% of the "
         f"graph's cost: {search.what} output cosine {cos}"
     )
     return cos
 
 
-def _shortest_tail(search: Search, base: set) -> tuple[set, Score | None]:
-    """The shortest tail of the remedy's candidates (not in `base`) that meets the floors on top of `base`, by
+def _shortest_end(search: Search, base: set, end: str) -> tuple[set, Score | None]:
+    """The shortest `end` (ENDS) of the remedy's candidates not in `base` that meets the floors on top of `base`, by
     bisection, with its score (None: only every candidate, not judged here)."""
     remedy = search.remedy
     rest = [n for n in remedy.candidates if n not in base]
 
-    def tail_of(k: int) -> set:
-        return remedy.closure(base | set(rest[len(rest) - k :]))
+    def end_of(k: int) -> set:
+        return remedy.closure(base | set(rest[len(rest) - k :] if end == "tail" else rest[:k]))
 
-    lo, hi, best = 0, len(rest), None  # tail_of(hi): every candidate, which meets the floors
+    lo, hi, best = 0, len(rest), None  # end_of(hi): every candidate, which meets the floors
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        trial = search.judge(tail_of(mid))
+        trial = search.judge(end_of(mid))
         if search.short(trial) > 0:
             lo = mid
         else:
             hi, best = mid, trial
-    return tail_of(hi), best
+    return end_of(hi), best
