@@ -13,7 +13,10 @@ torch.onnx.export (opset 17); then
   5-logit output's per-sample cosine spreads widely: on 8 crops two quantizations of LCNet within 0.005 of each
   other on 128 crops read 0.66 and 0.83 (docs/notes/asymmetric-activations.md);
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
-  mean cosine), judged the same way.
+  mean cosine), judged the same way;
+- the two paired crop by crop (`paired`): tcc minus ORT in cosine and in agreement, each with its standard error.
+  With seeded weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way;
+  a row is `lower` (or `higher`) only beyond 2 standard errors of the paired difference.
 
     .venv/bin/python tools/import_census.py                  # every model (~25 min on 2 cores)
     .venv/bin/python tools/import_census.py monai_unet lraspp --size 64
@@ -44,9 +47,16 @@ import onnx
 import torch
 
 from tcc.cli.main import main as tcc_main
-from tcc.quant.report.quality import ort_quantize_static, output_metrics, per_sample_cosine, run_ort
+from tcc.quant.report.quality import (
+    ort_quantize_static,
+    output_metrics,
+    per_sample_agreement,
+    per_sample_cosine,
+    run_ort,
+)
 
 CALIB, JUDGED = 32, 64
+SIGNIFICANT = 2  # standard errors of a paired per-crop difference that make it lower or higher, not level
 METHODS = ("MinMax", "Percentile", "Entropy")
 
 
@@ -192,6 +202,20 @@ def _metrics(fp32: np.ndarray, int8: np.ndarray) -> dict:
     return output_metrics(fp32, int8) | {"cosine_se": round(float(cos.std(ddof=1) / np.sqrt(len(cos))), 5)}
 
 
+def paired(fp32: np.ndarray, ours: np.ndarray, rival: np.ndarray) -> dict:
+    """tcc's INT8 minus the rival's, crop by crop on the same judged crops: for the output cosine and the argmax
+    agreement, the mean difference and its standard error, and the verdict (`lower` / `higher`: beyond SIGNIFICANT
+    standard errors, else `level`). The rival is the best of its methods on these very crops, so `level` already
+    gives it that choice."""
+    out: dict = {}
+    for key, per_sample in (("cosine", per_sample_cosine), ("agreement", per_sample_agreement)):
+        d = per_sample(fp32, ours).astype(np.float64) - per_sample(fp32, rival)
+        mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        verdict = "lower" if mean < -SIGNIFICANT * se else "higher" if mean > SIGNIFICANT * se else "level"
+        out[key] = {"mean": round(mean, 6), "se": round(se, 6), "verdict": verdict}
+    return out
+
+
 def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort") -> dict:
     """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`) against the rival."""
     row: dict = {"name": entry.name, "source": entry.source, "size": entry.size}
@@ -250,9 +274,11 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
         doc = json.loads(table.read_text())
         row["tcc"]["method"] = doc["method"]
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
-    rivals = {m: _metrics(fp32, run_ort(ort_quantize_static(original, calib, m), judged)) for m in METHODS}
+    rival_outputs = {m: run_ort(ort_quantize_static(original, calib, m), judged) for m in METHODS}
+    rivals = {m: _metrics(fp32, out) for m, out in rival_outputs.items()}
     best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
     row["rival"] = rivals[best] | {"method": best}
+    row["paired"] = paired(fp32, int8, rival_outputs[best])
     row["stage"] = "done"
     return row
 
@@ -260,17 +286,17 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
 def markdown(rows: list[dict]) -> list[str]:
     lines = [
         "| model | from | import | predict max abs | tcc INT8 cos mean / worst | agree | ORT best cos mean / worst | "
-        "agree | tcc >= ORT |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "agree | tcc >= ORT | tcc - ORT per crop: cos; agree |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["stage"] in ("build", "import", "predict"):
-            lines.append(f"| {r['name']} | {r['source']} | **{r['stage']} refused**: {r['error']} | | | | | | |")
+            lines.append(f"| {r['name']} | {r['source']} | **{r['stage']} refused**: {r['error']} | | | | | | | |")
             continue
         predicted = f"{r['predict_max_abs']:.2g}" + ("" if r["predict_equal"] else " **(over)**")
         if r["stage"] == "int8":
             lines.append(
-                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | |"
+                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | |"
             )
             continue
         t, o = r["tcc"], r["rival"]
@@ -284,9 +310,18 @@ def markdown(rows: list[dict]) -> list[str]:
             )
             + " | "
             + f"{t['top1_agreement']:.3f} | {_mean(o)} / {o['cosine_min']:.5f} ({o['method']}) | "
-            f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} |"
+            f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} | {_paired(r.get('paired'))} |"
         )
     return lines
+
+
+def _paired(p: dict | None) -> str:
+    if not p:
+        return ""
+    c, a = p["cosine"], p["agreement"]
+    verdicts = {c["verdict"], a["verdict"]}
+    word = "lower" if "lower" in verdicts else "higher" if "higher" in verdicts else "level"
+    return f"{c['mean']:+.5f} ± {c['se']:.5f}; {a['mean']:+.3f} ± {a['se']:.3f} ({word})"
 
 
 def _mean(m: dict) -> str:
@@ -304,9 +339,11 @@ def summary(rows: list[dict]) -> str:
         if r["tcc"]["cosine_mean"] >= r["rival"]["cosine_mean"]
         and r["tcc"]["top1_agreement"] >= r["rival"]["top1_agreement"]
     ]
+    lower = [r for r in built if any(v["verdict"] == "lower" for v in r.get("paired", {}).values())]
     return (
         f"{n} models: {len(imported)} imported, {len(equal)} predict as ONNX Runtime, {len(built)} build INT8 for "
-        f"ort, {len(wins)} of them at least ONNX Runtime's best quantize_static on cosine and agreement"
+        f"ort, {len(wins)} of them at least ONNX Runtime's best quantize_static on cosine and agreement; "
+        f"{len(lower)} below it beyond {SIGNIFICANT} standard errors of the paired per-crop difference"
     )
 
 

@@ -29,7 +29,36 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
         assert row["tcc"]["split"] == []  # no x * g(x) in a U-Net of PReLUs
         split = {**row, "tcc": {**row["tcc"], "split": ["hardswish"]}}
         assert f"({row['tcc']['method']}, split hardswish)" in tool.markdown([split])[-1]
+        assert set(row["paired"]) == {"cosine", "agreement"} and row["paired"]["cosine"]["verdict"] in VERDICTS
+        assert f"({_word(row['paired'])})" in tool.markdown([row])[-1]
     assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in tool.summary(list(rows.values()))
+
+
+VERDICTS = ("lower", "level", "higher")
+
+
+def _word(paired: dict) -> str:
+    verdicts = {v["verdict"] for v in paired.values()}
+    return next(w for w in ("lower", "higher", "level") if w in verdicts)
+
+
+def test_the_paired_difference_is_lower_only_beyond_two_standard_errors():
+    """tcc against the rival crop by crop: the same outputs are level, clearly worse ones lower, and a top-1 lost on
+    one crop of 64 is level (one crop is within the noise); the summary counts the lower rows."""
+    tool = load_tool("import_census")
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(size=(64, 10)).astype(np.float32)
+    rival = fp32 + 0.05 * rng.normal(size=fp32.shape).astype(np.float32)
+    worse = fp32 + 0.3 * rng.normal(size=fp32.shape).astype(np.float32)
+    assert tool.paired(fp32, rival, rival)["cosine"] == {"mean": 0.0, "se": 0.0, "verdict": "level"}
+    got = tool.paired(fp32, worse, rival)
+    assert got["cosine"]["verdict"] == "lower" and got["cosine"]["mean"] < -2 * got["cosine"]["se"]
+    one_lost = rival.copy()
+    one_lost[0] = -fp32[0]  # one crop's top-1 lost
+    assert tool.paired(fp32, one_lost, rival)["agreement"]["verdict"] == "level"
+    row = {"stage": "done", "tcc": {"cosine_mean": 0.9, "top1_agreement": 0.9},
+           "rival": {"cosine_mean": 0.95, "top1_agreement": 0.9}, "paired": got}  # fmt: skip
+    assert "1 below it beyond 2 standard errors" in tool.summary([row])
 
 
 def test_the_batchnorm_statistics_come_from_the_crops():
