@@ -315,13 +315,17 @@ def markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
+def verdict(p: dict) -> str:
+    """A row's verdict from its paired differences: lower where either is lower, else higher where either is."""
+    verdicts = {v["verdict"] for v in p.values()}
+    return "lower" if "lower" in verdicts else "higher" if "higher" in verdicts else "level"
+
+
 def _paired(p: dict | None) -> str:
     if not p:
         return ""
     c, a = p["cosine"], p["agreement"]
-    verdicts = {c["verdict"], a["verdict"]}
-    word = "lower" if "lower" in verdicts else "higher" if "higher" in verdicts else "level"
-    return f"{c['mean']:+.5f} ± {c['se']:.5f}; {a['mean']:+.3f} ± {a['se']:.3f} ({word})"
+    return f"{c['mean']:+.5f} ± {c['se']:.5f}; {a['mean']:+.3f} ± {a['se']:.3f} ({verdict(p)})"
 
 
 def _mean(m: dict) -> str:
@@ -339,7 +343,7 @@ def summary(rows: list[dict]) -> str:
         if r["tcc"]["cosine_mean"] >= r["rival"]["cosine_mean"]
         and r["tcc"]["top1_agreement"] >= r["rival"]["top1_agreement"]
     ]
-    lower = [r for r in built if any(v["verdict"] == "lower" for v in r.get("paired", {}).values())]
+    lower = [r for r in built if r.get("paired") and verdict(r["paired"]) == "lower"]
     return (
         f"{n} models: {len(imported)} imported, {len(equal)} predict as ONNX Runtime, {len(built)} build INT8 for "
         f"ort, {len(wins)} of them at least ONNX Runtime's best quantize_static on cosine and agreement; "

@@ -309,11 +309,13 @@ class _Placing:
         short, chosen, wide = self.options.shortfall, self.chosen, self.wide
         widening, floating = set(wide), set(chosen)  # what had each remedy before: pruning leaves it
 
-        def wide_search() -> Search:
-            return self._search(self.widths.remedy(), lambda w: (set(chosen), w), judge, what, rank)
-
-        if short(cos) > 0 and widens(self.options, self.table.target):
-            cos = greedy(wide_search(), wide, cos)
+        wide_search = (
+            self._search(self.widths.remedy(), lambda w: (set(chosen), w), judge, what, rank)
+            if widens(self.options, self.table.target)
+            else None
+        )
+        if short(cos) > 0 and wide_search:
+            cos = greedy(wide_search, wide, cos)
         if short(cos) > 0:
             float_search = self._search(float_remedy(self.graph), lambda f: (f, set(wide)), judge, what, rank)
             cos = greedy(float_search, chosen, cos)
@@ -323,8 +325,8 @@ class _Placing:
                 cos = alone
             if short(cos) == 0:
                 cos = pruned(float_search, chosen, floating, cos)
-        if short(cos) == 0 and wide:
-            cos = pruned(wide_search(), wide, widening, cos)
+        if short(cos) == 0 and wide and wide_search:
+            cos = pruned(wide_search, wide, widening, cos)
         return cos
 
     def _search(self, remedy: Remedy, sets: Callable[[set], tuple[set, set]], judge, what: str, rank) -> Search:
