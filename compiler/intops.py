@@ -151,6 +151,10 @@ class IntOp:
     # not see (MobileViTv2's W8A16 softmax, measured in
     # docs/notes/attention-int8.md#three-fixes-and-where-orts-8-bits-stop-2026-11-26-later)
     output_range: tuple[float, float] | None = None
+    # a normalization (x - mean) / std: the axes of its first input the statistics are taken over, or None where
+    # the view has none; the calibration chooses that input's scale by the normalized output's cosine
+    # (tcc.quant.scales.norm_search: a range clipped or coarse there moves every value the statistics normalize)
+    normalizes: Callable[[NodeView], tuple[int, ...] | None] | None = None
 
     def commutes_per_channel(self, view: NodeView) -> bool:
         return self.channelwise(view) if callable(self.channelwise) else self.channelwise
@@ -407,6 +411,17 @@ def layernorm_axis(v: NodeView) -> int | None:
         return axes[0] if len(axes) == 1 else None
     axis = int(v.attrs.get("axis", -1)) % rank
     return axis if axis == rank - 1 else None
+
+
+def _layernorm_axes(v: NodeView) -> tuple[int, ...] | None:
+    axis = layernorm_axis(v)
+    return None if axis is None else (axis,)
+
+
+def _instancenorm_axes(v: NodeView) -> tuple[int, ...] | None:
+    """Each channel of each sample over its positions: the axes after N and C."""
+    rank = v.rank(v.inputs[0])
+    return None if rank is None else tuple(range(2, rank))
 
 
 def _check_layernorm(v: NodeView) -> str | None:
@@ -994,6 +1009,7 @@ INT_OPS: dict[str, IntOp] = {
             _check_instancenorm,
             lowerings=frozenset({TFLITE}),
             fields=_norm_fields,
+            normalizes=_instancenorm_axes,
         ),
         IntOp(
             "sub",
@@ -1062,6 +1078,7 @@ INT_OPS: dict[str, IntOp] = {
             _check_layernorm,
             lowerings=frozenset({TFLITE}),
             fields=_layernorm_fields,
+            normalizes=_layernorm_axes,
         ),
     ]
 }

@@ -43,6 +43,7 @@ class Measured:
     inits: dict = field(default_factory=dict)
     hists: dict[str, Histogram] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> its sampled input rows (float32)
+    norm_rows: dict[str, np.ndarray] = field(default_factory=dict)  # a normalization's input -> its sampled rows
 
     @classmethod
     def of(cls, run: CalibrationRun, data: np.ndarray, equalization: bool) -> Measured:

@@ -1,0 +1,84 @@
+"""The scale of a tensor a normalization reads (layer norm, instance norm: tcc.intops.IntOp.normalizes), chosen by
+the cosine of the normalized output, the cosine fine search's counterpart for these tensors (kl+cos).
+
+A normalization divides by the standard deviation of the values it normalizes, so a range clipped, or a step too
+coarse, at its input moves every value of the row. No layer reads such a tensor (the residual stream of a ViT feeds a
+LayerNorm and the next residual add), so the layers' search (tcc.quant.scales.cos_search) never sees it and KL's
+threshold stayed: on DeiT-Tiny that cost the output cosine 0.0097, more than every other tensor together
+(docs/notes/dense-prediction.md, "The tensors a normalization reads").
+
+The search: on rows sampled from the calibration data (`rows`: one row is what one normalization statistic covers,
+a token's channels for a layer norm, a channel's positions for an instance norm), every threshold of GRID times the
+largest |value| seen, and the coarse one, each judged by the cosine of (x - mean) / sqrt(var + eps) with x
+quantized at that threshold against the same with x in float, over all rows together. The best wins; the coarse
+threshold keeps a tie, so the search never lowers the cosine it measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..table.quantizer import fake_quant, scale_for_threshold
+
+GRID = np.linspace(0.3, 1.0, 71)  # thresholds as fractions of the largest |value| (DeiT's best: 0.85 to 0.95)
+VALUES = 1 << 20  # values sampled per tensor at most: an instance norm's row is a whole channel
+
+
+@dataclass(frozen=True)
+class NormInput:
+    """A tensor a normalization reads: the axes the statistics are taken over, and the normalization's epsilon."""
+
+    tensor: str
+    axes: tuple[int, ...]
+    eps: float
+
+
+def norm_inputs(graph) -> list[NormInput]:
+    """Each tensor a normalization of the integer graph (tcc.quant.intgraph.match.IntGraph) reads, once, in the
+    graph's order (the first normalization of a tensor read by several decides its axes)."""
+    found: dict[str, NormInput] = {}
+    for node in graph.nodes:
+        axes = node.op.normalizes(graph.view(node)) if node.op.normalizes is not None else None
+        if axes and node.inputs[0] not in found:
+            found[node.inputs[0]] = NormInput(node.inputs[0], axes, float(node.attrs.get("epsilon", 1e-5)))
+    return list(found.values())
+
+
+def rows(x: np.ndarray, axes: tuple[int, ...], count: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `count` rows of batch `x` drawn at random ([R, K] float32; K the values one statistic covers), fewer
+    where VALUES would be exceeded."""
+    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+    k = int(np.prod([x.shape[a] for a in axes]))
+    flat = moved.reshape(-1, k)
+    take = min(len(flat), count, max(1, VALUES // max(k, 1)))
+    return flat[np.sort(rng.choice(len(flat), size=take, replace=False))].astype(np.float32)
+
+
+def _normalized(x: np.ndarray, eps: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    centered = x - x.mean(axis=1, keepdims=True)
+    return centered / np.sqrt((centered * centered).mean(axis=1, keepdims=True) + eps)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.ravel() @ b.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+
+
+def norm_search(sampled: np.ndarray, eps: float, coarse: float, amax: float, signed: bool, bits: int = 8):
+    """(scale, (cosine at the coarse scale, at the chosen one)) for a tensor whose rows `sampled` a normalization
+    reads; `coarse`: the method's scale, `amax`: the largest |value| seen (the grid's top)."""
+    reference = _normalized(sampled, eps)
+
+    def cosine(scale: float) -> float:
+        return _cos(reference, _normalized(fake_quant(sampled, scale, bits, signed), eps))
+
+    before = cosine(coarse)
+    best_scale, best = coarse, before
+    for t in GRID * amax:
+        scale = float(scale_for_threshold(t, bits, signed))
+        c = cosine(scale)
+        if c > best:
+            best_scale, best = scale, c
+    return float(best_scale), (before, best)
