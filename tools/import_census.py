@@ -13,7 +13,8 @@ torch.onnx.export (opset 17); then
   5-logit output's per-sample cosine spreads widely: on 8 crops two quantizations of LCNet within 0.005 of each
   other on 128 crops read 0.66 and 0.83 (docs/notes/asymmetric-activations.md);
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
-  mean cosine), judged the same way;
+  mean cosine), judged the same way; for `--target ort`, whose dense weights have 7 bits (exact on every CPU), also
+  with 7-bit weights (`reduce_range`, ONNX Runtime's advice for x86 CPUs without VNNI), like against like;
 - the two paired crop by crop (`paired`): tcc minus ORT in cosine and in agreement, each with its standard error.
   With seeded weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way;
   a row is `lower` (or `higher`) only beyond 2 standard errors of the paired difference.
@@ -274,29 +275,38 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
         doc = json.loads(table.read_text())
         row["tcc"]["method"] = doc["method"]
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
-    rival_outputs = {m: run_ort(ort_quantize_static(original, calib, m), judged) for m in METHODS}
-    rivals = {m: _metrics(fp32, out) for m, out in rival_outputs.items()}
-    best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
-    row["rival"] = rivals[best] | {"method": best}
-    row["paired"] = paired(fp32, int8, rival_outputs[best])
+    row["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
+    row["paired"] = paired(fp32, int8, rival_out)
+    if target == "ort":  # tcc's 7-bit dense weights there: ORT's own with 7-bit weights too (reduce_range)
+        row["rival_w7"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=True)
+        row["paired_w7"] = paired(fp32, int8, rival_out)
     row["stage"] = "done"
     return row
+
+
+def _best_rival(original, calib, judged, fp32, reduce_range: bool) -> tuple[dict, np.ndarray]:
+    """ONNX Runtime's quantize_static, the best of METHODS by mean cosine on the judged crops: its metrics (with the
+    method) and its outputs."""
+    outputs = {m: run_ort(ort_quantize_static(original, calib, m, reduce_range), judged) for m in METHODS}
+    rivals = {m: _metrics(fp32, out) for m, out in outputs.items()}
+    best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
+    return rivals[best] | {"method": best}, outputs[best]
 
 
 def markdown(rows: list[dict]) -> list[str]:
     lines = [
         "| model | from | import | predict max abs | tcc INT8 cos mean / worst | agree | ORT best cos mean / worst | "
-        "agree | tcc >= ORT | tcc - ORT per crop: cos; agree |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "agree | tcc >= ORT | tcc - ORT per crop: cos; agree | ORT with 7-bit weights: cos mean; tcc - it |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["stage"] in ("build", "import", "predict"):
-            lines.append(f"| {r['name']} | {r['source']} | **{r['stage']} refused**: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['name']} | {r['source']} | **{r['stage']} refused**: {r['error']} | | | | | | | | |")
             continue
         predicted = f"{r['predict_max_abs']:.2g}" + ("" if r["predict_equal"] else " **(over)**")
         if r["stage"] == "int8":
             lines.append(
-                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | |"
+                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | | |"
             )
             continue
         t, o = r["tcc"], r["rival"]
@@ -310,7 +320,13 @@ def markdown(rows: list[dict]) -> list[str]:
             )
             + " | "
             + f"{t['top1_agreement']:.3f} | {_mean(o)} / {o['cosine_min']:.5f} ({o['method']}) | "
-            f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} | {_paired(r.get('paired'))} |"
+            f"{o['top1_agreement']:.3f} | {'yes' if wins else '**no**'} | {_paired(r.get('paired'))} | "
+            + (
+                f"{_mean(r['rival_w7'])} ({r['rival_w7']['method']}); {_paired(r['paired_w7'])}"
+                if "rival_w7" in r
+                else ""
+            )
+            + " |"
         )
     return lines
 
@@ -344,10 +360,17 @@ def summary(rows: list[dict]) -> str:
         and r["tcc"]["top1_agreement"] >= r["rival"]["top1_agreement"]
     ]
     lower = [r for r in built if r.get("paired") and verdict(r["paired"]) == "lower"]
+    same_bits = [r for r in built if r.get("paired_w7")]
+    lower_w7 = [r for r in same_bits if verdict(r["paired_w7"]) == "lower"]
     return (
         f"{n} models: {len(imported)} imported, {len(equal)} predict as ONNX Runtime, {len(built)} build INT8 for "
         f"ort, {len(wins)} of them at least ONNX Runtime's best quantize_static on cosine and agreement; "
         f"{len(lower)} below it beyond {SIGNIFICANT} standard errors of the paired per-crop difference"
+        + (
+            f"; {len(lower_w7)} of {len(same_bits)} below its best with 7-bit weights (reduce_range, as tcc's ort)"
+            if same_bits
+            else ""
+        )
     )
 
 

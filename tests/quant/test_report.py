@@ -17,6 +17,7 @@ from tcc.quant.report.quality import (
     ReportSettings,
     check_report_path,
     format_report,
+    ort_quantize_static,
     quality_report,
     rival_line,
     save_report,
@@ -307,3 +308,19 @@ def test_calibrate_cli_eval(tmp_path, capsys):
     assert f"all 4 held-out samples from {tmp_path / 'eval.npy'}" in captured.out
     assert "4 of the 4 held-out samples" in captured.err and "flattered" in captured.err
     assert json.loads((tmp_path / "q.json").read_text())["samples"]["also_calibration_samples"] == 4
+
+
+def test_onnx_runtimes_rival_with_7_bit_weights(model, data):
+    """reduce_range: ONNX Runtime's weights on 7 bits (the codes of tcc's `ort` rules), its activations on 8."""
+    from onnx import numpy_helper
+
+    def codes(q):
+        weights = [numpy_helper.to_array(t) for t in q.graph.initializer if t.data_type == 3]  # int8
+        activations = [numpy_helper.to_array(t) for t in q.graph.initializer if t.data_type == 2]  # uint8 zero points
+        return np.concatenate([w.ravel() for w in weights]), activations
+
+    full, _ = codes(ort_quantize_static(model, data, "MinMax"))
+    reduced, zero_points = codes(ort_quantize_static(model, data, "MinMax", reduce_range=True))
+    assert full.min() == -127 or full.max() == 127  # each channel's largest weight on the 8-bit grid's end
+    assert np.abs(reduced.astype(int)).max() == 64  # symmetric 7-bit: 255 x 64 x 2 pair sums fit in 16 bits
+    assert zero_points  # the activations stay u8

@@ -31,7 +31,12 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
         assert f"({row['tcc']['method']}, split hardswish)" in tool.markdown([split])[-1]
         assert set(row["paired"]) == {"cosine", "agreement"} and row["paired"]["cosine"]["verdict"] in VERDICTS
         assert f"({_word(row['paired'])})" in tool.markdown([row])[-1]
-    assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in tool.summary(list(rows.values()))
+        # --target ort (7-bit dense weights): ONNX Runtime's best with 7-bit weights too, paired the same way
+        assert row["rival_w7"]["method"] in tool.METHODS and set(row["paired_w7"]) == {"cosine", "agreement"}
+        assert f"({row['rival_w7']['method']});" in tool.markdown([row])[-1]
+    summary = tool.summary(list(rows.values()))
+    assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in summary
+    assert "of 1 below its best with 7-bit weights" in summary
 
 
 VERDICTS = ("lower", "level", "higher")
