@@ -285,7 +285,7 @@ def cos_search(
     return SearchResult(out_scales, out_cos, results)
 
 
-def _scan(score, grid: np.ndarray, stride: int, scored: dict) -> int:
+def scan_grid(score, grid: np.ndarray, stride: int, scored: dict) -> int:
     """Coarse to fine over `grid` (every `stride`-th, then all within `stride` of the best): the best index; fills
     `scored` (index -> score)."""
     for k in range(0, len(grid), stride):
@@ -380,12 +380,12 @@ class _InputSearch:
         stride, grid = self.stride, self.grid
         if self.at is None:  # the first round scans the whole grid coarsely, then finely around its best; when
             # that is the window's top, the grid goes on up to the limit (and stays so for the later rounds)
-            kb = _scan(score, grid, stride, scored)
+            kb = scan_grid(score, grid, stride, scored)
             if kb == len(grid) - 1 and self.limit is not None and self.limit > grid[-1]:
                 step = grid[1] - grid[0]
                 more = grid[-1] + step * np.arange(1, int(np.ceil((self.limit - grid[-1]) / step)) + 1)
                 grid = self.grid = np.concatenate([grid, more])
-                _scan(score, grid, stride, scored)
+                scan_grid(score, grid, stride, scored)
         else:  # later rounds, whose weights moved only a little, scan every factor within two coarse steps of the
             # scale the first one chose
             for k in range(max(self.at - 2 * stride + 1, 0), min(self.at + 2 * stride, len(grid))):

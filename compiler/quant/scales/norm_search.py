@@ -8,10 +8,10 @@ threshold stayed: on DeiT-Tiny that cost the output cosine 0.0097, more than eve
 (docs/notes/dense-prediction.md, "The tensors a normalization reads").
 
 The search: on rows sampled from the calibration data (`rows`: one row is what one normalization statistic covers,
-a token's channels for a layer norm, a channel's positions for an instance norm), every threshold of GRID times the
-largest |value| seen, and the coarse one, each judged by the cosine of (x - mean) / sqrt(var + eps) with x
-quantized at that threshold against the same with x in float, over all rows together. The best wins; the coarse
-threshold keeps a tie, so the search never lowers the cosine it measures.
+a token's channels for a layer norm, a channel's positions for an instance norm), the thresholds of GRID times the
+largest |value| seen (every STRIDE-th, then the neighbours of the best) and the coarse one, each judged by the
+cosine of (x - mean) / sqrt(var + eps) with x quantized at that threshold against the same with x in float, over all
+rows together. The best wins; the coarse threshold keeps a tie, so the search never lowers the cosine it measures.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..table.quantizer import fake_quant, scale_for_threshold
+from .cos_search import scan_grid
 
 GRID = np.linspace(0.3, 1.0, 71)  # thresholds as fractions of the largest |value| (DeiT's best: 0.85 to 0.95)
-VALUES = 1 << 20  # values sampled per tensor at most: an instance norm's row is a whole channel
+STRIDE = 4  # the grid scanned coarse to fine, as the layers' activation grid (SearchSettings.stride)
+VALUES = 1 << 18  # values sampled per tensor at most (a DeiT token's 192 channels: 1,365 rows); an instance
+# norm's row is a whole channel
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,9 @@ def norm_search(sampled: np.ndarray, eps: float, coarse: float, amax: float, sig
         return _cos(reference, _normalized(fake_quant(sampled, scale, bits, signed), eps))
 
     before = cosine(coarse)
-    best_scale, best = coarse, before
-    for t in GRID * amax:
-        scale = float(scale_for_threshold(t, bits, signed))
-        c = cosine(scale)
-        if c > best:
-            best_scale, best = scale, c
-    return float(best_scale), (before, best)
+    scales = [float(scale_for_threshold(t, bits, signed)) for t in GRID * amax]
+    scored: dict[int, float] = {}
+    k = scan_grid(cosine, np.array(scales), STRIDE, scored)
+    if scored[k] > before:
+        return scales[k], (before, scored[k])
+    return float(coarse), (before, before)
