@@ -1,5 +1,7 @@
-"""The scale of a tensor a normalization reads (layer norm, instance norm: tcc.intops.IntOp.normalizes), chosen by
-the cosine of the normalized output, the cosine fine search's counterpart for these tensors (kl+cos).
+"""The scale of a tensor a normalization reads, chosen by the cosine of the normalized output (kl+cos).
+
+Layer norms and instance norms (tcc.intops.IntOp.normalizes): the cosine fine search's counterpart for the tensors
+they read.
 
 A normalization divides by the standard deviation of the values it normalizes, so a range clipped, or a step too
 coarse, at its input moves every value of the row. No layer reads such a tensor (the residual stream of a ViT feeds a
