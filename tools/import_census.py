@@ -19,7 +19,7 @@ torch.onnx.export (opset 17); then
   With seeded weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way;
   a row is `lower` (or `higher`) only beyond 2 standard errors of the paired difference.
 
-    .venv/bin/python tools/import_census.py                  # every model (~25 min on 2 cores)
+    .venv/bin/python tools/import_census.py                  # every model (~50 min on 2 cores)
     .venv/bin/python tools/import_census.py monai_unet lraspp --size 64
     .venv/bin/python tools/import_census.py --json census.json
 
