@@ -62,7 +62,7 @@ from .intgraph.widths import fit_accumulators
 from .place.placer import place
 from .scales.cos_search import Inputs, SearchSettings, cos_search
 from .scales.methods import AUTO, threshold
-from .scales.norm_search import norm_inputs, norm_search
+from .scales.norm_search import norm_inputs, norm_search, row_budget
 from .scales.norm_search import rows as norm_rows
 from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
 from .stage import Measured, Scaled, Stage, searching, table_document
@@ -253,8 +253,9 @@ def _statistics(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
 
     def sample_rows(outs, take):  # every layer in order: one generator draws all positions
         for n in norms:  # the rows a normalization's statistics cover (tcc.quant.scales.norm_search)
-            per_batch = math.ceil(s.cos_rows * take / n_cos)
-            norm_parts[n.tensor].append(norm_rows(outs[n.tensor][:take], n.axes, per_batch, norm_rng))
+            x = outs[n.tensor]
+            per_batch = math.ceil(row_budget(x.shape, n.axes, s.cos_rows) * take / n_cos)
+            norm_parts[n.tensor].append(norm_rows(x[:take], n.axes, per_batch, norm_rng))
         for l in layers:
             per_batch = math.ceil(s.cos_rows * take / n_cos)
             part = layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng)

@@ -10,7 +10,7 @@ import torch
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.match import plan
-from tcc.quant.scales.norm_search import norm_inputs, norm_search, rows
+from tcc.quant.scales.norm_search import VALUES, norm_inputs, norm_search, row_budget, rows
 from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
 
 SPEC = """\
@@ -49,6 +49,10 @@ def test_rows_are_the_values_one_statistic_covers():
     assert got.shape == (4, 16)
     channels = {tuple(c) for c in image.reshape(6, 16)}
     assert all(tuple(r) in channels for r in got)  # each row one channel of one sample, over its positions
+    # over the whole data: a layer's row count, fewer where the rows would hold more than VALUES values
+    assert row_budget((8, 37, 192), (2,), 4096) == VALUES // 192
+    assert row_budget((8, 37, 16), (2,), 4096) == 4096
+    assert row_budget((8, 16, 96, 96), (2, 3), 4096) == VALUES // (96 * 96)
 
 
 @pytest.mark.parametrize("kind", ["layer", "instance"])

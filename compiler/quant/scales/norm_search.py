@@ -27,8 +27,8 @@ from .cos_search import scan_grid
 
 GRID = np.linspace(0.3, 1.0, 71)  # thresholds as fractions of the largest |value| (DeiT's best: 0.85 to 0.95)
 STRIDE = 4  # the grid scanned coarse to fine, as the layers' activation grid (SearchSettings.stride)
-VALUES = 1 << 18  # values sampled per tensor at most (a DeiT token's 192 channels: 1,365 rows); an instance
-# norm's row is a whole channel
+VALUES = 1 << 18  # values sampled per tensor over the whole data at most (row_budget; a DeiT token's 192 channels:
+# 1,365 rows); an instance norm's row is a whole channel
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,18 @@ def norm_inputs(graph) -> list[NormInput]:
     return list(found.values())
 
 
+def row_budget(shape: tuple[int, ...], axes: tuple[int, ...], rows_wanted: int) -> int:
+    """The rows sampled over the whole data for a tensor of `shape`: `rows_wanted` (a layer's count), fewer where
+    they would hold more than VALUES values."""
+    k = int(np.prod([shape[a] for a in axes]))
+    return min(rows_wanted, max(1, VALUES // max(k, 1)))
+
+
 def rows(x: np.ndarray, axes: tuple[int, ...], count: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to `count` rows of batch `x` drawn at random ([R, K] float32; K the values one statistic covers), fewer
-    where VALUES would be exceeded."""
+    """Up to `count` rows of batch `x` drawn at random ([R, K] float32; K the values one statistic covers)."""
     moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
-    k = int(np.prod([x.shape[a] for a in axes]))
-    flat = moved.reshape(-1, k)
-    take = min(len(flat), count, max(1, VALUES // max(k, 1)))
+    flat = moved.reshape(-1, int(np.prod([x.shape[a] for a in axes])))
+    take = min(len(flat), count)
     return flat[np.sort(rng.choice(len(flat), size=take, replace=False))].astype(np.float32)
 
 
