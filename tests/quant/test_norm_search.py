@@ -10,7 +10,7 @@ import torch
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.intgraph.match import plan
-from tcc.quant.scales.norm_search import VALUES, norm_inputs, norm_search, row_budget, rows
+from tcc.quant.scales.norm_search import COLUMNS, VALUES, norm_inputs, norm_search, row_budget, rows
 from tcc.quant.table.quantizer import fake_quant, scale_for_threshold
 
 SPEC = """\
@@ -52,7 +52,13 @@ def test_rows_are_the_values_one_statistic_covers():
     # over the whole data: a layer's row count, fewer where the rows would hold more than VALUES values
     assert row_budget((8, 37, 192), (2,), 4096) == VALUES // 192
     assert row_budget((8, 37, 16), (2,), 4096) == 4096
-    assert row_budget((8, 16, 96, 96), (2, 3), 4096) == VALUES // (96 * 96)
+    assert row_budget((8, 16, 96, 96), (2, 3), 4096) == VALUES // COLUMNS
+    wide = np.random.default_rng(1).standard_normal((2, 3, 48, 48)).astype(np.float32)
+    got = rows(wide, (2, 3), 6, np.random.default_rng(0))
+    assert got.shape == (6, COLUMNS)  # a channel of 2,304 positions: 1,024 of them, the same for every row
+    positions = wide.reshape(6, -1)  # all 6 rows drawn, in order
+    columns = [int(np.flatnonzero(positions[0] == v)[0]) for v in got[0]]
+    assert np.array_equal(got, positions[:, columns])
 
 
 @pytest.mark.parametrize("kind", ["layer", "instance"])

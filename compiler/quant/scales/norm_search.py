@@ -10,7 +10,8 @@ threshold stayed: on DeiT-Tiny that cost the output cosine 0.0097, more than eve
 (docs/notes/dense-prediction.md, "The tensors a normalization reads").
 
 The search: on rows sampled from the calibration data (`rows`: one row is what one normalization statistic covers,
-a token's channels for a layer norm, a channel's positions for an instance norm), the thresholds of GRID times the
+a token's channels for a layer norm, a channel's positions for an instance norm, COLUMNS of them at most), the
+thresholds of GRID times the
 largest |value| seen (every STRIDE-th, then the neighbours of the best) and the coarse one, each judged by the
 cosine of (x - mean) / sqrt(var + eps) with x quantized at that threshold against the same with x in float, over all
 rows together. The best wins; the coarse threshold keeps a tie, so the search never lowers the cosine it measures.
@@ -28,7 +29,9 @@ from .cos_search import scan_grid
 GRID = np.linspace(0.3, 1.0, 71)  # thresholds as fractions of the largest |value| (DeiT's best: 0.85 to 0.95)
 STRIDE = 4  # the grid scanned coarse to fine, as the layers' activation grid (SearchSettings.stride)
 VALUES = 1 << 18  # values sampled per tensor over the whole data at most (row_budget; a DeiT token's 192 channels:
-# 1,365 rows); an instance norm's row is a whole channel
+# 1,365 rows)
+COLUMNS = 1024  # values of one row at most: an instance norm's row is a channel's positions (9,216 at 96 x 96), of
+# which 1,024 drawn at random estimate its mean and spread, so that 256 channels are sampled rather than 28
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,19 @@ def norm_inputs(graph) -> list[NormInput]:
 def row_budget(shape: tuple[int, ...], axes: tuple[int, ...], rows_wanted: int) -> int:
     """The rows sampled over the whole data for a tensor of `shape`: `rows_wanted` (a layer's count), fewer where
     they would hold more than VALUES values."""
-    k = int(np.prod([shape[a] for a in axes]))
+    k = min(int(np.prod([shape[a] for a in axes])), COLUMNS)
     return min(rows_wanted, max(1, VALUES // max(k, 1)))
 
 
 def rows(x: np.ndarray, axes: tuple[int, ...], count: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to `count` rows of batch `x` drawn at random ([R, K] float32; K the values one statistic covers)."""
+    """Up to `count` rows of batch `x` drawn at random ([R, K] float32; K the values one statistic covers, or
+    COLUMNS of them drawn at random, the same for every row, where it covers more)."""
     moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
     flat = moved.reshape(-1, int(np.prod([x.shape[a] for a in axes])))
-    take = min(len(flat), count)
-    return flat[np.sort(rng.choice(len(flat), size=take, replace=False))].astype(np.float32)
+    picked = flat[np.sort(rng.choice(len(flat), size=min(len(flat), count), replace=False))]
+    if picked.shape[1] > COLUMNS:
+        picked = picked[:, np.sort(rng.choice(picked.shape[1], size=COLUMNS, replace=False))]
+    return picked.astype(np.float32)
 
 
 def _normalized(x: np.ndarray, eps: float) -> np.ndarray:
