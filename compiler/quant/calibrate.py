@@ -62,7 +62,7 @@ from .intgraph.widths import fit_accumulators
 from .place.placer import place
 from .scales.cos_search import Inputs, SearchSettings, cos_search
 from .scales.methods import AUTO, threshold
-from .scales.norm_search import norm_inputs, norm_search, row_budget
+from .scales.norm_search import NormInput, norm_inputs, norm_search, row_budget
 from .scales.norm_search import rows as norm_rows
 from .settings import CalibrationRequest, CalibrationRun, CalibrationSettings, Provenance
 from .stage import Measured, Scaled, Stage, searching, table_document
@@ -249,13 +249,13 @@ def _statistics(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
 
     norms = [n for n in norm_inputs(run.graph) if n.tensor in exposed] if rows_needed else []
     norm_rng = np.random.default_rng([s.seed, 1])  # its own draws: the layers' rows stay as they were
-    norm_parts: dict[str, list[np.ndarray]] = {n.tensor: [] for n in norms}
+    norm_parts: dict[NormInput, list[np.ndarray]] = {n: [] for n in norms}
 
     def sample_rows(outs, take):  # every layer in order: one generator draws all positions
         for n in norms:  # the rows a normalization's statistics cover (tcc.quant.scales.norm_search)
             x = outs[n.tensor]
             per_batch = math.ceil(row_budget(x.shape, n.axes, s.cos_rows) * take / n_cos)
-            norm_parts[n.tensor].append(norm_rows(x[:take], n.axes, per_batch, norm_rng))
+            norm_parts[n].append(norm_rows(x[:take], n.axes, per_batch, norm_rng))
         for l in layers:
             per_batch = math.ceil(s.cos_rows * take / n_cos)
             part = layer_rows(l, outs[l.input][:take], inits[l.weight].shape, per_batch, rng)
@@ -276,7 +276,7 @@ def _statistics(run: CalibrationRun, m: Measured, rows_needed: bool) -> None:
                 sampling.result()
             seen += nb
     m.samples = {name: buf[: filled[name]] for name, buf in rows.items()}  # the buffers live on as these views
-    m.norm_rows = {t: np.concatenate(parts) for t, parts in norm_parts.items() if parts}
+    m.norm_rows = {n: np.concatenate(parts) for n, parts in norm_parts.items() if parts}
 
 
 def _thresholds(run: CalibrationRun, stage: Stage) -> None:
@@ -368,19 +368,20 @@ def _search(run: CalibrationRun, stage: Stage, w_bits: dict):
             SearchSettings(steps=s.cos_steps, rounds=s.cos_rounds, threads=s.threads or 2),
             weight_bits=w_bits,
         )
-    _norm_inputs(run, stage, result)
+    _search_norm_inputs(stage, result)
     return result
 
 
-def _norm_inputs(run: CalibrationRun, stage: Stage, result) -> None:
-    """The scale of each tensor a normalization reads and no searched layer does, by the normalized output's
-    cosine (tcc.quant.scales.norm_search), added to the search's result; a full-range tensor keeps its range."""
+def _search_norm_inputs(stage: Stage, result) -> None:
+    """The scale of each tensor a normalization reads (its rows sampled by _statistics) and no searched layer does,
+    by the normalized output's cosine (tcc.quant.scales.norm_search), added to the search's result; a full-range
+    tensor keeps its range."""
     m = stage.measured
-    for n in norm_inputs(run.graph):
+    for n, sampled in m.norm_rows.items():
         t = n.tensor
-        if t in result.act_scales or t in stage.full_range or t not in m.norm_rows or t not in stage.act_scale:
+        if t in result.act_scales or t in stage.full_range or t not in stage.act_scale:
             continue
-        scale, cosines = norm_search(m.norm_rows[t], n.eps, stage.act_scale[t], m.hists[t].amax, stage.signed[t])
+        scale, cosines = norm_search(sampled, n.eps, stage.act_scale[t], m.hists[t].amax, stage.signed[t])
         result.act_scales[t], result.act_cos[t] = scale, cosines
 
 

@@ -20,6 +20,7 @@ from .intgraph.layers import layer_of
 from .intgraph.match import IntGraph
 from .scales.cos_search import SearchResult
 from .scales.methods import Threshold
+from .scales.norm_search import NormInput
 from .settings import CalibrationRun
 from .steps.equalize import STRENGTHS
 from .table.file import CalibrationTable
@@ -43,7 +44,7 @@ class Measured:
     inits: dict = field(default_factory=dict)
     hists: dict[str, Histogram] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> its sampled input rows (float32)
-    norm_rows: dict[str, np.ndarray] = field(default_factory=dict)  # a normalization's input -> its sampled rows
+    norm_rows: dict[NormInput, np.ndarray] = field(default_factory=dict)  # a normalization's input -> its rows
 
     @classmethod
     def of(cls, run: CalibrationRun, data: np.ndarray, equalization: bool) -> Measured:

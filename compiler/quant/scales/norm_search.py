@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..table.quantizer import cosine as _cos
 from ..table.quantizer import fake_quant, scale_for_threshold
 from .cos_search import scan_grid
 
@@ -76,10 +77,6 @@ def _normalized(x: np.ndarray, eps: float) -> np.ndarray:
     x = x.astype(np.float64)
     centered = x - x.mean(axis=1, keepdims=True)
     return centered / np.sqrt((centered * centered).mean(axis=1, keepdims=True) + eps)
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a.ravel() @ b.ravel()) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
 
 
 def norm_search(sampled: np.ndarray, eps: float, coarse: float, amax: float, signed: bool, bits: int = 8):
