@@ -15,11 +15,12 @@ from onnx import helper
 from tcc.quant.calibrate import calibrate_onnx
 from tcc.quant.choose import (
     JUDGED_MIN,
+    JUDGED_TARGET,
     SAMPLES_MIN,
     best_trial,
     candidates,
+    folds,
     method_candidates,
-    split,
 )
 from tcc.quant.collect.stats import per_sample_cosine, run_fp32
 from tcc.quant.intgraph.reference import run_reference
@@ -57,14 +58,26 @@ def test_candidates_cover_every_combination_fewest_steps_first():
     assert candidates(Steps(equalization=None, bias_correction=False, rounding=False)) == [(False, ()), (True, ())]
 
 
-def test_split_is_seeded_disjoint_and_holds_back_a_quarter():
-    statistics, judged = split(40, seed=3)
-    assert len(judged) == 10 and len(statistics) == 30
-    assert sorted([*statistics, *judged]) == list(range(40))
-    assert list(judged) == sorted(judged)
-    np.testing.assert_array_equal(split(40, seed=3)[1], judged)
-    assert not np.array_equal(split(40, seed=4)[1], judged)
-    assert len(split(SAMPLES_MIN, 0)[1]) == JUDGED_MIN
+def test_folds_are_seeded_disjoint_and_judge_enough_samples():
+    """Each fold holds back a quarter and takes its statistics from the rest; the judged quarters are disjoint;
+    folds are added until JUDGED_TARGET samples are judged (every sample once at most): 4 folds of 8 at 32 samples,
+    2 of 16 at 64, one quarter from 128 on (the plain split, its first fold the same at every size)."""
+    parts = folds(40, seed=3)
+    assert len(parts) == 4
+    for statistics, judged in parts:
+        assert len(judged) == 10 and len(statistics) == 30
+        assert sorted([*statistics, *judged]) == list(range(40))
+        assert list(judged) == sorted(judged) and list(statistics) == sorted(statistics)
+    assert sorted(i for _, judged in parts for i in judged) == list(range(40))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds(40, seed=3), parts, strict=True))
+    assert not np.array_equal(folds(40, seed=4)[0][1], parts[0][1])
+    assert [(len(p), len(p[0][1])) for p in (folds(SAMPLES_MIN, 0), folds(64, 0), folds(128, 0), folds(400, 0))] == [
+        (4, JUDGED_MIN),
+        (2, 16),
+        (1, JUDGED_TARGET),
+        (1, 100),
+    ]
+    assert len(folds(50, 0)) == 3 and sum(len(j) for _, j in folds(50, 0)) == 36  # 3 quarters of 12
 
 
 def test_choice_is_the_best_trial_recorded_and_deterministic():
@@ -78,19 +91,25 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     choice = table.steps_choice
     trials = choice["trials"]
     assert len(trials) == 8 and choice["complete"] and choice["free"] == ["equalization", "rounding", "bias_correction"]
-    assert choice["judged_samples"] == 8 and choice["statistics_samples"] == 24 and table.samples == 32
+    assert choice["judged_samples"] == 32 and choice["statistics_samples"] == 24 and table.samples == 32
+    assert choice["folds"] == 4
 
     best = trials[best_trial(trials)]
     assert all(t["method"] == "kl+cos" for t in trials) and choice["method"] == table.method == "kl+cos"
     assert choice["chosen"] == best["steps"]
     assert choice["best_gain"]["mean"] == pytest.approx(best["mean_cos"] - trials[0]["mean_cos"], abs=1e-12)
     assert {s["name"] for s in table.steps if s["enabled"]} == set(choice["chosen"])
-    statistics, judged = split(32, 0)
-    reference = run_fp32(model, x[judged], ["output"])["output"]
-    for trial in (trials[0], trials[-1]):
+    for trial in (trials[0], trials[-1]):  # each fold's table judged on its held-back samples, in fold order
         steps = Steps(**{name: name in trial["steps"] for name in ("equalization", "rounding", "bias_correction")})
-        trial_table = calibrate_onnx(model, x[statistics], steps=steps, **FAST)
-        cos = per_sample_cosine(reference, run_reference(model, trial_table, x[judged]))
+        cos = np.concatenate(
+            [
+                per_sample_cosine(
+                    run_fp32(model, x[judged], ["output"])["output"],
+                    run_reference(model, calibrate_onnx(model, x[statistics], steps=steps, **FAST), x[judged]),
+                )
+                for statistics, judged in folds(32, 0)
+            ]
+        )
         assert trial["mean_cos"] == pytest.approx(cos.mean(), abs=1e-9)
         assert trial["min_cos"] == pytest.approx(cos.min(), abs=1e-9)
         assert trial["low_cos"] == pytest.approx(np.percentile(cos, 10), abs=1e-9)
@@ -105,7 +124,8 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
         table_json(calibrate_onnx(model, x, steps=CHOOSE_ALL, **FAST))
     )
     assert choice_lines(choice)[0].startswith(
-        "chosen per model (equalization, rounding, bias correction) on 8 held-back calibration samples: kl+cos with "
+        "chosen per model (equalization, rounding, bias correction) on 32 calibration samples held back in 4 folds: "
+        "kl+cos with "
     )
 
 
@@ -208,7 +228,10 @@ def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
     out = tmp_path / "calib.json"
     args = ["calibrate", str(spec), "--data", str(data), "--cos-steps", "5", "--no-compare", "-o", str(out), "--force"]
     assert cli(args) == 0
-    assert "chosen per model (method, asymmetric, bias correction) on 8 held-back" in capsys.readouterr().out
+    assert (
+        "chosen per model (method, asymmetric, bias correction) on 32 calibration samples held back in 4 folds"
+        in capsys.readouterr().out
+    )
     choice = json.loads(out.read_text())["steps_choice"]
     # the three methods on asymmetric grids (free: on for them), then the steps' other combinations with the winner
     assert [(t["method"], t["steps"]) for t in choice["trials"][:3]] == [
@@ -221,7 +244,9 @@ def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
     assert {t["method"] for t in choice["trials"][3:]} == {won["method"]} == {choice["method"]}
     args.append("--no-asymmetric")
     assert cli(args + ["--method", "kl+cos"]) == 0
-    assert "chosen per model (bias correction) on 8 held-back" in capsys.readouterr().out
+    assert (
+        "chosen per model (bias correction) on 32 calibration samples held back in 4 folds" in capsys.readouterr().out
+    )
     assert len(json.loads(out.read_text())["steps_choice"]["trials"]) == 2
     assert cli(args + ["--method", "kl+cos", "--equalization", "--rounding"]) == 0
     choice = json.loads(out.read_text())["steps_choice"]
@@ -259,6 +284,29 @@ def test_the_objective_puts_the_class_then_the_worst_samples_before_the_mean():
     np.testing.assert_array_equal(per_sample_agreement(ref, got), [0.75, 1.0])
     np.testing.assert_array_equal(per_sample_agreement(np.eye(3), np.eye(3)[[0, 2, 1]]), [1.0, 0.0, 0.0])
     np.testing.assert_array_equal(per_sample_agreement(np.ones((2, 1)), -np.ones((2, 1))), [1.0, 1.0])  # no class
+
+
+def test_agreement_within_its_noise_counts_as_level():
+    """On a classifier whose top-1 changes on many judged samples, an agreement lower by fewer samples than 2
+    standard errors of the paired per-sample difference is level, and the better cosine wins; beyond them the class
+    comes first; without per-sample agreements (or on masks, where the difference is small) the tolerance is 0.01."""
+    rng = np.random.default_rng(0)
+    top = rng.random(32) < 0.6
+    close, far = top.copy(), top.copy()
+    close[np.flatnonzero(top)[:3]] = False  # 3 of 32 samples lost
+    far[np.flatnonzero(top)[:12]] = False  # 12 lost
+    trial = {"guarded_cos": 0.5, "mean_cos": 0.7}
+
+    def record(agreements, cos):
+        agreements = agreements.astype(float)
+        return {**trial, "guarded_cos": cos, "agreement": agreements.mean(), "agreements": agreements.tolist()}
+
+    assert best_trial([record(top, 0.5), record(close, 0.6)]) == 1
+    assert best_trial([record(top, 0.5), record(far, 0.6)]) == 0
+    plain = [{k: v for k, v in r.items() if k != "agreements"} for r in (record(top, 0.5), record(close, 0.6))]
+    assert best_trial(plain) == 0
+    pixels = np.full(32, 0.98)
+    assert best_trial([record(pixels, 0.5), record(pixels - 0.02, 0.6)]) == 0  # every sample 2% of its pixels lower
 
 
 def test_methods_tried_at_each_width():
@@ -317,7 +365,9 @@ def test_auto_takes_the_method_the_judged_samples_favour():
         table_json(calibrate_onnx(model, x, method="auto", **FAST))
     )
     line = choice_lines(choice)[0]
-    assert line.startswith(f"chosen per model (method) on 8 held-back calibration samples: {table.method} with no")
+    assert line.startswith(
+        f"chosen per model (method) on 32 calibration samples held back in 4 folds: {table.method} with no"
+    )
     assert "(vs kl+cos with no step: cosine mean" in line and "3 candidates judged" in line
 
 

@@ -99,8 +99,9 @@ class StepsChoice(TypedDict, total=False):
     chosen: list[str]
     split_patterns: list[str]  # the x * g(x) patterns the chosen trial split (absent: none)
     skipped: str
-    judged_samples: int
-    statistics_samples: int
+    judged_samples: int  # over every fold
+    statistics_samples: int  # each fold's
+    folds: int  # absent: one
     seed: int
     complete: bool
     best_gain: dict[str, float]

@@ -266,8 +266,14 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
     trials = choice["trials"]
     best = next(t for t in trials if _names(t) == _names(choice))
     first = trials[0]
+    folds = choice.get("folds", 1)
+    judged = (
+        f"{choice['judged_samples']} held-back calibration samples"
+        if folds == 1
+        else f"{choice['judged_samples']} calibration samples held back in {folds} folds"
+    )
     line = (
-        f"chosen per model ({free}) on {choice['judged_samples']} held-back calibration samples: {_named(best)}, "
+        f"chosen per model ({free}) on {judged}: {_named(best)}, "
         f"INT8 {_judged(best)}"
         + (f" (vs {_named(first)}: {_judged(first)})" if best is not first else "")
         + f"; {len(trials)} candidates judged"
