@@ -309,6 +309,27 @@ def test_agreement_within_its_noise_counts_as_level():
     assert best_trial([record(pixels, 0.5), record(pixels - 0.02, 0.6)]) == 0  # every sample 2% of its pixels lower
 
 
+def test_an_earlier_trial_within_one_standard_error_of_the_best_is_chosen():
+    """Cross-validation's one-standard-error rule: the best guarded cosine wins only by more than one standard error
+    of the paired per-sample difference; within it the earlier trial (the default, or fewer steps) is taken."""
+    rng = np.random.default_rng(1)
+    first = 0.9 + 0.05 * rng.standard_normal(32)
+
+    def record(cosines):
+        mean, low = cosines.mean(), np.percentile(cosines, 10)
+        agreements = [1.0] * 32
+        return {"mean_cos": mean, "guarded_cos": (mean + low) / 2, "agreement": 1.0, "agreements": agreements} | {
+            "cosines": cosines.tolist()
+        }
+
+    noise = 0.02 * rng.standard_normal(32)
+    standard_error = noise.std(ddof=1) / np.sqrt(32)
+    assert best_trial([record(first), record(first + noise + 0.3 * standard_error)]) == 0
+    assert best_trial([record(first), record(first + noise + 4 * standard_error)]) == 1
+    without = [{k: v for k, v in record(c).items() if k != "cosines"} for c in (first, first + 0.001)]
+    assert best_trial(without) == 1  # no per-sample cosines: the best, as before
+
+
 def test_methods_tried_at_each_width():
     assert method_candidates(8) == ("kl+cos", "minmax", "percentile")
     assert method_candidates(16) == ("kl+cos", "percentile")  # kl+cos takes the whole range there: minmax's
