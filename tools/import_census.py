@@ -275,6 +275,8 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
         doc = json.loads(table.read_text())
         row["tcc"]["method"] = doc["method"]
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
+        row["tcc"]["steps"] = [s["name"] for s in doc.get("steps", []) if s.get("enabled")]
+        row["choice"] = _choice(doc.get("steps_choice") or {})
     row["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
     row["paired"] = paired(fp32, int8, rival_out)
     if target == "ort":  # tcc's 7-bit dense weights there: ORT's own with 7-bit weights too (reduce_range)
@@ -282,6 +284,16 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
         row["paired_w7"] = paired(fp32, int8, rival_out)
     row["stage"] = "done"
     return row
+
+
+def _choice(choice: dict) -> dict:
+    """The per-model choice in brief: its folds, and each trial's candidate and what the folds measured."""
+    keys = ("method", "steps", "split_patterns", "mean_cos", "guarded_cos", "agreement", "eligible")
+    return {
+        "judged_samples": choice.get("judged_samples"),
+        "folds": choice.get("folds", 1),
+        "trials": [{k: t[k] for k in keys if k in t} for t in choice.get("trials", [])],
+    }
 
 
 def _best_rival(original, calib, judged, fp32, reduce_range: bool) -> tuple[dict, np.ndarray]:

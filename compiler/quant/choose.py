@@ -360,10 +360,9 @@ def cosine_level(best: dict, trial: dict) -> bool:
     difference (the trials' `cosines`) below the best's: cross-validation's one-standard-error rule (the highest of
     several candidates judged on the same few samples is higher partly by their noise). Without per-sample cosines,
     only an equal one (to COSINE_DECIMALS)."""
-    if "cosines" not in best or "cosines" not in trial or len(best["cosines"]) < 2:
+    standard_error = _paired_standard_error(best, trial, "cosines")
+    if standard_error is None:
         return _cosines(trial) == _cosines(best)
-    difference = np.asarray(best["cosines"]) - np.asarray(trial["cosines"])
-    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
     return round(trial["guarded_cos"], COSINE_DECIMALS) >= round(
         best["guarded_cos"] - SELECTION_ERRORS * standard_error, COSINE_DECIMALS
     )
@@ -372,11 +371,18 @@ def cosine_level(best: dict, trial: dict) -> bool:
 def agreement_tolerance(top: dict, trial: dict) -> float:
     """How far the trial's agreement may fall below the top's and still count as level: AGREEMENT_TOLERANCE, or
     AGREEMENT_ERRORS standard errors of their paired per-sample difference (the trials' `agreements`) where wider."""
-    if "agreements" not in top or "agreements" not in trial or len(top["agreements"]) < 2:
-        return AGREEMENT_TOLERANCE
-    difference = np.asarray(top["agreements"]) - np.asarray(trial["agreements"])
-    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
-    return max(AGREEMENT_TOLERANCE, AGREEMENT_ERRORS * standard_error)
+    standard_error = _paired_standard_error(top, trial, "agreements")
+    return (
+        AGREEMENT_TOLERANCE if standard_error is None else max(AGREEMENT_TOLERANCE, AGREEMENT_ERRORS * standard_error)
+    )
+
+
+def _paired_standard_error(a: dict, b: dict, key: str) -> float | None:
+    """The standard error of the mean of two trials' paired per-sample difference in `key` (None: not recorded)."""
+    if key not in a or key not in b or len(a[key]) < 2:
+        return None
+    difference = np.asarray(a[key]) - np.asarray(b[key])
+    return float(difference.std(ddof=1) / np.sqrt(len(difference)))
 
 
 def _cosines(trial: dict) -> tuple[float, float]:

@@ -27,6 +27,7 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
         assert row["tcc"]["cosine_mean"] > 0.9 and row["rival"]["method"] in tool.METHODS  # a measurement, not a bar
         assert 0 < row["tcc"]["cosine_se"] < 0.05 and "±" in tool.markdown([row])[-1]
         assert row["tcc"]["split"] == []  # no x * g(x) in a U-Net of PReLUs
+        assert row["choice"]["trials"] == []  # 8 crops: too few to choose
         split = {**row, "tcc": {**row["tcc"], "split": ["hardswish"]}}
         assert f"({row['tcc']['method']}, split hardswish)" in tool.markdown([split])[-1]
         assert set(row["paired"]) == {"cosine", "agreement"} and row["paired"]["cosine"]["verdict"] in VERDICTS
@@ -34,6 +35,9 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path, monkeypatch):
         # --target ort (7-bit dense weights): ONNX Runtime's best with 7-bit weights too, paired the same way
         assert row["rival_w7"]["method"] in tool.METHODS and set(row["paired_w7"]) == {"cosine", "agreement"}
         assert f"({row['rival_w7']['method']});" in tool.markdown([row])[-1]
+    trial = {"method": "minmax", "steps": ["asymmetric"], "mean_cos": 0.9, "guarded_cos": 0.8, "agreement": 0.5}
+    brief = tool._choice({"judged_samples": 32, "folds": 4, "trials": [trial | {"cosines": [0.9] * 32}]})
+    assert brief == {"judged_samples": 32, "folds": 4, "trials": [trial]}  # the per-sample lists left out
     summary = tool.summary(list(rows.values()))
     assert "1 models: 1 imported, 1 predict as ONNX Runtime, 1 build INT8" in summary
     assert "of 1 below its best with 7-bit weights" in summary
