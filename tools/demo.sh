@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on built-in defaults (about 3 minutes on 2 idle cores after `make setup-arm` before
-# section 9, which adds 66 s), on the DDSNet spec and the authors' GC checkpoint (seeded random weights, loudly
+# `make demo`: the main job on built-in defaults (about 4 minutes on 2 idle cores after `make setup-arm` before
+# section 9, which adds ~110 s), on the DDSNet spec and the authors' GC checkpoint (seeded random weights, loudly
 # flagged, when ../shared is absent); each section's wall time is printed after it:
 #   1. check the spec (and one by its zoo name); classify the real GC image with the PyTorch lowering
 #   2. an ONNX Runtime bundle, run
