@@ -129,6 +129,26 @@ def test_choice_is_the_best_trial_recorded_and_deterministic():
     )
 
 
+def test_each_fold_measures_once_per_equalization_setting(monkeypatch):
+    """The folds multiply the statistics passes and scales by their number, no more: at 32 samples with
+    equalization free, 4 folds x 2 settings, each pass and method's scales reused by every step subset, then the
+    final table's."""
+    import tcc.quant.calibrate as calibrate
+
+    calls = {"measured": 0, "scaled": 0}
+    for name in calls:
+        real = getattr(calibrate, f"_{name}")
+
+        def counted(*args, real=real, name=name, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(calibrate, f"_{name}", counted)
+    table = calibrate_onnx(tiny_cnn(), tiny_data(32), steps=CHOOSE_ALL, **FAST)
+    assert table.steps_choice["folds"] == 4 and len(table.steps_choice["trials"]) == 8
+    assert calls == {"measured": 4 * 2 + 1, "scaled": 4 * 2 + 1}
+
+
 def test_an_ort_w8_table_is_judged_on_the_integer_reference_on_every_machine(monkeypatch):
     """`ort-w8`'s 8-bit dense weights saturate ORT's kernels on x86 without VNNI: its candidates are judged on the
     integer reference wherever the table is made, VNNI or not (the table is then the same on every machine); an `ort`
