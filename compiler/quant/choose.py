@@ -137,8 +137,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
         trials = _Trials.run(run, phases, started)
         # recorded, not a gate: on the few judged samples no gain cleared 2 standard errors, where the best trial
         # was better on other samples (docs/notes/steps-choice.md)
-        gain = trials.best_cosines - trials.first_cosines  # per judged sample, against the first candidate
-        standard_error = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0
+        gain = np.subtract(trials.best_record["cosines"], trials.records[0]["cosines"])  # per judged sample
         # the table itself from every sample: one from three quarters of them lost more held-out cosine than the
         # choice gained (docs/notes/steps-choice.md)
         best = trials.best
@@ -153,7 +152,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
             seed=run.settings.seed,
             complete=trials.complete,
             trials=trials.records,
-            best_gain={"mean": float(gain.mean()), "standard_error": standard_error},
+            best_gain={"mean": float(gain.mean()), "standard_error": _standard_error(gain)},
         )
     table.record_choice(cast(StepsChoice, record), time.perf_counter() - started)  # the table's own run included
     return table
@@ -210,8 +209,6 @@ class _Trials:
     records: list[dict]  # per candidate: its method, steps and what the judge measured
     best: Candidate
     best_record: dict
-    best_cosines: np.ndarray  # per judged sample
-    first_cosines: np.ndarray  # the first candidate's
     judged: int  # samples held back, over every fold
     statistics: int  # samples each fold's statistics come from
     folds: int
@@ -232,13 +229,11 @@ class _Trials:
             complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)], started)
         if complete and _splittable(run):  # the best so far, its patterns in two ops
             complete = trying.each([replace(trying.best()[1], split=_splittable(run))], started)
-        record, best, cosines = trying.best()
+        record, best = trying.best()
         return cls(
             records=trying.records,
             best=best,
             best_record=record,
-            best_cosines=cosines,
-            first_cosines=trying.per_sample[0],
             judged=sum(len(judged) for _, judged in parts),
             statistics=len(parts[0][0]),
             folds=len(parts),
@@ -261,7 +256,6 @@ class _Trying:
     def __init__(self, run: CalibrationRun, phases: Phases, folds: list[_Fold]):
         self.run, self.phases, self.folds = run, phases, folds
         self.records: list[dict] = []
-        self.per_sample: list[np.ndarray] = []
         self.candidates: list[Candidate] = []
         self._setting: tuple[tuple[str, ...], bool] | None = None  # (split, equalization) of the passes kept
         self._measured: dict[int, Measured] = {}  # per fold
@@ -299,7 +293,6 @@ class _Trying:
         elif self.records and method != self.records[0]["method"]:  # another method than the first: a switch
             record["eligible"] = record["guarded_cos"] >= self.records[0]["guarded_cos"] + SWITCH_MARGIN
         self.records.append(record)
-        self.per_sample.append(judgement.cosines)
         self.candidates.append(candidate)
 
     def _scales(self, phases: Phases, fold: int, candidate: Candidate) -> Scaled:
@@ -310,10 +303,10 @@ class _Trying:
             self._scaled[fold, candidate.method] = phases.scaled(self._measured[fold], candidate.method)
         return self._scaled[fold, candidate.method]
 
-    def best(self) -> tuple[dict, Candidate, np.ndarray]:
-        """The best trial so far (best_trial) of those that may win, its candidate and per-sample cosines."""
+    def best(self) -> tuple[dict, Candidate]:
+        """The best trial so far (best_trial) of those that may win and its candidate."""
         i = best_trial(self.records)
-        return self.records[i], self.candidates[i], self.per_sample[i]
+        return self.records[i], self.candidates[i]
 
 
 def _over_budget(steps: Steps, started: float, records: list[dict]) -> bool:
@@ -340,7 +333,7 @@ def folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     count = min(-(-JUDGED_TARGET // judged_count), n // judged_count)
     order = np.random.default_rng(seed).permutation(n)
     parts = [order[i * judged_count : (i + 1) * judged_count] for i in range(count)]
-    return [(np.sort(np.setdiff1d(order, part)), np.sort(part)) for part in parts]
+    return [(np.setdiff1d(order, part), np.sort(part)) for part in parts]  # setdiff1d: sorted
 
 
 def best_trial(trials: list[dict]) -> int:
@@ -381,8 +374,12 @@ def _paired_standard_error(a: dict, b: dict, key: str) -> float | None:
     """The standard error of the mean of two trials' paired per-sample difference in `key` (None: not recorded)."""
     if key not in a or key not in b or len(a[key]) < 2:
         return None
-    difference = np.asarray(a[key]) - np.asarray(b[key])
-    return float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return _standard_error(np.subtract(a[key], b[key]))
+
+
+def _standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean of `values` (0 for one)."""
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def _cosines(trial: dict) -> tuple[float, float]:
