@@ -70,6 +70,24 @@ def test_the_paired_difference_is_lower_only_beyond_two_standard_errors():
     assert "1 below it beyond 2 standard errors" in tool.summary([row])
 
 
+def test_the_bar_takes_the_margin_on_the_mean_and_nothing_on_the_worst_crop_or_the_agreement():
+    """Issue 74's bar on the census: mean cosine within 0.002 of the rival's or above, worst crop and agreement not
+    lower; the literal count (both at least the rival's) beside it."""
+    tool = load_tool("import_census")
+    rival = {"cosine_mean": 0.95, "cosine_min": 0.80, "top1_agreement": 0.9}
+    assert tool.meets_bar(rival | {"cosine_mean": 0.9485}, rival)  # within the margin
+    assert not tool.at_least(rival | {"cosine_mean": 0.9485}, rival)
+    assert not tool.meets_bar(rival | {"cosine_mean": 0.9475}, rival)
+    assert not tool.meets_bar(rival | {"cosine_min": 0.79}, rival)
+    assert not tool.meets_bar(rival | {"top1_agreement": 0.89}, rival)
+    level = {"cosine": {"mean": 0.0, "se": 0.0, "verdict": "level"}}
+    rows = [{"stage": "done", "tcc": t, "rival": rival, "paired": level, "rival_w7": rival | {"cosine_min": 0.9},
+             "paired_w7": level} for t in (rival | {"cosine_mean": 0.9485}, rival)]  # fmt: skip
+    summary = tool.summary(rows)
+    assert "1 of them at least ONNX Runtime's best" in summary and "2 within issue 74's bar" in summary
+    assert "7-bit weights (reduce_range, as tcc's ort): 0 of 2 within the bar, 0 below" in summary
+
+
 def test_the_batchnorm_statistics_come_from_the_crops():
     tool = load_tool("import_census")
     entry = tool.Entry("segresnet", "monai", tool._monai("SegResNet", init_filters=8), 32)
