@@ -7,8 +7,10 @@ the statistics, the rest calibrates, and every candidate table's INT8 model (exa
 Judge) runs on the held-back samples against the FP32 graph on ONNX Runtime. Where a quarter holds fewer than
 JUDGED_TARGET samples, each candidate is tried on folds (folds): another quarter held back each time, until
 JUDGED_TARGET samples (or every one) are judged, and judged on all of them together: at 32 samples 4 folds of 8, at
-4 times the trials' cost; from 128 samples on one quarter, the plain split. The objective guards the worst case and
-the class, not the mean cosine alone (best):
+4 times the trials' cost; from 128 samples on one quarter, the plain split. Where the first candidate's first fold
+shows its every fold taking more than FOLDS_BUDGET_SHARE of the choice budget, every trial takes the first fold alone
+(the table records the folds planned; the choice then depends on the machine's speed, as a budget that bites). The
+objective guards the worst case and the class, not the mean cosine alone (best):
 
     1. top-1 agreement with FP32 (per sample; per position too for a dense output): only the candidates within
        AGREEMENT_TOLERANCE of the best agreement stay (less is noise at a mask's borders; one judged sample of a
@@ -92,6 +94,11 @@ COSINE_DECIMALS = 6
 # judged of 7 candidates lost up to 0.013 of mean cosine to an earlier one on 64 other crops (GhostNet, SemNASNet;
 # docs/notes/dense-prediction.md)
 SELECTION_ERRORS = 1
+# the folds are kept where the first candidate on every fold would take at most this share of the choice budget
+# (its first fold timed), else the trials go on with the first fold alone (the plain split): on FCN-ResNet50 (32
+# samples) the first candidate's 4 folds took the whole 300 s budget, so no other candidate was judged; the rest
+# reuse its statistics and searches, so they cost less (docs/notes/dense-prediction.md)
+FOLDS_BUDGET_SHARE = 0.5
 
 
 class Phases(Protocol):
@@ -149,6 +156,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
             judged_samples=trials.judged,
             statistics_samples=trials.statistics,
             **({"folds": trials.folds} if trials.folds > 1 else {}),
+            **({"folds_planned": trials.planned} if trials.planned != trials.folds else {}),
             seed=run.settings.seed,
             complete=trials.complete,
             trials=trials.records,
@@ -209,16 +217,20 @@ class _Trials:
     records: list[dict]  # per candidate: its method, steps and what the judge measured
     best: Candidate
     best_record: dict
-    judged: int  # samples held back, over every fold
+    judged: int  # samples held back, over every fold judged
     statistics: int  # samples each fold's statistics come from
-    folds: int
+    folds: int  # judged
+    planned: int  # folds(): more than `folds` where the budget cut them (FOLDS_BUDGET_SHARE)
     complete: bool  # every candidate tried within the budget
 
     @classmethod
     def run(cls, run: CalibrationRun, phases: Phases, started: float) -> _Trials:
         parts = folds(len(run.data), run.settings.seed)
         trying = _Trying(
-            run, phases, [_Fold(run.data[s], Judge(run.model, run.data[j], run.graph, run.rules)) for s, j in parts]
+            run,
+            phases,
+            [_Fold(run.data[s], Judge(run.model, run.data[j], run.graph, run.rules)) for s, j in parts],
+            started,
         )
         base = _method_base(run)
         methods = method_candidates(run.activation_bits) if run.method == AUTO else (base.method,)
@@ -234,9 +246,10 @@ class _Trials:
             records=trying.records,
             best=best,
             best_record=record,
-            judged=sum(len(judged) for _, judged in parts),
+            judged=sum(len(judged) for _, judged in parts[: len(trying.folds)]),
             statistics=len(parts[0][0]),
-            folds=len(parts),
+            folds=len(trying.folds),
+            planned=len(parts),
             complete=complete,
         )
 
@@ -253,8 +266,8 @@ class _Trying:
     """Candidates judged one by one on every fold, each fold's statistics pass and method's scales made once and
     reused (those of one graph and equalization setting at a time: the candidates come in that order)."""
 
-    def __init__(self, run: CalibrationRun, phases: Phases, folds: list[_Fold]):
-        self.run, self.phases, self.folds = run, phases, folds
+    def __init__(self, run: CalibrationRun, phases: Phases, folds: list[_Fold], started: float):
+        self.run, self.phases, self.folds, self.started = run, phases, folds, started
         self.records: list[dict] = []
         self.candidates: list[Candidate] = []
         self._setting: tuple[tuple[str, ...], bool] | None = None  # (split, equalization) of the passes kept
@@ -275,12 +288,13 @@ class _Trying:
         if self._setting != (split, candidate.equalization):  # a new graph or equalization: new statistics passes
             self._setting, self._measured, self._scaled = (split, candidate.equalization), {}, {}
         decided = _decided(self.run.steps, candidate)
-        judgement = Judgement.joined(
-            [
-                fold.judge.judgement(phases.table(self._scales(phases, i, candidate), decided))
-                for i, fold in enumerate(self.folds)
-            ]
-        )
+        parts = []
+        for i, fold in enumerate(self.folds):
+            parts.append(fold.judge.judgement(phases.table(self._scales(phases, i, candidate), decided)))
+            if not self.records and i == 0 and self._folds_past_budget():
+                self.folds = self.folds[:1]  # every trial on the first fold alone: comparable with this one
+                break
+        judgement = Judgement.joined(parts)
         record = {
             "method": method,
             "steps": [n for n in STEP_NAMES if decided.enabled(n)],
@@ -294,6 +308,13 @@ class _Trying:
             record["eligible"] = record["guarded_cos"] >= self.records[0]["guarded_cos"] + SWITCH_MARGIN
         self.records.append(record)
         self.candidates.append(candidate)
+
+    def _folds_past_budget(self) -> bool:
+        """After the first candidate's first fold: whether its every fold would take more than FOLDS_BUDGET_SHARE
+        of the choice budget at that pace."""
+        budget = self.run.steps.choice_budget
+        elapsed = time.perf_counter() - self.started
+        return budget is not None and len(self.folds) > 1 and elapsed * len(self.folds) > FOLDS_BUDGET_SHARE * budget
 
     def _scales(self, phases: Phases, fold: int, candidate: Candidate) -> Scaled:
         """The candidate's method's scales on the fold's statistics, each pass and method made once."""

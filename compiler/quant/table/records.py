@@ -102,6 +102,7 @@ class StepsChoice(TypedDict, total=False):
     judged_samples: int  # over every fold
     statistics_samples: int  # each fold's
     folds: int  # absent: one
+    folds_planned: int  # absent: as `folds`; more where the budget cut them to the first (tcc.quant.choose)
     seed: int
     complete: bool
     best_gain: dict[str, float]

@@ -272,6 +272,8 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
         if folds == 1
         else f"{choice['judged_samples']} calibration samples held back in {folds} folds"
     )
+    if "folds_planned" in choice:
+        judged += f" (one fold of {choice['folds_planned']}: the rest would have taken over half the budget)"
     line = (
         f"chosen per model ({free}) on {judged}: {_named(best)}, "
         f"INT8 {_judged(best)}"
