@@ -7,11 +7,11 @@ torch.onnx.export (opset 17); then
 - `tcc import MODEL.onnx` (refused up front, or a spec), and the spec's PyTorch lowering on held-out crops against
   ONNX Runtime on the original file: max |difference| within 1e-4 x max(1, max |output|);
 - `tcc build MODEL.onnx --target ort --precision int8 --data CALIB` (or `--target ort-w8`: 8-bit dense weights, as
-  quantize_static's; 32 crops: the fewest that let the method and the steps be chosen per model), judged on 64
-  others (`--judged`) against the FP32 original: mean output cosine with its standard error, the worst, and argmax
-  agreement (per pixel for a dense output). With seeded weights a
-  5-logit output's per-sample cosine spreads widely: on 8 crops two quantizations of LCNet within 0.005 of each
-  other on 128 crops read 0.66 and 0.83 (docs/notes/asymmetric-activations.md);
+  quantize_static's; 32 crops (`--calib`): the fewest that let the method and the steps be chosen per model),
+  judged on 64 others (`--judged`) against the FP32 original: mean output cosine with its standard error, the
+  worst, and argmax agreement (per pixel for a dense output). With seeded weights a 5-logit output's per-sample
+  cosine spreads widely: on 8 crops two quantizations of LCNet within 0.005 of each other on 128 crops read 0.66
+  and 0.83 (docs/notes/asymmetric-activations.md);
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
   mean cosine), judged the same way; for `--target ort`, whose dense weights have 7 bits (exact on every CPU), also
   with 7-bit weights (`reduce_range`, ONNX Runtime's advice for x86 CPUs without VNNI), like against like;
@@ -19,7 +19,8 @@ torch.onnx.export (opset 17); then
   With seeded weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way;
   a row is `lower` (or `higher`) only beyond 2 standard errors of the paired difference;
 - the summary counts the rows at least the rival in mean cosine and agreement, and those within issue 74's bar
-  (`meets_bar`: the mean at most MARGIN below, the worst crop and the agreement not lower).
+  (`meets_bar`: the mean at most MARGIN below, the worst crop and the agreement not lower), and again with the
+  worst case read as percentile LOW_PERCENTILE of the crops' cosines (one crop decides the worst of 256).
 
     .venv/bin/python tools/import_census.py                  # every model (~50 min on 2 cores)
     .venv/bin/python tools/import_census.py monai_unet lraspp --size 64
@@ -59,6 +60,9 @@ from tcc.quant.report.quality import (
 )
 
 CALIB, JUDGED = 32, 64
+# the worst case read as a low percentile of the crops' cosines (1: between the 3rd and 4th worst of 256), beside
+# `cosine_min`, which one crop decides
+LOW_PERCENTILE = 1
 SIGNIFICANT = 2  # standard errors of a paired per-crop difference that make it lower or higher, not level
 MARGIN = 0.002  # issue 74's bar on the census: mean cosine within this of the rival's or above
 METHODS = ("MinMax", "Percentile", "Entropy")
@@ -201,9 +205,12 @@ def _first_error(text: str) -> str:
 
 
 def _metrics(fp32: np.ndarray, int8: np.ndarray) -> dict:
-    """output_metrics with the standard error of the mean per-sample cosine."""
+    """output_metrics with the standard error of the mean per-sample cosine and its LOW_PERCENTILE-th percentile."""
     cos = per_sample_cosine(fp32, int8)
-    return output_metrics(fp32, int8) | {"cosine_se": round(float(cos.std(ddof=1) / np.sqrt(len(cos))), 5)}
+    return output_metrics(fp32, int8) | {
+        "cosine_se": round(float(cos.std(ddof=1) / np.sqrt(len(cos))), 5),
+        "cosine_low": round(float(np.percentile(cos, LOW_PERCENTILE)), 7),
+    }
 
 
 def paired(fp32: np.ndarray, ours: np.ndarray, rival: np.ndarray) -> dict:
@@ -220,8 +227,9 @@ def paired(fp32: np.ndarray, ours: np.ndarray, rival: np.ndarray) -> dict:
     return out
 
 
-def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort") -> dict:
-    """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`) against the rival."""
+def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort", calib_n: int = CALIB) -> dict:
+    """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`, calibrated on `calib_n` crops, the
+    rival on the same) against the rival."""
     row: dict = {"name": entry.name, "source": entry.source, "size": entry.size}
     try:
         model = seeded_with_natural_statistics(entry)
@@ -235,7 +243,7 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
             dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
         )  # fmt: skip
     original = onnx.load(path)
-    calib, judged = natural_crops(CALIB, entry.size, seed=2), natural_crops(judged_n, entry.size, seed=3)
+    calib, judged = natural_crops(calib_n, entry.size, seed=2), natural_crops(judged_n, entry.size, seed=3)
     np.save(work / "calib.npy", calib)
     np.save(work / "judged.npy", judged)
     start = time.perf_counter()
@@ -374,6 +382,8 @@ def summary(rows: list[dict]) -> str:
     same_bits = [r for r in built if r.get("paired_w7")]
     lower_w7 = [r for r in same_bits if verdict(r["paired_w7"]) == "lower"]
     bar_w7 = [r for r in same_bits if meets_bar(r["tcc"], r["rival_w7"])]
+    low = [r for r in built if meets_bar(r["tcc"], r["rival"], "cosine_low")]
+    low_w7 = [r for r in same_bits if meets_bar(r["tcc"], r["rival_w7"], "cosine_low")]
     return (
         f"{n} models: {len(imported)} imported, {len(equal)} predict as ONNX Runtime, {len(built)} build INT8 for "
         f"ort, {len(wins)} of them at least ONNX Runtime's best quantize_static on cosine and agreement, "
@@ -385,6 +395,8 @@ def summary(rows: list[dict]) -> str:
             if same_bits
             else ""
         )
+        + f"; with the worst case read as percentile {LOW_PERCENTILE} of the crops' cosines instead of the one worst "
+        f"crop: {len(low)} within the bar" + (f" ({len(low_w7)} against 7-bit weights)" if same_bits else "")
     )
 
 
@@ -393,12 +405,15 @@ def at_least(ours: dict, rival: dict) -> bool:
     return ours["cosine_mean"] >= rival["cosine_mean"] and ours["top1_agreement"] >= rival["top1_agreement"]
 
 
-def meets_bar(ours: dict, rival: dict) -> bool:
+def meets_bar(ours: dict, rival: dict, worst: str = "cosine_min") -> bool:
     """Issue 74's bar on the census, literally: mean cosine within MARGIN of the rival's or above, the worst crop's
-    cosine and the agreement not lower."""
+    cosine and the agreement not lower. `worst="cosine_low"` reads the worst case as the LOW_PERCENTILE-th
+    percentile of the crops' cosines instead of the single worst crop (rows without it: not met)."""
     return (
         ours["cosine_mean"] >= rival["cosine_mean"] - MARGIN
-        and ours["cosine_min"] >= rival["cosine_min"]
+        and worst in ours
+        and worst in rival
+        and ours[worst] >= rival[worst]
         and ours["top1_agreement"] >= rival["top1_agreement"]
     )
 
@@ -409,6 +424,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, help="input height = width for every model (default: each model's)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     p.add_argument("--judged", type=int, default=JUDGED, help=f"crops each INT8 model is judged on (default {JUDGED})")
+    p.add_argument("--calib", type=int, default=CALIB, help=f"crops tcc and the rival calibrate on (default {CALIB})")
     p.add_argument(
         "--target",
         choices=("ort", "ort-w8"),
@@ -429,7 +445,7 @@ def main(argv=None) -> int:
     for entry in entries:
         with tempfile.TemporaryDirectory(prefix=f"census-{entry.name}-") as tmp:
             start = time.perf_counter()
-            row = census(entry, Path(tmp), args.judged, args.target)
+            row = census(entry, Path(tmp), args.judged, args.target, args.calib)
             row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(markdown([row])[-1], flush=True)
