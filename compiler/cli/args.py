@@ -185,7 +185,7 @@ def steps_args(p) -> None:
         help="seconds for choosing the steps that neither these switches nor the spec fix (default "
         f"{Steps().choice_budget:g}; each combination is judged by the INT8 output cosine on a quarter "
         "of the calibration samples held back from the statistics (on folds, until 32 are judged, unless the "
-        "first candidate's folds would take over half the budget); no trial starts past the budget, "
+        "first candidate's folds would take the whole budget); no trial starts past the budget, "
         "and the table then says so; 0: no choosing, those steps stay off)",
     )
 

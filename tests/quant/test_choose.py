@@ -233,28 +233,34 @@ def test_a_budget_stops_the_trials_and_says_so():
     choice = table.steps_choice
     assert len(choice["trials"]) == 1 and not choice["complete"] and choice["chosen"] == []
     assert "depends on this machine's speed" in choice_lines(choice)[0]
-    # its first fold already past half the budget: the first fold alone, the folds planned recorded
+    # its first fold already past the budget: the first fold alone, the folds planned recorded
     assert choice["folds_planned"] == 4 and "folds" not in choice and choice["judged_samples"] == JUDGED_MIN
-    assert "(one fold of 4: the rest would have taken over half the budget)" in choice_lines(choice)[0]
+    assert "(one fold of 4: the first candidate on all 4 would have taken the whole budget)" in choice_lines(choice)[0]
     table.check_schema()
 
 
-@pytest.mark.parametrize("budget, trials, folds", [(70.0, 8, 1), (100.0, 3, 4)])
-def test_folds_that_would_take_over_half_the_budget_give_way_to_the_candidates(monkeypatch, budget, trials, folds):
-    """On a clock where each fold's judgement takes 10 s: with a 70 s budget the first candidate's 4 folds (40 s)
-    would take over half of it, so every candidate is judged on the first fold alone and all 8 fit; with 100 s the
-    folds stay, and the budget stops the trials after 3."""
+@pytest.mark.parametrize("budget, trials, folds", [(39.0, 8, 1), (60.0, 5, 4), (100.0, 8, 4)])
+def test_folds_the_first_candidate_would_spend_the_budget_on_give_way(monkeypatch, budget, trials, folds):
+    """On a clock where a fold's statistics pass takes 9 s and a judgement 1 s, the first candidate's fold takes 10 s
+    and its 4 folds 40 s; the other candidates reuse the statistics (1 s a fold) but for equalization's (new passes).
+    Under a 39 s budget every candidate is judged on the first fold alone and all 8 fit; under 60 s the folds stay
+    and the budget stops the trials after 5; under 100 s all 8 are judged on the 4 folds."""
+    import tcc.quant.calibrate as calibrate
     import tcc.quant.choose as choose
 
     clock = [0.0]
     monkeypatch.setattr(choose.time, "perf_counter", lambda: clock[0])
-    real = choose.Judge.judgement
+    judged, measured = choose.Judge.judgement, calibrate._Phases.measured
 
-    def judgement(self, table):
-        clock[0] += 10.0
-        return real(self, table)
+    def ticking(seconds, real):
+        def call(*args):
+            clock[0] += seconds
+            return real(*args)
 
-    monkeypatch.setattr(choose.Judge, "judgement", judgement)
+        return call
+
+    monkeypatch.setattr(choose.Judge, "judgement", ticking(1.0, judged))
+    monkeypatch.setattr(calibrate._Phases, "measured", ticking(9.0, measured))
     steps = Steps(equalization=None, bias_correction=None, rounding=None, choice_budget=budget)
     choice = calibrate_onnx(tiny_cnn(), tiny_data(32), steps=steps, **FAST).steps_choice
     assert len(choice["trials"]) == trials and choice["complete"] == (trials == 8)

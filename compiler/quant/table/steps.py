@@ -273,7 +273,8 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
         else f"{choice['judged_samples']} calibration samples held back in {folds} folds"
     )
     if "folds_planned" in choice:
-        judged += f" (one fold of {choice['folds_planned']}: the rest would have taken over half the budget)"
+        planned = choice["folds_planned"]
+        judged += f" (one fold of {planned}: the first candidate on all {planned} would have taken the whole budget)"
     line = (
         f"chosen per model ({free}) on {judged}: {_named(best)}, "
         f"INT8 {_judged(best)}"
