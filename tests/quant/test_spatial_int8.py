@@ -117,6 +117,13 @@ def test_the_plan_takes_every_node(work):
     kinds = {n.name: n.kind for n in plan(onnx_model, lowering=TVM, rules="tvm").nodes}
     assert kinds["deep_up"] == "resize_bilinear" and kinds["near"] == "resize_nearest" and kinds["pad"] == "pad"
     assert kinds["up"] == "conv" and kinds["up/split"] == "reshape" and kinds["norm2"] == "instancenorm"
+    # the instance norm's island takes the ReLU that alone reads it, so its output is quantized once, after the ReLU;
+    # not under TFLite's rules, whose island is the kind's own float builtin
+    norm = {low: next(n for n in plan(onnx_model, lowering=low, rules=r).nodes if n.name == "norm2") for low, r in
+            ((TVM, "tvm"), (QDQ, "ort"), (TFLITE, "tflite"))}  # fmt: skip
+    assert norm[TVM].covers == norm[QDQ].covers == ("norm2", "act2") and norm[TVM].internal == ("norm2",)
+    assert norm[TVM].outputs == ("act2",) and "act2" not in kinds
+    assert norm[TFLITE].covers == ("norm2",) and norm[TFLITE].outputs == ("norm2",)
     npu = {n.name: (n.kind, n.precision) for n in plan(onnx_model, lowering=QDQ, rules="pulsar2").nodes}
     assert npu["up"] == ("conv_transpose", "int8")
     odd_plan = plan(lower_spec(work / "odd.yaml").onnx, lowering=TVM, rules="tvm")

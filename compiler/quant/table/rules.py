@@ -136,6 +136,11 @@ class TargetRules:
     # (where float_ops allows one, else refused). Softmax: ONNX Runtime's QLinearSoftmax rounds otherwise than
     # either of tcc's forms (`softmax`), and the NPUs' toolchains quantize it themselves
     float_kinds: tuple[str, ...] = ()
+    # a float island also computes the elementwise activation that alone reads its output, so that the island's output
+    # is quantized once, after the activation (tcc.quant.intgraph.match: an instance norm's output quantized before
+    # its LeakyReLU cost MONAI's U-Nets more than any other quantization: docs/notes/dense-prediction.md). TFLite's
+    # island is the kind's own float builtin (backends/tflite), so there the activation stays its own node
+    island_activations: bool = True
     # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
     # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
     transposed_conv_as_conv: bool = True
@@ -245,6 +250,7 @@ RULES: dict[str, TargetRules] = {
             # faster and closer to FP32 on LiteRT's default kernels (measured: docs/notes/attention-int8.md)
             softmax="gemmlowp",
             float_kinds=("softmax",),
+            island_activations=False,
             pooled_conv=False,
             # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
             # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
