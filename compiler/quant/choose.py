@@ -229,13 +229,13 @@ class _Trials:
         )
         base = _method_base(run)
         methods = method_candidates(run.activation_bits) if run.method == AUTO else (base.method,)
-        complete = trying.each([Candidate(m, base.equalization, base.post) for m in methods], started)
+        complete = trying.each([Candidate(m, base.equalization, base.post) for m in methods])
         if complete:  # the methods judged: every combination of the steps with the winner
             won = trying.best()[1].method
             steps = [Candidate(won, eq, post) for eq, post in candidates(run.steps)]
-            complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)], started)
+            complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)])
         if complete and _splittable(run):  # the best so far, its patterns in two ops
-            complete = trying.each([replace(trying.best()[1], split=_splittable(run))], started)
+            complete = trying.each([replace(trying.best()[1], split=_splittable(run))])
         record, best = trying.best()
         return cls(
             records=trying.records,
@@ -269,10 +269,10 @@ class _Trying:
         self._measured: dict[int, Measured] = {}  # per fold
         self._scaled: dict[tuple[int, str], Scaled] = {}  # per fold and method
 
-    def each(self, queue: list[Candidate], started: float) -> bool:
+    def each(self, queue: list[Candidate]) -> bool:
         """Judge the queue's candidates in order; False when the budget stopped it first."""
         for candidate in queue:
-            if _over_budget(self.run.steps, started, self.records):
+            if _over_budget(self.run.steps, self.started, self.records):
                 return False
             self.trial(candidate)
         return True
@@ -306,11 +306,9 @@ class _Trying:
 
     def _folds_past_budget(self) -> bool:
         """After the first candidate's first fold: whether its every fold would take more than the whole choice
-        budget at that pace. The first candidate costs the most (each fold's statistics pass and the method's
-        scales, kl+cos's search among them), the rest reuse them: on FlexibleUNet (32 samples) the first took 154 s
-        of a 182 s choice on 4 folds, the 6 others 0.8-12.5 s each. Cut at half the budget, it had been judged on one
-        fold of 8 samples, and its choice lost 0.03 of mean cosine on 256 others (docs/notes/dense-prediction.md);
-        on FCN-ResNet50 the first candidate's 4 folds take more than the whole budget, so no other would be judged."""
+        budget at that pace. The first candidate costs nearly all (each fold's statistics and the method's scales,
+        which the rest reuse: on FlexibleUNet 154 s of a 182 s choice), so a tighter cut leaves the choice 8 samples
+        for nothing (docs/notes/dense-prediction.md)."""
         budget = self.run.steps.choice_budget
         elapsed = time.perf_counter() - self.started
         return budget is not None and len(self.folds) > 1 and elapsed * len(self.folds) > budget

@@ -580,15 +580,9 @@ class _Matcher:
             else None
         )
         if taken is not None:  # the island computes its activation too: its output is quantized once, after it
-            outputs, covers, internal = (
-                tuple(taken.output),
-                (*covers, taken.name or taken.output[0]),
-                (
-                    *internal,
-                    outputs[0],
-                ),
-            )
-            self.covered.add(taken.name or taken.output[0])
+            taken_name = taken.name or taken.output[0]
+            outputs, covers, internal = tuple(taken.output), (*covers, taken_name), (*internal, outputs[0])
+            self.covered.add(taken_name)
         if c.pool:  # the pooled tensor is never quantized: the node sums the pool's windows of codes itself
             attrs = {**attrs, "pool": _attrs(c.pool)}
             covers, internal = (c.pool.name or c.pool.output[0], *covers), (c.pool.output[0], *internal)
