@@ -32,10 +32,10 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path):
         assert row["choice"]["trials"] == []  # 8 crops: too few to choose
         split = {**row, "tcc": {**row["tcc"], "split": ["hardswish"]}}
         assert f"({row['tcc']['method']}, split hardswish)" in tool.markdown([split])[-1]
-        assert set(row["paired"]) == {"cosine", "agreement"} and row["paired"]["cosine"]["verdict"] in VERDICTS
+        assert set(row["paired"]) == {"cosine", "agreement", "tail"} and row["paired"]["tail"]["verdict"] in VERDICTS
         assert f"({_word(row['paired'])})" in tool.markdown([row])[-1]
         # --target ort (7-bit dense weights): ONNX Runtime's best with 7-bit weights too, paired the same way
-        assert row["rival_w7"]["method"] in tool.METHODS and set(row["paired_w7"]) == {"cosine", "agreement"}
+        assert row["rival_w7"]["method"] in tool.METHODS and set(row["paired_w7"]) == set(row["paired"])
         assert f"({row['rival_w7']['method']});" in tool.markdown([row])[-1]
     trial = {"method": "minmax", "steps": ["asymmetric"], "mean_cos": 0.9, "guarded_cos": 0.8, "agreement": 0.5}
     brief = tool._choice({"judged_samples": 32, "folds": 4, "trials": [trial | {"cosines": [0.9] * 32}]})
@@ -71,6 +71,23 @@ def test_the_paired_difference_is_lower_only_beyond_two_standard_errors():
     row = {"stage": "done", "tcc": {"cosine_mean": 0.9, "top1_agreement": 0.9},
            "rival": {"cosine_mean": 0.95, "top1_agreement": 0.9}, "paired": got}  # fmt: skip
     assert "1 below it beyond 2 standard errors" in tool.summary([row])
+
+
+def test_the_tail_is_lower_where_several_crops_are_not_where_one_is():
+    """The tail's verdict (percentile 1 of 256 crops' cosines, its standard error bootstrapped over the crops): the
+    same outputs are level, 8 crops far off make it lower, one crop far off (the worst crop alone) does not."""
+    tool = load_tool("import_census")
+    rng = np.random.default_rng(1)
+    fp32 = rng.normal(size=(256, 10)).astype(np.float32)
+    rival = fp32 + 0.1 * rng.normal(size=fp32.shape).astype(np.float32)
+    assert tool.paired(fp32, rival, rival)["tail"] == {"mean": 0.0, "se": 0.0, "verdict": "level"}
+    far = fp32 + 2.0 * rng.normal(size=fp32.shape).astype(np.float32)
+    several, one = rival.copy(), rival.copy()
+    several[:8], one[:1] = far[:8], far[:1]
+    got = tool.paired(fp32, several, rival)["tail"]
+    assert got["verdict"] == "lower" and got["se"] > 0, got
+    assert tool.paired(fp32, one, rival)["tail"]["verdict"] == "level"
+    assert tool.paired(fp32, several, rival) == tool.paired(fp32, several, rival)  # seeded resamples
 
 
 def test_the_bar_takes_the_margin_on_the_mean_and_nothing_on_the_worst_crop_or_the_agreement():
