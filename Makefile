@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv setup-arm demo tour lint test clean
+.PHONY: venv setup-arm demo tour lint test rivals clean
 
 venv: $(STAMP)
 
@@ -50,5 +50,15 @@ lint: venv
 test: venv setup-arm lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile -m 'not slow'
 
+# The quality rivals' own environment: NNCF pins its own numpy / onnx, so it stays out of tcc's
+# (`tools/quality_compare.py --nncf-python .venv-rivals/bin/python`, `tools/import_census.py --nncf-python ...`)
+RIVALS := .venv-rivals
+rivals: $(RIVALS)/.installed
+
+$(RIVALS)/.installed: Makefile
+	test -x $(RIVALS)/bin/python || $(PY) -m venv $(RIVALS)
+	$(RIVALS)/bin/pip install --quiet nncf==3.4.0 onnx==1.23.2 onnxruntime==1.32.0
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(RIVALS) build *.egg-info

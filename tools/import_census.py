@@ -15,6 +15,10 @@ torch.onnx.export (opset 17); then
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
   mean cosine), judged the same way; for `--target ort`, whose dense weights have 7 bits (exact on every CPU), also
   with 7-bit weights (`reduce_range`, ONNX Runtime's advice for x86 CPUs without VNNI), like against like;
+- with `--nncf-python` (an interpreter that has NNCF), NNCF's post-training quantization (preset mixed) on the same
+  crops too, judged and paired the same way. Each row counts the convs each INT8 model runs on integers on ONNX
+  Runtime (`integer_convs`): NNCF leaves a conv whose output a float op reads (MONAI's instance norms) unquantized,
+  which ORT then runs in float, slower than the FP32 model on DynUNet (docs/notes/dense-prediction.md);
 - the two paired crop by crop (`paired`): tcc minus ORT in cosine and in agreement, each with its standard error,
   and in the tail (percentile LOW_PERCENTILE of the crops' cosines) with a bootstrap standard error. With seeded
   weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way, and the worst
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import re
@@ -241,9 +246,17 @@ def _difference(mean: float, se: float) -> dict:
     return {"mean": round(mean, 6), "se": round(se, 6), "verdict": verdict}
 
 
-def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort", calib_n: int = CALIB) -> dict:
+def census(
+    entry: Entry,
+    work: Path,
+    judged_n: int = JUDGED,
+    target: str = "ort",
+    calib_n: int = CALIB,
+    nncf_python: str | None = None,
+) -> dict:
     """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`, calibrated on `calib_n` crops, the
-    rival on the same) against the rival."""
+    rivals on the same) against the rivals: ONNX Runtime's, and NNCF's where `nncf_python` names an interpreter
+    that has it (quality_compare's nncf_quantize)."""
     row: dict = {"name": entry.name, "source": entry.source, "size": entry.size}
     try:
         model = seeded_with_natural_statistics(entry)
@@ -293,8 +306,9 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
     row["build_s"] = round(time.perf_counter() - start, 1)
     if rc != 0:
         return row | {"stage": "int8", "error": _first_error(err)}
-    int8 = run_ort(onnx.load(work / "b" / "model.onnx"), judged)
-    row["tcc"] = _metrics(fp32, int8)
+    built = onnx.load(work / "b" / "model.onnx")
+    int8 = run_ort(built, judged)
+    row["tcc"] = _metrics(fp32, int8) | {"integer_convs": integer_convs(built)}
     table = work / "b" / "calibration.json"  # the method the build chose (`--method auto`)
     if table.exists():
         doc = json.loads(table.read_text())
@@ -302,13 +316,67 @@ def census(entry: Entry, work: Path, judged_n: int = JUDGED, target: str = "ort"
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
         row["tcc"]["steps"] = [s["name"] for s in doc.get("steps", []) if s.get("enabled")]
         row["choice"] = _choice(doc.get("steps_choice") or {})
-    row["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
-    row["paired"] = paired(fp32, int8, rival_out)
-    if target == "ort":  # tcc's 7-bit dense weights there: ORT's own with 7-bit weights too (reduce_range)
-        row["rival_w7"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=True)
-        row["paired_w7"] = paired(fp32, int8, rival_out)
+    row |= _rivals(original, (calib, judged), fp32, int8, target, nncf_python)
     row["stage"] = "done"
     return row
+
+
+def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: str, nncf_python) -> dict:
+    """The rivals' rows on the (calibration, judged) crops, each paired with tcc's INT8 output `int8`: ONNX
+    Runtime's best; for `--target ort` (7-bit dense weights) also its best with 7-bit weights (reduce_range), like
+    against like; NNCF's where `nncf_python` is given."""
+    calib, judged = crops
+    out: dict = {}
+    out["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
+    out["paired"] = paired(fp32, int8, rival_out)
+    if target == "ort":
+        out["rival_w7"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=True)
+        out["paired_w7"] = paired(fp32, int8, rival_out)
+    if nncf_python:
+        quantized = _quality_compare().nncf_quantize(original, calib, nncf_python)
+        nncf_out = run_ort(quantized, judged)
+        nncf = {"method": "NNCF mixed", "integer_convs": integer_convs(quantized)}
+        out["rival_nncf"] = _metrics(fp32, nncf_out) | nncf
+        out["paired_nncf"] = paired(fp32, int8, nncf_out)
+    return out
+
+
+def integer_convs(model: onnx.ModelProto) -> tuple[int, int]:
+    """(integer, all) of the QDQ model's Conv, ConvTranspose and Gemm nodes, integer where ONNX Runtime's QDQ
+    fusions can run it on integers (QLinearConv, QGemm): its input dequantized, its output (after a Relu or Clip,
+    which ORT folds into the output's range) read by QuantizeLinear nodes alone. A conv whose output reaches a float
+    op directly runs in float on its dequantized input and weights (NNCF leaves the convs before MONAI's instance
+    norms so: docs/notes/dense-prediction.md)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def integer(node) -> bool:
+        source = producers.get(node.input[0])
+        out = readers.get(node.output[0], [])
+        if len(out) == 1 and out[0].op_type in ("Relu", "Clip"):
+            out = readers.get(out[0].output[0], [])
+        return (
+            bool(out)
+            and source is not None
+            and source.op_type == "DequantizeLinear"
+            and all(r.op_type == "QuantizeLinear" for r in out)
+        )
+
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm")]
+    return sum(integer(n) for n in layers), len(layers)
+
+
+def _quality_compare() -> types.ModuleType:
+    """tools/quality_compare.py, whose NNCF driver (in this interpreter or another: --nncf-python) the census
+    shares (tools/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("quality_compare", Path(__file__).with_name("quality_compare.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _choice(choice: dict) -> dict:
@@ -324,26 +392,29 @@ def _choice(choice: dict) -> dict:
 def _best_rival(original, calib, judged, fp32, reduce_range: bool) -> tuple[dict, np.ndarray]:
     """ONNX Runtime's quantize_static, the best of METHODS by mean cosine on the judged crops: its metrics (with the
     method) and its outputs."""
-    outputs = {m: run_ort(ort_quantize_static(original, calib, m, reduce_range), judged) for m in METHODS}
+    models = {m: ort_quantize_static(original, calib, m, reduce_range) for m in METHODS}
+    outputs = {m: run_ort(q, judged) for m, q in models.items()}
     rivals = {m: _metrics(fp32, out) for m, out in outputs.items()}
     best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
-    return rivals[best] | {"method": best}, outputs[best]
+    return rivals[best] | {"method": best, "integer_convs": integer_convs(models[best])}, outputs[best]
 
 
 def markdown(rows: list[dict]) -> list[str]:
     lines = [
         "| model | from | import | predict max abs | tcc INT8 cos mean / worst | agree | ORT best cos mean / worst | "
-        "agree | tcc >= ORT | tcc - ORT per crop: cos; agree; tail | ORT with 7-bit weights: cos mean; tcc - it |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "agree | tcc >= ORT | tcc - ORT per crop: cos; agree; tail | ORT with 7-bit weights: cos mean; tcc - it | "
+        "NNCF: cos mean / worst, agree; tcc - it | convs on integers: tcc, ORT, NNCF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["stage"] in ("build", "import", "predict"):
-            lines.append(f"| {r['name']} | {r['source']} | **{r['stage']} refused**: {r['error']} | | | | | | | | |")
+            refused = f"**{r['stage']} refused**: {r['error']}"
+            lines.append(f"| {r['name']} | {r['source']} | {refused} | | | | | | | | | | |")
             continue
         predicted = f"{r['predict_max_abs']:.2g}" + ("" if r["predict_equal"] else " **(over)**")
         if r["stage"] == "int8":
             lines.append(
-                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | | |"
+                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | | | | |"
             )
             continue
         t, o = r["tcc"], r["rival"]
@@ -363,9 +434,21 @@ def markdown(rows: list[dict]) -> list[str]:
                 if "rival_w7" in r
                 else ""
             )
-            + " |"
+            + " | "
+            + (_nncf(r["rival_nncf"], r["paired_nncf"]) if "rival_nncf" in r else "")
+            + f" | {_convs(r)} |"
         )
     return lines
+
+
+def _nncf(n: dict, p: dict) -> str:
+    return f"{_mean(n)} / {n['cosine_min']:.5f}, {n['top1_agreement']:.3f}; {_paired(p)}"
+
+
+def _convs(r: dict) -> str:
+    """The convs on integers (integer_convs) of tcc's INT8 model and the rivals', as k/n each."""
+    found = [r[k]["integer_convs"] for k in ("tcc", "rival", "rival_nncf") if "integer_convs" in r.get(k, {})]
+    return ", ".join(f"{k}/{n}" for k, n in found)
 
 
 def verdict(p: dict) -> str:
@@ -412,7 +495,23 @@ def summary(rows: list[dict]) -> str:
             else ""
         )
         + f"; with the worst case read as percentile {LOW_PERCENTILE} of the crops' cosines instead of the one worst "
-        f"crop: {len(low)} within the bar" + (f" ({len(low_w7)} against 7-bit weights)" if same_bits else "")
+        f"crop: {len(low)} within the bar"
+        + (f" ({len(low_w7)} against 7-bit weights)" if same_bits else "")
+        + _nncf_summary(built)
+    )
+
+
+def _nncf_summary(built: list[dict]) -> str:
+    """The summary's NNCF clause (rows without the NNCF rival: none)."""
+    rows = [r for r in built if r.get("paired_nncf")]
+    if not rows:
+        return ""
+    bar = [r for r in rows if meets_bar(r["tcc"], r["rival_nncf"])]
+    lower = [r for r in rows if verdict(r["paired_nncf"]) == "lower"]
+    fewer = [r for r in rows if r["rival_nncf"]["integer_convs"][0] < r["tcc"]["integer_convs"][0]]
+    return (
+        f"; against NNCF's (mixed preset): {len(bar)} of {len(rows)} within the bar, {len(lower)} below, "
+        f"{len(fewer)} where NNCF runs fewer convs on integers than tcc"
     )
 
 
@@ -442,6 +541,11 @@ def main(argv=None) -> int:
     p.add_argument("--judged", type=int, default=JUDGED, help=f"crops each INT8 model is judged on (default {JUDGED})")
     p.add_argument("--calib", type=int, default=CALIB, help=f"crops tcc and the rival calibrate on (default {CALIB})")
     p.add_argument(
+        "--nncf-python",
+        help="an interpreter that has NNCF (its own virtual environment: NNCF pins its own numpy / onnx): NNCF's "
+        "post-training quantization joins the rivals (quality_compare's)",
+    )
+    p.add_argument(
         "--target",
         choices=("ort", "ort-w8"),
         default="ort",
@@ -461,7 +565,7 @@ def main(argv=None) -> int:
     for entry in entries:
         with tempfile.TemporaryDirectory(prefix=f"census-{entry.name}-") as tmp:
             start = time.perf_counter()
-            row = census(entry, Path(tmp), args.judged, args.target, args.calib)
+            row = census(entry, Path(tmp), args.judged, args.target, args.calib, args.nncf_python)
             row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(markdown([row])[-1], flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from onnx import TensorProto, helper
 
 from tests.helpers import load_tool
 
@@ -37,6 +38,9 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path):
         # --target ort (7-bit dense weights): ONNX Runtime's best with 7-bit weights too, paired the same way
         assert row["rival_w7"]["method"] in tool.METHODS and set(row["paired_w7"]) == set(row["paired"])
         assert f"({row['rival_w7']['method']});" in tool.markdown([row])[-1]
+        # every conv of tcc's ORT model runs on integers (a head whose output is the graph's would not)
+        convs = row["tcc"]["integer_convs"]
+        assert convs[1] > 1 and convs[0] >= convs[1] - 1 and f"{convs[0]}/{convs[1]}" in tool.markdown([row])[-1]
     trial = {"method": "minmax", "steps": ["asymmetric"], "mean_cos": 0.9, "guarded_cos": 0.8, "agreement": 0.5}
     brief = tool._choice({"judged_samples": 32, "folds": 4, "trials": [trial | {"cosines": [0.9] * 32}]})
     assert brief == {"judged_samples": 32, "folds": 4, "trials": [trial]}  # the per-sample lists left out
@@ -71,6 +75,39 @@ def test_the_paired_difference_is_lower_only_beyond_two_standard_errors():
     row = {"stage": "done", "tcc": {"cosine_mean": 0.9, "top1_agreement": 0.9},
            "rival": {"cosine_mean": 0.95, "top1_agreement": 0.9}, "paired": got}  # fmt: skip
     assert "1 below it beyond 2 standard errors" in tool.summary([row])
+
+
+def test_a_conv_runs_on_integers_where_its_output_is_quantized_alone():
+    """integer_convs: ORT fuses DequantizeLinear -> Conv (-> Relu) -> QuantizeLinear into QLinearConv; a conv whose
+    output a float op reads (NNCF's before an instance norm) runs in float. The NNCF clause of the summary."""
+    tool = load_tool("import_census")
+    w = helper.make_tensor("w", TensorProto.INT8, [2, 2, 1, 1], [1, 0, 0, 1])
+    scalars = [helper.make_tensor(n, TensorProto.FLOAT, [], [0.1]) for n in ("s", "sw")]
+    zero = helper.make_tensor("z", TensorProto.UINT8, [], [0])
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "sw"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["c1"]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("QuantizeLinear", ["r1", "s", "z"], ["rq"]),
+        helper.make_node("DequantizeLinear", ["rq", "s", "z"], ["rd"]),
+        helper.make_node("Conv", ["rd", "wd"], ["c2"]),
+        helper.make_node("InstanceNormalization", ["c2", "g", "b"], ["y"]),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 2, 2]) for n in ("x", "y")]
+    params = [helper.make_tensor(n, TensorProto.FLOAT, [2], [1.0, 1.0]) for n in ("g", "b")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], [w, zero, *scalars, *params]))
+    assert tool.integer_convs(model) == (1, 2)
+    level = {k: {"mean": 0.0, "se": 0.0, "verdict": "level"} for k in ("cosine", "agreement", "tail")}
+    metrics = {"cosine_mean": 0.95, "cosine_min": 0.8, "top1_agreement": 0.9}
+    row = {"stage": "done", "name": "m", "source": "timm", "predict_max_abs": 0.0, "predict_equal": True,
+           "tcc": metrics | {"integer_convs": (2, 2)}, "rival": metrics | {"method": "MinMax"}, "paired": level,
+           "rival_nncf": metrics | {"cosine_mean": 0.96, "integer_convs": (1, 2)}, "paired_nncf": level}  # fmt: skip
+    assert "against NNCF's (mixed preset): 0 of 1 within the bar, 0 below, 1 where NNCF runs fewer" in (
+        tool.summary([row])
+    )
+    assert "0.96000 / 0.80000, 0.900" in tool.markdown([row])[-1] and "| 2/2, 1/2 |" in tool.markdown([row])[-1]
 
 
 def test_the_tail_is_lower_where_several_crops_are_not_where_one_is():
