@@ -124,6 +124,13 @@ def test_the_plan_takes_every_node(work):
     assert norm[TVM].covers == norm[QDQ].covers == ("norm2", "act2") and norm[TVM].internal == ("norm2",)
     assert norm[TVM].outputs == ("act2",) and "act2" not in kinds
     assert norm[TFLITE].covers == ("norm2",) and norm[TFLITE].outputs == ("norm2",)
+    # the conv before it gives the island its accumulator dequantized, no 8-bit tensor between, under TVM's rules;
+    # not on ORT (a conv without a QuantizeLinear after it runs in float there), nor where the convs write 8-bit
+    # codes only (TFLite) or the toolchain quantizes every tensor (the NPUs)
+    for low, rules in ((TVM, "tvm"), (QDQ, "ort"), (TFLITE, "tflite"), (QDQ, "pulsar2")):
+        graph = plan(onnx_model, lowering=low, rules=rules)
+        into = rules == "tvm"
+        assert (graph.dequantized == {"enc2"}) is into and ("enc2" in graph.quantized) is not into, rules
     npu = {n.name: (n.kind, n.precision) for n in plan(onnx_model, lowering=QDQ, rules="pulsar2").nodes}
     assert npu["up"] == ("conv_transpose", "int8")
     odd_plan = plan(lower_spec(work / "odd.yaml").onnx, lowering=TVM, rules="tvm")

@@ -115,6 +115,9 @@ class IntGraph:
     shapes: dict  # tensor -> shape tuple (batch included; None / names where unknown)
     placed: frozenset = frozenset()  # nodes kept in float by the placement (`floats` of plan)
     how: dict = field(default_factory=dict, repr=False)  # plan's arguments: `replan` plans again with them
+    # conv / gemm outputs only float islands read: dequantized from the accumulator, never 8-bit
+    # (TargetRules.accumulators_into_islands)
+    dequantized: frozenset = frozenset()
 
     @functools.cached_property
     def constants(self) -> frozenset:
@@ -135,7 +138,9 @@ class IntGraph:
         writes or reads (without float islands: every one)."""
         read = {i for n in self.nodes if n.integer for i in n.inputs}
         names = [self.input] if self.input in read else []
-        return names + [o for n in self.nodes for o in n.outputs if n.integer or o in read]
+        return names + [
+            o for n in self.nodes for o in n.outputs if (n.integer and o not in self.dequantized) or o in read
+        ]
 
     @property
     def calibrated(self) -> list[str]:
@@ -339,7 +344,29 @@ def plan(
         )
     _check_placed(floats, nodes)
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
-    return IntGraph(model, nodes, inputs[0], [o.name for o in g.output], matcher.shapes, floats, how)
+    outputs = [o.name for o in g.output]
+    dequantized = (
+        _into_islands(nodes, outputs)
+        if target_rules is not None and target_rules.float_outputs and target_rules.accumulators_into_islands
+        else frozenset()
+    )
+    return IntGraph(model, nodes, inputs[0], outputs, matcher.shapes, floats, how, dequantized)
+
+
+def _into_islands(nodes: list[INode], outputs: list[str]) -> frozenset:
+    """The outputs of integer conv / gemm nodes that float islands alone read (not graph outputs): the islands take
+    them dequantized from the accumulator (TargetRules.accumulators_into_islands)."""
+    readers: dict[str, list[INode]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    return frozenset(
+        o
+        for n in nodes
+        if n.integer and n.op.role is Role.WEIGHTED
+        for o in n.outputs
+        if o not in outputs and readers.get(o) and all(not r.integer for r in readers[o])
+    )
 
 
 def _check_placed(floats: frozenset, nodes: list[INode]) -> None:

@@ -280,7 +280,8 @@ class Quantizer(Interpreter):
             )
         out = n.outputs[0]
         act = (n.activation.min, n.activation.max) if n.activation else None
-        if out in self.outputs and self.rules.float_outputs:  # a float graph output: from the accumulator
+        # a float graph output, or what float islands alone read (IntGraph.dequantized): from the accumulator
+        if (out in self.outputs and self.rules.float_outputs) or out in self.graph.dequantized:
             return self.node(
                 n,
                 qout=(None,),

@@ -141,6 +141,13 @@ class TargetRules:
     # its LeakyReLU cost MONAI's U-Nets more than any other quantization: docs/notes/dense-prediction.md). TFLite's
     # island is the kind's own float builtin (backends/tflite), so there the activation stays its own node
     island_activations: bool = True
+    # a conv / gemm whose output only float islands read gives them its int32 accumulator dequantized (as a float
+    # graph output: float_outputs), no 8-bit rounding between: on MONAI's DynUNet the conv outputs quantized before
+    # their instance norms cost 0.018 of mean output cosine (docs/notes/dense-prediction.md). Not on ORT: without a
+    # QuantizeLinear after it, ORT runs the conv in float on its dequantized input and weights (DynUNet at 96 x 96,
+    # 1 thread: 33.7 ms against 11.9 ms, FP32 28.3 ms; its ConvInteger is slower still). TFLite's convs write int8
+    # only; the NPUs' toolchains quantize every tensor they compute in integers
+    accumulators_into_islands: bool = True
     # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
     # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
     transposed_conv_as_conv: bool = True
@@ -219,6 +226,7 @@ RULES: dict[str, TargetRules] = {
             ort_kernels=True,
             float_kinds=("softmax",),
             pooled_conv=False,
+            accumulators_into_islands=False,
         ),
         TargetRules(
             "tvm",
@@ -251,6 +259,7 @@ RULES: dict[str, TargetRules] = {
             softmax="gemmlowp",
             float_kinds=("softmax",),
             island_activations=False,
+            accumulators_into_islands=False,
             pooled_conv=False,
             # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
             # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
@@ -311,6 +320,7 @@ RULES: dict[str, TargetRules] = {
             float_kinds=("softmax",),
             pooled_conv=False,
             transposed_conv_as_conv=False,
+            accumulators_into_islands=False,
         ),
         TargetRules(
             "pulsar2",
@@ -322,6 +332,7 @@ RULES: dict[str, TargetRules] = {
             float_kinds=("softmax",),
             pooled_conv=False,
             transposed_conv_as_conv=False,
+            accumulators_into_islands=False,
         ),
     ]
 }
