@@ -59,6 +59,7 @@ import torch
 
 from tcc.cli.main import main as tcc_main
 from tcc.quant.report.quality import (
+    integer_convs,
     ort_quantize_static,
     output_metrics,
     per_sample_agreement,
@@ -339,34 +340,6 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
         out["rival_nncf"] = _metrics(fp32, nncf_out) | nncf
         out["paired_nncf"] = paired(fp32, int8, nncf_out)
     return out
-
-
-def integer_convs(model: onnx.ModelProto) -> tuple[int, int]:
-    """(integer, all) of the QDQ model's Conv, ConvTranspose and Gemm nodes, integer where ONNX Runtime's QDQ
-    fusions can run it on integers (QLinearConv, QGemm): its input dequantized, its output (after a Relu or Clip,
-    which ORT folds into the output's range) read by QuantizeLinear nodes alone. A conv whose output reaches a float
-    op directly runs in float on its dequantized input and weights (NNCF leaves the convs before MONAI's instance
-    norms so: docs/notes/dense-prediction.md)."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    readers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-
-    def integer(node) -> bool:
-        source = producers.get(node.input[0])
-        out = readers.get(node.output[0], [])
-        if len(out) == 1 and out[0].op_type in ("Relu", "Clip"):
-            out = readers.get(out[0].output[0], [])
-        return (
-            bool(out)
-            and source is not None
-            and source.op_type == "DequantizeLinear"
-            and all(r.op_type == "QuantizeLinear" for r in out)
-        )
-
-    layers = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm")]
-    return sum(integer(n) for n in layers), len(layers)
 
 
 def _quality_compare() -> types.ModuleType:

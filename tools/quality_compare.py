@@ -236,6 +236,7 @@ def compare(  # noqa: PLR0913, PLR0915
     from tcc.quant.collect.data import load_calibration_data
     from tcc.quant.lower.qdq import to_qdq
     from tcc.quant.place.placer import PlaceOptions, place
+    from tcc.quant.report.quality import integer_convs
     from tcc.quant.table.placement import float_nodes
     from tcc.quant.table.steps import Steps
 
@@ -282,7 +283,7 @@ def compare(  # noqa: PLR0913, PLR0915
             models[config] = to_qdq(fp32, table, compact=True)
             if c.get("a16"):
                 models[config] = widen_activations(models[config])
-            got = evaluate(fp32, models[config], hd.array)["ort"]
+            got = evaluate(fp32, models[config], hd.array)["ort"] | {"integer_convs": integer_convs(models[config])}
         rows[f"tcc {config}"] = {
             **got,
             **({"method": table.method} if method == "auto" else {}),
@@ -307,7 +308,7 @@ def compare(  # noqa: PLR0913, PLR0915
         secs = round(time.perf_counter() - t, 1)
         label = "nncf mixed" if rival == "nncf" else f"onnxruntime {rival}"
         got = evaluate(fp32, q, hd.array, (("ort", True), ("fakequant", False)) if fakequant else (("ort", True),))
-        rows[label] = {**got["ort"], "calib_s": secs}
+        rows[label] = {**got["ort"], "calib_s": secs, "integer_convs": integer_convs(q)}
         if fakequant:  # float Q/DQ arithmetic: free of the u8 x s8 saturation of ORT's kernels on CPUs without VNNI
             rows[f"{label} (fake-quant)"] = {**got["fakequant"], "calib_s": secs}
     return {
@@ -431,12 +432,17 @@ def markdown(results: dict) -> list[str]:
     labels = list(dict.fromkeys(k for r in results.values() for k in r["results"]))
     lines = ["| quantizer | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label in labels:
-        cells = []
-        for n in names:
-            r = results[n]["results"].get(label)
-            cells.append("-" if r is None else f"{r['cos_mean']:.5f} / {r['cos_min']:.5f} / {100 * r['top1']:.1f}%")
+        cells = [_cell(results[n]["results"].get(label)) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(r: dict | None) -> str:
+    """Mean / worst cosine / top-1, and the convs ONNX Runtime runs on integers where the row counts them."""
+    if r is None:
+        return "-"
+    convs = f" ({r['integer_convs'][0]}/{r['integer_convs'][1]} convs on integers)" if "integer_convs" in r else ""
+    return f"{r['cos_mean']:.5f} / {r['cos_min']:.5f} / {100 * r['top1']:.1f}%{convs}"
 
 
 def main(argv=None) -> int:

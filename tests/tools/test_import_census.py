@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from onnx import TensorProto, helper
 
+from tcc.quant.report.quality import integer_convs
 from tests.helpers import load_tool
 
 
@@ -98,7 +99,7 @@ def test_a_conv_runs_on_integers_where_its_output_is_quantized_alone():
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 2, 2]) for n in ("x", "y")]
     params = [helper.make_tensor(n, TensorProto.FLOAT, [2], [1.0, 1.0]) for n in ("g", "b")]
     model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], [w, zero, *scalars, *params]))
-    assert tool.integer_convs(model) == (1, 2)
+    assert integer_convs(model) == (1, 2)
     level = {k: {"mean": 0.0, "se": 0.0, "verdict": "level"} for k in ("cosine", "agreement", "tail")}
     metrics = {"cosine_mean": 0.95, "cosine_min": 0.8, "top1_agreement": 0.9}
     row = {"stage": "done", "name": "m", "source": "timm", "predict_max_abs": 0.0, "predict_equal": True,

@@ -41,6 +41,10 @@ def test_compare_one_checkpoint_against_ort(tmp_path, capsys):
         assert 0.9 < r["cos_mean"] <= 1.0 and r["cos_min"] <= r["cos_mean"] and r["top1"] in (0, 0.25, 0.5, 0.75, 1)
     printed = capsys.readouterr().out
     assert "| tcc rounding |" in printed and "| onnxruntime MinMax |" in printed
+    # DDSNet's convs all run on integers on ORT, tcc's and ONNX Runtime's alike (only the head is a float output)
+    for r in rows.values():
+        done, convs = r["integer_convs"]
+        assert convs > 10 and done >= convs - 1 and f"({done}/{convs} convs on integers)" in printed
 
 
 def test_bad_names_are_refused(capsys):

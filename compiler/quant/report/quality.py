@@ -166,6 +166,34 @@ def ort_quantize_static(
         return onnx.load(dst)
 
 
+def integer_convs(model: onnx.ModelProto) -> tuple[int, int]:
+    """(integer, all) of the QDQ model's Conv, ConvTranspose and Gemm nodes, integer where ONNX Runtime's QDQ
+    fusions can run it on integers (QLinearConv, QGemm): its input dequantized, its output (after a Relu or Clip,
+    which ORT folds into the output's range) read by QuantizeLinear nodes alone. A conv whose output reaches a float
+    op directly runs in float on its dequantized input and weights (NNCF leaves the convs before MONAI's instance
+    norms so: docs/notes/dense-prediction.md). The rivals' tools count it (quality_compare, import_census)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def integer(node) -> bool:
+        source = producers.get(node.input[0])
+        out = readers.get(node.output[0], [])
+        if len(out) == 1 and out[0].op_type in ("Relu", "Clip"):
+            out = readers.get(out[0].output[0], [])
+        return (
+            bool(out)
+            and source is not None
+            and source.op_type == "DequantizeLinear"
+            and all(r.op_type == "QuantizeLinear" for r in out)
+        )
+
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm")]
+    return sum(integer(n) for n in layers), len(layers)
+
+
 def run_ort(model: onnx.ModelProto, x: np.ndarray, batch_size: int = 8, optimize: bool = True) -> np.ndarray:
     """The first output of `model` on x, ONNX Runtime with all graph optimisations (integer kernels for QDQ), or
     none (optimize=False: float fake-quant)."""
