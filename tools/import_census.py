@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import io
 import json
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -230,11 +232,11 @@ def paired(fp32: np.ndarray, ours: np.ndarray, rival: np.ndarray) -> dict:
     for both: a percentile has no per-crop difference). Each with its verdict (`lower` / `higher`: beyond SIGNIFICANT
     standard errors, else `level`). The rival is the best of its methods on these very crops, so `level` already
     gives it that choice."""
-    out: dict = {}
-    for key, per_sample in (("cosine", per_sample_cosine), ("agreement", per_sample_agreement)):
-        d = per_sample(fp32, ours).astype(np.float64) - per_sample(fp32, rival)
-        out[key] = _difference(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0)
     a, b = (per_sample_cosine(fp32, y).astype(np.float64) for y in (ours, rival))
+    agreement = per_sample_agreement(fp32, ours).astype(np.float64) - per_sample_agreement(fp32, rival)
+    out: dict = {}
+    for key, d in (("cosine", a - b), ("agreement", agreement)):
+        out[key] = _difference(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0)
     crops = np.random.default_rng(0).integers(0, len(a), (BOOTSTRAP, len(a)))
     resampled = np.percentile(a[crops], LOW_PERCENTILE, axis=1) - np.percentile(b[crops], LOW_PERCENTILE, axis=1)
     tail = float(np.percentile(a, LOW_PERCENTILE) - np.percentile(b, LOW_PERCENTILE))
@@ -342,6 +344,7 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
     return out
 
 
+@functools.cache
 def _quality_compare() -> types.ModuleType:
     """tools/quality_compare.py, whose NNCF driver (in this interpreter or another: --nncf-python) the census
     shares (tools/ is scripts, not a package)."""
@@ -530,6 +533,9 @@ def main(argv=None) -> int:
     unknown = [n for n in args.names if n not in known]
     if unknown:
         print(f"error: unknown model(s) {', '.join(unknown)}; the census has {', '.join(known)}", file=sys.stderr)
+        return 2
+    if args.nncf_python and not shutil.which(args.nncf_python):  # before minutes of work
+        print(f"error: --nncf-python {args.nncf_python}: no such executable", file=sys.stderr)
         return 2
     entries = [known[n] for n in args.names] if args.names else MODELS
     if args.size:

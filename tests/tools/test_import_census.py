@@ -161,3 +161,11 @@ def test_the_batchnorm_statistics_come_from_the_crops():
         y = model(x).numpy().reshape(4, -1)
     cos = y @ y.T / np.outer(np.linalg.norm(y, axis=1), np.linalg.norm(y, axis=1))
     assert cos[~np.eye(4, dtype=bool)].min() < 0.99  # different images, different outputs
+
+
+def test_a_missing_nncf_interpreter_is_refused_before_any_model(tmp_path, capsys):
+    """--nncf-python that names no executable: exit 2 and a message, before a model is exported or built."""
+    tool = load_tool("import_census")
+    out = tmp_path / "rows.json"
+    assert tool.main(["lcnet_050", "--nncf-python", str(tmp_path / "nope"), "--json", str(out)]) == 2
+    assert "--nncf-python" in capsys.readouterr().err and not out.exists()
