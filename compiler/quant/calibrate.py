@@ -168,8 +168,13 @@ class _Phases:
     def measured(self, data: np.ndarray, equalization: bool) -> Measured:
         return _measured(self.run, data, equalization, rows_needed=True)
 
-    def scaled(self, measured: Measured, method: str) -> Scaled:
-        return _scaled(self.run, measured, method, self.searches)
+    def scaled(self, measured: Measured, method: str, percentile: float | None = None) -> Scaled:
+        run = (
+            self.run
+            if percentile is None
+            else replace(self.run, settings=replace(self.run.settings, percentile=percentile))
+        )
+        return _scaled(run, measured, method, self.searches)
 
     def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable:
         return _with_layer_steps(scaled, steps)

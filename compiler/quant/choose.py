@@ -60,7 +60,7 @@ from .intgraph.qgraph import quantize_graph
 from .intgraph.reference import Reference
 from .lower.qdq import to_qdq
 from .report.quality import per_sample_agreement, run_ort
-from .scales.methods import AUTO, CANDIDATES
+from .scales.methods import AUTO, CANDIDATES, WIDE_PERCENTILE
 from .settings import CalibrationRun
 from .stage import Measured, Scaled, wide_method
 from .table.file import CalibrationTable
@@ -101,7 +101,8 @@ class Phases(Protocol):
 
     def measured(self, data: np.ndarray, equalization: bool) -> Measured: ...  # equalization + statistics
 
-    def scaled(self, measured: Measured, method: str) -> Scaled: ...  # one method's scales
+    # one method's scales (percentile: the percentile method's, None: the run's)
+    def scaled(self, measured: Measured, method: str, percentile: float | None = None) -> Scaled: ...
 
     def table(self, scaled: Scaled, steps: Steps) -> CalibrationTable: ...  # with the per-layer steps
 
@@ -114,6 +115,7 @@ class Candidate:
     equalization: bool
     post: tuple[str, ...]  # post-steps on
     split: tuple[str, ...] = ()  # x * g(x) patterns computed in two ops (TargetRules.split_patterns)
+    percentile: float | None = None  # the percentile method's percentile (None: the run's, or another method)
 
 
 def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
@@ -125,7 +127,9 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
     free = [*(["method"] if method == AUTO else []), *steps.free, *(["split_patterns"] if _splittable(run) else [])]
     record: dict[str, Any] = {"free": free, "fixed": fixed, "budget_s": steps.choice_budget}
     if method == AUTO:
-        record["methods"] = list(method_candidates(run.activation_bits))
+        tried = method_candidates(run.activation_bits, run.settings.percentile)
+        record["methods"] = list(dict.fromkeys(m for m, _ in tried))
+        record["percentiles"] = [p for m, p in tried if p is not None]
     if steps.choice_budget == 0 or len(data) < SAMPLES_MIN:
         why = (
             "choice budget 0"
@@ -146,6 +150,7 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
         table = _final(phases, data, best, _decided(steps, best))
         record.update(
             method=best.method,
+            **({"percentile": best.percentile} if best.percentile is not None else {}),
             chosen=trials.best_record["steps"],
             **({"split_patterns": list(best.split)} if best.split else {}),
             judged_samples=trials.judged,
@@ -163,7 +168,8 @@ def choose(run: CalibrationRun, phases: Phases) -> CalibrationTable:
 
 def _final(phases: Phases, data: np.ndarray, candidate: Candidate, steps: Steps) -> CalibrationTable:
     phases = phases.splitting(candidate.split) if candidate.split else phases
-    return phases.table(phases.scaled(phases.measured(data, candidate.equalization), candidate.method), steps)
+    measured = phases.measured(data, candidate.equalization)
+    return phases.table(phases.scaled(measured, candidate.method, candidate.percentile), steps)
 
 
 def _splittable(run: CalibrationRun) -> tuple[str, ...]:
@@ -192,16 +198,21 @@ def _decided(steps: Steps, candidate: Candidate) -> Steps:
     return steps.deciding([*(["equalization"] if candidate.equalization else []), *candidate.post])
 
 
-def method_candidates(bits: int) -> tuple[str, ...]:
-    """The methods `auto` tries at this activation width: at 16 bits kl and kl+cos take the whole range seen
-    (tcc.quant.stage.wide_method), so a method equal there to an earlier one is not tried again."""
+def method_candidates(bits: int, percentile: float) -> tuple[tuple[str, float | None], ...]:
+    """The (method, percentile) pairs `auto` tries at this activation width, in order: CANDIDATES, the percentile
+    method at the run's percentile and then at WIDE_PERCENTILE (once where they are equal). At 16 bits kl and
+    kl+cos take the whole range seen (tcc.quant.stage.wide_method), so a method equal there to an earlier one is not
+    tried again."""
     seen: set[str] = set()
-    out = []
+    out: list[tuple[str, float | None]] = []
     for method in CANDIDATES:
         effective = wide_method(method) if bits > 8 else method
         if effective not in seen:
             seen.add(effective)
-            out.append(method)
+            if method == "percentile":
+                out.extend((method, p) for p in dict.fromkeys((percentile, WIDE_PERCENTILE)))
+            else:
+                out.append((method, None))
     return tuple(out)
 
 
@@ -228,12 +239,18 @@ class _Trials:
             started,
         )
         base = _method_base(run)
-        methods = method_candidates(run.activation_bits) if run.method == AUTO else (base.method,)
-        complete = trying.each([Candidate(m, base.equalization, base.post) for m in methods])
+        methods = (
+            method_candidates(run.activation_bits, run.settings.percentile)
+            if run.method == AUTO
+            else ((base.method, None),)
+        )
+        complete = trying.each([Candidate(m, base.equalization, base.post, percentile=p) for m, p in methods])
         if complete:  # the methods judged: every combination of the steps with the winner
-            won = trying.best()[1].method
-            steps = [Candidate(won, eq, post) for eq, post in candidates(run.steps)]
-            complete = trying.each([c for c in steps if c != Candidate(won, base.equalization, base.post)])
+            won = trying.best()[1]
+            steps = [replace(won, equalization=eq, post=post) for eq, post in candidates(run.steps)]
+            complete = trying.each(
+                [c for c in steps if c != replace(won, equalization=base.equalization, post=base.post)]
+            )
         if complete and _splittable(run):  # the best so far, its patterns in two ops
             complete = trying.each([replace(trying.best()[1], split=_splittable(run))])
         record, best = trying.best()
@@ -267,7 +284,7 @@ class _Trying:
         self.candidates: list[Candidate] = []
         self._setting: tuple[tuple[str, ...], bool] | None = None  # (split, equalization) of the passes kept
         self._measured: dict[int, Measured] = {}  # per fold
-        self._scaled: dict[tuple[int, str], Scaled] = {}  # per fold and method
+        self._scaled: dict[tuple[int, str, float | None], Scaled] = {}  # per fold and method (and percentile)
 
     def each(self, queue: list[Candidate]) -> bool:
         """Judge the queue's candidates in order; False when the budget stopped it first."""
@@ -292,6 +309,7 @@ class _Trying:
         judgement = Judgement.joined(parts)
         record = {
             "method": method,
+            **({"percentile": candidate.percentile} if candidate.percentile is not None else {}),
             "steps": [n for n in STEP_NAMES if decided.enabled(n)],
             **({"split_patterns": list(split)} if split else {}),
             **judgement.summary(),
@@ -299,7 +317,7 @@ class _Trying:
         if split:  # the other form: it adds an op per pattern, so it wins only clearly closer than its fused self
             fused = self.records[self.candidates.index(replace(candidate, split=()))]
             record["eligible"] = record["guarded_cos"] >= fused["guarded_cos"] + SWITCH_MARGIN
-        elif self.records and method != self.records[0]["method"]:  # another method than the first: a switch
+        elif self.records and self._method(candidate) != self._method(self.candidates[0]):  # another method: a switch
             record["eligible"] = record["guarded_cos"] >= self.records[0]["guarded_cos"] + SWITCH_MARGIN
         self.records.append(record)
         self.candidates.append(candidate)
@@ -317,9 +335,15 @@ class _Trying:
         """The candidate's method's scales on the fold's statistics, each pass and method made once."""
         if fold not in self._measured:
             self._measured[fold] = phases.measured(self.folds[fold].data, candidate.equalization)
-        if (fold, candidate.method) not in self._scaled:
-            self._scaled[fold, candidate.method] = phases.scaled(self._measured[fold], candidate.method)
-        return self._scaled[fold, candidate.method]
+        key = (fold, *self._method(candidate))
+        if key not in self._scaled:
+            self._scaled[key] = phases.scaled(self._measured[fold], candidate.method, candidate.percentile)
+        return self._scaled[key]
+
+    @staticmethod
+    def _method(candidate: Candidate) -> tuple[str, float | None]:
+        """What makes the activation ranges: the method and the percentile method's percentile."""
+        return candidate.method, candidate.percentile
 
     def best(self) -> tuple[dict, Candidate]:
         """The best trial so far (best_trial) of those that may win and its candidate."""

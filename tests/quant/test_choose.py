@@ -288,14 +288,16 @@ def test_commands_leave_undecided_steps_to_the_choice(tmp_path, capsys):
     )
     choice = json.loads(out.read_text())["steps_choice"]
     # the three methods on asymmetric grids (free: on for them), then the steps' other combinations with the winner
-    assert [(t["method"], t["steps"]) for t in choice["trials"][:3]] == [
-        ("kl+cos", ["asymmetric"]),
-        ("minmax", ["asymmetric"]),
-        ("percentile", ["asymmetric"]),
+    assert [(t["method"], t.get("percentile"), t["steps"]) for t in choice["trials"][:4]] == [
+        ("kl+cos", None, ["asymmetric"]),
+        ("minmax", None, ["asymmetric"]),
+        ("percentile", 99.99, ["asymmetric"]),
+        ("percentile", 99.999, ["asymmetric"]),
     ]
-    won = choice["trials"][best_trial(choice["trials"][:3])]
-    assert [t["steps"] for t in choice["trials"][3:]] == [[], ["bias_correction"], ["asymmetric", "bias_correction"]]
-    assert {t["method"] for t in choice["trials"][3:]} == {won["method"]} == {choice["method"]}
+    won = choice["trials"][best_trial(choice["trials"][:4])]
+    assert [t["steps"] for t in choice["trials"][4:]] == [[], ["bias_correction"], ["asymmetric", "bias_correction"]]
+    methods = {(t["method"], t.get("percentile")) for t in choice["trials"][4:]}
+    assert methods == {(won["method"], won.get("percentile"))} == {(choice["method"], choice.get("percentile"))}
     args.append("--no-asymmetric")
     assert cli(args + ["--method", "kl+cos"]) == 0
     assert (
@@ -385,8 +387,11 @@ def test_an_earlier_trial_within_one_standard_error_of_the_best_is_chosen():
 
 
 def test_methods_tried_at_each_width():
-    assert method_candidates(8) == ("kl+cos", "minmax", "percentile")
-    assert method_candidates(16) == ("kl+cos", "percentile")  # kl+cos takes the whole range there: minmax's
+    wide = ("percentile", 99.999)
+    assert method_candidates(8, 99.99) == (("kl+cos", None), ("minmax", None), ("percentile", 99.99), wide)
+    # kl+cos takes the whole range at 16 bits: minmax's
+    assert method_candidates(16, 99.99) == (("kl+cos", None), ("percentile", 99.99), wide)
+    assert method_candidates(8, 99.999) == (("kl+cos", None), ("minmax", None), wide)  # one percentile, once
 
 
 def _outlier_model_and_data():
@@ -423,15 +428,20 @@ def test_auto_takes_the_method_the_judged_samples_favour():
     model, x = _outlier_model_and_data()
     table = calibrate_onnx(model, x, method="auto", **FAST)
     choice = table.steps_choice
-    trials = {t["method"]: t for t in choice["trials"]}
+    trials = {(t["method"], t.get("percentile")): t for t in choice["trials"]}
     assert choice["free"] == ["method"] and choice["methods"] == ["kl+cos", "minmax", "percentile"]
-    assert list(trials) == ["kl+cos", "minmax", "percentile"]  # no free step: the methods alone
+    assert choice["percentiles"] == [99.99, 99.999]
+    # no free step: the methods alone, the percentile method at tcc's percentile and ORT's
+    assert list(trials) == [("kl+cos", None), ("minmax", None), ("percentile", 99.99), ("percentile", 99.999)]
+    trials = {method: trials[method, None] for method in ("kl+cos", "minmax")}
     # measured: kl+cos 0.9947 mean / 0.977 worst, min-max 0.9997 / 0.9994
     assert trials["minmax"]["mean_cos"] > trials["kl+cos"]["mean_cos"] + 0.003
     assert trials["minmax"]["min_cos"] > trials["kl+cos"]["min_cos"] + 0.02
     assert choice["method"] == table.method != "kl+cos"
     assert choice["trials"][best_trial(choice["trials"])]["method"] == table.method
-    plain = table_json(calibrate_onnx(model, x, method=table.method, **FAST))
+    percentile = choice.get("percentile", 99.99)
+    assert table.settings["percentile"] == percentile
+    plain = table_json(calibrate_onnx(model, x, method=table.method, percentile=percentile, **FAST))
     assert {k: v for k, v in plain.items() if k != "timing_s"} == {
         k: v for k, v in table_json(table).items() if k not in ("timing_s", "steps_choice")
     }
@@ -443,7 +453,7 @@ def test_auto_takes_the_method_the_judged_samples_favour():
     assert line.startswith(
         f"chosen per model (method) on 32 calibration samples held back in 4 folds: {table.method} with no"
     )
-    assert "(vs kl+cos with no step: cosine mean" in line and "3 candidates judged" in line
+    assert "(vs kl+cos with no step: cosine mean" in line and "4 candidates judged" in line
 
 
 def test_auto_with_too_few_samples_keeps_kl_cos_and_says_so():

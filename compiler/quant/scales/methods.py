@@ -26,6 +26,10 @@ METHODS = ("minmax", "percentile", "kl", "kl+cos")
 # and hard-swish that min-max keeps (docs/notes/method-choice.md)
 AUTO = "auto"
 CANDIDATES = ("kl+cos", "minmax", "percentile")
+# auto tries the percentile method at the run's percentile (99.99 by default) and here too: ORT's and TensorRT's
+# default, whose wider clip keeps the rare large values of a few crops (FlexibleUNet's lowest crops: its 1st
+# percentile of 256 crops' cosine 0.50 at 99.99, 0.58 at 99.999; docs/notes/dense-prediction.md)
+WIDE_PERCENTILE = 99.999
 SMOOTH_EPS = 1e-4
 
 

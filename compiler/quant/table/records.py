@@ -93,7 +93,9 @@ class StepsChoice(TypedDict, total=False):
 
     free: list[str]  # "method" first when it was free, then the free steps
     methods: list[str]  # the methods tried (auto)
+    percentiles: list[float]  # the percentiles the percentile method was tried at (auto)
     method: str  # the table's
+    percentile: float  # the table's percentile, where the percentile method won (auto)
     fixed: dict[str, bool]
     budget_s: float | None
     chosen: list[str]

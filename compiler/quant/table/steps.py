@@ -292,16 +292,18 @@ def choice_lines(choice: StepsChoice | None, seconds: float | None = None) -> li
     return [line]
 
 
-def _names(trial: Any) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
-    """A trial's (or the choice's) method, steps and split patterns; tables of earlier versions name no method."""
+def _names(trial: Any) -> tuple[str | None, float | None, tuple[str, ...], tuple[str, ...]]:
+    """A trial's (or the choice's) method, percentile, steps and split patterns; tables of earlier versions name no
+    method, nor a percentile where auto tried one."""
     steps = tuple(trial["steps"] if "steps" in trial else trial["chosen"])
-    return trial.get("method"), steps, tuple(trial.get("split_patterns", ()))
+    return trial.get("method"), trial.get("percentile"), steps, tuple(trial.get("split_patterns", ()))
 
 
 def _named(trial: dict[str, Any]) -> str:
     steps = " + ".join(n.replace("_", " ") for n in trial["steps"]) or "no step"
     split = f", {' and '.join(trial['split_patterns'])} as gate and multiply" if trial.get("split_patterns") else ""
-    return (f"{trial['method']} with {steps}" if "method" in trial else steps) + split
+    method = f"{trial['method']} {trial['percentile']:g}" if "percentile" in trial else trial.get("method")
+    return (f"{method} with {steps}" if method else steps) + split
 
 
 def _judged(trial: dict[str, Any]) -> str:
