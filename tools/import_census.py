@@ -316,6 +316,8 @@ def census(
     if table.exists():
         doc = json.loads(table.read_text())
         row["tcc"]["method"] = doc["method"]
+        if doc["method"] == "percentile":  # auto tries it at two percentiles (tcc.quant.choose.method_candidates)
+            row["tcc"]["percentile"] = doc["settings"]["percentile"]
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
         row["tcc"]["steps"] = [s["name"] for s in doc.get("steps", []) if s.get("enabled")]
         row["choice"] = _choice(doc.get("steps_choice") or {})
@@ -357,7 +359,7 @@ def _quality_compare() -> types.ModuleType:
 
 def _choice(choice: dict) -> dict:
     """The per-model choice in brief: its folds, and each trial's candidate and what the folds measured."""
-    keys = ("method", "steps", "split_patterns", "mean_cos", "guarded_cos", "agreement", "eligible")
+    keys = ("method", "percentile", "steps", "split_patterns", "mean_cos", "guarded_cos", "agreement", "eligible")
     return {
         "judged_samples": choice.get("judged_samples"),
         "folds": choice.get("folds", 1),
@@ -398,7 +400,8 @@ def markdown(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {r['name']} | {r['source']} | yes | {predicted} | {_mean(t)} / {t['cosine_min']:.5f}"
             + (
-                f" ({t['method']}{', split ' + ' and '.join(t['split']) if t.get('split') else ''})"
+                f" ({t['method']}{' ' + format(t['percentile'], 'g') if 'percentile' in t else ''}"
+                f"{', split ' + ' and '.join(t['split']) if t.get('split') else ''})"
                 if "method" in t
                 else ""
             )
