@@ -190,6 +190,40 @@ def steps_args(p) -> None:
     )
 
 
+METHOD_CHOICES = ["auto", "kl+cos", "minmax", "percentile", "kl"]  # tcc.quant.scales.methods.METHODS and AUTO
+
+
+def method_arg(p, default: str) -> None:
+    """The calibration method (`default`: what the command takes without it)."""
+    p.add_argument(
+        "--method",
+        choices=METHOD_CHOICES,
+        help=f"auto: kl+cos, minmax or percentile (at --percentile and 99.999), judged per model on held-back "
+        f"samples (default: {default})",
+    )
+
+
+def percentile_arg(p) -> None:
+    """The percentile method's percentile, shared by `tcc calibrate` and `tcc build --data`."""
+    p.add_argument(
+        "--percentile",
+        type=_percentile,
+        metavar="P",
+        default=99.99,
+        help="the percentile method's: |x| below which this %% of the values lie is kept (default 99.99)",
+    )
+
+
+def _percentile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], not {text}")
+    return value
+
+
 def step_switches(args):
     """The steps' switches as given (None: not given); tcc.quant.settings.StepSwitches.steps resolves them against
     the spec's `calibrate:` section where the model is loaded."""
@@ -207,11 +241,14 @@ def step_switches(args):
 
 def calibration_request(args, **settings):
     """The calibration `tcc calibrate` and `tcc build --data` ask for, from the flags they share (steps_args,
-    placement_args, --method, --calib-size, --skip-bad); `settings`: the command's own CalibrationSettings fields."""
+    placement_args, --method, --percentile, --calib-size, --skip-bad); `settings`: the command's own
+    CalibrationSettings fields."""
     from ..quant.settings import CalibrationRequest, CalibrationSettings  # deferred for start-up: loads numpy, onnx
 
     return CalibrationRequest(
-        CalibrationSettings(method=args.method, activation_bits=args.activation_bits, **settings),
+        CalibrationSettings(
+            method=args.method, percentile=args.percentile, activation_bits=args.activation_bits, **settings
+        ),
         step_switches(args),
         place_options(args),
         args.calib_size,

@@ -11,7 +11,7 @@ from ..errors import DataError
 from ..files import check_output, check_replaceable_folder
 from ..spec.loader import parse_overrides
 from ..spec.zoo import resolve_spec
-from .args import force_arg, progress_arg, specs_args, weights_args
+from .args import force_arg, method_arg, progress_arg, specs_args, weights_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,11 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, help="inferences per engine per round (default 20)")
     p.add_argument("--calib-images", type=int, help="calibration crops (default 128)")
     p.add_argument("--held-out", type=int, help="judging crops, never calibrated on (default 64)")
-    p.add_argument(
-        "--method",
-        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
-        help="tcc's calibration method (default: each model's spec's `calibrate:` method, else auto; --quick: kl)",
-    )
+    method_arg(p, "each model's spec's `calibrate:` method, else auto; --quick: kl")
     p.add_argument("--no-memory", action="store_true", help="skip the calibration peak-memory runs")
     p.add_argument(
         "--no-placement",

@@ -17,6 +17,8 @@ from .args import (
     fidelity_warning,
     load_model,
     max_pixels_arg,
+    method_arg,
+    percentile_arg,
     placement_args,
     progress_arg,
     quiet_fidelity_warnings,
@@ -52,12 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="calibrate now on this image folder or .npy/.npz (instead of --calib); "
         "AX kits: always (the archive holds these samples; --calib, if given, must be made from them)",
     )
-    int8.add_argument(
-        "--method",
-        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
-        help="with --data: calibration method (default: the spec's `calibrate:` method, else auto: kl+cos, minmax "
-        "or percentile, judged per model on held-back samples)",
-    )
+    method_arg(int8, "with --data: the spec's `calibrate:` method, else auto")
+    percentile_arg(int8)
     int8.add_argument("--calib-size", type=int, default=128, metavar="N", help="with --data: samples picked (seeded)")
     int8.add_argument("--skip-bad", action="store_true", help="with --data: warn about unreadable images")
     fidelity_args(int8, "up to 8 samples of --data that calibration did not take (else calibration samples)")

@@ -18,6 +18,8 @@ from .args import (
     fidelity_warning,
     load_model,
     max_pixels_arg,
+    method_arg,
+    percentile_arg,
     placement_args,
     progress_arg,
     quiet_fidelity_warnings,
@@ -54,16 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     weights_args(weights, ("--seed",), seed=None)
     method = p.add_argument_group("the calibration")
-    method.add_argument(
-        "--method",
-        choices=["auto", "kl+cos", "minmax", "percentile", "kl"],
-        help="auto: kl+cos, minmax or percentile, judged per model on held-back samples (default: the spec's "
-        "`calibrate:` method, else auto)",
-    )
+    method_arg(method, "the spec's `calibrate:` method, else auto")
     method.add_argument(
         "--calib-size", type=int, default=128, metavar="N", help="samples picked (seeded) from the data"
     )
-    method.add_argument("--percentile", type=float, default=99.99, help="--method percentile: the percentile kept")
+    percentile_arg(method)
     method.add_argument("--cos-steps", type=int, default=100, help="scale candidates in [0.5 s, 2 s]")
     method.add_argument("--cos-rounds", type=int, default=2, help="alternating weight/activation rounds")
     method.add_argument("--skip-bad", action="store_true", help="warn about unreadable images instead of failing")
@@ -135,7 +132,6 @@ def _run(args, floor) -> int:
         request = calibration_request(
             args,
             target=args.target,
-            percentile=args.percentile,
             cos_steps=args.cos_steps,
             cos_rounds=args.cos_rounds,
             progress=args.progress,

@@ -117,6 +117,7 @@ def _run(
 ) -> CalibrationRun:
     """calibrate_onnx's inputs checked (tcc.quant.prepare) and resolved into what its phases share."""
     prepare.check_method(settings.method)
+    prepare.check_percentile(settings.percentile)
     rules = get_rules(settings.target)
     bits = 8 if settings.activation_bits is None else settings.activation_bits
     prepare.check_activation_bits(bits, rules)

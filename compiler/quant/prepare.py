@@ -94,10 +94,16 @@ def check_method(method: str | None) -> None:
         raise DataError(f"unknown calibration method {method!r}; expected one of {', '.join((*METHODS, AUTO))}")
 
 
+def check_percentile(percentile: float) -> None:
+    if not 0 < percentile <= 100:
+        raise DataError(f"the percentile method's percentile must be in (0, 100], not {percentile}")
+
+
 def check_request(request: CalibrationRequest, rules: TargetRules, target: str | None) -> None:
     """What can be checked before the spec is read: the method, an activation width given, the placement's options
     (`target`: the name the user gave, which messages repeat)."""
     check_method(request.settings.method)
+    check_percentile(request.settings.percentile)
     if request.settings.activation_bits is not None:
         check_activation_bits(request.settings.activation_bits, rules, target)
     if request.step_switches.asymmetric and not rules.ranged:

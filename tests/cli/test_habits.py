@@ -53,6 +53,18 @@ def test_a_mistyped_choice_gets_the_nearest(argv, wanted):
     assert rc == 2 and wanted in err, err
 
 
+@pytest.mark.parametrize(
+    ("argv", "wanted"),
+    [
+        (["build", "ddsnet", "--target", "ort", "--percentile", "0"], "argument --percentile: must be in (0, 100]"),
+        (["calibrate", "ddsnet", "--data", "x", "--percentile", "9x"], "argument --percentile: not a number: '9x'"),
+    ],
+)
+def test_a_percentile_out_of_range_is_refused_before_the_spec_is_read(argv, wanted):
+    rc, _, err = tcc(*argv)
+    assert rc == 2 and wanted in err and "Traceback" not in err, err
+
+
 def test_a_mistyped_target_or_precision_gets_the_nearest_and_an_aligned_list(tmp_path):
     rc, _, err = tcc("build", TINY, "--target", "arm7", "-o", tmp_path / "b")
     assert rc == 2 and "unknown target 'arm7' (did you mean 'arm-a7'?); known targets:" in err

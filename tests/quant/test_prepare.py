@@ -36,6 +36,10 @@ def test_an_unknown_method_is_refused_everywhere_before_any_work(tmp_path):
     _everywhere(tmp_path, r"unknown calibration method 'mse'; expected one of minmax", method="mse")
 
 
+def test_a_percentile_out_of_range_is_refused_everywhere_before_any_work(tmp_path):
+    _everywhere(tmp_path, r"the percentile method's percentile must be in \(0, 100\], not 100.5", percentile=100.5)
+
+
 def test_a_width_the_rules_do_not_take_is_refused_everywhere_before_any_work(tmp_path):
     _everywhere(tmp_path, r"activation_bits=16: target rules 'ort' take 8-bit activations only", activation_bits=16)
 

@@ -42,7 +42,8 @@ def test_a_monai_unet_imports_predicts_and_builds_int8(tmp_path):
         # every conv of tcc's ORT model runs on integers (a head whose output is the graph's would not)
         convs = row["tcc"]["integer_convs"]
         assert convs[1] > 1 and convs[0] >= convs[1] - 1 and f"{convs[0]}/{convs[1]}" in tool.markdown([row])[-1]
-    trial = {"method": "minmax", "steps": ["asymmetric"], "mean_cos": 0.9, "guarded_cos": 0.8, "agreement": 0.5}
+    trial = {"method": "percentile", "percentile": 99.999, "steps": ["asymmetric"], "mean_cos": 0.9}
+    trial |= {"guarded_cos": 0.8, "agreement": 0.5}
     brief = tool._choice({"judged_samples": 32, "folds": 4, "trials": [trial | {"cosines": [0.9] * 32}]})
     assert brief == {"judged_samples": 32, "folds": 4, "trials": [trial]}  # the per-sample lists left out
     summary = tool.summary(list(rows.values()))
@@ -109,6 +110,9 @@ def test_a_conv_runs_on_integers_where_its_output_is_quantized_alone():
         tool.summary([row])
     )
     assert "0.96000 / 0.80000, 0.900" in tool.markdown([row])[-1] and "| 2/2, 1/2 |" in tool.markdown([row])[-1]
+    # the method tcc's choice took, with its percentile where it is the percentile method's
+    row["tcc"] |= {"method": "percentile", "percentile": 99.999, "split": ["hardswish"]}
+    assert "/ 0.80000 (percentile 99.999, split hardswish) |" in tool.markdown([row])[-1]
 
 
 def test_the_tail_is_lower_where_several_crops_are_not_where_one_is():
