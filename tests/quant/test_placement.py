@@ -704,3 +704,36 @@ def test_nodes_the_floors_do_without_are_taken_back():
     got = pruned(search, chosen, set(), got)
     assert set(chosen) == {costly} and options.shortfall(got) == 0
     assert any(line.startswith(f"placement: - {cheap}") for line in logged)
+
+
+PARAM_SPEC = """kind: model
+name: param_added
+input: {shape: [3, 16, 16]}
+layers:
+  - {id: conv, op: conv2d, out: 4, kernel: 3, padding: 1}
+  - {id: shift, op: param, shape: [4, 16, 16]}
+  - {id: add, op: add, in: [conv, shift]}
+  - {op: relu}
+"""
+
+
+def test_a_constant_read_by_a_float_node_stays_quantized(tmp_path):
+    """A parameter broadcast over the batch (a position embedding, EfficientViT's eps) takes the batch from another
+    node's output in the FP32 graph: an island of its own could not be computed (its sub-model read the graph's
+    input), so a float reader leaves it quantized, and pinning it is refused by name."""
+    from tcc.quant.place.placer import absorbed, check_nodes
+
+    spec = tmp_path / "param.yaml"
+    spec.write_text(PARAM_SPEC)
+    fp32 = lower_spec(spec, {}).onnx
+    graph = plan(fp32, rules="ort")
+    constant = next(n for n in graph.nodes if n.kind == "broadcast")
+    assert not constant.inputs and "add" in {n.name for n in graph.nodes}
+    assert constant.name not in absorbed(graph, {"add"})
+    x = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    table = calibrate_onnx(fp32, x, method="minmax", progress=False)
+    placed = place(fp32, table, x, PlaceOptions(keep_float=("add",)))
+    assert float_nodes(placed) >= {"add"} and constant.name not in float_nodes(placed)
+    assert reference_score(fp32, placed, x, run_ort(fp32, x)).mean > 0.999
+    with pytest.raises(Exception, match=f"'{constant.name}': a broadcast computes a constant from no input"):
+        check_nodes(PlaceOptions(keep_float=(constant.name,)), graph)

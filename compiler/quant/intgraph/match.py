@@ -338,6 +338,10 @@ def plan(
         )
     matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats))
     nodes = [n for k, node in enumerate(g.node) if (n := matcher.match(k, node)) is not None]
+    divisors = _divisor_floats(nodes) - floats if integer and target_rules and target_rules.float_divisors else None
+    if divisors and not matcher.problems:  # matched again with them in float (the placement's own stay `floats`)
+        matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats | divisors))
+        nodes = [n for k, node in enumerate(g.node) if (n := matcher.match(k, node)) is not None]
     if matcher.problems:
         raise UnsupportedOps(
             matcher.problems, what or (f"the {lowering} INT8 lowering" if lowering else "the INT8 path")
@@ -367,6 +371,27 @@ def _into_islands(nodes: list[INode], outputs: list[str]) -> frozenset:
         for o in n.outputs
         if o not in outputs and readers.get(o) and all(not r.integer for r in readers[o])
     )
+
+
+def _divisor_floats(nodes: list[INode]) -> frozenset:
+    """The integer nodes that make a float division's operands (TargetRules.float_divisors): from each operand back
+    through the nodes that move codes or add a constant (a divisor's eps), to and including the first node that
+    computes otherwise (a matmul, a conv, a reduction). A constant itself (no input) stays an integer node: it has
+    no tensor to take the batch from in an island of its own."""
+    writer = {o: n for n in nodes for o in n.outputs}
+    found: set[str] = set()
+    for division in nodes:
+        if division.kind != "div" or division.integer:
+            continue
+        todo = list(division.inputs)  # the dividend too: where the divisor is small, so is it (a weighted mean)
+        while todo:
+            p = writer.get(todo.pop())
+            if p is None or not p.integer or not p.inputs or p.name in found:  # graph input, island, constant
+                continue
+            found.add(p.name)
+            if not p.op.placeable or (p.kind == "add" and any(not writer[i].inputs for i in p.inputs if i in writer)):
+                todo.extend(p.inputs)  # no rounding of its own worth keeping: the divisor's codes come from further up
+    return frozenset(found)
 
 
 def _check_placed(floats: frozenset, nodes: list[INode]) -> None:

@@ -135,6 +135,12 @@ def check_nodes(options: PlaceOptions, graph: IntGraph) -> None:
             else f"; its nodes are, e.g., {', '.join(anchors[:4])}"
         )
         raise DataError(f"--keep-float {unknown[0]!r}: no node of the model's integer graph{hint}")
+    constant = next((n for n in graph.nodes if n.name in options.keep_float and not n.inputs), None)
+    if constant is not None:
+        raise DataError(
+            f"--keep-float {constant.name!r}: a {constant.kind} computes a constant from no input; keep the node "
+            "that reads it in float instead"
+        )
 
 
 def widens(options: PlaceOptions, rules: str) -> bool:
@@ -390,7 +396,9 @@ def absorbed(graph: IntGraph, names: set) -> set:
             readers.setdefault(i, []).append(n.name)
     # the largest such set: start from every node that computes nothing and drop those with an integer neighbour
     # until none is left (a chain of them, e.g. a dense block's concats, is absorbed whole or not at all)
-    out = fixed | {n.name for n in graph.nodes if not n.op.placeable}
+    # a constant (a parameter broadcast over the batch: no input) stays quantized where it is made: an island of
+    # its own would have no tensor to take the batch from (the FP32 graph reads it off another node's output)
+    out = fixed | {n.name for n in graph.nodes if not n.op.placeable and n.inputs}
     shrunk = True
     while shrunk:
         shrunk = False

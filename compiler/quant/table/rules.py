@@ -148,6 +148,13 @@ class TargetRules:
     # 1 thread: 33.7 ms against 11.9 ms, FP32 28.3 ms; its ConvInteger is slower still). TFLite's convs write int8
     # only; the NPUs' toolchains quantize every tensor they compute in integers
     accumulators_into_islands: bool = True
+    # a float division's divisor is never an 8-bit code: the nodes that only move it or add a constant to it (an eps)
+    # run in float, back to and including the node that computes it (tcc.quant.intgraph.match._divisor_floats). A
+    # divisor near zero rounded to code 0 makes the quotient |x| / eps: EfficientViT's linear attention divides by
+    # a sum of products plus 1e-15, and its quantized quotients reached 3.8e17 (docs/notes/dense-prediction.md).
+    # TFLite's islands are the kind's own float builtins, which tcc lowers for the float-only kinds alone; the NPUs'
+    # toolchains quantize every tensor they compute
+    float_divisors: bool = True
     # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
     # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
     transposed_conv_as_conv: bool = True
@@ -260,6 +267,7 @@ RULES: dict[str, TargetRules] = {
             float_kinds=("softmax",),
             island_activations=False,
             accumulators_into_islands=False,
+            float_divisors=False,
             pooled_conv=False,
             # LiteRT's 16x8 mode (`--activation-bits 16`): int16 activations at zero point 0, int8 per-channel
             # weights, int64 bias and accumulators for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED,
@@ -321,6 +329,7 @@ RULES: dict[str, TargetRules] = {
             pooled_conv=False,
             transposed_conv_as_conv=False,
             accumulators_into_islands=False,
+            float_divisors=False,
         ),
         TargetRules(
             "pulsar2",
@@ -333,6 +342,7 @@ RULES: dict[str, TargetRules] = {
             pooled_conv=False,
             transposed_conv_as_conv=False,
             accumulators_into_islands=False,
+            float_divisors=False,
         ),
     ]
 }
