@@ -65,6 +65,15 @@ def test_a_percentile_out_of_range_is_refused_before_the_spec_is_read(argv, want
     assert rc == 2 and wanted in err and "Traceback" not in err, err
 
 
+def test_the_method_choices_are_the_calibration_methods():
+    """The CLI spells the methods out (importing tcc.quant at parse time would load numpy): they must stay the
+    table's."""
+    from tcc.cli.args import METHOD_CHOICES
+    from tcc.quant.scales.methods import AUTO, METHODS
+
+    assert sorted(METHOD_CHOICES) == sorted((AUTO, *METHODS))
+
+
 def test_a_mistyped_target_or_precision_gets_the_nearest_and_an_aligned_list(tmp_path):
     rc, _, err = tcc("build", TINY, "--target", "arm7", "-o", tmp_path / "b")
     assert rc == 2 and "unknown target 'arm7' (did you mean 'arm-a7'?); known targets:" in err
