@@ -50,14 +50,16 @@ lint: venv
 test: venv setup-arm lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile -m 'not slow'
 
-# The quality rivals' own environment: NNCF pins its own numpy / onnx, so it stays out of tcc's
-# (`tools/quality_compare.py --nncf-python .venv-rivals/bin/python`, `tools/import_census.py --nncf-python ...`)
+# The quality rivals' own environment: NNCF and AIMET pin their own numpy / onnx / torch, so they stay out of tcc's
+# (`tools/quality_compare.py --rivals-python .venv-rivals/bin/python`, `tools/import_census.py --rivals-python ...`).
+# torch first, pinned: AIMET needs one, and this is the CPU wheel tcc's own environment has.
 RIVALS := .venv-rivals
 rivals: $(RIVALS)/.installed
 
 $(RIVALS)/.installed: Makefile
 	test -x $(RIVALS)/bin/python || $(PY) -m venv $(RIVALS)
-	$(RIVALS)/bin/pip install --quiet nncf==3.4.0 onnx==1.23.2 onnxruntime==1.32.0
+	$(RIVALS)/bin/pip install --quiet torch==2.13.0
+	$(RIVALS)/bin/pip install --quiet nncf==3.4.0 aimet-onnx==2.42.0 torch==2.13.0 onnx==1.23.2 onnxruntime==1.32.0
 	touch $@
 
 clean:

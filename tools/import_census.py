@@ -15,10 +15,12 @@ torch.onnx.export (opset 17); then
 - ONNX Runtime's own quantize_static on the same crops (per-channel QDQ, the best of MinMax / Percentile / Entropy by
   mean cosine), judged the same way; for `--target ort`, whose dense weights have 7 bits (exact on every CPU), also
   with 7-bit weights (`reduce_range`, ONNX Runtime's advice for x86 CPUs without VNNI), like against like;
-- with `--nncf-python` (an interpreter that has NNCF), NNCF's post-training quantization (preset mixed) on the same
-  crops too, judged and paired the same way. Each row counts the convs each INT8 model runs on integers on ONNX
-  Runtime (`integer_convs`): NNCF leaves a conv whose output a float op reads (MONAI's instance norms) unquantized,
-  which ORT then runs in float, slower than the FP32 model on DynUNet (docs/notes/dense-prediction.md);
+- with `--rivals-python` (an interpreter that has NNCF and AIMET: `make rivals`), NNCF's post-training quantization
+  (preset mixed) and AIMET's (its per-channel QuantizationSimModel, the better of min-max and tf-enhanced ranges by
+  mean cosine; tcc.benchmark.external_rivals) on the same crops too, judged and paired the same way. Each row counts
+  the convs each INT8 model runs on integers on ONNX Runtime (`integer_convs`): NNCF leaves a conv whose output a
+  float op reads (MONAI's instance norms) unquantized, which ORT then runs in float, slower than the FP32 model on
+  DynUNet (docs/notes/dense-prediction.md);
 - the two paired crop by crop (`paired`): tcc minus ORT in cosine and in agreement, each with its standard error,
   and in the tail (percentile LOW_PERCENTILE of the crops' cosines) with a bootstrap standard error. With seeded
   weights a crop's cosine spreads widely, so "at least ORT's" on 64 crops is often noise either way, and the worst
@@ -40,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import importlib.util
 import io
 import json
 import re
@@ -59,6 +59,8 @@ import numpy as np
 import onnx
 import torch
 
+from tcc.benchmark.external_rivals import EXTERNAL_RIVALS
+from tcc.benchmark.external_rivals import quantize as quantize_externally
 from tcc.cli.main import main as tcc_main
 from tcc.quant.report.quality import (
     integer_convs,
@@ -78,6 +80,8 @@ BOOTSTRAP = 1000
 SIGNIFICANT = 2  # standard errors of a paired per-crop difference that make it lower or higher, not level
 MARGIN = 0.002  # issue 74's bar on the census: mean cosine within this of the rival's or above
 METHODS = ("MinMax", "Percentile", "Entropy")
+# the rivals outside ONNX Runtime (tcc.benchmark.external_rivals), by the row they fill: each row is its library's best
+EXTERNAL = {"nncf": ("nncf",), "aimet": ("aimet-minmax", "aimet-tfenhanced")}
 
 
 class Entry(NamedTuple):  # (not a dataclass: tests load this script without registering it as a module)
@@ -255,11 +259,11 @@ def census(
     judged_n: int = JUDGED,
     target: str = "ort",
     calib_n: int = CALIB,
-    nncf_python: str | None = None,
+    rivals_python: str | None = None,
 ) -> dict:
     """One model's row: import, prediction, INT8 (`--target ort` or `ort-w8`, calibrated on `calib_n` crops, the
-    rivals on the same) against the rivals: ONNX Runtime's, and NNCF's where `nncf_python` names an interpreter
-    that has it (quality_compare's nncf_quantize)."""
+    rivals on the same) against the rivals: ONNX Runtime's, and NNCF's and AIMET's where this interpreter or
+    `rivals_python` has them (tcc.benchmark.external_rivals)."""
     row: dict = {"name": entry.name, "source": entry.source, "size": entry.size}
     try:
         model = seeded_with_natural_statistics(entry)
@@ -321,15 +325,15 @@ def census(
         row["tcc"]["split"] = doc.get("split_patterns", [])  # x * g(x) patterns the choice split (tcc.quant.choose)
         row["tcc"]["steps"] = [s["name"] for s in doc.get("steps", []) if s.get("enabled")]
         row["choice"] = _choice(doc.get("steps_choice") or {})
-    row |= _rivals(original, (calib, judged), fp32, int8, target, nncf_python)
+    row |= _rivals(original, (calib, judged), fp32, int8, target, rivals_python)
     row["stage"] = "done"
     return row
 
 
-def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: str, nncf_python) -> dict:
+def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: str, rivals_python) -> dict:
     """The rivals' rows on the (calibration, judged) crops, each paired with tcc's INT8 output `int8`: ONNX
     Runtime's best; for `--target ort` (7-bit dense weights) also its best with 7-bit weights (reduce_range), like
-    against like; NNCF's where `nncf_python` is given."""
+    against like; NNCF's and AIMET's best where installed (here or in `rivals_python`)."""
     calib, judged = crops
     out: dict = {}
     out["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
@@ -337,24 +341,24 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
     if target == "ort":
         out["rival_w7"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=True)
         out["paired_w7"] = paired(fp32, int8, rival_out)
-    if nncf_python:
-        quantized = _quality_compare().nncf_quantize(original, calib, nncf_python)
-        nncf_out = run_ort(quantized, judged)
-        nncf = {"method": "NNCF mixed", "integer_convs": integer_convs(quantized)}
-        out["rival_nncf"] = _metrics(fp32, nncf_out) | nncf
-        out["paired_nncf"] = paired(fp32, int8, nncf_out)
+    for library, rivals in EXTERNAL.items():
+        found = {}
+        for rival in rivals:
+            try:
+                quantized = quantize_externally(rival, original, calib, rivals_python)
+                if quantized is None:
+                    continue
+                outputs = run_ort(quantized, judged)
+            except Exception as e:  # RivalError, or ORT's on its model: the row says so and the census goes on
+                last = (str(e).strip().splitlines() or [""])[-1]
+                out.setdefault("rival_errors", {})[rival] = f"{type(e).__name__}: {last[:300]}"
+                continue
+            label = {"method": EXTERNAL_RIVALS[rival].label, "integer_convs": integer_convs(quantized)}
+            found[rival] = _metrics(fp32, outputs) | label, outputs
+        if found:
+            metrics, outputs = max(found.values(), key=lambda f: f[0]["cosine_mean"])
+            out[f"rival_{library}"], out[f"paired_{library}"] = metrics, paired(fp32, int8, outputs)
     return out
-
-
-@functools.cache
-def _quality_compare() -> types.ModuleType:
-    """tools/quality_compare.py, whose NNCF driver (in this interpreter or another: --nncf-python) the census
-    shares (tools/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("quality_compare", Path(__file__).with_name("quality_compare.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _choice(choice: dict) -> dict:
@@ -381,18 +385,19 @@ def markdown(rows: list[dict]) -> list[str]:
     lines = [
         "| model | from | import | predict max abs | tcc INT8 cos mean / worst | agree | ORT best cos mean / worst | "
         "agree | tcc >= ORT | tcc - ORT per crop: cos; agree; tail | ORT with 7-bit weights: cos mean; tcc - it | "
-        "NNCF: cos mean / worst, agree; tcc - it | convs on integers: tcc, ORT, NNCF |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "NNCF: cos mean / worst, agree; tcc - it | AIMET: cos mean / worst, agree; tcc - it | "
+        "convs on integers: tcc, ORT, NNCF, AIMET |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["stage"] in ("build", "import", "predict"):
             refused = f"**{r['stage']} refused**: {r['error']}"
-            lines.append(f"| {r['name']} | {r['source']} | {refused} | | | | | | | | | | |")
+            lines.append(f"| {r['name']} | {r['source']} | {refused} | | | | | | | | | | | |")
             continue
         predicted = f"{r['predict_max_abs']:.2g}" + ("" if r["predict_equal"] else " **(over)**")
         if r["stage"] == "int8":
             lines.append(
-                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} | | | | | | | | |"
+                f"| {r['name']} | {r['source']} | yes | {predicted} | **INT8 refused**: {r['error']} |" + " |" * 9
             )
             continue
         t, o = r["tcc"], r["rival"]
@@ -414,19 +419,25 @@ def markdown(rows: list[dict]) -> list[str]:
                 else ""
             )
             + " | "
-            + (_nncf(r["rival_nncf"], r["paired_nncf"]) if "rival_nncf" in r else "")
+            + " | ".join(_external(r, library) for library in EXTERNAL)
             + f" | {_convs(r)} |"
         )
     return lines
 
 
-def _nncf(n: dict, p: dict) -> str:
-    return f"{_mean(n)} / {n['cosine_min']:.5f}, {n['top1_agreement']:.3f}; {_paired(p)}"
+def _external(r: dict, library: str) -> str:
+    """The row's cell for an external rival: its metrics and the paired difference, its failure, or nothing."""
+    failed = [f"{k}: {e}" for k, e in r.get("rival_errors", {}).items() if k in EXTERNAL[library]]
+    if f"rival_{library}" not in r:
+        return "; ".join(failed)
+    n, p = r[f"rival_{library}"], r[f"paired_{library}"]
+    return f"{_mean(n)} / {n['cosine_min']:.5f}, {n['top1_agreement']:.3f} ({n['method']}); {_paired(p)}"
 
 
 def _convs(r: dict) -> str:
     """The convs on integers (integer_convs) of tcc's INT8 model and the rivals', as k/n each."""
-    found = [r[k]["integer_convs"] for k in ("tcc", "rival", "rival_nncf") if "integer_convs" in r.get(k, {})]
+    keys = ("tcc", "rival", *(f"rival_{library}" for library in EXTERNAL))
+    found = [r[k]["integer_convs"] for k in keys if "integer_convs" in r.get(k, {})]
     return ", ".join(f"{k}/{n}" for k, n in found)
 
 
@@ -476,21 +487,23 @@ def summary(rows: list[dict]) -> str:
         + f"; with the worst case read as percentile {LOW_PERCENTILE} of the crops' cosines instead of the one worst "
         f"crop: {len(low)} within the bar"
         + (f" ({len(low_w7)} against 7-bit weights)" if same_bits else "")
-        + _nncf_summary(built)
+        + "".join(_external_summary(built, library) for library in EXTERNAL)
     )
 
 
-def _nncf_summary(built: list[dict]) -> str:
-    """The summary's NNCF clause (rows without the NNCF rival: none)."""
-    rows = [r for r in built if r.get("paired_nncf")]
+def _external_summary(built: list[dict], library: str) -> str:
+    """The summary's clause for an external rival (rows without it: none)."""
+    rows = [r for r in built if r.get(f"paired_{library}")]
     if not rows:
         return ""
-    bar = [r for r in rows if meets_bar(r["tcc"], r["rival_nncf"])]
-    lower = [r for r in rows if verdict(r["paired_nncf"]) == "lower"]
-    fewer = [r for r in rows if r["rival_nncf"]["integer_convs"][0] < r["tcc"]["integer_convs"][0]]
+    rival = [r[f"rival_{library}"] for r in rows]
+    bar = [r for r, o in zip(rows, rival) if meets_bar(r["tcc"], o)]
+    lower = [r for r in rows if verdict(r[f"paired_{library}"]) == "lower"]
+    fewer = [r for r, o in zip(rows, rival) if o["integer_convs"][0] < r["tcc"]["integer_convs"][0]]
+    name = {"nncf": "NNCF's (mixed preset)", "aimet": "AIMET's (per-channel, min-max or tf-enhanced)"}[library]
     return (
-        f"; against NNCF's (mixed preset): {len(bar)} of {len(rows)} within the bar, {len(lower)} below, "
-        f"{len(fewer)} where NNCF runs fewer convs on integers than tcc"
+        f"; against {name}: {len(bar)} of {len(rows)} within the bar, {len(lower)} below, "
+        f"{len(fewer)} where it runs fewer convs on integers than tcc"
     )
 
 
@@ -520,9 +533,10 @@ def main(argv=None) -> int:
     p.add_argument("--judged", type=int, default=JUDGED, help=f"crops each INT8 model is judged on (default {JUDGED})")
     p.add_argument("--calib", type=int, default=CALIB, help=f"crops tcc and the rival calibrate on (default {CALIB})")
     p.add_argument(
+        "--rivals-python",
         "--nncf-python",
-        help="an interpreter that has NNCF (its own virtual environment: NNCF pins its own numpy / onnx): NNCF's "
-        "post-training quantization joins the rivals (quality_compare's)",
+        help="an interpreter that has NNCF and AIMET (their own virtual environment, `make rivals`: "
+        ".venv-rivals/bin/python): their post-training quantization joins the rivals (--nncf-python: the old name)",
     )
     p.add_argument(
         "--target",
@@ -537,8 +551,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown model(s) {', '.join(unknown)}; the census has {', '.join(known)}", file=sys.stderr)
         return 2
-    if args.nncf_python and not shutil.which(args.nncf_python):  # before minutes of work
-        print(f"error: --nncf-python {args.nncf_python}: no such executable", file=sys.stderr)
+    if args.rivals_python and not shutil.which(args.rivals_python):  # before minutes of work
+        print(f"error: --rivals-python {args.rivals_python}: no such executable", file=sys.stderr)
         return 2
     entries = [known[n] for n in args.names] if args.names else MODELS
     if args.size:
@@ -547,7 +561,7 @@ def main(argv=None) -> int:
     for entry in entries:
         with tempfile.TemporaryDirectory(prefix=f"census-{entry.name}-") as tmp:
             start = time.perf_counter()
-            row = census(entry, Path(tmp), args.judged, args.target, args.calib, args.nncf_python)
+            row = census(entry, Path(tmp), args.judged, args.target, args.calib, args.rivals_python)
             row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(markdown([row])[-1], flush=True)

@@ -27,9 +27,10 @@ SOURCE.md): by default each checkpoint's own (GC.png, PCam.png, Sipak.bmp, and S
 the issue's protocol; `--crops mixed` draws every checkpoint's crops from all four. Calibration seed 0, judging seed
 1: no crop is in both sets. Writes JSON (-o) and prints a Markdown table.
 
-NNCF is an optional benchmark dependency, never tcc's: it is used when importable, or run in another interpreter
-that has it (`--nncf-python /path/to/venv/bin/python`: NNCF pins its own numpy / onnx versions, so it lives in its
-own virtual environment; this file runs there as a worker on the FP32 model and the calibration array).
+NNCF and AIMET are optional benchmark dependencies, never tcc's (tcc.benchmark.external_rivals): each is used when
+importable, or run in another interpreter that has it (`--rivals-python .venv-rivals/bin/python`, made by `make
+rivals`: they pin their own numpy / onnx / torch, so they live in their own virtual environment, and a worker runs
+there on the FP32 model and the calibration array). `--nncf-python` is the same option's old name.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tcc.benchmark.external_rivals import EXTERNAL_RIVALS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
@@ -115,7 +118,7 @@ CONFIGS.update(
 # the same under the `ort-w8` rules (`--target ort-w8`: 8-bit dense weights, as ORT's quantize_static writes them),
 # judged on ONNX Runtime's integer kernels like the `ort` rows: exact on the CPUs the target is for (VNNI x86, ARM64)
 CONFIGS.update({f"{name}@ort-w8": {**CONFIGS[name], "target": "ort-w8"} for name in ("none", "default", "auto")})
-RIVALS = ("MinMax", "Entropy", "Percentile", "nncf")
+RIVALS = ("MinMax", "Entropy", "Percentile", *EXTERNAL_RIVALS)  # the last ones when installed (--rivals-python)
 
 
 def widen_activations(qdq):
@@ -170,48 +173,14 @@ def crops(work: Path, fixtures: Path, calib: int, held: int, images=IMAGES):
     return make_crops(work / "calib", calib, 0, images=images), make_crops(work / "held", held, 1, images=images)
 
 
-def nncf_quantize(fp32, array, python: str | None = None):
-    """NNCF's post-training quantization (preset mixed, its default fast bias correction) of the ONNX model: in
-    this process when NNCF is importable, else in the interpreter `python` (a worker run of this file); None when
-    neither has it."""
+def external(rival: str, fp32, array, python: str | None):
+    """tcc.benchmark.external_rivals.quantize, its failure a user error (exit 2)."""
+    from tcc.benchmark.external_rivals import RivalError, quantize
+
     try:
-        import nncf
-    except ImportError:
-        return nncf_elsewhere(fp32, array, python) if python else None
-    name = fp32.graph.input[0].name
-    dataset = nncf.Dataset([array[i : i + 1] for i in range(len(array))], lambda x: {name: x})
-    return nncf.quantize(fp32, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(array))
-
-
-def nncf_elsewhere(fp32, array, python: str):
-    """nncf_quantize run by another interpreter (its own virtual environment), through files."""
-    import subprocess
-
-    import numpy as np
-    import onnx
-
-    with tempfile.TemporaryDirectory() as d:
-        src, data, out = Path(d) / "fp32.onnx", Path(d) / "calib.npy", Path(d) / "nncf.onnx"
-        onnx.save(fp32, src)
-        np.save(data, array)
-        try:
-            done = subprocess.run(
-                [python, __file__, "--nncf-worker", str(src), str(data), str(out)], capture_output=True, text=True
-            )
-        except OSError as e:  # no such interpreter, not executable
-            fail(f"--nncf-python {python}: {e.strerror}")
-        if done.returncode != 0:
-            fail(f"NNCF under {python} failed:\n{done.stderr[-2000:]}")
-        return onnx.load(out)
-
-
-def nncf_worker(src: str, data: str, out: str) -> int:
-    """The worker side of nncf_elsewhere (run under the interpreter that has NNCF)."""
-    import numpy as np
-    import onnx
-
-    onnx.save(nncf_quantize(onnx.load(src), np.load(data)), out)
-    return 0
+        return quantize(rival, fp32, array, python)
+    except RivalError as e:
+        fail(str(e))
 
 
 def compare(  # noqa: PLR0913, PLR0915
@@ -227,7 +196,7 @@ def compare(  # noqa: PLR0913, PLR0915
     latency: bool = False,
     place_samples: int = 16,
     crop_images: str = "own",
-    nncf_python: str | None = None,
+    rivals_python: str | None = None,
     tvm_latency: bool = False,
 ) -> dict:
     from tcc.benchmark.quality import evaluate, ort_static
@@ -301,12 +270,13 @@ def compare(  # noqa: PLR0913, PLR0915
         )
     for rival in rivals:
         t = time.perf_counter()
-        q = nncf_quantize(fp32, cd.array, nncf_python) if rival == "nncf" else ort_static(fp32, cd.array, rival)[0]
+        outside = rival in EXTERNAL_RIVALS
+        q = external(rival, fp32, cd.array, rivals_python) if outside else ort_static(fp32, cd.array, rival)[0]
         if q is None:
-            print(f"{name}: NNCF not installed, skipped", file=sys.stderr)
+            print(f"{name}: {rival} not installed, skipped", file=sys.stderr)
             continue
         secs = round(time.perf_counter() - t, 1)
-        label = "nncf mixed" if rival == "nncf" else f"onnxruntime {rival}"
+        label = EXTERNAL_RIVALS[rival].label if outside else f"onnxruntime {rival}"
         got = evaluate(fp32, q, hd.array, (("ort", True), ("fakequant", False)) if fakequant else (("ort", True),))
         rows[label] = {**got["ort"], "calib_s": secs, "integer_convs": integer_convs(q)}
         if fakequant:  # float Q/DQ arithmetic: free of the u8 x s8 saturation of ORT's kernels on CPUs without VNNI
@@ -447,15 +417,14 @@ def _cell(r: dict | None) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--nncf-worker"]:
-        return nncf_worker(*argv[1:4])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", default=",".join(CHECKPOINTS), help="comma-separated: " + ", ".join(CHECKPOINTS))
     p.add_argument("--tcc", default=",".join(CONFIGS), help="tcc step configs: " + ", ".join(CONFIGS))
     p.add_argument(
         "--rivals",
         default=",".join(RIVALS),
-        help="comma-separated: " + ", ".join(RIVALS) + " (nncf skipped when not installed); empty for none",
+        help="comma-separated: " + ", ".join(RIVALS) + f" ({', '.join(EXTERNAL_RIVALS)} skipped when not installed); "
+        "empty for none",
     )
     p.add_argument("--calib", type=int, default=64, help="calibration crops (default 64)")
     p.add_argument("--held-out", type=int, default=32, help="judging crops (default 32)")
@@ -494,9 +463,10 @@ def main(argv=None) -> int:
         help="crops of each checkpoint's own image (default, the issue's protocol) or of all four",
     )
     p.add_argument(
+        "--rivals-python",
         "--nncf-python",
-        help="an interpreter with NNCF installed (its own virtual environment), for "
-        "the nncf rival when this one has no NNCF",
+        help="an interpreter with NNCF and AIMET installed (their own virtual environment, `make rivals`: "
+        ".venv-rivals/bin/python), for those rivals when this one has neither",
     )
     p.add_argument("--fixtures", type=Path, default=ROOT.parent / "shared" / "fixtures" / "ddsnet")
     p.add_argument("-o", "--output", type=Path, help="write the results as JSON")
@@ -516,8 +486,8 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: no checkpoint {', '.join(missing)} in {args.fixtures}", file=sys.stderr)
         return 2
-    if args.nncf_python and "nncf" in rivals and not shutil.which(args.nncf_python):  # before minutes of work
-        print(f"error: --nncf-python {args.nncf_python}: no such executable", file=sys.stderr)
+    if args.rivals_python and set(rivals) & set(EXTERNAL_RIVALS) and not shutil.which(args.rivals_python):
+        print(f"error: --rivals-python {args.rivals_python}: no such executable", file=sys.stderr)  # before any work
         return 2
     results = {}
     with tempfile.TemporaryDirectory() as d:
@@ -535,7 +505,7 @@ def main(argv=None) -> int:
                 args.latency,
                 args.place_samples,
                 args.crops,
-                args.nncf_python,
+                args.rivals_python,
                 args.tvm_latency,
             )
             print(

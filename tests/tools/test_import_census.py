@@ -7,6 +7,7 @@ tests/onnx_import/test_spatial.py.)"""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from onnx import TensorProto, helper
 
@@ -105,11 +106,22 @@ def test_a_conv_runs_on_integers_where_its_output_is_quantized_alone():
     metrics = {"cosine_mean": 0.95, "cosine_min": 0.8, "top1_agreement": 0.9}
     row = {"stage": "done", "name": "m", "source": "timm", "predict_max_abs": 0.0, "predict_equal": True,
            "tcc": metrics | {"integer_convs": (2, 2)}, "rival": metrics | {"method": "MinMax"}, "paired": level,
-           "rival_nncf": metrics | {"cosine_mean": 0.96, "integer_convs": (1, 2)}, "paired_nncf": level}  # fmt: skip
-    assert "against NNCF's (mixed preset): 0 of 1 within the bar, 0 below, 1 where NNCF runs fewer" in (
-        tool.summary([row])
+           "rival_nncf": metrics | {"cosine_mean": 0.96, "integer_convs": (1, 2), "method": "NNCF mixed"},
+           "paired_nncf": level,
+           "rival_aimet": metrics | {"cosine_mean": 0.94, "integer_convs": (2, 2), "method": "AIMET min-max"},
+           "paired_aimet": level}  # fmt: skip
+    summary, line = tool.summary([row]), tool.markdown([row])[-1]
+    assert "against NNCF's (mixed preset): 0 of 1 within the bar, 0 below, 1 where it runs fewer" in summary
+    assert "against AIMET's (per-channel, min-max or tf-enhanced): 1 of 1 within the bar, 0 below, 0 where" in summary
+    assert (
+        "| 0.96000 / 0.80000, 0.900 (NNCF mixed); " in line and "| 0.94000 / 0.80000, 0.900 (AIMET min-max); " in line
     )
-    assert "0.96000 / 0.80000, 0.900" in tool.markdown([row])[-1] and "| 2/2, 1/2 |" in tool.markdown([row])[-1]
+    assert "| 2/2, 1/2, 2/2 |" in line and line.count("|") == tool.markdown([])[0].count("|")
+    # a rival that failed on the model: its cell says so, the others stand
+    del row["rival_aimet"], row["paired_aimet"]
+    row["rival_errors"] = {"aimet-minmax": "ValueError: no graph"}
+    line = tool.markdown([row])[-1]
+    assert "| aimet-minmax: ValueError: no graph |" in line and line.count("|") == tool.markdown([])[0].count("|")
     # the method tcc's choice took, with its percentile where it is the percentile method's
     row["tcc"] |= {"method": "percentile", "percentile": 99.999, "split": ["hardswish"]}
     assert "/ 0.80000 (percentile 99.999, split hardswish) |" in tool.markdown([row])[-1]
@@ -167,9 +179,11 @@ def test_the_batchnorm_statistics_come_from_the_crops():
     assert cos[~np.eye(4, dtype=bool)].min() < 0.99  # different images, different outputs
 
 
-def test_a_missing_nncf_interpreter_is_refused_before_any_model(tmp_path, capsys):
-    """--nncf-python that names no executable: exit 2 and a message, before a model is exported or built."""
+@pytest.mark.parametrize("option", ["--rivals-python", "--nncf-python"])
+def test_a_missing_rivals_interpreter_is_refused_before_any_model(tmp_path, capsys, option):
+    """--rivals-python (or its old name) that names no executable: exit 2 and a message, before a model is exported
+    or built."""
     tool = load_tool("import_census")
     out = tmp_path / "rows.json"
-    assert tool.main(["lcnet_050", "--nncf-python", str(tmp_path / "nope"), "--json", str(out)]) == 2
-    assert "--nncf-python" in capsys.readouterr().err and not out.exists()
+    assert tool.main(["lcnet_050", option, str(tmp_path / "nope"), "--json", str(out)]) == 2
+    assert "--rivals-python" in capsys.readouterr().err and not out.exists()

@@ -52,41 +52,6 @@ def test_bad_names_are_refused(capsys):
     assert "unknown rival Histogram" in capsys.readouterr().err
 
 
-def test_nncf_runs_in_another_interpreter(tmp_path, monkeypatch):
-    """--nncf-python: NNCF lives in its own virtual environment; the tool runs itself there as a worker on files.
-    A stand-in `nncf` package (importable only by the child, through PYTHONPATH) marks the model it returns."""
-    import sys
-
-    import numpy as np
-    import onnx
-    from onnx import helper
-    from onnx.defs import onnx_opset_version
-
-    pkg = tmp_path / "fake" / "nncf"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(
-        "class Dataset:\n    def __init__(self, items, fn):\n        self.items = [fn(i) for i in items]\n"
-        "class QuantizationPreset:\n    MIXED = 'mixed'\n"
-        "def quantize(model, dataset, preset, subset_size):\n"
-        "    model.doc_string = f'quantized {preset} on {subset_size} ({len(dataset.items)} items)'\n"
-        "    return model\n"
-    )
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
-    model = make_model(
-        [helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 2]}, {"y": [1, 2]}, opset=onnx_opset_version()
-    )
-    tool = load_tool("quality_compare")
-    try:
-        import nncf  # noqa: F401
-
-        pytest.skip("NNCF is installed here: the in-process path is taken")
-    except ImportError:
-        pass
-    got = tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32), python=sys.executable)
-    assert isinstance(got, onnx.ModelProto) and got.doc_string == "quantized mixed on 3 (3 items)"
-    assert tool.nncf_quantize(model, np.zeros((3, 1, 2), np.float32)) is None  # neither here nor elsewhere
-
-
 def test_widen_activations_moves_activations_to_a_finer_int16_grid():
     """The '+a16' what-if: every activation Q/DQ pair becomes int16 over the same range (scale / 256), weights stay
     8-bit, and the model's output gets closer to float (here the error falls ~256x: one conv, activations only)."""
