@@ -89,3 +89,12 @@ def test_widen_activations_moves_activations_to_a_finer_int16_grid():
     ref = run(exact, x, optimize=False)
     err8, err16 = (float(np.abs(run(m, x, optimize=False) - ref).max()) for m in (int8, wide))
     assert err16 < err8 / 100
+
+
+@pytest.mark.skipif(not (FIXTURES / "GC_DDS_0.0064.pth").is_file(), reason="../shared/fixtures/ddsnet absent")
+@pytest.mark.parametrize("option", ["--rivals-python", "--nncf-python"])
+def test_a_missing_rivals_interpreter_is_refused_before_any_work(tmp_path, capsys, option):
+    out = tmp_path / "q.json"
+    argv = ["--checkpoints", "GC", "--tcc", "none", "--rivals", "aimet-minmax", option, str(tmp_path / "nope")]
+    assert load_tool("quality_compare").main([*argv, "-o", str(out)]) == 2
+    assert "--rivals-python" in capsys.readouterr().err and not out.exists()
