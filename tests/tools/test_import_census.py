@@ -111,7 +111,7 @@ def test_a_conv_runs_on_integers_where_its_output_is_quantized_alone():
            "rival_aimet": metrics | {"cosine_mean": 0.94, "integer_convs": (2, 2), "method": "AIMET min-max"},
            "paired_aimet": level}  # fmt: skip
     summary, line = tool.summary([row]), tool.markdown([row])[-1]
-    assert "against NNCF's (mixed preset): 0 of 1 within the bar, 0 below, 1 where it runs fewer" in summary
+    assert "against NNCF's (mixed preset): 0 of 1 within the bar, 0 below, 1 where it runs a smaller share" in summary
     assert "against AIMET's (per-channel, min-max or tf-enhanced): 1 of 1 within the bar, 0 below, 0 where" in summary
     assert (
         "| 0.96000 / 0.80000, 0.900 (NNCF mixed); " in line and "| 0.94000 / 0.80000, 0.900 (AIMET min-max); " in line
