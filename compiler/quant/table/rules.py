@@ -155,6 +155,11 @@ class TargetRules:
     # TFLite's islands are the kind's own float builtins, which tcc lowers for the float-only kinds alone; the NPUs'
     # toolchains quantize every tensor they compute
     float_divisors: bool = True
+    # an add that writes a graph output runs in float on its dequantized inputs: ONNX Runtime's QDQ graph has no
+    # QuantizeLinear after a graph output (tcc.quant.lower.qdq), so no QLinearAdd forms and ORT adds in float.
+    # Requantized to the output's calibrated range instead, the reference clipped what ORT did not: 12 LSB apart on
+    # MONAI's UNet, whose build then failed its self-check (docs/notes/census-rivals.md)
+    float_add_outputs: bool = False
     # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
     # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
     transposed_conv_as_conv: bool = True
@@ -234,6 +239,7 @@ RULES: dict[str, TargetRules] = {
             float_kinds=("softmax",),
             pooled_conv=False,
             accumulators_into_islands=False,
+            float_add_outputs=True,
         ),
         TargetRules(
             "tvm",
