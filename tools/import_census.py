@@ -346,7 +346,9 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
         for rival in rivals:
             try:
                 quantized = quantize_externally(rival, original, calib, rivals_python)
-                if quantized is None:
+                if quantized is None:  # installed nowhere: said in the cell where the user named an interpreter
+                    if rivals_python:
+                        out.setdefault("rival_errors", {})[rival] = f"not installed in {rivals_python}"
                     continue
                 outputs = run_ort(quantized, judged)
             except Exception as e:  # RivalError, or ORT's on its model: the row says so and the census goes on

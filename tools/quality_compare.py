@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tcc.benchmark.external_rivals import EXTERNAL_RIVALS
+from tcc.benchmark.external_rivals import EXTERNAL_RIVALS, RivalError, quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"GC": 6, "PCam": 2, "Sipak": 5, "Skin": 7}  # name -> classes
@@ -175,8 +175,6 @@ def crops(work: Path, fixtures: Path, calib: int, held: int, images=IMAGES):
 
 def external(rival: str, fp32, array, python: str | None):
     """tcc.benchmark.external_rivals.quantize, its failure a user error (exit 2)."""
-    from tcc.benchmark.external_rivals import RivalError, quantize
-
     try:
         return quantize(rival, fp32, array, python)
     except RivalError as e:

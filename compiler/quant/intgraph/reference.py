@@ -153,6 +153,14 @@ class QTensor:
         return ((self.q - self.zp) * np.float32(self.scale)).astype(np.float32)
 
 
+def _float_clamped(y: np.ndarray, n: QNode) -> np.ndarray:
+    """A float output (n.qout[0] None) clamped by its folded activation's float bounds, as float32."""
+    if n.float_clamp is not None:
+        lo, hi = n.float_clamp
+        y = np.clip(y, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return y.astype(np.float32)
+
+
 def quantize_input(x: np.ndarray, p: QParams, rounding: str = "half_even") -> np.ndarray:
     """Equation (8) in float32 + zero point, clamped: the graph input's codes; x / s rounded half to even (ONNX
     QuantizeLinear) or half away from zero (TFLite's QUANTIZE)."""
@@ -280,11 +288,7 @@ class Reference(Interpreter):
         if n.bias is not None:
             acc = acc + n.bias.reshape(ch)
         if n.qout[0] is None:
-            y = acc.astype(np.float64) * n.acc_scale.astype(np.float64).reshape(ch)
-            if n.float_clamp is not None:
-                lo, hi = n.float_clamp
-                y = np.clip(y, -np.inf if lo is None else lo, np.inf if hi is None else hi)
-            return [y.astype(np.float32)]
+            return [_float_clamped(acc.astype(np.float64) * n.acc_scale.astype(np.float64).reshape(ch), n)]
         return [QTensor(apply_requant(acc, n.requant, axis=1), n.qout[0])]
 
     def conv(self, n: QNode, x: QTensor) -> list:
@@ -313,11 +317,7 @@ class Reference(Interpreter):
         output (TargetRules.float_add_outputs): the float32 sum of the dequantized inputs, as ONNX Runtime adds the
         DequantizeLinear outputs, then the folded activation's float clamp."""
         if n.qout[0] is None:
-            y = a.dequant() + b.dequant()
-            if n.float_clamp is not None:
-                lo, hi = n.float_clamp
-                y = np.clip(y, np.float32(-np.inf if lo is None else lo), np.float32(np.inf if hi is None else hi))
-            return [y.astype(np.float32)]
+            return [_float_clamped(a.dequant() + b.dequant(), n)]
         assert n.add is not None  # an integer add has its fixed-point parameters
         return [QTensor(add_codes(a.q, a.zp, b.q, b.zp, n.add), n.qout[0])]
 
