@@ -362,7 +362,8 @@ def test_softmax_is_a_float_island_where_the_target_runs_float_ops(case, tmp_pat
             "node": "probs",
             "kind": "softmax",
             "reason": "required",
-            "why": "no integer form on this target: kept in float where the target allows float ops",
+            "why": "no integer form on this target, or one its rules compute in float: kept in float where the target "
+            "allows float ops",
         }
     ]
     assert m["self_check"]["result"]["passed"]

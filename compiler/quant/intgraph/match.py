@@ -214,12 +214,10 @@ class IntGraph:
         for n in self.nodes:
             if not n.integer:  # an island quantizes its outputs on their own grid
                 continue
-            if n.op.shares_scale or n.kind in shared_kinds:
-                for o in n.outputs:
-                    union(n.inputs[0], o)
-            elif n.op.role is Role.CONCAT and share_concat:
-                for i in n.inputs:
-                    union(i, n.outputs[0])
+            if _shares_scale(n, share_concat, shared_kinds):
+                for i in n.inputs if n.op.role is Role.CONCAT else n.inputs[:1]:
+                    for o in n.outputs:
+                        union(i, o)
         groups: dict[str, list[str]] = {}
         for t in self.quantized:
             groups.setdefault(find(t), []).append(t)
@@ -338,9 +336,10 @@ def plan(
         )
     matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats))
     nodes = [n for k, node in enumerate(g.node) if (n := matcher.match(k, node)) is not None]
-    divisors = _divisor_floats(nodes) - floats if integer and target_rules and target_rules.float_divisors else None
-    if divisors and not matcher.problems:  # matched again with them in float (the placement's own stay `floats`)
-        matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats | divisors))
+    outputs = [o.name for o in g.output]
+    ruled = _ruled_floats(nodes, outputs, target_rules) - floats if integer and target_rules else frozenset()
+    if ruled and not matcher.problems:  # matched again with them in float (the placement's own stay `floats`)
+        matcher = _Matcher.of(model, _Settings(target_rules, lowering, integer, floats | ruled))
         nodes = [n for k, node in enumerate(g.node) if (n := matcher.match(k, node)) is not None]
     if matcher.problems:
         raise UnsupportedOps(
@@ -348,7 +347,6 @@ def plan(
         )
     _check_placed(floats, nodes)
     how = {"lowering": lowering, "what": what, "rules": rules, "integer": integer}
-    outputs = [o.name for o in g.output]
     dequantized = (
         _into_islands(nodes, outputs)
         if target_rules is not None and target_rules.float_outputs and target_rules.accumulators_into_islands
@@ -371,6 +369,32 @@ def _into_islands(nodes: list[INode], outputs: list[str]) -> frozenset:
         for o in n.outputs
         if o not in outputs and readers.get(o) and all(not r.integer for r in readers[o])
     )
+
+
+def _ruled_floats(nodes: list[INode], outputs: list[str], rules: TargetRules) -> frozenset:
+    """The integer nodes the rules keep in float whatever the placement: a division's operands
+    (TargetRules.float_divisors) and the computing nodes that write graph outputs (TargetRules.float_graph_outputs)."""
+    divisors = _divisor_floats(nodes) if rules.float_divisors else frozenset()
+    return divisors | (_output_floats(nodes, outputs, rules) if rules.float_graph_outputs else frozenset())
+
+
+def _output_floats(nodes: list[INode], outputs: list[str], rules: TargetRules) -> frozenset:
+    """The integer nodes that write a graph output and compute its codes: not a conv / gemm (its float output comes
+    from the accumulator: TargetRules.float_outputs), not a constant, not one whose output shares its input's scale
+    (it moves codes, or interpolates them within their range: a bilinear resize)."""
+    return frozenset(
+        n.name
+        for n in nodes
+        if n.integer
+        and n.op.role not in (Role.WEIGHTED, Role.PASS_THROUGH, Role.CONSTANT)
+        and not _shares_scale(n, rules.share_concat, rules.shared_kinds)
+        and any(o in outputs for o in n.outputs)
+    )
+
+
+def _shares_scale(n: INode, share_concat: bool, shared_kinds: tuple[str, ...]) -> bool:
+    """Whether the node's outputs take its input's scale (a concat: its inputs' all, where `share_concat`)."""
+    return n.op.shares_scale or n.kind in shared_kinds or (n.op.role is Role.CONCAT and share_concat)
 
 
 def _divisor_floats(nodes: list[INode]) -> frozenset:

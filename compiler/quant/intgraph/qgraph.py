@@ -325,9 +325,6 @@ class Quantizer(Interpreter):
         return self._weighted(n, {}, np.ascontiguousarray(kn), sw)
 
     def add(self, n: INode) -> QNode:
-        if n.outputs[0] in self.outputs and self.rules.float_add_outputs:  # ONNX Runtime adds in float there
-            act = (n.activation.min, n.activation.max) if n.activation else None
-            return self.node(n, qout=(None,), float_clamp=act)
         return self.node(n, add=self._add_params(n, self.q(n.inputs[0]), self.q(n.inputs[1])))
 
     def add_constant(self, n: INode) -> QNode:

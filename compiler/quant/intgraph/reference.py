@@ -21,7 +21,7 @@ Conventions (TFLite / gemmlowp):
 - max pool, reshape, transpose, split and concat move codes (rescaled where input and output parameters differ);
   average pooling sums zero-point-free codes and requantizes by s_in / (s_out k);
 - a graph output that a conv / gemm writes stays float: dequantized from the accumulator (acc * s_in * s_w); one
-  that an add writes, under ONNX Runtime's rules, is the float sum of its dequantized inputs (`float_add_outputs`);
+  that another computing node writes is, under ONNX Runtime's rules, a float island (`float_graph_outputs`);
 - residual Add follows TFLite's integer ADD: both inputs are left-shifted by 20 bits, brought to the common scale
   2 * max(s_a, s_b) by per-input fixed-point multipliers, summed, and requantized to the output;
 - Mul: (a - za)(b - zb) in int32 requantized by s_a s_b / s_out; lookup ops: out = table[code - lowest code];
@@ -313,12 +313,7 @@ class Reference(Interpreter):
 
     # ------------------------------------------------------------------------------------------ elementwise
     def add(self, n: QNode, a: QTensor, b: QTensor) -> list:
-        """TFLite's integer ADD (`add_codes`) with broadcasting; a folded activation narrows the clamp. A float graph
-        output (TargetRules.float_add_outputs): the float32 sum of the dequantized inputs, as ONNX Runtime adds the
-        DequantizeLinear outputs, then the folded activation's float clamp."""
-        if n.qout[0] is None:
-            return [_float_clamped(a.dequant() + b.dequant(), n)]
-        assert n.add is not None  # an integer add has its fixed-point parameters
+        """TFLite's integer ADD (`add_codes`) with broadcasting; a folded activation narrows the clamp."""
         return [QTensor(add_codes(a.q, a.zp, b.q, b.zp, n.add), n.qout[0])]
 
     def broadcast(self, n: QNode) -> list:

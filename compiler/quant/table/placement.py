@@ -29,7 +29,10 @@ from .records import Placement
 KEY = "placement"
 WIDENED: Final = "widened"
 REASONS = {
-    "required": "no integer form on this target: kept in float where the target allows float ops",
+    # the target's rules: no integer form, or one the rules compute in float (a division's operands; under ONNX
+    # Runtime's, a computing node that writes a graph output: tcc.quant.table.rules)
+    "required": "no integer form on this target, or one its rules compute in float: kept in float where the target "
+    "allows float ops",
     "accuracy": "kept in float to reach the output cosine floor (--min-cos)",
     "speed": "kept in float: its integer kernel measured slower than its float twin on this CPU (--speed)",
     "pinned": "kept in float on request (--keep-float)",

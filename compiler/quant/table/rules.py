@@ -155,11 +155,13 @@ class TargetRules:
     # TFLite's islands are the kind's own float builtins, which tcc lowers for the float-only kinds alone; the NPUs'
     # toolchains quantize every tensor they compute
     float_divisors: bool = True
-    # an add that writes a graph output runs in float on its dequantized inputs: ONNX Runtime's QDQ graph has no
-    # QuantizeLinear after a graph output (tcc.quant.lower.qdq), so no QLinearAdd forms and ORT adds in float.
-    # Requantized to the output's calibrated range instead, the reference clipped what ORT did not: 12 LSB apart on
-    # MONAI's UNet, whose build then failed its self-check (docs/notes/census-rivals.md)
-    float_add_outputs: bool = False
+    # a node that writes a graph output and computes its codes (not a conv / gemm: float_outputs; not one that only
+    # moves codes) is a float island on its dequantized inputs (tcc.quant.intgraph.match._output_floats): ONNX
+    # Runtime's QDQ graph has no QuantizeLinear after a graph output (tcc.quant.lower.qdq), so no integer kernel
+    # forms there and ORT computes the op in float. Requantized to the output's calibrated range instead, the
+    # reference clipped what ORT did not: MONAI UNet's last residual add, 12 LSB apart, failed its build's
+    # self-check (docs/notes/census-rivals.md)
+    float_graph_outputs: bool = False
     # a transposed convolution computed by the integer conv: one Conv of its stride's phases, interleaved
     # (tcc.passes.conv_transpose, in the graph the rules quantize). The NPUs' toolchains take ConvTranspose itself
     transposed_conv_as_conv: bool = True
@@ -239,7 +241,7 @@ RULES: dict[str, TargetRules] = {
             float_kinds=("softmax",),
             pooled_conv=False,
             accumulators_into_islands=False,
-            float_add_outputs=True,
+            float_graph_outputs=True,
         ),
         TargetRules(
             "tvm",
