@@ -195,6 +195,17 @@ def seeded_with_natural_statistics(entry: Entry) -> torch.nn.Module:
     return model.eval()
 
 
+def export(model: torch.nn.Module, size: int, path: Path) -> Path:
+    """The model exported as a user would (torch.onnx.export, opset 17, a dynamic batch) to `path`."""
+    x = torch.from_numpy(natural_crops(1, size, seed=1))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(
+            model, x, path, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        )  # fmt: skip
+    return path
+
+
 def _tcc(*argv) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `tcc ARGV...` in this process."""
     out, err = io.StringIO(), io.StringIO()
@@ -220,7 +231,7 @@ def _first_error(text: str) -> str:
     return (errors[0] if errors else lines[-1] if lines else "")[:200]
 
 
-def _metrics(fp32: np.ndarray, int8: np.ndarray) -> dict:
+def judged_metrics(fp32: np.ndarray, int8: np.ndarray) -> dict:
     """output_metrics with the standard error of the mean per-sample cosine and its LOW_PERCENTILE-th percentile."""
     cos = per_sample_cosine(fp32, int8)
     return output_metrics(fp32, int8) | {
@@ -269,13 +280,7 @@ def census(
         model = seeded_with_natural_statistics(entry)
     except Exception as e:  # a constructor this version of the library lacks: the census says so
         return row | {"stage": "build", "error": f"{type(e).__name__}: {e}"[:200]}
-    path = work / f"{entry.name}.onnx"
-    x = torch.from_numpy(natural_crops(1, entry.size, seed=1))
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        torch.onnx.export(
-            model, x, path, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"],
-            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-        )  # fmt: skip
+    path = export(model, entry.size, work / f"{entry.name}.onnx")
     original = onnx.load(path)
     calib, judged = natural_crops(calib_n, entry.size, seed=2), natural_crops(judged_n, entry.size, seed=3)
     np.save(work / "calib.npy", calib)
@@ -315,7 +320,7 @@ def census(
         return row | {"stage": "int8", "error": _first_error(err)}
     built = onnx.load(work / "b" / "model.onnx")
     int8 = run_ort(built, judged)
-    row["tcc"] = _metrics(fp32, int8) | {"integer_convs": integer_convs(built)}
+    row["tcc"] = judged_metrics(fp32, int8) | {"integer_convs": integer_convs(built)}
     table = work / "b" / "calibration.json"  # the method the build chose (`--method auto`)
     if table.exists():
         doc = json.loads(table.read_text())
@@ -336,10 +341,10 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
     against like; NNCF's and AIMET's best where installed (here or in `rivals_python`)."""
     calib, judged = crops
     out: dict = {}
-    out["rival"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=False)
+    out["rival"], rival_out = best_rival(original, calib, judged, fp32, reduce_range=False)
     out["paired"] = paired(fp32, int8, rival_out)
     if target == "ort":
-        out["rival_w7"], rival_out = _best_rival(original, calib, judged, fp32, reduce_range=True)
+        out["rival_w7"], rival_out = best_rival(original, calib, judged, fp32, reduce_range=True)
         out["paired_w7"] = paired(fp32, int8, rival_out)
     for library, rivals in EXTERNAL.items():
         found = {}
@@ -356,7 +361,7 @@ def _rivals(original, crops: tuple[np.ndarray, np.ndarray], fp32, int8, target: 
                 out.setdefault("rival_errors", {})[rival] = f"{type(e).__name__}: {last[:300]}"
                 continue
             label = {"method": EXTERNAL_RIVALS[rival].label, "integer_convs": integer_convs(quantized)}
-            found[rival] = _metrics(fp32, outputs) | label, outputs
+            found[rival] = judged_metrics(fp32, outputs) | label, outputs
         if found:
             metrics, outputs = max(found.values(), key=lambda f: f[0]["cosine_mean"])
             out[f"rival_{library}"], out[f"paired_{library}"] = metrics, paired(fp32, int8, outputs)
@@ -373,12 +378,12 @@ def _choice(choice: dict) -> dict:
     }
 
 
-def _best_rival(original, calib, judged, fp32, reduce_range: bool) -> tuple[dict, np.ndarray]:
+def best_rival(original, calib, judged, fp32, reduce_range: bool) -> tuple[dict, np.ndarray]:
     """ONNX Runtime's quantize_static, the best of METHODS by mean cosine on the judged crops: its metrics (with the
     method) and its outputs."""
     models = {m: ort_quantize_static(original, calib, m, reduce_range) for m in METHODS}
     outputs = {m: run_ort(q, judged) for m, q in models.items()}
-    rivals = {m: _metrics(fp32, out) for m, out in outputs.items()}
+    rivals = {m: judged_metrics(fp32, out) for m, out in outputs.items()}
     best = max(rivals, key=lambda m: rivals[m]["cosine_mean"])
     return rivals[best] | {"method": best, "integer_convs": integer_convs(models[best])}, outputs[best]
 
