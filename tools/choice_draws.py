@@ -107,7 +107,7 @@ def _gain_gate(errors: float) -> Rule:
 
 
 RULES: dict[str, Rule] = {
-    "tcc's choice (tcc.quant.choose)": best_trial,
+    "the choice as measured (tcc.quant.choose, its records' switches)": best_trial,
     "kl+cos alone": lambda trials: 0,
     "the choice, a switch only with a gain of 1 standard error": _gain_gate(1.0),
     "the choice, a switch only with a gain of 2 standard errors": _gain_gate(2.0),

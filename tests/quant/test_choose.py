@@ -17,10 +17,12 @@ from tcc.quant.choose import (
     JUDGED_MIN,
     JUDGED_TARGET,
     SAMPLES_MIN,
+    SWITCH_MARGIN,
     best_trial,
     candidates,
     folds,
     method_candidates,
+    switch_clears,
 )
 from tcc.quant.collect.stats import per_sample_cosine, run_fp32
 from tcc.quant.intgraph.reference import run_reference
@@ -384,6 +386,23 @@ def test_an_earlier_trial_within_one_standard_error_of_the_best_is_chosen():
     assert best_trial([record(first), record(first + noise + 4 * standard_error)]) == 1
     without = [{k: v for k, v in record(c).items() if k != "cosines"} for c in (first, first + 0.001)]
     assert best_trial(without) == 1  # no per-sample cosines: the best, as before
+
+
+def test_another_method_wins_only_with_a_gain_beyond_the_judged_samples_noise():
+    """A switch from kl+cos needs a guarded cosine SWITCH_MARGIN above it and a paired per-sample gain of
+    SWITCH_ERRORS standard errors: one poor sample much better and the rest a little worse lifts the guarded cosine
+    (its 10th percentile) past the margin while the mean gains less than its noise; a gain on every sample clears."""
+    first = np.array([0.50, *np.linspace(0.91, 0.97, 7)])  # a fold of 8, one sample poor
+
+    def record(cosines):
+        mean, low = float(cosines.mean()), float(np.percentile(cosines, 10))
+        return {"guarded_cos": (mean + low) / 2, "cosines": cosines.tolist()}
+
+    tail_only = np.array([0.80, *(first[1:] - 0.01)])
+    assert record(tail_only)["guarded_cos"] > record(first)["guarded_cos"] + SWITCH_MARGIN
+    assert not switch_clears(record(first), record(tail_only))
+    assert switch_clears(record(first), record(first + 2 * SWITCH_MARGIN))
+    assert not switch_clears(record(first), record(first + SWITCH_MARGIN / 4))  # every sample, under the margin
 
 
 def test_methods_tried_at_each_width():

@@ -50,7 +50,7 @@ def test_rules_pick_from_the_folds_and_are_scored_on_the_held_out_crops():
     }
     lines = tool.score(draws)
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in lines[2:]}
-    choice, alone = rows["tcc's choice (tcc.quant.choose)"], rows["kl+cos alone"]
+    choice, alone = rows["the choice as measured (tcc.quant.choose, its records' switches)"], rows["kl+cos alone"]
     gated = rows["the choice, a switch only with a gain of 1 standard error"]
     oracle = rows["held-out best mean (an oracle)"]
     # the choice switches on a/2, a/4 and b/4; gated by one standard error of the mean gain, on a/2 and a/4 alone
@@ -81,4 +81,4 @@ def test_a_model_measured_on_one_draw(tmp_path):
     assert [tool.candidate(t) for t in draw["trials"]] == list(draw["held"])  # every candidate, judged both ways
     assert next(iter(draw["held"])) == "kl+cos" and len(draw["held"]["kl+cos"]["cosines"]) == tool.JUDGED
     assert draw["rival"]["method"] in tool.census.METHODS
-    assert "| tcc's choice (tcc.quant.choose) |" in "\n".join(tool.score(measured))
+    assert "| the choice as measured (tcc.quant.choose, its records' switches) |" in "\n".join(tool.score(measured))
