@@ -40,12 +40,14 @@ import import_census as census  # a tool beside this one
 from tcc.api.model import Model
 from tcc.frontend import lower_spec
 from tcc.quant.calibrate import calibrate_onnx
-from tcc.quant.choose import best_trial, method_candidates
+from tcc.quant.choose import best_trial, method_candidates, switch_clears
 from tcc.quant.lower.qdq import to_qdq
 from tcc.quant.report.quality import per_sample_cosine, run_ort
+from tcc.quant.settings import CalibrationSettings
 from tcc.quant.table.steps import Steps
 
 CALIB, JUDGED, JUDGED_SEED = 32, 256, 3  # the census's (`--judged 256`)
+PERCENTILE = CalibrationSettings().percentile  # the run's, as a build's: auto tries it and WIDE_PERCENTILE
 STEPS = Steps(equalization=False, bias_correction=False, asymmetric=True, rounding=False)  # the methods' base
 Rule = Callable[[list[dict]], int]  # the method trials' records -> the index picked
 
@@ -71,14 +73,22 @@ def measure(entry, draws: list[int], work: Path) -> dict:
         calib = census.natural_crops(CALIB, entry.size, seed=seed)
         chosen = calibrate_onnx(fp32_graph, calib, method="auto", target="ort", steps=STEPS, progress=False, seed=0)
         trials = [t for t in (chosen.steps_choice or {})["trials"] if "split_patterns" not in t]
+        # every step fixed, so the choice's table is its winner's on all 32 crops: not calibrated again
+        won = candidate({"method": chosen.method, "percentile": chosen.settings["percentile"]}
+                        if chosen.method == "percentile" else {"method": chosen.method})  # fmt: skip
         held = {}
-        for method, percentile in method_candidates(8, 99.99):
-            table = calibrate_onnx(
-                fp32_graph, calib, method=method, percentile=percentile or 99.99, target="ort", steps=STEPS,
-                progress=False, seed=0,
+        for method, percentile in method_candidates(8, PERCENTILE):
+            name = candidate({"method": method, "percentile": percentile})
+            table = (
+                chosen
+                if name == won
+                else calibrate_onnx(
+                    fp32_graph, calib, method=method, percentile=percentile or PERCENTILE, target="ort",
+                    steps=STEPS, progress=False, seed=0,
+                )
             )  # fmt: skip
             int8 = run_ort(to_qdq(fp32_graph, table), judged)
-            held[candidate({"method": method, "percentile": percentile})] = census.judged_metrics(fp32, int8) | {
+            held[name] = census.judged_metrics(fp32, int8) | {
                 "cosines": [float(c) for c in per_sample_cosine(fp32, int8)]
             }
         rival, _ = census.best_rival(original, calib, judged, fp32, reduce_range=False)
@@ -98,9 +108,7 @@ def _gain_gate(errors: float) -> Rule:
     def rule(trials: list[dict]) -> int:
         gated = [dict(t) for t in trials]
         for t in gated[1:]:
-            gain = np.subtract(t["cosines"], gated[0]["cosines"])
-            se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
-            t["eligible"] = t.get("eligible", True) and float(gain.mean()) >= errors * se
+            t["eligible"] = t.get("eligible", True) and switch_clears(gated[0], t, errors)
         return best_trial(gated)
 
     return rule

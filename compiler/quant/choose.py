@@ -412,11 +412,11 @@ def cosine_level(best: dict, trial: dict) -> bool:
     )
 
 
-def switch_clears(first: dict, trial: dict) -> bool:
+def switch_clears(first: dict, trial: dict, errors: float = SWITCH_ERRORS) -> bool:
     """Whether another method's trial may win over the first's: a guarded cosine SWITCH_MARGIN above it, and a
-    paired per-sample cosine gain (the trials' `cosines`) at least SWITCH_ERRORS standard errors."""
+    paired per-sample cosine gain (the trials' `cosines`) at least `errors` standard errors."""
     gain = np.subtract(trial["cosines"], first["cosines"])
-    clear = float(gain.mean()) >= SWITCH_ERRORS * _standard_error(gain)
+    clear = float(gain.mean()) >= errors * _standard_error(gain)
     return clear and trial["guarded_cos"] >= first["guarded_cos"] + SWITCH_MARGIN
 
 
